@@ -1,0 +1,30 @@
+# PGXS build of the payments extension.
+#
+#   make && make install      build and install against the pg_config on PATH
+#   make installcheck         pg_regress against a running, preloaded cluster
+#   bash test/run-tests.sh    the whole suite on a throwaway cluster (README)
+
+PG_CONFIG ?= pg_config
+
+EXTENSION = payments
+EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" payments.control)
+
+MODULE_big = payments
+OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
+
+# Install scripts and upgrade scripts: every sql/payments--*.sql.
+DATA = $(sort $(wildcard sql/payments--*.sql))
+
+# pg_regress tests: every other sql/*.sql, in a fixed order.
+REGRESS = $(sort $(basename $(notdir $(filter-out $(DATA),$(wildcard sql/*.sql)))))
+REGRESS_OPTS = --inputdir=. --dbname=payments_regress
+
+# PostgreSQL's headers are included as system headers so that -Wextra
+# judges our code, not theirs (they trip -Wunused-parameter).
+PG_CPPFLAGS = -Isrc -isystem $(shell $(PG_CONFIG) --includedir-server) $(shell curl-config --cflags) $(shell pkg-config --cflags json-c openssl) \
+	-DPAYMENTS_VERSION='"$(EXTVERSION)"'
+PG_CFLAGS = -Wall -Wextra -Werror
+SHLIB_LINK = $(shell curl-config --libs) $(shell pkg-config --libs json-c openssl)
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)

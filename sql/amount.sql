@@ -1,0 +1,1 @@
+SELECT '12.34 USD'::pay_amount;

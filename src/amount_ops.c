@@ -1,0 +1,457 @@
+/*-------------------------------------------------------------------------
+ *
+ * amount_ops.c
+ *	  pay_amount comparison, arithmetic, hashing and aggregate support.
+ *
+ * Rules (README.md, "The amount type"):
+ *	- =, <> compare currency and value; amounts in different currencies
+ *	  are simply not equal.
+ *	- <, <=, >, >= and min/max raise an error across currencies: there is
+ *	  no meaningful order between 5 USD and 4 EUR.
+ *	- Sorting and btree indexes use a total order (currency code, then
+ *	  value), exposed as the operators ~<~ ~<=~ ~>=~ ~>~, so ORDER BY,
+ *	  DISTINCT and indexes work on columns that mix currencies.
+ *	- + and - need one currency; overflow is an error.
+ *	- Multiplication and division by integers and numerics round the exact
+ *	  result to the currency's minor unit half-to-even (banker's rounding).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "common/hashfn.h"
+#include "common/int.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/numeric.h"
+
+#include "amount.h"
+#include "errcodes.h"
+
+PG_FUNCTION_INFO_V1(pay_amount_eq);
+PG_FUNCTION_INFO_V1(pay_amount_ne);
+PG_FUNCTION_INFO_V1(pay_amount_lt);
+PG_FUNCTION_INFO_V1(pay_amount_le);
+PG_FUNCTION_INFO_V1(pay_amount_gt);
+PG_FUNCTION_INFO_V1(pay_amount_ge);
+PG_FUNCTION_INFO_V1(pay_amount_cmp);
+PG_FUNCTION_INFO_V1(pay_amount_sort_lt);
+PG_FUNCTION_INFO_V1(pay_amount_sort_le);
+PG_FUNCTION_INFO_V1(pay_amount_sort_gt);
+PG_FUNCTION_INFO_V1(pay_amount_sort_ge);
+PG_FUNCTION_INFO_V1(pay_amount_hash);
+PG_FUNCTION_INFO_V1(pay_amount_hash_extended);
+PG_FUNCTION_INFO_V1(pay_amount_pl);
+PG_FUNCTION_INFO_V1(pay_amount_mi);
+PG_FUNCTION_INFO_V1(pay_amount_um);
+PG_FUNCTION_INFO_V1(pay_amount_abs);
+PG_FUNCTION_INFO_V1(pay_amount_mul_int8);
+PG_FUNCTION_INFO_V1(pay_amount_mul_int4);
+PG_FUNCTION_INFO_V1(pay_amount_mul_numeric);
+PG_FUNCTION_INFO_V1(pay_int8_mul_amount);
+PG_FUNCTION_INFO_V1(pay_int4_mul_amount);
+PG_FUNCTION_INFO_V1(pay_numeric_mul_amount);
+PG_FUNCTION_INFO_V1(pay_amount_div_int8);
+PG_FUNCTION_INFO_V1(pay_amount_div_int4);
+PG_FUNCTION_INFO_V1(pay_amount_div_numeric);
+PG_FUNCTION_INFO_V1(pay_amount_smaller);
+PG_FUNCTION_INFO_V1(pay_amount_larger);
+
+static bool
+same_currency(const PayAmount *a, const PayAmount *b)
+{
+	return memcmp(a->currency, b->currency, 3) == 0;
+}
+
+/* Raise the mixed-currency error unless a and b share a currency. */
+static void
+require_same_currency(const PayAmount *a, const PayAmount *b, const char *what)
+{
+	if (!same_currency(a, b))
+		ereport(ERROR,
+				(errcode(ERRCODE_PAY_CURRENCY_MISMATCH),
+				 errmsg("cannot %s amounts in different currencies: %.3s and %.3s",
+						what, a->currency, b->currency),
+				 errhint("Convert one amount to the other's currency first, or compare pay_currency() values separately.")));
+}
+
+static void
+out_of_range(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+			 errmsg("pay_amount out of range"),
+			 errdetail("An amount is at most 9223372036854775807 minor units of its currency in either direction.")));
+}
+
+static void
+division_by_zero(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_DIVISION_BY_ZERO),
+			 errmsg("division by zero")));
+}
+
+/* Total order: currency code first, then value.  For btree and sorting. */
+static int
+amount_cmp_total(const PayAmount *a, const PayAmount *b)
+{
+	int			c = memcmp(a->currency, b->currency, 3);
+
+	if (c != 0)
+		return c < 0 ? -1 : 1;
+	if (a->minor == b->minor)
+		return 0;
+	return a->minor < b->minor ? -1 : 1;
+}
+
+/* Order within one currency; an error across currencies. */
+static int
+amount_cmp_strict(const PayAmount *a, const PayAmount *b)
+{
+	require_same_currency(a, b, "compare");
+	return amount_cmp_total(a, b);
+}
+
+#define ARGS2 PayAmount *a = PG_GETARG_PAYAMOUNT_P(0); PayAmount *b = PG_GETARG_PAYAMOUNT_P(1)
+
+Datum
+pay_amount_eq(PG_FUNCTION_ARGS)
+{
+	ARGS2;
+	PG_RETURN_BOOL(same_currency(a, b) && a->minor == b->minor);
+}
+
+Datum
+pay_amount_ne(PG_FUNCTION_ARGS)
+{
+	ARGS2;
+	PG_RETURN_BOOL(!same_currency(a, b) || a->minor != b->minor);
+}
+
+Datum
+pay_amount_lt(PG_FUNCTION_ARGS)
+{
+	ARGS2;
+	PG_RETURN_BOOL(amount_cmp_strict(a, b) < 0);
+}
+
+Datum
+pay_amount_le(PG_FUNCTION_ARGS)
+{
+	ARGS2;
+	PG_RETURN_BOOL(amount_cmp_strict(a, b) <= 0);
+}
+
+Datum
+pay_amount_gt(PG_FUNCTION_ARGS)
+{
+	ARGS2;
+	PG_RETURN_BOOL(amount_cmp_strict(a, b) > 0);
+}
+
+Datum
+pay_amount_ge(PG_FUNCTION_ARGS)
+{
+	ARGS2;
+	PG_RETURN_BOOL(amount_cmp_strict(a, b) >= 0);
+}
+
+Datum
+pay_amount_cmp(PG_FUNCTION_ARGS)
+{
+	ARGS2;
+	PG_RETURN_INT32(amount_cmp_total(a, b));
+}
+
+Datum
+pay_amount_sort_lt(PG_FUNCTION_ARGS)
+{
+	ARGS2;
+	PG_RETURN_BOOL(amount_cmp_total(a, b) < 0);
+}
+
+Datum
+pay_amount_sort_le(PG_FUNCTION_ARGS)
+{
+	ARGS2;
+	PG_RETURN_BOOL(amount_cmp_total(a, b) <= 0);
+}
+
+Datum
+pay_amount_sort_gt(PG_FUNCTION_ARGS)
+{
+	ARGS2;
+	PG_RETURN_BOOL(amount_cmp_total(a, b) > 0);
+}
+
+Datum
+pay_amount_sort_ge(PG_FUNCTION_ARGS)
+{
+	ARGS2;
+	PG_RETURN_BOOL(amount_cmp_total(a, b) >= 0);
+}
+
+/* Hash the value and the currency code (not the zero padding). */
+Datum
+pay_amount_hash(PG_FUNCTION_ARGS)
+{
+	PayAmount  *a = PG_GETARG_PAYAMOUNT_P(0);
+
+	return hash_any((const unsigned char *) a, offsetof(PayAmount, reserved));
+}
+
+Datum
+pay_amount_hash_extended(PG_FUNCTION_ARGS)
+{
+	PayAmount  *a = PG_GETARG_PAYAMOUNT_P(0);
+
+	return hash_any_extended((const unsigned char *) a, offsetof(PayAmount, reserved),
+							 PG_GETARG_INT64(1));
+}
+
+Datum
+pay_amount_pl(PG_FUNCTION_ARGS)
+{
+	ARGS2;
+	int64		r;
+
+	require_same_currency(a, b, "add");
+	if (pg_add_s64_overflow(a->minor, b->minor, &r))
+		out_of_range();
+	PG_RETURN_PAYAMOUNT_P(pay_amount_make(r, pay_amount_currency_of(a)));
+}
+
+Datum
+pay_amount_mi(PG_FUNCTION_ARGS)
+{
+	ARGS2;
+	int64		r;
+
+	require_same_currency(a, b, "subtract");
+	if (pg_sub_s64_overflow(a->minor, b->minor, &r))
+		out_of_range();
+	PG_RETURN_PAYAMOUNT_P(pay_amount_make(r, pay_amount_currency_of(a)));
+}
+
+Datum
+pay_amount_um(PG_FUNCTION_ARGS)
+{
+	PayAmount  *a = PG_GETARG_PAYAMOUNT_P(0);
+
+	if (a->minor == PG_INT64_MIN)
+		out_of_range();
+	PG_RETURN_PAYAMOUNT_P(pay_amount_make(-a->minor, pay_amount_currency_of(a)));
+}
+
+Datum
+pay_amount_abs(PG_FUNCTION_ARGS)
+{
+	PayAmount  *a = PG_GETARG_PAYAMOUNT_P(0);
+
+	if (a->minor == PG_INT64_MIN)
+		out_of_range();
+	PG_RETURN_PAYAMOUNT_P(pay_amount_make(a->minor < 0 ? -a->minor : a->minor,
+										  pay_amount_currency_of(a)));
+}
+
+static PayAmount *
+mul_int64(const PayAmount *a, int64 factor)
+{
+	int64		r;
+
+	if (pg_mul_s64_overflow(a->minor, factor, &r))
+		out_of_range();
+	return pay_amount_make(r, pay_amount_currency_of(a));
+}
+
+Datum
+pay_amount_mul_int8(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_PAYAMOUNT_P(mul_int64(PG_GETARG_PAYAMOUNT_P(0), PG_GETARG_INT64(1)));
+}
+
+Datum
+pay_amount_mul_int4(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_PAYAMOUNT_P(mul_int64(PG_GETARG_PAYAMOUNT_P(0), PG_GETARG_INT32(1)));
+}
+
+Datum
+pay_int8_mul_amount(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_PAYAMOUNT_P(mul_int64(PG_GETARG_PAYAMOUNT_P(1), PG_GETARG_INT64(0)));
+}
+
+Datum
+pay_int4_mul_amount(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_PAYAMOUNT_P(mul_int64(PG_GETARG_PAYAMOUNT_P(1), PG_GETARG_INT32(0)));
+}
+
+/*
+ * Divide an int64 by an int64, rounding half to even.  Exact: the
+ * remainder decides, compared with the divisor without overflow.
+ */
+static int64
+div_half_even(int64 num, int64 den)
+{
+	int64		q;
+	int64		r;
+	uint64		ar;
+	uint64		ad;
+
+	if (den == 0)
+		division_by_zero();
+	if (num == PG_INT64_MIN && den == -1)
+		out_of_range();
+	q = num / den;
+	r = num % den;
+	if (r == 0)
+		return q;
+	ar = r < 0 ? (uint64) (-(r + 1)) + 1 : (uint64) r;
+	ad = den < 0 ? (uint64) (-(den + 1)) + 1 : (uint64) den;
+	/* ar is less than ad; compare ar with ad / 2 as ar against ad - ar */
+	if (ar > ad - ar || (ar == ad - ar && (q & 1) != 0))
+		q += ((num < 0) != (den < 0)) ? -1 : 1;
+	return q;
+}
+
+Datum
+pay_amount_div_int8(PG_FUNCTION_ARGS)
+{
+	PayAmount  *a = PG_GETARG_PAYAMOUNT_P(0);
+
+	PG_RETURN_PAYAMOUNT_P(pay_amount_make(div_half_even(a->minor, PG_GETARG_INT64(1)),
+										  pay_amount_currency_of(a)));
+}
+
+Datum
+pay_amount_div_int4(PG_FUNCTION_ARGS)
+{
+	PayAmount  *a = PG_GETARG_PAYAMOUNT_P(0);
+
+	PG_RETURN_PAYAMOUNT_P(pay_amount_make(div_half_even(a->minor, PG_GETARG_INT32(1)),
+										  pay_amount_currency_of(a)));
+}
+
+/* Small numeric helpers over the fmgr interface. */
+static int
+ncmp(Numeric a, Numeric b)
+{
+	return DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(a), NumericGetDatum(b)));
+}
+
+static Numeric
+nabs(Numeric a)
+{
+	return DatumGetNumeric(DirectFunctionCall1(numeric_abs, NumericGetDatum(a)));
+}
+
+static int
+nsign(Numeric a)
+{
+	return ncmp(a, int64_to_numeric(0));
+}
+
+/* Convert a numeric holding a whole number to int64, or raise overflow. */
+static int64
+whole_numeric_to_int64(Numeric n)
+{
+	if (ncmp(n, int64_to_numeric(PG_INT64_MAX)) > 0 ||
+		ncmp(n, int64_to_numeric(PG_INT64_MIN)) < 0)
+		out_of_range();
+	return DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(n)));
+}
+
+/*
+ * Round num / den to a whole number, half to even, exactly: the truncated
+ * quotient q and the remainder r = num - q * den are exact in numeric, and
+ * the rounding compares 2|r| with |den|.
+ */
+static int64
+numeric_div_half_even(Numeric num, Numeric den)
+{
+	Numeric		q;
+	Numeric		r;
+	Numeric		twice_r;
+	int			c;
+
+	if (nsign(den) == 0)
+		division_by_zero();
+	q = DatumGetNumeric(DirectFunctionCall2(numeric_div_trunc, NumericGetDatum(num),
+											NumericGetDatum(den)));
+	r = numeric_sub_opt_error(num, numeric_mul_opt_error(q, den, NULL), NULL);
+	if (nsign(r) == 0)
+		return whole_numeric_to_int64(q);
+	twice_r = numeric_add_opt_error(nabs(r), nabs(r), NULL);
+	c = ncmp(twice_r, nabs(den));
+	if (c > 0 || (c == 0 &&
+				  nsign(DatumGetNumeric(DirectFunctionCall2(numeric_mod, NumericGetDatum(q),
+															NumericGetDatum(int64_to_numeric(2))))) != 0))
+	{
+		int64		step = (nsign(num) < 0) != (nsign(den) < 0) ? -1 : 1;
+
+		q = numeric_add_opt_error(q, int64_to_numeric(step), NULL);
+	}
+	return whole_numeric_to_int64(q);
+}
+
+static void
+check_finite(Numeric n)
+{
+	if (numeric_is_nan(n) || numeric_is_inf(n))
+		ereport(ERROR,
+				(errcode(ERRCODE_PAY_NOT_A_NUMBER),
+				 errmsg("cannot multiply or divide an amount by NaN or infinity")));
+}
+
+/* amount * numeric: the exact product, rounded half to even. */
+static PayAmount *
+mul_numeric(const PayAmount *a, Numeric factor)
+{
+	Numeric		product;
+
+	check_finite(factor);
+	product = numeric_mul_opt_error(int64_to_numeric(a->minor), factor, NULL);
+	return pay_amount_make(numeric_div_half_even(product, int64_to_numeric(1)),
+						   pay_amount_currency_of(a));
+}
+
+Datum
+pay_amount_mul_numeric(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_PAYAMOUNT_P(mul_numeric(PG_GETARG_PAYAMOUNT_P(0), PG_GETARG_NUMERIC(1)));
+}
+
+Datum
+pay_numeric_mul_amount(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_PAYAMOUNT_P(mul_numeric(PG_GETARG_PAYAMOUNT_P(1), PG_GETARG_NUMERIC(0)));
+}
+
+Datum
+pay_amount_div_numeric(PG_FUNCTION_ARGS)
+{
+	PayAmount  *a = PG_GETARG_PAYAMOUNT_P(0);
+	Numeric		den = PG_GETARG_NUMERIC(1);
+
+	check_finite(den);
+	PG_RETURN_PAYAMOUNT_P(pay_amount_make(numeric_div_half_even(int64_to_numeric(a->minor), den),
+										  pay_amount_currency_of(a)));
+}
+
+/* min() and max() support: an error across currencies, like < and >. */
+Datum
+pay_amount_smaller(PG_FUNCTION_ARGS)
+{
+	ARGS2;
+	PG_RETURN_PAYAMOUNT_P(amount_cmp_strict(a, b) <= 0 ? a : b);
+}
+
+Datum
+pay_amount_larger(PG_FUNCTION_ARGS)
+{
+	ARGS2;
+	PG_RETURN_PAYAMOUNT_P(amount_cmp_strict(a, b) >= 0 ? a : b);
+}

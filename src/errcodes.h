@@ -1,0 +1,31 @@
+/*-------------------------------------------------------------------------
+ *
+ * errcodes.h
+ *	  The extension's own SQLSTATEs.
+ *
+ * All are in class 22 (data exception), which PostgREST maps to HTTP 400.
+ * The subclass starts with 'Y' (implementation-defined range, clear of
+ * PostgreSQL's own 'P' codes).  README.md lists them; they are stable.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PAYMENTS_ERRCODES_H
+#define PAYMENTS_ERRCODES_H
+
+#include "utils/elog.h"
+
+/* amounts and currencies */
+#define ERRCODE_PAY_UNKNOWN_CURRENCY		MAKE_SQLSTATE('2','2','Y','0','1')
+#define ERRCODE_PAY_TOO_MANY_DECIMALS		MAKE_SQLSTATE('2','2','Y','0','2')
+#define ERRCODE_PAY_CURRENCY_MISMATCH		MAKE_SQLSTATE('2','2','Y','0','3')
+#define ERRCODE_PAY_NOT_A_NUMBER			MAKE_SQLSTATE('2','2','Y','0','4')
+
+/* card input */
+#define ERRCODE_PAY_INVALID_CARD_NUMBER		MAKE_SQLSTATE('2','2','Y','1','0')
+#define ERRCODE_PAY_UNSUPPORTED_CARD_BRAND	MAKE_SQLSTATE('2','2','Y','1','1')
+#define ERRCODE_PAY_INVALID_EXPIRY			MAKE_SQLSTATE('2','2','Y','1','2')
+#define ERRCODE_PAY_CARD_EXPIRED			MAKE_SQLSTATE('2','2','Y','1','3')
+#define ERRCODE_PAY_INVALID_CVV				MAKE_SQLSTATE('2','2','Y','1','4')
+#define ERRCODE_PAY_INVALID_CARD_INPUT		MAKE_SQLSTATE('2','2','Y','1','5')
+
+#endif

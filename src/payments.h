@@ -1,0 +1,19 @@
+/*-------------------------------------------------------------------------
+ *
+ * payments.h
+ *	  Extension-wide declarations: load state and settings.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PAYMENTS_H
+#define PAYMENTS_H
+
+/* true when the library was loaded through shared_preload_libraries */
+extern bool payments_preloaded;
+
+/* payments.database: the database the background worker serves */
+extern char *payments_database;
+
+extern void payments_require_preload(void);
+
+#endif

@@ -1,0 +1,99 @@
+# Shared shell functions for the README commands and the test suite:
+# dependency install, build, and throwaway PostgreSQL clusters.
+# Source it; it expects `set -euo pipefail` in the caller.
+
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+
+# Debian packages the project needs to build, run and test.
+PAYMENTS_DEBS=(
+	postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-pgtap
+	libtap-parser-sourcehandler-pgtap-perl
+	libcurl4-openssl-dev libssl-dev libjson-c-dev libmicrohttpd-dev
+	build-essential pkg-config openssl curl ca-certificates python3
+)
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Run a command as root (directly, or through sudo for a normal user).
+as_root() {
+	if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# The OS user that owns test clusters: postgres when we are root
+# (PostgreSQL refuses to run as root), else ourselves.
+if [ "$(id -u)" = 0 ]; then PG_OS_USER=postgres; else PG_OS_USER=$(id -un); fi
+
+as_pg() {
+	if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# Install whatever Debian packages are missing (apt-get update first).
+install_deps() {
+	local missing=() p
+	for p in "${PAYMENTS_DEBS[@]}" "$@"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+	done
+	if [ ${#missing[@]} -gt 0 ]; then
+		log "installing Debian packages: ${missing[*]}"
+		as_root apt-get update -qq
+		as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	fi
+	PG_BINDIR=$(pg_config --bindir)
+	PG_REGRESS="$(dirname "$(pg_config --pgxs)")/../test/regress/pg_regress"
+	export PATH="$PG_BINDIR:$PATH"
+}
+
+# Build with warnings as errors and install into the PostgreSQL tree.
+build_and_install() {
+	log "building and installing the extension"
+	make -C "$REPO_ROOT" -s -j"$(nproc)" >/dev/null
+	as_root make -C "$REPO_ROOT" -s install >/dev/null
+}
+
+# A free TCP port on loopback.
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# cluster_init DIR PORT [extra postgresql.conf lines...]
+# Makes a cluster in DIR/data with its socket in DIR/sock, payments and
+# pg_cron preloaded, serving database "payments".
+cluster_init() {
+	local dir=$1 port=$2; shift 2
+	mkdir -p "$dir/sock"
+	as_root chown -R "$PG_OS_USER" "$dir"
+	as_pg "$PG_BINDIR/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 -N >/dev/null
+	as_pg tee -a "$dir/data/postgresql.conf" >/dev/null <<CONF
+port = $port
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$dir/sock'
+shared_preload_libraries = 'payments,pg_cron'
+payments.database = 'payments'
+cron.database_name = 'payments'
+max_connections = 200
+log_line_prefix = '%m [%p] %q%u@%d '
+CONF
+	local line
+	for line in "$@"; do
+		printf '%s\n' "$line" | as_pg tee -a "$dir/data/postgresql.conf" >/dev/null
+	done
+}
+
+cluster_start() {
+	local dir=$1
+	as_pg "$PG_BINDIR/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 start >/dev/null \
+		|| { cat "$dir/postgres.log" >&2; die "cluster in $dir did not start"; }
+}
+
+cluster_stop() {
+	local dir=$1
+	[ -f "$dir/data/postmaster.pid" ] || return 0
+	as_pg "$PG_BINDIR/pg_ctl" -D "$dir/data" -m fast -w -t 60 stop >/dev/null 2>&1 || true
+}
+
+# psql against a cluster: cluster_psql DIR PORT DB [psql args...]
+cluster_psql() {
+	local dir=$1 port=$2 db=$3; shift 3
+	as_pg "$PG_BINDIR/psql" -X -q -v ON_ERROR_STOP=1 -h "$dir/sock" -p "$port" -U postgres -d "$db" "$@"
+}

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# The whole test suite on a throwaway cluster (README: "Run the tests").
+#
+# Installs missing Debian packages, builds and installs the extension, starts
+# a cluster in a temporary directory (own port, own socket directory,
+# payments and pg_cron preloaded), runs the pg_regress tests (sql/ +
+# expected/), the pgTAP tests (test/pgtap, through pg_prove) and the
+# integration tests (test/integration), prints a summary, stops the cluster
+# and exits non-zero on any failure.
+set -euo pipefail
+source "$(dirname "$0")/lib/common.sh"
+
+install_deps
+build_and_install
+
+WORK=$(mktemp -d /tmp/payments-test.XXXXXX)
+PORT=${PAYMENTS_TEST_PORT:-$(free_port)}
+export WORK PORT PG_BINDIR
+cleanup() {
+	cluster_stop "$WORK"
+	if [ "${KEEP_TEST_DIR:-}" = 1 ]; then log "kept $WORK"; else as_root rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+
+log "starting a throwaway cluster in $WORK on port $PORT"
+cluster_init "$WORK" "$PORT" "fsync = off" "synchronous_commit = off" "full_page_writes = off"
+cluster_start "$WORK"
+cluster_psql "$WORK" "$PORT" postgres -c 'CREATE DATABASE payments'
+
+passed=0
+failed=0
+failures=()
+
+# count_tap NAME LOGFILE: add a TAP log's ok / not ok lines to the totals.
+count_tap() {
+	local name=$1 logf=$2 ok bad
+	ok=$(grep -cE '^[[:space:]]*ok [0-9]+' "$logf" || true)
+	bad=$(grep -cE '^[[:space:]]*not ok [0-9]+' "$logf" || true)
+	passed=$((passed + ok))
+	failed=$((failed + bad))
+	[ "$bad" = 0 ] || failures+=("$name")
+}
+
+# The files the postgres OS user reads and writes live under $WORK.
+cp -r "$REPO_ROOT/sql" "$REPO_ROOT/expected" "$REPO_ROOT/test" "$WORK/"
+mkdir -p "$WORK/regress-out"
+as_root chown -R "$PG_OS_USER" "$WORK"
+
+# 1. pg_regress: deterministic SQL (types, errors, catalog).
+tests=$(cd "$REPO_ROOT/sql" && ls *.sql | grep -v '^payments--' | sed 's/\.sql$//' | sort)
+log "pg_regress: $(echo $tests | wc -w) tests"
+cluster_psql "$WORK" "$PORT" postgres -c 'CREATE DATABASE payments_regress'
+cluster_psql "$WORK" "$PORT" payments_regress -c 'CREATE EXTENSION payments' -c 'ALTER DATABASE payments_regress SET search_path = public, payments'
+# pg_regress with --use-existing neither creates the database nor loads
+# extensions: the tests run in the database made just above.
+set +e
+(cd "$WORK" && as_pg "$PG_REGRESS" --use-existing --host="$WORK/sock" --port="$PORT" --user=postgres \
+	--inputdir="$WORK" --outputdir="$WORK/regress-out" --dbname=payments_regress \
+	$tests) > "$WORK/regress.log" 2>&1
+rc=$?
+set -e
+cat "$WORK/regress.log"
+ok=$(grep -cE '^(ok|test) .*\.\.\. ok|^ok [0-9]+ ' "$WORK/regress.log" || true)
+bad=$(grep -cE 'FAILED|failed \(ignored\)|^not ok ' "$WORK/regress.log" || true)
+if [ "$rc" != 0 ] && [ "$bad" = 0 ]; then bad=1; fi
+passed=$((passed + ok)); failed=$((failed + bad))
+if [ "$bad" != 0 ]; then
+	failures+=("pg_regress")
+	[ -f "$WORK/regress-out/regression.diffs" ] && cat "$WORK/regress-out/regression.diffs"
+fi
+
+# 2. pgTAP suites, each file in its own fresh database.
+if ls "$REPO_ROOT"/test/pgtap/*.sql >/dev/null 2>&1; then
+	cluster_psql "$WORK" "$PORT" postgres -c 'CREATE DATABASE payments_tap'
+	cluster_psql "$WORK" "$PORT" payments_tap -c 'CREATE EXTENSION pgtap' -c 'CREATE EXTENSION payments' -c 'ALTER DATABASE payments_tap SET search_path = public, payments'
+	log "pgTAP: $(ls "$REPO_ROOT"/test/pgtap/*.sql | wc -l) files"
+	set +e
+	(cd "$WORK" && as_pg pg_prove -v --host "$WORK/sock" --port "$PORT" --username postgres \
+		--dbname payments_tap test/pgtap/*.sql) > "$WORK/pgtap.log" 2>&1
+	rc=$?
+	set -e
+	cat "$WORK/pgtap.log"
+	count_tap pgTAP "$WORK/pgtap.log"
+	if [ "$rc" != 0 ] && ! printf '%s\n' "${failures[@]:-}" | grep -qx pgTAP; then
+		failed=$((failed + 1)); failures+=("pgTAP")
+	fi
+fi
+
+# 3. Integration tests: shell scripts that print TAP.
+for t in "$REPO_ROOT"/test/integration/*.sh; do
+	[ -e "$t" ] || continue
+	name=$(basename "$t" .sh)
+	log "integration: $name"
+	set +e
+	bash "$t" > "$WORK/$name.log" 2>&1
+	rc=$?
+	set -e
+	cat "$WORK/$name.log"
+	count_tap "$name" "$WORK/$name.log"
+	if [ "$rc" != 0 ] && ! printf '%s\n' "${failures[@]:-}" | grep -qx "$name"; then
+		failed=$((failed + 1)); failures+=("$name")
+	fi
+done
+
+echo
+if [ "$failed" = 0 ]; then
+	log "all test groups passed"
+else
+	log "failed: ${failures[*]}"
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
