@@ -1,6 +1,8 @@
 --
 -- pay_amount: input, output, conversions, operators, aggregates, errors.
 --
+CREATE EXTENSION IF NOT EXISTS payments;
+SET search_path = public, payments;
 -- try(sql) runs a statement and shows its SQLSTATE and message, so each
 -- error's code is part of the expected output.
 CREATE FUNCTION pg_temp.try(q text) RETURNS text LANGUAGE plpgsql AS $$
