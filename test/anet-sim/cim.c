@@ -392,7 +392,7 @@ create_profile(int m, json_object *req)
 		jitem(sl, 0, &n);
 		for (int i = 0; i < n; i++)
 		{
-			json_object *a;
+			json_object *a = NULL;
 			char		aid[32];
 
 			if (json_object_deep_copy(jitem(sl, i, &n), &a, NULL) != 0)

@@ -191,6 +191,23 @@ route(struct MHD_Connection *c, const char *url, const char *method,
 			out = cim_issue_nonce(m, jget(body, "creditCard"));
 		pthread_mutex_unlock(&sim.lock);
 	}
+	else if (strcmp(url, "/sign") == 0 && post)
+	{
+		const char *k = jstr(body, "signatureKey"),
+				   *b = jstr(body, "body");
+		char		sig[160],
+					hdr[200];
+
+		if (k == NULL || b == NULL)
+			status = 400;
+		else
+		{
+			webhook_sign(k, b, strlen(b), sig);
+			snprintf(hdr, sizeof(hdr), "sha512=%s", sig);
+			out = json_object_new_object();
+			jadd_str(out, "X-ANET-Signature", hdr);
+		}
+	}
 	else if (strcmp(url, "/triggers") == 0)
 	{
 		out = json_object_new_array();

@@ -183,7 +183,7 @@ ledger_json(const char *login)
 	for (size_t i = 0; i < n; i++)
 	{
 		json_object *e = json_object_array_get_idx(sim.ledger, i);
-		json_object *c;
+		json_object *c = NULL;
 		const char *id = jstr(e, "transId");
 		long long	tid = id ? atoll(id) : 0;
 		Txn		   *t = NULL;

@@ -842,7 +842,8 @@ handle_create_transaction(int m, json_object *req)
 			return api_error_reply(perr, NULL);
 		if (perr && strcmp(perr, "unsupported") == 0)
 		{
-			set_reason(&r, 17);
+			/* PayPal and other wallets: no linked credit possible here */
+			set_reason(&r, refund ? 54 : 17);
 			return build_reply(m, req, tr, &r);
 		}
 		if (perr && charge)
