@@ -738,7 +738,14 @@ handle_arb(const char *method, int m, json_object *req)
 		jadd_str(reply, "subscriptionId", id);
 		jadd_str(prof, "customerProfileId", pid);
 		jadd_str(prof, "customerPaymentProfileId", ppid);
+		{
+			char		aid[32];
+
+			snprintf(aid, sizeof(aid), "%lld", next_address_id++);
+			jadd_str(prof, "customerAddressId", aid);
+		}
 		jadd(reply, "profile", prof);
+		jadd(n, "profile", json_object_get(prof));
 		api_finish(reply, req, true, "I00001", NULL);
 		{
 			json_object *ex = json_object_new_object();
@@ -783,11 +790,13 @@ handle_arb(const char *method, int m, json_object *req)
 	}
 	if (strcmp(method, "ARBUpdateSubscriptionRequest") == 0)
 	{
-		json_object *prof = json_object_new_object();
+		json_object *sub = jget(req, "subscription");
 
-		jadd_str(prof, "customerProfileId", "0");
-		jadd_str(prof, "customerPaymentProfileId", "0");
-		jadd(reply, "profile", prof);
+		if (jstr(sub, "amount"))
+			jadd_str(s, "amount", jstr(sub, "amount"));
+		if (jstr(sub, "name"))
+			jadd_str(s, "name", jstr(sub, "name"));
+		jadd(reply, "profile", json_object_get(jget(s, "profile")));
 		api_finish(reply, req, true, "I00001", NULL);
 		emit_profile_event(m, "net.authorize.customer.subscription.updated", sid,
 						   "subscription", NULL);

@@ -1000,11 +1000,24 @@ txn_summary_json(Txn *t)
 	jadd_str(o, "accountType", t->account_type);
 	snprintf(buf, sizeof(buf), "%s%s", t->echeck ? "XXXXX" : "XXXX", t->last4);
 	jadd_str(o, "accountNumber", buf);
-	jadd(o, "settleAmount", json_amount(
-			 (t->status == ST_VOIDED || t->status == ST_DECLINED ||
-			  t->status == ST_AUTH_PENDING_CAPTURE) ? 0 : t->settle_amount));
+	if (t->status == ST_FDS_PENDING_REVIEW || t->status == ST_FDS_AUTH_PENDING_REVIEW)
+		jadd(o, "settleAmount", json_amount(t->requested));
+	else
+		jadd(o, "settleAmount", json_amount(
+				 (t->status == ST_VOIDED || t->status == ST_DECLINED ||
+				  t->status == ST_AUTH_PENDING_CAPTURE) ? 0 : t->settle_amount));
 	jadd_str(o, "marketType", "eCommerce");
 	jadd_str(o, "product", "Card Not Present");
+	if (t->status == ST_FDS_PENDING_REVIEW || t->status == ST_FDS_AUTH_PENDING_REVIEW)
+	{
+		json_object *fi = json_object_new_object();
+		json_object *fl = json_object_new_array();
+
+		json_object_array_add(fl, json_object_new_string("AmountFilter"));
+		jadd(fi, "fraudFilterList", fl);
+		jadd_str(fi, "fraudAction", "Review");
+		jadd(o, "fraudInformation", fi);
+	}
 	if (t->profile_id[0])
 	{
 		json_object *p = json_object_new_object();
