@@ -102,6 +102,8 @@ dispatch(const char *method, int m, json_object *req)
 		return handle_get_transaction_list(m, req);
 	if (strcmp(method, "getBatchStatisticsRequest") == 0)
 		return handle_get_batch_statistics(m, req);
+	if (strcmp(method, "getTransactionListForCustomerRequest") == 0)
+		return handle_get_customer_list(m, req);
 	if (strcmp(method, "updateHeldTransactionRequest") == 0)
 		return handle_update_held(m, req);
 	if (strncmp(method, "ARB", 3) == 0)

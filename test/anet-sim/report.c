@@ -354,3 +354,30 @@ handle_get_batch_statistics(int m, json_object *req)
 	api_finish(reply, req, true, "I00001", NULL);
 	return reply;
 }
+
+/* getTransactionListForCustomerRequest: a profile's transactions */
+json_object *
+handle_get_customer_list(int m, json_object *req)
+{
+	const char *pid = jstr(req, "customerProfileId");
+	const char *ppid = jstr(req, "customerPaymentProfileId");
+	Txn		  **list = malloc(sizeof(Txn *) * (sim.ntxns + 1));
+	int			n = 0;
+	json_object *reply;
+
+	if (list == NULL)
+		return api_error_reply("E00001", NULL);
+	for (long long i = 0; i < sim.ntxns; i++)
+	{
+		Txn		   *t = sim.txns[i];
+
+		if (t == NULL || t->merchant != m || pid == NULL ||
+			strcmp(t->profile_id, pid) != 0 ||
+			(ppid && strcmp(t->payment_profile_id, ppid) != 0))
+			continue;
+		list[n++] = t;
+	}
+	reply = list_reply(req, list, n, true);
+	free(list);
+	return reply;
+}

@@ -179,6 +179,7 @@ extern json_object *handle_get_unsettled_list(int m, json_object *req);
 extern json_object *handle_get_settled_batch_list(int m, json_object *req);
 extern json_object *handle_get_transaction_list(int m, json_object *req);
 extern json_object *handle_get_batch_statistics(int m, json_object *req);
+extern json_object *handle_get_customer_list(int m, json_object *req);
 
 /* cim.c */
 typedef struct CardInfo

@@ -87,3 +87,13 @@ def test_opaque_data_expires():
     finally:
         ctl('POST', '/clock', {'advanceSeconds': -5})
         ctl('POST', '/config', {'nonceTtlSeconds': 900})
+
+
+def test_transaction_list_for_customer():
+    p = new_profile('5424000000000015')
+    prof = {'customerProfileId': p['customerProfileId'],
+            'paymentProfile': {'paymentProfileId': p['customerPaymentProfileIdList'][0]}}
+    t = resp(api(tx('authCaptureTransaction', '19.00', {'profile': prof, 'order': {'invoiceNumber': uniq()}})))['transId']
+    r = api(req('getTransactionListForCustomerRequest', customerProfileId=p['customerProfileId']))
+    eq([x['transId'] for x in r['transactions']], [t], 'the profile charge')
+    eq(r['transactions'][0]['profile']['customerProfileId'], p['customerProfileId'], 'profile')
