@@ -35,6 +35,7 @@ cim_reset(void)
 	subs = json_object_new_object();
 }
 
+/* A customer profile of this merchant by id, or NULL */
 static json_object *
 profile_get(int m, const char *id)
 {

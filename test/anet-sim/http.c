@@ -54,6 +54,7 @@ static pthread_cond_t tcond = PTHREAD_COND_INITIALIZER;
 static pthread_t tthread;
 static bool tstop;
 
+/* Monotonic milliseconds for timer deadlines */
 static long long
 mono_ms(void)
 {
@@ -241,6 +242,7 @@ stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 	return (ssize_t) n;
 }
 
+/* Free a streamed body when MHD is done with it */
 static void
 stream_free(void *cls)
 {

@@ -52,6 +52,7 @@ raise_nofile(void)
 	}
 }
 
+/* Parse options, start the daemons, wait for a stop signal */
 int
 main(int argc, char **argv)
 {

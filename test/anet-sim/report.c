@@ -36,6 +36,7 @@ handle_get_transaction_details(int m, json_object *req)
 static bool sort_desc;
 static bool sort_by_time;
 
+/* qsort comparator honouring the request's sorting */
 static int
 cmp_txn(const void *a, const void *b)
 {

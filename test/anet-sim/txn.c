@@ -58,6 +58,7 @@ typedef struct TxSettings
 	bool		recurring;
 } TxSettings;
 
+/* Read transactionSettings.setting[] into TxSettings */
 static void
 read_settings(json_object *tr, TxSettings *s)
 {

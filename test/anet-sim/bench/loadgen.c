@@ -69,6 +69,7 @@ pct(long long total, double p)
 	return 1000.0;
 }
 
+/* Run the load for the given time and print the figures */
 int
 main(int argc, char **argv)
 {

@@ -247,30 +247,9 @@ plist = []
 ctypes_out = []
 
 
-def emit_particle(p):
-	if 'choice' in p:
-		idx = len(plist)
-		plist.append(None)
-		alt_first = len(plist)
-		for a in p['choice']:
-			plist.append('\t{%s, %d, %d, %d, %d, 0, 0},' % (
-				cstr(a['name']), a['min'], a['max'], a['ct'], a['st']))
-		plist[idx] = '\t{NULL, %d, %d, -1, -1, %d, %d},' % (
-			p['min'], p['max'], alt_first, len(p['choice']))
-		return idx
-	plist.append('\t{%s, %d, %d, %d, %d, 0, 0},' % (
-		cstr(p['name']), p['min'], p['max'], p['ct'], p['st']))
-	return len(plist) - 1
-
-
 for name, parts in complex_list:
 	# top-level particles must be contiguous: emit them first, then alts
-	top = []
-	for p in parts:
-		if 'choice' in p:
-			top.append(p)
-		else:
-			top.append(p)
+	top = list(parts)
 	first = len(plist)
 	# reserve slots for top-level particles
 	for _ in top:
