@@ -314,6 +314,11 @@ card_from_json(const char *str)
 						   "invalid card holder name",
 						   "The card holder name is longer than 100 characters.",
 						   "Pass the name as printed on the card.");
+			if (memchr(jc->holder, '\0', jc->holder_len) != NULL)
+				card_error(ERRCODE_PAY_INVALID_CARD_INPUT,
+						   "invalid card holder name",
+						   "The card holder name contains control characters.",
+						   "Pass the name as printed on the card.");
 			if (!pg_verify_mbstr(PG_UTF8, jc->holder, jc->holder_len, true))
 				card_error(ERRCODE_PAY_INVALID_CARD_INPUT,
 						   "invalid card holder name",
