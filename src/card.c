@@ -76,6 +76,7 @@ void
 payments_card_init(void)
 {
 	card_vault_init();
+	card_log_init();
 }
 
 /*
@@ -264,7 +265,7 @@ card_input_error(const char *detail)
 			(errcode(ERRCODE_PAY_INVALID_CARD_INPUT),
 			 errmsg("invalid input for type pay_card"),
 			 errdetail("%s", detail),
-			 errhint("Pass a JSON object such as {\"number\": \"4111 1111 1111 1111\", \"exp_month\": 12, \"exp_year\": 2030, \"cvv\": \"123\", \"holder_name\": \"Jane Doe\"}; cvv and holder_name are optional."),
+			 errhint("Pass a JSON object with \"number\" (a string of digits), \"exp_month\" and \"exp_year\" (integers), and optionally \"cvv\" and \"holder_name\" (strings)."),
 			 errhidestmt(true),
 			 errhidecontext(true)));
 }
@@ -399,7 +400,8 @@ no_binary_form(void)
 			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 			 errmsg("pay_card has no binary form"),
 			 errdetail("Card data never travels in binary form, so sealed card bytes cannot leave or enter the server."),
-			 errhint("Send a card as text (a JSON object) or through payments.pay_card(...), and read it with the pay_card_* functions.")));
+			 errhint("Send a card as text (a JSON object) or through payments.pay_card(...), and read it with the pay_card_* functions."),
+			 errhidestmt(true)));
 }
 
 Datum

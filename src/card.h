@@ -69,6 +69,7 @@ typedef struct CardSecret
 #define PG_GETARG_PAYCARD_P(n)	DatumGetPayCardP(PG_GETARG_DATUM(n))
 
 extern void payments_card_init(void);
+extern void card_log_init(void);
 extern void card_check_datum(const PayCard *card);
 extern void card_decrypt(const PayCard *card, CardSecret *out);
 
