@@ -73,6 +73,12 @@ SELECT row(pay_card('6011000991300009', 12, $YEAR, '573'))::text, array[pay_card
 SELECT to_jsonb(pay_card('36438999960016', 12, $YEAR, '918'));
 -- binary output refuses
 SELECT pay_card_send(pay_card('6250941006528599', 12, $YEAR, '918'));
+-- statements logged for other reasons: log_statement, an unrelated error
+SET log_statement = 'all';
+SELECT pay_card('4532015112830366', 12, $YEAR, '739');
+-- (terse: for an error with a position psql itself would echo its own query line)
+\set VERBOSITY terse
+SELECT pay_card('4916-3385-0608-2832', 12, $YEAR, '846') FROM no_such_table;
 SQL
 
 # Let the logger catch up, then take what this test added to the log.
@@ -86,7 +92,7 @@ not_ok() { n=$((n + 1)); fail=1; echo "not ok $n - $1"; }
 
 # The statements did run and fail as intended.
 errors=$(grep -c '^ERROR:' "$OUT" || true)
-if [ "$errors" = 24 ]; then ok "psql reported 24 errors for the 24 bad inputs"; else not_ok "expected 24 errors, got $errors"; fi
+if [ "$errors" = 25 ]; then ok "psql reported 25 errors for the 25 bad inputs"; else not_ok "expected 25 errors, got $errors"; fi
 if grep -q '22Y10' "$OUT" && grep -q '22Y13' "$OUT" && grep -q '22Y14' "$OUT" && grep -q '22Y15' "$OUT" && grep -q '22Y16' "$OUT"; then
 	ok "the errors carry the card SQLSTATEs"
 else
@@ -94,6 +100,7 @@ else
 fi
 if grep -q 'visa \*\*\*\*0366' "$OUT" && grep -q 'amex' "$OUT"; then ok "accepted cards print masked"; else not_ok "masked output missing"; fi
 if grep -q 'ERROR' "$WORK/card_log_hygiene.log"; then ok "the server logged the errors"; else not_ok "no errors in the server log"; fi
+if grep -q 'redacted by payments' "$WORK/card_log_hygiene.log"; then ok "log_statement lines with a card were redacted"; else not_ok "no redacted statement in the server log"; fi
 
 # spellings: plain, grouped by 4 with spaces or dashes (as in the inputs)
 spellings() {
