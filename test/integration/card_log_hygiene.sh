@@ -11,7 +11,7 @@ source "$(dirname "$0")/../lib/common.sh"
 : "${WORK:?}" "${PORT:?}" "${PG_BINDIR:?}"
 
 DB=card_hygiene
-OUT="$WORK/card_log_hygiene.out"
+OUT="$WORK/card_log_hygiene.psql-out"
 LOG="$WORK/postgres.log"
 YEAR=$(( $(date -u +%Y) + 3 ))
 
@@ -83,7 +83,7 @@ SQL
 
 # Let the logger catch up, then take what this test added to the log.
 sleep 1
-tail -c +"$((log_size_before + 1))" "$LOG" > "$WORK/card_log_hygiene.log"
+tail -c +"$((log_size_before + 1))" "$LOG" > "$WORK/card_log_hygiene.server-log"
 
 n=0
 fail=0
@@ -99,8 +99,8 @@ else
 	not_ok "card SQLSTATEs missing from the psql output"
 fi
 if grep -q 'visa \*\*\*\*0366' "$OUT" && grep -q 'amex' "$OUT"; then ok "accepted cards print masked"; else not_ok "masked output missing"; fi
-if grep -q 'ERROR' "$WORK/card_log_hygiene.log"; then ok "the server logged the errors"; else not_ok "no errors in the server log"; fi
-if grep -q 'redacted by payments' "$WORK/card_log_hygiene.log"; then ok "log_statement lines with a card were redacted"; else not_ok "no redacted statement in the server log"; fi
+if grep -q 'ERROR' "$WORK/card_log_hygiene.server-log"; then ok "the server logged the errors"; else not_ok "no errors in the server log"; fi
+if grep -q 'redacted by payments' "$WORK/card_log_hygiene.server-log"; then ok "log_statement lines with a card were redacted"; else not_ok "no redacted statement in the server log"; fi
 
 # spellings: plain, grouped by 4 with spaces or dashes (as in the inputs)
 spellings() {
@@ -112,7 +112,7 @@ spellings() {
 # log lines without their prefix (timestamp, pid): a CVV could match those
 strip_prefix() { sed -E 's/^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9:.]+ [A-Z]+ \[[0-9]+\] //' "$1"; }
 
-for f in "$OUT" "$WORK/card_log_hygiene.log"; do
+for f in "$OUT" "$WORK/card_log_hygiene.server-log"; do
 	what=$([ "$f" = "$OUT" ] && echo "psql output" || echo "server log")
 	leaked=0
 	for p in "${PANS[@]}"; do
@@ -135,7 +135,7 @@ for f in "$OUT" "$WORK/card_log_hygiene.log"; do
 done
 
 # The statements of failed card calls are not in the log at all.
-if grep -q 'STATEMENT: .*pay_card(' "$WORK/card_log_hygiene.log"; then
+if grep -q 'STATEMENT: .*pay_card(' "$WORK/card_log_hygiene.server-log"; then
 	not_ok "a failing card statement was logged"
 else
 	ok "no failing card statement was logged"
