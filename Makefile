@@ -17,7 +17,7 @@ DATA = $(sort $(wildcard sql/payments--*.sql))
 
 # pg_regress tests: every other sql/*.sql, in a fixed order.
 REGRESS = $(sort $(basename $(notdir $(filter-out $(DATA),$(wildcard sql/*.sql)))))
-REGRESS_OPTS = --inputdir=. --dbname=payments_regress
+REGRESS_OPTS = --inputdir=. --dbname=payments_regress --load-extension=payments
 
 # PostgreSQL's headers are included as system headers so that -Wextra
 # judges our code, not theirs (they trip -Wunused-parameter).

@@ -1,1 +1,180 @@
-SELECT '12.34 USD'::pay_amount;
+--
+-- pay_amount: input, output, conversions, operators, aggregates, errors.
+--
+CREATE EXTENSION IF NOT EXISTS payments;
+SET search_path = public, payments;
+-- try(sql) runs a statement and shows its SQLSTATE and message, so each
+-- error's code is part of the expected output.
+CREATE FUNCTION pg_temp.try(q text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE r text;
+BEGIN
+	EXECUTE q INTO r;
+	RETURN 'ok: ' || coalesce(r, 'NULL');
+EXCEPTION WHEN others THEN
+	RETURN SQLSTATE || ': ' || SQLERRM;
+END $$;
+
+-- Text input: the forms people type, canonical output.
+SELECT v, v::pay_amount AS amount
+FROM (VALUES ('12.34 USD'), ('USD 12.34'), ('usd 12.34'), ('12.34USD'), ('USD12.34'),
+	('-12.34 USD'), ('USD -12.34'), ('-USD 12.34'), ('+5 EUR'), ('  7.5 GBP  '),
+	('0.05 USD'), ('.05 USD'), ('5 USD'), ('00012.30 USD'), ('-0 USD'),
+	('1000 JPY'), ('-1 JPY'), ('1.234 KWD'), ('0.001 BHD'), ('5 TND'),
+	('1.2345 CLF'), ('12 EUR'), ('12.34 eur')) AS t(v);
+
+-- Limits: int64 minor units, in every exponent.
+SELECT '92233720368547758.07 USD'::pay_amount AS max_usd,
+	'-92233720368547758.08 USD'::pay_amount AS min_usd,
+	'9223372036854775807 JPY'::pay_amount AS max_jpy,
+	'-9223372036854775808 JPY'::pay_amount AS min_jpy,
+	'9223372036854775.807 KWD'::pay_amount AS max_kwd,
+	'-922337203685477.5808 CLF'::pay_amount AS min_clf;
+
+-- Input errors, each with its SQLSTATE.
+SELECT v, pg_temp.try(format('SELECT %L::pay_amount::text', v)) AS result
+FROM (VALUES (''), ('   '), ('USD'), ('12.34'), ('12.345 USD'), ('12.340 USD'), ('1.5 JPY'),
+	('1.0 JPY'), ('1.2345 KWD'), ('12.34 XYZ'), ('12.34 US'), ('12.34 USDX'),
+	('12.34 4111'), ('NaN USD'), ('USD NaN'), ('Infinity USD'), ('-inf USD'),
+	('1e3 USD'), ('1,000.00 USD'), ('12. USD'), ('. USD'), ('--5 USD'), ('-USD -5'),
+	('5 - USD'), ('12.34 USD extra'), ('12.34 USD EUR'), ('USD 12.34 USD'),
+	('92233720368547758.08 USD'), ('-92233720368547758.09 USD'),
+	('9223372036854775808 JPY'), ('99999999999999999999999 USD'),
+	('12.34 XAU'), ('12.34 XXX')) AS t(v);
+
+-- Errors carry a detail and a hint.
+SELECT '12.345 USD'::pay_amount;
+SELECT '12.34 ABC'::pay_amount;
+SELECT 'twelve USD'::pay_amount;
+
+-- Binary form: int8 minor units, then the code; COPY BINARY round trip
+-- exercises send and receive.
+SELECT a, encode(pay_amount_send(a), 'hex') AS wire
+FROM (VALUES ('12.34 USD'::pay_amount), ('-7 JPY'), ('1.234 KWD')) v(a);
+CREATE TABLE binary_src (a pay_amount);
+INSERT INTO binary_src VALUES ('12.34 USD'), ('-7 JPY'), ('1.234 KWD'),
+	('-92233720368547758.08 USD'), ('92233720368547758.07 USD'), (NULL);
+\copy binary_src TO 'amount_binary.copy' WITH (FORMAT binary)
+CREATE TABLE binary_dst (a pay_amount);
+\copy binary_dst FROM 'amount_binary.copy' WITH (FORMAT binary)
+SELECT a FROM binary_dst;
+SELECT (SELECT array_agg(a ORDER BY a) FROM binary_src)
+	IS NOT DISTINCT FROM (SELECT array_agg(a ORDER BY a) FROM binary_dst) AS identical;
+DROP TABLE binary_src, binary_dst;
+
+-- Conversions and accessors.
+SELECT pay_amount(12.34, 'USD'), pay_amount(12.340, 'usd'), pay_amount(-0.5, 'EUR'),
+	pay_amount(100, 'JPY'), pay_amount(1.234, 'KWD'), pay_amount(0, 'BHD');
+SELECT pay_amount_from_minor(1234, 'USD'), pay_amount_from_minor(-1, 'KWD'),
+	pay_amount_from_minor(500, 'JPY'),
+	pay_amount_from_minor(9223372036854775807, 'USD');
+SELECT pay_currency('12.34 USD'), pay_minor_units('12.34 USD'), pay_minor_units('-1.234 KWD'),
+	pay_minor_units('1000 JPY'), '12.30 USD'::pay_amount::numeric AS as_numeric,
+	'1000 JPY'::pay_amount::numeric AS jpy_numeric, pay_amount_to_numeric('-0.005 KWD');
+SELECT pay_currency_exponent('USD') AS usd, pay_currency_exponent('jpy') AS jpy,
+	pay_currency_exponent('KWD') AS kwd, pay_currency_exponent('CLF') AS clf;
+SELECT pg_temp.try($$SELECT pay_amount(12.345, 'USD')::text$$);
+SELECT pg_temp.try($$SELECT pay_amount(0.5, 'JPY')::text$$);
+SELECT pg_temp.try($$SELECT pay_amount('NaN'::numeric, 'USD')::text$$);
+SELECT pg_temp.try($$SELECT pay_amount('Infinity'::numeric, 'USD')::text$$);
+SELECT pg_temp.try($$SELECT pay_amount(92233720368547758.08, 'USD')::text$$);
+SELECT pg_temp.try($$SELECT pay_amount(1, 'ZZZ')::text$$);
+SELECT pg_temp.try($$SELECT pay_amount(1, '')::text$$);
+SELECT pg_temp.try($$SELECT pay_amount_from_minor(1, 'EURO')::text$$);
+SELECT pg_temp.try($$SELECT pay_currency_exponent('XAU')::text$$);
+SELECT count(*) AS currencies, count(*) FILTER (WHERE exponent = 0) AS zero_decimal,
+	count(*) FILTER (WHERE exponent = 3) AS three_decimal,
+	string_agg(code, ',' ORDER BY code) FILTER (WHERE exponent = 3) AS three_decimal_codes
+FROM pay_currencies();
+
+-- Comparison: equality across currencies is false; ordering is an error.
+SELECT '1 USD'::pay_amount = '1.00 USD' AS eq, '1 USD'::pay_amount = '1 EUR' AS eq_mixed,
+	'1 USD'::pay_amount <> '1 EUR' AS ne_mixed, '1 USD'::pay_amount <> '2 USD' AS ne,
+	'1 USD'::pay_amount < '2 USD' AS lt, '2 USD'::pay_amount <= '2 USD' AS le,
+	'3 USD'::pay_amount > '2 USD' AS gt, '2 USD'::pay_amount >= '3 USD' AS ge,
+	'-92233720368547758.08 USD'::pay_amount < '92233720368547758.07 USD' AS extremes;
+SELECT pg_temp.try($$SELECT ('1 USD'::pay_amount < '2 EUR')::text$$);
+SELECT pg_temp.try($$SELECT ('1 USD'::pay_amount <= '2 EUR')::text$$);
+SELECT pg_temp.try($$SELECT ('1 USD'::pay_amount > '2 EUR')::text$$);
+SELECT pg_temp.try($$SELECT ('1 USD'::pay_amount >= '2 EUR')::text$$);
+-- The total order for sorting: currency, then value.
+SELECT '5 EUR'::pay_amount ~<~ '1 USD' AS t_lt, '1 USD'::pay_amount ~<=~ '1 USD' AS t_le,
+	'1 USD'::pay_amount ~>~ '5 EUR' AS t_gt, '1 USD'::pay_amount ~>=~ '2 USD' AS t_ge,
+	pay_amount_cmp('1 USD', '1 USD') AS c0, pay_amount_cmp('1 EUR', '1 USD') AS c1,
+	pay_amount_cmp('2 USD', '1 USD') AS c2;
+
+-- Sorting, DISTINCT, GROUP BY, btree and hash indexes on mixed currencies.
+CREATE TABLE amounts (id serial, a pay_amount NOT NULL);
+INSERT INTO amounts (a) VALUES ('5 USD'), ('1 EUR'), ('-3 USD'), ('1000 JPY'), ('1.00 EUR'),
+	('0.001 KWD'), ('5.00 USD'), ('-92233720368547758.08 USD'), ('92233720368547758.07 USD');
+SELECT a FROM amounts ORDER BY a;
+SELECT a FROM amounts ORDER BY a DESC LIMIT 3;
+SELECT DISTINCT a FROM amounts ORDER BY a;
+SELECT pay_currency(a) AS currency, count(*), sum(a) FILTER (WHERE pay_minor_units(a) BETWEEN -1000 AND 1000)
+FROM amounts GROUP BY 1 ORDER BY 1;
+CREATE INDEX amounts_a ON amounts (a);
+CREATE INDEX amounts_a_hash ON amounts USING hash (a);
+SET enable_seqscan = off;
+SELECT id, a FROM amounts WHERE a = '5 USD' ORDER BY id;
+EXPLAIN (COSTS OFF) SELECT id FROM amounts WHERE a = '5 USD';
+SET enable_bitmapscan = off;
+EXPLAIN (COSTS OFF) SELECT a FROM amounts WHERE a ~>=~ '0 USD' AND a ~<~ '100 USD' ORDER BY a;
+SELECT a FROM amounts WHERE a ~>=~ '0 USD' AND a ~<~ '100 USD' ORDER BY a;
+RESET enable_bitmapscan;
+RESET enable_seqscan;
+SELECT count(*) FROM amounts x JOIN amounts y ON x.a = y.a;
+SELECT a, count(*) FROM amounts GROUP BY a HAVING count(*) > 1 ORDER BY a;
+
+-- Arithmetic.
+SELECT '1.10 USD'::pay_amount + '2.25 USD' AS plus, '1.10 USD'::pay_amount - '2.25 USD' AS minus,
+	-'1.10 USD'::pay_amount AS neg, -'-1.10 USD'::pay_amount AS negneg,
+	pay_amount_abs('-3.50 EUR') AS abs, '1 JPY'::pay_amount + '2 JPY' AS jpy,
+	'0.001 KWD'::pay_amount + '0.999 KWD' AS kwd;
+SELECT pg_temp.try($$SELECT ('1 USD'::pay_amount + '1 EUR')::text$$);
+SELECT pg_temp.try($$SELECT ('1 USD'::pay_amount - '1 EUR')::text$$);
+SELECT pg_temp.try($$SELECT ('92233720368547758.07 USD'::pay_amount + '0.01 USD')::text$$);
+SELECT pg_temp.try($$SELECT ('-92233720368547758.08 USD'::pay_amount - '0.01 USD')::text$$);
+SELECT pg_temp.try($$SELECT (-'-92233720368547758.08 USD'::pay_amount)::text$$);
+SELECT pg_temp.try($$SELECT pay_amount_abs('-92233720368547758.08 USD')::text$$);
+
+-- Multiplication: integers are exact; numerics round half to even.
+SELECT '1.25 USD'::pay_amount * 3 AS i4, 3 * '1.25 USD'::pay_amount AS i4c,
+	'1.25 USD'::pay_amount * 3::bigint AS i8, 3::bigint * '1.25 USD'::pay_amount AS i8c,
+	'10.00 USD'::pay_amount * 0.075 AS tax, 0.5 * '0.01 USD'::pay_amount AS half_to_even_0,
+	'0.03 USD'::pay_amount * 0.5 AS half_to_even_2, '0.05 USD'::pay_amount * 0.5 AS half_to_even_2b,
+	'-0.03 USD'::pay_amount * 0.5 AS neg_half, '1 USD'::pay_amount * -1 AS neg,
+	'100 JPY'::pay_amount * 1.005 AS jpy_half, '101 JPY'::pay_amount * 1.005 AS jpy_up,
+	'1.000 KWD'::pay_amount * 0.0005 AS kwd_half, '0.001 KWD'::pay_amount * 1.5 AS kwd_even;
+SELECT pg_temp.try($$SELECT ('92233720368547758.07 USD'::pay_amount * 2)::text$$);
+SELECT pg_temp.try($$SELECT ('92233720368547758.07 USD'::pay_amount * 1.0000001)::text$$);
+SELECT pg_temp.try($$SELECT ('1 USD'::pay_amount * 'NaN'::numeric)::text$$);
+SELECT pg_temp.try($$SELECT ('1 USD'::pay_amount * 'Infinity'::numeric)::text$$);
+SELECT '92233720368547758.07 USD'::pay_amount * 1.0 AS max_times_one,
+	'-92233720368547758.08 USD'::pay_amount * 1 AS min_times_one;
+
+-- Division rounds half to even to the minor unit.
+SELECT '10.00 USD'::pay_amount / 3 AS third, '10.00 USD'::pay_amount / 4 AS quarter,
+	'0.05 USD'::pay_amount / 2 AS tie_even, '0.07 USD'::pay_amount / 2 AS tie_up,
+	'-0.05 USD'::pay_amount / 2 AS neg_tie, '-0.07 USD'::pay_amount / 2 AS neg_tie_up,
+	'0.05 USD'::pay_amount / -2 AS neg_den, '1 USD'::pay_amount / 3::bigint AS i8,
+	'100 JPY'::pay_amount / 3 AS jpy, '1.000 KWD'::pay_amount / 3 AS kwd,
+	'10.00 USD'::pay_amount / 2.5 AS num, '0.01 USD'::pay_amount / 0.4 AS num_tie,
+	'0.03 USD'::pay_amount / 0.4 AS num_tie_even, '1 USD'::pay_amount / 0.3 AS num_repeat,
+	'-92233720368547758.08 USD'::pay_amount / 1 AS min_div_one;
+SELECT pg_temp.try($$SELECT ('1 USD'::pay_amount / 0)::text$$);
+SELECT pg_temp.try($$SELECT ('1 USD'::pay_amount / 0::bigint)::text$$);
+SELECT pg_temp.try($$SELECT ('1 USD'::pay_amount / 0.0)::text$$);
+SELECT pg_temp.try($$SELECT ('-92233720368547758.08 USD'::pay_amount / -1)::text$$);
+SELECT pg_temp.try($$SELECT ('1 USD'::pay_amount / 'NaN'::numeric)::text$$);
+SELECT pg_temp.try($$SELECT ('1 USD'::pay_amount / 0.0000000000000000000001)::text$$);
+
+-- Aggregates.
+SELECT sum(a), min(a), max(a), count(a)
+FROM (VALUES ('1.10 USD'::pay_amount), ('2.20 USD'), (NULL), ('-0.30 USD')) t(a);
+SELECT sum(a) IS NULL AS empty_sum FROM amounts WHERE false;
+SELECT pg_temp.try($$SELECT sum(a)::text FROM amounts$$);
+SELECT pg_temp.try($$SELECT min(a)::text FROM amounts$$);
+SELECT pg_temp.try($$SELECT max(a)::text FROM amounts$$);
+SELECT pg_temp.try($$SELECT sum(a)::text FROM (VALUES ('92233720368547758.07 USD'::pay_amount), ('0.01 USD')) t(a)$$);
+SELECT sum(a) FROM (SELECT '0.01 USD'::pay_amount AS a FROM generate_series(1, 100000)) t;
+
+DROP TABLE amounts;

@@ -32,21 +32,13 @@ void		_PG_init(void);
 PG_FUNCTION_INFO_V1(pay_assert_preloaded);
 
 /*
- * Define settings; note whether we are being preloaded.  Later loads in
- * ordinary backends only define the settings so that SHOW works.
+ * Define settings; note whether we are being preloaded.  A late load (no
+ * preload) defines only the per-session settings, so that CREATE EXTENSION
+ * can reach its friendly error instead of a FATAL.
  */
 void
 _PG_init(void)
 {
-	DefineCustomStringVariable("payments.database",
-							   "Database served by the payments background worker.",
-							   "The worker waits quietly until the extension is created there.",
-							   &payments_database,
-							   "postgres",
-							   PGC_POSTMASTER,
-							   GUC_SUPERUSER_ONLY,
-							   NULL, NULL, NULL);
-
 	DefineCustomStringVariable("payments.merchant_id",
 							   "Merchant the session acts for when no JWT claim names one.",
 							   "Empty means the default merchant.",
@@ -56,10 +48,23 @@ _PG_init(void)
 							   0,
 							   NULL, NULL, NULL);
 
-	MarkGUCPrefixReserved("payments");
-
 	if (!process_shared_preload_libraries_in_progress)
+	{
+		MarkGUCPrefixReserved("payments");
 		return;
+	}
+
+	/* postmaster-only settings can be defined only at preload time */
+	DefineCustomStringVariable("payments.database",
+							   "Database served by the payments background worker.",
+							   "The worker waits quietly until the extension is created there.",
+							   &payments_database,
+							   "postgres",
+							   PGC_POSTMASTER,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("payments");
 
 	/*
 	 * libcurl's global state must be set up once, before any thread exists:

@@ -1,0 +1,407 @@
+/*-------------------------------------------------------------------------
+ *
+ * http_engine.c
+ *	  curl_multi driven by PostgreSQL's WaitEventSet.
+ *
+ * curl tells us which sockets it wants to watch (socket callback) and when
+ * it next needs a timeout call (timer callback).  Each wait builds a
+ * WaitEventSet of the worker's latch, postmaster death and those sockets,
+ * so the worker wakes for whichever comes first: a reply, a timeout, or a
+ * caller's COMMIT.  No request blocks another; a slow peer costs nothing
+ * but a socket.
+ *
+ * Memory: everything curl touches from callbacks is malloc'd, so that an
+ * ERROR can never longjmp out of a half-updated curl structure.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "storage/latch.h"
+#include "utils/wait_event.h"
+
+#include "http_engine.h"
+#include "shmem.h"
+
+typedef struct WatchedSocket
+{
+	curl_socket_t fd;
+	int			what;			/* CURL_POLL_IN / OUT / INOUT */
+} WatchedSocket;
+
+struct HttpEngine
+{
+	CURLM	   *multi;
+	int			running;
+	int			in_flight;
+	long		timer_ms;		/* -1: no timer */
+	uint64		timer_set_us;
+	WatchedSocket *sockets;
+	int			nsockets;
+	int			maxsockets;
+	dlist_head	done;
+};
+
+#define CHECK_CURLM(call) \
+	do { \
+		CURLMcode _mc = (call); \
+		if (_mc != CURLM_OK) \
+			ereport(ERROR, \
+					(errcode(ERRCODE_SYSTEM_ERROR), \
+					 errmsg("libcurl multi call failed: %s", curl_multi_strerror(_mc)))); \
+	} while (0)
+
+/* curl's socket callback: keep our list of watched sockets current. */
+static int
+socket_callback(CURL *easy pg_attribute_unused(), curl_socket_t fd, int what,
+				void *userp, void *socketp pg_attribute_unused())
+{
+	HttpEngine *engine = (HttpEngine *) userp;
+	int			i;
+
+	for (i = 0; i < engine->nsockets; i++)
+		if (engine->sockets[i].fd == fd)
+			break;
+
+	if (what == CURL_POLL_REMOVE)
+	{
+		if (i < engine->nsockets)
+			engine->sockets[i] = engine->sockets[--engine->nsockets];
+		return 0;
+	}
+	if (i == engine->nsockets)
+	{
+		if (engine->nsockets == engine->maxsockets)
+		{
+			int			newmax = engine->maxsockets * 2;
+			WatchedSocket *grown = realloc(engine->sockets, newmax * sizeof(WatchedSocket));
+
+			if (grown == NULL)
+				return -1;		/* curl fails the transfer */
+			engine->sockets = grown;
+			engine->maxsockets = newmax;
+		}
+		engine->nsockets++;
+	}
+	engine->sockets[i].fd = fd;
+	engine->sockets[i].what = what;
+	return 0;
+}
+
+/* curl's timer callback: remember when curl wants to be called back. */
+static int
+timer_callback(CURLM *multi pg_attribute_unused(), long timeout_ms, void *userp)
+{
+	HttpEngine *engine = (HttpEngine *) userp;
+
+	engine->timer_ms = timeout_ms;
+	engine->timer_set_us = now_us();
+	return 0;
+}
+
+/* Append reply bytes, up to the cap. */
+static size_t
+write_callback(char *data, size_t size, size_t nmemb, void *userp)
+{
+	HttpRequest *req = (HttpRequest *) userp;
+	size_t		n = size * nmemb;
+
+	if (req->response_len + n > HTTP_MAX_RESPONSE)
+	{
+		req->response_too_large = true;
+		return 0;				/* curl aborts with CURLE_WRITE_ERROR */
+	}
+	if (req->response_len + n + 1 > req->response_cap)
+	{
+		size_t		cap = Max(req->response_cap * 2, req->response_len + n + 1);
+		char	   *grown = realloc(req->response, cap);
+
+		if (grown == NULL)
+			return 0;
+		req->response = grown;
+		req->response_cap = cap;
+	}
+	memcpy(req->response + req->response_len, data, n);
+	req->response_len += n;
+	req->response[req->response_len] = '\0';
+	return n;
+}
+
+HttpEngine *
+http_engine_create(void)
+{
+	HttpEngine *engine = calloc(1, sizeof(HttpEngine));
+
+	if (engine == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	engine->multi = curl_multi_init();
+	if (engine->multi == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_SYSTEM_ERROR),
+				 errmsg("could not create a libcurl multi handle")));
+	engine->maxsockets = 64;
+	engine->sockets = malloc(engine->maxsockets * sizeof(WatchedSocket));
+	if (engine->sockets == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	engine->timer_ms = -1;
+	dlist_init(&engine->done);
+	CHECK_CURLM(curl_multi_setopt(engine->multi, CURLMOPT_SOCKETFUNCTION, socket_callback));
+	CHECK_CURLM(curl_multi_setopt(engine->multi, CURLMOPT_SOCKETDATA, engine));
+	CHECK_CURLM(curl_multi_setopt(engine->multi, CURLMOPT_TIMERFUNCTION, timer_callback));
+	CHECK_CURLM(curl_multi_setopt(engine->multi, CURLMOPT_TIMERDATA, engine));
+	/* keep connections to the gateway open and reuse them */
+	CHECK_CURLM(curl_multi_setopt(engine->multi, CURLMOPT_MAXCONNECTS, 2048L));
+	return engine;
+}
+
+/* Tear down, abandoning whatever is in flight (the worker is exiting). */
+void
+http_engine_destroy(HttpEngine *engine)
+{
+	if (engine == NULL)
+		return;
+	curl_multi_cleanup(engine->multi);
+	free(engine->sockets);
+	free(engine);
+}
+
+#define SETOPT(opt, val) \
+	do { if (curl_easy_setopt(easy, opt, val) != CURLE_OK) goto fail; } while (0)
+
+/*
+ * Start a POST of req->body to url.  Returns false (with req->error set)
+ * if the request could not even be set up; nothing was sent then.
+ */
+bool
+http_engine_add(HttpEngine *engine, HttpRequest *req, const char *url,
+				const char *ca_file, long timeout_ms)
+{
+	CURL	   *easy = curl_easy_init();
+	struct curl_slist *h;
+
+	req->error[0] = '\0';
+	req->started_us = now_us();
+	if (easy == NULL)
+	{
+		strlcpy(req->error, "could not create a libcurl handle", sizeof(req->error));
+		return false;
+	}
+	req->easy = easy;
+	SETOPT(CURLOPT_URL, url);
+	SETOPT(CURLOPT_PRIVATE, req);
+	SETOPT(CURLOPT_POST, 1L);
+	SETOPT(CURLOPT_POSTFIELDS, req->body);
+	SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req->body_len);
+	SETOPT(CURLOPT_WRITEFUNCTION, write_callback);
+	SETOPT(CURLOPT_WRITEDATA, req);
+	SETOPT(CURLOPT_ERRORBUFFER, req->error);
+	SETOPT(CURLOPT_TIMEOUT_MS, timeout_ms);
+	SETOPT(CURLOPT_CONNECTTIMEOUT_MS, Min(timeout_ms, 10000L));
+	SETOPT(CURLOPT_NOSIGNAL, 1L);
+	SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
+	SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
+	SETOPT(CURLOPT_SSL_VERIFYPEER, 1L);
+	SETOPT(CURLOPT_SSL_VERIFYHOST, 2L);
+	SETOPT(CURLOPT_SSLVERSION, (long) CURL_SSLVERSION_TLSv1_2);
+	SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
+	if (ca_file != NULL && ca_file[0] != '\0')
+		SETOPT(CURLOPT_CAINFO, ca_file);
+	h = curl_slist_append(NULL, "Content-Type: application/json");
+	if (h == NULL)
+		goto fail;
+	req->headers = h;
+	h = curl_slist_append(req->headers, "Expect:");
+	if (h == NULL)
+		goto fail;
+	req->headers = h;
+	SETOPT(CURLOPT_HTTPHEADER, req->headers);
+
+	if (curl_multi_add_handle(engine->multi, easy) != CURLM_OK)
+		goto fail;
+	engine->in_flight++;
+	return true;
+
+fail:
+	if (req->error[0] == '\0')
+		strlcpy(req->error, "could not set up the HTTP request", sizeof(req->error));
+	curl_easy_cleanup(easy);
+	req->easy = NULL;
+	if (req->headers)
+		curl_slist_free_all(req->headers);
+	req->headers = NULL;
+	return false;
+}
+
+/* Decide whether a failed transfer could have reached the peer. */
+static HttpOutcome
+classify(HttpRequest *req)
+{
+	curl_off_t	pretransfer = 0;
+
+	if (req->curl_code == CURLE_OK)
+		return HTTP_COMPLETED;
+	switch (req->curl_code)
+	{
+		case CURLE_COULDNT_RESOLVE_HOST:
+		case CURLE_COULDNT_RESOLVE_PROXY:
+		case CURLE_COULDNT_CONNECT:
+		case CURLE_SSL_CONNECT_ERROR:
+		case CURLE_PEER_FAILED_VERIFICATION:
+		case CURLE_SSL_CACERT_BADFILE:
+		case CURLE_UNSUPPORTED_PROTOCOL:
+		case CURLE_URL_MALFORMAT:
+			return HTTP_NOT_SENT;
+		default:
+			break;
+	}
+	/* a timeout before the transfer began (still connecting) sent nothing */
+	if (curl_easy_getinfo(req->easy, CURLINFO_PRETRANSFER_TIME_T, &pretransfer) == CURLE_OK &&
+		pretransfer == 0)
+		return HTTP_NOT_SENT;
+	return HTTP_UNKNOWN;
+}
+
+/* Move finished transfers to the done list. */
+static void
+collect_done(HttpEngine *engine)
+{
+	CURLMsg    *msg;
+	int			left;
+
+	while ((msg = curl_multi_info_read(engine->multi, &left)) != NULL)
+	{
+		HttpRequest *req = NULL;
+
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		if (curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &req) != CURLE_OK ||
+			req == NULL)
+			elog(ERROR, "payments: finished transfer has no owner");
+		req->curl_code = msg->data.result;
+		req->finished_us = now_us();
+		if (curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &req->http_status) != CURLE_OK)
+			req->http_status = 0;
+		req->outcome = classify(req);
+		if (req->error[0] == '\0' && req->curl_code != CURLE_OK)
+			strlcpy(req->error, curl_easy_strerror(req->curl_code), sizeof(req->error));
+		if (req->response_too_large)
+			strlcpy(req->error, "reply larger than the 1 MB cap", sizeof(req->error));
+		CHECK_CURLM(curl_multi_remove_handle(engine->multi, req->easy));
+		curl_easy_cleanup(req->easy);
+		req->easy = NULL;
+		curl_slist_free_all(req->headers);
+		req->headers = NULL;
+		/* the body held card data: wipe it as soon as it is not needed */
+		if (req->body)
+			explicit_bzero(req->body, req->body_len);
+		engine->in_flight--;
+		dlist_push_tail(&engine->done, &req->node);
+	}
+}
+
+/*
+ * Wait up to max_wait_ms for socket activity, curl's timer, or the latch,
+ * and let curl make progress.  *latch_set tells whether the latch fired.
+ */
+void
+http_engine_wait(HttpEngine *engine, long max_wait_ms, bool *latch_set)
+{
+	WaitEventSet *wes;
+	WaitEvent  *events;
+	int			nevents;
+	int			n;
+	long		timeout = max_wait_ms;
+	bool		timer_due = false;
+
+	*latch_set = false;
+	if (engine->timer_ms >= 0)
+	{
+		long		elapsed = (long) ((now_us() - engine->timer_set_us) / 1000);
+		long		left = Max(engine->timer_ms - elapsed, 0L);
+
+		timeout = Min(timeout, left);
+	}
+
+	nevents = engine->nsockets + 2;
+	wes = CreateWaitEventSet(CurrentMemoryContext, nevents);
+	events = palloc(sizeof(WaitEvent) * nevents);
+	AddWaitEventToSet(wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	for (int i = 0; i < engine->nsockets; i++)
+	{
+		uint32		ev = 0;
+
+		if (engine->sockets[i].what & CURL_POLL_IN)
+			ev |= WL_SOCKET_READABLE;
+		if (engine->sockets[i].what & CURL_POLL_OUT)
+			ev |= WL_SOCKET_WRITEABLE;
+		if (ev != 0)
+			AddWaitEventToSet(wes, ev, engine->sockets[i].fd, NULL, NULL);
+	}
+
+	n = WaitEventSetWait(wes, timeout, events, nevents, PG_WAIT_EXTENSION);
+	FreeWaitEventSet(wes);
+
+	for (int i = 0; i < n; i++)
+	{
+		if (events[i].events & WL_LATCH_SET)
+		{
+			ResetLatch(MyLatch);
+			*latch_set = true;
+		}
+		else if (events[i].events & (WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE))
+		{
+			int			mask = 0;
+
+			if (events[i].events & WL_SOCKET_READABLE)
+				mask |= CURL_CSELECT_IN;
+			if (events[i].events & WL_SOCKET_WRITEABLE)
+				mask |= CURL_CSELECT_OUT;
+			CHECK_CURLM(curl_multi_socket_action(engine->multi, events[i].fd, mask,
+												 &engine->running));
+		}
+	}
+	pfree(events);
+
+	if (engine->timer_ms >= 0 &&
+		(long) ((now_us() - engine->timer_set_us) / 1000) >= engine->timer_ms)
+		timer_due = true;
+	if (timer_due || (n == 0 && engine->in_flight > 0))
+	{
+		engine->timer_ms = -1;
+		CHECK_CURLM(curl_multi_socket_action(engine->multi, CURL_SOCKET_TIMEOUT, 0,
+											 &engine->running));
+	}
+	collect_done(engine);
+}
+
+/* Pop one finished request, or NULL. */
+HttpRequest *
+http_engine_next_done(HttpEngine *engine)
+{
+	if (dlist_is_empty(&engine->done))
+		return NULL;
+	return dlist_container(HttpRequest, node, dlist_pop_head_node(&engine->done));
+}
+
+int
+http_engine_in_flight(HttpEngine *engine)
+{
+	return engine->in_flight;
+}
+
+/* Free a request's malloc'd buffers (the body is wiped first). */
+void
+http_request_release(HttpRequest *req)
+{
+	if (req->body)
+	{
+		explicit_bzero(req->body, req->body_len);
+		free(req->body);
+		req->body = NULL;
+	}
+	free(req->response);
+	req->response = NULL;
+	req->response_len = req->response_cap = 0;
+}

@@ -1,0 +1,114 @@
+/*-------------------------------------------------------------------------
+ *
+ * shmem.c
+ *	  Reserve and attach the extension's shared memory.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "utils/timestamp.h"
+
+#include "shmem.h"
+
+PaymentsShared *payments_shared = NULL;
+
+/* bucket upper bounds (milliseconds); Prometheus "le" labels */
+const double latency_bucket_le_ms[LATENCY_BUCKETS] = {
+	0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, -1
+};
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static void
+payments_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(PaymentsShared)));
+}
+
+static void
+init_histogram(LatencyHistogram *h)
+{
+	for (int i = 0; i < LATENCY_BUCKETS; i++)
+		pg_atomic_init_u64(&h->buckets[i], 0);
+	pg_atomic_init_u64(&h->count, 0);
+	pg_atomic_init_u64(&h->sum_us, 0);
+}
+
+/* Attach (and on first use initialize) the shared state. */
+static void
+payments_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	payments_shared = ShmemInitStruct("payments", sizeof(PaymentsShared), &found);
+	if (!found)
+	{
+		memset(payments_shared, 0, sizeof(PaymentsShared));
+		pg_atomic_init_u32(&payments_shared->worker_procno, 0);
+		pg_atomic_init_u32(&payments_shared->worker_pid, 0);
+		pg_atomic_init_u64(&payments_shared->worker_started_us, 0);
+		pg_atomic_init_u64(&payments_shared->last_loop_us, 0);
+		pg_atomic_init_u32(&payments_shared->restart_requested, 0);
+		pg_atomic_init_u32(&payments_shared->queue_depth, 0);
+		pg_atomic_init_u32(&payments_shared->in_flight, 0);
+		pg_atomic_init_u32(&payments_shared->max_in_flight, 0);
+		pg_atomic_init_u32(&payments_shared->circuit_state, CIRCUIT_CLOSED);
+		pg_atomic_init_u64(&payments_shared->requests_sent, 0);
+		pg_atomic_init_u64(&payments_shared->approved, 0);
+		pg_atomic_init_u64(&payments_shared->declined, 0);
+		pg_atomic_init_u64(&payments_shared->errors, 0);
+		pg_atomic_init_u64(&payments_shared->unknown_outcomes, 0);
+		pg_atomic_init_u64(&payments_shared->retries, 0);
+		pg_atomic_init_u64(&payments_shared->transport_failures, 0);
+		init_histogram(&payments_shared->gateway_latency);
+		init_histogram(&payments_shared->result_latency);
+		pg_atomic_init_u64(&payments_shared->results_generation, 0);
+		ConditionVariableInit(&payments_shared->results_cv);
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/* Called from _PG_init at preload time. */
+void
+payments_shmem_register(void)
+{
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = payments_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = payments_shmem_startup;
+}
+
+/* Record one observation (microseconds) in a histogram. */
+void
+histogram_observe(LatencyHistogram *h, uint64 us)
+{
+	int			i;
+
+	for (i = 0; i < LATENCY_BUCKETS - 1; i++)
+	{
+		if ((double) us <= latency_bucket_le_ms[i] * 1000.0)
+			break;
+	}
+	pg_atomic_fetch_add_u64(&h->buckets[i], 1);
+	pg_atomic_fetch_add_u64(&h->count, 1);
+	pg_atomic_fetch_add_u64(&h->sum_us, us);
+}
+
+/* Wall clock in microseconds since the PostgreSQL epoch. */
+uint64
+now_us(void)
+{
+	return (uint64) GetCurrentTimestamp();
+}

@@ -1,0 +1,73 @@
+/*-------------------------------------------------------------------------
+ *
+ * shmem.h
+ *	  The extension's shared memory: worker identity, wake-ups, health
+ *	  counters and latency histograms.
+ *
+ * Only atomics, a condition variable and fixed-size values live here: no
+ * per-process pointers (DESIGN.md 2).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PAYMENTS_SHMEM_H
+#define PAYMENTS_SHMEM_H
+
+#include "port/atomics.h"
+#include "storage/condition_variable.h"
+
+/* circuit breaker states */
+#define CIRCUIT_CLOSED		0
+#define CIRCUIT_OPEN		1
+#define CIRCUIT_HALF_OPEN	2
+
+/* latency histogram: bucket upper bounds in microseconds (last is +Inf) */
+#define LATENCY_BUCKETS 16
+extern const double latency_bucket_le_ms[LATENCY_BUCKETS];
+
+typedef struct LatencyHistogram
+{
+	pg_atomic_uint64 buckets[LATENCY_BUCKETS];
+	pg_atomic_uint64 count;
+	pg_atomic_uint64 sum_us;
+} LatencyHistogram;
+
+typedef struct PaymentsShared
+{
+	/* the worker: pgprocno + 1 (0 = none), its pid, life signs */
+	pg_atomic_uint32 worker_procno;
+	pg_atomic_uint32 worker_pid;
+	pg_atomic_uint64 worker_started_us;
+	pg_atomic_uint64 last_loop_us;
+	pg_atomic_uint32 restart_requested;
+
+	/* state published by the worker */
+	pg_atomic_uint32 queue_depth;
+	pg_atomic_uint32 in_flight;
+	pg_atomic_uint32 max_in_flight;
+	pg_atomic_uint32 circuit_state;
+
+	/* counters since the server started */
+	pg_atomic_uint64 requests_sent;
+	pg_atomic_uint64 approved;
+	pg_atomic_uint64 declined;
+	pg_atomic_uint64 errors;
+	pg_atomic_uint64 unknown_outcomes;
+	pg_atomic_uint64 retries;
+	pg_atomic_uint64 transport_failures;
+
+	/* gateway round trip, and COMMIT-to-result as the caller sees it */
+	LatencyHistogram gateway_latency;
+	LatencyHistogram result_latency;
+
+	/* bumped and broadcast each time the worker commits results */
+	pg_atomic_uint64 results_generation;
+	ConditionVariable results_cv;
+} PaymentsShared;
+
+extern PaymentsShared *payments_shared;
+
+extern void payments_shmem_register(void);
+extern void histogram_observe(LatencyHistogram *h, uint64 us);
+extern uint64 now_us(void);
+
+#endif

@@ -1,0 +1,137 @@
+/*-------------------------------------------------------------------------
+ *
+ * wait.c
+ *	  pay_wait: block until a payment's gateway work is finished.
+ *
+ * Sleeps on a shared condition variable that the worker broadcasts after
+ * each commit of results, and re-reads the payment then (a fresh snapshot
+ * per query under READ COMMITTED).  No polling loop: between broadcasts the
+ * backend sleeps, waking at least once a second to honour interrupts.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/transam.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "errcodes.h"
+#include "payments.h"
+#include "shmem.h"
+
+PG_FUNCTION_INFO_V1(pay_wait_for_payment);
+
+#define WAIT_QUERY \
+	"SELECT p.status, p.xmin, " \
+	"  ARRAY(SELECT o.xmin FROM payments.operations o " \
+	"        WHERE o.merchant_id = p.merchant_id AND o.payment_id = p.payment_id " \
+	"          AND o.status IN ('queued', 'sending', 'unknown')) " \
+	"FROM payments.payments p WHERE p.merchant_id = $1 AND p.payment_id = $2"
+
+/*
+ * Read the payment once.  Returns true when nothing is left to wait for;
+ * *status gets the payment's status.  Raises an error for an unknown
+ * payment, and for one whose pending work this very transaction created
+ * (the worker cannot see it before COMMIT, so waiting would only time out).
+ */
+static bool
+payment_is_settled(SPIPlanPtr plan, Datum merchant_id, Datum payment_id, char **status)
+{
+	Datum		args[2] = {merchant_id, payment_id};
+	bool		isnull;
+	ArrayType  *busy;
+	int			nbusy;
+	Datum	   *xids;
+	TransactionId xmin;
+	int			rc;
+
+	/* not read-only: each execution takes a fresh snapshot */
+	rc = SPI_execute_plan(plan, args, NULL, false, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "pay_wait: SPI_execute_plan returned %d", rc);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(MAKE_SQLSTATE('P', 'T', '4', '0', '4')),
+				 errmsg("payment %lld not found", (long long) DatumGetInt64(payment_id)),
+				 errhint("Payment ids are per merchant; check pay_current_merchant().")));
+
+	*status = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	xmin = DatumGetTransactionId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	busy = DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	deconstruct_array(busy, XIDOID, sizeof(TransactionId), true, TYPALIGN_INT, &xids, NULL, &nbusy);
+
+	for (int i = 0; i < nbusy; i++)
+	{
+		if (TransactionIdIsCurrentTransactionId(DatumGetTransactionId(xids[i])) ||
+			TransactionIdIsCurrentTransactionId(xmin))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("cannot wait for a payment operation created in the current transaction"),
+					 errdetail("The background worker starts only after the transaction that created the operation commits."),
+					 errhint("COMMIT first, then call pay_wait, or use the procedure pay_purchase_and_wait.")));
+	}
+	return nbusy == 0 && strcmp(*status, "pending") != 0 && strcmp(*status, "unknown") != 0;
+}
+
+/*
+ * payments._wait_for_payment(merchant_id, payment_id, timeout_ms) -> status
+ */
+Datum
+pay_wait_for_payment(PG_FUNCTION_ARGS)
+{
+	Datum		merchant_id = PG_GETARG_DATUM(0);
+	Datum		payment_id = PG_GETARG_DATUM(1);
+	int32		timeout_ms = PG_GETARG_INT32(2);
+	TimestampTz deadline;
+	SPIPlanPtr	plan;
+	Oid			argtypes[2] = {INT8OID, INT8OID};
+	char	   *status = NULL;
+	text	   *result;
+
+	payments_require_preload();
+	if (timeout_ms < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("timeout must not be negative")));
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("pay_wait requires the READ COMMITTED isolation level"),
+				 errdetail("Under REPEATABLE READ or SERIALIZABLE the transaction would never see the worker's result.")));
+
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "pay_wait: SPI_connect failed");
+	plan = SPI_prepare(WAIT_QUERY, 2, argtypes);
+	if (plan == NULL)
+		elog(ERROR, "pay_wait: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+
+	ConditionVariablePrepareToSleep(&payments_shared->results_cv);
+	for (;;)
+	{
+		long		remaining;
+
+		if (payment_is_settled(plan, merchant_id, payment_id, &status))
+			break;
+		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+		if (remaining <= 0)
+			break;
+		(void) ConditionVariableTimedSleep(&payments_shared->results_cv,
+										   Min(remaining, 1000L), PG_WAIT_EXTENSION);
+		CHECK_FOR_INTERRUPTS();
+	}
+	ConditionVariableCancelSleep();
+
+	result = cstring_to_text(status);
+	SPI_finish();
+	PG_RETURN_TEXT_P(result);
+}

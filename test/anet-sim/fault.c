@@ -1,0 +1,188 @@
+/*-------------------------------------------------------------------------
+ *
+ * fault.c
+ *		Fault rules and latency configuration.  A rule targets either the
+ *		next N requests (count) or a share of all requests (rate); the
+ *		first rule that fires decides the request's fate.
+ *
+ *-------------------------------------------------------------------------
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fault.h"
+#include "sim.h"
+
+typedef struct FaultRule
+{
+	FaultKind	kind;
+	int			count;			/* remaining; -1 = rate-based */
+	double		rate;
+	bool		process;
+	int			status;
+	int			hold_ms;
+	int			chunk_bytes;
+	int			chunk_ms;
+	int			fired;
+} FaultRule;
+
+static pthread_mutex_t flock = PTHREAD_MUTEX_INITIALIZER;
+static FaultRule rules[32];
+static int	nrules;
+static int	latency_fixed_ms;
+static int	latency_random_ms;
+
+static const char *const kind_names[] = {
+	"none", "hold", "http5xx", "reset", "malformed", "truncated", "trickle"
+};
+
+/* Name of a fault kind */
+const char *
+fault_kind_name(FaultKind k)
+{
+	return kind_names[k];
+}
+
+/* Decide latency and fault for one request */
+void
+fault_pick(FaultDecision *d)
+{
+	memset(d, 0, sizeof(*d));
+	d->process = true;
+	pthread_mutex_lock(&flock);
+	d->latency_ms = latency_fixed_ms +
+		(latency_random_ms > 0 ? (int) (sim_rand() % (unsigned) (latency_random_ms + 1)) : 0);
+	for (int i = 0; i < nrules; i++)
+	{
+		FaultRule  *r = &rules[i];
+		bool		fire = false;
+
+		if (r->count > 0)
+		{
+			r->count--;
+			fire = true;
+		}
+		else if (r->count < 0 && r->rate > 0 &&
+				 (double) (sim_rand() % 1000000) / 1000000.0 < r->rate)
+			fire = true;
+		if (!fire)
+			continue;
+		r->fired++;
+		d->kind = r->kind;
+		d->process = r->process;
+		d->status = r->status;
+		d->hold_ms = r->hold_ms;
+		d->chunk_bytes = r->chunk_bytes;
+		d->chunk_ms = r->chunk_ms;
+		break;
+	}
+	pthread_mutex_unlock(&flock);
+}
+
+/* Remove every rule and the latency */
+void
+fault_reset(void)
+{
+	pthread_mutex_lock(&flock);
+	nrules = 0;
+	latency_fixed_ms = 0;
+	latency_random_ms = 0;
+	pthread_mutex_unlock(&flock);
+}
+
+/* Current configuration as JSON (flock held) */
+static json_object *
+faults_json(void)
+{
+	json_object *o = json_object_new_object();
+	json_object *arr = json_object_new_array();
+
+	for (int i = 0; i < nrules; i++)
+	{
+		json_object *r = json_object_new_object();
+
+		jadd_str(r, "type", kind_names[rules[i].kind]);
+		if (rules[i].count >= 0)
+			jadd(r, "remaining", json_object_new_int(rules[i].count));
+		else
+			jadd(r, "rate", json_object_new_double(rules[i].rate));
+		jadd(r, "process", json_object_new_boolean(rules[i].process));
+		jadd(r, "fired", json_object_new_int(rules[i].fired));
+		json_object_array_add(arr, r);
+	}
+	jadd(o, "faults", arr);
+	jadd(o, "latencyFixedMs", json_object_new_int(latency_fixed_ms));
+	jadd(o, "latencyRandomMs", json_object_new_int(latency_random_ms));
+	return o;
+}
+
+/*
+ * Control calls: POST /faults {type,count|rate,...}, DELETE /faults,
+ * GET /faults, POST /latency {fixedMs, randomMs}.
+ */
+json_object *
+fault_control(const char *method, const char *url, json_object *body,
+			  int *status)
+{
+	json_object *out = NULL;
+
+	*status = 200;
+	pthread_mutex_lock(&flock);
+	if (strcmp(url, "/latency") == 0 && strcmp(method, "POST") == 0)
+	{
+		latency_fixed_ms = json_object_get_int(jget(body, "fixedMs"));
+		latency_random_ms = json_object_get_int(jget(body, "randomMs"));
+		out = faults_json();
+	}
+	else if (strcmp(url, "/faults") == 0 && strcmp(method, "DELETE") == 0)
+	{
+		nrules = 0;
+		out = faults_json();
+	}
+	else if (strcmp(url, "/faults") == 0 && strcmp(method, "POST") == 0)
+	{
+		const char *type = jstr(body, "type");
+		FaultRule  *r;
+		int			k;
+
+		for (k = 1; k < 7; k++)
+			if (type && strcmp(type, kind_names[k]) == 0)
+				break;
+		if (k == 7 || nrules >= 32 ||
+			(jget(body, "count") == NULL && jget(body, "rate") == NULL))
+		{
+			*status = 400;
+			pthread_mutex_unlock(&flock);
+			return NULL;
+		}
+		r = &rules[nrules++];
+		memset(r, 0, sizeof(*r));
+		r->kind = (FaultKind) k;
+		if (jget(body, "count"))
+			r->count = json_object_get_int(jget(body, "count"));
+		else
+		{
+			r->count = -1;
+			r->rate = json_object_get_double(jget(body, "rate"));
+		}
+		/* default: a 5xx came from a proxy before the gateway saw it */
+		r->process = jget(body, "process") ?
+			json_object_get_boolean(jget(body, "process")) : (r->kind != F_HTTP5XX);
+		r->status = jget(body, "status") ? json_object_get_int(jget(body, "status")) : 503;
+		r->hold_ms = jget(body, "holdMs") ? json_object_get_int(jget(body, "holdMs")) : 600000;
+		r->chunk_bytes = jget(body, "chunkBytes") ? json_object_get_int(jget(body, "chunkBytes")) : 8;
+		r->chunk_ms = jget(body, "chunkDelayMs") ? json_object_get_int(jget(body, "chunkDelayMs")) : 200;
+		if (r->chunk_bytes < 1)
+			r->chunk_bytes = 1;
+		out = faults_json();
+	}
+	else if (strcmp(method, "GET") == 0)
+		out = faults_json();
+	else
+		*status = 404;
+	pthread_mutex_unlock(&flock);
+	return out;
+}

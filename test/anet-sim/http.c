@@ -1,0 +1,569 @@
+/*-------------------------------------------------------------------------
+ *
+ * http.c
+ *		The API endpoint POST /xml/v1/request.api over libmicrohttpd, with
+ *		injected latency and faults.  Latency never blocks a thread: the
+ *		connection is suspended and a timer thread resumes it, so thousands
+ *		of requests can be in flight at once.
+ *
+ *-------------------------------------------------------------------------
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fault.h"
+#include "http.h"
+#include "sim.h"
+
+#define MAX_BODY	(1024 * 1024)
+
+typedef struct Req
+{
+	char	   *body;
+	size_t		len;
+	size_t		cap;
+	int			phase;			/* 0 reading, 1 suspended, 2 resumed */
+	bool		too_large;
+	char	   *reply;
+	size_t		reply_len;
+	FaultDecision f;
+} Req;
+
+/* ---- timer: resume suspended connections when due ---------------------- */
+
+typedef struct Timer
+{
+	long long	due;
+	struct MHD_Connection *conn;
+} Timer;
+
+static Timer *heap;
+static int	nheap,
+			capheap;
+static pthread_mutex_t tlock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t tcond = PTHREAD_COND_INITIALIZER;
+static pthread_t tthread;
+static bool tstop;
+
+static long long
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Push onto the min-heap of due times */
+static bool
+timer_add(struct MHD_Connection *c, int ms)
+{
+	int			i;
+
+	pthread_mutex_lock(&tlock);
+	if (nheap == capheap)
+	{
+		int			nc = capheap ? capheap * 2 : 1024;
+		Timer	   *n = realloc(heap, nc * sizeof(Timer));
+
+		if (n == NULL)
+		{
+			pthread_mutex_unlock(&tlock);
+			return false;
+		}
+		heap = n;
+		capheap = nc;
+	}
+	i = nheap++;
+	heap[i].due = mono_ms() + ms;
+	heap[i].conn = c;
+	while (i > 0 && heap[(i - 1) / 2].due > heap[i].due)
+	{
+		Timer		t = heap[i];
+
+		heap[i] = heap[(i - 1) / 2];
+		heap[(i - 1) / 2] = t;
+		i = (i - 1) / 2;
+	}
+	pthread_cond_signal(&tcond);
+	pthread_mutex_unlock(&tlock);
+	return true;
+}
+
+/* Pop the earliest entry (tlock held) */
+static Timer
+timer_pop(void)
+{
+	Timer		top = heap[0];
+	int			i = 0;
+
+	heap[0] = heap[--nheap];
+	for (;;)
+	{
+		int			l = 2 * i + 1,
+					r = l + 1,
+					s = i;
+
+		if (l < nheap && heap[l].due < heap[s].due)
+			s = l;
+		if (r < nheap && heap[r].due < heap[s].due)
+			s = r;
+		if (s == i)
+			break;
+		{
+			Timer		t = heap[i];
+
+			heap[i] = heap[s];
+			heap[s] = t;
+		}
+		i = s;
+	}
+	return top;
+}
+
+/* Timer thread body */
+static void *
+timer_main(void *arg)
+{
+	(void) arg;
+	pthread_mutex_lock(&tlock);
+	while (!tstop)
+	{
+		long long	now = mono_ms();
+
+		if (nheap > 0 && heap[0].due <= now)
+		{
+			Timer		t = timer_pop();
+
+			pthread_mutex_unlock(&tlock);
+			MHD_resume_connection(t.conn);
+			pthread_mutex_lock(&tlock);
+			continue;
+		}
+		if (nheap > 0)
+		{
+			struct timespec ts;
+			long long	wait = heap[0].due - now;
+
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += wait / 1000;
+			ts.tv_nsec += (wait % 1000) * 1000000;
+			if (ts.tv_nsec >= 1000000000)
+			{
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000;
+			}
+			pthread_cond_timedwait(&tcond, &tlock, &ts);
+		}
+		else
+			pthread_cond_wait(&tcond, &tlock);
+	}
+	pthread_mutex_unlock(&tlock);
+	return NULL;
+}
+
+/* Start the resume timer thread */
+void
+http_timer_start(void)
+{
+	if (pthread_create(&tthread, NULL, timer_main, NULL) != 0)
+	{
+		fprintf(stderr, "anet-sim: cannot start timer thread\n");
+		exit(1);
+	}
+}
+
+/* Resume everything still suspended so the daemon can shut down */
+void
+http_release_held(void)
+{
+	pthread_mutex_lock(&tlock);
+	while (nheap > 0)
+	{
+		Timer		t = timer_pop();
+
+		MHD_resume_connection(t.conn);
+	}
+	pthread_mutex_unlock(&tlock);
+}
+
+/* Stop the timer thread */
+void
+http_timer_stop(void)
+{
+	pthread_mutex_lock(&tlock);
+	tstop = true;
+	pthread_cond_signal(&tcond);
+	pthread_mutex_unlock(&tlock);
+	pthread_join(tthread, NULL);
+}
+
+/* ---- responses --------------------------------------------------------- */
+
+typedef struct Stream
+{
+	char	   *data;
+	size_t		len;
+	size_t		stop_at;		/* truncate: fail after this many bytes */
+	int			chunk;
+	int			chunk_ms;
+} Stream;
+
+/* Content reader for truncated and trickled bodies */
+static ssize_t
+stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	Stream	   *s = cls;
+	size_t		n;
+
+	if (pos >= s->stop_at)
+		return MHD_CONTENT_READER_END_WITH_ERROR;
+	n = s->stop_at - pos;
+	if (s->chunk > 0)
+	{
+		if (pos > 0)
+			usleep((useconds_t) s->chunk_ms * 1000);
+		if (n > (size_t) s->chunk)
+			n = s->chunk;
+	}
+	if (n > max)
+		n = max;
+	memcpy(buf, s->data + pos, n);
+	return (ssize_t) n;
+}
+
+static void
+stream_free(void *cls)
+{
+	Stream	   *s = cls;
+
+	free(s->data);
+	free(s);
+}
+
+/* Queue a response with the JSON content type */
+static enum MHD_Result
+queue(struct MHD_Connection *c, unsigned int status, struct MHD_Response *r,
+	  const char *ctype)
+{
+	enum MHD_Result ret;
+
+	if (r == NULL)
+		return MHD_NO;
+	if (MHD_add_response_header(r, "Content-Type", ctype) != MHD_YES)
+	{
+		MHD_destroy_response(r);
+		return MHD_NO;
+	}
+	ret = MHD_queue_response(c, status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+/* Send the reply (or its faulty variant) for a processed request */
+static enum MHD_Result
+respond(struct MHD_Connection *c, Req *q)
+{
+	static const char *ctype = "application/json; charset=utf-8";
+	struct MHD_Response *r;
+
+	switch (q->f.kind)
+	{
+		case F_HTTP5XX:
+			{
+				static const char html[] =
+					"<HTML><HEAD><TITLE>Service Unavailable</TITLE></HEAD><BODY>"
+					"<H1>Service Unavailable</H1>The server is temporarily unable "
+					"to service your request.</BODY></HTML>";
+
+				r = MHD_create_response_from_buffer(strlen(html), (void *) html,
+													MHD_RESPMEM_PERSISTENT);
+				return queue(c, q->f.status >= 500 && q->f.status < 600 ?
+							 (unsigned) q->f.status : 503, r, "text/html");
+			}
+		case F_MALFORMED:
+			{
+				/* a complete HTTP response whose JSON stops half-way */
+				size_t		half = q->reply_len / 2;
+
+				r = MHD_create_response_from_buffer(half, q->reply, MHD_RESPMEM_MUST_COPY);
+				return queue(c, 200, r, ctype);
+			}
+		case F_TRUNCATED:
+		case F_TRICKLE:
+			{
+				Stream	   *s = calloc(1, sizeof(Stream));
+
+				if (s == NULL)
+					return MHD_NO;
+				s->data = q->reply;
+				s->len = q->reply_len;
+				q->reply = NULL;
+				s->stop_at = q->f.kind == F_TRUNCATED ? s->len / 2 : s->len;
+				if (q->f.kind == F_TRICKLE)
+				{
+					s->chunk = q->f.chunk_bytes;
+					s->chunk_ms = q->f.chunk_ms;
+				}
+				r = MHD_create_response_from_callback(s->len, 4096, stream_read, s,
+													  stream_free);
+				if (r == NULL)
+				{
+					stream_free(s);
+					return MHD_NO;
+				}
+				return queue(c, 200, r, ctype);
+			}
+		default:
+			r = MHD_create_response_from_buffer(q->reply_len, q->reply,
+												MHD_RESPMEM_MUST_FREE);
+			if (r != NULL)
+				q->reply = NULL;
+			return queue(c, 200, r, ctype);
+	}
+}
+
+/* Plain-text error response (404, 405, 413) */
+static enum MHD_Result
+simple(struct MHD_Connection *c, unsigned int status, const char *text)
+{
+	struct MHD_Response *r = MHD_create_response_from_buffer(strlen(text),
+															 (void *) text,
+															 MHD_RESPMEM_PERSISTENT);
+
+	return queue(c, status, r, "text/plain");
+}
+
+/* Force an RST instead of a FIN when the socket is closed */
+static void
+arm_reset(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+	struct linger lg = {1, 0};
+
+	if (ci != NULL)
+		if (setsockopt(ci->connect_fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) != 0)
+			perror("anet-sim: setsockopt(SO_LINGER)");
+}
+
+/* MHD access handler for the API daemon */
+static enum MHD_Result
+api_handler(void *cls, struct MHD_Connection *c, const char *url,
+			const char *method, const char *version, const char *upload,
+			size_t *upload_size, void **con_cls)
+{
+	Req		   *q = *con_cls;
+
+	(void) cls;
+	(void) version;
+	if (q == NULL)
+	{
+		q = calloc(1, sizeof(Req));
+		if (q == NULL)
+			return MHD_NO;
+		*con_cls = q;
+		return MHD_YES;
+	}
+	if (*upload_size > 0)
+	{
+		if (q->len + *upload_size > MAX_BODY)
+			q->too_large = true;
+		else
+		{
+			if (q->len + *upload_size + 1 > q->cap)
+			{
+				size_t		nc = (q->len + *upload_size + 1) * 2;
+				char	   *nb = realloc(q->body, nc);
+
+				if (nb == NULL)
+					return MHD_NO;
+				q->body = nb;
+				q->cap = nc;
+			}
+			memcpy(q->body + q->len, upload, *upload_size);
+			q->len += *upload_size;
+		}
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	if (q->phase == 1)
+	{
+		/* resumed by the timer */
+		if (q->f.kind == F_HOLD)
+			return MHD_NO;
+		return respond(c, q);
+	}
+	if (strcmp(url, "/xml/v1/request.api") != 0)
+		return simple(c, 404, "Not Found\n");
+	if (strcmp(method, "POST") != 0)
+		return simple(c, 405, "Method Not Allowed\n");
+	if (q->too_large)
+		return simple(c, 413, "Request Entity Too Large\n");
+
+	fault_pick(&q->f);
+	if (q->f.process)
+	{
+		q->reply = api_handle(q->body ? q->body : "", q->len, &q->reply_len);
+		if (q->reply == NULL)
+			return MHD_NO;
+	}
+	else if (q->f.kind != F_HTTP5XX)
+	{
+		/* unprocessed faults still need a body to mangle */
+		q->reply = strdup("\xEF\xBB\xBF{\"messages\":{\"resultCode\":\"Error\",\"message\":[{\"code\":\"E00001\",\"text\":\"An error occurred during processing. Please try again.\"}]}}");
+		if (q->reply == NULL)
+			return MHD_NO;
+		q->reply_len = strlen(q->reply);
+	}
+	if (q->f.kind == F_RESET)
+	{
+		arm_reset(c);
+		return MHD_NO;
+	}
+	if (q->f.kind == F_HOLD || q->f.latency_ms > 0)
+	{
+		int			ms = q->f.kind == F_HOLD ? q->f.hold_ms : q->f.latency_ms;
+
+		q->phase = 1;
+		MHD_suspend_connection(c);
+		if (!timer_add(c, ms))
+		{
+			MHD_resume_connection(c);
+			return MHD_NO;
+		}
+		return MHD_YES;
+	}
+	return respond(c, q);
+}
+
+/* Free per-request state */
+static void
+completed(void *cls, struct MHD_Connection *c, void **con_cls,
+		  enum MHD_RequestTerminationCode toe)
+{
+	Req		   *q = *con_cls;
+
+	(void) cls;
+	(void) c;
+	(void) toe;
+	if (q == NULL)
+		return;
+	free(q->body);
+	free(q->reply);
+	free(q);
+	*con_cls = NULL;
+}
+
+/* Read a whole file (PEM) into memory */
+static char *
+slurp(const char *path)
+{
+	FILE	   *f = fopen(path, "rb");
+	char	   *buf;
+	long		n;
+
+	if (f == NULL)
+		return NULL;
+	if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0)
+	{
+		fclose(f);
+		return NULL;
+	}
+	buf = malloc(n + 1);
+	if (buf == NULL || fread(buf, 1, n, f) != (size_t) n)
+	{
+		free(buf);
+		fclose(f);
+		return NULL;
+	}
+	buf[n] = '\0';
+	fclose(f);
+	return buf;
+}
+
+/* Start the API daemon on 127.0.0.1 (TLS when cert and key are given) */
+struct MHD_Daemon *
+http_start_api(int port, const char *cert, const char *key, int threads)
+{
+	struct sockaddr_in sa;
+	unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+		MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_TURBO;
+	struct MHD_Daemon *d;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((uint16_t) port);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (cert != NULL)
+	{
+		char	   *c = slurp(cert),
+				   *k = slurp(key);
+
+		if (c == NULL || k == NULL)
+		{
+			fprintf(stderr, "anet-sim: cannot read %s or %s\n", cert, key);
+			return NULL;
+		}
+		/* c and k stay allocated for the daemon's lifetime */
+		d = MHD_start_daemon(flags | MHD_USE_TLS, (uint16_t) port, NULL, NULL,
+							 api_handler, NULL,
+							 MHD_OPTION_SOCK_ADDR, &sa,
+							 MHD_OPTION_THREAD_POOL_SIZE, (unsigned int) threads,
+							 MHD_OPTION_CONNECTION_LIMIT, (unsigned int) 20000,
+							 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) 120,
+							 MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int) 4096,
+							 MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+							 MHD_OPTION_HTTPS_MEM_CERT, c,
+							 MHD_OPTION_HTTPS_MEM_KEY, k,
+							 MHD_OPTION_HTTPS_PRIORITIES,
+							 "NORMAL:-VERS-ALL:+VERS-TLS1.2",
+							 MHD_OPTION_END);
+		return d;
+	}
+	return MHD_start_daemon(flags, (uint16_t) port, NULL, NULL,
+							api_handler, NULL,
+							MHD_OPTION_SOCK_ADDR, &sa,
+							MHD_OPTION_THREAD_POOL_SIZE, (unsigned int) threads,
+							MHD_OPTION_CONNECTION_LIMIT, (unsigned int) 20000,
+							MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) 120,
+							MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int) 4096,
+							MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+							MHD_OPTION_END);
+}
+
+/* Start the control daemon on 127.0.0.1 */
+struct MHD_Daemon *
+http_start_control(int port)
+{
+	struct sockaddr_in sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((uint16_t) port);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	return MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+							MHD_USE_ERROR_LOG, (uint16_t) port, NULL, NULL,
+							control_handler, NULL,
+							MHD_OPTION_SOCK_ADDR, &sa,
+							MHD_OPTION_NOTIFY_COMPLETED, control_completed, NULL,
+							MHD_OPTION_END);
+}
+
+/* The port a daemon actually listens on (for --port 0) */
+int
+http_port(struct MHD_Daemon *d)
+{
+	const union MHD_DaemonInfo *i = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+
+	return i ? i->port : -1;
+}
