@@ -27,5 +27,7 @@
 #define ERRCODE_PAY_CARD_EXPIRED			MAKE_SQLSTATE('2','2','Y','1','3')
 #define ERRCODE_PAY_INVALID_CVV				MAKE_SQLSTATE('2','2','Y','1','4')
 #define ERRCODE_PAY_INVALID_CARD_INPUT		MAKE_SQLSTATE('2','2','Y','1','5')
+/* raised by the SQL event trigger payments._card_storage_guard() */
+#define ERRCODE_PAY_CARD_NOT_STORABLE		MAKE_SQLSTATE('2','2','Y','1','6')
 
 #endif

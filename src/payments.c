@@ -18,6 +18,7 @@
 #include "miscadmin.h"
 #include "utils/guc.h"
 
+#include "card.h"
 #include "payments.h"
 
 PG_MODULE_MAGIC;
@@ -73,6 +74,9 @@ _PG_init(void)
 		ereport(FATAL,
 				(errcode(ERRCODE_SYSTEM_ERROR),
 				 errmsg("payments could not initialize libcurl")));
+
+	/* the card vault key: created or loaded here, inherited by backends */
+	payments_card_init();
 
 	payments_preloaded = true;
 }
