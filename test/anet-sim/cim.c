@@ -806,3 +806,52 @@ handle_arb(const char *method, int m, json_object *req)
 	api_finish(reply, req, false, "E00001", NULL);
 	return reply;
 }
+
+/*
+ * transactionRequest.profile.createProfile=true on an approved charge: store
+ * the payment as a new customer profile and return the profileResponse.
+ */
+json_object *
+cim_profile_from_charge(int m, const CardInfo *ci, json_object *tr, Txn *t)
+{
+	json_object *p = json_object_new_object();
+	json_object *arr = json_object_new_array();
+	json_object *pp = json_object_new_object();
+	json_object *out = json_object_new_object();
+	json_object *ids = json_object_new_array();
+	json_object *cust = jget(tr, "customer");
+	char		id[32],
+				ppid[32],
+				key[64];
+
+	snprintf(id, sizeof(id), "%lld", next_profile_id++);
+	snprintf(ppid, sizeof(ppid), "%lld", next_payment_id++);
+	jadd_str(p, "customerProfileId", id);
+	if (jstr(cust, "id"))
+		jadd_str(p, "merchantCustomerId", jstr(cust, "id"));
+	if (jstr(cust, "email"))
+		jadd_str(p, "email", jstr(cust, "email"));
+	jadd_str(p, "profileType", "regular");
+	jadd_str(pp, "customerPaymentProfileId", ppid);
+	jadd_str(pp, "_number", ci->number);
+	jadd_str(pp, "_expiry", ci->expiry);
+	jadd_str(pp, "_echeck", ci->echeck ? "true" : "false");
+	jadd_str(pp, "_routing", ci->routing);
+	jadd_str(pp, "_account", ci->account);
+	if (jget(tr, "billTo"))
+		jadd(pp, "billTo", json_object_get(jget(tr, "billTo")));
+	json_object_array_add(arr, pp);
+	jadd(p, "pp", arr);
+	jadd(p, "ship", json_object_new_array());
+	snprintf(key, sizeof(key), "%d:%s", m, id);
+	jadd(profiles, key, p);
+	strlcpy0(t->profile_id, id, sizeof(t->profile_id));
+	strlcpy0(t->payment_profile_id, ppid, sizeof(t->payment_profile_id));
+	jadd(out, "messages", api_messages(true, "I00001", NULL));
+	jadd_str(out, "customerProfileId", id);
+	json_object_array_add(ids, json_object_new_string(ppid));
+	jadd(out, "customerPaymentProfileIdList", ids);
+	jadd(out, "customerShippingAddressIdList", json_object_new_array());
+	emit_profile_event(m, "net.authorize.customer.created", id, "customerProfile", NULL);
+	return out;
+}

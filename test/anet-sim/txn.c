@@ -46,6 +46,8 @@ typedef struct TxResult
 	char		profile_id[24];
 	char		payment_profile_id[24];
 	char		network_trans_id[32];
+	json_object *profile_response;	/* createProfile=true, or NULL */
+	const char *request_error;	/* request-level error code, or NULL */
 } TxResult;
 
 /* Settings from transactionSettings.setting[] */
@@ -239,6 +241,8 @@ build_reply(int m, json_object *req, json_object *tr, TxResult *r)
 	if (r->network_trans_id[0])
 		jadd_str(resp, "networkTransId", r->network_trans_id);
 	jadd(reply, "transactionResponse", resp);
+	if (r->profile_response)
+		jadd(reply, "profileResponse", r->profile_response);
 	if (cls == 3)
 		api_finish(reply, req, false, "E00027", NULL);
 	else
@@ -562,7 +566,17 @@ process_charge(int m, json_object *req, json_object *tr, const char *type,
 					ST_CAPTURED_PENDING_SETTLEMENT;
 		}
 		strlcpy0(t->auth_code, r->auth_code, sizeof(t->auth_code));
-		ledger_record(t, auth_only ? "authorization" : "charge", approved);
+		ledger_record(t, r->reason == 252 ? "held" :
+					  auth_only ? "authorization" : "charge", approved);
+		if (!r->has_profile &&
+			jbool(jstr(jget(tr, "profile"), "createProfile")))
+		{
+			r->profile_response = cim_profile_from_charge(m, ci, tr, t);
+			r->has_profile = true;
+			strlcpy0(r->profile_id, t->profile_id, sizeof(r->profile_id));
+			strlcpy0(r->payment_profile_id, t->payment_profile_id,
+					 sizeof(r->payment_profile_id));
+		}
 	}
 	strlcpy0(t->avs, r->avs, sizeof(t->avs));
 	strlcpy0(t->cvv, r->cvv, sizeof(t->cvv));
@@ -749,9 +763,13 @@ process_refund(int m, json_object *req, json_object *tr, long long amount,
 	n = strlen(num);
 	if (strcmp(r->account_type, "") == 0 || n <= 4)
 		strlcpy0(r->account_type, o->account_type, sizeof(r->account_type));
+	if (r->has_profile && strcmp(r->payment_profile_id, o->payment_profile_id) != 0)
+	{
+		r->request_error = "E00051";
+		return;
+	}
 	if (o->status != ST_SETTLED ||
-		strcmp(n > 4 ? num + n - 4 : num, o->last4) != 0 ||
-		(r->has_profile && strcmp(r->payment_profile_id, o->payment_profile_id) != 0))
+		strcmp(n > 4 ? num + n - 4 : num, o->last4) != 0)
 	{
 		set_reason(r, 54);
 		return;
@@ -913,6 +931,9 @@ handle_create_transaction(int m, json_object *req)
 		r.response_code = 3;
 		r.reason_override = "The transaction type is not supported by the simulator.";
 	}
+
+	if (r.request_error)
+		return api_error_reply(r.request_error, NULL);
 
 	/* remember for duplicate detection */
 	if ((charge || refund) && r.txn != NULL && set.duplicate_window > 0)

@@ -97,3 +97,25 @@ def test_transaction_list_for_customer():
     r = api(req('getTransactionListForCustomerRequest', customerProfileId=p['customerProfileId']))
     eq([x['transId'] for x in r['transactions']], [t], 'the profile charge')
     eq(r['transactions'][0]['profile']['customerProfileId'], p['customerProfileId'], 'profile')
+
+
+def test_create_profile_inside_charge():
+    r = api(tx('authCaptureTransaction', '25.00', {'profile': {'createProfile': 'true'},
+             'order': {'invoiceNumber': uniq()}, 'customer': {'id': uniq()}}, card('5424000000000015')))
+    eq(list(r.keys()), ['transactionResponse', 'profileResponse', 'refId', 'messages'], 'reply keys')
+    pr = r['profileResponse']
+    eq(pr['messages']['resultCode'], 'Ok', 'profile created')
+    g = api(req('getCustomerProfileRequest', customerProfileId=pr['customerProfileId']))
+    eq(g['profile']['paymentProfiles'][0]['payment']['creditCard']['cardNumber'], 'XXXX0015', 'stored card')
+    prof = {'customerProfileId': pr['customerProfileId'],
+            'paymentProfile': {'paymentProfileId': pr['customerPaymentProfileIdList'][0]}}
+    c = resp(api(tx('authCaptureTransaction', '26.00', {'profile': prof, 'order': {'invoiceNumber': uniq()}})))
+    eq(c['responseCode'], '1', 'charge the new profile')
+    ctl('POST', '/settle')
+    other = new_profile('370000000000002')
+    bad = {'customerProfileId': other['customerProfileId'],
+           'paymentProfile': {'paymentProfileId': other['customerPaymentProfileIdList'][0]}}
+    r = api(tx('refundTransaction', '1.00', {'profile': bad}, ref=c['transId']))
+    eq(r['messages']['message'][0]['code'], 'E00051', 'refund through another payment profile')
+    r = api(tx('refundTransaction', '1.00', {'profile': prof}, ref=c['transId']))
+    eq(resp(r)['responseCode'], '1', 'refund through the original payment profile')
