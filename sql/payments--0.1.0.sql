@@ -578,3 +578,1162 @@ COMMENT ON EVENT TRIGGER payments_card_storage_guard IS
 	'Keeps pay_card out of tables, materialized views, foreign tables and composite types: cards are passed to payment functions, never stored.';
 
 -- END card
+
+CREATE FUNCTION payments._card_sealed(card payments.pay_card) RETURNS bytea
+	LANGUAGE c IMMUTABLE STRICT AS 'MODULE_PATHNAME', 'pay_card_sealed';
+REVOKE ALL ON FUNCTION payments._card_sealed(payments.pay_card) FROM PUBLIC;
+COMMENT ON FUNCTION payments._card_sealed(payments.pay_card) IS
+	'Internal: the sealed bytes of a card, as kept in payments.card_vault until the gateway answers. Owner only.';
+
+CREATE FUNCTION payments._wake_at_commit() RETURNS void
+	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pay_wake_at_commit';
+COMMENT ON FUNCTION payments._wake_at_commit() IS
+	'Internal: wakes the background worker when the current transaction commits (never before, never on rollback).';
+
+CREATE FUNCTION payments._wait_for_payment(merchant_id bigint, payment_id bigint, timeout_ms integer)
+	RETURNS text
+	LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'pay_wait_for_payment';
+REVOKE ALL ON FUNCTION payments._wait_for_payment(bigint, bigint, integer) FROM PUBLIC;
+COMMENT ON FUNCTION payments._wait_for_payment(bigint, bigint, integer) IS
+	'Internal: sleeps until the payment''s gateway work is done or the timeout passes; returns its status.';
+
+-- BEGIN core (payments, operations, gateway jobs, idempotency, events)
+
+------------------------------------------------------------------------------
+-- Status machines.
+--
+-- One table holds every allowed transition of every entity; triggers on the
+-- entity tables refuse the rest and write an event for each change
+-- (DESIGN.md 3.5).  The worker and the API functions change status only
+-- through ordinary UPDATEs, so the rule holds for everyone.
+------------------------------------------------------------------------------
+
+CREATE TABLE payments.status_transitions (
+	entity text NOT NULL,
+	from_status text NOT NULL,
+	to_status text NOT NULL,
+	PRIMARY KEY (entity, from_status, to_status)
+);
+COMMENT ON TABLE payments.status_transitions IS
+	'Every allowed status transition of payments and operations; the status triggers refuse any other.';
+
+INSERT INTO payments.status_transitions (entity, from_status, to_status) VALUES
+	-- payments
+	('payment', 'pending', 'requires_capture'),
+	('payment', 'pending', 'succeeded'),
+	('payment', 'pending', 'failed'),
+	('payment', 'pending', 'in_review'),
+	('payment', 'pending', 'unknown'),
+	('payment', 'pending', 'canceled'),
+	('payment', 'unknown', 'requires_capture'),
+	('payment', 'unknown', 'succeeded'),
+	('payment', 'unknown', 'failed'),
+	('payment', 'unknown', 'in_review'),
+	('payment', 'in_review', 'requires_capture'),
+	('payment', 'in_review', 'succeeded'),
+	('payment', 'in_review', 'failed'),
+	('payment', 'in_review', 'canceled'),
+	('payment', 'requires_capture', 'succeeded'),
+	('payment', 'requires_capture', 'canceled'),
+	('payment', 'succeeded', 'canceled'),
+	('payment', 'succeeded', 'partially_refunded'),
+	('payment', 'succeeded', 'refunded'),
+	('payment', 'partially_refunded', 'partially_refunded'),
+	('payment', 'partially_refunded', 'refunded'),
+	-- operations (one gateway request each, with retries)
+	('operation', 'queued', 'sending'),
+	('operation', 'queued', 'canceled'),
+	('operation', 'queued', 'dead'),
+	('operation', 'sending', 'succeeded'),
+	('operation', 'sending', 'failed'),
+	('operation', 'sending', 'queued'),
+	('operation', 'sending', 'unknown'),
+	('operation', 'unknown', 'sending'),
+	('operation', 'unknown', 'succeeded'),
+	('operation', 'unknown', 'failed'),
+	('operation', 'unknown', 'dead'),
+	('operation', 'unknown', 'unknown'),
+	('operation', 'waiting_settlement', 'queued'),
+	('operation', 'waiting_settlement', 'canceled'),
+	('operation', 'waiting_settlement', 'failed'),
+	('operation', 'dead', 'queued'),
+	('operation', 'dead', 'canceled');
+
+------------------------------------------------------------------------------
+-- Payments and operations.
+------------------------------------------------------------------------------
+
+CREATE TABLE payments.payments (
+	merchant_id bigint NOT NULL REFERENCES payments.merchants,
+	payment_id bigint GENERATED ALWAYS AS IDENTITY,
+	kind text NOT NULL CHECK (kind IN ('purchase', 'authorize')),
+	status text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'requires_capture',
+		'succeeded', 'failed', 'canceled', 'refunded', 'partially_refunded', 'in_review', 'unknown')),
+	amount payments.pay_amount NOT NULL,
+	amount_authorized payments.pay_amount,
+	amount_captured payments.pay_amount,
+	amount_refunded payments.pay_amount NOT NULL,
+	payment_method text NOT NULL CHECK (payment_method IN ('card', 'opaque_data', 'profile')),
+	card_brand text,
+	card_last4 text,
+	card_exp_month smallint,
+	card_exp_year smallint,
+	card_fingerprint text,
+	customer_profile_id text,
+	payment_profile_id text,
+	invoice_number text NOT NULL CHECK (length(invoice_number) BETWEEN 1 AND 20),
+	description text CHECK (length(description) <= 255),
+	order_ref text,
+	customer jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(customer) = 'object'),
+	metadata jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(metadata) = 'object'),
+	correlation_id text NOT NULL,
+	idempotency_key text,
+	gateway_trans_id text,
+	auth_code text,
+	avs_result text,
+	cvv_result text,
+	decline_code text,
+	decline_reason text,
+	settled_at timestamptz,
+	created_at timestamptz NOT NULL DEFAULT now(),
+	updated_at timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (merchant_id, payment_id),
+	UNIQUE (merchant_id, invoice_number),
+	CHECK (pay_minor_units(amount) > 0),
+	CHECK (pay_currency(amount_refunded) = pay_currency(amount))
+);
+CREATE INDEX payments_status ON payments.payments (merchant_id, status, created_at);
+CREATE INDEX payments_created ON payments.payments (merchant_id, created_at);
+CREATE INDEX payments_fingerprint ON payments.payments (merchant_id, card_fingerprint)
+	WHERE card_fingerprint IS NOT NULL;
+CREATE INDEX payments_gateway_trans ON payments.payments (merchant_id, gateway_trans_id)
+	WHERE gateway_trans_id IS NOT NULL;
+COMMENT ON TABLE payments.payments IS
+	'One row per payment (purchase or authorization): amounts, status, masked card, gateway references. Card numbers are never stored.';
+
+CREATE TABLE payments.operations (
+	merchant_id bigint NOT NULL,
+	operation_id bigint GENERATED ALWAYS AS IDENTITY,
+	payment_id bigint NOT NULL,
+	kind text NOT NULL CHECK (kind IN ('purchase', 'authorize', 'capture', 'void', 'refund')),
+	status text NOT NULL DEFAULT 'queued' CHECK (status IN ('queued', 'sending', 'succeeded',
+		'failed', 'unknown', 'waiting_settlement', 'dead', 'canceled')),
+	amount payments.pay_amount,
+	reason text,
+	-- a refund of an unsettled capture is sent as a void
+	via_void boolean NOT NULL DEFAULT false,
+	idempotency_key text,
+	correlation_id text NOT NULL,
+	-- the worker's bookkeeping
+	attempts integer NOT NULL DEFAULT 0,
+	next_attempt_at timestamptz NOT NULL DEFAULT now(),
+	first_sent_at timestamptz,
+	last_error text,
+	-- the gateway's answer
+	gateway_trans_id text,
+	response_code integer,
+	reason_code integer,
+	reason_text text,
+	created_at timestamptz NOT NULL DEFAULT now(),
+	updated_at timestamptz NOT NULL DEFAULT now(),
+	completed_at timestamptz,
+	PRIMARY KEY (merchant_id, operation_id),
+	FOREIGN KEY (merchant_id, payment_id) REFERENCES payments.payments
+);
+CREATE INDEX operations_ready ON payments.operations (next_attempt_at)
+	WHERE status IN ('queued', 'unknown');
+CREATE INDEX operations_payment ON payments.operations (merchant_id, payment_id);
+CREATE INDEX operations_waiting ON payments.operations (merchant_id, payment_id)
+	WHERE status = 'waiting_settlement';
+COMMENT ON TABLE payments.operations IS
+	'One row per gateway operation (purchase, authorize, capture, void, refund): the outbox the background worker drains, with its status and the gateway''s answer.';
+
+-- Raw card data waiting for the worker: sealed (AES-256-GCM, key outside
+-- the tables) and deleted as soon as the gateway has answered.
+CREATE TABLE payments.card_vault (
+	merchant_id bigint NOT NULL,
+	operation_id bigint NOT NULL,
+	sealed bytea NOT NULL,
+	created_at timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (merchant_id, operation_id),
+	FOREIGN KEY (merchant_id, operation_id) REFERENCES payments.operations ON DELETE CASCADE
+);
+COMMENT ON TABLE payments.card_vault IS
+	'Sealed card data (number, CVV) of operations not yet answered by the gateway; erased as soon as the gateway answered. Owner only.';
+
+CREATE TABLE payments.gateway_exchanges (
+	merchant_id bigint NOT NULL,
+	exchange_id bigint GENERATED ALWAYS AS IDENTITY,
+	operation_id bigint,
+	attempt integer NOT NULL,
+	request_type text NOT NULL,
+	started_at timestamptz NOT NULL,
+	finished_at timestamptz NOT NULL,
+	duration_ms double precision NOT NULL,
+	http_status integer,
+	transport_error text,
+	outcome text NOT NULL,
+	request_masked text NOT NULL,
+	response_masked text,
+	correlation_id text,
+	PRIMARY KEY (merchant_id, exchange_id)
+);
+CREATE INDEX gateway_exchanges_operation ON payments.gateway_exchanges (merchant_id, operation_id);
+CREATE INDEX gateway_exchanges_finished ON payments.gateway_exchanges (finished_at);
+COMMENT ON TABLE payments.gateway_exchanges IS
+	'Every HTTP exchange with the gateway: masked request and reply, timings, HTTP status, transport error. Retention: payments.gateway_retention.';
+
+CREATE TABLE payments.idempotency_keys (
+	merchant_id bigint NOT NULL,
+	idempotency_key text NOT NULL CHECK (length(idempotency_key) BETWEEN 1 AND 255),
+	request_kind text NOT NULL,
+	request_hash text NOT NULL,
+	payment_id bigint,
+	operation_id bigint,
+	created_at timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (merchant_id, idempotency_key)
+);
+CREATE INDEX idempotency_keys_created ON payments.idempotency_keys (created_at);
+COMMENT ON TABLE payments.idempotency_keys IS
+	'Idempotency keys of mutating API calls: the same key with the same parameters returns the original object; with other parameters it is an error.';
+
+CREATE TABLE payments.events (
+	merchant_id bigint NOT NULL,
+	event_id bigint GENERATED ALWAYS AS IDENTITY,
+	event_type text NOT NULL,
+	payment_id bigint,
+	operation_id bigint,
+	data jsonb NOT NULL,
+	correlation_id text,
+	created_at timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (merchant_id, event_id)
+);
+CREATE INDEX events_created ON payments.events (merchant_id, created_at);
+CREATE INDEX events_payment ON payments.events (merchant_id, payment_id);
+COMMENT ON TABLE payments.events IS
+	'One row per state change of a payment or operation: the outbox that webhooks and NOTIFY listeners read.';
+
+CREATE TABLE payments.gateway_config (
+	merchant_id bigint PRIMARY KEY REFERENCES payments.merchants,
+	api_login_id text NOT NULL CHECK (length(api_login_id) BETWEEN 1 AND 25),
+	transaction_key text NOT NULL CHECK (length(transaction_key) BETWEEN 1 AND 16),
+	signature_key text,
+	endpoint_url text NOT NULL CHECK (endpoint_url ~ '^https?://'),
+	ca_file text,
+	timeout_ms integer NOT NULL DEFAULT 30000 CHECK (timeout_ms BETWEEN 100 AND 600000),
+	updated_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE payments.gateway_config IS
+	'Authorize.Net credentials and endpoint per merchant. Owner only: API roles can neither read nor change it.';
+
+REVOKE ALL ON payments.status_transitions, payments.payments, payments.operations,
+	payments.card_vault, payments.gateway_exchanges, payments.idempotency_keys,
+	payments.events, payments.gateway_config FROM PUBLIC;
+
+SELECT pg_catalog.pg_extension_config_dump('payments.payments', '');
+SELECT pg_catalog.pg_extension_config_dump('payments.operations', '');
+SELECT pg_catalog.pg_extension_config_dump('payments.gateway_exchanges', '');
+SELECT pg_catalog.pg_extension_config_dump('payments.idempotency_keys', '');
+SELECT pg_catalog.pg_extension_config_dump('payments.events', '');
+SELECT pg_catalog.pg_extension_config_dump('payments.gateway_config', '');
+SELECT pg_catalog.pg_extension_config_dump('payments.payments_payment_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('payments.operations_operation_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('payments.gateway_exchanges_exchange_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('payments.events_event_id_seq', '');
+-- card_vault is not dumped on purpose: sealed cards are short-lived and the
+-- vault key does not travel with a dump.
+
+------------------------------------------------------------------------------
+-- Status triggers: allowed transitions only; an event per change.
+------------------------------------------------------------------------------
+
+CREATE FUNCTION payments._status_guard() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	entity text := TG_ARGV[0];
+BEGIN
+	IF TG_OP = 'UPDATE' AND NEW.status IS DISTINCT FROM OLD.status THEN
+		IF NOT EXISTS (SELECT 1 FROM payments.status_transitions t
+				WHERE t.entity = entity AND t.from_status = OLD.status AND t.to_status = NEW.status) THEN
+			RAISE EXCEPTION 'invalid % status transition from % to %', entity, OLD.status, NEW.status
+				USING ERRCODE = '22Y20',
+					HINT = 'payments.status_transitions lists the allowed transitions.';
+		END IF;
+	END IF;
+	IF TG_OP = 'UPDATE' THEN
+		NEW.updated_at := clock_timestamp();
+	END IF;
+	IF TG_OP = 'INSERT' OR NEW.status IS DISTINCT FROM OLD.status THEN
+		INSERT INTO payments.events (merchant_id, event_type, payment_id, operation_id, data, correlation_id)
+		VALUES (NEW.merchant_id, entity || '.' || NEW.status,
+			NEW.payment_id,
+			CASE WHEN entity = 'operation' THEN (to_jsonb(NEW) ->> 'operation_id')::bigint END,
+			payments._event_data(entity, to_jsonb(NEW)),
+			NEW.correlation_id);
+	END IF;
+	RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION payments._status_guard() IS
+	'Trigger: refuses status transitions not listed in payments.status_transitions and writes an event for every status change.';
+
+-- The public, card-free view of a row for an event payload.
+CREATE FUNCTION payments._event_data(entity text, r jsonb) RETURNS jsonb
+	LANGUAGE sql IMMUTABLE
+	AS $$
+	SELECT CASE entity
+		WHEN 'payment' THEN jsonb_build_object(
+			'payment_id', r -> 'payment_id', 'kind', r -> 'kind', 'status', r -> 'status',
+			'amount', r -> 'amount', 'amount_captured', r -> 'amount_captured',
+			'amount_refunded', r -> 'amount_refunded', 'card_brand', r -> 'card_brand',
+			'card_last4', r -> 'card_last4', 'invoice_number', r -> 'invoice_number',
+			'gateway_trans_id', r -> 'gateway_trans_id', 'decline_code', r -> 'decline_code',
+			'decline_reason', r -> 'decline_reason', 'metadata', r -> 'metadata')
+		ELSE jsonb_build_object(
+			'operation_id', r -> 'operation_id', 'payment_id', r -> 'payment_id',
+			'kind', r -> 'kind', 'status', r -> 'status', 'amount', r -> 'amount',
+			'gateway_trans_id', r -> 'gateway_trans_id', 'reason_code', r -> 'reason_code',
+			'reason_text', r -> 'reason_text')
+	END
+	$$;
+COMMENT ON FUNCTION payments._event_data(text, jsonb) IS
+	'Internal: the card-free payload of a payment or operation event.';
+
+CREATE TRIGGER payments_status BEFORE INSERT OR UPDATE ON payments.payments
+	FOR EACH ROW EXECUTE FUNCTION payments._status_guard('payment');
+CREATE TRIGGER operations_status BEFORE INSERT OR UPDATE ON payments.operations
+	FOR EACH ROW EXECUTE FUNCTION payments._status_guard('operation');
+
+-- END core
+-- BEGIN api (payment API functions)
+
+------------------------------------------------------------------------------
+-- Helpers shared by the API functions.
+------------------------------------------------------------------------------
+
+-- The correlation id of the current request: the caller's, else PostgREST's
+-- x-request-id or traceparent header, else the payments.correlation_id
+-- setting, else a fresh one.
+CREATE FUNCTION payments._correlation_id(given text) RETURNS text
+	LANGUAGE sql VOLATILE
+	SET search_path = pg_catalog, payments
+	AS $$
+	SELECT coalesce(
+		nullif(given, ''),
+		nullif(nullif(current_setting('request.headers', true), ''), '{}')::jsonb ->> 'x-request-id',
+		nullif(nullif(current_setting('request.headers', true), ''), '{}')::jsonb ->> 'traceparent',
+		nullif(current_setting('payments.correlation_id', true), ''),
+		replace(gen_random_uuid()::text, '-', ''))
+	$$;
+COMMENT ON FUNCTION payments._correlation_id(text) IS
+	'Internal: the correlation id of the current request (argument, x-request-id or traceparent header, payments.correlation_id setting, or a new one).';
+
+-- Claim an idempotency key.  Returns NULL when the key is new (or absent),
+-- else the row of the original call; a different request under the same key
+-- is an error.  Concurrent callers with one key serialize on the key's
+-- unique index: the second waits for the first to commit, then finds its row.
+CREATE FUNCTION payments._idempotency_claim(p_merchant bigint, p_key text, p_kind text, p_hash text)
+	RETURNS payments.idempotency_keys
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	existing payments.idempotency_keys;
+BEGIN
+	IF p_key IS NULL THEN
+		RETURN NULL;
+	END IF;
+	INSERT INTO payments.idempotency_keys (merchant_id, idempotency_key, request_kind, request_hash)
+	VALUES (p_merchant, p_key, p_kind, p_hash)
+	ON CONFLICT DO NOTHING;
+	IF FOUND THEN
+		RETURN NULL;
+	END IF;
+	SELECT * INTO existing FROM payments.idempotency_keys
+	WHERE merchant_id = p_merchant AND idempotency_key = p_key;
+	IF existing.request_kind <> p_kind OR existing.request_hash <> p_hash THEN
+		RAISE EXCEPTION 'idempotency key "%" was already used with different parameters', left(p_key, 64)
+			USING ERRCODE = 'PT409',
+				DETAIL = format('The key was first used for %s with other arguments.', existing.request_kind),
+				HINT = 'Use a new idempotency key for a new request, or repeat the original request exactly.';
+	END IF;
+	RETURN existing;
+END
+$$;
+COMMENT ON FUNCTION payments._idempotency_claim(bigint, text, text, text) IS
+	'Internal: claims an idempotency key, or returns the original call''s row; raises PT409 for the same key with different parameters.';
+
+CREATE FUNCTION payments._not_found(p_payment_id bigint) RETURNS void
+	LANGUAGE plpgsql AS $$
+BEGIN
+	RAISE EXCEPTION 'payment % not found', p_payment_id
+		USING ERRCODE = 'PT404', HINT = 'Payment ids are per merchant; check pay_current_merchant().';
+END
+$$;
+COMMENT ON FUNCTION payments._not_found(bigint) IS 'Internal: raises the payment-not-found error (PT404).';
+
+------------------------------------------------------------------------------
+-- pay_purchase / pay_authorize
+------------------------------------------------------------------------------
+
+CREATE FUNCTION payments._create_payment(
+	p_kind text, p_amount payments.pay_amount, p_card payments.pay_card, p_opaque_data jsonb,
+	p_customer_profile_id text, p_payment_profile_id text, p_description text, p_order_ref text,
+	p_customer jsonb, p_metadata jsonb, p_idempotency_key text, p_correlation_id text)
+	RETURNS payments.payments
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	m bigint := payments.pay_current_merchant();
+	methods int := (p_card IS NOT NULL)::int + (p_opaque_data IS NOT NULL)::int
+		+ (p_customer_profile_id IS NOT NULL OR p_payment_profile_id IS NOT NULL)::int;
+	method text;
+	idem payments.idempotency_keys;
+	pid bigint;
+	oid_ bigint;
+	corr text := payments._correlation_id(p_correlation_id);
+	result payments.payments;
+BEGIN
+	IF p_amount IS NULL THEN
+		RAISE EXCEPTION 'amount is required' USING ERRCODE = '22004';
+	END IF;
+	IF pay_minor_units(p_amount) <= 0 THEN
+		RAISE EXCEPTION 'amount must be positive' USING ERRCODE = '22Y23',
+			DETAIL = format('The amount given was %s.', p_amount);
+	END IF;
+	IF methods <> 1 THEN
+		RAISE EXCEPTION 'exactly one payment method is required'
+			USING ERRCODE = '22Y22',
+				DETAIL = format('%s payment methods were given.', methods),
+				HINT = 'Pass card, opaque_data, or customer_profile_id with payment_profile_id.';
+	END IF;
+	IF p_card IS NOT NULL THEN
+		method := 'card';
+	ELSIF p_opaque_data IS NOT NULL THEN
+		method := 'opaque_data';
+		IF jsonb_typeof(p_opaque_data) <> 'object'
+			OR jsonb_typeof(p_opaque_data -> 'dataDescriptor') <> 'string'
+			OR jsonb_typeof(p_opaque_data -> 'dataValue') <> 'string' THEN
+			RAISE EXCEPTION 'opaque_data must be an object with string dataDescriptor and dataValue'
+				USING ERRCODE = '22Y22',
+					HINT = 'Pass the opaqueData object Accept.js returned, e.g. {"dataDescriptor": "COMMON.ACCEPT.INAPP.PAYMENT", "dataValue": "..."}.';
+		END IF;
+	ELSE
+		method := 'profile';
+		IF p_customer_profile_id IS NULL OR p_payment_profile_id IS NULL THEN
+			RAISE EXCEPTION 'customer_profile_id and payment_profile_id go together'
+				USING ERRCODE = '22Y22';
+		END IF;
+	END IF;
+	IF p_customer IS NOT NULL AND jsonb_typeof(p_customer) <> 'object' THEN
+		RAISE EXCEPTION 'customer must be a JSON object' USING ERRCODE = '22023';
+	END IF;
+	IF p_metadata IS NOT NULL AND jsonb_typeof(p_metadata) <> 'object' THEN
+		RAISE EXCEPTION 'metadata must be a JSON object' USING ERRCODE = '22023';
+	END IF;
+	IF length(p_description) > 255 THEN
+		RAISE EXCEPTION 'description is longer than 255 characters' USING ERRCODE = '22001';
+	END IF;
+
+	idem := payments._idempotency_claim(m, p_idempotency_key, p_kind, md5(jsonb_build_array(
+		p_amount::text, payments.pay_card_fingerprint(p_card), payments.pay_card_exp_month(p_card),
+		payments.pay_card_exp_year(p_card), p_opaque_data, p_customer_profile_id, p_payment_profile_id,
+		p_description, p_order_ref, p_customer, p_metadata)::text));
+	IF idem.payment_id IS NOT NULL THEN
+		SELECT * INTO result FROM payments.payments WHERE merchant_id = m AND payment_id = idem.payment_id;
+		RETURN result;
+	END IF;
+
+	pid := nextval('payments.payments_payment_id_seq');
+	INSERT INTO payments.payments (merchant_id, payment_id, kind, amount, amount_refunded,
+		payment_method, card_brand, card_last4, card_exp_month, card_exp_year, card_fingerprint,
+		customer_profile_id, payment_profile_id, invoice_number, description, order_ref,
+		customer, metadata, correlation_id, idempotency_key)
+	OVERRIDING SYSTEM VALUE
+	VALUES (m, pid, p_kind, p_amount, p_amount * 0, method,
+		payments.pay_card_brand(p_card), payments.pay_card_last4(p_card),
+		payments.pay_card_exp_month(p_card), payments.pay_card_exp_year(p_card),
+		payments.pay_card_fingerprint(p_card),
+		p_customer_profile_id, p_payment_profile_id,
+		'P' || pid, p_description, p_order_ref,
+		coalesce(p_customer, '{}'), coalesce(p_metadata, '{}'), corr, p_idempotency_key)
+	RETURNING * INTO result;
+
+	INSERT INTO payments.operations (merchant_id, payment_id, kind, amount, idempotency_key, correlation_id)
+	VALUES (m, pid, p_kind, p_amount, p_idempotency_key, corr)
+	RETURNING operation_id INTO oid_;
+
+	IF p_card IS NOT NULL THEN
+		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
+		VALUES (m, oid_, payments._card_sealed(p_card));
+	ELSIF p_opaque_data IS NOT NULL THEN
+		-- the nonce is single-use and short-lived; it waits in the vault too
+		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
+		VALUES (m, oid_, convert_to(p_opaque_data::text, 'UTF8'));
+	END IF;
+
+	IF p_idempotency_key IS NOT NULL THEN
+		UPDATE payments.idempotency_keys SET payment_id = pid, operation_id = oid_
+		WHERE merchant_id = m AND idempotency_key = p_idempotency_key;
+	END IF;
+	PERFORM payments._wake_at_commit();
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION payments._create_payment(text, payments.pay_amount, payments.pay_card, jsonb, text, text, text, text, jsonb, jsonb, text, text) IS
+	'Internal: records a purchase or authorization and its gateway operation; the worker sends it after COMMIT.';
+
+CREATE FUNCTION payments.pay_purchase(
+	amount payments.pay_amount,
+	card payments.pay_card DEFAULT NULL,
+	opaque_data jsonb DEFAULT NULL,
+	customer_profile_id text DEFAULT NULL,
+	payment_profile_id text DEFAULT NULL,
+	description text DEFAULT NULL,
+	order_ref text DEFAULT NULL,
+	customer jsonb DEFAULT NULL,
+	metadata jsonb DEFAULT NULL,
+	idempotency_key text DEFAULT NULL,
+	correlation_id text DEFAULT NULL)
+	RETURNS payments.payments
+	LANGUAGE sql SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+	SELECT payments._create_payment('purchase', amount, card, opaque_data, customer_profile_id,
+		payment_profile_id, description, order_ref, customer, metadata, idempotency_key, correlation_id)
+	$$;
+COMMENT ON FUNCTION payments.pay_purchase(payments.pay_amount, payments.pay_card, jsonb, text, text, text, text, jsonb, jsonb, text, text) IS
+	'Authorize and capture a payment. Records the payment (status pending) and wakes the worker at COMMIT; the gateway''s answer arrives asynchronously (pay_wait). Returns the payment row.';
+
+CREATE FUNCTION payments.pay_authorize(
+	amount payments.pay_amount,
+	card payments.pay_card DEFAULT NULL,
+	opaque_data jsonb DEFAULT NULL,
+	customer_profile_id text DEFAULT NULL,
+	payment_profile_id text DEFAULT NULL,
+	description text DEFAULT NULL,
+	order_ref text DEFAULT NULL,
+	customer jsonb DEFAULT NULL,
+	metadata jsonb DEFAULT NULL,
+	idempotency_key text DEFAULT NULL,
+	correlation_id text DEFAULT NULL)
+	RETURNS payments.payments
+	LANGUAGE sql SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+	SELECT payments._create_payment('authorize', amount, card, opaque_data, customer_profile_id,
+		payment_profile_id, description, order_ref, customer, metadata, idempotency_key, correlation_id)
+	$$;
+COMMENT ON FUNCTION payments.pay_authorize(payments.pay_amount, payments.pay_card, jsonb, text, text, text, text, jsonb, jsonb, text, text) IS
+	'Authorize a payment without capturing it (status requires_capture once approved); capture later with pay_capture or release with pay_void. Returns the payment row.';
+
+------------------------------------------------------------------------------
+-- pay_capture / pay_void / pay_refund
+------------------------------------------------------------------------------
+
+-- Lock a payment of the current merchant, or raise PT404.
+CREATE FUNCTION payments._lock_payment(p_payment_id bigint) RETURNS payments.payments
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	p payments.payments;
+BEGIN
+	SELECT * INTO p FROM payments.payments
+	WHERE merchant_id = payments.pay_current_merchant() AND payment_id = p_payment_id
+	FOR UPDATE;
+	IF NOT FOUND THEN
+		PERFORM payments._not_found(p_payment_id);
+	END IF;
+	RETURN p;
+END
+$$;
+COMMENT ON FUNCTION payments._lock_payment(bigint) IS 'Internal: locks a payment of the current merchant or raises PT404.';
+
+CREATE FUNCTION payments._wrong_state(p payments.payments, action text, detail text DEFAULT NULL) RETURNS void
+	LANGUAGE plpgsql AS $$
+BEGIN
+	RAISE EXCEPTION 'cannot % payment % in status %', action, p.payment_id, p.status
+		USING ERRCODE = '22Y20',
+			DETAIL = coalesce(detail, format('A payment in status %s cannot be %s.', p.status,
+				CASE action WHEN 'capture' THEN 'captured' WHEN 'void' THEN 'voided' ELSE 'refunded' END));
+END
+$$;
+COMMENT ON FUNCTION payments._wrong_state(payments.payments, text, text) IS 'Internal: raises the invalid-state error (22Y20).';
+
+-- An operation of this payment that is still on its way to the gateway.
+CREATE FUNCTION payments._busy_operation(p payments.payments) RETURNS payments.operations
+	LANGUAGE sql STABLE AS $$
+	SELECT * FROM payments.operations o
+	WHERE o.merchant_id = p.merchant_id AND o.payment_id = p.payment_id
+		AND o.status IN ('queued', 'sending', 'unknown')
+	ORDER BY o.operation_id LIMIT 1
+	$$;
+COMMENT ON FUNCTION payments._busy_operation(payments.payments) IS 'Internal: an unfinished gateway operation of a payment, if any.';
+
+CREATE FUNCTION payments._idempotent_operation(m bigint, key text, kind text, hash text)
+	RETURNS payments.operations
+	LANGUAGE plpgsql AS $$
+DECLARE
+	idem payments.idempotency_keys := payments._idempotency_claim(m, key, kind, hash);
+	o payments.operations;
+BEGIN
+	IF idem.operation_id IS NOT NULL THEN
+		SELECT * INTO o FROM payments.operations WHERE merchant_id = m AND operation_id = idem.operation_id;
+	END IF;
+	RETURN o;
+END
+$$;
+COMMENT ON FUNCTION payments._idempotent_operation(bigint, text, text, text) IS
+	'Internal: the operation an earlier call with this idempotency key created, if any.';
+
+CREATE FUNCTION payments._new_operation(p payments.payments, p_kind text, p_amount payments.pay_amount,
+	p_status text, p_reason text, p_key text, p_correlation_id text, p_via_void boolean DEFAULT false)
+	RETURNS payments.operations
+	LANGUAGE plpgsql AS $$
+DECLARE
+	o payments.operations;
+BEGIN
+	INSERT INTO payments.operations (merchant_id, payment_id, kind, status, amount, reason, via_void,
+		idempotency_key, correlation_id)
+	VALUES (p.merchant_id, p.payment_id, p_kind, p_status, p_amount, p_reason, p_via_void, p_key,
+		payments._correlation_id(p_correlation_id))
+	RETURNING * INTO o;
+	IF p_key IS NOT NULL THEN
+		UPDATE payments.idempotency_keys SET payment_id = p.payment_id, operation_id = o.operation_id
+		WHERE merchant_id = p.merchant_id AND idempotency_key = p_key;
+	END IF;
+	IF p_status = 'queued' THEN
+		PERFORM payments._wake_at_commit();
+	END IF;
+	RETURN o;
+END
+$$;
+COMMENT ON FUNCTION payments._new_operation(payments.payments, text, payments.pay_amount, text, text, text, text, boolean) IS
+	'Internal: records a gateway operation for a payment and wakes the worker at COMMIT.';
+
+CREATE FUNCTION payments.pay_capture(
+	payment_id bigint,
+	amount payments.pay_amount DEFAULT NULL,
+	idempotency_key text DEFAULT NULL,
+	correlation_id text DEFAULT NULL)
+	RETURNS payments.operations
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	p payments.payments := payments._lock_payment(pay_capture.payment_id);
+	o payments.operations := payments._idempotent_operation(p.merchant_id, pay_capture.idempotency_key,
+		'capture', md5(jsonb_build_array(pay_capture.payment_id, pay_capture.amount::text)::text));
+	capture_amount payments.pay_amount := coalesce(pay_capture.amount, p.amount_authorized, p.amount);
+BEGIN
+	IF o.operation_id IS NOT NULL THEN
+		RETURN o;
+	END IF;
+	IF p.kind <> 'authorize' THEN
+		PERFORM payments._wrong_state(p, 'capture', 'Only authorizations can be captured; a purchase is captured already.');
+	END IF;
+	IF EXISTS (SELECT 1 FROM payments.operations x WHERE x.merchant_id = p.merchant_id
+			AND x.payment_id = p.payment_id AND x.kind = 'capture' AND x.status NOT IN ('failed', 'canceled')) THEN
+		PERFORM payments._wrong_state(p, 'capture', 'An authorization can be captured only once.');
+	END IF;
+	IF p.status <> 'requires_capture' THEN
+		PERFORM payments._wrong_state(p, 'capture');
+	END IF;
+	IF payments._busy_operation(p) IS NOT NULL THEN
+		PERFORM payments._wrong_state(p, 'capture', 'Another operation on this payment is in progress.');
+	END IF;
+	IF pay_minor_units(capture_amount) <= 0 THEN
+		RAISE EXCEPTION 'capture amount must be positive' USING ERRCODE = '22Y23';
+	END IF;
+	IF capture_amount > coalesce(p.amount_authorized, p.amount) THEN
+		RAISE EXCEPTION 'capture amount % exceeds the authorized amount %', capture_amount,
+			coalesce(p.amount_authorized, p.amount)
+			USING ERRCODE = '22Y21', HINT = 'Capture at most the authorized amount; the rest is released.';
+	END IF;
+	RETURN payments._new_operation(p, 'capture', capture_amount, 'queued', NULL,
+		pay_capture.idempotency_key, pay_capture.correlation_id);
+END
+$$;
+COMMENT ON FUNCTION payments.pay_capture(bigint, payments.pay_amount, text, text) IS
+	'Capture an authorization, fully or partially (at most once; the rest of the authorization is released). Returns the capture operation; the worker sends it after COMMIT.';
+
+CREATE FUNCTION payments.pay_void(
+	payment_id bigint,
+	idempotency_key text DEFAULT NULL,
+	correlation_id text DEFAULT NULL)
+	RETURNS payments.operations
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	p payments.payments := payments._lock_payment(pay_void.payment_id);
+	o payments.operations := payments._idempotent_operation(p.merchant_id, pay_void.idempotency_key,
+		'void', md5(jsonb_build_array(pay_void.payment_id)::text));
+BEGIN
+	IF o.operation_id IS NOT NULL THEN
+		RETURN o;
+	END IF;
+	IF p.status NOT IN ('requires_capture', 'succeeded', 'in_review') THEN
+		PERFORM payments._wrong_state(p, 'void');
+	END IF;
+	IF p.settled_at IS NOT NULL THEN
+		PERFORM payments._wrong_state(p, 'void', 'The payment has settled; refund it instead.');
+	END IF;
+	IF payments._busy_operation(p) IS NOT NULL THEN
+		PERFORM payments._wrong_state(p, 'void', 'Another operation on this payment is in progress.');
+	END IF;
+	RETURN payments._new_operation(p, 'void', NULL, 'queued', NULL,
+		pay_void.idempotency_key, pay_void.correlation_id);
+END
+$$;
+COMMENT ON FUNCTION payments.pay_void(bigint, text, text) IS
+	'Cancel an authorization or an unsettled capture. Returns the void operation; the worker sends it after COMMIT.';
+
+CREATE FUNCTION payments.pay_refund(
+	payment_id bigint,
+	amount payments.pay_amount DEFAULT NULL,
+	reason text DEFAULT NULL,
+	idempotency_key text DEFAULT NULL,
+	correlation_id text DEFAULT NULL)
+	RETURNS payments.operations
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	p payments.payments := payments._lock_payment(pay_refund.payment_id);
+	o payments.operations := payments._idempotent_operation(p.merchant_id, pay_refund.idempotency_key,
+		'refund', md5(jsonb_build_array(pay_refund.payment_id, pay_refund.amount::text, pay_refund.reason)::text));
+	captured payments.pay_amount;
+	committed payments.pay_amount;
+	remaining payments.pay_amount;
+	refund_amount payments.pay_amount;
+BEGIN
+	IF o.operation_id IS NOT NULL THEN
+		RETURN o;
+	END IF;
+	IF p.status NOT IN ('succeeded', 'partially_refunded') THEN
+		PERFORM payments._wrong_state(p, 'refund');
+	END IF;
+	captured := p.amount_captured;
+	-- refunds already made or on their way count against what is left
+	SELECT coalesce(sum(x.amount), p.amount * 0) INTO committed FROM payments.operations x
+	WHERE x.merchant_id = p.merchant_id AND x.payment_id = p.payment_id AND x.kind = 'refund'
+		AND x.status IN ('queued', 'sending', 'unknown', 'succeeded', 'waiting_settlement', 'dead');
+	remaining := captured - committed;
+	refund_amount := coalesce(pay_refund.amount, remaining);
+	IF pay_minor_units(refund_amount) <= 0 THEN
+		RAISE EXCEPTION 'refund amount must be positive' USING ERRCODE = '22Y23',
+			DETAIL = format('%s of %s captured is left to refund.', remaining, captured);
+	END IF;
+	IF refund_amount > remaining THEN
+		RAISE EXCEPTION 'refund amount % exceeds the % left to refund', refund_amount, remaining
+			USING ERRCODE = '22Y21',
+				DETAIL = format('%s was captured and %s is refunded or being refunded.', captured, committed);
+	END IF;
+	IF payments._busy_operation(p) IS NOT NULL AND NOT EXISTS (SELECT 1 FROM payments.operations x
+			WHERE x.merchant_id = p.merchant_id AND x.payment_id = p.payment_id
+				AND x.status IN ('queued', 'sending', 'unknown') AND x.kind = 'refund') THEN
+		PERFORM payments._wrong_state(p, 'refund', 'Another operation on this payment is in progress.');
+	END IF;
+	IF p.settled_at IS NULL THEN
+		-- Not settled yet: the gateway refuses refunds (reason 54).  A full
+		-- refund becomes a void; a partial one waits for settlement.
+		IF refund_amount = captured AND pay_minor_units(committed) = 0 THEN
+			RETURN payments._new_operation(p, 'refund', refund_amount, 'queued', pay_refund.reason,
+				pay_refund.idempotency_key, pay_refund.correlation_id, true);
+		END IF;
+		RETURN payments._new_operation(p, 'refund', refund_amount, 'waiting_settlement', pay_refund.reason,
+			pay_refund.idempotency_key, pay_refund.correlation_id);
+	END IF;
+	RETURN payments._new_operation(p, 'refund', refund_amount, 'queued', pay_refund.reason,
+		pay_refund.idempotency_key, pay_refund.correlation_id);
+END
+$$;
+COMMENT ON FUNCTION payments.pay_refund(bigint, payments.pay_amount, text, text, text) IS
+	'Refund a captured payment, fully or partially (several partial refunds up to the captured amount). Before settlement a full refund is sent as a void and a partial one waits for settlement. Returns the refund operation.';
+
+-- END api
+-- BEGIN worker (functions the background worker and DBAs call)
+
+-- How long the gateway recognises an identical resend as a duplicate: the
+-- worker sets duplicateWindow to this on every request, and resends an
+-- operation of unknown outcome only inside it.
+CREATE FUNCTION payments._duplicate_window() RETURNS integer
+	LANGUAGE sql IMMUTABLE AS 'SELECT 28800';
+COMMENT ON FUNCTION payments._duplicate_window() IS
+	'Seconds of Authorize.Net''s duplicate window the worker sets on every request (the maximum, 8 hours).';
+
+-- Step 1 of an attempt: claim ready operations and commit them as "sending"
+-- before any byte leaves.  Returns what the worker needs to build each
+-- request.  action is 'send' (first send, or an identical resend inside the
+-- duplicate window) or 'lookup' (outcome unknown and the window has passed:
+-- find the invoice in the gateway's transaction lists instead).
+CREATE FUNCTION payments._claim_operations(p_limit integer)
+	RETURNS TABLE (merchant_id bigint, operation_id bigint, payment_id bigint, kind text,
+		action text, attempt integer, via_void boolean, amount_minor bigint, currency text,
+		currency_exponent integer, invoice_number text, description text, customer jsonb,
+		ref_trans_id text, card_last4 text, payment_method text, customer_profile_id text,
+		payment_profile_id text, sealed bytea, correlation_id text,
+		api_login_id text, transaction_key text, endpoint_url text, ca_file text, timeout_ms integer)
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+BEGIN
+	RETURN QUERY
+	WITH ready AS (
+		SELECT o.merchant_id, o.operation_id, o.status AS old_status
+		FROM payments.operations o
+		WHERE o.status IN ('queued', 'unknown') AND o.next_attempt_at <= now()
+			AND EXISTS (SELECT 1 FROM payments.gateway_config g WHERE g.merchant_id = o.merchant_id)
+		ORDER BY o.next_attempt_at
+		LIMIT p_limit
+		FOR UPDATE SKIP LOCKED
+	), claimed AS (
+		UPDATE payments.operations o
+		SET status = 'sending', attempts = o.attempts + 1,
+			first_sent_at = coalesce(o.first_sent_at, now())
+		FROM ready r
+		WHERE o.merchant_id = r.merchant_id AND o.operation_id = r.operation_id
+		RETURNING o.*, r.old_status
+	)
+	SELECT c.merchant_id, c.operation_id, c.payment_id, c.kind,
+		CASE WHEN c.old_status = 'unknown'
+				AND c.first_sent_at < now() - make_interval(secs => payments._duplicate_window() - 60)
+			THEN 'lookup' ELSE 'send' END,
+		c.attempts, c.via_void,
+		pay_minor_units(coalesce(c.amount, p.amount)), pay_currency(p.amount),
+		pay_currency_exponent(pay_currency(p.amount)),
+		p.invoice_number, p.description, p.customer,
+		p.gateway_trans_id, p.card_last4, p.payment_method, p.customer_profile_id,
+		p.payment_profile_id, v.sealed, c.correlation_id,
+		g.api_login_id, g.transaction_key, g.endpoint_url, g.ca_file, g.timeout_ms
+	FROM claimed c
+	JOIN payments.payments p ON p.merchant_id = c.merchant_id AND p.payment_id = c.payment_id
+	JOIN payments.gateway_config g ON g.merchant_id = c.merchant_id
+	LEFT JOIN payments.card_vault v ON v.merchant_id = c.merchant_id AND v.operation_id = c.operation_id;
+END
+$$;
+COMMENT ON FUNCTION payments._claim_operations(integer) IS
+	'Worker, step 1: claims up to p_limit ready operations (FOR UPDATE SKIP LOCKED) and marks them sending before anything is sent.';
+
+-- Step 3 of an attempt: record the exchange and the outcome, move the
+-- operation and its payment to their new status, erase the vault entry
+-- once the gateway has answered for good.
+--
+-- outcome: approved | held | declined | error | rejected (a final answer)
+--          retry    (provably not processed: send again at p_retry_at)
+--          unknown  (may have been processed: resolve from p_retry_at on)
+CREATE FUNCTION payments._record_result(
+	p_merchant_id bigint, p_operation_id bigint, p_outcome text,
+	p_response_code integer, p_reason_code integer, p_reason_text text,
+	p_trans_id text, p_auth_code text, p_avs text, p_cvv text,
+	p_retry_at timestamptz, p_error text)
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	o payments.operations;
+	p payments.payments;
+	new_refunded payments.pay_amount;
+BEGIN
+	SELECT * INTO o FROM payments.operations
+	WHERE merchant_id = p_merchant_id AND operation_id = p_operation_id FOR UPDATE;
+	IF NOT FOUND OR o.status <> 'sending' THEN
+		RETURN;		-- not ours any more (a DBA discarded it)
+	END IF;
+	SELECT * INTO p FROM payments.payments
+	WHERE merchant_id = o.merchant_id AND payment_id = o.payment_id FOR UPDATE;
+
+	IF p_outcome = 'retry' THEN
+		UPDATE payments.operations SET status = CASE WHEN o.attempts >= payments._max_attempts() THEN 'dead' ELSE 'queued' END,
+			next_attempt_at = p_retry_at, last_error = p_error,
+			-- never sent: the duplicate window starts with the first real send
+			first_sent_at = CASE WHEN o.attempts <= 1 THEN NULL ELSE o.first_sent_at END
+		WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
+		RETURN;
+	END IF;
+	IF p_outcome = 'unknown' THEN
+		UPDATE payments.operations SET status = CASE WHEN o.attempts >= payments._max_attempts() THEN 'dead' ELSE 'unknown' END,
+			next_attempt_at = p_retry_at, last_error = p_error
+		WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
+		IF o.kind IN ('purchase', 'authorize') AND p.status = 'pending' THEN
+			UPDATE payments.payments SET status = 'unknown'
+			WHERE merchant_id = p.merchant_id AND payment_id = p.payment_id;
+		END IF;
+		RETURN;
+	END IF;
+
+	-- a final answer from the gateway
+	UPDATE payments.operations SET
+		status = CASE WHEN p_outcome IN ('approved', 'held') THEN 'succeeded' ELSE 'failed' END,
+		gateway_trans_id = nullif(nullif(p_trans_id, ''), '0'),
+		response_code = p_response_code, reason_code = p_reason_code, reason_text = p_reason_text,
+		last_error = p_error, completed_at = now()
+	WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
+	DELETE FROM payments.card_vault WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
+
+	IF o.kind IN ('purchase', 'authorize') THEN
+		UPDATE payments.payments SET
+			status = CASE
+				WHEN p_outcome = 'approved' AND o.kind = 'purchase' THEN 'succeeded'
+				WHEN p_outcome = 'approved' THEN 'requires_capture'
+				WHEN p_outcome = 'held' THEN 'in_review'
+				ELSE 'failed' END,
+			amount_authorized = CASE WHEN p_outcome IN ('approved', 'held') THEN p.amount END,
+			amount_captured = CASE WHEN p_outcome = 'approved' AND o.kind = 'purchase' THEN p.amount END,
+			gateway_trans_id = nullif(nullif(p_trans_id, ''), '0'),
+			auth_code = nullif(p_auth_code, ''), avs_result = nullif(p_avs, ''), cvv_result = nullif(p_cvv, ''),
+			decline_code = CASE WHEN p_outcome NOT IN ('approved', 'held') THEN coalesce(p_reason_code::text, p_error) END,
+			decline_reason = CASE WHEN p_outcome NOT IN ('approved', 'held') THEN coalesce(p_reason_text, p_error) END
+		WHERE merchant_id = p.merchant_id AND payment_id = p.payment_id;
+	ELSIF p_outcome = 'approved' THEN
+		IF o.kind = 'capture' THEN
+			UPDATE payments.payments SET status = 'succeeded', amount_captured = o.amount
+			WHERE merchant_id = p.merchant_id AND payment_id = p.payment_id;
+		ELSIF o.kind = 'void' THEN
+			UPDATE payments.payments SET status = 'canceled'
+			WHERE merchant_id = p.merchant_id AND payment_id = p.payment_id;
+		ELSIF o.kind = 'refund' THEN
+			new_refunded := p.amount_refunded + o.amount;
+			UPDATE payments.payments SET amount_refunded = new_refunded,
+				status = CASE WHEN new_refunded = p.amount_captured THEN 'refunded' ELSE 'partially_refunded' END
+			WHERE merchant_id = p.merchant_id AND payment_id = p.payment_id;
+		END IF;
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION payments._record_result(bigint, bigint, text, integer, integer, text, text, text, text, text, timestamptz, text) IS
+	'Worker, step 3: records the gateway''s answer (or the transport failure) and moves the operation and its payment on.';
+
+CREATE FUNCTION payments._max_attempts() RETURNS integer
+	LANGUAGE sql STABLE AS $$
+	SELECT coalesce(nullif(current_setting('payments.max_attempts', true), '')::integer, 12)
+	$$;
+COMMENT ON FUNCTION payments._max_attempts() IS
+	'Attempts after which an operation goes to the dead-letter state (payments.max_attempts).';
+
+-- Log one HTTP exchange (card data already masked by the worker).
+CREATE FUNCTION payments._record_exchange(
+	p_merchant_id bigint, p_operation_id bigint, p_attempt integer, p_request_type text,
+	p_started_at timestamptz, p_finished_at timestamptz, p_http_status integer,
+	p_transport_error text, p_outcome text, p_request_masked text, p_response_masked text,
+	p_correlation_id text)
+	RETURNS void
+	LANGUAGE sql
+	SET search_path = pg_catalog, payments
+	AS $$
+	INSERT INTO payments.gateway_exchanges (merchant_id, operation_id, attempt, request_type,
+		started_at, finished_at, duration_ms, http_status, transport_error, outcome,
+		request_masked, response_masked, correlation_id)
+	VALUES (p_merchant_id, p_operation_id, p_attempt, p_request_type, p_started_at, p_finished_at,
+		extract(epoch FROM p_finished_at - p_started_at) * 1000, nullif(p_http_status, 0),
+		p_transport_error, p_outcome, p_request_masked, p_response_masked, p_correlation_id)
+	$$;
+COMMENT ON FUNCTION payments._record_exchange(bigint, bigint, integer, text, timestamptz, timestamptz, integer, text, text, text, text, text) IS
+	'Worker: logs one HTTP exchange with the gateway (masked request and reply, timings).';
+
+-- At worker start: whatever was "sending" when the previous worker stopped
+-- has an unknown outcome; resolve it, never resend it blindly.
+CREATE FUNCTION payments._recover_in_flight() RETURNS integer
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	n integer;
+BEGIN
+	UPDATE payments.payments p SET status = 'unknown'
+	FROM payments.operations o
+	WHERE o.status = 'sending' AND o.kind IN ('purchase', 'authorize')
+		AND p.merchant_id = o.merchant_id AND p.payment_id = o.payment_id AND p.status = 'pending';
+	UPDATE payments.operations SET status = 'unknown', next_attempt_at = now(),
+		last_error = 'the worker stopped while the request was in flight'
+	WHERE status = 'sending';
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION payments._recover_in_flight() IS
+	'Worker start: marks operations left in "sending" as unknown, to be resolved from the gateway.';
+
+-- Settlement learned from the gateway: refunds that waited for it go out.
+CREATE FUNCTION payments._mark_settled(p_merchant_id bigint, p_payment_id bigint) RETURNS void
+	LANGUAGE sql
+	SET search_path = pg_catalog, payments
+	AS $$
+	UPDATE payments.payments SET settled_at = coalesce(settled_at, now())
+	WHERE merchant_id = p_merchant_id AND payment_id = p_payment_id;
+	UPDATE payments.operations SET status = 'queued', next_attempt_at = now()
+	WHERE merchant_id = p_merchant_id AND payment_id = p_payment_id AND status = 'waiting_settlement';
+	$$;
+COMMENT ON FUNCTION payments._mark_settled(bigint, bigint) IS
+	'Worker: records that a payment''s capture has settled and releases the refunds waiting for it.';
+
+-- Payments whose settlement the worker should ask the gateway about.
+CREATE FUNCTION payments._settlement_candidates(p_limit integer)
+	RETURNS TABLE (merchant_id bigint, payment_id bigint, gateway_trans_id text,
+		api_login_id text, transaction_key text, endpoint_url text, ca_file text, timeout_ms integer)
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, payments
+	AS $$
+	SELECT DISTINCT ON (p.merchant_id, p.payment_id) p.merchant_id, p.payment_id, p.gateway_trans_id,
+		g.api_login_id, g.transaction_key, g.endpoint_url, g.ca_file, g.timeout_ms
+	FROM payments.operations o
+	JOIN payments.payments p ON p.merchant_id = o.merchant_id AND p.payment_id = o.payment_id
+	JOIN payments.gateway_config g ON g.merchant_id = p.merchant_id
+	WHERE o.status = 'waiting_settlement' AND p.settled_at IS NULL AND p.gateway_trans_id IS NOT NULL
+	ORDER BY p.merchant_id, p.payment_id
+	LIMIT p_limit
+	$$;
+COMMENT ON FUNCTION payments._settlement_candidates(integer) IS
+	'Worker: payments with refunds waiting for settlement, to check with getTransactionDetails.';
+
+------------------------------------------------------------------------------
+-- Gateway configuration, dead letters, health (owner only).
+------------------------------------------------------------------------------
+
+CREATE FUNCTION payments.pay_configure_gateway(
+	api_login_id text,
+	transaction_key text,
+	endpoint_url text DEFAULT 'https://apitest.authorize.net/xml/v1/request.api',
+	signature_key text DEFAULT NULL,
+	ca_file text DEFAULT NULL,
+	timeout_ms integer DEFAULT 30000,
+	merchant_id bigint DEFAULT NULL)
+	RETURNS void
+	LANGUAGE sql
+	SET search_path = pg_catalog, payments
+	AS $$
+	INSERT INTO payments.gateway_config AS g (merchant_id, api_login_id, transaction_key, endpoint_url,
+		signature_key, ca_file, timeout_ms)
+	VALUES (coalesce(merchant_id, payments.pay_current_merchant()), api_login_id, transaction_key,
+		endpoint_url, signature_key, ca_file, timeout_ms)
+	ON CONFLICT (merchant_id) DO UPDATE SET api_login_id = EXCLUDED.api_login_id,
+		transaction_key = EXCLUDED.transaction_key, endpoint_url = EXCLUDED.endpoint_url,
+		signature_key = EXCLUDED.signature_key, ca_file = EXCLUDED.ca_file,
+		timeout_ms = EXCLUDED.timeout_ms, updated_at = now();
+	SELECT payments._wake_at_commit();
+	$$;
+REVOKE ALL ON FUNCTION payments.pay_configure_gateway(text, text, text, text, text, integer, bigint) FROM PUBLIC;
+COMMENT ON FUNCTION payments.pay_configure_gateway(text, text, text, text, text, integer, bigint) IS
+	'Sets the Authorize.Net API login id, transaction key, endpoint URL, signature key, CA file (for a private CA such as the simulator''s) and timeout of a merchant (default: the current one). Owner only; the values are stored in an owner-only table, never in settings or logs.';
+
+CREATE FUNCTION payments.pay_dead_letters()
+	RETURNS SETOF payments.operations
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, payments
+	AS $$ SELECT * FROM payments.operations WHERE status = 'dead' ORDER BY merchant_id, operation_id $$;
+REVOKE ALL ON FUNCTION payments.pay_dead_letters() FROM PUBLIC;
+COMMENT ON FUNCTION payments.pay_dead_letters() IS
+	'Operations that exhausted their attempts (dead letters). Owner only.';
+
+CREATE FUNCTION payments.pay_retry_dead_letter(merchant_id bigint, operation_id bigint)
+	RETURNS payments.operations
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	o payments.operations;
+BEGIN
+	UPDATE payments.operations x SET status = 'queued', attempts = 0, next_attempt_at = now()
+	WHERE x.merchant_id = pay_retry_dead_letter.merchant_id
+		AND x.operation_id = pay_retry_dead_letter.operation_id AND x.status = 'dead'
+	RETURNING * INTO o;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'operation % of merchant % is not a dead letter', operation_id, merchant_id
+			USING ERRCODE = 'PT404';
+	END IF;
+	PERFORM payments._wake_at_commit();
+	RETURN o;
+END
+$$;
+REVOKE ALL ON FUNCTION payments.pay_retry_dead_letter(bigint, bigint) FROM PUBLIC;
+COMMENT ON FUNCTION payments.pay_retry_dead_letter(bigint, bigint) IS
+	'Puts a dead-letter operation back in the queue with a fresh attempt budget. Owner only.';
+
+CREATE FUNCTION payments.pay_discard_dead_letter(merchant_id bigint, operation_id bigint)
+	RETURNS payments.operations
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	o payments.operations;
+BEGIN
+	UPDATE payments.operations x SET status = 'canceled', completed_at = now()
+	WHERE x.merchant_id = pay_discard_dead_letter.merchant_id
+		AND x.operation_id = pay_discard_dead_letter.operation_id AND x.status = 'dead'
+	RETURNING * INTO o;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'operation % of merchant % is not a dead letter', operation_id, merchant_id
+			USING ERRCODE = 'PT404';
+	END IF;
+	DELETE FROM payments.card_vault v WHERE v.merchant_id = o.merchant_id AND v.operation_id = o.operation_id;
+	RETURN o;
+END
+$$;
+REVOKE ALL ON FUNCTION payments.pay_discard_dead_letter(bigint, bigint) FROM PUBLIC;
+COMMENT ON FUNCTION payments.pay_discard_dead_letter(bigint, bigint) IS
+	'Gives up a dead-letter operation (status canceled) and erases its sealed card data. The payment keeps its status; if the outcome was unknown it stays unknown. Owner only.';
+
+-- END worker
+
+CREATE FUNCTION payments.pay_wait(payment_id bigint, timeout interval DEFAULT '30 seconds')
+	RETURNS payments.payments
+	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	m bigint := payments.pay_current_merchant();
+	result payments.payments;
+BEGIN
+	IF timeout < interval '0' OR timeout > interval '1 hour' THEN
+		RAISE EXCEPTION 'timeout must be between 0 and 1 hour' USING ERRCODE = '22023';
+	END IF;
+	PERFORM payments._wait_for_payment(m, pay_wait.payment_id,
+		(extract(epoch FROM timeout) * 1000)::integer);
+	SELECT * INTO result FROM payments.payments p WHERE p.merchant_id = m AND p.payment_id = pay_wait.payment_id;
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_wait(bigint, interval) IS
+	'Blocks until the payment''s gateway work is done (approved, declined, captured, voided, refunded, or still unknown) or the timeout passes, without polling; returns the payment row. Call it after the COMMIT that created the work.';
+
+CREATE FUNCTION payments.pay_get_payment(payment_id bigint) RETURNS payments.payments
+	LANGUAGE sql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+	SELECT * FROM payments.payments p
+	WHERE p.merchant_id = payments.pay_current_merchant() AND p.payment_id = pay_get_payment.payment_id
+	$$;
+COMMENT ON FUNCTION payments.pay_get_payment(bigint) IS 'A payment of the current merchant, or NULL.';
+
+CREATE FUNCTION payments.pay_payment_operations(payment_id bigint) RETURNS SETOF payments.operations
+	LANGUAGE sql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+	SELECT * FROM payments.operations o
+	WHERE o.merchant_id = payments.pay_current_merchant() AND o.payment_id = pay_payment_operations.payment_id
+	ORDER BY o.operation_id
+	$$;
+COMMENT ON FUNCTION payments.pay_payment_operations(bigint) IS
+	'The gateway operations (authorize, capture, void, refunds) of a payment of the current merchant, oldest first.';
+
+-- Schema access for every role; tables stay owner-only (each is REVOKEd
+-- above), internal functions are not for callers.
+GRANT USAGE ON SCHEMA payments TO PUBLIC;
+DO $$
+DECLARE
+	f regprocedure;
+BEGIN
+	FOR f IN SELECT p.oid::regprocedure FROM pg_proc p
+		WHERE p.pronamespace = 'payments'::regnamespace AND p.proname LIKE '\_%'
+			AND p.prokind = 'f'
+	LOOP
+		EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+	END LOOP;
+END
+$$;

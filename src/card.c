@@ -672,3 +672,40 @@ pay_card_unseal_check(PG_FUNCTION_ARGS)
 	explicit_bzero(&secret, sizeof(secret));
 	PG_RETURN_BOOL(ok);
 }
+
+/*
+ * payments._card_sealed(card) -> bytea: the card as stored in the card
+ * vault table while it waits for the worker.  The bytes are the datum
+ * itself, already sealed: no clear number or CVV is in them.
+ */
+PG_FUNCTION_INFO_V1(pay_card_sealed);
+
+Datum
+pay_card_sealed(PG_FUNCTION_ARGS)
+{
+	PayCard    *card = get_card(fcinfo, 0);
+	Size		len = VARSIZE(card) - VARHDRSZ;
+	bytea	   *out = palloc(VARHDRSZ + len);
+
+	SET_VARSIZE(out, VARHDRSZ + len);
+	memcpy(VARDATA(out), VARDATA(card), len);
+	PG_RETURN_BYTEA_P(out);
+}
+
+/*
+ * The inverse, for the worker: a card from vault bytes, checked.  Returns
+ * NULL when the bytes are not a card (opaque data shares the vault).
+ */
+PayCard *
+card_from_sealed(const char *bytes, Size len)
+{
+	PayCard    *card;
+
+	if (len < PAY_CARD_SEALED_OFFSET + 4 - VARHDRSZ || (uint8) bytes[0] != PAY_CARD_FORMAT_VERSION)
+		return NULL;
+	card = palloc(VARHDRSZ + len);
+	SET_VARSIZE(card, VARHDRSZ + len);
+	memcpy(VARDATA(card), bytes, len);
+	card_check_datum(card);
+	return card;
+}

@@ -72,5 +72,6 @@ extern void payments_card_init(void);
 extern void card_log_init(void);
 extern void card_check_datum(const PayCard *card);
 extern void card_decrypt(const PayCard *card, CardSecret *out);
+extern PayCard *card_from_sealed(const char *bytes, Size len);
 
 #endif
