@@ -95,6 +95,7 @@ route(struct MHD_Connection *c, const char *url, const char *method,
 		out = ok_obj();
 		pthread_mutex_lock(&sim.lock);
 		jadd(out, "requests", json_object_new_int64((int64_t) sim.requests));
+		jadd(out, "peakSuspended", json_object_new_int(http_peak_suspended()));
 		pthread_mutex_unlock(&sim.lock);
 	}
 	else if (strcmp(url, "/reset") == 0 && post)

@@ -53,6 +53,19 @@ static pthread_mutex_t tlock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t tcond = PTHREAD_COND_INITIALIZER;
 static pthread_t tthread;
 static bool tstop;
+static int	peak_suspended;
+
+/* Largest number of connections suspended at once (latency, holds) */
+int
+http_peak_suspended(void)
+{
+	int			p;
+
+	pthread_mutex_lock(&tlock);
+	p = peak_suspended;
+	pthread_mutex_unlock(&tlock);
+	return p;
+}
 
 /* Monotonic milliseconds for timer deadlines */
 static long long
@@ -85,6 +98,8 @@ timer_add(struct MHD_Connection *c, int ms)
 		capheap = nc;
 	}
 	i = nheap++;
+	if (nheap > peak_suspended)
+		peak_suspended = nheap;
 	heap[i].due = mono_ms() + ms;
 	heap[i].conn = c;
 	while (i > 0 && heap[(i - 1) / 2].due > heap[i].due)

@@ -17,6 +17,7 @@ extern int	http_port(struct MHD_Daemon *d);
 extern void http_timer_start(void);
 extern void http_timer_stop(void);
 extern void http_release_held(void);
+extern int	http_peak_suspended(void);
 
 /* control.c */
 extern enum MHD_Result control_handler(void *cls, struct MHD_Connection *c,

@@ -197,8 +197,9 @@ main(int argc, char **argv)
 		double		el = now() - t0;
 
 		printf("requests=%lld errors=%lld seconds=%.2f req_per_s=%.0f "
-			   "concurrency=%d p50_ms=%.1f p99_ms=%.1f\n",
-			   done, errors, el, done / el, conc, pct(done, 0.5), pct(done, 0.99));
+			   "concurrency=%d max_in_flight=%d p50_ms=%.1f p99_ms=%.1f\n",
+			   done, errors, el, done / el, conc, max_inflight, pct(done, 0.5),
+			   pct(done, 0.99));
 	}
 	for (int i = 0; i < conc; i++)
 		curl_easy_cleanup(slots[i].easy);
