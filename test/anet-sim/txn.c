@@ -497,6 +497,13 @@ process_charge(int m, json_object *req, json_object *tr, const char *type,
 	r->avs[0] = ci->echeck ? 'P' : zip_avs(zip, r->account_type);
 	r->cvv[0] = ci->echeck ? '\0' : code_cvv(ci->code);
 	r->cavv[0] = ci->echeck ? '\0' : '2';
+	if (capture_only)
+	{
+		/* the card was authorized elsewhere: nothing is verified here */
+		r->avs[0] = 'P';
+		r->cvv[0] = '\0';
+		r->cavv[0] = '\0';
+	}
 	if (!ci->echeck)
 	{
 		random_alnum(r->network_trans_id, 23);
@@ -817,6 +824,8 @@ process_refund(int m, json_object *req, json_object *tr, long long amount,
 	r->trans_id = t->id;
 	r->amount = amount;
 	r->avs[0] = 'P';
+	random_alnum(r->auth_code, 6);
+	strlcpy0(t->auth_code, r->auth_code, sizeof(t->auth_code));
 	snprintf(r->account_number, sizeof(r->account_number), "%s%s",
 			 o->echeck ? "XXXXX" : "XXXX", o->last4);
 	ledger_record(t, "refund", amount);
