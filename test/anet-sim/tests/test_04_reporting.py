@@ -80,3 +80,12 @@ def test_refund_settles_into_next_batch():
     ctl('POST', '/settle')
     t = api(req('getTransactionDetailsRequest', transId=f))['transaction']
     eq(t['transactionStatus'], 'refundSettledSuccessfully', 'settled refund')
+
+
+def test_batch_statistics_call():
+    ctl('POST', '/reset')
+    charge('33.00')
+    bid = ctl('POST', '/settle')['batches'][0]['batchId']
+    r = api(req('getBatchStatisticsRequest', batchId=bid))
+    eq(r['batch']['batchId'], bid, 'batch')
+    eq(r['batch']['statistics'][0]['chargeAmount'], 33.0, 'amount')

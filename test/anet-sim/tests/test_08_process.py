@@ -44,3 +44,27 @@ def test_ready_line_and_sigterm():
         if p.poll() is None:
             p.kill()
             p.wait()
+
+
+def test_settle_interval_clock():
+    p = subprocess.Popen([os.environ['ANET_SIM_BIN'], '--port', '0', '--control-port', '0',
+                          '--settle-interval', '1'],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = p.stdout.readline()
+        port = int(line.split('api=')[1].split()[0])
+        st, data = raw_post(json.dumps(tx('authCaptureTransaction', '5.00', {'order': {'invoiceNumber': uniq()}}, card())).encode(), port=port)
+        tid = parse(data)['transactionResponse']['transId']
+        time.sleep(2.5)
+        st, data = raw_post(json.dumps(req('getTransactionDetailsRequest', transId=tid)).encode(), port=port)
+        eq(parse(data)['transaction']['transactionStatus'], 'settledSuccessfully', 'settled by the clock')
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=10)
+
+
+def test_triggers_table_documented():
+    t = ctl('GET', '/triggers')
+    kinds = {(x['kind'], x['value']) for x in t}
+    check(('billTo.zip', '46282') in kinds, 'decline zip')
+    check(('amount', '9000.00 + R') in kinds, 'amount triggers')
