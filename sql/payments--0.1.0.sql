@@ -1377,7 +1377,7 @@ CREATE FUNCTION payments._claim_operations(p_limit integer)
 		action text, attempt integer, via_void boolean, amount_minor bigint, currency text,
 		currency_exponent integer, invoice_number text, description text, customer jsonb,
 		ref_trans_id text, card_last4 text, payment_method text, customer_profile_id text,
-		payment_profile_id text, sealed bytea, correlation_id text,
+		payment_profile_id text, sealed bytea, correlation_id text, created_at timestamptz,
 		api_login_id text, transaction_key text, endpoint_url text, ca_file text, timeout_ms integer)
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments
@@ -1409,7 +1409,7 @@ BEGIN
 		pay_currency_exponent(pay_currency(p.amount)),
 		p.invoice_number, p.description, p.customer,
 		p.gateway_trans_id, p.card_last4, p.payment_method, p.customer_profile_id,
-		p.payment_profile_id, v.sealed, c.correlation_id,
+		p.payment_profile_id, v.sealed, c.correlation_id, c.created_at,
 		g.api_login_id, g.transaction_key, g.endpoint_url, g.ca_file, g.timeout_ms
 	FROM claimed c
 	JOIN payments.payments p ON p.merchant_id = c.merchant_id AND p.payment_id = c.payment_id
@@ -1431,7 +1431,7 @@ CREATE FUNCTION payments._record_result(
 	p_merchant_id bigint, p_operation_id bigint, p_outcome text,
 	p_response_code integer, p_reason_code integer, p_reason_text text,
 	p_trans_id text, p_auth_code text, p_avs text, p_cvv text,
-	p_retry_at timestamptz, p_error text)
+	p_retry_at timestamptz, p_error text, p_account_number text)
 	RETURNS void
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments
@@ -1488,6 +1488,8 @@ BEGIN
 			amount_captured = CASE WHEN p_outcome = 'approved' AND o.kind = 'purchase' THEN p.amount END,
 			gateway_trans_id = nullif(nullif(p_trans_id, ''), '0'),
 			auth_code = nullif(p_auth_code, ''), avs_result = nullif(p_avs, ''), cvv_result = nullif(p_cvv, ''),
+			-- opaque data (Accept.js) payments learn their last four digits here
+			card_last4 = coalesce(p.card_last4, nullif(right(p_account_number, 4), '')),
 			decline_code = CASE WHEN p_outcome NOT IN ('approved', 'held') THEN coalesce(p_reason_code::text, p_error) END,
 			decline_reason = CASE WHEN p_outcome NOT IN ('approved', 'held') THEN coalesce(p_reason_text, p_error) END
 		WHERE merchant_id = p.merchant_id AND payment_id = p.payment_id;
@@ -1507,7 +1509,7 @@ BEGIN
 	END IF;
 END
 $$;
-COMMENT ON FUNCTION payments._record_result(bigint, bigint, text, integer, integer, text, text, text, text, text, timestamptz, text) IS
+COMMENT ON FUNCTION payments._record_result(bigint, bigint, text, integer, integer, text, text, text, text, text, timestamptz, text, text) IS
 	'Worker, step 3: records the gateway''s answer (or the transport failure) and moves the operation and its payment on.';
 
 CREATE FUNCTION payments._max_attempts() RETURNS integer
@@ -1721,6 +1723,28 @@ CREATE FUNCTION payments.pay_payment_operations(payment_id bigint) RETURNS SETOF
 	$$;
 COMMENT ON FUNCTION payments.pay_payment_operations(bigint) IS
 	'The gateway operations (authorize, capture, void, refunds) of a payment of the current merchant, oldest first.';
+
+
+CREATE FUNCTION payments.pay_worker_health(
+	OUT alive boolean, OUT pid integer, OUT started_at timestamptz, OUT last_loop_at timestamptz,
+	OUT queue_depth bigint, OUT in_flight integer, OUT max_in_flight integer, OUT circuit_state text,
+	OUT requests_sent bigint, OUT approved bigint, OUT declined bigint, OUT errors bigint,
+	OUT unknown_outcomes bigint, OUT retries bigint)
+	RETURNS record
+	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pay_worker_health';
+COMMENT ON FUNCTION payments.pay_worker_health() IS
+	'Health of the background worker: alive (looped within 5 s), pid, start and last loop time, queue depth, requests in flight (now and at most), circuit breaker state (closed, open, half_open) and outcome counters since server start.';
+
+CREATE FUNCTION payments.pay_worker_restart() RETURNS boolean
+	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pay_worker_restart';
+REVOKE ALL ON FUNCTION payments.pay_worker_restart() FROM PUBLIC;
+COMMENT ON FUNCTION payments.pay_worker_restart() IS
+	'Asks the background worker to exit; the server starts a new one within a second and it resolves whatever was in flight. Returns whether a worker was running. Owner only.';
+
+CREATE FUNCTION payments.pay_metrics() RETURNS text
+	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pay_metrics';
+COMMENT ON FUNCTION payments.pay_metrics() IS
+	'Counters, gauges and latency histograms of the worker in Prometheus text format.';
 
 -- Schema access for every role; tables stay owner-only (each is REVOKEd
 -- above), internal functions are not for callers.

@@ -75,6 +75,8 @@ typedef struct GatewayOutcome
 typedef struct GatewayOp
 {
 	dlist_node	node;
+	MemoryContext cxt;			/* holds the op and everything it points to */
+	TimestampTz created_at;		/* when the caller created the operation */
 	HttpRequest http;
 	GatewayStage stage;
 	int64		merchant_id;

@@ -20,12 +20,16 @@
 
 #include "card.h"
 #include "payments.h"
+#include "shmem.h"
+#include "worker.h"
 
 PG_MODULE_MAGIC;
 
 bool		payments_preloaded = false;
 char	   *payments_database = NULL;
 char	   *payments_merchant_id = NULL;
+char	   *payments_correlation_id = NULL;
+int			payments_max_attempts = 12;
 
 void		_PG_init(void);
 
@@ -48,6 +52,24 @@ _PG_init(void)
 							   0,
 							   NULL, NULL, NULL);
 
+	DefineCustomStringVariable("payments.correlation_id",
+							   "Correlation id of the current request, when no x-request-id header gives one.",
+							   "Sent to the gateway as refId and kept on every row the request creates.",
+							   &payments_correlation_id,
+							   "",
+							   PGC_USERSET,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("payments.max_attempts",
+							"Attempts after which a gateway operation becomes a dead letter.",
+							NULL,
+							&payments_max_attempts,
+							12, 1, 1000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
 	if (!process_shared_preload_libraries_in_progress)
 	{
 		MarkGUCPrefixReserved("payments");
@@ -64,6 +86,51 @@ _PG_init(void)
 							   GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
 
+	DefineCustomIntVariable("payments.max_in_flight",
+							"Gateway requests the worker keeps in flight at most.",
+							NULL,
+							&payments_max_in_flight,
+							1000, 1, 20000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("payments.claim_batch",
+							"Operations the worker claims per transaction.",
+							NULL,
+							&payments_claim_batch,
+							200, 1, 10000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("payments.settlement_check_interval",
+							"Seconds between checks whether captures with refunds waiting have settled.",
+							NULL,
+							&payments_settlement_check_s,
+							60, 1, 86400,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("payments.exchange_retention_days",
+							"Days the gateway exchange log is kept.",
+							NULL,
+							&payments_exchange_retention_days,
+							30, 1, 3650,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("payments.idempotency_retention_hours",
+							"Hours idempotency keys are kept (at least 24).",
+							NULL,
+							&payments_idempotency_retention_hours,
+							24 * 7, 24, 24 * 3650,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("payments");
 
 	/*
@@ -77,6 +144,9 @@ _PG_init(void)
 
 	/* the card vault key: created or loaded here, inherited by backends */
 	payments_card_init();
+
+	payments_shmem_register();
+	payments_worker_register();
 
 	payments_preloaded = true;
 }

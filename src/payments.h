@@ -13,6 +13,9 @@ extern bool payments_preloaded;
 
 /* payments.database: the database the background worker serves */
 extern char *payments_database;
+extern char *payments_merchant_id;
+extern char *payments_correlation_id;
+extern int	payments_max_attempts;
 
 extern void payments_require_preload(void);
 

@@ -27,6 +27,7 @@ export ANET_API_PORT=$(sed -n 's/.* api=\([0-9]*\).*/\1/p' <<<"$line")
 export ANET_CONTROL_PORT=$(sed -n 's/.* control=\([0-9]*\).*/\1/p' <<<"$line")
 export ANET_TLS_PORT=$(sed -n 's/.* tls=\([0-9]*\).*/\1/p' <<<"$line")
 export ANET_CA="$tmp/cert/ca.pem"
-export ANET_SAMPLES=${ANET_SAMPLES:-$(cd "$here/../../.." && pwd)/shared/reference/authorizenet/samples}
+# real Authorize.Net requests, replies and webhook bodies (provenance in samples/README.md)
+export ANET_SAMPLES=${ANET_SAMPLES:-$here/samples}
 export ANET_SIM_BIN="$here/anet-sim"
 python3 "$here/tests/run.py"

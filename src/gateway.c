@@ -1,0 +1,678 @@
+/*-------------------------------------------------------------------------
+ *
+ * gateway.c
+ *	  Turn a claimed operation into an Authorize.Net request, and the
+ *	  reply (or the lack of one) into the outcome the database records.
+ *
+ * The decisions that keep money safe live here:
+ *	- a transfer that provably never left (connect, DNS, TLS failed) is
+ *	  retried with backoff;
+ *	- anything that may have reached the gateway (timeout, reset, 5xx,
+ *	  garbled reply) has an unknown outcome: it is resolved later by an
+ *	  identical resend inside the duplicate window, never guessed;
+ *	- a duplicate reply (reason 11) names the original transaction, which
+ *	  is then looked up (it may have been declined) before anything is
+ *	  recorded;
+ *	- every request sets duplicateWindow, so a resend cannot charge twice.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "common/pg_prng.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "mb/pg_wchar.h"
+#include "utils/timestamp.h"
+
+#include "card.h"
+#include "gateway.h"
+#include "shmem.h"
+
+#define DUPLICATE_WINDOW_SECONDS 28800
+
+/* Column of the claim result, as text (NULL when SQL NULL). */
+static char *
+col(HeapTuple tuple, TupleDesc desc, const char *name)
+{
+	int			n = SPI_fnumber(desc, name);
+
+	if (n <= 0)
+		elog(ERROR, "payments: claim result has no column \"%s\"", name);
+	return SPI_getvalue(tuple, desc, n);
+}
+
+static int64
+col_int64(HeapTuple tuple, TupleDesc desc, const char *name)
+{
+	char	   *v = col(tuple, desc, name);
+
+	return v ? pg_strtoint64(v) : 0;
+}
+
+/* A field of the customer jsonb, or NULL. */
+static char *
+customer_field(Jsonb *customer, const char *key)
+{
+	JsonbValue	k;
+	JsonbValue *v;
+
+	if (customer == NULL)
+		return NULL;
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	v = findJsonbValueFromContainer(&customer->root, JB_FOBJECT, &k);
+	if (v == NULL)
+		return NULL;
+	if (v->type == jbvString)
+		return pnstrdup(v->val.string.val, v->val.string.len);
+	if (v->type == jbvNumeric)
+		return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
+	return NULL;
+}
+
+/* The refId sent with a request: the correlation id, at most 20 chars. */
+static void
+set_ref_id(GatewayOp *op)
+{
+	size_t		len = op->correlation_id ? strlen(op->correlation_id) : 0;
+
+	if (len == 0)
+		op->ref_id[0] = '\0';
+	else if (len <= 20)
+		strlcpy(op->ref_id, op->correlation_id, sizeof(op->ref_id));
+	else
+	{
+		/* long ids (UUIDs, traceparent): a stable 20-character digest */
+		char	   *md5 = DatumGetCString(DirectFunctionCall1(md5_text,
+															  CStringGetTextDatum(op->correlation_id)));
+
+		strlcpy(op->ref_id, md5, sizeof(op->ref_id));
+	}
+}
+
+/* Split "Ada Lovelace" into first and last name for billTo. */
+static void
+split_holder_name(const char *name, char **first, char **last)
+{
+	const char *sp = strrchr(name, ' ');
+
+	if (sp == NULL)
+	{
+		*first = NULL;
+		*last = pstrdup(name);
+		return;
+	}
+	*first = pnstrdup(name, Min(sp - name, 50));
+	*last = pnstrdup(sp + 1, 50);
+}
+
+/* Hand a built body (malloc'd by the protocol module) to the request. */
+static void
+attach_body(GatewayOp *op, char *body)
+{
+	op->http.body = body;
+	op->http.body_len = strlen(body);
+}
+
+/* Build the masked and the real request; false with *error when invalid. */
+static bool
+build_txn(GatewayOp *op, const AnetCredentials *creds, const AnetTxnRequest *req, char **error)
+{
+	char	   *perr = NULL;
+	char	   *masked = anet_build_transaction_request(creds, req, true, &perr);
+	char	   *body;
+
+	if (masked == NULL)
+	{
+		*error = pstrdup(perr ? perr : "the request could not be built");
+		anet_free(perr);
+		return false;
+	}
+	op->request_masked = pstrdup(masked);
+	anet_free(masked);
+	body = anet_build_transaction_request(creds, req, false, &perr);
+	if (body == NULL)
+	{
+		*error = pstrdup(perr ? perr : "the request could not be built");
+		anet_free(perr);
+		return false;
+	}
+	attach_body(op, body);
+	return true;
+}
+
+/*
+ * Fill op from one row of payments._claim_operations().  The card, if any,
+ * is unsealed only for as long as it takes to build the request body; the
+ * body itself is wiped when the transfer ends.
+ */
+bool
+gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **error)
+{
+	AnetCredentials creds;
+	AnetTxnRequest req;
+	char		amount[64];
+	char	   *payment_method = col(tuple, desc, "payment_method");
+	char	   *customer_text = col(tuple, desc, "customer");
+	Jsonb	   *customer = NULL;
+	char	   *opaque_text;
+	CardSecret	secret;
+	bool		have_secret = false;
+	char		expiration[8];
+	char	   *holder_first = NULL;
+	char	   *holder_last = NULL;
+	char	   *opaque_descriptor = NULL;
+	char	   *opaque_value = NULL;
+	char		refund_invoice[24];
+	bool		ok;
+	bool		isnull;
+	Datum		sealed;
+
+	op->stage = STAGE_SEND;
+	op->merchant_id = col_int64(tuple, desc, "merchant_id");
+	op->operation_id = col_int64(tuple, desc, "operation_id");
+	op->payment_id = col_int64(tuple, desc, "payment_id");
+	op->attempt = (int) col_int64(tuple, desc, "attempt");
+	op->kind = col(tuple, desc, "kind");
+	op->action = col(tuple, desc, "action");
+	op->invoice_number = col(tuple, desc, "invoice_number");
+	op->correlation_id = col(tuple, desc, "correlation_id");
+	op->amount_minor = col_int64(tuple, desc, "amount_minor");
+	op->currency_exponent = (int) col_int64(tuple, desc, "currency_exponent");
+	op->endpoint.login_id = col(tuple, desc, "api_login_id");
+	op->endpoint.transaction_key = col(tuple, desc, "transaction_key");
+	op->endpoint.url = col(tuple, desc, "endpoint_url");
+	op->endpoint.ca_file = col(tuple, desc, "ca_file");
+	op->endpoint.timeout_ms = col_int64(tuple, desc, "timeout_ms");
+	set_ref_id(op);
+	if (customer_text)
+		customer = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(customer_text)));
+
+	creds.login_id = op->endpoint.login_id;
+	creds.transaction_key = op->endpoint.transaction_key;
+
+	if (strcmp(op->action, "lookup") == 0)
+	{
+		/* past the duplicate window: search the gateway, do not resend */
+		AnetListOptions opts = {"submitTimeUTC", true, 1000, 1};
+		char	   *perr = NULL;
+		char	   *body;
+
+		op->stage = STAGE_LOOKUP;
+		op->request_type = "getUnsettledTransactionListRequest";
+		body = anet_build_get_unsettled_transaction_list_request(&creds, op->ref_id, NULL,
+																 &opts, false, &perr);
+		if (body == NULL)
+		{
+			*error = pstrdup(perr ? perr : "the request could not be built");
+			anet_free(perr);
+			return false;
+		}
+		op->request_masked = pstrdup("{\"getUnsettledTransactionListRequest\":{\"merchantAuthentication\":{\"transactionKey\":\"XXXXXXXX\"}}}");
+		attach_body(op, body);
+		return true;
+	}
+
+	memset(&req, 0, sizeof(req));
+	req.ref_id = op->ref_id[0] ? op->ref_id : NULL;
+	req.duplicate_window = DUPLICATE_WINDOW_SECONDS;
+	if (anet_amount_to_decimal(op->amount_minor, op->currency_exponent, amount, sizeof(amount)) < 0)
+	{
+		*error = pstrdup("the amount could not be written as a decimal");
+		return false;
+	}
+	req.invoice_number = op->invoice_number;
+
+	if (strcmp(op->kind, "purchase") == 0 || strcmp(op->kind, "authorize") == 0)
+	{
+		req.type = strcmp(op->kind, "purchase") == 0 ? ANET_AUTH_CAPTURE : ANET_AUTH_ONLY;
+		req.amount = amount;
+		req.currency_code = col(tuple, desc, "currency");
+		req.description = col(tuple, desc, "description");
+		req.customer_id = customer_field(customer, "id");
+		req.customer_email = customer_field(customer, "email");
+		req.bill_first_name = customer_field(customer, "first_name");
+		req.bill_last_name = customer_field(customer, "last_name");
+		req.bill_company = customer_field(customer, "company");
+		req.bill_address = customer_field(customer, "address");
+		req.bill_city = customer_field(customer, "city");
+		req.bill_state = customer_field(customer, "state");
+		req.bill_zip = customer_field(customer, "zip");
+		req.bill_country = customer_field(customer, "country");
+		req.customer_ip = customer_field(customer, "ip");
+
+		sealed = SPI_getbinval(tuple, desc, SPI_fnumber(desc, "sealed"), &isnull);
+		if (strcmp(payment_method, "card") == 0)
+		{
+			bytea	   *b;
+			PayCard    *card;
+
+			if (isnull)
+			{
+				*error = pstrdup("the sealed card is missing from the vault");
+				return false;
+			}
+			b = DatumGetByteaPP(sealed);
+			card = card_from_sealed(VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b));
+			if (card == NULL)
+			{
+				*error = pstrdup("the vault entry is not a card");
+				return false;
+			}
+			card_decrypt(card, &secret);
+			have_secret = true;
+			snprintf(expiration, sizeof(expiration), "%04d-%02d",
+					 card->hdr.exp_year, card->hdr.exp_month);
+			req.card_number = secret.pan;
+			req.card_expiration = expiration;
+			req.card_code = secret.has_cvv ? secret.cvv : NULL;
+			if (secret.has_holder_name && req.bill_last_name == NULL)
+			{
+				split_holder_name(secret.holder_name, &holder_first, &holder_last);
+				req.bill_first_name = holder_first;
+				req.bill_last_name = holder_last;
+			}
+		}
+		else if (strcmp(payment_method, "opaque_data") == 0)
+		{
+			Jsonb	   *od;
+
+			if (isnull)
+			{
+				*error = pstrdup("the opaque data is missing from the vault");
+				return false;
+			}
+			opaque_text = text_to_cstring(DatumGetTextPP(sealed));
+			od = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(opaque_text)));
+			opaque_descriptor = customer_field(od, "dataDescriptor");
+			opaque_value = customer_field(od, "dataValue");
+			req.opaque_descriptor = opaque_descriptor;
+			req.opaque_value = opaque_value;
+		}
+		else
+		{
+			req.profile_customer_id = col(tuple, desc, "customer_profile_id");
+			req.profile_payment_id = col(tuple, desc, "payment_profile_id");
+		}
+	}
+	else if (strcmp(op->kind, "capture") == 0)
+	{
+		req.type = ANET_PRIOR_AUTH_CAPTURE;
+		req.amount = amount;
+		req.ref_trans_id = col(tuple, desc, "ref_trans_id");
+	}
+	else if (strcmp(op->kind, "void") == 0 ||
+			 (strcmp(op->kind, "refund") == 0 && strcmp(col(tuple, desc, "via_void"), "t") == 0))
+	{
+		req.type = ANET_VOID;
+		req.invoice_number = NULL;
+		req.ref_trans_id = col(tuple, desc, "ref_trans_id");
+	}
+	else if (strcmp(op->kind, "refund") == 0)
+	{
+		req.type = ANET_REFUND;
+		req.amount = amount;
+		req.ref_trans_id = col(tuple, desc, "ref_trans_id");
+		/* each refund its own invoice: equal partial refunds are not duplicates */
+		snprintf(refund_invoice, sizeof(refund_invoice), "R" INT64_FORMAT, op->operation_id);
+		req.invoice_number = refund_invoice;
+		if (strcmp(payment_method, "profile") == 0)
+		{
+			req.profile_customer_id = col(tuple, desc, "customer_profile_id");
+			req.profile_payment_id = col(tuple, desc, "payment_profile_id");
+		}
+		else
+		{
+			req.card_number = col(tuple, desc, "card_last4");
+			req.card_expiration = "XXXX";
+			if (req.card_number == NULL)
+			{
+				*error = pstrdup("the payment's card last four digits are unknown, so it cannot be refunded");
+				return false;
+			}
+		}
+	}
+	else
+	{
+		*error = psprintf("unknown operation kind \"%s\"", op->kind);
+		return false;
+	}
+
+	op->request_type = "createTransactionRequest";
+	ok = build_txn(op, &creds, &req, error);
+	if (have_secret)
+		explicit_bzero(&secret, sizeof(secret));
+	if (opaque_value)
+		explicit_bzero(opaque_value, strlen(opaque_value));
+	return ok;
+}
+
+/* A getTransactionDetails request about trans_id, for the same op. */
+static bool
+build_details(GatewayOp *op, const char *trans_id)
+{
+	AnetCredentials creds = {op->endpoint.login_id, op->endpoint.transaction_key};
+	char	   *perr = NULL;
+	char	   *body = anet_build_get_transaction_details_request(&creds, op->ref_id,
+																  trans_id, false, &perr);
+	char	   *masked;
+
+	anet_free(perr);
+	if (body == NULL)
+		return false;
+	masked = anet_build_get_transaction_details_request(&creds, op->ref_id, trans_id, true, NULL);
+	op->request_masked = masked ? pstrdup(masked) : NULL;
+	anet_free(masked);
+	op->request_type = "getTransactionDetailsRequest";
+	memset(&op->http, 0, sizeof(op->http));
+	op->http.owner = op;
+	attach_body(op, body);
+	return true;
+}
+
+/* A settlement check: getTransactionDetails of the payment's capture. */
+bool
+gateway_build_settlement_check(GatewayOp *op, const char *trans_id)
+{
+	op->stage = STAGE_SETTLEMENT;
+	set_ref_id(op);
+	return build_details(op, trans_id);
+}
+
+/*
+ * Exponential backoff with jitter: min_ms * 2^(attempt-1), capped at
+ * max_ms, then a random point between half and all of it, so that many
+ * failed operations do not return in one burst.
+ */
+TimestampTz
+gateway_backoff(int attempt, int min_ms, int max_ms)
+{
+	double		ms = min_ms;
+
+	for (int i = 1; i < attempt && ms < max_ms; i++)
+		ms *= 2;
+	ms = Min(ms, (double) max_ms);
+	ms = ms / 2 + pg_prng_double(&pg_global_prng_state) * ms / 2;
+	return TimestampTzPlusMilliseconds(GetCurrentTimestamp(), (int64) ms);
+}
+
+static void
+set_outcome(GatewayOp *op, const char *outcome, const char *error)
+{
+	op->done = true;
+	op->result.outcome = outcome;
+	op->result.error = error ? pstrdup(error) : NULL;
+}
+
+static void
+set_txn_fields(GatewayOp *op, const AnetTxnResult *r)
+{
+	op->result.response_code = r->response_code;
+	op->result.reason_code = r->reason_code;
+	op->result.reason_text = pstrdup(r->reason_text);
+	op->result.trans_id = pstrdup(r->trans_id);
+	op->result.auth_code = pstrdup(r->auth_code);
+	op->result.avs = pstrdup(r->avs_result);
+	op->result.cvv = pstrdup(r->cvv_result);
+	op->result.account_number = pstrdup(r->account_number);
+}
+
+/* True when the transfer failed below HTTP (for the circuit breaker). */
+bool
+gateway_transport_failed(GatewayOp *op)
+{
+	return op->http.outcome != HTTP_COMPLETED ||
+		op->http.http_status >= 500 || op->http.http_status == 0;
+}
+
+/* The reply to a createTransaction of this op. */
+static void
+interpret_send(GatewayOp *op, bool *follow_up)
+{
+	AnetTxnResult r;
+
+	if (!anet_parse_transaction_response(op->http.response, op->http.response_len, &r) ||
+		r.unknown_outcome)
+	{
+		op->result.retry_at = gateway_backoff(op->attempt, 1000, 60000);
+		set_outcome(op, "unknown", r.outcome == ANET_MALFORMED ?
+					"the gateway's reply could not be understood" : "the gateway timed out processing the request");
+		return;
+	}
+	if (r.outcome == ANET_REQUEST_REJECTED)
+	{
+		op->result.reason_text = pstrdup(r.message_text);
+		if (r.retryable)
+		{
+			op->result.retry_at = gateway_backoff(op->attempt, 5000, 300000);
+			set_outcome(op, "retry", psprintf("%s %s", r.message_code, r.message_text));
+		}
+		else
+			set_outcome(op, "rejected", r.message_code);
+		return;
+	}
+	set_txn_fields(op, &r);
+	switch (r.outcome)
+	{
+		case ANET_APPROVED:
+			set_outcome(op, "approved", NULL);
+			return;
+		case ANET_HELD_FOR_REVIEW:
+			set_outcome(op, "held", NULL);
+			return;
+		case ANET_DECLINED:
+			set_outcome(op, "declined", NULL);
+			return;
+		default:
+			break;
+	}
+	if (r.is_duplicate && r.trans_id[0] != '\0' && strcmp(r.trans_id, "0") != 0)
+	{
+		/* the original went through, or was declined: ask which */
+		op->first_reply = r;
+		if (build_details(op, r.trans_id))
+		{
+			op->stage = STAGE_CONFIRM;
+			*follow_up = true;
+			return;
+		}
+	}
+	if (r.is_duplicate)
+	{
+		op->result.retry_at = gateway_backoff(op->attempt, 1000, 60000);
+		set_outcome(op, "unknown", "duplicate reply without the original transaction");
+		return;
+	}
+	if (r.retryable)
+	{
+		/* 19-23 and friends can leave a hold at the issuer: wait minutes */
+		op->result.retry_at = gateway_backoff(op->attempt, 60000, 900000);
+		set_outcome(op, "retry", r.reason_text);
+		return;
+	}
+	set_outcome(op, "error", NULL);
+}
+
+/* The reply to getTransactionDetails after a duplicate or a lookup hit. */
+static void
+interpret_confirm(GatewayOp *op)
+{
+	AnetTxnDetails d;
+	AnetStatusClass cls;
+	bool		first_op = strcmp(op->kind, "purchase") == 0 || strcmp(op->kind, "authorize") == 0;
+
+	if (!anet_parse_transaction_details_response(op->http.response, op->http.response_len, &d) ||
+		!d.found)
+	{
+		op->result.retry_at = gateway_backoff(op->attempt, 1000, 60000);
+		set_outcome(op, "unknown", "the original transaction could not be looked up");
+		return;
+	}
+	cls = anet_classify_transaction_status(d.transaction_status);
+	op->result.response_code = d.response_code;
+	op->result.reason_code = d.reason_code;
+	op->result.reason_text = pstrdup(d.reason_text);
+	op->result.trans_id = pstrdup(d.trans_id);
+	op->result.auth_code = pstrdup(d.auth_code);
+	op->result.avs = pstrdup(d.avs_response);
+	op->result.cvv = pstrdup(d.card_code_response);
+	op->result.account_number = pstrdup(d.account_number);
+
+	switch (cls)
+	{
+		case ANET_STATUS_PENDING_CAPTURE:
+			if (first_op)
+				set_outcome(op, "approved", NULL);
+			else
+				set_outcome(op, "error", "the gateway shows the transaction still waiting for capture");
+			return;
+		case ANET_STATUS_PENDING_SETTLEMENT:
+		case ANET_STATUS_SETTLED:
+			set_outcome(op, strcmp(op->kind, "void") == 0 ? "error" : "approved", NULL);
+			return;
+		case ANET_STATUS_VOIDED:
+			set_outcome(op, "approved", NULL);
+			return;
+		case ANET_STATUS_DECLINED:
+			set_outcome(op, "declined", NULL);
+			return;
+		case ANET_STATUS_UNDER_REVIEW:
+			set_outcome(op, first_op ? "held" : "unknown", NULL);
+			if (!first_op)
+				op->result.retry_at = gateway_backoff(op->attempt, 60000, 900000);
+			return;
+		case ANET_STATUS_EXPIRED:
+			set_outcome(op, "error", "the authorization expired");
+			return;
+		default:
+			op->result.retry_at = gateway_backoff(op->attempt, 5000, 300000);
+			set_outcome(op, "unknown", psprintf("the original transaction has status %s", d.transaction_status));
+			return;
+	}
+}
+
+/* The unsettled list searched for this payment's invoice. */
+static void
+interpret_lookup(GatewayOp *op, bool *follow_up)
+{
+	AnetTxnList list;
+
+	memset(&list, 0, sizeof(list));
+	if (!anet_parse_unsettled_transaction_list_response(op->http.response, op->http.response_len, &list) ||
+		!list.status.ok)
+	{
+		anet_txn_list_free(&list);
+		op->result.retry_at = gateway_backoff(op->attempt, 5000, 300000);
+		set_outcome(op, "unknown", "the gateway's transaction list could not be read");
+		return;
+	}
+	for (size_t i = 0; i < list.count; i++)
+	{
+		if (op->invoice_number && strcmp(list.items[i].invoice_number, op->invoice_number) == 0)
+		{
+			char		trans_id[ANET_ID_SIZE];
+
+			strlcpy(trans_id, list.items[i].trans_id, sizeof(trans_id));
+			anet_txn_list_free(&list);
+			if (build_details(op, trans_id))
+			{
+				op->stage = STAGE_CONFIRM;
+				*follow_up = true;
+				return;
+			}
+			break;
+		}
+	}
+	anet_txn_list_free(&list);
+	/* not among unsettled transactions: never guess, look again later */
+	op->result.retry_at = gateway_backoff(op->attempt, 60000, 3600000);
+	set_outcome(op, "unknown", "the invoice is not among the gateway's unsettled transactions");
+}
+
+/* Cut a reply for the exchange log. */
+static char *
+response_for_log(GatewayOp *op)
+{
+	const char *r = op->http.response;
+	size_t		len = op->http.response_len;
+
+	if (r == NULL)
+		return NULL;
+	/* skip the BOM; keep at most 64 kB */
+	if (len >= 3 && (uint8) r[0] == 0xEF && (uint8) r[1] == 0xBB && (uint8) r[2] == 0xBF)
+	{
+		r += 3;
+		len -= 3;
+	}
+	{
+		/* stop at a NUL; anything that is not valid UTF-8 becomes '?' */
+		char	   *copy = pnstrdup(r, Min(len, 65536));
+		int			n = strlen(copy);
+
+		if (GetDatabaseEncoding() != PG_UTF8 || !pg_verify_mbstr(PG_UTF8, copy, n, true))
+		{
+			for (int i = 0; i < n; i++)
+				if ((unsigned char) copy[i] >= 0x80)
+					copy[i] = '?';
+		}
+		return copy;
+	}
+}
+
+/*
+ * Decide what a finished transfer means.  Returns the exchange to log.
+ * *follow_up is set when op now carries a new request to send (the
+ * operation stays "sending" in the database meanwhile).
+ */
+GatewayExchange *
+gateway_interpret(GatewayOp *op, bool *follow_up)
+{
+	GatewayExchange *ex = palloc0(sizeof(GatewayExchange));
+	const char *stage_outcome;
+
+	*follow_up = false;
+	ex->merchant_id = op->merchant_id;
+	ex->operation_id = op->stage == STAGE_SETTLEMENT ? 0 : op->operation_id;
+	ex->attempt = op->attempt;
+	ex->request_type = op->request_type;
+	ex->started_at = (TimestampTz) op->http.started_us;
+	ex->finished_at = (TimestampTz) op->http.finished_us;
+	ex->http_status = op->http.http_status;
+	ex->request_masked = op->request_masked;
+	ex->response_masked = response_for_log(op);
+	ex->correlation_id = op->correlation_id;
+	if (op->http.outcome != HTTP_COMPLETED || op->http.error[0] != '\0')
+		ex->transport_error = pstrdup(op->http.error);
+
+	if (op->http.outcome == HTTP_NOT_SENT)
+	{
+		op->result.retry_at = gateway_backoff(op->attempt, 1000, 300000);
+		set_outcome(op, "retry", op->http.error);
+	}
+	else if (op->http.outcome == HTTP_UNKNOWN || op->http.http_status != 200)
+	{
+		op->result.retry_at = gateway_backoff(op->attempt, 1000, 60000);
+		set_outcome(op, "unknown", op->http.outcome == HTTP_UNKNOWN ? op->http.error :
+					psprintf("HTTP status %ld from the gateway", op->http.http_status));
+	}
+	else if (op->stage == STAGE_SEND)
+		interpret_send(op, follow_up);
+	else if (op->stage == STAGE_CONFIRM)
+		interpret_confirm(op);
+	else if (op->stage == STAGE_LOOKUP)
+		interpret_lookup(op, follow_up);
+	else
+	{
+		/* STAGE_SETTLEMENT: the caller reads the details itself */
+		op->done = true;
+		op->result.outcome = "checked";
+	}
+
+	stage_outcome = *follow_up ? "follow_up" : op->result.outcome;
+	ex->outcome = stage_outcome;
+	return ex;
+}

@@ -1,0 +1,177 @@
+/*-------------------------------------------------------------------------
+ *
+ * health.c
+ *	  The worker seen from SQL: health, restart, Prometheus metrics.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+#include "payments.h"
+#include "shmem.h"
+#include "wake.h"
+
+PG_FUNCTION_INFO_V1(pay_worker_health);
+PG_FUNCTION_INFO_V1(pay_worker_restart);
+PG_FUNCTION_INFO_V1(pay_metrics);
+
+static const char *
+circuit_name(uint32 state)
+{
+	switch (state)
+	{
+		case CIRCUIT_OPEN:
+			return "open";
+		case CIRCUIT_HALF_OPEN:
+			return "half_open";
+		default:
+			return "closed";
+	}
+}
+
+/*
+ * pay_worker_health(): alive, pid, started_at, last_loop_at, queue_depth,
+ * in_flight, max_in_flight, circuit_state, and the outcome counters.
+ * "alive" means a worker is registered and went round its loop within the
+ * last five seconds (it goes round at least once a second).
+ */
+Datum
+pay_worker_health(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[14];
+	bool		nulls[14];
+	uint32		pid;
+	uint64		last;
+	uint64		started;
+	PaymentsShared *s;
+
+	payments_require_preload();
+	s = payments_shared;
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "pay_worker_health must return a record");
+	tupdesc = BlessTupleDesc(tupdesc);
+	memset(nulls, 0, sizeof(nulls));
+
+	pid = pg_atomic_read_u32(&s->worker_pid);
+	last = pg_atomic_read_u64(&s->last_loop_us);
+	started = pg_atomic_read_u64(&s->worker_started_us);
+	values[0] = BoolGetDatum(pid != 0 && last != 0 &&
+							 !TimestampDifferenceExceeds((TimestampTz) last, GetCurrentTimestamp(), 5000));
+	values[1] = Int32GetDatum((int32) pid);
+	nulls[1] = pid == 0;
+	values[2] = TimestampTzGetDatum((TimestampTz) started);
+	nulls[2] = started == 0;
+	values[3] = TimestampTzGetDatum((TimestampTz) last);
+	nulls[3] = last == 0;
+	values[4] = Int64GetDatum(pg_atomic_read_u32(&s->queue_depth));
+	values[5] = Int32GetDatum(pg_atomic_read_u32(&s->in_flight));
+	values[6] = Int32GetDatum(pg_atomic_read_u32(&s->max_in_flight));
+	values[7] = CStringGetTextDatum(circuit_name(pg_atomic_read_u32(&s->circuit_state)));
+	values[8] = Int64GetDatum(pg_atomic_read_u64(&s->requests_sent));
+	values[9] = Int64GetDatum(pg_atomic_read_u64(&s->approved));
+	values[10] = Int64GetDatum(pg_atomic_read_u64(&s->declined));
+	values[11] = Int64GetDatum(pg_atomic_read_u64(&s->errors));
+	values[12] = Int64GetDatum(pg_atomic_read_u64(&s->unknown_outcomes));
+	values[13] = Int64GetDatum(pg_atomic_read_u64(&s->retries));
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/*
+ * pay_worker_restart(): ask the worker to exit; the postmaster starts a
+ * new one within a second.  Operations it had in flight are resolved by
+ * the new worker (never resent blindly).  Returns whether a worker was
+ * running.
+ */
+Datum
+pay_worker_restart(PG_FUNCTION_ARGS)
+{
+	bool		running;
+
+	payments_require_preload();
+	running = pg_atomic_read_u32(&payments_shared->worker_pid) != 0;
+	pg_atomic_write_u32(&payments_shared->restart_requested, 1);
+	wake_worker_now();
+	PG_RETURN_BOOL(running);
+}
+
+static void
+histogram_text(StringInfo buf, const char *name, const char *help, LatencyHistogram *h)
+{
+	uint64		cumulative = 0;
+
+	appendStringInfo(buf, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+	for (int i = 0; i < LATENCY_BUCKETS; i++)
+	{
+		cumulative += pg_atomic_read_u64(&h->buckets[i]);
+		if (latency_bucket_le_ms[i] < 0)
+			appendStringInfo(buf, "%s_bucket{le=\"+Inf\"} " UINT64_FORMAT "\n", name, cumulative);
+		else
+			appendStringInfo(buf, "%s_bucket{le=\"%g\"} " UINT64_FORMAT "\n", name,
+							 latency_bucket_le_ms[i] / 1000.0, cumulative);
+	}
+	appendStringInfo(buf, "%s_sum %.6f\n%s_count " UINT64_FORMAT "\n",
+					 name, (double) pg_atomic_read_u64(&h->sum_us) / 1e6,
+					 name, pg_atomic_read_u64(&h->count));
+}
+
+static void
+counter_text(StringInfo buf, const char *name, const char *help, uint64 v)
+{
+	appendStringInfo(buf, "# HELP %s %s\n# TYPE %s counter\n%s " UINT64_FORMAT "\n",
+					 name, help, name, name, v);
+}
+
+static void
+gauge_text(StringInfo buf, const char *name, const char *help, uint64 v)
+{
+	appendStringInfo(buf, "# HELP %s %s\n# TYPE %s gauge\n%s " UINT64_FORMAT "\n",
+					 name, help, name, name, v);
+}
+
+/* pay_metrics(): counters, gauges and latency histograms, Prometheus text. */
+Datum
+pay_metrics(PG_FUNCTION_ARGS)
+{
+	StringInfoData buf;
+	PaymentsShared *s;
+
+	payments_require_preload();
+	s = payments_shared;
+	initStringInfo(&buf);
+	gauge_text(&buf, "payments_worker_up", "Whether a payments worker is running.",
+			   pg_atomic_read_u32(&s->worker_pid) != 0);
+	gauge_text(&buf, "payments_queue_depth", "Operations queued, in flight or being resolved.",
+			   pg_atomic_read_u32(&s->queue_depth));
+	gauge_text(&buf, "payments_in_flight", "Gateway requests in flight.",
+			   pg_atomic_read_u32(&s->in_flight));
+	gauge_text(&buf, "payments_circuit_open", "1 when the gateway circuit breaker is open or half open.",
+			   pg_atomic_read_u32(&s->circuit_state) != CIRCUIT_CLOSED);
+	counter_text(&buf, "payments_gateway_requests_total", "Gateway requests started.",
+				 pg_atomic_read_u64(&s->requests_sent));
+	counter_text(&buf, "payments_approved_total", "Operations approved (or held for review).",
+				 pg_atomic_read_u64(&s->approved));
+	counter_text(&buf, "payments_declined_total", "Operations declined.",
+				 pg_atomic_read_u64(&s->declined));
+	counter_text(&buf, "payments_errors_total", "Operations that ended in a gateway error or rejection.",
+				 pg_atomic_read_u64(&s->errors));
+	counter_text(&buf, "payments_unknown_outcomes_total", "Attempts whose outcome was unknown and had to be resolved.",
+				 pg_atomic_read_u64(&s->unknown_outcomes));
+	counter_text(&buf, "payments_retries_total", "Attempts retried because they provably did not reach the gateway or it asked to.",
+				 pg_atomic_read_u64(&s->retries));
+	counter_text(&buf, "payments_transport_failures_total", "Transfers that failed below HTTP.",
+				 pg_atomic_read_u64(&s->transport_failures));
+	histogram_text(&buf, "payments_gateway_latency_seconds", "Round trip of one gateway request.",
+				   &s->gateway_latency);
+	histogram_text(&buf, "payments_result_latency_seconds", "From an operation's creation to its committed result.",
+				   &s->result_latency);
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(buf.data, buf.len));
+}

@@ -1,0 +1,690 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *	  The payments background worker: drain the operations outbox through
+ *	  the gateway, three steps per attempt.
+ *
+ *	  (1) claim ready operations and COMMIT them as "sending"
+ *	  (2) send them, many at once, with no transaction open
+ *	  (3) COMMIT the outcomes (and the exchanges) in one batch, then wake
+ *	      the callers waiting in pay_wait
+ *
+ * A crash between (1) and (3) leaves operations in "sending"; the next
+ * worker marks them "unknown" and resolves them from the gateway.  The
+ * loop never blocks on one peer: it waits on the latch and every socket
+ * at once, for at most a second, and resets its memory each round.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "gateway.h"
+#include "payments.h"
+#include "shmem.h"
+#include "worker.h"
+
+PGDLLEXPORT void payments_worker_main(Datum main_arg);
+
+/* settings (payments.c defines them) */
+int			payments_max_in_flight = 1000;
+int			payments_claim_batch = 200;
+int			payments_settlement_check_s = 60;
+int			payments_exchange_retention_days = 30;
+int			payments_idempotency_retention_hours = 24;
+
+static HttpEngine *engine = NULL;
+static MemoryContext inflight_cxt = NULL;
+static dlist_head finished = DLIST_STATIC_INIT(finished);
+static dlist_head exchanges = DLIST_STATIC_INIT(exchanges);
+
+/* circuit breaker (DESIGN.md 2: stop hammering a failing gateway) */
+static int	consecutive_failures = 0;
+static TimestampTz circuit_open_until = 0;
+static int	circuit_open_ms = 5000;
+static bool probe_in_flight = false;
+
+#define CIRCUIT_THRESHOLD	5
+#define CIRCUIT_MAX_OPEN_MS	60000
+
+/* Register the worker; called from _PG_init at preload time. */
+void
+payments_worker_register(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 1;
+	strlcpy(worker.bgw_library_name, "payments", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "payments_worker_main", BGW_MAXLEN);
+	strlcpy(worker.bgw_name, "payments worker", BGW_MAXLEN);
+	strlcpy(worker.bgw_type, "payments worker", BGW_MAXLEN);
+	RegisterBackgroundWorker(&worker);
+}
+
+/* Forget our identity in shared memory when we exit. */
+static void
+worker_on_exit(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
+{
+	pg_atomic_write_u32(&payments_shared->worker_procno, 0);
+	pg_atomic_write_u32(&payments_shared->worker_pid, 0);
+	pg_atomic_write_u32(&payments_shared->in_flight, 0);
+}
+
+static void
+begin_tx(const char *what)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "payments worker: SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, what);
+}
+
+static void
+commit_tx(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/* Is the extension installed in our database?  (Checked until it is.) */
+static bool
+extension_ready(void)
+{
+	bool		ready;
+
+	begin_tx("payments: checking for the extension");
+	ready = SPI_execute("SELECT 1 FROM pg_extension WHERE extname = 'payments'", true, 1) == SPI_OK_SELECT &&
+		SPI_processed == 1;
+	commit_tx();
+	return ready;
+}
+
+static void
+circuit_publish(int state)
+{
+	pg_atomic_write_u32(&payments_shared->circuit_state, state);
+}
+
+/* How many operations may be claimed now, as the circuit allows. */
+static int
+circuit_allowance(int capacity)
+{
+	if (circuit_open_until == 0)
+		return capacity;
+	if (GetCurrentTimestamp() < circuit_open_until)
+		return 0;
+	/* half-open: one probe at a time */
+	circuit_publish(CIRCUIT_HALF_OPEN);
+	if (probe_in_flight)
+		return 0;
+	return Min(capacity, 1);
+}
+
+static void
+circuit_record(bool failure)
+{
+	if (!failure)
+	{
+		consecutive_failures = 0;
+		if (circuit_open_until != 0)
+		{
+			ereport(LOG,
+					(errmsg("payments worker: gateway answers again, circuit closed")));
+			circuit_open_until = 0;
+			circuit_open_ms = 5000;
+			circuit_publish(CIRCUIT_CLOSED);
+		}
+		probe_in_flight = false;
+		return;
+	}
+	consecutive_failures++;
+	if (circuit_open_until != 0 || consecutive_failures >= CIRCUIT_THRESHOLD)
+	{
+		if (circuit_open_until != 0)
+			circuit_open_ms = Min(circuit_open_ms * 2, CIRCUIT_MAX_OPEN_MS);
+		circuit_open_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), circuit_open_ms);
+		probe_in_flight = false;
+		circuit_publish(CIRCUIT_OPEN);
+		ereport(LOG,
+				(errmsg("payments worker: gateway failing, circuit open for %d ms", circuit_open_ms),
+				 errdetail("%d transfers in a row failed or got no valid answer.", consecutive_failures)));
+	}
+}
+
+/* Start the HTTP transfer of an op; a setup failure counts as not sent. */
+static void
+start_transfer(GatewayOp *op)
+{
+	op->http.owner = op;
+	op->started_at = GetCurrentTimestamp();
+	if (!http_engine_add(engine, &op->http, op->endpoint.url, op->endpoint.ca_file,
+						 op->endpoint.timeout_ms))
+	{
+		op->http.outcome = HTTP_NOT_SENT;
+		op->http.started_us = op->http.finished_us = now_us();
+		dlist_push_tail(&finished, &op->node);
+		return;
+	}
+	pg_atomic_fetch_add_u64(&payments_shared->requests_sent, 1);
+}
+
+/* A claimed operation that could not even be built: a final error. */
+static void
+fail_unbuildable(GatewayOp *op, const char *error)
+{
+	op->done = true;
+	op->result.outcome = "rejected";
+	op->result.error = pstrdup(error);
+	op->http.outcome = HTTP_NOT_SENT;
+	dlist_push_tail(&finished, &op->node);
+}
+
+/* A new op with its own memory context (deleted when the op is done). */
+static GatewayOp *
+new_op(void)
+{
+	MemoryContext cxt = AllocSetContextCreate(inflight_cxt, "payments operation",
+											  ALLOCSET_SMALL_SIZES);
+	GatewayOp  *op = MemoryContextAllocZero(cxt, sizeof(GatewayOp));
+
+	op->cxt = cxt;
+	return op;
+}
+
+/*
+ * Step 1: claim up to n operations, commit them as "sending", then start
+ * their transfers.  Returns how many were claimed.
+ */
+static int
+claim_and_send(int n)
+{
+	Datum		arg = Int32GetDatum(n);
+	Oid			argtype = INT4OID;
+	dlist_head	to_send;
+	dlist_mutable_iter it;
+	int			claimed;
+
+	dlist_init(&to_send);
+	begin_tx("payments: claiming operations");
+	if (SPI_execute_with_args("SELECT * FROM payments._claim_operations($1)", 1, &argtype,
+							  &arg, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "payments worker: claiming operations failed");
+	claimed = (int) SPI_processed;
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		GatewayOp  *op = new_op();
+		MemoryContext old = MemoryContextSwitchTo(op->cxt);
+		char	   *error = NULL;
+		bool		isnull;
+
+		op->created_at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+														   SPI_fnumber(SPI_tuptable->tupdesc, "created_at"),
+														   &isnull));
+		if (gateway_build_operation(op, SPI_tuptable->vals[i], SPI_tuptable->tupdesc, &error))
+			dlist_push_tail(&to_send, &op->node);
+		else
+			fail_unbuildable(op, error);
+		MemoryContextSwitchTo(old);
+	}
+	commit_tx();
+
+	/* step 2 begins only now that "sending" is durable */
+	dlist_foreach_modify(it, &to_send)
+	{
+		GatewayOp  *op = dlist_container(GatewayOp, node, it.cur);
+
+		dlist_delete(&op->node);
+		if (circuit_open_until != 0)
+			probe_in_flight = true;
+		start_transfer(op);
+	}
+	return claimed;
+}
+
+/* Text or NULL as a Datum for SPI. */
+static Datum
+text_arg(const char *s, char *nulls, int i)
+{
+	if (s == NULL)
+	{
+		nulls[i] = 'n';
+		return (Datum) 0;
+	}
+	nulls[i] = ' ';
+	return CStringGetTextDatum(s);
+}
+
+static void
+record_exchange(GatewayExchange *ex)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[12] = {INT8OID, INT8OID, INT4OID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
+	INT4OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		v[12];
+	char		nulls[12];
+
+	if (plan == NULL)
+	{
+		plan = SPI_prepare("SELECT payments._record_exchange($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)",
+						   12, types);
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "payments worker: could not prepare the exchange log");
+	}
+	memset(nulls, ' ', sizeof(nulls));
+	v[0] = Int64GetDatum(ex->merchant_id);
+	v[1] = Int64GetDatum(ex->operation_id);
+	if (ex->operation_id == 0)
+		nulls[1] = 'n';
+	v[2] = Int32GetDatum(ex->attempt);
+	v[3] = text_arg(ex->request_type, nulls, 3);
+	v[4] = TimestampTzGetDatum(ex->started_at);
+	v[5] = TimestampTzGetDatum(ex->finished_at);
+	v[6] = Int32GetDatum((int32) ex->http_status);
+	v[7] = text_arg(ex->transport_error, nulls, 7);
+	v[8] = text_arg(ex->outcome, nulls, 8);
+	v[9] = text_arg(ex->request_masked ? ex->request_masked : "", nulls, 9);
+	v[10] = text_arg(ex->response_masked, nulls, 10);
+	v[11] = text_arg(ex->correlation_id, nulls, 11);
+	if (SPI_execute_plan(plan, v, nulls, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "payments worker: could not log an exchange");
+}
+
+static void
+record_outcome(GatewayOp *op)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[13] = {INT8OID, INT8OID, TEXTOID, INT4OID, INT4OID, TEXTOID, TEXTOID,
+	TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, TEXTOID};
+	Datum		v[13];
+	char		nulls[13];
+	GatewayOutcome *r = &op->result;
+
+	if (plan == NULL)
+	{
+		plan = SPI_prepare("SELECT payments._record_result($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)",
+						   13, types);
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "payments worker: could not prepare the result recorder");
+	}
+	memset(nulls, ' ', sizeof(nulls));
+	v[0] = Int64GetDatum(op->merchant_id);
+	v[1] = Int64GetDatum(op->operation_id);
+	v[2] = text_arg(r->outcome, nulls, 2);
+	v[3] = Int32GetDatum(r->response_code);
+	if (r->response_code == 0)
+		nulls[3] = 'n';
+	v[4] = Int32GetDatum(r->reason_code);
+	if (r->reason_code == 0)
+		nulls[4] = 'n';
+	v[5] = text_arg(r->reason_text && r->reason_text[0] ? r->reason_text : NULL, nulls, 5);
+	v[6] = text_arg(r->trans_id, nulls, 6);
+	v[7] = text_arg(r->auth_code, nulls, 7);
+	v[8] = text_arg(r->avs, nulls, 8);
+	v[9] = text_arg(r->cvv, nulls, 9);
+	v[10] = TimestampTzGetDatum(r->retry_at ? r->retry_at : GetCurrentTimestamp());
+	v[11] = text_arg(r->error, nulls, 11);
+	v[12] = text_arg(r->account_number, nulls, 12);
+	if (SPI_execute_plan(plan, v, nulls, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "payments worker: could not record an outcome");
+}
+
+/* Count an outcome in the shared counters. */
+static void
+count_outcome(const char *outcome)
+{
+	if (strcmp(outcome, "approved") == 0 || strcmp(outcome, "held") == 0)
+		pg_atomic_fetch_add_u64(&payments_shared->approved, 1);
+	else if (strcmp(outcome, "declined") == 0)
+		pg_atomic_fetch_add_u64(&payments_shared->declined, 1);
+	else if (strcmp(outcome, "unknown") == 0)
+		pg_atomic_fetch_add_u64(&payments_shared->unknown_outcomes, 1);
+	else if (strcmp(outcome, "retry") == 0)
+		pg_atomic_fetch_add_u64(&payments_shared->retries, 1);
+	else
+		pg_atomic_fetch_add_u64(&payments_shared->errors, 1);
+}
+
+/* Record that a payment's capture settled (a settlement check hit). */
+static void
+record_settled(GatewayOp *op)
+{
+	AnetTxnDetails d;
+	Oid			types[2] = {INT8OID, INT8OID};
+	Datum		v[2];
+
+	if (op->http.outcome != HTTP_COMPLETED || op->http.http_status != 200 ||
+		!anet_parse_transaction_details_response(op->http.response, op->http.response_len, &d) ||
+		!d.found || anet_classify_transaction_status(d.transaction_status) != ANET_STATUS_SETTLED)
+		return;
+	v[0] = Int64GetDatum(op->merchant_id);
+	v[1] = Int64GetDatum(op->payment_id);
+	if (SPI_execute_with_args("SELECT payments._mark_settled($1, $2)", 2, types, v, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "payments worker: could not record a settlement");
+}
+
+/*
+ * Step 3: interpret finished transfers; start follow-ups; commit the
+ * outcomes and exchanges of the rest in one transaction; wake waiters.
+ */
+static void
+finish_transfers(void)
+{
+	HttpRequest *req;
+	dlist_mutable_iter it;
+
+	while ((req = http_engine_next_done(engine)) != NULL)
+	{
+		GatewayOp  *op = (GatewayOp *) req->owner;
+
+		dlist_push_tail(&finished, &op->node);
+	}
+	if (dlist_is_empty(&finished))
+		return;
+
+	/* interpret, outside any transaction */
+	dlist_foreach_modify(it, &finished)
+	{
+		GatewayOp  *op = dlist_container(GatewayOp, node, it.cur);
+		MemoryContext old = MemoryContextSwitchTo(op->cxt);
+		bool		follow_up = false;
+		GatewayExchange *ex;
+
+		if (op->done)			/* could not be built: nothing was sent */
+		{
+			MemoryContextSwitchTo(old);
+			continue;
+		}
+		histogram_observe(&payments_shared->gateway_latency,
+						  op->http.finished_us - op->http.started_us);
+		ex = gateway_interpret(op, &follow_up);
+		dlist_push_tail(&exchanges, &ex->node);
+		if (op->stage != STAGE_SETTLEMENT)
+			circuit_record(gateway_transport_failed(op));
+		if (op->http.outcome != HTTP_COMPLETED)
+			pg_atomic_fetch_add_u64(&payments_shared->transport_failures, 1);
+		if (follow_up)
+		{
+			dlist_delete(&op->node);
+			http_request_release(&op->http);
+			start_transfer(op);
+		}
+		MemoryContextSwitchTo(old);
+	}
+	if (dlist_is_empty(&finished))
+		return;
+
+	begin_tx("payments: recording outcomes");
+	dlist_foreach_modify(it, &exchanges)
+	{
+		GatewayExchange *ex = dlist_container(GatewayExchange, node, it.cur);
+
+		record_exchange(ex);
+		dlist_delete(&ex->node);
+	}
+	dlist_foreach_modify(it, &finished)
+	{
+		GatewayOp  *op = dlist_container(GatewayOp, node, it.cur);
+
+		if (op->stage == STAGE_SETTLEMENT)
+			record_settled(op);
+		else
+		{
+			record_outcome(op);
+			count_outcome(op->result.outcome);
+			histogram_observe(&payments_shared->result_latency,
+							  (uint64) (GetCurrentTimestamp() - op->created_at));
+		}
+	}
+	commit_tx();
+
+	/* the results are durable: wake pay_wait callers, free the ops */
+	pg_atomic_fetch_add_u64(&payments_shared->results_generation, 1);
+	ConditionVariableBroadcast(&payments_shared->results_cv);
+	dlist_foreach_modify(it, &finished)
+	{
+		GatewayOp  *op = dlist_container(GatewayOp, node, it.cur);
+
+		dlist_delete(&op->node);
+		http_request_release(&op->http);
+		MemoryContextDelete(op->cxt);
+	}
+}
+
+/* Ask the gateway whether captures with refunds waiting have settled. */
+static void
+check_settlements(void)
+{
+	Datum		arg = Int32GetDatum(50);
+	Oid			argtype = INT4OID;
+	dlist_head	to_send;
+	dlist_mutable_iter it;
+
+	dlist_init(&to_send);
+	begin_tx("payments: settlement check");
+	if (SPI_execute_with_args("SELECT * FROM payments._settlement_candidates($1)", 1, &argtype,
+							  &arg, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "payments worker: listing settlement candidates failed");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	t = SPI_tuptable->vals[i];
+		TupleDesc	d = SPI_tuptable->tupdesc;
+		GatewayOp  *op = new_op();
+		MemoryContext old = MemoryContextSwitchTo(op->cxt);
+
+		op->merchant_id = pg_strtoint64(SPI_getvalue(t, d, 1));
+		op->payment_id = pg_strtoint64(SPI_getvalue(t, d, 2));
+		op->endpoint.login_id = SPI_getvalue(t, d, 4);
+		op->endpoint.transaction_key = SPI_getvalue(t, d, 5);
+		op->endpoint.url = SPI_getvalue(t, d, 6);
+		op->endpoint.ca_file = SPI_getvalue(t, d, 7);
+		op->endpoint.timeout_ms = pg_strtoint32(SPI_getvalue(t, d, 8));
+		op->kind = "settlement";
+		if (gateway_build_settlement_check(op, SPI_getvalue(t, d, 3)))
+			dlist_push_tail(&to_send, &op->node);
+		else
+			MemoryContextDelete(op->cxt);
+		MemoryContextSwitchTo(old);
+	}
+	commit_tx();
+	dlist_foreach_modify(it, &to_send)
+	{
+		GatewayOp  *op = dlist_container(GatewayOp, node, it.cur);
+
+		dlist_delete(&op->node);
+		start_transfer(op);
+	}
+}
+
+/* Retention and gauges: small indexed batches, at most once a minute. */
+static void
+housekeeping(void)
+{
+	char	   *sql;
+
+	begin_tx("payments: housekeeping");
+	sql = psprintf("DELETE FROM payments.gateway_exchanges WHERE ctid IN ("
+				   " SELECT ctid FROM payments.gateway_exchanges"
+				   " WHERE finished_at < now() - interval '%d days' LIMIT 5000)",
+				   payments_exchange_retention_days);
+	if (SPI_execute(sql, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "payments worker: exchange retention failed");
+	sql = psprintf("DELETE FROM payments.idempotency_keys WHERE ctid IN ("
+				   " SELECT ctid FROM payments.idempotency_keys"
+				   " WHERE created_at < now() - interval '%d hours' LIMIT 5000)",
+				   payments_idempotency_retention_hours);
+	if (SPI_execute(sql, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "payments worker: idempotency key retention failed");
+	commit_tx();
+}
+
+/* Publish the queue depth (ready or waiting operations). */
+static void
+publish_queue_depth(void)
+{
+	bool		isnull;
+	Datum		d;
+
+	begin_tx("payments: queue depth");
+	if (SPI_execute("SELECT count(*) FROM payments.operations WHERE status IN ('queued', 'unknown', 'sending')",
+					true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "payments worker: queue depth query failed");
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	pg_atomic_write_u32(&payments_shared->queue_depth, (uint32) DatumGetInt64(d));
+	commit_tx();
+}
+
+/* Operations left "sending" by a previous worker: their outcome is unknown. */
+static void
+recover_in_flight(void)
+{
+	int64		n;
+	bool		isnull;
+
+	begin_tx("payments: recovering operations in flight");
+	if (SPI_execute("SELECT payments._recover_in_flight()", false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "payments worker: recovery failed");
+	n = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	commit_tx();
+	if (n > 0)
+		ereport(LOG,
+				(errmsg("payments worker: %lld operations were in flight when the previous worker stopped; resolving them",
+						(long long) n)));
+}
+
+void
+payments_worker_main(Datum main_arg pg_attribute_unused())
+{
+	MemoryContext loop_cxt;
+	TimestampTz last_claim = 0;
+	TimestampTz last_housekeeping = 0;
+	TimestampTz last_settlement = 0;
+	TimestampTz last_gauge = 0;
+	bool		wake = true;
+	bool		ready = false;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(payments_database, NULL, 0);
+	pgstat_report_appname("payments worker");
+
+	pg_atomic_write_u32(&payments_shared->worker_procno, MyProc->pgprocno + 1);
+	pg_atomic_write_u32(&payments_shared->worker_pid, MyProcPid);
+	pg_atomic_write_u64(&payments_shared->worker_started_us, now_us());
+	pg_atomic_write_u32(&payments_shared->restart_requested, 0);
+	on_shmem_exit(worker_on_exit, (Datum) 0);
+
+	loop_cxt = AllocSetContextCreate(TopMemoryContext, "payments worker loop",
+									 ALLOCSET_DEFAULT_SIZES);
+	inflight_cxt = AllocSetContextCreate(TopMemoryContext, "payments operations in flight",
+										 ALLOCSET_DEFAULT_SIZES);
+	engine = http_engine_create();
+	circuit_publish(CIRCUIT_CLOSED);
+
+	ereport(LOG, (errmsg("payments worker started for database \"%s\"", payments_database)));
+
+	for (;;)
+	{
+		TimestampTz now;
+		int			in_flight;
+		long		wait_ms = 1000;
+
+		MemoryContextReset(loop_cxt);
+		MemoryContextSwitchTo(loop_cxt);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		if (pg_atomic_read_u32(&payments_shared->restart_requested))
+		{
+			ereport(LOG, (errmsg("payments worker restarting on request")));
+			proc_exit(1);
+		}
+		now = GetCurrentTimestamp();
+		pg_atomic_write_u64(&payments_shared->last_loop_us, (uint64) now);
+
+		if (!ready)
+		{
+			ready = extension_ready();
+			if (!ready)
+			{
+				/* wait quietly for CREATE EXTENSION */
+				(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+								 5000L, PG_WAIT_EXTENSION);
+				ResetLatch(MyLatch);
+				continue;
+			}
+			recover_in_flight();
+		}
+
+		/* step 1: claim when woken, and every second for due retries */
+		in_flight = http_engine_in_flight(engine);
+		if (wake || TimestampDifferenceExceeds(last_claim, now, 1000))
+		{
+			int			capacity = circuit_allowance(payments_max_in_flight - in_flight);
+
+			last_claim = now;
+			while (capacity > 0)
+			{
+				int			got = claim_and_send(Min(capacity, payments_claim_batch));
+
+				capacity -= got;
+				if (got < payments_claim_batch || circuit_open_until != 0)
+					break;
+			}
+		}
+		if (TimestampDifferenceExceeds(last_settlement, now, payments_settlement_check_s * 1000))
+		{
+			last_settlement = now;
+			check_settlements();
+		}
+		if (TimestampDifferenceExceeds(last_housekeeping, now, 60000))
+		{
+			last_housekeeping = now;
+			housekeeping();
+		}
+		if (TimestampDifferenceExceeds(last_gauge, now, 1000))
+		{
+			last_gauge = now;
+			publish_queue_depth();
+		}
+
+		in_flight = http_engine_in_flight(engine);
+		pg_atomic_write_u32(&payments_shared->in_flight, (uint32) in_flight);
+		if ((uint32) in_flight > pg_atomic_read_u32(&payments_shared->max_in_flight))
+			pg_atomic_write_u32(&payments_shared->max_in_flight, (uint32) in_flight);
+
+		/* step 2 runs inside: wait for replies, timers or a wake-up */
+		if (!dlist_is_empty(&finished))
+			wait_ms = 0;
+		http_engine_wait(engine, wait_ms, &wake);
+
+		/* step 3 */
+		finish_transfers();
+	}
+}
