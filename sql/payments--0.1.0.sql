@@ -852,12 +852,12 @@ CREATE FUNCTION payments._status_guard() RETURNS trigger
 	SET search_path = pg_catalog, payments
 	AS $$
 DECLARE
-	entity text := TG_ARGV[0];
+	v_entity text := TG_ARGV[0];
 BEGIN
 	IF TG_OP = 'UPDATE' AND NEW.status IS DISTINCT FROM OLD.status THEN
 		IF NOT EXISTS (SELECT 1 FROM payments.status_transitions t
-				WHERE t.entity = entity AND t.from_status = OLD.status AND t.to_status = NEW.status) THEN
-			RAISE EXCEPTION 'invalid % status transition from % to %', entity, OLD.status, NEW.status
+				WHERE t.entity = v_entity AND t.from_status = OLD.status AND t.to_status = NEW.status) THEN
+			RAISE EXCEPTION 'invalid % status transition from % to %', v_entity, OLD.status, NEW.status
 				USING ERRCODE = '22Y20',
 					HINT = 'payments.status_transitions lists the allowed transitions.';
 		END IF;
@@ -867,10 +867,10 @@ BEGIN
 	END IF;
 	IF TG_OP = 'INSERT' OR NEW.status IS DISTINCT FROM OLD.status THEN
 		INSERT INTO payments.events (merchant_id, event_type, payment_id, operation_id, data, correlation_id)
-		VALUES (NEW.merchant_id, entity || '.' || NEW.status,
+		VALUES (NEW.merchant_id, v_entity || '.' || NEW.status,
 			NEW.payment_id,
-			CASE WHEN entity = 'operation' THEN (to_jsonb(NEW) ->> 'operation_id')::bigint END,
-			payments._event_data(entity, to_jsonb(NEW)),
+			CASE WHEN v_entity = 'operation' THEN (to_jsonb(NEW) ->> 'operation_id')::bigint END,
+			payments._event_data(v_entity, to_jsonb(NEW)),
 			NEW.correlation_id);
 	END IF;
 	RETURN NEW;
@@ -1761,3 +1761,6 @@ BEGIN
 	END LOOP;
 END
 $$;
+
+-- BEGIN audit (owned by the audit trigger; do not edit from other sections)
+-- END audit

@@ -87,8 +87,8 @@ set_ref_id(GatewayOp *op)
 	else
 	{
 		/* long ids (UUIDs, traceparent): a stable 20-character digest */
-		char	   *md5 = DatumGetCString(DirectFunctionCall1(md5_text,
-															  CStringGetTextDatum(op->correlation_id)));
+		char	   *md5 = text_to_cstring(DatumGetTextPP(DirectFunctionCall1(md5_text,
+																			 CStringGetTextDatum(op->correlation_id))));
 
 		strlcpy(op->ref_id, md5, sizeof(op->ref_id));
 	}
