@@ -19,7 +19,7 @@ fi
 if ! cc -std=gnu11 -Wall -Wextra -Werror -I"$repo/src" \
 	-o "$dir/anet_protocol_test" \
 	"$repo/test/unit/anet_protocol_test.c" "$repo"/src/anet_*.c \
-	-ljson-c > "$dir/cc.log" 2>&1; then
+	-ljson-c -lpthread > "$dir/cc.log" 2>&1; then
 	echo "not ok 1 - anet_protocol_test compiles with -Wall -Wextra -Werror"
 	sed 's/^/# /' "$dir/cc.log"
 	echo "1..1"
