@@ -36,7 +36,7 @@
  * Parse a reply body into its root object, or NULL.  The whole body must
  * be one JSON object (whitespace may follow): a truncated body, an HTML
  * error page or trailing garbage is not a reply.  A root wrapper
- * {"xxxResponse": {...}} is looked through.
+ * {"xxxResponse": {..., "messages": ...}} is looked through.
  */
 static json_object *
 parse_body(const char *body, size_t len)
@@ -85,7 +85,11 @@ parse_body(const char *body, size_t len)
 		return NULL;
 	}
 
-	/* documentation-style wrapper: one "...Response" key, no "messages" */
+	/*
+	 * Documentation-style wrapper: a single "...Response" key whose object
+	 * holds the messages.  (A bare {"transactionResponse": ...} has no
+	 * messages inside and is not unwrapped.)
+	 */
 	if (json_object_object_length(root) == 1 &&
 		!json_object_object_get_ex(root, "messages", NULL))
 	{
@@ -94,7 +98,8 @@ parse_body(const char *body, size_t len)
 			size_t		klen = strlen(key);
 
 			if (klen > 8 && strcmp(key + klen - 8, "Response") == 0 &&
-				json_object_is_type(val, json_type_object))
+				json_object_is_type(val, json_type_object) &&
+				json_object_object_get_ex(val, "messages", NULL))
 			{
 				json_object_get(val);
 				json_object_put(root);
