@@ -1283,6 +1283,10 @@ BEGIN
 	IF p.settled_at IS NOT NULL THEN
 		PERFORM payments._wrong_state(p, 'void', 'The payment has settled; refund it instead.');
 	END IF;
+	IF EXISTS (SELECT 1 FROM payments.operations x WHERE x.merchant_id = p.merchant_id
+			AND x.payment_id = p.payment_id AND x.kind = 'refund' AND x.status <> 'failed') THEN
+		PERFORM payments._wrong_state(p, 'void', 'The payment has refunds; it can no longer be voided.');
+	END IF;
 	IF payments._busy_operation(p) IS NOT NULL THEN
 		PERFORM payments._wrong_state(p, 'void', 'Another operation on this payment is in progress.');
 	END IF;

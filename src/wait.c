@@ -33,7 +33,7 @@ PG_FUNCTION_INFO_V1(pay_wait_for_payment);
 	"SELECT p.status, p.xmin, " \
 	"  ARRAY(SELECT o.xmin FROM payments.operations o " \
 	"        WHERE o.merchant_id = p.merchant_id AND o.payment_id = p.payment_id " \
-	"          AND o.status IN ('queued', 'sending', 'unknown')) " \
+	"          AND o.status IN ('queued', 'sending', 'unknown', 'waiting_settlement')) " \
 	"FROM payments.payments p WHERE p.merchant_id = $1 AND p.payment_id = $2"
 
 /*

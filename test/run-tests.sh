@@ -23,9 +23,12 @@ cleanup() {
 trap cleanup EXIT
 
 log "starting a throwaway cluster in $WORK on port $PORT"
-cluster_init "$WORK" "$PORT" "fsync = off" "synchronous_commit = off" "full_page_writes = off"
+cluster_init "$WORK" "$PORT" "fsync = off" "synchronous_commit = off" "full_page_writes = off" \
+	"payments.settlement_check_interval = 1"
 cluster_start "$WORK"
+# the database the worker serves, with the extension (integration tests)
 cluster_psql "$WORK" "$PORT" postgres -c 'CREATE DATABASE payments'
+cluster_psql "$WORK" "$PORT" payments -c 'CREATE EXTENSION payments'
 
 passed=0
 failed=0
@@ -46,7 +49,12 @@ cp -r "$REPO_ROOT/sql" "$REPO_ROOT/expected" "$REPO_ROOT/test" "$WORK/"
 mkdir -p "$WORK/regress-out"
 as_root chown -R "$PG_OS_USER" "$WORK"
 
+# TEST_FILTER=REGEX runs only the integration tests whose name matches
+# (for working on one test; the full suite is the default).
+FILTER=${TEST_FILTER:-}
+
 # 1. pg_regress: deterministic SQL (types, errors, catalog).
+if [ -z "$FILTER" ]; then
 tests=$(cd "$REPO_ROOT/sql" && ls *.sql | grep -v '^payments--' | sed 's/\.sql$//' | sort)
 log "pg_regress: $(echo $tests | wc -w) tests"
 cluster_psql "$WORK" "$PORT" postgres -c 'CREATE DATABASE payments_regress'
@@ -69,8 +77,10 @@ if [ "$bad" != 0 ]; then
 	[ -f "$WORK/regress-out/regression.diffs" ] && cat "$WORK/regress-out/regression.diffs"
 fi
 
-# 2. pgTAP suites, each file in its own fresh database.
-if ls "$REPO_ROOT"/test/pgtap/*.sql >/dev/null 2>&1; then
+fi
+
+# 2. pgTAP suites.
+if [ -z "$FILTER" ] && ls "$REPO_ROOT"/test/pgtap/*.sql >/dev/null 2>&1; then
 	cluster_psql "$WORK" "$PORT" postgres -c 'CREATE DATABASE payments_tap'
 	cluster_psql "$WORK" "$PORT" payments_tap -c 'CREATE EXTENSION pgtap' -c 'CREATE EXTENSION payments' -c 'ALTER DATABASE payments_tap SET search_path = public, payments'
 	log "pgTAP: $(ls "$REPO_ROOT"/test/pgtap/*.sql | wc -l) files"
@@ -90,6 +100,7 @@ fi
 for t in "$REPO_ROOT"/test/integration/*.sh; do
 	[ -e "$t" ] || continue
 	name=$(basename "$t" .sh)
+	if [ -n "$FILTER" ] && ! [[ "$name" =~ $FILTER ]]; then continue; fi
 	log "integration: $name"
 	set +e
 	bash "$t" > "$WORK/$name.log" 2>&1

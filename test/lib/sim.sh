@@ -1,0 +1,64 @@
+# Start and stop the Authorize.Net simulator for a test, and talk to its
+# control API.  Source after common.sh.  sim_start DIR [extra args...] sets
+# SIM_API (http URL of the API endpoint), SIM_TLS_API (https URL),
+# SIM_CONTROL (control base URL), SIM_CA (CA file) and SIM_PID.
+
+SIM_LOGIN=5KP3u95bQpv
+SIM_KEY=346HZ32z3fP4hTG2
+
+sim_start() {
+	local dir=$1; shift
+	local sim="$REPO_ROOT/test/anet-sim"
+	make -s -C "$sim" >/dev/null
+	mkdir -p "$dir"
+	"$sim/make-cert.sh" "$dir/cert" >/dev/null
+	# the server's OS user reads the CA file
+	as_root chown -R "$PG_OS_USER" "$dir/cert"
+	"$sim/anet-sim" --port 0 --control-port 0 --tls-port 0 \
+		--tls-cert "$dir/cert/server.pem" --tls-key "$dir/cert/server.key" "$@" \
+		>"$dir/sim.out" 2>"$dir/sim.err" &
+	SIM_PID=$!
+	local line="" i
+	for i in $(seq 200); do
+		line=$(grep '^anet-sim ready' "$dir/sim.out" 2>/dev/null) && break
+		sleep 0.05
+	done
+	[ -n "$line" ] || { cat "$dir/sim.err" >&2; die "the simulator did not start"; }
+	local api ctl tls
+	api=$(sed -n 's/.* api=\([0-9]*\).*/\1/p' <<<"$line")
+	ctl=$(sed -n 's/.* control=\([0-9]*\).*/\1/p' <<<"$line")
+	tls=$(sed -n 's/.* tls=\([0-9]*\).*/\1/p' <<<"$line")
+	SIM_API="http://127.0.0.1:$api/xml/v1/request.api"
+	SIM_TLS_API="https://127.0.0.1:$tls/xml/v1/request.api"
+	SIM_CONTROL="http://127.0.0.1:$ctl"
+	SIM_CA="$dir/cert/ca.pem"
+}
+
+sim_stop() {
+	[ -n "${SIM_PID:-}" ] || return 0
+	kill "$SIM_PID" 2>/dev/null || true
+	wait "$SIM_PID" 2>/dev/null || true
+	SIM_PID=
+}
+
+# sim_ctl METHOD PATH [JSON]: a control call; prints the reply body.
+sim_ctl() {
+	local method=$1 path=$2 body=${3:-}
+	if [ -n "$body" ]; then
+		curl -sS -X "$method" -H 'Content-Type: application/json' -d "$body" "$SIM_CONTROL$path"
+	else
+		curl -sS -X "$method" "$SIM_CONTROL$path"
+	fi
+}
+
+# How many accepted money movements of a kind the simulator's ledger holds
+# for an invoice: sim_ledger_count INVOICE KIND
+sim_ledger_count() {
+	sim_ctl GET /ledger | python3 -c '
+import json, sys
+inv, kind = sys.argv[1], sys.argv[2]
+data = json.load(sys.stdin)
+rows = data["ledger"] if isinstance(data, dict) and "ledger" in data else data
+print(sum(1 for r in rows if r.get("invoiceNumber") == inv and r.get("kind") == kind))
+' "$1" "$2"
+}
