@@ -648,6 +648,7 @@ INSERT INTO payments.status_transitions (entity, from_status, to_status) VALUES
 	('operation', 'sending', 'failed'),
 	('operation', 'sending', 'queued'),
 	('operation', 'sending', 'unknown'),
+	('operation', 'sending', 'dead'),
 	('operation', 'unknown', 'sending'),
 	('operation', 'unknown', 'succeeded'),
 	('operation', 'unknown', 'failed'),

@@ -368,6 +368,8 @@ build_details(GatewayOp *op, const char *trans_id)
 	op->request_masked = masked ? pstrdup(masked) : NULL;
 	anet_free(masked);
 	op->request_type = "getTransactionDetailsRequest";
+	/* the previous transfer's buffers are done with (its log entry is a copy) */
+	http_request_release(&op->http);
 	memset(&op->http, 0, sizeof(op->http));
 	op->http.owner = op;
 	attach_body(op, body);

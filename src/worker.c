@@ -427,8 +427,8 @@ finish_transfers(void)
 			pg_atomic_fetch_add_u64(&payments_shared->transport_failures, 1);
 		if (follow_up)
 		{
+			/* gateway_interpret put the next request in op->http */
 			dlist_delete(&op->node);
-			http_request_release(&op->http);
 			start_transfer(op);
 		}
 		MemoryContextSwitchTo(old);

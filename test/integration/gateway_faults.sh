@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Fault injection: the simulator times out, answers 5xx, resets the
+# connection after charging, garbles its reply, trickles, is slow, or is not
+# there at all.  Every payment must end in its true state, resolved from the
+# gateway (never guessed), and the simulator's ledger must show each charge
+# exactly once.  Also: circuit breaker, dead letters, worker health.
+set -euo pipefail
+source "$(dirname "$0")/../lib/common.sh"
+source "$(dirname "$0")/../lib/tap.sh"
+source "$(dirname "$0")/../lib/sim.sh"
+: "${WORK:?run from test/run-tests.sh}" "${PORT:?}"
+PG_BINDIR=$(pg_config --bindir)
+
+SIMDIR="$WORK/sim-faults"
+trap sim_stop EXIT
+sim_start "$SIMDIR"
+
+M=$(cluster_psql "$WORK" "$PORT" payments -Atc "INSERT INTO payments.merchants (name) VALUES ('faults') RETURNING merchant_id")
+configure() {	# configure ENDPOINT TIMEOUT_MS
+	cluster_psql "$WORK" "$PORT" payments -c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY', endpoint_url => '$1', ca_file => '$SIM_CA', timeout_ms => $2, merchant_id => $M)" >/dev/null
+}
+configure "$SIM_API" 1500
+q() {
+	cluster_psql "$WORK" "$PORT" payments -At -v ON_ERROR_STOP=1 \
+		-c "SET search_path = public, payments" -c "SET payments.merchant_id = '$M'" "$@"
+}
+card="pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 3, '123')"
+
+# purchase_through_fault NAME FAULT_JSON [CUSTOMER_JSON]: one purchase with
+# the fault armed for the next request; prints "status|attempts|charges".
+purchase_through_fault() {
+	local fault=$1 customer=${2:-'{}'} pid
+	sim_ctl POST /faults "$fault" >/dev/null
+	pid=$(q -c "SELECT payment_id FROM pay_purchase(amount => '21.00 USD', card => $card, customer => '$customer')")
+	local st
+	st=$(q -c "SELECT status FROM pay_wait($pid, '40 s')")
+	sim_ctl DELETE /faults >/dev/null
+	echo "$st|$(q -c "SELECT max(attempts) FROM pay_payment_operations($pid)")|$(sim_ledger_count "P$pid" charge)|$pid"
+}
+
+r=$(purchase_through_fault '{"type":"hold","count":1,"process":true,"holdMs":5000}')
+like "$r" '^succeeded\|2\|1\|' "no answer after charging: resolved by an identical resend, charged once"
+pid=${r##*|}
+like "$(q -c "SELECT string_agg(outcome, ',' ORDER BY exchange_id) FROM payments.gateway_exchanges WHERE merchant_id = $M AND operation_id = (SELECT operation_id FROM pay_payment_operations($pid) LIMIT 1)")" \
+	'^unknown,follow_up,approved$' "the exchanges show: unknown, duplicate reply, confirmed by transaction details"
+
+r=$(purchase_through_fault '{"type":"http5xx","count":1,"status":503}')
+like "$r" '^succeeded\|2\|1\|' "HTTP 503 before processing: resent, charged once"
+
+r=$(purchase_through_fault '{"type":"http5xx","count":1,"status":500,"process":true}')
+like "$r" '^succeeded\|2\|1\|' "HTTP 500 after charging: resolved, charged once"
+
+r=$(purchase_through_fault '{"type":"reset","count":1,"process":true}')
+like "$r" '^succeeded\|[12]\|1\|' "connection reset after charging: resolved, charged once"
+
+r=$(purchase_through_fault '{"type":"malformed","count":1,"process":true}')
+like "$r" '^succeeded\|2\|1\|' "malformed reply after charging: resolved, charged once"
+
+r=$(purchase_through_fault '{"type":"truncated","count":1,"process":true}')
+like "$r" '^succeeded\|2\|1\|' "truncated reply after charging: resolved, charged once"
+
+r=$(purchase_through_fault '{"type":"trickle","count":1,"chunkBytes":64,"chunkDelayMs":50}')
+like "$r" '^succeeded\|1\|1\|' "a reply trickling in slowly is still read"
+
+r=$(purchase_through_fault '{"type":"hold","count":1,"process":true,"holdMs":5000}' '{"zip": "46282"}')
+like "$r" '^failed\|2\|0\|' "no answer after a decline: the duplicate reply is looked up and found declined, never guessed approved"
+
+sim_ctl POST /latency '{"fixedMs":300,"randomMs":100}' >/dev/null
+pid=$(q -c "SELECT payment_id FROM pay_purchase(amount => '4.00 USD', card => $card)")
+is "$(q -c "SELECT status FROM pay_wait($pid, '20 s')")" succeeded "a slow gateway (300-400 ms) is waited for"
+d=$(q -c "SELECT min(duration_ms) >= 300 FROM payments.gateway_exchanges WHERE merchant_id = $M AND operation_id = (SELECT operation_id FROM pay_payment_operations($pid) LIMIT 1)")
+is "$d" t "the exchange log records the gateway's latency"
+sim_ctl POST /latency '{"fixedMs":0,"randomMs":0}' >/dev/null
+
+# Nobody listening: provably never sent, so retried; the circuit opens.
+closed=$(free_port)
+configure "http://127.0.0.1:$closed/xml/v1/request.api" 1500
+pids=()
+for i in 1 2 3 4 5 6; do
+	pids+=("$(q -c "SELECT payment_id FROM pay_purchase(amount => '2.00 USD', card => $card)")")
+done
+for i in $(seq 100); do
+	[ "$(q -c "SELECT circuit_state FROM pay_worker_health()")" = open ] && break
+	sleep 0.1
+done
+is "$(q -c "SELECT circuit_state FROM pay_worker_health()")" open "repeated connection failures open the circuit breaker"
+row=$(q -c "SELECT count(*) FILTER (WHERE status = 'queued') || '|' || count(*) FILTER (WHERE last_error ~* 'connect') FROM payments.operations WHERE merchant_id = $M AND payment_id = ANY('{$(IFS=,; echo "${pids[*]}")}')")
+like "$row" '^6\|[1-6]$' "operations that never left stay queued with the connection error"
+configure "$SIM_API" 1500
+all_ok=0
+for p in "${pids[@]}"; do
+	[ "$(q -c "SELECT status FROM pay_wait($p, '60 s')")" = succeeded ] || all_ok=1
+done
+ok $all_ok "once the gateway is back every queued payment succeeds"
+is "$(q -c "SELECT circuit_state FROM pay_worker_health()")" closed "the probe succeeded and the circuit closed"
+total=0
+for p in "${pids[@]}"; do total=$((total + $(sim_ledger_count "P$p" charge))); done
+is "$total" 6 "each of them was charged exactly once"
+
+# Dead letters: a small attempt budget against a dead endpoint.
+cluster_psql "$WORK" "$PORT" payments -c "ALTER SYSTEM SET payments.max_attempts = 2" -c "SELECT pg_reload_conf()" >/dev/null
+sleep 0.5
+configure "http://127.0.0.1:$closed/xml/v1/request.api" 1500
+pid=$(q -c "SELECT payment_id FROM pay_purchase(amount => '3.30 USD', card => $card)")
+for i in $(seq 200); do
+	[ "$(q -c "SELECT status FROM pay_payment_operations($pid)")" = dead ] && break
+	sleep 0.1
+done
+op=$(q -c "SELECT operation_id FROM payments.pay_dead_letters() WHERE merchant_id = $M AND payment_id = $pid")
+ok $([ -n "$op" ] && echo 0 || echo 1) "an operation that exhausts its attempts is listed as a dead letter"
+op=${op:-0}
+cluster_psql "$WORK" "$PORT" payments -c "ALTER SYSTEM RESET payments.max_attempts" -c "SELECT pg_reload_conf()" >/dev/null
+configure "$SIM_API" 1500
+q -c "SELECT payments.pay_retry_dead_letter($M, $op)" >/dev/null
+is "$(q -c "SELECT status FROM pay_wait($pid, '30 s')")" succeeded "a retried dead letter goes through"
+is "$(sim_ledger_count "P$pid" charge)" 1 "and is charged once"
+
+h=$(q -c "SELECT alive || '|' || (requests_sent > 0) || '|' || in_flight FROM pay_worker_health()")
+is "$h" "true|true|0" "worker health: alive, has sent requests, nothing left in flight"
+like "$(q -c "SELECT pay_metrics()")" 'payments_gateway_latency_seconds_bucket\{le="0.5"\} [0-9]+' "metrics come in Prometheus text format"
+
+tap_done
