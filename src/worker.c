@@ -385,6 +385,88 @@ record_settled(GatewayOp *op)
 		elog(ERROR, "payments worker: could not record a settlement");
 }
 
+/* Record one finished op (outcome or settlement) inside the open transaction. */
+static void
+record_finished_op(GatewayOp *op)
+{
+	if (op->stage == STAGE_SETTLEMENT)
+		record_settled(op);
+	else
+	{
+		record_outcome(op);
+		count_outcome(op->result.outcome);
+		histogram_observe(&payments_shared->result_latency,
+						  (uint64) (GetCurrentTimestamp() - op->created_at));
+	}
+}
+
+/* Run fn(arg) in its own transaction; false (and a LOG line) if it failed. */
+static bool
+in_transaction(const char *what, void (*fn) (void *), void *arg)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	volatile bool ok = true;
+
+	PG_TRY();
+	{
+		begin_tx(what);
+		fn(arg);
+		commit_tx();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *e;
+
+		MemoryContextSwitchTo(cxt);
+		e = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		pgstat_report_activity(STATE_IDLE, NULL);
+		ereport(LOG,
+				(errmsg("payments worker: %s failed: %s", what, e->message)));
+		FreeErrorData(e);
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+static void
+record_all(void *arg pg_attribute_unused())
+{
+	dlist_iter	it;
+
+	dlist_foreach(it, &exchanges)
+		record_exchange(dlist_container(GatewayExchange, node, it.cur));
+	dlist_foreach(it, &finished)
+		record_finished_op(dlist_container(GatewayOp, node, it.cur));
+}
+
+static void
+record_op_fn(void *arg)
+{
+	record_finished_op((GatewayOp *) arg);
+}
+
+/* Step 3 for the whole batch in one transaction. */
+static bool
+record_batch(void)
+{
+	bool		ok = in_transaction("recording outcomes", record_all, NULL);
+	dlist_mutable_iter it;
+
+	/* exchange log rows are best effort: never retried on their own */
+	dlist_foreach_modify(it, &exchanges)
+		dlist_delete(it.cur);
+	return ok;
+}
+
+static bool
+record_one(GatewayOp *op)
+{
+	return in_transaction("recording an outcome", record_op_fn, op);
+}
+
 /*
  * Step 3: interpret finished transfers; start follow-ups; commit the
  * outcomes and exchanges of the rest in one transaction; wake waiters.
@@ -436,29 +518,20 @@ finish_transfers(void)
 	if (dlist_is_empty(&finished))
 		return;
 
-	begin_tx("payments: recording outcomes");
-	dlist_foreach_modify(it, &exchanges)
+	if (!record_batch())
 	{
-		GatewayExchange *ex = dlist_container(GatewayExchange, node, it.cur);
-
-		record_exchange(ex);
-		dlist_delete(&ex->node);
-	}
-	dlist_foreach_modify(it, &finished)
-	{
-		GatewayOp  *op = dlist_container(GatewayOp, node, it.cur);
-
-		if (op->stage == STAGE_SETTLEMENT)
-			record_settled(op);
-		else
+		/* one bad row must not hold back the others: record them one by one */
+		dlist_foreach_modify(it, &finished)
 		{
-			record_outcome(op);
-			count_outcome(op->result.outcome);
-			histogram_observe(&payments_shared->result_latency,
-							  (uint64) (GetCurrentTimestamp() - op->created_at));
+			GatewayOp  *op = dlist_container(GatewayOp, node, it.cur);
+
+			if (!record_one(op))
+				ereport(WARNING,
+						(errmsg("payments worker: could not record the outcome of operation %lld of merchant %lld",
+								(long long) op->operation_id, (long long) op->merchant_id),
+						 errdetail("The operation stays \"sending\" and is resolved from the gateway when the worker restarts.")));
 		}
 	}
-	commit_tx();
 
 	/* the results are durable: wake pay_wait callers, free the ops */
 	pg_atomic_fetch_add_u64(&payments_shared->results_generation, 1);
