@@ -2053,7 +2053,19 @@ BEGIN
 			'audit_id', bad.audit_id, 'detail', 'The row''s content does not match its row hash.');
 	END IF;
 
-	-- 2. each merchant's seal chain, and the rows of every batch
+	-- 2. no row where only pruned batches (or none) may be
+	SELECT a.merchant_id, a.audit_id INTO bad
+	FROM payments.audit_log a
+	WHERE (pay_audit_verify.merchant_id IS NULL OR a.merchant_id = pay_audit_verify.merchant_id)
+		AND a.audit_id <= coalesce((SELECT max(s.range_end) FROM payments.audit_seals s
+			WHERE s.merchant_id = a.merchant_id AND s.pruned_at IS NOT NULL), 0)
+	ORDER BY a.merchant_id, a.audit_id LIMIT 1;
+	IF FOUND THEN
+		RETURN jsonb_build_object('problem', 'row_added', 'merchant_id', bad.merchant_id,
+			'audit_id', bad.audit_id, 'detail', 'The row lies below the merchant''s pruned or sealed history, where no row can be.');
+	END IF;
+
+	-- 3. each merchant's seal chain, and the rows of every batch
 	FOR s IN SELECT * FROM payments.audit_seals x
 		WHERE pay_audit_verify.merchant_id IS NULL OR x.merchant_id = pay_audit_verify.merchant_id
 		ORDER BY x.merchant_id, x.seal_id
