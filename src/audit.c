@@ -143,6 +143,7 @@ typedef struct AuditAttr
 	char	   *name;
 	int			namelen;
 	Oid			typid;
+	Oid			basetype;		/* typid, or a domain's base type */
 	AuditKind	kind;
 	bool		typbyval;
 	int16		typlen;
@@ -172,6 +173,8 @@ typedef struct AuditRecord
 	const char *operation;
 	Jsonb	   *old_row;
 	Jsonb	   *new_row;
+	char	   *old_text;		/* their canonical text, when known */
+	char	   *new_text;
 	ArrayType  *changed_columns;
 	const char *db_role;
 	const char *session_role;
@@ -422,6 +425,7 @@ get_rel_cache(Relation rel, Trigger *trigger)
 			continue;
 		}
 		base = getBaseType(att->atttypid);
+		a->basetype = base;
 		if (strcmp(a->name, "merchant_id") == 0 &&
 			(base == INT8OID || base == INT4OID || base == INT2OID))
 			entry->merchant_attno = att->attnum;
@@ -636,7 +640,7 @@ row_to_audit_jsonb(AuditRelCache *rc, HeapTuple tuple, TupleDesc desc)
 				}
 			case AK_INT:
 				{
-					Oid			base = getBaseType(a->typid);
+					Oid			base = a->basetype;
 					int64		n;
 
 					if (base == INT8OID)
@@ -686,7 +690,7 @@ row_to_audit_jsonb(AuditRelCache *rc, HeapTuple tuple, TupleDesc desc)
 			case AK_DATETIME:
 				{
 					char		buf[MAXDATELEN + 1];
-					char	   *s = JsonEncodeDateTime(buf, value, getBaseType(a->typid), NULL);
+					char	   *s = JsonEncodeDateTime(buf, value, a->basetype, NULL);
 
 					push_string(&state, pstrdup(s), strlen(s));
 					break;
@@ -964,9 +968,11 @@ audit_row_hash(const AuditRecord *r)
 	hash_cstr(&buf, r->table_schema);
 	hash_cstr(&buf, r->table_name);
 	hash_cstr(&buf, r->operation);
-	s = r->old_row ? JsonbToCString(NULL, &r->old_row->root, VARSIZE(r->old_row)) : NULL;
+	s = r->old_text ? r->old_text :
+		r->old_row ? JsonbToCString(NULL, &r->old_row->root, VARSIZE(r->old_row)) : NULL;
 	hash_cstr(&buf, s);
-	s = r->new_row ? JsonbToCString(NULL, &r->new_row->root, VARSIZE(r->new_row)) : NULL;
+	s = r->new_text ? r->new_text :
+		r->new_row ? JsonbToCString(NULL, &r->new_row->root, VARSIZE(r->new_row)) : NULL;
 	hash_cstr(&buf, s);
 	if (r->changed_columns == NULL)
 		hash_field(&buf, NULL, 0);
@@ -1053,6 +1059,7 @@ audit_insert(AuditRecord *r)
 	int			save_sec;
 	volatile int rc = 0;
 	Jsonb	   *rows[2];
+	char	   *texts[2];
 	int			i;
 
 	/* anything that still looks like a card number goes */
@@ -1060,17 +1067,21 @@ audit_insert(AuditRecord *r)
 	rows[1] = r->new_row;
 	for (i = 0; i < 2; i++)
 	{
+		texts[i] = NULL;
 		if (rows[i] != NULL)
 		{
-			char	   *s = JsonbToCString(NULL, &rows[i]->root, VARSIZE(rows[i]));
-
-			if (contains_card_number(s, strlen(s)))
+			texts[i] = JsonbToCString(NULL, &rows[i]->root, VARSIZE(rows[i]));
+			if (contains_card_number(texts[i], strlen(texts[i])))
+			{
 				rows[i] = redact_card_numbers(rows[i]);
-			pfree(s);
+				texts[i] = JsonbToCString(NULL, &rows[i]->root, VARSIZE(rows[i]));
+			}
 		}
 	}
 	r->old_row = rows[0];
 	r->new_row = rows[1];
+	r->old_text = texts[0];
+	r->new_text = texts[1];
 
 	r->db_role = role_name(GetUserId());
 	r->session_role = role_name(GetSessionUserId());
@@ -1202,7 +1213,7 @@ pay_audit_trigger(PG_FUNCTION_ARGS)
 
 		if (!isnull)
 		{
-			Oid			base = getBaseType(rc->attrs[rc->merchant_attno - 1].typid);
+			Oid			base = rc->attrs[rc->merchant_attno - 1].basetype;
 
 			r.merchant_id = (base == INT8OID) ? DatumGetInt64(d) :
 				(base == INT4OID) ? DatumGetInt32(d) : DatumGetInt16(d);
