@@ -2057,8 +2057,8 @@ BEGIN
 	SELECT a.merchant_id, a.audit_id INTO bad
 	FROM payments.audit_log a
 	WHERE (pay_audit_verify.merchant_id IS NULL OR a.merchant_id = pay_audit_verify.merchant_id)
-		AND a.audit_id <= coalesce((SELECT max(s.range_end) FROM payments.audit_seals s
-			WHERE s.merchant_id = a.merchant_id AND s.pruned_at IS NOT NULL), 0)
+		AND a.audit_id <= coalesce((SELECT max(ps.range_end) FROM payments.audit_seals ps
+			WHERE ps.merchant_id = a.merchant_id AND ps.pruned_at IS NOT NULL), 0)
 	ORDER BY a.merchant_id, a.audit_id LIMIT 1;
 	IF FOUND THEN
 		RETURN jsonb_build_object('problem', 'row_added', 'merchant_id', bad.merchant_id,
