@@ -1,0 +1,1654 @@
+/*-------------------------------------------------------------------------
+ *
+ * audit.c
+ *	  The audit trigger: one append-only, tamper-evident row per change.
+ *
+ * payments._audit_trigger() is an AFTER INSERT OR UPDATE OR DELETE row
+ * trigger (and an AFTER TRUNCATE statement trigger) that writes one row to
+ * payments.audit_log per change: the old and new row as jsonb, the changed
+ * columns, current_user and session_user, the application's user (the JWT
+ * "sub" claim under PostgREST), the correlation id, the transaction id and
+ * the statement timestamp, plus a SHA-256 hash of all of that.
+ *
+ * Card data never reaches an audit row:
+ *	- columns whose type is payments.pay_card (or a domain or array over it)
+ *	  and columns with a sensitive name (card_number, pan, cvv, card_code,
+ *	  transaction_key, signature_key, secret, password, ...; extra names per
+ *	  table as trigger arguments, see pay_audit_attach()) are left out;
+ *	- bytea values are written as {"bytes": N}, never their contents;
+ *	- any value that looks like a card number (12 to 19 digits, Luhn-valid,
+ *	  of a known brand, as card_log.c recognises them) is replaced by a note;
+ *	- the trigger is never attached to payments.card_vault or
+ *	  payments.installation_secrets, and refuses to serialize their bytea
+ *	  columns even if someone attaches it by hand.
+ *
+ * Tamper evidence: sealed batches, not a hash chain per row.  A chain
+ * needs the previous row's hash at insert time, so every writer of a chain
+ * would wait for the previous writer's transaction to commit (the chain
+ * head is a row lock held to the end of the transaction): writers would
+ * queue.  Here an insert only computes its own row hash (no shared state,
+ * no lock beyond the audit_id sequence).  payments.pay_audit_seal(), run by
+ * pg_cron or by hand, later chains every merchant's new rows, in audit_id
+ * order, into a batch record of payments.audit_seals whose hash covers the
+ * previous batch's hash, the range, the row count and every row hash.
+ * pay_audit_verify() recomputes everything.  A batch holds the audit ids
+ * (previous batch's end, horizon]; the horizon is an audit_id below which
+ * no transaction still running can hold an id (see pay_audit_seal_horizon),
+ * so no row can appear inside a sealed range after sealing.  Ranges are
+ * audit ids (not transaction ids) so that they survive pg_dump/restore.
+ *
+ * Performance: per backend we cache, per audited relation (invalidated by
+ * relcache callbacks), the column list with the decision for each column,
+ * and a kept SPI plan for the insert.  Parsed request.jwt.claims and
+ * request.headers are cached by their text.
+ *
+ * Restores: while check_function_bodies is off (every pg_dump script and
+ * pg_restore sets it) and the user is a superuser or the owner of
+ * payments.audit_log, nothing is audited: the rows a restore loads are the
+ * dumped history, and audit_log itself is restored from the dump.  Those
+ * roles could disable the trigger anyway, so this opens nothing new.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <openssl/evp.h>
+
+#include "access/detoast.h"
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "commands/sequence.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "nodes/primnodes.h"
+#include "storage/procarray.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/datum.h"
+#include "utils/fmgroids.h"
+#include "utils/formatting.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+#include "utils/xid8.h"
+
+#include "card_brand.h"
+
+PG_FUNCTION_INFO_V1(pay_audit_trigger);
+PG_FUNCTION_INFO_V1(pay_audit_guard);
+PG_FUNCTION_INFO_V1(pay_audit_row_hash);
+PG_FUNCTION_INFO_V1(pay_audit_record);
+PG_FUNCTION_INFO_V1(pay_audit_retention);
+PG_FUNCTION_INFO_V1(pay_audit_seal_horizon);
+PG_FUNCTION_INFO_V1(pay_audit_attach);
+PG_FUNCTION_INFO_V1(pay_audit_detach);
+
+#define AUDIT_HASH_LEN		32	/* SHA-256 */
+#define AUDIT_HASH_VERSION	"payments-audit-row-v1"
+#define AUDIT_TRIGGER_NAME	"payments_audit"
+#define AUDIT_TRUNCATE_TRIGGER_NAME "payments_audit_truncate"
+#define AUDIT_CARD_NOTE		"[card number removed by payments audit]"
+
+/*
+ * Columns never written to an audit row, whatever their table.  Short
+ * names must match exactly; the others match anywhere in the name
+ * (client_secret, webhook_signature_key).  Case-insensitive.
+ */
+static const char *const masked_exact[] = {
+	"pan", "cvv", "cvv2", "cvc", "cvc2", "cid", "csc", "pin", NULL
+};
+static const char *const masked_substr[] = {
+	"card_number", "cardnumber", "card_num", "card_code", "cardcode",
+	"security_code", "transaction_key", "signature_key", "secret",
+	"password", "passwd", "private_key", "api_key", "access_token",
+	"refresh_token", NULL
+};
+
+/* How one column is written */
+typedef enum AuditKind
+{
+	AK_DROPPED,					/* dropped column: nothing */
+	AK_MASKED,					/* left out of the row */
+	AK_BYTES,					/* bytea: {"bytes": N} */
+	AK_OMIT_BYTES,				/* bytea of a secret table: left out */
+	AK_INT,						/* int2, int4, int8: a number */
+	AK_NUMERIC,
+	AK_BOOL,
+	AK_TEXT,					/* text, varchar: a string */
+	AK_JSONB,
+	AK_DATETIME,				/* date, timestamp, timestamptz: as to_jsonb */
+	AK_GENERIC					/* anything else: to_jsonb() */
+} AuditKind;
+
+typedef struct AuditAttr
+{
+	char	   *name;
+	int			namelen;
+	Oid			typid;
+	Oid			basetype;		/* typid, or a domain's base type */
+	AuditKind	kind;
+	bool		typbyval;
+	int16		typlen;
+	FmgrInfo   *to_jsonb;		/* AK_GENERIC: to_jsonb() typed for typid */
+} AuditAttr;
+
+typedef struct AuditRelCache
+{
+	Oid			relid;			/* hash key */
+	bool		valid;
+	MemoryContext cxt;			/* everything below */
+	char	   *schema;
+	char	   *relname;
+	int			natts;
+	AuditAttr  *attrs;
+	AttrNumber	merchant_attno; /* integer merchant_id column, or 0 */
+	AttrNumber	correlation_attno;	/* text correlation_id column, or 0 */
+} AuditRelCache;
+
+/* One audit row before it is inserted */
+typedef struct AuditRecord
+{
+	int64		merchant_id;
+	int64		audit_id;
+	const char *table_schema;
+	const char *table_name;
+	const char *operation;
+	Jsonb	   *old_row;
+	Jsonb	   *new_row;
+	char	   *old_text;		/* their canonical text, when known */
+	char	   *new_text;
+	ArrayType  *changed_columns;
+	const char *db_role;
+	const char *session_role;
+	const char *app_user;
+	const char *correlation_id;
+	uint64		txid;
+	TimestampTz logged_at;
+} AuditRecord;
+
+static HTAB *rel_cache = NULL;
+static bool callbacks_registered = false;
+
+/* payments.audit_log, its owner, its sequence, the kept insert plan */
+static Oid	audit_log_relid = InvalidOid;
+static Oid	audit_log_owner = InvalidOid;
+static Oid	audit_seq_relid = InvalidOid;
+static Oid	card_type_oid = InvalidOid;
+static Oid	card_vault_relid = InvalidOid;
+static Oid	secrets_relid = InvalidOid;
+static SPIPlanPtr insert_plan = NULL;
+
+/* set by pay_audit_retention(true) for pay_audit_prune(); reset at xact end */
+static bool retention_active = false;
+static bool xact_callback_registered = false;
+
+/* request.jwt.claims and request.headers, parsed once per distinct text */
+static char *claims_text = NULL;
+static char *claims_sub = NULL;
+static char *claims_merchant = NULL;
+static char *headers_text = NULL;
+static char *headers_request_id = NULL;
+
+/* ------------------------------------------------------------------------
+ * Caches and their invalidation
+ * ------------------------------------------------------------------------
+ */
+
+static void
+invalidate_globals(void)
+{
+	audit_log_relid = InvalidOid;
+	audit_log_owner = InvalidOid;
+	audit_seq_relid = InvalidOid;
+	card_type_oid = InvalidOid;
+	card_vault_relid = InvalidOid;
+	secrets_relid = InvalidOid;
+	if (insert_plan != NULL)
+	{
+		SPI_freeplan(insert_plan);
+		insert_plan = NULL;
+	}
+}
+
+static void
+audit_relcache_callback(Datum arg pg_attribute_unused(), Oid relid)
+{
+	HASH_SEQ_STATUS status;
+	AuditRelCache *entry;
+
+	if (!OidIsValid(relid) || relid == audit_log_relid)
+		invalidate_globals();
+	if (rel_cache == NULL)
+		return;
+	if (OidIsValid(relid))
+	{
+		entry = hash_search(rel_cache, &relid, HASH_FIND, NULL);
+		if (entry != NULL)
+			entry->valid = false;
+		return;
+	}
+	hash_seq_init(&status, rel_cache);
+	while ((entry = hash_seq_search(&status)) != NULL)
+		entry->valid = false;
+}
+
+/* A schema renamed: every cached schema name may be stale. */
+static void
+audit_namespace_callback(Datum arg, int cacheid pg_attribute_unused(),
+						 uint32 hashvalue pg_attribute_unused())
+{
+	audit_relcache_callback(arg, InvalidOid);
+}
+
+static void
+audit_xact_callback(XactEvent event, void *arg pg_attribute_unused())
+{
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PREPARE)
+		retention_active = false;
+}
+
+static void
+register_callbacks(void)
+{
+	HASHCTL		ctl;
+
+	if (callbacks_registered)
+		return;
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(Oid);
+	ctl.entrysize = sizeof(AuditRelCache);
+	rel_cache = hash_create("payments audit relation cache", 64, &ctl,
+							HASH_ELEM | HASH_BLOBS);
+	CacheRegisterRelcacheCallback(audit_relcache_callback, (Datum) 0);
+	CacheRegisterSyscacheCallback(NAMESPACEOID, audit_namespace_callback, (Datum) 0);
+	callbacks_registered = true;
+}
+
+static Oid
+payments_namespace(void)
+{
+	Oid			nsp = get_namespace_oid("payments", true);
+
+	if (!OidIsValid(nsp))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_SCHEMA),
+				 errmsg("schema \"payments\" does not exist"),
+				 errhint("Run CREATE EXTENSION payments first.")));
+	return nsp;
+}
+
+/* Look up payments.audit_log and friends once per backend (or after DDL). */
+static void
+load_globals(void)
+{
+	Oid			nsp;
+	HeapTuple	tup;
+
+	register_callbacks();
+	if (OidIsValid(audit_log_relid))
+		return;
+
+	nsp = payments_namespace();
+	audit_log_relid = get_relname_relid("audit_log", nsp);
+	audit_seq_relid = get_relname_relid("audit_log_audit_id_seq", nsp);
+	if (!OidIsValid(audit_log_relid) || !OidIsValid(audit_seq_relid))
+	{
+		audit_log_relid = InvalidOid;
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("table payments.audit_log does not exist"),
+				 errhint("The payments extension is incompletely installed; recreate it.")));
+	}
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(audit_log_relid));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", audit_log_relid);
+	audit_log_owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+
+	card_type_oid = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
+									CStringGetDatum("pay_card"), ObjectIdGetDatum(nsp));
+	card_vault_relid = get_relname_relid("card_vault", nsp);
+	secrets_relid = get_relname_relid("installation_secrets", nsp);
+}
+
+/* Whether the current user may act as the owner of the audit tables. */
+static bool
+user_is_audit_owner(void)
+{
+	Oid			user = GetUserId();
+
+	return superuser_arg(user) || has_privs_of_role(user, audit_log_owner);
+}
+
+/* ------------------------------------------------------------------------
+ * Which columns are written, and how
+ * ------------------------------------------------------------------------
+ */
+
+static bool
+name_is_masked(const char *name, int nextra, char **extra)
+{
+	char	   *lower = asc_tolower(name, strlen(name));
+	int			i;
+
+	for (i = 0; masked_exact[i] != NULL; i++)
+		if (strcmp(lower, masked_exact[i]) == 0)
+			return true;
+	for (i = 0; masked_substr[i] != NULL; i++)
+		if (strstr(lower, masked_substr[i]) != NULL)
+			return true;
+	for (i = 0; i < nextra; i++)
+		if (pg_strcasecmp(name, extra[i]) == 0)
+			return true;
+	return false;
+}
+
+/* Whether a column of this type could hold a pay_card. */
+static bool
+type_is_card(Oid typid)
+{
+	Oid			base;
+	Oid			elem;
+
+	if (!OidIsValid(card_type_oid))
+		return false;
+	base = getBaseType(typid);
+	if (base == card_type_oid)
+		return true;
+	elem = get_element_type(base);
+	return OidIsValid(elem) && getBaseType(elem) == card_type_oid;
+}
+
+static AuditRelCache *
+get_rel_cache(Relation rel, Trigger *trigger)
+{
+	Oid			relid = RelationGetRelid(rel);
+	AuditRelCache *entry;
+	bool		found;
+	TupleDesc	desc = RelationGetDescr(rel);
+	MemoryContext old;
+	bool		secret_table;
+	int			i;
+
+	entry = hash_search(rel_cache, &relid, HASH_ENTER, &found);
+	if (found && entry->valid)
+		return entry;
+	if (found && entry->cxt != NULL)
+		MemoryContextDelete(entry->cxt);
+	entry->valid = false;
+	entry->cxt = AllocSetContextCreate(CacheMemoryContext, "payments audit relation",
+									   ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(entry->cxt);
+
+	entry->schema = get_namespace_name(RelationGetNamespace(rel));
+	entry->relname = pstrdup(RelationGetRelationName(rel));
+	entry->natts = desc->natts;
+	entry->attrs = palloc0(sizeof(AuditAttr) * desc->natts);
+	entry->merchant_attno = 0;
+	entry->correlation_attno = 0;
+	secret_table = (relid == card_vault_relid || relid == secrets_relid);
+
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		AuditAttr  *a = &entry->attrs[i];
+		Oid			base;
+
+		a->name = pstrdup(NameStr(att->attname));
+		a->namelen = strlen(a->name);
+		a->typid = att->atttypid;
+		a->typbyval = att->attbyval;
+		a->typlen = att->attlen;
+		if (att->attisdropped)
+		{
+			a->kind = AK_DROPPED;
+			continue;
+		}
+		base = getBaseType(att->atttypid);
+		a->basetype = base;
+		if (strcmp(a->name, "merchant_id") == 0 &&
+			(base == INT8OID || base == INT4OID || base == INT2OID))
+			entry->merchant_attno = att->attnum;
+		if (strcmp(a->name, "correlation_id") == 0 && (base == TEXTOID || base == VARCHAROID))
+			entry->correlation_attno = att->attnum;
+
+		if (type_is_card(att->atttypid) ||
+			name_is_masked(a->name, trigger ? trigger->tgnargs : 0,
+						   trigger ? trigger->tgargs : NULL))
+			a->kind = AK_MASKED;
+		else if (base == BYTEAOID)
+			a->kind = secret_table ? AK_OMIT_BYTES : AK_BYTES;
+		else if (base == INT2OID || base == INT4OID || base == INT8OID)
+			a->kind = AK_INT;
+		else if (base == NUMERICOID)
+			a->kind = AK_NUMERIC;
+		else if (base == BOOLOID)
+			a->kind = AK_BOOL;
+		else if (base == TEXTOID || base == VARCHAROID)
+			a->kind = AK_TEXT;
+		else if (base == JSONBOID)
+			a->kind = AK_JSONB;
+		else if (base == DATEOID || base == TIMESTAMPOID || base == TIMESTAMPTZOID)
+			a->kind = AK_DATETIME;
+		else
+		{
+			/* to_jsonb() learns its argument's type from fn_expr */
+			FuncExpr   *expr;
+
+			a->kind = AK_GENERIC;
+			a->to_jsonb = palloc0(sizeof(FmgrInfo));
+			fmgr_info_cxt(F_TO_JSONB, a->to_jsonb, entry->cxt);
+			expr = makeFuncExpr(F_TO_JSONB, JSONBOID,
+								list_make1(makeNullConst(att->atttypid, att->atttypmod,
+														 att->attcollation)),
+								InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
+			a->to_jsonb->fn_expr = (Node *) expr;
+		}
+	}
+	MemoryContextSwitchTo(old);
+	entry->valid = true;
+	return entry;
+}
+
+/* ------------------------------------------------------------------------
+ * Card numbers in values
+ * ------------------------------------------------------------------------
+ */
+
+/*
+ * Whether str (len bytes) contains a run of 12 to 19 digits (single spaces
+ * or dashes allowed between them) that is Luhn-valid and of a known brand.
+ * The same rule as card_log.c, which keeps its copy static.
+ */
+static bool
+contains_card_number(const char *str, int len)
+{
+	char		digits[CARD_PAN_MAX_DIGITS + 1];
+	int			n = 0;
+	bool		too_long = false;
+	bool		found = false;
+	int			i;
+
+	for (i = 0; i <= len; i++)
+	{
+		char		c = (i < len) ? str[i] : '\0';
+
+		if (c >= '0' && c <= '9')
+		{
+			if (n < CARD_PAN_MAX_DIGITS)
+				digits[n++] = c;
+			else
+				too_long = true;
+			continue;
+		}
+		if ((c == ' ' || c == '-') && n > 0 && i + 1 < len &&
+			str[i + 1] >= '0' && str[i + 1] <= '9')
+			continue;
+		if (!too_long && n >= CARD_PAN_MIN_DIGITS &&
+			card_luhn_valid(digits, n) &&
+			card_brand_detect(digits, n) != CARD_BRAND_UNKNOWN)
+		{
+			found = true;
+			break;
+		}
+		n = 0;
+		too_long = false;
+	}
+	explicit_bzero(digits, sizeof(digits));
+	return found;
+}
+
+/* A copy of jb with every key or scalar that holds a card number replaced. */
+static Jsonb *
+redact_card_numbers(Jsonb *jb)
+{
+	JsonbIterator *it = JsonbIteratorInit(&jb->root);
+	JsonbParseState *state = NULL;
+	JsonbValue	v;
+	JsonbValue *res = NULL;
+	JsonbIteratorToken tok;
+
+	while ((tok = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
+	{
+		if ((tok == WJB_KEY || tok == WJB_VALUE || tok == WJB_ELEM))
+		{
+			bool		bad = false;
+
+			if (v.type == jbvString)
+				bad = contains_card_number(v.val.string.val, v.val.string.len);
+			else if (v.type == jbvNumeric)
+			{
+				char	   *s = DatumGetCString(DirectFunctionCall1(numeric_out,
+																	NumericGetDatum(v.val.numeric)));
+
+				bad = contains_card_number(s, strlen(s));
+			}
+			if (bad)
+			{
+				v.type = jbvString;
+				v.val.string.val = AUDIT_CARD_NOTE;
+				v.val.string.len = strlen(AUDIT_CARD_NOTE);
+			}
+		}
+		res = pushJsonbValue(&state, tok, tok < WJB_BEGIN_ARRAY ? &v : NULL);
+	}
+	return JsonbValueToJsonb(res);
+}
+
+/* ------------------------------------------------------------------------
+ * Row to jsonb
+ * ------------------------------------------------------------------------
+ */
+
+static void
+push_jsonb_datum(JsonbParseState **state, Jsonb *jb)
+{
+	JsonbValue	v;
+
+	if (JB_ROOT_IS_SCALAR(jb))
+	{
+		if (!JsonbExtractScalar(&jb->root, &v))
+			elog(ERROR, "could not extract a scalar from jsonb");
+	}
+	else
+	{
+		v.type = jbvBinary;
+		v.val.binary.data = &jb->root;
+		v.val.binary.len = VARSIZE(jb) - VARHDRSZ;
+	}
+	pushJsonbValue(state, WJB_VALUE, &v);
+}
+
+static void
+push_string(JsonbParseState **state, char *s, int len)
+{
+	JsonbValue	v;
+
+	v.type = jbvString;
+	v.val.string.val = s;
+	v.val.string.len = len;
+	pushJsonbValue(state, WJB_VALUE, &v);
+}
+
+/* The row as a jsonb object, masked columns left out. */
+static Jsonb *
+row_to_audit_jsonb(AuditRelCache *rc, HeapTuple tuple, TupleDesc desc)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue *res;
+	int			i;
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	for (i = 0; i < rc->natts && i < desc->natts; i++)
+	{
+		AuditAttr  *a = &rc->attrs[i];
+		JsonbValue	key;
+		JsonbValue	v;
+		Datum		value;
+		bool		isnull;
+
+		if (a->kind == AK_DROPPED || a->kind == AK_MASKED || a->kind == AK_OMIT_BYTES)
+			continue;
+		key.type = jbvString;
+		key.val.string.val = a->name;
+		key.val.string.len = a->namelen;
+		pushJsonbValue(&state, WJB_KEY, &key);
+
+		value = heap_getattr(tuple, i + 1, desc, &isnull);
+		if (isnull)
+		{
+			v.type = jbvNull;
+			pushJsonbValue(&state, WJB_VALUE, &v);
+			continue;
+		}
+		switch (a->kind)
+		{
+			case AK_BYTES:
+				{
+					JsonbValue	k;
+
+					pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+					k.type = jbvString;
+					k.val.string.val = "bytes";
+					k.val.string.len = 5;
+					pushJsonbValue(&state, WJB_KEY, &k);
+					v.type = jbvNumeric;
+					v.val.numeric = int64_to_numeric((int64) (toast_raw_datum_size(value) - VARHDRSZ));
+					pushJsonbValue(&state, WJB_VALUE, &v);
+					pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+					break;
+				}
+			case AK_INT:
+				{
+					Oid			base = a->basetype;
+					int64		n;
+
+					if (base == INT8OID)
+						n = DatumGetInt64(value);
+					else if (base == INT4OID)
+						n = DatumGetInt32(value);
+					else
+						n = DatumGetInt16(value);
+					v.type = jbvNumeric;
+					v.val.numeric = int64_to_numeric(n);
+					pushJsonbValue(&state, WJB_VALUE, &v);
+					break;
+				}
+			case AK_NUMERIC:
+				{
+					Numeric		num = DatumGetNumeric(value);
+
+					if (numeric_is_nan(num) || numeric_is_inf(num))
+					{
+						char	   *s = DatumGetCString(DirectFunctionCall1(numeric_out, value));
+
+						push_string(&state, s, strlen(s));
+					}
+					else
+					{
+						v.type = jbvNumeric;
+						v.val.numeric = num;
+						pushJsonbValue(&state, WJB_VALUE, &v);
+					}
+					break;
+				}
+			case AK_BOOL:
+				v.type = jbvBool;
+				v.val.boolean = DatumGetBool(value);
+				pushJsonbValue(&state, WJB_VALUE, &v);
+				break;
+			case AK_TEXT:
+				{
+					text	   *t = DatumGetTextPP(value);
+
+					push_string(&state, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+					break;
+				}
+			case AK_JSONB:
+				push_jsonb_datum(&state, DatumGetJsonbP(value));
+				break;
+			case AK_DATETIME:
+				{
+					char		buf[MAXDATELEN + 1];
+					char	   *s = JsonEncodeDateTime(buf, value, a->basetype, NULL);
+
+					push_string(&state, pstrdup(s), strlen(s));
+					break;
+				}
+			case AK_GENERIC:
+				push_jsonb_datum(&state, DatumGetJsonbP(FunctionCall1(a->to_jsonb, value)));
+				break;
+			default:
+				elog(ERROR, "unexpected audit column kind %d", (int) a->kind);
+		}
+	}
+	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	return JsonbValueToJsonb(res);
+}
+
+/* The names of the columns an UPDATE changed (masked ones included). */
+static ArrayType *
+changed_columns(AuditRelCache *rc, HeapTuple oldtup, HeapTuple newtup, TupleDesc desc)
+{
+	Datum	   *names = palloc(sizeof(Datum) * Max(rc->natts, 1));
+	int			n = 0;
+	int			i;
+
+	for (i = 0; i < rc->natts && i < desc->natts; i++)
+	{
+		AuditAttr  *a = &rc->attrs[i];
+		bool		oldnull,
+					newnull;
+		Datum		oldval,
+					newval;
+
+		if (a->kind == AK_DROPPED)
+			continue;
+		oldval = heap_getattr(oldtup, i + 1, desc, &oldnull);
+		newval = heap_getattr(newtup, i + 1, desc, &newnull);
+		if (oldnull && newnull)
+			continue;
+		if (oldnull != newnull || !datumIsEqual(oldval, newval, a->typbyval, a->typlen))
+			names[n++] = CStringGetTextDatum(a->name);
+	}
+	return construct_array(names, n, TEXTOID, -1, false, TYPALIGN_INT);
+}
+
+/* ------------------------------------------------------------------------
+ * Who, for whom, in which request
+ * ------------------------------------------------------------------------
+ */
+
+static char *
+jsonb_object_string(Jsonb *jb, const char *key)
+{
+	JsonbValue	vbuf;
+	JsonbValue *v;
+
+	if (!JB_ROOT_IS_OBJECT(jb))
+		return NULL;
+	v = getKeyJsonValueFromContainer(&jb->root, key, strlen(key), &vbuf);
+	if (v == NULL)
+		return NULL;
+	if (v->type == jbvString)
+		return v->val.string.len > 0 ? pnstrdup(v->val.string.val, v->val.string.len) : NULL;
+	if (v->type == jbvNumeric)
+		return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
+	return NULL;
+}
+
+/* Parse a GUC holding a JSON object; NULL when unset, empty or '{}'. */
+static Jsonb *
+guc_json(const char *name, const char **text_out)
+{
+	const char *s = GetConfigOption(name, true, false);
+
+	*text_out = s;
+	if (s == NULL || s[0] == '\0' || strcmp(s, "{}") == 0)
+		return NULL;
+	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(s)));
+}
+
+static void
+refresh_claims(void)
+{
+	const char *s = GetConfigOption("request.jwt.claims", true, false);
+	MemoryContext old;
+	Jsonb	   *jb;
+
+	if (s == NULL)
+		s = "";
+	if (claims_text != NULL && strcmp(claims_text, s) == 0)
+		return;
+	if (claims_text)
+		pfree(claims_text);
+	if (claims_sub)
+		pfree(claims_sub);
+	if (claims_merchant)
+		pfree(claims_merchant);
+	claims_text = claims_sub = claims_merchant = NULL;
+
+	jb = guc_json("request.jwt.claims", &s);
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	if (jb != NULL)
+	{
+		claims_sub = jsonb_object_string(jb, "sub");
+		claims_merchant = jsonb_object_string(jb, "merchant_id");
+	}
+	claims_text = pstrdup(s ? s : "");
+	MemoryContextSwitchTo(old);
+}
+
+static void
+refresh_headers(void)
+{
+	const char *s = GetConfigOption("request.headers", true, false);
+	MemoryContext old;
+	Jsonb	   *jb;
+
+	if (s == NULL)
+		s = "";
+	if (headers_text != NULL && strcmp(headers_text, s) == 0)
+		return;
+	if (headers_text)
+		pfree(headers_text);
+	if (headers_request_id)
+		pfree(headers_request_id);
+	headers_text = headers_request_id = NULL;
+
+	jb = guc_json("request.headers", &s);
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	if (jb != NULL)
+	{
+		headers_request_id = jsonb_object_string(jb, "x-request-id");
+		if (headers_request_id == NULL)
+			headers_request_id = jsonb_object_string(jb, "traceparent");
+	}
+	headers_text = pstrdup(s ? s : "");
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * The merchant the request acts for, by the rule of
+ * payments.pay_current_merchant(): JWT claim, else the payments.merchant_id
+ * setting, else the default merchant 1.
+ */
+static int64
+current_merchant(void)
+{
+	const char *s;
+
+	refresh_claims();
+	if (claims_merchant != NULL)
+		return pg_strtoint64(claims_merchant);
+	s = GetConfigOption("payments.merchant_id", true, false);
+	if (s != NULL && s[0] != '\0')
+		return pg_strtoint64(s);
+	return 1;
+}
+
+/*
+ * The correlation id: the request's x-request-id (or traceparent) header
+ * under PostgREST, else the payments.correlation_id setting, else the
+ * audited row's own correlation_id column.  The same order as
+ * payments._correlation_id().
+ */
+static const char *
+current_correlation_id(void)
+{
+	const char *s;
+
+	refresh_headers();
+	if (headers_request_id != NULL)
+		return headers_request_id;
+	s = GetConfigOption("payments.correlation_id", true, false);
+	if (s != NULL && s[0] != '\0')
+		return s;
+	return NULL;
+}
+
+static const char *
+role_name(Oid roleid)
+{
+	static Oid	cached_oid[2] = {InvalidOid, InvalidOid};
+	static char cached_name[2][NAMEDATALEN];
+	static int	next = 0;
+	char	   *name;
+	int			i;
+
+	for (i = 0; i < 2; i++)
+		if (cached_oid[i] == roleid && OidIsValid(roleid))
+			return cached_name[i];
+	name = GetUserNameFromId(roleid, true);
+	if (name == NULL)
+		return psprintf("%u", roleid);
+	cached_oid[next] = roleid;
+	strlcpy(cached_name[next], name, NAMEDATALEN);
+	next = (next + 1) % 2;
+	return name;
+}
+
+/* ------------------------------------------------------------------------
+ * Hashing
+ * ------------------------------------------------------------------------
+ */
+
+/* Append a length-prefixed field (length 0xFFFFFFFF for NULL). */
+static void
+hash_field(StringInfo buf, const char *s, int len)
+{
+	uint32		n;
+	unsigned char be[4];
+
+	n = (s == NULL) ? 0xFFFFFFFF : (uint32) len;
+	be[0] = (n >> 24) & 0xFF;
+	be[1] = (n >> 16) & 0xFF;
+	be[2] = (n >> 8) & 0xFF;
+	be[3] = n & 0xFF;
+	appendBinaryStringInfo(buf, (char *) be, 4);
+	if (s != NULL)
+		appendBinaryStringInfo(buf, s, len);
+}
+
+static void
+hash_cstr(StringInfo buf, const char *s)
+{
+	hash_field(buf, s, s ? strlen(s) : 0);
+}
+
+static void
+hash_int(StringInfo buf, int64 v)
+{
+	char		tmp[MAXINT8LEN + 1];
+	int			len = pg_lltoa(v, tmp);
+
+	hash_field(buf, tmp, len);
+}
+
+static void
+sha256(const char *data, size_t len, uint8 *out)
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	unsigned int outlen = 0;
+	bool		ok;
+
+	if (ctx == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("could not allocate a SHA-256 context")));
+	ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+		EVP_DigestUpdate(ctx, data, len) == 1 &&
+		EVP_DigestFinal_ex(ctx, out, &outlen) == 1 &&
+		outlen == AUDIT_HASH_LEN;
+	EVP_MD_CTX_free(ctx);
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not compute a SHA-256 digest")));
+}
+
+/*
+ * The row hash: SHA-256 over the version tag and every column of the audit
+ * row but the hash itself, each as a 4-byte big-endian length and its
+ * text (jsonb in its canonical text output, integers in decimal, the
+ * timestamp as microseconds since 2000-01-01, the changed columns as a
+ * count and the names).  Text forms survive pg_dump and restore.
+ */
+static bytea *
+audit_row_hash(const AuditRecord *r)
+{
+	StringInfoData buf;
+	bytea	   *result;
+	char	   *s;
+
+	initStringInfo(&buf);
+	hash_cstr(&buf, AUDIT_HASH_VERSION);
+	hash_int(&buf, r->merchant_id);
+	hash_int(&buf, r->audit_id);
+	hash_cstr(&buf, r->table_schema);
+	hash_cstr(&buf, r->table_name);
+	hash_cstr(&buf, r->operation);
+	s = r->old_text ? r->old_text :
+		r->old_row ? JsonbToCString(NULL, &r->old_row->root, VARSIZE(r->old_row)) : NULL;
+	hash_cstr(&buf, s);
+	s = r->new_text ? r->new_text :
+		r->new_row ? JsonbToCString(NULL, &r->new_row->root, VARSIZE(r->new_row)) : NULL;
+	hash_cstr(&buf, s);
+	if (r->changed_columns == NULL)
+		hash_field(&buf, NULL, 0);
+	else
+	{
+		Datum	   *elems;
+		bool	   *nulls;
+		int			n,
+					i;
+
+		deconstruct_array(r->changed_columns, TEXTOID, -1, false, TYPALIGN_INT,
+						  &elems, &nulls, &n);
+		hash_int(&buf, n);
+		for (i = 0; i < n; i++)
+			hash_cstr(&buf, nulls[i] ? NULL : TextDatumGetCString(elems[i]));
+	}
+	hash_cstr(&buf, r->db_role);
+	hash_cstr(&buf, r->session_role);
+	hash_cstr(&buf, r->app_user);
+	hash_cstr(&buf, r->correlation_id);
+	hash_int(&buf, (int64) r->txid);
+	hash_int(&buf, (int64) r->logged_at);
+
+	result = palloc(VARHDRSZ + AUDIT_HASH_LEN);
+	SET_VARSIZE(result, VARHDRSZ + AUDIT_HASH_LEN);
+	sha256(buf.data, buf.len, (uint8 *) VARDATA(result));
+	pfree(buf.data);
+	return result;
+}
+
+/* ------------------------------------------------------------------------
+ * Writing the audit row
+ * ------------------------------------------------------------------------
+ */
+
+#define AUDIT_INSERT_NARGS 15
+
+static void
+prepare_insert_plan(void)
+{
+	Oid			argtypes[AUDIT_INSERT_NARGS] = {
+		INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, TEXTARRAYOID,
+		TEXTOID, TEXTOID, TEXTOID, TEXTOID, XID8OID, TIMESTAMPTZOID, BYTEAOID
+	};
+	SPIPlanPtr	plan;
+
+	if (insert_plan != NULL)
+		return;
+	plan = SPI_prepare("INSERT INTO payments.audit_log (merchant_id, audit_id, table_schema, "
+					   "table_name, operation, old_row, new_row, changed_columns, db_role, "
+					   "session_role, app_user, correlation_id, txid, logged_at, row_hash) "
+					   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+					   AUDIT_INSERT_NARGS, argtypes);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "SPI_keepplan failed");
+	insert_plan = plan;
+}
+
+static Datum
+text_or_null(const char *s, char *nullflag)
+{
+	if (s == NULL)
+	{
+		*nullflag = 'n';
+		return (Datum) 0;
+	}
+	*nullflag = ' ';
+	return CStringGetTextDatum(s);
+}
+
+/*
+ * Fill in the audit id, the row hash and who did it, then insert the row
+ * as the owner of payments.audit_log (API roles have no privilege on it).
+ * The caller is connected to SPI.
+ */
+static int64
+audit_insert(AuditRecord *r)
+{
+	Datum		values[AUDIT_INSERT_NARGS];
+	char		nulls[AUDIT_INSERT_NARGS];
+	Oid			save_userid;
+	int			save_sec;
+	volatile int rc = 0;
+	Jsonb	   *rows[2];
+	char	   *texts[2];
+	int			i;
+
+	/* anything that still looks like a card number goes */
+	rows[0] = r->old_row;
+	rows[1] = r->new_row;
+	for (i = 0; i < 2; i++)
+	{
+		texts[i] = NULL;
+		if (rows[i] != NULL)
+		{
+			texts[i] = JsonbToCString(NULL, &rows[i]->root, VARSIZE(rows[i]));
+			if (contains_card_number(texts[i], strlen(texts[i])))
+			{
+				rows[i] = redact_card_numbers(rows[i]);
+				texts[i] = JsonbToCString(NULL, &rows[i]->root, VARSIZE(rows[i]));
+			}
+		}
+	}
+	r->old_row = rows[0];
+	r->new_row = rows[1];
+	r->old_text = texts[0];
+	r->new_text = texts[1];
+
+	r->db_role = role_name(GetUserId());
+	r->session_role = role_name(GetSessionUserId());
+	refresh_claims();
+	r->app_user = claims_sub;
+	r->txid = U64FromFullTransactionId(GetTopFullTransactionId());
+	r->logged_at = GetCurrentStatementStartTimestamp();
+	r->audit_id = nextval_internal(audit_seq_relid, false);
+
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = Int64GetDatum(r->merchant_id);
+	values[1] = Int64GetDatum(r->audit_id);
+	values[2] = CStringGetTextDatum(r->table_schema);
+	values[3] = CStringGetTextDatum(r->table_name);
+	values[4] = CStringGetTextDatum(r->operation);
+	values[5] = r->old_row ? JsonbPGetDatum(r->old_row) : (Datum) 0;
+	nulls[5] = r->old_row ? ' ' : 'n';
+	values[6] = r->new_row ? JsonbPGetDatum(r->new_row) : (Datum) 0;
+	nulls[6] = r->new_row ? ' ' : 'n';
+	values[7] = r->changed_columns ? PointerGetDatum(r->changed_columns) : (Datum) 0;
+	nulls[7] = r->changed_columns ? ' ' : 'n';
+	values[8] = CStringGetTextDatum(r->db_role);
+	values[9] = CStringGetTextDatum(r->session_role);
+	values[10] = text_or_null(r->app_user, &nulls[10]);
+	values[11] = text_or_null(r->correlation_id, &nulls[11]);
+	values[12] = FullTransactionIdGetDatum(FullTransactionIdFromU64(r->txid));
+	values[13] = TimestampTzGetDatum(r->logged_at);
+	values[14] = PointerGetDatum(audit_row_hash(r));
+
+	prepare_insert_plan();
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(audit_log_owner,
+						   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
+	PG_TRY();
+	{
+		rc = SPI_execute_plan(insert_plan, values, nulls, false, 0);
+	}
+	PG_FINALLY();
+	{
+		SetUserIdAndSecContext(save_userid, save_sec);
+	}
+	PG_END_TRY();
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "could not insert the audit row: %s", SPI_result_code_string(rc));
+	return r->audit_id;
+}
+
+/* ------------------------------------------------------------------------
+ * The trigger
+ * ------------------------------------------------------------------------
+ */
+
+Datum
+pay_audit_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	TriggerEvent ev;
+	AuditRelCache *rc;
+	AuditRecord r;
+	TupleDesc	desc;
+	HeapTuple	rowtup = NULL;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("payments._audit_trigger() must be called as a trigger")));
+	ev = td->tg_event;
+	if (!TRIGGER_FIRED_AFTER(ev))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("payments._audit_trigger() must be an AFTER trigger"),
+				 errhint("Attach it with payments.pay_audit_attach().")));
+
+	load_globals();
+
+	/* a pg_dump script or pg_restore run by the owner: see the header */
+	if (!check_function_bodies && user_is_audit_owner())
+		return PointerGetDatum(NULL);
+
+	if (RelationGetRelid(td->tg_relation) == audit_log_relid)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("payments.audit_log cannot be audited"),
+				 errdetail("Auditing the audit log would write a row for every row it writes.")));
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	desc = RelationGetDescr(td->tg_relation);
+	rc = get_rel_cache(td->tg_relation, td->tg_trigger);
+
+	memset(&r, 0, sizeof(r));
+	r.table_schema = rc->schema;
+	r.table_name = rc->relname;
+
+	if (TRIGGER_FIRED_BY_TRUNCATE(ev))
+		r.operation = "TRUNCATE";
+	else if (!TRIGGER_FIRED_FOR_ROW(ev))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("payments._audit_trigger() must be a row trigger for INSERT, UPDATE and DELETE"),
+				 errhint("Attach it with payments.pay_audit_attach().")));
+	else if (TRIGGER_FIRED_BY_INSERT(ev))
+	{
+		r.operation = "INSERT";
+		rowtup = td->tg_trigtuple;
+		r.new_row = row_to_audit_jsonb(rc, rowtup, desc);
+	}
+	else if (TRIGGER_FIRED_BY_UPDATE(ev))
+	{
+		r.operation = "UPDATE";
+		rowtup = td->tg_newtuple;
+		r.old_row = row_to_audit_jsonb(rc, td->tg_trigtuple, desc);
+		r.new_row = row_to_audit_jsonb(rc, td->tg_newtuple, desc);
+		r.changed_columns = changed_columns(rc, td->tg_trigtuple, td->tg_newtuple, desc);
+	}
+	else
+	{
+		r.operation = "DELETE";
+		rowtup = td->tg_trigtuple;
+		r.old_row = row_to_audit_jsonb(rc, rowtup, desc);
+	}
+
+	r.merchant_id = 0;
+	if (rowtup != NULL && rc->merchant_attno > 0)
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(rowtup, rc->merchant_attno, desc, &isnull);
+
+		if (!isnull)
+		{
+			Oid			base = rc->attrs[rc->merchant_attno - 1].basetype;
+
+			r.merchant_id = (base == INT8OID) ? DatumGetInt64(d) :
+				(base == INT4OID) ? DatumGetInt32(d) : DatumGetInt16(d);
+		}
+		else
+			r.merchant_id = current_merchant();
+	}
+	else
+		r.merchant_id = current_merchant();
+
+	r.correlation_id = current_correlation_id();
+	if (r.correlation_id == NULL && rowtup != NULL && rc->correlation_attno > 0)
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(rowtup, rc->correlation_attno, desc, &isnull);
+
+		if (!isnull)
+			r.correlation_id = TextDatumGetCString(d);
+	}
+
+	audit_insert(&r);
+
+	SPI_finish();
+	return PointerGetDatum(NULL);
+}
+
+/*
+ * payments._audit_record(merchant_id, operation, table_name, details):
+ * an audit row that no trigger writes (PRUNE records a retention run).
+ */
+Datum
+pay_audit_record(PG_FUNCTION_ARGS)
+{
+	AuditRecord r;
+	Oid			relid;
+	int64		id;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("merchant_id, operation and table_name are required")));
+	load_globals();
+	relid = PG_GETARG_OID(2);
+	memset(&r, 0, sizeof(r));
+	r.merchant_id = PG_GETARG_INT64(0);
+	r.operation = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	r.table_schema = get_namespace_name(get_rel_namespace(relid));
+	r.table_name = get_rel_name(relid);
+	if (r.table_schema == NULL || r.table_name == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid)));
+	r.new_row = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P_COPY(3);
+	r.correlation_id = current_correlation_id();
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	id = audit_insert(&r);
+	SPI_finish();
+	PG_RETURN_INT64(id);
+}
+
+/*
+ * payments._audit_row_hash(...): the hash of a stored audit row, from its
+ * columns, for pay_audit_verify().
+ */
+Datum
+pay_audit_row_hash(PG_FUNCTION_ARGS)
+{
+	AuditRecord r;
+
+#define TEXTARG(n) (PG_ARGISNULL(n) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(n)))
+	memset(&r, 0, sizeof(r));
+	r.merchant_id = PG_ARGISNULL(0) ? 0 : PG_GETARG_INT64(0);
+	r.audit_id = PG_ARGISNULL(1) ? 0 : PG_GETARG_INT64(1);
+	r.table_schema = TEXTARG(2);
+	r.table_name = TEXTARG(3);
+	r.operation = TEXTARG(4);
+	r.old_row = PG_ARGISNULL(5) ? NULL : PG_GETARG_JSONB_P(5);
+	r.new_row = PG_ARGISNULL(6) ? NULL : PG_GETARG_JSONB_P(6);
+	r.changed_columns = PG_ARGISNULL(7) ? NULL : PG_GETARG_ARRAYTYPE_P(7);
+	r.db_role = TEXTARG(8);
+	r.session_role = TEXTARG(9);
+	r.app_user = TEXTARG(10);
+	r.correlation_id = TEXTARG(11);
+	r.txid = PG_ARGISNULL(12) ? 0 : U64FromFullTransactionId(PG_GETARG_FULLTRANSACTIONID(12));
+	r.logged_at = PG_ARGISNULL(13) ? 0 : PG_GETARG_TIMESTAMPTZ(13);
+#undef TEXTARG
+	PG_RETURN_BYTEA_P(audit_row_hash(&r));
+}
+
+/* ------------------------------------------------------------------------
+ * Append-only guard
+ * ------------------------------------------------------------------------
+ */
+
+/*
+ * BEFORE UPDATE OR DELETE (row) and BEFORE TRUNCATE (statement) trigger on
+ * payments.audit_log and payments.audit_seals: refuses, unless
+ * pay_audit_prune() is running for a role with the owner's privileges.
+ */
+Datum
+pay_audit_guard(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	TriggerEvent ev;
+	const char *op;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("payments._audit_guard() must be called as a trigger")));
+	ev = td->tg_event;
+	load_globals();
+	if (retention_active && user_is_audit_owner())
+	{
+		if (TRIGGER_FIRED_BY_UPDATE(ev))
+			return PointerGetDatum(td->tg_newtuple);
+		if (TRIGGER_FIRED_FOR_ROW(ev))
+			return PointerGetDatum(td->tg_trigtuple);
+		return PointerGetDatum(NULL);
+	}
+	op = TRIGGER_FIRED_BY_UPDATE(ev) ? "UPDATE" :
+		TRIGGER_FIRED_BY_DELETE(ev) ? "DELETE" :
+		TRIGGER_FIRED_BY_TRUNCATE(ev) ? "TRUNCATE" : "change";
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("%s.%s is append-only",
+					get_namespace_name(RelationGetNamespace(td->tg_relation)),
+					RelationGetRelationName(td->tg_relation)),
+			 errdetail("Role %s tried to %s audit records; audit records are never changed.",
+					   GetUserNameFromId(GetUserId(), false), op),
+			 errhint("Old audit records are removed only in whole sealed batches, by payments.pay_audit_prune(), which the extension owner runs.")));
+	PG_RETURN_NULL();			/* not reached */
+}
+
+/*
+ * payments._audit_retention(active boolean): lets pay_audit_prune() through
+ * the guard until it turns it off or the transaction ends.
+ */
+Datum
+pay_audit_retention(PG_FUNCTION_ARGS)
+{
+	bool		on = PG_ARGISNULL(0) ? false : PG_GETARG_BOOL(0);
+
+	load_globals();
+	if (on && !user_is_audit_owner())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("only the owner of payments.audit_log can prune audit records"),
+				 errhint("Run payments.pay_audit_prune() as the extension owner.")));
+	if (!xact_callback_registered)
+	{
+		RegisterXactCallback(audit_xact_callback, NULL);
+		xact_callback_registered = true;
+	}
+	retention_active = on;
+	PG_RETURN_VOID();
+}
+
+/* ------------------------------------------------------------------------
+ * Sealing horizon
+ * ------------------------------------------------------------------------
+ */
+
+/*
+ * payments._audit_seal_horizon(wait_ms integer) returns bigint: an audit id
+ * H such that every audit row with audit_id <= H is final (committed and
+ * visible, or rolled back for good), or NULL when that cannot be had within
+ * wait_ms.
+ *
+ * Read H = the sequence's last value first, then take a snapshot: a
+ * transaction holding an id <= H had its transaction id before taking that
+ * id (the audited change assigned it), so it is in the snapshot's list of
+ * running transactions, or already finished.  Wait until every one of them
+ * (but our own, whose later rows get ids > H) has finished.  Transactions
+ * that start later get ids > H.
+ */
+Datum
+pay_audit_seal_horizon(PG_FUNCTION_ARGS)
+{
+	int			wait_ms = PG_ARGISNULL(0) ? 0 : PG_GETARG_INT32(0);
+	Datum		last;
+	int64		horizon;
+	Snapshot	snap;
+	TransactionId *xids;
+	int			nxids;
+	int			i;
+	TimestampTz deadline;
+	LOCAL_FCINFO(seqinfo, 1);
+
+	load_globals();
+	InitFunctionCallInfoData(*seqinfo, NULL, 1, InvalidOid, NULL, NULL);
+	seqinfo->args[0].value = ObjectIdGetDatum(audit_seq_relid);
+	seqinfo->args[0].isnull = false;
+	last = pg_sequence_last_value(seqinfo);
+	if (seqinfo->isnull)
+		PG_RETURN_INT64(0);		/* no audit row was ever written */
+	horizon = DatumGetInt64(last);
+
+	snap = GetLatestSnapshot();
+	nxids = snap->xcnt;
+	xids = palloc(sizeof(TransactionId) * Max(nxids, 1));
+	memcpy(xids, snap->xip, sizeof(TransactionId) * nxids);
+
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), Max(wait_ms, 0));
+	for (i = 0; i < nxids; i++)
+	{
+		while (TransactionIdIsInProgress(xids[i]))
+		{
+			if (GetCurrentTimestamp() >= deadline)
+				PG_RETURN_NULL();
+			CHECK_FOR_INTERRUPTS();
+			pg_usleep(1000L);
+		}
+	}
+	PG_RETURN_INT64(horizon);
+}
+
+/* ------------------------------------------------------------------------
+ * Attach and detach
+ * ------------------------------------------------------------------------
+ */
+
+static void
+check_attachable(Oid relid)
+{
+	char		relkind = get_rel_relkind(relid);
+
+	if (relkind == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid)));
+	if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not a table", get_rel_name(relid)),
+				 errdetail("Only tables and partitioned tables can be audited.")));
+	if (relid == card_vault_relid || relid == secrets_relid)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("%s cannot be audited", get_rel_name(relid)),
+				 errdetail("The table holds sealed card data or installation secrets, which must never be copied into audit records.")));
+	if (relid == audit_log_relid || get_rel_namespace(relid) == payments_namespace())
+	{
+		if (relid == audit_log_relid ||
+			strcmp(get_rel_name(relid), "audit_seals") == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("%s cannot be audited", get_rel_name(relid)),
+					 errdetail("The audit tables are append-only and tamper-evident already.")));
+	}
+	if (!pg_class_ownercheck(relid, GetUserId()) && !user_is_audit_owner())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("must be the owner of table %s to change its auditing", get_rel_name(relid)),
+				 errhint("Ask the table's owner or the payments extension owner.")));
+}
+
+/* Run a utility statement as the owner of the audit tables. */
+static void
+exec_as_owner(const char *sql)
+{
+	Oid			save_userid;
+	int			save_sec;
+	volatile int rc = 0;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(audit_log_owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	PG_TRY();
+	{
+		rc = SPI_execute(sql, false, 0);
+	}
+	PG_FINALLY();
+	{
+		SetUserIdAndSecContext(save_userid, save_sec);
+	}
+	PG_END_TRY();
+	if (rc < 0)
+		elog(ERROR, "could not run \"%s\": %s", sql, SPI_result_code_string(rc));
+}
+
+/* The tgargs bytes of an existing trigger, or NULL when there is none. */
+static bytea *
+existing_trigger_args(Oid relid, const char *name, bool *exists)
+{
+	Datum		args[2];
+	Oid			types[2] = {OIDOID, TEXTOID};
+	int			rc;
+	bool		isnull;
+	Datum		d;
+
+	args[0] = ObjectIdGetDatum(relid);
+	args[1] = CStringGetTextDatum(name);
+	rc = SPI_execute_with_args("SELECT tgargs FROM pg_catalog.pg_trigger WHERE tgrelid = $1 AND tgname = $2",
+							   2, types, args, NULL, true, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not look up trigger %s: %s", name, SPI_result_code_string(rc));
+	*exists = SPI_processed > 0;
+	if (!*exists)
+		return NULL;
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return isnull ? NULL : DatumGetByteaPCopy(d);
+}
+
+/*
+ * payments.pay_audit_attach(table_name regclass, masked_columns text[])
+ * returns boolean: attaches the audit triggers; false when they were
+ * attached already with the same masked columns.
+ */
+Datum
+pay_audit_attach(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	StringInfoData args;
+	StringInfoData tgargs;
+	StringInfoData sql;
+	char	   *qualified;
+	bytea	   *have;
+	bool		exists,
+				exists_trunc;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("table_name is required")));
+	relid = PG_GETARG_OID(0);
+	load_globals();
+	check_attachable(relid);
+
+	initStringInfo(&args);
+	initStringInfo(&tgargs);
+	if (!PG_ARGISNULL(1))
+	{
+		ArrayType  *arr = PG_GETARG_ARRAYTYPE_P(1);
+		Datum	   *elems;
+		bool	   *nulls;
+		int			n,
+					i;
+
+		deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+		for (i = 0; i < n; i++)
+		{
+			char	   *name;
+
+			if (nulls[i])
+				ereport(ERROR,
+						(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						 errmsg("masked column names must not be null")));
+			name = TextDatumGetCString(elems[i]);
+			if (name[0] == '\0' || strlen(name) >= NAMEDATALEN)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("invalid masked column name \"%s\"", name),
+						 errdetail("A column name has 1 to %d bytes.", NAMEDATALEN - 1)));
+			appendStringInfo(&args, "%s%s", i > 0 ? ", " : "", quote_literal_cstr(name));
+			appendBinaryStringInfo(&tgargs, name, strlen(name) + 1);
+		}
+	}
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	have = existing_trigger_args(relid, AUDIT_TRIGGER_NAME, &exists);
+	existing_trigger_args(relid, AUDIT_TRUNCATE_TRIGGER_NAME, &exists_trunc);
+	if (exists && exists_trunc &&
+		(have == NULL ? tgargs.len == 0 :
+		 (VARSIZE_ANY_EXHDR(have) == (Size) tgargs.len &&
+		  memcmp(VARDATA_ANY(have), tgargs.data, tgargs.len) == 0)))
+	{
+		SPI_finish();
+		PG_RETURN_BOOL(false);
+	}
+
+	qualified = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+										   get_rel_name(relid));
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "DROP TRIGGER IF EXISTS %s ON %s", AUDIT_TRIGGER_NAME, qualified);
+	exec_as_owner(sql.data);
+	resetStringInfo(&sql);
+	appendStringInfo(&sql, "DROP TRIGGER IF EXISTS %s ON %s", AUDIT_TRUNCATE_TRIGGER_NAME, qualified);
+	exec_as_owner(sql.data);
+	resetStringInfo(&sql);
+	appendStringInfo(&sql,
+					 "CREATE TRIGGER %s AFTER INSERT OR UPDATE OR DELETE ON %s "
+					 "FOR EACH ROW EXECUTE FUNCTION payments._audit_trigger(%s)",
+					 AUDIT_TRIGGER_NAME, qualified, args.data);
+	exec_as_owner(sql.data);
+	resetStringInfo(&sql);
+	appendStringInfo(&sql,
+					 "CREATE TRIGGER %s AFTER TRUNCATE ON %s "
+					 "FOR EACH STATEMENT EXECUTE FUNCTION payments._audit_trigger()",
+					 AUDIT_TRUNCATE_TRIGGER_NAME, qualified);
+	exec_as_owner(sql.data);
+	SPI_finish();
+	PG_RETURN_BOOL(true);
+}
+
+/*
+ * payments.pay_audit_detach(table_name regclass) returns boolean: removes
+ * the audit triggers; false when there were none.
+ */
+Datum
+pay_audit_detach(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	bool		exists,
+				exists_trunc;
+	char	   *qualified;
+	StringInfoData sql;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("table_name is required")));
+	relid = PG_GETARG_OID(0);
+	load_globals();
+	check_attachable(relid);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	existing_trigger_args(relid, AUDIT_TRIGGER_NAME, &exists);
+	existing_trigger_args(relid, AUDIT_TRUNCATE_TRIGGER_NAME, &exists_trunc);
+	if (!exists && !exists_trunc)
+	{
+		SPI_finish();
+		PG_RETURN_BOOL(false);
+	}
+	qualified = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+										   get_rel_name(relid));
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "DROP TRIGGER IF EXISTS %s ON %s", AUDIT_TRIGGER_NAME, qualified);
+	exec_as_owner(sql.data);
+	resetStringInfo(&sql);
+	appendStringInfo(&sql, "DROP TRIGGER IF EXISTS %s ON %s", AUDIT_TRUNCATE_TRIGGER_NAME, qualified);
+	exec_as_owner(sql.data);
+	SPI_finish();
+	PG_RETURN_BOOL(true);
+}

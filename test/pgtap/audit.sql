@@ -1,0 +1,221 @@
+-- Audit (issue 4, "Audit and events"): the audit trigger, masking, who and
+-- for whom, attach/detach, append-only guard, seals, verification, prune.
+\unset ECHO
+\set QUIET 1
+\pset format unaligned
+\pset tuples_only true
+\pset pager off
+\set ON_ERROR_ROLLBACK 1
+\set ON_ERROR_STOP true
+BEGIN;
+SET LOCAL TimeZone = 'UTC';
+SELECT plan(57);
+
+SELECT has_table('payments', 'audit_log', 'payments.audit_log exists');
+SELECT has_table('payments', 'audit_seals', 'payments.audit_seals exists');
+SELECT set_eq($$SELECT c.relname::text FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+	WHERE t.tgname = 'payments_audit' AND c.relnamespace = 'payments'::regnamespace$$,
+	ARRAY['gateway_config', 'idempotency_keys', 'merchants', 'operations', 'payments'],
+	'the extension''s tenant tables are audited, card_vault, secrets and logs are not');
+SELECT is_empty($$SELECT 1 FROM pg_proc p WHERE p.pronamespace = 'payments'::regnamespace
+	AND p.proname LIKE '\_audit%' AND has_function_privilege('public', p.oid, 'EXECUTE')$$,
+	'PUBLIC cannot execute the internal audit functions');
+SELECT ok(NOT has_table_privilege('public', 'payments.audit_log', 'SELECT'), 'PUBLIC cannot read the audit log');
+
+-- A user's table.
+CREATE TABLE public.tap_orders (
+	order_id int PRIMARY KEY,
+	merchant_id bigint NOT NULL,
+	total payments.pay_amount,
+	note text,
+	card_number text,
+	api_secret text,
+	internal_ref text,
+	blob bytea,
+	placed_at timestamptz DEFAULT '2024-01-02 03:04:05+00'
+);
+SELECT ok(payments.pay_audit_attach(table_name => 'tap_orders'), 'attach returns true the first time');
+SELECT ok(NOT payments.pay_audit_attach(table_name => 'tap_orders'), 'attaching again changes nothing');
+SELECT ok(payments.pay_audit_attach(table_name => 'tap_orders', masked_columns => ARRAY['internal_ref']),
+	'attaching with other masked columns replaces the trigger');
+SELECT ok(NOT payments.pay_audit_attach('tap_orders', ARRAY['internal_ref']), 'and is idempotent too');
+SELECT is((SELECT count(*) FROM pg_trigger WHERE tgrelid = 'tap_orders'::regclass AND tgname LIKE 'payments_audit%'),
+	2::bigint, 'one row trigger and one TRUNCATE trigger');
+SELECT throws_ok($$SELECT payments.pay_audit_attach('payments.card_vault')$$, '42501', NULL,
+	'the card vault cannot be audited');
+SELECT throws_ok($$SELECT payments.pay_audit_attach('payments.installation_secrets')$$, '42501', NULL,
+	'the installation secrets cannot be audited');
+
+SET LOCAL request.jwt.claims = '{"sub": "user-42", "merchant_id": "7"}';
+SET LOCAL request.headers = '{"x-request-id": "req-abc"}';
+INSERT INTO tap_orders (order_id, merchant_id, total, note, card_number, api_secret, internal_ref, blob)
+	VALUES (1, 3, '12.34 USD', 'hello', '4111111111111111', 's3cr3t', 'ref-9', '\x010203');
+SELECT results_eq($$SELECT operation, merchant_id, old_row IS NULL, app_user, correlation_id, db_role::name = current_user, session_role::name = session_user,
+		txid = pg_current_xact_id(), logged_at <= statement_timestamp()
+	FROM payments.audit_log WHERE table_name = 'tap_orders' ORDER BY audit_id$$,
+	$$VALUES ('INSERT'::text, 3::bigint, true, 'user-42'::text, 'req-abc'::text, true, true, true, true)$$,
+	'INSERT: merchant from the row, JWT subject, request id, roles and transaction id');
+SELECT is((SELECT new_row FROM payments.audit_log WHERE table_name = 'tap_orders'),
+	'{"order_id": 1, "merchant_id": 3, "total": "12.34 USD", "note": "hello", "blob": {"bytes": 3}, "placed_at": "2024-01-02T03:04:05+00:00"}'::jsonb,
+	'the new row, without card_number, api_secret and the masked internal_ref; bytea as its length');
+
+UPDATE tap_orders SET note = 'changed', api_secret = 'other' WHERE order_id = 1;
+SELECT results_eq($$SELECT operation, old_row ->> 'note', new_row ->> 'note', changed_columns
+	FROM payments.audit_log WHERE table_name = 'tap_orders' ORDER BY audit_id DESC LIMIT 1$$,
+	$$VALUES ('UPDATE'::text, 'hello'::text, 'changed'::text, ARRAY['note', 'api_secret'])$$,
+	'UPDATE: old and new row, changed columns (masked ones by name only)');
+
+RESET request.headers;
+SET LOCAL payments.correlation_id = 'corr-7';
+UPDATE tap_orders SET note = 'call me, card 4111 1111 1111 1111' WHERE order_id = 1;
+SELECT is((SELECT correlation_id FROM payments.audit_log WHERE table_name = 'tap_orders' ORDER BY audit_id DESC LIMIT 1),
+	'corr-7', 'without a request header the payments.correlation_id setting is the correlation id');
+SELECT is((SELECT new_row ->> 'note' FROM payments.audit_log WHERE table_name = 'tap_orders' ORDER BY audit_id DESC LIMIT 1),
+	'[card number removed by payments audit]', 'a card number inside any value is removed');
+
+DELETE FROM tap_orders WHERE order_id = 1;
+SELECT results_eq($$SELECT operation, old_row ->> 'order_id', new_row IS NULL, changed_columns IS NULL
+	FROM payments.audit_log WHERE table_name = 'tap_orders' ORDER BY audit_id DESC LIMIT 1$$,
+	$$VALUES ('DELETE'::text, '1'::text, true, true)$$, 'DELETE: the old row');
+SELECT is_empty($$SELECT 1 FROM payments.audit_log
+	WHERE concat(old_row, new_row) ~ '4111[ -]?1111[ -]?1111[ -]?1111|s3cr3t|ref-9'$$,
+	'no card number, secret or masked value anywhere in the audit log');
+
+TRUNCATE tap_orders;
+SELECT is((SELECT operation FROM payments.audit_log WHERE table_name = 'tap_orders' ORDER BY audit_id DESC LIMIT 1),
+	'TRUNCATE', 'TRUNCATE is recorded');
+
+-- A table without merchant_id: the merchant the request acts for.
+CREATE TABLE public.tap_notes (id int PRIMARY KEY, body text);
+SELECT ok(payments.pay_audit_attach('tap_notes'), 'attach to a table without merchant_id');
+INSERT INTO tap_notes VALUES (1, 'n');
+SELECT is((SELECT merchant_id FROM payments.audit_log WHERE table_name = 'tap_notes'), 7::bigint,
+	'without a merchant_id column, the JWT claim''s merchant');
+RESET request.jwt.claims;
+SET LOCAL payments.merchant_id = '5';
+INSERT INTO tap_notes VALUES (2, 'm');
+SELECT results_eq($$SELECT merchant_id, app_user FROM payments.audit_log WHERE table_name = 'tap_notes' ORDER BY audit_id DESC LIMIT 1$$,
+	$$VALUES (5::bigint, NULL::text)$$, 'else the payments.merchant_id setting; no JWT, no application user');
+RESET payments.merchant_id;
+SELECT ok(payments.pay_audit_detach('tap_notes'), 'detach returns true');
+SELECT ok(NOT payments.pay_audit_detach('tap_notes'), 'detaching again changes nothing');
+INSERT INTO tap_notes VALUES (3, 'not audited');
+SELECT is((SELECT count(*) FROM payments.audit_log WHERE table_name = 'tap_notes'), 2::bigint,
+	'a detached table is no longer audited');
+
+-- The extension's own tables; gateway keys never appear.
+SELECT payments.pay_configure_gateway(api_login_id => 'tapLogin', transaction_key => 'TK1234567890',
+	signature_key => 'SIGKEY-SECRET-VALUE', endpoint_url => 'https://example.invalid/api');
+SELECT results_eq($$SELECT operation, new_row ? 'api_login_id', new_row ? 'transaction_key', new_row ? 'signature_key'
+	FROM payments.audit_log WHERE table_schema = 'payments' AND table_name = 'gateway_config'$$,
+	$$VALUES ('INSERT'::text, true, false, false)$$, 'gateway_config is audited without its keys');
+SELECT is_empty($$SELECT 1 FROM payments.audit_log WHERE concat(old_row, new_row) ~ 'TK1234567890|SIGKEY'$$,
+	'the transaction key and signature key are nowhere in the audit log');
+INSERT INTO payments.merchants (merchant_id, name) OVERRIDING SYSTEM VALUE VALUES (77, 'Audited Merchant');
+SELECT is((SELECT merchant_id FROM payments.audit_log WHERE table_name = 'merchants' ORDER BY audit_id DESC LIMIT 1),
+	77::bigint, 'a new merchant is audited under its own merchant_id');
+
+-- A role that may change a table but has no privilege on the audit log.
+CREATE ROLE tap_audit_app NOLOGIN;
+GRANT USAGE ON SCHEMA payments TO tap_audit_app;
+GRANT INSERT ON tap_orders TO tap_audit_app;
+SET LOCAL ROLE tap_audit_app;
+INSERT INTO tap_orders (order_id, merchant_id) VALUES (2, 3);
+RESET ROLE;
+SELECT is((SELECT db_role FROM payments.audit_log WHERE table_name = 'tap_orders' ORDER BY audit_id DESC LIMIT 1),
+	'tap_audit_app', 'an API role''s change is audited under its name');
+
+-- Append-only for everyone, even a role granted every privilege, even the owner.
+CREATE ROLE tap_audit_intruder NOLOGIN;
+GRANT USAGE ON SCHEMA payments TO tap_audit_intruder;
+GRANT ALL ON payments.audit_log, payments.audit_seals TO tap_audit_intruder;
+SET LOCAL ROLE tap_audit_intruder;
+SELECT throws_ok($$UPDATE payments.audit_log SET app_user = 'nobody'$$, '42501', NULL, 'a non-owner cannot update audit rows');
+SELECT throws_ok($$DELETE FROM payments.audit_log$$, '42501', NULL, 'a non-owner cannot delete audit rows');
+SELECT throws_ok($$TRUNCATE payments.audit_log$$, '42501', NULL, 'a non-owner cannot truncate the audit log');
+SELECT throws_ok($$SELECT payments.pay_audit_prune('0 seconds')$$, '42501', NULL, 'a non-owner cannot prune');
+SELECT throws_ok($$SELECT payments.pay_audit_attach('tap_notes')$$, '42501', NULL, 'a non-owner cannot attach');
+RESET ROLE;
+SELECT throws_ok($$UPDATE payments.audit_log SET app_user = 'nobody'$$, '42501', NULL,
+	'the owner cannot update audit rows outside retention either');
+
+-- Seals and verification.
+SELECT is(payments.pay_audit_verify(), NULL::jsonb, 'verification passes before sealing');
+SELECT cmp_ok(payments.pay_audit_seal(), '>', 0, 'pay_audit_seal seals the rows written so far');
+SELECT is(payments.pay_audit_seal(), 0, 'nothing new to seal');
+SELECT is(payments.pay_audit_verify(), NULL::jsonb, 'verification passes on intact sealed data');
+
+-- Tampering, as the owner with the guard switched off (rolled back with the test).
+ALTER TABLE payments.audit_log DISABLE TRIGGER audit_log_guard;
+ALTER TABLE payments.audit_seals DISABLE TRIGGER audit_seals_guard;
+CREATE TEMP TABLE tap_victim AS
+	SELECT * FROM payments.audit_log WHERE table_name = 'tap_orders' AND operation = 'UPDATE' ORDER BY audit_id LIMIT 1;
+
+UPDATE payments.audit_log a SET db_role = 'someone_else' FROM tap_victim v WHERE a.audit_id = v.audit_id;
+SELECT is(payments.pay_audit_verify() ->> 'problem', 'row_modified', 'a modified row is detected');
+UPDATE payments.audit_log a SET db_role = v.db_role FROM tap_victim v WHERE a.audit_id = v.audit_id;
+
+DELETE FROM payments.audit_log a USING tap_victim v WHERE a.audit_id = v.audit_id;
+SELECT is(payments.pay_audit_verify() ->> 'problem', 'row_missing', 'a deleted row is detected');
+INSERT INTO payments.audit_log SELECT * FROM tap_victim;
+SELECT is(payments.pay_audit_verify(), NULL::jsonb, 'putting the row back makes it intact again');
+
+-- two rows of one batch swap places, each with a valid recomputed row hash
+CREATE TEMP TABLE tap_pair AS
+	SELECT * FROM payments.audit_log WHERE merchant_id = 3 ORDER BY audit_id LIMIT 2;
+CREATE FUNCTION pg_temp.rehash(a payments.audit_log) RETURNS bytea LANGUAGE sql AS $$
+	SELECT payments._audit_row_hash(a.merchant_id, a.audit_id, a.table_schema, a.table_name, a.operation,
+		a.old_row, a.new_row, a.changed_columns, a.db_role, a.session_role, a.app_user, a.correlation_id,
+		a.txid, a.logged_at) $$;
+DELETE FROM payments.audit_log a USING tap_pair p WHERE a.merchant_id = p.merchant_id AND a.audit_id = p.audit_id;
+INSERT INTO payments.audit_log
+	SELECT (x).* FROM (
+		SELECT ROW(p.merchant_id, q.audit_id, p.table_schema, p.table_name, p.operation, p.old_row, p.new_row,
+			p.changed_columns, p.db_role, p.session_role, p.app_user, p.correlation_id, p.txid, p.logged_at,
+			p.row_hash)::payments.audit_log AS x
+		FROM tap_pair p JOIN tap_pair q ON q.audit_id <> p.audit_id) s;
+UPDATE payments.audit_log a SET row_hash = pg_temp.rehash(a) FROM tap_pair p
+	WHERE a.merchant_id = p.merchant_id AND a.audit_id = p.audit_id;
+SELECT is(payments.pay_audit_verify(), jsonb_build_object('problem', 'batch_mismatch', 'merchant_id', 3,
+		'seal_id', (SELECT seal_id FROM payments.audit_seals WHERE merchant_id = 3 ORDER BY seal_id LIMIT 1),
+		'detail', 'The batch''s rows do not hash to the sealed batch hash (rows replaced, renumbered or reordered).'),
+	'reordered rows, even with valid row hashes, are detected');
+DELETE FROM payments.audit_log a USING tap_pair p WHERE a.merchant_id = p.merchant_id AND a.audit_id = p.audit_id;
+INSERT INTO payments.audit_log SELECT * FROM tap_pair;
+SELECT is(payments.pay_audit_verify(), NULL::jsonb, 'intact again');
+
+-- a forged row inside a sealed range, with a valid row hash
+INSERT INTO payments.audit_log (merchant_id, audit_id, table_schema, table_name, operation, new_row,
+	db_role, session_role, txid, logged_at, row_hash)
+SELECT v.merchant_id, 0, 'public', 'tap_orders', 'INSERT', '{"forged": true}', 'x', 'x', v.txid, v.logged_at,
+	payments._audit_row_hash(v.merchant_id, 0, 'public', 'tap_orders', 'INSERT', NULL, '{"forged": true}',
+		NULL, 'x', 'x', NULL, NULL, v.txid, v.logged_at)
+FROM tap_victim v;
+SELECT is(payments.pay_audit_verify() ->> 'problem', 'row_added', 'a forged row inside a sealed range is detected');
+DELETE FROM payments.audit_log WHERE audit_id = 0;
+
+-- a seal removed from the chain
+INSERT INTO tap_orders (order_id, merchant_id) VALUES (3, 3);
+SELECT is(payments.pay_audit_seal(), 1, 'a second seal for the merchant');
+CREATE TEMP TABLE tap_seal AS SELECT * FROM payments.audit_seals WHERE merchant_id = 3 ORDER BY seal_id LIMIT 1;
+DELETE FROM payments.audit_seals s USING tap_seal t WHERE s.merchant_id = t.merchant_id AND s.seal_id = t.seal_id;
+SELECT is(payments.pay_audit_verify() ->> 'problem', 'seal_chain_broken', 'a removed seal breaks the chain');
+INSERT INTO payments.audit_seals SELECT * FROM tap_seal;
+SELECT is(payments.pay_audit_verify(), NULL::jsonb, 'intact again');
+ALTER TABLE payments.audit_log ENABLE ALWAYS TRIGGER audit_log_guard;
+ALTER TABLE payments.audit_seals ENABLE ALWAYS TRIGGER audit_seals_guard;
+SELECT throws_ok($$DELETE FROM payments.audit_seals$$, '42501', NULL, 'seals are guarded too');
+
+-- Retention: whole sealed batches go, the chain stays verifiable.
+SELECT is(payments.pay_audit_prune(older_than => '1 day'), 0::bigint, 'nothing is old enough to prune');
+INSERT INTO tap_orders (order_id, merchant_id) VALUES (4, 3);
+SELECT cmp_ok(payments.pay_audit_prune(older_than => '0 seconds'), '>', 0::bigint, 'prune deletes sealed batches');
+SELECT is((SELECT count(*) FROM payments.audit_log WHERE table_name = 'tap_orders' AND operation <> 'PRUNE'), 1::bigint,
+	'only the unsealed row is left');
+SELECT ok(EXISTS (SELECT 1 FROM payments.audit_log WHERE operation = 'PRUNE' AND merchant_id = 3), 'the prune is recorded');
+SELECT is(payments.pay_audit_verify(), NULL::jsonb, 'verification passes after the prune');
+SELECT cmp_ok(payments.pay_audit_seal(), '>', 0, 'sealing goes on after a prune');
+SELECT is(payments.pay_audit_verify(), NULL::jsonb, 'and verification still passes');
+
+SELECT * FROM finish();
+ROLLBACK;
