@@ -855,6 +855,13 @@ CREATE FUNCTION payments._status_guard() RETURNS trigger
 DECLARE
 	v_entity text := TG_ARGV[0];
 BEGIN
+	-- A restore (pg_dump scripts and pg_restore turn check_function_bodies
+	-- off) loads rows whose events are restored from the dump themselves.
+	IF current_setting('check_function_bodies') = 'off' THEN
+		IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+			RETURN NEW;
+		END IF;
+	END IF;
 	IF TG_OP = 'UPDATE' AND NEW.status IS DISTINCT FROM OLD.status THEN
 		IF NOT EXISTS (SELECT 1 FROM payments.status_transitions t
 				WHERE t.entity = v_entity AND t.from_status = OLD.status AND t.to_status = NEW.status) THEN

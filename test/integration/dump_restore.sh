@@ -19,10 +19,21 @@ CREATE TABLE orders (id int PRIMARY KEY, total pay_amount NOT NULL, note text);
 INSERT INTO orders VALUES (1, '12.34 USD', 'first'), (2, '-92233720368547758.08 USD', 'min'),
 	(3, '1000 JPY', 'yen'), (4, '1.234 KWD', 'fils');
 CREATE INDEX orders_total ON orders (total);
+-- payments with their operations, events and audit rows (no gateway is
+-- configured in this database, so they stay queued)
+SELECT payment_id FROM pay_purchase(amount => '12.34 USD',
+	card => pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 2, '123'));
+SELECT payment_id FROM pay_authorize(amount => '5.00 EUR',
+	card => pay_card('5555 5555 5555 4444', 1, extract(year from now())::int + 3));
 SQL
 snapshot() {	# the data a restore must reproduce
 	q "$1" -Atc "SELECT string_agg(id || ':' || total::text || ':' || note, ',' ORDER BY id) FROM orders" \
-		-c "SELECT string_agg(merchant_id || ':' || name || ':' || is_default, ',' ORDER BY merchant_id) FROM payments.merchants"
+		-c "SELECT string_agg(merchant_id || ':' || name || ':' || is_default, ',' ORDER BY merchant_id) FROM payments.merchants" \
+		-c "SELECT string_agg(payment_id || ':' || status || ':' || amount || ':' || card_fingerprint, ',' ORDER BY payment_id) FROM payments.payments" \
+		-c "SELECT count(*) || ' operations' FROM payments.operations" \
+		-c "SELECT string_agg(event_id || ':' || event_type, ',' ORDER BY event_id) FROM payments.events" \
+		-c "SELECT count(*) || ' audit rows' FROM payments.audit_log" \
+		-c "SELECT coalesce(payments.pay_audit_verify()::text, 'audit intact')"
 }
 before=$(snapshot dump_src)
 
@@ -35,7 +46,9 @@ as_pg "$PG_BINDIR/pg_restore" -h "$WORK/sock" -p "$PORT" -U postgres --exit-on-e
 ok "$rc" "pg_restore into a fresh database succeeds without errors"
 
 after=$(snapshot dump_dst)
-is "$after" "$before" "orders and merchants are identical after restore"
+is "$after" "$before" "orders, merchants, payments, operations, events and audit rows are identical after restore"
+fp=$(q dump_dst -Atc "SELECT payments.pay_card_fingerprint(payments.pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 2)) = card_fingerprint FROM payments.payments WHERE payment_id = (SELECT min(payment_id) FROM payments.payments)")
+is "$fp" t "card fingerprints stay stable across dump and restore (the secret travels)"
 n=$(q dump_dst -Atc "SELECT count(*) FROM payments.merchants WHERE is_default")
 is "$n" 1 "exactly one default merchant after restore"
 id=$(q dump_dst -Atc "INSERT INTO payments.merchants (name) VALUES ('After Restore') RETURNING merchant_id")
