@@ -1485,7 +1485,7 @@ BEGIN
 		status = CASE WHEN p_outcome IN ('approved', 'held') THEN 'succeeded' ELSE 'failed' END,
 		gateway_trans_id = nullif(nullif(p_trans_id, ''), '0'),
 		response_code = p_response_code, reason_code = p_reason_code, reason_text = p_reason_text,
-		last_error = p_error, completed_at = now()
+		last_error = p_error, completed_at = clock_timestamp()
 	WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
 	DELETE FROM payments.card_vault WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
 

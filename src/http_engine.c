@@ -4,11 +4,13 @@
  *	  curl_multi driven by PostgreSQL's WaitEventSet.
  *
  * curl tells us which sockets it wants to watch (socket callback) and when
- * it next needs a timeout call (timer callback).  Each wait builds a
- * WaitEventSet of the worker's latch, postmaster death and those sockets,
- * so the worker wakes for whichever comes first: a reply, a timeout, or a
- * caller's COMMIT.  No request blocks another; a slow peer costs nothing
- * but a socket.
+ * it next needs a timeout call (timer callback).  The sockets live in an
+ * epoll set of our own, kept current from the callback, so a wait costs
+ * nothing per idle connection even with thousands in flight.  The worker
+ * waits on a WaitEventSet of its latch, postmaster death and that epoll
+ * descriptor (readable whenever one of its sockets is ready), and wakes for
+ * whichever comes first: a reply, a timeout, or a caller's COMMIT.  No
+ * request blocks another; a slow peer costs nothing but a socket.
  *
  * Memory: everything curl touches from callbacks is malloc'd, so that an
  * ERROR can never longjmp out of a half-updated curl structure.
@@ -17,18 +19,18 @@
  */
 #include "postgres.h"
 
+#include <sys/epoll.h>
+#include <unistd.h>
+
 #include "miscadmin.h"
 #include "storage/latch.h"
+#include "utils/memutils.h"
 #include "utils/wait_event.h"
 
 #include "http_engine.h"
 #include "shmem.h"
 
-typedef struct WatchedSocket
-{
-	curl_socket_t fd;
-	int			what;			/* CURL_POLL_IN / OUT / INOUT */
-} WatchedSocket;
+#define MAX_READY_EVENTS 256
 
 struct HttpEngine
 {
@@ -37,9 +39,8 @@ struct HttpEngine
 	int			in_flight;
 	long		timer_ms;		/* -1: no timer */
 	uint64		timer_set_us;
-	WatchedSocket *sockets;
-	int			nsockets;
-	int			maxsockets;
+	int			epfd;			/* the sockets curl watches */
+	WaitEventSet *wes;			/* latch, postmaster death, epfd */
 	dlist_head	done;
 };
 
@@ -52,40 +53,34 @@ struct HttpEngine
 					 errmsg("libcurl multi call failed: %s", curl_multi_strerror(_mc)))); \
 	} while (0)
 
-/* curl's socket callback: keep our list of watched sockets current. */
+/*
+ * curl's socket callback: keep the epoll set current.  socketp remembers
+ * whether the socket is already in the set (curl stores it for us).
+ */
 static int
 socket_callback(CURL *easy pg_attribute_unused(), curl_socket_t fd, int what,
-				void *userp, void *socketp pg_attribute_unused())
+				void *userp, void *socketp)
 {
 	HttpEngine *engine = (HttpEngine *) userp;
-	int			i;
-
-	for (i = 0; i < engine->nsockets; i++)
-		if (engine->sockets[i].fd == fd)
-			break;
+	struct epoll_event ev;
 
 	if (what == CURL_POLL_REMOVE)
 	{
-		if (i < engine->nsockets)
-			engine->sockets[i] = engine->sockets[--engine->nsockets];
+		if (socketp != NULL)
+			(void) epoll_ctl(engine->epfd, EPOLL_CTL_DEL, fd, NULL);
+		(void) curl_multi_assign(engine->multi, fd, NULL);
 		return 0;
 	}
-	if (i == engine->nsockets)
-	{
-		if (engine->nsockets == engine->maxsockets)
-		{
-			int			newmax = engine->maxsockets * 2;
-			WatchedSocket *grown = realloc(engine->sockets, newmax * sizeof(WatchedSocket));
-
-			if (grown == NULL)
-				return -1;		/* curl fails the transfer */
-			engine->sockets = grown;
-			engine->maxsockets = newmax;
-		}
-		engine->nsockets++;
-	}
-	engine->sockets[i].fd = fd;
-	engine->sockets[i].what = what;
+	memset(&ev, 0, sizeof(ev));
+	ev.data.fd = fd;
+	if (what & CURL_POLL_IN)
+		ev.events |= EPOLLIN;
+	if (what & CURL_POLL_OUT)
+		ev.events |= EPOLLOUT;
+	if (epoll_ctl(engine->epfd, socketp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) != 0)
+		return -1;				/* curl fails the transfer */
+	if (socketp == NULL && curl_multi_assign(engine->multi, fd, engine) != CURLM_OK)
+		return -1;
 	return 0;
 }
 
@@ -140,10 +135,15 @@ http_engine_create(void)
 		ereport(ERROR,
 				(errcode(ERRCODE_SYSTEM_ERROR),
 				 errmsg("could not create a libcurl multi handle")));
-	engine->maxsockets = 64;
-	engine->sockets = malloc(engine->maxsockets * sizeof(WatchedSocket));
-	if (engine->sockets == NULL)
-		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	engine->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (engine->epfd < 0)
+		ereport(ERROR,
+				(errcode_for_socket_access(),
+				 errmsg("could not create an epoll set: %m")));
+	engine->wes = CreateWaitEventSet(TopMemoryContext, 3);
+	AddWaitEventToSet(engine->wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(engine->wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	AddWaitEventToSet(engine->wes, WL_SOCKET_READABLE, engine->epfd, NULL, NULL);
 	engine->timer_ms = -1;
 	dlist_init(&engine->done);
 	CHECK_CURLM(curl_multi_setopt(engine->multi, CURLMOPT_SOCKETFUNCTION, socket_callback));
@@ -162,7 +162,8 @@ http_engine_destroy(HttpEngine *engine)
 	if (engine == NULL)
 		return;
 	curl_multi_cleanup(engine->multi);
-	free(engine->sockets);
+	FreeWaitEventSet(engine->wes);
+	close(engine->epfd);
 	free(engine);
 }
 
@@ -307,12 +308,10 @@ collect_done(HttpEngine *engine)
 void
 http_engine_wait(HttpEngine *engine, long max_wait_ms, bool *latch_set)
 {
-	WaitEventSet *wes;
-	WaitEvent  *events;
-	int			nevents;
+	WaitEvent	events[3];
 	int			n;
 	long		timeout = max_wait_ms;
-	bool		timer_due = false;
+	bool		sockets_ready = false;
 
 	*latch_set = false;
 	if (engine->timer_ms >= 0)
@@ -323,26 +322,7 @@ http_engine_wait(HttpEngine *engine, long max_wait_ms, bool *latch_set)
 		timeout = Min(timeout, left);
 	}
 
-	nevents = engine->nsockets + 2;
-	wes = CreateWaitEventSet(CurrentMemoryContext, nevents);
-	events = palloc(sizeof(WaitEvent) * nevents);
-	AddWaitEventToSet(wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-	AddWaitEventToSet(wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
-	for (int i = 0; i < engine->nsockets; i++)
-	{
-		uint32		ev = 0;
-
-		if (engine->sockets[i].what & CURL_POLL_IN)
-			ev |= WL_SOCKET_READABLE;
-		if (engine->sockets[i].what & CURL_POLL_OUT)
-			ev |= WL_SOCKET_WRITEABLE;
-		if (ev != 0)
-			AddWaitEventToSet(wes, ev, engine->sockets[i].fd, NULL, NULL);
-	}
-
-	n = WaitEventSetWait(wes, timeout, events, nevents, PG_WAIT_EXTENSION);
-	FreeWaitEventSet(wes);
-
+	n = WaitEventSetWait(engine->wes, timeout, events, lengthof(events), PG_WAIT_EXTENSION);
 	for (int i = 0; i < n; i++)
 	{
 		if (events[i].events & WL_LATCH_SET)
@@ -350,24 +330,42 @@ http_engine_wait(HttpEngine *engine, long max_wait_ms, bool *latch_set)
 			ResetLatch(MyLatch);
 			*latch_set = true;
 		}
-		else if (events[i].events & (WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE))
+		if (events[i].events & WL_SOCKET_READABLE)
+			sockets_ready = true;
+	}
+
+	/* drain the ready sockets without blocking, a batch at a time */
+	while (sockets_ready)
+	{
+		struct epoll_event ready[MAX_READY_EVENTS];
+		int			nready = epoll_wait(engine->epfd, ready, MAX_READY_EVENTS, 0);
+
+		if (nready < 0)
+		{
+			if (errno == EINTR)
+				continue;
+			ereport(ERROR,
+					(errcode_for_socket_access(),
+					 errmsg("epoll_wait on the HTTP sockets failed: %m")));
+		}
+		for (int i = 0; i < nready; i++)
 		{
 			int			mask = 0;
 
-			if (events[i].events & WL_SOCKET_READABLE)
+			if (ready[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
 				mask |= CURL_CSELECT_IN;
-			if (events[i].events & WL_SOCKET_WRITEABLE)
+			if (ready[i].events & EPOLLOUT)
 				mask |= CURL_CSELECT_OUT;
-			CHECK_CURLM(curl_multi_socket_action(engine->multi, events[i].fd, mask,
+			if (ready[i].events & EPOLLERR)
+				mask |= CURL_CSELECT_ERR;
+			CHECK_CURLM(curl_multi_socket_action(engine->multi, ready[i].data.fd, mask,
 												 &engine->running));
 		}
+		sockets_ready = (nready == MAX_READY_EVENTS);
 	}
-	pfree(events);
 
 	if (engine->timer_ms >= 0 &&
 		(long) ((now_us() - engine->timer_set_us) / 1000) >= engine->timer_ms)
-		timer_due = true;
-	if (timer_due || (n == 0 && engine->in_flight > 0))
 	{
 		engine->timer_ms = -1;
 		CHECK_CURLM(curl_multi_socket_action(engine->multi, CURL_SOCKET_TIMEOUT, 0,

@@ -76,7 +76,7 @@ payment_is_settled(SPIPlanPtr plan, Datum merchant_id, Datum payment_id, char **
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("cannot wait for a payment operation created in the current transaction"),
 					 errdetail("The background worker starts only after the transaction that created the operation commits."),
-					 errhint("COMMIT first, then call pay_wait, or use the procedure pay_purchase_and_wait.")));
+					 errhint("COMMIT first, then call pay_wait.")));
 	}
 	return nbusy == 0 && strcmp(*status, "pending") != 0 && strcmp(*status, "unknown") != 0;
 }

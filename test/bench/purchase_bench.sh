@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Benchmark: end-to-end purchases through the worker against the simulator
+# with 100 ms injected gateway latency.  Prints figures; never fails on a
+# slow machine (it is not a test).
+#
+#   bash test/bench/purchase_bench.sh [SECONDS]
+#
+# 1. reference: pgbench's built-in simple-update script on the same cluster
+# 2. throughput: pgbench clients call pay_purchase and commit as fast as they
+#    can; the worker drains the outbox; end-to-end rate and in-flight peak
+# 3. latency at 200 purchases/s: time from the caller's transaction to the
+#    committed result, minus the gateway's own round trip (the overhead the
+#    database adds), p50 and p99
+set -euo pipefail
+source "$(dirname "$0")/../lib/common.sh"
+source "$(dirname "$0")/../lib/sim.sh"
+DURATION=${1:-20}
+
+install_deps
+build_and_install
+WORK=$(mktemp -d /tmp/payments-bench.XXXXXX)
+PORT=$(free_port)
+cleanup() { sim_stop; cluster_stop "$WORK"; as_root rm -rf "$WORK"; }
+trap cleanup EXIT
+
+cluster_init "$WORK" "$PORT" "shared_buffers = 512MB" "max_wal_size = 4GB" \
+	"payments.max_in_flight = 2000" "payments.claim_batch = 500"
+cluster_start "$WORK"
+q() { cluster_psql "$WORK" "$PORT" payments -At "$@"; }
+cluster_psql "$WORK" "$PORT" postgres -c 'CREATE DATABASE payments' -c 'CREATE DATABASE reference' >/dev/null
+q -c 'CREATE EXTENSION payments' >/dev/null
+
+sim_start "$WORK/sim" --threads 2
+sim_ctl POST /latency '{"fixedMs":100,"randomMs":0}' >/dev/null
+q -c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY', endpoint_url => '$SIM_TLS_API', ca_file => '$SIM_CA')" >/dev/null
+
+cat > "$WORK/purchase.sql" <<'SQL'
+SELECT payments.pay_purchase(amount => '12.34 USD',
+	card => payments.pay_card('4111 1111 1111 1111', 12, 2031, '123'));
+SQL
+as_root chown "$PG_OS_USER" "$WORK/purchase.sql"
+pgb() { as_pg "$PG_BINDIR/pgbench" -h "$WORK/sock" -p "$PORT" -U postgres "$@"; }
+
+echo "== reference: pgbench simple-update, 8 clients, ${DURATION}s"
+pgb -i -q -s 10 reference >/dev/null 2>&1
+ref=$(pgb -n -b simple-update -c 8 -j 2 -T "$DURATION" reference 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p')
+echo "reference tps: $ref"
+
+wait_drained() {
+	local i
+	for i in $(seq 1200); do
+		[ "$(q -c "SELECT count(*) FROM payments.operations WHERE status IN ('queued','sending','unknown')")" = 0 ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+echo "== throughput: pay_purchase from 16 clients, ${DURATION}s, gateway latency 100 ms"
+tps=$(pgb -n -f "$WORK/purchase.sql" -c 16 -j 2 -T "$DURATION" payments 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p')
+wait_drained
+q -c "SELECT 'purchases committed by clients per second: ' || round($tps::numeric, 0)"
+q -c "SELECT 'end-to-end purchases per second (first commit to last result): ' ||
+	round(count(*) / extract(epoch FROM max(o.completed_at) - min(o.created_at))::numeric, 0) ||
+	' (' || count(*) || ' payments, ' || count(*) FILTER (WHERE p.status = 'succeeded') || ' succeeded)'
+	FROM payments.operations o JOIN payments.payments p USING (merchant_id, payment_id)"
+q -c "SELECT 'requests in flight at most: ' || max_in_flight FROM payments.pay_worker_health()"
+
+echo "== latency at 200 purchases/s, ${DURATION}s"
+q -c "TRUNCATE payments.gateway_exchanges" >/dev/null
+q -c "CREATE TABLE bench_mark AS SELECT coalesce(max(operation_id), 0) AS last_op FROM payments.operations" >/dev/null
+pgb -n -f "$WORK/purchase.sql" -c 8 -j 2 -R 200 -T "$DURATION" payments >/dev/null 2>&1
+wait_drained
+q -F ' ' <<'SQL'
+WITH x AS (
+	SELECT extract(epoch FROM o.completed_at - o.created_at) * 1000 AS total_ms,
+		(SELECT sum(e.duration_ms) FROM payments.gateway_exchanges e
+		 WHERE e.merchant_id = o.merchant_id AND e.operation_id = o.operation_id) AS gateway_ms
+	FROM payments.operations o WHERE o.operation_id > (SELECT last_op FROM bench_mark))
+SELECT 'payments: ' || count(*),
+	'| result latency p50 ' || round(percentile_cont(0.5) WITHIN GROUP (ORDER BY total_ms)::numeric, 1) || ' ms',
+	'p99 ' || round(percentile_cont(0.99) WITHIN GROUP (ORDER BY total_ms)::numeric, 1) || ' ms',
+	'| gateway round trip p50 ' || round(percentile_cont(0.5) WITHIN GROUP (ORDER BY gateway_ms)::numeric, 1) || ' ms',
+	'| overhead (result - round trip) p50 ' || round(percentile_cont(0.5) WITHIN GROUP (ORDER BY total_ms - gateway_ms)::numeric, 2) || ' ms',
+	'p99 ' || round(percentile_cont(0.99) WITHIN GROUP (ORDER BY total_ms - gateway_ms)::numeric, 2) || ' ms'
+FROM x;
+SQL
