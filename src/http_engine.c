@@ -124,7 +124,7 @@ write_callback(char *data, size_t size, size_t nmemb, void *userp)
 }
 
 HttpEngine *
-http_engine_create(void)
+http_engine_create(int max_connections)
 {
 	HttpEngine *engine = calloc(1, sizeof(HttpEngine));
 
@@ -150,8 +150,14 @@ http_engine_create(void)
 	CHECK_CURLM(curl_multi_setopt(engine->multi, CURLMOPT_SOCKETDATA, engine));
 	CHECK_CURLM(curl_multi_setopt(engine->multi, CURLMOPT_TIMERFUNCTION, timer_callback));
 	CHECK_CURLM(curl_multi_setopt(engine->multi, CURLMOPT_TIMERDATA, engine));
-	/* keep connections to the gateway open and reuse them */
-	CHECK_CURLM(curl_multi_setopt(engine->multi, CURLMOPT_MAXCONNECTS, 2048L));
+	/*
+	 * Keep connections to the gateway open and reuse them, and open no more
+	 * than max_connections: requests beyond that wait inside curl for a free
+	 * connection (a request that times out there was never sent).
+	 */
+	CHECK_CURLM(curl_multi_setopt(engine->multi, CURLMOPT_MAXCONNECTS, (long) max_connections));
+	CHECK_CURLM(curl_multi_setopt(engine->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long) max_connections));
+	CHECK_CURLM(curl_multi_setopt(engine->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long) max_connections));
 	return engine;
 }
 

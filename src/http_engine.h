@@ -49,7 +49,7 @@ typedef struct HttpRequest
 
 typedef struct HttpEngine HttpEngine;
 
-extern HttpEngine *http_engine_create(void);
+extern HttpEngine *http_engine_create(int max_connections);
 extern void http_engine_destroy(HttpEngine *engine);
 extern bool http_engine_add(HttpEngine *engine, HttpRequest *req, const char *url,
 							const char *ca_file, long timeout_ms);

@@ -95,6 +95,15 @@ _PG_init(void)
 							0,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("payments.max_connections",
+							"Connections the worker opens to the gateway at most.",
+							"Requests beyond this wait for a free connection.",
+							&payments_max_connections,
+							256, 1, 10000,
+							PGC_POSTMASTER,
+							0,
+							NULL, NULL, NULL);
+
 	DefineCustomIntVariable("payments.claim_batch",
 							"Operations the worker claims per transaction.",
 							NULL,

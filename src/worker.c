@@ -18,6 +18,8 @@
  */
 #include "postgres.h"
 
+#include <sys/resource.h>
+
 #include "access/xact.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -43,6 +45,7 @@ PGDLLEXPORT void payments_worker_main(Datum main_arg);
 
 /* settings (payments.c defines them) */
 int			payments_max_in_flight = 1000;
+int			payments_max_connections = 256;
 int			payments_claim_batch = 200;
 int			payments_settlement_check_s = 60;
 int			payments_exchange_retention_days = 30;
@@ -610,6 +613,8 @@ housekeeping(void)
 				   payments_idempotency_retention_hours);
 	if (SPI_execute(sql, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "payments worker: idempotency key retention failed");
+	if (SPI_execute("SELECT payments._park_unconfigured()", false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "payments worker: parking unconfigured operations failed");
 	commit_tx();
 }
 
@@ -647,6 +652,25 @@ recover_in_flight(void)
 						(long long) n)));
 }
 
+/*
+ * Each gateway connection is a file descriptor: lift the soft limit to the
+ * hard one so that payments.max_connections sockets fit beside the
+ * backend's own files.
+ */
+static void
+raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max)
+	{
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			ereport(LOG,
+					(errmsg("payments worker could not raise its open file limit: %m")));
+	}
+}
+
 void
 payments_worker_main(Datum main_arg pg_attribute_unused())
 {
@@ -674,7 +698,8 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 									 ALLOCSET_DEFAULT_SIZES);
 	inflight_cxt = AllocSetContextCreate(TopMemoryContext, "payments operations in flight",
 										 ALLOCSET_DEFAULT_SIZES);
-	engine = http_engine_create();
+	raise_fd_limit();
+	engine = http_engine_create(payments_max_connections);
 	circuit_publish(CIRCUIT_CLOSED);
 
 	ereport(LOG, (errmsg("payments worker started for database \"%s\"", payments_database)));

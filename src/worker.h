@@ -9,6 +9,7 @@
 #define PAYMENTS_WORKER_H
 
 extern int	payments_max_in_flight;
+extern int	payments_max_connections;
 extern int	payments_claim_batch;
 extern int	payments_settlement_check_s;
 extern int	payments_exchange_retention_days;

@@ -20,7 +20,7 @@ install_deps
 build_and_install
 WORK=$(mktemp -d /tmp/payments-bench.XXXXXX)
 PORT=$(free_port)
-cleanup() { sim_stop; cluster_stop "$WORK"; as_root rm -rf "$WORK"; }
+cleanup() { sim_stop; cluster_stop "$WORK"; cp "$WORK/postgres.log" /tmp/bench-postgres.log 2>/dev/null || true; as_root rm -rf "$WORK"; }
 trap cleanup EXIT
 
 cluster_init "$WORK" "$PORT" "shared_buffers = 512MB" "max_wal_size = 4GB" \
@@ -32,7 +32,7 @@ q -c 'CREATE EXTENSION payments' >/dev/null
 
 sim_start "$WORK/sim" --threads 2
 sim_ctl POST /latency '{"fixedMs":100,"randomMs":0}' >/dev/null
-q -c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY', endpoint_url => '$SIM_TLS_API', ca_file => '$SIM_CA')" >/dev/null
+q -c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY', endpoint_url => '$( [ "${BENCH_TLS:-1}" = 1 ] && echo "$SIM_TLS_API" || echo "$SIM_API")', ca_file => '$SIM_CA')" >/dev/null
 
 cat > "$WORK/purchase.sql" <<'SQL'
 SELECT payments.pay_purchase(amount => '12.34 USD',
