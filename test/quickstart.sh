@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # The README's main command: set up this machine, build and install the
-# extension, start a local cluster (payments and pg_cron preloaded) under
-# .local/ in the checkout (or a directory under /tmp), create the extension, show what it does, and
-# print how to connect.
+# extension, start a local cluster (payments and pg_cron preloaded) and the
+# Authorize.Net simulator under .local/ in the checkout (or a directory
+# under /tmp), create the extension, run real payment flows through the
+# background worker, and print how to connect.
 #
 #   bash test/quickstart.sh          set up (or restart) and demonstrate
-#   bash test/quickstart.sh stop     stop the local cluster
-#   bash test/quickstart.sh destroy  stop it and delete its directory
+#   bash test/quickstart.sh stop     stop the local cluster and simulator
+#   bash test/quickstart.sh destroy  stop them and delete their directory
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
+source "$(dirname "$0")/lib/sim.sh"
 
 PORT=${PAYMENTS_PORT:-5499}
+
 # The cluster lives in .local/ of the checkout when the postgres OS user can
 # reach it; a checkout in a private directory (mktemp -d) gets a directory
 # under /tmp named after the checkout instead.
@@ -23,13 +26,20 @@ locate_cluster() {
 	DIR="$LOCAL/cluster"
 }
 
+stop_simulator() {
+	if [ -f "$LOCAL/sim/pid" ]; then
+		kill "$(cat "$LOCAL/sim/pid")" 2>/dev/null || true
+		rm -f "$LOCAL/sim/pid"
+	fi
+}
+
 case "${1:-start}" in
 stop)
 	PG_BINDIR=$(pg_config --bindir); locate_cluster
-	cluster_stop "$DIR"; log "stopped"; exit 0 ;;
+	stop_simulator; cluster_stop "$DIR"; log "stopped"; exit 0 ;;
 destroy)
 	PG_BINDIR=$(pg_config --bindir); locate_cluster
-	cluster_stop "$DIR"; as_root rm -rf "$LOCAL"; log "removed $LOCAL"; exit 0 ;;
+	stop_simulator; cluster_stop "$DIR"; as_root rm -rf "$LOCAL"; log "removed $LOCAL"; exit 0 ;;
 start) ;;
 *) die "usage: $0 [start|stop|destroy]" ;;
 esac
@@ -57,6 +67,15 @@ CREATE EXTENSION IF NOT EXISTS pg_cron;
 ALTER DATABASE payments SET search_path = "$user", public, payments;
 SQL
 
+# The Authorize.Net simulator, left running beside the cluster: HTTPS with a
+# CA of its own, which the worker verifies.
+log "starting the Authorize.Net simulator"
+stop_simulator
+sim_start "$LOCAL/sim"
+echo "$SIM_PID" > "$LOCAL/sim/pid"
+disown "$SIM_PID" 2>/dev/null || true
+q payments -q -c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY', endpoint_url => '$SIM_TLS_API', ca_file => '$SIM_CA')" >/dev/null
+
 log "demonstration"
 q payments -v ON_ERROR_STOP=0 -e <<'SQL'
 SET search_path = public, payments;
@@ -70,27 +89,62 @@ SELECT '10.00 USD'::pay_amount / 3 AS a_third, '0.05 USD'::pay_amount / 2 AS hal
 -- Errors instead of silent rounding or mixing:
 SELECT '12.345 USD'::pay_amount;
 SELECT '1 USD'::pay_amount + '1 EUR';
--- Tenancy: a default merchant exists from install.
-SELECT merchant_id, name, is_default FROM payments.merchants;
-SQL
-
-if q payments -Atc "SELECT 1 FROM pg_proc WHERE proname = 'pay_card' AND pronamespace = 'payments'::regnamespace" | grep -q 1; then
-	q payments -v ON_ERROR_STOP=0 -e <<'SQL'
-SET search_path = public, payments;
-\pset footer off
 -- A card: validated, masked, fingerprinted; the number cannot be read back.
 SELECT c AS card, pay_card_brand(c) AS brand, pay_card_last4(c) AS last4,
        left(pay_card_fingerprint(c), 16) || '...' AS fingerprint
 FROM (SELECT pay_card(number => '4111 1111 1111 1111', exp_month => 12,
                       exp_year => extract(year FROM now())::int + 2, cvv => '123') AS c) t;
+
+-- A purchase: recorded in this transaction, sent by the worker after COMMIT.
+SELECT payment_id AS purchase, status FROM pay_purchase(amount => '25.00 USD',
+    card => pay_card('4111 1111 1111 1111', 12, extract(year FROM now())::int + 2, '123', 'Ada Lovelace'),
+    description => 'Two books', order_ref => 'order-1001',
+    idempotency_key => 'order-1001-' || (SELECT count(*) FROM payments.payments)) \gset
+SELECT payment_id, status, amount, card_brand, card_last4, gateway_trans_id, auth_code
+FROM pay_wait(:purchase, '10 s');
+
+-- The same call again (a client retry): the same payment, not a second charge.
+SELECT payment_id AS same_payment, status FROM pay_purchase(amount => '25.00 USD',
+    card => pay_card('4111 1111 1111 1111', 12, extract(year FROM now())::int + 2, '123', 'Ada Lovelace'),
+    description => 'Two books', order_ref => 'order-1001',
+    idempotency_key => 'order-1001-' || (SELECT count(*) - 1 FROM payments.payments));
+
+-- Authorize 80.00, capture 50.00 (the rest is released).
+SELECT payment_id AS auth FROM pay_authorize(amount => '80.00 USD',
+    card => pay_card('5555 5555 5555 4444', 6, extract(year FROM now())::int + 3, '321')) \gset
+SELECT payment_id, status FROM pay_wait(:auth, '10 s');
+SELECT kind, status, amount FROM pay_capture(payment_id => :auth, amount => '50.00 USD');
+SELECT payment_id, status, amount_authorized, amount_captured FROM pay_wait(:auth, '10 s');
+
+-- Refund the purchase (before settlement a full refund is sent as a void).
+SELECT kind, status, amount, via_void FROM pay_refund(payment_id => :purchase, reason => 'changed their mind');
+SELECT payment_id, status, amount_refunded FROM pay_wait(:purchase, '10 s');
+
+-- A decline is data, not an exception (sandbox trigger: billing zip 46282).
+SELECT payment_id AS declined FROM pay_purchase(amount => '12.00 USD',
+    card => pay_card('4111 1111 1111 1111', 12, extract(year FROM now())::int + 2),
+    customer => '{"zip": "46282"}') \gset
+SELECT payment_id, status, decline_code, decline_reason FROM pay_wait(:declined, '10 s');
+
+-- What a DBA looks at: operations, the masked gateway log, events, health.
+SELECT operation_id, payment_id, kind, status, amount, attempts, gateway_trans_id
+FROM payments.operations ORDER BY operation_id DESC LIMIT 6;
+SELECT exchange_id, request_type, outcome, http_status, round(duration_ms::numeric, 1) AS ms,
+       substring(request_masked from '"creditCard":[{][^}]*[}]') AS card_as_logged
+FROM payments.gateway_exchanges ORDER BY exchange_id DESC LIMIT 6;
+SELECT event_type, count(*) FROM payments.events GROUP BY 1 ORDER BY 1;
+SELECT alive, queue_depth, in_flight, circuit_state, requests_sent, approved, declined
+FROM pay_worker_health();
 SQL
-fi
 
 cat <<EOF
 
 The local cluster is running (data in $DIR/data, log in $DIR/postgres.log).
 Connect:
     psql "postgresql://postgres@127.0.0.1:$PORT/payments"
-Stop it:     bash test/quickstart.sh stop
-Remove it:   bash test/quickstart.sh destroy
+The Authorize.Net simulator is running too:
+    API      $SIM_TLS_API  (CA: $SIM_CA)
+    control  $SIM_CONTROL  (e.g. curl -X POST $SIM_CONTROL/settle)
+Stop both:   bash test/quickstart.sh stop
+Remove both: bash test/quickstart.sh destroy
 EOF
