@@ -61,10 +61,12 @@ q() { cluster_psql "$DIR" "$PORT" "$@"; }
 if [ -z "$(q postgres -Atc "SELECT 1 FROM pg_database WHERE datname = 'payments'")" ]; then
 	q postgres -c 'CREATE DATABASE payments'
 fi
-q payments <<'SQL'
+q payments -q <<'SQL'
 CREATE EXTENSION IF NOT EXISTS payments;
 CREATE EXTENSION IF NOT EXISTS pg_cron;
 ALTER DATABASE payments SET search_path = "$user", public, payments;
+-- pg_cron seals the audit log every minute (tamper evidence)
+SELECT cron.schedule('payments-audit-seal', '* * * * *', 'SELECT payments.pay_audit_seal()');
 SQL
 
 # The Authorize.Net simulator, left running beside the cluster: HTTPS with a
