@@ -1,0 +1,61 @@
+-- The payment API without a gateway: argument checks, status machines,
+-- idempotency, privileges.  (Flows through the worker are in
+-- test/integration/payment_flows.sh.)
+\unset ECHO
+\set QUIET 1
+\pset format unaligned
+\pset tuples_only true
+\pset pager off
+\set ON_ERROR_ROLLBACK 1
+\set ON_ERROR_STOP true
+BEGIN;
+SELECT plan(24);
+
+-- (a card cannot be stored, not even in a temporary table: a function makes them)
+CREATE FUNCTION pg_temp.card() RETURNS payments.pay_card LANGUAGE sql
+	AS $$ SELECT payments.pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 2, '123') $$;
+
+SELECT throws_ok($$SELECT pay_purchase(amount => '10.00 USD')$$, '22Y22', NULL, 'a purchase needs a payment method');
+SELECT throws_ok($$SELECT pay_purchase(amount => '10.00 USD', card => pg_temp.card(),
+	opaque_data => '{"dataDescriptor": "x", "dataValue": "y"}')$$, '22Y22', NULL, 'two payment methods are refused');
+SELECT throws_ok($$SELECT pay_purchase(amount => '0.00 USD', card => pg_temp.card())$$, '22Y23', NULL, 'a zero amount is refused');
+SELECT throws_ok($$SELECT pay_purchase(amount => '-5.00 USD', card => pg_temp.card())$$, '22Y23', NULL, 'a negative amount is refused');
+SELECT throws_ok($$SELECT pay_purchase(amount => NULL, card => pg_temp.card())$$, '22004', NULL, 'a missing amount is refused');
+SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', opaque_data => '{"dataValue": 5}')$$, '22Y22', NULL, 'malformed opaque data is refused');
+SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', customer_profile_id => '1')$$, '22Y22', NULL, 'a profile id alone is refused');
+SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', card => pg_temp.card(), customer => '[1]')$$, '22023', NULL, 'customer must be an object');
+SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', card => pg_temp.card(), description => repeat('x', 256))$$, '22001', NULL, 'an over-long description is refused');
+
+-- a recorded purchase: pending, with its operation, sealed card and events
+SELECT lives_ok($$CREATE TEMP TABLE p AS SELECT * FROM pay_purchase(amount => '10.00 USD', card => pg_temp.card(), idempotency_key => 'k1')$$, 'a purchase is recorded');
+SELECT is((SELECT status FROM p), 'pending', 'it starts pending');
+SELECT is((SELECT invoice_number FROM p), 'P' || (SELECT payment_id FROM p), 'its invoice number is unique per payment');
+SELECT is((SELECT count(*) FROM payments.card_vault v JOIN payments.operations o USING (merchant_id, operation_id)
+	WHERE o.payment_id = (SELECT payment_id FROM p)), 1::bigint, 'the card waits sealed in the vault');
+SELECT ok((SELECT position('4111111111111111' IN encode(sealed, 'escape')) = 0 FROM payments.card_vault v
+	JOIN payments.operations o USING (merchant_id, operation_id) WHERE o.payment_id = (SELECT payment_id FROM p)),
+	'the vault holds no clear card number');
+SELECT is((SELECT array_agg(event_type ORDER BY event_id) FROM payments.events WHERE payment_id = (SELECT payment_id FROM p)),
+	ARRAY['payment.pending', 'operation.queued'], 'creating it wrote two events');
+SELECT is((SELECT payment_id FROM pay_purchase(amount => '10.00 USD', card => pg_temp.card(), idempotency_key => 'k1')),
+	(SELECT payment_id FROM p), 'the same key and parameters return the same payment');
+SELECT throws_ok($$SELECT pay_purchase(amount => '10.00 USD', card => pg_temp.card(), description => 'other', idempotency_key => 'k1')$$,
+	'PT409', NULL, 'the same key with other parameters is a conflict');
+
+-- state rules before the gateway answered
+SELECT throws_ok(format('SELECT pay_capture(payment_id => %s)', (SELECT payment_id FROM p)), '22Y20', NULL, 'a purchase cannot be captured');
+SELECT throws_ok(format('SELECT pay_refund(payment_id => %s)', (SELECT payment_id FROM p)), '22Y20', NULL, 'a pending payment cannot be refunded');
+SELECT throws_ok($$SELECT pay_void(payment_id => -1)$$, 'PT404', NULL, 'an unknown payment is PT404');
+SELECT throws_ok(format('UPDATE payments.payments SET status = %L WHERE payment_id = %s', 'refunded', (SELECT payment_id FROM p)),
+	'22Y20', NULL, 'the database refuses a transition the status machine does not allow');
+
+-- privileges: API roles see nothing directly
+CREATE ROLE tap_api NOLOGIN;
+SET LOCAL ROLE tap_api;
+SELECT throws_ok($$SELECT * FROM payments.gateway_config$$, '42501', NULL, 'gateway credentials are owner-only');
+SELECT throws_ok($$SELECT * FROM payments.card_vault$$, '42501', NULL, 'the card vault is owner-only');
+SELECT throws_ok($$SELECT payments._claim_operations(1)$$, '42501', NULL, 'worker functions are not for API roles');
+RESET ROLE;
+
+SELECT * FROM finish();
+ROLLBACK;
