@@ -475,49 +475,6 @@ get_rel_cache(Relation rel, Trigger *trigger)
  * ------------------------------------------------------------------------
  */
 
-/*
- * Whether str (len bytes) contains a run of 12 to 19 digits (single spaces
- * or dashes allowed between them) that is Luhn-valid and of a known brand.
- * The same rule as card_log.c, which keeps its copy static.
- */
-static bool
-contains_card_number(const char *str, int len)
-{
-	char		digits[CARD_PAN_MAX_DIGITS + 1];
-	int			n = 0;
-	bool		too_long = false;
-	bool		found = false;
-	int			i;
-
-	for (i = 0; i <= len; i++)
-	{
-		char		c = (i < len) ? str[i] : '\0';
-
-		if (c >= '0' && c <= '9')
-		{
-			if (n < CARD_PAN_MAX_DIGITS)
-				digits[n++] = c;
-			else
-				too_long = true;
-			continue;
-		}
-		if ((c == ' ' || c == '-') && n > 0 && i + 1 < len &&
-			str[i + 1] >= '0' && str[i + 1] <= '9')
-			continue;
-		if (!too_long && n >= CARD_PAN_MIN_DIGITS &&
-			card_luhn_valid(digits, n) &&
-			card_brand_detect(digits, n) != CARD_BRAND_UNKNOWN)
-		{
-			found = true;
-			break;
-		}
-		n = 0;
-		too_long = false;
-	}
-	explicit_bzero(digits, sizeof(digits));
-	return found;
-}
-
 /* A copy of jb with every key or scalar that holds a card number replaced. */
 static Jsonb *
 redact_card_numbers(Jsonb *jb)
@@ -535,13 +492,13 @@ redact_card_numbers(Jsonb *jb)
 			bool		bad = false;
 
 			if (v.type == jbvString)
-				bad = contains_card_number(v.val.string.val, v.val.string.len);
+				bad = card_text_contains_number(v.val.string.val, v.val.string.len);
 			else if (v.type == jbvNumeric)
 			{
 				char	   *s = DatumGetCString(DirectFunctionCall1(numeric_out,
 																	NumericGetDatum(v.val.numeric)));
 
-				bad = contains_card_number(s, strlen(s));
+				bad = card_text_contains_number(s, strlen(s));
 			}
 			if (bad)
 			{
@@ -1071,7 +1028,7 @@ audit_insert(AuditRecord *r)
 		if (rows[i] != NULL)
 		{
 			texts[i] = JsonbToCString(NULL, &rows[i]->root, VARSIZE(rows[i]));
-			if (contains_card_number(texts[i], strlen(texts[i])))
+			if (card_text_contains_number(texts[i], strlen(texts[i])))
 			{
 				rows[i] = redact_card_numbers(rows[i]);
 				texts[i] = JsonbToCString(NULL, &rows[i]->root, VARSIZE(rows[i]));

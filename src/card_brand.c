@@ -270,3 +270,47 @@ card_check_cvv(CardBrand brand, const char *input, int len, char *cvv)
 	cvv[len] = '\0';
 	return len;
 }
+
+/*
+ * Whether str (len bytes) contains a run of 12 to 19 digits (single spaces
+ * or dashes allowed between them) that is Luhn-valid and of a known brand.
+ * Used wherever text that should never hold one is checked: the log hook,
+ * the audit trigger.
+ */
+bool
+card_text_contains_number(const char *str, int len)
+{
+	char		digits[CARD_PAN_MAX_DIGITS + 1];
+	int			n = 0;
+	bool		too_long = false;
+	bool		found = false;
+	int			i;
+
+	for (i = 0; i <= len; i++)
+	{
+		char		c = (i < len) ? str[i] : '\0';
+
+		if (c >= '0' && c <= '9')
+		{
+			if (n < CARD_PAN_MAX_DIGITS)
+				digits[n++] = c;
+			else
+				too_long = true;
+			continue;
+		}
+		if ((c == ' ' || c == '-') && n > 0 && i + 1 < len &&
+			str[i + 1] >= '0' && str[i + 1] <= '9')
+			continue;
+		if (!too_long && n >= CARD_PAN_MIN_DIGITS &&
+			card_luhn_valid(digits, n) &&
+			card_brand_detect(digits, n) != CARD_BRAND_UNKNOWN)
+		{
+			found = true;
+			break;
+		}
+		n = 0;
+		too_long = false;
+	}
+	explicit_bzero(digits, sizeof(digits));
+	return found;
+}

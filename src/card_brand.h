@@ -53,6 +53,7 @@ extern bool card_luhn_valid(const char *digits, int ndigits);
 extern CardBrand card_brand_detect(const char *digits, int ndigits);
 extern int	card_normalize_number(const char *input, int len, char *digits);
 extern CardBrand card_check_number(const char *digits, int ndigits);
+extern bool card_text_contains_number(const char *str, int len);
 extern int	card_check_cvv(CardBrand brand, const char *input, int len, char *cvv);
 
 #endif

@@ -28,56 +28,11 @@
 
 static emit_log_hook_type prev_emit_log_hook = NULL;
 
-/*
- * Whether str contains a run of 12 to 19 digits (single spaces or dashes
- * allowed between them) that is Luhn-valid and of a known brand.
- */
-static bool
-contains_card_number(const char *str)
-{
-	char		digits[CARD_PAN_MAX_DIGITS + 1];
-	int			n = 0;
-	bool		too_long = false;
-	const char *p;
-
-	if (str == NULL)
-		return false;
-	for (p = str;; p++)
-	{
-		char		c = *p;
-
-		if (c >= '0' && c <= '9')
-		{
-			if (n < CARD_PAN_MAX_DIGITS)
-				digits[n++] = c;
-			else
-				too_long = true;
-			continue;
-		}
-		/* a single separator between digits continues the run */
-		if ((c == ' ' || c == '-') && n > 0 && p[1] >= '0' && p[1] <= '9')
-			continue;
-		if (!too_long && n >= CARD_PAN_MIN_DIGITS &&
-			card_luhn_valid(digits, n) &&
-			card_brand_detect(digits, n) != CARD_BRAND_UNKNOWN)
-		{
-			explicit_bzero(digits, sizeof(digits));
-			return true;
-		}
-		n = 0;
-		too_long = false;
-		if (c == '\0')
-			break;
-	}
-	explicit_bzero(digits, sizeof(digits));
-	return false;
-}
-
 /* Replace one text of the message if it holds a card number. */
 static void
 redact(char **field, const char *note)
 {
-	if (*field != NULL && contains_card_number(*field))
+	if (*field != NULL && card_text_contains_number(*field, strlen(*field)))
 		*field = pstrdup(note);
 }
 
@@ -85,14 +40,14 @@ static void
 card_emit_log_hook(ErrorData *edata)
 {
 	if (!edata->hide_stmt && debug_query_string != NULL &&
-		contains_card_number(debug_query_string))
+		card_text_contains_number(debug_query_string, strlen(debug_query_string)))
 		edata->hide_stmt = true;
 	redact(&edata->message, "(message redacted by payments: it contained a card number)");
 	redact(&edata->detail, "(detail redacted by payments: it contained a card number)");
 	redact(&edata->detail_log, "(detail redacted by payments: it contained a card number)");
 	redact(&edata->hint, "(hint redacted by payments: it contained a card number)");
 	redact(&edata->context, "(context redacted by payments: it contained a card number)");
-	if (edata->internalquery != NULL && contains_card_number(edata->internalquery))
+	if (edata->internalquery != NULL && card_text_contains_number(edata->internalquery, strlen(edata->internalquery)))
 	{
 		edata->internalquery = NULL;
 		edata->internalpos = 0;

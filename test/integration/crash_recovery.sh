@@ -5,11 +5,7 @@
 # payment must be in a final state, and the simulator's ledger must show no
 # payment charged twice and no approved charge missing from the database.
 set -euo pipefail
-source "$(dirname "$0")/../lib/common.sh"
-source "$(dirname "$0")/../lib/tap.sh"
-source "$(dirname "$0")/../lib/sim.sh"
-: "${WORK:?run from test/run-tests.sh}" "${PORT:?}"
-PG_BINDIR=$(pg_config --bindir)
+source "$(dirname "$0")/../lib/integration.sh"
 
 SIMDIR="$WORK/sim-crash"
 trap sim_stop EXIT

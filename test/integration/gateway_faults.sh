@@ -5,11 +5,7 @@
 # gateway (never guessed), and the simulator's ledger must show each charge
 # exactly once.  Also: circuit breaker, dead letters, worker health.
 set -euo pipefail
-source "$(dirname "$0")/../lib/common.sh"
-source "$(dirname "$0")/../lib/tap.sh"
-source "$(dirname "$0")/../lib/sim.sh"
-: "${WORK:?run from test/run-tests.sh}" "${PORT:?}"
-PG_BINDIR=$(pg_config --bindir)
+source "$(dirname "$0")/../lib/integration.sh"
 
 SIMDIR="$WORK/sim-faults"
 trap sim_stop EXIT
@@ -114,6 +110,17 @@ configure "$SIM_API" 1500
 q -c "SELECT payments.pay_retry_dead_letter($M, $op)" >/dev/null
 is "$(q -c "SELECT status FROM pay_wait($pid, '30 s')")" succeeded "a retried dead letter goes through"
 is "$(sim_ledger_count "P$pid" charge)" 1 "and is charged once"
+
+old_pid=$(q -c "SELECT pid FROM pay_worker_health()")
+is "$(q -c "SELECT pay_worker_restart()")" t "pay_worker_restart() asks the running worker to exit"
+for i in $(seq 100); do
+	new_pid=$(q -c "SELECT pid FROM pay_worker_health() WHERE alive")
+	[ -n "$new_pid" ] && [ "$new_pid" != "$old_pid" ] && break
+	sleep 0.1
+done
+ok $([ -n "$new_pid" ] && [ "$new_pid" != "$old_pid" ] && echo 0 || echo 1) "a new worker takes over"
+pid=$(q -c "SELECT payment_id FROM pay_purchase(amount => '6.00 USD', card => $card)")
+is "$(q -c "SELECT status FROM pay_wait($pid, '20 s')")" succeeded "and processes payments"
 
 h=$(q -c "SELECT alive || '|' || (requests_sent > 0) || '|' || in_flight FROM pay_worker_health()")
 is "$h" "true|true|0" "worker health: alive, has sent requests, nothing left in flight"

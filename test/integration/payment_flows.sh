@@ -3,11 +3,7 @@
 # Authorize.Net simulator (over HTTPS, certificate verified) -> result,
 # checked in the database and against the simulator's own ledger.
 set -euo pipefail
-source "$(dirname "$0")/../lib/common.sh"
-source "$(dirname "$0")/../lib/tap.sh"
-source "$(dirname "$0")/../lib/sim.sh"
-: "${WORK:?run from test/run-tests.sh}" "${PORT:?}"
-PG_BINDIR=$(pg_config --bindir)
+source "$(dirname "$0")/../lib/integration.sh"
 
 SIMDIR="$WORK/sim-flows"
 trap sim_stop EXIT
