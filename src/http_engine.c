@@ -66,9 +66,9 @@ socket_callback(CURL *easy pg_attribute_unused(), curl_socket_t fd, int what,
 
 	if (what == CURL_POLL_REMOVE)
 	{
+		/* curl forgets the socket (and its socketp) itself */
 		if (socketp != NULL)
 			(void) epoll_ctl(engine->epfd, EPOLL_CTL_DEL, fd, NULL);
-		(void) curl_multi_assign(engine->multi, fd, NULL);
 		return 0;
 	}
 	memset(&ev, 0, sizeof(ev));
@@ -269,12 +269,22 @@ classify(HttpRequest *req)
 	return HTTP_UNKNOWN;
 }
 
-/* Move finished transfers to the done list. */
+/* Let curl run its timers and start transfers waiting for a connection. */
 static void
+run_timeouts(HttpEngine *engine)
+{
+	engine->timer_ms = -1;
+	CHECK_CURLM(curl_multi_socket_action(engine->multi, CURL_SOCKET_TIMEOUT, 0,
+										 &engine->running));
+}
+
+/* Move finished transfers to the done list; returns how many. */
+static int
 collect_done(HttpEngine *engine)
 {
 	CURLMsg    *msg;
 	int			left;
+	int			ndone = 0;
 
 	while ((msg = curl_multi_info_read(engine->multi, &left)) != NULL)
 	{
@@ -304,7 +314,9 @@ collect_done(HttpEngine *engine)
 			explicit_bzero(req->body, req->body_len);
 		engine->in_flight--;
 		dlist_push_tail(&engine->done, &req->node);
+		ndone++;
 	}
+	return ndone;
 }
 
 /*
@@ -372,12 +384,19 @@ http_engine_wait(HttpEngine *engine, long max_wait_ms, bool *latch_set)
 
 	if (engine->timer_ms >= 0 &&
 		(long) ((now_us() - engine->timer_set_us) / 1000) >= engine->timer_ms)
+		run_timeouts(engine);
+	else if (n == 0 && engine->in_flight > 0)
+		run_timeouts(engine);	/* a quiet second: let curl look at everything */
+
+	/*
+	 * A finished transfer frees its connection; transfers queued for one
+	 * (payments.max_connections) start only when curl is told so.
+	 */
+	if (collect_done(engine) > 0 && engine->in_flight > 0)
 	{
-		engine->timer_ms = -1;
-		CHECK_CURLM(curl_multi_socket_action(engine->multi, CURL_SOCKET_TIMEOUT, 0,
-											 &engine->running));
+		run_timeouts(engine);
+		(void) collect_done(engine);
 	}
-	collect_done(engine);
 }
 
 /* Pop one finished request, or NULL. */

@@ -164,17 +164,25 @@ circuit_record(bool failure)
 		return;
 	}
 	consecutive_failures++;
-	if (circuit_open_until != 0 || consecutive_failures >= CIRCUIT_THRESHOLD)
+	if (circuit_open_until != 0)
 	{
-		if (circuit_open_until != 0)
-			circuit_open_ms = Min(circuit_open_ms * 2, CIRCUIT_MAX_OPEN_MS);
-		circuit_open_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), circuit_open_ms);
-		probe_in_flight = false;
-		circuit_publish(CIRCUIT_OPEN);
-		ereport(LOG,
-				(errmsg("payments worker: gateway failing, circuit open for %d ms", circuit_open_ms),
-				 errdetail("%d transfers in a row failed or got no valid answer.", consecutive_failures)));
+		/*
+		 * Already open: transfers that were in flight when it opened fail
+		 * too and change nothing; only a failed probe (half-open) keeps it
+		 * open, for twice as long.
+		 */
+		if (!probe_in_flight || GetCurrentTimestamp() < circuit_open_until)
+			return;
+		circuit_open_ms = Min(circuit_open_ms * 2, CIRCUIT_MAX_OPEN_MS);
 	}
+	else if (consecutive_failures < CIRCUIT_THRESHOLD)
+		return;
+	circuit_open_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), circuit_open_ms);
+	probe_in_flight = false;
+	circuit_publish(CIRCUIT_OPEN);
+	ereport(LOG,
+			(errmsg("payments worker: gateway failing, circuit open for %d ms", circuit_open_ms),
+			 errdetail("%d transfers in a row failed or got no valid answer.", consecutive_failures)));
 }
 
 /* Start the HTTP transfer of an op; a setup failure counts as not sent. */
@@ -618,7 +626,7 @@ housekeeping(void)
 	commit_tx();
 }
 
-/* Publish the queue depth (ready or waiting operations). */
+/* Publish the queue depth (queued or unknown operations, off the partial index). */
 static void
 publish_queue_depth(void)
 {
@@ -626,7 +634,7 @@ publish_queue_depth(void)
 	Datum		d;
 
 	begin_tx("payments: queue depth");
-	if (SPI_execute("SELECT count(*) FROM payments.operations WHERE status IN ('queued', 'unknown', 'sending')",
+	if (SPI_execute("SELECT count(*) FROM payments.operations WHERE status IN ('queued', 'unknown')",
 					true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "payments worker: queue depth query failed");
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
