@@ -82,7 +82,7 @@ CONF
 
 cluster_start() {
 	local dir=$1
-	as_pg "$PG_BINDIR/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 start >/dev/null \
+	as_pg "$PG_BINDIR/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" ${PG_CTL_CORE_FILES:+-c} -w -t 60 start >/dev/null \
 		|| { cat "$dir/postgres.log" >&2; die "cluster in $dir did not start"; }
 }
 
