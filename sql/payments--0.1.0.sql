@@ -79,7 +79,7 @@ REVOKE ALL ON FUNCTION payments.pay_enable_row_security() FROM PUBLIC;
 COMMENT ON FUNCTION payments.pay_enable_row_security() IS
 	'Enables row-level security with a merchant_isolation policy (merchant_id = pay_current_merchant()) on every tenant-owned table of the extension; returns the tables. Owner only. Table owners and roles with BYPASSRLS are not restricted.';
 
--- BEGIN amount (owned by the amount type; do not edit from other sections)
+-- ==== Money: the pay_amount type ====
 
 ------------------------------------------------------------------------------
 -- pay_amount: integer minor units and an ISO 4217 currency.
@@ -343,9 +343,8 @@ COMMENT ON AGGREGATE payments.sum(payments.pay_amount) IS 'Sum of amounts in one
 COMMENT ON AGGREGATE payments.min(payments.pay_amount) IS 'Smallest amount; mixing currencies is an error.';
 COMMENT ON AGGREGATE payments.max(payments.pay_amount) IS 'Largest amount; mixing currencies is an error.';
 
--- END amount
 
--- BEGIN card (owned by the card input type; do not edit from other sections)
+-- ==== Card input: the pay_card type ====
 
 ------------------------------------------------------------------------------
 -- Installation secrets
@@ -577,7 +576,6 @@ ALTER EVENT TRIGGER payments_card_storage_guard ENABLE ALWAYS;
 COMMENT ON EVENT TRIGGER payments_card_storage_guard IS
 	'Keeps pay_card out of tables, materialized views, foreign tables and composite types: cards are passed to payment functions, never stored.';
 
--- END card
 
 CREATE FUNCTION payments._card_sealed(card payments.pay_card) RETURNS bytea
 	LANGUAGE c IMMUTABLE STRICT AS 'MODULE_PATHNAME', 'pay_card_sealed';
@@ -597,7 +595,7 @@ REVOKE ALL ON FUNCTION payments._wait_for_payment(bigint, bigint, integer) FROM 
 COMMENT ON FUNCTION payments._wait_for_payment(bigint, bigint, integer) IS
 	'Internal: sleeps until the payment''s gateway work is done or the timeout passes; returns its status.';
 
--- BEGIN core (payments, operations, gateway jobs, idempotency, events)
+-- ==== Payments, operations, the card vault, idempotency keys, events ====
 
 ------------------------------------------------------------------------------
 -- Status machines.
@@ -903,8 +901,7 @@ CREATE TRIGGER payments_status BEFORE INSERT OR UPDATE ON payments.payments
 CREATE TRIGGER operations_status BEFORE INSERT OR UPDATE ON payments.operations
 	FOR EACH ROW EXECUTE FUNCTION payments._status_guard('operation');
 
--- END core
--- BEGIN api (payment API functions)
+-- ==== The payment API ====
 
 ------------------------------------------------------------------------------
 -- Helpers shared by the API functions.
@@ -1357,8 +1354,7 @@ $$;
 COMMENT ON FUNCTION payments.pay_refund(bigint, payments.pay_amount, text, text, text) IS
 	'Refund a captured payment, fully or partially (several partial refunds up to the captured amount). Before settlement a full refund is sent as a void and a partial one waits for settlement. Returns the refund operation.';
 
--- END api
--- BEGIN worker (functions the background worker and DBAs call)
+-- ==== What the background worker and DBAs call ====
 
 -- How long the gateway recognises an identical resend as a duplicate: the
 -- worker sets duplicateWindow to this on every request, and resends an
@@ -1711,7 +1707,6 @@ REVOKE ALL ON FUNCTION payments.pay_discard_dead_letter(bigint, bigint) FROM PUB
 COMMENT ON FUNCTION payments.pay_discard_dead_letter(bigint, bigint) IS
 	'Gives up a dead-letter operation (status canceled) and erases its sealed card data. The payment keeps its status; if the outcome was unknown it stays unknown. Owner only.';
 
--- END worker
 
 CREATE FUNCTION payments.pay_wait(payment_id bigint, timeout interval DEFAULT '30 seconds')
 	RETURNS payments.payments
@@ -1792,7 +1787,7 @@ BEGIN
 END
 $$;
 
--- BEGIN audit (owned by the audit trigger; do not edit from other sections)
+-- ==== The audit trigger ====
 
 ------------------------------------------------------------------------------
 -- Audit (DESIGN.md 3.5): one append-only, tamper-evident row per change.
@@ -2234,4 +2229,3 @@ REVOKE ALL ON FUNCTION payments._audit_trigger(), payments._audit_guard(),
 	payments.pay_audit_attach(regclass, text[]), payments.pay_audit_detach(regclass)
 	FROM PUBLIC;
 
--- END audit
