@@ -187,7 +187,7 @@ typedef struct AuditRecord
 static HTAB *rel_cache = NULL;
 static bool callbacks_registered = false;
 
-/* payments.audit_log, its owner, its sequence, the kept insert plan */
+/* payments.audit_log, its owner, its sequence; the kept insert plan */
 static Oid	audit_log_relid = InvalidOid;
 static Oid	audit_log_owner = InvalidOid;
 static Oid	audit_seq_relid = InvalidOid;
@@ -212,6 +212,13 @@ static char *headers_request_id = NULL;
  * ------------------------------------------------------------------------
  */
 
+/*
+ * Forget the looked-up OIDs.  The kept insert plan stays: the plan cache
+ * revalidates it by itself, and this runs from invalidation callbacks,
+ * which can fire while that very plan is executing (autovacuum's ANALYZE of
+ * audit_log is enough), so freeing it here would pull it from under the
+ * executor.
+ */
 static void
 invalidate_globals(void)
 {
@@ -221,11 +228,6 @@ invalidate_globals(void)
 	card_type_oid = InvalidOid;
 	card_vault_relid = InvalidOid;
 	secrets_relid = InvalidOid;
-	if (insert_plan != NULL)
-	{
-		SPI_freeplan(insert_plan);
-		insert_plan = NULL;
-	}
 }
 
 static void
