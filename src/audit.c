@@ -299,38 +299,53 @@ payments_namespace(void)
 	return nsp;
 }
 
-/* Look up payments.audit_log and friends once per backend (or after DDL). */
+/*
+ * Look up payments.audit_log and friends once per backend (or after DDL).
+ * Every lookup goes into a local first and the globals are set together at
+ * the end: the lookups themselves may run invalidation callbacks, which
+ * reset the globals.
+ */
 static void
 load_globals(void)
 {
 	Oid			nsp;
 	HeapTuple	tup;
+	Oid			log_relid;
+	Oid			seq_relid;
+	Oid			owner;
+	Oid			card_oid;
+	Oid			vault_relid;
+	Oid			secret_relid;
 
 	register_callbacks();
 	if (OidIsValid(audit_log_relid))
 		return;
 
 	nsp = payments_namespace();
-	audit_log_relid = get_relname_relid("audit_log", nsp);
-	audit_seq_relid = get_relname_relid("audit_log_audit_id_seq", nsp);
-	if (!OidIsValid(audit_log_relid) || !OidIsValid(audit_seq_relid))
-	{
-		audit_log_relid = InvalidOid;
+	log_relid = get_relname_relid("audit_log", nsp);
+	seq_relid = get_relname_relid("audit_log_audit_id_seq", nsp);
+	if (!OidIsValid(log_relid) || !OidIsValid(seq_relid))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("table payments.audit_log does not exist"),
 				 errhint("The payments extension is incompletely installed; recreate it.")));
-	}
-	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(audit_log_relid));
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(log_relid));
 	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for relation %u", audit_log_relid);
-	audit_log_owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+		elog(ERROR, "cache lookup failed for relation %u", log_relid);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
 	ReleaseSysCache(tup);
 
-	card_type_oid = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
-									CStringGetDatum("pay_card"), ObjectIdGetDatum(nsp));
-	card_vault_relid = get_relname_relid("card_vault", nsp);
-	secrets_relid = get_relname_relid("installation_secrets", nsp);
+	card_oid = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
+							   CStringGetDatum("pay_card"), ObjectIdGetDatum(nsp));
+	vault_relid = get_relname_relid("card_vault", nsp);
+	secret_relid = get_relname_relid("installation_secrets", nsp);
+
+	audit_log_owner = owner;
+	audit_seq_relid = seq_relid;
+	card_type_oid = card_oid;
+	card_vault_relid = vault_relid;
+	secrets_relid = secret_relid;
+	audit_log_relid = log_relid;	/* last: it marks the set as loaded */
 }
 
 /* Whether the current user may act as the owner of the audit tables. */
@@ -1020,6 +1035,16 @@ audit_insert(AuditRecord *r)
 	Jsonb	   *rows[2];
 	char	   *texts[2];
 	int			i;
+	Oid			owner;
+	Oid			seq_relid;
+
+	/*
+	 * The OIDs go into locals now: an invalidation callback may reset the
+	 * globals at any catalog access below.
+	 */
+	load_globals();
+	owner = audit_log_owner;
+	seq_relid = audit_seq_relid;
 
 	/* anything that still looks like a card number goes */
 	rows[0] = r->old_row;
@@ -1048,7 +1073,7 @@ audit_insert(AuditRecord *r)
 	r->app_user = claims_sub;
 	r->txid = U64FromFullTransactionId(GetTopFullTransactionId());
 	r->logged_at = GetCurrentStatementStartTimestamp();
-	r->audit_id = nextval_internal(audit_seq_relid, false);
+	r->audit_id = nextval_internal(seq_relid, false);
 
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = Int64GetDatum(r->merchant_id);
@@ -1072,7 +1097,7 @@ audit_insert(AuditRecord *r)
 
 	prepare_insert_plan();
 	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(audit_log_owner,
+	SetUserIdAndSecContext(owner,
 						   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
 	PG_TRY();
 	{
@@ -1439,9 +1464,12 @@ exec_as_owner(const char *sql)
 	Oid			save_userid;
 	int			save_sec;
 	volatile int rc = 0;
+	Oid			owner;
 
+	load_globals();
+	owner = audit_log_owner;
 	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(audit_log_owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
 	PG_TRY();
 	{
 		rc = SPI_execute(sql, false, 0);
