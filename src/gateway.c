@@ -52,19 +52,19 @@ col_int64(HeapTuple tuple, TupleDesc desc, const char *name)
 	return v ? pg_strtoint64(v) : 0;
 }
 
-/* A field of the customer jsonb, or NULL. */
+/* A string or number field of a jsonb object (customer, opaque data), or NULL. */
 static char *
-customer_field(Jsonb *customer, const char *key)
+jsonb_text_field(Jsonb *obj, const char *key)
 {
 	JsonbValue	k;
 	JsonbValue *v;
 
-	if (customer == NULL)
+	if (obj == NULL)
 		return NULL;
 	k.type = jbvString;
 	k.val.string.val = (char *) key;
 	k.val.string.len = strlen(key);
-	v = findJsonbValueFromContainer(&customer->root, JB_FOBJECT, &k);
+	v = findJsonbValueFromContainer(&obj->root, JB_FOBJECT, &k);
 	if (v == NULL)
 		return NULL;
 	if (v->type == jbvString)
@@ -212,7 +212,13 @@ gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **e
 			anet_free(perr);
 			return false;
 		}
-		op->request_masked = pstrdup("{\"getUnsettledTransactionListRequest\":{\"merchantAuthentication\":{\"transactionKey\":\"XXXXXXXX\"}}}");
+		{
+			char	   *masked = anet_build_get_unsettled_transaction_list_request(&creds, op->ref_id,
+																				 NULL, &opts, true, NULL);
+
+			op->request_masked = pstrdup(masked ? masked : "");
+			anet_free(masked);
+		}
 		attach_body(op, body);
 		return true;
 	}
@@ -233,17 +239,17 @@ gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **e
 		req.amount = amount;
 		req.currency_code = col(tuple, desc, "currency");
 		req.description = col(tuple, desc, "description");
-		req.customer_id = customer_field(customer, "id");
-		req.customer_email = customer_field(customer, "email");
-		req.bill_first_name = customer_field(customer, "first_name");
-		req.bill_last_name = customer_field(customer, "last_name");
-		req.bill_company = customer_field(customer, "company");
-		req.bill_address = customer_field(customer, "address");
-		req.bill_city = customer_field(customer, "city");
-		req.bill_state = customer_field(customer, "state");
-		req.bill_zip = customer_field(customer, "zip");
-		req.bill_country = customer_field(customer, "country");
-		req.customer_ip = customer_field(customer, "ip");
+		req.customer_id = jsonb_text_field(customer, "id");
+		req.customer_email = jsonb_text_field(customer, "email");
+		req.bill_first_name = jsonb_text_field(customer, "first_name");
+		req.bill_last_name = jsonb_text_field(customer, "last_name");
+		req.bill_company = jsonb_text_field(customer, "company");
+		req.bill_address = jsonb_text_field(customer, "address");
+		req.bill_city = jsonb_text_field(customer, "city");
+		req.bill_state = jsonb_text_field(customer, "state");
+		req.bill_zip = jsonb_text_field(customer, "zip");
+		req.bill_country = jsonb_text_field(customer, "country");
+		req.customer_ip = jsonb_text_field(customer, "ip");
 
 		sealed = SPI_getbinval(tuple, desc, SPI_fnumber(desc, "sealed"), &isnull);
 		if (strcmp(payment_method, "card") == 0)
@@ -288,8 +294,8 @@ gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **e
 			}
 			opaque_text = text_to_cstring(DatumGetTextPP(sealed));
 			od = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(opaque_text)));
-			opaque_descriptor = customer_field(od, "dataDescriptor");
-			opaque_value = customer_field(od, "dataValue");
+			opaque_descriptor = jsonb_text_field(od, "dataDescriptor");
+			opaque_value = jsonb_text_field(od, "dataValue");
 			req.opaque_descriptor = opaque_descriptor;
 			req.opaque_value = opaque_value;
 		}
