@@ -871,24 +871,28 @@ BEGIN
 	IF TG_OP = 'UPDATE' THEN
 		NEW.updated_at := clock_timestamp();
 	END IF;
+	-- Each branch names only its own entity's columns: PL/pgSQL plans a
+	-- statement at its first run, so the other branch is never planned.
 	IF TG_OP = 'INSERT' OR NEW.status IS DISTINCT FROM OLD.status THEN
-		INSERT INTO payments.events (merchant_id, event_type, payment_id, operation_id, data, correlation_id)
-		VALUES (NEW.merchant_id, v_entity || '.' || NEW.status,
-			NEW.payment_id,
-			CASE WHEN v_entity = 'operation' THEN (to_jsonb(NEW) ->> 'operation_id')::bigint END,
-			CASE WHEN v_entity = 'payment' THEN jsonb_build_object(
-				'payment_id', NEW.payment_id, 'kind', NEW.kind, 'status', NEW.status,
-				'amount', to_jsonb(NEW) -> 'amount', 'amount_captured', to_jsonb(NEW) -> 'amount_captured',
-				'amount_refunded', to_jsonb(NEW) -> 'amount_refunded', 'card_brand', to_jsonb(NEW) -> 'card_brand',
-				'card_last4', to_jsonb(NEW) -> 'card_last4', 'invoice_number', to_jsonb(NEW) -> 'invoice_number',
-				'gateway_trans_id', NEW.gateway_trans_id, 'decline_code', to_jsonb(NEW) -> 'decline_code',
-				'decline_reason', to_jsonb(NEW) -> 'decline_reason', 'metadata', to_jsonb(NEW) -> 'metadata')
-			ELSE jsonb_build_object(
-				'operation_id', to_jsonb(NEW) -> 'operation_id', 'payment_id', NEW.payment_id,
-				'kind', NEW.kind, 'status', NEW.status, 'amount', to_jsonb(NEW) -> 'amount',
-				'gateway_trans_id', NEW.gateway_trans_id, 'reason_code', to_jsonb(NEW) -> 'reason_code',
-				'reason_text', to_jsonb(NEW) -> 'reason_text') END,
-			NEW.correlation_id);
+		IF v_entity = 'payment' THEN
+			INSERT INTO payments.events (merchant_id, event_type, payment_id, data, correlation_id)
+			VALUES (NEW.merchant_id, 'payment.' || NEW.status, NEW.payment_id,
+				jsonb_build_object('payment_id', NEW.payment_id, 'kind', NEW.kind, 'status', NEW.status,
+					'amount', NEW.amount, 'amount_captured', NEW.amount_captured,
+					'amount_refunded', NEW.amount_refunded, 'card_brand', NEW.card_brand,
+					'card_last4', NEW.card_last4, 'invoice_number', NEW.invoice_number,
+					'gateway_trans_id', NEW.gateway_trans_id, 'decline_code', NEW.decline_code,
+					'decline_reason', NEW.decline_reason, 'metadata', NEW.metadata),
+				NEW.correlation_id);
+		ELSE
+			INSERT INTO payments.events (merchant_id, event_type, payment_id, operation_id, data, correlation_id)
+			VALUES (NEW.merchant_id, 'operation.' || NEW.status, NEW.payment_id, NEW.operation_id,
+				jsonb_build_object('operation_id', NEW.operation_id, 'payment_id', NEW.payment_id,
+					'kind', NEW.kind, 'status', NEW.status, 'amount', NEW.amount,
+					'gateway_trans_id', NEW.gateway_trans_id, 'reason_code', NEW.reason_code,
+					'reason_text', NEW.reason_text),
+				NEW.correlation_id);
+		END IF;
 	END IF;
 	RETURN NEW;
 END
@@ -1369,8 +1373,12 @@ COMMENT ON FUNCTION payments._duplicate_window() IS
 -- request.  action is 'send' (first send, or an identical resend inside the
 -- duplicate window) or 'lookup' (outcome unknown and the window has passed:
 -- find the invoice in the gateway's transaction lists instead).
--- The planner's row estimates lag behind a fast-moving queue; the ordered
--- index scan with LIMIT is always the right plan here, so it is forced.
+-- The planner's row estimates lag behind a fast-moving queue, and a plan
+-- cached while the tables were small outlives their growth (it looked up
+-- rows through an index on merchant_id alone, scanning the whole table for
+-- each one); the ordered index scan with LIMIT and primary-key lookups are
+-- always the right plan here, so they are forced, and planned afresh with
+-- the tables' current size on every call.
 CREATE FUNCTION payments._claim_operations(p_limit integer)
 	RETURNS TABLE (merchant_id bigint, operation_id bigint, payment_id bigint, kind text,
 		action text, attempt integer, via_void boolean, amount_minor bigint, currency text,
@@ -1380,8 +1388,12 @@ CREATE FUNCTION payments._claim_operations(p_limit integer)
 		api_login_id text, transaction_key text, endpoint_url text, ca_file text, timeout_ms integer)
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments
+	SET enable_seqscan = off
 	SET enable_bitmapscan = off
 	SET enable_sort = off
+	SET enable_hashjoin = off
+	SET enable_mergejoin = off
+	SET plan_cache_mode = force_custom_plan
 	AS $$
 BEGIN
 	-- Ready first by due time, straight off the partial index: a long queue
@@ -1444,6 +1456,77 @@ $$;
 COMMENT ON FUNCTION payments._park_unconfigured() IS
 	'Worker housekeeping: operations of merchants without a gateway configuration wait a minute at a time, with a note.';
 
+-- Step 3 for the bulk of the traffic, set-based: the final answers
+-- (approved, held, declined, error, rejected) to purchases and
+-- authorizations, one array element per operation, in three statements
+-- for the whole batch.  A payment has exactly one operation of those
+-- kinds, so no payment appears twice.  Operations no longer "sending" are
+-- left alone (a DBA discarded them).  The planner settings keep every
+-- lookup on a primary key however stale the statistics of a fast-growing
+-- table are (see _claim_operations).  Returns how many operations were
+-- recorded.
+CREATE FUNCTION payments._record_final_results(
+	p_merchant_id bigint[], p_operation_id bigint[], p_outcome text[],
+	p_response_code integer[], p_reason_code integer[], p_reason_text text[],
+	p_trans_id text[], p_auth_code text[], p_avs text[], p_cvv text[],
+	p_error text[], p_account_number text[])
+	RETURNS integer
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	SET enable_seqscan = off
+	SET enable_hashjoin = off
+	SET enable_mergejoin = off
+	SET plan_cache_mode = force_custom_plan
+	AS $$
+DECLARE
+	n integer;
+BEGIN
+	WITH r AS (
+		SELECT * FROM unnest(p_merchant_id, p_operation_id, p_outcome, p_response_code,
+			p_reason_code, p_reason_text, p_trans_id, p_auth_code, p_avs, p_cvv, p_error,
+			p_account_number) AS r(merchant_id, operation_id, outcome, response_code,
+			reason_code, reason_text, trans_id, auth_code, avs, cvv, error, account_number)
+	), ops AS (
+		UPDATE payments.operations o SET
+			status = CASE WHEN r.outcome IN ('approved', 'held') THEN 'succeeded' ELSE 'failed' END,
+			gateway_trans_id = nullif(nullif(r.trans_id, ''), '0'),
+			response_code = r.response_code, reason_code = r.reason_code,
+			reason_text = r.reason_text, last_error = r.error, completed_at = clock_timestamp()
+		FROM r
+		WHERE o.merchant_id = r.merchant_id AND o.operation_id = r.operation_id
+			AND o.status = 'sending' AND o.kind IN ('purchase', 'authorize')
+		RETURNING o.merchant_id, o.operation_id, o.payment_id, o.kind, r.outcome, r.reason_code,
+			r.reason_text, r.trans_id, r.auth_code, r.avs, r.cvv, r.error, r.account_number
+	), erased AS (
+		DELETE FROM payments.card_vault v USING ops
+		WHERE v.merchant_id = ops.merchant_id AND v.operation_id = ops.operation_id
+	)
+	UPDATE payments.payments p SET
+		status = CASE
+			WHEN ops.outcome = 'approved' AND ops.kind = 'purchase' THEN 'succeeded'
+			WHEN ops.outcome = 'approved' THEN 'requires_capture'
+			WHEN ops.outcome = 'held' THEN 'in_review'
+			ELSE 'failed' END,
+		amount_authorized = CASE WHEN ops.outcome IN ('approved', 'held') THEN p.amount END,
+		amount_captured = CASE WHEN ops.outcome = 'approved' AND ops.kind = 'purchase' THEN p.amount END,
+		gateway_trans_id = nullif(nullif(ops.trans_id, ''), '0'),
+		auth_code = nullif(ops.auth_code, ''), avs_result = nullif(ops.avs, ''),
+		cvv_result = nullif(ops.cvv, ''),
+		-- opaque data (Accept.js) payments learn their last four digits here
+		card_last4 = coalesce(p.card_last4, nullif(right(ops.account_number, 4), '')),
+		decline_code = CASE WHEN ops.outcome NOT IN ('approved', 'held')
+			THEN coalesce(ops.reason_code::text, ops.error) END,
+		decline_reason = CASE WHEN ops.outcome NOT IN ('approved', 'held')
+			THEN coalesce(ops.reason_text, ops.error) END
+	FROM ops
+	WHERE p.merchant_id = ops.merchant_id AND p.payment_id = ops.payment_id;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION payments._record_final_results(bigint[], bigint[], text[], integer[], integer[], text[], text[], text[], text[], text[], text[], text[]) IS
+	'Worker, step 3, set-based: records the gateway''s final answers to purchases and authorizations (arrays, one element per operation) and moves their payments on.';
+
 -- Step 3 of an attempt: record the exchange and the outcome, move the
 -- operation and its payment to their new status, erase the vault entry
 -- once the gateway has answered for good.
@@ -1459,6 +1542,8 @@ CREATE FUNCTION payments._record_result(
 	RETURNS void
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments
+	SET enable_seqscan = off
+	SET plan_cache_mode = force_custom_plan
 	AS $$
 DECLARE
 	o payments.operations;
@@ -1493,6 +1578,13 @@ BEGIN
 	END IF;
 
 	-- a final answer from the gateway
+	IF o.kind IN ('purchase', 'authorize') THEN
+		PERFORM payments._record_final_results(ARRAY[p_merchant_id], ARRAY[p_operation_id],
+			ARRAY[p_outcome], ARRAY[p_response_code], ARRAY[p_reason_code], ARRAY[p_reason_text],
+			ARRAY[p_trans_id], ARRAY[p_auth_code], ARRAY[p_avs], ARRAY[p_cvv], ARRAY[p_error],
+			ARRAY[p_account_number]);
+		RETURN;
+	END IF;
 	UPDATE payments.operations SET
 		status = CASE WHEN p_outcome IN ('approved', 'held') THEN 'succeeded' ELSE 'failed' END,
 		gateway_trans_id = nullif(nullif(p_trans_id, ''), '0'),
@@ -1501,23 +1593,7 @@ BEGIN
 	WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
 	DELETE FROM payments.card_vault WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
 
-	IF o.kind IN ('purchase', 'authorize') THEN
-		UPDATE payments.payments SET
-			status = CASE
-				WHEN p_outcome = 'approved' AND o.kind = 'purchase' THEN 'succeeded'
-				WHEN p_outcome = 'approved' THEN 'requires_capture'
-				WHEN p_outcome = 'held' THEN 'in_review'
-				ELSE 'failed' END,
-			amount_authorized = CASE WHEN p_outcome IN ('approved', 'held') THEN p.amount END,
-			amount_captured = CASE WHEN p_outcome = 'approved' AND o.kind = 'purchase' THEN p.amount END,
-			gateway_trans_id = nullif(nullif(p_trans_id, ''), '0'),
-			auth_code = nullif(p_auth_code, ''), avs_result = nullif(p_avs, ''), cvv_result = nullif(p_cvv, ''),
-			-- opaque data (Accept.js) payments learn their last four digits here
-			card_last4 = coalesce(p.card_last4, nullif(right(p_account_number, 4), '')),
-			decline_code = CASE WHEN p_outcome NOT IN ('approved', 'held') THEN coalesce(p_reason_code::text, p_error) END,
-			decline_reason = CASE WHEN p_outcome NOT IN ('approved', 'held') THEN coalesce(p_reason_text, p_error) END
-		WHERE merchant_id = p.merchant_id AND payment_id = p.payment_id;
-	ELSIF p_outcome = 'approved' THEN
+	IF p_outcome = 'approved' THEN
 		IF o.kind = 'capture' THEN
 			UPDATE payments.payments SET status = 'succeeded', amount_captured = o.amount
 			WHERE merchant_id = p.merchant_id AND payment_id = p.payment_id;
@@ -1545,12 +1621,13 @@ $$;
 COMMENT ON FUNCTION payments._max_attempts() IS
 	'Attempts after which an operation goes to the dead-letter state (payments.max_attempts).';
 
--- Log one HTTP exchange (card data already masked by the worker).
-CREATE FUNCTION payments._record_exchange(
-	p_merchant_id bigint, p_operation_id bigint, p_attempt integer, p_request_type text,
-	p_started_at timestamptz, p_finished_at timestamptz, p_http_status integer,
-	p_transport_error text, p_outcome text, p_request_masked text, p_response_masked text,
-	p_correlation_id text)
+-- Log the HTTP exchanges of a batch (card data already masked by the
+-- worker), one array element per exchange.
+CREATE FUNCTION payments._record_exchanges(
+	p_merchant_id bigint[], p_operation_id bigint[], p_attempt integer[], p_request_type text[],
+	p_started_at timestamptz[], p_finished_at timestamptz[], p_http_status integer[],
+	p_transport_error text[], p_outcome text[], p_request_masked text[], p_response_masked text[],
+	p_correlation_id text[])
 	RETURNS void
 	LANGUAGE sql
 	SET search_path = pg_catalog, payments
@@ -1558,12 +1635,17 @@ CREATE FUNCTION payments._record_exchange(
 	INSERT INTO payments.gateway_exchanges (merchant_id, operation_id, attempt, request_type,
 		started_at, finished_at, duration_ms, http_status, transport_error, outcome,
 		request_masked, response_masked, correlation_id)
-	VALUES (p_merchant_id, p_operation_id, p_attempt, p_request_type, p_started_at, p_finished_at,
-		extract(epoch FROM p_finished_at - p_started_at) * 1000, nullif(p_http_status, 0),
-		p_transport_error, p_outcome, p_request_masked, p_response_masked, p_correlation_id)
+	SELECT x.merchant_id, x.operation_id, x.attempt, x.request_type, x.started_at, x.finished_at,
+		extract(epoch FROM x.finished_at - x.started_at) * 1000, nullif(x.http_status, 0),
+		x.transport_error, x.outcome, x.request_masked, x.response_masked, x.correlation_id
+	FROM unnest(p_merchant_id, p_operation_id, p_attempt, p_request_type, p_started_at,
+		p_finished_at, p_http_status, p_transport_error, p_outcome, p_request_masked,
+		p_response_masked, p_correlation_id) AS x(merchant_id, operation_id, attempt, request_type,
+		started_at, finished_at, http_status, transport_error, outcome, request_masked,
+		response_masked, correlation_id)
 	$$;
-COMMENT ON FUNCTION payments._record_exchange(bigint, bigint, integer, text, timestamptz, timestamptz, integer, text, text, text, text, text) IS
-	'Worker: logs one HTTP exchange with the gateway (masked request and reply, timings).';
+COMMENT ON FUNCTION payments._record_exchanges(bigint[], bigint[], integer[], text[], timestamptz[], timestamptz[], integer[], text[], text[], text[], text[], text[]) IS
+	'Worker: logs a batch of HTTP exchanges with the gateway (masked requests and replies, timings), one array element per exchange.';
 
 -- At worker start: whatever was "sending" when the previous worker stopped
 -- has an unknown outcome; resolve it, never resend it blindly.

@@ -38,6 +38,7 @@
 
 #include "gateway.h"
 #include "payments.h"
+#include "record.h"
 #include "shmem.h"
 #include "worker.h"
 
@@ -275,142 +276,6 @@ claim_and_send(int n)
 	return claimed;
 }
 
-/* Text or NULL as a Datum for SPI. */
-static Datum
-text_arg(const char *s, char *nulls, int i)
-{
-	if (s == NULL)
-	{
-		nulls[i] = 'n';
-		return (Datum) 0;
-	}
-	nulls[i] = ' ';
-	return CStringGetTextDatum(s);
-}
-
-static void
-record_exchange(GatewayExchange *ex)
-{
-	static SPIPlanPtr plan = NULL;
-	Oid			types[12] = {INT8OID, INT8OID, INT4OID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
-	INT4OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
-	Datum		v[12];
-	char		nulls[12];
-
-	if (plan == NULL)
-	{
-		plan = SPI_prepare("SELECT payments._record_exchange($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)",
-						   12, types);
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			elog(ERROR, "payments worker: could not prepare the exchange log");
-	}
-	memset(nulls, ' ', sizeof(nulls));
-	v[0] = Int64GetDatum(ex->merchant_id);
-	v[1] = Int64GetDatum(ex->operation_id);
-	if (ex->operation_id == 0)
-		nulls[1] = 'n';
-	v[2] = Int32GetDatum(ex->attempt);
-	v[3] = text_arg(ex->request_type, nulls, 3);
-	v[4] = TimestampTzGetDatum(ex->started_at);
-	v[5] = TimestampTzGetDatum(ex->finished_at);
-	v[6] = Int32GetDatum((int32) ex->http_status);
-	v[7] = text_arg(ex->transport_error, nulls, 7);
-	v[8] = text_arg(ex->outcome, nulls, 8);
-	v[9] = text_arg(ex->request_masked ? ex->request_masked : "", nulls, 9);
-	v[10] = text_arg(ex->response_masked, nulls, 10);
-	v[11] = text_arg(ex->correlation_id, nulls, 11);
-	if (SPI_execute_plan(plan, v, nulls, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "payments worker: could not log an exchange");
-}
-
-static void
-record_outcome(GatewayOp *op)
-{
-	static SPIPlanPtr plan = NULL;
-	Oid			types[13] = {INT8OID, INT8OID, TEXTOID, INT4OID, INT4OID, TEXTOID, TEXTOID,
-	TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, TEXTOID};
-	Datum		v[13];
-	char		nulls[13];
-	GatewayOutcome *r = &op->result;
-
-	if (plan == NULL)
-	{
-		plan = SPI_prepare("SELECT payments._record_result($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)",
-						   13, types);
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			elog(ERROR, "payments worker: could not prepare the result recorder");
-	}
-	memset(nulls, ' ', sizeof(nulls));
-	v[0] = Int64GetDatum(op->merchant_id);
-	v[1] = Int64GetDatum(op->operation_id);
-	v[2] = text_arg(r->outcome, nulls, 2);
-	v[3] = Int32GetDatum(r->response_code);
-	if (r->response_code == 0)
-		nulls[3] = 'n';
-	v[4] = Int32GetDatum(r->reason_code);
-	if (r->reason_code == 0)
-		nulls[4] = 'n';
-	v[5] = text_arg(r->reason_text && r->reason_text[0] ? r->reason_text : NULL, nulls, 5);
-	v[6] = text_arg(r->trans_id, nulls, 6);
-	v[7] = text_arg(r->auth_code, nulls, 7);
-	v[8] = text_arg(r->avs, nulls, 8);
-	v[9] = text_arg(r->cvv, nulls, 9);
-	v[10] = TimestampTzGetDatum(r->retry_at ? r->retry_at : GetCurrentTimestamp());
-	v[11] = text_arg(r->error, nulls, 11);
-	v[12] = text_arg(r->account_number, nulls, 12);
-	if (SPI_execute_plan(plan, v, nulls, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "payments worker: could not record an outcome");
-}
-
-/* Count an outcome in the shared counters. */
-static void
-count_outcome(const char *outcome)
-{
-	if (strcmp(outcome, "approved") == 0 || strcmp(outcome, "held") == 0)
-		pg_atomic_fetch_add_u64(&payments_shared->approved, 1);
-	else if (strcmp(outcome, "declined") == 0)
-		pg_atomic_fetch_add_u64(&payments_shared->declined, 1);
-	else if (strcmp(outcome, "unknown") == 0)
-		pg_atomic_fetch_add_u64(&payments_shared->unknown_outcomes, 1);
-	else if (strcmp(outcome, "retry") == 0)
-		pg_atomic_fetch_add_u64(&payments_shared->retries, 1);
-	else
-		pg_atomic_fetch_add_u64(&payments_shared->errors, 1);
-}
-
-/* Record that a payment's capture settled (a settlement check hit). */
-static void
-record_settled(GatewayOp *op)
-{
-	AnetTxnDetails d;
-	Oid			types[2] = {INT8OID, INT8OID};
-	Datum		v[2];
-
-	if (op->http.outcome != HTTP_COMPLETED || op->http.http_status != 200 ||
-		!anet_parse_transaction_details_response(op->http.response, op->http.response_len, &d) ||
-		!d.found || anet_classify_transaction_status(d.transaction_status) != ANET_STATUS_SETTLED)
-		return;
-	v[0] = Int64GetDatum(op->merchant_id);
-	v[1] = Int64GetDatum(op->payment_id);
-	if (SPI_execute_with_args("SELECT payments._mark_settled($1, $2)", 2, types, v, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "payments worker: could not record a settlement");
-}
-
-/* Record one finished op (outcome or settlement) inside the open transaction. */
-static void
-record_finished_op(GatewayOp *op)
-{
-	if (op->stage == STAGE_SETTLEMENT)
-		record_settled(op);
-	else
-	{
-		record_outcome(op);
-		count_outcome(op->result.outcome);
-		histogram_observe(&payments_shared->result_latency,
-						  (uint64) (GetCurrentTimestamp() - op->created_at));
-	}
-}
-
 /* Run fn(arg) in its own transaction; false (and a LOG line) if it failed. */
 static bool
 in_transaction(const char *what, void (*fn) (void *), void *arg)
@@ -445,37 +310,13 @@ in_transaction(const char *what, void (*fn) (void *), void *arg)
 static void
 record_all(void *arg pg_attribute_unused())
 {
-	dlist_iter	it;
-
-	dlist_foreach(it, &exchanges)
-		record_exchange(dlist_container(GatewayExchange, node, it.cur));
-	dlist_foreach(it, &finished)
-		record_finished_op(dlist_container(GatewayOp, node, it.cur));
+	record_batch(&exchanges, &finished);
 }
 
 static void
 record_op_fn(void *arg)
 {
-	record_finished_op((GatewayOp *) arg);
-}
-
-/* Step 3 for the whole batch in one transaction. */
-static bool
-record_batch(void)
-{
-	bool		ok = in_transaction("recording outcomes", record_all, NULL);
-	dlist_mutable_iter it;
-
-	/* exchange log rows are best effort: never retried on their own */
-	dlist_foreach_modify(it, &exchanges)
-		dlist_delete(it.cur);
-	return ok;
-}
-
-static bool
-record_one(GatewayOp *op)
-{
-	return in_transaction("recording an outcome", record_op_fn, op);
+	record_op((GatewayOp *) arg);
 }
 
 /*
@@ -487,6 +328,8 @@ finish_transfers(void)
 {
 	HttpRequest *req;
 	dlist_mutable_iter it;
+	dlist_iter	iter;
+	bool		ok;
 
 	while ((req = http_engine_next_done(engine)) != NULL)
 	{
@@ -529,14 +372,24 @@ finish_transfers(void)
 	if (dlist_is_empty(&finished))
 		return;
 
-	if (!record_batch())
+	ok = in_transaction("recording outcomes", record_all, NULL);
+	/* exchange log rows are best effort: never retried on their own */
+	dlist_init(&exchanges);
+	if (ok)
+	{
+		dlist_foreach(iter, &finished)
+			record_count(dlist_container(GatewayOp, node, iter.cur));
+	}
+	else
 	{
 		/* one bad row must not hold back the others: record them one by one */
 		dlist_foreach_modify(it, &finished)
 		{
 			GatewayOp  *op = dlist_container(GatewayOp, node, it.cur);
 
-			if (!record_one(op))
+			if (in_transaction("recording an outcome", record_op_fn, op))
+				record_count(op);
+			else
 				ereport(WARNING,
 						(errmsg("payments worker: could not record the outcome of operation %lld of merchant %lld",
 								(long long) op->operation_id, (long long) op->merchant_id),

@@ -81,13 +81,23 @@ SQL
 
 if [ "${BENCH_SKIP_THROUGHPUT:-}" != 1 ]; then
 echo "== throughput: pay_purchase from 16 clients, ${DURATION}s, gateway latency 100 ms"
+q -c "UPDATE bench_mark SET last_op = (SELECT coalesce(max(operation_id), 0) FROM payments.operations)" >/dev/null
 tps=$(pgb -n -f "$WORK/purchase.sql" -c 16 -j 2 -T "$DURATION" payments 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p')
+clients_done=$(date +%s.%N)
 wait_drained
 q -c "SELECT 'purchases committed by clients per second: ' || round($tps::numeric, 0)"
-q -c "SELECT 'end-to-end purchases per second (first commit to last result): ' ||
-	round(count(*) / extract(epoch FROM max(o.completed_at) - min(o.created_at))::numeric, 0) ||
-	' (' || count(*) || ' payments, ' || count(*) FILTER (WHERE p.status = 'succeeded') || ' succeeded)'
-	FROM payments.operations o JOIN payments.payments p USING (merchant_id, payment_id)"
+# only this phase's payments: from its first commit to its last result
+q <<SQL
+WITH t AS (
+	SELECT o.created_at, o.completed_at, p.status
+	FROM payments.operations o JOIN payments.payments p USING (merchant_id, payment_id)
+	WHERE o.operation_id > (SELECT last_op FROM bench_mark))
+SELECT 'end-to-end purchases per second (first commit to last result): ' ||
+	round(count(*) / extract(epoch FROM max(completed_at) - min(created_at))::numeric, 0) ||
+	' (' || count(*) || ' payments, ' || count(*) FILTER (WHERE status = 'succeeded') || ' succeeded; ' ||
+	count(*) FILTER (WHERE completed_at <= to_timestamp($clients_done)) || ' results while the clients ran, ' ||
+	round(extract(epoch FROM max(completed_at) - to_timestamp($clients_done))::numeric, 1) || ' s to drain after)'
+FROM t;
+SQL
 q -c "SELECT 'requests in flight at most: ' || max_in_flight FROM payments.pay_worker_health()"
 fi
-

@@ -1,0 +1,290 @@
+/*-------------------------------------------------------------------------
+ *
+ * record.c
+ *	  Step 3 of an attempt: write what the gateway answered into the
+ *	  database, inside a transaction the worker has opened.
+ *
+ * A batch is written set-based: one statement logs every exchange, one
+ * records every final answer to a purchase or an authorization (the bulk
+ * of the traffic), each passed as arrays.  The rarer outcomes (captures,
+ * voids, refunds, retries, unknown outcomes, settlements) go through
+ * payments._record_result one by one, where their money rules live.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/timestamp.h"
+
+#include "gateway.h"
+#include "record.h"
+#include "shmem.h"
+
+/* One array argument being built, element by element. */
+typedef struct ArrayArg
+{
+	Oid			element_type;
+	ArrayBuildState *state;
+} ArrayArg;
+
+/* n empty array arguments of these element types */
+static ArrayArg *
+new_args(const Oid *element_types, int n)
+{
+	ArrayArg   *a = palloc0(sizeof(ArrayArg) * n);
+
+	for (int i = 0; i < n; i++)
+		a[i].element_type = element_types[i];
+	return a;
+}
+
+static void
+push(ArrayArg *a, Datum value, bool isnull)
+{
+	a->state = accumArrayResult(a->state, value, isnull, a->element_type, CurrentMemoryContext);
+}
+
+static void
+push_text(ArrayArg *a, const char *s)
+{
+	push(a, s ? CStringGetTextDatum(s) : (Datum) 0, s == NULL);
+}
+
+/* An integer, NULL when zero (no code given). */
+static void
+push_int4_or_null(ArrayArg *a, int v)
+{
+	push(a, Int32GetDatum(v), v == 0);
+}
+
+/*
+ * Run a prepared call whose arguments are the arrays args[0..n-1]; the
+ * plan is prepared on first use and kept.
+ */
+static void
+execute_with_arrays(SPIPlanPtr *plan, const char *sql, ArrayArg *args, int n, int expected)
+{
+	Oid			types[16];
+	Datum		values[16];
+
+	Assert(n <= lengthof(types));
+	for (int i = 0; i < n; i++)
+	{
+		types[i] = get_array_type(args[i].element_type);
+		values[i] = makeArrayResult(args[i].state, CurrentMemoryContext);
+	}
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(sql, n, types);
+
+		if (p == NULL || SPI_keepplan(p) != 0)
+			elog(ERROR, "payments worker: could not prepare \"%s\"", sql);
+		*plan = p;
+	}
+	if (SPI_execute_plan(*plan, values, NULL, false, 0) != expected)
+		elog(ERROR, "payments worker: \"%s\" failed", sql);
+}
+
+/* Log every exchange of the list in one statement. */
+static void
+record_exchanges(dlist_head *exchanges)
+{
+	static SPIPlanPtr plan = NULL;
+	static const Oid types[12] = {INT8OID, INT8OID, INT4OID, TEXTOID, TIMESTAMPTZOID,
+	TIMESTAMPTZOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	ArrayArg   *a = new_args(types, lengthof(types));
+	dlist_iter	it;
+
+	if (dlist_is_empty(exchanges))
+		return;
+	dlist_foreach(it, exchanges)
+	{
+		GatewayExchange *ex = dlist_container(GatewayExchange, node, it.cur);
+
+		push(&a[0], Int64GetDatum(ex->merchant_id), false);
+		push(&a[1], Int64GetDatum(ex->operation_id), ex->operation_id == 0);
+		push(&a[2], Int32GetDatum(ex->attempt), false);
+		push_text(&a[3], ex->request_type);
+		push(&a[4], TimestampTzGetDatum(ex->started_at), false);
+		push(&a[5], TimestampTzGetDatum(ex->finished_at), false);
+		push(&a[6], Int32GetDatum((int32) ex->http_status), false);
+		push_text(&a[7], ex->transport_error);
+		push_text(&a[8], ex->outcome);
+		push_text(&a[9], ex->request_masked ? ex->request_masked : "");
+		push_text(&a[10], ex->response_masked);
+		push_text(&a[11], ex->correlation_id);
+	}
+	execute_with_arrays(&plan, "SELECT payments._record_exchanges($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)",
+						a, lengthof(types), SPI_OK_SELECT);
+}
+
+/* The reason text, NULL when empty. */
+static const char *
+reason_text(const GatewayOutcome *r)
+{
+	return r->reason_text && r->reason_text[0] ? r->reason_text : NULL;
+}
+
+/* Record one operation's outcome (payments._record_result). */
+static void
+record_outcome(GatewayOp *op)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[13] = {INT8OID, INT8OID, TEXTOID, INT4OID, INT4OID, TEXTOID, TEXTOID,
+	TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, TEXTOID};
+	Datum		v[13];
+	char		nulls[13];
+	GatewayOutcome *r = &op->result;
+	const char *text_args[13] = {NULL};
+
+	if (plan == NULL)
+	{
+		plan = SPI_prepare("SELECT payments._record_result($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)",
+						   13, types);
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "payments worker: could not prepare the result recorder");
+	}
+	memset(nulls, ' ', sizeof(nulls));
+	v[0] = Int64GetDatum(op->merchant_id);
+	v[1] = Int64GetDatum(op->operation_id);
+	v[3] = Int32GetDatum(r->response_code);
+	if (r->response_code == 0)
+		nulls[3] = 'n';
+	v[4] = Int32GetDatum(r->reason_code);
+	if (r->reason_code == 0)
+		nulls[4] = 'n';
+	v[10] = TimestampTzGetDatum(r->retry_at ? r->retry_at : GetCurrentTimestamp());
+	text_args[2] = r->outcome;
+	text_args[5] = reason_text(r);
+	text_args[6] = r->trans_id;
+	text_args[7] = r->auth_code;
+	text_args[8] = r->avs;
+	text_args[9] = r->cvv;
+	text_args[11] = r->error;
+	text_args[12] = r->account_number;
+	for (int i = 0; i < 13; i++)
+	{
+		if (types[i] != TEXTOID)
+			continue;
+		if (text_args[i] == NULL)
+		{
+			nulls[i] = 'n';
+			v[i] = (Datum) 0;
+		}
+		else
+			v[i] = CStringGetTextDatum(text_args[i]);
+	}
+	if (SPI_execute_plan(plan, v, nulls, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "payments worker: could not record an outcome");
+}
+
+/* Record that a payment's capture settled (a settlement check hit). */
+static void
+record_settled(GatewayOp *op)
+{
+	AnetTxnDetails d;
+	Oid			types[2] = {INT8OID, INT8OID};
+	Datum		v[2];
+
+	if (op->http.outcome != HTTP_COMPLETED || op->http.http_status != 200 ||
+		!anet_parse_transaction_details_response(op->http.response, op->http.response_len, &d) ||
+		!d.found || anet_classify_transaction_status(d.transaction_status) != ANET_STATUS_SETTLED)
+		return;
+	v[0] = Int64GetDatum(op->merchant_id);
+	v[1] = Int64GetDatum(op->payment_id);
+	if (SPI_execute_with_args("SELECT payments._mark_settled($1, $2)", 2, types, v, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "payments worker: could not record a settlement");
+}
+
+void
+record_count(GatewayOp *op)
+{
+	const char *outcome = op->result.outcome;
+
+	if (op->stage == STAGE_SETTLEMENT)
+		return;
+
+	if (strcmp(outcome, "approved") == 0 || strcmp(outcome, "held") == 0)
+		pg_atomic_fetch_add_u64(&payments_shared->approved, 1);
+	else if (strcmp(outcome, "declined") == 0)
+		pg_atomic_fetch_add_u64(&payments_shared->declined, 1);
+	else if (strcmp(outcome, "unknown") == 0)
+		pg_atomic_fetch_add_u64(&payments_shared->unknown_outcomes, 1);
+	else if (strcmp(outcome, "retry") == 0)
+		pg_atomic_fetch_add_u64(&payments_shared->retries, 1);
+	else
+		pg_atomic_fetch_add_u64(&payments_shared->errors, 1);
+	histogram_observe(&payments_shared->result_latency,
+					  (uint64) (GetCurrentTimestamp() - op->created_at));
+}
+
+/*
+ * Whether an op's outcome goes through the set-based path: a final answer
+ * to a purchase or an authorization.
+ */
+static bool
+is_final_first_operation(GatewayOp *op)
+{
+	const char *o = op->result.outcome;
+
+	if (op->stage == STAGE_SETTLEMENT)
+		return false;
+	if (strcmp(op->kind, "purchase") != 0 && strcmp(op->kind, "authorize") != 0)
+		return false;
+	return strcmp(o, "retry") != 0 && strcmp(o, "unknown") != 0;
+}
+
+void
+record_op(GatewayOp *op)
+{
+	if (op->stage == STAGE_SETTLEMENT)
+		record_settled(op);
+	else
+		record_outcome(op);
+}
+
+void
+record_batch(dlist_head *exchanges, dlist_head *finished)
+{
+	static SPIPlanPtr plan = NULL;
+	static const Oid types[12] = {INT8OID, INT8OID, TEXTOID, INT4OID, INT4OID, TEXTOID,
+	TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	ArrayArg   *a = new_args(types, lengthof(types));
+	int			nfinal = 0;
+	dlist_iter	it;
+
+	record_exchanges(exchanges);
+	dlist_foreach(it, finished)
+	{
+		GatewayOp  *op = dlist_container(GatewayOp, node, it.cur);
+		GatewayOutcome *r = &op->result;
+
+		if (!is_final_first_operation(op))
+		{
+			record_op(op);
+			continue;
+		}
+		push(&a[0], Int64GetDatum(op->merchant_id), false);
+		push(&a[1], Int64GetDatum(op->operation_id), false);
+		push_text(&a[2], r->outcome);
+		push_int4_or_null(&a[3], r->response_code);
+		push_int4_or_null(&a[4], r->reason_code);
+		push_text(&a[5], reason_text(r));
+		push_text(&a[6], r->trans_id);
+		push_text(&a[7], r->auth_code);
+		push_text(&a[8], r->avs);
+		push_text(&a[9], r->cvv);
+		push_text(&a[10], r->error);
+		push_text(&a[11], r->account_number);
+		nfinal++;
+	}
+	if (nfinal > 0)
+		execute_with_arrays(&plan,
+							"SELECT payments._record_final_results($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)",
+							a, lengthof(types), SPI_OK_SELECT);
+}
