@@ -10,7 +10,10 @@
 #    caller's COMMIT (its commit timestamp, track_commit_timestamp) to the
 #    worker's committed result, minus the gateway's own round trip (the
 #    overhead the database adds), p50, p90 and p99
-# 3. throughput: pgbench clients call pay_purchase and commit as fast as they
+# 3. sustained: pgbench clients offer 1000 purchases/s (-R 1000); whether
+#    the worker keeps up (results per second while the clients run, what is
+#    left when they stop) and the same latency figures at that rate
+# 4. throughput: pgbench clients call pay_purchase and commit as fast as they
 #    can; the worker drains the outbox; end-to-end rate and in-flight peak
 set -euo pipefail
 source "$(dirname "$0")/../lib/common.sh"
@@ -46,6 +49,8 @@ echo "== reference: pgbench simple-update, 8 clients, ${DURATION}s"
 pgb -i -q -s 10 reference >/dev/null 2>&1
 ref=$(pgb -n -b simple-update -c 8 -j 2 -T "$DURATION" reference 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p')
 echo "reference tps: $ref"
+# its autovacuum would compete with the phases below
+cluster_psql "$WORK" "$PORT" postgres -c 'DROP DATABASE reference' >/dev/null
 
 wait_drained() {
 	local i
@@ -56,12 +61,24 @@ wait_drained() {
 	return 1
 }
 
-echo "== latency at 200 purchases/s, ${DURATION}s"
-q -c "TRUNCATE payments.gateway_exchanges" >/dev/null
-q -c "CREATE TABLE bench_mark AS SELECT coalesce(max(operation_id), 0) AS last_op FROM payments.operations" >/dev/null
-pgb -n -f "$WORK/purchase.sql" -c 8 -j 2 -R 200 -T "$DURATION" payments >/dev/null 2>&1
-wait_drained
-q -F ' ' <<'SQL'
+# mark: later figures count only the payments created after it
+mark() {
+	q -c "DROP TABLE IF EXISTS bench_mark; CREATE TABLE bench_mark AS SELECT coalesce(max(operation_id), 0) AS last_op FROM payments.operations" >/dev/null
+}
+
+# run_clients CLIENTS [pgbench options]: TPS is the clients' commit rate,
+# CLIENTS_DONE when they stopped
+run_clients() {
+	local c=$1; shift
+	TPS=$(pgb -n -f "$WORK/purchase.sql" -c "$c" -j 2 -T "$DURATION" "$@" payments 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p')
+	CLIENTS_DONE=$(date +%s.%N)
+}
+
+# The time from each caller's COMMIT (its commit timestamp) to the
+# committed result, and the part of it the database adds to the gateway's
+# round trip.
+latency_report() {
+	q -F ' ' <<'SQL'
 WITH x AS (
 	SELECT extract(epoch FROM o.completed_at - (SELECT pg_xact_commit_timestamp(e.xmin) FROM payments.events e
 			WHERE e.merchant_id = o.merchant_id AND e.payment_id = o.payment_id
@@ -78,16 +95,11 @@ SELECT 'payments: ' || count(*),
 	'p99 ' || round(percentile_cont(0.99) WITHIN GROUP (ORDER BY total_ms - gateway_ms)::numeric, 2) || ' ms'
 FROM x;
 SQL
+}
 
-if [ "${BENCH_SKIP_THROUGHPUT:-}" != 1 ]; then
-echo "== throughput: pay_purchase from 16 clients, ${DURATION}s, gateway latency 100 ms"
-q -c "UPDATE bench_mark SET last_op = (SELECT coalesce(max(operation_id), 0) FROM payments.operations)" >/dev/null
-tps=$(pgb -n -f "$WORK/purchase.sql" -c 16 -j 2 -T "$DURATION" payments 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p')
-clients_done=$(date +%s.%N)
-wait_drained
-q -c "SELECT 'purchases committed by clients per second: ' || round($tps::numeric, 0)"
-# only this phase's payments: from its first commit to its last result
-q <<SQL
+# Results per second while the clients ran, and how long the rest took.
+throughput_report() {
+	q <<SQL
 WITH t AS (
 	SELECT o.created_at, o.completed_at, p.status
 	FROM payments.operations o JOIN payments.payments p USING (merchant_id, payment_id)
@@ -95,9 +107,36 @@ WITH t AS (
 SELECT 'end-to-end purchases per second (first commit to last result): ' ||
 	round(count(*) / extract(epoch FROM max(completed_at) - min(created_at))::numeric, 0) ||
 	' (' || count(*) || ' payments, ' || count(*) FILTER (WHERE status = 'succeeded') || ' succeeded; ' ||
-	count(*) FILTER (WHERE completed_at <= to_timestamp($clients_done)) || ' results while the clients ran, ' ||
-	round(extract(epoch FROM max(completed_at) - to_timestamp($clients_done))::numeric, 1) || ' s to drain after)'
+	round(count(*) FILTER (WHERE completed_at <= to_timestamp($CLIENTS_DONE)) /
+		extract(epoch FROM to_timestamp($CLIENTS_DONE) - min(created_at))::numeric, 0) ||
+	' results per second while the clients ran, ' ||
+	count(*) FILTER (WHERE completed_at > to_timestamp($CLIENTS_DONE)) || ' left when they stopped, ' ||
+	round(greatest(extract(epoch FROM max(completed_at) - to_timestamp($CLIENTS_DONE)), 0)::numeric, 1) ||
+	' s to finish them)'
 FROM t;
 SQL
+}
+
+echo "== latency at 200 purchases/s, ${DURATION}s"
+mark
+run_clients 8 -R 200
+wait_drained
+latency_report
+
+echo "== sustained: 1000 purchases/s offered by 16 clients, ${DURATION}s, gateway latency 100 ms"
+mark
+run_clients 16 -R 1000
+wait_drained
+q -c "SELECT 'purchases committed by clients per second: ' || round($TPS::numeric, 0)"
+throughput_report
+latency_report
+
+if [ "${BENCH_SKIP_THROUGHPUT:-}" != 1 ]; then
+echo "== throughput: pay_purchase from 16 clients as fast as they can, ${DURATION}s, gateway latency 100 ms"
+mark
+run_clients 16
+wait_drained
+q -c "SELECT 'purchases committed by clients per second: ' || round($TPS::numeric, 0)"
+throughput_report
 q -c "SELECT 'requests in flight at most: ' || max_in_flight FROM payments.pay_worker_health()"
 fi
