@@ -227,24 +227,19 @@ new_op(void)
 }
 
 /*
- * Step 1: claim up to n operations, commit them as "sending", then start
- * their transfers.  Returns how many were claimed.
+ * Step 1 inside an open transaction: claim up to n operations (they become
+ * "sending" when it commits) and build their requests into *to_send.
+ * Returns how many were claimed.
  */
 static int
-claim_and_send(int n)
+claim_into(int n, dlist_head *to_send)
 {
 	Datum		arg = Int32GetDatum(n);
 	Oid			argtype = INT4OID;
-	dlist_head	to_send;
-	dlist_mutable_iter it;
-	int			claimed;
 
-	dlist_init(&to_send);
-	begin_tx("payments: claiming operations");
 	if (SPI_execute_with_args("SELECT * FROM payments._claim_operations($1)", 1, &argtype,
 							  &arg, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "payments worker: claiming operations failed");
-	claimed = (int) SPI_processed;
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		GatewayOp  *op = new_op();
@@ -256,15 +251,21 @@ claim_and_send(int n)
 														   SPI_fnumber(SPI_tuptable->tupdesc, "created_at"),
 														   &isnull));
 		if (gateway_build_operation(op, SPI_tuptable->vals[i], SPI_tuptable->tupdesc, &error))
-			dlist_push_tail(&to_send, &op->node);
+			dlist_push_tail(to_send, &op->node);
 		else
 			fail_unbuildable(op, error);
 		MemoryContextSwitchTo(old);
 	}
-	commit_tx();
+	return (int) SPI_processed;
+}
 
-	/* step 2 begins only now that "sending" is durable */
-	dlist_foreach_modify(it, &to_send)
+/* Step 2 begins only once "sending" is durable: start the transfers. */
+static void
+send_claimed(dlist_head *to_send)
+{
+	dlist_mutable_iter it;
+
+	dlist_foreach_modify(it, to_send)
 	{
 		GatewayOp  *op = dlist_container(GatewayOp, node, it.cur);
 
@@ -273,6 +274,36 @@ claim_and_send(int n)
 			probe_in_flight = true;
 		start_transfer(op);
 	}
+}
+
+/* Free ops, wiping their request bodies. */
+static void
+free_ops(dlist_head *ops)
+{
+	dlist_mutable_iter it;
+
+	dlist_foreach_modify(it, ops)
+	{
+		GatewayOp  *op = dlist_container(GatewayOp, node, it.cur);
+
+		dlist_delete(&op->node);
+		http_request_release(&op->http);
+		MemoryContextDelete(op->cxt);
+	}
+}
+
+/* Step 1 in a transaction of its own, then step 2. */
+static int
+claim_and_send(int n)
+{
+	dlist_head	to_send;
+	int			claimed;
+
+	dlist_init(&to_send);
+	begin_tx("payments: claiming operations");
+	claimed = claim_into(n, &to_send);
+	commit_tx();
+	send_claimed(&to_send);
 	return claimed;
 }
 
@@ -307,10 +338,27 @@ in_transaction(const char *what, void (*fn) (void *), void *arg)
 	return ok;
 }
 
-static void
-record_all(void *arg pg_attribute_unused())
+/* What one round's transaction claims (step 1) beside recording (step 3). */
+typedef struct RoundClaim
 {
-	record_batch(&exchanges, &finished);
+	int			limit;			/* 0: claim nothing */
+	int			claimed;
+	dlist_head	to_send;
+} RoundClaim;
+
+/*
+ * One transaction per round: claim first (an operation that cannot be built
+ * joins the finished ones), then record every finished operation.
+ */
+static void
+claim_and_record(void *arg)
+{
+	RoundClaim *rc = (RoundClaim *) arg;
+
+	if (rc->limit > 0)
+		rc->claimed = claim_into(rc->limit, &rc->to_send);
+	if (!dlist_is_empty(&finished))
+		record_batch(&exchanges, &finished);
 }
 
 static void
@@ -319,17 +367,12 @@ record_op_fn(void *arg)
 	record_op((GatewayOp *) arg);
 }
 
-/*
- * Step 3: interpret finished transfers; start follow-ups; commit the
- * outcomes and exchanges of the rest in one transaction; wake waiters.
- */
+/* Interpret finished transfers, outside any transaction; start follow-ups. */
 static void
-finish_transfers(void)
+interpret_finished(void)
 {
 	HttpRequest *req;
 	dlist_mutable_iter it;
-	dlist_iter	iter;
-	bool		ok;
 
 	while ((req = http_engine_next_done(engine)) != NULL)
 	{
@@ -337,22 +380,16 @@ finish_transfers(void)
 
 		dlist_push_tail(&finished, &op->node);
 	}
-	if (dlist_is_empty(&finished))
-		return;
-
-	/* interpret, outside any transaction */
 	dlist_foreach_modify(it, &finished)
 	{
 		GatewayOp  *op = dlist_container(GatewayOp, node, it.cur);
-		MemoryContext old = MemoryContextSwitchTo(op->cxt);
+		MemoryContext old;
 		bool		follow_up = false;
 		GatewayExchange *ex;
 
-		if (op->done)			/* could not be built: nothing was sent */
-		{
-			MemoryContextSwitchTo(old);
+		if (op->done)			/* could not be built, or interpreted already */
 			continue;
-		}
+		old = MemoryContextSwitchTo(op->cxt);
 		histogram_observe(&payments_shared->gateway_latency,
 						  op->http.finished_us - op->http.started_us);
 		ex = gateway_interpret(op, &follow_up);
@@ -367,12 +404,39 @@ finish_transfers(void)
 			dlist_delete(&op->node);
 			start_transfer(op);
 		}
+		else
+			op->done = true;
 		MemoryContextSwitchTo(old);
 	}
-	if (dlist_is_empty(&finished))
+}
+
+/*
+ * One round of steps 3 and 1: commit the outcomes and exchanges of the
+ * finished operations and, when a claim is due, claim new operations, in
+ * one transaction (one commit where there would be two); then wake the
+ * callers waiting for the results and start the new transfers.  When that
+ * transaction fails, the outcomes are recorded one by one (one bad row must
+ * not hold back the others) and the claim runs on its own.
+ */
+static void
+finish_round(bool claim_due)
+{
+	RoundClaim	rc;
+	dlist_iter	iter;
+	int			capacity = 0;
+	bool		had_finished = !dlist_is_empty(&finished);
+	bool		ok;
+
+	if (claim_due)
+		capacity = circuit_allowance(payments_max_in_flight - http_engine_in_flight(engine));
+	rc.limit = Min(capacity, payments_claim_batch);
+	rc.claimed = 0;
+	dlist_init(&rc.to_send);
+	if (!had_finished && rc.limit <= 0)
 		return;
 
-	ok = in_transaction("recording outcomes", record_all, NULL);
+	ok = in_transaction(had_finished ? "recording outcomes" : "claiming operations",
+						claim_and_record, &rc);
 	/* exchange log rows are best effort: never retried on their own */
 	dlist_init(&exchanges);
 	if (ok)
@@ -382,7 +446,11 @@ finish_transfers(void)
 	}
 	else
 	{
-		/* one bad row must not hold back the others: record them one by one */
+		dlist_mutable_iter it;
+
+		/* the claim rolled back with the rest: those operations are still queued */
+		free_ops(&rc.to_send);
+		rc.claimed = 0;
 		dlist_foreach_modify(it, &finished)
 		{
 			GatewayOp  *op = dlist_container(GatewayOp, node, it.cur);
@@ -398,15 +466,25 @@ finish_transfers(void)
 	}
 
 	/* the results are durable: wake pay_wait callers, free the ops */
-	pg_atomic_fetch_add_u64(&payments_shared->results_generation, 1);
-	ConditionVariableBroadcast(&payments_shared->results_cv);
-	dlist_foreach_modify(it, &finished)
+	if (!dlist_is_empty(&finished))
 	{
-		GatewayOp  *op = dlist_container(GatewayOp, node, it.cur);
+		pg_atomic_fetch_add_u64(&payments_shared->results_generation, 1);
+		ConditionVariableBroadcast(&payments_shared->results_cv);
+		free_ops(&finished);
+	}
+	send_claimed(&rc.to_send);
 
-		dlist_delete(&op->node);
-		http_request_release(&op->http);
-		MemoryContextDelete(op->cxt);
+	/* a full claim: more may be ready, in transactions of their own */
+	capacity -= rc.claimed;
+	if (!claim_due || (ok && rc.claimed < rc.limit))
+		return;
+	while (capacity > 0 && circuit_open_until == 0)
+	{
+		int			got = claim_and_send(Min(capacity, payments_claim_batch));
+
+		capacity -= got;
+		if (got < payments_claim_batch)
+			break;
 	}
 }
 
@@ -570,6 +648,8 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 		TimestampTz now;
 		int			in_flight;
 		long		wait_ms = 1000;
+		bool		latch_set;
+		bool		claim_due;
 
 		MemoryContextReset(loop_cxt);
 		MemoryContextSwitchTo(loop_cxt);
@@ -601,22 +681,6 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 			recover_in_flight();
 		}
 
-		/* step 1: claim when woken, and every second for due retries */
-		in_flight = http_engine_in_flight(engine);
-		if (wake || TimestampDifferenceExceeds(last_claim, now, 1000))
-		{
-			int			capacity = circuit_allowance(payments_max_in_flight - in_flight);
-
-			last_claim = now;
-			while (capacity > 0)
-			{
-				int			got = claim_and_send(Min(capacity, payments_claim_batch));
-
-				capacity -= got;
-				if (got < payments_claim_batch || circuit_open_until != 0)
-					break;
-			}
-		}
 		if (TimestampDifferenceExceeds(last_settlement, now, payments_settlement_check_s * 1000))
 		{
 			last_settlement = now;
@@ -639,11 +703,17 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 			pg_atomic_write_u32(&payments_shared->max_in_flight, (uint32) in_flight);
 
 		/* step 2 runs inside: wait for replies, timers or a wake-up */
-		if (!dlist_is_empty(&finished))
+		if (wake || !dlist_is_empty(&finished))
 			wait_ms = 0;
-		http_engine_wait(engine, wait_ms, &wake);
+		http_engine_wait(engine, wait_ms, &latch_set);
+		interpret_finished();
 
-		/* step 3 */
-		finish_transfers();
+		/* steps 3 and 1: claim when woken, and every second for due retries */
+		now = GetCurrentTimestamp();
+		claim_due = wake || latch_set || TimestampDifferenceExceeds(last_claim, now, 1000);
+		if (claim_due)
+			last_claim = now;
+		wake = false;
+		finish_round(claim_due);
 	}
 }

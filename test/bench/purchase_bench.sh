@@ -28,7 +28,7 @@ cleanup() { sim_stop; cluster_stop "$WORK"; cp "$WORK/postgres.log" /tmp/bench-p
 [ "${BENCH_KEEP:-}" = 1 ] || trap cleanup EXIT
 
 cluster_init "$WORK" "$PORT" "shared_buffers = 512MB" "max_wal_size = 4GB" "track_commit_timestamp = on" \
-	"payments.max_in_flight = 2000" "payments.claim_batch = 500"
+	"payments.max_in_flight = 2000" "payments.claim_batch = 500" "wal_init_zero = off"
 cluster_start "$WORK"
 q() { cluster_psql "$WORK" "$PORT" payments -At "$@"; }
 cluster_psql "$WORK" "$PORT" postgres -c 'CREATE DATABASE payments' -c 'CREATE DATABASE reference' >/dev/null
