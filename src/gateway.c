@@ -517,13 +517,19 @@ interpret_send(GatewayOp *op, bool *follow_up)
 	gateway_set_outcome(op, "error", NULL);
 }
 
-/* The reply to getTransactionDetails after a duplicate or a lookup hit. */
+/*
+ * The reply to getTransactionDetails after a duplicate reply or a lookup
+ * hit: the status of the transaction that answers for this operation (for
+ * a capture or a void, the payment's transaction they act on; for a
+ * refund, the refund's own transaction) says what became of it.
+ */
 static void
 interpret_confirm(GatewayOp *op)
 {
 	AnetTxnDetails d;
 	AnetStatusClass cls;
 	bool		first_op = strcmp(op->kind, "purchase") == 0 || strcmp(op->kind, "authorize") == 0;
+	bool		voids = strcmp(op->kind, "void") == 0 || op->via_void;
 
 	if (!anet_parse_transaction_details_response(op->http.response, op->http.response_len, &d) ||
 		!d.found)
@@ -552,10 +558,31 @@ interpret_confirm(GatewayOp *op)
 			return;
 		case ANET_STATUS_PENDING_SETTLEMENT:
 		case ANET_STATUS_SETTLED:
-			gateway_set_outcome(op, strcmp(op->kind, "void") == 0 ? "error" : "approved", NULL);
+			/* a void (also a refund sent as one) did not happen */
+			if (voids)
+				gateway_set_outcome(op, "error",
+									psprintf("the gateway shows the transaction %s, not voided",
+											 d.transaction_status));
+			else
+				gateway_set_outcome(op, "approved", NULL);
 			return;
 		case ANET_STATUS_VOIDED:
-			gateway_set_outcome(op, "approved", NULL);
+			if (voids)
+			{
+				gateway_set_outcome(op, "approved", NULL);
+				return;
+			}
+
+			/*
+			 * Approved, then voided by someone else (this operation being
+			 * unresolved, the payment could not be voided through us): no
+			 * money moved, so neither a charge nor a refund is recorded.
+			 * The approval's codes would read as a decline code; they go.
+			 */
+			op->result.response_code = 0;
+			op->result.reason_code = 0;
+			op->result.reason_text = NULL;
+			gateway_set_outcome(op, "error", "the gateway shows the transaction voided");
 			return;
 		case ANET_STATUS_DECLINED:
 			gateway_set_outcome(op, "declined", NULL);
