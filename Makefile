@@ -28,3 +28,7 @@ SHLIB_LINK = $(shell curl-config --libs) $(shell pkg-config --libs json-c openss
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# Distribution builds of PostgreSQL track no header dependencies: rebuild
+# every object when a header changes (struct layouts are shared).
+$(OBJS): $(wildcard src/*.h)

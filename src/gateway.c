@@ -9,7 +9,8 @@
  *	  retried with backoff;
  *	- anything that may have reached the gateway (timeout, reset, 5xx,
  *	  garbled reply) has an unknown outcome: it is resolved later by an
- *	  identical resend inside the duplicate window, never guessed;
+ *	  identical resend inside the duplicate window, or past it by looking
+ *	  the transaction up (gateway_lookup.c), never guessed;
  *	- a duplicate reply (reason 11) names the original transaction, which
  *	  is then looked up (it may have been declined) before anything is
  *	  recorded;
@@ -110,39 +111,79 @@ split_holder_name(const char *name, char **first, char **last)
 	*last = pnstrdup(sp + 1, 50);
 }
 
-/* Hand a built body (malloc'd by the protocol module) to the request. */
-static void
-attach_body(GatewayOp *op, char *body)
+/* The protocol module's message (malloc'd) as ours, in the op's memory. */
+static char *
+build_error(GatewayOp *op, char *perr)
 {
-	op->http.body = body;
-	op->http.body_len = strlen(body);
+	char	   *error = MemoryContextStrdup(op->cxt, perr ? perr : "the request could not be built");
+
+	anet_free(perr);
+	return error;
 }
 
-/* Build the masked and the real request; false with *error when invalid. */
-static bool
-build_txn(GatewayOp *op, const AnetCredentials *creds, const AnetTxnRequest *req, char **error)
+/*
+ * Put the next request in op: the masked twin for the exchange log, then
+ * the body to send, from one builder of the protocol module.  The previous
+ * transfer's buffers are released (its log entry holds copies).  False,
+ * with *error when error is not NULL, if the builder refused; the request
+ * in op is then unchanged.
+ */
+bool
+gateway_set_request(GatewayOp *op, const char *request_type, GatewayRequestBuilder build,
+					const void *arg, char **error)
 {
+	AnetCredentials creds = {op->endpoint.login_id, op->endpoint.transaction_key};
 	char	   *perr = NULL;
-	char	   *masked = anet_build_transaction_request(creds, req, true, &perr);
-	char	   *body;
+	char	   *built;
+	char	   *masked;
 
-	if (masked == NULL)
+	built = build(&creds, op, arg, true, &perr);
+	if (built == NULL)
 	{
-		*error = pstrdup(perr ? perr : "the request could not be built");
-		anet_free(perr);
+		if (error)
+			*error = build_error(op, perr);
+		else
+			anet_free(perr);
 		return false;
 	}
-	op->request_masked = pstrdup(masked);
-	anet_free(masked);
-	body = anet_build_transaction_request(creds, req, false, &perr);
-	if (body == NULL)
+	masked = MemoryContextStrdup(op->cxt, built);
+	anet_free(built);
+	/* no palloc from here on: an ERROR must not leak a body with card data */
+	built = build(&creds, op, arg, false, &perr);
+	if (built == NULL)
 	{
-		*error = pstrdup(perr ? perr : "the request could not be built");
-		anet_free(perr);
+		pfree(masked);
+		if (error)
+			*error = build_error(op, perr);
+		else
+			anet_free(perr);
 		return false;
 	}
-	attach_body(op, body);
+	http_request_release(&op->http);
+	memset(&op->http, 0, sizeof(op->http));
+	op->http.owner = op;
+	op->http.body = built;
+	op->http.body_len = strlen(built);
+	op->request_type = request_type;
+	op->request_masked = masked;
 	return true;
+}
+
+/* createTransactionRequest; arg is the AnetTxnRequest. */
+static char *
+build_transaction(const AnetCredentials *creds, const GatewayOp *op pg_attribute_unused(),
+				  const void *arg, bool masked, char **error)
+{
+	return anet_build_transaction_request(creds, (const AnetTxnRequest *) arg, masked, error);
+}
+
+/* getTransactionDetailsRequest; arg is the transId. */
+static char *
+build_details(const AnetCredentials *creds, const GatewayOp *op, const void *arg,
+			  bool masked, char **error)
+{
+	return anet_build_get_transaction_details_request(creds, op->ref_id, (const char *) arg,
+													  masked, error);
 }
 
 /*
@@ -153,7 +194,6 @@ build_txn(GatewayOp *op, const AnetCredentials *creds, const AnetTxnRequest *req
 bool
 gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **error)
 {
-	AnetCredentials creds;
 	AnetTxnRequest req;
 	char		amount[64];
 	char	   *payment_method = col(tuple, desc, "payment_method");
@@ -167,7 +207,7 @@ gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **e
 	char	   *holder_last = NULL;
 	char	   *opaque_descriptor = NULL;
 	char	   *opaque_value = NULL;
-	char		refund_invoice[24];
+	char	   *via_void;
 	bool		ok;
 	bool		isnull;
 	Datum		sealed;
@@ -180,6 +220,22 @@ gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **e
 	op->kind = col(tuple, desc, "kind");
 	op->action = col(tuple, desc, "action");
 	op->invoice_number = col(tuple, desc, "invoice_number");
+	via_void = col(tuple, desc, "via_void");
+	op->via_void = strcmp(op->kind, "refund") == 0 && via_void != NULL && strcmp(via_void, "t") == 0;
+	if (strcmp(op->kind, "refund") == 0 && !op->via_void)
+	{
+		/* each refund its own invoice: equal partial refunds are not duplicates */
+		op->txn_invoice = psprintf("R" INT64_FORMAT, op->operation_id);
+	}
+	else
+	{
+		/*
+		 * Purchases and authorizations create the payment's transaction;
+		 * a capture (priorAuthCapture keeps the authorization's transId)
+		 * and a void act on it: its status is what answers for them.
+		 */
+		op->txn_invoice = op->invoice_number;
+	}
 	op->correlation_id = col(tuple, desc, "correlation_id");
 	op->amount_minor = col_int64(tuple, desc, "amount_minor");
 	op->currency_exponent = (int) col_int64(tuple, desc, "currency_exponent");
@@ -192,36 +248,9 @@ gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **e
 	if (customer_text)
 		customer = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(customer_text)));
 
-	creds.login_id = op->endpoint.login_id;
-	creds.transaction_key = op->endpoint.transaction_key;
-
+	/* past the duplicate window: search the gateway, do not resend */
 	if (strcmp(op->action, "lookup") == 0)
-	{
-		/* past the duplicate window: search the gateway, do not resend */
-		AnetListOptions opts = {"submitTimeUTC", true, 1000, 1};
-		char	   *perr = NULL;
-		char	   *body;
-
-		op->stage = STAGE_LOOKUP;
-		op->request_type = "getUnsettledTransactionListRequest";
-		body = anet_build_get_unsettled_transaction_list_request(&creds, op->ref_id, NULL,
-																 &opts, false, &perr);
-		if (body == NULL)
-		{
-			*error = pstrdup(perr ? perr : "the request could not be built");
-			anet_free(perr);
-			return false;
-		}
-		{
-			char	   *masked = anet_build_get_unsettled_transaction_list_request(&creds, op->ref_id,
-																				 NULL, &opts, true, NULL);
-
-			op->request_masked = pstrdup(masked ? masked : "");
-			anet_free(masked);
-		}
-		attach_body(op, body);
-		return true;
-	}
+		return gateway_lookup_start(op, error);
 
 	memset(&req, 0, sizeof(req));
 	req.ref_id = op->ref_id[0] ? op->ref_id : NULL;
@@ -311,8 +340,7 @@ gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **e
 		req.amount = amount;
 		req.ref_trans_id = col(tuple, desc, "ref_trans_id");
 	}
-	else if (strcmp(op->kind, "void") == 0 ||
-			 (strcmp(op->kind, "refund") == 0 && strcmp(col(tuple, desc, "via_void"), "t") == 0))
+	else if (strcmp(op->kind, "void") == 0 || op->via_void)
 	{
 		req.type = ANET_VOID;
 		req.invoice_number = NULL;
@@ -323,9 +351,7 @@ gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **e
 		req.type = ANET_REFUND;
 		req.amount = amount;
 		req.ref_trans_id = col(tuple, desc, "ref_trans_id");
-		/* each refund its own invoice: equal partial refunds are not duplicates */
-		snprintf(refund_invoice, sizeof(refund_invoice), "R" INT64_FORMAT, op->operation_id);
-		req.invoice_number = refund_invoice;
+		req.invoice_number = op->txn_invoice;
 		if (strcmp(payment_method, "profile") == 0)
 		{
 			req.profile_customer_id = col(tuple, desc, "customer_profile_id");
@@ -348,8 +374,7 @@ gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **e
 		return false;
 	}
 
-	op->request_type = "createTransactionRequest";
-	ok = build_txn(op, &creds, &req, error);
+	ok = gateway_set_request(op, "createTransactionRequest", build_transaction, &req, error);
 	if (have_secret)
 		explicit_bzero(&secret, sizeof(secret));
 	if (opaque_value)
@@ -357,28 +382,16 @@ gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **e
 	return ok;
 }
 
-/* A getTransactionDetails request about trans_id, for the same op. */
-static bool
-build_details(GatewayOp *op, const char *trans_id)
+/*
+ * Confirm what a duplicate reply or a lookup found: the next request of op
+ * is getTransactionDetails of trans_id (interpret_confirm reads it).
+ */
+bool
+gateway_confirm(GatewayOp *op, const char *trans_id)
 {
-	AnetCredentials creds = {op->endpoint.login_id, op->endpoint.transaction_key};
-	char	   *perr = NULL;
-	char	   *body = anet_build_get_transaction_details_request(&creds, op->ref_id,
-																  trans_id, false, &perr);
-	char	   *masked;
-
-	anet_free(perr);
-	if (body == NULL)
+	if (!gateway_set_request(op, "getTransactionDetailsRequest", build_details, trans_id, NULL))
 		return false;
-	masked = anet_build_get_transaction_details_request(&creds, op->ref_id, trans_id, true, NULL);
-	op->request_masked = masked ? pstrdup(masked) : NULL;
-	anet_free(masked);
-	op->request_type = "getTransactionDetailsRequest";
-	/* the previous transfer's buffers are done with (its log entry is a copy) */
-	http_request_release(&op->http);
-	memset(&op->http, 0, sizeof(op->http));
-	op->http.owner = op;
-	attach_body(op, body);
+	op->stage = STAGE_CONFIRM;
 	return true;
 }
 
@@ -388,7 +401,7 @@ gateway_build_settlement_check(GatewayOp *op, const char *trans_id)
 {
 	op->stage = STAGE_SETTLEMENT;
 	set_ref_id(op);
-	return build_details(op, trans_id);
+	return gateway_set_request(op, "getTransactionDetailsRequest", build_details, trans_id, NULL);
 }
 
 /*
@@ -408,8 +421,8 @@ gateway_backoff(int attempt, int min_ms, int max_ms)
 	return TimestampTzPlusMilliseconds(GetCurrentTimestamp(), (int64) ms);
 }
 
-static void
-set_outcome(GatewayOp *op, const char *outcome, const char *error)
+void
+gateway_set_outcome(GatewayOp *op, const char *outcome, const char *error)
 {
 	op->done = true;
 	op->result.outcome = outcome;
@@ -447,7 +460,7 @@ interpret_send(GatewayOp *op, bool *follow_up)
 		r.unknown_outcome)
 	{
 		op->result.retry_at = gateway_backoff(op->attempt, 1000, 60000);
-		set_outcome(op, "unknown", r.outcome == ANET_MALFORMED ?
+		gateway_set_outcome(op, "unknown", r.outcome == ANET_MALFORMED ?
 					"the gateway's reply could not be understood" : "the gateway timed out processing the request");
 		return;
 	}
@@ -457,23 +470,23 @@ interpret_send(GatewayOp *op, bool *follow_up)
 		if (r.retryable)
 		{
 			op->result.retry_at = gateway_backoff(op->attempt, 5000, 300000);
-			set_outcome(op, "retry", psprintf("%s %s", r.message_code, r.message_text));
+			gateway_set_outcome(op, "retry", psprintf("%s %s", r.message_code, r.message_text));
 		}
 		else
-			set_outcome(op, "rejected", r.message_code);
+			gateway_set_outcome(op, "rejected", r.message_code);
 		return;
 	}
 	set_txn_fields(op, &r);
 	switch (r.outcome)
 	{
 		case ANET_APPROVED:
-			set_outcome(op, "approved", NULL);
+			gateway_set_outcome(op, "approved", NULL);
 			return;
 		case ANET_HELD_FOR_REVIEW:
-			set_outcome(op, "held", NULL);
+			gateway_set_outcome(op, "held", NULL);
 			return;
 		case ANET_DECLINED:
-			set_outcome(op, "declined", NULL);
+			gateway_set_outcome(op, "declined", NULL);
 			return;
 		default:
 			break;
@@ -482,9 +495,8 @@ interpret_send(GatewayOp *op, bool *follow_up)
 	{
 		/* the original went through, or was declined: ask which */
 		op->first_reply = r;
-		if (build_details(op, r.trans_id))
+		if (gateway_confirm(op, r.trans_id))
 		{
-			op->stage = STAGE_CONFIRM;
 			*follow_up = true;
 			return;
 		}
@@ -492,32 +504,38 @@ interpret_send(GatewayOp *op, bool *follow_up)
 	if (r.is_duplicate)
 	{
 		op->result.retry_at = gateway_backoff(op->attempt, 1000, 60000);
-		set_outcome(op, "unknown", "duplicate reply without the original transaction");
+		gateway_set_outcome(op, "unknown", "duplicate reply without the original transaction");
 		return;
 	}
 	if (r.retryable)
 	{
 		/* 19-23 and friends can leave a hold at the issuer: wait minutes */
 		op->result.retry_at = gateway_backoff(op->attempt, 60000, 900000);
-		set_outcome(op, "retry", r.reason_text);
+		gateway_set_outcome(op, "retry", r.reason_text);
 		return;
 	}
-	set_outcome(op, "error", NULL);
+	gateway_set_outcome(op, "error", NULL);
 }
 
-/* The reply to getTransactionDetails after a duplicate or a lookup hit. */
+/*
+ * The reply to getTransactionDetails after a duplicate reply or a lookup
+ * hit: the status of the transaction that answers for this operation (for
+ * a capture or a void, the payment's transaction they act on; for a
+ * refund, the refund's own transaction) says what became of it.
+ */
 static void
 interpret_confirm(GatewayOp *op)
 {
 	AnetTxnDetails d;
 	AnetStatusClass cls;
 	bool		first_op = strcmp(op->kind, "purchase") == 0 || strcmp(op->kind, "authorize") == 0;
+	bool		voids = strcmp(op->kind, "void") == 0 || op->via_void;
 
 	if (!anet_parse_transaction_details_response(op->http.response, op->http.response_len, &d) ||
 		!d.found)
 	{
 		op->result.retry_at = gateway_backoff(op->attempt, 1000, 60000);
-		set_outcome(op, "unknown", "the original transaction could not be looked up");
+		gateway_set_outcome(op, "unknown", "the original transaction could not be looked up");
 		return;
 	}
 	cls = anet_classify_transaction_status(d.transaction_status);
@@ -534,71 +552,54 @@ interpret_confirm(GatewayOp *op)
 	{
 		case ANET_STATUS_PENDING_CAPTURE:
 			if (first_op)
-				set_outcome(op, "approved", NULL);
+				gateway_set_outcome(op, "approved", NULL);
 			else
-				set_outcome(op, "error", "the gateway shows the transaction still waiting for capture");
+				gateway_set_outcome(op, "error", "the gateway shows the transaction still waiting for capture");
 			return;
 		case ANET_STATUS_PENDING_SETTLEMENT:
 		case ANET_STATUS_SETTLED:
-			set_outcome(op, strcmp(op->kind, "void") == 0 ? "error" : "approved", NULL);
+			/* a void (also a refund sent as one) did not happen */
+			if (voids)
+				gateway_set_outcome(op, "error",
+									psprintf("the gateway shows the transaction %s, not voided",
+											 d.transaction_status));
+			else
+				gateway_set_outcome(op, "approved", NULL);
 			return;
 		case ANET_STATUS_VOIDED:
-			set_outcome(op, "approved", NULL);
+			if (voids)
+			{
+				gateway_set_outcome(op, "approved", NULL);
+				return;
+			}
+
+			/*
+			 * Approved, then voided by someone else (this operation being
+			 * unresolved, the payment could not be voided through us): no
+			 * money moved, so neither a charge nor a refund is recorded.
+			 * The approval's codes would read as a decline code; they go.
+			 */
+			op->result.response_code = 0;
+			op->result.reason_code = 0;
+			op->result.reason_text = NULL;
+			gateway_set_outcome(op, "error", "the gateway shows the transaction voided");
 			return;
 		case ANET_STATUS_DECLINED:
-			set_outcome(op, "declined", NULL);
+			gateway_set_outcome(op, "declined", NULL);
 			return;
 		case ANET_STATUS_UNDER_REVIEW:
-			set_outcome(op, first_op ? "held" : "unknown", NULL);
+			gateway_set_outcome(op, first_op ? "held" : "unknown", NULL);
 			if (!first_op)
 				op->result.retry_at = gateway_backoff(op->attempt, 60000, 900000);
 			return;
 		case ANET_STATUS_EXPIRED:
-			set_outcome(op, "error", "the authorization expired");
+			gateway_set_outcome(op, "error", "the authorization expired");
 			return;
 		default:
 			op->result.retry_at = gateway_backoff(op->attempt, 5000, 300000);
-			set_outcome(op, "unknown", psprintf("the original transaction has status %s", d.transaction_status));
+			gateway_set_outcome(op, "unknown", psprintf("the original transaction has status %s", d.transaction_status));
 			return;
 	}
-}
-
-/* The unsettled list searched for this payment's invoice. */
-static void
-interpret_lookup(GatewayOp *op, bool *follow_up)
-{
-	AnetTxnList list;
-
-	memset(&list, 0, sizeof(list));
-	if (!anet_parse_unsettled_transaction_list_response(op->http.response, op->http.response_len, &list) ||
-		!list.status.ok)
-	{
-		anet_txn_list_free(&list);
-		op->result.retry_at = gateway_backoff(op->attempt, 5000, 300000);
-		set_outcome(op, "unknown", "the gateway's transaction list could not be read");
-		return;
-	}
-	for (size_t i = 0; i < list.count; i++)
-	{
-		if (op->invoice_number && strcmp(list.items[i].invoice_number, op->invoice_number) == 0)
-		{
-			char		trans_id[ANET_ID_SIZE];
-
-			strlcpy(trans_id, list.items[i].trans_id, sizeof(trans_id));
-			anet_txn_list_free(&list);
-			if (build_details(op, trans_id))
-			{
-				op->stage = STAGE_CONFIRM;
-				*follow_up = true;
-				return;
-			}
-			break;
-		}
-	}
-	anet_txn_list_free(&list);
-	/* not among unsettled transactions: never guess, look again later */
-	op->result.retry_at = gateway_backoff(op->attempt, 60000, 3600000);
-	set_outcome(op, "unknown", "the invoice is not among the gateway's unsettled transactions");
 }
 
 /* Cut a reply for the exchange log. */
@@ -656,15 +657,27 @@ gateway_interpret(GatewayOp *op, bool *follow_up)
 	if (op->http.outcome != HTTP_COMPLETED || op->http.error[0] != '\0')
 		ex->transport_error = pstrdup(op->http.error);
 
-	if (op->http.outcome == HTTP_NOT_SENT)
+	if (op->http.outcome == HTTP_NOT_SENT &&
+		(op->stage == STAGE_CONFIRM || op->stage == STAGE_LOOKUP))
+	{
+		/*
+		 * A question about the operation never left; the operation itself
+		 * may have reached the gateway, so its outcome stays unknown.  (A
+		 * "retry" would queue it for a plain resend, which past the
+		 * duplicate window could charge twice.)
+		 */
+		op->result.retry_at = gateway_backoff(op->attempt, 1000, 300000);
+		gateway_set_outcome(op, "unknown", op->http.error);
+	}
+	else if (op->http.outcome == HTTP_NOT_SENT)
 	{
 		op->result.retry_at = gateway_backoff(op->attempt, 1000, 300000);
-		set_outcome(op, "retry", op->http.error);
+		gateway_set_outcome(op, "retry", op->http.error);
 	}
 	else if (op->http.outcome == HTTP_UNKNOWN || op->http.http_status != 200)
 	{
 		op->result.retry_at = gateway_backoff(op->attempt, 1000, 60000);
-		set_outcome(op, "unknown", op->http.outcome == HTTP_UNKNOWN ? op->http.error :
+		gateway_set_outcome(op, "unknown", op->http.outcome == HTTP_UNKNOWN ? op->http.error :
 					psprintf("HTTP status %ld from the gateway", op->http.http_status));
 	}
 	else if (op->stage == STAGE_SEND)
@@ -672,7 +685,7 @@ gateway_interpret(GatewayOp *op, bool *follow_up)
 	else if (op->stage == STAGE_CONFIRM)
 		interpret_confirm(op);
 	else if (op->stage == STAGE_LOOKUP)
-		interpret_lookup(op, follow_up);
+		gateway_lookup_interpret(op, follow_up);
 	else
 	{
 		/* STAGE_SETTLEMENT: the caller reads the details itself */

@@ -9,6 +9,8 @@
 #ifndef PAYMENTS_GATEWAY_H
 #define PAYMENTS_GATEWAY_H
 
+#include "access/htup.h"
+#include "access/tupdesc.h"
 #include "datatype/timestamp.h"
 #include "lib/ilist.h"
 
@@ -22,7 +24,8 @@ typedef enum GatewayStage
 								 * identical resend) */
 	STAGE_CONFIRM,				/* getTransactionDetails after a duplicate
 								 * reply or a lookup hit */
-	STAGE_LOOKUP,				/* search the unsettled list by invoice */
+	STAGE_LOOKUP,				/* search the transaction lists by invoice
+								 * (gateway_lookup.c) */
 	STAGE_SETTLEMENT			/* has this payment's capture settled? */
 } GatewayStage;
 
@@ -71,6 +74,27 @@ typedef struct GatewayOutcome
 	char	   *error;
 } GatewayOutcome;
 
+/* Which list a lookup past the duplicate window is reading. */
+typedef enum LookupPhase
+{
+	LOOKUP_UNSETTLED,			/* getUnsettledTransactionList, page by page */
+	LOOKUP_BATCHES,				/* getSettledBatchList over the range */
+	LOOKUP_BATCH				/* getTransactionList of one batch, page by
+								 * page */
+} LookupPhase;
+
+/* Where a lookup stands between its requests (all in the op's cxt). */
+typedef struct GatewayLookup
+{
+	LookupPhase phase;
+	int			page;			/* 1-based page of the list being read */
+	char		first_date[32]; /* settled batch range, xs:dateTime UTC */
+	char		last_date[32];
+	int			nbatches;
+	char	  **batch_ids;		/* the batches settled in that range */
+	int			batch;			/* index of the batch being read */
+} GatewayLookup;
+
 /* An operation (or a settlement check) the worker is working on. */
 typedef struct GatewayOp
 {
@@ -85,7 +109,11 @@ typedef struct GatewayOp
 	int			attempt;
 	char	   *kind;
 	char	   *action;			/* send / lookup */
-	char	   *invoice_number;
+	char	   *invoice_number; /* the payment's */
+	char	   *txn_invoice;	/* the invoice of the gateway transaction
+								 * that answers for this operation: the
+								 * payment's, or a refund's own */
+	bool		via_void;		/* a refund sent as a void */
 	char	   *correlation_id;
 	char		ref_id[21];
 	int64		amount_minor;
@@ -95,6 +123,7 @@ typedef struct GatewayOp
 	char	   *request_masked;
 	TimestampTz started_at;
 	AnetTxnResult first_reply;	/* the duplicate reply, kept for confirm */
+	GatewayLookup lookup;		/* STAGE_LOOKUP */
 	bool		done;
 	GatewayOutcome result;
 } GatewayOp;
@@ -105,5 +134,22 @@ extern bool gateway_build_settlement_check(GatewayOp *op, const char *trans_id);
 extern GatewayExchange *gateway_interpret(GatewayOp *op, bool *follow_up);
 extern TimestampTz gateway_backoff(int attempt, int min_ms, int max_ms);
 extern bool gateway_transport_failed(GatewayOp *op);
+
+/*
+ * For the stages in other files (gateway_lookup.c): a request builder of
+ * the protocol module, called once masked (for the log) and once for real.
+ */
+typedef char *(*GatewayRequestBuilder) (const AnetCredentials *creds, const GatewayOp *op,
+										const void *arg, bool masked, char **error);
+
+extern bool gateway_set_request(GatewayOp *op, const char *request_type,
+								GatewayRequestBuilder build, const void *arg,
+								char **error);
+extern bool gateway_confirm(GatewayOp *op, const char *trans_id);
+extern void gateway_set_outcome(GatewayOp *op, const char *outcome, const char *error);
+
+/* gateway_lookup.c */
+extern bool gateway_lookup_start(GatewayOp *op, char **error);
+extern void gateway_lookup_interpret(GatewayOp *op, bool *follow_up);
 
 #endif

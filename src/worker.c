@@ -203,12 +203,21 @@ start_transfer(GatewayOp *op)
 	pg_atomic_fetch_add_u64(&payments_shared->requests_sent, 1);
 }
 
-/* A claimed operation that could not even be built: a final error. */
+/*
+ * A claimed operation that could not even be built: a final error, except
+ * for a lookup, whose operation may have gone through: it stays unknown.
+ */
 static void
 fail_unbuildable(GatewayOp *op, const char *error)
 {
 	op->done = true;
-	op->result.outcome = "rejected";
+	if (op->stage == STAGE_LOOKUP)
+	{
+		op->result.outcome = "unknown";
+		op->result.retry_at = gateway_backoff(op->attempt, 60000, 3600000);
+	}
+	else
+		op->result.outcome = "rejected";
 	op->result.error = pstrdup(error);
 	op->http.outcome = HTTP_NOT_SENT;
 	dlist_push_tail(&finished, &op->node);
