@@ -727,6 +727,9 @@ CREATE TABLE payments.operations (
 	attempts integer NOT NULL DEFAULT 0,
 	next_attempt_at timestamptz NOT NULL DEFAULT now(),
 	first_sent_at timestamptz,
+	-- no attempt so far can have reached the gateway (each one provably
+	-- failed before sending): the duplicate window has not started
+	never_sent boolean NOT NULL DEFAULT true,
 	last_error text,
 	-- the gateway's answer
 	gateway_trans_id text,
@@ -1417,7 +1420,9 @@ BEGIN
 		RETURNING o.*, r.old_status
 	)
 	SELECT c.merchant_id, c.operation_id, c.payment_id, c.kind,
-		CASE WHEN c.old_status = 'unknown'
+		-- queued again after an attempt that may have gone through (an
+		-- unknown outcome, then a resend that provably failed) counts too
+		CASE WHEN NOT c.never_sent
 				AND c.first_sent_at < now() - make_interval(secs => payments._duplicate_window() - 60)
 			THEN 'lookup' ELSE 'send' END,
 		c.attempts, c.via_void,
@@ -1562,13 +1567,13 @@ BEGIN
 		UPDATE payments.operations SET status = CASE WHEN o.attempts >= payments._max_attempts() THEN 'dead' ELSE 'queued' END,
 			next_attempt_at = p_retry_at, last_error = p_error,
 			-- never sent: the duplicate window starts with the first real send
-			first_sent_at = CASE WHEN o.attempts <= 1 THEN NULL ELSE o.first_sent_at END
+			first_sent_at = CASE WHEN o.never_sent THEN NULL ELSE o.first_sent_at END
 		WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
 		RETURN;
 	END IF;
 	IF p_outcome = 'unknown' THEN
 		UPDATE payments.operations SET status = CASE WHEN o.attempts >= payments._max_attempts() THEN 'dead' ELSE 'unknown' END,
-			next_attempt_at = p_retry_at, last_error = p_error
+			next_attempt_at = p_retry_at, last_error = p_error, never_sent = false
 		WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
 		IF o.kind IN ('purchase', 'authorize') AND p.status = 'pending' THEN
 			UPDATE payments.payments SET status = 'unknown'
@@ -1660,7 +1665,7 @@ BEGIN
 	FROM payments.operations o
 	WHERE o.status = 'sending' AND o.kind IN ('purchase', 'authorize')
 		AND p.merchant_id = o.merchant_id AND p.payment_id = o.payment_id AND p.status = 'pending';
-	UPDATE payments.operations SET status = 'unknown', next_attempt_at = now(),
+	UPDATE payments.operations SET status = 'unknown', next_attempt_at = now(), never_sent = false,
 		last_error = 'the worker stopped while the request was in flight'
 	WHERE status = 'sending';
 	GET DIAGNOSTICS n = ROW_COUNT;

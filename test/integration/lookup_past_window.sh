@@ -7,7 +7,7 @@
 # simulator's ledger.
 #
 # Eight hours pass like this: a test trigger parks the operation (next
-# attempt in an hour) as soon as it turns unknown, before the worker's
+# attempt in an hour) as soon as it turns unknown (or queued), before the worker's
 # first resend inside the window; the test then moves first_sent_at nine
 # hours back and releases it.
 set -euo pipefail
@@ -28,7 +28,7 @@ card="pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 3, '12
 
 su -c "CREATE FUNCTION public.lookup_test_park() RETURNS trigger LANGUAGE plpgsql AS \$\$
 BEGIN
-	IF NEW.status = 'unknown' AND OLD.status = 'sending'
+	IF NEW.status IN ('unknown', 'queued') AND OLD.status = 'sending'
 			AND NEW.first_sent_at > now() - interval '1 hour' THEN
 		NEW.next_attempt_at := now() + interval '1 hour';
 	END IF;
@@ -202,5 +202,31 @@ like "$(exchanges "$r2")" \
 	'^createTransactionRequest,getUnsettledTransactionListRequest,getTransactionDetailsRequest$' \
 	"d: logged: the lost send, the unsettled list, the details"
 is "$(sim_ledger_count "R$r2" refund)" 1 "d: refunded exactly once"
+
+# f. Charged, reply lost; the resend inside the window provably never left
+#    (the endpoint refused the connection), so the operation is queued
+#    again.  Past the window it must be looked up, not sent.
+gateway_at() {
+	su -c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY', endpoint_url => '$1', timeout_ms => 3000, merchant_id => $M)" >/dev/null
+}
+sim_ctl POST /faults "$RESET_CHARGED" >/dev/null
+pid=$(q -c "SELECT payment_id FROM pay_purchase(amount => '14.00 USD', card => $card)")
+op=$(op_of "$pid" purchase)
+lose_reply "$op"
+gateway_at "http://127.0.0.1:$(free_port)/xml/v1/request.api"
+su -c "UPDATE payments.operations SET next_attempt_at = now() WHERE merchant_id = $M AND operation_id = $op AND status = 'unknown'; SELECT payments._wake_at_commit()" >/dev/null
+ok "$(passed wait_op "$op" "status = 'queued' AND NOT never_sent")" \
+	"f: the resend inside the window never left: queued again, and known to have maybe been sent before"
+gateway_at "$SIM_API"
+n=$(su -c "UPDATE payments.operations SET first_sent_at = now() - interval '9 hours', next_attempt_at = now()
+	WHERE merchant_id = $M AND operation_id = $op AND status = 'queued'
+	RETURNING attempts; SELECT payments._wake_at_commit()" | head -1)
+ok "$(passed wait_op "$op" "attempts > ${n:-999} AND status <> 'sending'")" "f: the next attempt finished"
+is "$(q -c "SELECT p.status || '|' || o.status FROM pay_get_payment($pid) p, pay_payment_operations($pid) o")" \
+	"succeeded|succeeded" "f: found by the lookup: succeeded"
+like "$(exchanges "$op")" \
+	'^createTransactionRequest,createTransactionRequest,getUnsettledTransactionListRequest,getTransactionDetailsRequest$' \
+	"f: logged: the lost send, the refused resend, then a lookup, not a third send"
+is "$(sim_ledger_count "P$pid" charge)" 1 "f: charged exactly once"
 
 tap_done
