@@ -374,13 +374,33 @@ REVOKE ALL ON TABLE payments.installation_secrets FROM PUBLIC;
 COMMENT ON TABLE payments.installation_secrets IS
 	'Per-installation secrets, readable by the owner only. The active secret of a purpose is the earliest created one; purpose card_fingerprint keys pay_card_fingerprint(). Changing it changes every fingerprint.';
 COMMENT ON COLUMN payments.installation_secrets.secret_id IS 'Identifier of the secret.';
-COMMENT ON COLUMN payments.installation_secrets.purpose IS 'What the secret keys: card_fingerprint.';
-COMMENT ON COLUMN payments.installation_secrets.secret IS 'The secret bytes (16 to 64 for card_fingerprint).';
+COMMENT ON COLUMN payments.installation_secrets.purpose IS 'What the secret is for: card_fingerprint (the key of pay_card_fingerprint) or invoice_tag (the installation''s tag in invoice numbers).';
+COMMENT ON COLUMN payments.installation_secrets.secret IS 'The secret bytes (16 to 64 for card_fingerprint, 3 for invoice_tag).';
 COMMENT ON COLUMN payments.installation_secrets.created_at IS 'When the secret was made; the earliest per purpose is the active one.';
 SELECT pg_catalog.pg_extension_config_dump('payments.installation_secrets', '');
 
 INSERT INTO payments.installation_secrets (purpose, secret)
 	VALUES ('card_fingerprint', payments._random_bytes(32));
+
+-- A short random tag of this installation goes into every invoice number
+-- sent to the gateway.  Invoice numbers identify our transactions there (the
+-- duplicate window, the lookups past it); two installations sharing one
+-- gateway account (a sandbox shared by developers, staging beside
+-- production) would otherwise both send P1, P2, ... and take each other's
+-- transactions for their own.
+INSERT INTO payments.installation_secrets (purpose, secret)
+	VALUES ('invoice_tag', payments._random_bytes(3));
+
+CREATE FUNCTION payments._invoice_tag() RETURNS text
+	LANGUAGE sql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+	SELECT upper(encode(s.secret, 'hex')) FROM payments.installation_secrets s
+	WHERE s.purpose = 'invoice_tag' ORDER BY s.created_at, s.secret_id LIMIT 1
+	$$;
+REVOKE ALL ON FUNCTION payments._invoice_tag() FROM PUBLIC;
+COMMENT ON FUNCTION payments._invoice_tag() IS
+	'Internal: this installation''s six-character tag in invoice numbers (P<tag><payment_id>, R<tag><operation_id>), from installation_secrets.';
 
 -- Backends cache the active secret; any change to the table (including a
 -- restore through COPY) tells them all to drop it.
@@ -1059,7 +1079,7 @@ BEGIN
 		payments.pay_card_exp_month(p_card), payments.pay_card_exp_year(p_card),
 		payments.pay_card_fingerprint(p_card),
 		p_customer_profile_id, p_payment_profile_id,
-		'P' || pid, p_description, p_order_ref,
+		'P' || payments._invoice_tag() || pid, p_description, p_order_ref,
 		coalesce(p_customer, '{}'), coalesce(p_metadata, '{}'), corr, p_idempotency_key)
 	RETURNING * INTO result;
 
@@ -1385,7 +1405,7 @@ COMMENT ON FUNCTION payments._duplicate_window() IS
 CREATE FUNCTION payments._claim_operations(p_limit integer)
 	RETURNS TABLE (merchant_id bigint, operation_id bigint, payment_id bigint, kind text,
 		action text, attempt integer, via_void boolean, amount_minor bigint, currency text,
-		currency_exponent integer, invoice_number text, description text, customer jsonb,
+		currency_exponent integer, invoice_number text, txn_invoice text, description text, customer jsonb,
 		ref_trans_id text, card_last4 text, payment_method text, customer_profile_id text,
 		payment_profile_id text, sealed bytea, correlation_id text, created_at timestamptz,
 		api_login_id text, transaction_key text, endpoint_url text, ca_file text, timeout_ms integer)
@@ -1428,7 +1448,13 @@ BEGIN
 		c.attempts, c.via_void,
 		pay_minor_units(coalesce(c.amount, p.amount)), pay_currency(p.amount),
 		pay_currency_exponent(pay_currency(p.amount)),
-		p.invoice_number, p.description, p.customer,
+		p.invoice_number,
+		-- the invoice of the gateway transaction: each refund its own (equal
+		-- partial refunds are not duplicates); a capture (priorAuthCapture
+		-- keeps the authorization's transId) and a void act on the payment's
+		CASE WHEN c.kind = 'refund' AND NOT c.via_void
+			THEN 'R' || payments._invoice_tag() || c.operation_id ELSE p.invoice_number END,
+		p.description, p.customer,
 		p.gateway_trans_id, p.card_last4, p.payment_method, p.customer_profile_id,
 		p.payment_profile_id, v.sealed, c.correlation_id, c.created_at,
 		g.api_login_id, g.transaction_key, g.endpoint_url, g.ca_file, g.timeout_ms

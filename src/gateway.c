@@ -222,20 +222,8 @@ gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **e
 	op->invoice_number = col(tuple, desc, "invoice_number");
 	via_void = col(tuple, desc, "via_void");
 	op->via_void = strcmp(op->kind, "refund") == 0 && via_void != NULL && strcmp(via_void, "t") == 0;
-	if (strcmp(op->kind, "refund") == 0 && !op->via_void)
-	{
-		/* each refund its own invoice: equal partial refunds are not duplicates */
-		op->txn_invoice = psprintf("R" INT64_FORMAT, op->operation_id);
-	}
-	else
-	{
-		/*
-		 * Purchases and authorizations create the payment's transaction;
-		 * a capture (priorAuthCapture keeps the authorization's transId)
-		 * and a void act on it: its status is what answers for them.
-		 */
-		op->txn_invoice = op->invoice_number;
-	}
+	/* the invoice of the gateway transaction (see _claim_operations) */
+	op->txn_invoice = col(tuple, desc, "txn_invoice");
 	op->correlation_id = col(tuple, desc, "correlation_id");
 	op->amount_minor = col_int64(tuple, desc, "amount_minor");
 	op->currency_exponent = (int) col_int64(tuple, desc, "currency_exponent");

@@ -49,6 +49,8 @@ after=$(snapshot dump_dst)
 is "$after" "$before" "orders, merchants, payments, operations, events and audit rows are identical after restore"
 fp=$(q dump_dst -Atc "SELECT payments.pay_card_fingerprint(payments.pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 2)) = card_fingerprint FROM payments.payments WHERE payment_id = (SELECT min(payment_id) FROM payments.payments)")
 is "$fp" t "card fingerprints stay stable across dump and restore (the secret travels)"
+tag=$(q dump_dst -Atc "SELECT 'P' || payments._invoice_tag() || payment_id = invoice_number FROM payments.payments WHERE payment_id = (SELECT min(payment_id) FROM payments.payments)")
+is "$tag" t "the installation's invoice tag travels too: new invoices look like the restored ones"
 n=$(q dump_dst -Atc "SELECT count(*) FROM payments.merchants WHERE is_default")
 is "$n" 1 "exactly one default merchant after restore"
 id=$(q dump_dst -Atc "INSERT INTO payments.merchants (name) VALUES ('After Restore') RETURNING merchant_id")

@@ -31,7 +31,7 @@ purchase_through_fault() {
 	local st
 	st=$(q -c "SELECT status FROM pay_wait($pid, '40 s')")
 	sim_ctl DELETE /faults >/dev/null
-	echo "$st|$(q -c "SELECT max(attempts) FROM pay_payment_operations($pid)")|$(sim_ledger_count "P$pid" charge)|$pid"
+	echo "$st|$(q -c "SELECT max(attempts) FROM pay_payment_operations($pid)")|$(sim_ledger_count "P$TAG$pid" charge)|$pid"
 }
 
 r=$(purchase_through_fault '{"type":"hold","count":1,"process":true,"holdMs":5000}')
@@ -90,7 +90,7 @@ done
 ok $all_ok "once the gateway is back every queued payment succeeds"
 is "$(q -c "SELECT circuit_state FROM pay_worker_health()")" closed "the probe succeeded and the circuit closed"
 total=0
-for p in "${pids[@]}"; do total=$((total + $(sim_ledger_count "P$p" charge))); done
+for p in "${pids[@]}"; do total=$((total + $(sim_ledger_count "P$TAG$p" charge))); done
 is "$total" 6 "each of them was charged exactly once"
 
 # Dead letters: a small attempt budget against a dead endpoint.
@@ -109,7 +109,7 @@ cluster_psql "$WORK" "$PORT" payments -c "ALTER SYSTEM RESET payments.max_attemp
 configure "$SIM_API" 1500
 q -c "SELECT payments.pay_retry_dead_letter($M, $op)" >/dev/null
 is "$(q -c "SELECT status FROM pay_wait($pid, '30 s')")" succeeded "a retried dead letter goes through"
-is "$(sim_ledger_count "P$pid" charge)" 1 "and is charged once"
+is "$(sim_ledger_count "P$TAG$pid" charge)" 1 "and is charged once"
 
 old_pid=$(q -c "SELECT pid FROM pay_worker_health()")
 is "$(q -c "SELECT pay_worker_restart()")" t "pay_worker_restart() asks the running worker to exit"

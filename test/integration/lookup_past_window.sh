@@ -117,12 +117,12 @@ sim_ctl POST /faults "$RESET_CHARGED" >/dev/null
 pid=$(q -c "SELECT payment_id FROM pay_purchase(amount => '11.00 USD', card => $card)")
 op=$(op_of "$pid" purchase)
 lose_reply "$op"
-is "$(sim_ledger_count "P$pid" charge)" 1 "a: the gateway charged it"
+is "$(sim_ledger_count "P$TAG$pid" charge)" 1 "a: the gateway charged it"
 fill 1100 LA
 ok "$(passed past_window "$op")" "a: the lookup finished"
 row=$(q -c "SELECT p.status || '|' || o.status || '|' || p.amount_captured || '|' || p.gateway_trans_id
 	FROM pay_get_payment($pid) p, pay_payment_operations($pid) o")
-is "$row" "succeeded|succeeded|11.00 USD|$(ledger_trans_id "P$pid" charge)" \
+is "$row" "succeeded|succeeded|11.00 USD|$(ledger_trans_id "P$TAG$pid" charge)" \
 	"a: found on page 2 of the unsettled list: succeeded, with the gateway's transaction"
 is "$(exchanges "$op")" \
 	createTransactionRequest,getUnsettledTransactionListRequest,getUnsettledTransactionListRequest,getTransactionDetailsRequest \
@@ -132,7 +132,7 @@ like "$(su -c "SELECT request_masked FROM payments.gateway_exchanges WHERE merch
 	'"paging":\{"limit":"1000","offset":"2"\}' "a: the second request asks for page 2"
 is "$(su -c "SELECT count(*) FROM payments.gateway_exchanges WHERE merchant_id = $M AND operation_id = $op
 	AND request_masked LIKE '%$SIM_KEY%'")" 0 "a: no logged request holds the transaction key"
-is "$(sim_ledger_count "P$pid" charge)" 1 "a: charged exactly once"
+is "$(sim_ledger_count "P$TAG$pid" charge)" 1 "a: charged exactly once"
 
 # e. Declined, reply lost: the lookup finds the decline.
 sim_ctl POST /faults "$RESET_CHARGED" >/dev/null
@@ -145,7 +145,7 @@ is "$(q -c "SELECT p.status || '|' || p.decline_code || '|' || o.status FROM pay
 is "$(exchanges "$op")" \
 	createTransactionRequest,getUnsettledTransactionListRequest,getTransactionDetailsRequest \
 	"e: logged: the lost send, the unsettled list, the details"
-is "$(sim_ledger_count "P$pid" charge)" 0 "e: nothing was charged"
+is "$(sim_ledger_count "P$TAG$pid" charge)" 0 "e: nothing was charged"
 
 # b. Charged, reply lost, settled before the lookup: found in a batch.
 sim_ctl POST /faults "$RESET_CHARGED" >/dev/null
@@ -156,11 +156,11 @@ like "$(sim_ctl POST /settle)" '"batchId"' "b: the gateway settled its batch"
 ok "$(passed past_window "$op")" "b: the lookup finished"
 row=$(q -c "SELECT p.status || '|' || o.status || '|' || p.gateway_trans_id
 	FROM pay_get_payment($pid) p, pay_payment_operations($pid) o")
-is "$row" "succeeded|succeeded|$(ledger_trans_id "P$pid" charge)" "b: found in a settled batch: succeeded"
+is "$row" "succeeded|succeeded|$(ledger_trans_id "P$TAG$pid" charge)" "b: found in a settled batch: succeeded"
 like "$(exchanges "$op")" \
 	'^createTransactionRequest,getUnsettledTransactionListRequest,getSettledBatchListRequest,(getTransactionListRequest,)+getTransactionDetailsRequest$' \
 	"b: logged: the lost send, the unsettled list, the batch list, the batch, the details"
-is "$(sim_ledger_count "P$pid" charge)" 1 "b: charged exactly once"
+is "$(sim_ledger_count "P$TAG$pid" charge)" 1 "b: charged exactly once"
 
 # c. Never processed: not found anywhere, so it stays unknown.
 sim_ctl POST /faults "$RESET_UNSENT" >/dev/null
@@ -171,7 +171,7 @@ ok "$(passed past_window "$op")" "c: the lookup finished"
 is "$(q -c "SELECT p.status || '|' || o.status FROM pay_get_payment($pid) p, pay_payment_operations($pid) o")" \
 	"unknown|unknown" "c: not found: the payment and the operation stay unknown, never guessed"
 like "$(su -c "SELECT last_error FROM payments.operations WHERE merchant_id = $M AND operation_id = $op")" \
-	"^invoice P$pid was found neither among the gateway's unsettled transactions nor in its batches settled from " \
+	"^invoice P$TAG$pid was found neither among the gateway's unsettled transactions nor in its batches settled from " \
 	"c: last_error says where it was searched"
 is "$(su -c "SELECT next_attempt_at > now() + interval '25 seconds' FROM payments.operations WHERE merchant_id = $M AND operation_id = $op")" \
 	t "c: the next lookup waits long"
@@ -180,10 +180,10 @@ is "$(su -c "SELECT next_attempt_at > now() + interval '25 seconds' FROM payment
 is "$(exchanges "$op")" \
 	createTransactionRequest,getUnsettledTransactionListRequest,getSettledBatchListRequest,getTransactionListRequest,getTransactionListRequest \
 	"c: logged: the lost send, then the whole search (both pages of the batch), no resend"
-is "$(sim_ledger_count "P$pid" charge)" 0 "c: nothing was charged"
+is "$(sim_ledger_count "P$TAG$pid" charge)" 0 "c: nothing was charged"
 
 # d. A refund of a settled purchase whose reply is lost: found by its own
-#    invoice R<operation_id>.
+#    invoice R<tag><operation_id>.
 pid=$(q -c "SELECT payment_id FROM pay_purchase(amount => '10.00 USD', card => $card)")
 is "$(q -c "SELECT status FROM pay_wait($pid, '20 s')")" succeeded "d: a purchase"
 sim_ctl POST /settle >/dev/null
@@ -192,16 +192,16 @@ ok "$(passed wait_op "$r1" "status = 'succeeded'")" "d: a first refund, once the
 sim_ctl POST /faults "$RESET_CHARGED" >/dev/null
 r2=$(q -c "SELECT operation_id FROM pay_refund(payment_id => $pid, amount => '4.00 USD')")
 lose_reply "$r2"
-is "$(sim_ledger_count "R$r2" refund)" 1 "d: the gateway refunded it"
+is "$(sim_ledger_count "R$TAG$r2" refund)" 1 "d: the gateway refunded it"
 ok "$(passed past_window "$r2")" "d: the lookup finished"
 is "$(q -c "SELECT o.status || '|' || p.status || '|' || p.amount_refunded FROM pay_get_payment($pid) p, pay_payment_operations($pid) o WHERE o.operation_id = $r2")" \
 	"succeeded|partially_refunded|7.00 USD" "d: found by its invoice: the refund succeeded, 7.00 of 10.00 refunded"
 is "$(su -c "SELECT gateway_trans_id FROM payments.operations WHERE merchant_id = $M AND operation_id = $r2")" \
-	"$(ledger_trans_id "R$r2" refund)" "d: with the refund's own transaction"
+	"$(ledger_trans_id "R$TAG$r2" refund)" "d: with the refund's own transaction"
 like "$(exchanges "$r2")" \
 	'^createTransactionRequest,getUnsettledTransactionListRequest,getTransactionDetailsRequest$' \
 	"d: logged: the lost send, the unsettled list, the details"
-is "$(sim_ledger_count "R$r2" refund)" 1 "d: refunded exactly once"
+is "$(sim_ledger_count "R$TAG$r2" refund)" 1 "d: refunded exactly once"
 
 # f. Charged, reply lost; the resend inside the window provably never left
 #    (the endpoint refused the connection), so the operation is queued
@@ -227,6 +227,6 @@ is "$(q -c "SELECT p.status || '|' || o.status FROM pay_get_payment($pid) p, pay
 like "$(exchanges "$op")" \
 	'^createTransactionRequest,createTransactionRequest,getUnsettledTransactionListRequest,getTransactionDetailsRequest$' \
 	"f: logged: the lost send, the refused resend, then a lookup, not a third send"
-is "$(sim_ledger_count "P$pid" charge)" 1 "f: charged exactly once"
+is "$(sim_ledger_count "P$TAG$pid" charge)" 1 "f: charged exactly once"
 
 tap_done

@@ -32,7 +32,7 @@ st=$(q -c "SELECT status FROM pay_wait($pid, '10 s')")
 is "$st" succeeded "a purchase is approved"
 row=$(q -c "SELECT amount_captured::text || '|' || (gateway_trans_id IS NOT NULL) || '|' || (auth_code IS NOT NULL) || '|' || card_last4 FROM pay_get_payment($pid)")
 is "$row" "12.34 USD|true|true|1111" "the payment records capture, gateway transaction, auth code and last four"
-is "$(sim_ledger_count "P$pid" charge)" 1 "the simulator charged it exactly once"
+is "$(sim_ledger_count "P$TAG$pid" charge)" 1 "the simulator charged it exactly once"
 is "$(q -c "SELECT count(*) FROM payments.card_vault v JOIN payments.operations o USING (merchant_id, operation_id) WHERE o.payment_id = $pid")" 0 "the sealed card is erased once the gateway answered"
 masked=$(q -c "SELECT request_masked FROM payments.gateway_exchanges e JOIN payments.operations o USING (merchant_id, operation_id) WHERE o.payment_id = $pid")
 if printf '%s' "$masked" | grep -q '4111111111111111\|"123"'; then ok 1 "the exchange log holds no card number or CVV"; else ok 0 "the exchange log holds no card number or CVV"; fi
@@ -44,7 +44,7 @@ like "$(q -c "SELECT string_agg(event_type, ',' ORDER BY event_id) FROM payments
 pid=$(q -c "SELECT payment_id FROM pay_purchase(amount => '5.00 USD', card => $card, customer => '{\"zip\": \"46282\", \"last_name\": \"Doe\"}')")
 row=$(q -c "SELECT status || '|' || decline_code || '|' || decline_reason FROM pay_wait($pid, '10 s')")
 is "$row" "failed|2|This transaction has been declined." "a decline is a failed payment with its code and reason"
-is "$(sim_ledger_count "P$pid" charge)" 0 "nothing was charged for the decline"
+is "$(sim_ledger_count "P$TAG$pid" charge)" 0 "nothing was charged for the decline"
 
 # 3. authorize, then capture part of it
 pid=$(q -c "SELECT payment_id FROM pay_authorize(amount => '100.00 USD', card => $card)")
@@ -52,7 +52,7 @@ is "$(q -c "SELECT status FROM pay_wait($pid, '10 s')")" requires_capture "an au
 q -c "SELECT pay_capture(payment_id => $pid, amount => '60.00 USD')" >/dev/null
 row=$(q -c "SELECT status || '|' || amount_captured FROM pay_wait($pid, '10 s')")
 is "$row" "succeeded|60.00 USD" "a partial capture captures 60.00 of 100.00"
-is "$(sim_ledger_count "P$pid" capture)" 1 "the simulator captured once"
+is "$(sim_ledger_count "P$TAG$pid" capture)" 1 "the simulator captured once"
 is "$(qerr "SELECT pay_capture(payment_id => $pid)")" 22Y20 "a second capture is refused (22Y20)"
 auth2=$(q -c "SELECT payment_id FROM pay_authorize(amount => '10.00 USD', card => $card)")
 q -c "SELECT status FROM pay_wait($auth2, '10 s')" >/dev/null
@@ -62,7 +62,7 @@ is "$(qerr "SELECT pay_capture(payment_id => $auth2, amount => '10.00 EUR')")" 2
 # 4. void an authorization; capture after void is refused
 q -c "SELECT pay_void(payment_id => $auth2)" >/dev/null
 is "$(q -c "SELECT status FROM pay_wait($auth2, '10 s')")" canceled "a voided authorization is canceled"
-is "$(sim_ledger_count "P$auth2" void)" 1 "the simulator voided it"
+is "$(sim_ledger_count "P$TAG$auth2" void)" 1 "the simulator voided it"
 is "$(qerr "SELECT pay_capture(payment_id => $auth2)")" 22Y20 "capture after void is refused (22Y20)"
 is "$(qerr "SELECT pay_void(payment_id => 999999999)")" PT404 "an unknown payment is PT404"
 
@@ -73,7 +73,7 @@ op=$(q -c "SELECT operation_id || '|' || via_void FROM pay_refund(payment_id => 
 like "$op" '\|true$' "a full refund of an unsettled capture is sent as a void"
 row=$(q -c "SELECT status || '|' || amount_refunded FROM pay_wait($pid, '10 s')")
 is "$row" "refunded|10.00 USD" "the payment is refunded"
-is "$(sim_ledger_count "P$pid" void)" 1 "the simulator shows a void, not a refund"
+is "$(sim_ledger_count "P$TAG$pid" void)" 1 "the simulator shows a void, not a refund"
 
 # 6. partial refund before settlement waits for settlement, then goes out
 pid=$(q -c "SELECT payment_id FROM pay_purchase(amount => '50.00 USD', card => $card)")
@@ -83,7 +83,7 @@ is "$(q -c "SELECT status FROM payments.operations WHERE merchant_id = $M AND op
 sim_ctl POST /settle >/dev/null
 row=$(q -c "SELECT status || '|' || amount_refunded FROM pay_wait($pid, '20 s')")
 is "$row" "partially_refunded|20.00 USD" "after settlement the worker sends it (partially refunded)"
-is "$(sim_ledger_count "R$rop" refund)" 1 "the simulator refunded 20.00 once"
+is "$(sim_ledger_count "R$TAG$rop" refund)" 1 "the simulator refunded 20.00 once"
 is "$(qerr "SELECT pay_refund(payment_id => $pid, amount => '30.01 USD')")" 22Y21 "refunding more than is left is refused (22Y21)"
 q -c "SELECT pay_refund(payment_id => $pid, amount => '15.00 USD')" >/dev/null
 q -c "SELECT pay_refund(payment_id => $pid, amount => '15.00 USD')" >/dev/null
@@ -107,7 +107,7 @@ wait "${racers[@]}"
 is "$(sort -u "$SIMDIR"/race.* | wc -l)" 1 "six concurrent calls with one key return one payment"
 p=$(cat "$SIMDIR/race.1")
 q -c "SELECT status FROM pay_wait($p, '10 s')" >/dev/null
-is "$(sim_ledger_count "P$p" charge)" 1 "and the simulator charged it once"
+is "$(sim_ledger_count "P$TAG$p" charge)" 1 "and the simulator charged it once"
 
 # 8. Accept.js opaque data
 nonce=$(sim_ctl POST /nonces '{"creditCard":{"cardNumber":"5424000000000015","expirationDate":"2030-12","cardCode":"999"}}')

@@ -9,7 +9,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(24);
+SELECT plan(25);
 
 -- (a card cannot be stored, not even in a temporary table: a function makes them)
 CREATE FUNCTION pg_temp.card() RETURNS payments.pay_card LANGUAGE sql
@@ -29,7 +29,9 @@ SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', card => pg_temp.car
 -- a recorded purchase: pending, with its operation, sealed card and events
 SELECT lives_ok($$CREATE TEMP TABLE p AS SELECT * FROM pay_purchase(amount => '10.00 USD', card => pg_temp.card(), idempotency_key => 'k1')$$, 'a purchase is recorded');
 SELECT is((SELECT status FROM p), 'pending', 'it starts pending');
-SELECT is((SELECT invoice_number FROM p), 'P' || (SELECT payment_id FROM p), 'its invoice number is unique per payment');
+SELECT is((SELECT invoice_number FROM p), 'P' || payments._invoice_tag() || (SELECT payment_id FROM p),
+	'its invoice number is unique per payment, with the installation''s tag');
+SELECT matches(payments._invoice_tag(), '^[0-9A-F]{6}$', 'the installation''s invoice tag is six random hex digits');
 SELECT is((SELECT count(*) FROM payments.card_vault v JOIN payments.operations o USING (merchant_id, operation_id)
 	WHERE o.payment_id = (SELECT payment_id FROM p)), 1::bigint, 'the card waits sealed in the vault');
 SELECT ok((SELECT position('4111111111111111' IN encode(sealed, 'escape')) = 0 FROM payments.card_vault v
