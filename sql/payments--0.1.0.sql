@@ -1408,6 +1408,7 @@ CREATE FUNCTION payments._claim_operations(p_limit integer)
 		currency_exponent integer, invoice_number text, txn_invoice text, description text, customer jsonb,
 		ref_trans_id text, card_last4 text, payment_method text, customer_profile_id text,
 		payment_profile_id text, sealed bytea, correlation_id text, created_at timestamptz,
+		never_sent boolean,
 		api_login_id text, transaction_key text, endpoint_url text, ca_file text, timeout_ms integer)
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments
@@ -1442,8 +1443,10 @@ BEGIN
 	SELECT c.merchant_id, c.operation_id, c.payment_id, c.kind,
 		-- queued again after an attempt that may have gone through (an
 		-- unknown outcome, then a resend that provably failed) counts too
+		-- (on the clock: the worker may have spent a while recording outcomes
+		-- in this transaction before claiming)
 		CASE WHEN NOT c.never_sent
-				AND c.first_sent_at < now() - make_interval(secs => payments._duplicate_window() - 60)
+				AND c.first_sent_at < clock_timestamp() - make_interval(secs => payments._duplicate_window() - 60)
 			THEN 'lookup' ELSE 'send' END,
 		c.attempts, c.via_void,
 		pay_minor_units(coalesce(c.amount, p.amount)), pay_currency(p.amount),
@@ -1456,7 +1459,7 @@ BEGIN
 			THEN 'R' || payments._invoice_tag() || c.operation_id ELSE p.invoice_number END,
 		p.description, p.customer,
 		p.gateway_trans_id, p.card_last4, p.payment_method, p.customer_profile_id,
-		p.payment_profile_id, v.sealed, c.correlation_id, c.created_at,
+		p.payment_profile_id, v.sealed, c.correlation_id, c.created_at, c.never_sent,
 		g.api_login_id, g.transaction_key, g.endpoint_url, g.ca_file, g.timeout_ms
 	FROM claimed c
 	JOIN payments.payments p ON p.merchant_id = c.merchant_id AND p.payment_id = c.payment_id
@@ -1581,6 +1584,11 @@ DECLARE
 	p payments.payments;
 	new_refunded payments.pay_amount;
 BEGIN
+	IF p_outcome IS NULL OR p_outcome NOT IN ('approved', 'held', 'declined', 'error', 'rejected',
+			'retry', 'unknown') THEN
+		RAISE EXCEPTION 'invalid outcome % for operation %', p_outcome, p_operation_id
+			USING ERRCODE = '22023';
+	END IF;
 	SELECT * INTO o FROM payments.operations
 	WHERE merchant_id = p_merchant_id AND operation_id = p_operation_id FOR UPDATE;
 	IF NOT FOUND OR o.status <> 'sending' THEN

@@ -125,6 +125,8 @@ typedef struct GatewayOp
 	AnetTxnResult first_reply;	/* the duplicate reply, kept for confirm */
 	GatewayLookup lookup;		/* STAGE_LOOKUP */
 	bool		done;
+	bool		may_have_been_sent; /* an earlier attempt may have reached
+									 * the gateway (not never_sent) */
 	GatewayOutcome result;
 } GatewayOp;
 

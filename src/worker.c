@@ -186,8 +186,11 @@ circuit_record(bool failure)
 			 errdetail("%d transfers in a row failed or got no valid answer.", consecutive_failures)));
 }
 
-/* Start the HTTP transfer of an op; a setup failure counts as not sent. */
-static void
+/*
+ * Start the HTTP transfer of an op.  A setup failure counts as not sent:
+ * the op joins the finished ones, to be interpreted (false).
+ */
+static bool
 start_transfer(GatewayOp *op)
 {
 	op->http.owner = op;
@@ -198,20 +201,22 @@ start_transfer(GatewayOp *op)
 		op->http.outcome = HTTP_NOT_SENT;
 		op->http.started_us = op->http.finished_us = now_us();
 		dlist_push_tail(&finished, &op->node);
-		return;
+		return false;
 	}
 	pg_atomic_fetch_add_u64(&payments_shared->requests_sent, 1);
+	return true;
 }
 
 /*
  * A claimed operation that could not even be built: a final error, except
- * for a lookup, whose operation may have gone through: it stays unknown.
+ * when an earlier attempt may have gone through (a lookup, or a resend):
+ * then it stays unknown.  It goes on *list, to be recorded.
  */
 static void
-fail_unbuildable(GatewayOp *op, const char *error)
+fail_unbuildable(GatewayOp *op, const char *error, dlist_head *list)
 {
 	op->done = true;
-	if (op->stage == STAGE_LOOKUP)
+	if (op->stage == STAGE_LOOKUP || op->may_have_been_sent)
 	{
 		op->result.outcome = "unknown";
 		op->result.retry_at = gateway_backoff(op->attempt, 60000, 3600000);
@@ -220,7 +225,7 @@ fail_unbuildable(GatewayOp *op, const char *error)
 		op->result.outcome = "rejected";
 	op->result.error = pstrdup(error);
 	op->http.outcome = HTTP_NOT_SENT;
-	dlist_push_tail(&finished, &op->node);
+	dlist_push_tail(list, &op->node);
 }
 
 /* A new op with its own memory context (deleted when the op is done). */
@@ -237,11 +242,13 @@ new_op(void)
 
 /*
  * Step 1 inside an open transaction: claim up to n operations (they become
- * "sending" when it commits) and build their requests into *to_send.
- * Returns how many were claimed.
+ * "sending" when it commits) and build their requests into *to_send; those
+ * that cannot be built go on *unbuildable, to be recorded once the claim
+ * has committed.  Should an ERROR escape, every op built so far is on one
+ * of the lists, for the caller to free.  Returns how many were claimed.
  */
 static int
-claim_into(int n, dlist_head *to_send)
+claim_into(int n, dlist_head *to_send, dlist_head *unbuildable)
 {
 	Datum		arg = Int32GetDatum(n);
 	Oid			argtype = INT4OID;
@@ -251,18 +258,23 @@ claim_into(int n, dlist_head *to_send)
 		elog(ERROR, "payments worker: claiming operations failed");
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
+		HeapTuple	tuple = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
 		GatewayOp  *op = new_op();
 		MemoryContext old = MemoryContextSwitchTo(op->cxt);
 		char	   *error = NULL;
 		bool		isnull;
 
-		op->created_at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
-														   SPI_fnumber(SPI_tuptable->tupdesc, "created_at"),
+		dlist_push_tail(to_send, &op->node);
+		op->created_at = DatumGetTimestampTz(SPI_getbinval(tuple, desc, SPI_fnumber(desc, "created_at"),
 														   &isnull));
-		if (gateway_build_operation(op, SPI_tuptable->vals[i], SPI_tuptable->tupdesc, &error))
-			dlist_push_tail(to_send, &op->node);
-		else
-			fail_unbuildable(op, error);
+		op->may_have_been_sent = !DatumGetBool(SPI_getbinval(tuple, desc, SPI_fnumber(desc, "never_sent"),
+															 &isnull));
+		if (!gateway_build_operation(op, tuple, desc, &error))
+		{
+			dlist_delete(&op->node);
+			fail_unbuildable(op, error, unbuildable);
+		}
 		MemoryContextSwitchTo(old);
 	}
 	return (int) SPI_processed;
@@ -301,17 +313,28 @@ free_ops(dlist_head *ops)
 	}
 }
 
+/* Move every op of *from to the end of the finished list. */
+static void
+to_finished(dlist_head *from)
+{
+	while (!dlist_is_empty(from))
+		dlist_push_tail(&finished, dlist_pop_head_node(from));
+}
+
 /* Step 1 in a transaction of its own, then step 2. */
 static int
 claim_and_send(int n)
 {
 	dlist_head	to_send;
+	dlist_head	unbuildable;
 	int			claimed;
 
 	dlist_init(&to_send);
+	dlist_init(&unbuildable);
 	begin_tx("payments: claiming operations");
-	claimed = claim_into(n, &to_send);
+	claimed = claim_into(n, &to_send, &unbuildable);
 	commit_tx();
+	to_finished(&unbuildable);
 	send_claimed(&to_send);
 	return claimed;
 }
@@ -353,21 +376,24 @@ typedef struct RoundClaim
 	int			limit;			/* 0: claim nothing */
 	int			claimed;
 	dlist_head	to_send;
+	dlist_head	unbuildable;
 } RoundClaim;
 
 /*
- * One transaction per round: claim first (an operation that cannot be built
- * joins the finished ones), then record every finished operation.
+ * One transaction per round: record the exchanges and the finished
+ * operations, then claim.  The claim decides between a resend and a lookup
+ * on the clock, not on the transaction's start, so time spent recording
+ * (waiting for a payment row a caller holds, say) cannot carry a resend
+ * past the duplicate window.
  */
 static void
-claim_and_record(void *arg)
+record_and_claim(void *arg)
 {
 	RoundClaim *rc = (RoundClaim *) arg;
 
+	record_batch(&exchanges, &finished);
 	if (rc->limit > 0)
-		rc->claimed = claim_into(rc->limit, &rc->to_send);
-	if (!dlist_is_empty(&finished))
-		record_batch(&exchanges, &finished);
+		rc->claimed = claim_into(rc->limit, &rc->to_send, &rc->unbuildable);
 }
 
 static void
@@ -376,12 +402,54 @@ record_op_fn(void *arg)
 	record_op((GatewayOp *) arg);
 }
 
+/*
+ * Interpret one finished transfer and start its follow-up, if any.  False
+ * when the follow-up could not start (the op is back among the finished,
+ * to be interpreted again as not sent).
+ */
+static bool
+interpret_one(GatewayOp *op)
+{
+	MemoryContext old = MemoryContextSwitchTo(op->cxt);
+	bool		follow_up = false;
+	bool		started = true;
+	GatewayExchange *ex;
+
+	histogram_observe(&payments_shared->gateway_latency,
+					  op->http.finished_us - op->http.started_us);
+	ex = gateway_interpret(op, &follow_up);
+	dlist_push_tail(&exchanges, &ex->node);
+	if (op->stage != STAGE_SETTLEMENT)
+		circuit_record(gateway_transport_failed(op));
+	if (op->http.outcome != HTTP_COMPLETED)
+		pg_atomic_fetch_add_u64(&payments_shared->transport_failures, 1);
+	if (follow_up)
+	{
+		/* gateway_interpret put the next request in op->http */
+		dlist_delete(&op->node);
+		started = start_transfer(op);
+	}
+	else
+	{
+		op->done = true;
+		/* never record an op without an outcome as anything but unknown */
+		if (op->result.outcome == NULL && op->stage != STAGE_SETTLEMENT)
+		{
+			op->result.outcome = "unknown";
+			op->result.retry_at = gateway_backoff(op->attempt, 60000, 3600000);
+		}
+	}
+	MemoryContextSwitchTo(old);
+	return started;
+}
+
 /* Interpret finished transfers, outside any transaction; start follow-ups. */
 static void
 interpret_finished(void)
 {
 	HttpRequest *req;
 	dlist_mutable_iter it;
+	bool		again;
 
 	while ((req = http_engine_next_done(engine)) != NULL)
 	{
@@ -389,34 +457,19 @@ interpret_finished(void)
 
 		dlist_push_tail(&finished, &op->node);
 	}
-	dlist_foreach_modify(it, &finished)
+	/* a follow-up that could not start comes back at the end: go again */
+	do
 	{
-		GatewayOp  *op = dlist_container(GatewayOp, node, it.cur);
-		MemoryContext old;
-		bool		follow_up = false;
-		GatewayExchange *ex;
-
-		if (op->done)			/* could not be built, or interpreted already */
-			continue;
-		old = MemoryContextSwitchTo(op->cxt);
-		histogram_observe(&payments_shared->gateway_latency,
-						  op->http.finished_us - op->http.started_us);
-		ex = gateway_interpret(op, &follow_up);
-		dlist_push_tail(&exchanges, &ex->node);
-		if (op->stage != STAGE_SETTLEMENT)
-			circuit_record(gateway_transport_failed(op));
-		if (op->http.outcome != HTTP_COMPLETED)
-			pg_atomic_fetch_add_u64(&payments_shared->transport_failures, 1);
-		if (follow_up)
+		again = false;
+		dlist_foreach_modify(it, &finished)
 		{
-			/* gateway_interpret put the next request in op->http */
-			dlist_delete(&op->node);
-			start_transfer(op);
+			GatewayOp  *op = dlist_container(GatewayOp, node, it.cur);
+
+			/* skip those that could not be built, or were interpreted already */
+			if (!op->done && !interpret_one(op))
+				again = true;
 		}
-		else
-			op->done = true;
-		MemoryContextSwitchTo(old);
-	}
+	} while (again);
 }
 
 /*
@@ -441,11 +494,12 @@ finish_round(bool claim_due)
 	rc.limit = Min(capacity, payments_claim_batch);
 	rc.claimed = 0;
 	dlist_init(&rc.to_send);
-	if (!had_finished && rc.limit <= 0)
+	dlist_init(&rc.unbuildable);
+	if (!had_finished && dlist_is_empty(&exchanges) && rc.limit <= 0)
 		return;
 
 	ok = in_transaction(had_finished ? "recording outcomes" : "claiming operations",
-						claim_and_record, &rc);
+						record_and_claim, &rc);
 	/* exchange log rows are best effort: never retried on their own */
 	dlist_init(&exchanges);
 	if (ok)
@@ -459,6 +513,7 @@ finish_round(bool claim_due)
 
 		/* the claim rolled back with the rest: those operations are still queued */
 		free_ops(&rc.to_send);
+		free_ops(&rc.unbuildable);
 		rc.claimed = 0;
 		dlist_foreach_modify(it, &finished)
 		{
@@ -481,6 +536,8 @@ finish_round(bool claim_due)
 		ConditionVariableBroadcast(&payments_shared->results_cv);
 		free_ops(&finished);
 	}
+	/* claimed but unbuildable: recorded in the next round */
+	to_finished(&rc.unbuildable);
 	send_claimed(&rc.to_send);
 
 	/* a full claim: more may be ready, in transactions of their own */
