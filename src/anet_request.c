@@ -363,6 +363,16 @@ put_setting(BuildCtx *ctx, json_object *array, const char *name, const char *val
 		put_string(ctx, s, "settingValue", value);
 }
 
+/* Every builder starts here: an empty context, no error yet. */
+static void
+begin_build(BuildCtx *ctx, bool masked, char **error)
+{
+	memset(ctx, 0, sizeof(*ctx));
+	ctx->masked = masked;
+	if (error != NULL)
+		*error = NULL;
+}
+
 /* Credentials and refId: checked for every request the same way. */
 static bool
 check_common(BuildCtx *ctx, const AnetCredentials *creds, const char *ref_id)
@@ -711,10 +721,7 @@ anet_build_transaction_request(const AnetCredentials *creds,
 	json_object *tr;
 	json_object *o;
 
-	memset(&ctx, 0, sizeof(ctx));
-	ctx.masked = masked;
-	if (error != NULL)
-		*error = NULL;
+	begin_build(&ctx, masked, error);
 	if (req == NULL)
 	{
 		fail(&ctx, "transaction request is required");
@@ -846,10 +853,7 @@ anet_build_authenticate_test_request(const AnetCredentials *creds,
 	BuildCtx	ctx;
 	json_object *root = NULL;
 
-	memset(&ctx, 0, sizeof(ctx));
-	ctx.masked = masked;
-	if (error != NULL)
-		*error = NULL;
+	begin_build(&ctx, masked, error);
 	if (!check_common(&ctx, creds, ref_id) ||
 		begin_request(&ctx, &root, "authenticateTestRequest", creds, ref_id) == NULL)
 		return failed(&ctx, root, error);
@@ -867,10 +871,7 @@ anet_build_get_transaction_details_request(const AnetCredentials *creds,
 	json_object *root = NULL;
 	json_object *body;
 
-	memset(&ctx, 0, sizeof(ctx));
-	ctx.masked = masked;
-	if (error != NULL)
-		*error = NULL;
+	begin_build(&ctx, masked, error);
 	if (!check_common(&ctx, creds, ref_id) ||
 		!require_field(&ctx, "transId", opt(trans_id), 1, 20, CS_DIGITS))
 		return failed(&ctx, NULL, error);
@@ -892,10 +893,7 @@ anet_build_get_unsettled_transaction_list_request(const AnetCredentials *creds,
 	json_object *root = NULL;
 	json_object *body;
 
-	memset(&ctx, 0, sizeof(ctx));
-	ctx.masked = masked;
-	if (error != NULL)
-		*error = NULL;
+	begin_build(&ctx, masked, error);
 	status = opt(status);
 	if (!check_common(&ctx, creds, ref_id) || !check_list_options(&ctx, opts))
 		return failed(&ctx, NULL, error);
@@ -923,10 +921,7 @@ anet_build_get_transaction_list_request(const AnetCredentials *creds,
 	json_object *root = NULL;
 	json_object *body;
 
-	memset(&ctx, 0, sizeof(ctx));
-	ctx.masked = masked;
-	if (error != NULL)
-		*error = NULL;
+	begin_build(&ctx, masked, error);
 	if (!check_common(&ctx, creds, ref_id) ||
 		!require_field(&ctx, "batchId", opt(batch_id), 1, 20, CS_DIGITS) ||
 		!check_list_options(&ctx, opts))
@@ -951,10 +946,7 @@ anet_build_get_settled_batch_list_request(const AnetCredentials *creds,
 	json_object *root = NULL;
 	json_object *body;
 
-	memset(&ctx, 0, sizeof(ctx));
-	ctx.masked = masked;
-	if (error != NULL)
-		*error = NULL;
+	begin_build(&ctx, masked, error);
 	first_settlement_date = opt(first_settlement_date);
 	last_settlement_date = opt(last_settlement_date);
 	if (!check_common(&ctx, creds, ref_id) ||

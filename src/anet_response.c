@@ -646,6 +646,36 @@ read_summary(json_object *t, AnetTxnSummary *s)
 }
 
 /*
+ * A list member of a reply is an array of objects, or a single object when
+ * there is one.  Allocates *items for its *n elements (zeroed; NULL when
+ * none); false when it is neither or out of memory.
+ */
+static bool
+alloc_one_or_many(json_object *v, size_t elem_size, void **items, size_t *n)
+{
+	*items = NULL;
+	if (json_object_is_type(v, json_type_array))
+		*n = json_object_array_length(v);
+	else if (json_object_is_type(v, json_type_object))
+		*n = 1;
+	else
+	{
+		*n = 0;
+		return false;
+	}
+	if (*n > 0 && (*items = calloc(*n, elem_size)) == NULL)
+		return false;
+	return true;
+}
+
+/* The i-th element of such a member. */
+static json_object *
+one_or_many_get(json_object *v, size_t i)
+{
+	return json_object_is_type(v, json_type_array) ? json_object_array_get_idx(v, i) : v;
+}
+
+/*
  * Both list replies share one shape: "transactions" (an array, or a single
  * object), "totalNumInResultSet", messages.  No transactions (I00004) is
  * an empty list.
@@ -665,24 +695,11 @@ anet_parse_transaction_list_response(const char *body, size_t len, AnetTxnList *
 	if (ok && json_object_object_get_ex(root, "transactions", &v) && v != NULL)
 	{
 		size_t		n;
-		size_t		i;
 
-		if (json_object_is_type(v, json_type_array))
-			n = json_object_array_length(v);
-		else if (json_object_is_type(v, json_type_object))
-			n = 1;
-		else
-			n = 0, ok = false;
-		if (ok && n > 0)
+		ok = alloc_one_or_many(v, sizeof(AnetTxnSummary), (void **) &out->items, &n);
+		for (size_t i = 0; ok && i < n; i++)
 		{
-			out->items = calloc(n, sizeof(AnetTxnSummary));
-			if (out->items == NULL)
-				ok = false;
-		}
-		for (i = 0; ok && i < n; i++)
-		{
-			json_object *t = json_object_is_type(v, json_type_array) ?
-				json_object_array_get_idx(v, i) : v;
+			json_object *t = one_or_many_get(v, i);
 
 			if (t == NULL || !json_object_is_type(t, json_type_object) ||
 				!read_summary(t, &out->items[i]))
@@ -792,24 +809,11 @@ anet_parse_settled_batch_list_response(const char *body, size_t len,
 	if (ok && json_object_object_get_ex(root, "batchList", &v) && v != NULL)
 	{
 		size_t		n;
-		size_t		i;
 
-		if (json_object_is_type(v, json_type_array))
-			n = json_object_array_length(v);
-		else if (json_object_is_type(v, json_type_object))
-			n = 1;
-		else
-			n = 0, ok = false;
-		if (ok && n > 0)
+		ok = alloc_one_or_many(v, sizeof(AnetBatch), (void **) &out->items, &n);
+		for (size_t i = 0; ok && i < n; i++)
 		{
-			out->items = calloc(n, sizeof(AnetBatch));
-			if (out->items == NULL)
-				ok = false;
-		}
-		for (i = 0; ok && i < n; i++)
-		{
-			json_object *b = json_object_is_type(v, json_type_array) ?
-				json_object_array_get_idx(v, i) : v;
+			json_object *b = one_or_many_get(v, i);
 
 			/* count first, so a failed batch's statistics are freed too */
 			out->count = i + 1;

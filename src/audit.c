@@ -91,6 +91,7 @@
 #include "utils/xid8.h"
 
 #include "card_brand.h"
+#include "payments.h"
 
 PG_FUNCTION_INFO_V1(pay_audit_trigger);
 PG_FUNCTION_INFO_V1(pay_audit_guard);
@@ -200,12 +201,18 @@ static SPIPlanPtr insert_plan = NULL;
 static bool retention_active = false;
 static bool xact_callback_registered = false;
 
-/* request.jwt.claims and request.headers, parsed once per distinct text */
-static char *claims_text = NULL;
-static char *claims_sub = NULL;
-static char *claims_merchant = NULL;
-static char *headers_text = NULL;
-static char *headers_request_id = NULL;
+/* A setting holding a JSON object, parsed once per distinct text. */
+typedef struct JsonSettingCache
+{
+	const char *name;			/* the setting */
+	const char *keys[2];		/* the members kept */
+	char	   *text;			/* the text they were read from */
+	char	   *values[2];		/* their text, or NULL */
+} JsonSettingCache;
+
+/* PostgREST's request.jwt.claims and request.headers */
+static JsonSettingCache claims = {.name = "request.jwt.claims", .keys = {"sub", "merchant_id"}};
+static JsonSettingCache headers = {.name = "request.headers", .keys = {"x-request-id", "traceparent"}};
 
 /* ------------------------------------------------------------------------
  * Caches and their invalidation
@@ -743,62 +750,33 @@ guc_json(const char *name, const char **text_out)
 	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(s)));
 }
 
+/* Bring a cache up to date with its setting's current text. */
 static void
-refresh_claims(void)
+refresh_json_setting(JsonSettingCache *c)
 {
-	const char *s = GetConfigOption("request.jwt.claims", true, false);
+	const char *s = GetConfigOption(c->name, true, false);
 	MemoryContext old;
 	Jsonb	   *jb;
 
 	if (s == NULL)
 		s = "";
-	if (claims_text != NULL && strcmp(claims_text, s) == 0)
+	if (c->text != NULL && strcmp(c->text, s) == 0)
 		return;
-	if (claims_text)
-		pfree(claims_text);
-	if (claims_sub)
-		pfree(claims_sub);
-	if (claims_merchant)
-		pfree(claims_merchant);
-	claims_text = claims_sub = claims_merchant = NULL;
-
-	jb = guc_json("request.jwt.claims", &s);
-	old = MemoryContextSwitchTo(TopMemoryContext);
-	if (jb != NULL)
+	if (c->text)
+		pfree(c->text);
+	c->text = NULL;
+	for (size_t i = 0; i < lengthof(c->values); i++)
 	{
-		claims_sub = jsonb_object_string(jb, "sub");
-		claims_merchant = jsonb_object_string(jb, "merchant_id");
+		if (c->values[i])
+			pfree(c->values[i]);
+		c->values[i] = NULL;
 	}
-	claims_text = pstrdup(s ? s : "");
-	MemoryContextSwitchTo(old);
-}
 
-static void
-refresh_headers(void)
-{
-	const char *s = GetConfigOption("request.headers", true, false);
-	MemoryContext old;
-	Jsonb	   *jb;
-
-	if (s == NULL)
-		s = "";
-	if (headers_text != NULL && strcmp(headers_text, s) == 0)
-		return;
-	if (headers_text)
-		pfree(headers_text);
-	if (headers_request_id)
-		pfree(headers_request_id);
-	headers_text = headers_request_id = NULL;
-
-	jb = guc_json("request.headers", &s);
+	jb = guc_json(c->name, &s);
 	old = MemoryContextSwitchTo(TopMemoryContext);
-	if (jb != NULL)
-	{
-		headers_request_id = jsonb_object_string(jb, "x-request-id");
-		if (headers_request_id == NULL)
-			headers_request_id = jsonb_object_string(jb, "traceparent");
-	}
-	headers_text = pstrdup(s ? s : "");
+	for (size_t i = 0; jb != NULL && i < lengthof(c->values); i++)
+		c->values[i] = jsonb_object_string(jb, c->keys[i]);
+	c->text = pstrdup(s ? s : "");
 	MemoryContextSwitchTo(old);
 }
 
@@ -812,9 +790,9 @@ current_merchant(void)
 {
 	const char *s;
 
-	refresh_claims();
-	if (claims_merchant != NULL)
-		return pg_strtoint64(claims_merchant);
+	refresh_json_setting(&claims);
+	if (claims.values[1] != NULL)	/* merchant_id */
+		return pg_strtoint64(claims.values[1]);
 	s = GetConfigOption("payments.merchant_id", true, false);
 	if (s != NULL && s[0] != '\0')
 		return pg_strtoint64(s);
@@ -832,9 +810,11 @@ current_correlation_id(void)
 {
 	const char *s;
 
-	refresh_headers();
-	if (headers_request_id != NULL)
-		return headers_request_id;
+	refresh_json_setting(&headers);
+	if (headers.values[0] != NULL)	/* x-request-id, else traceparent */
+		return headers.values[0];
+	if (headers.values[1] != NULL)
+		return headers.values[1];
 	s = GetConfigOption("payments.correlation_id", true, false);
 	if (s != NULL && s[0] != '\0')
 		return s;
@@ -1007,18 +987,6 @@ prepare_insert_plan(void)
 	insert_plan = plan;
 }
 
-static Datum
-text_or_null(const char *s, char *nullflag)
-{
-	if (s == NULL)
-	{
-		*nullflag = 'n';
-		return (Datum) 0;
-	}
-	*nullflag = ' ';
-	return CStringGetTextDatum(s);
-}
-
 /*
  * Fill in the audit id, the row hash and who did it, then insert the row
  * as the owner of payments.audit_log (API roles have no privilege on it).
@@ -1069,8 +1037,8 @@ audit_insert(AuditRecord *r)
 
 	r->db_role = role_name(GetUserId());
 	r->session_role = role_name(GetSessionUserId());
-	refresh_claims();
-	r->app_user = claims_sub;
+	refresh_json_setting(&claims);
+	r->app_user = claims.values[0];	/* sub */
 	r->txid = U64FromFullTransactionId(GetTopFullTransactionId());
 	r->logged_at = GetCurrentStatementStartTimestamp();
 	r->audit_id = nextval_internal(seq_relid, false);
@@ -1089,8 +1057,8 @@ audit_insert(AuditRecord *r)
 	nulls[7] = r->changed_columns ? ' ' : 'n';
 	values[8] = CStringGetTextDatum(r->db_role);
 	values[9] = CStringGetTextDatum(r->session_role);
-	values[10] = text_or_null(r->app_user, &nulls[10]);
-	values[11] = text_or_null(r->correlation_id, &nulls[11]);
+	values[10] = payments_text_arg(r->app_user, &nulls[10]);
+	values[11] = payments_text_arg(r->correlation_id, &nulls[11]);
 	values[12] = FullTransactionIdGetDatum(FullTransactionIdFromU64(r->txid));
 	values[13] = TimestampTzGetDatum(r->logged_at);
 	values[14] = PointerGetDatum(audit_row_hash(r));

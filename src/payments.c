@@ -16,6 +16,7 @@
 
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
 
 #include "card.h"
@@ -181,4 +182,16 @@ pay_assert_preloaded(PG_FUNCTION_ARGS)
 {
 	payments_require_preload();
 	PG_RETURN_VOID();
+}
+
+Datum
+payments_text_arg(const char *s, char *nullflag)
+{
+	if (s == NULL)
+	{
+		*nullflag = 'n';
+		return (Datum) 0;
+	}
+	*nullflag = ' ';
+	return CStringGetTextDatum(s);
 }

@@ -19,4 +19,7 @@ extern int	payments_max_attempts;
 
 extern void payments_require_preload(void);
 
+/* Text or NULL as an SPI argument: the Datum, and *nullflag set. */
+extern Datum payments_text_arg(const char *s, char *nullflag);
+
 #endif

@@ -22,6 +22,7 @@
 #include "utils/timestamp.h"
 
 #include "gateway.h"
+#include "payments.h"
 #include "record.h"
 #include "shmem.h"
 
@@ -140,7 +141,6 @@ record_outcome(GatewayOp *op)
 	Datum		v[13];
 	char		nulls[13];
 	GatewayOutcome *r = &op->result;
-	const char *text_args[13] = {NULL};
 
 	if (plan == NULL)
 	{
@@ -152,33 +152,21 @@ record_outcome(GatewayOp *op)
 	memset(nulls, ' ', sizeof(nulls));
 	v[0] = Int64GetDatum(op->merchant_id);
 	v[1] = Int64GetDatum(op->operation_id);
+	v[2] = payments_text_arg(r->outcome, &nulls[2]);
 	v[3] = Int32GetDatum(r->response_code);
 	if (r->response_code == 0)
 		nulls[3] = 'n';
 	v[4] = Int32GetDatum(r->reason_code);
 	if (r->reason_code == 0)
 		nulls[4] = 'n';
+	v[5] = payments_text_arg(reason_text(r), &nulls[5]);
+	v[6] = payments_text_arg(r->trans_id, &nulls[6]);
+	v[7] = payments_text_arg(r->auth_code, &nulls[7]);
+	v[8] = payments_text_arg(r->avs, &nulls[8]);
+	v[9] = payments_text_arg(r->cvv, &nulls[9]);
 	v[10] = TimestampTzGetDatum(r->retry_at ? r->retry_at : GetCurrentTimestamp());
-	text_args[2] = r->outcome;
-	text_args[5] = reason_text(r);
-	text_args[6] = r->trans_id;
-	text_args[7] = r->auth_code;
-	text_args[8] = r->avs;
-	text_args[9] = r->cvv;
-	text_args[11] = r->error;
-	text_args[12] = r->account_number;
-	for (int i = 0; i < 13; i++)
-	{
-		if (types[i] != TEXTOID)
-			continue;
-		if (text_args[i] == NULL)
-		{
-			nulls[i] = 'n';
-			v[i] = (Datum) 0;
-		}
-		else
-			v[i] = CStringGetTextDatum(text_args[i]);
-	}
+	v[11] = payments_text_arg(r->error, &nulls[11]);
+	v[12] = payments_text_arg(r->account_number, &nulls[12]);
 	if (SPI_execute_plan(plan, v, nulls, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "payments worker: could not record an outcome");
 }
