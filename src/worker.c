@@ -370,6 +370,28 @@ in_transaction(const char *what, void (*fn) (void *), void *arg)
 	return ok;
 }
 
+/*
+ * Empty the exchange list, freeing each entry and its copy of the reply at
+ * once: an op in a long lookup would otherwise keep one per page it read.
+ */
+static void
+release_exchanges(void)
+{
+	dlist_mutable_iter it;
+
+	dlist_foreach_modify(it, &exchanges)
+	{
+		GatewayExchange *ex = dlist_container(GatewayExchange, node, it.cur);
+
+		dlist_delete(&ex->node);
+		if (ex->response_masked)
+			pfree(ex->response_masked);
+		if (ex->transport_error)
+			pfree(ex->transport_error);
+		pfree(ex);
+	}
+}
+
 /* What one round's transaction claims (step 1) beside recording (step 3). */
 typedef struct RoundClaim
 {
@@ -501,7 +523,7 @@ finish_round(bool claim_due)
 	ok = in_transaction(had_finished ? "recording outcomes" : "claiming operations",
 						record_and_claim, &rc);
 	/* exchange log rows are best effort: never retried on their own */
-	dlist_init(&exchanges);
+	release_exchanges();
 	if (ok)
 	{
 		dlist_foreach(iter, &finished)
