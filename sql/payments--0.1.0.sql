@@ -1405,7 +1405,7 @@ COMMENT ON FUNCTION payments._duplicate_window() IS
 CREATE FUNCTION payments._claim_operations(p_limit integer)
 	RETURNS TABLE (merchant_id bigint, operation_id bigint, payment_id bigint, kind text,
 		action text, attempt integer, via_void boolean, amount_minor bigint, currency text,
-		currency_exponent integer, invoice_number text, txn_invoice text, description text, customer jsonb,
+		currency_exponent integer, txn_invoice text, description text, customer jsonb,
 		ref_trans_id text, card_last4 text, payment_method text, customer_profile_id text,
 		payment_profile_id text, sealed bytea, correlation_id text, created_at timestamptz,
 		never_sent boolean,
@@ -1451,7 +1451,6 @@ BEGIN
 		c.attempts, c.via_void,
 		pay_minor_units(coalesce(c.amount, p.amount)), pay_currency(p.amount),
 		pay_currency_exponent(pay_currency(p.amount)),
-		p.invoice_number,
 		-- the invoice of the gateway transaction: each refund its own (equal
 		-- partial refunds are not duplicates); a capture (priorAuthCapture
 		-- keeps the authorization's transId) and a void act on the payment's

@@ -219,7 +219,6 @@ gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **e
 	op->attempt = (int) col_int64(tuple, desc, "attempt");
 	op->kind = col(tuple, desc, "kind");
 	op->action = col(tuple, desc, "action");
-	op->invoice_number = col(tuple, desc, "invoice_number");
 	via_void = col(tuple, desc, "via_void");
 	op->via_void = strcmp(op->kind, "refund") == 0 && via_void != NULL && strcmp(via_void, "t") == 0;
 	/* the invoice of the gateway transaction (see _claim_operations) */
@@ -248,7 +247,7 @@ gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **e
 		*error = pstrdup("the amount could not be written as a decimal");
 		return false;
 	}
-	req.invoice_number = op->invoice_number;
+	req.invoice_number = op->txn_invoice;
 
 	if (strcmp(op->kind, "purchase") == 0 || strcmp(op->kind, "authorize") == 0)
 	{
@@ -339,7 +338,6 @@ gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **e
 		req.type = ANET_REFUND;
 		req.amount = amount;
 		req.ref_trans_id = col(tuple, desc, "ref_trans_id");
-		req.invoice_number = op->txn_invoice;
 		if (strcmp(payment_method, "profile") == 0)
 		{
 			req.profile_customer_id = col(tuple, desc, "customer_profile_id");

@@ -109,7 +109,6 @@ typedef struct GatewayOp
 	int			attempt;
 	char	   *kind;
 	char	   *action;			/* send / lookup */
-	char	   *invoice_number; /* the payment's */
 	char	   *txn_invoice;	/* the invoice of the gateway transaction
 								 * that answers for this operation: the
 								 * payment's, or a refund's own */

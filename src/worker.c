@@ -495,6 +495,26 @@ interpret_finished(void)
 }
 
 /*
+ * An outcome that cannot be recorded (the server log says why) must not
+ * leave its operation "sending" with nobody to pick it up: record it as
+ * unknown instead, to be asked again (and to reach the dead letters when
+ * its attempts run out).  False when even that fails.
+ */
+static bool
+record_as_unknown(GatewayOp *op)
+{
+	if (op->stage == STAGE_SETTLEMENT)
+		return true;			/* nothing to record; checked again later */
+	op->result.outcome = "unknown";
+	op->result.error = "the gateway's answer could not be recorded (the server log says why)";
+	op->result.retry_at = gateway_backoff(op->attempt, 60000, 3600000);
+	if (!in_transaction("recording an outcome as unknown", record_op_fn, op))
+		return false;
+	record_count(op);
+	return true;
+}
+
+/*
  * One round of steps 3 and 1: commit the outcomes and exchanges of the
  * finished operations and, when a claim is due, claim new operations, in
  * one transaction (one commit where there would be two); then wake the
@@ -543,7 +563,7 @@ finish_round(bool claim_due)
 
 			if (in_transaction("recording an outcome", record_op_fn, op))
 				record_count(op);
-			else
+			else if (!record_as_unknown(op))
 				ereport(WARNING,
 						(errmsg("payments worker: could not record the outcome of operation %lld of merchant %lld",
 								(long long) op->operation_id, (long long) op->merchant_id),

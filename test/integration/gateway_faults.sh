@@ -122,6 +122,28 @@ ok $([ -n "$new_pid" ] && [ "$new_pid" != "$old_pid" ] && echo 0 || echo 1) "a n
 pid=$(q -c "SELECT payment_id FROM pay_purchase(amount => '6.00 USD', card => $card)")
 is "$(q -c "SELECT status FROM pay_wait($pid, '20 s')")" succeeded "and processes payments"
 
+# An answer the database refuses to record (here a test trigger) must not
+# leave the operation "sending" until the worker restarts: it is recorded as
+# unknown, and once recording works again it resolves, charged once.
+su() { cluster_psql "$WORK" "$PORT" payments -At "$@"; }
+su -c "CREATE FUNCTION public.faults_refuse_success() RETURNS trigger LANGUAGE plpgsql AS \$\$
+BEGIN RAISE EXCEPTION 'refused by the test'; END \$\$" \
+	-c "CREATE TRIGGER zz_faults_refuse_success BEFORE UPDATE ON payments.operations FOR EACH ROW
+		WHEN (NEW.merchant_id = $M AND NEW.status = 'succeeded') EXECUTE FUNCTION public.faults_refuse_success()" >/dev/null
+pid=$(q -c "SELECT payment_id FROM pay_purchase(amount => '7.00 USD', card => $card)")
+for i in $(seq 200); do
+	st=$(q -c "SELECT status FROM pay_payment_operations($pid)")
+	[ "$st" = unknown ] && break
+	sleep 0.1
+done
+is "$st" unknown "an answer that cannot be recorded leaves the operation unknown, not sending"
+like "$(su -c "SELECT last_error FROM payments.operations WHERE merchant_id = $M AND payment_id = $pid")" \
+	"could not be recorded" "with a last_error that says so"
+su -c "DROP TRIGGER zz_faults_refuse_success ON payments.operations" -c "DROP FUNCTION public.faults_refuse_success()" >/dev/null
+su -c "UPDATE payments.operations SET next_attempt_at = now() WHERE merchant_id = $M AND payment_id = $pid AND status = 'unknown'" >/dev/null
+is "$(q -c "SELECT status FROM pay_wait($pid, '30 s')")" succeeded "once recording works, it resolves from the gateway"
+is "$(sim_ledger_count "P$TAG$pid" charge)" 1 "charged once"
+
 h=$(q -c "SELECT alive || '|' || (requests_sent > 0) || '|' || in_flight FROM pay_worker_health()")
 is "$h" "true|true|0" "worker health: alive, has sent requests, nothing left in flight"
 like "$(q -c "SELECT pay_metrics()")" 'payments_gateway_latency_seconds_bucket\{le="0.5"\} [0-9]+' "metrics come in Prometheus text format"
