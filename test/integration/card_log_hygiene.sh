@@ -129,15 +129,15 @@ for f in "$OUT" "$WORK/card_log_hygiene.server-log"; do
 	# the hex of the digits (bytea output) or any 12+ digit run at all, in
 	# what is left once fingerprints (64 hex digits, random per
 	# installation, so now and then with 12 decimal digits in a row) are out
-	if strip_prefix "$f" | no_fingerprints | grep -qE '[0-9]{12,}'; then
+	if strip_prefix "$f" | no_fingerprints | grep -E '[0-9]{12,}' >/dev/null; then
 		leaked=1; echo "# $what contains a run of 12 or more digits:"
-		strip_prefix "$f" | no_fingerprints | grep -E '[0-9]{12,}' | head -5 | sed 's/^/#   /'
+		strip_prefix "$f" | no_fingerprints | grep -E '[0-9]{12,}' | sed -n '1,5s/^/#   /p'
 	fi
 	if [ $leaked = 0 ]; then ok "no card number in the $what"; else not_ok "card number found in the $what"; fi
 
 	leaked=0
 	for c in "${CVVS[@]}" 739 846 573 918; do
-		if strip_prefix "$f" | grep -qwF -- "$c"; then leaked=1; echo "# $what contains security code $c"; fi
+		if strip_prefix "$f" | grep -wF -- "$c" >/dev/null; then leaked=1; echo "# $what contains security code $c"; fi
 	done
 	if [ $leaked = 0 ]; then ok "no security code in the $what"; else not_ok "security code found in the $what"; fi
 done

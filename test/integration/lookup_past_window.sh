@@ -72,7 +72,7 @@ past_window() {
 	local n
 	n=$(su -c "UPDATE payments.operations SET first_sent_at = now() - interval '9 hours', next_attempt_at = now()
 		WHERE merchant_id = $M AND operation_id = $1 AND status = 'unknown'
-		RETURNING attempts; SELECT payments._wake_at_commit()" | head -1)
+		RETURNING attempts; SELECT payments._wake_at_commit()" | sed -n 1p)
 	[ -n "$n" ] && wait_op "$1" "attempts > $n AND status <> 'sending'"
 }
 exchanges() {	# the request types logged for an operation, in order
@@ -220,7 +220,7 @@ ok "$(passed wait_op "$op" "status = 'queued' AND NOT never_sent")" \
 gateway_at "$SIM_API"
 n=$(su -c "UPDATE payments.operations SET first_sent_at = now() - interval '9 hours', next_attempt_at = now()
 	WHERE merchant_id = $M AND operation_id = $op AND status = 'queued'
-	RETURNING attempts; SELECT payments._wake_at_commit()" | head -1)
+	RETURNING attempts; SELECT payments._wake_at_commit()" | sed -n 1p)
 ok "$(passed wait_op "$op" "attempts > ${n:-999} AND status <> 'sending'")" "f: the next attempt finished"
 is "$(q -c "SELECT p.status || '|' || o.status FROM pay_get_payment($pid) p, pay_payment_operations($pid) o")" \
 	"succeeded|succeeded" "f: found by the lookup: succeeded"
@@ -238,7 +238,7 @@ op=$(op_of "$pid" purchase)
 lose_reply "$op"
 n=$(su -c "DELETE FROM payments.card_vault WHERE merchant_id = $M AND operation_id = $op" \
 	-c "UPDATE payments.operations SET next_attempt_at = now() WHERE merchant_id = $M AND operation_id = $op
-		AND status = 'unknown' RETURNING attempts; SELECT payments._wake_at_commit()" | head -1)
+		AND status = 'unknown' RETURNING attempts; SELECT payments._wake_at_commit()" | sed -n 1p)
 ok "$(passed wait_op "$op" "attempts > ${n:-999} AND status <> 'sending'")" "g: the resend was claimed"
 is "$(q -c "SELECT p.status || '|' || o.status FROM pay_get_payment($pid) p, pay_payment_operations($pid) o")" \
 	"unknown|unknown" "g: the resend could not be built: still unknown, not failed"

@@ -22,7 +22,7 @@ is() {	# is GOT EXPECTED DESCRIPTION
 }
 
 like() {	# like GOT EXTENDED_REGEX DESCRIPTION
-	if printf '%s' "$1" | grep -Eq -- "$2"; then ok 0 "$3"; else
+	if grep -Eq -- "$2" <<<"$1"; then ok 0 "$3"; else
 		ok 1 "$3"
 		printf '#   got:      %s\n#   expected to match: %s\n' "$1" "$2"
 	fi
