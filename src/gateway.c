@@ -504,6 +504,52 @@ interpret_send(GatewayOp *op, bool *follow_up)
 }
 
 /*
+ * Why the transaction the gateway describes is not this operation's, or
+ * NULL when it is: the invoice it carries, and for a charge or a refund
+ * that moved money, its amount (the requested one, or else a non-zero
+ * authorized one; held transactions may show 0.00 authorized).  Invoices
+ * are unique per installation, so a mismatch means a transaction made
+ * under our invoice by someone else (a database copy charging with the
+ * same tag, a charge keyed in by hand): it is never taken for ours.
+ */
+static char *
+identity_mismatch(const GatewayOp *op, const AnetTxnDetails *d, AnetStatusClass cls)
+{
+	bool		moves_money = strcmp(op->kind, "purchase") == 0 ||
+		strcmp(op->kind, "authorize") == 0 ||
+		(strcmp(op->kind, "refund") == 0 && !op->via_void);
+	const char *text = d->requested_amount;
+	int64_t		amount;
+	char		ours[32];
+
+	if (op->txn_invoice != NULL && d->invoice_number[0] != '\0' &&
+		strcmp(op->txn_invoice, d->invoice_number) != 0)
+		return psprintf("the gateway's transaction %s carries invoice %s, not %s",
+						d->trans_id, d->invoice_number, op->txn_invoice);
+	if (!moves_money ||
+		!(cls == ANET_STATUS_PENDING_CAPTURE || cls == ANET_STATUS_PENDING_SETTLEMENT ||
+		  cls == ANET_STATUS_SETTLED || cls == ANET_STATUS_UNDER_REVIEW))
+		return NULL;
+	if (text[0] == '\0')
+	{
+		text = d->auth_amount;
+		if (text[0] == '\0' ||
+			(anet_reply_decimal_to_minor(text, op->currency_exponent, &amount) && amount == 0))
+			return NULL;		/* the gateway states no amount to compare */
+	}
+	if (!anet_reply_decimal_to_minor(text, op->currency_exponent, &amount))
+		return psprintf("the amount %s of the gateway's transaction %s could not be read",
+						text, d->trans_id);
+	if (amount == op->amount_minor)
+		return NULL;
+	if (anet_amount_to_decimal(op->amount_minor, op->currency_exponent, ours, sizeof(ours)) < 0)
+		strlcpy(ours, "another amount", sizeof(ours));
+	return psprintf("the gateway's transaction %s under invoice %s is for %s, not %s",
+					d->trans_id, d->invoice_number[0] ? d->invoice_number : op->txn_invoice,
+					text, ours);
+}
+
+/*
  * The reply to getTransactionDetails after a duplicate reply or a lookup
  * hit: the status of the transaction that answers for this operation (for
  * a capture or a void, the payment's transaction they act on; for a
@@ -514,6 +560,7 @@ interpret_confirm(GatewayOp *op)
 {
 	AnetTxnDetails d;
 	AnetStatusClass cls;
+	char	   *mismatch;
 	bool		first_op = strcmp(op->kind, "purchase") == 0 || strcmp(op->kind, "authorize") == 0;
 	bool		voids = strcmp(op->kind, "void") == 0 || op->via_void;
 
@@ -525,6 +572,14 @@ interpret_confirm(GatewayOp *op)
 		return;
 	}
 	cls = anet_classify_transaction_status(d.transaction_status);
+	mismatch = identity_mismatch(op, &d, cls);
+	if (mismatch != NULL)
+	{
+		/* a person must look: asked again only now and then */
+		op->result.retry_at = gateway_backoff(op->attempt, 60000, 3600000);
+		gateway_set_outcome(op, "unknown", mismatch);
+		return;
+	}
 	op->result.response_code = d.response_code;
 	op->result.reason_code = d.reason_code;
 	op->result.reason_text = pstrdup(d.reason_text);

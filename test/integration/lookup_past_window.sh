@@ -88,25 +88,32 @@ rows = data["ledger"] if isinstance(data, dict) and "ledger" in data else data
 print(",".join(str(r.get("transId")) for r in rows if r.get("invoiceNumber") == inv and r.get("kind") == kind))
 ' "$1" "$2"
 }
-# fill N PREFIX: N other approved charges straight to the simulator.
-fill() {
-	python3 - "$SIM_API" "$1" "$2" "$SIM_LOGIN" "$SIM_KEY" <<'EOF'
+# charge_direct: approved charges straight to the simulator, one per line
+# "INVOICE AMOUNT" of standard input, bypassing the database.
+charge_direct() {
+	python3 -c '
 import http.client, json, sys, urllib.parse
-url, n, prefix, login, key = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+url, login, key = sys.argv[1:4]
 u = urllib.parse.urlsplit(url)
 c = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
-for i in range(n):
+for line in sys.stdin:
+    invoice, amount = line.split()
     body = {"createTransactionRequest": {
         "merchantAuthentication": {"name": login, "transactionKey": key},
         "transactionRequest": {
-            "transactionType": "authCaptureTransaction", "amount": "1.%02d" % (i % 100),
+            "transactionType": "authCaptureTransaction", "amount": amount,
             "payment": {"creditCard": {"cardNumber": "4111111111111111", "expirationDate": "2035-12"}},
-            "order": {"invoiceNumber": "%s%d" % (prefix, i)}}}}
+            "order": {"invoiceNumber": invoice}}}}
     c.request("POST", u.path, json.dumps(body), {"Content-Type": "application/json"})
     r = c.getresponse()
-    if b'"responseCode":"1"' not in r.read():
-        sys.exit("filler %d was not approved" % i)
-EOF
+    if b"\"responseCode\":\"1\"" not in r.read():
+        sys.exit("the charge of invoice %s was not approved" % invoice)
+' "$SIM_API" "$SIM_LOGIN" "$SIM_KEY"
+}
+# fill N PREFIX: N other approved charges (invoices PREFIX0, PREFIX1, ...).
+fill() {
+	local i
+	for ((i = 0; i < $1; i++)); do printf '%s%d 1.%02d\n' "$2" "$i" $((i % 100)); done | charge_direct
 }
 RESET_CHARGED='{"type":"reset","count":6,"process":true}'
 RESET_UNSENT='{"type":"reset","count":6,"process":false}'
@@ -245,5 +252,24 @@ is "$(q -c "SELECT p.status || '|' || o.status FROM pay_get_payment($pid) p, pay
 like "$(su -c "SELECT last_error FROM payments.operations WHERE merchant_id = $M AND operation_id = $op")" \
 	"sealed card is missing" "g: last_error says why"
 is "$(sim_ledger_count "P$TAG$pid" charge)" 1 "g: charged once, by the first attempt"
+
+# h. Never processed, but a charge of another amount sits under its invoice
+#    (keyed in by hand, or sent by a copy of the database): the lookup finds
+#    it and refuses it as the payment's, which stays unknown for a person.
+sim_ctl POST /faults "$RESET_UNSENT" >/dev/null
+pid=$(q -c "SELECT payment_id FROM pay_purchase(amount => '16.00 USD', card => $card)")
+op=$(op_of "$pid" purchase)
+lose_reply "$op"
+echo "P$TAG$pid 61.00" | charge_direct
+ok "$(passed past_window "$op")" "h: the lookup finished"
+is "$(q -c "SELECT p.status || '|' || o.status || '|' || coalesce(p.gateway_trans_id, '-') FROM pay_get_payment($pid) p, pay_payment_operations($pid) o")" \
+	"unknown|unknown|-" "h: a transaction of another amount under its invoice is not taken for it"
+like "$(su -c "SELECT last_error FROM payments.operations WHERE merchant_id = $M AND operation_id = $op")" \
+	"^the gateway's transaction [0-9]+ under invoice P$TAG$pid is for 61.00, not 16.00$" "h: last_error names both amounts"
+is "$(su -c "SELECT next_attempt_at > now() + interval '25 seconds' FROM payments.operations WHERE merchant_id = $M AND operation_id = $op")" \
+	t "h: asked again only after a long wait"
+is "$(exchanges "$op")" \
+	createTransactionRequest,getUnsettledTransactionListRequest,getTransactionDetailsRequest \
+	"h: logged: the lost send, the unsettled list, the details"
 
 tap_done
