@@ -61,6 +61,7 @@ payments_shmem_startup(void)
 		pg_atomic_init_u64(&payments_shared->worker_started_us, 0);
 		pg_atomic_init_u64(&payments_shared->last_loop_us, 0);
 		pg_atomic_init_u32(&payments_shared->restart_requested, 0);
+		pg_atomic_init_u32(&payments_shared->connect_failures, 0);
 		pg_atomic_init_u32(&payments_shared->queue_depth, 0);
 		pg_atomic_init_u32(&payments_shared->in_flight, 0);
 		pg_atomic_init_u32(&payments_shared->max_in_flight, 0);

@@ -39,6 +39,8 @@ typedef struct PaymentsShared
 	pg_atomic_uint64 worker_started_us;
 	pg_atomic_uint64 last_loop_us;
 	pg_atomic_uint32 restart_requested;
+	pg_atomic_uint32 connect_failures;	/* starts in a row that could not
+										 * connect to payments.database */
 
 	/* state published by the worker */
 	pg_atomic_uint32 queue_depth;

@@ -718,6 +718,38 @@ raise_fd_limit(void)
 	}
 }
 
+/*
+ * Connect to payments.database.  While it does not exist the connection
+ * fails with FATAL and the postmaster starts the worker again a second
+ * later; each failure in a row doubles the wait before the next try (up to
+ * a minute), so that a server preloaded before its database is created
+ * logs the error now and then, not every second.
+ */
+static void
+connect_to_database(void)
+{
+	uint32		failures = pg_atomic_read_u32(&payments_shared->connect_failures);
+
+	if (failures > 0)
+	{
+		/* the latch may arrive set: wait out the whole delay regardless */
+		TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														Min(60000L, 1000L << Min(failures - 1, 6)));
+		long		ms;
+
+		while ((ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until)) > 0)
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 ms, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+		}
+	}
+	pg_atomic_write_u32(&payments_shared->connect_failures, failures + 1);
+	BackgroundWorkerInitializeConnection(payments_database, NULL, 0);
+	pg_atomic_write_u32(&payments_shared->connect_failures, 0);
+}
+
 void
 payments_worker_main(Datum main_arg pg_attribute_unused())
 {
@@ -732,7 +764,7 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnection(payments_database, NULL, 0);
+	connect_to_database();
 	pgstat_report_appname("payments worker");
 
 	pg_atomic_write_u32(&payments_shared->worker_procno, MyProc->pgprocno + 1);

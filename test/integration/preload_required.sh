@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # CREATE EXTENSION payments refuses, with a hint, when the library is not in
-# shared_preload_libraries; and works once it is.
+# shared_preload_libraries; and works once it is.  The worker of a server
+# preloaded before its database exists waits for it without flooding the log.
 set -euo pipefail
 source "$(dirname "$0")/../lib/common.sh"
 source "$(dirname "$0")/../lib/tap.sh"
@@ -29,5 +30,22 @@ v=$(cluster_psql "$dir" "$port" postgres -Atc "SELECT extversion || ' ' || extna
 is "$v" "0.1.0 payments" "version 0.1.0 in schema payments"
 out=$(cluster_psql "$dir" "$port" postgres -c 'ALTER EXTENSION payments SET SCHEMA public' 2>&1 || true)
 like "$out" 'does not support SET SCHEMA' "the extension is not relocatable"
+
+# payments.database ("payments" here) does not exist yet: the worker cannot
+# connect, and tries again after 1, 2, 4 ... seconds, not every second.
+sleep 8
+n=$(grep -c 'FATAL:  database "payments" does not exist' "$dir/postgres.log" || true)
+if [ "$n" -ge 2 ] && [ "$n" -le 5 ]; then r=0; else r=1; fi
+ok "$r" "the worker retries a missing database with a growing wait ($n tries in about 8 s)"
+[ "$r" = 0 ] || grep 'FATAL' "$dir/postgres.log" | sed 's/^/#   /'
+cluster_psql "$dir" "$port" postgres -c 'CREATE DATABASE payments' >/dev/null
+cluster_psql "$dir" "$port" payments -c 'CREATE EXTENSION payments' >/dev/null
+alive=f
+for _ in $(seq 60); do
+	alive=$(cluster_psql "$dir" "$port" payments -Atc "SELECT alive FROM payments.pay_worker_health()")
+	[ "$alive" = t ] && break
+	sleep 0.5
+done
+is "$alive" t "once the database and the extension exist, the worker serves it"
 
 tap_done
