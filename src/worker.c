@@ -665,6 +665,16 @@ housekeeping(void)
 	commit_tx();
 }
 
+/* Fresh statistics for the extension's young tables (_refresh_statistics). */
+static void
+refresh_statistics(void)
+{
+	begin_tx("payments: statistics");
+	if (SPI_execute("SELECT payments._refresh_statistics()", false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "payments worker: refreshing statistics failed");
+	commit_tx();
+}
+
 /* Publish the queue depth (queued or unknown operations, off the partial index). */
 static void
 publish_queue_depth(void)
@@ -758,6 +768,7 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 	TimestampTz last_housekeeping = 0;
 	TimestampTz last_settlement = 0;
 	TimestampTz last_gauge = 0;
+	TimestampTz last_statistics = 0;
 	bool		wake = true;
 	bool		ready = false;
 
@@ -835,6 +846,11 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 		{
 			last_gauge = now;
 			publish_queue_depth();
+		}
+		if (TimestampDifferenceExceeds(last_statistics, now, 2000))
+		{
+			last_statistics = now;
+			refresh_statistics();
 		}
 
 		in_flight = http_engine_in_flight(engine);
