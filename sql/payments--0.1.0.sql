@@ -1489,19 +1489,18 @@ $$;
 COMMENT ON FUNCTION payments._park_unconfigured() IS
 	'Worker housekeeping: operations of merchants without a gateway configuration wait a minute at a time, with a note.';
 
--- Statistics for young tables.  A plan cached while a table was nearly
--- empty (a foreign-key check's, a PL/pgSQL statement's) sees every index
+-- Statistics for young tables.  A plan cached while a table held a few
+-- rows (a foreign-key check's, a PL/pgSQL statement's) sees every index
 -- led by merchant_id as equally good, may pick one that filters the rest
 -- of the key, and keeps it until the table is next analyzed: until then
 -- each insert scans all of a merchant's rows.  Autovacuum's first ANALYZE
--- comes only after its naptime (a minute), or never when it is off, so
--- the worker analyzes the extension's tables each time one has at least
--- doubled (and gained 500 rows) since its last statistics, while it holds
--- under 100,000 rows: a few ANALYZEs early in a table's life, after which
--- the planner's estimates keep preferring the primary key.  They sample
--- 3,000 rows (statistics target 10), so the worker's loop pauses for
--- milliseconds, not for a full sample; autovacuum's later ANALYZE does the
--- thorough job.
+-- comes only after its naptime (a minute), or never when it is off.  So
+-- the worker analyzes a table that has had 500 changes while its
+-- statistics say it holds fewer than 500 rows (never analyzed, or analyzed
+-- nearly empty): once, or a few times, early in its life.  The
+-- invalidation replans every cached plan on it, and from then on the
+-- statistics (a handful of merchants among many rows) keep the planner on
+-- the primary key.  3,000-row samples keep each ANALYZE to milliseconds.
 CREATE FUNCTION payments._refresh_statistics() RETURNS integer
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments
@@ -1514,9 +1513,8 @@ BEGIN
 	FOR t IN
 		SELECT c.oid::regclass FROM pg_class c
 		WHERE c.relnamespace = 'payments'::regnamespace AND c.relkind = 'r'
-			AND c.reltuples < 100000
+			AND c.reltuples < 500
 			AND pg_stat_get_mod_since_analyze(c.oid) >= 500
-			AND pg_stat_get_mod_since_analyze(c.oid) > greatest(c.reltuples, 0)
 	LOOP
 		EXECUTE format('ANALYZE %s', t);
 		n := n + 1;
@@ -1525,7 +1523,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments._refresh_statistics() IS
-	'Worker: analyzes the extension''s young tables each time one has doubled since its last statistics, so that no cached plan keeps scanning a whole merchant for one row.';
+	'Worker: analyzes the extension''s tables whose statistics still say they are nearly empty once they have had 500 changes, so that no plan cached on a near-empty table keeps scanning a whole merchant for one row.';
 
 -- Step 3 for the bulk of the traffic, set-based: the final answers
 -- (approved, held, declined, error, rejected) to purchases and
