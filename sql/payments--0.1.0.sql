@@ -603,6 +603,12 @@ REVOKE ALL ON FUNCTION payments._card_sealed(payments.pay_card) FROM PUBLIC;
 COMMENT ON FUNCTION payments._card_sealed(payments.pay_card) IS
 	'Internal: the sealed bytes of a card, as kept in payments.card_vault until the gateway answers. Owner only.';
 
+CREATE FUNCTION payments._opaque_data_sealed(opaque_data jsonb) RETURNS bytea
+	LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'pay_opaque_data_sealed';
+REVOKE ALL ON FUNCTION payments._opaque_data_sealed(jsonb) FROM PUBLIC;
+COMMENT ON FUNCTION payments._opaque_data_sealed(jsonb) IS
+	'Internal: Accept.js opaque data sealed with the vault key, as kept in payments.card_vault until the gateway answers (whoever holds the nonce can charge the card once). Owner only.';
+
 CREATE FUNCTION payments._wake_at_commit() RETURNS void
 	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pay_wake_at_commit';
 COMMENT ON FUNCTION payments._wake_at_commit() IS
@@ -781,7 +787,7 @@ CREATE TABLE payments.card_vault (
 	FOREIGN KEY (merchant_id, operation_id) REFERENCES payments.operations ON DELETE CASCADE
 );
 COMMENT ON TABLE payments.card_vault IS
-	'Sealed card data (number, CVV) of operations not yet answered by the gateway; erased as soon as the gateway answered. Owner only.';
+	'Sealed card data (number, CVV) or Accept.js opaque data of operations not yet answered by the gateway (AES-256-GCM under the vault key file); erased as soon as the gateway answered. Owner only.';
 
 CREATE TABLE payments.gateway_exchanges (
 	merchant_id bigint NOT NULL,
@@ -1091,9 +1097,9 @@ BEGIN
 		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
 		VALUES (m, oid_, payments._card_sealed(p_card));
 	ELSIF p_opaque_data IS NOT NULL THEN
-		-- the nonce is single-use and short-lived; it waits in the vault too
+		-- the nonce can charge the card once: it waits sealed, like a card
 		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
-		VALUES (m, oid_, convert_to(p_opaque_data::text, 'UTF8'));
+		VALUES (m, oid_, payments._opaque_data_sealed(p_opaque_data));
 	END IF;
 
 	IF p_idempotency_key IS NOT NULL THEN

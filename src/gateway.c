@@ -30,6 +30,7 @@
 
 #include "card.h"
 #include "gateway.h"
+#include "opaque_data.h"
 #include "shmem.h"
 
 #define DUPLICATE_WINDOW_SECONDS 28800
@@ -302,14 +303,22 @@ gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **e
 		else if (strcmp(payment_method, "opaque_data") == 0)
 		{
 			Jsonb	   *od;
+			bytea	   *b;
 
 			if (isnull)
 			{
 				*error = pstrdup("the opaque data is missing from the vault");
 				return false;
 			}
-			opaque_text = text_to_cstring(DatumGetTextPP(sealed));
+			b = DatumGetByteaPP(sealed);
+			opaque_text = opaque_data_open((const uint8 *) VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b));
+			if (opaque_text == NULL)
+			{
+				*error = pstrdup("the vault entry is not opaque data sealed under this vault key");
+				return false;
+			}
 			od = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(opaque_text)));
+			explicit_bzero(opaque_text, strlen(opaque_text));
 			opaque_descriptor = jsonb_text_field(od, "dataDescriptor");
 			opaque_value = jsonb_text_field(od, "dataValue");
 			req.opaque_descriptor = opaque_descriptor;

@@ -9,7 +9,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(25);
+SELECT plan(27);
 
 -- (a card cannot be stored, not even in a temporary table: a function makes them)
 CREATE FUNCTION pg_temp.card() RETURNS payments.pay_card LANGUAGE sql
@@ -37,6 +37,13 @@ SELECT is((SELECT count(*) FROM payments.card_vault v JOIN payments.operations o
 SELECT ok((SELECT position('4111111111111111' IN encode(sealed, 'escape')) = 0 FROM payments.card_vault v
 	JOIN payments.operations o USING (merchant_id, operation_id) WHERE o.payment_id = (SELECT payment_id FROM p)),
 	'the vault holds no clear card number');
+SELECT lives_ok($$CREATE TEMP TABLE po AS SELECT * FROM pay_purchase(amount => '3.00 USD',
+	opaque_data => '{"dataDescriptor": "COMMON.ACCEPT.INAPP.PAYMENT", "dataValue": "NONCE-7f3a9c-SECRET"}')$$,
+	'a purchase with Accept.js opaque data is recorded');
+SELECT ok((SELECT position('NONCE-7f3a9c' IN encode(sealed, 'escape')) = 0 AND substr(sealed, 1, 3) = 'PO1'::bytea
+	FROM payments.card_vault v JOIN payments.operations o USING (merchant_id, operation_id)
+	WHERE o.payment_id = (SELECT payment_id FROM po)),
+	'its payment nonce waits sealed in the vault, not in clear');
 SELECT is((SELECT array_agg(event_type ORDER BY event_id) FROM payments.events WHERE payment_id = (SELECT payment_id FROM p)),
 	ARRAY['payment.pending', 'operation.queued'], 'creating it wrote two events');
 SELECT is((SELECT payment_id FROM pay_purchase(amount => '10.00 USD', card => pg_temp.card(), idempotency_key => 'k1')),
