@@ -27,6 +27,7 @@
 #include <json-c/json.h>
 
 #include "anet_protocol.h"
+#include "json_scrub.h"
 
 /* Per-call state: no globals, so builders are thread-safe. */
 typedef struct BuildCtx
@@ -416,6 +417,23 @@ begin_request(BuildCtx *ctx, json_object **root, const char *root_name,
 }
 
 /*
+ * Release a request tree.  Unless it is the masked form, its strings (card
+ * number, CVV, nonce, transaction key) are wiped first, and so is its
+ * serialized text when there is one.
+ */
+static void
+release_request(BuildCtx *ctx, json_object *root, const char *text)
+{
+	if (!ctx->masked)
+	{
+		if (text != NULL)
+			explicit_bzero((char *) text, strlen(text));
+		json_scrub(root);
+	}
+	json_object_put(root);
+}
+
+/*
  * Serialize the finished request and hand the caller a malloc'd copy (the
  * json-c buffer belongs to root, which is released here).
  */
@@ -431,7 +449,7 @@ finish_request(BuildCtx *ctx, json_object *root)
 		copy = strdup(text);
 	if (copy == NULL)
 		fail(ctx, "out of memory");
-	json_object_put(root);
+	release_request(ctx, root, text);
 	return copy;
 }
 
@@ -440,7 +458,7 @@ static char *
 failed(BuildCtx *ctx, json_object *root, char **error)
 {
 	if (root != NULL)
-		json_object_put(root);
+		release_request(ctx, root, NULL);
 	if (error != NULL)
 		*error = strdup(ctx->err[0] ? ctx->err : "request could not be built");
 	return NULL;

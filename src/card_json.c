@@ -24,37 +24,7 @@
 #include <json-c/printbuf.h>
 
 #include "card_json.h"
-
-/* Overwrite every string inside a json-c value before it is freed. */
-static void
-json_scrub(struct json_object *v)
-{
-	switch (json_object_get_type(v))
-	{
-		case json_type_string:
-			explicit_bzero((char *) json_object_get_string(v),
-						   json_object_get_string_len(v));
-			break;
-		case json_type_object:
-			{
-				struct json_object_iterator it = json_object_iter_begin(v);
-				struct json_object_iterator end = json_object_iter_end(v);
-
-				while (!json_object_iter_equal(&it, &end))
-				{
-					json_scrub(json_object_iter_peek_value(&it));
-					json_object_iter_next(&it);
-				}
-				break;
-			}
-		case json_type_array:
-			for (size_t i = 0; i < json_object_array_length(v); i++)
-				json_scrub(json_object_array_get_idx(v, i));
-			break;
-		default:
-			break;
-	}
-}
+#include "json_scrub.h"
 
 /*
  * Copy a JSON string into buf (size bufsize).  A longer string is cut to

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Unit test of the Authorize.Net protocol module (src/anet_*.c): pure C and
-# json-c, no PostgreSQL and no cluster.  Compiles test/unit/anet_protocol_test.c
+# Unit test of the Authorize.Net protocol module (src/anet_*.c, with
+# src/json_scrub.c): pure C and json-c, no PostgreSQL and no cluster.
+# Compiles test/unit/anet_protocol_test.c
 # with the module into a scratch directory ($WORK when the suite runner set
 # it, else a fresh mktemp -d) and passes its TAP output through.
 set -euo pipefail
@@ -18,7 +19,7 @@ fi
 
 if ! cc -std=gnu11 -Wall -Wextra -Werror -I"$repo/src" \
 	-o "$dir/anet_protocol_test" \
-	"$repo/test/unit/anet_protocol_test.c" "$repo"/src/anet_*.c \
+	"$repo/test/unit/anet_protocol_test.c" "$repo"/src/anet_*.c "$repo/src/json_scrub.c" \
 	-ljson-c -lpthread > "$dir/cc.log" 2>&1; then
 	echo "not ok 1 - anet_protocol_test compiles with -Wall -Wextra -Werror"
 	sed 's/^/# /' "$dir/cc.log"

@@ -23,6 +23,7 @@
 #include <json-c/json.h>
 
 #include "anet_protocol.h"
+#include "json_scrub.h"
 
 /* a C string literal and its length, for the parsers */
 #define S(lit) (lit), strlen(lit)
@@ -1598,6 +1599,49 @@ test_threads(void)
 	free(reply);
 }
 
+/* all len bytes at p are zero */
+static bool
+all_zero(const char *p, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (p[i] != '\0')
+			return false;
+	return true;
+}
+
+/* json_scrub wipes every string of a tree, short (inline) and long ones. */
+static void
+test_scrub(void)
+{
+	json_object *root = json_tokener_parse(
+		"{\"cardNumber\": \"4111111111111111\", \"n\": 5,"
+		" \"list\": [\"123\", {\"dataValue\": \"eyJjb2RlIjoiNTBfMl8wNjAwMDUzMDI5NDgxNjIzNTU2NDkwMDAwMDAwMDAwMDAwMDAwMDAw\"}]}");
+	json_object *list;
+	json_object *v;
+	const char *s[3];
+	size_t		len[3];
+	bool		wiped = true;
+
+	if (!ok(root != NULL, "scrub: the test tree parses"))
+		return;
+	json_object_object_get_ex(root, "cardNumber", &v);
+	s[0] = json_object_get_string(v);
+	len[0] = strlen(s[0]);
+	json_object_object_get_ex(root, "list", &list);
+	s[1] = json_object_get_string(json_object_array_get_idx(list, 0));
+	len[1] = strlen(s[1]);
+	json_object_object_get_ex(json_object_array_get_idx(list, 1), "dataValue", &v);
+	s[2] = json_object_get_string(v);
+	len[2] = strlen(s[2]);
+	json_scrub(root);
+	for (int i = 0; i < 3; i++)
+		wiped = wiped && all_zero(s[i], len[i]);
+	ok(wiped, "scrub: every string of the tree is zeroed, nested and long ones too");
+	json_object_object_get_ex(root, "n", &v);
+	ok(json_object_get_int(v) == 5, "scrub: numbers are left alone");
+	json_object_put(root);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1613,6 +1657,7 @@ main(int argc, char **argv)
 	test_status_classes();
 	test_mutations();
 	test_threads();
+	test_scrub();
 
 	printf("1..%d\n", tap_n);
 	if (tap_failed)
