@@ -1522,7 +1522,8 @@ BEGIN
 			AND c.reltuples < 500
 			AND pg_stat_get_mod_since_analyze(c.oid) >= 500
 	LOOP
-		EXECUTE format('ANALYZE %s', t);
+		-- SKIP_LOCKED: never wait behind autovacuum or DDL (next round)
+		EXECUTE format('ANALYZE (SKIP_LOCKED) %s', t);
 		n := n + 1;
 	END LOOP;
 	RETURN n;
