@@ -665,14 +665,21 @@ housekeeping(void)
 	commit_tx();
 }
 
-/* Fresh statistics for the extension's young tables (_refresh_statistics). */
+static void
+refresh_statistics_fn(void *arg pg_attribute_unused())
+{
+	if (SPI_execute("SELECT payments._refresh_statistics()", false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "payments worker: refreshing statistics failed");
+}
+
+/*
+ * Fresh statistics for the extension's young tables (_refresh_statistics).
+ * An optional chore: a failure is logged and the loop goes on.
+ */
 static void
 refresh_statistics(void)
 {
-	begin_tx("payments: statistics");
-	if (SPI_execute("SELECT payments._refresh_statistics()", false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "payments worker: refreshing statistics failed");
-	commit_tx();
+	(void) in_transaction("refreshing statistics", refresh_statistics_fn, NULL);
 }
 
 /* Publish the queue depth (queued or unknown operations, off the partial index). */

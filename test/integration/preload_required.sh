@@ -45,7 +45,7 @@ ok "$r" "the worker retries a missing database with a growing wait (gaps: ${gaps
 cluster_psql "$dir" "$port" postgres -c 'CREATE DATABASE payments' >/dev/null
 cluster_psql "$dir" "$port" payments -c 'CREATE EXTENSION payments' >/dev/null
 alive=f
-for _ in $(seq 60); do
+for _ in $(seq 180); do
 	alive=$(cluster_psql "$dir" "$port" payments -Atc "SELECT alive FROM payments.pay_worker_health()")
 	[ "$alive" = t ] && break
 	sleep 0.5
