@@ -514,38 +514,51 @@ interpret_send(GatewayOp *op, bool *follow_up)
 
 /*
  * Why the transaction the gateway describes is not this operation's, or
- * NULL when it is: the invoice it carries, and for a charge or a refund
- * that moved money, its amount (the requested one, or else a non-zero
- * authorized one; held transactions may show 0.00 authorized).  Invoices
- * are unique per installation, so a mismatch means a transaction made
- * under our invoice by someone else (a database copy charging with the
- * same tag, a charge keyed in by hand): it is never taken for ours.
+ * NULL when it is.  Invoices are unique per installation, so a mismatch
+ * means a transaction made under our invoice by someone else (a database
+ * copy charging with the same tag, a charge keyed in by hand): it is never
+ * taken for ours, whatever its status (a stranger's decline must not fail
+ * a payment that was in fact charged).
+ *
+ * A purchase, an authorization or a refund sent as one is its own
+ * transaction: it must carry our invoice and our amount, the requested one
+ * when stated, else the authorized one (a held or declined transaction may
+ * show 0.00 authorized: no amount stated).  A capture acts on the payment's
+ * transaction: once captured, its settle amount must be ours.  A void (or
+ * a refund sent as one) moves no amount; the invoice is checked when shown.
  */
 static char *
 identity_mismatch(const GatewayOp *op, const AnetTxnDetails *d, AnetStatusClass cls)
 {
-	bool		moves_money = strcmp(op->kind, "purchase") == 0 ||
+	bool		own_txn = strcmp(op->kind, "purchase") == 0 ||
 		strcmp(op->kind, "authorize") == 0 ||
 		(strcmp(op->kind, "refund") == 0 && !op->via_void);
-	const char *text = d->requested_amount;
+	bool		moved = cls == ANET_STATUS_PENDING_CAPTURE ||
+		cls == ANET_STATUS_PENDING_SETTLEMENT || cls == ANET_STATUS_SETTLED;
+	const char *text = NULL;
 	int64_t		amount;
 	char		ours[32];
 
-	if (op->txn_invoice != NULL && d->invoice_number[0] != '\0' &&
+	if (op->txn_invoice != NULL &&
+		(d->invoice_number[0] != '\0' || own_txn) &&
 		strcmp(op->txn_invoice, d->invoice_number) != 0)
 		return psprintf("the gateway's transaction %s carries invoice %s, not %s",
-						d->trans_id, d->invoice_number, op->txn_invoice);
-	if (!moves_money ||
-		!(cls == ANET_STATUS_PENDING_CAPTURE || cls == ANET_STATUS_PENDING_SETTLEMENT ||
-		  cls == ANET_STATUS_SETTLED || cls == ANET_STATUS_UNDER_REVIEW))
-		return NULL;
-	if (text[0] == '\0')
+						d->trans_id, d->invoice_number[0] ? d->invoice_number : "(none)",
+						op->txn_invoice);
+	if (own_txn)
 	{
-		text = d->auth_amount;
-		if (text[0] == '\0' ||
-			(anet_reply_decimal_to_minor(text, op->currency_exponent, &amount) && amount == 0))
-			return NULL;		/* the gateway states no amount to compare */
+		if (d->requested_amount[0] != '\0')
+			text = d->requested_amount;
+		else if (d->auth_amount[0] != '\0' &&
+				 (moved || !anet_reply_decimal_to_minor(d->auth_amount, op->currency_exponent, &amount) ||
+				  amount != 0))
+			text = d->auth_amount;
 	}
+	else if (strcmp(op->kind, "capture") == 0 && d->settle_amount[0] != '\0' &&
+			 (cls == ANET_STATUS_PENDING_SETTLEMENT || cls == ANET_STATUS_SETTLED))
+		text = d->settle_amount;
+	if (text == NULL)
+		return NULL;			/* no amount to compare */
 	if (!anet_reply_decimal_to_minor(text, op->currency_exponent, &amount))
 		return psprintf("the amount %s of the gateway's transaction %s could not be read",
 						text, d->trans_id);

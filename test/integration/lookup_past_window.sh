@@ -88,8 +88,9 @@ rows = data["ledger"] if isinstance(data, dict) and "ledger" in data else data
 print(",".join(str(r.get("transId")) for r in rows if r.get("invoiceNumber") == inv and r.get("kind") == kind))
 ' "$1" "$2"
 }
-# charge_direct: approved charges straight to the simulator, one per line
-# "INVOICE AMOUNT" of standard input, bypassing the database.
+# charge_direct: charges straight to the simulator, one per line "INVOICE
+# AMOUNT [ZIP]" of standard input, bypassing the database; each must be
+# approved, unless a billing ZIP is given (46282 is declined).
 charge_direct() {
 	python3 -c '
 import http.client, json, sys, urllib.parse
@@ -97,16 +98,17 @@ url, login, key = sys.argv[1:4]
 u = urllib.parse.urlsplit(url)
 c = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
 for line in sys.stdin:
-    invoice, amount = line.split()
+    invoice, amount, *zip = line.split()
+    txn = {"transactionType": "authCaptureTransaction", "amount": amount,
+           "payment": {"creditCard": {"cardNumber": "4111111111111111", "expirationDate": "2035-12"}},
+           "order": {"invoiceNumber": invoice}}
+    if zip:
+        txn["billTo"] = {"zip": zip[0]}
     body = {"createTransactionRequest": {
-        "merchantAuthentication": {"name": login, "transactionKey": key},
-        "transactionRequest": {
-            "transactionType": "authCaptureTransaction", "amount": amount,
-            "payment": {"creditCard": {"cardNumber": "4111111111111111", "expirationDate": "2035-12"}},
-            "order": {"invoiceNumber": invoice}}}}
+        "merchantAuthentication": {"name": login, "transactionKey": key}, "transactionRequest": txn}}
     c.request("POST", u.path, json.dumps(body), {"Content-Type": "application/json"})
     r = c.getresponse()
-    if b"\"responseCode\":\"1\"" not in r.read():
+    if b"\"responseCode\":\"1\"" not in r.read() and not zip:
         sys.exit("the charge of invoice %s was not approved" % invoice)
 ' "$SIM_API" "$SIM_LOGIN" "$SIM_KEY"
 }
@@ -271,5 +273,20 @@ is "$(su -c "SELECT next_attempt_at > now() + interval '25 seconds' FROM payment
 is "$(exchanges "$op")" \
 	createTransactionRequest,getUnsettledTransactionListRequest,getTransactionDetailsRequest \
 	"h: logged: the lost send, the unsettled list, the details"
+
+# i. Charged, reply lost, and then a stranger's charge of another amount
+#    under its invoice is declined: the lookup meets the stranger's decline
+#    first (newest first) and must not take it for the payment's.
+sim_ctl POST /faults "$RESET_CHARGED" >/dev/null
+pid=$(q -c "SELECT payment_id FROM pay_purchase(amount => '17.00 USD', card => $card)")
+op=$(op_of "$pid" purchase)
+lose_reply "$op"
+echo "P$TAG$pid 71.00 46282" | charge_direct
+ok "$(passed past_window "$op")" "i: the lookup finished"
+is "$(q -c "SELECT p.status || '|' || o.status FROM pay_get_payment($pid) p, pay_payment_operations($pid) o")" \
+	"unknown|unknown" "i: a stranger's decline under its invoice does not fail the payment"
+like "$(su -c "SELECT last_error FROM payments.operations WHERE merchant_id = $M AND operation_id = $op")" \
+	"^the gateway's transaction [0-9]+ under invoice P$TAG$pid is for 71.00, not 17.00$" "i: last_error names the stranger's amount"
+is "$(sim_ledger_count "P$TAG$pid" charge)" 1 "i: the payment's own charge is still there, once"
 
 tap_done
