@@ -603,10 +603,10 @@ REVOKE ALL ON FUNCTION payments._card_sealed(payments.pay_card) FROM PUBLIC;
 COMMENT ON FUNCTION payments._card_sealed(payments.pay_card) IS
 	'Internal: the sealed bytes of a card, as kept in payments.card_vault until the gateway answers. Owner only.';
 
-CREATE FUNCTION payments._opaque_data_sealed(opaque_data jsonb) RETURNS bytea
+CREATE FUNCTION payments._opaque_data_sealed(descriptor text, value text) RETURNS bytea
 	LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'pay_opaque_data_sealed';
-REVOKE ALL ON FUNCTION payments._opaque_data_sealed(jsonb) FROM PUBLIC;
-COMMENT ON FUNCTION payments._opaque_data_sealed(jsonb) IS
+REVOKE ALL ON FUNCTION payments._opaque_data_sealed(text, text) FROM PUBLIC;
+COMMENT ON FUNCTION payments._opaque_data_sealed(text, text) IS
 	'Internal: Accept.js opaque data sealed with the vault key, as kept in payments.card_vault until the gateway answers (whoever holds the nonce can charge the card once). Owner only.';
 
 CREATE FUNCTION payments._wake_at_commit() RETURNS void
@@ -1101,7 +1101,8 @@ BEGIN
 	ELSIF p_opaque_data IS NOT NULL THEN
 		-- the nonce can charge the card once: it waits sealed, like a card
 		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
-		VALUES (m, oid_, payments._opaque_data_sealed(p_opaque_data));
+		VALUES (m, oid_, payments._opaque_data_sealed(p_opaque_data ->> 'dataDescriptor',
+			p_opaque_data ->> 'dataValue'));
 	END IF;
 
 	IF p_idempotency_key IS NOT NULL THEN

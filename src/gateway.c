@@ -200,14 +200,12 @@ gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **e
 	char	   *payment_method = col(tuple, desc, "payment_method");
 	char	   *customer_text = col(tuple, desc, "customer");
 	Jsonb	   *customer = NULL;
-	char	   *opaque_text;
+	OpaqueData	opaque = {0};
 	CardSecret	secret;
 	bool		have_secret = false;
 	char		expiration[8];
 	char	   *holder_first = NULL;
 	char	   *holder_last = NULL;
-	char	   *opaque_descriptor = NULL;
-	char	   *opaque_value = NULL;
 	char	   *via_void;
 	bool		ok;
 	bool		isnull;
@@ -302,7 +300,6 @@ gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **e
 		}
 		else if (strcmp(payment_method, "opaque_data") == 0)
 		{
-			Jsonb	   *od;
 			bytea	   *b;
 
 			if (isnull)
@@ -311,18 +308,13 @@ gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **e
 				return false;
 			}
 			b = DatumGetByteaPP(sealed);
-			opaque_text = opaque_data_open((const uint8 *) VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b));
-			if (opaque_text == NULL)
+			if (!opaque_data_open((const uint8 *) VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b), &opaque))
 			{
 				*error = pstrdup("the vault entry is not opaque data sealed under this vault key");
 				return false;
 			}
-			od = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(opaque_text)));
-			explicit_bzero(opaque_text, strlen(opaque_text));
-			opaque_descriptor = jsonb_text_field(od, "dataDescriptor");
-			opaque_value = jsonb_text_field(od, "dataValue");
-			req.opaque_descriptor = opaque_descriptor;
-			req.opaque_value = opaque_value;
+			req.opaque_descriptor = opaque.descriptor;
+			req.opaque_value = opaque.value;
 		}
 		else
 		{
@@ -372,8 +364,7 @@ gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **e
 	ok = gateway_set_request(op, "createTransactionRequest", build_transaction, &req, error);
 	if (have_secret)
 		explicit_bzero(&secret, sizeof(secret));
-	if (opaque_value)
-		explicit_bzero(opaque_value, strlen(opaque_value));
+	opaque_data_wipe(&opaque);
 	return ok;
 }
 

@@ -8,15 +8,15 @@
  * vault like a card, sealed with the vault key (AES-256-GCM), until the
  * gateway has answered and the vault row is erased.  Layout: the magic
  * "PO1" (authenticated, so a card's sealed bytes are never read as opaque
- * data or the reverse), the nonce, the tag, then the ciphertext of the
- * opaque data's JSON text.
+ * data or the reverse), the nonce, the tag, then the ciphertext of
+ * "<dataDescriptor> NUL <dataValue>": two plain strings, so the worker
+ * opens them without a JSON parser leaving copies behind.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "fmgr.h"
-#include "utils/jsonb.h"
 
 #include "card_vault.h"
 #include "opaque_data.h"
@@ -28,13 +28,16 @@
 
 PG_FUNCTION_INFO_V1(pay_opaque_data_sealed);
 
-/* payments._opaque_data_sealed(jsonb): the vault's sealed bytes. */
+/* payments._opaque_data_sealed(descriptor, value): the vault's sealed bytes. */
 Datum
 pay_opaque_data_sealed(PG_FUNCTION_ARGS)
 {
-	Jsonb	   *od = PG_GETARG_JSONB_P(0);
-	char	   *plain = JsonbToCString(NULL, &od->root, VARSIZE(od));
-	size_t		len = strlen(plain);
+	text	   *descriptor = PG_GETARG_TEXT_PP(0);
+	text	   *value = PG_GETARG_TEXT_PP(1);
+	size_t		dlen = VARSIZE_ANY_EXHDR(descriptor);
+	size_t		vlen = VARSIZE_ANY_EXHDR(value);
+	size_t		len = dlen + 1 + vlen;
+	uint8	   *plain;
 	bytea	   *out;
 	uint8	   *p;
 
@@ -42,33 +45,50 @@ pay_opaque_data_sealed(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("opaque_data is too long"),
-				 errdetail("Accept.js opaque data is a few hundred bytes; this is %zu.", len)));
+				 errdetail("Accept.js opaque data is a few hundred bytes; this is %zu bytes.", len)));
+	if (memchr(VARDATA_ANY(descriptor), '\0', dlen) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("opaque_data dataDescriptor must not contain a NUL character")));
+	plain = palloc(len);
+	memcpy(plain, VARDATA_ANY(descriptor), dlen);
+	plain[dlen] = '\0';
+	memcpy(plain + dlen + 1, VARDATA_ANY(value), vlen);
 	out = palloc(VARHDRSZ + OPAQUE_HEADER_LEN + len);
 	SET_VARSIZE(out, VARHDRSZ + OPAQUE_HEADER_LEN + len);
 	p = (uint8 *) VARDATA(out);
 	memcpy(p, OPAQUE_MAGIC, OPAQUE_MAGIC_LEN);
-	card_vault_seal(p, OPAQUE_MAGIC_LEN, (const uint8 *) plain, (int) len,
-					p + OPAQUE_MAGIC_LEN, p + OPAQUE_MAGIC_LEN + CARD_VAULT_NONCE_LEN,
-					p + OPAQUE_HEADER_LEN);
-	explicit_bzero(plain, len);
+	PG_TRY();
+	{
+		card_vault_seal(p, OPAQUE_MAGIC_LEN, plain, (int) len,
+						p + OPAQUE_MAGIC_LEN, p + OPAQUE_MAGIC_LEN + CARD_VAULT_NONCE_LEN,
+						p + OPAQUE_HEADER_LEN);
+	}
+	PG_FINALLY();
+	{
+		explicit_bzero(plain, len);
+	}
+	PG_END_TRY();
 	pfree(plain);
 	PG_RETURN_BYTEA_P(out);
 }
 
 /*
- * The JSON text of sealed opaque data (palloc'd, NUL-terminated; the
- * caller wipes it), or NULL when the bytes are not opaque data sealed
- * under this vault key.
+ * Open sealed opaque data into *descriptor and *value (palloc'd, in one
+ * buffer the caller wipes through *value's end; see opaque_data_wipe).
+ * False when the bytes are not opaque data sealed under this vault key.
  */
-char *
-opaque_data_open(const uint8 *sealed, size_t len)
+bool
+opaque_data_open(const uint8 *sealed, size_t len, OpaqueData *out)
 {
-	char	   *plain;
 	size_t		plainlen;
+	char	   *plain;
+	char	   *nul;
 
+	memset(out, 0, sizeof(*out));
 	if (len < OPAQUE_HEADER_LEN || len - OPAQUE_HEADER_LEN > OPAQUE_MAX_LEN ||
 		memcmp(sealed, OPAQUE_MAGIC, OPAQUE_MAGIC_LEN) != 0)
-		return NULL;
+		return false;
 	plainlen = len - OPAQUE_HEADER_LEN;
 	plain = palloc(plainlen + 1);
 	if (!card_vault_open(sealed, OPAQUE_MAGIC_LEN,
@@ -76,8 +96,31 @@ opaque_data_open(const uint8 *sealed, size_t len)
 						 sealed + OPAQUE_HEADER_LEN, (int) plainlen, (uint8 *) plain))
 	{
 		pfree(plain);
-		return NULL;
+		return false;
 	}
 	plain[plainlen] = '\0';
-	return plain;
+	nul = memchr(plain, '\0', plainlen);
+	if (nul == NULL)
+	{
+		explicit_bzero(plain, plainlen);
+		pfree(plain);
+		return false;
+	}
+	out->buf = plain;
+	out->len = plainlen;
+	out->descriptor = plain;
+	out->value = nul + 1;
+	return true;
+}
+
+/* Wipe and free what opaque_data_open gave. */
+void
+opaque_data_wipe(OpaqueData *od)
+{
+	if (od->buf != NULL)
+	{
+		explicit_bzero(od->buf, od->len);
+		pfree(od->buf);
+	}
+	memset(od, 0, sizeof(*od));
 }

@@ -8,6 +8,16 @@
 #ifndef PAYMENTS_OPAQUE_DATA_H
 #define PAYMENTS_OPAQUE_DATA_H
 
-extern char *opaque_data_open(const uint8 *sealed, size_t len);
+/* The two fields of the opaque data, in one buffer to wipe. */
+typedef struct OpaqueData
+{
+	char	   *buf;
+	size_t		len;
+	const char *descriptor;		/* dataDescriptor */
+	const char *value;			/* dataValue: the nonce */
+} OpaqueData;
+
+extern bool opaque_data_open(const uint8 *sealed, size_t len, OpaqueData *out);
+extern void opaque_data_wipe(OpaqueData *od);
 
 #endif
