@@ -321,6 +321,8 @@ put_string(BuildCtx *ctx, json_object *obj, const char *key, const char *val)
 		return fail(ctx, "out of memory");
 	if (json_object_object_add(obj, key, s) != 0)
 	{
+		if (!ctx->masked)
+			json_scrub(s);
 		json_object_put(s);
 		return fail(ctx, "out of memory");
 	}
