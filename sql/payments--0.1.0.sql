@@ -811,7 +811,7 @@ CREATE TABLE payments.gateway_exchanges (
 CREATE INDEX gateway_exchanges_operation ON payments.gateway_exchanges (merchant_id, operation_id);
 CREATE INDEX gateway_exchanges_finished ON payments.gateway_exchanges (finished_at);
 COMMENT ON TABLE payments.gateway_exchanges IS
-	'Every HTTP exchange with the gateway: masked request and reply, timings, HTTP status, transport error. Retention: payments.gateway_retention.';
+	'Every HTTP exchange with the gateway: masked request and reply, timings, HTTP status, transport error. Kept payments.exchange_retention_days days (default 30).';
 
 CREATE TABLE payments.idempotency_keys (
 	merchant_id bigint NOT NULL,
