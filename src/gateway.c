@@ -513,11 +513,22 @@ interpret_send(GatewayOp *op, bool *follow_up)
  *
  * A purchase, an authorization or a refund sent as one is its own
  * transaction: it must carry our invoice and our amount, the requested one
- * when stated, else the authorized one (a held or declined transaction may
- * show 0.00 authorized: no amount stated).  A capture acts on the payment's
+ * when stated, else the authorized one (for a refund, else the settled
+ * one); a held or declined transaction may show 0.00 (no amount stated),
+ * one that moved money may not.  A capture acts on the payment's
  * transaction: once captured, its settle amount must be ours.  A void (or
  * a refund sent as one) moves no amount; the invoice is checked when shown.
  */
+/* An amount the gateway states: present and not zero. */
+static bool
+stated(const char *text, int exponent)
+{
+	int64_t		amount;
+
+	return text[0] != '\0' &&
+		(!anet_reply_decimal_to_minor(text, exponent, &amount) || amount != 0);
+}
+
 static char *
 identity_mismatch(const GatewayOp *op, const AnetTxnDetails *d, AnetStatusClass cls)
 {
@@ -540,10 +551,12 @@ identity_mismatch(const GatewayOp *op, const AnetTxnDetails *d, AnetStatusClass 
 	{
 		if (d->requested_amount[0] != '\0')
 			text = d->requested_amount;
-		else if (d->auth_amount[0] != '\0' &&
-				 (moved || !anet_reply_decimal_to_minor(d->auth_amount, op->currency_exponent, &amount) ||
-				  amount != 0))
+		else if (stated(d->auth_amount, op->currency_exponent))
 			text = d->auth_amount;
+		else if (strcmp(op->kind, "refund") == 0 && stated(d->settle_amount, op->currency_exponent))
+			text = d->settle_amount;	/* a refund's amount, however shown */
+		else if (moved)
+			text = d->auth_amount[0] != '\0' ? d->auth_amount : "(none)";
 	}
 	else if (strcmp(op->kind, "capture") == 0 && d->settle_amount[0] != '\0' &&
 			 (cls == ANET_STATUS_PENDING_SETTLEMENT || cls == ANET_STATUS_SETTLED))
