@@ -61,6 +61,49 @@ like "$r" '^succeeded\|1\|1\|' "a reply trickling in slowly is still read"
 r=$(purchase_through_fault '{"type":"hold","count":1,"process":true,"holdMs":5000}' '{"zip": "46282"}')
 like "$r" '^failed\|2\|0\|' "no answer after a decline: the duplicate reply is looked up and found declined, never guessed approved"
 
+# Lost replies to the operations that follow a charge: a partial capture,
+# a refund after settlement, a void.  Each is resolved by an identical
+# resend inside the window and the gateway's record of the transaction
+# (whose invoice and amount must be the operation's), and done once.
+HOLD='{"type":"hold","count":1,"process":true,"holdMs":5000}'
+op_final() {	# op_final OPERATION_ID: "status|attempts" once final, 40 s at most
+	local i row
+	for i in $(seq 400); do
+		row=$(cluster_psql "$WORK" "$PORT" payments -Atc "SELECT status || '|' || attempts FROM payments.operations
+			WHERE merchant_id = $M AND operation_id = $1 AND status IN ('succeeded', 'failed', 'dead')")
+		[ -n "$row" ] && break
+		sleep 0.1
+	done
+	echo "$row"
+}
+pid=$(q -c "SELECT payment_id FROM pay_authorize(amount => '100.00 USD', card => $card)")
+q -c "SELECT status FROM pay_wait($pid, '20 s')" >/dev/null
+sim_ctl POST /faults "$HOLD" >/dev/null
+op=$(q -c "SELECT operation_id FROM pay_capture(payment_id => $pid, amount => '60.00 USD')")
+is "$(op_final "$op")" "succeeded|2" "a capture whose reply was lost: resent, found already captured for 60.00, succeeded"
+sim_ctl DELETE /faults >/dev/null
+is "$(q -c "SELECT status || '|' || amount_captured FROM pay_get_payment($pid)")" "succeeded|60.00 USD" "the payment shows 60.00 captured"
+is "$(sim_ledger_count "P$TAG$pid" capture)" 1 "captured once"
+
+sim_ctl POST /settle >/dev/null
+op=$(q -c "SELECT operation_id FROM pay_refund(payment_id => $pid, amount => '10.00 USD')")
+is "$(op_final "$op")" "succeeded|1" "a first refund, once the worker saw the settlement"
+sim_ctl POST /faults "$HOLD" >/dev/null
+op=$(q -c "SELECT operation_id FROM pay_refund(payment_id => $pid, amount => '20.00 USD')")
+is "$(op_final "$op")" "succeeded|2" "a refund whose reply was lost: resent, confirmed, succeeded"
+sim_ctl DELETE /faults >/dev/null
+is "$(q -c "SELECT status || '|' || amount_refunded FROM pay_get_payment($pid)")" "partially_refunded|30.00 USD" "30.00 of 60.00 refunded"
+is "$(sim_ledger_count "R$TAG$op" refund)" 1 "that refund was made once"
+
+pid=$(q -c "SELECT payment_id FROM pay_authorize(amount => '5.00 USD', card => $card)")
+q -c "SELECT status FROM pay_wait($pid, '20 s')" >/dev/null
+sim_ctl POST /faults "$HOLD" >/dev/null
+op=$(q -c "SELECT operation_id FROM pay_void(payment_id => $pid)")
+is "$(op_final "$op")" "succeeded|2" "a void whose reply was lost: resent, found voided, succeeded"
+sim_ctl DELETE /faults >/dev/null
+is "$(q -c "SELECT status FROM pay_get_payment($pid)")" canceled "the payment is canceled"
+is "$(sim_ledger_count "P$TAG$pid" void)" 1 "voided once"
+
 sim_ctl POST /latency '{"fixedMs":300,"randomMs":100}' >/dev/null
 pid=$(q -c "SELECT payment_id FROM pay_purchase(amount => '4.00 USD', card => $card)")
 is "$(q -c "SELECT status FROM pay_wait($pid, '20 s')")" succeeded "a slow gateway (300-400 ms) is waited for"
