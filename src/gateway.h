@@ -83,16 +83,27 @@ typedef enum LookupPhase
 								 * page */
 } LookupPhase;
 
-/* Where a lookup stands between its requests (all in the op's cxt). */
+/*
+ * Where a lookup stands between its requests (all in the op's cxt).  The
+ * lookups of one merchant claimed together search the lists once: one op
+ * (the driver) makes the requests and matches every page against its own
+ * invoice and its riders', parked ops in no other list (linked by their
+ * node).  An op the search settles (hit, with its confirm request set, or
+ * finished) moves to released, for the worker to start or record.
+ */
 typedef struct GatewayLookup
 {
 	LookupPhase phase;
 	int			page;			/* 1-based page of the list being read */
+	TimestampTz range_from;		/* earliest creation searched for */
 	char		first_date[32]; /* settled batch range, xs:dateTime UTC */
 	char		last_date[32];
 	int			nbatches;
 	char	  **batch_ids;		/* the batches settled in that range */
 	int			batch;			/* index of the batch being read */
+	dlist_head	riders;			/* ops searched for by this op's requests */
+	dlist_head	released;		/* riders (or a successor driver) to start
+								 * or record */
 } GatewayLookup;
 
 /* An operation (or a settlement check) the worker is working on. */
@@ -152,5 +163,7 @@ extern void gateway_set_outcome(GatewayOp *op, const char *outcome, const char *
 /* gateway_lookup.c */
 extern bool gateway_lookup_start(GatewayOp *op, char **error);
 extern void gateway_lookup_interpret(GatewayOp *op, bool *follow_up);
+extern void gateway_lookup_ride(GatewayOp *driver, GatewayOp *rider);
+extern void gateway_lookup_release_riders(GatewayOp *driver);
 
 #endif

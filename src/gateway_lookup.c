@@ -21,6 +21,14 @@
  * never guessed.  Each step is one request of the same operation, which
  * stays "sending" meanwhile; each is logged as an exchange.
  *
+ * The lookups of one merchant claimed together share one search: the
+ * first (the driver) makes the requests, and each page is matched against
+ * its riders' invoices too.  A rider found goes on to its own
+ * confirmation; when the driver finds its own, the first rider left
+ * drives on from the same place; when the search ends, every rider left
+ * was not found.  So a backlog of lookups (a worker down for a night with
+ * operations in flight) reads the lists once per claim, not once each.
+ *
  * Lists change while they are read: a new transaction pushes older ones
  * onto later pages (read twice, harmless), and a settlement in between
  * moves transactions out of the unsettled list, which may make one skip a
@@ -96,8 +104,9 @@ format_utc(TimestampTz ts, char *buf, size_t len)
 }
 
 /*
- * The settlement dates to search: from the operation's creation (its
- * transaction cannot have been submitted earlier; less a margin for clocks
+ * The settlement dates to search: from the operation's creation (the
+ * earliest of its riders'; a transaction cannot have been submitted
+ * earlier; less a margin for clocks
  * that disagree) until now.  The API takes at most 31 days per request.
  * For an operation older than that the first 31 days after its creation
  * are searched, and no more: settlement follows submission within days
@@ -107,7 +116,7 @@ format_utc(TimestampTz ts, char *buf, size_t len)
 static bool
 set_batch_range(GatewayOp *op)
 {
-	TimestampTz first = op->created_at - (TimestampTz) CLOCK_MARGIN_S * USECS_PER_SEC;
+	TimestampTz first = op->lookup.range_from - (TimestampTz) CLOCK_MARGIN_S * USECS_PER_SEC;
 	TimestampTz last = GetCurrentTimestamp();
 
 	if (last - first > (TimestampTz) BATCH_RANGE_MAX_S * USECS_PER_SEC)
@@ -151,6 +160,9 @@ gateway_lookup_start(GatewayOp *op, char **error)
 	memset(&op->lookup, 0, sizeof(op->lookup));
 	op->lookup.phase = LOOKUP_UNSETTLED;
 	op->lookup.page = 1;
+	op->lookup.range_from = op->created_at;
+	dlist_init(&op->lookup.riders);
+	dlist_init(&op->lookup.released);
 	if (op->txn_invoice == NULL)
 	{
 		*error = MemoryContextStrdup(op->cxt, "the operation has no invoice number to look up");
@@ -199,6 +211,148 @@ not_found(GatewayOp *op)
 								 op->txn_invoice, op->lookup.first_date, op->lookup.last_date));
 }
 
+/* rider is searched for by driver's requests (both claimed together). */
+void
+gateway_lookup_ride(GatewayOp *driver, GatewayOp *rider)
+{
+	if (rider->created_at < driver->lookup.range_from)
+		driver->lookup.range_from = rider->created_at;
+	dlist_push_tail(&driver->lookup.riders, &rider->node);
+}
+
+/* Settle a rider (in its own memory) and hand it to the worker. */
+static void
+release(GatewayOp *driver, GatewayOp *rider)
+{
+	dlist_delete(&rider->node);
+	dlist_push_tail(&driver->lookup.released, &rider->node);
+}
+
+/* The transId under invoice on this page, or NULL. */
+static const char *
+find_invoice(const AnetTxnList *list, const char *invoice)
+{
+	for (size_t i = 0; i < list->count; i++)
+		if (strcmp(list->items[i].invoice_number, invoice) == 0)
+			return list->items[i].trans_id;
+	return NULL;
+}
+
+/* A hit: ask for the transaction's details, or stay unknown. */
+static void
+confirm_hit(GatewayOp *op, const char *trans_id, bool *follow_up)
+{
+	if (gateway_confirm(op, trans_id))
+		*follow_up = true;
+	else
+	{
+		op->result.retry_at = gateway_backoff(op->attempt, 5000, 300000);
+		gateway_set_outcome(op, "unknown", "the transaction found could not be asked about");
+	}
+}
+
+/* Riders whose invoice is on this page go to their confirmation. */
+static void
+match_riders(GatewayOp *driver, const AnetTxnList *list)
+{
+	dlist_mutable_iter it;
+
+	dlist_foreach_modify(it, &driver->lookup.riders)
+	{
+		GatewayOp  *rider = dlist_container(GatewayOp, node, it.cur);
+		const char *trans_id = find_invoice(list, rider->txn_invoice);
+		MemoryContext old;
+		bool		follow_up = false;
+
+		if (trans_id == NULL)
+			continue;
+		old = MemoryContextSwitchTo(rider->cxt);
+		confirm_hit(rider, trans_id, &follow_up);
+		MemoryContextSwitchTo(old);
+		release(driver, rider);
+	}
+}
+
+/* The search ended: every rider left was not found either. */
+static void
+riders_not_found(GatewayOp *driver)
+{
+	while (!dlist_is_empty(&driver->lookup.riders))
+	{
+		GatewayOp  *rider = dlist_head_element(GatewayOp, node, &driver->lookup.riders);
+		MemoryContext old = MemoryContextSwitchTo(rider->cxt);
+
+		memcpy(rider->lookup.first_date, driver->lookup.first_date, sizeof(rider->lookup.first_date));
+		memcpy(rider->lookup.last_date, driver->lookup.last_date, sizeof(rider->lookup.last_date));
+		not_found(rider);
+		rider->result.error = psprintf("%s (searched together with operation %lld)",
+									   rider->result.error, (long long) driver->operation_id);
+		MemoryContextSwitchTo(old);
+		release(driver, rider);
+	}
+}
+
+/*
+ * The driver's search ends without an answer for its riders (a list that
+ * could not be read, a request that failed): they stay unknown too.
+ */
+void
+gateway_lookup_release_riders(GatewayOp *driver)
+{
+	if (driver->stage != STAGE_LOOKUP || dlist_is_empty(&driver->lookup.riders))
+		return;
+	while (!dlist_is_empty(&driver->lookup.riders))
+	{
+		GatewayOp  *rider = dlist_head_element(GatewayOp, node, &driver->lookup.riders);
+		MemoryContext old = MemoryContextSwitchTo(rider->cxt);
+
+		rider->result.retry_at = gateway_backoff(rider->attempt, 5000, 300000);
+		gateway_set_outcome(rider, "unknown",
+							psprintf("the lookup shared with operation %lld ended without an answer: %s",
+									 (long long) driver->operation_id,
+									 driver->result.error ? driver->result.error : "no reason given"));
+		MemoryContextSwitchTo(old);
+		release(driver, rider);
+	}
+}
+
+/*
+ * The driver found its own transaction: the first rider left drives on
+ * from the next position (already advanced in driver->lookup), with the
+ * other riders.  It is released with its request set, or settled.
+ */
+static void
+hand_over(GatewayOp *driver)
+{
+	GatewayLookup *from = &driver->lookup;
+	GatewayOp  *next = dlist_head_element(GatewayOp, node, &from->riders);
+	GatewayLookup *to = &next->lookup;
+	MemoryContext old;
+	bool		follow_up = false;
+
+	dlist_delete(&next->node);
+	old = MemoryContextSwitchTo(next->cxt);
+	to->phase = from->phase;
+	to->page = from->page;
+	to->range_from = from->range_from;
+	memcpy(to->first_date, from->first_date, sizeof(to->first_date));
+	memcpy(to->last_date, from->last_date, sizeof(to->last_date));
+	to->nbatches = from->nbatches;
+	to->batch = from->batch;
+	to->batch_ids = NULL;
+	if (from->nbatches > 0 && from->batch_ids != NULL)
+	{
+		to->batch_ids = palloc(sizeof(char *) * from->nbatches);
+		for (int i = 0; i < from->nbatches; i++)
+			to->batch_ids[i] = pstrdup(from->batch_ids[i]);
+	}
+	while (!dlist_is_empty(&from->riders))
+		dlist_push_tail(&to->riders, dlist_pop_head_node(&from->riders));
+	continue_lookup(next, &follow_up);
+	MemoryContextSwitchTo(old);
+	dlist_push_tail(&from->released, &next->node);
+}
+
 /* A page of the unsettled list or of a batch. */
 static void
 read_transactions(GatewayOp *op, bool *follow_up)
@@ -207,6 +361,8 @@ read_transactions(GatewayOp *op, bool *follow_up)
 	AnetTxnList list;
 	bool		parsed;
 	bool		more;
+	bool		ended = false;
+	const char *own;
 	char		trans_id[ANET_ID_SIZE] = "";
 
 	memset(&list, 0, sizeof(list));
@@ -222,31 +378,17 @@ read_transactions(GatewayOp *op, bool *follow_up)
 		anet_txn_list_free(&list);
 		return;
 	}
-	for (size_t i = 0; i < list.count; i++)
-	{
-		if (strcmp(list.items[i].invoice_number, op->txn_invoice) == 0)
-		{
-			strlcpy(trans_id, list.items[i].trans_id, sizeof(trans_id));
-			break;
-		}
-	}
+	own = find_invoice(&list, op->txn_invoice);
+	if (own != NULL)
+		strlcpy(trans_id, own, sizeof(trans_id));
+	match_riders(op, &list);
 	/* a full page may have a next one (unless the total says otherwise) */
 	more = list.count >= LOOKUP_PAGE_SIZE && lk->page < LOOKUP_MAX_PAGE &&
 		(list.total_num_in_result_set < 0 ||
 		 (long) lk->page * LOOKUP_PAGE_SIZE < list.total_num_in_result_set);
 	anet_txn_list_free(&list);
 
-	if (trans_id[0] != '\0')
-	{
-		if (gateway_confirm(op, trans_id))
-			*follow_up = true;
-		else
-		{
-			op->result.retry_at = gateway_backoff(op->attempt, 5000, 300000);
-			gateway_set_outcome(op, "unknown", "the transaction found could not be asked about");
-		}
-		return;
-	}
+	/* the next position of the search */
 	if (more)
 		lk->page++;
 	else if (lk->phase == LOOKUP_UNSETTLED)
@@ -254,8 +396,22 @@ read_transactions(GatewayOp *op, bool *follow_up)
 	else if (++lk->batch < lk->nbatches)
 		lk->page = 1;
 	else
+		ended = true;
+
+	if (trans_id[0] != '\0')
+	{
+		/* riders left search on from there, or were not found */
+		if (ended)
+			riders_not_found(op);
+		else if (!dlist_is_empty(&lk->riders))
+			hand_over(op);
+		confirm_hit(op, trans_id, follow_up);
+		return;
+	}
+	if (ended)
 	{
 		not_found(op);
+		riders_not_found(op);
 		return;
 	}
 	continue_lookup(op, follow_up);
@@ -299,6 +455,7 @@ read_batches(GatewayOp *op, bool *follow_up)
 	if (lk->nbatches == 0)
 	{
 		not_found(op);
+		riders_not_found(op);
 		return;
 	}
 	lk->phase = LOOKUP_BATCH;

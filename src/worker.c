@@ -280,21 +280,73 @@ claim_into(int n, dlist_head *to_send, dlist_head *unbuildable)
 	return (int) SPI_processed;
 }
 
-/* Step 2 begins only once "sending" is durable: start the transfers. */
+#define MAX_LOOKUP_DRIVERS 64		/* merchants sharing lookups per claim */
+
+/*
+ * Step 2 begins only once "sending" is durable: start the transfers.  The
+ * lookups of a merchant ride on the first one's (gateway_lookup.c): one
+ * search of the lists for all of them.
+ */
 static void
 send_claimed(dlist_head *to_send)
 {
 	dlist_mutable_iter it;
+	GatewayOp  *drivers[MAX_LOOKUP_DRIVERS];
+	int			ndrivers = 0;
 
 	dlist_foreach_modify(it, to_send)
 	{
 		GatewayOp  *op = dlist_container(GatewayOp, node, it.cur);
+		GatewayOp  *driver = NULL;
 
 		dlist_delete(&op->node);
+		if (op->stage == STAGE_LOOKUP)
+		{
+			for (int i = 0; i < ndrivers && driver == NULL; i++)
+				if (drivers[i]->merchant_id == op->merchant_id)
+					driver = drivers[i];
+			if (driver != NULL)
+			{
+				gateway_lookup_ride(driver, op);
+				continue;
+			}
+			if (ndrivers < MAX_LOOKUP_DRIVERS)
+				drivers[ndrivers++] = op;
+		}
 		if (circuit_open_until != 0)
 			probe_in_flight = true;
 		start_transfer(op);
 	}
+}
+
+/*
+ * Start or record the ops a lookup settled (its riders, or the rider that
+ * drives on); false when a transfer could not start (it is among the
+ * finished, to be interpreted as not sent).
+ */
+static bool
+start_released(GatewayOp *driver)
+{
+	bool		started = true;
+
+	if (driver->stage != STAGE_LOOKUP && driver->stage != STAGE_CONFIRM)
+		return true;
+	while (!dlist_is_empty(&driver->lookup.released))
+	{
+		GatewayOp  *op = dlist_container(GatewayOp, node,
+										 dlist_pop_head_node(&driver->lookup.released));
+
+		if (op->done)
+		{
+			/* a successor that could not go on lets its own riders go */
+			gateway_lookup_release_riders(op);
+			started = start_released(op) && started;
+			dlist_push_tail(&finished, &op->node);
+		}
+		else if (!start_transfer(op))
+			started = false;
+	}
+	return started;
 }
 
 /* Free ops, wiping their request bodies. */
@@ -460,9 +512,11 @@ interpret_one(GatewayOp *op)
 			op->result.outcome = "unknown";
 			op->result.retry_at = gateway_backoff(op->attempt, 60000, 3600000);
 		}
+		/* a lookup that ends leaves nobody riding on it */
+		gateway_lookup_release_riders(op);
 	}
 	MemoryContextSwitchTo(old);
-	return started;
+	return start_released(op) && started;
 }
 
 /* Interpret finished transfers, outside any transaction; start follow-ups. */

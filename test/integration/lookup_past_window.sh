@@ -289,4 +289,42 @@ like "$(su -c "SELECT last_error FROM payments.operations WHERE merchant_id = $M
 	"^the gateway's transaction [0-9]+ under invoice P$TAG$pid is for 71.00, not 17.00$" "i: last_error names the stranger's amount"
 is "$(sim_ledger_count "P$TAG$pid" charge)" 1 "i: the payment's own charge is still there, once"
 
+# j. Three lookups due together (two charged, one never processed) share
+#    one search: each list page is read once for all three, not once each.
+ops=()
+for fault in "$RESET_CHARGED" "$RESET_CHARGED" "$RESET_UNSENT"; do
+	sim_ctl POST /faults "$fault" >/dev/null
+	pid=$(q -c "SELECT payment_id FROM pay_purchase(amount => '$((18 + ${#ops[@]})).00 USD', card => $card)")
+	op=$(op_of "$pid" purchase)
+	lose_reply "$op"
+	ops+=("$op")
+done
+in_list=$(IFS=,; echo "${ops[*]}")
+before=$(su -c "SELECT max(exchange_id) FROM payments.gateway_exchanges")
+# due in this order: the first (charged) drives the search, finds its own
+# on the first page of the unsettled list, and the third drives on
+su -c "UPDATE payments.operations SET first_sent_at = now() - interval '9 hours',
+	next_attempt_at = now() - (3 - array_position('{$in_list}'::bigint[], operation_id)) * interval '1 ms',
+	last_error = 'j'
+	WHERE merchant_id = $M AND operation_id IN ($in_list) AND status = 'unknown'; SELECT payments._wake_at_commit()" >/dev/null
+done_all=0
+for op in "${ops[@]}"; do
+	wait_op "$op" "last_error IS DISTINCT FROM 'j' AND status <> 'sending'" || done_all=1
+done
+ok "$done_all" "j: the three lookups finished"
+is "$(su -c "SELECT string_agg(status, ',' ORDER BY operation_id) FROM payments.operations
+	WHERE merchant_id = $M AND operation_id IN ($in_list)")" "succeeded,succeeded,unknown" \
+	"j: the two charged were found, the third was not (and stays unknown)"
+like "$(su -c "SELECT last_error FROM payments.operations WHERE merchant_id = $M AND operation_id = ${ops[2]}")" \
+	"^invoice P$TAG[0-9]+ was found neither" "j: the third says where it was searched"
+# the list requests of the three, with each one's refId taken out
+lists="FROM payments.gateway_exchanges WHERE merchant_id = $M AND exchange_id > $before
+	AND operation_id IN ($in_list) AND request_type IN
+	('getUnsettledTransactionListRequest', 'getSettledBatchListRequest', 'getTransactionListRequest')"
+row=$(su -c "SELECT count(*) || '|' || count(DISTINCT regexp_replace(request_masked, '\"refId\":\"[^\"]*\",?', ''))
+	|| '|' || count(*) FILTER (WHERE request_type = 'getSettledBatchListRequest') $lists")
+like "$row" '^([1-9][0-9]*)\|\1\|1$' "j: each list page was read once for all three, the batch list once ($row)"
+is "$(su -c "SELECT string_agg(DISTINCT operation_id::text, ',') $lists")" "${ops[0]},${ops[2]}" \
+	"j: the first drove the search until it found its own, then the one not yet found drove on"
+
 tap_done
