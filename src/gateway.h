@@ -163,7 +163,7 @@ extern void gateway_set_outcome(GatewayOp *op, const char *outcome, const char *
 /* gateway_lookup.c */
 extern bool gateway_lookup_start(GatewayOp *op, char **error);
 extern void gateway_lookup_interpret(GatewayOp *op, bool *follow_up);
-extern void gateway_lookup_ride(GatewayOp *driver, GatewayOp *rider);
+extern bool gateway_lookup_ride(GatewayOp *driver, GatewayOp *rider);
 extern void gateway_lookup_release_riders(GatewayOp *driver);
 
 #endif

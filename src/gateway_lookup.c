@@ -211,13 +211,23 @@ not_found(GatewayOp *op)
 								 op->txn_invoice, op->lookup.first_date, op->lookup.last_date));
 }
 
-/* rider is searched for by driver's requests (both claimed together). */
-void
+/*
+ * Let rider be searched for by driver's requests (both claimed together),
+ * unless the settled batches to search would then span more than one
+ * request allows (31 days, less an hour of slack for the search itself):
+ * a rider must never be found missing from a range that does not cover it.
+ */
+bool
 gateway_lookup_ride(GatewayOp *driver, GatewayOp *rider)
 {
-	if (rider->created_at < driver->lookup.range_from)
-		driver->lookup.range_from = rider->created_at;
+	TimestampTz from = Min(driver->lookup.range_from, rider->created_at);
+
+	if (GetCurrentTimestamp() - (from - (TimestampTz) CLOCK_MARGIN_S * USECS_PER_SEC) >
+		(TimestampTz) (BATCH_RANGE_MAX_S - SECS_PER_HOUR) * USECS_PER_SEC)
+		return false;
+	driver->lookup.range_from = from;
 	dlist_push_tail(&driver->lookup.riders, &rider->node);
+	return true;
 }
 
 /* Settle a rider (in its own memory) and hand it to the worker. */

@@ -59,6 +59,9 @@ static dlist_head exchanges = DLIST_STATIC_INIT(exchanges);
 
 /* circuit breaker (DESIGN.md 2: stop hammering a failing gateway) */
 static int	consecutive_failures = 0;
+
+/* lookups parked on another's search (gateway_lookup.c): in flight too */
+static int	parked_riders = 0;
 static TimestampTz circuit_open_until = 0;
 static int	circuit_open_ms = 5000;
 static bool probe_in_flight = false;
@@ -303,11 +306,12 @@ send_claimed(dlist_head *to_send)
 		if (op->stage == STAGE_LOOKUP)
 		{
 			for (int i = 0; i < ndrivers && driver == NULL; i++)
-				if (drivers[i]->merchant_id == op->merchant_id)
+				if (drivers[i]->merchant_id == op->merchant_id &&
+					gateway_lookup_ride(drivers[i], op))
 					driver = drivers[i];
 			if (driver != NULL)
 			{
-				gateway_lookup_ride(driver, op);
+				parked_riders++;
 				continue;
 			}
 			if (ndrivers < MAX_LOOKUP_DRIVERS)
@@ -335,6 +339,8 @@ start_released(GatewayOp *driver)
 	{
 		GatewayOp  *op = dlist_container(GatewayOp, node,
 										 dlist_pop_head_node(&driver->lookup.released));
+
+		parked_riders--;
 
 		if (op->done)
 		{
@@ -586,7 +592,8 @@ finish_round(bool claim_due)
 	bool		ok;
 
 	if (claim_due)
-		capacity = circuit_allowance(payments_max_in_flight - http_engine_in_flight(engine));
+		capacity = circuit_allowance(payments_max_in_flight - http_engine_in_flight(engine) -
+									 parked_riders);
 	rc.limit = Min(capacity, payments_claim_batch);
 	rc.claimed = 0;
 	dlist_init(&rc.to_send);
@@ -914,7 +921,7 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 			refresh_statistics();
 		}
 
-		in_flight = http_engine_in_flight(engine);
+		in_flight = http_engine_in_flight(engine) + parked_riders;
 		pg_atomic_write_u32(&payments_shared->in_flight, (uint32) in_flight);
 		if ((uint32) in_flight > pg_atomic_read_u32(&payments_shared->max_in_flight))
 			pg_atomic_write_u32(&payments_shared->max_in_flight, (uint32) in_flight);

@@ -289,29 +289,47 @@ like "$(su -c "SELECT last_error FROM payments.operations WHERE merchant_id = $M
 	"^the gateway's transaction [0-9]+ under invoice P$TAG$pid is for 71.00, not 17.00$" "i: last_error names the stranger's amount"
 is "$(sim_ledger_count "P$TAG$pid" charge)" 1 "i: the payment's own charge is still there, once"
 
+# lost_replies AMOUNT FAULT...: one purchase per fault, each losing its
+# reply; sets ops (their operations, in order), in_list and before (the
+# last exchange so far).
+lost_replies() {
+	local amount=$1 fault
+	shift
+	ops=()
+	for fault in "$@"; do
+		sim_ctl POST /faults "$fault" >/dev/null
+		pid=$(q -c "SELECT payment_id FROM pay_purchase(amount => '$((amount + ${#ops[@]})).00 USD', card => $card)")
+		op=$(op_of "$pid" purchase)
+		lose_reply "$op"
+		ops+=("$op")
+	done
+	in_list=$(IFS=,; echo "${ops[*]}")
+	before=$(su -c "SELECT max(exchange_id) FROM payments.gateway_exchanges")
+}
+# due_together MARK [SET_CLAUSE]: ops fall due at once, nine hours after
+# they were first sent, in their order (the claim hands them over so), with
+# last_error MARK until their lookups finish; the merchant's other unknown
+# operations (left by c, h and i) stay out of the way.  0 once all finished.
+due_together() {
+	local op rc=0
+	su -c "UPDATE payments.operations SET next_attempt_at = now() + interval '1 day'
+		WHERE merchant_id = $M AND status = 'unknown' AND operation_id NOT IN ($in_list)" \
+		-c "UPDATE payments.operations SET first_sent_at = now() - interval '9 hours', last_error = '$1',
+			next_attempt_at = now() - (3 - array_position('{$in_list}'::bigint[], operation_id)) * interval '1 ms'
+			${2:+, $2}
+		WHERE merchant_id = $M AND operation_id IN ($in_list) AND status = 'unknown'; SELECT payments._wake_at_commit()" >/dev/null
+	for op in "${ops[@]}"; do
+		wait_op "$op" "last_error IS DISTINCT FROM '$1' AND status <> 'sending'" || rc=1
+	done
+	return $rc
+}
+
 # j. Three lookups due together (two charged, one never processed) share
 #    one search: each list page is read once for all three, not once each.
-ops=()
-for fault in "$RESET_CHARGED" "$RESET_CHARGED" "$RESET_UNSENT"; do
-	sim_ctl POST /faults "$fault" >/dev/null
-	pid=$(q -c "SELECT payment_id FROM pay_purchase(amount => '$((18 + ${#ops[@]})).00 USD', card => $card)")
-	op=$(op_of "$pid" purchase)
-	lose_reply "$op"
-	ops+=("$op")
-done
-in_list=$(IFS=,; echo "${ops[*]}")
-before=$(su -c "SELECT max(exchange_id) FROM payments.gateway_exchanges")
-# due in this order: the first (charged) drives the search, finds its own
-# on the first page of the unsettled list, and the third drives on
-su -c "UPDATE payments.operations SET first_sent_at = now() - interval '9 hours',
-	next_attempt_at = now() - (3 - array_position('{$in_list}'::bigint[], operation_id)) * interval '1 ms',
-	last_error = 'j'
-	WHERE merchant_id = $M AND operation_id IN ($in_list) AND status = 'unknown'; SELECT payments._wake_at_commit()" >/dev/null
-done_all=0
-for op in "${ops[@]}"; do
-	wait_op "$op" "last_error IS DISTINCT FROM 'j' AND status <> 'sending'" || done_all=1
-done
-ok "$done_all" "j: the three lookups finished"
+#    The first (charged) drives the search and finds its own on the first
+#    page of the unsettled list; the third, not found yet, drives on.
+lost_replies 18 "$RESET_CHARGED" "$RESET_CHARGED" "$RESET_UNSENT"
+ok "$(passed due_together j)" "j: the three lookups finished"
 is "$(su -c "SELECT string_agg(status, ',' ORDER BY operation_id) FROM payments.operations
 	WHERE merchant_id = $M AND operation_id IN ($in_list)")" "succeeded,succeeded,unknown" \
 	"j: the two charged were found, the third was not (and stays unknown)"
@@ -324,7 +342,19 @@ lists="FROM payments.gateway_exchanges WHERE merchant_id = $M AND exchange_id > 
 row=$(su -c "SELECT count(*) || '|' || count(DISTINCT regexp_replace(request_masked, '\"refId\":\"[^\"]*\",?', ''))
 	|| '|' || count(*) FILTER (WHERE request_type = 'getSettledBatchListRequest') $lists")
 like "$row" '^([1-9][0-9]*)\|\1\|1$' "j: each list page was read once for all three, the batch list once ($row)"
-is "$(su -c "SELECT string_agg(DISTINCT operation_id::text, ',') $lists")" "${ops[0]},${ops[2]}" \
+is "$(su -c "SELECT array_to_string(array_agg(DISTINCT operation_id), ',') $lists")" "${ops[0]},${ops[2]}" \
 	"j: the first drove the search until it found its own, then the one not yet found drove on"
+
+# k. Two lookups due together, one of an operation created 40 days ago:
+#    sharing a search would stretch the settled batches to search beyond
+#    the 31 days one request covers, so each searches on its own.
+lost_replies 21 "$RESET_UNSENT" "$RESET_UNSENT"
+ok "$(passed due_together k "created_at = CASE WHEN operation_id = ${ops[0]} THEN now() - interval '40 days' ELSE created_at END")" "k: both lookups finished, not found"
+is "$(su -c "SELECT array_to_string(array_agg(operation_id ORDER BY operation_id), ',') FROM payments.gateway_exchanges
+	WHERE merchant_id = $M AND exchange_id > $before AND request_type = 'getSettledBatchListRequest'
+	AND operation_id IN ($in_list)")" "$in_list" "k: each asked for its own settled batches"
+is "$(su -c "SELECT count(*) FROM payments.operations WHERE merchant_id = $M AND operation_id IN ($in_list)
+	AND status = 'unknown' AND last_error ~ ('batches settled from [^ ]+ to ' || to_char(now() at time zone 'UTC', 'YYYY-MM-DD'))
+	AND last_error !~ 'searched together'")" 1 "k: the recent one's batches reach today, searched on its own"
 
 tap_done
