@@ -1472,10 +1472,7 @@ BEGIN
 	FROM claimed c
 	JOIN payments.payments p ON p.merchant_id = c.merchant_id AND p.payment_id = c.payment_id
 	JOIN payments.gateway_config g ON g.merchant_id = c.merchant_id
-	LEFT JOIN payments.card_vault v ON v.merchant_id = c.merchant_id AND v.operation_id = c.operation_id
-	-- sent in the order they fell due (the first lookup of a merchant
-	-- drives the search the others share)
-	ORDER BY c.next_attempt_at, c.operation_id;
+	LEFT JOIN payments.card_vault v ON v.merchant_id = c.merchant_id AND v.operation_id = c.operation_id;
 END
 $$;
 COMMENT ON FUNCTION payments._claim_operations(integer) IS

@@ -285,38 +285,79 @@ claim_into(int n, dlist_head *to_send, dlist_head *unbuildable)
 
 #define MAX_LOOKUP_DRIVERS 64		/* merchants sharing lookups per claim */
 
+static int
+by_operation_id(const void *a, const void *b)
+{
+	int64		x = (*(GatewayOp *const *) a)->operation_id;
+	int64		y = (*(GatewayOp *const *) b)->operation_id;
+
+	return (x > y) - (x < y);
+}
+
 /*
- * Step 2 begins only once "sending" is durable: start the transfers.  The
- * lookups of a merchant ride on the first one's (gateway_lookup.c): one
- * search of the lists for all of them.
+ * The lookups among the claimed ops ride on one search per merchant
+ * (gateway_lookup.c): the oldest operation drives it, unless a rider's
+ * batch range would not fit, when it drives a search of its own.  Riders
+ * leave *to_send.
  */
+static void
+group_lookups(dlist_head *to_send)
+{
+	dlist_iter	iter;
+	GatewayOp **lookups;
+	GatewayOp  *drivers[MAX_LOOKUP_DRIVERS];
+	int			nlookups = 0;
+	int			ndrivers = 0;
+
+	dlist_foreach(iter, to_send)
+		if (dlist_container(GatewayOp, node, iter.cur)->stage == STAGE_LOOKUP)
+			nlookups++;
+	if (nlookups < 2)
+		return;
+	lookups = palloc(sizeof(GatewayOp *) * nlookups);
+	nlookups = 0;
+	dlist_foreach(iter, to_send)
+	{
+		GatewayOp  *op = dlist_container(GatewayOp, node, iter.cur);
+
+		if (op->stage == STAGE_LOOKUP)
+			lookups[nlookups++] = op;
+	}
+	qsort(lookups, nlookups, sizeof(GatewayOp *), by_operation_id);
+	for (int i = 0; i < nlookups; i++)
+	{
+		GatewayOp  *op = lookups[i];
+		bool		rides = false;
+
+		for (int d = 0; d < ndrivers && !rides; d++)
+		{
+			if (drivers[d]->merchant_id != op->merchant_id)
+				continue;
+			dlist_delete(&op->node);
+			rides = gateway_lookup_ride(drivers[d], op);
+			if (!rides)
+				dlist_push_tail(to_send, &op->node);
+		}
+		if (rides)
+			parked_riders++;
+		else if (ndrivers < MAX_LOOKUP_DRIVERS)
+			drivers[ndrivers++] = op;
+	}
+	pfree(lookups);
+}
+
+/* Step 2 begins only once "sending" is durable: start the transfers. */
 static void
 send_claimed(dlist_head *to_send)
 {
 	dlist_mutable_iter it;
-	GatewayOp  *drivers[MAX_LOOKUP_DRIVERS];
-	int			ndrivers = 0;
 
+	group_lookups(to_send);
 	dlist_foreach_modify(it, to_send)
 	{
 		GatewayOp  *op = dlist_container(GatewayOp, node, it.cur);
-		GatewayOp  *driver = NULL;
 
 		dlist_delete(&op->node);
-		if (op->stage == STAGE_LOOKUP)
-		{
-			for (int i = 0; i < ndrivers && driver == NULL; i++)
-				if (drivers[i]->merchant_id == op->merchant_id &&
-					gateway_lookup_ride(drivers[i], op))
-					driver = drivers[i];
-			if (driver != NULL)
-			{
-				parked_riders++;
-				continue;
-			}
-			if (ndrivers < MAX_LOOKUP_DRIVERS)
-				drivers[ndrivers++] = op;
-		}
 		if (circuit_open_until != 0)
 			probe_in_flight = true;
 		start_transfer(op);

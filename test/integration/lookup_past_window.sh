@@ -307,7 +307,7 @@ lost_replies() {
 	before=$(su -c "SELECT max(exchange_id) FROM payments.gateway_exchanges")
 }
 # due_together MARK [SET_CLAUSE]: ops fall due at once, nine hours after
-# they were first sent, in their order (the claim hands them over so), with
+# they were first sent (the oldest operation drives a shared search), with
 # last_error MARK until their lookups finish; the merchant's other unknown
 # operations (left by c, h and i) stay out of the way.  0 once all finished.
 due_together() {
@@ -315,8 +315,7 @@ due_together() {
 	su -c "UPDATE payments.operations SET next_attempt_at = now() + interval '1 day'
 		WHERE merchant_id = $M AND status = 'unknown' AND operation_id NOT IN ($in_list)" \
 		-c "UPDATE payments.operations SET first_sent_at = now() - interval '9 hours', last_error = '$1',
-			next_attempt_at = now() - (3 - array_position('{$in_list}'::bigint[], operation_id)) * interval '1 ms'
-			${2:+, $2}
+			next_attempt_at = now() ${2:+, $2}
 		WHERE merchant_id = $M AND operation_id IN ($in_list) AND status = 'unknown'; SELECT payments._wake_at_commit()" >/dev/null
 	for op in "${ops[@]}"; do
 		wait_op "$op" "last_error IS DISTINCT FROM '$1' AND status <> 'sending'" || rc=1
