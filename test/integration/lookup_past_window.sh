@@ -356,4 +356,19 @@ is "$(su -c "SELECT count(*) FROM payments.operations WHERE merchant_id = $M AND
 	AND status = 'unknown' AND last_error ~ ('batches settled from [^ ]+ to ' || to_char(now() at time zone 'UTC', 'YYYY-MM-DD'))
 	AND last_error !~ 'searched together'")" 1 "k: the recent one's batches reach today, searched on its own"
 
+# l. Two lookups due together, and the gateway fails the first list
+#    request of their shared search: both stay unknown, the second saying
+#    whose search ended without an answer.
+lost_replies 23 "$RESET_UNSENT" "$RESET_UNSENT"
+sim_ctl POST /faults '{"type":"http5xx","count":1,"status":503}' >/dev/null
+ok "$(passed due_together l)" "l: both lookups finished"
+sim_ctl DELETE /faults >/dev/null
+is "$(su -c "SELECT string_agg(status, ',' ORDER BY operation_id) FROM payments.operations
+	WHERE merchant_id = $M AND operation_id IN ($in_list)")" "unknown,unknown" "l: both stay unknown"
+is "$(su -c "SELECT last_error FROM payments.operations WHERE merchant_id = $M AND operation_id = ${ops[0]}")" \
+	"HTTP status 503 from the gateway" "l: the first says how its request failed"
+is "$(su -c "SELECT last_error FROM payments.operations WHERE merchant_id = $M AND operation_id = ${ops[1]}")" \
+	"the lookup shared with operation ${ops[0]} ended without an answer: HTTP status 503 from the gateway" \
+	"l: the second says whose search ended without an answer"
+
 tap_done
