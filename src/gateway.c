@@ -54,7 +54,7 @@ col_int64(HeapTuple tuple, TupleDesc desc, const char *name)
 	return v ? pg_strtoint64(v) : 0;
 }
 
-/* A string or number field of a jsonb object (customer, opaque data), or NULL. */
+/* A string or number field of a jsonb object (the customer), or NULL. */
 static char *
 jsonb_text_field(Jsonb *obj, const char *key)
 {
@@ -395,7 +395,7 @@ gateway_build_settlement_check(GatewayOp *op, const char *trans_id)
  * max_ms, then a random point between half and all of it, so that many
  * failed operations do not return in one burst.
  */
-TimestampTz
+static TimestampTz
 gateway_backoff(int attempt, int min_ms, int max_ms)
 {
 	double		ms = min_ms;
@@ -413,6 +413,15 @@ gateway_set_outcome(GatewayOp *op, const char *outcome, const char *error)
 	op->done = true;
 	op->result.outcome = outcome;
 	op->result.error = error ? pstrdup(error) : NULL;
+}
+
+/* An outcome to act on again later: after gateway_backoff(min_ms, max_ms). */
+void
+gateway_set_outcome_later(GatewayOp *op, int min_ms, int max_ms, const char *outcome,
+						  const char *error)
+{
+	op->result.retry_at = gateway_backoff(op->attempt, min_ms, max_ms);
+	gateway_set_outcome(op, outcome, error);
 }
 
 static void
@@ -445,8 +454,7 @@ interpret_send(GatewayOp *op, bool *follow_up)
 	if (!anet_parse_transaction_response(op->http.response, op->http.response_len, &r) ||
 		r.unknown_outcome)
 	{
-		op->result.retry_at = gateway_backoff(op->attempt, 1000, 60000);
-		gateway_set_outcome(op, "unknown", r.outcome == ANET_MALFORMED ?
+		gateway_set_outcome_later(op, 1000, 60000, "unknown", r.outcome == ANET_MALFORMED ?
 					"the gateway's reply could not be understood" : "the gateway timed out processing the request");
 		return;
 	}
@@ -455,8 +463,7 @@ interpret_send(GatewayOp *op, bool *follow_up)
 		op->result.reason_text = pstrdup(r.message_text);
 		if (r.retryable)
 		{
-			op->result.retry_at = gateway_backoff(op->attempt, 5000, 300000);
-			gateway_set_outcome(op, "retry", psprintf("%s %s", r.message_code, r.message_text));
+			gateway_set_outcome_later(op, 5000, 300000, "retry", psprintf("%s %s", r.message_code, r.message_text));
 		}
 		else
 			gateway_set_outcome(op, "rejected", r.message_code);
@@ -489,18 +496,26 @@ interpret_send(GatewayOp *op, bool *follow_up)
 	}
 	if (r.is_duplicate)
 	{
-		op->result.retry_at = gateway_backoff(op->attempt, 1000, 60000);
-		gateway_set_outcome(op, "unknown", "duplicate reply without the original transaction");
+		gateway_set_outcome_later(op, 1000, 60000, "unknown", "duplicate reply without the original transaction");
 		return;
 	}
 	if (r.retryable)
 	{
 		/* 19-23 and friends can leave a hold at the issuer: wait minutes */
-		op->result.retry_at = gateway_backoff(op->attempt, 60000, 900000);
-		gateway_set_outcome(op, "retry", r.reason_text);
+		gateway_set_outcome_later(op, 60000, 900000, "retry", r.reason_text);
 		return;
 	}
 	gateway_set_outcome(op, "error", NULL);
+}
+
+/* An amount the gateway states: present and not zero. */
+static bool
+stated(const char *text, int exponent)
+{
+	int64_t		amount;
+
+	return text[0] != '\0' &&
+		(!anet_reply_decimal_to_minor(text, exponent, &amount) || amount != 0);
 }
 
 /*
@@ -519,16 +534,6 @@ interpret_send(GatewayOp *op, bool *follow_up)
  * transaction: once captured, its settle amount must be ours.  A void (or
  * a refund sent as one) moves no amount; the invoice is checked when shown.
  */
-/* An amount the gateway states: present and not zero. */
-static bool
-stated(const char *text, int exponent)
-{
-	int64_t		amount;
-
-	return text[0] != '\0' &&
-		(!anet_reply_decimal_to_minor(text, exponent, &amount) || amount != 0);
-}
-
 static char *
 identity_mismatch(const GatewayOp *op, const AnetTxnDetails *d, AnetStatusClass cls)
 {
@@ -593,8 +598,7 @@ interpret_confirm(GatewayOp *op)
 	if (!anet_parse_transaction_details_response(op->http.response, op->http.response_len, &d) ||
 		!d.found)
 	{
-		op->result.retry_at = gateway_backoff(op->attempt, 1000, 60000);
-		gateway_set_outcome(op, "unknown", "the original transaction could not be looked up");
+		gateway_set_outcome_later(op, 1000, 60000, "unknown", "the original transaction could not be looked up");
 		return;
 	}
 	cls = anet_classify_transaction_status(d.transaction_status);
@@ -602,8 +606,7 @@ interpret_confirm(GatewayOp *op)
 	if (mismatch != NULL)
 	{
 		/* a person must look: asked again only now and then */
-		op->result.retry_at = gateway_backoff(op->attempt, 60000, 3600000);
-		gateway_set_outcome(op, "unknown", mismatch);
+		gateway_set_outcome_later(op, 60000, 3600000, "unknown", mismatch);
 		return;
 	}
 	op->result.response_code = d.response_code;
@@ -655,16 +658,16 @@ interpret_confirm(GatewayOp *op)
 			gateway_set_outcome(op, "declined", NULL);
 			return;
 		case ANET_STATUS_UNDER_REVIEW:
-			gateway_set_outcome(op, first_op ? "held" : "unknown", NULL);
-			if (!first_op)
-				op->result.retry_at = gateway_backoff(op->attempt, 60000, 900000);
+			if (first_op)
+				gateway_set_outcome(op, "held", NULL);
+			else
+				gateway_set_outcome_later(op, 60000, 900000, "unknown", NULL);
 			return;
 		case ANET_STATUS_EXPIRED:
 			gateway_set_outcome(op, "error", "the authorization expired");
 			return;
 		default:
-			op->result.retry_at = gateway_backoff(op->attempt, 5000, 300000);
-			gateway_set_outcome(op, "unknown", psprintf("the original transaction has status %s", d.transaction_status));
+			gateway_set_outcome_later(op, 5000, 300000, "unknown", psprintf("the original transaction has status %s", d.transaction_status));
 			return;
 	}
 }
@@ -733,18 +736,15 @@ gateway_interpret(GatewayOp *op, bool *follow_up)
 		 * "retry" would queue it for a plain resend, which past the
 		 * duplicate window could charge twice.)
 		 */
-		op->result.retry_at = gateway_backoff(op->attempt, 1000, 300000);
-		gateway_set_outcome(op, "unknown", op->http.error);
+		gateway_set_outcome_later(op, 1000, 300000, "unknown", op->http.error);
 	}
 	else if (op->http.outcome == HTTP_NOT_SENT)
 	{
-		op->result.retry_at = gateway_backoff(op->attempt, 1000, 300000);
-		gateway_set_outcome(op, "retry", op->http.error);
+		gateway_set_outcome_later(op, 1000, 300000, "retry", op->http.error);
 	}
 	else if (op->http.outcome == HTTP_UNKNOWN || op->http.http_status != 200)
 	{
-		op->result.retry_at = gateway_backoff(op->attempt, 1000, 60000);
-		gateway_set_outcome(op, "unknown", op->http.outcome == HTTP_UNKNOWN ? op->http.error :
+		gateway_set_outcome_later(op, 1000, 60000, "unknown", op->http.outcome == HTTP_UNKNOWN ? op->http.error :
 					psprintf("HTTP status %ld from the gateway", op->http.http_status));
 	}
 	else if (op->stage == STAGE_SEND)

@@ -144,7 +144,6 @@ extern bool gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc de
 									char **error);
 extern bool gateway_build_settlement_check(GatewayOp *op, const char *trans_id);
 extern GatewayExchange *gateway_interpret(GatewayOp *op, bool *follow_up);
-extern TimestampTz gateway_backoff(int attempt, int min_ms, int max_ms);
 extern bool gateway_transport_failed(GatewayOp *op);
 
 /*
@@ -159,6 +158,8 @@ extern bool gateway_set_request(GatewayOp *op, const char *request_type,
 								char **error);
 extern bool gateway_confirm(GatewayOp *op, const char *trans_id);
 extern void gateway_set_outcome(GatewayOp *op, const char *outcome, const char *error);
+extern void gateway_set_outcome_later(GatewayOp *op, int min_ms, int max_ms,
+									  const char *outcome, const char *error);
 
 /* gateway_lookup.c */
 extern bool gateway_lookup_start(GatewayOp *op, char **error);

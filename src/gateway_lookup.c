@@ -182,31 +182,26 @@ continue_lookup(GatewayOp *op, bool *follow_up)
 		*follow_up = true;
 		return;
 	}
-	op->result.retry_at = gateway_backoff(op->attempt, 5000, 300000);
-	gateway_set_outcome(op, "unknown", error);
+	gateway_set_outcome_later(op, 5000, 300000, "unknown", error);
 }
 
 /* A list reply that does not say what the list holds. */
 static void
 unreadable(GatewayOp *op, const AnetReplyStatus *status)
 {
-	op->result.retry_at = gateway_backoff(op->attempt, 5000, 300000);
-	if (status != NULL && status->message_code[0] != '\0')
-		gateway_set_outcome(op, "unknown",
-							psprintf("the gateway refused the lookup's %s: %s %s", op->request_type,
-									 status->message_code, status->message_text));
-	else
-		gateway_set_outcome(op, "unknown",
-							psprintf("the gateway's reply to the lookup's %s could not be read",
-									 op->request_type));
+	gateway_set_outcome_later(op, 5000, 300000, "unknown",
+							  status != NULL && status->message_code[0] != '\0' ?
+							  psprintf("the gateway refused the lookup's %s: %s %s", op->request_type,
+									   status->message_code, status->message_text) :
+							  psprintf("the gateway's reply to the lookup's %s could not be read",
+									   op->request_type));
 }
 
 /* Searched everywhere: still unknown, never guessed; look again later. */
 static void
 not_found(GatewayOp *op)
 {
-	op->result.retry_at = gateway_backoff(op->attempt, 60000, 3600000);
-	gateway_set_outcome(op, "unknown",
+	gateway_set_outcome_later(op, 60000, 3600000, "unknown",
 						psprintf("invoice %s was found neither among the gateway's unsettled transactions nor in its batches settled from %s to %s",
 								 op->txn_invoice, op->lookup.first_date, op->lookup.last_date));
 }
@@ -256,8 +251,7 @@ confirm_hit(GatewayOp *op, const char *trans_id, bool *follow_up)
 		*follow_up = true;
 	else
 	{
-		op->result.retry_at = gateway_backoff(op->attempt, 5000, 300000);
-		gateway_set_outcome(op, "unknown", "the transaction found could not be asked about");
+		gateway_set_outcome_later(op, 5000, 300000, "unknown", "the transaction found could not be asked about");
 	}
 }
 
@@ -316,8 +310,7 @@ gateway_lookup_release_riders(GatewayOp *driver)
 		GatewayOp  *rider = dlist_head_element(GatewayOp, node, &driver->lookup.riders);
 		MemoryContext old = MemoryContextSwitchTo(rider->cxt);
 
-		rider->result.retry_at = gateway_backoff(rider->attempt, 5000, 300000);
-		gateway_set_outcome(rider, "unknown",
+		gateway_set_outcome_later(rider, 5000, 300000, "unknown",
 							psprintf("the lookup shared with operation %lld ended without an answer: %s",
 									 (long long) driver->operation_id,
 									 driver->result.error ? driver->result.error : "no reason given"));

@@ -218,15 +218,10 @@ start_transfer(GatewayOp *op)
 static void
 fail_unbuildable(GatewayOp *op, const char *error, dlist_head *list)
 {
-	op->done = true;
 	if (op->stage == STAGE_LOOKUP || op->may_have_been_sent)
-	{
-		op->result.outcome = "unknown";
-		op->result.retry_at = gateway_backoff(op->attempt, 60000, 3600000);
-	}
+		gateway_set_outcome_later(op, 60000, 3600000, "unknown", error);
 	else
-		op->result.outcome = "rejected";
-	op->result.error = pstrdup(error);
+		gateway_set_outcome(op, "rejected", error);
 	op->http.outcome = HTTP_NOT_SENT;
 	dlist_push_tail(list, &op->node);
 }
@@ -555,10 +550,7 @@ interpret_one(GatewayOp *op)
 		op->done = true;
 		/* never record an op without an outcome as anything but unknown */
 		if (op->result.outcome == NULL && op->stage != STAGE_SETTLEMENT)
-		{
-			op->result.outcome = "unknown";
-			op->result.retry_at = gateway_backoff(op->attempt, 60000, 3600000);
-		}
+			gateway_set_outcome_later(op, 60000, 3600000, "unknown", NULL);
 		/* a lookup that ends leaves nobody riding on it */
 		gateway_lookup_release_riders(op);
 	}
@@ -606,9 +598,8 @@ record_as_unknown(GatewayOp *op)
 {
 	if (op->stage == STAGE_SETTLEMENT)
 		return true;			/* nothing to record; checked again later */
-	op->result.outcome = "unknown";
-	op->result.error = "the gateway's answer could not be recorded (the server log says why)";
-	op->result.retry_at = gateway_backoff(op->attempt, 60000, 3600000);
+	gateway_set_outcome_later(op, 60000, 3600000, "unknown",
+							  "the gateway's answer could not be recorded (the server log says why)");
 	if (!in_transaction("recording an outcome as unknown", record_op_fn, op))
 		return false;
 	record_count(op);
