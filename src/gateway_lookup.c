@@ -197,18 +197,26 @@ unreadable(GatewayOp *op, const AnetReplyStatus *status)
 									   op->request_type));
 }
 
-/* Searched everywhere: still unknown, never guessed; look again later. */
+/*
+ * Searched everywhere (by the search op rode on, driven by driver; op
+ * itself if it drove): still unknown, never guessed; look again later.
+ */
 static void
-not_found(GatewayOp *op)
+not_found(GatewayOp *op, const GatewayOp *driver)
 {
+	const GatewayLookup *lk = &driver->lookup;
+
 	gateway_set_outcome_later(op, 60000, 3600000, "unknown",
-						psprintf("invoice %s was found neither among the gateway's unsettled transactions nor in its batches settled from %s to %s",
-								 op->txn_invoice, op->lookup.first_date, op->lookup.last_date));
+							  psprintf("invoice %s was found neither among the gateway's unsettled transactions nor in its batches settled from %s to %s%s",
+									   op->txn_invoice, lk->first_date, lk->last_date,
+									   op == driver ? "" :
+									   psprintf(" (searched together with operation %lld)",
+												(long long) driver->operation_id)));
 }
 
 /*
- * Let rider be searched for by driver's requests (both claimed together),
- * unless the settled batches to search would then span more than one
+ * Let rider (moved off the list it is on) be searched for by driver's
+ * requests (both claimed together), unless the settled batches to search would then span more than one
  * request allows (31 days, less an hour of slack for the search itself):
  * a rider must never be found missing from a range that does not cover it.
  */
@@ -221,6 +229,7 @@ gateway_lookup_ride(GatewayOp *driver, GatewayOp *rider)
 		(TimestampTz) (BATCH_RANGE_MAX_S - SECS_PER_HOUR) * USECS_PER_SEC)
 		return false;
 	driver->lookup.range_from = from;
+	dlist_delete(&rider->node);
 	dlist_push_tail(&driver->lookup.riders, &rider->node);
 	return true;
 }
@@ -286,11 +295,7 @@ riders_not_found(GatewayOp *driver)
 		GatewayOp  *rider = dlist_head_element(GatewayOp, node, &driver->lookup.riders);
 		MemoryContext old = MemoryContextSwitchTo(rider->cxt);
 
-		memcpy(rider->lookup.first_date, driver->lookup.first_date, sizeof(rider->lookup.first_date));
-		memcpy(rider->lookup.last_date, driver->lookup.last_date, sizeof(rider->lookup.last_date));
-		not_found(rider);
-		rider->result.error = psprintf("%s (searched together with operation %lld)",
-									   rider->result.error, (long long) driver->operation_id);
+		not_found(rider, driver);
 		MemoryContextSwitchTo(old);
 		release(driver, rider);
 	}
@@ -298,13 +303,12 @@ riders_not_found(GatewayOp *driver)
 
 /*
  * The driver's search ends without an answer for its riders (a list that
- * could not be read, a request that failed): they stay unknown too.
+ * could not be read, a request that failed): they stay unknown too.  (An
+ * op that never drove a search has none.)
  */
 void
 gateway_lookup_release_riders(GatewayOp *driver)
 {
-	if (driver->stage != STAGE_LOOKUP || dlist_is_empty(&driver->lookup.riders))
-		return;
 	while (!dlist_is_empty(&driver->lookup.riders))
 	{
 		GatewayOp  *rider = dlist_head_element(GatewayOp, node, &driver->lookup.riders);
@@ -413,7 +417,7 @@ read_transactions(GatewayOp *op, bool *follow_up)
 	}
 	if (ended)
 	{
-		not_found(op);
+		not_found(op, op);
 		riders_not_found(op);
 		return;
 	}
@@ -457,7 +461,7 @@ read_batches(GatewayOp *op, bool *follow_up)
 	anet_batch_list_free(&list);
 	if (lk->nbatches == 0)
 	{
-		not_found(op);
+		not_found(op, op);
 		riders_not_found(op);
 		return;
 	}

@@ -59,12 +59,12 @@ static dlist_head exchanges = DLIST_STATIC_INIT(exchanges);
 
 /* circuit breaker (DESIGN.md 2: stop hammering a failing gateway) */
 static int	consecutive_failures = 0;
-
-/* lookups parked on another's search (gateway_lookup.c): in flight too */
-static int	parked_riders = 0;
 static TimestampTz circuit_open_until = 0;
 static int	circuit_open_ms = 5000;
 static bool probe_in_flight = false;
+
+/* lookups parked on another's search (gateway_lookup.c): in flight too */
+static int	parked_riders = 0;
 
 #define CIRCUIT_THRESHOLD	5
 #define CIRCUIT_MAX_OPEN_MS	60000
@@ -187,6 +187,13 @@ circuit_record(bool failure)
 	ereport(LOG,
 			(errmsg("payments worker: gateway failing, circuit open for %d ms", circuit_open_ms),
 			 errdetail("%d transfers in a row failed or got no valid answer.", consecutive_failures)));
+}
+
+/* Operations in flight: transfers running, and lookups riding on one. */
+static int
+ops_in_flight(void)
+{
+	return http_engine_in_flight(engine) + parked_riders;
 }
 
 /*
@@ -325,14 +332,8 @@ group_lookups(dlist_head *to_send)
 		bool		rides = false;
 
 		for (int d = 0; d < ndrivers && !rides; d++)
-		{
-			if (drivers[d]->merchant_id != op->merchant_id)
-				continue;
-			dlist_delete(&op->node);
-			rides = gateway_lookup_ride(drivers[d], op);
-			if (!rides)
-				dlist_push_tail(to_send, &op->node);
-		}
+			rides = drivers[d]->merchant_id == op->merchant_id &&
+				gateway_lookup_ride(drivers[d], op);
 		if (rides)
 			parked_riders++;
 		else if (ndrivers < MAX_LOOKUP_DRIVERS)
@@ -360,32 +361,31 @@ send_claimed(dlist_head *to_send)
 }
 
 /*
- * Start or record the ops a lookup settled (its riders, or the rider that
- * drives on); false when a transfer could not start (it is among the
+ * Start or record the ops a lookup settled: riders it found (their
+ * confirmation), riders left when it ended (as unknown), or the rider that
+ * drives on.  False when a transfer could not start (it is among the
  * finished, to be interpreted as not sent).
  */
 static bool
-start_released(GatewayOp *driver)
+start_released(GatewayOp *op)
 {
 	bool		started = true;
 
-	if (driver->stage != STAGE_LOOKUP && driver->stage != STAGE_CONFIRM)
-		return true;
-	while (!dlist_is_empty(&driver->lookup.released))
+	if (op->done)
+		gateway_lookup_release_riders(op);
+	while (!dlist_is_empty(&op->lookup.released))
 	{
-		GatewayOp  *op = dlist_container(GatewayOp, node,
-										 dlist_pop_head_node(&driver->lookup.released));
+		GatewayOp  *next = dlist_container(GatewayOp, node,
+										   dlist_pop_head_node(&op->lookup.released));
 
 		parked_riders--;
-
-		if (op->done)
+		if (next->done)
 		{
-			/* a successor that could not go on lets its own riders go */
-			gateway_lookup_release_riders(op);
-			started = start_released(op) && started;
-			dlist_push_tail(&finished, &op->node);
+			/* a successor that could not go on releases its own riders */
+			started = start_released(next) && started;
+			dlist_push_tail(&finished, &next->node);
 		}
-		else if (!start_transfer(op))
+		else if (!start_transfer(next))
 			started = false;
 	}
 	return started;
@@ -551,8 +551,6 @@ interpret_one(GatewayOp *op)
 		/* never record an op without an outcome as anything but unknown */
 		if (op->result.outcome == NULL && op->stage != STAGE_SETTLEMENT)
 			gateway_set_outcome_later(op, 60000, 3600000, "unknown", NULL);
-		/* a lookup that ends leaves nobody riding on it */
-		gateway_lookup_release_riders(op);
 	}
 	MemoryContextSwitchTo(old);
 	return start_released(op) && started;
@@ -624,8 +622,7 @@ finish_round(bool claim_due)
 	bool		ok;
 
 	if (claim_due)
-		capacity = circuit_allowance(payments_max_in_flight - http_engine_in_flight(engine) -
-									 parked_riders);
+		capacity = circuit_allowance(payments_max_in_flight - ops_in_flight());
 	rc.limit = Min(capacity, payments_claim_batch);
 	rc.claimed = 0;
 	dlist_init(&rc.to_send);
@@ -953,7 +950,7 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 			refresh_statistics();
 		}
 
-		in_flight = http_engine_in_flight(engine) + parked_riders;
+		in_flight = ops_in_flight();
 		pg_atomic_write_u32(&payments_shared->in_flight, (uint32) in_flight);
 		if ((uint32) in_flight > pg_atomic_read_u32(&payments_shared->max_in_flight))
 			pg_atomic_write_u32(&payments_shared->max_in_flight, (uint32) in_flight);
