@@ -63,10 +63,22 @@ push_int4_or_null(ArrayArg *a, int v)
 	push(a, Int32GetDatum(v), v == 0);
 }
 
-/*
- * Run a prepared call whose arguments are the arrays args[0..n-1]; the
- * plan is prepared on first use and kept.
- */
+/* *plan, prepared from sql on first use and kept for the worker's life. */
+static SPIPlanPtr
+kept_plan(SPIPlanPtr *plan, const char *sql, int n, Oid *types)
+{
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(sql, n, types);
+
+		if (p == NULL || SPI_keepplan(p) != 0)
+			elog(ERROR, "payments worker: could not prepare \"%s\"", sql);
+		*plan = p;
+	}
+	return *plan;
+}
+
+/* Run a kept call whose arguments are the arrays args[0..n-1]. */
 static void
 execute_with_arrays(SPIPlanPtr *plan, const char *sql, ArrayArg *args, int n, int expected)
 {
@@ -79,15 +91,7 @@ execute_with_arrays(SPIPlanPtr *plan, const char *sql, ArrayArg *args, int n, in
 		types[i] = get_array_type(args[i].element_type);
 		values[i] = makeArrayResult(args[i].state, CurrentMemoryContext);
 	}
-	if (*plan == NULL)
-	{
-		SPIPlanPtr	p = SPI_prepare(sql, n, types);
-
-		if (p == NULL || SPI_keepplan(p) != 0)
-			elog(ERROR, "payments worker: could not prepare \"%s\"", sql);
-		*plan = p;
-	}
-	if (SPI_execute_plan(*plan, values, NULL, false, 0) != expected)
+	if (SPI_execute_plan(kept_plan(plan, sql, n, types), values, NULL, false, 0) != expected)
 		elog(ERROR, "payments worker: \"%s\" failed", sql);
 }
 
@@ -142,13 +146,6 @@ record_outcome(GatewayOp *op)
 	char		nulls[13];
 	GatewayOutcome *r = &op->result;
 
-	if (plan == NULL)
-	{
-		plan = SPI_prepare("SELECT payments._record_result($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)",
-						   13, types);
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			elog(ERROR, "payments worker: could not prepare the result recorder");
-	}
 	memset(nulls, ' ', sizeof(nulls));
 	v[0] = Int64GetDatum(op->merchant_id);
 	v[1] = Int64GetDatum(op->operation_id);
@@ -167,7 +164,9 @@ record_outcome(GatewayOp *op)
 	v[10] = TimestampTzGetDatum(r->retry_at ? r->retry_at : GetCurrentTimestamp());
 	v[11] = payments_text_arg(r->error, &nulls[11]);
 	v[12] = payments_text_arg(r->account_number, &nulls[12]);
-	if (SPI_execute_plan(plan, v, nulls, false, 0) != SPI_OK_SELECT)
+	if (SPI_execute_plan(kept_plan(&plan, "SELECT payments._record_result($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)",
+								   lengthof(types), types),
+						 v, nulls, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "payments worker: could not record an outcome");
 }
 
