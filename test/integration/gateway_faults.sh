@@ -76,31 +76,34 @@ op_final() {	# op_final OPERATION_ID: "status|attempts" once final, 40 s at most
 	done
 	echo "$row"
 }
+# op_through_hold SQL: SQL (returning an operation) with the reply to the
+# next request held back, the gateway acting on it; sets op, and final to
+# "status|attempts" once final.
+op_through_hold() {
+	sim_ctl POST /faults "$HOLD" >/dev/null
+	op=$(q -c "$1")
+	final=$(op_final "$op")
+	sim_ctl DELETE /faults >/dev/null
+}
 pid=$(q -c "SELECT payment_id FROM pay_authorize(amount => '100.00 USD', card => $card)")
 q -c "SELECT status FROM pay_wait($pid, '20 s')" >/dev/null
-sim_ctl POST /faults "$HOLD" >/dev/null
-op=$(q -c "SELECT operation_id FROM pay_capture(payment_id => $pid, amount => '60.00 USD')")
-is "$(op_final "$op")" "succeeded|2" "a capture whose reply was lost: resent, found already captured for 60.00, succeeded"
-sim_ctl DELETE /faults >/dev/null
+op_through_hold "SELECT operation_id FROM pay_capture(payment_id => $pid, amount => '60.00 USD')"
+is "$final" "succeeded|2" "a capture whose reply was lost: resent, found already captured for 60.00, succeeded"
 is "$(q -c "SELECT status || '|' || amount_captured FROM pay_get_payment($pid)")" "succeeded|60.00 USD" "the payment shows 60.00 captured"
 is "$(sim_ledger_count "P$TAG$pid" capture)" 1 "captured once"
 
 sim_ctl POST /settle >/dev/null
 op=$(q -c "SELECT operation_id FROM pay_refund(payment_id => $pid, amount => '10.00 USD')")
 is "$(op_final "$op")" "succeeded|1" "a first refund, once the worker saw the settlement"
-sim_ctl POST /faults "$HOLD" >/dev/null
-op=$(q -c "SELECT operation_id FROM pay_refund(payment_id => $pid, amount => '20.00 USD')")
-is "$(op_final "$op")" "succeeded|2" "a refund whose reply was lost: resent, confirmed, succeeded"
-sim_ctl DELETE /faults >/dev/null
+op_through_hold "SELECT operation_id FROM pay_refund(payment_id => $pid, amount => '20.00 USD')"
+is "$final" "succeeded|2" "a refund whose reply was lost: resent, confirmed, succeeded"
 is "$(q -c "SELECT status || '|' || amount_refunded FROM pay_get_payment($pid)")" "partially_refunded|30.00 USD" "30.00 of 60.00 refunded"
 is "$(sim_ledger_count "R$TAG$op" refund)" 1 "that refund was made once"
 
 pid=$(q -c "SELECT payment_id FROM pay_authorize(amount => '5.00 USD', card => $card)")
 q -c "SELECT status FROM pay_wait($pid, '20 s')" >/dev/null
-sim_ctl POST /faults "$HOLD" >/dev/null
-op=$(q -c "SELECT operation_id FROM pay_void(payment_id => $pid)")
-is "$(op_final "$op")" "succeeded|2" "a void whose reply was lost: resent, found voided, succeeded"
-sim_ctl DELETE /faults >/dev/null
+op_through_hold "SELECT operation_id FROM pay_void(payment_id => $pid)"
+is "$final" "succeeded|2" "a void whose reply was lost: resent, found voided, succeeded"
 is "$(q -c "SELECT status FROM pay_get_payment($pid)")" canceled "the payment is canceled"
 is "$(sim_ledger_count "P$TAG$pid" void)" 1 "voided once"
 

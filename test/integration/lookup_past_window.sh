@@ -67,6 +67,14 @@ lose_reply() {
 	ok "$(passed wait_op "$1" "status = 'unknown'")" "operation $1 lost its reply and is unknown"
 	sim_ctl DELETE /faults >/dev/null
 }
+# lost_reply FAULT AMOUNT [CUSTOMER_JSON]: a purchase with FAULT armed,
+# whose reply is lost; sets pid and op.
+lost_reply() {
+	sim_ctl POST /faults "$1" >/dev/null
+	pid=$(q -c "SELECT payment_id FROM pay_purchase(amount => '$2', card => $card${3:+, customer => '$3'})")
+	op=$(op_of "$pid" purchase)
+	lose_reply "$op"
+}
 # past_window OPERATION_ID: nine hours later; waits for the lookup's result.
 past_window() {
 	local n
@@ -122,10 +130,7 @@ RESET_UNSENT='{"type":"reset","count":6,"process":false}'
 
 # a. Charged, reply lost, still unsettled, with more than a page of newer
 #    transactions in front of it in the newest-first list.
-sim_ctl POST /faults "$RESET_CHARGED" >/dev/null
-pid=$(q -c "SELECT payment_id FROM pay_purchase(amount => '11.00 USD', card => $card)")
-op=$(op_of "$pid" purchase)
-lose_reply "$op"
+lost_reply "$RESET_CHARGED" "11.00 USD"
 is "$(sim_ledger_count "P$TAG$pid" charge)" 1 "a: the gateway charged it"
 fill 1100 LA
 ok "$(passed past_window "$op")" "a: the lookup finished"
@@ -144,10 +149,7 @@ is "$(su -c "SELECT count(*) FROM payments.gateway_exchanges WHERE merchant_id =
 is "$(sim_ledger_count "P$TAG$pid" charge)" 1 "a: charged exactly once"
 
 # e. Declined, reply lost: the lookup finds the decline.
-sim_ctl POST /faults "$RESET_CHARGED" >/dev/null
-pid=$(q -c "SELECT payment_id FROM pay_purchase(amount => '5.00 USD', card => $card, customer => '{\"zip\": \"46282\"}')")
-op=$(op_of "$pid" purchase)
-lose_reply "$op"
+lost_reply "$RESET_CHARGED" "5.00 USD" '{"zip": "46282"}'
 ok "$(passed past_window "$op")" "e: the lookup finished"
 is "$(q -c "SELECT p.status || '|' || p.decline_code || '|' || o.status FROM pay_get_payment($pid) p, pay_payment_operations($pid) o")" \
 	"failed|2|failed" "e: found declined: the payment failed with the decline code"
@@ -157,10 +159,7 @@ is "$(exchanges "$op")" \
 is "$(sim_ledger_count "P$TAG$pid" charge)" 0 "e: nothing was charged"
 
 # b. Charged, reply lost, settled before the lookup: found in a batch.
-sim_ctl POST /faults "$RESET_CHARGED" >/dev/null
-pid=$(q -c "SELECT payment_id FROM pay_purchase(amount => '12.00 USD', card => $card)")
-op=$(op_of "$pid" purchase)
-lose_reply "$op"
+lost_reply "$RESET_CHARGED" "12.00 USD"
 like "$(sim_ctl POST /settle)" '"batchId"' "b: the gateway settled its batch"
 ok "$(passed past_window "$op")" "b: the lookup finished"
 row=$(q -c "SELECT p.status || '|' || o.status || '|' || p.gateway_trans_id
@@ -172,10 +171,7 @@ like "$(exchanges "$op")" \
 is "$(sim_ledger_count "P$TAG$pid" charge)" 1 "b: charged exactly once"
 
 # c. Never processed: not found anywhere, so it stays unknown.
-sim_ctl POST /faults "$RESET_UNSENT" >/dev/null
-pid=$(q -c "SELECT payment_id FROM pay_purchase(amount => '13.00 USD', card => $card)")
-op=$(op_of "$pid" purchase)
-lose_reply "$op"
+lost_reply "$RESET_UNSENT" "13.00 USD"
 ok "$(passed past_window "$op")" "c: the lookup finished"
 is "$(q -c "SELECT p.status || '|' || o.status FROM pay_get_payment($pid) p, pay_payment_operations($pid) o")" \
 	"unknown|unknown" "c: not found: the payment and the operation stay unknown, never guessed"
@@ -218,10 +214,7 @@ is "$(sim_ledger_count "R$TAG$r2" refund)" 1 "d: refunded exactly once"
 gateway_at() {
 	su -c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY', endpoint_url => '$1', timeout_ms => 3000, merchant_id => $M)" >/dev/null
 }
-sim_ctl POST /faults "$RESET_CHARGED" >/dev/null
-pid=$(q -c "SELECT payment_id FROM pay_purchase(amount => '14.00 USD', card => $card)")
-op=$(op_of "$pid" purchase)
-lose_reply "$op"
+lost_reply "$RESET_CHARGED" "14.00 USD"
 gateway_at "http://127.0.0.1:$(free_port)/xml/v1/request.api"
 su -c "UPDATE payments.operations SET next_attempt_at = now() WHERE merchant_id = $M AND operation_id = $op AND status = 'unknown'; SELECT payments._wake_at_commit()" >/dev/null
 ok "$(passed wait_op "$op" "status = 'queued' AND NOT never_sent")" \
@@ -241,10 +234,7 @@ is "$(sim_ledger_count "P$TAG$pid" charge)" 1 "f: charged exactly once"
 # g. Reply lost, then the sealed card is gone (a restore from a dump, say):
 #    the resend cannot be built, but the first attempt may have charged, so
 #    the operation stays unknown for a lookup to settle, never failed.
-sim_ctl POST /faults "$RESET_CHARGED" >/dev/null
-pid=$(q -c "SELECT payment_id FROM pay_purchase(amount => '15.00 USD', card => $card)")
-op=$(op_of "$pid" purchase)
-lose_reply "$op"
+lost_reply "$RESET_CHARGED" "15.00 USD"
 n=$(su -c "DELETE FROM payments.card_vault WHERE merchant_id = $M AND operation_id = $op" \
 	-c "UPDATE payments.operations SET next_attempt_at = now() WHERE merchant_id = $M AND operation_id = $op
 		AND status = 'unknown' RETURNING attempts; SELECT payments._wake_at_commit()" | sed -n 1p)
@@ -258,10 +248,7 @@ is "$(sim_ledger_count "P$TAG$pid" charge)" 1 "g: charged once, by the first att
 # h. Never processed, but a charge of another amount sits under its invoice
 #    (keyed in by hand, or sent by a copy of the database): the lookup finds
 #    it and refuses it as the payment's, which stays unknown for a person.
-sim_ctl POST /faults "$RESET_UNSENT" >/dev/null
-pid=$(q -c "SELECT payment_id FROM pay_purchase(amount => '16.00 USD', card => $card)")
-op=$(op_of "$pid" purchase)
-lose_reply "$op"
+lost_reply "$RESET_UNSENT" "16.00 USD"
 echo "P$TAG$pid 61.00" | charge_direct
 ok "$(passed past_window "$op")" "h: the lookup finished"
 is "$(q -c "SELECT p.status || '|' || o.status || '|' || coalesce(p.gateway_trans_id, '-') FROM pay_get_payment($pid) p, pay_payment_operations($pid) o")" \
@@ -277,10 +264,7 @@ is "$(exchanges "$op")" \
 # i. Charged, reply lost, and then a stranger's charge of another amount
 #    under its invoice is declined: the lookup meets the stranger's decline
 #    first (newest first) and must not take it for the payment's.
-sim_ctl POST /faults "$RESET_CHARGED" >/dev/null
-pid=$(q -c "SELECT payment_id FROM pay_purchase(amount => '17.00 USD', card => $card)")
-op=$(op_of "$pid" purchase)
-lose_reply "$op"
+lost_reply "$RESET_CHARGED" "17.00 USD"
 echo "P$TAG$pid 71.00 46282" | charge_direct
 ok "$(passed past_window "$op")" "i: the lookup finished"
 is "$(q -c "SELECT p.status || '|' || o.status FROM pay_get_payment($pid) p, pay_payment_operations($pid) o")" \
@@ -297,10 +281,7 @@ lost_replies() {
 	shift
 	ops=()
 	for fault in "$@"; do
-		sim_ctl POST /faults "$fault" >/dev/null
-		pid=$(q -c "SELECT payment_id FROM pay_purchase(amount => '$((amount + ${#ops[@]})).00 USD', card => $card)")
-		op=$(op_of "$pid" purchase)
-		lose_reply "$op"
+		lost_reply "$fault" "$((amount + ${#ops[@]})).00 USD"
 		ops+=("$op")
 	done
 	in_list=$(IFS=,; echo "${ops[*]}")
