@@ -1,0 +1,431 @@
+-- The audit trail: audit_log, seals, the C trigger, attach, verify, prune.
+
+------------------------------------------------------------------------------
+-- Audit: one append-only, tamper-evident row per change.
+--
+-- The C trigger payments._audit_trigger() writes payments.audit_log: old
+-- and new row as jsonb (card data never present: pay_card columns,
+-- sensitive column names and bytea contents are left out, card-number-like
+-- values replaced), the changed columns, current_user and session_user, the
+-- JWT subject, the correlation id, the transaction id and the statement
+-- timestamp, and a SHA-256 hash of the row.
+--
+-- Tamper evidence by sealed batches (src/audit.c explains why not a chain
+-- per row: a chain head makes concurrent writers queue).  Inserts only hash
+-- their own row; payments.pay_audit_seal() (pg_cron, e.g. every minute)
+-- chains each merchant's new rows into a payments.audit_seals record;
+-- payments.pay_audit_verify() finds a modified, missing, added or reordered
+-- row and a broken seal chain.  Rows written since the last seal are
+-- protected by their row hash only until the next seal.  The owner can
+-- rewrite everything, hashes included: export the latest batch_hash of
+-- each merchant somewhere the owner cannot change, if the owner is not
+-- trusted.
+--
+-- Retention: payments.pay_audit_prune(older_than) deletes whole sealed
+-- batches (a prefix of each merchant's chain), marks their seals pruned and
+-- writes a PRUNE audit row; verification goes on checking the seal chain.
+------------------------------------------------------------------------------
+
+CREATE SEQUENCE payments.audit_log_audit_id_seq;
+COMMENT ON SEQUENCE payments.audit_log_audit_id_seq IS
+	'Audit ids. No cache: sealing relies on ids being handed out in order.';
+
+CREATE TABLE payments.audit_log (
+	merchant_id bigint NOT NULL,
+	audit_id bigint NOT NULL DEFAULT nextval('payments.audit_log_audit_id_seq'),
+	table_schema text NOT NULL,
+	table_name text NOT NULL,
+	operation text NOT NULL CHECK (operation IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'PRUNE')),
+	old_row jsonb,
+	new_row jsonb,
+	changed_columns text[],
+	db_role text NOT NULL,
+	session_role text NOT NULL,
+	app_user text,
+	correlation_id text,
+	txid xid8 NOT NULL,
+	logged_at timestamptz NOT NULL,
+	row_hash bytea NOT NULL CHECK (length(row_hash) = 32),
+	PRIMARY KEY (merchant_id, audit_id)
+);
+ALTER SEQUENCE payments.audit_log_audit_id_seq OWNED BY payments.audit_log.audit_id;
+CREATE INDEX audit_log_table_time ON payments.audit_log (table_schema, table_name, logged_at);
+CREATE INDEX audit_log_txid ON payments.audit_log (txid);
+CREATE INDEX audit_log_merchant_time ON payments.audit_log (merchant_id, logged_at);
+REVOKE ALL ON payments.audit_log FROM PUBLIC;
+COMMENT ON TABLE payments.audit_log IS
+	'One row per INSERT, UPDATE, DELETE or TRUNCATE of an audited table (pay_audit_attach). Append-only for every role: only pay_audit_prune() removes whole sealed batches. Never holds card data.';
+COMMENT ON COLUMN payments.audit_log.merchant_id IS 'The changed row''s merchant_id, else pay_current_merchant().';
+COMMENT ON COLUMN payments.audit_log.audit_id IS 'Increasing id; seals cover ranges of it.';
+COMMENT ON COLUMN payments.audit_log.table_schema IS 'Schema of the changed table (text, so that it outlives the table).';
+COMMENT ON COLUMN payments.audit_log.table_name IS 'Name of the changed table.';
+COMMENT ON COLUMN payments.audit_log.operation IS 'INSERT, UPDATE, DELETE, TRUNCATE, or PRUNE (a retention run).';
+COMMENT ON COLUMN payments.audit_log.old_row IS 'The row before UPDATE or DELETE, masked: no pay_card or sensitive column, bytea as {"bytes": N}.';
+COMMENT ON COLUMN payments.audit_log.new_row IS 'The row after INSERT or UPDATE, masked likewise; for PRUNE, what was pruned.';
+COMMENT ON COLUMN payments.audit_log.changed_columns IS 'UPDATE: the columns whose value changed (masked ones by name only).';
+COMMENT ON COLUMN payments.audit_log.db_role IS 'current_user when the change was made.';
+COMMENT ON COLUMN payments.audit_log.session_role IS 'session_user when the change was made (PostgREST: the authenticator).';
+COMMENT ON COLUMN payments.audit_log.app_user IS 'The application''s user: the "sub" claim of request.jwt.claims (PostgREST), when known.';
+COMMENT ON COLUMN payments.audit_log.correlation_id IS 'x-request-id (or traceparent) of request.headers, else payments.correlation_id, else the row''s own correlation_id.';
+COMMENT ON COLUMN payments.audit_log.txid IS 'The top-level transaction id (xid8).';
+COMMENT ON COLUMN payments.audit_log.logged_at IS 'statement_timestamp() of the change.';
+COMMENT ON COLUMN payments.audit_log.row_hash IS 'SHA-256 of the other columns (see src/audit.c); recomputed by pay_audit_verify().';
+SELECT pg_catalog.pg_extension_config_dump('payments.audit_log', '');
+SELECT pg_catalog.pg_extension_config_dump('payments.audit_log_audit_id_seq', '');
+
+CREATE SEQUENCE payments.audit_seals_seal_id_seq;
+CREATE TABLE payments.audit_seals (
+	merchant_id bigint NOT NULL,
+	seal_id bigint NOT NULL DEFAULT nextval('payments.audit_seals_seal_id_seq'),
+	range_start bigint NOT NULL,
+	range_end bigint NOT NULL,
+	first_audit_id bigint NOT NULL,
+	last_audit_id bigint NOT NULL,
+	row_count bigint NOT NULL CHECK (row_count > 0),
+	prev_seal_hash bytea NOT NULL CHECK (length(prev_seal_hash) = 32),
+	batch_hash bytea NOT NULL CHECK (length(batch_hash) = 32),
+	sealed_at timestamptz NOT NULL DEFAULT now(),
+	pruned_at timestamptz,
+	PRIMARY KEY (merchant_id, seal_id),
+	CHECK (range_start < range_end)
+);
+ALTER SEQUENCE payments.audit_seals_seal_id_seq OWNED BY payments.audit_seals.seal_id;
+REVOKE ALL ON payments.audit_seals FROM PUBLIC;
+COMMENT ON TABLE payments.audit_seals IS
+	'Sealed batches of audit rows, chained per merchant: batch_hash = SHA-256 of prev_seal_hash, the range, the count and the row hashes in audit_id order. Written by pay_audit_seal(); append-only except pruned_at.';
+COMMENT ON COLUMN payments.audit_seals.range_start IS 'The batch holds the merchant''s rows with range_start < audit_id <= range_end; range_start is the previous seal''s range_end (0 for the first).';
+COMMENT ON COLUMN payments.audit_seals.range_end IS 'Upper end (inclusive) of the batch''s audit_id range.';
+COMMENT ON COLUMN payments.audit_seals.first_audit_id IS 'Smallest audit_id in the batch.';
+COMMENT ON COLUMN payments.audit_seals.last_audit_id IS 'Largest audit_id in the batch.';
+COMMENT ON COLUMN payments.audit_seals.row_count IS 'Number of rows in the batch.';
+COMMENT ON COLUMN payments.audit_seals.prev_seal_hash IS 'batch_hash of the merchant''s previous seal (32 zero bytes for the first).';
+COMMENT ON COLUMN payments.audit_seals.batch_hash IS 'SHA-256 over prev_seal_hash, the seal''s identity, range and count, and the row hashes in audit_id order.';
+COMMENT ON COLUMN payments.audit_seals.pruned_at IS 'When pay_audit_prune() deleted the batch''s rows; the seal stays in the chain.';
+SELECT pg_catalog.pg_extension_config_dump('payments.audit_seals', '');
+SELECT pg_catalog.pg_extension_config_dump('payments.audit_seals_seal_id_seq', '');
+
+------------------------------------------------------------------------------
+-- C functions.
+------------------------------------------------------------------------------
+
+CREATE FUNCTION payments._audit_trigger() RETURNS trigger
+	LANGUAGE c AS 'MODULE_PATHNAME', 'pay_audit_trigger';
+COMMENT ON FUNCTION payments._audit_trigger() IS
+	'Internal: AFTER row trigger (and AFTER TRUNCATE statement trigger) that writes payments.audit_log. Trigger arguments name extra columns to leave out. Attach with pay_audit_attach().';
+
+CREATE FUNCTION payments._audit_guard() RETURNS trigger
+	LANGUAGE c AS 'MODULE_PATHNAME', 'pay_audit_guard';
+COMMENT ON FUNCTION payments._audit_guard() IS
+	'Internal: BEFORE UPDATE/DELETE/TRUNCATE trigger of the audit tables; raises 42501 unless pay_audit_prune() runs for the owner.';
+
+CREATE FUNCTION payments._audit_row_hash(merchant_id bigint, audit_id bigint, table_schema text,
+	table_name text, operation text, old_row jsonb, new_row jsonb, changed_columns text[],
+	db_role text, session_role text, app_user text, correlation_id text, txid xid8,
+	logged_at timestamptz)
+	RETURNS bytea
+	LANGUAGE c IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'pay_audit_row_hash';
+COMMENT ON FUNCTION payments._audit_row_hash(bigint, bigint, text, text, text, jsonb, jsonb, text[], text, text, text, text, xid8, timestamptz) IS
+	'Internal: the SHA-256 row hash of an audit row, from its columns.';
+
+CREATE FUNCTION payments._audit_record(merchant_id bigint, operation text, table_name regclass, details jsonb)
+	RETURNS bigint
+	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pay_audit_record';
+COMMENT ON FUNCTION payments._audit_record(bigint, text, regclass, jsonb) IS
+	'Internal: writes an audit row that no trigger writes (PRUNE); returns its audit_id.';
+
+CREATE FUNCTION payments._audit_retention(active boolean) RETURNS void
+	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pay_audit_retention';
+COMMENT ON FUNCTION payments._audit_retention(boolean) IS
+	'Internal: lets pay_audit_prune() through the append-only guard until switched off or the transaction ends. Owner only.';
+
+CREATE FUNCTION payments._audit_seal_horizon(wait_ms integer) RETURNS bigint
+	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pay_audit_seal_horizon';
+COMMENT ON FUNCTION payments._audit_seal_horizon(integer) IS
+	'Internal: an audit_id at or below which every audit row is final (no running transaction can still add one), or NULL if other transactions did not finish within wait_ms.';
+
+------------------------------------------------------------------------------
+-- Append-only guard.  ENABLE ALWAYS: session_replication_role does not
+-- switch it off; only ALTER TABLE ... DISABLE TRIGGER (table owner, a
+-- logged DDL) does.
+------------------------------------------------------------------------------
+
+CREATE TRIGGER audit_log_guard BEFORE UPDATE OR DELETE ON payments.audit_log
+	FOR EACH ROW EXECUTE FUNCTION payments._audit_guard();
+CREATE TRIGGER audit_log_guard_truncate BEFORE TRUNCATE ON payments.audit_log
+	FOR EACH STATEMENT EXECUTE FUNCTION payments._audit_guard();
+CREATE TRIGGER audit_seals_guard BEFORE UPDATE OR DELETE ON payments.audit_seals
+	FOR EACH ROW EXECUTE FUNCTION payments._audit_guard();
+CREATE TRIGGER audit_seals_guard_truncate BEFORE TRUNCATE ON payments.audit_seals
+	FOR EACH STATEMENT EXECUTE FUNCTION payments._audit_guard();
+ALTER TABLE payments.audit_log ENABLE ALWAYS TRIGGER audit_log_guard;
+ALTER TABLE payments.audit_log ENABLE ALWAYS TRIGGER audit_log_guard_truncate;
+ALTER TABLE payments.audit_seals ENABLE ALWAYS TRIGGER audit_seals_guard;
+ALTER TABLE payments.audit_seals ENABLE ALWAYS TRIGGER audit_seals_guard_truncate;
+COMMENT ON TRIGGER audit_log_guard ON payments.audit_log IS 'Audit rows are never updated or deleted (but by pay_audit_prune()).';
+COMMENT ON TRIGGER audit_log_guard_truncate ON payments.audit_log IS 'The audit log is never truncated.';
+COMMENT ON TRIGGER audit_seals_guard ON payments.audit_seals IS 'Seals are never changed (but pruned_at, by pay_audit_prune()) or deleted.';
+COMMENT ON TRIGGER audit_seals_guard_truncate ON payments.audit_seals IS 'Seals are never truncated.';
+
+------------------------------------------------------------------------------
+-- Attach / detach.
+------------------------------------------------------------------------------
+
+CREATE FUNCTION payments.pay_audit_attach(table_name regclass, masked_columns text[] DEFAULT NULL)
+	RETURNS boolean
+	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pay_audit_attach';
+COMMENT ON FUNCTION payments.pay_audit_attach(regclass, text[]) IS
+	'Audits a table: every INSERT, UPDATE, DELETE and TRUNCATE writes payments.audit_log (triggers payments_audit and payments_audit_truncate). masked_columns: extra columns to leave out, besides pay_card columns and names like card_number, pan, cvv, cvc, card_code, security_code, transaction_key, signature_key, secret, password, api_key, access_token; bytea values are written as {"bytes": N}. Idempotent: returns false when already attached with the same masked columns. For the table''s owner or the extension owner; refuses payments.card_vault, installation_secrets and the audit tables.';
+
+CREATE FUNCTION payments.pay_audit_detach(table_name regclass) RETURNS boolean
+	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pay_audit_detach';
+COMMENT ON FUNCTION payments.pay_audit_detach(regclass) IS
+	'Stops auditing a table (drops its audit triggers); returns false when it was not audited. For the table''s owner or the extension owner. Existing audit rows stay.';
+
+------------------------------------------------------------------------------
+-- Seal, verify, prune.
+------------------------------------------------------------------------------
+
+CREATE FUNCTION payments._audit_batch_hash(merchant_id bigint, seal_id bigint, range_start bigint,
+	range_end bigint, row_count bigint, prev_seal_hash bytea, row_hashes bytea)
+	RETURNS bytea
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	AS $$
+	SELECT pg_catalog.sha256(prev_seal_hash
+		|| pg_catalog.convert_to(pg_catalog.concat_ws('|', 'payments-audit-seal-v1', merchant_id, seal_id,
+			range_start, range_end, row_count), 'UTF8')
+		|| coalesce(row_hashes, ''::bytea))
+	$$;
+COMMENT ON FUNCTION payments._audit_batch_hash(bigint, bigint, bigint, bigint, bigint, bytea, bytea) IS
+	'Internal: a seal''s batch hash: SHA-256 of the previous seal''s hash, "payments-audit-seal-v1|merchant|seal|start|end|count" and the concatenated row hashes in audit_id order.';
+
+CREATE FUNCTION payments.pay_audit_seal(wait interval DEFAULT '5 seconds') RETURNS integer
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	horizon bigint;
+	m bigint;
+	prev payments.audit_seals;
+	start bigint;
+	cnt bigint;
+	first_id bigint;
+	last_id bigint;
+	hashes bytea;
+	sid bigint;
+	prev_hash bytea;
+	made integer := 0;
+BEGIN
+	IF current_setting('transaction_isolation') <> 'read committed' THEN
+		RAISE EXCEPTION 'pay_audit_seal() must run at isolation level read committed'
+			USING ERRCODE = '25001',
+				HINT = 'Call it outside a repeatable read or serializable transaction.';
+	END IF;
+	-- one sealer at a time; API writers never touch this table
+	LOCK TABLE payments.audit_seals IN EXCLUSIVE MODE;
+	horizon := payments._audit_seal_horizon(greatest(0, least(3600000,
+		(extract(epoch FROM coalesce(wait, '0')) * 1000)::bigint))::integer);
+	IF horizon IS NULL THEN
+		RETURN 0;		-- older transactions still running: next time
+	END IF;
+	-- every merchant with audit rows (a loose index scan of the primary key)
+	FOR m IN
+		WITH RECURSIVE ms(m) AS (
+			SELECT min(a.merchant_id) FROM payments.audit_log a
+			UNION ALL
+			SELECT (SELECT min(a.merchant_id) FROM payments.audit_log a WHERE a.merchant_id > ms.m)
+			FROM ms WHERE ms.m IS NOT NULL)
+		SELECT ms.m FROM ms WHERE ms.m IS NOT NULL
+	LOOP
+		SELECT * INTO prev FROM payments.audit_seals s WHERE s.merchant_id = m
+			ORDER BY s.seal_id DESC LIMIT 1;
+		start := coalesce(prev.range_end, 0);
+		CONTINUE WHEN start >= horizon;
+		SELECT count(*), min(a.audit_id), max(a.audit_id), string_agg(a.row_hash, ''::bytea ORDER BY a.audit_id)
+			INTO cnt, first_id, last_id, hashes
+			FROM payments.audit_log a
+			WHERE a.merchant_id = m AND a.audit_id > start AND a.audit_id <= horizon;
+		CONTINUE WHEN cnt = 0;
+		sid := nextval('payments.audit_seals_seal_id_seq');
+		prev_hash := coalesce(prev.batch_hash, decode(repeat('00', 32), 'hex'));
+		INSERT INTO payments.audit_seals (merchant_id, seal_id, range_start, range_end, first_audit_id,
+			last_audit_id, row_count, prev_seal_hash, batch_hash)
+		VALUES (m, sid, start, horizon, first_id, last_id, cnt, prev_hash,
+			payments._audit_batch_hash(m, sid, start, horizon, cnt, prev_hash, hashes));
+		made := made + 1;
+	END LOOP;
+	RETURN made;
+END
+$$;
+REVOKE ALL ON FUNCTION payments.pay_audit_seal(interval) FROM PUBLIC;
+COMMENT ON FUNCTION payments.pay_audit_seal(interval) IS
+	'Seals every merchant''s audit rows written since its last seal into a chained batch (payments.audit_seals); returns the number of seals made. Waits up to wait for transactions older than the call to finish, else seals nothing (returns 0) and leaves it to the next call. Schedule it, e.g. SELECT cron.schedule(''audit-seal'', ''* * * * *'', ''SELECT payments.pay_audit_seal()''). Owner only; read committed only.';
+
+CREATE FUNCTION payments.pay_audit_verify(merchant_id bigint DEFAULT NULL) RETURNS jsonb
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	bad record;
+	s payments.audit_seals;
+	prev payments.audit_seals;
+	cur_merchant bigint;
+	seen_unpruned boolean := false;
+	cnt bigint;
+	first_id bigint;
+	last_id bigint;
+	hashes bytea;
+	zero bytea := decode(repeat('00', 32), 'hex');
+BEGIN
+	-- 1. every row's content against its hash
+	SELECT a.merchant_id, a.audit_id INTO bad
+	FROM payments.audit_log a
+	WHERE (pay_audit_verify.merchant_id IS NULL OR a.merchant_id = pay_audit_verify.merchant_id)
+		AND a.row_hash IS DISTINCT FROM payments._audit_row_hash(a.merchant_id, a.audit_id,
+			a.table_schema, a.table_name, a.operation, a.old_row, a.new_row, a.changed_columns,
+			a.db_role, a.session_role, a.app_user, a.correlation_id, a.txid, a.logged_at)
+	ORDER BY a.merchant_id, a.audit_id LIMIT 1;
+	IF FOUND THEN
+		RETURN jsonb_build_object('problem', 'row_modified', 'merchant_id', bad.merchant_id,
+			'audit_id', bad.audit_id, 'detail', 'The row''s content does not match its row hash.');
+	END IF;
+
+	-- 2. no row where only pruned batches (or none) may be
+	SELECT a.merchant_id, a.audit_id INTO bad
+	FROM payments.audit_log a
+	WHERE (pay_audit_verify.merchant_id IS NULL OR a.merchant_id = pay_audit_verify.merchant_id)
+		AND a.audit_id <= coalesce((SELECT max(ps.range_end) FROM payments.audit_seals ps
+			WHERE ps.merchant_id = a.merchant_id AND ps.pruned_at IS NOT NULL), 0)
+	ORDER BY a.merchant_id, a.audit_id LIMIT 1;
+	IF FOUND THEN
+		RETURN jsonb_build_object('problem', 'row_added', 'merchant_id', bad.merchant_id,
+			'audit_id', bad.audit_id, 'detail', 'The row lies below the merchant''s pruned or sealed history, where no row can be.');
+	END IF;
+
+	-- 3. each merchant's seal chain, and the rows of every batch
+	FOR s IN SELECT * FROM payments.audit_seals x
+		WHERE pay_audit_verify.merchant_id IS NULL OR x.merchant_id = pay_audit_verify.merchant_id
+		ORDER BY x.merchant_id, x.seal_id
+	LOOP
+		IF cur_merchant IS DISTINCT FROM s.merchant_id THEN
+			cur_merchant := s.merchant_id;
+			prev := NULL;
+			seen_unpruned := false;
+		END IF;
+		IF s.prev_seal_hash <> coalesce(prev.batch_hash, zero)
+			OR s.range_start <> coalesce(prev.range_end, 0) THEN
+			RETURN jsonb_build_object('problem', 'seal_chain_broken', 'merchant_id', s.merchant_id,
+				'seal_id', s.seal_id, 'detail', 'The seal does not follow the merchant''s previous seal (a seal was removed, changed or inserted).');
+		END IF;
+		IF s.pruned_at IS NOT NULL THEN
+			IF seen_unpruned THEN
+				RETURN jsonb_build_object('problem', 'prune_not_prefix', 'merchant_id', s.merchant_id,
+					'seal_id', s.seal_id, 'detail', 'A pruned seal follows an unpruned one; retention only removes the oldest batches.');
+			END IF;
+		ELSE
+			seen_unpruned := true;
+			SELECT count(*), min(a.audit_id), max(a.audit_id), string_agg(a.row_hash, ''::bytea ORDER BY a.audit_id)
+				INTO cnt, first_id, last_id, hashes
+				FROM payments.audit_log a
+				WHERE a.merchant_id = s.merchant_id AND a.audit_id > s.range_start AND a.audit_id <= s.range_end;
+			IF cnt < s.row_count THEN
+				RETURN jsonb_build_object('problem', 'row_missing', 'merchant_id', s.merchant_id,
+					'seal_id', s.seal_id, 'detail', format('The batch was sealed with %s rows; %s remain.', s.row_count, cnt));
+			ELSIF cnt > s.row_count THEN
+				RETURN jsonb_build_object('problem', 'row_added', 'merchant_id', s.merchant_id,
+					'seal_id', s.seal_id, 'detail', format('The batch was sealed with %s rows; it now has %s.', s.row_count, cnt));
+			ELSIF first_id <> s.first_audit_id OR last_id <> s.last_audit_id
+				OR payments._audit_batch_hash(s.merchant_id, s.seal_id, s.range_start, s.range_end,
+					s.row_count, s.prev_seal_hash, hashes) <> s.batch_hash THEN
+				RETURN jsonb_build_object('problem', 'batch_mismatch', 'merchant_id', s.merchant_id,
+					'seal_id', s.seal_id, 'detail', 'The batch''s rows do not hash to the sealed batch hash (rows replaced, renumbered or reordered).');
+			END IF;
+		END IF;
+		prev := s;
+	END LOOP;
+	RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION payments.pay_audit_verify(bigint) FROM PUBLIC;
+COMMENT ON FUNCTION payments.pay_audit_verify(bigint) IS
+	'Checks the audit log of one merchant (default: all): every row against its hash, every seal against the previous one, every sealed batch''s rows against its count and hash. Returns NULL when intact, else the first problem as jsonb {problem, merchant_id, audit_id or seal_id, detail}; problem is row_modified, row_missing, row_added, batch_mismatch, seal_chain_broken or prune_not_prefix. Rows written since the last seal are checked against their own hash only. Owner only.';
+
+CREATE FUNCTION payments.pay_audit_prune(older_than interval) RETURNS bigint
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	cutoff timestamptz;
+	r record;
+	n bigint;
+	k bigint;
+	total bigint := 0;
+BEGIN
+	IF older_than IS NULL OR older_than < interval '0' THEN
+		RAISE EXCEPTION 'older_than must be a positive interval'
+			USING ERRCODE = '22023', HINT = 'Pass how old a sealed batch must be to go, e.g. ''400 days''.';
+	END IF;
+	cutoff := clock_timestamp() - older_than;
+	LOCK TABLE payments.audit_seals IN EXCLUSIVE MODE;
+	PERFORM payments._audit_retention(true);
+	FOR r IN
+		SELECT s.merchant_id, max(s.range_end) AS through
+		FROM payments.audit_seals s
+		WHERE s.pruned_at IS NULL AND s.sealed_at < cutoff
+		GROUP BY s.merchant_id ORDER BY s.merchant_id
+	LOOP
+		DELETE FROM payments.audit_log a WHERE a.merchant_id = r.merchant_id AND a.audit_id <= r.through;
+		GET DIAGNOSTICS n = ROW_COUNT;
+		UPDATE payments.audit_seals s SET pruned_at = now()
+		WHERE s.merchant_id = r.merchant_id AND s.range_end <= r.through AND s.pruned_at IS NULL;
+		GET DIAGNOSTICS k = ROW_COUNT;
+		PERFORM payments._audit_record(r.merchant_id, 'PRUNE', 'payments.audit_log'::regclass,
+			jsonb_build_object('deleted_rows', n, 'pruned_seals', k, 'through_audit_id', r.through,
+				'older_than', older_than::text));
+		total := total + n;
+	END LOOP;
+	PERFORM payments._audit_retention(false);
+	RETURN total;
+END
+$$;
+REVOKE ALL ON FUNCTION payments.pay_audit_prune(interval) FROM PUBLIC;
+COMMENT ON FUNCTION payments.pay_audit_prune(interval) IS
+	'Retention: deletes the audit rows of every sealed batch sealed more than older_than ago (whole batches, oldest first, per merchant), marks those seals pruned and writes a PRUNE audit row per merchant; returns the number of rows deleted. Unsealed rows are never pruned. The seal chain stays, so pay_audit_verify() still passes. Owner only.';
+
+------------------------------------------------------------------------------
+-- The extension's own tenant tables are audited.  Not audit_log and
+-- audit_seals (themselves the record), not card_vault or
+-- installation_secrets (sealed card data, secrets), not gateway_exchanges
+-- or events (high-volume logs, append-only in practice, with their own
+-- retention), not status_transitions (fixed reference data).
+------------------------------------------------------------------------------
+
+CREATE TRIGGER payments_audit AFTER INSERT OR UPDATE OR DELETE ON payments.merchants
+	FOR EACH ROW EXECUTE FUNCTION payments._audit_trigger();
+CREATE TRIGGER payments_audit_truncate AFTER TRUNCATE ON payments.merchants
+	FOR EACH STATEMENT EXECUTE FUNCTION payments._audit_trigger();
+CREATE TRIGGER payments_audit AFTER INSERT OR UPDATE OR DELETE ON payments.payments
+	FOR EACH ROW EXECUTE FUNCTION payments._audit_trigger();
+CREATE TRIGGER payments_audit_truncate AFTER TRUNCATE ON payments.payments
+	FOR EACH STATEMENT EXECUTE FUNCTION payments._audit_trigger();
+CREATE TRIGGER payments_audit AFTER INSERT OR UPDATE OR DELETE ON payments.operations
+	FOR EACH ROW EXECUTE FUNCTION payments._audit_trigger();
+CREATE TRIGGER payments_audit_truncate AFTER TRUNCATE ON payments.operations
+	FOR EACH STATEMENT EXECUTE FUNCTION payments._audit_trigger();
+CREATE TRIGGER payments_audit AFTER INSERT OR UPDATE OR DELETE ON payments.gateway_config
+	FOR EACH ROW EXECUTE FUNCTION payments._audit_trigger('transaction_key', 'signature_key');
+CREATE TRIGGER payments_audit_truncate AFTER TRUNCATE ON payments.gateway_config
+	FOR EACH STATEMENT EXECUTE FUNCTION payments._audit_trigger();
+CREATE TRIGGER payments_audit AFTER INSERT OR UPDATE OR DELETE ON payments.idempotency_keys
+	FOR EACH ROW EXECUTE FUNCTION payments._audit_trigger();
+CREATE TRIGGER payments_audit_truncate AFTER TRUNCATE ON payments.idempotency_keys
+	FOR EACH STATEMENT EXECUTE FUNCTION payments._audit_trigger();
+COMMENT ON TRIGGER payments_audit ON payments.merchants IS 'Audit: payments.audit_log.';
+COMMENT ON TRIGGER payments_audit_truncate ON payments.merchants IS 'Audit: payments.audit_log.';
+COMMENT ON TRIGGER payments_audit ON payments.payments IS 'Audit: payments.audit_log.';
+COMMENT ON TRIGGER payments_audit_truncate ON payments.payments IS 'Audit: payments.audit_log.';
+COMMENT ON TRIGGER payments_audit ON payments.operations IS 'Audit: payments.audit_log.';
+COMMENT ON TRIGGER payments_audit_truncate ON payments.operations IS 'Audit: payments.audit_log.';
+COMMENT ON TRIGGER payments_audit ON payments.gateway_config IS 'Audit: payments.audit_log; the transaction and signature keys are never written.';
+COMMENT ON TRIGGER payments_audit_truncate ON payments.gateway_config IS 'Audit: payments.audit_log.';
+COMMENT ON TRIGGER payments_audit ON payments.idempotency_keys IS 'Audit: payments.audit_log.';
+COMMENT ON TRIGGER payments_audit_truncate ON payments.idempotency_keys IS 'Audit: payments.audit_log.';

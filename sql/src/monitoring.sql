@@ -1,0 +1,22 @@
+-- Worker health, restart and Prometheus metrics.
+
+CREATE FUNCTION payments.pay_worker_health(
+	OUT alive boolean, OUT pid integer, OUT started_at timestamptz, OUT last_loop_at timestamptz,
+	OUT queue_depth bigint, OUT in_flight integer, OUT max_in_flight integer, OUT circuit_state text,
+	OUT requests_sent bigint, OUT approved bigint, OUT declined bigint, OUT errors bigint,
+	OUT unknown_outcomes bigint, OUT retries bigint)
+	RETURNS record
+	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pay_worker_health';
+COMMENT ON FUNCTION payments.pay_worker_health() IS
+	'Health of the background worker: alive (looped within 5 s), pid, start and last loop time, queue depth, requests in flight (now and at most), circuit breaker state (closed, open, half_open) and outcome counters since server start.';
+
+CREATE FUNCTION payments.pay_worker_restart() RETURNS boolean
+	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pay_worker_restart';
+REVOKE ALL ON FUNCTION payments.pay_worker_restart() FROM PUBLIC;
+COMMENT ON FUNCTION payments.pay_worker_restart() IS
+	'Asks the background worker to exit; the server starts a new one within a second and it resolves whatever was in flight. Returns whether a worker was running. Owner only.';
+
+CREATE FUNCTION payments.pay_metrics() RETURNS text
+	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pay_metrics';
+COMMENT ON FUNCTION payments.pay_metrics() IS
+	'Counters, gauges and latency histograms of the worker in Prometheus text format.';

@@ -1,0 +1,495 @@
+-- The payment API: pay_purchase, pay_authorize, pay_capture, pay_void, pay_refund, pay_wait and reads.
+
+------------------------------------------------------------------------------
+-- Helpers shared by the API functions.
+------------------------------------------------------------------------------
+
+-- The correlation id of the current request: the caller's, else PostgREST's
+-- x-request-id or traceparent header, else the payments.correlation_id
+-- setting, else a fresh one.
+CREATE FUNCTION payments._correlation_id(given text) RETURNS text
+	LANGUAGE sql VOLATILE
+	SET search_path = pg_catalog, payments
+	AS $$
+	SELECT coalesce(
+		nullif(given, ''),
+		nullif(nullif(current_setting('request.headers', true), ''), '{}')::jsonb ->> 'x-request-id',
+		nullif(nullif(current_setting('request.headers', true), ''), '{}')::jsonb ->> 'traceparent',
+		nullif(current_setting('payments.correlation_id', true), ''),
+		replace(gen_random_uuid()::text, '-', ''))
+	$$;
+COMMENT ON FUNCTION payments._correlation_id(text) IS
+	'Internal: the correlation id of the current request (argument, x-request-id or traceparent header, payments.correlation_id setting, or a new one).';
+
+-- Claim an idempotency key.  Returns NULL when the key is new (or absent),
+-- else the row of the original call; a different request under the same key
+-- is an error.  Concurrent callers with one key serialize on the key's
+-- unique index: the second waits for the first to commit, then finds its row.
+CREATE FUNCTION payments._idempotency_claim(p_merchant bigint, p_key text, p_kind text, p_hash text)
+	RETURNS payments.idempotency_keys
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	existing payments.idempotency_keys;
+BEGIN
+	IF p_key IS NULL THEN
+		RETURN NULL;
+	END IF;
+	INSERT INTO payments.idempotency_keys (merchant_id, idempotency_key, request_kind, request_hash)
+	VALUES (p_merchant, p_key, p_kind, p_hash)
+	ON CONFLICT DO NOTHING;
+	IF FOUND THEN
+		RETURN NULL;
+	END IF;
+	SELECT * INTO existing FROM payments.idempotency_keys
+	WHERE merchant_id = p_merchant AND idempotency_key = p_key;
+	IF existing.request_kind <> p_kind OR existing.request_hash <> p_hash THEN
+		RAISE EXCEPTION 'idempotency key "%" was already used with different parameters', left(p_key, 64)
+			USING ERRCODE = 'PT409',
+				DETAIL = format('The key was first used for %s with other arguments.', existing.request_kind),
+				HINT = 'Use a new idempotency key for a new request, or repeat the original request exactly.';
+	END IF;
+	RETURN existing;
+END
+$$;
+COMMENT ON FUNCTION payments._idempotency_claim(bigint, text, text, text) IS
+	'Internal: claims an idempotency key, or returns the original call''s row; raises PT409 for the same key with different parameters.';
+
+CREATE FUNCTION payments._not_found(p_payment_id bigint) RETURNS void
+	LANGUAGE plpgsql AS $$
+BEGIN
+	RAISE EXCEPTION 'payment % not found', p_payment_id
+		USING ERRCODE = 'PT404', HINT = 'Payment ids are per merchant; check pay_current_merchant().';
+END
+$$;
+COMMENT ON FUNCTION payments._not_found(bigint) IS 'Internal: raises the payment-not-found error (PT404).';
+
+------------------------------------------------------------------------------
+-- pay_purchase / pay_authorize
+------------------------------------------------------------------------------
+
+CREATE FUNCTION payments._create_payment(
+	p_kind text, p_amount payments.pay_amount, p_card payments.pay_card, p_opaque_data jsonb,
+	p_customer_profile_id text, p_payment_profile_id text, p_description text, p_order_ref text,
+	p_customer jsonb, p_metadata jsonb, p_idempotency_key text, p_correlation_id text)
+	RETURNS payments.payments
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	m bigint := payments.pay_current_merchant();
+	methods int := (p_card IS NOT NULL)::int + (p_opaque_data IS NOT NULL)::int
+		+ (p_customer_profile_id IS NOT NULL OR p_payment_profile_id IS NOT NULL)::int;
+	method text;
+	idem payments.idempotency_keys;
+	pid bigint;
+	oid_ bigint;
+	corr text := payments._correlation_id(p_correlation_id);
+	result payments.payments;
+BEGIN
+	IF p_amount IS NULL THEN
+		RAISE EXCEPTION 'amount is required' USING ERRCODE = '22004';
+	END IF;
+	IF pay_minor_units(p_amount) <= 0 THEN
+		RAISE EXCEPTION 'amount must be positive' USING ERRCODE = '22Y23',
+			DETAIL = format('The amount given was %s.', p_amount);
+	END IF;
+	IF methods <> 1 THEN
+		RAISE EXCEPTION 'exactly one payment method is required'
+			USING ERRCODE = '22Y22',
+				DETAIL = format('%s payment methods were given.', methods),
+				HINT = 'Pass card, opaque_data, or customer_profile_id with payment_profile_id.';
+	END IF;
+	IF p_card IS NOT NULL THEN
+		method := 'card';
+	ELSIF p_opaque_data IS NOT NULL THEN
+		method := 'opaque_data';
+		IF jsonb_typeof(p_opaque_data) <> 'object'
+			OR jsonb_typeof(p_opaque_data -> 'dataDescriptor') <> 'string'
+			OR jsonb_typeof(p_opaque_data -> 'dataValue') <> 'string' THEN
+			RAISE EXCEPTION 'opaque_data must be an object with string dataDescriptor and dataValue'
+				USING ERRCODE = '22Y22',
+					HINT = 'Pass the opaqueData object Accept.js returned, e.g. {"dataDescriptor": "COMMON.ACCEPT.INAPP.PAYMENT", "dataValue": "..."}.';
+		END IF;
+	ELSE
+		method := 'profile';
+		IF p_customer_profile_id IS NULL OR p_payment_profile_id IS NULL THEN
+			RAISE EXCEPTION 'customer_profile_id and payment_profile_id go together'
+				USING ERRCODE = '22Y22';
+		END IF;
+	END IF;
+	IF p_customer IS NOT NULL AND jsonb_typeof(p_customer) <> 'object' THEN
+		RAISE EXCEPTION 'customer must be a JSON object' USING ERRCODE = '22023';
+	END IF;
+	IF p_metadata IS NOT NULL AND jsonb_typeof(p_metadata) <> 'object' THEN
+		RAISE EXCEPTION 'metadata must be a JSON object' USING ERRCODE = '22023';
+	END IF;
+	IF length(p_description) > 255 THEN
+		RAISE EXCEPTION 'description is longer than 255 characters' USING ERRCODE = '22001';
+	END IF;
+
+	idem := payments._idempotency_claim(m, p_idempotency_key, p_kind, md5(jsonb_build_array(
+		p_amount::text, payments.pay_card_fingerprint(p_card), payments.pay_card_exp_month(p_card),
+		payments.pay_card_exp_year(p_card), p_opaque_data, p_customer_profile_id, p_payment_profile_id,
+		p_description, p_order_ref, p_customer, p_metadata)::text));
+	IF idem.payment_id IS NOT NULL THEN
+		SELECT * INTO result FROM payments.payments WHERE merchant_id = m AND payment_id = idem.payment_id;
+		RETURN result;
+	END IF;
+
+	pid := nextval('payments.payments_payment_id_seq');
+	INSERT INTO payments.payments (merchant_id, payment_id, kind, amount, amount_refunded,
+		payment_method, card_brand, card_last4, card_exp_month, card_exp_year, card_fingerprint,
+		customer_profile_id, payment_profile_id, invoice_number, description, order_ref,
+		customer, metadata, correlation_id, idempotency_key)
+	OVERRIDING SYSTEM VALUE
+	VALUES (m, pid, p_kind, p_amount, p_amount * 0, method,
+		payments.pay_card_brand(p_card), payments.pay_card_last4(p_card),
+		payments.pay_card_exp_month(p_card), payments.pay_card_exp_year(p_card),
+		payments.pay_card_fingerprint(p_card),
+		p_customer_profile_id, p_payment_profile_id,
+		'P' || payments._invoice_tag() || pid, p_description, p_order_ref,
+		coalesce(p_customer, '{}'), coalesce(p_metadata, '{}'), corr, p_idempotency_key)
+	RETURNING * INTO result;
+
+	INSERT INTO payments.operations (merchant_id, payment_id, kind, amount, idempotency_key, correlation_id)
+	VALUES (m, pid, p_kind, p_amount, p_idempotency_key, corr)
+	RETURNING operation_id INTO oid_;
+
+	IF p_card IS NOT NULL THEN
+		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
+		VALUES (m, oid_, payments._card_sealed(p_card));
+	ELSIF p_opaque_data IS NOT NULL THEN
+		-- the nonce can charge the card once: it waits sealed, like a card
+		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
+		VALUES (m, oid_, payments._opaque_data_sealed(p_opaque_data ->> 'dataDescriptor',
+			p_opaque_data ->> 'dataValue'));
+	END IF;
+
+	IF p_idempotency_key IS NOT NULL THEN
+		UPDATE payments.idempotency_keys SET payment_id = pid, operation_id = oid_
+		WHERE merchant_id = m AND idempotency_key = p_idempotency_key;
+	END IF;
+	PERFORM payments._wake_at_commit();
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION payments._create_payment(text, payments.pay_amount, payments.pay_card, jsonb, text, text, text, text, jsonb, jsonb, text, text) IS
+	'Internal: records a purchase or authorization and its gateway operation; the worker sends it after COMMIT.';
+
+CREATE FUNCTION payments.pay_purchase(
+	amount payments.pay_amount,
+	card payments.pay_card DEFAULT NULL,
+	opaque_data jsonb DEFAULT NULL,
+	customer_profile_id text DEFAULT NULL,
+	payment_profile_id text DEFAULT NULL,
+	description text DEFAULT NULL,
+	order_ref text DEFAULT NULL,
+	customer jsonb DEFAULT NULL,
+	metadata jsonb DEFAULT NULL,
+	idempotency_key text DEFAULT NULL,
+	correlation_id text DEFAULT NULL)
+	RETURNS payments.payments
+	LANGUAGE sql SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+	SELECT payments._create_payment('purchase', amount, card, opaque_data, customer_profile_id,
+		payment_profile_id, description, order_ref, customer, metadata, idempotency_key, correlation_id)
+	$$;
+COMMENT ON FUNCTION payments.pay_purchase(payments.pay_amount, payments.pay_card, jsonb, text, text, text, text, jsonb, jsonb, text, text) IS
+	'Authorize and capture a payment. Records the payment (status pending) and wakes the worker at COMMIT; the gateway''s answer arrives asynchronously (pay_wait). Returns the payment row.';
+
+CREATE FUNCTION payments.pay_authorize(
+	amount payments.pay_amount,
+	card payments.pay_card DEFAULT NULL,
+	opaque_data jsonb DEFAULT NULL,
+	customer_profile_id text DEFAULT NULL,
+	payment_profile_id text DEFAULT NULL,
+	description text DEFAULT NULL,
+	order_ref text DEFAULT NULL,
+	customer jsonb DEFAULT NULL,
+	metadata jsonb DEFAULT NULL,
+	idempotency_key text DEFAULT NULL,
+	correlation_id text DEFAULT NULL)
+	RETURNS payments.payments
+	LANGUAGE sql SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+	SELECT payments._create_payment('authorize', amount, card, opaque_data, customer_profile_id,
+		payment_profile_id, description, order_ref, customer, metadata, idempotency_key, correlation_id)
+	$$;
+COMMENT ON FUNCTION payments.pay_authorize(payments.pay_amount, payments.pay_card, jsonb, text, text, text, text, jsonb, jsonb, text, text) IS
+	'Authorize a payment without capturing it (status requires_capture once approved); capture later with pay_capture or release with pay_void. Returns the payment row.';
+
+------------------------------------------------------------------------------
+-- pay_capture / pay_void / pay_refund
+------------------------------------------------------------------------------
+
+-- Lock a payment of the current merchant, or raise PT404.
+CREATE FUNCTION payments._lock_payment(p_payment_id bigint) RETURNS payments.payments
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	p payments.payments;
+BEGIN
+	SELECT * INTO p FROM payments.payments
+	WHERE merchant_id = payments.pay_current_merchant() AND payment_id = p_payment_id
+	FOR UPDATE;
+	IF NOT FOUND THEN
+		PERFORM payments._not_found(p_payment_id);
+	END IF;
+	RETURN p;
+END
+$$;
+COMMENT ON FUNCTION payments._lock_payment(bigint) IS 'Internal: locks a payment of the current merchant or raises PT404.';
+
+CREATE FUNCTION payments._wrong_state(p payments.payments, action text, detail text DEFAULT NULL) RETURNS void
+	LANGUAGE plpgsql AS $$
+BEGIN
+	RAISE EXCEPTION 'cannot % payment % in status %', action, p.payment_id, p.status
+		USING ERRCODE = '22Y20',
+			DETAIL = coalesce(detail, format('A payment in status %s cannot be %s.', p.status,
+				CASE action WHEN 'capture' THEN 'captured' WHEN 'void' THEN 'voided' ELSE 'refunded' END));
+END
+$$;
+COMMENT ON FUNCTION payments._wrong_state(payments.payments, text, text) IS 'Internal: raises the invalid-state error (22Y20).';
+
+-- An operation of this payment that is still on its way to the gateway.
+CREATE FUNCTION payments._busy_operation(p payments.payments) RETURNS payments.operations
+	LANGUAGE sql STABLE AS $$
+	SELECT * FROM payments.operations o
+	WHERE o.merchant_id = p.merchant_id AND o.payment_id = p.payment_id
+		AND o.status IN ('queued', 'sending', 'unknown')
+	ORDER BY o.operation_id LIMIT 1
+	$$;
+COMMENT ON FUNCTION payments._busy_operation(payments.payments) IS 'Internal: an unfinished gateway operation of a payment, if any.';
+
+CREATE FUNCTION payments._idempotent_operation(m bigint, key text, kind text, hash text)
+	RETURNS payments.operations
+	LANGUAGE plpgsql AS $$
+DECLARE
+	idem payments.idempotency_keys := payments._idempotency_claim(m, key, kind, hash);
+	o payments.operations;
+BEGIN
+	IF idem.operation_id IS NOT NULL THEN
+		SELECT * INTO o FROM payments.operations WHERE merchant_id = m AND operation_id = idem.operation_id;
+	END IF;
+	RETURN o;
+END
+$$;
+COMMENT ON FUNCTION payments._idempotent_operation(bigint, text, text, text) IS
+	'Internal: the operation an earlier call with this idempotency key created, if any.';
+
+CREATE FUNCTION payments._new_operation(p payments.payments, p_kind text, p_amount payments.pay_amount,
+	p_status text, p_reason text, p_key text, p_correlation_id text, p_via_void boolean DEFAULT false)
+	RETURNS payments.operations
+	LANGUAGE plpgsql AS $$
+DECLARE
+	o payments.operations;
+BEGIN
+	INSERT INTO payments.operations (merchant_id, payment_id, kind, status, amount, reason, via_void,
+		idempotency_key, correlation_id)
+	VALUES (p.merchant_id, p.payment_id, p_kind, p_status, p_amount, p_reason, p_via_void, p_key,
+		payments._correlation_id(p_correlation_id))
+	RETURNING * INTO o;
+	IF p_key IS NOT NULL THEN
+		UPDATE payments.idempotency_keys SET payment_id = p.payment_id, operation_id = o.operation_id
+		WHERE merchant_id = p.merchant_id AND idempotency_key = p_key;
+	END IF;
+	IF p_status = 'queued' THEN
+		PERFORM payments._wake_at_commit();
+	END IF;
+	RETURN o;
+END
+$$;
+COMMENT ON FUNCTION payments._new_operation(payments.payments, text, payments.pay_amount, text, text, text, text, boolean) IS
+	'Internal: records a gateway operation for a payment and wakes the worker at COMMIT.';
+
+CREATE FUNCTION payments.pay_capture(
+	payment_id bigint,
+	amount payments.pay_amount DEFAULT NULL,
+	idempotency_key text DEFAULT NULL,
+	correlation_id text DEFAULT NULL)
+	RETURNS payments.operations
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	p payments.payments := payments._lock_payment(pay_capture.payment_id);
+	o payments.operations := payments._idempotent_operation(p.merchant_id, pay_capture.idempotency_key,
+		'capture', md5(jsonb_build_array(pay_capture.payment_id, pay_capture.amount::text)::text));
+	capture_amount payments.pay_amount := coalesce(pay_capture.amount, p.amount_authorized, p.amount);
+BEGIN
+	IF o.operation_id IS NOT NULL THEN
+		RETURN o;
+	END IF;
+	IF p.kind <> 'authorize' THEN
+		PERFORM payments._wrong_state(p, 'capture', 'Only authorizations can be captured; a purchase is captured already.');
+	END IF;
+	IF EXISTS (SELECT 1 FROM payments.operations x WHERE x.merchant_id = p.merchant_id
+			AND x.payment_id = p.payment_id AND x.kind = 'capture' AND x.status NOT IN ('failed', 'canceled')) THEN
+		PERFORM payments._wrong_state(p, 'capture', 'An authorization can be captured only once.');
+	END IF;
+	IF p.status <> 'requires_capture' THEN
+		PERFORM payments._wrong_state(p, 'capture');
+	END IF;
+	IF payments._busy_operation(p) IS NOT NULL THEN
+		PERFORM payments._wrong_state(p, 'capture', 'Another operation on this payment is in progress.');
+	END IF;
+	IF pay_minor_units(capture_amount) <= 0 THEN
+		RAISE EXCEPTION 'capture amount must be positive' USING ERRCODE = '22Y23';
+	END IF;
+	IF capture_amount > coalesce(p.amount_authorized, p.amount) THEN
+		RAISE EXCEPTION 'capture amount % exceeds the authorized amount %', capture_amount,
+			coalesce(p.amount_authorized, p.amount)
+			USING ERRCODE = '22Y21', HINT = 'Capture at most the authorized amount; the rest is released.';
+	END IF;
+	RETURN payments._new_operation(p, 'capture', capture_amount, 'queued', NULL,
+		pay_capture.idempotency_key, pay_capture.correlation_id);
+END
+$$;
+COMMENT ON FUNCTION payments.pay_capture(bigint, payments.pay_amount, text, text) IS
+	'Capture an authorization, fully or partially (at most once; the rest of the authorization is released). Returns the capture operation; the worker sends it after COMMIT.';
+
+CREATE FUNCTION payments.pay_void(
+	payment_id bigint,
+	idempotency_key text DEFAULT NULL,
+	correlation_id text DEFAULT NULL)
+	RETURNS payments.operations
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	p payments.payments := payments._lock_payment(pay_void.payment_id);
+	o payments.operations := payments._idempotent_operation(p.merchant_id, pay_void.idempotency_key,
+		'void', md5(jsonb_build_array(pay_void.payment_id)::text));
+BEGIN
+	IF o.operation_id IS NOT NULL THEN
+		RETURN o;
+	END IF;
+	IF p.status NOT IN ('requires_capture', 'succeeded', 'in_review') THEN
+		PERFORM payments._wrong_state(p, 'void');
+	END IF;
+	IF p.settled_at IS NOT NULL THEN
+		PERFORM payments._wrong_state(p, 'void', 'The payment has settled; refund it instead.');
+	END IF;
+	IF EXISTS (SELECT 1 FROM payments.operations x WHERE x.merchant_id = p.merchant_id
+			AND x.payment_id = p.payment_id AND x.kind = 'refund' AND x.status <> 'failed') THEN
+		PERFORM payments._wrong_state(p, 'void', 'The payment has refunds; it can no longer be voided.');
+	END IF;
+	IF payments._busy_operation(p) IS NOT NULL THEN
+		PERFORM payments._wrong_state(p, 'void', 'Another operation on this payment is in progress.');
+	END IF;
+	RETURN payments._new_operation(p, 'void', NULL, 'queued', NULL,
+		pay_void.idempotency_key, pay_void.correlation_id);
+END
+$$;
+COMMENT ON FUNCTION payments.pay_void(bigint, text, text) IS
+	'Cancel an authorization or an unsettled capture. Returns the void operation; the worker sends it after COMMIT.';
+
+CREATE FUNCTION payments.pay_refund(
+	payment_id bigint,
+	amount payments.pay_amount DEFAULT NULL,
+	reason text DEFAULT NULL,
+	idempotency_key text DEFAULT NULL,
+	correlation_id text DEFAULT NULL)
+	RETURNS payments.operations
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	p payments.payments := payments._lock_payment(pay_refund.payment_id);
+	o payments.operations := payments._idempotent_operation(p.merchant_id, pay_refund.idempotency_key,
+		'refund', md5(jsonb_build_array(pay_refund.payment_id, pay_refund.amount::text, pay_refund.reason)::text));
+	captured payments.pay_amount;
+	committed payments.pay_amount;
+	remaining payments.pay_amount;
+	refund_amount payments.pay_amount;
+BEGIN
+	IF o.operation_id IS NOT NULL THEN
+		RETURN o;
+	END IF;
+	IF p.status NOT IN ('succeeded', 'partially_refunded') THEN
+		PERFORM payments._wrong_state(p, 'refund');
+	END IF;
+	captured := p.amount_captured;
+	-- refunds already made or on their way count against what is left
+	SELECT coalesce(sum(x.amount), p.amount * 0) INTO committed FROM payments.operations x
+	WHERE x.merchant_id = p.merchant_id AND x.payment_id = p.payment_id AND x.kind = 'refund'
+		AND x.status IN ('queued', 'sending', 'unknown', 'succeeded', 'waiting_settlement', 'dead');
+	remaining := captured - committed;
+	refund_amount := coalesce(pay_refund.amount, remaining);
+	IF pay_minor_units(refund_amount) <= 0 THEN
+		RAISE EXCEPTION 'refund amount must be positive' USING ERRCODE = '22Y23',
+			DETAIL = format('%s of %s captured is left to refund.', remaining, captured);
+	END IF;
+	IF refund_amount > remaining THEN
+		RAISE EXCEPTION 'refund amount % exceeds the % left to refund', refund_amount, remaining
+			USING ERRCODE = '22Y21',
+				DETAIL = format('%s was captured and %s is refunded or being refunded.', captured, committed);
+	END IF;
+	IF payments._busy_operation(p) IS NOT NULL AND NOT EXISTS (SELECT 1 FROM payments.operations x
+			WHERE x.merchant_id = p.merchant_id AND x.payment_id = p.payment_id
+				AND x.status IN ('queued', 'sending', 'unknown') AND x.kind = 'refund') THEN
+		PERFORM payments._wrong_state(p, 'refund', 'Another operation on this payment is in progress.');
+	END IF;
+	IF p.settled_at IS NULL THEN
+		-- Not settled yet: the gateway refuses refunds (reason 54).  A full
+		-- refund becomes a void; a partial one waits for settlement.
+		IF refund_amount = captured AND pay_minor_units(committed) = 0 THEN
+			RETURN payments._new_operation(p, 'refund', refund_amount, 'queued', pay_refund.reason,
+				pay_refund.idempotency_key, pay_refund.correlation_id, true);
+		END IF;
+		RETURN payments._new_operation(p, 'refund', refund_amount, 'waiting_settlement', pay_refund.reason,
+			pay_refund.idempotency_key, pay_refund.correlation_id);
+	END IF;
+	RETURN payments._new_operation(p, 'refund', refund_amount, 'queued', pay_refund.reason,
+		pay_refund.idempotency_key, pay_refund.correlation_id);
+END
+$$;
+COMMENT ON FUNCTION payments.pay_refund(bigint, payments.pay_amount, text, text, text) IS
+	'Refund a captured payment, fully or partially (several partial refunds up to the captured amount). Before settlement a full refund is sent as a void and a partial one waits for settlement. Returns the refund operation.';
+
+
+CREATE FUNCTION payments.pay_wait(payment_id bigint, timeout interval DEFAULT '30 seconds')
+	RETURNS payments.payments
+	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	m bigint := payments.pay_current_merchant();
+	result payments.payments;
+BEGIN
+	IF timeout < interval '0' OR timeout > interval '1 hour' THEN
+		RAISE EXCEPTION 'timeout must be between 0 and 1 hour' USING ERRCODE = '22023';
+	END IF;
+	PERFORM payments._wait_for_payment(m, pay_wait.payment_id,
+		(extract(epoch FROM timeout) * 1000)::integer);
+	SELECT * INTO result FROM payments.payments p WHERE p.merchant_id = m AND p.payment_id = pay_wait.payment_id;
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_wait(bigint, interval) IS
+	'Blocks until the payment''s gateway work is done (approved, declined, captured, voided, refunded, or still unknown) or the timeout passes, without polling; returns the payment row. Call it after the COMMIT that created the work.';
+
+CREATE FUNCTION payments.pay_get_payment(payment_id bigint) RETURNS payments.payments
+	LANGUAGE sql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+	SELECT * FROM payments.payments p
+	WHERE p.merchant_id = payments.pay_current_merchant() AND p.payment_id = pay_get_payment.payment_id
+	$$;
+COMMENT ON FUNCTION payments.pay_get_payment(bigint) IS 'A payment of the current merchant, or NULL.';
+
+CREATE FUNCTION payments.pay_payment_operations(payment_id bigint) RETURNS SETOF payments.operations
+	LANGUAGE sql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+	SELECT * FROM payments.operations o
+	WHERE o.merchant_id = payments.pay_current_merchant() AND o.payment_id = pay_payment_operations.payment_id
+	ORDER BY o.operation_id
+	$$;
+COMMENT ON FUNCTION payments.pay_payment_operations(bigint) IS
+	'The gateway operations (authorize, capture, void, refunds) of a payment of the current merchant, oldest first.';

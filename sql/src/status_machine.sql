@@ -1,0 +1,127 @@
+-- Status machines: allowed transitions, what each gateway outcome does, the status triggers.
+
+------------------------------------------------------------------------------
+-- Status machines.
+--
+-- One table holds every allowed transition of every entity; triggers on the
+-- entity tables refuse the rest and write an event for each change.  The
+-- worker and the API functions change status only through ordinary
+-- UPDATEs, so the rule holds for everyone.
+------------------------------------------------------------------------------
+
+CREATE TABLE payments.status_transitions (
+	entity text NOT NULL,
+	from_status text NOT NULL,
+	to_status text NOT NULL,
+	PRIMARY KEY (entity, from_status, to_status)
+);
+COMMENT ON TABLE payments.status_transitions IS
+	'Every allowed status transition of payments and operations; the status triggers refuse any other.';
+REVOKE ALL ON payments.status_transitions FROM PUBLIC;
+
+INSERT INTO payments.status_transitions (entity, from_status, to_status) VALUES
+	-- payments
+	('payment', 'pending', 'requires_capture'),
+	('payment', 'pending', 'succeeded'),
+	('payment', 'pending', 'failed'),
+	('payment', 'pending', 'in_review'),
+	('payment', 'pending', 'unknown'),
+	('payment', 'pending', 'canceled'),
+	('payment', 'unknown', 'requires_capture'),
+	('payment', 'unknown', 'succeeded'),
+	('payment', 'unknown', 'failed'),
+	('payment', 'unknown', 'in_review'),
+	('payment', 'in_review', 'requires_capture'),
+	('payment', 'in_review', 'succeeded'),
+	('payment', 'in_review', 'failed'),
+	('payment', 'in_review', 'canceled'),
+	('payment', 'requires_capture', 'succeeded'),
+	('payment', 'requires_capture', 'canceled'),
+	('payment', 'succeeded', 'canceled'),
+	('payment', 'succeeded', 'partially_refunded'),
+	('payment', 'succeeded', 'refunded'),
+	('payment', 'partially_refunded', 'partially_refunded'),
+	('payment', 'partially_refunded', 'refunded'),
+	-- operations (one gateway request each, with retries)
+	('operation', 'queued', 'sending'),
+	('operation', 'queued', 'canceled'),
+	('operation', 'queued', 'dead'),
+	('operation', 'sending', 'succeeded'),
+	('operation', 'sending', 'failed'),
+	('operation', 'sending', 'queued'),
+	('operation', 'sending', 'unknown'),
+	('operation', 'sending', 'dead'),
+	('operation', 'unknown', 'sending'),
+	('operation', 'unknown', 'succeeded'),
+	('operation', 'unknown', 'failed'),
+	('operation', 'unknown', 'dead'),
+	('operation', 'unknown', 'unknown'),
+	('operation', 'waiting_settlement', 'queued'),
+	('operation', 'waiting_settlement', 'canceled'),
+	('operation', 'waiting_settlement', 'failed'),
+	('operation', 'dead', 'queued'),
+	('operation', 'dead', 'canceled');
+
+
+------------------------------------------------------------------------------
+-- Status triggers: allowed transitions only; an event per change.
+------------------------------------------------------------------------------
+
+CREATE FUNCTION payments._status_guard() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	v_entity text := TG_ARGV[0];
+BEGIN
+	-- A restore (pg_dump scripts and pg_restore turn check_function_bodies
+	-- off) loads rows whose events are restored from the dump themselves.
+	IF current_setting('check_function_bodies') = 'off' THEN
+		IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+			RETURN NEW;
+		END IF;
+	END IF;
+	IF TG_OP = 'UPDATE' AND NEW.status IS DISTINCT FROM OLD.status THEN
+		IF NOT EXISTS (SELECT 1 FROM payments.status_transitions t
+				WHERE t.entity = v_entity AND t.from_status = OLD.status AND t.to_status = NEW.status) THEN
+			RAISE EXCEPTION 'invalid % status transition from % to %', v_entity, OLD.status, NEW.status
+				USING ERRCODE = '22Y20',
+					HINT = 'payments.status_transitions lists the allowed transitions.';
+		END IF;
+	END IF;
+	IF TG_OP = 'UPDATE' THEN
+		NEW.updated_at := clock_timestamp();
+	END IF;
+	-- Each branch names only its own entity's columns: PL/pgSQL plans a
+	-- statement at its first run, so the other branch is never planned.
+	IF TG_OP = 'INSERT' OR NEW.status IS DISTINCT FROM OLD.status THEN
+		IF v_entity = 'payment' THEN
+			INSERT INTO payments.events (merchant_id, event_type, payment_id, data, correlation_id)
+			VALUES (NEW.merchant_id, 'payment.' || NEW.status, NEW.payment_id,
+				jsonb_build_object('payment_id', NEW.payment_id, 'kind', NEW.kind, 'status', NEW.status,
+					'amount', NEW.amount, 'amount_captured', NEW.amount_captured,
+					'amount_refunded', NEW.amount_refunded, 'card_brand', NEW.card_brand,
+					'card_last4', NEW.card_last4, 'invoice_number', NEW.invoice_number,
+					'gateway_trans_id', NEW.gateway_trans_id, 'decline_code', NEW.decline_code,
+					'decline_reason', NEW.decline_reason, 'metadata', NEW.metadata),
+				NEW.correlation_id);
+		ELSE
+			INSERT INTO payments.events (merchant_id, event_type, payment_id, operation_id, data, correlation_id)
+			VALUES (NEW.merchant_id, 'operation.' || NEW.status, NEW.payment_id, NEW.operation_id,
+				jsonb_build_object('operation_id', NEW.operation_id, 'payment_id', NEW.payment_id,
+					'kind', NEW.kind, 'status', NEW.status, 'amount', NEW.amount,
+					'gateway_trans_id', NEW.gateway_trans_id, 'reason_code', NEW.reason_code,
+					'reason_text', NEW.reason_text),
+				NEW.correlation_id);
+		END IF;
+	END IF;
+	RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION payments._status_guard() IS
+	'Trigger: refuses status transitions not listed in payments.status_transitions and writes an event for every status change.';
+
+CREATE TRIGGER payments_status BEFORE INSERT OR UPDATE ON payments.payments
+	FOR EACH ROW EXECUTE FUNCTION payments._status_guard('payment');
+CREATE TRIGGER operations_status BEFORE INSERT OR UPDATE ON payments.operations
+	FOR EACH ROW EXECUTE FUNCTION payments._status_guard('operation');

@@ -1,0 +1,406 @@
+-- What the background worker calls: claim, record, recover, settlement.
+
+-- How long the gateway recognises an identical resend as a duplicate: the
+-- worker sets duplicateWindow to this on every request, and resends an
+-- operation of unknown outcome only inside it.
+CREATE FUNCTION payments._duplicate_window() RETURNS integer
+	LANGUAGE sql IMMUTABLE AS 'SELECT 28800';
+COMMENT ON FUNCTION payments._duplicate_window() IS
+	'Seconds of Authorize.Net''s duplicate window the worker sets on every request (the maximum, 8 hours).';
+
+-- Step 1 of an attempt: claim ready operations and commit them as "sending"
+-- before any byte leaves.  Returns what the worker needs to build each
+-- request.  action is 'send' (first send, or an identical resend inside the
+-- duplicate window) or 'lookup' (outcome unknown and the window has passed:
+-- find the invoice in the gateway's transaction lists instead).
+-- The planner's row estimates lag behind a fast-moving queue, and a plan
+-- cached while the tables were small outlives their growth (it looked up
+-- rows through an index on merchant_id alone, scanning the whole table for
+-- each one); the ordered index scan with LIMIT and primary-key lookups are
+-- always the right plan here, so they are forced, and planned afresh with
+-- the tables' current size on every call.
+CREATE FUNCTION payments._claim_operations(p_limit integer)
+	RETURNS TABLE (merchant_id bigint, operation_id bigint, payment_id bigint, kind text,
+		action text, attempt integer, via_void boolean, amount_minor bigint, currency text,
+		currency_exponent integer, txn_invoice text, description text, customer jsonb,
+		ref_trans_id text, card_last4 text, payment_method text, customer_profile_id text,
+		payment_profile_id text, sealed bytea, correlation_id text, created_at timestamptz,
+		never_sent boolean,
+		api_login_id text, transaction_key text, endpoint_url text, ca_file text, timeout_ms integer)
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	SET enable_seqscan = off
+	SET enable_bitmapscan = off
+	SET enable_sort = off
+	SET enable_hashjoin = off
+	SET enable_mergejoin = off
+	SET plan_cache_mode = force_custom_plan
+	AS $$
+BEGIN
+	-- Ready first by due time, straight off the partial index: a long queue
+	-- costs no more than a short one.  Merchants without a gateway
+	-- configuration are skipped (and parked by _park_unconfigured).
+	RETURN QUERY
+	WITH ready AS (
+		SELECT o.merchant_id, o.operation_id, o.status AS old_status
+		FROM payments.operations o
+		WHERE o.status IN ('queued', 'unknown') AND o.next_attempt_at <= now()
+			AND o.merchant_id = ANY (ARRAY(SELECT g.merchant_id FROM payments.gateway_config g))
+		ORDER BY o.next_attempt_at
+		LIMIT p_limit
+		FOR UPDATE SKIP LOCKED
+	), claimed AS (
+		UPDATE payments.operations o
+		SET status = 'sending', attempts = o.attempts + 1,
+			first_sent_at = coalesce(o.first_sent_at, now())
+		FROM ready r
+		WHERE o.merchant_id = r.merchant_id AND o.operation_id = r.operation_id
+		RETURNING o.*, r.old_status
+	)
+	SELECT c.merchant_id, c.operation_id, c.payment_id, c.kind,
+		-- queued again after an attempt that may have gone through (an
+		-- unknown outcome, then a resend that provably failed) counts too
+		-- (on the clock: the worker may have spent a while recording outcomes
+		-- in this transaction before claiming)
+		CASE WHEN NOT c.never_sent
+				AND c.first_sent_at < clock_timestamp() - make_interval(secs => payments._duplicate_window() - 60)
+			THEN 'lookup' ELSE 'send' END,
+		c.attempts, c.via_void,
+		pay_minor_units(coalesce(c.amount, p.amount)), pay_currency(p.amount),
+		pay_currency_exponent(pay_currency(p.amount)),
+		-- the invoice of the gateway transaction: each refund its own (equal
+		-- partial refunds are not duplicates); a capture (priorAuthCapture
+		-- keeps the authorization's transId) and a void act on the payment's
+		CASE WHEN c.kind = 'refund' AND NOT c.via_void
+			THEN 'R' || payments._invoice_tag() || c.operation_id ELSE p.invoice_number END,
+		p.description, p.customer,
+		p.gateway_trans_id, p.card_last4, p.payment_method, p.customer_profile_id,
+		p.payment_profile_id, v.sealed, c.correlation_id, c.created_at, c.never_sent,
+		g.api_login_id, g.transaction_key, g.endpoint_url, g.ca_file, g.timeout_ms
+	FROM claimed c
+	JOIN payments.payments p ON p.merchant_id = c.merchant_id AND p.payment_id = c.payment_id
+	JOIN payments.gateway_config g ON g.merchant_id = c.merchant_id
+	LEFT JOIN payments.card_vault v ON v.merchant_id = c.merchant_id AND v.operation_id = c.operation_id;
+END
+$$;
+COMMENT ON FUNCTION payments._claim_operations(integer) IS
+	'Worker, step 1: claims up to p_limit ready operations (FOR UPDATE SKIP LOCKED) and marks them sending before anything is sent.';
+
+-- Operations of merchants without a gateway configuration wait a minute
+-- at a time, with a note a DBA can see (run by the worker's housekeeping).
+CREATE FUNCTION payments._park_unconfigured() RETURNS integer
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	n integer;
+BEGIN
+	UPDATE payments.operations o SET next_attempt_at = now() + interval '1 minute',
+		last_error = 'no gateway is configured for this merchant (pay_configure_gateway)'
+	WHERE o.status IN ('queued', 'unknown') AND o.next_attempt_at <= now()
+		AND NOT EXISTS (SELECT 1 FROM payments.gateway_config g WHERE g.merchant_id = o.merchant_id);
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION payments._park_unconfigured() IS
+	'Worker housekeeping: operations of merchants without a gateway configuration wait a minute at a time, with a note.';
+
+-- Statistics for young tables.  A plan cached while a table held a few
+-- rows (a foreign-key check's, a PL/pgSQL statement's) sees every index
+-- led by merchant_id as equally good, may pick one that filters the rest
+-- of the key, and keeps it until the table is next analyzed: until then
+-- each insert scans all of a merchant's rows.  Autovacuum's first ANALYZE
+-- comes only after its naptime (a minute), or never when it is off.  So
+-- the worker analyzes each of the extension's tables that holds 500 rows
+-- or more while its statistics say fewer (never analyzed, or analyzed
+-- nearly empty): once in its life, as a rule.  The invalidation replans
+-- every cached plan on it, and from then on the statistics (a handful of
+-- merchants among many rows) keep the planner on the primary key.  A table
+-- that stays small however busy (card_vault) is never touched.
+-- One table per call, with 3,000-row samples, a lock it does not wait for
+-- and its errors caught, so the worker's loop only pauses for
+-- milliseconds (a freshly restored database has every table to do).
+CREATE FUNCTION payments._refresh_statistics() RETURNS integer
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	SET default_statistics_target = 10
+	SET lock_timeout = '20ms'
+	AS $$
+DECLARE
+	t record;
+BEGIN
+	SELECT n.nspname, c.relname INTO t
+	FROM pg_class c
+	JOIN pg_namespace n ON n.oid = c.relnamespace
+	JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'
+		AND d.refclassid = 'pg_extension'::regclass
+	JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'payments'
+	WHERE c.relkind = 'r' AND c.reltuples < 500 AND pg_stat_get_live_tuples(c.oid) >= 500
+	ORDER BY pg_stat_get_live_tuples(c.oid)
+	LIMIT 1;
+	IF NOT FOUND THEN
+		RETURN 0;
+	END IF;
+	BEGIN
+		EXECUTE format('ANALYZE %I.%I', t.nspname, t.relname);
+	EXCEPTION
+		WHEN lock_not_available OR undefined_table THEN
+			RETURN 0;			-- busy or just dropped: next round
+	END;
+	RETURN 1;
+END
+$$;
+COMMENT ON FUNCTION payments._refresh_statistics() IS
+	'Worker: analyzes one of the extension''s tables that holds 500 rows or more while its statistics say it is nearly empty, so that no plan cached on a near-empty table keeps scanning a whole merchant for one row. Returns how many it analyzed (0 or 1).';
+
+-- Step 3 for the bulk of the traffic, set-based: the final answers
+-- (approved, held, declined, error, rejected) to purchases and
+-- authorizations, one array element per operation, in three statements
+-- for the whole batch.  A payment has exactly one operation of those
+-- kinds, so no payment appears twice.  Operations no longer "sending" are
+-- left alone (a DBA discarded them).  The planner settings keep every
+-- lookup on a primary key however stale the statistics of a fast-growing
+-- table are (see _claim_operations).  Returns how many operations were
+-- recorded.
+CREATE FUNCTION payments._record_final_results(
+	p_merchant_id bigint[], p_operation_id bigint[], p_outcome text[],
+	p_response_code integer[], p_reason_code integer[], p_reason_text text[],
+	p_trans_id text[], p_auth_code text[], p_avs text[], p_cvv text[],
+	p_error text[], p_account_number text[])
+	RETURNS integer
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	SET enable_seqscan = off
+	SET enable_hashjoin = off
+	SET enable_mergejoin = off
+	SET plan_cache_mode = force_custom_plan
+	AS $$
+DECLARE
+	n integer;
+BEGIN
+	WITH r AS (
+		SELECT * FROM unnest(p_merchant_id, p_operation_id, p_outcome, p_response_code,
+			p_reason_code, p_reason_text, p_trans_id, p_auth_code, p_avs, p_cvv, p_error,
+			p_account_number) AS r(merchant_id, operation_id, outcome, response_code,
+			reason_code, reason_text, trans_id, auth_code, avs, cvv, error, account_number)
+	), ops AS (
+		UPDATE payments.operations o SET
+			status = CASE WHEN r.outcome IN ('approved', 'held') THEN 'succeeded' ELSE 'failed' END,
+			gateway_trans_id = nullif(nullif(r.trans_id, ''), '0'),
+			response_code = r.response_code, reason_code = r.reason_code,
+			reason_text = r.reason_text, last_error = r.error, completed_at = clock_timestamp()
+		FROM r
+		WHERE o.merchant_id = r.merchant_id AND o.operation_id = r.operation_id
+			AND o.status = 'sending' AND o.kind IN ('purchase', 'authorize')
+		RETURNING o.merchant_id, o.operation_id, o.payment_id, o.kind, r.outcome, r.reason_code,
+			r.reason_text, r.trans_id, r.auth_code, r.avs, r.cvv, r.error, r.account_number
+	), erased AS (
+		DELETE FROM payments.card_vault v USING ops
+		WHERE v.merchant_id = ops.merchant_id AND v.operation_id = ops.operation_id
+	)
+	UPDATE payments.payments p SET
+		status = CASE
+			WHEN ops.outcome = 'approved' AND ops.kind = 'purchase' THEN 'succeeded'
+			WHEN ops.outcome = 'approved' THEN 'requires_capture'
+			WHEN ops.outcome = 'held' THEN 'in_review'
+			ELSE 'failed' END,
+		amount_authorized = CASE WHEN ops.outcome IN ('approved', 'held') THEN p.amount END,
+		amount_captured = CASE WHEN ops.outcome = 'approved' AND ops.kind = 'purchase' THEN p.amount END,
+		gateway_trans_id = nullif(nullif(ops.trans_id, ''), '0'),
+		auth_code = nullif(ops.auth_code, ''), avs_result = nullif(ops.avs, ''),
+		cvv_result = nullif(ops.cvv, ''),
+		-- opaque data (Accept.js) payments learn their last four digits here
+		card_last4 = coalesce(p.card_last4, nullif(right(ops.account_number, 4), '')),
+		decline_code = CASE WHEN ops.outcome NOT IN ('approved', 'held')
+			THEN coalesce(ops.reason_code::text, ops.error) END,
+		decline_reason = CASE WHEN ops.outcome NOT IN ('approved', 'held')
+			THEN coalesce(ops.reason_text, ops.error) END
+	FROM ops
+	WHERE p.merchant_id = ops.merchant_id AND p.payment_id = ops.payment_id;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION payments._record_final_results(bigint[], bigint[], text[], integer[], integer[], text[], text[], text[], text[], text[], text[], text[]) IS
+	'Worker, step 3, set-based: records the gateway''s final answers to purchases and authorizations (arrays, one element per operation) and moves their payments on.';
+
+-- Step 3 of an attempt: record the exchange and the outcome, move the
+-- operation and its payment to their new status, erase the vault entry
+-- once the gateway has answered for good.
+--
+-- outcome: approved | held | declined | error | rejected (a final answer)
+--          retry    (provably not processed: send again at p_retry_at)
+--          unknown  (may have been processed: resolve from p_retry_at on)
+CREATE FUNCTION payments._record_result(
+	p_merchant_id bigint, p_operation_id bigint, p_outcome text,
+	p_response_code integer, p_reason_code integer, p_reason_text text,
+	p_trans_id text, p_auth_code text, p_avs text, p_cvv text,
+	p_retry_at timestamptz, p_error text, p_account_number text)
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	SET enable_seqscan = off
+	SET plan_cache_mode = force_custom_plan
+	AS $$
+DECLARE
+	o payments.operations;
+	p payments.payments;
+	new_refunded payments.pay_amount;
+BEGIN
+	IF p_outcome IS NULL OR p_outcome NOT IN ('approved', 'held', 'declined', 'error', 'rejected',
+			'retry', 'unknown') THEN
+		RAISE EXCEPTION 'invalid outcome % for operation %', p_outcome, p_operation_id
+			USING ERRCODE = '22023';
+	END IF;
+	SELECT * INTO o FROM payments.operations
+	WHERE merchant_id = p_merchant_id AND operation_id = p_operation_id FOR UPDATE;
+	IF NOT FOUND OR o.status <> 'sending' THEN
+		RETURN;		-- not ours any more (a DBA discarded it)
+	END IF;
+	SELECT * INTO p FROM payments.payments
+	WHERE merchant_id = o.merchant_id AND payment_id = o.payment_id FOR UPDATE;
+
+	IF p_outcome = 'retry' THEN
+		UPDATE payments.operations SET status = CASE WHEN o.attempts >= payments._max_attempts() THEN 'dead' ELSE 'queued' END,
+			next_attempt_at = p_retry_at, last_error = p_error,
+			-- never sent: the duplicate window starts with the first real send
+			first_sent_at = CASE WHEN o.never_sent THEN NULL ELSE o.first_sent_at END
+		WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
+		RETURN;
+	END IF;
+	IF p_outcome = 'unknown' THEN
+		UPDATE payments.operations SET status = CASE WHEN o.attempts >= payments._max_attempts() THEN 'dead' ELSE 'unknown' END,
+			next_attempt_at = p_retry_at, last_error = p_error, never_sent = false
+		WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
+		IF o.kind IN ('purchase', 'authorize') AND p.status = 'pending' THEN
+			UPDATE payments.payments SET status = 'unknown'
+			WHERE merchant_id = p.merchant_id AND payment_id = p.payment_id;
+		END IF;
+		RETURN;
+	END IF;
+
+	-- a final answer from the gateway
+	IF o.kind IN ('purchase', 'authorize') THEN
+		PERFORM payments._record_final_results(ARRAY[p_merchant_id], ARRAY[p_operation_id],
+			ARRAY[p_outcome], ARRAY[p_response_code], ARRAY[p_reason_code], ARRAY[p_reason_text],
+			ARRAY[p_trans_id], ARRAY[p_auth_code], ARRAY[p_avs], ARRAY[p_cvv], ARRAY[p_error],
+			ARRAY[p_account_number]);
+		RETURN;
+	END IF;
+	UPDATE payments.operations SET
+		status = CASE WHEN p_outcome IN ('approved', 'held') THEN 'succeeded' ELSE 'failed' END,
+		gateway_trans_id = nullif(nullif(p_trans_id, ''), '0'),
+		response_code = p_response_code, reason_code = p_reason_code, reason_text = p_reason_text,
+		last_error = p_error, completed_at = clock_timestamp()
+	WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
+	DELETE FROM payments.card_vault WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
+
+	IF p_outcome = 'approved' THEN
+		IF o.kind = 'capture' THEN
+			UPDATE payments.payments SET status = 'succeeded', amount_captured = o.amount
+			WHERE merchant_id = p.merchant_id AND payment_id = p.payment_id;
+		ELSIF o.kind = 'void' THEN
+			UPDATE payments.payments SET status = 'canceled'
+			WHERE merchant_id = p.merchant_id AND payment_id = p.payment_id;
+		ELSIF o.kind = 'refund' THEN
+			new_refunded := p.amount_refunded + o.amount;
+			UPDATE payments.payments SET amount_refunded = new_refunded,
+				status = CASE WHEN new_refunded = p.amount_captured THEN 'refunded' ELSE 'partially_refunded' END
+			WHERE merchant_id = p.merchant_id AND payment_id = p.payment_id;
+		END IF;
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION payments._record_result(bigint, bigint, text, integer, integer, text, text, text, text, text, timestamptz, text, text) IS
+	'Worker, step 3: records the gateway''s answer (or the transport failure) and moves the operation and its payment on.';
+
+CREATE FUNCTION payments._max_attempts() RETURNS integer
+	LANGUAGE plpgsql STABLE AS $$
+BEGIN
+	RETURN coalesce(nullif(current_setting('payments.max_attempts', true), '')::integer, 12);
+END
+$$;
+COMMENT ON FUNCTION payments._max_attempts() IS
+	'Attempts after which an operation goes to the dead-letter state (payments.max_attempts).';
+
+-- Log the HTTP exchanges of a batch (card data already masked by the
+-- worker), one array element per exchange.
+CREATE FUNCTION payments._record_exchanges(
+	p_merchant_id bigint[], p_operation_id bigint[], p_attempt integer[], p_request_type text[],
+	p_started_at timestamptz[], p_finished_at timestamptz[], p_http_status integer[],
+	p_transport_error text[], p_outcome text[], p_request_masked text[], p_response_masked text[],
+	p_correlation_id text[])
+	RETURNS void
+	LANGUAGE sql
+	SET search_path = pg_catalog, payments
+	AS $$
+	INSERT INTO payments.gateway_exchanges (merchant_id, operation_id, attempt, request_type,
+		started_at, finished_at, duration_ms, http_status, transport_error, outcome,
+		request_masked, response_masked, correlation_id)
+	SELECT x.merchant_id, x.operation_id, x.attempt, x.request_type, x.started_at, x.finished_at,
+		extract(epoch FROM x.finished_at - x.started_at) * 1000, nullif(x.http_status, 0),
+		x.transport_error, x.outcome, x.request_masked, x.response_masked, x.correlation_id
+	FROM unnest(p_merchant_id, p_operation_id, p_attempt, p_request_type, p_started_at,
+		p_finished_at, p_http_status, p_transport_error, p_outcome, p_request_masked,
+		p_response_masked, p_correlation_id) AS x(merchant_id, operation_id, attempt, request_type,
+		started_at, finished_at, http_status, transport_error, outcome, request_masked,
+		response_masked, correlation_id)
+	$$;
+COMMENT ON FUNCTION payments._record_exchanges(bigint[], bigint[], integer[], text[], timestamptz[], timestamptz[], integer[], text[], text[], text[], text[], text[]) IS
+	'Worker: logs a batch of HTTP exchanges with the gateway (masked requests and replies, timings), one array element per exchange.';
+
+-- At worker start: whatever was "sending" when the previous worker stopped
+-- has an unknown outcome; resolve it, never resend it blindly.
+CREATE FUNCTION payments._recover_in_flight() RETURNS integer
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	n integer;
+BEGIN
+	UPDATE payments.payments p SET status = 'unknown'
+	FROM payments.operations o
+	WHERE o.status = 'sending' AND o.kind IN ('purchase', 'authorize')
+		AND p.merchant_id = o.merchant_id AND p.payment_id = o.payment_id AND p.status = 'pending';
+	UPDATE payments.operations SET status = 'unknown', next_attempt_at = now(), never_sent = false,
+		last_error = 'the worker stopped while the request was in flight'
+	WHERE status = 'sending';
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION payments._recover_in_flight() IS
+	'Worker start: marks operations left in "sending" as unknown, to be resolved from the gateway.';
+
+-- Settlement learned from the gateway: refunds that waited for it go out.
+CREATE FUNCTION payments._mark_settled(p_merchant_id bigint, p_payment_id bigint) RETURNS void
+	LANGUAGE sql
+	SET search_path = pg_catalog, payments
+	AS $$
+	UPDATE payments.payments SET settled_at = coalesce(settled_at, now())
+	WHERE merchant_id = p_merchant_id AND payment_id = p_payment_id;
+	UPDATE payments.operations SET status = 'queued', next_attempt_at = now()
+	WHERE merchant_id = p_merchant_id AND payment_id = p_payment_id AND status = 'waiting_settlement';
+	$$;
+COMMENT ON FUNCTION payments._mark_settled(bigint, bigint) IS
+	'Worker: records that a payment''s capture has settled and releases the refunds waiting for it.';
+
+-- Payments whose settlement the worker should ask the gateway about.
+CREATE FUNCTION payments._settlement_candidates(p_limit integer)
+	RETURNS TABLE (merchant_id bigint, payment_id bigint, gateway_trans_id text,
+		api_login_id text, transaction_key text, endpoint_url text, ca_file text, timeout_ms integer)
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, payments
+	AS $$
+	SELECT DISTINCT ON (p.merchant_id, p.payment_id) p.merchant_id, p.payment_id, p.gateway_trans_id,
+		g.api_login_id, g.transaction_key, g.endpoint_url, g.ca_file, g.timeout_ms
+	FROM payments.operations o
+	JOIN payments.payments p ON p.merchant_id = o.merchant_id AND p.payment_id = o.payment_id
+	JOIN payments.gateway_config g ON g.merchant_id = p.merchant_id
+	WHERE o.status = 'waiting_settlement' AND p.settled_at IS NULL AND p.gateway_trans_id IS NOT NULL
+	ORDER BY p.merchant_id, p.payment_id
+	LIMIT p_limit
+	$$;
+COMMENT ON FUNCTION payments._settlement_candidates(integer) IS
+	'Worker: payments with refunds waiting for settlement, to check with getTransactionDetails.';
