@@ -36,6 +36,7 @@
 #include "card_json.h"
 #include "errcodes.h"
 #include "payments.h"
+#include "schema_version.h"
 
 PG_FUNCTION_INFO_V1(pay_card_in);
 PG_FUNCTION_INFO_V1(pay_card_out);
@@ -687,6 +688,7 @@ pay_card_sealed(PG_FUNCTION_ARGS)
 	Size		len = VARSIZE(card) - VARHDRSZ;
 	bytea	   *out = palloc(VARHDRSZ + len);
 
+	payments_require_schema();
 	SET_VARSIZE(out, VARHDRSZ + len);
 	memcpy(VARDATA(out), VARDATA(card), len);
 	PG_RETURN_BYTEA_P(out);

@@ -3,9 +3,11 @@
  * errcodes.h
  *	  The extension's own SQLSTATEs.
  *
- * All are in class 22 (data exception), which PostgREST maps to HTTP 400.
- * The subclass starts with 'Y' (implementation-defined range, clear of
- * PostgreSQL's own 'P' codes).  README.md lists them; they are stable.
+ * Invalid input is in class 22 (data exception), which PostgREST maps to
+ * HTTP 400; the subclass starts with 'Y' (implementation-defined range,
+ * clear of PostgreSQL's own 'P' codes).  A state the caller cannot fix
+ * uses PostgREST's PTxyz form, which it answers with HTTP status xyz.
+ * README.md lists them; they are stable.
  *
  *-------------------------------------------------------------------------
  */
@@ -29,5 +31,8 @@
 #define ERRCODE_PAY_INVALID_CARD_INPUT		MAKE_SQLSTATE('2','2','Y','1','5')
 /* raised by the SQL event trigger payments._card_storage_guard() */
 #define ERRCODE_PAY_CARD_NOT_STORABLE		MAKE_SQLSTATE('2','2','Y','1','6')
+
+/* the installed library does not serve this database's schema version */
+#define ERRCODE_PAY_SCHEMA_NOT_SERVED		MAKE_SQLSTATE('P','T','5','0','3')
 
 #endif

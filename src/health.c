@@ -16,6 +16,7 @@
 #include "utils/timestamp.h"
 
 #include "payments.h"
+#include "schema_version.h"
 #include "shmem.h"
 #include "wake.h"
 
@@ -54,7 +55,7 @@ pay_worker_health(PG_FUNCTION_ARGS)
 	uint64		started;
 	PaymentsShared *s;
 
-	payments_require_preload();
+	payments_require_schema();
 	s = payments_shared;
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "pay_worker_health must return a record");
@@ -96,7 +97,7 @@ pay_worker_restart(PG_FUNCTION_ARGS)
 {
 	bool		running;
 
-	payments_require_preload();
+	payments_require_schema();
 	running = pg_atomic_read_u32(&payments_shared->worker_pid) != 0;
 	pg_atomic_write_u32(&payments_shared->restart_requested, 1);
 	wake_worker_now();
@@ -144,7 +145,7 @@ pay_metrics(PG_FUNCTION_ARGS)
 	StringInfoData buf;
 	PaymentsShared *s;
 
-	payments_require_preload();
+	payments_require_schema();
 	s = payments_shared;
 	initStringInfo(&buf);
 	gauge_text(&buf, "payments_worker_up", "Whether a payments worker is running.",

@@ -20,6 +20,7 @@
 
 #include "card_vault.h"
 #include "opaque_data.h"
+#include "schema_version.h"
 
 #define OPAQUE_MAGIC		"PO1"
 #define OPAQUE_MAGIC_LEN	3
@@ -41,6 +42,7 @@ pay_opaque_data_sealed(PG_FUNCTION_ARGS)
 	bytea	   *out;
 	uint8	   *p;
 
+	payments_require_schema();
 	if (len > OPAQUE_MAX_LEN)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),

@@ -25,6 +25,7 @@
 
 #include "errcodes.h"
 #include "payments.h"
+#include "schema_version.h"
 #include "shmem.h"
 
 PG_FUNCTION_INFO_V1(pay_wait_for_payment);
@@ -96,7 +97,7 @@ pay_wait_for_payment(PG_FUNCTION_ARGS)
 	char	   *status = NULL;
 	text	   *result;
 
-	payments_require_preload();
+	payments_require_schema();
 	if (timeout_ms < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

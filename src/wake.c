@@ -18,6 +18,7 @@
 #include "storage/proc.h"
 
 #include "payments.h"
+#include "schema_version.h"
 #include "shmem.h"
 #include "wake.h"
 
@@ -76,7 +77,7 @@ wake_worker_at_commit(void)
 Datum
 pay_wake_at_commit(PG_FUNCTION_ARGS)
 {
-	payments_require_preload();
+	payments_require_schema();
 	wake_worker_at_commit();
 	PG_RETURN_VOID();
 }

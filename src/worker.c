@@ -36,9 +36,11 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "errcodes.h"
 #include "gateway.h"
 #include "payments.h"
 #include "record.h"
+#include "schema_version.h"
 #include "shmem.h"
 #include "worker.h"
 
@@ -116,17 +118,44 @@ commit_tx(void)
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
-/* Is the extension installed in our database?  (Checked until it is.) */
+/*
+ * Is the extension installed in our database, in a schema version this
+ * library serves?  Checked until it is.  A schema left at another version
+ * (the library was updated, ALTER EXTENSION UPDATE not yet run) is said
+ * once per version, not on every check.
+ */
 static bool
 extension_ready(void)
 {
-	bool		ready;
+	static char *reported = NULL;
+	char	   *version;
+	SchemaState state;
 
 	begin_tx("payments: checking for the extension");
-	ready = SPI_execute("SELECT 1 FROM pg_extension WHERE extname = 'payments'", true, 1) == SPI_OK_SELECT &&
-		SPI_processed == 1;
+	state = payments_schema_state(&version);
+	if (state == SCHEMA_NOT_SERVED &&
+		(reported == NULL || strcmp(reported, version ? version : "") != 0))
+	{
+		if (reported)
+			pfree(reported);
+		reported = MemoryContextStrdup(TopMemoryContext, version ? version : "");
+		ereport(LOG,
+				(errcode(ERRCODE_PAY_SCHEMA_NOT_SERVED),
+				 errmsg("payments worker waits: database \"%s\" has schema version %s, this library serves %s",
+						payments_database, version ? version : "(none)", PAYMENTS_VERSION),
+				 errhint("Run ALTER EXTENSION payments UPDATE in database \"%s\".",
+						 payments_database)));
+	}
 	commit_tx();
-	return ready;
+	if (state == SCHEMA_SERVED && reported != NULL)
+	{
+		ereport(LOG,
+				(errmsg("payments worker: database \"%s\" now has schema version %s, starting",
+						payments_database, PAYMENTS_VERSION)));
+		pfree(reported);
+		reported = NULL;
+	}
+	return state == SCHEMA_SERVED;
 }
 
 static void
@@ -920,7 +949,7 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 			ready = extension_ready();
 			if (!ready)
 			{
-				/* wait quietly for CREATE EXTENSION */
+				/* wait for CREATE or ALTER EXTENSION */
 				(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 								 5000L, PG_WAIT_EXTENSION);
 				ResetLatch(MyLatch);

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite on a throwaway cluster (README: "Run the tests").
 #
-# Installs missing Debian packages, builds and installs the extension, starts
-# a cluster in a temporary directory (own port, own socket directory,
+# Installs missing Debian packages, builds the extension and installs it into
+# a private copy of the machine's PostgreSQL, starts a cluster of that copy
+# in a temporary directory (own port, own socket directory,
 # payments and pg_cron preloaded), runs the pg_regress tests (sql/ +
 # expected/), the pgTAP tests (test/pgtap, through pg_prove) and the
 # integration tests (test/integration), prints a summary, stops the cluster
@@ -11,7 +12,6 @@ set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 
 install_deps
-build_and_install
 
 WORK=$(mktemp -d /tmp/payments-test.XXXXXX)
 PORT=${PAYMENTS_TEST_PORT:-$(free_port)}
@@ -21,6 +21,7 @@ cleanup() {
 	if [ "${KEEP_TEST_DIR:-}" = 1 ]; then log "kept $WORK"; else as_root rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
+build_and_install_private "$WORK"
 
 log "starting a throwaway cluster in $WORK on port $PORT"
 cluster_init "$WORK" "$PORT" "fsync = off" "synchronous_commit = off" "full_page_writes = off" \

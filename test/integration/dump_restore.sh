@@ -6,7 +6,7 @@ set -euo pipefail
 source "$(dirname "$0")/../lib/common.sh"
 source "$(dirname "$0")/../lib/tap.sh"
 : "${WORK:?run from test/run-tests.sh}" "${PORT:?}"
-PG_BINDIR=$(pg_config --bindir)
+PG_BINDIR=${PG_BINDIR:-$(pg_config --bindir)}
 
 q() { cluster_psql "$WORK" "$PORT" "$@"; }
 

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # CREATE EXTENSION payments refuses, with a hint, when the library is not in
 # shared_preload_libraries; and works once it is.  The worker of a server
-# preloaded before its database exists waits for it without flooding the log.
+# preloaded before its database exists waits for it without flooding the log;
+# against a schema of an older version (a new library installed, ALTER
+# EXTENSION UPDATE not yet run) it waits and says so once, and the calls that
+# need the library refuse with a hint, until the update.
 set -euo pipefail
 source "$(dirname "$0")/../lib/common.sh"
 source "$(dirname "$0")/../lib/tap.sh"
-PG_BINDIR=$(pg_config --bindir)
+PG_BINDIR=${PG_BINDIR:-$(pg_config --bindir)}
 
 dir=$(mktemp -d /tmp/payments-nopreload.XXXXXX)
 port=$(free_port)
@@ -27,7 +30,8 @@ cluster_start "$dir"
 out=$(cluster_psql "$dir" "$port" postgres -c 'CREATE EXTENSION payments' 2>&1) ; rc=$?
 ok "$rc" "CREATE EXTENSION works once preloaded"
 v=$(cluster_psql "$dir" "$port" postgres -Atc "SELECT extversion || ' ' || extnamespace::regnamespace FROM pg_extension WHERE extname = 'payments'")
-is "$v" "0.1.0 payments" "version 0.1.0 in schema payments"
+default_version=$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$REPO_ROOT/payments.control")
+is "$v" "$default_version payments" "the default version ($default_version) in schema payments"
 out=$(cluster_psql "$dir" "$port" postgres -c 'ALTER EXTENSION payments SET SCHEMA public' 2>&1 || true)
 like "$out" 'does not support SET SCHEMA' "the extension is not relocatable"
 
@@ -43,13 +47,38 @@ if python3 -c 'import sys; g = [float(x) for x in sys.argv[1:]]; sys.exit(not (l
 	r=0; else r=1; fi
 ok "$r" "the worker retries a missing database with a growing wait (gaps: ${gaps:-none} s)"
 cluster_psql "$dir" "$port" postgres -c 'CREATE DATABASE payments' >/dev/null
-cluster_psql "$dir" "$port" payments -c 'CREATE EXTENSION payments' >/dev/null
+# the first released schema, as a server upgraded from it still has
+cluster_psql "$dir" "$port" payments -c "CREATE EXTENSION payments VERSION '0.1.0'" >/dev/null
+waits='payments worker waits: database "payments" has schema version 0.1.0, this library serves '"$default_version"
+for _ in $(seq 120); do
+	grep -qF "$waits" "$dir/postgres.log" && break
+	sleep 0.5
+done
+sleep 6		# the worker checks again every 5 s: it must not say it again
+n=$(grep -cF "$waits" "$dir/postgres.log" || true)
+is "$n" 1 "against schema 0.1.0 the worker waits and says so once"
+like "$(grep -F "$waits" -A1 "$dir/postgres.log")" 'HINT:  Run ALTER EXTENSION payments UPDATE in database "payments"\.' "with a hint"
+out=$(cluster_psql "$dir" "$port" payments -v VERBOSITY=verbose -c 'SELECT payments._wake_at_commit()' 2>&1 || true)
+like "$out" "ERROR:  PT503: the payments library $default_version cannot serve schema version 0\.1\.0" "a call that needs the library refuses against schema 0.1.0 (PT503)"
+like "$out" 'HINT:  Run ALTER EXTENSION payments UPDATE in this database\.' "with a hint"
+out=$(cluster_psql "$dir" "$port" payments -c "SELECT payments.pay_amount('12.34', 'USD')" -Atc "SELECT payments.pay_amount('1.50', 'EUR')" 2>&1) ; rc=$?
+ok "$rc" "the types keep working against schema 0.1.0 (the update needs them)"
+cluster_psql "$dir" "$port" payments -c 'ALTER EXTENSION payments UPDATE' >/dev/null
+starts="payments worker: database \"payments\" now has schema version $default_version, starting"
+for _ in $(seq 60); do
+	grep -qF "$starts" "$dir/postgres.log" && break
+	sleep 0.5
+done
+n=$(grep -cF "$starts" "$dir/postgres.log" || true)
+is "$n" 1 "after ALTER EXTENSION payments UPDATE the worker says it starts"
 alive=f
 for _ in $(seq 180); do
 	alive=$(cluster_psql "$dir" "$port" payments -Atc "SELECT alive FROM payments.pay_worker_health()")
 	[ "$alive" = t ] && break
 	sleep 0.5
 done
-is "$alive" t "once the database and the extension exist, the worker serves it"
+is "$alive" t "and serves the database"
+out=$(cluster_psql "$dir" "$port" payments -Atc 'SELECT payments._wake_at_commit()' 2>&1) ; rc=$?
+ok "$rc" "the call that refused before the update works"
 
 tap_done

@@ -51,6 +51,31 @@ build_and_install() {
 	as_root make -C "$REPO_ROOT" -s install >/dev/null
 }
 
+# build_and_install_private DIR: build, and install into a private copy of
+# the machine's PostgreSQL under DIR (its server finds its share and lib
+# directories relative to its own binaries).  The test suite runs against
+# that copy, so it never changes, nor depends on, what the machine's
+# PostgreSQL has installed; two checkouts can run their suites at once.
+# Sets PG_BINDIR and PG_REGRESS to the copy's.
+build_and_install_private() {
+	local tree=$1/pg d
+	local bindir sharedir pgxs
+	bindir=$(pg_config --bindir) sharedir=$(pg_config --sharedir) pgxs=$(pg_config --pgxs)
+	log "building the extension and installing it into a private PostgreSQL tree"
+	make -C "$REPO_ROOT" -s -j"$(nproc)" >/dev/null
+	for d in "$bindir/.." "$sharedir"; do
+		d=$(cd "$d" && pwd)
+		as_root mkdir -p "$tree$(dirname "$d")"
+		as_root cp -a "$d" "$tree$(dirname "$d")/"
+	done
+	as_root make -C "$REPO_ROOT" -s install DESTDIR="$tree" >/dev/null
+	PG_BINDIR=$tree$bindir
+	PG_REGRESS=$tree$(dirname "$pgxs")/../test/regress/pg_regress
+	export PATH="$PG_BINDIR:$PATH"
+	[ "$("$PG_BINDIR/pg_config" --sharedir)" = "$tree$sharedir" ] ||
+		die "the private PostgreSQL tree in $tree does not find its own share directory"
+}
+
 # A free TCP port on loopback.
 free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'

@@ -1,0 +1,107 @@
+/*-------------------------------------------------------------------------
+ *
+ * schema_version.c
+ *	  Which versions of the extension's SQL schema this library serves.
+ *
+ * A new library may be installed (and the server restarted) before a DBA
+ * runs ALTER EXTENSION payments UPDATE.  The C code assumes the tables,
+ * functions and status rules of the schema it was built with, so until
+ * then the calls that record or read payment work refuse with a hint, and
+ * the worker waits (worker.c).  The types' own functions and the audit
+ * trigger keep working against an older schema: the update itself, and
+ * pg_dump/pg_restore, need them.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_extension.h"
+#include "storage/proc.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/rel.h"
+
+#include "errcodes.h"
+#include "payments.h"
+#include "schema_version.h"
+
+/*
+ * The schema versions this library serves: the one whose install script
+ * was built with it (payments.control's default_version).  A release that
+ * keeps the C interface of the one before it lists both.
+ */
+static const char *const served_versions[] = {PAYMENTS_VERSION};
+
+/* the last transaction in which the check passed */
+static LocalTransactionId checked_lxid = InvalidLocalTransactionId;
+
+SchemaState
+payments_schema_state(char **version)
+{
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	SchemaState state = SCHEMA_ABSENT;
+
+	if (version)
+		*version = NULL;
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber, F_NAMEEQ,
+				CStringGetDatum("payments"));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tuple, Anum_pg_extension_extversion,
+									 RelationGetDescr(rel), &isnull);
+		char	   *v = isnull ? NULL : TextDatumGetCString(d);
+
+		state = SCHEMA_NOT_SERVED;
+		for (size_t i = 0; v != NULL && i < lengthof(served_versions); i++)
+			if (strcmp(v, served_versions[i]) == 0)
+				state = SCHEMA_SERVED;
+		if (version)
+			*version = v;
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return state;
+}
+
+void
+payments_require_schema(void)
+{
+	char	   *version;
+
+	payments_require_preload();
+	/* one catalog read per transaction is enough */
+	if (checked_lxid == MyProc->lxid)
+		return;
+	switch (payments_schema_state(&version))
+	{
+		case SCHEMA_SERVED:
+			checked_lxid = MyProc->lxid;
+			return;
+		case SCHEMA_ABSENT:
+			ereport(ERROR,
+					(errcode(ERRCODE_PAY_SCHEMA_NOT_SERVED),
+					 errmsg("extension \"payments\" is not installed in this database"),
+					 errhint("Run CREATE EXTENSION payments.")));
+			break;
+		case SCHEMA_NOT_SERVED:
+			ereport(ERROR,
+					(errcode(ERRCODE_PAY_SCHEMA_NOT_SERVED),
+					 errmsg("the payments library %s cannot serve schema version %s",
+							PAYMENTS_VERSION, version ? version : "(none)"),
+					 errdetail("The installed library was built for schema version %s; this database still has the schema of another version.",
+							   PAYMENTS_VERSION),
+					 errhint("Run ALTER EXTENSION payments UPDATE in this database.")));
+			break;
+	}
+}
