@@ -21,11 +21,11 @@ source "$(dirname "$0")/../lib/sim.sh"
 DURATION=${1:-20}
 
 install_deps
-build_and_install
 WORK=$(mktemp -d /tmp/payments-bench.XXXXXX)
 PORT=$(free_port)
 cleanup() { sim_stop; cluster_stop "$WORK"; cp "$WORK/postgres.log" /tmp/bench-postgres.log 2>/dev/null || true; as_root rm -rf "$WORK"; }
 [ "${BENCH_KEEP:-}" = 1 ] || trap cleanup EXIT
+build_and_install_private "$WORK"
 
 cluster_init "$WORK" "$PORT" "shared_buffers = 512MB" "max_wal_size = 4GB" "track_commit_timestamp = on" \
 	"payments.max_in_flight = 2000" "payments.claim_batch = 500" "wal_init_zero = off"
