@@ -3,10 +3,12 @@
  * anet_protocol.h
  *	  Authorize.Net JSON API: request builders and reply parsers.
  *
- * This module knows the wire format of the gateway and nothing else: no
- * PostgreSQL headers, no network code, no global state.  It needs only the
- * C library and json-c, so it is unit-tested on its own
- * (test/unit/anet_protocol_test.c) and called from the background worker.
+ * This module (the folder src/anet/) knows the wire format of the gateway
+ * and nothing else: no PostgreSQL headers, no network code, no global
+ * state.  It needs only the C library and json-c, so it is unit-tested on
+ * its own (src/anet/tests/anet_protocol_test.c, which
+ * test/integration/anet_protocol_unit.sh compiles with this folder alone)
+ * and called from the background worker.
  *
  * Conventions
  *

@@ -1,11 +1,11 @@
 /*-------------------------------------------------------------------------
  *
  * anet_protocol_test.c
- *	  Unit tests of the Authorize.Net protocol module (src/anet_*.c).
+ *	  Unit tests of the Authorize.Net protocol module (src/anet/).
  *
  * Prints TAP.  Usage: anet_protocol_test FIXTURE_DIR
  *
- * Fixtures (test/unit/fixtures) are hand-made reply bodies shaped like the
+ * Fixtures (src/anet/tests/fixtures) are hand-made reply bodies shaped like the
  * documented and captured ones: BOM, string/number mixes, unknown keys,
  * "...Specified" siblings, collapsed arrays.  The XSD element orders the
  * builders must follow are written out below (from xsd-field-order.txt),
@@ -30,7 +30,7 @@
 
 static int	tap_n = 0;
 static int	tap_failed = 0;
-static const char *fixture_dir = "test/unit/fixtures";
+static const char *fixture_dir = "src/anet/tests/fixtures";
 
 /* ----------------------------------------------------------------
  * TAP helpers
