@@ -36,6 +36,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "circuit_breaker.h"
 #include "gateway.h"
 #include "payments.h"
 #include "record.h"
@@ -57,17 +58,11 @@ static MemoryContext inflight_cxt = NULL;
 static dlist_head finished = DLIST_STATIC_INIT(finished);
 static dlist_head exchanges = DLIST_STATIC_INIT(exchanges);
 
-/* circuit breaker (DESIGN.md 2: stop hammering a failing gateway) */
-static int	consecutive_failures = 0;
-static TimestampTz circuit_open_until = 0;
-static int	circuit_open_ms = 5000;
-static bool probe_in_flight = false;
+/* stop hammering a failing gateway (circuit_breaker.h) */
+static CircuitBreaker breaker;
 
 /* lookups parked on another's search (gateway_lookup.c): in flight too */
 static int	parked_riders = 0;
-
-#define CIRCUIT_THRESHOLD	5
-#define CIRCUIT_MAX_OPEN_MS	60000
 
 /* Register the worker; called from _PG_init at preload time. */
 void
@@ -127,66 +122,6 @@ extension_ready(void)
 		SPI_processed == 1;
 	commit_tx();
 	return ready;
-}
-
-static void
-circuit_publish(int state)
-{
-	pg_atomic_write_u32(&payments_shared->circuit_state, state);
-}
-
-/* How many operations may be claimed now, as the circuit allows. */
-static int
-circuit_allowance(int capacity)
-{
-	if (circuit_open_until == 0)
-		return capacity;
-	if (GetCurrentTimestamp() < circuit_open_until)
-		return 0;
-	/* half-open: one probe at a time */
-	circuit_publish(CIRCUIT_HALF_OPEN);
-	if (probe_in_flight)
-		return 0;
-	return Min(capacity, 1);
-}
-
-static void
-circuit_record(bool failure)
-{
-	if (!failure)
-	{
-		consecutive_failures = 0;
-		if (circuit_open_until != 0)
-		{
-			ereport(LOG,
-					(errmsg("payments worker: gateway answers again, circuit closed")));
-			circuit_open_until = 0;
-			circuit_open_ms = 5000;
-			circuit_publish(CIRCUIT_CLOSED);
-		}
-		probe_in_flight = false;
-		return;
-	}
-	consecutive_failures++;
-	if (circuit_open_until != 0)
-	{
-		/*
-		 * Already open: transfers that were in flight when it opened fail
-		 * too and change nothing; only a failed probe (half-open) keeps it
-		 * open, for twice as long.
-		 */
-		if (!probe_in_flight || GetCurrentTimestamp() < circuit_open_until)
-			return;
-		circuit_open_ms = Min(circuit_open_ms * 2, CIRCUIT_MAX_OPEN_MS);
-	}
-	else if (consecutive_failures < CIRCUIT_THRESHOLD)
-		return;
-	circuit_open_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), circuit_open_ms);
-	probe_in_flight = false;
-	circuit_publish(CIRCUIT_OPEN);
-	ereport(LOG,
-			(errmsg("payments worker: gateway failing, circuit open for %d ms", circuit_open_ms),
-			 errdetail("%d transfers in a row failed or got no valid answer.", consecutive_failures)));
 }
 
 /* Operations in flight: transfers running, and lookups riding on one. */
@@ -354,8 +289,7 @@ send_claimed(dlist_head *to_send)
 		GatewayOp  *op = dlist_container(GatewayOp, node, it.cur);
 
 		dlist_delete(&op->node);
-		if (circuit_open_until != 0)
-			probe_in_flight = true;
+		circuit_sent(&breaker);
 		start_transfer(op);
 	}
 }
@@ -536,7 +470,7 @@ interpret_one(GatewayOp *op)
 	ex = gateway_interpret(op, &follow_up);
 	dlist_push_tail(&exchanges, &ex->node);
 	if (op->stage != STAGE_SETTLEMENT)
-		circuit_record(gateway_transport_failed(op));
+		circuit_record(&breaker, gateway_transport_failed(op));
 	if (op->http.outcome != HTTP_COMPLETED)
 		pg_atomic_fetch_add_u64(&payments_shared->transport_failures, 1);
 	if (follow_up)
@@ -622,7 +556,7 @@ finish_round(bool claim_due)
 	bool		ok;
 
 	if (claim_due)
-		capacity = circuit_allowance(payments_max_in_flight - ops_in_flight());
+		capacity = circuit_allowance(&breaker, payments_max_in_flight - ops_in_flight());
 	rc.limit = Min(capacity, payments_claim_batch);
 	rc.claimed = 0;
 	dlist_init(&rc.to_send);
@@ -676,7 +610,7 @@ finish_round(bool claim_due)
 	capacity -= rc.claimed;
 	if (!claim_due || (ok && rc.claimed < rc.limit))
 		return;
-	while (capacity > 0 && circuit_open_until == 0)
+	while (capacity > 0 && !circuit_is_open(&breaker))
 	{
 		int			got = claim_and_send(Min(capacity, payments_claim_batch));
 
@@ -887,7 +821,7 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 										 ALLOCSET_DEFAULT_SIZES);
 	raise_fd_limit();
 	engine = http_engine_create(payments_max_connections);
-	circuit_publish(CIRCUIT_CLOSED);
+	circuit_reset(&breaker);
 
 	ereport(LOG, (errmsg("payments worker started for database \"%s\"", payments_database)));
 
