@@ -402,7 +402,8 @@ in_transaction(const char *what, void (*fn) (void *), void *arg)
 		AbortCurrentTransaction();
 		pgstat_report_activity(STATE_IDLE, NULL);
 		ereport(LOG,
-				(errmsg("payments worker: %s failed: %s", what, e->message)));
+				(errcode(ERRCODE_SUCCESSFUL_COMPLETION),
+				 errmsg("payments worker: %s failed: %s", what, e->message)));
 		FreeErrorData(e);
 		ok = false;
 	}
@@ -603,7 +604,8 @@ finish_round(WorkerState *ws, bool claim_due)
 				record_count(op);
 			else if (!record_as_unknown(op))
 				ereport(WARNING,
-						(errmsg("payments worker: could not record the outcome of operation %lld of merchant %lld",
+						(errcode(ERRCODE_WARNING),
+						 errmsg("payments worker: could not record the outcome of operation %lld of merchant %lld",
 								(long long) op->operation_id, (long long) op->merchant_id),
 						 errdetail("The operation stays \"sending\" and is resolved from the gateway when the worker restarts.")));
 		}
@@ -750,7 +752,8 @@ recover_in_flight(void)
 	commit_tx();
 	if (n > 0)
 		ereport(LOG,
-				(errmsg("payments worker: %lld operations were in flight when the previous worker stopped; resolving them",
+				(errcode(ERRCODE_SUCCESSFUL_COMPLETION),
+				 errmsg("payments worker: %lld operations were in flight when the previous worker stopped; resolving them",
 						(long long) n)));
 }
 
@@ -769,7 +772,8 @@ raise_fd_limit(void)
 		rl.rlim_cur = rl.rlim_max;
 		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
 			ereport(LOG,
-					(errmsg("payments worker could not raise its open file limit: %m")));
+					(errcode(ERRCODE_SUCCESSFUL_COMPLETION),
+					 errmsg("payments worker could not raise its open file limit: %m")));
 	}
 }
 
@@ -838,7 +842,9 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 	ws->engine = http_engine_create(payments_max_connections);
 	circuit_reset(&ws->breaker);
 
-	ereport(LOG, (errmsg("payments worker started for database \"%s\"", payments_database)));
+	ereport(LOG,
+			(errcode(ERRCODE_SUCCESSFUL_COMPLETION),
+			 errmsg("payments worker started for database \"%s\"", payments_database)));
 
 	for (;;)
 	{
@@ -858,7 +864,9 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 		}
 		if (pg_atomic_read_u32(&payments_shared->restart_requested))
 		{
-			ereport(LOG, (errmsg("payments worker restarting on request")));
+			ereport(LOG,
+					(errcode(ERRCODE_SUCCESSFUL_COMPLETION),
+					 errmsg("payments worker restarting on request")));
 			proc_exit(1);
 		}
 		now = GetCurrentTimestamp();
