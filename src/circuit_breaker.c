@@ -19,7 +19,7 @@
 
 /* failures in a row that open the circuit */
 #define CIRCUIT_THRESHOLD	5
-/* how long it opens the first time, and at most */
+/* how long it opens the first time, and the longest */
 #define CIRCUIT_MIN_OPEN_MS	5000
 #define CIRCUIT_MAX_OPEN_MS	60000
 

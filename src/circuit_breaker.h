@@ -3,11 +3,11 @@
  * circuit_breaker.h
  *	  Stop hammering a failing gateway: the worker's circuit breaker.
  *
- * Closed, every operation may be claimed.  After CIRCUIT_THRESHOLD
- * transfers in a row failed (or got no valid answer) it opens: nothing is
- * claimed for a while (5 s at first).  Then it is half-open: one probe at a
- * time; the probe's success closes it, its failure opens it again for twice
- * as long (at most a minute).  Its state is published in shared memory
+ * Closed, every operation may be claimed.  After five transfers in a row
+ * failed (or got no valid answer) it opens: nothing is claimed for a while
+ * (5 s at first).  Then it is half-open: one probe at a time; the probe's
+ * success closes it, its failure opens it again for twice as long (at most
+ * a minute).  Its state is published in shared memory
  * (payments_shared->circuit_state, CIRCUIT_* in shmem.h) for the health
  * view and the metrics.
  *
