@@ -10,7 +10,11 @@ EXTENSION = payments
 EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" payments.control)
 
 MODULE_big = payments
-OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
+# src/anet/ holds the Authorize.Net wire format: plain C and json-c, no
+# PostgreSQL header (its unit test, test/integration/anet_protocol_unit.sh,
+# compiles that folder alone to prove it).  Its tests/ are not part of the
+# module.
+OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c src/anet/*.c)))
 
 # The current version's install script is built from the SQL sources, one
 # file per concern, in this order (each may use what the ones before it
@@ -32,7 +36,7 @@ REGRESS_OPTS = --inputdir=. --dbname=payments_regress --load-extension=payments
 
 # PostgreSQL's headers are included as system headers so that -Wextra
 # judges our code, not theirs (they trip -Wunused-parameter).
-PG_CPPFLAGS = -Isrc -isystem $(shell $(PG_CONFIG) --includedir-server) $(shell curl-config --cflags) $(shell pkg-config --cflags json-c openssl) \
+PG_CPPFLAGS = -Isrc -Isrc/anet -isystem $(shell $(PG_CONFIG) --includedir-server) $(shell curl-config --cflags) $(shell pkg-config --cflags json-c openssl) \
 	-DPAYMENTS_VERSION='"$(EXTVERSION)"'
 PG_CFLAGS = -Wall -Wextra -Werror
 SHLIB_LINK = $(shell curl-config --libs) $(shell pkg-config --libs json-c openssl)
@@ -50,4 +54,4 @@ $(EXTSQL): $(SQL_SOURCES) payments.control
 
 # Distribution builds of PostgreSQL track no header dependencies: rebuild
 # every object when a header changes (struct layouts are shared).
-$(OBJS): $(wildcard src/*.h)
+$(OBJS): $(wildcard src/*.h src/anet/*.h)

@@ -5,7 +5,7 @@
  *	  counters and latency histograms.
  *
  * Only atomics, a condition variable and fixed-size values live here: no
- * per-process pointers (DESIGN.md 2).
+ * per-process pointers, which would mean nothing in another process.
  *
  *-------------------------------------------------------------------------
  */

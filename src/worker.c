@@ -36,6 +36,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "circuit_breaker.h"
 #include "errcodes.h"
 #include "gateway.h"
 #include "payments.h"
@@ -54,22 +55,30 @@ int			payments_settlement_check_s = 60;
 int			payments_exchange_retention_days = 30;
 int			payments_idempotency_retention_hours = 24;
 
-static HttpEngine *engine = NULL;
-static MemoryContext inflight_cxt = NULL;
-static dlist_head finished = DLIST_STATIC_INIT(finished);
-static dlist_head exchanges = DLIST_STATIC_INIT(exchanges);
+/*
+ * What the worker changes as it runs, in one place: one instance
+ * (worker_state), made ready by payments_worker_main and passed down as ws
+ * to the functions below that read or change it.  The loop's own clocks
+ * stay local to payments_worker_main.
+ */
+typedef struct WorkerState
+{
+	HttpEngine *engine;			/* the one HTTP engine: every transfer */
+	MemoryContext inflight_cxt;	/* parent of each op's own context */
+	dlist_head	finished;		/* ops whose transfer ended (or never
+								 * started), to interpret and record */
+	dlist_head	exchanges;		/* GatewayExchange rows to record */
+	int			parked_riders;	/* lookups parked on another's search
+								 * (gateway_lookup.c): in flight too */
+	CircuitBreaker breaker;		/* stop hammering a failing gateway */
+	char	   *schema_reported;	/* the schema version the worker said it
+									 * waits on an update of (NULL: none) */
+} WorkerState;
 
-/* circuit breaker (DESIGN.md 2: stop hammering a failing gateway) */
-static int	consecutive_failures = 0;
-static TimestampTz circuit_open_until = 0;
-static int	circuit_open_ms = 5000;
-static bool probe_in_flight = false;
-
-/* lookups parked on another's search (gateway_lookup.c): in flight too */
-static int	parked_riders = 0;
-
-#define CIRCUIT_THRESHOLD	5
-#define CIRCUIT_MAX_OPEN_MS	60000
+static WorkerState worker_state = {
+	.finished = DLIST_STATIC_INIT(worker_state.finished),
+	.exchanges = DLIST_STATIC_INIT(worker_state.exchanges),
+};
 
 /* Register the worker; called from _PG_init at preload time. */
 void
@@ -125,20 +134,19 @@ commit_tx(void)
  * once per version, not on every check.
  */
 static bool
-extension_ready(void)
+extension_ready(WorkerState *ws)
 {
-	static char *reported = NULL;
 	char	   *version;
 	SchemaState state;
 
 	begin_tx("payments: checking for the extension");
 	state = payments_schema_state(&version);
 	if (state == SCHEMA_NOT_SERVED &&
-		(reported == NULL || strcmp(reported, version ? version : "") != 0))
+		(ws->schema_reported == NULL || strcmp(ws->schema_reported, version ? version : "") != 0))
 	{
-		if (reported)
-			pfree(reported);
-		reported = MemoryContextStrdup(TopMemoryContext, version ? version : "");
+		if (ws->schema_reported)
+			pfree(ws->schema_reported);
+		ws->schema_reported = MemoryContextStrdup(TopMemoryContext, version ? version : "");
 		ereport(LOG,
 				(errcode(ERRCODE_PAY_SCHEMA_NOT_SERVED),
 				 errmsg("payments worker waits: database \"%s\" has schema version %s, this library serves %s",
@@ -147,82 +155,22 @@ extension_ready(void)
 						 payments_database)));
 	}
 	commit_tx();
-	if (state == SCHEMA_SERVED && reported != NULL)
+	if (state == SCHEMA_SERVED && ws->schema_reported != NULL)
 	{
 		ereport(LOG,
 				(errmsg("payments worker: database \"%s\" now has schema version %s, starting",
 						payments_database, PAYMENTS_VERSION)));
-		pfree(reported);
-		reported = NULL;
+		pfree(ws->schema_reported);
+		ws->schema_reported = NULL;
 	}
 	return state == SCHEMA_SERVED;
 }
 
-static void
-circuit_publish(int state)
-{
-	pg_atomic_write_u32(&payments_shared->circuit_state, state);
-}
-
-/* How many operations may be claimed now, as the circuit allows. */
-static int
-circuit_allowance(int capacity)
-{
-	if (circuit_open_until == 0)
-		return capacity;
-	if (GetCurrentTimestamp() < circuit_open_until)
-		return 0;
-	/* half-open: one probe at a time */
-	circuit_publish(CIRCUIT_HALF_OPEN);
-	if (probe_in_flight)
-		return 0;
-	return Min(capacity, 1);
-}
-
-static void
-circuit_record(bool failure)
-{
-	if (!failure)
-	{
-		consecutive_failures = 0;
-		if (circuit_open_until != 0)
-		{
-			ereport(LOG,
-					(errmsg("payments worker: gateway answers again, circuit closed")));
-			circuit_open_until = 0;
-			circuit_open_ms = 5000;
-			circuit_publish(CIRCUIT_CLOSED);
-		}
-		probe_in_flight = false;
-		return;
-	}
-	consecutive_failures++;
-	if (circuit_open_until != 0)
-	{
-		/*
-		 * Already open: transfers that were in flight when it opened fail
-		 * too and change nothing; only a failed probe (half-open) keeps it
-		 * open, for twice as long.
-		 */
-		if (!probe_in_flight || GetCurrentTimestamp() < circuit_open_until)
-			return;
-		circuit_open_ms = Min(circuit_open_ms * 2, CIRCUIT_MAX_OPEN_MS);
-	}
-	else if (consecutive_failures < CIRCUIT_THRESHOLD)
-		return;
-	circuit_open_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), circuit_open_ms);
-	probe_in_flight = false;
-	circuit_publish(CIRCUIT_OPEN);
-	ereport(LOG,
-			(errmsg("payments worker: gateway failing, circuit open for %d ms", circuit_open_ms),
-			 errdetail("%d transfers in a row failed or got no valid answer.", consecutive_failures)));
-}
-
 /* Operations in flight: transfers running, and lookups riding on one. */
 static int
-ops_in_flight(void)
+ops_in_flight(WorkerState *ws)
 {
-	return http_engine_in_flight(engine) + parked_riders;
+	return http_engine_in_flight(ws->engine) + ws->parked_riders;
 }
 
 /*
@@ -230,16 +178,16 @@ ops_in_flight(void)
  * the op joins the finished ones, to be interpreted (false).
  */
 static bool
-start_transfer(GatewayOp *op)
+start_transfer(WorkerState *ws, GatewayOp *op)
 {
 	op->http.owner = op;
 	op->started_at = GetCurrentTimestamp();
-	if (!http_engine_add(engine, &op->http, op->endpoint.url, op->endpoint.ca_file,
+	if (!http_engine_add(ws->engine, &op->http, op->endpoint.url, op->endpoint.ca_file,
 						 op->endpoint.timeout_ms))
 	{
 		op->http.outcome = HTTP_NOT_SENT;
 		op->http.started_us = op->http.finished_us = now_us();
-		dlist_push_tail(&finished, &op->node);
+		dlist_push_tail(&ws->finished, &op->node);
 		return false;
 	}
 	pg_atomic_fetch_add_u64(&payments_shared->requests_sent, 1);
@@ -264,9 +212,9 @@ fail_unbuildable(GatewayOp *op, const char *error, dlist_head *list)
 
 /* A new op with its own memory context (deleted when the op is done). */
 static GatewayOp *
-new_op(void)
+new_op(WorkerState *ws)
 {
-	MemoryContext cxt = AllocSetContextCreate(inflight_cxt, "payments operation",
+	MemoryContext cxt = AllocSetContextCreate(ws->inflight_cxt, "payments operation",
 											  ALLOCSET_SMALL_SIZES);
 	GatewayOp  *op = MemoryContextAllocZero(cxt, sizeof(GatewayOp));
 
@@ -282,7 +230,7 @@ new_op(void)
  * of the lists, for the caller to free.  Returns how many were claimed.
  */
 static int
-claim_into(int n, dlist_head *to_send, dlist_head *unbuildable)
+claim_into(WorkerState *ws, int n, dlist_head *to_send, dlist_head *unbuildable)
 {
 	Datum		arg = Int32GetDatum(n);
 	Oid			argtype = INT4OID;
@@ -294,7 +242,7 @@ claim_into(int n, dlist_head *to_send, dlist_head *unbuildable)
 	{
 		HeapTuple	tuple = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
-		GatewayOp  *op = new_op();
+		GatewayOp  *op = new_op(ws);
 		MemoryContext old = MemoryContextSwitchTo(op->cxt);
 		char	   *error = NULL;
 		bool		isnull;
@@ -332,7 +280,7 @@ by_operation_id(const void *a, const void *b)
  * leave *to_send.
  */
 static void
-group_lookups(dlist_head *to_send)
+group_lookups(WorkerState *ws, dlist_head *to_send)
 {
 	dlist_iter	iter;
 	GatewayOp **lookups;
@@ -364,7 +312,7 @@ group_lookups(dlist_head *to_send)
 			rides = drivers[d]->merchant_id == op->merchant_id &&
 				gateway_lookup_ride(drivers[d], op);
 		if (rides)
-			parked_riders++;
+			ws->parked_riders++;
 		else if (ndrivers < MAX_LOOKUP_DRIVERS)
 			drivers[ndrivers++] = op;
 	}
@@ -373,19 +321,18 @@ group_lookups(dlist_head *to_send)
 
 /* Step 2 begins only once "sending" is durable: start the transfers. */
 static void
-send_claimed(dlist_head *to_send)
+send_claimed(WorkerState *ws, dlist_head *to_send)
 {
 	dlist_mutable_iter it;
 
-	group_lookups(to_send);
+	group_lookups(ws, to_send);
 	dlist_foreach_modify(it, to_send)
 	{
 		GatewayOp  *op = dlist_container(GatewayOp, node, it.cur);
 
 		dlist_delete(&op->node);
-		if (circuit_open_until != 0)
-			probe_in_flight = true;
-		start_transfer(op);
+		circuit_sent(&ws->breaker);
+		start_transfer(ws, op);
 	}
 }
 
@@ -396,7 +343,7 @@ send_claimed(dlist_head *to_send)
  * finished, to be interpreted as not sent).
  */
 static bool
-start_released(GatewayOp *op)
+start_released(WorkerState *ws, GatewayOp *op)
 {
 	bool		started = true;
 
@@ -407,14 +354,14 @@ start_released(GatewayOp *op)
 		GatewayOp  *next = dlist_container(GatewayOp, node,
 										   dlist_pop_head_node(&op->lookup.released));
 
-		parked_riders--;
+		ws->parked_riders--;
 		if (next->done)
 		{
 			/* a successor that could not go on releases its own riders */
-			started = start_released(next) && started;
-			dlist_push_tail(&finished, &next->node);
+			started = start_released(ws, next) && started;
+			dlist_push_tail(&ws->finished, &next->node);
 		}
-		else if (!start_transfer(next))
+		else if (!start_transfer(ws, next))
 			started = false;
 	}
 	return started;
@@ -438,15 +385,15 @@ free_ops(dlist_head *ops)
 
 /* Move every op of *from to the end of the finished list. */
 static void
-to_finished(dlist_head *from)
+to_finished(WorkerState *ws, dlist_head *from)
 {
 	while (!dlist_is_empty(from))
-		dlist_push_tail(&finished, dlist_pop_head_node(from));
+		dlist_push_tail(&ws->finished, dlist_pop_head_node(from));
 }
 
 /* Step 1 in a transaction of its own, then step 2. */
 static int
-claim_and_send(int n)
+claim_and_send(WorkerState *ws, int n)
 {
 	dlist_head	to_send;
 	dlist_head	unbuildable;
@@ -455,10 +402,10 @@ claim_and_send(int n)
 	dlist_init(&to_send);
 	dlist_init(&unbuildable);
 	begin_tx("payments: claiming operations");
-	claimed = claim_into(n, &to_send, &unbuildable);
+	claimed = claim_into(ws, n, &to_send, &unbuildable);
 	commit_tx();
-	to_finished(&unbuildable);
-	send_claimed(&to_send);
+	to_finished(ws, &unbuildable);
+	send_claimed(ws, &to_send);
 	return claimed;
 }
 
@@ -485,7 +432,8 @@ in_transaction(const char *what, void (*fn) (void *), void *arg)
 		AbortCurrentTransaction();
 		pgstat_report_activity(STATE_IDLE, NULL);
 		ereport(LOG,
-				(errmsg("payments worker: %s failed: %s", what, e->message)));
+				(errcode(ERRCODE_SUCCESSFUL_COMPLETION),
+				 errmsg("payments worker: %s failed: %s", what, e->message)));
 		FreeErrorData(e);
 		ok = false;
 	}
@@ -498,11 +446,11 @@ in_transaction(const char *what, void (*fn) (void *), void *arg)
  * once: an op in a long lookup would otherwise keep one per page it read.
  */
 static void
-release_exchanges(void)
+release_exchanges(WorkerState *ws)
 {
 	dlist_mutable_iter it;
 
-	dlist_foreach_modify(it, &exchanges)
+	dlist_foreach_modify(it, &ws->exchanges)
 	{
 		GatewayExchange *ex = dlist_container(GatewayExchange, node, it.cur);
 
@@ -518,6 +466,7 @@ release_exchanges(void)
 /* What one round's transaction claims (step 1) beside recording (step 3). */
 typedef struct RoundClaim
 {
+	WorkerState *ws;
 	int			limit;			/* 0: claim nothing */
 	int			claimed;
 	dlist_head	to_send;
@@ -536,9 +485,9 @@ record_and_claim(void *arg)
 {
 	RoundClaim *rc = (RoundClaim *) arg;
 
-	record_batch(&exchanges, &finished);
+	record_batch(&rc->ws->exchanges, &rc->ws->finished);
 	if (rc->limit > 0)
-		rc->claimed = claim_into(rc->limit, &rc->to_send, &rc->unbuildable);
+		rc->claimed = claim_into(rc->ws, rc->limit, &rc->to_send, &rc->unbuildable);
 }
 
 static void
@@ -553,7 +502,7 @@ record_op_fn(void *arg)
  * to be interpreted again as not sent).
  */
 static bool
-interpret_one(GatewayOp *op)
+interpret_one(WorkerState *ws, GatewayOp *op)
 {
 	MemoryContext old = MemoryContextSwitchTo(op->cxt);
 	bool		follow_up = false;
@@ -563,16 +512,16 @@ interpret_one(GatewayOp *op)
 	histogram_observe(&payments_shared->gateway_latency,
 					  op->http.finished_us - op->http.started_us);
 	ex = gateway_interpret(op, &follow_up);
-	dlist_push_tail(&exchanges, &ex->node);
+	dlist_push_tail(&ws->exchanges, &ex->node);
 	if (op->stage != STAGE_SETTLEMENT)
-		circuit_record(gateway_transport_failed(op));
+		circuit_record(&ws->breaker, gateway_transport_failed(op));
 	if (op->http.outcome != HTTP_COMPLETED)
 		pg_atomic_fetch_add_u64(&payments_shared->transport_failures, 1);
 	if (follow_up)
 	{
 		/* gateway_interpret put the next request in op->http */
 		dlist_delete(&op->node);
-		started = start_transfer(op);
+		started = start_transfer(ws, op);
 	}
 	else
 	{
@@ -582,33 +531,33 @@ interpret_one(GatewayOp *op)
 			gateway_set_outcome_later(op, 60000, 3600000, "unknown", NULL);
 	}
 	MemoryContextSwitchTo(old);
-	return start_released(op) && started;
+	return start_released(ws, op) && started;
 }
 
 /* Interpret finished transfers, outside any transaction; start follow-ups. */
 static void
-interpret_finished(void)
+interpret_finished(WorkerState *ws)
 {
 	HttpRequest *req;
 	dlist_mutable_iter it;
 	bool		again;
 
-	while ((req = http_engine_next_done(engine)) != NULL)
+	while ((req = http_engine_next_done(ws->engine)) != NULL)
 	{
 		GatewayOp  *op = (GatewayOp *) req->owner;
 
-		dlist_push_tail(&finished, &op->node);
+		dlist_push_tail(&ws->finished, &op->node);
 	}
 	/* a follow-up that could not start comes back at the end: go again */
 	do
 	{
 		again = false;
-		dlist_foreach_modify(it, &finished)
+		dlist_foreach_modify(it, &ws->finished)
 		{
 			GatewayOp  *op = dlist_container(GatewayOp, node, it.cur);
 
 			/* skip those that could not be built, or were interpreted already */
-			if (!op->done && !interpret_one(op))
+			if (!op->done && !interpret_one(ws, op))
 				again = true;
 		}
 	} while (again);
@@ -642,30 +591,31 @@ record_as_unknown(GatewayOp *op)
  * not hold back the others) and the claim runs on its own.
  */
 static void
-finish_round(bool claim_due)
+finish_round(WorkerState *ws, bool claim_due)
 {
 	RoundClaim	rc;
 	dlist_iter	iter;
 	int			capacity = 0;
-	bool		had_finished = !dlist_is_empty(&finished);
+	bool		had_finished = !dlist_is_empty(&ws->finished);
 	bool		ok;
 
 	if (claim_due)
-		capacity = circuit_allowance(payments_max_in_flight - ops_in_flight());
+		capacity = circuit_allowance(&ws->breaker, payments_max_in_flight - ops_in_flight(ws));
+	rc.ws = ws;
 	rc.limit = Min(capacity, payments_claim_batch);
 	rc.claimed = 0;
 	dlist_init(&rc.to_send);
 	dlist_init(&rc.unbuildable);
-	if (!had_finished && dlist_is_empty(&exchanges) && rc.limit <= 0)
+	if (!had_finished && dlist_is_empty(&ws->exchanges) && rc.limit <= 0)
 		return;
 
 	ok = in_transaction(had_finished ? "recording outcomes" : "claiming operations",
 						record_and_claim, &rc);
 	/* exchange log rows are best effort: never retried on their own */
-	release_exchanges();
+	release_exchanges(ws);
 	if (ok)
 	{
-		dlist_foreach(iter, &finished)
+		dlist_foreach(iter, &ws->finished)
 			record_count(dlist_container(GatewayOp, node, iter.cur));
 	}
 	else
@@ -676,7 +626,7 @@ finish_round(bool claim_due)
 		free_ops(&rc.to_send);
 		free_ops(&rc.unbuildable);
 		rc.claimed = 0;
-		dlist_foreach_modify(it, &finished)
+		dlist_foreach_modify(it, &ws->finished)
 		{
 			GatewayOp  *op = dlist_container(GatewayOp, node, it.cur);
 
@@ -684,30 +634,31 @@ finish_round(bool claim_due)
 				record_count(op);
 			else if (!record_as_unknown(op))
 				ereport(WARNING,
-						(errmsg("payments worker: could not record the outcome of operation %lld of merchant %lld",
+						(errcode(ERRCODE_WARNING),
+						 errmsg("payments worker: could not record the outcome of operation %lld of merchant %lld",
 								(long long) op->operation_id, (long long) op->merchant_id),
 						 errdetail("The operation stays \"sending\" and is resolved from the gateway when the worker restarts.")));
 		}
 	}
 
 	/* the results are durable: wake pay_wait callers, free the ops */
-	if (!dlist_is_empty(&finished))
+	if (!dlist_is_empty(&ws->finished))
 	{
 		pg_atomic_fetch_add_u64(&payments_shared->results_generation, 1);
 		ConditionVariableBroadcast(&payments_shared->results_cv);
-		free_ops(&finished);
+		free_ops(&ws->finished);
 	}
 	/* claimed but unbuildable: recorded in the next round */
-	to_finished(&rc.unbuildable);
-	send_claimed(&rc.to_send);
+	to_finished(ws, &rc.unbuildable);
+	send_claimed(ws, &rc.to_send);
 
 	/* a full claim: more may be ready, in transactions of their own */
 	capacity -= rc.claimed;
 	if (!claim_due || (ok && rc.claimed < rc.limit))
 		return;
-	while (capacity > 0 && circuit_open_until == 0)
+	while (capacity > 0 && !circuit_is_open(&ws->breaker))
 	{
-		int			got = claim_and_send(Min(capacity, payments_claim_batch));
+		int			got = claim_and_send(ws, Min(capacity, payments_claim_batch));
 
 		capacity -= got;
 		if (got < payments_claim_batch)
@@ -717,7 +668,7 @@ finish_round(bool claim_due)
 
 /* Ask the gateway whether captures with refunds waiting have settled. */
 static void
-check_settlements(void)
+check_settlements(WorkerState *ws)
 {
 	Datum		arg = Int32GetDatum(50);
 	Oid			argtype = INT4OID;
@@ -733,7 +684,7 @@ check_settlements(void)
 	{
 		HeapTuple	t = SPI_tuptable->vals[i];
 		TupleDesc	d = SPI_tuptable->tupdesc;
-		GatewayOp  *op = new_op();
+		GatewayOp  *op = new_op(ws);
 		MemoryContext old = MemoryContextSwitchTo(op->cxt);
 
 		op->merchant_id = pg_strtoint64(SPI_getvalue(t, d, 1));
@@ -756,7 +707,7 @@ check_settlements(void)
 		GatewayOp  *op = dlist_container(GatewayOp, node, it.cur);
 
 		dlist_delete(&op->node);
-		start_transfer(op);
+		start_transfer(ws, op);
 	}
 }
 
@@ -831,7 +782,8 @@ recover_in_flight(void)
 	commit_tx();
 	if (n > 0)
 		ereport(LOG,
-				(errmsg("payments worker: %lld operations were in flight when the previous worker stopped; resolving them",
+				(errcode(ERRCODE_SUCCESSFUL_COMPLETION),
+				 errmsg("payments worker: %lld operations were in flight when the previous worker stopped; resolving them",
 						(long long) n)));
 }
 
@@ -850,7 +802,8 @@ raise_fd_limit(void)
 		rl.rlim_cur = rl.rlim_max;
 		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
 			ereport(LOG,
-					(errmsg("payments worker could not raise its open file limit: %m")));
+					(errcode(ERRCODE_SUCCESSFUL_COMPLETION),
+					 errmsg("payments worker could not raise its open file limit: %m")));
 	}
 }
 
@@ -889,6 +842,7 @@ connect_to_database(void)
 void
 payments_worker_main(Datum main_arg pg_attribute_unused())
 {
+	WorkerState *ws = &worker_state;
 	MemoryContext loop_cxt;
 	TimestampTz last_claim = 0;
 	TimestampTz last_housekeeping = 0;
@@ -912,13 +866,15 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "payments worker loop",
 									 ALLOCSET_DEFAULT_SIZES);
-	inflight_cxt = AllocSetContextCreate(TopMemoryContext, "payments operations in flight",
-										 ALLOCSET_DEFAULT_SIZES);
+	ws->inflight_cxt = AllocSetContextCreate(TopMemoryContext, "payments operations in flight",
+											 ALLOCSET_DEFAULT_SIZES);
 	raise_fd_limit();
-	engine = http_engine_create(payments_max_connections);
-	circuit_publish(CIRCUIT_CLOSED);
+	ws->engine = http_engine_create(payments_max_connections);
+	circuit_reset(&ws->breaker);
 
-	ereport(LOG, (errmsg("payments worker started for database \"%s\"", payments_database)));
+	ereport(LOG,
+			(errcode(ERRCODE_SUCCESSFUL_COMPLETION),
+			 errmsg("payments worker started for database \"%s\"", payments_database)));
 
 	for (;;)
 	{
@@ -938,7 +894,9 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 		}
 		if (pg_atomic_read_u32(&payments_shared->restart_requested))
 		{
-			ereport(LOG, (errmsg("payments worker restarting on request")));
+			ereport(LOG,
+					(errcode(ERRCODE_SUCCESSFUL_COMPLETION),
+					 errmsg("payments worker restarting on request")));
 			proc_exit(1);
 		}
 		now = GetCurrentTimestamp();
@@ -946,7 +904,7 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 
 		if (!ready)
 		{
-			ready = extension_ready();
+			ready = extension_ready(ws);
 			if (!ready)
 			{
 				/* wait for CREATE or ALTER EXTENSION */
@@ -961,7 +919,7 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 		if (TimestampDifferenceExceeds(last_settlement, now, payments_settlement_check_s * 1000))
 		{
 			last_settlement = now;
-			check_settlements();
+			check_settlements(ws);
 		}
 		if (TimestampDifferenceExceeds(last_housekeeping, now, 60000))
 		{
@@ -979,16 +937,16 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 			refresh_statistics();
 		}
 
-		in_flight = ops_in_flight();
+		in_flight = ops_in_flight(ws);
 		pg_atomic_write_u32(&payments_shared->in_flight, (uint32) in_flight);
 		if ((uint32) in_flight > pg_atomic_read_u32(&payments_shared->max_in_flight))
 			pg_atomic_write_u32(&payments_shared->max_in_flight, (uint32) in_flight);
 
 		/* step 2 runs inside: wait for replies, timers or a wake-up */
-		if (wake || !dlist_is_empty(&finished))
+		if (wake || !dlist_is_empty(&ws->finished))
 			wait_ms = 0;
-		http_engine_wait(engine, wait_ms, &latch_set);
-		interpret_finished();
+		http_engine_wait(ws->engine, wait_ms, &latch_set);
+		interpret_finished(ws);
 
 		/* steps 3 and 1: claim when woken, and every second for due retries */
 		now = GetCurrentTimestamp();
@@ -996,6 +954,6 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 		if (claim_due)
 			last_claim = now;
 		wake = false;
-		finish_round(claim_due);
+		finish_round(ws, claim_due);
 	}
 }

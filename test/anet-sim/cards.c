@@ -112,7 +112,7 @@ card_expiry_check(const char *e, long long now_ms)
 	return 0;
 }
 
-/* sandbox AVS result by billing zip (NOTES §12) */
+/* sandbox AVS result by billing zip */
 static const struct
 {
 	const char *zip;
@@ -141,7 +141,7 @@ zip_avs(const char *zip, const char *brand)
 	return 'Y';
 }
 
-/* CVV result by card code (NOTES §12): 900 M, 901 N, 902 S, 903 U, 904 P */
+/* sandbox CVV result by card code: 900 M, 901 N, 902 S, 903 U, 904 P */
 char
 code_cvv(const char *code)
 {

@@ -279,7 +279,7 @@ fill_txn(Txn *t, json_object *req, json_object *tr, const char *type)
 		t->ship_to = json_object_get(st);
 }
 
-/* Duplicate key: the fields NOTES §5 lists, including the window value */
+/* Duplicate key: README.md's "Duplicate window" fields, and the window */
 static void
 dup_key(json_object *tr, const char *type, const CardInfo *ci, long long amount,
 		int window, char *out, size_t len)

@@ -2,10 +2,11 @@
  *
  * validate.c
  *		Check a JSON request the way Authorize.Net does: the JSON is turned
- *		into XML and validated against AnetApiSchema.xsd, so keys must follow
- *		the XSD sequence order, be known, be present when required, and
- *		scalar values must satisfy their simple type.  Errors use the .NET
- *		XmlSchema validator's wording, which is what E00003 replies carry.
+ *		into XML and validated against the gateway's XML schema (schema_gen.c
+ *		holds its content models), so keys must follow the XSD sequence
+ *		order, be known, be present when required, and scalar values must
+ *		satisfy their simple type.  Errors use the .NET XmlSchema
+ *		validator's wording, which is what E00003 replies carry.
  *
  *-------------------------------------------------------------------------
  */

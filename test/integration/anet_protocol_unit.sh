@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Unit test of the Authorize.Net protocol module (src/anet_*.c, with
-# src/json_scrub.c): pure C and json-c, no PostgreSQL and no cluster.
-# Compiles test/unit/anet_protocol_test.c
-# with the module into a scratch directory ($WORK when the suite runner set
-# it, else a fresh mktemp -d) and passes its TAP output through.
+# Unit test of the Authorize.Net protocol module (src/anet/): pure C and
+# json-c, no PostgreSQL and no cluster.  Compiles
+# src/anet/tests/anet_protocol_test.c with every src/anet/*.c, and nothing
+# else: no PostgreSQL include directory is given, so the build also proves
+# that src/anet/ needs no PostgreSQL header.  The scratch directory is
+# $WORK when the suite runner set it, else a fresh mktemp -d; the test's
+# TAP output is passed through.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
+anet="$repo/src/anet"
 
 dir=
 if [ -n "${WORK:-}" ] && mkdir -p "$WORK/anet_protocol_unit" 2>/dev/null &&
@@ -17,9 +20,9 @@ else
 	trap 'rm -rf "$dir"' EXIT
 fi
 
-if ! cc -std=gnu11 -Wall -Wextra -Werror -I"$repo/src" \
+if ! cc -std=gnu11 -Wall -Wextra -Werror -I"$anet" \
 	-o "$dir/anet_protocol_test" \
-	"$repo/test/unit/anet_protocol_test.c" "$repo"/src/anet_*.c "$repo/src/json_scrub.c" \
+	"$anet/tests/anet_protocol_test.c" "$anet"/*.c \
 	-ljson-c -lpthread > "$dir/cc.log" 2>&1; then
 	echo "not ok 1 - anet_protocol_test compiles with -Wall -Wextra -Werror"
 	sed 's/^/# /' "$dir/cc.log"
@@ -27,4 +30,4 @@ if ! cc -std=gnu11 -Wall -Wextra -Werror -I"$repo/src" \
 	exit 1
 fi
 
-"$dir/anet_protocol_test" "$repo/test/unit/fixtures"
+"$dir/anet_protocol_test" "$anet/tests/fixtures"

@@ -1,4 +1,4 @@
--- Tenancy (DESIGN.md 3.6): a default merchant, the current-merchant rule,
+-- Tenancy: a default merchant, the current-merchant rule,
 -- the merchant_id pattern on every tenant table, row-level security.
 \unset ECHO
 \set QUIET 1

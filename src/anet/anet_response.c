@@ -4,18 +4,18 @@
  *	  Parse Authorize.Net JSON replies: createTransaction, reporting, and
  *	  the top-level status of any reply.
  *
- * Real replies differ from requests and from the documentation (NOTES
- * §1.2): they start with a UTF-8 byte-order mark, their keys are not in
- * XSD order, "ArrayOf" wrappers collapse to plain arrays, and scalars are
- * strings in some calls and numbers in others (with .NET "...Specified"
- * siblings).  The parsers here therefore look keys up by name, accept any
- * scalar type, ignore what they do not know, and judge a reply by its
- * shape: whatever cannot be read with confidence is ANET_MALFORMED, so the
- * worker treats its outcome as unknown instead of guessing.
+ * Real replies differ from requests and from the documentation: they
+ * start with a UTF-8 byte-order mark, their keys are not in XSD order,
+ * "ArrayOf" wrappers collapse to plain arrays, and scalars are strings in
+ * some calls and numbers in others (with .NET "...Specified" siblings).
+ * The parsers here therefore look keys up by name, accept any scalar type,
+ * ignore what they do not know, and judge a reply by its shape: whatever
+ * cannot be read with confidence is ANET_MALFORMED, so the worker treats
+ * its outcome as unknown instead of guessing.
  *
  * A createTransaction outcome is decided on
  * transactionResponse.responseCode alone; resultCode is "Ok" for declines
- * and holds too (NOTES §4).
+ * and holds too.
  *
  *-------------------------------------------------------------------------
  */

@@ -3,10 +3,12 @@
  * anet_protocol.h
  *	  Authorize.Net JSON API: request builders and reply parsers.
  *
- * This module knows the wire format of the gateway and nothing else: no
- * PostgreSQL headers, no network code, no global state.  It needs only the
- * C library and json-c, so it is unit-tested on its own
- * (test/unit/anet_protocol_test.c) and called from the background worker.
+ * This module (the folder src/anet/) knows the wire format of the gateway
+ * and nothing else: no PostgreSQL headers, no network code, no global
+ * state.  It needs only the C library and json-c, so it is unit-tested on
+ * its own (src/anet/tests/anet_protocol_test.c, which
+ * test/integration/anet_protocol_unit.sh compiles with this folder alone)
+ * and called from the background worker.
  *
  * Conventions
  *
@@ -15,10 +17,11 @@
  *   to a malloc'd message (lower case, no trailing period) that never
  *   contains any input value, so it may be logged.  If even that message
  *   cannot be allocated, *error is NULL.
- * - Requests are built with their keys in the order of the XSD
- *   (AnetApiSchema.xsd; the JSON API is translated to XML and validated,
- *   so a misplaced key is an E00003).  clientId is never sent; JSON null is
- *   never sent; a NULL or empty ("") optional field is omitted.
+ * - Requests are built with their keys in the order of the gateway's XML
+ *   schema (the JSON API is translated to XML and validated, so a
+ *   misplaced key is an E00003; the unit test writes the orders out).
+ *   clientId is never sent; JSON null is never sent; a NULL or empty ("")
+ *   optional field is omitted.
  * - masked = true builds the form meant for logs and tables: card number
  *   "XXXX" + last four, card code "XXX", expiration date "XXXX",
  *   transaction key "XXXXXXXX", opaque data value "XXXX".  Validation is
@@ -125,7 +128,10 @@ typedef struct AnetTxnRequest
 			   *bill_country;	/* <= 60 */
 	const char *customer_ip;	/* customerIP, <= 45 (IPv6 text) */
 	int			duplicate_window;	/* seconds 0..28800; < 0 = omit; the
-									 * worker always sends it (DESIGN §2) */
+									 * worker always sends it, so that an
+									 * identical resend within the window
+									 * is answered with reason 11 and the
+									 * original transId */
 	bool		allow_partial_auth; /* authCapture/authOnly always send the
 									 * allowPartialAuth setting, true or
 									 * false, so an account default cannot
@@ -414,12 +420,12 @@ extern void anet_batch_list_free(AnetBatchList *list);
  */
 
 /*
- * Transient failures.  The rule: the gateway's own text for the code
- * (responseCodes.json) says to try again.  The worker retries these with
- * backoff and a bounded number of attempts (some, e.g. 57 and 63, can also
- * come from a configuration problem and then fail every time).  Nothing
- * was created (transId 0), but 19-23 and 120-122 can leave an
- * authorization hold at the issuer, so wait minutes, not seconds.  Within
+ * Transient failures.  The rule: the gateway's own text for the code (as
+ * test/anet-sim/codes_gen.c holds them) says to try again.  The worker
+ * retries these with backoff and a bounded number of attempts (some, e.g.
+ * 57 and 63, can also come from a configuration problem and then fail every
+ * time).  Nothing was created (transId 0), but 19-23 and 120-122 can leave
+ * an authorization hold at the issuer, so wait minutes, not seconds.  Within
  * the duplicateWindow an identical resend is answered with reason 11.
  *
  *	 transaction reasons (responseCode 3): 19-23, 25, 26, 57-63, 120-122,
@@ -437,7 +443,8 @@ extern bool anet_message_code_is_retryable(const char *message_code);
 extern const char *anet_outcome_name(AnetOutcome outcome);
 
 /*
- * What a reporting transactionStatus (NOTES §9) means for the payment:
+ * What a transactionStatus from the reporting calls (getTransactionDetails,
+ * the transaction lists) means for the payment:
  *
  *	 PENDING_CAPTURE	authorizedPendingCapture, authorizedPendingRelease
  *	 PENDING_SETTLEMENT capturedPendingSettlement, pendingSettlement,

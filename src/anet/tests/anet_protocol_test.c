@@ -1,15 +1,16 @@
 /*-------------------------------------------------------------------------
  *
  * anet_protocol_test.c
- *	  Unit tests of the Authorize.Net protocol module (src/anet_*.c).
+ *	  Unit tests of the Authorize.Net protocol module (src/anet/).
  *
  * Prints TAP.  Usage: anet_protocol_test FIXTURE_DIR
  *
- * Fixtures (test/unit/fixtures) are hand-made reply bodies shaped like the
+ * Fixtures (src/anet/tests/fixtures) are hand-made reply bodies shaped like the
  * documented and captured ones: BOM, string/number mixes, unknown keys,
  * "...Specified" siblings, collapsed arrays.  The XSD element orders the
- * builders must follow are written out below (from xsd-field-order.txt),
- * so the test does not depend on the reference directory at run time.
+ * builders must follow are written out below (the gateway's XML schema,
+ * whose content models test/anet-sim/schema_gen.c also holds), so the test
+ * needs no schema file at run time.
  *
  *-------------------------------------------------------------------------
  */
@@ -30,7 +31,7 @@
 
 static int	tap_n = 0;
 static int	tap_failed = 0;
-static const char *fixture_dir = "test/unit/fixtures";
+static const char *fixture_dir = "src/anet/tests/fixtures";
 
 /* ----------------------------------------------------------------
  * TAP helpers
@@ -180,8 +181,8 @@ keys_are(const char *json, const char *path, const char *want, const char *desc)
 
 /*
  * XSD element order per object, keyed by the member name under which the
- * object appears (xsd-field-order.txt).  Every request object must use
- * only these names, in this order.
+ * object appears.  Every request object must use only these names, in this
+ * order.
  */
 typedef struct XsdType
 {

@@ -13,7 +13,10 @@
 
 #include "anet_protocol.h"
 
-/* Reason codes whose responseCodes.json text says "Please try again". */
+/*
+ * Reason codes whose text from the gateway (test/anet-sim/codes_gen.c holds
+ * the texts) says "Please try again".
+ */
 static const int retryable_reasons[] = {
 	19, 20, 21, 22, 23, 25, 26,
 	57, 58, 59, 60, 61, 62, 63,

@@ -7,8 +7,9 @@
  * The JSON API is translated to XML and validated against the schema, so
  * keys must come in xs:sequence order (anything else is an E00003).  json-c
  * serializes object members in insertion order, so each builder inserts
- * keys exactly in the order of xsd-field-order.txt; the unit test checks
- * the result against those orders.
+ * keys exactly in the schema's order; the unit test
+ * (src/anet/tests/anet_protocol_test.c) writes those orders out and checks
+ * the result against them.
  *
  * Every value is validated before anything is built (lengths as the XSD
  * counts them, in characters; character sets where the XSD or the gateway
@@ -529,9 +530,10 @@ normalize(const AnetTxnRequest *req)
 
 /*
  * Check a transaction request: every field's form, then which fields the
- * transaction type needs or must not have (NOTES §3.1).  Sending card data
- * with a void or a capture would be harmless to the gateway but is data we
- * must not spread, so it is refused.
+ * transaction type needs or must not have (as the API reference documents
+ * each type: the schema itself makes every field optional).  Sending card
+ * data with a void or a capture would be harmless to the gateway but is
+ * data we must not spread, so it is refused.
  */
 static bool
 check_transaction(BuildCtx *ctx, const AnetTxnRequest *r)
