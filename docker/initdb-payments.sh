@@ -18,9 +18,10 @@ fi
 export PAYMENTS_GATEWAY_URL=${PAYMENTS_GATEWAY_URL:-https://apitest.authorize.net/xml/v1/request.api}
 
 # Secrets reach psql through its environment (\getenv), not its command
-# line, and go into SQL quoted (:'name').
+# line, and go into SQL quoted (:'name'). The unix socket, as the official
+# entrypoint's own psql calls use.
 sql() {
-	psql -X -q -v ON_ERROR_STOP=1 --output=/dev/null \
+	PGHOST='' PGHOSTADDR='' psql -X -q -v ON_ERROR_STOP=1 --output=/dev/null \
 		--username "$POSTGRES_USER" --no-password --dbname "$POSTGRES_DB" "$@"
 }
 
