@@ -5,8 +5,9 @@
 # Dockerfile copies only files the build context holds and keeps compilers
 # out of its final stage, the scripts pass bash -n and shellcheck, the
 # entrypoint makes payments and pg_cron serve the database the official
-# image creates, and the init script sets up that database from the
-# environment (psql replaced by a stub that records its calls).
+# image creates, the init script sets up that database from the environment
+# (psql replaced by a stub that records its calls), and the README's
+# development JWT verifies with the compose file's default secret.
 set -euo pipefail
 source "$(dirname "$0")/../lib/common.sh"
 source "$(dirname "$0")/../lib/tap.sh"
