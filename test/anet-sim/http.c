@@ -508,9 +508,10 @@ slurp(const char *path)
 	return buf;
 }
 
-/* Start the API daemon on 127.0.0.1 (TLS when cert and key are given) */
+/* Start the API daemon on addr (TLS when cert and key are given) */
 struct MHD_Daemon *
-http_start_api(int port, const char *cert, const char *key, int threads)
+http_start_api(struct in_addr addr, int port, const char *cert, const char *key,
+			   int threads)
 {
 	struct sockaddr_in sa;
 	unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
@@ -520,7 +521,7 @@ http_start_api(int port, const char *cert, const char *key, int threads)
 	memset(&sa, 0, sizeof(sa));
 	sa.sin_family = AF_INET;
 	sa.sin_port = htons((uint16_t) port);
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sa.sin_addr = addr;
 	if (cert != NULL)
 	{
 		char	   *c = slurp(cert),
@@ -558,16 +559,16 @@ http_start_api(int port, const char *cert, const char *key, int threads)
 							MHD_OPTION_END);
 }
 
-/* Start the control daemon on 127.0.0.1 */
+/* Start the control daemon on addr */
 struct MHD_Daemon *
-http_start_control(int port)
+http_start_control(struct in_addr addr, int port)
 {
 	struct sockaddr_in sa;
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sin_family = AF_INET;
 	sa.sin_port = htons((uint16_t) port);
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sa.sin_addr = addr;
 	return MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
 							MHD_USE_ERROR_LOG, (uint16_t) port, NULL, NULL,
 							control_handler, NULL,

@@ -9,10 +9,12 @@
 #define ANET_SIM_HTTP_H
 
 #include <microhttpd.h>
+#include <netinet/in.h>
 
-extern struct MHD_Daemon *http_start_api(int port, const char *cert,
-										 const char *key, int threads);
-extern struct MHD_Daemon *http_start_control(int port);
+extern struct MHD_Daemon *http_start_api(struct in_addr addr, int port,
+										 const char *cert, const char *key,
+										 int threads);
+extern struct MHD_Daemon *http_start_control(struct in_addr addr, int port);
 extern int	http_port(struct MHD_Daemon *d);
 extern void http_timer_start(void);
 extern void http_timer_stop(void);

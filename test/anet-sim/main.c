@@ -8,6 +8,7 @@
  *-------------------------------------------------------------------------
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,7 @@ usage(void)
 {
 	fprintf(stderr,
 			"usage: anet-sim --port P --control-port C [options]\n"
+			"  --listen ADDR                   IPv4 address of every port (default 127.0.0.1)\n"
 			"  --tls-cert FILE --tls-key FILE  serve the API port over HTTPS (TLS 1.2)\n"
 			"  --tls-port T                    with a cert: HTTPS on T, plain HTTP stays on P\n"
 			"  --no-bom                        replies without the UTF-8 BOM\n"
@@ -61,7 +63,9 @@ main(int argc, char **argv)
 				tls_port = -1,
 				latency = 0;
 	const char *cert = NULL,
-			   *key = NULL;
+			   *key = NULL,
+			   *listen_addr = "127.0.0.1";
+	struct in_addr addr;
 	struct MHD_Daemon *api,
 			   *tls = NULL,
 			   *ctl;
@@ -87,7 +91,9 @@ main(int argc, char **argv)
 		if (v == NULL)
 			usage();
 		i++;
-		if (strcmp(a, "--port") == 0)
+		if (strcmp(a, "--listen") == 0)
+			listen_addr = v;
+		else if (strcmp(a, "--port") == 0)
 			port = atoi(v);
 		else if (strcmp(a, "--control-port") == 0)
 			cport = atoi(v);
@@ -126,7 +132,7 @@ main(int argc, char **argv)
 			usage();
 	}
 	if (port < 0 || cport < 0 || (cert == NULL) != (key == NULL) ||
-		(tls_port >= 0 && cert == NULL))
+		(tls_port >= 0 && cert == NULL) || inet_pton(AF_INET, listen_addr, &addr) != 1)
 		usage();
 
 	/* signals are taken synchronously by main; threads inherit the mask */
@@ -154,25 +160,25 @@ main(int argc, char **argv)
 
 	if (tls_port >= 0)
 	{
-		api = http_start_api(port, NULL, NULL, sim.cfg.threads);
-		tls = http_start_api(tls_port, cert, key, sim.cfg.threads);
+		api = http_start_api(addr, port, NULL, NULL, sim.cfg.threads);
+		tls = http_start_api(addr, tls_port, cert, key, sim.cfg.threads);
 		if (tls == NULL)
 		{
-			fprintf(stderr, "anet-sim: cannot listen on 127.0.0.1:%d (TLS)\n", tls_port);
+			fprintf(stderr, "anet-sim: cannot listen on %s:%d (TLS)\n", listen_addr, tls_port);
 			return 1;
 		}
 	}
 	else
-		api = http_start_api(port, cert, key, sim.cfg.threads);
+		api = http_start_api(addr, port, cert, key, sim.cfg.threads);
 	if (api == NULL)
 	{
-		fprintf(stderr, "anet-sim: cannot listen on 127.0.0.1:%d\n", port);
+		fprintf(stderr, "anet-sim: cannot listen on %s:%d\n", listen_addr, port);
 		return 1;
 	}
-	ctl = http_start_control(cport);
+	ctl = http_start_control(addr, cport);
 	if (ctl == NULL)
 	{
-		fprintf(stderr, "anet-sim: cannot listen on 127.0.0.1:%d (control)\n", cport);
+		fprintf(stderr, "anet-sim: cannot listen on %s:%d (control)\n", listen_addr, cport);
 		return 1;
 	}
 	if (tls)

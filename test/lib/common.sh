@@ -10,6 +10,7 @@ PAYMENTS_DEBS=(
 	libtap-parser-sourcehandler-pgtap-perl
 	libcurl4-openssl-dev libssl-dev libjson-c-dev libmicrohttpd-dev
 	build-essential pkg-config openssl curl ca-certificates python3
+	python3-yaml shellcheck
 )
 
 log() { printf '==> %s\n' "$*" >&2; }

@@ -1,10 +1,13 @@
 # Process behaviour: concurrency under latency, ready line, clean SIGTERM exit.
+import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
+import urllib.request
 from lib import *
 
 
@@ -44,6 +47,40 @@ def test_ready_line_and_sigterm():
         if p.poll() is None:
             p.kill()
             p.wait()
+
+
+def test_listen_address():
+    # --listen binds every port to that address only; the default is 127.0.0.1
+    def refused(host, port):
+        try:
+            socket.create_connection((host, port), timeout=2).close()
+            return False
+        except ConnectionRefusedError:
+            return True
+    check(refused('127.0.0.2', API), 'the default API port is not on 127.0.0.2')
+    p = subprocess.Popen([os.environ['ANET_SIM_BIN'], '--listen', '127.0.0.2',
+                          '--port', '0', '--control-port', '0'],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = p.stdout.readline()
+        check(line.startswith('anet-sim ready api='), line)
+        port = int(line.split('api=')[1].split()[0])
+        cport = int(line.split('control=')[1].split()[0])
+        c = http.client.HTTPConnection('127.0.0.2', port, timeout=10)
+        c.request('POST', '/xml/v1/request.api', body=json.dumps(req('authenticateTestRequest')).encode(),
+                  headers={'Content-Type': 'application/json'})
+        eq(parse(c.getresponse().read())['messages']['resultCode'], 'Ok', 'API on 127.0.0.2')
+        c.close()
+        with urllib.request.urlopen('http://127.0.0.2:%d/health' % cport, timeout=10) as r:
+            eq(json.loads(r.read())['ok'], True, 'control on 127.0.0.2')
+        check(refused('127.0.0.1', port), 'API not on 127.0.0.1')
+        check(refused('127.0.0.1', cport), 'control not on 127.0.0.1')
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=10)
+    bad = subprocess.run([os.environ['ANET_SIM_BIN'], '--listen', 'localhost', '--port', '0',
+                          '--control-port', '0'], capture_output=True, text=True, timeout=10)
+    eq(bad.returncode, 2, 'a --listen that is not an IPv4 address is a usage error')
 
 
 def test_settle_interval_clock():
