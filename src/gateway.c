@@ -31,9 +31,8 @@
 #include "card.h"
 #include "gateway.h"
 #include "opaque_data.h"
+#include "payments.h"
 #include "shmem.h"
-
-#define DUPLICATE_WINDOW_SECONDS 28800
 
 /* Column of the claim result, as text (NULL when SQL NULL). */
 static char *
@@ -240,7 +239,7 @@ gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **e
 
 	memset(&req, 0, sizeof(req));
 	req.ref_id = op->ref_id[0] ? op->ref_id : NULL;
-	req.duplicate_window = DUPLICATE_WINDOW_SECONDS;
+	req.duplicate_window = PAYMENTS_DUPLICATE_WINDOW_S;
 	if (anet_amount_to_decimal(op->amount_minor, op->currency_exponent, amount, sizeof(amount)) < 0)
 	{
 		*error = pstrdup("the amount could not be written as a decimal");
@@ -407,8 +406,27 @@ gateway_backoff(int attempt, int min_ms, int max_ms)
 	return TimestampTzPlusMilliseconds(GetCurrentTimestamp(), (int64) ms);
 }
 
+static const char *const gateway_outcome_names[] = {
+	[OUTCOME_NONE] = NULL,
+	[OUTCOME_APPROVED] = "approved",
+	[OUTCOME_HELD] = "held",
+	[OUTCOME_DECLINED] = "declined",
+	[OUTCOME_ERROR] = "error",
+	[OUTCOME_REJECTED] = "rejected",
+	[OUTCOME_RETRY] = "retry",
+	[OUTCOME_UNKNOWN] = "unknown",
+	[OUTCOME_CHECKED] = "checked",
+};
+
+const char *
+gateway_outcome_name(GatewayOutcomeKind outcome)
+{
+	Assert(outcome >= 0 && outcome < lengthof(gateway_outcome_names));
+	return gateway_outcome_names[outcome];
+}
+
 void
-gateway_set_outcome(GatewayOp *op, const char *outcome, const char *error)
+gateway_set_outcome(GatewayOp *op, GatewayOutcomeKind outcome, const char *error)
 {
 	op->done = true;
 	op->result.outcome = outcome;
@@ -417,7 +435,7 @@ gateway_set_outcome(GatewayOp *op, const char *outcome, const char *error)
 
 /* An outcome to act on again later: after gateway_backoff(min_ms, max_ms). */
 void
-gateway_set_outcome_later(GatewayOp *op, int min_ms, int max_ms, const char *outcome,
+gateway_set_outcome_later(GatewayOp *op, int min_ms, int max_ms, GatewayOutcomeKind outcome,
 						  const char *error)
 {
 	op->result.retry_at = gateway_backoff(op->attempt, min_ms, max_ms);
@@ -454,7 +472,7 @@ interpret_send(GatewayOp *op, bool *follow_up)
 	if (!anet_parse_transaction_response(op->http.response, op->http.response_len, &r) ||
 		r.unknown_outcome)
 	{
-		gateway_set_outcome_later(op, 1000, 60000, "unknown", r.outcome == ANET_MALFORMED ?
+		gateway_set_outcome_later(op, 1000, 60000, OUTCOME_UNKNOWN, r.outcome == ANET_MALFORMED ?
 					"the gateway's reply could not be understood" : "the gateway timed out processing the request");
 		return;
 	}
@@ -463,23 +481,23 @@ interpret_send(GatewayOp *op, bool *follow_up)
 		op->result.reason_text = pstrdup(r.message_text);
 		if (r.retryable)
 		{
-			gateway_set_outcome_later(op, 5000, 300000, "retry", psprintf("%s %s", r.message_code, r.message_text));
+			gateway_set_outcome_later(op, 5000, 300000, OUTCOME_RETRY, psprintf("%s %s", r.message_code, r.message_text));
 		}
 		else
-			gateway_set_outcome(op, "rejected", r.message_code);
+			gateway_set_outcome(op, OUTCOME_REJECTED, r.message_code);
 		return;
 	}
 	set_txn_fields(op, &r);
 	switch (r.outcome)
 	{
 		case ANET_APPROVED:
-			gateway_set_outcome(op, "approved", NULL);
+			gateway_set_outcome(op, OUTCOME_APPROVED, NULL);
 			return;
 		case ANET_HELD_FOR_REVIEW:
-			gateway_set_outcome(op, "held", NULL);
+			gateway_set_outcome(op, OUTCOME_HELD, NULL);
 			return;
 		case ANET_DECLINED:
-			gateway_set_outcome(op, "declined", NULL);
+			gateway_set_outcome(op, OUTCOME_DECLINED, NULL);
 			return;
 		default:
 			break;
@@ -496,16 +514,16 @@ interpret_send(GatewayOp *op, bool *follow_up)
 	}
 	if (r.is_duplicate)
 	{
-		gateway_set_outcome_later(op, 1000, 60000, "unknown", "duplicate reply without the original transaction");
+		gateway_set_outcome_later(op, 1000, 60000, OUTCOME_UNKNOWN, "duplicate reply without the original transaction");
 		return;
 	}
 	if (r.retryable)
 	{
 		/* 19-23 and friends can leave a hold at the issuer: wait minutes */
-		gateway_set_outcome_later(op, 60000, 900000, "retry", r.reason_text);
+		gateway_set_outcome_later(op, 60000, 900000, OUTCOME_RETRY, r.reason_text);
 		return;
 	}
-	gateway_set_outcome(op, "error", NULL);
+	gateway_set_outcome(op, OUTCOME_ERROR, NULL);
 }
 
 /* An amount the gateway states: present and not zero. */
@@ -598,7 +616,7 @@ interpret_confirm(GatewayOp *op)
 	if (!anet_parse_transaction_details_response(op->http.response, op->http.response_len, &d) ||
 		!d.found)
 	{
-		gateway_set_outcome_later(op, 1000, 60000, "unknown", "the original transaction could not be looked up");
+		gateway_set_outcome_later(op, 1000, 60000, OUTCOME_UNKNOWN, "the original transaction could not be looked up");
 		return;
 	}
 	cls = anet_classify_transaction_status(d.transaction_status);
@@ -606,7 +624,7 @@ interpret_confirm(GatewayOp *op)
 	if (mismatch != NULL)
 	{
 		/* a person must look: asked again only now and then */
-		gateway_set_outcome_later(op, 60000, 3600000, "unknown", mismatch);
+		gateway_set_outcome_later(op, 60000, 3600000, OUTCOME_UNKNOWN, mismatch);
 		return;
 	}
 	op->result.response_code = d.response_code;
@@ -622,24 +640,24 @@ interpret_confirm(GatewayOp *op)
 	{
 		case ANET_STATUS_PENDING_CAPTURE:
 			if (first_op)
-				gateway_set_outcome(op, "approved", NULL);
+				gateway_set_outcome(op, OUTCOME_APPROVED, NULL);
 			else
-				gateway_set_outcome(op, "error", "the gateway shows the transaction still waiting for capture");
+				gateway_set_outcome(op, OUTCOME_ERROR, "the gateway shows the transaction still waiting for capture");
 			return;
 		case ANET_STATUS_PENDING_SETTLEMENT:
 		case ANET_STATUS_SETTLED:
 			/* a void (also a refund sent as one) did not happen */
 			if (voids)
-				gateway_set_outcome(op, "error",
+				gateway_set_outcome(op, OUTCOME_ERROR,
 									psprintf("the gateway shows the transaction %s, not voided",
 											 d.transaction_status));
 			else
-				gateway_set_outcome(op, "approved", NULL);
+				gateway_set_outcome(op, OUTCOME_APPROVED, NULL);
 			return;
 		case ANET_STATUS_VOIDED:
 			if (voids)
 			{
-				gateway_set_outcome(op, "approved", NULL);
+				gateway_set_outcome(op, OUTCOME_APPROVED, NULL);
 				return;
 			}
 
@@ -652,22 +670,22 @@ interpret_confirm(GatewayOp *op)
 			op->result.response_code = 0;
 			op->result.reason_code = 0;
 			op->result.reason_text = NULL;
-			gateway_set_outcome(op, "error", "the gateway shows the transaction voided");
+			gateway_set_outcome(op, OUTCOME_ERROR, "the gateway shows the transaction voided");
 			return;
 		case ANET_STATUS_DECLINED:
-			gateway_set_outcome(op, "declined", NULL);
+			gateway_set_outcome(op, OUTCOME_DECLINED, NULL);
 			return;
 		case ANET_STATUS_UNDER_REVIEW:
 			if (first_op)
-				gateway_set_outcome(op, "held", NULL);
+				gateway_set_outcome(op, OUTCOME_HELD, NULL);
 			else
-				gateway_set_outcome_later(op, 60000, 900000, "unknown", NULL);
+				gateway_set_outcome_later(op, 60000, 900000, OUTCOME_UNKNOWN, NULL);
 			return;
 		case ANET_STATUS_EXPIRED:
-			gateway_set_outcome(op, "error", "the authorization expired");
+			gateway_set_outcome(op, OUTCOME_ERROR, "the authorization expired");
 			return;
 		default:
-			gateway_set_outcome_later(op, 5000, 300000, "unknown", psprintf("the original transaction has status %s", d.transaction_status));
+			gateway_set_outcome_later(op, 5000, 300000, OUTCOME_UNKNOWN, psprintf("the original transaction has status %s", d.transaction_status));
 			return;
 	}
 }
@@ -736,15 +754,15 @@ gateway_interpret(GatewayOp *op, bool *follow_up)
 		 * "retry" would queue it for a plain resend, which past the
 		 * duplicate window could charge twice.)
 		 */
-		gateway_set_outcome_later(op, 1000, 300000, "unknown", op->http.error);
+		gateway_set_outcome_later(op, 1000, 300000, OUTCOME_UNKNOWN, op->http.error);
 	}
 	else if (op->http.outcome == HTTP_NOT_SENT)
 	{
-		gateway_set_outcome_later(op, 1000, 300000, "retry", op->http.error);
+		gateway_set_outcome_later(op, 1000, 300000, OUTCOME_RETRY, op->http.error);
 	}
 	else if (op->http.outcome == HTTP_UNKNOWN || op->http.http_status != 200)
 	{
-		gateway_set_outcome_later(op, 1000, 60000, "unknown", op->http.outcome == HTTP_UNKNOWN ? op->http.error :
+		gateway_set_outcome_later(op, 1000, 60000, OUTCOME_UNKNOWN, op->http.outcome == HTTP_UNKNOWN ? op->http.error :
 					psprintf("HTTP status %ld from the gateway", op->http.http_status));
 	}
 	else if (op->stage == STAGE_SEND)
@@ -757,10 +775,10 @@ gateway_interpret(GatewayOp *op, bool *follow_up)
 	{
 		/* STAGE_SETTLEMENT: the caller reads the details itself */
 		op->done = true;
-		op->result.outcome = "checked";
+		op->result.outcome = OUTCOME_CHECKED;
 	}
 
-	stage_outcome = *follow_up ? "follow_up" : op->result.outcome;
+	stage_outcome = *follow_up ? "follow_up" : gateway_outcome_name(op->result.outcome);
 	ex->outcome = stage_outcome;
 	return ex;
 }

@@ -57,11 +57,31 @@ typedef struct GatewayExchange
 	char	   *correlation_id;
 } GatewayExchange;
 
+/*
+ * What the gateway's answer (or the lack of one) means for an operation.
+ * The table payments.operation_outcomes says what each does to the
+ * operation and its payment; the SQL side knows them by the names in
+ * gateway_outcome_names (gateway.c).
+ */
+typedef enum GatewayOutcomeKind
+{
+	OUTCOME_NONE = 0,			/* not decided yet */
+	OUTCOME_APPROVED,			/* final answers from the gateway */
+	OUTCOME_HELD,
+	OUTCOME_DECLINED,
+	OUTCOME_ERROR,
+	OUTCOME_REJECTED,
+	OUTCOME_RETRY,				/* provably not processed: send again */
+	OUTCOME_UNKNOWN,			/* may have been processed: resolve it */
+	OUTCOME_CHECKED				/* a settlement check has its answer */
+} GatewayOutcomeKind;
+
+extern const char *gateway_outcome_name(GatewayOutcomeKind outcome);
+
 /* The recorded outcome of an operation (payments._record_result). */
 typedef struct GatewayOutcome
 {
-	const char *outcome;		/* approved held declined error rejected
-								 * retry unknown */
+	GatewayOutcomeKind outcome;
 	int			response_code;
 	int			reason_code;
 	char	   *reason_text;
@@ -157,9 +177,9 @@ extern bool gateway_set_request(GatewayOp *op, const char *request_type,
 								GatewayRequestBuilder build, const void *arg,
 								char **error);
 extern bool gateway_confirm(GatewayOp *op, const char *trans_id);
-extern void gateway_set_outcome(GatewayOp *op, const char *outcome, const char *error);
+extern void gateway_set_outcome(GatewayOp *op, GatewayOutcomeKind outcome, const char *error);
 extern void gateway_set_outcome_later(GatewayOp *op, int min_ms, int max_ms,
-									  const char *outcome, const char *error);
+									  GatewayOutcomeKind outcome, const char *error);
 
 /* gateway_lookup.c */
 extern bool gateway_lookup_start(GatewayOp *op, char **error);

@@ -182,14 +182,14 @@ continue_lookup(GatewayOp *op, bool *follow_up)
 		*follow_up = true;
 		return;
 	}
-	gateway_set_outcome_later(op, 5000, 300000, "unknown", error);
+	gateway_set_outcome_later(op, 5000, 300000, OUTCOME_UNKNOWN, error);
 }
 
 /* A list reply that does not say what the list holds. */
 static void
 unreadable(GatewayOp *op, const AnetReplyStatus *status)
 {
-	gateway_set_outcome_later(op, 5000, 300000, "unknown",
+	gateway_set_outcome_later(op, 5000, 300000, OUTCOME_UNKNOWN,
 							  status != NULL && status->message_code[0] != '\0' ?
 							  psprintf("the gateway refused the lookup's %s: %s %s", op->request_type,
 									   status->message_code, status->message_text) :
@@ -206,7 +206,7 @@ not_found(GatewayOp *op, const GatewayOp *driver)
 {
 	const GatewayLookup *lk = &driver->lookup;
 
-	gateway_set_outcome_later(op, 60000, 3600000, "unknown",
+	gateway_set_outcome_later(op, 60000, 3600000, OUTCOME_UNKNOWN,
 							  psprintf("invoice %s was found neither among the gateway's unsettled transactions nor in its batches settled from %s to %s%s",
 									   op->txn_invoice, lk->first_date, lk->last_date,
 									   op == driver ? "" :
@@ -260,7 +260,7 @@ confirm_hit(GatewayOp *op, const char *trans_id, bool *follow_up)
 		*follow_up = true;
 	else
 	{
-		gateway_set_outcome_later(op, 5000, 300000, "unknown", "the transaction found could not be asked about");
+		gateway_set_outcome_later(op, 5000, 300000, OUTCOME_UNKNOWN, "the transaction found could not be asked about");
 	}
 }
 
@@ -314,7 +314,7 @@ gateway_lookup_release_riders(GatewayOp *driver)
 		GatewayOp  *rider = dlist_head_element(GatewayOp, node, &driver->lookup.riders);
 		MemoryContext old = MemoryContextSwitchTo(rider->cxt);
 
-		gateway_set_outcome_later(rider, 5000, 300000, "unknown",
+		gateway_set_outcome_later(rider, 5000, 300000, OUTCOME_UNKNOWN,
 							psprintf("the lookup shared with operation %lld ended without an answer: %s",
 									 (long long) driver->operation_id,
 									 driver->result.error ? driver->result.error : "no reason given"));

@@ -30,7 +30,7 @@ bool		payments_preloaded = false;
 char	   *payments_database = NULL;
 char	   *payments_merchant_id = NULL;
 char	   *payments_correlation_id = NULL;
-int			payments_max_attempts = 12;
+int			payments_max_attempts = PAYMENTS_DEFAULT_MAX_ATTEMPTS;
 
 void		_PG_init(void);
 
@@ -66,7 +66,7 @@ _PG_init(void)
 							"Attempts after which a gateway operation becomes a dead letter.",
 							NULL,
 							&payments_max_attempts,
-							12, 1, 1000,
+							PAYMENTS_DEFAULT_MAX_ATTEMPTS, 1, 1000,
 							PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);
@@ -91,7 +91,7 @@ _PG_init(void)
 							"Gateway requests the worker keeps in flight at most.",
 							NULL,
 							&payments_max_in_flight,
-							1000, 1, 20000,
+							PAYMENTS_DEFAULT_MAX_IN_FLIGHT, 1, 20000,
 							PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);
@@ -100,7 +100,7 @@ _PG_init(void)
 							"Connections the worker opens to the gateway at most.",
 							"Requests beyond this wait for a free connection.",
 							&payments_max_connections,
-							256, 1, 10000,
+							PAYMENTS_DEFAULT_MAX_CONNECTIONS, 1, 10000,
 							PGC_POSTMASTER,
 							0,
 							NULL, NULL, NULL);
@@ -109,7 +109,7 @@ _PG_init(void)
 							"Operations the worker claims per transaction.",
 							NULL,
 							&payments_claim_batch,
-							200, 1, 10000,
+							PAYMENTS_DEFAULT_CLAIM_BATCH, 1, 10000,
 							PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);
@@ -118,7 +118,7 @@ _PG_init(void)
 							"Seconds between checks whether captures with refunds waiting have settled.",
 							NULL,
 							&payments_settlement_check_s,
-							60, 1, 86400,
+							PAYMENTS_DEFAULT_SETTLEMENT_CHECK_S, 1, 86400,
 							PGC_SIGHUP,
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
@@ -127,7 +127,7 @@ _PG_init(void)
 							"Days the gateway exchange log is kept.",
 							NULL,
 							&payments_exchange_retention_days,
-							30, 1, 3650,
+							PAYMENTS_DEFAULT_EXCHANGE_RETENTION_DAYS, 1, 3650,
 							PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);
@@ -136,7 +136,7 @@ _PG_init(void)
 							"Hours idempotency keys are kept (at least 24).",
 							NULL,
 							&payments_idempotency_retention_hours,
-							24 * 7, 24, 24 * 3650,
+							PAYMENTS_DEFAULT_IDEMPOTENCY_RETENTION_HOURS, 24, 24 * 3650,
 							PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);
@@ -174,6 +174,15 @@ payments_require_preload(void)
 				 errmsg("payments must be loaded via shared_preload_libraries"),
 				 errdetail("The payments library was loaded after server start, so its background worker and card vault are not available."),
 				 errhint("Add payments to shared_preload_libraries in postgresql.conf and restart the server.")));
+}
+
+/* The duplicate window, for the SQL side (payments._duplicate_window). */
+PG_FUNCTION_INFO_V1(pay_duplicate_window);
+
+Datum
+pay_duplicate_window(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT32(PAYMENTS_DUPLICATE_WINDOW_S);
 }
 
 /* SQL-callable form of payments_require_preload, used by the install script. */

@@ -8,6 +8,21 @@
 #ifndef PAYMENTS_H
 #define PAYMENTS_H
 
+/*
+ * Defaults of the payments.* settings, in one place: the variables start
+ * with them and DefineCustomIntVariable declares them (payments.c).
+ */
+#define PAYMENTS_DEFAULT_MAX_ATTEMPTS 12
+#define PAYMENTS_DEFAULT_MAX_IN_FLIGHT 1000
+#define PAYMENTS_DEFAULT_MAX_CONNECTIONS 256
+#define PAYMENTS_DEFAULT_CLAIM_BATCH 200
+#define PAYMENTS_DEFAULT_SETTLEMENT_CHECK_S 60
+#define PAYMENTS_DEFAULT_EXCHANGE_RETENTION_DAYS 30
+#define PAYMENTS_DEFAULT_IDEMPOTENCY_RETENTION_HOURS (24 * 7)
+
+/* Authorize.Net's duplicate window the worker asks for: its maximum, 8 hours */
+#define PAYMENTS_DUPLICATE_WINDOW_S 28800
+
 /* true when the library was loaded through shared_preload_libraries */
 extern bool payments_preloaded;
 

@@ -149,7 +149,7 @@ record_outcome(GatewayOp *op)
 	memset(nulls, ' ', sizeof(nulls));
 	v[0] = Int64GetDatum(op->merchant_id);
 	v[1] = Int64GetDatum(op->operation_id);
-	v[2] = payments_text_arg(r->outcome, &nulls[2]);
+	v[2] = payments_text_arg(gateway_outcome_name(r->outcome), &nulls[2]);
 	v[3] = Int32GetDatum(r->response_code);
 	if (r->response_code == 0)
 		nulls[3] = 'n';
@@ -191,21 +191,31 @@ record_settled(GatewayOp *op)
 void
 record_count(GatewayOp *op)
 {
-	const char *outcome = op->result.outcome;
+	pg_atomic_uint64 *counter;
 
 	if (op->stage == STAGE_SETTLEMENT)
 		return;
 
-	if (strcmp(outcome, "approved") == 0 || strcmp(outcome, "held") == 0)
-		pg_atomic_fetch_add_u64(&payments_shared->approved, 1);
-	else if (strcmp(outcome, "declined") == 0)
-		pg_atomic_fetch_add_u64(&payments_shared->declined, 1);
-	else if (strcmp(outcome, "unknown") == 0)
-		pg_atomic_fetch_add_u64(&payments_shared->unknown_outcomes, 1);
-	else if (strcmp(outcome, "retry") == 0)
-		pg_atomic_fetch_add_u64(&payments_shared->retries, 1);
-	else
-		pg_atomic_fetch_add_u64(&payments_shared->errors, 1);
+	switch (op->result.outcome)
+	{
+		case OUTCOME_APPROVED:
+		case OUTCOME_HELD:
+			counter = &payments_shared->approved;
+			break;
+		case OUTCOME_DECLINED:
+			counter = &payments_shared->declined;
+			break;
+		case OUTCOME_UNKNOWN:
+			counter = &payments_shared->unknown_outcomes;
+			break;
+		case OUTCOME_RETRY:
+			counter = &payments_shared->retries;
+			break;
+		default:
+			counter = &payments_shared->errors;
+			break;
+	}
+	pg_atomic_fetch_add_u64(counter, 1);
 	histogram_observe(&payments_shared->result_latency,
 					  (uint64) (GetCurrentTimestamp() - op->created_at));
 }
@@ -217,13 +227,13 @@ record_count(GatewayOp *op)
 static bool
 is_final_first_operation(GatewayOp *op)
 {
-	const char *o = op->result.outcome;
+	GatewayOutcomeKind o = op->result.outcome;
 
 	if (op->stage == STAGE_SETTLEMENT)
 		return false;
 	if (strcmp(op->kind, "purchase") != 0 && strcmp(op->kind, "authorize") != 0)
 		return false;
-	return strcmp(o, "retry") != 0 && strcmp(o, "unknown") != 0;
+	return o != OUTCOME_RETRY && o != OUTCOME_UNKNOWN;
 }
 
 void
@@ -258,7 +268,7 @@ record_batch(dlist_head *exchanges, dlist_head *finished)
 		}
 		push(&a[0], Int64GetDatum(op->merchant_id), false);
 		push(&a[1], Int64GetDatum(op->operation_id), false);
-		push_text(&a[2], r->outcome);
+		push_text(&a[2], gateway_outcome_name(r->outcome));
 		push_int4_or_null(&a[3], r->response_code);
 		push_int4_or_null(&a[4], r->reason_code);
 		push_text(&a[5], reason_text(r));

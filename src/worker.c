@@ -48,12 +48,12 @@
 PGDLLEXPORT void payments_worker_main(Datum main_arg);
 
 /* settings (payments.c defines them) */
-int			payments_max_in_flight = 1000;
-int			payments_max_connections = 256;
-int			payments_claim_batch = 200;
-int			payments_settlement_check_s = 60;
-int			payments_exchange_retention_days = 30;
-int			payments_idempotency_retention_hours = 24;
+int			payments_max_in_flight = PAYMENTS_DEFAULT_MAX_IN_FLIGHT;
+int			payments_max_connections = PAYMENTS_DEFAULT_MAX_CONNECTIONS;
+int			payments_claim_batch = PAYMENTS_DEFAULT_CLAIM_BATCH;
+int			payments_settlement_check_s = PAYMENTS_DEFAULT_SETTLEMENT_CHECK_S;
+int			payments_exchange_retention_days = PAYMENTS_DEFAULT_EXCHANGE_RETENTION_DAYS;
+int			payments_idempotency_retention_hours = PAYMENTS_DEFAULT_IDEMPOTENCY_RETENTION_HOURS;
 
 /*
  * What the worker changes as it runs, in one place: one instance
@@ -203,9 +203,9 @@ static void
 fail_unbuildable(GatewayOp *op, const char *error, dlist_head *list)
 {
 	if (op->stage == STAGE_LOOKUP || op->may_have_been_sent)
-		gateway_set_outcome_later(op, 60000, 3600000, "unknown", error);
+		gateway_set_outcome_later(op, 60000, 3600000, OUTCOME_UNKNOWN, error);
 	else
-		gateway_set_outcome(op, "rejected", error);
+		gateway_set_outcome(op, OUTCOME_REJECTED, error);
 	op->http.outcome = HTTP_NOT_SENT;
 	dlist_push_tail(list, &op->node);
 }
@@ -527,8 +527,8 @@ interpret_one(WorkerState *ws, GatewayOp *op)
 	{
 		op->done = true;
 		/* never record an op without an outcome as anything but unknown */
-		if (op->result.outcome == NULL && op->stage != STAGE_SETTLEMENT)
-			gateway_set_outcome_later(op, 60000, 3600000, "unknown", NULL);
+		if (op->result.outcome == OUTCOME_NONE && op->stage != STAGE_SETTLEMENT)
+			gateway_set_outcome_later(op, 60000, 3600000, OUTCOME_UNKNOWN, NULL);
 	}
 	MemoryContextSwitchTo(old);
 	return start_released(ws, op) && started;
@@ -574,7 +574,7 @@ record_as_unknown(GatewayOp *op)
 {
 	if (op->stage == STAGE_SETTLEMENT)
 		return true;			/* nothing to record; checked again later */
-	gateway_set_outcome_later(op, 60000, 3600000, "unknown",
+	gateway_set_outcome_later(op, 60000, 3600000, OUTCOME_UNKNOWN,
 							  "the gateway's answer could not be recorded (the server log says why)");
 	if (!in_transaction("recording an outcome as unknown", record_op_fn, op))
 		return false;

@@ -64,6 +64,69 @@ INSERT INTO payments.status_transitions (entity, from_status, to_status) VALUES
 
 
 ------------------------------------------------------------------------------
+-- What each gateway outcome does.
+--
+-- The worker hands over one outcome per attempt (approved, held, declined,
+-- error, rejected: a final answer; retry: provably not processed; unknown:
+-- may have been processed).  This table alone says, for each operation kind,
+-- the operation's new status and the payment's; the worker's functions
+-- (_record_final_results, _record_result, _recover_in_flight) read it and
+-- add only the money (amounts authorized, captured, refunded).  An operation
+-- that is to be tried again goes to dead instead once its attempts are used
+-- up (payments.max_attempts).
+------------------------------------------------------------------------------
+
+CREATE TABLE payments.operation_outcomes (
+	operation_kind text NOT NULL,
+	outcome text NOT NULL,
+	operation_status text NOT NULL,
+	payment_status text,
+	payment_status_from text,
+	PRIMARY KEY (operation_kind, outcome)
+);
+COMMENT ON TABLE payments.operation_outcomes IS
+	'For each operation kind and gateway outcome: the operation''s new status and the payment''s (NULL: unchanged; only from payment_status_from when that is set; a refund that leaves part of the capture is partially_refunded).';
+REVOKE ALL ON payments.operation_outcomes FROM PUBLIC;
+
+INSERT INTO payments.operation_outcomes
+	(operation_kind, outcome, operation_status, payment_status, payment_status_from) VALUES
+	('purchase', 'approved', 'succeeded', 'succeeded', NULL),
+	('purchase', 'held', 'succeeded', 'in_review', NULL),
+	('purchase', 'declined', 'failed', 'failed', NULL),
+	('purchase', 'error', 'failed', 'failed', NULL),
+	('purchase', 'rejected', 'failed', 'failed', NULL),
+	('purchase', 'retry', 'queued', NULL, NULL),
+	('purchase', 'unknown', 'unknown', 'unknown', 'pending'),
+	('authorize', 'approved', 'succeeded', 'requires_capture', NULL),
+	('authorize', 'held', 'succeeded', 'in_review', NULL),
+	('authorize', 'declined', 'failed', 'failed', NULL),
+	('authorize', 'error', 'failed', 'failed', NULL),
+	('authorize', 'rejected', 'failed', 'failed', NULL),
+	('authorize', 'retry', 'queued', NULL, NULL),
+	('authorize', 'unknown', 'unknown', 'unknown', 'pending'),
+	('capture', 'approved', 'succeeded', 'succeeded', NULL),
+	('capture', 'held', 'succeeded', NULL, NULL),
+	('capture', 'declined', 'failed', NULL, NULL),
+	('capture', 'error', 'failed', NULL, NULL),
+	('capture', 'rejected', 'failed', NULL, NULL),
+	('capture', 'retry', 'queued', NULL, NULL),
+	('capture', 'unknown', 'unknown', NULL, NULL),
+	('void', 'approved', 'succeeded', 'canceled', NULL),
+	('void', 'held', 'succeeded', NULL, NULL),
+	('void', 'declined', 'failed', NULL, NULL),
+	('void', 'error', 'failed', NULL, NULL),
+	('void', 'rejected', 'failed', NULL, NULL),
+	('void', 'retry', 'queued', NULL, NULL),
+	('void', 'unknown', 'unknown', NULL, NULL),
+	('refund', 'approved', 'succeeded', 'refunded', NULL),
+	('refund', 'held', 'succeeded', NULL, NULL),
+	('refund', 'declined', 'failed', NULL, NULL),
+	('refund', 'error', 'failed', NULL, NULL),
+	('refund', 'rejected', 'failed', NULL, NULL),
+	('refund', 'retry', 'queued', NULL, NULL),
+	('refund', 'unknown', 'unknown', NULL, NULL);
+
+------------------------------------------------------------------------------
 -- Status triggers: allowed transitions only; an event per change.
 ------------------------------------------------------------------------------
 

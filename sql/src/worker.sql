@@ -4,7 +4,7 @@
 -- worker sets duplicateWindow to this on every request, and resends an
 -- operation of unknown outcome only inside it.
 CREATE FUNCTION payments._duplicate_window() RETURNS integer
-	LANGUAGE sql IMMUTABLE AS 'SELECT 28800';
+	LANGUAGE c IMMUTABLE AS 'MODULE_PATHNAME', 'pay_duplicate_window';
 COMMENT ON FUNCTION payments._duplicate_window() IS
 	'Seconds of Authorize.Net''s duplicate window the worker sets on every request (the maximum, 8 hours).';
 
@@ -185,36 +185,38 @@ BEGIN
 			p_account_number) AS r(merchant_id, operation_id, outcome, response_code,
 			reason_code, reason_text, trans_id, auth_code, avs, cvv, error, account_number)
 	), ops AS (
+		-- the new statuses come from operation_outcomes; the amounts follow
+		-- them: authorized when the operation succeeded, captured when the
+		-- payment did, a decline when the operation failed
 		UPDATE payments.operations o SET
-			status = CASE WHEN r.outcome IN ('approved', 'held') THEN 'succeeded' ELSE 'failed' END,
+			status = t.operation_status,
 			gateway_trans_id = nullif(nullif(r.trans_id, ''), '0'),
 			response_code = r.response_code, reason_code = r.reason_code,
 			reason_text = r.reason_text, last_error = r.error, completed_at = clock_timestamp()
-		FROM r
+		FROM r, payments.operation_outcomes t
 		WHERE o.merchant_id = r.merchant_id AND o.operation_id = r.operation_id
 			AND o.status = 'sending' AND o.kind IN ('purchase', 'authorize')
-		RETURNING o.merchant_id, o.operation_id, o.payment_id, o.kind, r.outcome, r.reason_code,
-			r.reason_text, r.trans_id, r.auth_code, r.avs, r.cvv, r.error, r.account_number
+			AND t.operation_kind = o.kind AND t.outcome = r.outcome
+			AND t.operation_status IN ('succeeded', 'failed')
+		RETURNING o.merchant_id, o.operation_id, o.payment_id, t.operation_status,
+			t.payment_status, r.reason_code, r.reason_text, r.trans_id, r.auth_code, r.avs, r.cvv,
+			r.error, r.account_number
 	), erased AS (
 		DELETE FROM payments.card_vault v USING ops
 		WHERE v.merchant_id = ops.merchant_id AND v.operation_id = ops.operation_id
 	)
 	UPDATE payments.payments p SET
-		status = CASE
-			WHEN ops.outcome = 'approved' AND ops.kind = 'purchase' THEN 'succeeded'
-			WHEN ops.outcome = 'approved' THEN 'requires_capture'
-			WHEN ops.outcome = 'held' THEN 'in_review'
-			ELSE 'failed' END,
-		amount_authorized = CASE WHEN ops.outcome IN ('approved', 'held') THEN p.amount END,
-		amount_captured = CASE WHEN ops.outcome = 'approved' AND ops.kind = 'purchase' THEN p.amount END,
+		status = ops.payment_status,
+		amount_authorized = CASE WHEN ops.operation_status = 'succeeded' THEN p.amount END,
+		amount_captured = CASE WHEN ops.payment_status = 'succeeded' THEN p.amount END,
 		gateway_trans_id = nullif(nullif(ops.trans_id, ''), '0'),
 		auth_code = nullif(ops.auth_code, ''), avs_result = nullif(ops.avs, ''),
 		cvv_result = nullif(ops.cvv, ''),
 		-- opaque data (Accept.js) payments learn their last four digits here
 		card_last4 = coalesce(p.card_last4, nullif(right(ops.account_number, 4), '')),
-		decline_code = CASE WHEN ops.outcome NOT IN ('approved', 'held')
+		decline_code = CASE WHEN ops.operation_status = 'failed'
 			THEN coalesce(ops.reason_code::text, ops.error) END,
-		decline_reason = CASE WHEN ops.outcome NOT IN ('approved', 'held')
+		decline_reason = CASE WHEN ops.operation_status = 'failed'
 			THEN coalesce(ops.reason_text, ops.error) END
 	FROM ops
 	WHERE p.merchant_id = ops.merchant_id AND p.payment_id = ops.payment_id;
@@ -246,35 +248,35 @@ CREATE FUNCTION payments._record_result(
 DECLARE
 	o payments.operations;
 	p payments.payments;
+	t payments.operation_outcomes;
 	new_refunded payments.pay_amount;
 BEGIN
-	IF p_outcome IS NULL OR p_outcome NOT IN ('approved', 'held', 'declined', 'error', 'rejected',
-			'retry', 'unknown') THEN
-		RAISE EXCEPTION 'invalid outcome % for operation %', p_outcome, p_operation_id
-			USING ERRCODE = '22023';
-	END IF;
 	SELECT * INTO o FROM payments.operations
 	WHERE merchant_id = p_merchant_id AND operation_id = p_operation_id FOR UPDATE;
 	IF NOT FOUND OR o.status <> 'sending' THEN
 		RETURN;		-- not ours any more (a DBA discarded it)
 	END IF;
+	SELECT * INTO t FROM payments.operation_outcomes x
+	WHERE x.operation_kind = o.kind AND x.outcome = p_outcome;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'invalid outcome % for operation %', p_outcome, p_operation_id
+			USING ERRCODE = '22023';
+	END IF;
 	SELECT * INTO p FROM payments.payments
 	WHERE merchant_id = o.merchant_id AND payment_id = o.payment_id FOR UPDATE;
 
-	IF p_outcome = 'retry' THEN
-		UPDATE payments.operations SET status = CASE WHEN o.attempts >= payments._max_attempts() THEN 'dead' ELSE 'queued' END,
+	IF t.operation_status NOT IN ('succeeded', 'failed') THEN
+		-- to be tried again at p_retry_at, unless out of attempts
+		UPDATE payments.operations SET
+			status = CASE WHEN o.attempts >= payments._max_attempts() THEN 'dead' ELSE t.operation_status END,
 			next_attempt_at = p_retry_at, last_error = p_error,
-			-- never sent: the duplicate window starts with the first real send
-			first_sent_at = CASE WHEN o.never_sent THEN NULL ELSE o.first_sent_at END
+			-- retry: provably never sent this time, so the duplicate window
+			-- starts with the first real send; unknown: it may have been
+			never_sent = o.never_sent AND p_outcome = 'retry',
+			first_sent_at = CASE WHEN o.never_sent AND p_outcome = 'retry' THEN NULL ELSE o.first_sent_at END
 		WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
-		RETURN;
-	END IF;
-	IF p_outcome = 'unknown' THEN
-		UPDATE payments.operations SET status = CASE WHEN o.attempts >= payments._max_attempts() THEN 'dead' ELSE 'unknown' END,
-			next_attempt_at = p_retry_at, last_error = p_error, never_sent = false
-		WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
-		IF o.kind IN ('purchase', 'authorize') AND p.status = 'pending' THEN
-			UPDATE payments.payments SET status = 'unknown'
+		IF t.payment_status IS NOT NULL AND p.status = t.payment_status_from THEN
+			UPDATE payments.payments SET status = t.payment_status
 			WHERE merchant_id = p.merchant_id AND payment_id = p.payment_id;
 		END IF;
 		RETURN;
@@ -289,38 +291,38 @@ BEGIN
 		RETURN;
 	END IF;
 	UPDATE payments.operations SET
-		status = CASE WHEN p_outcome IN ('approved', 'held') THEN 'succeeded' ELSE 'failed' END,
+		status = t.operation_status,
 		gateway_trans_id = nullif(nullif(p_trans_id, ''), '0'),
 		response_code = p_response_code, reason_code = p_reason_code, reason_text = p_reason_text,
 		last_error = p_error, completed_at = clock_timestamp()
 	WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
 	DELETE FROM payments.card_vault WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
 
-	IF p_outcome = 'approved' THEN
-		IF o.kind = 'capture' THEN
-			UPDATE payments.payments SET status = 'succeeded', amount_captured = o.amount
-			WHERE merchant_id = p.merchant_id AND payment_id = p.payment_id;
-		ELSIF o.kind = 'void' THEN
-			UPDATE payments.payments SET status = 'canceled'
-			WHERE merchant_id = p.merchant_id AND payment_id = p.payment_id;
-		ELSIF o.kind = 'refund' THEN
-			new_refunded := p.amount_refunded + o.amount;
-			UPDATE payments.payments SET amount_refunded = new_refunded,
-				status = CASE WHEN new_refunded = p.amount_captured THEN 'refunded' ELSE 'partially_refunded' END
-			WHERE merchant_id = p.merchant_id AND payment_id = p.payment_id;
-		END IF;
+	IF t.payment_status IS NULL OR p.status IS DISTINCT FROM coalesce(t.payment_status_from, p.status) THEN
+		RETURN;
+	END IF;
+	IF o.kind = 'capture' THEN
+		UPDATE payments.payments SET status = t.payment_status, amount_captured = o.amount
+		WHERE merchant_id = p.merchant_id AND payment_id = p.payment_id;
+	ELSIF o.kind = 'refund' THEN
+		new_refunded := p.amount_refunded + o.amount;
+		UPDATE payments.payments SET amount_refunded = new_refunded,
+			status = CASE WHEN t.payment_status = 'refunded' AND new_refunded <> p.amount_captured
+				THEN 'partially_refunded' ELSE t.payment_status END
+		WHERE merchant_id = p.merchant_id AND payment_id = p.payment_id;
+	ELSE
+		UPDATE payments.payments SET status = t.payment_status
+		WHERE merchant_id = p.merchant_id AND payment_id = p.payment_id;
 	END IF;
 END
 $$;
 COMMENT ON FUNCTION payments._record_result(bigint, bigint, text, integer, integer, text, text, text, text, text, timestamptz, text, text) IS
 	'Worker, step 3: records the gateway''s answer (or the transport failure) and moves the operation and its payment on.';
 
+-- The setting is always defined (the library is preloaded) and holds its
+-- default there: no second default here.
 CREATE FUNCTION payments._max_attempts() RETURNS integer
-	LANGUAGE plpgsql STABLE AS $$
-BEGIN
-	RETURN coalesce(nullif(current_setting('payments.max_attempts', true), '')::integer, 12);
-END
-$$;
+	LANGUAGE sql STABLE AS $$ SELECT current_setting('payments.max_attempts')::integer $$;
 COMMENT ON FUNCTION payments._max_attempts() IS
 	'Attempts after which an operation goes to the dead-letter state (payments.max_attempts).';
 
@@ -359,13 +361,15 @@ CREATE FUNCTION payments._recover_in_flight() RETURNS integer
 DECLARE
 	n integer;
 BEGIN
-	UPDATE payments.payments p SET status = 'unknown'
-	FROM payments.operations o
-	WHERE o.status = 'sending' AND o.kind IN ('purchase', 'authorize')
-		AND p.merchant_id = o.merchant_id AND p.payment_id = o.payment_id AND p.status = 'pending';
-	UPDATE payments.operations SET status = 'unknown', next_attempt_at = now(), never_sent = false,
+	UPDATE payments.payments p SET status = t.payment_status
+	FROM payments.operations o, payments.operation_outcomes t
+	WHERE o.status = 'sending' AND t.operation_kind = o.kind AND t.outcome = 'unknown'
+		AND p.merchant_id = o.merchant_id AND p.payment_id = o.payment_id
+		AND p.status = t.payment_status_from;
+	UPDATE payments.operations o SET status = t.operation_status, next_attempt_at = now(), never_sent = false,
 		last_error = 'the worker stopped while the request was in flight'
-	WHERE status = 'sending';
+	FROM payments.operation_outcomes t
+	WHERE o.status = 'sending' AND t.operation_kind = o.kind AND t.outcome = 'unknown';
 	GET DIAGNOSTICS n = ROW_COUNT;
 	RETURN n;
 END
