@@ -57,9 +57,6 @@ INSERT INTO payments.operation_outcomes
 	('refund', 'rejected', 'failed', NULL, NULL),
 	('refund', 'retry', 'queued', NULL, NULL),
 	('refund', 'unknown', 'unknown', NULL, NULL);
-COMMENT ON TABLE payments.operation_outcomes IS
-	'For each operation kind and gateway outcome: the operation''s new status and the payment''s (NULL: unchanged; only from payment_status_from when that is set; a refund that leaves part of the capture is partially_refunded).';
-REVOKE ALL ON payments.operation_outcomes FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION payments._record_final_results(
 	p_merchant_id bigint[], p_operation_id bigint[], p_outcome text[],
