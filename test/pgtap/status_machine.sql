@@ -1,0 +1,81 @@
+-- The status machines: payments.operation_outcomes is the one statement of
+-- what each gateway outcome does, and everything it says is a transition
+-- that payments.status_transitions allows; the worker's functions follow it.
+\unset ECHO
+\set QUIET 1
+\pset format unaligned
+\pset tuples_only true
+\pset pager off
+\set ON_ERROR_ROLLBACK 1
+\set ON_ERROR_STOP true
+BEGIN;
+SELECT plan(8);
+
+SELECT set_eq($$SELECT operation_kind, outcome FROM payments.operation_outcomes$$,
+	$$SELECT k, o FROM unnest(ARRAY['purchase', 'authorize', 'capture', 'void', 'refund']) k,
+		unnest(ARRAY['approved', 'held', 'declined', 'error', 'rejected', 'retry', 'unknown']) o$$,
+	'every operation kind has exactly one row for every outcome the worker hands over');
+SELECT is_empty($$SELECT operation_kind, outcome, operation_status FROM payments.operation_outcomes t
+	WHERE NOT EXISTS (SELECT 1 FROM payments.status_transitions s WHERE s.entity = 'operation'
+		AND s.from_status = 'sending' AND s.to_status = t.operation_status)$$,
+	'each outcome moves a sending operation along an allowed transition');
+SELECT is_empty($$SELECT operation_kind, outcome FROM payments.operation_outcomes t
+	WHERE t.operation_status NOT IN ('succeeded', 'failed')
+		AND NOT EXISTS (SELECT 1 FROM payments.status_transitions s WHERE s.entity = 'operation'
+			AND s.from_status = 'sending' AND s.to_status = 'dead')$$,
+	'an operation out of attempts may go to dead instead');
+-- the payment's status before an outcome: pending for the first operation
+-- (unknown once it was), requires_capture for a capture or a void of an
+-- authorization, succeeded or partially_refunded for a refund or a void
+SELECT is_empty($$SELECT t.operation_kind, t.outcome, f.from_status, t.payment_status
+	FROM payments.operation_outcomes t
+	CROSS JOIN LATERAL unnest(CASE
+		WHEN t.payment_status_from IS NOT NULL THEN ARRAY[t.payment_status_from]
+		WHEN t.operation_kind IN ('purchase', 'authorize') THEN ARRAY['pending', 'unknown']
+		WHEN t.operation_kind = 'capture' THEN ARRAY['requires_capture']
+		WHEN t.operation_kind = 'void' THEN ARRAY['requires_capture', 'succeeded']
+		ELSE ARRAY['succeeded', 'partially_refunded'] END) AS f(from_status)
+	CROSS JOIN LATERAL unnest(CASE WHEN t.payment_status = 'refunded'
+		THEN ARRAY['refunded', 'partially_refunded'] ELSE ARRAY[t.payment_status] END) AS n(to_status)
+	WHERE t.payment_status IS NOT NULL
+		AND NOT EXISTS (SELECT 1 FROM payments.status_transitions s WHERE s.entity = 'payment'
+			AND s.from_status = f.from_status AND s.to_status = n.to_status)$$,
+	'each payment status an outcome sets is reached by an allowed transition');
+SELECT is_empty($$SELECT operation_kind, outcome FROM payments.operation_outcomes
+	WHERE outcome IN ('approved', 'held') AND operation_status <> 'succeeded'
+		OR outcome IN ('declined', 'error', 'rejected') AND operation_status <> 'failed'
+		OR outcome = 'retry' AND (operation_status <> 'queued' OR payment_status IS NOT NULL)$$,
+	'final answers end the operation; a retry queues it and leaves the payment alone');
+
+-- The worker's step 3 follows the table: an authorization approved, then
+-- a capture approved, through payments._record_result as the worker calls it.
+INSERT INTO payments.payments (merchant_id, kind, amount, amount_refunded, payment_method,
+	invoice_number, correlation_id)
+VALUES (1, 'authorize', '10.00 USD', '0.00 USD', 'profile', 'TAPSM1', 'tap-sm');
+INSERT INTO payments.operations (merchant_id, payment_id, kind, status, correlation_id)
+SELECT 1, payment_id, 'authorize', 'queued', 'tap-sm' FROM payments.payments WHERE invoice_number = 'TAPSM1';
+UPDATE payments.operations SET status = 'sending', attempts = 1
+WHERE correlation_id = 'tap-sm';
+SELECT payments._record_result(1, o.operation_id, 'approved', 1, 1, 'This transaction has been approved.',
+	'60001', 'AUTH01', 'Y', 'M', NULL, NULL, NULL)
+FROM payments.operations o WHERE o.correlation_id = 'tap-sm';
+SELECT results_eq($$SELECT p.status, o.status FROM payments.payments p
+	JOIN payments.operations o USING (merchant_id, payment_id) WHERE p.invoice_number = 'TAPSM1'$$,
+	$$SELECT t.payment_status, t.operation_status FROM payments.operation_outcomes t
+	WHERE t.operation_kind = 'authorize' AND t.outcome = 'approved'$$,
+	'an approved authorization takes the statuses the table gives');
+INSERT INTO payments.operations (merchant_id, payment_id, kind, status, amount, correlation_id)
+SELECT 1, payment_id, 'capture', 'queued', '10.00 USD', 'tap-sm-cap' FROM payments.payments WHERE invoice_number = 'TAPSM1';
+UPDATE payments.operations SET status = 'sending', attempts = 1 WHERE correlation_id = 'tap-sm-cap';
+SELECT throws_ok($$SELECT payments._record_result(1, o.operation_id, 'maybe', NULL, NULL, NULL,
+	NULL, NULL, NULL, NULL, NULL, NULL, NULL) FROM payments.operations o WHERE o.correlation_id = 'tap-sm-cap'$$,
+	'22023', NULL, 'an outcome the table does not know is refused');
+SELECT payments._record_result(1, o.operation_id, 'approved', 1, 1, 'This transaction has been approved.',
+	'60001', NULL, NULL, NULL, NULL, NULL, NULL)
+FROM payments.operations o WHERE o.correlation_id = 'tap-sm-cap';
+SELECT results_eq($$SELECT p.status, p.amount_captured::text FROM payments.payments p WHERE p.invoice_number = 'TAPSM1'$$,
+	$$VALUES ('succeeded', '10.00 USD')$$,
+	'an approved capture takes the table''s payment status and the captured amount');
+
+SELECT * FROM finish();
+ROLLBACK;
