@@ -123,3 +123,9 @@ cluster_psql() {
 	local dir=$1 port=$2 db=$3; shift 3
 	as_pg "$PG_BINDIR/psql" -X -q -v ON_ERROR_STOP=1 -h "$dir/sock" -p "$port" -U postgres -d "$db" "$@"
 }
+
+# pg_dump against a cluster, to stdout: cluster_pg_dump DIR PORT [pg_dump args...] DB
+cluster_pg_dump() {
+	local dir=$1 port=$2; shift 2
+	as_pg "$PG_BINDIR/pg_dump" -h "$dir/sock" -p "$port" -U postgres "$@"
+}
