@@ -1,7 +1,20 @@
 # PGXS build of the payments extension.
 #
 #   make && make install      build and install against the pg_config on PATH
-#   make installcheck         pg_regress against a running, preloaded cluster
+#   make installcheck         the pg_regress tests (sql/*.sql, expected/) of the
+#                             installed extension on a temporary instance of
+#                             their own: pg_regress runs initdb in ./tmp_check
+#                             with test/regress.conf (payments and pg_cron
+#                             preloaded), makes the database payments_regress
+#                             with the extension, and stops the instance after.
+#                             initdb refuses to run as root: as root, run it as
+#                             the postgres user in a checkout that user can
+#                             write, e.g. runuser -u postgres -- make installcheck
+#   make installcheck USE_RUNNING_SERVER=1
+#                             the same tests against a running server that
+#                             preloads payments, found through the usual PGHOST,
+#                             PGPORT and PGUSER (a superuser); pg_regress drops
+#                             and recreates the database payments_regress there
 #   bash test/run-tests.sh    the whole suite on a throwaway cluster (README)
 
 PG_CONFIG ?= pg_config
@@ -30,9 +43,15 @@ EXTSQL = sql/$(EXTENSION)--$(EXTVERSION).sql
 DATA = $(sort $(EXTSQL) $(wildcard sql/payments--*.sql))
 EXTRA_CLEAN = $(EXTSQL)
 
-# pg_regress tests: every other sql/*.sql, in a fixed order.
+# pg_regress tests: every other sql/*.sql, in a fixed order, in a UTF8
+# database with the C locale (whatever the server's defaults) that
+# pg_regress makes, with the extension.
 REGRESS = $(sort $(basename $(notdir $(filter-out $(DATA),$(wildcard sql/*.sql)))))
-REGRESS_OPTS = --inputdir=. --dbname=payments_regress --load-extension=payments
+REGRESS_OPTS = --load-extension=payments --encoding=UTF8 --no-locale
+ifndef USE_RUNNING_SERVER
+REGRESS_OPTS += --temp-instance=./tmp_check --temp-config=test/regress.conf
+REGRESS_PREP = regress-not-root
+endif
 
 # PostgreSQL's headers are included as system headers so that -Wextra
 # judges our code, not theirs (they trip -Wunused-parameter).
@@ -43,6 +62,17 @@ SHLIB_LINK = $(shell curl-config --libs) $(shell pkg-config --libs json-c openss
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# (after PGXS, which sets its own default)
+CONTRIB_TESTDB = payments_regress
+
+# A temporary instance cannot be made as root (initdb refuses): say what to do.
+.PHONY: regress-not-root
+regress-not-root:
+	@if [ "$$(id -u)" = 0 ]; then \
+		echo "make installcheck: initdb refuses to run as root; run it as the postgres user in a checkout that user can write (runuser -u postgres -- make installcheck), or against a running server (make installcheck USE_RUNNING_SERVER=1)" >&2; \
+		exit 1; \
+	fi
 
 all: $(EXTSQL)
 

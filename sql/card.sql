@@ -4,6 +4,7 @@
 -- Expiry years are computed from the current date so that the output does
 -- not change with time; fingerprints are compared, never printed.
 --
+SET search_path = public, payments;
 SELECT extract(year FROM now() AT TIME ZONE 'UTC')::int AS this_year,
        extract(month FROM now() AT TIME ZONE 'UTC')::int AS this_month,
        extract(year FROM (now() AT TIME ZONE 'UTC') - interval '1 month')::int AS prev_year,
