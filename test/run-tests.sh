@@ -46,26 +46,23 @@ count_tap() {
 }
 
 # The files the postgres OS user reads and writes live under $WORK.
-cp -r "$REPO_ROOT/sql" "$REPO_ROOT/expected" "$REPO_ROOT/test" "$WORK/"
-mkdir -p "$WORK/regress-out"
+cp -r "$REPO_ROOT/Makefile" "$REPO_ROOT/payments.control" "$REPO_ROOT/sql" "$REPO_ROOT/expected" \
+	"$REPO_ROOT/test" "$WORK/"
 as_root chown -R "$PG_OS_USER" "$WORK"
 
 # TEST_FILTER=REGEX runs only the integration tests whose name matches
 # (for working on one test; the full suite is the default).
 FILTER=${TEST_FILTER:-}
 
-# 1. pg_regress: deterministic SQL (types, errors, catalog).
+# 1. pg_regress: deterministic SQL (types, errors, catalog), through the
+# Makefile's installcheck against this cluster; pg_regress makes the
+# database payments_regress with the extension itself.
+# (test/integration/installcheck.sh runs it on a temporary instance.)
 if [ -z "$FILTER" ]; then
-tests=$(cd "$REPO_ROOT/sql" && ls *.sql | grep -v '^payments--' | sed 's/\.sql$//' | sort)
-log "pg_regress: $(echo $tests | wc -w) tests"
-cluster_psql "$WORK" "$PORT" postgres -c 'CREATE DATABASE payments_regress'
-cluster_psql "$WORK" "$PORT" payments_regress -c 'CREATE EXTENSION payments' -c 'ALTER DATABASE payments_regress SET search_path = public, payments'
-# pg_regress with --use-existing neither creates the database nor loads
-# extensions: the tests run in the database made just above.
+log "pg_regress: make installcheck USE_RUNNING_SERVER=1"
 set +e
-(cd "$WORK" && as_pg "$PG_REGRESS" --use-existing --host="$WORK/sock" --port="$PORT" --user=postgres \
-	--inputdir="$WORK" --outputdir="$WORK/regress-out" --dbname=payments_regress \
-	$tests) > "$WORK/regress.log" 2>&1
+as_pg env PGHOST="$WORK/sock" PGPORT="$PORT" PGUSER=postgres \
+	make -C "$WORK" -s installcheck USE_RUNNING_SERVER=1 PG_CONFIG="$PG_BINDIR/pg_config" > "$WORK/regress.log" 2>&1
 rc=$?
 set -e
 cat "$WORK/regress.log"
@@ -75,7 +72,7 @@ if [ "$rc" != 0 ] && [ "$bad" = 0 ]; then bad=1; fi
 passed=$((passed + ok)); failed=$((failed + bad))
 if [ "$bad" != 0 ]; then
 	failures+=("pg_regress")
-	[ -f "$WORK/regress-out/regression.diffs" ] && cat "$WORK/regress-out/regression.diffs"
+	[ -f "$WORK/regression.diffs" ] && cat "$WORK/regression.diffs"
 fi
 
 fi
