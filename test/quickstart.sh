@@ -63,6 +63,10 @@ if [ -z "$(q postgres -Atc "SELECT 1 FROM pg_database WHERE datname = 'payments'
 fi
 q payments -q <<'SQL'
 CREATE EXTENSION IF NOT EXISTS payments;
+-- a cluster made by an older checkout gets this version's schema
+SET client_min_messages = warning;
+ALTER EXTENSION payments UPDATE;
+RESET client_min_messages;
 CREATE EXTENSION IF NOT EXISTS pg_cron;
 ALTER DATABASE payments SET search_path = "$user", public, payments;
 -- pg_cron seals the audit log every minute (tamper evidence)
