@@ -421,7 +421,7 @@ static const char *const gateway_outcome_names[] = {
 const char *
 gateway_outcome_name(GatewayOutcomeKind outcome)
 {
-	Assert(outcome >= 0 && outcome < lengthof(gateway_outcome_names));
+	Assert((size_t) outcome < lengthof(gateway_outcome_names));
 	return gateway_outcome_names[outcome];
 }
 
