@@ -41,7 +41,6 @@ install_deps() {
 		as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 	fi
 	PG_BINDIR=$(pg_config --bindir)
-	PG_REGRESS="$(dirname "$(pg_config --pgxs)")/../test/regress/pg_regress"
 	export PATH="$PG_BINDIR:$PATH"
 }
 
@@ -57,11 +56,11 @@ build_and_install() {
 # directories relative to its own binaries).  The test suite runs against
 # that copy, so it never changes, nor depends on, what the machine's
 # PostgreSQL has installed; two checkouts can run their suites at once.
-# Sets PG_BINDIR and PG_REGRESS to the copy's.
+# Sets PG_BINDIR to the copy's.
 build_and_install_private() {
 	local tree=$1/pg d
-	local bindir sharedir pgxs
-	bindir=$(pg_config --bindir) sharedir=$(pg_config --sharedir) pgxs=$(pg_config --pgxs)
+	local bindir sharedir
+	bindir=$(pg_config --bindir) sharedir=$(pg_config --sharedir)
 	log "building the extension and installing it into a private PostgreSQL tree"
 	make -C "$REPO_ROOT" -s -j"$(nproc)" >/dev/null
 	for d in "$bindir/.." "$sharedir"; do
@@ -71,7 +70,6 @@ build_and_install_private() {
 	done
 	as_root make -C "$REPO_ROOT" -s install DESTDIR="$tree" >/dev/null
 	PG_BINDIR=$tree$bindir
-	PG_REGRESS=$tree$(dirname "$pgxs")/../test/regress/pg_regress
 	export PATH="$PG_BINDIR:$PATH"
 	[ "$("$PG_BINDIR/pg_config" --sharedir)" = "$tree$sharedir" ] ||
 		die "the private PostgreSQL tree in $tree does not find its own share directory"
