@@ -30,6 +30,50 @@ static const char *const retryable_messages[] = {
 	"E00104"					/* Server in maintenance */
 };
 
+/*
+ * Message codes that say the merchant's account or credentials are wrong,
+ * not the request: nothing was processed, and nothing the request could
+ * change would help (texts from test/anet-sim/codes_gen.c).
+ */
+static const char *const account_messages[] = {
+	"E00005",					/* The transaction key or API key is invalid or
+								 * not present. */
+	"E00006",					/* The API user name is invalid or not present. */
+	"E00007",					/* User authentication failed due to invalid
+								 * authentication values. */
+	"E00008",					/* User authentication failed. The account or
+								 * API user is inactive. */
+	"E00009",					/* The payment gateway account is in Test Mode.
+								 * The request cannot be processed. */
+	"E00010",					/* User authentication failed. You do not have
+								 * the appropriate permissions. */
+	"E00011",					/* Access denied. You do not have the
+								 * appropriate permissions. (reporting calls
+								 * without the Transaction Details API) */
+	"E00044",					/* Customer Information Manager is not enabled. */
+	"E00059",					/* The authentication type is not allowed for
+								 * this method call. */
+	"E00064",					/* Client authorization denied. */
+	"E00086"					/* Merchant has declined authorization to
+								 * resource. */
+};
+
+/*
+ * Transaction reasons (responseCode 3, transId 0) with the same meaning.
+ * Not the processor set-up reasons of class 2 (29-38): those transactions
+ * are stored as declined, and a resend inside the duplicate window would be
+ * answered as a duplicate of the decline.
+ */
+static const int account_reasons[] = {
+	13,							/* The merchant login ID or password is invalid
+								 * or the account is inactive. */
+	32,							/* The merchant password is invalid or not
+								 * present. */
+	123,						/* This account has not been given the
+								 * permission(s) required for this request. */
+	130							/* This merchant account has been closed. */
+};
+
 typedef struct StatusEntry
 {
 	const char *name;
@@ -88,6 +132,32 @@ anet_message_code_is_retryable(const char *message_code)
 		return false;
 	for (i = 0; i < lengthof(retryable_messages); i++)
 		if (strcmp(retryable_messages[i], message_code) == 0)
+			return true;
+	return false;
+}
+
+/* Does a top-level message code say the merchant's account is wrong? */
+bool
+anet_message_code_is_account_error(const char *message_code)
+{
+	size_t		i;
+
+	if (message_code == NULL)
+		return false;
+	for (i = 0; i < lengthof(account_messages); i++)
+		if (strcmp(account_messages[i], message_code) == 0)
+			return true;
+	return false;
+}
+
+/* Does a transaction reason code (responseCode 3) say the same? */
+bool
+anet_reason_code_is_account_error(int reason_code)
+{
+	size_t		i;
+
+	for (i = 0; i < lengthof(account_reasons); i++)
+		if (account_reasons[i] == reason_code)
 			return true;
 	return false;
 }

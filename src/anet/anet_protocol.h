@@ -439,6 +439,27 @@ extern void anet_batch_list_free(AnetBatchList *list);
 extern bool anet_reason_code_is_retryable(int reason_code);
 extern bool anet_message_code_is_retryable(const char *message_code);
 
+/*
+ * Account errors: the merchant's account or credentials are wrong, not the
+ * request or the card.  Nothing was processed (no transaction is stored,
+ * so a resend later is no duplicate), and every request of that merchant
+ * fails the same way until someone fixes the account or the
+ * configuration.  The worker keeps the operations queued (never a decline),
+ * marks the merchant's gateway as failing and retries with a long backoff.
+ *
+ *	 message codes: E00005, E00006 (key or login missing/invalid), E00007
+ *		(authentication failed), E00008 (account or API user inactive),
+ *		E00009 (account in Test Mode), E00010, E00011 (permissions, e.g.
+ *		the Transaction Details API not enabled), E00044 (CIM not enabled),
+ *		E00059 (authentication type not allowed), E00064 (client
+ *		authorization denied), E00086 (merchant declined authorization)
+ *	 transaction reasons (responseCode 3): 13 (login or password invalid,
+ *		or account inactive), 32 (password invalid), 123 (no permission),
+ *		130 (merchant account closed)
+ */
+extern bool anet_message_code_is_account_error(const char *message_code);
+extern bool anet_reason_code_is_account_error(int reason_code);
+
 /* "approved", "declined", ..., "malformed". */
 extern const char *anet_outcome_name(AnetOutcome outcome);
 

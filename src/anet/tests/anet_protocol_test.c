@@ -1252,6 +1252,17 @@ test_transaction_replies(void)
 	ok(anet_message_code_is_retryable("E00001") && anet_message_code_is_retryable("E00053") &&
 	   !anet_message_code_is_retryable("E00007") && !anet_message_code_is_retryable(NULL),
 	   "E00001/E00053 retryable; E00007, NULL not");
+	ok(anet_message_code_is_account_error("E00007") && anet_message_code_is_account_error("E00008") &&
+	   anet_message_code_is_account_error("E00011") && anet_message_code_is_account_error("E00005"),
+	   "E00005, E00007, E00008, E00011 are account errors");
+	ok(!anet_message_code_is_account_error("E00003") && !anet_message_code_is_account_error("E00027") &&
+	   !anet_message_code_is_account_error("E00001") && !anet_message_code_is_account_error("E00040") &&
+	   !anet_message_code_is_account_error(NULL),
+	   "E00003, E00027, E00001, E00040, NULL are not account errors");
+	ok(anet_reason_code_is_account_error(13) && anet_reason_code_is_account_error(123) &&
+	   !anet_reason_code_is_account_error(2) && !anet_reason_code_is_account_error(11) &&
+	   !anet_reason_code_is_account_error(30) && !anet_reason_code_is_account_error(19),
+	   "reasons 13 and 123 are account errors; 2, 11, 30 (stored as declined) and 19 are not");
 }
 
 /* ----------------------------------------------------------------
