@@ -389,6 +389,24 @@ gateway_build_settlement_check(GatewayOp *op, const char *trans_id)
 	return gateway_set_request(op, "getTransactionDetailsRequest", build_details, trans_id, NULL);
 }
 
+/* authenticateTestRequest; arg is unused. */
+static char *
+build_verification(const AnetCredentials *creds, const GatewayOp *op,
+				   const void *arg pg_attribute_unused(), bool masked, char **error)
+{
+	return anet_build_authenticate_test_request(creds, op->ref_id[0] ? op->ref_id : NULL,
+												masked, error);
+}
+
+/* A credentials check of op's merchant (authenticateTestRequest). */
+bool
+gateway_build_verification(GatewayOp *op)
+{
+	op->stage = STAGE_VERIFY;
+	set_ref_id(op);
+	return gateway_set_request(op, "authenticateTestRequest", build_verification, NULL, NULL);
+}
+
 /*
  * Exponential backoff with jitter: min_ms * 2^(attempt-1), capped at
  * max_ms, then a random point between half and all of it, so that many
@@ -463,6 +481,63 @@ gateway_transport_failed(GatewayOp *op)
 		op->http.http_status >= 500 || op->http.http_status == 0;
 }
 
+/*
+ * What the gateway's reply says of the merchant's account: op->account is
+ * set to ACCOUNT_FAILED (with the code and text) for an account error,
+ * ACCOUNT_OK when the gateway got past the credentials (a success, or an
+ * error about the request itself that only an authenticated request gets).
+ * True for an account error.
+ */
+static bool
+reply_account_failed(GatewayOp *op)
+{
+	AnetReplyStatus st;
+
+	if (!anet_parse_reply_status(op->http.response, op->http.response_len, &st))
+		return false;
+	if (anet_message_code_is_account_error(st.message_code))
+	{
+		op->account = ACCOUNT_FAILED;
+		op->account_code = pstrdup(st.message_code);
+		op->account_text = pstrdup(st.message_text);
+		return true;
+	}
+	/* E00027: a transaction error; E00040: an unknown record */
+	if (st.ok || strcmp(st.message_code, "E00027") == 0 || strcmp(st.message_code, "E00040") == 0)
+		op->account = ACCOUNT_OK;
+	return false;
+}
+
+/*
+ * An account error: the request provably did nothing, but neither will
+ * the next one until the account or the configuration is fixed.  Never a
+ * final answer (the payment is not declined): a send is queued again, a
+ * question about an operation that may have gone through leaves it
+ * unknown.  The retry time is a placeholder; the merchant's backoff
+ * (payments._gateway_status_note) replaces it.
+ */
+static void
+account_outcome(GatewayOp *op)
+{
+	char	   *error = psprintf("the merchant's gateway account failed: %s %s",
+								 op->account_code, op->account_text);
+
+	op->result.response_code = 0;
+	op->result.reason_code = 0;
+	op->result.reason_text = NULL;
+	op->result.trans_id = NULL;
+	if (op->stage == STAGE_SEND)
+		gateway_set_outcome_later(op, 30000, 60000, OUTCOME_RETRY, error);
+	else if (op->stage == STAGE_CONFIRM || op->stage == STAGE_LOOKUP)
+		gateway_set_outcome_later(op, 30000, 60000, OUTCOME_UNKNOWN, error);
+	else
+	{
+		op->done = true;
+		op->result.outcome = OUTCOME_CHECKED;
+		op->result.error = error;
+	}
+}
+
 /* The reply to a createTransaction of this op. */
 static void
 interpret_send(GatewayOp *op, bool *follow_up)
@@ -488,6 +563,15 @@ interpret_send(GatewayOp *op, bool *follow_up)
 		return;
 	}
 	set_txn_fields(op, &r);
+	if (r.outcome == ANET_ERROR && anet_reason_code_is_account_error(r.reason_code))
+	{
+		/* the merchant's account, not this payment: nothing was stored */
+		op->account = ACCOUNT_FAILED;
+		op->account_code = psprintf("%d", r.reason_code);
+		op->account_text = pstrdup(r.reason_text);
+		account_outcome(op);
+		return;
+	}
 	switch (r.outcome)
 	{
 		case ANET_APPROVED:
@@ -765,6 +849,8 @@ gateway_interpret(GatewayOp *op, bool *follow_up)
 		gateway_set_outcome_later(op, 1000, 60000, OUTCOME_UNKNOWN, op->http.outcome == HTTP_UNKNOWN ? op->http.error :
 					psprintf("HTTP status %ld from the gateway", op->http.http_status));
 	}
+	else if (reply_account_failed(op))
+		account_outcome(op);
 	else if (op->stage == STAGE_SEND)
 		interpret_send(op, follow_up);
 	else if (op->stage == STAGE_CONFIRM)
@@ -773,7 +859,7 @@ gateway_interpret(GatewayOp *op, bool *follow_up)
 		gateway_lookup_interpret(op, follow_up);
 	else
 	{
-		/* STAGE_SETTLEMENT: the caller reads the details itself */
+		/* STAGE_SETTLEMENT, STAGE_VERIFY: the caller reads the reply itself */
 		op->done = true;
 		op->result.outcome = OUTCOME_CHECKED;
 	}

@@ -26,8 +26,18 @@ typedef enum GatewayStage
 								 * reply or a lookup hit */
 	STAGE_LOOKUP,				/* search the transaction lists by invoice
 								 * (gateway_lookup.c) */
-	STAGE_SETTLEMENT			/* has this payment's capture settled? */
+	STAGE_SETTLEMENT,			/* has this payment's capture settled? */
+	STAGE_VERIFY				/* authenticateTest of a merchant's
+								 * credentials (gateway_status.c) */
 } GatewayStage;
+
+/* What the last reply of an op said of the merchant's account. */
+typedef enum GatewayAccountState
+{
+	ACCOUNT_UNSEEN = 0,			/* no reply that tells */
+	ACCOUNT_OK,					/* the gateway accepted the credentials */
+	ACCOUNT_FAILED				/* an account error (anet_protocol.h) */
+} GatewayAccountState;
 
 /* Where the gateway is and who we are there. */
 typedef struct GatewayEndpoint
@@ -158,11 +168,15 @@ typedef struct GatewayOp
 	bool		may_have_been_sent; /* an earlier attempt may have reached
 									 * the gateway (not never_sent) */
 	GatewayOutcome result;
+	GatewayAccountState account;	/* for the merchant's gateway status */
+	char	   *account_code;	/* ACCOUNT_FAILED: "E00007", or a reason */
+	char	   *account_text;	/* ACCOUNT_FAILED: the gateway's text */
 } GatewayOp;
 
 extern bool gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc,
 									char **error);
 extern bool gateway_build_settlement_check(GatewayOp *op, const char *trans_id);
+extern bool gateway_build_verification(GatewayOp *op);
 extern GatewayExchange *gateway_interpret(GatewayOp *op, bool *follow_up);
 extern bool gateway_transport_failed(GatewayOp *op);
 

@@ -13,6 +13,9 @@
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
 #include "payments.h"
@@ -38,9 +41,52 @@ circuit_name(uint32 state)
 	}
 }
 
+/* A consistent copy of the failing merchants the worker published. */
+static int
+failing_snapshot(FailingGateway *out, int *total)
+{
+	PaymentsShared *s = payments_shared;
+	int			n;
+
+	SpinLockAcquire(&s->failing_lock);
+	n = Min(s->failing_shown, FAILING_GATEWAYS_SHOWN);
+	*total = s->failing_total;
+	memcpy(out, s->failing, sizeof(FailingGateway) * n);
+	SpinLockRelease(&s->failing_lock);
+	return n;
+}
+
+/*
+ * The failing merchants as a jsonb array of {merchant_id, failing_since,
+ * error_code, error_text} (no secrets: the gateway's code and text).
+ */
+static Datum
+failing_jsonb(const FailingGateway *g, int n)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '[');
+	for (int i = 0; i < n; i++)
+	{
+		char		ts[MAXDATELEN + 1];
+
+		appendStringInfo(&buf, "%s{\"merchant_id\": " INT64_FORMAT ", \"failing_since\": \"%s\", \"error_code\": ",
+						 i > 0 ? ", " : "", g[i].merchant_id,
+						 JsonEncodeDateTime(ts, TimestampTzGetDatum(g[i].since), TIMESTAMPTZOID, NULL));
+		escape_json(&buf, g[i].code);
+		appendStringInfoString(&buf, ", \"error_text\": ");
+		escape_json(&buf, g[i].text);
+		appendStringInfoChar(&buf, '}');
+	}
+	appendStringInfoChar(&buf, ']');
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
+}
+
 /*
  * pay_worker_health(): alive, pid, started_at, last_loop_at, queue_depth,
- * in_flight, max_in_flight, circuit_state, and the outcome counters.
+ * in_flight, max_in_flight, circuit_state, the outcome counters, and the
+ * merchants whose gateway account is failing (how many, and the oldest).
  * "alive" means a worker is registered and went round its loop within the
  * last five seconds (it goes round at least once a second).
  */
@@ -48,8 +94,11 @@ Datum
 pay_worker_health(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
-	Datum		values[14];
-	bool		nulls[14];
+	Datum		values[16];
+	bool		nulls[16];
+	FailingGateway failing[FAILING_GATEWAYS_SHOWN];
+	int			nfailing;
+	int			failing_total;
 	uint32		pid;
 	uint64		last;
 	uint64		started;
@@ -83,6 +132,9 @@ pay_worker_health(PG_FUNCTION_ARGS)
 	values[11] = Int64GetDatum(pg_atomic_read_u64(&s->errors));
 	values[12] = Int64GetDatum(pg_atomic_read_u64(&s->unknown_outcomes));
 	values[13] = Int64GetDatum(pg_atomic_read_u64(&s->retries));
+	nfailing = failing_snapshot(failing, &failing_total);
+	values[14] = Int32GetDatum(failing_total);
+	values[15] = failing_jsonb(failing, nfailing);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 
@@ -138,6 +190,45 @@ gauge_text(StringInfo buf, const char *name, const char *help, uint64 v)
 					 name, help, name, name, v);
 }
 
+/* A label value made of letters and digits only (a gateway code). */
+static void
+label_value(StringInfo buf, const char *v)
+{
+	for (; *v; v++)
+		if ((*v >= 'A' && *v <= 'Z') || (*v >= 'a' && *v <= 'z') || (*v >= '0' && *v <= '9'))
+			appendStringInfoChar(buf, *v);
+}
+
+/* The merchants whose gateway account fails: a count, then one series each. */
+static void
+failing_text(StringInfo buf)
+{
+	FailingGateway failing[FAILING_GATEWAYS_SHOWN];
+	int			total;
+	int			n = failing_snapshot(failing, &total);
+
+	gauge_text(buf, "payments_gateway_failing_merchants",
+			   "Merchants whose gateway account fails (an account error such as E00007): their operations are held, not failed.",
+			   (uint64) Max(total, 0));
+	appendStringInfoString(buf, "# HELP payments_gateway_account_failing 1 for each merchant whose gateway account fails (the oldest "
+						   CppAsString2(FAILING_GATEWAYS_SHOWN) "), with the last error code.\n"
+						   "# TYPE payments_gateway_account_failing gauge\n");
+	for (int i = 0; i < n; i++)
+	{
+		appendStringInfo(buf, "payments_gateway_account_failing{merchant_id=\"" INT64_FORMAT "\",code=\"",
+						 failing[i].merchant_id);
+		label_value(buf, failing[i].code);
+		appendStringInfoString(buf, "\"} 1\n");
+	}
+	appendStringInfoString(buf, "# HELP payments_gateway_account_failing_since_seconds Since when each of those merchants' gateway account fails (Unix time).\n"
+						   "# TYPE payments_gateway_account_failing_since_seconds gauge\n");
+	for (int i = 0; i < n; i++)
+		appendStringInfo(buf, "payments_gateway_account_failing_since_seconds{merchant_id=\"" INT64_FORMAT "\"} %.3f\n",
+						 failing[i].merchant_id,
+						 (double) failing[i].since / USECS_PER_SEC +
+						 (double) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY);
+}
+
 /* pay_metrics(): counters, gauges and latency histograms, Prometheus text. */
 Datum
 pay_metrics(PG_FUNCTION_ARGS)
@@ -170,6 +261,7 @@ pay_metrics(PG_FUNCTION_ARGS)
 				 pg_atomic_read_u64(&s->retries));
 	counter_text(&buf, "payments_transport_failures_total", "Transfers that failed below HTTP.",
 				 pg_atomic_read_u64(&s->transport_failures));
+	failing_text(&buf);
 	histogram_text(&buf, "payments_gateway_latency_seconds", "Round trip of one gateway request.",
 				   &s->gateway_latency);
 	histogram_text(&buf, "payments_result_latency_seconds", "From an operation's creation to its committed result.",

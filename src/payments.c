@@ -31,6 +31,9 @@ char	   *payments_database = NULL;
 char	   *payments_merchant_id = NULL;
 char	   *payments_correlation_id = NULL;
 int			payments_max_attempts = PAYMENTS_DEFAULT_MAX_ATTEMPTS;
+bool		payments_allow_insecure_endpoint = false;
+int			payments_account_retry_min_s = PAYMENTS_DEFAULT_ACCOUNT_RETRY_MIN_S;
+int			payments_account_retry_max_s = PAYMENTS_DEFAULT_ACCOUNT_RETRY_MAX_S;
 
 void		_PG_init(void);
 
@@ -69,6 +72,33 @@ _PG_init(void)
 							PAYMENTS_DEFAULT_MAX_ATTEMPTS, 1, 1000,
 							PGC_SIGHUP,
 							0,
+							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("payments.allow_insecure_endpoint",
+							 "Lets pay_configure_gateway accept an http:// gateway endpoint (tests only).",
+							 "Over http the transaction key and card numbers travel in clear.",
+							 &payments_allow_insecure_endpoint,
+							 false,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("payments.account_retry_min",
+							"First wait before retrying a merchant whose gateway account failed.",
+							"An account error (wrong credentials, inactive account, missing permission) holds the merchant's operations; the wait doubles with each failure in a row.",
+							&payments_account_retry_min_s,
+							PAYMENTS_DEFAULT_ACCOUNT_RETRY_MIN_S, 1, 86400,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("payments.account_retry_max",
+							"Longest wait before retrying a merchant whose gateway account failed.",
+							NULL,
+							&payments_account_retry_max_s,
+							PAYMENTS_DEFAULT_ACCOUNT_RETRY_MAX_S, 1, 86400,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
 							NULL, NULL, NULL);
 
 	if (!process_shared_preload_libraries_in_progress)

@@ -19,6 +19,8 @@
 #define PAYMENTS_DEFAULT_SETTLEMENT_CHECK_S 60
 #define PAYMENTS_DEFAULT_EXCHANGE_RETENTION_DAYS 30
 #define PAYMENTS_DEFAULT_IDEMPOTENCY_RETENTION_HOURS (24 * 7)
+#define PAYMENTS_DEFAULT_ACCOUNT_RETRY_MIN_S 30
+#define PAYMENTS_DEFAULT_ACCOUNT_RETRY_MAX_S 900
 
 /* Authorize.Net's duplicate window the worker asks for: its maximum, 8 hours */
 #define PAYMENTS_DUPLICATE_WINDOW_S 28800
@@ -31,6 +33,9 @@ extern char *payments_database;
 extern char *payments_merchant_id;
 extern char *payments_correlation_id;
 extern int	payments_max_attempts;
+extern bool payments_allow_insecure_endpoint;
+extern int	payments_account_retry_min_s;
+extern int	payments_account_retry_max_s;
 
 extern void payments_require_preload(void);
 

@@ -22,6 +22,7 @@
 #include "utils/timestamp.h"
 
 #include "gateway.h"
+#include "gateway_status.h"
 #include "payments.h"
 #include "record.h"
 #include "shmem.h"
@@ -193,7 +194,7 @@ record_count(GatewayOp *op)
 {
 	pg_atomic_uint64 *counter;
 
-	if (op->stage == STAGE_SETTLEMENT)
+	if (op->stage == STAGE_SETTLEMENT || op->stage == STAGE_VERIFY)
 		return;
 
 	switch (op->result.outcome)
@@ -229,7 +230,7 @@ is_final_first_operation(GatewayOp *op)
 {
 	GatewayOutcomeKind o = op->result.outcome;
 
-	if (op->stage == STAGE_SETTLEMENT)
+	if (op->stage == STAGE_SETTLEMENT || op->stage == STAGE_VERIFY)
 		return false;
 	if (strcmp(op->kind, "purchase") != 0 && strcmp(op->kind, "authorize") != 0)
 		return false;
@@ -241,6 +242,8 @@ record_op(GatewayOp *op)
 {
 	if (op->stage == STAGE_SETTLEMENT)
 		record_settled(op);
+	else if (op->stage == STAGE_VERIFY)
+		gateway_status_record_verification(op);
 	else
 		record_outcome(op);
 }
@@ -256,6 +259,8 @@ record_batch(dlist_head *exchanges, dlist_head *finished)
 	dlist_iter	it;
 
 	record_exchanges(exchanges);
+	/* account errors set the retry times of their merchants' ops */
+	gateway_status_note_list(finished);
 	dlist_foreach(it, finished)
 	{
 		GatewayOp  *op = dlist_container(GatewayOp, node, it.cur);

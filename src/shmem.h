@@ -4,16 +4,19 @@
  *	  The extension's shared memory: worker identity, wake-ups, health
  *	  counters and latency histograms.
  *
- * Only atomics, a condition variable and fixed-size values live here: no
- * per-process pointers, which would mean nothing in another process.
+ * Only atomics, a condition variable, a spinlock and fixed-size values
+ * live here: no per-process pointers, which would mean nothing in another
+ * process.
  *
  *-------------------------------------------------------------------------
  */
 #ifndef PAYMENTS_SHMEM_H
 #define PAYMENTS_SHMEM_H
 
+#include "datatype/timestamp.h"
 #include "port/atomics.h"
 #include "storage/condition_variable.h"
+#include "storage/spin.h"
 
 /* circuit breaker states */
 #define CIRCUIT_CLOSED		0
@@ -30,6 +33,20 @@ typedef struct LatencyHistogram
 	pg_atomic_uint64 count;
 	pg_atomic_uint64 sum_us;
 } LatencyHistogram;
+
+/*
+ * A merchant whose gateway account fails (payments.gateway_status), as the
+ * worker last published it for pay_worker_health and pay_metrics.
+ */
+#define FAILING_GATEWAYS_SHOWN 16
+
+typedef struct FailingGateway
+{
+	int64		merchant_id;
+	TimestampTz since;
+	char		code[16];
+	char		text[160];
+} FailingGateway;
 
 typedef struct PaymentsShared
 {
@@ -64,6 +81,12 @@ typedef struct PaymentsShared
 	/* bumped and broadcast each time the worker commits results */
 	pg_atomic_uint64 results_generation;
 	ConditionVariable results_cv;
+
+	/* merchants whose gateway account fails: how many, the oldest few */
+	slock_t		failing_lock;
+	int			failing_total;
+	int			failing_shown;
+	FailingGateway failing[FAILING_GATEWAYS_SHOWN];
 } PaymentsShared;
 
 extern PaymentsShared *payments_shared;

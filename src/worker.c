@@ -39,6 +39,7 @@
 #include "circuit_breaker.h"
 #include "errcodes.h"
 #include "gateway.h"
+#include "gateway_status.h"
 #include "payments.h"
 #include "record.h"
 #include "schema_version.h"
@@ -260,6 +261,43 @@ claim_into(WorkerState *ws, int n, dlist_head *to_send, dlist_head *unbuildable)
 		MemoryContextSwitchTo(old);
 	}
 	return (int) SPI_processed;
+}
+
+/*
+ * Step 1 for credentials checks (pay_configure_gateway(verify => true)):
+ * claim them into *to_send, built as authenticateTestRequests.
+ */
+static void
+claim_verifications(WorkerState *ws, dlist_head *to_send)
+{
+	Datum		arg = Int32GetDatum(16);
+	Oid			argtype = INT4OID;
+
+	if (SPI_execute_with_args("SELECT * FROM payments._claim_verifications($1)", 1, &argtype,
+							  &arg, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "payments worker: claiming credentials checks failed");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	t = SPI_tuptable->vals[i];
+		TupleDesc	d = SPI_tuptable->tupdesc;
+		GatewayOp  *op = new_op(ws);
+		MemoryContext old = MemoryContextSwitchTo(op->cxt);
+		bool		isnull;
+
+		op->merchant_id = pg_strtoint64(SPI_getvalue(t, d, 1));
+		op->created_at = DatumGetTimestampTz(SPI_getbinval(t, d, 2, &isnull));
+		op->endpoint.login_id = SPI_getvalue(t, d, 3);
+		op->endpoint.transaction_key = SPI_getvalue(t, d, 4);
+		op->endpoint.url = SPI_getvalue(t, d, 5);
+		op->endpoint.ca_file = SPI_getvalue(t, d, 6);
+		op->endpoint.timeout_ms = pg_strtoint32(SPI_getvalue(t, d, 7));
+		op->kind = "verification";
+		if (gateway_build_verification(op))
+			dlist_push_tail(to_send, &op->node);
+		else
+			MemoryContextDelete(op->cxt);	/* sent again after 15 minutes */
+		MemoryContextSwitchTo(old);
+	}
 }
 
 #define MAX_LOOKUP_DRIVERS 64		/* merchants sharing lookups per claim */
@@ -487,13 +525,19 @@ record_and_claim(void *arg)
 
 	record_batch(&rc->ws->exchanges, &rc->ws->finished);
 	if (rc->limit > 0)
+	{
 		rc->claimed = claim_into(rc->ws, rc->limit, &rc->to_send, &rc->unbuildable);
+		claim_verifications(rc->ws, &rc->to_send);
+	}
 }
 
 static void
 record_op_fn(void *arg)
 {
-	record_op((GatewayOp *) arg);
+	GatewayOp  *op = (GatewayOp *) arg;
+
+	gateway_status_note(&op, 1);
+	record_op(op);
 }
 
 /*
@@ -572,7 +616,7 @@ interpret_finished(WorkerState *ws)
 static bool
 record_as_unknown(GatewayOp *op)
 {
-	if (op->stage == STAGE_SETTLEMENT)
+	if (op->stage == STAGE_SETTLEMENT || op->stage == STAGE_VERIFY)
 		return true;			/* nothing to record; checked again later */
 	gateway_set_outcome_later(op, 60000, 3600000, OUTCOME_UNKNOWN,
 							  "the gateway's answer could not be recorded (the server log says why)");
@@ -779,6 +823,7 @@ recover_in_flight(void)
 	if (SPI_execute("SELECT payments._recover_in_flight()", false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "payments worker: recovery failed");
 	n = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	gateway_status_publish();
 	commit_tx();
 	if (n > 0)
 		ereport(LOG,

@@ -4,11 +4,12 @@ CREATE FUNCTION payments.pay_worker_health(
 	OUT alive boolean, OUT pid integer, OUT started_at timestamptz, OUT last_loop_at timestamptz,
 	OUT queue_depth bigint, OUT in_flight integer, OUT max_in_flight integer, OUT circuit_state text,
 	OUT requests_sent bigint, OUT approved bigint, OUT declined bigint, OUT errors bigint,
-	OUT unknown_outcomes bigint, OUT retries bigint)
+	OUT unknown_outcomes bigint, OUT retries bigint, OUT failing_gateways integer,
+	OUT gateway_failures jsonb)
 	RETURNS record
 	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pay_worker_health';
 COMMENT ON FUNCTION payments.pay_worker_health() IS
-	'Health of the background worker: alive (looped within 5 s), pid, start and last loop time, queue depth, requests in flight (now and at most), circuit breaker state (closed, open, half_open) and outcome counters since server start.';
+	'Health of the background worker: alive (looped within 5 s), pid, start and last loop time, queue depth, requests in flight (now and at most), circuit breaker state (closed, open, half_open), outcome counters since server start, and the merchants whose gateway account fails (an account error such as E00007: their operations are held, not failed): how many, and the oldest 16 as [{merchant_id, failing_since, error_code, error_text}].';
 
 CREATE FUNCTION payments.pay_worker_restart() RETURNS boolean
 	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pay_worker_restart';
