@@ -230,3 +230,354 @@ CREATE OR REPLACE FUNCTION payments._duplicate_window() RETURNS integer
 	LANGUAGE c IMMUTABLE AS 'MODULE_PATHNAME', 'pay_duplicate_window';
 CREATE OR REPLACE FUNCTION payments._max_attempts() RETURNS integer
 	LANGUAGE sql STABLE AS $$ SELECT current_setting('payments.max_attempts')::integer $$;
+
+------------------------------------------------------------------------------
+-- h-acct: gateway account errors are not declines (issue 9).  Account errors
+-- (E00007, inactive account, missing permission) hold the merchant's
+-- operations with a backoff and mark its gateway as failing
+-- (payments.gateway_status, pay_gateway_status, pay_worker_health,
+-- pay_metrics); pay_configure_gateway refuses http:// (unless
+-- payments.allow_insecure_endpoint), can ask for a credentials check
+-- (verify => true) and retries held operations at once.
+------------------------------------------------------------------------------
+
+------------------------------------------------------------------------------
+-- The state of each merchant's gateway account, as the worker sees it.
+--
+-- An account error (wrong credentials, inactive account, a permission the
+-- account lacks: anet_protocol.h lists the codes) is no answer about a
+-- payment: nothing was processed, and every request of that merchant fails
+-- the same way until someone fixes the account or the configuration.  The
+-- worker keeps the operations queued (never failed, never a decline),
+-- marks the merchant's gateway as failing here, and holds the merchant's
+-- operations for a backoff that doubles with each failure in a row
+-- (payments.account_retry_min to payments.account_retry_max).  Other
+-- merchants are not affected.  The first request of the merchant the
+-- gateway accepts again clears the state and releases the held
+-- operations; so does pay_configure_gateway (at once, not at the end of
+-- the backoff).  The same row carries the credentials check that
+-- pay_configure_gateway(verify => true) asks the worker for.
+------------------------------------------------------------------------------
+
+CREATE TABLE payments.gateway_status (
+	merchant_id bigint PRIMARY KEY REFERENCES payments.merchants,
+	failing_since timestamptz,
+	failures integer NOT NULL DEFAULT 0 CHECK (failures >= 0),
+	last_error_code text,
+	last_error_text text,
+	last_error_at timestamptz,
+	retry_at timestamptz,
+	last_success_at timestamptz,
+	verification text CHECK (verification IN ('requested', 'sending', 'succeeded', 'failed')),
+	verification_requested_at timestamptz,
+	verification_sent_at timestamptz,
+	verification_finished_at timestamptz,
+	verification_code text,
+	verification_text text,
+	updated_at timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON payments.gateway_status FROM PUBLIC;
+COMMENT ON TABLE payments.gateway_status IS
+	'Per merchant: whether its gateway account is failing (an account error such as E00007 since failing_since; its operations are held until retry_at) and the last credentials check asked for by pay_configure_gateway(verify => true). Written by the worker and pay_configure_gateway; read it through pay_gateway_status(). Owner only; holds no secret.';
+COMMENT ON COLUMN payments.gateway_status.merchant_id IS 'The merchant.';
+COMMENT ON COLUMN payments.gateway_status.failing_since IS 'First account error of the current run of failures; NULL while the gateway accepts the merchant''s requests.';
+COMMENT ON COLUMN payments.gateway_status.failures IS 'Account errors in a row (rounds of the worker); sets the backoff. Reset by a success and by pay_configure_gateway.';
+COMMENT ON COLUMN payments.gateway_status.last_error_code IS 'The gateway''s code of the last account error (E00007, E00008, ..., or a transaction reason such as 13).';
+COMMENT ON COLUMN payments.gateway_status.last_error_text IS 'The gateway''s text of the last account error.';
+COMMENT ON COLUMN payments.gateway_status.last_error_at IS 'When the last account error came.';
+COMMENT ON COLUMN payments.gateway_status.retry_at IS 'While failing: the merchant''s operations are held until then.';
+COMMENT ON COLUMN payments.gateway_status.last_success_at IS 'When a request of the merchant was last accepted after a failure (or by a credentials check).';
+COMMENT ON COLUMN payments.gateway_status.verification IS 'The last credentials check (authenticateTestRequest): requested, sending, succeeded or failed; NULL when none was asked for.';
+COMMENT ON COLUMN payments.gateway_status.verification_requested_at IS 'When pay_configure_gateway(verify => true) asked for the check.';
+COMMENT ON COLUMN payments.gateway_status.verification_sent_at IS 'When the worker sent it.';
+COMMENT ON COLUMN payments.gateway_status.verification_finished_at IS 'When its answer (or the failure to get one) was recorded.';
+COMMENT ON COLUMN payments.gateway_status.verification_code IS 'The gateway''s message code (I00001 when the credentials are valid, E00007 when not); NULL when no answer came.';
+COMMENT ON COLUMN payments.gateway_status.verification_text IS 'The gateway''s message text, or why no answer came.';
+COMMENT ON COLUMN payments.gateway_status.updated_at IS 'Last change of the row.';
+SELECT pg_catalog.pg_extension_config_dump('payments.gateway_status', '');
+
+-- The wait before the next try after the n-th account error in a row:
+-- payments.account_retry_min doubled n - 1 times, at most
+-- payments.account_retry_max.
+CREATE FUNCTION payments._account_backoff(failures integer) RETURNS interval
+	LANGUAGE c STABLE STRICT AS 'MODULE_PATHNAME', 'pay_account_backoff';
+COMMENT ON FUNCTION payments._account_backoff(integer) IS
+	'Internal: the wait before retrying a merchant after its n-th account error in a row (payments.account_retry_min doubled, at most payments.account_retry_max).';
+
+-- The worker, in the transaction that records a round's outcomes, before
+-- it records them: the merchants whose requests met an account error
+-- (p_failed_merchant, with the operation, 0 for none, and the code and
+-- text; a merchant may repeat) and those whose requests the gateway
+-- accepted (p_ok_merchant).  A merchant in both lists is taken as working
+-- (its configuration changed while requests were in flight).  Marks the
+-- failing merchants, refunds the attempt the account error cost (it says
+-- nothing about the operation), holds every queued or unknown operation of
+-- theirs until the backoff ends; clears the merchants that work again and
+-- releases their held operations.  Returns, for each element of
+-- p_failed_merchant, the time its operation should be tried again, how
+-- many merchants are failing now, and whether any merchant changed state.
+CREATE FUNCTION payments._gateway_status_note(
+	p_failed_merchant bigint[], p_failed_operation bigint[], p_code text[], p_text text[],
+	p_ok_merchant bigint[],
+	OUT retry_at timestamptz[], OUT failing integer, OUT changed boolean)
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	m record;
+BEGIN
+	changed := false;
+	-- working again: clear, and release what the failure held
+	FOR m IN
+		SELECT s.merchant_id, s.retry_at AS held_until FROM payments.gateway_status s
+		WHERE s.merchant_id = ANY (p_ok_merchant) AND s.failing_since IS NOT NULL
+		FOR UPDATE
+	LOOP
+		UPDATE payments.gateway_status s SET failing_since = NULL, failures = 0, retry_at = NULL,
+			last_success_at = now(), updated_at = now()
+		WHERE s.merchant_id = m.merchant_id;
+		UPDATE payments.operations o SET next_attempt_at = now()
+		WHERE o.merchant_id = m.merchant_id AND o.status IN ('queued', 'unknown')
+			AND o.next_attempt_at > now() AND o.next_attempt_at <= m.held_until;
+		changed := true;
+	END LOOP;
+
+	-- failing: one more failure in a row per merchant and round
+	FOR m IN
+		SELECT DISTINCT ON (f.merchant_id) f.merchant_id, f.code, f.text
+		FROM unnest(p_failed_merchant, p_code, p_text) WITH ORDINALITY AS f(merchant_id, code, text, i)
+		WHERE f.merchant_id <> ALL (coalesce(p_ok_merchant, '{}'))
+		ORDER BY f.merchant_id, f.i DESC
+	LOOP
+		INSERT INTO payments.gateway_status AS s (merchant_id, failing_since, failures,
+			last_error_code, last_error_text, last_error_at, retry_at)
+		VALUES (m.merchant_id, now(), 1, m.code, left(m.text, 500), now(),
+			now() + payments._account_backoff(1))
+		ON CONFLICT (merchant_id) DO UPDATE SET
+			failing_since = coalesce(s.failing_since, now()), failures = s.failures + 1,
+			last_error_code = EXCLUDED.last_error_code, last_error_text = EXCLUDED.last_error_text,
+			last_error_at = now(), retry_at = now() + payments._account_backoff(s.failures + 1),
+			updated_at = now();
+		changed := true;
+		-- the merchant's other operations would fail the same way: hold them
+		UPDATE payments.operations o SET next_attempt_at = s.retry_at,
+			last_error = format('held: the merchant''s gateway account failed: %s %s', m.code, m.text)
+		FROM payments.gateway_status s
+		WHERE s.merchant_id = m.merchant_id AND o.merchant_id = m.merchant_id
+			AND o.status IN ('queued', 'unknown') AND o.next_attempt_at < s.retry_at;
+	END LOOP;
+
+	-- an account error says nothing about the operation: no attempt spent
+	UPDATE payments.operations o SET attempts = greatest(o.attempts - 1, 0)
+	FROM unnest(p_failed_merchant, p_failed_operation) AS f(merchant_id, operation_id)
+	WHERE o.merchant_id = f.merchant_id AND o.operation_id = f.operation_id
+		AND o.status = 'sending' AND f.merchant_id <> ALL (coalesce(p_ok_merchant, '{}'));
+
+	retry_at := ARRAY(
+		SELECT CASE WHEN f.merchant_id = ANY (coalesce(p_ok_merchant, '{}'))
+			THEN now() + payments._account_backoff(1) ELSE s.retry_at END
+		FROM unnest(p_failed_merchant) WITH ORDINALITY AS f(merchant_id, i)
+		LEFT JOIN payments.gateway_status s ON s.merchant_id = f.merchant_id
+		ORDER BY f.i);
+	SELECT count(*) INTO failing FROM payments.gateway_status s WHERE s.failing_since IS NOT NULL;
+END
+$$;
+COMMENT ON FUNCTION payments._gateway_status_note(bigint[], bigint[], text[], text[], bigint[]) IS
+	'Worker: records which merchants met an account error (and holds their operations for the backoff, without spending an attempt) and which work again (cleared, operations released); returns the retry time of each failed operation, how many merchants are failing, and whether anything changed.';
+
+-- What the worker publishes to shared memory for pay_worker_health and
+-- pay_metrics: the failing merchants, oldest failure first.
+CREATE FUNCTION payments._gateway_failing(p_limit integer)
+	RETURNS TABLE (merchant_id bigint, failing_since timestamptz, last_error_code text,
+		last_error_text text, total bigint)
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, payments
+	AS $$
+	SELECT s.merchant_id, s.failing_since, s.last_error_code, s.last_error_text, count(*) OVER ()
+	FROM payments.gateway_status s
+	WHERE s.failing_since IS NOT NULL
+	ORDER BY s.failing_since, s.merchant_id
+	LIMIT p_limit
+	$$;
+COMMENT ON FUNCTION payments._gateway_failing(integer) IS
+	'Worker: the merchants whose gateway account is failing (at most p_limit, oldest first, with the total), for pay_worker_health and pay_metrics.';
+
+-- The credentials checks asked for: claimed as "sending" before anything is
+-- sent.  A check left "sending" by a worker that stopped is sent again (it
+-- changes nothing at the gateway).
+CREATE FUNCTION payments._claim_verifications(p_limit integer)
+	RETURNS TABLE (merchant_id bigint, requested_at timestamptz, api_login_id text,
+		transaction_key text, endpoint_url text, ca_file text, timeout_ms integer)
+	LANGUAGE sql
+	SET search_path = pg_catalog, payments
+	AS $$
+	UPDATE payments.gateway_status s SET verification = 'sending',
+		verification_sent_at = clock_timestamp(), updated_at = now()
+	FROM payments.gateway_config g
+	WHERE g.merchant_id = s.merchant_id
+		AND s.merchant_id IN (
+			SELECT x.merchant_id FROM payments.gateway_status x
+			WHERE x.verification = 'requested'
+				OR (x.verification = 'sending' AND x.verification_sent_at < now() - interval '15 minutes')
+			ORDER BY x.verification_requested_at
+			LIMIT p_limit
+			FOR UPDATE SKIP LOCKED)
+	RETURNING s.merchant_id, s.verification_requested_at, g.api_login_id, g.transaction_key,
+		g.endpoint_url, g.ca_file, g.timeout_ms
+	$$;
+COMMENT ON FUNCTION payments._claim_verifications(integer) IS
+	'Worker: claims up to p_limit credentials checks asked for by pay_configure_gateway(verify => true), marking them sending.';
+
+-- The answer to a credentials check (only for the request it answers: a
+-- newer pay_configure_gateway(verify => true) asks again).
+CREATE FUNCTION payments._record_verification(p_merchant_id bigint, p_requested_at timestamptz,
+	p_succeeded boolean, p_code text, p_text text)
+	RETURNS void
+	LANGUAGE sql
+	SET search_path = pg_catalog, payments
+	AS $$
+	UPDATE payments.gateway_status s SET
+		verification = CASE WHEN p_succeeded THEN 'succeeded' ELSE 'failed' END,
+		verification_finished_at = clock_timestamp(), verification_code = p_code,
+		verification_text = left(p_text, 500), updated_at = now()
+	WHERE s.merchant_id = p_merchant_id AND s.verification = 'sending'
+		AND s.verification_requested_at = p_requested_at
+	$$;
+COMMENT ON FUNCTION payments._record_verification(bigint, timestamptz, boolean, text, text) IS
+	'Worker: records the answer to a credentials check (succeeded or failed, the gateway''s code and text).';
+
+REVOKE ALL ON FUNCTION payments._account_backoff(integer),
+	payments._gateway_status_note(bigint[], bigint[], text[], text[], bigint[]),
+	payments._gateway_failing(integer), payments._claim_verifications(integer),
+	payments._record_verification(bigint, timestamptz, boolean, text, text)
+	FROM PUBLIC;
+
+DROP FUNCTION payments.pay_configure_gateway(text, text, text, text, text, integer, bigint);
+CREATE FUNCTION payments.pay_configure_gateway(
+	api_login_id text,
+	transaction_key text,
+	endpoint_url text DEFAULT 'https://apitest.authorize.net/xml/v1/request.api',
+	signature_key text DEFAULT NULL,
+	ca_file text DEFAULT NULL,
+	timeout_ms integer DEFAULT 30000,
+	merchant_id bigint DEFAULT NULL,
+	verify boolean DEFAULT false)
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	m bigint := coalesce(pay_configure_gateway.merchant_id, payments.pay_current_merchant());
+	was_configured boolean;
+	held_until timestamptz;
+BEGIN
+	-- the transaction key and the card numbers must not travel in clear
+	IF lower(endpoint_url) LIKE 'http://%'
+		AND NOT current_setting('payments.allow_insecure_endpoint')::boolean THEN
+		RAISE EXCEPTION 'the gateway endpoint must use https'
+			USING ERRCODE = '22Y20',
+				DETAIL = 'Over http the transaction key and card numbers would travel in clear.',
+				HINT = 'Use the https endpoint of the gateway; for a test against a local simulator a superuser can SET payments.allow_insecure_endpoint = on.';
+	END IF;
+	SELECT true INTO was_configured FROM payments.gateway_config g WHERE g.merchant_id = m;
+	INSERT INTO payments.gateway_config AS g (merchant_id, api_login_id, transaction_key, endpoint_url,
+		signature_key, ca_file, timeout_ms)
+	VALUES (m, api_login_id, transaction_key, endpoint_url, signature_key, ca_file, timeout_ms)
+	ON CONFLICT ON CONSTRAINT gateway_config_pkey DO UPDATE SET api_login_id = EXCLUDED.api_login_id,
+		transaction_key = EXCLUDED.transaction_key, endpoint_url = EXCLUDED.endpoint_url,
+		signature_key = EXCLUDED.signature_key, ca_file = EXCLUDED.ca_file,
+		timeout_ms = EXCLUDED.timeout_ms, updated_at = now();
+
+	-- a new configuration starts a new backoff; a check is asked for
+	SELECT s.retry_at INTO held_until FROM payments.gateway_status s WHERE s.merchant_id = m FOR UPDATE;
+	INSERT INTO payments.gateway_status AS s (merchant_id, verification, verification_requested_at)
+	VALUES (m, CASE WHEN verify THEN 'requested' END, CASE WHEN verify THEN clock_timestamp() END)
+	ON CONFLICT ON CONSTRAINT gateway_status_pkey DO UPDATE SET failures = 0, retry_at = NULL,
+		verification = CASE WHEN verify THEN 'requested' ELSE s.verification END,
+		verification_requested_at = CASE WHEN verify THEN clock_timestamp() ELSE s.verification_requested_at END,
+		verification_sent_at = CASE WHEN verify THEN NULL ELSE s.verification_sent_at END,
+		verification_finished_at = CASE WHEN verify THEN NULL ELSE s.verification_finished_at END,
+		verification_code = CASE WHEN verify THEN NULL ELSE s.verification_code END,
+		verification_text = CASE WHEN verify THEN NULL ELSE s.verification_text END,
+		updated_at = now();
+
+	-- what waited for a configuration, or was held by an account error,
+	-- is tried now
+	UPDATE payments.operations o SET next_attempt_at = now()
+	WHERE o.merchant_id = m AND o.status IN ('queued', 'unknown') AND o.next_attempt_at > now()
+		AND (was_configured IS NULL OR o.next_attempt_at <= held_until);
+	PERFORM payments._wake_at_commit();
+END
+$$;
+REVOKE ALL ON FUNCTION payments.pay_configure_gateway(text, text, text, text, text, integer, bigint, boolean) FROM PUBLIC;
+COMMENT ON FUNCTION payments.pay_configure_gateway(text, text, text, text, text, integer, bigint, boolean) IS
+	'Sets the Authorize.Net API login id, transaction key, endpoint URL (https only, unless payments.allow_insecure_endpoint), signature key, CA file (for a private CA such as the simulator''s) and timeout of a merchant (default: the current one), and retries at once the operations that waited for a configuration or were held by an account error. verify => true asks the worker to check the credentials with the gateway (authenticateTestRequest) after commit; pay_gateway_status() shows the answer. Owner only; the values are stored in an owner-only table, never in settings or logs.';
+
+-- A merchant's gateway as the worker last saw it; wait_ms > 0 waits (up
+-- to that long) for a credentials check asked for by an earlier, committed
+-- pay_configure_gateway(verify => true) to be answered.
+CREATE FUNCTION payments.pay_gateway_status(merchant_id bigint DEFAULT NULL, wait_ms integer DEFAULT 0)
+	RETURNS TABLE (merchant_id bigint, configured boolean, endpoint_url text, state text,
+		failing_since timestamptz, last_error_code text, last_error_text text,
+		last_error_at timestamptz, retry_at timestamptz, last_success_at timestamptz,
+		held_operations bigint, verification text, verification_requested_at timestamptz,
+		verification_finished_at timestamptz, verification_code text, verification_text text)
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	m bigint := coalesce(pay_gateway_status.merchant_id, payments.pay_current_merchant());
+	deadline timestamptz := clock_timestamp() + make_interval(secs => greatest(wait_ms, 0) / 1000.0);
+	v text;
+	mine boolean;
+BEGIN
+	IF wait_ms > 0 THEN
+		LOOP
+			-- (xmin is the 32-bit transaction id: the full one modulo 2^32)
+			SELECT s.verification,
+				s.xmin::text::bigint = (pg_current_xact_id_if_assigned()::text::numeric % 4294967296)::bigint
+			INTO v, mine
+			FROM payments.gateway_status s WHERE s.merchant_id = m;
+			IF mine AND v IN ('requested', 'sending') THEN
+				RAISE EXCEPTION 'the credentials check was asked for in this transaction'
+					USING ERRCODE = '25000',
+						DETAIL = 'The worker sends it only once the transaction that asked for it commits.',
+						HINT = 'Commit, then call pay_gateway_status(wait_ms => ...) in a new transaction.';
+			END IF;
+			EXIT WHEN v IS NULL OR v NOT IN ('requested', 'sending') OR clock_timestamp() >= deadline;
+			PERFORM pg_sleep(0.05);
+		END LOOP;
+	END IF;
+	RETURN QUERY
+	SELECT m, g.merchant_id IS NOT NULL, g.endpoint_url,
+		CASE WHEN g.merchant_id IS NULL THEN 'unconfigured'
+			WHEN s.failing_since IS NOT NULL THEN 'failing'
+			ELSE 'ok' END,
+		s.failing_since, s.last_error_code, s.last_error_text, s.last_error_at, s.retry_at,
+		s.last_success_at,
+		(SELECT count(*) FROM payments.operations o
+		 WHERE o.merchant_id = m AND o.status IN ('queued', 'unknown') AND s.failing_since IS NOT NULL
+			AND o.next_attempt_at > now()),
+		s.verification, s.verification_requested_at, s.verification_finished_at,
+		s.verification_code, s.verification_text
+	FROM (SELECT m AS merchant_id) x
+	LEFT JOIN payments.gateway_config g ON g.merchant_id = x.merchant_id
+	LEFT JOIN payments.gateway_status s ON s.merchant_id = x.merchant_id;
+END
+$$;
+REVOKE ALL ON FUNCTION payments.pay_gateway_status(bigint, integer) FROM PUBLIC;
+COMMENT ON FUNCTION payments.pay_gateway_status(bigint, integer) IS
+	'A merchant''s gateway (default: the current one): configured, endpoint, state (ok, failing after an account error such as E00007, unconfigured), since when it fails, the last account error code and text, until when its operations are held and how many, and the last credentials check (verification requested, sending, succeeded or failed, with the gateway''s code and text). wait_ms > 0 waits up to that long for a check asked for by an earlier, committed pay_configure_gateway(verify => true). No secrets. Owner only.';
+
+DROP FUNCTION payments.pay_worker_health();
+CREATE FUNCTION payments.pay_worker_health(
+	OUT alive boolean, OUT pid integer, OUT started_at timestamptz, OUT last_loop_at timestamptz,
+	OUT queue_depth bigint, OUT in_flight integer, OUT max_in_flight integer, OUT circuit_state text,
+	OUT requests_sent bigint, OUT approved bigint, OUT declined bigint, OUT errors bigint,
+	OUT unknown_outcomes bigint, OUT retries bigint, OUT failing_gateways integer,
+	OUT gateway_failures jsonb)
+	RETURNS record
+	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pay_worker_health';
+COMMENT ON FUNCTION payments.pay_worker_health() IS
+	'Health of the background worker: alive (looped within 5 s), pid, start and last loop time, queue depth, requests in flight (now and at most), circuit breaker state (closed, open, half_open), outcome counters since server start, and the merchants whose gateway account fails (an account error such as E00007: their operations are held, not failed): how many, and the oldest 16 as [{merchant_id, failing_since, error_code, error_text}].';
+

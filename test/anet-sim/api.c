@@ -124,6 +124,22 @@ dispatch(const char *method, int m, json_object *req)
 	return reply;
 }
 
+/* The reporting calls, which need the Transaction Details API enabled */
+static bool
+is_reporting(const char *method)
+{
+	static const char *const reporting[] = {
+		"getTransactionDetailsRequest", "getUnsettledTransactionListRequest",
+		"getSettledBatchListRequest", "getTransactionListRequest",
+		"getBatchStatisticsRequest", "getTransactionListForCustomerRequest"
+	};
+
+	for (size_t i = 0; i < sizeof(reporting) / sizeof(reporting[0]); i++)
+		if (strcmp(reporting[i], method) == 0)
+			return true;
+	return false;
+}
+
 /* Check merchantAuthentication; returns the merchant index or -1 */
 static int
 authenticate(json_object *req)
@@ -198,6 +214,17 @@ api_handle(const char *body, size_t len, size_t *outlen)
 		{
 			reply = json_object_new_object();
 			api_finish(reply, req, false, "E00007", NULL);
+		}
+		else if (sim.merchants[m].inactive)
+		{
+			/* valid credentials of an account that is not active */
+			reply = json_object_new_object();
+			api_finish(reply, req, false, "E00008", NULL);
+		}
+		else if (sim.merchants[m].no_reporting && is_reporting(method))
+		{
+			reply = json_object_new_object();
+			api_finish(reply, req, false, "E00011", NULL);
 		}
 		else
 			reply = dispatch(method, m, req);

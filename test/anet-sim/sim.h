@@ -92,6 +92,9 @@ typedef struct Merchant
 	char		login[32];
 	char		key[24];
 	char		signature_key[132];	/* for transHashSha2 and webhooks */
+	bool		inactive;		/* account or API user inactive: E00008 */
+	bool		no_reporting;	/* Transaction Details API not enabled:
+								 * reporting calls answer E00011 */
 	json_object *dup;				/* duplicate key -> transId */
 } Merchant;
 

@@ -213,6 +213,8 @@ merchants_json(void)
 
 		jadd_str(o, "name", sim.merchants[i].login);
 		jadd_str(o, "transactionKey", sim.merchants[i].key);
+		jadd(o, "active", json_object_new_boolean(!sim.merchants[i].inactive));
+		jadd(o, "transactionDetailsApi", json_object_new_boolean(!sim.merchants[i].no_reporting));
 		if (json_object_array_add(out, o) != 0)
 			json_object_put(o);
 	}

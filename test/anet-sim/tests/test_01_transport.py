@@ -118,3 +118,56 @@ def test_added_merchant_and_isolation():
     tid = resp(r)['transId']
     rb = api({'getTransactionDetailsRequest': {'merchantAuthentication': {'name': 'merchantB', 'transactionKey': 'keyB'}, 'transId': tid}})
     eq(rb['messages']['message'][0]['code'], 'E00040', "other merchant's transaction")
+
+
+def test_authenticate_test_wrong_key_E00007():
+    # a known login with a wrong key: E00007, refId echoed, nothing else
+    r = api({'authenticateTestRequest': {'merchantAuthentication': {'name': LOGIN, 'transactionKey': 'wrongKey12345678'},
+                                         'refId': 'auth-1'}})
+    eq(r['messages']['resultCode'], 'Error', 'resultCode')
+    eq(r['messages']['message'][0]['code'], 'E00007', 'code')
+    eq(r.get('refId'), 'auth-1', 'refId echoed')
+    eq(sorted(r.keys()), ['messages', 'refId'], 'only refId and messages')
+
+
+def merchant_auth(name, key):
+    return {'name': name, 'transactionKey': key}
+
+
+def test_inactive_account_E00008():
+    ctl('POST', '/merchants', {'name': 'merchantI', 'transactionKey': 'keyI', 'active': False})
+    eq([m['active'] for m in ctl('GET', '/merchants') if m['name'] == 'merchantI'], [False], 'listed inactive')
+    r = api({'authenticateTestRequest': {'merchantAuthentication': merchant_auth('merchantI', 'keyI')}})
+    eq(r['messages']['message'][0]['code'], 'E00008', 'inactive: authenticateTest')
+    eq(r['messages']['message'][0]['text'], 'User authentication failed. The account or API user is inactive.', 'text')
+    inv = uniq()
+    r = api({'createTransactionRequest': {'merchantAuthentication': merchant_auth('merchantI', 'keyI'),
+             'transactionRequest': tx('authCaptureTransaction', '12.00', {'order': {'invoiceNumber': inv}},
+                                      card())['createTransactionRequest']['transactionRequest']}})
+    eq(r['messages']['message'][0]['code'], 'E00008', 'inactive: createTransaction')
+    check('transactionResponse' not in r, 'no transactionResponse')
+    eq([e for e in ctl('GET', '/ledger') if e['invoiceNumber'] == inv], [], 'nothing charged')
+    # a wrong key is still E00007, checked first
+    r = api({'authenticateTestRequest': {'merchantAuthentication': merchant_auth('merchantI', 'nope')}})
+    eq(r['messages']['message'][0]['code'], 'E00007', 'wrong key of an inactive account')
+    ctl('POST', '/merchants', {'name': 'merchantI', 'transactionKey': 'keyI'})
+    r = api({'authenticateTestRequest': {'merchantAuthentication': merchant_auth('merchantI', 'keyI')}})
+    eq(r['messages']['message'][0]['code'], 'I00001', 'active again')
+
+
+def test_reporting_not_enabled_E00011():
+    ctl('POST', '/merchants', {'name': 'merchantR', 'transactionKey': 'keyR', 'transactionDetailsApi': False})
+    a = merchant_auth('merchantR', 'keyR')
+    r = api({'createTransactionRequest': {'merchantAuthentication': a,
+             'transactionRequest': tx('authCaptureTransaction', '13.00', {'order': {'invoiceNumber': uniq()}},
+                                      card())['createTransactionRequest']['transactionRequest']}})
+    eq(resp(r)['responseCode'], '1', 'transactions work')
+    tid = resp(r)['transId']
+    r = api({'getTransactionDetailsRequest': {'merchantAuthentication': a, 'transId': tid}})
+    eq(r['messages']['message'][0]['code'], 'E00011', 'details: access denied')
+    eq(r['messages']['message'][0]['text'], 'Access denied. You do not have the appropriate permissions.', 'text')
+    r = api({'getUnsettledTransactionListRequest': {'merchantAuthentication': a}})
+    eq(r['messages']['message'][0]['code'], 'E00011', 'unsettled list: access denied')
+    ctl('POST', '/merchants', {'name': 'merchantR', 'transactionKey': 'keyR'})
+    r = api({'getTransactionDetailsRequest': {'merchantAuthentication': a, 'transId': tid}})
+    eq(r['messages']['resultCode'], 'Ok', 'enabled again')
