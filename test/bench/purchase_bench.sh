@@ -36,7 +36,7 @@ q -c 'CREATE EXTENSION payments' >/dev/null
 
 sim_start "$WORK/sim" --threads 2
 sim_ctl POST /latency '{"fixedMs":100,"randomMs":0}' >/dev/null
-q -c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY', endpoint_url => '$( [ "${BENCH_TLS:-1}" = 1 ] && echo "$SIM_TLS_API" || echo "$SIM_API")', ca_file => '$SIM_CA')" >/dev/null
+q -c "SET payments.allow_insecure_endpoint = on" -c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY', endpoint_url => '$( [ "${BENCH_TLS:-1}" = 1 ] && echo "$SIM_TLS_API" || echo "$SIM_API")', ca_file => '$SIM_CA')" >/dev/null
 
 cat > "$WORK/purchase.sql" <<'SQL'
 SELECT payments.pay_purchase(amount => '12.34 USD',

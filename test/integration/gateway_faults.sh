@@ -13,7 +13,9 @@ sim_start "$SIMDIR"
 
 M=$(cluster_psql "$WORK" "$PORT" payments -Atc "INSERT INTO payments.merchants (name) VALUES ('faults') RETURNING merchant_id")
 configure() {	# configure ENDPOINT TIMEOUT_MS
-	cluster_psql "$WORK" "$PORT" payments -c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY', endpoint_url => '$1', ca_file => '$SIM_CA', timeout_ms => $2, merchant_id => $M)" >/dev/null
+	# the faults are injected on the simulator's plain http port (tests only)
+	cluster_psql "$WORK" "$PORT" payments -c "SET payments.allow_insecure_endpoint = on" \
+		-c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY', endpoint_url => '$1', ca_file => '$SIM_CA', timeout_ms => $2, merchant_id => $M)" >/dev/null
 }
 configure "$SIM_API" 1500
 q() {

@@ -19,7 +19,8 @@ sim_start "$SIMDIR"
 # su SQL...: as the superuser, no merchant; prints unaligned tuples.
 su() { cluster_psql "$WORK" "$PORT" payments -At "$@"; }
 M=$(su -c "INSERT INTO payments.merchants (name) VALUES ('lookup') RETURNING merchant_id")
-su -c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY', endpoint_url => '$SIM_API', timeout_ms => 3000, merchant_id => $M)" >/dev/null
+su -c "SET payments.allow_insecure_endpoint = on" \
+	-c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY', endpoint_url => '$SIM_API', timeout_ms => 3000, merchant_id => $M)" >/dev/null
 q() {
 	cluster_psql "$WORK" "$PORT" payments -At \
 		-c "SET search_path = public, payments" -c "SET payments.merchant_id = '$M'" "$@"
@@ -212,7 +213,8 @@ is "$(sim_ledger_count "R$TAG$r2" refund)" 1 "d: refunded exactly once"
 #    (the endpoint refused the connection), so the operation is queued
 #    again.  Past the window it must be looked up, not sent.
 gateway_at() {
-	su -c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY', endpoint_url => '$1', timeout_ms => 3000, merchant_id => $M)" >/dev/null
+	su -c "SET payments.allow_insecure_endpoint = on" \
+		-c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY', endpoint_url => '$1', timeout_ms => 3000, merchant_id => $M)" >/dev/null
 }
 lost_reply "$RESET_CHARGED" "14.00 USD"
 gateway_at "http://127.0.0.1:$(free_port)/xml/v1/request.api"
