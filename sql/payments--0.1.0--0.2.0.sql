@@ -446,12 +446,6 @@ CREATE FUNCTION payments._record_verification(p_merchant_id bigint, p_requested_
 COMMENT ON FUNCTION payments._record_verification(bigint, timestamptz, boolean, text, text) IS
 	'Worker: records the answer to a credentials check (succeeded or failed, the gateway''s code and text).';
 
-REVOKE ALL ON FUNCTION payments._account_backoff(integer),
-	payments._gateway_status_note(bigint[], bigint[], text[], text[], bigint[]),
-	payments._gateway_failing(integer), payments._claim_verifications(integer),
-	payments._record_verification(bigint, timestamptz, boolean, text, text)
-	FROM PUBLIC;
-
 DROP FUNCTION payments.pay_configure_gateway(text, text, text, text, text, integer, bigint);
 CREATE FUNCTION payments.pay_configure_gateway(
 	api_login_id text,
@@ -513,6 +507,38 @@ REVOKE ALL ON FUNCTION payments.pay_configure_gateway(text, text, text, text, te
 COMMENT ON FUNCTION payments.pay_configure_gateway(text, text, text, text, text, integer, bigint, boolean) IS
 	'Sets the Authorize.Net API login id, transaction key, endpoint URL (https only, unless payments.allow_insecure_endpoint), signature key, CA file (for a private CA such as the simulator''s) and timeout of a merchant (default: the current one), and retries at once the operations that waited for a configuration or were held by an account error. verify => true asks the worker to check the credentials with the gateway (authenticateTestRequest) after commit; pay_gateway_status() shows the answer. Owner only; the values are stored in an owner-only table, never in settings or logs.';
 
+-- Wait up to wait_ms for a merchant's credentials check asked for by an
+-- earlier, committed pay_configure_gateway(verify => true) to be answered.
+CREATE FUNCTION payments._wait_for_verification(p_merchant_id bigint, p_wait_ms integer)
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	deadline timestamptz := clock_timestamp() + make_interval(secs => greatest(p_wait_ms, 0) / 1000.0);
+	v text;
+	mine boolean;
+BEGIN
+	LOOP
+		-- (xmin is the 32-bit transaction id: the full one modulo 2^32)
+		SELECT s.verification,
+			s.xmin::text::bigint = (pg_current_xact_id_if_assigned()::text::numeric % 4294967296)::bigint
+		INTO v, mine
+		FROM payments.gateway_status s WHERE s.merchant_id = p_merchant_id;
+		IF mine AND v IN ('requested', 'sending') THEN
+			RAISE EXCEPTION 'the credentials check was asked for in this transaction'
+				USING ERRCODE = '25000',
+					DETAIL = 'The worker sends it only once the transaction that asked for it commits.',
+					HINT = 'Commit, then call pay_gateway_status(wait_ms => ...) in a new transaction.';
+		END IF;
+		EXIT WHEN v IS NULL OR v NOT IN ('requested', 'sending') OR clock_timestamp() >= deadline;
+		PERFORM pg_sleep(0.05);
+	END LOOP;
+END
+$$;
+COMMENT ON FUNCTION payments._wait_for_verification(bigint, integer) IS
+	'Internal: waits up to p_wait_ms for the merchant''s credentials check to be answered (refused in the transaction that asked for it).';
+
 -- A merchant's gateway as the worker last saw it; wait_ms > 0 waits (up
 -- to that long) for a credentials check asked for by an earlier, committed
 -- pay_configure_gateway(verify => true) to be answered.
@@ -522,52 +548,38 @@ CREATE FUNCTION payments.pay_gateway_status(merchant_id bigint DEFAULT NULL, wai
 		last_error_at timestamptz, retry_at timestamptz, last_success_at timestamptz,
 		held_operations bigint, verification text, verification_requested_at timestamptz,
 		verification_finished_at timestamptz, verification_code text, verification_text text)
-	LANGUAGE plpgsql
+	LANGUAGE sql
 	SET search_path = pg_catalog, payments
 	AS $$
-DECLARE
-	m bigint := coalesce(pay_gateway_status.merchant_id, payments.pay_current_merchant());
-	deadline timestamptz := clock_timestamp() + make_interval(secs => greatest(wait_ms, 0) / 1000.0);
-	v text;
-	mine boolean;
-BEGIN
-	IF wait_ms > 0 THEN
-		LOOP
-			-- (xmin is the 32-bit transaction id: the full one modulo 2^32)
-			SELECT s.verification,
-				s.xmin::text::bigint = (pg_current_xact_id_if_assigned()::text::numeric % 4294967296)::bigint
-			INTO v, mine
-			FROM payments.gateway_status s WHERE s.merchant_id = m;
-			IF mine AND v IN ('requested', 'sending') THEN
-				RAISE EXCEPTION 'the credentials check was asked for in this transaction'
-					USING ERRCODE = '25000',
-						DETAIL = 'The worker sends it only once the transaction that asked for it commits.',
-						HINT = 'Commit, then call pay_gateway_status(wait_ms => ...) in a new transaction.';
-			END IF;
-			EXIT WHEN v IS NULL OR v NOT IN ('requested', 'sending') OR clock_timestamp() >= deadline;
-			PERFORM pg_sleep(0.05);
-		END LOOP;
-	END IF;
-	RETURN QUERY
-	SELECT m, g.merchant_id IS NOT NULL, g.endpoint_url,
+	-- its own statement: the answer is read with a snapshot taken after it
+	SELECT payments._wait_for_verification(coalesce($1, payments.pay_current_merchant()), $2)
+	WHERE $2 > 0;
+	SELECT x.merchant_id, g.merchant_id IS NOT NULL, g.endpoint_url,
 		CASE WHEN g.merchant_id IS NULL THEN 'unconfigured'
 			WHEN s.failing_since IS NOT NULL THEN 'failing'
 			ELSE 'ok' END,
 		s.failing_since, s.last_error_code, s.last_error_text, s.last_error_at, s.retry_at,
 		s.last_success_at,
 		(SELECT count(*) FROM payments.operations o
-		 WHERE o.merchant_id = m AND o.status IN ('queued', 'unknown') AND s.failing_since IS NOT NULL
-			AND o.next_attempt_at > now()),
+		 WHERE o.merchant_id = x.merchant_id AND o.status IN ('queued', 'unknown')
+			AND s.failing_since IS NOT NULL AND o.next_attempt_at > now()),
 		s.verification, s.verification_requested_at, s.verification_finished_at,
 		s.verification_code, s.verification_text
-	FROM (SELECT m AS merchant_id) x
+	FROM (SELECT coalesce($1, payments.pay_current_merchant()) AS merchant_id) x
 	LEFT JOIN payments.gateway_config g ON g.merchant_id = x.merchant_id
-	LEFT JOIN payments.gateway_status s ON s.merchant_id = x.merchant_id;
-END
-$$;
+	LEFT JOIN payments.gateway_status s ON s.merchant_id = x.merchant_id
+	$$;
 REVOKE ALL ON FUNCTION payments.pay_gateway_status(bigint, integer) FROM PUBLIC;
 COMMENT ON FUNCTION payments.pay_gateway_status(bigint, integer) IS
 	'A merchant''s gateway (default: the current one): configured, endpoint, state (ok, failing after an account error such as E00007, unconfigured), since when it fails, the last account error code and text, until when its operations are held and how many, and the last credentials check (verification requested, sending, succeeded or failed, with the gateway''s code and text). wait_ms > 0 waits up to that long for a check asked for by an earlier, committed pay_configure_gateway(verify => true). No secrets. Owner only.';
+
+-- internal functions are not for callers (sql/src/privileges.sql)
+REVOKE ALL ON FUNCTION payments._account_backoff(integer),
+	payments._gateway_status_note(bigint[], bigint[], text[], text[], bigint[]),
+	payments._gateway_failing(integer), payments._claim_verifications(integer),
+	payments._record_verification(bigint, timestamptz, boolean, text, text),
+	payments._wait_for_verification(bigint, integer)
+	FROM PUBLIC;
 
 DROP FUNCTION payments.pay_worker_health();
 CREATE FUNCTION payments.pay_worker_health(

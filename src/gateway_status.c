@@ -192,7 +192,7 @@ gateway_status_publish(void)
 
 	if (SPI_execute("SELECT merchant_id, failing_since, last_error_code, last_error_text, total"
 					" FROM payments._gateway_failing(" CppAsString2(FAILING_GATEWAYS_SHOWN) ")",
-					true, 0) != SPI_OK_SELECT)
+					false, 0) != SPI_OK_SELECT)	/* a fresh snapshot: see the note */
 		elog(ERROR, "payments worker: could not read the failing gateways");
 	memset(shown, 0, sizeof(shown));
 	for (uint64 i = 0; i < SPI_processed && nshown < FAILING_GATEWAYS_SHOWN; i++)
