@@ -469,7 +469,7 @@ BEGIN
 	IF lower(endpoint_url) LIKE 'http://%'
 		AND NOT current_setting('payments.allow_insecure_endpoint')::boolean THEN
 		RAISE EXCEPTION 'the gateway endpoint must use https'
-			USING ERRCODE = '22Y20',
+			USING ERRCODE = '22Y30',
 				DETAIL = 'Over http the transaction key and card numbers would travel in clear.',
 				HINT = 'Use the https endpoint of the gateway; for a test against a local simulator a superuser can SET payments.allow_insecure_endpoint = on.';
 	END IF;
@@ -527,7 +527,7 @@ BEGIN
 		FROM payments.gateway_status s WHERE s.merchant_id = p_merchant_id;
 		IF mine AND v IN ('requested', 'sending') THEN
 			RAISE EXCEPTION 'the credentials check was asked for in this transaction'
-				USING ERRCODE = '25000',
+				USING ERRCODE = '55000',
 					DETAIL = 'The worker sends it only once the transaction that asked for it commits.',
 					HINT = 'Commit, then call pay_gateway_status(wait_ms => ...) in a new transaction.';
 		END IF;

@@ -32,6 +32,12 @@
 /* raised by the SQL event trigger payments._card_storage_guard() */
 #define ERRCODE_PAY_CARD_NOT_STORABLE		MAKE_SQLSTATE('2','2','Y','1','6')
 
+/*
+ * gateway configuration: an http:// endpoint (raised in SQL by
+ * pay_configure_gateway unless payments.allow_insecure_endpoint)
+ */
+#define ERRCODE_PAY_INSECURE_ENDPOINT		MAKE_SQLSTATE('2','2','Y','3','0')
+
 /* the installed library does not serve this database's schema version */
 #define ERRCODE_PAY_SCHEMA_NOT_SERVED		MAKE_SQLSTATE('P','T','5','0','3')
 

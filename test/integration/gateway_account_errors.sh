@@ -170,8 +170,8 @@ err=$(su -c "SELECT payments.pay_configure_gateway(api_login_id => 'x', transact
 	endpoint_url => 'http://127.0.0.1:1/xml/v1/request.api', merchant_id => $C)" 2>&1 || true)
 like "$err" 'ERROR:  the gateway endpoint must use https' "an http:// endpoint is refused"
 like "$(su -c "\\set VERBOSITY verbose" -c "SELECT payments.pay_configure_gateway(api_login_id => 'x', transaction_key => 'y',
-	endpoint_url => 'HTTP://127.0.0.1:1/', merchant_id => $C)" 2>&1 || true)" '22Y20.*must use https' \
-	"with SQLSTATE 22Y20, whatever the case of the scheme"
+	endpoint_url => 'HTTP://127.0.0.1:1/', merchant_id => $C)" 2>&1 || true)" '22Y30.*must use https' \
+	"with SQLSTATE 22Y30, whatever the case of the scheme"
 like "$err" 'HINT:  .*allow_insecure_endpoint' "the hint names the setting"
 is "$(su -c "SELECT endpoint_url FROM payments.pay_gateway_status($C)")" "$SIM_TLS_API" "the configuration is unchanged"
 is "$(su -c "SET payments.allow_insecure_endpoint = on" -c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN',
