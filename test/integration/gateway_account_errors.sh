@@ -24,11 +24,11 @@ cleanup() {
 	su -c "ALTER SYSTEM RESET payments.account_retry_min" \
 		-c "ALTER SYSTEM RESET payments.account_retry_max" -c "SELECT pg_reload_conf()" >/dev/null || true
 	# nothing of this test may keep the worker busy after it
-	su -c "UPDATE payments.operations SET status = 'canceled' WHERE merchant_id IN ($A, $B, $C)
+	su -c "UPDATE payments.operations SET status = 'canceled' WHERE merchant_id IN ($A, $B, $C, $D)
 		AND status = 'queued'" >/dev/null 2>&1 || true
 	sim_stop
 }
-A=0 B=0 C=0
+A=0 B=0 C=0 D=0
 trap cleanup EXIT
 
 A=$(su -c "INSERT INTO payments.merchants (name) VALUES ('account A') RETURNING merchant_id")
@@ -164,6 +164,22 @@ is "$(q "$C" -c "SELECT status FROM pay_wait($pc, '15 s')")" succeeded \
 	"once the account is active again the next retry goes through, without a new configuration"
 is "$(su -c "SELECT state FROM payments.pay_gateway_status($C)")" ok "and the failing state clears"
 is "$(sim_ledger_count "P$TAG$pc" charge)" 1 "charged exactly once"
+
+# --- a transaction reason that says the same (13: login or password invalid,
+#     or the account inactive; the simulator's amount trigger 9013.00) -------
+D=$(su -c "INSERT INTO payments.merchants (name) VALUES ('account D') RETURNING merchant_id")
+configure "$D" "$SIM_LOGIN" "$SIM_KEY"
+pd=$(purchase "$D" "9013.00 USD")
+ok "$(passed until_true "SELECT state = 'failing' AND last_error_code = '13' FROM payments.pay_gateway_status($D)")" \
+	"reason 13 in a transactionResponse: the merchant's gateway is failing with code 13"
+is "$(su -c "SELECT p.status || '|' || coalesce(p.decline_code, '-') || '|' || o.status
+	FROM payments.payments p JOIN payments.operations o USING (merchant_id, payment_id)
+	WHERE p.merchant_id = $D AND p.payment_id = $pd")" "pending|-|queued" \
+	"and the payment is not declined: pending, its operation queued"
+# it would fail the same way for ever: cancel it (when it is not in flight)
+ok "$(passed until_true "WITH c AS (UPDATE payments.operations SET status = 'canceled'
+	WHERE merchant_id = $D AND payment_id = $pd AND status = 'queued' RETURNING 1) SELECT count(*) = 1 FROM c")" \
+	"a queued operation held by an account error can be canceled"
 
 # --- https only ----------------------------------------------------------------
 err=$(su -c "SELECT payments.pay_configure_gateway(api_login_id => 'x', transaction_key => 'y',
