@@ -335,14 +335,14 @@ DECLARE
 	o payments.operations;
 	settled boolean;
 BEGIN
+	IF p_decision IS NULL OR p_decision NOT IN ('void', 'wait') THEN
+		RAISE EXCEPTION 'invalid refund decision % for operation %', p_decision, p_operation_id
+			USING ERRCODE = '22023';
+	END IF;
 	SELECT * INTO o FROM payments.operations
 	WHERE merchant_id = p_merchant_id AND operation_id = p_operation_id FOR UPDATE;
 	IF NOT FOUND OR o.status <> 'sending' OR o.kind <> 'refund' THEN
 		RETURN;		-- not ours any more (a DBA discarded it)
-	END IF;
-	IF p_decision NOT IN ('void', 'wait') THEN
-		RAISE EXCEPTION 'invalid refund decision % for operation %', p_decision, p_operation_id
-			USING ERRCODE = '22023';
 	END IF;
 	SELECT p.settled_at IS NOT NULL INTO settled FROM payments.payments p
 	WHERE p.merchant_id = o.merchant_id AND p.payment_id = o.payment_id;
@@ -350,7 +350,9 @@ BEGIN
 	UPDATE payments.operations SET
 		status = CASE WHEN p_decision = 'wait' AND NOT settled THEN 'waiting_settlement' ELSE 'queued' END,
 		via_void = p_decision = 'void',
-		next_attempt_at = now(), last_error = p_note,
+		attempts = CASE WHEN p_decision = 'wait' THEN 0 ELSE o.attempts END,
+		next_attempt_at = CASE WHEN p_decision = 'wait' THEN now() + interval '6 hours' ELSE now() END,
+		last_error = p_note,
 		first_sent_at = CASE WHEN o.never_sent THEN NULL ELSE o.first_sent_at END
 	WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
 END
@@ -358,6 +360,21 @@ $$;
 COMMENT ON FUNCTION payments._record_refund_decision(bigint, bigint, text, text) IS
 	'Worker: records how a refund of an unsettled capture goes out, decided from the gateway''s state before sending: as a void (void, queued again) or after settlement (wait, waiting_settlement).';
 
+CREATE FUNCTION payments._recheck_waiting_refunds() RETURNS integer
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	n integer;
+BEGIN
+	UPDATE payments.operations SET status = 'queued', next_attempt_at = now()
+	WHERE status = 'waiting_settlement' AND next_attempt_at <= now();
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION payments._recheck_waiting_refunds() IS
+	'Worker: queues again the refunds that have waited six hours for a settlement, to ask the gateway about the capture once more.';
 CREATE FUNCTION payments._review_candidates(p_limit integer)
 	RETURNS TABLE (merchant_id bigint, payment_id bigint, kind text, invoice_number text,
 		gateway_trans_id text, api_login_id text, transaction_key text, endpoint_url text,
@@ -428,6 +445,7 @@ REVOKE ALL ON FUNCTION payments._gateway_time(text),
 	payments._record_settlements(bigint, text[], text[], text[]),
 	payments._settlement_candidates(integer),
 	payments._record_refund_decision(bigint, bigint, text, text),
+	payments._recheck_waiting_refunds(),
 	payments._review_candidates(integer),
 	payments._resolve_review(bigint, bigint, text, text, integer, integer, text, text)
 	FROM PUBLIC;

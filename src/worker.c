@@ -797,6 +797,9 @@ check_gateway_state(WorkerState *ws)
 		return;
 	dlist_init(&to_send);
 	begin_tx("payments: settlement and review checks");
+	/* refunds that waited long for a settlement ask the gateway again */
+	if (SPI_execute("SELECT payments._recheck_waiting_refunds()", false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "payments worker: requeueing refunds waiting for settlement failed");
 	settlement_checks(ws, &to_send);
 	review_checks(ws, &to_send);
 	commit_tx();

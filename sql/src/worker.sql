@@ -469,7 +469,9 @@ COMMENT ON FUNCTION payments._settlement_candidates(integer) IS
 -- payment's transaction before anything was sent: 'void' (an unsettled
 -- capture refunded in full goes out as a void: recorded first, then sent)
 -- or 'wait' (a partial refund of an unsettled capture waits for
--- settlement; released by _record_settlements).
+-- settlement; released by _record_settlements, or asked about again after
+-- six hours by _recheck_waiting_refunds in case the batch lists never show
+-- it).  Waiting is not an attempt: the count starts again.
 CREATE FUNCTION payments._record_refund_decision(p_merchant_id bigint, p_operation_id bigint,
 	p_decision text, p_note text)
 	RETURNS void
@@ -480,14 +482,14 @@ DECLARE
 	o payments.operations;
 	settled boolean;
 BEGIN
+	IF p_decision IS NULL OR p_decision NOT IN ('void', 'wait') THEN
+		RAISE EXCEPTION 'invalid refund decision % for operation %', p_decision, p_operation_id
+			USING ERRCODE = '22023';
+	END IF;
 	SELECT * INTO o FROM payments.operations
 	WHERE merchant_id = p_merchant_id AND operation_id = p_operation_id FOR UPDATE;
 	IF NOT FOUND OR o.status <> 'sending' OR o.kind <> 'refund' THEN
 		RETURN;		-- not ours any more (a DBA discarded it)
-	END IF;
-	IF p_decision NOT IN ('void', 'wait') THEN
-		RAISE EXCEPTION 'invalid refund decision % for operation %', p_decision, p_operation_id
-			USING ERRCODE = '22023';
 	END IF;
 	SELECT p.settled_at IS NOT NULL INTO settled FROM payments.payments p
 	WHERE p.merchant_id = o.merchant_id AND p.payment_id = o.payment_id;
@@ -495,13 +497,35 @@ BEGIN
 	UPDATE payments.operations SET
 		status = CASE WHEN p_decision = 'wait' AND NOT settled THEN 'waiting_settlement' ELSE 'queued' END,
 		via_void = p_decision = 'void',
-		next_attempt_at = now(), last_error = p_note,
+		attempts = CASE WHEN p_decision = 'wait' THEN 0 ELSE o.attempts END,
+		next_attempt_at = CASE WHEN p_decision = 'wait' THEN now() + interval '6 hours' ELSE now() END,
+		last_error = p_note,
 		first_sent_at = CASE WHEN o.never_sent THEN NULL ELSE o.first_sent_at END
 	WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
 END
 $$;
 COMMENT ON FUNCTION payments._record_refund_decision(bigint, bigint, text, text) IS
 	'Worker: records how a refund of an unsettled capture goes out, decided from the gateway''s state before sending: as a void (void, queued again) or after settlement (wait, waiting_settlement).';
+
+-- Refunds that have waited six hours for a settlement the batch lists did
+-- not show (a capture older than their range, a batch dated oddly): queued
+-- again, so that the worker asks the gateway about the capture once more
+-- (run with each settlement check).  Returns how many.
+CREATE FUNCTION payments._recheck_waiting_refunds() RETURNS integer
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	n integer;
+BEGIN
+	UPDATE payments.operations SET status = 'queued', next_attempt_at = now()
+	WHERE status = 'waiting_settlement' AND next_attempt_at <= now();
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION payments._recheck_waiting_refunds() IS
+	'Worker: queues again the refunds that have waited six hours for a settlement, to ask the gateway about the capture once more.';
 
 -- Payments held for review (responseCode 4) whose final status the worker
 -- asks the gateway for (getTransactionDetails), least recently asked

@@ -9,7 +9,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(20);
+SELECT plan(22);
 
 -- Payments as the worker leaves them: captured (two), held for review (two).
 CREATE FUNCTION pg_temp.payment(inv text, kind text, status text, trans text, settled timestamptz DEFAULT NULL)
@@ -62,12 +62,18 @@ SELECT payments._record_refund_decision(1, pg_temp.id('r1'), 'void', NULL);
 SELECT payments._record_refund_decision(1, pg_temp.id('r2'), 'wait', 'not settled yet');
 SELECT is((SELECT status || '|' || via_void || '|' || (first_sent_at IS NULL) FROM payments.operations WHERE merchant_id = 1 AND operation_id = pg_temp.id('r1')),
 	'queued|true|true', 'a full refund of an unsettled capture is queued again as a void, its duplicate window not started');
-SELECT is((SELECT status || '|' || via_void || '|' || last_error FROM payments.operations WHERE merchant_id = 1 AND operation_id = pg_temp.id('r2')),
-	'waiting_settlement|false|not settled yet', 'a partial one waits for settlement');
+SELECT is((SELECT status || '|' || via_void || '|' || last_error || '|' || attempts FROM payments.operations WHERE merchant_id = 1 AND operation_id = pg_temp.id('r2')),
+	'waiting_settlement|false|not settled yet|0', 'a partial one waits for settlement (not an attempt)');
+SELECT is(payments._recheck_waiting_refunds(), 0, 'it is not asked about again at once');
+UPDATE payments.operations SET next_attempt_at = now() - interval '1 second' WHERE merchant_id = 1 AND operation_id = pg_temp.id('r2');
+SELECT is(payments._recheck_waiting_refunds(), 1, 'after six hours it is queued, to ask the gateway again');
+UPDATE payments.operations SET status = 'sending' WHERE merchant_id = 1 AND operation_id = pg_temp.id('r2');
+SELECT payments._record_refund_decision(1, pg_temp.id('r2'), 'wait', 'not settled yet');
 SELECT throws_ok(format('SELECT payments._record_refund_decision(1, %s, %L, NULL)', pg_temp.id('r1'), 'maybe'),
 	'22023', NULL, 'a decision the worker does not make is refused');
 SELECT is((SELECT array_agg(event_type ORDER BY event_id) FROM payments.events WHERE operation_id = pg_temp.id('r2')),
-	ARRAY['operation.queued', 'operation.sending', 'operation.waiting_settlement'], 'each step wrote its event');
+	ARRAY['operation.queued', 'operation.sending', 'operation.waiting_settlement', 'operation.queued',
+		'operation.sending', 'operation.waiting_settlement'], 'each step wrote its event');
 
 -- settlement learned: settled_at and the batch, and the waiting refund goes out
 SELECT is(payments._record_settlements(1, ARRAY['70002', '70001', '99999'], ARRAY['B7', 'B7', 'B7'],
