@@ -14,7 +14,18 @@
  *	- a duplicate reply (reason 11) names the original transaction, which
  *	  is then looked up (it may have been declined) before anything is
  *	  recorded;
- *	- every request sets duplicateWindow, so a resend cannot charge twice.
+ *	- every request sets duplicateWindow, so a resend cannot charge twice;
+ *	- a refund or a void first asks for the payment's transaction
+ *	  (STAGE_DECIDE): a settled capture is refunded, an unsettled one
+ *	  voided (a full refund: the void is recorded before it is sent) or
+ *	  waited for (a partial refund), and a void too late fails with a
+ *	  reason that says to refund instead.
+ *
+ * It also reads the worker's checks of the gateway's state that belong to
+ * no operation: which captures settled (settlement.c) and what became of
+ * payments held for review.  The lookup (gateway_lookup.c) and the
+ * settlement check only read replies and say what they found; the
+ * outcomes are set here.
  *
  *-------------------------------------------------------------------------
  */
