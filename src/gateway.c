@@ -14,7 +14,18 @@
  *	- a duplicate reply (reason 11) names the original transaction, which
  *	  is then looked up (it may have been declined) before anything is
  *	  recorded;
- *	- every request sets duplicateWindow, so a resend cannot charge twice.
+ *	- every request sets duplicateWindow, so a resend cannot charge twice;
+ *	- a refund or a void first asks for the payment's transaction
+ *	  (STAGE_DECIDE): a settled capture is refunded, an unsettled one
+ *	  voided (a full refund: the void is recorded before it is sent) or
+ *	  waited for (a partial refund), and a void too late fails with a
+ *	  reason that says to refund instead.
+ *
+ * It also reads the worker's checks of the gateway's state that belong to
+ * no operation: which captures settled (settlement.c) and what became of
+ * payments held for review.  The lookup (gateway_lookup.c) and the
+ * settlement check only read replies and say what they found; the
+ * outcomes are set here.
  *
  *-------------------------------------------------------------------------
  */
@@ -128,7 +139,7 @@ build_error(GatewayOp *op, char *perr)
  * with *error when error is not NULL, if the builder refused; the request
  * in op is then unchanged.
  */
-bool
+static bool
 gateway_set_request(GatewayOp *op, const char *request_type, GatewayRequestBuilder build,
 					const void *arg, char **error)
 {
@@ -186,6 +197,28 @@ build_details(const AnetCredentials *creds, const GatewayOp *op, const void *arg
 													  masked, error);
 }
 
+/* A scan of settled batches; arg is the BatchScan. */
+static char *
+build_batch_scan(const AnetCredentials *creds, const GatewayOp *op, const void *arg,
+				 bool masked, char **error)
+{
+	return batch_scan_build(creds, op->ref_id, (const BatchScan *) arg, masked, error);
+}
+
+/*
+ * Whether a refund or a void first asks what state the payment's
+ * transaction is in (STAGE_DECIDE).  Only before anything was sent: an
+ * operation that may have reached the gateway is resent as it was (a
+ * refund whose void was decided carries via_void), or looked up.
+ */
+static bool
+needs_decision(const GatewayOp *op)
+{
+	return !op->may_have_been_sent && strcmp(op->action, "send") == 0 &&
+		(strcmp(op->kind, "void") == 0 ||
+		 (strcmp(op->kind, "refund") == 0 && !op->via_void));
+}
+
 /*
  * Fill op from one row of payments._claim_operations().  The card, if any,
  * is unsealed only for as long as it takes to build the request body; the
@@ -235,7 +268,16 @@ gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **e
 
 	/* past the duplicate window: search the gateway, do not resend */
 	if (strcmp(op->action, "lookup") == 0)
-		return gateway_lookup_start(op, error);
+	{
+		gateway_lookup_start(op);
+		if (op->lookup.step != LOOKUP_ASK)
+		{
+			*error = op->lookup.detail;
+			return false;
+		}
+		return gateway_set_request(op, gateway_lookup_request_type(op), gateway_lookup_build,
+								   NULL, error);
+	}
 
 	memset(&req, 0, sizeof(req));
 	req.ref_id = op->ref_id[0] ? op->ref_id : NULL;
@@ -345,9 +387,10 @@ gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **e
 		}
 		else
 		{
+			/* card or Accept.js: the last four (the decision may learn them) */
 			req.card_number = col(tuple, desc, "card_last4");
 			req.card_expiration = "XXXX";
-			if (req.card_number == NULL)
+			if (req.card_number == NULL && !needs_decision(op))
 			{
 				*error = pstrdup("the payment's card last four digits are unknown, so it cannot be refunded");
 				return false;
@@ -360,6 +403,15 @@ gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **e
 		return false;
 	}
 
+	if (needs_decision(op))
+	{
+		/* first the payment's transaction; the request waits in op */
+		op->send_req = req;
+		op->send_req.amount = req.amount ? pstrdup(req.amount) : NULL;
+		op->stage = STAGE_DECIDE;
+		return gateway_set_request(op, "getTransactionDetailsRequest", build_details,
+								   req.ref_trans_id, error);
+	}
 	ok = gateway_set_request(op, "createTransactionRequest", build_transaction, &req, error);
 	if (have_secret)
 		explicit_bzero(&secret, sizeof(secret));
@@ -371,7 +423,7 @@ gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **e
  * Confirm what a duplicate reply or a lookup found: the next request of op
  * is getTransactionDetails of trans_id (interpret_confirm reads it).
  */
-bool
+static bool
 gateway_confirm(GatewayOp *op, const char *trans_id)
 {
 	if (!gateway_set_request(op, "getTransactionDetailsRequest", build_details, trans_id, NULL))
@@ -380,11 +432,35 @@ gateway_confirm(GatewayOp *op, const char *trans_id)
 	return true;
 }
 
-/* A settlement check: getTransactionDetails of the payment's capture. */
+/* Checks of the gateway's state that belong to no operation. */
 bool
-gateway_build_settlement_check(GatewayOp *op, const char *trans_id)
+gateway_op_is_check(const GatewayOp *op)
+{
+	return op->stage == STAGE_SETTLEMENT || op->stage == STAGE_REVIEW;
+}
+
+/*
+ * A settlement check of one merchant: which of these captures (transIds,
+ * all captured at captured_from or later) settled, from the batch lists.
+ * False when there is nothing to ask.
+ */
+bool
+gateway_build_settlement_scan(GatewayOp *op, char **trans_ids, int n, TimestampTz captured_from)
 {
 	op->stage = STAGE_SETTLEMENT;
+	set_ref_id(op);
+	op->settlement = palloc0(sizeof(SettlementCheck));
+	if (settlement_check_begin(op->settlement, trans_ids, n, captured_from) != SETTLEMENT_ASK)
+		return false;
+	return gateway_set_request(op, batch_scan_request_type(&op->settlement->scan),
+							   build_batch_scan, &op->settlement->scan, NULL);
+}
+
+/* A review check: getTransactionDetails of a payment held for review. */
+bool
+gateway_build_review_check(GatewayOp *op, const char *trans_id)
+{
+	op->stage = STAGE_REVIEW;
 	set_ref_id(op);
 	return gateway_set_request(op, "getTransactionDetailsRequest", build_details, trans_id, NULL);
 }
@@ -434,6 +510,8 @@ static const char *const gateway_outcome_names[] = {
 	[OUTCOME_RETRY] = "retry",
 	[OUTCOME_UNKNOWN] = "unknown",
 	[OUTCOME_CHECKED] = "checked",
+	[OUTCOME_VOID_FIRST] = "void",
+	[OUTCOME_WAIT] = "wait",
 };
 
 const char *
@@ -526,7 +604,7 @@ account_outcome(GatewayOp *op)
 	op->result.reason_code = 0;
 	op->result.reason_text = NULL;
 	op->result.trans_id = NULL;
-	if (op->stage == STAGE_SEND)
+	if (op->stage == STAGE_SEND || op->stage == STAGE_DECIDE)
 		gateway_set_outcome_later(op, 30000, 60000, OUTCOME_RETRY, error);
 	else if (op->stage == STAGE_CONFIRM || op->stage == STAGE_LOOKUP)
 		gateway_set_outcome_later(op, 30000, 60000, OUTCOME_UNKNOWN, error);
@@ -605,6 +683,13 @@ interpret_send(GatewayOp *op, bool *follow_up)
 	{
 		/* 19-23 and friends can leave a hold at the issuer: wait minutes */
 		gateway_set_outcome_later(op, 60000, 900000, OUTCOME_RETRY, r.reason_text);
+		return;
+	}
+	if ((strcmp(op->kind, "void") == 0 || op->via_void) && r.reason_code == 16)
+	{
+		/* it was unsettled when asked: it settled since, most likely */
+		gateway_set_outcome(op, OUTCOME_ERROR,
+							"the gateway no longer has an unsettled transaction to void (reason 16): if the payment has settled meanwhile, refund it instead (pay_refund)");
 		return;
 	}
 	gateway_set_outcome(op, OUTCOME_ERROR, NULL);
@@ -774,6 +859,255 @@ interpret_confirm(GatewayOp *op)
 	}
 }
 
+/*
+ * Act on what a lookup step came to (gateway_lookup.c): send its next
+ * request, confirm what it found, or leave the outcome unknown.
+ */
+static void
+apply_lookup(GatewayOp *op, bool *follow_up)
+{
+	char	   *error = NULL;
+
+	switch (op->lookup.step)
+	{
+		case LOOKUP_ASK:
+			if (gateway_set_request(op, gateway_lookup_request_type(op), gateway_lookup_build,
+									NULL, &error))
+				*follow_up = true;
+			else
+				gateway_set_outcome_later(op, 5000, 300000, OUTCOME_UNKNOWN, error);
+			return;
+		case LOOKUP_FOUND:
+			if (gateway_confirm(op, op->lookup.trans_id))
+				*follow_up = true;
+			else
+				gateway_set_outcome_later(op, 5000, 300000, OUTCOME_UNKNOWN,
+										  "the transaction found could not be asked about");
+			return;
+		case LOOKUP_NOT_FOUND:
+			/* searched everywhere: still unknown, never guessed; look again later */
+			gateway_set_outcome_later(op, 60000, 3600000, OUTCOME_UNKNOWN, op->lookup.detail);
+			return;
+		case LOOKUP_UNREADABLE:
+			gateway_set_outcome_later(op, 5000, 300000, OUTCOME_UNKNOWN, op->lookup.detail);
+			return;
+	}
+}
+
+/* Act on the steps of the riders a driver's search released (each in its memory). */
+static void
+apply_released(GatewayOp *driver, bool only_abandoned)
+{
+	dlist_iter	it;
+
+	dlist_foreach(it, &driver->lookup.released)
+	{
+		GatewayOp  *rider = dlist_container(GatewayOp, node, it.cur);
+		MemoryContext old;
+		bool		follow_up = false;
+
+		if (only_abandoned && (rider->done || rider->lookup.step != LOOKUP_UNREADABLE))
+			continue;
+		old = MemoryContextSwitchTo(rider->cxt);
+		apply_lookup(rider, &follow_up);
+		MemoryContextSwitchTo(old);
+	}
+}
+
+/*
+ * The driver's search ended (op done) with riders left: they stay unknown.
+ * Riders released and acted on before are left as they are.
+ */
+void
+gateway_release_riders(GatewayOp *driver)
+{
+	if (dlist_is_empty(&driver->lookup.riders))
+		return;
+	gateway_lookup_abandon(driver);
+	apply_released(driver, true);
+}
+
+/* The last four digits of a masked account number ("XXXX1111"), or NULL. */
+static char *
+last_four(const char *masked)
+{
+	size_t		n = strlen(masked);
+
+	if (n < 4)
+		return NULL;
+	for (size_t i = n - 4; i < n; i++)
+		if (masked[i] < '0' || masked[i] > '9')
+			return NULL;
+	return pstrdup(masked + n - 4);
+}
+
+/*
+ * The reply to STAGE_DECIDE: the payment's transaction as the gateway has
+ * it now says what a refund or a void does.
+ *
+ *	 settled				refund: send refundTransaction now; void: too
+ *							late, fails (refund instead)
+ *	 pending settlement	refund of the whole capture: send it as a void
+ *							(decided first, recorded, then sent); of part:
+ *							wait for settlement; void: send it
+ *	 pending capture,
+ *	 under review			void: send it; refund: nothing captured to refund
+ *	 voided					void: send it (the gateway answers 310,
+ *							approved); refund: fails, nothing left
+ *	 otherwise				fails with the gateway's status, or asks again
+ *
+ * Nothing was sent yet, so a question that went unanswered is a retry.
+ */
+static void
+interpret_decide(GatewayOp *op, bool *follow_up)
+{
+	AnetTxnDetails d;
+	AnetStatusClass cls;
+	bool		voids = strcmp(op->kind, "void") == 0;
+	const char *what = voids ? "voided" : "refunded";
+	int64_t		settled_amount;
+
+	if (!anet_parse_transaction_details_response(op->http.response, op->http.response_len, &d) ||
+		!d.found)
+	{
+		gateway_set_outcome_later(op, 5000, 300000, OUTCOME_RETRY,
+								  d.status.message_code[0] ?
+								  psprintf("the payment's transaction could not be looked up before it is %s: %s %s",
+										   what, d.status.message_code, d.status.message_text) :
+								  psprintf("the payment's transaction could not be looked up before it is %s",
+										   what));
+		return;
+	}
+	cls = anet_classify_transaction_status(d.transaction_status);
+	if (cls == ANET_STATUS_SETTLED)
+	{
+		op->learned_trans_id = pstrdup(d.trans_id);
+		op->learned_batch_id = pstrdup(d.batch_id);
+		op->learned_settled_at = pstrdup(d.settlement_time_utc);
+	}
+	if (!voids && op->send_req.card_number == NULL && op->send_req.profile_customer_id == NULL)
+		op->send_req.card_number = last_four(d.account_number);
+
+	switch (cls)
+	{
+		case ANET_STATUS_SETTLED:
+			if (voids)
+			{
+				gateway_set_outcome(op, OUTCOME_ERROR,
+									psprintf("the payment's transaction %s settled at the gateway%s%s, so it can no longer be voided; refund it instead (pay_refund)",
+											 d.trans_id, d.batch_id[0] ? " in batch " : "", d.batch_id));
+				return;
+			}
+			break;				/* send the refund */
+		case ANET_STATUS_PENDING_SETTLEMENT:
+			if (voids)
+				break;
+			if (d.settle_amount[0] == '\0' ||
+				!anet_reply_decimal_to_minor(d.settle_amount, op->currency_exponent, &settled_amount))
+			{
+				gateway_set_outcome_later(op, 60000, 900000, OUTCOME_RETRY,
+										  psprintf("the captured amount of transaction %s could not be read",
+												   d.trans_id));
+				return;
+			}
+			if (settled_amount == op->amount_minor)
+				gateway_set_outcome(op, OUTCOME_VOID_FIRST, NULL);
+			else
+				gateway_set_outcome(op, OUTCOME_WAIT,
+									psprintf("transaction %s has not settled yet (%s): a partial refund waits for settlement",
+											 d.trans_id, d.transaction_status));
+			return;
+		case ANET_STATUS_PENDING_CAPTURE:
+		case ANET_STATUS_UNDER_REVIEW:
+			if (voids)
+				break;
+			gateway_set_outcome(op, OUTCOME_ERROR,
+								psprintf("the payment's transaction %s is %s: nothing was captured to refund",
+										 d.trans_id, d.transaction_status));
+			return;
+		case ANET_STATUS_VOIDED:
+			if (voids)
+				break;
+			gateway_set_outcome(op, OUTCOME_ERROR,
+								psprintf("the payment's transaction %s was voided at the gateway: nothing is left to refund",
+										 d.trans_id));
+			return;
+		case ANET_STATUS_DECLINED:
+		case ANET_STATUS_EXPIRED:
+		case ANET_STATUS_FAILED:
+		case ANET_STATUS_RETURNED:
+			gateway_set_outcome(op, OUTCOME_ERROR,
+								psprintf("the payment's transaction %s is %s at the gateway, so it cannot be %s",
+										 d.trans_id, d.transaction_status, what));
+			return;
+		case ANET_STATUS_OTHER:
+			gateway_set_outcome_later(op, 60000, 900000, OUTCOME_RETRY,
+									  psprintf("the payment's transaction %s has status %s; asking again later",
+											   d.trans_id, d.transaction_status[0] ? d.transaction_status : "(none)"));
+			return;
+	}
+
+	if (!voids && op->send_req.card_number == NULL && op->send_req.profile_customer_id == NULL)
+	{
+		gateway_set_outcome(op, OUTCOME_REJECTED,
+							"the payment's card last four digits are unknown, so it cannot be refunded");
+		return;
+	}
+	op->stage = STAGE_SEND;
+	if (gateway_set_request(op, "createTransactionRequest", build_transaction, &op->send_req, NULL))
+		*follow_up = true;
+	else
+		gateway_set_outcome(op, OUTCOME_REJECTED, "the request could not be built");
+}
+
+/* The reply to a review check: the held transaction's status now. */
+static void
+interpret_review(GatewayOp *op)
+{
+	AnetTxnDetails d;
+
+	op->done = true;
+	op->result.outcome = OUTCOME_CHECKED;
+	if (!anet_parse_transaction_details_response(op->http.response, op->http.response_len, &d) ||
+		!d.found)
+	{
+		op->result.error = pstrdup("the held transaction could not be looked up");
+		return;
+	}
+	if (op->txn_invoice != NULL && strcmp(d.invoice_number, op->txn_invoice) != 0)
+	{
+		op->result.error = psprintf("the gateway's transaction %s carries invoice %s, not %s",
+									d.trans_id, d.invoice_number[0] ? d.invoice_number : "(none)",
+									op->txn_invoice);
+		return;
+	}
+	op->review_status = pstrdup(d.transaction_status);
+	op->result.response_code = d.response_code;
+	op->result.reason_code = d.reason_code;
+	op->result.reason_text = pstrdup(d.reason_text);
+	op->result.trans_id = pstrdup(d.trans_id);
+	op->result.auth_code = pstrdup(d.auth_code);
+}
+
+/* A reply to a settlement check: the next request, or done. */
+static void
+interpret_settlement(GatewayOp *op, bool *follow_up)
+{
+	SettlementCheck *c = op->settlement;
+
+	if (settlement_check_read(c, op->cxt, op->http.response, op->http.response_len) == SETTLEMENT_ASK &&
+		gateway_set_request(op, batch_scan_request_type(&c->scan), build_batch_scan, &c->scan, NULL))
+	{
+		*follow_up = true;
+		return;
+	}
+	op->done = true;
+	op->result.outcome = OUTCOME_CHECKED;
+	if (c->error == NULL && c->scan.phase != BATCH_SCAN_DONE && c->nleft > 0)
+		c->error = pstrdup("the next request of the settlement check could not be built");
+	op->result.error = c->error;
+}
+
 /* Cut a reply for the exchange log. */
 static char *
 response_for_log(GatewayOp *op)
@@ -817,7 +1151,7 @@ gateway_interpret(GatewayOp *op, bool *follow_up)
 
 	*follow_up = false;
 	ex->merchant_id = op->merchant_id;
-	ex->operation_id = op->stage == STAGE_SETTLEMENT ? 0 : op->operation_id;
+	ex->operation_id = gateway_op_is_check(op) ? 0 : op->operation_id;
 	ex->attempt = op->attempt;
 	ex->request_type = op->request_type;
 	ex->started_at = (TimestampTz) op->http.started_us;
@@ -829,8 +1163,27 @@ gateway_interpret(GatewayOp *op, bool *follow_up)
 	if (op->http.outcome != HTTP_COMPLETED || op->http.error[0] != '\0')
 		ex->transport_error = pstrdup(op->http.error);
 
-	if (op->http.outcome == HTTP_NOT_SENT &&
-		(op->stage == STAGE_CONFIRM || op->stage == STAGE_LOOKUP))
+	if (gateway_op_is_check(op) &&
+		(op->http.outcome != HTTP_COMPLETED || op->http.http_status != 200))
+	{
+		/* a check that failed records nothing; the next one asks again */
+		op->done = true;
+		op->result.outcome = OUTCOME_CHECKED;
+		op->result.error = op->http.outcome != HTTP_COMPLETED ? pstrdup(op->http.error) :
+			psprintf("HTTP status %ld from the gateway", op->http.http_status);
+		if (op->settlement != NULL)
+			op->settlement->error = op->result.error;
+	}
+	else if (op->stage == STAGE_DECIDE &&
+			 (op->http.outcome != HTTP_COMPLETED || op->http.http_status != 200))
+	{
+		/* only a question was asked: the operation itself was never sent */
+		gateway_set_outcome_later(op, 1000, 300000, OUTCOME_RETRY,
+								  op->http.outcome != HTTP_COMPLETED ? op->http.error :
+								  psprintf("HTTP status %ld from the gateway", op->http.http_status));
+	}
+	else if (op->http.outcome == HTTP_NOT_SENT &&
+			 (op->stage == STAGE_CONFIRM || op->stage == STAGE_LOOKUP))
 	{
 		/*
 		 * A question about the operation never left; the operation itself
@@ -856,13 +1209,23 @@ gateway_interpret(GatewayOp *op, bool *follow_up)
 	else if (op->stage == STAGE_CONFIRM)
 		interpret_confirm(op);
 	else if (op->stage == STAGE_LOOKUP)
-		gateway_lookup_interpret(op, follow_up);
-	else
 	{
-		/* STAGE_SETTLEMENT, STAGE_VERIFY: the caller reads the reply itself */
+		gateway_lookup_read(op);
+		apply_lookup(op, follow_up);
+		apply_released(op, false);
+	}
+	else if (op->stage == STAGE_VERIFY)
+	{
+		/* the caller reads the reply itself (gateway_status.c) */
 		op->done = true;
 		op->result.outcome = OUTCOME_CHECKED;
 	}
+	else if (op->stage == STAGE_DECIDE)
+		interpret_decide(op, follow_up);
+	else if (op->stage == STAGE_REVIEW)
+		interpret_review(op);
+	else
+		interpret_settlement(op, follow_up);
 
 	stage_outcome = *follow_up ? "follow_up" : gateway_outcome_name(op->result.outcome);
 	ex->outcome = stage_outcome;

@@ -15,18 +15,25 @@
 #include "lib/ilist.h"
 
 #include "anet_protocol.h"
+#include "batch_scan.h"
 #include "http_engine.h"
+#include "settlement.h"
 
 /* What an in-flight request is for. */
 typedef enum GatewayStage
 {
 	STAGE_SEND,					/* the operation itself (first send or
 								 * identical resend) */
+	STAGE_DECIDE,				/* a refund or void first asks for the
+								 * payment's transaction: settled or not? */
 	STAGE_CONFIRM,				/* getTransactionDetails after a duplicate
 								 * reply or a lookup hit */
 	STAGE_LOOKUP,				/* search the transaction lists by invoice
 								 * (gateway_lookup.c) */
-	STAGE_SETTLEMENT,			/* has this payment's capture settled? */
+	STAGE_SETTLEMENT,			/* which of a merchant's captures settled?
+								 * (settlement.c; no operation) */
+	STAGE_REVIEW,				/* what became of a payment held for review?
+								 * (no operation) */
 	STAGE_VERIFY				/* authenticateTest of a merchant's
 								 * credentials (gateway_status.c) */
 } GatewayStage;
@@ -83,7 +90,12 @@ typedef enum GatewayOutcomeKind
 	OUTCOME_REJECTED,
 	OUTCOME_RETRY,				/* provably not processed: send again */
 	OUTCOME_UNKNOWN,			/* may have been processed: resolve it */
-	OUTCOME_CHECKED				/* a settlement check has its answer */
+	OUTCOME_CHECKED,			/* a settlement or review check has its
+								 * answer */
+	OUTCOME_VOID_FIRST,			/* a refund of an unsettled capture, in
+								 * full: to be sent as a void */
+	OUTCOME_WAIT				/* a partial refund of an unsettled capture:
+								 * wait for settlement */
 } GatewayOutcomeKind;
 
 extern const char *gateway_outcome_name(GatewayOutcomeKind outcome);
@@ -108,32 +120,40 @@ typedef struct GatewayOutcome
 typedef enum LookupPhase
 {
 	LOOKUP_UNSETTLED,			/* getUnsettledTransactionList, page by page */
-	LOOKUP_BATCHES,				/* getSettledBatchList over the range */
-	LOOKUP_BATCH				/* getTransactionList of one batch, page by
-								 * page */
+	LOOKUP_SETTLED				/* the settled batches (batch_scan.c) */
 } LookupPhase;
+
+/* What a lookup came to after a step (gateway.c acts on it). */
+typedef enum LookupStep
+{
+	LOOKUP_ASK,					/* send the next request (gateway_lookup_build) */
+	LOOKUP_FOUND,				/* the invoice's transaction is trans_id */
+	LOOKUP_NOT_FOUND,			/* searched everywhere (detail says where) */
+	LOOKUP_UNREADABLE			/* a list could not be read, or the search
+								 * could not go on (detail) */
+} LookupStep;
 
 /*
  * Where a lookup stands between its requests (all in the op's cxt).  The
  * lookups of one merchant claimed together search the lists once: one op
  * (the driver) makes the requests and matches every page against its own
  * invoice and its riders', parked ops in no other list (linked by their
- * node).  An op the search settles (hit, with its confirm request set, or
- * finished) moves to released, for the worker to start or record.
+ * node).  An op the search settles (found, not found, or the successor
+ * driver) moves to released with its step, for gateway.c to act on and
+ * the worker to start or record.
  */
 typedef struct GatewayLookup
 {
 	LookupPhase phase;
-	int			page;			/* 1-based page of the list being read */
+	int			page;			/* 1-based page of the unsettled list */
 	TimestampTz range_from;		/* earliest creation searched for */
-	char		first_date[32]; /* settled batch range, xs:dateTime UTC */
-	char		last_date[32];
-	int			nbatches;
-	char	  **batch_ids;		/* the batches settled in that range */
-	int			batch;			/* index of the batch being read */
+	BatchScan	batches;		/* LOOKUP_SETTLED */
 	dlist_head	riders;			/* ops searched for by this op's requests */
 	dlist_head	released;		/* riders (or a successor driver) to start
 								 * or record */
+	LookupStep	step;			/* the result of the last step */
+	char		trans_id[ANET_ID_SIZE]; /* LOOKUP_FOUND */
+	char	   *detail;			/* LOOKUP_NOT_FOUND, LOOKUP_UNREADABLE */
 } GatewayLookup;
 
 /* An operation (or a settlement check) the worker is working on. */
@@ -164,6 +184,14 @@ typedef struct GatewayOp
 	TimestampTz started_at;
 	AnetTxnResult first_reply;	/* the duplicate reply, kept for confirm */
 	GatewayLookup lookup;		/* STAGE_LOOKUP */
+	AnetTxnRequest send_req;	/* STAGE_DECIDE: the refund or void to send
+								 * once decided (strings in cxt) */
+	char	   *learned_trans_id;	/* the payment's capture was seen settled
+									 * (decide stage): this transId, */
+	char	   *learned_batch_id;	/* in this batch, */
+	char	   *learned_settled_at; /* at this settlementTimeUTC */
+	SettlementCheck *settlement;	/* STAGE_SETTLEMENT */
+	char	   *review_status;	/* STAGE_REVIEW: the transactionStatus */
 	bool		done;
 	bool		may_have_been_sent; /* an earlier attempt may have reached
 									 * the gateway (not never_sent) */
@@ -175,30 +203,34 @@ typedef struct GatewayOp
 
 extern bool gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc,
 									char **error);
-extern bool gateway_build_settlement_check(GatewayOp *op, const char *trans_id);
 extern bool gateway_build_verification(GatewayOp *op);
 extern GatewayExchange *gateway_interpret(GatewayOp *op, bool *follow_up);
 extern bool gateway_transport_failed(GatewayOp *op);
 
 /*
- * For the stages in other files (gateway_lookup.c): a request builder of
- * the protocol module, called once masked (for the log) and once for real.
+ * A request builder of the protocol module, called once masked (for the
+ * log) and once for real.
  */
 typedef char *(*GatewayRequestBuilder) (const AnetCredentials *creds, const GatewayOp *op,
 										const void *arg, bool masked, char **error);
 
-extern bool gateway_set_request(GatewayOp *op, const char *request_type,
-								GatewayRequestBuilder build, const void *arg,
-								char **error);
-extern bool gateway_confirm(GatewayOp *op, const char *trans_id);
 extern void gateway_set_outcome(GatewayOp *op, GatewayOutcomeKind outcome, const char *error);
 extern void gateway_set_outcome_later(GatewayOp *op, int min_ms, int max_ms,
 									  GatewayOutcomeKind outcome, const char *error);
 
-/* gateway_lookup.c */
-extern bool gateway_lookup_start(GatewayOp *op, char **error);
-extern void gateway_lookup_interpret(GatewayOp *op, bool *follow_up);
+extern bool gateway_op_is_check(const GatewayOp *op);
+extern bool gateway_build_settlement_scan(GatewayOp *op, char **trans_ids, int n,
+										  TimestampTz captured_from);
+extern bool gateway_build_review_check(GatewayOp *op, const char *trans_id);
+extern void gateway_release_riders(GatewayOp *driver);
+
+/* gateway_lookup.c: reads only; gateway.c acts on op->lookup.step */
+extern void gateway_lookup_start(GatewayOp *op);
+extern void gateway_lookup_read(GatewayOp *op);
+extern char *gateway_lookup_build(const AnetCredentials *creds, const GatewayOp *op,
+								  const void *arg, bool masked, char **error);
+extern const char *gateway_lookup_request_type(const GatewayOp *op);
 extern bool gateway_lookup_ride(GatewayOp *driver, GatewayOp *rider);
-extern void gateway_lookup_release_riders(GatewayOp *driver);
+extern void gateway_lookup_abandon(GatewayOp *driver);
 
 #endif

@@ -11,23 +11,26 @@
  *
  *	1. getUnsettledTransactionList, newest first, page after page while a
  *	   page is full;
- *	2. getSettledBatchList over the operation's lifetime (see
- *	   set_batch_range), then getTransactionList of each batch, page after
- *	   page.
+ *	2. the batches settled over the operation's lifetime (see
+ *	   lookup_batches), read by batch_scan.c: getSettledBatchList, then
+ *	   getTransactionList of each batch, page after page.
  *
- * A hit is confirmed with getTransactionDetails and judged there
- * (interpret_confirm in gateway.c).  No hit anywhere, or a list that could
- * not be read, leaves the outcome unknown, to be looked up again later:
- * never guessed.  Each step is one request of the same operation, which
- * stays "sending" meanwhile; each is logged as an exchange.
+ * This module only reads: after each reply it says, in op->lookup.step,
+ * what the search came to (ask the next request, found trans id X, not
+ * found, unreadable), and gateway.c acts on it (confirms a hit with
+ * getTransactionDetails, records an unknown outcome).  No hit anywhere,
+ * or a list that could not be read, leaves the outcome unknown, to be
+ * looked up again later: never guessed.  Each step is one request of the
+ * same operation, which stays "sending" meanwhile.
  *
  * The lookups of one merchant claimed together share one search: the
  * first (the driver) makes the requests, and each page is matched against
- * its riders' invoices too.  A rider found goes on to its own
- * confirmation; when the driver finds its own, the first rider left
- * drives on from the same place; when the search ends, every rider left
- * was not found.  So a backlog of lookups (a worker down for a night with
- * operations in flight) reads the lists once per claim, not once each.
+ * its riders' invoices too.  A rider found is released with its step
+ * FOUND; when the driver finds its own, the first rider left drives on
+ * from the same place (released with step ASK); when the search ends,
+ * every rider left was not found.  So a backlog of lookups (a worker down
+ * for a night with operations in flight) reads the lists once per claim,
+ * not once each.
  *
  * Lists change while they are read: a new transaction pushes older ones
  * onto later pages (read twice, harmless), and a settlement in between
@@ -40,121 +43,66 @@
  */
 #include "postgres.h"
 
-#include <time.h>
-
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "gateway.h"
 
-#define LOOKUP_PAGE_SIZE	1000	/* the API's largest page */
-#define LOOKUP_MAX_PAGE		100000	/* the API's largest paging offset */
-#define BATCH_RANGE_MAX_S	(31 * SECS_PER_DAY) /* getSettledBatchList's widest
-												 * range */
 #define CLOCK_MARGIN_S		600 /* our clock against the gateway's */
 
-/* Sorting and paging of every list read: newest first, full pages. */
-static AnetListOptions
-list_options(int page)
+/* The result of a step of op's search (in op's memory). */
+static void
+set_step(GatewayOp *op, LookupStep step, const char *trans_id, char *detail)
 {
-	AnetListOptions opts = {"submitTimeUTC", true, LOOKUP_PAGE_SIZE, page};
-
-	return opts;
-}
-
-static char *
-build_unsettled_page(const AnetCredentials *creds, const GatewayOp *op,
-					 const void *arg pg_attribute_unused(), bool masked, char **error)
-{
-	AnetListOptions opts = list_options(op->lookup.page);
-
-	return anet_build_get_unsettled_transaction_list_request(creds, op->ref_id, NULL, &opts,
-															 masked, error);
-}
-
-static char *
-build_batch_list(const AnetCredentials *creds, const GatewayOp *op,
-				 const void *arg pg_attribute_unused(), bool masked, char **error)
-{
-	return anet_build_get_settled_batch_list_request(creds, op->ref_id, false,
-													 op->lookup.first_date, op->lookup.last_date,
-													 masked, error);
-}
-
-static char *
-build_batch_page(const AnetCredentials *creds, const GatewayOp *op,
-				 const void *arg pg_attribute_unused(), bool masked, char **error)
-{
-	AnetListOptions opts = list_options(op->lookup.page);
-
-	return anet_build_get_transaction_list_request(creds, op->ref_id,
-												   op->lookup.batch_ids[op->lookup.batch],
-												   &opts, masked, error);
-}
-
-/* ts as xs:dateTime in UTC, whole seconds ("2020-05-01T16:00:00Z"). */
-static bool
-format_utc(TimestampTz ts, char *buf, size_t len)
-{
-	time_t		t = timestamptz_to_time_t(ts);
-	struct tm	tm;
-
-	return gmtime_r(&t, &tm) != NULL &&
-		strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) > 0;
+	op->lookup.step = step;
+	strlcpy(op->lookup.trans_id, trans_id ? trans_id : "", sizeof(op->lookup.trans_id));
+	op->lookup.detail = detail;
 }
 
 /*
  * The settlement dates to search: from the operation's creation (the
  * earliest of its riders'; a transaction cannot have been submitted
- * earlier; less a margin for clocks
- * that disagree) until now.  The API takes at most 31 days per request.
- * For an operation older than that the first 31 days after its creation
- * are searched, and no more: settlement follows submission within days
- * (batches close daily), and a transaction not yet settled is in the
- * unsettled list, which was read first.
+ * earlier; less a margin for clocks that disagree) until now.  The API
+ * takes at most 31 days per request.  For an operation older than that
+ * the first 31 days after its creation are searched, and no more:
+ * settlement follows submission within days (batches close daily), and a
+ * transaction not yet settled is in the unsettled list, which was read
+ * first.
  */
 static bool
-set_batch_range(GatewayOp *op)
+lookup_batches(GatewayOp *op)
 {
-	TimestampTz first = op->lookup.range_from - (TimestampTz) CLOCK_MARGIN_S * USECS_PER_SEC;
-	TimestampTz last = GetCurrentTimestamp();
-
-	if (last - first > (TimestampTz) BATCH_RANGE_MAX_S * USECS_PER_SEC)
-		last = first + (TimestampTz) BATCH_RANGE_MAX_S * USECS_PER_SEC;
-	if (last < first)
-		last = first;
-	return format_utc(first, op->lookup.first_date, sizeof(op->lookup.first_date)) &&
-		format_utc(last, op->lookup.last_date, sizeof(op->lookup.last_date));
+	op->lookup.phase = LOOKUP_SETTLED;
+	return batch_scan_begin(&op->lookup.batches,
+							op->lookup.range_from - (TimestampTz) CLOCK_MARGIN_S * USECS_PER_SEC,
+							GetCurrentTimestamp());
 }
 
-/* Put the request of the current phase (and page, batch) in op. */
-static bool
-lookup_request(GatewayOp *op, char **error)
+/* The request of the lookup's current position (a GatewayRequestBuilder). */
+char *
+gateway_lookup_build(const AnetCredentials *creds, const GatewayOp *op,
+					 const void *arg pg_attribute_unused(), bool masked, char **error)
 {
-	switch (op->lookup.phase)
+	if (op->lookup.phase == LOOKUP_UNSETTLED)
 	{
-		case LOOKUP_UNSETTLED:
-			return gateway_set_request(op, "getUnsettledTransactionListRequest",
-									   build_unsettled_page, NULL, error);
-		case LOOKUP_BATCHES:
-			if (!set_batch_range(op))
-			{
-				*error = MemoryContextStrdup(op->cxt, "the settlement dates to search could not be written");
-				return false;
-			}
-			return gateway_set_request(op, "getSettledBatchListRequest",
-									   build_batch_list, NULL, error);
-		case LOOKUP_BATCH:
-			return gateway_set_request(op, "getTransactionListRequest",
-									   build_batch_page, NULL, error);
+		AnetListOptions opts = list_page_options(op->lookup.page);
+
+		return anet_build_get_unsettled_transaction_list_request(creds, op->ref_id, NULL, &opts,
+																 masked, error);
 	}
-	*error = MemoryContextStrdup(op->cxt, "unknown lookup phase");
-	return false;
+	return batch_scan_build(creds, op->ref_id, &op->lookup.batches, masked, error);
 }
 
-/* Begin a lookup: the first page of the unsettled list. */
-bool
-gateway_lookup_start(GatewayOp *op, char **error)
+const char *
+gateway_lookup_request_type(const GatewayOp *op)
+{
+	return op->lookup.phase == LOOKUP_UNSETTLED ? "getUnsettledTransactionListRequest" :
+		batch_scan_request_type(&op->lookup.batches);
+}
+
+/* Begin a lookup: the first page of the unsettled list (step ASK). */
+void
+gateway_lookup_start(GatewayOp *op)
 {
 	op->stage = STAGE_LOOKUP;
 	memset(&op->lookup, 0, sizeof(op->lookup));
@@ -164,61 +112,47 @@ gateway_lookup_start(GatewayOp *op, char **error)
 	dlist_init(&op->lookup.riders);
 	dlist_init(&op->lookup.released);
 	if (op->txn_invoice == NULL)
-	{
-		*error = MemoryContextStrdup(op->cxt, "the operation has no invoice number to look up");
-		return false;
-	}
-	return lookup_request(op, error);
-}
-
-/* Send the request the lookup goes on with, or stay unknown. */
-static void
-continue_lookup(GatewayOp *op, bool *follow_up)
-{
-	char	   *error = NULL;
-
-	if (lookup_request(op, &error))
-	{
-		*follow_up = true;
-		return;
-	}
-	gateway_set_outcome_later(op, 5000, 300000, OUTCOME_UNKNOWN, error);
+		set_step(op, LOOKUP_UNREADABLE, NULL,
+				 pstrdup("the operation has no invoice number to look up"));
+	else
+		set_step(op, LOOKUP_ASK, NULL, NULL);
 }
 
 /* A list reply that does not say what the list holds. */
 static void
 unreadable(GatewayOp *op, const AnetReplyStatus *status)
 {
-	gateway_set_outcome_later(op, 5000, 300000, OUTCOME_UNKNOWN,
-							  status != NULL && status->message_code[0] != '\0' ?
-							  psprintf("the gateway refused the lookup's %s: %s %s", op->request_type,
-									   status->message_code, status->message_text) :
-							  psprintf("the gateway's reply to the lookup's %s could not be read",
-									   op->request_type));
+	set_step(op, LOOKUP_UNREADABLE, NULL,
+			 status != NULL && status->message_code[0] != '\0' ?
+			 psprintf("the gateway refused the lookup's %s: %s %s", op->request_type,
+					  status->message_code, status->message_text) :
+			 psprintf("the gateway's reply to the lookup's %s could not be read",
+					  op->request_type));
 }
 
 /*
  * Searched everywhere (by the search op rode on, driven by driver; op
- * itself if it drove): still unknown, never guessed; look again later.
+ * itself if it drove): still unknown, never guessed.
  */
 static void
 not_found(GatewayOp *op, const GatewayOp *driver)
 {
-	const GatewayLookup *lk = &driver->lookup;
+	const BatchScan *b = &driver->lookup.batches;
 
-	gateway_set_outcome_later(op, 60000, 3600000, OUTCOME_UNKNOWN,
-							  psprintf("invoice %s was found neither among the gateway's unsettled transactions nor in its batches settled from %s to %s%s",
-									   op->txn_invoice, lk->first_date, lk->last_date,
-									   op == driver ? "" :
-									   psprintf(" (searched together with operation %lld)",
-												(long long) driver->operation_id)));
+	set_step(op, LOOKUP_NOT_FOUND, NULL,
+			 psprintf("invoice %s was found neither among the gateway's unsettled transactions nor in its batches settled from %s to %s%s",
+					  op->txn_invoice, b->first_date, b->last_date,
+					  op == driver ? "" :
+					  psprintf(" (searched together with operation %lld)",
+							   (long long) driver->operation_id)));
 }
 
 /*
  * Let rider (moved off the list it is on) be searched for by driver's
- * requests (both claimed together), unless the settled batches to search would then span more than one
- * request allows (31 days, less an hour of slack for the search itself):
- * a rider must never be found missing from a range that does not cover it.
+ * requests (both claimed together), unless the settled batches to search
+ * would then span more than one request allows (31 days, less an hour of
+ * slack for the search itself): a rider must never be found missing from
+ * a range that does not cover it.
  */
 bool
 gateway_lookup_ride(GatewayOp *driver, GatewayOp *rider)
@@ -234,7 +168,7 @@ gateway_lookup_ride(GatewayOp *driver, GatewayOp *rider)
 	return true;
 }
 
-/* Settle a rider (in its own memory) and hand it to the worker. */
+/* Hand a rider with its step set to gateway.c (driver's released list). */
 static void
 release(GatewayOp *driver, GatewayOp *rider)
 {
@@ -252,19 +186,7 @@ find_invoice(const AnetTxnList *list, const char *invoice)
 	return NULL;
 }
 
-/* A hit: ask for the transaction's details, or stay unknown. */
-static void
-confirm_hit(GatewayOp *op, const char *trans_id, bool *follow_up)
-{
-	if (gateway_confirm(op, trans_id))
-		*follow_up = true;
-	else
-	{
-		gateway_set_outcome_later(op, 5000, 300000, OUTCOME_UNKNOWN, "the transaction found could not be asked about");
-	}
-}
-
-/* Riders whose invoice is on this page go to their confirmation. */
+/* Riders whose invoice is on this page are found. */
 static void
 match_riders(GatewayOp *driver, const AnetTxnList *list)
 {
@@ -274,14 +196,10 @@ match_riders(GatewayOp *driver, const AnetTxnList *list)
 	{
 		GatewayOp  *rider = dlist_container(GatewayOp, node, it.cur);
 		const char *trans_id = find_invoice(list, rider->txn_invoice);
-		MemoryContext old;
-		bool		follow_up = false;
 
 		if (trans_id == NULL)
 			continue;
-		old = MemoryContextSwitchTo(rider->cxt);
-		confirm_hit(rider, trans_id, &follow_up);
-		MemoryContextSwitchTo(old);
+		set_step(rider, LOOKUP_FOUND, trans_id, NULL);
 		release(driver, rider);
 	}
 }
@@ -303,21 +221,21 @@ riders_not_found(GatewayOp *driver)
 
 /*
  * The driver's search ends without an answer for its riders (a list that
- * could not be read, a request that failed): they stay unknown too.  (An
- * op that never drove a search has none.)
+ * could not be read, a request that failed): they are released unreadable.
+ * (An op that never drove a search has none.)
  */
 void
-gateway_lookup_release_riders(GatewayOp *driver)
+gateway_lookup_abandon(GatewayOp *driver)
 {
 	while (!dlist_is_empty(&driver->lookup.riders))
 	{
 		GatewayOp  *rider = dlist_head_element(GatewayOp, node, &driver->lookup.riders);
 		MemoryContext old = MemoryContextSwitchTo(rider->cxt);
 
-		gateway_set_outcome_later(rider, 5000, 300000, OUTCOME_UNKNOWN,
-							psprintf("the lookup shared with operation %lld ended without an answer: %s",
-									 (long long) driver->operation_id,
-									 driver->result.error ? driver->result.error : "no reason given"));
+		set_step(rider, LOOKUP_UNREADABLE, NULL,
+				 psprintf("the lookup shared with operation %lld ended without an answer: %s",
+						  (long long) driver->operation_id,
+						  driver->result.error ? driver->result.error : "no reason given"));
 		MemoryContextSwitchTo(old);
 		release(driver, rider);
 	}
@@ -326,7 +244,7 @@ gateway_lookup_release_riders(GatewayOp *driver)
 /*
  * The driver found its own transaction: the first rider left drives on
  * from the next position (already advanced in driver->lookup), with the
- * other riders.  It is released with its request set, or settled.
+ * other riders.  It is released with step ASK.
  */
 static void
 hand_over(GatewayOp *driver)
@@ -334,40 +252,25 @@ hand_over(GatewayOp *driver)
 	GatewayLookup *from = &driver->lookup;
 	GatewayOp  *next = dlist_head_element(GatewayOp, node, &from->riders);
 	GatewayLookup *to = &next->lookup;
-	MemoryContext old;
-	bool		follow_up = false;
 
 	dlist_delete(&next->node);
-	old = MemoryContextSwitchTo(next->cxt);
 	to->phase = from->phase;
 	to->page = from->page;
 	to->range_from = from->range_from;
-	memcpy(to->first_date, from->first_date, sizeof(to->first_date));
-	memcpy(to->last_date, from->last_date, sizeof(to->last_date));
-	to->nbatches = from->nbatches;
-	to->batch = from->batch;
-	to->batch_ids = NULL;
-	if (from->nbatches > 0 && from->batch_ids != NULL)
-	{
-		to->batch_ids = palloc(sizeof(char *) * from->nbatches);
-		for (int i = 0; i < from->nbatches; i++)
-			to->batch_ids[i] = pstrdup(from->batch_ids[i]);
-	}
+	batch_scan_copy(&to->batches, &from->batches, next->cxt);
 	while (!dlist_is_empty(&from->riders))
 		dlist_push_tail(&to->riders, dlist_pop_head_node(&from->riders));
-	continue_lookup(next, &follow_up);
-	MemoryContextSwitchTo(old);
+	set_step(next, LOOKUP_ASK, NULL, NULL);
 	dlist_push_tail(&from->released, &next->node);
 }
 
 /* A page of the unsettled list or of a batch. */
 static void
-read_transactions(GatewayOp *op, bool *follow_up)
+read_transactions(GatewayOp *op)
 {
 	GatewayLookup *lk = &op->lookup;
 	AnetTxnList list;
 	bool		parsed;
-	bool		more;
 	bool		ended = false;
 	const char *own;
 	char		trans_id[ANET_ID_SIZE] = "";
@@ -375,13 +278,13 @@ read_transactions(GatewayOp *op, bool *follow_up)
 	memset(&list, 0, sizeof(list));
 	if (lk->phase == LOOKUP_UNSETTLED)
 		parsed = anet_parse_unsettled_transaction_list_response(op->http.response,
-																op->http.response_len, &list);
+																op->http.response_len, &list) &&
+			list.status.ok;
 	else
-		parsed = anet_parse_transaction_list_response(op->http.response,
-													  op->http.response_len, &list);
-	if (!parsed || !list.status.ok)
+		parsed = batch_scan_read_page(op->http.response, op->http.response_len, &list);
+	if (!parsed)
 	{
-		unreadable(op, parsed ? &list.status : NULL);
+		unreadable(op, list.status.message_code[0] ? &list.status : NULL);
 		anet_txn_list_free(&list);
 		return;
 	}
@@ -389,21 +292,26 @@ read_transactions(GatewayOp *op, bool *follow_up)
 	if (own != NULL)
 		strlcpy(trans_id, own, sizeof(trans_id));
 	match_riders(op, &list);
-	/* a full page may have a next one (unless the total says otherwise) */
-	more = list.count >= LOOKUP_PAGE_SIZE && lk->page < LOOKUP_MAX_PAGE &&
-		(list.total_num_in_result_set < 0 ||
-		 (long) lk->page * LOOKUP_PAGE_SIZE < list.total_num_in_result_set);
-	anet_txn_list_free(&list);
 
 	/* the next position of the search */
-	if (more)
-		lk->page++;
-	else if (lk->phase == LOOKUP_UNSETTLED)
-		lk->phase = LOOKUP_BATCHES;
-	else if (++lk->batch < lk->nbatches)
-		lk->page = 1;
+	if (lk->phase == LOOKUP_UNSETTLED)
+	{
+		if (list_has_next_page(lk->page, &list))
+			lk->page++;
+		else if (!lookup_batches(op))
+		{
+			anet_txn_list_free(&list);
+			set_step(op, LOOKUP_UNREADABLE, NULL,
+					 pstrdup("the settlement dates to search could not be written"));
+			return;
+		}
+	}
 	else
-		ended = true;
+	{
+		batch_scan_advance(&lk->batches, &list);
+		ended = lk->batches.phase == BATCH_SCAN_DONE;
+	}
+	anet_txn_list_free(&list);
 
 	if (trans_id[0] != '\0')
 	{
@@ -412,7 +320,7 @@ read_transactions(GatewayOp *op, bool *follow_up)
 			riders_not_found(op);
 		else if (!dlist_is_empty(&lk->riders))
 			hand_over(op);
-		confirm_hit(op, trans_id, follow_up);
+		set_step(op, LOOKUP_FOUND, trans_id, NULL);
 		return;
 	}
 	if (ended)
@@ -421,65 +329,39 @@ read_transactions(GatewayOp *op, bool *follow_up)
 		riders_not_found(op);
 		return;
 	}
-	continue_lookup(op, follow_up);
+	set_step(op, LOOKUP_ASK, NULL, NULL);
 }
 
 /* The batches settled in the range: read each of them next. */
 static void
-read_batches(GatewayOp *op, bool *follow_up)
+read_batches(GatewayOp *op)
 {
-	GatewayLookup *lk = &op->lookup;
-	AnetBatchList list;
-	bool		parsed;
+	AnetReplyStatus status;
 
-	memset(&list, 0, sizeof(list));
-	parsed = anet_parse_settled_batch_list_response(op->http.response, op->http.response_len, &list);
-	if (!parsed || !list.status.ok)
+	if (!batch_scan_read_list(&op->lookup.batches, op->cxt, op->http.response,
+							  op->http.response_len, &status))
 	{
-		unreadable(op, parsed ? &list.status : NULL);
-		anet_batch_list_free(&list);
+		unreadable(op, status.message_code[0] ? &status : NULL);
 		return;
 	}
-	/* 31 days hold a few dozen batches; the cap only keeps the int sane */
-	lk->nbatches = (int) Min(list.count, (size_t) 100000);
-	lk->batch_ids = NULL;
-	if (lk->nbatches > 0)
-	{
-		PG_TRY();
-		{
-			lk->batch_ids = MemoryContextAlloc(op->cxt, sizeof(char *) * lk->nbatches);
-			for (int i = 0; i < lk->nbatches; i++)
-				lk->batch_ids[i] = MemoryContextStrdup(op->cxt, list.items[i].batch_id);
-		}
-		PG_CATCH();
-		{
-			anet_batch_list_free(&list);
-			PG_RE_THROW();
-		}
-		PG_END_TRY();
-	}
-	anet_batch_list_free(&list);
-	if (lk->nbatches == 0)
+	if (op->lookup.batches.phase == BATCH_SCAN_DONE)
 	{
 		not_found(op, op);
 		riders_not_found(op);
 		return;
 	}
-	lk->phase = LOOKUP_BATCH;
-	lk->batch = 0;
-	lk->page = 1;
-	continue_lookup(op, follow_up);
+	set_step(op, LOOKUP_ASK, NULL, NULL);
 }
 
 /*
- * The reply to a lookup request: the next request (*follow_up), the
- * confirmation of a hit (*follow_up, stage CONFIRM), or an unknown outcome.
+ * Read the reply to a lookup request: op->lookup.step says what came of
+ * it; riders settled by it are on op->lookup.released, each with its step.
  */
 void
-gateway_lookup_interpret(GatewayOp *op, bool *follow_up)
+gateway_lookup_read(GatewayOp *op)
 {
-	if (op->lookup.phase == LOOKUP_BATCHES)
-		read_batches(op, follow_up);
+	if (op->lookup.phase == LOOKUP_SETTLED && op->lookup.batches.phase == BATCH_SCAN_LIST)
+		read_batches(op);
 	else
-		read_transactions(op, follow_up);
+		read_transactions(op);
 }

@@ -145,7 +145,7 @@ _PG_init(void)
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("payments.settlement_check_interval",
-							"Seconds between checks whether captures with refunds waiting have settled.",
+							"Seconds between the worker's checks of the gateway's settled batches and of payments held for review.",
 							NULL,
 							&payments_settlement_check_s,
 							PAYMENTS_DEFAULT_SETTLEMENT_CHECK_S, 1, 86400,

@@ -171,22 +171,104 @@ record_outcome(GatewayOp *op)
 		elog(ERROR, "payments worker: could not record an outcome");
 }
 
-/* Record that a payment's capture settled (a settlement check hit). */
+/*
+ * Record captures seen settled: n transIds of one merchant, each with its
+ * batch and the batch's settlementTimeUTC (payments._record_settlements;
+ * refunds waiting for them go out).
+ */
 static void
-record_settled(GatewayOp *op)
+record_settlements(int64 merchant_id, int n, char **trans_ids, char **batch_ids, char **times)
 {
-	AnetTxnDetails d;
-	Oid			types[2] = {INT8OID, INT8OID};
-	Datum		v[2];
+	static SPIPlanPtr plan = NULL;
+	static const Oid types[3] = {TEXTOID, TEXTOID, TEXTOID};
+	ArrayArg   *a = new_args(types, lengthof(types));
+	Oid			argtypes[4];
+	Datum		v[4];
 
-	if (op->http.outcome != HTTP_COMPLETED || op->http.http_status != 200 ||
-		!anet_parse_transaction_details_response(op->http.response, op->http.response_len, &d) ||
-		!d.found || anet_classify_transaction_status(d.transaction_status) != ANET_STATUS_SETTLED)
+	if (n == 0)
 		return;
+	for (int i = 0; i < n; i++)
+	{
+		push_text(&a[0], trans_ids[i]);
+		push_text(&a[1], batch_ids[i] && batch_ids[i][0] ? batch_ids[i] : NULL);
+		push_text(&a[2], times[i] && times[i][0] ? times[i] : NULL);
+	}
+	argtypes[0] = INT8OID;
+	v[0] = Int64GetDatum(merchant_id);
+	for (int i = 0; i < 3; i++)
+	{
+		argtypes[i + 1] = get_array_type(TEXTOID);
+		v[i + 1] = makeArrayResult(a[i].state, CurrentMemoryContext);
+	}
+	if (SPI_execute_plan(kept_plan(&plan, "SELECT payments._record_settlements($1,$2,$3,$4)", 4, argtypes),
+						 v, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "payments worker: could not record settlements");
+}
+
+/* What a settlement check learned (also when it was cut short). */
+static void
+record_settlement_check(GatewayOp *op)
+{
+	SettlementCheck *c = op->settlement;
+
+	if (c != NULL)
+		record_settlements(op->merchant_id, c->nsettled, c->settled_trans_ids,
+						   c->settled_batch_ids, c->settled_times);
+}
+
+/* What became of a payment held for review (payments._resolve_review). */
+static void
+record_review(GatewayOp *op)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[8] = {INT8OID, INT8OID, TEXTOID, TEXTOID, INT4OID, INT4OID, TEXTOID, TEXTOID};
+	Datum		v[8];
+	char		nulls[8];
+	GatewayOutcome *r = &op->result;
+
+	if (op->review_status == NULL)
+		return;
+	memset(nulls, ' ', sizeof(nulls));
 	v[0] = Int64GetDatum(op->merchant_id);
 	v[1] = Int64GetDatum(op->payment_id);
-	if (SPI_execute_with_args("SELECT payments._mark_settled($1, $2)", 2, types, v, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "payments worker: could not record a settlement");
+	v[2] = payments_text_arg(op->review_status, &nulls[2]);
+	v[3] = payments_text_arg(anet_status_class_name(anet_classify_transaction_status(op->review_status)),
+							 &nulls[3]);
+	v[4] = Int32GetDatum(r->response_code);
+	if (r->response_code == 0)
+		nulls[4] = 'n';
+	v[5] = Int32GetDatum(r->reason_code);
+	if (r->reason_code == 0)
+		nulls[5] = 'n';
+	v[6] = payments_text_arg(reason_text(r), &nulls[6]);
+	v[7] = payments_text_arg(r->auth_code && r->auth_code[0] ? r->auth_code : NULL, &nulls[7]);
+	if (SPI_execute_plan(kept_plan(&plan, "SELECT payments._resolve_review($1,$2,$3,$4,$5,$6,$7,$8)",
+								   lengthof(types), types),
+						 v, nulls, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "payments worker: could not record a review check");
+}
+
+/*
+ * A refund's decision before anything was sent: to go out as a void, or
+ * to wait for settlement (payments._record_refund_decision).
+ */
+static void
+record_refund_decision(GatewayOp *op)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[4] = {INT8OID, INT8OID, TEXTOID, TEXTOID};
+	Datum		v[4];
+	char		nulls[4];
+
+	memset(nulls, ' ', sizeof(nulls));
+	v[0] = Int64GetDatum(op->merchant_id);
+	v[1] = Int64GetDatum(op->operation_id);
+	v[2] = payments_text_arg(gateway_outcome_name(op->result.outcome), &nulls[2]);
+	v[3] = payments_text_arg(op->result.error, &nulls[3]);
+	if (SPI_execute_plan(kept_plan(&plan, "SELECT payments._record_refund_decision($1,$2,$3,$4)",
+								   lengthof(types), types),
+						 v, nulls, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "payments worker: could not record a refund's decision");
 }
 
 void
@@ -194,7 +276,8 @@ record_count(GatewayOp *op)
 {
 	pg_atomic_uint64 *counter;
 
-	if (op->stage == STAGE_SETTLEMENT || op->stage == STAGE_VERIFY)
+	if (gateway_op_is_check(op) || op->stage == STAGE_VERIFY ||
+		op->result.outcome == OUTCOME_VOID_FIRST || op->result.outcome == OUTCOME_WAIT)
 		return;
 
 	switch (op->result.outcome)
@@ -230,7 +313,7 @@ is_final_first_operation(GatewayOp *op)
 {
 	GatewayOutcomeKind o = op->result.outcome;
 
-	if (op->stage == STAGE_SETTLEMENT || op->stage == STAGE_VERIFY)
+	if (gateway_op_is_check(op) || op->stage == STAGE_VERIFY)
 		return false;
 	if (strcmp(op->kind, "purchase") != 0 && strcmp(op->kind, "authorize") != 0)
 		return false;
@@ -241,9 +324,26 @@ void
 record_op(GatewayOp *op)
 {
 	if (op->stage == STAGE_SETTLEMENT)
-		record_settled(op);
-	else if (op->stage == STAGE_VERIFY)
+	{
+		record_settlement_check(op);
+		return;
+	}
+	if (op->stage == STAGE_REVIEW)
+	{
+		record_review(op);
+		return;
+	}
+	if (op->stage == STAGE_VERIFY)
+	{
 		gateway_status_record_verification(op);
+		return;
+	}
+	/* the payment's capture was seen settled on the way (STAGE_DECIDE) */
+	if (op->learned_batch_id != NULL)
+		record_settlements(op->merchant_id, 1, &op->learned_trans_id, &op->learned_batch_id,
+						   &op->learned_settled_at);
+	if (op->result.outcome == OUTCOME_VOID_FIRST || op->result.outcome == OUTCOME_WAIT)
+		record_refund_decision(op);
 	else
 		record_outcome(op);
 }

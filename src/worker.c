@@ -71,6 +71,8 @@ typedef struct WorkerState
 	dlist_head	exchanges;		/* GatewayExchange rows to record */
 	int			parked_riders;	/* lookups parked on another's search
 								 * (gateway_lookup.c): in flight too */
+	int			checks_in_flight;	/* settlement and review checks of the
+									 * current round (check_gateway_state) */
 	CircuitBreaker breaker;		/* stop hammering a failing gateway */
 	char	   *schema_reported;	/* the schema version the worker said it
 									 * waits on an update of (NULL: none) */
@@ -386,7 +388,7 @@ start_released(WorkerState *ws, GatewayOp *op)
 	bool		started = true;
 
 	if (op->done)
-		gateway_lookup_release_riders(op);
+		gateway_release_riders(op);
 	while (!dlist_is_empty(&op->lookup.released))
 	{
 		GatewayOp  *next = dlist_container(GatewayOp, node,
@@ -557,7 +559,7 @@ interpret_one(WorkerState *ws, GatewayOp *op)
 					  op->http.finished_us - op->http.started_us);
 	ex = gateway_interpret(op, &follow_up);
 	dlist_push_tail(&ws->exchanges, &ex->node);
-	if (op->stage != STAGE_SETTLEMENT)
+	if (!gateway_op_is_check(op))
 		circuit_record(&ws->breaker, gateway_transport_failed(op));
 	if (op->http.outcome != HTTP_COMPLETED)
 		pg_atomic_fetch_add_u64(&payments_shared->transport_failures, 1);
@@ -571,7 +573,7 @@ interpret_one(WorkerState *ws, GatewayOp *op)
 	{
 		op->done = true;
 		/* never record an op without an outcome as anything but unknown */
-		if (op->result.outcome == OUTCOME_NONE && op->stage != STAGE_SETTLEMENT)
+		if (op->result.outcome == OUTCOME_NONE && !gateway_op_is_check(op))
 			gateway_set_outcome_later(op, 60000, 3600000, OUTCOME_UNKNOWN, NULL);
 	}
 	MemoryContextSwitchTo(old);
@@ -616,7 +618,7 @@ interpret_finished(WorkerState *ws)
 static bool
 record_as_unknown(GatewayOp *op)
 {
-	if (op->stage == STAGE_SETTLEMENT || op->stage == STAGE_VERIFY)
+	if (gateway_op_is_check(op) || op->stage == STAGE_VERIFY)
 		return true;			/* nothing to record; checked again later */
 	gateway_set_outcome_later(op, 60000, 3600000, OUTCOME_UNKNOWN,
 							  "the gateway's answer could not be recorded (the server log says why)");
@@ -624,6 +626,17 @@ record_as_unknown(GatewayOp *op)
 		return false;
 	record_count(op);
 	return true;
+}
+
+/* The checks among the finished ops end their round (check_gateway_state). */
+static void
+count_finished_checks(WorkerState *ws)
+{
+	dlist_iter	iter;
+
+	dlist_foreach(iter, &ws->finished)
+		if (gateway_op_is_check(dlist_container(GatewayOp, node, iter.cur)))
+			ws->checks_in_flight--;
 }
 
 /*
@@ -688,6 +701,7 @@ finish_round(WorkerState *ws, bool claim_due)
 	/* the results are durable: wake pay_wait callers, free the ops */
 	if (!dlist_is_empty(&ws->finished))
 	{
+		count_finished_checks(ws);
 		pg_atomic_fetch_add_u64(&payments_shared->results_generation, 1);
 		ConditionVariableBroadcast(&payments_shared->results_cv);
 		free_ops(&ws->finished);
@@ -710,47 +724,135 @@ finish_round(WorkerState *ws, bool claim_due)
 	}
 }
 
-/* Ask the gateway whether captures with refunds waiting have settled. */
-static void
-check_settlements(WorkerState *ws)
+/* A check op of one merchant, from a candidate row's gateway columns. */
+static GatewayOp *
+new_check_op(WorkerState *ws, HeapTuple t, TupleDesc d)
 {
-	Datum		arg = Int32GetDatum(50);
-	Oid			argtype = INT4OID;
-	dlist_head	to_send;
-	dlist_mutable_iter it;
+	GatewayOp  *op = new_op(ws);
+	MemoryContext old = MemoryContextSwitchTo(op->cxt);
 
-	dlist_init(&to_send);
-	begin_tx("payments: settlement check");
+	op->merchant_id = pg_strtoint64(SPI_getvalue(t, d, SPI_fnumber(d, "merchant_id")));
+	op->endpoint.login_id = SPI_getvalue(t, d, SPI_fnumber(d, "api_login_id"));
+	op->endpoint.transaction_key = SPI_getvalue(t, d, SPI_fnumber(d, "transaction_key"));
+	op->endpoint.url = SPI_getvalue(t, d, SPI_fnumber(d, "endpoint_url"));
+	op->endpoint.ca_file = SPI_getvalue(t, d, SPI_fnumber(d, "ca_file"));
+	op->endpoint.timeout_ms = pg_strtoint32(SPI_getvalue(t, d, SPI_fnumber(d, "timeout_ms")));
+	op->created_at = GetCurrentTimestamp();
+	MemoryContextSwitchTo(old);
+	return op;
+}
+
+#define SETTLEMENT_CANDIDATES	200000	/* captures checked per round, all
+										 * merchants */
+#define REVIEW_CANDIDATES		500 /* held payments checked per round */
+
+/*
+ * One settlement check per merchant with captures the database has not
+ * seen settle (payments._settlement_candidates, ordered by merchant): the
+ * batch lists since the oldest of them (settlement.c).
+ */
+static void
+settlement_checks(WorkerState *ws, dlist_head *to_send)
+{
+	Datum		arg = Int32GetDatum(SETTLEMENT_CANDIDATES);
+	Oid			argtype = INT4OID;
+	uint64		i = 0;
+	int			f_merchant, f_trans, f_created;
+
 	if (SPI_execute_with_args("SELECT * FROM payments._settlement_candidates($1)", 1, &argtype,
 							  &arg, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "payments worker: listing settlement candidates failed");
-	for (uint64 i = 0; i < SPI_processed; i++)
+	f_merchant = SPI_fnumber(SPI_tuptable->tupdesc, "merchant_id");
+	f_trans = SPI_fnumber(SPI_tuptable->tupdesc, "gateway_trans_id");
+	f_created = SPI_fnumber(SPI_tuptable->tupdesc, "created_at");
+	while (i < SPI_processed)
 	{
-		HeapTuple	t = SPI_tuptable->vals[i];
 		TupleDesc	d = SPI_tuptable->tupdesc;
-		GatewayOp  *op = new_op(ws);
+		GatewayOp  *op = new_check_op(ws, SPI_tuptable->vals[i], d);
 		MemoryContext old = MemoryContextSwitchTo(op->cxt);
+		uint64		first = i;
+		char	  **ids;
+		TimestampTz from = GetCurrentTimestamp();
+		bool		isnull;
 
-		op->merchant_id = pg_strtoint64(SPI_getvalue(t, d, 1));
-		op->payment_id = pg_strtoint64(SPI_getvalue(t, d, 2));
-		op->endpoint.login_id = SPI_getvalue(t, d, 4);
-		op->endpoint.transaction_key = SPI_getvalue(t, d, 5);
-		op->endpoint.url = SPI_getvalue(t, d, 6);
-		op->endpoint.ca_file = SPI_getvalue(t, d, 7);
-		op->endpoint.timeout_ms = pg_strtoint32(SPI_getvalue(t, d, 8));
 		op->kind = "settlement";
-		if (gateway_build_settlement_check(op, SPI_getvalue(t, d, 3)))
-			dlist_push_tail(&to_send, &op->node);
+		while (i < SPI_processed &&
+			   pg_strtoint64(SPI_getvalue(SPI_tuptable->vals[i], d, f_merchant)) == op->merchant_id)
+			i++;
+		ids = palloc(sizeof(char *) * (i - first));
+		for (uint64 k = first; k < i; k++)
+		{
+			TimestampTz c = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[k], d, f_created,
+															  &isnull));
+
+			ids[k - first] = SPI_getvalue(SPI_tuptable->vals[k], d, f_trans);
+			if (!isnull && c < from)
+				from = c;
+		}
+		if (gateway_build_settlement_scan(op, ids, (int) (i - first), from))
+			dlist_push_tail(to_send, &op->node);
 		else
 			MemoryContextDelete(op->cxt);
 		MemoryContextSwitchTo(old);
 	}
+}
+
+/* One review check per payment held for review (payments._review_candidates). */
+static void
+review_checks(WorkerState *ws, dlist_head *to_send)
+{
+	Datum		arg = Int32GetDatum(REVIEW_CANDIDATES);
+	Oid			argtype = INT4OID;
+
+	if (SPI_execute_with_args("SELECT * FROM payments._review_candidates($1)", 1, &argtype,
+							  &arg, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "payments worker: listing payments held for review failed");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	t = SPI_tuptable->vals[i];
+		TupleDesc	d = SPI_tuptable->tupdesc;
+		GatewayOp  *op = new_check_op(ws, t, d);
+		MemoryContext old = MemoryContextSwitchTo(op->cxt);
+
+		op->payment_id = pg_strtoint64(SPI_getvalue(t, d, SPI_fnumber(d, "payment_id")));
+		op->kind = SPI_getvalue(t, d, SPI_fnumber(d, "kind"));
+		op->txn_invoice = SPI_getvalue(t, d, SPI_fnumber(d, "invoice_number"));
+		if (gateway_build_review_check(op, SPI_getvalue(t, d, SPI_fnumber(d, "gateway_trans_id"))))
+			dlist_push_tail(to_send, &op->node);
+		else
+			MemoryContextDelete(op->cxt);
+		MemoryContextSwitchTo(old);
+	}
+}
+
+/*
+ * Keep what the database believes about the gateway true, on the clock
+ * (payments.settlement_check_interval): which captures settled (for every
+ * captured payment, from the batch lists), and what became of payments
+ * held for review.  A round starts only once the last one has finished.
+ */
+static void
+check_gateway_state(WorkerState *ws)
+{
+	dlist_head	to_send;
+	dlist_mutable_iter it;
+
+	if (ws->checks_in_flight > 0)
+		return;
+	dlist_init(&to_send);
+	begin_tx("payments: settlement and review checks");
+	/* refunds that waited long for a settlement ask the gateway again */
+	if (SPI_execute("SELECT payments._recheck_waiting_refunds()", false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "payments worker: requeueing refunds waiting for settlement failed");
+	settlement_checks(ws, &to_send);
+	review_checks(ws, &to_send);
 	commit_tx();
 	dlist_foreach_modify(it, &to_send)
 	{
 		GatewayOp  *op = dlist_container(GatewayOp, node, it.cur);
 
 		dlist_delete(&op->node);
+		ws->checks_in_flight++;
 		start_transfer(ws, op);
 	}
 }
@@ -964,7 +1066,7 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 		if (TimestampDifferenceExceeds(last_settlement, now, payments_settlement_check_s * 1000))
 		{
 			last_settlement = now;
-			check_settlements(ws);
+			check_gateway_state(ws);
 		}
 		if (TimestampDifferenceExceeds(last_housekeeping, now, 60000))
 		{

@@ -372,8 +372,14 @@ BEGIN
 	IF p.status NOT IN ('requires_capture', 'succeeded', 'in_review') THEN
 		PERFORM payments._wrong_state(p, 'void');
 	END IF;
+	-- known settled: refused now (the worker also asks the gateway before
+	-- it sends a void, and fails one that settled meanwhile)
 	IF p.settled_at IS NOT NULL THEN
-		PERFORM payments._wrong_state(p, 'void', 'The payment has settled; refund it instead.');
+		RAISE EXCEPTION 'cannot void payment % in status %: it has settled', p.payment_id, p.status
+			USING ERRCODE = '22Y20',
+				DETAIL = format('The gateway settled the capture at %s%s.', p.settled_at,
+					coalesce(format(' (batch %s)', p.settlement_batch_id), '')),
+				HINT = 'A settled payment can only be refunded: use pay_refund.';
 	END IF;
 	IF EXISTS (SELECT 1 FROM payments.operations x WHERE x.merchant_id = p.merchant_id
 			AND x.payment_id = p.payment_id AND x.kind = 'refund' AND x.status <> 'failed') THEN
@@ -435,22 +441,16 @@ BEGIN
 				AND x.status IN ('queued', 'sending', 'unknown') AND x.kind = 'refund') THEN
 		PERFORM payments._wrong_state(p, 'refund', 'Another operation on this payment is in progress.');
 	END IF;
-	IF p.settled_at IS NULL THEN
-		-- Not settled yet: the gateway refuses refunds (reason 54).  A full
-		-- refund becomes a void; a partial one waits for settlement.
-		IF refund_amount = captured AND pay_minor_units(committed) = 0 THEN
-			RETURN payments._new_operation(p, 'refund', refund_amount, 'queued', pay_refund.reason,
-				pay_refund.idempotency_key, pay_refund.correlation_id, true);
-		END IF;
-		RETURN payments._new_operation(p, 'refund', refund_amount, 'waiting_settlement', pay_refund.reason,
-			pay_refund.idempotency_key, pay_refund.correlation_id);
-	END IF;
+	-- Void, refund or wait is decided by the worker from the gateway's state
+	-- of the capture when it processes the refund: settled, a refund; not
+	-- settled, a void when the whole capture is refunded, else it waits
+	-- (waiting_settlement) and goes out once the batch has settled.
 	RETURN payments._new_operation(p, 'refund', refund_amount, 'queued', pay_refund.reason,
 		pay_refund.idempotency_key, pay_refund.correlation_id);
 END
 $$;
 COMMENT ON FUNCTION payments.pay_refund(bigint, payments.pay_amount, text, text, text) IS
-	'Refund a captured payment, fully or partially (several partial refunds up to the captured amount). Before settlement a full refund is sent as a void and a partial one waits for settlement. Returns the refund operation.';
+	'Refund a captured payment, fully or partially (several partial refunds up to the captured amount). The worker asks the gateway first: a settled capture is refunded; before settlement a full refund is sent as a void and a partial one waits for settlement (waiting_settlement). Returns the refund operation.';
 
 
 CREATE FUNCTION payments.pay_wait(payment_id bigint, timeout interval DEFAULT '30 seconds')

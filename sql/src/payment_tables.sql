@@ -38,6 +38,8 @@ CREATE TABLE payments.payments (
 	settled_at timestamptz,
 	created_at timestamptz NOT NULL DEFAULT now(),
 	updated_at timestamptz NOT NULL DEFAULT now(),
+	-- the gateway's settled batch that holds the capture (with settled_at)
+	settlement_batch_id text,
 	PRIMARY KEY (merchant_id, payment_id),
 	UNIQUE (merchant_id, invoice_number),
 	CHECK (pay_minor_units(amount) > 0),
@@ -49,6 +51,12 @@ CREATE INDEX payments_fingerprint ON payments.payments (merchant_id, card_finger
 	WHERE card_fingerprint IS NOT NULL;
 CREATE INDEX payments_gateway_trans ON payments.payments (merchant_id, gateway_trans_id)
 	WHERE gateway_trans_id IS NOT NULL;
+-- captures whose settlement the worker has yet to learn, and payments held
+-- for review (_settlement_candidates, _review_candidates)
+CREATE INDEX payments_unsettled ON payments.payments (merchant_id, created_at)
+	WHERE settled_at IS NULL AND gateway_trans_id IS NOT NULL
+		AND status IN ('succeeded', 'partially_refunded');
+CREATE INDEX payments_in_review ON payments.payments (updated_at) WHERE status = 'in_review';
 COMMENT ON TABLE payments.payments IS
 	'One row per payment (purchase or authorization): amounts, status, masked card, gateway references. Card numbers are never stored.';
 

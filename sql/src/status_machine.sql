@@ -51,6 +51,8 @@ INSERT INTO payments.status_transitions (entity, from_status, to_status) VALUES
 	('operation', 'sending', 'queued'),
 	('operation', 'sending', 'unknown'),
 	('operation', 'sending', 'dead'),
+	-- a partial refund of an unsettled capture waits for settlement
+	('operation', 'sending', 'waiting_settlement'),
 	('operation', 'unknown', 'sending'),
 	('operation', 'unknown', 'succeeded'),
 	('operation', 'unknown', 'failed'),

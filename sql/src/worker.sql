@@ -377,34 +377,227 @@ $$;
 COMMENT ON FUNCTION payments._recover_in_flight() IS
 	'Worker start: marks operations left in "sending" as unknown, to be resolved from the gateway.';
 
--- Settlement learned from the gateway: refunds that waited for it go out.
-CREATE FUNCTION payments._mark_settled(p_merchant_id bigint, p_payment_id bigint) RETURNS void
-	LANGUAGE sql
+-- A time the gateway reports (settlementTimeUTC, ...): UTC by name, with
+-- or without its "Z"; NULL when it cannot be read.
+CREATE FUNCTION payments._gateway_time(t text) RETURNS timestamptz
+	LANGUAGE plpgsql STABLE
 	SET search_path = pg_catalog, payments
 	AS $$
-	UPDATE payments.payments SET settled_at = coalesce(settled_at, now())
-	WHERE merchant_id = p_merchant_id AND payment_id = p_payment_id;
-	UPDATE payments.operations SET status = 'queued', next_attempt_at = now()
-	WHERE merchant_id = p_merchant_id AND payment_id = p_payment_id AND status = 'waiting_settlement';
-	$$;
-COMMENT ON FUNCTION payments._mark_settled(bigint, bigint) IS
-	'Worker: records that a payment''s capture has settled and releases the refunds waiting for it.';
+BEGIN
+	IF t IS NULL OR t = '' THEN
+		RETURN NULL;
+	END IF;
+	IF t !~ '(Z|z|[+-][0-9]{2}(:?[0-9]{2})?)$' THEN
+		t := t || 'Z';
+	END IF;
+	RETURN t::timestamptz;
+EXCEPTION
+	WHEN data_exception THEN
+		RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION payments._gateway_time(text) IS
+	'Internal: a UTC time as the gateway reports it (xs:dateTime, with or without Z), or NULL when unreadable.';
 
--- Payments whose settlement the worker should ask the gateway about.
+-- Settlement learned from the gateway (the worker's settlement check, or a
+-- refund or void that asked first): the payments whose captures these
+-- transIds are get settled_at (the batch's settlement time, else now) and
+-- their batch id, and refunds that waited for it go out.  Returns how many
+-- payments learned it.
+CREATE FUNCTION payments._record_settlements(p_merchant_id bigint, p_trans_id text[],
+	p_batch_id text[], p_settled_at text[])
+	RETURNS integer
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	settled bigint[];
+BEGIN
+	WITH s AS (
+		SELECT DISTINCT ON (x.trans_id) x.trans_id, x.batch_id,
+			payments._gateway_time(x.settled_at) AS settled_at
+		FROM unnest(p_trans_id, p_batch_id, p_settled_at) AS x(trans_id, batch_id, settled_at)
+		WHERE x.trans_id IS NOT NULL
+	), u AS (
+		UPDATE payments.payments p SET settled_at = coalesce(s.settled_at, now()),
+			settlement_batch_id = s.batch_id
+		FROM s
+		WHERE p.merchant_id = p_merchant_id AND p.gateway_trans_id = s.trans_id
+			AND p.settled_at IS NULL
+		RETURNING p.payment_id
+	)
+	SELECT array_agg(u.payment_id) INTO settled FROM u;
+	IF settled IS NULL THEN
+		RETURN 0;
+	END IF;
+	UPDATE payments.operations SET status = 'queued', next_attempt_at = now(),
+		last_error = NULL
+	WHERE merchant_id = p_merchant_id AND payment_id = ANY (settled)
+		AND status = 'waiting_settlement';
+	RETURN cardinality(settled);
+END
+$$;
+COMMENT ON FUNCTION payments._record_settlements(bigint, text[], text[], text[]) IS
+	'Worker: records the captures (gateway transIds) the gateway shows settled, with batch id and settlement time, and releases the refunds waiting for them.';
+
+-- Captured payments whose settlement the database has not learned yet,
+-- for the worker's settlement check (one scan of the batch lists per
+-- merchant, from the oldest of them).  Payments older than the widest
+-- range one batch list request covers (31 days) are left out: their
+-- settlement is learned when a refund or void asks (getTransactionDetails).
 CREATE FUNCTION payments._settlement_candidates(p_limit integer)
 	RETURNS TABLE (merchant_id bigint, payment_id bigint, gateway_trans_id text,
-		api_login_id text, transaction_key text, endpoint_url text, ca_file text, timeout_ms integer)
+		created_at timestamptz, api_login_id text, transaction_key text, endpoint_url text,
+		ca_file text, timeout_ms integer)
 	LANGUAGE sql STABLE
 	SET search_path = pg_catalog, payments
 	AS $$
-	SELECT DISTINCT ON (p.merchant_id, p.payment_id) p.merchant_id, p.payment_id, p.gateway_trans_id,
+	SELECT p.merchant_id, p.payment_id, p.gateway_trans_id, p.created_at,
 		g.api_login_id, g.transaction_key, g.endpoint_url, g.ca_file, g.timeout_ms
-	FROM payments.operations o
-	JOIN payments.payments p ON p.merchant_id = o.merchant_id AND p.payment_id = o.payment_id
+	FROM payments.payments p
 	JOIN payments.gateway_config g ON g.merchant_id = p.merchant_id
-	WHERE o.status = 'waiting_settlement' AND p.settled_at IS NULL AND p.gateway_trans_id IS NOT NULL
-	ORDER BY p.merchant_id, p.payment_id
+	WHERE p.settled_at IS NULL AND p.gateway_trans_id IS NOT NULL
+		AND p.status IN ('succeeded', 'partially_refunded')
+		AND p.created_at > now() - interval '31 days'
+	ORDER BY p.merchant_id, p.created_at
 	LIMIT p_limit
 	$$;
 COMMENT ON FUNCTION payments._settlement_candidates(integer) IS
-	'Worker: payments with refunds waiting for settlement, to check with getTransactionDetails.';
+	'Worker: captured payments (of the last 31 days) whose settlement is not known yet, ordered by merchant, to look for in the gateway''s settled batches.';
+
+-- A refund's decision, taken by the worker from the gateway's state of the
+-- payment's transaction before anything was sent: 'void' (an unsettled
+-- capture refunded in full goes out as a void: recorded first, then sent)
+-- or 'wait' (a partial refund of an unsettled capture waits for
+-- settlement; released by _record_settlements, or asked about again after
+-- six hours by _recheck_waiting_refunds in case the batch lists never show
+-- it).  Waiting is not an attempt: the count starts again.
+CREATE FUNCTION payments._record_refund_decision(p_merchant_id bigint, p_operation_id bigint,
+	p_decision text, p_note text)
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	o payments.operations;
+	settled boolean;
+BEGIN
+	IF p_decision IS NULL OR p_decision NOT IN ('void', 'wait') THEN
+		RAISE EXCEPTION 'invalid refund decision % for operation %', p_decision, p_operation_id
+			USING ERRCODE = '22023';
+	END IF;
+	SELECT * INTO o FROM payments.operations
+	WHERE merchant_id = p_merchant_id AND operation_id = p_operation_id FOR UPDATE;
+	IF NOT FOUND OR o.status <> 'sending' OR o.kind <> 'refund' THEN
+		RETURN;		-- not ours any more (a DBA discarded it)
+	END IF;
+	SELECT p.settled_at IS NOT NULL INTO settled FROM payments.payments p
+	WHERE p.merchant_id = o.merchant_id AND p.payment_id = o.payment_id;
+	-- nothing was sent: the duplicate window has not started
+	UPDATE payments.operations SET
+		status = CASE WHEN p_decision = 'wait' AND NOT settled THEN 'waiting_settlement' ELSE 'queued' END,
+		via_void = p_decision = 'void',
+		attempts = CASE WHEN p_decision = 'wait' THEN 0 ELSE o.attempts END,
+		next_attempt_at = CASE WHEN p_decision = 'wait' THEN now() + interval '6 hours' ELSE now() END,
+		last_error = p_note,
+		first_sent_at = CASE WHEN o.never_sent THEN NULL ELSE o.first_sent_at END
+	WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
+END
+$$;
+COMMENT ON FUNCTION payments._record_refund_decision(bigint, bigint, text, text) IS
+	'Worker: records how a refund of an unsettled capture goes out, decided from the gateway''s state before sending: as a void (void, queued again) or after settlement (wait, waiting_settlement).';
+
+-- Refunds that have waited six hours for a settlement the batch lists did
+-- not show (a capture older than their range, a batch dated oddly): queued
+-- again, so that the worker asks the gateway about the capture once more
+-- (run with each settlement check).  Returns how many.
+CREATE FUNCTION payments._recheck_waiting_refunds() RETURNS integer
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	n integer;
+BEGIN
+	UPDATE payments.operations SET status = 'queued', next_attempt_at = now()
+	WHERE status = 'waiting_settlement' AND next_attempt_at <= now();
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION payments._recheck_waiting_refunds() IS
+	'Worker: queues again the refunds that have waited six hours for a settlement, to ask the gateway about the capture once more.';
+
+-- Payments held for review (responseCode 4) whose final status the worker
+-- asks the gateway for (getTransactionDetails), least recently asked
+-- first; not while another operation on the payment (a void) is under way.
+CREATE FUNCTION payments._review_candidates(p_limit integer)
+	RETURNS TABLE (merchant_id bigint, payment_id bigint, kind text, invoice_number text,
+		gateway_trans_id text, api_login_id text, transaction_key text, endpoint_url text,
+		ca_file text, timeout_ms integer)
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, payments
+	AS $$
+	SELECT p.merchant_id, p.payment_id, p.kind, p.invoice_number, p.gateway_trans_id,
+		g.api_login_id, g.transaction_key, g.endpoint_url, g.ca_file, g.timeout_ms
+	FROM payments.payments p
+	JOIN payments.gateway_config g ON g.merchant_id = p.merchant_id
+	WHERE p.status = 'in_review' AND p.gateway_trans_id IS NOT NULL
+		AND NOT EXISTS (SELECT 1 FROM payments.operations o
+			WHERE o.merchant_id = p.merchant_id AND o.payment_id = p.payment_id
+				AND o.status IN ('queued', 'sending', 'unknown'))
+	ORDER BY p.updated_at
+	LIMIT p_limit
+	$$;
+COMMENT ON FUNCTION payments._review_candidates(integer) IS
+	'Worker: payments held for review, to ask the gateway what became of them.';
+
+-- What became of a payment held for review, as the gateway shows its
+-- transaction now (p_status_class: the worker's class of
+-- p_transaction_status): approved (authorized or captured, as the
+-- original operation asked), declined, voided or expired; still under
+-- review changes nothing.  Each change writes its payment event.  Returns
+-- the payment's new status, or NULL when it did not change.
+CREATE FUNCTION payments._resolve_review(p_merchant_id bigint, p_payment_id bigint,
+	p_transaction_status text, p_status_class text, p_response_code integer,
+	p_reason_code integer, p_reason_text text, p_auth_code text)
+	RETURNS text
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	p payments.payments;
+	new_status text;
+BEGIN
+	SELECT * INTO p FROM payments.payments
+	WHERE merchant_id = p_merchant_id AND payment_id = p_payment_id FOR UPDATE;
+	IF NOT FOUND OR p.status <> 'in_review' OR EXISTS (SELECT 1 FROM payments.operations o
+			WHERE o.merchant_id = p.merchant_id AND o.payment_id = p.payment_id
+				AND o.status IN ('queued', 'sending', 'unknown')) THEN
+		RETURN NULL;
+	END IF;
+	new_status := CASE
+		WHEN p_status_class = 'pending_capture' AND p.kind = 'authorize' THEN 'requires_capture'
+		WHEN p_status_class IN ('pending_settlement', 'settled') AND p.kind = 'purchase' THEN 'succeeded'
+		WHEN p_status_class IN ('declined', 'failed', 'expired') THEN 'failed'
+		WHEN p_status_class = 'voided' THEN 'canceled'
+		END;
+	IF new_status IS NULL THEN
+		UPDATE payments.payments SET updated_at = now()
+		WHERE merchant_id = p.merchant_id AND payment_id = p.payment_id;
+		RETURN NULL;
+	END IF;
+	UPDATE payments.payments SET status = new_status,
+		amount_authorized = CASE WHEN new_status IN ('requires_capture', 'succeeded') THEN p.amount
+			ELSE p.amount_authorized END,
+		amount_captured = CASE WHEN new_status = 'succeeded' THEN p.amount ELSE p.amount_captured END,
+		auth_code = coalesce(nullif(p_auth_code, ''), p.auth_code),
+		decline_code = CASE WHEN new_status = 'failed'
+			THEN coalesce(p_reason_code::text, p_transaction_status) END,
+		decline_reason = CASE WHEN new_status = 'failed' THEN coalesce(nullif(p_reason_text, ''),
+			format('the gateway shows the held transaction %s', p_transaction_status)) END
+	WHERE merchant_id = p.merchant_id AND payment_id = p.payment_id;
+	RETURN new_status;
+END
+$$;
+COMMENT ON FUNCTION payments._resolve_review(bigint, bigint, text, text, integer, integer, text, text) IS
+	'Worker: moves a payment held for review to what the gateway decided (requires_capture or succeeded when approved, failed when declined or expired, canceled when voided).';

@@ -27,6 +27,8 @@ typedef struct FaultRule
 	int			chunk_bytes;
 	int			chunk_ms;
 	int			fired;
+	char		request_type[64];	/* fire only for this root element
+									 * ("" = any request) */
 } FaultRule;
 
 static pthread_mutex_t flock = PTHREAD_MUTEX_INITIALIZER;
@@ -46,10 +48,42 @@ fault_kind_name(FaultKind k)
 	return kind_names[k];
 }
 
-/* Decide latency and fault for one request */
-void
-fault_pick(FaultDecision *d)
+/*
+ * The root element of a request body ({"createTransactionRequest": ...}),
+ * or "" when it cannot be seen: the first key after the opening brace.
+ */
+static void
+root_element(const char *body, size_t len, char *out, size_t outlen)
 {
+	size_t		i = 0,
+				n = 0;
+
+	out[0] = '\0';
+	if (body == NULL)
+		return;
+	if (len >= 3 && (unsigned char) body[0] == 0xEF && (unsigned char) body[1] == 0xBB &&
+		(unsigned char) body[2] == 0xBF)
+		i = 3;
+	while (i < len && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' || body[i] == '\n'))
+		i++;
+	if (i >= len || body[i++] != '{')
+		return;
+	while (i < len && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' || body[i] == '\n'))
+		i++;
+	if (i >= len || body[i++] != '"')
+		return;
+	while (i < len && body[i] != '"' && n + 1 < outlen)
+		out[n++] = body[i++];
+	out[n] = '\0';
+}
+
+/* Decide latency and fault for one request (its body, to match rules) */
+void
+fault_pick(FaultDecision *d, const char *body, size_t len)
+{
+	char		root[64];
+
+	root_element(body, len, root, sizeof(root));
 	memset(d, 0, sizeof(*d));
 	d->process = true;
 	pthread_mutex_lock(&flock);
@@ -60,6 +94,8 @@ fault_pick(FaultDecision *d)
 		FaultRule  *r = &rules[i];
 		bool		fire = false;
 
+		if (r->request_type[0] != '\0' && strcmp(r->request_type, root) != 0)
+			continue;
 		if (r->count > 0)
 		{
 			r->count--;
@@ -111,6 +147,8 @@ faults_json(void)
 			jadd(r, "rate", json_object_new_double(rules[i].rate));
 		jadd(r, "process", json_object_new_boolean(rules[i].process));
 		jadd(r, "fired", json_object_new_int(rules[i].fired));
+		if (rules[i].request_type[0] != '\0')
+			jadd_str(r, "requestType", rules[i].request_type);
 		json_object_array_add(arr, r);
 	}
 	jadd(o, "faults", arr);
@@ -177,6 +215,8 @@ fault_control(const char *method, const char *url, json_object *body,
 		r->chunk_ms = jget(body, "chunkDelayMs") ? json_object_get_int(jget(body, "chunkDelayMs")) : 200;
 		if (r->chunk_bytes < 1)
 			r->chunk_bytes = 1;
+		if (jstr(body, "requestType"))
+			snprintf(r->request_type, sizeof(r->request_type), "%s", jstr(body, "requestType"));
 		out = faults_json();
 	}
 	else if (strcmp(method, "GET") == 0)

@@ -33,7 +33,7 @@ typedef struct FaultDecision
 	int			latency_ms;
 } FaultDecision;
 
-extern void fault_pick(FaultDecision *d);
+extern void fault_pick(FaultDecision *d, const char *body, size_t len);
 extern json_object *fault_control(const char *method, const char *url,
 								  json_object *body, int *status);
 extern void fault_reset(void);

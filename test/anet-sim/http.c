@@ -427,7 +427,7 @@ api_handler(void *cls, struct MHD_Connection *c, const char *url,
 	if (q->too_large)
 		return simple(c, 413, "Request Entity Too Large\n");
 
-	fault_pick(&q->f);
+	fault_pick(&q->f, q->body, q->len);
 	if (q->f.process)
 	{
 		q->reply = api_handle(q->body ? q->body : "", q->len, &q->reply_len);

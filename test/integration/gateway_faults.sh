@@ -67,7 +67,9 @@ like "$r" '^failed\|2\|0\|' "no answer after a decline: the duplicate reply is l
 # a refund after settlement, a void.  Each is resolved by an identical
 # resend inside the window and the gateway's record of the transaction
 # (whose invoice and amount must be the operation's), and done once.
-HOLD='{"type":"hold","count":1,"process":true,"holdMs":5000}'
+# (createTransaction only: a refund or a void first asks for the payment's
+# transaction, a question whose loss is only retried)
+HOLD='{"type":"hold","count":1,"process":true,"holdMs":5000,"requestType":"createTransactionRequest"}'
 op_final() {	# op_final OPERATION_ID: "status|attempts" once final, 40 s at most
 	local i row
 	for i in $(seq 400); do

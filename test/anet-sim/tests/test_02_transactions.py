@@ -217,3 +217,17 @@ def test_held_approve():
     eq(resp(r)['responseCode'], '1', 'approved')
     d = api(req('getTransactionDetailsRequest', transId=t['transId']))['transaction']
     eq(d['transactionStatus'], 'capturedPendingSettlement', 'status after approve')
+
+
+def test_held_decline_later():
+    t = resp(charge('9253.00'))
+    d = api(req('getTransactionDetailsRequest', transId=t['transId']))['transaction']
+    eq(d['transactionStatus'], 'FDSAuthorizedPendingReview', 'authorized and held')
+    r = api({'updateHeldTransactionRequest': {'merchantAuthentication': auth(),
+             'heldTransactionRequest': {'action': 'decline', 'refTransId': t['transId']}}})
+    eq(resp(r)['responseCode'], '2', 'declined')
+    d = api(req('getTransactionDetailsRequest', transId=t['transId']))['transaction']
+    eq((d['transactionStatus'], d['responseReasonCode']), ('declined', 254), 'status and reason after decline')
+    r = api({'updateHeldTransactionRequest': {'merchantAuthentication': auth(),
+             'heldTransactionRequest': {'action': 'approve', 'refTransId': t['transId']}}})
+    eq(resp(r)['responseCode'], '3', 'no second decision')

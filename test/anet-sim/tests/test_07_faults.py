@@ -102,6 +102,18 @@ def test_count_then_normal_and_rate():
         ctl('DELETE', '/faults')
 
 
+def test_rule_for_one_request_type():
+    ctl('POST', '/faults', {'type': 'http5xx', 'count': 1, 'requestType': 'createTransactionRequest'})
+    try:
+        d = json.dumps(req('getUnsettledTransactionListRequest')).encode()
+        eq(raw_post(d)[0], 200, 'another request type passes, the rule waits')
+        eq(ctl('GET', '/faults')['faults'][-1]['remaining'], 1, 'not counted for it')
+        eq(ctl('GET', '/faults')['faults'][-1]['requestType'], 'createTransactionRequest', 'listed')
+        eq([raw_post(body_for(uniq()))[0] for _ in range(2)], [503, 200], 'the next createTransaction only')
+    finally:
+        ctl('DELETE', '/faults')
+
+
 def test_latency_fixed_and_random():
     ctl('POST', '/latency', {'fixedMs': 300, 'randomMs': 200})
     try:
