@@ -35,18 +35,33 @@
 PG_FUNCTION_INFO_V1(pay_check_gateway_input);
 
 /*
+ * Text in the server encoding as UTF-8, the request's encoding, and its
+ * length.  The result is value itself (not NUL-terminated) when no
+ * conversion was needed.
+ */
+static char *
+to_utf8(const char *value, int len, size_t *ulen)
+{
+	char	   *utf8 = pg_server_to_any(value, len, PG_UTF8);
+
+	*ulen = (utf8 == value) ? (size_t) len : strlen(utf8);
+	return utf8;
+}
+
+/*
  * Check one text (server encoding) for the gateway field f; name is how
  * the caller knows it ("description", "customer.zip").
  */
 static void
 check_text(const char *name, AnetTextFieldId f, const char *value, int len)
 {
-	char	   *utf8 = pg_server_to_any(value, len, PG_UTF8);
-	size_t		nchars;
+	size_t		ulen;
+	char	   *utf8 = to_utf8(value, len, &ulen);
+	size_t		nchars = 0;
 	unsigned int bad_cp = 0;
 	size_t		max = anet_text_fields[f].max_chars;
 
-	switch (anet_text_check(utf8, strlen(utf8), &nchars, &bad_cp))
+	switch (anet_text_check(utf8, ulen, &nchars, &bad_cp))
 	{
 		case ANET_TEXT_OK:
 			break;
@@ -181,12 +196,13 @@ pay_check_gateway_input(PG_FUNCTION_ARGS)
 	if (!PG_ARGISNULL(3))
 	{
 		text	   *t = PG_GETARG_TEXT_PP(3);
-		char	   *utf8 = pg_server_to_any(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), PG_UTF8);
-		size_t		nchars;
+		size_t		ulen;
+		char	   *utf8 = to_utf8(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), &ulen);
+		size_t		nchars = 0;
 		unsigned int bad_cp = 0;
 
 		/* any length: one over 20 characters is sent as its digest */
-		if (anet_text_check(utf8, strlen(utf8), &nchars, &bad_cp) != ANET_TEXT_OK)
+		if (anet_text_check(utf8, ulen, &nchars, &bad_cp) != ANET_TEXT_OK)
 			ereport(ERROR,
 					(errcode(ERRCODE_PAY_GATEWAY_CHARACTER),
 					 errmsg("correlation id contains a character the gateway cannot carry"),
