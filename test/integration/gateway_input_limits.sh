@@ -50,13 +50,17 @@ cust="jsonb_build_object('id', repeat('9', 20), 'email', repeat('a', 243) || '@e
 	'address', repeat('ä', 60), 'city', repeat('東', 40), 'state', repeat('s', 40), 'zip', repeat('1', 20),
 	'country', repeat('ö', 60), 'ip', '0000:0000:0000:0000:0000:ffff:192.168.100.228')"
 pid=$(q -c "SELECT payment_id FROM pay_purchase(amount => '9999999999999.99 USD', card => pay_card('4111111111111111', 12, $fy, '123'),
-	customer => $cust, description => repeat('д', 254) || E'\t', correlation_id => repeat('ř', 20))")
+	customer => $cust, description => repeat('д', 254) || E'\t', correlation_id => 'corr-' || repeat('x', 15))")
 is "$(q -c "SELECT status FROM pay_wait($pid, '10 s')")" succeeded "customer fields, description, correlation id and a 15-digit amount at the limits go through the simulator's schema check"
 is "$(sent billTo,zip $pid)" "$(printf '1%.0s' $(seq 20))" "the 20-character zip was sent whole"
 is "$(sent billTo,city $pid)" "$(printf '東%.0s' $(seq 40))" "the 40-character city was sent whole"
 is "$(sent amount $pid)" "9999999999999.99" "the 15-digit amount was sent"
 is "$(q -c "SELECT e.request_masked::jsonb #>> '{createTransactionRequest,refId}' FROM payments.gateway_exchanges e JOIN payments.operations o USING (merchant_id, operation_id) WHERE o.payment_id = $pid LIMIT 1")" \
-	"$(printf 'ř%.0s' $(seq 20))" "a 20-character correlation id is sent as refId as it is"
+	"corr-xxxxxxxxxxxxxxx" "a 20-character correlation id is sent as refId as it is"
+pid=$(q -c "SELECT payment_id FROM pay_purchase(amount => '2.00 USD', card => pay_card('4111111111111111', 12, $fy), correlation_id => repeat('ř', 20))")
+is "$(q -c "SELECT status FROM pay_wait($pid, '10 s')")" succeeded "a non-ASCII correlation id goes through"
+like "$(q -c "SELECT e.request_masked::jsonb #>> '{createTransactionRequest,refId}' FROM payments.gateway_exchanges e JOIN payments.operations o USING (merchant_id, operation_id) WHERE o.payment_id = $pid LIMIT 1")" \
+	'^[0-9a-f]{20}$' "one over 20 bytes is sent as refId as a 20-digit digest"
 
 # 4. past the limits: refused at the call, nothing queued
 before=$(q -c "SELECT count(*) FROM payments.operations WHERE merchant_id = $M")
