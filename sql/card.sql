@@ -117,6 +117,32 @@ SELECT label, pg_temp.try_card(number, 12, :fy, cvv) AS result
 	('prefix 1',                '1000000000000008', NULL)
   ) AS t(label, number, cvv);
 
+-- The Authorize.Net sandbox test cards (testing guide) are all accepted,
+-- each as its brand; the gateway takes at most 16 digits (XSD cardNumber),
+-- so 17 to 19 digits are refused at the call with a message that says so.
+SELECT label, pg_temp.try_card(number, 12, :fy) AS result, pay_card_brand(pay_card(number, 12, :fy)) AS brand
+  FROM (VALUES
+	('sandbox amex',            '370000000000002'),
+	('sandbox discover',        '6011000000000012'),
+	('sandbox jcb 3088',        '3088000000000017'),
+	('sandbox diners 38',       '38000000000006'),
+	('sandbox visa 13',         '4007000000027'),
+	('sandbox visa 13 b',       '4012888818888'),
+	('sandbox visa 16',         '4111111111111111'),
+	('sandbox mastercard',      '5424000000000015'),
+	('sandbox mastercard 2223', '2223000010309703'),
+	('sandbox mastercard 2223b','2223000010309711'),
+	('sandbox unionpay',        '6221499053360818')
+  ) AS t(label, number);
+SELECT label, pg_temp.try_card(number, 12, :fy) AS result
+  FROM (VALUES
+	('16 digits (the most)',    '4111111111111111'),
+	('visa 17',                 '41111111111111110'),
+	('discover 18',             '601100000000000004'),
+	('jcb 19',                  '3528000000000000006'),
+	('20 digits',               '41111111111111111113')
+  ) AS t(label, number);
+
 -- Number syntax: digits with single spaces or dashes, 12 to 19 digits, Luhn.
 SELECT label, pg_temp.try_card(number, 12, :fy) AS result
   FROM (VALUES

@@ -911,3 +911,228 @@ END
 $$;
 COMMENT ON FUNCTION payments.pay_refund(bigint, payments.pay_amount, text, text, text) IS
 	'Refund a captured payment, fully or partially (several partial refunds up to the captured amount). The worker asks the gateway first: a settled capture is refunded; before settlement a full refund is sent as a void and a partial one waits for settlement (waiting_settlement). Returns the refund operation.';
+
+-- ---------------------------------------------------------------------------
+-- h-input: refuse at the call what the gateway would refuse (issue 9).
+-- The argument checks of the payment API (payment_api.sql): idempotency
+-- keys (22Y25, never echoed; PT409 no longer quotes the key), opaque data
+-- (22Y22 for missing or empty fields), the texts and amount a request
+-- carries (payments._check_gateway_input, in C: 22Y24, 22001, 22Y26,
+-- 22Y22), the correlation id of every operation; pay_card's comment (at
+-- most 16 digits).
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION payments._check_idempotency_key(p_key text) RETURNS void
+	LANGUAGE plpgsql IMMUTABLE
+	SET search_path = pg_catalog, payments
+	AS $$
+BEGIN
+	IF length(p_key) NOT BETWEEN 1 AND 255 THEN
+		RAISE EXCEPTION 'invalid idempotency key'
+			USING ERRCODE = '22Y25',
+				DETAIL = format('The key has %s characters; an idempotency key has 1 to 255.', length(p_key)),
+				HINT = 'Pass a key of 1 to 255 characters, such as a UUID, or NULL for none.';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION payments._check_idempotency_key(text) IS
+	'Internal: raises 22Y25 unless an idempotency key is 1 to 255 characters; the message never quotes the key.';
+
+CREATE FUNCTION payments._check_gateway_input(amount payments.pay_amount, description text,
+	customer jsonb, correlation_id text, customer_profile_id text DEFAULT NULL,
+	payment_profile_id text DEFAULT NULL)
+	RETURNS void
+	LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'pay_check_gateway_input';
+COMMENT ON FUNCTION payments._check_gateway_input(payments.pay_amount, text, jsonb, text, text, text) IS
+	'Internal: raises 22Y24 (character the gateway cannot carry), 22001 (text longer than the gateway field), 22Y26 (amount of more digits than the gateway takes) or 22Y22 (profile id not 1 to 20 digits) for input a payment request would carry.';
+
+CREATE FUNCTION payments._check_opaque_data(p_opaque_data jsonb) RETURNS void
+	LANGUAGE plpgsql IMMUTABLE
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	k text;
+BEGIN
+	IF jsonb_typeof(p_opaque_data) IS DISTINCT FROM 'object' THEN
+		RAISE EXCEPTION 'opaque_data must be a JSON object'
+			USING ERRCODE = '22Y22',
+				HINT = 'Pass the opaqueData object Accept.js returned, e.g. {"dataDescriptor": "COMMON.ACCEPT.INAPP.PAYMENT", "dataValue": "..."}.';
+	END IF;
+	FOREACH k IN ARRAY ARRAY['dataDescriptor', 'dataValue'] LOOP
+		IF jsonb_typeof(p_opaque_data -> k) IS DISTINCT FROM 'string' THEN
+			RAISE EXCEPTION 'opaque_data has no string %', k
+				USING ERRCODE = '22Y22',
+					DETAIL = format('opaque_data must have %s as a JSON string; it is %s.', k,
+						coalesce('a JSON ' || jsonb_typeof(p_opaque_data -> k), 'missing')),
+					HINT = 'Pass the opaqueData object Accept.js returned, e.g. {"dataDescriptor": "COMMON.ACCEPT.INAPP.PAYMENT", "dataValue": "..."}.';
+		END IF;
+		IF p_opaque_data ->> k = '' THEN
+			RAISE EXCEPTION 'opaque_data % is empty', k
+				USING ERRCODE = '22Y22',
+					DETAIL = format('The gateway requires a non-empty %s.', k),
+					HINT = 'Pass the opaqueData object Accept.js returned, unchanged.';
+		END IF;
+	END LOOP;
+END
+$$;
+COMMENT ON FUNCTION payments._check_opaque_data(jsonb) IS
+	'Internal: raises 22Y22 unless opaque data is an object with non-empty string dataDescriptor and dataValue.';
+
+CREATE OR REPLACE FUNCTION payments._idempotency_claim(p_merchant bigint, p_key text, p_kind text, p_hash text)
+	RETURNS payments.idempotency_keys
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	existing payments.idempotency_keys;
+BEGIN
+	IF p_key IS NULL THEN
+		RETURN NULL;
+	END IF;
+	PERFORM payments._check_idempotency_key(p_key);
+	INSERT INTO payments.idempotency_keys (merchant_id, idempotency_key, request_kind, request_hash)
+	VALUES (p_merchant, p_key, p_kind, p_hash)
+	ON CONFLICT DO NOTHING;
+	IF FOUND THEN
+		RETURN NULL;
+	END IF;
+	SELECT * INTO existing FROM payments.idempotency_keys
+	WHERE merchant_id = p_merchant AND idempotency_key = p_key;
+	IF existing.request_kind <> p_kind OR existing.request_hash <> p_hash THEN
+		RAISE EXCEPTION 'idempotency key was already used with different parameters'
+			USING ERRCODE = 'PT409',
+				DETAIL = format('The key was first used for %s with other arguments.', existing.request_kind),
+				HINT = 'Use a new idempotency key for a new request, or repeat the original request exactly.';
+	END IF;
+	RETURN existing;
+END
+$$;
+CREATE OR REPLACE FUNCTION payments._create_payment(
+	p_kind text, p_amount payments.pay_amount, p_card payments.pay_card, p_opaque_data jsonb,
+	p_customer_profile_id text, p_payment_profile_id text, p_description text, p_order_ref text,
+	p_customer jsonb, p_metadata jsonb, p_idempotency_key text, p_correlation_id text)
+	RETURNS payments.payments
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	m bigint := payments.pay_current_merchant();
+	methods int := (p_card IS NOT NULL)::int + (p_opaque_data IS NOT NULL)::int
+		+ (p_customer_profile_id IS NOT NULL OR p_payment_profile_id IS NOT NULL)::int;
+	method text;
+	idem payments.idempotency_keys;
+	pid bigint;
+	oid_ bigint;
+	corr text := payments._correlation_id(p_correlation_id);
+	result payments.payments;
+BEGIN
+	IF p_amount IS NULL THEN
+		RAISE EXCEPTION 'amount is required' USING ERRCODE = '22004';
+	END IF;
+	IF pay_minor_units(p_amount) <= 0 THEN
+		RAISE EXCEPTION 'amount must be positive' USING ERRCODE = '22Y23',
+			DETAIL = format('The amount given was %s.', p_amount);
+	END IF;
+	IF methods <> 1 THEN
+		RAISE EXCEPTION 'exactly one payment method is required'
+			USING ERRCODE = '22Y22',
+				DETAIL = format('%s payment methods were given.', methods),
+				HINT = 'Pass card, opaque_data, or customer_profile_id with payment_profile_id.';
+	END IF;
+	IF p_card IS NOT NULL THEN
+		method := 'card';
+	ELSIF p_opaque_data IS NOT NULL THEN
+		method := 'opaque_data';
+		PERFORM payments._check_opaque_data(p_opaque_data);
+	ELSE
+		method := 'profile';
+		IF p_customer_profile_id IS NULL OR p_payment_profile_id IS NULL THEN
+			RAISE EXCEPTION 'customer_profile_id and payment_profile_id go together'
+				USING ERRCODE = '22Y22';
+		END IF;
+	END IF;
+	IF p_customer IS NOT NULL AND jsonb_typeof(p_customer) <> 'object' THEN
+		RAISE EXCEPTION 'customer must be a JSON object' USING ERRCODE = '22023';
+	END IF;
+	IF p_metadata IS NOT NULL AND jsonb_typeof(p_metadata) <> 'object' THEN
+		RAISE EXCEPTION 'metadata must be a JSON object' USING ERRCODE = '22023';
+	END IF;
+	PERFORM payments._check_gateway_input(p_amount, p_description, p_customer, corr,
+		p_customer_profile_id, p_payment_profile_id);
+
+	idem := payments._idempotency_claim(m, p_idempotency_key, p_kind, md5(jsonb_build_array(
+		p_amount::text, payments.pay_card_fingerprint(p_card), payments.pay_card_exp_month(p_card),
+		payments.pay_card_exp_year(p_card), p_opaque_data, p_customer_profile_id, p_payment_profile_id,
+		p_description, p_order_ref, p_customer, p_metadata)::text));
+	IF idem.payment_id IS NOT NULL THEN
+		SELECT * INTO result FROM payments.payments WHERE merchant_id = m AND payment_id = idem.payment_id;
+		RETURN result;
+	END IF;
+
+	pid := nextval('payments.payments_payment_id_seq');
+	INSERT INTO payments.payments (merchant_id, payment_id, kind, amount, amount_refunded,
+		payment_method, card_brand, card_last4, card_exp_month, card_exp_year, card_fingerprint,
+		customer_profile_id, payment_profile_id, invoice_number, description, order_ref,
+		customer, metadata, correlation_id, idempotency_key)
+	OVERRIDING SYSTEM VALUE
+	VALUES (m, pid, p_kind, p_amount, p_amount * 0, method,
+		payments.pay_card_brand(p_card), payments.pay_card_last4(p_card),
+		payments.pay_card_exp_month(p_card), payments.pay_card_exp_year(p_card),
+		payments.pay_card_fingerprint(p_card),
+		p_customer_profile_id, p_payment_profile_id,
+		'P' || payments._invoice_tag() || pid, p_description, p_order_ref,
+		coalesce(p_customer, '{}'), coalesce(p_metadata, '{}'), corr, p_idempotency_key)
+	RETURNING * INTO result;
+
+	INSERT INTO payments.operations (merchant_id, payment_id, kind, amount, idempotency_key, correlation_id)
+	VALUES (m, pid, p_kind, p_amount, p_idempotency_key, corr)
+	RETURNING operation_id INTO oid_;
+
+	IF p_card IS NOT NULL THEN
+		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
+		VALUES (m, oid_, payments._card_sealed(p_card));
+	ELSIF p_opaque_data IS NOT NULL THEN
+		-- the nonce can charge the card once: it waits sealed, like a card
+		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
+		VALUES (m, oid_, payments._opaque_data_sealed(p_opaque_data ->> 'dataDescriptor',
+			p_opaque_data ->> 'dataValue'));
+	END IF;
+
+	IF p_idempotency_key IS NOT NULL THEN
+		UPDATE payments.idempotency_keys SET payment_id = pid, operation_id = oid_
+		WHERE merchant_id = m AND idempotency_key = p_idempotency_key;
+	END IF;
+	PERFORM payments._wake_at_commit();
+	RETURN result;
+END
+$$;
+CREATE OR REPLACE FUNCTION payments._new_operation(p payments.payments, p_kind text, p_amount payments.pay_amount,
+	p_status text, p_reason text, p_key text, p_correlation_id text, p_via_void boolean DEFAULT false)
+	RETURNS payments.operations
+	LANGUAGE plpgsql AS $$
+DECLARE
+	o payments.operations;
+	corr text := payments._correlation_id(p_correlation_id);
+BEGIN
+	-- the correlation id is sent as refId
+	PERFORM payments._check_gateway_input(NULL, NULL, NULL, corr);
+	INSERT INTO payments.operations (merchant_id, payment_id, kind, status, amount, reason, via_void,
+		idempotency_key, correlation_id)
+	VALUES (p.merchant_id, p.payment_id, p_kind, p_status, p_amount, p_reason, p_via_void, p_key, corr)
+	RETURNING * INTO o;
+	IF p_key IS NOT NULL THEN
+		UPDATE payments.idempotency_keys SET payment_id = p.payment_id, operation_id = o.operation_id
+		WHERE merchant_id = p.merchant_id AND idempotency_key = p_key;
+	END IF;
+	IF p_status = 'queued' THEN
+		PERFORM payments._wake_at_commit();
+	END IF;
+	RETURN o;
+END
+$$;
+REVOKE ALL ON FUNCTION payments._check_idempotency_key(text),
+	payments._check_gateway_input(payments.pay_amount, text, jsonb, text, text, text),
+	payments._check_opaque_data(jsonb)
+	FROM PUBLIC;
+
+COMMENT ON FUNCTION payments.pay_card(text, integer, integer, text, text) IS
+	'Validate a card and return it as pay_card. number: 12 to 16 digits (the gateway takes at most 16), optionally grouped by single spaces or dashes, Luhn-valid, of a supported brand (Visa, Mastercard, American Express, Discover, JCB, Diners Club, UnionPay) and a length that brand issues. exp_month 1-12; exp_year two (20YY) or four digits; valid through the end of the month (UTC), at most 20 years ahead. cvv: 3 digits, 4 for American Express. holder_name: up to 100 characters. A NULL number, month or year is an error (22004); NULL cvv or holder_name means absent. Errors never quote the input.';

@@ -32,6 +32,7 @@
 #include "utils/timestamp.h"
 #include "access/xact.h"
 
+#include "anet_fields.h"
 #include "card.h"
 #include "card_json.h"
 #include "errcodes.h"
@@ -128,7 +129,8 @@ check_expiry(int32 month, int32 year)
 /*
  * Check a holder name (server encoding): white space around it is
  * dropped; it must then be 1 to 100 characters without control
- * characters.  Returns the trimmed length; *start is set to its offset.
+ * characters or other characters XML cannot carry (the gateway's
+ * billTo takes it).  Returns the trimmed length; *start is set to its offset.
  */
 static int
 check_holder_name(const char *name, int len, int *start)
@@ -148,6 +150,17 @@ check_holder_name(const char *name, int len, int *start)
 			card_error(ERRCODE_PAY_INVALID_CARD_INPUT,
 					   "invalid card holder name",
 					   "The card holder name contains control characters.",
+					   "Pass the name as printed on the card.");
+	}
+	if (GetDatabaseEncoding() == PG_UTF8)
+	{
+		size_t		nchars;
+
+		/* U+FFFE, U+FFFF: the gateway's XML cannot carry them either */
+		if (anet_text_check(name + s, e - s, &nchars, NULL) != ANET_TEXT_OK)
+			card_error(ERRCODE_PAY_INVALID_CARD_INPUT,
+					   "invalid card holder name",
+					   "The card holder name contains characters the gateway cannot carry (U+FFFE or U+FFFF).",
 					   "Pass the name as printed on the card.");
 	}
 	if (s == e)

@@ -17,6 +17,7 @@
  */
 #include "postgres.h"
 
+#include "anet_fields.h"
 #include "card_brand.h"
 #include "errcodes.h"
 
@@ -33,15 +34,21 @@ typedef struct BrandInfo
 	int			cvv_digits;
 } BrandInfo;
 
+/*
+ * Lengths are those the brands issue that the gateway can take: its
+ * cardNumber is at most 16 digits (ANET_CARD_NUMBER_MAX), so 17- to
+ * 19-digit Visa, Discover, JCB, Diners and UnionPay numbers are refused
+ * here, at the call, rather than by the gateway after the commit.
+ */
 static const BrandInfo brands[CARD_BRAND_MAX + 1] = {
 	[CARD_BRAND_UNKNOWN] = {"unknown", "Unknown", 0, "", 0},
-	[CARD_BRAND_VISA] = {"visa", "Visa", LEN(13) | LEN(16) | LEN(19), "13, 16 or 19", 3},
+	[CARD_BRAND_VISA] = {"visa", "Visa", LEN(13) | LEN(16), "13 or 16", 3},
 	[CARD_BRAND_MASTERCARD] = {"mastercard", "Mastercard", LEN(16), "16", 3},
 	[CARD_BRAND_AMEX] = {"amex", "American Express", LEN(15), "15", 4},
-	[CARD_BRAND_DISCOVER] = {"discover", "Discover", LEN_RANGE(16, 19), "16 to 19", 3},
-	[CARD_BRAND_JCB] = {"jcb", "JCB", LEN_RANGE(16, 19), "16 to 19", 3},
-	[CARD_BRAND_DINERS] = {"diners", "Diners Club", LEN_RANGE(14, 19), "14 to 19", 3},
-	[CARD_BRAND_UNIONPAY] = {"unionpay", "UnionPay", LEN_RANGE(16, 19), "16 to 19", 3},
+	[CARD_BRAND_DISCOVER] = {"discover", "Discover", LEN(16), "16", 3},
+	[CARD_BRAND_JCB] = {"jcb", "JCB", LEN(16), "16", 3},
+	[CARD_BRAND_DINERS] = {"diners", "Diners Club", LEN_RANGE(14, 16), "14 to 16", 3},
+	[CARD_BRAND_UNIONPAY] = {"unionpay", "UnionPay", LEN(16), "16", 3},
 };
 
 /* Short lower-case brand name used in output, e.g. "visa". */
@@ -127,7 +134,11 @@ card_brand_detect(const char *digits, int ndigits)
 		return CARD_BRAND_DISCOVER;
 	if (p2 == 62)
 		return CARD_BRAND_UNIONPAY;
-	if (p4 >= 3528 && p4 <= 3589)
+	/* JCB: 3528-3589, and the older ranges its 308x test card is from */
+	if ((p4 >= 3528 && p4 <= 3589) ||
+		(p4 >= 3088 && p4 <= 3094) || (p4 >= 3096 && p4 <= 3102) ||
+		(p4 >= 3112 && p4 <= 3120) || (p4 >= 3158 && p4 <= 3159) ||
+		(p4 >= 3337 && p4 <= 3349))
 		return CARD_BRAND_JCB;
 	if ((p3 >= 300 && p3 <= 305) || p4 == 3095 || p2 == 36 || p2 == 38 || p2 == 39)
 		return CARD_BRAND_DINERS;
@@ -140,7 +151,7 @@ number_syntax_error(void)
 {
 	card_error(ERRCODE_PAY_INVALID_CARD_NUMBER,
 			   "invalid card number",
-			   "A card number is 12 to 19 digits, optionally grouped with single spaces or dashes.",
+			   "A card number is 12 to 16 digits, optionally grouped with single spaces or dashes.",
 			   "Check the number and enter it again.");
 }
 
@@ -213,6 +224,15 @@ card_check_number(const char *digits, int ndigits)
 
 	if (ndigits < CARD_PAN_MIN_DIGITS || ndigits > CARD_PAN_MAX_DIGITS)
 		number_syntax_error();
+	if (ndigits > ANET_CARD_NUMBER_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_PAY_INVALID_CARD_NUMBER),
+				 errmsg("card number too long for the gateway"),
+				 errdetail("The card number has %d digits; the gateway accepts card numbers of at most %d digits.",
+						   ndigits, ANET_CARD_NUMBER_MAX),
+				 errhint("Use another card, or pay with Accept.js opaque data."),
+				 errhidestmt(true),
+				 errhidecontext(true)));
 	if (!card_luhn_valid(digits, ndigits))
 		card_error(ERRCODE_PAY_INVALID_CARD_NUMBER,
 				   "invalid card number",

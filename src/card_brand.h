@@ -24,6 +24,11 @@ typedef enum CardBrand
 #define CARD_BRAND_MAX			CARD_BRAND_UNIONPAY
 
 #define CARD_PAN_MIN_DIGITS		12
+/*
+ * Card numbers are read up to 19 digits (the longest issued, and what the
+ * log scrubber looks for); the gateway takes at most 16 (anet_fields.h),
+ * and card_check_number refuses longer ones with a message saying so.
+ */
 #define CARD_PAN_MAX_DIGITS		19
 #define CARD_CVV_MAX_DIGITS		4
 

@@ -37,6 +37,12 @@
  * pay_configure_gateway unless payments.allow_insecure_endpoint)
  */
 #define ERRCODE_PAY_INSECURE_ENDPOINT		MAKE_SQLSTATE('2','2','Y','3','0')
+/* what the gateway cannot carry, refused at the call (gateway_input.c) */
+#define ERRCODE_PAY_GATEWAY_CHARACTER		MAKE_SQLSTATE('2','2','Y','2','4')
+/* payment method missing, ambiguous or malformed (also raised in SQL) */
+#define ERRCODE_PAY_PAYMENT_METHOD			MAKE_SQLSTATE('2','2','Y','2','2')
+/* 22Y25 (invalid idempotency key) is raised in SQL: payment_api.sql */
+#define ERRCODE_PAY_AMOUNT_TOO_LARGE		MAKE_SQLSTATE('2','2','Y','2','6')
 
 /* the installed library does not serve this database's schema version */
 #define ERRCODE_PAY_SCHEMA_NOT_SERVED		MAKE_SQLSTATE('P','T','5','0','3')

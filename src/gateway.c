@@ -39,6 +39,7 @@
 #include "mb/pg_wchar.h"
 #include "utils/timestamp.h"
 
+#include "anet_fields.h"
 #include "card.h"
 #include "gateway.h"
 #include "opaque_data.h"
@@ -106,20 +107,41 @@ set_ref_id(GatewayOp *op)
 	}
 }
 
-/* Split "Ada Lovelace" into first and last name for billTo. */
+/* A copy of at most max characters of s (len bytes): never half a character. */
+static char *
+copy_chars(const char *s, int len, size_t max)
+{
+	return pnstrdup(s, pg_mbcharcliplen(s, len, (int) max));
+}
+
+/*
+ * Split the card holder name into billTo's first and last name: the last
+ * word is the last name, the words before it the first name ("Ada King
+ * Lovelace": "Ada King" and "Lovelace"); a one-word name is a last name.
+ * Each part is cut to the schema's limit (50 characters) at a character
+ * boundary: the name on the card can be up to 100 characters, and the
+ * gateway uses the billing name for records, not to authorize.
+ */
 static void
 split_holder_name(const char *name, char **first, char **last)
 {
 	const char *sp = strrchr(name, ' ');
+	const char *end;
 
 	if (sp == NULL)
 	{
 		*first = NULL;
-		*last = pstrdup(name);
+		*last = copy_chars(name, strlen(name),
+						   anet_text_fields[ANET_FIELD_BILL_LAST_NAME].max_chars);
 		return;
 	}
-	*first = pnstrdup(name, Min(sp - name, 50));
-	*last = pnstrdup(sp + 1, 50);
+	/* the holder name was trimmed, but words may be apart by several spaces */
+	for (end = sp; end > name && end[-1] == ' '; end--)
+		;
+	*first = end > name ? copy_chars(name, end - name,
+									 anet_text_fields[ANET_FIELD_BILL_FIRST_NAME].max_chars) : NULL;
+	*last = copy_chars(sp + 1, strlen(sp + 1),
+					   anet_text_fields[ANET_FIELD_BILL_LAST_NAME].max_chars);
 }
 
 /* The protocol module's message (malloc'd) as ours, in the op's memory. */

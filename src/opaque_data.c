@@ -18,7 +18,9 @@
 
 #include "fmgr.h"
 
+#include "anet_fields.h"
 #include "card_vault.h"
+#include "errcodes.h"
 #include "opaque_data.h"
 #include "schema_version.h"
 
@@ -28,6 +30,30 @@
 #define OPAQUE_MAX_LEN		(64 * 1024)	/* a nonce is a few hundred bytes */
 
 PG_FUNCTION_INFO_V1(pay_opaque_data_sealed);
+
+/*
+ * A field of opaque data the gateway will get: not empty, and only
+ * characters its XML can carry.  The message never quotes the nonce.
+ */
+static void
+check_opaque_field(const char *name, const text *t)
+{
+	size_t		nchars = 0;
+
+	if (VARSIZE_ANY_EXHDR(t) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_PAY_PAYMENT_METHOD),
+				 errmsg("opaque_data %s is empty", name),
+				 errdetail("The gateway requires a non-empty %s.", name),
+				 errhint("Pass the opaqueData object Accept.js returned, unchanged.")));
+	if (anet_text_check(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), &nchars, NULL) != ANET_TEXT_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_PAY_GATEWAY_CHARACTER),
+				 errmsg("opaque_data %s contains a character the gateway cannot carry", name),
+				 errdetail("Character %zu is a control character (or not UTF-8); the gateway reads requests as XML, which cannot carry it.",
+						   nchars + 1),
+				 errhint("Pass the opaqueData object Accept.js returned, unchanged.")));
+}
 
 /* payments._opaque_data_sealed(descriptor, value): the vault's sealed bytes. */
 Datum
@@ -43,15 +69,15 @@ pay_opaque_data_sealed(PG_FUNCTION_ARGS)
 	uint8	   *p;
 
 	payments_require_schema();
+	check_opaque_field("dataDescriptor", descriptor);
+	check_opaque_field("dataValue", value);
 	if (len > OPAQUE_MAX_LEN)
 		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				(errcode(ERRCODE_PAY_PAYMENT_METHOD),
 				 errmsg("opaque_data is too long"),
-				 errdetail("Accept.js opaque data is a few hundred bytes; this is %zu bytes.", len)));
-	if (memchr(VARDATA_ANY(descriptor), '\0', dlen) != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("opaque_data dataDescriptor must not contain a NUL character")));
+				 errdetail("Accept.js opaque data is a few hundred bytes; this is %zu bytes, more than %d.",
+						   len, OPAQUE_MAX_LEN),
+				 errhint("Pass the opaqueData object Accept.js returned, unchanged.")));
 	plain = palloc(len);
 	memcpy(plain, VARDATA_ANY(descriptor), dlen);
 	plain[dlen] = '\0';

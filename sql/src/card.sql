@@ -47,7 +47,7 @@ CREATE FUNCTION payments.pay_card(
 	RETURNS payments.pay_card
 	LANGUAGE c VOLATILE PARALLEL RESTRICTED AS 'MODULE_PATHNAME', 'pay_card_make';
 COMMENT ON FUNCTION payments.pay_card(text, integer, integer, text, text) IS
-	'Validate a card and return it as pay_card. number: 12 to 19 digits, optionally grouped by single spaces or dashes, Luhn-valid, of a supported brand (Visa, Mastercard, American Express, Discover, JCB, Diners Club, UnionPay) and a length that brand issues. exp_month 1-12; exp_year two (20YY) or four digits; valid through the end of the month (UTC), at most 20 years ahead. cvv: 3 digits, 4 for American Express. holder_name: up to 100 characters. A NULL number, month or year is an error (22004); NULL cvv or holder_name means absent. Errors never quote the input.';
+	'Validate a card and return it as pay_card. number: 12 to 16 digits (the gateway takes at most 16), optionally grouped by single spaces or dashes, Luhn-valid, of a supported brand (Visa, Mastercard, American Express, Discover, JCB, Diners Club, UnionPay) and a length that brand issues. exp_month 1-12; exp_year two (20YY) or four digits; valid through the end of the month (UTC), at most 20 years ahead. cvv: 3 digits, 4 for American Express. holder_name: up to 100 characters. A NULL number, month or year is an error (22004); NULL cvv or holder_name means absent. Errors never quote the input.';
 
 CREATE FUNCTION payments.pay_card_brand(card payments.pay_card) RETURNS text
 	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME';

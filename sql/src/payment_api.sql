@@ -21,6 +21,75 @@ CREATE FUNCTION payments._correlation_id(given text) RETURNS text
 COMMENT ON FUNCTION payments._correlation_id(text) IS
 	'Internal: the correlation id of the current request (argument, x-request-id or traceparent header, payments.correlation_id setting, or a new one).';
 
+-- Argument checks: what the gateway or the tables would refuse after the
+-- COMMIT is refused here, while the caller can still correct it (README,
+-- "Input the gateway refuses").
+
+-- An idempotency key is 1 to 255 characters.  The message states the
+-- limit and the length, never the key.
+CREATE FUNCTION payments._check_idempotency_key(p_key text) RETURNS void
+	LANGUAGE plpgsql IMMUTABLE
+	SET search_path = pg_catalog, payments
+	AS $$
+BEGIN
+	IF length(p_key) NOT BETWEEN 1 AND 255 THEN
+		RAISE EXCEPTION 'invalid idempotency key'
+			USING ERRCODE = '22Y25',
+				DETAIL = format('The key has %s characters; an idempotency key has 1 to 255.', length(p_key)),
+				HINT = 'Pass a key of 1 to 255 characters, such as a UUID, or NULL for none.';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION payments._check_idempotency_key(text) IS
+	'Internal: raises 22Y25 unless an idempotency key is 1 to 255 characters; the message never quotes the key.';
+
+-- The texts and the amount a request will carry, against the limits the
+-- request builder applies (src/anet/anet_fields.c): 22Y24 for a character
+-- the gateway's XML cannot carry, 22001 for a text too long, 22Y26 for an
+-- amount of more digits than the gateway takes, 22Y22 for a profile id
+-- that is not 1 to 20 digits.  NULL arguments are not checked.
+CREATE FUNCTION payments._check_gateway_input(amount payments.pay_amount, description text,
+	customer jsonb, correlation_id text, customer_profile_id text DEFAULT NULL,
+	payment_profile_id text DEFAULT NULL)
+	RETURNS void
+	LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'pay_check_gateway_input';
+COMMENT ON FUNCTION payments._check_gateway_input(payments.pay_amount, text, jsonb, text, text, text) IS
+	'Internal: raises 22Y24 (character the gateway cannot carry), 22001 (text longer than the gateway field), 22Y26 (amount of more digits than the gateway takes) or 22Y22 (profile id not 1 to 20 digits) for input a payment request would carry.';
+
+-- Accept.js opaque data: an object with non-empty string dataDescriptor
+-- and dataValue (the gateway requires both).
+CREATE FUNCTION payments._check_opaque_data(p_opaque_data jsonb) RETURNS void
+	LANGUAGE plpgsql IMMUTABLE
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	k text;
+BEGIN
+	IF jsonb_typeof(p_opaque_data) IS DISTINCT FROM 'object' THEN
+		RAISE EXCEPTION 'opaque_data must be a JSON object'
+			USING ERRCODE = '22Y22',
+				HINT = 'Pass the opaqueData object Accept.js returned, e.g. {"dataDescriptor": "COMMON.ACCEPT.INAPP.PAYMENT", "dataValue": "..."}.';
+	END IF;
+	FOREACH k IN ARRAY ARRAY['dataDescriptor', 'dataValue'] LOOP
+		IF jsonb_typeof(p_opaque_data -> k) IS DISTINCT FROM 'string' THEN
+			RAISE EXCEPTION 'opaque_data has no string %', k
+				USING ERRCODE = '22Y22',
+					DETAIL = format('opaque_data must have %s as a JSON string; it is %s.', k,
+						coalesce('a JSON ' || jsonb_typeof(p_opaque_data -> k), 'missing')),
+					HINT = 'Pass the opaqueData object Accept.js returned, e.g. {"dataDescriptor": "COMMON.ACCEPT.INAPP.PAYMENT", "dataValue": "..."}.';
+		END IF;
+		IF p_opaque_data ->> k = '' THEN
+			RAISE EXCEPTION 'opaque_data % is empty', k
+				USING ERRCODE = '22Y22',
+					DETAIL = format('The gateway requires a non-empty %s.', k),
+					HINT = 'Pass the opaqueData object Accept.js returned, unchanged.';
+		END IF;
+	END LOOP;
+END
+$$;
+COMMENT ON FUNCTION payments._check_opaque_data(jsonb) IS
+	'Internal: raises 22Y22 unless opaque data is an object with non-empty string dataDescriptor and dataValue.';
+
 -- Claim an idempotency key.  Returns NULL when the key is new (or absent),
 -- else the row of the original call; a different request under the same key
 -- is an error.  Concurrent callers with one key serialize on the key's
@@ -36,6 +105,7 @@ BEGIN
 	IF p_key IS NULL THEN
 		RETURN NULL;
 	END IF;
+	PERFORM payments._check_idempotency_key(p_key);
 	INSERT INTO payments.idempotency_keys (merchant_id, idempotency_key, request_kind, request_hash)
 	VALUES (p_merchant, p_key, p_kind, p_hash)
 	ON CONFLICT DO NOTHING;
@@ -45,7 +115,7 @@ BEGIN
 	SELECT * INTO existing FROM payments.idempotency_keys
 	WHERE merchant_id = p_merchant AND idempotency_key = p_key;
 	IF existing.request_kind <> p_kind OR existing.request_hash <> p_hash THEN
-		RAISE EXCEPTION 'idempotency key "%" was already used with different parameters', left(p_key, 64)
+		RAISE EXCEPTION 'idempotency key was already used with different parameters'
 			USING ERRCODE = 'PT409',
 				DETAIL = format('The key was first used for %s with other arguments.', existing.request_kind),
 				HINT = 'Use a new idempotency key for a new request, or repeat the original request exactly.';
@@ -105,13 +175,7 @@ BEGIN
 		method := 'card';
 	ELSIF p_opaque_data IS NOT NULL THEN
 		method := 'opaque_data';
-		IF jsonb_typeof(p_opaque_data) <> 'object'
-			OR jsonb_typeof(p_opaque_data -> 'dataDescriptor') <> 'string'
-			OR jsonb_typeof(p_opaque_data -> 'dataValue') <> 'string' THEN
-			RAISE EXCEPTION 'opaque_data must be an object with string dataDescriptor and dataValue'
-				USING ERRCODE = '22Y22',
-					HINT = 'Pass the opaqueData object Accept.js returned, e.g. {"dataDescriptor": "COMMON.ACCEPT.INAPP.PAYMENT", "dataValue": "..."}.';
-		END IF;
+		PERFORM payments._check_opaque_data(p_opaque_data);
 	ELSE
 		method := 'profile';
 		IF p_customer_profile_id IS NULL OR p_payment_profile_id IS NULL THEN
@@ -125,9 +189,8 @@ BEGIN
 	IF p_metadata IS NOT NULL AND jsonb_typeof(p_metadata) <> 'object' THEN
 		RAISE EXCEPTION 'metadata must be a JSON object' USING ERRCODE = '22023';
 	END IF;
-	IF length(p_description) > 255 THEN
-		RAISE EXCEPTION 'description is longer than 255 characters' USING ERRCODE = '22001';
-	END IF;
+	PERFORM payments._check_gateway_input(p_amount, p_description, p_customer, corr,
+		p_customer_profile_id, p_payment_profile_id);
 
 	idem := payments._idempotency_claim(m, p_idempotency_key, p_kind, md5(jsonb_build_array(
 		p_amount::text, payments.pay_card_fingerprint(p_card), payments.pay_card_exp_month(p_card),
@@ -288,11 +351,13 @@ CREATE FUNCTION payments._new_operation(p payments.payments, p_kind text, p_amou
 	LANGUAGE plpgsql AS $$
 DECLARE
 	o payments.operations;
+	corr text := payments._correlation_id(p_correlation_id);
 BEGIN
+	-- the correlation id is sent as refId
+	PERFORM payments._check_gateway_input(NULL, NULL, NULL, corr);
 	INSERT INTO payments.operations (merchant_id, payment_id, kind, status, amount, reason, via_void,
 		idempotency_key, correlation_id)
-	VALUES (p.merchant_id, p.payment_id, p_kind, p_status, p_amount, p_reason, p_via_void, p_key,
-		payments._correlation_id(p_correlation_id))
+	VALUES (p.merchant_id, p.payment_id, p_kind, p_status, p_amount, p_reason, p_via_void, p_key, corr)
 	RETURNING * INTO o;
 	IF p_key IS NOT NULL THEN
 		UPDATE payments.idempotency_keys SET payment_id = p.payment_id, operation_id = o.operation_id

@@ -27,6 +27,7 @@
 
 #include <json-c/json.h>
 
+#include "anet_fields.h"
 #include "anet_protocol.h"
 #include "json_scrub.h"
 
@@ -78,64 +79,6 @@ static const char *
 opt(const char *s)
 {
 	return (s != NULL && s[0] != '\0') ? s : NULL;
-}
-
-/*
- * Count the characters of a UTF-8 string, rejecting malformed input
- * (overlong forms, surrogates, beyond U+10FFFF): json-c copies bytes as
- * they are, so invalid UTF-8 would make the whole request invalid JSON.
- */
-static bool
-utf8_count(const char *s, size_t *nchars)
-{
-	const unsigned char *p = (const unsigned char *) s;
-	size_t		n = 0;
-
-	while (*p)
-	{
-		unsigned	c = *p;
-		int			extra;
-		uint32_t	cp;
-		int			i;
-
-		if (c < 0x80)
-		{
-			p++;
-			n++;
-			continue;
-		}
-		else if (c >= 0xC2 && c <= 0xDF)
-		{
-			extra = 1;
-			cp = c & 0x1F;
-		}
-		else if (c >= 0xE0 && c <= 0xEF)
-		{
-			extra = 2;
-			cp = c & 0x0F;
-		}
-		else if (c >= 0xF0 && c <= 0xF4)
-		{
-			extra = 3;
-			cp = c & 0x07;
-		}
-		else
-			return false;
-		for (i = 1; i <= extra; i++)
-		{
-			if ((p[i] & 0xC0) != 0x80)
-				return false;
-			cp = (cp << 6) | (p[i] & 0x3F);
-		}
-		if ((extra == 2 && cp < 0x800) ||
-			(extra == 3 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-			(cp >= 0xD800 && cp <= 0xDFFF))
-			return false;
-		p += extra + 1;
-		n++;
-	}
-	*nchars = n;
-	return true;
 }
 
 /* Is s all characters of [lo, hi] (ASCII) and non-empty? */
@@ -260,8 +203,16 @@ check_field(BuildCtx *ctx, const char *field, const char *value,
 
 	if (value == NULL)
 		return true;
-	if (!utf8_count(value, &n))
-		return fail(ctx, "%s is not valid UTF-8", field);
+	/* json-c copies bytes as they are: invalid UTF-8 would spoil the JSON */
+	switch (anet_text_check(value, strlen(value), &n, NULL))
+	{
+		case ANET_TEXT_OK:
+			break;
+		case ANET_TEXT_BAD_UTF8:
+			return fail(ctx, "%s is not valid UTF-8", field);
+		case ANET_TEXT_BAD_CHAR:
+			return fail(ctx, "%s contains a control character the gateway cannot carry", field);
+	}
 	if (n > maxc)
 		return fail(ctx, "%s is longer than %zu characters", field, maxc);
 	if (n < minc)
@@ -300,6 +251,14 @@ require_field(BuildCtx *ctx, const char *field, const char *value,
 	if (value == NULL)
 		return fail(ctx, "%s is required", field);
 	return check_field(ctx, field, value, minc, maxc, cs);
+}
+
+/* A free-text field of the shared table (anet_fields.c): its path and limit. */
+static bool
+check_text(BuildCtx *ctx, AnetTextFieldId field, const char *value)
+{
+	return check_field(ctx, anet_text_fields[field].path, value, 0,
+					   anet_text_fields[field].max_chars, CS_ANY);
 }
 
 /* ----------------------------------------------------------------
@@ -385,7 +344,7 @@ check_common(BuildCtx *ctx, const AnetCredentials *creds, const char *ref_id)
 		return fail(ctx, "credentials are required");
 	return require_field(ctx, "merchantAuthentication.name", opt(creds->login_id), 1, 25, CS_ANY) &&
 		require_field(ctx, "merchantAuthentication.transactionKey", opt(creds->transaction_key), 1, 16, CS_ANY) &&
-		check_field(ctx, "refId", opt(ref_id), 0, 20, CS_ANY);
+		check_text(ctx, ANET_FIELD_REF_ID, opt(ref_id));
 }
 
 /*
@@ -548,23 +507,25 @@ check_transaction(BuildCtx *ctx, const AnetTxnRequest *r)
 		return fail(ctx, "unknown transaction type");
 
 	/* the form of each field */
+	if (r->amount != NULL && anet_decimal_digits(r->amount) > ANET_AMOUNT_MAX_DIGITS)
+		return fail(ctx, "transactionRequest.amount has more than %d digits", ANET_AMOUNT_MAX_DIGITS);
 	if (!check_field(ctx, "transactionRequest.amount", r->amount, 1, 40, CS_DECIMAL) ||
 		!check_field(ctx, "transactionRequest.currencyCode", r->currency_code, 3, 3, CS_ALPHA) ||
 		!check_field(ctx, "transactionRequest.authCode", r->auth_code, 1, 6, CS_ANY) ||
 		!check_field(ctx, "transactionRequest.refTransId", r->ref_trans_id, 1, 20, CS_DIGITS) ||
-		!check_field(ctx, "order.invoiceNumber", r->invoice_number, 0, 20, CS_ANY) ||
-		!check_field(ctx, "order.description", r->description, 0, 255, CS_ANY) ||
-		!check_field(ctx, "customer.id", r->customer_id, 0, 20, CS_ANY) ||
-		!check_field(ctx, "customer.email", r->customer_email, 0, 255, CS_ANY) ||
-		!check_field(ctx, "billTo.firstName", r->bill_first_name, 0, 50, CS_ANY) ||
-		!check_field(ctx, "billTo.lastName", r->bill_last_name, 0, 50, CS_ANY) ||
-		!check_field(ctx, "billTo.company", r->bill_company, 0, 50, CS_ANY) ||
-		!check_field(ctx, "billTo.address", r->bill_address, 0, 60, CS_ANY) ||
-		!check_field(ctx, "billTo.city", r->bill_city, 0, 40, CS_ANY) ||
-		!check_field(ctx, "billTo.state", r->bill_state, 0, 40, CS_ANY) ||
-		!check_field(ctx, "billTo.zip", r->bill_zip, 0, 20, CS_ANY) ||
-		!check_field(ctx, "billTo.country", r->bill_country, 0, 60, CS_ANY) ||
-		!check_field(ctx, "transactionRequest.customerIP", r->customer_ip, 0, 45, CS_ANY))
+		!check_text(ctx, ANET_FIELD_INVOICE_NUMBER, r->invoice_number) ||
+		!check_text(ctx, ANET_FIELD_DESCRIPTION, r->description) ||
+		!check_text(ctx, ANET_FIELD_CUSTOMER_ID, r->customer_id) ||
+		!check_text(ctx, ANET_FIELD_CUSTOMER_EMAIL, r->customer_email) ||
+		!check_text(ctx, ANET_FIELD_BILL_FIRST_NAME, r->bill_first_name) ||
+		!check_text(ctx, ANET_FIELD_BILL_LAST_NAME, r->bill_last_name) ||
+		!check_text(ctx, ANET_FIELD_BILL_COMPANY, r->bill_company) ||
+		!check_text(ctx, ANET_FIELD_BILL_ADDRESS, r->bill_address) ||
+		!check_text(ctx, ANET_FIELD_BILL_CITY, r->bill_city) ||
+		!check_text(ctx, ANET_FIELD_BILL_STATE, r->bill_state) ||
+		!check_text(ctx, ANET_FIELD_BILL_ZIP, r->bill_zip) ||
+		!check_text(ctx, ANET_FIELD_BILL_COUNTRY, r->bill_country) ||
+		!check_text(ctx, ANET_FIELD_CUSTOMER_IP, r->customer_ip))
 		return false;
 	if (r->duplicate_window > 28800)
 		return fail(ctx, "duplicateWindow must be at most 28800 seconds");
@@ -574,7 +535,7 @@ check_transaction(BuildCtx *ctx, const AnetTxnRequest *r)
 		return fail(ctx, "at most one of card, opaque data and customer profile may be given");
 	if (has_card)
 	{
-		if (!require_field(ctx, "creditCard.cardNumber", r->card_number, 4, 16,
+		if (!require_field(ctx, "creditCard.cardNumber", r->card_number, 4, ANET_CARD_NUMBER_MAX,
 						   r->type == ANET_REFUND ? CS_CARD_REFUND : CS_CARD) ||
 			!require_field(ctx, "creditCard.expirationDate", r->card_expiration, 4, 7, CS_EXPIRY) ||
 			!check_field(ctx, "creditCard.cardCode", r->card_code, 3, 4, CS_CVV))
@@ -588,8 +549,8 @@ check_transaction(BuildCtx *ctx, const AnetTxnRequest *r)
 	}
 	if (has_profile)
 	{
-		if (!require_field(ctx, "profile.customerProfileId", r->profile_customer_id, 1, 20, CS_DIGITS) ||
-			!require_field(ctx, "profile.paymentProfile.paymentProfileId", r->profile_payment_id, 1, 20, CS_DIGITS))
+		if (!require_field(ctx, "profile.customerProfileId", r->profile_customer_id, 1, ANET_PROFILE_ID_MAX, CS_DIGITS) ||
+			!require_field(ctx, "profile.paymentProfile.paymentProfileId", r->profile_payment_id, 1, ANET_PROFILE_ID_MAX, CS_DIGITS))
 			return false;
 	}
 

@@ -60,7 +60,7 @@ card_brand(const char *n)
 		return "AmericanExpress";
 	if (p4 == 6011 || p2 == 65 || (p4 >= 6440 && p4 <= 6499) || p2 == 62)
 		return "Discover";
-	if (p4 >= 3528 && p4 <= 3589)
+	if ((p4 >= 3528 && p4 <= 3589) || (p4 >= 3088 && p4 <= 3094))
 		return "JCB";
 	if (p2 == 36 || p2 == 38 || (p4 >= 3000 && p4 <= 3059))
 		return "DinersClub";

@@ -55,13 +55,18 @@ format_time_local(long long ms, char *buf, size_t len, bool frac)
 	snprintf(buf, len, "%s", tmp);
 }
 
-/* Parse a decimal amount into cents; more than 2 decimals is invalid */
+/*
+ * Parse a decimal amount into cents; more than 2 decimals is invalid, and
+ * so is an amount of more than 15 digits (the API reference: "up to 15
+ * digits with a decimal point").
+ */
 bool
 parse_amount(const char *s, long long *cents)
 {
 	long long	whole = 0;
 	int			frac = 0,
-				nfrac = 0;
+				nfrac = 0,
+				ndigits = 0;
 	bool		neg = false,
 				digits = false;
 
@@ -75,7 +80,7 @@ parse_amount(const char *s, long long *cents)
 	{
 		whole = whole * 10 + (*s++ - '0');
 		digits = true;
-		if (whole > 100000000000LL)
+		if (whole > 0 && ++ndigits > 15)
 			return false;
 	}
 	if (*s == '.')
@@ -89,6 +94,8 @@ parse_amount(const char *s, long long *cents)
 				return false;
 			nfrac++;
 			digits = true;
+			if (++ndigits > 15)
+				return false;
 			s++;
 		}
 	}

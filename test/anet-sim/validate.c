@@ -203,6 +203,44 @@ check_builtin(XsBase base, const char *v)
 	return ok ? NULL : msgs[base];
 }
 
+/*
+ * Characters of a UTF-8 string as XML counts them (xs:minLength and
+ * xs:maxLength count characters, not bytes).  The text reached us as JSON,
+ * which json-c decoded, so it is well-formed; stray bytes count as one.
+ */
+static size_t
+xml_length(const char *v)
+{
+	size_t		n = 0;
+
+	for (const unsigned char *p = (const unsigned char *) v; *p; p++)
+		if ((*p & 0xC0) != 0x80)
+			n++;
+	return n;
+}
+
+/*
+ * The first character of v (len bytes) that XML 1.0 cannot carry: the
+ * C0 controls but tab, line feed and carriage return (U+0000 included, as
+ * JSON "\u0000"), and U+FFFE, U+FFFF.  The gateway turns the JSON into
+ * XML, so such a request fails to parse.  Returns -1 when there is none.
+ */
+static long
+xml_bad_char(const char *v, size_t len)
+{
+	const unsigned char *p = (const unsigned char *) v;
+
+	for (size_t i = 0; i < len; i++)
+	{
+		if (p[i] < 0x20 && p[i] != 0x09 && p[i] != 0x0A && p[i] != 0x0D)
+			return p[i];
+		if (i + 2 < len && p[i] == 0xEF && p[i + 1] == 0xBF &&
+			(p[i + 2] == 0xBE || p[i + 2] == 0xBF))
+			return p[i + 2] == 0xBE ? 0xFFFE : 0xFFFF;
+	}
+	return -1;
+}
+
 /* Validate one scalar against its simple type; fills msg on failure */
 static int
 check_simple(const char *elem, int st, const char *v, char *msg, size_t msglen)
@@ -211,7 +249,7 @@ check_simple(const char *elem, int st, const char *v, char *msg, size_t msglen)
 	const char *bad;
 	const char *why = NULL;
 	char		whybuf[256];
-	size_t		len = strlen(v);
+	size_t		len = xml_length(v);
 
 	bad = check_builtin(t->base, v);
 	if (bad != NULL)
@@ -314,6 +352,20 @@ check_value(const char *parent, const ComplexType *pct, int pos, int count,
 				 "The element '%s' in namespace '%s' cannot contain child element '%s' in namespace '%s' because the parent element's content model is text only.",
 				 ep->name, NS, child, NS);
 		return 0;
+	}
+	if (v != NULL && json_object_is_type(v, json_type_string))
+	{
+		long		c = xml_bad_char(json_object_get_string(v),
+									 (size_t) json_object_get_string_len(v));
+
+		/* the .NET XmlReader's wording (simulator approximation) */
+		if (c >= 0)
+		{
+			snprintf(msg, msglen,
+					 "'\\u%04lX', hexadecimal value 0x%02lX, is an invalid character.",
+					 c, c);
+			return 0;
+		}
 	}
 	return check_simple(ep->name, ep->simple_type,
 						v == NULL ? "" : json_object_get_string(v), msg, msglen);
