@@ -230,3 +230,26 @@ CREATE OR REPLACE FUNCTION payments._duplicate_window() RETURNS integer
 	LANGUAGE c IMMUTABLE AS 'MODULE_PATHNAME', 'pay_duplicate_window';
 CREATE OR REPLACE FUNCTION payments._max_attempts() RETURNS integer
 	LANGUAGE sql STABLE AS $$ SELECT current_setting('payments.max_attempts')::integer $$;
+
+-- ===========================================================================
+-- Card data at rest (h-vault): the vault is unlogged and its sealing keys
+-- live in shared memory only; the fingerprint key leaves the tables.
+-- ===========================================================================
+
+-- Cards that wait in the vault at this point were sealed under 0.1.0's key
+-- file, which the 0.2.0 library deleted at start: they can no longer be
+-- opened, and their payments fail with the reason that the card data was
+-- lost (the worker records it).  The rows stay until then.
+ALTER TABLE payments.card_vault SET UNLOGGED;
+COMMENT ON TABLE payments.card_vault IS
+	'Sealed card data (number, CVV) or Accept.js opaque data of operations not yet answered by the gateway (AES-256-GCM under a key that exists in shared memory only); erased as soon as the gateway answered. Unlogged: never in the WAL or a backup, emptied by crash recovery. Owner only.';
+
+-- No test card number or security code in a comment (scanners flag them).
+COMMENT ON FUNCTION payments.pay_card_in(cstring) IS
+	'Text input of pay_card: a JSON object with "number" (the card number as a string of digits), "exp_month" and "exp_year" (integers), and optionally "cvv" (a string of digits) and "holder_name" (a string). Same rules as pay_card(...).';
+
+CREATE FUNCTION payments._vault_rotate_key(force boolean DEFAULT false) RETURNS boolean
+	LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'pay_vault_rotate_key';
+REVOKE ALL ON FUNCTION payments._vault_rotate_key(boolean) FROM PUBLIC;
+COMMENT ON FUNCTION payments._vault_rotate_key(boolean) IS
+	'Internal: replaces the card vault sealing key (shared memory only) when it has sealed for payments.vault_key_rotation and no card sealed under the previous key still waits; the worker calls it. force: rotate now, losing the cards sealed under the previous key. Owner only.';

@@ -141,6 +141,15 @@ _PG_init(void)
 							0,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("payments.vault_key_rotation",
+							"Seconds a card vault sealing key seals before the worker replaces it.",
+							"The previous key is kept while cards sealed under it still wait; 0 rotates only at server start.",
+							&payments_vault_key_rotation_s,
+							3600, 0, 7 * 86400,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("payments");
 
 	/*
@@ -152,7 +161,7 @@ _PG_init(void)
 				(errcode(ERRCODE_SYSTEM_ERROR),
 				 errmsg("payments could not initialize libcurl")));
 
-	/* the card vault key: created or loaded here, inherited by backends */
+	/* 0.1.0's vault key file goes; the log hook comes (card.c) */
 	payments_card_init();
 
 	payments_shmem_register();

@@ -77,6 +77,7 @@ payments_shmem_startup(void)
 		init_histogram(&payments_shared->result_latency);
 		pg_atomic_init_u64(&payments_shared->results_generation, 0);
 		ConditionVariableInit(&payments_shared->results_cv);
+		card_vault_keys_init(&payments_shared->vault_keys);
 	}
 	LWLockRelease(AddinShmemInitLock);
 }

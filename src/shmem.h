@@ -14,6 +14,9 @@
 
 #include "port/atomics.h"
 #include "storage/condition_variable.h"
+#include "storage/s_lock.h"
+
+#include "card_vault.h"
 
 /* circuit breaker states */
 #define CIRCUIT_CLOSED		0
@@ -64,6 +67,9 @@ typedef struct PaymentsShared
 	/* bumped and broadcast each time the worker commits results */
 	pg_atomic_uint64 results_generation;
 	ConditionVariable results_cv;
+
+	/* the card vault's sealing keys: made here, never written anywhere */
+	CardVaultKeys vault_keys;
 } PaymentsShared;
 
 extern PaymentsShared *payments_shared;
