@@ -253,3 +253,27 @@ CREATE FUNCTION payments._vault_rotate_key(force boolean DEFAULT false) RETURNS 
 REVOKE ALL ON FUNCTION payments._vault_rotate_key(boolean) FROM PUBLIC;
 COMMENT ON FUNCTION payments._vault_rotate_key(boolean) IS
 	'Internal: replaces the card vault sealing key (shared memory only) when it has sealed for payments.vault_key_rotation and no card sealed under the previous key still waits; the worker calls it. force: rotate now, losing the cards sealed under the previous key. Owner only.';
+
+-- The card fingerprint key leaves the table: it moves to a key file in
+-- payments.fingerprint_key_directory, named by a new fingerprint_key_id,
+-- so that existing fingerprints stay valid and no dump carries the key.
+CREATE FUNCTION payments._fingerprint_key_create(key_id bytea, key bytea) RETURNS void
+	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pay_fingerprint_key_create';
+REVOKE ALL ON FUNCTION payments._fingerprint_key_create(bytea, bytea) FROM PUBLIC;
+COMMENT ON FUNCTION payments._fingerprint_key_create(bytea, bytea) IS
+	'Internal: writes the card fingerprint key file of a key id in payments.fingerprint_key_directory, holding key (NULL: 32 fresh random bytes); keeps an existing file that holds the same key.';
+
+INSERT INTO payments.installation_secrets (purpose, secret)
+	VALUES ('fingerprint_key_id', payments._random_bytes(16));
+SELECT payments._fingerprint_key_create(i.secret,
+		(SELECT s.secret FROM payments.installation_secrets s WHERE s.purpose = 'card_fingerprint'
+		 ORDER BY s.created_at, s.secret_id LIMIT 1))
+	FROM payments.installation_secrets i WHERE i.purpose = 'fingerprint_key_id';
+DELETE FROM payments.installation_secrets WHERE purpose = 'card_fingerprint';
+
+COMMENT ON TABLE payments.installation_secrets IS
+	'Per-installation values, readable by the owner only. The active value of a purpose is the earliest created one. fingerprint_key_id names the key file of pay_card_fingerprint() in payments.fingerprint_key_directory (the key itself is never in a table); invoice_tag is this installation''s tag in invoice numbers.';
+COMMENT ON COLUMN payments.installation_secrets.purpose IS 'What the value is for: fingerprint_key_id (names the key file of pay_card_fingerprint) or invoice_tag (the installation''s tag in invoice numbers).';
+COMMENT ON COLUMN payments.installation_secrets.secret IS 'The bytes (16 for fingerprint_key_id, 3 for invoice_tag).';
+COMMENT ON FUNCTION payments.pay_card_fingerprint(payments.pay_card) IS
+	'Keyed fingerprint of the card number: HMAC-SHA256 under the installation''s fingerprint key (a file outside the database, in payments.fingerprint_key_directory), 64 hex digits. The same number gives the same fingerprint however it was typed; safe to store for recognising a returning card.';

@@ -141,6 +141,15 @@ _PG_init(void)
 							0,
 							NULL, NULL, NULL);
 
+	DefineCustomStringVariable("payments.fingerprint_key_directory",
+							   "Directory of the card fingerprint key files, outside the data directory.",
+							   "Empty means \"<data directory>.payments_keys\". Back it up apart from the database: dumps and base backups do not carry it.",
+							   &payments_fingerprint_key_directory,
+							   "",
+							   PGC_POSTMASTER,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
 	DefineCustomIntVariable("payments.vault_key_rotation",
 							"Seconds a card vault sealing key seals before the worker replaces it.",
 							"The previous key is kept while cards sealed under it still wait; 0 rotates only at server start.",
@@ -163,6 +172,7 @@ _PG_init(void)
 
 	/* 0.1.0's vault key file goes; the log hook comes (card.c) */
 	payments_card_init();
+	card_fingerprint_init();
 
 	payments_shmem_register();
 	payments_worker_register();

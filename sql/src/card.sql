@@ -77,7 +77,7 @@ COMMENT ON FUNCTION payments.pay_card_has_cvv(payments.pay_card) IS
 CREATE FUNCTION payments.pay_card_fingerprint(card payments.pay_card) RETURNS text
 	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME';
 COMMENT ON FUNCTION payments.pay_card_fingerprint(payments.pay_card) IS
-	'Keyed fingerprint of the card number: HMAC-SHA256 under the installation''s secret, 64 hex digits. The same number gives the same fingerprint however it was typed; safe to store for recognising a returning card.';
+	'Keyed fingerprint of the card number: HMAC-SHA256 under the installation''s fingerprint key (a file outside the database, in payments.fingerprint_key_directory), 64 hex digits. The same number gives the same fingerprint however it was typed; safe to store for recognising a returning card.';
 
 CREATE FUNCTION payments.pay_card_info(card payments.pay_card) RETURNS jsonb
 	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME';
