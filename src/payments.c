@@ -20,6 +20,7 @@
 #include "utils/guc.h"
 
 #include "card.h"
+#include "card_query_text.h"
 #include "payments.h"
 #include "shmem.h"
 #include "worker.h"
@@ -173,6 +174,8 @@ _PG_init(void)
 	/* 0.1.0's vault key file goes; the log hook comes (card.c) */
 	payments_card_init();
 	card_fingerprint_init();
+	card_query_text_init();
+	card_query_text_check_order();
 
 	payments_shmem_register();
 	payments_worker_register();
