@@ -135,6 +135,7 @@ ok $? "pg_dump"
 vault_file=$(sq -c "SELECT pg_relation_filepath('payments.card_vault')")
 db_oid=$(sq -c "SELECT oid FROM pg_database WHERE datname = 'payments'")
 vault_node=$(sq -c "SELECT pg_relation_filenode('payments.card_vault')")
+payments_node=$(sq -c "SELECT pg_relation_filenode('payments.payments')")
 
 # crash, restart: the unlogged vault is emptied
 as_pg "$PG_BINDIR/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
@@ -186,6 +187,10 @@ done
 ok $([ -s "$dir/waldump.txt" ] && echo 0 || echo 1) "pg_waldump read the WAL ($(wc -l < "$dir/waldump.txt") records)"
 is "$(grep -c "rel [0-9]*/$db_oid/$vault_node\b" "$dir/waldump.txt" || true)" 0 \
 	"no WAL record touches the vault's main fork (relfilenode $vault_node)"
+ok $([ "$(grep -c "rel [0-9]*/$db_oid/$payments_node\b" "$dir/waldump.txt" || true)" -gt 0 ] && echo 0 || echo 1) \
+	"the same search finds the WAL records of payments.payments (relfilenode $payments_node)"
+ok $(grep -q "parameters: \$1 = 'XXXX" "$dir/server.log.copy" && echo 0 || echo 1) \
+	"the log has the bind parameters of card statements, masked"
 ok $([ ! -e "$dir/base/$vault_file" ] && echo 0 || echo 1) "the base backup holds no data of the vault (only its init fork)"
 is "$(find "$dir/data" "$dir/base" -name 'payments_vault.key' | wc -l)" 0 "no vault key file in the data directory or the base backup"
 is "$(find "$dir/data" "$dir/base" -name '*.key' | wc -l)" 0 "no key file at all in the data directory or the base backup"
