@@ -303,8 +303,9 @@ SELECT proname, has_function_privilege('public', p.oid, 'EXECUTE') AS public_can
    AND proname IN ('_random_bytes', '_pay_card_unseal_check', '_installation_secrets_changed')
  ORDER BY proname;
 SELECT has_table_privilege('public', 'payments.installation_secrets', 'SELECT') AS public_can_read_secrets;
-SELECT count(*) AS fingerprint_secrets, min(length(secret)) AS secret_bytes
-  FROM payments.installation_secrets WHERE purpose = 'card_fingerprint';
+SELECT count(*) AS fingerprint_key_ids, min(length(secret)) AS id_bytes,
+       count(*) FILTER (WHERE purpose = 'card_fingerprint') AS keys_in_table
+  FROM payments.installation_secrets WHERE purpose IN ('fingerprint_key_id', 'card_fingerprint');
 
 -- Every card object carries a comment.
 SELECT p.oid::regprocedure AS undocumented_function

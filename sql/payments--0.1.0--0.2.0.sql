@@ -1136,3 +1136,50 @@ REVOKE ALL ON FUNCTION payments._check_idempotency_key(text),
 
 COMMENT ON FUNCTION payments.pay_card(text, integer, integer, text, text) IS
 	'Validate a card and return it as pay_card. number: 12 to 16 digits (the gateway takes at most 16), optionally grouped by single spaces or dashes, Luhn-valid, of a supported brand (Visa, Mastercard, American Express, Discover, JCB, Diners Club, UnionPay) and a length that brand issues. exp_month 1-12; exp_year two (20YY) or four digits; valid through the end of the month (UTC), at most 20 years ahead. cvv: 3 digits, 4 for American Express. holder_name: up to 100 characters. A NULL number, month or year is an error (22004); NULL cvv or holder_name means absent. Errors never quote the input.';
+
+-- ===========================================================================
+-- Card data at rest (h-vault): the vault is unlogged and its sealing keys
+-- live in shared memory only; the fingerprint key leaves the tables.
+-- ===========================================================================
+
+-- Cards that wait in the vault at this point were sealed under 0.1.0's key
+-- file, which the 0.2.0 library deleted at start: they can no longer be
+-- opened, and their payments fail with the reason that the card data was
+-- lost (the worker records it).  The rows stay until then.
+ALTER TABLE payments.card_vault SET UNLOGGED;
+COMMENT ON TABLE payments.card_vault IS
+	'Sealed card data (number, CVV) or Accept.js opaque data of operations not yet answered by the gateway (AES-256-GCM under a key that exists in shared memory only); erased as soon as the gateway answered. Unlogged: never in the WAL or a backup, emptied by crash recovery. Owner only.';
+
+-- No test card number or security code in a comment (scanners flag them).
+COMMENT ON FUNCTION payments.pay_card_in(cstring) IS
+	'Text input of pay_card: a JSON object with "number" (the card number as a string of digits), "exp_month" and "exp_year" (integers), and optionally "cvv" (a string of digits) and "holder_name" (a string). Same rules as pay_card(...).';
+
+CREATE FUNCTION payments._vault_rotate_key(force boolean DEFAULT false) RETURNS boolean
+	LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'pay_vault_rotate_key';
+REVOKE ALL ON FUNCTION payments._vault_rotate_key(boolean) FROM PUBLIC;
+COMMENT ON FUNCTION payments._vault_rotate_key(boolean) IS
+	'Internal: replaces the card vault sealing key (shared memory only) when it has sealed for payments.vault_key_rotation and no card sealed under the previous key still waits; the worker calls it. force: rotate now, losing the cards sealed under the previous key. Owner only.';
+
+-- The card fingerprint key leaves the table: it moves to a key file in
+-- payments.fingerprint_key_directory, named by a new fingerprint_key_id,
+-- so that existing fingerprints stay valid and no dump carries the key.
+CREATE FUNCTION payments._fingerprint_key_create(key_id bytea, key bytea) RETURNS void
+	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pay_fingerprint_key_create';
+REVOKE ALL ON FUNCTION payments._fingerprint_key_create(bytea, bytea) FROM PUBLIC;
+COMMENT ON FUNCTION payments._fingerprint_key_create(bytea, bytea) IS
+	'Internal: writes the card fingerprint key file of a key id in payments.fingerprint_key_directory, holding key (NULL: 32 fresh random bytes); keeps an existing file that holds the same key.';
+
+INSERT INTO payments.installation_secrets (purpose, secret)
+	VALUES ('fingerprint_key_id', payments._random_bytes(16));
+SELECT payments._fingerprint_key_create(i.secret,
+		(SELECT s.secret FROM payments.installation_secrets s WHERE s.purpose = 'card_fingerprint'
+		 ORDER BY s.created_at, s.secret_id LIMIT 1))
+	FROM payments.installation_secrets i WHERE i.purpose = 'fingerprint_key_id';
+DELETE FROM payments.installation_secrets WHERE purpose = 'card_fingerprint';
+
+COMMENT ON TABLE payments.installation_secrets IS
+	'Per-installation values, readable by the owner only. The active value of a purpose is the earliest created one. fingerprint_key_id names the key file of pay_card_fingerprint() in payments.fingerprint_key_directory (the key itself is never in a table); invoice_tag is this installation''s tag in invoice numbers.';
+COMMENT ON COLUMN payments.installation_secrets.purpose IS 'What the value is for: fingerprint_key_id (names the key file of pay_card_fingerprint) or invoice_tag (the installation''s tag in invoice numbers).';
+COMMENT ON COLUMN payments.installation_secrets.secret IS 'The bytes (16 for fingerprint_key_id, 3 for invoice_tag).';
+COMMENT ON FUNCTION payments.pay_card_fingerprint(payments.pay_card) IS
+	'Keyed fingerprint of the card number: HMAC-SHA256 under the installation''s fingerprint key (a file outside the database, in payments.fingerprint_key_directory), 64 hex digits. The same number gives the same fingerprint however it was typed; safe to store for recognising a returning card.';

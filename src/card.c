@@ -71,13 +71,14 @@ typedef struct CardInput
 } CardInput;
 
 /*
- * Called once from _PG_init in the postmaster (preloaded case only):
- * create or load the vault key.
+ * Called once from _PG_init in the postmaster (preloaded case only): the
+ * key file of 0.1.0 goes, the log hook comes.  The sealing keys are made
+ * with shared memory (card_vault.c).
  */
 void
 payments_card_init(void)
 {
-	card_vault_init();
+	card_vault_forget_legacy_key();
 	card_log_init();
 }
 
@@ -213,6 +214,7 @@ build_card(const CardInput *in, CardSecret *secret, uint8 *plain)
 
 	memset(&hdr, 0, sizeof(hdr));
 	hdr.version = PAY_CARD_FORMAT_VERSION;
+	hdr.key_id = card_vault_current_key_id();
 	hdr.brand = (uint8) brand;
 	hdr.exp_month = (uint8) in->exp_month;
 	hdr.exp_year = (uint16) year;
@@ -237,7 +239,7 @@ build_card(const CardInput *in, CardSecret *secret, uint8 *plain)
 	card = palloc0(PAY_CARD_SEALED_OFFSET + plainlen);
 	SET_VARSIZE(card, PAY_CARD_SEALED_OFFSET + plainlen);
 	card->hdr = hdr;
-	card_vault_seal((const uint8 *) &card->hdr, sizeof(PayCardHeader),
+	card_vault_seal(hdr.key_id, (const uint8 *) &card->hdr, sizeof(PayCardHeader),
 					plain, plainlen, card->nonce, card->tag, card->sealed);
 	return card;
 }
@@ -371,13 +373,19 @@ pay_card_in(PG_FUNCTION_ARGS)
  * functions make them, but a bad cast or a corrupt page must not make us
  * read past the end.
  */
+static bool
+card_datum_valid(const PayCard *card)
+{
+	return VARSIZE(card) >= PAY_CARD_SEALED_OFFSET + 4 &&
+		card->hdr.version == PAY_CARD_FORMAT_VERSION &&
+		card->hdr.brand != CARD_BRAND_UNKNOWN && card->hdr.brand <= CARD_BRAND_MAX &&
+		card->hdr.exp_month >= 1 && card->hdr.exp_month <= 12;
+}
+
 void
 card_check_datum(const PayCard *card)
 {
-	if (VARSIZE(card) < PAY_CARD_SEALED_OFFSET + 4 ||
-		card->hdr.version != PAY_CARD_FORMAT_VERSION ||
-		card->hdr.brand == CARD_BRAND_UNKNOWN || card->hdr.brand > CARD_BRAND_MAX ||
-		card->hdr.exp_month < 1 || card->hdr.exp_month > 12)
+	if (!card_datum_valid(card))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("invalid pay_card value"),
@@ -593,27 +601,29 @@ pay_card_info(PG_FUNCTION_ARGS)
 }
 
 /*
- * Unseal a card into *out (which the caller must explicit_bzero after
- * use).  For C code only, e.g. the worker building a gateway request:
- * there is deliberately no SQL function that returns card secrets.
- * Fails with ERRCODE_DATA_CORRUPTED when the payload does not
- * authenticate (another vault key, or tampering).
+ * Open a card's sealed part into *out and check it against the clear
+ * header.  Never throws for bad bytes: returns CARD_OPEN_LOST when the
+ * key it was sealed under no longer exists, CARD_OPEN_CORRUPT when it
+ * does not authenticate or parse; *out is wiped then.
  */
-void
-card_decrypt(const PayCard *card, CardSecret *out)
+static CardOpenStatus
+card_unseal(const PayCard *card, CardSecret *out)
 {
 	uint8		plain[CARD_PLAIN_MAX];
 	int			plainlen;
 	int			pos = 0;
 	int			n;
 	bool		ok;
+	CardVaultStatus vs = CARD_VAULT_CORRUPT;
 
-	card_check_datum(card);
 	memset(out, 0, sizeof(CardSecret));
 	plainlen = VARSIZE(card) - PAY_CARD_SEALED_OFFSET;
-	ok = plainlen <= CARD_PLAIN_MAX &&
-		card_vault_open((const uint8 *) &card->hdr, sizeof(PayCardHeader),
-						card->nonce, card->tag, card->sealed, plainlen, plain);
+	if (plainlen <= CARD_PLAIN_MAX)
+		vs = card_vault_open(card->hdr.key_id, (const uint8 *) &card->hdr, sizeof(PayCardHeader),
+							 card->nonce, card->tag, card->sealed, plainlen, plain);
+	if (vs == CARD_VAULT_KEY_GONE)
+		return CARD_OPEN_LOST;
+	ok = vs == CARD_VAULT_OPENED;
 
 	/* parse: every length is checked against what is left */
 	if (ok && pos < plainlen)
@@ -660,11 +670,46 @@ card_decrypt(const PayCard *card, CardSecret *out)
 	if (!ok)
 	{
 		explicit_bzero(out, sizeof(CardSecret));
+		return CARD_OPEN_CORRUPT;
+	}
+	return CARD_OPEN_OK;
+}
+
+/* Why a card could not be opened, as recorded on the failed payment. */
+const char *
+card_open_failure(CardOpenStatus status)
+{
+	switch (status)
+	{
+		case CARD_OPEN_LOST:
+			return "card data was lost (a server restart or a vault key rotation) before it was sent; ask for the card again";
+		case CARD_OPEN_CORRUPT:
+			return "the sealed card data is corrupt and could not be opened; ask for the card again";
+		case CARD_OPEN_NOT_A_CARD:
+			return "the vault entry is not a card";
+		case CARD_OPEN_OK:
+			break;
+	}
+	return "card data could not be opened";
+}
+
+/*
+ * Unseal a card into *out (which the caller must explicit_bzero after
+ * use).  For C code only: there is deliberately no SQL function that
+ * returns card secrets.  Errors when the card cannot be opened.
+ */
+void
+card_decrypt(const PayCard *card, CardSecret *out)
+{
+	CardOpenStatus status;
+
+	card_check_datum(card);
+	status = card_unseal(card, out);
+	if (status != CARD_OPEN_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("card data could not be decrypted"),
-				 errdetail("The card was sealed under another vault key, or its bytes were altered.")));
-	}
+				 errdetail("%s.", card_open_failure(status))));
 }
 
 /*
@@ -708,19 +753,36 @@ pay_card_sealed(PG_FUNCTION_ARGS)
 }
 
 /*
- * The inverse, for the worker: a card from vault bytes, checked.  Returns
- * NULL when the bytes are not a card (opaque data shares the vault).
+ * The inverse, for the worker: open a card from vault bytes into *hdr and
+ * *out (wiped by the caller).  Never throws for bad bytes, so that one
+ * card that cannot be opened fails alone (see card_open_failure).
  */
-PayCard *
-card_from_sealed(const char *bytes, Size len)
+CardOpenStatus
+card_open_sealed(const char *bytes, Size len, PayCardHeader *hdr, CardSecret *out)
 {
 	PayCard    *card;
+	CardOpenStatus status;
 
-	if (len < PAY_CARD_SEALED_OFFSET + 4 - VARHDRSZ || (uint8) bytes[0] != PAY_CARD_FORMAT_VERSION)
-		return NULL;
+	memset(out, 0, sizeof(CardSecret));
+	if (len < 1)
+		return CARD_OPEN_CORRUPT;
+	/* 0.1.0's cards were sealed under a key file that is gone */
+	if ((uint8) bytes[0] == PAY_CARD_FORMAT_LEGACY)
+		return CARD_OPEN_LOST;
+	if ((uint8) bytes[0] != PAY_CARD_FORMAT_VERSION)
+		return CARD_OPEN_NOT_A_CARD;
+	if (len < PAY_CARD_SEALED_OFFSET + 4 - VARHDRSZ || len > PAY_CARD_SEALED_OFFSET + CARD_PLAIN_MAX)
+		return CARD_OPEN_CORRUPT;
 	card = palloc(VARHDRSZ + len);
 	SET_VARSIZE(card, VARHDRSZ + len);
 	memcpy(VARDATA(card), bytes, len);
-	card_check_datum(card);
-	return card;
+	if (!card_datum_valid(card))
+		status = CARD_OPEN_CORRUPT;
+	else
+	{
+		status = card_unseal(card, out);
+		*hdr = card->hdr;
+	}
+	pfree(card);
+	return status;
 }

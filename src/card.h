@@ -20,7 +20,12 @@
 #include "card_fingerprint.h"
 #include "card_vault.h"
 
-#define PAY_CARD_FORMAT_VERSION		1
+/*
+ * 2: the header names the vault key (shared memory only) that sealed it.
+ * Version 1 (0.1.0) was sealed under a key file that no longer exists.
+ */
+#define PAY_CARD_FORMAT_VERSION		2
+#define PAY_CARD_FORMAT_LEGACY		1
 
 #define PAY_CARD_HAS_CVV			0x01
 #define PAY_CARD_HAS_HOLDER_NAME	0x02
@@ -36,9 +41,11 @@ typedef struct PayCardHeader
 	uint8		brand;			/* CardBrand */
 	uint8		exp_month;		/* 1..12 */
 	uint8		flags;			/* PAY_CARD_HAS_* */
+	uint32		key_id;			/* the vault key that sealed it */
 	uint16		exp_year;		/* four digits */
 	char		last4[4];		/* ASCII digits, no NUL */
 	uint8		fingerprint[CARD_FINGERPRINT_LEN];
+	uint8		reserved[2];	/* zero: the header has no padding */
 } PayCardHeader;
 
 typedef struct PayCard
@@ -65,6 +72,15 @@ typedef struct CardSecret
 	bool		has_holder_name;
 } CardSecret;
 
+/* What opening a card from the vault gave (card_open_sealed). */
+typedef enum CardOpenStatus
+{
+	CARD_OPEN_OK,
+	CARD_OPEN_LOST,				/* its key is gone: a restart or a rotation */
+	CARD_OPEN_CORRUPT,			/* not a well-formed card, or altered bytes */
+	CARD_OPEN_NOT_A_CARD		/* other vault content (opaque data) */
+} CardOpenStatus;
+
 #define DatumGetPayCardP(X)		((PayCard *) PG_DETOAST_DATUM(X))
 #define PG_GETARG_PAYCARD_P(n)	DatumGetPayCardP(PG_GETARG_DATUM(n))
 
@@ -72,6 +88,8 @@ extern void payments_card_init(void);
 extern void card_log_init(void);
 extern void card_check_datum(const PayCard *card);
 extern void card_decrypt(const PayCard *card, CardSecret *out);
-extern PayCard *card_from_sealed(const char *bytes, Size len);
+extern CardOpenStatus card_open_sealed(const char *bytes, Size len,
+									   PayCardHeader *hdr, CardSecret *out);
+extern const char *card_open_failure(CardOpenStatus status);
 
 #endif

@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * card_fingerprint.h
- *	  Keyed card fingerprints: HMAC-SHA256 under the installation secret.
+ *	  Keyed card fingerprints: HMAC-SHA256 under a key kept outside the
+ *	  database.
  *
  *-------------------------------------------------------------------------
  */
@@ -10,6 +11,9 @@
 
 #define CARD_FINGERPRINT_LEN	32	/* SHA-256 */
 
+extern char *payments_fingerprint_key_directory;
+
+extern void card_fingerprint_init(void);
 extern void card_fingerprint_compute(const char *digits, int ndigits,
 									 uint8 *out);
 

@@ -1,21 +1,24 @@
 /*-------------------------------------------------------------------------
  *
  * card_log.c
- *	  Keep card numbers out of the server log, whatever logged them.
+ *	  Keep card numbers and security codes out of the server log, whatever
+ *	  logged them.
  *
  * Card errors already hide their statement and context.  But a statement
- * that holds a card number can be logged for other reasons: another error
- * in the same statement (a storage attempt rejected by the event trigger,
- * a syntax error next to a card literal), log_statement = 'all',
- * log_min_duration_statement, auto_explain.  This emit_log_hook looks at
- * every message about to be reported; when the statement, or any text of
- * the message, contains something that looks like a card number (12 to 19
- * digits, optionally grouped by single spaces or dashes, of a known brand
- * and with a valid Luhn check digit), the statement is hidden and the
- * offending texts are replaced by a note.  The card security code travels
- * in the same statement and is hidden with it.
- *
- * A false positive only costs a redacted log line.
+ * or a bind parameter that holds card data can be logged for other
+ * reasons: log_statement = 'all', log_min_duration_statement (with its
+ * "parameters: $1 = '...'" detail), auto_explain, another error in the
+ * same statement, a JSON input error that echoes the offending text.
+ * This emit_log_hook looks at every message about to be reported (to the
+ * log and to the client):
+ *	- every text of the message is masked in place (card_redact.c): digit
+ *	  runs of card length, values of card keys, literals of pay_card(...);
+ *	- the parameter list of a statement that holds card data, or of which a
+ *	  parameter does, is masked as a whole (a security code bound next to a
+ *	  card number is just a short number);
+ *	- the excerpt of a JSON input error loses its digits;
+ *	- the statement is hidden when it holds card data (it cannot be
+ *	  rewritten here: elog.c prints debug_query_string itself).
  *
  *-------------------------------------------------------------------------
  */
@@ -25,32 +28,111 @@
 #include "utils/elog.h"
 
 #include "card.h"
+#include "card_redact.h"
 
 static emit_log_hook_type prev_emit_log_hook = NULL;
 
-/* Replace one text of the message if it holds a card number. */
-static void
-redact(char **field, const char *note)
+/* Mask one text of the message (a copy: the original may be shared). */
+static bool
+redact(char **field)
 {
-	if (*field != NULL && card_text_contains_number(*field, strlen(*field)))
-		*field = pstrdup(note);
+	char	   *copy;
+
+	if (*field == NULL)
+		return false;
+	copy = card_redacted_copy(*field);
+	if (copy == NULL)
+		return false;
+	*field = copy;
+	return true;
+}
+
+/* Mask the parameter values in a text that lists them. */
+static void
+redact_params(char **field)
+{
+	char	   *p;
+	char	   *copy;
+
+	if (*field == NULL || (p = strstr(*field, "parameters: $")) == NULL)
+		return;
+	copy = pstrdup(*field);
+	(void) card_redact_params(copy + (p - *field), strlen(copy) - (p - *field));
+	*field = copy;
+}
+
+/* Digits out of a JSON input error's echo of its input. */
+static void
+redact_json_echo(ErrorData *edata)
+{
+	char	   *p;
+
+	if (edata->context != NULL && (p = strstr(edata->context, "JSON data, line ")) != NULL)
+	{
+		char	   *copy = pstrdup(edata->context);
+		char	   *colon = strchr(copy + (p - edata->context), ':');
+
+		if (colon != NULL)
+			(void) card_redact_json_excerpt(colon, strlen(colon));
+		edata->context = copy;
+	}
+	if (edata->detail != NULL && strncmp(edata->detail, "Token \"", 7) == 0)
+	{
+		char	   *copy = pstrdup(edata->detail);
+
+		(void) card_redact_json_excerpt(copy, strlen(copy));
+		edata->detail = copy;
+	}
+}
+
+/* Whether a statement calls pay_card (its parameters may be card data). */
+static bool
+mentions_pay_card(const char *s)
+{
+	for (; *s; s++)
+	{
+		if ((*s == 'p' || *s == 'P') && pg_strncasecmp(s, "pay_card", 8) == 0)
+			return true;
+	}
+	return false;
 }
 
 static void
 card_emit_log_hook(ErrorData *edata)
 {
-	if (!edata->hide_stmt && debug_query_string != NULL &&
-		card_text_contains_number(debug_query_string, strlen(debug_query_string)))
-		edata->hide_stmt = true;
-	redact(&edata->message, "(message redacted by payments: it contained a card number)");
-	redact(&edata->detail, "(detail redacted by payments: it contained a card number)");
-	redact(&edata->detail_log, "(detail redacted by payments: it contained a card number)");
-	redact(&edata->hint, "(hint redacted by payments: it contained a card number)");
-	redact(&edata->context, "(context redacted by payments: it contained a card number)");
-	if (edata->internalquery != NULL && card_text_contains_number(edata->internalquery, strlen(edata->internalquery)))
+	bool		card_data = false;
+
+	if (debug_query_string != NULL)
 	{
-		edata->internalquery = NULL;
-		edata->internalpos = 0;
+		char	   *stmt = card_redacted_copy(debug_query_string);
+
+		if (stmt != NULL)
+		{
+			card_data = true;
+			edata->hide_stmt = true;
+			pfree(stmt);
+		}
+		else
+			card_data = mentions_pay_card(debug_query_string);
+	}
+	card_data |= redact(&edata->message);
+	card_data |= redact(&edata->detail);
+	card_data |= redact(&edata->detail_log);
+	card_data |= redact(&edata->hint);
+	card_data |= redact(&edata->context);
+	if (card_data)
+	{
+		redact_params(&edata->detail);
+		redact_params(&edata->detail_log);
+		redact_params(&edata->context);
+	}
+	redact_json_echo(edata);
+	if (edata->internalquery != NULL)
+	{
+		char	   *copy = card_redacted_copy(edata->internalquery);
+
+		if (copy != NULL)
+			edata->internalquery = copy;
 	}
 
 	if (prev_emit_log_hook)

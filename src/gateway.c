@@ -241,6 +241,36 @@ needs_decision(const GatewayOp *op)
 		 (strcmp(op->kind, "refund") == 0 && !op->via_void));
 }
 
+/* Begin looking the operation up by its invoice (gateway_lookup.c). */
+static bool
+start_lookup(GatewayOp *op, char **error)
+{
+	gateway_lookup_start(op);
+	if (op->lookup.step != LOOKUP_ASK)
+	{
+		*error = op->lookup.detail;
+		return false;
+	}
+	return gateway_set_request(op, gateway_lookup_request_type(op), gateway_lookup_build,
+							   NULL, error);
+}
+
+/*
+ * The card or opaque data of a purchase or authorization cannot be opened.
+ * If no attempt can have reached the gateway, the operation fails with
+ * the reason (false, *error set: the caller records it).  If one may have,
+ * only the gateway knows whether it was charged, and the card cannot be
+ * sent again: look the invoice up instead of resending.
+ */
+static bool
+card_unopenable(GatewayOp *op, const char *reason, char **error)
+{
+	if (op->may_have_been_sent)
+		return start_lookup(op, error);
+	*error = pstrdup(reason);
+	return false;
+}
+
 /*
  * Fill op from one row of payments._claim_operations().  The card, if any,
  * is unsealed only for as long as it takes to build the request body; the
@@ -290,16 +320,7 @@ gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **e
 
 	/* past the duplicate window: search the gateway, do not resend */
 	if (strcmp(op->action, "lookup") == 0)
-	{
-		gateway_lookup_start(op);
-		if (op->lookup.step != LOOKUP_ASK)
-		{
-			*error = op->lookup.detail;
-			return false;
-		}
-		return gateway_set_request(op, gateway_lookup_request_type(op), gateway_lookup_build,
-								   NULL, error);
-	}
+		return start_lookup(op, error);
 
 	memset(&req, 0, sizeof(req));
 	req.ref_id = op->ref_id[0] ? op->ref_id : NULL;
@@ -332,25 +353,25 @@ gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **e
 		sealed = SPI_getbinval(tuple, desc, SPI_fnumber(desc, "sealed"), &isnull);
 		if (strcmp(payment_method, "card") == 0)
 		{
-			bytea	   *b;
-			PayCard    *card;
+			PayCardHeader hdr;
+			CardOpenStatus status = CARD_OPEN_LOST;	/* no vault row: lost */
 
-			if (isnull)
+			/*
+			 * A card that cannot be opened (its key went with a restart or
+			 * a rotation; the unlogged vault lost its row in a crash; a
+			 * corrupt row) fails this operation alone.
+			 */
+			if (!isnull)
 			{
-				*error = pstrdup("the sealed card is missing from the vault");
-				return false;
+				bytea	   *b = DatumGetByteaPP(sealed);
+
+				status = card_open_sealed(VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b), &hdr, &secret);
 			}
-			b = DatumGetByteaPP(sealed);
-			card = card_from_sealed(VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b));
-			if (card == NULL)
-			{
-				*error = pstrdup("the vault entry is not a card");
-				return false;
-			}
-			card_decrypt(card, &secret);
+			if (status != CARD_OPEN_OK)
+				return card_unopenable(op, card_open_failure(status), error);
 			have_secret = true;
 			snprintf(expiration, sizeof(expiration), "%04d-%02d",
-					 card->hdr.exp_year, card->hdr.exp_month);
+					 hdr.exp_year, hdr.exp_month);
 			req.card_number = secret.pan;
 			req.card_expiration = expiration;
 			req.card_code = secret.has_cvv ? secret.cvv : NULL;
@@ -363,19 +384,19 @@ gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **e
 		}
 		else if (strcmp(payment_method, "opaque_data") == 0)
 		{
-			bytea	   *b;
+			CardVaultStatus status = CARD_VAULT_KEY_GONE;
 
-			if (isnull)
+			if (!isnull)
 			{
-				*error = pstrdup("the opaque data is missing from the vault");
-				return false;
+				bytea	   *b = DatumGetByteaPP(sealed);
+
+				status = opaque_data_open((const uint8 *) VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b), &opaque);
 			}
-			b = DatumGetByteaPP(sealed);
-			if (!opaque_data_open((const uint8 *) VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b), &opaque))
-			{
-				*error = pstrdup("the vault entry is not opaque data sealed under this vault key");
-				return false;
-			}
+			if (status != CARD_VAULT_OPENED)
+				return card_unopenable(op, status == CARD_VAULT_KEY_GONE ?
+									   "opaque data was lost (a server restart or a vault key rotation) before it was sent; ask for new opaque data" :
+									   "the sealed opaque data is corrupt and could not be opened; ask for new opaque data",
+									   error);
 			req.opaque_descriptor = opaque.descriptor;
 			req.opaque_value = opaque.value;
 		}

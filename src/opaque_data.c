@@ -7,10 +7,12 @@
  * minutes: whoever holds it can charge that card once.  It waits in the
  * vault like a card, sealed with the vault key (AES-256-GCM), until the
  * gateway has answered and the vault row is erased.  Layout: the magic
- * "PO1" (authenticated, so a card's sealed bytes are never read as opaque
- * data or the reverse), the nonce, the tag, then the ciphertext of
+ * "PO2" and the id of the vault key that sealed it (both authenticated, so
+ * a card's sealed bytes are never read as opaque data or the reverse), the
+ * nonce, the tag, then the ciphertext of
  * "<dataDescriptor> NUL <dataValue>": two plain strings, so the worker
- * opens them without a JSON parser leaving copies behind.
+ * opens them without a JSON parser leaving copies behind.  "PO1" (0.1.0)
+ * was sealed under a key file that no longer exists: such data is lost.
  *
  *-------------------------------------------------------------------------
  */
@@ -24,9 +26,11 @@
 #include "opaque_data.h"
 #include "schema_version.h"
 
-#define OPAQUE_MAGIC		"PO1"
+#define OPAQUE_MAGIC		"PO2"
+#define OPAQUE_MAGIC_LEGACY "PO1"
 #define OPAQUE_MAGIC_LEN	3
-#define OPAQUE_HEADER_LEN	(OPAQUE_MAGIC_LEN + CARD_VAULT_NONCE_LEN + CARD_VAULT_TAG_LEN)
+#define OPAQUE_AAD_LEN		(OPAQUE_MAGIC_LEN + 4)	/* magic, key id */
+#define OPAQUE_HEADER_LEN	(OPAQUE_AAD_LEN + CARD_VAULT_NONCE_LEN + CARD_VAULT_TAG_LEN)
 #define OPAQUE_MAX_LEN		(64 * 1024)	/* a nonce is a few hundred bytes */
 
 PG_FUNCTION_INFO_V1(pay_opaque_data_sealed);
@@ -67,6 +71,7 @@ pay_opaque_data_sealed(PG_FUNCTION_ARGS)
 	uint8	   *plain;
 	bytea	   *out;
 	uint8	   *p;
+	uint32		key_id;
 
 	payments_require_schema();
 	check_opaque_field("dataDescriptor", descriptor);
@@ -86,10 +91,12 @@ pay_opaque_data_sealed(PG_FUNCTION_ARGS)
 	SET_VARSIZE(out, VARHDRSZ + OPAQUE_HEADER_LEN + len);
 	p = (uint8 *) VARDATA(out);
 	memcpy(p, OPAQUE_MAGIC, OPAQUE_MAGIC_LEN);
+	key_id = card_vault_current_key_id();
+	memcpy(p + OPAQUE_MAGIC_LEN, &key_id, 4);
 	PG_TRY();
 	{
-		card_vault_seal(p, OPAQUE_MAGIC_LEN, plain, (int) len,
-						p + OPAQUE_MAGIC_LEN, p + OPAQUE_MAGIC_LEN + CARD_VAULT_NONCE_LEN,
+		card_vault_seal(key_id, p, OPAQUE_AAD_LEN, plain, (int) len,
+						p + OPAQUE_AAD_LEN, p + OPAQUE_AAD_LEN + CARD_VAULT_NONCE_LEN,
 						p + OPAQUE_HEADER_LEN);
 	}
 	PG_FINALLY();
@@ -104,27 +111,36 @@ pay_opaque_data_sealed(PG_FUNCTION_ARGS)
 /*
  * Open sealed opaque data into *descriptor and *value (palloc'd, in one
  * buffer the caller wipes through *value's end; see opaque_data_wipe).
- * False when the bytes are not opaque data sealed under this vault key.
+ * Never throws for bad bytes: CARD_VAULT_KEY_GONE when the key that
+ * sealed it no longer exists (a restart, a rotation, or 0.1.0's key
+ * file), CARD_VAULT_CORRUPT when the bytes are not opaque data that
+ * authenticates.
  */
-bool
+CardVaultStatus
 opaque_data_open(const uint8 *sealed, size_t len, OpaqueData *out)
 {
 	size_t		plainlen;
 	char	   *plain;
 	char	   *nul;
+	uint32		key_id;
+	CardVaultStatus status;
 
 	memset(out, 0, sizeof(*out));
+	if (len >= OPAQUE_MAGIC_LEN && memcmp(sealed, OPAQUE_MAGIC_LEGACY, OPAQUE_MAGIC_LEN) == 0)
+		return CARD_VAULT_KEY_GONE;
 	if (len < OPAQUE_HEADER_LEN || len - OPAQUE_HEADER_LEN > OPAQUE_MAX_LEN ||
 		memcmp(sealed, OPAQUE_MAGIC, OPAQUE_MAGIC_LEN) != 0)
-		return false;
+		return CARD_VAULT_CORRUPT;
+	memcpy(&key_id, sealed + OPAQUE_MAGIC_LEN, 4);
 	plainlen = len - OPAQUE_HEADER_LEN;
 	plain = palloc(plainlen + 1);
-	if (!card_vault_open(sealed, OPAQUE_MAGIC_LEN,
-						 sealed + OPAQUE_MAGIC_LEN, sealed + OPAQUE_MAGIC_LEN + CARD_VAULT_NONCE_LEN,
-						 sealed + OPAQUE_HEADER_LEN, (int) plainlen, (uint8 *) plain))
+	status = card_vault_open(key_id, sealed, OPAQUE_AAD_LEN,
+							 sealed + OPAQUE_AAD_LEN, sealed + OPAQUE_AAD_LEN + CARD_VAULT_NONCE_LEN,
+							 sealed + OPAQUE_HEADER_LEN, (int) plainlen, (uint8 *) plain);
+	if (status != CARD_VAULT_OPENED)
 	{
 		pfree(plain);
-		return false;
+		return status;
 	}
 	plain[plainlen] = '\0';
 	nul = memchr(plain, '\0', plainlen);
@@ -132,13 +148,13 @@ opaque_data_open(const uint8 *sealed, size_t len, OpaqueData *out)
 	{
 		explicit_bzero(plain, plainlen);
 		pfree(plain);
-		return false;
+		return CARD_VAULT_CORRUPT;
 	}
 	out->buf = plain;
 	out->len = plainlen;
 	out->descriptor = plain;
 	out->value = nul + 1;
-	return true;
+	return CARD_VAULT_OPENED;
 }
 
 /* Wipe and free what opaque_data_open gave. */

@@ -8,6 +8,8 @@
 #ifndef PAYMENTS_OPAQUE_DATA_H
 #define PAYMENTS_OPAQUE_DATA_H
 
+#include "card_vault.h"
+
 /* The two fields of the opaque data, in one buffer to wipe. */
 typedef struct OpaqueData
 {
@@ -17,7 +19,7 @@ typedef struct OpaqueData
 	const char *value;			/* dataValue: the nonce */
 } OpaqueData;
 
-extern bool opaque_data_open(const uint8 *sealed, size_t len, OpaqueData *out);
+extern CardVaultStatus opaque_data_open(const uint8 *sealed, size_t len, OpaqueData *out);
 extern void opaque_data_wipe(OpaqueData *od);
 
 #endif

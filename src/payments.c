@@ -20,6 +20,7 @@
 #include "utils/guc.h"
 
 #include "card.h"
+#include "card_query_text.h"
 #include "payments.h"
 #include "shmem.h"
 #include "worker.h"
@@ -171,6 +172,24 @@ _PG_init(void)
 							0,
 							NULL, NULL, NULL);
 
+	DefineCustomStringVariable("payments.fingerprint_key_directory",
+							   "Directory of the card fingerprint key files, outside the data directory.",
+							   "Empty means \"<data directory>.payments_keys\". Back it up apart from the database: dumps and base backups do not carry it.",
+							   &payments_fingerprint_key_directory,
+							   "",
+							   PGC_POSTMASTER,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("payments.vault_key_rotation",
+							"Seconds a card vault sealing key seals before the worker replaces it.",
+							"The previous key is kept while cards sealed under it still wait; 0 rotates only at server start.",
+							&payments_vault_key_rotation_s,
+							3600, 0, 7 * 86400,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("payments");
 
 	/*
@@ -182,8 +201,11 @@ _PG_init(void)
 				(errcode(ERRCODE_SYSTEM_ERROR),
 				 errmsg("payments could not initialize libcurl")));
 
-	/* the card vault key: created or loaded here, inherited by backends */
+	/* 0.1.0's vault key file goes; the log hook comes (card.c) */
 	payments_card_init();
+	card_fingerprint_init();
+	card_query_text_init();
+	card_query_text_check_order();
 
 	payments_shmem_register();
 	payments_worker_register();

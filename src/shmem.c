@@ -78,6 +78,7 @@ payments_shmem_startup(void)
 		pg_atomic_init_u64(&payments_shared->results_generation, 0);
 		ConditionVariableInit(&payments_shared->results_cv);
 		SpinLockInit(&payments_shared->failing_lock);
+		card_vault_keys_init(&payments_shared->vault_keys);
 	}
 	LWLockRelease(AddinShmemInitLock);
 }

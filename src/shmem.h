@@ -17,6 +17,9 @@
 #include "port/atomics.h"
 #include "storage/condition_variable.h"
 #include "storage/spin.h"
+#include "storage/s_lock.h"
+
+#include "card_vault.h"
 
 /* circuit breaker states */
 #define CIRCUIT_CLOSED		0
@@ -87,6 +90,8 @@ typedef struct PaymentsShared
 	int			failing_total;
 	int			failing_shown;
 	FailingGateway failing[FAILING_GATEWAYS_SHOWN];
+	/* the card vault's sealing keys: made here, never written anywhere */
+	CardVaultKeys vault_keys;
 } PaymentsShared;
 
 extern PaymentsShared *payments_shared;

@@ -878,6 +878,9 @@ housekeeping(void)
 		elog(ERROR, "payments worker: idempotency key retention failed");
 	if (SPI_execute("SELECT payments._park_unconfigured()", false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "payments worker: parking unconfigured operations failed");
+	/* a new card vault key when due (card_vault.c) */
+	if (SPI_execute("SELECT payments._vault_rotate_key(false)", false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "payments worker: rotating the card vault key failed");
 	commit_tx();
 }
 

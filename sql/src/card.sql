@@ -5,7 +5,7 @@
 --
 -- Holds brand, expiry, last four digits and the keyed fingerprint in clear,
 -- and the number, security code and holder name encrypted (AES-256-GCM)
--- under the vault key.  Text input is a JSON object; text output is masked
+-- under the vault key (shared memory only).  Text input is a JSON object; text output is masked
 -- ('visa ****1111 12/2030'); there is no binary form.  Tables, materialized
 -- views and composite types cannot hold it (see the event trigger below).
 ------------------------------------------------------------------------------
@@ -33,7 +33,7 @@ CREATE TYPE payments.pay_card (
 COMMENT ON TYPE payments.pay_card IS
 	'A validated payment card for passing to payment functions. Masked on output (''visa ****1111 12/2030''); the number and security code are sealed and can never be read back; cannot be stored in tables.';
 COMMENT ON FUNCTION payments.pay_card_in(cstring) IS
-	'Text input of pay_card: a JSON object {"number": "4111 1111 1111 1111", "exp_month": 12, "exp_year": 2030, "cvv": "123", "holder_name": "Jane Doe"}; cvv and holder_name optional. Same rules as pay_card(...).';
+	'Text input of pay_card: a JSON object with "number" (the card number as a string of digits), "exp_month" and "exp_year" (integers), and optionally "cvv" (a string of digits) and "holder_name" (a string). Same rules as pay_card(...).';
 COMMENT ON FUNCTION payments.pay_card_out(payments.pay_card) IS
 	'Masked text output of pay_card: brand, last four digits, expiry, e.g. ''visa ****1111 12/2030''.';
 COMMENT ON FUNCTION payments.pay_card_recv(internal) IS
@@ -77,7 +77,7 @@ COMMENT ON FUNCTION payments.pay_card_has_cvv(payments.pay_card) IS
 CREATE FUNCTION payments.pay_card_fingerprint(card payments.pay_card) RETURNS text
 	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME';
 COMMENT ON FUNCTION payments.pay_card_fingerprint(payments.pay_card) IS
-	'Keyed fingerprint of the card number: HMAC-SHA256 under the installation''s secret, 64 hex digits. The same number gives the same fingerprint however it was typed; safe to store for recognising a returning card.';
+	'Keyed fingerprint of the card number: HMAC-SHA256 under the installation''s fingerprint key (a file outside the database, in payments.fingerprint_key_directory), 64 hex digits. The same number gives the same fingerprint however it was typed; safe to store for recognising a returning card.';
 
 CREATE FUNCTION payments.pay_card_info(card payments.pay_card) RETURNS jsonb
 	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME';
@@ -193,3 +193,9 @@ CREATE FUNCTION payments._opaque_data_sealed(descriptor text, value text) RETURN
 REVOKE ALL ON FUNCTION payments._opaque_data_sealed(text, text) FROM PUBLIC;
 COMMENT ON FUNCTION payments._opaque_data_sealed(text, text) IS
 	'Internal: Accept.js opaque data sealed with the vault key, as kept in payments.card_vault until the gateway answers (whoever holds the nonce can charge the card once). Owner only.';
+
+CREATE FUNCTION payments._vault_rotate_key(force boolean DEFAULT false) RETURNS boolean
+	LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'pay_vault_rotate_key';
+REVOKE ALL ON FUNCTION payments._vault_rotate_key(boolean) FROM PUBLIC;
+COMMENT ON FUNCTION payments._vault_rotate_key(boolean) IS
+	'Internal: replaces the card vault sealing key (shared memory only) when it has sealed for payments.vault_key_rotation and no card sealed under the previous key still waits; the worker calls it. force: rotate now, losing the cards sealed under the previous key. Owner only.';

@@ -100,9 +100,12 @@ CREATE INDEX operations_waiting ON payments.operations (merchant_id, payment_id)
 COMMENT ON TABLE payments.operations IS
 	'One row per gateway operation (purchase, authorize, capture, void, refund): the outbox the background worker drains, with its status and the gateway''s answer.';
 
--- Raw card data waiting for the worker: sealed (AES-256-GCM, key outside
--- the tables) and deleted as soon as the gateway has answered.
-CREATE TABLE payments.card_vault (
+-- Raw card data waiting for the worker: sealed (AES-256-GCM under a key
+-- that lives in shared memory only) and deleted as soon as the gateway has
+-- answered.  UNLOGGED: its rows never reach the WAL, the WAL archive or a
+-- base backup, and crash recovery empties it; a card that waited across a
+-- restart is lost and its payment fails (card_vault.c).
+CREATE UNLOGGED TABLE payments.card_vault (
 	merchant_id bigint NOT NULL,
 	operation_id bigint NOT NULL,
 	sealed bytea NOT NULL,
@@ -113,7 +116,7 @@ CREATE TABLE payments.card_vault (
 -- no statistics samples of sealed card data outlive the rows
 ALTER TABLE payments.card_vault ALTER COLUMN sealed SET STATISTICS 0;
 COMMENT ON TABLE payments.card_vault IS
-	'Sealed card data (number, CVV) or Accept.js opaque data of operations not yet answered by the gateway (AES-256-GCM under the vault key file); erased as soon as the gateway answered. Owner only.';
+	'Sealed card data (number, CVV) or Accept.js opaque data of operations not yet answered by the gateway (AES-256-GCM under a key that exists in shared memory only); erased as soon as the gateway answered. Unlogged: never in the WAL or a backup, emptied by crash recovery. Owner only.';
 
 CREATE TABLE payments.gateway_exchanges (
 	merchant_id bigint NOT NULL,

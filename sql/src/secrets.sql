@@ -1,15 +1,17 @@
--- Installation secrets: the fingerprint key and the invoice tag.
+-- Installation secrets: the fingerprint key's id and the invoice tag.
 
 ------------------------------------------------------------------------------
 -- Installation secrets
 --
--- Per-installation keys (the card fingerprint HMAC key) made at CREATE
--- EXTENSION.  No API role can read them: the C code reads the table with a
--- direct scan that checks no privileges.  The active secret of a purpose is
--- the earliest created one, so after pg_dump/restore the restored secret
--- wins over the one the fresh CREATE EXTENSION made and fingerprints stay
--- stable.  The card vault (encryption) key is NOT here: it is the file
--- payments_vault.key in the data directory.
+-- Per-installation values made at CREATE EXTENSION.  No API role can read
+-- them: the C code reads the table with a direct scan that checks no
+-- privileges.  The active value of a purpose is the earliest created one,
+-- so after pg_dump/restore the restored one wins over the one the fresh
+-- CREATE EXTENSION made.  No key is here: the card fingerprint key is a
+-- file outside the database (payments.fingerprint_key_directory), named by
+-- the fingerprint_key_id kept here, so that a dump never carries the key
+-- next to the fingerprints; the card vault's sealing keys exist in shared
+-- memory only.
 ------------------------------------------------------------------------------
 
 CREATE FUNCTION payments._random_bytes(n integer) RETURNS bytea
@@ -26,15 +28,23 @@ CREATE TABLE payments.installation_secrets (
 );
 REVOKE ALL ON TABLE payments.installation_secrets FROM PUBLIC;
 COMMENT ON TABLE payments.installation_secrets IS
-	'Per-installation secrets, readable by the owner only. The active secret of a purpose is the earliest created one; purpose card_fingerprint keys pay_card_fingerprint(). Changing it changes every fingerprint.';
+	'Per-installation values, readable by the owner only. The active value of a purpose is the earliest created one. fingerprint_key_id names the key file of pay_card_fingerprint() in payments.fingerprint_key_directory (the key itself is never in a table); invoice_tag is this installation''s tag in invoice numbers.';
 COMMENT ON COLUMN payments.installation_secrets.secret_id IS 'Identifier of the secret.';
-COMMENT ON COLUMN payments.installation_secrets.purpose IS 'What the secret is for: card_fingerprint (the key of pay_card_fingerprint) or invoice_tag (the installation''s tag in invoice numbers).';
-COMMENT ON COLUMN payments.installation_secrets.secret IS 'The secret bytes (16 to 64 for card_fingerprint, 3 for invoice_tag).';
+COMMENT ON COLUMN payments.installation_secrets.purpose IS 'What the value is for: fingerprint_key_id (names the key file of pay_card_fingerprint) or invoice_tag (the installation''s tag in invoice numbers).';
+COMMENT ON COLUMN payments.installation_secrets.secret IS 'The bytes (16 for fingerprint_key_id, 3 for invoice_tag).';
 COMMENT ON COLUMN payments.installation_secrets.created_at IS 'When the secret was made; the earliest per purpose is the active one.';
 SELECT pg_catalog.pg_extension_config_dump('payments.installation_secrets', '');
 
+CREATE FUNCTION payments._fingerprint_key_create(key_id bytea, key bytea) RETURNS void
+	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pay_fingerprint_key_create';
+REVOKE ALL ON FUNCTION payments._fingerprint_key_create(bytea, bytea) FROM PUBLIC;
+COMMENT ON FUNCTION payments._fingerprint_key_create(bytea, bytea) IS
+	'Internal: writes the card fingerprint key file of a key id in payments.fingerprint_key_directory, holding key (NULL: 32 fresh random bytes); keeps an existing file that holds the same key.';
+
 INSERT INTO payments.installation_secrets (purpose, secret)
-	VALUES ('card_fingerprint', payments._random_bytes(32));
+	VALUES ('fingerprint_key_id', payments._random_bytes(16));
+SELECT payments._fingerprint_key_create(s.secret, NULL)
+	FROM payments.installation_secrets s WHERE s.purpose = 'fingerprint_key_id';
 
 -- A short random tag of this installation goes into every invoice number
 -- sent to the gateway.  Invoice numbers identify our transactions there (the

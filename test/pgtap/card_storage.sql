@@ -1,6 +1,6 @@
 -- pay_card: the storage ban, the secret's privileges, fingerprints.
 BEGIN;
-SELECT plan(38);
+SELECT plan(41);
 
 SELECT (extract(year FROM now())::int + 3)::text AS fy \gset
 
@@ -112,23 +112,36 @@ BEGIN
 	END LOOP;
 	RETURN encode(sha256(opad || sha256(ipad || msg)), 'hex');
 END $$;
+-- The key is a file outside the database, named by the key id in the table.
+CREATE FUNCTION pg_temp.key_file(id bytea) RETURNS text LANGUAGE sql AS $$
+	SELECT coalesce(nullif(current_setting('payments.fingerprint_key_directory'), ''),
+					current_setting('data_directory') || '.payments_keys')
+		|| '/' || encode(id, 'hex') || '.key' $$;
 SELECT is(:'fp_owner',
-	pg_temp.hmac_sha256((SELECT secret FROM payments.installation_secrets
-						  WHERE purpose = 'card_fingerprint' ORDER BY created_at LIMIT 1),
+	pg_temp.hmac_sha256(pg_read_binary_file(pg_temp.key_file((SELECT secret FROM payments.installation_secrets
+						  WHERE purpose = 'fingerprint_key_id' ORDER BY created_at LIMIT 1))),
 						'4111111111111111'::bytea),
-	'the fingerprint is HMAC-SHA256(secret, digits)');
+	'the fingerprint is HMAC-SHA256(key file, digits)');
+SELECT is((SELECT count(*) FROM payments.installation_secrets WHERE length(secret) >= 16 AND purpose <> 'fingerprint_key_id'),
+	0::bigint, 'no key is kept in installation_secrets');
 
--- A restored (older) secret takes over at once; a newer one does not.
+-- A restored (older) key id takes over at once; a newer one does not.
 INSERT INTO payments.installation_secrets (purpose, secret, created_at)
-	VALUES ('card_fingerprint', '\x000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f', '2000-01-01');
+	VALUES ('fingerprint_key_id', '\x00112233445566778899aabbccddeeff', '2000-01-01');
+SELECT lives_ok($$SELECT payments._fingerprint_key_create('\x00112233445566778899aabbccddeeff',
+	'\x000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f')$$,
+	'the key file of a key id is written (as an owner restores it)');
+SELECT throws_ok($$SELECT payments._fingerprint_key_create('\x00112233445566778899aabbccddeeff',
+	'\xff0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f')$$,
+	'42710', NULL, 'an existing key file is never replaced by another key');
 SELECT is(pay_card_fingerprint(pay_card('4111111111111111', 12, :fy)),
 	pg_temp.hmac_sha256('\x000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f', '4111111111111111'::bytea),
-	'an older secret (as after pg_restore) becomes the active one');
+	'an older key id (as after pg_restore) becomes the active one');
 INSERT INTO payments.installation_secrets (purpose, secret)
-	VALUES ('card_fingerprint', payments._random_bytes(32));
+	VALUES ('fingerprint_key_id', payments._random_bytes(16));
 SELECT is(pay_card_fingerprint(pay_card('4111111111111111', 12, :fy)),
 	pg_temp.hmac_sha256('\x000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f', '4111111111111111'::bytea),
-	'a newer secret does not replace the earliest one');
+	'a newer key id does not replace the earliest one');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -40,7 +40,7 @@ SELECT ok((SELECT position('4111111111111111' IN encode(sealed, 'escape')) = 0 F
 SELECT lives_ok($$CREATE TEMP TABLE po AS SELECT * FROM pay_purchase(amount => '3.00 USD',
 	opaque_data => '{"dataDescriptor": "COMMON.ACCEPT.INAPP.PAYMENT", "dataValue": "NONCE-7f3a9c-SECRET"}')$$,
 	'a purchase with Accept.js opaque data is recorded');
-SELECT ok((SELECT position('NONCE-7f3a9c' IN encode(sealed, 'escape')) = 0 AND substr(sealed, 1, 3) = 'PO1'::bytea
+SELECT ok((SELECT position('NONCE-7f3a9c' IN encode(sealed, 'escape')) = 0 AND substr(sealed, 1, 3) = 'PO2'::bytea
 	FROM payments.card_vault v JOIN payments.operations o USING (merchant_id, operation_id)
 	WHERE o.payment_id = (SELECT payment_id FROM po)),
 	'its payment nonce waits sealed in the vault, not in clear');

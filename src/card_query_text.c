@@ -1,0 +1,153 @@
+/*-------------------------------------------------------------------------
+ *
+ * card_query_text.c
+ *	  Hand pg_stat_statements (and any other hook further down) query texts
+ *	  with card data masked.
+ *
+ * pg_stat_statements keeps the text of every utility statement (DO,
+ * EXPLAIN, CALL, ...) as it was sent, and of an optimizable statement
+ * with its constants replaced by $n, in a file under the data directory.
+ * A DO block or an EXPLAIN with a literal card number would stay there.
+ * Hooks run in the reverse order of loading, so when payments is loaded
+ * after pg_stat_statements (shared_preload_libraries =
+ * 'pg_stat_statements,payments'), these hooks run first and pass on a
+ * masked copy of the query text (card_redact.c: same length, so every
+ * location into it stays valid):
+ *	- ProcessUtility: the queryString of utility statements;
+ *	- post_parse_analyze: pstate->p_sourcetext, while the next hook runs
+ *	  (pg_stat_statements normalizes that text: comments and anything it
+ *	  does not replace stay);
+ *	- ExecutorEnd: queryDesc->sourceText, while the next hook runs (it
+ *	  stores the text if the entry was evicted in between).
+ * The statement itself runs from its parse tree, never from the text.
+ * Loaded the other way round, pg_stat_statements sees the raw text: a
+ * WARNING at start says so (payments.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "executor/executor.h"
+#include "miscadmin.h"
+#include "parser/analyze.h"
+#include "tcop/utility.h"
+#include "utils/varlena.h"
+
+#include "card_query_text.h"
+#include "card_redact.h"
+
+static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+static post_parse_analyze_hook_type prev_post_parse_analyze = NULL;
+static ExecutorEnd_hook_type prev_ExecutorEnd = NULL;
+
+static void
+card_ProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+					ProcessUtilityContext context, ParamListInfo params,
+					QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	char	   *masked = queryString ? card_redacted_copy(queryString) : NULL;
+
+	if (masked != NULL)
+		queryString = masked;
+	if (prev_ProcessUtility)
+		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+							queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+								queryEnv, dest, qc);
+}
+
+static void
+card_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
+{
+	const char *saved = pstate->p_sourcetext;
+	char	   *masked;
+
+	if (prev_post_parse_analyze == NULL)
+		return;
+	masked = saved ? card_redacted_copy(saved) : NULL;
+	if (masked == NULL)
+	{
+		prev_post_parse_analyze(pstate, query, jstate);
+		return;
+	}
+	pstate->p_sourcetext = masked;
+	PG_TRY();
+	{
+		prev_post_parse_analyze(pstate, query, jstate);
+	}
+	PG_FINALLY();
+	{
+		pstate->p_sourcetext = saved;
+	}
+	PG_END_TRY();
+}
+
+static void
+card_ExecutorEnd(QueryDesc *queryDesc)
+{
+	const char *saved = queryDesc->sourceText;
+	char	   *masked = (saved && prev_ExecutorEnd) ? card_redacted_copy(saved) : NULL;
+
+	if (masked != NULL)
+		queryDesc->sourceText = masked;
+	/* the query desc is freed by the caller: no restore on error needed */
+	if (prev_ExecutorEnd)
+		prev_ExecutorEnd(queryDesc);
+	else
+		standard_ExecutorEnd(queryDesc);
+	if (masked != NULL)
+		queryDesc->sourceText = saved;
+}
+
+/* Install the hooks; called once from the postmaster's _PG_init. */
+void
+card_query_text_init(void)
+{
+	prev_ProcessUtility = ProcessUtility_hook;
+	ProcessUtility_hook = card_ProcessUtility;
+	prev_post_parse_analyze = post_parse_analyze_hook;
+	post_parse_analyze_hook = card_post_parse_analyze;
+	prev_ExecutorEnd = ExecutorEnd_hook;
+	ExecutorEnd_hook = card_ExecutorEnd;
+}
+
+/* "$libdir/pg_stat_statements.so" -> "pg_stat_statements" */
+static bool
+library_is(const char *entry, const char *name)
+{
+	const char *base = strrchr(entry, '/');
+	size_t		n = strlen(name);
+
+	base = base ? base + 1 : entry;
+	return strncmp(base, name, n) == 0 && (base[n] == '\0' || strcmp(base + n, DLSUFFIX) == 0);
+}
+
+/*
+ * Warn at start when pg_stat_statements is loaded after payments: its
+ * hooks then run before ours and keep query texts with card data in them.
+ */
+void
+card_query_text_check_order(void)
+{
+	char	   *raw = pstrdup(shared_preload_libraries_string);
+	List	   *libs = NIL;
+	ListCell   *lc;
+	bool		seen_payments = false;
+
+	if (!SplitDirectoriesString(raw, ',', &libs))
+		return;
+	foreach(lc, libs)
+	{
+		const char *lib = (const char *) lfirst(lc);
+
+		if (library_is(lib, "payments"))
+			seen_payments = true;
+		else if (library_is(lib, "pg_stat_statements") && seen_payments)
+			ereport(WARNING,
+					(errcode(ERRCODE_CONFIG_FILE_ERROR),
+					 errmsg("pg_stat_statements is loaded after payments, so it keeps query texts with card numbers in them"),
+					 errdetail("Hooks run in the reverse order of loading: payments can mask the texts pg_stat_statements keeps only when it is loaded after it."),
+					 errhint("Put payments after pg_stat_statements in shared_preload_libraries, e.g. 'pg_stat_statements,payments'.")));
+	}
+}

@@ -1,0 +1,18 @@
+/*-------------------------------------------------------------------------
+ *
+ * card_redact.h
+ *	  Mask card numbers and security codes in free text, in place.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PAYMENTS_CARD_REDACT_H
+#define PAYMENTS_CARD_REDACT_H
+
+#define CARD_REDACT_CHAR	'X'
+
+extern bool card_redact(char *buf, int len);
+extern bool card_redact_params(char *buf, int len);
+extern bool card_redact_json_excerpt(char *buf, int len);
+extern char *card_redacted_copy(const char *str);
+
+#endif
