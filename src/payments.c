@@ -22,6 +22,7 @@
 #include "card.h"
 #include "payments.h"
 #include "shmem.h"
+#include "wake.h"
 #include "worker.h"
 
 PG_MODULE_MAGIC;
@@ -141,6 +142,15 @@ _PG_init(void)
 							0,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("payments.worker_statement_timeout",
+							"Longest a transaction of the payments worker may run (0: no limit).",
+							"A transaction that takes longer (waiting for a lock, say) is rolled back and logged, and its step tried again later; the worker goes on.",
+							&payments_worker_statement_timeout,
+							PAYMENTS_DEFAULT_WORKER_STATEMENT_TIMEOUT_MS, 0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("payments");
 
 	/*
@@ -157,6 +167,7 @@ _PG_init(void)
 
 	payments_shmem_register();
 	payments_worker_register();
+	wake_install_hooks();
 
 	payments_preloaded = true;
 }
