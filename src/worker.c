@@ -781,6 +781,7 @@ hold_unrecorded(WorkerState *ws, GatewayOp *op)
 	u->retry_at = backoff_until(0);
 	dlist_push_tail(&ws->unrecorded, &u->node);
 	ws->n_unrecorded++;
+	pg_atomic_write_u32(&payments_shared->unrecorded, (uint32) ws->n_unrecorded);
 	ereport(WARNING,
 			(errcode(ERRCODE_WARNING),
 			 errmsg("payments worker: could not record the outcome of operation %lld of merchant %lld",
@@ -822,6 +823,7 @@ retry_unrecorded(WorkerState *ws)
 						gateway_outcome_name(op->result.outcome), u->failures)));
 		dlist_delete(&u->node);
 		ws->n_unrecorded--;
+		pg_atomic_write_u32(&payments_shared->unrecorded, (uint32) ws->n_unrecorded);
 		dlist_push_tail(&recorded, &op->node);
 	}
 	results_committed(&recorded);
@@ -1044,14 +1046,13 @@ queue_depth_fn(void *arg pg_attribute_unused())
 }
 
 /*
- * The gauges: the queue depth, the answers held, and the worker's memory
- * (every context under its TopMemoryContext: flat in a steady state).
+ * The gauges: the queue depth and the worker's memory (every context under
+ * its TopMemoryContext: flat in a steady state).
  */
 static void
-publish_queue_depth(WorkerState *ws)
+publish_queue_depth(void)
 {
 	(void) in_transaction("queue depth", queue_depth_fn, NULL);
-	pg_atomic_write_u32(&payments_shared->unrecorded, (uint32) ws->n_unrecorded);
 	pg_atomic_write_u64(&payments_shared->worker_memory,
 						(uint64) MemoryContextMemAllocated(TopMemoryContext, true));
 }
@@ -1233,7 +1234,7 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 		if (TimestampDifferenceExceeds(last_gauge, now, 1000))
 		{
 			last_gauge = now;
-			publish_queue_depth(ws);
+			publish_queue_depth();
 		}
 		if (TimestampDifferenceExceeds(last_statistics, now, 2000))
 		{
