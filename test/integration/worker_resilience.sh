@@ -77,7 +77,7 @@ for i in $(seq 300); do
 	[ -n "$pid0" ] && break
 	sleep 0.1
 done
-ok $([ -n "$pid0" ] && echo 0 || echo 1) "the worker runs (pid $pid0)"
+ok "$([ -n "$pid0" ] && echo 0 || echo 1)" "the worker runs (pid $pid0)"
 
 # --- 1. one row that cannot be recorded ------------------------------------
 psqlq -q <<'SQL'
@@ -100,21 +100,21 @@ errors0=$(metric payments_worker_errors_total)
 refused=$(q -c "SELECT payment_id FROM pay_purchase(amount => '19.00 USD', card => $card, description => 'resilience-refused')" \
 	-c "SELECT count(pay_purchase(amount => '18.00 USD', card => $card, description => 'same-round')) FROM generate_series(1, 9)" | sed -n 1p)
 same_round=$(q -c "SELECT payment_id FROM payments.payments WHERE merchant_id = $M AND description = 'same-round'")
-ok $(wait_log 20 "recording outcomes failed with SQLSTATE P0R01: resilience test refuses this row" && echo 0 || echo 1) \
+ok "$(wait_log 20 "recording outcomes failed with SQLSTATE P0R01: resilience test refuses this row" && echo 0 || echo 1)" \
 	"the failed recording is logged with its SQLSTATE"
-ok $(grep -A3 "failed with SQLSTATE P0R01" "$LOG" | grep -q "DETAIL:  Injected by worker_resilience.sh." && echo 0 || echo 1) \
+ok "$(grep -A3 "failed with SQLSTATE P0R01" "$LOG" | grep -q "DETAIL:  Injected by worker_resilience.sh." && echo 0 || echo 1)" \
 	"and with its detail"
 # shellcheck disable=SC2086
 wait_all_final 20 $same_round || true
 # shellcheck disable=SC2086
 is "$(count_status succeeded $same_round)" 9 "the other payments of the failed round are recorded (one by one)"
-ok $(wait_log 10 "could not record the outcome of operation [0-9]+ of merchant $M" && echo 0 || echo 1) \
+ok "$(wait_log 10 "could not record the outcome of operation [0-9]+ of merchant $M" && echo 0 || echo 1)" \
 	"the refused outcome is held, with a warning"
 is "$(status_of "$refused")" pending "the refused payment is not recorded yet"
 is "$(q -c "SELECT string_agg(status, ',') FROM payments.operations WHERE merchant_id = $M AND payment_id = $refused")" sending \
 	"its operation stays sending (the answer is held by the worker)"
 is "$(metric payments_unrecorded_outcomes)" 1 "pay_metrics shows one held answer"
-ok $([ "$(metric payments_worker_errors_total)" -gt "$errors0" ] && echo 0 || echo 1) "pay_metrics counts the failed transactions"
+ok "$([ "$(metric payments_worker_errors_total)" -gt "$errors0" ] && echo 0 || echo 1)" "pay_metrics counts the failed transactions"
 # the worker keeps serving meanwhile
 mapfile -t later < <(purchases 10)
 wait_all_final 20 "${later[@]}" || true
@@ -126,7 +126,7 @@ psqlq -c "DELETE FROM public.resilience_flag" >/dev/null
 st=$(q -c "SELECT status FROM pay_wait($refused, '40 s')")
 is "$st" succeeded "once the row can be written, the held answer is recorded: succeeded"
 is "$(sim_ledger_count "P$TAG$refused" charge)" 1 "charged exactly once"
-ok $(grep -qE "recorded the outcome of operation [0-9]+ of merchant $M \((approved|unknown)\) after [0-9]+ failed tries" "$LOG" && echo 0 || echo 1) \
+ok "$(grep -qE "recorded the outcome of operation [0-9]+ of merchant $M \((approved|unknown)\) after [0-9]+ failed tries" "$LOG" && echo 0 || echo 1)" \
 	"the late recording is logged"
 is "$(metric payments_unrecorded_outcomes)" 0 "no answer is held any more"
 is "$(worker_pid)" "$pid0" "same worker pid after the refused row"
@@ -144,9 +144,9 @@ t0=$(date +%s.%N)
 wait_all_final 20 "${before[@]}" "${during[@]}" || true
 t1=$(date +%s.%N)
 is "$(count_status succeeded "${before[@]}" "${during[@]}")" 40 "payments in flight and new ones finish while the exchange log is locked"
-ok $(python3 -c "import sys; sys.exit(0 if $t1 - $t0 < 8.5 else 1)" && echo 0 || echo 1) \
+ok "$(python3 -c "import sys; sys.exit(0 if $t1 - $t0 < 8.5 else 1)" && echo 0 || echo 1)" \
 	"... before the lock is released ($(python3 -c "print(round($t1 - $t0, 1))") s)"
-ok $(wait_log 10 "recording outcomes failed with SQLSTATE 57014: canceling statement due to statement timeout" && echo 0 || echo 1) \
+ok "$(wait_log 10 "recording outcomes failed with SQLSTATE 57014: canceling statement due to statement timeout" && echo 0 || echo 1)" \
 	"the recording that waited for the lock timed out and was logged (57014)"
 wait "$locker" || true
 is "$(worker_pid)" "$pid0" "same worker pid after the lock"
@@ -171,7 +171,7 @@ for i in $(seq 100); do
 done
 t1=$(date +%s.%N)
 is "$(sim_ledger_count "P$TAG$p2" charge)" 1 "after COMMIT PREPARED (another session) it is charged once"
-ok $(python3 -c "import sys; sys.exit(0 if $t1 - $t0 < 3 else 1)" && echo 0 || echo 1) \
+ok "$(python3 -c "import sys; sys.exit(0 if $t1 - $t0 < 3 else 1)" && echo 0 || echo 1)" \
 	"promptly ($(python3 -c "print(round($t1 - $t0, 2))") s after COMMIT PREPARED)"
 is "$(q -c "SELECT status FROM pay_wait($p2, '10 s')")" succeeded "the prepared-then-committed purchase succeeded"
 p3=$(prepared_purchase pay_2pc_rollback)
@@ -209,11 +209,11 @@ wait "$loader" || true
 wait "$waiter" || true
 done1=$(q -c "SELECT count(*) FROM payments.payments WHERE merchant_id = $M AND status = 'succeeded'")
 is "$(cat "$WORK/resilience_wait.out")" pending "pay_wait on the parked payment timed out with its status"
-ok $([ $((done1 - done0)) -ge 40 ] && echo 0 || echo 1) "many results were recorded during the wait ($((done1 - done0)))"
+ok "$([ $((done1 - done0)) -ge 40 ] && echo 0 || echo 1)" "many results were recorded during the wait ($((done1 - done0)))"
 totals=$(sleep 0.5; grep -E "\[$wpid\] .*Grand total: [0-9]+ bytes" "$LOG" | sed -E 's/.*Grand total: ([0-9]+) bytes.*/\1/')
 is "$(wc -l <<<"$totals")" 2 "the waiting backend logged its memory twice"
 first=$(head -1 <<<"$totals") last=$(tail -1 <<<"$totals")
-ok $([ -n "$first" ] && [ $((last - first)) -lt 65536 ] && echo 0 || echo 1) \
+ok "$([ -n "$first" ] && [ $((last - first)) -lt 65536 ] && echo 0 || echo 1)" \
 	"a backend waiting in pay_wait does not grow with each wake-up ($first -> $last bytes)"
 
 # (b) many pay_wait calls in one session
@@ -222,15 +222,15 @@ done_id=${later[0]}
 	echo "\\o /dev/null"
 	echo "SET payments.merchant_id = '$M';"
 	echo "SELECT count(payments.pay_wait($done_id, '0 s')) FROM generate_series(1, 50);"
-	for i in $(seq 100); do echo "SELECT status FROM payments.pay_wait($done_id, '0 s');"; done
+	for _ in $(seq 100); do echo "SELECT status FROM payments.pay_wait($done_id, '0 s');"; done
 	echo "SELECT sum(total_bytes) AS before FROM pg_backend_memory_contexts \\gset"
-	for i in $(seq 2000); do echo "SELECT status FROM payments.pay_wait($done_id, '0 s');"; done
+	for _ in $(seq 2000); do echo "SELECT status FROM payments.pay_wait($done_id, '0 s');"; done
 	echo "\\o"
 	echo "SELECT sum(total_bytes) - :before FROM pg_backend_memory_contexts;"
 } > "$WORK/resilience_calls.sql"
 as_root chown "$PG_OS_USER" "$WORK/resilience_calls.sql"
 growth=$(cluster_psql "$WORK" "$PORT" payments -At -f "$WORK/resilience_calls.sql" | tail -1)
-ok $([ -n "$growth" ] && [ "$growth" -lt 32768 ] && echo 0 || echo 1) \
+ok "$([ -n "$growth" ] && [ "$growth" -lt 32768 ] && echo 0 || echo 1)" \
 	"2,000 pay_wait calls in one session: the backend's memory grows by $growth bytes (< 32 kB)"
 
 # (c) the worker over a burst: its memory after a first burst and after a
@@ -245,7 +245,7 @@ burst 300
 mem1=$(metric payments_worker_memory_bytes)
 burst 600
 mem2=$(metric payments_worker_memory_bytes)
-ok $([ -n "$mem1" ] && [ $((mem2 - mem1)) -lt 262144 ] && echo 0 || echo 1) \
+ok "$([ -n "$mem1" ] && [ $((mem2 - mem1)) -lt 262144 ] && echo 0 || echo 1)" \
 	"the worker's memory stays flat over a burst ($mem1 -> $mem2 bytes)"
 is "$(worker_pid)" "$pid0" "the same worker served the whole test"
 tap_done
