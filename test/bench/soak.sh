@@ -24,6 +24,8 @@ source "$(dirname "$0")/bench_setup.sh"
 bench_start "shared_buffers = 512MB" "max_wal_size = 4GB" "wal_init_zero = off" \
 	"payments.max_in_flight = 2000" "payments.claim_batch = 500"
 
+worker_pid=$(poll_value 30 q -c "SELECT pid FROM payments.pay_worker_health() WHERE alive")
+
 # the never-finishing payment the waiter waits on
 M2=$(q -c "INSERT INTO payments.merchants (name) VALUES ('soak-unconfigured') RETURNING merchant_id")
 parked=$(q -c "SET payments.merchant_id = '$M2'" -c "SELECT payment_id FROM payments.pay_purchase(amount => '5.00 USD', card => payments.pay_card('4111 1111 1111 1111', 12, 2031, '123'))")
@@ -40,13 +42,7 @@ waiter=$!
 pgb -n -f "$WORK/purchase.sql" -c 8 -j 2 -R "$RATE" -T $((MINUTES * 60)) payments > "$WORK/pgbench.out" 2>&1 &
 load=$!
 
-worker_pid=$(q -c "SELECT pid FROM payments.pay_worker_health()")
-wait_pid=""
-for _ in $(seq 50); do
-	wait_pid=$(q -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'soak_wait'")
-	[ -n "$wait_pid" ] && break
-	sleep 0.1
-done
+wait_pid=$(poll_value 5 q -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'soak_wait'")
 kb() { sed -n "s/^$2:[[:space:]]*\([0-9]*\) kB/\1/p" "/proc/$1/status" 2>/dev/null || echo "?"; }
 # the waiter's memory contexts: ask it to log them, read the total back
 wait_contexts() {

@@ -71,12 +71,7 @@ wait_log() {	# wait_log SECONDS REGEX: true once the server log matches
 	return 1
 }
 
-pid0=""
-for i in $(seq 300); do
-	pid0=$(worker_pid)
-	[ -n "$pid0" ] && break
-	sleep 0.1
-done
+pid0=$(poll_value 30 worker_pid)
 ok "$([ -n "$pid0" ] && echo 0 || echo 1)" "the worker runs (pid $pid0)"
 
 # --- 1. one row that cannot be recorded ------------------------------------
@@ -165,7 +160,7 @@ sleep 2.5
 is "$(sim_ledger_count "P$TAG$p2" charge)" 0 "a prepared purchase is not sent before COMMIT PREPARED"
 psqlq -c "COMMIT PREPARED 'pay_2pc_commit'" >/dev/null
 t0=$(date +%s.%N)
-for i in $(seq 100); do
+for _ in $(seq 100); do
 	[ "$(sim_ledger_count "P$TAG$p2" charge)" = 1 ] && break
 	sleep 0.05
 done
@@ -194,12 +189,7 @@ waiter=$!
 	while [ $SECONDS -lt $end ]; do purchases 2 >/dev/null; done
 ) &
 loader=$!
-wpid=""
-for i in $(seq 50); do
-	wpid=$(psqlq -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'resilience_wait' AND state = 'active'")
-	[ -n "$wpid" ] && break
-	sleep 0.1
-done
+wpid=$(poll_value 5 psqlq -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'resilience_wait' AND state = 'active'")
 done0=$(q -c "SELECT count(*) FROM payments.payments WHERE merchant_id = $M AND status = 'succeeded'")
 sleep 1.5
 psqlq -c "SELECT pg_log_backend_memory_contexts($wpid)" >/dev/null
