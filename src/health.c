@@ -262,6 +262,12 @@ pay_metrics(PG_FUNCTION_ARGS)
 	counter_text(&buf, "payments_transport_failures_total", "Transfers that failed below HTTP.",
 				 pg_atomic_read_u64(&s->transport_failures));
 	failing_text(&buf);
+	counter_text(&buf, "payments_worker_errors_total", "Worker transactions that failed (logged with their SQLSTATE; the worker goes on).",
+				 pg_atomic_read_u64(&s->worker_errors));
+	gauge_text(&buf, "payments_unrecorded_outcomes", "Gateway answers whose recording failed, held by the worker to be recorded again.",
+			   pg_atomic_read_u32(&s->unrecorded));
+	gauge_text(&buf, "payments_worker_memory_bytes", "Memory the worker has allocated (its TopMemoryContext and children), updated every second.",
+			   pg_atomic_read_u64(&s->worker_memory));
 	histogram_text(&buf, "payments_gateway_latency_seconds", "Round trip of one gateway request.",
 				   &s->gateway_latency);
 	histogram_text(&buf, "payments_result_latency_seconds", "From an operation's creation to its committed result.",

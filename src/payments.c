@@ -23,6 +23,7 @@
 #include "card_query_text.h"
 #include "payments.h"
 #include "shmem.h"
+#include "wake.h"
 #include "worker.h"
 
 PG_MODULE_MAGIC;
@@ -190,6 +191,15 @@ _PG_init(void)
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("payments.worker_statement_timeout",
+							"Longest a transaction of the payments worker may run (0: no limit).",
+							"A transaction that takes longer (waiting for a lock, say) is rolled back and logged, and its step tried again later; the worker goes on.",
+							&payments_worker_statement_timeout,
+							PAYMENTS_DEFAULT_WORKER_STATEMENT_TIMEOUT_MS, 0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("payments");
 
 	/*
@@ -209,6 +219,7 @@ _PG_init(void)
 
 	payments_shmem_register();
 	payments_worker_register();
+	wake_install_hooks();
 
 	payments_preloaded = true;
 }

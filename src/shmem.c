@@ -73,6 +73,9 @@ payments_shmem_startup(void)
 		pg_atomic_init_u64(&payments_shared->unknown_outcomes, 0);
 		pg_atomic_init_u64(&payments_shared->retries, 0);
 		pg_atomic_init_u64(&payments_shared->transport_failures, 0);
+		pg_atomic_init_u64(&payments_shared->worker_errors, 0);
+		pg_atomic_init_u32(&payments_shared->unrecorded, 0);
+		pg_atomic_init_u64(&payments_shared->worker_memory, 0);
 		init_histogram(&payments_shared->gateway_latency);
 		init_histogram(&payments_shared->result_latency);
 		pg_atomic_init_u64(&payments_shared->results_generation, 0);

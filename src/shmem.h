@@ -67,6 +67,10 @@ typedef struct PaymentsShared
 	pg_atomic_uint32 in_flight;
 	pg_atomic_uint32 max_in_flight;
 	pg_atomic_uint32 circuit_state;
+	pg_atomic_uint32 unrecorded;	/* outcomes the worker holds, their
+									 * recording having failed */
+	pg_atomic_uint64 worker_memory;	/* bytes under the worker's
+									 * TopMemoryContext */
 
 	/* counters since the server started */
 	pg_atomic_uint64 requests_sent;
@@ -76,6 +80,7 @@ typedef struct PaymentsShared
 	pg_atomic_uint64 unknown_outcomes;
 	pg_atomic_uint64 retries;
 	pg_atomic_uint64 transport_failures;
+	pg_atomic_uint64 worker_errors;	/* worker transactions that failed */
 
 	/* gateway round trip, and COMMIT-to-result as the caller sees it */
 	LatencyHistogram gateway_latency;

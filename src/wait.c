@@ -20,6 +20,7 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
@@ -37,14 +38,19 @@ PG_FUNCTION_INFO_V1(pay_wait_for_payment);
 	"          AND o.status IN ('queued', 'sending', 'unknown', 'waiting_settlement')) " \
 	"FROM payments.payments p WHERE p.merchant_id = $1 AND p.payment_id = $2"
 
+/* Room for a payment status (the longest is far shorter). */
+#define STATUS_LEN 64
+
 /*
  * Read the payment once.  Returns true when nothing is left to wait for;
- * *status gets the payment's status.  Raises an error for an unknown
+ * status gets the payment's status.  Raises an error for an unknown
  * payment, and for one whose pending work this very transaction created
  * (the worker cannot see it before COMMIT, so waiting would only time out).
+ * Allocates in the current memory context, which the caller resets after
+ * each read; the result set is freed here.
  */
 static bool
-payment_is_settled(SPIPlanPtr plan, Datum merchant_id, Datum payment_id, char **status)
+payment_is_settled(SPIPlanPtr plan, Datum merchant_id, Datum payment_id, char *status)
 {
 	Datum		args[2] = {merchant_id, payment_id};
 	bool		isnull;
@@ -64,7 +70,7 @@ payment_is_settled(SPIPlanPtr plan, Datum merchant_id, Datum payment_id, char **
 				 errmsg("payment %lld not found", (long long) DatumGetInt64(payment_id)),
 				 errhint("Payment ids are per merchant; check pay_current_merchant().")));
 
-	*status = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	strlcpy(status, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), STATUS_LEN);
 	xmin = DatumGetTransactionId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 	busy = DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
 	deconstruct_array(busy, XIDOID, sizeof(TransactionId), true, TYPALIGN_INT, &xids, NULL, &nbusy);
@@ -79,7 +85,8 @@ payment_is_settled(SPIPlanPtr plan, Datum merchant_id, Datum payment_id, char **
 					 errdetail("The background worker starts only after the transaction that created the operation commits."),
 					 errhint("COMMIT first, then call pay_wait.")));
 	}
-	return nbusy == 0 && strcmp(*status, "pending") != 0 && strcmp(*status, "unknown") != 0;
+	SPI_freetuptable(SPI_tuptable);
+	return nbusy == 0 && strcmp(status, "pending") != 0 && strcmp(status, "unknown") != 0;
 }
 
 /*
@@ -94,8 +101,8 @@ pay_wait_for_payment(PG_FUNCTION_ARGS)
 	TimestampTz deadline;
 	SPIPlanPtr	plan;
 	Oid			argtypes[2] = {INT8OID, INT8OID};
-	char	   *status = NULL;
-	text	   *result;
+	char		status[STATUS_LEN];
+	MemoryContext read_cxt;
 
 	payments_require_schema();
 	if (timeout_ms < 0)
@@ -115,13 +122,20 @@ pay_wait_for_payment(PG_FUNCTION_ARGS)
 	plan = SPI_prepare(WAIT_QUERY, 2, argtypes);
 	if (plan == NULL)
 		elog(ERROR, "pay_wait: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	/* what one read allocates, reset before the next: flat however long the wait */
+	read_cxt = AllocSetContextCreate(CurrentMemoryContext, "pay_wait read",
+									 ALLOCSET_SMALL_SIZES);
 
 	ConditionVariablePrepareToSleep(&payments_shared->results_cv);
 	for (;;)
 	{
 		long		remaining;
+		MemoryContext old = MemoryContextSwitchTo(read_cxt);
+		bool		settled = payment_is_settled(plan, merchant_id, payment_id, status);
 
-		if (payment_is_settled(plan, merchant_id, payment_id, &status))
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(read_cxt);
+		if (settled)
 			break;
 		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
 		if (remaining <= 0)
@@ -132,7 +146,7 @@ pay_wait_for_payment(PG_FUNCTION_ARGS)
 	}
 	ConditionVariableCancelSleep();
 
-	result = cstring_to_text(status);
+	/* SPI_finish frees the SPI memory: the result is made after it, in ours */
 	SPI_finish();
-	PG_RETURN_TEXT_P(result);
+	PG_RETURN_TEXT_P(cstring_to_text(status));
 }

@@ -8,12 +8,25 @@
  * the worker's latch is set; at ROLLBACK nothing happens, so nothing was
  * sent and nothing was charged.
  *
+ * Two-phase commit: PREPARE TRANSACTION is not a commit.  The worker cannot
+ * see the prepared rows, so waking it then would be for nothing, and the
+ * armed wake-up must not linger in the session (its next, unrelated COMMIT
+ * would fire it): PREPARE disarms it.  The COMMIT PREPARED that makes the
+ * rows visible may run in any session, one that never armed anything; a
+ * utility hook (preloaded, so in every session) wakes the worker when any
+ * COMMIT PREPARED commits.  Which prepared transaction it was is not known
+ * there, so every COMMIT PREPARED costs the worker one look at its queue:
+ * cheap, and 2PC is rare.  Should the hook miss (another hook in the chain
+ * not calling it), the worker still looks at its queue every second.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/xact.h"
 #include "fmgr.h"
+#include "nodes/parsenodes.h"
+#include "tcop/utility.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
 
@@ -54,6 +67,8 @@ wake_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			/* a prepared transaction wakes the worker at COMMIT PREPARED */
 			wake_pending = false;
 			break;
 		default:
@@ -80,4 +95,33 @@ pay_wake_at_commit(PG_FUNCTION_ARGS)
 	payments_require_schema();
 	wake_worker_at_commit();
 	PG_RETURN_VOID();
+}
+
+static ProcessUtility_hook_type prev_process_utility = NULL;
+
+/* COMMIT PREPARED: wake the worker when the statement commits. */
+static void
+wake_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+					 ProcessUtilityContext context, ParamListInfo params,
+					 QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *stmt = pstmt->utilityStmt;
+
+	if (prev_process_utility)
+		prev_process_utility(pstmt, queryString, readOnlyTree, context, params,
+							 queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+								queryEnv, dest, qc);
+	if (IsA(stmt, TransactionStmt) &&
+		((TransactionStmt *) stmt)->kind == TRANS_STMT_COMMIT_PREPARED)
+		wake_worker_at_commit();
+}
+
+/* Called from _PG_init at preload time. */
+void
+wake_install_hooks(void)
+{
+	prev_process_utility = ProcessUtility_hook;
+	ProcessUtility_hook = wake_process_utility;
 }

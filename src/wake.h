@@ -10,5 +10,6 @@
 
 extern void wake_worker_now(void);
 extern void wake_worker_at_commit(void);
+extern void wake_install_hooks(void);
 
 #endif

@@ -34,6 +34,7 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/timeout.h"
 #include "utils/timestamp.h"
 
 #include "circuit_breaker.h"
@@ -55,6 +56,7 @@ int			payments_claim_batch = PAYMENTS_DEFAULT_CLAIM_BATCH;
 int			payments_settlement_check_s = PAYMENTS_DEFAULT_SETTLEMENT_CHECK_S;
 int			payments_exchange_retention_days = PAYMENTS_DEFAULT_EXCHANGE_RETENTION_DAYS;
 int			payments_idempotency_retention_hours = PAYMENTS_DEFAULT_IDEMPOTENCY_RETENTION_HOURS;
+int			payments_worker_statement_timeout = PAYMENTS_DEFAULT_WORKER_STATEMENT_TIMEOUT_MS;
 
 /*
  * What the worker changes as it runs, in one place: one instance
@@ -76,11 +78,17 @@ typedef struct WorkerState
 	CircuitBreaker breaker;		/* stop hammering a failing gateway */
 	char	   *schema_reported;	/* the schema version the worker said it
 									 * waits on an update of (NULL: none) */
+	dlist_head	unrecorded;		/* answers whose recording failed
+								 * (Unrecorded), to record again */
+	int			n_unrecorded;
+	int			claim_failures; /* claims that failed in a row */
+	TimestampTz claim_retry_at; /* no claim before (after a failure) */
 } WorkerState;
 
 static WorkerState worker_state = {
 	.finished = DLIST_STATIC_INIT(worker_state.finished),
 	.exchanges = DLIST_STATIC_INIT(worker_state.exchanges),
+	.unrecorded = DLIST_STATIC_INIT(worker_state.unrecorded),
 };
 
 /* Register the worker; called from _PG_init at preload time. */
@@ -109,11 +117,41 @@ worker_on_exit(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
 	pg_atomic_write_u32(&payments_shared->in_flight, 0);
 }
 
+/*
+ * The memory context a worker transaction was begun in: CommitTransaction
+ * and AbortTransaction leave CurrentMemoryContext at TopMemoryContext, so
+ * commit_tx and the guard switch back to it (else every allocation after a
+ * transaction would outlive the round that made it).
+ */
+static MemoryContext tx_outer_cxt = NULL;
+
+/*
+ * Arm payments.worker_statement_timeout for the transaction just begun: a
+ * background worker runs no client statements, so nothing else arms
+ * statement_timeout for it, and a lock held by someone else would stop
+ * the loop (and every request in flight) for as long as it is held.
+ */
+static void
+arm_tx_timeout(void)
+{
+	if (payments_worker_statement_timeout > 0)
+		enable_timeout_after(STATEMENT_TIMEOUT, payments_worker_statement_timeout);
+}
+
+static void
+disarm_tx_timeout(void)
+{
+	if (get_timeout_active(STATEMENT_TIMEOUT))
+		disable_timeout(STATEMENT_TIMEOUT, false);
+}
+
 static void
 begin_tx(const char *what)
 {
+	tx_outer_cxt = CurrentMemoryContext;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
+	arm_tx_timeout();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "payments worker: SPI_connect failed");
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -126,8 +164,101 @@ commit_tx(void)
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	disarm_tx_timeout();
+	MemoryContextSwitchTo(tx_outer_cxt);
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/*
+ * Recover from an ERROR caught in the worker (inside PG_CATCH): take a
+ * copy of the error (in cxt, the context of the code that failed), clear
+ * the error state, abort the transaction if one is open (that also
+ * unwinds SPI, the snapshot stack, locks and buffer pins), drop a cancel
+ * that arrived meanwhile, switch back to cxt, and log what failed with its
+ * SQLSTATE, detail and hint.  The loop then goes on: the requests in
+ * flight in the HTTP engine are untouched.
+ */
+static void
+recover_from_error(const char *what, MemoryContext cxt)
+{
+	ErrorData  *e;
+
+	HOLD_INTERRUPTS();
+	MemoryContextSwitchTo(cxt);
+	e = CopyErrorData();
+	FlushErrorState();
+	disarm_tx_timeout();
+	AbortCurrentTransaction();
+	QueryCancelPending = false;
+	MemoryContextSwitchTo(cxt);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	pg_atomic_fetch_add_u64(&payments_shared->worker_errors, 1);
+	ereport(LOG,
+			(errcode(e->sqlerrcode),
+			 errmsg("payments worker: %s failed with SQLSTATE %s: %s",
+					what, unpack_sql_state(e->sqlerrcode), e->message),
+			 e->detail ? errdetail_internal("%s", e->detail) : 0,
+			 e->hint ? errhint("%s", e->hint) : 0));
+	FreeErrorData(e);
+	RESUME_INTERRUPTS();
+}
+
+/*
+ * The guard of every transaction the worker runs (one home): run fn(arg)
+ * in a transaction of its own, with SPI connected and a snapshot pushed,
+ * and commit it.  An ERROR in it (a deadlock, payments.worker_statement_timeout,
+ * a constraint violated by one bad row...) is caught: the transaction is
+ * rolled back, the error logged with its SQLSTATE, and false returned; the
+ * worker does not exit, and what it has in flight stays in flight.  The
+ * caller decides what a failure means for its step (skip it until its
+ * next turn, back off, keep a result to record again); it must not retry
+ * at once.  Returns in the memory context it was called in, either way.
+ *
+ * fn must leave nothing half-done in memory that outlives the call when it
+ * raises: whatever it allocates for later goes where the caller finds it
+ * (a list it passed in arg), to be freed when false comes back.
+ */
+static bool
+in_transaction(const char *what, void (*fn) (void *), void *arg)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	volatile bool ok = true;
+
+	PG_TRY();
+	{
+		begin_tx(what);
+		fn(arg);
+		commit_tx();
+	}
+	PG_CATCH();
+	{
+		recover_from_error(what, cxt);
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+/*
+ * Interrupts between transactions: a cancel (pg_cancel_backend, a statement
+ * timeout that fired as its transaction ended) cancels nothing there and
+ * must not end the worker; a termination request still does (FATAL).
+ */
+static void
+check_interrupts(void)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		CHECK_FOR_INTERRUPTS();
+	}
+	PG_CATCH();
+	{
+		recover_from_error("handling an interrupt", cxt);
+	}
+	PG_END_TRY();
 }
 
 /*
@@ -136,14 +267,21 @@ commit_tx(void)
  * (the library was updated, ALTER EXTENSION UPDATE not yet run) is said
  * once per version, not on every check.
  */
-static bool
-extension_ready(WorkerState *ws)
+typedef struct SchemaCheck
 {
+	WorkerState *ws;
+	SchemaState state;
+} SchemaCheck;
+
+static void
+schema_check_fn(void *arg)
+{
+	SchemaCheck *sc = (SchemaCheck *) arg;
+	WorkerState *ws = sc->ws;
 	char	   *version;
 	SchemaState state;
 
-	begin_tx("payments: checking for the extension");
-	state = payments_schema_state(&version);
+	state = sc->state = payments_schema_state(&version);
 	if (state == SCHEMA_NOT_SERVED &&
 		(ws->schema_reported == NULL || strcmp(ws->schema_reported, version ? version : "") != 0))
 	{
@@ -157,7 +295,17 @@ extension_ready(WorkerState *ws)
 				 errhint("Run ALTER EXTENSION payments UPDATE in database \"%s\".",
 						 payments_database)));
 	}
-	commit_tx();
+}
+
+static bool
+extension_ready(WorkerState *ws)
+{
+	SchemaCheck sc = {.ws = ws, .state = SCHEMA_ABSENT};
+	SchemaState state;
+
+	if (!in_transaction("checking for the extension", schema_check_fn, &sc))
+		return false;
+	state = sc.state;
 	if (state == SCHEMA_SERVED && ws->schema_reported != NULL)
 	{
 		ereport(LOG,
@@ -169,11 +317,14 @@ extension_ready(WorkerState *ws)
 	return state == SCHEMA_SERVED;
 }
 
-/* Operations in flight: transfers running, and lookups riding on one. */
+/*
+ * Operations in flight: transfers running, lookups riding on one, and
+ * answers held to be recorded again (their operations are "sending").
+ */
 static int
 ops_in_flight(WorkerState *ws)
 {
-	return http_engine_in_flight(ws->engine) + ws->parked_riders;
+	return http_engine_in_flight(ws->engine) + ws->parked_riders + ws->n_unrecorded;
 }
 
 /*
@@ -431,54 +582,45 @@ to_finished(WorkerState *ws, dlist_head *from)
 		dlist_push_tail(&ws->finished, dlist_pop_head_node(from));
 }
 
-/* Step 1 in a transaction of its own, then step 2. */
+/* What one round's transaction claims (step 1) beside recording (step 3). */
+typedef struct RoundClaim
+{
+	WorkerState *ws;
+	int			limit;			/* 0: claim nothing */
+	int			claimed;
+	dlist_head	to_send;
+	dlist_head	unbuildable;
+} RoundClaim;
+
+static void
+claim_fn(void *arg)
+{
+	RoundClaim *rc = (RoundClaim *) arg;
+
+	rc->claimed = claim_into(rc->ws, rc->limit, &rc->to_send, &rc->unbuildable);
+}
+
+/*
+ * Step 1 in a transaction of its own, then step 2.  Returns how many were
+ * claimed, -1 when the claim failed (it rolled back: those operations are
+ * still queued).
+ */
 static int
 claim_and_send(WorkerState *ws, int n)
 {
-	dlist_head	to_send;
-	dlist_head	unbuildable;
-	int			claimed;
+	RoundClaim	rc = {.ws = ws, .limit = n};
 
-	dlist_init(&to_send);
-	dlist_init(&unbuildable);
-	begin_tx("payments: claiming operations");
-	claimed = claim_into(ws, n, &to_send, &unbuildable);
-	commit_tx();
-	to_finished(ws, &unbuildable);
-	send_claimed(ws, &to_send);
-	return claimed;
-}
-
-/* Run fn(arg) in its own transaction; false (and a LOG line) if it failed. */
-static bool
-in_transaction(const char *what, void (*fn) (void *), void *arg)
-{
-	MemoryContext cxt = CurrentMemoryContext;
-	volatile bool ok = true;
-
-	PG_TRY();
+	dlist_init(&rc.to_send);
+	dlist_init(&rc.unbuildable);
+	if (!in_transaction("claiming operations", claim_fn, &rc))
 	{
-		begin_tx(what);
-		fn(arg);
-		commit_tx();
+		free_ops(&rc.to_send);
+		free_ops(&rc.unbuildable);
+		return -1;
 	}
-	PG_CATCH();
-	{
-		ErrorData  *e;
-
-		MemoryContextSwitchTo(cxt);
-		e = CopyErrorData();
-		FlushErrorState();
-		AbortCurrentTransaction();
-		pgstat_report_activity(STATE_IDLE, NULL);
-		ereport(LOG,
-				(errcode(ERRCODE_SUCCESSFUL_COMPLETION),
-				 errmsg("payments worker: %s failed: %s", what, e->message)));
-		FreeErrorData(e);
-		ok = false;
-	}
-	PG_END_TRY();
-	return ok;
+	to_finished(ws, &rc.unbuildable);
+	send_claimed(ws, &rc.to_send);
+	return rc.claimed;
 }
 
 /*
@@ -502,16 +644,6 @@ release_exchanges(WorkerState *ws)
 		pfree(ex);
 	}
 }
-
-/* What one round's transaction claims (step 1) beside recording (step 3). */
-typedef struct RoundClaim
-{
-	WorkerState *ws;
-	int			limit;			/* 0: claim nothing */
-	int			claimed;
-	dlist_head	to_send;
-	dlist_head	unbuildable;
-} RoundClaim;
 
 /*
  * One transaction per round: record the exchanges and the finished
@@ -613,19 +745,139 @@ interpret_finished(WorkerState *ws)
  * An outcome that cannot be recorded (the server log says why) must not
  * leave its operation "sending" with nobody to pick it up: record it as
  * unknown instead, to be asked again (and to reach the dead letters when
- * its attempts run out).  False when even that fails.
+ * its attempts run out).  False when even that fails; the op keeps its
+ * answer then, to be recorded again.
  */
 static bool
 record_as_unknown(GatewayOp *op)
 {
+	GatewayOutcome answer = op->result;
+	MemoryContext old;
+	bool		ok;
+
 	if (gateway_op_is_check(op) || op->stage == STAGE_VERIFY)
 		return true;			/* nothing to record; checked again later */
+	old = MemoryContextSwitchTo(op->cxt);
 	gateway_set_outcome_later(op, 60000, 3600000, OUTCOME_UNKNOWN,
 							  "the gateway's answer could not be recorded (the server log says why)");
-	if (!in_transaction("recording an outcome as unknown", record_op_fn, op))
-		return false;
-	record_count(op);
-	return true;
+	MemoryContextSwitchTo(old);
+	ok = in_transaction("recording an outcome as unknown", record_op_fn, op);
+	if (ok)
+		record_count(op);
+	else
+		op->result = answer;
+	return ok;
+}
+
+/*
+ * The results of these ops are durable: wake the pay_wait callers and free
+ * the ops.
+ */
+static void
+results_committed(dlist_head *ops)
+{
+	if (dlist_is_empty(ops))
+		return;
+	pg_atomic_fetch_add_u64(&payments_shared->results_generation, 1);
+	ConditionVariableBroadcast(&payments_shared->results_cv);
+	free_ops(ops);
+}
+
+/* The delay before try number failures + 1 of a step that failed. */
+static TimestampTz
+backoff_until(int failures)
+{
+	return TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+									   Min(30000, 250 << Min(failures, 7)));
+}
+
+/*
+ * An op whose answer could not be recorded, held by the worker (in the
+ * op's memory): its operation stays "sending" in the table, which no claim
+ * takes; the worker records the answer again after a growing delay, and
+ * from the UNRECORDED_TRIES-th failure on, falls back to recording it as
+ * unknown (resolved from the gateway, never resent blindly).  A worker
+ * that stops meanwhile leaves it to _recover_in_flight at the next start.
+ */
+#define UNRECORDED_TRIES 3
+
+typedef struct Unrecorded
+{
+	dlist_node	node;
+	GatewayOp  *op;
+	int			failures;		/* recording tries that failed */
+	TimestampTz retry_at;
+} Unrecorded;
+
+static void
+hold_unrecorded(WorkerState *ws, GatewayOp *op)
+{
+	Unrecorded *u;
+
+	if (gateway_op_is_check(op) || op->stage == STAGE_VERIFY)
+	{
+		/*
+		 * Nothing is "sending": the check runs again on its next turn (a
+		 * credentials check left "sending" is sent again after a while).
+		 */
+		if (gateway_op_is_check(op))
+			ws->checks_in_flight--;
+		http_request_release(&op->http);
+		MemoryContextDelete(op->cxt);
+		return;
+	}
+	u = MemoryContextAllocZero(op->cxt, sizeof(Unrecorded));
+	u->op = op;
+	u->failures = 1;
+	u->retry_at = backoff_until(0);
+	dlist_push_tail(&ws->unrecorded, &u->node);
+	ws->n_unrecorded++;
+	pg_atomic_write_u32(&payments_shared->unrecorded, (uint32) ws->n_unrecorded);
+	ereport(WARNING,
+			(errcode(ERRCODE_WARNING),
+			 errmsg("payments worker: could not record the outcome of operation %lld of merchant %lld",
+					(long long) op->operation_id, (long long) op->merchant_id),
+			 errdetail("The operation stays \"sending\"; the worker keeps the gateway's answer and records it again shortly.")));
+}
+
+/* Record again the held answers that are due; wake the waiting callers. */
+static void
+retry_unrecorded(WorkerState *ws)
+{
+	dlist_mutable_iter it;
+	dlist_head	recorded;
+	TimestampTz now = GetCurrentTimestamp();
+
+	dlist_init(&recorded);
+	dlist_foreach_modify(it, &ws->unrecorded)
+	{
+		Unrecorded *u = dlist_container(Unrecorded, node, it.cur);
+		GatewayOp  *op = u->op;
+		bool		ok;
+
+		if (u->retry_at > now)
+			continue;
+		ok = in_transaction("recording an outcome again", record_op_fn, op);
+		if (ok)
+			record_count(op);
+		else if (u->failures >= UNRECORDED_TRIES)
+			ok = record_as_unknown(op);
+		if (!ok)
+		{
+			u->retry_at = backoff_until(u->failures++);
+			continue;
+		}
+		ereport(LOG,
+				(errcode(ERRCODE_SUCCESSFUL_COMPLETION),
+				 errmsg("payments worker: recorded the outcome of operation %lld of merchant %lld (%s) after %d failed tries",
+						(long long) op->operation_id, (long long) op->merchant_id,
+						gateway_outcome_name(op->result.outcome), u->failures)));
+		dlist_delete(&u->node);
+		ws->n_unrecorded--;
+		pg_atomic_write_u32(&payments_shared->unrecorded, (uint32) ws->n_unrecorded);
+		dlist_push_tail(&recorded, &op->node);
+	}
+	results_committed(&recorded);
 }
 
 /* The checks among the finished ops end their round (check_gateway_state). */
@@ -645,7 +897,8 @@ count_finished_checks(WorkerState *ws)
  * one transaction (one commit where there would be two); then wake the
  * callers waiting for the results and start the new transfers.  When that
  * transaction fails, the outcomes are recorded one by one (one bad row must
- * not hold back the others) and the claim runs on its own.
+ * not hold back the others; one that fails is held, see hold_unrecorded)
+ * and the claim runs on its own.  A claim that fails backs off.
  */
 static void
 finish_round(WorkerState *ws, bool claim_due)
@@ -674,6 +927,8 @@ finish_round(WorkerState *ws, bool claim_due)
 	{
 		dlist_foreach(iter, &ws->finished)
 			record_count(dlist_container(GatewayOp, node, iter.cur));
+		if (rc.limit > 0)
+			ws->claim_failures = 0;
 	}
 	else
 	{
@@ -689,23 +944,17 @@ finish_round(WorkerState *ws, bool claim_due)
 
 			if (in_transaction("recording an outcome", record_op_fn, op))
 				record_count(op);
-			else if (!record_as_unknown(op))
-				ereport(WARNING,
-						(errcode(ERRCODE_WARNING),
-						 errmsg("payments worker: could not record the outcome of operation %lld of merchant %lld",
-								(long long) op->operation_id, (long long) op->merchant_id),
-						 errdetail("The operation stays \"sending\" and is resolved from the gateway when the worker restarts.")));
+			else
+			{
+				dlist_delete(&op->node);
+				hold_unrecorded(ws, op);
+			}
 		}
 	}
 
 	/* the results are durable: wake pay_wait callers, free the ops */
-	if (!dlist_is_empty(&ws->finished))
-	{
-		count_finished_checks(ws);
-		pg_atomic_fetch_add_u64(&payments_shared->results_generation, 1);
-		ConditionVariableBroadcast(&payments_shared->results_cv);
-		free_ops(&ws->finished);
-	}
+	count_finished_checks(ws);
+	results_committed(&ws->finished);
 	/* claimed but unbuildable: recorded in the next round */
 	to_finished(ws, &rc.unbuildable);
 	send_claimed(ws, &rc.to_send);
@@ -718,18 +967,32 @@ finish_round(WorkerState *ws, bool claim_due)
 	{
 		int			got = claim_and_send(ws, Min(capacity, payments_claim_batch));
 
+		if (got < 0)
+		{
+			/* not again until the delay has passed */
+			ws->claim_retry_at = backoff_until(ws->claim_failures++);
+			break;
+		}
+		ws->claim_failures = 0;
 		capacity -= got;
 		if (got < payments_claim_batch)
 			break;
 	}
 }
 
-/* A check op of one merchant, from a candidate row's gateway columns. */
+/*
+ * A check op of one merchant, from a candidate row's gateway columns, put
+ * on the list before anything can raise (the list is freed if the listing
+ * transaction fails).
+ */
 static GatewayOp *
-new_check_op(WorkerState *ws, HeapTuple t, TupleDesc d)
+new_check_op(WorkerState *ws, HeapTuple t, TupleDesc d, dlist_head *to_send)
 {
 	GatewayOp  *op = new_op(ws);
-	MemoryContext old = MemoryContextSwitchTo(op->cxt);
+	MemoryContext old;
+
+	dlist_push_tail(to_send, &op->node);
+	old = MemoryContextSwitchTo(op->cxt);
 
 	op->merchant_id = pg_strtoint64(SPI_getvalue(t, d, SPI_fnumber(d, "merchant_id")));
 	op->endpoint.login_id = SPI_getvalue(t, d, SPI_fnumber(d, "api_login_id"));
@@ -768,7 +1031,7 @@ settlement_checks(WorkerState *ws, dlist_head *to_send)
 	while (i < SPI_processed)
 	{
 		TupleDesc	d = SPI_tuptable->tupdesc;
-		GatewayOp  *op = new_check_op(ws, SPI_tuptable->vals[i], d);
+		GatewayOp  *op = new_check_op(ws, SPI_tuptable->vals[i], d, to_send);
 		MemoryContext old = MemoryContextSwitchTo(op->cxt);
 		uint64		first = i;
 		char	  **ids;
@@ -789,11 +1052,12 @@ settlement_checks(WorkerState *ws, dlist_head *to_send)
 			if (!isnull && c < from)
 				from = c;
 		}
-		if (gateway_build_settlement_scan(op, ids, (int) (i - first), from))
-			dlist_push_tail(to_send, &op->node);
-		else
-			MemoryContextDelete(op->cxt);
 		MemoryContextSwitchTo(old);
+		if (!gateway_build_settlement_scan(op, ids, (int) (i - first), from))
+		{
+			dlist_delete(&op->node);
+			MemoryContextDelete(op->cxt);
+		}
 	}
 }
 
@@ -811,17 +1075,18 @@ review_checks(WorkerState *ws, dlist_head *to_send)
 	{
 		HeapTuple	t = SPI_tuptable->vals[i];
 		TupleDesc	d = SPI_tuptable->tupdesc;
-		GatewayOp  *op = new_check_op(ws, t, d);
+		GatewayOp  *op = new_check_op(ws, t, d, to_send);
 		MemoryContext old = MemoryContextSwitchTo(op->cxt);
 
 		op->payment_id = pg_strtoint64(SPI_getvalue(t, d, SPI_fnumber(d, "payment_id")));
 		op->kind = SPI_getvalue(t, d, SPI_fnumber(d, "kind"));
 		op->txn_invoice = SPI_getvalue(t, d, SPI_fnumber(d, "invoice_number"));
-		if (gateway_build_review_check(op, SPI_getvalue(t, d, SPI_fnumber(d, "gateway_trans_id"))))
-			dlist_push_tail(to_send, &op->node);
-		else
-			MemoryContextDelete(op->cxt);
 		MemoryContextSwitchTo(old);
+		if (!gateway_build_review_check(op, SPI_getvalue(t, d, SPI_fnumber(d, "gateway_trans_id"))))
+		{
+			dlist_delete(&op->node);
+			MemoryContextDelete(op->cxt);
+		}
 	}
 }
 
@@ -831,23 +1096,39 @@ review_checks(WorkerState *ws, dlist_head *to_send)
  * captured payment, from the batch lists), and what became of payments
  * held for review.  A round starts only once the last one has finished.
  */
+typedef struct GatewayChecks
+{
+	WorkerState *ws;
+	dlist_head	to_send;
+} GatewayChecks;
+
+static void
+list_gateway_checks(void *arg)
+{
+	GatewayChecks *gc = (GatewayChecks *) arg;
+
+	/* refunds that waited long for a settlement ask the gateway again */
+	if (SPI_execute("SELECT payments._recheck_waiting_refunds()", false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "payments worker: requeueing refunds waiting for settlement failed");
+	settlement_checks(gc->ws, &gc->to_send);
+	review_checks(gc->ws, &gc->to_send);
+}
+
 static void
 check_gateway_state(WorkerState *ws)
 {
-	dlist_head	to_send;
+	GatewayChecks gc = {.ws = ws};
 	dlist_mutable_iter it;
 
 	if (ws->checks_in_flight > 0)
 		return;
-	dlist_init(&to_send);
-	begin_tx("payments: settlement and review checks");
-	/* refunds that waited long for a settlement ask the gateway again */
-	if (SPI_execute("SELECT payments._recheck_waiting_refunds()", false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "payments worker: requeueing refunds waiting for settlement failed");
-	settlement_checks(ws, &to_send);
-	review_checks(ws, &to_send);
-	commit_tx();
-	dlist_foreach_modify(it, &to_send)
+	dlist_init(&gc.to_send);
+	if (!in_transaction("settlement and review checks", list_gateway_checks, &gc))
+	{
+		free_ops(&gc.to_send);
+		return;
+	}
+	dlist_foreach_modify(it, &gc.to_send)
 	{
 		GatewayOp  *op = dlist_container(GatewayOp, node, it.cur);
 
@@ -859,11 +1140,10 @@ check_gateway_state(WorkerState *ws)
 
 /* Retention and gauges: small indexed batches, at most once a minute. */
 static void
-housekeeping(void)
+housekeeping_fn(void *arg pg_attribute_unused())
 {
 	char	   *sql;
 
-	begin_tx("payments: housekeeping");
 	sql = psprintf("DELETE FROM payments.gateway_exchanges WHERE ctid IN ("
 				   " SELECT ctid FROM payments.gateway_exchanges"
 				   " WHERE finished_at < now() - interval '%d days' LIMIT 5000)",
@@ -881,7 +1161,12 @@ housekeeping(void)
 	/* a new card vault key when due (card_vault.c) */
 	if (SPI_execute("SELECT payments._vault_rotate_key(false)", false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "payments worker: rotating the card vault key failed");
-	commit_tx();
+}
+
+static void
+housekeeping(void)
+{
+	(void) in_transaction("housekeeping", housekeeping_fn, NULL);
 }
 
 static void
@@ -903,38 +1188,58 @@ refresh_statistics(void)
 
 /* Publish the queue depth (queued or unknown operations, off the partial index). */
 static void
-publish_queue_depth(void)
+queue_depth_fn(void *arg pg_attribute_unused())
 {
 	bool		isnull;
 	Datum		d;
 
-	begin_tx("payments: queue depth");
 	if (SPI_execute("SELECT count(*) FROM payments.operations WHERE status IN ('queued', 'unknown')",
 					true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "payments worker: queue depth query failed");
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	pg_atomic_write_u32(&payments_shared->queue_depth, (uint32) DatumGetInt64(d));
-	commit_tx();
 }
 
-/* Operations left "sending" by a previous worker: their outcome is unknown. */
+/*
+ * The gauges: the queue depth and the worker's memory (every context under
+ * its TopMemoryContext: flat in a steady state).
+ */
 static void
-recover_in_flight(void)
+publish_queue_depth(void)
 {
-	int64		n;
+	(void) in_transaction("queue depth", queue_depth_fn, NULL);
+	pg_atomic_write_u64(&payments_shared->worker_memory,
+						(uint64) MemoryContextMemAllocated(TopMemoryContext, true));
+}
+
+static void
+recover_in_flight_fn(void *arg)
+{
 	bool		isnull;
 
-	begin_tx("payments: recovering operations in flight");
 	if (SPI_execute("SELECT payments._recover_in_flight()", false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "payments worker: recovery failed");
-	n = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	*(int64 *) arg = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	gateway_status_publish();
-	commit_tx();
+}
+
+/*
+ * Operations left "sending" by a previous worker: their outcome is unknown.
+ * False when that could not be recorded (to be tried again).
+ */
+static bool
+recover_in_flight(void)
+{
+	int64		n = 0;
+
+	if (!in_transaction("recovering operations in flight", recover_in_flight_fn, &n))
+		return false;
 	if (n > 0)
 		ereport(LOG,
 				(errcode(ERRCODE_SUCCESSFUL_COMPLETION),
 				 errmsg("payments worker: %lld operations were in flight when the previous worker stopped; resolving them",
 						(long long) n)));
+	return true;
 }
 
 /*
@@ -999,8 +1304,10 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 	TimestampTz last_settlement = 0;
 	TimestampTz last_gauge = 0;
 	TimestampTz last_statistics = 0;
+	TimestampTz last_recovery = 0;
 	bool		wake = true;
 	bool		ready = false;
+	bool		recovered = false;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -1034,9 +1341,9 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 		bool		latch_set;
 		bool		claim_due;
 
-		MemoryContextReset(loop_cxt);
 		MemoryContextSwitchTo(loop_cxt);
-		CHECK_FOR_INTERRUPTS();
+		MemoryContextReset(loop_cxt);
+		check_interrupts();
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
@@ -1063,7 +1370,11 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 				ResetLatch(MyLatch);
 				continue;
 			}
-			recover_in_flight();
+		}
+		if (!recovered && TimestampDifferenceExceeds(last_recovery, now, 5000))
+		{
+			last_recovery = now;
+			recovered = recover_in_flight();
 		}
 
 		if (TimestampDifferenceExceeds(last_settlement, now, payments_settlement_check_s * 1000))
@@ -1101,9 +1412,12 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 		/* steps 3 and 1: claim when woken, and every second for due retries */
 		now = GetCurrentTimestamp();
 		claim_due = wake || latch_set || TimestampDifferenceExceeds(last_claim, now, 1000);
+		if (!recovered || now < ws->claim_retry_at)
+			claim_due = false;	/* not before recovery; after a failed claim, back off */
 		if (claim_due)
 			last_claim = now;
 		wake = false;
+		retry_unrecorded(ws);
 		finish_round(ws, claim_due);
 	}
 }

@@ -14,6 +14,7 @@ extern int	payments_claim_batch;
 extern int	payments_settlement_check_s;
 extern int	payments_exchange_retention_days;
 extern int	payments_idempotency_retention_hours;
+extern int	payments_worker_statement_timeout;
 
 extern void payments_worker_register(void);
 

@@ -16,34 +16,12 @@
 # 4. throughput: pgbench clients call pay_purchase and commit as fast as they
 #    can; the worker drains the outbox; end-to-end rate and in-flight peak
 set -euo pipefail
-source "$(dirname "$0")/../lib/common.sh"
-source "$(dirname "$0")/../lib/sim.sh"
 DURATION=${1:-20}
+source "$(dirname "$0")/bench_setup.sh"
 
-install_deps
-WORK=$(mktemp -d /tmp/payments-bench.XXXXXX)
-PORT=$(free_port)
-cleanup() { sim_stop; cluster_stop "$WORK"; cp "$WORK/postgres.log" /tmp/bench-postgres.log 2>/dev/null || true; as_root rm -rf "$WORK"; }
-[ "${BENCH_KEEP:-}" = 1 ] || trap cleanup EXIT
-build_and_install_private "$WORK"
-
-cluster_init "$WORK" "$PORT" "shared_buffers = 512MB" "max_wal_size = 4GB" "track_commit_timestamp = on" \
+bench_start "shared_buffers = 512MB" "max_wal_size = 4GB" "track_commit_timestamp = on" \
 	"payments.max_in_flight = 2000" "payments.claim_batch = 500" "wal_init_zero = off"
-cluster_start "$WORK"
-q() { cluster_psql "$WORK" "$PORT" payments -At "$@"; }
-cluster_psql "$WORK" "$PORT" postgres -c 'CREATE DATABASE payments' -c 'CREATE DATABASE reference' >/dev/null
-q -c 'CREATE EXTENSION payments' >/dev/null
-
-sim_start "$WORK/sim" --threads 2
-sim_ctl POST /latency '{"fixedMs":100,"randomMs":0}' >/dev/null
-q -c "SET payments.allow_insecure_endpoint = on" -c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY', endpoint_url => '$( [ "${BENCH_TLS:-1}" = 1 ] && echo "$SIM_TLS_API" || echo "$SIM_API")', ca_file => '$SIM_CA')" >/dev/null
-
-cat > "$WORK/purchase.sql" <<'SQL'
-SELECT payments.pay_purchase(amount => '12.34 USD',
-	card => payments.pay_card('4111 1111 1111 1111', 12, 2031, '123'));
-SQL
-as_root chown "$PG_OS_USER" "$WORK/purchase.sql"
-pgb() { as_pg "$PG_BINDIR/pgbench" -h "$WORK/sock" -p "$PORT" -U postgres "$@"; }
+cluster_psql "$WORK" "$PORT" postgres -c 'CREATE DATABASE reference' >/dev/null
 
 echo "== reference: pgbench simple-update, 8 clients, ${DURATION}s"
 pgb -i -q -s 10 reference >/dev/null 2>&1

@@ -14,6 +14,19 @@ PAYMENTS_DEBS=(
 )
 
 log() { printf '==> %s\n' "$*" >&2; }
+
+# poll_value SECONDS COMMAND...: COMMAND's output, as soon as it is not
+# empty (tried every 0.1 s); empty when it never is within SECONDS.
+poll_value() {
+	local tries=$(($1 * 10)) out=""
+	shift
+	for _ in $(seq "$tries"); do
+		out=$("$@" 2>/dev/null) || out=""
+		[ -n "$out" ] && break
+		sleep 0.1
+	done
+	printf '%s' "$out"
+}
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # Run a command as root (directly, or through sudo for a normal user).

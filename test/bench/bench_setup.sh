@@ -1,0 +1,42 @@
+# Shared setup of the benchmarks (test/bench/*.sh): source it after
+# `set -euo pipefail`.  It installs what is missing, builds, installs into a
+# private PostgreSQL tree, and provides:
+#
+#   bench_start [postgresql.conf lines...]
+#       a throwaway cluster (WORK, PORT) with the extension in database
+#       payments; the simulator (gateway latency BENCH_LATENCY_MS, default
+#       100 ms) over TLS (BENCH_TLS=0: plain HTTP); the default merchant's
+#       gateway configured; $WORK/purchase.sql, one pay_purchase for pgbench.
+#       The cluster and the simulator stop on exit (BENCH_KEEP=1 keeps them);
+#       the server log is copied to /tmp/bench-postgres.log.
+#   q [psql args...]     psql -At on database payments
+#   pgb [pgbench args...] pgbench against the cluster
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/sim.sh"
+
+install_deps
+WORK=$(mktemp -d /tmp/payments-bench.XXXXXX)
+PORT=$(free_port)
+bench_cleanup() { sim_stop; cluster_stop "$WORK"; cp "$WORK/postgres.log" /tmp/bench-postgres.log 2>/dev/null || true; as_root rm -rf "$WORK"; }
+[ "${BENCH_KEEP:-}" = 1 ] || trap bench_cleanup EXIT
+build_and_install_private "$WORK"
+
+q() { cluster_psql "$WORK" "$PORT" payments -At "$@"; }
+pgb() { as_pg "$PG_BINDIR/pgbench" -h "$WORK/sock" -p "$PORT" -U postgres "$@"; }
+
+bench_start() {
+	cluster_init "$WORK" "$PORT" "$@"
+	cluster_start "$WORK"
+	cluster_psql "$WORK" "$PORT" postgres -c 'CREATE DATABASE payments' >/dev/null
+	q -c 'CREATE EXTENSION payments' >/dev/null
+
+	sim_start "$WORK/sim" --threads 2
+	sim_ctl POST /latency "{\"fixedMs\":${BENCH_LATENCY_MS:-100},\"randomMs\":0}" >/dev/null
+	q -c "SET payments.allow_insecure_endpoint = on" -c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY', endpoint_url => '$( [ "${BENCH_TLS:-1}" = 1 ] && echo "$SIM_TLS_API" || echo "$SIM_API")', ca_file => '$SIM_CA')" >/dev/null
+
+	cat > "$WORK/purchase.sql" <<'SQL'
+SELECT payments.pay_purchase(amount => '12.34 USD',
+	card => payments.pay_card('4111 1111 1111 1111', 12, 2031, '123'));
+SQL
+	as_root chown "$PG_OS_USER" "$WORK/purchase.sql"
+}

@@ -1,0 +1,241 @@
+#!/usr/bin/env bash
+# The worker survives errors in its own transactions, and memory stays flat.
+#
+# 1. A row that cannot be recorded: a trigger (added here, dropped at the
+#    end) refuses the update of one payment while a flag is set.  The
+#    worker logs the SQLSTATE and detail, records the other payments of the
+#    same round, keeps serving new ones with the same PID, holds the refused
+#    answer, and records it once the flag is gone: the payment ends
+#    succeeded, charged exactly once.
+# 2. A lock: a session holds an ACCESS EXCLUSIVE lock on the exchange log
+#    for 10 s while payments.worker_statement_timeout is 1 s; the recording
+#    transaction times out (57014), is logged, and the results are recorded
+#    one by one meanwhile, before the lock is released; requests in flight
+#    finish; same PID.
+# 3. Two-phase commit: a purchase in a prepared transaction is not sent
+#    before COMMIT PREPARED (run from another session), and is sent
+#    promptly after; ROLLBACK PREPARED sends nothing.
+# 4. Memory: a backend in pay_wait through many wake-ups, and one calling
+#    pay_wait many times, do not grow; nor does the worker over a burst.
+set -euo pipefail
+source "$(dirname "$0")/../lib/integration.sh"
+
+SIMDIR="$WORK/sim-resilience"
+LOG="$WORK/postgres.log"
+cleanup() {
+	cluster_psql "$WORK" "$PORT" payments -q -c "DROP TRIGGER IF EXISTS resilience_refuse ON payments.payments" \
+		-c "DROP FUNCTION IF EXISTS public.resilience_refuse()" -c "DROP TABLE IF EXISTS public.resilience_flag" \
+		-c "ALTER SYSTEM RESET payments.worker_statement_timeout" -c "SELECT pg_reload_conf()" >/dev/null 2>&1 || true
+	for g in pay_2pc_commit pay_2pc_rollback; do
+		cluster_psql "$WORK" "$PORT" payments -q -c "ROLLBACK PREPARED '$g'" >/dev/null 2>&1 || true
+	done
+	sim_stop
+}
+trap cleanup EXIT
+sim_start "$SIMDIR"
+sim_ctl POST /latency '{"fixedMs":300,"randomMs":0}' >/dev/null
+
+psqlq() { cluster_psql "$WORK" "$PORT" payments -At "$@"; }
+M=$(psqlq -c "INSERT INTO payments.merchants (name) VALUES ('resilience') RETURNING merchant_id")
+psqlq -c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY', endpoint_url => '$SIM_API', timeout_ms => 5000, merchant_id => $M)" >/dev/null
+q() { psqlq -c "SET search_path = public, payments" -c "SET payments.merchant_id = '$M'" "$@"; }
+card="pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 3, '123')"
+purchase() {	# purchase DESCRIPTION -> payment id
+	q -c "SELECT payment_id FROM pay_purchase(amount => '17.00 USD', card => $card, description => '$1')"
+}
+# n purchases in one transaction: their ids, one per line
+purchases() {
+	q -c "SELECT (pay_purchase(amount => '18.00 USD', card => $card, description => 'bystander ' || g)).payment_id FROM generate_series(1, $1) g"
+}
+worker_pid() { psqlq -c "SELECT pid FROM payments.pay_worker_health() WHERE alive"; }
+metric() { psqlq -c "SELECT payments.pay_metrics()" | sed -n "s/^$1 //p"; }
+status_of() { q -c "SELECT status FROM payments.payments WHERE merchant_id = $M AND payment_id = $1"; }
+count_status() {	# count_status STATUS ID...
+	local st=$1; shift
+	q -c "SELECT count(*) FROM payments.payments WHERE merchant_id = $M AND status = '$st' AND payment_id IN ($(IFS=,; echo "$*"))"
+}
+wait_all_final() {	# wait_all_final SECONDS ID...
+	local secs=$1 i; shift
+	for i in $(seq $((secs * 10))); do
+		[ "$(q -c "SELECT count(*) FROM payments.payments WHERE merchant_id = $M AND status IN ('pending','unknown') AND payment_id IN ($(IFS=,; echo "$*"))")" = 0 ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+wait_log() {	# wait_log SECONDS REGEX: true once the server log matches
+	local i
+	for i in $(seq $(($1 * 10))); do
+		grep -qE "$2" "$LOG" && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+pid0=$(poll_value 30 worker_pid)
+ok "$([ -n "$pid0" ] && echo 0 || echo 1)" "the worker runs (pid $pid0)"
+
+# --- 1. one row that cannot be recorded ------------------------------------
+psqlq -q <<'SQL'
+CREATE TABLE public.resilience_flag (on_ boolean);
+CREATE FUNCTION public.resilience_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	IF NEW.description = 'resilience-refused' AND NEW.status IS DISTINCT FROM OLD.status
+		AND EXISTS (SELECT 1 FROM public.resilience_flag) THEN
+		RAISE EXCEPTION 'resilience test refuses this row'
+			USING ERRCODE = 'P0R01', DETAIL = 'Injected by worker_resilience.sh.';
+	END IF;
+	RETURN NEW;
+END $$;
+CREATE TRIGGER resilience_refuse BEFORE UPDATE ON payments.payments
+	FOR EACH ROW EXECUTE FUNCTION public.resilience_refuse();
+INSERT INTO public.resilience_flag VALUES (true);
+SQL
+errors0=$(metric payments_worker_errors_total)
+# the refused payment and others in the same commit (the same round), then more
+refused=$(q -c "SELECT payment_id FROM pay_purchase(amount => '19.00 USD', card => $card, description => 'resilience-refused')" \
+	-c "SELECT count(pay_purchase(amount => '18.00 USD', card => $card, description => 'same-round')) FROM generate_series(1, 9)" | sed -n 1p)
+same_round=$(q -c "SELECT payment_id FROM payments.payments WHERE merchant_id = $M AND description = 'same-round'")
+ok "$(wait_log 20 "recording outcomes failed with SQLSTATE P0R01: resilience test refuses this row" && echo 0 || echo 1)" \
+	"the failed recording is logged with its SQLSTATE"
+ok "$(grep -A3 "failed with SQLSTATE P0R01" "$LOG" | grep -q "DETAIL:  Injected by worker_resilience.sh." && echo 0 || echo 1)" \
+	"and with its detail"
+# shellcheck disable=SC2086
+wait_all_final 20 $same_round || true
+# shellcheck disable=SC2086
+is "$(count_status succeeded $same_round)" 9 "the other payments of the failed round are recorded (one by one)"
+ok "$(wait_log 10 "could not record the outcome of operation [0-9]+ of merchant $M" && echo 0 || echo 1)" \
+	"the refused outcome is held, with a warning"
+is "$(status_of "$refused")" pending "the refused payment is not recorded yet"
+is "$(q -c "SELECT string_agg(status, ',') FROM payments.operations WHERE merchant_id = $M AND payment_id = $refused")" sending \
+	"its operation stays sending (the answer is held by the worker)"
+is "$(metric payments_unrecorded_outcomes)" 1 "pay_metrics shows one held answer"
+ok "$([ "$(metric payments_worker_errors_total)" -gt "$errors0" ] && echo 0 || echo 1)" "pay_metrics counts the failed transactions"
+# the worker keeps serving meanwhile
+mapfile -t later < <(purchases 10)
+wait_all_final 20 "${later[@]}" || true
+is "$(count_status succeeded "${later[@]}")" 10 "new payments are served while the answer is held"
+sleep 2	# a few more tries fail (and fall back to unknown, refused too)
+is "$(status_of "$refused")" pending "still refused while the flag is set"
+is "$(worker_pid)" "$pid0" "the worker did not restart"
+psqlq -c "DELETE FROM public.resilience_flag" >/dev/null
+st=$(q -c "SELECT status FROM pay_wait($refused, '40 s')")
+is "$st" succeeded "once the row can be written, the held answer is recorded: succeeded"
+is "$(sim_ledger_count "P$TAG$refused" charge)" 1 "charged exactly once"
+ok "$(grep -qE "recorded the outcome of operation [0-9]+ of merchant $M \((approved|unknown)\) after [0-9]+ failed tries" "$LOG" && echo 0 || echo 1)" \
+	"the late recording is logged"
+is "$(metric payments_unrecorded_outcomes)" 0 "no answer is held any more"
+is "$(worker_pid)" "$pid0" "same worker pid after the refused row"
+
+# --- 2. a lock and payments.worker_statement_timeout ------------------------
+psqlq -c "ALTER SYSTEM SET payments.worker_statement_timeout = '1s'" -c "SELECT pg_reload_conf()" >/dev/null
+sleep 1
+mapfile -t before < <(purchases 20)	# in flight while the lock is taken
+cluster_psql "$WORK" "$PORT" payments -q -c "BEGIN" -c "LOCK TABLE payments.gateway_exchanges IN ACCESS EXCLUSIVE MODE" \
+	-c "SELECT pg_sleep(10)" -c "COMMIT" >/dev/null &
+locker=$!
+sleep 0.3
+mapfile -t during < <(purchases 20)
+t0=$(date +%s.%N)
+wait_all_final 20 "${before[@]}" "${during[@]}" || true
+t1=$(date +%s.%N)
+is "$(count_status succeeded "${before[@]}" "${during[@]}")" 40 "payments in flight and new ones finish while the exchange log is locked"
+ok "$(python3 -c "import sys; sys.exit(0 if $t1 - $t0 < 8.5 else 1)" && echo 0 || echo 1)" \
+	"... before the lock is released ($(python3 -c "print(round($t1 - $t0, 1))") s)"
+ok "$(wait_log 10 "recording outcomes failed with SQLSTATE 57014: canceling statement due to statement timeout" && echo 0 || echo 1)" \
+	"the recording that waited for the lock timed out and was logged (57014)"
+wait "$locker" || true
+is "$(worker_pid)" "$pid0" "same worker pid after the lock"
+psqlq -c "ALTER SYSTEM RESET payments.worker_statement_timeout" -c "SELECT pg_reload_conf()" >/dev/null
+psqlq -c "DROP TRIGGER resilience_refuse ON payments.payments" -c "DROP FUNCTION public.resilience_refuse()" \
+	-c "DROP TABLE public.resilience_flag" >/dev/null
+
+# --- 3. two-phase commit -----------------------------------------------------
+sim_ctl POST /latency '{"fixedMs":0,"randomMs":0}' >/dev/null
+prepared_purchase() {	# prepared_purchase GID -> payment id
+	q -c "BEGIN" -c "SELECT payment_id FROM pay_purchase(amount => '23.00 USD', card => $card, description => '2pc')" \
+		-c "PREPARE TRANSACTION '$1'"
+}
+p2=$(prepared_purchase pay_2pc_commit)
+sleep 2.5
+is "$(sim_ledger_count "P$TAG$p2" charge)" 0 "a prepared purchase is not sent before COMMIT PREPARED"
+psqlq -c "COMMIT PREPARED 'pay_2pc_commit'" >/dev/null
+t0=$(date +%s.%N)
+for _ in $(seq 100); do
+	[ "$(sim_ledger_count "P$TAG$p2" charge)" = 1 ] && break
+	sleep 0.05
+done
+t1=$(date +%s.%N)
+is "$(sim_ledger_count "P$TAG$p2" charge)" 1 "after COMMIT PREPARED (another session) it is charged once"
+ok "$(python3 -c "import sys; sys.exit(0 if $t1 - $t0 < 3 else 1)" && echo 0 || echo 1)" \
+	"promptly ($(python3 -c "print(round($t1 - $t0, 2))") s after COMMIT PREPARED)"
+is "$(q -c "SELECT status FROM pay_wait($p2, '10 s')")" succeeded "the prepared-then-committed purchase succeeded"
+p3=$(prepared_purchase pay_2pc_rollback)
+psqlq -c "ROLLBACK PREPARED 'pay_2pc_rollback'" >/dev/null
+sleep 2
+is "$(sim_ledger_count "P$TAG$p3" charge)" 0 "ROLLBACK PREPARED sends nothing"
+is "$(q -c "SELECT count(*) FROM payments.payments WHERE merchant_id = $M AND payment_id = $p3")" 0 "and leaves no payment"
+
+# --- 4. memory ----------------------------------------------------------------
+# (a) one pay_wait through many wake-ups: a payment of a merchant without a
+# gateway waits (parked) while other payments are recorded, each round
+# broadcasting to the waiters.  Its memory is logged twice during the wait.
+M2=$(psqlq -c "INSERT INTO payments.merchants (name) VALUES ('resilience-unconfigured') RETURNING merchant_id")
+parked=$(psqlq -c "SET payments.merchant_id = '$M2'" -c "SELECT payment_id FROM payments.pay_purchase(amount => '5.00 USD', card => payments.$card)")
+cluster_psql "$WORK" "$PORT" payments -At -c "SET application_name = 'resilience_wait'" -c "SET payments.merchant_id = '$M2'" \
+	-c "SELECT status FROM payments.pay_wait($parked, '9 s')" > "$WORK/resilience_wait.out" 2>&1 &
+waiter=$!
+(
+	end=$((SECONDS + 8))
+	while [ $SECONDS -lt $end ]; do purchases 2 >/dev/null; done
+) &
+loader=$!
+wpid=$(poll_value 5 psqlq -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'resilience_wait' AND state = 'active'")
+done0=$(q -c "SELECT count(*) FROM payments.payments WHERE merchant_id = $M AND status = 'succeeded'")
+sleep 1.5
+psqlq -c "SELECT pg_log_backend_memory_contexts($wpid)" >/dev/null
+sleep 5
+psqlq -c "SELECT pg_log_backend_memory_contexts($wpid)" >/dev/null
+wait "$loader" || true
+wait "$waiter" || true
+done1=$(q -c "SELECT count(*) FROM payments.payments WHERE merchant_id = $M AND status = 'succeeded'")
+is "$(cat "$WORK/resilience_wait.out")" pending "pay_wait on the parked payment timed out with its status"
+ok "$([ $((done1 - done0)) -ge 40 ] && echo 0 || echo 1)" "many results were recorded during the wait ($((done1 - done0)))"
+totals=$(sleep 0.5; grep -E "\[$wpid\] .*Grand total: [0-9]+ bytes" "$LOG" | sed -E 's/.*Grand total: ([0-9]+) bytes.*/\1/')
+is "$(wc -l <<<"$totals")" 2 "the waiting backend logged its memory twice"
+first=$(head -1 <<<"$totals") last=$(tail -1 <<<"$totals")
+ok "$([ -n "$first" ] && [ $((last - first)) -lt 65536 ] && echo 0 || echo 1)" \
+	"a backend waiting in pay_wait does not grow with each wake-up ($first -> $last bytes)"
+
+# (b) many pay_wait calls in one session
+done_id=${later[0]}
+{
+	echo "\\o /dev/null"
+	echo "SET payments.merchant_id = '$M';"
+	echo "SELECT count(payments.pay_wait($done_id, '0 s')) FROM generate_series(1, 50);"
+	for _ in $(seq 100); do echo "SELECT status FROM payments.pay_wait($done_id, '0 s');"; done
+	echo "SELECT sum(total_bytes) AS before FROM pg_backend_memory_contexts \\gset"
+	for _ in $(seq 2000); do echo "SELECT status FROM payments.pay_wait($done_id, '0 s');"; done
+	echo "\\o"
+	echo "SELECT sum(total_bytes) - :before FROM pg_backend_memory_contexts;"
+} > "$WORK/resilience_calls.sql"
+as_root chown "$PG_OS_USER" "$WORK/resilience_calls.sql"
+growth=$(cluster_psql "$WORK" "$PORT" payments -At -f "$WORK/resilience_calls.sql" | tail -1)
+ok "$([ -n "$growth" ] && [ "$growth" -lt 32768 ] && echo 0 || echo 1)" \
+	"2,000 pay_wait calls in one session: the backend's memory grows by $growth bytes (< 32 kB)"
+
+# (c) the worker over a burst: its memory after a first burst and after a
+# second, twice as large, differ by little
+burst() {	# burst N: N purchases, waited for
+	local ids
+	mapfile -t ids < <(purchases "$1")
+	wait_all_final 60 "${ids[@]}" || true
+	sleep 1.5	# the gauge is published every second
+}
+burst 300
+mem1=$(metric payments_worker_memory_bytes)
+burst 600
+mem2=$(metric payments_worker_memory_bytes)
+ok "$([ -n "$mem1" ] && [ $((mem2 - mem1)) -lt 262144 ] && echo 0 || echo 1)" \
+	"the worker's memory stays flat over a burst ($mem1 -> $mem2 bytes)"
+is "$(worker_pid)" "$pid0" "the same worker served the whole test"
+tap_done
