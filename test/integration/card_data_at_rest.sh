@@ -46,7 +46,7 @@ sq -c "CREATE EXTENSION payments" -c "CREATE EXTENSION pg_stat_statements" >/dev
 M=$(sq -c "INSERT INTO payments.merchants (name) VALUES ('at rest') RETURNING merchant_id")
 M2=$(sq -c "INSERT INTO payments.merchants (name) VALUES ('waits') RETURNING merchant_id")
 configure() {	# and release the merchant's parked operations at once
-	sq -c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY', endpoint_url => '$SIM_API', timeout_ms => 5000, merchant_id => $1)" \
+	sq -c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY', endpoint_url => '$SIM_TLS_API', ca_file => '$SIM_CA', timeout_ms => 5000, merchant_id => $1)" \
 		-c "UPDATE payments.operations SET next_attempt_at = now() WHERE merchant_id = $1 AND status = 'queued'" \
 		-c "SELECT payments._wake_at_commit()" >/dev/null
 }
