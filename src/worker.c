@@ -1033,6 +1033,7 @@ settlement_checks(WorkerState *ws, dlist_head *to_send)
 		TupleDesc	d = SPI_tuptable->tupdesc;
 		GatewayOp  *op = new_check_op(ws, SPI_tuptable->vals[i], d, to_send);
 		MemoryContext old = MemoryContextSwitchTo(op->cxt);
+		bool		built;
 		uint64		first = i;
 		char	  **ids;
 		TimestampTz from = GetCurrentTimestamp();
@@ -1052,8 +1053,9 @@ settlement_checks(WorkerState *ws, dlist_head *to_send)
 			if (!isnull && c < from)
 				from = c;
 		}
+		built = gateway_build_settlement_scan(op, ids, (int) (i - first), from);
 		MemoryContextSwitchTo(old);
-		if (!gateway_build_settlement_scan(op, ids, (int) (i - first), from))
+		if (!built)
 		{
 			dlist_delete(&op->node);
 			MemoryContextDelete(op->cxt);
@@ -1077,12 +1079,14 @@ review_checks(WorkerState *ws, dlist_head *to_send)
 		TupleDesc	d = SPI_tuptable->tupdesc;
 		GatewayOp  *op = new_check_op(ws, t, d, to_send);
 		MemoryContext old = MemoryContextSwitchTo(op->cxt);
+		bool		built;
 
 		op->payment_id = pg_strtoint64(SPI_getvalue(t, d, SPI_fnumber(d, "payment_id")));
 		op->kind = SPI_getvalue(t, d, SPI_fnumber(d, "kind"));
 		op->txn_invoice = SPI_getvalue(t, d, SPI_fnumber(d, "invoice_number"));
+		built = gateway_build_review_check(op, SPI_getvalue(t, d, SPI_fnumber(d, "gateway_trans_id")));
 		MemoryContextSwitchTo(old);
-		if (!gateway_build_review_check(op, SPI_getvalue(t, d, SPI_fnumber(d, "gateway_trans_id"))))
+		if (!built)
 		{
 			dlist_delete(&op->node);
 			MemoryContextDelete(op->cxt);
