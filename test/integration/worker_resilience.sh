@@ -37,7 +37,7 @@ sim_ctl POST /latency '{"fixedMs":300,"randomMs":0}' >/dev/null
 
 psqlq() { cluster_psql "$WORK" "$PORT" payments -At "$@"; }
 M=$(psqlq -c "INSERT INTO payments.merchants (name) VALUES ('resilience') RETURNING merchant_id")
-psqlq -c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY', endpoint_url => '$SIM_API', timeout_ms => 5000, merchant_id => $M)" >/dev/null
+psqlq -c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY', endpoint_url => '$SIM_TLS_API', ca_file => '$SIM_CA', timeout_ms => 5000, merchant_id => $M)" >/dev/null
 q() { psqlq -c "SET search_path = public, payments" -c "SET payments.merchant_id = '$M'" "$@"; }
 card="pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 3, '123')"
 purchase() {	# purchase DESCRIPTION -> payment id
