@@ -911,3 +911,137 @@ END
 $$;
 COMMENT ON FUNCTION payments.pay_refund(bigint, payments.pay_amount, text, text, text) IS
 	'Refund a captured payment, fully or partially (several partial refunds up to the captured amount). The worker asks the gateway first: a settled capture is refunded; before settlement a full refund is sent as a void and a partial one waits for settlement (waiting_settlement). Returns the refund operation.';
+
+------------------------------------------------------------------------------
+-- h-rest: pay_metrics served as text/plain by PostgREST (a media type
+-- handler domain); payment search (pay_list_payments) and its indexes.
+------------------------------------------------------------------------------
+
+CREATE DOMAIN payments."text/plain" AS text;
+COMMENT ON DOMAIN payments."text/plain" IS
+	'Text served by PostgREST as Content-Type text/plain (a media type handler): the return type of pay_metrics(). In SQL it is text.';
+
+-- A new return type means a new function: its privileges, whatever the
+-- blocks before this one made them, are carried over.
+DO $$
+DECLARE
+	acl aclitem[];
+	a record;
+BEGIN
+	SELECT proacl INTO acl FROM pg_catalog.pg_proc WHERE oid = 'payments.pay_metrics()'::pg_catalog.regprocedure;
+	DROP FUNCTION payments.pay_metrics();
+	CREATE FUNCTION payments.pay_metrics() RETURNS payments."text/plain"
+		LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pay_metrics';
+	IF acl IS NOT NULL THEN
+		REVOKE ALL ON FUNCTION payments.pay_metrics() FROM PUBLIC;
+		FOR a IN SELECT * FROM pg_catalog.aclexplode(acl) x
+			WHERE x.grantee <> (SELECT proowner FROM pg_catalog.pg_proc WHERE oid = 'payments.pay_metrics()'::pg_catalog.regprocedure)
+		LOOP
+			EXECUTE format('GRANT EXECUTE ON FUNCTION payments.pay_metrics() TO %s%s',
+				CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(a.grantee::regrole::text) END,
+				CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+		END LOOP;
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_metrics() IS
+	'Counters, gauges and latency histograms of the worker in Prometheus text format. Returns the domain "text/plain" over text, so PostgREST serves GET /rpc/pay_metrics with Accept: text/plain as a Prometheus scrape.';
+
+DROP INDEX payments.payments_status;
+DROP INDEX payments.payments_created;
+CREATE INDEX payments_status ON payments.payments (merchant_id, status, created_at, payment_id);
+CREATE INDEX payments_created ON payments.payments (merchant_id, created_at, payment_id);
+-- The indexes behind the filters (payments_created and payments_status, in
+-- payment_tables.sql, serve the listing and the status filter).  Each ends
+-- with (created_at, payment_id), so a filter's matches come newest first
+-- without a sort.
+CREATE INDEX payments_order_ref ON payments.payments (merchant_id, order_ref, created_at, payment_id)
+	WHERE order_ref IS NOT NULL;
+CREATE INDEX payments_customer_email ON payments.payments
+	(merchant_id, lower(customer ->> 'email'), created_at, payment_id)
+	WHERE customer ? 'email';
+CREATE INDEX payments_amount ON payments.payments
+	(merchant_id, payments.pay_currency(amount), payments.pay_minor_units(amount));
+
+CREATE FUNCTION payments.pay_list_payments(
+	status text DEFAULT NULL,
+	created_from timestamptz DEFAULT NULL,
+	created_to timestamptz DEFAULT NULL,
+	order_ref text DEFAULT NULL,
+	customer_email text DEFAULT NULL,
+	amount_min payments.pay_amount DEFAULT NULL,
+	amount_max payments.pay_amount DEFAULT NULL,
+	after bigint DEFAULT NULL,
+	page_size integer DEFAULT 50)
+	RETURNS SETOF payments.payments
+	LANGUAGE plpgsql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	m bigint := payments.pay_current_merchant();
+	cursor_at timestamptz;
+	currency text := payments.pay_currency(coalesce(amount_min, amount_max));
+	q text := 'SELECT p.* FROM payments.payments p WHERE p.merchant_id = $1';
+BEGIN
+	IF page_size IS NULL OR page_size NOT BETWEEN 1 AND 500 THEN
+		RAISE EXCEPTION 'page_size must be between 1 and 500'
+			USING ERRCODE = '22023',
+				DETAIL = format('The page_size given was %s.', coalesce(page_size::text, 'NULL')),
+				HINT = 'Ask for the next page with after => the last payment_id of this one.';
+	END IF;
+	IF pay_list_payments.status IS NOT NULL AND NOT EXISTS (SELECT 1 FROM payments.status_transitions t
+			WHERE t.entity = 'payment' AND pay_list_payments.status IN (t.from_status, t.to_status)) THEN
+		RAISE EXCEPTION 'unknown payment status "%"', left(pay_list_payments.status, 64)
+			USING ERRCODE = '22023',
+				HINT = 'A payment status is one of pending, requires_capture, succeeded, failed, canceled, refunded, partially_refunded, in_review, unknown.';
+	END IF;
+	IF created_from > created_to THEN
+		RAISE EXCEPTION 'created_from is after created_to' USING ERRCODE = '22023';
+	END IF;
+	IF payments.pay_currency(amount_min) <> payments.pay_currency(amount_max) THEN
+		RAISE EXCEPTION 'amount_min and amount_max are in different currencies'
+			USING ERRCODE = '22Y03', DETAIL = format('%s and %s were given.', amount_min, amount_max);
+	END IF;
+	IF after IS NOT NULL THEN
+		SELECT p.created_at INTO cursor_at FROM payments.payments p
+		WHERE p.merchant_id = m AND p.payment_id = pay_list_payments.after;
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'the cursor payment % is not a payment of this merchant', after
+				USING ERRCODE = '22023',
+					HINT = 'Pass as after the last payment_id of the page before.';
+		END IF;
+		q := q || ' AND (p.created_at, p.payment_id) < ($2, $3)';
+	END IF;
+	-- only the filters given, so that the plan is made for them
+	IF pay_list_payments.status IS NOT NULL THEN
+		q := q || ' AND p.status = $4';
+	END IF;
+	IF created_from IS NOT NULL THEN
+		q := q || ' AND p.created_at >= $5';
+	END IF;
+	IF created_to IS NOT NULL THEN
+		q := q || ' AND p.created_at < $6';
+	END IF;
+	IF pay_list_payments.order_ref IS NOT NULL THEN
+		q := q || ' AND p.order_ref = $7';
+	END IF;
+	IF customer_email IS NOT NULL THEN
+		q := q || ' AND p.customer ? ''email'' AND lower(p.customer ->> ''email'') = lower($8)';
+	END IF;
+	IF currency IS NOT NULL THEN
+		q := q || ' AND payments.pay_currency(p.amount) = $9';
+	END IF;
+	IF amount_min IS NOT NULL THEN
+		q := q || ' AND payments.pay_minor_units(p.amount) >= $10';
+	END IF;
+	IF amount_max IS NOT NULL THEN
+		q := q || ' AND payments.pay_minor_units(p.amount) <= $11';
+	END IF;
+	q := q || ' ORDER BY p.created_at DESC, p.payment_id DESC LIMIT $12';
+	RETURN QUERY EXECUTE q USING m, cursor_at, after, pay_list_payments.status, created_from,
+		created_to, pay_list_payments.order_ref, customer_email, currency,
+		payments.pay_minor_units(amount_min), payments.pay_minor_units(amount_max), page_size;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_list_payments(text, timestamptz, timestamptz, text, text, payments.pay_amount, payments.pay_amount, bigint, integer) IS
+	'The current merchant''s payments, newest first (created_at, then payment_id), at most page_size (1-500, default 50) per call. Filters, all optional and combined: status, created_from (inclusive) and created_to (exclusive), order_ref, customer_email (customer ->> ''email'', any case), amount_min and amount_max (one currency). Keyset pagination: pass as after the last payment_id of the previous page. Raises 22023 for a bad page_size, status, date range or cursor.';
