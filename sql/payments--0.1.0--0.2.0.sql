@@ -963,6 +963,34 @@ CREATE INDEX payments_customer_email ON payments.payments
 CREATE INDEX payments_amount ON payments.payments
 	(merchant_id, payments.pay_currency(amount), payments.pay_minor_units(amount));
 
+-- The query of a search: only the filters given, so that the plan is made
+-- for them.  Parameters: $1 merchant, $2 and $3 the cursor's created_at and
+-- payment_id, $4 status, $5 created_from, $6 created_to, $7 order_ref,
+-- $8 customer_email, $9 currency, $10 and $11 minimum and maximum in minor
+-- units, $12 page_size.
+CREATE FUNCTION payments._list_payments_query(has_cursor boolean, has_status boolean,
+	has_created_from boolean, has_created_to boolean, has_order_ref boolean,
+	has_customer_email boolean, has_amount_min boolean, has_amount_max boolean)
+	RETURNS text
+	LANGUAGE sql IMMUTABLE
+	SET search_path = pg_catalog, payments
+	AS $$
+	SELECT 'SELECT p.* FROM payments.payments p WHERE p.merchant_id = $1'
+		|| CASE WHEN has_cursor THEN ' AND (p.created_at, p.payment_id) < ($2, $3)' ELSE '' END
+		|| CASE WHEN has_status THEN ' AND p.status = $4' ELSE '' END
+		|| CASE WHEN has_created_from THEN ' AND p.created_at >= $5' ELSE '' END
+		|| CASE WHEN has_created_to THEN ' AND p.created_at < $6' ELSE '' END
+		|| CASE WHEN has_order_ref THEN ' AND p.order_ref = $7' ELSE '' END
+		|| CASE WHEN has_customer_email
+			THEN ' AND p.customer ? ''email'' AND lower(p.customer ->> ''email'') = lower($8)' ELSE '' END
+		|| CASE WHEN has_amount_min OR has_amount_max THEN ' AND payments.pay_currency(p.amount) = $9' ELSE '' END
+		|| CASE WHEN has_amount_min THEN ' AND payments.pay_minor_units(p.amount) >= $10' ELSE '' END
+		|| CASE WHEN has_amount_max THEN ' AND payments.pay_minor_units(p.amount) <= $11' ELSE '' END
+		|| ' ORDER BY p.created_at DESC, p.payment_id DESC LIMIT $12'
+	$$;
+COMMENT ON FUNCTION payments._list_payments_query(boolean, boolean, boolean, boolean, boolean, boolean, boolean, boolean) IS
+	'Internal: the query pay_list_payments runs for the filters given (parameters $1 to $12).';
+
 CREATE FUNCTION payments.pay_list_payments(
 	status text DEFAULT NULL,
 	created_from timestamptz DEFAULT NULL,
@@ -980,8 +1008,6 @@ CREATE FUNCTION payments.pay_list_payments(
 DECLARE
 	m bigint := payments.pay_current_merchant();
 	cursor_at timestamptz;
-	currency text := payments.pay_currency(coalesce(amount_min, amount_max));
-	q text := 'SELECT p.* FROM payments.payments p WHERE p.merchant_id = $1';
 BEGIN
 	IF page_size IS NULL OR page_size NOT BETWEEN 1 AND 500 THEN
 		RAISE EXCEPTION 'page_size must be between 1 and 500'
@@ -1010,38 +1036,18 @@ BEGIN
 				USING ERRCODE = '22023',
 					HINT = 'Pass as after the last payment_id of the page before.';
 		END IF;
-		q := q || ' AND (p.created_at, p.payment_id) < ($2, $3)';
 	END IF;
-	-- only the filters given, so that the plan is made for them
-	IF pay_list_payments.status IS NOT NULL THEN
-		q := q || ' AND p.status = $4';
-	END IF;
-	IF created_from IS NOT NULL THEN
-		q := q || ' AND p.created_at >= $5';
-	END IF;
-	IF created_to IS NOT NULL THEN
-		q := q || ' AND p.created_at < $6';
-	END IF;
-	IF pay_list_payments.order_ref IS NOT NULL THEN
-		q := q || ' AND p.order_ref = $7';
-	END IF;
-	IF customer_email IS NOT NULL THEN
-		q := q || ' AND p.customer ? ''email'' AND lower(p.customer ->> ''email'') = lower($8)';
-	END IF;
-	IF currency IS NOT NULL THEN
-		q := q || ' AND payments.pay_currency(p.amount) = $9';
-	END IF;
-	IF amount_min IS NOT NULL THEN
-		q := q || ' AND payments.pay_minor_units(p.amount) >= $10';
-	END IF;
-	IF amount_max IS NOT NULL THEN
-		q := q || ' AND payments.pay_minor_units(p.amount) <= $11';
-	END IF;
-	q := q || ' ORDER BY p.created_at DESC, p.payment_id DESC LIMIT $12';
-	RETURN QUERY EXECUTE q USING m, cursor_at, after, pay_list_payments.status, created_from,
-		created_to, pay_list_payments.order_ref, customer_email, currency,
+	RETURN QUERY EXECUTE payments._list_payments_query(after IS NOT NULL,
+		pay_list_payments.status IS NOT NULL, created_from IS NOT NULL, created_to IS NOT NULL,
+		pay_list_payments.order_ref IS NOT NULL, customer_email IS NOT NULL,
+		amount_min IS NOT NULL, amount_max IS NOT NULL)
+	USING m, cursor_at, after, pay_list_payments.status, created_from, created_to,
+		pay_list_payments.order_ref, customer_email,
+		payments.pay_currency(coalesce(amount_min, amount_max)),
 		payments.pay_minor_units(amount_min), payments.pay_minor_units(amount_max), page_size;
 END
 $$;
 COMMENT ON FUNCTION payments.pay_list_payments(text, timestamptz, timestamptz, text, text, payments.pay_amount, payments.pay_amount, bigint, integer) IS
 	'The current merchant''s payments, newest first (created_at, then payment_id), at most page_size (1-500, default 50) per call. Filters, all optional and combined: status, created_from (inclusive) and created_to (exclusive), order_ref, customer_email (customer ->> ''email'', any case), amount_min and amount_max (one currency). Keyset pagination: pass as after the last payment_id of the previous page. Raises 22023 for a bad page_size, status, date range or cursor.';
+-- (privileges.sql revokes every internal function from PUBLIC at install)
+REVOKE ALL ON FUNCTION payments._list_payments_query(boolean, boolean, boolean, boolean, boolean, boolean, boolean, boolean) FROM PUBLIC;

@@ -199,7 +199,7 @@ r=$(pgrst GET /rpc/pay_metrics -H "Authorization: Bearer $SCRAPER" \
 is "$(status "$r")" 200 "Prometheus's own Accept header gets an answer"
 like "$(body "$r")" '^# HELP payments_' "and the answer is the text"
 like "$(sql -c 'SELECT payments.pay_metrics()')" '^# HELP payments_' "SELECT payments.pay_metrics() still returns the text in SQL"
-like "$(sql -c 'SELECT length(payments.pay_metrics()) > 0 AND payments.pay_metrics() LIKE ''%# TYPE%''')" '^t$' \
+like "$(sql -c "SELECT length(payments.pay_metrics()) > 0 AND payments.pay_metrics() LIKE '%# TYPE%'")" '^t$' \
 	"and it works as text in expressions"
 
 # ---------------------------------------------------------------------------
