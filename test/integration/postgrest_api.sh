@@ -195,8 +195,8 @@ PY
 )
 is "$bad" "" "every line of it is valid Prometheus exposition text (HELP, TYPE, name{labels} value)"
 r=$(pgrst GET /rpc/pay_metrics -H "Authorization: Bearer $SCRAPER" \
-	-H 'Accept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1')
-is "$(status "$r")" 200 "Prometheus's own Accept header gets an answer"
+	-H 'Accept: application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1')
+is "$(status "$r")" 200 "Prometheus's default Accept header gets an answer"
 like "$(body "$r")" '^# HELP payments_' "and the answer is the text"
 like "$(sql -c 'SELECT payments.pay_metrics()')" '^# HELP payments_' "SELECT payments.pay_metrics() still returns the text in SQL"
 like "$(sql -c "SELECT length(payments.pay_metrics()) > 0 AND payments.pay_metrics() LIKE '%# TYPE%'")" '^t$' \
