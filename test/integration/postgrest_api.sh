@@ -141,6 +141,9 @@ r=$(call "$TOKEN" pay_purchase "{\"amount\": \"2.00 USD\", \"card\": $card, \"id
 is "$(status "$r") $(field "$(body "$r")" code)" "409 PT409" "the same key with other arguments is 409 with PT409"
 like "$(field "$(body "$r")" hint)" 'new idempotency key' "the body carries the hint"
 
+FORGED=$(jwt_hs256 "not-the-secret-not-the-secret-not-the-secret" "{\"role\":\"authenticated\",\"merchant_id\":$M,\"exp\":$exp}")
+r=$(call "$FORGED" pay_purchase "{\"amount\": \"1.00 USD\", \"card\": $card}")
+is "$(status "$r") $(field "$(body "$r")" code)" "401 PGRST301" "a JWT signed with another secret is refused (401)"
 r=$(call "$TOKEN" pay_capture '{"payment_id": 999999999}')
 is "$(status "$r") $(field "$(body "$r")" code)" "404 PT404" "an unknown payment is 404 with PT404"
 r=$(call "$TOKEN2" pay_refund "{\"payment_id\": $pid_str}")
@@ -251,7 +254,7 @@ fi
 p=$PGRST_PID
 postgrest_stop
 if kill -0 "$p" 2>/dev/null; then ok 1 "PostgREST has stopped"; else ok 0 "PostgREST has stopped"; fi
-for i in $(seq 50); do
+for _ in $(seq 50); do
 	n=$(sql -c "SELECT count(*) FROM pg_stat_activity WHERE usename = 'authenticator'")
 	[ "$n" = 0 ] && break
 	sleep 0.1

@@ -65,6 +65,7 @@ postgrest_install() {
 postgrest_roles_setup() {
 	local dir=$1 port=$2 db=$3
 	cluster_psql "$dir" "$port" "$db" -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
+SET client_min_messages = warning;
 DO $$
 DECLARE
 	r text;
@@ -108,7 +109,7 @@ SQL
 # (database DB) on a free loopback port, with its configuration file and
 # log in RUNDIR.  Waits until its admin server says it is ready.
 postgrest_start() {
-	local dir=$1 port=$2 db=$3 run=$4 i code=""
+	local dir=$1 port=$2 db=$3 run=$4 code=""
 	[ -n "${POSTGREST_BIN:-}" ] || postgrest_install
 	mkdir -p "$run"
 	PGRST_JWT_SECRET=$(openssl rand -hex 32)
@@ -129,7 +130,7 @@ CONF
 	"$POSTGREST_BIN" "$run/postgrest.conf" >"$run/postgrest.log" 2>&1 &
 	PGRST_PID=$!
 	PGRST_URL="http://127.0.0.1:$PGRST_PORT"
-	for i in $(seq 200); do
+	for _ in $(seq 200); do
 		code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PGRST_ADMIN_PORT/ready" 2>/dev/null) || true
 		[ "$code" = 200 ] && return 0
 		kill -0 "$PGRST_PID" 2>/dev/null || break
