@@ -17,7 +17,14 @@ REVOKE ALL ON FUNCTION payments.pay_worker_restart() FROM PUBLIC;
 COMMENT ON FUNCTION payments.pay_worker_restart() IS
 	'Asks the background worker to exit; the server starts a new one within a second and it resolves whatever was in flight. Returns whether a worker was running. Owner only.';
 
-CREATE FUNCTION payments.pay_metrics() RETURNS text
+-- A media type for PostgREST (12 and later: media type handlers): a
+-- function returning this domain is served with Content-Type text/plain
+-- when the client accepts text/plain.  In SQL it is text.
+CREATE DOMAIN payments."text/plain" AS text;
+COMMENT ON DOMAIN payments."text/plain" IS
+	'Text served by PostgREST as Content-Type text/plain (a media type handler): the return type of pay_metrics(). In SQL it is text.';
+
+CREATE FUNCTION payments.pay_metrics() RETURNS payments."text/plain"
 	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pay_metrics';
 COMMENT ON FUNCTION payments.pay_metrics() IS
-	'Counters, gauges and latency histograms of the worker in Prometheus text format.';
+	'Counters, gauges and latency histograms of the worker in Prometheus text format. Returns the domain "text/plain" over text, so PostgREST serves GET /rpc/pay_metrics with Accept: text/plain as a Prometheus scrape.';

@@ -45,8 +45,10 @@ CREATE TABLE payments.payments (
 	CHECK (pay_minor_units(amount) > 0),
 	CHECK (pay_currency(amount_refunded) = pay_currency(amount))
 );
-CREATE INDEX payments_status ON payments.payments (merchant_id, status, created_at);
-CREATE INDEX payments_created ON payments.payments (merchant_id, created_at);
+-- newest first, with payment_id as the tie-break (pay_list_payments reads
+-- them backwards, keyset-paginated)
+CREATE INDEX payments_status ON payments.payments (merchant_id, status, created_at, payment_id);
+CREATE INDEX payments_created ON payments.payments (merchant_id, created_at, payment_id);
 CREATE INDEX payments_fingerprint ON payments.payments (merchant_id, card_fingerprint)
 	WHERE card_fingerprint IS NOT NULL;
 CREATE INDEX payments_gateway_trans ON payments.payments (merchant_id, gateway_trans_id)
