@@ -92,6 +92,7 @@
 
 #include "card_brand.h"
 #include "payments.h"
+#include "tenancy.h"
 
 PG_FUNCTION_INFO_V1(pay_audit_trigger);
 PG_FUNCTION_INFO_V1(pay_audit_guard);
@@ -781,21 +782,18 @@ refresh_json_setting(JsonSettingCache *c)
 }
 
 /*
- * The merchant the request acts for, by the rule of
- * payments.pay_current_merchant(): JWT claim, else the payments.merchant_id
- * setting, else the default merchant 1.
+ * The merchant the request acts for (src/tenancy.c decides), for rows
+ * without a merchant_id of their own; the default merchant 1 when nothing
+ * identifies one (a change to an audited table of the user's, made by a
+ * role that acts for no merchant, is still recorded).
  */
 static int64
 current_merchant(void)
 {
-	const char *s;
+	PaymentsIdentity id;
 
-	refresh_json_setting(&claims);
-	if (claims.values[1] != NULL)	/* merchant_id */
-		return pg_strtoint64(claims.values[1]);
-	s = GetConfigOption("payments.merchant_id", true, false);
-	if (s != NULL && s[0] != '\0')
-		return pg_strtoint64(s);
+	if (payments_identity(&id, true))
+		return id.merchant_id;
 	return 1;
 }
 
