@@ -691,6 +691,8 @@ BEGIN
 	LOOP
 		EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM %s', f, role);
 	END LOOP;
+	-- the explicit grant only: PUBLIC keeps USAGE, for the types
+	EXECUTE format('REVOKE USAGE ON SCHEMA payments FROM %s', role);
 END
 $$;
 COMMENT ON FUNCTION payments.pay_revoke_api(regrole) IS
