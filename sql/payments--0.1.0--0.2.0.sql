@@ -955,6 +955,13 @@ BEGIN
 	LOOP
 		EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
 	END LOOP;
+	-- and the types' own ones are PUBLIC (also where an older version revoked one)
+	FOR f IN SELECT p.oid::regprocedure FROM pg_proc p
+		WHERE p.pronamespace = 'payments'::regnamespace
+			AND payments._public_function(p.oid::regprocedure)
+	LOOP
+		EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO PUBLIC', f);
+	END LOOP;
 END
 $$;
 
@@ -964,3 +971,6 @@ GRANT EXECUTE ON FUNCTION payments.pay_worker_health(), payments.pay_metrics() T
 -- Row-level security on every tenant-owned table, made here so that it is
 -- part of the extension (tenancy.sql explains).
 SELECT count(*) FROM payments._apply_row_security();
+
+-- audit.sql: audit rows name the role that acted (src/audit.c, src/tenancy.c)
+COMMENT ON COLUMN payments.audit_log.db_role IS 'The role that acted: SET ROLE, else the login role (PostgREST: the role of the JWT, e.g. authenticated), not the owner of the SECURITY DEFINER function the change went through. Rows written before 0.2.0 hold current_user.';

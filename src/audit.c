@@ -211,8 +211,7 @@ typedef struct JsonSettingCache
 	char	   *values[2];		/* their text, or NULL */
 } JsonSettingCache;
 
-/* PostgREST's request.jwt.claims and request.headers */
-static JsonSettingCache claims = {.name = "request.jwt.claims", .keys = {"sub", "merchant_id"}};
+/* PostgREST's request.headers (request.jwt.claims: src/tenancy.c) */
 static JsonSettingCache headers = {.name = "request.headers", .keys = {"x-request-id", "traceparent"}};
 
 /* ------------------------------------------------------------------------
@@ -1003,6 +1002,7 @@ audit_insert(AuditRecord *r)
 	int			i;
 	Oid			owner;
 	Oid			seq_relid;
+	PaymentsIdentity who;
 
 	/*
 	 * The OIDs go into locals now: an invalidation callback may reset the
@@ -1033,10 +1033,15 @@ audit_insert(AuditRecord *r)
 	r->old_text = texts[0];
 	r->new_text = texts[1];
 
-	r->db_role = role_name(GetUserId());
+	/*
+	 * Who: the role that acted (SET ROLE, else the login role: not the
+	 * owner of the SECURITY DEFINER function the change went through), the
+	 * login role, and the JWT subject (src/tenancy.c reads them).
+	 */
+	(void) payments_identity(&who, true);
+	r->db_role = role_name(who.role);
 	r->session_role = role_name(GetSessionUserId());
-	refresh_json_setting(&claims);
-	r->app_user = claims.values[0];	/* sub */
+	r->app_user = who.subject;
 	r->txid = U64FromFullTransactionId(GetTopFullTransactionId());
 	r->logged_at = GetCurrentStatementStartTimestamp();
 	r->audit_id = nextval_internal(seq_relid, false);

@@ -151,15 +151,20 @@ json_member(Jsonb *jb, const char *key)
 	}
 }
 
-/* The owner of the extension's tables (the extension owner). */
+/*
+ * The owner of the extension's tables (the extension owner); InvalidOid
+ * with missing_ok when the bindings table is not there (yet).
+ */
 static Oid
-extension_owner(Oid *relid_out)
+extension_owner(bool missing_ok)
 {
 	Oid			nsp = get_namespace_oid("payments", true);
 	Oid			relid = OidIsValid(nsp) ? get_relname_relid("merchant_roles", nsp) : InvalidOid;
 	HeapTuple	tup;
 	Oid			owner;
 
+	if (!OidIsValid(relid) && missing_ok)
+		return InvalidOid;
 	if (!OidIsValid(relid))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
@@ -170,7 +175,6 @@ extension_owner(Oid *relid_out)
 		elog(ERROR, "cache lookup failed for relation %u", relid);
 	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
 	ReleaseSysCache(tup);
-	*relid_out = relid;
 	return owner;
 }
 
@@ -315,7 +319,6 @@ payments_identity(PaymentsIdentity *id, bool missing_ok)
 	bool		has_claim;
 	bool		privileged;
 	Oid			owner;
-	Oid			relid;
 	RoleFacts	f;
 	int64		m = 0;
 	const char *source = NULL;
@@ -339,11 +342,6 @@ payments_identity(PaymentsIdentity *id, bool missing_ok)
 		return true;
 	}
 
-	/* the audit trigger asks also while an older schema awaits its update */
-	if (missing_ok && payments_schema_state(NULL) != SCHEMA_SERVED)
-		return false;
-	payments_require_schema();
-
 	if (claims_text[0] != '\0')
 	{
 		Jsonb	   *jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(claims_text)));
@@ -355,7 +353,14 @@ payments_identity(PaymentsIdentity *id, bool missing_ok)
 		}
 	}
 
-	owner = extension_owner(&relid);
+	/* the audit trigger asks also while an older schema awaits its update */
+	if (missing_ok && payments_schema_state(NULL) != SCHEMA_SERVED)
+		return false;
+	payments_require_schema();
+
+	owner = extension_owner(missing_ok);
+	if (!OidIsValid(owner))
+		return false;
 	privileged = superuser_arg(role) || has_privs_of_role(role, owner);
 
 	has_setting = merchant_named("the payments.merchant_id setting", setting_text, &setting_m, missing_ok);

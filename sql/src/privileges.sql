@@ -20,6 +20,13 @@ BEGIN
 	LOOP
 		EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
 	END LOOP;
+	-- and the types' own ones are PUBLIC (also where an older version revoked one)
+	FOR f IN SELECT p.oid::regprocedure FROM pg_proc p
+		WHERE p.pronamespace = 'payments'::regnamespace
+			AND payments._public_function(p.oid::regprocedure)
+	LOOP
+		EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO PUBLIC', f);
+	END LOOP;
 END
 $$;
 

@@ -99,6 +99,11 @@ done
 as ten_app_b -c "SELECT status FROM pay_void($bauth)" >/dev/null
 is "$(as ten_app_b -c "SELECT status FROM pay_wait($bauth, '10 s')")" canceled "B itself can void its authorization"
 is "$(sim_ledger_count "P$TAG$bauth" void)" 1 "and the simulator's ledger shows that one void"
+is "$(su -c "SELECT db_role || '|' || session_role FROM payments.audit_log WHERE merchant_id = $B AND table_name = 'operations'
+	AND operation = 'INSERT' AND new_row ->> 'kind' = 'void'")" "ten_app_b|ten_app_b" \
+	"the audit row of the void names the role that acted, not the SECURITY DEFINER owner"
+is "$(su -c "SELECT count(*) FROM payments.audit_log WHERE merchant_id = $B AND db_role IN ('ten_app_a', 'ten_nobody', 'ten_auth', 'ten_anon')")" 0 \
+	"no audit row of B's was written by any other role"
 
 su -c "SELECT payments.pay_forget_role(r) FROM unnest(ARRAY['ten_app_a', 'ten_app_b', 'ten_anon']::regrole[]) r" \
 	-c "REVOKE ALL ON ALL TABLES IN SCHEMA payments FROM ten_app_a" \
