@@ -1323,3 +1323,384 @@ COMMENT ON FUNCTION payments.pay_list_payments(text, timestamptz, timestamptz, t
 	'The current merchant''s payments, newest first (created_at, then payment_id), at most page_size (1-500, default 50) per call. Filters, all optional and combined: status, created_from (inclusive) and created_to (exclusive), order_ref, customer_email (customer ->> ''email'', any case), amount_min and amount_max (one currency). Keyset pagination: pass as after the last payment_id of the previous page. Raises 22023 for a bad page_size, status, date range or cursor.';
 -- (privileges.sql revokes every internal function from PUBLIC at install)
 REVOKE ALL ON FUNCTION payments._list_payments_query(boolean, boolean, boolean, boolean, boolean, boolean, boolean, boolean) FROM PUBLIC;
+
+------------------------------------------------------------------------------
+-- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,
+-- payment_api.sql, privileges.sql).  Keep this block LAST: its privilege
+-- and row-security statements cover every function and tenant table made
+-- before it.
+------------------------------------------------------------------------------
+
+------------------------------------------------------------------------------
+-- Who acts for a merchant (DESIGN §3.6; src/tenancy.c decides).
+--
+-- Decided from what the caller cannot forge: the owner binds roles to
+-- merchants (merchant_roles, membership-aware), declares the roles that
+-- only PostgREST reaches (their JWT claim merchant_id counts), and names
+-- the roles that act for every merchant (only they choose one with the
+-- payments.merchant_id setting).  The extension owner and superusers act
+-- for every merchant and default to merchant 1.
+------------------------------------------------------------------------------
+
+CREATE TABLE payments.merchant_roles (
+	merchant_id bigint NOT NULL REFERENCES payments.merchants ON DELETE CASCADE,
+	db_role regrole NOT NULL,
+	created_at timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (merchant_id, db_role)
+);
+CREATE INDEX merchant_roles_role ON payments.merchant_roles (db_role);
+REVOKE ALL ON payments.merchant_roles FROM PUBLIC;
+COMMENT ON TABLE payments.merchant_roles IS
+	'Which database roles act for which merchant (pay_bind_role). A role acts for the merchants bound to it or to a role it is a member of; bound to several, a request must name one (payments.merchant_id). Owner only.';
+COMMENT ON COLUMN payments.merchant_roles.db_role IS 'The bound role (regrole: dumped by name, restored to the role of that name).';
+SELECT pg_catalog.pg_extension_config_dump('payments.merchant_roles', '');
+
+CREATE TABLE payments.role_trust (
+	db_role regrole NOT NULL,
+	trust text NOT NULL CHECK (trust IN ('postgrest', 'all_merchants')),
+	created_at timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (db_role, trust)
+);
+REVOKE ALL ON payments.role_trust FROM PUBLIC;
+COMMENT ON TABLE payments.role_trust IS
+	'Roles the owner trusts beyond a binding: postgrest (reachable only through PostgREST, so its request.jwt.claims merchant_id counts; pay_declare_postgrest_role) and all_merchants (acts for every merchant, chosen with the payments.merchant_id setting; pay_grant_all_merchants). Owner only.';
+SELECT pg_catalog.pg_extension_config_dump('payments.role_trust', '');
+
+CREATE OR REPLACE FUNCTION payments.pay_current_merchant() RETURNS bigint
+	LANGUAGE c STABLE PARALLEL RESTRICTED AS 'MODULE_PATHNAME', 'pay_current_merchant';
+COMMENT ON FUNCTION payments.pay_current_merchant() IS
+	'The merchant the current request acts for, decided from what the caller cannot forge: the role''s binding (pay_bind_role); the JWT claim merchant_id for roles declared PostgREST-only (pay_declare_postgrest_role); the payments.merchant_id setting only for roles acting for every merchant (owner, superusers, pay_grant_all_merchants), the owner defaulting to merchant 1. Raises 42501 when nothing identifies a merchant or the request names one the role may not act for.';
+
+CREATE FUNCTION payments.pay_current_identity(OUT merchant_id bigint, OUT acting_role name,
+	OUT source text, OUT jwt_subject text, OUT key_id text)
+	RETURNS record
+	LANGUAGE c STABLE PARALLEL RESTRICTED AS 'MODULE_PATHNAME', 'pay_current_identity';
+COMMENT ON FUNCTION payments.pay_current_identity() IS
+	'Who the current request acts as: the merchant (NULL when nothing identifies one; never raises), the acting role (SET ROLE, else the login role, also inside SECURITY DEFINER functions), what decided the merchant (binding, jwt, setting, default), the JWT subject, and the API key id (NULL: no keys yet).';
+
+-- The API: the functions a role needs to take payments (pay_grant_api).
+-- New API functions are added to this list; everything else in the schema
+-- stays with the owner (privileges.sql), but the types' own functions.
+CREATE FUNCTION payments._api_function_names() RETURNS text[]
+	LANGUAGE sql IMMUTABLE
+	AS $$
+	SELECT ARRAY['pay_purchase', 'pay_authorize', 'pay_capture', 'pay_void', 'pay_refund', 'pay_wait',
+		'pay_get_payment', 'pay_payment_operations', 'pay_list_payments', 'pay_current_merchant',
+		'pay_current_identity']
+	$$;
+COMMENT ON FUNCTION payments._api_function_names() IS
+	'Internal: the names of the API functions pay_grant_api() grants.';
+
+CREATE FUNCTION payments.pay_grant_api(role regrole) RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	f regprocedure;
+BEGIN
+	EXECUTE format('GRANT USAGE ON SCHEMA payments TO %s', role);
+	FOR f IN SELECT p.oid::regprocedure FROM pg_proc p
+		WHERE p.pronamespace = 'payments'::regnamespace AND p.proname = ANY (payments._api_function_names())
+	LOOP
+		EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s', f, role);
+	END LOOP;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_grant_api(regrole) IS
+	'Lets a role call the payment API (EXECUTE on pay_purchase, pay_authorize, pay_capture, pay_void, pay_refund, pay_wait, pay_get_payment, pay_payment_operations, pay_list_payments, pay_current_merchant, pay_current_identity; USAGE on the schema). Which merchant it acts for is decided by pay_bind_role, pay_declare_postgrest_role or pay_grant_all_merchants. Owner only.';
+
+CREATE FUNCTION payments.pay_revoke_api(role regrole) RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	f regprocedure;
+BEGIN
+	FOR f IN SELECT p.oid::regprocedure FROM pg_proc p
+		WHERE p.pronamespace = 'payments'::regnamespace AND p.proname = ANY (payments._api_function_names())
+	LOOP
+		EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM %s', f, role);
+	END LOOP;
+	-- the explicit grant only: PUBLIC keeps USAGE, for the types
+	EXECUTE format('REVOKE USAGE ON SCHEMA payments FROM %s', role);
+END
+$$;
+COMMENT ON FUNCTION payments.pay_revoke_api(regrole) IS
+	'Takes the payment API away from a role (the reverse of pay_grant_api). Owner only.';
+
+CREATE FUNCTION payments._check_role(role regrole) RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+BEGIN
+	IF role IS NULL THEN
+		RAISE EXCEPTION 'role is required' USING ERRCODE = '22004';
+	END IF;
+	IF (SELECT rolsuper FROM pg_roles WHERE oid = role) THEN
+		RAISE EXCEPTION 'role % is a superuser, which acts for every merchant already', role
+			USING ERRCODE = '22023';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION payments._check_role(regrole) IS 'Internal: refuses a NULL or superuser role for the binding calls.';
+
+CREATE FUNCTION payments.pay_bind_role(role regrole, merchant_id bigint DEFAULT 1, grant_api boolean DEFAULT true)
+	RETURNS boolean
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+BEGIN
+	PERFORM payments._check_role(role);
+	IF NOT EXISTS (SELECT 1 FROM payments.merchants m WHERE m.merchant_id = pay_bind_role.merchant_id) THEN
+		RAISE EXCEPTION 'merchant % does not exist', pay_bind_role.merchant_id USING ERRCODE = 'PT404';
+	END IF;
+	IF grant_api THEN
+		PERFORM payments.pay_grant_api(role);
+	END IF;
+	INSERT INTO payments.merchant_roles (merchant_id, db_role) VALUES (pay_bind_role.merchant_id, role)
+	ON CONFLICT DO NOTHING;
+	RETURN FOUND;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_bind_role(regrole, bigint, boolean) IS
+	'Binds a role to a merchant (default: the default merchant 1): the role, and every role that is a member of it, acts for that merchant. Grants the API too unless grant_api is false. A single-merchant install needs only SELECT payments.pay_bind_role(''app''). Returns false when the binding existed. Owner only.';
+
+CREATE FUNCTION payments.pay_unbind_role(role regrole, merchant_id bigint DEFAULT NULL) RETURNS integer
+	LANGUAGE sql
+	SET search_path = pg_catalog, payments
+	AS $$
+	WITH d AS (DELETE FROM payments.merchant_roles b
+		WHERE b.db_role = pay_unbind_role.role
+			AND (pay_unbind_role.merchant_id IS NULL OR b.merchant_id = pay_unbind_role.merchant_id)
+		RETURNING 1)
+	SELECT count(*)::integer FROM d
+	$$;
+COMMENT ON FUNCTION payments.pay_unbind_role(regrole, bigint) IS
+	'Removes a role''s binding to a merchant (NULL: to every merchant); returns how many. The API grant stays (pay_revoke_api). Owner only.';
+
+CREATE FUNCTION payments.pay_declare_postgrest_role(role regrole, grant_api boolean DEFAULT true) RETURNS boolean
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+BEGIN
+	PERFORM payments._check_role(role);
+	IF (SELECT rolcanlogin FROM pg_roles WHERE oid = role) THEN
+		RAISE EXCEPTION 'role % can log in, so its sessions could set request.jwt.claims themselves', role
+			USING ERRCODE = '22023',
+				HINT = 'Declare only the NOLOGIN roles PostgREST switches to (anon, authenticated), reached by SET ROLE from its authenticator.';
+	END IF;
+	IF grant_api THEN
+		PERFORM payments.pay_grant_api(role);
+	END IF;
+	INSERT INTO payments.role_trust (db_role, trust) VALUES (role, 'postgrest') ON CONFLICT DO NOTHING;
+	RETURN FOUND;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_declare_postgrest_role(regrole, boolean) IS
+	'Declares a NOLOGIN role that only PostgREST reaches (SET ROLE from its authenticator): for it the verified JWT''s claim merchant_id (request.jwt.claims) decides the merchant. Safe only as long as no one but PostgREST''s authenticator is a member of the role and the JWT secret is kept. Grants the API too unless grant_api is false. Owner only.';
+
+CREATE FUNCTION payments.pay_grant_all_merchants(role regrole, grant_api boolean DEFAULT true) RETURNS boolean
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+BEGIN
+	PERFORM payments._check_role(role);
+	IF grant_api THEN
+		PERFORM payments.pay_grant_api(role);
+	END IF;
+	INSERT INTO payments.role_trust (db_role, trust) VALUES (role, 'all_merchants') ON CONFLICT DO NOTHING;
+	RETURN FOUND;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_grant_all_merchants(regrole, boolean) IS
+	'Lets a role (and its members) act for every merchant, chosen per request with SET payments.merchant_id (an admin or service role). Grants the API too unless grant_api is false. Owner only.';
+
+CREATE FUNCTION payments.pay_forget_role(role regrole) RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+BEGIN
+	DELETE FROM payments.merchant_roles b WHERE b.db_role = role;
+	DELETE FROM payments.role_trust t WHERE t.db_role = role;
+	PERFORM payments.pay_revoke_api(role);
+END
+$$;
+COMMENT ON FUNCTION payments.pay_forget_role(regrole) IS
+	'Removes a role''s bindings, its PostgREST declaration and its all-merchants grant, and revokes the API from it. Call it before DROP ROLE. Owner only.';
+
+-- Row-level security by merchant on every tenant-owned table of the
+-- extension (a table with a merchant_id column): enabled, with the policy
+-- merchant_isolation, by the install and upgrade scripts themselves
+-- (privileges.sql runs this last).  pg_dump 15 does not dump the row
+-- security or the policies of an extension's tables (it dumps only their
+-- ACLs), so state made after CREATE EXTENSION would be lost in a
+-- dump/restore; made by the install script, CREATE EXTENSION remakes it.
+-- The tables' owner (the extension owner, hence every SECURITY DEFINER
+-- function of the API) and BYPASSRLS roles are not restricted; every other
+-- role sees and changes only the rows of pay_current_merchant().
+CREATE FUNCTION payments._apply_row_security() RETURNS SETOF regclass
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	t regclass;
+BEGIN
+	FOR t IN
+		SELECT c.oid::regclass
+		FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid
+		WHERE c.relnamespace = 'payments'::regnamespace AND c.relkind IN ('r', 'p')
+			AND a.attname = 'merchant_id' AND NOT a.attisdropped
+		ORDER BY c.relname
+	LOOP
+		EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', t);
+		IF NOT EXISTS (SELECT 1 FROM pg_policy WHERE polrelid = t AND polname = 'merchant_isolation') THEN
+			EXECUTE format('CREATE POLICY merchant_isolation ON %s USING (merchant_id = payments.pay_current_merchant())', t);
+		END IF;
+		EXECUTE format('COMMENT ON POLICY merchant_isolation ON %s IS %L', t,
+			'Rows of the merchant the request acts for (payments.pay_current_merchant()).');
+		RETURN NEXT t;
+	END LOOP;
+END
+$$;
+COMMENT ON FUNCTION payments._apply_row_security() IS
+	'Internal: enables row-level security with the merchant_isolation policy on every tenant-owned table of the extension; run by the install and upgrade scripts.';
+
+CREATE OR REPLACE FUNCTION payments.pay_enable_row_security() RETURNS SETOF regclass
+	LANGUAGE sql
+	SET search_path = pg_catalog, payments
+	AS $$
+	SELECT payments._apply_row_security()
+	$$;
+REVOKE ALL ON FUNCTION payments.pay_enable_row_security() FROM PUBLIC;
+COMMENT ON FUNCTION payments.pay_enable_row_security() IS
+	'Row-level security is on from install (merchant_isolation: merchant_id = pay_current_merchant() on every tenant-owned table of the extension); this makes sure of it and returns the tables. Owner only. Table owners and roles with BYPASSRLS are not restricted.';
+
+-- The types' own functions, the only ones PUBLIC may execute
+-- (privileges.sql): pay_amount's and pay_card's input, output, operators,
+-- casts, aggregates, constructors and accessors.  Not pay_card_fingerprint
+-- nor pay_card_info (which holds the fingerprint): with the fingerprint
+-- function anyone can brute-force the card number behind a stored
+-- fingerprint in seconds, so it stays with the owner.
+CREATE FUNCTION payments._public_function(f regprocedure) RETURNS boolean
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, payments
+	AS $$
+	SELECT (p.proname LIKE 'pay\_amount%' OR p.proname LIKE 'pay\_card%'
+			OR p.proname IN ('pay_currency', 'pay_minor_units', 'pay_currency_exponent', 'pay_currencies',
+				'pay_int8_mul_amount', 'pay_int4_mul_amount', 'pay_numeric_mul_amount',
+				-- the storage ban's check, run by the event trigger for whoever makes a table
+				'_type_contains_card')
+			OR (p.prokind = 'a' AND p.proname IN ('sum', 'min', 'max')))
+		AND p.proname NOT IN ('pay_card_fingerprint', 'pay_card_info')
+	FROM pg_proc p WHERE p.oid = f
+	$$;
+COMMENT ON FUNCTION payments._public_function(regprocedure) IS
+	'Internal: whether a function of the schema is one of the types'' own functions that PUBLIC may execute.';
+
+-- payment_api.sql: PT404 for unknown or foreign payments, payments.max_wait
+
+-- A payment of the current merchant, or PT404: another merchant's payment
+-- is unknown too (its existence is not revealed).
+CREATE FUNCTION payments._find_payment(p_payment_id bigint) RETURNS payments.payments
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	p payments.payments;
+BEGIN
+	SELECT * INTO p FROM payments.payments
+	WHERE merchant_id = payments.pay_current_merchant() AND payment_id = p_payment_id;
+	IF NOT FOUND THEN
+		PERFORM payments._not_found(p_payment_id);
+	END IF;
+	RETURN p;
+END
+$$;
+COMMENT ON FUNCTION payments._find_payment(bigint) IS 'Internal: a payment of the current merchant, or PT404.';
+
+-- The longest pay_wait: the payments.max_wait setting (superuser-only).
+CREATE FUNCTION payments._max_wait() RETURNS interval
+	LANGUAGE sql STABLE
+	AS $$
+	SELECT coalesce(nullif(current_setting('payments.max_wait', true), ''), '30s')::interval
+	$$;
+COMMENT ON FUNCTION payments._max_wait() IS 'Internal: the longest timeout pay_wait accepts (payments.max_wait).';
+
+CREATE OR REPLACE FUNCTION payments.pay_wait(payment_id bigint, timeout interval DEFAULT '30 seconds')
+	RETURNS payments.payments
+	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	m bigint := payments.pay_current_merchant();
+	result payments.payments;
+BEGIN
+	IF timeout < interval '0' OR timeout > payments._max_wait() THEN
+		RAISE EXCEPTION 'timeout must be between 0 and %', payments._max_wait() USING ERRCODE = '22023',
+			DETAIL = format('%s was asked for; the payments.max_wait setting allows at most %s.', timeout, payments._max_wait()),
+			HINT = 'Wait again after the timeout, or ask the administrator to raise payments.max_wait.';
+	END IF;
+	-- an unknown or foreign payment is not waited for
+	PERFORM payments._find_payment(pay_wait.payment_id);
+	PERFORM payments._wait_for_payment(m, pay_wait.payment_id,
+		(extract(epoch FROM timeout) * 1000)::integer);
+	SELECT * INTO result FROM payments.payments p WHERE p.merchant_id = m AND p.payment_id = pay_wait.payment_id;
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_wait(bigint, interval) IS
+	'Blocks until the payment''s gateway work is done (approved, declined, captured, voided, refunded, or still unknown) or the timeout passes, without polling; returns the payment row. Call it after the COMMIT that created the work.';
+
+CREATE OR REPLACE FUNCTION payments.pay_get_payment(payment_id bigint) RETURNS payments.payments
+	LANGUAGE sql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+	SELECT * FROM payments._find_payment(pay_get_payment.payment_id)
+	$$;
+COMMENT ON FUNCTION payments.pay_get_payment(bigint) IS
+	'A payment of the current merchant; an unknown id, or another merchant''s, raises PT404 (PostgREST: 404).';
+
+CREATE OR REPLACE FUNCTION payments.pay_payment_operations(payment_id bigint) RETURNS SETOF payments.operations
+	LANGUAGE sql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+	SELECT o.* FROM payments._find_payment(pay_payment_operations.payment_id) p
+	JOIN payments.operations o ON o.merchant_id = p.merchant_id AND o.payment_id = p.payment_id
+	ORDER BY o.operation_id
+	$$;
+COMMENT ON FUNCTION payments.pay_payment_operations(bigint) IS
+	'The gateway operations (authorize, capture, void, refunds) of a payment of the current merchant, oldest first; an unknown id, or another merchant''s, raises PT404.';
+
+-- privileges.sql
+
+-- Every function of the schema is REVOKEd from PUBLIC, but the types' own
+-- ones (payments._public_function decides).
+DO $$
+DECLARE
+	f regprocedure;
+BEGIN
+	FOR f IN SELECT p.oid::regprocedure FROM pg_proc p
+		WHERE p.pronamespace = 'payments'::regnamespace
+			AND NOT payments._public_function(p.oid::regprocedure)
+	LOOP
+		EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+	END LOOP;
+	-- and the types' own ones are PUBLIC (also where an older version revoked one)
+	FOR f IN SELECT p.oid::regprocedure FROM pg_proc p
+		WHERE p.pronamespace = 'payments'::regnamespace
+			AND payments._public_function(p.oid::regprocedure)
+	LOOP
+		EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO PUBLIC', f);
+	END LOOP;
+END
+$$;
+
+-- Monitoring: installation-wide counters, for pg_monitor (and the owner).
+GRANT EXECUTE ON FUNCTION payments.pay_worker_health(), payments.pay_metrics() TO pg_monitor;
+
+-- Row-level security on every tenant-owned table, made here so that it is
+-- part of the extension (tenancy.sql explains).
+SELECT count(*) FROM payments._apply_row_security();
+
+-- audit.sql: audit rows name the role that acted (src/audit.c, src/tenancy.c)
+COMMENT ON COLUMN payments.audit_log.db_role IS 'The role that acted: SET ROLE, else the login role (PostgREST: the role of the JWT, e.g. authenticated), not the owner of the SECURITY DEFINER function the change went through. Rows written before 0.2.0 hold current_user.';

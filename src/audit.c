@@ -92,6 +92,7 @@
 
 #include "card_brand.h"
 #include "payments.h"
+#include "tenancy.h"
 
 PG_FUNCTION_INFO_V1(pay_audit_trigger);
 PG_FUNCTION_INFO_V1(pay_audit_guard);
@@ -210,8 +211,7 @@ typedef struct JsonSettingCache
 	char	   *values[2];		/* their text, or NULL */
 } JsonSettingCache;
 
-/* PostgREST's request.jwt.claims and request.headers */
-static JsonSettingCache claims = {.name = "request.jwt.claims", .keys = {"sub", "merchant_id"}};
+/* PostgREST's request.headers (request.jwt.claims: src/tenancy.c) */
 static JsonSettingCache headers = {.name = "request.headers", .keys = {"x-request-id", "traceparent"}};
 
 /* ------------------------------------------------------------------------
@@ -781,21 +781,18 @@ refresh_json_setting(JsonSettingCache *c)
 }
 
 /*
- * The merchant the request acts for, by the rule of
- * payments.pay_current_merchant(): JWT claim, else the payments.merchant_id
- * setting, else the default merchant 1.
+ * The merchant the request acts for (src/tenancy.c decides), for rows
+ * without a merchant_id of their own; the default merchant 1 when nothing
+ * identifies one (a change to an audited table of the user's, made by a
+ * role that acts for no merchant, is still recorded).
  */
 static int64
 current_merchant(void)
 {
-	const char *s;
+	PaymentsIdentity id;
 
-	refresh_json_setting(&claims);
-	if (claims.values[1] != NULL)	/* merchant_id */
-		return pg_strtoint64(claims.values[1]);
-	s = GetConfigOption("payments.merchant_id", true, false);
-	if (s != NULL && s[0] != '\0')
-		return pg_strtoint64(s);
+	if (payments_identity(&id, true))
+		return id.merchant_id;
 	return 1;
 }
 
@@ -1005,6 +1002,7 @@ audit_insert(AuditRecord *r)
 	int			i;
 	Oid			owner;
 	Oid			seq_relid;
+	PaymentsIdentity who;
 
 	/*
 	 * The OIDs go into locals now: an invalidation callback may reset the
@@ -1035,10 +1033,15 @@ audit_insert(AuditRecord *r)
 	r->old_text = texts[0];
 	r->new_text = texts[1];
 
-	r->db_role = role_name(GetUserId());
+	/*
+	 * Who: the role that acted (SET ROLE, else the login role: not the
+	 * owner of the SECURITY DEFINER function the change went through), the
+	 * login role, and the JWT subject (src/tenancy.c reads them).
+	 */
+	(void) payments_identity(&who, true);
+	r->db_role = role_name(who.role);
 	r->session_role = role_name(GetSessionUserId());
-	refresh_json_setting(&claims);
-	r->app_user = claims.values[0];	/* sub */
+	r->app_user = who.subject;
 	r->txid = U64FromFullTransactionId(GetTopFullTransactionId());
 	r->logged_at = GetCurrentStatementStartTimestamp();
 	r->audit_id = nextval_internal(seq_relid, false);

@@ -36,6 +36,7 @@ int			payments_max_attempts = PAYMENTS_DEFAULT_MAX_ATTEMPTS;
 bool		payments_allow_insecure_endpoint = false;
 int			payments_account_retry_min_s = PAYMENTS_DEFAULT_ACCOUNT_RETRY_MIN_S;
 int			payments_account_retry_max_s = PAYMENTS_DEFAULT_ACCOUNT_RETRY_MAX_S;
+int			payments_max_wait_s = PAYMENTS_DEFAULT_MAX_WAIT_S;
 
 void		_PG_init(void);
 
@@ -100,6 +101,15 @@ _PG_init(void)
 							&payments_account_retry_max_s,
 							PAYMENTS_DEFAULT_ACCOUNT_RETRY_MAX_S, 1, 86400,
 							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("payments.max_wait",
+							"Longest timeout pay_wait accepts.",
+							"A waiting call holds a connection; API roles cannot raise this.",
+							&payments_max_wait_s,
+							PAYMENTS_DEFAULT_MAX_WAIT_S, 0, 3600,
+							PGC_SUSET,
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
 

@@ -22,6 +22,7 @@
 #define PAYMENTS_DEFAULT_ACCOUNT_RETRY_MIN_S 30
 #define PAYMENTS_DEFAULT_ACCOUNT_RETRY_MAX_S 900
 #define PAYMENTS_DEFAULT_WORKER_STATEMENT_TIMEOUT_MS 60000
+#define PAYMENTS_DEFAULT_MAX_WAIT_S 30
 
 /* Authorize.Net's duplicate window the worker asks for: its maximum, 8 hours */
 #define PAYMENTS_DUPLICATE_WINDOW_S 28800
@@ -37,6 +38,7 @@ extern int	payments_max_attempts;
 extern bool payments_allow_insecure_endpoint;
 extern int	payments_account_retry_min_s;
 extern int	payments_account_retry_max_s;
+extern int	payments_max_wait_s;
 
 extern void payments_require_preload(void);
 

@@ -63,7 +63,7 @@ COMMENT ON COLUMN payments.audit_log.operation IS 'INSERT, UPDATE, DELETE, TRUNC
 COMMENT ON COLUMN payments.audit_log.old_row IS 'The row before UPDATE or DELETE, masked: no pay_card or sensitive column, bytea as {"bytes": N}.';
 COMMENT ON COLUMN payments.audit_log.new_row IS 'The row after INSERT or UPDATE, masked likewise; for PRUNE, what was pruned.';
 COMMENT ON COLUMN payments.audit_log.changed_columns IS 'UPDATE: the columns whose value changed (masked ones by name only).';
-COMMENT ON COLUMN payments.audit_log.db_role IS 'current_user when the change was made.';
+COMMENT ON COLUMN payments.audit_log.db_role IS 'The role that acted: SET ROLE, else the login role (PostgREST: the role of the JWT, e.g. authenticated), not the owner of the SECURITY DEFINER function the change went through. Rows written before 0.2.0 hold current_user.';
 COMMENT ON COLUMN payments.audit_log.session_role IS 'session_user when the change was made (PostgREST: the authenticator).';
 COMMENT ON COLUMN payments.audit_log.app_user IS 'The application''s user: the "sub" claim of request.jwt.claims (PostgREST), when known.';
 COMMENT ON COLUMN payments.audit_log.correlation_id IS 'x-request-id (or traceparent) of request.headers, else payments.correlation_id, else the row''s own correlation_id.';

@@ -308,6 +308,33 @@ END
 $$;
 COMMENT ON FUNCTION payments._lock_payment(bigint) IS 'Internal: locks a payment of the current merchant or raises PT404.';
 
+-- A payment of the current merchant, or PT404: another merchant's payment
+-- is unknown too (its existence is not revealed).
+CREATE FUNCTION payments._find_payment(p_payment_id bigint) RETURNS payments.payments
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	p payments.payments;
+BEGIN
+	SELECT * INTO p FROM payments.payments
+	WHERE merchant_id = payments.pay_current_merchant() AND payment_id = p_payment_id;
+	IF NOT FOUND THEN
+		PERFORM payments._not_found(p_payment_id);
+	END IF;
+	RETURN p;
+END
+$$;
+COMMENT ON FUNCTION payments._find_payment(bigint) IS 'Internal: a payment of the current merchant, or PT404.';
+
+-- The longest pay_wait: the payments.max_wait setting (superuser-only).
+CREATE FUNCTION payments._max_wait() RETURNS interval
+	LANGUAGE sql STABLE
+	AS $$
+	SELECT coalesce(nullif(current_setting('payments.max_wait', true), ''), '30s')::interval
+	$$;
+COMMENT ON FUNCTION payments._max_wait() IS 'Internal: the longest timeout pay_wait accepts (payments.max_wait).';
+
 CREATE FUNCTION payments._wrong_state(p payments.payments, action text, detail text DEFAULT NULL) RETURNS void
 	LANGUAGE plpgsql AS $$
 BEGIN
@@ -527,9 +554,13 @@ DECLARE
 	m bigint := payments.pay_current_merchant();
 	result payments.payments;
 BEGIN
-	IF timeout < interval '0' OR timeout > interval '1 hour' THEN
-		RAISE EXCEPTION 'timeout must be between 0 and 1 hour' USING ERRCODE = '22023';
+	IF timeout < interval '0' OR timeout > payments._max_wait() THEN
+		RAISE EXCEPTION 'timeout must be between 0 and %', payments._max_wait() USING ERRCODE = '22023',
+			DETAIL = format('%s was asked for; the payments.max_wait setting allows at most %s.', timeout, payments._max_wait()),
+			HINT = 'Wait again after the timeout, or ask the administrator to raise payments.max_wait.';
 	END IF;
+	-- an unknown or foreign payment is not waited for
+	PERFORM payments._find_payment(pay_wait.payment_id);
 	PERFORM payments._wait_for_payment(m, pay_wait.payment_id,
 		(extract(epoch FROM timeout) * 1000)::integer);
 	SELECT * INTO result FROM payments.payments p WHERE p.merchant_id = m AND p.payment_id = pay_wait.payment_id;
@@ -543,18 +574,18 @@ CREATE FUNCTION payments.pay_get_payment(payment_id bigint) RETURNS payments.pay
 	LANGUAGE sql STABLE SECURITY DEFINER
 	SET search_path = pg_catalog, payments
 	AS $$
-	SELECT * FROM payments.payments p
-	WHERE p.merchant_id = payments.pay_current_merchant() AND p.payment_id = pay_get_payment.payment_id
+	SELECT * FROM payments._find_payment(pay_get_payment.payment_id)
 	$$;
-COMMENT ON FUNCTION payments.pay_get_payment(bigint) IS 'A payment of the current merchant, or NULL.';
+COMMENT ON FUNCTION payments.pay_get_payment(bigint) IS
+	'A payment of the current merchant; an unknown id, or another merchant''s, raises PT404 (PostgREST: 404).';
 
 CREATE FUNCTION payments.pay_payment_operations(payment_id bigint) RETURNS SETOF payments.operations
 	LANGUAGE sql STABLE SECURITY DEFINER
 	SET search_path = pg_catalog, payments
 	AS $$
-	SELECT * FROM payments.operations o
-	WHERE o.merchant_id = payments.pay_current_merchant() AND o.payment_id = pay_payment_operations.payment_id
+	SELECT o.* FROM payments._find_payment(pay_payment_operations.payment_id) p
+	JOIN payments.operations o ON o.merchant_id = p.merchant_id AND o.payment_id = p.payment_id
 	ORDER BY o.operation_id
 	$$;
 COMMENT ON FUNCTION payments.pay_payment_operations(bigint) IS
-	'The gateway operations (authorize, capture, void, refunds) of a payment of the current merchant, oldest first.';
+	'The gateway operations (authorize, capture, void, refunds) of a payment of the current merchant, oldest first; an unknown id, or another merchant''s, raises PT404.';

@@ -1,28 +1,38 @@
--- Privileges: what PUBLIC may use (run last, after every object exists).
+-- Privileges (run last, after every object exists): nothing is executable
+-- by PUBLIC but the types' own functions; the API is granted to roles by
+-- payments.pay_grant_api() (pay_bind_role and the other binding calls do
+-- it), monitoring to pg_monitor; everything else stays with the owner.
 
--- Schema access for every role; tables stay owner-only (each is REVOKEd
--- above), internal functions are not for callers.
+-- Schema access for every role: pay_amount and pay_card are for every
+-- table and every query (their operators must be found).  Tables stay
+-- owner-only (each is REVOKEd where it is made).
 GRANT USAGE ON SCHEMA payments TO PUBLIC;
+
+-- Every function of the schema is REVOKEd from PUBLIC, but the types' own
+-- ones (payments._public_function decides).
 DO $$
 DECLARE
 	f regprocedure;
 BEGIN
 	FOR f IN SELECT p.oid::regprocedure FROM pg_proc p
-		WHERE p.pronamespace = 'payments'::regnamespace AND p.proname LIKE '\_%'
-			AND p.prokind = 'f'
+		WHERE p.pronamespace = 'payments'::regnamespace
+			AND NOT payments._public_function(p.oid::regprocedure)
 	LOOP
 		EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+	END LOOP;
+	-- and the types' own ones are PUBLIC (also where an older version revoked one)
+	FOR f IN SELECT p.oid::regprocedure FROM pg_proc p
+		WHERE p.pronamespace = 'payments'::regnamespace
+			AND payments._public_function(p.oid::regprocedure)
+	LOOP
+		EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO PUBLIC', f);
 	END LOOP;
 END
 $$;
 
+-- Monitoring: installation-wide counters, for pg_monitor (and the owner).
+GRANT EXECUTE ON FUNCTION payments.pay_worker_health(), payments.pay_metrics() TO pg_monitor;
 
--- Internal functions are not for callers (the DO block above ran before
--- this section).
-REVOKE ALL ON FUNCTION payments._audit_trigger(), payments._audit_guard(),
-	payments._audit_row_hash(bigint, bigint, text, text, text, jsonb, jsonb, text[], text, text, text, text, xid8, timestamptz),
-	payments._audit_record(bigint, text, regclass, jsonb), payments._audit_retention(boolean),
-	payments._audit_seal_horizon(integer),
-	payments._audit_batch_hash(bigint, bigint, bigint, bigint, bigint, bytea, bytea),
-	payments.pay_audit_attach(regclass, text[]), payments.pay_audit_detach(regclass)
-	FROM PUBLIC;
+-- Row-level security on every tenant-owned table, made here so that it is
+-- part of the extension (tenancy.sql explains).
+SELECT count(*) FROM payments._apply_row_security();

@@ -18,9 +18,11 @@ configure() {	# configure ENDPOINT TIMEOUT_MS
 		-c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY', endpoint_url => '$1', ca_file => '$SIM_CA', timeout_ms => $2, merchant_id => $M)" >/dev/null
 }
 configure "$SIM_API" 1500
+# (as a superuser: pay_wait may wait longer than payments.max_wait's 30 s)
 q() {
 	cluster_psql "$WORK" "$PORT" payments -At -v ON_ERROR_STOP=1 \
-		-c "SET search_path = public, payments" -c "SET payments.merchant_id = '$M'" "$@"
+		-c "SET search_path = public, payments" -c "SET payments.merchant_id = '$M'" \
+		-c "SET payments.max_wait = '60s'" "$@"
 }
 card="pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 3, '123')"
 

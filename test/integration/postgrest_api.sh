@@ -228,25 +228,17 @@ is "$(status "$r") $(field "$(body "$r")" code)" "400 22023" "a page_size over t
 
 # ---------------------------------------------------------------------------
 # 6. The identity model (DESIGN.md §3.6): anonymous and claim-less callers
-# refused, foreign ids unknown.  Runs once payments.pay_grant_api exists.
+# refused, foreign ids unknown.
 # ---------------------------------------------------------------------------
-if [ "$(sql -c "SELECT to_regproc('payments.pay_grant_api') IS NOT NULL")" = t ]; then
-	r=$(pgrst POST /rpc/pay_purchase -H 'Content-Type: application/json' -d "{\"amount\": \"1.00 USD\", \"card\": $card}")
-	like "$(status "$r")" '^40[13]$' "an anonymous call is refused (401/403)"
-	NOCLAIM=$(jwt_hs256 "$PGRST_JWT_SECRET" "{\"role\":\"authenticated\",\"exp\":$exp}")
-	r=$(call "$NOCLAIM" pay_purchase "{\"amount\": \"1.00 USD\", \"card\": $card}")
-	like "$(status "$r")" '^40[13]$' "a JWT without merchant_id is refused (401/403)"
-	r=$(pgrst GET "/rpc/pay_get_payment?payment_id=$pid" -H "Authorization: Bearer $TOKEN2")
-	is "$(status "$r") $(field "$(body "$r")" code)" "404 PT404" "another merchant's payment read is 404 (PT404)"
-	r=$(pgrst GET "/rpc/pay_metrics" -H "Authorization: Bearer $TOKEN" -H 'Accept: text/plain')
-	like "$(status "$r")" '^40[13]$' "a merchant's JWT cannot read the metrics"
-else
-	for d in "an anonymous call is refused (401/403)" "a JWT without merchant_id is refused (401/403)" \
-		"another merchant's payment read is 404 (PT404)" "a merchant's JWT cannot read the metrics"; do
-		TAP_N=$((TAP_N + 1))
-		echo "ok $TAP_N - $d # SKIP payments.pay_grant_api does not exist yet (identity model)"
-	done
-fi
+r=$(pgrst POST /rpc/pay_purchase -H 'Content-Type: application/json' -d "{\"amount\": \"1.00 USD\", \"card\": $card}")
+like "$(status "$r")" '^40[13]$' "an anonymous call is refused (401/403)"
+NOCLAIM=$(jwt_hs256 "$PGRST_JWT_SECRET" "{\"role\":\"authenticated\",\"exp\":$exp}")
+r=$(call "$NOCLAIM" pay_purchase "{\"amount\": \"1.00 USD\", \"card\": $card}")
+like "$(status "$r")" '^40[13]$' "a JWT without merchant_id is refused (401/403)"
+r=$(pgrst GET "/rpc/pay_get_payment?payment_id=$pid" -H "Authorization: Bearer $TOKEN2")
+is "$(status "$r") $(field "$(body "$r")" code)" "404 PT404" "another merchant's payment read is 404 (PT404)"
+r=$(pgrst GET "/rpc/pay_metrics" -H "Authorization: Bearer $TOKEN" -H 'Accept: text/plain')
+like "$(status "$r")" '^40[13]$' "a merchant's JWT cannot read the metrics"
 
 # ---------------------------------------------------------------------------
 # 7. Clean up: PostgREST stops with the test.

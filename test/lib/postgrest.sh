@@ -57,11 +57,10 @@ postgrest_install() {
 # JWT with role authenticated) or service_role; prometheus is the role a
 # metrics scraper's JWT names.  Roles are cluster-wide: made only if missing.
 #
-# THE place where the tests' API privileges are set up.  Today every pay_*
-# function is executable by PUBLIC, so this grants EXECUTE on the API to
-# authenticated and anon directly (which changes nothing yet but says what
-# the tests rely on).  Once payments.pay_grant_api(role) exists (the identity
-# model), that documented call does it instead.
+# THE place where the tests' API privileges are set up, with the documented
+# calls of the identity model: authenticated is declared a role only
+# PostgREST reaches (the API is granted to it), anon gets nothing, and the
+# scraper's role reads the metrics through pg_monitor.
 postgrest_roles_setup() {
 	local dir=$1 port=$2 db=$3
 	cluster_psql "$dir" "$port" "$db" -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
@@ -83,25 +82,9 @@ $$;
 GRANT anon, authenticated, service_role, prometheus TO authenticator;
 GRANT pg_monitor TO prometheus;
 GRANT USAGE ON SCHEMA payments TO anon, authenticated, service_role, prometheus;
-DO $$
-DECLARE
-	f regprocedure;
-BEGIN
-	IF to_regproc('payments.pay_grant_api') IS NOT NULL THEN
-		EXECUTE 'SELECT payments.pay_grant_api(''authenticated'')';
-	ELSE
-		FOR f IN SELECT p.oid::regprocedure FROM pg_proc p
-			WHERE p.pronamespace = 'payments'::regnamespace AND p.proname IN ('pay_purchase',
-				'pay_authorize', 'pay_capture', 'pay_void', 'pay_refund', 'pay_wait',
-				'pay_get_payment', 'pay_payment_operations', 'pay_list_payments', 'pay_current_merchant')
-		LOOP
-			EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO authenticated, anon', f);
-		END LOOP;
-	END IF;
-	-- the scraper: pg_monitor (above) or, today, EXECUTE itself
-	GRANT EXECUTE ON FUNCTION payments.pay_metrics() TO prometheus;
-END
-$$;
+-- a verified JWT's merchant_id claim decides for authenticated (Tenancy in
+-- the README); anon gets nothing
+SELECT payments.pay_declare_postgrest_role('authenticated');
 SQL
 }
 

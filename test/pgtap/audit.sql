@@ -46,6 +46,7 @@ SELECT throws_ok($$SELECT payments.pay_audit_attach('payments.card_vault')$$, '4
 SELECT throws_ok($$SELECT payments.pay_audit_attach('payments.installation_secrets')$$, '42501', NULL,
 	'the installation secrets cannot be audited');
 
+INSERT INTO payments.merchants (merchant_id, name) OVERRIDING SYSTEM VALUE VALUES (5, 'Five'), (7, 'Seven');
 SET LOCAL request.jwt.claims = '{"sub": "user-42", "merchant_id": "7"}';
 SET LOCAL request.headers = '{"x-request-id": "req-abc"}';
 INSERT INTO tap_orders (order_id, merchant_id, total, note, card_number, api_secret, internal_ref, blob)

@@ -1,0 +1,506 @@
+/*-------------------------------------------------------------------------
+ *
+ * tenancy.c
+ *	  Who acts for which merchant (DESIGN §3.6): the one place that decides.
+ *
+ * Every API function, every row-level security policy and the audit
+ * trigger ask payments_identity() (SQL: payments.pay_current_merchant()).
+ *
+ * The role that acts is the outer user: the role of SET ROLE, else the
+ * login role (GetOuterUserId()).  SECURITY DEFINER functions do not change
+ * it: inside them current_user is their owner, but the outer user stays
+ * the caller's, and no SECURITY DEFINER function can SET ROLE.  Under
+ * PostgREST it is the role the JWT named (authenticator does SET ROLE).
+ *
+ * The merchant, decided only from what the caller cannot forge:
+ *
+ *	- roles allowed to act for every merchant (a superuser, the extension
+ *	  owner and its members, roles the owner named with
+ *	  pay_grant_all_merchants): the payments.merchant_id setting, else the
+ *	  JWT claim merchant_id; else, for a superuser or the owner, the default
+ *	  merchant 1 (a granted role must name one);
+ *	- roles the owner declared reachable through PostgREST alone
+ *	  (pay_declare_postgrest_role; NOLOGIN, so only a SET ROLE from the
+ *	  authenticator reaches them): the claim merchant_id of
+ *	  request.jwt.claims, which PostgREST sets from the verified JWT; without
+ *	  a claim, their binding as below;
+ *	- every other role: the merchants the owner bound it to, directly or
+ *	  through a role it is a member of (pay_bind_role).  One binding: that
+ *	  merchant.  Several: the request must name one of them (setting or
+ *	  claim).  A setting or claim naming a merchant the role is not bound to
+ *	  is refused.
+ *
+ * Nothing identifies a merchant: 42501 (PostgREST answers 401 for anon,
+ * 403 otherwise).  A merchant that does not exist, or that the role may not
+ * act for: 42501 too, with a message that says which.
+ *
+ * The result is cached for the current command (same transaction, command
+ * id, role, claims and setting): row-level security asks per row.
+ *
+ * API keys (later): a PostgREST pre-request function that checked a
+ * merchant key would record (merchant, key id) for the transaction through
+ * an owner-only function; for declared PostgREST roles that record then
+ * decides like the claim does, and its key id fills PaymentsIdentity.key_id.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/proc.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/syscache.h"
+
+#include "schema_version.h"
+#include "tenancy.h"
+
+PG_FUNCTION_INFO_V1(pay_current_merchant);
+PG_FUNCTION_INFO_V1(pay_current_identity);
+
+/* What the owner wrote about a role, read with the owner's rights. */
+typedef struct RoleFacts
+{
+	bool		all_merchants;	/* pay_grant_all_merchants (or a member) */
+	bool		postgrest;		/* pay_declare_postgrest_role */
+	int			nbound;			/* merchants it is bound to */
+	int64	   *bound;			/* sorted */
+	bool		setting_exists; /* the setting's merchant exists */
+	bool		claim_exists;	/* the claim's merchant exists */
+} RoleFacts;
+
+/* The last resolution, for the current command. */
+static struct
+{
+	bool		valid;
+	LocalTransactionId lxid;
+	CommandId	cid;
+	Oid			role;
+	char	   *claims;
+	char	   *setting;
+	int64		merchant_id;
+	const char *source;
+	char	   *subject;
+} cache;
+
+static const char *const bound_query =
+"SELECT "
+"EXISTS (SELECT 1 FROM payments.role_trust t WHERE t.trust OPERATOR(pg_catalog.=) 'all_merchants' "
+"  AND pg_catalog.pg_has_role($1, t.db_role::pg_catalog.oid, 'MEMBER')), "
+"EXISTS (SELECT 1 FROM payments.role_trust t WHERE t.trust OPERATOR(pg_catalog.=) 'postgrest' "
+"  AND t.db_role::pg_catalog.oid OPERATOR(pg_catalog.=) $1), "
+"ARRAY(SELECT DISTINCT b.merchant_id FROM payments.merchant_roles b "
+"  WHERE pg_catalog.pg_has_role($1, b.db_role::pg_catalog.oid, 'MEMBER') ORDER BY 1), "
+"EXISTS (SELECT 1 FROM payments.merchants m WHERE m.merchant_id OPERATOR(pg_catalog.=) $2), "
+"EXISTS (SELECT 1 FROM payments.merchants m WHERE m.merchant_id OPERATOR(pg_catalog.=) $3)";
+
+static SPIPlanPtr bound_plan = NULL;
+
+/* A merchant id as text ("3"), or false. */
+static bool
+parse_merchant(const char *s, int64 *out)
+{
+	char	   *end;
+	long long	v;
+
+	if (s == NULL || s[0] == '\0')
+		return false;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || v <= 0)
+		return false;
+	*out = (int64) v;
+	return true;
+}
+
+/* A member of a JSON object as text (strings unquoted), or NULL. */
+static char *
+json_member(Jsonb *jb, const char *key)
+{
+	JsonbValue	v;
+
+	if (getKeyJsonValueFromContainer(&jb->root, key, strlen(key), &v) == NULL)
+		return NULL;
+	switch (v.type)
+	{
+		case jbvString:
+			return pnstrdup(v.val.string.val, v.val.string.len);
+		case jbvNumeric:
+			return DatumGetCString(DirectFunctionCall1(numeric_out,
+													   NumericGetDatum(v.val.numeric)));
+		case jbvNull:
+			return NULL;
+		default:
+			return pstrdup("?");	/* present but not an id */
+	}
+}
+
+/*
+ * The owner of the extension's tables (the extension owner); InvalidOid
+ * with missing_ok when the bindings table is not there (yet).
+ */
+static Oid
+extension_owner(bool missing_ok)
+{
+	Oid			nsp = get_namespace_oid("payments", true);
+	Oid			relid = OidIsValid(nsp) ? get_relname_relid("merchant_roles", nsp) : InvalidOid;
+	HeapTuple	tup;
+	Oid			owner;
+
+	if (!OidIsValid(relid) && missing_ok)
+		return InvalidOid;
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("table payments.merchant_roles does not exist"),
+				 errhint("Update the extension: ALTER EXTENSION payments UPDATE.")));
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+/*
+ * Read what the owner wrote about this role (bindings and trust) and
+ * whether the requested merchants exist, as the owner, with a fixed
+ * search_path: the caller's settings cannot reach into this query.
+ */
+static void
+read_role_facts(Oid owner, Oid role, int64 setting_m, int64 claim_m, RoleFacts *f)
+{
+	Oid			save_userid;
+	int			save_sec;
+	int			save_nestlevel;
+	Datum		args[3];
+	char		nulls[3] = {' ', ' ', ' '};
+	Oid			types[3] = {OIDOID, INT8OID, INT8OID};
+	MemoryContext caller = CurrentMemoryContext;
+	int			rc;
+
+	memset(f, 0, sizeof(*f));
+	args[0] = ObjectIdGetDatum(role);
+	args[1] = Int64GetDatum(setting_m);
+	args[2] = Int64GetDatum(claim_m);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
+	save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	PG_TRY();
+	{
+		if (bound_plan == NULL)
+		{
+			SPIPlanPtr	p = SPI_prepare(bound_query, 3, types);
+
+			if (p == NULL)
+				elog(ERROR, "could not prepare the role query: %s",
+					 SPI_result_code_string(SPI_result));
+			if (SPI_keepplan(p) != 0)
+				elog(ERROR, "could not keep the role query");
+			bound_plan = p;
+		}
+		rc = SPI_execute_plan(bound_plan, args, nulls, true, 1);
+		if (rc != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "could not read the merchant bindings: %s", SPI_result_code_string(rc));
+	}
+	PG_FINALLY();
+	{
+		AtEOXact_GUC(true, save_nestlevel);
+		SetUserIdAndSecContext(save_userid, save_sec);
+	}
+	PG_END_TRY();
+
+	{
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		ArrayType  *arr;
+		Datum	   *elems;
+		int			n;
+		int			i;
+
+		f->all_merchants = DatumGetBool(SPI_getbinval(tup, desc, 1, &isnull));
+		f->postgrest = DatumGetBool(SPI_getbinval(tup, desc, 2, &isnull));
+		arr = DatumGetArrayTypeP(SPI_getbinval(tup, desc, 3, &isnull));
+		deconstruct_array(arr, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &elems, NULL, &n);
+		f->nbound = n;
+		f->bound = MemoryContextAlloc(caller, sizeof(int64) * Max(n, 1));
+		for (i = 0; i < n; i++)
+			f->bound[i] = DatumGetInt64(elems[i]);
+		f->setting_exists = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
+		f->claim_exists = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
+	}
+	SPI_finish();
+}
+
+static bool
+is_bound(const RoleFacts *f, int64 m)
+{
+	int			i;
+
+	for (i = 0; i < f->nbound; i++)
+		if (f->bound[i] == m)
+			return true;
+	return false;
+}
+
+static bool
+role_can_login(Oid role)
+{
+	HeapTuple	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(role));
+	bool		login;
+
+	if (!HeapTupleIsValid(tup))
+		return true;			/* unknown: do not trust */
+	login = ((Form_pg_authid) GETSTRUCT(tup))->rolcanlogin;
+	ReleaseSysCache(tup);
+	return login;
+}
+
+static const char *
+role_display(Oid role)
+{
+	char	   *name = GetUserNameFromId(role, true);
+
+	return name ? name : "(dropped role)";
+}
+
+/* The error of an identity that cannot be resolved. */
+#define REFUSE(missing_ok, ...) \
+	do { \
+		if (missing_ok) \
+			return false; \
+		ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE), __VA_ARGS__)); \
+	} while (0)
+
+static bool
+merchant_named(const char *what, const char *text, int64 *m, bool missing_ok)
+{
+	if (text == NULL || text[0] == '\0')
+		return false;
+	if (!parse_merchant(text, m))
+		REFUSE(missing_ok,
+			   errmsg("%s does not name a merchant", what),
+			   errdetail("A merchant id is a positive integer."));
+	return true;
+}
+
+bool
+payments_identity(PaymentsIdentity *id, bool missing_ok)
+{
+	Oid			role = GetOuterUserId();
+	const char *claims_text = GetConfigOption("request.jwt.claims", true, false);
+	const char *setting_text = GetConfigOption("payments.merchant_id", true, false);
+	char	   *claim_m_text = NULL;
+	int64		setting_m = 0;
+	int64		claim_m = 0;
+	bool		has_setting;
+	bool		has_claim;
+	bool		privileged;
+	Oid			owner;
+	RoleFacts	f;
+	int64		m = 0;
+	const char *source = NULL;
+	MemoryContext old;
+
+	if (claims_text == NULL)
+		claims_text = "";
+	if (setting_text == NULL)
+		setting_text = "";
+
+	memset(id, 0, sizeof(*id));
+	id->role = role;
+
+	if (cache.valid && cache.lxid == MyProc->lxid &&
+		cache.cid == GetCurrentCommandId(false) && cache.role == role &&
+		strcmp(cache.claims, claims_text) == 0 && strcmp(cache.setting, setting_text) == 0)
+	{
+		id->merchant_id = cache.merchant_id;
+		id->source = cache.source;
+		id->subject = cache.subject ? pstrdup(cache.subject) : NULL;
+		return true;
+	}
+
+	if (claims_text[0] != '\0')
+	{
+		Jsonb	   *jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(claims_text)));
+
+		if (JB_ROOT_IS_OBJECT(jb))
+		{
+			claim_m_text = json_member(jb, "merchant_id");
+			id->subject = json_member(jb, "sub");
+		}
+	}
+
+	/* the audit trigger asks also while an older schema awaits its update */
+	if (missing_ok && payments_schema_state(NULL) != SCHEMA_SERVED)
+		return false;
+	payments_require_schema();
+
+	owner = extension_owner(missing_ok);
+	if (!OidIsValid(owner))
+		return false;
+	privileged = superuser_arg(role) || has_privs_of_role(role, owner);
+
+	has_setting = merchant_named("the payments.merchant_id setting", setting_text, &setting_m, missing_ok);
+	if (!has_setting && setting_text[0] != '\0')
+		return false;			/* missing_ok and a malformed setting */
+	has_claim = merchant_named("the JWT claim merchant_id", claim_m_text, &claim_m, missing_ok);
+	if (!has_claim && claim_m_text != NULL && claim_m_text[0] != '\0')
+		return false;
+
+	read_role_facts(owner, role, setting_m, claim_m, &f);
+
+	if (privileged || f.all_merchants)
+	{
+		if (has_setting)
+		{
+			m = setting_m, source = "setting";
+			if (!f.setting_exists)
+				REFUSE(missing_ok,
+					   errmsg("merchant " INT64_FORMAT " does not exist", m),
+					   errdetail("The payments.merchant_id setting names it."));
+		}
+		else if (has_claim)
+		{
+			m = claim_m, source = "jwt";
+			if (!f.claim_exists)
+				REFUSE(missing_ok,
+					   errmsg("merchant " INT64_FORMAT " does not exist", m),
+					   errdetail("The JWT claim merchant_id names it."));
+		}
+		else if (privileged)
+			m = 1, source = "default";
+		else
+			REFUSE(missing_ok,
+				   errmsg("role \"%s\" acts for every merchant but names none", role_display(role)),
+				   errhint("SET payments.merchant_id to the merchant to act for."));
+	}
+	else if (f.postgrest && has_claim && !role_can_login(role))
+	{
+		m = claim_m, source = "jwt";
+		if (!f.claim_exists)
+			REFUSE(missing_ok,
+				   errmsg("merchant " INT64_FORMAT " does not exist", m),
+				   errdetail("The JWT claim merchant_id names it."));
+	}
+	else
+	{
+		/* the bindings; a setting or an untrusted claim can only choose */
+		int64		asked = has_setting ? setting_m : has_claim ? claim_m : 0;
+
+		if (asked != 0)
+		{
+			if (!is_bound(&f, asked))
+				REFUSE(missing_ok,
+					   errmsg("role \"%s\" may not act for merchant " INT64_FORMAT,
+							  role_display(role), asked),
+					   errdetail("%s names the merchant, but the role is not bound to it.",
+								 has_setting ? "The payments.merchant_id setting" :
+								 "The JWT claim merchant_id"),
+					   f.postgrest ? 0 :
+					   errhint("Only roles that act for every merchant choose one by setting, and only roles declared with payments.pay_declare_postgrest_role() by JWT claim."));
+			m = asked, source = "binding";
+		}
+		else if (f.nbound == 1)
+			m = f.bound[0], source = "binding";
+		else if (f.nbound > 1)
+			REFUSE(missing_ok,
+				   errmsg("role \"%s\" is bound to several merchants", role_display(role)),
+				   errdetail("The request does not say which one it acts for."),
+				   errhint("SET payments.merchant_id to one of the merchants the role is bound to."));
+		else
+			REFUSE(missing_ok,
+				   errmsg("no merchant identity for role \"%s\"", role_display(role)),
+				   errdetail("The role is not bound to a merchant%s.",
+							 f.postgrest ? " and the request has no JWT claim merchant_id" : ""),
+				   errhint("The extension owner binds roles to merchants with payments.pay_bind_role(role, merchant_id), declares PostgREST roles with payments.pay_declare_postgrest_role(role), or names roles acting for every merchant with payments.pay_grant_all_merchants(role)."));
+	}
+
+	id->merchant_id = m;
+	id->source = source;
+
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	if (cache.claims)
+		pfree(cache.claims);
+	if (cache.setting)
+		pfree(cache.setting);
+	if (cache.subject)
+		pfree(cache.subject);
+	cache.claims = pstrdup(claims_text);
+	cache.setting = pstrdup(setting_text);
+	cache.subject = id->subject ? pstrdup(id->subject) : NULL;
+	MemoryContextSwitchTo(old);
+	cache.lxid = MyProc->lxid;
+	cache.cid = GetCurrentCommandId(false);
+	cache.role = role;
+	cache.merchant_id = m;
+	cache.source = source;
+	cache.valid = true;
+	return true;
+}
+
+/* payments.pay_current_merchant(): the merchant, or 42501. */
+Datum
+pay_current_merchant(PG_FUNCTION_ARGS)
+{
+	PaymentsIdentity id;
+
+	(void) payments_identity(&id, false);
+	PG_RETURN_INT64(id.merchant_id);
+}
+
+/*
+ * payments.pay_current_identity(): who the request acts as, without
+ * raising (merchant_id NULL when nothing identifies one).
+ */
+Datum
+pay_current_identity(PG_FUNCTION_ARGS)
+{
+	PaymentsIdentity id;
+	TupleDesc	desc;
+	Datum		values[5];
+	bool		nulls[5] = {false, false, false, false, false};
+	bool		found;
+	char	   *rolname;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	desc = BlessTupleDesc(desc);
+	found = payments_identity(&id, true);
+	values[0] = Int64GetDatum(id.merchant_id);
+	nulls[0] = !found;
+	rolname = GetUserNameFromId(id.role, true);
+	if (rolname)
+		values[1] = DirectFunctionCall1(namein, CStringGetDatum(rolname));
+	nulls[1] = (rolname == NULL);
+	if (found)
+		values[2] = CStringGetTextDatum(id.source);
+	nulls[2] = !found;
+	if (id.subject)
+		values[3] = CStringGetTextDatum(id.subject);
+	nulls[3] = (id.subject == NULL);
+	nulls[4] = true;			/* key_id: API keys come later */
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+}

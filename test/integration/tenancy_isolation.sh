@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Who acts for a merchant, end to end (DESIGN §3.6): two merchants with
+# payments at the simulator; real login roles (merchant A's application, a
+# role with no grants, a PostgREST-like authenticator that switches to a
+# declared anon role) try every way to reach merchant B's payments.  None
+# reads or changes anything, and the simulator's ledger shows no capture,
+# void or refund but the one B makes itself.
+set -euo pipefail
+source "$(dirname "$0")/../lib/integration.sh"
+
+SIMDIR="$WORK/sim-tenancy"
+trap sim_stop EXIT
+sim_start "$SIMDIR"
+
+su() { cluster_psql "$WORK" "$PORT" payments -At "$@"; }
+# as ROLE [psql args]: a session logged in as ROLE (not a SET ROLE)
+as() {
+	local role=$1; shift
+	as_pg "$PG_BINDIR/psql" -X -q -At -v ON_ERROR_STOP=1 -v VERBOSITY=verbose -h "$WORK/sock" -p "$PORT" \
+		-U "$role" -d payments -c "SET search_path = public, payments" "$@"
+}
+# sqlstate ROLE [psql args]: the SQLSTATE of the first error (empty if none)
+sqlstate() {
+	as "$@" 2>&1 | sed -n 's/^ERROR:  \([0-9A-Z]\{5\}\):.*/\1/p' | sed -n 1p
+}
+
+A=$(su -c "INSERT INTO payments.merchants (name) VALUES ('tenancy A') RETURNING merchant_id")
+B=$(su -c "INSERT INTO payments.merchants (name) VALUES ('tenancy B') RETURNING merchant_id")
+for m in "$A" "$B"; do
+	su -c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY', endpoint_url => '$SIM_TLS_API', ca_file => '$SIM_CA', timeout_ms => 3000, merchant_id => $m)" >/dev/null
+done
+su -c "DROP ROLE IF EXISTS ten_app_a, ten_app_b, ten_nobody, ten_auth, ten_anon" >/dev/null
+su -c "CREATE ROLE ten_app_a LOGIN" -c "CREATE ROLE ten_app_b LOGIN" -c "CREATE ROLE ten_nobody LOGIN" \
+	-c "CREATE ROLE ten_anon NOLOGIN" -c "CREATE ROLE ten_auth LOGIN NOINHERIT IN ROLE ten_anon" >/dev/null
+su -c "SELECT payments.pay_bind_role('ten_app_a', merchant_id => $A)" \
+	-c "SELECT payments.pay_bind_role('ten_app_b', merchant_id => $B)" \
+	-c "SELECT payments.pay_declare_postgrest_role('ten_anon')" >/dev/null
+# A's application may also read the tables directly: row-level security decides
+su -c "GRANT SELECT ON ALL TABLES IN SCHEMA payments TO ten_app_a" >/dev/null
+
+card="pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 3, '123')"
+# B's own payments: an authorization and a purchase, approved by the simulator
+bauth=$(as ten_app_b -c "SELECT payment_id FROM pay_authorize(amount => '40.00 USD', card => $card)")
+bbuy=$(as ten_app_b -c "SELECT payment_id FROM pay_purchase(amount => '25.00 USD', card => $card)")
+is "$(as ten_app_b -c "SELECT status FROM pay_wait($bauth, '10 s')")" requires_capture "B's authorization is approved"
+is "$(as ten_app_b -c "SELECT status FROM pay_wait($bbuy, '10 s')")" succeeded "B's purchase is approved"
+sim_ctl POST /settle >/dev/null	# B's purchase is settled: refundable
+apay=$(as ten_app_a -c "SELECT payment_id FROM pay_purchase(amount => '1.00 USD', card => $card)")
+is "$(as ten_app_a -c "SELECT merchant_id FROM pay_get_payment($apay)")" "$A" "A's bound login role takes payments for A"
+
+# 1. A's bound role, directly in SQL
+for f in "pay_get_payment($bauth)" "pay_payment_operations($bauth)" "pay_wait($bauth, '1 s')" \
+	"pay_capture($bauth)" "pay_void($bauth)" "pay_refund($bbuy)"; do
+	is "$(sqlstate ten_app_a -c "SELECT * FROM $f")" PT404 "A: $f of B's payment is PT404, as if unknown"
+done
+for t in payments operations events idempotency_keys gateway_exchanges audit_log gateway_config card_vault merchants; do
+	is "$(as ten_app_a -c "SELECT count(*) FROM payments.$t WHERE merchant_id <> $A")" 0 "A reads none of B's rows in payments.$t"
+done
+for f in "pay_get_payment($bauth)" "pay_void($bauth)" "pay_refund($bbuy)"; do
+	is "$(sqlstate ten_app_a -c "SET payments.merchant_id = '$B'" -c "SELECT * FROM $f")" 42501 \
+		"A with SET payments.merchant_id = B: $f refused (42501)"
+	is "$(sqlstate ten_app_a -c "SET request.jwt.claims = '{\"merchant_id\": \"$B\"}'" -c "SELECT * FROM $f")" 42501 \
+		"A with a forged request.jwt.claims (not a PostgREST role): $f refused"
+done
+is "$(sqlstate ten_app_a -c "SET payments.merchant_id = '$B'" -c "SELECT count(*) FROM payments.payments")" 42501 \
+	"A with SET payments.merchant_id = B cannot read the table either"
+
+# 2. a role with no grants at all
+for f in "pay_get_payment($bauth)" "pay_capture($bauth)" "pay_void($bauth)" "pay_refund($bbuy)"; do
+	is "$(sqlstate ten_nobody -c "SET payments.merchant_id = '$B'" -c "SELECT * FROM $f")" 42501 \
+		"a role without grants, setting payments.merchant_id: $f refused"
+done
+is "$(sqlstate ten_nobody -c "SELECT pay_card_fingerprint($card)")" 42501 "it cannot use pay_card_fingerprint as an oracle"
+is "$(sqlstate ten_nobody -c "SELECT pay_metrics()")" 42501 "nor read pay_metrics"
+is "$(sqlstate ten_nobody -c "SELECT * FROM pay_worker_health()")" 42501 "nor pay_worker_health"
+
+# 3. PostgREST's authenticator before SET ROLE, and anon without / with a bad claim
+is "$(sqlstate ten_auth -c "SET request.jwt.claims = '{\"merchant_id\": \"$B\"}'" -c "SELECT * FROM pay_void($bauth)")" 42501 \
+	"the authenticator itself, with claims, before SET ROLE: refused"
+is "$(sqlstate ten_auth -c "SET ROLE ten_anon" -c "SELECT * FROM pay_get_payment($bauth)")" 42501 \
+	"anon without a JWT: refused (PostgREST: 401), not the default merchant"
+is "$(sqlstate ten_auth -c "SET ROLE ten_anon" -c "SET request.jwt.claims = '{\"role\": \"ten_anon\"}'" -c "SELECT * FROM pay_capture($bauth)")" 42501 \
+	"anon with a JWT that has no merchant_id: refused"
+err=$(as ten_auth -c "SET ROLE ten_anon" -c "SET request.jwt.claims = '{\"merchant_id\": \"999999\"}'" -c "SELECT * FROM pay_purchase(amount => '1.00 USD', card => $card)" 2>&1 || true)
+like "$err" "42501: merchant 999999 does not exist" "a claim naming a merchant that does not exist: 42501 (403), not a foreign-key error"
+is "$(as ten_auth -c "SET ROLE ten_anon" -c "SET request.jwt.claims = '{\"merchant_id\": \"$B\", \"sub\": \"b-user\"}'" -c "SELECT status FROM pay_get_payment($bauth)")" \
+	requires_capture "the declared PostgREST role with B's claim does read B's payment (the positive control)"
+
+# 4. nothing reached B's payments or the gateway
+sleep 1
+is "$(su -c "SELECT string_agg(kind || ':' || status, ',' ORDER BY operation_id) FROM payments.operations WHERE merchant_id = $B")" \
+	"authorize:succeeded,purchase:succeeded" "B's payments have only their own operations"
+for inv in "P$TAG$bauth" "P$TAG$bbuy"; do
+	for kind in capture void refund; do
+		is "$(sim_ledger_count "$inv" "$kind")" 0 "the simulator's ledger has no $kind of $inv"
+	done
+done
+# B voids its own authorization: the ledger does record a void when one is made
+as ten_app_b -c "SELECT status FROM pay_void($bauth)" >/dev/null
+is "$(as ten_app_b -c "SELECT status FROM pay_wait($bauth, '10 s')")" canceled "B itself can void its authorization"
+is "$(sim_ledger_count "P$TAG$bauth" void)" 1 "and the simulator's ledger shows that one void"
+is "$(su -c "SELECT db_role || '|' || session_role FROM payments.audit_log WHERE merchant_id = $B AND table_name = 'operations'
+	AND operation = 'INSERT' AND new_row ->> 'kind' = 'void'")" "ten_app_b|ten_app_b" \
+	"the audit row of the void names the role that acted, not the SECURITY DEFINER owner"
+is "$(su -c "SELECT count(*) FROM payments.audit_log WHERE merchant_id = $B AND db_role IN ('ten_app_a', 'ten_nobody', 'ten_auth', 'ten_anon')")" 0 \
+	"no audit row of B's was written by any other role"
+
+su -c "SELECT payments.pay_forget_role(r) FROM unnest(ARRAY['ten_app_a', 'ten_app_b', 'ten_anon']::regrole[]) r" \
+	-c "REVOKE ALL ON ALL TABLES IN SCHEMA payments FROM ten_app_a" \
+	-c "DROP ROLE ten_app_a, ten_app_b, ten_nobody, ten_auth, ten_anon" >/dev/null
+tap_done
