@@ -309,7 +309,8 @@ extension_ready(WorkerState *ws)
 	if (state == SCHEMA_SERVED && ws->schema_reported != NULL)
 	{
 		ereport(LOG,
-				(errmsg("payments worker: database \"%s\" now has schema version %s, starting",
+				(errcode(ERRCODE_SUCCESSFUL_COMPLETION),
+				 errmsg("payments worker: database \"%s\" now has schema version %s, starting",
 						payments_database, PAYMENTS_VERSION)));
 		pfree(ws->schema_reported);
 		ws->schema_reported = NULL;
