@@ -162,6 +162,17 @@ CREATE OPERATOR CLASS payments.pay_amount_ops
 		OPERATOR 5 payments.~>~,
 		FUNCTION 1 payments.pay_amount_cmp(payments.pay_amount, payments.pay_amount);
 
+-- Sort support (ORDER BY, CREATE INDEX, merge joins): a comparator on the
+-- 16 bytes and abbreviated keys (currency code, then the minor units).
+-- Added to the family after the class, as the upgrade from 0.1.0 does, so
+-- both give the same catalog.
+CREATE FUNCTION payments.pay_amount_sortsupport(internal) RETURNS void
+	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF AS 'MODULE_PATHNAME';
+COMMENT ON FUNCTION payments.pay_amount_sortsupport(internal) IS
+	'Sort support for pay_amount (btree support function 2): fast comparator and abbreviated keys in the order of pay_amount_cmp.';
+ALTER OPERATOR FAMILY payments.pay_amount_ops USING btree ADD
+	FUNCTION 2 (payments.pay_amount, payments.pay_amount) payments.pay_amount_sortsupport(internal);
+
 CREATE FUNCTION payments.pay_amount_hash(payments.pay_amount) RETURNS integer
 	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF AS 'MODULE_PATHNAME';
 CREATE FUNCTION payments.pay_amount_hash_extended(payments.pay_amount, bigint) RETURNS bigint
