@@ -916,7 +916,7 @@ COMMENT ON FUNCTION payments.pay_refund(bigint, payments.pay_amount, text, text,
 -- sum(), min() and max() keep their definitions (the speed-up is in the C
 -- functions they already use), so views over them upgrade untouched.
 CREATE FUNCTION payments.pay_amount_sortsupport(internal) RETURNS void
-	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF AS 'MODULE_PATHNAME';
+	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME';
 COMMENT ON FUNCTION payments.pay_amount_sortsupport(internal) IS
 	'Sort support for pay_amount (btree support function 2): fast comparator and abbreviated keys in the order of pay_amount_cmp.';
 ALTER OPERATOR FAMILY payments.pay_amount_ops USING btree ADD
