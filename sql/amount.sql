@@ -292,6 +292,15 @@ SELECT (SELECT string_agg(a::text, ',') FROM (SELECT a FROM sorted ORDER BY a) s
 		ORDER BY pay_currency(a), pay_minor_units(a)) s) AS sort_node_in_order;
 SELECT a FROM sorted WHERE pay_currency(a) = 'USD'
 	AND pay_minor_units(a) NOT BETWEEN -100000000000 AND 100000000000 ORDER BY a;
+-- A merge join sorts both sides with the sort support.
+SET max_parallel_workers_per_gather = 0;
+SET enable_hashjoin = off;
+SET enable_nestloop = off;
+EXPLAIN (COSTS OFF) SELECT count(*) FROM sorted x JOIN sorted y ON x.a = y.a;
+SELECT count(*) AS merge_joined FROM sorted x JOIN sorted y ON x.a = y.a;
+RESET enable_nestloop;
+RESET enable_hashjoin;
+RESET max_parallel_workers_per_gather;
 -- An index built with sort support, then scanned, agrees with the sort.
 CREATE INDEX sorted_a ON sorted (a);
 CREATE INDEX few_a ON few (a);
@@ -312,12 +321,5 @@ FROM (VALUES ('-92233720368547758.08 USD'::pay_amount), ('92233720368547758.07 Z
 	('2814749767106.56 EUR'), ('0 AED')) e(a);
 RESET enable_bitmapscan;
 RESET enable_seqscan;
--- a merge join uses the sort support on both sides
-SET enable_hashjoin = off;
-SET enable_nestloop = off;
-EXPLAIN (COSTS OFF) SELECT count(*) FROM sorted x JOIN sorted y ON x.a = y.a;
-SELECT count(*) AS merge_joined FROM sorted x JOIN sorted y ON x.a = y.a;
-RESET enable_nestloop;
-RESET enable_hashjoin;
 
 DROP TABLE usd, near_limit, mixed_sum, sorted, few;
