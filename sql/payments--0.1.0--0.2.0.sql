@@ -1324,6 +1324,16 @@ COMMENT ON FUNCTION payments.pay_list_payments(text, timestamptz, timestamptz, t
 -- (privileges.sql revokes every internal function from PUBLIC at install)
 REVOKE ALL ON FUNCTION payments._list_payments_query(boolean, boolean, boolean, boolean, boolean, boolean, boolean, boolean) FROM PUBLIC;
 
+-- ==== h-amount: pay_amount sort support (issue 12) ====
+-- sum(), min() and max() keep their definitions (the speed-up is in the C
+-- functions they already use), so views over them upgrade untouched.
+CREATE FUNCTION payments.pay_amount_sortsupport(internal) RETURNS void
+	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME';
+COMMENT ON FUNCTION payments.pay_amount_sortsupport(internal) IS
+	'Sort support for pay_amount (btree support function 2): fast comparator and abbreviated keys in the order of pay_amount_cmp.';
+ALTER OPERATOR FAMILY payments.pay_amount_ops USING btree ADD
+	FUNCTION 2 (payments.pay_amount, payments.pay_amount) payments.pay_amount_sortsupport(internal);
+
 ------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,
 -- payment_api.sql, privileges.sql).  Keep this block LAST: its privilege
