@@ -184,6 +184,7 @@ typedef struct AuditRecord
 	const char *correlation_id;
 	uint64		txid;
 	TimestampTz logged_at;
+	int64		key_id;			/* the merchant API key used, or 0 */
 } AuditRecord;
 
 static HTAB *rel_cache = NULL;
@@ -903,7 +904,10 @@ sha256(const char *data, size_t len, uint8 *out)
  * row but the hash itself, each as a 4-byte big-endian length and its
  * text (jsonb in its canonical text output, integers in decimal, the
  * timestamp as microseconds since 2000-01-01, the changed columns as a
- * count and the names).  Text forms survive pg_dump and restore.
+ * count and the names).  Text forms survive pg_dump and restore.  The API
+ * key id (added in 0.2.0) is covered only when there is one, as the tag
+ * "key_id" and the id after every other column: rows without a key hash
+ * as they did before, so older rows still verify.
  */
 static bytea *
 audit_row_hash(const AuditRecord *r)
@@ -946,6 +950,11 @@ audit_row_hash(const AuditRecord *r)
 	hash_cstr(&buf, r->correlation_id);
 	hash_int(&buf, (int64) r->txid);
 	hash_int(&buf, (int64) r->logged_at);
+	if (r->key_id != 0)
+	{
+		hash_cstr(&buf, "key_id");
+		hash_int(&buf, r->key_id);
+	}
 
 	result = palloc(VARHDRSZ + AUDIT_HASH_LEN);
 	SET_VARSIZE(result, VARHDRSZ + AUDIT_HASH_LEN);
@@ -959,14 +968,14 @@ audit_row_hash(const AuditRecord *r)
  * ------------------------------------------------------------------------
  */
 
-#define AUDIT_INSERT_NARGS 15
+#define AUDIT_INSERT_NARGS 16
 
 static void
 prepare_insert_plan(void)
 {
 	Oid			argtypes[AUDIT_INSERT_NARGS] = {
 		INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, TEXTARRAYOID,
-		TEXTOID, TEXTOID, TEXTOID, TEXTOID, XID8OID, TIMESTAMPTZOID, BYTEAOID
+		TEXTOID, TEXTOID, TEXTOID, TEXTOID, XID8OID, TIMESTAMPTZOID, BYTEAOID, INT8OID
 	};
 	SPIPlanPtr	plan;
 
@@ -974,8 +983,8 @@ prepare_insert_plan(void)
 		return;
 	plan = SPI_prepare("INSERT INTO payments.audit_log (merchant_id, audit_id, table_schema, "
 					   "table_name, operation, old_row, new_row, changed_columns, db_role, "
-					   "session_role, app_user, correlation_id, txid, logged_at, row_hash) "
-					   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+					   "session_role, app_user, correlation_id, txid, logged_at, row_hash, key_id) "
+					   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
 					   AUDIT_INSERT_NARGS, argtypes);
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
@@ -1042,6 +1051,7 @@ audit_insert(AuditRecord *r)
 	r->db_role = role_name(who.role);
 	r->session_role = role_name(GetSessionUserId());
 	r->app_user = who.subject;
+	r->key_id = who.key_id;
 	r->txid = U64FromFullTransactionId(GetTopFullTransactionId());
 	r->logged_at = GetCurrentStatementStartTimestamp();
 	r->audit_id = nextval_internal(seq_relid, false);
@@ -1065,6 +1075,8 @@ audit_insert(AuditRecord *r)
 	values[12] = FullTransactionIdGetDatum(FullTransactionIdFromU64(r->txid));
 	values[13] = TimestampTzGetDatum(r->logged_at);
 	values[14] = PointerGetDatum(audit_row_hash(r));
+	values[15] = Int64GetDatum(r->key_id);
+	nulls[15] = r->key_id != 0 ? ' ' : 'n';
 
 	prepare_insert_plan();
 	GetUserIdAndSecContext(&save_userid, &save_sec);
@@ -1256,6 +1268,7 @@ pay_audit_row_hash(PG_FUNCTION_ARGS)
 	r.correlation_id = TEXTARG(11);
 	r.txid = PG_ARGISNULL(12) ? 0 : U64FromFullTransactionId(PG_GETARG_FULLTRANSACTIONID(12));
 	r.logged_at = PG_ARGISNULL(13) ? 0 : PG_GETARG_TIMESTAMPTZ(13);
+	r.key_id = PG_NARGS() > 14 && !PG_ARGISNULL(14) ? PG_GETARG_INT64(14) : 0;
 #undef TEXTARG
 	PG_RETURN_BYTEA_P(audit_row_hash(&r));
 }
