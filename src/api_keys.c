@@ -258,6 +258,21 @@ row_field(HeapTupleHeader row, const char *name, bool *isnull)
 	return GetAttributeByName(row, name, isnull);
 }
 
+/* Whether the hash in the row's column is h (constant time). */
+static bool
+hash_matches(HeapTupleHeader row, const char *column, const bytea *h)
+{
+	bool		isnull;
+	Datum		d = row_field(row, column, &isnull);
+	bytea	   *stored;
+
+	if (isnull)
+		return false;
+	stored = DatumGetByteaPP(d);
+	return VARSIZE_ANY_EXHDR(stored) == API_KEY_HASH_LEN &&
+		CRYPTO_memcmp(VARDATA_ANY(stored), VARDATA(h), API_KEY_HASH_LEN) == 0;
+}
+
 /*
  * payments._api_key_accept(api_key, k payments.api_keys, via_postgrest):
  * check the key against its row (NULL: no such key) and, if it is good and
@@ -273,8 +288,7 @@ pay_api_key_accept(PG_FUNCTION_ARGS)
 	HeapTupleHeader row;
 	bool		isnull;
 	bytea	   *h;
-	bytea	   *stored;
-	bool		match = false;
+	bool		match;
 	int64		key_id;
 	int64		merchant_id;
 	uint32		scopes = 0;
@@ -293,21 +307,12 @@ pay_api_key_accept(PG_FUNCTION_ARGS)
 	if (isnull)
 		refuse_key(0, NULL);
 
-	stored = DatumGetByteaPP(row_field(row, "secret_hash", &isnull));
-	if (!isnull && VARSIZE_ANY_EXHDR(stored) == API_KEY_HASH_LEN &&
-		CRYPTO_memcmp(VARDATA_ANY(stored), VARDATA(h), API_KEY_HASH_LEN) == 0)
-		match = true;
+	match = hash_matches(row, "secret_hash", h);
 	if (!match)
 	{
-		TimestampTz until;
-
 		d = row_field(row, "previous_valid_until", &isnull);
-		until = isnull ? 0 : DatumGetTimestampTz(d);
-		stored = DatumGetByteaPP(row_field(row, "previous_hash", &isnull));
-		if (!isnull && until > GetCurrentTransactionStartTimestamp() &&
-			VARSIZE_ANY_EXHDR(stored) == API_KEY_HASH_LEN &&
-			CRYPTO_memcmp(VARDATA_ANY(stored), VARDATA(h), API_KEY_HASH_LEN) == 0)
-			match = true;
+		if (!isnull && DatumGetTimestampTz(d) > GetCurrentTransactionStartTimestamp())
+			match = hash_matches(row, "previous_hash", h);
 	}
 	if (!match)
 		refuse_key(0, NULL);
