@@ -198,6 +198,7 @@ static Oid	card_type_oid = InvalidOid;
 static Oid	card_vault_relid = InvalidOid;
 static Oid	secrets_relid = InvalidOid;
 static SPIPlanPtr insert_plan = NULL;
+static SPIPlanPtr insert_plan_key = NULL;	/* with key_id (0.2.0) */
 
 /* set by pay_audit_retention(true) for pay_audit_prune(); reset at xact end */
 static bool retention_active = false;
@@ -970,27 +971,39 @@ audit_row_hash(const AuditRecord *r)
 
 #define AUDIT_INSERT_NARGS 16
 
-static void
-prepare_insert_plan(void)
+/*
+ * The insert, with the key id only when there is one: a key exists only
+ * from 0.2.0 on, and the trigger also writes to an older audit_log that
+ * awaits its update (no key_id column).
+ */
+static pg_noinline SPIPlanPtr
+prepare_insert_plan(bool with_key)
 {
 	Oid			argtypes[AUDIT_INSERT_NARGS] = {
 		INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, TEXTARRAYOID,
 		TEXTOID, TEXTOID, TEXTOID, TEXTOID, XID8OID, TIMESTAMPTZOID, BYTEAOID, INT8OID
 	};
+	SPIPlanPtr *kept = with_key ? &insert_plan_key : &insert_plan;
 	SPIPlanPtr	plan;
 
-	if (insert_plan != NULL)
-		return;
-	plan = SPI_prepare("INSERT INTO payments.audit_log (merchant_id, audit_id, table_schema, "
+	if (*kept != NULL)
+		return *kept;
+	plan = SPI_prepare(with_key ?
+					   "INSERT INTO payments.audit_log (merchant_id, audit_id, table_schema, "
 					   "table_name, operation, old_row, new_row, changed_columns, db_role, "
 					   "session_role, app_user, correlation_id, txid, logged_at, row_hash, key_id) "
-					   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-					   AUDIT_INSERT_NARGS, argtypes);
+					   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)" :
+					   "INSERT INTO payments.audit_log (merchant_id, audit_id, table_schema, "
+					   "table_name, operation, old_row, new_row, changed_columns, db_role, "
+					   "session_role, app_user, correlation_id, txid, logged_at, row_hash) "
+					   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+					   with_key ? AUDIT_INSERT_NARGS : AUDIT_INSERT_NARGS - 1, argtypes);
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 	if (SPI_keepplan(plan) != 0)
 		elog(ERROR, "SPI_keepplan failed");
-	insert_plan = plan;
+	*kept = plan;
+	return plan;
 }
 
 /*
@@ -1012,6 +1025,7 @@ audit_insert(AuditRecord *r)
 	Oid			owner;
 	Oid			seq_relid;
 	PaymentsIdentity who;
+	SPIPlanPtr	plan;
 
 	/*
 	 * The OIDs go into locals now: an invalidation callback may reset the
@@ -1078,13 +1092,13 @@ audit_insert(AuditRecord *r)
 	values[15] = Int64GetDatum(r->key_id);
 	nulls[15] = r->key_id != 0 ? ' ' : 'n';
 
-	prepare_insert_plan();
+	plan = prepare_insert_plan(r->key_id != 0);
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	SetUserIdAndSecContext(owner,
 						   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
 	PG_TRY();
 	{
-		rc = SPI_execute_plan(insert_plan, values, nulls, false, 0);
+		rc = SPI_execute_plan(plan, values, nulls, false, 0);
 	}
 	PG_FINALLY();
 	{
