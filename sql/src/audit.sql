@@ -123,7 +123,7 @@ COMMENT ON FUNCTION payments._audit_guard() IS
 CREATE FUNCTION payments._audit_row_hash(merchant_id bigint, audit_id bigint, table_schema text,
 	table_name text, operation text, old_row jsonb, new_row jsonb, changed_columns text[],
 	db_role text, session_role text, app_user text, correlation_id text, txid xid8,
-	logged_at timestamptz, key_id bigint)
+	logged_at timestamptz, key_id bigint DEFAULT NULL)
 	RETURNS bytea
 	LANGUAGE c IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'pay_audit_row_hash';
 COMMENT ON FUNCTION payments._audit_row_hash(bigint, bigint, text, text, text, jsonb, jsonb, text[], text, text, text, text, xid8, timestamptz, bigint) IS
