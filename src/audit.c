@@ -184,6 +184,7 @@ typedef struct AuditRecord
 	const char *correlation_id;
 	uint64		txid;
 	TimestampTz logged_at;
+	int64		key_id;			/* the merchant API key used, or 0 */
 } AuditRecord;
 
 static HTAB *rel_cache = NULL;
@@ -197,6 +198,7 @@ static Oid	card_type_oid = InvalidOid;
 static Oid	card_vault_relid = InvalidOid;
 static Oid	secrets_relid = InvalidOid;
 static SPIPlanPtr insert_plan = NULL;
+static SPIPlanPtr insert_plan_key = NULL;	/* with key_id (0.2.0) */
 
 /* set by pay_audit_retention(true) for pay_audit_prune(); reset at xact end */
 static bool retention_active = false;
@@ -903,7 +905,10 @@ sha256(const char *data, size_t len, uint8 *out)
  * row but the hash itself, each as a 4-byte big-endian length and its
  * text (jsonb in its canonical text output, integers in decimal, the
  * timestamp as microseconds since 2000-01-01, the changed columns as a
- * count and the names).  Text forms survive pg_dump and restore.
+ * count and the names).  Text forms survive pg_dump and restore.  The API
+ * key id (added in 0.2.0) is covered only when there is one, as the tag
+ * "key_id" and the id after every other column: rows without a key hash
+ * as they did before, so older rows still verify.
  */
 static bytea *
 audit_row_hash(const AuditRecord *r)
@@ -946,6 +951,11 @@ audit_row_hash(const AuditRecord *r)
 	hash_cstr(&buf, r->correlation_id);
 	hash_int(&buf, (int64) r->txid);
 	hash_int(&buf, (int64) r->logged_at);
+	if (r->key_id != 0)
+	{
+		hash_cstr(&buf, "key_id");
+		hash_int(&buf, r->key_id);
+	}
 
 	result = palloc(VARHDRSZ + AUDIT_HASH_LEN);
 	SET_VARSIZE(result, VARHDRSZ + AUDIT_HASH_LEN);
@@ -959,29 +969,41 @@ audit_row_hash(const AuditRecord *r)
  * ------------------------------------------------------------------------
  */
 
-#define AUDIT_INSERT_NARGS 15
+#define AUDIT_INSERT_NARGS 16
 
-static void
-prepare_insert_plan(void)
+/*
+ * The insert, with the key id only when there is one: a key exists only
+ * from 0.2.0 on, and the trigger also writes to an older audit_log that
+ * awaits its update (no key_id column).
+ */
+static pg_noinline SPIPlanPtr
+prepare_insert_plan(bool with_key)
 {
 	Oid			argtypes[AUDIT_INSERT_NARGS] = {
 		INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, TEXTARRAYOID,
-		TEXTOID, TEXTOID, TEXTOID, TEXTOID, XID8OID, TIMESTAMPTZOID, BYTEAOID
+		TEXTOID, TEXTOID, TEXTOID, TEXTOID, XID8OID, TIMESTAMPTZOID, BYTEAOID, INT8OID
 	};
+	SPIPlanPtr *kept = with_key ? &insert_plan_key : &insert_plan;
 	SPIPlanPtr	plan;
 
-	if (insert_plan != NULL)
-		return;
-	plan = SPI_prepare("INSERT INTO payments.audit_log (merchant_id, audit_id, table_schema, "
+	if (*kept != NULL)
+		return *kept;
+	plan = SPI_prepare(with_key ?
+					   "INSERT INTO payments.audit_log (merchant_id, audit_id, table_schema, "
+					   "table_name, operation, old_row, new_row, changed_columns, db_role, "
+					   "session_role, app_user, correlation_id, txid, logged_at, row_hash, key_id) "
+					   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)" :
+					   "INSERT INTO payments.audit_log (merchant_id, audit_id, table_schema, "
 					   "table_name, operation, old_row, new_row, changed_columns, db_role, "
 					   "session_role, app_user, correlation_id, txid, logged_at, row_hash) "
 					   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-					   AUDIT_INSERT_NARGS, argtypes);
+					   with_key ? AUDIT_INSERT_NARGS : AUDIT_INSERT_NARGS - 1, argtypes);
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 	if (SPI_keepplan(plan) != 0)
 		elog(ERROR, "SPI_keepplan failed");
-	insert_plan = plan;
+	*kept = plan;
+	return plan;
 }
 
 /*
@@ -1003,6 +1025,7 @@ audit_insert(AuditRecord *r)
 	Oid			owner;
 	Oid			seq_relid;
 	PaymentsIdentity who;
+	SPIPlanPtr	plan;
 
 	/*
 	 * The OIDs go into locals now: an invalidation callback may reset the
@@ -1042,6 +1065,7 @@ audit_insert(AuditRecord *r)
 	r->db_role = role_name(who.role);
 	r->session_role = role_name(GetSessionUserId());
 	r->app_user = who.subject;
+	r->key_id = who.key_id;
 	r->txid = U64FromFullTransactionId(GetTopFullTransactionId());
 	r->logged_at = GetCurrentStatementStartTimestamp();
 	r->audit_id = nextval_internal(seq_relid, false);
@@ -1065,14 +1089,16 @@ audit_insert(AuditRecord *r)
 	values[12] = FullTransactionIdGetDatum(FullTransactionIdFromU64(r->txid));
 	values[13] = TimestampTzGetDatum(r->logged_at);
 	values[14] = PointerGetDatum(audit_row_hash(r));
+	values[15] = Int64GetDatum(r->key_id);
+	nulls[15] = r->key_id != 0 ? ' ' : 'n';
 
-	prepare_insert_plan();
+	plan = prepare_insert_plan(r->key_id != 0);
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	SetUserIdAndSecContext(owner,
 						   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
 	PG_TRY();
 	{
-		rc = SPI_execute_plan(insert_plan, values, nulls, false, 0);
+		rc = SPI_execute_plan(plan, values, nulls, false, 0);
 	}
 	PG_FINALLY();
 	{
@@ -1256,6 +1282,7 @@ pay_audit_row_hash(PG_FUNCTION_ARGS)
 	r.correlation_id = TEXTARG(11);
 	r.txid = PG_ARGISNULL(12) ? 0 : U64FromFullTransactionId(PG_GETARG_FULLTRANSACTIONID(12));
 	r.logged_at = PG_ARGISNULL(13) ? 0 : PG_GETARG_TIMESTAMPTZ(13);
+	r.key_id = PG_NARGS() > 14 && !PG_ARGISNULL(14) ? PG_GETARG_INT64(14) : 0;
 #undef TEXTARG
 	PG_RETURN_BYTEA_P(audit_row_hash(&r));
 }
