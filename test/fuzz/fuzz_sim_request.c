@@ -1,0 +1,102 @@
+/*-------------------------------------------------------------------------
+ *
+ * fuzz_sim_request.c
+ *	  libFuzzer target: the simulator's request pipeline without HTTP.
+ *
+ * api_handle() (test/anet-sim/api.c) is the function the HTTP handler
+ * of POST /xml/v1/request.api calls with the request body: JSON parse,
+ * validation against the XSD order (validate.c), authentication and
+ * dispatch to the API handlers.  The input is one request body, or
+ * several separated by NUL bytes, handled in order on one simulator
+ * state (so a capture or refund can find the transaction an earlier
+ * request made); the state is reset after each input.
+ *
+ * Checks, besides the sanitizers: every reply is one JSON object that
+ * src/anet's own reply parser reads (the product must understand every
+ * reply the simulator can give).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "anet_protocol.h"
+#include "fuzz_check.h"
+#include "sim.h"
+#include "validate.h"
+
+#define MAX_REQUESTS 8
+
+/* FUZZ_SIM_PRINT=1 in the environment: print every reply (seed checks) */
+static bool print_replies = false;
+
+int
+LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	(void) argc;
+	(void) argv;
+	/* as main.c sets up, without the HTTP daemons and webhook thread */
+	sim.cfg.bom = true;
+	sim.cfg.refund_window_days = 180;
+	sim.cfg.auth_expiry_days = 30;
+	sim.cfg.nonce_ttl = 900;
+	sim.cfg.threads = 1;
+	state_init();
+	validate_init();
+	cim_reset();
+	state_reset(true);
+	print_replies = getenv("FUZZ_SIM_PRINT") != NULL;
+	return 0;
+}
+
+static void
+handle_one(const uint8_t *data, size_t size)
+{
+	/* exactly size bytes: ASan sees any over-read */
+	char	   *body = malloc(size ? size : 1);
+	char	   *reply;
+	size_t		reply_len = 0;
+	AnetReplyStatus status;
+
+	if (body == NULL)
+		return;
+	memcpy(body, data, size);
+	reply = api_handle(body, size, &reply_len);
+	free(body);
+	if (reply == NULL)
+		return;					/* out of memory */
+	if (print_replies)
+		printf("%.*s\n", (int) reply_len, reply);
+	FUZZ_ASSERT(reply_len > 0 && strlen(reply) == reply_len);
+	FUZZ_ASSERT(anet_parse_reply_status(reply, reply_len, &status));
+	FUZZ_ASSERT(status.result_code[0] != '\0' && status.message_code[0] != '\0');
+	free(reply);
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	size_t		start = 0;
+	int			n = 0;
+
+	for (size_t i = 0; i <= size && n < MAX_REQUESTS; i++)
+	{
+		if (i == size || data[i] == '\0')
+		{
+			handle_one(data + start, i - start);
+			start = i + 1;
+			n++;
+		}
+	}
+	/*
+	 * Forget everything, and number transactions from the start again
+	 * (every slot is empty after the reset), so that an input names the
+	 * same transIds (60000000001, ...) whenever it runs.
+	 */
+	state_reset(true);
+	sim.ntxns = 0;
+	sim.next_batch_id = 9000001;
+	return 0;
+}
