@@ -12,7 +12,9 @@
 #
 # Prints per target: executions, executions per second, corpus size,
 # coverage (libFuzzer's "cov" = instrumented edges reached, "ft" =
-# features) and the crashes found; exits 1 if any target found one.
+# features; "code" = edges of the code under test, i.e. every function
+# outside test/fuzz/, that the whole corpus reaches, of all its edges) and
+# the crashes found; exits 1 if any target found one.
 # Replay a crash: test/fuzz/build/fuzz_<target> FILE
 set -euo pipefail
 
@@ -26,7 +28,7 @@ make -s -C "$here" O="$build" >&2
 if [ $# -gt 0 ]; then targets=("$@"); else read -ra targets <<<"$(make -s -C "$here" list)"; fi
 
 failed=0
-printf '%-12s %12s %9s %8s %8s %8s %8s %s\n' target execs exec/s corpus cov ft rss_mb crashes
+printf '%-12s %12s %9s %11s %6s %6s %16s %7s %s\n' target execs exec/s corpus cov ft code rss_mb crashes
 for t in "${targets[@]}"; do
 	bin=$build/fuzz_$t
 	[ -x "$bin" ] || { echo "no such target: $t" >&2; exit 2; }
@@ -48,8 +50,13 @@ for t in "${targets[@]}"; do
 	ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")
 	corpus=$(sed -n 's/.* corp: \([0-9]*\/[0-9a-zA-Z]*\).*/\1/p' <<<"$last")
 	crashes=$(find "$out/crashes/$t" -type f | wc -l)
-	printf '%-12s %12s %9s %8s %8s %8s %8s %s\n' "$t" "${execs:-?}" "${eps:-?}" \
-		"${corpus:-?}" "${cov:-?}" "${ft:-?}" "${rss:-?}" "$crashes"
+	# edges of the code under test reached by the whole corpus
+	code=$("$bin" -runs=0 -print_coverage=1 "$out/corpus/$t" "$here/corpus/$t" 2>&1 |
+		awk '/^(UN)?COVERED_FUNC: / && $NF !~ /\/test\/fuzz\// {
+			split($5, e, "/"); hit += e[1]; all += e[2] }
+			END { if (all) printf "%d/%d=%.0f%%", hit, all, 100 * hit / all }')
+	printf '%-12s %12s %9s %11s %6s %6s %16s %7s %s\n' "$t" "${execs:-?}" "${eps:-?}" \
+		"${corpus:-?}" "${cov:-?}" "${ft:-?}" "${code:-?}" "${rss:-?}" "$crashes"
 	if [ "$rc" -ne 0 ] || [ "$crashes" -gt 0 ]; then
 		failed=1
 		grep -E 'ERROR|SUMMARY|fuzz check failed|runtime error' "$log" | head -5 | sed 's/^/    /'
