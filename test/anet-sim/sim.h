@@ -144,6 +144,7 @@ extern void strlcpy0(char *dst, const char *src, size_t len);
 extern bool jbool(const char *s);
 
 /* state.c */
+extern void sim_config_defaults(void);
 extern void state_init(void);
 extern void state_reset(bool ledger);
 extern int	merchant_find(const char *login);

@@ -38,11 +38,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	(void) argc;
 	(void) argv;
 	/* as main.c sets up, without the HTTP daemons and webhook thread */
-	sim.cfg.bom = true;
-	sim.cfg.refund_window_days = 180;
-	sim.cfg.auth_expiry_days = 30;
-	sim.cfg.nonce_ttl = 900;
-	sim.cfg.threads = 1;
+	sim_config_defaults();
 	state_init();
 	validate_init();
 	cim_reset();
