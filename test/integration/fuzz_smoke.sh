@@ -24,7 +24,7 @@ else
 	trap 'rm -rf "$dir"' EXIT
 fi
 
-if ! make -s -C "$fuzz" O="$dir/build" >"$dir/build.log" 2>&1; then
+if ! make -s -j"$(nproc)" -C "$fuzz" O="$dir/build" >"$dir/build.log" 2>&1; then
 	ok 1 "the fuzz targets build (clang-14, -fsanitize=fuzzer,address,undefined, -Werror)"
 	comment "$(cat "$dir/build.log")"
 	tap_done
