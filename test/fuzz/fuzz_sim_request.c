@@ -9,7 +9,12 @@
  * dispatch to the API handlers.  The input is one request body, or
  * several separated by NUL bytes, handled in order on one simulator
  * state (so a capture or refund can find the transaction an earlier
- * request made); the state is reset after each input.
+ * request made); the state is reset after each input.  Two pieces are
+ * not request bodies but what the tests do through the control port
+ * (control.c, which needs the HTTP daemon): "#settle" settles the batch
+ * (POST /settle) and "#clock DAYS" (0..999) moves the clock forward
+ * (POST /clock), so settled transactions, batch lists, refund windows
+ * and expired authorizations are reached too.
  *
  * Checks, besides the sanitizers: every reply is one JSON object that
  * src/anet's own reply parser reads (the product must understand every
@@ -47,15 +52,47 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
+/* A control command instead of a request?  Then do it. */
+static bool
+control_command(const uint8_t *data, size_t size)
+{
+	if (size == 7 && memcmp(data, "#settle", 7) == 0)
+	{
+		pthread_mutex_lock(&sim.lock);
+		json_object_put(settle_now());
+		pthread_mutex_unlock(&sim.lock);
+		return true;
+	}
+	if (size >= 8 && size <= 10 && memcmp(data, "#clock ", 7) == 0)
+	{
+		long long	days = 0;
+
+		for (size_t i = 7; i < size; i++)
+		{
+			if (data[i] < '0' || data[i] > '9')
+				return false;
+			days = days * 10 + (data[i] - '0');
+		}
+		pthread_mutex_lock(&sim.lock);
+		sim.clock_offset_ms += days * 86400 * 1000;
+		pthread_mutex_unlock(&sim.lock);
+		return true;
+	}
+	return false;
+}
+
 static void
 handle_one(const uint8_t *data, size_t size)
 {
-	/* exactly size bytes: ASan sees any over-read */
-	char	   *body = malloc(size ? size : 1);
+	char	   *body;
 	char	   *reply;
 	size_t		reply_len = 0;
 	AnetReplyStatus status;
 
+	if (control_command(data, size))
+		return;
+	/* exactly size bytes: ASan sees any over-read */
+	body = malloc(size ? size : 1);
 	if (body == NULL)
 		return;
 	memcpy(body, data, size);
