@@ -11,7 +11,13 @@
  *	 - every field copied out is NUL-terminated inside its buffer with
  *	   the length reported;
  *	 - errors from the card rules hide statement and context and quote no
- *	   digits (see fuzz_card_number.c).
+ *	   digits (see fuzz_card_number.c);
+ *	 - a card number the rules accept is found in the JSON text itself by
+ *	   card_text_contains_number(), which the log hook (card_log.c) runs
+ *	   on statements, so a card literal cannot reach the log unseen.
+ *	   Only for text without JSON escapes: "\u0034" for "4" is decoded
+ *	   by the parser but hides the digit from any scan of the raw text,
+ *	   as SQL's own E'\x34' does (no scan can undo every encoding).
  *
  *-------------------------------------------------------------------------
  */
@@ -82,7 +88,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			FUZZ_ASSERT(strpbrk(pg_shim_error.message, "0123456789") == NULL);
 		}
 		else
+		{
 			FUZZ_ASSERT(brand != CARD_BRAND_UNKNOWN);
+			if (memchr(str, '\\', size) == NULL)
+				FUZZ_ASSERT(card_text_contains_number(str, (int) size));
+		}
 		explicit_bzero(digits, sizeof(digits));
 	}
 	else
