@@ -10,7 +10,9 @@
  *	   brand whose lengths include it;
  *	 - card_text_contains_number() (the log hook and audit trigger's
  *	   detector) finds every number that card input accepts, so no
- *	   accepted card number can pass into a log unseen;
+ *	   accepted card number can pass into a log unseen: as it was typed,
+ *	   and inside text around it (another number before it, the card
+ *	   code or expiry after it, separated by a space or dash);
  *	 - every error has a code and a message, hides the statement and the
  *	   context, and none of its texts contains four digits in a row
  *	   (which could be card digits);
@@ -24,6 +26,34 @@
 #include "card_brand.h"
 #include "fuzz_check.h"
 #include "pg_error_shim.h"
+
+/* Text that may stand next to a card number in a log line. */
+static const char *const before[] = {"", "card ", "1 ", "12 ", "4-", "x"};
+static const char *const after[] = {"", " 123", "-1", " 12 30", " 4111", "."};
+
+/* The accepted number is found inside every context. */
+static void
+check_detected_in_context(const char *input, size_t size)
+{
+	char		buf[4 * CARD_NUMBER_MAX_INPUT + 32];
+
+	for (size_t b = 0; b < lengthof(before); b++)
+		for (size_t a = 0; a < lengthof(after); a++)
+		{
+			size_t		lb = strlen(before[b]),
+						la = strlen(after[a]);
+
+			memcpy(buf, before[b], lb);
+			memcpy(buf + lb, input, size);
+			memcpy(buf + lb + size, after[a], la);
+			if (!card_text_contains_number(buf, (int) (lb + size + la)))
+			{
+				fprintf(stderr, "accepted card number not detected after \"%s\" and before \"%s\"\n",
+						before[b], after[a]);
+				abort();
+			}
+		}
+}
 
 static bool
 has_digit_run(const char *s, int run)
@@ -89,6 +119,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			FUZZ_ASSERT(card_luhn_valid(digits, ndigits));
 			FUZZ_ASSERT(strcmp(card_brand_name(brand), "unknown") != 0);
 			FUZZ_ASSERT(card_text_contains_number(input, (int) size));
+			check_detected_in_context(input, size);
 		}
 	}
 
