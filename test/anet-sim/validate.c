@@ -203,6 +203,22 @@ check_builtin(XsBase base, const char *v)
 	return ok ? NULL : msgs[base];
 }
 
+/*
+ * Length as the XSD's length facets count it: characters, not bytes (a
+ * UTF-8 sequence counts once; every byte that does not continue one
+ * counts, so invalid UTF-8 is not shorter than it looks).
+ */
+static size_t
+xsd_length(const char *v)
+{
+	size_t		n = 0;
+
+	for (; *v; v++)
+		if (((unsigned char) *v & 0xC0) != 0x80)
+			n++;
+	return n;
+}
+
 /* Validate one scalar against its simple type; fills msg on failure */
 static int
 check_simple(const char *elem, int st, const char *v, char *msg, size_t msglen)
@@ -211,7 +227,7 @@ check_simple(const char *elem, int st, const char *v, char *msg, size_t msglen)
 	const char *bad;
 	const char *why = NULL;
 	char		whybuf[256];
-	size_t		len = strlen(v);
+	size_t		len = xsd_length(v);
 
 	bad = check_builtin(t->base, v);
 	if (bad != NULL)

@@ -18,7 +18,9 @@
  *
  * Checks, besides the sanitizers: every reply is one JSON object that
  * src/anet's own reply parser reads (the product must understand every
- * reply the simulator can give).
+ * reply the simulator can give), and is valid UTF-8 as long as every
+ * request of the input was (whatever the simulator keeps of a request and
+ * sends back later must not be cut inside a character).
  *
  *-------------------------------------------------------------------------
  */
@@ -81,6 +83,9 @@ control_command(const uint8_t *data, size_t size)
 	return false;
 }
 
+/* All request bodies of this input so far were valid UTF-8. */
+static bool all_utf8;
+
 static void
 handle_one(const uint8_t *data, size_t size)
 {
@@ -96,6 +101,7 @@ handle_one(const uint8_t *data, size_t size)
 	if (body == NULL)
 		return;
 	memcpy(body, data, size);
+	all_utf8 = all_utf8 && fuzz_valid_utf8(data, size);
 	reply = api_handle(body, size, &reply_len);
 	free(body);
 	if (reply == NULL)
@@ -105,6 +111,12 @@ handle_one(const uint8_t *data, size_t size)
 	FUZZ_ASSERT(reply_len > 0 && strlen(reply) == reply_len);
 	FUZZ_ASSERT(anet_parse_reply_status(reply, reply_len, &status));
 	FUZZ_ASSERT(status.result_code[0] != '\0' && status.message_code[0] != '\0');
+	if (all_utf8 && !fuzz_valid_utf8((const unsigned char *) reply, reply_len))
+	{
+		fprintf(stderr, "reply is not valid UTF-8 though every request was: %.*s\n",
+				(int) reply_len, reply);
+		abort();
+	}
 	free(reply);
 }
 
@@ -113,6 +125,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	size_t		start = 0;
 	int			n = 0;
+
+	all_utf8 = true;
 
 	for (size_t i = 0; i <= size && n < MAX_REQUESTS; i++)
 	{
