@@ -11,10 +11,13 @@
 # $FUZZ_OUT/crashes/<target>/crash-*, leak-*, timeout-*, oom-*.
 #
 # Prints per target: executions, executions per second, corpus size,
-# coverage (libFuzzer's "cov" = instrumented edges reached, "ft" =
-# features; "code" = edges of the code under test, i.e. every function
-# outside test/fuzz/, that the whole corpus reaches, of all its edges) and
-# the crashes found; exits 1 if any target found one.
+# coverage and the crashes found; exits 1 if any target found one.
+# Coverage: libFuzzer's "cov" (instrumented edges reached) and "ft"
+# (features), and "lines", the line coverage of the files the target is
+# about (make cov-files T=target) by the whole corpus, measured with a
+# second build with clang's source-based coverage (llvm-profdata-14 and
+# llvm-cov-14, Debian package llvm-14; "?" without them).  The full
+# per-file report is $FUZZ_OUT/logs/<target>.coverage.
 # Replay a crash: test/fuzz/build/fuzz_<target> FILE
 set -euo pipefail
 
@@ -25,10 +28,14 @@ build=${FUZZ_BUILD:-$here/build}
 out=${FUZZ_OUT:-$build/out}
 
 make -s -C "$here" O="$build" >&2
+have_cov=
+if command -v llvm-profdata-14 >/dev/null && command -v llvm-cov-14 >/dev/null; then
+	make -s -C "$here" O="$build/cov" COVERAGE=1 >&2 && have_cov=1
+fi
 if [ $# -gt 0 ]; then targets=("$@"); else read -ra targets <<<"$(make -s -C "$here" list)"; fi
 
 failed=0
-printf '%-12s %12s %9s %11s %6s %6s %16s %7s %s\n' target execs exec/s corpus cov ft code rss_mb crashes
+printf '%-12s %12s %9s %11s %6s %6s %7s %7s %s\n' target execs exec/s corpus cov ft lines rss_mb crashes
 for t in "${targets[@]}"; do
 	bin=$build/fuzz_$t
 	[ -x "$bin" ] || { echo "no such target: $t" >&2; exit 2; }
@@ -50,13 +57,21 @@ for t in "${targets[@]}"; do
 	ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")
 	corpus=$(sed -n 's/.* corp: \([0-9]*\/[0-9a-zA-Z]*\).*/\1/p' <<<"$last")
 	crashes=$(find "$out/crashes/$t" -type f | wc -l)
-	# edges of the code under test reached by the whole corpus
-	code=$("$bin" -runs=0 -print_coverage=1 "$out/corpus/$t" "$here/corpus/$t" 2>&1 |
-		awk '/^(UN)?COVERED_FUNC: / && $NF !~ /\/test\/fuzz\// {
-			split($5, e, "/"); hit += e[1]; all += e[2] }
-			END { if (all) printf "%d/%d=%.0f%%", hit, all, 100 * hit / all }')
-	printf '%-12s %12s %9s %11s %6s %6s %16s %7s %s\n' "$t" "${execs:-?}" "${eps:-?}" \
-		"${corpus:-?}" "${cov:-?}" "${ft:-?}" "${code:-?}" "${rss:-?}" "$crashes"
+	# line coverage of the target's files by the whole corpus
+	lines=
+	if [ -n "$have_cov" ]; then
+		rm -f "$out/logs/$t.profraw"
+		LLVM_PROFILE_FILE="$out/logs/$t.profraw" "$build/cov/fuzz_$t" -runs=0 \
+			"$out/corpus/$t" "$here/corpus/$t" >/dev/null 2>&1 || true
+		read -ra files <<<"$(make -s -C "$here" cov-files T="$t")"
+		if llvm-profdata-14 merge -sparse "$out/logs/$t.profraw" -o "$out/logs/$t.profdata" 2>/dev/null &&
+			llvm-cov-14 report "$build/cov/fuzz_$t" -instr-profile="$out/logs/$t.profdata" \
+				"${files[@]}" >"$out/logs/$t.coverage" 2>&1; then
+			lines=$(awk '$1 == "TOTAL" { print $10 }' "$out/logs/$t.coverage")
+		fi
+	fi
+	printf '%-12s %12s %9s %11s %6s %6s %7s %7s %s\n' "$t" "${execs:-?}" "${eps:-?}" \
+		"${corpus:-?}" "${cov:-?}" "${ft:-?}" "${lines:-?}" "${rss:-?}" "$crashes"
 	if [ "$rc" -ne 0 ] || [ "$crashes" -gt 0 ]; then
 		failed=1
 		grep -E 'ERROR|SUMMARY|fuzz check failed|runtime error' "$log" | head -5 | sed 's/^/    /'
