@@ -204,18 +204,28 @@ check_builtin(XsBase base, const char *v)
 }
 
 /*
- * Length as the XSD's length facets count it: characters, not bytes (a
- * UTF-8 sequence counts once; every byte that does not continue one
- * counts, so invalid UTF-8 is not shorter than it looks).
+ * Length as the XSD's length facets count it: characters, not bytes.  A
+ * well-formed UTF-8 sequence counts once, any other byte once on its own
+ * (invalid UTF-8 is never shorter than its bytes suggest).
  */
 static size_t
 xsd_length(const char *v)
 {
+	const unsigned char *p = (const unsigned char *) v;
 	size_t		n = 0;
 
-	for (; *v; v++)
-		if (((unsigned char) *v & 0xC0) != 0x80)
-			n++;
+	while (*p)
+	{
+		int			len = *p >= 0xF0 && *p <= 0xF4 ? 4 :
+			*p >= 0xE0 && *p <= 0xEF ? 3 :
+			*p >= 0xC2 && *p <= 0xDF ? 2 : 1;
+		int			i;
+
+		for (i = 1; i < len && (p[i] & 0xC0) == 0x80; i++)
+			;
+		p += (i == len) ? len : 1;
+		n++;
+	}
 	return n;
 }
 

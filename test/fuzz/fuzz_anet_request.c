@@ -96,7 +96,10 @@ check_no_secrets(const char *text, const AnetCredentials *creds,
 	FUZZ_ASSERT(!leaks(text, creds->transaction_key, fields, nfields));
 	if (r != NULL)
 	{
-		FUZZ_ASSERT(!leaks(text, r->card_number, fields, nfields));
+		/* a refund's "XXXX1111" is masked already: only full numbers */
+		if (r->card_number != NULL &&
+			strspn(r->card_number + strspn(r->card_number, "X"), "0123456789") > 4)
+			FUZZ_ASSERT(!leaks(text, r->card_number, fields, nfields));
 		FUZZ_ASSERT(!leaks(text, r->opaque_value, fields, nfields));
 	}
 }
