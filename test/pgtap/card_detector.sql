@@ -12,6 +12,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
+SET LOCAL client_min_messages = warning;
 SELECT plan(8);
 
 CREATE TABLE public.tap_card_notes (id int PRIMARY KEY, merchant_id bigint NOT NULL, body text);
