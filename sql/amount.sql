@@ -323,3 +323,20 @@ RESET enable_bitmapscan;
 RESET enable_seqscan;
 
 DROP TABLE usd, near_limit, mixed_sum, sorted, few;
+-- Text input errors in full: SQLSTATE, message, detail and hint of each
+-- rule of the grammar (src/amount_parse.c; amount_io.c words them).
+CREATE FUNCTION pg_temp.try_full(v text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE st text; msg text; det text; hnt text;
+BEGIN
+	PERFORM v::pay_amount;
+	RETURN 'ok';
+EXCEPTION WHEN others THEN
+	GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
+		det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+	RETURN st || ' | ' || msg || ' | ' || det || ' | ' || hnt;
+END $$;
+SELECT v, pg_temp.try_full(v) AS error
+FROM (VALUES (' '), ('nan USD'), ('USD inf'), ('-USD -5'), ('USD twelve'), ('12. USD'),
+	('. USD'), ('1,000 USD'), ('1''000 USD'), ('1_000 USD'), ('1e3 USD'), ('5 - USD'),
+	('12.34'), ('12.34 USD x'), ('12.34 US'), ('12.34 U5D'), ('12.345 USD'), ('1.5 JPY'),
+	('92233720368547758.08 USD'), ('1e USD'), ('12EUR')) AS t(v);
