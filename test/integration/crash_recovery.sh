@@ -47,6 +47,11 @@ kills=0
 for k in 1 2 3; do
 	sleep 1.2
 	wait_server || true
+	# kill it while requests are in flight (that is what must not be lost)
+	for _ in $(seq 100); do
+		[ "$(psqlq -c "SELECT in_flight > 0 FROM payments.pay_worker_health()")" = t ] && break
+		sleep 0.02
+	done
 	p=$(worker_pid)
 	if [ -n "$p" ]; then
 		as_root kill -KILL "$p" && kills=$((kills + 1))
