@@ -8,6 +8,9 @@
 #   PAYMENTS_API_LOGIN_ID, PAYMENTS_TRANSACTION_KEY   gateway credentials of
 #       the default merchant (both or neither)
 #   PAYMENTS_GATEWAY_URL     their endpoint (default: the Authorize.Net sandbox)
+#   PAYMENTS_ALLOW_INSECURE_ENDPOINT   "on" lets that endpoint be http:// (the
+#       local simulator only: a real gateway's key and cards must not travel
+#       in clear)
 #   PAYMENTS_AUTHENTICATOR_PASSWORD   creates the roles PostgREST needs
 set -euo pipefail
 
@@ -16,6 +19,7 @@ if [ "${PAYMENTS_API_LOGIN_ID:+set}" != "${PAYMENTS_TRANSACTION_KEY:+set}" ]; th
 	exit 1
 fi
 export PAYMENTS_GATEWAY_URL=${PAYMENTS_GATEWAY_URL:-https://apitest.authorize.net/xml/v1/request.api}
+export PAYMENTS_ALLOW_INSECURE_ENDPOINT=${PAYMENTS_ALLOW_INSECURE_ENDPOINT:-off}
 
 # Secrets reach psql through its environment (\getenv), not its command
 # line, and go into SQL quoted (:'name'). The unix socket, as the official
@@ -38,6 +42,8 @@ if [ -n "${PAYMENTS_API_LOGIN_ID:-}" ]; then
 \getenv login PAYMENTS_API_LOGIN_ID
 \getenv key PAYMENTS_TRANSACTION_KEY
 \getenv url PAYMENTS_GATEWAY_URL
+\getenv insecure PAYMENTS_ALLOW_INSECURE_ENDPOINT
+SET payments.allow_insecure_endpoint = :'insecure';
 SELECT payments.pay_configure_gateway(api_login_id => :'login', transaction_key => :'key',
 	endpoint_url => :'url');
 SQL

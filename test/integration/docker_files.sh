@@ -93,6 +93,24 @@ def check_ports(path):
                 p.append('%s publishes %s beyond 127.0.0.1' % (name, port))
     return p
 
+def default(value):
+    """The default of a compose value "${VAR:-default}" (the value itself otherwise)."""
+    m = re.fullmatch(r'\$\{[A-Za-z_][A-Za-z0-9_]*:-(.*)\}', str(value))
+    return m.group(1) if m else str(value)
+
+def check_insecure(path):
+    """A service whose default gateway URL is http:// also allows it by default
+    (pay_configure_gateway refuses http:// otherwise, and the first start fails)."""
+    p = []
+    for name, svc in load_compose(path)['services'].items():
+        env = svc.get('environment') or {}
+        if isinstance(env, list):
+            env = dict(e.split('=', 1) for e in env if '=' in e)
+        url = default(env.get('PAYMENTS_GATEWAY_URL', ''))
+        if url.startswith('http://') and default(env.get('PAYMENTS_ALLOW_INSECURE_ENDPOINT', 'off')) != 'on':
+            p.append('%s: gateway %s without PAYMENTS_ALLOW_INSECURE_ENDPOINT on' % (name, url))
+    return p
+
 def instructions(dockerfile):
     """(INSTRUCTION, arguments) with continuation lines joined."""
     out, cur = [], ''
@@ -243,6 +261,7 @@ is "$(check builds "$compose")" "" "every build context and Dockerfile of the co
 is "$(check health "$compose")" "" "every service another depends on has a healthcheck"
 is "$(check conditions "$compose")" "" "every depends_on waits for a condition (healthy)"
 is "$(check ports "$compose")" "" "every published port binds 127.0.0.1"
+is "$(check insecure "$compose")" "" "a default http:// gateway (the simulator) comes with PAYMENTS_ALLOW_INSECURE_ENDPOINT on"
 is "$(check token "$REPO_ROOT/README.md" "$compose" "$initdb")" "" \
 	"the README's development JWT is signed with the compose file's default secret for a role the init script creates"
 
@@ -301,6 +320,7 @@ cat > "$tmp/bin/psql" <<'STUB'
 	printf 'ARGS'; printf ' %s' "$@"; printf '\n'
 	cat
 	printf 'ENV url=%s\n' "${PAYMENTS_GATEWAY_URL:-}"
+	printf 'ENV insecure=%s\n' "${PAYMENTS_ALLOW_INSECURE_ENDPOINT:-}"
 } >> "$PSQL_LOG"
 STUB
 chmod +x "$tmp/bin/psql"
@@ -326,6 +346,12 @@ like "$(tr '\n' ' ' < "$tmp/full.log")" "CREATE ROLE web_user NOLOGIN;.*CREATE R
 	"with PAYMENTS_AUTHENTICATOR_PASSWORD it creates the PostgREST roles and declares web_user (its JWT claim decides the merchant)"
 n=$(grep '^ARGS' "$tmp/full.log" | grep -cE 'key-secret-456|pw-secret-789' || true)
 is "$n" 0 "secrets never appear on psql's command line"
+run_init "$tmp/sim.log" PAYMENTS_API_LOGIN_ID=login-123 PAYMENTS_TRANSACTION_KEY=key-secret-456 \
+	PAYMENTS_GATEWAY_URL=http://anet-sim:8080/xml/v1/request.api PAYMENTS_ALLOW_INSECURE_ENDPOINT=on && rc=0 || rc=1
+like "$rc $(tr '\n' ' ' < "$tmp/sim.log")" \
+	"^0 .*getenv insecure PAYMENTS_ALLOW_INSECURE_ENDPOINT .*SET payments.allow_insecure_endpoint = :'insecure';.*pay_configure_gateway\\(.*ENV insecure=on" \
+	"with PAYMENTS_ALLOW_INSECURE_ENDPOINT=on it lets pay_configure_gateway take the simulator's http:// URL"
+like "$(tr '\n' ' ' < "$tmp/full.log")" "ENV insecure=off" "without it, https only"
 run_init "$tmp/bare.log" && rc=0 || rc=1
 n=$(grep -cE 'pay_configure_gateway|CREATE ROLE' "$tmp/bare.log" || true)
 is "$rc:$n" "0:0" "without credentials or password it configures no gateway and creates no role"
