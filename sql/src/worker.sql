@@ -26,7 +26,11 @@ CREATE FUNCTION payments._claim_operations(p_limit integer)
 		ref_trans_id text, card_last4 text, payment_method text, customer_profile_id text,
 		payment_profile_id text, sealed bytea, correlation_id text, created_at timestamptz,
 		never_sent boolean,
-		api_login_id text, transaction_key text, endpoint_url text, ca_file text, timeout_ms integer)
+		api_login_id text, transaction_key text, endpoint_url text, ca_file text, timeout_ms integer,
+		payment_method_id bigint, customer_id bigint, method_source text, validation_mode text,
+		method_default boolean, method_customer_profile_id text, method_payment_profile_id text,
+		merchant_customer_id text, customer_email text, customer_name text, customer_billing jsonb,
+		original_network_trans_id text)
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments
 	SET enable_seqscan = off
@@ -76,11 +80,22 @@ BEGIN
 		p.description, p.customer,
 		p.gateway_trans_id, p.card_last4, p.payment_method, p.customer_profile_id,
 		p.payment_profile_id, v.sealed, c.correlation_id, c.created_at, c.never_sent,
-		g.api_login_id, g.transaction_key, g.endpoint_url, g.ca_file, g.timeout_ms
+		g.api_login_id, g.transaction_key, g.endpoint_url, g.ca_file, g.timeout_ms,
+		-- stored payment methods and customers' profiles (payment_methods.sql):
+		-- their own operations, and charges of a stored method
+		pm.payment_method_id, cu.customer_id, pm.source, pm.validation_mode, pm.is_default,
+		cu.customer_profile_id, pm.payment_profile_id,
+		payments._gateway_customer_ref(cu.customer_id), cu.email, cu.name, cu.billing,
+		pm.network_trans_id
 	FROM claimed c
-	JOIN payments.payments p ON p.merchant_id = c.merchant_id AND p.payment_id = c.payment_id
+	-- operations on a stored method or a customer's profile have no payment
+	LEFT JOIN payments.payments p ON p.merchant_id = c.merchant_id AND p.payment_id = c.payment_id
 	JOIN payments.gateway_config g ON g.merchant_id = c.merchant_id
-	LEFT JOIN payments.card_vault v ON v.merchant_id = c.merchant_id AND v.operation_id = c.operation_id;
+	LEFT JOIN payments.card_vault v ON v.merchant_id = c.merchant_id AND v.operation_id = c.operation_id
+	LEFT JOIN payments.payment_methods pm ON pm.merchant_id = c.merchant_id
+		AND pm.payment_method_id = coalesce(c.payment_method_id, p.payment_method_id)
+	LEFT JOIN payments.customers cu ON cu.merchant_id = c.merchant_id
+		AND cu.customer_id = coalesce(c.customer_id, pm.customer_id);
 END
 $$;
 COMMENT ON FUNCTION payments._claim_operations(integer) IS
