@@ -30,7 +30,7 @@ CREATE FUNCTION payments._claim_operations(p_limit integer)
 		payment_method_id bigint, customer_id bigint, method_source text, validation_mode text,
 		method_default boolean, method_customer_profile_id text, method_payment_profile_id text,
 		merchant_customer_id text, customer_email text, customer_name text, customer_billing jsonb,
-		original_network_trans_id text)
+		original_network_trans_id text, method_card_last4 text)
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments
 	SET enable_seqscan = off
@@ -86,7 +86,7 @@ BEGIN
 		pm.payment_method_id, cu.customer_id, pm.source, pm.validation_mode, pm.is_default,
 		cu.customer_profile_id, pm.payment_profile_id,
 		payments._gateway_customer_ref(cu.customer_id), cu.email, cu.name, cu.billing,
-		pm.network_trans_id
+		pm.network_trans_id, pm.card_last4
 	FROM claimed c
 	-- operations on a stored method or a customer's profile have no payment
 	LEFT JOIN payments.payments p ON p.merchant_id = c.merchant_id AND p.payment_id = c.payment_id
