@@ -36,7 +36,7 @@ print(eval(expr))
 ' "$1" "$2"
 }
 year=$(( $(date +%Y) + 3 ))
-card() { echo "pay_card('$1', 12, $year, '123', 'Ada Lovelace')"; }
+card() { echo "pay_card('$1', 12, $year, '${2:-123}', 'Ada Lovelace')"; }
 
 # --- a customer and a card saved with each validation mode
 cid=$(q -c "SELECT customer_id FROM pay_create_customer(email => 'ada@example.com', name => 'Ada Lovelace', external_ref => 'u-1', billing => '{\"first_name\": \"Ada\", \"last_name\": \"Lovelace\", \"zip\": \"46201\"}')")
@@ -59,7 +59,7 @@ row=$(q -c "SELECT status || '|' || card_last4 || '|' || is_default FROM pay_wai
 is "$row" "active|0015|false" "a second card saved with testMode is active, not the default"
 like "$(q -c "SELECT string_agg(request_masked, ' ') FROM payments.gateway_exchanges WHERE merchant_id = $M AND operation_id IN (SELECT operation_id FROM payments.operations WHERE merchant_id = $M AND payment_method_id = $pm2)")" \
 	'"createCustomerPaymentProfileRequest".*"customerProfileId":"'"$cpid"'".*"validationMode":"testMode"' "the second card went into the existing profile (createCustomerPaymentProfile, testMode)"
-pm3=$(q -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $cid, card => $(card 370000000000002), validation_mode => 'none', make_default => false)")
+pm3=$(q -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $cid, card => $(card 370000000000002 1234), validation_mode => 'none', make_default => false)")
 row=$(q -c "SELECT status || '|' || coalesce(network_trans_id, 'none') FROM pay_wait_payment_method($pm3, '10 s')")
 is "$row" "active|none" "a card saved without validation is active, with no network transaction id"
 is "$(profile_field "$mcid" 'len(ps[0]["paymentProfiles"])')" 3 "the gateway's profile holds the three payment profiles"
