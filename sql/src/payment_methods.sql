@@ -603,3 +603,66 @@ CREATE FUNCTION payments._customer_billing(p_customer_id bigint) RETURNS jsonb
 	$$;
 COMMENT ON FUNCTION payments._customer_billing(bigint) IS
 	'Internal: a customer''s billing details and email, as the customer object of a payment.';
+
+------------------------------------------------------------------------------
+-- Cards that expire soon.
+------------------------------------------------------------------------------
+
+-- The first day a stored card no longer works: the month after its expiry.
+CREATE FUNCTION payments._card_expires_at(exp_year smallint, exp_month smallint) RETURNS date
+	LANGUAGE sql IMMUTABLE
+	AS $$ SELECT (make_date(exp_year, exp_month, 1) + interval '1 month')::date $$;
+COMMENT ON FUNCTION payments._card_expires_at(smallint, smallint) IS
+	'Internal: the first day a card with this expiry month no longer works.';
+
+CREATE FUNCTION payments.pay_expiring_payment_methods(within_days integer DEFAULT 30)
+	RETURNS SETOF payments.payment_methods
+	LANGUAGE plpgsql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+BEGIN
+	IF within_days IS NULL OR within_days NOT BETWEEN 0 AND 3660 THEN
+		RAISE EXCEPTION 'within_days must be between 0 and 3660' USING ERRCODE = '22023';
+	END IF;
+	RETURN QUERY SELECT x.* FROM payments.payment_methods x
+	WHERE x.merchant_id = payments.pay_current_merchant() AND x.status = 'active'
+		AND x.card_exp_year IS NOT NULL
+		AND payments._card_expires_at(x.card_exp_year, x.card_exp_month) <= current_date + within_days
+	ORDER BY x.card_exp_year, x.card_exp_month, x.payment_method_id;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_expiring_payment_methods(integer) IS
+	'The current merchant''s active payment methods whose card stops working within within_days days (default 30; already expired ones too), soonest first.';
+
+-- One payment_method.expiring event per active method, written once the
+-- card stops working within payments.expiring_notice_days (default 30) days;
+-- the worker's housekeeping runs it, and so may pg_cron (all merchants;
+-- running it twice writes nothing twice).  Returns how many events it wrote.
+CREATE FUNCTION payments.pay_run_expiry_notices() RETURNS integer
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	n integer;
+BEGIN
+	WITH due AS (
+		UPDATE payments.payment_methods x SET expiring_notified_at = clock_timestamp()
+		WHERE x.status = 'active' AND x.expiring_notified_at IS NULL AND x.card_exp_year IS NOT NULL
+			AND payments._card_expires_at(x.card_exp_year, x.card_exp_month)
+				<= current_date + current_setting('payments.expiring_notice_days')::integer
+		RETURNING x.*
+	)
+	INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
+	SELECT d.merchant_id, 'payment_method.expiring',
+		jsonb_build_object('payment_method_id', d.payment_method_id, 'customer_id', d.customer_id,
+			'card_brand', d.card_brand, 'card_last4', d.card_last4, 'card_exp_month', d.card_exp_month,
+			'card_exp_year', d.card_exp_year,
+			'expires_at', payments._card_expires_at(d.card_exp_year, d.card_exp_month)),
+		d.correlation_id
+	FROM due d;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_run_expiry_notices() IS
+	'Writes one payment_method.expiring event for each active payment method whose card stops working within payments.expiring_notice_days days (default 30), once per method; all merchants. Run by the worker''s housekeeping; pg_cron may call it too. Returns how many events it wrote. Owner only.';
