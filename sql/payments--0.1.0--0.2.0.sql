@@ -2547,7 +2547,7 @@ DO $$
 DECLARE
 	r text;
 BEGIN
-	FOREACH r IN ARRAY string_to_array(nullif(current_setting('h_cust.api_grantees'), ''), ',') LOOP
+	FOREACH r IN ARRAY coalesce(string_to_array(nullif(current_setting('h_cust.api_grantees'), ''), ','), '{}') LOOP
 		EXECUTE format('GRANT EXECUTE ON FUNCTION payments.pay_purchase(payments.pay_amount, payments.pay_card, jsonb, text, text, text, text, jsonb, jsonb, text, text, bigint, bigint), payments.pay_authorize(payments.pay_amount, payments.pay_card, jsonb, text, text, text, text, jsonb, jsonb, text, text, bigint, bigint) TO %s', r);
 	END LOOP;
 END
