@@ -2305,12 +2305,12 @@ COMMENT ON FUNCTION payments._customer_billing(bigint) IS
 -- Cards that expire soon.
 ------------------------------------------------------------------------------
 
--- The first day a stored card no longer works: the month after its expiry.
+-- The last day a stored card works: the last day of its expiry month.
 CREATE FUNCTION payments._card_expires_at(exp_year smallint, exp_month smallint) RETURNS date
 	LANGUAGE sql IMMUTABLE
-	AS $$ SELECT (make_date(exp_year, exp_month, 1) + interval '1 month')::date $$;
+	AS $$ SELECT (make_date(exp_year, exp_month, 1) + interval '1 month' - interval '1 day')::date $$;
 COMMENT ON FUNCTION payments._card_expires_at(smallint, smallint) IS
-	'Internal: the first day a card with this expiry month no longer works.';
+	'Internal: the last day a card with this expiry month works (the last day of the month).';
 
 CREATE FUNCTION payments.pay_expiring_payment_methods(within_days integer DEFAULT 30)
 	RETURNS SETOF payments.payment_methods
@@ -2329,10 +2329,11 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments.pay_expiring_payment_methods(integer) IS
-	'The current merchant''s active payment methods whose card stops working within within_days days (default 30; already expired ones too), soonest first.';
+	'The current merchant''s active payment methods whose card''s last valid day (the last day of its expiry month) is within within_days days (default 30; already expired ones too), soonest first.';
 
 -- One payment_method.expiring event per active method, written once the
--- card stops working within payments.expiring_notice_days (default 30) days;
+-- card's last valid day is within payments.expiring_notice_days (default
+-- 30) days;
 -- the worker's housekeeping runs it, and so may pg_cron (all merchants;
 -- running it twice writes nothing twice).  Returns how many events it wrote.
 CREATE FUNCTION payments.pay_run_expiry_notices() RETURNS integer
@@ -2362,7 +2363,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments.pay_run_expiry_notices() IS
-	'Writes one payment_method.expiring event for each active payment method whose card stops working within payments.expiring_notice_days days (default 30), once per method; all merchants. Run by the worker''s housekeeping; pg_cron may call it too. Returns how many events it wrote. Owner only.';
+	'Writes one payment_method.expiring event for each active payment method whose card''s last valid day is within payments.expiring_notice_days days (default 30), once per method; all merchants. Run by the worker''s housekeeping; pg_cron may call it too. Returns how many events it wrote. Owner only.';
 
 -- pay_purchase and pay_authorize take customer_id and payment_method_id
 -- (payment_api.sql); roles granted the old ones keep EXECUTE on the new.
@@ -2457,9 +2458,11 @@ BEGIN
 		customer, metadata, correlation_id, idempotency_key, customer_id, payment_method_id)
 	OVERRIDING SYSTEM VALUE
 	VALUES (m, pid, p_kind, p_amount, p_amount * 0, method,
-		payments.pay_card_brand(p_card), payments.pay_card_last4(p_card),
-		payments.pay_card_exp_month(p_card), payments.pay_card_exp_year(p_card),
-		payments.pay_card_fingerprint(p_card),
+		coalesce(payments.pay_card_brand(p_card), stored.card_brand),
+		coalesce(payments.pay_card_last4(p_card), stored.card_last4),
+		coalesce(payments.pay_card_exp_month(p_card), stored.card_exp_month),
+		coalesce(payments.pay_card_exp_year(p_card), stored.card_exp_year),
+		coalesce(payments.pay_card_fingerprint(p_card), stored.card_fingerprint),
 		p_customer_profile_id, p_payment_profile_id,
 		'P' || payments._invoice_tag() || pid, p_description, p_order_ref,
 		coalesce(p_customer, '{}'), coalesce(p_metadata, '{}'), corr, p_idempotency_key,

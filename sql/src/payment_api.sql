@@ -223,9 +223,11 @@ BEGIN
 		customer, metadata, correlation_id, idempotency_key, customer_id, payment_method_id)
 	OVERRIDING SYSTEM VALUE
 	VALUES (m, pid, p_kind, p_amount, p_amount * 0, method,
-		payments.pay_card_brand(p_card), payments.pay_card_last4(p_card),
-		payments.pay_card_exp_month(p_card), payments.pay_card_exp_year(p_card),
-		payments.pay_card_fingerprint(p_card),
+		coalesce(payments.pay_card_brand(p_card), stored.card_brand),
+		coalesce(payments.pay_card_last4(p_card), stored.card_last4),
+		coalesce(payments.pay_card_exp_month(p_card), stored.card_exp_month),
+		coalesce(payments.pay_card_exp_year(p_card), stored.card_exp_year),
+		coalesce(payments.pay_card_fingerprint(p_card), stored.card_fingerprint),
 		p_customer_profile_id, p_payment_profile_id,
 		'P' || payments._invoice_tag() || pid, p_description, p_order_ref,
 		coalesce(p_customer, '{}'), coalesce(p_metadata, '{}'), corr, p_idempotency_key,
