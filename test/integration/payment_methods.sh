@@ -133,4 +133,72 @@ is "$(profile_field "$(q -c "SELECT payments._gateway_customer_ref($cid2)")" 'le
 like "$(q -c "SELECT string_agg(event_type, ',' ORDER BY event_id) FROM payments.events WHERE merchant_id = $M AND data ->> 'payment_method_id' = '$pm4'")" \
 	'payment_method.pending,payment_method.active,payment_method.deleting,payment_method.deleted' "every transition of a method wrote an event"
 
+# --- export and erasure
+doc=$(q -c "SELECT pay_export_customer($cid)")
+is "$(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(d["customer"]["email"], len(d["payment_methods"]), len(d["payments"]) >= 3, any("card_fingerprint" in x for x in d["payment_methods"]))' "$doc")" \
+	"ada@example.com 4 True False" "the export holds the customer, its methods (masked) and payments"
+q -c "SELECT pay_erase_customer($cid)" >/dev/null
+is "$(q -c "SELECT coalesce(email, '-') || '|' || status || '|' || (erased_at IS NOT NULL) FROM pay_get_customer($cid)")" "-|deleted|true" "erasure removes the customer's personal data"
+is "$(q -c "SELECT amount || '|' || status || '|' || (gateway_trans_id IS NOT NULL) || '|' || customer::text FROM pay_get_payment($pid)")" \
+	"9.99 USD|partially_refunded|true|{}" "its payments keep amounts and gateway ids"
+for i in $(seq 100); do
+	[ "$(q -c "SELECT count(*) FROM payments.operations WHERE merchant_id = $M AND customer_id = $cid AND kind = 'delete_customer' AND status = 'succeeded'")" = 1 ] && break
+	sleep 0.1
+done
+is "$(profile_field "$mcid" 'len(ps)')" 0 "and its profile (email, address) is deleted at the gateway"
+if q -c "SELECT string_agg(coalesce(request_masked, '') || coalesce(response_masked, ''), ' ') FROM payments.gateway_exchanges WHERE merchant_id = $M" | grep -q 'ada@example.com'; then
+	ok 1 "no exchange of the erased customer keeps the email"; else ok 0 "no exchange of the erased customer keeps the email"; fi
+
+# --- a timeout while saving: looked up, never saved twice
+cid3=$(q -c "SELECT customer_id FROM pay_create_customer(email => 'timeout@example.com')")
+mcid3=$(q -c "SELECT payments._gateway_customer_ref($cid3)")
+sim_ctl POST /latency '{"fixedMs":4000,"randomMs":0}' >/dev/null
+pm6=$(q -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $cid3, card => $(card 4111111111111111))")
+for i in $(seq 100); do
+	[ "$(q -c "SELECT status FROM payments.operations WHERE merchant_id = $M AND payment_method_id = $pm6")" = unknown ] && break
+	sleep 0.1
+done
+sim_ctl POST /latency '{"fixedMs":0,"randomMs":0}' >/dev/null
+q -c "UPDATE payments.operations SET next_attempt_at = now() WHERE merchant_id = $M AND payment_method_id = $pm6" -c "SELECT payments._wake_at_commit()" >/dev/null
+is "$(q -c "SELECT status FROM pay_wait_payment_method($pm6, '20 s')")" active "a save whose reply timed out becomes active"
+is "$(profile_field "$mcid3" 'str(len(ps)) + "/" + str(len(ps[0]["paymentProfiles"]))')" "1/1" "one customer profile with one payment profile at the gateway: the timed-out save was looked up, not resent"
+like "$(q -c "SELECT string_agg(request_type, ',' ORDER BY exchange_id) FROM payments.gateway_exchanges WHERE merchant_id = $M AND operation_id = (SELECT operation_id FROM payments.operations WHERE merchant_id = $M AND payment_method_id = $pm6)")" \
+	'^createCustomerProfileRequest,getCustomerProfileRequest' "the second attempt asked for the profile before anything else"
+
+# --- the worker killed mid-save (a crash restart): no duplicate profile
+worker_pid() { cluster_psql "$WORK" "$PORT" payments -Atc "SELECT pid FROM pg_stat_activity WHERE backend_type = 'payments worker'" 2>/dev/null || true; }
+cid4=$(q -c "SELECT customer_id FROM pay_create_customer(email => 'crash@example.com')")
+mcid4=$(q -c "SELECT payments._gateway_customer_ref($cid4)")
+sim_ctl POST /latency '{"fixedMs":1500,"randomMs":0}' >/dev/null
+pm7=$(q -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $cid4, card => $(card 4111111111111111))")
+for i in $(seq 100); do
+	[ "$(q -c "SELECT status FROM payments.operations WHERE merchant_id = $M AND payment_method_id = $pm7")" = sending ] && break
+	sleep 0.05
+done
+sleep 0.3
+as_root kill -KILL "$(worker_pid)"
+sleep 2
+sim_ctl POST /latency '{"fixedMs":0,"randomMs":0}' >/dev/null
+for i in $(seq 300); do
+	cluster_psql "$WORK" "$PORT" payments -Atc "SELECT 1" >/dev/null 2>&1 && [ -n "$(worker_pid)" ] && break
+	sleep 0.1
+done
+q -c "UPDATE payments.operations SET next_attempt_at = now() WHERE merchant_id = $M AND payment_method_id = $pm7 AND status = 'unknown'" -c "SELECT payments._wake_at_commit()" >/dev/null
+is "$(q -c "SELECT status FROM pay_wait_payment_method($pm7, '20 s')")" active "after the crash the save is found at the gateway: active"
+is "$(profile_field "$mcid4" 'str(len(ps)) + "/" + str(len(ps[0]["paymentProfiles"]))')" "1/1" "one customer profile with one payment profile at the gateway after the crash"
+is "$(q -c "SELECT count(*) FROM payments.card_vault WHERE merchant_id = $M")" 0 "no card is left in the vault"
+
+# --- the expiring-soon event, written by the worker's housekeeping
+cid5=$(q -c "SELECT customer_id FROM pay_create_customer(email => 'soon@example.com')")
+pm8=$(q -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $cid5, card => pay_card('4111111111111111', extract(month from now())::int, extract(year from now())::int, '123'), validation_mode => 'none')")
+is "$(q -c "SELECT status FROM pay_wait_payment_method($pm8, '10 s')")" active "a card that expires this month is saved"
+is "$(q -c "SELECT string_agg(payment_method_id::text, ',') FROM pay_expiring_payment_methods(within_days => 31) WHERE customer_id = $cid5")" "$pm8" "it is listed as expiring within 31 days"
+n=0
+for i in $(seq 160); do
+	n=$(q -c "SELECT count(*) FROM payments.events WHERE merchant_id = $M AND event_type = 'payment_method.expiring' AND data ->> 'payment_method_id' = '$pm8'")
+	[ "$n" = 1 ] && break
+	sleep 0.5
+done
+is "$n" 1 "the worker's housekeeping wrote one payment_method.expiring event for it"
+
 tap_done
