@@ -1521,13 +1521,16 @@ COMMENT ON FUNCTION payments._find_customer(bigint, boolean, boolean) IS
 -- The customer's texts, against what the gateway takes: the email goes to
 -- the profile's email and customer.email (255), the name to the profile's
 -- description (255), the billing details to billTo.
-CREATE FUNCTION payments._check_customer_input(p_email text, p_name text, p_billing jsonb,
-	p_metadata jsonb, p_correlation_id text)
+CREATE FUNCTION payments._check_customer_input(p_email text, p_name text, p_external_ref text,
+	p_billing jsonb, p_metadata jsonb, p_correlation_id text)
 	RETURNS void
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments
 	AS $$
 BEGIN
+	IF length(p_external_ref) > 255 THEN
+		RAISE EXCEPTION 'external_ref is longer than 255 characters' USING ERRCODE = '22001';
+	END IF;
 	IF p_billing IS NOT NULL AND jsonb_typeof(p_billing) <> 'object' THEN
 		RAISE EXCEPTION 'billing must be a JSON object' USING ERRCODE = '22023',
 			HINT = 'Pass the billing details as pay_purchase''s customer object, e.g. {"first_name": "Ada", "zip": "46201"}.';
@@ -1544,8 +1547,8 @@ BEGIN
 		p_correlation_id);
 END
 $$;
-COMMENT ON FUNCTION payments._check_customer_input(text, text, jsonb, jsonb, text) IS
-	'Internal: refuses customer input the gateway would refuse (lengths and characters of email, name and billing details; 22001, 22Y24) and malformed objects (22023).';
+COMMENT ON FUNCTION payments._check_customer_input(text, text, text, jsonb, jsonb, text) IS
+	'Internal: refuses customer input the gateway would refuse (lengths and characters of email, name and billing details; 22001, 22Y24), an external_ref over 255 characters (22001) and malformed objects (22023).';
 
 CREATE FUNCTION payments.pay_create_customer(
 	email text DEFAULT NULL,
@@ -1566,10 +1569,7 @@ DECLARE
 	result payments.customers;
 BEGIN
 	PERFORM payments._check_customer_input(pay_create_customer.email, pay_create_customer.name,
-		pay_create_customer.billing, pay_create_customer.metadata, corr);
-	IF length(pay_create_customer.external_ref) > 255 THEN
-		RAISE EXCEPTION 'external_ref is longer than 255 characters' USING ERRCODE = '22001';
-	END IF;
+		pay_create_customer.external_ref, pay_create_customer.billing, pay_create_customer.metadata, corr);
 	idem := payments._idempotency_claim(m, pay_create_customer.idempotency_key, 'create_customer',
 		md5(jsonb_build_array(pay_create_customer.email, pay_create_customer.name,
 			pay_create_customer.external_ref, pay_create_customer.billing,
@@ -1611,10 +1611,7 @@ DECLARE
 	result payments.customers;
 BEGIN
 	PERFORM payments._check_customer_input(pay_update_customer.email, pay_update_customer.name,
-		pay_update_customer.billing, pay_update_customer.metadata, corr);
-	IF length(pay_update_customer.external_ref) > 255 THEN
-		RAISE EXCEPTION 'external_ref is longer than 255 characters' USING ERRCODE = '22001';
-	END IF;
+		pay_update_customer.external_ref, pay_update_customer.billing, pay_update_customer.metadata, corr);
 	idem := payments._idempotency_claim(c.merchant_id, pay_update_customer.idempotency_key, 'update_customer',
 		md5(jsonb_build_array(pay_update_customer.customer_id, pay_update_customer.email,
 			pay_update_customer.name, pay_update_customer.external_ref, pay_update_customer.billing,
@@ -2137,8 +2134,9 @@ INSERT INTO payments.operation_outcomes
 	('delete_customer', 'unknown', 'unknown', NULL, NULL);
 
 -- Step 3 for save_method, delete_method and delete_customer: the
--- operation's new status from operation_outcomes (retry and unknown as for
--- payments: tried again at p_retry_at, dead when out of attempts), then
+-- operation's new status from operation_outcomes (retry and unknown by
+-- _record_result, as for payments: tried again at p_retry_at, dead when out
+-- of attempts), then
 -- the method and the customer: a saved method is active with the gateway's
 -- ids (the customer learns its profile id), a failed save is failed with
 -- the reason; a deleted one is deleted, a failed deletion leaves the
@@ -2156,6 +2154,12 @@ DECLARE
 	t payments.operation_outcomes;
 	ok boolean;
 BEGIN
+	IF p_outcome IN ('retry', 'unknown') THEN
+		-- tried again later, as every operation is (no payment to move)
+		PERFORM payments._record_result(p_merchant_id, p_operation_id, p_outcome, NULL, NULL, NULL,
+			NULL, NULL, NULL, NULL, p_retry_at, p_error, NULL);
+		RETURN;
+	END IF;
 	SELECT * INTO o FROM payments.operations
 	WHERE merchant_id = p_merchant_id AND operation_id = p_operation_id FOR UPDATE;
 	IF NOT FOUND OR o.status <> 'sending' THEN
@@ -2163,18 +2167,9 @@ BEGIN
 	END IF;
 	SELECT * INTO t FROM payments.operation_outcomes x
 	WHERE x.operation_kind = o.kind AND x.outcome = p_outcome;
-	IF NOT FOUND THEN
+	IF NOT FOUND OR t.operation_status NOT IN ('succeeded', 'failed') THEN
 		RAISE EXCEPTION 'invalid outcome % for operation %', p_outcome, p_operation_id
 			USING ERRCODE = '22023';
-	END IF;
-	IF t.operation_status NOT IN ('succeeded', 'failed') THEN
-		UPDATE payments.operations SET
-			status = CASE WHEN o.attempts >= payments._max_attempts() THEN 'dead' ELSE t.operation_status END,
-			next_attempt_at = p_retry_at, last_error = p_error,
-			never_sent = o.never_sent AND p_outcome = 'retry',
-			first_sent_at = CASE WHEN o.never_sent AND p_outcome = 'retry' THEN NULL ELSE o.first_sent_at END
-		WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
-		RETURN;
 	END IF;
 	ok := t.operation_status = 'succeeded';
 	UPDATE payments.operations SET status = t.operation_status,
@@ -2569,7 +2564,7 @@ CREATE FUNCTION payments._claim_operations(p_limit integer)
 		payment_method_id bigint, customer_id bigint, method_source text, validation_mode text,
 		method_default boolean, method_customer_profile_id text, method_payment_profile_id text,
 		merchant_customer_id text, customer_email text, customer_name text, customer_billing jsonb,
-		original_network_trans_id text, method_card_last4 text)
+		original_network_trans_id text, method_card_last4 text, last_attempt_at timestamptz)
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments
 	SET enable_seqscan = off
@@ -2585,7 +2580,7 @@ BEGIN
 	-- configuration are skipped (and parked by _park_unconfigured).
 	RETURN QUERY
 	WITH ready AS (
-		SELECT o.merchant_id, o.operation_id, o.status AS old_status
+		SELECT o.merchant_id, o.operation_id, o.status AS old_status, o.updated_at AS old_updated_at
 		FROM payments.operations o
 		WHERE o.status IN ('queued', 'unknown') AND o.next_attempt_at <= now()
 			AND o.merchant_id = ANY (ARRAY(SELECT g.merchant_id FROM payments.gateway_config g))
@@ -2598,7 +2593,7 @@ BEGIN
 			first_sent_at = coalesce(o.first_sent_at, now())
 		FROM ready r
 		WHERE o.merchant_id = r.merchant_id AND o.operation_id = r.operation_id
-		RETURNING o.*, r.old_status
+		RETURNING o.*, r.old_status, r.old_updated_at
 	)
 	SELECT c.merchant_id, c.operation_id, c.payment_id, c.kind,
 		-- queued again after an attempt that may have gone through (an
@@ -2625,7 +2620,9 @@ BEGIN
 		pm.payment_method_id, cu.customer_id, pm.source, pm.validation_mode, pm.is_default,
 		cu.customer_profile_id, pm.payment_profile_id,
 		payments._gateway_customer_ref(cu.customer_id), cu.email, cu.name, cu.billing,
-		pm.network_trans_id, pm.card_last4
+		pm.network_trans_id, pm.card_last4,
+		-- when the operation last changed: the end of its previous attempt
+		c.old_updated_at
 	FROM claimed c
 	-- operations on a stored method or a customer's profile have no payment
 	LEFT JOIN payments.payments p ON p.merchant_id = c.merchant_id AND p.payment_id = c.payment_id

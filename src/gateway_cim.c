@@ -23,7 +23,8 @@
  * (by the merchantCustomerId the extension gives every customer's profile)
  * and a payment profile with the card's last four digits taken for the
  * one saved; only when none is there is the create sent again (the card
- * still at hand) or the save failed (the card lost in a restart).  A
+ * still at hand) or, once no earlier request can still be in flight, sent
+ * again or failed (the card lost in a restart: lookup_missed).  A
  * duplicate reply (E00039) names the existing profile and is resolved the
  * same way, so a save never leaves two profiles at the gateway.  Deletes
  * are idempotent (an unknown id, E00040, is already deleted): resent.
@@ -34,6 +35,7 @@
 
 #include "executor/spi.h"
 #include "utils/builtins.h"
+#include "utils/timestamp.h"
 
 #include "card.h"
 #include "gateway.h"
@@ -238,6 +240,10 @@ gateway_cim_build(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **error)
 	sealed = SPI_getbinval(tuple, desc, SPI_fnumber(desc, "sealed"), &isnull);
 	if (!isnull)
 		c->sealed = DatumGetByteaPCopy(sealed);
+	v = col(tuple, desc, "last_attempt_at");
+	c->last_attempt_at = v ? DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in, CStringGetDatum(v),
+																	 ObjectIdGetDatum(InvalidOid),
+																	 Int32GetDatum(-1))) : 0;
 
 	if (strcmp(op->kind, "delete_method") == 0 || strcmp(op->kind, "delete_customer") == 0)
 	{
@@ -292,6 +298,35 @@ create_or_fail(GatewayOp *op, bool *follow_up)
 	}
 	cim_failed(op, OUTCOME_ERROR, NULL, error ? error :
 			   "the payment method was not saved at the gateway and could not be sent again");
+}
+
+/*
+ * A lookup found nothing saved.  A request of an earlier attempt may still
+ * be on its way through the gateway (the worker died, or gave up waiting,
+ * while the gateway was still at it): sent again now, a card would be
+ * caught by the gateway's duplicate check, but single-use opaque data
+ * would fail and a profile from a transaction be made twice, and a card
+ * lost in a restart cannot be sent at all.  So, unless the card is at
+ * hand, the worker waits until no earlier request can still be processed
+ * (twice the request timeout and 5 seconds after the previous attempt
+ * ended), looks once more, and only then sends it again, or fails.
+ */
+static void
+lookup_missed(GatewayOp *op, bool *follow_up)
+{
+	GatewayCim *c = op->cim;
+	TimestampTz settled = TimestampTzPlusMilliseconds(c->last_attempt_at,
+													  2 * op->endpoint.timeout_ms + 5000);
+
+	if (!(strcmp(c->source, "card") == 0 && c->sealed != NULL) &&
+		c->last_attempt_at != 0 && GetCurrentTimestamp() < settled)
+	{
+		op->result.retry_at = TimestampTzPlusMilliseconds(settled, 1000);
+		gateway_set_outcome(op, OUTCOME_UNKNOWN,
+							"nothing saved was found at the gateway yet: an earlier request may still be in flight");
+		return;
+	}
+	create_or_fail(op, follow_up);
 }
 
 /* The reply to a create, or to a delete. */
@@ -409,7 +444,7 @@ interpret_cim_confirm(GatewayOp *op, bool *follow_up)
 		{
 			/* no profile: nothing was saved */
 			c->customer_profile_id = NULL;
-			create_or_fail(op, follow_up);
+			lookup_missed(op, follow_up);
 		}
 		else if (c->lookup)
 			gateway_set_outcome_later(op, 5000, 300000, OUTCOME_UNKNOWN,
@@ -432,7 +467,7 @@ interpret_cim_confirm(GatewayOp *op, bool *follow_up)
 	if (hit == NULL && c->lookup)
 	{
 		anet_customer_profile_free(&p);
-		create_or_fail(op, follow_up);
+		lookup_missed(op, follow_up);
 		return;
 	}
 	if (hit != NULL)

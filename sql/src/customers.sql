@@ -94,13 +94,16 @@ COMMENT ON FUNCTION payments._find_customer(bigint, boolean, boolean) IS
 -- The customer's texts, against what the gateway takes: the email goes to
 -- the profile's email and customer.email (255), the name to the profile's
 -- description (255), the billing details to billTo.
-CREATE FUNCTION payments._check_customer_input(p_email text, p_name text, p_billing jsonb,
-	p_metadata jsonb, p_correlation_id text)
+CREATE FUNCTION payments._check_customer_input(p_email text, p_name text, p_external_ref text,
+	p_billing jsonb, p_metadata jsonb, p_correlation_id text)
 	RETURNS void
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments
 	AS $$
 BEGIN
+	IF length(p_external_ref) > 255 THEN
+		RAISE EXCEPTION 'external_ref is longer than 255 characters' USING ERRCODE = '22001';
+	END IF;
 	IF p_billing IS NOT NULL AND jsonb_typeof(p_billing) <> 'object' THEN
 		RAISE EXCEPTION 'billing must be a JSON object' USING ERRCODE = '22023',
 			HINT = 'Pass the billing details as pay_purchase''s customer object, e.g. {"first_name": "Ada", "zip": "46201"}.';
@@ -117,8 +120,8 @@ BEGIN
 		p_correlation_id);
 END
 $$;
-COMMENT ON FUNCTION payments._check_customer_input(text, text, jsonb, jsonb, text) IS
-	'Internal: refuses customer input the gateway would refuse (lengths and characters of email, name and billing details; 22001, 22Y24) and malformed objects (22023).';
+COMMENT ON FUNCTION payments._check_customer_input(text, text, text, jsonb, jsonb, text) IS
+	'Internal: refuses customer input the gateway would refuse (lengths and characters of email, name and billing details; 22001, 22Y24), an external_ref over 255 characters (22001) and malformed objects (22023).';
 
 CREATE FUNCTION payments.pay_create_customer(
 	email text DEFAULT NULL,
@@ -139,10 +142,7 @@ DECLARE
 	result payments.customers;
 BEGIN
 	PERFORM payments._check_customer_input(pay_create_customer.email, pay_create_customer.name,
-		pay_create_customer.billing, pay_create_customer.metadata, corr);
-	IF length(pay_create_customer.external_ref) > 255 THEN
-		RAISE EXCEPTION 'external_ref is longer than 255 characters' USING ERRCODE = '22001';
-	END IF;
+		pay_create_customer.external_ref, pay_create_customer.billing, pay_create_customer.metadata, corr);
 	idem := payments._idempotency_claim(m, pay_create_customer.idempotency_key, 'create_customer',
 		md5(jsonb_build_array(pay_create_customer.email, pay_create_customer.name,
 			pay_create_customer.external_ref, pay_create_customer.billing,
@@ -184,10 +184,7 @@ DECLARE
 	result payments.customers;
 BEGIN
 	PERFORM payments._check_customer_input(pay_update_customer.email, pay_update_customer.name,
-		pay_update_customer.billing, pay_update_customer.metadata, corr);
-	IF length(pay_update_customer.external_ref) > 255 THEN
-		RAISE EXCEPTION 'external_ref is longer than 255 characters' USING ERRCODE = '22001';
-	END IF;
+		pay_update_customer.external_ref, pay_update_customer.billing, pay_update_customer.metadata, corr);
 	idem := payments._idempotency_claim(c.merchant_id, pay_update_customer.idempotency_key, 'update_customer',
 		md5(jsonb_build_array(pay_update_customer.customer_id, pay_update_customer.email,
 			pay_update_customer.name, pay_update_customer.external_ref, pay_update_customer.billing,

@@ -440,8 +440,9 @@ INSERT INTO payments.operation_outcomes
 	('delete_customer', 'unknown', 'unknown', NULL, NULL);
 
 -- Step 3 for save_method, delete_method and delete_customer: the
--- operation's new status from operation_outcomes (retry and unknown as for
--- payments: tried again at p_retry_at, dead when out of attempts), then
+-- operation's new status from operation_outcomes (retry and unknown by
+-- _record_result, as for payments: tried again at p_retry_at, dead when out
+-- of attempts), then
 -- the method and the customer: a saved method is active with the gateway's
 -- ids (the customer learns its profile id), a failed save is failed with
 -- the reason; a deleted one is deleted, a failed deletion leaves the
@@ -459,6 +460,12 @@ DECLARE
 	t payments.operation_outcomes;
 	ok boolean;
 BEGIN
+	IF p_outcome IN ('retry', 'unknown') THEN
+		-- tried again later, as every operation is (no payment to move)
+		PERFORM payments._record_result(p_merchant_id, p_operation_id, p_outcome, NULL, NULL, NULL,
+			NULL, NULL, NULL, NULL, p_retry_at, p_error, NULL);
+		RETURN;
+	END IF;
 	SELECT * INTO o FROM payments.operations
 	WHERE merchant_id = p_merchant_id AND operation_id = p_operation_id FOR UPDATE;
 	IF NOT FOUND OR o.status <> 'sending' THEN
@@ -466,18 +473,9 @@ BEGIN
 	END IF;
 	SELECT * INTO t FROM payments.operation_outcomes x
 	WHERE x.operation_kind = o.kind AND x.outcome = p_outcome;
-	IF NOT FOUND THEN
+	IF NOT FOUND OR t.operation_status NOT IN ('succeeded', 'failed') THEN
 		RAISE EXCEPTION 'invalid outcome % for operation %', p_outcome, p_operation_id
 			USING ERRCODE = '22023';
-	END IF;
-	IF t.operation_status NOT IN ('succeeded', 'failed') THEN
-		UPDATE payments.operations SET
-			status = CASE WHEN o.attempts >= payments._max_attempts() THEN 'dead' ELSE t.operation_status END,
-			next_attempt_at = p_retry_at, last_error = p_error,
-			never_sent = o.never_sent AND p_outcome = 'retry',
-			first_sent_at = CASE WHEN o.never_sent AND p_outcome = 'retry' THEN NULL ELSE o.first_sent_at END
-		WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
-		RETURN;
 	END IF;
 	ok := t.operation_status = 'succeeded';
 	UPDATE payments.operations SET status = t.operation_status,

@@ -545,6 +545,32 @@ create_payment_profile(int m, json_object *req)
 	return reply;
 }
 
+/*
+ * The payment profile a transaction's card becomes (the simulator keeps
+ * only the last four digits of a transaction's card), with the
+ * transaction's network id as its originalNetworkTransId.
+ */
+static json_object *
+pp_from_txn(const Txn *t, char *ppid, size_t ppid_len)
+{
+	json_object *pp = json_object_new_object();
+	char		num[24];
+
+	snprintf(ppid, ppid_len, "%lld", next_payment_id++);
+	snprintf(num, sizeof(num), "%s%s", t->account_type[0] == 'A' ? "37000000000" : "411111111111", t->last4);
+	jadd_str(pp, "customerPaymentProfileId", ppid);
+	jadd_str(pp, "_number", num);
+	jadd_str(pp, "_expiry", "2099-12");
+	jadd_str(pp, "_echeck", t->echeck ? "true" : "false");
+	jadd_str(pp, "_routing", "");
+	jadd_str(pp, "_account", t->echeck ? t->last4 : "");
+	if (t->network_trans_id[0])
+		jadd_str(pp, "originalNetworkTransId", t->network_trans_id);
+	if (t->bill_to)
+		jadd(pp, "billTo", json_object_get(t->bill_to));
+	return pp;
+}
+
 /* createCustomerProfileFromTransactionRequest */
 json_object *
 cim_create_from_txn(int m, json_object *req)
@@ -581,24 +607,10 @@ cim_create_from_txn(int m, json_object *req)
 	/* add the transaction's card to an existing profile */
 	if (existing != NULL)
 	{
-		json_object *pp = json_object_new_object();
 		json_object *ids = json_object_new_array();
-		char		ppid[32],
-					num[24];
+		char		ppid[32];
 
-		snprintf(ppid, sizeof(ppid), "%lld", next_payment_id++);
-		snprintf(num, sizeof(num), "%s%s", t->account_type[0] == 'A' ? "37000000000" : "411111111111", t->last4);
-		jadd_str(pp, "customerPaymentProfileId", ppid);
-		jadd_str(pp, "_number", num);
-		jadd_str(pp, "_expiry", "2099-12");
-		jadd_str(pp, "_echeck", t->echeck ? "true" : "false");
-		jadd_str(pp, "_routing", "");
-		jadd_str(pp, "_account", t->echeck ? t->last4 : "");
-		if (t->network_trans_id[0])
-			jadd_str(pp, "originalNetworkTransId", t->network_trans_id);
-		if (t->bill_to)
-			jadd(pp, "billTo", json_object_get(t->bill_to));
-		json_object_array_add(jget(existing, "pp"), pp);
+		json_object_array_add(jget(existing, "pp"), pp_from_txn(t, ppid, sizeof(ppid)));
 		json_object_array_add(ids, json_object_new_string(ppid));
 		jadd_str(reply, "customerProfileId", jstr(existing, "customerProfileId"));
 		jadd(reply, "customerPaymentProfileIdList", ids);
@@ -611,16 +623,14 @@ cim_create_from_txn(int m, json_object *req)
 	{
 		json_object *p = json_object_new_object();
 		json_object *arr = json_object_new_array();
-		json_object *pp = json_object_new_object();
+		json_object *pp;
 		char		id[32],
 					ppid[32],
-					key[64],
-					num[24];
+					key[64];
 		json_object *cust = jget(req, "customer");
 
 		snprintf(id, sizeof(id), "%lld", next_profile_id++);
-		snprintf(ppid, sizeof(ppid), "%lld", next_payment_id++);
-		snprintf(num, sizeof(num), "%s%s", t->account_type[0] == 'A' ? "37000000000" : "411111111111", t->last4);
+		pp = pp_from_txn(t, ppid, sizeof(ppid));
 		jadd_str(p, "customerProfileId", id);
 		if (jstr(cust, "merchantCustomerId"))
 			jadd_str(p, "merchantCustomerId", jstr(cust, "merchantCustomerId"));
@@ -629,16 +639,6 @@ cim_create_from_txn(int m, json_object *req)
 		if (jstr(cust, "email") || t->customer_email[0])
 			jadd_str(p, "email", jstr(cust, "email") ?: t->customer_email);
 		jadd_str(p, "profileType", jstr(req, "profileType") ?: "regular");
-		jadd_str(pp, "customerPaymentProfileId", ppid);
-		jadd_str(pp, "_number", num);
-		jadd_str(pp, "_expiry", "2099-12");
-		jadd_str(pp, "_echeck", t->echeck ? "true" : "false");
-		jadd_str(pp, "_routing", "");
-		jadd_str(pp, "_account", t->echeck ? t->last4 : "");
-		if (t->network_trans_id[0])
-			jadd_str(pp, "originalNetworkTransId", t->network_trans_id);
-		if (t->bill_to)
-			jadd(pp, "billTo", json_object_get(t->bill_to));
 		json_object_array_add(arr, pp);
 		jadd(p, "pp", arr);
 		jadd(p, "ship", json_object_new_array());

@@ -186,6 +186,9 @@ done
 q -c "UPDATE payments.operations SET next_attempt_at = now() WHERE merchant_id = $M AND payment_method_id = $pm7 AND status = 'unknown'" -c "SELECT payments._wake_at_commit()" >/dev/null
 is "$(q -c "SELECT status FROM pay_wait_payment_method($pm7, '20 s')")" active "after the crash the save is found at the gateway: active"
 is "$(profile_field "$mcid4" 'str(len(ps)) + "/" + str(len(ps[0]["paymentProfiles"]))')" "1/1" "one customer profile with one payment profile at the gateway after the crash"
+ex=$(q -c "SELECT string_agg(request_type, ',' ORDER BY exchange_id) FROM payments.gateway_exchanges WHERE merchant_id = $M AND operation_id = (SELECT operation_id FROM payments.operations WHERE merchant_id = $M AND payment_method_id = $pm7)")
+like "$ex" 'getCustomerProfileRequest' "after the crash the worker looked the profile up ($ex)"
+is "$(grep -o 'createCustomerProfileRequest' <<<"$ex" | wc -l)" 0 "and sent no create again (the card was lost with the restart; the first request had saved it)"
 is "$(q -c "SELECT count(*) FROM payments.card_vault WHERE merchant_id = $M")" 0 "no card is left in the vault"
 
 # --- the expiring-soon event, written by the worker's housekeeping
