@@ -85,7 +85,8 @@ BEGIN
 		-- their own operations, and charges of a stored method
 		pm.payment_method_id, cu.customer_id, pm.source, pm.validation_mode, pm.is_default,
 		cu.customer_profile_id, pm.payment_profile_id,
-		payments._gateway_customer_ref(cu.customer_id), cu.email, cu.name, cu.billing,
+		CASE WHEN cu.customer_id IS NOT NULL THEN payments._gateway_customer_ref(cu.customer_id) END,
+		cu.email, cu.name, cu.billing,
 		pm.network_trans_id, pm.card_last4,
 		-- when the operation last changed: the end of its previous attempt
 		c.old_updated_at
