@@ -1299,6 +1299,16 @@ connect_to_database(void)
 	pg_atomic_write_u32(&payments_shared->connect_failures, failures + 1);
 	BackgroundWorkerInitializeConnection(payments_database, NULL, 0);
 	pg_atomic_write_u32(&payments_shared->connect_failures, 0);
+
+	/*
+	 * Step 1 of an attempt ("sending") must be on disk before a byte
+	 * leaves, whatever synchronous_commit the server runs with: lost in a
+	 * crash, the operation would look never sent, and a card or nonce the
+	 * restart took from the vault could not be looked up, only failed,
+	 * though the gateway had acted on it.  Flushing the worker's commit also
+	 * makes the callers' earlier commits durable.
+	 */
+	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
 }
 
 void

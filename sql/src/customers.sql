@@ -91,6 +91,15 @@ $$;
 COMMENT ON FUNCTION payments._find_customer(bigint, boolean, boolean) IS
 	'Internal: a customer of the current merchant (optionally locked), or PT404; 22Y20 for a deleted one unless allowed.';
 
+-- A customer's email and name, against the customer profile fields they
+-- fill (src/anet/anet_fields.c): 22Y24 for a character the gateway cannot
+-- carry, 22001 for a text too long.
+CREATE FUNCTION payments._check_customer_profile_input(email text, name text)
+	RETURNS void
+	LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'pay_check_customer_input';
+COMMENT ON FUNCTION payments._check_customer_profile_input(text, text) IS
+	'Internal: raises 22Y24 (character the gateway cannot carry) or 22001 (longer than profile.email or profile.description, 255) for a customer''s email or name.';
+
 -- The customer's texts, against what the gateway takes: the email goes to
 -- the profile's email and customer.email (255), the name to the profile's
 -- description (255), the billing details to billTo.
@@ -115,9 +124,8 @@ BEGIN
 		RAISE EXCEPTION 'invalid email address' USING ERRCODE = '22023',
 			HINT = 'Pass an address such as ada@example.com, or NULL.';
 	END IF;
-	PERFORM payments._check_gateway_input(NULL, p_name,
-		coalesce(p_billing, '{}') || jsonb_strip_nulls(jsonb_build_object('email', p_email)),
-		p_correlation_id);
+	PERFORM payments._check_customer_profile_input(p_email, p_name);
+	PERFORM payments._check_gateway_input(NULL, NULL, p_billing, p_correlation_id);
 END
 $$;
 COMMENT ON FUNCTION payments._check_customer_input(text, text, text, jsonb, jsonb, text) IS

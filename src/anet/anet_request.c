@@ -1106,9 +1106,9 @@ anet_build_payment_profile_request(const AnetCredentials *creds,
 
 	if (!check_common(&ctx, creds, r.ref_id) ||
 		!check_profile_id(&ctx, "customerProfileId", r.customer_profile_id, false) ||
-		!check_field(&ctx, "profile.merchantCustomerId", r.merchant_customer_id, 1, 20, CS_ANY) ||
-		!check_field(&ctx, "profile.description", r.description, 1, 255, CS_ANY) ||
-		!check_field(&ctx, "profile.email", r.email, 1, 255, CS_ANY) ||
+		!check_text(&ctx, ANET_FIELD_PROFILE_MERCHANT_CUSTOMER_ID, r.merchant_customer_id) ||
+		!check_text(&ctx, ANET_FIELD_PROFILE_DESCRIPTION, r.description) ||
+		!check_text(&ctx, ANET_FIELD_PROFILE_EMAIL, r.email) ||
 		!check_text(&ctx, ANET_FIELD_BILL_FIRST_NAME, r.bill_first_name) ||
 		!check_text(&ctx, ANET_FIELD_BILL_LAST_NAME, r.bill_last_name) ||
 		!check_text(&ctx, ANET_FIELD_BILL_COMPANY, r.bill_company) ||
@@ -1187,9 +1187,9 @@ anet_build_profile_from_transaction_request(const AnetCredentials *creds,
 	customer_profile_id = opt(customer_profile_id);
 	if (!check_common(&ctx, creds, ref_id) ||
 		!require_field(&ctx, "transId", opt(trans_id), 1, 20, CS_DIGITS) ||
-		!check_field(&ctx, "customer.merchantCustomerId", merchant_customer_id, 1, 20, CS_ANY) ||
-		!check_field(&ctx, "customer.description", description, 1, 255, CS_ANY) ||
-		!check_field(&ctx, "customer.email", email, 1, 255, CS_ANY) ||
+		!check_text(&ctx, ANET_FIELD_PROFILE_MERCHANT_CUSTOMER_ID, merchant_customer_id) ||
+		!check_text(&ctx, ANET_FIELD_PROFILE_DESCRIPTION, description) ||
+		!check_text(&ctx, ANET_FIELD_PROFILE_EMAIL, email) ||
 		!check_profile_id(&ctx, "customerProfileId", customer_profile_id, false))
 		return failed(&ctx, NULL, error);
 	if ((body = begin_request(&ctx, &root, "createCustomerProfileFromTransactionRequest", creds, ref_id)) == NULL ||
@@ -1225,7 +1225,7 @@ anet_build_get_customer_profile_request(const AnetCredentials *creds,
 	merchant_customer_id = opt(merchant_customer_id);
 	if (!check_common(&ctx, creds, ref_id) ||
 		!check_profile_id(&ctx, "customerProfileId", customer_profile_id, false) ||
-		!check_field(&ctx, "merchantCustomerId", merchant_customer_id, 1, 20, CS_ANY))
+		!check_text(&ctx, ANET_FIELD_PROFILE_MERCHANT_CUSTOMER_ID, merchant_customer_id))
 		return failed(&ctx, NULL, error);
 	if ((customer_profile_id == NULL) == (merchant_customer_id == NULL))
 	{
