@@ -1669,6 +1669,21 @@ CREATE FUNCTION payments._api_function_scope(f name) RETURNS text
 		WHEN 'pay_capture' THEN 'payments'
 		WHEN 'pay_void' THEN 'payments'
 		WHEN 'pay_refund' THEN 'refunds'
+		WHEN 'pay_get_customer' THEN 'read'
+		WHEN 'pay_find_customers' THEN 'read'
+		WHEN 'pay_get_payment_method' THEN 'read'
+		WHEN 'pay_list_payment_methods' THEN 'read'
+		WHEN 'pay_wait_payment_method' THEN 'read'
+		WHEN 'pay_expiring_payment_methods' THEN 'read'
+		WHEN 'pay_create_customer' THEN 'payments'
+		WHEN 'pay_update_customer' THEN 'payments'
+		WHEN 'pay_delete_customer' THEN 'payments'
+		WHEN 'pay_save_payment_method' THEN 'payments'
+		WHEN 'pay_set_default_payment_method' THEN 'payments'
+		WHEN 'pay_delete_payment_method' THEN 'payments'
+		-- a customer's personal data, whole: the merchant's admin only
+		WHEN 'pay_export_customer' THEN 'admin'
+		WHEN 'pay_erase_customer' THEN 'admin'
 	END
 	$$;
 COMMENT ON FUNCTION payments._api_function_scope(name) IS
@@ -1803,6 +1818,1448 @@ COMMENT ON FUNCTION payments.pay_audit_verify(bigint) IS
 	'Checks the audit log of one merchant (default: all): every row against its hash, every seal against the previous one, every sealed batch''s rows against its count and hash. Returns NULL when intact, else the first problem as jsonb {problem, merchant_id, audit_id or seal_id, detail}; problem is row_modified, row_missing, row_added, batch_mismatch, seal_chain_broken or prune_not_prefix. Rows written since the last seal are checked against their own hash only. Owner only.';
 
 ------------------------------------------------------------------------------
+-- h-cust: customers and stored payment methods (issue 11, first part;
+-- sql/src/customers.sql, payment_methods.sql, customer_privacy.sql, and the
+-- changed parts of status_machine.sql, worker_signals.sql, payment_api.sql,
+-- worker.sql).  Before the h-tenancy block, whose privilege and row-security
+-- steps cover these objects too (tenancy.sql's _api_function_names lists
+-- the new API functions there).
+------------------------------------------------------------------------------
+
+-- status machines of customers and payment methods (status_machine.sql)
+-- customers and their stored payment methods (customers.sql, payment_methods.sql)
+INSERT INTO payments.status_transitions (entity, from_status, to_status) VALUES
+	('customer', 'active', 'deleted'),
+	('payment_method', 'pending', 'active'),
+	('payment_method', 'pending', 'failed'),
+	('payment_method', 'active', 'deleting'),
+	('payment_method', 'active', 'deleted'),
+	('payment_method', 'failed', 'deleted'),
+	('payment_method', 'deleting', 'deleted'),
+	('payment_method', 'deleting', 'active');
+
+CREATE OR REPLACE FUNCTION payments._status_guard() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	v_entity text := TG_ARGV[0];
+BEGIN
+	-- A restore (pg_dump scripts and pg_restore turn check_function_bodies
+	-- off) loads rows whose events are restored from the dump themselves.
+	IF current_setting('check_function_bodies') = 'off' THEN
+		IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+			RETURN NEW;
+		END IF;
+	END IF;
+	IF TG_OP = 'UPDATE' AND NEW.status IS DISTINCT FROM OLD.status THEN
+		IF NOT EXISTS (SELECT 1 FROM payments.status_transitions t
+				WHERE t.entity = v_entity AND t.from_status = OLD.status AND t.to_status = NEW.status) THEN
+			RAISE EXCEPTION 'invalid % status transition from % to %', v_entity, OLD.status, NEW.status
+				USING ERRCODE = '22Y20',
+					HINT = 'payments.status_transitions lists the allowed transitions.';
+		END IF;
+	END IF;
+	IF TG_OP = 'UPDATE' THEN
+		NEW.updated_at := clock_timestamp();
+	END IF;
+	-- Each branch names only its own entity's columns: PL/pgSQL plans a
+	-- statement at its first run, so the other branch is never planned.
+	IF TG_OP = 'INSERT' OR NEW.status IS DISTINCT FROM OLD.status THEN
+		IF v_entity = 'payment' THEN
+			INSERT INTO payments.events (merchant_id, event_type, payment_id, data, correlation_id)
+			VALUES (NEW.merchant_id, 'payment.' || NEW.status, NEW.payment_id,
+				jsonb_build_object('payment_id', NEW.payment_id, 'kind', NEW.kind, 'status', NEW.status,
+					'amount', NEW.amount, 'amount_captured', NEW.amount_captured,
+					'amount_refunded', NEW.amount_refunded, 'card_brand', NEW.card_brand,
+					'card_last4', NEW.card_last4, 'invoice_number', NEW.invoice_number,
+					'gateway_trans_id', NEW.gateway_trans_id, 'decline_code', NEW.decline_code,
+					'decline_reason', NEW.decline_reason, 'metadata', NEW.metadata),
+				NEW.correlation_id);
+		ELSIF v_entity = 'payment_method' THEN
+			INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
+			VALUES (NEW.merchant_id, 'payment_method.' || NEW.status,
+				jsonb_build_object('payment_method_id', NEW.payment_method_id, 'customer_id', NEW.customer_id,
+					'status', NEW.status, 'card_brand', NEW.card_brand, 'card_last4', NEW.card_last4,
+					'card_exp_month', NEW.card_exp_month, 'card_exp_year', NEW.card_exp_year,
+					'failure_code', NEW.failure_code, 'failure_reason', NEW.failure_reason),
+				NEW.correlation_id);
+		ELSIF v_entity = 'customer' THEN
+			INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
+			VALUES (NEW.merchant_id, CASE WHEN TG_OP = 'INSERT' THEN 'customer.created' ELSE 'customer.' || NEW.status END,
+				jsonb_build_object('customer_id', NEW.customer_id, 'status', NEW.status,
+					'external_ref', NEW.external_ref),
+				NEW.correlation_id);
+		ELSE
+			INSERT INTO payments.events (merchant_id, event_type, payment_id, operation_id, data, correlation_id)
+			VALUES (NEW.merchant_id, 'operation.' || NEW.status, NEW.payment_id, NEW.operation_id,
+				jsonb_build_object('operation_id', NEW.operation_id, 'payment_id', NEW.payment_id,
+					'kind', NEW.kind, 'status', NEW.status, 'amount', NEW.amount,
+					'gateway_trans_id', NEW.gateway_trans_id, 'reason_code', NEW.reason_code,
+					'reason_text', NEW.reason_text),
+				NEW.correlation_id);
+		END IF;
+	END IF;
+	RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION payments._status_guard() IS
+	'Trigger: refuses status transitions not listed in payments.status_transitions and writes an event for every status change.';
+
+COMMENT ON TABLE payments.status_transitions IS
+	'Every allowed status transition of payments, operations, customers and payment methods; the status triggers refuse any other.';
+
+-- waiting for a payment method (worker_signals.sql)
+CREATE FUNCTION payments._wait_for_payment_method(merchant_id bigint, payment_method_id bigint, timeout_ms integer)
+	RETURNS text
+	LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'pay_wait_for_payment_method';
+REVOKE ALL ON FUNCTION payments._wait_for_payment_method(bigint, bigint, integer) FROM PUBLIC;
+COMMENT ON FUNCTION payments._wait_for_payment_method(bigint, bigint, integer) IS
+	'Internal: sleeps until the stored payment method''s gateway work (save or delete) is done or the timeout passes; returns its status.';
+
+-- ==== customers.sql ====
+-- Customers: per merchant, with their billing details; create, update, find, list, delete.
+
+------------------------------------------------------------------------------
+-- A customer is the merchant's record of a person or business that pays:
+-- email, name, the merchant's own reference, billing details (the same
+-- object pay_purchase takes as customer) and metadata.  Its stored payment
+-- methods (payment_methods.sql) hang off one Authorize.Net customer
+-- profile, made by the worker when the first method is saved
+-- (merchantCustomerId = gateway_customer_ref).
+------------------------------------------------------------------------------
+
+CREATE TABLE payments.customers (
+	merchant_id bigint NOT NULL REFERENCES payments.merchants,
+	customer_id bigint GENERATED ALWAYS AS IDENTITY,
+	status text NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'deleted')),
+	email text CHECK (length(email) <= 255),
+	name text CHECK (length(name) <= 255),
+	external_ref text CHECK (length(external_ref) <= 255),
+	-- billing details sent as billTo/customer (keys as pay_purchase's customer)
+	billing jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(billing) = 'object'),
+	metadata jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(metadata) = 'object'),
+	-- the gateway's customer profile (set by the worker)
+	customer_profile_id text,
+	idempotency_key text,
+	correlation_id text NOT NULL,
+	created_at timestamptz NOT NULL DEFAULT now(),
+	updated_at timestamptz NOT NULL DEFAULT now(),
+	deleted_at timestamptz,
+	erased_at timestamptz,
+	PRIMARY KEY (merchant_id, customer_id)
+);
+CREATE INDEX customers_created ON payments.customers (merchant_id, created_at, customer_id);
+CREATE INDEX customers_email ON payments.customers (merchant_id, lower(email), created_at, customer_id)
+	WHERE email IS NOT NULL;
+CREATE INDEX customers_external_ref ON payments.customers (merchant_id, external_ref)
+	WHERE external_ref IS NOT NULL;
+COMMENT ON TABLE payments.customers IS
+	'Customers of each merchant: email, name, external reference, billing details, metadata and the gateway customer profile that holds their stored payment methods. Deleted customers are kept (status deleted); erased ones keep no personal data.';
+REVOKE ALL ON payments.customers FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('payments.customers', '');
+SELECT pg_catalog.pg_extension_config_dump('payments.customers_customer_id_seq', '');
+
+-- The merchantCustomerId of a customer's gateway profile: unique per
+-- installation (the invoice tag) and at most 20 characters.
+CREATE FUNCTION payments._gateway_customer_ref(p_customer_id bigint) RETURNS text
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, payments
+	AS $$
+	SELECT 'C' || left(payments._invoice_tag(), 19 - length(p_customer_id::text)) || p_customer_id
+	$$;
+COMMENT ON FUNCTION payments._gateway_customer_ref(bigint) IS
+	'Internal: the merchantCustomerId of a customer''s gateway profile (C, the installation''s tag, the customer id; at most 20 characters).';
+
+CREATE FUNCTION payments._customer_not_found(p_customer_id bigint) RETURNS void
+	LANGUAGE plpgsql AS $$
+BEGIN
+	RAISE EXCEPTION 'customer % not found', p_customer_id
+		USING ERRCODE = 'PT404', HINT = 'Customer ids are per merchant; check pay_current_merchant().';
+END
+$$;
+COMMENT ON FUNCTION payments._customer_not_found(bigint) IS 'Internal: raises the customer-not-found error (PT404).';
+
+-- A customer of the current merchant (locked when p_lock), or PT404;
+-- deleted customers only when p_deleted_ok.
+CREATE FUNCTION payments._find_customer(p_customer_id bigint, p_lock boolean DEFAULT false,
+	p_deleted_ok boolean DEFAULT true)
+	RETURNS payments.customers
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	c payments.customers;
+BEGIN
+	IF p_lock THEN
+		SELECT * INTO c FROM payments.customers
+		WHERE merchant_id = payments.pay_current_merchant() AND customer_id = p_customer_id FOR UPDATE;
+	ELSE
+		SELECT * INTO c FROM payments.customers
+		WHERE merchant_id = payments.pay_current_merchant() AND customer_id = p_customer_id;
+	END IF;
+	IF NOT FOUND THEN
+		PERFORM payments._customer_not_found(p_customer_id);
+	END IF;
+	IF NOT p_deleted_ok AND c.status = 'deleted' THEN
+		RAISE EXCEPTION 'customer % is deleted', p_customer_id
+			USING ERRCODE = '22Y20', HINT = 'A deleted customer can be read and exported, not changed or charged.';
+	END IF;
+	RETURN c;
+END
+$$;
+COMMENT ON FUNCTION payments._find_customer(bigint, boolean, boolean) IS
+	'Internal: a customer of the current merchant (optionally locked), or PT404; 22Y20 for a deleted one unless allowed.';
+
+-- A customer's email and name, against the customer profile fields they
+-- fill (src/anet/anet_fields.c): 22Y24 for a character the gateway cannot
+-- carry, 22001 for a text too long.
+CREATE FUNCTION payments._check_customer_profile_input(email text, name text)
+	RETURNS void
+	LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'pay_check_customer_input';
+COMMENT ON FUNCTION payments._check_customer_profile_input(text, text) IS
+	'Internal: raises 22Y24 (character the gateway cannot carry) or 22001 (longer than profile.email or profile.description, 255) for a customer''s email or name.';
+
+-- The customer's texts, against what the gateway takes: the email goes to
+-- the profile's email and customer.email (255), the name to the profile's
+-- description (255), the billing details to billTo.
+CREATE FUNCTION payments._check_customer_input(p_email text, p_name text, p_external_ref text,
+	p_billing jsonb, p_metadata jsonb, p_correlation_id text)
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+BEGIN
+	IF length(p_external_ref) > 255 THEN
+		RAISE EXCEPTION 'external_ref is longer than 255 characters' USING ERRCODE = '22001';
+	END IF;
+	IF p_billing IS NOT NULL AND jsonb_typeof(p_billing) <> 'object' THEN
+		RAISE EXCEPTION 'billing must be a JSON object' USING ERRCODE = '22023',
+			HINT = 'Pass the billing details as pay_purchase''s customer object, e.g. {"first_name": "Ada", "zip": "46201"}.';
+	END IF;
+	IF p_metadata IS NOT NULL AND jsonb_typeof(p_metadata) <> 'object' THEN
+		RAISE EXCEPTION 'metadata must be a JSON object' USING ERRCODE = '22023';
+	END IF;
+	IF p_email IS NOT NULL AND p_email !~ '^[^@[:space:]]+@[^@[:space:]]+$' THEN
+		RAISE EXCEPTION 'invalid email address' USING ERRCODE = '22023',
+			HINT = 'Pass an address such as ada@example.com, or NULL.';
+	END IF;
+	PERFORM payments._check_customer_profile_input(p_email, p_name);
+	PERFORM payments._check_gateway_input(NULL, NULL, p_billing, p_correlation_id);
+END
+$$;
+COMMENT ON FUNCTION payments._check_customer_input(text, text, text, jsonb, jsonb, text) IS
+	'Internal: refuses customer input the gateway would refuse (lengths and characters of email, name and billing details; 22001, 22Y24), an external_ref over 255 characters (22001) and malformed objects (22023).';
+
+CREATE FUNCTION payments.pay_create_customer(
+	email text DEFAULT NULL,
+	name text DEFAULT NULL,
+	external_ref text DEFAULT NULL,
+	billing jsonb DEFAULT NULL,
+	metadata jsonb DEFAULT NULL,
+	idempotency_key text DEFAULT NULL,
+	correlation_id text DEFAULT NULL)
+	RETURNS payments.customers
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	m bigint := payments.pay_current_merchant();
+	corr text := payments._correlation_id(pay_create_customer.correlation_id);
+	idem payments.idempotency_keys;
+	result payments.customers;
+BEGIN
+	PERFORM payments._check_customer_input(pay_create_customer.email, pay_create_customer.name,
+		pay_create_customer.external_ref, pay_create_customer.billing, pay_create_customer.metadata, corr);
+	idem := payments._idempotency_claim(m, pay_create_customer.idempotency_key, 'create_customer',
+		md5(jsonb_build_array(pay_create_customer.email, pay_create_customer.name,
+			pay_create_customer.external_ref, pay_create_customer.billing,
+			pay_create_customer.metadata)::text));
+	IF idem.request_kind IS NOT NULL THEN
+		SELECT * INTO result FROM payments.customers c
+		WHERE c.merchant_id = m AND c.idempotency_key = pay_create_customer.idempotency_key;
+		RETURN result;
+	END IF;
+	INSERT INTO payments.customers AS c (merchant_id, email, name, external_ref, billing, metadata,
+		idempotency_key, correlation_id)
+	VALUES (m, pay_create_customer.email, pay_create_customer.name, pay_create_customer.external_ref,
+		coalesce(pay_create_customer.billing, '{}'), coalesce(pay_create_customer.metadata, '{}'),
+		pay_create_customer.idempotency_key, corr)
+	RETURNING * INTO result;
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_create_customer(text, text, text, jsonb, jsonb, text, text) IS
+	'Creates a customer of the current merchant: email, name, external_ref (the merchant''s own id), billing (pay_purchase''s customer object: first_name, last_name, company, address, city, state, zip, country), metadata. Writes a customer.created event. Returns the customer row.';
+
+CREATE FUNCTION payments.pay_update_customer(
+	customer_id bigint,
+	email text DEFAULT NULL,
+	name text DEFAULT NULL,
+	external_ref text DEFAULT NULL,
+	billing jsonb DEFAULT NULL,
+	metadata jsonb DEFAULT NULL,
+	idempotency_key text DEFAULT NULL,
+	correlation_id text DEFAULT NULL)
+	RETURNS payments.customers
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	c payments.customers := payments._find_customer(pay_update_customer.customer_id, true, false);
+	corr text := payments._correlation_id(pay_update_customer.correlation_id);
+	idem payments.idempotency_keys;
+	result payments.customers;
+BEGIN
+	PERFORM payments._check_customer_input(pay_update_customer.email, pay_update_customer.name,
+		pay_update_customer.external_ref, pay_update_customer.billing, pay_update_customer.metadata, corr);
+	idem := payments._idempotency_claim(c.merchant_id, pay_update_customer.idempotency_key, 'update_customer',
+		md5(jsonb_build_array(pay_update_customer.customer_id, pay_update_customer.email,
+			pay_update_customer.name, pay_update_customer.external_ref, pay_update_customer.billing,
+			pay_update_customer.metadata)::text));
+	IF idem.request_kind IS NOT NULL THEN
+		RETURN c;				-- applied once already
+	END IF;
+	UPDATE payments.customers u SET
+		email = coalesce(pay_update_customer.email, u.email),
+		name = coalesce(pay_update_customer.name, u.name),
+		external_ref = coalesce(pay_update_customer.external_ref, u.external_ref),
+		billing = coalesce(pay_update_customer.billing, u.billing),
+		metadata = coalesce(pay_update_customer.metadata, u.metadata),
+		updated_at = clock_timestamp()
+	WHERE u.merchant_id = c.merchant_id AND u.customer_id = c.customer_id
+	RETURNING * INTO result;
+	INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
+	VALUES (c.merchant_id, 'customer.updated', jsonb_build_object('customer_id', c.customer_id,
+		'fields', (SELECT jsonb_agg(k) FROM unnest(ARRAY['email', 'name', 'external_ref', 'billing', 'metadata'],
+			ARRAY[pay_update_customer.email IS NOT NULL, pay_update_customer.name IS NOT NULL,
+				pay_update_customer.external_ref IS NOT NULL, pay_update_customer.billing IS NOT NULL,
+				pay_update_customer.metadata IS NOT NULL]) AS x(k, given) WHERE given)), corr);
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_update_customer(bigint, text, text, text, jsonb, jsonb, text, text) IS
+	'Changes the fields given (NULL: unchanged) of a customer of the current merchant; billing and metadata are replaced whole. Writes a customer.updated event naming the fields. PT404 for an unknown or foreign id, 22Y20 for a deleted customer.';
+
+CREATE FUNCTION payments.pay_get_customer(customer_id bigint) RETURNS payments.customers
+	LANGUAGE sql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+	SELECT * FROM payments._find_customer(pay_get_customer.customer_id)
+	$$;
+COMMENT ON FUNCTION payments.pay_get_customer(bigint) IS
+	'A customer of the current merchant; an unknown id, or another merchant''s, raises PT404.';
+
+CREATE FUNCTION payments.pay_find_customers(
+	email text DEFAULT NULL,
+	external_ref text DEFAULT NULL,
+	include_deleted boolean DEFAULT false,
+	after bigint DEFAULT NULL,
+	page_size integer DEFAULT 50)
+	RETURNS SETOF payments.customers
+	LANGUAGE plpgsql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	m bigint := payments.pay_current_merchant();
+	cursor_at timestamptz;
+BEGIN
+	IF page_size IS NULL OR page_size NOT BETWEEN 1 AND 500 THEN
+		RAISE EXCEPTION 'page_size must be between 1 and 500'
+			USING ERRCODE = '22023',
+				DETAIL = format('The page_size given was %s.', coalesce(page_size::text, 'NULL')),
+				HINT = 'Ask for the next page with after => the last customer_id of this one.';
+	END IF;
+	IF after IS NOT NULL THEN
+		SELECT c.created_at INTO cursor_at FROM payments.customers c
+		WHERE c.merchant_id = m AND c.customer_id = pay_find_customers.after;
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'the cursor customer % is not a customer of this merchant', after
+				USING ERRCODE = '22023', HINT = 'Pass as after the last customer_id of the page before.';
+		END IF;
+	END IF;
+	RETURN QUERY
+	SELECT c.* FROM payments.customers c
+	WHERE c.merchant_id = m
+		AND (after IS NULL OR (c.created_at, c.customer_id) < (cursor_at, after))
+		AND (pay_find_customers.email IS NULL OR (c.email IS NOT NULL AND lower(c.email) = lower(pay_find_customers.email)))
+		AND (pay_find_customers.external_ref IS NULL OR c.external_ref = pay_find_customers.external_ref)
+		AND (include_deleted OR c.status <> 'deleted')
+	ORDER BY c.created_at DESC, c.customer_id DESC
+	LIMIT page_size;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_find_customers(text, text, boolean, bigint, integer) IS
+	'The current merchant''s customers, newest first (created_at, then customer_id), at most page_size (1-500, default 50) per call; filters email (any case) and external_ref; deleted ones only with include_deleted. Keyset pagination: pass as after the last customer_id of the previous page.';
+
+-- ==== payment_methods.sql ====
+-- Stored payment methods: Authorize.Net customer and payment profiles, saved, listed, made default and deleted through the worker.
+
+------------------------------------------------------------------------------
+-- A payment method is a card kept at the gateway (a payment profile under
+-- the customer's profile).  What is kept here: brand, last four, expiry,
+-- fingerprint, the gateway's ids and the network transaction id of the
+-- first customer-initiated transaction (for the card-on-file fields of
+-- merchant-initiated charges).  The card itself waits sealed in the vault,
+-- like a purchase's, until the worker has sent it.
+--
+-- Every gateway call is an operation (outbox row) the worker sends after
+-- COMMIT: save_method (createCustomerProfile, or createCustomerPaymentProfile
+-- when the customer has a profile, or createCustomerProfileFromTransaction),
+-- delete_method (deleteCustomerPaymentProfile), delete_customer
+-- (deleteCustomerProfile, which deletes its payment profiles too).
+------------------------------------------------------------------------------
+
+ALTER TABLE payments.operations ALTER COLUMN payment_id DROP NOT NULL;
+ALTER TABLE payments.operations ADD COLUMN payment_method_id bigint;
+ALTER TABLE payments.operations ADD COLUMN customer_id bigint;
+ALTER TABLE payments.operations DROP CONSTRAINT operations_kind_check;
+ALTER TABLE payments.operations ADD CONSTRAINT operations_kind_check CHECK (kind IN ('purchase',
+	'authorize', 'capture', 'void', 'refund', 'save_method', 'delete_method', 'delete_customer'));
+ALTER TABLE payments.operations ADD CONSTRAINT operations_subject_check
+	CHECK (payment_id IS NOT NULL OR payment_method_id IS NOT NULL OR customer_id IS NOT NULL);
+CREATE INDEX operations_payment_method ON payments.operations (merchant_id, payment_method_id)
+	WHERE payment_method_id IS NOT NULL;
+CREATE INDEX operations_customer ON payments.operations (merchant_id, customer_id)
+	WHERE customer_id IS NOT NULL;
+COMMENT ON COLUMN payments.operations.payment_method_id IS
+	'The stored payment method a save_method or delete_method operation is for.';
+COMMENT ON COLUMN payments.operations.customer_id IS
+	'The customer whose gateway profile a payment method operation or delete_customer acts on.';
+
+-- payments charged through a stored method, or for a customer
+ALTER TABLE payments.payments ADD COLUMN customer_id bigint;
+ALTER TABLE payments.payments ADD COLUMN payment_method_id bigint;
+CREATE INDEX payments_customer ON payments.payments (merchant_id, customer_id)
+	WHERE customer_id IS NOT NULL;
+COMMENT ON COLUMN payments.payments.customer_id IS 'The customer the payment is for (pay_purchase customer_id, or the stored method''s).';
+COMMENT ON COLUMN payments.payments.payment_method_id IS 'The stored payment method charged, if any.';
+
+CREATE TABLE payments.payment_methods (
+	merchant_id bigint NOT NULL,
+	payment_method_id bigint GENERATED ALWAYS AS IDENTITY,
+	customer_id bigint NOT NULL,
+	status text NOT NULL DEFAULT 'pending'
+		CHECK (status IN ('pending', 'active', 'failed', 'deleting', 'deleted')),
+	source text NOT NULL CHECK (source IN ('card', 'opaque_data', 'payment')),
+	validation_mode text NOT NULL CHECK (validation_mode IN ('none', 'testMode', 'liveMode')),
+	is_default boolean NOT NULL DEFAULT false,
+	card_brand text,
+	card_last4 text,
+	card_exp_month smallint,
+	card_exp_year smallint,
+	card_fingerprint text,
+	customer_profile_id text,
+	payment_profile_id text,
+	-- of the first customer-initiated transaction (validation or charge)
+	network_trans_id text,
+	source_payment_id bigint,
+	failure_code text,
+	failure_reason text,
+	idempotency_key text,
+	correlation_id text NOT NULL,
+	expiring_notified_at timestamptz,
+	created_at timestamptz NOT NULL DEFAULT now(),
+	updated_at timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (merchant_id, payment_method_id),
+	FOREIGN KEY (merchant_id, customer_id) REFERENCES payments.customers
+);
+CREATE INDEX payment_methods_customer ON payments.payment_methods (merchant_id, customer_id, payment_method_id);
+-- one default per customer among its usable methods
+CREATE UNIQUE INDEX payment_methods_one_default ON payments.payment_methods (merchant_id, customer_id)
+	WHERE is_default AND status IN ('pending', 'active');
+CREATE INDEX payment_methods_expiry ON payments.payment_methods (card_exp_year, card_exp_month)
+	WHERE status = 'active';
+COMMENT ON TABLE payments.payment_methods IS
+	'Stored payment methods (Authorize.Net payment profiles under the customer''s profile): brand, last four, expiry, fingerprint, gateway ids and the original network transaction id. Card numbers are never stored.';
+REVOKE ALL ON payments.payment_methods FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('payments.payment_methods', '');
+SELECT pg_catalog.pg_extension_config_dump('payments.payment_methods_payment_method_id_seq', '');
+
+CREATE TRIGGER payment_methods_status BEFORE INSERT OR UPDATE ON payments.payment_methods
+	FOR EACH ROW EXECUTE FUNCTION payments._status_guard('payment_method');
+CREATE TRIGGER customers_status BEFORE INSERT OR UPDATE ON payments.customers
+	FOR EACH ROW EXECUTE FUNCTION payments._status_guard('customer');
+
+CREATE FUNCTION payments._payment_method_not_found(p_id bigint) RETURNS void
+	LANGUAGE plpgsql AS $$
+BEGIN
+	RAISE EXCEPTION 'payment method % not found', p_id
+		USING ERRCODE = 'PT404', HINT = 'Payment method ids are per merchant; check pay_current_merchant().';
+END
+$$;
+COMMENT ON FUNCTION payments._payment_method_not_found(bigint) IS 'Internal: raises the payment-method-not-found error (PT404).';
+
+CREATE FUNCTION payments._find_payment_method(p_id bigint, p_lock boolean DEFAULT false)
+	RETURNS payments.payment_methods
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	pm payments.payment_methods;
+BEGIN
+	IF p_lock THEN
+		SELECT * INTO pm FROM payments.payment_methods
+		WHERE merchant_id = payments.pay_current_merchant() AND payment_method_id = p_id FOR UPDATE;
+	ELSE
+		SELECT * INTO pm FROM payments.payment_methods
+		WHERE merchant_id = payments.pay_current_merchant() AND payment_method_id = p_id;
+	END IF;
+	IF NOT FOUND THEN
+		PERFORM payments._payment_method_not_found(p_id);
+	END IF;
+	RETURN pm;
+END
+$$;
+COMMENT ON FUNCTION payments._find_payment_method(bigint, boolean) IS
+	'Internal: a payment method of the current merchant (optionally locked), or PT404.';
+
+-- An operation on a stored method or a customer's profile, queued for the
+-- worker (woken at COMMIT), with the idempotency key pointing at it.
+CREATE FUNCTION payments._new_method_operation(p_merchant bigint, p_kind text, p_method bigint,
+	p_customer bigint, p_payment bigint, p_key text, p_correlation_id text)
+	RETURNS payments.operations
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	o payments.operations;
+BEGIN
+	INSERT INTO payments.operations (merchant_id, payment_id, payment_method_id, customer_id, kind,
+		idempotency_key, correlation_id)
+	VALUES (p_merchant, p_payment, p_method, p_customer, p_kind, p_key, p_correlation_id)
+	RETURNING * INTO o;
+	IF p_key IS NOT NULL THEN
+		UPDATE payments.idempotency_keys SET operation_id = o.operation_id
+		WHERE merchant_id = p_merchant AND idempotency_key = p_key;
+	END IF;
+	PERFORM payments._wake_at_commit();
+	RETURN o;
+END
+$$;
+COMMENT ON FUNCTION payments._new_method_operation(bigint, text, bigint, bigint, bigint, text, text) IS
+	'Internal: queues a save_method, delete_method or delete_customer operation for the worker.';
+
+CREATE FUNCTION payments.pay_save_payment_method(
+	customer_id bigint,
+	card payments.pay_card DEFAULT NULL,
+	opaque_data jsonb DEFAULT NULL,
+	payment_id bigint DEFAULT NULL,
+	validation_mode text DEFAULT 'liveMode',
+	make_default boolean DEFAULT true,
+	idempotency_key text DEFAULT NULL,
+	correlation_id text DEFAULT NULL)
+	RETURNS payments.payment_methods
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	c payments.customers := payments._find_customer(pay_save_payment_method.customer_id, true, false);
+	m bigint := c.merchant_id;
+	corr text := payments._correlation_id(pay_save_payment_method.correlation_id);
+	sources int := (card IS NOT NULL)::int + (opaque_data IS NOT NULL)::int
+		+ (pay_save_payment_method.payment_id IS NOT NULL)::int;
+	idem payments.idempotency_keys;
+	p payments.payments;
+	pm payments.payment_methods;
+	o payments.operations;
+	src text;
+BEGIN
+	IF sources <> 1 THEN
+		RAISE EXCEPTION 'exactly one of card, opaque_data and payment_id is required'
+			USING ERRCODE = '22Y22', DETAIL = format('%s were given.', sources);
+	END IF;
+	IF validation_mode IS NULL OR validation_mode NOT IN ('none', 'testMode', 'liveMode') THEN
+		RAISE EXCEPTION 'validation_mode must be none, testMode or liveMode' USING ERRCODE = '22023',
+			HINT = 'none stores the card unchecked, testMode checks its form, liveMode authorizes $0.00 at the issuer.';
+	END IF;
+	IF opaque_data IS NOT NULL THEN
+		PERFORM payments._check_opaque_data(opaque_data);
+	END IF;
+	PERFORM payments._check_gateway_input(NULL, NULL, NULL, corr);
+	idem := payments._idempotency_claim(m, pay_save_payment_method.idempotency_key, 'save_payment_method',
+		md5(jsonb_build_array(c.customer_id, payments.pay_card_fingerprint(card),
+			payments.pay_card_exp_month(card), payments.pay_card_exp_year(card), opaque_data,
+			pay_save_payment_method.payment_id, validation_mode, make_default)::text));
+	IF idem.request_kind IS NOT NULL THEN
+		SELECT x.* INTO pm FROM payments.payment_methods x
+		JOIN payments.operations y ON y.merchant_id = x.merchant_id AND y.payment_method_id = x.payment_method_id
+		WHERE y.merchant_id = m AND y.operation_id = idem.operation_id;
+		RETURN pm;
+	END IF;
+	IF pay_save_payment_method.payment_id IS NOT NULL THEN
+		src := 'payment';
+		p := payments._find_payment(pay_save_payment_method.payment_id);
+		IF p.gateway_trans_id IS NULL OR p.status NOT IN ('succeeded', 'requires_capture',
+				'partially_refunded', 'refunded') OR p.payment_method NOT IN ('card', 'opaque_data') THEN
+			RAISE EXCEPTION 'payment % cannot be saved as a payment method', p.payment_id
+				USING ERRCODE = '22Y20',
+					DETAIL = format('The payment is %s%s; only an approved card or Accept.js payment can be saved.',
+						p.status, CASE WHEN p.payment_method = 'profile' THEN ' and was made with a stored method' ELSE '' END);
+		END IF;
+	ELSIF card IS NOT NULL THEN
+		src := 'card';
+	ELSE
+		src := 'opaque_data';
+	END IF;
+	IF make_default THEN
+		UPDATE payments.payment_methods x SET is_default = false
+		WHERE x.merchant_id = m AND x.customer_id = c.customer_id AND x.is_default;
+	END IF;
+	INSERT INTO payments.payment_methods AS x (merchant_id, customer_id, source, validation_mode, is_default,
+		card_brand, card_last4, card_exp_month, card_exp_year, card_fingerprint, source_payment_id,
+		idempotency_key, correlation_id)
+	VALUES (m, c.customer_id, src, validation_mode, make_default,
+		coalesce(payments.pay_card_brand(card), p.card_brand), coalesce(payments.pay_card_last4(card), p.card_last4),
+		coalesce(payments.pay_card_exp_month(card), p.card_exp_month),
+		coalesce(payments.pay_card_exp_year(card), p.card_exp_year),
+		coalesce(payments.pay_card_fingerprint(card), p.card_fingerprint), p.payment_id,
+		pay_save_payment_method.idempotency_key, corr)
+	RETURNING * INTO pm;
+	o := payments._new_method_operation(m, 'save_method', pm.payment_method_id, c.customer_id, p.payment_id,
+		pay_save_payment_method.idempotency_key, corr);
+	IF card IS NOT NULL THEN
+		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
+		VALUES (m, o.operation_id, payments._card_sealed(card));
+	ELSIF opaque_data IS NOT NULL THEN
+		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
+		VALUES (m, o.operation_id, payments._opaque_data_sealed(opaque_data ->> 'dataDescriptor',
+			opaque_data ->> 'dataValue'));
+	END IF;
+	RETURN pm;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_save_payment_method(bigint, payments.pay_card, jsonb, bigint, text, boolean, text, text) IS
+	'Saves a payment method for a customer at the gateway: a card, Accept.js opaque data, or the card of an approved payment (payment_id). validation_mode: none, testMode or liveMode (a $0.00 authorization; default). Returns the method (status pending); the worker creates the gateway profile after COMMIT (active, or failed with the reason); pay_wait_payment_method waits for it.';
+
+CREATE FUNCTION payments.pay_wait_payment_method(payment_method_id bigint,
+	timeout interval DEFAULT '30 seconds')
+	RETURNS payments.payment_methods
+	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	m bigint := payments.pay_current_merchant();
+	result payments.payment_methods;
+BEGIN
+	IF timeout < interval '0' OR timeout > payments._max_wait() THEN
+		RAISE EXCEPTION 'timeout must be between 0 and %', payments._max_wait() USING ERRCODE = '22023',
+			DETAIL = format('%s was asked for; the payments.max_wait setting allows at most %s.', timeout, payments._max_wait());
+	END IF;
+	PERFORM payments._find_payment_method(pay_wait_payment_method.payment_method_id);
+	PERFORM payments._wait_for_payment_method(m, pay_wait_payment_method.payment_method_id,
+		(extract(epoch FROM timeout) * 1000)::integer);
+	SELECT * INTO result FROM payments.payment_methods x
+	WHERE x.merchant_id = m AND x.payment_method_id = pay_wait_payment_method.payment_method_id;
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_wait_payment_method(bigint, interval) IS
+	'Blocks until the payment method''s gateway work (saving or deleting) is done or the timeout passes, without polling; returns the method row. Call it after the COMMIT that created the work.';
+
+CREATE FUNCTION payments.pay_get_payment_method(payment_method_id bigint) RETURNS payments.payment_methods
+	LANGUAGE sql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+	SELECT * FROM payments._find_payment_method(pay_get_payment_method.payment_method_id)
+	$$;
+COMMENT ON FUNCTION payments.pay_get_payment_method(bigint) IS
+	'A payment method of the current merchant; an unknown id, or another merchant''s, raises PT404.';
+
+CREATE FUNCTION payments.pay_list_payment_methods(customer_id bigint, include_deleted boolean DEFAULT false)
+	RETURNS SETOF payments.payment_methods
+	LANGUAGE plpgsql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	c payments.customers := payments._find_customer(pay_list_payment_methods.customer_id);
+BEGIN
+	RETURN QUERY SELECT x.* FROM payments.payment_methods x
+	WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id
+		AND (include_deleted OR x.status NOT IN ('deleted', 'failed'))
+	ORDER BY x.is_default DESC, x.payment_method_id DESC;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_list_payment_methods(bigint, boolean) IS
+	'The payment methods of a customer of the current merchant, the default first, then newest first; failed and deleted ones only with include_deleted. PT404 for an unknown or foreign customer.';
+
+CREATE FUNCTION payments.pay_set_default_payment_method(payment_method_id bigint,
+	idempotency_key text DEFAULT NULL, correlation_id text DEFAULT NULL)
+	RETURNS payments.payment_methods
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	pm payments.payment_methods := payments._find_payment_method(pay_set_default_payment_method.payment_method_id, true);
+	idem payments.idempotency_keys := payments._idempotency_claim(pm.merchant_id,
+		pay_set_default_payment_method.idempotency_key, 'set_default_payment_method',
+		md5(jsonb_build_array(pm.payment_method_id)::text));
+	result payments.payment_methods;
+BEGIN
+	IF idem.request_kind IS NULL AND pm.status NOT IN ('pending', 'active') THEN
+		RAISE EXCEPTION 'cannot make payment method % in status % the default', pm.payment_method_id, pm.status
+			USING ERRCODE = '22Y20';
+	END IF;
+	IF NOT pm.is_default AND idem.request_kind IS NULL THEN
+		UPDATE payments.payment_methods x SET is_default = false
+		WHERE x.merchant_id = pm.merchant_id AND x.customer_id = pm.customer_id AND x.is_default;
+		UPDATE payments.payment_methods x SET is_default = true
+		WHERE x.merchant_id = pm.merchant_id AND x.payment_method_id = pm.payment_method_id;
+		INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
+		VALUES (pm.merchant_id, 'payment_method.default', jsonb_build_object('payment_method_id',
+			pm.payment_method_id, 'customer_id', pm.customer_id),
+			payments._correlation_id(pay_set_default_payment_method.correlation_id));
+	END IF;
+	SELECT * INTO result FROM payments.payment_methods x
+	WHERE x.merchant_id = pm.merchant_id AND x.payment_method_id = pm.payment_method_id;
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_set_default_payment_method(bigint, text, text) IS
+	'Makes a pending or active payment method its customer''s default (the one charged when a customer, not a method, is given). Writes a payment_method.default event.';
+
+CREATE FUNCTION payments.pay_delete_payment_method(payment_method_id bigint,
+	idempotency_key text DEFAULT NULL, correlation_id text DEFAULT NULL)
+	RETURNS payments.payment_methods
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	pm payments.payment_methods := payments._find_payment_method(pay_delete_payment_method.payment_method_id, true);
+	idem payments.idempotency_keys := payments._idempotency_claim(pm.merchant_id,
+		pay_delete_payment_method.idempotency_key, 'delete_payment_method',
+		md5(jsonb_build_array(pm.payment_method_id)::text));
+	corr text := payments._correlation_id(pay_delete_payment_method.correlation_id);
+	result payments.payment_methods;
+BEGIN
+	IF idem.request_kind IS NULL THEN
+		IF pm.status = 'pending' THEN
+			RAISE EXCEPTION 'payment method % is still being saved', pm.payment_method_id
+				USING ERRCODE = '22Y20', HINT = 'Wait for it (pay_wait_payment_method), then delete it.';
+		ELSIF pm.status = 'active' AND pm.payment_profile_id IS NOT NULL THEN
+			PERFORM payments._check_gateway_input(NULL, NULL, NULL, corr);
+			UPDATE payments.payment_methods x SET status = 'deleting', is_default = false
+			WHERE x.merchant_id = pm.merchant_id AND x.payment_method_id = pm.payment_method_id;
+			PERFORM payments._new_method_operation(pm.merchant_id, 'delete_method', pm.payment_method_id,
+				pm.customer_id, NULL, pay_delete_payment_method.idempotency_key, corr);
+		ELSIF pm.status IN ('active', 'failed') THEN
+			UPDATE payments.payment_methods x SET status = 'deleted', is_default = false
+			WHERE x.merchant_id = pm.merchant_id AND x.payment_method_id = pm.payment_method_id;
+		END IF;
+	END IF;
+	SELECT * INTO result FROM payments.payment_methods x
+	WHERE x.merchant_id = pm.merchant_id AND x.payment_method_id = pm.payment_method_id;
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_delete_payment_method(bigint, text, text) IS
+	'Deletes a payment method, at the gateway too: an active one goes to deleting and the worker sends deleteCustomerPaymentProfile after COMMIT (then deleted); a failed one is deleted at once. A method still being saved is refused (22Y20). Deleting a deleted method changes nothing.';
+
+CREATE FUNCTION payments.pay_delete_customer(customer_id bigint,
+	idempotency_key text DEFAULT NULL, correlation_id text DEFAULT NULL)
+	RETURNS payments.customers
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	c payments.customers := payments._find_customer(pay_delete_customer.customer_id, true);
+	idem payments.idempotency_keys := payments._idempotency_claim(c.merchant_id,
+		pay_delete_customer.idempotency_key, 'delete_customer', md5(jsonb_build_array(c.customer_id)::text));
+	corr text := payments._correlation_id(pay_delete_customer.correlation_id);
+	result payments.customers;
+BEGIN
+	IF idem.request_kind IS NULL AND c.status <> 'deleted' THEN
+		PERFORM payments._delete_customer_profile(c, pay_delete_customer.idempotency_key, corr);
+		UPDATE payments.customers x SET status = 'deleted', deleted_at = clock_timestamp()
+		WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id;
+	END IF;
+	SELECT * INTO result FROM payments.customers x
+	WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id;
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_delete_customer(bigint, text, text) IS
+	'Deletes a customer (status deleted; its payments stay) and its payment methods, at the gateway too (deleteCustomerProfile, sent by the worker after COMMIT). A customer with a method still being saved is refused (22Y20). Writes a customer.deleted event.';
+
+-- The customer's gateway profile and its methods go: usable methods to
+-- deleting (deleted once the worker has deleted the profile), or to
+-- deleted at once when there is no profile at the gateway.
+CREATE FUNCTION payments._delete_customer_profile(c payments.customers, p_key text, p_corr text)
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+BEGIN
+	IF EXISTS (SELECT 1 FROM payments.payment_methods x WHERE x.merchant_id = c.merchant_id
+			AND x.customer_id = c.customer_id AND x.status = 'pending') THEN
+		RAISE EXCEPTION 'customer % has a payment method still being saved', c.customer_id
+			USING ERRCODE = '22Y20', HINT = 'Wait for it (pay_wait_payment_method), then try again.';
+	END IF;
+	IF c.customer_profile_id IS NOT NULL THEN
+		UPDATE payments.payment_methods x SET status = 'deleting', is_default = false
+		WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id AND x.status = 'active';
+		PERFORM payments._new_method_operation(c.merchant_id, 'delete_customer', NULL, c.customer_id,
+			NULL, p_key, p_corr);
+	ELSE
+		UPDATE payments.payment_methods x SET status = 'deleted', is_default = false
+		WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id AND x.status IN ('active', 'failed');
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION payments._delete_customer_profile(payments.customers, text, text) IS
+	'Internal: deletes a customer''s gateway profile (queued for the worker) and its payment methods.';
+
+------------------------------------------------------------------------------
+-- The worker's side (step 3 of an attempt for the operations above).
+------------------------------------------------------------------------------
+
+INSERT INTO payments.operation_outcomes
+	(operation_kind, outcome, operation_status, payment_status, payment_status_from) VALUES
+	('save_method', 'approved', 'succeeded', NULL, NULL),
+	('save_method', 'declined', 'failed', NULL, NULL),
+	('save_method', 'error', 'failed', NULL, NULL),
+	('save_method', 'rejected', 'failed', NULL, NULL),
+	('save_method', 'retry', 'queued', NULL, NULL),
+	('save_method', 'unknown', 'unknown', NULL, NULL),
+	('delete_method', 'approved', 'succeeded', NULL, NULL),
+	('delete_method', 'declined', 'failed', NULL, NULL),
+	('delete_method', 'error', 'failed', NULL, NULL),
+	('delete_method', 'rejected', 'failed', NULL, NULL),
+	('delete_method', 'retry', 'queued', NULL, NULL),
+	('delete_method', 'unknown', 'unknown', NULL, NULL),
+	('delete_customer', 'approved', 'succeeded', NULL, NULL),
+	('delete_customer', 'declined', 'failed', NULL, NULL),
+	('delete_customer', 'error', 'failed', NULL, NULL),
+	('delete_customer', 'rejected', 'failed', NULL, NULL),
+	('delete_customer', 'retry', 'queued', NULL, NULL),
+	('delete_customer', 'unknown', 'unknown', NULL, NULL);
+
+-- Step 3 for save_method, delete_method and delete_customer: the
+-- operation's new status from operation_outcomes (retry and unknown by
+-- _record_result, as for payments: tried again at p_retry_at, dead when out
+-- of attempts), then
+-- the method and the customer: a saved method is active with the gateway's
+-- ids (the customer learns its profile id), a failed save is failed with
+-- the reason; a deleted one is deleted, a failed deletion leaves the
+-- method active again.
+CREATE FUNCTION payments._record_method_result(p_merchant_id bigint, p_operation_id bigint,
+	p_outcome text, p_code text, p_reason text, p_customer_profile_id text,
+	p_payment_profile_id text, p_network_trans_id text, p_card_last4 text, p_card_brand text,
+	p_retry_at timestamptz, p_error text)
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	o payments.operations;
+	t payments.operation_outcomes;
+	ok boolean;
+BEGIN
+	IF p_outcome IN ('retry', 'unknown') THEN
+		-- tried again later, as every operation is (no payment to move)
+		PERFORM payments._record_result(p_merchant_id, p_operation_id, p_outcome, NULL, NULL, NULL,
+			NULL, NULL, NULL, NULL, p_retry_at, p_error, NULL);
+		RETURN;
+	END IF;
+	SELECT * INTO o FROM payments.operations
+	WHERE merchant_id = p_merchant_id AND operation_id = p_operation_id FOR UPDATE;
+	IF NOT FOUND OR o.status <> 'sending' THEN
+		RETURN;		-- not ours any more (a DBA discarded it)
+	END IF;
+	SELECT * INTO t FROM payments.operation_outcomes x
+	WHERE x.operation_kind = o.kind AND x.outcome = p_outcome;
+	IF NOT FOUND OR t.operation_status NOT IN ('succeeded', 'failed') THEN
+		RAISE EXCEPTION 'invalid outcome % for operation %', p_outcome, p_operation_id
+			USING ERRCODE = '22023';
+	END IF;
+	ok := t.operation_status = 'succeeded';
+	UPDATE payments.operations SET status = t.operation_status,
+		reason_text = coalesce(p_reason, p_error), last_error = CASE WHEN NOT ok THEN coalesce(p_error, p_code) END,
+		completed_at = clock_timestamp()
+	WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
+	DELETE FROM payments.card_vault WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
+
+	IF o.kind = 'save_method' THEN
+		IF ok THEN
+			UPDATE payments.customers SET customer_profile_id = coalesce(customer_profile_id, p_customer_profile_id),
+				updated_at = clock_timestamp()
+			WHERE merchant_id = o.merchant_id AND customer_id = o.customer_id;
+			UPDATE payments.payment_methods SET status = 'active',
+				customer_profile_id = p_customer_profile_id, payment_profile_id = p_payment_profile_id,
+				network_trans_id = coalesce(network_trans_id, nullif(p_network_trans_id, '')),
+				card_last4 = coalesce(card_last4, nullif(p_card_last4, '')),
+				card_brand = coalesce(card_brand, nullif(p_card_brand, ''))
+			WHERE merchant_id = o.merchant_id AND payment_method_id = o.payment_method_id AND status = 'pending';
+		ELSE
+			UPDATE payments.payment_methods SET status = 'failed', is_default = false,
+				failure_code = p_code, failure_reason = coalesce(p_reason, p_error)
+			WHERE merchant_id = o.merchant_id AND payment_method_id = o.payment_method_id AND status = 'pending';
+		END IF;
+	ELSIF o.kind = 'delete_method' THEN
+		UPDATE payments.payment_methods SET status = CASE WHEN ok THEN 'deleted' ELSE 'active' END,
+			failure_code = CASE WHEN ok THEN failure_code ELSE p_code END,
+			failure_reason = CASE WHEN ok THEN failure_reason ELSE coalesce(p_reason, p_error) END
+		WHERE merchant_id = o.merchant_id AND payment_method_id = o.payment_method_id AND status = 'deleting';
+	ELSIF o.kind = 'delete_customer' AND ok THEN
+		UPDATE payments.payment_methods SET status = 'deleted'
+		WHERE merchant_id = o.merchant_id AND customer_id = o.customer_id AND status = 'deleting';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION payments._record_method_result(bigint, bigint, text, text, text, text, text, text, text, text, timestamptz, text) IS
+	'Worker, step 3: records the gateway''s answer to a save_method, delete_method or delete_customer operation and moves the payment method (and the customer''s profile id) on.';
+
+-- The network transaction id of an approved charge of a stored method
+-- that had none yet: the original id the method's merchant-initiated
+-- charges send (subsequentAuthInformation.originalNetworkTransId).
+CREATE FUNCTION payments._note_network_trans_ids(p_merchant_id bigint[], p_operation_id bigint[],
+	p_network_trans_id text[])
+	RETURNS void
+	LANGUAGE sql
+	SET search_path = pg_catalog, payments
+	AS $$
+	UPDATE payments.payment_methods pm SET network_trans_id = x.ntid, updated_at = clock_timestamp()
+	FROM unnest(p_merchant_id, p_operation_id, p_network_trans_id) AS x(merchant_id, operation_id, ntid),
+		payments.operations o, payments.payments p
+	WHERE o.merchant_id = x.merchant_id AND o.operation_id = x.operation_id
+		AND p.merchant_id = o.merchant_id AND p.payment_id = o.payment_id
+		AND pm.merchant_id = p.merchant_id AND pm.payment_method_id = p.payment_method_id
+		AND pm.network_trans_id IS NULL AND x.ntid <> ''
+	$$;
+COMMENT ON FUNCTION payments._note_network_trans_ids(bigint[], bigint[], text[]) IS
+	'Worker: keeps the network transaction id of approved charges on the stored methods they charged, where none was known.';
+
+------------------------------------------------------------------------------
+-- pay_purchase / pay_authorize with a customer or a stored method.
+------------------------------------------------------------------------------
+
+-- The stored method a payment charges: the one named (it must be active,
+-- and the customer's when a customer is named too), or the customer's
+-- default when a customer alone is named (no card, opaque data or profile:
+-- p_other_methods = 0).  An empty row when no stored method is charged.
+CREATE FUNCTION payments._stored_method_for_payment(p_customer_id bigint, p_payment_method_id bigint,
+	p_other_methods integer)
+	RETURNS payments.payment_methods
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	pm payments.payment_methods;
+	c payments.customers;
+BEGIN
+	IF p_customer_id IS NOT NULL THEN
+		c := payments._find_customer(p_customer_id, false, false);
+	END IF;
+	IF p_payment_method_id IS NULL THEN
+		IF p_customer_id IS NULL OR p_other_methods > 0 THEN
+			RETURN pm;
+		END IF;
+		SELECT * INTO pm FROM payments.payment_methods x
+		WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id AND x.is_default
+			AND x.status = 'active';
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'customer % has no active default payment method', p_customer_id
+				USING ERRCODE = '22Y22',
+					HINT = 'Save one (pay_save_payment_method), or pass card, opaque_data or payment_method_id.';
+		END IF;
+		RETURN pm;
+	END IF;
+	IF p_other_methods > 1 THEN
+		RAISE EXCEPTION 'exactly one payment method is required'
+			USING ERRCODE = '22Y22', DETAIL = 'payment_method_id was given with another payment method.';
+	END IF;
+	pm := payments._find_payment_method(p_payment_method_id);
+	IF p_customer_id IS NOT NULL AND pm.customer_id <> p_customer_id THEN
+		RAISE EXCEPTION 'payment method % is not customer %''s', p_payment_method_id, p_customer_id
+			USING ERRCODE = '22023';
+	END IF;
+	IF pm.status <> 'active' THEN
+		RAISE EXCEPTION 'payment method % is %, not active', p_payment_method_id, pm.status
+			USING ERRCODE = '22Y20',
+				HINT = CASE WHEN pm.status = 'pending' THEN 'Wait for it to be saved (pay_wait_payment_method).'
+					ELSE 'Save the card again (pay_save_payment_method).' END;
+	END IF;
+	RETURN pm;
+END
+$$;
+COMMENT ON FUNCTION payments._stored_method_for_payment(bigint, bigint, integer) IS
+	'Internal: the stored payment method a payment charges (named, or the customer''s default), checked active; PT404 for an unknown or foreign one.';
+
+-- What a customer's payment sends as customer (billTo and customer.email)
+-- when the caller passes no customer object: its billing details and email.
+CREATE FUNCTION payments._customer_billing(p_customer_id bigint) RETURNS jsonb
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, payments
+	AS $$
+	SELECT c.billing || jsonb_strip_nulls(jsonb_build_object('email', c.email))
+	FROM payments._find_customer(p_customer_id, false, false) c
+	$$;
+COMMENT ON FUNCTION payments._customer_billing(bigint) IS
+	'Internal: a customer''s billing details and email, as the customer object of a payment.';
+
+------------------------------------------------------------------------------
+-- Cards that expire soon.
+------------------------------------------------------------------------------
+
+-- The last day a stored card works: the last day of its expiry month.
+CREATE FUNCTION payments._card_expires_at(exp_year smallint, exp_month smallint) RETURNS date
+	LANGUAGE sql IMMUTABLE
+	AS $$ SELECT (make_date(exp_year, exp_month, 1) + interval '1 month' - interval '1 day')::date $$;
+COMMENT ON FUNCTION payments._card_expires_at(smallint, smallint) IS
+	'Internal: the last day a card with this expiry month works (the last day of the month).';
+
+CREATE FUNCTION payments.pay_expiring_payment_methods(within_days integer DEFAULT 30)
+	RETURNS SETOF payments.payment_methods
+	LANGUAGE plpgsql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+BEGIN
+	IF within_days IS NULL OR within_days NOT BETWEEN 0 AND 3660 THEN
+		RAISE EXCEPTION 'within_days must be between 0 and 3660' USING ERRCODE = '22023';
+	END IF;
+	RETURN QUERY SELECT x.* FROM payments.payment_methods x
+	WHERE x.merchant_id = payments.pay_current_merchant() AND x.status = 'active'
+		AND x.card_exp_year IS NOT NULL
+		AND payments._card_expires_at(x.card_exp_year, x.card_exp_month) <= current_date + within_days
+	ORDER BY x.card_exp_year, x.card_exp_month, x.payment_method_id;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_expiring_payment_methods(integer) IS
+	'The current merchant''s active payment methods whose card''s last valid day (the last day of its expiry month) is within within_days days (default 30; already expired ones too), soonest first.';
+
+-- One payment_method.expiring event per active method, written once the
+-- card's last valid day is within payments.expiring_notice_days (default
+-- 30) days;
+-- the worker's housekeeping runs it, and so may pg_cron (all merchants;
+-- running it twice writes nothing twice).  Returns how many events it wrote.
+CREATE FUNCTION payments.pay_run_expiry_notices() RETURNS integer
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	n integer;
+BEGIN
+	WITH due AS (
+		UPDATE payments.payment_methods x SET expiring_notified_at = clock_timestamp()
+		WHERE x.status = 'active' AND x.expiring_notified_at IS NULL AND x.card_exp_year IS NOT NULL
+			AND payments._card_expires_at(x.card_exp_year, x.card_exp_month)
+				<= current_date + current_setting('payments.expiring_notice_days')::integer
+		RETURNING x.*
+	)
+	INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
+	SELECT d.merchant_id, 'payment_method.expiring',
+		jsonb_build_object('payment_method_id', d.payment_method_id, 'customer_id', d.customer_id,
+			'card_brand', d.card_brand, 'card_last4', d.card_last4, 'card_exp_month', d.card_exp_month,
+			'card_exp_year', d.card_exp_year,
+			'expires_at', payments._card_expires_at(d.card_exp_year, d.card_exp_month)),
+		d.correlation_id
+	FROM due d;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_run_expiry_notices() IS
+	'Writes one payment_method.expiring event for each active payment method whose card''s last valid day is within payments.expiring_notice_days days (default 30), once per method; all merchants. Run by the worker''s housekeeping; pg_cron may call it too. Returns how many events it wrote. Owner only.';
+
+-- pay_purchase and pay_authorize take customer_id and payment_method_id
+-- (payment_api.sql); roles granted the old ones keep EXECUTE on the new.
+SELECT pg_catalog.set_config('h_cust.api_grantees', coalesce(string_agg(DISTINCT a.grantee::regrole::text, ','), ''), true)
+FROM pg_proc p, aclexplode(p.proacl) a
+WHERE p.pronamespace = 'payments'::regnamespace AND p.proname IN ('pay_purchase', 'pay_authorize')
+	AND a.privilege_type = 'EXECUTE' AND a.grantee <> 0 AND a.grantee <> p.proowner;
+DROP FUNCTION payments.pay_purchase(payments.pay_amount, payments.pay_card, jsonb, text, text, text, text, jsonb, jsonb, text, text);
+DROP FUNCTION payments.pay_authorize(payments.pay_amount, payments.pay_card, jsonb, text, text, text, text, jsonb, jsonb, text, text);
+DROP FUNCTION payments._create_payment(text, payments.pay_amount, payments.pay_card, jsonb, text, text, text, text, jsonb, jsonb, text, text);
+CREATE FUNCTION payments._create_payment(
+	p_kind text, p_amount payments.pay_amount, p_card payments.pay_card, p_opaque_data jsonb,
+	p_customer_profile_id text, p_payment_profile_id text, p_description text, p_order_ref text,
+	p_customer jsonb, p_metadata jsonb, p_idempotency_key text, p_correlation_id text,
+	p_customer_id bigint DEFAULT NULL, p_payment_method_id bigint DEFAULT NULL)
+	RETURNS payments.payments
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	m bigint := payments.pay_current_merchant();
+	methods int := (p_card IS NOT NULL)::int + (p_opaque_data IS NOT NULL)::int
+		+ (p_customer_profile_id IS NOT NULL OR p_payment_profile_id IS NOT NULL)::int
+		+ (p_payment_method_id IS NOT NULL)::int;
+	method text;
+	stored payments.payment_methods;
+	idem payments.idempotency_keys;
+	pid bigint;
+	oid_ bigint;
+	corr text := payments._correlation_id(p_correlation_id);
+	result payments.payments;
+BEGIN
+	IF p_amount IS NULL THEN
+		RAISE EXCEPTION 'amount is required' USING ERRCODE = '22004';
+	END IF;
+	IF pay_minor_units(p_amount) <= 0 THEN
+		RAISE EXCEPTION 'amount must be positive' USING ERRCODE = '22Y23',
+			DETAIL = format('The amount given was %s.', p_amount);
+	END IF;
+	-- a customer or a stored method (payment_methods.sql): the method's
+	-- profile is charged, the customer's details fill customer
+	stored := payments._stored_method_for_payment(p_customer_id, p_payment_method_id, methods);
+	IF stored.payment_method_id IS NOT NULL THEN
+		p_customer_profile_id := stored.customer_profile_id;
+		p_payment_profile_id := stored.payment_profile_id;
+		p_customer_id := stored.customer_id;
+		methods := 1;
+	END IF;
+	IF p_customer_id IS NOT NULL AND p_customer IS NULL THEN
+		p_customer := payments._customer_billing(p_customer_id);
+	END IF;
+	IF methods <> 1 THEN
+		RAISE EXCEPTION 'exactly one payment method is required'
+			USING ERRCODE = '22Y22',
+				DETAIL = format('%s payment methods were given.', methods),
+				HINT = 'Pass card, opaque_data, or customer_profile_id with payment_profile_id.';
+	END IF;
+	IF p_card IS NOT NULL THEN
+		method := 'card';
+	ELSIF p_opaque_data IS NOT NULL THEN
+		method := 'opaque_data';
+		PERFORM payments._check_opaque_data(p_opaque_data);
+	ELSE
+		method := 'profile';
+		IF p_customer_profile_id IS NULL OR p_payment_profile_id IS NULL THEN
+			RAISE EXCEPTION 'customer_profile_id and payment_profile_id go together'
+				USING ERRCODE = '22Y22';
+		END IF;
+	END IF;
+	IF p_customer IS NOT NULL AND jsonb_typeof(p_customer) <> 'object' THEN
+		RAISE EXCEPTION 'customer must be a JSON object' USING ERRCODE = '22023';
+	END IF;
+	IF p_metadata IS NOT NULL AND jsonb_typeof(p_metadata) <> 'object' THEN
+		RAISE EXCEPTION 'metadata must be a JSON object' USING ERRCODE = '22023';
+	END IF;
+	PERFORM payments._check_gateway_input(p_amount, p_description, p_customer, corr,
+		p_customer_profile_id, p_payment_profile_id);
+
+	idem := payments._idempotency_claim(m, p_idempotency_key, p_kind, md5(jsonb_build_array(
+		p_amount::text, payments.pay_card_fingerprint(p_card), payments.pay_card_exp_month(p_card),
+		payments.pay_card_exp_year(p_card), p_opaque_data, p_customer_profile_id, p_payment_profile_id,
+		p_description, p_order_ref, p_customer, p_metadata, p_customer_id, p_payment_method_id)::text));
+	IF idem.payment_id IS NOT NULL THEN
+		SELECT * INTO result FROM payments.payments WHERE merchant_id = m AND payment_id = idem.payment_id;
+		RETURN result;
+	END IF;
+
+	pid := nextval('payments.payments_payment_id_seq');
+	INSERT INTO payments.payments (merchant_id, payment_id, kind, amount, amount_refunded,
+		payment_method, card_brand, card_last4, card_exp_month, card_exp_year, card_fingerprint,
+		customer_profile_id, payment_profile_id, invoice_number, description, order_ref,
+		customer, metadata, correlation_id, idempotency_key, customer_id, payment_method_id)
+	OVERRIDING SYSTEM VALUE
+	VALUES (m, pid, p_kind, p_amount, p_amount * 0, method,
+		coalesce(payments.pay_card_brand(p_card), stored.card_brand),
+		coalesce(payments.pay_card_last4(p_card), stored.card_last4),
+		coalesce(payments.pay_card_exp_month(p_card), stored.card_exp_month),
+		coalesce(payments.pay_card_exp_year(p_card), stored.card_exp_year),
+		coalesce(payments.pay_card_fingerprint(p_card), stored.card_fingerprint),
+		p_customer_profile_id, p_payment_profile_id,
+		'P' || payments._invoice_tag() || pid, p_description, p_order_ref,
+		coalesce(p_customer, '{}'), coalesce(p_metadata, '{}'), corr, p_idempotency_key,
+		p_customer_id, stored.payment_method_id)
+	RETURNING * INTO result;
+
+	INSERT INTO payments.operations (merchant_id, payment_id, kind, amount, idempotency_key, correlation_id)
+	VALUES (m, pid, p_kind, p_amount, p_idempotency_key, corr)
+	RETURNING operation_id INTO oid_;
+
+	IF p_card IS NOT NULL THEN
+		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
+		VALUES (m, oid_, payments._card_sealed(p_card));
+	ELSIF p_opaque_data IS NOT NULL THEN
+		-- the nonce can charge the card once: it waits sealed, like a card
+		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
+		VALUES (m, oid_, payments._opaque_data_sealed(p_opaque_data ->> 'dataDescriptor',
+			p_opaque_data ->> 'dataValue'));
+	END IF;
+
+	IF p_idempotency_key IS NOT NULL THEN
+		UPDATE payments.idempotency_keys SET payment_id = pid, operation_id = oid_
+		WHERE merchant_id = m AND idempotency_key = p_idempotency_key;
+	END IF;
+	PERFORM payments._wake_at_commit();
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION payments._create_payment(text, payments.pay_amount, payments.pay_card, jsonb, text, text, text, text, jsonb, jsonb, text, text, bigint, bigint) IS
+	'Internal: records a purchase or authorization and its gateway operation; the worker sends it after COMMIT.';
+
+
+CREATE FUNCTION payments.pay_purchase(
+	amount payments.pay_amount,
+	card payments.pay_card DEFAULT NULL,
+	opaque_data jsonb DEFAULT NULL,
+	customer_profile_id text DEFAULT NULL,
+	payment_profile_id text DEFAULT NULL,
+	description text DEFAULT NULL,
+	order_ref text DEFAULT NULL,
+	customer jsonb DEFAULT NULL,
+	metadata jsonb DEFAULT NULL,
+	idempotency_key text DEFAULT NULL,
+	correlation_id text DEFAULT NULL,
+	customer_id bigint DEFAULT NULL,
+	payment_method_id bigint DEFAULT NULL)
+	RETURNS payments.payments
+	LANGUAGE sql SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+	SELECT payments._create_payment('purchase', amount, card, opaque_data, customer_profile_id,
+		payment_profile_id, description, order_ref, customer, metadata, idempotency_key, correlation_id,
+		customer_id, payment_method_id)
+	$$;
+COMMENT ON FUNCTION payments.pay_purchase(payments.pay_amount, payments.pay_card, jsonb, text, text, text, text, jsonb, jsonb, text, text, bigint, bigint) IS
+	'Authorize and capture a payment. Records the payment (status pending) and wakes the worker at COMMIT; the gateway''s answer arrives asynchronously (pay_wait). customer_id records the customer (its billing details and email are sent when customer is not given); payment_method_id charges a stored method (merchant-initiated, with the card-on-file fields); a customer_id alone charges its default method. Returns the payment row.';
+
+
+CREATE FUNCTION payments.pay_authorize(
+	amount payments.pay_amount,
+	card payments.pay_card DEFAULT NULL,
+	opaque_data jsonb DEFAULT NULL,
+	customer_profile_id text DEFAULT NULL,
+	payment_profile_id text DEFAULT NULL,
+	description text DEFAULT NULL,
+	order_ref text DEFAULT NULL,
+	customer jsonb DEFAULT NULL,
+	metadata jsonb DEFAULT NULL,
+	idempotency_key text DEFAULT NULL,
+	correlation_id text DEFAULT NULL,
+	customer_id bigint DEFAULT NULL,
+	payment_method_id bigint DEFAULT NULL)
+	RETURNS payments.payments
+	LANGUAGE sql SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+	SELECT payments._create_payment('authorize', amount, card, opaque_data, customer_profile_id,
+		payment_profile_id, description, order_ref, customer, metadata, idempotency_key, correlation_id,
+		customer_id, payment_method_id)
+	$$;
+COMMENT ON FUNCTION payments.pay_authorize(payments.pay_amount, payments.pay_card, jsonb, text, text, text, text, jsonb, jsonb, text, text, bigint, bigint) IS
+	'Authorize a payment without capturing it (status requires_capture once approved); capture later with pay_capture or release with pay_void. customer_id and payment_method_id as for pay_purchase. Returns the payment row.';
+
+DO $$
+DECLARE
+	r text;
+BEGIN
+	FOREACH r IN ARRAY coalesce(string_to_array(nullif(current_setting('h_cust.api_grantees'), ''), ','), '{}') LOOP
+		EXECUTE format('GRANT EXECUTE ON FUNCTION payments.pay_purchase(payments.pay_amount, payments.pay_card, jsonb, text, text, text, text, jsonb, jsonb, text, text, bigint, bigint), payments.pay_authorize(payments.pay_amount, payments.pay_card, jsonb, text, text, text, text, jsonb, jsonb, text, text, bigint, bigint) TO %s', r);
+	END LOOP;
+END
+$$;
+
+-- the claim returns what stored methods and profile operations need (worker.sql)
+DROP FUNCTION payments._claim_operations(integer);
+CREATE FUNCTION payments._claim_operations(p_limit integer)
+	RETURNS TABLE (merchant_id bigint, operation_id bigint, payment_id bigint, kind text,
+		action text, attempt integer, via_void boolean, amount_minor bigint, currency text,
+		currency_exponent integer, txn_invoice text, description text, customer jsonb,
+		ref_trans_id text, card_last4 text, payment_method text, customer_profile_id text,
+		payment_profile_id text, sealed bytea, correlation_id text, created_at timestamptz,
+		never_sent boolean,
+		api_login_id text, transaction_key text, endpoint_url text, ca_file text, timeout_ms integer,
+		payment_method_id bigint, customer_id bigint, method_source text, validation_mode text,
+		method_default boolean, method_customer_profile_id text, method_payment_profile_id text,
+		merchant_customer_id text, customer_email text, customer_name text, customer_billing jsonb,
+		original_network_trans_id text, method_card_last4 text, last_attempt_at timestamptz)
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	SET enable_seqscan = off
+	SET enable_bitmapscan = off
+	SET enable_sort = off
+	SET enable_hashjoin = off
+	SET enable_mergejoin = off
+	SET plan_cache_mode = force_custom_plan
+	AS $$
+BEGIN
+	-- Ready first by due time, straight off the partial index: a long queue
+	-- costs no more than a short one.  Merchants without a gateway
+	-- configuration are skipped (and parked by _park_unconfigured).
+	RETURN QUERY
+	WITH ready AS (
+		SELECT o.merchant_id, o.operation_id, o.status AS old_status, o.updated_at AS old_updated_at
+		FROM payments.operations o
+		WHERE o.status IN ('queued', 'unknown') AND o.next_attempt_at <= now()
+			AND o.merchant_id = ANY (ARRAY(SELECT g.merchant_id FROM payments.gateway_config g))
+		ORDER BY o.next_attempt_at
+		LIMIT p_limit
+		FOR UPDATE SKIP LOCKED
+	), claimed AS (
+		UPDATE payments.operations o
+		SET status = 'sending', attempts = o.attempts + 1,
+			first_sent_at = coalesce(o.first_sent_at, now())
+		FROM ready r
+		WHERE o.merchant_id = r.merchant_id AND o.operation_id = r.operation_id
+		RETURNING o.*, r.old_status, r.old_updated_at
+	)
+	SELECT c.merchant_id, c.operation_id, c.payment_id, c.kind,
+		-- queued again after an attempt that may have gone through (an
+		-- unknown outcome, then a resend that provably failed) counts too
+		-- (on the clock: the worker may have spent a while recording outcomes
+		-- in this transaction before claiming)
+		CASE WHEN NOT c.never_sent
+				AND c.first_sent_at < clock_timestamp() - make_interval(secs => payments._duplicate_window() - 60)
+			THEN 'lookup' ELSE 'send' END,
+		c.attempts, c.via_void,
+		pay_minor_units(coalesce(c.amount, p.amount)), pay_currency(p.amount),
+		pay_currency_exponent(pay_currency(p.amount)),
+		-- the invoice of the gateway transaction: each refund its own (equal
+		-- partial refunds are not duplicates); a capture (priorAuthCapture
+		-- keeps the authorization's transId) and a void act on the payment's
+		CASE WHEN c.kind = 'refund' AND NOT c.via_void
+			THEN 'R' || payments._invoice_tag() || c.operation_id ELSE p.invoice_number END,
+		p.description, p.customer,
+		p.gateway_trans_id, p.card_last4, p.payment_method, p.customer_profile_id,
+		p.payment_profile_id, v.sealed, c.correlation_id, c.created_at, c.never_sent,
+		g.api_login_id, g.transaction_key, g.endpoint_url, g.ca_file, g.timeout_ms,
+		-- stored payment methods and customers' profiles (payment_methods.sql):
+		-- their own operations, and charges of a stored method
+		pm.payment_method_id, cu.customer_id, pm.source, pm.validation_mode, pm.is_default,
+		cu.customer_profile_id, pm.payment_profile_id,
+		CASE WHEN cu.customer_id IS NOT NULL THEN payments._gateway_customer_ref(cu.customer_id) END,
+		cu.email, cu.name, cu.billing,
+		pm.network_trans_id, pm.card_last4,
+		-- when the operation last changed: the end of its previous attempt
+		c.old_updated_at
+	FROM claimed c
+	-- operations on a stored method or a customer's profile have no payment
+	LEFT JOIN payments.payments p ON p.merchant_id = c.merchant_id AND p.payment_id = c.payment_id
+	JOIN payments.gateway_config g ON g.merchant_id = c.merchant_id
+	LEFT JOIN payments.card_vault v ON v.merchant_id = c.merchant_id AND v.operation_id = c.operation_id
+	LEFT JOIN payments.payment_methods pm ON pm.merchant_id = c.merchant_id
+		AND pm.payment_method_id = coalesce(c.payment_method_id, p.payment_method_id)
+	LEFT JOIN payments.customers cu ON cu.merchant_id = c.merchant_id
+		AND cu.customer_id = coalesce(c.customer_id, pm.customer_id);
+END
+$$;
+COMMENT ON FUNCTION payments._claim_operations(integer) IS
+	'Worker, step 1: claims up to p_limit ready operations (FOR UPDATE SKIP LOCKED) and marks them sending before anything is sent.';
+
+
+-- ==== customer_privacy.sql ====
+-- Personal data of customers: audited without it, exported, erased.
+
+------------------------------------------------------------------------------
+-- Customers and payment methods are audited (audit.sql) like the other
+-- tenant tables, but their personal fields never reach the audit log: the
+-- trigger leaves out the columns named here, so an erasure leaves nothing
+-- of the person behind in the append-only log.
+------------------------------------------------------------------------------
+
+CREATE TRIGGER payments_audit AFTER INSERT OR UPDATE OR DELETE ON payments.customers
+	FOR EACH ROW EXECUTE FUNCTION payments._audit_trigger('email', 'name', 'external_ref', 'billing', 'metadata');
+CREATE TRIGGER payments_audit_truncate AFTER TRUNCATE ON payments.customers
+	FOR EACH STATEMENT EXECUTE FUNCTION payments._audit_trigger();
+CREATE TRIGGER payments_audit AFTER INSERT OR UPDATE OR DELETE ON payments.payment_methods
+	FOR EACH ROW EXECUTE FUNCTION payments._audit_trigger('card_fingerprint');
+CREATE TRIGGER payments_audit_truncate AFTER TRUNCATE ON payments.payment_methods
+	FOR EACH STATEMENT EXECUTE FUNCTION payments._audit_trigger();
+COMMENT ON TRIGGER payments_audit ON payments.customers IS 'Audit: payments.audit_log; email, name, external_ref, billing and metadata are never written.';
+COMMENT ON TRIGGER payments_audit_truncate ON payments.customers IS 'Audit: payments.audit_log.';
+COMMENT ON TRIGGER payments_audit ON payments.payment_methods IS 'Audit: payments.audit_log; the card fingerprint is never written.';
+COMMENT ON TRIGGER payments_audit_truncate ON payments.payment_methods IS 'Audit: payments.audit_log.';
+
+-- Events that concern a customer: its own, its methods', its payments'.
+CREATE FUNCTION payments._customer_events(c payments.customers) RETURNS SETOF payments.events
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, payments
+	AS $$
+	SELECT e.* FROM payments.events e
+	WHERE e.merchant_id = c.merchant_id
+		AND ((e.data ->> 'customer_id') = c.customer_id::text
+			OR e.payment_id IN (SELECT p.payment_id FROM payments.payments p
+				WHERE p.merchant_id = c.merchant_id AND p.customer_id = c.customer_id)
+			OR e.operation_id IN (SELECT o.operation_id FROM payments.operations o
+				WHERE o.merchant_id = c.merchant_id AND o.customer_id = c.customer_id))
+	$$;
+COMMENT ON FUNCTION payments._customer_events(payments.customers) IS
+	'Internal: the events that concern a customer (its own, its payment methods'', its payments'' and their operations'').';
+
+CREATE FUNCTION payments.pay_export_customer(customer_id bigint) RETURNS jsonb
+	LANGUAGE plpgsql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	c payments.customers := payments._find_customer(pay_export_customer.customer_id);
+BEGIN
+	RETURN jsonb_build_object(
+		'exported_at', now(),
+		'customer', to_jsonb(c) - 'idempotency_key',
+		'payment_methods', coalesce((SELECT jsonb_agg(to_jsonb(x) - 'card_fingerprint' - 'idempotency_key'
+				ORDER BY x.payment_method_id)
+			FROM payments.payment_methods x
+			WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id), '[]'),
+		'payments', coalesce((SELECT jsonb_agg(to_jsonb(p) - 'card_fingerprint' - 'idempotency_key'
+				ORDER BY p.payment_id)
+			FROM payments.payments p
+			WHERE p.merchant_id = c.merchant_id AND p.customer_id = c.customer_id), '[]'),
+		'operations', coalesce((SELECT jsonb_agg(to_jsonb(o) - 'idempotency_key' ORDER BY o.operation_id)
+			FROM payments.operations o
+			WHERE o.merchant_id = c.merchant_id AND (o.customer_id = c.customer_id
+				OR o.payment_id IN (SELECT p.payment_id FROM payments.payments p
+					WHERE p.merchant_id = c.merchant_id AND p.customer_id = c.customer_id))), '[]'),
+		'events', coalesce((SELECT jsonb_agg(to_jsonb(e) ORDER BY e.event_id)
+			FROM payments._customer_events(c) e), '[]'));
+END
+$$;
+COMMENT ON FUNCTION payments.pay_export_customer(bigint) IS
+	'Everything the extension holds about one customer of the current merchant, as one JSON document: the customer, its payment methods (masked: brand, last four, expiry, gateway ids), its payments, their gateway operations and the events that concern them. PT404 for an unknown or foreign id.';
+
+CREATE FUNCTION payments.pay_erase_customer(customer_id bigint,
+	idempotency_key text DEFAULT NULL, correlation_id text DEFAULT NULL)
+	RETURNS payments.customers
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	c payments.customers := payments._find_customer(pay_erase_customer.customer_id, true);
+	idem payments.idempotency_keys := payments._idempotency_claim(c.merchant_id,
+		pay_erase_customer.idempotency_key, 'erase_customer', md5(jsonb_build_array(c.customer_id)::text));
+	corr text := payments._correlation_id(pay_erase_customer.correlation_id);
+	result payments.customers;
+BEGIN
+	IF idem.request_kind IS NULL AND c.erased_at IS NULL THEN
+		-- the gateway's profile holds the email and billing address: it goes too
+		IF c.status <> 'deleted' THEN
+			PERFORM payments._delete_customer_profile(c, NULL, corr);
+		END IF;
+		UPDATE payments.customers x SET status = 'deleted', email = NULL, name = NULL,
+			external_ref = NULL, billing = '{}', metadata = '{}',
+			deleted_at = coalesce(x.deleted_at, clock_timestamp()), erased_at = clock_timestamp(),
+			updated_at = clock_timestamp()
+		WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id;
+		-- payments keep amounts, dates, card brand and last four, gateway ids;
+		-- the billing details sent with them and the card fingerprint go
+		UPDATE payments.payments p SET customer = '{}', card_fingerprint = NULL
+		WHERE p.merchant_id = c.merchant_id AND p.customer_id = c.customer_id;
+		UPDATE payments.payment_methods x SET card_fingerprint = NULL
+		WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id;
+		-- the masked requests carried the name, email and address
+		UPDATE payments.gateway_exchanges g SET request_masked = '(erased)', response_masked = NULL
+		WHERE g.merchant_id = c.merchant_id AND g.operation_id IN (SELECT o.operation_id
+			FROM payments.operations o WHERE o.merchant_id = c.merchant_id AND (o.customer_id = c.customer_id
+				OR o.payment_id IN (SELECT p.payment_id FROM payments.payments p
+					WHERE p.merchant_id = c.merchant_id AND p.customer_id = c.customer_id)));
+		UPDATE payments.events e SET data = e.data - 'external_ref'
+		WHERE e.merchant_id = c.merchant_id AND e.event_type LIKE 'customer.%'
+			AND (e.data ->> 'customer_id') = c.customer_id::text;
+		INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
+		VALUES (c.merchant_id, 'customer.erased', jsonb_build_object('customer_id', c.customer_id), corr);
+	END IF;
+	SELECT * INTO result FROM payments.customers x
+	WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id;
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_erase_customer(bigint, text, text) IS
+	'Erases a customer''s personal data: email, name, external_ref, billing and metadata, the billing details sent with its payments, card fingerprints, the masked gateway requests and replies of its operations, and its profile at the gateway (deleted by the worker). Kept, as the law requires: payments with amounts, dates, status, card brand and last four, gateway transaction and profile ids, and their operations. The customer stays as a deleted row with erased_at; the audit log records the change (without the personal values) and a customer.erased event is written.';
+
+
+------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,
 -- payment_api.sql, privileges.sql).  Keep this block LAST: its privilege
 -- and row-security statements cover every function and tenant table made
@@ -1868,7 +3325,14 @@ CREATE FUNCTION payments._api_function_names() RETURNS text[]
 		-- merchant API keys (api_keys.sql): using one, PostgREST's pre-request
 		-- function, and managing a merchant's keys (an admin key or the owner)
 		'pay_use_api_key', 'pay_postgrest_pre_request', 'pay_create_api_key', 'pay_list_api_keys',
-		'pay_revoke_api_key', 'pay_rotate_api_key']
+		'pay_revoke_api_key', 'pay_rotate_api_key',
+		-- customers and payment methods (customers.sql, payment_methods.sql,
+		-- customer_privacy.sql)
+		'pay_create_customer', 'pay_update_customer', 'pay_get_customer',
+		'pay_find_customers', 'pay_delete_customer', 'pay_save_payment_method', 'pay_wait_payment_method',
+		'pay_get_payment_method', 'pay_list_payment_methods', 'pay_set_default_payment_method',
+		'pay_delete_payment_method', 'pay_expiring_payment_methods', 'pay_export_customer',
+		'pay_erase_customer']
 	$$;
 COMMENT ON FUNCTION payments._api_function_names() IS
 	'Internal: the names of the API functions pay_grant_api() grants.';
@@ -1889,7 +3353,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments.pay_grant_api(regrole) IS
-	'Lets a role call the payment API (EXECUTE on pay_purchase, pay_authorize, pay_capture, pay_void, pay_refund, pay_wait, pay_get_payment, pay_payment_operations, pay_list_payments, pay_current_merchant, pay_current_identity, and for API keys pay_use_api_key, pay_postgrest_pre_request, pay_create_api_key, pay_list_api_keys, pay_revoke_api_key, pay_rotate_api_key; USAGE on the schema). Which merchant it acts for is decided by pay_bind_role, pay_declare_postgrest_role or pay_grant_all_merchants. Owner only.';
+	'Lets a role call the payment API (EXECUTE on pay_purchase, pay_authorize, pay_capture, pay_void, pay_refund, pay_wait, pay_get_payment, pay_payment_operations, pay_list_payments, pay_current_merchant, pay_current_identity, for API keys pay_use_api_key, pay_postgrest_pre_request, pay_create_api_key, pay_list_api_keys, pay_revoke_api_key, pay_rotate_api_key, and the customer and payment method functions pay_create_customer, pay_update_customer, pay_get_customer, pay_find_customers, pay_delete_customer, pay_save_payment_method, pay_wait_payment_method, pay_get_payment_method, pay_list_payment_methods, pay_set_default_payment_method, pay_delete_payment_method, pay_expiring_payment_methods, pay_export_customer, pay_erase_customer; USAGE on the schema). Which merchant it acts for is decided by pay_bind_role, pay_declare_postgrest_role or pay_grant_all_merchants. Owner only.';
 
 CREATE FUNCTION payments.pay_revoke_api(role regrole) RETURNS void
 	LANGUAGE plpgsql

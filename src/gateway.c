@@ -42,13 +42,14 @@
 #include "anet_fields.h"
 #include "card.h"
 #include "gateway.h"
+#include "gateway_cim.h"
 #include "opaque_data.h"
 #include "payments.h"
 #include "shmem.h"
 
 /* Column of the claim result, as text (NULL when SQL NULL). */
-static char *
-col(HeapTuple tuple, TupleDesc desc, const char *name)
+char *
+gateway_col(HeapTuple tuple, TupleDesc desc, const char *name)
 {
 	int			n = SPI_fnumber(desc, name);
 
@@ -57,17 +58,21 @@ col(HeapTuple tuple, TupleDesc desc, const char *name)
 	return SPI_getvalue(tuple, desc, n);
 }
 
-static int64
-col_int64(HeapTuple tuple, TupleDesc desc, const char *name)
+#define col gateway_col
+
+int64
+gateway_col_int64(HeapTuple tuple, TupleDesc desc, const char *name)
 {
 	char	   *v = col(tuple, desc, name);
 
 	return v ? pg_strtoint64(v) : 0;
 }
 
+#define col_int64 gateway_col_int64
+
 /* A string or number field of a jsonb object (the customer), or NULL. */
-static char *
-jsonb_text_field(Jsonb *obj, const char *key)
+char *
+gateway_jsonb_text_field(Jsonb *obj, const char *key)
 {
 	JsonbValue	k;
 	JsonbValue *v;
@@ -86,6 +91,8 @@ jsonb_text_field(Jsonb *obj, const char *key)
 		return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
 	return NULL;
 }
+
+#define jsonb_text_field gateway_jsonb_text_field
 
 /* The refId sent with a request: the correlation id, at most 20 chars. */
 static void
@@ -161,7 +168,7 @@ build_error(GatewayOp *op, char *perr)
  * with *error when error is not NULL, if the builder refused; the request
  * in op is then unchanged.
  */
-static bool
+bool
 gateway_set_request(GatewayOp *op, const char *request_type, GatewayRequestBuilder build,
 					const void *arg, char **error)
 {
@@ -299,6 +306,7 @@ gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **e
 	op->merchant_id = col_int64(tuple, desc, "merchant_id");
 	op->operation_id = col_int64(tuple, desc, "operation_id");
 	op->payment_id = col_int64(tuple, desc, "payment_id");
+	op->payment_method_id = col_int64(tuple, desc, "payment_method_id");
 	op->attempt = (int) col_int64(tuple, desc, "attempt");
 	op->kind = col(tuple, desc, "kind");
 	op->action = col(tuple, desc, "action");
@@ -315,6 +323,9 @@ gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **e
 	op->endpoint.ca_file = col(tuple, desc, "ca_file");
 	op->endpoint.timeout_ms = col_int64(tuple, desc, "timeout_ms");
 	set_ref_id(op);
+	/* stored payment methods and customers' profiles: gateway_cim.c */
+	if (gateway_op_is_cim(op))
+		return gateway_cim_build(op, tuple, desc, error);
 	if (customer_text)
 		customer = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(customer_text)));
 
@@ -404,6 +415,8 @@ gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **e
 		{
 			req.profile_customer_id = col(tuple, desc, "customer_profile_id");
 			req.profile_payment_id = col(tuple, desc, "payment_profile_id");
+			/* a stored method: card on file (gateway_cim.c) */
+			gateway_cim_card_on_file(&req, tuple, desc);
 		}
 	}
 	else if (strcmp(op->kind, "capture") == 0)
@@ -592,6 +605,7 @@ set_txn_fields(GatewayOp *op, const AnetTxnResult *r)
 	op->result.avs = pstrdup(r->avs_result);
 	op->result.cvv = pstrdup(r->cvv_result);
 	op->result.account_number = pstrdup(r->account_number);
+	op->result.network_trans_id = pstrdup(r->network_trans_id);
 }
 
 /* True when the transfer failed below HTTP (for the circuit breaker). */
@@ -647,9 +661,11 @@ account_outcome(GatewayOp *op)
 	op->result.reason_code = 0;
 	op->result.reason_text = NULL;
 	op->result.trans_id = NULL;
-	if (op->stage == STAGE_SEND || op->stage == STAGE_DECIDE)
+	if (op->stage == STAGE_SEND || op->stage == STAGE_DECIDE ||
+		(op->stage == STAGE_CIM && !op->may_have_been_sent))
 		gateway_set_outcome_later(op, 30000, 60000, OUTCOME_RETRY, error);
-	else if (op->stage == STAGE_CONFIRM || op->stage == STAGE_LOOKUP)
+	else if (op->stage == STAGE_CONFIRM || op->stage == STAGE_LOOKUP ||
+			 op->stage == STAGE_CIM || op->stage == STAGE_CIM_CONFIRM)
 		gateway_set_outcome_later(op, 30000, 60000, OUTCOME_UNKNOWN, error);
 	else
 	{
@@ -1226,7 +1242,8 @@ gateway_interpret(GatewayOp *op, bool *follow_up)
 								  psprintf("HTTP status %ld from the gateway", op->http.http_status));
 	}
 	else if (op->http.outcome == HTTP_NOT_SENT &&
-			 (op->stage == STAGE_CONFIRM || op->stage == STAGE_LOOKUP))
+			 (op->stage == STAGE_CONFIRM || op->stage == STAGE_LOOKUP ||
+			  op->stage == STAGE_CIM_CONFIRM))
 	{
 		/*
 		 * A question about the operation never left; the operation itself
@@ -1247,6 +1264,8 @@ gateway_interpret(GatewayOp *op, bool *follow_up)
 	}
 	else if (reply_account_failed(op))
 		account_outcome(op);
+	else if (op->stage == STAGE_CIM || op->stage == STAGE_CIM_CONFIRM)
+		gateway_cim_interpret(op, follow_up);
 	else if (op->stage == STAGE_SEND)
 		interpret_send(op, follow_up);
 	else if (op->stage == STAGE_CONFIRM)

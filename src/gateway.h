@@ -34,8 +34,12 @@ typedef enum GatewayStage
 								 * (settlement.c; no operation) */
 	STAGE_REVIEW,				/* what became of a payment held for review?
 								 * (no operation) */
-	STAGE_VERIFY				/* authenticateTest of a merchant's
+	STAGE_VERIFY,				/* authenticateTest of a merchant's
 								 * credentials (gateway_status.c) */
+	STAGE_CIM,					/* a stored payment method's or customer's
+								 * profile call (gateway_cim.c) */
+	STAGE_CIM_CONFIRM			/* getCustomerProfile after a save, or to
+								 * find what an earlier attempt did */
 } GatewayStage;
 
 /* What the last reply of an op said of the merchant's account. */
@@ -112,6 +116,7 @@ typedef struct GatewayOutcome
 	char	   *avs;
 	char	   *cvv;
 	char	   *account_number;
+	char	   *network_trans_id;	/* networkTransId of an approval */
 	TimestampTz retry_at;
 	char	   *error;
 } GatewayOutcome;
@@ -167,6 +172,8 @@ typedef struct GatewayOp
 	int64		merchant_id;
 	int64		operation_id;
 	int64		payment_id;
+	int64		payment_method_id;	/* a stored method (its operation, or
+									 * the one a payment charges), or 0 */
 	int			attempt;
 	char	   *kind;
 	char	   *action;			/* send / lookup */
@@ -199,10 +206,13 @@ typedef struct GatewayOp
 	GatewayAccountState account;	/* for the merchant's gateway status */
 	char	   *account_code;	/* ACCOUNT_FAILED: "E00007", or a reason */
 	char	   *account_text;	/* ACCOUNT_FAILED: the gateway's text */
+	struct GatewayCim *cim;		/* STAGE_CIM*: gateway_cim.c */
 } GatewayOp;
 
 extern bool gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc,
 									char **error);
+extern char *gateway_col(HeapTuple tuple, TupleDesc desc, const char *name);
+extern int64 gateway_col_int64(HeapTuple tuple, TupleDesc desc, const char *name);
 extern bool gateway_build_verification(GatewayOp *op);
 extern GatewayExchange *gateway_interpret(GatewayOp *op, bool *follow_up);
 extern bool gateway_transport_failed(GatewayOp *op);
@@ -214,6 +224,8 @@ extern bool gateway_transport_failed(GatewayOp *op);
 typedef char *(*GatewayRequestBuilder) (const AnetCredentials *creds, const GatewayOp *op,
 										const void *arg, bool masked, char **error);
 
+extern bool gateway_set_request(GatewayOp *op, const char *request_type,
+								GatewayRequestBuilder build, const void *arg, char **error);
 extern void gateway_set_outcome(GatewayOp *op, GatewayOutcomeKind outcome, const char *error);
 extern void gateway_set_outcome_later(GatewayOp *op, int min_ms, int max_ms,
 									  GatewayOutcomeKind outcome, const char *error);

@@ -33,6 +33,7 @@
 #include "schema_version.h"
 
 PG_FUNCTION_INFO_V1(pay_check_gateway_input);
+PG_FUNCTION_INFO_V1(pay_check_customer_input);
 
 /*
  * Text in the server encoding as UTF-8, the request's encoding, and its
@@ -214,5 +215,29 @@ pay_check_gateway_input(PG_FUNCTION_ARGS)
 		check_profile_id("customer profile id", PG_GETARG_TEXT_PP(4));
 	if (PG_NARGS() > 5 && !PG_ARGISNULL(5))
 		check_profile_id("payment profile id", PG_GETARG_TEXT_PP(5));
+	PG_RETURN_VOID();
+}
+
+/*
+ * payments._check_customer_profile_input(email, name): a customer's email
+ * and name, against the customer profile fields they fill (profile.email,
+ * profile.description); NULL arguments are not checked.
+ */
+Datum
+pay_check_customer_input(PG_FUNCTION_ARGS)
+{
+	payments_require_schema();
+	if (!PG_ARGISNULL(0))
+	{
+		text	   *t = PG_GETARG_TEXT_PP(0);
+
+		check_text("email", ANET_FIELD_PROFILE_EMAIL, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+	}
+	if (!PG_ARGISNULL(1))
+	{
+		text	   *t = PG_GETARG_TEXT_PP(1);
+
+		check_text("name", ANET_FIELD_PROFILE_DESCRIPTION, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+	}
 	PG_RETURN_VOID();
 }

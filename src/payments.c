@@ -34,6 +34,7 @@ char	   *payments_database = NULL;
 char	   *payments_merchant_id = NULL;
 char	   *payments_correlation_id = NULL;
 int			payments_max_attempts = PAYMENTS_DEFAULT_MAX_ATTEMPTS;
+int			payments_expiring_notice_days = 30;
 bool		payments_allow_insecure_endpoint = false;
 int			payments_account_retry_min_s = PAYMENTS_DEFAULT_ACCOUNT_RETRY_MIN_S;
 int			payments_account_retry_max_s = PAYMENTS_DEFAULT_ACCOUNT_RETRY_MAX_S;
@@ -68,6 +69,15 @@ _PG_init(void)
 							   PGC_USERSET,
 							   0,
 							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("payments.expiring_notice_days",
+							"Days before a stored card stops working that its payment_method.expiring event is written.",
+							NULL,
+							&payments_expiring_notice_days,
+							30, 0, 3660,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("payments.max_attempts",
 							"Attempts after which a gateway operation becomes a dead letter.",

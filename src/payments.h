@@ -35,6 +35,7 @@ extern char *payments_database;
 extern char *payments_merchant_id;
 extern char *payments_correlation_id;
 extern int	payments_max_attempts;
+extern int	payments_expiring_notice_days;
 extern bool payments_allow_insecure_endpoint;
 extern int	payments_account_retry_min_s;
 extern int	payments_account_retry_max_s;

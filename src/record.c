@@ -22,6 +22,7 @@
 #include "utils/timestamp.h"
 
 #include "gateway.h"
+#include "gateway_cim.h"
 #include "gateway_status.h"
 #include "payments.h"
 #include "record.h"
@@ -271,6 +272,44 @@ record_refund_decision(GatewayOp *op)
 		elog(ERROR, "payments worker: could not record a refund's decision");
 }
 
+/*
+ * Record a stored payment method's or customer's profile operation
+ * (payments._record_method_result): its outcome and what the gateway
+ * told of the profile.
+ */
+static void
+record_method_outcome(GatewayOp *op)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[12] = {INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+	TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TEXTOID};
+	Datum		v[12];
+	char		nulls[12];
+	GatewayOutcome *r = &op->result;
+	GatewayCim *c = op->cim;
+	char	   *last4 = NULL;
+
+	memset(nulls, ' ', sizeof(nulls));
+	if (c != NULL && c->account_number != NULL && strlen(c->account_number) >= 4)
+		last4 = c->account_number + strlen(c->account_number) - 4;
+	v[0] = Int64GetDatum(op->merchant_id);
+	v[1] = Int64GetDatum(op->operation_id);
+	v[2] = payments_text_arg(gateway_outcome_name(r->outcome), &nulls[2]);
+	v[3] = payments_text_arg(c ? c->code : NULL, &nulls[3]);
+	v[4] = payments_text_arg(reason_text(r), &nulls[4]);
+	v[5] = payments_text_arg(c ? c->customer_profile_id : NULL, &nulls[5]);
+	v[6] = payments_text_arg(c ? c->payment_profile_id : NULL, &nulls[6]);
+	v[7] = payments_text_arg(c ? c->network_trans_id : NULL, &nulls[7]);
+	v[8] = payments_text_arg(last4, &nulls[8]);
+	v[9] = payments_text_arg(c ? c->account_type : NULL, &nulls[9]);
+	v[10] = TimestampTzGetDatum(r->retry_at ? r->retry_at : GetCurrentTimestamp());
+	v[11] = payments_text_arg(r->error, &nulls[11]);
+	if (SPI_execute_plan(kept_plan(&plan, "SELECT payments._record_method_result($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)",
+								   lengthof(types), types),
+						 v, nulls, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "payments worker: could not record a payment method outcome");
+}
+
 void
 record_count(GatewayOp *op)
 {
@@ -338,6 +377,11 @@ record_op(GatewayOp *op)
 		gateway_status_record_verification(op);
 		return;
 	}
+	if (gateway_op_is_cim(op))
+	{
+		record_method_outcome(op);
+		return;
+	}
 	/* the payment's capture was seen settled on the way (STAGE_DECIDE) */
 	if (op->learned_batch_id != NULL)
 		record_settlements(op->merchant_id, 1, &op->learned_trans_id, &op->learned_batch_id,
@@ -354,8 +398,12 @@ record_batch(dlist_head *exchanges, dlist_head *finished)
 	static SPIPlanPtr plan = NULL;
 	static const Oid types[12] = {INT8OID, INT8OID, TEXTOID, INT4OID, INT4OID, TEXTOID,
 	TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	static SPIPlanPtr ntid_plan = NULL;
+	static const Oid ntid_types[3] = {INT8OID, INT8OID, TEXTOID};
 	ArrayArg   *a = new_args(types, lengthof(types));
+	ArrayArg   *ntid = new_args(ntid_types, lengthof(ntid_types));
 	int			nfinal = 0;
+	int			nntid = 0;
 	dlist_iter	it;
 
 	record_exchanges(exchanges);
@@ -384,9 +432,21 @@ record_batch(dlist_head *exchanges, dlist_head *finished)
 		push_text(&a[10], r->error);
 		push_text(&a[11], r->account_number);
 		nfinal++;
+		/* a stored method's first network transaction id (card on file) */
+		if (op->payment_method_id != 0 && r->outcome == OUTCOME_APPROVED &&
+			r->network_trans_id != NULL && r->network_trans_id[0] != '\0')
+		{
+			push(&ntid[0], Int64GetDatum(op->merchant_id), false);
+			push(&ntid[1], Int64GetDatum(op->operation_id), false);
+			push_text(&ntid[2], r->network_trans_id);
+			nntid++;
+		}
 	}
 	if (nfinal > 0)
 		execute_with_arrays(&plan,
 							"SELECT payments._record_final_results($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)",
 							a, lengthof(types), SPI_OK_SELECT);
+	if (nntid > 0)
+		execute_with_arrays(&ntid_plan, "SELECT payments._note_network_trans_ids($1,$2,$3)",
+							ntid, lengthof(ntid_types), SPI_OK_SELECT);
 }

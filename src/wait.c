@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * wait.c
- *	  pay_wait: block until a payment's gateway work is finished.
+ *	  pay_wait: block until a payment's (or a stored payment method's)
+ *	  gateway work is finished.
  *
  * Sleeps on a shared condition variable that the worker broadcasts after
  * each commit of results, and re-reads the payment then (a fresh snapshot
@@ -30,13 +31,39 @@
 #include "shmem.h"
 
 PG_FUNCTION_INFO_V1(pay_wait_for_payment);
+PG_FUNCTION_INFO_V1(pay_wait_for_payment_method);
 
-#define WAIT_QUERY \
-	"SELECT p.status, p.xmin, " \
-	"  ARRAY(SELECT o.xmin FROM payments.operations o " \
-	"        WHERE o.merchant_id = p.merchant_id AND o.payment_id = p.payment_id " \
-	"          AND o.status IN ('queued', 'sending', 'unknown', 'waiting_settlement')) " \
-	"FROM payments.payments p WHERE p.merchant_id = $1 AND p.payment_id = $2"
+/* What is waited for: a payment, or a stored payment method. */
+typedef struct WaitTarget
+{
+	const char *what;			/* for messages */
+	const char *query;			/* status, xmin, xmins of its unfinished
+								 * operations; $1 merchant, $2 id */
+	const char *const *busy_statuses;	/* statuses that mean "not done" */
+} WaitTarget;
+
+static const char *const payment_busy[] = {"pending", "unknown", NULL};
+static const char *const method_busy[] = {"pending", "deleting", NULL};
+
+static const WaitTarget payment_target = {
+	"payment",
+	"SELECT p.status, p.xmin, "
+	"  ARRAY(SELECT o.xmin FROM payments.operations o "
+	"        WHERE o.merchant_id = p.merchant_id AND o.payment_id = p.payment_id "
+	"          AND o.status IN ('queued', 'sending', 'unknown', 'waiting_settlement')) "
+	"FROM payments.payments p WHERE p.merchant_id = $1 AND p.payment_id = $2",
+	payment_busy
+};
+
+static const WaitTarget method_target = {
+	"payment method",
+	"SELECT m.status, m.xmin, "
+	"  ARRAY(SELECT o.xmin FROM payments.operations o "
+	"        WHERE o.merchant_id = m.merchant_id AND o.payment_method_id = m.payment_method_id "
+	"          AND o.status IN ('queued', 'sending', 'unknown')) "
+	"FROM payments.payment_methods m WHERE m.merchant_id = $1 AND m.payment_method_id = $2",
+	method_busy
+};
 
 /* Room for a payment status (the longest is far shorter). */
 #define STATUS_LEN 64
@@ -50,7 +77,8 @@ PG_FUNCTION_INFO_V1(pay_wait_for_payment);
  * each read; the result set is freed here.
  */
 static bool
-payment_is_settled(SPIPlanPtr plan, Datum merchant_id, Datum payment_id, char *status)
+target_is_settled(const WaitTarget *target, SPIPlanPtr plan, Datum merchant_id, Datum payment_id,
+				  char *status)
 {
 	Datum		args[2] = {merchant_id, payment_id};
 	bool		isnull;
@@ -67,8 +95,9 @@ payment_is_settled(SPIPlanPtr plan, Datum merchant_id, Datum payment_id, char *s
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(MAKE_SQLSTATE('P', 'T', '4', '0', '4')),
-				 errmsg("payment %lld not found", (long long) DatumGetInt64(payment_id)),
-				 errhint("Payment ids are per merchant; check pay_current_merchant().")));
+				 errmsg("%s %lld not found", target->what, (long long) DatumGetInt64(payment_id)),
+				 errhint("%s ids are per merchant; check pay_current_merchant().",
+						 target == &payment_target ? "Payment" : "Payment method")));
 
 	strlcpy(status, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), STATUS_LEN);
 	xmin = DatumGetTransactionId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
@@ -81,19 +110,22 @@ payment_is_settled(SPIPlanPtr plan, Datum merchant_id, Datum payment_id, char *s
 			TransactionIdIsCurrentTransactionId(xmin))
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("cannot wait for a payment operation created in the current transaction"),
+					 errmsg("cannot wait for a %s operation created in the current transaction", target->what),
 					 errdetail("The background worker starts only after the transaction that created the operation commits."),
 					 errhint("COMMIT first, then call pay_wait.")));
 	}
 	SPI_freetuptable(SPI_tuptable);
-	return nbusy == 0 && strcmp(status, "pending") != 0 && strcmp(status, "unknown") != 0;
+	if (nbusy > 0)
+		return false;
+	for (const char *const *b = target->busy_statuses; *b; b++)
+		if (strcmp(status, *b) == 0)
+			return false;
+	return true;
 }
 
-/*
- * payments._wait_for_payment(merchant_id, payment_id, timeout_ms) -> status
- */
-Datum
-pay_wait_for_payment(PG_FUNCTION_ARGS)
+/* Wait for target (merchant_id, id) until done or timeout_ms; its status. */
+static Datum
+wait_for(const WaitTarget *target, FunctionCallInfo fcinfo)
 {
 	Datum		merchant_id = PG_GETARG_DATUM(0);
 	Datum		payment_id = PG_GETARG_DATUM(1);
@@ -119,7 +151,7 @@ pay_wait_for_payment(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "pay_wait: SPI_connect failed");
-	plan = SPI_prepare(WAIT_QUERY, 2, argtypes);
+	plan = SPI_prepare(target->query, 2, argtypes);
 	if (plan == NULL)
 		elog(ERROR, "pay_wait: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 	/* what one read allocates, reset before the next: flat however long the wait */
@@ -131,7 +163,7 @@ pay_wait_for_payment(PG_FUNCTION_ARGS)
 	{
 		long		remaining;
 		MemoryContext old = MemoryContextSwitchTo(read_cxt);
-		bool		settled = payment_is_settled(plan, merchant_id, payment_id, status);
+		bool		settled = target_is_settled(target, plan, merchant_id, payment_id, status);
 
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(read_cxt);
@@ -149,4 +181,23 @@ pay_wait_for_payment(PG_FUNCTION_ARGS)
 	/* SPI_finish frees the SPI memory: the result is made after it, in ours */
 	SPI_finish();
 	PG_RETURN_TEXT_P(cstring_to_text(status));
+}
+
+/*
+ * payments._wait_for_payment(merchant_id, payment_id, timeout_ms) -> status
+ */
+Datum
+pay_wait_for_payment(PG_FUNCTION_ARGS)
+{
+	return wait_for(&payment_target, fcinfo);
+}
+
+/*
+ * payments._wait_for_payment_method(merchant_id, payment_method_id,
+ * timeout_ms) -> status
+ */
+Datum
+pay_wait_for_payment_method(PG_FUNCTION_ARGS)
+{
+	return wait_for(&method_target, fcinfo);
 }

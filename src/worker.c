@@ -1163,6 +1163,9 @@ housekeeping_fn(void *arg pg_attribute_unused())
 		elog(ERROR, "payments worker: idempotency key retention failed");
 	if (SPI_execute("SELECT payments._park_unconfigured()", false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "payments worker: parking unconfigured operations failed");
+	/* payment_method.expiring events (payment_methods.sql) */
+	if (SPI_execute("SELECT payments.pay_run_expiry_notices()", false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "payments worker: expiry notices failed");
 	/* a new card vault key when due (card_vault.c) */
 	if (SPI_execute("SELECT payments._vault_rotate_key(false)", false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "payments worker: rotating the card vault key failed");

@@ -327,6 +327,21 @@ CREATE FUNCTION payments._api_function_scope(f name) RETURNS text
 		WHEN 'pay_capture' THEN 'payments'
 		WHEN 'pay_void' THEN 'payments'
 		WHEN 'pay_refund' THEN 'refunds'
+		WHEN 'pay_get_customer' THEN 'read'
+		WHEN 'pay_find_customers' THEN 'read'
+		WHEN 'pay_get_payment_method' THEN 'read'
+		WHEN 'pay_list_payment_methods' THEN 'read'
+		WHEN 'pay_wait_payment_method' THEN 'read'
+		WHEN 'pay_expiring_payment_methods' THEN 'read'
+		WHEN 'pay_create_customer' THEN 'payments'
+		WHEN 'pay_update_customer' THEN 'payments'
+		WHEN 'pay_delete_customer' THEN 'payments'
+		WHEN 'pay_save_payment_method' THEN 'payments'
+		WHEN 'pay_set_default_payment_method' THEN 'payments'
+		WHEN 'pay_delete_payment_method' THEN 'payments'
+		-- a customer's personal data, whole: the merchant's admin only
+		WHEN 'pay_export_customer' THEN 'admin'
+		WHEN 'pay_erase_customer' THEN 'admin'
 	END
 	$$;
 COMMENT ON FUNCTION payments._api_function_scope(name) IS

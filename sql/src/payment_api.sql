@@ -142,7 +142,8 @@ COMMENT ON FUNCTION payments._not_found(bigint) IS 'Internal: raises the payment
 CREATE FUNCTION payments._create_payment(
 	p_kind text, p_amount payments.pay_amount, p_card payments.pay_card, p_opaque_data jsonb,
 	p_customer_profile_id text, p_payment_profile_id text, p_description text, p_order_ref text,
-	p_customer jsonb, p_metadata jsonb, p_idempotency_key text, p_correlation_id text)
+	p_customer jsonb, p_metadata jsonb, p_idempotency_key text, p_correlation_id text,
+	p_customer_id bigint DEFAULT NULL, p_payment_method_id bigint DEFAULT NULL)
 	RETURNS payments.payments
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments
@@ -150,8 +151,10 @@ CREATE FUNCTION payments._create_payment(
 DECLARE
 	m bigint := payments.pay_current_merchant();
 	methods int := (p_card IS NOT NULL)::int + (p_opaque_data IS NOT NULL)::int
-		+ (p_customer_profile_id IS NOT NULL OR p_payment_profile_id IS NOT NULL)::int;
+		+ (p_customer_profile_id IS NOT NULL OR p_payment_profile_id IS NOT NULL)::int
+		+ (p_payment_method_id IS NOT NULL)::int;
 	method text;
+	stored payments.payment_methods;
 	idem payments.idempotency_keys;
 	pid bigint;
 	oid_ bigint;
@@ -164,6 +167,18 @@ BEGIN
 	IF pay_minor_units(p_amount) <= 0 THEN
 		RAISE EXCEPTION 'amount must be positive' USING ERRCODE = '22Y23',
 			DETAIL = format('The amount given was %s.', p_amount);
+	END IF;
+	-- a customer or a stored method (payment_methods.sql): the method's
+	-- profile is charged, the customer's details fill customer
+	stored := payments._stored_method_for_payment(p_customer_id, p_payment_method_id, methods);
+	IF stored.payment_method_id IS NOT NULL THEN
+		p_customer_profile_id := stored.customer_profile_id;
+		p_payment_profile_id := stored.payment_profile_id;
+		p_customer_id := stored.customer_id;
+		methods := 1;
+	END IF;
+	IF p_customer_id IS NOT NULL AND p_customer IS NULL THEN
+		p_customer := payments._customer_billing(p_customer_id);
 	END IF;
 	IF methods <> 1 THEN
 		RAISE EXCEPTION 'exactly one payment method is required'
@@ -195,7 +210,7 @@ BEGIN
 	idem := payments._idempotency_claim(m, p_idempotency_key, p_kind, md5(jsonb_build_array(
 		p_amount::text, payments.pay_card_fingerprint(p_card), payments.pay_card_exp_month(p_card),
 		payments.pay_card_exp_year(p_card), p_opaque_data, p_customer_profile_id, p_payment_profile_id,
-		p_description, p_order_ref, p_customer, p_metadata)::text));
+		p_description, p_order_ref, p_customer, p_metadata, p_customer_id, p_payment_method_id)::text));
 	IF idem.payment_id IS NOT NULL THEN
 		SELECT * INTO result FROM payments.payments WHERE merchant_id = m AND payment_id = idem.payment_id;
 		RETURN result;
@@ -205,15 +220,18 @@ BEGIN
 	INSERT INTO payments.payments (merchant_id, payment_id, kind, amount, amount_refunded,
 		payment_method, card_brand, card_last4, card_exp_month, card_exp_year, card_fingerprint,
 		customer_profile_id, payment_profile_id, invoice_number, description, order_ref,
-		customer, metadata, correlation_id, idempotency_key)
+		customer, metadata, correlation_id, idempotency_key, customer_id, payment_method_id)
 	OVERRIDING SYSTEM VALUE
 	VALUES (m, pid, p_kind, p_amount, p_amount * 0, method,
-		payments.pay_card_brand(p_card), payments.pay_card_last4(p_card),
-		payments.pay_card_exp_month(p_card), payments.pay_card_exp_year(p_card),
-		payments.pay_card_fingerprint(p_card),
+		coalesce(payments.pay_card_brand(p_card), stored.card_brand),
+		coalesce(payments.pay_card_last4(p_card), stored.card_last4),
+		coalesce(payments.pay_card_exp_month(p_card), stored.card_exp_month),
+		coalesce(payments.pay_card_exp_year(p_card), stored.card_exp_year),
+		coalesce(payments.pay_card_fingerprint(p_card), stored.card_fingerprint),
 		p_customer_profile_id, p_payment_profile_id,
 		'P' || payments._invoice_tag() || pid, p_description, p_order_ref,
-		coalesce(p_customer, '{}'), coalesce(p_metadata, '{}'), corr, p_idempotency_key)
+		coalesce(p_customer, '{}'), coalesce(p_metadata, '{}'), corr, p_idempotency_key,
+		p_customer_id, stored.payment_method_id)
 	RETURNING * INTO result;
 
 	INSERT INTO payments.operations (merchant_id, payment_id, kind, amount, idempotency_key, correlation_id)
@@ -238,7 +256,7 @@ BEGIN
 	RETURN result;
 END
 $$;
-COMMENT ON FUNCTION payments._create_payment(text, payments.pay_amount, payments.pay_card, jsonb, text, text, text, text, jsonb, jsonb, text, text) IS
+COMMENT ON FUNCTION payments._create_payment(text, payments.pay_amount, payments.pay_card, jsonb, text, text, text, text, jsonb, jsonb, text, text, bigint, bigint) IS
 	'Internal: records a purchase or authorization and its gateway operation; the worker sends it after COMMIT.';
 
 CREATE FUNCTION payments.pay_purchase(
@@ -252,16 +270,19 @@ CREATE FUNCTION payments.pay_purchase(
 	customer jsonb DEFAULT NULL,
 	metadata jsonb DEFAULT NULL,
 	idempotency_key text DEFAULT NULL,
-	correlation_id text DEFAULT NULL)
+	correlation_id text DEFAULT NULL,
+	customer_id bigint DEFAULT NULL,
+	payment_method_id bigint DEFAULT NULL)
 	RETURNS payments.payments
 	LANGUAGE sql SECURITY DEFINER
 	SET search_path = pg_catalog, payments
 	AS $$
 	SELECT payments._create_payment('purchase', amount, card, opaque_data, customer_profile_id,
-		payment_profile_id, description, order_ref, customer, metadata, idempotency_key, correlation_id)
+		payment_profile_id, description, order_ref, customer, metadata, idempotency_key, correlation_id,
+		customer_id, payment_method_id)
 	$$;
-COMMENT ON FUNCTION payments.pay_purchase(payments.pay_amount, payments.pay_card, jsonb, text, text, text, text, jsonb, jsonb, text, text) IS
-	'Authorize and capture a payment. Records the payment (status pending) and wakes the worker at COMMIT; the gateway''s answer arrives asynchronously (pay_wait). Returns the payment row.';
+COMMENT ON FUNCTION payments.pay_purchase(payments.pay_amount, payments.pay_card, jsonb, text, text, text, text, jsonb, jsonb, text, text, bigint, bigint) IS
+	'Authorize and capture a payment. Records the payment (status pending) and wakes the worker at COMMIT; the gateway''s answer arrives asynchronously (pay_wait). customer_id records the customer (its billing details and email are sent when customer is not given); payment_method_id charges a stored method (merchant-initiated, with the card-on-file fields); a customer_id alone charges its default method. Returns the payment row.';
 
 CREATE FUNCTION payments.pay_authorize(
 	amount payments.pay_amount,
@@ -274,16 +295,19 @@ CREATE FUNCTION payments.pay_authorize(
 	customer jsonb DEFAULT NULL,
 	metadata jsonb DEFAULT NULL,
 	idempotency_key text DEFAULT NULL,
-	correlation_id text DEFAULT NULL)
+	correlation_id text DEFAULT NULL,
+	customer_id bigint DEFAULT NULL,
+	payment_method_id bigint DEFAULT NULL)
 	RETURNS payments.payments
 	LANGUAGE sql SECURITY DEFINER
 	SET search_path = pg_catalog, payments
 	AS $$
 	SELECT payments._create_payment('authorize', amount, card, opaque_data, customer_profile_id,
-		payment_profile_id, description, order_ref, customer, metadata, idempotency_key, correlation_id)
+		payment_profile_id, description, order_ref, customer, metadata, idempotency_key, correlation_id,
+		customer_id, payment_method_id)
 	$$;
-COMMENT ON FUNCTION payments.pay_authorize(payments.pay_amount, payments.pay_card, jsonb, text, text, text, text, jsonb, jsonb, text, text) IS
-	'Authorize a payment without capturing it (status requires_capture once approved); capture later with pay_capture or release with pay_void. Returns the payment row.';
+COMMENT ON FUNCTION payments.pay_authorize(payments.pay_amount, payments.pay_card, jsonb, text, text, text, text, jsonb, jsonb, text, text, bigint, bigint) IS
+	'Authorize a payment without capturing it (status requires_capture once approved); capture later with pay_capture or release with pay_void. customer_id and payment_method_id as for pay_purchase. Returns the payment row.';
 
 ------------------------------------------------------------------------------
 -- pay_capture / pay_void / pay_refund

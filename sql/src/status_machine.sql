@@ -16,7 +16,7 @@ CREATE TABLE payments.status_transitions (
 	PRIMARY KEY (entity, from_status, to_status)
 );
 COMMENT ON TABLE payments.status_transitions IS
-	'Every allowed status transition of payments and operations; the status triggers refuse any other.';
+	'Every allowed status transition of payments, operations, customers and payment methods; the status triggers refuse any other.';
 REVOKE ALL ON payments.status_transitions FROM PUBLIC;
 
 INSERT INTO payments.status_transitions (entity, from_status, to_status) VALUES
@@ -63,6 +63,17 @@ INSERT INTO payments.status_transitions (entity, from_status, to_status) VALUES
 	('operation', 'waiting_settlement', 'failed'),
 	('operation', 'dead', 'queued'),
 	('operation', 'dead', 'canceled');
+
+-- customers and their stored payment methods (customers.sql, payment_methods.sql)
+INSERT INTO payments.status_transitions (entity, from_status, to_status) VALUES
+	('customer', 'active', 'deleted'),
+	('payment_method', 'pending', 'active'),
+	('payment_method', 'pending', 'failed'),
+	('payment_method', 'active', 'deleting'),
+	('payment_method', 'active', 'deleted'),
+	('payment_method', 'failed', 'deleted'),
+	('payment_method', 'deleting', 'deleted'),
+	('payment_method', 'deleting', 'active');
 
 
 ------------------------------------------------------------------------------
@@ -169,6 +180,20 @@ BEGIN
 					'card_last4', NEW.card_last4, 'invoice_number', NEW.invoice_number,
 					'gateway_trans_id', NEW.gateway_trans_id, 'decline_code', NEW.decline_code,
 					'decline_reason', NEW.decline_reason, 'metadata', NEW.metadata),
+				NEW.correlation_id);
+		ELSIF v_entity = 'payment_method' THEN
+			INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
+			VALUES (NEW.merchant_id, 'payment_method.' || NEW.status,
+				jsonb_build_object('payment_method_id', NEW.payment_method_id, 'customer_id', NEW.customer_id,
+					'status', NEW.status, 'card_brand', NEW.card_brand, 'card_last4', NEW.card_last4,
+					'card_exp_month', NEW.card_exp_month, 'card_exp_year', NEW.card_exp_year,
+					'failure_code', NEW.failure_code, 'failure_reason', NEW.failure_reason),
+				NEW.correlation_id);
+		ELSIF v_entity = 'customer' THEN
+			INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
+			VALUES (NEW.merchant_id, CASE WHEN TG_OP = 'INSERT' THEN 'customer.created' ELSE 'customer.' || NEW.status END,
+				jsonb_build_object('customer_id', NEW.customer_id, 'status', NEW.status,
+					'external_ref', NEW.external_ref),
 				NEW.correlation_id);
 		ELSE
 			INSERT INTO payments.events (merchant_id, event_type, payment_id, operation_id, data, correlation_id)

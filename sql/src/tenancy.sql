@@ -86,7 +86,14 @@ CREATE FUNCTION payments._api_function_names() RETURNS text[]
 		-- merchant API keys (api_keys.sql): using one, PostgREST's pre-request
 		-- function, and managing a merchant's keys (an admin key or the owner)
 		'pay_use_api_key', 'pay_postgrest_pre_request', 'pay_create_api_key', 'pay_list_api_keys',
-		'pay_revoke_api_key', 'pay_rotate_api_key']
+		'pay_revoke_api_key', 'pay_rotate_api_key',
+		-- customers and payment methods (customers.sql, payment_methods.sql,
+		-- customer_privacy.sql)
+		'pay_create_customer', 'pay_update_customer', 'pay_get_customer',
+		'pay_find_customers', 'pay_delete_customer', 'pay_save_payment_method', 'pay_wait_payment_method',
+		'pay_get_payment_method', 'pay_list_payment_methods', 'pay_set_default_payment_method',
+		'pay_delete_payment_method', 'pay_expiring_payment_methods', 'pay_export_customer',
+		'pay_erase_customer']
 	$$;
 COMMENT ON FUNCTION payments._api_function_names() IS
 	'Internal: the names of the API functions pay_grant_api() grants.';
@@ -107,7 +114,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments.pay_grant_api(regrole) IS
-	'Lets a role call the payment API (EXECUTE on pay_purchase, pay_authorize, pay_capture, pay_void, pay_refund, pay_wait, pay_get_payment, pay_payment_operations, pay_list_payments, pay_current_merchant, pay_current_identity, and for API keys pay_use_api_key, pay_postgrest_pre_request, pay_create_api_key, pay_list_api_keys, pay_revoke_api_key, pay_rotate_api_key; USAGE on the schema). Which merchant it acts for is decided by pay_bind_role, pay_declare_postgrest_role or pay_grant_all_merchants. Owner only.';
+	'Lets a role call the payment API (EXECUTE on pay_purchase, pay_authorize, pay_capture, pay_void, pay_refund, pay_wait, pay_get_payment, pay_payment_operations, pay_list_payments, pay_current_merchant, pay_current_identity, for API keys pay_use_api_key, pay_postgrest_pre_request, pay_create_api_key, pay_list_api_keys, pay_revoke_api_key, pay_rotate_api_key, and the customer and payment method functions pay_create_customer, pay_update_customer, pay_get_customer, pay_find_customers, pay_delete_customer, pay_save_payment_method, pay_wait_payment_method, pay_get_payment_method, pay_list_payment_methods, pay_set_default_payment_method, pay_delete_payment_method, pay_expiring_payment_methods, pay_export_customer, pay_erase_customer; USAGE on the schema). Which merchant it acts for is decided by pay_bind_role, pay_declare_postgrest_role or pay_grant_all_merchants. Owner only.';
 
 CREATE FUNCTION payments.pay_revoke_api(role regrole) RETURNS void
 	LANGUAGE plpgsql

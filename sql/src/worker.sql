@@ -26,7 +26,11 @@ CREATE FUNCTION payments._claim_operations(p_limit integer)
 		ref_trans_id text, card_last4 text, payment_method text, customer_profile_id text,
 		payment_profile_id text, sealed bytea, correlation_id text, created_at timestamptz,
 		never_sent boolean,
-		api_login_id text, transaction_key text, endpoint_url text, ca_file text, timeout_ms integer)
+		api_login_id text, transaction_key text, endpoint_url text, ca_file text, timeout_ms integer,
+		payment_method_id bigint, customer_id bigint, method_source text, validation_mode text,
+		method_default boolean, method_customer_profile_id text, method_payment_profile_id text,
+		merchant_customer_id text, customer_email text, customer_name text, customer_billing jsonb,
+		original_network_trans_id text, method_card_last4 text, last_attempt_at timestamptz)
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments
 	SET enable_seqscan = off
@@ -42,7 +46,7 @@ BEGIN
 	-- configuration are skipped (and parked by _park_unconfigured).
 	RETURN QUERY
 	WITH ready AS (
-		SELECT o.merchant_id, o.operation_id, o.status AS old_status
+		SELECT o.merchant_id, o.operation_id, o.status AS old_status, o.updated_at AS old_updated_at
 		FROM payments.operations o
 		WHERE o.status IN ('queued', 'unknown') AND o.next_attempt_at <= now()
 			AND o.merchant_id = ANY (ARRAY(SELECT g.merchant_id FROM payments.gateway_config g))
@@ -55,7 +59,7 @@ BEGIN
 			first_sent_at = coalesce(o.first_sent_at, now())
 		FROM ready r
 		WHERE o.merchant_id = r.merchant_id AND o.operation_id = r.operation_id
-		RETURNING o.*, r.old_status
+		RETURNING o.*, r.old_status, r.old_updated_at
 	)
 	SELECT c.merchant_id, c.operation_id, c.payment_id, c.kind,
 		-- queued again after an attempt that may have gone through (an
@@ -76,11 +80,25 @@ BEGIN
 		p.description, p.customer,
 		p.gateway_trans_id, p.card_last4, p.payment_method, p.customer_profile_id,
 		p.payment_profile_id, v.sealed, c.correlation_id, c.created_at, c.never_sent,
-		g.api_login_id, g.transaction_key, g.endpoint_url, g.ca_file, g.timeout_ms
+		g.api_login_id, g.transaction_key, g.endpoint_url, g.ca_file, g.timeout_ms,
+		-- stored payment methods and customers' profiles (payment_methods.sql):
+		-- their own operations, and charges of a stored method
+		pm.payment_method_id, cu.customer_id, pm.source, pm.validation_mode, pm.is_default,
+		cu.customer_profile_id, pm.payment_profile_id,
+		CASE WHEN cu.customer_id IS NOT NULL THEN payments._gateway_customer_ref(cu.customer_id) END,
+		cu.email, cu.name, cu.billing,
+		pm.network_trans_id, pm.card_last4,
+		-- when the operation last changed: the end of its previous attempt
+		c.old_updated_at
 	FROM claimed c
-	JOIN payments.payments p ON p.merchant_id = c.merchant_id AND p.payment_id = c.payment_id
+	-- operations on a stored method or a customer's profile have no payment
+	LEFT JOIN payments.payments p ON p.merchant_id = c.merchant_id AND p.payment_id = c.payment_id
 	JOIN payments.gateway_config g ON g.merchant_id = c.merchant_id
-	LEFT JOIN payments.card_vault v ON v.merchant_id = c.merchant_id AND v.operation_id = c.operation_id;
+	LEFT JOIN payments.card_vault v ON v.merchant_id = c.merchant_id AND v.operation_id = c.operation_id
+	LEFT JOIN payments.payment_methods pm ON pm.merchant_id = c.merchant_id
+		AND pm.payment_method_id = coalesce(c.payment_method_id, p.payment_method_id)
+	LEFT JOIN payments.customers cu ON cu.merchant_id = c.merchant_id
+		AND cu.customer_id = coalesce(c.customer_id, pm.customer_id);
 END
 $$;
 COMMENT ON FUNCTION payments._claim_operations(integer) IS

@@ -11,3 +11,10 @@ CREATE FUNCTION payments._wait_for_payment(merchant_id bigint, payment_id bigint
 REVOKE ALL ON FUNCTION payments._wait_for_payment(bigint, bigint, integer) FROM PUBLIC;
 COMMENT ON FUNCTION payments._wait_for_payment(bigint, bigint, integer) IS
 	'Internal: sleeps until the payment''s gateway work is done or the timeout passes; returns its status.';
+
+CREATE FUNCTION payments._wait_for_payment_method(merchant_id bigint, payment_method_id bigint, timeout_ms integer)
+	RETURNS text
+	LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'pay_wait_for_payment_method';
+REVOKE ALL ON FUNCTION payments._wait_for_payment_method(bigint, bigint, integer) FROM PUBLIC;
+COMMENT ON FUNCTION payments._wait_for_payment_method(bigint, bigint, integer) IS
+	'Internal: sleeps until the stored payment method''s gateway work (save or delete) is done or the timeout passes; returns its status.';

@@ -31,6 +31,10 @@ const AnetTextField anet_text_fields[ANET_FIELD_COUNT] = {
 	[ANET_FIELD_BILL_ZIP] = {"billTo.zip", "zip", 20},
 	[ANET_FIELD_BILL_COUNTRY] = {"billTo.country", "country", 60},
 	[ANET_FIELD_CUSTOMER_IP] = {"transactionRequest.customerIP", "ip", 45},
+	/* customer profiles (CIM): customerProfileBaseType */
+	[ANET_FIELD_PROFILE_MERCHANT_CUSTOMER_ID] = {"profile.merchantCustomerId", NULL, 20},
+	[ANET_FIELD_PROFILE_DESCRIPTION] = {"profile.description", NULL, 255},
+	[ANET_FIELD_PROFILE_EMAIL] = {"profile.email", NULL, 255},
 };
 
 /* Can XML 1.0 carry this code point (production Char)? */

@@ -47,6 +47,9 @@ typedef enum AnetTextFieldId
 	ANET_FIELD_BILL_ZIP,		/* billTo.zip */
 	ANET_FIELD_BILL_COUNTRY,	/* billTo.country */
 	ANET_FIELD_CUSTOMER_IP,		/* transactionRequest.customerIP */
+	ANET_FIELD_PROFILE_MERCHANT_CUSTOMER_ID,	/* profile.merchantCustomerId */
+	ANET_FIELD_PROFILE_DESCRIPTION, /* profile.description */
+	ANET_FIELD_PROFILE_EMAIL,	/* profile.email */
 	ANET_FIELD_COUNT
 } AnetTextFieldId;
 

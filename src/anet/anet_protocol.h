@@ -140,6 +140,21 @@ typedef struct AnetTxnRequest
 	/* additions */
 	bool		recurring_billing;	/* true: send recurringBilling=true */
 	bool		test_request;	/* true: send testRequest=true */
+	/*
+	 * Card on file (authCapture / authOnly with a stored profile):
+	 * processingOptions {isFirstRecurringPayment, isFirstSubsequentAuth,
+	 * isSubsequentAuth, isStoredCredentials}, each sent only when true, and
+	 * subsequentAuthInformation {originalNetworkTransId,
+	 * originalAuthAmount, reason}, sent when any of them is given.
+	 */
+	bool		is_first_recurring_payment;
+	bool		is_first_subsequent_auth;
+	bool		is_subsequent_auth;
+	bool		is_stored_credentials;
+	const char *original_network_trans_id;	/* <= 255, letters and digits */
+	const char *original_auth_amount;	/* decimal */
+	const char *subsequent_auth_reason; /* resubmission | delayedCharge |
+										 * reauthorization | noShow */
 } AnetTxnRequest;
 
 /* Sorting and paging of the transaction list calls. */
@@ -197,6 +212,74 @@ extern char *anet_build_get_settled_batch_list_request(const AnetCredentials *cr
 													   const char *first_settlement_date,
 													   const char *last_settlement_date,
 													   bool masked, char **error);
+
+/*
+ * Customer profiles (CIM): a payment profile to create, with the new
+ * customer profile (createCustomerProfileRequest: customer_profile_id
+ * NULL; merchant_customer_id, description, email say whose it is) or under
+ * an existing one (createCustomerPaymentProfileRequest).  Exactly one of
+ * card and opaque data.  validation_mode: "none", "testMode" or
+ * "liveMode" (NULL: omitted, the gateway's default).
+ */
+typedef struct AnetPaymentProfileRequest
+{
+	const char *ref_id;
+	const char *customer_profile_id;	/* digits, or NULL: new profile */
+	const char *merchant_customer_id;	/* <= 20 */
+	const char *description;	/* <= 255 */
+	const char *email;			/* <= 255 */
+	const char *bill_first_name,	/* billTo, as AnetTxnRequest */
+			   *bill_last_name,
+			   *bill_company,
+			   *bill_address,
+			   *bill_city,
+			   *bill_state,
+			   *bill_zip,
+			   *bill_country;
+	const char *card_number;	/* full PAN */
+	const char *card_expiration;	/* "YYYY-MM" */
+	const char *card_code;		/* optional */
+	const char *opaque_descriptor;
+	const char *opaque_value;
+	bool		default_payment_profile;
+	const char *validation_mode;
+} AnetPaymentProfileRequest;
+
+/* createCustomerProfileRequest or createCustomerPaymentProfileRequest. */
+extern char *anet_build_payment_profile_request(const AnetCredentials *creds,
+												const AnetPaymentProfileRequest *req,
+												bool masked, char **error);
+
+/*
+ * createCustomerProfileFromTransactionRequest: transId, then customer
+ * {merchantCustomerId, description, email} for a new profile, or
+ * customerProfileId to add the payment profile to an existing one.
+ */
+extern char *anet_build_profile_from_transaction_request(const AnetCredentials *creds,
+														 const char *ref_id,
+														 const char *trans_id,
+														 const char *merchant_customer_id,
+														 const char *description,
+														 const char *email,
+														 const char *customer_profile_id,
+														 bool masked, char **error);
+
+/* getCustomerProfileRequest by customerProfileId or merchantCustomerId. */
+extern char *anet_build_get_customer_profile_request(const AnetCredentials *creds,
+													 const char *ref_id,
+													 const char *customer_profile_id,
+													 const char *merchant_customer_id,
+													 bool masked, char **error);
+
+/*
+ * deleteCustomerProfileRequest (payment_profile_id NULL) or
+ * deleteCustomerPaymentProfileRequest.
+ */
+extern char *anet_build_delete_profile_request(const AnetCredentials *creds,
+											   const char *ref_id,
+											   const char *customer_profile_id,
+											   const char *payment_profile_id,
+											   bool masked, char **error);
 
 /* The transactionType text of a type ("authCaptureTransaction", ...). */
 extern const char *anet_txn_type_name(AnetTxnType type);
@@ -536,5 +619,67 @@ extern bool anet_decimal_to_minor(const char *s, int exponent, int64_t *out);
  */
 extern bool anet_reply_decimal_to_minor(const char *s, int exponent,
 										int64_t *out);
+
+/*
+ * A reply to a CIM call that creates or deletes profiles
+ * (createCustomerProfile, createCustomerPaymentProfile,
+ * createCustomerProfileFromTransaction, deleteCustomer[Payment]Profile).
+ * Strings are "" when absent.
+ *
+ * payment_profile_id: customerPaymentProfileId, or the first of
+ * customerPaymentProfileIdList.  duplicate_id: for E00039 on a customer
+ * profile, the id of the existing one the text names ("A duplicate record
+ * with ID 123 already exists."); a duplicate payment profile comes with
+ * its ids in the usual members.  The validation (validationDirectResponse,
+ * or the first of validationDirectResponseList: the legacy comma-separated
+ * response) gives validation_response_code (0: none), reason code and
+ * text, transId, masked card (field 51), card type (52) and network
+ * transaction id (59).
+ */
+typedef struct AnetProfileResult
+{
+	AnetReplyStatus status;
+	char		customer_profile_id[ANET_ID_SIZE];
+	char		payment_profile_id[ANET_ID_SIZE];
+	char		duplicate_id[ANET_ID_SIZE];
+	int			validation_response_code;
+	int			validation_reason_code;
+	char		validation_reason_text[ANET_TEXT_SIZE];
+	char		validation_trans_id[ANET_ID_SIZE];
+	char		account_number[ANET_ID_SIZE];
+	char		account_type[ANET_ID_SIZE];
+	char		network_trans_id[ANET_ID_SIZE];
+} AnetProfileResult;
+
+extern bool anet_parse_profile_response(const char *body, size_t len,
+										AnetProfileResult *out);
+
+/* One payment profile of a getCustomerProfile reply (masked). */
+typedef struct AnetPaymentProfile
+{
+	char		payment_profile_id[ANET_ID_SIZE];
+	char		card_number[ANET_ID_SIZE];	/* "XXXX1111" */
+	char		card_type[ANET_ID_SIZE];
+	char		original_network_trans_id[ANET_ID_SIZE];
+} AnetPaymentProfile;
+
+/*
+ * getCustomerProfileResponse.  found is false for an error reply (E00040:
+ * no such profile).  Free with anet_customer_profile_free (also after a
+ * false return).
+ */
+typedef struct AnetCustomerProfile
+{
+	AnetReplyStatus status;
+	bool		found;
+	char		customer_profile_id[ANET_ID_SIZE];
+	char		merchant_customer_id[ANET_ID_SIZE];
+	size_t		count;
+	AnetPaymentProfile *items;
+} AnetCustomerProfile;
+
+extern bool anet_parse_customer_profile_response(const char *body, size_t len,
+												 AnetCustomerProfile *out);
+extern void anet_customer_profile_free(AnetCustomerProfile *profile);
 
 #endif							/* PAYMENTS_ANET_PROTOCOL_H */

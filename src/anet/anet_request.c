@@ -49,6 +49,8 @@ typedef enum Charset
 	CS_EXPIRY,					/* digits, '-', '/', or "XXXX" */
 	CS_CVV,						/* digits */
 	CS_ALPHA,					/* A-Z a-z */
+	CS_ALNUM_SPACE,				/* A-Z a-z 0-9 and space
+								 * (alphaNumericSpaceString) */
 	CS_DATETIME					/* xs:dateTime */
 } Charset;
 
@@ -184,6 +186,12 @@ charset_ok(const char *s, Charset cs)
 				if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z')))
 					return false;
 			return true;
+		case CS_ALNUM_SPACE:
+			for (p = s; *p; p++)
+				if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+					  (*p >= '0' && *p <= '9') || *p == ' '))
+					return false;
+			return true;
 		case CS_DATETIME:
 			return is_datetime(s);
 	}
@@ -233,6 +241,8 @@ check_field(BuildCtx *ctx, const char *field, const char *value,
 				return fail(ctx, "%s must be a non-negative decimal number such as 12.34", field);
 			case CS_ALPHA:
 				return fail(ctx, "%s must contain only letters", field);
+			case CS_ALNUM_SPACE:
+				return fail(ctx, "%s must contain only letters, digits and spaces", field);
 			case CS_DATETIME:
 				return fail(ctx, "%s must be a date and time such as 2020-05-01T16:00:00Z", field);
 			case CS_ANY:
@@ -484,6 +494,9 @@ normalize(const AnetTxnRequest *req)
 	r.bill_zip = opt(r.bill_zip);
 	r.bill_country = opt(r.bill_country);
 	r.customer_ip = opt(r.customer_ip);
+	r.original_network_trans_id = opt(r.original_network_trans_id);
+	r.original_auth_amount = opt(r.original_auth_amount);
+	r.subsequent_auth_reason = opt(r.subsequent_auth_reason);
 	return r;
 }
 
@@ -529,6 +542,22 @@ check_transaction(BuildCtx *ctx, const AnetTxnRequest *r)
 		return false;
 	if (r->duplicate_window > 28800)
 		return fail(ctx, "duplicateWindow must be at most 28800 seconds");
+	if (!check_field(ctx, "subsequentAuthInformation.originalNetworkTransId",
+					 r->original_network_trans_id, 1, 255, CS_ALNUM_SPACE) ||
+		!check_field(ctx, "subsequentAuthInformation.originalAuthAmount",
+					 r->original_auth_amount, 1, 40, CS_DECIMAL))
+		return false;
+	if (r->subsequent_auth_reason != NULL &&
+		strcmp(r->subsequent_auth_reason, "resubmission") != 0 &&
+		strcmp(r->subsequent_auth_reason, "delayedCharge") != 0 &&
+		strcmp(r->subsequent_auth_reason, "reauthorization") != 0 &&
+		strcmp(r->subsequent_auth_reason, "noShow") != 0)
+		return fail(ctx, "subsequentAuthInformation.reason must be resubmission, delayedCharge, reauthorization or noShow");
+	if ((r->is_first_recurring_payment || r->is_first_subsequent_auth || r->is_subsequent_auth ||
+		 r->is_stored_credentials || r->original_network_trans_id || r->original_auth_amount ||
+		 r->subsequent_auth_reason) &&
+		r->type != ANET_AUTH_CAPTURE && r->type != ANET_AUTH_ONLY)
+		return fail(ctx, "card-on-file fields are only sent with authCaptureTransaction and authOnlyTransaction");
 
 	/* payment */
 	if (npayments > 1)
@@ -686,11 +715,39 @@ put_settings(BuildCtx *ctx, json_object *tr, const AnetTxnRequest *r)
 	return true;
 }
 
+/* Add processingOptions and subsequentAuthInformation (card on file). */
+static bool
+put_card_on_file(BuildCtx *ctx, json_object *tr, const AnetTxnRequest *r)
+{
+	json_object *o;
+
+	if (r->is_first_recurring_payment || r->is_first_subsequent_auth ||
+		r->is_subsequent_auth || r->is_stored_credentials)
+	{
+		if ((o = put_object(ctx, tr, "processingOptions")) == NULL ||
+			!put_string(ctx, o, "isFirstRecurringPayment", r->is_first_recurring_payment ? "true" : NULL) ||
+			!put_string(ctx, o, "isFirstSubsequentAuth", r->is_first_subsequent_auth ? "true" : NULL) ||
+			!put_string(ctx, o, "isSubsequentAuth", r->is_subsequent_auth ? "true" : NULL) ||
+			!put_string(ctx, o, "isStoredCredentials", r->is_stored_credentials ? "true" : NULL))
+			return false;
+	}
+	if (r->original_network_trans_id || r->original_auth_amount || r->subsequent_auth_reason)
+	{
+		if ((o = put_object(ctx, tr, "subsequentAuthInformation")) == NULL ||
+			!put_string(ctx, o, "originalNetworkTransId", r->original_network_trans_id) ||
+			!put_string(ctx, o, "originalAuthAmount", r->original_auth_amount) ||
+			!put_string(ctx, o, "reason", r->subsequent_auth_reason))
+			return false;
+	}
+	return true;
+}
+
 /*
  * Build a createTransactionRequest.  The order below is the XSD's
  * transactionRequestType sequence (transactionType, amount, currencyCode,
  * payment, profile, authCode, refTransId, order, customer, billTo,
- * customerIP, transactionSettings); members we never send are skipped.
+ * customerIP, transactionSettings, processingOptions,
+ * subsequentAuthInformation); members we never send are skipped.
  */
 char *
 anet_build_transaction_request(const AnetCredentials *creds,
@@ -753,7 +810,8 @@ anet_build_transaction_request(const AnetCredentials *creds,
 			return failed(&ctx, root, error);
 	}
 	if (!put_string(&ctx, tr, "customerIP", r.customer_ip) ||
-		!put_settings(&ctx, tr, &r))
+		!put_settings(&ctx, tr, &r) ||
+		!put_card_on_file(&ctx, tr, &r))
 		return failed(&ctx, root, error);
 
 	{
@@ -940,6 +998,269 @@ anet_build_get_settled_batch_list_request(const AnetCredentials *creds,
 		!put_string(&ctx, body, "includeStatistics", include_statistics ? "true" : NULL) ||
 		!put_string(&ctx, body, "firstSettlementDate", first_settlement_date) ||
 		!put_string(&ctx, body, "lastSettlementDate", last_settlement_date))
+		return failed(&ctx, root, error);
+	return finish_or_fail(&ctx, root, error);
+}
+
+/* ----------------------------------------------------------------
+ * Customer profiles (CIM)
+ * ----------------------------------------------------------------
+ */
+
+/* validationMode: none, testMode or liveMode (oldLiveMode is deprecated). */
+static bool
+check_validation_mode(BuildCtx *ctx, const char *mode)
+{
+	if (mode != NULL && strcmp(mode, "none") != 0 && strcmp(mode, "testMode") != 0 &&
+		strcmp(mode, "liveMode") != 0)
+		return fail(ctx, "validationMode must be none, testMode or liveMode");
+	return true;
+}
+
+/* A profile id (numericString). */
+static bool
+check_profile_id(BuildCtx *ctx, const char *field, const char *value, bool required)
+{
+	if (required)
+		return require_field(ctx, field, value, 1, ANET_PROFILE_ID_MAX, CS_DIGITS);
+	return check_field(ctx, field, value, 1, ANET_PROFILE_ID_MAX, CS_DIGITS);
+}
+
+/*
+ * The customerPaymentProfileType of a request, in XSD order: billTo,
+ * payment (the transaction builder's card or opaque data, masked the same
+ * way), defaultPaymentProfile.
+ */
+static bool
+put_payment_profile(BuildCtx *ctx, json_object *pp, const AnetPaymentProfileRequest *r)
+{
+	AnetTxnRequest pay;
+	json_object *o;
+
+	if (r->bill_first_name || r->bill_last_name || r->bill_company || r->bill_address ||
+		r->bill_city || r->bill_state || r->bill_zip || r->bill_country)
+	{
+		if ((o = put_object(ctx, pp, "billTo")) == NULL ||
+			!put_string(ctx, o, "firstName", r->bill_first_name) ||
+			!put_string(ctx, o, "lastName", r->bill_last_name) ||
+			!put_string(ctx, o, "company", r->bill_company) ||
+			!put_string(ctx, o, "address", r->bill_address) ||
+			!put_string(ctx, o, "city", r->bill_city) ||
+			!put_string(ctx, o, "state", r->bill_state) ||
+			!put_string(ctx, o, "zip", r->bill_zip) ||
+			!put_string(ctx, o, "country", r->bill_country))
+			return false;
+	}
+	memset(&pay, 0, sizeof(pay));
+	pay.card_number = r->card_number;
+	pay.card_expiration = r->card_expiration;
+	pay.card_code = r->card_code;
+	pay.opaque_descriptor = r->opaque_descriptor;
+	pay.opaque_value = r->opaque_value;
+	return put_payment(ctx, pp, &pay) &&
+		put_string(ctx, pp, "defaultPaymentProfile", r->default_payment_profile ? "true" : NULL);
+}
+
+/* createCustomerProfileRequest / createCustomerPaymentProfileRequest. */
+char *
+anet_build_payment_profile_request(const AnetCredentials *creds,
+								   const AnetPaymentProfileRequest *req,
+								   bool masked, char **error)
+{
+	BuildCtx	ctx;
+	AnetPaymentProfileRequest r;
+	json_object *root = NULL;
+	json_object *body;
+	json_object *o;
+	bool		has_card;
+	bool		has_opaque;
+
+	begin_build(&ctx, masked, error);
+	if (req == NULL)
+	{
+		fail(&ctx, "payment profile request is required");
+		return failed(&ctx, NULL, error);
+	}
+	r = *req;
+	r.ref_id = opt(r.ref_id);
+	r.customer_profile_id = opt(r.customer_profile_id);
+	r.merchant_customer_id = opt(r.merchant_customer_id);
+	r.description = opt(r.description);
+	r.email = opt(r.email);
+	r.bill_first_name = opt(r.bill_first_name);
+	r.bill_last_name = opt(r.bill_last_name);
+	r.bill_company = opt(r.bill_company);
+	r.bill_address = opt(r.bill_address);
+	r.bill_city = opt(r.bill_city);
+	r.bill_state = opt(r.bill_state);
+	r.bill_zip = opt(r.bill_zip);
+	r.bill_country = opt(r.bill_country);
+	r.card_number = opt(r.card_number);
+	r.card_expiration = opt(r.card_expiration);
+	r.card_code = opt(r.card_code);
+	r.opaque_descriptor = opt(r.opaque_descriptor);
+	r.opaque_value = opt(r.opaque_value);
+	r.validation_mode = opt(r.validation_mode);
+	has_card = r.card_number || r.card_expiration || r.card_code;
+	has_opaque = r.opaque_descriptor || r.opaque_value;
+
+	if (!check_common(&ctx, creds, r.ref_id) ||
+		!check_profile_id(&ctx, "customerProfileId", r.customer_profile_id, false) ||
+		!check_text(&ctx, ANET_FIELD_PROFILE_MERCHANT_CUSTOMER_ID, r.merchant_customer_id) ||
+		!check_text(&ctx, ANET_FIELD_PROFILE_DESCRIPTION, r.description) ||
+		!check_text(&ctx, ANET_FIELD_PROFILE_EMAIL, r.email) ||
+		!check_text(&ctx, ANET_FIELD_BILL_FIRST_NAME, r.bill_first_name) ||
+		!check_text(&ctx, ANET_FIELD_BILL_LAST_NAME, r.bill_last_name) ||
+		!check_text(&ctx, ANET_FIELD_BILL_COMPANY, r.bill_company) ||
+		!check_text(&ctx, ANET_FIELD_BILL_ADDRESS, r.bill_address) ||
+		!check_text(&ctx, ANET_FIELD_BILL_CITY, r.bill_city) ||
+		!check_text(&ctx, ANET_FIELD_BILL_STATE, r.bill_state) ||
+		!check_text(&ctx, ANET_FIELD_BILL_ZIP, r.bill_zip) ||
+		!check_text(&ctx, ANET_FIELD_BILL_COUNTRY, r.bill_country) ||
+		!check_validation_mode(&ctx, r.validation_mode))
+		return failed(&ctx, NULL, error);
+	if (has_card == has_opaque)
+	{
+		fail(&ctx, "exactly one of card and opaque data is required for a payment profile");
+		return failed(&ctx, NULL, error);
+	}
+	if (has_card &&
+		(!require_field(&ctx, "creditCard.cardNumber", r.card_number, 12, ANET_CARD_NUMBER_MAX, CS_CARD) ||
+		 !require_field(&ctx, "creditCard.expirationDate", r.card_expiration, 4, 7, CS_EXPIRY) ||
+		 !check_field(&ctx, "creditCard.cardCode", r.card_code, 3, 4, CS_CVV)))
+		return failed(&ctx, NULL, error);
+	if (has_opaque &&
+		(!require_field(&ctx, "opaqueData.dataDescriptor", r.opaque_descriptor, 1, NO_MAX, CS_ANY) ||
+		 !require_field(&ctx, "opaqueData.dataValue", r.opaque_value, 1, NO_MAX, CS_ANY)))
+		return failed(&ctx, NULL, error);
+	if (r.customer_profile_id == NULL && !r.merchant_customer_id && !r.description && !r.email)
+	{
+		fail(&ctx, "a new customer profile needs a merchantCustomerId, description or email");
+		return failed(&ctx, NULL, error);
+	}
+
+	if (r.customer_profile_id == NULL)
+	{
+		/* profile{merchantCustomerId, description, email, paymentProfiles} */
+		if ((body = begin_request(&ctx, &root, "createCustomerProfileRequest", creds, r.ref_id)) == NULL ||
+			(o = put_object(&ctx, body, "profile")) == NULL ||
+			!put_string(&ctx, o, "merchantCustomerId", r.merchant_customer_id) ||
+			!put_string(&ctx, o, "description", r.description) ||
+			!put_string(&ctx, o, "email", r.email) ||
+			(o = put_object(&ctx, o, "paymentProfiles")) == NULL ||
+			!put_payment_profile(&ctx, o, &r))
+			return failed(&ctx, root, error);
+	}
+	else
+	{
+		if ((body = begin_request(&ctx, &root, "createCustomerPaymentProfileRequest", creds, r.ref_id)) == NULL ||
+			!put_string(&ctx, body, "customerProfileId", r.customer_profile_id) ||
+			(o = put_object(&ctx, body, "paymentProfile")) == NULL ||
+			!put_payment_profile(&ctx, o, &r))
+			return failed(&ctx, root, error);
+	}
+	if (!put_string(&ctx, body, "validationMode", r.validation_mode))
+		return failed(&ctx, root, error);
+	return finish_or_fail(&ctx, root, error);
+}
+
+/* createCustomerProfileFromTransactionRequest. */
+char *
+anet_build_profile_from_transaction_request(const AnetCredentials *creds,
+											const char *ref_id,
+											const char *trans_id,
+											const char *merchant_customer_id,
+											const char *description,
+											const char *email,
+											const char *customer_profile_id,
+											bool masked, char **error)
+{
+	BuildCtx	ctx;
+	json_object *root = NULL;
+	json_object *body;
+	json_object *o;
+
+	begin_build(&ctx, masked, error);
+	merchant_customer_id = opt(merchant_customer_id);
+	description = opt(description);
+	email = opt(email);
+	customer_profile_id = opt(customer_profile_id);
+	if (!check_common(&ctx, creds, ref_id) ||
+		!require_field(&ctx, "transId", opt(trans_id), 1, 20, CS_DIGITS) ||
+		!check_text(&ctx, ANET_FIELD_PROFILE_MERCHANT_CUSTOMER_ID, merchant_customer_id) ||
+		!check_text(&ctx, ANET_FIELD_PROFILE_DESCRIPTION, description) ||
+		!check_text(&ctx, ANET_FIELD_PROFILE_EMAIL, email) ||
+		!check_profile_id(&ctx, "customerProfileId", customer_profile_id, false))
+		return failed(&ctx, NULL, error);
+	if ((body = begin_request(&ctx, &root, "createCustomerProfileFromTransactionRequest", creds, ref_id)) == NULL ||
+		!put_string(&ctx, body, "transId", trans_id))
+		return failed(&ctx, root, error);
+	if (customer_profile_id == NULL && (merchant_customer_id || description || email))
+	{
+		if ((o = put_object(&ctx, body, "customer")) == NULL ||
+			!put_string(&ctx, o, "merchantCustomerId", merchant_customer_id) ||
+			!put_string(&ctx, o, "description", description) ||
+			!put_string(&ctx, o, "email", email))
+			return failed(&ctx, root, error);
+	}
+	if (!put_string(&ctx, body, "customerProfileId", customer_profile_id))
+		return failed(&ctx, root, error);
+	return finish_or_fail(&ctx, root, error);
+}
+
+/* getCustomerProfileRequest: customerProfileId or merchantCustomerId. */
+char *
+anet_build_get_customer_profile_request(const AnetCredentials *creds,
+										const char *ref_id,
+										const char *customer_profile_id,
+										const char *merchant_customer_id,
+										bool masked, char **error)
+{
+	BuildCtx	ctx;
+	json_object *root = NULL;
+	json_object *body;
+
+	begin_build(&ctx, masked, error);
+	customer_profile_id = opt(customer_profile_id);
+	merchant_customer_id = opt(merchant_customer_id);
+	if (!check_common(&ctx, creds, ref_id) ||
+		!check_profile_id(&ctx, "customerProfileId", customer_profile_id, false) ||
+		!check_text(&ctx, ANET_FIELD_PROFILE_MERCHANT_CUSTOMER_ID, merchant_customer_id))
+		return failed(&ctx, NULL, error);
+	if ((customer_profile_id == NULL) == (merchant_customer_id == NULL))
+	{
+		fail(&ctx, "exactly one of customerProfileId and merchantCustomerId is required");
+		return failed(&ctx, NULL, error);
+	}
+	if ((body = begin_request(&ctx, &root, "getCustomerProfileRequest", creds, ref_id)) == NULL ||
+		!put_string(&ctx, body, "customerProfileId", customer_profile_id) ||
+		!put_string(&ctx, body, "merchantCustomerId", merchant_customer_id))
+		return failed(&ctx, root, error);
+	return finish_or_fail(&ctx, root, error);
+}
+
+/* deleteCustomerProfileRequest / deleteCustomerPaymentProfileRequest. */
+char *
+anet_build_delete_profile_request(const AnetCredentials *creds,
+								  const char *ref_id,
+								  const char *customer_profile_id,
+								  const char *payment_profile_id,
+								  bool masked, char **error)
+{
+	BuildCtx	ctx;
+	json_object *root = NULL;
+	json_object *body;
+
+	begin_build(&ctx, masked, error);
+	payment_profile_id = opt(payment_profile_id);
+	if (!check_common(&ctx, creds, ref_id) ||
+		!check_profile_id(&ctx, "customerProfileId", opt(customer_profile_id), true) ||
+		!check_profile_id(&ctx, "customerPaymentProfileId", payment_profile_id, false))
+		return failed(&ctx, NULL, error);
+	if ((body = begin_request(&ctx, &root, payment_profile_id ? "deleteCustomerPaymentProfileRequest" :
+							  "deleteCustomerProfileRequest", creds, ref_id)) == NULL ||
+		!put_string(&ctx, body, "customerProfileId", customer_profile_id) ||
+		!put_string(&ctx, body, "customerPaymentProfileId", payment_profile_id))
 		return failed(&ctx, root, error);
 	return finish_or_fail(&ctx, root, error);
 }

@@ -841,3 +841,166 @@ anet_parse_settled_batch_list_response(const char *body, size_t len,
 	}
 	return ok;
 }
+
+/* ----------------------------------------------------------------
+ * Customer profiles (CIM)
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * Field n (1-based) of a legacy comma-separated direct response, copied
+ * into dst (size bytes); "" when there are fewer fields.
+ */
+static void
+direct_response_field(const char *dr, int n, char *dst, size_t size)
+{
+	const char *p = dr;
+	const char *end;
+	char		buf[ANET_TEXT_SIZE];
+	size_t		len;
+
+	dst[0] = '\0';
+	for (int i = 1; i < n; i++)
+	{
+		p = strchr(p, ',');
+		if (p == NULL)
+			return;
+		p++;
+	}
+	end = strchr(p, ',');
+	len = end ? (size_t) (end - p) : strlen(p);
+	if (len >= sizeof(buf))
+		len = sizeof(buf) - 1;
+	memcpy(buf, p, len);
+	buf[len] = '\0';
+	copy_text(dst, size, buf);
+}
+
+/* "A duplicate record with ID 123 already exists.": the id, or "". */
+static void
+duplicate_record_id(const char *text, char *dst, size_t size)
+{
+	const char *p = strstr(text, "ID ");
+	size_t		n = 0;
+
+	dst[0] = '\0';
+	if (p == NULL)
+		return;
+	p += 3;
+	while (p[n] >= '0' && p[n] <= '9')
+		n++;
+	if (n == 0 || n >= size)
+		return;
+	memcpy(dst, p, n);
+	dst[n] = '\0';
+}
+
+/* Parse a reply to a CIM call that creates or deletes profiles. */
+bool
+anet_parse_profile_response(const char *body, size_t len, AnetProfileResult *out)
+{
+	json_object *root = parse_body(body, len);
+	json_object *v;
+	const char *dr = NULL;
+	const char *ppid;
+	bool		ok;
+
+	memset(out, 0, sizeof(*out));
+	if (root == NULL)
+		return false;
+	ok = read_status(root, &out->status);
+	if (ok)
+	{
+		copy_id(out->customer_profile_id, sizeof(out->customer_profile_id),
+				get_scalar(root, "customerProfileId"), &ok);
+		ppid = get_scalar(root, "customerPaymentProfileId");
+		if (ppid == NULL && (v = get_array(root, "customerPaymentProfileIdList")) != NULL &&
+			json_object_array_length(v) > 0)
+			ppid = json_object_get_string(json_object_array_get_idx(v, 0));
+		copy_id(out->payment_profile_id, sizeof(out->payment_profile_id), ppid, &ok);
+		dr = get_scalar(root, "validationDirectResponse");
+		if (dr == NULL && (v = get_array(root, "validationDirectResponseList")) != NULL &&
+			json_object_array_length(v) > 0)
+			dr = json_object_get_string(json_object_array_get_idx(v, 0));
+		if (dr != NULL && dr[0] != '\0')
+		{
+			char		code[ANET_ID_SIZE];
+
+			direct_response_field(dr, 1, code, sizeof(code));
+			out->validation_response_code = code_to_int(code);
+			direct_response_field(dr, 3, code, sizeof(code));
+			out->validation_reason_code = code_to_int(code);
+			direct_response_field(dr, 4, out->validation_reason_text, sizeof(out->validation_reason_text));
+			direct_response_field(dr, 7, out->validation_trans_id, sizeof(out->validation_trans_id));
+			direct_response_field(dr, 51, out->account_number, sizeof(out->account_number));
+			direct_response_field(dr, 52, out->account_type, sizeof(out->account_type));
+			direct_response_field(dr, 59, out->network_trans_id, sizeof(out->network_trans_id));
+		}
+		if (strcmp(out->status.message_code, "E00039") == 0)
+			duplicate_record_id(out->status.message_text, out->duplicate_id, sizeof(out->duplicate_id));
+	}
+	json_object_put(root);
+	if (!ok)
+		memset(out, 0, sizeof(*out));
+	return ok;
+}
+
+/* Free a customer profile's payment profiles; safe on a zeroed one. */
+void
+anet_customer_profile_free(AnetCustomerProfile *profile)
+{
+	free(profile->items);
+	profile->items = NULL;
+	profile->count = 0;
+}
+
+/* Parse a getCustomerProfile reply. */
+bool
+anet_parse_customer_profile_response(const char *body, size_t len, AnetCustomerProfile *out)
+{
+	json_object *root = parse_body(body, len);
+	json_object *prof;
+	json_object *pps;
+	bool		ok;
+
+	memset(out, 0, sizeof(*out));
+	if (root == NULL)
+		return false;
+	ok = read_status(root, &out->status);
+	prof = get_object(root, "profile");
+	if (ok && out->status.ok && prof == NULL)
+		ok = false;				/* "Ok" without a profile */
+	if (ok && out->status.ok)
+	{
+		out->found = true;
+		copy_id(out->customer_profile_id, sizeof(out->customer_profile_id),
+				get_scalar(prof, "customerProfileId"), &ok);
+		copy_id(out->merchant_customer_id, sizeof(out->merchant_customer_id),
+				get_scalar(prof, "merchantCustomerId"), &ok);
+		if (json_object_object_get_ex(prof, "paymentProfiles", &pps) && pps != NULL)
+		{
+			if (!alloc_one_or_many(pps, sizeof(AnetPaymentProfile), (void **) &out->items, &out->count))
+				ok = false;
+			for (size_t i = 0; ok && i < out->count; i++)
+			{
+				json_object *pp = one_or_many_get(pps, i);
+				json_object *card = get_object(get_object(pp, "payment"), "creditCard");
+				AnetPaymentProfile *it = &out->items[i];
+
+				copy_id(it->payment_profile_id, sizeof(it->payment_profile_id),
+						get_scalar(pp, "customerPaymentProfileId"), &ok);
+				copy_id(it->card_number, sizeof(it->card_number), get_scalar(card, "cardNumber"), &ok);
+				copy_id(it->card_type, sizeof(it->card_type), get_scalar(card, "cardType"), &ok);
+				copy_id(it->original_network_trans_id, sizeof(it->original_network_trans_id),
+						get_scalar(pp, "originalNetworkTransId"), &ok);
+			}
+		}
+	}
+	json_object_put(root);
+	if (!ok)
+	{
+		anet_customer_profile_free(out);
+		memset(out, 0, sizeof(*out));
+	}
+	return ok;
+}

@@ -217,21 +217,27 @@ make_payment_profile(int m, json_object *src, const char **err, json_object *p)
 	return pp;
 }
 
-/* validationDirectResponse string for testMode/liveMode */
+/*
+ * validationDirectResponse string for testMode/liveMode: approved, or (a
+ * liveMode validation of a card billed to the sandbox's decline zip 46282)
+ * declined with reason 2.  Field 59 is the network transaction id of the
+ * validation (liveMode; testMode sends nothing to the processor).
+ */
 static void
-direct_response(json_object *pp, const char *email, char *out, size_t len)
+direct_response(json_object *pp, const char *email, bool declined, const char *ntid,
+				char *out, size_t len)
 {
 	const char *num = jstr(pp, "_number");
 	bool		echeck = jbool(jstr(pp, "_echeck"));
-	char		auth[8],
-				ntid[24];
+	char		auth[8];
 	size_t		n = strlen(num);
 
 	random_alnum(auth, 6);
-	random_alnum(ntid, 23);
 	snprintf(out, len,
-			 "1,1,1,This transaction has been approved.,%s,Y,0,none,Test transaction for ValidateCustomerPaymentProfile.,0.00,%s,auth_only,none,%s,%s,,%s,%s,%s,%s,%s,,,%s,,,,,,,,,0.00,0.00,0.00,FALSE,none,,P,2,,,,,,,,,,,XXXX%s,%s,,,,,,,%s,,,,,,,,,,",
-			 auth, echeck ? "ECHECK" : "CC",
+			 "%s,1,%s,%s,%s,Y,0,none,Test transaction for ValidateCustomerPaymentProfile.,0.00,%s,auth_only,none,%s,%s,,%s,%s,%s,%s,%s,,,%s,,,,,,,,,0.00,0.00,0.00,FALSE,none,,P,2,,,,,,,,,,,XXXX%s,%s,,,,,,,%s,,,,,,,,,,",
+			 declined ? "2" : "1", declined ? "2" : "1",
+			 declined ? "This transaction has been declined." : "This transaction has been approved.",
+			 declined ? "" : auth, echeck ? "ECHECK" : "CC",
 			 jstr(jget(pp, "billTo"), "firstName") ?: "",
 			 jstr(jget(pp, "billTo"), "lastName") ?: "",
 			 jstr(jget(pp, "billTo"), "address") ?: "",
@@ -241,6 +247,33 @@ direct_response(json_object *pp, const char *email, char *out, size_t len)
 			 jstr(jget(pp, "billTo"), "country") ?: "",
 			 email ? email : "",
 			 n > 4 ? num + n - 4 : num, echeck ? "eCheck" : card_brand(num), ntid);
+}
+
+/*
+ * Validate a new payment profile as validationMode asks: none and testMode
+ * (the card's form, checked already) store it; liveMode authorizes $0.00
+ * at the "processor": the sandbox's decline zip 46282 declines it, and an
+ * approval gives the payment profile its originalNetworkTransId.  Returns
+ * false for a decline; *dr gets the direct response ("" for none).
+ */
+static bool
+validate_new_profile(json_object *pp, const char *mode, const char *email, char *dr, size_t len)
+{
+	bool		live = mode && strcmp(mode, "liveMode") == 0;
+	bool		declined = live && strcmp(jstr(jget(pp, "billTo"), "zip") ?: "", "46282") == 0;
+	char		ntid[24] = "";
+
+	dr[0] = '\0';
+	if (mode == NULL || strcmp(mode, "none") == 0)
+		return true;
+	if (live && !declined)
+	{
+		random_alnum(ntid, 23);
+		jadd_str(pp, "originalNetworkTransId", ntid);
+		jadd_str(pp, "originalAuthAmount", "0.00");
+	}
+	direct_response(pp, email, declined, ntid, dr, len);
+	return !declined;
 }
 
 /* Masked payment profile for getCustomerProfile replies */
@@ -276,6 +309,11 @@ masked_pp(json_object *pp)
 		jadd(pay, "creditCard", c);
 	}
 	jadd(o, "payment", pay);
+	if (jstr(pp, "originalNetworkTransId"))
+	{
+		jadd_str(o, "originalNetworkTransId", jstr(pp, "originalNetworkTransId"));
+		jadd(o, "originalAuthAmount", json_object_new_double_s(0, jstr(pp, "originalAuthAmount") ?: "0.00"));
+	}
 	if (jstr(pp, "customerType"))
 		jadd_str(o, "customerType", jstr(pp, "customerType"));
 	if (jget(pp, "billTo"))
@@ -374,14 +412,27 @@ create_profile(int m, json_object *req)
 			api_finish(reply, req, false, err ? err : "E00027", NULL);
 			return reply;
 		}
-		json_object_array_add(ids, json_object_new_string(jstr(pp, "customerPaymentProfileId")));
-		if (mode && strcmp(mode, "none") != 0)
 		{
 			char		dr[1024];
 
-			direct_response(pp, email, dr, sizeof(dr));
-			json_object_array_add(vlist, json_object_new_string(dr));
+			if (!validate_new_profile(pp, mode, email, dr, sizeof(dr)))
+			{
+				/* a declined validation: nothing is stored */
+				json_object_array_add(vlist, json_object_new_string(dr));
+				jadd(reply, "customerPaymentProfileIdList", json_object_new_array());
+				jadd(reply, "customerShippingAddressIdList", json_object_new_array());
+				jadd(reply, "validationDirectResponseList", vlist);
+				json_object_put(pp);
+				json_object_put(p);
+				json_object_put(ids);
+				json_object_put(arr);
+				api_finish(reply, req, false, "E00027", "This transaction has been declined.");
+				return reply;
+			}
+			if (dr[0])
+				json_object_array_add(vlist, json_object_new_string(dr));
 		}
+		json_object_array_add(ids, json_object_new_string(jstr(pp, "customerPaymentProfileId")));
 		json_object_array_add(arr, pp);
 	}
 	jadd(p, "pp", arr);
@@ -464,15 +515,21 @@ create_payment_profile(int m, json_object *req)
 		api_finish(reply, req, false, err, NULL);
 		return reply;
 	}
-	json_object_array_add(jget(p, "pp"), pp);
-	jadd_str(reply, "customerProfileId", pid);
-	jadd_str(reply, "customerPaymentProfileId", jstr(pp, "customerPaymentProfileId"));
-	if (mode && strcmp(mode, "none") != 0)
 	{
 		char		dr[1024];
 
-		direct_response(pp, jstr(p, "email"), dr, sizeof(dr));
-		jadd_str(reply, "validationDirectResponse", dr);
+		if (!validate_new_profile(pp, mode, jstr(p, "email"), dr, sizeof(dr)))
+		{
+			jadd_str(reply, "validationDirectResponse", dr);
+			json_object_put(pp);
+			api_finish(reply, req, false, "E00027", "This transaction has been declined.");
+			return reply;
+		}
+		json_object_array_add(jget(p, "pp"), pp);
+		jadd_str(reply, "customerProfileId", pid);
+		jadd_str(reply, "customerPaymentProfileId", jstr(pp, "customerPaymentProfileId"));
+		if (dr[0])
+			jadd_str(reply, "validationDirectResponse", dr);
 	}
 	api_finish(reply, req, true, "I00001", NULL);
 	{
@@ -488,6 +545,32 @@ create_payment_profile(int m, json_object *req)
 	return reply;
 }
 
+/*
+ * The payment profile a transaction's card becomes (the simulator keeps
+ * only the last four digits of a transaction's card), with the
+ * transaction's network id as its originalNetworkTransId.
+ */
+static json_object *
+pp_from_txn(const Txn *t, char *ppid, size_t ppid_len)
+{
+	json_object *pp = json_object_new_object();
+	char		num[24];
+
+	snprintf(ppid, ppid_len, "%lld", next_payment_id++);
+	snprintf(num, sizeof(num), "%s%s", t->account_type[0] == 'A' ? "37000000000" : "411111111111", t->last4);
+	jadd_str(pp, "customerPaymentProfileId", ppid);
+	jadd_str(pp, "_number", num);
+	jadd_str(pp, "_expiry", "2099-12");
+	jadd_str(pp, "_echeck", t->echeck ? "true" : "false");
+	jadd_str(pp, "_routing", "");
+	jadd_str(pp, "_account", t->echeck ? t->last4 : "");
+	if (t->network_trans_id[0])
+		jadd_str(pp, "originalNetworkTransId", t->network_trans_id);
+	if (t->bill_to)
+		jadd(pp, "billTo", json_object_get(t->bill_to));
+	return pp;
+}
+
 /* createCustomerProfileFromTransactionRequest */
 json_object *
 cim_create_from_txn(int m, json_object *req)
@@ -496,25 +579,58 @@ cim_create_from_txn(int m, json_object *req)
 	Txn		   *t = tid ? txn_get(m, atoll(tid)) : NULL;
 	json_object *reply = json_object_new_object();
 
-	if (t == NULL || t->last4[0] == '\0')
+	json_object *existing = profile_get(m, jstr(req, "customerProfileId"));
+	const char *mcid = jstr(jget(req, "customer"), "merchantCustomerId");
+
+	if (t == NULL || t->last4[0] == '\0' ||
+		(jstr(req, "customerProfileId") && existing == NULL))
 	{
 		api_finish(reply, req, false, "E00040", NULL);
+		return reply;
+	}
+	/* a new profile for a merchantCustomerId that has one: a duplicate */
+	if (existing == NULL && mcid != NULL)
+	{
+		json_object_object_foreach(profiles, pk, pv)
+		{
+			if (atoi(pk) == m && strcmp(jstr(pv, "merchantCustomerId") ?: "", mcid) == 0)
+			{
+				char		text[128];
+
+				snprintf(text, sizeof(text), "A duplicate record with ID %s already exists.",
+						 jstr(pv, "customerProfileId"));
+				api_finish(reply, req, false, "E00039", text);
+				return reply;
+			}
+		}
+	}
+	/* add the transaction's card to an existing profile */
+	if (existing != NULL)
+	{
+		json_object *ids = json_object_new_array();
+		char		ppid[32];
+
+		json_object_array_add(jget(existing, "pp"), pp_from_txn(t, ppid, sizeof(ppid)));
+		json_object_array_add(ids, json_object_new_string(ppid));
+		jadd_str(reply, "customerProfileId", jstr(existing, "customerProfileId"));
+		jadd(reply, "customerPaymentProfileIdList", ids);
+		jadd(reply, "customerShippingAddressIdList", json_object_new_array());
+		jadd(reply, "validationDirectResponseList", json_object_new_array());
+		api_finish(reply, req, true, "I00001", NULL);
 		return reply;
 	}
 	/* the simulator keeps only the last four digits of a transaction's card */
 	{
 		json_object *p = json_object_new_object();
 		json_object *arr = json_object_new_array();
-		json_object *pp = json_object_new_object();
+		json_object *pp;
 		char		id[32],
 					ppid[32],
-					key[64],
-					num[24];
+					key[64];
 		json_object *cust = jget(req, "customer");
 
 		snprintf(id, sizeof(id), "%lld", next_profile_id++);
-		snprintf(ppid, sizeof(ppid), "%lld", next_payment_id++);
-		snprintf(num, sizeof(num), "%s%s", t->account_type[0] == 'A' ? "37000000000" : "411111111111", t->last4);
+		pp = pp_from_txn(t, ppid, sizeof(ppid));
 		jadd_str(p, "customerProfileId", id);
 		if (jstr(cust, "merchantCustomerId"))
 			jadd_str(p, "merchantCustomerId", jstr(cust, "merchantCustomerId"));
@@ -523,14 +639,6 @@ cim_create_from_txn(int m, json_object *req)
 		if (jstr(cust, "email") || t->customer_email[0])
 			jadd_str(p, "email", jstr(cust, "email") ?: t->customer_email);
 		jadd_str(p, "profileType", jstr(req, "profileType") ?: "regular");
-		jadd_str(pp, "customerPaymentProfileId", ppid);
-		jadd_str(pp, "_number", num);
-		jadd_str(pp, "_expiry", "2099-12");
-		jadd_str(pp, "_echeck", t->echeck ? "true" : "false");
-		jadd_str(pp, "_routing", "");
-		jadd_str(pp, "_account", t->echeck ? t->last4 : "");
-		if (t->bill_to)
-			jadd(pp, "billTo", json_object_get(t->bill_to));
 		json_object_array_add(arr, pp);
 		jadd(p, "pp", arr);
 		jadd(p, "ship", json_object_new_array());
@@ -679,7 +787,12 @@ validate_payment_profile(int m, json_object *req)
 		api_finish(reply, req, false, "E00040", NULL);
 		return reply;
 	}
-	direct_response(pp, jstr(p, "email"), dr, sizeof(dr));
+	{
+		char		ntid[24];
+
+		random_alnum(ntid, 23);
+		direct_response(pp, jstr(p, "email"), false, ntid, dr, sizeof(dr));
+	}
 	jadd_str(reply, "directResponse", dr);
 	api_finish(reply, req, true, "I00001", NULL);
 	return reply;
@@ -853,5 +966,38 @@ cim_profile_from_charge(int m, const CardInfo *ci, json_object *tr, Txn *t)
 	jadd(out, "customerPaymentProfileIdList", ids);
 	jadd(out, "customerShippingAddressIdList", json_object_new_array());
 	emit_profile_event(m, "net.authorize.customer.created", id, "customerProfile", NULL);
+	return out;
+}
+
+/*
+ * The stored profiles of a merchant login (or all) for the control API,
+ * masked as getCustomerProfile shows them: tests read the gateway's side
+ * of stored payment methods here.
+ */
+json_object *
+cim_profiles_json(const char *login)
+{
+	json_object *out = json_object_new_array();
+	int			m = login ? merchant_find(login) : -1;
+
+	json_object_object_foreach(profiles, pk, pv)
+	{
+		json_object *o;
+		json_object *arr = json_object_new_array();
+		json_object *src = jget(pv, "pp");
+
+		if (login && atoi(pk) != m)
+			continue;
+		o = json_object_new_object();
+		jadd_str(o, "customerProfileId", jstr(pv, "customerProfileId"));
+		if (jstr(pv, "merchantCustomerId"))
+			jadd_str(o, "merchantCustomerId", jstr(pv, "merchantCustomerId"));
+		if (jstr(pv, "email"))
+			jadd_str(o, "email", jstr(pv, "email"));
+		for (size_t i = 0; i < json_object_array_length(src); i++)
+			json_object_array_add(arr, masked_pp(json_object_array_get_idx(src, i)));
+		jadd(o, "paymentProfiles", arr);
+		json_object_array_add(out, o);
+	}
 	return out;
 }

@@ -121,6 +121,15 @@ route(struct MHD_Connection *c, const char *url, const char *method,
 		out = ledger_json(m);
 		pthread_mutex_unlock(&sim.lock);
 	}
+	else if (strcmp(url, "/profiles") == 0)
+	{
+		const char *m = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "merchant");
+
+		pthread_mutex_lock(&sim.lock);
+		out = json_object_new_object();
+		jadd(out, "profiles", cim_profiles_json(m));
+		pthread_mutex_unlock(&sim.lock);
+	}
 	else if (strcmp(url, "/merchants") == 0 && post)
 	{
 		const char *n = jstr(body, "name"),

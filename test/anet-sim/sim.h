@@ -212,6 +212,7 @@ extern int	cim_consume_nonce(int m, const char *descriptor, const char *value,
 extern json_object *cim_issue_nonce(int m, json_object *card);
 extern json_object *handle_cim(const char *method, int m, json_object *req);
 extern json_object *cim_create_from_txn(int m, json_object *req);
+extern json_object *cim_profiles_json(const char *login);
 extern json_object *cim_profile_from_charge(int m, const CardInfo *ci,
 											json_object *tr, Txn *t);
 extern json_object *handle_arb(const char *method, int m, json_object *req);

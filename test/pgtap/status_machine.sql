@@ -13,7 +13,11 @@ SELECT plan(8);
 
 SELECT set_eq($$SELECT operation_kind, outcome FROM payments.operation_outcomes$$,
 	$$SELECT k, o FROM unnest(ARRAY['purchase', 'authorize', 'capture', 'void', 'refund']) k,
-		unnest(ARRAY['approved', 'held', 'declined', 'error', 'rejected', 'retry', 'unknown']) o$$,
+		unnest(ARRAY['approved', 'held', 'declined', 'error', 'rejected', 'retry', 'unknown']) o
+	  UNION ALL
+	  -- stored payment methods' profile calls are never held for review
+	  SELECT k, o FROM unnest(ARRAY['save_method', 'delete_method', 'delete_customer']) k,
+		unnest(ARRAY['approved', 'declined', 'error', 'rejected', 'retry', 'unknown']) o$$,
 	'every operation kind has exactly one row for every outcome the worker hands over');
 SELECT is_empty($$SELECT operation_kind, outcome, operation_status FROM payments.operation_outcomes t
 	WHERE NOT EXISTS (SELECT 1 FROM payments.status_transitions s WHERE s.entity = 'operation'

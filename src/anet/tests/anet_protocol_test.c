@@ -205,6 +205,8 @@ static const char *const xsd_txn_request[] = {
 	"cardholderAuthentication", "retail", "employeeId", "transactionSettings", "userFields",
 	"surcharge", "merchantDescriptor", "subMerchant", "tip", "processingOptions",
 	"subsequentAuthInformation", "otherTax", "shipFrom", "authorizationIndicatorType", NULL};
+static const char *const xsd_processing_options[] = {"isFirstRecurringPayment", "isFirstSubsequentAuth", "isSubsequentAuth", "isStoredCredentials", NULL};
+static const char *const xsd_subsequent_auth[] = {"originalNetworkTransId", "originalAuthAmount", "reason", NULL};
 static const char *const xsd_payment[] = {"creditCard", "bankAccount", "trackData", "encryptedTrackData", "payPal", "opaqueData", "emv", "dataSource", NULL};
 static const char *const xsd_credit_card[] = {"cardNumber", "expirationDate", "cardCode", "isPaymentToken", "cryptogram", "tokenRequestorName", "tokenRequestorId", "tokenRequestorEci", NULL};
 static const char *const xsd_opaque[] = {"dataDescriptor", "dataValue", "dataKey", "expirationTimeStamp", NULL};
@@ -239,6 +241,8 @@ static const XsdType xsd_types[] = {
 	{"setting", xsd_setting},
 	{"sorting", xsd_sorting},
 	{"paging", xsd_paging},
+	{"processingOptions", xsd_processing_options},
+	{"subsequentAuthInformation", xsd_subsequent_auth},
 	{NULL, xsd_api_request_tail}
 };
 
@@ -1683,6 +1687,248 @@ test_scrub(void)
 	json_object_put(root);
 }
 
+/* ----------------------------------------------------------------
+ * Card on file and customer profiles (CIM)
+ * ----------------------------------------------------------------
+ */
+
+static void
+test_card_on_file(void)
+{
+	AnetTxnRequest r;
+	char	   *json;
+	char	   *err = NULL;
+	char		v[256];
+
+	printf("# card-on-file fields\n");
+	memset(&r, 0, sizeof(r));
+	r.type = ANET_AUTH_CAPTURE;
+	r.amount = "9.99";
+	r.profile_customer_id = "500001";
+	r.profile_payment_id = "700001";
+	r.invoice_number = "INV-1";
+	r.duplicate_window = 28800;
+	r.is_subsequent_auth = true;
+	r.original_network_trans_id = "0STSMT7WLO5D80U0KJR4Z9A";
+	r.subsequent_auth_reason = "resubmission";
+	json = anet_build_transaction_request(&creds, &r, false, &err);
+	xsd_ordered(json, "a merchant-initiated charge of a profile is in XSD order");
+	keys_are(json, "createTransactionRequest.transactionRequest",
+			 "transactionType,amount,profile,order,transactionSettings,processingOptions,subsequentAuthInformation",
+			 "processingOptions and subsequentAuthInformation follow transactionSettings");
+	keys_are(json, "createTransactionRequest.transactionRequest.processingOptions", "isSubsequentAuth",
+			 "only the flags that are true are sent");
+	value_at(json, "createTransactionRequest.transactionRequest.subsequentAuthInformation.originalNetworkTransId", v, sizeof(v));
+	is_str(v, "0STSMT7WLO5D80U0KJR4Z9A", "the original network transaction id is sent");
+	keys_are(json, "createTransactionRequest.transactionRequest.subsequentAuthInformation",
+			 "originalNetworkTransId,reason", "subsequentAuthInformation: originalNetworkTransId, reason");
+	anet_free(json);
+
+	r.is_subsequent_auth = false;
+	r.is_first_recurring_payment = true;
+	r.is_stored_credentials = true;
+	r.original_network_trans_id = NULL;
+	r.subsequent_auth_reason = NULL;
+	json = anet_build_transaction_request(&creds, &r, false, &err);
+	keys_are(json, "createTransactionRequest.transactionRequest.processingOptions",
+			 "isFirstRecurringPayment,isStoredCredentials", "processingOptions members in XSD order");
+	ok(json && strstr(json, "subsequentAuthInformation") == NULL, "no subsequentAuthInformation without its fields");
+	anet_free(json);
+
+	r.original_network_trans_id = "bad-id!";
+	json = anet_build_transaction_request(&creds, &r, false, &err);
+	ok(json == NULL && err && strstr(err, "originalNetworkTransId must contain only letters, digits and spaces"),
+	   "a network transaction id the schema refuses is refused");
+	anet_free(err);
+	r.original_network_trans_id = NULL;
+	r.subsequent_auth_reason = "renewal";
+	json = anet_build_transaction_request(&creds, &r, false, &err);
+	ok(json == NULL && err && strstr(err, "reason must be"), "an unknown subsequent auth reason is refused");
+	anet_free(err);
+	memset(&r, 0, sizeof(r));
+	r.type = ANET_VOID;
+	r.ref_trans_id = "123";
+	r.is_subsequent_auth = true;
+	json = anet_build_transaction_request(&creds, &r, false, &err);
+	ok(json == NULL && err && strstr(err, "card-on-file fields are only sent"), "card-on-file fields are refused on a void");
+	anet_free(err);
+}
+
+static void
+test_cim_requests(void)
+{
+	AnetPaymentProfileRequest r;
+	char	   *json;
+	char	   *err = NULL;
+	char		v[256];
+
+	printf("# customer profile requests\n");
+	memset(&r, 0, sizeof(r));
+	r.ref_id = "ref-1";
+	r.merchant_customer_id = "C0123456789";
+	r.description = "Ada Lovelace";
+	r.email = "ada@example.com";
+	r.bill_first_name = "Ada";
+	r.bill_zip = "46201";
+	r.card_number = "4111111111111111";
+	r.card_expiration = "2030-12";
+	r.card_code = "123";
+	r.default_payment_profile = true;
+	r.validation_mode = "liveMode";
+	json = anet_build_payment_profile_request(&creds, &r, false, &err);
+	keys_are(json, "createCustomerProfileRequest", "merchantAuthentication,refId,profile,validationMode",
+			 "createCustomerProfileRequest: merchantAuthentication, refId, profile, validationMode");
+	keys_are(json, "createCustomerProfileRequest.profile", "merchantCustomerId,description,email,paymentProfiles",
+			 "profile: merchantCustomerId, description, email, paymentProfiles (customerProfileType order)");
+	keys_are(json, "createCustomerProfileRequest.profile.paymentProfiles", "billTo,payment,defaultPaymentProfile",
+			 "paymentProfiles: billTo, payment, defaultPaymentProfile (customerPaymentProfileType order)");
+	keys_are(json, "createCustomerProfileRequest.profile.paymentProfiles.payment.creditCard",
+			 "cardNumber,expirationDate,cardCode", "creditCard: cardNumber, expirationDate, cardCode");
+	value_at(json, "createCustomerProfileRequest.profile.paymentProfiles.payment.creditCard.cardNumber", v, sizeof(v));
+	is_str(v, "4111111111111111", "the real request carries the card");
+	anet_free(json);
+	json = anet_build_payment_profile_request(&creds, &r, true, &err);
+	ok(json && strstr(json, "4111111111111111") == NULL && strstr(json, "\"cardNumber\":\"XXXX1111\"") &&
+	   strstr(json, "\"cardCode\":\"XXX\"") && strstr(json, "SecretKey") == NULL,
+	   "the masked profile request hides card number, code and key");
+	anet_free(json);
+
+	r.customer_profile_id = "527262";
+	r.card_number = r.card_expiration = r.card_code = NULL;
+	r.opaque_descriptor = "COMMON.ACCEPT.INAPP.PAYMENT";
+	r.opaque_value = "nonce-value";
+	r.validation_mode = "testMode";
+	json = anet_build_payment_profile_request(&creds, &r, false, &err);
+	keys_are(json, "createCustomerPaymentProfileRequest",
+			 "merchantAuthentication,refId,customerProfileId,paymentProfile,validationMode",
+			 "createCustomerPaymentProfileRequest for an existing profile, in XSD order");
+	keys_are(json, "createCustomerPaymentProfileRequest.paymentProfile.payment.opaqueData",
+			 "dataDescriptor,dataValue", "opaque data in a payment profile");
+	anet_free(json);
+	json = anet_build_payment_profile_request(&creds, &r, true, &err);
+	ok(json && strstr(json, "nonce-value") == NULL, "the masked form hides the nonce");
+	anet_free(json);
+
+	r.validation_mode = "fastMode";
+	json = anet_build_payment_profile_request(&creds, &r, false, &err);
+	ok(json == NULL && err && strstr(err, "validationMode must be"), "an unknown validation mode is refused");
+	anet_free(err);
+	r.validation_mode = NULL;
+	r.card_number = "4111111111111111";
+	r.card_expiration = "2030-12";
+	json = anet_build_payment_profile_request(&creds, &r, false, &err);
+	ok(json == NULL && err && strstr(err, "exactly one of card and opaque data"), "card and opaque data together are refused");
+	anet_free(err);
+	r.opaque_descriptor = r.opaque_value = NULL;
+	r.customer_profile_id = NULL;
+	r.merchant_customer_id = "123456789012345678901";
+	json = anet_build_payment_profile_request(&creds, &r, false, &err);
+	ok(json == NULL && err && strstr(err, "merchantCustomerId is longer than 20"), "a merchantCustomerId over 20 characters is refused");
+	anet_free(err);
+
+	json = anet_build_profile_from_transaction_request(&creds, "r2", "60000001", "C1", "Ada", "ada@example.com", NULL, false, &err);
+	keys_are(json, "createCustomerProfileFromTransactionRequest", "merchantAuthentication,refId,transId,customer",
+			 "createCustomerProfileFromTransactionRequest: transId, then customer");
+	keys_are(json, "createCustomerProfileFromTransactionRequest.customer", "merchantCustomerId,description,email",
+			 "customer: merchantCustomerId, description, email");
+	anet_free(json);
+	json = anet_build_profile_from_transaction_request(&creds, NULL, "60000001", "C1", NULL, NULL, "527262", false, &err);
+	keys_are(json, "createCustomerProfileFromTransactionRequest", "merchantAuthentication,transId,customerProfileId",
+			 "into an existing profile: transId, customerProfileId");
+	anet_free(json);
+
+	json = anet_build_get_customer_profile_request(&creds, NULL, NULL, "C1", false, &err);
+	keys_are(json, "getCustomerProfileRequest", "merchantAuthentication,merchantCustomerId",
+			 "getCustomerProfileRequest by merchantCustomerId");
+	anet_free(json);
+	json = anet_build_get_customer_profile_request(&creds, NULL, "527262", "C1", false, &err);
+	ok(json == NULL && err && strstr(err, "exactly one of"), "getCustomerProfile takes one key");
+	anet_free(err);
+
+	json = anet_build_delete_profile_request(&creds, "r3", "527262", "87", false, &err);
+	keys_are(json, "deleteCustomerPaymentProfileRequest",
+			 "merchantAuthentication,refId,customerProfileId,customerPaymentProfileId",
+			 "deleteCustomerPaymentProfileRequest in XSD order");
+	anet_free(json);
+	json = anet_build_delete_profile_request(&creds, NULL, "527262", NULL, false, &err);
+	keys_are(json, "deleteCustomerProfileRequest", "merchantAuthentication,customerProfileId",
+			 "deleteCustomerProfileRequest in XSD order");
+	anet_free(json);
+	json = anet_build_delete_profile_request(&creds, NULL, "52x", NULL, false, &err);
+	ok(json == NULL && err && strstr(err, "customerProfileId must contain only digits"), "a profile id must be digits");
+	anet_free(err);
+}
+
+static void
+test_cim_replies(void)
+{
+	AnetProfileResult r;
+	AnetCustomerProfile p;
+	size_t		len;
+	char	   *body;
+
+	printf("# customer profile replies\n");
+	body = fixture("cim_create_profile.json", &len);
+	ok(anet_parse_profile_response(body, len, &r), "createCustomerProfile reply parses");
+	is_str(r.customer_profile_id, "527262", "customerProfileId");
+	is_str(r.payment_profile_id, "86", "the first of customerPaymentProfileIdList");
+	is_int(r.validation_response_code, 1, "validation approved (field 1)");
+	is_str(r.account_number, "XXXX1111", "masked card (field 51)");
+	is_str(r.account_type, "Visa", "card type (field 52)");
+	is_str(r.network_trans_id, "0STSMT7WLO5D80U0KJR4Z9A", "network transaction id (field 59)");
+	free(body);
+
+	body = fixture("cim_create_payment_profile.json", &len);
+	ok(anet_parse_profile_response(body, len, &r) && strcmp(r.payment_profile_id, "87") == 0 &&
+	   strcmp(r.network_trans_id, "0TN1VE648DFCJSHQ81GZH9F") == 0,
+	   "createCustomerPaymentProfile reply: customerPaymentProfileId and the validation's network id");
+	free(body);
+
+	body = fixture("cim_profile_from_txn.json", &len);
+	ok(anet_parse_profile_response(body, len, &r) && strcmp(r.customer_profile_id, "190179") == 0 &&
+	   strcmp(r.payment_profile_id, "157500") == 0 && r.validation_response_code == 0,
+	   "createCustomerProfileFromTransaction reply (createCustomerProfileResponse shape), no validation");
+	free(body);
+
+	body = fixture("cim_duplicate_profile.json", &len);
+	ok(anet_parse_profile_response(body, len, &r) && !r.status.ok &&
+	   strcmp(r.status.message_code, "E00039") == 0, "a duplicate profile (E00039, with a BOM) parses");
+	is_str(r.duplicate_id, "527262", "the existing profile's id is read from the text");
+	free(body);
+
+	body = fixture("cim_duplicate_payment_profile.json", &len);
+	ok(anet_parse_profile_response(body, len, &r) && r.duplicate_id[0] == '\0' &&
+	   strcmp(r.payment_profile_id, "87") == 0, "a duplicate payment profile names the existing one in its members");
+	free(body);
+
+	body = fixture("cim_validation_declined.json", &len);
+	ok(anet_parse_profile_response(body, len, &r) && strcmp(r.status.message_code, "E00027") == 0 &&
+	   r.validation_response_code == 2 && r.validation_reason_code == 2 &&
+	   strcmp(r.validation_reason_text, "This transaction has been declined.") == 0,
+	   "a declined liveMode validation: response 2, reason 2 and its text");
+	free(body);
+
+	ok(!anet_parse_profile_response("<html>", 6, &r), "an HTML page is not a profile reply");
+
+	body = fixture("cim_get_profile.json", &len);
+	ok(anet_parse_customer_profile_response(body, len, &p) && p.found, "getCustomerProfile reply parses");
+	is_str(p.customer_profile_id, "527262", "its customerProfileId");
+	is_str(p.merchant_customer_id, "MerchantCustID", "its merchantCustomerId");
+	is_int((long long) p.count, 2, "two payment profiles");
+	ok(p.count == 2 && strcmp(p.items[0].payment_profile_id, "87") == 0 &&
+	   strcmp(p.items[0].card_number, "XXXX1111") == 0 && strcmp(p.items[0].card_type, "Visa") == 0 &&
+	   strcmp(p.items[0].original_network_trans_id, "0TN1VE648DFCJSHQ81GZH9F") == 0,
+	   "each with its id, masked card, card type and originalNetworkTransId");
+	anet_customer_profile_free(&p);
+	free(body);
+
+	body = fixture("cim_not_found.json", &len);
+	ok(anet_parse_customer_profile_response(body, len, &p) && !p.found &&
+	   strcmp(p.status.message_code, "E00040") == 0, "an unknown profile (E00040) is not found");
+	anet_customer_profile_free(&p);
+	free(body);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1693,7 +1939,10 @@ main(int argc, char **argv)
 	test_transaction_requests();
 	test_masking();
 	test_other_requests();
+	test_card_on_file();
+	test_cim_requests();
 	test_transaction_replies();
+	test_cim_replies();
 	test_reporting_replies();
 	test_status_classes();
 	test_mutations();

@@ -84,7 +84,9 @@ def tx(ttype, amount=None, extra=None, payment=None, settings=None, ref=None):
              'splitTenderId', 'order', 'lineItems', 'tax', 'duty', 'shipping',
              'taxExempt', 'poNumber', 'customer', 'billTo', 'shipTo',
              'customerIP', 'cardholderAuthentication', 'retail', 'employeeId',
-             'transactionSettings', 'userFields']
+             'transactionSettings', 'userFields', 'surcharge', 'merchantDescriptor',
+             'subMerchant', 'tip', 'processingOptions', 'subsequentAuthInformation',
+             'otherTax', 'shipFrom', 'authorizationIndicatorType']
     tr = {k: tr[k] for k in order if k in tr}
     return {'createTransactionRequest': {'merchantAuthentication': auth(),
                                          'refId': 'r1',

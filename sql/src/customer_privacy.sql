@@ -1,0 +1,116 @@
+-- Personal data of customers: audited without it, exported, erased.
+
+------------------------------------------------------------------------------
+-- Customers and payment methods are audited (audit.sql) like the other
+-- tenant tables, but their personal fields never reach the audit log: the
+-- trigger leaves out the columns named here, so an erasure leaves nothing
+-- of the person behind in the append-only log.
+------------------------------------------------------------------------------
+
+CREATE TRIGGER payments_audit AFTER INSERT OR UPDATE OR DELETE ON payments.customers
+	FOR EACH ROW EXECUTE FUNCTION payments._audit_trigger('email', 'name', 'external_ref', 'billing', 'metadata');
+CREATE TRIGGER payments_audit_truncate AFTER TRUNCATE ON payments.customers
+	FOR EACH STATEMENT EXECUTE FUNCTION payments._audit_trigger();
+CREATE TRIGGER payments_audit AFTER INSERT OR UPDATE OR DELETE ON payments.payment_methods
+	FOR EACH ROW EXECUTE FUNCTION payments._audit_trigger('card_fingerprint');
+CREATE TRIGGER payments_audit_truncate AFTER TRUNCATE ON payments.payment_methods
+	FOR EACH STATEMENT EXECUTE FUNCTION payments._audit_trigger();
+COMMENT ON TRIGGER payments_audit ON payments.customers IS 'Audit: payments.audit_log; email, name, external_ref, billing and metadata are never written.';
+COMMENT ON TRIGGER payments_audit_truncate ON payments.customers IS 'Audit: payments.audit_log.';
+COMMENT ON TRIGGER payments_audit ON payments.payment_methods IS 'Audit: payments.audit_log; the card fingerprint is never written.';
+COMMENT ON TRIGGER payments_audit_truncate ON payments.payment_methods IS 'Audit: payments.audit_log.';
+
+-- Events that concern a customer: its own, its methods', its payments'.
+CREATE FUNCTION payments._customer_events(c payments.customers) RETURNS SETOF payments.events
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, payments
+	AS $$
+	SELECT e.* FROM payments.events e
+	WHERE e.merchant_id = c.merchant_id
+		AND ((e.data ->> 'customer_id') = c.customer_id::text
+			OR e.payment_id IN (SELECT p.payment_id FROM payments.payments p
+				WHERE p.merchant_id = c.merchant_id AND p.customer_id = c.customer_id)
+			OR e.operation_id IN (SELECT o.operation_id FROM payments.operations o
+				WHERE o.merchant_id = c.merchant_id AND o.customer_id = c.customer_id))
+	$$;
+COMMENT ON FUNCTION payments._customer_events(payments.customers) IS
+	'Internal: the events that concern a customer (its own, its payment methods'', its payments'' and their operations'').';
+
+CREATE FUNCTION payments.pay_export_customer(customer_id bigint) RETURNS jsonb
+	LANGUAGE plpgsql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	c payments.customers := payments._find_customer(pay_export_customer.customer_id);
+BEGIN
+	RETURN jsonb_build_object(
+		'exported_at', now(),
+		'customer', to_jsonb(c) - 'idempotency_key',
+		'payment_methods', coalesce((SELECT jsonb_agg(to_jsonb(x) - 'card_fingerprint' - 'idempotency_key'
+				ORDER BY x.payment_method_id)
+			FROM payments.payment_methods x
+			WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id), '[]'),
+		'payments', coalesce((SELECT jsonb_agg(to_jsonb(p) - 'card_fingerprint' - 'idempotency_key'
+				ORDER BY p.payment_id)
+			FROM payments.payments p
+			WHERE p.merchant_id = c.merchant_id AND p.customer_id = c.customer_id), '[]'),
+		'operations', coalesce((SELECT jsonb_agg(to_jsonb(o) - 'idempotency_key' ORDER BY o.operation_id)
+			FROM payments.operations o
+			WHERE o.merchant_id = c.merchant_id AND (o.customer_id = c.customer_id
+				OR o.payment_id IN (SELECT p.payment_id FROM payments.payments p
+					WHERE p.merchant_id = c.merchant_id AND p.customer_id = c.customer_id))), '[]'),
+		'events', coalesce((SELECT jsonb_agg(to_jsonb(e) ORDER BY e.event_id)
+			FROM payments._customer_events(c) e), '[]'));
+END
+$$;
+COMMENT ON FUNCTION payments.pay_export_customer(bigint) IS
+	'Everything the extension holds about one customer of the current merchant, as one JSON document: the customer, its payment methods (masked: brand, last four, expiry, gateway ids), its payments, their gateway operations and the events that concern them. PT404 for an unknown or foreign id.';
+
+CREATE FUNCTION payments.pay_erase_customer(customer_id bigint,
+	idempotency_key text DEFAULT NULL, correlation_id text DEFAULT NULL)
+	RETURNS payments.customers
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	c payments.customers := payments._find_customer(pay_erase_customer.customer_id, true);
+	idem payments.idempotency_keys := payments._idempotency_claim(c.merchant_id,
+		pay_erase_customer.idempotency_key, 'erase_customer', md5(jsonb_build_array(c.customer_id)::text));
+	corr text := payments._correlation_id(pay_erase_customer.correlation_id);
+	result payments.customers;
+BEGIN
+	IF idem.request_kind IS NULL AND c.erased_at IS NULL THEN
+		-- the gateway's profile holds the email and billing address: it goes too
+		IF c.status <> 'deleted' THEN
+			PERFORM payments._delete_customer_profile(c, NULL, corr);
+		END IF;
+		UPDATE payments.customers x SET status = 'deleted', email = NULL, name = NULL,
+			external_ref = NULL, billing = '{}', metadata = '{}',
+			deleted_at = coalesce(x.deleted_at, clock_timestamp()), erased_at = clock_timestamp(),
+			updated_at = clock_timestamp()
+		WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id;
+		-- payments keep amounts, dates, card brand and last four, gateway ids;
+		-- the billing details sent with them and the card fingerprint go
+		UPDATE payments.payments p SET customer = '{}', card_fingerprint = NULL
+		WHERE p.merchant_id = c.merchant_id AND p.customer_id = c.customer_id;
+		UPDATE payments.payment_methods x SET card_fingerprint = NULL
+		WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id;
+		-- the masked requests carried the name, email and address
+		UPDATE payments.gateway_exchanges g SET request_masked = '(erased)', response_masked = NULL
+		WHERE g.merchant_id = c.merchant_id AND g.operation_id IN (SELECT o.operation_id
+			FROM payments.operations o WHERE o.merchant_id = c.merchant_id AND (o.customer_id = c.customer_id
+				OR o.payment_id IN (SELECT p.payment_id FROM payments.payments p
+					WHERE p.merchant_id = c.merchant_id AND p.customer_id = c.customer_id)));
+		UPDATE payments.events e SET data = e.data - 'external_ref'
+		WHERE e.merchant_id = c.merchant_id AND e.event_type LIKE 'customer.%'
+			AND (e.data ->> 'customer_id') = c.customer_id::text;
+		INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
+		VALUES (c.merchant_id, 'customer.erased', jsonb_build_object('customer_id', c.customer_id), corr);
+	END IF;
+	SELECT * INTO result FROM payments.customers x
+	WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id;
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_erase_customer(bigint, text, text) IS
+	'Erases a customer''s personal data: email, name, external_ref, billing and metadata, the billing details sent with its payments, card fingerprints, the masked gateway requests and replies of its operations, and its profile at the gateway (deleted by the worker). Kept, as the law requires: payments with amounts, dates, status, card brand and last four, gateway transaction and profile ids, and their operations. The customer stays as a deleted row with erased_at; the audit log records the change (without the personal values) and a customer.erased event is written.';

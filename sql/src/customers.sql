@@ -1,0 +1,273 @@
+-- Customers: per merchant, with their billing details; create, update, find, list, delete.
+
+------------------------------------------------------------------------------
+-- A customer is the merchant's record of a person or business that pays:
+-- email, name, the merchant's own reference, billing details (the same
+-- object pay_purchase takes as customer) and metadata.  Its stored payment
+-- methods (payment_methods.sql) hang off one Authorize.Net customer
+-- profile, made by the worker when the first method is saved
+-- (merchantCustomerId = gateway_customer_ref).
+------------------------------------------------------------------------------
+
+CREATE TABLE payments.customers (
+	merchant_id bigint NOT NULL REFERENCES payments.merchants,
+	customer_id bigint GENERATED ALWAYS AS IDENTITY,
+	status text NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'deleted')),
+	email text CHECK (length(email) <= 255),
+	name text CHECK (length(name) <= 255),
+	external_ref text CHECK (length(external_ref) <= 255),
+	-- billing details sent as billTo/customer (keys as pay_purchase's customer)
+	billing jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(billing) = 'object'),
+	metadata jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(metadata) = 'object'),
+	-- the gateway's customer profile (set by the worker)
+	customer_profile_id text,
+	idempotency_key text,
+	correlation_id text NOT NULL,
+	created_at timestamptz NOT NULL DEFAULT now(),
+	updated_at timestamptz NOT NULL DEFAULT now(),
+	deleted_at timestamptz,
+	erased_at timestamptz,
+	PRIMARY KEY (merchant_id, customer_id)
+);
+CREATE INDEX customers_created ON payments.customers (merchant_id, created_at, customer_id);
+CREATE INDEX customers_email ON payments.customers (merchant_id, lower(email), created_at, customer_id)
+	WHERE email IS NOT NULL;
+CREATE INDEX customers_external_ref ON payments.customers (merchant_id, external_ref)
+	WHERE external_ref IS NOT NULL;
+COMMENT ON TABLE payments.customers IS
+	'Customers of each merchant: email, name, external reference, billing details, metadata and the gateway customer profile that holds their stored payment methods. Deleted customers are kept (status deleted); erased ones keep no personal data.';
+REVOKE ALL ON payments.customers FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('payments.customers', '');
+SELECT pg_catalog.pg_extension_config_dump('payments.customers_customer_id_seq', '');
+
+-- The merchantCustomerId of a customer's gateway profile: unique per
+-- installation (the invoice tag) and at most 20 characters.
+CREATE FUNCTION payments._gateway_customer_ref(p_customer_id bigint) RETURNS text
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, payments
+	AS $$
+	SELECT 'C' || left(payments._invoice_tag(), 19 - length(p_customer_id::text)) || p_customer_id
+	$$;
+COMMENT ON FUNCTION payments._gateway_customer_ref(bigint) IS
+	'Internal: the merchantCustomerId of a customer''s gateway profile (C, the installation''s tag, the customer id; at most 20 characters).';
+
+CREATE FUNCTION payments._customer_not_found(p_customer_id bigint) RETURNS void
+	LANGUAGE plpgsql AS $$
+BEGIN
+	RAISE EXCEPTION 'customer % not found', p_customer_id
+		USING ERRCODE = 'PT404', HINT = 'Customer ids are per merchant; check pay_current_merchant().';
+END
+$$;
+COMMENT ON FUNCTION payments._customer_not_found(bigint) IS 'Internal: raises the customer-not-found error (PT404).';
+
+-- A customer of the current merchant (locked when p_lock), or PT404;
+-- deleted customers only when p_deleted_ok.
+CREATE FUNCTION payments._find_customer(p_customer_id bigint, p_lock boolean DEFAULT false,
+	p_deleted_ok boolean DEFAULT true)
+	RETURNS payments.customers
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	c payments.customers;
+BEGIN
+	IF p_lock THEN
+		SELECT * INTO c FROM payments.customers
+		WHERE merchant_id = payments.pay_current_merchant() AND customer_id = p_customer_id FOR UPDATE;
+	ELSE
+		SELECT * INTO c FROM payments.customers
+		WHERE merchant_id = payments.pay_current_merchant() AND customer_id = p_customer_id;
+	END IF;
+	IF NOT FOUND THEN
+		PERFORM payments._customer_not_found(p_customer_id);
+	END IF;
+	IF NOT p_deleted_ok AND c.status = 'deleted' THEN
+		RAISE EXCEPTION 'customer % is deleted', p_customer_id
+			USING ERRCODE = '22Y20', HINT = 'A deleted customer can be read and exported, not changed or charged.';
+	END IF;
+	RETURN c;
+END
+$$;
+COMMENT ON FUNCTION payments._find_customer(bigint, boolean, boolean) IS
+	'Internal: a customer of the current merchant (optionally locked), or PT404; 22Y20 for a deleted one unless allowed.';
+
+-- A customer's email and name, against the customer profile fields they
+-- fill (src/anet/anet_fields.c): 22Y24 for a character the gateway cannot
+-- carry, 22001 for a text too long.
+CREATE FUNCTION payments._check_customer_profile_input(email text, name text)
+	RETURNS void
+	LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'pay_check_customer_input';
+COMMENT ON FUNCTION payments._check_customer_profile_input(text, text) IS
+	'Internal: raises 22Y24 (character the gateway cannot carry) or 22001 (longer than profile.email or profile.description, 255) for a customer''s email or name.';
+
+-- The customer's texts, against what the gateway takes: the email goes to
+-- the profile's email and customer.email (255), the name to the profile's
+-- description (255), the billing details to billTo.
+CREATE FUNCTION payments._check_customer_input(p_email text, p_name text, p_external_ref text,
+	p_billing jsonb, p_metadata jsonb, p_correlation_id text)
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+BEGIN
+	IF length(p_external_ref) > 255 THEN
+		RAISE EXCEPTION 'external_ref is longer than 255 characters' USING ERRCODE = '22001';
+	END IF;
+	IF p_billing IS NOT NULL AND jsonb_typeof(p_billing) <> 'object' THEN
+		RAISE EXCEPTION 'billing must be a JSON object' USING ERRCODE = '22023',
+			HINT = 'Pass the billing details as pay_purchase''s customer object, e.g. {"first_name": "Ada", "zip": "46201"}.';
+	END IF;
+	IF p_metadata IS NOT NULL AND jsonb_typeof(p_metadata) <> 'object' THEN
+		RAISE EXCEPTION 'metadata must be a JSON object' USING ERRCODE = '22023';
+	END IF;
+	IF p_email IS NOT NULL AND p_email !~ '^[^@[:space:]]+@[^@[:space:]]+$' THEN
+		RAISE EXCEPTION 'invalid email address' USING ERRCODE = '22023',
+			HINT = 'Pass an address such as ada@example.com, or NULL.';
+	END IF;
+	PERFORM payments._check_customer_profile_input(p_email, p_name);
+	PERFORM payments._check_gateway_input(NULL, NULL, p_billing, p_correlation_id);
+END
+$$;
+COMMENT ON FUNCTION payments._check_customer_input(text, text, text, jsonb, jsonb, text) IS
+	'Internal: refuses customer input the gateway would refuse (lengths and characters of email, name and billing details; 22001, 22Y24), an external_ref over 255 characters (22001) and malformed objects (22023).';
+
+CREATE FUNCTION payments.pay_create_customer(
+	email text DEFAULT NULL,
+	name text DEFAULT NULL,
+	external_ref text DEFAULT NULL,
+	billing jsonb DEFAULT NULL,
+	metadata jsonb DEFAULT NULL,
+	idempotency_key text DEFAULT NULL,
+	correlation_id text DEFAULT NULL)
+	RETURNS payments.customers
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	m bigint := payments.pay_current_merchant();
+	corr text := payments._correlation_id(pay_create_customer.correlation_id);
+	idem payments.idempotency_keys;
+	result payments.customers;
+BEGIN
+	PERFORM payments._check_customer_input(pay_create_customer.email, pay_create_customer.name,
+		pay_create_customer.external_ref, pay_create_customer.billing, pay_create_customer.metadata, corr);
+	idem := payments._idempotency_claim(m, pay_create_customer.idempotency_key, 'create_customer',
+		md5(jsonb_build_array(pay_create_customer.email, pay_create_customer.name,
+			pay_create_customer.external_ref, pay_create_customer.billing,
+			pay_create_customer.metadata)::text));
+	IF idem.request_kind IS NOT NULL THEN
+		SELECT * INTO result FROM payments.customers c
+		WHERE c.merchant_id = m AND c.idempotency_key = pay_create_customer.idempotency_key;
+		RETURN result;
+	END IF;
+	INSERT INTO payments.customers AS c (merchant_id, email, name, external_ref, billing, metadata,
+		idempotency_key, correlation_id)
+	VALUES (m, pay_create_customer.email, pay_create_customer.name, pay_create_customer.external_ref,
+		coalesce(pay_create_customer.billing, '{}'), coalesce(pay_create_customer.metadata, '{}'),
+		pay_create_customer.idempotency_key, corr)
+	RETURNING * INTO result;
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_create_customer(text, text, text, jsonb, jsonb, text, text) IS
+	'Creates a customer of the current merchant: email, name, external_ref (the merchant''s own id), billing (pay_purchase''s customer object: first_name, last_name, company, address, city, state, zip, country), metadata. Writes a customer.created event. Returns the customer row.';
+
+CREATE FUNCTION payments.pay_update_customer(
+	customer_id bigint,
+	email text DEFAULT NULL,
+	name text DEFAULT NULL,
+	external_ref text DEFAULT NULL,
+	billing jsonb DEFAULT NULL,
+	metadata jsonb DEFAULT NULL,
+	idempotency_key text DEFAULT NULL,
+	correlation_id text DEFAULT NULL)
+	RETURNS payments.customers
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	c payments.customers := payments._find_customer(pay_update_customer.customer_id, true, false);
+	corr text := payments._correlation_id(pay_update_customer.correlation_id);
+	idem payments.idempotency_keys;
+	result payments.customers;
+BEGIN
+	PERFORM payments._check_customer_input(pay_update_customer.email, pay_update_customer.name,
+		pay_update_customer.external_ref, pay_update_customer.billing, pay_update_customer.metadata, corr);
+	idem := payments._idempotency_claim(c.merchant_id, pay_update_customer.idempotency_key, 'update_customer',
+		md5(jsonb_build_array(pay_update_customer.customer_id, pay_update_customer.email,
+			pay_update_customer.name, pay_update_customer.external_ref, pay_update_customer.billing,
+			pay_update_customer.metadata)::text));
+	IF idem.request_kind IS NOT NULL THEN
+		RETURN c;				-- applied once already
+	END IF;
+	UPDATE payments.customers u SET
+		email = coalesce(pay_update_customer.email, u.email),
+		name = coalesce(pay_update_customer.name, u.name),
+		external_ref = coalesce(pay_update_customer.external_ref, u.external_ref),
+		billing = coalesce(pay_update_customer.billing, u.billing),
+		metadata = coalesce(pay_update_customer.metadata, u.metadata),
+		updated_at = clock_timestamp()
+	WHERE u.merchant_id = c.merchant_id AND u.customer_id = c.customer_id
+	RETURNING * INTO result;
+	INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
+	VALUES (c.merchant_id, 'customer.updated', jsonb_build_object('customer_id', c.customer_id,
+		'fields', (SELECT jsonb_agg(k) FROM unnest(ARRAY['email', 'name', 'external_ref', 'billing', 'metadata'],
+			ARRAY[pay_update_customer.email IS NOT NULL, pay_update_customer.name IS NOT NULL,
+				pay_update_customer.external_ref IS NOT NULL, pay_update_customer.billing IS NOT NULL,
+				pay_update_customer.metadata IS NOT NULL]) AS x(k, given) WHERE given)), corr);
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_update_customer(bigint, text, text, text, jsonb, jsonb, text, text) IS
+	'Changes the fields given (NULL: unchanged) of a customer of the current merchant; billing and metadata are replaced whole. Writes a customer.updated event naming the fields. PT404 for an unknown or foreign id, 22Y20 for a deleted customer.';
+
+CREATE FUNCTION payments.pay_get_customer(customer_id bigint) RETURNS payments.customers
+	LANGUAGE sql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+	SELECT * FROM payments._find_customer(pay_get_customer.customer_id)
+	$$;
+COMMENT ON FUNCTION payments.pay_get_customer(bigint) IS
+	'A customer of the current merchant; an unknown id, or another merchant''s, raises PT404.';
+
+CREATE FUNCTION payments.pay_find_customers(
+	email text DEFAULT NULL,
+	external_ref text DEFAULT NULL,
+	include_deleted boolean DEFAULT false,
+	after bigint DEFAULT NULL,
+	page_size integer DEFAULT 50)
+	RETURNS SETOF payments.customers
+	LANGUAGE plpgsql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	m bigint := payments.pay_current_merchant();
+	cursor_at timestamptz;
+BEGIN
+	IF page_size IS NULL OR page_size NOT BETWEEN 1 AND 500 THEN
+		RAISE EXCEPTION 'page_size must be between 1 and 500'
+			USING ERRCODE = '22023',
+				DETAIL = format('The page_size given was %s.', coalesce(page_size::text, 'NULL')),
+				HINT = 'Ask for the next page with after => the last customer_id of this one.';
+	END IF;
+	IF after IS NOT NULL THEN
+		SELECT c.created_at INTO cursor_at FROM payments.customers c
+		WHERE c.merchant_id = m AND c.customer_id = pay_find_customers.after;
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'the cursor customer % is not a customer of this merchant', after
+				USING ERRCODE = '22023', HINT = 'Pass as after the last customer_id of the page before.';
+		END IF;
+	END IF;
+	RETURN QUERY
+	SELECT c.* FROM payments.customers c
+	WHERE c.merchant_id = m
+		AND (after IS NULL OR (c.created_at, c.customer_id) < (cursor_at, after))
+		AND (pay_find_customers.email IS NULL OR (c.email IS NOT NULL AND lower(c.email) = lower(pay_find_customers.email)))
+		AND (pay_find_customers.external_ref IS NULL OR c.external_ref = pay_find_customers.external_ref)
+		AND (include_deleted OR c.status <> 'deleted')
+	ORDER BY c.created_at DESC, c.customer_id DESC
+	LIMIT page_size;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_find_customers(text, text, boolean, bigint, integer) IS
+	'The current merchant''s customers, newest first (created_at, then customer_id), at most page_size (1-500, default 50) per call; filters email (any case) and external_ref; deleted ones only with include_deleted. Keyset pagination: pass as after the last customer_id of the previous page.';

@@ -1,0 +1,667 @@
+-- Stored payment methods: Authorize.Net customer and payment profiles, saved, listed, made default and deleted through the worker.
+
+------------------------------------------------------------------------------
+-- A payment method is a card kept at the gateway (a payment profile under
+-- the customer's profile).  What is kept here: brand, last four, expiry,
+-- fingerprint, the gateway's ids and the network transaction id of the
+-- first customer-initiated transaction (for the card-on-file fields of
+-- merchant-initiated charges).  The card itself waits sealed in the vault,
+-- like a purchase's, until the worker has sent it.
+--
+-- Every gateway call is an operation (outbox row) the worker sends after
+-- COMMIT: save_method (createCustomerProfile, or createCustomerPaymentProfile
+-- when the customer has a profile, or createCustomerProfileFromTransaction),
+-- delete_method (deleteCustomerPaymentProfile), delete_customer
+-- (deleteCustomerProfile, which deletes its payment profiles too).
+------------------------------------------------------------------------------
+
+ALTER TABLE payments.operations ALTER COLUMN payment_id DROP NOT NULL;
+ALTER TABLE payments.operations ADD COLUMN payment_method_id bigint;
+ALTER TABLE payments.operations ADD COLUMN customer_id bigint;
+ALTER TABLE payments.operations DROP CONSTRAINT operations_kind_check;
+ALTER TABLE payments.operations ADD CONSTRAINT operations_kind_check CHECK (kind IN ('purchase',
+	'authorize', 'capture', 'void', 'refund', 'save_method', 'delete_method', 'delete_customer'));
+ALTER TABLE payments.operations ADD CONSTRAINT operations_subject_check
+	CHECK (payment_id IS NOT NULL OR payment_method_id IS NOT NULL OR customer_id IS NOT NULL);
+CREATE INDEX operations_payment_method ON payments.operations (merchant_id, payment_method_id)
+	WHERE payment_method_id IS NOT NULL;
+CREATE INDEX operations_customer ON payments.operations (merchant_id, customer_id)
+	WHERE customer_id IS NOT NULL;
+COMMENT ON COLUMN payments.operations.payment_method_id IS
+	'The stored payment method a save_method or delete_method operation is for.';
+COMMENT ON COLUMN payments.operations.customer_id IS
+	'The customer whose gateway profile a payment method operation or delete_customer acts on.';
+
+-- payments charged through a stored method, or for a customer
+ALTER TABLE payments.payments ADD COLUMN customer_id bigint;
+ALTER TABLE payments.payments ADD COLUMN payment_method_id bigint;
+CREATE INDEX payments_customer ON payments.payments (merchant_id, customer_id)
+	WHERE customer_id IS NOT NULL;
+COMMENT ON COLUMN payments.payments.customer_id IS 'The customer the payment is for (pay_purchase customer_id, or the stored method''s).';
+COMMENT ON COLUMN payments.payments.payment_method_id IS 'The stored payment method charged, if any.';
+
+CREATE TABLE payments.payment_methods (
+	merchant_id bigint NOT NULL,
+	payment_method_id bigint GENERATED ALWAYS AS IDENTITY,
+	customer_id bigint NOT NULL,
+	status text NOT NULL DEFAULT 'pending'
+		CHECK (status IN ('pending', 'active', 'failed', 'deleting', 'deleted')),
+	source text NOT NULL CHECK (source IN ('card', 'opaque_data', 'payment')),
+	validation_mode text NOT NULL CHECK (validation_mode IN ('none', 'testMode', 'liveMode')),
+	is_default boolean NOT NULL DEFAULT false,
+	card_brand text,
+	card_last4 text,
+	card_exp_month smallint,
+	card_exp_year smallint,
+	card_fingerprint text,
+	customer_profile_id text,
+	payment_profile_id text,
+	-- of the first customer-initiated transaction (validation or charge)
+	network_trans_id text,
+	source_payment_id bigint,
+	failure_code text,
+	failure_reason text,
+	idempotency_key text,
+	correlation_id text NOT NULL,
+	expiring_notified_at timestamptz,
+	created_at timestamptz NOT NULL DEFAULT now(),
+	updated_at timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (merchant_id, payment_method_id),
+	FOREIGN KEY (merchant_id, customer_id) REFERENCES payments.customers
+);
+CREATE INDEX payment_methods_customer ON payments.payment_methods (merchant_id, customer_id, payment_method_id);
+-- one default per customer among its usable methods
+CREATE UNIQUE INDEX payment_methods_one_default ON payments.payment_methods (merchant_id, customer_id)
+	WHERE is_default AND status IN ('pending', 'active');
+CREATE INDEX payment_methods_expiry ON payments.payment_methods (card_exp_year, card_exp_month)
+	WHERE status = 'active';
+COMMENT ON TABLE payments.payment_methods IS
+	'Stored payment methods (Authorize.Net payment profiles under the customer''s profile): brand, last four, expiry, fingerprint, gateway ids and the original network transaction id. Card numbers are never stored.';
+REVOKE ALL ON payments.payment_methods FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('payments.payment_methods', '');
+SELECT pg_catalog.pg_extension_config_dump('payments.payment_methods_payment_method_id_seq', '');
+
+CREATE TRIGGER payment_methods_status BEFORE INSERT OR UPDATE ON payments.payment_methods
+	FOR EACH ROW EXECUTE FUNCTION payments._status_guard('payment_method');
+CREATE TRIGGER customers_status BEFORE INSERT OR UPDATE ON payments.customers
+	FOR EACH ROW EXECUTE FUNCTION payments._status_guard('customer');
+
+CREATE FUNCTION payments._payment_method_not_found(p_id bigint) RETURNS void
+	LANGUAGE plpgsql AS $$
+BEGIN
+	RAISE EXCEPTION 'payment method % not found', p_id
+		USING ERRCODE = 'PT404', HINT = 'Payment method ids are per merchant; check pay_current_merchant().';
+END
+$$;
+COMMENT ON FUNCTION payments._payment_method_not_found(bigint) IS 'Internal: raises the payment-method-not-found error (PT404).';
+
+CREATE FUNCTION payments._find_payment_method(p_id bigint, p_lock boolean DEFAULT false)
+	RETURNS payments.payment_methods
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	pm payments.payment_methods;
+BEGIN
+	IF p_lock THEN
+		SELECT * INTO pm FROM payments.payment_methods
+		WHERE merchant_id = payments.pay_current_merchant() AND payment_method_id = p_id FOR UPDATE;
+	ELSE
+		SELECT * INTO pm FROM payments.payment_methods
+		WHERE merchant_id = payments.pay_current_merchant() AND payment_method_id = p_id;
+	END IF;
+	IF NOT FOUND THEN
+		PERFORM payments._payment_method_not_found(p_id);
+	END IF;
+	RETURN pm;
+END
+$$;
+COMMENT ON FUNCTION payments._find_payment_method(bigint, boolean) IS
+	'Internal: a payment method of the current merchant (optionally locked), or PT404.';
+
+-- An operation on a stored method or a customer's profile, queued for the
+-- worker (woken at COMMIT), with the idempotency key pointing at it.
+CREATE FUNCTION payments._new_method_operation(p_merchant bigint, p_kind text, p_method bigint,
+	p_customer bigint, p_payment bigint, p_key text, p_correlation_id text)
+	RETURNS payments.operations
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	o payments.operations;
+BEGIN
+	INSERT INTO payments.operations (merchant_id, payment_id, payment_method_id, customer_id, kind,
+		idempotency_key, correlation_id)
+	VALUES (p_merchant, p_payment, p_method, p_customer, p_kind, p_key, p_correlation_id)
+	RETURNING * INTO o;
+	IF p_key IS NOT NULL THEN
+		UPDATE payments.idempotency_keys SET operation_id = o.operation_id
+		WHERE merchant_id = p_merchant AND idempotency_key = p_key;
+	END IF;
+	PERFORM payments._wake_at_commit();
+	RETURN o;
+END
+$$;
+COMMENT ON FUNCTION payments._new_method_operation(bigint, text, bigint, bigint, bigint, text, text) IS
+	'Internal: queues a save_method, delete_method or delete_customer operation for the worker.';
+
+CREATE FUNCTION payments.pay_save_payment_method(
+	customer_id bigint,
+	card payments.pay_card DEFAULT NULL,
+	opaque_data jsonb DEFAULT NULL,
+	payment_id bigint DEFAULT NULL,
+	validation_mode text DEFAULT 'liveMode',
+	make_default boolean DEFAULT true,
+	idempotency_key text DEFAULT NULL,
+	correlation_id text DEFAULT NULL)
+	RETURNS payments.payment_methods
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	c payments.customers := payments._find_customer(pay_save_payment_method.customer_id, true, false);
+	m bigint := c.merchant_id;
+	corr text := payments._correlation_id(pay_save_payment_method.correlation_id);
+	sources int := (card IS NOT NULL)::int + (opaque_data IS NOT NULL)::int
+		+ (pay_save_payment_method.payment_id IS NOT NULL)::int;
+	idem payments.idempotency_keys;
+	p payments.payments;
+	pm payments.payment_methods;
+	o payments.operations;
+	src text;
+BEGIN
+	IF sources <> 1 THEN
+		RAISE EXCEPTION 'exactly one of card, opaque_data and payment_id is required'
+			USING ERRCODE = '22Y22', DETAIL = format('%s were given.', sources);
+	END IF;
+	IF validation_mode IS NULL OR validation_mode NOT IN ('none', 'testMode', 'liveMode') THEN
+		RAISE EXCEPTION 'validation_mode must be none, testMode or liveMode' USING ERRCODE = '22023',
+			HINT = 'none stores the card unchecked, testMode checks its form, liveMode authorizes $0.00 at the issuer.';
+	END IF;
+	IF opaque_data IS NOT NULL THEN
+		PERFORM payments._check_opaque_data(opaque_data);
+	END IF;
+	PERFORM payments._check_gateway_input(NULL, NULL, NULL, corr);
+	idem := payments._idempotency_claim(m, pay_save_payment_method.idempotency_key, 'save_payment_method',
+		md5(jsonb_build_array(c.customer_id, payments.pay_card_fingerprint(card),
+			payments.pay_card_exp_month(card), payments.pay_card_exp_year(card), opaque_data,
+			pay_save_payment_method.payment_id, validation_mode, make_default)::text));
+	IF idem.request_kind IS NOT NULL THEN
+		SELECT x.* INTO pm FROM payments.payment_methods x
+		JOIN payments.operations y ON y.merchant_id = x.merchant_id AND y.payment_method_id = x.payment_method_id
+		WHERE y.merchant_id = m AND y.operation_id = idem.operation_id;
+		RETURN pm;
+	END IF;
+	IF pay_save_payment_method.payment_id IS NOT NULL THEN
+		src := 'payment';
+		p := payments._find_payment(pay_save_payment_method.payment_id);
+		IF p.gateway_trans_id IS NULL OR p.status NOT IN ('succeeded', 'requires_capture',
+				'partially_refunded', 'refunded') OR p.payment_method NOT IN ('card', 'opaque_data') THEN
+			RAISE EXCEPTION 'payment % cannot be saved as a payment method', p.payment_id
+				USING ERRCODE = '22Y20',
+					DETAIL = format('The payment is %s%s; only an approved card or Accept.js payment can be saved.',
+						p.status, CASE WHEN p.payment_method = 'profile' THEN ' and was made with a stored method' ELSE '' END);
+		END IF;
+	ELSIF card IS NOT NULL THEN
+		src := 'card';
+	ELSE
+		src := 'opaque_data';
+	END IF;
+	IF make_default THEN
+		UPDATE payments.payment_methods x SET is_default = false
+		WHERE x.merchant_id = m AND x.customer_id = c.customer_id AND x.is_default;
+	END IF;
+	INSERT INTO payments.payment_methods AS x (merchant_id, customer_id, source, validation_mode, is_default,
+		card_brand, card_last4, card_exp_month, card_exp_year, card_fingerprint, source_payment_id,
+		idempotency_key, correlation_id)
+	VALUES (m, c.customer_id, src, validation_mode, make_default,
+		coalesce(payments.pay_card_brand(card), p.card_brand), coalesce(payments.pay_card_last4(card), p.card_last4),
+		coalesce(payments.pay_card_exp_month(card), p.card_exp_month),
+		coalesce(payments.pay_card_exp_year(card), p.card_exp_year),
+		coalesce(payments.pay_card_fingerprint(card), p.card_fingerprint), p.payment_id,
+		pay_save_payment_method.idempotency_key, corr)
+	RETURNING * INTO pm;
+	o := payments._new_method_operation(m, 'save_method', pm.payment_method_id, c.customer_id, p.payment_id,
+		pay_save_payment_method.idempotency_key, corr);
+	IF card IS NOT NULL THEN
+		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
+		VALUES (m, o.operation_id, payments._card_sealed(card));
+	ELSIF opaque_data IS NOT NULL THEN
+		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
+		VALUES (m, o.operation_id, payments._opaque_data_sealed(opaque_data ->> 'dataDescriptor',
+			opaque_data ->> 'dataValue'));
+	END IF;
+	RETURN pm;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_save_payment_method(bigint, payments.pay_card, jsonb, bigint, text, boolean, text, text) IS
+	'Saves a payment method for a customer at the gateway: a card, Accept.js opaque data, or the card of an approved payment (payment_id). validation_mode: none, testMode or liveMode (a $0.00 authorization; default). Returns the method (status pending); the worker creates the gateway profile after COMMIT (active, or failed with the reason); pay_wait_payment_method waits for it.';
+
+CREATE FUNCTION payments.pay_wait_payment_method(payment_method_id bigint,
+	timeout interval DEFAULT '30 seconds')
+	RETURNS payments.payment_methods
+	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	m bigint := payments.pay_current_merchant();
+	result payments.payment_methods;
+BEGIN
+	IF timeout < interval '0' OR timeout > payments._max_wait() THEN
+		RAISE EXCEPTION 'timeout must be between 0 and %', payments._max_wait() USING ERRCODE = '22023',
+			DETAIL = format('%s was asked for; the payments.max_wait setting allows at most %s.', timeout, payments._max_wait());
+	END IF;
+	PERFORM payments._find_payment_method(pay_wait_payment_method.payment_method_id);
+	PERFORM payments._wait_for_payment_method(m, pay_wait_payment_method.payment_method_id,
+		(extract(epoch FROM timeout) * 1000)::integer);
+	SELECT * INTO result FROM payments.payment_methods x
+	WHERE x.merchant_id = m AND x.payment_method_id = pay_wait_payment_method.payment_method_id;
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_wait_payment_method(bigint, interval) IS
+	'Blocks until the payment method''s gateway work (saving or deleting) is done or the timeout passes, without polling; returns the method row. Call it after the COMMIT that created the work.';
+
+CREATE FUNCTION payments.pay_get_payment_method(payment_method_id bigint) RETURNS payments.payment_methods
+	LANGUAGE sql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+	SELECT * FROM payments._find_payment_method(pay_get_payment_method.payment_method_id)
+	$$;
+COMMENT ON FUNCTION payments.pay_get_payment_method(bigint) IS
+	'A payment method of the current merchant; an unknown id, or another merchant''s, raises PT404.';
+
+CREATE FUNCTION payments.pay_list_payment_methods(customer_id bigint, include_deleted boolean DEFAULT false)
+	RETURNS SETOF payments.payment_methods
+	LANGUAGE plpgsql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	c payments.customers := payments._find_customer(pay_list_payment_methods.customer_id);
+BEGIN
+	RETURN QUERY SELECT x.* FROM payments.payment_methods x
+	WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id
+		AND (include_deleted OR x.status NOT IN ('deleted', 'failed'))
+	ORDER BY x.is_default DESC, x.payment_method_id DESC;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_list_payment_methods(bigint, boolean) IS
+	'The payment methods of a customer of the current merchant, the default first, then newest first; failed and deleted ones only with include_deleted. PT404 for an unknown or foreign customer.';
+
+CREATE FUNCTION payments.pay_set_default_payment_method(payment_method_id bigint,
+	idempotency_key text DEFAULT NULL, correlation_id text DEFAULT NULL)
+	RETURNS payments.payment_methods
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	pm payments.payment_methods := payments._find_payment_method(pay_set_default_payment_method.payment_method_id, true);
+	idem payments.idempotency_keys := payments._idempotency_claim(pm.merchant_id,
+		pay_set_default_payment_method.idempotency_key, 'set_default_payment_method',
+		md5(jsonb_build_array(pm.payment_method_id)::text));
+	result payments.payment_methods;
+BEGIN
+	IF idem.request_kind IS NULL AND pm.status NOT IN ('pending', 'active') THEN
+		RAISE EXCEPTION 'cannot make payment method % in status % the default', pm.payment_method_id, pm.status
+			USING ERRCODE = '22Y20';
+	END IF;
+	IF NOT pm.is_default AND idem.request_kind IS NULL THEN
+		UPDATE payments.payment_methods x SET is_default = false
+		WHERE x.merchant_id = pm.merchant_id AND x.customer_id = pm.customer_id AND x.is_default;
+		UPDATE payments.payment_methods x SET is_default = true
+		WHERE x.merchant_id = pm.merchant_id AND x.payment_method_id = pm.payment_method_id;
+		INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
+		VALUES (pm.merchant_id, 'payment_method.default', jsonb_build_object('payment_method_id',
+			pm.payment_method_id, 'customer_id', pm.customer_id),
+			payments._correlation_id(pay_set_default_payment_method.correlation_id));
+	END IF;
+	SELECT * INTO result FROM payments.payment_methods x
+	WHERE x.merchant_id = pm.merchant_id AND x.payment_method_id = pm.payment_method_id;
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_set_default_payment_method(bigint, text, text) IS
+	'Makes a pending or active payment method its customer''s default (the one charged when a customer, not a method, is given). Writes a payment_method.default event.';
+
+CREATE FUNCTION payments.pay_delete_payment_method(payment_method_id bigint,
+	idempotency_key text DEFAULT NULL, correlation_id text DEFAULT NULL)
+	RETURNS payments.payment_methods
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	pm payments.payment_methods := payments._find_payment_method(pay_delete_payment_method.payment_method_id, true);
+	idem payments.idempotency_keys := payments._idempotency_claim(pm.merchant_id,
+		pay_delete_payment_method.idempotency_key, 'delete_payment_method',
+		md5(jsonb_build_array(pm.payment_method_id)::text));
+	corr text := payments._correlation_id(pay_delete_payment_method.correlation_id);
+	result payments.payment_methods;
+BEGIN
+	IF idem.request_kind IS NULL THEN
+		IF pm.status = 'pending' THEN
+			RAISE EXCEPTION 'payment method % is still being saved', pm.payment_method_id
+				USING ERRCODE = '22Y20', HINT = 'Wait for it (pay_wait_payment_method), then delete it.';
+		ELSIF pm.status = 'active' AND pm.payment_profile_id IS NOT NULL THEN
+			PERFORM payments._check_gateway_input(NULL, NULL, NULL, corr);
+			UPDATE payments.payment_methods x SET status = 'deleting', is_default = false
+			WHERE x.merchant_id = pm.merchant_id AND x.payment_method_id = pm.payment_method_id;
+			PERFORM payments._new_method_operation(pm.merchant_id, 'delete_method', pm.payment_method_id,
+				pm.customer_id, NULL, pay_delete_payment_method.idempotency_key, corr);
+		ELSIF pm.status IN ('active', 'failed') THEN
+			UPDATE payments.payment_methods x SET status = 'deleted', is_default = false
+			WHERE x.merchant_id = pm.merchant_id AND x.payment_method_id = pm.payment_method_id;
+		END IF;
+	END IF;
+	SELECT * INTO result FROM payments.payment_methods x
+	WHERE x.merchant_id = pm.merchant_id AND x.payment_method_id = pm.payment_method_id;
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_delete_payment_method(bigint, text, text) IS
+	'Deletes a payment method, at the gateway too: an active one goes to deleting and the worker sends deleteCustomerPaymentProfile after COMMIT (then deleted); a failed one is deleted at once. A method still being saved is refused (22Y20). Deleting a deleted method changes nothing.';
+
+CREATE FUNCTION payments.pay_delete_customer(customer_id bigint,
+	idempotency_key text DEFAULT NULL, correlation_id text DEFAULT NULL)
+	RETURNS payments.customers
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	c payments.customers := payments._find_customer(pay_delete_customer.customer_id, true);
+	idem payments.idempotency_keys := payments._idempotency_claim(c.merchant_id,
+		pay_delete_customer.idempotency_key, 'delete_customer', md5(jsonb_build_array(c.customer_id)::text));
+	corr text := payments._correlation_id(pay_delete_customer.correlation_id);
+	result payments.customers;
+BEGIN
+	IF idem.request_kind IS NULL AND c.status <> 'deleted' THEN
+		PERFORM payments._delete_customer_profile(c, pay_delete_customer.idempotency_key, corr);
+		UPDATE payments.customers x SET status = 'deleted', deleted_at = clock_timestamp()
+		WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id;
+	END IF;
+	SELECT * INTO result FROM payments.customers x
+	WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id;
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_delete_customer(bigint, text, text) IS
+	'Deletes a customer (status deleted; its payments stay) and its payment methods, at the gateway too (deleteCustomerProfile, sent by the worker after COMMIT). A customer with a method still being saved is refused (22Y20). Writes a customer.deleted event.';
+
+-- The customer's gateway profile and its methods go: usable methods to
+-- deleting (deleted once the worker has deleted the profile), or to
+-- deleted at once when there is no profile at the gateway.
+CREATE FUNCTION payments._delete_customer_profile(c payments.customers, p_key text, p_corr text)
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+BEGIN
+	IF EXISTS (SELECT 1 FROM payments.payment_methods x WHERE x.merchant_id = c.merchant_id
+			AND x.customer_id = c.customer_id AND x.status = 'pending') THEN
+		RAISE EXCEPTION 'customer % has a payment method still being saved', c.customer_id
+			USING ERRCODE = '22Y20', HINT = 'Wait for it (pay_wait_payment_method), then try again.';
+	END IF;
+	IF c.customer_profile_id IS NOT NULL THEN
+		UPDATE payments.payment_methods x SET status = 'deleting', is_default = false
+		WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id AND x.status = 'active';
+		PERFORM payments._new_method_operation(c.merchant_id, 'delete_customer', NULL, c.customer_id,
+			NULL, p_key, p_corr);
+	ELSE
+		UPDATE payments.payment_methods x SET status = 'deleted', is_default = false
+		WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id AND x.status IN ('active', 'failed');
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION payments._delete_customer_profile(payments.customers, text, text) IS
+	'Internal: deletes a customer''s gateway profile (queued for the worker) and its payment methods.';
+
+------------------------------------------------------------------------------
+-- The worker's side (step 3 of an attempt for the operations above).
+------------------------------------------------------------------------------
+
+INSERT INTO payments.operation_outcomes
+	(operation_kind, outcome, operation_status, payment_status, payment_status_from) VALUES
+	('save_method', 'approved', 'succeeded', NULL, NULL),
+	('save_method', 'declined', 'failed', NULL, NULL),
+	('save_method', 'error', 'failed', NULL, NULL),
+	('save_method', 'rejected', 'failed', NULL, NULL),
+	('save_method', 'retry', 'queued', NULL, NULL),
+	('save_method', 'unknown', 'unknown', NULL, NULL),
+	('delete_method', 'approved', 'succeeded', NULL, NULL),
+	('delete_method', 'declined', 'failed', NULL, NULL),
+	('delete_method', 'error', 'failed', NULL, NULL),
+	('delete_method', 'rejected', 'failed', NULL, NULL),
+	('delete_method', 'retry', 'queued', NULL, NULL),
+	('delete_method', 'unknown', 'unknown', NULL, NULL),
+	('delete_customer', 'approved', 'succeeded', NULL, NULL),
+	('delete_customer', 'declined', 'failed', NULL, NULL),
+	('delete_customer', 'error', 'failed', NULL, NULL),
+	('delete_customer', 'rejected', 'failed', NULL, NULL),
+	('delete_customer', 'retry', 'queued', NULL, NULL),
+	('delete_customer', 'unknown', 'unknown', NULL, NULL);
+
+-- Step 3 for save_method, delete_method and delete_customer: the
+-- operation's new status from operation_outcomes (retry and unknown by
+-- _record_result, as for payments: tried again at p_retry_at, dead when out
+-- of attempts), then
+-- the method and the customer: a saved method is active with the gateway's
+-- ids (the customer learns its profile id), a failed save is failed with
+-- the reason; a deleted one is deleted, a failed deletion leaves the
+-- method active again.
+CREATE FUNCTION payments._record_method_result(p_merchant_id bigint, p_operation_id bigint,
+	p_outcome text, p_code text, p_reason text, p_customer_profile_id text,
+	p_payment_profile_id text, p_network_trans_id text, p_card_last4 text, p_card_brand text,
+	p_retry_at timestamptz, p_error text)
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	o payments.operations;
+	t payments.operation_outcomes;
+	ok boolean;
+BEGIN
+	IF p_outcome IN ('retry', 'unknown') THEN
+		-- tried again later, as every operation is (no payment to move)
+		PERFORM payments._record_result(p_merchant_id, p_operation_id, p_outcome, NULL, NULL, NULL,
+			NULL, NULL, NULL, NULL, p_retry_at, p_error, NULL);
+		RETURN;
+	END IF;
+	SELECT * INTO o FROM payments.operations
+	WHERE merchant_id = p_merchant_id AND operation_id = p_operation_id FOR UPDATE;
+	IF NOT FOUND OR o.status <> 'sending' THEN
+		RETURN;		-- not ours any more (a DBA discarded it)
+	END IF;
+	SELECT * INTO t FROM payments.operation_outcomes x
+	WHERE x.operation_kind = o.kind AND x.outcome = p_outcome;
+	IF NOT FOUND OR t.operation_status NOT IN ('succeeded', 'failed') THEN
+		RAISE EXCEPTION 'invalid outcome % for operation %', p_outcome, p_operation_id
+			USING ERRCODE = '22023';
+	END IF;
+	ok := t.operation_status = 'succeeded';
+	UPDATE payments.operations SET status = t.operation_status,
+		reason_text = coalesce(p_reason, p_error), last_error = CASE WHEN NOT ok THEN coalesce(p_error, p_code) END,
+		completed_at = clock_timestamp()
+	WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
+	DELETE FROM payments.card_vault WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
+
+	IF o.kind = 'save_method' THEN
+		IF ok THEN
+			UPDATE payments.customers SET customer_profile_id = coalesce(customer_profile_id, p_customer_profile_id),
+				updated_at = clock_timestamp()
+			WHERE merchant_id = o.merchant_id AND customer_id = o.customer_id;
+			UPDATE payments.payment_methods SET status = 'active',
+				customer_profile_id = p_customer_profile_id, payment_profile_id = p_payment_profile_id,
+				network_trans_id = coalesce(network_trans_id, nullif(p_network_trans_id, '')),
+				card_last4 = coalesce(card_last4, nullif(p_card_last4, '')),
+				card_brand = coalesce(card_brand, nullif(p_card_brand, ''))
+			WHERE merchant_id = o.merchant_id AND payment_method_id = o.payment_method_id AND status = 'pending';
+		ELSE
+			UPDATE payments.payment_methods SET status = 'failed', is_default = false,
+				failure_code = p_code, failure_reason = coalesce(p_reason, p_error)
+			WHERE merchant_id = o.merchant_id AND payment_method_id = o.payment_method_id AND status = 'pending';
+		END IF;
+	ELSIF o.kind = 'delete_method' THEN
+		UPDATE payments.payment_methods SET status = CASE WHEN ok THEN 'deleted' ELSE 'active' END,
+			failure_code = CASE WHEN ok THEN failure_code ELSE p_code END,
+			failure_reason = CASE WHEN ok THEN failure_reason ELSE coalesce(p_reason, p_error) END
+		WHERE merchant_id = o.merchant_id AND payment_method_id = o.payment_method_id AND status = 'deleting';
+	ELSIF o.kind = 'delete_customer' AND ok THEN
+		UPDATE payments.payment_methods SET status = 'deleted'
+		WHERE merchant_id = o.merchant_id AND customer_id = o.customer_id AND status = 'deleting';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION payments._record_method_result(bigint, bigint, text, text, text, text, text, text, text, text, timestamptz, text) IS
+	'Worker, step 3: records the gateway''s answer to a save_method, delete_method or delete_customer operation and moves the payment method (and the customer''s profile id) on.';
+
+-- The network transaction id of an approved charge of a stored method
+-- that had none yet: the original id the method's merchant-initiated
+-- charges send (subsequentAuthInformation.originalNetworkTransId).
+CREATE FUNCTION payments._note_network_trans_ids(p_merchant_id bigint[], p_operation_id bigint[],
+	p_network_trans_id text[])
+	RETURNS void
+	LANGUAGE sql
+	SET search_path = pg_catalog, payments
+	AS $$
+	UPDATE payments.payment_methods pm SET network_trans_id = x.ntid, updated_at = clock_timestamp()
+	FROM unnest(p_merchant_id, p_operation_id, p_network_trans_id) AS x(merchant_id, operation_id, ntid),
+		payments.operations o, payments.payments p
+	WHERE o.merchant_id = x.merchant_id AND o.operation_id = x.operation_id
+		AND p.merchant_id = o.merchant_id AND p.payment_id = o.payment_id
+		AND pm.merchant_id = p.merchant_id AND pm.payment_method_id = p.payment_method_id
+		AND pm.network_trans_id IS NULL AND x.ntid <> ''
+	$$;
+COMMENT ON FUNCTION payments._note_network_trans_ids(bigint[], bigint[], text[]) IS
+	'Worker: keeps the network transaction id of approved charges on the stored methods they charged, where none was known.';
+
+------------------------------------------------------------------------------
+-- pay_purchase / pay_authorize with a customer or a stored method.
+------------------------------------------------------------------------------
+
+-- The stored method a payment charges: the one named (it must be active,
+-- and the customer's when a customer is named too), or the customer's
+-- default when a customer alone is named (no card, opaque data or profile:
+-- p_other_methods = 0).  An empty row when no stored method is charged.
+CREATE FUNCTION payments._stored_method_for_payment(p_customer_id bigint, p_payment_method_id bigint,
+	p_other_methods integer)
+	RETURNS payments.payment_methods
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	pm payments.payment_methods;
+	c payments.customers;
+BEGIN
+	IF p_customer_id IS NOT NULL THEN
+		c := payments._find_customer(p_customer_id, false, false);
+	END IF;
+	IF p_payment_method_id IS NULL THEN
+		IF p_customer_id IS NULL OR p_other_methods > 0 THEN
+			RETURN pm;
+		END IF;
+		SELECT * INTO pm FROM payments.payment_methods x
+		WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id AND x.is_default
+			AND x.status = 'active';
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'customer % has no active default payment method', p_customer_id
+				USING ERRCODE = '22Y22',
+					HINT = 'Save one (pay_save_payment_method), or pass card, opaque_data or payment_method_id.';
+		END IF;
+		RETURN pm;
+	END IF;
+	IF p_other_methods > 1 THEN
+		RAISE EXCEPTION 'exactly one payment method is required'
+			USING ERRCODE = '22Y22', DETAIL = 'payment_method_id was given with another payment method.';
+	END IF;
+	pm := payments._find_payment_method(p_payment_method_id);
+	IF p_customer_id IS NOT NULL AND pm.customer_id <> p_customer_id THEN
+		RAISE EXCEPTION 'payment method % is not customer %''s', p_payment_method_id, p_customer_id
+			USING ERRCODE = '22023';
+	END IF;
+	IF pm.status <> 'active' THEN
+		RAISE EXCEPTION 'payment method % is %, not active', p_payment_method_id, pm.status
+			USING ERRCODE = '22Y20',
+				HINT = CASE WHEN pm.status = 'pending' THEN 'Wait for it to be saved (pay_wait_payment_method).'
+					ELSE 'Save the card again (pay_save_payment_method).' END;
+	END IF;
+	RETURN pm;
+END
+$$;
+COMMENT ON FUNCTION payments._stored_method_for_payment(bigint, bigint, integer) IS
+	'Internal: the stored payment method a payment charges (named, or the customer''s default), checked active; PT404 for an unknown or foreign one.';
+
+-- What a customer's payment sends as customer (billTo and customer.email)
+-- when the caller passes no customer object: its billing details and email.
+CREATE FUNCTION payments._customer_billing(p_customer_id bigint) RETURNS jsonb
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, payments
+	AS $$
+	SELECT c.billing || jsonb_strip_nulls(jsonb_build_object('email', c.email))
+	FROM payments._find_customer(p_customer_id, false, false) c
+	$$;
+COMMENT ON FUNCTION payments._customer_billing(bigint) IS
+	'Internal: a customer''s billing details and email, as the customer object of a payment.';
+
+------------------------------------------------------------------------------
+-- Cards that expire soon.
+------------------------------------------------------------------------------
+
+-- The last day a stored card works: the last day of its expiry month.
+CREATE FUNCTION payments._card_expires_at(exp_year smallint, exp_month smallint) RETURNS date
+	LANGUAGE sql IMMUTABLE
+	AS $$ SELECT (make_date(exp_year, exp_month, 1) + interval '1 month' - interval '1 day')::date $$;
+COMMENT ON FUNCTION payments._card_expires_at(smallint, smallint) IS
+	'Internal: the last day a card with this expiry month works (the last day of the month).';
+
+CREATE FUNCTION payments.pay_expiring_payment_methods(within_days integer DEFAULT 30)
+	RETURNS SETOF payments.payment_methods
+	LANGUAGE plpgsql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+BEGIN
+	IF within_days IS NULL OR within_days NOT BETWEEN 0 AND 3660 THEN
+		RAISE EXCEPTION 'within_days must be between 0 and 3660' USING ERRCODE = '22023';
+	END IF;
+	RETURN QUERY SELECT x.* FROM payments.payment_methods x
+	WHERE x.merchant_id = payments.pay_current_merchant() AND x.status = 'active'
+		AND x.card_exp_year IS NOT NULL
+		AND payments._card_expires_at(x.card_exp_year, x.card_exp_month) <= current_date + within_days
+	ORDER BY x.card_exp_year, x.card_exp_month, x.payment_method_id;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_expiring_payment_methods(integer) IS
+	'The current merchant''s active payment methods whose card''s last valid day (the last day of its expiry month) is within within_days days (default 30; already expired ones too), soonest first.';
+
+-- One payment_method.expiring event per active method, written once the
+-- card's last valid day is within payments.expiring_notice_days (default
+-- 30) days;
+-- the worker's housekeeping runs it, and so may pg_cron (all merchants;
+-- running it twice writes nothing twice).  Returns how many events it wrote.
+CREATE FUNCTION payments.pay_run_expiry_notices() RETURNS integer
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	n integer;
+BEGIN
+	WITH due AS (
+		UPDATE payments.payment_methods x SET expiring_notified_at = clock_timestamp()
+		WHERE x.status = 'active' AND x.expiring_notified_at IS NULL AND x.card_exp_year IS NOT NULL
+			AND payments._card_expires_at(x.card_exp_year, x.card_exp_month)
+				<= current_date + current_setting('payments.expiring_notice_days')::integer
+		RETURNING x.*
+	)
+	INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
+	SELECT d.merchant_id, 'payment_method.expiring',
+		jsonb_build_object('payment_method_id', d.payment_method_id, 'customer_id', d.customer_id,
+			'card_brand', d.card_brand, 'card_last4', d.card_last4, 'card_exp_month', d.card_exp_month,
+			'card_exp_year', d.card_exp_year,
+			'expires_at', payments._card_expires_at(d.card_exp_year, d.card_exp_month)),
+		d.correlation_id
+	FROM due d;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_run_expiry_notices() IS
+	'Writes one payment_method.expiring event for each active payment method whose card''s last valid day is within payments.expiring_notice_days days (default 30), once per method; all merchants. Run by the worker''s housekeeping; pg_cron may call it too. Returns how many events it wrote. Owner only.';

@@ -1,0 +1,191 @@
+-- Customers and stored payment methods through the SQL API: create,
+-- update, find, list, delete; idempotency; merchant isolation; saving a
+-- method records intent only (vault, queued operation) and the worker's
+-- answer makes it active; charging a stored method; expiring cards; export
+-- and erasure of personal data.  (Through the worker and the simulator:
+-- test/integration/payment_methods.sh.)
+\unset ECHO
+\set QUIET 1
+\pset format unaligned
+\pset tuples_only true
+\pset pager off
+\set ON_ERROR_ROLLBACK 1
+\set ON_ERROR_STOP true
+BEGIN;
+SELECT plan(53);
+
+INSERT INTO payments.merchants (name) VALUES ('cust-a'), ('cust-b');
+CREATE TEMP TABLE m AS SELECT
+	(SELECT max(merchant_id) FROM payments.merchants WHERE name = 'cust-a') AS a,
+	(SELECT max(merchant_id) FROM payments.merchants WHERE name = 'cust-b') AS b;
+CREATE FUNCTION pg_temp.act_as(merchant bigint) RETURNS void LANGUAGE sql AS
+	$$ SELECT set_config('payments.merchant_id', merchant::text, true) $$;
+CREATE FUNCTION pg_temp.card(num text, exp_year int DEFAULT extract(year FROM now())::int + 3,
+	exp_month int DEFAULT 12) RETURNS payments.pay_card
+	LANGUAGE sql AS $$ SELECT payments.pay_card(num, exp_month, exp_year, '123') $$;
+SELECT pg_temp.act_as(a) FROM m;
+
+-- 1. create, read, update
+CREATE TEMP TABLE c1 AS SELECT * FROM pay_create_customer(email => 'ada@example.com', name => 'Ada Lovelace',
+	external_ref => 'u-1', billing => '{"first_name": "Ada", "zip": "46201"}', metadata => '{"tier": "gold"}',
+	idempotency_key => 'cust-1');
+SELECT is((SELECT concat_ws('|', merchant_id = (SELECT a FROM m), status, email, name, external_ref,
+	billing ->> 'zip', metadata ->> 'tier') FROM c1), 't|active|ada@example.com|Ada Lovelace|u-1|46201|gold',
+	'pay_create_customer records the customer of the current merchant');
+SELECT is((SELECT count(*)::int FROM payments.events e, c1 WHERE e.merchant_id = c1.merchant_id
+	AND e.event_type = 'customer.created' AND (e.data ->> 'customer_id')::bigint = c1.customer_id), 1,
+	'creating a customer writes customer.created');
+SELECT is((SELECT customer_id FROM pay_create_customer(email => 'ada@example.com', name => 'Ada Lovelace',
+	external_ref => 'u-1', billing => '{"first_name": "Ada", "zip": "46201"}', metadata => '{"tier": "gold"}',
+	idempotency_key => 'cust-1')), (SELECT customer_id FROM c1), 'the same key and parameters return the same customer');
+SELECT throws_ok($$SELECT pay_create_customer(email => 'other@example.com', idempotency_key => 'cust-1')$$,
+	'PT409', NULL, 'the same key with other parameters is a conflict (PT409)');
+SELECT is((SELECT count(*)::int FROM payments.customers WHERE merchant_id = (SELECT a FROM m)), 1,
+	'a repeated call created nothing');
+SELECT throws_ok($$SELECT pay_create_customer(email => 'not an address')$$, '22023', NULL, 'a malformed email is refused');
+SELECT throws_ok($$SELECT pay_create_customer(email => repeat('x', 250) || '@example.com')$$, '22001', NULL,
+	'an email longer than the gateway takes (255) is refused at the call');
+SELECT throws_ok($$SELECT pay_create_customer(name => repeat('n', 256))$$, '22001', NULL,
+	'a name longer than the profile description (255) is refused at the call');
+SELECT throws_ok($$SELECT pay_create_customer(billing => '{"zip": "123456789012345678901"}')$$, '22001', NULL,
+	'billing details longer than billTo takes are refused at the call');
+SELECT throws_ok($$SELECT pay_create_customer(billing => '[1]')$$, '22023', NULL, 'billing must be an object');
+
+SELECT is((SELECT concat_ws('|', email, name, metadata ->> 'tier') FROM pay_update_customer(
+	customer_id => (SELECT customer_id FROM c1), email => 'ada@lovelace.org', metadata => '{"tier": "silver"}')),
+	'ada@lovelace.org|Ada Lovelace|silver', 'pay_update_customer changes the fields given, keeps the others');
+SELECT is((SELECT data -> 'fields' FROM payments.events WHERE merchant_id = (SELECT a FROM m)
+	AND event_type = 'customer.updated' ORDER BY event_id DESC LIMIT 1), '["email", "metadata"]'::jsonb,
+	'customer.updated names the changed fields');
+SELECT is((SELECT email FROM pay_get_customer((SELECT customer_id FROM c1))), 'ada@lovelace.org', 'pay_get_customer reads it');
+SELECT throws_ok($$SELECT pay_get_customer(-1)$$, 'PT404', NULL, 'an unknown customer is PT404');
+SELECT throws_ok($$SELECT pay_update_customer(customer_id => -1, name => 'x')$$, 'PT404', NULL, 'updating an unknown customer is PT404');
+
+-- 2. find and list, keyset-paginated
+CREATE TEMP TABLE more_customers AS
+SELECT pay_create_customer(email => 'u' || g || '@Example.com', external_ref => 'ref-' || g) AS c
+FROM generate_series(1, 5) g;
+SELECT is((SELECT count(*)::int FROM pay_find_customers(email => 'U3@EXAMPLE.COM')), 1, 'find by email, in any case');
+SELECT is((SELECT external_ref FROM pay_find_customers(external_ref => 'ref-4')), 'ref-4', 'find by external reference');
+CREATE TEMP TABLE pages AS SELECT 1 AS page, array_agg(customer_id) AS ids FROM pay_find_customers(page_size => 4);
+INSERT INTO pages SELECT 2, array_agg(customer_id) FROM pay_find_customers(page_size => 4,
+	after => (SELECT ids[4] FROM pages WHERE page = 1));
+SELECT is((SELECT cardinality(ids) FROM pages WHERE page = 1) + (SELECT cardinality(ids) FROM pages WHERE page = 2), 6,
+	'two pages of 4 visit the 6 customers');
+SELECT is((SELECT count(DISTINCT x)::int FROM pages, unnest(ids) x), 6, 'each customer once, newest first by keyset');
+SELECT throws_ok($$SELECT pay_find_customers(page_size => 0)$$, '22023', NULL, 'page_size is bounded');
+
+-- 3. stored payment methods: intent recorded, not sent
+CREATE TEMP TABLE pm1 AS SELECT * FROM pay_save_payment_method(customer_id => (SELECT customer_id FROM c1),
+	card => pg_temp.card('4111111111111111'), validation_mode => 'testMode', idempotency_key => 'pm-1');
+SELECT is((SELECT concat_ws('|', status, source, validation_mode, card_brand, card_last4, is_default,
+	payment_profile_id IS NULL) FROM pm1), 'pending|card|testMode|visa|1111|t|t',
+	'saving a card records a pending method with brand and last four only');
+SELECT is((SELECT count(*)::int FROM payments.operations o, pm1 WHERE o.merchant_id = pm1.merchant_id
+	AND o.payment_method_id = pm1.payment_method_id AND o.kind = 'save_method' AND o.status = 'queued'
+	AND o.payment_id IS NULL), 1, 'a save_method operation is queued for the worker');
+SELECT is((SELECT count(*)::int FROM payments.card_vault v JOIN payments.operations o USING (merchant_id, operation_id), pm1
+	WHERE o.merchant_id = pm1.merchant_id AND o.payment_method_id = pm1.payment_method_id), 1,
+	'the card waits sealed in the vault');
+SELECT is((SELECT payment_method_id FROM pay_save_payment_method(customer_id => (SELECT customer_id FROM c1),
+	card => pg_temp.card('4111111111111111'), validation_mode => 'testMode', idempotency_key => 'pm-1')),
+	(SELECT payment_method_id FROM pm1), 'the same idempotency key returns the same method');
+SELECT throws_ok($$SELECT pay_save_payment_method(customer_id => (SELECT customer_id FROM c1),
+	card => pg_temp.card('4111111111111111'), validation_mode => 'fastMode')$$, '22023', NULL,
+	'an unknown validation mode is refused');
+SELECT throws_ok($$SELECT pay_save_payment_method(customer_id => (SELECT customer_id FROM c1),
+	card => pg_temp.card('4111111111111111'), opaque_data => '{"dataDescriptor": "d", "dataValue": "v"}')$$,
+	'22Y22', NULL, 'a card and opaque data together are refused');
+SELECT throws_ok($$SELECT pay_delete_payment_method((SELECT payment_method_id FROM pm1))$$, '22Y20', NULL,
+	'a method still being saved cannot be deleted');
+SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', payment_method_id => (SELECT payment_method_id FROM pm1))$$,
+	'22Y20', NULL, 'a pending method cannot be charged');
+
+-- the worker's answer (payments._record_method_result, as the worker calls it)
+UPDATE payments.operations o SET status = 'sending' FROM pm1
+WHERE o.merchant_id = pm1.merchant_id AND o.payment_method_id = pm1.payment_method_id;
+SELECT payments._record_method_result(pm1.merchant_id, o.operation_id, 'approved', NULL, NULL, '500123', '700456',
+	'NTID0001', '1111', 'Visa', now(), NULL)
+FROM pm1 JOIN payments.operations o ON o.merchant_id = pm1.merchant_id AND o.payment_method_id = pm1.payment_method_id;
+SELECT is((SELECT concat_ws('|', status, customer_profile_id, payment_profile_id, network_trans_id)
+	FROM pay_get_payment_method((SELECT payment_method_id FROM pm1))), 'active|500123|700456|NTID0001',
+	'the gateway''s answer makes the method active with its profile ids and network transaction id');
+SELECT is((SELECT customer_profile_id FROM pay_get_customer((SELECT customer_id FROM c1))), '500123',
+	'the customer learns its gateway profile');
+SELECT is((SELECT count(*)::int FROM payments.card_vault v JOIN payments.operations o USING (merchant_id, operation_id), pm1
+	WHERE o.merchant_id = pm1.merchant_id AND o.payment_method_id = pm1.payment_method_id), 0,
+	'the sealed card is erased once the gateway answered');
+SELECT is((SELECT string_agg(event_type, ',' ORDER BY event_id) FROM payments.events e, pm1
+	WHERE e.merchant_id = pm1.merchant_id AND (e.data ->> 'payment_method_id')::bigint = pm1.payment_method_id),
+	'payment_method.pending,payment_method.active', 'every transition of the method wrote an event');
+SELECT throws_ok($$UPDATE payments.payment_methods SET status = 'pending' WHERE payment_method_id = (SELECT payment_method_id FROM pm1)$$,
+	'22Y20', NULL, 'the status machine refuses active -> pending');
+
+-- 4. charging a stored method, or a customer's default
+CREATE TEMP TABLE p1 AS SELECT * FROM pay_purchase(amount => '9.99 USD', payment_method_id => (SELECT payment_method_id FROM pm1));
+SELECT is((SELECT concat_ws('|', payment_method, customer_profile_id, payment_profile_id, customer_id = (SELECT customer_id FROM c1),
+	payment_method_id = (SELECT payment_method_id FROM pm1), customer ->> 'email') FROM p1),
+	'profile|500123|700456|t|t|ada@lovelace.org',
+	'a purchase with payment_method_id charges its profile, for its customer, with the customer''s details');
+SELECT is((SELECT payment_method_id FROM pay_purchase(amount => '1.00 USD', customer_id => (SELECT customer_id FROM c1))),
+	(SELECT payment_method_id FROM pm1), 'a customer alone is charged through its default method');
+SELECT is((SELECT customer ->> 'zip' FROM pay_purchase(amount => '2.00 USD', customer_id => (SELECT customer_id FROM c1),
+	customer => '{"zip": "10001"}', card => pg_temp.card('4111111111111111'))), '10001',
+	'a customer object given wins over the stored details');
+
+-- 5. merchant isolation
+SELECT pg_temp.act_as(b) FROM m;
+SELECT throws_ok(format('SELECT pay_get_customer(%s)', (SELECT customer_id FROM c1)), 'PT404', NULL,
+	'merchant B does not see A''s customer (PT404)');
+SELECT throws_ok(format('SELECT pay_get_payment_method(%s)', (SELECT payment_method_id FROM pm1)), 'PT404', NULL,
+	'merchant B does not see A''s payment method (PT404)');
+SELECT throws_ok(format('SELECT pay_purchase(amount => ''1.00 USD'', payment_method_id => %s)', (SELECT payment_method_id FROM pm1)),
+	'PT404', NULL, 'merchant B cannot charge A''s payment method');
+SELECT throws_ok(format('SELECT pay_save_payment_method(customer_id => %s, card => pg_temp.card(''4111111111111111''))',
+	(SELECT customer_id FROM c1)), 'PT404', NULL, 'merchant B cannot save a method for A''s customer');
+SELECT is((SELECT count(*)::int FROM pay_find_customers()), 0, 'merchant B lists none of A''s customers');
+SELECT throws_ok(format('SELECT pay_delete_customer(%s)', (SELECT customer_id FROM c1)), 'PT404', NULL,
+	'merchant B cannot delete A''s customer');
+SELECT pg_temp.act_as(a) FROM m;
+
+-- 6. cards that expire soon
+CREATE TEMP TABLE pm2 AS SELECT * FROM pay_save_payment_method(customer_id => (SELECT customer_id FROM c1),
+	card => pg_temp.card('5424000000000015', extract(year FROM now())::int, extract(month FROM now())::int),
+	validation_mode => 'none', make_default => false);
+UPDATE payments.payment_methods SET status = 'active' WHERE payment_method_id = (SELECT payment_method_id FROM pm2);
+SELECT is((SELECT array_agg(payment_method_id) FROM pay_expiring_payment_methods(within_days => 40)),
+	ARRAY[(SELECT payment_method_id FROM pm2)], 'a card that expires this month is listed as expiring');
+SELECT is(payments.pay_run_expiry_notices() >= 1, true, 'the expiry notices write an event for it');
+SELECT is((SELECT count(*)::int FROM payments.events WHERE event_type = 'payment_method.expiring'
+	AND (data ->> 'payment_method_id')::bigint = (SELECT payment_method_id FROM pm2)), 1, 'one payment_method.expiring event');
+SELECT is(payments.pay_run_expiry_notices(), 0, 'running the notices again writes nothing twice');
+
+-- 7. export and erasure of personal data
+UPDATE payments.payments SET gateway_trans_id = '60000001', status = 'succeeded', amount_captured = amount
+WHERE payment_id = (SELECT payment_id FROM p1);
+CREATE TEMP TABLE ex AS SELECT pay_export_customer((SELECT customer_id FROM c1)) AS doc;
+SELECT is((SELECT concat_ws('|', doc -> 'customer' ->> 'email', jsonb_array_length(doc -> 'payment_methods'),
+	jsonb_array_length(doc -> 'payments'), doc -> 'payment_methods' -> 0 ? 'card_fingerprint',
+	jsonb_array_length(doc -> 'operations') >= 3, jsonb_array_length(doc -> 'events') >= 5) FROM ex),
+	'ada@lovelace.org|2|3|f|t|t',
+	'the export holds the customer, its methods (no fingerprint), payments, operations and events');
+CREATE TEMP TABLE er AS SELECT * FROM pay_erase_customer((SELECT customer_id FROM c1));
+SELECT is((SELECT concat_ws('|', status, coalesce(email, '-'), coalesce(name, '-'), coalesce(external_ref, '-'),
+	billing::text, metadata::text, erased_at IS NOT NULL) FROM er), 'deleted|-|-|-|{}|{}|t',
+	'erasure removes the personal data and marks the customer deleted');
+SELECT is((SELECT concat_ws('|', amount, status, gateway_trans_id, customer_profile_id, card_last4, customer::text,
+	card_fingerprint IS NULL) FROM payments.payments WHERE payment_id = (SELECT payment_id FROM p1)),
+	'9.99 USD|succeeded|60000001|500123|1111|{}|t', 'the payment keeps amount, status and gateway ids, without the personal details');
+SELECT is((SELECT count(*)::int FROM payments.events WHERE event_type = 'customer.erased'
+	AND (data ->> 'customer_id')::bigint = (SELECT customer_id FROM c1)), 1, 'erasure writes customer.erased');
+SELECT is((SELECT count(*)::int FROM payments.audit_log WHERE table_name = 'customers'
+	AND (old_row::text LIKE '%lovelace%' OR new_row::text LIKE '%lovelace%' OR old_row::text LIKE '%Ada%')), 0,
+	'the audit log of customers never held the personal data');
+SELECT ok((SELECT count(*) FROM payments.audit_log WHERE table_name = 'customers' AND operation = 'UPDATE'
+	AND (new_row ->> 'erased_at') IS NOT NULL) = 1, 'the audit log records the erasure');
+SELECT is((SELECT count(*)::int FROM payments.operations o WHERE o.merchant_id = (SELECT a FROM m)
+	AND o.kind = 'delete_customer' AND o.customer_id = (SELECT customer_id FROM c1)), 1,
+	'erasure deletes the customer''s profile at the gateway (delete_customer queued)');
+
+SELECT * FROM finish();
+ROLLBACK;
