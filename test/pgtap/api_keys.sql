@@ -11,7 +11,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(73);
+SELECT plan(77);
 
 CREATE FUNCTION pg_temp.card() RETURNS payments.pay_card LANGUAGE sql
 	AS $$ SELECT payments.pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 2, '123') $$;
@@ -98,6 +98,11 @@ SELECT throws_ok($$SELECT payments.pay_purchase(amount => '1.00 USD', card => pg
 	'but pay_purchase is refused: PT403');
 SELECT throws_ok(format('SELECT payments.pay_refund(%s)', (SELECT payment_id FROM apay)), 'PT403', NULL, 'pay_refund too');
 SELECT throws_ok(format('SELECT payments.pay_void(%s)', (SELECT payment_id FROM apay)), 'PT403', NULL, 'pay_void too');
+SELECT lives_ok($$SELECT count(*) FROM payments.pay_find_customers()$$, 'a read key finds customers');
+SELECT throws_ok($$SELECT payments.pay_create_customer(email => 'x@example.com')$$, 'PT403', NULL,
+	'but creates none (scope payments)');
+SELECT throws_ok($$SELECT payments.pay_export_customer(1)$$, 'PT403', NULL,
+	'nor exports a customer''s personal data (scope admin)');
 SET LOCAL payments.api_scope = '';
 SELECT throws_ok(format('SELECT payments.pay_capture(%s)', (SELECT payment_id FROM apay)), 'PT403', NULL,
 	'clearing payments.api_scope changes nothing: the function sets its own');
@@ -117,6 +122,8 @@ SELECT throws_ok(format('SELECT payments.pay_rotate_api_key(%s)', (SELECT key_id
 	'nor rotates it');
 SELECT throws_ok(format('SELECT payments.pay_get_payment(%s)', (SELECT payment_id FROM apay)), 'PT403', NULL,
 	'an admin key reads no payment (no scope read)');
+SELECT throws_ok($$SELECT payments.pay_create_customer(email => 'x@example.com')$$, 'PT403', NULL,
+	'nor creates a customer (no scope payments)');
 
 -- 5. Revocation and expiry.
 SELECT ok(payments.pay_revoke_api_key((SELECT key_id FROM k WHERE what = 'made')), 'pay_revoke_api_key revokes');
