@@ -1325,6 +1325,17 @@ COMMENT ON FUNCTION payments.pay_list_payments(text, timestamptz, timestamptz, t
 REVOKE ALL ON FUNCTION payments._list_payments_query(boolean, boolean, boolean, boolean, boolean, boolean, boolean, boolean) FROM PUBLIC;
 
 ------------------------------------------------------------------------------
+-- h-audit: the audit trigger writes audit_log with the table and index APIs
+-- (src/audit.c); fewer indexes to maintain per audited change
+-- (sql/src/audit.sql).  The trigger function, its kind and its arguments
+-- are unchanged: tables attached under 0.1.0 stay attached as they are.
+------------------------------------------------------------------------------
+
+DROP INDEX payments.audit_log_table_time;
+DROP INDEX payments.audit_log_merchant_time;
+CREATE INDEX audit_log_logged_at ON payments.audit_log USING brin (logged_at) WITH (autosummarize = on);
+
+------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,
 -- payment_api.sql, privileges.sql).  Keep this block LAST: its privilege
 -- and row-security statements cover every function and tenant table made
