@@ -822,7 +822,7 @@ current_correlation_id(void)
 		return headers.values[0];
 	if (headers.values[1] != NULL)
 		return headers.values[1];
-	s = GetConfigOption("payments.correlation_id", true, false);
+	s = payments_correlation_id;	/* the payments.correlation_id setting */
 	if (s != NULL && s[0] != '\0')
 		return s;
 	return NULL;
@@ -886,22 +886,30 @@ hash_int(StringInfo buf, int64 v)
 	hash_field(buf, tmp, len);
 }
 
+/*
+ * SHA-256 with a digest and a context fetched once per process (every
+ * audit row is hashed; EVP_DigestInit_ex starts each digest afresh).
+ */
 static void
 sha256(const char *data, size_t len, uint8 *out)
 {
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	static EVP_MD *md = NULL;
+	static EVP_MD_CTX *ctx = NULL;
 	unsigned int outlen = 0;
 	bool		ok;
 
+	if (md == NULL)
+		md = EVP_MD_fetch(NULL, "SHA256", NULL);
 	if (ctx == NULL)
+		ctx = EVP_MD_CTX_new();
+	if (md == NULL || ctx == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("could not allocate a SHA-256 context")));
-	ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+	ok = EVP_DigestInit_ex(ctx, md, NULL) == 1 &&
 		EVP_DigestUpdate(ctx, data, len) == 1 &&
 		EVP_DigestFinal_ex(ctx, out, &outlen) == 1 &&
 		outlen == AUDIT_HASH_LEN;
-	EVP_MD_CTX_free(ctx);
 	if (!ok)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
@@ -1397,9 +1405,10 @@ audit_insert(AuditRecord *r)
 	/*
 	 * Who: the role that acted (SET ROLE, else the login role: not the
 	 * owner of the SECURITY DEFINER function the change went through), the
-	 * login role, and the JWT subject (src/tenancy.c reads them).
+	 * login role, and the JWT subject (src/tenancy.c reads them; the
+	 * merchant decision is not needed here).
 	 */
-	(void) payments_identity(&who, true);
+	payments_actor(&who);
 	r->db_role = role_name(who.role);
 	r->session_role = role_name(GetSessionUserId());
 	r->app_user = who.subject;

@@ -33,5 +33,6 @@ typedef struct PaymentsIdentity
  * id->role and id->subject are set).
  */
 extern bool payments_identity(PaymentsIdentity *id, bool missing_ok);
+extern void payments_actor(PaymentsIdentity *id);
 
 #endif
