@@ -38,9 +38,14 @@
  * audit ids (not transaction ids) so that they survive pg_dump/restore.
  *
  * Performance: per backend we cache, per audited relation (invalidated by
- * relcache callbacks), the column list with the decision for each column,
- * and a kept SPI plan for the insert.  Parsed request.jwt.claims and
- * request.headers are cached by their text.
+ * relcache callbacks), the column list with the decision for each column.
+ * The audit row is written with the table and index APIs through a
+ * ResultRelInfo of audit_log kept across rows, statements and transactions
+ * (see "The direct writer"): no executor, SPI call or CHECK-constraint
+ * compilation per row; a kept SPI plan remains for the cases the direct
+ * path does not cover.  Who acted comes from payments_actor() (no merchant
+ * decision); parsed request.jwt.claims and request.headers are cached by
+ * their text.
  *
  * Restores: while check_function_bodies is off (every pg_dump script and
  * pg_restore sets it) and the user is a superuser or the owner of

@@ -13,7 +13,8 @@
 #            to_jsonb(NEW)) into a table keyed by a bigserial
 # Measurements:
 #   bulk INSERT ... SELECT of 200,000 rows, then UPDATE of those 200,000 rows
-#   (every measurement on emptied tables after a CHECKPOINT)
+#   (every measurement on emptied tables after a CHECKPOINT): the duration,
+#   and the CPU time of the backend (steadier on a shared machine)
 #   single-row INSERTs from 8 pgbench clients, synchronous_commit off and on
 set -euo pipefail
 REPS=${1:-5}
@@ -83,9 +84,13 @@ CHECKPOINT;
 SQL
 }
 
-# timed SQL: the statement's duration in ms, as psql's \timing reports it
+# timed SQL: "WALL CPU": the statement's duration in ms as psql's \timing
+# reports it, and the CPU time its backend used meanwhile (user + system,
+# from /proc: steadier than the duration on a busy machine)
+CPU_SQL="SELECT 'cpu', (split_part(s, ' ', 14)::bigint + split_part(s, ' ', 15)::bigint) * 1000 / $(getconf CLK_TCK) FROM pg_read_file('/proc/self/stat') s"
 timed() {
-	q -c '\timing on' -c "$1" | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | tail -1
+	q -F ' ' -c '\timing on' -c "$CPU_SQL" -c "$1" -c "$CPU_SQL" |
+		awk '/^cpu /{ c[n++] = $2 } /^Time: /{ t[m++] = $2 } END { printf "%s %d\n", t[1], c[1] - c[0] }'
 }
 
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
@@ -105,9 +110,13 @@ for rep in $(seq "$REPS"); do
 	for k in 0 1 2; do
 		side=${SIDES[$(((rep + k) % 3))]}
 		reset_tables
-		record "insert_$side" "$(timed "$(insert_sql "$side")")"
+		read -r wall cpu < <(timed "$(insert_sql "$side")")
+		record "insert_$side" "$wall"
+		record "cpu_insert_$side" "$cpu"
 		q -c "VACUUM ANALYZE t_$side" -c CHECKPOINT >/dev/null
-		record "update_$side" "$(timed "$(update_sql "$side")")"
+		read -r wall cpu < <(timed "$(update_sql "$side")")
+		record "update_$side" "$wall"
+		record "cpu_update_$side" "$cpu"
 	done
 done
 audit_rows=$(q -c "SELECT count(*) FROM payments.audit_log")
@@ -145,6 +154,11 @@ for m in insert update; do
 	printf '%-34s %10s %10s %10s   %s (plpgsql is %sx the time of c; audit overhead c %s ms, plpgsql %s ms)\n' \
 		"bulk $m of $ROWS rows (ms)" "$n" "$c" "$p" "$(ratio "$c" "$p")" "$(ratio "$p" "$c")" \
 		"$(awk -v a="$c" -v b="$n" 'BEGIN { printf "%.0f", a - b }')" "$(awk -v a="$p" -v b="$n" 'BEGIN { printf "%.0f", a - b }')"
+done
+for m in insert update; do
+	n=$(med "cpu_${m}_none") c=$(med "cpu_${m}_c") p=$(med "cpu_${m}_plpgsql")
+	printf '%-34s %10s %10s %10s   %s (plpgsql is %sx the CPU time of c)\n' \
+		"bulk $m, backend CPU (ms)" "$n" "$c" "$p" "$(ratio "$c" "$p")" "$(ratio "$p" "$c")"
 done
 for sc in off on; do
 	n=$(med "tps_${sc}_none") c=$(med "tps_${sc}_c") p=$(med "tps_${sc}_plpgsql")
