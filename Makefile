@@ -35,7 +35,7 @@ OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c src/anet/*.c)))
 # committed as they are and never change.
 SQL_SOURCES = $(addprefix sql/src/, library.sql tenancy.sql amount.sql secrets.sql \
 	card.sql worker_signals.sql payment_tables.sql status_machine.sql \
-	payment_api.sql payment_search.sql worker.sql gateway_admin.sql monitoring.sql audit.sql \
+	payment_api.sql payment_search.sql api_keys.sql worker.sql gateway_admin.sql monitoring.sql audit.sql \
 	privileges.sql)
 EXTSQL = sql/$(EXTENSION)--$(EXTVERSION).sql
 

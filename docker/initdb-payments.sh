@@ -45,15 +45,16 @@ fi
 
 # PostgREST logs in as authenticator and becomes web_user for a request
 # whose JWT says {"role": "web_user"}. No anonymous role: API calls without
-# a token are refused, never run for a default merchant. In 0.1.0 the API
-# functions are executable by PUBLIC (tables stay owner-only), so web_user
-# needs no grant. Deliberately minimal: tenancy and grants are being
-# redesigned.
+# a token are refused. web_user is declared a role only PostgREST reaches
+# (the identity model, README "Tenancy"): the verified JWT's merchant_id
+# claim decides which merchant it acts for, and the API is granted to it;
+# a JWT without that claim is refused, never run for a default merchant.
 if [ -n "${PAYMENTS_AUTHENTICATOR_PASSWORD:-}" ]; then
 	sql <<'SQL'
 \getenv password PAYMENTS_AUTHENTICATOR_PASSWORD
 CREATE ROLE web_user NOLOGIN;
 CREATE ROLE authenticator LOGIN NOINHERIT PASSWORD :'password';
 GRANT web_user TO authenticator;
+SELECT payments.pay_declare_postgrest_role('web_user');
 SQL
 fi

@@ -178,3 +178,165 @@ SELECT pg_temp.try($$SELECT sum(a)::text FROM (VALUES ('92233720368547758.07 USD
 SELECT sum(a) FROM (SELECT '0.01 USD'::pay_amount AS a FROM generate_series(1, 100000)) t;
 
 DROP TABLE amounts;
+
+--
+-- Issue 12: the fast paths (state updated in place, sort support with
+-- abbreviated keys) give the same answers as the slow ones.
+--
+-- sum(), min() and max() update their state in place: running and moving
+-- window aggregates still give every row its own value, and + outside an
+-- aggregate leaves its operands alone.
+SELECT id, a, sum(a) OVER (ORDER BY id) AS running,
+	sum(a) OVER (ORDER BY id ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS moving,
+	min(a) OVER (ORDER BY id) AS running_min, max(a) OVER (ORDER BY id) AS running_max
+FROM (VALUES (1, '1.10 USD'::pay_amount), (2, '2.20 USD'), (3, '-5.00 USD'), (4, '0.01 USD'),
+	(5, '9.99 USD')) t(id, a);
+SELECT a, a + a AS doubled, a AS unchanged, sum(a + a) AS sum_doubled, sum(a) AS sum_after
+FROM (VALUES ('1.10 USD'::pay_amount), ('2.20 USD')) t(a) GROUP BY ROLLUP (a) ORDER BY a;
+
+-- 200 000 USD amounts beside their minor units.
+CREATE TABLE usd AS
+SELECT i AS id, m, pay_amount_from_minor(m, 'USD') AS a
+FROM (SELECT i, (i::bigint * 2654435761) % 4000000001 - 2000000000 AS m
+	  FROM generate_series(1, 200000) i) s;
+ANALYZE usd;
+-- near the int64 limit: 2^62 four times overflows, however it is added up
+CREATE TABLE near_limit AS
+SELECT pay_amount_from_minor(4611686018427387904, 'USD') AS a FROM generate_series(1, 4);
+-- mixed currencies in the middle of many rows
+CREATE TABLE mixed_sum AS
+SELECT pay_amount_from_minor(1, CASE WHEN i = 50000 THEN 'EUR' ELSE 'USD' END) AS a
+FROM generate_series(1, 100000) i;
+
+-- sum, min, max and comparisons, serial and parallel, equal the same
+-- aggregates of the bigint minor units.
+CREATE FUNCTION pg_temp.check_usd() RETURNS TABLE (what text, ok boolean) LANGUAGE sql AS $$
+	SELECT 'sum', sum(a) = pay_amount_from_minor(sum(m)::bigint, 'USD') FROM usd
+	UNION ALL
+	SELECT 'min/max', min(a) = pay_amount_from_minor(min(m), 'USD') AND
+		max(a) = pay_amount_from_minor(max(m), 'USD') FROM usd
+	UNION ALL
+	SELECT 'where <', (SELECT count(*) FROM usd WHERE a < '1.00 USD') = (SELECT count(*) FROM usd WHERE m < 100)
+	UNION ALL
+	SELECT 'where >=', (SELECT count(*) FROM usd WHERE a >= '-3.00 USD') = (SELECT count(*) FROM usd WHERE m >= -300)
+	UNION ALL
+	SELECT 'where =', (SELECT count(*) FROM usd WHERE a = pay_amount_from_minor(m, 'USD')) = 200000
+	UNION ALL
+	SELECT 'empty sum is NULL', sum(a) IS NULL FROM usd WHERE id < 0
+	UNION ALL
+	SELECT 'empty min/max are NULL', min(a) IS NULL AND max(a) IS NULL FROM usd WHERE id < 0
+$$;
+SET max_parallel_workers_per_gather = 0;
+EXPLAIN (COSTS OFF) SELECT sum(a) FROM usd;
+SELECT sum(a), min(a), max(a) FROM usd;
+SELECT * FROM pg_temp.check_usd() ORDER BY what;
+\set VERBOSITY terse
+SELECT sum(a) FROM near_limit;
+\set VERBOSITY sqlstate
+SELECT sum(a) FROM mixed_sum;
+SELECT min(a) FROM mixed_sum;
+\set VERBOSITY default
+SET parallel_setup_cost = 0;
+SET parallel_tuple_cost = 0;
+SET min_parallel_table_scan_size = 0;
+SET max_parallel_workers_per_gather = 2;
+EXPLAIN (COSTS OFF) SELECT sum(a) FROM usd;
+EXPLAIN (COSTS OFF) SELECT min(a), max(a) FROM usd;
+SELECT sum(a), min(a), max(a) FROM usd;
+SELECT * FROM pg_temp.check_usd() ORDER BY what;
+EXPLAIN (COSTS OFF) SELECT sum(a) FROM near_limit;
+\set VERBOSITY terse
+SELECT sum(a) FROM near_limit;
+\set VERBOSITY sqlstate
+SELECT sum(a) FROM mixed_sum;
+SELECT max(a) FROM mixed_sum;
+\set VERBOSITY default
+RESET max_parallel_workers_per_gather;
+RESET min_parallel_table_scan_size;
+RESET parallel_tuple_cost;
+RESET parallel_setup_cost;
+
+-- Sorting with abbreviated keys: every currency, spread values, and the
+-- edges of the abbreviation (+/- 2^48 minor units) and of int64, in the
+-- order (currency code, minor units).
+CREATE TABLE sorted AS
+SELECT i AS id, pay_amount_from_minor(m, c.codes[1 + i % array_length(c.codes, 1)]) AS a
+FROM (SELECT i, (i::bigint * 2654435761) % 4000000001 - 2000000000 AS m
+	  FROM generate_series(1, 200000) i) s,
+	(SELECT array_agg(code ORDER BY code) AS codes FROM pay_currencies()) c;
+INSERT INTO sorted
+SELECT 200000 + row_number() OVER (ORDER BY c, v), pay_amount_from_minor(v, c)
+FROM unnest(ARRAY[-9223372036854775808, -9223372036854775807, -281474976710658, -281474976710657,
+		-281474976710656, -281474976710655, -1, 0, 1, 281474976710654, 281474976710655,
+		281474976710656, 281474976710657, 9223372036854775806, 9223372036854775807]::bigint[]) v,
+	unnest(ARRAY['AED', 'EUR', 'USD', 'ZWG']) c;
+-- 200 000 rows of three amounts: abbreviation gives up (few distinct keys)
+CREATE TABLE few AS
+SELECT i AS id, (ARRAY['1.00 USD', '-1.00 USD', '1.00 EUR']::pay_amount[])[1 + i % 3] AS a
+FROM generate_series(1, 200000) i;
+SELECT count(*), count(DISTINCT a), count(DISTINCT pay_currency(a)) AS currencies FROM sorted;
+-- whole rows (heap sort), the amount alone (datum sort), descending
+SELECT array_agg(id ORDER BY a, id) = array_agg(id ORDER BY pay_currency(a), pay_minor_units(a), id)
+	AS heap_sort_in_order,
+	array_agg(a ORDER BY a) = array_agg(a ORDER BY pay_currency(a), pay_minor_units(a))
+	AS datum_sort_in_order,
+	array_agg(a ORDER BY a DESC) = array_agg(a ORDER BY pay_currency(a) DESC, pay_minor_units(a) DESC)
+	AS descending_in_order
+FROM sorted;
+SELECT array_agg(id ORDER BY a, id) = array_agg(id ORDER BY pay_currency(a), pay_minor_units(a), id)
+	AS few_in_order
+FROM few;
+-- a Sort node over the amounts alone, against the expected order
+SELECT (SELECT string_agg(a::text, ',') FROM (SELECT a FROM sorted ORDER BY a) s) =
+	(SELECT string_agg(a::text, ',') FROM (SELECT a FROM sorted
+		ORDER BY pay_currency(a), pay_minor_units(a)) s) AS sort_node_in_order;
+SELECT a FROM sorted WHERE pay_currency(a) = 'USD'
+	AND pay_minor_units(a) NOT BETWEEN -100000000000 AND 100000000000 ORDER BY a;
+-- A merge join sorts both sides with the sort support.
+SET max_parallel_workers_per_gather = 0;
+SET enable_hashjoin = off;
+SET enable_nestloop = off;
+EXPLAIN (COSTS OFF) SELECT count(*) FROM sorted x JOIN sorted y ON x.a = y.a;
+SELECT count(*) AS merge_joined FROM sorted x JOIN sorted y ON x.a = y.a;
+RESET enable_nestloop;
+RESET enable_hashjoin;
+RESET max_parallel_workers_per_gather;
+-- An index built with sort support, then scanned, agrees with the sort.
+CREATE INDEX sorted_a ON sorted (a);
+CREATE INDEX few_a ON few (a);
+SET enable_seqscan = off;
+SET enable_bitmapscan = off;
+EXPLAIN (COSTS OFF) SELECT a FROM sorted ORDER BY a;
+SELECT (SELECT string_agg(a::text, ',') FROM (SELECT a FROM sorted ORDER BY a) s) =
+	(SELECT string_agg(a::text, ',' ORDER BY pay_currency(a), pay_minor_units(a)) FROM sorted)
+	AS index_scan_in_order;
+SELECT (SELECT string_agg(a::text, ',') FROM (SELECT a FROM few ORDER BY a) s) =
+	(SELECT string_agg(a::text, ',' ORDER BY pay_currency(a), pay_minor_units(a)) FROM few)
+	AS few_index_scan_in_order;
+SELECT count(*) AS usd_range, (SELECT count(*) FROM sorted WHERE pay_currency(a) = 'USD'
+	AND pay_minor_units(a) BETWEEN -281474976710657 AND 281474976710656) AS expected
+FROM sorted WHERE a ~>=~ '-2814749767106.57 USD' AND a ~<=~ '2814749767106.56 USD';
+SELECT a, (SELECT count(*) FROM sorted s WHERE s.a = e.a) AS found
+FROM (VALUES ('-92233720368547758.08 USD'::pay_amount), ('92233720368547758.07 ZWG'),
+	('2814749767106.56 EUR'), ('0 AED')) e(a);
+RESET enable_bitmapscan;
+RESET enable_seqscan;
+
+DROP TABLE usd, near_limit, mixed_sum, sorted, few;
+-- Text input errors in full: SQLSTATE, message, detail and hint of each
+-- rule of the grammar (src/amount_parse.c; amount_io.c words them).
+CREATE FUNCTION pg_temp.try_full(v text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE st text; msg text; det text; hnt text;
+BEGIN
+	PERFORM v::pay_amount;
+	RETURN 'ok';
+EXCEPTION WHEN others THEN
+	GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
+		det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+	RETURN st || ' | ' || msg || ' | ' || det || ' | ' || hnt;
+END $$;
+SELECT v, pg_temp.try_full(v) AS error
+FROM (VALUES (' '), ('nan USD'), ('USD inf'), ('-USD -5'), ('USD twelve'), ('12. USD'),
+	('. USD'), ('1,000 USD'), ('1''000 USD'), ('1_000 USD'), ('1e3 USD'), ('5 - USD'),
+	('12.34'), ('12.34 USD x'), ('12.34 US'), ('12.34 U5D'), ('12.345 USD'), ('1.5 JPY'),
+	('92233720368547758.08 USD'), ('1e USD'), ('12EUR')) AS t(v);

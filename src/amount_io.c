@@ -14,9 +14,6 @@
  */
 #include "postgres.h"
 
-#include <ctype.h>
-
-#include "common/int.h"
 #include "funcapi.h"
 #include "libpq/pqformat.h"
 #include "utils/builtins.h"
@@ -24,6 +21,7 @@
 #include "utils/numeric.h"
 
 #include "amount.h"
+#include "amount_parse.h"
 #include "errcodes.h"
 
 PG_FUNCTION_INFO_V1(pay_amount_in);
@@ -37,9 +35,6 @@ PG_FUNCTION_INFO_V1(pay_amount_currency);
 PG_FUNCTION_INFO_V1(pay_amount_minor_units);
 PG_FUNCTION_INFO_V1(pay_currency_exponent);
 PG_FUNCTION_INFO_V1(pay_currencies);
-
-/* 10^0 .. 10^4: the exponents ISO 4217 uses */
-static const uint64 pow10_u64[] = {1, 10, 100, 1000, 10000};
 
 /* Build an amount, palloc'd, with the padding zeroed. */
 PayAmount *
@@ -108,178 +103,81 @@ not_a_number(void)
 			 errdetail("An amount of money must be a finite number.")));
 }
 
-/* Is the word at p (of length len) NaN or infinity in any spelling? */
-static bool
-is_non_finite_word(const char *p, int len)
-{
-	return (len == 3 && pg_strncasecmp(p, "nan", 3) == 0) ||
-		(len == 3 && pg_strncasecmp(p, "inf", 3) == 0) ||
-		(len == 8 && pg_strncasecmp(p, "infinity", 8) == 0);
-}
-
 /*
- * Combine integer and fraction digits into minor units of the currency,
- * with overflow checks against the int64 range (the negative side is one
- * larger).
+ * Report a status of amount_parse.c as its error.  Returns only for
+ * AMOUNT_OK.  c is the currency (for too many decimals), or NULL.
  */
-static int64
-digits_to_minor(const char *int_digits, int int_len,
-				const char *frac_digits, int frac_len,
-				bool negative, const Currency *c)
+static void
+report_parse_status(AmountParseStatus st, const Currency *c)
 {
-	uint64		limit = negative ? (uint64) PG_INT64_MAX + 1 : (uint64) PG_INT64_MAX;
-	uint64		value = 0;
-
-	if (frac_len > c->exponent)
-		too_many_decimals(c);
-
-	for (int i = 0; i < int_len; i++)
+	switch (st)
 	{
-		if (pg_mul_u64_overflow(value, 10, &value) ||
-			pg_add_u64_overflow(value, (uint64) (int_digits[i] - '0'), &value))
-			out_of_range();
-	}
-	if (pg_mul_u64_overflow(value, pow10_u64[c->exponent], &value))
-		out_of_range();
-	{
-		uint64		frac = 0;
-
-		for (int i = 0; i < frac_len; i++)
-			frac = frac * 10 + (uint64) (frac_digits[i] - '0');
-		frac *= pow10_u64[c->exponent - frac_len];
-		if (pg_add_u64_overflow(value, frac, &value))
-			out_of_range();
-	}
-	if (value > limit)
-		out_of_range();
-	if (negative)
-		return value == (uint64) PG_INT64_MAX + 1 ? PG_INT64_MIN : -(int64) value;
-	return (int64) value;
-}
-
-/* Skip ASCII white space. */
-static const char *
-skip_space(const char *p)
-{
-	while (*p && isspace((unsigned char) *p))
-		p++;
-	return p;
-}
-
-/*
- * Parse the text form.  Grammar (case-insensitive code, spaces optional
- * between code and number):
- *		[sign] number code  |  [sign] code [sign] number
- * where number is digits with an optional '.' and at least one digit
- * after it.  One sign at most.
- */
-static PayAmount *
-parse_amount(const char *s)
-{
-	const char *p = skip_space(s);
-	const char *code = NULL;
-	int			code_len = 0;
-	const char *int_digits;
-	int			int_len;
-	const char *frac_digits = NULL;
-	int			frac_len = 0;
-	bool		negative = false;
-	bool		have_sign = false;
-
-	if (*p == '\0')
-		syntax_error("The input is empty.");
-
-	if (*p == '-' || *p == '+')
-	{
-		negative = (*p == '-');
-		have_sign = true;
-		p = skip_space(p + 1);
-	}
-
-	/* a leading currency code */
-	if (isalpha((unsigned char) *p))
-	{
-		code = p;
-		while (isalpha((unsigned char) *p))
-			p++;
-		code_len = p - code;
-		if (is_non_finite_word(code, code_len))
+		case AMOUNT_OK:
+			return;
+		case AMOUNT_EMPTY:
+			syntax_error("The input is empty.");
+			break;
+		case AMOUNT_NOT_A_NUMBER:
 			not_a_number();
-		p = skip_space(p);
-		if (*p == '-' || *p == '+')
-		{
-			if (have_sign)
-				syntax_error("The amount has more than one sign.");
-			negative = (*p == '-');
-			have_sign = true;
-			p = skip_space(p + 1);
-		}
-	}
-
-	/* the number */
-	if (isalpha((unsigned char) *p))
-	{
-		const char *w = p;
-
-		while (isalpha((unsigned char) *p))
-			p++;
-		if (is_non_finite_word(w, p - w))
-			not_a_number();
-		syntax_error("A number was expected where letters were found.");
-	}
-	int_digits = p;
-	while (isdigit((unsigned char) *p))
-		p++;
-	int_len = p - int_digits;
-	if (*p == '.')
-	{
-		p++;
-		frac_digits = p;
-		while (isdigit((unsigned char) *p))
-			p++;
-		frac_len = p - frac_digits;
-		if (frac_len == 0)
+			break;
+		case AMOUNT_TWO_SIGNS:
+			syntax_error("The amount has more than one sign.");
+			break;
+		case AMOUNT_LETTERS_FOR_NUMBER:
+			syntax_error("A number was expected where letters were found.");
+			break;
+		case AMOUNT_POINT_WITHOUT_DIGIT:
 			syntax_error("A decimal point must be followed by at least one digit.");
-	}
-	if (int_len == 0 && frac_len == 0)
-		syntax_error("The amount has no digits.");
-	if (*p == ',' || *p == '\'' || *p == '_')
-		syntax_error("Digit group separators are not accepted; write 1234.56, not 1,234.56.");
-	if (*p == 'e' || *p == 'E')
-	{
-		/* "1e3" or a code such as EUR glued to the number? */
-		if (!isalpha((unsigned char) p[1]))
+			break;
+		case AMOUNT_NO_DIGITS:
+			syntax_error("The amount has no digits.");
+			break;
+		case AMOUNT_GROUP_SEPARATOR:
+			syntax_error("Digit group separators are not accepted; write 1234.56, not 1,234.56.");
+			break;
+		case AMOUNT_EXPONENT_NOTATION:
 			syntax_error("Exponent notation is not accepted for amounts.");
-	}
-
-	/* a trailing currency code */
-	p = skip_space(p);
-	if (code == NULL)
-	{
-		if (*p == '-' || *p == '+')
+			break;
+		case AMOUNT_SIGN_AFTER_NUMBER:
 			syntax_error("A sign must come before the number.");
-		code = p;
-		while (isalpha((unsigned char) *p))
-			p++;
-		code_len = p - code;
-		if (code_len == 0)
+			break;
+		case AMOUNT_NO_CURRENCY:
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
 					 errmsg("invalid input syntax for type pay_amount"),
 					 errdetail("The currency code is missing."),
 					 errhint("Write an amount and an ISO 4217 currency code, for example '12.34 USD'.")));
-		p = skip_space(p);
+			break;
+		case AMOUNT_TRAILING_CHARACTERS:
+			syntax_error("Unexpected characters follow the amount.");
+			break;
+		case AMOUNT_TOO_MANY_DECIMALS:
+			too_many_decimals(c);
+			break;
+		case AMOUNT_OUT_OF_RANGE:
+			out_of_range();
+			break;
 	}
-	if (*p != '\0')
-		syntax_error("Unexpected characters follow the amount.");
+	ereport(ERROR,
+			(errcode(ERRCODE_INTERNAL_ERROR),
+			 errmsg("unexpected pay_amount parse status %d", (int) st)));
+}
 
-	{
-		const Currency *c = currency_lookup_or_error(code, code_len);
+/*
+ * Parse the text form (grammar in amount_parse.c): syntax first, then
+ * the currency, then the value in that currency.
+ */
+static PayAmount *
+parse_amount(const char *s)
+{
+	AmountText	t;
+	const Currency *c;
+	int64_t		minor = 0;
 
-		return pay_amount_make(digits_to_minor(int_digits, int_len,
-											   frac_digits, frac_len,
-											   negative, c), c);
-	}
+	report_parse_status(amount_parse_text(s, &t), NULL);
+	c = currency_lookup_or_error(t.code, t.code_len);
+	report_parse_status(amount_digits_to_minor(&t, c->exponent, &minor), c);
+	return pay_amount_make(minor, c);
 }
 
 /* Canonical text: "-12.34 USD", "1000 JPY", "0.005 KWD". */
@@ -288,7 +186,7 @@ format_amount(const PayAmount *a)
 {
 	const Currency *c = pay_amount_currency_of(a);
 	uint64		mag = a->minor < 0 ? (uint64) (-(a->minor + 1)) + 1 : (uint64) a->minor;
-	uint64		unit = pow10_u64[c->exponent];
+	uint64		unit = amount_pow10[c->exponent];
 
 	if (c->exponent == 0)
 		return psprintf("%s" UINT64_FORMAT " %s", a->minor < 0 ? "-" : "", mag, c->code);
@@ -379,7 +277,7 @@ pay_amount_from_numeric(PG_FUNCTION_ARGS)
 
 	if (numeric_is_nan(n) || numeric_is_inf(n))
 		not_a_number();
-	scaled = numeric_mul_opt_error(n, int64_to_numeric((int64) pow10_u64[c->exponent]), NULL);
+	scaled = numeric_mul_opt_error(n, int64_to_numeric((int64) amount_pow10[c->exponent]), NULL);
 	whole = DatumGetNumeric(DirectFunctionCall2(numeric_trunc, NumericGetDatum(scaled),
 												Int32GetDatum(0)));
 	if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(scaled),

@@ -196,6 +196,7 @@ typedef struct AuditRecord
 	const char *correlation_id;
 	uint64		txid;
 	TimestampTz logged_at;
+	int64		key_id;			/* the merchant API key used, or 0 */
 } AuditRecord;
 
 static void writer_invalidate(Oid relid);
@@ -211,6 +212,7 @@ static Oid	card_type_oid = InvalidOid;
 static Oid	card_vault_relid = InvalidOid;
 static Oid	secrets_relid = InvalidOid;
 static SPIPlanPtr insert_plan = NULL;
+static SPIPlanPtr insert_plan_key = NULL;	/* with key_id (0.2.0) */
 
 /* set by pay_audit_retention(true) for pay_audit_prune(); reset at xact end */
 static bool retention_active = false;
@@ -926,7 +928,10 @@ sha256(const char *data, size_t len, uint8 *out)
  * row but the hash itself, each as a 4-byte big-endian length and its
  * text (jsonb in its canonical text output, integers in decimal, the
  * timestamp as microseconds since 2000-01-01, the changed columns as a
- * count and the names).  Text forms survive pg_dump and restore.
+ * count and the names).  Text forms survive pg_dump and restore.  The API
+ * key id (added in 0.2.0) is covered only when there is one, as the tag
+ * "key_id" and the id after every other column: rows without a key hash
+ * as they did before, so older rows still verify.
  */
 static bytea *
 audit_row_hash(const AuditRecord *r)
@@ -969,6 +974,11 @@ audit_row_hash(const AuditRecord *r)
 	hash_cstr(&buf, r->correlation_id);
 	hash_int(&buf, (int64) r->txid);
 	hash_int(&buf, (int64) r->logged_at);
+	if (r->key_id != 0)
+	{
+		hash_cstr(&buf, "key_id");
+		hash_int(&buf, r->key_id);
+	}
 
 	result = palloc(VARHDRSZ + AUDIT_HASH_LEN);
 	SET_VARSIZE(result, VARHDRSZ + AUDIT_HASH_LEN);
@@ -1002,7 +1012,8 @@ audit_row_hash(const AuditRecord *r)
 	X(AC_CORRELATION_ID, "correlation_id", TEXTOID) \
 	X(AC_TXID, "txid", XID8OID) \
 	X(AC_LOGGED_AT, "logged_at", TIMESTAMPTZOID) \
-	X(AC_ROW_HASH, "row_hash", BYTEAOID)
+	X(AC_ROW_HASH, "row_hash", BYTEAOID) \
+	X(AC_KEY_ID, "key_id", INT8OID)
 
 #define AUDIT_COLUMN_ENUM(id, name, type) id,
 typedef enum AuditColumn
@@ -1313,37 +1324,46 @@ writer_insert(AuditWriter *w, const Datum *values, const bool *nulls)
 	ResetPerTupleExprContext(w->estate);
 }
 
-/* Insert one audit row through the kept SPI plan (connected to SPI). */
+/*
+ * Insert one audit row through a kept SPI plan (connected to SPI).  The
+ * key id goes in only when there is one: a key exists only from 0.2.0 on,
+ * and the trigger also writes to an older audit_log that awaits its update
+ * (no key_id column), which the direct path leaves to this one.
+ */
 static void
 spi_insert(const Datum *values, const bool *isnull)
 {
+	bool		with_key = !isnull[AC_KEY_ID];
+	SPIPlanPtr *kept = with_key ? &insert_plan_key : &insert_plan;
+	int			ncols = with_key ? AUDIT_NCOLUMNS : AC_KEY_ID;
 	char		nulls[AUDIT_NCOLUMNS];
 	int			rc;
 	int			j;
 
-	if (insert_plan == NULL)
+	StaticAssertStmt(AC_KEY_ID == AUDIT_NCOLUMNS - 1, "key_id must be the last audit column");
+	if (*kept == NULL)
 	{
 		StringInfoData sql;
 		SPIPlanPtr	plan;
 
 		initStringInfo(&sql);
 		appendStringInfoString(&sql, "INSERT INTO payments.audit_log (");
-		for (j = 0; j < AUDIT_NCOLUMNS; j++)
+		for (j = 0; j < ncols; j++)
 			appendStringInfo(&sql, "%s%s", j > 0 ? ", " : "", audit_column_names[j]);
 		appendStringInfoString(&sql, ") VALUES (");
-		for (j = 0; j < AUDIT_NCOLUMNS; j++)
+		for (j = 0; j < ncols; j++)
 			appendStringInfo(&sql, "%s$%d", j > 0 ? ", " : "", j + 1);
 		appendStringInfoChar(&sql, ')');
-		plan = SPI_prepare(sql.data, AUDIT_NCOLUMNS, (Oid *) audit_column_types);
+		plan = SPI_prepare(sql.data, ncols, (Oid *) audit_column_types);
 		if (plan == NULL)
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 		if (SPI_keepplan(plan) != 0)
 			elog(ERROR, "SPI_keepplan failed");
-		insert_plan = plan;
+		*kept = plan;
 	}
-	for (j = 0; j < AUDIT_NCOLUMNS; j++)
+	for (j = 0; j < ncols; j++)
 		nulls[j] = isnull[j] ? 'n' : ' ';
-	rc = SPI_execute_plan(insert_plan, (Datum *) values, nulls, false, 0);
+	rc = SPI_execute_plan(*kept, (Datum *) values, nulls, false, 0);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "could not insert the audit row: %s", SPI_result_code_string(rc));
 }
@@ -1417,6 +1437,7 @@ audit_insert(AuditRecord *r)
 	r->db_role = role_name(who.role);
 	r->session_role = role_name(GetSessionUserId());
 	r->app_user = who.subject;
+	r->key_id = who.key_id;
 	r->txid = U64FromFullTransactionId(GetTopFullTransactionId());
 	r->logged_at = GetCurrentStatementStartTimestamp();
 	r->audit_id = nextval_internal(seq_relid, false);
@@ -1440,6 +1461,8 @@ audit_insert(AuditRecord *r)
 	values[AC_TXID] = FullTransactionIdGetDatum(FullTransactionIdFromU64(r->txid));
 	values[AC_LOGGED_AT] = TimestampTzGetDatum(r->logged_at);
 	values[AC_ROW_HASH] = PointerGetDatum(audit_row_hash(r));
+	values[AC_KEY_ID] = Int64GetDatum(r->key_id);
+	nulls[AC_KEY_ID] = r->key_id == 0;
 
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	SetUserIdAndSecContext(owner,
@@ -1629,6 +1652,7 @@ pay_audit_row_hash(PG_FUNCTION_ARGS)
 	r.correlation_id = TEXTARG(11);
 	r.txid = PG_ARGISNULL(12) ? 0 : U64FromFullTransactionId(PG_GETARG_FULLTRANSACTIONID(12));
 	r.logged_at = PG_ARGISNULL(13) ? 0 : PG_GETARG_TIMESTAMPTZ(13);
+	r.key_id = PG_NARGS() > 14 && !PG_ARGISNULL(14) ? PG_GETARG_INT64(14) : 0;
 #undef TEXTARG
 	PG_RETURN_BYTEA_P(audit_row_hash(&r));
 }

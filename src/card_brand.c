@@ -292,44 +292,48 @@ card_check_cvv(CardBrand brand, const char *input, int len, char *cvv)
 }
 
 /*
- * Whether str (len bytes) contains a run of 12 to 19 digits (single spaces
- * or dashes allowed between them) that is Luhn-valid and of a known brand.
+ * Whether str (len bytes) contains 12 to 19 digits (single spaces or
+ * dashes allowed between them) that are Luhn-valid and of a known brand.
  * Used wherever text that should never hold one is checked: the log hook,
- * the audit trigger.
+ * the audit trigger.  The digits may start at any group of a longer run
+ * and end at any later group: "1 4111 1111 1111 1111" and
+ * "4111111111111111 123" (a card code after the number) hold one.
  */
 bool
 card_text_contains_number(const char *str, int len)
 {
 	char		digits[CARD_PAN_MAX_DIGITS + 1];
-	int			n = 0;
-	bool		too_long = false;
 	bool		found = false;
-	int			i;
 
-	for (i = 0; i <= len; i++)
+	for (int start = 0; start < len && !found; start++)
 	{
-		char		c = (i < len) ? str[i] : '\0';
+		int			i = start,
+					n = 0;
 
-		if (c >= '0' && c <= '9')
+		/* every group of digits starts a candidate */
+		if (str[start] < '0' || str[start] > '9' ||
+			(start > 0 && str[start - 1] >= '0' && str[start - 1] <= '9'))
+			continue;
+		for (;;)
 		{
-			if (n < CARD_PAN_MAX_DIGITS)
-				digits[n++] = c;
+			while (i < len && str[i] >= '0' && str[i] <= '9' &&
+				   n < CARD_PAN_MAX_DIGITS)
+				digits[n++] = str[i++];
+			if (i < len && str[i] >= '0' && str[i] <= '9')
+				break;			/* more than 19 digits: no card from here */
+			/* the end of a group: the digits so far may be a card */
+			if (n >= CARD_PAN_MIN_DIGITS && card_luhn_valid(digits, n) &&
+				card_brand_detect(digits, n) != CARD_BRAND_UNKNOWN)
+			{
+				found = true;
+				break;
+			}
+			if (i + 1 < len && (str[i] == ' ' || str[i] == '-') &&
+				str[i + 1] >= '0' && str[i + 1] <= '9')
+				i++;
 			else
-				too_long = true;
-			continue;
+				break;
 		}
-		if ((c == ' ' || c == '-') && n > 0 && i + 1 < len &&
-			str[i + 1] >= '0' && str[i + 1] <= '9')
-			continue;
-		if (!too_long && n >= CARD_PAN_MIN_DIGITS &&
-			card_luhn_valid(digits, n) &&
-			card_brand_detect(digits, n) != CARD_BRAND_UNKNOWN)
-		{
-			found = true;
-			break;
-		}
-		n = 0;
-		too_long = false;
 	}
 	explicit_bzero(digits, sizeof(digits));
 	return found;

@@ -124,7 +124,8 @@ card_vault_forget_legacy_key(void)
 	}
 	fsync_fname(DataDir, true);
 	ereport(WARNING,
-			(errmsg("payments deleted the old card vault key file \"%s\"", path),
+			(errcode(ERRCODE_WARNING),
+			 errmsg("payments deleted the old card vault key file \"%s\"", path),
 			 errdetail("Sealing keys now live in shared memory only. Cards that were waiting for the gateway when the server stopped fail with the reason that their card data was lost."),
 			 errhint("WAL archives and base backups taken under version 0.1.0 hold sealed cards and this key: destroy them once they are no longer needed.")));
 }
@@ -365,6 +366,7 @@ pay_vault_rotate_key(PG_FUNCTION_ARGS)
 	SpinLockRelease(&keys->mutex);
 	explicit_bzero(&fresh, sizeof(fresh));
 	ereport(LOG,
-			(errmsg("payments rotated the card vault key%s", force ? " (forced)" : "")));
+			(errcode(ERRCODE_SUCCESSFUL_COMPLETION),
+			 errmsg("payments rotated the card vault key%s", force ? " (forced)" : "")));
 	PG_RETURN_BOOL(true);
 }

@@ -44,6 +44,11 @@
 /* 22Y25 (invalid idempotency key) is raised in SQL: payment_api.sql */
 #define ERRCODE_PAY_AMOUNT_TOO_LARGE		MAKE_SQLSTATE('2','2','Y','2','6')
 
+/* merchant API keys (api_keys.c, rate_limit.c, tenancy.c) */
+#define ERRCODE_PAY_INVALID_API_KEY		MAKE_SQLSTATE('P','T','4','0','1')
+#define ERRCODE_PAY_SCOPE_MISSING		MAKE_SQLSTATE('P','T','4','0','3')
+#define ERRCODE_PAY_RATE_LIMITED		MAKE_SQLSTATE('P','T','4','2','9')
+
 /* the installed library does not serve this database's schema version */
 #define ERRCODE_PAY_SCHEMA_NOT_SERVED		MAKE_SQLSTATE('P','T','5','0','3')
 

@@ -19,6 +19,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 
+#include "api_keys.h"
 #include "card.h"
 #include "card_query_text.h"
 #include "payments.h"
@@ -113,6 +114,8 @@ _PG_init(void)
 							PGC_SUSET,
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
+
+	payments_api_keys_define_settings();
 
 	if (!process_shared_preload_libraries_in_progress)
 	{

@@ -13,6 +13,7 @@
 #include "storage/shmem.h"
 #include "utils/timestamp.h"
 
+#include "rate_limit.h"
 #include "shmem.h"
 
 PaymentsShared *payments_shared = NULL;
@@ -31,6 +32,7 @@ payments_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(MAXALIGN(sizeof(PaymentsShared)));
+	RequestAddinShmemSpace(rate_limit_shmem_size());
 }
 
 static void
@@ -83,6 +85,7 @@ payments_shmem_startup(void)
 		SpinLockInit(&payments_shared->failing_lock);
 		card_vault_keys_init(&payments_shared->vault_keys);
 	}
+	rate_limit_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 

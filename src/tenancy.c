@@ -37,10 +37,17 @@
  * The result is cached for the current command (same transaction, command
  * id, role, claims and setting): row-level security asks per row.
  *
- * API keys (later): a PostgREST pre-request function that checked a
- * merchant key would record (merchant, key id) for the transaction through
- * an owner-only function; for declared PostgREST roles that record then
- * decides like the claim does, and its key id fills PaymentsIdentity.key_id.
+ * Merchant API keys (api_keys.c): a key whose secret was checked, by
+ * PostgREST's pre-request function (X-Api-Key, honoured only for declared
+ * PostgREST roles) or by payments.pay_use_api_key() (direct SQL), is
+ * recorded here in backend memory for the current transaction and the role
+ * acting then (payments_identity_use_key: no setting, nothing SQL can
+ * write).  While it lasts it decides before everything else: the key's
+ * merchant, source "api_key", its key id and scopes.  It is forgotten at
+ * transaction end.  The scope an API function needs is its
+ * payments.api_scope setting (ALTER FUNCTION ... SET, applied on entry to
+ * the function whatever the caller set); pay_current_merchant(), which
+ * every API function asks first, refuses a key without it (PT403).
  *
  *-------------------------------------------------------------------------
  */
@@ -68,11 +75,40 @@
 #include "utils/memutils.h"
 #include "utils/syscache.h"
 
+#include "errcodes.h"
 #include "schema_version.h"
 #include "tenancy.h"
 
 PG_FUNCTION_INFO_V1(pay_current_merchant);
 PG_FUNCTION_INFO_V1(pay_current_identity);
+
+/* The names of the API key scopes, by bit. */
+static const struct
+{
+	const char *name;
+	uint32		bit;
+}			scope_names[] =
+{
+	{"read", PAYMENTS_SCOPE_READ},
+	{"payments", PAYMENTS_SCOPE_PAYMENTS},
+	{"refunds", PAYMENTS_SCOPE_REFUNDS},
+	{"admin", PAYMENTS_SCOPE_ADMIN},
+};
+
+/*
+ * The API key checked in this transaction: backend memory only, valid for
+ * the transaction (lxid) and the role that was acting when it was checked.
+ */
+static struct
+{
+	bool		valid;
+	LocalTransactionId lxid;
+	Oid			role;
+	int64		merchant_id;
+	int64		key_id;
+	uint32		scopes;
+}			key_identity;
+static bool key_callback_registered = false;
 
 /* What the owner wrote about a role, read with the owner's rights. */
 typedef struct RoleFacts
@@ -97,6 +133,7 @@ static struct
 	int64		merchant_id;
 	const char *source;
 	char	   *subject;
+	bool		all_merchants;
 } cache;
 
 static const char *const bound_query =
@@ -339,6 +376,7 @@ payments_identity(PaymentsIdentity *id, bool missing_ok)
 		id->merchant_id = cache.merchant_id;
 		id->source = cache.source;
 		id->subject = cache.subject ? pstrdup(cache.subject) : NULL;
+		id->all_merchants = cache.all_merchants;
 		return true;
 	}
 
@@ -351,6 +389,16 @@ payments_identity(PaymentsIdentity *id, bool missing_ok)
 			claim_m_text = json_member(jb, "merchant_id");
 			id->subject = json_member(jb, "sub");
 		}
+	}
+
+	/* a checked API key decides first, for its transaction and role */
+	if (key_identity.valid && key_identity.lxid == MyProc->lxid && key_identity.role == role)
+	{
+		id->merchant_id = key_identity.merchant_id;
+		id->source = "api_key";
+		id->key_id = key_identity.key_id;
+		id->scopes = key_identity.scopes;
+		return true;
 	}
 
 	/* the audit trigger asks also while an older schema awaits its update */
@@ -374,6 +422,7 @@ payments_identity(PaymentsIdentity *id, bool missing_ok)
 
 	if (privileged || f.all_merchants)
 	{
+		id->all_merchants = true;
 		if (has_setting)
 		{
 			m = setting_m, source = "setting";
@@ -457,6 +506,7 @@ payments_identity(PaymentsIdentity *id, bool missing_ok)
 	cache.role = role;
 	cache.merchant_id = m;
 	cache.source = source;
+	cache.all_merchants = id->all_merchants;
 	cache.valid = true;
 	return true;
 }
@@ -502,6 +552,78 @@ payments_actor(PaymentsIdentity *id)
 		MemoryContextSwitchTo(old);
 	}
 	id->subject = subject_seen ? pstrdup(subject_seen) : NULL;
+	/* the API key a pre-request check recorded for this transaction */
+	if (key_identity.valid && key_identity.lxid == MyProc->lxid && key_identity.role == id->role)
+		id->key_id = key_identity.key_id;
+}
+
+uint32
+payments_scope_bit(const char *name)
+{
+	size_t		i;
+
+	for (i = 0; i < lengthof(scope_names); i++)
+		if (strcmp(scope_names[i].name, name) == 0)
+			return scope_names[i].bit;
+	return 0;
+}
+
+static void
+key_identity_xact_callback(XactEvent event, void *arg pg_attribute_unused())
+{
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PREPARE || event == XACT_EVENT_PARALLEL_COMMIT ||
+		event == XACT_EVENT_PARALLEL_ABORT)
+		key_identity.valid = false;
+}
+
+void
+payments_identity_use_key(int64 merchant_id, int64 key_id, uint32 scopes)
+{
+	if (!key_callback_registered)
+	{
+		RegisterXactCallback(key_identity_xact_callback, NULL);
+		key_callback_registered = true;
+	}
+	key_identity.lxid = MyProc->lxid;
+	key_identity.role = GetOuterUserId();
+	key_identity.merchant_id = merchant_id;
+	key_identity.key_id = key_id;
+	key_identity.scopes = scopes;
+	key_identity.valid = true;
+}
+
+bool
+payments_role_is_postgrest(Oid role)
+{
+	RoleFacts	f;
+
+	read_role_facts(extension_owner(false), role, 0, 0, &f);
+	return f.postgrest && !role_can_login(role);
+}
+
+/*
+ * The scope the running API function needs (its payments.api_scope
+ * setting), refused when the request acts with a key that lacks it.
+ */
+static void
+check_key_scope(const PaymentsIdentity *id)
+{
+	const char *need;
+	uint32		bit;
+
+	if (id->key_id == 0)
+		return;
+	need = GetConfigOption("payments.api_scope", true, false);
+	if (need == NULL || need[0] == '\0')
+		return;
+	bit = payments_scope_bit(need);
+	if (bit == 0 || (id->scopes & bit) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_PAY_SCOPE_MISSING),
+				 errmsg("API key " INT64_FORMAT " does not have the scope \"%s\"", id->key_id, need),
+				 errdetail("The function needs an API key with the scope \"%s\".", need),
+				 errhint("Create a key with that scope: payments.pay_create_api_key(scopes => ...).")));
 }
 
 /* payments.pay_current_merchant(): the merchant, or 42501. */
@@ -511,6 +633,7 @@ pay_current_merchant(PG_FUNCTION_ARGS)
 	PaymentsIdentity id;
 
 	(void) payments_identity(&id, false);
+	check_key_scope(&id);
 	PG_RETURN_INT64(id.merchant_id);
 }
 
@@ -544,6 +667,8 @@ pay_current_identity(PG_FUNCTION_ARGS)
 	if (id.subject)
 		values[3] = CStringGetTextDatum(id.subject);
 	nulls[3] = (id.subject == NULL);
-	nulls[4] = true;			/* key_id: API keys come later */
+	if (found && id.key_id != 0)
+		values[4] = CStringGetTextDatum(psprintf(INT64_FORMAT, id.key_id));
+	nulls[4] = !(found && id.key_id != 0);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }

@@ -21,10 +21,24 @@ typedef struct PaymentsIdentity
 	const char *source;			/* what decided it: "binding", "jwt",
 								 * "setting", "default" */
 	char	   *subject;		/* the JWT's "sub" claim, or NULL */
-	char	   *key_id;			/* the merchant API key used, or NULL (not
-								 * yet: the slot a PostgREST pre-request key
-								 * check fills) */
+	int64		key_id;			/* the merchant API key the request uses
+								 * (source "api_key"), else 0 */
+	uint32		scopes;			/* that key's scopes (PAYMENTS_SCOPE_*) */
+	bool		all_merchants;	/* the role acts for every merchant (owner,
+								 * superuser, pay_grant_all_merchants) and
+								 * no key narrows it */
 } PaymentsIdentity;
+
+/* The scopes of a merchant API key (api_keys.c, README "API keys"). */
+#define PAYMENTS_SCOPE_READ		0x01	/* pay_get_payment, pay_payment_operations,
+										 * pay_list_payments, pay_wait */
+#define PAYMENTS_SCOPE_PAYMENTS	0x02	/* pay_purchase, pay_authorize,
+										 * pay_capture, pay_void */
+#define PAYMENTS_SCOPE_REFUNDS	0x04	/* pay_refund */
+#define PAYMENTS_SCOPE_ADMIN	0x08	/* its merchant's API keys */
+
+/* The bit of a scope name, or 0 for an unknown name. */
+extern uint32 payments_scope_bit(const char *name);
 
 /*
  * Resolve the identity of the current request.  When nothing identifies a
@@ -34,5 +48,15 @@ typedef struct PaymentsIdentity
  */
 extern bool payments_identity(PaymentsIdentity *id, bool missing_ok);
 extern void payments_actor(PaymentsIdentity *id);
+
+/*
+ * A verified merchant API key acts for the rest of the current transaction
+ * (for the role acting now): api_keys.c calls this after checking the
+ * secret, and nothing else can.  Cleared at transaction end.
+ */
+extern void payments_identity_use_key(int64 merchant_id, int64 key_id, uint32 scopes);
+
+/* Whether the owner declared the role PostgREST-only (and it is NOLOGIN). */
+extern bool payments_role_is_postgrest(Oid role);
 
 #endif

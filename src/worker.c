@@ -309,7 +309,8 @@ extension_ready(WorkerState *ws)
 	if (state == SCHEMA_SERVED && ws->schema_reported != NULL)
 	{
 		ereport(LOG,
-				(errmsg("payments worker: database \"%s\" now has schema version %s, starting",
+				(errcode(ERRCODE_SUCCESSFUL_COMPLETION),
+				 errmsg("payments worker: database \"%s\" now has schema version %s, starting",
 						payments_database, PAYMENTS_VERSION)));
 		pfree(ws->schema_reported);
 		ws->schema_reported = NULL;
@@ -1318,6 +1319,18 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 	BackgroundWorkerUnblockSignals();
 	connect_to_database();
 	pgstat_report_appname("payments worker");
+
+	/*
+	 * A claim ("sending", attempt number) must be on disk before its request
+	 * leaves (DESIGN §2): whatever synchronous_commit the cluster, database
+	 * or role sets, the worker's commits wait for their WAL flush.  After an
+	 * asynchronous commit a crash could forget a claim whose request the
+	 * gateway had already charged, and with the card gone from the unlogged
+	 * vault the operation could then only fail.  The flush also makes the
+	 * caller's commit of the payment durable (it precedes the claim in the
+	 * WAL).
+	 */
+	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
 
 	pg_atomic_write_u32(&payments_shared->worker_procno, MyProc->pgprocno + 1);
 	pg_atomic_write_u32(&payments_shared->worker_pid, MyProcPid);

@@ -143,6 +143,23 @@ SELECT alive, queue_depth, in_flight, circuit_state, requests_sent, approved, de
 FROM pay_worker_health();
 SQL
 
+# The life of a payment over days: the gateway settles its batch (nightly at
+# Authorize.Net), and a later refund goes out as a refund, decided by the
+# worker from the gateway's state of the transaction.
+log "the gateway settles its batch; a refund after settlement"
+sim_ctl POST /settle >/dev/null
+q payments -v ON_ERROR_STOP=0 -e <<'SQL'
+SET search_path = public, payments;
+\pset footer off
+SELECT payment_id AS auth FROM payments.payments WHERE amount_authorized = '80.00 USD'
+ORDER BY payment_id DESC LIMIT 1 \gset
+SELECT kind, status, amount FROM pay_refund(payment_id => :auth, amount => '20.00 USD', reason => 'one item returned');
+SELECT payment_id, status, amount_captured, amount_refunded, settled_at IS NOT NULL AS settled
+FROM pay_wait(:auth, '10 s');
+SELECT request_type, outcome FROM payments.gateway_exchanges
+WHERE operation_id = (SELECT max(operation_id) FROM pay_payment_operations(:auth)) ORDER BY exchange_id;
+SQL
+
 cat <<EOF
 
 The local cluster is running (data in $DIR/data, log in $DIR/postgres.log).

@@ -13,7 +13,7 @@ source "$(dirname "$0")/lib/common.sh"
 
 install_deps
 
-WORK=$(mktemp -d /tmp/payments-test.XXXXXX)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/payments-test.XXXXXX")
 PORT=${PAYMENTS_TEST_PORT:-$(free_port)}
 export WORK PORT PG_BINDIR
 cleanup() {

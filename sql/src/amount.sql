@@ -153,6 +153,15 @@ CREATE OPERATOR payments.~>=~ (
 	FUNCTION = payments.pay_amount_sort_ge, COMMUTATOR = OPERATOR(payments.~<=~),
 	NEGATOR = OPERATOR(payments.~<~), RESTRICT = scalargesel, JOIN = scalargejoinsel);
 
+-- Sort support (ORDER BY, CREATE INDEX, merge joins): a comparator on the
+-- 16 bytes and abbreviated keys (currency code, then the minor units).
+-- PostgreSQL makes it a loose member of the family whether it is named in
+-- the class or added to the family (as the upgrade from 0.1.0 does).
+CREATE FUNCTION payments.pay_amount_sortsupport(internal) RETURNS void
+	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME';
+COMMENT ON FUNCTION payments.pay_amount_sortsupport(internal) IS
+	'Sort support for pay_amount (btree support function 2): fast comparator and abbreviated keys in the order of pay_amount_cmp.';
+
 CREATE OPERATOR CLASS payments.pay_amount_ops
 	DEFAULT FOR TYPE payments.pay_amount USING btree AS
 		OPERATOR 1 payments.~<~,
@@ -160,7 +169,8 @@ CREATE OPERATOR CLASS payments.pay_amount_ops
 		OPERATOR 3 payments.=,
 		OPERATOR 4 payments.~>=~,
 		OPERATOR 5 payments.~>~,
-		FUNCTION 1 payments.pay_amount_cmp(payments.pay_amount, payments.pay_amount);
+		FUNCTION 1 payments.pay_amount_cmp(payments.pay_amount, payments.pay_amount),
+		FUNCTION 2 payments.pay_amount_sortsupport(internal);
 
 CREATE FUNCTION payments.pay_amount_hash(payments.pay_amount) RETURNS integer
 	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF AS 'MODULE_PATHNAME';

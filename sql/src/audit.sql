@@ -46,6 +46,7 @@ CREATE TABLE payments.audit_log (
 	txid xid8 NOT NULL,
 	logged_at timestamptz NOT NULL,
 	row_hash bytea NOT NULL CHECK (length(row_hash) = 32),
+	key_id bigint,
 	PRIMARY KEY (merchant_id, audit_id)
 );
 ALTER SEQUENCE payments.audit_log_audit_id_seq OWNED BY payments.audit_log.audit_id;
@@ -74,6 +75,7 @@ COMMENT ON COLUMN payments.audit_log.correlation_id IS 'x-request-id (or tracepa
 COMMENT ON COLUMN payments.audit_log.txid IS 'The top-level transaction id (xid8).';
 COMMENT ON COLUMN payments.audit_log.logged_at IS 'statement_timestamp() of the change.';
 COMMENT ON COLUMN payments.audit_log.row_hash IS 'SHA-256 of the other columns (see src/audit.c); recomputed by pay_audit_verify().';
+COMMENT ON COLUMN payments.audit_log.key_id IS 'The merchant API key the change was made with (pay_use_api_key, or X-Api-Key through PostgREST), else NULL. In the row hash only when not NULL, so rows written before 0.2.0 verify as they did.';
 SELECT pg_catalog.pg_extension_config_dump('payments.audit_log', '');
 SELECT pg_catalog.pg_extension_config_dump('payments.audit_log_audit_id_seq', '');
 
@@ -125,10 +127,10 @@ COMMENT ON FUNCTION payments._audit_guard() IS
 CREATE FUNCTION payments._audit_row_hash(merchant_id bigint, audit_id bigint, table_schema text,
 	table_name text, operation text, old_row jsonb, new_row jsonb, changed_columns text[],
 	db_role text, session_role text, app_user text, correlation_id text, txid xid8,
-	logged_at timestamptz)
+	logged_at timestamptz, key_id bigint DEFAULT NULL)
 	RETURNS bytea
 	LANGUAGE c IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'pay_audit_row_hash';
-COMMENT ON FUNCTION payments._audit_row_hash(bigint, bigint, text, text, text, jsonb, jsonb, text[], text, text, text, text, xid8, timestamptz) IS
+COMMENT ON FUNCTION payments._audit_row_hash(bigint, bigint, text, text, text, jsonb, jsonb, text[], text, text, text, text, xid8, timestamptz, bigint) IS
 	'Internal: the SHA-256 row hash of an audit row, from its columns.';
 
 CREATE FUNCTION payments._audit_record(merchant_id bigint, operation text, table_name regclass, details jsonb)
@@ -286,7 +288,7 @@ BEGIN
 	WHERE (pay_audit_verify.merchant_id IS NULL OR a.merchant_id = pay_audit_verify.merchant_id)
 		AND a.row_hash IS DISTINCT FROM payments._audit_row_hash(a.merchant_id, a.audit_id,
 			a.table_schema, a.table_name, a.operation, a.old_row, a.new_row, a.changed_columns,
-			a.db_role, a.session_role, a.app_user, a.correlation_id, a.txid, a.logged_at)
+			a.db_role, a.session_role, a.app_user, a.correlation_id, a.txid, a.logged_at, a.key_id)
 	ORDER BY a.merchant_id, a.audit_id LIMIT 1;
 	IF FOUND THEN
 		RETURN jsonb_build_object('problem', 'row_modified', 'merchant_id', bad.merchant_id,

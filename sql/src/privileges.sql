@@ -32,7 +32,13 @@ $$;
 
 -- Monitoring: installation-wide counters, for pg_monitor (and the owner).
 GRANT EXECUTE ON FUNCTION payments.pay_worker_health(), payments.pay_metrics() TO pg_monitor;
+-- PostgREST runs its pre-request function for the scraper's role too
+GRANT EXECUTE ON FUNCTION payments.pay_postgrest_pre_request() TO pg_monitor;
 
 -- Row-level security on every tenant-owned table, made here so that it is
 -- part of the extension (tenancy.sql explains).
 SELECT count(*) FROM payments._apply_row_security();
+
+-- The API key scope of every API function (api_keys.sql), set last so
+-- that no later CREATE OR REPLACE of a function drops it.
+SELECT count(*) FROM payments._apply_api_scopes();

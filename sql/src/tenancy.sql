@@ -72,7 +72,7 @@ CREATE FUNCTION payments.pay_current_identity(OUT merchant_id bigint, OUT acting
 	RETURNS record
 	LANGUAGE c STABLE PARALLEL RESTRICTED AS 'MODULE_PATHNAME', 'pay_current_identity';
 COMMENT ON FUNCTION payments.pay_current_identity() IS
-	'Who the current request acts as: the merchant (NULL when nothing identifies one; never raises), the acting role (SET ROLE, else the login role, also inside SECURITY DEFINER functions), what decided the merchant (binding, jwt, setting, default), the JWT subject, and the API key id (NULL: no keys yet).';
+	'Who the current request acts as: the merchant (NULL when nothing identifies one; never raises), the acting role (SET ROLE, else the login role, also inside SECURITY DEFINER functions), what decided the merchant (binding, jwt, setting, default), the JWT subject, and the API key id (NULL without a key; source api_key with one: pay_use_api_key, or an X-Api-Key header through PostgREST).';
 
 -- The API: the functions a role needs to take payments (pay_grant_api).
 -- New API functions are added to this list; everything else in the schema
@@ -82,7 +82,11 @@ CREATE FUNCTION payments._api_function_names() RETURNS text[]
 	AS $$
 	SELECT ARRAY['pay_purchase', 'pay_authorize', 'pay_capture', 'pay_void', 'pay_refund', 'pay_wait',
 		'pay_get_payment', 'pay_payment_operations', 'pay_list_payments', 'pay_current_merchant',
-		'pay_current_identity']
+		'pay_current_identity',
+		-- merchant API keys (api_keys.sql): using one, PostgREST's pre-request
+		-- function, and managing a merchant's keys (an admin key or the owner)
+		'pay_use_api_key', 'pay_postgrest_pre_request', 'pay_create_api_key', 'pay_list_api_keys',
+		'pay_revoke_api_key', 'pay_rotate_api_key']
 	$$;
 COMMENT ON FUNCTION payments._api_function_names() IS
 	'Internal: the names of the API functions pay_grant_api() grants.';
@@ -103,7 +107,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments.pay_grant_api(regrole) IS
-	'Lets a role call the payment API (EXECUTE on pay_purchase, pay_authorize, pay_capture, pay_void, pay_refund, pay_wait, pay_get_payment, pay_payment_operations, pay_list_payments, pay_current_merchant, pay_current_identity; USAGE on the schema). Which merchant it acts for is decided by pay_bind_role, pay_declare_postgrest_role or pay_grant_all_merchants. Owner only.';
+	'Lets a role call the payment API (EXECUTE on pay_purchase, pay_authorize, pay_capture, pay_void, pay_refund, pay_wait, pay_get_payment, pay_payment_operations, pay_list_payments, pay_current_merchant, pay_current_identity, and for API keys pay_use_api_key, pay_postgrest_pre_request, pay_create_api_key, pay_list_api_keys, pay_revoke_api_key, pay_rotate_api_key; USAGE on the schema). Which merchant it acts for is decided by pay_bind_role, pay_declare_postgrest_role or pay_grant_all_merchants. Owner only.';
 
 CREATE FUNCTION payments.pay_revoke_api(role regrole) RETURNS void
 	LANGUAGE plpgsql

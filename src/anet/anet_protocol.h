@@ -37,9 +37,10 @@
  *   when the body is not a JSON object of the expected shape (empty,
  *   truncated, HTML error page, ...) or memory ran out.
  * - Reply strings are copied into fixed-size arrays.  Identifiers and
- *   codes that do not fit make the reply malformed (an id must never be
- *   silently shortened); texts are truncated at a UTF-8 character
- *   boundary.  Bytes that are not valid UTF-8 are replaced with '?'.
+ *   codes that do not fit, or that hold an escaped NUL ("\u0000"), make
+ *   the reply malformed (an id must never be silently shortened); texts
+ *   are truncated at a UTF-8 character boundary (one holding a NUL reads
+ *   as "").  Bytes that are not valid UTF-8 are replaced with '?'.
  * - Amounts in replies are kept as the decimal text the gateway sent (the
  *   original token, also for JSON numbers: json-c keeps the text of a
  *   parsed double), and converted exactly with anet_reply_decimal_to_minor().

@@ -135,10 +135,17 @@ get_array(json_object *obj, const char *key)
 }
 
 /*
+ * What get_scalar returns for a string with an escaped NUL ("12\u00003")
+ * inside: read as C text it would be cut short, so copy_id refuses it
+ * (an id must never be shortened) and everything else reads it as "".
+ */
+static const char scalar_with_nul[] = "";
+
+/*
  * Text of a scalar member, whatever its JSON type: strings as they are,
  * numbers as their original token (json-c keeps it for parsed doubles, so
  * 5.00 stays "5.00"), booleans as true/false.  NULL when absent, null, or
- * an object/array.
+ * an object/array; scalar_with_nul for a string holding a NUL.
  */
 static const char *
 get_scalar(json_object *obj, const char *key)
@@ -150,6 +157,10 @@ get_scalar(json_object *obj, const char *key)
 	switch (json_object_get_type(v))
 	{
 		case json_type_string:
+			if (strlen(json_object_get_string(v)) !=
+				(size_t) json_object_get_string_len(v))
+				return scalar_with_nul;
+			return json_object_get_string(v);
 		case json_type_int:
 		case json_type_double:
 		case json_type_boolean:
@@ -252,7 +263,7 @@ copy_utf8(char *dst, size_t size, const char *src)
 static void
 copy_id(char *dst, size_t size, const char *src, bool *ok)
 {
-	if (!copy_utf8(dst, size, src))
+	if (src == scalar_with_nul || !copy_utf8(dst, size, src))
 	{
 		dst[0] = '\0';
 		*ok = false;

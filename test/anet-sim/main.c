@@ -72,11 +72,7 @@ main(int argc, char **argv)
 	sigset_t	set;
 	int			sig;
 
-	sim.cfg.bom = true;
-	sim.cfg.refund_window_days = 180;
-	sim.cfg.auth_expiry_days = 30;
-	sim.cfg.nonce_ttl = 900;
-	sim.cfg.threads = 4;
+	sim_config_defaults();
 	state_init();
 	for (int i = 1; i < argc; i++)
 	{

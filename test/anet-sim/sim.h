@@ -38,6 +38,12 @@ typedef enum TxStatus
 
 extern const char *const tx_status_names[ST_COUNT];
 
+/*
+ * Bytes for a request value of at most n characters as the XSD counts
+ * them (validate.c): up to four bytes of UTF-8 each, and the NUL.
+ */
+#define XSD_CHARS(n)	((n) * 4 + 1)
+
 typedef struct Txn
 {
 	long long	id;
@@ -58,13 +64,13 @@ typedef struct Txn
 	char		last4[6];			/* last 4 of card / account */
 	char		expiry[8];			/* as sent, for details only */
 	char		account_type[20];	/* Visa, MasterCard, eCheck, ... */
-	char		invoice[24];
-	char		description[256];
-	char		po_number[32];
-	char		customer_id[24];
-	char		customer_email[256];
-	char		customer_ip[48];
-	char		ref_id[24];
+	char		invoice[XSD_CHARS(20)];
+	char		description[XSD_CHARS(255)];
+	char		po_number[XSD_CHARS(25)];
+	char		customer_id[XSD_CHARS(20)];
+	char		customer_email[XSD_CHARS(255)];
+	char		customer_ip[48];			/* no maxLength: cut (at a character) */
+	char		ref_id[XSD_CHARS(20)];
 	json_object *bill_to;			/* copies of the request objects */
 	json_object *ship_to;
 	long long	ref_trans_id;
@@ -147,6 +153,7 @@ extern void strlcpy0(char *dst, const char *src, size_t len);
 extern bool jbool(const char *s);
 
 /* state.c */
+extern void sim_config_defaults(void);
 extern void state_init(void);
 extern void state_reset(bool ledger);
 extern int	merchant_find(const char *login);

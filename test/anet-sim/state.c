@@ -30,6 +30,17 @@ const char *const tx_status_names[ST_COUNT] = {
 	"FDSAuthorizedPendingReview"
 };
 
+/* The configuration before any option: BOM on, the real service's windows */
+void
+sim_config_defaults(void)
+{
+	sim.cfg.bom = true;
+	sim.cfg.refund_window_days = 180;
+	sim.cfg.auth_expiry_days = 30;
+	sim.cfg.nonce_ttl = 900;
+	sim.cfg.threads = 4;
+}
+
 /* Set up the global state with the built-in sandbox-like merchant */
 void
 state_init(void)

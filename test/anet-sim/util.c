@@ -227,11 +227,26 @@ random_alnum(char *buf, int n)
 	buf[n] = '\0';
 }
 
-/* Bounded copy that always terminates and accepts NULL */
+/*
+ * Bounded copy that always terminates and accepts NULL.  What does not fit
+ * is cut before a whole UTF-8 character, never inside one.
+ */
 void
 strlcpy0(char *dst, const char *src, size_t len)
 {
-	snprintf(dst, len, "%s", src ? src : "");
+	size_t		n;
+
+	if (len == 0)
+		return;
+	n = snprintf(dst, len, "%s", src ? src : "");
+	if (n >= len)
+	{
+		/* src[n] is the first byte left out: cut before its character */
+		n = len - 1;
+		while (n > 0 && ((unsigned char) src[n] & 0xC0) == 0x80)
+			n--;
+		dst[n] = '\0';
+	}
 }
 
 /* XSD boolean */

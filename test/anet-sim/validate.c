@@ -204,18 +204,28 @@ check_builtin(XsBase base, const char *v)
 }
 
 /*
- * Characters of a UTF-8 string as XML counts them (xs:minLength and
- * xs:maxLength count characters, not bytes).  The text reached us as JSON,
- * which json-c decoded, so it is well-formed; stray bytes count as one.
+ * Length as the XSD's length facets count it: characters, not bytes.  A
+ * well-formed UTF-8 sequence counts once, any other byte once on its own
+ * (invalid UTF-8 is never shorter than its bytes suggest).
  */
 static size_t
-xml_length(const char *v)
+xsd_length(const char *v)
 {
+	const unsigned char *p = (const unsigned char *) v;
 	size_t		n = 0;
 
-	for (const unsigned char *p = (const unsigned char *) v; *p; p++)
-		if ((*p & 0xC0) != 0x80)
-			n++;
+	while (*p)
+	{
+		int			len = *p >= 0xF0 && *p <= 0xF4 ? 4 :
+			*p >= 0xE0 && *p <= 0xEF ? 3 :
+			*p >= 0xC2 && *p <= 0xDF ? 2 : 1;
+		int			i;
+
+		for (i = 1; i < len && (p[i] & 0xC0) == 0x80; i++)
+			;
+		p += (i == len) ? len : 1;
+		n++;
+	}
 	return n;
 }
 
@@ -249,7 +259,7 @@ check_simple(const char *elem, int st, const char *v, char *msg, size_t msglen)
 	const char *bad;
 	const char *why = NULL;
 	char		whybuf[256];
-	size_t		len = xml_length(v);
+	size_t		len = xsd_length(v);
 
 	bad = check_builtin(t->base, v);
 	if (bad != NULL)

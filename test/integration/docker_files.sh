@@ -322,8 +322,8 @@ like "$(tr '\n' ' ' < "$tmp/full.log")" \
 like "$(tr '\n' ' ' < "$tmp/full.log")" \
 	'getenv key PAYMENTS_TRANSACTION_KEY .*pay_configure_gateway\(.*ENV url=https://apitest\.authorize\.net/xml/v1/request\.api' \
 	"it configures the gateway from the environment (the sandbox when no URL is given)"
-like "$(tr '\n' ' ' < "$tmp/full.log")" 'CREATE ROLE web_user NOLOGIN;.*CREATE ROLE authenticator LOGIN NOINHERIT.*GRANT web_user TO authenticator' \
-	"with PAYMENTS_AUTHENTICATOR_PASSWORD it creates the PostgREST roles"
+like "$(tr '\n' ' ' < "$tmp/full.log")" "CREATE ROLE web_user NOLOGIN;.*CREATE ROLE authenticator LOGIN NOINHERIT.*GRANT web_user TO authenticator;.*SELECT payments.pay_declare_postgrest_role\\('web_user'\\)" \
+	"with PAYMENTS_AUTHENTICATOR_PASSWORD it creates the PostgREST roles and declares web_user (its JWT claim decides the merchant)"
 n=$(grep '^ARGS' "$tmp/full.log" | grep -cE 'key-secret-456|pw-secret-789' || true)
 is "$n" 0 "secrets never appear on psql's command line"
 run_init "$tmp/bare.log" && rc=0 || rc=1

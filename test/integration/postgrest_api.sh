@@ -241,7 +241,117 @@ r=$(pgrst GET "/rpc/pay_metrics" -H "Authorization: Bearer $TOKEN" -H 'Accept: t
 like "$(status "$r")" '^40[13]$' "a merchant's JWT cannot read the metrics"
 
 # ---------------------------------------------------------------------------
-# 7. Clean up: PostgREST stops with the test.
+# 7. Merchant API keys: X-Api-Key checked by the pre-request function (anon
+# acts for the key's merchant with its scopes), 401 for a bad, revoked or
+# expired key, 403 for a missing scope, 429 beyond the rate limit.
+# ---------------------------------------------------------------------------
+newkey() { sql -c "SELECT api_key FROM payments.pay_create_api_key($1)"; }
+KPAY=$(newkey "merchant_id => $M, scopes => ARRAY['payments', 'read', 'refunds'], name => 'rest shop'")
+KREAD=$(newkey "merchant_id => $M, scopes => ARRAY['read']")
+KADMIN=$(newkey "merchant_id => $M, scopes => ARRAY['admin']")
+KRATE=$(newkey "merchant_id => $M, scopes => ARRAY['read'], rate_limit => 1, burst => 2")
+KREVOKED=$(newkey "merchant_id => $M, scopes => ARRAY['read']")
+KEXPIRED=$(newkey "merchant_id => $M, scopes => ARRAY['read'], expires_at => now() + interval '1 hour'")
+KB=$(newkey "merchant_id => $M2, scopes => ARRAY['payments', 'read', 'refunds']")
+kid() { printf '%s\n' "$1" | cut -d_ -f2; }
+sql -c "SELECT payments.pay_revoke_api_key($(kid "$KREVOKED"))" >/dev/null
+sql -c "UPDATE payments.api_keys SET expires_at = now() WHERE key_id = $(kid "$KEXPIRED")" >/dev/null
+# kcall KEY FUNCTION JSON [curl args...]: POST /rpc/FUNCTION with X-Api-Key (no JWT: anon)
+kcall() {
+	local key=$1 fn=$2 body=$3
+	shift 3
+	pgrst POST "/rpc/$fn" -H "X-Api-Key: $key" -H 'Content-Type: application/json' -d "$body" "$@"
+}
+
+r=$(kcall "$KPAY" pay_purchase "{\"amount\": \"4.00 USD\", \"card\": $card}" -H 'X-Request-Id: rest-key-0001')
+is "$(status "$r") $(field "$(body "$r")" merchant_id)" "200 $M" "X-Api-Key without a JWT: the purchase is the key's merchant's"
+kpid=$(field "$(body "$r")" payment_id)
+is "$(field "$(body "$(kcall "$KPAY" pay_wait "{\"payment_id\": $kpid, \"timeout\": \"10 s\"}")")" status)" succeeded \
+	"and the key waits for it (scope read)"
+is "$(sql -c "SELECT key_id FROM payments.audit_log WHERE merchant_id = $M AND table_name = 'payments' AND operation = 'INSERT' AND (new_row ->> 'payment_id')::bigint = $kpid")" \
+	"$(kid "$KPAY")" "the audit row of the payment names the key"
+is "$(sql -c 'SELECT payments.pay_audit_verify() IS NULL')" t "and the audit log verifies"
+r=$(pgrst GET "/rpc/pay_current_identity" -H "X-Api-Key: $KREAD")
+is "$(field "$(body "$r")" merchant_id)|$(field "$(body "$r")" source)|$(field "$(body "$r")" key_id)" "$M|api_key|$(kid "$KREAD")" \
+	"pay_current_identity over PostgREST names the key"
+r=$(kcall "$KREAD" pay_refund "{\"payment_id\": $kpid}")
+is "$(status "$r") $(field "$(body "$r")" code)" "403 PT403" "a read-only key is refused pay_refund: 403 PT403"
+r=$(pgrst GET "/rpc/pay_get_payment?payment_id=$kpid" -H "X-Api-Key: $KREAD")
+is "$(status "$r") $(field "$(body "$r")" payment_id)" "200 $kpid" "but reads the payment"
+r=$(kcall "$KREVOKED" pay_list_payments '{}')
+is "$(status "$r") $(field "$(body "$r")" code)" "401 PT401" "a revoked key: 401 PT401"
+r=$(kcall "$KEXPIRED" pay_list_payments '{}')
+is "$(status "$r") $(field "$(body "$r")" code)" "401 PT401" "an expired key: 401 PT401"
+r=$(kcall "${KREAD}x" pay_list_payments '{}')
+is "$(status "$r") $(field "$(body "$r")" code) $(field "$(body "$r")" message)" "401 PT401 invalid API key" "a wrong secret: 401 PT401"
+r=$(pgrst POST /rpc/pay_create_api_key -H "X-Api-Key: $KADMIN" -H 'Content-Type: application/json' -d '{"scopes": ["read"], "name": "made over http"}')
+is "$(status "$r") $(field "$(body "$r")" merchant_id)" "200 $M" "an admin key creates a key for its merchant over PostgREST"
+like "$(field "$(body "$r")" api_key)" "^pk_[0-9]+_[A-Za-z0-9_-]{43}\$" "and gets it once"
+r=$(pgrst GET /rpc/pay_list_api_keys -H "X-Api-Key: $KADMIN")
+is "$(python3 -c 'import json,sys; l=json.loads(sys.argv[1]); print(len(l), all("api_key" not in k and "secret_hash" not in k for k in l))' "$(body "$r")")" \
+	"$(sql -c "SELECT count(*) FROM payments.api_keys WHERE merchant_id = $M") True" "it lists its merchant's keys, without secrets"
+codes=""
+for _ in 1 2 3; do
+	r=$(pgrst GET "/rpc/pay_list_payments?page_size=1" -H "X-Api-Key: $KRATE")
+	codes="$codes $(status "$r")"
+done
+is "$codes" " 200 200 429" "a key with a burst of 2 gets its third request at once answered 429"
+is "$(field "$(body "$r")" code)" PT429 "with PT429 in the body"
+like "$(field "$(body "$r")" hint)" 'Retry after [0-9]+ ms' "and when to retry"
+sleep 1.1
+is "$(status "$(pgrst GET "/rpc/pay_list_payments?page_size=1" -H "X-Api-Key: $KRATE")")" 200 "a second later it is served again"
+is "$(status "$(pgrst GET "/rpc/pay_list_payments?page_size=1" -H "X-Api-Key: $KREAD")")" 200 "another key was never held back"
+is "$(sql -c "SELECT last_used_at IS NOT NULL FROM payments.api_keys WHERE key_id = $(kid "$KPAY")")" t \
+	"the key's last use is written to its row"
+
+# ---------------------------------------------------------------------------
+# 8. Tenancy through PostgREST: merchant M (its JWT, its key) against M2's
+# payments: every API function 404, none of M2's rows in any read, and the
+# simulator's ledger shows no capture, void or refund of them.
+# ---------------------------------------------------------------------------
+r=$(call "$TOKEN2" pay_authorize "{\"amount\": \"30.00 USD\", \"card\": $card}")
+bauth=$(field "$(body "$r")" payment_id)
+r=$(kcall "$KB" pay_purchase "{\"amount\": \"20.00 USD\", \"card\": $card}")
+bbuy=$(field "$(body "$r")" payment_id)
+is "$(field "$(body "$(call "$TOKEN2" pay_wait "{\"payment_id\": $bauth, \"timeout\": \"10 s\"}")")" status)|$(field "$(body "$(kcall "$KB" pay_wait "{\"payment_id\": $bbuy, \"timeout\": \"10 s\"}")")" status)" \
+	"requires_capture|succeeded" "M2's authorization and purchase (by its JWT and its key) are approved"
+sim_ctl POST /settle >/dev/null	# M2's purchase is settled: refundable
+for who in jwt key; do
+	for f in "pay_get_payment:{\"payment_id\": $bauth}" "pay_payment_operations:{\"payment_id\": $bauth}" \
+		"pay_wait:{\"payment_id\": $bauth, \"timeout\": \"1 s\"}" "pay_capture:{\"payment_id\": $bauth}" \
+		"pay_void:{\"payment_id\": $bauth}" "pay_refund:{\"payment_id\": $bbuy}"; do
+		if [ "$who" = jwt ]; then r=$(call "$TOKEN" "${f%%:*}" "${f#*:}"); else r=$(kcall "$KPAY" "${f%%:*}" "${f#*:}"); fi
+		is "$(status "$r") $(field "$(body "$r")" code)" "404 PT404" "M by $who: ${f%%:*} of M2's payment is 404 PT404"
+	done
+	if [ "$who" = jwt ]; then r=$(call "$TOKEN" pay_list_payments '{"page_size": 500}'); else r=$(kcall "$KPAY" pay_list_payments '{"page_size": 500}'); fi
+	is "$(python3 -c 'import json,sys; print(sorted({p["merchant_id"] for p in json.loads(sys.argv[1])}))' "$(body "$r")")" "[$M]" \
+		"M by $who: pay_list_payments lists only M's payments"
+done
+# forging: a key of M with a JWT claiming M2, M2's id in every place a caller controls
+r=$(pgrst GET "/rpc/pay_get_payment?payment_id=$bauth" -H "X-Api-Key: $KPAY" -H "Authorization: Bearer $TOKEN2")
+like "$(status "$r")" '^40[134]$' "M's key with M2's JWT does not reach M2's payment"
+r=$(pgrst GET "/rpc/pay_get_payment?payment_id=$bauth" -H "X-Api-Key: $KPAY" -H 'X-Merchant-Id: '"$M2")
+is "$(status "$r")" 404 "a made-up merchant header changes nothing"
+FORGEDCLAIM=$(jwt_hs256 "not-the-secret-not-the-secret-not-the-secret" "{\"role\":\"authenticated\",\"merchant_id\":$M2,\"exp\":$exp}")
+r=$(call "$FORGEDCLAIM" pay_void "{\"payment_id\": $bauth}")
+is "$(status "$r")" 401 "a JWT claiming M2 signed with another secret: 401"
+r=$(pgrst POST /rpc/pay_revoke_api_key -H "X-Api-Key: $KADMIN" -H 'Content-Type: application/json' -d "{\"key_id\": $(kid "$KB")}")
+is "$(status "$r") $(field "$(body "$r")" code)" "404 PT404" "M's admin key cannot revoke M2's key (unknown to it)"
+r=$(pgrst POST /rpc/pay_create_api_key -H "X-Api-Key: $KADMIN" -H 'Content-Type: application/json' -d "{\"merchant_id\": $M2, \"scopes\": [\"admin\"]}")
+is "$(status "$r") $(field "$(body "$r")" code)" "403 PT403" "nor create a key for M2"
+sleep 1
+is "$(sql -c "SELECT string_agg(kind || ':' || status, ',' ORDER BY operation_id) FROM payments.operations WHERE merchant_id = $M2 AND payment_id IN ($bauth, $bbuy)")" \
+	"authorize:succeeded,purchase:succeeded" "M2's payments have only their own operations"
+for inv in "P$TAG$bauth" "P$TAG$bbuy"; do
+	for kind in capture void refund; do
+		is "$(sim_ledger_count "$inv" "$kind")" 0 "the simulator's ledger has no $kind of $inv"
+	done
+done
+is "$(sql -c "SELECT count(*) FROM payments.audit_log WHERE merchant_id = $M2 AND key_id IN (SELECT key_id FROM payments.api_keys WHERE merchant_id = $M)")" 0 \
+	"no audit row of M2's names a key of M"
+
+# ---------------------------------------------------------------------------
+# 9. Clean up: PostgREST stops with the test.
 # ---------------------------------------------------------------------------
 p=$PGRST_PID
 postgrest_stop

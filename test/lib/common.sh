@@ -11,6 +11,7 @@ PAYMENTS_DEBS=(
 	libcurl4-openssl-dev libssl-dev libjson-c-dev libmicrohttpd-dev
 	build-essential pkg-config openssl curl ca-certificates python3
 	python3-yaml shellcheck
+	clang-14 libclang-rt-14-dev
 )
 
 log() { printf '==> %s\n' "$*" >&2; }

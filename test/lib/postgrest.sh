@@ -58,9 +58,10 @@ postgrest_install() {
 # metrics scraper's JWT names.  Roles are cluster-wide: made only if missing.
 #
 # THE place where the tests' API privileges are set up, with the documented
-# calls of the identity model: authenticated is declared a role only
-# PostgREST reaches (the API is granted to it), anon gets nothing, and the
-# scraper's role reads the metrics through pg_monitor.
+# calls of the identity model: authenticated and anon are declared roles
+# only PostgREST reaches (the API is granted to them; anon acts for no
+# merchant without an API key), and the scraper's role reads the metrics
+# through pg_monitor.
 postgrest_roles_setup() {
 	local dir=$1 port=$2 db=$3
 	cluster_psql "$dir" "$port" "$db" -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
@@ -83,8 +84,9 @@ GRANT anon, authenticated, service_role, prometheus TO authenticator;
 GRANT pg_monitor TO prometheus;
 GRANT USAGE ON SCHEMA payments TO anon, authenticated, service_role, prometheus;
 -- a verified JWT's merchant_id claim decides for authenticated (Tenancy in
--- the README); anon gets nothing
+-- the README); for anon only a merchant API key (X-Api-Key) does
 SELECT payments.pay_declare_postgrest_role('authenticated');
+SELECT payments.pay_declare_postgrest_role('anon');
 SQL
 }
 
@@ -103,7 +105,8 @@ db-uri = "postgres://authenticator@127.0.0.1:$port/$db"
 db-schemas = "payments"
 db-anon-role = "anon"
 db-pool = 4
-# db-pre-request = "payments.pay_pre_request"   (merchant API keys: later)
+# merchant API keys (X-Api-Key) and the rate limits
+db-pre-request = "payments.pay_postgrest_pre_request"
 jwt-secret = "$PGRST_JWT_SECRET"
 server-host = "127.0.0.1"
 server-port = $PGRST_PORT

@@ -173,7 +173,7 @@ INSERT INTO payments.audit_log
 	SELECT (x).* FROM (
 		SELECT ROW(p.merchant_id, q.audit_id, p.table_schema, p.table_name, p.operation, p.old_row, p.new_row,
 			p.changed_columns, p.db_role, p.session_role, p.app_user, p.correlation_id, p.txid, p.logged_at,
-			p.row_hash)::payments.audit_log AS x
+			p.row_hash, p.key_id)::payments.audit_log AS x
 		FROM tap_pair p JOIN tap_pair q ON q.audit_id <> p.audit_id) s;
 UPDATE payments.audit_log a SET row_hash = pg_temp.rehash(a) FROM tap_pair p
 	WHERE a.merchant_id = p.merchant_id AND a.audit_id = p.audit_id;

@@ -1250,6 +1250,15 @@ test_transaction_replies(void)
 	ok(!parse_txn_text("{\"transactionResponse\":{\"responseCode\":\"1\",\"transId\":\""
 					   "123456789012345678901234567890123456789012345678901234567890123456789\"}}", &res),
 	   "an id longer than its field is malformed, never shortened");
+	ok(!parse_txn_text("{\"transactionResponse\":{\"responseCode\":\"1\",\"transId\":\"12\\u00003\"},"
+					   "\"messages\":{\"resultCode\":\"Ok\",\"message\":[{\"code\":\"I00001\"}]}}", &res) &&
+	   res.outcome == ANET_MALFORMED,
+	   "an id with an escaped NUL inside is malformed, never cut at the NUL");
+	ok(parse_txn_text("{\"transactionResponse\":{\"responseCode\":\"2\",\"transId\":\"7\",\"errors\":"
+					  "[{\"errorCode\":\"2\",\"errorText\":\"x\\u0000y\"}]},"
+					  "\"messages\":{\"resultCode\":\"Ok\",\"message\":[{\"code\":\"I00001\"}]}}", &res) &&
+	   res.outcome == ANET_DECLINED && strcmp(res.reason_text, "") == 0,
+	   "a text with an escaped NUL inside reads as empty, the reply stays readable");
 	{
 		const char	body[] = "{\"transactionResponse\":{\"responseCode\":\"1\",\"transId\":\"9\"}}\0garbage";
 

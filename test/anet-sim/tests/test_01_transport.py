@@ -62,6 +62,17 @@ def test_max_length_E00003():
     check('MaxLength' in m['text'] and 'invoiceNumber' in m['text'], m['text'])
 
 
+def test_max_length_counts_characters():
+    # the XSD counts characters: 20 accented letters (40 bytes of UTF-8)
+    # fit invoiceNumber (maxLength 20), 21 do not
+    r = api(tx('authCaptureTransaction', '1.00', {'order': {'invoiceNumber': '\u00e9' * 20}}, card()))
+    eq(r['messages']['resultCode'], 'Ok', str(r))
+    r = api(tx('authCaptureTransaction', '1.00', {'order': {'invoiceNumber': '\u00e9' * 21}}, card()))
+    m = r['messages']['message'][0]
+    eq(m['code'], 'E00003', 'code')
+    check('MaxLength' in m['text'] and 'invoiceNumber' in m['text'], m['text'])
+
+
 def test_enum_and_pattern_E00003():
     r = api(tx('authCaptureTransaction', '1.00', payment=card(code='12a')))
     check('Pattern constraint failed' in r['messages']['message'][0]['text'], str(r))

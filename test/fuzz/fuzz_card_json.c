@@ -1,0 +1,105 @@
+/*-------------------------------------------------------------------------
+ *
+ * fuzz_card_json.c
+ *	  libFuzzer target: the JSON text form of pay_card (src/card_json.c, as
+ *	  it is), then the card rules of src/card_brand.c on what it took out,
+ *	  as card.c applies them.
+ *
+ * Checks, besides the sanitizers (and LeakSanitizer: json-c's objects
+ * must all be freed on every path):
+ *	 - a parse either sets an error or has number, exp_month and exp_year;
+ *	 - every field copied out is NUL-terminated inside its buffer with
+ *	   the length reported;
+ *	 - errors from the card rules hide statement and context and quote no
+ *	   digits (see fuzz_card_number.c);
+ *	 - a card number the rules accept is found in the JSON text itself by
+ *	   card_text_contains_number(), which the log hook (card_log.c) runs
+ *	   on statements, so a card literal cannot reach the log unseen.
+ *	   Only for text without JSON escapes: "\u0034" for "4" is decoded
+ *	   by the parser but hides the digit from any scan of the raw text,
+ *	   as SQL's own E'\x34' does (no scan can undo every encoding).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "card_json.h"
+#include "fuzz_check.h"
+#include "pg_error_shim.h"
+
+static void
+check_field(const char *buf, size_t size, int len)
+{
+	FUZZ_ASSERT(len >= 0 && (size_t) len < size);
+	FUZZ_ASSERT(buf[len] == '\0');
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	char	   *str;
+	JsonCard   *jc;
+
+	/* card.c refuses longer input before parsing */
+	if (size > CARD_JSON_MAX_INPUT)
+		return 0;
+	/* exactly size bytes, not NUL-terminated: ASan sees any over-read */
+	str = malloc(size ? size : 1);
+	jc = calloc(1, sizeof(JsonCard));
+	if (str == NULL || jc == NULL)
+	{
+		free(str);
+		free(jc);
+		return 0;
+	}
+	memcpy(str, data, size);
+
+	card_parse_json(str, size, jc);
+	if (jc->error == NULL)
+	{
+		char		digits[CARD_PAN_MAX_DIGITS + 1];
+		volatile int ndigits = -1;
+		volatile CardBrand brand = CARD_BRAND_UNKNOWN;
+		bool		raised;
+
+		FUZZ_ASSERT(jc->has_number && jc->has_exp_month && jc->has_exp_year);
+		check_field(jc->number, sizeof(jc->number), jc->number_len);
+		if (jc->has_cvv)
+			check_field(jc->cvv, sizeof(jc->cvv), jc->cvv_len);
+		if (jc->has_holder)
+			check_field(jc->holder, sizeof(jc->holder), jc->holder_len);
+		FUZZ_ASSERT(jc->exp_month >= -1 && jc->exp_month <= 99999);
+		FUZZ_ASSERT(jc->exp_year >= -1 && jc->exp_year <= 99999);
+
+		PG_SHIM_TRY(ndigits = card_normalize_number(jc->number, jc->number_len, digits),
+					raised);
+		if (!raised)
+			PG_SHIM_TRY(brand = card_check_number(digits, ndigits), raised);
+		if (!raised && jc->has_cvv)
+		{
+			char		cvv[CARD_CVV_MAX_DIGITS + 1];
+
+			PG_SHIM_TRY((void) card_check_cvv(brand, jc->cvv, jc->cvv_len, cvv), raised);
+			explicit_bzero(cvv, sizeof(cvv));
+		}
+		if (raised)
+		{
+			FUZZ_ASSERT(pg_shim_error.hide_stmt && pg_shim_error.hide_context);
+			FUZZ_ASSERT(strpbrk(pg_shim_error.message, "0123456789") == NULL);
+		}
+		else
+		{
+			FUZZ_ASSERT(brand != CARD_BRAND_UNKNOWN);
+			if (memchr(str, '\\', size) == NULL)
+				FUZZ_ASSERT(card_text_contains_number(str, (int) size));
+		}
+		explicit_bzero(digits, sizeof(digits));
+	}
+	else
+		FUZZ_ASSERT(jc->error[0] != '\0');
+
+	explicit_bzero(jc, sizeof(JsonCard));
+	free(jc);
+	free(str);
+	return 0;
+}

@@ -1,0 +1,216 @@
+-- Merchant API keys: create (shown once, kept hashed), list (no secret),
+-- use (pay_use_api_key; PostgREST's pre-request function), scopes, expiry,
+-- revocation, rotation with an overlap, last use, rate limits, another
+-- merchant's key, the key id in audit rows.  (Through PostgREST:
+-- test/integration/postgrest_api.sh.)
+\unset ECHO
+\set QUIET 1
+\pset format unaligned
+\pset tuples_only true
+\pset pager off
+\set ON_ERROR_ROLLBACK 1
+\set ON_ERROR_STOP true
+BEGIN;
+SELECT plan(73);
+
+CREATE FUNCTION pg_temp.card() RETURNS payments.pay_card LANGUAGE sql
+	AS $$ SELECT payments.pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 2, '123') $$;
+INSERT INTO payments.merchants (name) VALUES ('keys A') RETURNING merchant_id AS ma \gset
+INSERT INTO payments.merchants (name) VALUES ('keys B') RETURNING merchant_id AS mb \gset
+-- B's payment, made by the owner for B
+SET LOCAL payments.merchant_id = :'mb';
+SELECT payment_id AS bpay FROM payments.pay_authorize(amount => '9.00 USD', card => pg_temp.card()) \gset
+RESET payments.merchant_id;
+
+-- Roles: an application role granted the API but bound to nothing (keys are
+-- its credential), PostgREST's anon (declared), a bound role (not declared).
+CREATE ROLE tapk_app NOLOGIN;
+CREATE ROLE tapk_anon NOLOGIN;
+CREATE ROLE tapk_bound NOLOGIN;
+SELECT payments.pay_grant_api('tapk_app');
+SELECT payments.pay_declare_postgrest_role('tapk_anon');
+SELECT payments.pay_bind_role('tapk_bound', merchant_id => :ma);
+
+-- 1. Creating keys (the owner), what is stored, listing.
+CREATE TEMP TABLE k AS SELECT 'read'::text AS what, * FROM payments.pay_create_api_key(merchant_id => :ma, scopes => ARRAY['read'], name => 'reader');
+INSERT INTO k SELECT 'pay', * FROM payments.pay_create_api_key(merchant_id => :ma, scopes => ARRAY['payments', 'read', 'refunds'], name => 'shop');
+INSERT INTO k SELECT 'admin', * FROM payments.pay_create_api_key(merchant_id => :ma, scopes => ARRAY['admin'], name => 'admin');
+INSERT INTO k SELECT 'b', * FROM payments.pay_create_api_key(merchant_id => :mb, scopes => ARRAY['read', 'payments', 'refunds', 'admin']);
+GRANT ALL ON k TO PUBLIC;
+SELECT ok((SELECT bool_and(api_key ~ ('^pk_' || key_id || '_[A-Za-z0-9_-]{43}$')) FROM k),
+	'pay_create_api_key returns the key once: pk_<key id>_<43 base64url characters>');
+SELECT is((SELECT scopes FROM k WHERE what = 'pay'), ARRAY['payments', 'read', 'refunds'], 'with its scopes, sorted');
+SELECT is((SELECT count(*) FROM payments.api_keys a JOIN k USING (key_id)
+	WHERE a.secret_hash = sha256(convert_to(k.api_key, 'UTF8'))), 4::bigint,
+	'the table keeps the SHA-256 of each key');
+SELECT is_empty($$SELECT 1 FROM payments.api_keys a, k
+	WHERE position(convert_to(split_part(k.api_key, '_', 3), 'UTF8') IN convert_to(a::text, 'UTF8')) > 0$$,
+	'and no secret in any column');
+SELECT is((SELECT string_agg(name, ',' ORDER BY key_id) FROM payments.pay_list_api_keys(merchant_id => :ma)), 'reader,shop,admin',
+	'pay_list_api_keys lists a merchant''s keys');
+SELECT ok(NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'payments.pay_api_key_info'::regclass
+	AND attname IN ('secret_hash', 'previous_hash', 'api_key')), 'without secret or hash');
+SELECT throws_ok($$SELECT payments.pay_create_api_key(scopes => ARRAY['read', 'everything'])$$, '22023',
+	'unknown API key scope: everything', 'an unknown scope is refused');
+SELECT throws_ok($$SELECT payments.pay_create_api_key(scopes => ARRAY[]::text[])$$, '22023', NULL, 'no scope is refused');
+SELECT throws_ok($$SELECT payments.pay_create_api_key(expires_at => now() - interval '1 day')$$, '22023', NULL,
+	'an expiry in the past is refused');
+SELECT throws_ok($$SELECT payments.pay_create_api_key(merchant_id => 999999)$$, 'PT404', NULL, 'a merchant that does not exist: PT404');
+SELECT ok(NOT has_table_privilege('tapk_app', 'payments.api_keys', 'SELECT'), 'api_keys is owner only');
+
+-- 2. Using a key directly in SQL: pay_use_api_key, for the transaction and role.
+SET LOCAL ROLE tapk_app;
+SELECT throws_ok($$SELECT payments.pay_current_merchant()$$, '42501', NULL, 'the application role alone acts for no merchant');
+SELECT is((SELECT merchant_id FROM payments.pay_use_api_key((SELECT api_key FROM k WHERE what = 'pay'))), :ma::bigint,
+	'pay_use_api_key: the key acts for its merchant');
+SELECT is((SELECT concat_ws('|', merchant_id, source, key_id) FROM payments.pay_current_identity()),
+	concat_ws('|', :ma, 'api_key', (SELECT key_id FROM k WHERE what = 'pay')), 'pay_current_identity names the key');
+SELECT lives_ok($$CREATE TEMP TABLE apay AS SELECT * FROM payments.pay_purchase(amount => '3.00 USD', card => pg_temp.card())$$,
+	'a key with the scope payments takes a payment');
+SELECT is((SELECT merchant_id FROM apay), :ma::bigint, 'for its merchant');
+SELECT is((SELECT status FROM payments.pay_get_payment((SELECT payment_id FROM apay))), 'pending', 'and reads it (scope read)');
+-- A's key against B's payment: unknown
+SELECT throws_ok(format('SELECT payments.pay_get_payment(%s)', :bpay), 'PT404', NULL, 'A''s key: B''s payment is unknown (read)');
+SELECT throws_ok(format('SELECT payments.pay_capture(%s)', :bpay), 'PT404', NULL, 'capture of B''s payment: PT404');
+SELECT throws_ok(format('SELECT payments.pay_void(%s)', :bpay), 'PT404', NULL, 'void: PT404');
+SELECT throws_ok(format('SELECT payments.pay_refund(%s)', :bpay), 'PT404', NULL, 'refund: PT404');
+SELECT throws_ok(format('SELECT payments.pay_wait(%s, ''0 s'')', :bpay), 'PT404', NULL, 'wait: PT404');
+SELECT is((SELECT count(*) FROM payments.pay_list_payments() WHERE merchant_id <> :ma), 0::bigint, 'B''s payments are in no list');
+-- a setting or a claim does not move a key to another merchant
+SET LOCAL payments.merchant_id = :'mb';
+SELECT is(payments.pay_current_merchant(), :ma::bigint, 'SET payments.merchant_id does not move a key to B');
+RESET payments.merchant_id;
+SELECT set_config('request.jwt.claims', json_build_object('merchant_id', :mb)::text, true);
+SELECT is(payments.pay_current_merchant(), :ma::bigint, 'nor a forged claim');
+SELECT set_config('request.jwt.claims', '', true);
+-- the key management functions are for admin keys only
+SELECT throws_ok($$SELECT payments.pay_create_api_key(scopes => ARRAY['admin'])$$, 'PT403', NULL,
+	'a key without the scope admin creates no key');
+SELECT throws_ok($$SELECT * FROM payments.pay_list_api_keys()$$, 'PT403', NULL, 'nor lists keys');
+
+-- 3. Scopes: a read-only key.
+SELECT payments.pay_use_api_key((SELECT api_key FROM k WHERE what = 'read'));
+SELECT is((SELECT payment_id FROM payments.pay_get_payment((SELECT payment_id FROM apay))), (SELECT payment_id FROM apay),
+	'a read key reads');
+SELECT is((SELECT count(*) FROM payments.pay_list_payments()), 1::bigint, 'and lists');
+SELECT throws_ok($$SELECT payments.pay_purchase(amount => '1.00 USD', card => pg_temp.card())$$, 'PT403',
+	format('API key %s does not have the scope "payments"', (SELECT key_id FROM k WHERE what = 'read')),
+	'but pay_purchase is refused: PT403');
+SELECT throws_ok(format('SELECT payments.pay_refund(%s)', (SELECT payment_id FROM apay)), 'PT403', NULL, 'pay_refund too');
+SELECT throws_ok(format('SELECT payments.pay_void(%s)', (SELECT payment_id FROM apay)), 'PT403', NULL, 'pay_void too');
+SET LOCAL payments.api_scope = '';
+SELECT throws_ok(format('SELECT payments.pay_capture(%s)', (SELECT payment_id FROM apay)), 'PT403', NULL,
+	'clearing payments.api_scope changes nothing: the function sets its own');
+RESET payments.api_scope;
+
+-- 4. An admin key manages its own merchant's keys, not another's.
+SELECT payments.pay_use_api_key((SELECT api_key FROM k WHERE what = 'admin'));
+SELECT lives_ok($$INSERT INTO k SELECT 'made', * FROM payments.pay_create_api_key(scopes => ARRAY['read'], name => 'by admin')$$,
+	'an admin key creates a key for its merchant');
+SELECT is((SELECT merchant_id FROM k WHERE what = 'made'), :ma::bigint, 'its own merchant');
+SELECT is((SELECT count(*) FROM payments.pay_list_api_keys()), 4::bigint, 'it lists its merchant''s 4 keys, not B''s');
+SELECT throws_ok(format('SELECT payments.pay_create_api_key(merchant_id => %s)', :mb), 'PT403', NULL,
+	'an admin key of A creates no key for B');
+SELECT throws_ok(format('SELECT payments.pay_revoke_api_key(%s)', (SELECT key_id FROM k WHERE what = 'b')), 'PT404', NULL,
+	'nor revokes B''s key (unknown to it)');
+SELECT throws_ok(format('SELECT payments.pay_rotate_api_key(%s)', (SELECT key_id FROM k WHERE what = 'b')), 'PT404', NULL,
+	'nor rotates it');
+SELECT throws_ok(format('SELECT payments.pay_get_payment(%s)', (SELECT payment_id FROM apay)), 'PT403', NULL,
+	'an admin key reads no payment (no scope read)');
+
+-- 5. Revocation and expiry.
+SELECT ok(payments.pay_revoke_api_key((SELECT key_id FROM k WHERE what = 'made')), 'pay_revoke_api_key revokes');
+SELECT ok(NOT payments.pay_revoke_api_key((SELECT key_id FROM k WHERE what = 'made')), 'twice: false');
+SELECT throws_ok(format('SELECT payments.pay_use_api_key(%L)', (SELECT api_key FROM k WHERE what = 'made')), 'PT401',
+	format('API key %s is revoked', (SELECT key_id FROM k WHERE what = 'made')), 'a revoked key: PT401');
+SELECT throws_ok(format('SELECT payments.pay_use_api_key(%L)', (SELECT api_key FROM k WHERE what = 'read') || 'x'), 'PT401',
+	'invalid API key', 'a wrong secret: PT401, invalid API key');
+SELECT throws_ok($$SELECT payments.pay_use_api_key('pk_999999_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA')$$, 'PT401',
+	'invalid API key', 'an unknown key id: the same answer');
+SELECT throws_ok($$SELECT payments.pay_use_api_key('not a key')$$, 'PT401', 'invalid API key', 'not a key at all: the same');
+RESET ROLE;
+UPDATE payments.api_keys SET expires_at = now() WHERE key_id = (SELECT key_id FROM k WHERE what = 'read');
+SET LOCAL ROLE tapk_app;
+SELECT throws_ok(format('SELECT payments.pay_use_api_key(%L)', (SELECT api_key FROM k WHERE what = 'read')), 'PT401',
+	format('API key %s has expired', (SELECT key_id FROM k WHERE what = 'read')), 'an expired key: PT401');
+
+-- 6. Rotation with an overlap (as the admin key).
+SELECT payments.pay_use_api_key((SELECT api_key FROM k WHERE what = 'admin'));
+INSERT INTO k SELECT 'pay2', * FROM payments.pay_rotate_api_key((SELECT key_id FROM k WHERE what = 'pay'), overlap => '1 hour');
+SELECT ok((SELECT k2.api_key <> k1.api_key AND k2.key_id = k1.key_id FROM k k1, k k2 WHERE k1.what = 'pay' AND k2.what = 'pay2'),
+	'pay_rotate_api_key: a new secret for the same key id');
+SELECT ok((SELECT previous_valid_until > now() FROM k WHERE what = 'pay2'), 'the old one is valid until the end of the overlap');
+SELECT is((SELECT key_id FROM payments.pay_use_api_key((SELECT api_key FROM k WHERE what = 'pay'))),
+	(SELECT key_id FROM k WHERE what = 'pay'), 'during the overlap the old secret works');
+SELECT is((SELECT key_id FROM payments.pay_use_api_key((SELECT api_key FROM k WHERE what = 'pay2'))),
+	(SELECT key_id FROM k WHERE what = 'pay'), 'and the new one');
+SELECT payments.pay_use_api_key((SELECT api_key FROM k WHERE what = 'admin'));
+INSERT INTO k SELECT 'pay3', * FROM payments.pay_rotate_api_key((SELECT key_id FROM k WHERE what = 'pay'), overlap => '0 s');
+SELECT throws_ok(format('SELECT payments.pay_use_api_key(%L)', (SELECT api_key FROM k WHERE what = 'pay')), 'PT401',
+	'invalid API key', 'the secret of two rotations ago no longer works');
+SELECT throws_ok(format('SELECT payments.pay_use_api_key(%L)', (SELECT api_key FROM k WHERE what = 'pay2')), 'PT401',
+	'invalid API key', 'after an overlap of 0 the previous secret no longer works');
+SELECT is((SELECT key_id FROM payments.pay_use_api_key((SELECT api_key FROM k WHERE what = 'pay3'))),
+	(SELECT key_id FROM k WHERE what = 'pay'), 'the newest does');
+
+-- 7. Last use: written to the row (at most once a minute per key).
+RESET ROLE;
+SELECT ok((SELECT last_used_at IS NOT NULL FROM payments.api_keys WHERE key_id = (SELECT key_id FROM k WHERE what = 'pay')),
+	'the key''s last use is written');
+SELECT ok((SELECT last_used_at IS NULL FROM payments.api_keys WHERE key_id = (SELECT key_id FROM k WHERE what = 'b')),
+	'an unused key has none');
+SELECT ok((SELECT last_used_at >= (SELECT last_used_at FROM payments.api_keys WHERE key_id = i.key_id)
+	FROM payments.pay_list_api_keys(merchant_id => :ma) i WHERE i.key_id = (SELECT key_id FROM k WHERE what = 'pay')),
+	'pay_list_api_keys shows it');
+
+-- 8. PostgREST's pre-request function: X-Api-Key for declared roles only.
+SET LOCAL ROLE tapk_anon;
+SELECT set_config('request.headers', json_build_object('x-api-key', (SELECT api_key FROM k WHERE what = 'b'))::text, true);
+SELECT lives_ok($$SELECT payments.pay_postgrest_pre_request()$$, 'the pre-request function takes a good key');
+SELECT is((SELECT concat_ws('|', merchant_id, source) FROM payments.pay_current_identity()), :mb || '|api_key',
+	'for a declared PostgREST role the header''s key decides');
+SELECT set_config('request.headers', '{"x-api-key": "pk_1_nonsense-nonsense-nonsense"}', true);
+SELECT throws_ok($$SELECT payments.pay_postgrest_pre_request()$$, 'PT401', NULL, 'a bad key in the header: PT401 (HTTP 401)');
+RESET ROLE;
+SET LOCAL ROLE tapk_bound;
+SELECT set_config('request.headers', json_build_object('x-api-key', (SELECT api_key FROM k WHERE what = 'b'))::text, true);
+SELECT throws_ok($$SELECT payments.pay_postgrest_pre_request()$$, 'PT403', NULL,
+	'for a role not declared PostgREST-only the header is refused');
+SELECT is(payments.pay_current_merchant(), :ma::bigint, 'and the role still acts for its own merchant');
+SELECT set_config('request.headers', '{}', true);
+SELECT lives_ok($$SELECT payments.pay_postgrest_pre_request()$$, 'without a header the pre-request function does nothing');
+
+-- 9. Rate limits: a key with 2 requests per second, 3 at once.
+RESET ROLE;
+CREATE TEMP TABLE rl AS SELECT * FROM payments.pay_create_api_key(merchant_id => :ma, scopes => ARRAY['read'], rate_limit => 2, burst => 3);
+GRANT SELECT ON rl TO PUBLIC;
+SET LOCAL ROLE tapk_app;
+SELECT lives_ok($$SELECT payments.pay_use_api_key((SELECT api_key FROM rl)), payments.pay_use_api_key((SELECT api_key FROM rl)),
+	payments.pay_use_api_key((SELECT api_key FROM rl))$$, 'a burst of 3 requests passes');
+SELECT throws_ok($$SELECT payments.pay_use_api_key((SELECT api_key FROM rl))$$, 'PT429', NULL, 'the 4th is refused: PT429 (HTTP 429)');
+SELECT pg_sleep(0.6);
+SELECT lives_ok($$SELECT payments.pay_use_api_key((SELECT api_key FROM rl))$$, 'half a second later the bucket has one again');
+SELECT throws_ok($$SELECT payments.pay_use_api_key((SELECT api_key FROM rl))$$, 'PT429', NULL, 'and only one');
+SELECT lives_ok($$SELECT payments.pay_use_api_key((SELECT api_key FROM k WHERE what = 'pay3'))$$,
+	'another key of the merchant is not held back by it');
+
+-- 10. Audit rows name the key; old and new rows verify; a changed key id does not.
+RESET ROLE;
+SELECT is((SELECT key_id FROM payments.audit_log WHERE table_name = 'payments' AND operation = 'INSERT'
+	AND (new_row ->> 'payment_id')::bigint = (SELECT payment_id FROM apay) AND merchant_id = :ma),
+	(SELECT key_id FROM k WHERE what = 'pay'), 'the audit row of the payment names the key it was made with');
+SELECT ok(EXISTS (SELECT 1 FROM payments.audit_log WHERE key_id IS NULL) AND EXISTS (SELECT 1 FROM payments.audit_log WHERE key_id IS NOT NULL),
+	'rows without a key and rows with one');
+SELECT is(payments.pay_audit_verify(), NULL::jsonb, 'both verify');
+ALTER TABLE payments.audit_log DISABLE TRIGGER audit_log_guard;
+UPDATE payments.audit_log SET key_id = key_id + 1000 WHERE table_name = 'payments' AND merchant_id = :ma
+	AND (new_row ->> 'payment_id')::bigint = (SELECT payment_id FROM apay);
+SELECT is(payments.pay_audit_verify() ->> 'problem', 'row_modified', 'a changed key id breaks verification');
+UPDATE payments.audit_log SET key_id = key_id - 1000 WHERE table_name = 'payments' AND merchant_id = :ma
+	AND (new_row ->> 'payment_id')::bigint = (SELECT payment_id FROM apay);
+UPDATE payments.audit_log SET key_id = 5 WHERE audit_id = (SELECT min(audit_id) FROM payments.audit_log WHERE key_id IS NULL);
+SELECT is(payments.pay_audit_verify() ->> 'problem', 'row_modified', 'so does a key id added to a row without one');
+ALTER TABLE payments.audit_log ENABLE TRIGGER audit_log_guard;
+
+SELECT * FROM finish();
+ROLLBACK;
