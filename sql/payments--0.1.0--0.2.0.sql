@@ -3258,6 +3258,16 @@ $$;
 COMMENT ON FUNCTION payments.pay_erase_customer(bigint, text, text) IS
 	'Erases a customer''s personal data: email, name, external_ref, billing and metadata, the billing details sent with its payments, card fingerprints, the masked gateway requests and replies of its operations, and its profile at the gateway (deleted by the worker). Kept, as the law requires: payments with amounts, dates, status, card brand and last four, gateway transaction and profile ids, and their operations. The customer stays as a deleted row with erased_at; the audit log records the change (without the personal values) and a customer.erased event is written.';
 
+------------------------------------------------------------------------------
+-- h-audit: the audit trigger writes audit_log with the table and index APIs
+-- (src/audit.c); fewer indexes to maintain per audited change
+-- (sql/src/audit.sql).  The trigger function, its kind and its arguments
+-- are unchanged: tables attached under 0.1.0 stay attached as they are.
+------------------------------------------------------------------------------
+
+DROP INDEX payments.audit_log_table_time;
+DROP INDEX payments.audit_log_merchant_time;
+CREATE INDEX audit_log_logged_at ON payments.audit_log USING brin (logged_at) WITH (autosummarize = on);
 
 ------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,

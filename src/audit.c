@@ -38,9 +38,14 @@
  * audit ids (not transaction ids) so that they survive pg_dump/restore.
  *
  * Performance: per backend we cache, per audited relation (invalidated by
- * relcache callbacks), the column list with the decision for each column,
- * and a kept SPI plan for the insert.  Parsed request.jwt.claims and
- * request.headers are cached by their text.
+ * relcache callbacks), the column list with the decision for each column.
+ * The audit row is written with the table and index APIs through a
+ * ResultRelInfo of audit_log kept across rows, statements and transactions
+ * (see "The direct writer"): no executor, SPI call or CHECK-constraint
+ * compilation per row; a kept SPI plan remains for the cases the direct
+ * path does not cover.  Who acted comes from payments_actor() (no merchant
+ * decision); parsed request.jwt.claims and request.headers are cached by
+ * their text.
  *
  * Restores: while check_function_bodies is off (every pg_dump script and
  * pg_restore sets it) and the user is a superuser or the owner of
@@ -55,13 +60,17 @@
 #include <openssl/evp.h>
 
 #include "access/detoast.h"
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
 #include "commands/trigger.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -69,6 +78,7 @@
 #include "nodes/makefuncs.h"
 #include "nodes/primnodes.h"
 #include "storage/procarray.h"
+#include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -85,11 +95,13 @@
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/rel.h"
+#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/xid8.h"
 
+#include "audit.h"
 #include "card_brand.h"
 #include "payments.h"
 #include "tenancy.h"
@@ -187,6 +199,8 @@ typedef struct AuditRecord
 	int64		key_id;			/* the merchant API key used, or 0 */
 } AuditRecord;
 
+static void writer_invalidate(Oid relid);
+
 static HTAB *rel_cache = NULL;
 static bool callbacks_registered = false;
 
@@ -245,6 +259,7 @@ audit_relcache_callback(Datum arg pg_attribute_unused(), Oid relid)
 	HASH_SEQ_STATUS status;
 	AuditRelCache *entry;
 
+	writer_invalidate(relid);
 	if (!OidIsValid(relid) || relid == audit_log_relid)
 		invalidate_globals();
 	if (rel_cache == NULL)
@@ -814,7 +829,7 @@ current_correlation_id(void)
 		return headers.values[0];
 	if (headers.values[1] != NULL)
 		return headers.values[1];
-	s = GetConfigOption("payments.correlation_id", true, false);
+	s = payments_correlation_id;	/* the payments.correlation_id setting */
 	if (s != NULL && s[0] != '\0')
 		return s;
 	return NULL;
@@ -878,22 +893,30 @@ hash_int(StringInfo buf, int64 v)
 	hash_field(buf, tmp, len);
 }
 
+/*
+ * SHA-256 with a digest and a context fetched once per process (every
+ * audit row is hashed; EVP_DigestInit_ex starts each digest afresh).
+ */
 static void
 sha256(const char *data, size_t len, uint8 *out)
 {
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	static EVP_MD *md = NULL;
+	static EVP_MD_CTX *ctx = NULL;
 	unsigned int outlen = 0;
 	bool		ok;
 
+	if (md == NULL)
+		md = EVP_MD_fetch(NULL, "SHA256", NULL);
 	if (ctx == NULL)
+		ctx = EVP_MD_CTX_new();
+	if (md == NULL || ctx == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("could not allocate a SHA-256 context")));
-	ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+	ok = EVP_DigestInit_ex(ctx, md, NULL) == 1 &&
 		EVP_DigestUpdate(ctx, data, len) == 1 &&
 		EVP_DigestFinal_ex(ctx, out, &outlen) == 1 &&
 		outlen == AUDIT_HASH_LEN;
-	EVP_MD_CTX_free(ctx);
 	if (!ok)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
@@ -969,63 +992,410 @@ audit_row_hash(const AuditRecord *r)
  * ------------------------------------------------------------------------
  */
 
-#define AUDIT_INSERT_NARGS 16
+/*
+ * The columns of payments.audit_log this file fills, in order, with the type
+ * of each: one line per column.  The direct writer finds them by name; the
+ * SPI fallback's INSERT names them.
+ */
+#define AUDIT_COLUMNS(X) \
+	X(AC_MERCHANT_ID, "merchant_id", INT8OID) \
+	X(AC_AUDIT_ID, "audit_id", INT8OID) \
+	X(AC_TABLE_SCHEMA, "table_schema", TEXTOID) \
+	X(AC_TABLE_NAME, "table_name", TEXTOID) \
+	X(AC_OPERATION, "operation", TEXTOID) \
+	X(AC_OLD_ROW, "old_row", JSONBOID) \
+	X(AC_NEW_ROW, "new_row", JSONBOID) \
+	X(AC_CHANGED_COLUMNS, "changed_columns", TEXTARRAYOID) \
+	X(AC_DB_ROLE, "db_role", TEXTOID) \
+	X(AC_SESSION_ROLE, "session_role", TEXTOID) \
+	X(AC_APP_USER, "app_user", TEXTOID) \
+	X(AC_CORRELATION_ID, "correlation_id", TEXTOID) \
+	X(AC_TXID, "txid", XID8OID) \
+	X(AC_LOGGED_AT, "logged_at", TIMESTAMPTZOID) \
+	X(AC_ROW_HASH, "row_hash", BYTEAOID) \
+	X(AC_KEY_ID, "key_id", INT8OID)
+
+#define AUDIT_COLUMN_ENUM(id, name, type) id,
+typedef enum AuditColumn
+{
+	AUDIT_COLUMNS(AUDIT_COLUMN_ENUM)
+	AUDIT_NCOLUMNS
+} AuditColumn;
+
+#define AUDIT_COLUMN_NAME(id, name, type) name,
+static const char *const audit_column_names[AUDIT_NCOLUMNS] = {AUDIT_COLUMNS(AUDIT_COLUMN_NAME)};
+
+#define AUDIT_COLUMN_TYPE(id, name, type) type,
+static const Oid audit_column_types[AUDIT_NCOLUMNS] = {AUDIT_COLUMNS(AUDIT_COLUMN_TYPE)};
+
+/* ------------------------------------------------------------------------
+ * The direct writer
+ *
+ * An audit row is written with the table AM and index APIs, the way the
+ * executor's INSERT does it, without an executor (and an SPI call) per row:
+ * a ResultRelInfo of payments.audit_log with its indexes and its CHECK
+ * constraints compiled once, kept across rows, statements and transactions
+ * in the writer's own memory context, and thrown away when a relcache
+ * invalidation touches audit_log or one of its indexes.  Per row:
+ * ExecConstraints (NOT NULL and every CHECK constraint of the table, as the
+ * executor checks them), table_tuple_insert (TOAST, WAL, statistics),
+ * ExecInsertIndexTuples (every index, the primary key's uniqueness).
+ *
+ * The relation and its indexes are opened (locked, RowExclusiveLock, as an
+ * INSERT does) at the first row of a transaction, their references owned by
+ * the top transaction's resource owner so that subtransactions neither leak
+ * nor drop them, and closed before commit or prepare, and before any
+ * utility statement (ALTER TABLE, DROP, TRUNCATE ... refuse a table this
+ * session holds open); an abort releases them with the resource owner.
+ *
+ * The direct path is taken only when it writes exactly what an INSERT would:
+ * audit_log is a plain table with no INSERT trigger, no rule, no generated
+ * column and no column this file does not fill (whose default an INSERT
+ * would apply).  Otherwise, and when the library was not preloaded (no
+ * utility hook), rows go through the kept SPI plan as before.
+ * ------------------------------------------------------------------------
+ */
+
+typedef struct AuditWriter
+{
+	MemoryContext cxt;			/* everything below; NULL: nothing built */
+	bool		valid;			/* false after an invalidation */
+	bool		direct;			/* false: use the SPI plan */
+	bool		open;			/* relation and indexes opened in this xact */
+	Oid			relid;
+	Relation	rel;			/* pointers of the relcache entries, only */
+	int			nindexes;		/* compared with what opening returns */
+	Oid		   *index_oids;
+	Relation   *index_rels;
+	EState	   *estate;
+	ResultRelInfo *rri;
+	TupleTableSlot *slot;		/* virtual, over a copy of the descriptor */
+	AttrNumber	attnums[AUDIT_NCOLUMNS];
+} AuditWriter;
+
+static AuditWriter writer;
+static bool writer_hooks_installed = false;
+static ProcessUtility_hook_type prev_process_utility = NULL;
+
+/* Whether this relcache invalidation concerns the writer's relations. */
+static void
+writer_invalidate(Oid relid)
+{
+	int			i;
+
+	if (writer.cxt == NULL || !writer.valid)
+		return;
+	if (!OidIsValid(relid) || relid == writer.relid)
+	{
+		writer.valid = false;
+		return;
+	}
+	for (i = 0; i < writer.nindexes; i++)
+		if (writer.index_oids[i] == relid)
+			writer.valid = false;
+}
+
+/* Drop the references opened for this transaction (not the locks). */
+static void
+writer_close(void)
+{
+	ResourceOwner save = CurrentResourceOwner;
+	int			i;
+
+	if (!writer.open)
+		return;
+	writer.open = false;
+	CurrentResourceOwner = TopTransactionResourceOwner;
+	for (i = 0; i < writer.nindexes; i++)
+		index_close(writer.index_rels[i], NoLock);
+	table_close(writer.rel, NoLock);
+	CurrentResourceOwner = save;
+}
+
+static void
+writer_xact_callback(XactEvent event, void *arg pg_attribute_unused())
+{
+	if (event == XACT_EVENT_PRE_COMMIT || event == XACT_EVENT_PARALLEL_PRE_COMMIT ||
+		event == XACT_EVENT_PRE_PREPARE)
+		writer_close();
+	else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
+			 event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT ||
+			 event == XACT_EVENT_PREPARE)
+		writer.open = false;	/* the resource owner releases them */
+}
+
+/* Before any utility statement: nothing of audit_log held open. */
+static void
+writer_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+					   ProcessUtilityContext context, ParamListInfo params,
+					   QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	writer_close();
+	if (prev_process_utility)
+		prev_process_utility(pstmt, queryString, readOnlyTree, context, params,
+							 queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+								queryEnv, dest, qc);
+}
+
+/* Called from _PG_init at preload time. */
+void
+audit_install_hooks(void)
+{
+	prev_process_utility = ProcessUtility_hook;
+	ProcessUtility_hook = writer_process_utility;
+	RegisterXactCallback(writer_xact_callback, NULL);
+	writer_hooks_installed = true;
+}
 
 /*
- * The insert, with the key id only when there is one: a key exists only
- * from 0.2.0 on, and the trigger also writes to an older audit_log that
- * awaits its update (no key_id column).
+ * Build the writer for audit_log, whose relation the caller has open (its
+ * reference and lock owned by the top transaction's resource owner): decide
+ * whether the direct path applies; if so open its indexes too.
  */
-static pg_noinline SPIPlanPtr
-prepare_insert_plan(bool with_key)
+static void
+writer_build(Relation rel)
 {
-	Oid			argtypes[AUDIT_INSERT_NARGS] = {
-		INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, TEXTARRAYOID,
-		TEXTOID, TEXTOID, TEXTOID, TEXTOID, XID8OID, TIMESTAMPTZOID, BYTEAOID, INT8OID
-	};
-	SPIPlanPtr *kept = with_key ? &insert_plan_key : &insert_plan;
-	SPIPlanPtr	plan;
+	TupleDesc	desc = RelationGetDescr(rel);
+	MemoryContext old;
+	ResourceOwner save = CurrentResourceOwner;
+	int			i,
+				j;
 
-	if (*kept != NULL)
-		return *kept;
-	plan = SPI_prepare(with_key ?
-					   "INSERT INTO payments.audit_log (merchant_id, audit_id, table_schema, "
-					   "table_name, operation, old_row, new_row, changed_columns, db_role, "
-					   "session_role, app_user, correlation_id, txid, logged_at, row_hash, key_id) "
-					   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)" :
-					   "INSERT INTO payments.audit_log (merchant_id, audit_id, table_schema, "
-					   "table_name, operation, old_row, new_row, changed_columns, db_role, "
-					   "session_role, app_user, correlation_id, txid, logged_at, row_hash) "
-					   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-					   with_key ? AUDIT_INSERT_NARGS : AUDIT_INSERT_NARGS - 1, argtypes);
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	if (SPI_keepplan(plan) != 0)
-		elog(ERROR, "SPI_keepplan failed");
-	*kept = plan;
-	return plan;
+	if (writer.cxt != NULL)
+		MemoryContextDelete(writer.cxt);
+	memset(&writer, 0, sizeof(writer));
+	writer.cxt = AllocSetContextCreate(TopMemoryContext, "payments audit writer",
+									   ALLOCSET_DEFAULT_SIZES);
+	writer.relid = RelationGetRelid(rel);
+	writer.rel = rel;
+	writer.valid = true;
+
+	writer.direct = rel->rd_rel->relkind == RELKIND_RELATION &&
+		!rel->rd_rel->relhasrules &&
+		!(desc->constr && desc->constr->has_generated_stored) &&
+		!(rel->trigdesc && (rel->trigdesc->trig_insert_before_row ||
+							rel->trigdesc->trig_insert_after_row ||
+							rel->trigdesc->trig_insert_instead_row ||
+							rel->trigdesc->trig_insert_before_statement ||
+							rel->trigdesc->trig_insert_after_statement ||
+							rel->trigdesc->trig_insert_new_table));
+	for (j = 0; j < AUDIT_NCOLUMNS; j++)
+	{
+		writer.attnums[j] = InvalidAttrNumber;
+		for (i = 0; i < desc->natts; i++)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, i);
+
+			if (!att->attisdropped && strcmp(NameStr(att->attname), audit_column_names[j]) == 0)
+				writer.attnums[j] = att->attnum;
+		}
+		if (writer.attnums[j] == InvalidAttrNumber ||
+			getBaseType(TupleDescAttr(desc, writer.attnums[j] - 1)->atttypid) != audit_column_types[j])
+			writer.direct = false;
+	}
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		bool		known = false;
+
+		for (j = 0; j < AUDIT_NCOLUMNS; j++)
+			known |= (writer.attnums[j] == att->attnum);
+		if (!att->attisdropped && !known)
+			writer.direct = false;	/* an INSERT would fill its default */
+	}
+	if (!writer.direct)
+		return;
+
+	old = MemoryContextSwitchTo(writer.cxt);
+	writer.estate = CreateExecutorState();
+	writer.rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(writer.rri, rel, 0, NULL, 0);
+	CurrentResourceOwner = TopTransactionResourceOwner;
+	ExecOpenIndices(writer.rri, false);
+	CurrentResourceOwner = save;
+	writer.nindexes = writer.rri->ri_NumIndices;
+	writer.index_oids = palloc0(sizeof(Oid) * Max(writer.nindexes, 1));
+	writer.index_rels = palloc0(sizeof(Relation) * Max(writer.nindexes, 1));
+	for (i = 0; i < writer.nindexes; i++)
+	{
+		writer.index_rels[i] = writer.rri->ri_IndexRelationDescs[i];
+		writer.index_oids[i] = RelationGetRelid(writer.index_rels[i]);
+	}
+	writer.slot = MakeSingleTupleTableSlot(CreateTupleDescCopy(desc), &TTSOpsVirtual);
+	MemoryContextSwitchTo(old);
+	writer.open = true;
+}
+
+/*
+ * The writer, ready for a row of this transaction; NULL when rows go
+ * through SPI.  Opens audit_log (and its indexes) for the transaction, and
+ * rebuilds everything when what opening returns is not what was built.
+ */
+static AuditWriter *
+writer_get(Oid relid)
+{
+	ResourceOwner save = CurrentResourceOwner;
+	Relation	rel;
+	int			i;
+	bool		same;
+
+	if (!writer_hooks_installed)
+		return NULL;
+	if (writer.open && writer.valid && writer.relid == relid)
+		return writer.direct ? &writer : NULL;
+	writer_close();
+
+	CurrentResourceOwner = TopTransactionResourceOwner;
+	PG_TRY();
+	{
+		rel = table_open(relid, RowExclusiveLock);
+		same = writer.cxt != NULL && writer.valid && writer.relid == relid && writer.rel == rel;
+		if (same && writer.direct)
+		{
+			for (i = 0; i < writer.nindexes; i++)
+			{
+				writer.index_rels[i] = index_open(writer.index_oids[i], RowExclusiveLock);
+				if (writer.rri->ri_IndexRelationDescs[i] != writer.index_rels[i])
+					same = false;
+			}
+			writer.open = true;
+			/* an index added or dropped since: the table was invalidated */
+			if (!same)
+				writer_close();
+		}
+		else if (same)
+			table_close(rel, NoLock);
+	}
+	PG_FINALLY();
+	{
+		CurrentResourceOwner = save;
+	}
+	PG_END_TRY();
+
+	if (same)
+		return writer.direct ? &writer : NULL;
+
+	/*
+	 * First use, or something changed: build anew.  rel is still open,
+	 * unless the indexes were found changed (writer_close closed it).
+	 */
+	if (writer.cxt != NULL && writer.direct && writer.valid && writer.relid == relid &&
+		writer.rel == rel)
+	{
+		CurrentResourceOwner = TopTransactionResourceOwner;
+		rel = table_open(relid, RowExclusiveLock);
+		CurrentResourceOwner = save;
+	}
+	writer.open = false;
+	writer_build(rel);
+	if (!writer.direct)
+	{
+		CurrentResourceOwner = TopTransactionResourceOwner;
+		table_close(rel, NoLock);
+		CurrentResourceOwner = save;
+		return NULL;
+	}
+	return &writer;
+}
+
+/* Insert one audit row through the writer. */
+static void
+writer_insert(AuditWriter *w, const Datum *values, const bool *nulls)
+{
+	TupleTableSlot *slot = w->slot;
+	int			j;
+
+	ExecClearTuple(slot);
+	memset(slot->tts_isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
+	for (j = 0; j < AUDIT_NCOLUMNS; j++)
+	{
+		slot->tts_values[w->attnums[j] - 1] = values[j];
+		slot->tts_isnull[w->attnums[j] - 1] = nulls[j];
+	}
+	ExecStoreVirtualTuple(slot);
+
+	if (w->rel->rd_att->constr)
+		ExecConstraints(w->rri, slot, w->estate);
+	table_tuple_insert(w->rel, slot, GetCurrentCommandId(true), 0, NULL);
+	ExecInsertIndexTuples(w->rri, slot, w->estate, false, false, NULL, NIL);
+	ExecClearTuple(slot);
+	ResetPerTupleExprContext(w->estate);
+}
+
+/*
+ * Insert one audit row through a kept SPI plan (connected to SPI).  The
+ * key id goes in only when there is one: a key exists only from 0.2.0 on,
+ * and the trigger also writes to an older audit_log that awaits its update
+ * (no key_id column), which the direct path leaves to this one.
+ */
+static void
+spi_insert(const Datum *values, const bool *isnull)
+{
+	bool		with_key = !isnull[AC_KEY_ID];
+	SPIPlanPtr *kept = with_key ? &insert_plan_key : &insert_plan;
+	int			ncols = with_key ? AUDIT_NCOLUMNS : AC_KEY_ID;
+	char		nulls[AUDIT_NCOLUMNS];
+	int			rc;
+	int			j;
+
+	StaticAssertStmt(AC_KEY_ID == AUDIT_NCOLUMNS - 1, "key_id must be the last audit column");
+	if (*kept == NULL)
+	{
+		StringInfoData sql;
+		SPIPlanPtr	plan;
+
+		initStringInfo(&sql);
+		appendStringInfoString(&sql, "INSERT INTO payments.audit_log (");
+		for (j = 0; j < ncols; j++)
+			appendStringInfo(&sql, "%s%s", j > 0 ? ", " : "", audit_column_names[j]);
+		appendStringInfoString(&sql, ") VALUES (");
+		for (j = 0; j < ncols; j++)
+			appendStringInfo(&sql, "%s$%d", j > 0 ? ", " : "", j + 1);
+		appendStringInfoChar(&sql, ')');
+		plan = SPI_prepare(sql.data, ncols, (Oid *) audit_column_types);
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+		*kept = plan;
+	}
+	for (j = 0; j < ncols; j++)
+		nulls[j] = isnull[j] ? 'n' : ' ';
+	rc = SPI_execute_plan(*kept, (Datum *) values, nulls, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "could not insert the audit row: %s", SPI_result_code_string(rc));
+}
+
+/* A text column's value, NULL for a NULL string. */
+static Datum
+text_value(const char *s, bool *isnull)
+{
+	*isnull = (s == NULL);
+	return s ? CStringGetTextDatum(s) : (Datum) 0;
 }
 
 /*
  * Fill in the audit id, the row hash and who did it, then insert the row
- * as the owner of payments.audit_log (API roles have no privilege on it).
- * The caller is connected to SPI.
+ * as the owner of payments.audit_log (API roles have no privilege on it):
+ * directly, else through SPI.
  */
 static int64
 audit_insert(AuditRecord *r)
 {
-	Datum		values[AUDIT_INSERT_NARGS];
-	char		nulls[AUDIT_INSERT_NARGS];
+	Datum		values[AUDIT_NCOLUMNS];
+	bool		nulls[AUDIT_NCOLUMNS];
 	Oid			save_userid;
 	int			save_sec;
-	volatile int rc = 0;
 	Jsonb	   *rows[2];
 	char	   *texts[2];
 	int			i;
 	Oid			owner;
+	Oid			log_relid;
 	Oid			seq_relid;
 	PaymentsIdentity who;
-	SPIPlanPtr	plan;
+	AuditWriter *w;
 
 	/*
 	 * The OIDs go into locals now: an invalidation callback may reset the
@@ -1033,6 +1403,7 @@ audit_insert(AuditRecord *r)
 	 */
 	load_globals();
 	owner = audit_log_owner;
+	log_relid = audit_log_relid;
 	seq_relid = audit_seq_relid;
 
 	/* anything that still looks like a card number goes */
@@ -1059,9 +1430,10 @@ audit_insert(AuditRecord *r)
 	/*
 	 * Who: the role that acted (SET ROLE, else the login role: not the
 	 * owner of the SECURITY DEFINER function the change went through), the
-	 * login role, and the JWT subject (src/tenancy.c reads them).
+	 * login role, and the JWT subject (src/tenancy.c reads them; the
+	 * merchant decision is not needed here).
 	 */
-	(void) payments_identity(&who, true);
+	payments_actor(&who);
 	r->db_role = role_name(who.role);
 	r->session_role = role_name(GetSessionUserId());
 	r->app_user = who.subject;
@@ -1070,43 +1442,49 @@ audit_insert(AuditRecord *r)
 	r->logged_at = GetCurrentStatementStartTimestamp();
 	r->audit_id = nextval_internal(seq_relid, false);
 
-	memset(nulls, ' ', sizeof(nulls));
-	values[0] = Int64GetDatum(r->merchant_id);
-	values[1] = Int64GetDatum(r->audit_id);
-	values[2] = CStringGetTextDatum(r->table_schema);
-	values[3] = CStringGetTextDatum(r->table_name);
-	values[4] = CStringGetTextDatum(r->operation);
-	values[5] = r->old_row ? JsonbPGetDatum(r->old_row) : (Datum) 0;
-	nulls[5] = r->old_row ? ' ' : 'n';
-	values[6] = r->new_row ? JsonbPGetDatum(r->new_row) : (Datum) 0;
-	nulls[6] = r->new_row ? ' ' : 'n';
-	values[7] = r->changed_columns ? PointerGetDatum(r->changed_columns) : (Datum) 0;
-	nulls[7] = r->changed_columns ? ' ' : 'n';
-	values[8] = CStringGetTextDatum(r->db_role);
-	values[9] = CStringGetTextDatum(r->session_role);
-	values[10] = payments_text_arg(r->app_user, &nulls[10]);
-	values[11] = payments_text_arg(r->correlation_id, &nulls[11]);
-	values[12] = FullTransactionIdGetDatum(FullTransactionIdFromU64(r->txid));
-	values[13] = TimestampTzGetDatum(r->logged_at);
-	values[14] = PointerGetDatum(audit_row_hash(r));
-	values[15] = Int64GetDatum(r->key_id);
-	nulls[15] = r->key_id != 0 ? ' ' : 'n';
+	memset(nulls, false, sizeof(nulls));
+	values[AC_MERCHANT_ID] = Int64GetDatum(r->merchant_id);
+	values[AC_AUDIT_ID] = Int64GetDatum(r->audit_id);
+	values[AC_TABLE_SCHEMA] = CStringGetTextDatum(r->table_schema);
+	values[AC_TABLE_NAME] = CStringGetTextDatum(r->table_name);
+	values[AC_OPERATION] = CStringGetTextDatum(r->operation);
+	values[AC_OLD_ROW] = PointerGetDatum(r->old_row);
+	nulls[AC_OLD_ROW] = r->old_row == NULL;
+	values[AC_NEW_ROW] = PointerGetDatum(r->new_row);
+	nulls[AC_NEW_ROW] = r->new_row == NULL;
+	values[AC_CHANGED_COLUMNS] = PointerGetDatum(r->changed_columns);
+	nulls[AC_CHANGED_COLUMNS] = r->changed_columns == NULL;
+	values[AC_DB_ROLE] = CStringGetTextDatum(r->db_role);
+	values[AC_SESSION_ROLE] = CStringGetTextDatum(r->session_role);
+	values[AC_APP_USER] = text_value(r->app_user, &nulls[AC_APP_USER]);
+	values[AC_CORRELATION_ID] = text_value(r->correlation_id, &nulls[AC_CORRELATION_ID]);
+	values[AC_TXID] = FullTransactionIdGetDatum(FullTransactionIdFromU64(r->txid));
+	values[AC_LOGGED_AT] = TimestampTzGetDatum(r->logged_at);
+	values[AC_ROW_HASH] = PointerGetDatum(audit_row_hash(r));
+	values[AC_KEY_ID] = Int64GetDatum(r->key_id);
+	nulls[AC_KEY_ID] = r->key_id == 0;
 
-	plan = prepare_insert_plan(r->key_id != 0);
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	SetUserIdAndSecContext(owner,
 						   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
 	PG_TRY();
 	{
-		rc = SPI_execute_plan(plan, values, nulls, false, 0);
+		w = writer_get(log_relid);
+		if (w != NULL)
+			writer_insert(w, values, nulls);
+		else
+		{
+			if (SPI_connect() != SPI_OK_CONNECT)
+				elog(ERROR, "SPI_connect failed");
+			spi_insert(values, nulls);
+			SPI_finish();
+		}
 	}
 	PG_FINALLY();
 	{
 		SetUserIdAndSecContext(save_userid, save_sec);
 	}
 	PG_END_TRY();
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "could not insert the audit row: %s", SPI_result_code_string(rc));
 	return r->audit_id;
 }
 
@@ -1147,9 +1525,6 @@ pay_audit_trigger(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("payments.audit_log cannot be audited"),
 				 errdetail("Auditing the audit log would write a row for every row it writes.")));
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
 
 	desc = RelationGetDescr(td->tg_relation);
 	rc = get_rel_cache(td->tg_relation, td->tg_trigger);
@@ -1216,8 +1591,6 @@ pay_audit_trigger(PG_FUNCTION_ARGS)
 	}
 
 	audit_insert(&r);
-
-	SPI_finish();
 	return PointerGetDatum(NULL);
 }
 
@@ -1250,10 +1623,7 @@ pay_audit_record(PG_FUNCTION_ARGS)
 	r.new_row = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P_COPY(3);
 	r.correlation_id = current_correlation_id();
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
 	id = audit_insert(&r);
-	SPI_finish();
 	PG_RETURN_INT64(id);
 }
 

@@ -24,6 +24,7 @@
 #include "card_query_text.h"
 #include "payments.h"
 #include "shmem.h"
+#include "audit.h"
 #include "wake.h"
 #include "worker.h"
 
@@ -243,6 +244,7 @@ _PG_init(void)
 	payments_shmem_register();
 	payments_worker_register();
 	wake_install_hooks();
+	audit_install_hooks();
 
 	payments_preloaded = true;
 }

@@ -511,6 +511,52 @@ payments_identity(PaymentsIdentity *id, bool missing_ok)
 	return true;
 }
 
+/*
+ * Who acts, without deciding for which merchant: the role (as
+ * payments_identity() has it) and the JWT subject.  For the audit trigger,
+ * which records every change, also one made by a role that acts for no
+ * merchant, and must not pay for the merchant decision (a catalog query per
+ * command) on every audited statement.  The claims are parsed once per
+ * distinct text.
+ */
+void
+payments_actor(PaymentsIdentity *id)
+{
+	static char *claims_seen = NULL;
+	static char *subject_seen = NULL;
+	const char *claims_text = GetConfigOption("request.jwt.claims", true, false);
+
+	if (claims_text == NULL)
+		claims_text = "";
+	memset(id, 0, sizeof(*id));
+	id->role = GetOuterUserId();
+	if (claims_seen == NULL || strcmp(claims_seen, claims_text) != 0)
+	{
+		char	   *subject = NULL;
+		MemoryContext old;
+
+		if (claims_text[0] != '\0')
+		{
+			Jsonb	   *jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(claims_text)));
+
+			if (JB_ROOT_IS_OBJECT(jb))
+				subject = json_member(jb, "sub");
+		}
+		old = MemoryContextSwitchTo(TopMemoryContext);
+		if (claims_seen)
+			pfree(claims_seen);
+		if (subject_seen)
+			pfree(subject_seen);
+		claims_seen = pstrdup(claims_text);
+		subject_seen = subject ? pstrdup(subject) : NULL;
+		MemoryContextSwitchTo(old);
+	}
+	id->subject = subject_seen ? pstrdup(subject_seen) : NULL;
+	/* the API key a pre-request check recorded for this transaction */
+	if (key_identity.valid && key_identity.lxid == MyProc->lxid && key_identity.role == id->role)
+		id->key_id = key_identity.key_id;
+}
+
 uint32
 payments_scope_bit(const char *name)
 {

@@ -47,6 +47,7 @@ extern uint32 payments_scope_bit(const char *name);
  * id->role and id->subject are set).
  */
 extern bool payments_identity(PaymentsIdentity *id, bool missing_ok);
+extern void payments_actor(PaymentsIdentity *id);
 
 /*
  * A verified merchant API key acts for the rest of the current transaction

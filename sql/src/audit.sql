@@ -50,9 +50,13 @@ CREATE TABLE payments.audit_log (
 	PRIMARY KEY (merchant_id, audit_id)
 );
 ALTER SEQUENCE payments.audit_log_audit_id_seq OWNED BY payments.audit_log.audit_id;
-CREATE INDEX audit_log_table_time ON payments.audit_log (table_schema, table_name, logged_at);
+-- Few indexes: every audited change writes each of them.  The primary key
+-- serves sealing and verification (per merchant, by audit id); txid finds
+-- a transaction's changes; a BRIN index on logged_at (rows arrive in time
+-- order: its ranges stay narrow) serves time ranges, of a merchant too
+-- (with the primary key), of a table (filtered).
 CREATE INDEX audit_log_txid ON payments.audit_log (txid);
-CREATE INDEX audit_log_merchant_time ON payments.audit_log (merchant_id, logged_at);
+CREATE INDEX audit_log_logged_at ON payments.audit_log USING brin (logged_at) WITH (autosummarize = on);
 REVOKE ALL ON payments.audit_log FROM PUBLIC;
 COMMENT ON TABLE payments.audit_log IS
 	'One row per INSERT, UPDATE, DELETE or TRUNCATE of an audited table (pay_audit_attach). Append-only for every role: only pay_audit_prune() removes whole sealed batches. Never holds card data.';

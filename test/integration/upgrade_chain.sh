@@ -284,6 +284,13 @@ FROM payments.pay_payment_operations($id);
 			"$tag: pay_payment_operations() returns every payment's operations"
 		is "$(qa "$old" -c "SELECT coalesce(payments.pay_audit_verify()::text, 'intact')")" intact \
 			"$tag: pay_audit_verify() finds the audit trail intact (sealed batches and the rows after them)"
+		qa "$old" -c "UPDATE public.upgrade_orders SET note = 'after the update' WHERE id = 1" >/dev/null
+		is "$(qa "$old" -c "SELECT operation || ' ' || (old_row ->> 'note') || ' -> ' || (new_row ->> 'note')
+			FROM payments.audit_log WHERE table_name = 'upgrade_orders' ORDER BY audit_id DESC LIMIT 1")" \
+			"UPDATE first -> after the update" \
+			"$tag: the user's table attached to the audit before the update is audited after it"
+		is "$(qa "$old" -c "SELECT payments.pay_audit_seal() > 0, coalesce(payments.pay_audit_verify()::text, 'intact')")" "t|intact" \
+			"$tag: audit rows written after the update seal and verify with those written before"
 		is "$(qa "$old" -c "SELECT (SELECT count(*) FROM payments.events) || ' events, ' || count(*)
 				|| ' payments whose latest event is not their status'
 			FROM payments.payments p WHERE 'payment.' || p.status IS DISTINCT FROM (SELECT e.event_type

@@ -175,6 +175,9 @@ UPDATE payments.idempotency_keys SET request_hash = md5('changed again') WHERE i
 
 -- the user's own table, with the extension's type and its operator class
 CREATE TABLE public.upgrade_orders (id int PRIMARY KEY, total payments.pay_amount NOT NULL, note text);
+SET client_min_messages = warning;
+SELECT payments.pay_audit_attach('public.upgrade_orders') AS attached \gset
+RESET client_min_messages;
 INSERT INTO public.upgrade_orders VALUES (1, '12.34 USD', 'first'), (2, '-92233720368547758.08 USD', 'min'),
 	(3, '1000 JPY', 'yen'), (4, '1.234 KWD', 'fils');
 CREATE INDEX upgrade_orders_total ON public.upgrade_orders (total);
