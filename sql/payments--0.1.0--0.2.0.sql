@@ -3270,6 +3270,24 @@ DROP INDEX payments.audit_log_merchant_time;
 CREATE INDEX audit_log_logged_at ON payments.audit_log USING brin (logged_at) WITH (autosummarize = on);
 
 ------------------------------------------------------------------------------
+-- Audit of personal data and of API keys (audit.sql): payments.customer
+-- (billing details, which pay_erase_customer must be able to erase) is left
+-- out of the payments table's audit rows; API keys are audited without the
+-- hashes of their secrets.
+------------------------------------------------------------------------------
+
+DROP TRIGGER payments_audit ON payments.payments;
+CREATE TRIGGER payments_audit AFTER INSERT OR UPDATE OR DELETE ON payments.payments
+	FOR EACH ROW EXECUTE FUNCTION payments._audit_trigger('customer');
+COMMENT ON TRIGGER payments_audit ON payments.payments IS 'Audit: payments.audit_log.';
+CREATE TRIGGER payments_audit AFTER INSERT OR UPDATE OR DELETE ON payments.api_keys
+	FOR EACH ROW EXECUTE FUNCTION payments._audit_trigger('secret_hash', 'previous_hash');
+CREATE TRIGGER payments_audit_truncate AFTER TRUNCATE ON payments.api_keys
+	FOR EACH STATEMENT EXECUTE FUNCTION payments._audit_trigger();
+COMMENT ON TRIGGER payments_audit ON payments.api_keys IS 'Audit: payments.audit_log (without secret_hash and previous_hash).';
+COMMENT ON TRIGGER payments_audit_truncate ON payments.api_keys IS 'Audit: payments.audit_log.';
+
+------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,
 -- payment_api.sql, privileges.sql).  Keep this block LAST: its privilege
 -- and row-security statements cover every function and tenant table made

@@ -409,8 +409,11 @@ CREATE TRIGGER payments_audit AFTER INSERT OR UPDATE OR DELETE ON payments.merch
 	FOR EACH ROW EXECUTE FUNCTION payments._audit_trigger();
 CREATE TRIGGER payments_audit_truncate AFTER TRUNCATE ON payments.merchants
 	FOR EACH STATEMENT EXECUTE FUNCTION payments._audit_trigger();
+-- payments.customer holds the billing details sent to the gateway (personal
+-- data pay_erase_customer must be able to erase: the append-only log keeps
+-- only that it changed)
 CREATE TRIGGER payments_audit AFTER INSERT OR UPDATE OR DELETE ON payments.payments
-	FOR EACH ROW EXECUTE FUNCTION payments._audit_trigger();
+	FOR EACH ROW EXECUTE FUNCTION payments._audit_trigger('customer');
 CREATE TRIGGER payments_audit_truncate AFTER TRUNCATE ON payments.payments
 	FOR EACH STATEMENT EXECUTE FUNCTION payments._audit_trigger();
 CREATE TRIGGER payments_audit AFTER INSERT OR UPDATE OR DELETE ON payments.operations
@@ -425,6 +428,11 @@ CREATE TRIGGER payments_audit AFTER INSERT OR UPDATE OR DELETE ON payments.idemp
 	FOR EACH ROW EXECUTE FUNCTION payments._audit_trigger();
 CREATE TRIGGER payments_audit_truncate AFTER TRUNCATE ON payments.idempotency_keys
 	FOR EACH STATEMENT EXECUTE FUNCTION payments._audit_trigger();
+-- API keys: who made, rotated or revoked which key, without the secrets' hashes
+CREATE TRIGGER payments_audit AFTER INSERT OR UPDATE OR DELETE ON payments.api_keys
+	FOR EACH ROW EXECUTE FUNCTION payments._audit_trigger('secret_hash', 'previous_hash');
+CREATE TRIGGER payments_audit_truncate AFTER TRUNCATE ON payments.api_keys
+	FOR EACH STATEMENT EXECUTE FUNCTION payments._audit_trigger();
 COMMENT ON TRIGGER payments_audit ON payments.merchants IS 'Audit: payments.audit_log.';
 COMMENT ON TRIGGER payments_audit_truncate ON payments.merchants IS 'Audit: payments.audit_log.';
 COMMENT ON TRIGGER payments_audit ON payments.payments IS 'Audit: payments.audit_log.';
@@ -435,3 +443,5 @@ COMMENT ON TRIGGER payments_audit ON payments.gateway_config IS 'Audit: payments
 COMMENT ON TRIGGER payments_audit_truncate ON payments.gateway_config IS 'Audit: payments.audit_log.';
 COMMENT ON TRIGGER payments_audit ON payments.idempotency_keys IS 'Audit: payments.audit_log.';
 COMMENT ON TRIGGER payments_audit_truncate ON payments.idempotency_keys IS 'Audit: payments.audit_log.';
+COMMENT ON TRIGGER payments_audit ON payments.api_keys IS 'Audit: payments.audit_log (without secret_hash and previous_hash).';
+COMMENT ON TRIGGER payments_audit_truncate ON payments.api_keys IS 'Audit: payments.audit_log.';

@@ -11,7 +11,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(77);
+SELECT plan(79);
 
 CREATE FUNCTION pg_temp.card() RETURNS payments.pay_card LANGUAGE sql
 	AS $$ SELECT payments.pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 2, '123') $$;
@@ -40,6 +40,11 @@ GRANT ALL ON k TO PUBLIC;
 SELECT ok((SELECT bool_and(api_key ~ ('^pk_' || key_id || '_[A-Za-z0-9_-]{43}$')) FROM k),
 	'pay_create_api_key returns the key once: pk_<key id>_<43 base64url characters>');
 SELECT is((SELECT scopes FROM k WHERE what = 'pay'), ARRAY['payments', 'read', 'refunds'], 'with its scopes, sorted');
+SELECT is((SELECT count(*)::int FROM payments.audit_log WHERE table_name = 'api_keys' AND operation = 'INSERT'
+	AND (new_row ->> 'key_id')::bigint IN (SELECT key_id FROM k)), 4, 'creating a key is audited');
+SELECT is((SELECT count(*)::int FROM payments.audit_log WHERE table_name = 'api_keys'
+	AND (new_row ? 'secret_hash' OR new_row ? 'previous_hash' OR old_row ? 'secret_hash')), 0,
+	'without the hashes of the secrets');
 SELECT is((SELECT count(*) FROM payments.api_keys a JOIN k USING (key_id)
 	WHERE a.secret_hash = sha256(convert_to(k.api_key, 'UTF8'))), 4::bigint,
 	'the table keeps the SHA-256 of each key');

@@ -12,7 +12,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(53);
+SELECT plan(54);
 
 INSERT INTO payments.merchants (name) VALUES ('cust-a'), ('cust-b');
 CREATE TEMP TABLE m AS SELECT
@@ -181,6 +181,9 @@ SELECT is((SELECT count(*)::int FROM payments.events WHERE event_type = 'custome
 SELECT is((SELECT count(*)::int FROM payments.audit_log WHERE table_name = 'customers'
 	AND (old_row::text LIKE '%lovelace%' OR new_row::text LIKE '%lovelace%' OR old_row::text LIKE '%Ada%')), 0,
 	'the audit log of customers never held the personal data');
+SELECT is((SELECT count(*)::int FROM payments.audit_log WHERE table_name = 'payments'
+	AND (old_row::text LIKE '%lovelace%' OR new_row::text LIKE '%lovelace%' OR old_row ? 'customer' OR new_row ? 'customer')), 0,
+	'nor did the audit log of its payments (their billing details are left out)');
 SELECT ok((SELECT count(*) FROM payments.audit_log WHERE table_name = 'customers' AND operation = 'UPDATE'
 	AND (new_row ->> 'erased_at') IS NOT NULL) = 1, 'the audit log records the erasure');
 SELECT is((SELECT count(*)::int FROM payments.operations o WHERE o.merchant_id = (SELECT a FROM m)
