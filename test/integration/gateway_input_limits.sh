@@ -10,18 +10,10 @@ SIMDIR="$WORK/sim-input-limits"
 trap sim_stop EXIT
 sim_start "$SIMDIR"
 
-M=$(cluster_psql "$WORK" "$PORT" payments -Atc "INSERT INTO payments.merchants (name) VALUES ('input-limits') RETURNING merchant_id")
-cluster_psql "$WORK" "$PORT" payments -c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY', endpoint_url => '$SIM_TLS_API', ca_file => '$SIM_CA', timeout_ms => 3000, merchant_id => $M)" >/dev/null
+merchant_on_simulator input-limits
 
-q() {
-	cluster_psql "$WORK" "$PORT" payments -At -v ON_ERROR_STOP=1 \
-		-c "SET search_path = public, payments" -c "SET payments.merchant_id = '$M'" "$@"
-}
-qerr() {
-	cluster_psql "$WORK" "$PORT" payments -At -v ON_ERROR_STOP=1 -v VERBOSITY=verbose \
-		-c "SET search_path = public, payments" -c "SET payments.merchant_id = '$M'" -c "$1" 2>&1 \
-		| sed -n 's/^ERROR:  \([0-9A-Z]\{5\}\):.*/\1/p' | sed -n 1p
-}
+q() { as_merchant "$@"; }
+qerr() { sqlstate_of "$1"; }
 # sent FIELD PAYMENT_ID: a field of the request the worker sent (JSON path under transactionRequest)
 sent() {
 	q -c "SELECT e.request_masked::jsonb #>> '{createTransactionRequest,transactionRequest,$1}' FROM payments.gateway_exchanges e JOIN payments.operations o USING (merchant_id, operation_id) WHERE o.payment_id = $2 AND e.request_type = 'createTransactionRequest' ORDER BY e.exchange_id LIMIT 1"

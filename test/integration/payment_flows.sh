@@ -10,20 +10,10 @@ trap sim_stop EXIT
 sim_start "$SIMDIR"
 
 # This test's own merchant keeps its rows apart from other tests'.
-M=$(cluster_psql "$WORK" "$PORT" payments -Atc "INSERT INTO payments.merchants (name) VALUES ('flows') RETURNING merchant_id")
-cluster_psql "$WORK" "$PORT" payments -c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY', endpoint_url => '$SIM_TLS_API', ca_file => '$SIM_CA', timeout_ms => 3000, merchant_id => $M)" >/dev/null
+merchant_on_simulator flows
 
-# q SQL...: run as this merchant; prints unaligned tuples.
-q() {
-	cluster_psql "$WORK" "$PORT" payments -At -v ON_ERROR_STOP=1 \
-		-c "SET search_path = public, payments" -c "SET payments.merchant_id = '$M'" "$@"
-}
-# qerr SQL: run, expecting an error; prints the SQLSTATE.
-qerr() {
-	cluster_psql "$WORK" "$PORT" payments -At -v ON_ERROR_STOP=1 -v VERBOSITY=verbose \
-		-c "SET search_path = public, payments" -c "SET payments.merchant_id = '$M'" -c "$1" 2>&1 \
-		| sed -n 's/^ERROR:  \([0-9A-Z]\{5\}\):.*/\1/p' | sed -n 1p
-}
+q() { as_merchant "$@"; }
+qerr() { sqlstate_of "$1"; }
 card="pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 3, '123', 'Ada Lovelace')"
 
 # 1. purchase

@@ -13,18 +13,10 @@ SIMDIR="$WORK/sim-methods"
 trap sim_stop EXIT
 sim_start "$SIMDIR"
 
-M=$(cluster_psql "$WORK" "$PORT" payments -Atc "INSERT INTO payments.merchants (name) VALUES ('methods') RETURNING merchant_id")
-cluster_psql "$WORK" "$PORT" payments -c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY', endpoint_url => '$SIM_TLS_API', ca_file => '$SIM_CA', timeout_ms => 3000, merchant_id => $M)" >/dev/null
+merchant_on_simulator methods
 
-q() {
-	cluster_psql "$WORK" "$PORT" payments -At -v ON_ERROR_STOP=1 \
-		-c "SET search_path = public, payments" -c "SET payments.merchant_id = '$M'" "$@"
-}
-qerr() {
-	cluster_psql "$WORK" "$PORT" payments -At -v ON_ERROR_STOP=1 -v VERBOSITY=verbose \
-		-c "SET search_path = public, payments" -c "SET payments.merchant_id = '$M'" -c "$1" 2>&1 \
-		| sed -n 's/^ERROR:  \([0-9A-Z]\{5\}\):.*/\1/p' | sed -n 1p
-}
+q() { as_merchant "$@"; }
+qerr() { sqlstate_of "$1"; }
 # the simulator's profiles: profile_count MERCHANT_CUSTOMER_ID, pp_count PROFILE_ID
 sim_profiles() { sim_ctl GET /profiles; }
 profile_field() {	# profile_field MERCHANT_CUSTOMER_ID EXPR (python over p)

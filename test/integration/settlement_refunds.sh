@@ -17,17 +17,12 @@ SIMDIR="$WORK/sim-settle"
 trap sim_stop EXIT
 sim_start "$SIMDIR"
 
-M=$(cluster_psql "$WORK" "$PORT" payments -Atc "INSERT INTO payments.merchants (name) VALUES ('settle') RETURNING merchant_id")
-cluster_psql "$WORK" "$PORT" payments -c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY', endpoint_url => '$SIM_TLS_API', ca_file => '$SIM_CA', timeout_ms => 3000, merchant_id => $M)" >/dev/null
+merchant_on_simulator settle
 
-q() {
-	cluster_psql "$WORK" "$PORT" payments -At -v ON_ERROR_STOP=1 \
-		-c "SET search_path = public, payments" -c "SET payments.merchant_id = '$M'" "$@"
-}
+q() { as_merchant "$@"; }
 # qerr SQL: run, expecting an error; prints "SQLSTATE|HINT".
 qerr() {
-	cluster_psql "$WORK" "$PORT" payments -At -v ON_ERROR_STOP=1 -v VERBOSITY=verbose \
-		-c "SET search_path = public, payments" -c "SET payments.merchant_id = '$M'" -c "$1" 2>&1 |
+	as_merchant -v VERBOSITY=verbose -c "$1" 2>&1 |
 		awk '/^ERROR:/ { s = substr($2, 1, 5) } /^HINT:/ { sub(/^HINT: +/, ""); h = $0 } END { print s "|" h }'
 }
 card="pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 3, '123', 'Ada Lovelace')"

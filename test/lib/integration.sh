@@ -9,3 +9,21 @@ PG_BINDIR=${PG_BINDIR:-$(pg_config --bindir)}
 # This installation's tag in invoice numbers: P<tag><payment_id> for
 # payments, R<tag><operation_id> for refunds.
 TAG=$(cluster_psql "$WORK" "$PORT" payments -Atc "SELECT payments._invoice_tag()" 2>/dev/null || true)
+
+# merchant_on_simulator NAME [TIMEOUT_MS]: a merchant of the test's own
+# (its rows apart from other tests'), whose gateway is the simulator that
+# sim_start started, over verified HTTPS; sets M.
+merchant_on_simulator() {
+	M=$(cluster_psql "$WORK" "$PORT" payments -Atc "INSERT INTO payments.merchants (name) VALUES ('$1') RETURNING merchant_id")
+	cluster_psql "$WORK" "$PORT" payments -c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY', endpoint_url => '$SIM_TLS_API', ca_file => '$SIM_CA', timeout_ms => ${2:-3000}, merchant_id => $M)" >/dev/null
+}
+# as_merchant [PSQL ARGS...]: psql as merchant M, unaligned tuples, stopping
+# at the first error.
+as_merchant() {
+	cluster_psql "$WORK" "$PORT" payments -At -v ON_ERROR_STOP=1 \
+		-c "SET search_path = public, payments" -c "SET payments.merchant_id = '$M'" "$@"
+}
+# sqlstate_of SQL: run SQL as merchant M, expecting an error; prints its SQLSTATE.
+sqlstate_of() {
+	as_merchant -v VERBOSITY=verbose -c "$1" 2>&1 | sed -n 's/^ERROR:  \([0-9A-Z]\{5\}\):.*/\1/p' | sed -n 1p
+}
