@@ -53,9 +53,21 @@ for f in "pay_get_payment($bauth)" "pay_payment_operations($bauth)" "pay_wait($b
 	"pay_capture($bauth)" "pay_void($bauth)" "pay_refund($bbuy)"; do
 	is "$(sqlstate ten_app_a -c "SELECT * FROM $f")" PT404 "A: $f of B's payment is PT404, as if unknown"
 done
-for t in payments operations events idempotency_keys gateway_exchanges audit_log gateway_config card_vault merchants; do
+# every tenant-owned table (every table with a merchant_id), B holding rows
+# in the customer and API key tables too
+bcust=$(as ten_app_b -c "SELECT customer_id FROM pay_create_customer(email => 'b@example.com', name => 'B Customer')")
+su -c "SELECT key_id FROM payments.pay_create_api_key(merchant_id => $B, scopes => '{read}')" >/dev/null
+tenant_tables=$(su -c "SELECT string_agg(c.relname, ' ' ORDER BY c.relname) FROM pg_class c
+	JOIN pg_attribute a ON a.attrelid = c.oid
+	WHERE c.relnamespace = 'payments'::regnamespace AND c.relkind IN ('r', 'p')
+		AND a.attname = 'merchant_id' AND NOT a.attisdropped")
+with_b=0
+for t in $tenant_tables; do
+	[ "$(su -c "SELECT count(*) > 0 FROM payments.$t WHERE merchant_id = $B")" = t ] && with_b=$((with_b + 1))
 	is "$(as ten_app_a -c "SELECT count(*) FROM payments.$t WHERE merchant_id <> $A")" 0 "A reads none of B's rows in payments.$t"
 done
+ok "$([ "$with_b" -ge 10 ] && echo 0 || echo 1)" "B has rows in $with_b of those tables (customers and API keys among them)"
+is "$(sqlstate ten_app_a -c "SELECT * FROM pay_get_customer($bcust)")" PT404 "A: pay_get_customer of B's customer is PT404"
 for f in "pay_get_payment($bauth)" "pay_void($bauth)" "pay_refund($bbuy)"; do
 	is "$(sqlstate ten_app_a -c "SET payments.merchant_id = '$B'" -c "SELECT * FROM $f")" 42501 \
 		"A with SET payments.merchant_id = B: $f refused (42501)"
