@@ -1240,6 +1240,7 @@ writer_get(Oid relid)
 	Relation	rel;
 	int			i;
 	bool		same;
+	volatile bool rel_open = false; /* rel's reference still held here */
 
 	if (!writer_hooks_installed)
 		return NULL;
@@ -1251,6 +1252,7 @@ writer_get(Oid relid)
 	PG_TRY();
 	{
 		rel = table_open(relid, RowExclusiveLock);
+		rel_open = true;
 		same = writer.cxt != NULL && writer.valid && writer.relid == relid && writer.rel == rel;
 		if (same && writer.direct)
 		{
@@ -1263,10 +1265,16 @@ writer_get(Oid relid)
 			writer.open = true;
 			/* an index added or dropped since: the table was invalidated */
 			if (!same)
+			{
 				writer_close();
+				rel_open = false;
+			}
 		}
 		else if (same)
+		{
 			table_close(rel, NoLock);
+			rel_open = false;
+		}
 	}
 	PG_FINALLY();
 	{
@@ -1279,10 +1287,13 @@ writer_get(Oid relid)
 
 	/*
 	 * First use, or something changed: build anew.  rel is still open,
-	 * unless the indexes were found changed (writer_close closed it).
+	 * unless the indexes were found changed (writer_close closed it).  Known
+	 * from rel_open, not from the writer's state: an invalidation taken in
+	 * while the indexes were opened can change that state meanwhile (which
+	 * once closed rel twice: "relcache reference audit_log is not owned by
+	 * resource owner TopTransaction").
 	 */
-	if (writer.cxt != NULL && writer.direct && writer.valid && writer.relid == relid &&
-		writer.rel == rel)
+	if (!rel_open)
 	{
 		CurrentResourceOwner = TopTransactionResourceOwner;
 		rel = table_open(relid, RowExclusiveLock);
