@@ -1684,6 +1684,31 @@ CREATE FUNCTION payments._api_function_scope(f name) RETURNS text
 		-- a customer's personal data, whole: the merchant's admin only
 		WHEN 'pay_export_customer' THEN 'admin'
 		WHEN 'pay_erase_customer' THEN 'admin'
+		-- plans, subscriptions and invoices
+		WHEN 'pay_get_plan' THEN 'read'
+		WHEN 'pay_list_plans' THEN 'read'
+		WHEN 'pay_get_subscription' THEN 'read'
+		WHEN 'pay_list_subscriptions' THEN 'read'
+		WHEN 'pay_preview_subscription_change' THEN 'read'
+		WHEN 'pay_get_invoice' THEN 'read'
+		WHEN 'pay_list_invoices' THEN 'read'
+		WHEN 'pay_get_dunning_policy' THEN 'read'
+		WHEN 'pay_billing_now' THEN 'read'
+		WHEN 'pay_create_plan' THEN 'payments'
+		WHEN 'pay_update_plan' THEN 'payments'
+		WHEN 'pay_create_subscription' THEN 'payments'
+		WHEN 'pay_update_subscription' THEN 'payments'
+		WHEN 'pay_cancel_subscription' THEN 'payments'
+		WHEN 'pay_pause_subscription' THEN 'payments'
+		WHEN 'pay_resume_subscription' THEN 'payments'
+		WHEN 'pay_change_subscription' THEN 'payments'
+		-- the merchant's billing settings, runs and test clock
+		WHEN 'pay_set_dunning_policy' THEN 'admin'
+		WHEN 'pay_run_renewals' THEN 'admin'
+		WHEN 'pay_run_dunning' THEN 'admin'
+		WHEN 'pay_set_test_clock' THEN 'admin'
+		WHEN 'pay_advance_test_clock' THEN 'admin'
+		WHEN 'pay_clear_test_clock' THEN 'admin'
 	END
 	$$;
 COMMENT ON FUNCTION payments._api_function_scope(name) IS
@@ -3288,6 +3313,662 @@ COMMENT ON TRIGGER payments_audit ON payments.api_keys IS 'Audit: payments.audit
 COMMENT ON TRIGGER payments_audit_truncate ON payments.api_keys IS 'Audit: payments.audit_log.';
 
 ------------------------------------------------------------------------------
+-- h-subs: plans, subscriptions, invoices, dunning policies, test clocks
+-- (issue 11; sql/src/subscription_tables.sql, billing.sql, status_machine.sql).
+------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION payments._status_guard() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	v_entity text := TG_ARGV[0];
+BEGIN
+	-- A restore (pg_dump scripts and pg_restore turn check_function_bodies
+	-- off) loads rows whose events are restored from the dump themselves.
+	IF current_setting('check_function_bodies') = 'off' THEN
+		IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+			RETURN NEW;
+		END IF;
+	END IF;
+	IF TG_OP = 'UPDATE' AND NEW.status IS DISTINCT FROM OLD.status THEN
+		IF NOT EXISTS (SELECT 1 FROM payments.status_transitions t
+				WHERE t.entity = v_entity AND t.from_status = OLD.status AND t.to_status = NEW.status) THEN
+			RAISE EXCEPTION 'invalid % status transition from % to %', v_entity, OLD.status, NEW.status
+				USING ERRCODE = '22Y20',
+					HINT = 'payments.status_transitions lists the allowed transitions.';
+		END IF;
+	END IF;
+	IF TG_OP = 'UPDATE' THEN
+		NEW.updated_at := clock_timestamp();
+	END IF;
+	-- Each branch names only its own entity's columns: PL/pgSQL plans a
+	-- statement at its first run, so the other branch is never planned.
+	IF TG_OP = 'INSERT' OR NEW.status IS DISTINCT FROM OLD.status THEN
+		IF v_entity = 'payment' THEN
+			INSERT INTO payments.events (merchant_id, event_type, payment_id, data, correlation_id)
+			VALUES (NEW.merchant_id, 'payment.' || NEW.status, NEW.payment_id,
+				jsonb_build_object('payment_id', NEW.payment_id, 'kind', NEW.kind, 'status', NEW.status,
+					'amount', NEW.amount, 'amount_captured', NEW.amount_captured,
+					'amount_refunded', NEW.amount_refunded, 'card_brand', NEW.card_brand,
+					'card_last4', NEW.card_last4, 'invoice_number', NEW.invoice_number,
+					'gateway_trans_id', NEW.gateway_trans_id, 'decline_code', NEW.decline_code,
+					'decline_reason', NEW.decline_reason, 'metadata', NEW.metadata),
+				NEW.correlation_id);
+		ELSIF v_entity = 'payment_method' THEN
+			INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
+			VALUES (NEW.merchant_id, 'payment_method.' || NEW.status,
+				jsonb_build_object('payment_method_id', NEW.payment_method_id, 'customer_id', NEW.customer_id,
+					'status', NEW.status, 'card_brand', NEW.card_brand, 'card_last4', NEW.card_last4,
+					'card_exp_month', NEW.card_exp_month, 'card_exp_year', NEW.card_exp_year,
+					'failure_code', NEW.failure_code, 'failure_reason', NEW.failure_reason),
+				NEW.correlation_id);
+		ELSIF v_entity = 'subscription' THEN
+			INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
+			VALUES (NEW.merchant_id, CASE WHEN TG_OP = 'INSERT' THEN 'subscription.created' ELSE 'subscription.' || NEW.status END,
+				jsonb_build_object('subscription_id', NEW.subscription_id, 'customer_id', NEW.customer_id,
+					'plan_id', NEW.plan_id, 'status', NEW.status,
+					'previous_status', CASE WHEN TG_OP = 'UPDATE' THEN OLD.status END,
+					'unit_amount', NEW.unit_amount, 'quantity', NEW.quantity,
+					'current_period_start', NEW.current_period_start, 'current_period_end', NEW.current_period_end,
+					'cancel_at_period_end', NEW.cancel_at_period_end),
+				NEW.correlation_id);
+		ELSIF v_entity = 'invoice' THEN
+			INSERT INTO payments.events (merchant_id, event_type, payment_id, data, correlation_id)
+			VALUES (NEW.merchant_id, CASE WHEN TG_OP = 'INSERT' THEN 'invoice.created' ELSE 'invoice.' || NEW.status END,
+				NEW.payment_id,
+				jsonb_build_object('invoice_id', NEW.invoice_id, 'subscription_id', NEW.subscription_id,
+					'kind', NEW.kind, 'status', NEW.status, 'amount', NEW.amount,
+					'period_start', NEW.period_start, 'period_end', NEW.period_end,
+					'attempt_count', NEW.attempt_count, 'payment_id', NEW.payment_id),
+				NEW.correlation_id);
+		ELSIF v_entity = 'customer' THEN
+			INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
+			VALUES (NEW.merchant_id, CASE WHEN TG_OP = 'INSERT' THEN 'customer.created' ELSE 'customer.' || NEW.status END,
+				jsonb_build_object('customer_id', NEW.customer_id, 'status', NEW.status,
+					'external_ref', NEW.external_ref),
+				NEW.correlation_id);
+		ELSE
+			INSERT INTO payments.events (merchant_id, event_type, payment_id, operation_id, data, correlation_id)
+			VALUES (NEW.merchant_id, 'operation.' || NEW.status, NEW.payment_id, NEW.operation_id,
+				jsonb_build_object('operation_id', NEW.operation_id, 'payment_id', NEW.payment_id,
+					'kind', NEW.kind, 'status', NEW.status, 'amount', NEW.amount,
+					'gateway_trans_id', NEW.gateway_trans_id, 'reason_code', NEW.reason_code,
+					'reason_text', NEW.reason_text),
+				NEW.correlation_id);
+		END IF;
+	END IF;
+	RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION payments._status_guard() IS
+	'Trigger: refuses status transitions not listed in payments.status_transitions and writes an event for every status change.';
+
+COMMENT ON TABLE payments.status_transitions IS
+	'Every allowed status transition of payments, operations, customers, payment methods, subscriptions and invoices; the status triggers refuse any other.';
+
+-- ==== subscription_tables.sql ====
+
+-- Plans, subscriptions, invoices, pending invoice items, dunning policies and
+-- test clocks: the tables of recurring billing, their status machines, the
+-- billing clock, calendar periods and the charge of an invoice.
+
+------------------------------------------------------------------------------
+-- Plans: what a subscription costs per period.  The amount and the interval
+-- of a plan never change once made (subscriptions copy them); a plan that is
+-- no longer sold is made inactive.
+------------------------------------------------------------------------------
+
+CREATE TABLE payments.plans (
+	merchant_id bigint NOT NULL REFERENCES payments.merchants,
+	plan_id bigint GENERATED ALWAYS AS IDENTITY,
+	name text NOT NULL CHECK (length(name) BETWEEN 1 AND 255),
+	amount payments.pay_amount NOT NULL CHECK (pay_minor_units(amount) > 0),
+	interval_unit text NOT NULL CHECK (interval_unit IN ('day', 'week', 'month', 'year')),
+	interval_count integer NOT NULL DEFAULT 1 CHECK (interval_count BETWEEN 1 AND 366),
+	trial_days integer NOT NULL DEFAULT 0 CHECK (trial_days BETWEEN 0 AND 730),
+	active boolean NOT NULL DEFAULT true,
+	metadata jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(metadata) = 'object'),
+	idempotency_key text,
+	correlation_id text NOT NULL,
+	created_at timestamptz NOT NULL DEFAULT now(),
+	updated_at timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (merchant_id, plan_id)
+);
+CREATE INDEX plans_created ON payments.plans (merchant_id, created_at, plan_id);
+COMMENT ON TABLE payments.plans IS
+	'Plans of each merchant: amount and currency per period, interval (day, week, month, year, times interval_count) and trial length. Amount and interval never change; inactive plans take no new subscriptions.';
+
+------------------------------------------------------------------------------
+-- Subscriptions.  Periods are counted from billing_anchor, a wall-clock time
+-- in the subscription's time zone: period n starts at anchor + n intervals
+-- (payments._period_start), so an anchor on the 31st bills on the last day
+-- of shorter months and returns to the 31st, and a 09:00 anchor stays 09:00
+-- local across daylight-saving changes.
+------------------------------------------------------------------------------
+
+CREATE TABLE payments.subscriptions (
+	merchant_id bigint NOT NULL,
+	subscription_id bigint GENERATED ALWAYS AS IDENTITY,
+	customer_id bigint NOT NULL,
+	-- NULL: an explicit price, not a plan's
+	plan_id bigint,
+	status text NOT NULL CHECK (status IN ('trialing', 'incomplete', 'incomplete_expired', 'active',
+		'past_due', 'paused', 'canceled', 'unpaid')),
+	-- price per unit and period (the plan's amount, or the explicit price)
+	unit_amount payments.pay_amount NOT NULL CHECK (pay_minor_units(unit_amount) > 0),
+	quantity integer NOT NULL DEFAULT 1 CHECK (quantity BETWEEN 1 AND 100000),
+	interval_unit text NOT NULL CHECK (interval_unit IN ('day', 'week', 'month', 'year')),
+	interval_count integer NOT NULL CHECK (interval_count BETWEEN 1 AND 366),
+	-- NULL: the customer's default method at each charge
+	payment_method_id bigint,
+	time_zone text NOT NULL DEFAULT 'UTC',
+	billing_anchor timestamp NOT NULL,
+	-- the current period: number current_period_index counted from the
+	-- anchor, [current_period_start, current_period_end)
+	current_period_index integer NOT NULL DEFAULT 0,
+	current_period_start timestamptz NOT NULL,
+	current_period_end timestamptz NOT NULL,
+	trial_end timestamptz,
+	cancel_at_period_end boolean NOT NULL DEFAULT false,
+	canceled_at timestamptz,
+	ended_at timestamptz,
+	paused_at timestamptz,
+	-- when the billing run next has work for this subscription (the end of
+	-- the trial or of the period); NULL: none (paused, ended)
+	next_renewal_at timestamptz,
+	metadata jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(metadata) = 'object'),
+	idempotency_key text,
+	correlation_id text NOT NULL,
+	created_at timestamptz NOT NULL DEFAULT now(),
+	updated_at timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (merchant_id, subscription_id),
+	FOREIGN KEY (merchant_id, customer_id) REFERENCES payments.customers,
+	FOREIGN KEY (merchant_id, plan_id) REFERENCES payments.plans,
+	FOREIGN KEY (merchant_id, payment_method_id) REFERENCES payments.payment_methods,
+	CHECK (current_period_end > current_period_start),
+	CHECK (pay_currency(unit_amount) IS NOT NULL)
+);
+CREATE INDEX subscriptions_customer ON payments.subscriptions (merchant_id, customer_id, subscription_id);
+CREATE INDEX subscriptions_status ON payments.subscriptions (merchant_id, status, created_at, subscription_id);
+-- the billing run's queue
+CREATE INDEX subscriptions_renewal_due ON payments.subscriptions (next_renewal_at)
+	WHERE next_renewal_at IS NOT NULL;
+COMMENT ON TABLE payments.subscriptions IS
+	'Subscriptions: customer, plan or explicit price, quantity, payment method (NULL: the customer''s default), billing anchor and time zone, current period and status (payments.status_transitions, entity subscription).';
+
+------------------------------------------------------------------------------
+-- Invoices: one per subscription and period (first and renewal invoices;
+-- the unique index is what makes a double billing run harmless), plus
+-- proration invoices charged at once.  Each charge attempt is a payment
+-- (payments.payments.invoice_id) sent by the worker like any other.
+------------------------------------------------------------------------------
+
+CREATE TABLE payments.invoices (
+	merchant_id bigint NOT NULL,
+	invoice_id bigint GENERATED ALWAYS AS IDENTITY,
+	subscription_id bigint NOT NULL,
+	customer_id bigint NOT NULL,
+	kind text NOT NULL CHECK (kind IN ('first', 'renewal', 'proration')),
+	status text NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'paid', 'uncollectible', 'void')),
+	period_index integer NOT NULL,
+	period_start timestamptz NOT NULL,
+	period_end timestamptz NOT NULL,
+	-- what is due: the sum of the lines (never below zero)
+	amount payments.pay_amount NOT NULL CHECK (pay_minor_units(amount) >= 0),
+	-- [{"kind": "subscription" | "proration" | "credit", "description": text,
+	--   "amount": "12.34 USD", "quantity": n}, ...]
+	lines jsonb NOT NULL DEFAULT '[]' CHECK (jsonb_typeof(lines) = 'array'),
+	-- charge attempts made, the latest payment, and the next retry (dunning)
+	attempt_count integer NOT NULL DEFAULT 0,
+	payment_id bigint,
+	next_attempt_at timestamptz,
+	-- the first failure (the dunning schedule counts from it) and the last one
+	first_failed_at timestamptz,
+	last_failure_code text,
+	last_failure_reason text,
+	paid_at timestamptz,
+	closed_at timestamptz,
+	correlation_id text NOT NULL,
+	created_at timestamptz NOT NULL DEFAULT now(),
+	updated_at timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (merchant_id, invoice_id),
+	FOREIGN KEY (merchant_id, subscription_id) REFERENCES payments.subscriptions,
+	CHECK (period_end > period_start)
+);
+-- one invoice per subscription and period
+CREATE UNIQUE INDEX invoices_one_per_period ON payments.invoices (merchant_id, subscription_id, period_index)
+	WHERE kind IN ('first', 'renewal');
+CREATE INDEX invoices_subscription ON payments.invoices (merchant_id, subscription_id, invoice_id);
+-- the dunning run's queue
+CREATE INDEX invoices_retry_due ON payments.invoices (next_attempt_at)
+	WHERE status = 'open' AND next_attempt_at IS NOT NULL;
+COMMENT ON TABLE payments.invoices IS
+	'Invoices of subscriptions: one per subscription and period (kind first or renewal, unique), or a proration charged at once; amount, lines, status (payments.status_transitions, entity invoice), charge attempts (payments.payments.invoice_id) and the next dunning retry.';
+
+ALTER TABLE payments.payments ADD COLUMN invoice_id bigint;
+CREATE INDEX payments_invoice ON payments.payments (merchant_id, invoice_id) WHERE invoice_id IS NOT NULL;
+COMMENT ON COLUMN payments.payments.invoice_id IS 'The invoice this payment is a charge attempt of (subscriptions), if any.';
+
+-- Prorations and credits waiting for the subscription's next invoice.
+CREATE TABLE payments.invoice_items (
+	merchant_id bigint NOT NULL,
+	item_id bigint GENERATED ALWAYS AS IDENTITY,
+	subscription_id bigint NOT NULL,
+	kind text NOT NULL CHECK (kind IN ('proration', 'credit')),
+	-- negative: a credit
+	amount payments.pay_amount NOT NULL,
+	description text NOT NULL CHECK (length(description) BETWEEN 1 AND 255),
+	-- NULL: pending, for the next invoice
+	invoice_id bigint,
+	created_at timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (merchant_id, item_id),
+	FOREIGN KEY (merchant_id, subscription_id) REFERENCES payments.subscriptions
+);
+CREATE INDEX invoice_items_pending ON payments.invoice_items (merchant_id, subscription_id)
+	WHERE invoice_id IS NULL;
+COMMENT ON TABLE payments.invoice_items IS
+	'Prorations and credits of subscriptions waiting for the next invoice (invoice_id NULL), or the invoice that took them.';
+
+------------------------------------------------------------------------------
+-- Dunning: when a failed charge is tried again, and what happens after the
+-- last failure.  A merchant without a row gets the defaults.
+------------------------------------------------------------------------------
+
+CREATE TABLE payments.dunning_policies (
+	merchant_id bigint PRIMARY KEY REFERENCES payments.merchants,
+	-- days after the first failure at which the charge is tried again
+	retry_days integer[] NOT NULL DEFAULT '{1,3,5,7}'
+		CHECK (cardinality(retry_days) <= 10 AND array_position(retry_days, NULL) IS NULL
+			AND 0 < ALL (retry_days) AND 366 >= ALL (retry_days)),
+	final_action text NOT NULL DEFAULT 'canceled' CHECK (final_action IN ('canceled', 'unpaid')),
+	updated_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE payments.dunning_policies IS
+	'Per merchant: the days after a renewal''s first failure at which it is retried (default 1, 3, 5, 7) and the subscription''s status after the last failure (canceled or unpaid). Merchants without a row get the defaults.';
+
+------------------------------------------------------------------------------
+-- Test clocks: "now" for billing, per merchant, frozen where the test or
+-- demonstration put it.  Only while the server setting payments.test_clocks
+-- is on (postgresql.conf; off by default): production billing always runs
+-- on the real clock.
+------------------------------------------------------------------------------
+
+CREATE TABLE payments.billing_clocks (
+	merchant_id bigint PRIMARY KEY REFERENCES payments.merchants,
+	frozen_at timestamptz NOT NULL,
+	updated_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE payments.billing_clocks IS
+	'Test clocks: the frozen "now" of billing per merchant (pay_set_test_clock, pay_advance_test_clock); honoured only while the server setting payments.test_clocks is on.';
+
+REVOKE ALL ON payments.plans, payments.subscriptions, payments.invoices, payments.invoice_items,
+	payments.dunning_policies, payments.billing_clocks FROM PUBLIC;
+
+SELECT pg_catalog.pg_extension_config_dump('payments.plans', '');
+SELECT pg_catalog.pg_extension_config_dump('payments.subscriptions', '');
+SELECT pg_catalog.pg_extension_config_dump('payments.invoices', '');
+SELECT pg_catalog.pg_extension_config_dump('payments.invoice_items', '');
+SELECT pg_catalog.pg_extension_config_dump('payments.dunning_policies', '');
+SELECT pg_catalog.pg_extension_config_dump('payments.billing_clocks', '');
+SELECT pg_catalog.pg_extension_config_dump('payments.plans_plan_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('payments.subscriptions_subscription_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('payments.invoices_invoice_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('payments.invoice_items_item_id_seq', '');
+
+------------------------------------------------------------------------------
+-- Status machines of subscriptions and invoices (the one place they are
+-- stated; the status triggers enforce them and write the events).
+------------------------------------------------------------------------------
+
+INSERT INTO payments.status_transitions (entity, from_status, to_status) VALUES
+	('subscription', 'trialing', 'active'),
+	-- the charge at the end of the trial failed
+	('subscription', 'trialing', 'past_due'),
+	('subscription', 'trialing', 'canceled'),
+	('subscription', 'incomplete', 'active'),
+	('subscription', 'incomplete', 'incomplete_expired'),
+	('subscription', 'active', 'past_due'),
+	('subscription', 'active', 'paused'),
+	('subscription', 'active', 'canceled'),
+	-- a retry succeeded
+	('subscription', 'past_due', 'active'),
+	('subscription', 'past_due', 'canceled'),
+	-- retries exhausted, final action unpaid
+	('subscription', 'past_due', 'unpaid'),
+	('subscription', 'paused', 'active'),
+	('subscription', 'paused', 'canceled'),
+	-- an unpaid subscription's invoice paid at last (new card)
+	('subscription', 'unpaid', 'active'),
+	('subscription', 'unpaid', 'canceled'),
+	('invoice', 'open', 'paid'),
+	('invoice', 'open', 'uncollectible'),
+	('invoice', 'open', 'void'),
+	('invoice', 'uncollectible', 'paid'),
+	('invoice', 'uncollectible', 'void');
+
+CREATE TRIGGER subscriptions_status BEFORE INSERT OR UPDATE ON payments.subscriptions
+	FOR EACH ROW EXECUTE FUNCTION payments._status_guard('subscription');
+CREATE TRIGGER invoices_status BEFORE INSERT OR UPDATE ON payments.invoices
+	FOR EACH ROW EXECUTE FUNCTION payments._status_guard('invoice');
+
+-- Audited like the other tenant tables (audit.sql); metadata is the
+-- merchant's and may name the person, so it stays out of the append-only log.
+CREATE TRIGGER payments_audit AFTER INSERT OR UPDATE OR DELETE ON payments.plans
+	FOR EACH ROW EXECUTE FUNCTION payments._audit_trigger();
+CREATE TRIGGER payments_audit_truncate AFTER TRUNCATE ON payments.plans
+	FOR EACH STATEMENT EXECUTE FUNCTION payments._audit_trigger();
+CREATE TRIGGER payments_audit AFTER INSERT OR UPDATE OR DELETE ON payments.subscriptions
+	FOR EACH ROW EXECUTE FUNCTION payments._audit_trigger('metadata');
+CREATE TRIGGER payments_audit_truncate AFTER TRUNCATE ON payments.subscriptions
+	FOR EACH STATEMENT EXECUTE FUNCTION payments._audit_trigger();
+CREATE TRIGGER payments_audit AFTER INSERT OR UPDATE OR DELETE ON payments.invoices
+	FOR EACH ROW EXECUTE FUNCTION payments._audit_trigger();
+CREATE TRIGGER payments_audit_truncate AFTER TRUNCATE ON payments.invoices
+	FOR EACH STATEMENT EXECUTE FUNCTION payments._audit_trigger();
+CREATE TRIGGER payments_audit AFTER INSERT OR UPDATE OR DELETE ON payments.invoice_items
+	FOR EACH ROW EXECUTE FUNCTION payments._audit_trigger();
+CREATE TRIGGER payments_audit_truncate AFTER TRUNCATE ON payments.invoice_items
+	FOR EACH STATEMENT EXECUTE FUNCTION payments._audit_trigger();
+CREATE TRIGGER payments_audit AFTER INSERT OR UPDATE OR DELETE ON payments.dunning_policies
+	FOR EACH ROW EXECUTE FUNCTION payments._audit_trigger();
+CREATE TRIGGER payments_audit_truncate AFTER TRUNCATE ON payments.dunning_policies
+	FOR EACH STATEMENT EXECUTE FUNCTION payments._audit_trigger();
+CREATE TRIGGER payments_audit AFTER INSERT OR UPDATE OR DELETE ON payments.billing_clocks
+	FOR EACH ROW EXECUTE FUNCTION payments._audit_trigger();
+CREATE TRIGGER payments_audit_truncate AFTER TRUNCATE ON payments.billing_clocks
+	FOR EACH STATEMENT EXECUTE FUNCTION payments._audit_trigger();
+COMMENT ON TRIGGER payments_audit ON payments.plans IS 'Audit: payments.audit_log.';
+COMMENT ON TRIGGER payments_audit_truncate ON payments.plans IS 'Audit: payments.audit_log.';
+COMMENT ON TRIGGER payments_audit ON payments.subscriptions IS 'Audit: payments.audit_log; metadata is never written.';
+COMMENT ON TRIGGER payments_audit_truncate ON payments.subscriptions IS 'Audit: payments.audit_log.';
+COMMENT ON TRIGGER payments_audit ON payments.invoices IS 'Audit: payments.audit_log.';
+COMMENT ON TRIGGER payments_audit_truncate ON payments.invoices IS 'Audit: payments.audit_log.';
+COMMENT ON TRIGGER payments_audit ON payments.invoice_items IS 'Audit: payments.audit_log.';
+COMMENT ON TRIGGER payments_audit_truncate ON payments.invoice_items IS 'Audit: payments.audit_log.';
+COMMENT ON TRIGGER payments_audit ON payments.dunning_policies IS 'Audit: payments.audit_log.';
+COMMENT ON TRIGGER payments_audit_truncate ON payments.dunning_policies IS 'Audit: payments.audit_log.';
+COMMENT ON TRIGGER payments_audit ON payments.billing_clocks IS 'Audit: payments.audit_log.';
+COMMENT ON TRIGGER payments_audit_truncate ON payments.billing_clocks IS 'Audit: payments.audit_log.';
+
+------------------------------------------------------------------------------
+-- The billing clock and calendar periods.
+------------------------------------------------------------------------------
+
+-- "Now" for a merchant's billing: its test clock while test clocks are
+-- allowed, else the real time.
+CREATE FUNCTION payments._billing_now(p_merchant_id bigint) RETURNS timestamptz
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, payments
+	AS $$
+	SELECT coalesce((SELECT c.frozen_at FROM payments.billing_clocks c
+		WHERE c.merchant_id = p_merchant_id AND current_setting('payments.test_clocks', true) = 'on'), now())
+	$$;
+COMMENT ON FUNCTION payments._billing_now(bigint) IS
+	'Internal: "now" for a merchant''s billing (its test clock while payments.test_clocks is on, else now()).';
+
+-- The start of period p_index of a subscription: the local anchor plus
+-- p_index intervals, in its time zone.  Months and years are added from the
+-- anchor each time (never period to period), so the 31st comes back after
+-- a short month and 29 February after three years of 28 February.
+CREATE FUNCTION payments._period_start(p_anchor timestamp, p_time_zone text, p_unit text,
+	p_count integer, p_index integer)
+	RETURNS timestamptz
+	LANGUAGE sql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, payments
+	AS $$
+	SELECT (p_anchor + CASE p_unit
+		WHEN 'day' THEN make_interval(days => p_count * p_index)
+		WHEN 'week' THEN make_interval(days => 7 * p_count * p_index)
+		WHEN 'month' THEN make_interval(months => p_count * p_index)
+		WHEN 'year' THEN make_interval(years => p_count * p_index)
+	END) AT TIME ZONE p_time_zone
+	$$;
+COMMENT ON FUNCTION payments._period_start(timestamp, text, text, integer, integer) IS
+	'Internal: the start of a subscription''s period number p_index: the local billing anchor plus p_index intervals, in the subscription''s time zone (calendar months: the 31st bills on the last day of shorter months and returns; wall-clock time kept across daylight-saving changes).';
+
+------------------------------------------------------------------------------
+-- Test clocks (pay_set_test_clock, pay_advance_test_clock,
+-- pay_clear_test_clock, pay_billing_now).
+------------------------------------------------------------------------------
+
+CREATE FUNCTION payments._require_test_clocks() RETURNS void
+	LANGUAGE plpgsql
+	AS $$
+BEGIN
+	IF current_setting('payments.test_clocks', true) IS DISTINCT FROM 'on' THEN
+		RAISE EXCEPTION 'test clocks are off on this server'
+			USING ERRCODE = '55000',
+				DETAIL = 'Billing runs on the real clock.',
+				HINT = 'Test and demonstration servers turn them on with payments.test_clocks = on in postgresql.conf.';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION payments._require_test_clocks() IS
+	'Internal: raises 55000 unless the server setting payments.test_clocks is on.';
+
+CREATE FUNCTION payments.pay_set_test_clock(frozen_at timestamptz) RETURNS timestamptz
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	m bigint := payments.pay_current_merchant();
+	current_ timestamptz;
+BEGIN
+	PERFORM payments._require_test_clocks();
+	IF frozen_at IS NULL OR NOT isfinite(frozen_at) THEN
+		RAISE EXCEPTION 'frozen_at must be a finite time' USING ERRCODE = '22023';
+	END IF;
+	current_ := payments._billing_now(m);
+	IF frozen_at < current_ THEN
+		RAISE EXCEPTION 'a test clock never goes back'
+			USING ERRCODE = '22023',
+				DETAIL = format('Billing time is %s; %s was given.', current_, frozen_at);
+	END IF;
+	INSERT INTO payments.billing_clocks AS c (merchant_id, frozen_at) VALUES (m, frozen_at)
+	ON CONFLICT (merchant_id) DO UPDATE SET frozen_at = EXCLUDED.frozen_at, updated_at = now();
+	-- what the new time made due is billed now, not at the next round
+	PERFORM payments._wake_at_commit();
+	RETURN frozen_at;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_set_test_clock(timestamptz) IS
+	'Tests and demonstrations: freezes the current merchant''s billing clock at frozen_at (never backwards); renewals and dunning retries then fall due by that clock. Only while the server setting payments.test_clocks is on (55000 otherwise). Returns the new billing time.';
+
+CREATE FUNCTION payments.pay_advance_test_clock(by_interval interval) RETURNS timestamptz
+	LANGUAGE sql SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+	SELECT payments.pay_set_test_clock(payments._billing_now(payments.pay_current_merchant()) + by_interval)
+	$$;
+COMMENT ON FUNCTION payments.pay_advance_test_clock(interval) IS
+	'Tests and demonstrations: moves the current merchant''s billing clock forward by by_interval (from its frozen time, or from now). Returns the new billing time.';
+
+CREATE FUNCTION payments.pay_clear_test_clock() RETURNS timestamptz
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+BEGIN
+	PERFORM payments._require_test_clocks();
+	DELETE FROM payments.billing_clocks WHERE merchant_id = payments.pay_current_merchant();
+	RETURN now();
+END
+$$;
+COMMENT ON FUNCTION payments.pay_clear_test_clock() IS
+	'Tests and demonstrations: the current merchant''s billing runs on the real clock again. Returns now().';
+
+CREATE FUNCTION payments.pay_billing_now() RETURNS timestamptz
+	LANGUAGE sql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+	SELECT payments._billing_now(payments.pay_current_merchant())
+	$$;
+COMMENT ON FUNCTION payments.pay_billing_now() IS
+	'"Now" for the current merchant''s billing: its test clock while payments.test_clocks is on and one is set, else now().';
+
+-- ==== billing.sql ====
+
+-- Billing of subscriptions: charging an invoice through the outbox and the
+-- worker like any payment.
+
+------------------------------------------------------------------------------
+-- One charge attempt of an invoice: a purchase of the subscription's payment
+-- method (or the customer's default), recorded like any payment and sent by
+-- the worker after COMMIT with the card-on-file fields of a stored method.
+-- The payment carries invoice_id; what its outcome does to the invoice and
+-- the subscription is decided when the worker records it.
+------------------------------------------------------------------------------
+
+CREATE FUNCTION payments._charge_invoice(p_merchant_id bigint, p_invoice_id bigint) RETURNS bigint
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	inv payments.invoices;
+	s payments.subscriptions;
+	c payments.customers;
+	pm payments.payment_methods;
+	pid bigint;
+BEGIN
+	SELECT * INTO inv FROM payments.invoices i
+	WHERE i.merchant_id = p_merchant_id AND i.invoice_id = p_invoice_id
+	FOR UPDATE;
+	IF NOT FOUND OR inv.status NOT IN ('open', 'uncollectible') OR pay_minor_units(inv.amount) = 0 THEN
+		RETURN NULL;
+	END IF;
+	SELECT * INTO s FROM payments.subscriptions x
+	WHERE x.merchant_id = inv.merchant_id AND x.subscription_id = inv.subscription_id;
+	SELECT * INTO c FROM payments.customers x
+	WHERE x.merchant_id = inv.merchant_id AND x.customer_id = inv.customer_id;
+	-- the subscription's method while it is usable, else the customer's default
+	SELECT * INTO pm FROM payments.payment_methods x
+	WHERE x.merchant_id = inv.merchant_id AND x.customer_id = inv.customer_id AND x.status = 'active'
+		AND (x.payment_method_id = s.payment_method_id OR (s.payment_method_id IS NULL AND x.is_default))
+	LIMIT 1;
+	IF pm.payment_method_id IS NULL THEN
+		RETURN NULL;
+	END IF;
+
+	pid := nextval('payments.payments_payment_id_seq');
+	INSERT INTO payments.payments (merchant_id, payment_id, kind, amount, amount_refunded,
+		payment_method, card_brand, card_last4, card_exp_month, card_exp_year, card_fingerprint,
+		customer_profile_id, payment_profile_id, invoice_number, description,
+		customer, metadata, correlation_id, customer_id, payment_method_id, invoice_id)
+	OVERRIDING SYSTEM VALUE
+	VALUES (inv.merchant_id, pid, 'purchase', inv.amount, inv.amount * 0, 'profile',
+		pm.card_brand, pm.card_last4, pm.card_exp_month, pm.card_exp_year, pm.card_fingerprint,
+		pm.customer_profile_id, pm.payment_profile_id, 'P' || payments._invoice_tag() || pid,
+		format('Subscription %s, invoice %s', inv.subscription_id, inv.invoice_id),
+		c.billing || jsonb_strip_nulls(jsonb_build_object('email', c.email)),
+		jsonb_build_object('invoice_id', inv.invoice_id, 'subscription_id', inv.subscription_id),
+		inv.correlation_id, inv.customer_id, pm.payment_method_id, inv.invoice_id);
+	INSERT INTO payments.operations (merchant_id, payment_id, kind, amount, correlation_id)
+	VALUES (inv.merchant_id, pid, 'purchase', inv.amount, inv.correlation_id);
+	UPDATE payments.invoices SET payment_id = pid, attempt_count = attempt_count + 1,
+		next_attempt_at = NULL
+	WHERE merchant_id = inv.merchant_id AND invoice_id = inv.invoice_id;
+	PERFORM payments._wake_at_commit();
+	RETURN pid;
+END
+$$;
+COMMENT ON FUNCTION payments._charge_invoice(bigint, bigint) IS
+	'Internal: one charge attempt of an open invoice: a purchase of the subscription''s payment method (or the customer''s default), sent by the worker after COMMIT. Returns the payment id, or NULL when there is nothing to charge or no usable payment method.';
+
+------------------------------------------------------------------------------
+-- Issuing an invoice: its lines (the subscription's price times quantity for
+-- a period's invoice, or the lines given; then the subscription's pending
+-- prorations and credits), the total (a credit larger than the total is
+-- carried to the next invoice), and its first charge.  The caller holds the
+-- subscription's row lock.  A period already invoiced returns an empty row:
+-- the unique key invoices_one_per_period is what makes two billing runs at
+-- once, or a run repeated after a crash, harmless.
+------------------------------------------------------------------------------
+
+CREATE FUNCTION payments._issue_invoice(p_merchant_id bigint, p_subscription_id bigint, p_kind text,
+	p_period_index integer, p_period_start timestamptz, p_period_end timestamptz,
+	p_lines jsonb DEFAULT NULL)
+	RETURNS payments.invoices
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	s payments.subscriptions;
+	lines jsonb;
+	total payments.pay_amount;
+	credit payments.pay_amount;
+	inv payments.invoices;
+	now_ timestamptz := payments._billing_now(p_merchant_id);
+BEGIN
+	SELECT * INTO STRICT s FROM payments.subscriptions x
+	WHERE x.merchant_id = p_merchant_id AND x.subscription_id = p_subscription_id;
+	IF p_lines IS NOT NULL THEN
+		lines := p_lines;
+	ELSIF p_kind IN ('first', 'renewal') THEN
+		lines := jsonb_build_array(jsonb_build_object('kind', 'subscription',
+			'description', format('%s x %s, %s to %s', s.quantity, s.unit_amount,
+				p_period_start AT TIME ZONE s.time_zone, p_period_end AT TIME ZONE s.time_zone),
+			'unit_amount', s.unit_amount::text, 'quantity', s.quantity,
+			'amount', (s.unit_amount * s.quantity)::text));
+	ELSE
+		RAISE EXCEPTION 'a % invoice needs its lines', p_kind USING ERRCODE = '22023';
+	END IF;
+	IF p_kind IN ('first', 'renewal') THEN
+		lines := lines || coalesce((SELECT jsonb_agg(jsonb_build_object('kind', i.kind,
+				'description', i.description, 'amount', i.amount::text, 'item_id', i.item_id) ORDER BY i.item_id)
+			FROM payments.invoice_items i
+			WHERE i.merchant_id = p_merchant_id AND i.subscription_id = p_subscription_id
+				AND i.invoice_id IS NULL), '[]');
+	END IF;
+	SELECT coalesce(sum((l ->> 'amount')::payments.pay_amount), s.unit_amount * 0) INTO total
+	FROM jsonb_array_elements(lines) l;
+	IF pay_currency(total) <> pay_currency(s.unit_amount) THEN
+		RAISE EXCEPTION 'invoice lines must be in %', pay_currency(s.unit_amount) USING ERRCODE = '22023';
+	END IF;
+	credit := total * 0;
+	IF pay_minor_units(total) < 0 THEN
+		credit := total;
+		total := total * 0;
+	END IF;
+
+	INSERT INTO payments.invoices (merchant_id, subscription_id, customer_id, kind, period_index,
+		period_start, period_end, amount, lines, correlation_id)
+	VALUES (p_merchant_id, p_subscription_id, s.customer_id, p_kind, p_period_index,
+		p_period_start, p_period_end, total, lines, s.correlation_id)
+	ON CONFLICT (merchant_id, subscription_id, period_index) WHERE kind IN ('first', 'renewal') DO NOTHING
+	RETURNING * INTO inv;
+	IF NOT FOUND THEN
+		RETURN inv;
+	END IF;
+	IF p_kind IN ('first', 'renewal') THEN
+		UPDATE payments.invoice_items SET invoice_id = inv.invoice_id
+		WHERE merchant_id = p_merchant_id AND subscription_id = p_subscription_id AND invoice_id IS NULL;
+	END IF;
+	IF pay_minor_units(credit) < 0 THEN
+		INSERT INTO payments.invoice_items (merchant_id, subscription_id, kind, amount, description)
+		VALUES (p_merchant_id, p_subscription_id, 'credit', credit,
+			format('Credit carried over from invoice %s', inv.invoice_id));
+	END IF;
+	IF pay_minor_units(total) = 0 THEN
+		UPDATE payments.invoices SET status = 'paid', paid_at = now_, closed_at = now_
+		WHERE merchant_id = p_merchant_id AND invoice_id = inv.invoice_id
+		RETURNING * INTO inv;
+	ELSIF payments._charge_invoice(p_merchant_id, inv.invoice_id) IS NULL THEN
+		UPDATE payments.invoices SET first_failed_at = coalesce(first_failed_at, now_),
+			last_failure_code = 'no_payment_method',
+			last_failure_reason = 'The customer has no usable payment method.'
+		WHERE merchant_id = p_merchant_id AND invoice_id = inv.invoice_id
+		RETURNING * INTO inv;
+	ELSE
+		SELECT * INTO inv FROM payments.invoices
+		WHERE merchant_id = p_merchant_id AND invoice_id = inv.invoice_id;
+	END IF;
+	RETURN inv;
+END
+$$;
+COMMENT ON FUNCTION payments._issue_invoice(bigint, bigint, text, integer, timestamptz, timestamptz, jsonb) IS
+	'Internal: issues a subscription''s invoice (kind first or renewal: one per period, an empty row when the period was invoiced already; proration: the lines given) with its pending prorations and credits, and makes its first charge (an amount of zero is paid at once). The caller holds the subscription''s row lock.';
+
+------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,
 -- payment_api.sql, privileges.sql).  Keep this block LAST: its privilege
 -- and row-security statements cover every function and tenant table made
@@ -3360,7 +4041,16 @@ CREATE FUNCTION payments._api_function_names() RETURNS text[]
 		'pay_find_customers', 'pay_delete_customer', 'pay_save_payment_method', 'pay_wait_payment_method',
 		'pay_get_payment_method', 'pay_list_payment_methods', 'pay_set_default_payment_method',
 		'pay_delete_payment_method', 'pay_expiring_payment_methods', 'pay_export_customer',
-		'pay_erase_customer']
+		'pay_erase_customer',
+		-- plans, subscriptions, invoices, dunning, billing runs and test
+		-- clocks (subscription_tables.sql, subscriptions.sql, billing.sql)
+		'pay_create_plan', 'pay_update_plan', 'pay_get_plan', 'pay_list_plans',
+		'pay_create_subscription', 'pay_update_subscription', 'pay_get_subscription',
+		'pay_list_subscriptions', 'pay_cancel_subscription', 'pay_pause_subscription',
+		'pay_resume_subscription', 'pay_change_subscription', 'pay_preview_subscription_change',
+		'pay_get_invoice', 'pay_list_invoices', 'pay_run_renewals', 'pay_run_dunning',
+		'pay_set_dunning_policy', 'pay_get_dunning_policy',
+		'pay_set_test_clock', 'pay_advance_test_clock', 'pay_clear_test_clock', 'pay_billing_now']
 	$$;
 COMMENT ON FUNCTION payments._api_function_names() IS
 	'Internal: the names of the API functions pay_grant_api() grants.';

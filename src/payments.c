@@ -41,6 +41,9 @@ int			payments_account_retry_min_s = PAYMENTS_DEFAULT_ACCOUNT_RETRY_MIN_S;
 int			payments_account_retry_max_s = PAYMENTS_DEFAULT_ACCOUNT_RETRY_MAX_S;
 int			payments_max_wait_s = PAYMENTS_DEFAULT_MAX_WAIT_S;
 
+/* read by SQL only (current_setting), through payments._billing_now */
+static bool payments_test_clocks = false;
+
 void		_PG_init(void);
 
 PG_FUNCTION_INFO_V1(pay_assert_preloaded);
@@ -124,6 +127,15 @@ _PG_init(void)
 							PGC_SUSET,
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("payments.test_clocks",
+							 "Lets merchants freeze and move their billing clock (tests and demonstrations only).",
+							 "While on, pay_set_test_clock and pay_advance_test_clock decide when renewals and dunning retries fall due.",
+							 &payments_test_clocks,
+							 false,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
 
 	payments_api_keys_define_settings();
 

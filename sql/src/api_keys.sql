@@ -342,6 +342,31 @@ CREATE FUNCTION payments._api_function_scope(f name) RETURNS text
 		-- a customer's personal data, whole: the merchant's admin only
 		WHEN 'pay_export_customer' THEN 'admin'
 		WHEN 'pay_erase_customer' THEN 'admin'
+		-- plans, subscriptions and invoices
+		WHEN 'pay_get_plan' THEN 'read'
+		WHEN 'pay_list_plans' THEN 'read'
+		WHEN 'pay_get_subscription' THEN 'read'
+		WHEN 'pay_list_subscriptions' THEN 'read'
+		WHEN 'pay_preview_subscription_change' THEN 'read'
+		WHEN 'pay_get_invoice' THEN 'read'
+		WHEN 'pay_list_invoices' THEN 'read'
+		WHEN 'pay_get_dunning_policy' THEN 'read'
+		WHEN 'pay_billing_now' THEN 'read'
+		WHEN 'pay_create_plan' THEN 'payments'
+		WHEN 'pay_update_plan' THEN 'payments'
+		WHEN 'pay_create_subscription' THEN 'payments'
+		WHEN 'pay_update_subscription' THEN 'payments'
+		WHEN 'pay_cancel_subscription' THEN 'payments'
+		WHEN 'pay_pause_subscription' THEN 'payments'
+		WHEN 'pay_resume_subscription' THEN 'payments'
+		WHEN 'pay_change_subscription' THEN 'payments'
+		-- the merchant's billing settings, runs and test clock
+		WHEN 'pay_set_dunning_policy' THEN 'admin'
+		WHEN 'pay_run_renewals' THEN 'admin'
+		WHEN 'pay_run_dunning' THEN 'admin'
+		WHEN 'pay_set_test_clock' THEN 'admin'
+		WHEN 'pay_advance_test_clock' THEN 'admin'
+		WHEN 'pay_clear_test_clock' THEN 'admin'
 	END
 	$$;
 COMMENT ON FUNCTION payments._api_function_scope(name) IS

@@ -16,7 +16,7 @@ CREATE TABLE payments.status_transitions (
 	PRIMARY KEY (entity, from_status, to_status)
 );
 COMMENT ON TABLE payments.status_transitions IS
-	'Every allowed status transition of payments, operations, customers and payment methods; the status triggers refuse any other.';
+	'Every allowed status transition of payments, operations, customers, payment methods, subscriptions and invoices; the status triggers refuse any other.';
 REVOKE ALL ON payments.status_transitions FROM PUBLIC;
 
 INSERT INTO payments.status_transitions (entity, from_status, to_status) VALUES
@@ -188,6 +188,25 @@ BEGIN
 					'status', NEW.status, 'card_brand', NEW.card_brand, 'card_last4', NEW.card_last4,
 					'card_exp_month', NEW.card_exp_month, 'card_exp_year', NEW.card_exp_year,
 					'failure_code', NEW.failure_code, 'failure_reason', NEW.failure_reason),
+				NEW.correlation_id);
+		ELSIF v_entity = 'subscription' THEN
+			INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
+			VALUES (NEW.merchant_id, CASE WHEN TG_OP = 'INSERT' THEN 'subscription.created' ELSE 'subscription.' || NEW.status END,
+				jsonb_build_object('subscription_id', NEW.subscription_id, 'customer_id', NEW.customer_id,
+					'plan_id', NEW.plan_id, 'status', NEW.status,
+					'previous_status', CASE WHEN TG_OP = 'UPDATE' THEN OLD.status END,
+					'unit_amount', NEW.unit_amount, 'quantity', NEW.quantity,
+					'current_period_start', NEW.current_period_start, 'current_period_end', NEW.current_period_end,
+					'cancel_at_period_end', NEW.cancel_at_period_end),
+				NEW.correlation_id);
+		ELSIF v_entity = 'invoice' THEN
+			INSERT INTO payments.events (merchant_id, event_type, payment_id, data, correlation_id)
+			VALUES (NEW.merchant_id, CASE WHEN TG_OP = 'INSERT' THEN 'invoice.created' ELSE 'invoice.' || NEW.status END,
+				NEW.payment_id,
+				jsonb_build_object('invoice_id', NEW.invoice_id, 'subscription_id', NEW.subscription_id,
+					'kind', NEW.kind, 'status', NEW.status, 'amount', NEW.amount,
+					'period_start', NEW.period_start, 'period_end', NEW.period_end,
+					'attempt_count', NEW.attempt_count, 'payment_id', NEW.payment_id),
 				NEW.correlation_id);
 		ELSIF v_entity = 'customer' THEN
 			INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)

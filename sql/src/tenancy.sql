@@ -93,7 +93,16 @@ CREATE FUNCTION payments._api_function_names() RETURNS text[]
 		'pay_find_customers', 'pay_delete_customer', 'pay_save_payment_method', 'pay_wait_payment_method',
 		'pay_get_payment_method', 'pay_list_payment_methods', 'pay_set_default_payment_method',
 		'pay_delete_payment_method', 'pay_expiring_payment_methods', 'pay_export_customer',
-		'pay_erase_customer']
+		'pay_erase_customer',
+		-- plans, subscriptions, invoices, dunning, billing runs and test
+		-- clocks (subscription_tables.sql, subscriptions.sql, billing.sql)
+		'pay_create_plan', 'pay_update_plan', 'pay_get_plan', 'pay_list_plans',
+		'pay_create_subscription', 'pay_update_subscription', 'pay_get_subscription',
+		'pay_list_subscriptions', 'pay_cancel_subscription', 'pay_pause_subscription',
+		'pay_resume_subscription', 'pay_change_subscription', 'pay_preview_subscription_change',
+		'pay_get_invoice', 'pay_list_invoices', 'pay_run_renewals', 'pay_run_dunning',
+		'pay_set_dunning_policy', 'pay_get_dunning_policy',
+		'pay_set_test_clock', 'pay_advance_test_clock', 'pay_clear_test_clock', 'pay_billing_now']
 	$$;
 COMMENT ON FUNCTION payments._api_function_names() IS
 	'Internal: the names of the API functions pay_grant_api() grants.';

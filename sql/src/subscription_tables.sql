@@ -1,0 +1,396 @@
+-- Plans, subscriptions, invoices, pending invoice items, dunning policies and
+-- test clocks: the tables of recurring billing, their status machines, the
+-- billing clock, calendar periods and the charge of an invoice.
+
+------------------------------------------------------------------------------
+-- Plans: what a subscription costs per period.  The amount and the interval
+-- of a plan never change once made (subscriptions copy them); a plan that is
+-- no longer sold is made inactive.
+------------------------------------------------------------------------------
+
+CREATE TABLE payments.plans (
+	merchant_id bigint NOT NULL REFERENCES payments.merchants,
+	plan_id bigint GENERATED ALWAYS AS IDENTITY,
+	name text NOT NULL CHECK (length(name) BETWEEN 1 AND 255),
+	amount payments.pay_amount NOT NULL CHECK (pay_minor_units(amount) > 0),
+	interval_unit text NOT NULL CHECK (interval_unit IN ('day', 'week', 'month', 'year')),
+	interval_count integer NOT NULL DEFAULT 1 CHECK (interval_count BETWEEN 1 AND 366),
+	trial_days integer NOT NULL DEFAULT 0 CHECK (trial_days BETWEEN 0 AND 730),
+	active boolean NOT NULL DEFAULT true,
+	metadata jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(metadata) = 'object'),
+	idempotency_key text,
+	correlation_id text NOT NULL,
+	created_at timestamptz NOT NULL DEFAULT now(),
+	updated_at timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (merchant_id, plan_id)
+);
+CREATE INDEX plans_created ON payments.plans (merchant_id, created_at, plan_id);
+COMMENT ON TABLE payments.plans IS
+	'Plans of each merchant: amount and currency per period, interval (day, week, month, year, times interval_count) and trial length. Amount and interval never change; inactive plans take no new subscriptions.';
+
+------------------------------------------------------------------------------
+-- Subscriptions.  Periods are counted from billing_anchor, a wall-clock time
+-- in the subscription's time zone: period n starts at anchor + n intervals
+-- (payments._period_start), so an anchor on the 31st bills on the last day
+-- of shorter months and returns to the 31st, and a 09:00 anchor stays 09:00
+-- local across daylight-saving changes.
+------------------------------------------------------------------------------
+
+CREATE TABLE payments.subscriptions (
+	merchant_id bigint NOT NULL,
+	subscription_id bigint GENERATED ALWAYS AS IDENTITY,
+	customer_id bigint NOT NULL,
+	-- NULL: an explicit price, not a plan's
+	plan_id bigint,
+	status text NOT NULL CHECK (status IN ('trialing', 'incomplete', 'incomplete_expired', 'active',
+		'past_due', 'paused', 'canceled', 'unpaid')),
+	-- price per unit and period (the plan's amount, or the explicit price)
+	unit_amount payments.pay_amount NOT NULL CHECK (pay_minor_units(unit_amount) > 0),
+	quantity integer NOT NULL DEFAULT 1 CHECK (quantity BETWEEN 1 AND 100000),
+	interval_unit text NOT NULL CHECK (interval_unit IN ('day', 'week', 'month', 'year')),
+	interval_count integer NOT NULL CHECK (interval_count BETWEEN 1 AND 366),
+	-- NULL: the customer's default method at each charge
+	payment_method_id bigint,
+	time_zone text NOT NULL DEFAULT 'UTC',
+	billing_anchor timestamp NOT NULL,
+	-- the current period: number current_period_index counted from the
+	-- anchor, [current_period_start, current_period_end)
+	current_period_index integer NOT NULL DEFAULT 0,
+	current_period_start timestamptz NOT NULL,
+	current_period_end timestamptz NOT NULL,
+	trial_end timestamptz,
+	cancel_at_period_end boolean NOT NULL DEFAULT false,
+	canceled_at timestamptz,
+	ended_at timestamptz,
+	paused_at timestamptz,
+	-- when the billing run next has work for this subscription (the end of
+	-- the trial or of the period); NULL: none (paused, ended)
+	next_renewal_at timestamptz,
+	metadata jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(metadata) = 'object'),
+	idempotency_key text,
+	correlation_id text NOT NULL,
+	created_at timestamptz NOT NULL DEFAULT now(),
+	updated_at timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (merchant_id, subscription_id),
+	FOREIGN KEY (merchant_id, customer_id) REFERENCES payments.customers,
+	FOREIGN KEY (merchant_id, plan_id) REFERENCES payments.plans,
+	FOREIGN KEY (merchant_id, payment_method_id) REFERENCES payments.payment_methods,
+	CHECK (current_period_end > current_period_start),
+	CHECK (pay_currency(unit_amount) IS NOT NULL)
+);
+CREATE INDEX subscriptions_customer ON payments.subscriptions (merchant_id, customer_id, subscription_id);
+CREATE INDEX subscriptions_status ON payments.subscriptions (merchant_id, status, created_at, subscription_id);
+-- the billing run's queue
+CREATE INDEX subscriptions_renewal_due ON payments.subscriptions (next_renewal_at)
+	WHERE next_renewal_at IS NOT NULL;
+COMMENT ON TABLE payments.subscriptions IS
+	'Subscriptions: customer, plan or explicit price, quantity, payment method (NULL: the customer''s default), billing anchor and time zone, current period and status (payments.status_transitions, entity subscription).';
+
+------------------------------------------------------------------------------
+-- Invoices: one per subscription and period (first and renewal invoices;
+-- the unique index is what makes a double billing run harmless), plus
+-- proration invoices charged at once.  Each charge attempt is a payment
+-- (payments.payments.invoice_id) sent by the worker like any other.
+------------------------------------------------------------------------------
+
+CREATE TABLE payments.invoices (
+	merchant_id bigint NOT NULL,
+	invoice_id bigint GENERATED ALWAYS AS IDENTITY,
+	subscription_id bigint NOT NULL,
+	customer_id bigint NOT NULL,
+	kind text NOT NULL CHECK (kind IN ('first', 'renewal', 'proration')),
+	status text NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'paid', 'uncollectible', 'void')),
+	period_index integer NOT NULL,
+	period_start timestamptz NOT NULL,
+	period_end timestamptz NOT NULL,
+	-- what is due: the sum of the lines (never below zero)
+	amount payments.pay_amount NOT NULL CHECK (pay_minor_units(amount) >= 0),
+	-- [{"kind": "subscription" | "proration" | "credit", "description": text,
+	--   "amount": "12.34 USD", "quantity": n}, ...]
+	lines jsonb NOT NULL DEFAULT '[]' CHECK (jsonb_typeof(lines) = 'array'),
+	-- charge attempts made, the latest payment, and the next retry (dunning)
+	attempt_count integer NOT NULL DEFAULT 0,
+	payment_id bigint,
+	next_attempt_at timestamptz,
+	-- the first failure (the dunning schedule counts from it) and the last one
+	first_failed_at timestamptz,
+	last_failure_code text,
+	last_failure_reason text,
+	paid_at timestamptz,
+	closed_at timestamptz,
+	correlation_id text NOT NULL,
+	created_at timestamptz NOT NULL DEFAULT now(),
+	updated_at timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (merchant_id, invoice_id),
+	FOREIGN KEY (merchant_id, subscription_id) REFERENCES payments.subscriptions,
+	CHECK (period_end > period_start)
+);
+-- one invoice per subscription and period
+CREATE UNIQUE INDEX invoices_one_per_period ON payments.invoices (merchant_id, subscription_id, period_index)
+	WHERE kind IN ('first', 'renewal');
+CREATE INDEX invoices_subscription ON payments.invoices (merchant_id, subscription_id, invoice_id);
+-- the dunning run's queue
+CREATE INDEX invoices_retry_due ON payments.invoices (next_attempt_at)
+	WHERE status = 'open' AND next_attempt_at IS NOT NULL;
+COMMENT ON TABLE payments.invoices IS
+	'Invoices of subscriptions: one per subscription and period (kind first or renewal, unique), or a proration charged at once; amount, lines, status (payments.status_transitions, entity invoice), charge attempts (payments.payments.invoice_id) and the next dunning retry.';
+
+ALTER TABLE payments.payments ADD COLUMN invoice_id bigint;
+CREATE INDEX payments_invoice ON payments.payments (merchant_id, invoice_id) WHERE invoice_id IS NOT NULL;
+COMMENT ON COLUMN payments.payments.invoice_id IS 'The invoice this payment is a charge attempt of (subscriptions), if any.';
+
+-- Prorations and credits waiting for the subscription's next invoice.
+CREATE TABLE payments.invoice_items (
+	merchant_id bigint NOT NULL,
+	item_id bigint GENERATED ALWAYS AS IDENTITY,
+	subscription_id bigint NOT NULL,
+	kind text NOT NULL CHECK (kind IN ('proration', 'credit')),
+	-- negative: a credit
+	amount payments.pay_amount NOT NULL,
+	description text NOT NULL CHECK (length(description) BETWEEN 1 AND 255),
+	-- NULL: pending, for the next invoice
+	invoice_id bigint,
+	created_at timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (merchant_id, item_id),
+	FOREIGN KEY (merchant_id, subscription_id) REFERENCES payments.subscriptions
+);
+CREATE INDEX invoice_items_pending ON payments.invoice_items (merchant_id, subscription_id)
+	WHERE invoice_id IS NULL;
+COMMENT ON TABLE payments.invoice_items IS
+	'Prorations and credits of subscriptions waiting for the next invoice (invoice_id NULL), or the invoice that took them.';
+
+------------------------------------------------------------------------------
+-- Dunning: when a failed charge is tried again, and what happens after the
+-- last failure.  A merchant without a row gets the defaults.
+------------------------------------------------------------------------------
+
+CREATE TABLE payments.dunning_policies (
+	merchant_id bigint PRIMARY KEY REFERENCES payments.merchants,
+	-- days after the first failure at which the charge is tried again
+	retry_days integer[] NOT NULL DEFAULT '{1,3,5,7}'
+		CHECK (cardinality(retry_days) <= 10 AND array_position(retry_days, NULL) IS NULL
+			AND 0 < ALL (retry_days) AND 366 >= ALL (retry_days)),
+	final_action text NOT NULL DEFAULT 'canceled' CHECK (final_action IN ('canceled', 'unpaid')),
+	updated_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE payments.dunning_policies IS
+	'Per merchant: the days after a renewal''s first failure at which it is retried (default 1, 3, 5, 7) and the subscription''s status after the last failure (canceled or unpaid). Merchants without a row get the defaults.';
+
+------------------------------------------------------------------------------
+-- Test clocks: "now" for billing, per merchant, frozen where the test or
+-- demonstration put it.  Only while the server setting payments.test_clocks
+-- is on (postgresql.conf; off by default): production billing always runs
+-- on the real clock.
+------------------------------------------------------------------------------
+
+CREATE TABLE payments.billing_clocks (
+	merchant_id bigint PRIMARY KEY REFERENCES payments.merchants,
+	frozen_at timestamptz NOT NULL,
+	updated_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE payments.billing_clocks IS
+	'Test clocks: the frozen "now" of billing per merchant (pay_set_test_clock, pay_advance_test_clock); honoured only while the server setting payments.test_clocks is on.';
+
+REVOKE ALL ON payments.plans, payments.subscriptions, payments.invoices, payments.invoice_items,
+	payments.dunning_policies, payments.billing_clocks FROM PUBLIC;
+
+SELECT pg_catalog.pg_extension_config_dump('payments.plans', '');
+SELECT pg_catalog.pg_extension_config_dump('payments.subscriptions', '');
+SELECT pg_catalog.pg_extension_config_dump('payments.invoices', '');
+SELECT pg_catalog.pg_extension_config_dump('payments.invoice_items', '');
+SELECT pg_catalog.pg_extension_config_dump('payments.dunning_policies', '');
+SELECT pg_catalog.pg_extension_config_dump('payments.billing_clocks', '');
+SELECT pg_catalog.pg_extension_config_dump('payments.plans_plan_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('payments.subscriptions_subscription_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('payments.invoices_invoice_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('payments.invoice_items_item_id_seq', '');
+
+------------------------------------------------------------------------------
+-- Status machines of subscriptions and invoices (the one place they are
+-- stated; the status triggers enforce them and write the events).
+------------------------------------------------------------------------------
+
+INSERT INTO payments.status_transitions (entity, from_status, to_status) VALUES
+	('subscription', 'trialing', 'active'),
+	-- the charge at the end of the trial failed
+	('subscription', 'trialing', 'past_due'),
+	('subscription', 'trialing', 'canceled'),
+	('subscription', 'incomplete', 'active'),
+	('subscription', 'incomplete', 'incomplete_expired'),
+	('subscription', 'active', 'past_due'),
+	('subscription', 'active', 'paused'),
+	('subscription', 'active', 'canceled'),
+	-- a retry succeeded
+	('subscription', 'past_due', 'active'),
+	('subscription', 'past_due', 'canceled'),
+	-- retries exhausted, final action unpaid
+	('subscription', 'past_due', 'unpaid'),
+	('subscription', 'paused', 'active'),
+	('subscription', 'paused', 'canceled'),
+	-- an unpaid subscription's invoice paid at last (new card)
+	('subscription', 'unpaid', 'active'),
+	('subscription', 'unpaid', 'canceled'),
+	('invoice', 'open', 'paid'),
+	('invoice', 'open', 'uncollectible'),
+	('invoice', 'open', 'void'),
+	('invoice', 'uncollectible', 'paid'),
+	('invoice', 'uncollectible', 'void');
+
+CREATE TRIGGER subscriptions_status BEFORE INSERT OR UPDATE ON payments.subscriptions
+	FOR EACH ROW EXECUTE FUNCTION payments._status_guard('subscription');
+CREATE TRIGGER invoices_status BEFORE INSERT OR UPDATE ON payments.invoices
+	FOR EACH ROW EXECUTE FUNCTION payments._status_guard('invoice');
+
+-- Audited like the other tenant tables (audit.sql); metadata is the
+-- merchant's and may name the person, so it stays out of the append-only log.
+CREATE TRIGGER payments_audit AFTER INSERT OR UPDATE OR DELETE ON payments.plans
+	FOR EACH ROW EXECUTE FUNCTION payments._audit_trigger();
+CREATE TRIGGER payments_audit_truncate AFTER TRUNCATE ON payments.plans
+	FOR EACH STATEMENT EXECUTE FUNCTION payments._audit_trigger();
+CREATE TRIGGER payments_audit AFTER INSERT OR UPDATE OR DELETE ON payments.subscriptions
+	FOR EACH ROW EXECUTE FUNCTION payments._audit_trigger('metadata');
+CREATE TRIGGER payments_audit_truncate AFTER TRUNCATE ON payments.subscriptions
+	FOR EACH STATEMENT EXECUTE FUNCTION payments._audit_trigger();
+CREATE TRIGGER payments_audit AFTER INSERT OR UPDATE OR DELETE ON payments.invoices
+	FOR EACH ROW EXECUTE FUNCTION payments._audit_trigger();
+CREATE TRIGGER payments_audit_truncate AFTER TRUNCATE ON payments.invoices
+	FOR EACH STATEMENT EXECUTE FUNCTION payments._audit_trigger();
+CREATE TRIGGER payments_audit AFTER INSERT OR UPDATE OR DELETE ON payments.invoice_items
+	FOR EACH ROW EXECUTE FUNCTION payments._audit_trigger();
+CREATE TRIGGER payments_audit_truncate AFTER TRUNCATE ON payments.invoice_items
+	FOR EACH STATEMENT EXECUTE FUNCTION payments._audit_trigger();
+CREATE TRIGGER payments_audit AFTER INSERT OR UPDATE OR DELETE ON payments.dunning_policies
+	FOR EACH ROW EXECUTE FUNCTION payments._audit_trigger();
+CREATE TRIGGER payments_audit_truncate AFTER TRUNCATE ON payments.dunning_policies
+	FOR EACH STATEMENT EXECUTE FUNCTION payments._audit_trigger();
+CREATE TRIGGER payments_audit AFTER INSERT OR UPDATE OR DELETE ON payments.billing_clocks
+	FOR EACH ROW EXECUTE FUNCTION payments._audit_trigger();
+CREATE TRIGGER payments_audit_truncate AFTER TRUNCATE ON payments.billing_clocks
+	FOR EACH STATEMENT EXECUTE FUNCTION payments._audit_trigger();
+COMMENT ON TRIGGER payments_audit ON payments.plans IS 'Audit: payments.audit_log.';
+COMMENT ON TRIGGER payments_audit_truncate ON payments.plans IS 'Audit: payments.audit_log.';
+COMMENT ON TRIGGER payments_audit ON payments.subscriptions IS 'Audit: payments.audit_log; metadata is never written.';
+COMMENT ON TRIGGER payments_audit_truncate ON payments.subscriptions IS 'Audit: payments.audit_log.';
+COMMENT ON TRIGGER payments_audit ON payments.invoices IS 'Audit: payments.audit_log.';
+COMMENT ON TRIGGER payments_audit_truncate ON payments.invoices IS 'Audit: payments.audit_log.';
+COMMENT ON TRIGGER payments_audit ON payments.invoice_items IS 'Audit: payments.audit_log.';
+COMMENT ON TRIGGER payments_audit_truncate ON payments.invoice_items IS 'Audit: payments.audit_log.';
+COMMENT ON TRIGGER payments_audit ON payments.dunning_policies IS 'Audit: payments.audit_log.';
+COMMENT ON TRIGGER payments_audit_truncate ON payments.dunning_policies IS 'Audit: payments.audit_log.';
+COMMENT ON TRIGGER payments_audit ON payments.billing_clocks IS 'Audit: payments.audit_log.';
+COMMENT ON TRIGGER payments_audit_truncate ON payments.billing_clocks IS 'Audit: payments.audit_log.';
+
+------------------------------------------------------------------------------
+-- The billing clock and calendar periods.
+------------------------------------------------------------------------------
+
+-- "Now" for a merchant's billing: its test clock while test clocks are
+-- allowed, else the real time.
+CREATE FUNCTION payments._billing_now(p_merchant_id bigint) RETURNS timestamptz
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, payments
+	AS $$
+	SELECT coalesce((SELECT c.frozen_at FROM payments.billing_clocks c
+		WHERE c.merchant_id = p_merchant_id AND current_setting('payments.test_clocks', true) = 'on'), now())
+	$$;
+COMMENT ON FUNCTION payments._billing_now(bigint) IS
+	'Internal: "now" for a merchant''s billing (its test clock while payments.test_clocks is on, else now()).';
+
+-- The start of period p_index of a subscription: the local anchor plus
+-- p_index intervals, in its time zone.  Months and years are added from the
+-- anchor each time (never period to period), so the 31st comes back after
+-- a short month and 29 February after three years of 28 February.
+CREATE FUNCTION payments._period_start(p_anchor timestamp, p_time_zone text, p_unit text,
+	p_count integer, p_index integer)
+	RETURNS timestamptz
+	LANGUAGE sql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, payments
+	AS $$
+	SELECT (p_anchor + CASE p_unit
+		WHEN 'day' THEN make_interval(days => p_count * p_index)
+		WHEN 'week' THEN make_interval(days => 7 * p_count * p_index)
+		WHEN 'month' THEN make_interval(months => p_count * p_index)
+		WHEN 'year' THEN make_interval(years => p_count * p_index)
+	END) AT TIME ZONE p_time_zone
+	$$;
+COMMENT ON FUNCTION payments._period_start(timestamp, text, text, integer, integer) IS
+	'Internal: the start of a subscription''s period number p_index: the local billing anchor plus p_index intervals, in the subscription''s time zone (calendar months: the 31st bills on the last day of shorter months and returns; wall-clock time kept across daylight-saving changes).';
+
+------------------------------------------------------------------------------
+-- Test clocks (pay_set_test_clock, pay_advance_test_clock,
+-- pay_clear_test_clock, pay_billing_now).
+------------------------------------------------------------------------------
+
+CREATE FUNCTION payments._require_test_clocks() RETURNS void
+	LANGUAGE plpgsql
+	AS $$
+BEGIN
+	IF current_setting('payments.test_clocks', true) IS DISTINCT FROM 'on' THEN
+		RAISE EXCEPTION 'test clocks are off on this server'
+			USING ERRCODE = '55000',
+				DETAIL = 'Billing runs on the real clock.',
+				HINT = 'Test and demonstration servers turn them on with payments.test_clocks = on in postgresql.conf.';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION payments._require_test_clocks() IS
+	'Internal: raises 55000 unless the server setting payments.test_clocks is on.';
+
+CREATE FUNCTION payments.pay_set_test_clock(frozen_at timestamptz) RETURNS timestamptz
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	m bigint := payments.pay_current_merchant();
+	current_ timestamptz;
+BEGIN
+	PERFORM payments._require_test_clocks();
+	IF frozen_at IS NULL OR NOT isfinite(frozen_at) THEN
+		RAISE EXCEPTION 'frozen_at must be a finite time' USING ERRCODE = '22023';
+	END IF;
+	current_ := payments._billing_now(m);
+	IF frozen_at < current_ THEN
+		RAISE EXCEPTION 'a test clock never goes back'
+			USING ERRCODE = '22023',
+				DETAIL = format('Billing time is %s; %s was given.', current_, frozen_at);
+	END IF;
+	INSERT INTO payments.billing_clocks AS c (merchant_id, frozen_at) VALUES (m, frozen_at)
+	ON CONFLICT (merchant_id) DO UPDATE SET frozen_at = EXCLUDED.frozen_at, updated_at = now();
+	-- what the new time made due is billed now, not at the next round
+	PERFORM payments._wake_at_commit();
+	RETURN frozen_at;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_set_test_clock(timestamptz) IS
+	'Tests and demonstrations: freezes the current merchant''s billing clock at frozen_at (never backwards); renewals and dunning retries then fall due by that clock. Only while the server setting payments.test_clocks is on (55000 otherwise). Returns the new billing time.';
+
+CREATE FUNCTION payments.pay_advance_test_clock(by_interval interval) RETURNS timestamptz
+	LANGUAGE sql SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+	SELECT payments.pay_set_test_clock(payments._billing_now(payments.pay_current_merchant()) + by_interval)
+	$$;
+COMMENT ON FUNCTION payments.pay_advance_test_clock(interval) IS
+	'Tests and demonstrations: moves the current merchant''s billing clock forward by by_interval (from its frozen time, or from now). Returns the new billing time.';
+
+CREATE FUNCTION payments.pay_clear_test_clock() RETURNS timestamptz
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+BEGIN
+	PERFORM payments._require_test_clocks();
+	DELETE FROM payments.billing_clocks WHERE merchant_id = payments.pay_current_merchant();
+	RETURN now();
+END
+$$;
+COMMENT ON FUNCTION payments.pay_clear_test_clock() IS
+	'Tests and demonstrations: the current merchant''s billing runs on the real clock again. Returns now().';
+
+CREATE FUNCTION payments.pay_billing_now() RETURNS timestamptz
+	LANGUAGE sql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+	SELECT payments._billing_now(payments.pay_current_merchant())
+	$$;
+COMMENT ON FUNCTION payments.pay_billing_now() IS
+	'"Now" for the current merchant''s billing: its test clock while payments.test_clocks is on and one is set, else now().';
