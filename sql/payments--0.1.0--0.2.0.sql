@@ -3969,6 +3969,156 @@ COMMENT ON FUNCTION payments._issue_invoice(bigint, bigint, text, integer, times
 	'Internal: issues a subscription''s invoice (kind first or renewal: one per period, an empty row when the period was invoiced already; proration: the lines given) with its pending prorations and credits, and makes its first charge (an amount of zero is paid at once). The caller holds the subscription''s row lock.';
 
 ------------------------------------------------------------------------------
+-- h-lead-methods: a save or deletion of a payment method that becomes a
+-- dead letter, or a customer deletion the gateway refused, no longer leaves
+-- methods pending or deleting for ever (issue 11; payment_methods.sql).
+------------------------------------------------------------------------------
+
+INSERT INTO payments.status_transitions (entity, from_status, to_status) VALUES
+	('payment_method', 'failed', 'pending');
+
+-- A deleted customer whose gateway profile could not be deleted (the
+-- gateway refused, or the operation ran out of attempts): its methods are
+-- deleted here all the same (the customer is), and an event names the
+-- profile left at the gateway so that it can be removed there.
+CREATE FUNCTION payments._customer_profile_kept(o payments.operations, p_reason text) RETURNS void
+	LANGUAGE sql
+	SET search_path = pg_catalog, payments
+	AS $$
+	UPDATE payments.payment_methods SET status = 'deleted'
+	WHERE merchant_id = o.merchant_id AND customer_id = o.customer_id AND status = 'deleting';
+	INSERT INTO payments.events (merchant_id, event_type, operation_id, data, correlation_id)
+	SELECT o.merchant_id, 'customer.gateway_profile_kept', o.operation_id,
+		jsonb_build_object('customer_id', c.customer_id, 'customer_profile_id', c.customer_profile_id,
+			'operation_id', o.operation_id, 'reason', p_reason),
+		o.correlation_id
+	FROM payments.customers c WHERE c.merchant_id = o.merchant_id AND c.customer_id = o.customer_id;
+	$$;
+COMMENT ON FUNCTION payments._customer_profile_kept(payments.operations, text) IS
+	'Internal: a deleted customer''s gateway profile could not be deleted: its methods are deleted all the same and a customer.gateway_profile_kept event names the profile.';
+
+-- A save or deletion that ran out of attempts (a dead letter) does not
+-- leave its method half-way: a save fails (pay_wait_payment_method
+-- returns), a deletion leaves the method active, a customer's deletion
+-- keeps the profile (above).  pay_retry_dead_letter puts them back on
+-- their way: the method pending, or deleting, again.
+CREATE FUNCTION payments._method_operation_dead() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	why text := format('No answer from the gateway after %s attempts (%s); pay_retry_dead_letter can try again.',
+		NEW.attempts, coalesce(NEW.last_error, 'no error recorded'));
+BEGIN
+	IF NEW.status = 'dead' THEN
+		IF NEW.kind = 'save_method' THEN
+			UPDATE payments.payment_methods SET status = 'failed', is_default = false,
+				failure_code = 'gave_up', failure_reason = why
+			WHERE merchant_id = NEW.merchant_id AND payment_method_id = NEW.payment_method_id
+				AND status = 'pending';
+		ELSIF NEW.kind = 'delete_method' THEN
+			UPDATE payments.payment_methods SET status = 'active', failure_code = 'gave_up', failure_reason = why
+			WHERE merchant_id = NEW.merchant_id AND payment_method_id = NEW.payment_method_id
+				AND status = 'deleting';
+		ELSE
+			PERFORM payments._customer_profile_kept(NEW, why);
+		END IF;
+	ELSIF OLD.status = 'dead' AND NEW.status = 'queued' THEN
+		IF NEW.kind = 'save_method' THEN
+			UPDATE payments.payment_methods SET status = 'pending', failure_code = NULL, failure_reason = NULL
+			WHERE merchant_id = NEW.merchant_id AND payment_method_id = NEW.payment_method_id
+				AND status = 'failed' AND failure_code = 'gave_up';
+		ELSIF NEW.kind = 'delete_method' THEN
+			UPDATE payments.payment_methods SET status = 'deleting', is_default = false,
+				failure_code = NULL, failure_reason = NULL
+			WHERE merchant_id = NEW.merchant_id AND payment_method_id = NEW.payment_method_id
+				AND status = 'active' AND failure_code = 'gave_up';
+		END IF;
+	END IF;
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION payments._method_operation_dead() IS
+	'Trigger: a save, deletion or customer deletion that became a dead letter fails its method, leaves it active, or keeps the customer''s profile (event); retried (pay_retry_dead_letter), the method is pending or deleting again.';
+
+CREATE TRIGGER operations_method_dead AFTER UPDATE OF status ON payments.operations
+	FOR EACH ROW
+	WHEN ((NEW.status = 'dead' OR OLD.status = 'dead') AND NEW.status IS DISTINCT FROM OLD.status
+		AND NEW.kind IN ('save_method', 'delete_method', 'delete_customer'))
+	EXECUTE FUNCTION payments._method_operation_dead();
+COMMENT ON TRIGGER operations_method_dead ON payments.operations IS
+	'Moves a payment method on when its save or deletion becomes a dead letter or is retried.';
+
+CREATE OR REPLACE FUNCTION payments._record_method_result(p_merchant_id bigint, p_operation_id bigint,
+	p_outcome text, p_code text, p_reason text, p_customer_profile_id text,
+	p_payment_profile_id text, p_network_trans_id text, p_card_last4 text, p_card_brand text,
+	p_retry_at timestamptz, p_error text)
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	o payments.operations;
+	t payments.operation_outcomes;
+	ok boolean;
+BEGIN
+	IF p_outcome IN ('retry', 'unknown') THEN
+		-- tried again later, as every operation is (no payment to move)
+		PERFORM payments._record_result(p_merchant_id, p_operation_id, p_outcome, NULL, NULL, NULL,
+			NULL, NULL, NULL, NULL, p_retry_at, p_error, NULL);
+		RETURN;
+	END IF;
+	SELECT * INTO o FROM payments.operations
+	WHERE merchant_id = p_merchant_id AND operation_id = p_operation_id FOR UPDATE;
+	IF NOT FOUND OR o.status <> 'sending' THEN
+		RETURN;		-- not ours any more (a DBA discarded it)
+	END IF;
+	SELECT * INTO t FROM payments.operation_outcomes x
+	WHERE x.operation_kind = o.kind AND x.outcome = p_outcome;
+	IF NOT FOUND OR t.operation_status NOT IN ('succeeded', 'failed') THEN
+		RAISE EXCEPTION 'invalid outcome % for operation %', p_outcome, p_operation_id
+			USING ERRCODE = '22023';
+	END IF;
+	ok := t.operation_status = 'succeeded';
+	UPDATE payments.operations SET status = t.operation_status,
+		reason_text = coalesce(p_reason, p_error), last_error = CASE WHEN NOT ok THEN coalesce(p_error, p_code) END,
+		completed_at = clock_timestamp()
+	WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
+	DELETE FROM payments.card_vault WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
+
+	IF o.kind = 'save_method' THEN
+		IF ok THEN
+			UPDATE payments.customers SET customer_profile_id = coalesce(customer_profile_id, p_customer_profile_id),
+				updated_at = clock_timestamp()
+			WHERE merchant_id = o.merchant_id AND customer_id = o.customer_id;
+			UPDATE payments.payment_methods SET status = 'active',
+				customer_profile_id = p_customer_profile_id, payment_profile_id = p_payment_profile_id,
+				network_trans_id = coalesce(network_trans_id, nullif(p_network_trans_id, '')),
+				card_last4 = coalesce(card_last4, nullif(p_card_last4, '')),
+				card_brand = coalesce(card_brand, nullif(p_card_brand, ''))
+			WHERE merchant_id = o.merchant_id AND payment_method_id = o.payment_method_id AND status = 'pending';
+		ELSE
+			UPDATE payments.payment_methods SET status = 'failed', is_default = false,
+				failure_code = p_code, failure_reason = coalesce(p_reason, p_error)
+			WHERE merchant_id = o.merchant_id AND payment_method_id = o.payment_method_id AND status = 'pending';
+		END IF;
+	ELSIF o.kind = 'delete_method' THEN
+		UPDATE payments.payment_methods SET status = CASE WHEN ok THEN 'deleted' ELSE 'active' END,
+			failure_code = CASE WHEN ok THEN failure_code ELSE p_code END,
+			failure_reason = CASE WHEN ok THEN failure_reason ELSE coalesce(p_reason, p_error) END
+		WHERE merchant_id = o.merchant_id AND payment_method_id = o.payment_method_id AND status = 'deleting';
+	ELSIF o.kind = 'delete_customer' AND ok THEN
+		UPDATE payments.payment_methods SET status = 'deleted'
+		WHERE merchant_id = o.merchant_id AND customer_id = o.customer_id AND status = 'deleting';
+	ELSIF o.kind = 'delete_customer' THEN
+		PERFORM payments._customer_profile_kept(o, coalesce(p_reason, p_error, p_code));
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION payments._record_method_result(bigint, bigint, text, text, text, text, text, text, text, text, timestamptz, text) IS
+	'Worker, step 3: records the gateway''s answer to a save_method, delete_method or delete_customer operation and moves the payment method (and the customer''s profile id) on.';
+
+------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,
 -- payment_api.sql, privileges.sql).  Keep this block LAST: its privilege
 -- and row-security statements cover every function and tenant table made

@@ -508,11 +508,85 @@ BEGIN
 	ELSIF o.kind = 'delete_customer' AND ok THEN
 		UPDATE payments.payment_methods SET status = 'deleted'
 		WHERE merchant_id = o.merchant_id AND customer_id = o.customer_id AND status = 'deleting';
+	ELSIF o.kind = 'delete_customer' THEN
+		PERFORM payments._customer_profile_kept(o, coalesce(p_reason, p_error, p_code));
 	END IF;
 END
 $$;
 COMMENT ON FUNCTION payments._record_method_result(bigint, bigint, text, text, text, text, text, text, text, text, timestamptz, text) IS
 	'Worker, step 3: records the gateway''s answer to a save_method, delete_method or delete_customer operation and moves the payment method (and the customer''s profile id) on.';
+
+-- A deleted customer whose gateway profile could not be deleted (the
+-- gateway refused, or the operation ran out of attempts): its methods are
+-- deleted here all the same (the customer is), and an event names the
+-- profile left at the gateway so that it can be removed there.
+CREATE FUNCTION payments._customer_profile_kept(o payments.operations, p_reason text) RETURNS void
+	LANGUAGE sql
+	SET search_path = pg_catalog, payments
+	AS $$
+	UPDATE payments.payment_methods SET status = 'deleted'
+	WHERE merchant_id = o.merchant_id AND customer_id = o.customer_id AND status = 'deleting';
+	INSERT INTO payments.events (merchant_id, event_type, operation_id, data, correlation_id)
+	SELECT o.merchant_id, 'customer.gateway_profile_kept', o.operation_id,
+		jsonb_build_object('customer_id', c.customer_id, 'customer_profile_id', c.customer_profile_id,
+			'operation_id', o.operation_id, 'reason', p_reason),
+		o.correlation_id
+	FROM payments.customers c WHERE c.merchant_id = o.merchant_id AND c.customer_id = o.customer_id;
+	$$;
+COMMENT ON FUNCTION payments._customer_profile_kept(payments.operations, text) IS
+	'Internal: a deleted customer''s gateway profile could not be deleted: its methods are deleted all the same and a customer.gateway_profile_kept event names the profile.';
+
+-- A save or deletion that ran out of attempts (a dead letter) does not
+-- leave its method half-way: a save fails (pay_wait_payment_method
+-- returns), a deletion leaves the method active, a customer's deletion
+-- keeps the profile (above).  pay_retry_dead_letter puts them back on
+-- their way: the method pending, or deleting, again.
+CREATE FUNCTION payments._method_operation_dead() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	why text := format('No answer from the gateway after %s attempts (%s); pay_retry_dead_letter can try again.',
+		NEW.attempts, coalesce(NEW.last_error, 'no error recorded'));
+BEGIN
+	IF NEW.status = 'dead' THEN
+		IF NEW.kind = 'save_method' THEN
+			UPDATE payments.payment_methods SET status = 'failed', is_default = false,
+				failure_code = 'gave_up', failure_reason = why
+			WHERE merchant_id = NEW.merchant_id AND payment_method_id = NEW.payment_method_id
+				AND status = 'pending';
+		ELSIF NEW.kind = 'delete_method' THEN
+			UPDATE payments.payment_methods SET status = 'active', failure_code = 'gave_up', failure_reason = why
+			WHERE merchant_id = NEW.merchant_id AND payment_method_id = NEW.payment_method_id
+				AND status = 'deleting';
+		ELSE
+			PERFORM payments._customer_profile_kept(NEW, why);
+		END IF;
+	ELSIF OLD.status = 'dead' AND NEW.status = 'queued' THEN
+		IF NEW.kind = 'save_method' THEN
+			UPDATE payments.payment_methods SET status = 'pending', failure_code = NULL, failure_reason = NULL
+			WHERE merchant_id = NEW.merchant_id AND payment_method_id = NEW.payment_method_id
+				AND status = 'failed' AND failure_code = 'gave_up';
+		ELSIF NEW.kind = 'delete_method' THEN
+			UPDATE payments.payment_methods SET status = 'deleting', is_default = false,
+				failure_code = NULL, failure_reason = NULL
+			WHERE merchant_id = NEW.merchant_id AND payment_method_id = NEW.payment_method_id
+				AND status = 'active' AND failure_code = 'gave_up';
+		END IF;
+	END IF;
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION payments._method_operation_dead() IS
+	'Trigger: a save, deletion or customer deletion that became a dead letter fails its method, leaves it active, or keeps the customer''s profile (event); retried (pay_retry_dead_letter), the method is pending or deleting again.';
+
+CREATE TRIGGER operations_method_dead AFTER UPDATE OF status ON payments.operations
+	FOR EACH ROW
+	WHEN ((NEW.status = 'dead' OR OLD.status = 'dead') AND NEW.status IS DISTINCT FROM OLD.status
+		AND NEW.kind IN ('save_method', 'delete_method', 'delete_customer'))
+	EXECUTE FUNCTION payments._method_operation_dead();
+COMMENT ON TRIGGER operations_method_dead ON payments.operations IS
+	'Moves a payment method on when its save or deletion becomes a dead letter or is retried.';
 
 -- The network transaction id of an approved charge of a stored method
 -- that had none yet: the original id the method's merchant-initiated

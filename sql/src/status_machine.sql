@@ -69,6 +69,8 @@ INSERT INTO payments.status_transitions (entity, from_status, to_status) VALUES
 	('customer', 'active', 'deleted'),
 	('payment_method', 'pending', 'active'),
 	('payment_method', 'pending', 'failed'),
+	-- a save that ran out of attempts, put back in the queue
+	('payment_method', 'failed', 'pending'),
 	('payment_method', 'active', 'deleting'),
 	('payment_method', 'active', 'deleted'),
 	('payment_method', 'failed', 'deleted'),

@@ -183,6 +183,33 @@ like "$ex" 'getCustomerProfileRequest' "after the crash the worker looked the pr
 is "$(grep -o 'createCustomerProfileRequest' <<<"$ex" | wc -l)" 0 "and sent no create again (the card was lost with the restart; the first request had saved it)"
 is "$(q -c "SELECT count(*) FROM payments.card_vault WHERE merchant_id = $M")" 0 "no card is left in the vault"
 
+# --- a save and a customer deletion that run out of attempts (dead letters)
+# do not leave their methods pending or deleting for ever
+set_max_attempts() {	# set_max_attempts N | DEFAULT
+	cluster_psql "$WORK" "$PORT" payments -c "ALTER SYSTEM SET payments.max_attempts = $1" -c "SELECT pg_reload_conf()" >/dev/null
+	sleep 0.5
+}
+set_max_attempts 2
+cid6=$(q -c "SELECT customer_id FROM pay_create_customer(email => 'dead@example.com')")
+sim_ctl POST /faults '{"type":"http5xx","count":2,"requestType":"createCustomerProfileRequest"}' >/dev/null
+pm9=$(q -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $cid6, card => $(card 4111111111111111))")
+row=$(q -c "SELECT status || '|' || failure_code || '|' || is_default FROM pay_wait_payment_method($pm9, '25 s')")
+is "$row" "failed|gave_up|false" "a save that ran out of attempts fails its method (pay_wait_payment_method returns)"
+op9=$(q -c "SELECT operation_id FROM payments.operations WHERE merchant_id = $M AND payment_method_id = $pm9")
+is "$(q -c "SELECT status FROM payments.operations WHERE merchant_id = $M AND operation_id = $op9")" dead "its operation is a dead letter"
+like "$(q -c "SELECT failure_reason FROM pay_get_payment_method($pm9)")" 'after 2 attempts.*pay_retry_dead_letter' "the reason says why and what can be done"
+# one transaction: the worker may save it as soon as the retry commits
+st=$(cluster_psql "$WORK" "$PORT" payments -At -c "SELECT 'retried' FROM payments.pay_retry_dead_letter($M, $op9); SELECT status FROM payments.payment_methods WHERE merchant_id = $M AND payment_method_id = $pm9" | tail -1)
+is "$st" pending "retried, the method is pending again"
+is "$(q -c "SELECT status || '|' || coalesce(failure_code, '-') FROM pay_wait_payment_method($pm9, '20 s')")" "active|-" "and the retried save makes it active"
+sim_ctl POST /faults '{"type":"http5xx","count":2,"requestType":"deleteCustomerProfileRequest"}' >/dev/null
+q -c "SELECT pay_delete_customer($cid6)" >/dev/null
+is "$(q -c "SELECT status FROM pay_wait_payment_method($pm9, '25 s')")" deleted "a customer deletion that ran out of attempts still deletes the methods here"
+is "$(q -c "SELECT count(*) || '|' || min(data ->> 'customer_profile_id') FROM payments.events WHERE merchant_id = $M AND event_type = 'customer.gateway_profile_kept' AND data ->> 'customer_id' = '$cid6'")" \
+	"1|$(q -c "SELECT customer_profile_id FROM pay_get_customer($cid6)")" "and an event names the profile kept at the gateway"
+is "$(profile_field "$(q -c "SELECT payments._gateway_customer_ref($cid6)")" 'len(ps)')" 1 "(the gateway does still hold it)"
+set_max_attempts DEFAULT
+
 # --- the expiring-soon event, written by the worker's housekeeping
 cid5=$(q -c "SELECT customer_id FROM pay_create_customer(email => 'soon@example.com')")
 pm8=$(q -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $cid5, card => pay_card('4111111111111111', extract(month from now())::int, extract(year from now())::int, '123'), validation_mode => 'none')")
