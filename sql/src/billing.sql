@@ -612,7 +612,9 @@ BEGIN
 		WHERE x.next_renewal_at <= horizon
 			AND (p_merchant_id IS NULL OR x.merchant_id = p_merchant_id)
 			AND x.status IN ('trialing', 'active', 'incomplete')
-			AND (NOT clocks OR p_merchant_id IS NOT NULL OR x.next_renewal_at <= payments._billing_now(x.merchant_id))
+			-- each merchant's own clock (CASE: never evaluated without test clocks)
+			AND CASE WHEN clocks AND p_merchant_id IS NULL
+				THEN x.next_renewal_at <= payments._billing_now(x.merchant_id) ELSE true END
 		ORDER BY x.next_renewal_at
 		LIMIT p_limit
 		FOR UPDATE SKIP LOCKED
@@ -686,7 +688,8 @@ BEGIN
 		SELECT i.merchant_id, i.invoice_id, i.subscription_id FROM payments.invoices i
 		WHERE i.status = 'open' AND i.next_attempt_at <= horizon
 			AND (p_merchant_id IS NULL OR i.merchant_id = p_merchant_id)
-			AND (NOT clocks OR p_merchant_id IS NOT NULL OR i.next_attempt_at <= payments._billing_now(i.merchant_id))
+			AND CASE WHEN clocks AND p_merchant_id IS NULL
+				THEN i.next_attempt_at <= payments._billing_now(i.merchant_id) ELSE true END
 		ORDER BY i.next_attempt_at
 		LIMIT p_limit
 	LOOP
