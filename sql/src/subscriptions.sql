@@ -721,10 +721,7 @@ BEGIN
 			AND EXISTS (SELECT 1 FROM payments.invoices i
 				WHERE i.merchant_id = s.merchant_id AND i.subscription_id = s.subscription_id
 					AND i.status = 'open' AND i.last_failure_code IS NOT NULL) THEN
-		-- resolved at run time: the billing branch defines it
-		IF to_regprocedure('payments._retry_open_invoice_now(bigint, bigint)') IS NOT NULL THEN
-			EXECUTE 'SELECT payments._retry_open_invoice_now($1, $2)' USING s.merchant_id, s.subscription_id;
-		END IF;
+		PERFORM payments._retry_open_invoice_now(s.merchant_id, s.subscription_id);
 		SELECT * INTO result FROM payments.subscriptions x
 		WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id;
 	END IF;

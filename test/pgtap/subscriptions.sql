@@ -637,10 +637,8 @@ SELECT pg_temp.keep('cy-card2', pg_temp.add_card(pg_temp.id('cy'), false)) \gset
 SELECT is((SELECT concat_ws('|', status, payment_method_id = pg_temp.id('cy-card2'))
 	FROM pay_update_subscription(pg_temp.id('next'), payment_method_id => pg_temp.id('cy-card2'))), 'past_due|t',
 	'a past_due subscription takes a new method');
-SELECT CASE WHEN to_regprocedure('payments._retry_open_invoice_now(bigint, bigint)') IS NULL
-	THEN skip('payments._retry_open_invoice_now is the billing side''s (not in this build)', 1)
-	ELSE is((SELECT attempt_count FROM payments.invoices WHERE merchant_id = pg_temp.id('p') AND subscription_id = pg_temp.id('next')
-		AND period_index = 1), (SELECT attempt_count + 1 FROM before_retry), 'and its open invoice is charged to it at once') END;
+SELECT is((SELECT attempt_count FROM payments.invoices WHERE merchant_id = pg_temp.id('p') AND subscription_id = pg_temp.id('next')
+	AND period_index = 1), (SELECT attempt_count + 1 FROM before_retry), 'and its open invoice is charged to it at once');
 
 ------------------------------------------------------------------------------
 -- 9. Merchant isolation
