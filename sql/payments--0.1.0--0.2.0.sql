@@ -4682,7 +4682,8 @@ BEGIN
 		metadata, idempotency_key, correlation_id)
 	VALUES (m, c.customer_id, p.plan_id, 'incomplete', unit_, pay_create_subscription.quantity,
 		iunit, icount, pay_create_subscription.payment_method_id, pay_create_subscription.time_zone, anchor,
-		n, ps, pe, pe,
+		-- the billing run expires it if its first invoice is not paid in time
+		n, ps, pe, now_ + payments._incomplete_expiry(),
 		coalesce(pay_create_subscription.metadata, '{}'), pay_create_subscription.idempotency_key, corr)
 	RETURNING * INTO s;
 	inv := payments._issue_invoice(m, s.subscription_id, 'first', n, now_, pe,

@@ -146,8 +146,8 @@ SELECT pg_temp.keep('s1', subscription_id) FROM pay_create_subscription(customer
 SELECT is((SELECT concat_ws('|', status, unit_amount, quantity, interval_unit, current_period_index,
 	current_period_start, current_period_end, next_renewal_at, billing_anchor, time_zone)
 	FROM pg_temp.sub(pg_temp.id('s1'))),
-	'incomplete|30.00 USD|1|month|0|2095-04-01 00:00:00+00|2095-05-01 00:00:00+00|2095-05-01 00:00:00+00|2095-04-01 00:00:00|UTC',
-	'without a trial a subscription starts incomplete, period 0 from now to the same time next month');
+	'incomplete|30.00 USD|1|month|0|2095-04-01 00:00:00+00|2095-05-01 00:00:00+00|2095-04-01 23:00:00+00|2095-04-01 00:00:00|UTC',
+	'without a trial a subscription starts incomplete, period 0 from now to the same time next month; the billing run looks at it again when its first charge is due to expire (23 hours)');
 SELECT is((SELECT concat_ws('|', kind, status, period_index, amount, attempt_count, payment_id IS NOT NULL)
 	FROM payments.invoices WHERE merchant_id = pg_temp.id('a') AND subscription_id = pg_temp.id('s1')),
 	'first|open|0|30.00 USD|1|t', 'its first invoice (period 0, the plan''s amount) is issued and charged in the same transaction');
