@@ -2594,6 +2594,7 @@ DECLARE
 	result payments.customers;
 BEGIN
 	IF idem.request_kind IS NULL AND c.status <> 'deleted' THEN
+		PERFORM payments._end_customer_subscriptions(c);
 		PERFORM payments._delete_customer_profile(c, pay_delete_customer.idempotency_key, corr);
 		UPDATE payments.customers x SET status = 'deleted', deleted_at = clock_timestamp()
 		WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id;
@@ -3250,6 +3251,7 @@ BEGIN
 	IF idem.request_kind IS NULL AND c.erased_at IS NULL THEN
 		-- the gateway's profile holds the email and billing address: it goes too
 		IF c.status <> 'deleted' THEN
+			PERFORM payments._end_customer_subscriptions(c);
 			PERFORM payments._delete_customer_profile(c, NULL, corr);
 		END IF;
 		UPDATE payments.customers x SET status = 'deleted', email = NULL, name = NULL,
@@ -4862,6 +4864,66 @@ COMMENT ON FUNCTION payments.pay_update_subscription(bigint, bigint, jsonb, bool
 -- Cancel, pause, resume.
 ------------------------------------------------------------------------------
 
+-- Ending a subscription now (the caller holds its row lock): its open
+-- invoices are voided and it is canceled (incomplete_expired when it never
+-- started).  Refused while an open invoice's charge is in flight: it could
+-- be paid after the invoice was voided.
+CREATE FUNCTION payments._end_subscription_now(s payments.subscriptions, now_ timestamptz)
+	RETURNS payments.subscriptions
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	in_flight bigint;
+	result payments.subscriptions;
+BEGIN
+	SELECT i.invoice_id INTO in_flight FROM payments.invoices i
+	JOIN payments.payments y ON y.merchant_id = i.merchant_id AND y.payment_id = i.payment_id
+	WHERE i.merchant_id = s.merchant_id AND i.subscription_id = s.subscription_id AND i.status = 'open'
+		AND y.status IN ('pending', 'unknown', 'in_review')
+	LIMIT 1;
+	IF in_flight IS NOT NULL THEN
+		RAISE EXCEPTION 'a charge of invoice % of subscription % is in flight', in_flight, s.subscription_id
+			USING ERRCODE = '22Y20',
+				HINT = 'Wait for its outcome (pay_wait on the invoice''s payment_id; a payment held for review: pay_void it), then cancel again.';
+	END IF;
+	UPDATE payments.invoices i SET status = 'void', closed_at = now_, next_attempt_at = NULL
+	WHERE i.merchant_id = s.merchant_id AND i.subscription_id = s.subscription_id AND i.status = 'open';
+	-- an incomplete subscription never started: it ends as incomplete_expired
+	UPDATE payments.subscriptions x SET
+		status = CASE WHEN s.status = 'incomplete' THEN 'incomplete_expired' ELSE 'canceled' END,
+		canceled_at = now_, ended_at = now_, next_renewal_at = NULL
+	WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id
+	RETURNING * INTO result;
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION payments._end_subscription_now(payments.subscriptions, timestamptz) IS
+	'Internal: cancels a subscription now (incomplete_expired if it never started) and voids its open invoices; 22Y20 while a charge of one is in flight. The caller holds the subscription''s row lock.';
+
+-- A customer who is deleted or erased keeps no running subscription: each
+-- is ended now, as pay_cancel_subscription would (refused, with the whole
+-- deletion, while a charge of one is in flight).
+CREATE FUNCTION payments._end_customer_subscriptions(c payments.customers) RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	s payments.subscriptions;
+BEGIN
+	FOR s IN SELECT * FROM payments.subscriptions x
+		WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id
+			AND x.status NOT IN ('canceled', 'incomplete_expired')
+		ORDER BY x.subscription_id
+		FOR UPDATE
+	LOOP
+		PERFORM payments._end_subscription_now(s, payments._billing_now(c.merchant_id));
+	END LOOP;
+END
+$$;
+COMMENT ON FUNCTION payments._end_customer_subscriptions(payments.customers) IS
+	'Internal: ends a deleted or erased customer''s running subscriptions now (payments._end_subscription_now).';
+
 CREATE FUNCTION payments.pay_cancel_subscription(
 	subscription_id bigint,
 	at_period_end boolean DEFAULT false,
@@ -4876,7 +4938,6 @@ DECLARE
 	corr text := payments._correlation_id(pay_cancel_subscription.correlation_id);
 	idem payments.idempotency_keys;
 	now_ timestamptz := payments._billing_now(s.merchant_id);
-	in_flight bigint;
 	result payments.subscriptions;
 BEGIN
 	IF at_period_end IS NULL THEN
@@ -4899,27 +4960,7 @@ BEGIN
 			'cancel_at', s.current_period_end, 'fields', jsonb_build_array('cancel_at_period_end')), corr);
 		RETURN result;
 	END IF;
-	-- an open invoice whose charge is still in flight could be paid after
-	-- it was voided: the caller waits for that charge's outcome first
-	SELECT i.invoice_id INTO in_flight FROM payments.invoices i
-	JOIN payments.payments y ON y.merchant_id = i.merchant_id AND y.payment_id = i.payment_id
-	WHERE i.merchant_id = s.merchant_id AND i.subscription_id = s.subscription_id AND i.status = 'open'
-		AND y.status IN ('pending', 'unknown', 'in_review')
-	LIMIT 1;
-	IF in_flight IS NOT NULL THEN
-		RAISE EXCEPTION 'a charge of invoice % of subscription % is in flight', in_flight, s.subscription_id
-			USING ERRCODE = '22Y20',
-				HINT = 'Wait for its outcome (pay_wait on the invoice''s payment_id; a payment held for review: pay_void it), then cancel again.';
-	END IF;
-	UPDATE payments.invoices i SET status = 'void', closed_at = now_, next_attempt_at = NULL
-	WHERE i.merchant_id = s.merchant_id AND i.subscription_id = s.subscription_id AND i.status = 'open';
-	-- an incomplete subscription never started: it ends as incomplete_expired
-	UPDATE payments.subscriptions x SET
-		status = CASE WHEN s.status = 'incomplete' THEN 'incomplete_expired' ELSE 'canceled' END,
-		canceled_at = now_, ended_at = now_, next_renewal_at = NULL
-	WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id
-	RETURNING * INTO result;
-	RETURN result;
+	RETURN payments._end_subscription_now(s, now_);
 END
 $$;
 COMMENT ON FUNCTION payments.pay_cancel_subscription(bigint, boolean, text, text) IS
@@ -5253,6 +5294,7 @@ BEGIN
 	IF idem.request_kind IS NULL AND c.erased_at IS NULL THEN
 		-- the gateway's profile holds the email and billing address: it goes too
 		IF c.status <> 'deleted' THEN
+			PERFORM payments._end_customer_subscriptions(c);
 			PERFORM payments._delete_customer_profile(c, NULL, corr);
 		END IF;
 		UPDATE payments.customers x SET status = 'deleted', email = NULL, name = NULL,

@@ -50,15 +50,17 @@ cp -r "$REPO_ROOT/Makefile" "$REPO_ROOT/payments.control" "$REPO_ROOT/sql" "$REP
 	"$REPO_ROOT/test" "$WORK/"
 as_root chown -R "$PG_OS_USER" "$WORK"
 
-# TEST_FILTER=REGEX runs only the integration tests whose name matches
-# (for working on one test; the full suite is the default).
+# TEST_FILTER=REGEX runs only the integration tests whose name matches,
+# PGTAP_FILTER=REGEX only the pgTAP files whose name matches (for working
+# on one test; the full suite is the default).
 FILTER=${TEST_FILTER:-}
+PGTAP_FILTER=${PGTAP_FILTER:-}
 
 # 1. pg_regress: deterministic SQL (types, errors, catalog), through the
 # Makefile's installcheck against this cluster; pg_regress makes the
 # database payments_regress with the extension itself.
 # (test/integration/installcheck.sh runs it on a temporary instance.)
-if [ -z "$FILTER" ]; then
+if [ -z "$FILTER$PGTAP_FILTER" ]; then
 log "pg_regress: make installcheck USE_RUNNING_SERVER=1"
 set +e
 as_pg env PGHOST="$WORK/sock" PGPORT="$PORT" PGUSER=postgres \
@@ -78,13 +80,20 @@ fi
 fi
 
 # 2. pgTAP suites.
-if [ -z "$FILTER" ] && ls "$REPO_ROOT"/test/pgtap/*.sql >/dev/null 2>&1; then
+tap_files=()
+for f in "$REPO_ROOT"/test/pgtap/*.sql; do
+	[ -e "$f" ] || continue
+	name=$(basename "$f" .sql)
+	if [ -n "$PGTAP_FILTER" ] && ! [[ "$name" =~ $PGTAP_FILTER ]]; then continue; fi
+	tap_files+=("test/pgtap/$name.sql")
+done
+if { [ -z "$FILTER" ] || [ -n "$PGTAP_FILTER" ]; } && [ "${#tap_files[@]}" -gt 0 ]; then
 	cluster_psql "$WORK" "$PORT" postgres -c 'CREATE DATABASE payments_tap'
 	cluster_psql "$WORK" "$PORT" payments_tap -c 'CREATE EXTENSION pgtap' -c 'CREATE EXTENSION payments' -c 'ALTER DATABASE payments_tap SET search_path = public, payments'
-	log "pgTAP: $(ls "$REPO_ROOT"/test/pgtap/*.sql | wc -l) files"
+	log "pgTAP: ${#tap_files[@]} files"
 	set +e
 	(cd "$WORK" && as_pg pg_prove -v --host "$WORK/sock" --port "$PORT" --username postgres \
-		--dbname payments_tap test/pgtap/*.sql) > "$WORK/pgtap.log" 2>&1
+		--dbname payments_tap "${tap_files[@]}") > "$WORK/pgtap.log" 2>&1
 	rc=$?
 	set -e
 	cat "$WORK/pgtap.log"
@@ -99,6 +108,7 @@ for t in "$REPO_ROOT"/test/integration/*.sh; do
 	[ -e "$t" ] || continue
 	name=$(basename "$t" .sh)
 	if [ -n "$FILTER" ] && ! [[ "$name" =~ $FILTER ]]; then continue; fi
+	if [ -z "$FILTER" ] && [ -n "$PGTAP_FILTER" ]; then continue; fi
 	log "integration: $name"
 	set +e
 	bash "$t" > "$WORK/$name.log" 2>&1

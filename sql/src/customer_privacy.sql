@@ -88,6 +88,7 @@ BEGIN
 	IF idem.request_kind IS NULL AND c.erased_at IS NULL THEN
 		-- the gateway's profile holds the email and billing address: it goes too
 		IF c.status <> 'deleted' THEN
+			PERFORM payments._end_customer_subscriptions(c);
 			PERFORM payments._delete_customer_profile(c, NULL, corr);
 		END IF;
 		UPDATE payments.customers x SET status = 'deleted', email = NULL, name = NULL,

@@ -374,6 +374,7 @@ DECLARE
 	result payments.customers;
 BEGIN
 	IF idem.request_kind IS NULL AND c.status <> 'deleted' THEN
+		PERFORM payments._end_customer_subscriptions(c);
 		PERFORM payments._delete_customer_profile(c, pay_delete_customer.idempotency_key, corr);
 		UPDATE payments.customers x SET status = 'deleted', deleted_at = clock_timestamp()
 		WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id;

@@ -17,7 +17,7 @@
 \set ON_ERROR_STOP true
 BEGIN;
 SET LOCAL TimeZone = 'UTC';
-SELECT plan(246);
+SELECT plan(251);
 
 CREATE TEMP TABLE ids (name text PRIMARY KEY, id bigint NOT NULL);
 CREATE FUNCTION pg_temp.id(n text) RETURNS bigint LANGUAGE sql STABLE AS $$ SELECT id FROM ids WHERE name = n $$;
@@ -239,8 +239,9 @@ SELECT throws_ok(format('SELECT pay_create_subscription(customer_id => %s, plan_
 	pg_temp.id('bob'), pg_temp.id('plan'), pg_temp.id('bob-pending')), '22Y20', NULL, 'nor is it when named');
 SELECT throws_ok(format('SELECT pay_create_subscription(customer_id => %s, plan_id => %s, payment_method_id => %s)',
 	pg_temp.id('bob'), pg_temp.id('plan'), pg_temp.id('ada-card')), '22023', NULL, 'another customer''s method is refused');
-SELECT pay_delete_customer(pg_temp.id('nocard')) \gset _
-SELECT throws_ok(format('SELECT pay_create_subscription(customer_id => %s, plan_id => %s)', pg_temp.id('nocard'), pg_temp.id('plan-trial')),
+SELECT pg_temp.keep('gone', customer_id) FROM pay_create_customer(email => 'gone@example.com') \gset _
+SELECT pay_delete_customer(pg_temp.id('gone')) \gset _
+SELECT throws_ok(format('SELECT pay_create_subscription(customer_id => %s, plan_id => %s)', pg_temp.id('gone'), pg_temp.id('plan-trial')),
 	'22Y20', NULL, 'a deleted customer cannot subscribe');
 SELECT is((SELECT count(*) FROM payments.subscriptions WHERE merchant_id = pg_temp.id('a')), (SELECT n FROM before_bad),
 	'no refused call created a subscription');
@@ -670,6 +671,26 @@ SELECT is((SELECT count(*)::int FROM payments.invoices i WHERE i.merchant_id = p
 	'and none of A''s invoices were billed to B');
 
 ------------------------------------------------------------------------------
+-- 9b. A deleted customer keeps no running subscription
+------------------------------------------------------------------------------
+SELECT pg_temp.new_merchant('del') \gset _
+SELECT pg_temp.customer_with_card('dora') \gset _
+SELECT pg_temp.keep('del-plan', plan_id) FROM pay_create_plan(name => 'D', amount => '5.00 USD', trial_days => 7) \gset _
+SELECT pg_temp.keep('dora-trial', subscription_id) FROM pay_create_subscription(customer_id => pg_temp.id('dora'),
+	plan_id => pg_temp.id('del-plan')) \gset _
+SELECT pg_temp.keep('dora-now', subscription_id) FROM pay_create_subscription(customer_id => pg_temp.id('dora'),
+	plan_id => pg_temp.id('del-plan'), trial_days => 0) \gset _
+SELECT throws_ok(format('SELECT pay_delete_customer(%s)', pg_temp.id('dora')), '22Y20', NULL,
+	'a customer whose subscription''s charge is in flight is not deleted yet');
+SELECT is((SELECT status FROM payments.customers WHERE merchant_id = pg_temp.id('del') AND customer_id = pg_temp.id('dora')),
+	'active', 'and nothing of the deletion happened');
+SELECT pg_temp.pay_open_invoices(pg_temp.id('dora-now')) \gset _
+SELECT is((SELECT status FROM pay_delete_customer(pg_temp.id('dora'))), 'deleted', 'once it is answered, the customer is deleted');
+SELECT is((SELECT string_agg(status || '/' || (ended_at IS NOT NULL) || '/' || (next_renewal_at IS NULL), ',' ORDER BY subscription_id)
+	FROM payments.subscriptions WHERE merchant_id = pg_temp.id('del') AND customer_id = pg_temp.id('dora')),
+	'canceled/true/true,canceled/true/true', 'and its subscriptions (trialing, active) are canceled now, never renewed');
+
+------------------------------------------------------------------------------
 -- 10. Export and erasure
 ------------------------------------------------------------------------------
 SELECT pg_temp.act_as(pg_temp.id('a')) \gset _
@@ -677,7 +698,14 @@ SELECT is((SELECT concat_ws('|', jsonb_array_length(d -> 'subscriptions'), jsonb
 	d -> 'subscriptions' -> 0 -> 'metadata' ->> 'seat', d -> 'subscriptions' -> 0 ? 'idempotency_key')
 	FROM pay_export_customer(pg_temp.id('ada')) d), '6|4|A-1|f',
 	'the export holds the customer''s subscriptions (with metadata, without idempotency keys) and invoices');
+-- (erasure ends the customer's subscriptions, which waits for charges in
+-- flight: here they are declined, as the worker would record it)
+UPDATE payments.payments p SET status = 'failed', decline_code = '2', decline_reason = 'This transaction has been declined.'
+FROM payments.invoices i WHERE i.merchant_id = pg_temp.id('a') AND i.customer_id = pg_temp.id('ada')
+	AND p.merchant_id = i.merchant_id AND p.payment_id = i.payment_id AND p.status = 'pending';
 SELECT pay_erase_customer(pg_temp.id('ada')) \gset _
+SELECT is((SELECT count(*)::int FROM payments.subscriptions WHERE merchant_id = pg_temp.id('a') AND customer_id = pg_temp.id('ada')
+	AND status NOT IN ('canceled', 'incomplete_expired')), 0, 'erasure ends the customer''s subscriptions');
 SELECT is((SELECT count(*)::int FROM payments.subscriptions WHERE merchant_id = pg_temp.id('a') AND customer_id = pg_temp.id('ada')
 	AND metadata <> '{}'), 0, 'erasure clears the subscriptions'' metadata');
 SELECT is((SELECT count(*)::int FROM payments.audit_log WHERE table_name = 'subscriptions'
