@@ -55,6 +55,9 @@ else
 	log "creating a local cluster in $DIR (port $PORT)"
 	cluster_init "$DIR" "$PORT"
 fi
+# the demonstration moves billing time with a test clock (never on in production)
+grep -q '^payments.test_clocks' "$DIR/data/postgresql.conf" ||
+	echo 'payments.test_clocks = on' | as_pg tee -a "$DIR/data/postgresql.conf" >/dev/null
 cluster_start "$DIR"
 
 q() { cluster_psql "$DIR" "$PORT" "$@"; }
@@ -158,6 +161,65 @@ SELECT payment_id, status, amount_captured, amount_refunded, settled_at IS NOT N
 FROM pay_wait(:auth, '10 s');
 SELECT request_type, outcome FROM payments.gateway_exchanges
 WHERE operation_id = (SELECT max(operation_id) FROM pay_payment_operations(:auth)) ORDER BY exchange_id;
+SQL
+
+# Recurring billing over months, on a test clock: a customer with a card
+# saved at the gateway, a monthly subscription, a renewal, a renewal the bank
+# declines (past_due, retried on the dunning schedule), and the recovery
+# when the customer gives a new card (tried at once).
+log "a subscription over three months: renewal, decline, dunning, recovery"
+q payments -v ON_ERROR_STOP=0 -e <<'SQL'
+SET search_path = public, payments;
+\pset footer off
+-- A customer and a card saved at the gateway (an Authorize.Net customer
+-- profile; only brand, last four, expiry and the gateway's ids are kept).
+SELECT customer_id AS cust FROM pay_create_customer(email => 'grace@example.com', name => 'Grace Hopper',
+    billing => '{"first_name": "Grace", "last_name": "Hopper", "zip": "46201"}') \gset
+SELECT payment_method_id AS card FROM pay_save_payment_method(customer_id => :cust,
+    card => pay_card('4111 1111 1111 1111', 12, extract(year FROM now())::int + 2, '123', 'Grace Hopper')) \gset
+SELECT payment_method_id, status, card_brand, card_last4, payment_profile_id IS NOT NULL AS at_gateway
+FROM pay_wait_payment_method(:card, '10 s');
+
+-- A monthly plan and a subscription: its first invoice is charged at once.
+SELECT plan_id AS plan FROM pay_create_plan(name => 'Pro monthly', amount => '29.00 USD') \gset
+SELECT subscription_id AS sub FROM pay_create_subscription(customer_id => :cust, plan_id => :plan,
+    time_zone => 'America/New_York') \gset
+SELECT payment_id AS charge FROM pay_list_invoices(subscription_id => :sub) ORDER BY invoice_id DESC LIMIT 1 \gset
+SELECT payment_id, status, amount FROM pay_wait(:charge, '10 s');
+SELECT subscription_id, status, current_period_start, current_period_end FROM pay_get_subscription(:sub);
+
+-- A month later (billing time moved by a test clock), the renewal: one
+-- invoice for the new period, charged with the card-on-file fields.
+-- pay_run_renewals() is what pg_cron (or the worker's own clock) runs.
+SELECT pay_advance_test_clock('1 month 1 hour') AS billing_now;
+SELECT pay_run_renewals() AS renewed;
+SELECT payment_id AS charge FROM pay_list_invoices(subscription_id => :sub) ORDER BY invoice_id DESC LIMIT 1 \gset
+SELECT payment_id, status, amount FROM pay_wait(:charge, '10 s');
+
+-- The next month the bank declines (sandbox trigger: billing zip 46282):
+-- the subscription is past_due and the invoice waits for its first retry.
+SELECT status FROM pay_update_customer(customer_id => :cust, billing => '{"first_name": "Grace", "last_name": "Hopper", "zip": "46282"}');
+SELECT pay_advance_test_clock('1 month') AS billing_now;
+SELECT pay_run_renewals() AS renewed;
+SELECT payment_id AS charge FROM pay_list_invoices(subscription_id => :sub) ORDER BY invoice_id DESC LIMIT 1 \gset
+SELECT payment_id, status, decline_code, decline_reason FROM pay_wait(:charge, '10 s');
+SELECT subscription_id, status FROM pay_get_subscription(:sub);
+SELECT invoice_id, status, amount, attempt_count, next_attempt_at, last_failure_reason
+FROM pay_list_invoices(subscription_id => :sub) ORDER BY invoice_id DESC LIMIT 1;
+
+-- The customer gives a new card: it is tried at once, and the
+-- subscription is active again.
+SELECT status FROM pay_update_customer(customer_id => :cust, billing => '{"first_name": "Grace", "last_name": "Hopper", "zip": "46201"}');
+SELECT payment_method_id AS card2 FROM pay_save_payment_method(customer_id => :cust,
+    card => pay_card('5555 5555 5555 4444', 6, extract(year FROM now())::int + 3, '321', 'Grace Hopper')) \gset
+SELECT status, is_default FROM pay_wait_payment_method(:card2, '10 s');
+SELECT payment_id AS charge FROM pay_list_invoices(subscription_id => :sub) ORDER BY invoice_id DESC LIMIT 1 \gset
+SELECT payment_id, status, amount, card_last4 FROM pay_wait(:charge, '10 s');
+SELECT subscription_id, status, current_period_start, current_period_end FROM pay_get_subscription(:sub);
+SELECT invoice_id, kind, status, amount, attempt_count, period_start::date FROM pay_list_invoices(subscription_id => :sub)
+ORDER BY invoice_id;
+SELECT event_type, created_at FROM payments.events
+WHERE event_type LIKE 'subscription.%' AND (data ->> 'subscription_id')::bigint = :sub ORDER BY event_id;
 SQL
 
 cat <<EOF
