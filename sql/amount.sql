@@ -183,7 +183,8 @@ DROP TABLE amounts;
 -- Issue 12: the fast paths (state updated in place, sort support with
 -- abbreviated keys) give the same answers as the slow ones.
 --
--- sum(), min() and max() update their state in place: running and moving
+-- sum() updates its own 128-bit total, min() and max() their state, in
+-- place: running and moving
 -- window aggregates still give every row its own value, and + outside an
 -- aggregate leaves its operands alone.
 SELECT id, a, sum(a) OVER (ORDER BY id) AS running,
@@ -323,6 +324,146 @@ RESET enable_bitmapscan;
 RESET enable_seqscan;
 
 DROP TABLE usd, near_limit, mixed_sum, sorted, few;
+
+--
+-- Issue 12, second part: sum() keeps a 128-bit running total, so that an
+-- overflow is raised for the final sum only, whatever the plan; partial
+-- sums in different currencies are an error where they are combined.
+--
+-- 100 000 rows of +9e18 minor units, then 100 000 of -9e18: a 64-bit
+-- running total read in order overflows at the second row, and parallel
+-- workers' partial sums are far beyond int64 too.
+CREATE TABLE swing AS
+SELECT i AS id, pay_amount_from_minor(CASE WHEN i <= 100000 THEN 9000000000000000000
+	ELSE -9000000000000000000 END, 'USD') AS a
+FROM generate_series(1, 200000) i;
+ANALYZE swing;
+CREATE FUNCTION pg_temp.swing_sums() RETURNS TABLE (rows_summed text, total text) LANGUAGE plpgsql AS $$
+DECLARE
+	w text;
+BEGIN
+	FOREACH w IN ARRAY ARRAY['true', 'id > 1', 'id < 200000', 'id NOT IN (150000, 150001)',
+		'id > 99999 AND id <> 100001', 'id BETWEEN 100000 AND 100001']
+	LOOP
+		rows_summed := w;
+		BEGIN
+			EXECUTE 'SELECT sum(a)::text FROM swing WHERE ' || w INTO total;
+		EXCEPTION WHEN numeric_value_out_of_range THEN
+			total := SQLSTATE || ': ' || SQLERRM;
+		END;
+		RETURN NEXT;
+	END LOOP;
+END $$;
+SET max_parallel_workers_per_gather = 0;
+EXPLAIN (COSTS OFF) SELECT sum(a) FROM swing;
+SELECT * FROM pg_temp.swing_sums();
+SET parallel_setup_cost = 0;
+SET parallel_tuple_cost = 0;
+SET min_parallel_table_scan_size = 0;
+SET max_parallel_workers_per_gather = 2;
+EXPLAIN (COSTS OFF) SELECT sum(a) FROM swing;
+SELECT * FROM pg_temp.swing_sums();
+-- A window sum over a frame that goes past the limit and back.
+SELECT id, a, sum(a) OVER (ORDER BY id ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS frame
+FROM swing WHERE id BETWEEN 99999 AND 100002 ORDER BY id;
+
+-- Partial sums combined: partitionwise aggregation gives every partition
+-- its own partial sum (serial, and parallel where the partial states go
+-- through Gather serialized), so the combine function always sees one
+-- partition's currency meet the other's.  (The error names the two codes
+-- in the order the partial states meet, which is up to the parallel
+-- workers: the check below lists them in alphabetical order.)
+CREATE TABLE by_part (k int, a pay_amount) PARTITION BY LIST (k);
+CREATE TABLE by_part_1 PARTITION OF by_part FOR VALUES IN (1);
+CREATE TABLE by_part_2 PARTITION OF by_part FOR VALUES IN (2);
+INSERT INTO by_part SELECT 1, '0.01 USD' FROM generate_series(1, 20000);
+INSERT INTO by_part SELECT 2, '0.01 EUR' FROM generate_series(1, 20000);
+ANALYZE by_part;
+SET enable_partitionwise_aggregate = on;
+CREATE FUNCTION pg_temp.part_sums() RETURNS TABLE (what text, result text) LANGUAGE plpgsql AS $$
+DECLARE
+	q text;
+BEGIN
+	FOREACH q IN ARRAY ARRAY['sum(a)', 'min(a)', 'max(a)']
+	LOOP
+		what := q;
+		BEGIN
+			EXECUTE 'SELECT ' || q || '::text FROM by_part GROUP BY k > 0' INTO result;
+		EXCEPTION WHEN numeric_value_out_of_range OR SQLSTATE '22Y03' THEN
+			result := SQLSTATE || ': ' || regexp_replace(SQLERRM, '[A-Z]{3} and [A-Z]{3}$', '') ||
+				coalesce((SELECT string_agg(c, ' and ' ORDER BY c)
+					FROM regexp_matches(SQLERRM, '([A-Z]{3}) and ([A-Z]{3})$') m, unnest(m) c), '');
+		END;
+		RETURN NEXT;
+	END LOOP;
+END $$;
+SET max_parallel_workers_per_gather = 0;
+EXPLAIN (COSTS OFF) SELECT sum(a) FROM by_part GROUP BY k > 0;
+SELECT * FROM pg_temp.part_sums();
+SET max_parallel_workers_per_gather = 2;
+EXPLAIN (COSTS OFF) SELECT sum(a) FROM by_part GROUP BY k > 0;
+SELECT * FROM pg_temp.part_sums();
+-- one currency: the partial sums add up; then each partition's partial
+-- sum fits but their total does not; then it fits again
+UPDATE by_part SET a = '0.01 USD' WHERE k = 2;
+SELECT * FROM pg_temp.part_sums();
+UPDATE by_part SET a = '90000000000000000.00 USD' WHERE ctid = (SELECT min(ctid) FROM by_part_1) AND k = 1;
+UPDATE by_part SET a = '90000000000000000.00 USD' WHERE ctid = (SELECT min(ctid) FROM by_part_2) AND k = 2;
+SELECT * FROM pg_temp.part_sums();
+SET max_parallel_workers_per_gather = 0;
+SELECT * FROM pg_temp.part_sums();
+UPDATE by_part SET a = -a WHERE k = 2;
+SELECT * FROM pg_temp.part_sums();
+RESET enable_partitionwise_aggregate;
+RESET max_parallel_workers_per_gather;
+RESET min_parallel_table_scan_size;
+RESET parallel_tuple_cost;
+RESET parallel_setup_cost;
+DROP TABLE swing, by_part;
+
+-- Sorting agrees with the comparison operators, and ties of the
+-- abbreviated keys are decided by the full comparison: a quarter of the
+-- amounts is above 2^48 minor units and a quarter below -2^48 (each quarter
+-- shares one abbreviated key per currency), a quarter spread over +/- 2e9
+-- and a quarter of duplicates around zero, in three currencies.
+CREATE TABLE tied AS
+SELECT i AS id, pay_amount_from_minor(CASE i % 4
+		WHEN 0 THEN 281474976710656 + i::bigint * 1000003
+		WHEN 1 THEN -281474976710657 - i::bigint * 1000003
+		WHEN 2 THEN (i::bigint * 2654435761) % 4000000001 - 2000000000
+		ELSE i % 1000 - 500 END,
+	(ARRAY['EUR', 'JPY', 'USD'])[1 + i % 3]) AS a
+FROM generate_series(1, 120000) i;
+ANALYZE tied;
+SET max_parallel_workers_per_gather = 0;
+-- neighbours in the sort (a Sort node under the window) against the
+-- operators: the total order ~<=~ and pay_amount_cmp everywhere, and <=
+-- (strict, one currency) within a currency
+SELECT count(*) AS pairs,
+	count(*) FILTER (WHERE NOT prev ~<=~ a) AS against_total_order,
+	count(*) FILTER (WHERE pay_amount_cmp(prev, a) > 0) AS against_cmp,
+	count(*) FILTER (WHERE pay_currency(prev) = pay_currency(a) AND NOT prev <= a) AS against_le,
+	count(*) FILTER (WHERE pay_currency(prev) = pay_currency(a) AND prev = a) AS equal_pairs,
+	count(*) FILTER (WHERE pay_currency(prev) <> pay_currency(a)) AS currency_changes,
+	count(*) FILTER (WHERE pay_minor_units(a) < 0) AS negative
+FROM (SELECT a, lag(a) OVER (ORDER BY a) AS prev FROM tied) s
+WHERE prev IS NOT NULL;
+-- the whole order against (currency, minor units): a Sort node over the
+-- lone column, whole rows, an ordered aggregate (a Datum sort), descending,
+-- and a bounded (top-N) sort
+SELECT (SELECT string_agg(a::text, ',') FROM (SELECT a FROM tied ORDER BY a) s) =
+	(SELECT string_agg(a::text, ',' ORDER BY pay_currency(a), pay_minor_units(a)) FROM tied)
+	AS lone_column_in_order,
+	(SELECT string_agg(id::text, ',') FROM (SELECT id FROM tied ORDER BY a, id) s) =
+	(SELECT string_agg(id::text, ',' ORDER BY pay_currency(a), pay_minor_units(a), id) FROM tied)
+	AS rows_in_order,
+	(SELECT array_agg(a ORDER BY a DESC) = array_agg(a ORDER BY pay_currency(a) DESC, pay_minor_units(a) DESC)
+	 FROM tied) AS descending_in_order,
+	(SELECT array_agg(a) FROM (SELECT a FROM tied ORDER BY a LIMIT 100) s) =
+	(SELECT array_agg(a) FROM (SELECT a FROM tied ORDER BY pay_currency(a), pay_minor_units(a) LIMIT 100) s)
+	AS top_n_in_order;
+RESET max_parallel_workers_per_gather;
+DROP TABLE tied;
 -- Text input errors in full: SQLSTATE, message, detail and hint of each
 -- rule of the grammar (src/amount_parse.c; amount_io.c words them).
 CREATE FUNCTION pg_temp.try_full(v text) RETURNS text LANGUAGE plpgsql AS $$

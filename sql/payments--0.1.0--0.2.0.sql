@@ -6206,6 +6206,40 @@ COMMENT ON FUNCTION payments.pay_list_invoices(bigint, text, bigint, integer) IS
 	'The current merchant''s invoices, newest first (by invoice_id), at most page_size (1-500, default 50) per call; filters subscription_id (PT404 when not the merchant''s) and status (open, paid, uncollectible, void). Keyset pagination: pass as after the last invoice_id of the previous page.';
 
 ------------------------------------------------------------------------------
+-- h-amount2: sum(pay_amount) keeps a 128-bit running total (issue 12;
+-- sql/src/amount.sql, src/amount_sum.c), so that an overflow is raised for
+-- the final sum only, whatever the plan.  CREATE OR REPLACE keeps the
+-- aggregate's oid: views and functions over sum() upgrade untouched.
+------------------------------------------------------------------------------
+
+CREATE FUNCTION payments.pay_amount_sum_accum(internal, payments.pay_amount) RETURNS internal
+	LANGUAGE c IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME';
+CREATE FUNCTION payments.pay_amount_sum_combine(internal, internal) RETURNS internal
+	LANGUAGE c IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME';
+CREATE FUNCTION payments.pay_amount_sum_serialize(internal) RETURNS bytea
+	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME';
+CREATE FUNCTION payments.pay_amount_sum_deserialize(bytea, internal) RETURNS internal
+	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME';
+CREATE FUNCTION payments.pay_amount_sum_final(internal) RETURNS payments.pay_amount
+	LANGUAGE c IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME';
+COMMENT ON FUNCTION payments.pay_amount_sum_accum(internal, payments.pay_amount) IS
+	'sum(pay_amount) transition: adds an amount to the 128-bit running total; another currency is an error.';
+COMMENT ON FUNCTION payments.pay_amount_sum_combine(internal, internal) IS
+	'sum(pay_amount) combine: adds two partial totals; different currencies are an error.';
+COMMENT ON FUNCTION payments.pay_amount_sum_serialize(internal) IS 'sum(pay_amount) state to bytea (parallel plans).';
+COMMENT ON FUNCTION payments.pay_amount_sum_deserialize(bytea, internal) IS 'sum(pay_amount) state from bytea (parallel plans).';
+COMMENT ON FUNCTION payments.pay_amount_sum_final(internal) IS
+	'sum(pay_amount) result: the total as a pay_amount; out of range is an error.';
+
+CREATE OR REPLACE AGGREGATE payments.sum(payments.pay_amount) (
+	SFUNC = payments.pay_amount_sum_accum, STYPE = internal, SSPACE = 24,
+	FINALFUNC = payments.pay_amount_sum_final,
+	COMBINEFUNC = payments.pay_amount_sum_combine,
+	SERIALFUNC = payments.pay_amount_sum_serialize,
+	DESERIALFUNC = payments.pay_amount_sum_deserialize,
+	PARALLEL = SAFE);
+
+------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,
 -- payment_api.sql, privileges.sql).  Keep this block LAST: its privilege
 -- and row-security statements cover every function and tenant table made

@@ -33,4 +33,9 @@ typedef struct PayAmount
 extern PayAmount *pay_amount_make(int64 minor, const Currency *currency);
 extern const Currency *pay_amount_currency_of(const PayAmount *a);
 
+/* Errors of the arithmetic (amount_ops.c), shared with sum() (amount_sum.c) */
+extern void pay_amount_currency_mismatch(const char *a_code, const char *b_code,
+										 const char *what) pg_attribute_noreturn();
+extern void pay_amount_out_of_range(void) pg_attribute_noreturn();
+
 #endif

@@ -17,9 +17,9 @@
  *
  * Speed (issue 12): nothing here looks a currency up or detoasts (the type
  * is 16 bytes, fixed length, by reference).  Comparisons read the code as
- * one integer.  As the transition function of sum(), min() and max() (and
- * as their combine function), + and the min/max support functions update
- * the aggregate's own state in place instead of allocating a new value per
+ * one integer.  sum() keeps a 128-bit running total in a state of its own
+ * (amount_sum.c), so no plan overflows where another would not; min() and
+ * max() update their state in place instead of allocating a new value per
  * row.  Sorting and btree index builds get sort support with abbreviated
  * keys (pay_amount_sortsupport).
  *
@@ -100,20 +100,30 @@ amount_like(const PayAmount *a, int64 minor)
 	return r;
 }
 
+/*
+ * The mixed-currency error: what ("add", "compare") between amounts in the
+ * currencies a_code and b_code (three letters each).
+ */
+void
+pay_amount_currency_mismatch(const char *a_code, const char *b_code, const char *what)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_PAY_CURRENCY_MISMATCH),
+			 errmsg("cannot %s amounts in different currencies: %.3s and %.3s",
+					what, a_code, b_code),
+			 errhint("Convert one amount to the other's currency first, or compare pay_currency() values separately.")));
+}
+
 /* Raise the mixed-currency error unless a and b share a currency. */
-static void
+static inline void
 require_same_currency(const PayAmount *a, const PayAmount *b, const char *what)
 {
 	if (!same_currency(a, b))
-		ereport(ERROR,
-				(errcode(ERRCODE_PAY_CURRENCY_MISMATCH),
-				 errmsg("cannot %s amounts in different currencies: %.3s and %.3s",
-						what, a->currency, b->currency),
-				 errhint("Convert one amount to the other's currency first, or compare pay_currency() values separately.")));
+		pay_amount_currency_mismatch(a->currency, b->currency, what);
 }
 
-static void
-out_of_range(void)
+void
+pay_amount_out_of_range(void)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
@@ -256,17 +266,7 @@ pay_amount_pl(PG_FUNCTION_ARGS)
 
 	require_same_currency(a, b, "add");
 	if (pg_add_s64_overflow(a->minor, b->minor, &r))
-		out_of_range();
-
-	/*
-	 * As sum()'s transition or combine function, a is the aggregate's own
-	 * state: add to it instead of allocating a new amount per row.
-	 */
-	if (AggCheckCallContext(fcinfo, NULL))
-	{
-		a->minor = r;
-		PG_RETURN_PAYAMOUNT_P(a);
-	}
+		pay_amount_out_of_range();
 	PG_RETURN_PAYAMOUNT_P(amount_like(a, r));
 }
 
@@ -278,7 +278,7 @@ pay_amount_mi(PG_FUNCTION_ARGS)
 
 	require_same_currency(a, b, "subtract");
 	if (pg_sub_s64_overflow(a->minor, b->minor, &r))
-		out_of_range();
+		pay_amount_out_of_range();
 	PG_RETURN_PAYAMOUNT_P(amount_like(a, r));
 }
 
@@ -288,7 +288,7 @@ pay_amount_um(PG_FUNCTION_ARGS)
 	PayAmount  *a = PG_GETARG_PAYAMOUNT_P(0);
 
 	if (a->minor == PG_INT64_MIN)
-		out_of_range();
+		pay_amount_out_of_range();
 	PG_RETURN_PAYAMOUNT_P(amount_like(a, -a->minor));
 }
 
@@ -298,7 +298,7 @@ pay_amount_abs(PG_FUNCTION_ARGS)
 	PayAmount  *a = PG_GETARG_PAYAMOUNT_P(0);
 
 	if (a->minor == PG_INT64_MIN)
-		out_of_range();
+		pay_amount_out_of_range();
 	PG_RETURN_PAYAMOUNT_P(amount_like(a, a->minor < 0 ? -a->minor : a->minor));
 }
 
@@ -308,7 +308,7 @@ mul_int64(const PayAmount *a, int64 factor)
 	int64		r;
 
 	if (pg_mul_s64_overflow(a->minor, factor, &r))
-		out_of_range();
+		pay_amount_out_of_range();
 	return amount_like(a, r);
 }
 
@@ -351,7 +351,7 @@ div_half_even(int64 num, int64 den)
 	if (den == 0)
 		division_by_zero();
 	if (num == PG_INT64_MIN && den == -1)
-		out_of_range();
+		pay_amount_out_of_range();
 	q = num / den;
 	r = num % den;
 	if (r == 0)
@@ -405,7 +405,7 @@ whole_numeric_to_int64(Numeric n)
 {
 	if (ncmp(n, int64_to_numeric(PG_INT64_MAX)) > 0 ||
 		ncmp(n, int64_to_numeric(PG_INT64_MIN)) < 0)
-		out_of_range();
+		pay_amount_out_of_range();
 	return DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(n)));
 }
 

@@ -259,9 +259,34 @@ CREATE FUNCTION payments.pay_amount_larger(payments.pay_amount, payments.pay_amo
 COMMENT ON FUNCTION payments.pay_amount_smaller(payments.pay_amount, payments.pay_amount) IS 'The smaller of two amounts in one currency (min() support).';
 COMMENT ON FUNCTION payments.pay_amount_larger(payments.pay_amount, payments.pay_amount) IS 'The larger of two amounts in one currency (max() support).';
 
+-- sum() keeps a 128-bit running total (src/amount_sum.c): only the final
+-- sum must fit, so no plan raises an overflow that another would not.
+CREATE FUNCTION payments.pay_amount_sum_accum(internal, payments.pay_amount) RETURNS internal
+	LANGUAGE c IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME';
+CREATE FUNCTION payments.pay_amount_sum_combine(internal, internal) RETURNS internal
+	LANGUAGE c IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME';
+CREATE FUNCTION payments.pay_amount_sum_serialize(internal) RETURNS bytea
+	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME';
+CREATE FUNCTION payments.pay_amount_sum_deserialize(bytea, internal) RETURNS internal
+	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME';
+CREATE FUNCTION payments.pay_amount_sum_final(internal) RETURNS payments.pay_amount
+	LANGUAGE c IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME';
+COMMENT ON FUNCTION payments.pay_amount_sum_accum(internal, payments.pay_amount) IS
+	'sum(pay_amount) transition: adds an amount to the 128-bit running total; another currency is an error.';
+COMMENT ON FUNCTION payments.pay_amount_sum_combine(internal, internal) IS
+	'sum(pay_amount) combine: adds two partial totals; different currencies are an error.';
+COMMENT ON FUNCTION payments.pay_amount_sum_serialize(internal) IS 'sum(pay_amount) state to bytea (parallel plans).';
+COMMENT ON FUNCTION payments.pay_amount_sum_deserialize(bytea, internal) IS 'sum(pay_amount) state from bytea (parallel plans).';
+COMMENT ON FUNCTION payments.pay_amount_sum_final(internal) IS
+	'sum(pay_amount) result: the total as a pay_amount; out of range is an error.';
+
 CREATE AGGREGATE payments.sum(payments.pay_amount) (
-	SFUNC = payments.pay_amount_pl, STYPE = payments.pay_amount,
-	COMBINEFUNC = payments.pay_amount_pl, PARALLEL = SAFE);
+	SFUNC = payments.pay_amount_sum_accum, STYPE = internal, SSPACE = 24,
+	FINALFUNC = payments.pay_amount_sum_final,
+	COMBINEFUNC = payments.pay_amount_sum_combine,
+	SERIALFUNC = payments.pay_amount_sum_serialize,
+	DESERIALFUNC = payments.pay_amount_sum_deserialize,
+	PARALLEL = SAFE);
 CREATE AGGREGATE payments.min(payments.pay_amount) (
 	SFUNC = payments.pay_amount_smaller, STYPE = payments.pay_amount,
 	COMBINEFUNC = payments.pay_amount_smaller, PARALLEL = SAFE);

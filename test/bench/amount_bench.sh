@@ -13,14 +13,18 @@
 #   sum parallel   the same with 2 workers (Partial Aggregate)
 #   min/max        min(v), max(v) over ROWS rows, serial
 #   where          count(*) WHERE v < (a value near the median), serial
-#   sort           a full sort of ROWS/10 rows (ORDER BY v OFFSET 1e9), in memory
-#   sort rows      the same sort of rows (v, 1): PostgreSQL 15 sorts a single
-#                  column as bare Datums only for by-value types (bigint),
-#                  pay_amount and numeric always as tuples; this is the
-#                  like-for-like comparison of the sorts themselves
+#   sort lone      ORDER BY v of the lone column: a full in-memory sort of
+#                  ROWS/10 rows (SELECT v ... ORDER BY v OFFSET 1e9).
+#                  PostgreSQL 15 sorts a lone column as bare Datums only for
+#                  by-value types (bigint); pay_amount and numeric take the
+#                  tuple sort (the plan's trace_sort lines are printed)
+#   sort rows      the same sort of rows (v, 1): every type takes the tuple
+#                  sort; the like-for-like comparison of the sorts themselves
 #   index build    CREATE INDEX on those ROWS/10 rows, serial
-# and the ratio pay_amount / bigint of each.  JIT is off (its compile time
-# would blur the figures).
+# each in wall-clock time (psql's \timing) and, for the serial ones, in the
+# CPU time of the backend (/proc/self/schedstat, nanoseconds: less noisy on
+# a shared machine), with the ratios to bigint.  JIT is off (its compile
+# time would blur the figures).
 set -euo pipefail
 source "$(dirname "$0")/../lib/common.sh"
 ROWS=${1:-10000000}
@@ -60,13 +64,15 @@ q -At -c "SELECT 'table sizes: ' || string_agg(c || ' ' || pg_size_pretty(pg_tab
 # The literal each type compares with in the WHERE test: about the median.
 declare -A LIT=([bigint]="0::bigint" [numeric]="0.00::numeric(14,2)" [amount]="'0.00 USD'::payments.pay_amount")
 TYPES=(bigint numeric amount)
-TESTS=("sum serial" "sum parallel" "min/max" "where" "sort" "sort rows" "index build")
+TESTS=("sum serial" "sum parallel" "min/max" "where" "sort lone" "sort rows" "index build")
 
 # One psql session runs everything; each timed statement follows its
 # settings and a marker line, and psql's \timing line after it is kept.
 SERIAL="SET max_parallel_workers_per_gather = 0;"
 PARALLEL="SET max_parallel_workers_per_gather = 2; SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0;"
 RESET="RESET parallel_setup_cost; RESET parallel_tuple_cost; RESET min_parallel_table_scan_size;"
+# the backend's CPU time so far, in nanoseconds (its first schedstat field)
+CPU="SELECT '@cpu ' || split_part(pg_read_file('/proc/self/schedstat'), ' ', 1);"
 # stmt TEST TYPE: sets SETUP and TIMED
 stmt() {
 	local test=$1 type=$2
@@ -78,7 +84,7 @@ stmt() {
 	"min/max") TIMED="SELECT min(v), max(v) FROM $t;" ;;
 	"where") TIMED="SELECT count(*) FROM $t WHERE v < ${LIT[$type]};" ;;
 	# (without the index the index build test leaves)
-	"sort") SETUP="$SETUP DROP INDEX IF EXISTS i_$type;" TIMED="SELECT v FROM $s ORDER BY v OFFSET 1e9;" ;;
+	"sort lone") SETUP="$SETUP DROP INDEX IF EXISTS i_$type;" TIMED="SELECT v FROM $s ORDER BY v OFFSET 1e9;" ;;
 	"sort rows") SETUP="$SETUP DROP INDEX IF EXISTS i_$type;" TIMED="SELECT v, 1 FROM $s ORDER BY v OFFSET 1e9;" ;;
 	"index build") SETUP="$SETUP DROP INDEX IF EXISTS i_$type;" TIMED="CREATE INDEX i_$type ON $s (v);" ;;
 	esac
@@ -97,7 +103,7 @@ script=$WORK/bench.sql
 			if [ $((rep % 2)) = 1 ]; then order=("${TYPES[@]}"); else order=(amount numeric bigint); fi
 			for type in "${order[@]}"; do
 				stmt "$test" "$type"
-				printf '%s\n' "$SETUP" "\\echo @mark $test|$type" '\timing on' "$TIMED" '\timing off'
+				printf '%s\n' "$SETUP" "\\echo @mark $test|$type" "$CPU" '\timing on' "$TIMED" '\timing off' "$CPU"
 			done
 		done
 	done
@@ -111,26 +117,46 @@ for type in "${TYPES[@]}"; do
 	printf 'parallel plan for %s: %s\n' "$type" "$(grep -c 'Partial Aggregate' <<<"$plan") Partial Aggregate, $(sed -n 's/.*Workers Planned: \([0-9]*\).*/\1 workers planned/p' <<<"$plan")"
 done
 
+# Which sort each type's lone-column ORDER BY takes (Datum or tuple sort),
+# and whether the abbreviated keys are kept.
+for type in "${TYPES[@]}"; do
+	printf 'sort lone %s: %s\n' "$type" "$(q -At -c "SET max_parallel_workers_per_gather = 0" -c "SET trace_sort = on" \
+		-c "SET client_min_messages = log" -c "SELECT v FROM s_$type ORDER BY v OFFSET 1e9" 2>&1 |
+		sed -n 's/.*LOG: *\(begin [a-z]* sort\).*/\1/p; s/.*LOG: *\(pay_amount_abbrev: [a-z ]*\) at.*/\1/p' | sort -u | paste -sd, -)"
+done
+
 log "timing: $REPS repetitions"
 q -f "$script" > "$WORK/bench.out"
 python3 - "$WORK/bench.out" "$ROWS" "$SORT_ROWS" <<'PY'
 import re, statistics, sys
 lines = open(sys.argv[1]).read().splitlines()
-times = {}
-mark = None
+wall, cpu = {}, {}
+mark, cpu0 = None, None
 for line in lines:
+    line = line.strip()
     if line.startswith('@mark '):
-        mark = tuple(line[6:].split('|'))
+        mark, cpu0 = tuple(line[6:].split('|')), None
+        continue
+    m = re.match(r'@cpu (\d+)$', line)
+    if m and mark:
+        if cpu0 is None:
+            cpu0 = int(m.group(1))
+        else:
+            cpu.setdefault(mark, []).append((int(m.group(1)) - cpu0) / 1e6)
+            mark = None
+        continue
     m = re.match(r'Time: ([0-9.]+) ms', line)
     if m and mark:
-        times.setdefault(mark, []).append(float(m.group(1)))
-        mark = None
-tests = ["sum serial", "sum parallel", "min/max", "where", "sort", "sort rows", "index build"]
-rows = {"sort": sys.argv[3], "sort rows": sys.argv[3], "index build": sys.argv[3]}
-print("%-14s %10s %12s %12s %14s %14s" % ("median ms", "rows", "bigint", "numeric", "pay_amount", "amount/bigint"))
-for t in tests:
-    med = {ty: statistics.median(times[(t, ty)]) for ty in ("bigint", "numeric", "amount")}
-    print("%-14s %10s %12.1f %12.1f %12.1f %14.2f" % (t, rows.get(t, sys.argv[2]), med["bigint"], med["numeric"],
-          med["amount"], med["amount"] / med["bigint"]))
-print("(median of %d repetitions each)" % len(times[("sum serial", "bigint")]))
+        wall.setdefault(mark, []).append(float(m.group(1)))
+tests = ["sum serial", "sum parallel", "min/max", "where", "sort lone", "sort rows", "index build"]
+rows = {"sort lone": sys.argv[3], "sort rows": sys.argv[3], "index build": sys.argv[3]}
+types = ("bigint", "numeric", "amount")
+for title, times in (("wall-clock ms (median)", wall), ("backend CPU ms (median; parallel: the leader only)", cpu)):
+    print(title)
+    print("%-13s %9s %10s %10s %11s %9s %9s" % ("", "rows", "bigint", "numeric", "pay_amount", "num/big", "amt/big"))
+    for t in tests:
+        med = {ty: statistics.median(times[(t, ty)]) for ty in types}
+        print("%-13s %9s %10.1f %10.1f %11.1f %9.2f %9.2f" % (t, rows.get(t, sys.argv[2]), med["bigint"],
+              med["numeric"], med["amount"], med["numeric"] / med["bigint"], med["amount"] / med["bigint"]))
+print("(median of %d repetitions each, types alternated)" % len(wall[("sum serial", "bigint")]))
 PY

@@ -42,6 +42,33 @@ out=$(traced "SELECT a FROM few ORDER BY a OFFSET 1e9")
 like "$out" 'pay_amount_abbrev: aborting abbreviation at cardinality' \
 	"ORDER BY over three distinct amounts gives the abbreviated keys up"
 
+# Ties of the abbreviated keys: amounts beyond +/- 2^48 minor units share
+# one key per currency and sign.  Among enough distinct amounts the keys
+# are kept, and the full comparison decides the ties: the order is still
+# (currency, minor units), for a Sort node over the lone column and for
+# whole rows.
+q >/dev/null <<'SQL'
+CREATE TABLE tied AS
+SELECT i AS id, payments.pay_amount_from_minor(CASE i % 4
+		WHEN 0 THEN 281474976710656 + i::bigint * 1000003
+		WHEN 1 THEN -281474976710657 - i::bigint * 1000003
+		ELSE (i::bigint * 2654435761) % 4000000001 - 2000000000 END,
+	(ARRAY['EUR', 'JPY', 'USD'])[1 + i % 3]) AS a
+FROM generate_series(1, 240000) i;
+VACUUM ANALYZE tied;
+SQL
+out=$(traced "SELECT a FROM tied ORDER BY a OFFSET 1e9")
+like "$out" 'pay_amount_abbrev: (estimation ends at cardinality|cardinality)' \
+	"ORDER BY over amounts with tied abbreviated keys uses the keys"
+like "$(grep -c 'pay_amount_abbrev: aborting' <<<"$out" || true)" '^0$' "... and keeps them"
+expected_order="SELECT string_agg(a::text, ',' ORDER BY payments.pay_currency(a), payments.pay_minor_units(a), id) FROM tied"
+same "$(q -c "SET max_parallel_workers_per_gather = 0" -c "SET work_mem = '256MB'" \
+		-c "SELECT string_agg(a::text, ',') FROM (SELECT a FROM tied ORDER BY a) s")" \
+	"$(q -c "$expected_order")" "... and the lone column comes out in (currency, minor units) order"
+same "$(q -c "SET max_parallel_workers_per_gather = 0" -c "SET work_mem = '256MB'" \
+		-c "SELECT string_agg(a::text, ',') FROM (SELECT a, id FROM tied ORDER BY a, id) s")" \
+	"$(q -c "$expected_order")" "... and so do whole rows"
+
 out=$(traced "SELECT id FROM sorted ORDER BY a, id OFFSET 1e9")
 like "$out" 'pay_amount_abbrev: estimation ends at cardinality' "a sort of whole rows by amount uses them too"
 
