@@ -3288,6 +3288,16 @@ COMMENT ON TRIGGER payments_audit ON payments.api_keys IS 'Audit: payments.audit
 COMMENT ON TRIGGER payments_audit_truncate ON payments.api_keys IS 'Audit: payments.audit_log.';
 
 ------------------------------------------------------------------------------
+-- h-speed: the status trigger in C (src/status_guard.c; sql/src/status_machine.sql),
+-- same checks, stamps and events, without PL/pgSQL on every row written.
+------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION payments._status_guard() RETURNS trigger
+	LANGUAGE c AS 'MODULE_PATHNAME', 'pay_status_guard';
+COMMENT ON FUNCTION payments._status_guard() IS
+	'Trigger: refuses status transitions not listed in payments.status_transitions and writes an event for every status change.';
+
+------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,
 -- payment_api.sql, privileges.sql).  Keep this block LAST: its privilege
 -- and row-security statements cover every function and tenant table made
