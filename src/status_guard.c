@@ -28,6 +28,7 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/plancache.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 
@@ -209,19 +210,52 @@ status_of(HeapTuple tuple, TupleDesc desc, int attnum)
 	return isnull ? NULL : TextDatumGetCString(d);
 }
 
+/* Write the row's event: $1 merchant_id, $2 the event type, $3 correlation_id, $4... the data. */
+static void
+write_event(EntitySpec *spec, HeapTuple tuple, TupleDesc desc, const char *entity,
+			bool is_insert, const char *new_status)
+{
+	Datum		values[MAX_EVENT_KEYS + 3];
+	char		nulls[MAX_EVENT_KEYS + 3];
+	int			rc;
+
+	for (int i = 0; i < spec->nparams; i++)
+	{
+		bool		isnull = false;
+
+		if (i == 1)
+		{
+			/* the event type: <entity>.<status>, a new customer's customer.created */
+			if (is_insert && strcmp(entity, "customer") == 0)
+				values[i] = CStringGetTextDatum("customer.created");
+			else if (new_status == NULL)
+				isnull = true;
+			else
+				values[i] = CStringGetTextDatum(psprintf("%s.%s", entity, new_status));
+		}
+		else
+			values[i] = heap_getattr(tuple, spec->attnums[i], desc, &isnull);
+		nulls[i] = isnull ? 'n' : ' ';
+	}
+	rc = SPI_execute_plan(spec->plan, values, nulls, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "status trigger: writing the event failed: %s", SPI_result_code_string(rc));
+}
+
 Datum
 pay_status_guard(PG_FUNCTION_ARGS)
 {
 	TriggerData *td = (TriggerData *) fcinfo->context;
 	Relation	rel;
 	TupleDesc	desc;
-	EntitySpec *spec = NULL;
+	EntitySpec *volatile spec = NULL;
 	const char *entity;
 	bool		is_insert;
 	HeapTuple	tuple;
 	char	   *new_status;
-	char	   *old_status = NULL;
+	char	   *volatile old_status = NULL;
 	bool		changed;
+	int			saved_plan_cache_mode;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(td->tg_event) ||
 		!TRIGGER_FIRED_FOR_ROW(td->tg_event) ||
@@ -277,37 +311,27 @@ pay_status_guard(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "status trigger: SPI_connect failed");
-	/* the transition check reads status_transitions as plain text, like the PL/pgSQL it replaces */
-	if (!is_insert)
-		check_transition(entity, old_status ? old_status : "", new_status ? new_status : "");
-	prepare_event_plan(spec, rel);
+
+	/*
+	 * plan_cache_mode = force_custom_plan (set by the worker's claim and
+	 * record functions for their own statements) would win over
+	 * CURSOR_OPT_GENERIC_PLAN and plan these INSERTs afresh for every row:
+	 * it is set aside while they run.
+	 */
+	saved_plan_cache_mode = plan_cache_mode;
+	plan_cache_mode = PLAN_CACHE_MODE_AUTO;
+	PG_TRY();
 	{
-		Datum		values[MAX_EVENT_KEYS + 3];
-		char		nulls[MAX_EVENT_KEYS + 3];
-		int			rc;
-
-		for (int i = 0; i < spec->nparams; i++)
-		{
-			bool		isnull = false;
-
-			if (i == 1)
-			{
-				/* the event type: <entity>.<status>, a new customer's customer.created */
-				if (is_insert && strcmp(entity, "customer") == 0)
-					values[i] = CStringGetTextDatum("customer.created");
-				else if (new_status == NULL)
-					isnull = true;
-				else
-					values[i] = CStringGetTextDatum(psprintf("%s.%s", entity, new_status));
-			}
-			else
-				values[i] = heap_getattr(tuple, spec->attnums[i], desc, &isnull);
-			nulls[i] = isnull ? 'n' : ' ';
-		}
-		rc = SPI_execute_plan(spec->plan, values, nulls, false, 0);
-		if (rc != SPI_OK_INSERT)
-			elog(ERROR, "status trigger: writing the event failed: %s", SPI_result_code_string(rc));
+		if (!is_insert)
+			check_transition(entity, old_status ? old_status : "", new_status ? new_status : "");
+		prepare_event_plan(spec, rel);
+		write_event(spec, tuple, desc, entity, is_insert, new_status);
 	}
+	PG_FINALLY();
+	{
+		plan_cache_mode = saved_plan_cache_mode;
+	}
+	PG_END_TRY();
 	SPI_finish();
 	return PointerGetDatum(tuple);
 }
