@@ -8,28 +8,38 @@
  *	  status change (and for every new row).
  *
  * It fires for every row the API and the worker write, on both sides of
- * the outbox, so it is C with two saved plans per backend rather than
- * PL/pgSQL (which turned each row into an expanded record and back, and
- * re-planned its statements whenever a caller ran with plan_cache_mode =
- * force_custom_plan, as the worker's claim and record functions do).  The
- * plans are generic on purpose: one INSERT of one row has no other plan.
- * Every name in them is schema-qualified, operators included, so the
- * caller's search_path cannot change what they mean.
+ * the outbox, so it is C rather than PL/pgSQL (which turned each row into
+ * an expanded record and back, and re-planned its statements whenever a
+ * caller ran with plan_cache_mode = force_custom_plan, as the worker's
+ * claim and record functions do): the transition is one probe of
+ * status_transitions' primary key, the event one INSERT through a saved
+ * plan per entity.  That plan is generic on purpose (one INSERT of one row
+ * has no other plan), and every name in it is schema-qualified, so the
+ * caller's search_path cannot change what it means.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
 #include "utils/guc.h"
 #include "utils/plancache.h"
 #include "utils/rel.h"
+#include "utils/relcache.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "errcodes.h"
@@ -73,8 +83,6 @@ static EntitySpec entities[] = {
 			"gateway_trans_id", "reason_code", "reason_text", NULL},
 	.payment_id = true, .operation_id = true},
 };
-
-static SPIPlanPtr transition_plan = NULL;
 
 /* The relation's column of that name, or an error. */
 static int
@@ -173,27 +181,38 @@ prepare_event_plan(EntitySpec *spec, Relation rel)
 	pfree(sql.data);
 }
 
-/* Raise unless payments.status_transitions lists the transition. */
+/*
+ * Raise unless payments.status_transitions lists the transition: one probe
+ * of its primary key (entity, from_status, to_status) under the current
+ * snapshot, without the executor.
+ */
 static void
 check_transition(const char *entity, const char *from, const char *to)
 {
-	Datum		args[3];
-	Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
-	int			rc;
+	Oid			relid = get_relname_relid("status_transitions", get_namespace_oid("payments", false));
+	Relation	rel;
+	Oid			pk;
+	SysScanDesc scan;
+	ScanKeyData keys[3];
+	const char *values[3] = {entity, from, to};
+	bool		found;
 
-	if (transition_plan == NULL)
-		transition_plan = keep_plan("SELECT 1 FROM payments.status_transitions t"
-									" WHERE t.entity OPERATOR(pg_catalog.=) $1"
-									" AND t.from_status OPERATOR(pg_catalog.=) $2"
-									" AND t.to_status OPERATOR(pg_catalog.=) $3",
-									3, types);
-	args[0] = CStringGetTextDatum(entity);
-	args[1] = CStringGetTextDatum(from);
-	args[2] = CStringGetTextDatum(to);
-	rc = SPI_execute_plan(transition_plan, args, NULL, false, 1);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "status trigger: reading the transitions failed: %s", SPI_result_code_string(rc));
-	if (SPI_processed == 0)
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation \"payments.status_transitions\" does not exist")));
+	rel = table_open(relid, AccessShareLock);
+	pk = RelationGetPrimaryKeyIndex(rel);
+	if (!OidIsValid(pk))
+		elog(ERROR, "status trigger: payments.status_transitions has no primary key");
+	for (int i = 0; i < 3; i++)
+		ScanKeyEntryInitialize(&keys[i], 0, i + 1, BTEqualStrategyNumber, InvalidOid,
+							   DEFAULT_COLLATION_OID, F_TEXTEQ, CStringGetTextDatum(values[i]));
+	scan = systable_beginscan(rel, pk, true, GetTransactionSnapshot(), 3, keys);
+	found = HeapTupleIsValid(systable_getnext(scan));
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	if (!found)
 		ereport(ERROR,
 				(errcode(ERRCODE_PAY_INVALID_STATE),
 				 errmsg("invalid %s status transition from %s to %s", entity, from, to),
