@@ -6240,6 +6240,41 @@ CREATE OR REPLACE AGGREGATE payments.sum(payments.pay_amount) (
 	PARALLEL = SAFE);
 
 ------------------------------------------------------------------------------
+-- h-speed: the status trigger in C (src/status_guard.c; sql/src/status_machine.sql),
+-- same checks, stamps and events, without PL/pgSQL on every row written.
+------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION payments._status_guard() RETURNS trigger
+	LANGUAGE c AS 'MODULE_PATHNAME', 'pay_status_guard';
+COMMENT ON FUNCTION payments._status_guard() IS
+	'Trigger: refuses status transitions not listed in payments.status_transitions and writes an event for every status change.';
+
+-- PL/pgSQL rather than SQL (payment_api.sql, secrets.sql): a SQL function
+-- called from PL/pgSQL is parsed and planned again in each transaction.
+CREATE OR REPLACE FUNCTION payments._correlation_id(given text) RETURNS text
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, payments
+	AS $$
+BEGIN
+	RETURN coalesce(
+		nullif(given, ''),
+		nullif(nullif(current_setting('request.headers', true), ''), '{}')::jsonb ->> 'x-request-id',
+		nullif(nullif(current_setting('request.headers', true), ''), '{}')::jsonb ->> 'traceparent',
+		nullif(current_setting('payments.correlation_id', true), ''),
+		replace(gen_random_uuid()::text, '-', ''));
+END
+$$;
+CREATE OR REPLACE FUNCTION payments._invoice_tag() RETURNS text
+	LANGUAGE plpgsql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+BEGIN
+	RETURN (SELECT upper(encode(s.secret, 'hex')) FROM payments.installation_secrets s
+		WHERE s.purpose = 'invoice_tag' ORDER BY s.created_at, s.secret_id LIMIT 1);
+END
+$$;
+
+------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,
 -- payment_api.sql, privileges.sql).  Keep this block LAST: its privilege
 -- and row-security statements cover every function and tenant table made

@@ -7,17 +7,21 @@
 -- The correlation id of the current request: the caller's, else PostgREST's
 -- x-request-id or traceparent header, else the payments.correlation_id
 -- setting, else a fresh one.
+-- PL/pgSQL rather than SQL: it runs in every API call, and a SQL function
+-- called from PL/pgSQL is parsed and planned again in each transaction.
 CREATE FUNCTION payments._correlation_id(given text) RETURNS text
-	LANGUAGE sql VOLATILE
+	LANGUAGE plpgsql VOLATILE
 	SET search_path = pg_catalog, payments
 	AS $$
-	SELECT coalesce(
+BEGIN
+	RETURN coalesce(
 		nullif(given, ''),
 		nullif(nullif(current_setting('request.headers', true), ''), '{}')::jsonb ->> 'x-request-id',
 		nullif(nullif(current_setting('request.headers', true), ''), '{}')::jsonb ->> 'traceparent',
 		nullif(current_setting('payments.correlation_id', true), ''),
-		replace(gen_random_uuid()::text, '-', ''))
-	$$;
+		replace(gen_random_uuid()::text, '-', ''));
+END
+$$;
 COMMENT ON FUNCTION payments._correlation_id(text) IS
 	'Internal: the correlation id of the current request (argument, x-request-id or traceparent header, payments.correlation_id setting, or a new one).';
 

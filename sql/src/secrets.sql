@@ -55,13 +55,18 @@ SELECT payments._fingerprint_key_create(s.secret, NULL)
 INSERT INTO payments.installation_secrets (purpose, secret)
 	VALUES ('invoice_tag', payments._random_bytes(3));
 
+-- PL/pgSQL rather than SQL: every payment and refund reads it, and a SQL
+-- function called from PL/pgSQL is parsed and planned again in each
+-- transaction.
 CREATE FUNCTION payments._invoice_tag() RETURNS text
-	LANGUAGE sql STABLE SECURITY DEFINER
+	LANGUAGE plpgsql STABLE SECURITY DEFINER
 	SET search_path = pg_catalog, payments
 	AS $$
-	SELECT upper(encode(s.secret, 'hex')) FROM payments.installation_secrets s
-	WHERE s.purpose = 'invoice_tag' ORDER BY s.created_at, s.secret_id LIMIT 1
-	$$;
+BEGIN
+	RETURN (SELECT upper(encode(s.secret, 'hex')) FROM payments.installation_secrets s
+		WHERE s.purpose = 'invoice_tag' ORDER BY s.created_at, s.secret_id LIMIT 1);
+END
+$$;
 REVOKE ALL ON FUNCTION payments._invoice_tag() FROM PUBLIC;
 COMMENT ON FUNCTION payments._invoice_tag() IS
 	'Internal: this installation''s six-character tag in invoice numbers (P<tag><payment_id>, R<tag><operation_id>), from installation_secrets.';

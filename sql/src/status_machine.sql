@@ -145,90 +145,16 @@ INSERT INTO payments.operation_outcomes
 -- Status triggers: allowed transitions only; an event per change.
 ------------------------------------------------------------------------------
 
+-- C (src/status_guard.c): it fires for every row the API and the worker
+-- write.  For each UPDATE that changes status it looks the transition up
+-- in status_transitions (22Y20 when it is not there); on every UPDATE it
+-- sets updated_at to clock_timestamp(); for every INSERT and status change
+-- it writes the entity's event (<entity>.<status>; <entity>.created for a
+-- new customer, subscription or invoice) with the row's fields as data.  A restore by a superuser
+-- (check_function_bodies off) loads rows without events: their events are
+-- restored from the dump themselves.
 CREATE FUNCTION payments._status_guard() RETURNS trigger
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
-	AS $$
-DECLARE
-	v_entity text := TG_ARGV[0];
-BEGIN
-	-- A restore (pg_dump scripts and pg_restore turn check_function_bodies
-	-- off) loads rows whose events are restored from the dump themselves.
-	IF current_setting('check_function_bodies') = 'off' THEN
-		IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
-			RETURN NEW;
-		END IF;
-	END IF;
-	IF TG_OP = 'UPDATE' AND NEW.status IS DISTINCT FROM OLD.status THEN
-		IF NOT EXISTS (SELECT 1 FROM payments.status_transitions t
-				WHERE t.entity = v_entity AND t.from_status = OLD.status AND t.to_status = NEW.status) THEN
-			RAISE EXCEPTION 'invalid % status transition from % to %', v_entity, OLD.status, NEW.status
-				USING ERRCODE = '22Y20',
-					HINT = 'payments.status_transitions lists the allowed transitions.';
-		END IF;
-	END IF;
-	IF TG_OP = 'UPDATE' THEN
-		NEW.updated_at := clock_timestamp();
-	END IF;
-	-- Each branch names only its own entity's columns: PL/pgSQL plans a
-	-- statement at its first run, so the other branch is never planned.
-	IF TG_OP = 'INSERT' OR NEW.status IS DISTINCT FROM OLD.status THEN
-		IF v_entity = 'payment' THEN
-			INSERT INTO payments.events (merchant_id, event_type, payment_id, data, correlation_id)
-			VALUES (NEW.merchant_id, 'payment.' || NEW.status, NEW.payment_id,
-				jsonb_build_object('payment_id', NEW.payment_id, 'kind', NEW.kind, 'status', NEW.status,
-					'amount', NEW.amount, 'amount_captured', NEW.amount_captured,
-					'amount_refunded', NEW.amount_refunded, 'card_brand', NEW.card_brand,
-					'card_last4', NEW.card_last4, 'invoice_number', NEW.invoice_number,
-					'gateway_trans_id', NEW.gateway_trans_id, 'decline_code', NEW.decline_code,
-					'decline_reason', NEW.decline_reason, 'metadata', NEW.metadata),
-				NEW.correlation_id);
-		ELSIF v_entity = 'payment_method' THEN
-			INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
-			VALUES (NEW.merchant_id, 'payment_method.' || NEW.status,
-				jsonb_build_object('payment_method_id', NEW.payment_method_id, 'customer_id', NEW.customer_id,
-					'status', NEW.status, 'card_brand', NEW.card_brand, 'card_last4', NEW.card_last4,
-					'card_exp_month', NEW.card_exp_month, 'card_exp_year', NEW.card_exp_year,
-					'failure_code', NEW.failure_code, 'failure_reason', NEW.failure_reason),
-				NEW.correlation_id);
-		ELSIF v_entity = 'subscription' THEN
-			INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
-			VALUES (NEW.merchant_id, CASE WHEN TG_OP = 'INSERT' THEN 'subscription.created' ELSE 'subscription.' || NEW.status END,
-				jsonb_build_object('subscription_id', NEW.subscription_id, 'customer_id', NEW.customer_id,
-					'plan_id', NEW.plan_id, 'status', NEW.status,
-					'previous_status', CASE WHEN TG_OP = 'UPDATE' THEN OLD.status END,
-					'unit_amount', NEW.unit_amount, 'quantity', NEW.quantity,
-					'current_period_start', NEW.current_period_start, 'current_period_end', NEW.current_period_end,
-					'cancel_at_period_end', NEW.cancel_at_period_end),
-				NEW.correlation_id);
-		ELSIF v_entity = 'invoice' THEN
-			INSERT INTO payments.events (merchant_id, event_type, payment_id, data, correlation_id)
-			VALUES (NEW.merchant_id, CASE WHEN TG_OP = 'INSERT' THEN 'invoice.created' ELSE 'invoice.' || NEW.status END,
-				NEW.payment_id,
-				jsonb_build_object('invoice_id', NEW.invoice_id, 'subscription_id', NEW.subscription_id,
-					'kind', NEW.kind, 'status', NEW.status, 'amount', NEW.amount,
-					'period_start', NEW.period_start, 'period_end', NEW.period_end,
-					'attempt_count', NEW.attempt_count, 'payment_id', NEW.payment_id),
-				NEW.correlation_id);
-		ELSIF v_entity = 'customer' THEN
-			INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
-			VALUES (NEW.merchant_id, CASE WHEN TG_OP = 'INSERT' THEN 'customer.created' ELSE 'customer.' || NEW.status END,
-				jsonb_build_object('customer_id', NEW.customer_id, 'status', NEW.status,
-					'external_ref', NEW.external_ref),
-				NEW.correlation_id);
-		ELSE
-			INSERT INTO payments.events (merchant_id, event_type, payment_id, operation_id, data, correlation_id)
-			VALUES (NEW.merchant_id, 'operation.' || NEW.status, NEW.payment_id, NEW.operation_id,
-				jsonb_build_object('operation_id', NEW.operation_id, 'payment_id', NEW.payment_id,
-					'kind', NEW.kind, 'status', NEW.status, 'amount', NEW.amount,
-					'gateway_trans_id', NEW.gateway_trans_id, 'reason_code', NEW.reason_code,
-					'reason_text', NEW.reason_text),
-				NEW.correlation_id);
-		END IF;
-	END IF;
-	RETURN NEW;
-END
-$$;
+	LANGUAGE c AS 'MODULE_PATHNAME', 'pay_status_guard';
 COMMENT ON FUNCTION payments._status_guard() IS
 	'Trigger: refuses status transitions not listed in payments.status_transitions and writes an event for every status change.';
 

@@ -9,7 +9,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(8);
+SELECT plan(13);
 
 SELECT set_eq($$SELECT operation_kind, outcome FROM payments.operation_outcomes$$,
 	$$SELECT k, o FROM unnest(ARRAY['purchase', 'authorize', 'capture', 'void', 'refund']) k,
@@ -80,6 +80,36 @@ FROM payments.operations o WHERE o.correlation_id = 'tap-sm-cap';
 SELECT results_eq($$SELECT p.status, p.amount_captured::text FROM payments.payments p WHERE p.invoice_number = 'TAPSM1'$$,
 	$$VALUES ('succeeded', '10.00 USD')$$,
 	'an approved capture takes the table''s payment status and the captured amount');
+
+-- The status trigger (C, src/status_guard.c) as the PL/pgSQL it replaced
+-- behaved: the event's data, the updated_at stamp, the refusal's message;
+-- and neither the caller's search_path nor its plan_cache_mode changes it.
+SELECT is((SELECT array_agg(k ORDER BY k) FROM payments.events e, jsonb_object_keys(e.data) k
+	WHERE e.correlation_id = 'tap-sm' AND e.event_type = 'payment.pending'),
+	ARRAY['amount', 'amount_captured', 'amount_refunded', 'card_brand', 'card_last4', 'decline_code',
+		'decline_reason', 'gateway_trans_id', 'invoice_number', 'kind', 'metadata', 'payment_id', 'status'],
+	'a payment event carries the payment''s fields');
+UPDATE payments.payments SET description = 'touched' WHERE invoice_number = 'TAPSM1';
+SELECT ok((SELECT updated_at > now() FROM payments.payments WHERE invoice_number = 'TAPSM1'),
+	'an update stamps updated_at with the clock');
+SELECT throws_ok($$UPDATE payments.payments SET status = 'pending' WHERE invoice_number = 'TAPSM1'$$,
+	'22Y20', 'invalid payment status transition from succeeded to pending',
+	'a transition the table does not list is refused with its entity and statuses');
+SET LOCAL search_path = '';
+SET LOCAL plan_cache_mode = force_custom_plan;
+UPDATE payments.payments SET status = 'refunded' WHERE invoice_number = 'TAPSM1';
+CREATE TEMP TABLE sm_probe AS
+SELECT (SELECT pg_catalog.string_agg(e.event_type, ',' ORDER BY e.event_id) FROM payments.events e
+	WHERE e.payment_id = (SELECT p.payment_id FROM payments.payments p WHERE p.invoice_number = 'TAPSM1')
+		AND e.event_type OPERATOR(pg_catalog.~~) 'payment.%') AS events,
+	pg_catalog.current_setting('plan_cache_mode') AS mode;
+RESET search_path;
+RESET plan_cache_mode;
+SELECT is((SELECT events FROM sm_probe),
+	'payment.pending,payment.requires_capture,payment.succeeded,payment.refunded',
+	'with an empty search_path the trigger still writes its event');
+SELECT is((SELECT mode FROM sm_probe), 'force_custom_plan',
+	'the caller''s plan_cache_mode is as it was after the trigger ran');
 
 SELECT * FROM finish();
 ROLLBACK;
