@@ -1070,8 +1070,41 @@ typedef struct AuditWriter
 	EState	   *estate;
 	ResultRelInfo *rri;
 	TupleTableSlot *slot;		/* virtual, over a copy of the descriptor */
+	TupleTableSlot **slots;		/* as many, for table_multi_insert */
+	int			nslots;			/* made so far (up to AUDIT_BATCH_ROWS) */
 	AttrNumber	attnums[AUDIT_NCOLUMNS];
 } AuditWriter;
+
+/*
+ * Audit rows of the statement, waiting to be written together (see "The
+ * statement buffer" below): each as a tuple of the buffer's own
+ * descriptor (the audit columns in AuditColumn order, whatever audit_log's
+ * column order), with the subtransaction it was made in.
+ */
+#define AUDIT_BATCH_ROWS	1000	/* rows per table_multi_insert */
+#define AUDIT_BUFFER_BYTES	(4 * 1024 * 1024)	/* flushed beyond this */
+
+typedef struct AuditBufferedRow
+{
+	SubTransactionId subid;
+	HeapTuple	tuple;
+} AuditBufferedRow;
+
+typedef struct AuditBuffer
+{
+	MemoryContext cxt;			/* the rows and their tuples */
+	TupleDesc	desc;			/* AUDIT_NCOLUMNS columns, in TopMemoryContext */
+	AuditBufferedRow *rows;
+	int			nrows;
+	int			maxrows;
+	Size		bytes;			/* of the tuples held */
+} AuditBuffer;
+
+static AuditBuffer buffer;
+static bool buffer_flushing = false;	/* the SPI path runs ExecutorFinish */
+static ExecutorFinish_hook_type prev_executor_finish = NULL;
+static void buffer_flush(void);
+static void buffer_discard(SubTransactionId from);
 
 static AuditWriter writer;
 static bool writer_hooks_installed = false;
@@ -1112,24 +1145,50 @@ writer_close(void)
 	CurrentResourceOwner = save;
 }
 
+/*
+ * Before commit or prepare (deferred triggers have fired by then): the rows
+ * still buffered are written, then audit_log is closed.  An abort throws
+ * the buffered rows away with everything else of the transaction.
+ */
 static void
 writer_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 {
 	if (event == XACT_EVENT_PRE_COMMIT || event == XACT_EVENT_PARALLEL_PRE_COMMIT ||
 		event == XACT_EVENT_PRE_PREPARE)
+	{
+		buffer_flush();
 		writer_close();
+	}
 	else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
 			 event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT ||
 			 event == XACT_EVENT_PREPARE)
+	{
 		writer.open = false;	/* the resource owner releases them */
+		buffer_discard(InvalidSubTransactionId);
+	}
 }
 
-/* Before any utility statement: nothing of audit_log held open. */
+/* A subtransaction rolled back: so are the audit rows it buffered. */
+static void
+writer_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						SubTransactionId parentSubid pg_attribute_unused(),
+						void *arg pg_attribute_unused())
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		buffer_discard(mySubid);
+}
+
+/*
+ * Around any utility statement: nothing of audit_log held open while it
+ * runs (the buffered rows of this subtransaction written first), and the
+ * rows that COPY, TRUNCATE or SET CONSTRAINTS made written when it is done.
+ */
 static void
 writer_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 					   ProcessUtilityContext context, ParamListInfo params,
 					   QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
 {
+	buffer_flush();
 	writer_close();
 	if (prev_process_utility)
 		prev_process_utility(pstmt, queryString, readOnlyTree, context, params,
@@ -1137,6 +1196,23 @@ writer_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnl
 	else
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
 								queryEnv, dest, qc);
+	buffer_flush();
+}
+
+/*
+ * After a query's AFTER triggers have fired (AfterTriggerEndQuery runs in
+ * standard_ExecutorFinish): its audit rows are written.  Nested queries
+ * (SPI, PL/pgSQL) pass here too, so every statement's rows are in
+ * audit_log when the statement is done.
+ */
+static void
+writer_executor_finish(QueryDesc *queryDesc)
+{
+	if (prev_executor_finish)
+		prev_executor_finish(queryDesc);
+	else
+		standard_ExecutorFinish(queryDesc);
+	buffer_flush();
 }
 
 /* Called from _PG_init at preload time. */
@@ -1145,7 +1221,10 @@ audit_install_hooks(void)
 {
 	prev_process_utility = ProcessUtility_hook;
 	ProcessUtility_hook = writer_process_utility;
+	prev_executor_finish = ExecutorFinish_hook;
+	ExecutorFinish_hook = writer_executor_finish;
 	RegisterXactCallback(writer_xact_callback, NULL);
+	RegisterSubXactCallback(writer_subxact_callback, NULL);
 	writer_hooks_installed = true;
 }
 
@@ -1336,6 +1415,62 @@ writer_insert(AuditWriter *w, const Datum *values, const bool *nulls)
 }
 
 /*
+ * Insert audit rows, given as tuples of the buffer's descriptor, through
+ * the writer, with table_multi_insert: the heap pages are filled, locked
+ * and WAL-logged once for many rows instead of once a row.  Constraints
+ * are checked and index entries made per row, as COPY does.
+ */
+static void
+writer_insert_many(AuditWriter *w, HeapTuple *tuples, int n)
+{
+	TupleDesc	bdesc = buffer.desc;
+	CommandId	cid = GetCurrentCommandId(true);
+	Datum		values[AUDIT_NCOLUMNS];
+	bool		nulls[AUDIT_NCOLUMNS];
+	int			natts = RelationGetDescr(w->rel)->natts;
+	int			i,
+				j;
+
+	Assert(n <= AUDIT_BATCH_ROWS);
+	if (w->nslots < n)
+	{
+		MemoryContext old = MemoryContextSwitchTo(w->cxt);
+
+		if (w->slots == NULL)
+			w->slots = palloc0(sizeof(TupleTableSlot *) * AUDIT_BATCH_ROWS);
+		for (i = w->nslots; i < n; i++)
+			w->slots[i] = MakeSingleTupleTableSlot(w->slot->tts_tupleDescriptor, &TTSOpsHeapTuple);
+		w->nslots = n;
+		MemoryContextSwitchTo(old);
+	}
+	for (i = 0; i < n; i++)
+	{
+		TupleTableSlot *slot = w->slots[i];
+
+		heap_deform_tuple(tuples[i], bdesc, values, nulls);
+		ExecClearTuple(slot);
+		memset(slot->tts_isnull, true, sizeof(bool) * natts);
+		for (j = 0; j < AUDIT_NCOLUMNS; j++)
+		{
+			slot->tts_values[w->attnums[j] - 1] = values[j];
+			slot->tts_isnull[w->attnums[j] - 1] = nulls[j];
+		}
+		ExecStoreVirtualTuple(slot);
+		if (w->rel->rd_att->constr)
+			ExecConstraints(w->rri, slot, w->estate);
+		ResetPerTupleExprContext(w->estate);
+	}
+	table_multi_insert(w->rel, w->slots, n, cid, 0, NULL);
+	for (i = 0; i < n; i++)
+	{
+		if (w->nindexes > 0)
+			ExecInsertIndexTuples(w->rri, w->slots[i], w->estate, false, false, NULL, NIL);
+		ExecClearTuple(w->slots[i]);
+		ResetPerTupleExprContext(w->estate);
+	}
+}
+
+/*
  * Insert one audit row through a kept SPI plan (connected to SPI).  The
  * key id goes in only when there is one: a key exists only from 0.2.0 on,
  * and the trigger also writes to an older audit_log that awaits its update
@@ -1379,6 +1514,193 @@ spi_insert(const Datum *values, const bool *isnull)
 		elog(ERROR, "could not insert the audit row: %s", SPI_result_code_string(rc));
 }
 
+/* ------------------------------------------------------------------------
+ * The statement buffer
+ *
+ * The trigger does not write its audit row at once: the row (values,
+ * hash and audit id all final) is buffered, and the buffered rows are
+ * written together, with table_multi_insert, when the statement's AFTER
+ * triggers are done (ExecutorFinish; for COPY, TRUNCATE and SET
+ * CONSTRAINTS, after the utility statement), before commit or prepare
+ * (deferred triggers), before any utility statement, and whenever
+ * AUDIT_BATCH_ROWS rows or AUDIT_BUFFER_BYTES wait.  Rows only go through
+ * the buffer when the direct writer applies; rows for the SPI path (an
+ * INSERT trigger on audit_log, say) are written at once, as before.
+ *
+ * Subtransactions: a row remembers the subtransaction that made it.
+ * Rows are written into the subtransaction running when they are
+ * written, so only rows of that subtransaction or of its committed
+ * children (ids not below its own: subtransaction ids increase) may be
+ * written then; the rows of enclosing subtransactions (a prefix of the
+ * buffer) wait for their own level's next write, at the latest for the
+ * commit.  A subtransaction rolled back throws away the rows made in it
+ * and in its children (ids not below its own); an abort throws all away.
+ * So no audit row outlives the work it records, and none is lost for work
+ * that commits.
+ *
+ * A row made in a statement is in audit_log when the statement is done,
+ * as before; an AFTER trigger of the same statement that fires after
+ * payments_audit and reads audit_log may not see it yet.
+ * ------------------------------------------------------------------------
+ */
+
+/* The buffer's descriptor: the audit columns in AuditColumn order. */
+static void
+buffer_init(void)
+{
+	MemoryContext old;
+	int			j;
+
+	if (buffer.cxt != NULL)
+		return;
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	buffer.desc = CreateTemplateTupleDesc(AUDIT_NCOLUMNS);
+	for (j = 0; j < AUDIT_NCOLUMNS; j++)
+		TupleDescInitEntry(buffer.desc, j + 1, audit_column_names[j],
+						   audit_column_types[j], -1, 0);
+	buffer.maxrows = AUDIT_BATCH_ROWS;
+	buffer.rows = palloc(sizeof(AuditBufferedRow) * buffer.maxrows);
+	MemoryContextSwitchTo(old);
+	buffer.cxt = AllocSetContextCreate(TopMemoryContext, "payments audit buffer",
+									   ALLOCSET_DEFAULT_SIZES);
+}
+
+/* Keep a row for the next write; write when enough wait. */
+static void
+buffer_append(const Datum *values, const bool *nulls)
+{
+	MemoryContext old;
+	HeapTuple	tuple;
+
+	buffer_init();
+	if (buffer.nrows == buffer.maxrows)
+	{
+		/* rows of enclosing subtransactions fill it: make room */
+		buffer.maxrows *= 2;
+		buffer.rows = repalloc(buffer.rows, sizeof(AuditBufferedRow) * buffer.maxrows);
+	}
+	old = MemoryContextSwitchTo(buffer.cxt);
+	tuple = heap_form_tuple(buffer.desc, (Datum *) values, (bool *) nulls);
+	MemoryContextSwitchTo(old);
+	buffer.rows[buffer.nrows].subid = GetCurrentSubTransactionId();
+	buffer.rows[buffer.nrows].tuple = tuple;
+	buffer.nrows++;
+	buffer.bytes += HEAPTUPLESIZE + tuple->t_len;
+	if (buffer.bytes >= AUDIT_BUFFER_BYTES ||
+		(buffer.nrows >= AUDIT_BATCH_ROWS &&
+		 buffer.rows[buffer.nrows - AUDIT_BATCH_ROWS].subid >= GetCurrentSubTransactionId()))
+		buffer_flush();
+}
+
+/* Forget the rows made in subtransaction from and later (all: Invalid). */
+static void
+buffer_discard(SubTransactionId from)
+{
+	int			keep = buffer.nrows;
+
+	while (keep > 0 && (from == InvalidSubTransactionId || buffer.rows[keep - 1].subid >= from))
+		keep--;
+	for (int i = keep; i < buffer.nrows; i++)
+	{
+		buffer.bytes -= HEAPTUPLESIZE + buffer.rows[i].tuple->t_len;
+		pfree(buffer.rows[i].tuple);
+	}
+	buffer.nrows = keep;
+	if (keep == 0 && buffer.cxt != NULL)
+	{
+		MemoryContextReset(buffer.cxt);
+		buffer.bytes = 0;
+	}
+}
+
+/*
+ * Write the buffered rows that belong to the running subtransaction (see
+ * above), as the owner of audit_log.
+ */
+static void
+buffer_flush(void)
+{
+	volatile int first = buffer.nrows;
+	SubTransactionId cur;
+	Oid			save_userid;
+	int			save_sec;
+	MemoryContext tmp;
+	MemoryContext old;
+
+	if (buffer.nrows == 0 || buffer_flushing || !IsTransactionState())
+		return;
+	cur = GetCurrentSubTransactionId();
+	while (first > 0 && buffer.rows[first - 1].subid >= cur)
+		first--;
+	if (first == buffer.nrows)
+		return;
+
+	load_globals();
+	tmp = AllocSetContextCreate(CurrentMemoryContext, "payments audit flush",
+								ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(tmp);
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(audit_log_owner,
+						   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
+	buffer_flushing = true;
+	PG_TRY();
+	{
+		int			i = first;
+
+		while (i < buffer.nrows)
+		{
+			AuditWriter *w = writer_get(audit_log_relid);
+			HeapTuple	batch[AUDIT_BATCH_ROWS];
+			int			n = 0;
+
+			if (w == NULL)
+			{
+				/* audit_log changed since: the SPI path, row by row */
+				Datum		values[AUDIT_NCOLUMNS];
+				bool		nulls[AUDIT_NCOLUMNS];
+
+				if (SPI_connect() != SPI_OK_CONNECT)
+					elog(ERROR, "SPI_connect failed");
+				for (; i < buffer.nrows; i++)
+				{
+					heap_deform_tuple(buffer.rows[i].tuple, buffer.desc, values, nulls);
+					spi_insert(values, nulls);
+				}
+				SPI_finish();
+				break;
+			}
+			while (i < buffer.nrows && n < AUDIT_BATCH_ROWS)
+				batch[n++] = buffer.rows[i++].tuple;
+			writer_insert_many(w, batch, n);
+			MemoryContextReset(tmp);
+		}
+	}
+	PG_FINALLY();
+	{
+		buffer_flushing = false;
+		SetUserIdAndSecContext(save_userid, save_sec);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(tmp);
+
+	/* written: they go from the buffer */
+	for (int i = first; i < buffer.nrows; i++)
+		pfree(buffer.rows[i].tuple);
+	buffer.nrows = first;
+	if (first == 0)
+	{
+		MemoryContextReset(buffer.cxt);
+		buffer.bytes = 0;
+	}
+	else
+	{
+		buffer.bytes = 0;
+		for (int i = 0; i < first; i++)
+			buffer.bytes += HEAPTUPLESIZE + buffer.rows[i].tuple->t_len;
+	}
+}
+
 /* A text column's value, NULL for a NULL string. */
 static Datum
 text_value(const char *s, bool *isnull)
@@ -1393,8 +1715,9 @@ text_value(const char *s, bool *isnull)
  * directly, else through SPI.
  */
 static int64
-audit_insert(AuditRecord *r)
+audit_insert(AuditRecord *r, bool buffered)
 {
+	volatile bool append = false;
 	Datum		values[AUDIT_NCOLUMNS];
 	bool		nulls[AUDIT_NCOLUMNS];
 	Oid			save_userid;
@@ -1481,7 +1804,9 @@ audit_insert(AuditRecord *r)
 	PG_TRY();
 	{
 		w = writer_get(log_relid);
-		if (w != NULL)
+		if (w != NULL && buffered)
+			append = true;
+		else if (w != NULL)
 			writer_insert(w, values, nulls);
 		else
 		{
@@ -1496,6 +1821,8 @@ audit_insert(AuditRecord *r)
 		SetUserIdAndSecContext(save_userid, save_sec);
 	}
 	PG_END_TRY();
+	if (append)
+		buffer_append(values, nulls);
 	return r->audit_id;
 }
 
@@ -1601,7 +1928,7 @@ pay_audit_trigger(PG_FUNCTION_ARGS)
 			r.correlation_id = TextDatumGetCString(d);
 	}
 
-	audit_insert(&r);
+	audit_insert(&r, true);
 	return PointerGetDatum(NULL);
 }
 
@@ -1634,7 +1961,7 @@ pay_audit_record(PG_FUNCTION_ARGS)
 	r.new_row = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P_COPY(3);
 	r.correlation_id = current_correlation_id();
 
-	id = audit_insert(&r);
+	id = audit_insert(&r, false);
 	PG_RETURN_INT64(id);
 }
 
