@@ -162,6 +162,8 @@ typedef struct AuditAttr
 	bool		typbyval;
 	int16		typlen;
 	FmgrInfo   *to_jsonb;		/* AK_GENERIC: to_jsonb() typed for typid */
+	char	   *keytext;		/* the name as a JSON string, then ": " */
+	int			keytextlen;
 } AuditAttr;
 
 typedef struct AuditRelCache
@@ -175,6 +177,8 @@ typedef struct AuditRelCache
 	AuditAttr  *attrs;
 	AttrNumber	merchant_attno; /* integer merchant_id column, or 0 */
 	AttrNumber	correlation_attno;	/* text correlation_id column, or 0 */
+	int			nkeys;			/* columns written to the row's jsonb */
+	int		   *keyorder;		/* their indexes, in jsonb's key order */
 } AuditRelCache;
 
 /* One audit row before it is inserted */
@@ -420,6 +424,19 @@ type_is_card(Oid typid)
 	return OidIsValid(elem) && getBaseType(elem) == card_type_oid;
 }
 
+/* jsonb's order of object keys: shorter first, then bytewise */
+static int
+compare_key_order(const void *x, const void *y, void *arg)
+{
+	AuditAttr  *attrs = (AuditAttr *) arg;
+	AuditAttr  *a = &attrs[*(const int *) x];
+	AuditAttr  *b = &attrs[*(const int *) y];
+
+	if (a->namelen != b->namelen)
+		return a->namelen < b->namelen ? -1 : 1;
+	return memcmp(a->name, b->name, a->namelen);
+}
+
 static AuditRelCache *
 get_rel_cache(Relation rel, Trigger *trigger)
 {
@@ -506,6 +523,29 @@ get_rel_cache(Relation rel, Trigger *trigger)
 			a->to_jsonb->fn_expr = (Node *) expr;
 		}
 	}
+
+	/*
+	 * The written columns in the order of a jsonb object's keys (shorter
+	 * first, then bytewise), each with its key as JSON text.
+	 */
+	entry->keyorder = palloc(sizeof(int) * Max(desc->natts, 1));
+	entry->nkeys = 0;
+	for (i = 0; i < desc->natts; i++)
+	{
+		AuditAttr  *a = &entry->attrs[i];
+		StringInfoData key;
+
+		if (a->kind == AK_DROPPED || a->kind == AK_MASKED || a->kind == AK_OMIT_BYTES)
+			continue;
+		initStringInfo(&key);
+		escape_json(&key, a->name);
+		appendBinaryStringInfo(&key, ": ", 2);
+		a->keytext = key.data;
+		a->keytextlen = key.len;
+		entry->keyorder[entry->nkeys++] = i;
+	}
+	qsort_arg(entry->keyorder, entry->nkeys, sizeof(int), compare_key_order, entry->attrs);
+
 	MemoryContextSwitchTo(old);
 	entry->valid = true;
 	return entry;
@@ -702,6 +742,199 @@ row_to_audit_jsonb(AuditRelCache *rc, HeapTuple tuple, TupleDesc desc)
 	}
 	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 	return JsonbValueToJsonb(res);
+}
+
+/* A jsonb scalar's text, as JsonbToCString prints it. */
+static void
+append_scalar_text(StringInfo out, const JsonbValue *v)
+{
+	switch (v->type)
+	{
+		case jbvNull:
+			appendBinaryStringInfo(out, "null", 4);
+			break;
+		case jbvBool:
+			if (v->val.boolean)
+				appendBinaryStringInfo(out, "true", 4);
+			else
+				appendBinaryStringInfo(out, "false", 5);
+			break;
+		case jbvNumeric:
+			appendStringInfoString(out, DatumGetCString(DirectFunctionCall1(numeric_out,
+																			NumericGetDatum(v->val.numeric))));
+			break;
+		case jbvString:
+			escape_json(out, pnstrdup(v->val.string.val, v->val.string.len));
+			break;
+		default:
+			elog(ERROR, "unexpected jsonb scalar type %d", (int) v->type);
+	}
+}
+
+/*
+ * The row as a jsonb object and, built alongside, its text as
+ * JsonbToCString prints it (keys in jsonb's order, ", " and ": "): no
+ * key sorting, no second pass over the jsonb to print it.  Writes what
+ * row_to_audit_jsonb() writes.  Returns false for a row with a value that
+ * is a jsonb container (an object or array in a jsonb column, or from
+ * to_jsonb() of another type): row_to_audit_jsonb() serves that row.
+ */
+static bool
+row_to_audit_fast(AuditRelCache *rc, HeapTuple tuple, TupleDesc desc,
+				  Jsonb **jb_out, char **text_out)
+{
+	JsonbValue	obj;
+	JsonbPair  *pairs = palloc(sizeof(JsonbPair) * Max(rc->nkeys, 1));
+	StringInfoData out;
+	int			k;
+
+	initStringInfo(&out);
+	appendStringInfoChar(&out, '{');
+	for (k = 0; k < rc->nkeys; k++)
+	{
+		int			i = rc->keyorder[k];
+		AuditAttr  *a = &rc->attrs[i];
+		JsonbPair  *p = &pairs[k];
+		JsonbValue *v = &p->value;
+		Datum		value;
+		bool		isnull;
+
+		if (i >= desc->natts)
+			return false;
+		p->key.type = jbvString;
+		p->key.val.string.val = a->name;
+		p->key.val.string.len = a->namelen;
+		p->order = k;
+		if (k > 0)
+			appendBinaryStringInfo(&out, ", ", 2);
+		appendBinaryStringInfo(&out, a->keytext, a->keytextlen);
+
+		value = heap_getattr(tuple, i + 1, desc, &isnull);
+		if (isnull)
+		{
+			v->type = jbvNull;
+			appendBinaryStringInfo(&out, "null", 4);
+			continue;
+		}
+		switch (a->kind)
+		{
+			case AK_BYTES:
+				{
+					JsonbPair  *bp = palloc(sizeof(JsonbPair));
+					int64		nbytes = (int64) (toast_raw_datum_size(value) - VARHDRSZ);
+
+					bp->key.type = jbvString;
+					bp->key.val.string.val = "bytes";
+					bp->key.val.string.len = 5;
+					bp->order = 0;
+					bp->value.type = jbvNumeric;
+					bp->value.val.numeric = int64_to_numeric(nbytes);
+					v->type = jbvObject;
+					v->val.object.nPairs = 1;
+					v->val.object.pairs = bp;
+					appendStringInfo(&out, "{\"bytes\": " INT64_FORMAT "}", nbytes);
+					break;
+				}
+			case AK_INT:
+				{
+					Oid			base = a->basetype;
+					int64		n;
+					char		buf[MAXINT8LEN + 1];
+					int			len;
+
+					if (base == INT8OID)
+						n = DatumGetInt64(value);
+					else if (base == INT4OID)
+						n = DatumGetInt32(value);
+					else
+						n = DatumGetInt16(value);
+					v->type = jbvNumeric;
+					v->val.numeric = int64_to_numeric(n);
+					len = pg_lltoa(n, buf);
+					appendBinaryStringInfo(&out, buf, len);
+					break;
+				}
+			case AK_NUMERIC:
+				{
+					Numeric		num = DatumGetNumeric(value);
+					char	   *s = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(num)));
+
+					if (numeric_is_nan(num) || numeric_is_inf(num))
+					{
+						v->type = jbvString;
+						v->val.string.val = s;
+						v->val.string.len = strlen(s);
+						escape_json(&out, s);
+					}
+					else
+					{
+						v->type = jbvNumeric;
+						v->val.numeric = num;
+						appendStringInfoString(&out, s);
+					}
+					break;
+				}
+			case AK_BOOL:
+				v->type = jbvBool;
+				v->val.boolean = DatumGetBool(value);
+				append_scalar_text(&out, v);
+				break;
+			case AK_TEXT:
+				{
+					text	   *t = DatumGetTextPP(value);
+					int			len = VARSIZE_ANY_EXHDR(t);
+					char	   *s = pnstrdup(VARDATA_ANY(t), len);
+
+					v->type = jbvString;
+					v->val.string.val = s;
+					v->val.string.len = len;
+					escape_json(&out, s);
+					break;
+				}
+			case AK_DATETIME:
+				{
+					char		buf[MAXDATELEN + 1];
+					char	   *s = pstrdup(JsonEncodeDateTime(buf, value, a->basetype, NULL));
+
+					v->type = jbvString;
+					v->val.string.val = s;
+					v->val.string.len = strlen(s);
+					escape_json(&out, s);
+					break;
+				}
+			case AK_JSONB:
+			case AK_GENERIC:
+				{
+					Jsonb	   *j = a->kind == AK_JSONB ? DatumGetJsonbP(value) :
+						DatumGetJsonbP(FunctionCall1(a->to_jsonb, value));
+
+					if (!JB_ROOT_IS_SCALAR(j) || !JsonbExtractScalar(&j->root, v))
+						return false;
+					append_scalar_text(&out, v);
+					break;
+				}
+			default:
+				return false;
+		}
+	}
+	appendStringInfoChar(&out, '}');
+	obj.type = jbvObject;
+	obj.val.object.nPairs = rc->nkeys;
+	obj.val.object.pairs = pairs;
+	*jb_out = JsonbValueToJsonb(&obj);
+	*text_out = out.data;
+	return true;
+}
+
+/* The row's jsonb and its text, by whichever path serves the row. */
+static void
+row_to_audit(AuditRelCache *rc, HeapTuple tuple, TupleDesc desc, Jsonb **jb, char **text)
+{
+	if (!row_to_audit_fast(rc, tuple, desc, jb, text))
+	{
+		*jb = row_to_audit_jsonb(rc, tuple, desc);
+		*text = NULL;			/* printed when needed */
+	}
 }
 
 /* The names of the columns an UPDATE changed (masked ones included). */
@@ -1743,12 +1976,14 @@ audit_insert(AuditRecord *r, bool buffered)
 	/* anything that still looks like a card number goes */
 	rows[0] = r->old_row;
 	rows[1] = r->new_row;
+	texts[0] = r->old_text;
+	texts[1] = r->new_text;
 	for (i = 0; i < 2; i++)
 	{
-		texts[i] = NULL;
 		if (rows[i] != NULL)
 		{
-			texts[i] = JsonbToCString(NULL, &rows[i]->root, VARSIZE(rows[i]));
+			if (texts[i] == NULL)
+				texts[i] = JsonbToCString(NULL, &rows[i]->root, VARSIZE(rows[i]));
 			if (card_text_contains_number(texts[i], strlen(texts[i])))
 			{
 				rows[i] = redact_card_numbers(rows[i]);
@@ -1882,21 +2117,21 @@ pay_audit_trigger(PG_FUNCTION_ARGS)
 	{
 		r.operation = "INSERT";
 		rowtup = td->tg_trigtuple;
-		r.new_row = row_to_audit_jsonb(rc, rowtup, desc);
+		row_to_audit(rc, rowtup, desc, &r.new_row, &r.new_text);
 	}
 	else if (TRIGGER_FIRED_BY_UPDATE(ev))
 	{
 		r.operation = "UPDATE";
 		rowtup = td->tg_newtuple;
-		r.old_row = row_to_audit_jsonb(rc, td->tg_trigtuple, desc);
-		r.new_row = row_to_audit_jsonb(rc, td->tg_newtuple, desc);
+		row_to_audit(rc, td->tg_trigtuple, desc, &r.old_row, &r.old_text);
+		row_to_audit(rc, td->tg_newtuple, desc, &r.new_row, &r.new_text);
 		r.changed_columns = changed_columns(rc, td->tg_trigtuple, td->tg_newtuple, desc);
 	}
 	else
 	{
 		r.operation = "DELETE";
 		rowtup = td->tg_trigtuple;
-		r.old_row = row_to_audit_jsonb(rc, rowtup, desc);
+		row_to_audit(rc, rowtup, desc, &r.old_row, &r.old_text);
 	}
 
 	r.merchant_id = 0;
