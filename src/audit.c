@@ -164,6 +164,9 @@ typedef struct AuditAttr
 	FmgrInfo   *to_jsonb;		/* AK_GENERIC: to_jsonb() typed for typid */
 	char	   *keytext;		/* the name as a JSON string, then ": " */
 	int			keytextlen;
+	bool		have_last;		/* AK_DATETIME: the last value printed */
+	Datum		last_value;		/* (by value: date, timestamp[tz]) */
+	char		last_text[MAXDATELEN + 1];
 } AuditAttr;
 
 typedef struct AuditRelCache
@@ -179,6 +182,7 @@ typedef struct AuditRelCache
 	AttrNumber	correlation_attno;	/* text correlation_id column, or 0 */
 	int			nkeys;			/* columns written to the row's jsonb */
 	int		   *keyorder;		/* their indexes, in jsonb's key order */
+	bool		keys_clean;		/* no key looks like a card number */
 } AuditRelCache;
 
 /* One audit row before it is inserted */
@@ -193,6 +197,8 @@ typedef struct AuditRecord
 	Jsonb	   *new_row;
 	char	   *old_text;		/* their canonical text, when known */
 	char	   *new_text;
+	bool		old_clean;		/* that text known to hold no card number */
+	bool		new_clean;
 	ArrayType  *changed_columns;
 	const char *db_role;
 	const char *session_role;
@@ -545,6 +551,11 @@ get_rel_cache(Relation rel, Trigger *trigger)
 		entry->keyorder[entry->nkeys++] = i;
 	}
 	qsort_arg(entry->keyorder, entry->nkeys, sizeof(int), compare_key_order, entry->attrs);
+	entry->keys_clean = true;
+	for (i = 0; i < entry->nkeys; i++)
+		if (card_text_contains_number(entry->attrs[entry->keyorder[i]].name,
+									  entry->attrs[entry->keyorder[i]].namelen))
+			entry->keys_clean = false;
 
 	MemoryContextSwitchTo(old);
 	entry->valid = true;
@@ -780,9 +791,10 @@ append_scalar_text(StringInfo out, const JsonbValue *v)
  * to_jsonb() of another type): row_to_audit_jsonb() serves that row.
  */
 static bool
-row_to_audit_fast(AuditRelCache *rc, HeapTuple tuple, TupleDesc desc,
-				  Jsonb **jb_out, char **text_out)
+row_to_audit_fast(AuditRelCache *rc, TupleDesc desc, const Datum *values,
+				  const bool *nulls, Jsonb **jb_out, char **text_out, bool *clean)
 {
+	bool		dirty = !rc->keys_clean;
 	JsonbValue	obj;
 	JsonbPair  *pairs = palloc(sizeof(JsonbPair) * Max(rc->nkeys, 1));
 	StringInfoData out;
@@ -795,6 +807,7 @@ row_to_audit_fast(AuditRelCache *rc, HeapTuple tuple, TupleDesc desc,
 		int			i = rc->keyorder[k];
 		AuditAttr  *a = &rc->attrs[i];
 		JsonbPair  *p = &pairs[k];
+		int			start;
 		JsonbValue *v = &p->value;
 		Datum		value;
 		bool		isnull;
@@ -809,13 +822,15 @@ row_to_audit_fast(AuditRelCache *rc, HeapTuple tuple, TupleDesc desc,
 			appendBinaryStringInfo(&out, ", ", 2);
 		appendBinaryStringInfo(&out, a->keytext, a->keytextlen);
 
-		value = heap_getattr(tuple, i + 1, desc, &isnull);
+		value = values[i];
+		isnull = nulls[i];
 		if (isnull)
 		{
 			v->type = jbvNull;
 			appendBinaryStringInfo(&out, "null", 4);
 			continue;
 		}
+		start = out.len;
 		switch (a->kind)
 		{
 			case AK_BYTES:
@@ -893,8 +908,16 @@ row_to_audit_fast(AuditRelCache *rc, HeapTuple tuple, TupleDesc desc,
 				}
 			case AK_DATETIME:
 				{
-					char		buf[MAXDATELEN + 1];
-					char	   *s = pstrdup(JsonEncodeDateTime(buf, value, a->basetype, NULL));
+					char	   *s;
+
+					/* a statement's rows often share one (DEFAULT now()) */
+					if (!a->have_last || a->last_value != value)
+					{
+						JsonEncodeDateTime(a->last_text, value, a->basetype, NULL);
+						a->last_value = value;
+						a->have_last = true;
+					}
+					s = pstrdup(a->last_text);
 
 					v->type = jbvString;
 					v->val.string.val = s;
@@ -916,8 +939,19 @@ row_to_audit_fast(AuditRelCache *rc, HeapTuple tuple, TupleDesc desc,
 			default:
 				return false;
 		}
+
+		/*
+		 * Card numbers: each value's text on its own is what a scan of the
+		 * whole text finds (a digit group joins the next one over a space
+		 * or a dash only, and values are set apart by ", " and quotes);
+		 * dates, times, booleans and byte counts cannot hold one.
+		 */
+		if (!dirty && a->kind != AK_DATETIME && a->kind != AK_BOOL && a->kind != AK_BYTES &&
+			card_text_contains_number(out.data + start, out.len - start))
+			dirty = true;
 	}
 	appendStringInfoChar(&out, '}');
+	*clean = !dirty;
 	obj.type = jbvObject;
 	obj.val.object.nPairs = rc->nkeys;
 	obj.val.object.pairs = pairs;
@@ -928,10 +962,12 @@ row_to_audit_fast(AuditRelCache *rc, HeapTuple tuple, TupleDesc desc,
 
 /* The row's jsonb and its text, by whichever path serves the row. */
 static void
-row_to_audit(AuditRelCache *rc, HeapTuple tuple, TupleDesc desc, Jsonb **jb, char **text)
+row_to_audit(AuditRelCache *rc, HeapTuple tuple, TupleDesc desc,
+			 const Datum *values, const bool *nulls, Jsonb **jb, char **text, bool *clean)
 {
-	if (!row_to_audit_fast(rc, tuple, desc, jb, text))
+	if (!row_to_audit_fast(rc, desc, values, nulls, jb, text, clean))
 	{
+		*clean = false;			/* scanned when printed */
 		*jb = row_to_audit_jsonb(rc, tuple, desc);
 		*text = NULL;			/* printed when needed */
 	}
@@ -939,7 +975,8 @@ row_to_audit(AuditRelCache *rc, HeapTuple tuple, TupleDesc desc, Jsonb **jb, cha
 
 /* The names of the columns an UPDATE changed (masked ones included). */
 static ArrayType *
-changed_columns(AuditRelCache *rc, HeapTuple oldtup, HeapTuple newtup, TupleDesc desc)
+changed_columns(AuditRelCache *rc, const Datum *oldvals, const bool *oldnulls,
+				const Datum *newvals, const bool *newnulls, TupleDesc desc)
 {
 	Datum	   *names = palloc(sizeof(Datum) * Max(rc->natts, 1));
 	int			n = 0;
@@ -955,8 +992,10 @@ changed_columns(AuditRelCache *rc, HeapTuple oldtup, HeapTuple newtup, TupleDesc
 
 		if (a->kind == AK_DROPPED)
 			continue;
-		oldval = heap_getattr(oldtup, i + 1, desc, &oldnull);
-		newval = heap_getattr(newtup, i + 1, desc, &newnull);
+		oldval = oldvals[i];
+		oldnull = oldnulls[i];
+		newval = newvals[i];
+		newnull = newnulls[i];
 		if (oldnull && newnull)
 			continue;
 		if (oldnull != newnull || !datumIsEqual(oldval, newval, a->typbyval, a->typlen))
@@ -1305,6 +1344,7 @@ typedef struct AuditWriter
 	TupleTableSlot *slot;		/* virtual, over a copy of the descriptor */
 	TupleTableSlot **slots;		/* as many, for table_multi_insert */
 	int			nslots;			/* made so far (up to AUDIT_BATCH_ROWS) */
+	bool		same_layout;	/* audit_log's columns are the buffer's */
 	AttrNumber	attnums[AUDIT_NCOLUMNS];
 } AuditWriter;
 
@@ -1519,6 +1559,10 @@ writer_build(Relation rel)
 	}
 	if (!writer.direct)
 		return;
+	writer.same_layout = desc->natts == AUDIT_NCOLUMNS;
+	for (j = 0; j < AUDIT_NCOLUMNS && writer.same_layout; j++)
+		writer.same_layout = writer.attnums[j] == j + 1 &&
+			TupleDescAttr(desc, j)->atttypid == audit_column_types[j];
 
 	old = MemoryContextSwitchTo(writer.cxt);
 	writer.estate = CreateExecutorState();
@@ -1680,20 +1724,31 @@ writer_insert_many(AuditWriter *w, HeapTuple *tuples, int n)
 	{
 		TupleTableSlot *slot = w->slots[i];
 
-		heap_deform_tuple(tuples[i], bdesc, values, nulls);
-		ExecClearTuple(slot);
-		memset(slot->tts_isnull, true, sizeof(bool) * natts);
-		for (j = 0; j < AUDIT_NCOLUMNS; j++)
+		if (w->same_layout)
 		{
-			slot->tts_values[w->attnums[j] - 1] = values[j];
-			slot->tts_isnull[w->attnums[j] - 1] = nulls[j];
+			/* the buffered tuple is an audit_log tuple as it is */
+			ExecStoreHeapTuple(tuples[i], slot, false);
 		}
-		ExecStoreVirtualTuple(slot);
+		else
+		{
+			heap_deform_tuple(tuples[i], bdesc, values, nulls);
+			ExecClearTuple(slot);
+			memset(slot->tts_isnull, true, sizeof(bool) * natts);
+			for (j = 0; j < AUDIT_NCOLUMNS; j++)
+			{
+				slot->tts_values[w->attnums[j] - 1] = values[j];
+				slot->tts_isnull[w->attnums[j] - 1] = nulls[j];
+			}
+			ExecStoreVirtualTuple(slot);
+		}
 		if (w->rel->rd_att->constr)
 			ExecConstraints(w->rri, slot, w->estate);
 		ResetPerTupleExprContext(w->estate);
 	}
-	table_multi_insert(w->rel, w->slots, n, cid, 0, NULL);
+	if (n == 1)
+		table_tuple_insert(w->rel, w->slots[0], cid, 0, NULL);
+	else
+		table_multi_insert(w->rel, w->slots, n, cid, 0, NULL);
 	for (i = 0; i < n; i++)
 	{
 		if (w->nindexes > 0)
@@ -1957,6 +2012,7 @@ audit_insert(AuditRecord *r, bool buffered)
 	int			save_sec;
 	Jsonb	   *rows[2];
 	char	   *texts[2];
+	bool		clean[2];
 	int			i;
 	Oid			owner;
 	Oid			log_relid;
@@ -1978,13 +2034,15 @@ audit_insert(AuditRecord *r, bool buffered)
 	rows[1] = r->new_row;
 	texts[0] = r->old_text;
 	texts[1] = r->new_text;
+	clean[0] = r->old_clean;
+	clean[1] = r->new_clean;
 	for (i = 0; i < 2; i++)
 	{
 		if (rows[i] != NULL)
 		{
 			if (texts[i] == NULL)
 				texts[i] = JsonbToCString(NULL, &rows[i]->root, VARSIZE(rows[i]));
-			if (card_text_contains_number(texts[i], strlen(texts[i])))
+			if (!clean[i] && card_text_contains_number(texts[i], strlen(texts[i])))
 			{
 				rows[i] = redact_card_numbers(rows[i]);
 				texts[i] = JsonbToCString(NULL, &rows[i]->root, VARSIZE(rows[i]));
@@ -2075,6 +2133,8 @@ pay_audit_trigger(PG_FUNCTION_ARGS)
 	AuditRecord r;
 	TupleDesc	desc;
 	HeapTuple	rowtup = NULL;
+	Datum	   *values[2];		/* the row (old row of an UPDATE), deformed */
+	bool	   *nulls[2];
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -2105,6 +2165,11 @@ pay_audit_trigger(PG_FUNCTION_ARGS)
 	memset(&r, 0, sizeof(r));
 	r.table_schema = rc->schema;
 	r.table_name = rc->relname;
+	for (int k = 0; k < 2; k++)
+	{
+		values[k] = palloc(sizeof(Datum) * Max(desc->natts, 1));
+		nulls[k] = palloc(sizeof(bool) * Max(desc->natts, 1));
+	}
 
 	if (TRIGGER_FIRED_BY_TRUNCATE(ev))
 		r.operation = "TRUNCATE";
@@ -2117,21 +2182,25 @@ pay_audit_trigger(PG_FUNCTION_ARGS)
 	{
 		r.operation = "INSERT";
 		rowtup = td->tg_trigtuple;
-		row_to_audit(rc, rowtup, desc, &r.new_row, &r.new_text);
+		heap_deform_tuple(rowtup, desc, values[0], nulls[0]);
+		row_to_audit(rc, rowtup, desc, values[0], nulls[0], &r.new_row, &r.new_text, &r.new_clean);
 	}
 	else if (TRIGGER_FIRED_BY_UPDATE(ev))
 	{
 		r.operation = "UPDATE";
 		rowtup = td->tg_newtuple;
-		row_to_audit(rc, td->tg_trigtuple, desc, &r.old_row, &r.old_text);
-		row_to_audit(rc, td->tg_newtuple, desc, &r.new_row, &r.new_text);
-		r.changed_columns = changed_columns(rc, td->tg_trigtuple, td->tg_newtuple, desc);
+		heap_deform_tuple(td->tg_trigtuple, desc, values[0], nulls[0]);
+		heap_deform_tuple(td->tg_newtuple, desc, values[1], nulls[1]);
+		row_to_audit(rc, td->tg_trigtuple, desc, values[0], nulls[0], &r.old_row, &r.old_text, &r.old_clean);
+		row_to_audit(rc, td->tg_newtuple, desc, values[1], nulls[1], &r.new_row, &r.new_text, &r.new_clean);
+		r.changed_columns = changed_columns(rc, values[0], nulls[0], values[1], nulls[1], desc);
 	}
 	else
 	{
 		r.operation = "DELETE";
 		rowtup = td->tg_trigtuple;
-		row_to_audit(rc, rowtup, desc, &r.old_row, &r.old_text);
+		heap_deform_tuple(rowtup, desc, values[0], nulls[0]);
+		row_to_audit(rc, rowtup, desc, values[0], nulls[0], &r.old_row, &r.old_text, &r.old_clean);
 	}
 
 	r.merchant_id = 0;
