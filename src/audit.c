@@ -38,14 +38,17 @@
  * audit ids (not transaction ids) so that they survive pg_dump/restore.
  *
  * Performance: per backend we cache, per audited relation (invalidated by
- * relcache callbacks), the column list with the decision for each column.
- * The audit row is written with the table and index APIs through a
- * ResultRelInfo of audit_log kept across rows, statements and transactions
- * (see "The direct writer"): no executor, SPI call or CHECK-constraint
- * compilation per row; a kept SPI plan remains for the cases the direct
- * path does not cover.  Who acted comes from payments_actor() (no merchant
- * decision); parsed request.jwt.claims and request.headers are cached by
- * their text.
+ * relcache callbacks), the column list with the decision for each column
+ * and the columns in jsonb's key order, so that a row's jsonb and its
+ * canonical text (hashed, scanned for card numbers) are built together in
+ * one pass.  The audit rows of a statement are buffered and written
+ * together at its end with table_multi_insert (see "The statement
+ * buffer"), through a ResultRelInfo of audit_log kept across rows,
+ * statements and transactions (see "The direct writer"): no executor, SPI
+ * call or CHECK-constraint compilation per row; a kept SPI plan remains
+ * for the cases the direct path does not cover.  Who acted comes from
+ * payments_actor() (no merchant decision); parsed request.jwt.claims and
+ * request.headers are cached by their text.
  *
  * Restores: while check_function_bodies is off (every pg_dump script and
  * pg_restore sets it) and the user is a superuser or the owner of
