@@ -786,6 +786,138 @@ append_scalar_text(StringInfo out, const JsonbValue *v)
 }
 
 /*
+ * One value of a row: its JsonbValue into v, its text (as JsonbToCString
+ * prints it) onto out.  False for a jsonb container (see below).
+ */
+static bool
+append_audit_value(AuditAttr *a, Datum value, JsonbValue *v, StringInfo out)
+{
+	switch (a->kind)
+	{
+		case AK_BYTES:
+			{
+				JsonbPair  *bp = palloc(sizeof(JsonbPair));
+				int64		nbytes = (int64) (toast_raw_datum_size(value) - VARHDRSZ);
+
+				bp->key.type = jbvString;
+				bp->key.val.string.val = "bytes";
+				bp->key.val.string.len = 5;
+				bp->order = 0;
+				bp->value.type = jbvNumeric;
+				bp->value.val.numeric = int64_to_numeric(nbytes);
+				v->type = jbvObject;
+				v->val.object.nPairs = 1;
+				v->val.object.pairs = bp;
+				appendStringInfo(out, "{\"bytes\": " INT64_FORMAT "}", nbytes);
+				break;
+			}
+		case AK_INT:
+			{
+				Oid			base = a->basetype;
+				int64		n;
+				char		buf[MAXINT8LEN + 1];
+				int			len;
+
+				if (base == INT8OID)
+					n = DatumGetInt64(value);
+				else if (base == INT4OID)
+					n = DatumGetInt32(value);
+				else
+					n = DatumGetInt16(value);
+				v->type = jbvNumeric;
+				v->val.numeric = int64_to_numeric(n);
+				len = pg_lltoa(n, buf);
+				appendBinaryStringInfo(out, buf, len);
+				break;
+			}
+		case AK_NUMERIC:
+			{
+				Numeric		num = DatumGetNumeric(value);
+				char	   *s = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(num)));
+
+				if (numeric_is_nan(num) || numeric_is_inf(num))
+				{
+					v->type = jbvString;
+					v->val.string.val = s;
+					v->val.string.len = strlen(s);
+					escape_json(out, s);
+				}
+				else
+				{
+					v->type = jbvNumeric;
+					v->val.numeric = num;
+					appendStringInfoString(out, s);
+				}
+				break;
+			}
+		case AK_BOOL:
+			v->type = jbvBool;
+			v->val.boolean = DatumGetBool(value);
+			append_scalar_text(out, v);
+			break;
+		case AK_TEXT:
+			{
+				text	   *t = DatumGetTextPP(value);
+				int			len = VARSIZE_ANY_EXHDR(t);
+				char	   *s = pnstrdup(VARDATA_ANY(t), len);
+
+				v->type = jbvString;
+				v->val.string.val = s;
+				v->val.string.len = len;
+				escape_json(out, s);
+				break;
+			}
+		case AK_DATETIME:
+			{
+				char	   *s;
+
+				/* a statement's rows often share one (DEFAULT now()) */
+				if (!a->have_last || a->last_value != value)
+				{
+					JsonEncodeDateTime(a->last_text, value, a->basetype, NULL);
+					a->last_value = value;
+					a->have_last = true;
+				}
+				s = pstrdup(a->last_text);
+
+				v->type = jbvString;
+				v->val.string.val = s;
+				v->val.string.len = strlen(s);
+				escape_json(out, s);
+				break;
+			}
+		case AK_JSONB:
+		case AK_GENERIC:
+			{
+				Jsonb	   *j = a->kind == AK_JSONB ? DatumGetJsonbP(value) :
+					DatumGetJsonbP(FunctionCall1(a->to_jsonb, value));
+
+				if (!JB_ROOT_IS_SCALAR(j) || !JsonbExtractScalar(&j->root, v))
+					return false;
+				append_scalar_text(out, v);
+				break;
+			}
+		default:
+			return false;
+	}
+	return true;
+}
+
+/*
+ * A row's jsonb object as built, per key: its pair, where its value's text
+ * is, whether that text holds a card number.  The new row of an UPDATE
+ * takes its unchanged values from the old row's.
+ */
+typedef struct AuditRowBuild
+{
+	JsonbPair  *pairs;
+	char	   *text;
+	int		   *seg_start;
+	int		   *seg_len;
+	bool	   *seg_dirty;
+} AuditRowBuild;
+
+/*
  * The row as a jsonb object and, built alongside, its text as
  * JsonbToCString prints it (keys in jsonb's order, ", " and ": "): no
  * key sorting, no second pass over the jsonb to print it.  Writes what
@@ -795,7 +927,8 @@ append_scalar_text(StringInfo out, const JsonbValue *v)
  */
 static bool
 row_to_audit_fast(AuditRelCache *rc, TupleDesc desc, const Datum *values,
-				  const bool *nulls, Jsonb **jb_out, char **text_out, bool *clean)
+				  const bool *nulls, const AuditRowBuild *prev, const bool *same,
+				  AuditRowBuild *build, Jsonb **jb_out, char **text_out, bool *clean)
 {
 	bool		dirty = !rc->keys_clean;
 	JsonbValue	obj;
@@ -803,6 +936,13 @@ row_to_audit_fast(AuditRelCache *rc, TupleDesc desc, const Datum *values,
 	StringInfoData out;
 	int			k;
 
+	if (build != NULL)
+	{
+		build->pairs = pairs;
+		build->seg_start = palloc(sizeof(int) * Max(rc->nkeys, 1));
+		build->seg_len = palloc(sizeof(int) * Max(rc->nkeys, 1));
+		build->seg_dirty = palloc(sizeof(bool) * Max(rc->nkeys, 1));
+	}
 	initStringInfo(&out);
 	appendStringInfoChar(&out, '{');
 	for (k = 0; k < rc->nkeys; k++)
@@ -811,6 +951,7 @@ row_to_audit_fast(AuditRelCache *rc, TupleDesc desc, const Datum *values,
 		AuditAttr  *a = &rc->attrs[i];
 		JsonbPair  *p = &pairs[k];
 		int			start;
+		bool		value_dirty;
 		JsonbValue *v = &p->value;
 		Datum		value;
 		bool		isnull;
@@ -827,134 +968,48 @@ row_to_audit_fast(AuditRelCache *rc, TupleDesc desc, const Datum *values,
 
 		value = values[i];
 		isnull = nulls[i];
-		if (isnull)
+		start = out.len;
+		value_dirty = false;
+		if (prev != NULL && same[i])
+		{
+			/* unchanged by the UPDATE: the old row's value and text */
+			*v = prev->pairs[k].value;
+			appendBinaryStringInfo(&out, prev->text + prev->seg_start[k], prev->seg_len[k]);
+			value_dirty = prev->seg_dirty[k];
+		}
+		else if (isnull)
 		{
 			v->type = jbvNull;
 			appendBinaryStringInfo(&out, "null", 4);
-			continue;
 		}
-		start = out.len;
-		switch (a->kind)
+		else
 		{
-			case AK_BYTES:
-				{
-					JsonbPair  *bp = palloc(sizeof(JsonbPair));
-					int64		nbytes = (int64) (toast_raw_datum_size(value) - VARHDRSZ);
-
-					bp->key.type = jbvString;
-					bp->key.val.string.val = "bytes";
-					bp->key.val.string.len = 5;
-					bp->order = 0;
-					bp->value.type = jbvNumeric;
-					bp->value.val.numeric = int64_to_numeric(nbytes);
-					v->type = jbvObject;
-					v->val.object.nPairs = 1;
-					v->val.object.pairs = bp;
-					appendStringInfo(&out, "{\"bytes\": " INT64_FORMAT "}", nbytes);
-					break;
-				}
-			case AK_INT:
-				{
-					Oid			base = a->basetype;
-					int64		n;
-					char		buf[MAXINT8LEN + 1];
-					int			len;
-
-					if (base == INT8OID)
-						n = DatumGetInt64(value);
-					else if (base == INT4OID)
-						n = DatumGetInt32(value);
-					else
-						n = DatumGetInt16(value);
-					v->type = jbvNumeric;
-					v->val.numeric = int64_to_numeric(n);
-					len = pg_lltoa(n, buf);
-					appendBinaryStringInfo(&out, buf, len);
-					break;
-				}
-			case AK_NUMERIC:
-				{
-					Numeric		num = DatumGetNumeric(value);
-					char	   *s = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(num)));
-
-					if (numeric_is_nan(num) || numeric_is_inf(num))
-					{
-						v->type = jbvString;
-						v->val.string.val = s;
-						v->val.string.len = strlen(s);
-						escape_json(&out, s);
-					}
-					else
-					{
-						v->type = jbvNumeric;
-						v->val.numeric = num;
-						appendStringInfoString(&out, s);
-					}
-					break;
-				}
-			case AK_BOOL:
-				v->type = jbvBool;
-				v->val.boolean = DatumGetBool(value);
-				append_scalar_text(&out, v);
-				break;
-			case AK_TEXT:
-				{
-					text	   *t = DatumGetTextPP(value);
-					int			len = VARSIZE_ANY_EXHDR(t);
-					char	   *s = pnstrdup(VARDATA_ANY(t), len);
-
-					v->type = jbvString;
-					v->val.string.val = s;
-					v->val.string.len = len;
-					escape_json(&out, s);
-					break;
-				}
-			case AK_DATETIME:
-				{
-					char	   *s;
-
-					/* a statement's rows often share one (DEFAULT now()) */
-					if (!a->have_last || a->last_value != value)
-					{
-						JsonEncodeDateTime(a->last_text, value, a->basetype, NULL);
-						a->last_value = value;
-						a->have_last = true;
-					}
-					s = pstrdup(a->last_text);
-
-					v->type = jbvString;
-					v->val.string.val = s;
-					v->val.string.len = strlen(s);
-					escape_json(&out, s);
-					break;
-				}
-			case AK_JSONB:
-			case AK_GENERIC:
-				{
-					Jsonb	   *j = a->kind == AK_JSONB ? DatumGetJsonbP(value) :
-						DatumGetJsonbP(FunctionCall1(a->to_jsonb, value));
-
-					if (!JB_ROOT_IS_SCALAR(j) || !JsonbExtractScalar(&j->root, v))
-						return false;
-					append_scalar_text(&out, v);
-					break;
-				}
-			default:
+			if (!append_audit_value(a, value, v, &out))
 				return false;
-		}
 
-		/*
-		 * Card numbers: each value's text on its own is what a scan of the
-		 * whole text finds (a digit group joins the next one over a space
-		 * or a dash only, and values are set apart by ", " and quotes);
-		 * dates, times, booleans and byte counts cannot hold one.
-		 */
-		if (!dirty && a->kind != AK_DATETIME && a->kind != AK_BOOL && a->kind != AK_BYTES &&
-			card_text_contains_number(out.data + start, out.len - start))
-			dirty = true;
+			/*
+			 * Card numbers: each value's text on its own is what a scan of
+			 * the whole text finds (a digit group joins the next one over a
+			 * space or a dash only, and values are set apart by ", " and
+			 * quotes); dates, times, booleans and byte counts cannot hold
+			 * one.  (A row kept for the next one has every value scanned.)
+			 */
+			value_dirty = (!dirty || build != NULL) &&
+				a->kind != AK_DATETIME && a->kind != AK_BOOL && a->kind != AK_BYTES &&
+				card_text_contains_number(out.data + start, out.len - start);
+		}
+		dirty |= value_dirty;
+		if (build != NULL)
+		{
+			build->seg_start[k] = start;
+			build->seg_len[k] = out.len - start;
+			build->seg_dirty[k] = value_dirty;
+		}
 	}
 	appendStringInfoChar(&out, '}');
 	*clean = !dirty;
+	if (build != NULL)
+		build->text = out.data;
 	obj.type = jbvObject;
 	obj.val.object.nPairs = rc->nkeys;
 	obj.val.object.pairs = pairs;
@@ -964,22 +1019,23 @@ row_to_audit_fast(AuditRelCache *rc, TupleDesc desc, const Datum *values,
 }
 
 /* The row's jsonb and its text, by whichever path serves the row. */
-static void
+static bool
 row_to_audit(AuditRelCache *rc, HeapTuple tuple, TupleDesc desc,
-			 const Datum *values, const bool *nulls, Jsonb **jb, char **text, bool *clean)
+			 const Datum *values, const bool *nulls, const AuditRowBuild *prev,
+			 const bool *same, AuditRowBuild *build, Jsonb **jb, char **text, bool *clean)
 {
-	if (!row_to_audit_fast(rc, desc, values, nulls, jb, text, clean))
-	{
-		*clean = false;			/* scanned when printed */
-		*jb = row_to_audit_jsonb(rc, tuple, desc);
-		*text = NULL;			/* printed when needed */
-	}
+	if (row_to_audit_fast(rc, desc, values, nulls, prev, same, build, jb, text, clean))
+		return true;
+	*clean = false;				/* scanned when printed */
+	*jb = row_to_audit_jsonb(rc, tuple, desc);
+	*text = NULL;				/* printed when needed */
+	return false;
 }
 
 /* The names of the columns an UPDATE changed (masked ones included). */
 static ArrayType *
 changed_columns(AuditRelCache *rc, const Datum *oldvals, const bool *oldnulls,
-				const Datum *newvals, const bool *newnulls, TupleDesc desc)
+				const Datum *newvals, const bool *newnulls, TupleDesc desc, bool *same)
 {
 	Datum	   *names = palloc(sizeof(Datum) * Max(rc->natts, 1));
 	int			n = 0;
@@ -993,16 +1049,21 @@ changed_columns(AuditRelCache *rc, const Datum *oldvals, const bool *oldnulls,
 		Datum		oldval,
 					newval;
 
+		same[i] = false;
 		if (a->kind == AK_DROPPED)
 			continue;
 		oldval = oldvals[i];
 		oldnull = oldnulls[i];
 		newval = newvals[i];
 		newnull = newnulls[i];
+		same[i] = true;
 		if (oldnull && newnull)
 			continue;
 		if (oldnull != newnull || !datumIsEqual(oldval, newval, a->typbyval, a->typlen))
+		{
 			names[n++] = CStringGetTextDatum(a->name);
+			same[i] = false;
+		}
 	}
 	return construct_array(names, n, TEXTOID, -1, false, TYPALIGN_INT);
 }
@@ -2138,6 +2199,8 @@ pay_audit_trigger(PG_FUNCTION_ARGS)
 	HeapTuple	rowtup = NULL;
 	Datum	   *values[2];		/* the row (old row of an UPDATE), deformed */
 	bool	   *nulls[2];
+	bool	   *same;			/* UPDATE: per column, unchanged */
+	AuditRowBuild old_build;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -2186,7 +2249,8 @@ pay_audit_trigger(PG_FUNCTION_ARGS)
 		r.operation = "INSERT";
 		rowtup = td->tg_trigtuple;
 		heap_deform_tuple(rowtup, desc, values[0], nulls[0]);
-		row_to_audit(rc, rowtup, desc, values[0], nulls[0], &r.new_row, &r.new_text, &r.new_clean);
+		row_to_audit(rc, rowtup, desc, values[0], nulls[0], NULL, NULL, NULL,
+					 &r.new_row, &r.new_text, &r.new_clean);
 	}
 	else if (TRIGGER_FIRED_BY_UPDATE(ev))
 	{
@@ -2194,16 +2258,24 @@ pay_audit_trigger(PG_FUNCTION_ARGS)
 		rowtup = td->tg_newtuple;
 		heap_deform_tuple(td->tg_trigtuple, desc, values[0], nulls[0]);
 		heap_deform_tuple(td->tg_newtuple, desc, values[1], nulls[1]);
-		row_to_audit(rc, td->tg_trigtuple, desc, values[0], nulls[0], &r.old_row, &r.old_text, &r.old_clean);
-		row_to_audit(rc, td->tg_newtuple, desc, values[1], nulls[1], &r.new_row, &r.new_text, &r.new_clean);
-		r.changed_columns = changed_columns(rc, values[0], nulls[0], values[1], nulls[1], desc);
+		same = palloc(sizeof(bool) * Max(desc->natts, 1));
+		r.changed_columns = changed_columns(rc, values[0], nulls[0], values[1], nulls[1], desc, same);
+		/* the new row takes the old row's unchanged values as built */
+		if (row_to_audit(rc, td->tg_trigtuple, desc, values[0], nulls[0], NULL, NULL,
+						 &old_build, &r.old_row, &r.old_text, &r.old_clean))
+			row_to_audit(rc, td->tg_newtuple, desc, values[1], nulls[1], &old_build, same,
+						 NULL, &r.new_row, &r.new_text, &r.new_clean);
+		else
+			row_to_audit(rc, td->tg_newtuple, desc, values[1], nulls[1], NULL, NULL,
+						 NULL, &r.new_row, &r.new_text, &r.new_clean);
 	}
 	else
 	{
 		r.operation = "DELETE";
 		rowtup = td->tg_trigtuple;
 		heap_deform_tuple(rowtup, desc, values[0], nulls[0]);
-		row_to_audit(rc, rowtup, desc, values[0], nulls[0], &r.old_row, &r.old_text, &r.old_clean);
+		row_to_audit(rc, rowtup, desc, values[0], nulls[0], NULL, NULL, NULL,
+					 &r.old_row, &r.old_text, &r.old_clean);
 	}
 
 	r.merchant_id = 0;

@@ -15,7 +15,7 @@
 BEGIN;
 SET LOCAL TimeZone = 'UTC';
 SET LOCAL client_min_messages = warning;
-SELECT plan(43);
+SELECT plan(44);
 
 CREATE TABLE public.tap_bulk (id int PRIMARY KEY, merchant_id bigint NOT NULL, v text, n numeric);
 SELECT ok(payments.pay_audit_attach('tap_bulk'), 'attached');
@@ -83,6 +83,17 @@ SELECT results_eq($$SELECT new_row ->> 'big', new_row ->> 'num', new_row ->> 't'
 		('42', '1.5', '[card number removed by payments audit]', '2031-12-01T10:11:12+00:00'),
 		('41111111', '4111.11', 'card 4111 1111', '2031-12-01T10:11:12+00:00')$$,
 	'card numbers in bigint, numeric and text columns are removed; short numbers and dates stay');
+
+-- an UPDATE's new row takes its unchanged values from the old row as built:
+-- a card number in an unchanged column is removed from both rows
+UPDATE tap_nums SET t = 'y' WHERE id IN (1, 2);
+SELECT results_eq($$SELECT old_row ->> 'big', new_row ->> 'big', new_row ->> 'num', old_row ->> 't', new_row ->> 't',
+		new_row ->> 'at', changed_columns
+	FROM payments.audit_log WHERE table_name = 'tap_nums' AND operation = 'UPDATE' ORDER BY audit_id$$,
+	$$VALUES ('[card number removed by payments audit]', '[card number removed by payments audit]',
+			'[card number removed by payments audit]', 'x', 'y', '2031-12-01T10:11:12+00:00', ARRAY['t']),
+		('42', '42', '1.5', '[card number removed by payments audit]', 'y', '2031-12-01T10:11:12+00:00', ARRAY['t'])$$,
+	'UPDATE: unchanged values (card numbers removed) in both rows, the changed one new');
 
 -- INSERT ... ON CONFLICT DO UPDATE: new rows inserted, existing ones updated
 SELECT pg_temp.mark();
