@@ -642,6 +642,17 @@ push_string(JsonbParseState **state, char *s, int len)
 	pushJsonbValue(state, WJB_VALUE, &v);
 }
 
+/* An int2, int4 or int8 value (base: its type) as int64. */
+static int64
+int_value(Datum value, Oid base)
+{
+	if (base == INT8OID)
+		return DatumGetInt64(value);
+	if (base == INT4OID)
+		return DatumGetInt32(value);
+	return DatumGetInt16(value);
+}
+
 /* The row as a jsonb object, masked columns left out. */
 static Jsonb *
 row_to_audit_jsonb(AuditRelCache *rc, HeapTuple tuple, TupleDesc desc)
@@ -692,17 +703,8 @@ row_to_audit_jsonb(AuditRelCache *rc, HeapTuple tuple, TupleDesc desc)
 				}
 			case AK_INT:
 				{
-					Oid			base = a->basetype;
-					int64		n;
-
-					if (base == INT8OID)
-						n = DatumGetInt64(value);
-					else if (base == INT4OID)
-						n = DatumGetInt32(value);
-					else
-						n = DatumGetInt16(value);
 					v.type = jbvNumeric;
-					v.val.numeric = int64_to_numeric(n);
+					v.val.numeric = int64_to_numeric(int_value(value, a->basetype));
 					pushJsonbValue(&state, WJB_VALUE, &v);
 					break;
 				}
@@ -813,17 +815,10 @@ append_audit_value(AuditAttr *a, Datum value, JsonbValue *v, StringInfo out)
 			}
 		case AK_INT:
 			{
-				Oid			base = a->basetype;
-				int64		n;
+				int64		n = int_value(value, a->basetype);
 				char		buf[MAXINT8LEN + 1];
 				int			len;
 
-				if (base == INT8OID)
-					n = DatumGetInt64(value);
-				else if (base == INT4OID)
-					n = DatumGetInt32(value);
-				else
-					n = DatumGetInt16(value);
 				v->type = jbvNumeric;
 				v->val.numeric = int64_to_numeric(n);
 				len = pg_lltoa(n, buf);
@@ -2286,10 +2281,7 @@ pay_audit_trigger(PG_FUNCTION_ARGS)
 
 		if (!isnull)
 		{
-			Oid			base = rc->attrs[rc->merchant_attno - 1].basetype;
-
-			r.merchant_id = (base == INT8OID) ? DatumGetInt64(d) :
-				(base == INT4OID) ? DatumGetInt32(d) : DatumGetInt16(d);
+			r.merchant_id = int_value(d, rc->attrs[rc->merchant_attno - 1].basetype);
 		}
 		else
 			r.merchant_id = current_merchant();
