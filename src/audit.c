@@ -1369,8 +1369,9 @@ static const Oid audit_column_types[AUDIT_NCOLUMNS] = {AUDIT_COLUMNS(AUDIT_COLUM
  * in the writer's own memory context, and thrown away when a relcache
  * invalidation touches audit_log or one of its indexes.  Per row:
  * ExecConstraints (NOT NULL and every CHECK constraint of the table, as the
- * executor checks them), table_tuple_insert (TOAST, WAL, statistics),
- * ExecInsertIndexTuples (every index, the primary key's uniqueness).
+ * executor checks them) and ExecInsertIndexTuples (every index, the
+ * primary key's uniqueness); per batch of buffered rows, table_multi_insert
+ * (TOAST, WAL, statistics; table_tuple_insert for a single row).
  *
  * The relation and its indexes are opened (locked, RowExclusiveLock, as an
  * INSERT does) at the first row of a transaction, their references owned by
