@@ -1403,7 +1403,8 @@ typedef struct AuditWriter
 	ResultRelInfo *rri;
 	TupleTableSlot *slot;		/* virtual, over a copy of the descriptor */
 	TupleTableSlot **slots;		/* as many, for table_multi_insert */
-	int			nslots;			/* made so far (up to AUDIT_BATCH_ROWS) */
+	int			nslots;			/* made so far (up to AUDIT_INSERT_SLOTS) */
+	MemoryContext tuple_cxt;	/* the slots' tuples, emptied after a batch */
 	bool		same_layout;	/* audit_log's columns are the buffer's */
 	AttrNumber	attnums[AUDIT_NCOLUMNS];
 } AuditWriter;
@@ -1414,7 +1415,8 @@ typedef struct AuditWriter
  * descriptor (the audit columns in AuditColumn order, whatever audit_log's
  * column order), with the subtransaction it was made in.
  */
-#define AUDIT_BATCH_ROWS	1000	/* rows per table_multi_insert */
+#define AUDIT_BATCH_ROWS	1000	/* rows buffered before a write */
+#define AUDIT_INSERT_SLOTS	128		/* rows per table_multi_insert */
 #define AUDIT_BUFFER_BYTES	(4 * 1024 * 1024)	/* flushed beyond this */
 
 typedef struct AuditBufferedRow
@@ -1768,15 +1770,23 @@ writer_insert_many(AuditWriter *w, HeapTuple *tuples, int n)
 	int			i,
 				j;
 
-	Assert(n <= AUDIT_BATCH_ROWS);
+	Assert(n <= AUDIT_INSERT_SLOTS);
 	if (w->nslots < n)
 	{
 		MemoryContext old = MemoryContextSwitchTo(w->cxt);
 
 		if (w->slots == NULL)
-			w->slots = palloc0(sizeof(TupleTableSlot *) * AUDIT_BATCH_ROWS);
+		{
+			w->slots = palloc0(sizeof(TupleTableSlot *) * AUDIT_INSERT_SLOTS);
+			w->tuple_cxt = AllocSetContextCreate(w->cxt, "payments audit tuples",
+												 ALLOCSET_DEFAULT_SIZES);
+		}
 		for (i = w->nslots; i < n; i++)
+		{
 			w->slots[i] = MakeSingleTupleTableSlot(w->slot->tts_tupleDescriptor, &TTSOpsHeapTuple);
+			/* their materialized tuples go where one reset frees them */
+			w->slots[i]->tts_mcxt = w->tuple_cxt;
+		}
 		w->nslots = n;
 		MemoryContextSwitchTo(old);
 	}
@@ -1816,6 +1826,7 @@ writer_insert_many(AuditWriter *w, HeapTuple *tuples, int n)
 		ExecClearTuple(w->slots[i]);
 		ResetPerTupleExprContext(w->estate);
 	}
+	MemoryContextReset(w->tuple_cxt);
 }
 
 /*
@@ -1998,7 +2009,7 @@ buffer_flush(void)
 		while (i < buffer.nrows)
 		{
 			AuditWriter *w = writer_get(audit_log_relid);
-			HeapTuple	batch[AUDIT_BATCH_ROWS];
+			HeapTuple	batch[AUDIT_INSERT_SLOTS];
 			int			n = 0;
 
 			if (w == NULL)
@@ -2017,7 +2028,7 @@ buffer_flush(void)
 				SPI_finish();
 				break;
 			}
-			while (i < buffer.nrows && n < AUDIT_BATCH_ROWS)
+			while (i < buffer.nrows && n < AUDIT_INSERT_SLOTS)
 				batch[n++] = buffer.rows[i++].tuple;
 			writer_insert_many(w, batch, n);
 			MemoryContextReset(tmp);
