@@ -38,14 +38,17 @@
  * audit ids (not transaction ids) so that they survive pg_dump/restore.
  *
  * Performance: per backend we cache, per audited relation (invalidated by
- * relcache callbacks), the column list with the decision for each column.
- * The audit row is written with the table and index APIs through a
- * ResultRelInfo of audit_log kept across rows, statements and transactions
- * (see "The direct writer"): no executor, SPI call or CHECK-constraint
- * compilation per row; a kept SPI plan remains for the cases the direct
- * path does not cover.  Who acted comes from payments_actor() (no merchant
- * decision); parsed request.jwt.claims and request.headers are cached by
- * their text.
+ * relcache callbacks), the column list with the decision for each column
+ * and the columns in jsonb's key order, so that a row's jsonb and its
+ * canonical text (hashed, scanned for card numbers) are built together in
+ * one pass.  The audit rows of a statement are buffered and written
+ * together at its end with table_multi_insert (see "The statement
+ * buffer"), through a ResultRelInfo of audit_log kept across rows,
+ * statements and transactions (see "The direct writer"): no executor, SPI
+ * call or CHECK-constraint compilation per row; a kept SPI plan remains
+ * for the cases the direct path does not cover.  Who acted comes from
+ * payments_actor() (no merchant decision); parsed request.jwt.claims and
+ * request.headers are cached by their text.
  *
  * Restores: while check_function_bodies is off (every pg_dump script and
  * pg_restore sets it) and the user is a superuser or the owner of
@@ -162,6 +165,11 @@ typedef struct AuditAttr
 	bool		typbyval;
 	int16		typlen;
 	FmgrInfo   *to_jsonb;		/* AK_GENERIC: to_jsonb() typed for typid */
+	char	   *keytext;		/* the name as a JSON string, then ": " */
+	int			keytextlen;
+	bool		have_last;		/* AK_DATETIME: the last value printed */
+	Datum		last_value;		/* (by value: date, timestamp[tz]) */
+	char		last_text[MAXDATELEN + 1];
 } AuditAttr;
 
 typedef struct AuditRelCache
@@ -175,6 +183,9 @@ typedef struct AuditRelCache
 	AuditAttr  *attrs;
 	AttrNumber	merchant_attno; /* integer merchant_id column, or 0 */
 	AttrNumber	correlation_attno;	/* text correlation_id column, or 0 */
+	int			nkeys;			/* columns written to the row's jsonb */
+	int		   *keyorder;		/* their indexes, in jsonb's key order */
+	bool		keys_clean;		/* no key looks like a card number */
 } AuditRelCache;
 
 /* One audit row before it is inserted */
@@ -189,6 +200,8 @@ typedef struct AuditRecord
 	Jsonb	   *new_row;
 	char	   *old_text;		/* their canonical text, when known */
 	char	   *new_text;
+	bool		old_clean;		/* that text known to hold no card number */
+	bool		new_clean;
 	ArrayType  *changed_columns;
 	const char *db_role;
 	const char *session_role;
@@ -420,6 +433,19 @@ type_is_card(Oid typid)
 	return OidIsValid(elem) && getBaseType(elem) == card_type_oid;
 }
 
+/* jsonb's order of object keys: shorter first, then bytewise */
+static int
+compare_key_order(const void *x, const void *y, void *arg)
+{
+	AuditAttr  *attrs = (AuditAttr *) arg;
+	AuditAttr  *a = &attrs[*(const int *) x];
+	AuditAttr  *b = &attrs[*(const int *) y];
+
+	if (a->namelen != b->namelen)
+		return a->namelen < b->namelen ? -1 : 1;
+	return memcmp(a->name, b->name, a->namelen);
+}
+
 static AuditRelCache *
 get_rel_cache(Relation rel, Trigger *trigger)
 {
@@ -506,6 +532,34 @@ get_rel_cache(Relation rel, Trigger *trigger)
 			a->to_jsonb->fn_expr = (Node *) expr;
 		}
 	}
+
+	/*
+	 * The written columns in the order of a jsonb object's keys (shorter
+	 * first, then bytewise), each with its key as JSON text.
+	 */
+	entry->keyorder = palloc(sizeof(int) * Max(desc->natts, 1));
+	entry->nkeys = 0;
+	for (i = 0; i < desc->natts; i++)
+	{
+		AuditAttr  *a = &entry->attrs[i];
+		StringInfoData key;
+
+		if (a->kind == AK_DROPPED || a->kind == AK_MASKED || a->kind == AK_OMIT_BYTES)
+			continue;
+		initStringInfo(&key);
+		escape_json(&key, a->name);
+		appendBinaryStringInfo(&key, ": ", 2);
+		a->keytext = key.data;
+		a->keytextlen = key.len;
+		entry->keyorder[entry->nkeys++] = i;
+	}
+	qsort_arg(entry->keyorder, entry->nkeys, sizeof(int), compare_key_order, entry->attrs);
+	entry->keys_clean = true;
+	for (i = 0; i < entry->nkeys; i++)
+		if (card_text_contains_number(entry->attrs[entry->keyorder[i]].name,
+									  entry->attrs[entry->keyorder[i]].namelen))
+			entry->keys_clean = false;
+
 	MemoryContextSwitchTo(old);
 	entry->valid = true;
 	return entry;
@@ -588,6 +642,17 @@ push_string(JsonbParseState **state, char *s, int len)
 	pushJsonbValue(state, WJB_VALUE, &v);
 }
 
+/* An int2, int4 or int8 value (base: its type) as int64. */
+static int64
+int_value(Datum value, Oid base)
+{
+	if (base == INT8OID)
+		return DatumGetInt64(value);
+	if (base == INT4OID)
+		return DatumGetInt32(value);
+	return DatumGetInt16(value);
+}
+
 /* The row as a jsonb object, masked columns left out. */
 static Jsonb *
 row_to_audit_jsonb(AuditRelCache *rc, HeapTuple tuple, TupleDesc desc)
@@ -638,17 +703,8 @@ row_to_audit_jsonb(AuditRelCache *rc, HeapTuple tuple, TupleDesc desc)
 				}
 			case AK_INT:
 				{
-					Oid			base = a->basetype;
-					int64		n;
-
-					if (base == INT8OID)
-						n = DatumGetInt64(value);
-					else if (base == INT4OID)
-						n = DatumGetInt32(value);
-					else
-						n = DatumGetInt16(value);
 					v.type = jbvNumeric;
-					v.val.numeric = int64_to_numeric(n);
+					v.val.numeric = int64_to_numeric(int_value(value, a->basetype));
 					pushJsonbValue(&state, WJB_VALUE, &v);
 					break;
 				}
@@ -704,9 +760,277 @@ row_to_audit_jsonb(AuditRelCache *rc, HeapTuple tuple, TupleDesc desc)
 	return JsonbValueToJsonb(res);
 }
 
+/* A jsonb scalar's text, as JsonbToCString prints it. */
+static void
+append_scalar_text(StringInfo out, const JsonbValue *v)
+{
+	switch (v->type)
+	{
+		case jbvNull:
+			appendBinaryStringInfo(out, "null", 4);
+			break;
+		case jbvBool:
+			if (v->val.boolean)
+				appendBinaryStringInfo(out, "true", 4);
+			else
+				appendBinaryStringInfo(out, "false", 5);
+			break;
+		case jbvNumeric:
+			appendStringInfoString(out, DatumGetCString(DirectFunctionCall1(numeric_out,
+																			NumericGetDatum(v->val.numeric))));
+			break;
+		case jbvString:
+			escape_json(out, pnstrdup(v->val.string.val, v->val.string.len));
+			break;
+		default:
+			elog(ERROR, "unexpected jsonb scalar type %d", (int) v->type);
+	}
+}
+
+/*
+ * One value of a row: its JsonbValue into v, its text (as JsonbToCString
+ * prints it) onto out.  False for a jsonb container (see below).
+ */
+static bool
+append_audit_value(AuditAttr *a, Datum value, JsonbValue *v, StringInfo out)
+{
+	switch (a->kind)
+	{
+		case AK_BYTES:
+			{
+				JsonbPair  *bp = palloc(sizeof(JsonbPair));
+				int64		nbytes = (int64) (toast_raw_datum_size(value) - VARHDRSZ);
+
+				bp->key.type = jbvString;
+				bp->key.val.string.val = "bytes";
+				bp->key.val.string.len = 5;
+				bp->order = 0;
+				bp->value.type = jbvNumeric;
+				bp->value.val.numeric = int64_to_numeric(nbytes);
+				v->type = jbvObject;
+				v->val.object.nPairs = 1;
+				v->val.object.pairs = bp;
+				appendStringInfo(out, "{\"bytes\": " INT64_FORMAT "}", nbytes);
+				break;
+			}
+		case AK_INT:
+			{
+				int64		n = int_value(value, a->basetype);
+				char		buf[MAXINT8LEN + 1];
+				int			len;
+
+				v->type = jbvNumeric;
+				v->val.numeric = int64_to_numeric(n);
+				len = pg_lltoa(n, buf);
+				appendBinaryStringInfo(out, buf, len);
+				break;
+			}
+		case AK_NUMERIC:
+			{
+				Numeric		num = DatumGetNumeric(value);
+				char	   *s = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(num)));
+
+				if (numeric_is_nan(num) || numeric_is_inf(num))
+				{
+					v->type = jbvString;
+					v->val.string.val = s;
+					v->val.string.len = strlen(s);
+					escape_json(out, s);
+				}
+				else
+				{
+					v->type = jbvNumeric;
+					v->val.numeric = num;
+					appendStringInfoString(out, s);
+				}
+				break;
+			}
+		case AK_BOOL:
+			v->type = jbvBool;
+			v->val.boolean = DatumGetBool(value);
+			append_scalar_text(out, v);
+			break;
+		case AK_TEXT:
+			{
+				text	   *t = DatumGetTextPP(value);
+				int			len = VARSIZE_ANY_EXHDR(t);
+				char	   *s = pnstrdup(VARDATA_ANY(t), len);
+
+				v->type = jbvString;
+				v->val.string.val = s;
+				v->val.string.len = len;
+				escape_json(out, s);
+				break;
+			}
+		case AK_DATETIME:
+			{
+				char	   *s;
+
+				/* a statement's rows often share one (DEFAULT now()) */
+				if (!a->have_last || a->last_value != value)
+				{
+					JsonEncodeDateTime(a->last_text, value, a->basetype, NULL);
+					a->last_value = value;
+					a->have_last = true;
+				}
+				s = pstrdup(a->last_text);
+
+				v->type = jbvString;
+				v->val.string.val = s;
+				v->val.string.len = strlen(s);
+				escape_json(out, s);
+				break;
+			}
+		case AK_JSONB:
+		case AK_GENERIC:
+			{
+				Jsonb	   *j = a->kind == AK_JSONB ? DatumGetJsonbP(value) :
+					DatumGetJsonbP(FunctionCall1(a->to_jsonb, value));
+
+				if (!JB_ROOT_IS_SCALAR(j) || !JsonbExtractScalar(&j->root, v))
+					return false;
+				append_scalar_text(out, v);
+				break;
+			}
+		default:
+			return false;
+	}
+	return true;
+}
+
+/*
+ * A row's jsonb object as built, per key: its pair, where its value's text
+ * is, whether that text holds a card number.  The new row of an UPDATE
+ * takes its unchanged values from the old row's.
+ */
+typedef struct AuditRowBuild
+{
+	JsonbPair  *pairs;
+	char	   *text;
+	int		   *seg_start;
+	int		   *seg_len;
+	bool	   *seg_dirty;
+} AuditRowBuild;
+
+/*
+ * The row as a jsonb object and, built alongside, its text as
+ * JsonbToCString prints it (keys in jsonb's order, ", " and ": "): no
+ * key sorting, no second pass over the jsonb to print it.  Writes what
+ * row_to_audit_jsonb() writes.  Returns false for a row with a value that
+ * is a jsonb container (an object or array in a jsonb column, or from
+ * to_jsonb() of another type): row_to_audit_jsonb() serves that row.
+ */
+static bool
+row_to_audit_fast(AuditRelCache *rc, TupleDesc desc, const Datum *values,
+				  const bool *nulls, const AuditRowBuild *prev, const bool *same,
+				  AuditRowBuild *build, Jsonb **jb_out, char **text_out, bool *clean)
+{
+	bool		dirty = !rc->keys_clean;
+	JsonbValue	obj;
+	JsonbPair  *pairs = palloc(sizeof(JsonbPair) * Max(rc->nkeys, 1));
+	StringInfoData out;
+	int			k;
+
+	if (build != NULL)
+	{
+		build->pairs = pairs;
+		build->seg_start = palloc(sizeof(int) * Max(rc->nkeys, 1));
+		build->seg_len = palloc(sizeof(int) * Max(rc->nkeys, 1));
+		build->seg_dirty = palloc(sizeof(bool) * Max(rc->nkeys, 1));
+	}
+	initStringInfo(&out);
+	appendStringInfoChar(&out, '{');
+	for (k = 0; k < rc->nkeys; k++)
+	{
+		int			i = rc->keyorder[k];
+		AuditAttr  *a = &rc->attrs[i];
+		JsonbPair  *p = &pairs[k];
+		int			start;
+		bool		value_dirty;
+		JsonbValue *v = &p->value;
+		Datum		value;
+		bool		isnull;
+
+		if (i >= desc->natts)
+			return false;
+		p->key.type = jbvString;
+		p->key.val.string.val = a->name;
+		p->key.val.string.len = a->namelen;
+		p->order = k;
+		if (k > 0)
+			appendBinaryStringInfo(&out, ", ", 2);
+		appendBinaryStringInfo(&out, a->keytext, a->keytextlen);
+
+		value = values[i];
+		isnull = nulls[i];
+		start = out.len;
+		value_dirty = false;
+		if (prev != NULL && same[i])
+		{
+			/* unchanged by the UPDATE: the old row's value and text */
+			*v = prev->pairs[k].value;
+			appendBinaryStringInfo(&out, prev->text + prev->seg_start[k], prev->seg_len[k]);
+			value_dirty = prev->seg_dirty[k];
+		}
+		else if (isnull)
+		{
+			v->type = jbvNull;
+			appendBinaryStringInfo(&out, "null", 4);
+		}
+		else
+		{
+			if (!append_audit_value(a, value, v, &out))
+				return false;
+
+			/*
+			 * Card numbers: each value's text on its own is what a scan of
+			 * the whole text finds (a digit group joins the next one over a
+			 * space or a dash only, and values are set apart by ", " and
+			 * quotes); dates, times, booleans and byte counts cannot hold
+			 * one.  (A row kept for the next one has every value scanned.)
+			 */
+			value_dirty = (!dirty || build != NULL) &&
+				a->kind != AK_DATETIME && a->kind != AK_BOOL && a->kind != AK_BYTES &&
+				card_text_contains_number(out.data + start, out.len - start);
+		}
+		dirty |= value_dirty;
+		if (build != NULL)
+		{
+			build->seg_start[k] = start;
+			build->seg_len[k] = out.len - start;
+			build->seg_dirty[k] = value_dirty;
+		}
+	}
+	appendStringInfoChar(&out, '}');
+	*clean = !dirty;
+	if (build != NULL)
+		build->text = out.data;
+	obj.type = jbvObject;
+	obj.val.object.nPairs = rc->nkeys;
+	obj.val.object.pairs = pairs;
+	*jb_out = JsonbValueToJsonb(&obj);
+	*text_out = out.data;
+	return true;
+}
+
+/* The row's jsonb and its text, by whichever path serves the row. */
+static bool
+row_to_audit(AuditRelCache *rc, HeapTuple tuple, TupleDesc desc,
+			 const Datum *values, const bool *nulls, const AuditRowBuild *prev,
+			 const bool *same, AuditRowBuild *build, Jsonb **jb, char **text, bool *clean)
+{
+	if (row_to_audit_fast(rc, desc, values, nulls, prev, same, build, jb, text, clean))
+		return true;
+	*clean = false;				/* scanned when printed */
+	*jb = row_to_audit_jsonb(rc, tuple, desc);
+	*text = NULL;				/* printed when needed */
+	return false;
+}
+
 /* The names of the columns an UPDATE changed (masked ones included). */
 static ArrayType *
-changed_columns(AuditRelCache *rc, HeapTuple oldtup, HeapTuple newtup, TupleDesc desc)
+changed_columns(AuditRelCache *rc, const Datum *oldvals, const bool *oldnulls,
+				const Datum *newvals, const bool *newnulls, TupleDesc desc, bool *same)
 {
 	Datum	   *names = palloc(sizeof(Datum) * Max(rc->natts, 1));
 	int			n = 0;
@@ -720,14 +1044,21 @@ changed_columns(AuditRelCache *rc, HeapTuple oldtup, HeapTuple newtup, TupleDesc
 		Datum		oldval,
 					newval;
 
+		same[i] = false;
 		if (a->kind == AK_DROPPED)
 			continue;
-		oldval = heap_getattr(oldtup, i + 1, desc, &oldnull);
-		newval = heap_getattr(newtup, i + 1, desc, &newnull);
+		oldval = oldvals[i];
+		oldnull = oldnulls[i];
+		newval = newvals[i];
+		newnull = newnulls[i];
+		same[i] = true;
 		if (oldnull && newnull)
 			continue;
 		if (oldnull != newnull || !datumIsEqual(oldval, newval, a->typbyval, a->typlen))
+		{
 			names[n++] = CStringGetTextDatum(a->name);
+			same[i] = false;
+		}
 	}
 	return construct_array(names, n, TEXTOID, -1, false, TYPALIGN_INT);
 }
@@ -1038,8 +1369,9 @@ static const Oid audit_column_types[AUDIT_NCOLUMNS] = {AUDIT_COLUMNS(AUDIT_COLUM
  * in the writer's own memory context, and thrown away when a relcache
  * invalidation touches audit_log or one of its indexes.  Per row:
  * ExecConstraints (NOT NULL and every CHECK constraint of the table, as the
- * executor checks them), table_tuple_insert (TOAST, WAL, statistics),
- * ExecInsertIndexTuples (every index, the primary key's uniqueness).
+ * executor checks them) and ExecInsertIndexTuples (every index, the
+ * primary key's uniqueness); per batch of buffered rows, table_multi_insert
+ * (TOAST, WAL, statistics; table_tuple_insert for a single row).
  *
  * The relation and its indexes are opened (locked, RowExclusiveLock, as an
  * INSERT does) at the first row of a transaction, their references owned by
@@ -1070,8 +1402,44 @@ typedef struct AuditWriter
 	EState	   *estate;
 	ResultRelInfo *rri;
 	TupleTableSlot *slot;		/* virtual, over a copy of the descriptor */
+	TupleTableSlot **slots;		/* as many, for table_multi_insert */
+	int			nslots;			/* made so far (up to AUDIT_INSERT_SLOTS) */
+	MemoryContext tuple_cxt;	/* the slots' tuples, emptied after a batch */
+	bool		same_layout;	/* audit_log's columns are the buffer's */
 	AttrNumber	attnums[AUDIT_NCOLUMNS];
 } AuditWriter;
+
+/*
+ * Audit rows of the statement, waiting to be written together (see "The
+ * statement buffer" below): each as a tuple of the buffer's own
+ * descriptor (the audit columns in AuditColumn order, whatever audit_log's
+ * column order), with the subtransaction it was made in.
+ */
+#define AUDIT_BATCH_ROWS	1000	/* rows buffered before a write */
+#define AUDIT_INSERT_SLOTS	128		/* rows per table_multi_insert */
+#define AUDIT_BUFFER_BYTES	(4 * 1024 * 1024)	/* flushed beyond this */
+
+typedef struct AuditBufferedRow
+{
+	SubTransactionId subid;
+	HeapTuple	tuple;
+} AuditBufferedRow;
+
+typedef struct AuditBuffer
+{
+	MemoryContext cxt;			/* the rows and their tuples */
+	TupleDesc	desc;			/* AUDIT_NCOLUMNS columns, in TopMemoryContext */
+	AuditBufferedRow *rows;
+	int			nrows;
+	int			maxrows;
+	Size		bytes;			/* of the tuples held */
+} AuditBuffer;
+
+static AuditBuffer buffer;
+static bool buffer_flushing = false;	/* the SPI path runs ExecutorFinish */
+static ExecutorFinish_hook_type prev_executor_finish = NULL;
+static void buffer_flush(void);
+static void buffer_discard(SubTransactionId from);
 
 static AuditWriter writer;
 static bool writer_hooks_installed = false;
@@ -1112,24 +1480,50 @@ writer_close(void)
 	CurrentResourceOwner = save;
 }
 
+/*
+ * Before commit or prepare (deferred triggers have fired by then): the rows
+ * still buffered are written, then audit_log is closed.  An abort throws
+ * the buffered rows away with everything else of the transaction.
+ */
 static void
 writer_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 {
 	if (event == XACT_EVENT_PRE_COMMIT || event == XACT_EVENT_PARALLEL_PRE_COMMIT ||
 		event == XACT_EVENT_PRE_PREPARE)
+	{
+		buffer_flush();
 		writer_close();
+	}
 	else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
 			 event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT ||
 			 event == XACT_EVENT_PREPARE)
+	{
 		writer.open = false;	/* the resource owner releases them */
+		buffer_discard(InvalidSubTransactionId);
+	}
 }
 
-/* Before any utility statement: nothing of audit_log held open. */
+/* A subtransaction rolled back: so are the audit rows it buffered. */
+static void
+writer_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						SubTransactionId parentSubid pg_attribute_unused(),
+						void *arg pg_attribute_unused())
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		buffer_discard(mySubid);
+}
+
+/*
+ * Around any utility statement: nothing of audit_log held open while it
+ * runs (the buffered rows of this subtransaction written first), and the
+ * rows that COPY, TRUNCATE or SET CONSTRAINTS made written when it is done.
+ */
 static void
 writer_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 					   ProcessUtilityContext context, ParamListInfo params,
 					   QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
 {
+	buffer_flush();
 	writer_close();
 	if (prev_process_utility)
 		prev_process_utility(pstmt, queryString, readOnlyTree, context, params,
@@ -1137,6 +1531,23 @@ writer_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnl
 	else
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
 								queryEnv, dest, qc);
+	buffer_flush();
+}
+
+/*
+ * After a query's AFTER triggers have fired (AfterTriggerEndQuery runs in
+ * standard_ExecutorFinish): its audit rows are written.  Nested queries
+ * (SPI, PL/pgSQL) pass here too, so every statement's rows are in
+ * audit_log when the statement is done.
+ */
+static void
+writer_executor_finish(QueryDesc *queryDesc)
+{
+	if (prev_executor_finish)
+		prev_executor_finish(queryDesc);
+	else
+		standard_ExecutorFinish(queryDesc);
+	buffer_flush();
 }
 
 /* Called from _PG_init at preload time. */
@@ -1145,7 +1556,10 @@ audit_install_hooks(void)
 {
 	prev_process_utility = ProcessUtility_hook;
 	ProcessUtility_hook = writer_process_utility;
+	prev_executor_finish = ExecutorFinish_hook;
+	ExecutorFinish_hook = writer_executor_finish;
 	RegisterXactCallback(writer_xact_callback, NULL);
+	RegisterSubXactCallback(writer_subxact_callback, NULL);
 	writer_hooks_installed = true;
 }
 
@@ -1207,6 +1621,10 @@ writer_build(Relation rel)
 	}
 	if (!writer.direct)
 		return;
+	writer.same_layout = desc->natts == AUDIT_NCOLUMNS;
+	for (j = 0; j < AUDIT_NCOLUMNS && writer.same_layout; j++)
+		writer.same_layout = writer.attnums[j] == j + 1 &&
+			TupleDescAttr(desc, j)->atttypid == audit_column_types[j];
 
 	old = MemoryContextSwitchTo(writer.cxt);
 	writer.estate = CreateExecutorState();
@@ -1336,6 +1754,82 @@ writer_insert(AuditWriter *w, const Datum *values, const bool *nulls)
 }
 
 /*
+ * Insert audit rows, given as tuples of the buffer's descriptor, through
+ * the writer, with table_multi_insert: the heap pages are filled, locked
+ * and WAL-logged once for many rows instead of once a row.  Constraints
+ * are checked and index entries made per row, as COPY does.
+ */
+static void
+writer_insert_many(AuditWriter *w, HeapTuple *tuples, int n)
+{
+	TupleDesc	bdesc = buffer.desc;
+	CommandId	cid = GetCurrentCommandId(true);
+	Datum		values[AUDIT_NCOLUMNS];
+	bool		nulls[AUDIT_NCOLUMNS];
+	int			natts = RelationGetDescr(w->rel)->natts;
+	int			i,
+				j;
+
+	Assert(n <= AUDIT_INSERT_SLOTS);
+	if (w->nslots < n)
+	{
+		MemoryContext old = MemoryContextSwitchTo(w->cxt);
+
+		if (w->slots == NULL)
+		{
+			w->slots = palloc0(sizeof(TupleTableSlot *) * AUDIT_INSERT_SLOTS);
+			w->tuple_cxt = AllocSetContextCreate(w->cxt, "payments audit tuples",
+												 ALLOCSET_DEFAULT_SIZES);
+		}
+		for (i = w->nslots; i < n; i++)
+		{
+			w->slots[i] = MakeSingleTupleTableSlot(w->slot->tts_tupleDescriptor, &TTSOpsHeapTuple);
+			/* their materialized tuples go where one reset frees them */
+			w->slots[i]->tts_mcxt = w->tuple_cxt;
+		}
+		w->nslots = n;
+		MemoryContextSwitchTo(old);
+	}
+	for (i = 0; i < n; i++)
+	{
+		TupleTableSlot *slot = w->slots[i];
+
+		if (w->same_layout)
+		{
+			/* the buffered tuple is an audit_log tuple as it is */
+			ExecStoreHeapTuple(tuples[i], slot, false);
+		}
+		else
+		{
+			heap_deform_tuple(tuples[i], bdesc, values, nulls);
+			ExecClearTuple(slot);
+			memset(slot->tts_isnull, true, sizeof(bool) * natts);
+			for (j = 0; j < AUDIT_NCOLUMNS; j++)
+			{
+				slot->tts_values[w->attnums[j] - 1] = values[j];
+				slot->tts_isnull[w->attnums[j] - 1] = nulls[j];
+			}
+			ExecStoreVirtualTuple(slot);
+		}
+		if (w->rel->rd_att->constr)
+			ExecConstraints(w->rri, slot, w->estate);
+		ResetPerTupleExprContext(w->estate);
+	}
+	if (n == 1)
+		table_tuple_insert(w->rel, w->slots[0], cid, 0, NULL);
+	else
+		table_multi_insert(w->rel, w->slots, n, cid, 0, NULL);
+	for (i = 0; i < n; i++)
+	{
+		if (w->nindexes > 0)
+			ExecInsertIndexTuples(w->rri, w->slots[i], w->estate, false, false, NULL, NIL);
+		ExecClearTuple(w->slots[i]);
+		ResetPerTupleExprContext(w->estate);
+	}
+	MemoryContextReset(w->tuple_cxt);
+}
+
+/*
  * Insert one audit row through a kept SPI plan (connected to SPI).  The
  * key id goes in only when there is one: a key exists only from 0.2.0 on,
  * and the trigger also writes to an older audit_log that awaits its update
@@ -1379,6 +1873,193 @@ spi_insert(const Datum *values, const bool *isnull)
 		elog(ERROR, "could not insert the audit row: %s", SPI_result_code_string(rc));
 }
 
+/* ------------------------------------------------------------------------
+ * The statement buffer
+ *
+ * The trigger does not write its audit row at once: the row (values,
+ * hash and audit id all final) is buffered, and the buffered rows are
+ * written together, with table_multi_insert, when the statement's AFTER
+ * triggers are done (ExecutorFinish; for COPY, TRUNCATE and SET
+ * CONSTRAINTS, after the utility statement), before commit or prepare
+ * (deferred triggers), before any utility statement, and whenever
+ * AUDIT_BATCH_ROWS rows or AUDIT_BUFFER_BYTES wait.  Rows only go through
+ * the buffer when the direct writer applies; rows for the SPI path (an
+ * INSERT trigger on audit_log, say) are written at once, as before.
+ *
+ * Subtransactions: a row remembers the subtransaction that made it.
+ * Rows are written into the subtransaction running when they are
+ * written, so only rows of that subtransaction or of its committed
+ * children (ids not below its own: subtransaction ids increase) may be
+ * written then; the rows of enclosing subtransactions (a prefix of the
+ * buffer) wait for their own level's next write, at the latest for the
+ * commit.  A subtransaction rolled back throws away the rows made in it
+ * and in its children (ids not below its own); an abort throws all away.
+ * So no audit row outlives the work it records, and none is lost for work
+ * that commits.
+ *
+ * A row made in a statement is in audit_log when the statement is done,
+ * as before; an AFTER trigger of the same statement that fires after
+ * payments_audit and reads audit_log may not see it yet.
+ * ------------------------------------------------------------------------
+ */
+
+/* The buffer's descriptor: the audit columns in AuditColumn order. */
+static void
+buffer_init(void)
+{
+	MemoryContext old;
+	int			j;
+
+	if (buffer.cxt != NULL)
+		return;
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	buffer.desc = CreateTemplateTupleDesc(AUDIT_NCOLUMNS);
+	for (j = 0; j < AUDIT_NCOLUMNS; j++)
+		TupleDescInitEntry(buffer.desc, j + 1, audit_column_names[j],
+						   audit_column_types[j], -1, 0);
+	buffer.maxrows = AUDIT_BATCH_ROWS;
+	buffer.rows = palloc(sizeof(AuditBufferedRow) * buffer.maxrows);
+	MemoryContextSwitchTo(old);
+	buffer.cxt = AllocSetContextCreate(TopMemoryContext, "payments audit buffer",
+									   ALLOCSET_DEFAULT_SIZES);
+}
+
+/* Keep a row for the next write; write when enough wait. */
+static void
+buffer_append(const Datum *values, const bool *nulls)
+{
+	MemoryContext old;
+	HeapTuple	tuple;
+
+	buffer_init();
+	if (buffer.nrows == buffer.maxrows)
+	{
+		/* rows of enclosing subtransactions fill it: make room */
+		buffer.maxrows *= 2;
+		buffer.rows = repalloc(buffer.rows, sizeof(AuditBufferedRow) * buffer.maxrows);
+	}
+	old = MemoryContextSwitchTo(buffer.cxt);
+	tuple = heap_form_tuple(buffer.desc, (Datum *) values, (bool *) nulls);
+	MemoryContextSwitchTo(old);
+	buffer.rows[buffer.nrows].subid = GetCurrentSubTransactionId();
+	buffer.rows[buffer.nrows].tuple = tuple;
+	buffer.nrows++;
+	buffer.bytes += HEAPTUPLESIZE + tuple->t_len;
+	if (buffer.bytes >= AUDIT_BUFFER_BYTES ||
+		(buffer.nrows >= AUDIT_BATCH_ROWS &&
+		 buffer.rows[buffer.nrows - AUDIT_BATCH_ROWS].subid >= GetCurrentSubTransactionId()))
+		buffer_flush();
+}
+
+/* Forget the rows made in subtransaction from and later (all: Invalid). */
+static void
+buffer_discard(SubTransactionId from)
+{
+	int			keep = buffer.nrows;
+
+	while (keep > 0 && (from == InvalidSubTransactionId || buffer.rows[keep - 1].subid >= from))
+		keep--;
+	for (int i = keep; i < buffer.nrows; i++)
+	{
+		buffer.bytes -= HEAPTUPLESIZE + buffer.rows[i].tuple->t_len;
+		pfree(buffer.rows[i].tuple);
+	}
+	buffer.nrows = keep;
+	if (keep == 0 && buffer.cxt != NULL)
+	{
+		MemoryContextReset(buffer.cxt);
+		buffer.bytes = 0;
+	}
+}
+
+/*
+ * Write the buffered rows that belong to the running subtransaction (see
+ * above), as the owner of audit_log.
+ */
+static void
+buffer_flush(void)
+{
+	volatile int first = buffer.nrows;
+	SubTransactionId cur;
+	Oid			save_userid;
+	int			save_sec;
+	MemoryContext tmp;
+	MemoryContext old;
+
+	if (buffer.nrows == 0 || buffer_flushing || !IsTransactionState())
+		return;
+	cur = GetCurrentSubTransactionId();
+	while (first > 0 && buffer.rows[first - 1].subid >= cur)
+		first--;
+	if (first == buffer.nrows)
+		return;
+
+	load_globals();
+	tmp = AllocSetContextCreate(CurrentMemoryContext, "payments audit flush",
+								ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(tmp);
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(audit_log_owner,
+						   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
+	buffer_flushing = true;
+	PG_TRY();
+	{
+		int			i = first;
+
+		while (i < buffer.nrows)
+		{
+			AuditWriter *w = writer_get(audit_log_relid);
+			HeapTuple	batch[AUDIT_INSERT_SLOTS];
+			int			n = 0;
+
+			if (w == NULL)
+			{
+				/* audit_log changed since: the SPI path, row by row */
+				Datum		values[AUDIT_NCOLUMNS];
+				bool		nulls[AUDIT_NCOLUMNS];
+
+				if (SPI_connect() != SPI_OK_CONNECT)
+					elog(ERROR, "SPI_connect failed");
+				for (; i < buffer.nrows; i++)
+				{
+					heap_deform_tuple(buffer.rows[i].tuple, buffer.desc, values, nulls);
+					spi_insert(values, nulls);
+				}
+				SPI_finish();
+				break;
+			}
+			while (i < buffer.nrows && n < AUDIT_INSERT_SLOTS)
+				batch[n++] = buffer.rows[i++].tuple;
+			writer_insert_many(w, batch, n);
+			MemoryContextReset(tmp);
+		}
+	}
+	PG_FINALLY();
+	{
+		buffer_flushing = false;
+		SetUserIdAndSecContext(save_userid, save_sec);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(tmp);
+
+	/* written: they go from the buffer */
+	for (int i = first; i < buffer.nrows; i++)
+		pfree(buffer.rows[i].tuple);
+	buffer.nrows = first;
+	if (first == 0)
+	{
+		MemoryContextReset(buffer.cxt);
+		buffer.bytes = 0;
+	}
+	else
+	{
+		buffer.bytes = 0;
+		for (int i = 0; i < first; i++)
+			buffer.bytes += HEAPTUPLESIZE + buffer.rows[i].tuple->t_len;
+	}
+}
+
 /* A text column's value, NULL for a NULL string. */
 static Datum
 text_value(const char *s, bool *isnull)
@@ -1393,14 +2074,16 @@ text_value(const char *s, bool *isnull)
  * directly, else through SPI.
  */
 static int64
-audit_insert(AuditRecord *r)
+audit_insert(AuditRecord *r, bool buffered)
 {
+	volatile bool append = false;
 	Datum		values[AUDIT_NCOLUMNS];
 	bool		nulls[AUDIT_NCOLUMNS];
 	Oid			save_userid;
 	int			save_sec;
 	Jsonb	   *rows[2];
 	char	   *texts[2];
+	bool		clean[2];
 	int			i;
 	Oid			owner;
 	Oid			log_relid;
@@ -1420,13 +2103,17 @@ audit_insert(AuditRecord *r)
 	/* anything that still looks like a card number goes */
 	rows[0] = r->old_row;
 	rows[1] = r->new_row;
+	texts[0] = r->old_text;
+	texts[1] = r->new_text;
+	clean[0] = r->old_clean;
+	clean[1] = r->new_clean;
 	for (i = 0; i < 2; i++)
 	{
-		texts[i] = NULL;
 		if (rows[i] != NULL)
 		{
-			texts[i] = JsonbToCString(NULL, &rows[i]->root, VARSIZE(rows[i]));
-			if (card_text_contains_number(texts[i], strlen(texts[i])))
+			if (texts[i] == NULL)
+				texts[i] = JsonbToCString(NULL, &rows[i]->root, VARSIZE(rows[i]));
+			if (!clean[i] && card_text_contains_number(texts[i], strlen(texts[i])))
 			{
 				rows[i] = redact_card_numbers(rows[i]);
 				texts[i] = JsonbToCString(NULL, &rows[i]->root, VARSIZE(rows[i]));
@@ -1481,7 +2168,9 @@ audit_insert(AuditRecord *r)
 	PG_TRY();
 	{
 		w = writer_get(log_relid);
-		if (w != NULL)
+		if (w != NULL && buffered)
+			append = true;
+		else if (w != NULL)
 			writer_insert(w, values, nulls);
 		else
 		{
@@ -1496,6 +2185,8 @@ audit_insert(AuditRecord *r)
 		SetUserIdAndSecContext(save_userid, save_sec);
 	}
 	PG_END_TRY();
+	if (append)
+		buffer_append(values, nulls);
 	return r->audit_id;
 }
 
@@ -1513,6 +2204,10 @@ pay_audit_trigger(PG_FUNCTION_ARGS)
 	AuditRecord r;
 	TupleDesc	desc;
 	HeapTuple	rowtup = NULL;
+	Datum	   *values[2];		/* the row (old row of an UPDATE), deformed */
+	bool	   *nulls[2];
+	bool	   *same;			/* UPDATE: per column, unchanged */
+	AuditRowBuild old_build;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -1543,6 +2238,11 @@ pay_audit_trigger(PG_FUNCTION_ARGS)
 	memset(&r, 0, sizeof(r));
 	r.table_schema = rc->schema;
 	r.table_name = rc->relname;
+	for (int k = 0; k < 2; k++)
+	{
+		values[k] = palloc(sizeof(Datum) * Max(desc->natts, 1));
+		nulls[k] = palloc(sizeof(bool) * Max(desc->natts, 1));
+	}
 
 	if (TRIGGER_FIRED_BY_TRUNCATE(ev))
 		r.operation = "TRUNCATE";
@@ -1555,21 +2255,34 @@ pay_audit_trigger(PG_FUNCTION_ARGS)
 	{
 		r.operation = "INSERT";
 		rowtup = td->tg_trigtuple;
-		r.new_row = row_to_audit_jsonb(rc, rowtup, desc);
+		heap_deform_tuple(rowtup, desc, values[0], nulls[0]);
+		row_to_audit(rc, rowtup, desc, values[0], nulls[0], NULL, NULL, NULL,
+					 &r.new_row, &r.new_text, &r.new_clean);
 	}
 	else if (TRIGGER_FIRED_BY_UPDATE(ev))
 	{
 		r.operation = "UPDATE";
 		rowtup = td->tg_newtuple;
-		r.old_row = row_to_audit_jsonb(rc, td->tg_trigtuple, desc);
-		r.new_row = row_to_audit_jsonb(rc, td->tg_newtuple, desc);
-		r.changed_columns = changed_columns(rc, td->tg_trigtuple, td->tg_newtuple, desc);
+		heap_deform_tuple(td->tg_trigtuple, desc, values[0], nulls[0]);
+		heap_deform_tuple(td->tg_newtuple, desc, values[1], nulls[1]);
+		same = palloc(sizeof(bool) * Max(desc->natts, 1));
+		r.changed_columns = changed_columns(rc, values[0], nulls[0], values[1], nulls[1], desc, same);
+		/* the new row takes the old row's unchanged values as built */
+		if (row_to_audit(rc, td->tg_trigtuple, desc, values[0], nulls[0], NULL, NULL,
+						 &old_build, &r.old_row, &r.old_text, &r.old_clean))
+			row_to_audit(rc, td->tg_newtuple, desc, values[1], nulls[1], &old_build, same,
+						 NULL, &r.new_row, &r.new_text, &r.new_clean);
+		else
+			row_to_audit(rc, td->tg_newtuple, desc, values[1], nulls[1], NULL, NULL,
+						 NULL, &r.new_row, &r.new_text, &r.new_clean);
 	}
 	else
 	{
 		r.operation = "DELETE";
 		rowtup = td->tg_trigtuple;
-		r.old_row = row_to_audit_jsonb(rc, rowtup, desc);
+		heap_deform_tuple(rowtup, desc, values[0], nulls[0]);
+		row_to_audit(rc, rowtup, desc, values[0], nulls[0], NULL, NULL, NULL,
+					 &r.old_row, &r.old_text, &r.old_clean);
 	}
 
 	r.merchant_id = 0;
@@ -1580,10 +2293,7 @@ pay_audit_trigger(PG_FUNCTION_ARGS)
 
 		if (!isnull)
 		{
-			Oid			base = rc->attrs[rc->merchant_attno - 1].basetype;
-
-			r.merchant_id = (base == INT8OID) ? DatumGetInt64(d) :
-				(base == INT4OID) ? DatumGetInt32(d) : DatumGetInt16(d);
+			r.merchant_id = int_value(d, rc->attrs[rc->merchant_attno - 1].basetype);
 		}
 		else
 			r.merchant_id = current_merchant();
@@ -1601,7 +2311,7 @@ pay_audit_trigger(PG_FUNCTION_ARGS)
 			r.correlation_id = TextDatumGetCString(d);
 	}
 
-	audit_insert(&r);
+	audit_insert(&r, true);
 	return PointerGetDatum(NULL);
 }
 
@@ -1634,7 +2344,7 @@ pay_audit_record(PG_FUNCTION_ARGS)
 	r.new_row = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P_COPY(3);
 	r.correlation_id = current_correlation_id();
 
-	id = audit_insert(&r);
+	id = audit_insert(&r, false);
 	PG_RETURN_INT64(id);
 }
 

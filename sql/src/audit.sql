@@ -51,12 +51,28 @@ CREATE TABLE payments.audit_log (
 );
 ALTER SEQUENCE payments.audit_log_audit_id_seq OWNED BY payments.audit_log.audit_id;
 -- Few indexes: every audited change writes each of them.  The primary key
--- serves sealing and verification (per merchant, by audit id); txid finds
--- a transaction's changes; a BRIN index on logged_at (rows arrive in time
--- order: its ranges stay narrow) serves time ranges, of a merchant too
--- (with the primary key), of a table (filtered).
-CREATE INDEX audit_log_txid ON payments.audit_log (txid);
-CREATE INDEX audit_log_logged_at ON payments.audit_log USING brin (logged_at) WITH (autosummarize = on);
+-- serves sealing and verification (per merchant, by audit id); one BRIN
+-- index on logged_at and txid (rows arrive in time and transaction order:
+-- its ranges stay narrow, and adding a row to it costs next to nothing,
+-- where a btree on txid, all of a transaction's rows one key, cost about
+-- a tenth of the trigger's time) serves time ranges, of a merchant too
+-- (with the primary key), of a table (filtered), and finds a
+-- transaction's changes.  PostgreSQL has no BRIN operator class for xid8:
+-- payments.xid8_minmax_ops is the stock minmax one over xid8's operators.
+CREATE OPERATOR CLASS payments.xid8_minmax_ops FOR TYPE xid8 USING brin AS
+	OPERATOR 1 pg_catalog.< (xid8, xid8),
+	OPERATOR 2 pg_catalog.<= (xid8, xid8),
+	OPERATOR 3 pg_catalog.= (xid8, xid8),
+	OPERATOR 4 pg_catalog.>= (xid8, xid8),
+	OPERATOR 5 pg_catalog.> (xid8, xid8),
+	FUNCTION 1 pg_catalog.brin_minmax_opcinfo(internal),
+	FUNCTION 2 pg_catalog.brin_minmax_add_value(internal, internal, internal, internal),
+	FUNCTION 3 pg_catalog.brin_minmax_consistent(internal, internal, internal),
+	FUNCTION 4 pg_catalog.brin_minmax_union(internal, internal, internal);
+COMMENT ON OPERATOR CLASS payments.xid8_minmax_ops USING brin IS
+	'BRIN minmax operator class for xid8 (audit_log.txid), which PostgreSQL does not ship.';
+CREATE INDEX audit_log_logged_at_txid ON payments.audit_log
+	USING brin (logged_at, txid payments.xid8_minmax_ops) WITH (autosummarize = on);
 REVOKE ALL ON payments.audit_log FROM PUBLIC;
 COMMENT ON TABLE payments.audit_log IS
 	'One row per INSERT, UPDATE, DELETE or TRUNCATE of an audited table (pay_audit_attach). Append-only for every role: only pay_audit_prune() removes whole sealed batches. Never holds card data.';

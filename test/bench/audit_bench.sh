@@ -157,8 +157,10 @@ for m in insert update; do
 done
 for m in insert update; do
 	n=$(med "cpu_${m}_none") c=$(med "cpu_${m}_c") p=$(med "cpu_${m}_plpgsql")
-	printf '%-34s %10s %10s %10s   %s (plpgsql is %sx the CPU time of c)\n' \
-		"bulk $m, backend CPU (ms)" "$n" "$c" "$p" "$(ratio "$c" "$p")" "$(ratio "$p" "$c")"
+	printf '%-34s %10s %10s %10s   %s (plpgsql is %sx the CPU time of c; audit overhead c %s ms, plpgsql %s ms: %sx)\n' \
+		"bulk $m, backend CPU (ms)" "$n" "$c" "$p" "$(ratio "$c" "$p")" "$(ratio "$p" "$c")" \
+		"$(awk -v a="$c" -v b="$n" 'BEGIN { printf "%.0f", a - b }')" "$(awk -v a="$p" -v b="$n" 'BEGIN { printf "%.0f", a - b }')" \
+		"$(awk -v c="$c" -v p="$p" -v n="$n" 'BEGIN { printf "%.2f", (p - n) / (c - n) }')"
 done
 for sc in off on; do
 	n=$(med "tps_${sc}_none") c=$(med "tps_${sc}_c") p=$(med "tps_${sc}_plpgsql")

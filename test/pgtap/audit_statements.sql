@@ -15,7 +15,7 @@
 BEGIN;
 SET LOCAL TimeZone = 'UTC';
 SET LOCAL client_min_messages = warning;
-SELECT plan(30);
+SELECT plan(44);
 
 CREATE TABLE public.tap_bulk (id int PRIMARY KEY, merchant_id bigint NOT NULL, v text, n numeric);
 SELECT ok(payments.pay_audit_attach('tap_bulk'), 'attached');
@@ -70,6 +70,30 @@ SELECT results_eq($$SELECT operation, merchant_id, new_row ->> 'id', new_row ->>
 	$$VALUES ('INSERT', 2::bigint, '5001', 'copied-1'), ('INSERT', 3::bigint, '5002', 'copied-2'),
 		('INSERT', 2::bigint, '5003', '[card number removed by payments audit]')$$,
 	'COPY: a row each, card numbers removed as for any insert');
+
+-- card numbers in number columns and in text are found, each value being
+-- scanned on its own; dates next to them are not mistaken for one
+CREATE TABLE public.tap_nums (id int PRIMARY KEY, merchant_id bigint NOT NULL, big bigint, num numeric, t text, at timestamptz);
+SELECT ok(payments.pay_audit_attach('tap_nums'), 'a table with number columns attached');
+INSERT INTO tap_nums VALUES (1, 1, 4111111111111111, 5555555555554444, 'x', '2031-12-01 10:11:12+00'),
+	(2, 1, 42, 1.5, '4111-1111-1111-1111', '2031-12-01 10:11:12+00'), (3, 1, 41111111, 4111.11, 'card 4111 1111', '2031-12-01 10:11:12+00');
+SELECT results_eq($$SELECT new_row ->> 'big', new_row ->> 'num', new_row ->> 't', new_row ->> 'at'
+	FROM payments.audit_log WHERE table_name = 'tap_nums' ORDER BY audit_id$$,
+	$$VALUES ('[card number removed by payments audit]', '[card number removed by payments audit]', 'x', '2031-12-01T10:11:12+00:00'),
+		('42', '1.5', '[card number removed by payments audit]', '2031-12-01T10:11:12+00:00'),
+		('41111111', '4111.11', 'card 4111 1111', '2031-12-01T10:11:12+00:00')$$,
+	'card numbers in bigint, numeric and text columns are removed; short numbers and dates stay');
+
+-- an UPDATE's new row takes its unchanged values from the old row as built:
+-- a card number in an unchanged column is removed from both rows
+UPDATE tap_nums SET t = 'y' WHERE id IN (1, 2);
+SELECT results_eq($$SELECT old_row ->> 'big', new_row ->> 'big', new_row ->> 'num', old_row ->> 't', new_row ->> 't',
+		new_row ->> 'at', changed_columns
+	FROM payments.audit_log WHERE table_name = 'tap_nums' AND operation = 'UPDATE' ORDER BY audit_id$$,
+	$$VALUES ('[card number removed by payments audit]', '[card number removed by payments audit]',
+			'[card number removed by payments audit]', 'x', 'y', '2031-12-01T10:11:12+00:00', ARRAY['t']),
+		('42', '42', '1.5', '[card number removed by payments audit]', 'y', '2031-12-01T10:11:12+00:00', ARRAY['t'])$$,
+	'UPDATE: unchanged values (card numbers removed) in both rows, the changed one new');
 
 -- INSERT ... ON CONFLICT DO UPDATE: new rows inserted, existing ones updated
 SELECT pg_temp.mark();
@@ -164,6 +188,86 @@ INSERT INTO tap_bulk VALUES (8004, 1, 'unseen', 0);
 SELECT is((SELECT count(*) FROM tap_seen), 3::bigint, 'and no more once it is dropped');
 SELECT is((SELECT count(*) FROM payments.audit_log WHERE table_name = 'tap_bulk' AND new_row ->> 'v' = 'unseen'),
 	1::bigint, 'the direct path writes again');
+
+-- the statement buffer (src/audit.c): rows wider than its byte limit, and
+-- more than a batch, each audited once with its values
+SELECT pg_temp.mark();
+INSERT INTO tap_bulk SELECT g, 1 + g % 2, repeat('wide ', 400) || g, g FROM generate_series(10001, 13500) g;
+SELECT is((SELECT count(*) FROM pg_temp.new_audit), 3500::bigint,
+	'3,500 rows of 2 kB (past the buffer''s 4 MB and its 1,000-row batches): 3,500 audit rows');
+SELECT is_empty($$SELECT 1 FROM pg_temp.new_audit a JOIN tap_bulk t ON t.id = (a.new_row ->> 'id')::int
+	WHERE a.new_row <> jsonb_build_object('id', t.id, 'merchant_id', t.merchant_id, 'v', t.v, 'n', t.n)
+		OR a.merchant_id <> t.merchant_id$$,
+	'each with its own new row and merchant');
+SELECT is((SELECT count(DISTINCT (new_row ->> 'id')::int) FROM pg_temp.new_audit), 3500::bigint, 'each row once');
+
+-- subtransactions inside a statement's trigger firing: rows of the
+-- statement buffered before a subtransaction stay when it rolls back; the
+-- rows written in it go with it, those of a committed one stay
+CREATE TABLE public.tap_side (id int PRIMARY KEY, merchant_id bigint NOT NULL);
+SELECT ok(payments.pay_audit_attach('tap_side'), 'a second table attached');
+CREATE FUNCTION pg_temp.side() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	IF TG_ARGV[0] = 'nested' THEN	-- no subtransaction
+		INSERT INTO tap_side VALUES (NEW.id, NEW.merchant_id);
+		RETURN NULL;
+	END IF;
+	BEGIN
+		INSERT INTO tap_side VALUES (NEW.id, NEW.merchant_id);
+	EXCEPTION WHEN raise_exception THEN
+		NULL;
+	END;
+	RETURN NULL;
+END $$;
+-- tap_side refuses even ids in an AFTER trigger that fires after its audit
+-- trigger: the audit row is buffered in the subtransaction, not yet written
+CREATE FUNCTION pg_temp.refuse_even() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	IF NEW.id % 2 = 0 THEN
+		RAISE EXCEPTION 'even' USING ERRCODE = 'P0001';
+	END IF;
+	RETURN NULL;
+END $$;
+CREATE TRIGGER zz_even AFTER INSERT ON tap_side FOR EACH ROW EXECUTE FUNCTION pg_temp.refuse_even();
+CREATE TRIGGER zz_side AFTER INSERT ON tap_bulk FOR EACH ROW EXECUTE FUNCTION pg_temp.side('subtransaction');
+SELECT pg_temp.mark();
+INSERT INTO tap_bulk SELECT g, 1, 'side', 0 FROM generate_series(20001, 22500) g;
+DROP TRIGGER zz_side ON tap_bulk;
+SELECT is((SELECT count(*) FROM pg_temp.new_audit WHERE new_row ->> 'v' = 'side'), 2500::bigint,
+	'2,500 rows inserted, each with a subtransaction in its AFTER trigger: 2,500 audit rows');
+SELECT is((SELECT count(DISTINCT new_row ->> 'id') FROM pg_temp.new_audit WHERE new_row ->> 'v' = 'side'), 2500::bigint,
+	'each once');
+SELECT results_eq($$SELECT count(*), count(*) FILTER (WHERE (new_row ->> 'id')::int % 2 = 1)
+	FROM payments.audit_log a, tap_mark m WHERE a.table_name = 'tap_side' AND a.audit_id > m.since$$,
+	$$VALUES (1250::bigint, 1250::bigint)$$,
+	'the rows of the 1,250 subtransactions rolled back are not audited, those of the 1,250 committed are');
+SELECT is((SELECT count(*) FROM tap_side), 1250::bigint, 'as the table has them');
+DROP TRIGGER zz_even ON tap_side;
+
+-- a deferred audit trigger writes its rows when it fires
+CREATE TABLE public.tap_deferred (id int PRIMARY KEY, merchant_id bigint NOT NULL);
+CREATE CONSTRAINT TRIGGER payments_audit AFTER INSERT OR UPDATE OR DELETE ON tap_deferred
+	DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION payments._audit_trigger();
+INSERT INTO tap_deferred SELECT g, 1 FROM generate_series(1, 1500) g;
+SELECT is((SELECT count(*) FROM payments.audit_log WHERE table_name = 'tap_deferred'), 0::bigint,
+	'a deferred audit trigger has not fired yet');
+SET CONSTRAINTS ALL IMMEDIATE;
+SELECT is((SELECT count(*) FROM payments.audit_log WHERE table_name = 'tap_deferred'
+	AND operation = 'INSERT' AND (new_row ->> 'merchant_id')::int = 1), 1500::bigint,
+	'SET CONSTRAINTS fires it: its 1,500 rows are written');
+SET CONSTRAINTS ALL DEFERRED;
+
+-- a nested statement (a trigger's INSERT) writes the outer statement's
+-- rows buffered so far too; none twice, none lost
+CREATE TRIGGER zz_nested AFTER INSERT ON tap_bulk FOR EACH ROW EXECUTE FUNCTION pg_temp.side('nested');
+SELECT pg_temp.mark();
+INSERT INTO tap_bulk SELECT g, 2, 'nested', 0 FROM generate_series(30001, 31500) g;
+DROP TRIGGER zz_nested ON tap_bulk;
+SELECT results_eq($$SELECT a.table_name, count(*), count(DISTINCT a.new_row ->> 'id')
+	FROM payments.audit_log a, tap_mark m WHERE a.audit_id > m.since AND a.table_name IN ('tap_bulk', 'tap_side')
+	GROUP BY 1 ORDER BY 1$$,
+	$$VALUES ('tap_bulk'::text, 1500::bigint, 1500::bigint), ('tap_side', 1500, 1500)$$,
+	'a statement whose trigger inserts into another audited table: every row of both once');
 
 -- TRUNCATE
 SELECT pg_temp.mark();
