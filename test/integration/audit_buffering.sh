@@ -59,6 +59,19 @@ q -c "DROP TRIGGER zz_fail ON public.buf_t" >/dev/null
 is "$(count buf_t "operation = 'UPDATE' AND old_row ->> 'v' LIKE 'copied %' AND new_row ->> 'v' = 'kept' AND changed_columns = ARRAY['v']")" 100 \
 	"with their old and new rows"
 
+# 3b. two-phase commit: a deferred trigger's buffered rows are written at
+# PREPARE TRANSACTION; COMMIT PREPARED keeps them, ROLLBACK PREPARED drops
+# them with the rest of the transaction
+q -c "BEGIN" -c "INSERT INTO public.buf_d SELECT g, 2 FROM generate_series(10001, 10300) g" \
+	-c "UPDATE public.buf_t SET v = 'prepared' WHERE id <= 50" -c "PREPARE TRANSACTION 'audit_2pc_commit'" >/dev/null
+is "$(count buf_d "merchant_id = 2")" 0 "a prepared transaction's audit rows are not visible before COMMIT PREPARED"
+q -c "COMMIT PREPARED 'audit_2pc_commit'" >/dev/null
+is "$(count buf_d "merchant_id = 2")" 300 "COMMIT PREPARED: the deferred trigger's 300 rows are there"
+is "$(count buf_t "new_row ->> 'v' = 'prepared'")" 50 "and the immediate trigger's 50"
+q -c "BEGIN" -c "INSERT INTO public.buf_d SELECT g, 3 FROM generate_series(20001, 20300) g" \
+	-c "PREPARE TRANSACTION 'audit_2pc_rollback'" -c "ROLLBACK PREPARED 'audit_2pc_rollback'" >/dev/null
+is "$(count buf_d "merchant_id = 3")" 0 "ROLLBACK PREPARED: none of its rows"
+
 # 4. two sessions writing at once, each in its own transactions; then seal
 # and verify
 for s in 1 2; do
