@@ -57,6 +57,8 @@ int			payments_settlement_check_s = PAYMENTS_DEFAULT_SETTLEMENT_CHECK_S;
 int			payments_exchange_retention_days = PAYMENTS_DEFAULT_EXCHANGE_RETENTION_DAYS;
 int			payments_idempotency_retention_hours = PAYMENTS_DEFAULT_IDEMPOTENCY_RETENTION_HOURS;
 int			payments_worker_statement_timeout = PAYMENTS_DEFAULT_WORKER_STATEMENT_TIMEOUT_MS;
+int			payments_billing_interval_s = PAYMENTS_DEFAULT_BILLING_INTERVAL_S;
+int			payments_billing_batch = PAYMENTS_DEFAULT_BILLING_BATCH;
 
 /*
  * What the worker changes as it runs, in one place: one instance
@@ -1251,6 +1253,93 @@ recover_in_flight(void)
 }
 
 /*
+ * Billing of subscriptions (billing.sql): due renewals and dunning retries,
+ * one batch of each per transaction.  The functions may be missing (a
+ * schema without them, or one being updated): that is said once and the
+ * step skipped, not raised every round.
+ */
+typedef struct BillingRun
+{
+	const char *function;		/* payments._run_renewals or _run_dunning */
+	int			limit;
+	int			done;			/* what the batch billed; -1: no function */
+} BillingRun;
+
+static void
+billing_batch_fn(void *arg)
+{
+	BillingRun *run = (BillingRun *) arg;
+	Oid			argtypes[2] = {INT8OID, INT4OID};
+	Datum		values[2] = {(Datum) 0, Int32GetDatum(run->limit)};
+	const char	nulls[2] = {'n', ' '};
+	char	   *sql;
+	bool		isnull;
+	Datum		d;
+
+	sql = psprintf("SELECT to_regprocedure('%s(bigint,integer)') IS NOT NULL", run->function);
+	if (SPI_execute(sql, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "payments worker: looking up %s failed", run->function);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (!DatumGetBool(d))
+	{
+		run->done = -1;
+		return;
+	}
+	sql = psprintf("SELECT %s($1, $2)", run->function);
+	if (SPI_execute_with_args(sql, 2, argtypes, values, nulls, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "payments worker: %s failed", run->function);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	run->done = isnull ? 0 : DatumGetInt32(d);
+}
+
+/*
+ * One batch of fn; true when it was full (more may be due).  A failed
+ * batch (a deadlock, the statement timeout...) is logged by the guard and
+ * counts as not full: the next turn comes at the next interval.
+ */
+static bool
+billing_batch(const char *what, const char *function, bool *missing_said)
+{
+	BillingRun	run = {.function = function, .limit = payments_billing_batch, .done = 0};
+
+	if (!in_transaction(what, billing_batch_fn, &run))
+		return false;
+	if (run.done < 0)
+	{
+		if (!*missing_said)
+			ereport(LOG,
+					(errcode(ERRCODE_UNDEFINED_FUNCTION),
+					 errmsg("payments worker: %s is missing, no billing runs until it exists", function),
+					 errhint("Run ALTER EXTENSION payments UPDATE, or set payments.billing_interval to 0.")));
+		*missing_said = true;
+		return false;
+	}
+	*missing_said = false;
+	return run.done >= run.limit;
+}
+
+/*
+ * Due renewals, then due dunning retries, one batch each.  True when a
+ * batch was full: the loop comes back at once (between batches it sends
+ * the charges just queued and records replies), so a large backlog is
+ * worked through in short transactions without holding up the requests
+ * in flight.
+ */
+static bool
+run_billing(void)
+{
+	static bool renewals_missing = false;
+	static bool dunning_missing = false;
+	bool		more;
+
+	more = billing_batch("running subscription renewals", "payments._run_renewals",
+						 &renewals_missing);
+	more |= billing_batch("running dunning retries", "payments._run_dunning",
+						  &dunning_missing);
+	return more;
+}
+
+/*
  * Each gateway connection is a file descriptor: lift the soft limit to the
  * hard one so that payments.max_connections sockets fit beside the
  * backend's own files.
@@ -1313,6 +1402,8 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 	TimestampTz last_gauge = 0;
 	TimestampTz last_statistics = 0;
 	TimestampTz last_recovery = 0;
+	TimestampTz last_billing = 0;
+	bool		billing_backlog = false;
 	bool		wake = true;
 	bool		ready = false;
 	bool		recovered = false;
@@ -1416,6 +1507,17 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 		{
 			last_statistics = now;
 			refresh_statistics();
+		}
+
+		/* renewals and dunning retries (payments.billing_interval; 0: off) */
+		if (recovered && payments_billing_interval_s > 0 &&
+			(billing_backlog ||
+			 TimestampDifferenceExceeds(last_billing, now, payments_billing_interval_s * 1000)))
+		{
+			last_billing = now;
+			billing_backlog = run_billing();
+			if (billing_backlog)
+				wake = true;
 		}
 
 		in_flight = ops_in_flight(ws);
