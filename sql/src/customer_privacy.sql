@@ -59,12 +59,18 @@ BEGIN
 			WHERE o.merchant_id = c.merchant_id AND (o.customer_id = c.customer_id
 				OR o.payment_id IN (SELECT p.payment_id FROM payments.payments p
 					WHERE p.merchant_id = c.merchant_id AND p.customer_id = c.customer_id))), '[]'),
+		'subscriptions', coalesce((SELECT jsonb_agg(to_jsonb(x) - 'idempotency_key' ORDER BY x.subscription_id)
+			FROM payments.subscriptions x
+			WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id), '[]'),
+		'invoices', coalesce((SELECT jsonb_agg(to_jsonb(i) ORDER BY i.invoice_id)
+			FROM payments.invoices i
+			WHERE i.merchant_id = c.merchant_id AND i.customer_id = c.customer_id), '[]'),
 		'events', coalesce((SELECT jsonb_agg(to_jsonb(e) ORDER BY e.event_id)
 			FROM payments._customer_events(c) e), '[]'));
 END
 $$;
 COMMENT ON FUNCTION payments.pay_export_customer(bigint) IS
-	'Everything the extension holds about one customer of the current merchant, as one JSON document: the customer, its payment methods (masked: brand, last four, expiry, gateway ids), its payments, their gateway operations and the events that concern them. PT404 for an unknown or foreign id.';
+	'Everything the extension holds about one customer of the current merchant, as one JSON document: the customer, its payment methods (masked: brand, last four, expiry, gateway ids), its payments, their gateway operations, its subscriptions and invoices, and the events that concern them. PT404 for an unknown or foreign id.';
 
 CREATE FUNCTION payments.pay_erase_customer(customer_id bigint,
 	idempotency_key text DEFAULT NULL, correlation_id text DEFAULT NULL)
@@ -95,6 +101,9 @@ BEGIN
 		WHERE p.merchant_id = c.merchant_id AND p.customer_id = c.customer_id;
 		UPDATE payments.payment_methods x SET card_fingerprint = NULL
 		WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id;
+		-- subscriptions keep their terms and periods; their metadata may name the person
+		UPDATE payments.subscriptions x SET metadata = '{}'
+		WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id AND x.metadata <> '{}';
 		-- the masked requests carried the name, email and address
 		UPDATE payments.gateway_exchanges g SET request_masked = '(erased)', response_masked = NULL
 		WHERE g.merchant_id = c.merchant_id AND g.operation_id IN (SELECT o.operation_id
@@ -113,4 +122,4 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments.pay_erase_customer(bigint, text, text) IS
-	'Erases a customer''s personal data: email, name, external_ref, billing and metadata, the billing details sent with its payments, card fingerprints, the masked gateway requests and replies of its operations, and its profile at the gateway (deleted by the worker). Kept, as the law requires: payments with amounts, dates, status, card brand and last four, gateway transaction and profile ids, and their operations. The customer stays as a deleted row with erased_at; the audit log records the change (without the personal values) and a customer.erased event is written.';
+	'Erases a customer''s personal data: email, name, external_ref, billing and metadata, the billing details sent with its payments, card fingerprints, its subscriptions'' metadata, the masked gateway requests and replies of its operations, and its profile at the gateway (deleted by the worker). Kept, as the law requires: payments with amounts, dates, status, card brand and last four, gateway transaction and profile ids, and their operations. The customer stays as a deleted row with erased_at; the audit log records the change (without the personal values) and a customer.erased event is written.';
