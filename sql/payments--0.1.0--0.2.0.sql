@@ -3995,6 +3995,7 @@ CREATE FUNCTION payments._claim_operations(p_limit integer)
 	SET enable_hashjoin = off
 	SET enable_mergejoin = off
 	SET plan_cache_mode = force_custom_plan
+	SET jit = off
 	AS $$
 BEGIN
 	-- Ready first by due time, straight off the partial index: a long queue
@@ -4070,6 +4071,12 @@ END
 $$;
 COMMENT ON FUNCTION payments._claim_operations(integer) IS
 	'Worker, step 1: claims up to p_limit ready operations (FOR UPDATE SKIP LOCKED) and marks them sending before anything is sent.';
+
+-- JIT off in the worker's recording functions too (see _claim_operations)
+ALTER FUNCTION payments._record_final_results(bigint[], bigint[], text[], integer[], integer[], text[],
+	text[], text[], text[], text[], text[], text[]) SET jit = off;
+ALTER FUNCTION payments._record_result(bigint, bigint, text, integer, integer, text, text, text, text, text,
+	timestamptz, text, text) SET jit = off;
 
 ------------------------------------------------------------------------------
 -- h-subs-api: plans and subscriptions through the SQL API (issue 11;

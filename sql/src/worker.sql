@@ -18,7 +18,12 @@ COMMENT ON FUNCTION payments._duplicate_window() IS
 -- rows through an index on merchant_id alone, scanning the whole table for
 -- each one); the ordered index scan with LIMIT and primary-key lookups are
 -- always the right plan here, so they are forced, and planned afresh with
--- the tables' current size on every call.
+-- the tables' current size on every call.  Disabled plan types cost 1e10,
+-- which crosses jit_above_cost in every statement planned under these
+-- settings, the functions called per row (_gateway_customer_ref) and the
+-- triggers included: JIT compiling each took tens of milliseconds per
+-- claimed row, so JIT is off here (and in the two _record functions).
+-- These plans never need it.
 CREATE FUNCTION payments._claim_operations(p_limit integer)
 	RETURNS TABLE (merchant_id bigint, operation_id bigint, payment_id bigint, kind text,
 		action text, attempt integer, via_void boolean, amount_minor bigint, currency text,
@@ -40,6 +45,7 @@ CREATE FUNCTION payments._claim_operations(p_limit integer)
 	SET enable_hashjoin = off
 	SET enable_mergejoin = off
 	SET plan_cache_mode = force_custom_plan
+	SET jit = off
 	AS $$
 BEGIN
 	-- Ready first by due time, straight off the partial index: a long queue
@@ -205,6 +211,7 @@ CREATE FUNCTION payments._record_final_results(
 	SET enable_hashjoin = off
 	SET enable_mergejoin = off
 	SET plan_cache_mode = force_custom_plan
+	SET jit = off
 	AS $$
 DECLARE
 	n integer;
@@ -274,6 +281,7 @@ CREATE FUNCTION payments._record_result(
 	SET search_path = pg_catalog, payments
 	SET enable_seqscan = off
 	SET plan_cache_mode = force_custom_plan
+	SET jit = off
 	AS $$
 DECLARE
 	o payments.operations;

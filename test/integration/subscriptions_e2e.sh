@@ -206,12 +206,14 @@ su -v merchant="$M" -v pm="$PM" -v n=$K -v amount='7.00 USD' -v due="$(q -c "SEL
 	-f "$REPO_ROOT/test/lib/due_subscriptions.sql" >/dev/null
 q -c "SELECT pay_advance_test_clock('2 hours')" >/dev/null
 # two sessions run small batches until nothing is due; the worker runs too
+runs=""
 for s in 1 2; do
 	( for i in $(seq 200); do
 		[ "$(q -c "SELECT pay_run_renewals(7)")" = 0 ] && break
 	done ) &
+	runs="$runs $!"
 done
-wait
+wait $runs
 is "$(wait_for "SELECT count(*) FILTER (WHERE i.status = 'paid') || '/' || count(*) FROM payments.invoices i JOIN payments.subscriptions s USING (merchant_id, subscription_id) WHERE i.merchant_id = $M AND i.kind = 'renewal' AND i.period_index = 1" "$K/$K" 60)" "$K/$K" \
 	"all $K due subscriptions got one renewal invoice, paid"
 is "$(q -c "SELECT count(*) FROM (SELECT invoice_id FROM payments.payments WHERE merchant_id = $M AND invoice_id IS NOT NULL GROUP BY invoice_id HAVING count(*) > 1) x")" 0 \
