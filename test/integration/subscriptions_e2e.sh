@@ -90,8 +90,9 @@ subscribe() {
 # --- 1. subscribe with a saved card; the worker renews a month later --------
 story renew
 saved_card 4111111111111111
-SID=$(q -c "SELECT subscription_id FROM pay_create_subscription(customer_id => $CID, price => '25.00 USD', interval_unit => 'month')")
-is "$(q -c "SELECT status FROM pay_get_subscription($SID)")" incomplete "a new subscription is incomplete until its first invoice is paid"
+row=$(q -c "SELECT subscription_id || '|' || status FROM pay_create_subscription(customer_id => $CID, price => '25.00 USD', interval_unit => 'month')")
+SID=${row%%|*}
+is "${row#*|}" incomplete "a new subscription is incomplete until its first invoice is paid"
 inv1=$(latest_invoice "$SID")
 is "$(q -c "SELECT kind || '|' || period_index || '|' || amount FROM pay_get_invoice($inv1)")" "first|0|25.00 USD" "its first invoice is for period 0"
 pid1=$(latest_payment "$inv1")
