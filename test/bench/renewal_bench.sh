@@ -32,7 +32,7 @@ source "$(dirname "$0")/bench_setup.sh"
 
 bench_start "shared_buffers = 512MB" "max_wal_size = 4GB" "wal_init_zero = off" \
 	"payments.max_in_flight = 2000" "payments.claim_batch = 500" \
-	"payments.test_clocks = on" "payments.billing_interval = 1" "payments.billing_batch = ${BENCH_BILLING_BATCH:-500}" \
+	"payments.test_clocks = on" "payments.billing_interval = 1" "payments.billing_batch = ${BENCH_BILLING_BATCH:-100}" \
 	"log_lock_waits = on" "deadlock_timeout = 20ms"
 
 M=$(q -c "SELECT merchant_id FROM payments.gateway_config ORDER BY merchant_id LIMIT 1")
