@@ -1258,11 +1258,19 @@ recover_in_flight(void)
  * schema without them, or one being updated): that is said once and the
  * step skipped, not raised every round.
  */
+typedef enum BillingResult
+{
+	BILLING_DONE,				/* a partial batch: nothing more is due */
+	BILLING_FULL,				/* a full batch: more may be due */
+	BILLING_DEFERRED,			/* not run: the sender is behind */
+	BILLING_MISSING				/* the function does not exist */
+} BillingResult;
+
 typedef struct BillingRun
 {
 	const char *function;		/* payments._run_renewals or _run_dunning */
 	int			limit;
-	int			done;			/* what the batch billed; -1: no function */
+	BillingResult result;
 } BillingRun;
 
 static void
@@ -1272,6 +1280,8 @@ billing_batch_fn(void *arg)
 	Oid			argtypes[2] = {INT8OID, INT4OID};
 	Datum		values[2] = {(Datum) 0, Int32GetDatum(run->limit)};
 	const char	nulls[2] = {'n', ' '};
+	Datum		backlog_arg = Int32GetDatum(payments_claim_batch);
+	Oid			backlog_type = INT4OID;
 	char	   *sql;
 	bool		isnull;
 	Datum		d;
@@ -1282,29 +1292,48 @@ billing_batch_fn(void *arg)
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (!DatumGetBool(d))
 	{
-		run->done = -1;
+		run->result = BILLING_MISSING;
 		return;
 	}
+
+	/*
+	 * Queue no more charges while a claim's worth is ready and not yet
+	 * claimed: the charges already queued go first, and the loop keeps
+	 * serving the requests in flight between batches.  (Off the partial
+	 * index of ready operations, at most a claim's worth of entries.)
+	 */
+	if (SPI_execute_with_args("SELECT count(*) >= $1 FROM (SELECT 1 FROM payments.operations"
+							  " WHERE status IN ('queued', 'unknown') AND next_attempt_at <= now()"
+							  " LIMIT $1) x",
+							  1, &backlog_type, &backlog_arg, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "payments worker: counting ready operations failed");
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (DatumGetBool(d))
+	{
+		run->result = BILLING_DEFERRED;
+		return;
+	}
+
 	sql = psprintf("SELECT %s($1, $2)", run->function);
 	if (SPI_execute_with_args(sql, 2, argtypes, values, nulls, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "payments worker: %s failed", run->function);
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	run->done = isnull ? 0 : DatumGetInt32(d);
+	run->result = (!isnull && DatumGetInt32(d) >= run->limit) ? BILLING_FULL : BILLING_DONE;
 }
 
 /*
- * One batch of fn; true when it was full (more may be due).  A failed
- * batch (a deadlock, the statement timeout...) is logged by the guard and
- * counts as not full: the next turn comes at the next interval.
+ * One batch of function.  A failed batch (a deadlock, the statement
+ * timeout...) is logged by the guard and counts as done: the next turn
+ * comes at the next interval.
  */
-static bool
+static BillingResult
 billing_batch(const char *what, const char *function, bool *missing_said)
 {
-	BillingRun	run = {.function = function, .limit = payments_billing_batch, .done = 0};
+	BillingRun	run = {.function = function, .limit = payments_billing_batch, .result = BILLING_DONE};
 
 	if (!in_transaction(what, billing_batch_fn, &run))
-		return false;
-	if (run.done < 0)
+		return BILLING_DONE;
+	if (run.result == BILLING_MISSING)
 	{
 		if (!*missing_said)
 			ereport(LOG,
@@ -1312,31 +1341,41 @@ billing_batch(const char *what, const char *function, bool *missing_said)
 					 errmsg("payments worker: %s is missing, no billing runs until it exists", function),
 					 errhint("Run ALTER EXTENSION payments UPDATE, or set payments.billing_interval to 0.")));
 		*missing_said = true;
-		return false;
+		return BILLING_DONE;
 	}
 	*missing_said = false;
-	return run.done >= run.limit;
+	return run.result;
 }
 
 /*
  * Due renewals, then due dunning retries, one batch each.  True when a
- * batch was full: the loop comes back at once (between batches it sends
- * the charges just queued and records replies), so a large backlog is
- * worked through in short transactions without holding up the requests
- * in flight.
+ * batch was full or put off (more is due); *deferred when the sender was
+ * behind.  The loop comes back at once after a full batch, and sends the
+ * charges just queued before the next one: a large backlog is worked
+ * through in short transactions at the pace the gateway takes them,
+ * without holding up the requests in flight for longer than a batch.
  */
 static bool
-run_billing(void)
+run_billing(WorkerState *ws, bool *deferred)
 {
 	static bool renewals_missing = false;
 	static bool dunning_missing = false;
-	bool		more;
+	BillingResult r1;
+	BillingResult r2;
 
-	more = billing_batch("running subscription renewals", "payments._run_renewals",
-						 &renewals_missing);
-	more |= billing_batch("running dunning retries", "payments._run_dunning",
-						  &dunning_missing);
-	return more;
+	*deferred = false;
+	/* nothing to send them with, or no room for them: later */
+	if (circuit_is_open(&ws->breaker) || ops_in_flight(ws) >= payments_max_in_flight)
+	{
+		*deferred = true;
+		return true;
+	}
+	r1 = billing_batch("running subscription renewals", "payments._run_renewals",
+					   &renewals_missing);
+	r2 = billing_batch("running dunning retries", "payments._run_dunning",
+					   &dunning_missing);
+	*deferred = (r1 == BILLING_DEFERRED || r2 == BILLING_DEFERRED);
+	return r1 == BILLING_FULL || r2 == BILLING_FULL || *deferred;
 }
 
 /*
@@ -1404,6 +1443,7 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 	TimestampTz last_recovery = 0;
 	TimestampTz last_billing = 0;
 	bool		billing_backlog = false;
+	bool		billing_deferred = false;
 	bool		wake = true;
 	bool		ready = false;
 	bool		recovered = false;
@@ -1509,14 +1549,19 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 			refresh_statistics();
 		}
 
-		/* renewals and dunning retries (payments.billing_interval; 0: off) */
+		/*
+		 * renewals and dunning retries (payments.billing_interval; 0: off):
+		 * with a backlog at once again, or after 100 ms when the sender was
+		 * behind
+		 */
 		if (recovered && payments_billing_interval_s > 0 &&
-			(billing_backlog ||
-			 TimestampDifferenceExceeds(last_billing, now, payments_billing_interval_s * 1000)))
+			TimestampDifferenceExceeds(last_billing, now,
+									   !billing_backlog ? payments_billing_interval_s * 1000 :
+									   billing_deferred ? 100 : 0))
 		{
 			last_billing = now;
-			billing_backlog = run_billing();
-			if (billing_backlog)
+			billing_backlog = run_billing(ws, &billing_deferred);
+			if (billing_backlog && !billing_deferred)
 				wake = true;
 		}
 
