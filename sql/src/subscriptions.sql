@@ -205,9 +205,13 @@ COMMENT ON FUNCTION payments._period_index_at(timestamp, text, text, integer, ti
 
 -- THE proration rule (README, "Proration"): the part of a period's amount
 -- for the time left in it, amount * remaining / period, both in whole
--- seconds, computed exactly in minor units and rounded once, half to even
--- (pay_amount's division).  The fraction is reduced first, so the product
--- stays small.  Nothing before the period's start is prorated (the whole
+-- seconds, exact in minor units and rounded once, half to even, by
+-- pay_amount's division.  No product may overflow: the fraction is reduced,
+-- and the amount split (minor units) as A = a * period + r, so that
+-- A * remaining / period = q + (r * remaining) / period with q = a *
+-- remaining exact; the even part of q is added outside the division, the
+-- odd unit inside it, so the division still rounds a tie to the even
+-- total.  Nothing before the period's start is prorated (the whole
 -- amount), nothing after its end (zero).
 CREATE FUNCTION payments._prorate(p_amount payments.pay_amount, p_period_start timestamptz,
 	p_period_end timestamptz, p_at timestamptz)
@@ -215,11 +219,16 @@ CREATE FUNCTION payments._prorate(p_amount payments.pay_amount, p_period_start t
 	LANGUAGE sql IMMUTABLE PARALLEL SAFE
 	SET search_path = pg_catalog, payments
 	AS $$
-	SELECT CASE WHEN remaining <= 0 THEN p_amount * 0
-		WHEN remaining >= period THEN p_amount
-		ELSE p_amount * (remaining / gcd(remaining, period)) / (period / gcd(remaining, period)) END
+	SELECT CASE WHEN t.remaining <= 0 THEN p_amount * 0
+		WHEN t.remaining >= t.period THEN p_amount
+		ELSE pay_amount_from_minor(q - q % 2, pay_currency(p_amount))
+			+ pay_amount_from_minor(q % 2 * f.pp + f.rm * f.rr, pay_currency(p_amount)) / f.pp END
 	FROM (SELECT floor(extract(epoch FROM p_period_end) - extract(epoch FROM p_at))::bigint AS remaining,
-		floor(extract(epoch FROM p_period_end) - extract(epoch FROM p_period_start))::bigint AS period) r
+			floor(extract(epoch FROM p_period_end) - extract(epoch FROM p_period_start))::bigint AS period) t,
+		LATERAL (SELECT greatest(t.remaining, 0) / gcd(greatest(t.remaining, 1), greatest(t.period, 1)) AS rr,
+			greatest(t.period, 1) / gcd(greatest(t.remaining, 1), greatest(t.period, 1)) AS pp) g,
+		LATERAL (SELECT g.rr, g.pp, pay_minor_units(p_amount) % g.pp AS rm,
+			pay_minor_units(p_amount) / g.pp * g.rr AS q) f
 	$$;
 COMMENT ON FUNCTION payments._prorate(payments.pay_amount, timestamptz, timestamptz, timestamptz) IS
 	'Internal: the proration rule: amount * remaining seconds / period seconds of [period_start, period_end) at p_at, exact in minor units, rounded half to even.';
