@@ -3969,6 +3969,879 @@ COMMENT ON FUNCTION payments._issue_invoice(bigint, bigint, text, integer, times
 	'Internal: issues a subscription''s invoice (kind first or renewal: one per period, an empty row when the period was invoiced already; proration: the lines given) with its pending prorations and credits, and makes its first charge (an amount of zero is paid at once). The caller holds the subscription''s row lock.';
 
 ------------------------------------------------------------------------------
+-- h-billing: the billing engine (issue 11; sql/src/billing.sql, whole:
+-- _charge_invoice and _issue_invoice replaced, the rest new): dunning, the
+-- renewal and dunning runs, a new card tried at once, the invoice and
+-- dunning policy API.
+------------------------------------------------------------------------------
+
+------------------------------------------------------------------------------
+-- Constants of billing.
+------------------------------------------------------------------------------
+
+-- How long an incomplete subscription (its first invoice unpaid) waits for
+-- a successful charge before the billing run expires it, in billing time.
+-- A constant rather than a server setting: 23 hours as at Stripe, so that a
+-- retry the next day at the same hour already finds the subscription
+-- expired and the customer starts again with a new one.
+CREATE FUNCTION payments._incomplete_expiry() RETURNS interval
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	AS $$ SELECT interval '23 hours' $$;
+COMMENT ON FUNCTION payments._incomplete_expiry() IS
+	'Internal: how long an incomplete subscription waits for its first invoice to be paid (payments.incomplete_expiry: 23 hours of billing time); its next_renewal_at is that deadline, and the billing run then makes it incomplete_expired.';
+
+-- Decline codes after which charging the same payment method again cannot
+-- succeed, so dunning does not retry them automatically (a new card is
+-- tried at once): the card number is invalid (6, 37, 315), its expiry date
+-- invalid or passed (7, 8, 316, 317), pick-up card (4), a card type the
+-- merchant does not accept (17, 28), the fraud filters' and manual
+-- review's declines (250, 251, 254), the stored profile gone at the gateway
+-- (E00040), and no usable payment method at all.  Every other decline (2,
+-- 3 generic and referral, 27/44/45/65/127 address and card code checks,
+-- processing errors, a canceled charge) is retried on the schedule.
+CREATE FUNCTION payments._decline_is_final(p_code text) RETURNS boolean
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	AS $$
+	SELECT coalesce(p_code IN ('4', '6', '7', '8', '17', '28', '37', '250', '251', '254',
+		'315', '316', '317', 'E00040', 'no_payment_method'), false)
+	$$;
+COMMENT ON FUNCTION payments._decline_is_final(text) IS
+	'Internal: true for a decline code (the gateway''s reason code, or no_payment_method) after which the same payment method cannot succeed (invalid or expired card, pick-up, card type not accepted, fraud declines, profile gone): dunning does not retry it automatically.';
+
+-- A merchant's dunning policy: its row, else the defaults of the table
+-- (retry on days 1, 3, 5 and 7 after the first failure, then cancel).
+CREATE FUNCTION payments._dunning_policy(p_merchant_id bigint) RETURNS payments.dunning_policies
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, payments
+	AS $$
+	SELECT * FROM (
+		SELECT d.* FROM payments.dunning_policies d WHERE d.merchant_id = p_merchant_id
+		UNION ALL
+		-- the column defaults of payments.dunning_policies
+		SELECT p_merchant_id, '{1,3,5,7}'::integer[], 'canceled', NULL::timestamptz
+	) x LIMIT 1
+	$$;
+COMMENT ON FUNCTION payments._dunning_policy(bigint) IS
+	'Internal: the merchant''s dunning policy, or the defaults (retry days 1, 3, 5, 7; final action canceled; updated_at NULL) when it has none.';
+
+-- The stored payment method an invoice of a subscription is charged to:
+-- the subscription's own method while it is active, else the customer's
+-- active default.  NULL fields when there is none.
+CREATE FUNCTION payments._invoice_payment_method(p_merchant_id bigint, p_customer_id bigint,
+	p_payment_method_id bigint)
+	RETURNS payments.payment_methods
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, payments
+	AS $$
+	SELECT x.* FROM payments.payment_methods x
+	WHERE x.merchant_id = p_merchant_id AND x.customer_id = p_customer_id AND x.status = 'active'
+		AND (x.payment_method_id = p_payment_method_id OR x.is_default)
+	ORDER BY x.payment_method_id = p_payment_method_id DESC NULLS LAST
+	LIMIT 1
+	$$;
+COMMENT ON FUNCTION payments._invoice_payment_method(bigint, bigint, bigint) IS
+	'Internal: the payment method a subscription''s invoice is charged to: the subscription''s own (p_payment_method_id) while it is active, else the customer''s active default.';
+
+------------------------------------------------------------------------------
+-- One charge attempt of an invoice: a purchase of the subscription's payment
+-- method (or the customer's default), recorded like any payment and sent by
+-- the worker after COMMIT with the card-on-file fields of a stored method.
+-- The payment carries invoice_id; what its outcome does to the invoice and
+-- the subscription is decided when the worker records it.
+------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION payments._charge_invoice(p_merchant_id bigint, p_invoice_id bigint) RETURNS bigint
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	inv payments.invoices;
+	s payments.subscriptions;
+	c payments.customers;
+	pm payments.payment_methods;
+	pid bigint;
+BEGIN
+	SELECT * INTO inv FROM payments.invoices i
+	WHERE i.merchant_id = p_merchant_id AND i.invoice_id = p_invoice_id
+	FOR UPDATE;
+	IF NOT FOUND OR inv.status NOT IN ('open', 'uncollectible') OR pay_minor_units(inv.amount) = 0 THEN
+		RETURN NULL;
+	END IF;
+	SELECT * INTO s FROM payments.subscriptions x
+	WHERE x.merchant_id = inv.merchant_id AND x.subscription_id = inv.subscription_id;
+	SELECT * INTO c FROM payments.customers x
+	WHERE x.merchant_id = inv.merchant_id AND x.customer_id = inv.customer_id;
+	-- the subscription's method while it is usable, else the customer's default
+	pm := payments._invoice_payment_method(inv.merchant_id, inv.customer_id, s.payment_method_id);
+	IF pm.payment_method_id IS NULL THEN
+		RETURN NULL;
+	END IF;
+
+	pid := nextval('payments.payments_payment_id_seq');
+	INSERT INTO payments.payments (merchant_id, payment_id, kind, amount, amount_refunded,
+		payment_method, card_brand, card_last4, card_exp_month, card_exp_year, card_fingerprint,
+		customer_profile_id, payment_profile_id, invoice_number, description,
+		customer, metadata, correlation_id, customer_id, payment_method_id, invoice_id)
+	OVERRIDING SYSTEM VALUE
+	VALUES (inv.merchant_id, pid, 'purchase', inv.amount, inv.amount * 0, 'profile',
+		pm.card_brand, pm.card_last4, pm.card_exp_month, pm.card_exp_year, pm.card_fingerprint,
+		pm.customer_profile_id, pm.payment_profile_id, 'P' || payments._invoice_tag() || pid,
+		format('Subscription %s, invoice %s', inv.subscription_id, inv.invoice_id),
+		c.billing || jsonb_strip_nulls(jsonb_build_object('email', c.email)),
+		jsonb_build_object('invoice_id', inv.invoice_id, 'subscription_id', inv.subscription_id),
+		inv.correlation_id, inv.customer_id, pm.payment_method_id, inv.invoice_id);
+	INSERT INTO payments.operations (merchant_id, payment_id, kind, amount, correlation_id)
+	VALUES (inv.merchant_id, pid, 'purchase', inv.amount, inv.correlation_id);
+	UPDATE payments.invoices SET payment_id = pid, attempt_count = attempt_count + 1,
+		next_attempt_at = NULL
+	WHERE merchant_id = inv.merchant_id AND invoice_id = inv.invoice_id;
+	PERFORM payments._wake_at_commit();
+	RETURN pid;
+END
+$$;
+COMMENT ON FUNCTION payments._charge_invoice(bigint, bigint) IS
+	'Internal: one charge attempt of an open invoice: a purchase of the subscription''s payment method (or the customer''s default), sent by the worker after COMMIT. Returns the payment id, or NULL when there is nothing to charge or no usable payment method.';
+
+------------------------------------------------------------------------------
+-- Issuing an invoice: its lines (the subscription's price times quantity for
+-- a period's invoice, or the lines given; then the subscription's pending
+-- prorations and credits), the total (a credit larger than the total is
+-- carried to the next invoice), and its first charge.  The caller holds the
+-- subscription's row lock.  A period already invoiced returns an empty row:
+-- the unique key invoices_one_per_period is what makes two billing runs at
+-- once, or a run repeated after a crash, harmless.
+------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION payments._issue_invoice(p_merchant_id bigint, p_subscription_id bigint, p_kind text,
+	p_period_index integer, p_period_start timestamptz, p_period_end timestamptz,
+	p_lines jsonb DEFAULT NULL)
+	RETURNS payments.invoices
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	s payments.subscriptions;
+	lines jsonb;
+	total payments.pay_amount;
+	credit payments.pay_amount;
+	inv payments.invoices;
+	now_ timestamptz := payments._billing_now(p_merchant_id);
+BEGIN
+	SELECT * INTO STRICT s FROM payments.subscriptions x
+	WHERE x.merchant_id = p_merchant_id AND x.subscription_id = p_subscription_id;
+	IF p_lines IS NOT NULL THEN
+		lines := p_lines;
+	ELSIF p_kind IN ('first', 'renewal') THEN
+		lines := jsonb_build_array(jsonb_build_object('kind', 'subscription',
+			'description', format('%s x %s, %s to %s', s.quantity, s.unit_amount,
+				p_period_start AT TIME ZONE s.time_zone, p_period_end AT TIME ZONE s.time_zone),
+			'unit_amount', s.unit_amount::text, 'quantity', s.quantity,
+			'amount', (s.unit_amount * s.quantity)::text));
+	ELSE
+		RAISE EXCEPTION 'a % invoice needs its lines', p_kind USING ERRCODE = '22023';
+	END IF;
+	IF p_kind IN ('first', 'renewal') THEN
+		lines := lines || coalesce((SELECT jsonb_agg(jsonb_build_object('kind', i.kind,
+				'description', i.description, 'amount', i.amount::text, 'item_id', i.item_id) ORDER BY i.item_id)
+			FROM payments.invoice_items i
+			WHERE i.merchant_id = p_merchant_id AND i.subscription_id = p_subscription_id
+				AND i.invoice_id IS NULL), '[]');
+	END IF;
+	SELECT coalesce(sum((l ->> 'amount')::payments.pay_amount), s.unit_amount * 0) INTO total
+	FROM jsonb_array_elements(lines) l;
+	IF pay_currency(total) <> pay_currency(s.unit_amount) THEN
+		RAISE EXCEPTION 'invoice lines must be in %', pay_currency(s.unit_amount) USING ERRCODE = '22023';
+	END IF;
+	credit := total * 0;
+	IF pay_minor_units(total) < 0 THEN
+		credit := total;
+		total := total * 0;
+	END IF;
+
+	INSERT INTO payments.invoices (merchant_id, subscription_id, customer_id, kind, period_index,
+		period_start, period_end, amount, lines, correlation_id)
+	VALUES (p_merchant_id, p_subscription_id, s.customer_id, p_kind, p_period_index,
+		p_period_start, p_period_end, total, lines, s.correlation_id)
+	ON CONFLICT (merchant_id, subscription_id, period_index) WHERE kind IN ('first', 'renewal') DO NOTHING
+	RETURNING * INTO inv;
+	IF NOT FOUND THEN
+		RETURN inv;
+	END IF;
+	IF p_kind IN ('first', 'renewal') THEN
+		UPDATE payments.invoice_items SET invoice_id = inv.invoice_id
+		WHERE merchant_id = p_merchant_id AND subscription_id = p_subscription_id AND invoice_id IS NULL;
+	END IF;
+	IF pay_minor_units(credit) < 0 THEN
+		INSERT INTO payments.invoice_items (merchant_id, subscription_id, kind, amount, description)
+		VALUES (p_merchant_id, p_subscription_id, 'credit', credit,
+			format('Credit carried over from invoice %s', inv.invoice_id));
+	END IF;
+	IF pay_minor_units(total) = 0 THEN
+		UPDATE payments.invoices SET status = 'paid', paid_at = now_, closed_at = now_
+		WHERE merchant_id = p_merchant_id AND invoice_id = inv.invoice_id
+		RETURNING * INTO inv;
+		PERFORM payments._subscription_invoice_paid(p_merchant_id, p_subscription_id);
+	ELSIF payments._charge_invoice(p_merchant_id, inv.invoice_id) IS NULL THEN
+		-- a failed charge like any other: dunning (or, for a first
+		-- invoice, the wait until the subscription expires)
+		inv := payments._invoice_payment_failed(p_merchant_id, inv.invoice_id, NULL,
+			'no_payment_method', 'The customer has no usable payment method.');
+	ELSE
+		SELECT * INTO inv FROM payments.invoices
+		WHERE merchant_id = p_merchant_id AND invoice_id = inv.invoice_id;
+	END IF;
+	RETURN inv;
+END
+$$;
+COMMENT ON FUNCTION payments._issue_invoice(bigint, bigint, text, integer, timestamptz, timestamptz, jsonb) IS
+	'Internal: issues a subscription''s invoice (kind first or renewal: one per period, an empty row when the period was invoiced already; proration: the lines given) with its pending prorations and credits, and makes its first charge (an amount of zero is paid at once and activates the subscription; no usable payment method is a failed charge: dunning). The caller holds the subscription''s row lock.';
+
+------------------------------------------------------------------------------
+-- The outcome of a charge: what a paid or failed invoice does to its
+-- subscription, the dunning schedule and its final action.
+------------------------------------------------------------------------------
+
+-- A billing step that is not a status change (the status triggers write
+-- those): invoice.payment_failed, invoice.retry_scheduled,
+-- invoice.retry_attempted, invoice.payment_after_close,
+-- subscription.renewed, subscription.dunning_exhausted.
+CREATE FUNCTION payments._billing_event(p_merchant_id bigint, p_event_type text, p_payment_id bigint,
+	p_data jsonb, p_correlation_id text)
+	RETURNS void
+	LANGUAGE sql
+	SET search_path = pg_catalog, payments
+	AS $$
+	INSERT INTO payments.events (merchant_id, event_type, payment_id, data, correlation_id)
+	VALUES (p_merchant_id, p_event_type, p_payment_id, jsonb_strip_nulls(p_data), p_correlation_id)
+	$$;
+COMMENT ON FUNCTION payments._billing_event(bigint, text, bigint, jsonb, text) IS
+	'Internal: writes a billing event that is not a status change (invoice.payment_failed, invoice.retry_scheduled, invoice.retry_attempted, invoice.payment_after_close, subscription.renewed, subscription.dunning_exhausted).';
+
+-- An invoice of the subscription was paid: an incomplete, past-due or
+-- unpaid subscription (or one whose trial has ended) becomes active again,
+-- unless another of its invoices is still in dunning; its next renewal is
+-- the end of its current period.  The caller holds the subscription's lock.
+CREATE FUNCTION payments._subscription_invoice_paid(p_merchant_id bigint, p_subscription_id bigint)
+	RETURNS void
+	LANGUAGE sql
+	SET search_path = pg_catalog, payments
+	AS $$
+	UPDATE payments.subscriptions s SET status = 'active', next_renewal_at = s.current_period_end
+	WHERE s.merchant_id = p_merchant_id AND s.subscription_id = p_subscription_id
+		AND (s.status IN ('incomplete', 'past_due', 'unpaid')
+			OR (s.status = 'trialing' AND s.current_period_index >= 0))
+		AND NOT EXISTS (SELECT 1 FROM payments.invoices i
+			WHERE i.merchant_id = s.merchant_id AND i.subscription_id = s.subscription_id
+				AND i.status = 'open' AND i.first_failed_at IS NOT NULL)
+	$$;
+COMMENT ON FUNCTION payments._subscription_invoice_paid(bigint, bigint) IS
+	'Internal: after an invoice was paid, an incomplete, past_due or unpaid subscription (or a trialing one whose trial has ended) becomes active with its next renewal at the end of its period, unless another of its invoices is still in dunning. The caller holds the subscription''s lock.';
+
+-- The final action of dunning: the invoice is uncollectible and the
+-- subscription becomes what the merchant's policy says (canceled, ended
+-- now; or unpaid, kept with no renewals until an invoice is paid).  The
+-- caller holds the subscription's and the invoice's locks.
+CREATE FUNCTION payments._dunning_final_action(p_merchant_id bigint, p_invoice_id bigint)
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	inv payments.invoices;
+	s payments.subscriptions;
+	action_ text := (payments._dunning_policy(p_merchant_id)).final_action;
+	now_ timestamptz := payments._billing_now(p_merchant_id);
+BEGIN
+	UPDATE payments.invoices SET status = 'uncollectible', next_attempt_at = NULL, closed_at = now_
+	WHERE merchant_id = p_merchant_id AND invoice_id = p_invoice_id AND status = 'open'
+	RETURNING * INTO inv;
+	IF NOT FOUND THEN
+		RETURN;
+	END IF;
+	UPDATE payments.subscriptions x SET status = action_, next_renewal_at = NULL,
+		canceled_at = CASE WHEN action_ = 'canceled' THEN coalesce(x.canceled_at, now_) ELSE x.canceled_at END,
+		ended_at = CASE WHEN action_ = 'canceled' THEN now_ ELSE x.ended_at END
+	WHERE x.merchant_id = p_merchant_id AND x.subscription_id = inv.subscription_id
+		AND x.status IN ('past_due', 'unpaid') AND x.status <> action_
+	RETURNING * INTO s;
+	PERFORM payments._billing_event(p_merchant_id, 'subscription.dunning_exhausted', inv.payment_id,
+		jsonb_build_object('subscription_id', inv.subscription_id, 'invoice_id', inv.invoice_id,
+			'final_action', action_, 'attempt_count', inv.attempt_count,
+			'first_failed_at', inv.first_failed_at, 'last_failure_code', inv.last_failure_code),
+		inv.correlation_id);
+END
+$$;
+COMMENT ON FUNCTION payments._dunning_final_action(bigint, bigint) IS
+	'Internal: dunning''s final action for an open invoice: uncollectible, and the past_due subscription canceled (ended now) or unpaid as the merchant''s policy says; writes subscription.dunning_exhausted. The caller holds the locks.';
+
+-- A charge of an invoice failed (p_payment_id; NULL: there was nothing to
+-- charge): the failure is recorded (the first one starts the schedule) and
+--   - a first invoice leaves its subscription incomplete (no retries: it
+--     expires after payments._incomplete_expiry() unless a new card pays);
+--   - any other makes the subscription past_due; a retryable decline is
+--     tried again on the first day of the merchant's retry_days, counted
+--     from the first failure in billing time, that is still ahead; a final
+--     decline (_decline_is_final) is not retried, and the final action
+--     waits for the schedule's last day (a new card is tried at once
+--     meanwhile); with no day left the final action applies now.
+-- A failure of an older attempt than the invoice's latest, or of an
+-- invoice no longer open, is only recorded.  Takes the subscription's lock,
+-- then the invoice's.  Returns the invoice.
+CREATE FUNCTION payments._invoice_payment_failed(p_merchant_id bigint, p_invoice_id bigint,
+	p_payment_id bigint, p_code text, p_reason text)
+	RETURNS payments.invoices
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	inv payments.invoices;
+	s payments.subscriptions;
+	days integer[];
+	final_ boolean := payments._decline_is_final(p_code);
+	now_ timestamptz := payments._billing_now(p_merchant_id);
+	next_ timestamptz;
+	retry_no integer;
+BEGIN
+	SELECT x.* INTO STRICT s FROM payments.subscriptions x
+	WHERE x.merchant_id = p_merchant_id AND x.subscription_id =
+		(SELECT i.subscription_id FROM payments.invoices i
+		 WHERE i.merchant_id = p_merchant_id AND i.invoice_id = p_invoice_id)
+	FOR UPDATE;
+	SELECT * INTO STRICT inv FROM payments.invoices
+	WHERE merchant_id = p_merchant_id AND invoice_id = p_invoice_id
+	FOR UPDATE;
+	IF inv.status NOT IN ('open', 'uncollectible')
+		OR (p_payment_id IS NOT NULL AND inv.payment_id IS DISTINCT FROM p_payment_id) THEN
+		RETURN inv;
+	END IF;
+	UPDATE payments.invoices SET first_failed_at = coalesce(first_failed_at, now_),
+		last_failure_code = p_code, last_failure_reason = p_reason, next_attempt_at = NULL
+	WHERE merchant_id = p_merchant_id AND invoice_id = p_invoice_id
+	RETURNING * INTO inv;
+	PERFORM payments._billing_event(p_merchant_id, 'invoice.payment_failed', p_payment_id,
+		jsonb_build_object('invoice_id', inv.invoice_id, 'subscription_id', inv.subscription_id,
+			'kind', inv.kind, 'amount', inv.amount, 'payment_id', p_payment_id,
+			'attempt_count', inv.attempt_count, 'failure_code', p_code, 'failure_reason', p_reason,
+			'retryable', NOT final_, 'first_failed_at', inv.first_failed_at),
+		inv.correlation_id);
+	IF inv.status <> 'open' OR (inv.kind = 'first' AND s.status = 'incomplete')
+		OR s.status NOT IN ('trialing', 'active', 'past_due') THEN
+		RETURN inv;
+	END IF;
+	IF s.status <> 'past_due' THEN
+		UPDATE payments.subscriptions SET status = 'past_due', next_renewal_at = NULL
+		WHERE merchant_id = p_merchant_id AND subscription_id = s.subscription_id;
+	END IF;
+
+	days := (payments._dunning_policy(p_merchant_id)).retry_days;
+	IF final_ THEN
+		-- no retry; the final action on the schedule's last day
+		next_ := inv.first_failed_at + make_interval(days => days[cardinality(days)]);
+		IF next_ <= now_ THEN
+			next_ := NULL;
+		END IF;
+	ELSE
+		SELECT inv.first_failed_at + make_interval(days => d.day), d.n INTO next_, retry_no
+		FROM unnest(days) WITH ORDINALITY d(day, n)
+		WHERE inv.first_failed_at + make_interval(days => d.day) > now_
+		ORDER BY d.n
+		LIMIT 1;
+	END IF;
+	IF next_ IS NULL THEN
+		PERFORM payments._dunning_final_action(p_merchant_id, p_invoice_id);
+		SELECT * INTO inv FROM payments.invoices WHERE merchant_id = p_merchant_id AND invoice_id = p_invoice_id;
+		RETURN inv;
+	END IF;
+	UPDATE payments.invoices SET next_attempt_at = next_
+	WHERE merchant_id = p_merchant_id AND invoice_id = p_invoice_id
+	RETURNING * INTO inv;
+	IF NOT final_ THEN
+		PERFORM payments._billing_event(p_merchant_id, 'invoice.retry_scheduled', p_payment_id,
+			jsonb_build_object('invoice_id', inv.invoice_id, 'subscription_id', inv.subscription_id,
+				'next_attempt_at', next_, 'retry', retry_no, 'retries', cardinality(days)),
+			inv.correlation_id);
+	END IF;
+	RETURN inv;
+END
+$$;
+COMMENT ON FUNCTION payments._invoice_payment_failed(bigint, bigint, bigint, text, text) IS
+	'Internal: records a failed charge of an invoice (writes invoice.payment_failed) and applies dunning: a first invoice leaves the subscription incomplete; otherwise the subscription becomes past_due and the invoice is retried on the merchant''s next retry day counted from the first failure (invoice.retry_scheduled), or, after a final decline, waits for the schedule''s last day; with no day left, the final action. Locks the subscription, then the invoice.';
+
+-- A charge of an invoice succeeded: the invoice is paid and its
+-- subscription active again (_subscription_invoice_paid).  A payment that
+-- succeeds for an invoice already paid or void (a late answer of an older
+-- attempt) is money to give back: invoice.payment_after_close says so.
+CREATE FUNCTION payments._invoice_payment_succeeded(p_merchant_id bigint, p_invoice_id bigint,
+	p_payment_id bigint)
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	inv payments.invoices;
+	now_ timestamptz := payments._billing_now(p_merchant_id);
+BEGIN
+	PERFORM 1 FROM payments.subscriptions x
+	WHERE x.merchant_id = p_merchant_id AND x.subscription_id =
+		(SELECT i.subscription_id FROM payments.invoices i
+		 WHERE i.merchant_id = p_merchant_id AND i.invoice_id = p_invoice_id)
+	FOR UPDATE;
+	SELECT * INTO STRICT inv FROM payments.invoices
+	WHERE merchant_id = p_merchant_id AND invoice_id = p_invoice_id
+	FOR UPDATE;
+	IF inv.status NOT IN ('open', 'uncollectible') THEN
+		PERFORM payments._billing_event(p_merchant_id, 'invoice.payment_after_close', p_payment_id,
+			jsonb_build_object('invoice_id', inv.invoice_id, 'subscription_id', inv.subscription_id,
+				'invoice_status', inv.status, 'payment_id', p_payment_id, 'paid_by', inv.payment_id),
+			inv.correlation_id);
+		RETURN;
+	END IF;
+	UPDATE payments.invoices SET status = 'paid', paid_at = now_, closed_at = now_,
+		next_attempt_at = NULL, payment_id = p_payment_id
+	WHERE merchant_id = p_merchant_id AND invoice_id = p_invoice_id;
+	PERFORM payments._subscription_invoice_paid(p_merchant_id, inv.subscription_id);
+END
+$$;
+COMMENT ON FUNCTION payments._invoice_payment_succeeded(bigint, bigint, bigint) IS
+	'Internal: a charge of an invoice succeeded: the invoice is paid and its subscription active again; a success for an invoice already closed writes invoice.payment_after_close (the money is to be refunded). Locks the subscription, then the invoice.';
+
+-- Trigger on payments.payments (AFTER UPDATE OF status, charges of
+-- invoices): the worker's record of a charge's outcome moves the invoice
+-- and its subscription on.  succeeded -> paid; failed or canceled ->
+-- dunning.  unknown (the worker resolves it) and in_review (held: the
+-- worker learns the decision) wait; refunds of a paid invoice change
+-- nothing here.
+CREATE FUNCTION payments._invoice_payment_outcome() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+BEGIN
+	IF OLD.status NOT IN ('pending', 'unknown', 'in_review') THEN
+		RETURN NULL;
+	END IF;
+	IF NEW.status = 'succeeded' THEN
+		PERFORM payments._invoice_payment_succeeded(NEW.merchant_id, NEW.invoice_id, NEW.payment_id);
+	ELSIF NEW.status IN ('failed', 'canceled') THEN
+		PERFORM payments._invoice_payment_failed(NEW.merchant_id, NEW.invoice_id, NEW.payment_id,
+			coalesce(NEW.decline_code, NEW.status),
+			coalesce(NEW.decline_reason, CASE NEW.status WHEN 'canceled' THEN 'The charge was canceled.'
+				ELSE 'The charge failed.' END));
+	END IF;
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION payments._invoice_payment_outcome() IS
+	'Trigger: applies the outcome of an invoice''s charge (succeeded: invoice paid, subscription active; failed or canceled: dunning); unknown and in_review wait.';
+
+CREATE TRIGGER payments_invoice_outcome AFTER UPDATE OF status ON payments.payments
+	FOR EACH ROW WHEN (NEW.invoice_id IS NOT NULL AND NEW.status IS DISTINCT FROM OLD.status)
+	EXECUTE FUNCTION payments._invoice_payment_outcome();
+COMMENT ON TRIGGER payments_invoice_outcome ON payments.payments IS
+	'Billing: the outcome of an invoice''s charge moves the invoice and its subscription on (payments._invoice_payment_outcome).';
+
+------------------------------------------------------------------------------
+-- A new card during dunning is tried at once.
+------------------------------------------------------------------------------
+
+-- Charges now the open invoices of an incomplete, past-due or unpaid
+-- subscription (an unpaid one's uncollectible ones too) that have no
+-- charge in flight: after its payment method was changed, or the
+-- customer's default became usable.  Takes the subscription's lock (the
+-- caller may hold it).  Returns how many charges were started.
+CREATE FUNCTION payments._retry_open_invoice_now(p_merchant_id bigint, p_subscription_id bigint)
+	RETURNS integer
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	s payments.subscriptions;
+	inv payments.invoices;
+	pid bigint;
+	n integer := 0;
+BEGIN
+	SELECT * INTO s FROM payments.subscriptions
+	WHERE merchant_id = p_merchant_id AND subscription_id = p_subscription_id
+	FOR UPDATE;
+	IF NOT FOUND OR s.status NOT IN ('incomplete', 'past_due', 'unpaid') THEN
+		RETURN 0;
+	END IF;
+	FOR inv IN
+		SELECT i.* FROM payments.invoices i
+		WHERE i.merchant_id = p_merchant_id AND i.subscription_id = p_subscription_id
+			AND (i.status = 'open' OR (i.status = 'uncollectible' AND s.status = 'unpaid'))
+			AND NOT EXISTS (SELECT 1 FROM payments.payments p
+				WHERE p.merchant_id = i.merchant_id AND p.payment_id = i.payment_id
+					AND p.status IN ('pending', 'unknown', 'in_review'))
+		ORDER BY i.invoice_id
+		FOR UPDATE OF i
+	LOOP
+		pid := payments._charge_invoice(p_merchant_id, inv.invoice_id);
+		IF pid IS NOT NULL THEN
+			n := n + 1;
+			PERFORM payments._billing_event(p_merchant_id, 'invoice.retry_attempted', pid,
+				jsonb_build_object('invoice_id', inv.invoice_id, 'subscription_id', inv.subscription_id,
+					'payment_id', pid, 'attempt_count', inv.attempt_count + 1,
+					'reason', 'payment_method_updated'),
+				inv.correlation_id);
+		END IF;
+	END LOOP;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION payments._retry_open_invoice_now(bigint, bigint) IS
+	'Internal: charges at once the open invoices (an unpaid subscription''s uncollectible ones too) of an incomplete, past_due or unpaid subscription that have no charge in flight, writing invoice.retry_attempted; called when its payment method changes (pay_update_subscription) or the customer''s default becomes usable. Returns the number of charges started.';
+
+-- Trigger on payments.payment_methods: a card the customer just saved
+-- (pending -> active) or made the default is tried at once for every
+-- subscription of the customer in dunning that would be charged to it.
+CREATE FUNCTION payments._payment_method_dunning_retry() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	sid bigint;
+BEGIN
+	FOR sid IN
+		SELECT s.subscription_id FROM payments.subscriptions s
+		WHERE s.merchant_id = NEW.merchant_id AND s.customer_id = NEW.customer_id
+			AND s.status IN ('incomplete', 'past_due', 'unpaid')
+			AND (payments._invoice_payment_method(s.merchant_id, s.customer_id, s.payment_method_id)).payment_method_id
+				= NEW.payment_method_id
+		ORDER BY s.subscription_id
+	LOOP
+		PERFORM payments._retry_open_invoice_now(NEW.merchant_id, sid);
+	END LOOP;
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION payments._payment_method_dunning_retry() IS
+	'Trigger: a payment method that became active or the customer''s default is charged at once for the customer''s incomplete, past_due and unpaid subscriptions that use it (payments._retry_open_invoice_now).';
+
+CREATE TRIGGER payment_methods_dunning_retry AFTER UPDATE OF status, is_default ON payments.payment_methods
+	FOR EACH ROW WHEN (NEW.status = 'active' AND (OLD.status = 'pending' OR (NEW.is_default AND NOT OLD.is_default)))
+	EXECUTE FUNCTION payments._payment_method_dunning_retry();
+COMMENT ON TRIGGER payment_methods_dunning_retry ON payments.payment_methods IS
+	'Billing: a card saved or made the default during dunning is tried at once (payments._payment_method_dunning_retry).';
+
+------------------------------------------------------------------------------
+-- The billing runs.  Each picks what is due by its merchant's billing clock
+-- (_billing_now: the test clock where one is set), oldest first, at most
+-- p_limit, locking with SKIP LOCKED: two runs at once (the worker's and a
+-- pg_cron job's) take different rows, and what one has committed no longer
+-- matches the other's re-check under the lock.  A run that dies midway
+-- rolls back whole; the next one does its work again, and the unique key
+-- of an invoice per period is the last guard against a second charge.
+------------------------------------------------------------------------------
+
+-- The latest billing time of any merchant: what is due by any clock is
+-- due before it (the runs' index condition; exact per row after).
+CREATE FUNCTION payments._billing_horizon(p_merchant_id bigint) RETURNS timestamptz
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, payments
+	AS $$
+	SELECT CASE
+		WHEN p_merchant_id IS NOT NULL THEN payments._billing_now(p_merchant_id)
+		WHEN current_setting('payments.test_clocks', true) = 'on'
+			THEN greatest(now(), (SELECT max(c.frozen_at) FROM payments.billing_clocks c))
+		ELSE now()
+	END
+	$$;
+COMMENT ON FUNCTION payments._billing_horizon(bigint) IS
+	'Internal: the billing time of the merchant, or (NULL) the latest billing time of any merchant: nothing is due after it.';
+
+-- Renewals: at next_renewal_at, for each subscription
+--   - incomplete: its first invoice was not paid in time -> incomplete_expired
+--     (the invoice void); while a charge is still in flight, a minute later;
+--   - cancel_at_period_end: -> canceled at the period's end;
+--   - trialing (the trial ends) or active: the next period (index + 1, its
+--     bounds from the anchor) becomes current and its 'renewal' invoice is
+--     issued and charged (_issue_invoice).  A trialing subscription becomes
+--     active when that invoice is paid, past_due when it is not.
+-- One period per subscription and run: a subscription behind by several
+-- periods (the runs stopped for a while) is brought up to date by the next
+-- runs, each period invoiced.  Returns how many subscriptions were handled.
+CREATE FUNCTION payments._run_renewals(p_merchant_id bigint, p_limit integer) RETURNS integer
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	s payments.subscriptions;
+	horizon timestamptz := payments._billing_horizon(p_merchant_id);
+	clocks boolean := current_setting('payments.test_clocks', true) = 'on';
+	now_ timestamptz;
+	idx integer;
+	start_ timestamptz;
+	end_ timestamptz;
+	n integer := 0;
+BEGIN
+	FOR s IN
+		SELECT x.* FROM payments.subscriptions x
+		WHERE x.next_renewal_at <= horizon
+			AND (p_merchant_id IS NULL OR x.merchant_id = p_merchant_id)
+			AND x.status IN ('trialing', 'active', 'incomplete')
+			-- each merchant's own clock (CASE: never evaluated without test clocks)
+			AND CASE WHEN clocks AND p_merchant_id IS NULL
+				THEN x.next_renewal_at <= payments._billing_now(x.merchant_id) ELSE true END
+		ORDER BY x.next_renewal_at
+		LIMIT p_limit
+		FOR UPDATE SKIP LOCKED
+	LOOP
+		-- the row as locked: another run may have renewed it since
+		now_ := CASE WHEN clocks THEN payments._billing_now(s.merchant_id) ELSE now() END;
+		CONTINUE WHEN s.next_renewal_at IS NULL OR s.next_renewal_at > now_
+			OR s.status NOT IN ('trialing', 'active', 'incomplete');
+		n := n + 1;
+		IF s.status = 'incomplete' THEN
+			IF EXISTS (SELECT 1 FROM payments.invoices i JOIN payments.payments p
+					ON p.merchant_id = i.merchant_id AND p.payment_id = i.payment_id
+				WHERE i.merchant_id = s.merchant_id AND i.subscription_id = s.subscription_id
+					AND i.status = 'open' AND p.status IN ('pending', 'unknown', 'in_review')) THEN
+				UPDATE payments.subscriptions SET next_renewal_at = now_ + interval '1 minute'
+				WHERE merchant_id = s.merchant_id AND subscription_id = s.subscription_id;
+				CONTINUE;
+			END IF;
+			UPDATE payments.subscriptions SET status = 'incomplete_expired', next_renewal_at = NULL,
+				ended_at = now_
+			WHERE merchant_id = s.merchant_id AND subscription_id = s.subscription_id;
+			UPDATE payments.invoices SET status = 'void', next_attempt_at = NULL, closed_at = now_
+			WHERE merchant_id = s.merchant_id AND subscription_id = s.subscription_id AND status = 'open';
+		ELSIF s.cancel_at_period_end THEN
+			UPDATE payments.subscriptions SET status = 'canceled', next_renewal_at = NULL,
+				canceled_at = coalesce(canceled_at, now_), ended_at = s.next_renewal_at
+			WHERE merchant_id = s.merchant_id AND subscription_id = s.subscription_id;
+		ELSE
+			idx := s.current_period_index + 1;
+			start_ := payments._period_start(s.billing_anchor, s.time_zone, s.interval_unit, s.interval_count, idx);
+			end_ := payments._period_start(s.billing_anchor, s.time_zone, s.interval_unit, s.interval_count, idx + 1);
+			UPDATE payments.subscriptions SET current_period_index = idx,
+				current_period_start = start_, current_period_end = end_, next_renewal_at = end_
+			WHERE merchant_id = s.merchant_id AND subscription_id = s.subscription_id;
+			PERFORM payments._billing_event(s.merchant_id, 'subscription.renewed', NULL,
+				jsonb_build_object('subscription_id', s.subscription_id, 'status', s.status,
+					'trial_ended', s.status = 'trialing', 'period_index', idx,
+					'current_period_start', start_, 'current_period_end', end_),
+				s.correlation_id);
+			PERFORM payments._issue_invoice(s.merchant_id, s.subscription_id, 'renewal', idx, start_, end_);
+		END IF;
+	END LOOP;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION payments._run_renewals(bigint, integer) IS
+	'Billing run (worker, pay_run_renewals): for at most p_limit subscriptions due by their merchant''s billing clock (one merchant, or NULL: all), oldest first, locked with SKIP LOCKED: incomplete ones past their deadline expire (first invoice void), cancel_at_period_end ones are canceled, trialing and active ones move to their next period and its renewal invoice is issued and charged. Returns how many subscriptions it handled.';
+
+-- Dunning: at next_attempt_at, for each open invoice: after a final
+-- decline the final action (its schedule's last day has come); else one
+-- more charge (no usable payment method is a failed charge).  The
+-- subscription is locked first (SKIP LOCKED), then the invoice, whose
+-- next_attempt_at is checked again under the lock.  An invoice whose
+-- subscription has ended meanwhile stops dunning (uncollectible).
+-- Returns how many invoices were handled.
+CREATE FUNCTION payments._run_dunning(p_merchant_id bigint, p_limit integer) RETURNS integer
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	c record;
+	s payments.subscriptions;
+	inv payments.invoices;
+	horizon timestamptz := payments._billing_horizon(p_merchant_id);
+	clocks boolean := current_setting('payments.test_clocks', true) = 'on';
+	now_ timestamptz;
+	pid bigint;
+	n integer := 0;
+BEGIN
+	FOR c IN
+		SELECT i.merchant_id, i.invoice_id, i.subscription_id FROM payments.invoices i
+		WHERE i.status = 'open' AND i.next_attempt_at <= horizon
+			AND (p_merchant_id IS NULL OR i.merchant_id = p_merchant_id)
+			AND CASE WHEN clocks AND p_merchant_id IS NULL
+				THEN i.next_attempt_at <= payments._billing_now(i.merchant_id) ELSE true END
+		ORDER BY i.next_attempt_at
+		LIMIT p_limit
+	LOOP
+		SELECT * INTO s FROM payments.subscriptions
+		WHERE merchant_id = c.merchant_id AND subscription_id = c.subscription_id
+		FOR UPDATE SKIP LOCKED;
+		CONTINUE WHEN NOT FOUND;
+		SELECT * INTO inv FROM payments.invoices
+		WHERE merchant_id = c.merchant_id AND invoice_id = c.invoice_id
+		FOR UPDATE;
+		now_ := CASE WHEN clocks THEN payments._billing_now(c.merchant_id) ELSE now() END;
+		CONTINUE WHEN inv.status <> 'open' OR inv.next_attempt_at IS NULL OR inv.next_attempt_at > now_;
+		n := n + 1;
+		IF s.status NOT IN ('trialing', 'active', 'past_due') THEN
+			UPDATE payments.invoices SET status = 'uncollectible', next_attempt_at = NULL, closed_at = now_
+			WHERE merchant_id = inv.merchant_id AND invoice_id = inv.invoice_id;
+		ELSIF payments._decline_is_final(inv.last_failure_code) THEN
+			PERFORM payments._dunning_final_action(inv.merchant_id, inv.invoice_id);
+		ELSE
+			pid := payments._charge_invoice(inv.merchant_id, inv.invoice_id);
+			IF pid IS NULL THEN
+				PERFORM payments._invoice_payment_failed(inv.merchant_id, inv.invoice_id, NULL,
+					'no_payment_method', 'The customer has no usable payment method.');
+			ELSE
+				PERFORM payments._billing_event(inv.merchant_id, 'invoice.retry_attempted', pid,
+					jsonb_build_object('invoice_id', inv.invoice_id, 'subscription_id', inv.subscription_id,
+						'payment_id', pid, 'attempt_count', inv.attempt_count + 1, 'reason', 'scheduled'),
+					inv.correlation_id);
+			END IF;
+		END IF;
+	END LOOP;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION payments._run_dunning(bigint, integer) IS
+	'Billing run (worker, pay_run_dunning): for at most p_limit open invoices whose next attempt is due by their merchant''s billing clock (one merchant, or NULL: all), oldest first, subscriptions locked with SKIP LOCKED: one more charge (invoice.retry_attempted), or after a final decline the final action. Returns how many invoices it handled.';
+
+------------------------------------------------------------------------------
+-- The API: billing runs, the dunning policy, invoices.
+------------------------------------------------------------------------------
+
+-- The merchants a billing run acts for: the caller's own, or all of them
+-- for the extension owner or a superuser that names none (pg_cron jobs);
+-- and its max_count checked.
+CREATE FUNCTION payments._billing_run_scope(p_max_count integer) RETURNS bigint
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	m bigint := payments.pay_current_merchant();
+BEGIN
+	IF p_max_count IS NULL OR p_max_count NOT BETWEEN 1 AND 100000 THEN
+		RAISE EXCEPTION 'max_count must be between 1 and 100000'
+			USING ERRCODE = '22023',
+				DETAIL = format('The max_count given was %s.', coalesce(p_max_count::text, 'NULL')),
+				HINT = 'Call again for more: each call handles at most max_count in one transaction.';
+	END IF;
+	IF (SELECT i.source FROM payments.pay_current_identity() i) = 'default' THEN
+		RETURN NULL;
+	END IF;
+	RETURN m;
+END
+$$;
+COMMENT ON FUNCTION payments._billing_run_scope(integer) IS
+	'Internal: the merchant a billing run acts for (pay_current_merchant()), or NULL (all merchants) for the extension owner or a superuser that names none; raises 22023 unless max_count is between 1 and 100000.';
+
+CREATE FUNCTION payments.pay_run_renewals(max_count integer DEFAULT 1000) RETURNS integer
+	LANGUAGE sql SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$ SELECT payments._run_renewals(payments._billing_run_scope(max_count), max_count) $$;
+COMMENT ON FUNCTION payments.pay_run_renewals(integer) IS
+	'Runs the renewals that are due now (by the billing clock): at most max_count (1-100000, default 1000) subscriptions of the current merchant, or of every merchant for the extension owner or a superuser naming none (pg_cron); expiries of incomplete subscriptions, cancellations at period end, next periods and their invoices, charged through the worker. Safe to run at the same time as the worker or another run. Returns how many subscriptions it handled.';
+
+CREATE FUNCTION payments.pay_run_dunning(max_count integer DEFAULT 1000) RETURNS integer
+	LANGUAGE sql SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$ SELECT payments._run_dunning(payments._billing_run_scope(max_count), max_count) $$;
+COMMENT ON FUNCTION payments.pay_run_dunning(integer) IS
+	'Runs the dunning retries that are due now (by the billing clock): at most max_count (1-100000, default 1000) open invoices of the current merchant, or of every merchant for the extension owner or a superuser naming none (pg_cron); each is charged again, or given its final action after a final decline. Safe to run at the same time as the worker or another run. Returns how many invoices it handled.';
+
+CREATE FUNCTION payments.pay_get_dunning_policy() RETURNS payments.dunning_policies
+	LANGUAGE sql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+	SELECT * FROM payments._dunning_policy(payments.pay_current_merchant())
+	$$;
+COMMENT ON FUNCTION payments.pay_get_dunning_policy() IS
+	'The current merchant''s dunning policy: the days after a charge''s first failure on which it is retried, and the final action (canceled or unpaid); the defaults (1, 3, 5, 7; canceled; updated_at NULL) when it has set none.';
+
+CREATE FUNCTION payments.pay_set_dunning_policy(retry_days integer[] DEFAULT NULL, final_action text DEFAULT NULL)
+	RETURNS payments.dunning_policies
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	m bigint := payments.pay_current_merchant();
+	cur payments.dunning_policies := payments._dunning_policy(m);
+	days integer[] := coalesce(pay_set_dunning_policy.retry_days, cur.retry_days);
+	action_ text := coalesce(pay_set_dunning_policy.final_action, cur.final_action);
+	r payments.dunning_policies;
+BEGIN
+	IF cardinality(days) > 10 OR array_position(days, NULL) IS NOT NULL
+		OR EXISTS (SELECT 1 FROM unnest(days) d WHERE d NOT BETWEEN 1 AND 366)
+		OR days IS DISTINCT FROM ARRAY(SELECT DISTINCT d FROM unnest(days) d ORDER BY d) THEN
+		RAISE EXCEPTION 'retry_days must be at most 10 increasing days between 1 and 366'
+			USING ERRCODE = '22023',
+				DETAIL = format('The retry_days given were %s.', days),
+				HINT = 'Days are counted from the first failed charge, e.g. ''{1,3,5,7}''; ''{}'' applies the final action at the first failure.';
+	END IF;
+	IF action_ NOT IN ('canceled', 'unpaid') THEN
+		RAISE EXCEPTION 'final_action must be canceled or unpaid'
+			USING ERRCODE = '22023', DETAIL = format('The final_action given was "%s".', left(action_, 64));
+	END IF;
+	INSERT INTO payments.dunning_policies AS d (merchant_id, retry_days, final_action)
+	VALUES (m, days, action_)
+	ON CONFLICT (merchant_id) DO UPDATE SET retry_days = EXCLUDED.retry_days,
+		final_action = EXCLUDED.final_action, updated_at = now()
+	RETURNING d.* INTO r;
+	RETURN r;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_set_dunning_policy(integer[], text) IS
+	'Sets the current merchant''s dunning policy (NULL: that part unchanged): retry_days, at most 10 increasing days (1-366) after a charge''s first failure on which it is tried again (''{}'': none), and final_action after the last one fails, canceled or unpaid. Applies to failures from now on and to retries not yet made. Returns the policy.';
+
+CREATE FUNCTION payments.pay_get_invoice(invoice_id bigint) RETURNS payments.invoices
+	LANGUAGE plpgsql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	r payments.invoices;
+BEGIN
+	SELECT * INTO r FROM payments.invoices i
+	WHERE i.merchant_id = payments.pay_current_merchant() AND i.invoice_id = pay_get_invoice.invoice_id;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'invoice % not found', pay_get_invoice.invoice_id
+			USING ERRCODE = 'PT404', HINT = 'Invoice ids are per merchant; check pay_current_merchant().';
+	END IF;
+	RETURN r;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_get_invoice(bigint) IS
+	'An invoice of the current merchant: lines, amount, status, charge attempts and the next dunning retry; an unknown id, or another merchant''s, raises PT404.';
+
+CREATE FUNCTION payments.pay_list_invoices(
+	subscription_id bigint DEFAULT NULL,
+	status text DEFAULT NULL,
+	after bigint DEFAULT NULL,
+	page_size integer DEFAULT 50)
+	RETURNS SETOF payments.invoices
+	LANGUAGE plpgsql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	m bigint := payments.pay_current_merchant();
+BEGIN
+	IF page_size IS NULL OR page_size NOT BETWEEN 1 AND 500 THEN
+		RAISE EXCEPTION 'page_size must be between 1 and 500'
+			USING ERRCODE = '22023',
+				DETAIL = format('The page_size given was %s.', coalesce(page_size::text, 'NULL')),
+				HINT = 'Ask for the next page with after => the last invoice_id of this one.';
+	END IF;
+	IF pay_list_invoices.status IS NOT NULL AND NOT EXISTS (SELECT 1 FROM payments.status_transitions t
+			WHERE t.entity = 'invoice' AND pay_list_invoices.status IN (t.from_status, t.to_status)) THEN
+		RAISE EXCEPTION 'unknown invoice status "%"', left(pay_list_invoices.status, 64)
+			USING ERRCODE = '22023', HINT = 'An invoice status is one of open, paid, uncollectible, void.';
+	END IF;
+	IF pay_list_invoices.subscription_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM payments.subscriptions s
+			WHERE s.merchant_id = m AND s.subscription_id = pay_list_invoices.subscription_id) THEN
+		RAISE EXCEPTION 'subscription % not found', pay_list_invoices.subscription_id
+			USING ERRCODE = 'PT404', HINT = 'Subscription ids are per merchant; check pay_current_merchant().';
+	END IF;
+	RETURN QUERY
+	SELECT i.* FROM payments.invoices i
+	WHERE i.merchant_id = m
+		AND (pay_list_invoices.subscription_id IS NULL OR i.subscription_id = pay_list_invoices.subscription_id)
+		AND (pay_list_invoices.status IS NULL OR i.status = pay_list_invoices.status)
+		AND (after IS NULL OR i.invoice_id < after)
+	ORDER BY i.invoice_id DESC
+	LIMIT page_size;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_list_invoices(bigint, text, bigint, integer) IS
+	'The current merchant''s invoices, newest first (by invoice_id), at most page_size (1-500, default 50) per call; filters subscription_id (PT404 when not the merchant''s) and status (open, paid, uncollectible, void). Keyset pagination: pass as after the last invoice_id of the previous page.';
+
+------------------------------------------------------------------------------
 -- h-recur: the claim tells a charge of a subscription's invoice (recurring,
 -- first_recurring: card-on-file fields of renewals; sql/src/worker.sql)
 ------------------------------------------------------------------------------

@@ -25,7 +25,8 @@ build_and_install_private "$WORK"
 
 log "starting a throwaway cluster in $WORK on port $PORT"
 cluster_init "$WORK" "$PORT" "fsync = off" "synchronous_commit = off" "full_page_writes = off" \
-	"payments.settlement_check_interval = 1" "max_prepared_transactions = 10" "payments.test_clocks = on"
+	"payments.settlement_check_interval = 1" "max_prepared_transactions = 10" \
+	"payments.test_clocks = on"
 cluster_start "$WORK"
 # the database the worker serves, with the extension (integration tests)
 cluster_psql "$WORK" "$PORT" postgres -c 'CREATE DATABASE payments'

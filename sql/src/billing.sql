@@ -612,7 +612,9 @@ BEGIN
 		WHERE x.next_renewal_at <= horizon
 			AND (p_merchant_id IS NULL OR x.merchant_id = p_merchant_id)
 			AND x.status IN ('trialing', 'active', 'incomplete')
-			AND (NOT clocks OR p_merchant_id IS NOT NULL OR x.next_renewal_at <= payments._billing_now(x.merchant_id))
+			-- each merchant's own clock (CASE: never evaluated without test clocks)
+			AND CASE WHEN clocks AND p_merchant_id IS NULL
+				THEN x.next_renewal_at <= payments._billing_now(x.merchant_id) ELSE true END
 		ORDER BY x.next_renewal_at
 		LIMIT p_limit
 		FOR UPDATE SKIP LOCKED
@@ -686,7 +688,8 @@ BEGIN
 		SELECT i.merchant_id, i.invoice_id, i.subscription_id FROM payments.invoices i
 		WHERE i.status = 'open' AND i.next_attempt_at <= horizon
 			AND (p_merchant_id IS NULL OR i.merchant_id = p_merchant_id)
-			AND (NOT clocks OR p_merchant_id IS NOT NULL OR i.next_attempt_at <= payments._billing_now(i.merchant_id))
+			AND CASE WHEN clocks AND p_merchant_id IS NULL
+				THEN i.next_attempt_at <= payments._billing_now(i.merchant_id) ELSE true END
 		ORDER BY i.next_attempt_at
 		LIMIT p_limit
 	LOOP
@@ -729,26 +732,14 @@ COMMENT ON FUNCTION payments._run_dunning(bigint, integer) IS
 ------------------------------------------------------------------------------
 
 -- The merchants a billing run acts for: the caller's own, or all of them
--- for the extension owner or a superuser that names none (pg_cron jobs).
-CREATE FUNCTION payments._billing_run_scope() RETURNS bigint
+-- for the extension owner or a superuser that names none (pg_cron jobs);
+-- and its max_count checked.
+CREATE FUNCTION payments._billing_run_scope(p_max_count integer) RETURNS bigint
 	LANGUAGE plpgsql STABLE
 	SET search_path = pg_catalog, payments
 	AS $$
 DECLARE
 	m bigint := payments.pay_current_merchant();
-BEGIN
-	IF (SELECT i.source FROM payments.pay_current_identity() i) = 'default' THEN
-		RETURN NULL;
-	END IF;
-	RETURN m;
-END
-$$;
-COMMENT ON FUNCTION payments._billing_run_scope() IS
-	'Internal: the merchant a billing run acts for (pay_current_merchant()), or NULL (all merchants) for the extension owner or a superuser that names none.';
-
-CREATE FUNCTION payments._check_max_count(p_max_count integer) RETURNS void
-	LANGUAGE plpgsql IMMUTABLE
-	AS $$
 BEGIN
 	IF p_max_count IS NULL OR p_max_count NOT BETWEEN 1 AND 100000 THEN
 		RAISE EXCEPTION 'max_count must be between 1 and 100000'
@@ -756,36 +747,26 @@ BEGIN
 				DETAIL = format('The max_count given was %s.', coalesce(p_max_count::text, 'NULL')),
 				HINT = 'Call again for more: each call handles at most max_count in one transaction.';
 	END IF;
+	IF (SELECT i.source FROM payments.pay_current_identity() i) = 'default' THEN
+		RETURN NULL;
+	END IF;
+	RETURN m;
 END
 $$;
-COMMENT ON FUNCTION payments._check_max_count(integer) IS
-	'Internal: raises 22023 unless a billing run''s max_count is between 1 and 100000.';
+COMMENT ON FUNCTION payments._billing_run_scope(integer) IS
+	'Internal: the merchant a billing run acts for (pay_current_merchant()), or NULL (all merchants) for the extension owner or a superuser that names none; raises 22023 unless max_count is between 1 and 100000.';
 
 CREATE FUNCTION payments.pay_run_renewals(max_count integer DEFAULT 1000) RETURNS integer
-	LANGUAGE plpgsql SECURITY DEFINER
+	LANGUAGE sql SECURITY DEFINER
 	SET search_path = pg_catalog, payments
-	AS $$
-DECLARE
-	m bigint := payments._billing_run_scope();
-BEGIN
-	PERFORM payments._check_max_count(max_count);
-	RETURN payments._run_renewals(m, max_count);
-END
-$$;
+	AS $$ SELECT payments._run_renewals(payments._billing_run_scope(max_count), max_count) $$;
 COMMENT ON FUNCTION payments.pay_run_renewals(integer) IS
 	'Runs the renewals that are due now (by the billing clock): at most max_count (1-100000, default 1000) subscriptions of the current merchant, or of every merchant for the extension owner or a superuser naming none (pg_cron); expiries of incomplete subscriptions, cancellations at period end, next periods and their invoices, charged through the worker. Safe to run at the same time as the worker or another run. Returns how many subscriptions it handled.';
 
 CREATE FUNCTION payments.pay_run_dunning(max_count integer DEFAULT 1000) RETURNS integer
-	LANGUAGE plpgsql SECURITY DEFINER
+	LANGUAGE sql SECURITY DEFINER
 	SET search_path = pg_catalog, payments
-	AS $$
-DECLARE
-	m bigint := payments._billing_run_scope();
-BEGIN
-	PERFORM payments._check_max_count(max_count);
-	RETURN payments._run_dunning(m, max_count);
-END
-$$;
+	AS $$ SELECT payments._run_dunning(payments._billing_run_scope(max_count), max_count) $$;
 COMMENT ON FUNCTION payments.pay_run_dunning(integer) IS
 	'Runs the dunning retries that are due now (by the billing clock): at most max_count (1-100000, default 1000) open invoices of the current merchant, or of every merchant for the extension owner or a superuser naming none (pg_cron); each is charged again, or given its final action after a final decline. Safe to run at the same time as the worker or another run. Returns how many invoices it handled.';
 

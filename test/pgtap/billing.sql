@@ -1,0 +1,496 @@
+-- Billing of subscriptions: the renewal run over a test clock (calendar
+-- months, month ends, leap years, time zones, trial end, cancellation at
+-- period end, a double run), the outcome of an invoice's charge and
+-- dunning (soft declines retried on the policy's days, final action
+-- canceled or unpaid, final declines not retried, success on a retry, a new
+-- card tried at once, no payment method), incomplete subscriptions
+-- expiring, the invoice and dunning API, and tenancy.
+--
+-- Subscriptions are inserted as the owner in the state the contract gives
+-- them (sql/src/subscription_tables.sql); the first invoice of an
+-- incomplete one is issued by _issue_invoice as pay_create_subscription
+-- does.  No worker serves this database: the outcome of a charge is applied
+-- by updating its payment's status as the owner, as the worker's record step
+-- (_record_final_results, _resolve_review) does; the same flows run end to
+-- end against the simulator in test/integration (RECUR).
+\unset ECHO
+\set QUIET 1
+\pset format unaligned
+\pset tuples_only true
+\pset pager off
+\set ON_ERROR_ROLLBACK 1
+\set ON_ERROR_STOP true
+BEGIN;
+SELECT plan(110);
+
+-- helpers ------------------------------------------------------------------
+
+CREATE FUNCTION pg_temp.act_as(merchant bigint) RETURNS void LANGUAGE sql AS
+	$$ SELECT set_config('payments.merchant_id', coalesce(merchant::text, ''), true) $$;
+-- a merchant of its own for each scenario, with its billing clock at t0
+CREATE FUNCTION pg_temp.merchant(name text, t0 timestamptz) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+	m bigint;
+BEGIN
+	INSERT INTO payments.merchants (name) VALUES ('billing-' || name) RETURNING merchant_id INTO m;
+	PERFORM pg_temp.act_as(m);
+	PERFORM payments.pay_set_test_clock(t0);
+	RETURN m;
+END
+$$;
+CREATE FUNCTION pg_temp.clock(m bigint, t timestamptz) RETURNS timestamptz LANGUAGE sql AS
+	$$ SELECT pg_temp.act_as(m); SELECT payments.pay_set_test_clock(t) $$;
+-- a customer with a stored card (its profile made by the worker already)
+CREATE FUNCTION pg_temp.customer(m bigint, with_card boolean DEFAULT true) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+	c bigint;
+BEGIN
+	INSERT INTO payments.customers (merchant_id, customer_profile_id, correlation_id)
+	VALUES (m, 'cp-' || m, 'tap') RETURNING customer_id INTO c;
+	IF with_card THEN
+		PERFORM pg_temp.card(m, c, 'active');
+	END IF;
+	RETURN c;
+END
+$$;
+CREATE FUNCTION pg_temp.card(m bigint, c bigint, st text, last4 text DEFAULT '1111') RETURNS bigint LANGUAGE sql AS $$
+	INSERT INTO payments.payment_methods (merchant_id, customer_id, status, source, validation_mode, is_default,
+		card_brand, card_last4, card_exp_month, card_exp_year, customer_profile_id, payment_profile_id, correlation_id)
+	VALUES (m, c, st, 'card', 'none', true, 'Visa', last4, 12, 2045, 'cp-' || m,
+		CASE WHEN st = 'active' THEN 'pp-' || last4 END, 'tap')
+	RETURNING payment_method_id
+	$$;
+-- a subscription in the state pay_create_subscription leaves it: active in
+-- period 0 (its first invoice paid), trialing until trial_end, or
+-- incomplete with its first invoice issued and charged
+CREATE FUNCTION pg_temp.subscribe(m bigint, c bigint, st text, anchor timestamp,
+	unit text DEFAULT 'month', n integer DEFAULT 1, price text DEFAULT '10.00 USD', tz text DEFAULT 'UTC')
+	RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+	s bigint;
+	now_ timestamptz := payments._billing_now(m);
+	p0 timestamptz := payments._period_start(anchor, tz, unit, n, 0);
+	p1 timestamptz := payments._period_start(anchor, tz, unit, n, 1);
+BEGIN
+	INSERT INTO payments.subscriptions (merchant_id, customer_id, status, unit_amount, interval_unit,
+		interval_count, time_zone, billing_anchor, current_period_index, current_period_start,
+		current_period_end, trial_end, next_renewal_at, correlation_id)
+	VALUES (m, c, st, price::payments.pay_amount, unit, n, tz, anchor,
+		CASE st WHEN 'trialing' THEN -1 ELSE 0 END,
+		CASE st WHEN 'trialing' THEN now_ ELSE p0 END, p0 + CASE st WHEN 'trialing' THEN interval '0' ELSE p1 - p0 END,
+		CASE st WHEN 'trialing' THEN p0 END,
+		CASE st WHEN 'incomplete' THEN now_ + payments._incomplete_expiry() WHEN 'trialing' THEN p0 ELSE p1 END,
+		'tap-sub')
+	RETURNING subscription_id INTO s;
+	IF st = 'incomplete' THEN
+		PERFORM payments._issue_invoice(m, s, 'first', 0, p0, p1);
+	END IF;
+	RETURN s;
+END
+$$;
+CREATE FUNCTION pg_temp.sub(m bigint, s bigint) RETURNS payments.subscriptions LANGUAGE sql AS
+	$$ SELECT * FROM payments.subscriptions WHERE merchant_id = m AND subscription_id = s $$;
+-- the subscription's latest invoice
+CREATE FUNCTION pg_temp.inv(m bigint, s bigint) RETURNS payments.invoices LANGUAGE sql AS
+	$$ SELECT * FROM payments.invoices WHERE merchant_id = m AND subscription_id = s ORDER BY invoice_id DESC LIMIT 1 $$;
+CREATE FUNCTION pg_temp.invoices(m bigint, s bigint) RETURNS integer LANGUAGE sql AS
+	$$ SELECT count(*)::integer FROM payments.invoices WHERE merchant_id = m AND subscription_id = s $$;
+CREATE FUNCTION pg_temp.charges(m bigint, s bigint) RETURNS integer LANGUAGE sql AS
+	$$ SELECT count(*)::integer FROM payments.payments p JOIN payments.invoices i
+		ON i.merchant_id = p.merchant_id AND i.invoice_id = p.invoice_id
+		WHERE p.merchant_id = m AND i.subscription_id = s $$;
+-- the worker's record step for the latest charge of the subscription's
+-- latest invoice: its payment reaches st (failed with a decline code)
+CREATE FUNCTION pg_temp.outcome(m bigint, s bigint, st text, code text DEFAULT NULL) RETURNS text LANGUAGE sql AS $$
+	UPDATE payments.payments p SET status = st,
+		decline_code = CASE WHEN st = 'failed' THEN code END,
+		decline_reason = CASE WHEN st = 'failed' THEN 'This transaction has been declined.' END
+	WHERE p.merchant_id = m AND p.payment_id = (pg_temp.inv(m, s)).payment_id
+	RETURNING p.status
+	$$;
+CREATE FUNCTION pg_temp.events(m bigint, s bigint, type text) RETURNS integer LANGUAGE sql AS
+	$$ SELECT count(*)::integer FROM payments.events WHERE merchant_id = m AND event_type = type
+		AND (data ->> 'subscription_id')::bigint = s $$;
+
+-- 1. renewals over a moved clock: month ends ---------------------------------
+
+CREATE TEMP TABLE k AS SELECT pg_temp.merchant('months', '2031-01-31 10:00 UTC') AS m;
+ALTER TABLE k ADD COLUMN c bigint, ADD COLUMN s bigint;
+UPDATE k SET c = pg_temp.customer(m);
+UPDATE k SET s = pg_temp.subscribe(m, c, 'active', '2031-01-31 10:00');
+SELECT is((SELECT payments._run_renewals(m, 100) FROM k), 0, 'nothing is due before the period ends');
+SELECT pg_temp.clock(m, '2031-02-28 09:59 UTC') FROM k \gset x_
+SELECT is((SELECT payments._run_renewals(m, 100) FROM k), 0, 'a minute before the end of February: still nothing');
+SELECT pg_temp.clock(m, '2031-02-28 10:00 UTC') FROM k \gset x_
+SELECT is((SELECT payments._run_renewals(m, 100) FROM k), 1, 'at the end of the period the run renews it');
+SELECT is((SELECT concat_ws('|', kind, status, period_index, period_start, period_end, amount, attempt_count)
+	FROM k, pg_temp.inv(m, s)), 'renewal|open|1|2031-02-28 10:00:00+00|2031-03-31 10:00:00+00|10.00 USD|1',
+	'an anchor on the 31st: period 1 runs from the last day of February to March 31, invoiced and charged');
+SELECT is((SELECT concat_ws('|', status, current_period_index, current_period_start, current_period_end, next_renewal_at)
+	FROM k, pg_temp.sub(m, s)), 'active|1|2031-02-28 10:00:00+00|2031-03-31 10:00:00+00|2031-03-31 10:00:00+00',
+	'the subscription is in period 1, still active, next renewal at its end');
+SELECT is((SELECT concat_ws('|', p.kind, p.status, p.amount, p.payment_method, p.payment_profile_id, o.kind, o.status)
+	FROM k, payments.payments p JOIN payments.operations o USING (merchant_id, payment_id)
+	WHERE p.merchant_id = k.m AND p.payment_id = (pg_temp.inv(k.m, k.s)).payment_id),
+	'purchase|pending|10.00 USD|profile|pp-1111|purchase|queued',
+	'the charge is a purchase of the stored card, queued for the worker');
+-- a double run, and a run repeated over a state that missed the first run's commit
+SELECT is((SELECT payments._run_renewals(m, 100) FROM k), 0, 'a second run finds nothing due');
+UPDATE payments.subscriptions x SET current_period_index = 0, current_period_start = '2031-01-31 10:00 UTC',
+	current_period_end = '2031-02-28 10:00 UTC', next_renewal_at = '2031-02-28 10:00 UTC'
+FROM k WHERE x.merchant_id = k.m AND x.subscription_id = k.s;
+SELECT is((SELECT payments._run_renewals(m, 100) FROM k), 1, 'a subscription put back due is picked again');
+SELECT is((SELECT pg_temp.invoices(m, s) || '|' || pg_temp.charges(m, s) FROM k), '1|1',
+	'but the unique invoice per period makes it no second invoice and no second charge');
+SELECT is((SELECT pg_temp.events(m, s, 'subscription.renewed') FROM k), 2, 'each renewal writes subscription.renewed');
+SELECT is((SELECT pg_temp.outcome(m, s, 'succeeded') FROM k), 'succeeded', 'the worker records the charge as succeeded');
+SELECT is((SELECT concat_ws('|', i.status, i.paid_at, x.status) FROM k, pg_temp.inv(m, s) i, pg_temp.sub(m, s) x),
+	'paid|2031-02-28 10:00:00+00|active', 'the invoice is paid (at billing time), the subscription active');
+SELECT pg_temp.clock(m, '2031-03-31 10:00 UTC') FROM k \gset x_
+SELECT is((SELECT payments._run_renewals(m, 100) FROM k), 1, 'at the end of March the next renewal');
+SELECT is((SELECT concat_ws('|', period_index, period_start, period_end) FROM k, pg_temp.inv(m, s)),
+	'2|2031-03-31 10:00:00+00|2031-04-30 10:00:00+00', 'period 2: back on the 31st, to April 30');
+-- several periods behind: one per run, each invoiced
+SELECT pg_temp.clock(m, '2031-06-15 10:00 UTC') FROM k \gset x_
+SELECT is((SELECT payments._run_renewals(m, 100) + payments._run_renewals(m, 100) + payments._run_renewals(m, 100) FROM k), 2,
+	'two periods behind: two runs bring it up to date, the third finds nothing');
+SELECT is((SELECT string_agg(period_index || ':' || to_char(period_start AT TIME ZONE 'UTC', 'MM-DD'), ',' ORDER BY period_index)
+	FROM k, payments.invoices i WHERE i.merchant_id = k.m AND i.subscription_id = k.s),
+	'1:02-28,2:03-31,3:04-30,4:05-31', 'every period is invoiced once: Feb 28, Mar 31, Apr 30, May 31');
+
+-- 2. leap years, weeks, time zones -------------------------------------------
+
+CREATE TEMP TABLE ly AS SELECT pg_temp.merchant('leap', '2032-01-31 00:00 UTC') AS m;
+ALTER TABLE ly ADD COLUMN c bigint, ADD COLUMN s bigint, ADD COLUMN y bigint, ADD COLUMN ny bigint;
+UPDATE ly SET c = pg_temp.customer(m);
+UPDATE ly SET s = pg_temp.subscribe(m, c, 'active', '2032-01-31 00:00'),
+	y = pg_temp.subscribe(m, c, 'active', '2032-02-29 12:00', 'year'),
+	ny = pg_temp.subscribe(m, c, 'active', '2032-01-31 09:00', 'month', 1, '10.00 USD', 'America/New_York');
+SELECT pg_temp.clock(m, '2032-02-29 00:00 UTC') FROM ly \gset x_
+SELECT is((SELECT payments._run_renewals(m, 100) FROM ly), 1, 'a leap year: the monthly anchored on January 31 renews on February 29');
+SELECT is((SELECT concat_ws('|', period_start, period_end) FROM ly, pg_temp.inv(m, s)),
+	'2032-02-29 00:00:00+00|2032-03-31 00:00:00+00', 'its period 1 is February 29 to March 31');
+SELECT pg_temp.clock(m, '2033-02-28 12:00 UTC') FROM ly \gset x_
+SELECT is((SELECT payments._run_renewals(ly.m, 100) >= 1 FROM ly), true, 'a year later the runs renew what is due');
+SELECT is((SELECT concat_ws('|', period_index, period_start, period_end) FROM ly, pg_temp.inv(m, y)),
+	'1|2033-02-28 12:00:00+00|2034-02-28 12:00:00+00',
+	'a yearly anchored on February 29 bills on February 28 in common years');
+SELECT is(payments._period_start('2032-02-29 12:00', 'UTC', 'year', 1, 4), '2036-02-29 12:00 UTC'::timestamptz,
+	'and on February 29 again in the next leap year');
+SELECT is((SELECT concat_ws('|', period_start, period_end) FROM ly, payments.invoices i
+	WHERE i.merchant_id = ly.m AND i.subscription_id = ly.ny AND i.period_index = 1),
+	'2032-02-29 14:00:00+00|2032-03-31 13:00:00+00',
+	'09:00 in New York stays 09:00 across the change to daylight-saving time (14:00 UTC before, 13:00 after)');
+
+-- 3. the end of a trial -------------------------------------------------------
+
+CREATE TEMP TABLE tr AS SELECT pg_temp.merchant('trial', '2031-05-01 08:00 UTC') AS m;
+ALTER TABLE tr ADD COLUMN c bigint, ADD COLUMN s bigint;
+UPDATE tr SET c = pg_temp.customer(m);
+UPDATE tr SET s = pg_temp.subscribe(m, c, 'trialing', '2031-05-15 08:00');
+SELECT pg_temp.clock(m, '2031-05-15 07:59 UTC') FROM tr \gset x_
+SELECT is((SELECT payments._run_renewals(m, 100) || '|' || pg_temp.invoices(m, s) FROM tr), '0|0',
+	'during the trial: nothing is billed');
+SELECT pg_temp.clock(m, '2031-05-15 08:00 UTC') FROM tr \gset x_
+SELECT is((SELECT payments._run_renewals(m, 100) FROM tr), 1, 'at the end of the trial the run bills');
+SELECT is((SELECT concat_ws('|', kind, period_index, period_start, period_end, amount) FROM tr, pg_temp.inv(m, s)),
+	'renewal|0|2031-05-15 08:00:00+00|2031-06-15 08:00:00+00|10.00 USD', 'the renewal invoice of period 0, from the trial end');
+SELECT is((SELECT concat_ws('|', status, current_period_index, next_renewal_at) FROM tr, pg_temp.sub(m, s)),
+	'trialing|0|2031-06-15 08:00:00+00', 'the subscription is in period 0, trialing until the charge succeeds');
+SELECT is((SELECT (data ->> 'trial_ended')::boolean FROM payments.events e, tr WHERE e.merchant_id = tr.m
+	AND e.event_type = 'subscription.renewed'), true, 'subscription.renewed says the trial ended');
+SELECT pg_temp.outcome(m, s, 'succeeded') FROM tr \gset x_
+SELECT is((SELECT status FROM tr, pg_temp.sub(m, s)), 'active', 'paid: the subscription is active');
+SELECT is((SELECT pg_temp.events(m, s, 'subscription.active') FROM tr), 1, 'with its subscription.active event');
+
+-- 4. cancellation at the period's end ---------------------------------------
+
+CREATE TEMP TABLE ca AS SELECT pg_temp.merchant('cancel', '2031-07-01 00:00 UTC') AS m;
+ALTER TABLE ca ADD COLUMN c bigint, ADD COLUMN s bigint;
+UPDATE ca SET c = pg_temp.customer(m);
+UPDATE ca SET s = pg_temp.subscribe(m, c, 'active', '2031-07-01 00:00', 'week', 2);
+UPDATE payments.subscriptions x SET cancel_at_period_end = true FROM ca WHERE x.merchant_id = ca.m AND x.subscription_id = ca.s;
+SELECT pg_temp.clock(m, '2031-07-16 00:00 UTC') FROM ca \gset x_
+SELECT is((SELECT payments._run_renewals(m, 100) FROM ca), 1, 'a subscription to cancel at the period''s end is handled at that end');
+SELECT is((SELECT concat_ws('|', status, ended_at, next_renewal_at IS NULL, pg_temp.invoices(m, s)) FROM ca, pg_temp.sub(m, s)),
+	'canceled|2031-07-15 00:00:00+00|t|0', 'it is canceled, ended at the end of its two weeks, and nothing is invoiced');
+SELECT is((SELECT pg_temp.events(m, s, 'subscription.canceled') FROM ca), 1, 'subscription.canceled is written');
+
+-- 5. dunning: soft declines retried on days 1, 3, 5, 7, then canceled --------
+
+CREATE TEMP TABLE dn AS SELECT pg_temp.merchant('dunning', '2031-08-01 00:00 UTC') AS m;
+ALTER TABLE dn ADD COLUMN c bigint, ADD COLUMN s bigint;
+UPDATE dn SET c = pg_temp.customer(m);
+UPDATE dn SET s = pg_temp.subscribe(m, c, 'active', '2031-07-01 00:00');
+SELECT is((SELECT payments._run_renewals(m, 100) FROM dn), 1, 'the renewal of August 1');
+SELECT pg_temp.outcome(m, s, 'failed', '2') FROM dn \gset x_
+SELECT is((SELECT concat_ws('|', i.status, i.first_failed_at, i.next_attempt_at, i.last_failure_code, x.status, x.next_renewal_at IS NULL)
+	FROM dn, pg_temp.inv(m, s) i, pg_temp.sub(m, s) x),
+	'open|2031-08-01 00:00:00+00|2031-08-02 00:00:00+00|2|past_due|t',
+	'a declined renewal: the subscription is past_due, the invoice retried a day after the first failure');
+SELECT is((SELECT pg_temp.events(m, s, 'invoice.payment_failed') || '|' || pg_temp.events(m, s, 'invoice.retry_scheduled')
+	|| '|' || pg_temp.events(m, s, 'subscription.past_due') FROM dn), '1|1|1',
+	'events: invoice.payment_failed, invoice.retry_scheduled, subscription.past_due');
+SELECT is((SELECT (data ->> 'retry') || '/' || (data ->> 'retries') FROM payments.events e, dn WHERE e.merchant_id = dn.m
+	AND e.event_type = 'invoice.retry_scheduled'), '1/4', 'retry 1 of 4');
+SELECT pg_temp.clock(m, '2031-08-01 23:59 UTC') FROM dn \gset x_
+SELECT is((SELECT payments._run_dunning(m, 100) FROM dn), 0, 'no retry before the day has come');
+CREATE TEMP TABLE dn_steps (day text, attempts integer, next_at timestamptz, sub_status text, inv_status text);
+DO $$
+DECLARE
+	d text;
+	m bigint := (SELECT m FROM dn);
+	s bigint := (SELECT s FROM dn);
+BEGIN
+	FOREACH d IN ARRAY ARRAY['2031-08-02', '2031-08-04', '2031-08-06', '2031-08-08'] LOOP
+		PERFORM pg_temp.clock(m, (d || ' 00:00 UTC')::timestamptz);
+		PERFORM payments._run_dunning(m, 100);
+		PERFORM payments._run_dunning(m, 100);
+		PERFORM pg_temp.outcome(m, s, 'failed', '2');
+		INSERT INTO dn_steps SELECT d, i.attempt_count, i.next_attempt_at, x.status, i.status
+		FROM pg_temp.inv(m, s) i, pg_temp.sub(m, s) x;
+	END LOOP;
+END
+$$;
+SELECT is((SELECT string_agg(concat_ws(' ', day, attempts, to_char(next_at AT TIME ZONE 'UTC', 'MM-DD'), sub_status, inv_status), ', ' ORDER BY day) FROM dn_steps),
+	'2031-08-02 2 08-04 past_due open, 2031-08-04 3 08-06 past_due open, 2031-08-06 4 08-08 past_due open, 2031-08-08 5 canceled uncollectible',
+	'retried once on each of days 1, 3, 5 and 7 (two runs each day, one charge); after the fourth retry fails: canceled, uncollectible');
+SELECT is((SELECT pg_temp.charges(m, s) || '|' || pg_temp.invoices(m, s) FROM dn), '5|1', 'five charges of one invoice in all');
+SELECT is((SELECT concat_ws('|', status, ended_at, canceled_at) FROM dn, pg_temp.sub(m, s)),
+	'canceled|2031-08-08 00:00:00+00|2031-08-08 00:00:00+00', 'the subscription ended on the day of the last retry');
+SELECT is((SELECT concat_ws('|', data ->> 'final_action', data ->> 'attempt_count', data ->> 'invoice_id' = (pg_temp.inv(m, s)).invoice_id::text)
+	FROM payments.events e, dn WHERE e.merchant_id = dn.m AND e.event_type = 'subscription.dunning_exhausted'),
+	'canceled|5|t', 'subscription.dunning_exhausted names the final action and the invoice');
+SELECT is((SELECT pg_temp.events(m, s, 'invoice.retry_attempted') || '|' || pg_temp.events(m, s, 'invoice.payment_failed')
+	|| '|' || pg_temp.events(m, s, 'invoice.uncollectible') FROM dn), '4|5|1',
+	'events: four retries attempted, five failures, the invoice uncollectible');
+SELECT pg_temp.clock(m, '2031-09-01 00:00 UTC') FROM dn \gset x_
+SELECT is((SELECT payments._run_renewals(m, 100) + payments._run_dunning(m, 100) FROM dn), 0,
+	'a canceled subscription is neither renewed nor retried');
+
+-- 6. final action unpaid; a new card pays the uncollectible invoice ----------
+
+CREATE TEMP TABLE up AS SELECT pg_temp.merchant('unpaid', '2031-08-01 00:00 UTC') AS m;
+ALTER TABLE up ADD COLUMN c bigint, ADD COLUMN s bigint;
+SELECT pg_temp.act_as(m) FROM up \gset x_
+SELECT is((SELECT concat_ws('|', retry_days::text, final_action, updated_at IS NULL) FROM pay_get_dunning_policy()),
+	'{1,3,5,7}|canceled|t', 'a merchant without a policy has the defaults');
+SELECT is((SELECT concat_ws('|', retry_days::text, final_action) FROM pay_set_dunning_policy(retry_days => '{2}', final_action => 'unpaid')),
+	'{2}|unpaid', 'pay_set_dunning_policy sets the days and the final action');
+SELECT is((SELECT concat_ws('|', retry_days::text, final_action) FROM pay_set_dunning_policy(retry_days => '{1}')),
+	'{1}|unpaid', 'a part not given is kept');
+SELECT throws_ok($$SELECT pay_set_dunning_policy(retry_days => '{3,1}')$$, '22023', NULL, 'retry days must increase');
+SELECT throws_ok($$SELECT pay_set_dunning_policy(retry_days => '{0}')$$, '22023', NULL, 'retry days start at 1');
+SELECT throws_ok($$SELECT pay_set_dunning_policy(retry_days => '{1,2,3,4,5,6,7,8,9,10,11}')$$, '22023', NULL, 'at most 10 retries');
+SELECT throws_ok($$SELECT pay_set_dunning_policy(final_action => 'paused')$$, '22023', NULL, 'the final action is canceled or unpaid');
+UPDATE up SET c = pg_temp.customer(m);
+UPDATE up SET s = pg_temp.subscribe(m, c, 'active', '2031-07-01 00:00');
+SELECT payments._run_renewals(m, 100) FROM up \gset x_
+SELECT pg_temp.outcome(m, s, 'failed', '2') FROM up \gset x_
+SELECT pg_temp.clock(m, '2031-08-02 00:00 UTC') FROM up \gset x_
+SELECT is((SELECT payments._run_dunning(m, 100) FROM up), 1, 'the one retry on day 1');
+SELECT pg_temp.outcome(m, s, 'failed', '2') FROM up \gset x_
+SELECT is((SELECT concat_ws('|', x.status, x.ended_at IS NULL, i.status, i.attempt_count) FROM up, pg_temp.sub(m, s) x, pg_temp.inv(m, s) i),
+	'unpaid|t|uncollectible|2', 'final action unpaid: the subscription stays (unpaid), the invoice is uncollectible');
+SELECT pg_temp.clock(m, '2031-09-01 00:00 UTC') FROM up \gset x_
+SELECT is((SELECT payments._run_renewals(m, 100) FROM up), 0, 'an unpaid subscription is not renewed');
+-- the customer saves a new card, which becomes the default once the worker made its profile
+UPDATE payments.payment_methods x SET is_default = false FROM up WHERE x.merchant_id = up.m AND x.customer_id = up.c;
+SELECT pg_temp.card(m, c, 'pending', '4242') FROM up \gset x_
+SELECT is((SELECT pg_temp.charges(m, s) FROM up), 2, 'a card still pending charges nothing');
+UPDATE payments.payment_methods x SET status = 'active', payment_profile_id = 'pp-4242'
+FROM up WHERE x.merchant_id = up.m AND x.customer_id = up.c AND x.card_last4 = '4242';
+SELECT is((SELECT concat_ws('|', pg_temp.charges(m, s), p.payment_profile_id, p.status) FROM up, payments.payments p
+	WHERE p.merchant_id = up.m AND p.payment_id = (pg_temp.inv(up.m, up.s)).payment_id), '3|pp-4242|pending',
+	'once active, the new card is charged at once for the uncollectible invoice');
+SELECT pg_temp.outcome(m, s, 'succeeded') FROM up \gset x_
+SELECT is((SELECT concat_ws('|', x.status, i.status, x.next_renewal_at) FROM up, pg_temp.sub(m, s) x, pg_temp.inv(m, s) i),
+	'active|paid|2031-09-01 00:00:00+00', 'paid: the subscription is active again and renews at its period''s end');
+
+-- 7. a final decline is not retried ------------------------------------------
+
+CREATE TEMP TABLE hd AS SELECT pg_temp.merchant('hard', '2031-08-01 00:00 UTC') AS m;
+ALTER TABLE hd ADD COLUMN c bigint, ADD COLUMN s bigint;
+UPDATE hd SET c = pg_temp.customer(m);
+UPDATE hd SET s = pg_temp.subscribe(m, c, 'active', '2031-07-01 00:00');
+SELECT payments._run_renewals(m, 100) FROM hd \gset x_
+SELECT pg_temp.outcome(m, s, 'failed', '8') FROM hd \gset x_
+SELECT is((SELECT concat_ws('|', x.status, i.next_attempt_at, pg_temp.events(m, s, 'invoice.retry_scheduled'))
+	FROM hd, pg_temp.sub(m, s) x, pg_temp.inv(m, s) i), 'past_due|2031-08-08 00:00:00+00|0',
+	'an expired card (reason 8): past_due, no retry scheduled, the final action waits for the schedule''s last day');
+SELECT is((SELECT (data ->> 'retryable')::boolean FROM payments.events e, hd WHERE e.merchant_id = hd.m
+	AND e.event_type = 'invoice.payment_failed'), false, 'invoice.payment_failed says it is not retried');
+SELECT pg_temp.clock(m, '2031-08-02 00:00 UTC') FROM hd \gset x_
+SELECT is((SELECT payments._run_dunning(m, 100) FROM hd), 0, 'no retry on day 1');
+SELECT pg_temp.clock(m, '2031-08-06 00:00 UTC') FROM hd \gset x_
+SELECT is((SELECT payments._run_dunning(m, 100) || '|' || pg_temp.charges(m, s) FROM hd), '0|1', 'nor on days 3 and 5');
+SELECT pg_temp.clock(m, '2031-08-08 00:00 UTC') FROM hd \gset x_
+SELECT is((SELECT payments._run_dunning(m, 100) FROM hd), 1, 'on day 7 the run applies the final action');
+SELECT is((SELECT concat_ws('|', x.status, i.status, pg_temp.charges(m, s)) FROM hd, pg_temp.sub(m, s) x, pg_temp.inv(m, s) i),
+	'canceled|uncollectible|1', 'canceled after the one charge');
+SELECT ok(payments._decline_is_final('4') AND payments._decline_is_final('6') AND payments._decline_is_final('37')
+	AND payments._decline_is_final('E00040') AND NOT payments._decline_is_final('2')
+	AND NOT payments._decline_is_final('44') AND NOT payments._decline_is_final(NULL),
+	'pick-up, invalid card numbers and a lost profile are final; a generic or card-code decline is not');
+
+-- 8. success on the second retry ---------------------------------------------
+
+CREATE TEMP TABLE ok2 AS SELECT pg_temp.merchant('retry-ok', '2031-08-01 00:00 UTC') AS m;
+ALTER TABLE ok2 ADD COLUMN c bigint, ADD COLUMN s bigint;
+UPDATE ok2 SET c = pg_temp.customer(m);
+UPDATE ok2 SET s = pg_temp.subscribe(m, c, 'active', '2031-07-01 00:00');
+SELECT payments._run_renewals(m, 100) FROM ok2 \gset x_
+SELECT pg_temp.outcome(m, s, 'failed', '2') FROM ok2 \gset x_
+SELECT pg_temp.clock(m, '2031-08-02 00:00 UTC') FROM ok2 \gset x_
+SELECT payments._run_dunning(m, 100) FROM ok2 \gset x_
+SELECT pg_temp.outcome(m, s, 'failed', '3') FROM ok2 \gset x_
+SELECT pg_temp.clock(m, '2031-08-04 00:00 UTC') FROM ok2 \gset x_
+SELECT is((SELECT payments._run_dunning(m, 100) FROM ok2), 1, 'retry 2 on day 3');
+-- held for review, then in doubt: the invoice waits
+UPDATE payments.payments p SET status = 'in_review' FROM ok2 WHERE p.merchant_id = ok2.m AND p.payment_id = (pg_temp.inv(ok2.m, ok2.s)).payment_id;
+SELECT is((SELECT concat_ws('|', x.status, i.status, i.next_attempt_at IS NULL) FROM ok2, pg_temp.sub(m, s) x, pg_temp.inv(m, s) i),
+	'past_due|open|t', 'a charge held for review: the invoice waits, nothing scheduled');
+SELECT pg_temp.clock(m, '2031-08-06 00:00 UTC') FROM ok2 \gset x_
+SELECT is((SELECT payments._run_dunning(m, 100) || '|' || payments._retry_open_invoice_now(m, s) FROM ok2), '0|0',
+	'no retry while a charge is in flight, not even for a new card');
+SELECT pg_temp.outcome(m, s, 'succeeded') FROM ok2 \gset x_
+SELECT is((SELECT concat_ws('|', x.status, x.next_renewal_at, i.status, i.attempt_count, i.paid_at) FROM ok2, pg_temp.sub(m, s) x, pg_temp.inv(m, s) i),
+	'active|2031-09-01 00:00:00+00|paid|3|2031-08-06 00:00:00+00', 'it succeeds: active again, the invoice paid after three charges');
+SELECT is((SELECT pg_temp.events(m, s, 'subscription.active') || '|' || pg_temp.events(m, s, 'invoice.paid') FROM ok2), '1|1',
+	'subscription.active and invoice.paid');
+SELECT pg_temp.clock(m, '2031-09-01 00:00 UTC') FROM ok2 \gset x_
+SELECT is((SELECT payments._run_renewals(m, 100) || '|' || (pg_temp.inv(m, s)).period_index FROM ok2), '1|2',
+	'and renews at its period''s end');
+
+-- 9. a card updated during dunning is tried at once; a late success ----------
+
+CREATE TEMP TABLE cu AS SELECT pg_temp.merchant('card-update', '2031-08-01 00:00 UTC') AS m;
+ALTER TABLE cu ADD COLUMN c bigint, ADD COLUMN s bigint, ADD COLUMN pm2 bigint;
+UPDATE cu SET c = pg_temp.customer(m);
+UPDATE cu SET s = pg_temp.subscribe(m, c, 'active', '2031-07-01 00:00');
+SELECT payments._run_renewals(m, 100) FROM cu \gset x_
+SELECT pg_temp.outcome(m, s, 'failed', '2') FROM cu \gset x_
+SELECT pg_temp.clock(m, '2031-08-01 12:00 UTC') FROM cu \gset x_
+-- the customer saves a second card, made the default
+UPDATE cu SET pm2 = (SELECT payment_method_id FROM pay_save_payment_method(customer_id => cu.c,
+	card => payments.pay_card('4007000000027', 12, 2045, '123'), validation_mode => 'none'))
+FROM (SELECT pg_temp.act_as(m) FROM cu) x;
+SELECT is((SELECT pg_temp.charges(m, s) FROM cu), 1, 'a saved card the worker has not stored yet charges nothing');
+UPDATE payments.payment_methods x SET status = 'active', payment_profile_id = 'pp-new'
+FROM cu WHERE x.merchant_id = cu.m AND x.payment_method_id = cu.pm2;
+SELECT is((SELECT concat_ws('|', pg_temp.charges(m, s), p.payment_method_id = cu.pm2, i.attempt_count, i.next_attempt_at IS NULL)
+	FROM cu, pg_temp.inv(m, s) i, payments.payments p WHERE p.merchant_id = cu.m AND p.payment_id = i.payment_id),
+	'2|t|2|t', 'the new default card is charged at once, before the retry of day 1');
+SELECT is((SELECT data ->> 'reason' FROM payments.events e, cu WHERE e.merchant_id = cu.m AND e.event_type = 'invoice.retry_attempted'),
+	'payment_method_updated', 'invoice.retry_attempted says why');
+SELECT pg_temp.outcome(m, s, 'failed', '2') FROM cu \gset x_
+SELECT is((SELECT concat_ws('|', i.next_attempt_at, x.status) FROM cu, pg_temp.inv(m, s) i, pg_temp.sub(m, s) x),
+	'2031-08-02 00:00:00+00|past_due', 'it fails too: the schedule goes on from the first failure (day 1)');
+SELECT is((SELECT payments._retry_open_invoice_now(m, s) FROM cu), 1,
+	'_retry_open_invoice_now (pay_update_subscription''s call) charges again at once');
+SELECT pg_temp.outcome(m, s, 'succeeded') FROM cu \gset x_
+SELECT is((SELECT concat_ws('|', x.status, i.status) FROM cu, pg_temp.sub(m, s) x, pg_temp.inv(m, s) i), 'active|paid',
+	'paid by the new card: active');
+-- a late success of another charge of the paid invoice is money to give back
+INSERT INTO payments.payments (merchant_id, kind, amount, amount_refunded, payment_method, invoice_number, correlation_id, invoice_id)
+SELECT m, 'purchase', '10.00 USD', '0.00 USD', 'profile', 'late-' || m, 'tap', (pg_temp.inv(m, s)).invoice_id FROM cu;
+UPDATE payments.payments p SET status = 'succeeded' FROM cu WHERE p.merchant_id = cu.m AND p.invoice_number = 'late-' || cu.m;
+SELECT is((SELECT pg_temp.events(m, s, 'invoice.payment_after_close') || '|' || (pg_temp.inv(m, s)).status FROM cu), '1|paid',
+	'a charge that succeeds for an invoice already paid writes invoice.payment_after_close');
+
+-- 10. no payment method at renewal ---------------------------------------------
+
+CREATE TEMP TABLE np AS SELECT pg_temp.merchant('no-method', '2031-08-01 00:00 UTC') AS m;
+ALTER TABLE np ADD COLUMN c bigint, ADD COLUMN s bigint;
+UPDATE np SET c = pg_temp.customer(m, with_card => false);
+UPDATE np SET s = pg_temp.subscribe(m, c, 'active', '2031-07-01 00:00');
+SELECT is((SELECT payments._run_renewals(m, 100) FROM np), 1, 'a renewal for a customer without a card');
+SELECT is((SELECT concat_ws('|', x.status, i.status, i.attempt_count, i.last_failure_code, i.next_attempt_at,
+	pg_temp.events(m, s, 'invoice.payment_failed')) FROM np, pg_temp.sub(m, s) x, pg_temp.inv(m, s) i),
+	'past_due|open|0|no_payment_method|2031-08-08 00:00:00+00|1',
+	'enters dunning like a declined charge: past_due, payment_failed, nothing to retry until the final day');
+SELECT pg_temp.card(m, c, 'active', '5555') FROM np \gset x_
+SELECT is((SELECT pg_temp.charges(m, s) FROM np), 0, 'a card inserted active is not a card becoming active (nothing yet)');
+UPDATE payments.payment_methods x SET is_default = false FROM np WHERE x.merchant_id = np.m;
+UPDATE payments.payment_methods x SET is_default = true FROM np WHERE x.merchant_id = np.m;
+SELECT is((SELECT pg_temp.charges(m, s) || '|' || (pg_temp.inv(m, s)).attempt_count FROM np), '1|1',
+	'the card made the default is charged at once');
+
+-- 11. incomplete subscriptions expire ------------------------------------------
+
+CREATE TEMP TABLE ic AS SELECT pg_temp.merchant('incomplete', '2031-10-01 12:00 UTC') AS m;
+ALTER TABLE ic ADD COLUMN c bigint, ADD COLUMN s bigint, ADD COLUMN s2 bigint, ADD COLUMN s3 bigint;
+UPDATE ic SET c = pg_temp.customer(m);
+UPDATE ic SET s = pg_temp.subscribe(m, c, 'incomplete', '2031-10-01 12:00'),
+	s2 = pg_temp.subscribe(m, c, 'incomplete', '2031-10-01 12:00'),
+	s3 = pg_temp.subscribe(m, c, 'incomplete', '2031-10-01 12:00');
+SELECT is((SELECT concat_ws('|', kind, status, attempt_count) FROM ic, pg_temp.inv(m, s)), 'first|open|1',
+	'the first invoice is issued and charged at creation');
+SELECT pg_temp.outcome(m, s, 'failed', '2') FROM ic \gset x_
+SELECT is((SELECT concat_ws('|', x.status, i.next_attempt_at IS NULL, i.first_failed_at IS NOT NULL) FROM ic, pg_temp.sub(m, s) x, pg_temp.inv(m, s) i),
+	'incomplete|t|t', 'a declined first invoice: the subscription stays incomplete, no retry');
+SELECT pg_temp.outcome(m, s2, 'succeeded') FROM ic \gset x_
+SELECT is((SELECT concat_ws('|', status, next_renewal_at) FROM ic, pg_temp.sub(m, s2)), 'active|2031-11-01 12:00:00+00',
+	'a paid first invoice: active, next renewal at the end of period 0');
+SELECT pg_temp.clock(m, '2031-10-02 10:59 UTC') FROM ic \gset x_
+SELECT is((SELECT payments._run_renewals(m, 100) FROM ic), 0, '22 hours 59 minutes later: not yet expired');
+SELECT pg_temp.clock(m, '2031-10-02 11:00 UTC') FROM ic \gset x_
+SELECT is((SELECT payments._run_renewals(m, 100) FROM ic), 2, 'after 23 hours the run takes both incomplete ones');
+SELECT is((SELECT concat_ws('|', x.status, x.ended_at, x.next_renewal_at IS NULL, i.status) FROM ic, pg_temp.sub(m, s) x, pg_temp.inv(m, s) i),
+	'incomplete_expired|2031-10-02 11:00:00+00|t|void', 'the unpaid one is incomplete_expired and its invoice void');
+SELECT is((SELECT concat_ws('|', x.status, x.next_renewal_at) FROM ic, pg_temp.sub(m, s3) x),
+	'incomplete|2031-10-02 11:01:00+00', 'the one whose charge is still in flight waits a minute more');
+SELECT pg_temp.outcome(m, s3, 'failed', '2') FROM ic \gset x_
+SELECT pg_temp.clock(m, '2031-10-02 11:01 UTC') FROM ic \gset x_
+SELECT is((SELECT payments._run_renewals(m, 100) || '|' || (pg_temp.sub(m, s3)).status FROM ic), '1|incomplete_expired',
+	'and expires once it has failed');
+SELECT is((SELECT pg_temp.events(m, s, 'subscription.incomplete_expired') FROM ic), 1, 'subscription.incomplete_expired');
+
+-- 12. the invoice API and tenancy ----------------------------------------------
+
+SELECT pg_temp.act_as(m) FROM k \gset x_
+SELECT is((SELECT invoice_id FROM k, pay_get_invoice((pg_temp.inv(k.m, k.s)).invoice_id)), (SELECT (pg_temp.inv(m, s)).invoice_id FROM k),
+	'pay_get_invoice reads an invoice of the merchant');
+SELECT is((SELECT count(*)::integer FROM k, pay_list_invoices(subscription_id => k.s)), 4, 'pay_list_invoices lists a subscription''s invoices');
+SELECT is((SELECT array_agg(period_index ORDER BY invoice_id DESC)::text FROM k, pay_list_invoices(subscription_id => k.s, page_size => 3)),
+	'{4,3,2}', 'newest first, page_size at a time');
+SELECT is((SELECT array_agg(period_index)::text FROM k, pay_list_invoices(subscription_id => k.s, page_size => 3,
+	after => (SELECT min(invoice_id) FROM pay_list_invoices(subscription_id => k.s, page_size => 3)))), '{1}',
+	'the next page after the last invoice_id');
+SELECT is((SELECT count(*)::integer FROM pay_list_invoices(status => 'paid')), 1, 'filtered by status');
+SELECT throws_ok($$SELECT pay_list_invoices(status => 'draft')$$, '22023', NULL, 'an unknown status is refused');
+SELECT throws_ok($$SELECT pay_list_invoices(page_size => 0)$$, '22023', NULL, 'page_size is bounded');
+SELECT throws_ok($$SELECT pay_run_renewals(max_count => 0)$$, '22023', NULL, 'max_count is bounded');
+-- merchant A (dn) and B (k): A may not see B's invoices
+SELECT pg_temp.act_as(m) FROM dn \gset x_
+SELECT throws_ok(format('SELECT pay_get_invoice(%s)', (SELECT (pg_temp.inv(m, s)).invoice_id FROM k)), 'PT404', NULL,
+	'another merchant''s invoice is PT404');
+SELECT throws_ok(format('SELECT pay_list_invoices(subscription_id => %s)', (SELECT s FROM k)), 'PT404', NULL,
+	'listing another merchant''s subscription''s invoices is PT404');
+SELECT throws_ok($$SELECT pay_get_invoice(-1)$$, 'PT404', NULL, 'an unknown invoice is PT404');
+SELECT is((SELECT bool_and(merchant_id = (SELECT m FROM dn)) FROM pay_list_invoices()), true, 'pay_list_invoices lists only the merchant''s own');
+-- runs: a merchant runs its own renewals only; the owner naming none runs all
+CREATE TEMP TABLE tn AS SELECT pg_temp.merchant('tenant-a', '2031-12-01 00:00 UTC') AS a,
+	pg_temp.merchant('tenant-b', '2031-12-01 00:00 UTC') AS b;
+ALTER TABLE tn ADD COLUMN sa bigint, ADD COLUMN sb bigint;
+UPDATE tn SET sa = pg_temp.subscribe(a, pg_temp.customer(a), 'active', '2031-11-01 00:00'),
+	sb = pg_temp.subscribe(b, pg_temp.customer(b), 'active', '2031-11-01 00:00');
+SELECT (pg_temp.inv(m, s)).invoice_id AS k_invoice FROM k \gset
+CREATE ROLE billing_tap_a NOLOGIN;
+SELECT payments.pay_bind_role('billing_tap_a', merchant_id => a) FROM tn \gset x_
+SELECT pg_temp.act_as(NULL) \gset x_
+SET LOCAL ROLE billing_tap_a;
+SELECT is(pay_run_renewals(), 1, 'a role bound to merchant A runs the renewals due for A');
+SELECT is((SELECT count(*)::integer FROM pay_list_invoices()), 1, 'and sees its invoice');
+SELECT throws_ok('SELECT pay_get_invoice(' || :k_invoice || ')', 'PT404', NULL, 'but not another merchant''s (PT404)');
+SELECT is(pay_run_dunning(), 0, 'its dunning run finds nothing of A''s');
+RESET ROLE;
+SELECT is((SELECT pg_temp.invoices(b, sb) FROM tn), 0, 'B''s due subscription was left alone');
+SELECT is((SELECT concat_ws('|', source, merchant_id) FROM pay_current_identity()), 'default|1', '(the owner naming no merchant)');
+SELECT is(pay_run_renewals() >= 1, true, 'the owner naming no merchant (pg_cron) runs every merchant''s renewals');
+SELECT is((SELECT pg_temp.invoices(b, sb) FROM tn), 1, 'B''s is renewed now');
+SELECT pg_temp.act_as(b) FROM tn \gset x_
+SELECT is(pay_run_renewals(), 0, 'nothing due is left for B');
+
+SELECT * FROM finish();
+ROLLBACK;
