@@ -1364,8 +1364,17 @@ run_billing(WorkerState *ws, bool *deferred)
 	BillingResult r2;
 
 	*deferred = false;
-	/* nothing to send them with, or no room for them: later */
-	if (circuit_is_open(&ws->breaker) || ops_in_flight(ws) >= payments_max_in_flight)
+
+	/*
+	 * Nothing to send them with, or a claim's worth in flight already:
+	 * later.  Keeping the billing's charges in flight to about one claim
+	 * (enough for thousands a second at a gateway's usual latency) leaves
+	 * the rest of payments.max_in_flight, and the loop's time, to other
+	 * payments: a backlog of renewals filling all of it had ordinary
+	 * purchases wait behind it for up to a minute.
+	 */
+	if (circuit_is_open(&ws->breaker) ||
+		ops_in_flight(ws) >= Min(payments_claim_batch, payments_max_in_flight))
 	{
 		*deferred = true;
 		return true;
