@@ -6290,6 +6290,116 @@ END
 $$;
 
 ------------------------------------------------------------------------------
+-- h-recur: the claim tells a charge of a subscription's invoice (recurring,
+-- first_recurring: card-on-file fields of renewals; sql/src/worker.sql)
+------------------------------------------------------------------------------
+
+DROP FUNCTION payments._claim_operations(integer);
+CREATE FUNCTION payments._claim_operations(p_limit integer)
+	RETURNS TABLE (merchant_id bigint, operation_id bigint, payment_id bigint, kind text,
+		action text, attempt integer, via_void boolean, amount_minor bigint, currency text,
+		currency_exponent integer, txn_invoice text, description text, customer jsonb,
+		ref_trans_id text, card_last4 text, payment_method text, customer_profile_id text,
+		payment_profile_id text, sealed bytea, correlation_id text, created_at timestamptz,
+		never_sent boolean,
+		api_login_id text, transaction_key text, endpoint_url text, ca_file text, timeout_ms integer,
+		payment_method_id bigint, customer_id bigint, method_source text, validation_mode text,
+		method_default boolean, method_customer_profile_id text, method_payment_profile_id text,
+		merchant_customer_id text, customer_email text, customer_name text, customer_billing jsonb,
+		original_network_trans_id text, method_card_last4 text, last_attempt_at timestamptz,
+		recurring boolean, first_recurring boolean)
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	SET enable_seqscan = off
+	SET enable_bitmapscan = off
+	SET enable_sort = off
+	SET enable_hashjoin = off
+	SET enable_mergejoin = off
+	SET plan_cache_mode = force_custom_plan
+	SET jit = off
+	AS $$
+BEGIN
+	-- Ready first by due time, straight off the partial index: a long queue
+	-- costs no more than a short one.  Merchants without a gateway
+	-- configuration are skipped (and parked by _park_unconfigured).
+	RETURN QUERY
+	WITH ready AS (
+		SELECT o.merchant_id, o.operation_id, o.status AS old_status, o.updated_at AS old_updated_at
+		FROM payments.operations o
+		WHERE o.status IN ('queued', 'unknown') AND o.next_attempt_at <= now()
+			AND o.merchant_id = ANY (ARRAY(SELECT g.merchant_id FROM payments.gateway_config g))
+		ORDER BY o.next_attempt_at
+		LIMIT p_limit
+		FOR UPDATE SKIP LOCKED
+	), claimed AS (
+		UPDATE payments.operations o
+		SET status = 'sending', attempts = o.attempts + 1,
+			first_sent_at = coalesce(o.first_sent_at, now())
+		FROM ready r
+		WHERE o.merchant_id = r.merchant_id AND o.operation_id = r.operation_id
+		RETURNING o.*, r.old_status, r.old_updated_at
+	)
+	SELECT c.merchant_id, c.operation_id, c.payment_id, c.kind,
+		-- queued again after an attempt that may have gone through (an
+		-- unknown outcome, then a resend that provably failed) counts too
+		-- (on the clock: the worker may have spent a while recording outcomes
+		-- in this transaction before claiming)
+		CASE WHEN NOT c.never_sent
+				AND c.first_sent_at < clock_timestamp() - make_interval(secs => payments._duplicate_window() - 60)
+			THEN 'lookup' ELSE 'send' END,
+		c.attempts, c.via_void,
+		pay_minor_units(coalesce(c.amount, p.amount)), pay_currency(p.amount),
+		pay_currency_exponent(pay_currency(p.amount)),
+		-- the invoice of the gateway transaction: each refund its own (equal
+		-- partial refunds are not duplicates); a capture (priorAuthCapture
+		-- keeps the authorization's transId) and a void act on the payment's
+		CASE WHEN c.kind = 'refund' AND NOT c.via_void
+			THEN 'R' || payments._invoice_tag() || c.operation_id ELSE p.invoice_number END,
+		p.description, p.customer,
+		p.gateway_trans_id, p.card_last4, p.payment_method, p.customer_profile_id,
+		p.payment_profile_id, v.sealed, c.correlation_id, c.created_at, c.never_sent,
+		g.api_login_id, g.transaction_key, g.endpoint_url, g.ca_file, g.timeout_ms,
+		-- stored payment methods and customers' profiles (payment_methods.sql):
+		-- their own operations, and charges of a stored method
+		pm.payment_method_id, cu.customer_id, pm.source, pm.validation_mode, pm.is_default,
+		cu.customer_profile_id, pm.payment_profile_id,
+		CASE WHEN cu.customer_id IS NOT NULL THEN payments._gateway_customer_ref(cu.customer_id) END,
+		cu.email, cu.name, cu.billing,
+		pm.network_trans_id, pm.card_last4,
+		-- when the operation last changed: the end of its previous attempt
+		c.old_updated_at,
+		-- a charge of a subscription's invoice is recurring (recurringBilling,
+		-- card on file), the first one of its subscription while no earlier
+		-- invoice of it was paid by a charge (the 'first' invoice, or the
+		-- first renewal after a trial): isFirstRecurringPayment
+		p.invoice_id IS NOT NULL,
+		p.invoice_id IS NOT NULL AND NOT EXISTS (
+			SELECT 1 FROM payments.invoices i
+			JOIN payments.invoices earlier ON earlier.merchant_id = i.merchant_id
+				AND earlier.subscription_id = i.subscription_id AND earlier.invoice_id <> i.invoice_id
+			WHERE i.merchant_id = p.merchant_id AND i.invoice_id = p.invoice_id
+				AND earlier.status = 'paid' AND pay_minor_units(earlier.amount) > 0)
+	FROM claimed c
+	-- operations on a stored method or a customer's profile have no payment
+	LEFT JOIN payments.payments p ON p.merchant_id = c.merchant_id AND p.payment_id = c.payment_id
+	JOIN payments.gateway_config g ON g.merchant_id = c.merchant_id
+	LEFT JOIN payments.card_vault v ON v.merchant_id = c.merchant_id AND v.operation_id = c.operation_id
+	LEFT JOIN payments.payment_methods pm ON pm.merchant_id = c.merchant_id
+		AND pm.payment_method_id = coalesce(c.payment_method_id, p.payment_method_id)
+	LEFT JOIN payments.customers cu ON cu.merchant_id = c.merchant_id
+		AND cu.customer_id = coalesce(c.customer_id, pm.customer_id);
+END
+$$;
+COMMENT ON FUNCTION payments._claim_operations(integer) IS
+	'Worker, step 1: claims up to p_limit ready operations (FOR UPDATE SKIP LOCKED) and marks them sending before anything is sent.';
+
+-- JIT off in the worker's recording functions too (see _claim_operations)
+ALTER FUNCTION payments._record_final_results(bigint[], bigint[], text[], integer[], integer[], text[],
+	text[], text[], text[], text[], text[], text[]) SET jit = off;
+ALTER FUNCTION payments._record_result(bigint, bigint, text, integer, integer, text, text, text, text, text,
+	timestamptz, text, text) SET jit = off;
+
+------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,
 -- payment_api.sql, privileges.sql).  Keep this block LAST: its privilege
 -- and row-security statements cover every function and tenant table made

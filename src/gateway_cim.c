@@ -54,17 +54,32 @@ gateway_op_is_cim(const GatewayOp *op)
 
 /*
  * The card-on-file fields of a charge of a stored method (claim columns
- * payment_method_id and original_network_trans_id): a merchant-initiated
- * charge (isSubsequentAuth) with the network transaction id of the first
- * customer-initiated one, or, while none is known, a charge with stored
+ * payment_method_id, original_network_trans_id, recurring and
+ * first_recurring).  A charge of a subscription's invoice is recurring
+ * (transactionSettings recurringBilling=true): its subscription's first
+ * charge is the first of the recurring series (isFirstRecurringPayment,
+ * no original network transaction id: it is the one the series starts
+ * from); every later one is merchant-initiated (isSubsequentAuth) with the
+ * network transaction id of the first customer-initiated charge.  Other
+ * charges of a stored method are merchant-initiated the same way, or,
+ * while no network transaction id is known, charges with stored
  * credentials (isStoredCredentials).  A profile given by its ids alone is
- * not a stored method of ours and gets neither.
+ * not a stored method of ours and gets none of these.
  */
 void
 gateway_cim_card_on_file(AnetTxnRequest *req, HeapTuple tuple, TupleDesc desc)
 {
+	char	   *recurring = col(tuple, desc, "recurring");
+	char	   *first = col(tuple, desc, "first_recurring");
+
+	req->recurring_billing = recurring != NULL && strcmp(recurring, "t") == 0;
 	if (col(tuple, desc, "payment_method_id") == NULL)
 		return;
+	if (req->recurring_billing && first != NULL && strcmp(first, "t") == 0)
+	{
+		req->is_first_recurring_payment = true;
+		return;
+	}
 	req->original_network_trans_id = col(tuple, desc, "original_network_trans_id");
 	if (req->original_network_trans_id != NULL)
 		req->is_subsequent_auth = true;

@@ -182,6 +182,24 @@ _PG_init(void)
 							0,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("payments.billing_interval",
+							"Seconds between the worker's runs of due subscription renewals and dunning retries (0: the worker runs none).",
+							"Set 0 where pg_cron or another scheduler calls pay_run_renewals and pay_run_dunning instead.  A run that finds a full batch goes on at once until the backlog is worked through.",
+							&payments_billing_interval_s,
+							PAYMENTS_DEFAULT_BILLING_INTERVAL_S, 0, 86400,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("payments.billing_batch",
+							"Subscriptions (renewals) or invoices (dunning retries) the worker bills per transaction.",
+							NULL,
+							&payments_billing_batch,
+							PAYMENTS_DEFAULT_BILLING_BATCH, 1, 10000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
 	DefineCustomIntVariable("payments.settlement_check_interval",
 							"Seconds between the worker's checks of the gateway's settled batches and of payments held for review.",
 							NULL,

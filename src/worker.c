@@ -57,6 +57,8 @@ int			payments_settlement_check_s = PAYMENTS_DEFAULT_SETTLEMENT_CHECK_S;
 int			payments_exchange_retention_days = PAYMENTS_DEFAULT_EXCHANGE_RETENTION_DAYS;
 int			payments_idempotency_retention_hours = PAYMENTS_DEFAULT_IDEMPOTENCY_RETENTION_HOURS;
 int			payments_worker_statement_timeout = PAYMENTS_DEFAULT_WORKER_STATEMENT_TIMEOUT_MS;
+int			payments_billing_interval_s = PAYMENTS_DEFAULT_BILLING_INTERVAL_S;
+int			payments_billing_batch = PAYMENTS_DEFAULT_BILLING_BATCH;
 
 /*
  * What the worker changes as it runs, in one place: one instance
@@ -1251,6 +1253,141 @@ recover_in_flight(void)
 }
 
 /*
+ * Billing of subscriptions (billing.sql): due renewals and dunning retries,
+ * one batch of each per transaction.  The functions may be missing (a
+ * schema without them, or one being updated): that is said once and the
+ * step skipped, not raised every round.
+ */
+typedef enum BillingResult
+{
+	BILLING_DONE,				/* a partial batch: nothing more is due */
+	BILLING_FULL,				/* a full batch: more may be due */
+	BILLING_DEFERRED,			/* not run: the sender is behind */
+	BILLING_MISSING				/* the function does not exist */
+} BillingResult;
+
+typedef struct BillingRun
+{
+	const char *function;		/* payments._run_renewals or _run_dunning */
+	int			limit;
+	BillingResult result;
+} BillingRun;
+
+static void
+billing_batch_fn(void *arg)
+{
+	BillingRun *run = (BillingRun *) arg;
+	Oid			argtypes[2] = {INT8OID, INT4OID};
+	Datum		values[2] = {(Datum) 0, Int32GetDatum(run->limit)};
+	const char	nulls[2] = {'n', ' '};
+	Datum		backlog_arg = Int32GetDatum(payments_claim_batch);
+	Oid			backlog_type = INT4OID;
+	char	   *sql;
+	bool		isnull;
+	Datum		d;
+
+	sql = psprintf("SELECT to_regprocedure('%s(bigint,integer)') IS NOT NULL", run->function);
+	if (SPI_execute(sql, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "payments worker: looking up %s failed", run->function);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (!DatumGetBool(d))
+	{
+		run->result = BILLING_MISSING;
+		return;
+	}
+
+	/*
+	 * Queue no more charges while a claim's worth is ready and not yet
+	 * claimed: the charges already queued go first, and the loop keeps
+	 * serving the requests in flight between batches.  (Off the partial
+	 * index of ready operations, at most a claim's worth of entries.)
+	 */
+	if (SPI_execute_with_args("SELECT count(*) >= $1 FROM (SELECT 1 FROM payments.operations"
+							  " WHERE status IN ('queued', 'unknown') AND next_attempt_at <= now()"
+							  " LIMIT $1) x",
+							  1, &backlog_type, &backlog_arg, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "payments worker: counting ready operations failed");
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (DatumGetBool(d))
+	{
+		run->result = BILLING_DEFERRED;
+		return;
+	}
+
+	sql = psprintf("SELECT %s($1, $2)", run->function);
+	if (SPI_execute_with_args(sql, 2, argtypes, values, nulls, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "payments worker: %s failed", run->function);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	run->result = (!isnull && DatumGetInt32(d) >= run->limit) ? BILLING_FULL : BILLING_DONE;
+}
+
+/*
+ * One batch of function.  A failed batch (a deadlock, the statement
+ * timeout...) is logged by the guard and counts as done: the next turn
+ * comes at the next interval.
+ */
+static BillingResult
+billing_batch(const char *what, const char *function, bool *missing_said)
+{
+	BillingRun	run = {.function = function, .limit = payments_billing_batch, .result = BILLING_DONE};
+
+	if (!in_transaction(what, billing_batch_fn, &run))
+		return BILLING_DONE;
+	if (run.result == BILLING_MISSING)
+	{
+		if (!*missing_said)
+			ereport(LOG,
+					(errcode(ERRCODE_UNDEFINED_FUNCTION),
+					 errmsg("payments worker: %s is missing, no billing runs until it exists", function),
+					 errhint("Run ALTER EXTENSION payments UPDATE, or set payments.billing_interval to 0.")));
+		*missing_said = true;
+		return BILLING_DONE;
+	}
+	*missing_said = false;
+	return run.result;
+}
+
+/*
+ * Due renewals, then due dunning retries, one batch each.  True when a
+ * batch was full or put off (more is due); *deferred when the sender was
+ * behind.  The loop comes back at once after a full batch, and sends the
+ * charges just queued before the next one: a large backlog is worked
+ * through in short transactions at the pace the gateway takes them,
+ * without holding up the requests in flight for longer than a batch.
+ */
+static bool
+run_billing(WorkerState *ws, bool *deferred)
+{
+	static bool renewals_missing = false;
+	static bool dunning_missing = false;
+	BillingResult r1;
+	BillingResult r2;
+
+	*deferred = false;
+
+	/*
+	 * Nothing to send them with, or a claim's worth in flight already:
+	 * later.  Keeping the billing's charges in flight to about one claim
+	 * (enough for thousands a second at a gateway's usual latency) leaves
+	 * the rest of payments.max_in_flight, and the loop's time, to other
+	 * payments: a backlog of renewals filling all of it had ordinary
+	 * purchases wait behind it for up to a minute.
+	 */
+	if (circuit_is_open(&ws->breaker) ||
+		ops_in_flight(ws) >= Min(payments_claim_batch, payments_max_in_flight))
+	{
+		*deferred = true;
+		return true;
+	}
+	r1 = billing_batch("running subscription renewals", "payments._run_renewals",
+					   &renewals_missing);
+	r2 = billing_batch("running dunning retries", "payments._run_dunning",
+					   &dunning_missing);
+	*deferred = (r1 == BILLING_DEFERRED || r2 == BILLING_DEFERRED);
+	return r1 == BILLING_FULL || r2 == BILLING_FULL || *deferred;
+}
+
+/*
  * Each gateway connection is a file descriptor: lift the soft limit to the
  * hard one so that payments.max_connections sockets fit beside the
  * backend's own files.
@@ -1313,6 +1450,9 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 	TimestampTz last_gauge = 0;
 	TimestampTz last_statistics = 0;
 	TimestampTz last_recovery = 0;
+	TimestampTz last_billing = 0;
+	bool		billing_backlog = false;
+	bool		billing_deferred = false;
 	bool		wake = true;
 	bool		ready = false;
 	bool		recovered = false;
@@ -1416,6 +1556,22 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 		{
 			last_statistics = now;
 			refresh_statistics();
+		}
+
+		/*
+		 * renewals and dunning retries (payments.billing_interval; 0: off):
+		 * with a backlog at once again, or after 100 ms when the sender was
+		 * behind
+		 */
+		if (recovered && payments_billing_interval_s > 0 &&
+			TimestampDifferenceExceeds(last_billing, now,
+									   !billing_backlog ? payments_billing_interval_s * 1000 :
+									   billing_deferred ? 100 : 0))
+		{
+			last_billing = now;
+			billing_backlog = run_billing(ws, &billing_deferred);
+			if (billing_backlog && !billing_deferred)
+				wake = true;
 		}
 
 		in_flight = ops_in_flight(ws);

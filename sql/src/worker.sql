@@ -18,7 +18,12 @@ COMMENT ON FUNCTION payments._duplicate_window() IS
 -- rows through an index on merchant_id alone, scanning the whole table for
 -- each one); the ordered index scan with LIMIT and primary-key lookups are
 -- always the right plan here, so they are forced, and planned afresh with
--- the tables' current size on every call.
+-- the tables' current size on every call.  Disabled plan types cost 1e10,
+-- which crosses jit_above_cost in every statement planned under these
+-- settings, the functions called per row (_gateway_customer_ref) and the
+-- triggers included: JIT compiling each took tens of milliseconds per
+-- claimed row, so JIT is off here (and in the two _record functions).
+-- These plans never need it.
 CREATE FUNCTION payments._claim_operations(p_limit integer)
 	RETURNS TABLE (merchant_id bigint, operation_id bigint, payment_id bigint, kind text,
 		action text, attempt integer, via_void boolean, amount_minor bigint, currency text,
@@ -30,7 +35,8 @@ CREATE FUNCTION payments._claim_operations(p_limit integer)
 		payment_method_id bigint, customer_id bigint, method_source text, validation_mode text,
 		method_default boolean, method_customer_profile_id text, method_payment_profile_id text,
 		merchant_customer_id text, customer_email text, customer_name text, customer_billing jsonb,
-		original_network_trans_id text, method_card_last4 text, last_attempt_at timestamptz)
+		original_network_trans_id text, method_card_last4 text, last_attempt_at timestamptz,
+		recurring boolean, first_recurring boolean)
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments
 	SET enable_seqscan = off
@@ -39,6 +45,7 @@ CREATE FUNCTION payments._claim_operations(p_limit integer)
 	SET enable_hashjoin = off
 	SET enable_mergejoin = off
 	SET plan_cache_mode = force_custom_plan
+	SET jit = off
 	AS $$
 BEGIN
 	-- Ready first by due time, straight off the partial index: a long queue
@@ -89,7 +96,18 @@ BEGIN
 		cu.email, cu.name, cu.billing,
 		pm.network_trans_id, pm.card_last4,
 		-- when the operation last changed: the end of its previous attempt
-		c.old_updated_at
+		c.old_updated_at,
+		-- a charge of a subscription's invoice is recurring (recurringBilling,
+		-- card on file), the first one of its subscription while no earlier
+		-- invoice of it was paid by a charge (the 'first' invoice, or the
+		-- first renewal after a trial): isFirstRecurringPayment
+		p.invoice_id IS NOT NULL,
+		p.invoice_id IS NOT NULL AND NOT EXISTS (
+			SELECT 1 FROM payments.invoices i
+			JOIN payments.invoices earlier ON earlier.merchant_id = i.merchant_id
+				AND earlier.subscription_id = i.subscription_id AND earlier.invoice_id <> i.invoice_id
+			WHERE i.merchant_id = p.merchant_id AND i.invoice_id = p.invoice_id
+				AND earlier.status = 'paid' AND pay_minor_units(earlier.amount) > 0)
 	FROM claimed c
 	-- operations on a stored method or a customer's profile have no payment
 	LEFT JOIN payments.payments p ON p.merchant_id = c.merchant_id AND p.payment_id = c.payment_id
@@ -193,6 +211,7 @@ CREATE FUNCTION payments._record_final_results(
 	SET enable_hashjoin = off
 	SET enable_mergejoin = off
 	SET plan_cache_mode = force_custom_plan
+	SET jit = off
 	AS $$
 DECLARE
 	n integer;
@@ -262,6 +281,7 @@ CREATE FUNCTION payments._record_result(
 	SET search_path = pg_catalog, payments
 	SET enable_seqscan = off
 	SET plan_cache_mode = force_custom_plan
+	SET jit = off
 	AS $$
 DECLARE
 	o payments.operations;

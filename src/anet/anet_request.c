@@ -558,6 +558,16 @@ check_transaction(BuildCtx *ctx, const AnetTxnRequest *r)
 		 r->subsequent_auth_reason) &&
 		r->type != ANET_AUTH_CAPTURE && r->type != ANET_AUTH_ONLY)
 		return fail(ctx, "card-on-file fields are only sent with authCaptureTransaction and authOnlyTransaction");
+	/*
+	 * The schema makes each flag optional and says nothing of their
+	 * combinations; their meanings do: the first payment of a recurring
+	 * series is customer-initiated and has no earlier transaction to name,
+	 * so it is neither a subsequent authorization nor the first of an
+	 * unscheduled series.
+	 */
+	if (r->is_first_recurring_payment &&
+		(r->is_subsequent_auth || r->is_first_subsequent_auth || r->original_network_trans_id))
+		return fail(ctx, "processingOptions.isFirstRecurringPayment is not sent with isSubsequentAuth, isFirstSubsequentAuth or subsequentAuthInformation.originalNetworkTransId");
 
 	/* payment */
 	if (npayments > 1)

@@ -80,6 +80,9 @@ typedef struct Txn
 	char		payment_profile_id[24];
 	char		network_trans_id[32];
 	bool		recurring;
+	json_object *processing_options;	/* copies of the request's card-on-file
+										 * objects (the ledger shows them) */
+	json_object *subsequent_auth;
 	long long	prepaid_balance;	/* -1 when not a prepaid card */
 } Txn;
 

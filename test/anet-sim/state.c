@@ -63,6 +63,8 @@ state_reset(bool ledger)
 			continue;
 		json_object_put(t->bill_to);
 		json_object_put(t->ship_to);
+		json_object_put(t->processing_options);
+		json_object_put(t->subsequent_auth);
 		free(t);
 		sim.txns[i] = NULL;
 	}
@@ -173,6 +175,12 @@ ledger_record(Txn *t, const char *kind, long long amount)
 	jadd_str(e, "refId", t->ref_id);
 	jadd_str(e, "accountNumber", t->last4);
 	jadd(e, "responseCode", json_object_new_int(t->response_code));
+	/* card on file: what the request said of the charge */
+	jadd(e, "recurringBilling", json_object_new_boolean(t->recurring));
+	if (t->processing_options)
+		jadd(e, "processingOptions", json_object_get(t->processing_options));
+	if (t->subsequent_auth)
+		jadd(e, "subsequentAuthInformation", json_object_get(t->subsequent_auth));
 	if (t->ref_trans_id)
 	{
 		snprintf(buf, sizeof(buf), "%lld", t->ref_trans_id);

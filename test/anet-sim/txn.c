@@ -277,6 +277,10 @@ fill_txn(Txn *t, json_object *req, json_object *tr, const char *type)
 		t->bill_to = json_object_get(bt);
 	if (st)
 		t->ship_to = json_object_get(st);
+	if (jget(tr, "processingOptions"))
+		t->processing_options = json_object_get(jget(tr, "processingOptions"));
+	if (jget(tr, "subsequentAuthInformation"))
+		t->subsequent_auth = json_object_get(jget(tr, "subsequentAuthInformation"));
 }
 
 /* Duplicate key: README.md's "Duplicate window" fields, and the window */

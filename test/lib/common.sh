@@ -109,6 +109,7 @@ unix_socket_directories = '$dir/sock'
 shared_preload_libraries = 'payments,pg_cron'
 payments.database = 'payments'
 cron.database_name = 'payments'
+payments.test_clocks = on
 max_connections = 200
 log_line_prefix = '%m [%p] %q%u@%d '
 CONF

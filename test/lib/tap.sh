@@ -28,6 +28,13 @@ like() {	# like GOT EXTENDED_REGEX DESCRIPTION
 	fi
 }
 
+unlike() {	# unlike GOT EXTENDED_REGEX DESCRIPTION
+	if ! grep -Eq -- "$2" <<<"$1"; then ok 0 "$3"; else
+		ok 1 "$3"
+		printf '#   got:      %s\n#   expected not to match: %s\n' "$1" "$2"
+	fi
+}
+
 comment() {	# comment TEXT: TEXT as TAP comment lines (the first 80)
 	awk 'NR <= 80 { print "#   " $0 } END { if (NR > 80) print "#   ... and " NR - 80 " more lines" }' <<<"$1"
 }

@@ -1735,6 +1735,42 @@ test_card_on_file(void)
 	ok(json && strstr(json, "subsequentAuthInformation") == NULL, "no subsequentAuthInformation without its fields");
 	anet_free(json);
 
+	/* a subscription's first charge: recurring, the first of its series */
+	r.is_stored_credentials = false;
+	r.recurring_billing = true;
+	json = anet_build_transaction_request(&creds, &r, false, &err);
+	keys_are(json, "createTransactionRequest.transactionRequest",
+			 "transactionType,amount,profile,order,transactionSettings,processingOptions",
+			 "a first recurring charge: transactionSettings, then processingOptions, no subsequentAuthInformation");
+	keys_are(json, "createTransactionRequest.transactionRequest.processingOptions",
+			 "isFirstRecurringPayment", "a first recurring charge: isFirstRecurringPayment alone");
+	ok(json && strstr(json, "\"recurringBilling\",\"settingValue\":\"true\"") != NULL,
+	   "a first recurring charge sends recurringBilling=true");
+	anet_free(json);
+	r.is_subsequent_auth = true;
+	json = anet_build_transaction_request(&creds, &r, false, &err);
+	ok(json == NULL && err && strstr(err, "isFirstRecurringPayment is not sent with isSubsequentAuth"),
+	   "a first recurring payment that claims to be a subsequent authorization is refused");
+	anet_free(err);
+	err = NULL;
+	r.is_subsequent_auth = false;
+	r.original_network_trans_id = "0STSMT7WLO5D80U0KJR4Z9A";
+	json = anet_build_transaction_request(&creds, &r, false, &err);
+	ok(json == NULL && err && strstr(err, "originalNetworkTransId"),
+	   "a first recurring payment naming an original network transaction is refused");
+	anet_free(err);
+	err = NULL;
+	r.is_first_recurring_payment = false;
+	r.is_subsequent_auth = true;
+	json = anet_build_transaction_request(&creds, &r, false, &err);
+	keys_are(json, "createTransactionRequest.transactionRequest",
+			 "transactionType,amount,profile,order,transactionSettings,processingOptions,subsequentAuthInformation",
+			 "a renewal: recurringBilling, isSubsequentAuth and the original network transaction id");
+	anet_free(json);
+	r.is_subsequent_auth = false;
+	r.recurring_billing = false;
+	r.is_first_recurring_payment = true;
+	r.is_stored_credentials = true;
 	r.original_network_trans_id = "bad-id!";
 	json = anet_build_transaction_request(&creds, &r, false, &err);
 	ok(json == NULL && err && strstr(err, "originalNetworkTransId must contain only letters, digits and spaces"),

@@ -115,3 +115,63 @@ def test_delete_and_control_profiles():
     r = api(req('deleteCustomerProfileRequest', customerProfileId=p['customerProfileId']))
     eq(r['messages']['resultCode'], 'Ok', 'profile deleted')
     eq([x for x in ctl('GET', '/profiles')['profiles'] if x.get('merchantCustomerId') == mc], [], 'profile gone')
+
+
+def profile_charge(p, amount, invoice, options=None, sai=None, recurring=True):
+    body = {'profile': {'customerProfileId': p['customerProfileId'],
+                        'paymentProfile': {'paymentProfileId': p['customerPaymentProfileIdList'][0]}},
+            'order': {'invoiceNumber': invoice}}
+    if options:
+        body['processingOptions'] = options
+    if sai:
+        body['subsequentAuthInformation'] = sai
+    return api(tx('authCaptureTransaction', amount, body,
+                  settings={'recurringBilling': 'true'} if recurring else None))
+
+
+def test_recurring_charges_are_recorded():
+    # a subscription's first charge, then a renewal: the ledger and the
+    # transaction's details keep what the request said
+    p = profile(uniq()[:20])
+    ntid = field(p['validationDirectResponseList'][0], 59)
+    inv1, inv2, inv3 = uniq(), uniq(), uniq()
+    r = profile_charge(p, '21.00', inv1, {'isFirstRecurringPayment': 'true'})
+    eq(resp(r)['responseCode'], '1', 'a first recurring charge of a profile is approved')
+    t1 = resp(r)['transId']
+    r = profile_charge(p, '21.00', inv2, {'isSubsequentAuth': 'true'}, {'originalNetworkTransId': ntid})
+    eq(resp(r)['responseCode'], '1', 'a renewal (isSubsequentAuth) is approved')
+    r = profile_charge(p, '21.00', inv3, recurring=False)
+    led = {e['invoiceNumber']: e for e in ctl('GET', '/ledger') if e['invoiceNumber'] in (inv1, inv2, inv3)}
+    eq(led[inv1]['recurringBilling'], True, 'the ledger records recurringBilling=true')
+    eq(led[inv1]['processingOptions'], {'isFirstRecurringPayment': 'true'}, 'and the first charge\'s processingOptions')
+    check('subsequentAuthInformation' not in led[inv1], 'the first charge names no original transaction')
+    eq(led[inv2]['processingOptions'], {'isSubsequentAuth': 'true'}, 'the renewal\'s processingOptions')
+    eq(led[inv2]['subsequentAuthInformation'], {'originalNetworkTransId': ntid}, 'and its original network transaction id')
+    eq(led[inv3]['recurringBilling'], False, 'a charge without the setting is not recurring')
+    check('processingOptions' not in led[inv3], 'and has no processingOptions')
+    d = api(req('getTransactionDetailsRequest', transId=t1))
+    eq(d['transaction']['recurringBilling'], True, 'getTransactionDetails: recurringBilling true')
+
+
+def test_stored_card_expires():
+    # a payment profile's card is checked against its expiry at every
+    # charge: once the (simulator) clock passes it, reason 8
+    import datetime
+    now = datetime.datetime.utcnow()
+    exp = '%04d-%02d' % (now.year + (now.month // 12), now.month % 12 + 1)   # next month
+    p = profile(uniq()[:20], mode='none')
+    r = api(req('createCustomerPaymentProfileRequest', customerProfileId=p['customerProfileId'],
+                paymentProfile={'billTo': {'zip': '98004'}, 'payment': card('5424000000000015', exp=exp)},
+                validationMode='none'))
+    q = {'customerProfileId': p['customerProfileId'], 'customerPaymentProfileIdList': [r['customerPaymentProfileId']]}
+    r = profile_charge(q, '9.00', uniq())
+    eq(resp(r)['responseCode'], '1', 'a stored card charged before its expiry is approved')
+    ctl('POST', '/clock', {'advanceSeconds': 70 * 86400})
+    try:
+        inv = uniq()
+        r = profile_charge(q, '9.00', inv)
+        eq(resp(r)['responseCode'], '3', 'after its expiry: responseCode 3')
+        eq(reason(r), 8, 'reason 8, the card has expired')
+        eq([e for e in ctl('GET', '/ledger') if e['invoiceNumber'] == inv], [], 'nothing charged')
+    finally:
+        ctl('POST', '/clock', {'advanceSeconds': -70 * 86400})
