@@ -444,9 +444,12 @@ COMMENT ON FUNCTION payments._invoice_payment_succeeded(bigint, bigint, bigint) 
 -- dunning.  unknown (the worker resolves it) and in_review (held: the
 -- worker learns the decision) wait; refunds of a paid invoice change
 -- nothing here.
+-- (plan_cache_mode: the worker records outcomes with force_custom_plan,
+-- which would plan this trigger's statements afresh for every row)
 CREATE FUNCTION payments._invoice_payment_outcome() RETURNS trigger
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments
+	SET plan_cache_mode = auto
 	AS $$
 BEGIN
 	IF OLD.status NOT IN ('pending', 'unknown', 'in_review') THEN

@@ -24,15 +24,22 @@
 # stream's own CPU rate measured in the baseline), and the purchase
 # stream's pgbench latency and result latency p50/p99 without and with the
 # backlog.
+#
+# BENCH_BILLING_SESSIONS=K: the billing runs are K sessions calling
+# pay_run_renewals(500) in a loop (as pg_cron jobs would) instead of the
+# worker's own clock (payments.billing_interval = 0); the worker still sends
+# and records every charge.
 set -euo pipefail
 N=${1:-100000}
+SESSIONS=${BENCH_BILLING_SESSIONS:-0}
+if [ "$SESSIONS" -gt 0 ]; then BILLING_INTERVAL=0; else BILLING_INTERVAL=1; fi
 RATE=${2:-50}
 DURATION=${3:-20}
 source "$(dirname "$0")/bench_setup.sh"
 
 bench_start "shared_buffers = 512MB" "max_wal_size = 4GB" "wal_init_zero = off" \
 	"payments.max_in_flight = 2000" "payments.claim_batch = 500" \
-	"payments.test_clocks = on" "payments.billing_interval = 1" "payments.billing_batch = ${BENCH_BILLING_BATCH:-100}" \
+	"payments.test_clocks = on" "payments.billing_interval = $BILLING_INTERVAL" "payments.billing_batch = ${BENCH_BILLING_BATCH:-100}" \
 	"log_lock_waits = on" "deadlock_timeout = 20ms"
 
 M=$(q -c "SELECT merchant_id FROM payments.gateway_config ORDER BY merchant_id LIMIT 1")
@@ -136,11 +143,18 @@ lock_sampler &
 sampler=$!
 log_lines_before=$(as_root wc -l < "$WORK/postgres.log")
 
-echo "== the clock moves: $N renewals due at once; the worker works them through while $RATE purchases/s go on for ${DURATION}s"
+if [ "$SESSIONS" -gt 0 ]; then by="$SESSIONS sessions calling pay_run_renewals (as pg_cron would) issue them, the worker sends them"; else by="the worker works them through"; fi
+echo "== the clock moves: $N renewals due at once; $by while $RATE purchases/s go on for ${DURATION}s"
 b0=$(last_op); cb0=$(server_cpu)
 tb0=$(date +%s.%N)
 qm -c "SELECT payments.pay_advance_test_clock('2 hours')" >/dev/null
+billing_session() {	# pay_run_renewals until nothing is left to renew
+	while [ "$(q -c "SELECT payments.pay_run_renewals(500)")" != 0 ]; do :; done
+}
+sessions=()
+for _ in $(seq "$SESSIONS"); do billing_session & sessions+=($!); done
 with=$(purchase_stream backlog)
+for p in "${sessions[@]}"; do wait "$p" || true; done
 b1=$(last_op)
 while [ "$(q -c "SELECT count(*) FROM payments.subscriptions WHERE merchant_id = $M AND next_renewal_at <= payments._billing_now($M)")" != 0 ] ||
 	[ "$(q -c "SELECT count(*) FROM payments.operations WHERE status IN ('queued','sending','unknown')")" != 0 ]; do
