@@ -3714,13 +3714,19 @@ COMMENT ON TRIGGER payments_audit_truncate ON payments.billing_clocks IS 'Audit:
 
 -- "Now" for a merchant's billing: its test clock while test clocks are
 -- allowed, else the real time.
+-- (PL/pgSQL: its statement is planned once per session; as a SQL function
+-- called from PL/pgSQL it was parsed and planned again at every call)
 CREATE FUNCTION payments._billing_now(p_merchant_id bigint) RETURNS timestamptz
-	LANGUAGE sql STABLE
+	LANGUAGE plpgsql STABLE
 	SET search_path = pg_catalog, payments
 	AS $$
-	SELECT coalesce((SELECT c.frozen_at FROM payments.billing_clocks c
-		WHERE c.merchant_id = p_merchant_id AND current_setting('payments.test_clocks', true) = 'on'), now())
-	$$;
+BEGIN
+	IF current_setting('payments.test_clocks', true) IS DISTINCT FROM 'on' THEN
+		RETURN now();
+	END IF;
+	RETURN coalesce((SELECT c.frozen_at FROM payments.billing_clocks c WHERE c.merchant_id = p_merchant_id), now());
+END
+$$;
 COMMENT ON FUNCTION payments._billing_now(bigint) IS
 	'Internal: "now" for a merchant''s billing (its test clock while payments.test_clocks is on, else now()).';
 
@@ -5409,15 +5415,20 @@ COMMENT ON FUNCTION payments._dunning_policy(bigint) IS
 CREATE FUNCTION payments._invoice_payment_method(p_merchant_id bigint, p_customer_id bigint,
 	p_payment_method_id bigint)
 	RETURNS payments.payment_methods
-	LANGUAGE sql STABLE
+	LANGUAGE plpgsql STABLE
 	SET search_path = pg_catalog, payments
 	AS $$
-	SELECT x.* FROM payments.payment_methods x
+DECLARE
+	pm payments.payment_methods;
+BEGIN
+	SELECT x.* INTO pm FROM payments.payment_methods x
 	WHERE x.merchant_id = p_merchant_id AND x.customer_id = p_customer_id AND x.status = 'active'
 		AND (x.payment_method_id = p_payment_method_id OR x.is_default)
 	ORDER BY x.payment_method_id = p_payment_method_id DESC NULLS LAST
-	LIMIT 1
-	$$;
+	LIMIT 1;
+	RETURN pm;
+END
+$$;
 COMMENT ON FUNCTION payments._invoice_payment_method(bigint, bigint, bigint) IS
 	'Internal: the payment method a subscription''s invoice is charged to: the subscription''s own (p_payment_method_id) while it is active, else the customer''s active default.';
 
@@ -5587,12 +5598,14 @@ COMMENT ON FUNCTION payments._issue_invoice(bigint, bigint, text, integer, times
 CREATE FUNCTION payments._billing_event(p_merchant_id bigint, p_event_type text, p_payment_id bigint,
 	p_data jsonb, p_correlation_id text)
 	RETURNS void
-	LANGUAGE sql
+	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments
 	AS $$
+BEGIN
 	INSERT INTO payments.events (merchant_id, event_type, payment_id, data, correlation_id)
-	VALUES (p_merchant_id, p_event_type, p_payment_id, jsonb_strip_nulls(p_data), p_correlation_id)
-	$$;
+	VALUES (p_merchant_id, p_event_type, p_payment_id, jsonb_strip_nulls(p_data), p_correlation_id);
+END
+$$;
 COMMENT ON FUNCTION payments._billing_event(bigint, text, bigint, jsonb, text) IS
 	'Internal: writes a billing event that is not a status change (invoice.payment_failed, invoice.retry_scheduled, invoice.retry_attempted, invoice.payment_after_close, subscription.renewed, subscription.dunning_exhausted).';
 
@@ -5602,17 +5615,19 @@ COMMENT ON FUNCTION payments._billing_event(bigint, text, bigint, jsonb, text) I
 -- the end of its current period.  The caller holds the subscription's lock.
 CREATE FUNCTION payments._subscription_invoice_paid(p_merchant_id bigint, p_subscription_id bigint)
 	RETURNS void
-	LANGUAGE sql
+	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments
 	AS $$
+BEGIN
 	UPDATE payments.subscriptions s SET status = 'active', next_renewal_at = s.current_period_end
 	WHERE s.merchant_id = p_merchant_id AND s.subscription_id = p_subscription_id
 		AND (s.status IN ('incomplete', 'past_due', 'unpaid')
 			OR (s.status = 'trialing' AND s.current_period_index >= 0))
 		AND NOT EXISTS (SELECT 1 FROM payments.invoices i
 			WHERE i.merchant_id = s.merchant_id AND i.subscription_id = s.subscription_id
-				AND i.status = 'open' AND i.first_failed_at IS NOT NULL)
-	$$;
+				AND i.status = 'open' AND i.first_failed_at IS NOT NULL);
+END
+$$;
 COMMENT ON FUNCTION payments._subscription_invoice_paid(bigint, bigint) IS
 	'Internal: after an invoice was paid, an incomplete, past_due or unpaid subscription (or a trialing one whose trial has ended) becomes active with its next renewal at the end of its period, unless another of its invoices is still in dunning. The caller holds the subscription''s lock.';
 

@@ -286,13 +286,19 @@ COMMENT ON TRIGGER payments_audit_truncate ON payments.billing_clocks IS 'Audit:
 
 -- "Now" for a merchant's billing: its test clock while test clocks are
 -- allowed, else the real time.
+-- (PL/pgSQL: its statement is planned once per session; as a SQL function
+-- called from PL/pgSQL it was parsed and planned again at every call)
 CREATE FUNCTION payments._billing_now(p_merchant_id bigint) RETURNS timestamptz
-	LANGUAGE sql STABLE
+	LANGUAGE plpgsql STABLE
 	SET search_path = pg_catalog, payments
 	AS $$
-	SELECT coalesce((SELECT c.frozen_at FROM payments.billing_clocks c
-		WHERE c.merchant_id = p_merchant_id AND current_setting('payments.test_clocks', true) = 'on'), now())
-	$$;
+BEGIN
+	IF current_setting('payments.test_clocks', true) IS DISTINCT FROM 'on' THEN
+		RETURN now();
+	END IF;
+	RETURN coalesce((SELECT c.frozen_at FROM payments.billing_clocks c WHERE c.merchant_id = p_merchant_id), now());
+END
+$$;
 COMMENT ON FUNCTION payments._billing_now(bigint) IS
 	'Internal: "now" for a merchant''s billing (its test clock while payments.test_clocks is on, else now()).';
 
