@@ -39,8 +39,15 @@ as_root() {
 # (PostgreSQL refuses to run as root), else ourselves.
 if [ "$(id -u)" = 0 ]; then PG_OS_USER=postgres; else PG_OS_USER=$(id -un); fi
 
+# (from a directory postgres may enter: a checkout under a private
+# directory, e.g. mktemp -d, would make psql warn on every call)
 as_pg() {
-	if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+	if [ "$(id -u)" != 0 ]; then "$@"; return; fi
+	if [ "${_AS_PG_CWD:-}" != "$PWD" ]; then
+		_AS_PG_CWD=$PWD
+		if runuser -u postgres -- test -x "$PWD" 2>/dev/null; then _AS_PG_CWD_OK=1; else _AS_PG_CWD_OK=0; fi
+	fi
+	if [ "$_AS_PG_CWD_OK" = 1 ]; then runuser -u postgres -- "$@"; else (cd / && runuser -u postgres -- "$@"); fi
 }
 
 # Install whatever Debian packages are missing (apt-get update first).
