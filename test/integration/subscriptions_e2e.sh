@@ -204,7 +204,7 @@ story concurrent
 saved_card 4111111111111111
 K=400
 su -v merchant="$M" -v pm="$PM" -v n=$K -v amount='7.00 USD' -v due="$(q -c "SELECT pay_billing_now() + interval '1 hour'")" \
-	-f "$REPO_ROOT/test/lib/due_subscriptions.sql" >/dev/null
+	-f "$WORK/test/lib/due_subscriptions.sql" >/dev/null
 q -c "SELECT pay_advance_test_clock('2 hours')" >/dev/null
 # two sessions run small batches until nothing is due; the worker runs too
 runs=""
@@ -235,7 +235,7 @@ story crash
 saved_card 4111111111111111
 K=3000
 su -v merchant="$M" -v pm="$PM" -v n=$K -v amount='8.00 USD' -v due="$(q -c "SELECT pay_billing_now() + interval '1 hour'")" \
-	-f "$REPO_ROOT/test/lib/due_subscriptions.sql" >/dev/null
+	-f "$WORK/test/lib/due_subscriptions.sql" >/dev/null
 q -c "SELECT pay_advance_test_clock('2 hours')" >/dev/null
 q -c "SET application_name = 'e2e-big-run'" -c "SELECT pay_run_renewals(100000)" >/dev/null 2>&1 &
 runner=$!
