@@ -6170,6 +6170,434 @@ ALTER FUNCTION payments._record_result(bigint, bigint, text, integer, integer, t
 	timestamptz, text, text) SET jit = off;
 
 ------------------------------------------------------------------------------
+-- h-priority: background charges and a cheaper renewal (issue 11;
+-- sql/src/billing.sql, worker.sql): the worker claims a billing run's
+-- charges after every other ready operation; an invoice is written once
+-- with its first charge
+------------------------------------------------------------------------------
+
+ALTER TABLE payments.operations ADD COLUMN background boolean NOT NULL DEFAULT false;
+COMMENT ON COLUMN payments.operations.background IS
+	'A charge a billing run queued (a renewal or a dunning retry): the worker claims it after every other ready operation.';
+DROP INDEX payments.operations_ready;
+CREATE INDEX operations_ready ON payments.operations (background, next_attempt_at)
+	WHERE status IN ('queued', 'unknown');
+
+DROP FUNCTION payments._charge_invoice(bigint, bigint);
+DROP FUNCTION payments._issue_invoice(bigint, bigint, text, integer, timestamptz, timestamptz, jsonb);
+
+CREATE FUNCTION payments._queue_invoice_charge(p_invoice payments.invoices, pm payments.payment_methods,
+	p_payment_id bigint, p_background boolean)
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	c payments.customers;
+BEGIN
+	SELECT * INTO c FROM payments.customers x
+	WHERE x.merchant_id = p_invoice.merchant_id AND x.customer_id = p_invoice.customer_id;
+	INSERT INTO payments.payments (merchant_id, payment_id, kind, amount, amount_refunded,
+		payment_method, card_brand, card_last4, card_exp_month, card_exp_year, card_fingerprint,
+		customer_profile_id, payment_profile_id, invoice_number, description,
+		customer, metadata, correlation_id, customer_id, payment_method_id, invoice_id)
+	OVERRIDING SYSTEM VALUE
+	VALUES (p_invoice.merchant_id, p_payment_id, 'purchase', p_invoice.amount, p_invoice.amount * 0, 'profile',
+		pm.card_brand, pm.card_last4, pm.card_exp_month, pm.card_exp_year, pm.card_fingerprint,
+		pm.customer_profile_id, pm.payment_profile_id, 'P' || payments._invoice_tag() || p_payment_id,
+		format('Subscription %s, invoice %s', p_invoice.subscription_id, p_invoice.invoice_id),
+		c.billing || jsonb_strip_nulls(jsonb_build_object('email', c.email)),
+		jsonb_build_object('invoice_id', p_invoice.invoice_id, 'subscription_id', p_invoice.subscription_id),
+		p_invoice.correlation_id, p_invoice.customer_id, pm.payment_method_id, p_invoice.invoice_id);
+	INSERT INTO payments.operations (merchant_id, payment_id, kind, amount, correlation_id, background)
+	VALUES (p_invoice.merchant_id, p_payment_id, 'purchase', p_invoice.amount, p_invoice.correlation_id,
+		p_background);
+	PERFORM payments._wake_at_commit();
+END
+$$;
+COMMENT ON FUNCTION payments._queue_invoice_charge(payments.invoices, payments.payment_methods, bigint, boolean) IS
+	'Internal: queues payment p_payment_id of an invoice (a purchase of stored method pm) and its operation for the worker (p_background: a billing run''s, claimed after ordinary operations). The caller records the attempt on the invoice.';
+
+CREATE FUNCTION payments._charge_invoice(p_merchant_id bigint, p_invoice_id bigint,
+	p_background boolean DEFAULT false) RETURNS bigint
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	inv payments.invoices;
+	s payments.subscriptions;
+	pm payments.payment_methods;
+	pid bigint;
+BEGIN
+	SELECT * INTO inv FROM payments.invoices i
+	WHERE i.merchant_id = p_merchant_id AND i.invoice_id = p_invoice_id
+	FOR UPDATE;
+	IF NOT FOUND OR inv.status NOT IN ('open', 'uncollectible') OR pay_minor_units(inv.amount) = 0 THEN
+		RETURN NULL;
+	END IF;
+	SELECT * INTO s FROM payments.subscriptions x
+	WHERE x.merchant_id = inv.merchant_id AND x.subscription_id = inv.subscription_id;
+	-- the subscription's method while it is usable, else the customer's default
+	pm := payments._invoice_payment_method(inv.merchant_id, inv.customer_id, s.payment_method_id);
+	IF pm.payment_method_id IS NULL THEN
+		RETURN NULL;
+	END IF;
+	pid := nextval('payments.payments_payment_id_seq');
+	PERFORM payments._queue_invoice_charge(inv, pm, pid, p_background);
+	UPDATE payments.invoices SET payment_id = pid, attempt_count = attempt_count + 1,
+		next_attempt_at = NULL
+	WHERE merchant_id = inv.merchant_id AND invoice_id = inv.invoice_id;
+	RETURN pid;
+END
+$$;
+COMMENT ON FUNCTION payments._charge_invoice(bigint, bigint, boolean) IS
+	'Internal: one charge attempt of an open invoice: a purchase of the subscription''s payment method (or the customer''s default), sent by the worker after COMMIT (p_background: a billing run''s, claimed after ordinary operations). Returns the payment id, or NULL when there is nothing to charge or no usable payment method.';
+
+CREATE FUNCTION payments._issue_invoice(p_merchant_id bigint, p_subscription_id bigint, p_kind text,
+	p_period_index integer, p_period_start timestamptz, p_period_end timestamptz,
+	p_lines jsonb DEFAULT NULL, p_background boolean DEFAULT false)
+	RETURNS payments.invoices
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	s payments.subscriptions;
+	lines jsonb;
+	total payments.pay_amount;
+	credit payments.pay_amount;
+	inv payments.invoices;
+	pm payments.payment_methods;
+	pid bigint;
+	now_ timestamptz := payments._billing_now(p_merchant_id);
+BEGIN
+	SELECT * INTO STRICT s FROM payments.subscriptions x
+	WHERE x.merchant_id = p_merchant_id AND x.subscription_id = p_subscription_id;
+	IF p_lines IS NOT NULL THEN
+		lines := p_lines;
+	ELSIF p_kind IN ('first', 'renewal') THEN
+		lines := jsonb_build_array(jsonb_build_object('kind', 'subscription',
+			'description', format('%s x %s, %s to %s', s.quantity, s.unit_amount,
+				p_period_start AT TIME ZONE s.time_zone, p_period_end AT TIME ZONE s.time_zone),
+			'unit_amount', s.unit_amount::text, 'quantity', s.quantity,
+			'amount', (s.unit_amount * s.quantity)::text));
+	ELSE
+		RAISE EXCEPTION 'a % invoice needs its lines', p_kind USING ERRCODE = '22023';
+	END IF;
+	IF p_kind IN ('first', 'renewal') THEN
+		lines := lines || coalesce((SELECT jsonb_agg(jsonb_build_object('kind', i.kind,
+				'description', i.description, 'amount', i.amount::text, 'item_id', i.item_id) ORDER BY i.item_id)
+			FROM payments.invoice_items i
+			WHERE i.merchant_id = p_merchant_id AND i.subscription_id = p_subscription_id
+				AND i.invoice_id IS NULL), '[]');
+	END IF;
+	SELECT coalesce(sum((l ->> 'amount')::payments.pay_amount), s.unit_amount * 0) INTO total
+	FROM jsonb_array_elements(lines) l;
+	IF pay_currency(total) <> pay_currency(s.unit_amount) THEN
+		RAISE EXCEPTION 'invoice lines must be in %', pay_currency(s.unit_amount) USING ERRCODE = '22023';
+	END IF;
+	credit := total * 0;
+	IF pay_minor_units(total) < 0 THEN
+		credit := total;
+		total := total * 0;
+	END IF;
+
+	-- the first charge's payment is known before the invoice is written, so
+	-- that the invoice is written once, with its first attempt
+	IF pay_minor_units(total) > 0 THEN
+		pm := payments._invoice_payment_method(p_merchant_id, s.customer_id, s.payment_method_id);
+		IF pm.payment_method_id IS NOT NULL THEN
+			pid := nextval('payments.payments_payment_id_seq');
+		END IF;
+	END IF;
+	INSERT INTO payments.invoices (merchant_id, subscription_id, customer_id, kind, period_index,
+		period_start, period_end, amount, lines, correlation_id, payment_id, attempt_count)
+	VALUES (p_merchant_id, p_subscription_id, s.customer_id, p_kind, p_period_index,
+		p_period_start, p_period_end, total, lines, s.correlation_id, pid, (pid IS NOT NULL)::integer)
+	ON CONFLICT (merchant_id, subscription_id, period_index) WHERE kind IN ('first', 'renewal') DO NOTHING
+	RETURNING * INTO inv;
+	IF NOT FOUND THEN
+		RETURN inv;
+	END IF;
+	IF p_kind IN ('first', 'renewal') THEN
+		UPDATE payments.invoice_items SET invoice_id = inv.invoice_id
+		WHERE merchant_id = p_merchant_id AND subscription_id = p_subscription_id AND invoice_id IS NULL;
+	END IF;
+	IF pay_minor_units(credit) < 0 THEN
+		INSERT INTO payments.invoice_items (merchant_id, subscription_id, kind, amount, description)
+		VALUES (p_merchant_id, p_subscription_id, 'credit', credit,
+			format('Credit carried over from invoice %s', inv.invoice_id));
+	END IF;
+	IF pay_minor_units(total) = 0 THEN
+		UPDATE payments.invoices SET status = 'paid', paid_at = now_, closed_at = now_
+		WHERE merchant_id = p_merchant_id AND invoice_id = inv.invoice_id
+		RETURNING * INTO inv;
+		PERFORM payments._subscription_invoice_paid(p_merchant_id, p_subscription_id);
+	ELSIF pid IS NULL THEN
+		-- a failed charge like any other: dunning (or, for a first
+		-- invoice, the wait until the subscription expires)
+		inv := payments._invoice_payment_failed(p_merchant_id, inv.invoice_id, NULL,
+			'no_payment_method', 'The customer has no usable payment method.');
+	ELSE
+		PERFORM payments._queue_invoice_charge(inv, pm, pid, p_background);
+	END IF;
+	RETURN inv;
+END
+$$;
+COMMENT ON FUNCTION payments._issue_invoice(bigint, bigint, text, integer, timestamptz, timestamptz, jsonb, boolean) IS
+	'Internal: issues a subscription''s invoice (kind first or renewal: one per period, an empty row when the period was invoiced already; proration: the lines given) with its pending prorations and credits, and makes its first charge (p_background: a billing run''s; an amount of zero is paid at once and activates the subscription; no usable payment method is a failed charge: dunning). The caller holds the subscription''s row lock.';
+
+CREATE OR REPLACE FUNCTION payments._run_renewals(p_merchant_id bigint, p_limit integer) RETURNS integer
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	s payments.subscriptions;
+	horizon timestamptz := payments._billing_horizon(p_merchant_id);
+	clocks boolean := current_setting('payments.test_clocks', true) = 'on';
+	now_ timestamptz;
+	idx integer;
+	start_ timestamptz;
+	end_ timestamptz;
+	n integer := 0;
+BEGIN
+	FOR s IN
+		SELECT x.* FROM payments.subscriptions x
+		WHERE x.next_renewal_at <= horizon
+			AND (p_merchant_id IS NULL OR x.merchant_id = p_merchant_id)
+			AND x.status IN ('trialing', 'active', 'incomplete')
+			-- each merchant's own clock (CASE: never evaluated without test clocks)
+			AND CASE WHEN clocks AND p_merchant_id IS NULL
+				THEN x.next_renewal_at <= payments._billing_now(x.merchant_id) ELSE true END
+		ORDER BY x.next_renewal_at
+		LIMIT p_limit
+		FOR UPDATE SKIP LOCKED
+	LOOP
+		-- the row as locked: another run may have renewed it since
+		now_ := CASE WHEN clocks THEN payments._billing_now(s.merchant_id) ELSE now() END;
+		CONTINUE WHEN s.next_renewal_at IS NULL OR s.next_renewal_at > now_
+			OR s.status NOT IN ('trialing', 'active', 'incomplete');
+		n := n + 1;
+		IF s.status = 'incomplete' THEN
+			IF EXISTS (SELECT 1 FROM payments.invoices i JOIN payments.payments p
+					ON p.merchant_id = i.merchant_id AND p.payment_id = i.payment_id
+				WHERE i.merchant_id = s.merchant_id AND i.subscription_id = s.subscription_id
+					AND i.status = 'open' AND p.status IN ('pending', 'unknown', 'in_review')) THEN
+				UPDATE payments.subscriptions SET next_renewal_at = now_ + interval '1 minute'
+				WHERE merchant_id = s.merchant_id AND subscription_id = s.subscription_id;
+				CONTINUE;
+			END IF;
+			UPDATE payments.subscriptions SET status = 'incomplete_expired', next_renewal_at = NULL,
+				ended_at = now_
+			WHERE merchant_id = s.merchant_id AND subscription_id = s.subscription_id;
+			UPDATE payments.invoices SET status = 'void', next_attempt_at = NULL, closed_at = now_
+			WHERE merchant_id = s.merchant_id AND subscription_id = s.subscription_id AND status = 'open';
+		ELSIF s.cancel_at_period_end THEN
+			UPDATE payments.subscriptions SET status = 'canceled', next_renewal_at = NULL,
+				canceled_at = coalesce(canceled_at, now_), ended_at = s.next_renewal_at
+			WHERE merchant_id = s.merchant_id AND subscription_id = s.subscription_id;
+		ELSE
+			idx := s.current_period_index + 1;
+			start_ := payments._period_start(s.billing_anchor, s.time_zone, s.interval_unit, s.interval_count, idx);
+			end_ := payments._period_start(s.billing_anchor, s.time_zone, s.interval_unit, s.interval_count, idx + 1);
+			UPDATE payments.subscriptions SET current_period_index = idx,
+				current_period_start = start_, current_period_end = end_, next_renewal_at = end_
+			WHERE merchant_id = s.merchant_id AND subscription_id = s.subscription_id;
+			PERFORM payments._billing_event(s.merchant_id, 'subscription.renewed', NULL,
+				jsonb_build_object('subscription_id', s.subscription_id, 'status', s.status,
+					'trial_ended', s.status = 'trialing', 'period_index', idx,
+					'current_period_start', start_, 'current_period_end', end_),
+				s.correlation_id);
+			PERFORM payments._issue_invoice(s.merchant_id, s.subscription_id, 'renewal', idx, start_, end_,
+				p_background => true);
+		END IF;
+	END LOOP;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION payments._run_renewals(bigint, integer) IS
+	'Billing run (worker, pay_run_renewals): for at most p_limit subscriptions due by their merchant''s billing clock (one merchant, or NULL: all), oldest first, locked with SKIP LOCKED: incomplete ones past their deadline expire (first invoice void), cancel_at_period_end ones are canceled, trialing and active ones move to their next period and its renewal invoice is issued and charged. Returns how many subscriptions it handled.';
+
+CREATE OR REPLACE FUNCTION payments._run_dunning(p_merchant_id bigint, p_limit integer) RETURNS integer
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	c record;
+	s payments.subscriptions;
+	inv payments.invoices;
+	horizon timestamptz := payments._billing_horizon(p_merchant_id);
+	clocks boolean := current_setting('payments.test_clocks', true) = 'on';
+	now_ timestamptz;
+	pid bigint;
+	n integer := 0;
+BEGIN
+	FOR c IN
+		SELECT i.merchant_id, i.invoice_id, i.subscription_id FROM payments.invoices i
+		WHERE i.status = 'open' AND i.next_attempt_at <= horizon
+			AND (p_merchant_id IS NULL OR i.merchant_id = p_merchant_id)
+			AND CASE WHEN clocks AND p_merchant_id IS NULL
+				THEN i.next_attempt_at <= payments._billing_now(i.merchant_id) ELSE true END
+		ORDER BY i.next_attempt_at
+		LIMIT p_limit
+	LOOP
+		SELECT * INTO s FROM payments.subscriptions
+		WHERE merchant_id = c.merchant_id AND subscription_id = c.subscription_id
+		FOR UPDATE SKIP LOCKED;
+		CONTINUE WHEN NOT FOUND;
+		SELECT * INTO inv FROM payments.invoices
+		WHERE merchant_id = c.merchant_id AND invoice_id = c.invoice_id
+		FOR UPDATE;
+		now_ := CASE WHEN clocks THEN payments._billing_now(c.merchant_id) ELSE now() END;
+		CONTINUE WHEN inv.status <> 'open' OR inv.next_attempt_at IS NULL OR inv.next_attempt_at > now_;
+		n := n + 1;
+		IF s.status NOT IN ('trialing', 'active', 'past_due') THEN
+			UPDATE payments.invoices SET status = 'uncollectible', next_attempt_at = NULL, closed_at = now_
+			WHERE merchant_id = inv.merchant_id AND invoice_id = inv.invoice_id;
+		ELSIF payments._decline_is_final(inv.last_failure_code) THEN
+			PERFORM payments._dunning_final_action(inv.merchant_id, inv.invoice_id);
+		ELSE
+			pid := payments._charge_invoice(inv.merchant_id, inv.invoice_id, p_background => true);
+			IF pid IS NULL THEN
+				PERFORM payments._invoice_payment_failed(inv.merchant_id, inv.invoice_id, NULL,
+					'no_payment_method', 'The customer has no usable payment method.');
+			ELSE
+				PERFORM payments._billing_event(inv.merchant_id, 'invoice.retry_attempted', pid,
+					jsonb_build_object('invoice_id', inv.invoice_id, 'subscription_id', inv.subscription_id,
+						'payment_id', pid, 'attempt_count', inv.attempt_count + 1, 'reason', 'scheduled'),
+					inv.correlation_id);
+			END IF;
+		END IF;
+	END LOOP;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION payments._run_dunning(bigint, integer) IS
+	'Billing run (worker, pay_run_dunning): for at most p_limit open invoices whose next attempt is due by their merchant''s billing clock (one merchant, or NULL: all), oldest first, subscriptions locked with SKIP LOCKED: one more charge (invoice.retry_attempted), or after a final decline the final action. Returns how many invoices it handled.';
+
+CREATE OR REPLACE FUNCTION payments._claim_operations(p_limit integer)
+	RETURNS TABLE (merchant_id bigint, operation_id bigint, payment_id bigint, kind text,
+		action text, attempt integer, via_void boolean, amount_minor bigint, currency text,
+		currency_exponent integer, txn_invoice text, description text, customer jsonb,
+		ref_trans_id text, card_last4 text, payment_method text, customer_profile_id text,
+		payment_profile_id text, sealed bytea, correlation_id text, created_at timestamptz,
+		never_sent boolean,
+		api_login_id text, transaction_key text, endpoint_url text, ca_file text, timeout_ms integer,
+		payment_method_id bigint, customer_id bigint, method_source text, validation_mode text,
+		method_default boolean, method_customer_profile_id text, method_payment_profile_id text,
+		merchant_customer_id text, customer_email text, customer_name text, customer_billing jsonb,
+		original_network_trans_id text, method_card_last4 text, last_attempt_at timestamptz,
+		recurring boolean, first_recurring boolean)
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	SET enable_seqscan = off
+	SET enable_bitmapscan = off
+	SET enable_sort = off
+	SET enable_hashjoin = off
+	SET enable_mergejoin = off
+	SET plan_cache_mode = force_custom_plan
+	SET jit = off
+	AS $$
+BEGIN
+	-- Ready first by due time, straight off the partial index: a long queue
+	-- costs no more than a short one.  Ordinary operations first, then the
+	-- background ones (a billing run's charges) in what room is left: a
+	-- backlog of renewals never holds up a checkout's result.  Merchants
+	-- without a gateway configuration are skipped (and parked by
+	-- _park_unconfigured).
+	RETURN QUERY
+	WITH ordinary AS (
+		SELECT o.merchant_id, o.operation_id, o.status AS old_status, o.updated_at AS old_updated_at
+		FROM payments.operations o
+		WHERE o.status IN ('queued', 'unknown') AND NOT o.background AND o.next_attempt_at <= now()
+			AND o.merchant_id = ANY (ARRAY(SELECT g.merchant_id FROM payments.gateway_config g))
+		ORDER BY o.background, o.next_attempt_at
+		LIMIT p_limit
+		FOR UPDATE SKIP LOCKED
+	), background AS (
+		SELECT o.merchant_id, o.operation_id, o.status AS old_status, o.updated_at AS old_updated_at
+		FROM payments.operations o
+		WHERE o.status IN ('queued', 'unknown') AND o.background AND o.next_attempt_at <= now()
+			AND o.merchant_id = ANY (ARRAY(SELECT g.merchant_id FROM payments.gateway_config g))
+		ORDER BY o.background, o.next_attempt_at
+		LIMIT greatest(p_limit - (SELECT count(*) FROM ordinary), 0)
+		FOR UPDATE SKIP LOCKED
+	), ready AS (
+		SELECT * FROM ordinary UNION ALL SELECT * FROM background
+	), claimed AS (
+		UPDATE payments.operations o
+		SET status = 'sending', attempts = o.attempts + 1,
+			first_sent_at = coalesce(o.first_sent_at, now())
+		FROM ready r
+		WHERE o.merchant_id = r.merchant_id AND o.operation_id = r.operation_id
+		RETURNING o.*, r.old_status, r.old_updated_at
+	)
+	SELECT c.merchant_id, c.operation_id, c.payment_id, c.kind,
+		-- queued again after an attempt that may have gone through (an
+		-- unknown outcome, then a resend that provably failed) counts too
+		-- (on the clock: the worker may have spent a while recording outcomes
+		-- in this transaction before claiming)
+		CASE WHEN NOT c.never_sent
+				AND c.first_sent_at < clock_timestamp() - make_interval(secs => payments._duplicate_window() - 60)
+			THEN 'lookup' ELSE 'send' END,
+		c.attempts, c.via_void,
+		pay_minor_units(coalesce(c.amount, p.amount)), pay_currency(p.amount),
+		pay_currency_exponent(pay_currency(p.amount)),
+		-- the invoice of the gateway transaction: each refund its own (equal
+		-- partial refunds are not duplicates); a capture (priorAuthCapture
+		-- keeps the authorization's transId) and a void act on the payment's
+		CASE WHEN c.kind = 'refund' AND NOT c.via_void
+			THEN 'R' || payments._invoice_tag() || c.operation_id ELSE p.invoice_number END,
+		p.description, p.customer,
+		p.gateway_trans_id, p.card_last4, p.payment_method, p.customer_profile_id,
+		p.payment_profile_id, v.sealed, c.correlation_id, c.created_at, c.never_sent,
+		g.api_login_id, g.transaction_key, g.endpoint_url, g.ca_file, g.timeout_ms,
+		-- stored payment methods and customers' profiles (payment_methods.sql):
+		-- their own operations, and charges of a stored method
+		pm.payment_method_id, cu.customer_id, pm.source, pm.validation_mode, pm.is_default,
+		cu.customer_profile_id, pm.payment_profile_id,
+		CASE WHEN cu.customer_id IS NOT NULL THEN payments._gateway_customer_ref(cu.customer_id) END,
+		cu.email, cu.name, cu.billing,
+		pm.network_trans_id, pm.card_last4,
+		-- when the operation last changed: the end of its previous attempt
+		c.old_updated_at,
+		-- a charge of a subscription's invoice is recurring (recurringBilling,
+		-- card on file), the first one of its subscription while no earlier
+		-- invoice of it was paid by a charge (the 'first' invoice, or the
+		-- first renewal after a trial): isFirstRecurringPayment
+		p.invoice_id IS NOT NULL,
+		p.invoice_id IS NOT NULL AND NOT EXISTS (
+			SELECT 1 FROM payments.invoices i
+			JOIN payments.invoices earlier ON earlier.merchant_id = i.merchant_id
+				AND earlier.subscription_id = i.subscription_id AND earlier.invoice_id <> i.invoice_id
+			WHERE i.merchant_id = p.merchant_id AND i.invoice_id = p.invoice_id
+				AND earlier.status = 'paid' AND pay_minor_units(earlier.amount) > 0)
+	FROM claimed c
+	-- operations on a stored method or a customer's profile have no payment
+	LEFT JOIN payments.payments p ON p.merchant_id = c.merchant_id AND p.payment_id = c.payment_id
+	JOIN payments.gateway_config g ON g.merchant_id = c.merchant_id
+	LEFT JOIN payments.card_vault v ON v.merchant_id = c.merchant_id AND v.operation_id = c.operation_id
+	LEFT JOIN payments.payment_methods pm ON pm.merchant_id = c.merchant_id
+		AND pm.payment_method_id = coalesce(c.payment_method_id, p.payment_method_id)
+	LEFT JOIN payments.customers cu ON cu.merchant_id = c.merchant_id
+		AND cu.customer_id = coalesce(c.customer_id, pm.customer_id);
+END
+$$;
+COMMENT ON FUNCTION payments._claim_operations(integer) IS
+	'Worker, step 1: claims up to p_limit ready operations (FOR UPDATE SKIP LOCKED) and marks them sending before anything is sent.';
+
+-- The row images are the large values here: lz4 compresses them several
+-- times faster than pglz, the default (where the server was built without
+-- lz4, pglz stays).
+DO $$
+BEGIN
+	ALTER TABLE payments.audit_log ALTER COLUMN old_row SET COMPRESSION lz4,
+		ALTER COLUMN new_row SET COMPRESSION lz4;
+EXCEPTION
+	WHEN feature_not_supported THEN NULL;
+END
+$$;
+
+------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,
 -- payment_api.sql, privileges.sql).  Keep this block LAST: its privilege
 -- and row-security statements cover every function and tenant table made

@@ -26,6 +26,7 @@
 #include "shmem.h"
 #include "audit.h"
 #include "wake.h"
+#include "billing_worker.h"
 #include "worker.h"
 
 PG_MODULE_MAGIC;
@@ -273,6 +274,7 @@ _PG_init(void)
 
 	payments_shmem_register();
 	payments_worker_register();
+	payments_billing_register();
 	wake_install_hooks();
 	audit_install_hooks();
 

@@ -61,6 +61,14 @@ typedef struct PaymentsShared
 	pg_atomic_uint32 restart_requested;
 	pg_atomic_uint32 connect_failures;	/* starts in a row that could not
 										 * connect to payments.database */
+	pg_atomic_uint32 worker_recovered;	/* the worker has resolved what was
+										 * in flight when it started */
+	pg_atomic_uint32 claim_full;	/* its last claim took all it could:
+									 * more operations are ready */
+
+	/* the billing process (billing_worker.c) */
+	pg_atomic_uint32 billing_pid;
+	pg_atomic_uint32 billing_connect_failures;
 
 	/* state published by the worker */
 	pg_atomic_uint32 queue_depth;

@@ -46,6 +46,7 @@
 #include "schema_version.h"
 #include "shmem.h"
 #include "worker.h"
+#include "worker_tx.h"
 
 PGDLLEXPORT void payments_worker_main(Datum main_arg);
 
@@ -57,8 +58,6 @@ int			payments_settlement_check_s = PAYMENTS_DEFAULT_SETTLEMENT_CHECK_S;
 int			payments_exchange_retention_days = PAYMENTS_DEFAULT_EXCHANGE_RETENTION_DAYS;
 int			payments_idempotency_retention_hours = PAYMENTS_DEFAULT_IDEMPOTENCY_RETENTION_HOURS;
 int			payments_worker_statement_timeout = PAYMENTS_DEFAULT_WORKER_STATEMENT_TIMEOUT_MS;
-int			payments_billing_interval_s = PAYMENTS_DEFAULT_BILLING_INTERVAL_S;
-int			payments_billing_batch = PAYMENTS_DEFAULT_BILLING_BATCH;
 
 /*
  * What the worker changes as it runs, in one place: one instance
@@ -117,150 +116,8 @@ worker_on_exit(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
 	pg_atomic_write_u32(&payments_shared->worker_procno, 0);
 	pg_atomic_write_u32(&payments_shared->worker_pid, 0);
 	pg_atomic_write_u32(&payments_shared->in_flight, 0);
-}
-
-/*
- * The memory context a worker transaction was begun in: CommitTransaction
- * and AbortTransaction leave CurrentMemoryContext at TopMemoryContext, so
- * commit_tx and the guard switch back to it (else every allocation after a
- * transaction would outlive the round that made it).
- */
-static MemoryContext tx_outer_cxt = NULL;
-
-/*
- * Arm payments.worker_statement_timeout for the transaction just begun: a
- * background worker runs no client statements, so nothing else arms
- * statement_timeout for it, and a lock held by someone else would stop
- * the loop (and every request in flight) for as long as it is held.
- */
-static void
-arm_tx_timeout(void)
-{
-	if (payments_worker_statement_timeout > 0)
-		enable_timeout_after(STATEMENT_TIMEOUT, payments_worker_statement_timeout);
-}
-
-static void
-disarm_tx_timeout(void)
-{
-	if (get_timeout_active(STATEMENT_TIMEOUT))
-		disable_timeout(STATEMENT_TIMEOUT, false);
-}
-
-static void
-begin_tx(const char *what)
-{
-	tx_outer_cxt = CurrentMemoryContext;
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	arm_tx_timeout();
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "payments worker: SPI_connect failed");
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, what);
-}
-
-static void
-commit_tx(void)
-{
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	disarm_tx_timeout();
-	MemoryContextSwitchTo(tx_outer_cxt);
-	pgstat_report_stat(false);
-	pgstat_report_activity(STATE_IDLE, NULL);
-}
-
-/*
- * Recover from an ERROR caught in the worker (inside PG_CATCH): take a
- * copy of the error (in cxt, the context of the code that failed), clear
- * the error state, abort the transaction if one is open (that also
- * unwinds SPI, the snapshot stack, locks and buffer pins), drop a cancel
- * that arrived meanwhile, switch back to cxt, and log what failed with its
- * SQLSTATE, detail and hint.  The loop then goes on: the requests in
- * flight in the HTTP engine are untouched.
- */
-static void
-recover_from_error(const char *what, MemoryContext cxt)
-{
-	ErrorData  *e;
-
-	HOLD_INTERRUPTS();
-	MemoryContextSwitchTo(cxt);
-	e = CopyErrorData();
-	FlushErrorState();
-	disarm_tx_timeout();
-	AbortCurrentTransaction();
-	QueryCancelPending = false;
-	MemoryContextSwitchTo(cxt);
-	pgstat_report_activity(STATE_IDLE, NULL);
-	pg_atomic_fetch_add_u64(&payments_shared->worker_errors, 1);
-	ereport(LOG,
-			(errcode(e->sqlerrcode),
-			 errmsg("payments worker: %s failed with SQLSTATE %s: %s",
-					what, unpack_sql_state(e->sqlerrcode), e->message),
-			 e->detail ? errdetail_internal("%s", e->detail) : 0,
-			 e->hint ? errhint("%s", e->hint) : 0));
-	FreeErrorData(e);
-	RESUME_INTERRUPTS();
-}
-
-/*
- * The guard of every transaction the worker runs (one home): run fn(arg)
- * in a transaction of its own, with SPI connected and a snapshot pushed,
- * and commit it.  An ERROR in it (a deadlock, payments.worker_statement_timeout,
- * a constraint violated by one bad row...) is caught: the transaction is
- * rolled back, the error logged with its SQLSTATE, and false returned; the
- * worker does not exit, and what it has in flight stays in flight.  The
- * caller decides what a failure means for its step (skip it until its
- * next turn, back off, keep a result to record again); it must not retry
- * at once.  Returns in the memory context it was called in, either way.
- *
- * fn must leave nothing half-done in memory that outlives the call when it
- * raises: whatever it allocates for later goes where the caller finds it
- * (a list it passed in arg), to be freed when false comes back.
- */
-static bool
-in_transaction(const char *what, void (*fn) (void *), void *arg)
-{
-	MemoryContext cxt = CurrentMemoryContext;
-	volatile bool ok = true;
-
-	PG_TRY();
-	{
-		begin_tx(what);
-		fn(arg);
-		commit_tx();
-	}
-	PG_CATCH();
-	{
-		recover_from_error(what, cxt);
-		ok = false;
-	}
-	PG_END_TRY();
-	return ok;
-}
-
-/*
- * Interrupts between transactions: a cancel (pg_cancel_backend, a statement
- * timeout that fired as its transaction ended) cancels nothing there and
- * must not end the worker; a termination request still does (FATAL).
- */
-static void
-check_interrupts(void)
-{
-	MemoryContext cxt = CurrentMemoryContext;
-
-	PG_TRY();
-	{
-		CHECK_FOR_INTERRUPTS();
-	}
-	PG_CATCH();
-	{
-		recover_from_error("handling an interrupt", cxt);
-	}
-	PG_END_TRY();
+	pg_atomic_write_u32(&payments_shared->worker_recovered, 0);
+	pg_atomic_write_u32(&payments_shared->claim_full, 0);
 }
 
 /*
@@ -926,6 +783,9 @@ finish_round(WorkerState *ws, bool claim_due)
 						record_and_claim, &rc);
 	/* exchange log rows are best effort: never retried on their own */
 	release_exchanges(ws);
+	/* for the billing process: a full claim means more is ready than sent */
+	if (rc.limit > 0)
+		pg_atomic_write_u32(&payments_shared->claim_full, ok && rc.claimed >= rc.limit);
 	if (ok)
 	{
 		dlist_foreach(iter, &ws->finished)
@@ -1253,141 +1113,6 @@ recover_in_flight(void)
 }
 
 /*
- * Billing of subscriptions (billing.sql): due renewals and dunning retries,
- * one batch of each per transaction.  The functions may be missing (a
- * schema without them, or one being updated): that is said once and the
- * step skipped, not raised every round.
- */
-typedef enum BillingResult
-{
-	BILLING_DONE,				/* a partial batch: nothing more is due */
-	BILLING_FULL,				/* a full batch: more may be due */
-	BILLING_DEFERRED,			/* not run: the sender is behind */
-	BILLING_MISSING				/* the function does not exist */
-} BillingResult;
-
-typedef struct BillingRun
-{
-	const char *function;		/* payments._run_renewals or _run_dunning */
-	int			limit;
-	BillingResult result;
-} BillingRun;
-
-static void
-billing_batch_fn(void *arg)
-{
-	BillingRun *run = (BillingRun *) arg;
-	Oid			argtypes[2] = {INT8OID, INT4OID};
-	Datum		values[2] = {(Datum) 0, Int32GetDatum(run->limit)};
-	const char	nulls[2] = {'n', ' '};
-	Datum		backlog_arg = Int32GetDatum(payments_claim_batch);
-	Oid			backlog_type = INT4OID;
-	char	   *sql;
-	bool		isnull;
-	Datum		d;
-
-	sql = psprintf("SELECT to_regprocedure('%s(bigint,integer)') IS NOT NULL", run->function);
-	if (SPI_execute(sql, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "payments worker: looking up %s failed", run->function);
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (!DatumGetBool(d))
-	{
-		run->result = BILLING_MISSING;
-		return;
-	}
-
-	/*
-	 * Queue no more charges while a claim's worth is ready and not yet
-	 * claimed: the charges already queued go first, and the loop keeps
-	 * serving the requests in flight between batches.  (Off the partial
-	 * index of ready operations, at most a claim's worth of entries.)
-	 */
-	if (SPI_execute_with_args("SELECT count(*) >= $1 FROM (SELECT 1 FROM payments.operations"
-							  " WHERE status IN ('queued', 'unknown') AND next_attempt_at <= now()"
-							  " LIMIT $1) x",
-							  1, &backlog_type, &backlog_arg, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "payments worker: counting ready operations failed");
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (DatumGetBool(d))
-	{
-		run->result = BILLING_DEFERRED;
-		return;
-	}
-
-	sql = psprintf("SELECT %s($1, $2)", run->function);
-	if (SPI_execute_with_args(sql, 2, argtypes, values, nulls, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "payments worker: %s failed", run->function);
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	run->result = (!isnull && DatumGetInt32(d) >= run->limit) ? BILLING_FULL : BILLING_DONE;
-}
-
-/*
- * One batch of function.  A failed batch (a deadlock, the statement
- * timeout...) is logged by the guard and counts as done: the next turn
- * comes at the next interval.
- */
-static BillingResult
-billing_batch(const char *what, const char *function, bool *missing_said)
-{
-	BillingRun	run = {.function = function, .limit = payments_billing_batch, .result = BILLING_DONE};
-
-	if (!in_transaction(what, billing_batch_fn, &run))
-		return BILLING_DONE;
-	if (run.result == BILLING_MISSING)
-	{
-		if (!*missing_said)
-			ereport(LOG,
-					(errcode(ERRCODE_UNDEFINED_FUNCTION),
-					 errmsg("payments worker: %s is missing, no billing runs until it exists", function),
-					 errhint("Run ALTER EXTENSION payments UPDATE, or set payments.billing_interval to 0.")));
-		*missing_said = true;
-		return BILLING_DONE;
-	}
-	*missing_said = false;
-	return run.result;
-}
-
-/*
- * Due renewals, then due dunning retries, one batch each.  True when a
- * batch was full or put off (more is due); *deferred when the sender was
- * behind.  The loop comes back at once after a full batch, and sends the
- * charges just queued before the next one: a large backlog is worked
- * through in short transactions at the pace the gateway takes them,
- * without holding up the requests in flight for longer than a batch.
- */
-static bool
-run_billing(WorkerState *ws, bool *deferred)
-{
-	static bool renewals_missing = false;
-	static bool dunning_missing = false;
-	BillingResult r1;
-	BillingResult r2;
-
-	*deferred = false;
-
-	/*
-	 * Nothing to send them with, or a claim's worth in flight already:
-	 * later.  Keeping the billing's charges in flight to about one claim
-	 * (enough for thousands a second at a gateway's usual latency) leaves
-	 * the rest of payments.max_in_flight, and the loop's time, to other
-	 * payments: a backlog of renewals filling all of it had ordinary
-	 * purchases wait behind it for up to a minute.
-	 */
-	if (circuit_is_open(&ws->breaker) ||
-		ops_in_flight(ws) >= Min(payments_claim_batch, payments_max_in_flight))
-	{
-		*deferred = true;
-		return true;
-	}
-	r1 = billing_batch("running subscription renewals", "payments._run_renewals",
-					   &renewals_missing);
-	r2 = billing_batch("running dunning retries", "payments._run_dunning",
-					   &dunning_missing);
-	*deferred = (r1 == BILLING_DEFERRED || r2 == BILLING_DEFERRED);
-	return r1 == BILLING_FULL || r2 == BILLING_FULL || *deferred;
-}
-
-/*
  * Each gateway connection is a file descriptor: lift the soft limit to the
  * hard one so that payments.max_connections sockets fit beside the
  * backend's own files.
@@ -1407,38 +1132,6 @@ raise_fd_limit(void)
 	}
 }
 
-/*
- * Connect to payments.database.  While it does not exist the connection
- * fails with FATAL and the postmaster starts the worker again a second
- * later; each failure in a row doubles the wait before the next try (up to
- * a minute), so that a server preloaded before its database is created
- * logs the error now and then, not every second.
- */
-static void
-connect_to_database(void)
-{
-	uint32		failures = pg_atomic_read_u32(&payments_shared->connect_failures);
-
-	if (failures > 0)
-	{
-		/* the latch may arrive set: wait out the whole delay regardless */
-		TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-														Min(60000L, 1000L << Min(failures - 1, 6)));
-		long		ms;
-
-		while ((ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until)) > 0)
-		{
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 ms, PG_WAIT_EXTENSION);
-			ResetLatch(MyLatch);
-			CHECK_FOR_INTERRUPTS();
-		}
-	}
-	pg_atomic_write_u32(&payments_shared->connect_failures, failures + 1);
-	BackgroundWorkerInitializeConnection(payments_database, NULL, 0);
-	pg_atomic_write_u32(&payments_shared->connect_failures, 0);
-}
-
 void
 payments_worker_main(Datum main_arg pg_attribute_unused())
 {
@@ -1450,9 +1143,6 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 	TimestampTz last_gauge = 0;
 	TimestampTz last_statistics = 0;
 	TimestampTz last_recovery = 0;
-	TimestampTz last_billing = 0;
-	bool		billing_backlog = false;
-	bool		billing_deferred = false;
 	bool		wake = true;
 	bool		ready = false;
 	bool		recovered = false;
@@ -1460,7 +1150,7 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
-	connect_to_database();
+	worker_connect(&payments_shared->connect_failures);
 	pgstat_report_appname("payments worker");
 
 	/*
@@ -1535,6 +1225,7 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 		{
 			last_recovery = now;
 			recovered = recover_in_flight();
+			pg_atomic_write_u32(&payments_shared->worker_recovered, recovered ? 1 : 0);
 		}
 
 		if (TimestampDifferenceExceeds(last_settlement, now, payments_settlement_check_s * 1000))
@@ -1556,22 +1247,6 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 		{
 			last_statistics = now;
 			refresh_statistics();
-		}
-
-		/*
-		 * renewals and dunning retries (payments.billing_interval; 0: off):
-		 * with a backlog at once again, or after 100 ms when the sender was
-		 * behind
-		 */
-		if (recovered && payments_billing_interval_s > 0 &&
-			TimestampDifferenceExceeds(last_billing, now,
-									   !billing_backlog ? payments_billing_interval_s * 1000 :
-									   billing_deferred ? 100 : 0))
-		{
-			last_billing = now;
-			billing_backlog = run_billing(ws, &billing_deferred);
-			if (billing_backlog && !billing_deferred)
-				wake = true;
 		}
 
 		in_flight = ops_in_flight(ws);

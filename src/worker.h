@@ -15,8 +15,6 @@ extern int	payments_settlement_check_s;
 extern int	payments_exchange_retention_days;
 extern int	payments_idempotency_retention_hours;
 extern int	payments_worker_statement_timeout;
-extern int	payments_billing_interval_s;
-extern int	payments_billing_batch;
 
 extern void payments_worker_register(void);
 

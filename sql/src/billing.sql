@@ -9,6 +9,20 @@
 -- the same moment share the work instead of waiting or doing it twice.
 
 ------------------------------------------------------------------------------
+-- Background charges: the worker claims the charges a billing run queued
+-- (renewals, dunning retries) after every other ready operation, each kind
+-- by due time, so that a backlog of renewals never holds up the result of
+-- an ordinary payment (a customer waiting at a checkout).
+------------------------------------------------------------------------------
+
+ALTER TABLE payments.operations ADD COLUMN background boolean NOT NULL DEFAULT false;
+COMMENT ON COLUMN payments.operations.background IS
+	'A charge a billing run queued (a renewal or a dunning retry): the worker claims it after every other ready operation.';
+DROP INDEX payments.operations_ready;
+CREATE INDEX operations_ready ON payments.operations (background, next_attempt_at)
+	WHERE status IN ('queued', 'unknown');
+
+------------------------------------------------------------------------------
 -- Constants of billing.
 ------------------------------------------------------------------------------
 
@@ -88,14 +102,48 @@ COMMENT ON FUNCTION payments._invoice_payment_method(bigint, bigint, bigint) IS
 -- the subscription is decided when the worker records it.
 ------------------------------------------------------------------------------
 
-CREATE FUNCTION payments._charge_invoice(p_merchant_id bigint, p_invoice_id bigint) RETURNS bigint
+-- The payment and its operation (one home for _charge_invoice and
+-- _issue_invoice): payment p_payment_id of invoice p_invoice, by method pm.
+CREATE FUNCTION payments._queue_invoice_charge(p_invoice payments.invoices, pm payments.payment_methods,
+	p_payment_id bigint, p_background boolean)
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	c payments.customers;
+BEGIN
+	SELECT * INTO c FROM payments.customers x
+	WHERE x.merchant_id = p_invoice.merchant_id AND x.customer_id = p_invoice.customer_id;
+	INSERT INTO payments.payments (merchant_id, payment_id, kind, amount, amount_refunded,
+		payment_method, card_brand, card_last4, card_exp_month, card_exp_year, card_fingerprint,
+		customer_profile_id, payment_profile_id, invoice_number, description,
+		customer, metadata, correlation_id, customer_id, payment_method_id, invoice_id)
+	OVERRIDING SYSTEM VALUE
+	VALUES (p_invoice.merchant_id, p_payment_id, 'purchase', p_invoice.amount, p_invoice.amount * 0, 'profile',
+		pm.card_brand, pm.card_last4, pm.card_exp_month, pm.card_exp_year, pm.card_fingerprint,
+		pm.customer_profile_id, pm.payment_profile_id, 'P' || payments._invoice_tag() || p_payment_id,
+		format('Subscription %s, invoice %s', p_invoice.subscription_id, p_invoice.invoice_id),
+		c.billing || jsonb_strip_nulls(jsonb_build_object('email', c.email)),
+		jsonb_build_object('invoice_id', p_invoice.invoice_id, 'subscription_id', p_invoice.subscription_id),
+		p_invoice.correlation_id, p_invoice.customer_id, pm.payment_method_id, p_invoice.invoice_id);
+	INSERT INTO payments.operations (merchant_id, payment_id, kind, amount, correlation_id, background)
+	VALUES (p_invoice.merchant_id, p_payment_id, 'purchase', p_invoice.amount, p_invoice.correlation_id,
+		p_background);
+	PERFORM payments._wake_at_commit();
+END
+$$;
+COMMENT ON FUNCTION payments._queue_invoice_charge(payments.invoices, payments.payment_methods, bigint, boolean) IS
+	'Internal: queues payment p_payment_id of an invoice (a purchase of stored method pm) and its operation for the worker (p_background: a billing run''s, claimed after ordinary operations). The caller records the attempt on the invoice.';
+
+CREATE FUNCTION payments._charge_invoice(p_merchant_id bigint, p_invoice_id bigint,
+	p_background boolean DEFAULT false) RETURNS bigint
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments
 	AS $$
 DECLARE
 	inv payments.invoices;
 	s payments.subscriptions;
-	c payments.customers;
 	pm payments.payment_methods;
 	pid bigint;
 BEGIN
@@ -107,38 +155,21 @@ BEGIN
 	END IF;
 	SELECT * INTO s FROM payments.subscriptions x
 	WHERE x.merchant_id = inv.merchant_id AND x.subscription_id = inv.subscription_id;
-	SELECT * INTO c FROM payments.customers x
-	WHERE x.merchant_id = inv.merchant_id AND x.customer_id = inv.customer_id;
 	-- the subscription's method while it is usable, else the customer's default
 	pm := payments._invoice_payment_method(inv.merchant_id, inv.customer_id, s.payment_method_id);
 	IF pm.payment_method_id IS NULL THEN
 		RETURN NULL;
 	END IF;
-
 	pid := nextval('payments.payments_payment_id_seq');
-	INSERT INTO payments.payments (merchant_id, payment_id, kind, amount, amount_refunded,
-		payment_method, card_brand, card_last4, card_exp_month, card_exp_year, card_fingerprint,
-		customer_profile_id, payment_profile_id, invoice_number, description,
-		customer, metadata, correlation_id, customer_id, payment_method_id, invoice_id)
-	OVERRIDING SYSTEM VALUE
-	VALUES (inv.merchant_id, pid, 'purchase', inv.amount, inv.amount * 0, 'profile',
-		pm.card_brand, pm.card_last4, pm.card_exp_month, pm.card_exp_year, pm.card_fingerprint,
-		pm.customer_profile_id, pm.payment_profile_id, 'P' || payments._invoice_tag() || pid,
-		format('Subscription %s, invoice %s', inv.subscription_id, inv.invoice_id),
-		c.billing || jsonb_strip_nulls(jsonb_build_object('email', c.email)),
-		jsonb_build_object('invoice_id', inv.invoice_id, 'subscription_id', inv.subscription_id),
-		inv.correlation_id, inv.customer_id, pm.payment_method_id, inv.invoice_id);
-	INSERT INTO payments.operations (merchant_id, payment_id, kind, amount, correlation_id)
-	VALUES (inv.merchant_id, pid, 'purchase', inv.amount, inv.correlation_id);
+	PERFORM payments._queue_invoice_charge(inv, pm, pid, p_background);
 	UPDATE payments.invoices SET payment_id = pid, attempt_count = attempt_count + 1,
 		next_attempt_at = NULL
 	WHERE merchant_id = inv.merchant_id AND invoice_id = inv.invoice_id;
-	PERFORM payments._wake_at_commit();
 	RETURN pid;
 END
 $$;
-COMMENT ON FUNCTION payments._charge_invoice(bigint, bigint) IS
-	'Internal: one charge attempt of an open invoice: a purchase of the subscription''s payment method (or the customer''s default), sent by the worker after COMMIT. Returns the payment id, or NULL when there is nothing to charge or no usable payment method.';
+COMMENT ON FUNCTION payments._charge_invoice(bigint, bigint, boolean) IS
+	'Internal: one charge attempt of an open invoice: a purchase of the subscription''s payment method (or the customer''s default), sent by the worker after COMMIT (p_background: a billing run''s, claimed after ordinary operations). Returns the payment id, or NULL when there is nothing to charge or no usable payment method.';
 
 ------------------------------------------------------------------------------
 -- Issuing an invoice: its lines (the subscription's price times quantity for
@@ -152,7 +183,7 @@ COMMENT ON FUNCTION payments._charge_invoice(bigint, bigint) IS
 
 CREATE FUNCTION payments._issue_invoice(p_merchant_id bigint, p_subscription_id bigint, p_kind text,
 	p_period_index integer, p_period_start timestamptz, p_period_end timestamptz,
-	p_lines jsonb DEFAULT NULL)
+	p_lines jsonb DEFAULT NULL, p_background boolean DEFAULT false)
 	RETURNS payments.invoices
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments
@@ -163,6 +194,8 @@ DECLARE
 	total payments.pay_amount;
 	credit payments.pay_amount;
 	inv payments.invoices;
+	pm payments.payment_methods;
+	pid bigint;
 	now_ timestamptz := payments._billing_now(p_merchant_id);
 BEGIN
 	SELECT * INTO STRICT s FROM payments.subscriptions x
@@ -196,10 +229,18 @@ BEGIN
 		total := total * 0;
 	END IF;
 
+	-- the first charge's payment is known before the invoice is written, so
+	-- that the invoice is written once, with its first attempt
+	IF pay_minor_units(total) > 0 THEN
+		pm := payments._invoice_payment_method(p_merchant_id, s.customer_id, s.payment_method_id);
+		IF pm.payment_method_id IS NOT NULL THEN
+			pid := nextval('payments.payments_payment_id_seq');
+		END IF;
+	END IF;
 	INSERT INTO payments.invoices (merchant_id, subscription_id, customer_id, kind, period_index,
-		period_start, period_end, amount, lines, correlation_id)
+		period_start, period_end, amount, lines, correlation_id, payment_id, attempt_count)
 	VALUES (p_merchant_id, p_subscription_id, s.customer_id, p_kind, p_period_index,
-		p_period_start, p_period_end, total, lines, s.correlation_id)
+		p_period_start, p_period_end, total, lines, s.correlation_id, pid, (pid IS NOT NULL)::integer)
 	ON CONFLICT (merchant_id, subscription_id, period_index) WHERE kind IN ('first', 'renewal') DO NOTHING
 	RETURNING * INTO inv;
 	IF NOT FOUND THEN
@@ -219,20 +260,19 @@ BEGIN
 		WHERE merchant_id = p_merchant_id AND invoice_id = inv.invoice_id
 		RETURNING * INTO inv;
 		PERFORM payments._subscription_invoice_paid(p_merchant_id, p_subscription_id);
-	ELSIF payments._charge_invoice(p_merchant_id, inv.invoice_id) IS NULL THEN
+	ELSIF pid IS NULL THEN
 		-- a failed charge like any other: dunning (or, for a first
 		-- invoice, the wait until the subscription expires)
 		inv := payments._invoice_payment_failed(p_merchant_id, inv.invoice_id, NULL,
 			'no_payment_method', 'The customer has no usable payment method.');
 	ELSE
-		SELECT * INTO inv FROM payments.invoices
-		WHERE merchant_id = p_merchant_id AND invoice_id = inv.invoice_id;
+		PERFORM payments._queue_invoice_charge(inv, pm, pid, p_background);
 	END IF;
 	RETURN inv;
 END
 $$;
-COMMENT ON FUNCTION payments._issue_invoice(bigint, bigint, text, integer, timestamptz, timestamptz, jsonb) IS
-	'Internal: issues a subscription''s invoice (kind first or renewal: one per period, an empty row when the period was invoiced already; proration: the lines given) with its pending prorations and credits, and makes its first charge (an amount of zero is paid at once and activates the subscription; no usable payment method is a failed charge: dunning). The caller holds the subscription''s row lock.';
+COMMENT ON FUNCTION payments._issue_invoice(bigint, bigint, text, integer, timestamptz, timestamptz, jsonb, boolean) IS
+	'Internal: issues a subscription''s invoice (kind first or renewal: one per period, an empty row when the period was invoiced already; proration: the lines given) with its pending prorations and credits, and makes its first charge (p_background: a billing run''s; an amount of zero is paid at once and activates the subscription; no usable payment method is a failed charge: dunning). The caller holds the subscription''s row lock.';
 
 ------------------------------------------------------------------------------
 -- The outcome of a charge: what a paid or failed invoice does to its
@@ -666,7 +706,8 @@ BEGIN
 					'trial_ended', s.status = 'trialing', 'period_index', idx,
 					'current_period_start', start_, 'current_period_end', end_),
 				s.correlation_id);
-			PERFORM payments._issue_invoice(s.merchant_id, s.subscription_id, 'renewal', idx, start_, end_);
+			PERFORM payments._issue_invoice(s.merchant_id, s.subscription_id, 'renewal', idx, start_, end_,
+				p_background => true);
 		END IF;
 	END LOOP;
 	RETURN n;
@@ -721,7 +762,7 @@ BEGIN
 		ELSIF payments._decline_is_final(inv.last_failure_code) THEN
 			PERFORM payments._dunning_final_action(inv.merchant_id, inv.invoice_id);
 		ELSE
-			pid := payments._charge_invoice(inv.merchant_id, inv.invoice_id);
+			pid := payments._charge_invoice(inv.merchant_id, inv.invoice_id, p_background => true);
 			IF pid IS NULL THEN
 				PERFORM payments._invoice_payment_failed(inv.merchant_id, inv.invoice_id, NULL,
 					'no_payment_method', 'The customer has no usable payment method.');

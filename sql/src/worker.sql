@@ -49,17 +49,30 @@ CREATE FUNCTION payments._claim_operations(p_limit integer)
 	AS $$
 BEGIN
 	-- Ready first by due time, straight off the partial index: a long queue
-	-- costs no more than a short one.  Merchants without a gateway
-	-- configuration are skipped (and parked by _park_unconfigured).
+	-- costs no more than a short one.  Ordinary operations first, then the
+	-- background ones (a billing run's charges) in what room is left: a
+	-- backlog of renewals never holds up a checkout's result.  Merchants
+	-- without a gateway configuration are skipped (and parked by
+	-- _park_unconfigured).
 	RETURN QUERY
-	WITH ready AS (
+	WITH ordinary AS (
 		SELECT o.merchant_id, o.operation_id, o.status AS old_status, o.updated_at AS old_updated_at
 		FROM payments.operations o
-		WHERE o.status IN ('queued', 'unknown') AND o.next_attempt_at <= now()
+		WHERE o.status IN ('queued', 'unknown') AND NOT o.background AND o.next_attempt_at <= now()
 			AND o.merchant_id = ANY (ARRAY(SELECT g.merchant_id FROM payments.gateway_config g))
-		ORDER BY o.next_attempt_at
+		ORDER BY o.background, o.next_attempt_at
 		LIMIT p_limit
 		FOR UPDATE SKIP LOCKED
+	), background AS (
+		SELECT o.merchant_id, o.operation_id, o.status AS old_status, o.updated_at AS old_updated_at
+		FROM payments.operations o
+		WHERE o.status IN ('queued', 'unknown') AND o.background AND o.next_attempt_at <= now()
+			AND o.merchant_id = ANY (ARRAY(SELECT g.merchant_id FROM payments.gateway_config g))
+		ORDER BY o.background, o.next_attempt_at
+		LIMIT greatest(p_limit - (SELECT count(*) FROM ordinary), 0)
+		FOR UPDATE SKIP LOCKED
+	), ready AS (
+		SELECT * FROM ordinary UNION ALL SELECT * FROM background
 	), claimed AS (
 		UPDATE payments.operations o
 		SET status = 'sending', attempts = o.attempts + 1,

@@ -85,5 +85,22 @@ is "$(q -c "SELECT count(*) || '|' || count(DISTINCT invoice_id) FROM payments.p
 is "$(q -c "SELECT count(*) FROM payments.invoices WHERE attempt_count = 2 AND next_attempt_at IS NULL")" "$N" \
 	"each has two attempts and nothing scheduled while the retry is in flight"
 
+
+# The worker claims ordinary operations before a billing run's charges:
+# with every retry above queued (background), a purchase queued after them
+# is the one claimed first; then the charges in due order.
+is "$(q -c "SELECT count(*) FILTER (WHERE o.background) || '|' || count(*) FROM payments.operations o JOIN payments.payments p USING (merchant_id, payment_id) WHERE p.invoice_id IS NOT NULL")" "$((2 * N))|$((2 * N))" \
+	"every charge a billing run queued (renewals and retries) is a background charge"
+q -c "SET payments.allow_insecure_endpoint = on" \
+	-c "SELECT payments.pay_configure_gateway(api_login_id => 'login', transaction_key => 'key', endpoint_url => 'http://127.0.0.1:9/', merchant_id => m) FROM payments.merchants m(m)" >/dev/null
+purchase=$(q -c "SET payments.merchant_id = '1'" -c "SELECT payment_id FROM payments.pay_purchase(amount => '5.00 USD', card => payments.pay_card('4111111111111111', 12, 2031, '123'))" | tail -1)
+is "$(q -c "SELECT background FROM payments.operations WHERE payment_id = $purchase")" f "an ordinary purchase is not a background operation"
+is "$(q -c "SELECT payment_id FROM payments._claim_operations(1)")" "$purchase" \
+	"the claim takes the purchase queued last before $((N)) background charges due earlier"
+is "$(q -c "SELECT count(*) FROM payments._claim_operations(10) c JOIN payments.payments p USING (merchant_id, payment_id) WHERE p.invoice_id IS NOT NULL")" 10 \
+	"then the background charges, as many as the claim has room for"
+is "$(q -c "SELECT count(*) FROM payments.operations WHERE background AND status = 'sending' AND next_attempt_at > (SELECT min(next_attempt_at) FROM payments.operations WHERE background AND status = 'queued')")" 0 \
+	"in due order: none claimed is due after one still queued"
+
 cluster_psql "$WORK" "$PORT" postgres -c "DROP DATABASE $DB" >/dev/null
 tap_done

@@ -111,6 +111,27 @@ is "$(ledger_charges_of_invoice "$inv2")" 1 "the simulator's ledger has exactly 
 is "$(q -c "SELECT current_period_index || '|' || status FROM pay_get_subscription($SID)")" "1|active" "the subscription is in period 1, active"
 is "$(events_of subscription.renewed "$SID")" 1 "one subscription.renewed event"
 is "$(q -c "SELECT pay_run_renewals()")" 0 "a run right after finds nothing due until the next period ends"
+# the billing process: a background worker of its own beside the worker
+# that sends the charges; after it is terminated the postmaster starts it
+# again, and it goes on renewing
+backend_pid() { su -c "SELECT pid FROM pg_stat_activity WHERE backend_type = '$1'"; }
+bp=$(backend_pid "payments billing")
+wp=$(backend_pid "payments worker")
+ok "$([ -n "$bp" ] && [ -n "$wp" ] && [ "$bp" != "$wp" ] && echo 0 || echo 1)" \
+	"renewals run in a process of their own (payments billing, pid $bp) beside the worker (pid $wp)"
+su -c "SELECT pg_terminate_backend($bp)" >/dev/null
+bp2=""
+for _ in $(seq 40); do
+	bp2=$(backend_pid "payments billing")
+	[ -n "$bp2" ] && [ "$bp2" != "$bp" ] && break
+	sleep 0.25
+done
+ok "$([ -n "$bp2" ] && [ "$bp2" != "$bp" ] && [ "$(backend_pid "payments worker")" = "$wp" ] && echo 0 || echo 1)" \
+	"a terminated billing process is started again (pid $bp2); the worker goes on untouched"
+q -c "SELECT pay_advance_test_clock('1 month')" >/dev/null
+is "$(wait_for "SELECT count(*) FILTER (WHERE status = 'paid') || '/' || count(*) FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $SID AND kind = 'renewal' AND period_index = 2" 1/1 40)" 1/1 \
+	"the new billing process renews the next period; paid"
+is "$(ledger_charges_of_invoice "$(latest_invoice "$SID")")" 1 "the simulator's ledger has exactly one charge for it"
 
 # --- 2. a declining card: past_due, retried on schedule, recovered by a card update
 story decline

@@ -129,11 +129,11 @@ SELECT is((SELECT concat_ws('|', kind, status, period_index, period_start, perio
 SELECT is((SELECT concat_ws('|', status, current_period_index, current_period_start, current_period_end, next_renewal_at)
 	FROM k, pg_temp.sub(m, s)), 'active|1|2031-02-28 10:00:00+00|2031-03-31 10:00:00+00|2031-03-31 10:00:00+00',
 	'the subscription is in period 1, still active, next renewal at its end');
-SELECT is((SELECT concat_ws('|', p.kind, p.status, p.amount, p.payment_method, p.payment_profile_id, o.kind, o.status)
+SELECT is((SELECT concat_ws('|', p.kind, p.status, p.amount, p.payment_method, p.payment_profile_id, o.kind, o.status, o.background)
 	FROM k, payments.payments p JOIN payments.operations o USING (merchant_id, payment_id)
 	WHERE p.merchant_id = k.m AND p.payment_id = (pg_temp.inv(k.m, k.s)).payment_id),
-	'purchase|pending|10.00 USD|profile|pp-1111|purchase|queued',
-	'the charge is a purchase of the stored card, queued for the worker');
+	'purchase|pending|10.00 USD|profile|pp-1111|purchase|queued|t',
+	'the charge is a purchase of the stored card, queued for the worker as a background charge (claimed after ordinary payments)');
 -- a double run, and a run repeated over a state that missed the first run's commit
 SELECT is((SELECT payments._run_renewals(m, 100) FROM k), 0, 'a second run finds nothing due');
 UPDATE payments.subscriptions x SET current_period_index = 0, current_period_start = '2031-01-31 10:00 UTC',
@@ -300,9 +300,10 @@ SELECT pg_temp.card(m, c, 'pending', '4242') FROM up \gset x_
 SELECT is((SELECT pg_temp.charges(m, s) FROM up), 2, 'a card still pending charges nothing');
 UPDATE payments.payment_methods x SET status = 'active', payment_profile_id = 'pp-4242'
 FROM up WHERE x.merchant_id = up.m AND x.customer_id = up.c AND x.card_last4 = '4242';
-SELECT is((SELECT concat_ws('|', pg_temp.charges(m, s), p.payment_profile_id, p.status) FROM up, payments.payments p
-	WHERE p.merchant_id = up.m AND p.payment_id = (pg_temp.inv(up.m, up.s)).payment_id), '3|pp-4242|pending',
-	'once active, the new card is charged at once for the uncollectible invoice');
+SELECT is((SELECT concat_ws('|', pg_temp.charges(m, s), p.payment_profile_id, p.status, o.background)
+	FROM up, payments.payments p JOIN payments.operations o USING (merchant_id, payment_id)
+	WHERE p.merchant_id = up.m AND p.payment_id = (pg_temp.inv(up.m, up.s)).payment_id), '3|pp-4242|pending|f',
+	'once active, the new card is charged at once for the uncollectible invoice, as an ordinary operation (not a background one)');
 SELECT pg_temp.outcome(m, s, 'succeeded') FROM up \gset x_
 SELECT is((SELECT concat_ws('|', x.status, i.status, x.next_renewal_at) FROM up, pg_temp.sub(m, s) x, pg_temp.inv(m, s) i),
 	'active|paid|2031-09-01 00:00:00+00', 'paid: the subscription is active again and renews at its period''s end');

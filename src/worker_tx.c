@@ -1,0 +1,205 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker_tx.c
+ *	  What the extension's background processes (the worker, billing.c's
+ *	  billing process) share: the connection to payments.database and the
+ *	  guard of every transaction they run.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timeout.h"
+#include "utils/timestamp.h"
+
+#include "payments.h"
+#include "shmem.h"
+#include "worker.h"
+#include "worker_tx.h"
+
+/*
+ * The memory context a worker transaction was begun in: CommitTransaction
+ * and AbortTransaction leave CurrentMemoryContext at TopMemoryContext, so
+ * commit_tx and the guard switch back to it (else every allocation after a
+ * transaction would outlive the round that made it).
+ */
+static MemoryContext tx_outer_cxt = NULL;
+
+/*
+ * Arm payments.worker_statement_timeout for the transaction just begun: a
+ * background worker runs no client statements, so nothing else arms
+ * statement_timeout for it, and a lock held by someone else would stop
+ * the loop (and every request in flight) for as long as it is held.
+ */
+static void
+arm_tx_timeout(void)
+{
+	if (payments_worker_statement_timeout > 0)
+		enable_timeout_after(STATEMENT_TIMEOUT, payments_worker_statement_timeout);
+}
+
+static void
+disarm_tx_timeout(void)
+{
+	if (get_timeout_active(STATEMENT_TIMEOUT))
+		disable_timeout(STATEMENT_TIMEOUT, false);
+}
+
+static void
+begin_tx(const char *what)
+{
+	tx_outer_cxt = CurrentMemoryContext;
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	arm_tx_timeout();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "%s: SPI_connect failed", MyBgworkerEntry->bgw_type);
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, what);
+}
+
+static void
+commit_tx(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	disarm_tx_timeout();
+	MemoryContextSwitchTo(tx_outer_cxt);
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/*
+ * Recover from an ERROR caught in the worker (inside PG_CATCH): take a
+ * copy of the error (in cxt, the context of the code that failed), clear
+ * the error state, abort the transaction if one is open (that also
+ * unwinds SPI, the snapshot stack, locks and buffer pins), drop a cancel
+ * that arrived meanwhile, switch back to cxt, and log what failed with its
+ * SQLSTATE, detail and hint.  The loop then goes on: the requests in
+ * flight in the HTTP engine are untouched.
+ */
+static void
+recover_from_error(const char *what, MemoryContext cxt)
+{
+	ErrorData  *e;
+
+	HOLD_INTERRUPTS();
+	MemoryContextSwitchTo(cxt);
+	e = CopyErrorData();
+	FlushErrorState();
+	disarm_tx_timeout();
+	AbortCurrentTransaction();
+	QueryCancelPending = false;
+	MemoryContextSwitchTo(cxt);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	pg_atomic_fetch_add_u64(&payments_shared->worker_errors, 1);
+	ereport(LOG,
+			(errcode(e->sqlerrcode),
+			 errmsg("%s: %s failed with SQLSTATE %s: %s",
+					MyBgworkerEntry ? MyBgworkerEntry->bgw_type : "payments", what, unpack_sql_state(e->sqlerrcode), e->message),
+			 e->detail ? errdetail_internal("%s", e->detail) : 0,
+			 e->hint ? errhint("%s", e->hint) : 0));
+	FreeErrorData(e);
+	RESUME_INTERRUPTS();
+}
+
+/*
+ * The guard of every transaction the worker runs (one home): run fn(arg)
+ * in a transaction of its own, with SPI connected and a snapshot pushed,
+ * and commit it.  An ERROR in it (a deadlock, payments.worker_statement_timeout,
+ * a constraint violated by one bad row...) is caught: the transaction is
+ * rolled back, the error logged with its SQLSTATE, and false returned; the
+ * worker does not exit, and what it has in flight stays in flight.  The
+ * caller decides what a failure means for its step (skip it until its
+ * next turn, back off, keep a result to record again); it must not retry
+ * at once.  Returns in the memory context it was called in, either way.
+ *
+ * fn must leave nothing half-done in memory that outlives the call when it
+ * raises: whatever it allocates for later goes where the caller finds it
+ * (a list it passed in arg), to be freed when false comes back.
+ */
+bool
+in_transaction(const char *what, void (*fn) (void *), void *arg)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	volatile bool ok = true;
+
+	PG_TRY();
+	{
+		begin_tx(what);
+		fn(arg);
+		commit_tx();
+	}
+	PG_CATCH();
+	{
+		recover_from_error(what, cxt);
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+/*
+ * Interrupts between transactions: a cancel (pg_cancel_backend, a statement
+ * timeout that fired as its transaction ended) cancels nothing there and
+ * must not end the worker; a termination request still does (FATAL).
+ */
+void
+check_interrupts(void)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		CHECK_FOR_INTERRUPTS();
+	}
+	PG_CATCH();
+	{
+		recover_from_error("handling an interrupt", cxt);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * Connect to payments.database (connect_failures: the process's count in
+ * shared memory).  While it does not exist the connection fails with FATAL
+ * and the postmaster starts the process again a second
+ * later; each failure in a row doubles the wait before the next try (up to
+ * a minute), so that a server preloaded before its database is created
+ * logs the error now and then, not every second.
+ */
+void
+worker_connect(pg_atomic_uint32 *connect_failures)
+{
+	uint32		failures = pg_atomic_read_u32(connect_failures);
+
+	if (failures > 0)
+	{
+		/* the latch may arrive set: wait out the whole delay regardless */
+		TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														Min(60000L, 1000L << Min(failures - 1, 6)));
+		long		ms;
+
+		while ((ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until)) > 0)
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 ms, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+		}
+	}
+	pg_atomic_write_u32(connect_failures, failures + 1);
+	BackgroundWorkerInitializeConnection(payments_database, NULL, 0);
+	pg_atomic_write_u32(connect_failures, 0);
+}
+
