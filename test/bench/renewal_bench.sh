@@ -146,6 +146,8 @@ log_lines_before=$(as_root wc -l < "$WORK/postgres.log")
 if [ "$SESSIONS" -gt 0 ]; then by="$SESSIONS sessions calling pay_run_renewals (as pg_cron would) issue them, the worker sends them"; else by="the worker works them through"; fi
 echo "== the clock moves: $N renewals due at once; $by while $RATE purchases/s go on for ${DURATION}s"
 b0=$(last_op); cb0=$(server_cpu)
+wal0=$(q -c "SELECT pg_current_wal_insert_lsn()")
+ckpt0=$(q -c "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter")
 tb0=$(date +%s.%N)
 qm -c "SELECT payments.pay_advance_test_clock('2 hours')" >/dev/null
 billing_session() {	# pay_run_renewals until nothing is left to renew
@@ -161,6 +163,8 @@ while [ "$(q -c "SELECT count(*) FROM payments.subscriptions WHERE merchant_id =
 	sleep 0.2
 done
 tb1=$(date +%s.%N); cb1=$(server_cpu)
+wal1=$(q -c "SELECT pg_current_wal_insert_lsn()")
+ckpt1=$(q -c "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter")
 touch "$WORK/stop-sampler"; as_root touch "$WORK/stop-sampler" 2>/dev/null || true
 wait "$sampler" 2>/dev/null || true
 echo "with the backlog: $with; $(result_latency "$b0" "$b1")"
@@ -185,6 +189,7 @@ echo "CPU per renewal (server, minus the purchase stream's rate): $(python3 -c "
 n = int('$(q -c "SELECT count(*) FROM payments.invoices WHERE merchant_id = $M AND kind = 'renewal'")')
 cpu = ($cb1 - $cb0) - $stream_cpu_rate * min($DURATION, $tb1 - $tb0)
 print('%.2f ms (%.1f s of server CPU for %d renewals, %.1f s wall)' % (cpu / max(n, 1) * 1000, cpu, n, $tb1 - $tb0))")"
+echo "WAL per renewal: $(q -c "SELECT round(pg_wal_lsn_diff('$wal1', '$wal0') / greatest(count(*), 1) / 1024, 1) FROM payments.invoices WHERE merchant_id = $M AND kind = 'renewal'") kB; checkpoints begun while the backlog drained: $((ckpt1 - ckpt0)) (each makes the next change of every page write a full page image)"
 echo "longest lock wait seen by the sampler (every 100 ms): $(cat "$WORK/lock-max" 2>/dev/null || echo 0) ms"
 waits=$(as_root tail -n +"$((log_lines_before + 1))" "$WORK/postgres.log" | grep -Eo '(still waiting|acquired) [A-Za-z]+ on .* after [0-9.]+ ms' || true)
 if [ -n "$waits" ]; then
