@@ -6185,6 +6185,7 @@ CREATE INDEX operations_ready ON payments.operations (background, next_attempt_a
 
 DROP FUNCTION payments._charge_invoice(bigint, bigint);
 DROP FUNCTION payments._issue_invoice(bigint, bigint, text, integer, timestamptz, timestamptz, jsonb);
+DROP FUNCTION payments._claim_operations(integer);
 
 CREATE FUNCTION payments._queue_invoice_charge(p_invoice payments.invoices, pm payments.payment_methods,
 	p_payment_id bigint, p_background boolean)
@@ -6474,7 +6475,7 @@ $$;
 COMMENT ON FUNCTION payments._run_dunning(bigint, integer) IS
 	'Billing run (worker, pay_run_dunning): for at most p_limit open invoices whose next attempt is due by their merchant''s billing clock (one merchant, or NULL: all), oldest first, subscriptions locked with SKIP LOCKED: one more charge (invoice.retry_attempted), or after a final decline the final action. Returns how many invoices it handled.';
 
-CREATE OR REPLACE FUNCTION payments._claim_operations(p_limit integer)
+CREATE FUNCTION payments._claim_operations(p_limit integer, p_background_limit integer DEFAULT NULL)
 	RETURNS TABLE (merchant_id bigint, operation_id bigint, payment_id bigint, kind text,
 		action text, attempt integer, via_void boolean, amount_minor bigint, currency text,
 		currency_exponent integer, txn_invoice text, description text, customer jsonb,
@@ -6500,8 +6501,9 @@ CREATE OR REPLACE FUNCTION payments._claim_operations(p_limit integer)
 BEGIN
 	-- Ready first by due time, straight off the partial index: a long queue
 	-- costs no more than a short one.  Ordinary operations first, then the
-	-- background ones (a billing run's charges) in what room is left: a
-	-- backlog of renewals never holds up a checkout's result.  Merchants
+	-- background ones (a billing run's charges) in what room is left, at
+	-- most p_background_limit (NULL: no other limit): a backlog of renewals
+	-- never holds up a checkout's result.  Merchants
 	-- without a gateway configuration are skipped (and parked by
 	-- _park_unconfigured).
 	RETURN QUERY
@@ -6519,7 +6521,7 @@ BEGIN
 		WHERE o.status IN ('queued', 'unknown') AND o.background AND o.next_attempt_at <= now()
 			AND o.merchant_id = ANY (ARRAY(SELECT g.merchant_id FROM payments.gateway_config g))
 		ORDER BY o.background, o.next_attempt_at
-		LIMIT greatest(p_limit - (SELECT count(*) FROM ordinary), 0)
+		LIMIT least(greatest(p_limit - (SELECT count(*) FROM ordinary), 0), coalesce(p_background_limit, p_limit))
 		FOR UPDATE SKIP LOCKED
 	), ready AS (
 		SELECT * FROM ordinary UNION ALL SELECT * FROM background
@@ -6582,8 +6584,11 @@ BEGIN
 		AND cu.customer_id = coalesce(c.customer_id, pm.customer_id);
 END
 $$;
-COMMENT ON FUNCTION payments._claim_operations(integer) IS
-	'Worker, step 1: claims up to p_limit ready operations (FOR UPDATE SKIP LOCKED) and marks them sending before anything is sent.';
+COMMENT ON FUNCTION payments._claim_operations(integer, integer) IS
+	'Worker, step 1: claims up to p_limit ready operations (FOR UPDATE SKIP LOCKED), ordinary ones first and at most p_background_limit of a billing run''s charges, and marks them sending before anything is sent.';
+
+-- the audit BRIN index: no autosummarize (sql/src/audit.sql)
+ALTER INDEX payments.audit_log_logged_at_txid RESET (autosummarize);
 
 -- The row images are the large values here: lz4 compresses them several
 -- times faster than pglz, the default (where the server was built without

@@ -246,11 +246,19 @@ new_op(WorkerState *ws)
 static int
 claim_into(WorkerState *ws, int n, dlist_head *to_send, dlist_head *unbuildable)
 {
-	Datum		arg = Int32GetDatum(n);
-	Oid			argtype = INT4OID;
+	/*
+	 * A billing run's charges (background) fill the requests in flight up
+	 * to one claim's worth, ordinary operations up to max_in_flight: a
+	 * backlog of renewals queued by pg_cron jobs can make the pipeline no
+	 * deeper than that, and a checkout's purchase, claimed first, waits for
+	 * no more than one round behind it.
+	 */
+	Datum		args[2] = {Int32GetDatum(n),
+		Int32GetDatum(Max(0, Min(payments_claim_batch, payments_max_in_flight) - ops_in_flight(ws)))};
+	Oid			argtypes[2] = {INT4OID, INT4OID};
 
-	if (SPI_execute_with_args("SELECT * FROM payments._claim_operations($1)", 1, &argtype,
-							  &arg, NULL, false, 0) != SPI_OK_SELECT)
+	if (SPI_execute_with_args("SELECT * FROM payments._claim_operations($1, $2)", 2, argtypes,
+							  args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "payments worker: claiming operations failed");
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{

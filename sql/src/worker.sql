@@ -24,7 +24,7 @@ COMMENT ON FUNCTION payments._duplicate_window() IS
 -- triggers included: JIT compiling each took tens of milliseconds per
 -- claimed row, so JIT is off here (and in the two _record functions).
 -- These plans never need it.
-CREATE FUNCTION payments._claim_operations(p_limit integer)
+CREATE FUNCTION payments._claim_operations(p_limit integer, p_background_limit integer DEFAULT NULL)
 	RETURNS TABLE (merchant_id bigint, operation_id bigint, payment_id bigint, kind text,
 		action text, attempt integer, via_void boolean, amount_minor bigint, currency text,
 		currency_exponent integer, txn_invoice text, description text, customer jsonb,
@@ -50,8 +50,9 @@ CREATE FUNCTION payments._claim_operations(p_limit integer)
 BEGIN
 	-- Ready first by due time, straight off the partial index: a long queue
 	-- costs no more than a short one.  Ordinary operations first, then the
-	-- background ones (a billing run's charges) in what room is left: a
-	-- backlog of renewals never holds up a checkout's result.  Merchants
+	-- background ones (a billing run's charges) in what room is left, at
+	-- most p_background_limit (NULL: no other limit): a backlog of renewals
+	-- never holds up a checkout's result.  Merchants
 	-- without a gateway configuration are skipped (and parked by
 	-- _park_unconfigured).
 	RETURN QUERY
@@ -69,7 +70,7 @@ BEGIN
 		WHERE o.status IN ('queued', 'unknown') AND o.background AND o.next_attempt_at <= now()
 			AND o.merchant_id = ANY (ARRAY(SELECT g.merchant_id FROM payments.gateway_config g))
 		ORDER BY o.background, o.next_attempt_at
-		LIMIT greatest(p_limit - (SELECT count(*) FROM ordinary), 0)
+		LIMIT least(greatest(p_limit - (SELECT count(*) FROM ordinary), 0), coalesce(p_background_limit, p_limit))
 		FOR UPDATE SKIP LOCKED
 	), ready AS (
 		SELECT * FROM ordinary UNION ALL SELECT * FROM background
@@ -132,8 +133,8 @@ BEGIN
 		AND cu.customer_id = coalesce(c.customer_id, pm.customer_id);
 END
 $$;
-COMMENT ON FUNCTION payments._claim_operations(integer) IS
-	'Worker, step 1: claims up to p_limit ready operations (FOR UPDATE SKIP LOCKED) and marks them sending before anything is sent.';
+COMMENT ON FUNCTION payments._claim_operations(integer, integer) IS
+	'Worker, step 1: claims up to p_limit ready operations (FOR UPDATE SKIP LOCKED), ordinary ones first and at most p_background_limit of a billing run''s charges, and marks them sending before anything is sent.';
 
 -- Operations of merchants without a gateway configuration wait a minute
 -- at a time, with a note a DBA can see (run by the worker's housekeeping).

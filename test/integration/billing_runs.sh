@@ -101,6 +101,11 @@ is "$(q -c "SELECT count(*) FROM payments._claim_operations(10) c JOIN payments.
 	"then the background charges, as many as the claim has room for"
 is "$(q -c "SELECT count(*) FROM payments.operations WHERE background AND status = 'sending' AND next_attempt_at > (SELECT min(next_attempt_at) FROM payments.operations WHERE background AND status = 'queued')")" 0 \
 	"in due order: none claimed is due after one still queued"
+purchase2=$(q -c "SET payments.merchant_id = '1'" -c "SELECT payment_id FROM payments.pay_purchase(amount => '6.00 USD', card => payments.pay_card('4111111111111111', 12, 2031, '123'))" | tail -1)
+is "$(q -c "SELECT string_agg(payment_id::text, ',') FROM payments._claim_operations(10, 0)")" "$purchase2" \
+	"with no room for background charges (the worker's pipeline holds a claim's worth) only the ordinary purchase is claimed"
+is "$(q -c "SELECT count(*) FROM payments._claim_operations(10, 3)")" 3 \
+	"and with room for three, three background charges"
 
 cluster_psql "$WORK" "$PORT" postgres -c "DROP DATABASE $DB" >/dev/null
 tap_done
