@@ -147,6 +147,12 @@ if [ "$SESSIONS" -gt 0 ]; then by="$SESSIONS sessions calling pay_run_renewals (
 echo "== the clock moves: $N renewals due at once; $by while $RATE purchases/s go on for ${DURATION}s"
 b0=$(last_op); cb0=$(server_cpu)
 wal0=$(q -c "SELECT pg_current_wal_insert_lsn()")
+# the CPU of the worker and of the billing process, apart from the rest
+proc_cpu() { local pid; pid=$(q -c "SELECT pid FROM pg_stat_activity WHERE backend_type = '$1'"); as_root awk '{print ($14 + $15) / 100}' "/proc/$pid/stat"; }
+worker0=$(proc_cpu "payments worker"); billing0=$(proc_cpu "payments billing")
+steal() { awk '/^cpu / {print $9 / 100}' /proc/stat; }	# time the hypervisor gave our CPUs to others
+steal0=$(steal)
+vac0=$(q -c "SELECT sum(autovacuum_count) || ' ' || sum(autoanalyze_count) FROM pg_stat_all_tables WHERE schemaname = 'payments'")
 ckpt0=$(q -c "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter")
 tb0=$(date +%s.%N)
 qm -c "SELECT payments.pay_advance_test_clock('2 hours')" >/dev/null
@@ -164,6 +170,9 @@ while [ "$(q -c "SELECT count(*) FROM payments.subscriptions WHERE merchant_id =
 done
 tb1=$(date +%s.%N); cb1=$(server_cpu)
 wal1=$(q -c "SELECT pg_current_wal_insert_lsn()")
+worker1=$(proc_cpu "payments worker"); billing1=$(proc_cpu "payments billing")
+steal1=$(steal)
+vac1=$(q -c "SELECT sum(autovacuum_count) || ' ' || sum(autoanalyze_count) FROM pg_stat_all_tables WHERE schemaname = 'payments'")
 ckpt1=$(q -c "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter")
 touch "$WORK/stop-sampler"; as_root touch "$WORK/stop-sampler" 2>/dev/null || true
 wait "$sampler" 2>/dev/null || true
@@ -189,6 +198,7 @@ echo "CPU per renewal (server, minus the purchase stream's rate): $(python3 -c "
 n = int('$(q -c "SELECT count(*) FROM payments.invoices WHERE merchant_id = $M AND kind = 'renewal'")')
 cpu = ($cb1 - $cb0) - $stream_cpu_rate * min($DURATION, $tb1 - $tb0)
 print('%.2f ms (%.1f s of server CPU for %d renewals, %.1f s wall)' % (cpu / max(n, 1) * 1000, cpu, n, $tb1 - $tb0))")"
+echo "of which the worker $(python3 -c "print(round($worker1 - $worker0, 1))") s, the billing process $(python3 -c "print(round($billing1 - $billing0, 1))") s, the rest (sessions, autovacuum, checkpointer, WAL writer) $(python3 -c "print(round(($cb1 - $cb0) - ($worker1 - $worker0) - ($billing1 - $billing0), 1))") s; CPU time stolen by the hypervisor meanwhile: $(python3 -c "print(round($steal1 - $steal0, 1))") s; autovacuum runs on the extension's tables while it drained: $(python3 -c "a, b = '$vac0'.split(); c, d = '$vac1'.split(); print('%d vacuums, %d analyzes' % (int(c) - int(a), int(d) - int(b)))")"
 echo "WAL per renewal: $(q -c "SELECT round(pg_wal_lsn_diff('$wal1', '$wal0') / greatest(count(*), 1) / 1024, 1) FROM payments.invoices WHERE merchant_id = $M AND kind = 'renewal'") kB; checkpoints begun while the backlog drained: $((ckpt1 - ckpt0)) (each makes the next change of every page write a full page image)"
 echo "longest lock wait seen by the sampler (every 100 ms): $(cat "$WORK/lock-max" 2>/dev/null || echo 0) ms"
 waits=$(as_root tail -n +"$((log_lines_before + 1))" "$WORK/postgres.log" | grep -Eo '(still waiting|acquired) [A-Za-z]+ on .* after [0-9.]+ ms' || true)
