@@ -50,17 +50,7 @@ int			payments_billing_batch = PAYMENTS_DEFAULT_BILLING_BATCH;
 void
 payments_billing_register(void)
 {
-	BackgroundWorker worker;
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 1;
-	strlcpy(worker.bgw_library_name, "payments", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "payments_billing_main", BGW_MAXLEN);
-	strlcpy(worker.bgw_name, "payments billing", BGW_MAXLEN);
-	strlcpy(worker.bgw_type, "payments billing", BGW_MAXLEN);
-	RegisterBackgroundWorker(&worker);
+	worker_register("payments_billing_main", "payments billing");
 }
 
 static void

@@ -96,17 +96,7 @@ static WorkerState worker_state = {
 void
 payments_worker_register(void)
 {
-	BackgroundWorker worker;
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 1;
-	strlcpy(worker.bgw_library_name, "payments", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "payments_worker_main", BGW_MAXLEN);
-	strlcpy(worker.bgw_name, "payments worker", BGW_MAXLEN);
-	strlcpy(worker.bgw_type, "payments worker", BGW_MAXLEN);
-	RegisterBackgroundWorker(&worker);
+	worker_register("payments_worker_main", "payments worker");
 }
 
 /* Forget our identity in shared memory when we exit. */

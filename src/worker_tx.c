@@ -203,3 +203,23 @@ worker_connect(pg_atomic_uint32 *connect_failures)
 	pg_atomic_write_u32(connect_failures, 0);
 }
 
+/*
+ * Register one of the extension's background processes (from _PG_init at
+ * preload time): connected to a database, started once recovery is over,
+ * started again a second after it exits.
+ */
+void
+worker_register(const char *function, const char *name)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 1;
+	strlcpy(worker.bgw_library_name, "payments", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, function, BGW_MAXLEN);
+	strlcpy(worker.bgw_name, name, BGW_MAXLEN);
+	strlcpy(worker.bgw_type, name, BGW_MAXLEN);
+	RegisterBackgroundWorker(&worker);
+}

@@ -11,6 +11,7 @@
 
 #include "port/atomics.h"
 
+extern void worker_register(const char *function, const char *name);
 extern void worker_connect(pg_atomic_uint32 *connect_failures);
 extern bool in_transaction(const char *what, void (*fn) (void *), void *arg);
 extern void check_interrupts(void);
