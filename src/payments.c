@@ -184,7 +184,7 @@ _PG_init(void)
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("payments.billing_interval",
-							"Seconds between the worker's runs of due subscription renewals and dunning retries (0: the worker runs none).",
+							"Seconds between the billing process's runs of due subscription renewals and dunning retries (0: it runs none).",
 							"Set 0 where pg_cron or another scheduler calls pay_run_renewals and pay_run_dunning instead.  A run that finds a full batch goes on at once until the backlog is worked through.",
 							&payments_billing_interval_s,
 							PAYMENTS_DEFAULT_BILLING_INTERVAL_S, 0, 86400,
@@ -193,7 +193,7 @@ _PG_init(void)
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("payments.billing_batch",
-							"Subscriptions (renewals) or invoices (dunning retries) the worker bills per transaction.",
+							"Subscriptions (renewals) or invoices (dunning retries) the billing process bills per transaction.",
 							NULL,
 							&payments_billing_batch,
 							PAYMENTS_DEFAULT_BILLING_BATCH, 1, 10000,

@@ -714,7 +714,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments._run_renewals(bigint, integer) IS
-	'Billing run (worker, pay_run_renewals): for at most p_limit subscriptions due by their merchant''s billing clock (one merchant, or NULL: all), oldest first, locked with SKIP LOCKED: incomplete ones past their deadline expire (first invoice void), cancel_at_period_end ones are canceled, trialing and active ones move to their next period and its renewal invoice is issued and charged. Returns how many subscriptions it handled.';
+	'Billing run (the billing process, pay_run_renewals): for at most p_limit subscriptions due by their merchant''s billing clock (one merchant, or NULL: all), oldest first, locked with SKIP LOCKED: incomplete ones past their deadline expire (first invoice void), cancel_at_period_end ones are canceled, trialing and active ones move to their next period and its renewal invoice is issued and charged. Returns how many subscriptions it handled.';
 
 -- Dunning: at next_attempt_at, for each open invoice: after a final
 -- decline the final action (its schedule's last day has come); else one
@@ -778,7 +778,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments._run_dunning(bigint, integer) IS
-	'Billing run (worker, pay_run_dunning): for at most p_limit open invoices whose next attempt is due by their merchant''s billing clock (one merchant, or NULL: all), oldest first, subscriptions locked with SKIP LOCKED: one more charge (invoice.retry_attempted), or after a final decline the final action. Returns how many invoices it handled.';
+	'Billing run (the billing process, pay_run_dunning): for at most p_limit open invoices whose next attempt is due by their merchant''s billing clock (one merchant, or NULL: all), oldest first, subscriptions locked with SKIP LOCKED: one more charge (invoice.retry_attempted), or after a final decline the final action. Returns how many invoices it handled.';
 
 ------------------------------------------------------------------------------
 -- The API: billing runs, the dunning policy, invoices.
