@@ -186,6 +186,19 @@ payments_billing_main(Datum main_arg pg_attribute_unused())
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
+
+	/*
+	 * Connect once the worker has: while payments.database cannot be
+	 * reached, the worker's tries (with their growing wait) are the only
+	 * ones in the log, and nothing could be billed anyway.
+	 */
+	while (pg_atomic_read_u32(&payments_shared->worker_pid) == 0)
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 1000L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
 	worker_connect(&payments_shared->billing_connect_failures);
 	pgstat_report_appname("payments billing");
 	pg_atomic_write_u32(&payments_shared->billing_pid, MyProcPid);
