@@ -27,7 +27,6 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
-#include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
@@ -51,12 +50,6 @@ void
 payments_billing_register(void)
 {
 	worker_register("payments_billing_main", "payments billing");
-}
-
-static void
-billing_on_exit(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
-{
-	pg_atomic_write_u32(&payments_shared->billing_pid, 0);
 }
 
 /*
@@ -201,8 +194,6 @@ payments_billing_main(Datum main_arg pg_attribute_unused())
 	}
 	worker_connect(&payments_shared->billing_connect_failures);
 	pgstat_report_appname("payments billing");
-	pg_atomic_write_u32(&payments_shared->billing_pid, MyProcPid);
-	on_shmem_exit(billing_on_exit, (Datum) 0);
 
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "payments billing loop",
 									 ALLOCSET_DEFAULT_SIZES);

@@ -66,7 +66,6 @@ payments_shmem_startup(void)
 		pg_atomic_init_u32(&payments_shared->connect_failures, 0);
 		pg_atomic_init_u32(&payments_shared->worker_recovered, 0);
 		pg_atomic_init_u32(&payments_shared->claim_full, 0);
-		pg_atomic_init_u32(&payments_shared->billing_pid, 0);
 		pg_atomic_init_u32(&payments_shared->billing_connect_failures, 0);
 		pg_atomic_init_u32(&payments_shared->queue_depth, 0);
 		pg_atomic_init_u32(&payments_shared->in_flight, 0);

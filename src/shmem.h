@@ -67,7 +67,6 @@ typedef struct PaymentsShared
 									 * more operations are ready */
 
 	/* the billing process (billing_worker.c) */
-	pg_atomic_uint32 billing_pid;
 	pg_atomic_uint32 billing_connect_failures;
 
 	/* state published by the worker */
