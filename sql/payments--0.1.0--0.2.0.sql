@@ -6603,6 +6603,197 @@ END
 $$;
 
 ------------------------------------------------------------------------------
+-- h-cpu: less CPU per purchase (issue 12): pay_purchase and pay_authorize in
+-- PL/pgSQL (a SQL function was parsed and planned again at every call), the
+-- request hash only for an idempotency key, the invoice tag kept in backend
+-- memory (src/invoice_tag.c); sql/src/payment_api.sql, secrets.sql.  What
+-- each backend keeps of the tenancy tables comes with their triggers in the
+-- h-tenancy block below.
+------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION payments._create_payment(
+	p_kind text, p_amount payments.pay_amount, p_card payments.pay_card, p_opaque_data jsonb,
+	p_customer_profile_id text, p_payment_profile_id text, p_description text, p_order_ref text,
+	p_customer jsonb, p_metadata jsonb, p_idempotency_key text, p_correlation_id text,
+	p_customer_id bigint DEFAULT NULL, p_payment_method_id bigint DEFAULT NULL)
+	RETURNS payments.payments
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	m bigint := payments.pay_current_merchant();
+	methods int := (p_card IS NOT NULL)::int + (p_opaque_data IS NOT NULL)::int
+		+ (p_customer_profile_id IS NOT NULL OR p_payment_profile_id IS NOT NULL)::int
+		+ (p_payment_method_id IS NOT NULL)::int;
+	method text;
+	stored payments.payment_methods;
+	idem payments.idempotency_keys;
+	pid bigint;
+	oid_ bigint;
+	corr text := payments._correlation_id(p_correlation_id);
+	result payments.payments;
+BEGIN
+	IF p_amount IS NULL THEN
+		RAISE EXCEPTION 'amount is required' USING ERRCODE = '22004';
+	END IF;
+	IF pay_minor_units(p_amount) <= 0 THEN
+		RAISE EXCEPTION 'amount must be positive' USING ERRCODE = '22Y23',
+			DETAIL = format('The amount given was %s.', p_amount);
+	END IF;
+	-- a customer or a stored method (payment_methods.sql): the method's
+	-- profile is charged, the customer's details fill customer
+	stored := payments._stored_method_for_payment(p_customer_id, p_payment_method_id, methods);
+	IF stored.payment_method_id IS NOT NULL THEN
+		p_customer_profile_id := stored.customer_profile_id;
+		p_payment_profile_id := stored.payment_profile_id;
+		p_customer_id := stored.customer_id;
+		methods := 1;
+	END IF;
+	IF p_customer_id IS NOT NULL AND p_customer IS NULL THEN
+		p_customer := payments._customer_billing(p_customer_id);
+	END IF;
+	IF methods <> 1 THEN
+		RAISE EXCEPTION 'exactly one payment method is required'
+			USING ERRCODE = '22Y22',
+				DETAIL = format('%s payment methods were given.', methods),
+				HINT = 'Pass card, opaque_data, or customer_profile_id with payment_profile_id.';
+	END IF;
+	IF p_card IS NOT NULL THEN
+		method := 'card';
+	ELSIF p_opaque_data IS NOT NULL THEN
+		method := 'opaque_data';
+		PERFORM payments._check_opaque_data(p_opaque_data);
+	ELSE
+		method := 'profile';
+		IF p_customer_profile_id IS NULL OR p_payment_profile_id IS NULL THEN
+			RAISE EXCEPTION 'customer_profile_id and payment_profile_id go together'
+				USING ERRCODE = '22Y22';
+		END IF;
+	END IF;
+	IF p_customer IS NOT NULL AND jsonb_typeof(p_customer) <> 'object' THEN
+		RAISE EXCEPTION 'customer must be a JSON object' USING ERRCODE = '22023';
+	END IF;
+	IF p_metadata IS NOT NULL AND jsonb_typeof(p_metadata) <> 'object' THEN
+		RAISE EXCEPTION 'metadata must be a JSON object' USING ERRCODE = '22023';
+	END IF;
+	PERFORM payments._check_gateway_input(p_amount, p_description, p_customer, corr,
+		p_customer_profile_id, p_payment_profile_id);
+
+	-- the request's hash only for a key: most calls have none
+	IF p_idempotency_key IS NOT NULL THEN
+		idem := payments._idempotency_claim(m, p_idempotency_key, p_kind, md5(jsonb_build_array(
+			p_amount::text, payments.pay_card_fingerprint(p_card), payments.pay_card_exp_month(p_card),
+			payments.pay_card_exp_year(p_card), p_opaque_data, p_customer_profile_id, p_payment_profile_id,
+			p_description, p_order_ref, p_customer, p_metadata, p_customer_id, p_payment_method_id)::text));
+		IF idem.payment_id IS NOT NULL THEN
+			SELECT * INTO result FROM payments.payments WHERE merchant_id = m AND payment_id = idem.payment_id;
+			RETURN result;
+		END IF;
+	END IF;
+
+	pid := nextval('payments.payments_payment_id_seq');
+	INSERT INTO payments.payments (merchant_id, payment_id, kind, amount, amount_refunded,
+		payment_method, card_brand, card_last4, card_exp_month, card_exp_year, card_fingerprint,
+		customer_profile_id, payment_profile_id, invoice_number, description, order_ref,
+		customer, metadata, correlation_id, idempotency_key, customer_id, payment_method_id)
+	OVERRIDING SYSTEM VALUE
+	VALUES (m, pid, p_kind, p_amount, p_amount * 0, method,
+		coalesce(payments.pay_card_brand(p_card), stored.card_brand),
+		coalesce(payments.pay_card_last4(p_card), stored.card_last4),
+		coalesce(payments.pay_card_exp_month(p_card), stored.card_exp_month),
+		coalesce(payments.pay_card_exp_year(p_card), stored.card_exp_year),
+		coalesce(payments.pay_card_fingerprint(p_card), stored.card_fingerprint),
+		p_customer_profile_id, p_payment_profile_id,
+		'P' || payments._invoice_tag() || pid, p_description, p_order_ref,
+		coalesce(p_customer, '{}'), coalesce(p_metadata, '{}'), corr, p_idempotency_key,
+		p_customer_id, stored.payment_method_id)
+	RETURNING * INTO result;
+
+	INSERT INTO payments.operations (merchant_id, payment_id, kind, amount, idempotency_key, correlation_id)
+	VALUES (m, pid, p_kind, p_amount, p_idempotency_key, corr)
+	RETURNING operation_id INTO oid_;
+
+	IF p_card IS NOT NULL THEN
+		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
+		VALUES (m, oid_, payments._card_sealed(p_card));
+	ELSIF p_opaque_data IS NOT NULL THEN
+		-- the nonce can charge the card once: it waits sealed, like a card
+		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
+		VALUES (m, oid_, payments._opaque_data_sealed(p_opaque_data ->> 'dataDescriptor',
+			p_opaque_data ->> 'dataValue'));
+	END IF;
+
+	IF p_idempotency_key IS NOT NULL THEN
+		UPDATE payments.idempotency_keys SET payment_id = pid, operation_id = oid_
+		WHERE merchant_id = m AND idempotency_key = p_idempotency_key;
+	END IF;
+	PERFORM payments._wake_at_commit();
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION payments._create_payment(text, payments.pay_amount, payments.pay_card, jsonb, text, text, text, text, jsonb, jsonb, text, text, bigint, bigint) IS
+	'Internal: records a purchase or authorization and its gateway operation; the worker sends it after COMMIT.';
+
+CREATE OR REPLACE FUNCTION payments.pay_purchase(
+	amount payments.pay_amount,
+	card payments.pay_card DEFAULT NULL,
+	opaque_data jsonb DEFAULT NULL,
+	customer_profile_id text DEFAULT NULL,
+	payment_profile_id text DEFAULT NULL,
+	description text DEFAULT NULL,
+	order_ref text DEFAULT NULL,
+	customer jsonb DEFAULT NULL,
+	metadata jsonb DEFAULT NULL,
+	idempotency_key text DEFAULT NULL,
+	correlation_id text DEFAULT NULL,
+	customer_id bigint DEFAULT NULL,
+	payment_method_id bigint DEFAULT NULL)
+	RETURNS payments.payments
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+BEGIN
+	RETURN payments._create_payment('purchase', amount, card, opaque_data, customer_profile_id,
+		payment_profile_id, description, order_ref, customer, metadata, idempotency_key, correlation_id,
+		customer_id, payment_method_id);
+END
+$$;
+COMMENT ON FUNCTION payments.pay_purchase(payments.pay_amount, payments.pay_card, jsonb, text, text, text, text, jsonb, jsonb, text, text, bigint, bigint) IS
+	'Authorize and capture a payment. Records the payment (status pending) and wakes the worker at COMMIT; the gateway''s answer arrives asynchronously (pay_wait). customer_id records the customer (its billing details and email are sent when customer is not given); payment_method_id charges a stored method (merchant-initiated, with the card-on-file fields); a customer_id alone charges its default method. Returns the payment row.';
+
+CREATE OR REPLACE FUNCTION payments.pay_authorize(
+	amount payments.pay_amount,
+	card payments.pay_card DEFAULT NULL,
+	opaque_data jsonb DEFAULT NULL,
+	customer_profile_id text DEFAULT NULL,
+	payment_profile_id text DEFAULT NULL,
+	description text DEFAULT NULL,
+	order_ref text DEFAULT NULL,
+	customer jsonb DEFAULT NULL,
+	metadata jsonb DEFAULT NULL,
+	idempotency_key text DEFAULT NULL,
+	correlation_id text DEFAULT NULL,
+	customer_id bigint DEFAULT NULL,
+	payment_method_id bigint DEFAULT NULL)
+	RETURNS payments.payments
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments
+	AS $$
+BEGIN
+	RETURN payments._create_payment('authorize', amount, card, opaque_data, customer_profile_id,
+		payment_profile_id, description, order_ref, customer, metadata, idempotency_key, correlation_id,
+		customer_id, payment_method_id);
+END
+$$;
+COMMENT ON FUNCTION payments.pay_authorize(payments.pay_amount, payments.pay_card, jsonb, text, text, text, text, jsonb, jsonb, text, text, bigint, bigint) IS
+	'Authorize a payment without capturing it (status requires_capture once approved); capture later with pay_capture or release with pay_void. customer_id and payment_method_id as for pay_purchase. Returns the payment row.';
+
+-- In C (src/invoice_tag.c): every payment, refund and renewal reads it,
+-- and each backend keeps it until the table changes (the trigger below).
+CREATE OR REPLACE FUNCTION payments._invoice_tag() RETURNS text
+	LANGUAGE c STABLE SECURITY DEFINER AS 'MODULE_PATHNAME', 'pay_invoice_tag';
+
+------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,
 -- payment_api.sql, privileges.sql).  Keep this block LAST: its privilege
 -- and row-security statements cover every function and tenant table made
@@ -6643,6 +6834,31 @@ REVOKE ALL ON payments.role_trust FROM PUBLIC;
 COMMENT ON TABLE payments.role_trust IS
 	'Roles the owner trusts beyond a binding: postgrest (reachable only through PostgREST, so its request.jwt.claims merchant_id counts; pay_declare_postgrest_role) and all_merchants (acts for every merchant, chosen with the payments.merchant_id setting; pay_grant_all_merchants). Owner only.';
 SELECT pg_catalog.pg_extension_config_dump('payments.role_trust', '');
+
+-- Each backend keeps what these three tables say about the last role it
+-- resolved (src/tenancy.c); any change, a restore and a logical
+-- replication apply included (ENABLE ALWAYS), tells every backend to read
+-- them again (src/cached_table.c).
+CREATE FUNCTION payments._cached_table_changed() RETURNS trigger
+	LANGUAGE c AS 'MODULE_PATHNAME', 'pay_cached_table_changed';
+REVOKE ALL ON FUNCTION payments._cached_table_changed() FROM PUBLIC;
+COMMENT ON FUNCTION payments._cached_table_changed() IS
+	'Internal: statement trigger of a table backends keep in memory; makes every backend drop what it kept at commit.';
+CREATE TRIGGER merchants_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON payments.merchants
+	FOR EACH STATEMENT EXECUTE FUNCTION payments._cached_table_changed();
+CREATE TRIGGER merchant_roles_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON payments.merchant_roles
+	FOR EACH STATEMENT EXECUTE FUNCTION payments._cached_table_changed();
+CREATE TRIGGER role_trust_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON payments.role_trust
+	FOR EACH STATEMENT EXECUTE FUNCTION payments._cached_table_changed();
+ALTER TABLE payments.merchants ENABLE ALWAYS TRIGGER merchants_changed;
+ALTER TABLE payments.merchant_roles ENABLE ALWAYS TRIGGER merchant_roles_changed;
+ALTER TABLE payments.role_trust ENABLE ALWAYS TRIGGER role_trust_changed;
+COMMENT ON TRIGGER merchants_changed ON payments.merchants IS
+	'Makes every backend read again which merchants exist (src/tenancy.c keeps it).';
+COMMENT ON TRIGGER merchant_roles_changed ON payments.merchant_roles IS
+	'Makes every backend read the bindings again (src/tenancy.c keeps them).';
+COMMENT ON TRIGGER role_trust_changed ON payments.role_trust IS
+	'Makes every backend read the trusted roles again (src/tenancy.c keeps them).';
 
 CREATE OR REPLACE FUNCTION payments.pay_current_merchant() RETURNS bigint
 	LANGUAGE c STABLE PARALLEL RESTRICTED AS 'MODULE_PATHNAME', 'pay_current_merchant';

@@ -48,7 +48,6 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "catalog/namespace.h"
-#include "commands/trigger.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "storage/fd.h"
@@ -63,7 +62,6 @@
 #include "payments.h"
 
 PG_FUNCTION_INFO_V1(pay_random_bytes);
-PG_FUNCTION_INFO_V1(pay_installation_secrets_changed);
 PG_FUNCTION_INFO_V1(pay_fingerprint_key_create);
 
 #define KEY_ID_PURPOSE		"fingerprint_key_id"
@@ -326,23 +324,6 @@ pay_random_bytes(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("could not generate random bytes")));
 	PG_RETURN_BYTEA_P(result);
-}
-
-/*
- * Statement trigger on payments.installation_secrets: tell every backend,
- * at commit, to drop its cached secret.
- */
-Datum
-pay_installation_secrets_changed(PG_FUNCTION_ARGS)
-{
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("function can only be called as a trigger")));
-	CacheInvalidateRelcache(trigdata->tg_relation);
-	PG_RETURN_POINTER(NULL);
 }
 
 /*

@@ -70,6 +70,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/inval.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -121,12 +122,16 @@ typedef struct RoleFacts
 	bool		claim_exists;	/* the claim's merchant exists */
 } RoleFacts;
 
-/* The last resolution, for the current command. */
+/*
+ * The last resolution, for the current command (row-level security asks
+ * per row), while no invalidation of the role facts came.
+ */
 static struct
 {
 	bool		valid;
 	LocalTransactionId lxid;
 	CommandId	cid;
+	uint64		invalidations;	/* facts_invalidations then */
 	Oid			role;
 	char	   *claims;
 	char	   *setting;
@@ -148,6 +153,50 @@ static const char *const bound_query =
 "EXISTS (SELECT 1 FROM payments.merchants m WHERE m.merchant_id OPERATOR(pg_catalog.=) $3)";
 
 static SPIPlanPtr bound_plan = NULL;
+
+/*
+ * The facts of the last role asked about, kept across commands and
+ * transactions: reading them is a query, about 5% of what a purchase
+ * costs its caller.  Dropped by anything that could change them: a change
+ * of merchant_roles, role_trust or merchants (their statement trigger,
+ * _cached_table_changed, invalidates the table's relcache entry, at every
+ * change, restore and logical replication included: ENABLE ALWAYS), a
+ * change of a role or of role membership (syscache invalidations), a new
+ * extension owner.  Invalidations are read before each use, so a change
+ * another session committed counts from the next statement on, as it did
+ * when every statement read the tables.
+ */
+static struct
+{
+	bool		valid;
+	Oid			owner;
+	Oid			role;
+	int64		setting_m;
+	int64		claim_m;
+	RoleFacts	f;				/* f.bound in TopMemoryContext */
+}			facts_cache;
+static Oid	facts_relids[3];	/* merchant_roles, role_trust, merchants */
+static uint64 facts_invalidations = 0;	/* invalidations seen, ever */
+static bool facts_callbacks_registered = false;
+
+static void
+facts_relcache_callback(Datum arg pg_attribute_unused(), Oid relid)
+{
+	if (relid == InvalidOid || relid == facts_relids[0] || relid == facts_relids[1] ||
+		relid == facts_relids[2])
+	{
+		facts_cache.valid = false;
+		facts_invalidations++;
+	}
+}
+
+static void
+facts_syscache_callback(Datum arg pg_attribute_unused(), int cacheid pg_attribute_unused(),
+						uint32 hashvalue pg_attribute_unused())
+{
+	facts_cache.valid = false;
+	facts_invalidations++;
+}
 
 /* A merchant id as text ("3"), or false. */
 static bool
@@ -291,6 +340,70 @@ read_role_facts(Oid owner, Oid role, int64 setting_m, int64 claim_m, RoleFacts *
 	SPI_finish();
 }
 
+/*
+ * Take in the invalidations other sessions' commits sent (see facts_cache):
+ * both caches below hold only while none came.
+ */
+static void
+facts_take_invalidations(void)
+{
+	if (!facts_callbacks_registered)
+	{
+		CacheRegisterRelcacheCallback(facts_relcache_callback, (Datum) 0);
+		CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, facts_syscache_callback, (Datum) 0);
+		CacheRegisterSyscacheCallback(AUTHOID, facts_syscache_callback, (Datum) 0);
+		facts_callbacks_registered = true;
+	}
+	AcceptInvalidationMessages();
+}
+
+/*
+ * The role's facts: from the cache when nothing they come from changed
+ * since they were read, else read_role_facts.  The relations are looked
+ * up by name at each call (cheap: the syscache), so that a dropped and
+ * recreated table is never taken for the one the cache watched.
+ */
+static void
+role_facts(Oid owner, Oid role, int64 setting_m, int64 claim_m, RoleFacts *f)
+{
+	Oid			nsp = get_namespace_oid("payments", false);
+	Oid			relids[3];
+	uint64		seen;
+
+	relids[0] = get_relname_relid("merchant_roles", nsp);
+	relids[1] = get_relname_relid("role_trust", nsp);
+	relids[2] = get_relname_relid("merchants", nsp);
+	if (facts_cache.valid && facts_cache.owner == owner && facts_cache.role == role &&
+		facts_cache.setting_m == setting_m && facts_cache.claim_m == claim_m &&
+		memcmp(relids, facts_relids, sizeof(relids)) == 0)
+	{
+		*f = facts_cache.f;
+		return;
+	}
+
+	facts_cache.valid = false;
+	seen = facts_invalidations;
+	memcpy(facts_relids, relids, sizeof(relids));
+	if (facts_cache.f.bound != NULL)
+		pfree(facts_cache.f.bound);
+	facts_cache.f.bound = NULL;
+	read_role_facts(owner, role, setting_m, claim_m, f);
+	facts_cache.f = *f;
+	facts_cache.f.bound = MemoryContextAlloc(TopMemoryContext, sizeof(int64) * Max(f->nbound, 1));
+	memcpy(facts_cache.f.bound, f->bound, sizeof(int64) * f->nbound);
+	facts_cache.owner = owner;
+	facts_cache.role = role;
+	facts_cache.setting_m = setting_m;
+	facts_cache.claim_m = claim_m;
+
+	/*
+	 * Kept only if no invalidation arrived while they were read: reading
+	 * takes locks, which processes invalidations, and one of a change
+	 * committed after the query's snapshot would otherwise be lost.
+	 */
+	facts_cache.valid = (facts_invalidations == seen);
+}
+
 static bool
 is_bound(const RoleFacts *f, int64 m)
 {
@@ -360,6 +473,7 @@ payments_identity(PaymentsIdentity *id, bool missing_ok)
 	int64		m = 0;
 	const char *source = NULL;
 	MemoryContext old;
+	uint64		invalidations;
 
 	if (claims_text == NULL)
 		claims_text = "";
@@ -369,8 +483,11 @@ payments_identity(PaymentsIdentity *id, bool missing_ok)
 	memset(id, 0, sizeof(*id));
 	id->role = role;
 
+	facts_take_invalidations();
+	invalidations = facts_invalidations;
 	if (cache.valid && cache.lxid == MyProc->lxid &&
 		cache.cid == GetCurrentCommandId(false) && cache.role == role &&
+		cache.invalidations == invalidations &&
 		strcmp(cache.claims, claims_text) == 0 && strcmp(cache.setting, setting_text) == 0)
 	{
 		id->merchant_id = cache.merchant_id;
@@ -418,7 +535,7 @@ payments_identity(PaymentsIdentity *id, bool missing_ok)
 	if (!has_claim && claim_m_text != NULL && claim_m_text[0] != '\0')
 		return false;
 
-	read_role_facts(owner, role, setting_m, claim_m, &f);
+	role_facts(owner, role, setting_m, claim_m, &f);
 
 	if (privileged || f.all_merchants)
 	{
@@ -503,6 +620,7 @@ payments_identity(PaymentsIdentity *id, bool missing_ok)
 	MemoryContextSwitchTo(old);
 	cache.lxid = MyProc->lxid;
 	cache.cid = GetCurrentCommandId(false);
+	cache.invalidations = invalidations;	/* as before reading: one that came meanwhile counts */
 	cache.role = role;
 	cache.merchant_id = m;
 	cache.source = source;

@@ -211,13 +211,16 @@ BEGIN
 	PERFORM payments._check_gateway_input(p_amount, p_description, p_customer, corr,
 		p_customer_profile_id, p_payment_profile_id);
 
-	idem := payments._idempotency_claim(m, p_idempotency_key, p_kind, md5(jsonb_build_array(
-		p_amount::text, payments.pay_card_fingerprint(p_card), payments.pay_card_exp_month(p_card),
-		payments.pay_card_exp_year(p_card), p_opaque_data, p_customer_profile_id, p_payment_profile_id,
-		p_description, p_order_ref, p_customer, p_metadata, p_customer_id, p_payment_method_id)::text));
-	IF idem.payment_id IS NOT NULL THEN
-		SELECT * INTO result FROM payments.payments WHERE merchant_id = m AND payment_id = idem.payment_id;
-		RETURN result;
+	-- the request's hash only for a key: most calls have none
+	IF p_idempotency_key IS NOT NULL THEN
+		idem := payments._idempotency_claim(m, p_idempotency_key, p_kind, md5(jsonb_build_array(
+			p_amount::text, payments.pay_card_fingerprint(p_card), payments.pay_card_exp_month(p_card),
+			payments.pay_card_exp_year(p_card), p_opaque_data, p_customer_profile_id, p_payment_profile_id,
+			p_description, p_order_ref, p_customer, p_metadata, p_customer_id, p_payment_method_id)::text));
+		IF idem.payment_id IS NOT NULL THEN
+			SELECT * INTO result FROM payments.payments WHERE merchant_id = m AND payment_id = idem.payment_id;
+			RETURN result;
+		END IF;
 	END IF;
 
 	pid := nextval('payments.payments_payment_id_seq');
@@ -278,13 +281,15 @@ CREATE FUNCTION payments.pay_purchase(
 	customer_id bigint DEFAULT NULL,
 	payment_method_id bigint DEFAULT NULL)
 	RETURNS payments.payments
-	LANGUAGE sql SECURITY DEFINER
+	LANGUAGE plpgsql SECURITY DEFINER
 	SET search_path = pg_catalog, payments
 	AS $$
-	SELECT payments._create_payment('purchase', amount, card, opaque_data, customer_profile_id,
+BEGIN
+	RETURN payments._create_payment('purchase', amount, card, opaque_data, customer_profile_id,
 		payment_profile_id, description, order_ref, customer, metadata, idempotency_key, correlation_id,
-		customer_id, payment_method_id)
-	$$;
+		customer_id, payment_method_id);
+END
+$$;
 COMMENT ON FUNCTION payments.pay_purchase(payments.pay_amount, payments.pay_card, jsonb, text, text, text, text, jsonb, jsonb, text, text, bigint, bigint) IS
 	'Authorize and capture a payment. Records the payment (status pending) and wakes the worker at COMMIT; the gateway''s answer arrives asynchronously (pay_wait). customer_id records the customer (its billing details and email are sent when customer is not given); payment_method_id charges a stored method (merchant-initiated, with the card-on-file fields); a customer_id alone charges its default method. Returns the payment row.';
 
@@ -303,13 +308,15 @@ CREATE FUNCTION payments.pay_authorize(
 	customer_id bigint DEFAULT NULL,
 	payment_method_id bigint DEFAULT NULL)
 	RETURNS payments.payments
-	LANGUAGE sql SECURITY DEFINER
+	LANGUAGE plpgsql SECURITY DEFINER
 	SET search_path = pg_catalog, payments
 	AS $$
-	SELECT payments._create_payment('authorize', amount, card, opaque_data, customer_profile_id,
+BEGIN
+	RETURN payments._create_payment('authorize', amount, card, opaque_data, customer_profile_id,
 		payment_profile_id, description, order_ref, customer, metadata, idempotency_key, correlation_id,
-		customer_id, payment_method_id)
-	$$;
+		customer_id, payment_method_id);
+END
+$$;
 COMMENT ON FUNCTION payments.pay_authorize(payments.pay_amount, payments.pay_card, jsonb, text, text, text, text, jsonb, jsonb, text, text, bigint, bigint) IS
 	'Authorize a payment without capturing it (status requires_capture once approved); capture later with pay_capture or release with pay_void. customer_id and payment_method_id as for pay_purchase. Returns the payment row.';
 

@@ -55,18 +55,10 @@ SELECT payments._fingerprint_key_create(s.secret, NULL)
 INSERT INTO payments.installation_secrets (purpose, secret)
 	VALUES ('invoice_tag', payments._random_bytes(3));
 
--- PL/pgSQL rather than SQL: every payment and refund reads it, and a SQL
--- function called from PL/pgSQL is parsed and planned again in each
--- transaction.
+-- In C (src/invoice_tag.c): every payment, refund and renewal reads it,
+-- and each backend keeps it until the table changes (the trigger below).
 CREATE FUNCTION payments._invoice_tag() RETURNS text
-	LANGUAGE plpgsql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
-	AS $$
-BEGIN
-	RETURN (SELECT upper(encode(s.secret, 'hex')) FROM payments.installation_secrets s
-		WHERE s.purpose = 'invoice_tag' ORDER BY s.created_at, s.secret_id LIMIT 1);
-END
-$$;
+	LANGUAGE c STABLE SECURITY DEFINER AS 'MODULE_PATHNAME', 'pay_invoice_tag';
 REVOKE ALL ON FUNCTION payments._invoice_tag() FROM PUBLIC;
 COMMENT ON FUNCTION payments._invoice_tag() IS
 	'Internal: this installation''s six-character tag in invoice numbers (P<tag><payment_id>, R<tag><operation_id>), from installation_secrets.';

@@ -62,6 +62,31 @@ COMMENT ON TABLE payments.role_trust IS
 	'Roles the owner trusts beyond a binding: postgrest (reachable only through PostgREST, so its request.jwt.claims merchant_id counts; pay_declare_postgrest_role) and all_merchants (acts for every merchant, chosen with the payments.merchant_id setting; pay_grant_all_merchants). Owner only.';
 SELECT pg_catalog.pg_extension_config_dump('payments.role_trust', '');
 
+-- Each backend keeps what these three tables say about the last role it
+-- resolved (src/tenancy.c); any change, a restore and a logical
+-- replication apply included (ENABLE ALWAYS), tells every backend to read
+-- them again (src/cached_table.c).
+CREATE FUNCTION payments._cached_table_changed() RETURNS trigger
+	LANGUAGE c AS 'MODULE_PATHNAME', 'pay_cached_table_changed';
+REVOKE ALL ON FUNCTION payments._cached_table_changed() FROM PUBLIC;
+COMMENT ON FUNCTION payments._cached_table_changed() IS
+	'Internal: statement trigger of a table backends keep in memory; makes every backend drop what it kept at commit.';
+CREATE TRIGGER merchants_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON payments.merchants
+	FOR EACH STATEMENT EXECUTE FUNCTION payments._cached_table_changed();
+CREATE TRIGGER merchant_roles_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON payments.merchant_roles
+	FOR EACH STATEMENT EXECUTE FUNCTION payments._cached_table_changed();
+CREATE TRIGGER role_trust_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON payments.role_trust
+	FOR EACH STATEMENT EXECUTE FUNCTION payments._cached_table_changed();
+ALTER TABLE payments.merchants ENABLE ALWAYS TRIGGER merchants_changed;
+ALTER TABLE payments.merchant_roles ENABLE ALWAYS TRIGGER merchant_roles_changed;
+ALTER TABLE payments.role_trust ENABLE ALWAYS TRIGGER role_trust_changed;
+COMMENT ON TRIGGER merchants_changed ON payments.merchants IS
+	'Makes every backend read again which merchants exist (src/tenancy.c keeps it).';
+COMMENT ON TRIGGER merchant_roles_changed ON payments.merchant_roles IS
+	'Makes every backend read the bindings again (src/tenancy.c keeps them).';
+COMMENT ON TRIGGER role_trust_changed ON payments.role_trust IS
+	'Makes every backend read the trusted roles again (src/tenancy.c keeps them).';
+
 CREATE FUNCTION payments.pay_current_merchant() RETURNS bigint
 	LANGUAGE c STABLE PARALLEL RESTRICTED AS 'MODULE_PATHNAME', 'pay_current_merchant';
 COMMENT ON FUNCTION payments.pay_current_merchant() IS

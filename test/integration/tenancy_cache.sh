@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Each backend keeps what merchant_roles, role_trust and merchants say about
+# the last role it resolved (src/tenancy.c), across statements and
+# transactions.  A change made by another session must count from the
+# kept session's next statement, inside an open transaction too: unbinding
+# a role, revoking a membership that carried a binding, withdrawing an
+# all-merchants grant, deleting the merchant a setting names, a binding
+# made in a transaction that rolled back.  Each case keeps ONE session open
+# (psql's \! runs the other session's change between its statements), so a
+# stale cache would answer with the old merchant.
+set -euo pipefail
+source "$(dirname "$0")/../lib/integration.sh"
+
+su() { cluster_psql "$WORK" "$PORT" payments -At "$@"; }
+# kept ROLE SCRIPT: one session logged in as ROLE runs SCRIPT (psql input;
+# `\! owner SQL` runs SQL in another session as the owner), one output line
+# per query
+kept() {
+	local role=$1 script=$2
+	as_pg "$PG_BINDIR/psql" -X -q -At -h "$WORK/sock" -p "$PORT" -U "$role" -d payments 2>&1 \
+		<<<"$script"
+}
+# the command \! runs: psql as the owner, quiet
+OWNER="$PG_BINDIR/psql -X -q -At -h $WORK/sock -p $PORT -U postgres -d payments -o /dev/null -c"
+identity="SELECT coalesce(merchant_id::text, 'none') FROM payments.pay_current_identity();"
+
+A=$(su -c "INSERT INTO payments.merchants (name) VALUES ('cache A') RETURNING merchant_id")
+B=$(su -c "INSERT INTO payments.merchants (name) VALUES ('cache B') RETURNING merchant_id")
+su -c "DROP ROLE IF EXISTS tc_app, tc_group, tc_admin" >/dev/null
+su -c "CREATE ROLE tc_app LOGIN" -c "CREATE ROLE tc_group NOLOGIN" -c "CREATE ROLE tc_admin LOGIN" >/dev/null
+su -c "SELECT payments.pay_bind_role('tc_app', merchant_id => $A)" \
+	-c "SELECT payments.pay_bind_role('tc_group', merchant_id => $B, grant_api => false)" \
+	-c "SELECT payments.pay_grant_api('tc_admin')" >/dev/null
+
+# 1. an unbinding counts from the next statement, in the same transaction
+out=$(kept tc_app "$identity
+BEGIN;
+$identity
+\\! $OWNER \"SELECT payments.pay_unbind_role('tc_app')\"
+$identity
+COMMIT;
+$identity")
+is "$(tr '\n' ' ' <<<"$out")" "$A $A none none " \
+	"a binding removed by another session: the kept session acts for no merchant from its next statement, in its open transaction and after"
+
+# 2. a binding made in a transaction that rolled back never counts, and a
+#    new one does at once
+out=$(kept tc_app "$identity
+\\! $OWNER \"BEGIN; SELECT payments.pay_bind_role('tc_app', merchant_id => $B); ROLLBACK;\"
+$identity
+\\! $OWNER \"SELECT payments.pay_bind_role('tc_app', merchant_id => $A)\"
+$identity")
+is "$(tr '\n' ' ' <<<"$out")" "none none $A " \
+	"a binding rolled back by another session never counts; a committed one does from the next statement"
+
+# 3. the same backend: a binding removed and rolled back in its own
+#    transaction (SET ROLE: the owner's session acts as tc_app)
+out=$(su -c "SET ROLE tc_app" -c "$identity" -c "RESET ROLE" \
+	-c "BEGIN" -c "SELECT payments.pay_unbind_role('tc_app')" -c "SET ROLE tc_app" -c "$identity" -c "RESET ROLE" \
+	-c "ROLLBACK" -c "SET ROLE tc_app" -c "$identity")
+is "$(tr '\n' ' ' <<<"$out")" "$A 1 none $A " \
+	"in one backend: an unbinding counts at its next statement, and its rollback restores the binding"
+
+# 4. a membership that carried a binding, granted then revoked
+su -c "SELECT payments.pay_unbind_role('tc_app')" >/dev/null
+out=$(kept tc_app "$identity
+\\! $OWNER \"GRANT tc_group TO tc_app\"
+$identity
+\\! $OWNER \"REVOKE tc_group FROM tc_app\"
+$identity")
+is "$(tr '\n' ' ' <<<"$out")" "none $B none " \
+	"a membership carrying a binding counts once granted, and no longer once revoked (another session)"
+
+# 5. an all-merchants grant withdrawn, and a merchant a setting names deleted
+out=$(kept tc_admin "SET payments.merchant_id = '$B';
+$identity
+\\! $OWNER \"SELECT payments.pay_grant_all_merchants('tc_admin')\"
+$identity
+\\! $OWNER \"DELETE FROM payments.role_trust WHERE db_role = 'tc_admin'::regrole\"
+$identity")
+is "$(tr '\n' ' ' <<<"$out")" "none $B none " \
+	"an all-merchants grant counts from the next statement, and its withdrawal too"
+C=$(su -c "INSERT INTO payments.merchants (name) VALUES ('cache C') RETURNING merchant_id")
+su -c "SELECT payments.pay_grant_all_merchants('tc_admin')" >/dev/null
+out=$(kept tc_admin "SET payments.merchant_id = '$C';
+$identity
+\\! $OWNER \"DELETE FROM payments.merchants WHERE merchant_id = $C\"
+$identity
+SELECT payments.pay_current_merchant();")
+like "$(tr '\n' ' ' <<<"$out")" "^$C none ERROR: +merchant $C does not exist" \
+	"a merchant deleted by another session: a setting naming it is refused from the next statement"
+
+su -c "SELECT payments.pay_forget_role(r) FROM unnest(ARRAY['tc_app', 'tc_group', 'tc_admin']::regrole[]) r" >/dev/null
+su -c "DROP ROLE tc_app, tc_group, tc_admin" >/dev/null
+tap_done
