@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# Each backend keeps what merchant_roles, role_trust and merchants say about
+# What backends keep in memory across statements and transactions, and the
+# changes that must reach them.
+#
+# Who acts for a merchant: each backend keeps what merchant_roles, role_trust and merchants say about
 # the last role it resolved (src/tenancy.c), across statements and
 # transactions.  A change made by another session must count from the
 # kept session's next statement, inside an open transaction too: unbinding
@@ -89,6 +92,17 @@ $identity
 SELECT payments.pay_current_merchant();")
 like "$(tr '\n' ' ' <<<"$out")" "^$C none ERROR: +merchant $C does not exist" \
 	"a merchant deleted by another session: a setting naming it is refused from the next statement"
+
+# 6. the invoice tag (src/invoice_tag.c): a change of installation_secrets
+#    counts from the kept session's next statement
+TAG0=$(su -c "SELECT payments._invoice_tag()")
+out=$(kept postgres "SELECT payments._invoice_tag();
+\\! $OWNER \"UPDATE payments.installation_secrets SET secret = decode('ABCDEF', 'hex') WHERE purpose = 'invoice_tag'\"
+SELECT payments._invoice_tag();
+\\! $OWNER \"UPDATE payments.installation_secrets SET secret = decode('$TAG0', 'hex') WHERE purpose = 'invoice_tag'\"
+SELECT payments._invoice_tag();")
+is "$(tr '\n' ' ' <<<"$out")" "$TAG0 ABCDEF $TAG0 " \
+	"the invoice tag kept by a session follows a change of installation_secrets from its next statement"
 
 su -c "SELECT payments.pay_forget_role(r) FROM unnest(ARRAY['tc_app', 'tc_group', 'tc_admin']::regrole[]) r" >/dev/null
 su -c "DROP ROLE tc_app, tc_group, tc_admin" >/dev/null
