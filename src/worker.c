@@ -756,9 +756,11 @@ count_finished_checks(WorkerState *ws)
  * callers waiting for the results and start the new transfers.  When that
  * transaction fails, the outcomes are recorded one by one (one bad row must
  * not hold back the others; one that fails is held, see hold_unrecorded)
- * and the claim runs on its own.  A claim that fails backs off.
+ * and the claim runs on its own.  A claim that fails backs off.  Returns
+ * true when claiming stopped at the room in flight while more was ready
+ * (a backlog: the next claim need not wait for a wake-up).
  */
-static void
+static bool
 finish_round(WorkerState *ws, bool claim_due)
 {
 	RoundClaim	rc;
@@ -775,7 +777,7 @@ finish_round(WorkerState *ws, bool claim_due)
 	dlist_init(&rc.to_send);
 	dlist_init(&rc.unbuildable);
 	if (!had_finished && dlist_is_empty(&ws->exchanges) && rc.limit <= 0)
-		return;
+		return false;
 
 	ok = in_transaction(had_finished ? "recording outcomes" : "claiming operations",
 						record_and_claim, &rc);
@@ -822,23 +824,26 @@ finish_round(WorkerState *ws, bool claim_due)
 
 	/* a full claim: more may be ready, in transactions of their own */
 	capacity -= rc.claimed;
-	if (!claim_due || (ok && rc.claimed < rc.limit))
-		return;
+	if (!claim_due || rc.limit <= 0 || (ok && rc.claimed < rc.limit))
+		return false;
 	while (capacity > 0 && !circuit_is_open(&ws->breaker))
 	{
-		int			got = claim_and_send(ws, Min(capacity, payments_claim_batch));
+		int			want = Min(capacity, payments_claim_batch);
+		int			got = claim_and_send(ws, want);
 
 		if (got < 0)
 		{
 			/* not again until the delay has passed */
 			ws->claim_retry_at = backoff_until(ws->claim_failures++);
-			break;
+			return false;
 		}
 		ws->claim_failures = 0;
 		capacity -= got;
-		if (got < payments_claim_batch)
-			break;
+		if (got < want)
+			return false;
 	}
+	/* stopped by the room in flight while more was ready */
+	return capacity <= 0;
 }
 
 /*
@@ -1142,6 +1147,7 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 	TimestampTz last_statistics = 0;
 	TimestampTz last_recovery = 0;
 	bool		wake = true;
+	bool		backlog = false;	/* the last claim stopped at the room in flight */
 	bool		ready = false;
 	bool		recovered = false;
 
@@ -1188,6 +1194,7 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 		long		wait_ms = 1000;
 		bool		latch_set;
 		bool		claim_due;
+		bool		more;
 
 		MemoryContextSwitchTo(loop_cxt);
 		MemoryContextReset(loop_cxt);
@@ -1258,15 +1265,25 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 		http_engine_wait(ws->engine, wait_ms, &latch_set);
 		interpret_finished(ws);
 
-		/* steps 3 and 1: claim when woken, and every second for due retries */
+		/*
+		 * Steps 3 and 1: claim when woken, every second for due retries, and
+		 * during a backlog as soon as half a claim's room is free again.
+		 * Without the last, a backlog left when the callers stop (no more
+		 * commits wake the worker) was claimed once a second: at most
+		 * max_in_flight a second, however fast the gateway answered.
+		 */
 		now = GetCurrentTimestamp();
-		claim_due = wake || latch_set || TimestampDifferenceExceeds(last_claim, now, 1000);
+		claim_due = wake || latch_set || TimestampDifferenceExceeds(last_claim, now, 1000) ||
+			(backlog && payments_max_in_flight - ops_in_flight(ws) >=
+			 Max(1, Min(payments_claim_batch, payments_max_in_flight) / 2));
 		if (!recovered || now < ws->claim_retry_at)
 			claim_due = false;	/* not before recovery; after a failed claim, back off */
 		if (claim_due)
 			last_claim = now;
 		wake = false;
 		retry_unrecorded(ws);
-		finish_round(ws, claim_due);
+		more = finish_round(ws, claim_due);
+		if (claim_due)
+			backlog = more;		/* a round that only recorded tells nothing */
 	}
 }

@@ -71,10 +71,6 @@ SQL
 	as_root chown "$PG_OS_USER" "$TOP/$s/purchase.sql"
 done
 
-# CPU ticks of a process (user + system), of its reaped children
-cpu_self() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-cpu_children() { awk '{ print $16 + $17 }' "/proc/$1/stat"; }
-TICK_MS=$((1000 / $(getconf CLK_TCK)))
 
 wait_drained() {
 	local s=$1 i

@@ -96,6 +96,13 @@ build_and_install_private() {
 		die "the private PostgreSQL tree in $tree does not find its own share directory"
 }
 
+# CPU clock ticks (user + system) of process PID itself, and of its
+# children that it reaped (the postmaster's: the backends that exited);
+# TICK_MS milliseconds each.  For the benchmarks' CPU figures.
+cpu_self() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+cpu_children() { awk '{ print $16 + $17 }' "/proc/$1/stat"; }
+TICK_MS=$((1000 / $(getconf CLK_TCK)))
+
 # A free TCP port on loopback.
 free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
