@@ -14,12 +14,43 @@
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
 #include "commands/trigger.h"
 #include "fmgr.h"
-#include "utils/inval.h"
+#include "utils/lsyscache.h"
+
+#include "cached_table.h"
 
 PG_FUNCTION_INFO_V1(pay_cached_table_changed);
 PG_FUNCTION_INFO_V1(pay_installation_secrets_changed);
+
+/*
+ * payments.<relname>'s OID, InvalidOid when it does not exist (yet).
+ * Looked up at each use (the syscache), so that a table dropped and made
+ * again is never taken for the one a cache was filled from.
+ */
+Oid
+cached_table_relid(const char *relname)
+{
+	Oid			nsp = get_namespace_oid("payments", true);
+
+	return OidIsValid(nsp) ? get_relname_relid(relname, nsp) : InvalidOid;
+}
+
+/*
+ * The same, with callback registered (once, *registered remembers) for the
+ * relcache invalidations that tell of changes to it.
+ */
+Oid
+cached_table_watch(const char *relname, RelcacheCallbackFunction callback, bool *registered)
+{
+	if (!*registered)
+	{
+		CacheRegisterRelcacheCallback(callback, (Datum) 0);
+		*registered = true;
+	}
+	return cached_table_relid(relname);
+}
 
 Datum
 pay_cached_table_changed(PG_FUNCTION_ARGS)

@@ -47,17 +47,16 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
-#include "catalog/namespace.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "storage/fd.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
-#include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "cached_table.h"
 #include "card_fingerprint.h"
 #include "payments.h"
 
@@ -268,17 +267,9 @@ load_secret(Oid relid)
 static void
 ensure_secret(void)
 {
-	Oid			nsp;
-	Oid			relid = InvalidOid;
+	Oid			relid = cached_table_watch("installation_secrets", secret_relcache_callback,
+										   &callback_registered);
 
-	if (!callback_registered)
-	{
-		CacheRegisterRelcacheCallback(secret_relcache_callback, (Datum) 0);
-		callback_registered = true;
-	}
-	nsp = get_namespace_oid("payments", true);
-	if (OidIsValid(nsp))
-		relid = get_relname_relid("installation_secrets", nsp);
 	if (!OidIsValid(relid))
 		secret_missing("The table payments.installation_secrets does not exist.");
 	if (!secret_valid || relid != secret_relid)

@@ -15,13 +15,12 @@
  */
 #include "postgres.h"
 
-#include "catalog/namespace.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
-#include "utils/inval.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
+
+#include "cached_table.h"
 
 PG_FUNCTION_INFO_V1(pay_invoice_tag);
 
@@ -46,17 +45,9 @@ tag_relcache_callback(Datum arg pg_attribute_unused(), Oid relid)
 Datum
 pay_invoice_tag(PG_FUNCTION_ARGS)
 {
-	Oid			nsp;
-	Oid			relid = InvalidOid;
+	Oid			relid = cached_table_watch("installation_secrets", tag_relcache_callback,
+										   &callback_registered);
 
-	if (!callback_registered)
-	{
-		CacheRegisterRelcacheCallback(tag_relcache_callback, (Datum) 0);
-		callback_registered = true;
-	}
-	nsp = get_namespace_oid("payments", true);
-	if (OidIsValid(nsp))
-		relid = get_relname_relid("installation_secrets", nsp);
 	if (tag != NULL && relid == tag_relid)
 		PG_RETURN_TEXT_P(cstring_to_text(tag));
 

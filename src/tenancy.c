@@ -76,6 +76,7 @@
 #include "utils/memutils.h"
 #include "utils/syscache.h"
 
+#include "cached_table.h"
 #include "errcodes.h"
 #include "schema_version.h"
 #include "tenancy.h"
@@ -360,19 +361,18 @@ facts_take_invalidations(void)
 /*
  * The role's facts: from the cache when nothing they come from changed
  * since they were read, else read_role_facts.  The relations are looked
- * up by name at each call (cheap: the syscache), so that a dropped and
- * recreated table is never taken for the one the cache watched.
+ * up at each call (cached_table_relid), and a table made anew empties the
+ * cache.
  */
 static void
 role_facts(Oid owner, Oid role, int64 setting_m, int64 claim_m, RoleFacts *f)
 {
-	Oid			nsp = get_namespace_oid("payments", false);
 	Oid			relids[3];
 	uint64		seen;
 
-	relids[0] = get_relname_relid("merchant_roles", nsp);
-	relids[1] = get_relname_relid("role_trust", nsp);
-	relids[2] = get_relname_relid("merchants", nsp);
+	relids[0] = cached_table_relid("merchant_roles");
+	relids[1] = cached_table_relid("role_trust");
+	relids[2] = cached_table_relid("merchants");
 	if (facts_cache.valid && facts_cache.owner == owner && facts_cache.role == role &&
 		facts_cache.setting_m == setting_m && facts_cache.claim_m == claim_m &&
 		memcmp(relids, facts_relids, sizeof(relids)) == 0)
