@@ -6794,6 +6794,75 @@ CREATE OR REPLACE FUNCTION payments._invoice_tag() RETURNS text
 	LANGUAGE c STABLE SECURITY DEFINER AS 'MODULE_PATHNAME', 'pay_invoice_tag';
 
 ------------------------------------------------------------------------------
+-- h-plans: the worker plans its claim and record statements once (issue 12;
+-- sql/src/worker.sql, gateway_admin.sql).  Planned at every call, they cost
+-- the worker more than running them in the small rounds of a steady load;
+-- generic plans are kept, planned again when a table's statistics change
+-- and at the worker's housekeeping.  The two SQL functions it called every
+-- round become PL/pgSQL, which keeps their plans.
+------------------------------------------------------------------------------
+ALTER FUNCTION payments._claim_operations(integer, integer)
+	SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION payments._record_final_results(bigint[], bigint[], text[], integer[], integer[],
+	text[], text[], text[], text[], text[], text[], text[])
+	SET plan_cache_mode = force_generic_plan;
+ALTER FUNCTION payments._record_result(bigint, bigint, text, integer, integer, text, text, text,
+	text, text, timestamptz, text, text)
+	SET plan_cache_mode = force_generic_plan;
+
+CREATE OR REPLACE FUNCTION payments._claim_verifications(p_limit integer)
+	RETURNS TABLE (merchant_id bigint, requested_at timestamptz, api_login_id text,
+		transaction_key text, endpoint_url text, ca_file text, timeout_ms integer)
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+BEGIN
+	-- PL/pgSQL keeps the plan (a SQL function was planned again at every
+	-- claim of the worker, and nearly every claim finds nothing here)
+	RETURN QUERY
+	WITH claimed AS (
+		UPDATE payments.gateway_status s SET verification = 'sending',
+			verification_sent_at = clock_timestamp(), updated_at = now()
+		FROM payments.gateway_config g
+		WHERE g.merchant_id = s.merchant_id
+			AND s.merchant_id IN (
+				SELECT x.merchant_id FROM payments.gateway_status x
+				WHERE x.verification = 'requested'
+					OR (x.verification = 'sending' AND x.verification_sent_at < now() - interval '15 minutes')
+				ORDER BY x.verification_requested_at
+				LIMIT p_limit
+				FOR UPDATE SKIP LOCKED)
+		RETURNING s.merchant_id, s.verification_requested_at, g.api_login_id, g.transaction_key,
+			g.endpoint_url, g.ca_file, g.timeout_ms)
+	SELECT * FROM claimed;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION payments._record_exchanges(
+	p_merchant_id bigint[], p_operation_id bigint[], p_attempt integer[], p_request_type text[],
+	p_started_at timestamptz[], p_finished_at timestamptz[], p_http_status integer[],
+	p_transport_error text[], p_outcome text[], p_request_masked text[], p_response_masked text[],
+	p_correlation_id text[])
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+BEGIN
+	INSERT INTO payments.gateway_exchanges (merchant_id, operation_id, attempt, request_type,
+		started_at, finished_at, duration_ms, http_status, transport_error, outcome,
+		request_masked, response_masked, correlation_id)
+	SELECT x.merchant_id, x.operation_id, x.attempt, x.request_type, x.started_at, x.finished_at,
+		extract(epoch FROM x.finished_at - x.started_at) * 1000, nullif(x.http_status, 0),
+		x.transport_error, x.outcome, x.request_masked, x.response_masked, x.correlation_id
+	FROM unnest(p_merchant_id, p_operation_id, p_attempt, p_request_type, p_started_at,
+		p_finished_at, p_http_status, p_transport_error, p_outcome, p_request_masked,
+		p_response_masked, p_correlation_id) AS x(merchant_id, operation_id, attempt, request_type,
+		started_at, finished_at, http_status, transport_error, outcome, request_masked,
+		response_masked, correlation_id);
+END
+$$;
+
+------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,
 -- payment_api.sql, privileges.sql).  Keep this block LAST: its privilege
 -- and row-security statements cover every function and tenant table made

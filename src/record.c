@@ -26,6 +26,7 @@
 #include "gateway_status.h"
 #include "payments.h"
 #include "record.h"
+#include "worker_tx.h"
 #include "shmem.h"
 
 /* One array argument being built, element by element. */
@@ -65,21 +66,6 @@ push_int4_or_null(ArrayArg *a, int v)
 	push(a, Int32GetDatum(v), v == 0);
 }
 
-/* *plan, prepared from sql on first use and kept for the worker's life. */
-static SPIPlanPtr
-kept_plan(SPIPlanPtr *plan, const char *sql, int n, Oid *types)
-{
-	if (*plan == NULL)
-	{
-		SPIPlanPtr	p = SPI_prepare(sql, n, types);
-
-		if (p == NULL || SPI_keepplan(p) != 0)
-			elog(ERROR, "payments worker: could not prepare \"%s\"", sql);
-		*plan = p;
-	}
-	return *plan;
-}
-
 /* Run a kept call whose arguments are the arrays args[0..n-1]. */
 static void
 execute_with_arrays(SPIPlanPtr *plan, const char *sql, ArrayArg *args, int n, int expected)
@@ -93,7 +79,7 @@ execute_with_arrays(SPIPlanPtr *plan, const char *sql, ArrayArg *args, int n, in
 		types[i] = get_array_type(args[i].element_type);
 		values[i] = makeArrayResult(args[i].state, CurrentMemoryContext);
 	}
-	if (SPI_execute_plan(kept_plan(plan, sql, n, types), values, NULL, false, 0) != expected)
+	if (SPI_execute_plan(worker_kept_plan(plan, sql, n, types), values, NULL, false, 0) != expected)
 		elog(ERROR, "payments worker: \"%s\" failed", sql);
 }
 
@@ -166,7 +152,7 @@ record_outcome(GatewayOp *op)
 	v[10] = TimestampTzGetDatum(r->retry_at ? r->retry_at : GetCurrentTimestamp());
 	v[11] = payments_text_arg(r->error, &nulls[11]);
 	v[12] = payments_text_arg(r->account_number, &nulls[12]);
-	if (SPI_execute_plan(kept_plan(&plan, "SELECT payments._record_result($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)",
+	if (SPI_execute_plan(worker_kept_plan(&plan, "SELECT payments._record_result($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)",
 								   lengthof(types), types),
 						 v, nulls, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "payments worker: could not record an outcome");
@@ -201,7 +187,7 @@ record_settlements(int64 merchant_id, int n, char **trans_ids, char **batch_ids,
 		argtypes[i + 1] = get_array_type(TEXTOID);
 		v[i + 1] = makeArrayResult(a[i].state, CurrentMemoryContext);
 	}
-	if (SPI_execute_plan(kept_plan(&plan, "SELECT payments._record_settlements($1,$2,$3,$4)", 4, argtypes),
+	if (SPI_execute_plan(worker_kept_plan(&plan, "SELECT payments._record_settlements($1,$2,$3,$4)", 4, argtypes),
 						 v, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "payments worker: could not record settlements");
 }
@@ -243,7 +229,7 @@ record_review(GatewayOp *op)
 		nulls[5] = 'n';
 	v[6] = payments_text_arg(reason_text(r), &nulls[6]);
 	v[7] = payments_text_arg(r->auth_code && r->auth_code[0] ? r->auth_code : NULL, &nulls[7]);
-	if (SPI_execute_plan(kept_plan(&plan, "SELECT payments._resolve_review($1,$2,$3,$4,$5,$6,$7,$8)",
+	if (SPI_execute_plan(worker_kept_plan(&plan, "SELECT payments._resolve_review($1,$2,$3,$4,$5,$6,$7,$8)",
 								   lengthof(types), types),
 						 v, nulls, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "payments worker: could not record a review check");
@@ -266,7 +252,7 @@ record_refund_decision(GatewayOp *op)
 	v[1] = Int64GetDatum(op->operation_id);
 	v[2] = payments_text_arg(gateway_outcome_name(op->result.outcome), &nulls[2]);
 	v[3] = payments_text_arg(op->result.error, &nulls[3]);
-	if (SPI_execute_plan(kept_plan(&plan, "SELECT payments._record_refund_decision($1,$2,$3,$4)",
+	if (SPI_execute_plan(worker_kept_plan(&plan, "SELECT payments._record_refund_decision($1,$2,$3,$4)",
 								   lengthof(types), types),
 						 v, nulls, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "payments worker: could not record a refund's decision");
@@ -304,7 +290,7 @@ record_method_outcome(GatewayOp *op)
 	v[9] = payments_text_arg(c ? c->account_type : NULL, &nulls[9]);
 	v[10] = TimestampTzGetDatum(r->retry_at ? r->retry_at : GetCurrentTimestamp());
 	v[11] = payments_text_arg(r->error, &nulls[11]);
-	if (SPI_execute_plan(kept_plan(&plan, "SELECT payments._record_method_result($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)",
+	if (SPI_execute_plan(worker_kept_plan(&plan, "SELECT payments._record_method_result($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)",
 								   lengthof(types), types),
 						 v, nulls, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "payments worker: could not record a payment method outcome");

@@ -11,12 +11,12 @@
  * It fires for every row the API and the worker write, on both sides of
  * the outbox, so it is C rather than PL/pgSQL (which turned each row into
  * an expanded record and back, and re-planned its statements whenever a
- * caller ran with plan_cache_mode = force_custom_plan, as the worker's
- * claim and record functions do): the transition is one probe of
- * status_transitions' primary key, the event one INSERT through a saved
- * plan per entity.  That plan is generic on purpose (one INSERT of one row
- * has no other plan), and every name in it is schema-qualified, so the
- * caller's search_path cannot change what it means.
+ * caller ran with plan_cache_mode = force_custom_plan): the transition is
+ * one probe of status_transitions' primary key, the event one INSERT
+ * through a saved plan per entity.  That plan is generic on purpose (one
+ * INSERT of one row has no other plan), and every name in it is
+ * schema-qualified, so the caller's search_path cannot change what it
+ * means.
  *
  *-------------------------------------------------------------------------
  */
@@ -361,10 +361,10 @@ pay_status_guard(PG_FUNCTION_ARGS)
 		elog(ERROR, "status trigger: SPI_connect failed");
 
 	/*
-	 * plan_cache_mode = force_custom_plan (set by the worker's claim and
-	 * record functions for their own statements) would win over
-	 * CURSOR_OPT_GENERIC_PLAN and plan these INSERTs afresh for every row:
-	 * it is set aside while they run.
+	 * A caller's plan_cache_mode = force_custom_plan would win over
+	 * CURSOR_OPT_GENERIC_PLAN and plan these INSERTs afresh for every row,
+	 * and force_generic_plan (the worker's claim and record functions) is
+	 * not theirs either: it is set aside while they run.
 	 */
 	saved_plan_cache_mode = plan_cache_mode;
 	plan_cache_mode = PLAN_CACHE_MODE_AUTO;

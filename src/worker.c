@@ -33,6 +33,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/plancache.h"
 #include "utils/snapmgr.h"
 #include "utils/timeout.h"
 #include "utils/timestamp.h"
@@ -243,12 +244,13 @@ claim_into(WorkerState *ws, int n, dlist_head *to_send, dlist_head *unbuildable)
 	 * deeper than that, and a checkout's purchase, claimed first, waits for
 	 * no more than one round behind it.
 	 */
+	static SPIPlanPtr plan = NULL;
 	Datum		args[2] = {Int32GetDatum(n),
 		Int32GetDatum(Max(0, Min(payments_claim_batch, payments_max_in_flight) - ops_in_flight(ws)))};
 	Oid			argtypes[2] = {INT4OID, INT4OID};
 
-	if (SPI_execute_with_args("SELECT * FROM payments._claim_operations($1, $2)", 2, argtypes,
-							  args, NULL, false, 0) != SPI_OK_SELECT)
+	if (SPI_execute_plan(worker_kept_plan(&plan, "SELECT * FROM payments._claim_operations($1, $2)", 2, argtypes),
+						 args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "payments worker: claiming operations failed");
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
@@ -281,11 +283,12 @@ claim_into(WorkerState *ws, int n, dlist_head *to_send, dlist_head *unbuildable)
 static void
 claim_verifications(WorkerState *ws, dlist_head *to_send)
 {
+	static SPIPlanPtr plan = NULL;
 	Datum		arg = Int32GetDatum(16);
 	Oid			argtype = INT4OID;
 
-	if (SPI_execute_with_args("SELECT * FROM payments._claim_verifications($1)", 1, &argtype,
-							  &arg, NULL, false, 0) != SPI_OK_SELECT)
+	if (SPI_execute_plan(worker_kept_plan(&plan, "SELECT * FROM payments._claim_verifications($1)", 1, &argtype),
+						 &arg, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "payments worker: claiming credentials checks failed");
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
@@ -1040,6 +1043,13 @@ static void
 housekeeping(void)
 {
 	(void) in_transaction("housekeeping", housekeeping_fn, NULL);
+
+	/*
+	 * The claim and record functions keep generic plans (worker.sql): an
+	 * ANALYZE of a table they read plans them again, and so does this, so
+	 * that no plan outlives the sizes it was made for by more than a minute.
+	 */
+	ResetPlanCache();
 }
 
 static void

@@ -2,8 +2,8 @@
  *
  * worker_tx.c
  *	  What the extension's background processes (the worker, billing.c's
- *	  billing process) share: the connection to payments.database and the
- *	  guard of every transaction they run.
+ *	  billing process) share: the connection to payments.database, the
+ *	  guard of every transaction they run, and the plans they keep.
  *
  *-------------------------------------------------------------------------
  */
@@ -222,4 +222,25 @@ worker_register(const char *function, const char *name)
 	strlcpy(worker.bgw_name, name, BGW_MAXLEN);
 	strlcpy(worker.bgw_type, name, BGW_MAXLEN);
 	RegisterBackgroundWorker(&worker);
+}
+
+/*
+ * *plan, prepared from sql on first use and kept for the process's life
+ * (SPI connected).  A kept plan is parsed once; PostgreSQL plans it again
+ * when what it uses changes (and the worker's housekeeping drops every
+ * plan now and then, see payments_worker_main), instead of at every call
+ * as SPI_execute_with_args does.
+ */
+SPIPlanPtr
+worker_kept_plan(SPIPlanPtr *plan, const char *sql, int n, Oid *types)
+{
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(sql, n, types);
+
+		if (p == NULL || SPI_keepplan(p) != 0)
+			elog(ERROR, "payments worker: could not prepare \"%s\"", sql);
+		*plan = p;
+	}
+	return *plan;
 }

@@ -1,19 +1,21 @@
 /*-------------------------------------------------------------------------
  *
  * worker_tx.h
- *	  The connection and the transaction guard the extension's background
- *	  processes share (worker_tx.c).
+ *	  The connection, the transaction guard and the kept plans the
+ *	  extension's background processes share (worker_tx.c).
  *
  *-------------------------------------------------------------------------
  */
 #ifndef PAYMENTS_WORKER_TX_H
 #define PAYMENTS_WORKER_TX_H
 
+#include "executor/spi.h"
 #include "port/atomics.h"
 
 extern void worker_register(const char *function, const char *name);
 extern void worker_connect(pg_atomic_uint32 *connect_failures);
 extern bool in_transaction(const char *what, void (*fn) (void *), void *arg);
 extern void check_interrupts(void);
+extern SPIPlanPtr worker_kept_plan(SPIPlanPtr *plan, const char *sql, int n, Oid *types);
 
 #endif

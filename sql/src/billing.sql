@@ -493,8 +493,8 @@ COMMENT ON FUNCTION payments._invoice_payment_succeeded(bigint, bigint, bigint) 
 -- dunning.  unknown (the worker resolves it) and in_review (held: the
 -- worker learns the decision) wait; refunds of a paid invoice change
 -- nothing here.
--- (plan_cache_mode: the worker records outcomes with force_custom_plan,
--- which would plan this trigger's statements afresh for every row)
+-- (plan_cache_mode: the worker records outcomes under a plan_cache_mode
+-- of its own, which is not this trigger's to follow)
 CREATE FUNCTION payments._invoice_payment_outcome() RETURNS trigger
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments

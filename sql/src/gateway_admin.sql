@@ -171,23 +171,30 @@ COMMENT ON FUNCTION payments._gateway_failing(integer) IS
 CREATE FUNCTION payments._claim_verifications(p_limit integer)
 	RETURNS TABLE (merchant_id bigint, requested_at timestamptz, api_login_id text,
 		transaction_key text, endpoint_url text, ca_file text, timeout_ms integer)
-	LANGUAGE sql
+	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments
 	AS $$
-	UPDATE payments.gateway_status s SET verification = 'sending',
-		verification_sent_at = clock_timestamp(), updated_at = now()
-	FROM payments.gateway_config g
-	WHERE g.merchant_id = s.merchant_id
-		AND s.merchant_id IN (
-			SELECT x.merchant_id FROM payments.gateway_status x
-			WHERE x.verification = 'requested'
-				OR (x.verification = 'sending' AND x.verification_sent_at < now() - interval '15 minutes')
-			ORDER BY x.verification_requested_at
-			LIMIT p_limit
-			FOR UPDATE SKIP LOCKED)
-	RETURNING s.merchant_id, s.verification_requested_at, g.api_login_id, g.transaction_key,
-		g.endpoint_url, g.ca_file, g.timeout_ms
-	$$;
+BEGIN
+	-- PL/pgSQL keeps the plan (a SQL function was planned again at every
+	-- claim of the worker, and nearly every claim finds nothing here)
+	RETURN QUERY
+	WITH claimed AS (
+		UPDATE payments.gateway_status s SET verification = 'sending',
+			verification_sent_at = clock_timestamp(), updated_at = now()
+		FROM payments.gateway_config g
+		WHERE g.merchant_id = s.merchant_id
+			AND s.merchant_id IN (
+				SELECT x.merchant_id FROM payments.gateway_status x
+				WHERE x.verification = 'requested'
+					OR (x.verification = 'sending' AND x.verification_sent_at < now() - interval '15 minutes')
+				ORDER BY x.verification_requested_at
+				LIMIT p_limit
+				FOR UPDATE SKIP LOCKED)
+		RETURNING s.merchant_id, s.verification_requested_at, g.api_login_id, g.transaction_key,
+			g.endpoint_url, g.ca_file, g.timeout_ms)
+	SELECT * FROM claimed;
+END
+$$;
 COMMENT ON FUNCTION payments._claim_verifications(integer) IS
 	'Worker: claims up to p_limit credentials checks asked for by pay_configure_gateway(verify => true), marking them sending.';
 
