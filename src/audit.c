@@ -44,7 +44,7 @@
  * one pass.  The audit rows of a statement are buffered and written
  * together at its end with table_multi_insert (see "The statement
  * buffer"), through a ResultRelInfo of audit_log kept across rows,
- * statements and transactions (see "The direct writer"): no executor, SPI
+ * statements and transactions (src/direct_insert.c): no executor, SPI
  * call or CHECK-constraint compilation per row; a kept SPI plan remains
  * for the cases the direct path does not cover.  Who acted comes from
  * payments_actor() (no merchant decision); parsed request.jwt.claims and
@@ -105,6 +105,7 @@
 #include "utils/xid8.h"
 
 #include "audit.h"
+#include "direct_insert.h"
 #include "card_brand.h"
 #include "payments.h"
 #include "tenancy.h"
@@ -212,7 +213,6 @@ typedef struct AuditRecord
 	int64		key_id;			/* the merchant API key used, or 0 */
 } AuditRecord;
 
-static void writer_invalidate(Oid relid);
 
 static HTAB *rel_cache = NULL;
 static bool callbacks_registered = false;
@@ -272,7 +272,6 @@ audit_relcache_callback(Datum arg pg_attribute_unused(), Oid relid)
 	HASH_SEQ_STATUS status;
 	AuditRelCache *entry;
 
-	writer_invalidate(relid);
 	if (!OidIsValid(relid) || relid == audit_log_relid)
 		invalidate_globals();
 	if (rel_cache == NULL)
@@ -1325,7 +1324,7 @@ audit_row_hash(const AuditRecord *r)
 
 /*
  * The columns of payments.audit_log this file fills, in order, with the type
- * of each: one line per column.  The direct writer finds them by name; the
+ * of each: one line per column.  direct_insert.c finds them by name; the
  * SPI fallback's INSERT names them.
  */
 #define AUDIT_COLUMNS(X) \
@@ -1359,55 +1358,18 @@ static const char *const audit_column_names[AUDIT_NCOLUMNS] = {AUDIT_COLUMNS(AUD
 #define AUDIT_COLUMN_TYPE(id, name, type) type,
 static const Oid audit_column_types[AUDIT_NCOLUMNS] = {AUDIT_COLUMNS(AUDIT_COLUMN_TYPE)};
 
-/* ------------------------------------------------------------------------
- * The direct writer
- *
- * An audit row is written with the table AM and index APIs, the way the
- * executor's INSERT does it, without an executor (and an SPI call) per row:
- * a ResultRelInfo of payments.audit_log with its indexes and its CHECK
- * constraints compiled once, kept across rows, statements and transactions
- * in the writer's own memory context, and thrown away when a relcache
- * invalidation touches audit_log or one of its indexes.  Per row:
- * ExecConstraints (NOT NULL and every CHECK constraint of the table, as the
- * executor checks them) and ExecInsertIndexTuples (every index, the
- * primary key's uniqueness); per batch of buffered rows, table_multi_insert
- * (TOAST, WAL, statistics; table_tuple_insert for a single row).
- *
- * The relation and its indexes are opened (locked, RowExclusiveLock, as an
- * INSERT does) at the first row of a transaction, their references owned by
- * the top transaction's resource owner so that subtransactions neither leak
- * nor drop them, and closed before commit or prepare, and before any
- * utility statement (ALTER TABLE, DROP, TRUNCATE ... refuse a table this
- * session holds open); an abort releases them with the resource owner.
- *
- * The direct path is taken only when it writes exactly what an INSERT would:
- * audit_log is a plain table with no INSERT trigger, no rule, no generated
- * column and no column this file does not fill (whose default an INSERT
- * would apply).  Otherwise, and when the library was not preloaded (no
- * utility hook), rows go through the kept SPI plan as before.
- * ------------------------------------------------------------------------
+/*
+ * audit_log is written directly (src/direct_insert.c: the table and index
+ * APIs, no executor or SPI call per row) when that writes exactly what an
+ * INSERT would; otherwise, and when the library was not preloaded (no
+ * hooks), through the kept SPI plan.
  */
-
-typedef struct AuditWriter
-{
-	MemoryContext cxt;			/* everything below; NULL: nothing built */
-	bool		valid;			/* false after an invalidation */
-	bool		direct;			/* false: use the SPI plan */
-	bool		open;			/* relation and indexes opened in this xact */
-	Oid			relid;
-	Relation	rel;			/* pointers of the relcache entries, only */
-	int			nindexes;		/* compared with what opening returns */
-	Oid		   *index_oids;
-	Relation   *index_rels;
-	EState	   *estate;
-	ResultRelInfo *rri;
-	TupleTableSlot *slot;		/* virtual, over a copy of the descriptor */
-	TupleTableSlot **slots;		/* as many, for table_multi_insert */
-	int			nslots;			/* made so far (up to AUDIT_INSERT_SLOTS) */
-	MemoryContext tuple_cxt;	/* the slots' tuples, emptied after a batch */
-	bool		same_layout;	/* audit_log's columns are the buffer's */
-	AttrNumber	attnums[AUDIT_NCOLUMNS];
-} AuditWriter;
+static DirectTable audit_table = {
+	.label = "payments audit writer",
+	.ncolumns = AUDIT_NCOLUMNS,
+	.columns = audit_column_names,
+	.types = audit_column_types,
+};
 
 /*
  * Audit rows of the statement, waiting to be written together (see "The
@@ -1416,7 +1378,6 @@ typedef struct AuditWriter
  * column order), with the subtransaction it was made in.
  */
 #define AUDIT_BATCH_ROWS	1000	/* rows buffered before a write */
-#define AUDIT_INSERT_SLOTS	128		/* rows per table_multi_insert */
 #define AUDIT_BUFFER_BYTES	(4 * 1024 * 1024)	/* flushed beyond this */
 
 typedef struct AuditBufferedRow
@@ -1441,44 +1402,7 @@ static ExecutorFinish_hook_type prev_executor_finish = NULL;
 static void buffer_flush(void);
 static void buffer_discard(SubTransactionId from);
 
-static AuditWriter writer;
-static bool writer_hooks_installed = false;
 static ProcessUtility_hook_type prev_process_utility = NULL;
-
-/* Whether this relcache invalidation concerns the writer's relations. */
-static void
-writer_invalidate(Oid relid)
-{
-	int			i;
-
-	if (writer.cxt == NULL || !writer.valid)
-		return;
-	if (!OidIsValid(relid) || relid == writer.relid)
-	{
-		writer.valid = false;
-		return;
-	}
-	for (i = 0; i < writer.nindexes; i++)
-		if (writer.index_oids[i] == relid)
-			writer.valid = false;
-}
-
-/* Drop the references opened for this transaction (not the locks). */
-static void
-writer_close(void)
-{
-	ResourceOwner save = CurrentResourceOwner;
-	int			i;
-
-	if (!writer.open)
-		return;
-	writer.open = false;
-	CurrentResourceOwner = TopTransactionResourceOwner;
-	for (i = 0; i < writer.nindexes; i++)
-		index_close(writer.index_rels[i], NoLock);
-	table_close(writer.rel, NoLock);
-	CurrentResourceOwner = save;
-}
 
 /*
  * Before commit or prepare (deferred triggers have fired by then): the rows
@@ -1492,13 +1416,13 @@ writer_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 		event == XACT_EVENT_PRE_PREPARE)
 	{
 		buffer_flush();
-		writer_close();
+		direct_tables_close();
 	}
 	else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
 			 event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT ||
 			 event == XACT_EVENT_PREPARE)
 	{
-		writer.open = false;	/* the resource owner releases them */
+		direct_tables_forget(); /* the resource owner releases them */
 		buffer_discard(InvalidSubTransactionId);
 	}
 }
@@ -1524,7 +1448,7 @@ writer_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnl
 					   QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
 {
 	buffer_flush();
-	writer_close();
+	direct_tables_close();
 	if (prev_process_utility)
 		prev_process_utility(pstmt, queryString, readOnlyTree, context, params,
 							 queryEnv, dest, qc);
@@ -1560,273 +1484,8 @@ audit_install_hooks(void)
 	ExecutorFinish_hook = writer_executor_finish;
 	RegisterXactCallback(writer_xact_callback, NULL);
 	RegisterSubXactCallback(writer_subxact_callback, NULL);
-	writer_hooks_installed = true;
-}
-
-/*
- * Build the writer for audit_log, whose relation the caller has open (its
- * reference and lock owned by the top transaction's resource owner): decide
- * whether the direct path applies; if so open its indexes too.
- */
-static void
-writer_build(Relation rel)
-{
-	TupleDesc	desc = RelationGetDescr(rel);
-	MemoryContext old;
-	ResourceOwner save = CurrentResourceOwner;
-	int			i,
-				j;
-
-	if (writer.cxt != NULL)
-		MemoryContextDelete(writer.cxt);
-	memset(&writer, 0, sizeof(writer));
-	writer.cxt = AllocSetContextCreate(TopMemoryContext, "payments audit writer",
-									   ALLOCSET_DEFAULT_SIZES);
-	writer.relid = RelationGetRelid(rel);
-	writer.rel = rel;
-	writer.valid = true;
-
-	writer.direct = rel->rd_rel->relkind == RELKIND_RELATION &&
-		!rel->rd_rel->relhasrules &&
-		!(desc->constr && desc->constr->has_generated_stored) &&
-		!(rel->trigdesc && (rel->trigdesc->trig_insert_before_row ||
-							rel->trigdesc->trig_insert_after_row ||
-							rel->trigdesc->trig_insert_instead_row ||
-							rel->trigdesc->trig_insert_before_statement ||
-							rel->trigdesc->trig_insert_after_statement ||
-							rel->trigdesc->trig_insert_new_table));
-	for (j = 0; j < AUDIT_NCOLUMNS; j++)
-	{
-		writer.attnums[j] = InvalidAttrNumber;
-		for (i = 0; i < desc->natts; i++)
-		{
-			Form_pg_attribute att = TupleDescAttr(desc, i);
-
-			if (!att->attisdropped && strcmp(NameStr(att->attname), audit_column_names[j]) == 0)
-				writer.attnums[j] = att->attnum;
-		}
-		if (writer.attnums[j] == InvalidAttrNumber ||
-			getBaseType(TupleDescAttr(desc, writer.attnums[j] - 1)->atttypid) != audit_column_types[j])
-			writer.direct = false;
-	}
-	for (i = 0; i < desc->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
-		bool		known = false;
-
-		for (j = 0; j < AUDIT_NCOLUMNS; j++)
-			known |= (writer.attnums[j] == att->attnum);
-		if (!att->attisdropped && !known)
-			writer.direct = false;	/* an INSERT would fill its default */
-	}
-	if (!writer.direct)
-		return;
-	writer.same_layout = desc->natts == AUDIT_NCOLUMNS;
-	for (j = 0; j < AUDIT_NCOLUMNS && writer.same_layout; j++)
-		writer.same_layout = writer.attnums[j] == j + 1 &&
-			TupleDescAttr(desc, j)->atttypid == audit_column_types[j];
-
-	old = MemoryContextSwitchTo(writer.cxt);
-	writer.estate = CreateExecutorState();
-	writer.rri = makeNode(ResultRelInfo);
-	InitResultRelInfo(writer.rri, rel, 0, NULL, 0);
-	CurrentResourceOwner = TopTransactionResourceOwner;
-	ExecOpenIndices(writer.rri, false);
-	CurrentResourceOwner = save;
-	writer.nindexes = writer.rri->ri_NumIndices;
-	writer.index_oids = palloc0(sizeof(Oid) * Max(writer.nindexes, 1));
-	writer.index_rels = palloc0(sizeof(Relation) * Max(writer.nindexes, 1));
-	for (i = 0; i < writer.nindexes; i++)
-	{
-		writer.index_rels[i] = writer.rri->ri_IndexRelationDescs[i];
-		writer.index_oids[i] = RelationGetRelid(writer.index_rels[i]);
-	}
-	writer.slot = MakeSingleTupleTableSlot(CreateTupleDescCopy(desc), &TTSOpsVirtual);
-	MemoryContextSwitchTo(old);
-	writer.open = true;
-}
-
-/*
- * The writer, ready for a row of this transaction; NULL when rows go
- * through SPI.  Opens audit_log (and its indexes) for the transaction, and
- * rebuilds everything when what opening returns is not what was built.
- */
-static AuditWriter *
-writer_get(Oid relid)
-{
-	ResourceOwner save = CurrentResourceOwner;
-	Relation	rel;
-	int			i;
-	bool		same;
-	volatile bool rel_open = false; /* rel's reference still held here */
-
-	if (!writer_hooks_installed)
-		return NULL;
-	if (writer.open && writer.valid && writer.relid == relid)
-		return writer.direct ? &writer : NULL;
-	writer_close();
-
-	CurrentResourceOwner = TopTransactionResourceOwner;
-	PG_TRY();
-	{
-		rel = table_open(relid, RowExclusiveLock);
-		rel_open = true;
-		same = writer.cxt != NULL && writer.valid && writer.relid == relid && writer.rel == rel;
-		if (same && writer.direct)
-		{
-			for (i = 0; i < writer.nindexes; i++)
-			{
-				writer.index_rels[i] = index_open(writer.index_oids[i], RowExclusiveLock);
-				if (writer.rri->ri_IndexRelationDescs[i] != writer.index_rels[i])
-					same = false;
-			}
-			writer.open = true;
-			/* an index added or dropped since: the table was invalidated */
-			if (!same)
-			{
-				writer_close();
-				rel_open = false;
-			}
-		}
-		else if (same)
-		{
-			table_close(rel, NoLock);
-			rel_open = false;
-		}
-	}
-	PG_FINALLY();
-	{
-		CurrentResourceOwner = save;
-	}
-	PG_END_TRY();
-
-	if (same)
-		return writer.direct ? &writer : NULL;
-
-	/*
-	 * First use, or something changed: build anew.  rel is still open,
-	 * unless the indexes were found changed (writer_close closed it).  Known
-	 * from rel_open, not from the writer's state: an invalidation taken in
-	 * while the indexes were opened can change that state meanwhile (which
-	 * once closed rel twice: "relcache reference audit_log is not owned by
-	 * resource owner TopTransaction").
-	 */
-	if (!rel_open)
-	{
-		CurrentResourceOwner = TopTransactionResourceOwner;
-		rel = table_open(relid, RowExclusiveLock);
-		CurrentResourceOwner = save;
-	}
-	writer.open = false;
-	writer_build(rel);
-	if (!writer.direct)
-	{
-		CurrentResourceOwner = TopTransactionResourceOwner;
-		table_close(rel, NoLock);
-		CurrentResourceOwner = save;
-		return NULL;
-	}
-	return &writer;
-}
-
-/* Insert one audit row through the writer. */
-static void
-writer_insert(AuditWriter *w, const Datum *values, const bool *nulls)
-{
-	TupleTableSlot *slot = w->slot;
-	int			j;
-
-	ExecClearTuple(slot);
-	memset(slot->tts_isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
-	for (j = 0; j < AUDIT_NCOLUMNS; j++)
-	{
-		slot->tts_values[w->attnums[j] - 1] = values[j];
-		slot->tts_isnull[w->attnums[j] - 1] = nulls[j];
-	}
-	ExecStoreVirtualTuple(slot);
-
-	if (w->rel->rd_att->constr)
-		ExecConstraints(w->rri, slot, w->estate);
-	table_tuple_insert(w->rel, slot, GetCurrentCommandId(true), 0, NULL);
-	ExecInsertIndexTuples(w->rri, slot, w->estate, false, false, NULL, NIL);
-	ExecClearTuple(slot);
-	ResetPerTupleExprContext(w->estate);
-}
-
-/*
- * Insert audit rows, given as tuples of the buffer's descriptor, through
- * the writer, with table_multi_insert: the heap pages are filled, locked
- * and WAL-logged once for many rows instead of once a row.  Constraints
- * are checked and index entries made per row, as COPY does.
- */
-static void
-writer_insert_many(AuditWriter *w, HeapTuple *tuples, int n)
-{
-	TupleDesc	bdesc = buffer.desc;
-	CommandId	cid = GetCurrentCommandId(true);
-	Datum		values[AUDIT_NCOLUMNS];
-	bool		nulls[AUDIT_NCOLUMNS];
-	int			natts = RelationGetDescr(w->rel)->natts;
-	int			i,
-				j;
-
-	Assert(n <= AUDIT_INSERT_SLOTS);
-	if (w->nslots < n)
-	{
-		MemoryContext old = MemoryContextSwitchTo(w->cxt);
-
-		if (w->slots == NULL)
-		{
-			w->slots = palloc0(sizeof(TupleTableSlot *) * AUDIT_INSERT_SLOTS);
-			w->tuple_cxt = AllocSetContextCreate(w->cxt, "payments audit tuples",
-												 ALLOCSET_DEFAULT_SIZES);
-		}
-		for (i = w->nslots; i < n; i++)
-		{
-			w->slots[i] = MakeSingleTupleTableSlot(w->slot->tts_tupleDescriptor, &TTSOpsHeapTuple);
-			/* their materialized tuples go where one reset frees them */
-			w->slots[i]->tts_mcxt = w->tuple_cxt;
-		}
-		w->nslots = n;
-		MemoryContextSwitchTo(old);
-	}
-	for (i = 0; i < n; i++)
-	{
-		TupleTableSlot *slot = w->slots[i];
-
-		if (w->same_layout)
-		{
-			/* the buffered tuple is an audit_log tuple as it is */
-			ExecStoreHeapTuple(tuples[i], slot, false);
-		}
-		else
-		{
-			heap_deform_tuple(tuples[i], bdesc, values, nulls);
-			ExecClearTuple(slot);
-			memset(slot->tts_isnull, true, sizeof(bool) * natts);
-			for (j = 0; j < AUDIT_NCOLUMNS; j++)
-			{
-				slot->tts_values[w->attnums[j] - 1] = values[j];
-				slot->tts_isnull[w->attnums[j] - 1] = nulls[j];
-			}
-			ExecStoreVirtualTuple(slot);
-		}
-		if (w->rel->rd_att->constr)
-			ExecConstraints(w->rri, slot, w->estate);
-		ResetPerTupleExprContext(w->estate);
-	}
-	if (n == 1)
-		table_tuple_insert(w->rel, w->slots[0], cid, 0, NULL);
-	else
-		table_multi_insert(w->rel, w->slots, n, cid, 0, NULL);
-	for (i = 0; i < n; i++)
-	{
-		if (w->nindexes > 0)
-			ExecInsertIndexTuples(w->rri, w->slots[i], w->estate, false, false, NULL, NIL);
-		ExecClearTuple(w->slots[i]);
-		ResetPerTupleExprContext(w->estate);
-	}
-	MemoryContextReset(w->tuple_cxt);
+	/* they close what direct_insert.c opens, before commit and utility statements */
+	direct_insert_enable();
 }
 
 /*
@@ -2008,8 +1667,8 @@ buffer_flush(void)
 
 		while (i < buffer.nrows)
 		{
-			AuditWriter *w = writer_get(audit_log_relid);
-			HeapTuple	batch[AUDIT_INSERT_SLOTS];
+			DirectTable *w = direct_table_get(&audit_table, audit_log_relid);
+			HeapTuple	batch[DIRECT_INSERT_SLOTS];
 			int			n = 0;
 
 			if (w == NULL)
@@ -2028,9 +1687,9 @@ buffer_flush(void)
 				SPI_finish();
 				break;
 			}
-			while (i < buffer.nrows && n < AUDIT_INSERT_SLOTS)
+			while (i < buffer.nrows && n < DIRECT_INSERT_SLOTS)
 				batch[n++] = buffer.rows[i++].tuple;
-			writer_insert_many(w, batch, n);
+			direct_table_insert_many(w, batch, buffer.desc, n);
 			MemoryContextReset(tmp);
 		}
 	}
@@ -2089,7 +1748,7 @@ audit_insert(AuditRecord *r, bool buffered)
 	Oid			log_relid;
 	Oid			seq_relid;
 	PaymentsIdentity who;
-	AuditWriter *w;
+	DirectTable *w;
 
 	/*
 	 * The OIDs go into locals now: an invalidation callback may reset the
@@ -2167,11 +1826,11 @@ audit_insert(AuditRecord *r, bool buffered)
 						   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
 	PG_TRY();
 	{
-		w = writer_get(log_relid);
+		w = direct_table_get(&audit_table, log_relid);
 		if (w != NULL && buffered)
 			append = true;
 		else if (w != NULL)
-			writer_insert(w, values, nulls);
+			direct_table_insert(w, values, nulls);
 		else
 		{
 			if (SPI_connect() != SPI_OK_CONNECT)

@@ -12,11 +12,15 @@
  * the outbox, so it is C rather than PL/pgSQL (which turned each row into
  * an expanded record and back, and re-planned its statements whenever a
  * caller ran with plan_cache_mode = force_custom_plan): the transition is
- * one probe of status_transitions' primary key, the event one INSERT
- * through a saved plan per entity.  That plan is generic on purpose (one
- * INSERT of one row has no other plan), and every name in it is
- * schema-qualified, so the caller's search_path cannot change what it
- * means.
+ * one probe of status_transitions' primary key, and the event is written
+ * with the table and index APIs (direct_insert.c), its data made by the
+ * C function jsonb_build_object, with no executor per row.  A role that
+ * is not the owner of payments.events (a DBA who grants a table to
+ * someone) writes it with one INSERT through a saved plan per entity
+ * instead, under its privileges and row security.  That plan is generic
+ * on purpose (one INSERT of one row has no other plan), and every name in
+ * it is schema-qualified, so the caller's search_path cannot change what
+ * it means.
  *
  *-------------------------------------------------------------------------
  */
@@ -29,13 +33,17 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
+#include "catalog/pg_proc.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
+#include "nodes/makefuncs.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/fmgrprotos.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/guc.h"
 #include "utils/plancache.h"
 #include "utils/rel.h"
@@ -43,6 +51,8 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "cached_table.h"
+#include "direct_insert.h"
 #include "errcodes.h"
 #include "schema_version.h"
 
@@ -69,12 +79,16 @@ typedef struct EntitySpec
 	bool		payment_id;		/* events.payment_id := the payment_id key */
 	bool		operation_id;	/* events.operation_id := the operation_id key */
 	bool		created;		/* a new row's event is <entity>.created */
-	/* per backend: the event INSERT, for the relation and types it was made for */
-	SPIPlanPtr	plan;
+	/* per backend, for the relation and types they were made for: */
 	Oid			relid;
 	int			nparams;
 	Oid			types[MAX_EVENT_KEYS + 3];
 	int			attnums[MAX_EVENT_KEYS + 3];
+	int			payment_param;	/* the parameter of payment_id (1-based), 0: none */
+	int			operation_param;
+	SPIPlanPtr	plan;			/* the event INSERT, made when first needed */
+	FunctionCallInfo data_call; /* jsonb_build_object over the keys */
+	bool		direct_types;	/* the columns have the types of events' */
 } EntitySpec;
 
 static EntitySpec entities[] = {
@@ -127,12 +141,49 @@ keep_plan(const char *sql, int nargs, Oid *types)
 }
 
 /*
- * The entity's event INSERT for this relation: $1 merchant_id, $2 the
- * event type, $3 correlation_id, $4... the data's keys.  Made again when
- * the relation or a column's type is not the one it was made for.
+ * The call of jsonb_build_object(key, value, ...) that makes an event's
+ * data, as the SQL function does it (the same C function, with an
+ * expression that tells it the values' types): made once per layout.
+ */
+static FunctionCallInfo
+make_data_call(EntitySpec *spec, const Oid *types)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+	FmgrInfo   *flinfo = palloc0(sizeof(FmgrInfo));
+	List	   *args = NIL;
+	int			nkeys = 0;
+	FunctionCallInfo fcinfo;
+
+	for (int i = 0; spec->keys[i] != NULL; i++)
+	{
+		args = lappend(args, makeConst(TEXTOID, -1, DEFAULT_COLLATION_OID, -1, (Datum) 0, true, false));
+		args = lappend(args, makeConst(types[i + 3], -1, InvalidOid, -1, (Datum) 0, true, false));
+		nkeys++;
+	}
+	fmgr_info(F_JSONB_BUILD_OBJECT_ANY, flinfo);
+	fmgr_info_set_expr((Node *) makeFuncExpr(F_JSONB_BUILD_OBJECT_ANY, JSONBOID, args,
+											 InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL),
+					   flinfo);
+	fcinfo = palloc0(SizeForFunctionCallInfo(2 * nkeys));
+	InitFunctionCallInfoData(*fcinfo, flinfo, 2 * nkeys, InvalidOid, NULL, NULL);
+	for (int i = 0; i < nkeys; i++)
+	{
+		fcinfo->args[2 * i].value = CStringGetTextDatum(spec->keys[i]);
+		fcinfo->args[2 * i].isnull = false;
+	}
+	MemoryContextSwitchTo(old);
+	return fcinfo;
+}
+
+/*
+ * What the entity's events are made of for this relation: $1 merchant_id,
+ * $2 the event type, $3 correlation_id, $4... the data's keys (their
+ * columns and types).  Made again, with the data call, when the relation
+ * or a column's type is not the one it was made for; the INSERT plan of
+ * the SPI path then goes too.
  */
 static void
-prepare_event_plan(EntitySpec *spec, Relation rel)
+event_layout(EntitySpec *spec, Relation rel)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
 	int			attnums[MAX_EVENT_KEYS + 3];
@@ -140,7 +191,6 @@ prepare_event_plan(EntitySpec *spec, Relation rel)
 	int			n = 0;
 	int			payment_param = 0;
 	int			operation_param = 0;
-	StringInfoData sql;
 
 	attnums[n] = column_of(rel, "merchant_id");
 	types[n++] = TupleDescAttr(desc, attnums[0] - 1)->atttypid;
@@ -168,39 +218,61 @@ prepare_event_plan(EntitySpec *spec, Relation rel)
 			operation_param = n;
 	}
 
-	if (spec->plan != NULL && spec->relid == RelationGetRelid(rel) && spec->nparams == n &&
+	if (spec->data_call != NULL && spec->relid == RelationGetRelid(rel) && spec->nparams == n &&
 		memcmp(spec->types, types, sizeof(Oid) * n) == 0 &&
 		memcmp(spec->attnums, attnums, sizeof(int) * n) == 0)
 		return;
-
-	initStringInfo(&sql);
-	appendStringInfoString(&sql, "INSERT INTO payments.events (merchant_id, event_type, correlation_id");
-	if (spec->payment_id)
-		appendStringInfoString(&sql, ", payment_id");
-	if (spec->operation_id)
-		appendStringInfoString(&sql, ", operation_id");
-	appendStringInfoString(&sql, ", data) VALUES ($1, $2, $3");
-	if (spec->payment_id)
-		appendStringInfo(&sql, ", $%d", payment_param);
-	if (spec->operation_id)
-		appendStringInfo(&sql, ", $%d", operation_param);
-	appendStringInfoString(&sql, ", pg_catalog.jsonb_build_object(");
-	for (int i = 0; spec->keys[i] != NULL; i++)
-		appendStringInfo(&sql, "%s%s, $%d", i > 0 ? ", " : "",
-						 quote_literal_cstr(spec->keys[i]), i + 4);
-	appendStringInfoString(&sql, "))");
 
 	if (spec->plan != NULL)
 	{
 		SPI_freeplan(spec->plan);
 		spec->plan = NULL;
 	}
-	spec->plan = keep_plan(sql.data, n, types);
+	if (spec->data_call != NULL)
+	{
+		pfree(spec->data_call->flinfo);
+		pfree(spec->data_call);
+		spec->data_call = NULL;
+	}
 	spec->relid = RelationGetRelid(rel);
 	spec->nparams = n;
 	memcpy(spec->types, types, sizeof(Oid) * n);
 	memcpy(spec->attnums, attnums, sizeof(int) * n);
+	spec->payment_param = spec->payment_id ? payment_param : 0;
+	spec->operation_param = spec->operation_id ? operation_param : 0;
+	spec->direct_types = types[0] == INT8OID && types[2] == TEXTOID &&
+		(spec->payment_param == 0 || types[spec->payment_param - 1] == INT8OID) &&
+		(spec->operation_param == 0 || types[spec->operation_param - 1] == INT8OID);
+	spec->data_call = make_data_call(spec, types);
+}
+
+/* The SPI path's event INSERT (connected to SPI), made on first use. */
+static SPIPlanPtr
+event_plan(EntitySpec *spec)
+{
+	StringInfoData sql;
+
+	if (spec->plan != NULL)
+		return spec->plan;
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "INSERT INTO payments.events (merchant_id, event_type, correlation_id");
+	if (spec->payment_param)
+		appendStringInfoString(&sql, ", payment_id");
+	if (spec->operation_param)
+		appendStringInfoString(&sql, ", operation_id");
+	appendStringInfoString(&sql, ", data) VALUES ($1, $2, $3");
+	if (spec->payment_param)
+		appendStringInfo(&sql, ", $%d", spec->payment_param);
+	if (spec->operation_param)
+		appendStringInfo(&sql, ", $%d", spec->operation_param);
+	appendStringInfoString(&sql, ", pg_catalog.jsonb_build_object(");
+	for (int i = 0; spec->keys[i] != NULL; i++)
+		appendStringInfo(&sql, "%s%s, $%d", i > 0 ? ", " : "",
+						 quote_literal_cstr(spec->keys[i]), i + 4);
+	appendStringInfoString(&sql, "))");
+	spec->plan = keep_plan(sql.data, spec->nparams, spec->types);
 	pfree(sql.data);
+	return spec->plan;
 }
 
 /*
@@ -251,43 +323,117 @@ status_of(HeapTuple tuple, TupleDesc desc, int attnum)
 	return isnull ? NULL : TextDatumGetCString(d);
 }
 
-/* Write the row's event: $1 merchant_id, $2 the event type, $3 correlation_id, $4... the data. */
+/*
+ * Where events go directly (src/direct_insert.c): the columns the trigger
+ * fills; event_id and created_at get their defaults.
+ */
+static const char *const event_columns[] = {
+	"merchant_id", "event_type", "payment_id", "operation_id", "data", "correlation_id"
+};
+static const Oid event_column_types[] = {INT8OID, TEXTOID, INT8OID, INT8OID, JSONBOID, TEXTOID};
+static DirectTable events_table = {
+	.label = "payments events writer",
+	.ncolumns = lengthof(event_columns),
+	.columns = event_columns,
+	.types = event_column_types,
+};
+
+/*
+ * Write the row's event ($1 merchant_id, $2 the event type, $3
+ * correlation_id, $4... the data): directly when the current user may
+ * write payments.events as an INSERT would (the owner of the API's
+ * SECURITY DEFINER functions, the worker), else through SPI, with the
+ * privileges and row security of whoever changed the row.
+ */
 static void
 write_event(EntitySpec *spec, HeapTuple tuple, TupleDesc desc, const char *entity,
 			bool is_insert, const char *new_status, const char *old_status)
 {
 	Datum		values[MAX_EVENT_KEYS + 3];
+	bool		isnull[MAX_EVENT_KEYS + 3];
 	char		nulls[MAX_EVENT_KEYS + 3];
+	DirectTable *events;
+	int			saved_plan_cache_mode;
 	int			rc;
 
 	for (int i = 0; i < spec->nparams; i++)
 	{
-		bool		isnull = false;
-
+		isnull[i] = false;
 		if (i == 1)
 		{
 			/* the event type: <entity>.<status>, or <entity>.created */
 			if (is_insert && spec->created)
 				values[i] = CStringGetTextDatum(psprintf("%s.created", entity));
 			else if (new_status == NULL)
-				isnull = true;
+				isnull[i] = true;
 			else
 				values[i] = CStringGetTextDatum(psprintf("%s.%s", entity, new_status));
 		}
 		else if (spec->attnums[i] == PREVIOUS_STATUS)
 		{
 			if (is_insert || old_status == NULL)
-				isnull = true;
+				isnull[i] = true;
 			else
 				values[i] = CStringGetTextDatum(old_status);
 		}
 		else
-			values[i] = heap_getattr(tuple, spec->attnums[i], desc, &isnull);
-		nulls[i] = isnull ? 'n' : ' ';
+			values[i] = heap_getattr(tuple, spec->attnums[i], desc, &isnull[i]);
 	}
-	rc = SPI_execute_plan(spec->plan, values, nulls, false, 0);
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "status trigger: writing the event failed: %s", SPI_result_code_string(rc));
+
+	events = spec->direct_types ? direct_table_get(&events_table, cached_table_relid("events")) : NULL;
+	if (events != NULL && direct_table_writable(events))
+	{
+		FunctionCallInfo call = spec->data_call;
+		Datum		row[lengthof(event_columns)];
+		bool		rownulls[lengthof(event_columns)];
+
+		for (int i = 3; i < spec->nparams; i++)
+		{
+			call->args[2 * (i - 3) + 1].value = values[i];
+			call->args[2 * (i - 3) + 1].isnull = isnull[i];
+		}
+		call->isnull = false;
+		row[4] = FunctionCallInvoke(call);
+		rownulls[4] = call->isnull;
+		row[0] = values[0];
+		rownulls[0] = isnull[0];
+		row[1] = values[1];
+		rownulls[1] = isnull[1];
+		row[2] = spec->payment_param ? values[spec->payment_param - 1] : (Datum) 0;
+		rownulls[2] = spec->payment_param ? isnull[spec->payment_param - 1] : true;
+		row[3] = spec->operation_param ? values[spec->operation_param - 1] : (Datum) 0;
+		rownulls[3] = spec->operation_param ? isnull[spec->operation_param - 1] : true;
+		row[5] = values[2];
+		rownulls[5] = isnull[2];
+		direct_table_insert(events, row, rownulls);
+		return;
+	}
+
+	for (int i = 0; i < spec->nparams; i++)
+		nulls[i] = isnull[i] ? 'n' : ' ';
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "status trigger: SPI_connect failed");
+
+	/*
+	 * A caller's plan_cache_mode = force_custom_plan would win over
+	 * CURSOR_OPT_GENERIC_PLAN and plan this INSERT afresh for every row,
+	 * and force_generic_plan (the worker's claim and record functions) is
+	 * not its either: it is set aside while it runs.
+	 */
+	saved_plan_cache_mode = plan_cache_mode;
+	plan_cache_mode = PLAN_CACHE_MODE_AUTO;
+	PG_TRY();
+	{
+		rc = SPI_execute_plan(event_plan(spec), values, nulls, false, 0);
+		if (rc != SPI_OK_INSERT)
+			elog(ERROR, "status trigger: writing the event failed: %s", SPI_result_code_string(rc));
+	}
+	PG_FINALLY();
+	{
+		plan_cache_mode = saved_plan_cache_mode;
+	}
+	PG_END_TRY();
+	SPI_finish();
 }
 
 Datum
@@ -296,14 +442,13 @@ pay_status_guard(PG_FUNCTION_ARGS)
 	TriggerData *td = (TriggerData *) fcinfo->context;
 	Relation	rel;
 	TupleDesc	desc;
-	EntitySpec *volatile spec = NULL;
+	EntitySpec *spec = NULL;
 	const char *entity;
 	bool		is_insert;
 	HeapTuple	tuple;
 	char	   *new_status;
-	char	   *volatile old_status = NULL;
+	char	   *old_status = NULL;
 	bool		changed;
-	int			saved_plan_cache_mode;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(td->tg_event) ||
 		!TRIGGER_FIRED_FOR_ROW(td->tg_event) ||
@@ -357,29 +502,9 @@ pay_status_guard(PG_FUNCTION_ARGS)
 	if (!changed)
 		return PointerGetDatum(tuple);
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "status trigger: SPI_connect failed");
-
-	/*
-	 * A caller's plan_cache_mode = force_custom_plan would win over
-	 * CURSOR_OPT_GENERIC_PLAN and plan these INSERTs afresh for every row,
-	 * and force_generic_plan (the worker's claim and record functions) is
-	 * not theirs either: it is set aside while they run.
-	 */
-	saved_plan_cache_mode = plan_cache_mode;
-	plan_cache_mode = PLAN_CACHE_MODE_AUTO;
-	PG_TRY();
-	{
-		if (!is_insert)
-			check_transition(entity, old_status ? old_status : "", new_status ? new_status : "");
-		prepare_event_plan(spec, rel);
-		write_event(spec, tuple, desc, entity, is_insert, new_status, old_status);
-	}
-	PG_FINALLY();
-	{
-		plan_cache_mode = saved_plan_cache_mode;
-	}
-	PG_END_TRY();
-	SPI_finish();
+	if (!is_insert)
+		check_transition(entity, old_status ? old_status : "", new_status ? new_status : "");
+	event_layout(spec, rel);
+	write_event(spec, tuple, desc, entity, is_insert, new_status, old_status);
 	return PointerGetDatum(tuple);
 }

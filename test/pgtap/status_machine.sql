@@ -9,7 +9,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(13);
+SELECT plan(17);
 
 SELECT set_eq($$SELECT operation_kind, outcome FROM payments.operation_outcomes$$,
 	$$SELECT k, o FROM unnest(ARRAY['purchase', 'authorize', 'capture', 'void', 'refund']) k,
@@ -110,6 +110,48 @@ SELECT is((SELECT events FROM sm_probe),
 	'with an empty search_path the trigger still writes its event');
 SELECT is((SELECT mode FROM sm_probe), 'force_custom_plan',
 	'the caller''s plan_cache_mode is as it was after the trigger ran');
+
+-- The event is written without an executor (src/direct_insert.c) when the
+-- role may write payments.events as an INSERT would, through SPI under the
+-- role's privileges and row security otherwise: both write what the SQL
+-- of the PL/pgSQL trigger wrote, the data as jsonb_build_object makes it,
+-- event_id from the identity, created_at the transaction's now().
+CREATE TEMP VIEW sm_expected AS
+SELECT p.invoice_number, p.payment_id, pg_catalog.jsonb_build_object('payment_id', p.payment_id,
+		'kind', p.kind, 'status', p.status, 'amount', p.amount, 'amount_captured', p.amount_captured,
+		'amount_refunded', p.amount_refunded, 'card_brand', p.card_brand, 'card_last4', p.card_last4,
+		'invoice_number', p.invoice_number, 'gateway_trans_id', p.gateway_trans_id,
+		'decline_code', p.decline_code, 'decline_reason', p.decline_reason, 'metadata', p.metadata) AS data
+FROM payments.payments p WHERE p.invoice_number LIKE 'TAPSM_';
+SELECT is((SELECT e.data FROM payments.events e JOIN sm_expected x USING (payment_id)
+	WHERE x.invoice_number = 'TAPSM1' AND e.event_type = 'payment.refunded'),
+	(SELECT data FROM sm_expected WHERE invoice_number = 'TAPSM1'),
+	'the direct path writes the data jsonb_build_object makes of the row');
+SELECT ok((SELECT e.created_at = now() AND e.event_id > (SELECT max(f.event_id) FROM payments.events f
+		WHERE f.event_type = 'payment.succeeded' AND f.payment_id = e.payment_id)
+	FROM payments.events e JOIN sm_expected x USING (payment_id)
+	WHERE x.invoice_number = 'TAPSM1' AND e.event_type = 'payment.refunded'),
+	'and fills event_id from the identity and created_at with now()');
+INSERT INTO payments.payments (merchant_id, kind, amount, amount_refunded, payment_method,
+	invoice_number, correlation_id)
+VALUES (1, 'purchase', '11.00 USD', '0.00 USD', 'profile', 'TAPSM2', 'tap-sm2'),
+	(1, 'purchase', '12.00 USD', '0.00 USD', 'profile', 'TAPSM3', 'tap-sm3');
+CREATE ROLE tap_sm_editor NOLOGIN BYPASSRLS;
+GRANT USAGE ON SCHEMA payments TO tap_sm_editor;
+GRANT SELECT, UPDATE ON payments.payments TO tap_sm_editor;
+GRANT INSERT ON payments.events TO tap_sm_editor;
+SET LOCAL ROLE tap_sm_editor;
+UPDATE payments.payments SET status = 'canceled' WHERE invoice_number = 'TAPSM2';
+RESET ROLE;
+SELECT is((SELECT e.data FROM payments.events e JOIN sm_expected x USING (payment_id)
+	WHERE x.invoice_number = 'TAPSM2' AND e.event_type = 'payment.canceled'),
+	(SELECT data FROM sm_expected WHERE invoice_number = 'TAPSM2'),
+	'a role that does not own payments.events writes the same event through SPI');
+REVOKE INSERT ON payments.events FROM tap_sm_editor;
+SET LOCAL ROLE tap_sm_editor;
+SELECT throws_ok($$UPDATE payments.payments SET status = 'canceled' WHERE invoice_number = 'TAPSM3'$$,
+	'42501', NULL, 'and is refused when it may not insert into payments.events');
+RESET ROLE;
 
 SELECT * FROM finish();
 ROLLBACK;
