@@ -88,6 +88,7 @@ typedef struct EntitySpec
 	int			operation_param;
 	SPIPlanPtr	plan;			/* the event INSERT, made when first needed */
 	FunctionCallInfo data_call; /* jsonb_build_object over the keys */
+	MemoryContext data_cxt;		/* data_call and what it points to */
 	bool		direct_types;	/* the columns have the types of events' */
 } EntitySpec;
 
@@ -148,12 +149,20 @@ keep_plan(const char *sql, int nargs, Oid *types)
 static FunctionCallInfo
 make_data_call(EntitySpec *spec, const Oid *types)
 {
-	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-	FmgrInfo   *flinfo = palloc0(sizeof(FmgrInfo));
+	MemoryContext old;
+	FmgrInfo   *flinfo;
 	List	   *args = NIL;
 	int			nkeys = 0;
 	FunctionCallInfo fcinfo;
 
+	/* everything of the call in a context of its own, freed with it */
+	if (spec->data_cxt == NULL)
+		spec->data_cxt = AllocSetContextCreate(TopMemoryContext, "payments event data call",
+											   ALLOCSET_SMALL_SIZES);
+	else
+		MemoryContextReset(spec->data_cxt);
+	old = MemoryContextSwitchTo(spec->data_cxt);
+	flinfo = palloc0(sizeof(FmgrInfo));
 	for (int i = 0; spec->keys[i] != NULL; i++)
 	{
 		args = lappend(args, makeConst(TEXTOID, -1, DEFAULT_COLLATION_OID, -1, (Datum) 0, true, false));
@@ -228,12 +237,7 @@ event_layout(EntitySpec *spec, Relation rel)
 		SPI_freeplan(spec->plan);
 		spec->plan = NULL;
 	}
-	if (spec->data_call != NULL)
-	{
-		pfree(spec->data_call->flinfo);
-		pfree(spec->data_call);
-		spec->data_call = NULL;
-	}
+	spec->data_call = NULL;		/* its context is reset below */
 	spec->relid = RelationGetRelid(rel);
 	spec->nparams = n;
 	memcpy(spec->types, types, sizeof(Oid) * n);
