@@ -9,7 +9,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(17);
+SELECT plan(21);
 
 SELECT set_eq($$SELECT operation_kind, outcome FROM payments.operation_outcomes$$,
 	$$SELECT k, o FROM unnest(ARRAY['purchase', 'authorize', 'capture', 'void', 'refund']) k,
@@ -152,6 +152,45 @@ SET LOCAL ROLE tap_sm_editor;
 SELECT throws_ok($$UPDATE payments.payments SET status = 'canceled' WHERE invoice_number = 'TAPSM3'$$,
 	'42501', NULL, 'and is refused when it may not insert into payments.events');
 RESET ROLE;
+
+-- The events' direct writer follows changes of payments.events made in the
+-- transaction: a new column's default, a new index, an INSERT trigger
+-- (events then take the SPI path, and the direct path again once it goes).
+INSERT INTO payments.payments (merchant_id, kind, amount, amount_refunded, payment_method,
+	invoice_number, correlation_id)
+SELECT 1, 'purchase', '13.00 USD', '0.00 USD', 'profile', 'TAPSM' || g, 'tap-sm' || g
+FROM generate_series(4, 7) g;
+ALTER TABLE payments.events ADD COLUMN tap_note text DEFAULT 'tap default';
+UPDATE payments.payments SET status = 'canceled' WHERE invoice_number = 'TAPSM4';
+SELECT is((SELECT e.tap_note FROM payments.events e JOIN payments.payments p USING (merchant_id, payment_id)
+	WHERE p.invoice_number = 'TAPSM4' AND e.event_type = 'payment.canceled'), 'tap default',
+	'a column added to payments.events gets its default in an event written directly');
+CREATE INDEX tap_events_type ON payments.events (event_type, event_id);
+UPDATE payments.payments SET status = 'canceled' WHERE invoice_number = 'TAPSM5';
+CREATE TEMP TABLE sm_counts AS SELECT count(*) AS seq FROM payments.events WHERE event_type = 'payment.canceled';
+SET LOCAL enable_seqscan = off;
+SET LOCAL enable_bitmapscan = off;
+SELECT is((SELECT count(*) FROM payments.events WHERE event_type = 'payment.canceled'), (SELECT seq FROM sm_counts),
+	'an index made on payments.events has the events written after it');
+RESET enable_seqscan;
+RESET enable_bitmapscan;
+CREATE TEMP TABLE sm_seen (event_type text);
+CREATE FUNCTION pg_temp.sm_seen() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
+BEGIN
+	INSERT INTO sm_seen VALUES (NEW.event_type);
+	RETURN NEW;
+END $$;
+CREATE TRIGGER tap_sm_seen AFTER INSERT ON payments.events FOR EACH ROW EXECUTE FUNCTION pg_temp.sm_seen();
+UPDATE payments.payments SET status = 'canceled' WHERE invoice_number = 'TAPSM6';
+SELECT is((SELECT count(*) FROM sm_seen WHERE event_type = 'payment.canceled'), 1::bigint,
+	'an INSERT trigger on payments.events fires for the event');
+DROP TRIGGER tap_sm_seen ON payments.events;
+DROP INDEX payments.tap_events_type;
+ALTER TABLE payments.events DROP COLUMN tap_note;
+UPDATE payments.payments SET status = 'canceled' WHERE invoice_number = 'TAPSM7';
+SELECT is((SELECT count(*) FROM payments.events e JOIN payments.payments p USING (merchant_id, payment_id)
+	WHERE p.invoice_number = 'TAPSM7' AND e.event_type = 'payment.canceled'), 1::bigint,
+	'and events are written again once the trigger, the index and the column are gone');
 
 SELECT * FROM finish();
 ROLLBACK;
