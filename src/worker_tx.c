@@ -228,8 +228,8 @@ worker_register(const char *function, const char *name)
  * *plan, prepared from sql on first use and kept for the process's life
  * (SPI connected).  A kept plan is parsed once; PostgreSQL plans it again
  * when what it uses changes (and the worker's housekeeping drops every
- * plan now and then, see payments_worker_main), instead of at every call
- * as SPI_execute_with_args does.
+ * plan once a minute, see housekeeping() in worker.c), instead of at every
+ * call as SPI_execute_with_args does.
  */
 SPIPlanPtr
 worker_kept_plan(SPIPlanPtr *plan, const char *sql, int n, Oid *types)
