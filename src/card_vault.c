@@ -310,7 +310,8 @@ previous_key_needed(TimestampTz current_created)
 	bool		isnull;
 	bool		needed;
 
-	SPI_connect();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "payments: SPI_connect failed");
 	if (SPI_execute_with_args("SELECT EXISTS (SELECT FROM payments.card_vault WHERE created_at < $1)",
 							  1, &argtype, &arg, NULL, true, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)

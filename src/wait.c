@@ -73,12 +73,12 @@ static const WaitTarget method_target = {
  * status gets the payment's status.  Raises an error for an unknown
  * payment, and for one whose pending work this very transaction created
  * (the worker cannot see it before COMMIT, so waiting would only time out).
- * Allocates in the current memory context, which the caller resets after
- * each read; the result set is freed here.
+ * Allocates in read_cxt, which the caller resets after each read; the
+ * result set is freed here.
  */
 static bool
 target_is_settled(const WaitTarget *target, SPIPlanPtr plan, Datum merchant_id, Datum payment_id,
-				  char *status)
+				  MemoryContext read_cxt, char *status)
 {
 	Datum		args[2] = {merchant_id, payment_id};
 	bool		isnull;
@@ -90,6 +90,12 @@ target_is_settled(const WaitTarget *target, SPIPlanPtr plan, Datum merchant_id, 
 
 	/* not read-only: each execution takes a fresh snapshot */
 	rc = SPI_execute_plan(plan, args, NULL, false, 1);
+
+	/*
+	 * SPI returns in its procedure context, which lives as long as the wait:
+	 * what is read from the row goes where the next read frees it.
+	 */
+	MemoryContextSwitchTo(read_cxt);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "pay_wait: SPI_execute_plan returned %d", rc);
 	if (SPI_processed == 0)
@@ -162,8 +168,8 @@ wait_for(const WaitTarget *target, FunctionCallInfo fcinfo)
 	for (;;)
 	{
 		long		remaining;
-		MemoryContext old = MemoryContextSwitchTo(read_cxt);
-		bool		settled = target_is_settled(target, plan, merchant_id, payment_id, status);
+		MemoryContext old = CurrentMemoryContext;
+		bool		settled = target_is_settled(target, plan, merchant_id, payment_id, read_cxt, status);
 
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(read_cxt);
