@@ -920,7 +920,7 @@ settlement_checks(WorkerState *ws, dlist_head *to_send)
 
 		op->kind = "settlement";
 		while (i < SPI_processed &&
-			   pg_strtoint64(SPI_getvalue(SPI_tuptable->vals[i], d, f_merchant)) == op->merchant_id)
+			   DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], d, f_merchant, &isnull)) == op->merchant_id)
 			i++;
 		ids = palloc(sizeof(char *) * (i - first));
 		for (uint64 k = first; k < i; k++)
