@@ -176,24 +176,7 @@ payments_billing_main(Datum main_arg pg_attribute_unused())
 	bool		backlog = false;
 	bool		deferred = false;
 
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-
-	/*
-	 * Connect once the worker has: while payments.database cannot be
-	 * reached, the worker's tries (with their growing wait) are the only
-	 * ones in the log, and nothing could be billed anyway.
-	 */
-	while (pg_atomic_read_u32(&payments_shared->worker_pid) == 0)
-	{
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 1000L, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-	}
-	worker_connect(&payments_shared->billing_connect_failures);
-	pgstat_report_appname("payments billing");
+	helper_start(&payments_shared->billing_connect_failures, "payments billing");
 
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "payments billing loop",
 									 ALLOCSET_DEFAULT_SIZES);
@@ -202,15 +185,7 @@ payments_billing_main(Datum main_arg pg_attribute_unused())
 		TimestampTz now;
 		long		wait_ms;
 
-		MemoryContextSwitchTo(loop_cxt);
-		MemoryContextReset(loop_cxt);
-		check_interrupts();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
-
+		loop_start(loop_cxt);
 		now = GetCurrentTimestamp();
 		wait_ms = 1000;
 		if (payments_billing_interval_s > 0)

@@ -39,6 +39,15 @@ PG_FUNCTION_INFO_V1(pay_account_backoff);
 static bool any_failing = true;
 
 /*
+ * Which merchants are failing, as the worker last published them: all of
+ * them while failing_known (no more than FAILING_GATEWAYS_SHOWN; read at
+ * the worker's start and after every change its notes make).
+ */
+static bool failing_known = false;
+static int	nfailing_known = 0;
+static int64 failing_known_ids[FAILING_GATEWAYS_SHOWN];
+
+/*
  * payments._account_backoff(failures): payments.account_retry_min doubled
  * failures - 1 times, at most payments.account_retry_max.
  */
@@ -162,6 +171,27 @@ gateway_status_note(GatewayOp **ops, int n)
 		gateway_status_publish();
 }
 
+/*
+ * Whether gateway_status_note has something to write for op: an account
+ * error, or an accepted request of a merchant that may be failing (which
+ * ends its failing).  An accepted request of a merchant known not to be
+ * failing has nothing to say.
+ */
+bool
+gateway_status_has_news(const GatewayOp *op)
+{
+	if (op->account == ACCOUNT_FAILED)
+		return true;
+	if (op->account != ACCOUNT_OK || !any_failing)
+		return false;
+	if (!failing_known)
+		return true;
+	for (int i = 0; i < nfailing_known; i++)
+		if (failing_known_ids[i] == op->merchant_id)
+			return true;
+	return false;
+}
+
 /* The same for every op of a list (the worker's finished ops). */
 void
 gateway_status_note_list(dlist_head *finished)
@@ -217,6 +247,10 @@ gateway_status_publish(void)
 	memcpy(s->failing, shown, sizeof(shown));
 	SpinLockRelease(&s->failing_lock);
 	any_failing = total > 0;
+	failing_known = total <= nshown;
+	nfailing_known = nshown;
+	for (int i = 0; i < nshown; i++)
+		failing_known_ids[i] = shown[i].merchant_id;
 }
 
 void

@@ -19,6 +19,7 @@
  */
 extern void gateway_status_note(GatewayOp **ops, int n);
 extern void gateway_status_note_list(dlist_head *finished);
+extern bool gateway_status_has_news(const GatewayOp *op);
 
 /* Publish the failing merchants to shared memory (SPI connected). */
 extern void gateway_status_publish(void);

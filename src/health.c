@@ -20,6 +20,7 @@
 
 #include "payments.h"
 #include "schema_version.h"
+#include "record_queue.h"
 #include "shmem.h"
 #include "wake.h"
 
@@ -266,6 +267,12 @@ pay_metrics(PG_FUNCTION_ARGS)
 				 pg_atomic_read_u64(&s->worker_errors));
 	gauge_text(&buf, "payments_unrecorded_outcomes", "Gateway answers whose recording failed, held by the worker to be recorded again.",
 			   pg_atomic_read_u32(&s->unrecorded));
+	gauge_text(&buf, "payments_recorder_up", "Whether the recorder, which records final answers beside the worker, is running.",
+			   record_queue_recorder() != 0);
+	counter_text(&buf, "payments_recorder_batches_total", "Batches of results the recorder recorded.",
+				 record_queue_recorded_batches());
+	counter_text(&buf, "payments_recorder_results_total", "Final answers the recorder recorded (the worker records the rest).",
+				 record_queue_recorded_results());
 	gauge_text(&buf, "payments_worker_memory_bytes", "Memory the worker has allocated (its TopMemoryContext and children), updated every second.",
 			   pg_atomic_read_u64(&s->worker_memory));
 	histogram_text(&buf, "payments_gateway_latency_seconds", "Round trip of one gateway request.",

@@ -27,6 +27,7 @@
 #include "audit.h"
 #include "wake.h"
 #include "billing_worker.h"
+#include "recorder.h"
 #include "worker.h"
 
 PG_MODULE_MAGIC;
@@ -183,6 +184,24 @@ _PG_init(void)
 							0,
 							NULL, NULL, NULL);
 
+	DefineCustomBoolVariable("payments.recorder",
+							 "Lets the recorder, a background process beside the worker, record the final answers to purchases and authorizations.",
+							 "Off, the worker records every outcome itself, as it does whenever the recorder is not running or falls behind.",
+							 &payments_recorder_enabled,
+							 true,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("payments.recorder_min_batch",
+							"Fewest final answers the worker hands to the recorder at once; fewer it records itself.",
+							"A small batch costs the worker little to record in the transaction that claims the next operations, and less time than waking the recorder; a large one would hold up claiming and reading replies for as long as it takes.",
+							&payments_recorder_min_batch,
+							32, 1, 100000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
 	DefineCustomIntVariable("payments.billing_interval",
 							"Seconds between the billing process's runs of due subscription renewals and dunning retries (0: it runs none).",
 							"Set 0 where pg_cron or another scheduler calls pay_run_renewals and pay_run_dunning instead.  A run that finds a full batch goes on at once until the backlog is worked through.",
@@ -275,6 +294,7 @@ _PG_init(void)
 	payments_shmem_register();
 	payments_worker_register();
 	payments_billing_register();
+	payments_recorder_register();
 	wake_install_hooks();
 	audit_install_hooks();
 

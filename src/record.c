@@ -18,7 +18,6 @@
 #include "executor/spi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
 #include "gateway.h"
@@ -29,11 +28,18 @@
 #include "worker_tx.h"
 #include "shmem.h"
 
-/* One array argument being built, element by element. */
+/*
+ * One array argument being built, element by element.  Built without the
+ * catalogs (the element types are fixed), so that the worker can make a
+ * batch for the recorder outside any transaction.
+ */
 typedef struct ArrayArg
 {
 	Oid			element_type;
-	ArrayBuildState *state;
+	int			n;
+	int			size;
+	Datum	   *values;
+	bool	   *nulls;
 } ArrayArg;
 
 /* n empty array arguments of these element types */
@@ -50,7 +56,17 @@ new_args(const Oid *element_types, int n)
 static void
 push(ArrayArg *a, Datum value, bool isnull)
 {
-	a->state = accumArrayResult(a->state, value, isnull, a->element_type, CurrentMemoryContext);
+	if (a->n == a->size)
+	{
+		a->size = a->size == 0 ? 16 : a->size * 2;
+		a->values = a->values ? repalloc(a->values, sizeof(Datum) * a->size) :
+			palloc(sizeof(Datum) * a->size);
+		a->nulls = a->nulls ? repalloc(a->nulls, sizeof(bool) * a->size) :
+			palloc(sizeof(bool) * a->size);
+	}
+	a->values[a->n] = value;
+	a->nulls[a->n] = isnull;
+	a->n++;
 }
 
 static void
@@ -66,35 +82,156 @@ push_int4_or_null(ArrayArg *a, int v)
 	push(a, Int32GetDatum(v), v == 0);
 }
 
-/* Run a kept call whose arguments are the arrays args[0..n-1]. */
-static void
-execute_with_arrays(SPIPlanPtr *plan, const char *sql, ArrayArg *args, int n, int expected)
+/* The array type of an element type the recording uses. */
+static Oid
+array_type_of(Oid element_type)
 {
-	Oid			types[16];
-	Datum		values[16];
-
-	Assert(n <= lengthof(types));
-	for (int i = 0; i < n; i++)
+	switch (element_type)
 	{
-		types[i] = get_array_type(args[i].element_type);
-		values[i] = makeArrayResult(args[i].state, CurrentMemoryContext);
+		case INT8OID:
+			return INT8ARRAYOID;
+		case INT4OID:
+			return INT4ARRAYOID;
+		case TEXTOID:
+			return TEXTARRAYOID;
+		case TIMESTAMPTZOID:
+			return TIMESTAMPTZARRAYOID;
 	}
-	if (SPI_execute_plan(worker_kept_plan(plan, sql, n, types), values, NULL, false, 0) != expected)
-		elog(ERROR, "payments worker: \"%s\" failed", sql);
+	elog(ERROR, "payments: no array type known for type %u", element_type);
+	return InvalidOid;			/* keep the compiler quiet */
 }
 
-/* Log every exchange of the list in one statement. */
-static void
-record_exchanges(dlist_head *exchanges)
+/* The array built: a flat value, nothing in it points elsewhere. */
+static Datum
+array_result(ArrayArg *a)
 {
-	static SPIPlanPtr plan = NULL;
-	static const Oid types[12] = {INT8OID, INT8OID, INT4OID, TEXTOID, TIMESTAMPTZOID,
-	TIMESTAMPTZOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
-	ArrayArg   *a = new_args(types, lengthof(types));
+	int			dims[1] = {a->n};
+	int			lbs[1] = {1};
+	int			len;
+	bool		byval;
+	char		align;
+
+	switch (a->element_type)
+	{
+		case INT8OID:
+		case TIMESTAMPTZOID:
+			len = 8;
+			byval = FLOAT8PASSBYVAL;
+			align = TYPALIGN_DOUBLE;
+			break;
+		case INT4OID:
+			len = 4;
+			byval = true;
+			align = TYPALIGN_INT;
+			break;
+		default:
+			Assert(a->element_type == TEXTOID);
+			len = -1;
+			byval = false;
+			align = TYPALIGN_INT;
+			break;
+	}
+	if (a->n == 0)
+		return PointerGetDatum(construct_empty_array(a->element_type));
+	return PointerGetDatum(construct_md_array(a->values, a->nulls, 1, dims, lbs,
+											  a->element_type, len, byval, align));
+}
+
+/*
+ * The set-based calls of a batch, in the order they run: every exchange,
+ * the final answers to purchases and authorizations, the network
+ * transaction ids of stored methods.  One home for the worker, which runs
+ * them, and the recorder, which runs them from the bytes the worker made.
+ */
+typedef enum BatchCall
+{
+	CALL_EXCHANGES,
+	CALL_FINAL_RESULTS,
+	CALL_NETWORK_TRANS_IDS,
+	BATCH_CALLS
+} BatchCall;
+
+#define MAX_CALL_ARGS 12
+
+typedef struct BatchCallDef
+{
+	const char *sql;
+	int			nargs;
+	Oid			types[MAX_CALL_ARGS];	/* element types */
+} BatchCallDef;
+
+static const BatchCallDef batch_calls[BATCH_CALLS] = {
+	[CALL_EXCHANGES] = {
+		"SELECT payments._record_exchanges($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)", 12,
+		{INT8OID, INT8OID, INT4OID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT4OID,
+		TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID}
+	},
+	[CALL_FINAL_RESULTS] = {
+		"SELECT payments._record_final_results($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)", 12,
+		{INT8OID, INT8OID, TEXTOID, INT4OID, INT4OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+		TEXTOID, TEXTOID, TEXTOID}
+	},
+	[CALL_NETWORK_TRANS_IDS] = {
+		"SELECT payments._note_network_trans_ids($1,$2,$3)", 3,
+		{INT8OID, INT8OID, TEXTOID}
+	},
+};
+
+/* A batch being built: the arrays of each call, and how many rows each. */
+typedef struct Batch
+{
+	ArrayArg   *args[BATCH_CALLS];
+	int			rows[BATCH_CALLS];
+} Batch;
+
+static void
+batch_init(Batch *b)
+{
+	for (int c = 0; c < BATCH_CALLS; c++)
+	{
+		b->args[c] = new_args(batch_calls[c].types, batch_calls[c].nargs);
+		b->rows[c] = 0;
+	}
+}
+
+/* Run call c with these arrays, through a plan kept for it. */
+static void
+run_call(BatchCall c, Datum *arrays)
+{
+	static SPIPlanPtr plans[BATCH_CALLS];
+	const BatchCallDef *def = &batch_calls[c];
+	Oid			types[MAX_CALL_ARGS];
+
+	for (int i = 0; i < def->nargs; i++)
+		types[i] = array_type_of(def->types[i]);
+	if (SPI_execute_plan(worker_kept_plan(&plans[c], def->sql, def->nargs, types),
+						 arrays, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "payments: \"%s\" failed", def->sql);
+}
+
+/* Run the calls of a batch that have rows. */
+static void
+batch_run(Batch *b)
+{
+	for (int c = 0; c < BATCH_CALLS; c++)
+	{
+		Datum		arrays[MAX_CALL_ARGS];
+
+		if (b->rows[c] == 0)
+			continue;
+		for (int i = 0; i < batch_calls[c].nargs; i++)
+			arrays[i] = array_result(&b->args[c][i]);
+		run_call((BatchCall) c, arrays);
+	}
+}
+
+/* Every exchange of the list, one row each. */
+static void
+batch_add_exchanges(Batch *b, dlist_head *exchanges)
+{
+	ArrayArg   *a = b->args[CALL_EXCHANGES];
 	dlist_iter	it;
 
-	if (dlist_is_empty(exchanges))
-		return;
 	dlist_foreach(it, exchanges)
 	{
 		GatewayExchange *ex = dlist_container(GatewayExchange, node, it.cur);
@@ -111,9 +248,8 @@ record_exchanges(dlist_head *exchanges)
 		push_text(&a[9], ex->request_masked ? ex->request_masked : "");
 		push_text(&a[10], ex->response_masked);
 		push_text(&a[11], ex->correlation_id);
+		b->rows[CALL_EXCHANGES]++;
 	}
-	execute_with_arrays(&plan, "SELECT payments._record_exchanges($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)",
-						a, lengthof(types), SPI_OK_SELECT);
 }
 
 /* The reason text, NULL when empty. */
@@ -184,8 +320,8 @@ record_settlements(int64 merchant_id, int n, char **trans_ids, char **batch_ids,
 	v[0] = Int64GetDatum(merchant_id);
 	for (int i = 0; i < 3; i++)
 	{
-		argtypes[i + 1] = get_array_type(TEXTOID);
-		v[i + 1] = makeArrayResult(a[i].state, CurrentMemoryContext);
+		argtypes[i + 1] = TEXTARRAYOID;
+		v[i + 1] = array_result(&a[i]);
 	}
 	if (SPI_execute_plan(worker_kept_plan(&plan, "SELECT payments._record_settlements($1,$2,$3,$4)", 4, argtypes),
 						 v, NULL, false, 0) != SPI_OK_SELECT)
@@ -378,61 +514,147 @@ record_op(GatewayOp *op)
 		record_outcome(op);
 }
 
+/* One final answer to a purchase or an authorization. */
+static void
+batch_add_final(Batch *b, GatewayOp *op)
+{
+	ArrayArg   *a = b->args[CALL_FINAL_RESULTS];
+	GatewayOutcome *r = &op->result;
+
+	push(&a[0], Int64GetDatum(op->merchant_id), false);
+	push(&a[1], Int64GetDatum(op->operation_id), false);
+	push_text(&a[2], gateway_outcome_name(r->outcome));
+	push_int4_or_null(&a[3], r->response_code);
+	push_int4_or_null(&a[4], r->reason_code);
+	push_text(&a[5], reason_text(r));
+	push_text(&a[6], r->trans_id);
+	push_text(&a[7], r->auth_code);
+	push_text(&a[8], r->avs);
+	push_text(&a[9], r->cvv);
+	push_text(&a[10], r->error);
+	push_text(&a[11], r->account_number);
+	b->rows[CALL_FINAL_RESULTS]++;
+	/* a stored method's first network transaction id (card on file) */
+	if (op->payment_method_id != 0 && r->outcome == OUTCOME_APPROVED &&
+		r->network_trans_id != NULL && r->network_trans_id[0] != '\0')
+	{
+		a = b->args[CALL_NETWORK_TRANS_IDS];
+		push(&a[0], Int64GetDatum(op->merchant_id), false);
+		push(&a[1], Int64GetDatum(op->operation_id), false);
+		push_text(&a[2], r->network_trans_id);
+		b->rows[CALL_NETWORK_TRANS_IDS]++;
+	}
+}
+
 void
 record_batch(dlist_head *exchanges, dlist_head *finished)
 {
-	static SPIPlanPtr plan = NULL;
-	static const Oid types[12] = {INT8OID, INT8OID, TEXTOID, INT4OID, INT4OID, TEXTOID,
-	TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
-	static SPIPlanPtr ntid_plan = NULL;
-	static const Oid ntid_types[3] = {INT8OID, INT8OID, TEXTOID};
-	ArrayArg   *a = new_args(types, lengthof(types));
-	ArrayArg   *ntid = new_args(ntid_types, lengthof(ntid_types));
-	int			nfinal = 0;
-	int			nntid = 0;
+	Batch		b;
 	dlist_iter	it;
 
-	record_exchanges(exchanges);
+	batch_init(&b);
+	batch_add_exchanges(&b, exchanges);
 	/* account errors set the retry times of their merchants' ops */
 	gateway_status_note_list(finished);
 	dlist_foreach(it, finished)
 	{
 		GatewayOp  *op = dlist_container(GatewayOp, node, it.cur);
-		GatewayOutcome *r = &op->result;
 
-		if (!is_final_first_operation(op))
-		{
+		if (is_final_first_operation(op))
+			batch_add_final(&b, op);
+		else
 			record_op(op);
+	}
+	batch_run(&b);
+}
+
+/*
+ * Whether the recorder may record an op's outcome: a final answer to a
+ * purchase or an authorization that says nothing new of its merchant's
+ * gateway account (gateway_status_note has nothing to write for it).
+ */
+bool
+record_by_recorder(GatewayOp *op)
+{
+	return is_final_first_operation(op) && !gateway_status_has_news(op);
+}
+
+/*
+ * The batch of these exchanges and ops (each one record_by_recorder allows)
+ * as bytes for the recorder, appended to out: for each call with rows, its
+ * number, then each array argument's length and its flat bytes, padded to
+ * MAXALIGN.  Needs no transaction.
+ */
+void
+record_batch_serialize(dlist_head *exchanges, dlist_head *ops, StringInfo out)
+{
+	Batch		b;
+	dlist_iter	it;
+
+	batch_init(&b);
+	batch_add_exchanges(&b, exchanges);
+	dlist_foreach(it, ops)
+		batch_add_final(&b, dlist_container(GatewayOp, node, it.cur));
+	for (int c = 0; c < BATCH_CALLS; c++)
+	{
+		int32		call = c;
+
+		if (b.rows[c] == 0)
 			continue;
-		}
-		push(&a[0], Int64GetDatum(op->merchant_id), false);
-		push(&a[1], Int64GetDatum(op->operation_id), false);
-		push_text(&a[2], gateway_outcome_name(r->outcome));
-		push_int4_or_null(&a[3], r->response_code);
-		push_int4_or_null(&a[4], r->reason_code);
-		push_text(&a[5], reason_text(r));
-		push_text(&a[6], r->trans_id);
-		push_text(&a[7], r->auth_code);
-		push_text(&a[8], r->avs);
-		push_text(&a[9], r->cvv);
-		push_text(&a[10], r->error);
-		push_text(&a[11], r->account_number);
-		nfinal++;
-		/* a stored method's first network transaction id (card on file) */
-		if (op->payment_method_id != 0 && r->outcome == OUTCOME_APPROVED &&
-			r->network_trans_id != NULL && r->network_trans_id[0] != '\0')
+		appendBinaryStringInfo(out, (char *) &call, sizeof(call));
+		for (int i = 0; i < batch_calls[c].nargs; i++)
 		{
-			push(&ntid[0], Int64GetDatum(op->merchant_id), false);
-			push(&ntid[1], Int64GetDatum(op->operation_id), false);
-			push_text(&ntid[2], r->network_trans_id);
-			nntid++;
+			Datum		array = array_result(&b.args[c][i]);
+			uint32		len = VARSIZE(DatumGetPointer(array));
+			static const char zeros[MAXIMUM_ALIGNOF] = {0};
+
+			appendBinaryStringInfo(out, (char *) &len, sizeof(len));
+			appendBinaryStringInfo(out, zeros, MAXALIGN(out->len) - out->len);
+			appendBinaryStringInfo(out, DatumGetPointer(array), len);
+			appendBinaryStringInfo(out, zeros, MAXALIGN(out->len) - out->len);
 		}
 	}
-	if (nfinal > 0)
-		execute_with_arrays(&plan,
-							"SELECT payments._record_final_results($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)",
-							a, lengthof(types), SPI_OK_SELECT);
-	if (nntid > 0)
-		execute_with_arrays(&ntid_plan, "SELECT payments._note_network_trans_ids($1,$2,$3)",
-							ntid, lengthof(ntid_types), SPI_OK_SELECT);
+}
+
+/*
+ * Run the calls of a batch record_batch_serialize made (data MAXALIGNed),
+ * inside a transaction the caller opened.  Returns how many final answers
+ * it held.
+ */
+int
+record_serialized(const char *data, Size len)
+{
+	Size		at = 0;
+	int			results = 0;
+
+	while (at < len)
+	{
+		int32		call;
+		Datum		arrays[MAX_CALL_ARGS];
+
+		if (len - at < sizeof(call))
+			elog(ERROR, "payments: a recording batch is cut short");
+		memcpy(&call, data + at, sizeof(call));
+		at += sizeof(call);
+		if (call < 0 || call >= BATCH_CALLS)
+			elog(ERROR, "payments: a recording batch names no known call (%d)", call);
+		for (int i = 0; i < batch_calls[call].nargs; i++)
+		{
+			uint32		alen;
+
+			if (len - at < sizeof(alen))
+				elog(ERROR, "payments: a recording batch is cut short");
+			memcpy(&alen, data + at, sizeof(alen));
+			at = MAXALIGN(at + sizeof(alen));
+			if (at > len || len - at < alen || alen < VARHDRSZ || VARSIZE(data + at) != alen)
+				elog(ERROR, "payments: a recording batch is cut short");
+			arrays[i] = PointerGetDatum(data + at);
+			at = MAXALIGN(at + alen);
+		}
+		if (call == CALL_FINAL_RESULTS)
+			results += ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(arrays[0])),
+									  ARR_DIMS(DatumGetArrayTypeP(arrays[0])));
+		run_call((BatchCall) call, arrays);
+	}
+	return results;
 }

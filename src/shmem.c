@@ -14,6 +14,7 @@
 #include "utils/timestamp.h"
 
 #include "rate_limit.h"
+#include "record_queue.h"
 #include "shmem.h"
 
 PaymentsShared *payments_shared = NULL;
@@ -33,6 +34,7 @@ payments_shmem_request(void)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(MAXALIGN(sizeof(PaymentsShared)));
 	RequestAddinShmemSpace(rate_limit_shmem_size());
+	RequestAddinShmemSpace(record_queue_shmem_size());
 }
 
 static void
@@ -67,6 +69,7 @@ payments_shmem_startup(void)
 		pg_atomic_init_u32(&payments_shared->worker_recovered, 0);
 		pg_atomic_init_u32(&payments_shared->claim_full, 0);
 		pg_atomic_init_u32(&payments_shared->billing_connect_failures, 0);
+		pg_atomic_init_u32(&payments_shared->recorder_connect_failures, 0);
 		pg_atomic_init_u32(&payments_shared->queue_depth, 0);
 		pg_atomic_init_u32(&payments_shared->in_flight, 0);
 		pg_atomic_init_u32(&payments_shared->max_in_flight, 0);
@@ -89,6 +92,7 @@ payments_shmem_startup(void)
 		card_vault_keys_init(&payments_shared->vault_keys);
 	}
 	rate_limit_shmem_init();
+	record_queue_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 

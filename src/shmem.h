@@ -66,8 +66,9 @@ typedef struct PaymentsShared
 	pg_atomic_uint32 claim_full;	/* its last claim took all it could:
 									 * more operations are ready */
 
-	/* the billing process (billing_worker.c) */
+	/* the billing process (billing_worker.c) and the recorder (recorder.c) */
 	pg_atomic_uint32 billing_connect_failures;
+	pg_atomic_uint32 recorder_connect_failures;
 
 	/* state published by the worker */
 	pg_atomic_uint32 queue_depth;

@@ -44,6 +44,8 @@
 #include "gateway_status.h"
 #include "payments.h"
 #include "record.h"
+#include "record_queue.h"
+#include "recorder.h"
 #include "schema_version.h"
 #include "shmem.h"
 #include "worker.h"
@@ -83,6 +85,11 @@ typedef struct WorkerState
 	dlist_head	unrecorded;		/* answers whose recording failed
 								 * (Unrecorded), to record again */
 	int			n_unrecorded;
+	dlist_head	handed;			/* batches handed to the recorder
+								 * (HandedBatch), oldest first */
+	int			n_handed;
+	dlist_head	taken_back;		/* ops of batches the recorder failed:
+								 * the worker records them */
 	int			claim_failures; /* claims that failed in a row */
 	TimestampTz claim_retry_at; /* no claim before (after a failure) */
 } WorkerState;
@@ -91,6 +98,8 @@ static WorkerState worker_state = {
 	.finished = DLIST_STATIC_INIT(worker_state.finished),
 	.exchanges = DLIST_STATIC_INIT(worker_state.exchanges),
 	.unrecorded = DLIST_STATIC_INIT(worker_state.unrecorded),
+	.handed = DLIST_STATIC_INIT(worker_state.handed),
+	.taken_back = DLIST_STATIC_INIT(worker_state.taken_back),
 };
 
 /* Register the worker; called from _PG_init at preload time. */
@@ -763,6 +772,159 @@ count_finished_checks(WorkerState *ws)
 }
 
 /*
+ * A batch of final answers handed to the recorder (recorder.c), kept until
+ * it says what became of them: the ops, to count and free, or to record
+ * here when the recorder failed them; and the batch's bytes, to record
+ * them here whole when the recorder went away before saying.
+ */
+typedef struct HandedBatch
+{
+	dlist_node	node;
+	uint64		batch_id;
+	uint32		generation;		/* of the recorder it was handed to */
+	dlist_head	ops;
+	StringInfoData data;
+} HandedBatch;
+
+/*
+ * Hand the finished ops the recorder may record, with every exchange
+ * waiting, to the recorder: unless it is off, not running, or has
+ * RECORD_QUEUE_BATCHES unanswered, or the queue has no room (then the
+ * worker records them in this round, as always).
+ */
+static void
+hand_off(WorkerState *ws)
+{
+	uint32		generation;
+	HandedBatch *b;
+	dlist_iter	iter;
+	dlist_mutable_iter it;
+	MemoryContext old;
+	int			n = 0;
+	int64		failed[16];
+	int			nfailed = 0;
+
+	if (!payments_recorder_enabled || ws->n_handed >= RECORD_QUEUE_BATCHES ||
+		(generation = record_queue_recorder()) == 0)
+		return;
+	/*
+	 * A merchant with an account error among the finished keeps its
+	 * accepted answers here too: the note weighs them together (an
+	 * accepted request in the same round outweighs the error).
+	 */
+	dlist_foreach(iter, &ws->finished)
+	{
+		GatewayOp  *op = dlist_container(GatewayOp, node, iter.cur);
+
+		if (op->account == ACCOUNT_FAILED && nfailed < (int) lengthof(failed))
+			failed[nfailed++] = op->merchant_id;
+		else if (op->account == ACCOUNT_FAILED)
+			return;
+	}
+	b = MemoryContextAllocZero(ws->inflight_cxt, sizeof(HandedBatch));
+	dlist_init(&b->ops);
+	dlist_foreach_modify(it, &ws->finished)
+	{
+		GatewayOp  *op = dlist_container(GatewayOp, node, it.cur);
+		bool		merchant_failed = false;
+
+		for (int i = 0; i < nfailed; i++)
+			merchant_failed |= failed[i] == op->merchant_id;
+		if (merchant_failed || !record_by_recorder(op))
+			continue;
+		dlist_delete(&op->node);
+		dlist_push_tail(&b->ops, &op->node);
+		n++;
+	}
+	if (dlist_is_empty(&b->ops) || n < payments_recorder_min_batch)
+	{
+		to_finished(ws, &b->ops);
+		pfree(b);
+		return;
+	}
+	old = MemoryContextSwitchTo(ws->inflight_cxt);
+	initStringInfo(&b->data);
+	MemoryContextSwitchTo(old);
+	record_batch_serialize(&ws->exchanges, &b->ops, &b->data);
+	if (!record_queue_put(generation, &b->batch_id, b->data.data, b->data.len))
+	{
+		to_finished(ws, &b->ops);
+		pfree(b->data.data);
+		pfree(b);
+		return;
+	}
+	release_exchanges(ws);
+	b->generation = generation;
+	dlist_push_tail(&ws->handed, &b->node);
+	ws->n_handed++;
+}
+
+static void
+record_handed_fn(void *arg)
+{
+	HandedBatch *b = (HandedBatch *) arg;
+
+	(void) record_serialized(b->data.data, b->data.len);
+}
+
+/*
+ * What became of the batches handed to the recorder, oldest first (it
+ * records them in order): those it recorded are counted and freed; the
+ * ops of those it failed are recorded by the worker, one by one if need
+ * be (finish_round); a batch left when the recorder stopped, or started
+ * again, is recorded here as it was (an operation recorded already is
+ * left alone, as any no longer "sending").
+ */
+static void
+collect_handed(WorkerState *ws)
+{
+	uint32		generation = record_queue_recorder();
+	dlist_mutable_iter it;
+
+	dlist_foreach_modify(it, &ws->handed)
+	{
+		HandedBatch *b = dlist_container(HandedBatch, node, it.cur);
+		BatchFate	fate = record_queue_fate(b->batch_id);
+		bool		recorded;
+
+		if (fate == BATCH_PENDING && b->generation == generation)
+			break;
+		if (fate == BATCH_PENDING)
+		{
+			recorded = in_transaction("recording outcomes the recorder left", record_handed_fn, b);
+			if (recorded)
+			{
+				pg_atomic_fetch_add_u64(&payments_shared->results_generation, 1);
+				ConditionVariableBroadcast(&payments_shared->results_cv);
+				ereport(LOG,
+						(errcode(ERRCODE_SUCCESSFUL_COMPLETION),
+						 errmsg("payments worker: recorded a batch of outcomes the recorder left (batch %llu)",
+								(unsigned long long) b->batch_id)));
+			}
+		}
+		else
+			recorded = fate == BATCH_RECORDED;
+		dlist_delete(&b->node);
+		ws->n_handed--;
+		if (recorded)
+		{
+			dlist_iter	oi;
+
+			dlist_foreach(oi, &b->ops)
+				record_count(dlist_container(GatewayOp, node, oi.cur));
+			free_ops(&b->ops);
+		}
+		else
+		{
+			while (!dlist_is_empty(&b->ops))
+				dlist_push_tail(&ws->taken_back, dlist_pop_head_node(&b->ops));
+		}
+		pfree(b->data.data);
+		pfree(b);
+	}
+}
+
+/*
  * One round of steps 3 and 1: commit the outcomes and exchanges of the
  * finished operations and, when a claim is due, claim new operations, in
  * one transaction (one commit where there would be two); then wake the
@@ -779,8 +941,13 @@ finish_round(WorkerState *ws, bool claim_due)
 	RoundClaim	rc;
 	dlist_iter	iter;
 	int			capacity = 0;
-	bool		had_finished = !dlist_is_empty(&ws->finished);
+	bool		had_finished;
 	bool		ok;
+
+	/* the recorder's share first; what it failed, the worker records */
+	hand_off(ws);
+	to_finished(ws, &ws->taken_back);
+	had_finished = !dlist_is_empty(&ws->finished);
 
 	if (claim_due)
 		capacity = circuit_allowance(&ws->breaker, payments_max_in_flight - ops_in_flight(ws));
@@ -1216,14 +1383,7 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 		bool		claim_due;
 		bool		more;
 
-		MemoryContextSwitchTo(loop_cxt);
-		MemoryContextReset(loop_cxt);
-		check_interrupts();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
+		loop_start(loop_cxt);
 		if (pg_atomic_read_u32(&payments_shared->restart_requested))
 		{
 			ereport(LOG,
@@ -1280,7 +1440,7 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 			pg_atomic_write_u32(&payments_shared->max_in_flight, (uint32) in_flight);
 
 		/* step 2 runs inside: wait for replies, timers or a wake-up */
-		if (wake || !dlist_is_empty(&ws->finished))
+		if (wake || !dlist_is_empty(&ws->finished) || !dlist_is_empty(&ws->taken_back))
 			wait_ms = 0;
 		http_engine_wait(ws->engine, wait_ms, &latch_set);
 		interpret_finished(ws);
@@ -1301,6 +1461,7 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 		if (claim_due)
 			last_claim = now;
 		wake = false;
+		collect_handed(ws);
 		retry_unrecorded(ws);
 		more = finish_round(ws, claim_due);
 		if (claim_due)

@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * worker_tx.c
- *	  What the extension's background processes (the worker, billing.c's
- *	  billing process) share: the connection to payments.database, the
+ *	  What the extension's background processes (the worker, the recorder,
+ *	  the billing process) share: the connection to payments.database, the
  *	  guard of every transaction they run, and the plans they keep.
  *
  *-------------------------------------------------------------------------
@@ -14,8 +14,10 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timeout.h"
@@ -201,6 +203,47 @@ worker_connect(pg_atomic_uint32 *connect_failures)
 	pg_atomic_write_u32(connect_failures, failures + 1);
 	BackgroundWorkerInitializeConnection(payments_database, NULL, 0);
 	pg_atomic_write_u32(connect_failures, 0);
+}
+
+/*
+ * The start of a process beside the worker (the recorder, the billing
+ * process): signals, then connect once the worker has.  While
+ * payments.database cannot be reached, the worker's tries (with their
+ * growing wait) are the only ones in the log, and the process would have
+ * nothing to do anyway.
+ */
+void
+helper_start(pg_atomic_uint32 *connect_failures, const char *appname)
+{
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	while (pg_atomic_read_u32(&payments_shared->worker_pid) == 0)
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 1000L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	worker_connect(connect_failures);
+	pgstat_report_appname(appname);
+}
+
+/*
+ * The top of each round of a background process's loop: the round's memory
+ * freed, interrupts handled, the settings reread after a reload.
+ */
+void
+loop_start(MemoryContext loop_cxt)
+{
+	MemoryContextSwitchTo(loop_cxt);
+	MemoryContextReset(loop_cxt);
+	check_interrupts();
+	if (ConfigReloadPending)
+	{
+		ConfigReloadPending = false;
+		ProcessConfigFile(PGC_SIGHUP);
+	}
 }
 
 /*

@@ -7,7 +7,9 @@
 #
 # BENCH_MAX_CONNECTIONS sets payments.max_connections (default 256, the
 # server's default; one request per connection at a time caps the rate at
-# about connections / gateway latency).
+# about connections / gateway latency).  BENCH_CONF adds settings, as
+# name=value words (BENCH_CONF="payments.recorder=off": the worker records
+# every outcome itself).
 #
 # 1. reference: pgbench's built-in simple-update script on the same cluster
 # 2. latency at 200 purchases/s: time from the caller's COMMIT (its commit
@@ -32,7 +34,7 @@ source "$(dirname "$0")/bench_setup.sh"
 
 bench_start "shared_buffers = 512MB" "max_wal_size = 4GB" "track_commit_timestamp = on" \
 	"payments.max_in_flight = 2000" "payments.claim_batch = 500" "wal_init_zero = off" \
-	"payments.max_connections = ${BENCH_MAX_CONNECTIONS:-256}"
+	"payments.max_connections = ${BENCH_MAX_CONNECTIONS:-256}" ${BENCH_CONF:-}
 cluster_psql "$WORK" "$PORT" postgres -c 'CREATE DATABASE reference' >/dev/null
 
 echo "== reference: pgbench simple-update, 8 clients, ${DURATION}s"
@@ -134,33 +136,35 @@ echo "== throughput: pay_purchase from 16 clients as fast as they can, ${DURATIO
 mark
 # where the two cores go: CPU ticks of the client backends (reaped by the
 # postmaster when pgbench disconnects; read before the polling below adds
-# its own sessions), the worker, the billing process, the simulator and
+# its own sessions), the worker, the recorder, the billing process, the simulator and
 # pgbench (this shell's reaped children), and the machine's idle time
 pm=$(head -1 "$WORK/data/postmaster.pid")
 worker=$(q -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'payments worker'")
 billing=$(q -c "SELECT coalesce(max(pid), 0) FROM pg_stat_activity WHERE backend_type = 'payments billing'")
+recorder=$(q -c "SELECT coalesce(max(pid), 0) FROM pg_stat_activity WHERE backend_type = 'payments recorder'")
 idle() { awk '/^cpu / { print $5 + $6 }' /proc/stat; }
 cpu_or_0() { [ "$1" != 0 ] && [ -r "/proc/$1/stat" ] && cpu_self "$1" || echo 0; }
-c0=$(cpu_children "$pm") w0=$(cpu_self "$worker") b0=$(cpu_or_0 "$billing") s0=$(cpu_self "$SIM_PID")
+c0=$(cpu_children "$pm") w0=$(cpu_self "$worker") b0=$(cpu_or_0 "$billing") r0=$(cpu_or_0 "$recorder") s0=$(cpu_self "$SIM_PID")
 p0=$(cpu_children $$) i0=$(idle) t0=$(date +%s.%N)
 run_clients 16
 sleep 0.5
 c1=$(cpu_children "$pm") p1=$(cpu_children $$)
 wait_drained
-w1=$(cpu_self "$worker") b1=$(cpu_or_0 "$billing") s1=$(cpu_self "$SIM_PID") i1=$(idle) t1=$(date +%s.%N)
+w1=$(cpu_self "$worker") b1=$(cpu_or_0 "$billing") r1=$(cpu_or_0 "$recorder") s1=$(cpu_self "$SIM_PID") i1=$(idle) t1=$(date +%s.%N)
 q -c "SELECT 'purchases committed by clients per second: ' || round($TPS::numeric, 0)"
 throughput_report
 q -c "SELECT 'requests in flight at most: ' || max_in_flight FROM payments.pay_worker_health()"
 n=$(q -c "SELECT count(*) FROM payments.operations WHERE operation_id > (SELECT last_op FROM bench_mark)")
-python3 - "$n" "$TICK_MS" "$(nproc)" "$c0" "$c1" "$w0" "$w1" "$b0" "$b1" "$s0" "$s1" "$p0" "$p1" "$i0" "$i1" "$t0" "$t1" <<'PY'
+python3 - "$n" "$TICK_MS" "$(nproc)" "$c0" "$c1" "$w0" "$w1" "$b0" "$b1" "$r0" "$r1" "$s0" "$s1" "$p0" "$p1" "$i0" "$i1" "$t0" "$t1" <<'PY'
 import sys
 n, tick, cpus = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
-c0, c1, w0, w1, b0, b1, s0, s1, p0, p1, i0, i1 = (float(x) for x in sys.argv[4:16])
-t0, t1 = float(sys.argv[16]), float(sys.argv[17])
+c0, c1, w0, w1, b0, b1, r0, r1, s0, s1, p0, p1, i0, i1 = (float(x) for x in sys.argv[4:18])
+t0, t1 = float(sys.argv[18]), float(sys.argv[19])
 per = lambda a, b: (b - a) * tick / n
 print("CPU per purchase, first commit to last result: client backends %.3f ms, worker %.3f ms, "
-      "billing process %.3f ms, simulator %.3f ms, pgbench %.3f ms; the %d cores idle %.0f%% of the time"
-      % (per(c0, c1), per(w0, w1), per(b0, b1), per(s0, s1), per(p0, p1),
+      "recorder %.3f ms, billing process %.3f ms, simulator %.3f ms, pgbench %.3f ms; "
+      "the %d cores idle %.0f%% of the time"
+      % (per(c0, c1), per(w0, w1), per(r0, r1), per(b0, b1), per(s0, s1), per(p0, p1),
          cpus, 100 * (i1 - i0) * tick / 1000 / (cpus * (t1 - t0))))
 PY
 fi

@@ -62,14 +62,6 @@ wait_all_final() {	# wait_all_final SECONDS ID...
 	done
 	return 1
 }
-wait_log() {	# wait_log SECONDS REGEX: true once the server log matches
-	local i
-	for i in $(seq $(($1 * 10))); do
-		grep -qE "$2" "$LOG" && return 0
-		sleep 0.1
-	done
-	return 1
-}
 
 pid0=$(poll_value 30 worker_pid)
 ok "$([ -n "$pid0" ] && echo 0 || echo 1)" "the worker runs (pid $pid0)"

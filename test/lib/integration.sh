@@ -27,3 +27,13 @@ as_merchant() {
 sqlstate_of() {
 	as_merchant -v VERBOSITY=verbose -c "$1" 2>&1 | sed -n 's/^ERROR:  \([0-9A-Z]\{5\}\):.*/\1/p' | sed -n 1p
 }
+# wait_log SECONDS REGEX: true once the server log ($WORK/postgres.log)
+# matches
+wait_log() {
+	local i
+	for i in $(seq $(($1 * 10))); do
+		grep -qE "$2" "$WORK/postgres.log" && return 0
+		sleep 0.1
+	done
+	return 1
+}

@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# The recorder: the final answers to purchases and authorizations the worker
+# hands it are recorded once, with their exchanges, whatever happens to it.
+#
+# payments.recorder_min_batch is 1 here, so every batch goes to the
+# recorder while it runs; another merchant's gateway account fails all the
+# while (its answers stay with the worker, the others' do not).
+# 1. A burst of purchases, some declined: all recorded with their outcome
+#    (the recorder's counters show it recorded them), one exchange row per
+#    request, each sent once, the recorder visible in pay_metrics and
+#    pg_stat_activity.
+# 2. The recorder stopped (pg_terminate_backend) while its transaction
+#    waits for a lock on one of the payments: the batches it had not recorded
+#    are recorded by the worker, none twice (one exchange row per request),
+#    every payment final and charged once; the recorder starts again.
+# 3. A batch the recorder cannot record (a trigger refuses one payment's
+#    row): its transaction is logged and rolled back, the worker records
+#    the others of the batch (their exchange rows are lost with the
+#    recorder's transaction, as with a failed round of the worker's: the
+#    log is best effort), holds the refused one, and records it once the
+#    trigger is gone.
+# 4. payments.recorder = off: the worker records everything itself.
+set -euo pipefail
+source "$(dirname "$0")/../lib/integration.sh"
+
+SIMDIR="$WORK/sim-recorder"
+LOG="$WORK/postgres.log"
+su() { cluster_psql "$WORK" "$PORT" payments -At "$@"; }
+cleanup() {
+	su -c "DROP TRIGGER IF EXISTS recorder_refuse ON payments.payments" \
+		-c "DROP FUNCTION IF EXISTS public.recorder_refuse()" \
+		-c "ALTER SYSTEM RESET payments.recorder_min_batch" -c "ALTER SYSTEM RESET payments.recorder" \
+		-c "SELECT pg_reload_conf()" >/dev/null 2>&1 || true
+	# nothing of this test may keep the worker busy after it
+	su -c "UPDATE payments.operations SET status = 'canceled' WHERE merchant_id = $F AND status = 'queued'" >/dev/null 2>&1 || true
+	sim_stop
+}
+F=0
+trap cleanup EXIT
+sim_start "$SIMDIR"
+sim_ctl POST /latency '{"fixedMs":100,"randomMs":50}' >/dev/null
+merchant_on_simulator "recorder handoff"
+su -c "ALTER SYSTEM SET payments.recorder_min_batch = 1" -c "SELECT pg_reload_conf()" >/dev/null
+# another merchant whose gateway account fails (wrong credentials): its
+# answers stay with the worker, which notes them; the others' still go
+F=$(su -c "INSERT INTO payments.merchants (name) VALUES ('recorder failing') RETURNING merchant_id")
+su -c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => 'WrongKey12345678',
+	endpoint_url => '$SIM_TLS_API', ca_file => '$SIM_CA', timeout_ms => 3000, merchant_id => $F)" >/dev/null
+su -c "SET payments.merchant_id = '$F'" -c "SELECT payments.pay_purchase(amount => '2.00 USD',
+	card => payments.pay_card('4111 1111 1111 1111', 12, 2031, '123'))" >/dev/null
+
+card="payments.pay_card('4111 1111 1111 1111', 12, 2031, '123')"
+metric() { su -c "SELECT payments.pay_metrics()" | sed -n "s/^$1 //p"; }
+recorder_pid() { su -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'payments recorder'"; }
+# burst N LABEL: N purchases from 4 sessions at once, every seventh declined (the sandbox's decline zip); waits until all are final
+burst() {
+	local n=$1 label=$2 s pids=()
+	for s in 0 1 2 3; do
+		as_merchant -c "SELECT count(*) FROM generate_series($s, $n - 1, 4) g,
+			LATERAL (SELECT payments.pay_purchase(amount => '3.00 USD', card => $card, description => '$label',
+				customer => CASE WHEN g % 7 = 0 THEN '{\"zip\": \"46282\"}' ELSE '{}' END::jsonb)) p" >/dev/null &
+		pids+=($!)
+	done
+	wait "${pids[@]}"	# not the simulator, a child too
+	poll_value 60 su -c "SELECT 'final' WHERE NOT EXISTS (SELECT 1 FROM payments.payments
+		WHERE merchant_id = $M AND description = '$label' AND status IN ('pending', 'unknown'))" >/dev/null
+}
+# outcome LABEL: succeeded/failed counts, requests sent more than once, and
+# operations whose exchange rows are not exactly one
+outcome() {
+	su -c "SELECT count(*) FILTER (WHERE p.status = 'succeeded') || ' ' || count(*) FILTER (WHERE p.status = 'failed')
+		|| ' ' || count(*) FILTER (WHERE o.attempts <> 1)
+		|| ' ' || count(*) FILTER (WHERE (SELECT count(*) FROM payments.gateway_exchanges x
+			WHERE x.merchant_id = o.merchant_id AND x.operation_id = o.operation_id) <> 1)
+		FROM payments.payments p JOIN payments.operations o USING (merchant_id, payment_id)
+		WHERE p.merchant_id = $M AND p.description = '$1'"
+}
+# charged_once LABEL: how many of the label's succeeded payments the
+# simulator charged exactly once
+charged_once() {
+	local ids
+	ids=$(su -c "SELECT string_agg('P$TAG' || payment_id, ',') FROM payments.payments
+		WHERE merchant_id = $M AND description = '$1' AND status = 'succeeded'")
+	sim_ctl GET /ledger | python3 -c '
+import json, sys, collections
+data = json.load(sys.stdin)
+rows = data["ledger"] if isinstance(data, dict) and "ledger" in data else data
+n = collections.Counter(r.get("invoiceNumber") for r in rows if r.get("kind") == "charge")
+print(sum(1 for i in sys.argv[1].split(",") if n[i] == 1))' "$ids"
+}
+
+# --- 1. a burst through the recorder -------------------------------------------
+is "$(poll_value 20 su -c "SELECT state FROM payments.pay_gateway_status($F) WHERE state = 'failing'")" failing \
+	"the other merchant's gateway is failing"
+rpid=$(poll_value 30 recorder_pid)
+ok "$([ -n "$rpid" ] && echo 0 || echo 1)" "the recorder runs (pid $rpid)"
+is "$(metric payments_recorder_up)" 1 "pay_metrics shows the recorder up"
+results0=$(metric payments_recorder_results_total)
+burst 200 burst-one
+is "$(outcome burst-one)" "171 29 0 0" "200 purchases: 171 succeeded, 29 declined, each sent once, one exchange row each"
+got=$(( $(metric payments_recorder_results_total) - results0 ))
+ok "$([ "$got" -ge 100 ] && echo 0 || echo 1)" "the recorder recorded most of them ($got of 200)"
+is "$(charged_once burst-one)" 171 "each succeeded purchase charged once"
+like "$(su -c "SELECT string_agg(event_type, ',' ORDER BY event_id) FROM payments.events WHERE merchant_id = $M
+	AND payment_id = (SELECT min(payment_id) FROM payments.payments WHERE merchant_id = $M AND description = 'burst-one' AND status = 'succeeded')")" \
+	'payment.pending,operation.queued,operation.sending,operation.succeeded,payment.succeeded' \
+	"a payment the recorder recorded has every event"
+
+# --- 2. the recorder stopped with batches in hand -----------------------------
+# A session holds one of the payments locked: the recorder's transaction
+# waits for it, the batches pile up unrecorded; the recorder is stopped;
+# once the lock goes, the worker records what it left, whole and once.
+# (A lock that only the recorder meets: a worker waiting for a lock stops
+# reading replies meanwhile.)
+exited0=$(grep -c 'background worker "payments recorder" (PID [0-9]*) exited' "$LOG" || true)
+sim_ctl POST /latency '{"fixedMs":1000,"randomMs":0}' >/dev/null
+first=$(as_merchant -c "SELECT min(p.payment_id) FROM generate_series(0, 99) g,
+	LATERAL (SELECT * FROM payments.pay_purchase(amount => '3.00 USD', card => $card, description => 'burst-two',
+	customer => CASE WHEN g % 7 = 0 THEN '{\"zip\": \"46282\"}' ELSE '{}' END::jsonb)) p")
+su -c "BEGIN" -c "SELECT 1 FROM payments.payments WHERE merchant_id = $M AND payment_id = $first FOR UPDATE" \
+	-c "SELECT pg_sleep(6)" -c "COMMIT" >/dev/null &
+locker=$!
+sleep 3	# the answers are in, the recorder waits for the lock
+pending=$(su -c "SELECT count(*) FROM payments.payments WHERE merchant_id = $M AND description = 'burst-two' AND status = 'pending'")
+is "$(su -c "SELECT status FROM payments.payments WHERE merchant_id = $M AND payment_id = $first")" pending \
+	"while it is locked, the locked payment is not recorded ($pending of the 100 wait with it)"
+su -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'payments recorder'" >/dev/null
+wait "$locker"
+poll_value 60 su -c "SELECT 'final' WHERE NOT EXISTS (SELECT 1 FROM payments.payments
+	WHERE merchant_id = $M AND description = 'burst-two' AND status IN ('pending', 'unknown'))" >/dev/null
+is "$(outcome burst-two)" "85 15 0 0" "once the lock is gone all 100 are final, each sent once, one exchange row each"
+is "$(charged_once burst-two)" 85 "each succeeded purchase charged once"
+ok "$(wait_log 5 "payments worker: recorded a batch of outcomes the recorder left" && echo 0 || echo 1)" \
+	"the worker recorded the batches the stopped recorder left"
+is "$(( $(grep -c 'background worker "payments recorder" (PID [0-9]*) exited' "$LOG") - exited0 ))" 1 "the recorder was stopped once"
+rpid2=$(poll_value 30 recorder_pid)
+ok "$([ -n "$rpid2" ] && [ "$rpid2" != "$rpid" ] && echo 0 || echo 1)" "a new recorder runs (pid $rpid2)"
+sim_ctl POST /latency '{"fixedMs":100,"randomMs":50}' >/dev/null
+
+# --- 3. a batch the recorder cannot record -------------------------------------
+su -q <<'SQL'
+CREATE FUNCTION public.recorder_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	IF NEW.description = 'recorder-refused' AND NEW.status IS DISTINCT FROM OLD.status THEN
+		RAISE EXCEPTION 'recorder test refuses this row' USING ERRCODE = 'P0R02';
+	END IF;
+	RETURN NEW;
+END $$;
+CREATE TRIGGER recorder_refuse BEFORE UPDATE ON payments.payments
+	FOR EACH ROW EXECUTE FUNCTION public.recorder_refuse();
+SQL
+refused=$(as_merchant -c "SELECT payment_id FROM payments.pay_purchase(amount => '4.00 USD', card => $card, description => 'recorder-refused')" \
+	-c "SELECT count(payments.pay_purchase(amount => '4.00 USD', card => $card, description => 'beside-refused')) FROM generate_series(1, 9)" | sed -n 1p)
+ok "$(wait_log 20 "payments recorder: recording outcomes failed with SQLSTATE P0R02" && echo 0 || echo 1)" \
+	"the recorder's failed transaction is logged with its SQLSTATE"
+poll_value 20 su -c "SELECT 'final' WHERE NOT EXISTS (SELECT 1 FROM payments.payments
+	WHERE merchant_id = $M AND description = 'beside-refused' AND status = 'pending')" >/dev/null
+is "$(outcome beside-refused | cut -d' ' -f1-3)" "9 0 0" "the worker records the other payments of the batch, each sent once"
+is "$(su -c "SELECT status FROM payments.operations WHERE merchant_id = $M AND payment_id = $refused")" sending \
+	"the refused one stays sending, its answer held by the worker"
+su -c "DROP TRIGGER recorder_refuse ON payments.payments" -c "DROP FUNCTION public.recorder_refuse()" >/dev/null
+is "$(as_merchant -c "SELECT status FROM payments.pay_wait($refused, '30 s')")" succeeded \
+	"once the row can be written, the held answer is recorded"
+is "$(sim_ledger_count "P$TAG$refused" charge)" 1 "charged once"
+
+# --- 4. payments.recorder = off ---------------------------------------------
+su -c "ALTER SYSTEM SET payments.recorder = off" -c "SELECT pg_reload_conf()" >/dev/null
+sleep 1.5	# both processes reread their settings
+results1=$(metric payments_recorder_results_total)
+burst 100 burst-off
+is "$(outcome burst-off)" "85 15 0 0" "with the recorder off, 100 purchases all recorded by the worker"
+is "$(metric payments_recorder_results_total)" "$results1" "the recorder recorded none of them"
+tap_done
