@@ -273,6 +273,8 @@ pay_metrics(PG_FUNCTION_ARGS)
 				 record_queue_recorded_batches());
 	counter_text(&buf, "payments_recorder_results_total", "Final answers the recorder recorded (the worker records the rest).",
 				 record_queue_recorded_results());
+	gauge_text(&buf, "payments_recorder_memory_bytes", "Memory the recorder has allocated (its TopMemoryContext and children), updated every second.",
+			   record_queue_recorder_memory());
 	gauge_text(&buf, "payments_worker_memory_bytes", "Memory the worker has allocated (its TopMemoryContext and children), updated every second.",
 			   pg_atomic_read_u64(&s->worker_memory));
 	histogram_text(&buf, "payments_gateway_latency_seconds", "Round trip of one gateway request.",

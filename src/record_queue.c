@@ -50,6 +50,7 @@ typedef struct RecordQueue
 	pg_atomic_uint64 fates[RECORD_QUEUE_BATCHES];
 	pg_atomic_uint64 recorded_batches;
 	pg_atomic_uint64 recorded_results;
+	pg_atomic_uint64 recorder_memory;	/* bytes under its TopMemoryContext */
 	char		ring[RING_BYTES];
 } RecordQueue;
 
@@ -83,6 +84,7 @@ record_queue_shmem_init(void)
 		pg_atomic_init_u64(&queue->fates[i], 0);
 	pg_atomic_init_u64(&queue->recorded_batches, 0);
 	pg_atomic_init_u64(&queue->recorded_results, 0);
+	pg_atomic_init_u64(&queue->recorder_memory, 0);
 }
 
 /* Copy len bytes into the ring at byte position pos, wrapping around. */
@@ -252,4 +254,16 @@ uint64
 record_queue_recorded_results(void)
 {
 	return pg_atomic_read_u64(&queue->recorded_results);
+}
+
+void
+record_queue_set_recorder_memory(uint64 bytes)
+{
+	pg_atomic_write_u64(&queue->recorder_memory, bytes);
+}
+
+uint64
+record_queue_recorder_memory(void)
+{
+	return pg_atomic_read_u64(&queue->recorder_memory);
 }

@@ -40,5 +40,7 @@ extern void record_queue_done(uint64 batch_id, bool recorded);
 extern uint64 record_queue_recorded_batches(void);
 extern uint64 record_queue_recorded_results(void);
 extern void record_queue_count_results(uint64 n);
+extern void record_queue_set_recorder_memory(uint64 bytes);
+extern uint64 record_queue_recorder_memory(void);
 
 #endif

@@ -91,6 +91,7 @@ payments_recorder_main(Datum main_arg pg_attribute_unused())
 	MemoryContext loop_cxt;
 	RecorderRound round;
 	TimestampTz last_plans = GetCurrentTimestamp();
+	TimestampTz last_memory = 0;
 
 	helper_start(&payments_shared->recorder_connect_failures, "payments recorder");
 	/* the results are durable before anyone is told (as the worker's) */
@@ -114,6 +115,11 @@ payments_recorder_main(Datum main_arg pg_attribute_unused())
 		{
 			last_plans = GetCurrentTimestamp();
 			ResetPlanCache();
+		}
+		if (TimestampDifferenceExceeds(last_memory, GetCurrentTimestamp(), 1000))
+		{
+			last_memory = GetCurrentTimestamp();
+			record_queue_set_recorder_memory((uint64) MemoryContextMemAllocated(TopMemoryContext, true));
 		}
 
 		round.n = 0;
@@ -139,7 +145,7 @@ payments_recorder_main(Datum main_arg pg_attribute_unused())
 		{
 			record_queue_done(round.ids[i], ok);
 			/* a rare large batch does not keep its buffer */
-			if (round.data[i].maxlen > 1024 * 1024)
+			if (round.data[i].maxlen > 256 * 1024)
 			{
 				pfree(round.data[i].data);
 				MemoryContextSwitchTo(TopMemoryContext);

@@ -20,6 +20,8 @@
 #    log is best effort), holds the refused one, and records it once the
 #    trigger is gone.
 # 4. payments.recorder = off: the worker records everything itself.
+# 5. The recorder's memory (pay_metrics) after one burst and after the next,
+#    of the same size, differs by little.
 set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
 
@@ -170,4 +172,17 @@ results1=$(metric payments_recorder_results_total)
 burst 100 burst-off
 is "$(outcome burst-off)" "85 15 0 0" "with the recorder off, 100 purchases all recorded by the worker"
 is "$(metric payments_recorder_results_total)" "$results1" "the recorder recorded none of them"
+
+# --- 5. the recorder's memory -----------------------------------------------
+su -c "ALTER SYSTEM RESET payments.recorder" -c "SELECT pg_reload_conf()" >/dev/null
+sleep 1.5
+burst 300 burst-mem-warm
+burst 300 burst-mem-1
+sleep 1.5	# the gauge is published every second
+mem1=$(metric payments_recorder_memory_bytes)
+burst 300 burst-mem-2
+sleep 1.5
+mem2=$(metric payments_recorder_memory_bytes)
+ok "$([ -n "$mem1" ] && [ "$mem1" -gt 0 ] && [ $((mem2 - mem1)) -lt 131072 ] && echo 0 || echo 1)" \
+	"the recorder's memory stays flat from one burst to the next ($mem1 -> $mem2 bytes)"
 tap_done
