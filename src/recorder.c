@@ -128,6 +128,12 @@ payments_recorder_main(Datum main_arg pg_attribute_unused())
 			round.n++;
 		if (round.n == 0)
 		{
+			/*
+			 * Idle: the statistics of what it deleted (card vault rows) go out
+			 * now; left pending, the vault's live-row count would only grow
+			 * with each caller's inserts.
+			 */
+			pgstat_report_stat(true);
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							 1000L, PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);
