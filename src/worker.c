@@ -787,8 +787,24 @@ typedef struct HandedBatch
 } HandedBatch;
 
 /*
+ * Whether the recorder may take op: an answer record_by_recorder allows, of
+ * a merchant with no account error among the finished (the note weighs
+ * such a merchant's answers together: an accepted request in the same
+ * round outweighs the error).
+ */
+static bool
+recorder_takes(GatewayOp *op, const int64 *failed, int nfailed)
+{
+	for (int i = 0; i < nfailed; i++)
+		if (failed[i] == op->merchant_id)
+			return false;
+	return record_by_recorder(op);
+}
+
+/*
  * Hand the finished ops the recorder may record, with every exchange
- * waiting, to the recorder: unless it is off, not running, or has
+ * waiting, to the recorder: unless they are fewer than
+ * payments.recorder_min_batch, it is off, not running, or has
  * RECORD_QUEUE_BATCHES unanswered, or the queue has no room (then the
  * worker records them in this round, as always).
  */
@@ -807,40 +823,32 @@ hand_off(WorkerState *ws)
 	if (!payments_recorder_enabled || ws->n_handed >= RECORD_QUEUE_BATCHES ||
 		(generation = record_queue_recorder()) == 0)
 		return;
-	/*
-	 * A merchant with an account error among the finished keeps its
-	 * accepted answers here too: the note weighs them together (an
-	 * accepted request in the same round outweighs the error).
-	 */
 	dlist_foreach(iter, &ws->finished)
 	{
 		GatewayOp  *op = dlist_container(GatewayOp, node, iter.cur);
 
-		if (op->account == ACCOUNT_FAILED && nfailed < (int) lengthof(failed))
-			failed[nfailed++] = op->merchant_id;
-		else if (op->account == ACCOUNT_FAILED)
+		if (op->account != ACCOUNT_FAILED)
+			continue;
+		if (nfailed == (int) lengthof(failed))
 			return;
+		failed[nfailed++] = op->merchant_id;
 	}
+	/* counted first: most rounds are too small, and leave the list as it is */
+	dlist_foreach(iter, &ws->finished)
+		n += recorder_takes(dlist_container(GatewayOp, node, iter.cur), failed, nfailed);
+	if (n == 0 || n < payments_recorder_min_batch)
+		return;
+
 	b = MemoryContextAllocZero(ws->inflight_cxt, sizeof(HandedBatch));
 	dlist_init(&b->ops);
 	dlist_foreach_modify(it, &ws->finished)
 	{
 		GatewayOp  *op = dlist_container(GatewayOp, node, it.cur);
-		bool		merchant_failed = false;
 
-		for (int i = 0; i < nfailed; i++)
-			merchant_failed |= failed[i] == op->merchant_id;
-		if (merchant_failed || !record_by_recorder(op))
+		if (!recorder_takes(op, failed, nfailed))
 			continue;
 		dlist_delete(&op->node);
 		dlist_push_tail(&b->ops, &op->node);
-		n++;
-	}
-	if (dlist_is_empty(&b->ops) || n < payments_recorder_min_batch)
-	{
-		to_finished(ws, &b->ops);
-		pfree(b);
-		return;
 	}
 	old = MemoryContextSwitchTo(ws->inflight_cxt);
 	initStringInfo(&b->data);
