@@ -151,7 +151,7 @@ payments_recorder_main(Datum main_arg pg_attribute_unused())
 		{
 			record_queue_done(round.ids[i], ok);
 			/* a rare large batch does not keep its buffer */
-			if (round.data[i].maxlen > 256 * 1024)
+			if (round.data[i].maxlen > 64 * 1024)
 			{
 				pfree(round.data[i].data);
 				MemoryContextSwitchTo(TopMemoryContext);
