@@ -29,6 +29,7 @@
 #include "billing_worker.h"
 #include "recorder.h"
 #include "worker.h"
+#include "worker_tx.h"
 
 PG_MODULE_MAGIC;
 
@@ -270,6 +271,15 @@ _PG_init(void)
 							"A transaction that takes longer (waiting for a lock, say) is rolled back and logged, and its step tried again later; the worker goes on.",
 							&payments_worker_statement_timeout,
 							PAYMENTS_DEFAULT_WORKER_STATEMENT_TIMEOUT_MS, 0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("payments.worker_lock_timeout",
+							"Longest a statement of the payments worker or recorder waits for a lock someone else holds (0: no limit).",
+							"A statement that waits longer fails: the answer it was recording is kept and recorded again shortly, and the worker goes on reading replies and claiming work meanwhile.",
+							&payments_worker_lock_timeout,
+							PAYMENTS_DEFAULT_WORKER_LOCK_TIMEOUT_MS, 0, INT_MAX,
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);

@@ -96,12 +96,11 @@ payments_recorder_main(Datum main_arg pg_attribute_unused())
 	helper_start(&payments_shared->recorder_connect_failures, "payments recorder");
 	/* the results are durable before anyone is told (as the worker's) */
 	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
+	/* a lock a caller holds must not hold up every merchant's answers */
+	limit_lock_waits();
 
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "payments recorder loop",
 									 ALLOCSET_DEFAULT_SIZES);
-	MemoryContextSwitchTo(TopMemoryContext);
-	for (int i = 0; i < BATCHES_PER_ROUND; i++)
-		initStringInfo(&round.data[i]);
 	on_shmem_exit(recorder_on_exit, (Datum) 0);
 	record_queue_attach((uint32) MyProcPid, MyProc->pgprocno);
 
@@ -122,10 +121,19 @@ payments_recorder_main(Datum main_arg pg_attribute_unused())
 			record_queue_set_recorder_memory((uint64) MemoryContextMemAllocated(TopMemoryContext, true));
 		}
 
+		/*
+		 * The batches' bytes go into the round's memory, freed at the top of
+		 * the next round: a buffer kept from round to round would keep the
+		 * size of the largest batch it ever held.
+		 */
 		round.n = 0;
-		while (round.n < BATCHES_PER_ROUND &&
-			   record_queue_get(&round.data[round.n], &round.ids[round.n]))
+		while (round.n < BATCHES_PER_ROUND)
+		{
+			initStringInfo(&round.data[round.n]);
+			if (!record_queue_get(&round.data[round.n], &round.ids[round.n]))
+				break;
 			round.n++;
+		}
 		if (round.n == 0)
 		{
 			/*
@@ -144,20 +152,9 @@ payments_recorder_main(Datum main_arg pg_attribute_unused())
 		if (ok)
 		{
 			record_queue_count_results((uint64) round.results);
-			pg_atomic_fetch_add_u64(&payments_shared->results_generation, 1);
-			ConditionVariableBroadcast(&payments_shared->results_cv);
+			results_published();
 		}
 		for (int i = 0; i < round.n; i++)
-		{
 			record_queue_done(round.ids[i], ok);
-			/* a rare large batch does not keep its buffer */
-			if (round.data[i].maxlen > 64 * 1024)
-			{
-				pfree(round.data[i].data);
-				MemoryContextSwitchTo(TopMemoryContext);
-				initStringInfo(&round.data[i]);
-				MemoryContextSwitchTo(loop_cxt);
-			}
-		}
 	}
 }

@@ -128,3 +128,14 @@ now_us(void)
 {
 	return (uint64) GetCurrentTimestamp();
 }
+
+/*
+ * Results were committed: pay_wait callers (wait.c) read their payments
+ * again.  The worker and the recorder call it after each commit of results.
+ */
+void
+results_published(void)
+{
+	pg_atomic_fetch_add_u64(&payments_shared->results_generation, 1);
+	ConditionVariableBroadcast(&payments_shared->results_cv);
+}

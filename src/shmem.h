@@ -112,5 +112,6 @@ extern PaymentsShared *payments_shared;
 extern void payments_shmem_register(void);
 extern void histogram_observe(LatencyHistogram *h, uint64 us);
 extern uint64 now_us(void);
+extern void results_published(void);
 
 #endif

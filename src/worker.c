@@ -658,8 +658,7 @@ results_committed(dlist_head *ops)
 {
 	if (dlist_is_empty(ops))
 		return;
-	pg_atomic_fetch_add_u64(&payments_shared->results_generation, 1);
-	ConditionVariableBroadcast(&payments_shared->results_cv);
+	results_published();
 	free_ops(ops);
 }
 
@@ -902,8 +901,7 @@ collect_handed(WorkerState *ws)
 			recorded = in_transaction("recording outcomes the recorder left", record_handed_fn, b);
 			if (recorded)
 			{
-				pg_atomic_fetch_add_u64(&payments_shared->results_generation, 1);
-				ConditionVariableBroadcast(&payments_shared->results_cv);
+				results_published();
 				ereport(LOG,
 						(errcode(ERRCODE_SUCCESSFUL_COMPLETION),
 						 errmsg("payments worker: recorded a batch of outcomes the recorder left (batch %llu)",
@@ -1363,6 +1361,8 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 	 * WAL).
 	 */
 	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
+	/* a lock a caller holds must not stop every transfer in flight */
+	limit_lock_waits();
 
 	pg_atomic_write_u32(&payments_shared->worker_procno, MyProc->pgprocno + 1);
 	pg_atomic_write_u32(&payments_shared->worker_pid, MyProcPid);

@@ -36,6 +36,12 @@
  */
 static MemoryContext tx_outer_cxt = NULL;
 
+/* payments.worker_lock_timeout, milliseconds (0: wait as long as it takes) */
+int			payments_worker_lock_timeout = PAYMENTS_DEFAULT_WORKER_LOCK_TIMEOUT_MS;
+
+/* whether this process waits for locks briefly (limit_lock_waits) */
+static bool lock_waits_limited = false;
+
 /*
  * Arm payments.worker_statement_timeout for the transaction just begun: a
  * background worker runs no client statements, so nothing else arms
@@ -230,6 +236,29 @@ helper_start(pg_atomic_uint32 *connect_failures, const char *appname)
 }
 
 /*
+ * Make payments.worker_lock_timeout this process's lock_timeout, now and
+ * after each reload.  For the processes that record the gateway's answers
+ * (the worker, the recorder): the worker drives every HTTP transfer from
+ * its loop, so while one of its statements waits for a lock a caller holds
+ * (a payment row, locked by an open transaction that called pay_refund,
+ * say) nothing in flight is read and no merchant's work is claimed; the
+ * recorder holds up the answers of every merchant in its batches.  A
+ * statement that waits longer fails instead (SQLSTATE 55P03), like any
+ * failed step: the answer it was recording is held and recorded again
+ * shortly (worker.c).  Set as a session setting, below what a function's
+ * own SET lock_timeout may choose for itself.
+ */
+void
+limit_lock_waits(void)
+{
+	char		value[32];
+
+	lock_waits_limited = true;
+	snprintf(value, sizeof(value), "%d", payments_worker_lock_timeout);
+	SetConfigOption("lock_timeout", value, PGC_SUSET, PGC_S_SESSION);
+}
+
+/*
  * The top of each round of a background process's loop: the round's memory
  * freed, interrupts handled, the settings reread after a reload.
  */
@@ -243,6 +272,8 @@ loop_start(MemoryContext loop_cxt)
 	{
 		ConfigReloadPending = false;
 		ProcessConfigFile(PGC_SIGHUP);
+		if (lock_waits_limited)
+			limit_lock_waits();
 	}
 }
 

@@ -12,10 +12,13 @@
 #include "executor/spi.h"
 #include "port/atomics.h"
 
+extern int	payments_worker_lock_timeout;
+
 extern void worker_register(const char *function, const char *name);
 extern void worker_connect(pg_atomic_uint32 *connect_failures);
 extern void helper_start(pg_atomic_uint32 *connect_failures, const char *appname);
 extern void loop_start(MemoryContext loop_cxt);
+extern void limit_lock_waits(void);
 extern bool in_transaction(const char *what, void (*fn) (void *), void *arg);
 extern void check_interrupts(void);
 extern SPIPlanPtr worker_kept_plan(SPIPlanPtr *plan, const char *sql, int n, Oid *types);

@@ -8,10 +8,18 @@
 #    answer, and records it once the flag is gone: the payment ends
 #    succeeded, charged exactly once.
 # 2. A lock: a session holds an ACCESS EXCLUSIVE lock on the exchange log
-#    for 10 s while payments.worker_statement_timeout is 1 s; the recording
-#    transaction times out (57014), is logged, and the results are recorded
-#    one by one meanwhile, before the lock is released; requests in flight
-#    finish; same PID.
+#    while payments.worker_statement_timeout is 1 s (and the lock wait
+#    limit is off); the recording transaction times out (57014), is logged,
+#    and the results are recorded one by one meanwhile, before the lock is
+#    released; requests in flight finish; same PID.
+#    Then a caller's open transaction holds one payment's row, longer than
+#    a request's HTTP timeout (5 s), with the settings at their defaults:
+#    the worker's statement that meets the lock gives up after
+#    payments.worker_lock_timeout (55P03) instead of stopping every
+#    transfer in flight; the other payments, in flight and new, finish
+#    while the lock is held, none sent twice or looked up; the locked
+#    payment's answer is held and recorded once the lock is gone, charged
+#    once.
 # 3. Two-phase commit: a purchase in a prepared transaction is not sent
 #    before COMMIT PREPARED (run from another session), and is sent
 #    promptly after; ROLLBACK PREPARED sends nothing.
@@ -25,7 +33,10 @@ LOG="$WORK/postgres.log"
 cleanup() {
 	cluster_psql "$WORK" "$PORT" payments -q -c "DROP TRIGGER IF EXISTS resilience_refuse ON payments.payments" \
 		-c "DROP FUNCTION IF EXISTS public.resilience_refuse()" -c "DROP TABLE IF EXISTS public.resilience_flag" \
-		-c "ALTER SYSTEM RESET payments.worker_statement_timeout" -c "SELECT pg_reload_conf()" >/dev/null 2>&1 || true
+		-c "ALTER SYSTEM RESET payments.worker_statement_timeout" -c "ALTER SYSTEM RESET payments.worker_lock_timeout" \
+		-c "SELECT pg_reload_conf()" >/dev/null 2>&1 || true
+	cluster_psql "$WORK" "$PORT" payments -q -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity
+		WHERE application_name IN ('resilience_locker', 'resilience_row_locker')" >/dev/null 2>&1 || true
 	for g in pay_2pc_commit pay_2pc_rollback; do
 		cluster_psql "$WORK" "$PORT" payments -q -c "ROLLBACK PREPARED '$g'" >/dev/null 2>&1 || true
 	done
@@ -119,7 +130,8 @@ is "$(metric payments_unrecorded_outcomes)" 0 "no answer is held any more"
 is "$(worker_pid)" "$pid0" "same worker pid after the refused row"
 
 # --- 2. a lock and payments.worker_statement_timeout ------------------------
-psqlq -c "ALTER SYSTEM SET payments.worker_statement_timeout = '1s'" -c "SELECT pg_reload_conf()" >/dev/null
+psqlq -c "ALTER SYSTEM SET payments.worker_statement_timeout = '1s'" -c "ALTER SYSTEM SET payments.worker_lock_timeout = 0" \
+	-c "SELECT pg_reload_conf()" >/dev/null
 sleep 1
 mapfile -t before < <(purchases 20)	# in flight while the lock is taken
 # the lock is held until the test lets go of it (no race with a clock)
@@ -140,9 +152,45 @@ ok "$(wait_log 10 "recording outcomes failed with SQLSTATE 57014: canceling stat
 psqlq -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'resilience_locker'" >/dev/null
 wait "$locker" || true
 is "$(worker_pid)" "$pid0" "same worker pid after the lock"
-psqlq -c "ALTER SYSTEM RESET payments.worker_statement_timeout" -c "SELECT pg_reload_conf()" >/dev/null
+psqlq -c "ALTER SYSTEM RESET payments.worker_statement_timeout" -c "ALTER SYSTEM RESET payments.worker_lock_timeout" \
+	-c "SELECT pg_reload_conf()" >/dev/null
 psqlq -c "DROP TRIGGER resilience_refuse ON payments.payments" -c "DROP FUNCTION public.resilience_refuse()" \
 	-c "DROP TABLE public.resilience_flag" >/dev/null
+sleep 1	# the worker and the recorder reread their settings
+
+# A caller's transaction holds one payment's row (as an open transaction
+# that called pay_refund on it would), its answer on the way.
+sim_ctl POST /latency '{"fixedMs":1000,"randomMs":0}' >/dev/null
+locked=$(purchase row-locked)
+cluster_psql "$WORK" "$PORT" payments -q -c "SET application_name = 'resilience_row_locker'" -c "BEGIN" \
+	-c "SELECT 1 FROM payments.payments WHERE merchant_id = $M AND payment_id = $locked FOR UPDATE" \
+	-c "SELECT pg_sleep(300)" -c "COMMIT" >/dev/null 2>&1 &
+locker=$!
+row_locker_holds() { psqlq -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'resilience_row_locker'
+	AND state = 'active' AND query LIKE '%pg_sleep%'"; }
+for _ in $(seq 100); do [ "$(row_locker_holds)" = 1 ] && break; sleep 0.05; done
+sim_ctl POST /latency '{"fixedMs":300,"randomMs":0}' >/dev/null
+mapfile -t before < <(purchases 20)	# in flight when the locked answer arrives
+sleep 1
+mapfile -t during < <(purchases 20)
+wait_all_final 30 "${before[@]}" "${during[@]}" || true
+is "$(count_status succeeded "${before[@]}" "${during[@]}")" 40 \
+	"while a caller holds one payment's row, the merchant's other payments finish"
+is "$(row_locker_holds)" 1 "... while the row is still held (longer than a request's HTTP timeout)"
+is "$(q -c "SELECT count(*) FROM payments.operations WHERE merchant_id = $M AND attempts <> 1
+	AND payment_id IN ($(IFS=,; echo "${before[*]},${during[*]}"))")" 0 \
+	"none of them was sent twice or looked up (the worker kept reading replies)"
+is "$(status_of "$locked")" pending "the locked payment is not recorded while its row is held"
+ok "$(wait_log 10 "recording outcomes failed with SQLSTATE 55P03" && echo 0 || echo 1)" \
+	"the statement that met the lock gave up (55P03) and was logged"
+is "$(metric payments_unrecorded_outcomes)" 1 "its answer is held by the worker"
+psqlq -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'resilience_row_locker'" >/dev/null
+wait "$locker" || true
+is "$(q -c "SELECT status FROM pay_wait($locked, '30 s')")" succeeded "once the row is free, the held answer is recorded: succeeded"
+is "$(sim_ledger_count "P$TAG$locked" charge)" 1 "charged exactly once"
+is "$(q -c "SELECT attempts FROM payments.operations WHERE merchant_id = $M AND payment_id = $locked")" 1 \
+	"sent once, its answer recorded as it came"
+is "$(worker_pid)" "$pid0" "same worker pid after the held row"
 
 # --- 3. two-phase commit -----------------------------------------------------
 sim_ctl POST /latency '{"fixedMs":0,"randomMs":0}' >/dev/null
@@ -195,31 +243,7 @@ wait "$waiter" || true
 done1=$(q -c "SELECT count(*) FROM payments.payments WHERE merchant_id = $M AND status = 'succeeded'")
 is "$(cat "$WORK/resilience_wait.out")" pending "pay_wait on the parked payment timed out with its status"
 ok "$([ $((done1 - done0)) -ge 40 ] && echo 0 || echo 1)" "many results were recorded during the wait ($((done1 - done0)))"
-# Bytes in use per dump, outside CacheMemoryContext: the catalog caches and
-# plans may grow as the worker's ANALYZEs invalidate them (bounded by the
-# objects read), whereas what pay_wait leaks grows with each wake-up.
-used=$(sleep 0.5; python3 - "$LOG" "$wpid" <<'PY'
-import re, sys
-pid, dumps, cache_level = sys.argv[2], [], None
-for line in open(sys.argv[1], errors="replace"):
-    if "[%s]" % pid not in line:
-        continue
-    if "logging memory contexts of PID" in line:
-        dumps.append(0)
-        continue
-    m = re.search(r"level: (\d+); ([^:]+): \d+ total .*; (\d+) used", line)
-    if not m or not dumps:
-        continue
-    level = int(m.group(1))
-    if cache_level is not None and level <= cache_level:
-        cache_level = None
-    if cache_level is None and m.group(2) == "CacheMemoryContext":
-        cache_level = level
-    if cache_level is None:
-        dumps[-1] += int(m.group(3))
-print("\n".join(map(str, dumps)))
-PY
-)
+used=$(sleep 0.5; memory_in_use "$wpid")
 is "$(wc -l <<<"$used")" 2 "the waiting backend logged its memory twice"
 first=$(head -1 <<<"$used") last=$(tail -1 <<<"$used")
 ok "$([ -n "$first" ] && [ $((last - first)) -lt 8192 ] && echo 0 || echo 1)" \

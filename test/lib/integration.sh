@@ -37,3 +37,31 @@ wait_log() {
 	done
 	return 1
 }
+# memory_in_use PID: for each memory context dump of process PID in the
+# server log (pg_log_backend_memory_contexts), one line: the bytes in use
+# outside CacheMemoryContext.  The catalog caches and plans may grow as
+# ANALYZE invalidates them (bounded by the objects read); a leak grows with
+# the work done.
+memory_in_use() {
+	python3 - "$WORK/postgres.log" "$1" <<'PY'
+import re, sys
+pid, dumps, cache_level = sys.argv[2], [], None
+for line in open(sys.argv[1], errors="replace"):
+    if "[%s]" % pid not in line:
+        continue
+    if "logging memory contexts of PID" in line:
+        dumps.append(0)
+        continue
+    m = re.search(r"level: (\d+); ([^:]+): \d+ total .*; (\d+) used", line)
+    if not m or not dumps:
+        continue
+    level = int(m.group(1))
+    if cache_level is not None and level <= cache_level:
+        cache_level = None
+    if cache_level is None and m.group(2) == "CacheMemoryContext":
+        cache_level = level
+    if cache_level is None:
+        dumps[-1] += int(m.group(3))
+print("\n".join(map(str, dumps)))
+PY
+}
