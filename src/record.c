@@ -569,6 +569,22 @@ record_batch(dlist_head *exchanges, dlist_head *finished)
 }
 
 /*
+ * The exchanges alone, for a batch whose transaction failed: the log keeps
+ * every request that was made, whether or not its outcome could be
+ * recorded with it (an outcome waiting for a payment row a caller holds,
+ * say, is held and recorded later; its exchange is not held).
+ */
+void
+record_exchanges(dlist_head *exchanges)
+{
+	Batch		b;
+
+	batch_init(&b);
+	batch_add_exchanges(&b, exchanges);
+	batch_run(&b);
+}
+
+/*
  * Whether the recorder may record an op's outcome: a final answer to a
  * purchase or an authorization that says nothing new of its merchant's
  * gateway account (gateway_status_note has nothing to write for it).
@@ -618,11 +634,12 @@ record_batch_serialize(dlist_head *exchanges, dlist_head *ops, StringInfo out)
 
 /*
  * Run the calls of a batch record_batch_serialize made (data MAXALIGNed),
- * inside a transaction the caller opened.  Returns how many final answers
- * it held.
+ * inside a transaction the caller opened; with exchanges_only, only its
+ * exchanges (see record_exchanges).  Returns how many final answers it
+ * recorded.
  */
 int
-record_serialized(const char *data, Size len)
+record_serialized(const char *data, Size len, bool exchanges_only)
 {
 	Size		at = 0;
 	int			results = 0;
@@ -651,6 +668,8 @@ record_serialized(const char *data, Size len)
 			arrays[i] = PointerGetDatum(data + at);
 			at = MAXALIGN(at + alen);
 		}
+		if (exchanges_only && call != CALL_EXCHANGES)
+			continue;
 		if (call == CALL_FINAL_RESULTS)
 			results += ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(arrays[0])),
 									  ARR_DIMS(DatumGetArrayTypeP(arrays[0])));

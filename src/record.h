@@ -15,6 +15,7 @@
 
 /* Both run inside a transaction (with SPI connected) the caller opened. */
 extern void record_batch(dlist_head *exchanges, dlist_head *finished);
+extern void record_exchanges(dlist_head *exchanges);
 extern void record_op(GatewayOp *op);
 
 /*
@@ -24,7 +25,7 @@ extern void record_op(GatewayOp *op);
  */
 extern bool record_by_recorder(GatewayOp *op);
 extern void record_batch_serialize(dlist_head *exchanges, dlist_head *ops, StringInfo out);
-extern int	record_serialized(const char *data, Size len);
+extern int	record_serialized(const char *data, Size len, bool exchanges_only);
 
 /* Count a recorded outcome in the shared counters and latency histogram. */
 extern void record_count(GatewayOp *op);

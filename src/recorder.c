@@ -82,7 +82,17 @@ record_round_fn(void *arg)
 
 	r->results = 0;
 	for (int i = 0; i < r->n; i++)
-		r->results += record_serialized(r->data[i].data, r->data[i].len);
+		r->results += record_serialized(r->data[i].data, r->data[i].len, false);
+}
+
+/* A failed round's exchanges, on their own (record_exchanges). */
+static void
+record_round_exchanges_fn(void *arg)
+{
+	RecorderRound *r = (RecorderRound *) arg;
+
+	for (int i = 0; i < r->n; i++)
+		(void) record_serialized(r->data[i].data, r->data[i].len, true);
 }
 
 void
@@ -156,5 +166,13 @@ payments_recorder_main(Datum main_arg pg_attribute_unused())
 		}
 		for (int i = 0; i < round.n; i++)
 			record_queue_done(round.ids[i], ok);
+
+		/*
+		 * A failed round's outcomes are the worker's now; its exchanges go
+		 * on their own, after that (a recorder that stopped in between
+		 * loses them, it never has the worker log them twice).
+		 */
+		if (!ok)
+			(void) in_transaction("recording exchanges", record_round_exchanges_fn, &round);
 	}
 }

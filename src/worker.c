@@ -546,6 +546,12 @@ record_and_claim(void *arg)
 }
 
 static void
+record_exchanges_fn(void *arg)
+{
+	record_exchanges((dlist_head *) arg);
+}
+
+static void
 record_op_fn(void *arg)
 {
 	GatewayOp  *op = (GatewayOp *) arg;
@@ -871,7 +877,15 @@ record_handed_fn(void *arg)
 {
 	HandedBatch *b = (HandedBatch *) arg;
 
-	(void) record_serialized(b->data.data, b->data.len);
+	(void) record_serialized(b->data.data, b->data.len, false);
+}
+
+static void
+record_handed_exchanges_fn(void *arg)
+{
+	HandedBatch *b = (HandedBatch *) arg;
+
+	(void) record_serialized(b->data.data, b->data.len, true);
 }
 
 /*
@@ -907,6 +921,9 @@ collect_handed(WorkerState *ws)
 						 errmsg("payments worker: recorded a batch of outcomes the recorder left (batch %llu)",
 								(unsigned long long) b->batch_id)));
 			}
+			else
+				(void) in_transaction("recording the exchanges the recorder left",
+									  record_handed_exchanges_fn, b);
 		}
 		else
 			recorded = fate == BATCH_RECORDED;
@@ -967,7 +984,13 @@ finish_round(WorkerState *ws, bool claim_due)
 
 	ok = in_transaction(had_finished ? "recording outcomes" : "claiming operations",
 						record_and_claim, &rc);
-	/* exchange log rows are best effort: never retried on their own */
+	/*
+	 * The exchanges of a failed round go on their own: an outcome that waits
+	 * (held) does not take its request out of the log.  Best effort: not
+	 * tried again.
+	 */
+	if (!ok && !dlist_is_empty(&ws->exchanges))
+		(void) in_transaction("recording exchanges", record_exchanges_fn, &ws->exchanges);
 	release_exchanges(ws);
 	/* for the billing process: a full claim means more is ready than sent */
 	if (rc.limit > 0)

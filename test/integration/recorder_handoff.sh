@@ -16,10 +16,9 @@
 #    every payment final and charged once; the recorder starts again.
 # 3. A batch the recorder cannot record (a trigger refuses one payment's
 #    row): its transaction is logged and rolled back, the worker records
-#    the others of the batch (their exchange rows are lost with the
-#    recorder's transaction, as with a failed round of the worker's: the
-#    log is best effort), holds the refused one, and records it once the
-#    trigger is gone.
+#    the others of the batch, holds the refused one, and records it once
+#    the trigger is gone; the batch's exchanges are logged all the same
+#    (on their own), one row per request.
 # 4. payments.recorder = off: the worker records everything itself.
 # 5. The recorder's memory after one burst and after the next, of the same
 #    size, differs by little (its memory contexts, outside the caches, as
@@ -163,13 +162,15 @@ ok "$(wait_log 20 "payments recorder: recording outcomes failed with SQLSTATE P0
 	"the recorder's failed transaction is logged with its SQLSTATE"
 poll_value 20 su -c "SELECT 'final' WHERE NOT EXISTS (SELECT 1 FROM payments.payments
 	WHERE merchant_id = $M AND description = 'beside-refused' AND status = 'pending')" >/dev/null
-is "$(outcome beside-refused | cut -d' ' -f1-3)" "9 0 0" "the worker records the other payments of the batch, each sent once"
+is "$(outcome beside-refused)" "9 0 0 0" \
+	"the worker records the other payments of the batch, each sent once, their exchanges logged once each"
 is "$(su -c "SELECT status FROM payments.operations WHERE merchant_id = $M AND payment_id = $refused")" sending \
 	"the refused one stays sending, its answer held by the worker"
 su -c "DROP TRIGGER recorder_refuse ON payments.payments" -c "DROP FUNCTION public.recorder_refuse()" >/dev/null
 is "$(as_merchant -c "SELECT status FROM payments.pay_wait($refused, '30 s')")" succeeded \
 	"once the row can be written, the held answer is recorded"
 is "$(sim_ledger_count "P$TAG$refused" charge)" 1 "charged once"
+is "$(outcome recorder-refused)" "1 0 0 0" "the refused one's exchange is logged once too"
 
 # --- 4. payments.recorder = off ---------------------------------------------
 su -c "ALTER SYSTEM SET payments.recorder = off" -c "SELECT pg_reload_conf()" >/dev/null

@@ -19,7 +19,8 @@
 #    transfer in flight; the other payments, in flight and new, finish
 #    while the lock is held, none sent twice or looked up; the locked
 #    payment's answer is held and recorded once the lock is gone, charged
-#    once.
+#    once; its request is in the exchange log (the exchanges of a failed
+#    round are logged on their own).
 # 3. Two-phase commit: a purchase in a prepared transaction is not sent
 #    before COMMIT PREPARED (run from another session), and is sent
 #    promptly after; ROLLBACK PREPARED sends nothing.
@@ -160,7 +161,7 @@ sleep 1	# the worker and the recorder reread their settings
 
 # A caller's transaction holds one payment's row (as an open transaction
 # that called pay_refund on it would), its answer on the way.
-sim_ctl POST /latency '{"fixedMs":1000,"randomMs":0}' >/dev/null
+sim_ctl POST /latency '{"fixedMs":3000,"randomMs":0}' >/dev/null	# room to take the lock
 locked=$(purchase row-locked)
 cluster_psql "$WORK" "$PORT" payments -q -c "SET application_name = 'resilience_row_locker'" -c "BEGIN" \
 	-c "SELECT 1 FROM payments.payments WHERE merchant_id = $M AND payment_id = $locked FOR UPDATE" \
@@ -169,27 +170,32 @@ locker=$!
 row_locker_holds() { psqlq -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'resilience_row_locker'
 	AND state = 'active' AND query LIKE '%pg_sleep%'"; }
 for _ in $(seq 100); do [ "$(row_locker_holds)" = 1 ] && break; sleep 0.05; done
+mapfile -t before < <(purchases 20)	# their answers come just after the locked one's
 sim_ctl POST /latency '{"fixedMs":300,"randomMs":0}' >/dev/null
-mapfile -t before < <(purchases 20)	# in flight when the locked answer arrives
-sleep 1
+held_metric() { [ "$(metric payments_unrecorded_outcomes)" = 1 ] && echo 1; }
+is "$(poll_value 20 held_metric)" 1 "the locked payment's answer came and is held by the worker"
+ok "$(wait_log 10 "recording (outcomes|an outcome) failed with SQLSTATE 55P03" && echo 0 || echo 1)" \
+	"the statement that met the lock gave up (55P03) and was logged"
 mapfile -t during < <(purchases 20)
 wait_all_final 30 "${before[@]}" "${during[@]}" || true
 is "$(count_status succeeded "${before[@]}" "${during[@]}")" 40 \
-	"while a caller holds one payment's row, the merchant's other payments finish"
-is "$(row_locker_holds)" 1 "... while the row is still held (longer than a request's HTTP timeout)"
+	"while a caller holds one payment's row, the merchant's other payments, in flight and new, finish"
 is "$(q -c "SELECT count(*) FROM payments.operations WHERE merchant_id = $M AND attempts <> 1
 	AND payment_id IN ($(IFS=,; echo "${before[*]},${during[*]}"))")" 0 \
 	"none of them was sent twice or looked up (the worker kept reading replies)"
 is "$(status_of "$locked")" pending "the locked payment is not recorded while its row is held"
-ok "$(wait_log 10 "recording outcomes failed with SQLSTATE 55P03" && echo 0 || echo 1)" \
-	"the statement that met the lock gave up (55P03) and was logged"
-is "$(metric payments_unrecorded_outcomes)" 1 "its answer is held by the worker"
+is "$(row_locker_holds)" 1 "... and the row is still held (longer than a request's HTTP timeout)"
 psqlq -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'resilience_row_locker'" >/dev/null
 wait "$locker" || true
 is "$(q -c "SELECT status FROM pay_wait($locked, '30 s')")" succeeded "once the row is free, the held answer is recorded: succeeded"
 is "$(sim_ledger_count "P$TAG$locked" charge)" 1 "charged exactly once"
 is "$(q -c "SELECT attempts FROM payments.operations WHERE merchant_id = $M AND payment_id = $locked")" 1 \
 	"sent once, its answer recorded as it came"
+is "$(q -c "SELECT count(*) FROM payments.operations o WHERE o.merchant_id = $M
+	AND o.payment_id IN ($(IFS=,; echo "$locked,${before[*]},${during[*]}"))
+	AND (SELECT count(*) FROM payments.gateway_exchanges x WHERE x.merchant_id = o.merchant_id
+		AND x.operation_id = o.operation_id) <> 1")" 0 \
+	"each request is in the exchange log once, the locked payment's too (logged on its own when its round failed)"
 is "$(worker_pid)" "$pid0" "same worker pid after the held row"
 
 # --- 3. two-phase commit -----------------------------------------------------
