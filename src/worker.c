@@ -681,8 +681,10 @@ backoff_until(int failures)
  * op's memory): its operation stays "sending" in the table, which no claim
  * takes; the worker records the answer again after a growing delay, and
  * from the UNRECORDED_TRIES-th failure on, falls back to recording it as
- * unknown (resolved from the gateway, never resent blindly).  A worker
- * that stops meanwhile leaves it to _recover_in_flight at the next start.
+ * unknown (resolved from the gateway, never resent blindly), unless the
+ * last try only met a lock someone holds (the row is fine: it waits).  A
+ * worker that stops meanwhile leaves it to _recover_in_flight at the next
+ * start.
  */
 #define UNRECORDED_TRIES 3
 
@@ -745,8 +747,11 @@ retry_unrecorded(WorkerState *ws)
 		ok = in_transaction("recording an outcome again", record_op_fn, op);
 		if (ok)
 			record_count(op);
-		else if (u->failures >= UNRECORDED_TRIES)
+		else if (u->failures >= UNRECORDED_TRIES && !last_failure_was_lock())
+		{
+			/* not for a lock: "unknown" needs the same row, and waiting works */
 			ok = record_as_unknown(op);
+		}
 		if (!ok)
 		{
 			u->retry_at = backoff_until(u->failures++);

@@ -42,6 +42,9 @@ int			payments_worker_lock_timeout = PAYMENTS_DEFAULT_WORKER_LOCK_TIMEOUT_MS;
 /* whether this process waits for locks briefly (limit_lock_waits) */
 static bool lock_waits_limited = false;
 
+/* the SQLSTATE of the last transaction in_transaction rolled back */
+static int	last_failure_sqlstate = 0;
+
 /*
  * Arm payments.worker_statement_timeout for the transaction just begun: a
  * background worker runs no client statements, so nothing else arms
@@ -105,6 +108,7 @@ recover_from_error(const char *what, MemoryContext cxt)
 	MemoryContextSwitchTo(cxt);
 	e = CopyErrorData();
 	FlushErrorState();
+	last_failure_sqlstate = e->sqlerrcode;
 	disarm_tx_timeout();
 	AbortCurrentTransaction();
 	QueryCancelPending = false;
@@ -155,6 +159,17 @@ in_transaction(const char *what, void (*fn) (void *), void *arg)
 	}
 	PG_END_TRY();
 	return ok;
+}
+
+/*
+ * Whether the last transaction in_transaction rolled back failed for a
+ * lock someone else held (payments.worker_lock_timeout): the same step
+ * will succeed once the lock is gone.
+ */
+bool
+last_failure_was_lock(void)
+{
+	return last_failure_sqlstate == ERRCODE_LOCK_NOT_AVAILABLE;
 }
 
 /*

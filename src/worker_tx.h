@@ -20,6 +20,7 @@ extern void helper_start(pg_atomic_uint32 *connect_failures, const char *appname
 extern void loop_start(MemoryContext loop_cxt);
 extern void limit_lock_waits(void);
 extern bool in_transaction(const char *what, void (*fn) (void *), void *arg);
+extern bool last_failure_was_lock(void);
 extern void check_interrupts(void);
 extern SPIPlanPtr worker_kept_plan(SPIPlanPtr *plan, const char *sql, int n, Oid *types);
 

@@ -18,9 +18,10 @@
 #    payments.worker_lock_timeout (55P03) instead of stopping every
 #    transfer in flight; the other payments, in flight and new, finish
 #    while the lock is held, none sent twice or looked up; the locked
-#    payment's answer is held and recorded once the lock is gone, charged
-#    once; its request is in the exchange log (the exchanges of a failed
-#    round are logged on their own).
+#    payment's answer is held (never falling back to unknown: the row is
+#    only locked) and recorded once the lock is gone, charged once; its
+#    request is in the exchange log (the exchanges of a failed round are
+#    logged on their own).
 # 3. Two-phase commit: a purchase in a prepared transaction is not sent
 #    before COMMIT PREPARED (run from another session), and is sent
 #    promptly after; ROLLBACK PREPARED sends nothing.
@@ -185,6 +186,10 @@ is "$(q -c "SELECT count(*) FROM payments.operations WHERE merchant_id = $M AND 
 	"none of them was sent twice or looked up (the worker kept reading replies)"
 is "$(status_of "$locked")" pending "the locked payment is not recorded while its row is held"
 is "$(row_locker_holds)" 1 "... and the row is still held (longer than a request's HTTP timeout)"
+lock_retries() { local n; n=$(grep -c "recording an outcome again failed with SQLSTATE 55P03" "$LOG" || true); [ "$n" -ge 4 ] && echo "$n"; }
+n=$(poll_value 15 lock_retries)
+ok "$([ -n "$n" ] && ! grep -q "recording an outcome as unknown failed with SQLSTATE 55P03" "$LOG" && echo 0 || echo 1)" \
+	"tried again ${n:-0} times, never as unknown (the row is only locked: the answer waits)"
 psqlq -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'resilience_row_locker'" >/dev/null
 wait "$locker" || true
 is "$(q -c "SELECT status FROM pay_wait($locked, '30 s')")" succeeded "once the row is free, the held answer is recorded: succeeded"
