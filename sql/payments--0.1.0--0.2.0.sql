@@ -2017,8 +2017,11 @@ DECLARE
 	c payments.customers;
 BEGIN
 	IF p_lock THEN
+		-- NO KEY UPDATE: keys never change, so another session's foreign-key
+		-- check (a billing run's invoice, a row the worker adds) does not wait
+		-- for this caller's transaction
 		SELECT * INTO c FROM payments.customers
-		WHERE merchant_id = payments.pay_current_merchant() AND customer_id = p_customer_id FOR UPDATE;
+		WHERE merchant_id = payments.pay_current_merchant() AND customer_id = p_customer_id FOR NO KEY UPDATE;
 	ELSE
 		SELECT * INTO c FROM payments.customers
 		WHERE merchant_id = payments.pay_current_merchant() AND customer_id = p_customer_id;
@@ -2324,8 +2327,11 @@ DECLARE
 	pm payments.payment_methods;
 BEGIN
 	IF p_lock THEN
+		-- NO KEY UPDATE: keys never change, so another session's foreign-key
+		-- check (a billing run's invoice, a row the worker adds) does not wait
+		-- for this caller's transaction
 		SELECT * INTO pm FROM payments.payment_methods
-		WHERE merchant_id = payments.pay_current_merchant() AND payment_method_id = p_id FOR UPDATE;
+		WHERE merchant_id = payments.pay_current_merchant() AND payment_method_id = p_id FOR NO KEY UPDATE;
 	ELSE
 		SELECT * INTO pm FROM payments.payment_methods
 		WHERE merchant_id = payments.pay_current_merchant() AND payment_method_id = p_id;
@@ -2865,11 +2871,19 @@ CREATE FUNCTION payments.pay_run_expiry_notices() RETURNS integer
 DECLARE
 	n integer;
 BEGIN
-	WITH due AS (
-		UPDATE payments.payment_methods x SET expiring_notified_at = clock_timestamp()
-		WHERE x.status = 'active' AND x.expiring_notified_at IS NULL AND x.card_exp_year IS NOT NULL
-			AND payments._card_expires_at(x.card_exp_year, x.card_exp_month)
+	-- a method someone holds locked waits for the next run: a caller's open
+	-- transaction must not stop the notices of every merchant
+	WITH locked AS (
+		SELECT y.merchant_id, y.payment_method_id FROM payments.payment_methods y
+		WHERE y.status = 'active' AND y.expiring_notified_at IS NULL AND y.card_exp_year IS NOT NULL
+			AND payments._card_expires_at(y.card_exp_year, y.card_exp_month)
 				<= current_date + current_setting('payments.expiring_notice_days')::integer
+		FOR UPDATE SKIP LOCKED
+	), due AS (
+		UPDATE payments.payment_methods x SET expiring_notified_at = clock_timestamp()
+		FROM locked l
+		WHERE x.merchant_id = l.merchant_id AND x.payment_method_id = l.payment_method_id
+			AND x.status = 'active' AND x.expiring_notified_at IS NULL
 		RETURNING x.*
 	)
 	INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
@@ -3936,8 +3950,11 @@ DECLARE
 	p payments.plans;
 BEGIN
 	IF p_lock THEN
+		-- NO KEY UPDATE: keys never change, so another session's foreign-key
+		-- check (a billing run's invoice, a row the worker adds) does not wait
+		-- for this caller's transaction
 		SELECT * INTO p FROM payments.plans x
-		WHERE x.merchant_id = payments.pay_current_merchant() AND x.plan_id = p_plan_id FOR UPDATE;
+		WHERE x.merchant_id = payments.pay_current_merchant() AND x.plan_id = p_plan_id FOR NO KEY UPDATE;
 	ELSE
 		SELECT * INTO p FROM payments.plans x
 		WHERE x.merchant_id = payments.pay_current_merchant() AND x.plan_id = p_plan_id;
@@ -3961,9 +3978,12 @@ DECLARE
 	s payments.subscriptions;
 BEGIN
 	IF p_lock THEN
+		-- NO KEY UPDATE: keys never change, so another session's foreign-key
+		-- check (a billing run's invoice, a row the worker adds) does not wait
+		-- for this caller's transaction
 		SELECT * INTO s FROM payments.subscriptions x
 		WHERE x.merchant_id = payments.pay_current_merchant() AND x.subscription_id = p_subscription_id
-		FOR UPDATE;
+		FOR NO KEY UPDATE;
 	ELSE
 		SELECT * INTO s FROM payments.subscriptions x
 		WHERE x.merchant_id = payments.pay_current_merchant() AND x.subscription_id = p_subscription_id;
@@ -6900,6 +6920,55 @@ END
 $$;
 COMMENT ON FUNCTION payments._refresh_statistics() IS
 	'Worker: analyzes the extension''s tables that hold 500 rows or more while their statistics say they are nearly empty (as many as 50 ms allow), so that no plan cached on a near-empty table keeps scanning a whole merchant for one row. Returns how many it analyzed.';
+
+------------------------------------------------------------------------------
+-- h-row-locks: a row a caller holds locked no longer stops the worker's
+-- housekeeping (sql/src/worker.sql): parking skips it until the next minute
+-- (pay_run_expiry_notices, new in this version, skips locked rows too, and
+-- the worker runs each housekeeping step in a transaction of its own).  The
+-- API locks the rows it changes FOR NO KEY UPDATE (payment_api.sql and the
+-- helpers new in this version): a foreign-key check of a billing run or of
+-- the worker no longer waits for a caller's open transaction.
+------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION payments._park_unconfigured() RETURNS integer
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	n integer;
+BEGIN
+	UPDATE payments.operations o SET next_attempt_at = now() + interval '1 minute',
+		last_error = 'no gateway is configured for this merchant (pay_configure_gateway)'
+	FROM (SELECT x.merchant_id, x.operation_id FROM payments.operations x
+		WHERE x.status IN ('queued', 'unknown') AND x.next_attempt_at <= now()
+			AND NOT EXISTS (SELECT 1 FROM payments.gateway_config g WHERE g.merchant_id = x.merchant_id)
+		FOR UPDATE SKIP LOCKED) r
+	WHERE o.merchant_id = r.merchant_id AND o.operation_id = r.operation_id
+		AND o.status IN ('queued', 'unknown') AND o.next_attempt_at <= now();
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION payments._lock_payment(p_payment_id bigint) RETURNS payments.payments
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments
+	AS $$
+DECLARE
+	p payments.payments;
+BEGIN
+	-- NO KEY UPDATE: keys never change, so another session's foreign-key
+	-- check (a billing run's invoice, a row the worker adds) does not wait
+	-- for this caller's transaction
+	SELECT * INTO p FROM payments.payments
+	WHERE merchant_id = payments.pay_current_merchant() AND payment_id = p_payment_id
+	FOR NO KEY UPDATE;
+	IF NOT FOUND THEN
+		PERFORM payments._not_found(p_payment_id);
+	END IF;
+	RETURN p;
+END
+$$;
 
 ------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,

@@ -1222,38 +1222,53 @@ check_gateway_state(WorkerState *ws)
 	}
 }
 
-/* Retention and gauges: small indexed batches, at most once a minute. */
-static void
-housekeeping_fn(void *arg pg_attribute_unused())
+/*
+ * Housekeeping, once a minute: retention in small indexed batches, parking
+ * operations of unconfigured merchants, expiry notices, the vault key.
+ * Each step is a transaction of its own: one that fails (a lock held past
+ * payments.worker_lock_timeout, a bad row) is logged and tried again next
+ * minute, and does not hold back the others.
+ */
+typedef struct HousekeepingStep
 {
-	char	   *sql;
+	const char *what;			/* for the log: "<what> failed with SQLSTATE ..." */
+	const char *sql;
+	int			expect;			/* SPI_OK_DELETE or SPI_OK_SELECT */
+} HousekeepingStep;
 
-	sql = psprintf("DELETE FROM payments.gateway_exchanges WHERE ctid IN ("
-				   " SELECT ctid FROM payments.gateway_exchanges"
-				   " WHERE finished_at < now() - interval '%d days' LIMIT 5000)",
-				   payments_exchange_retention_days);
-	if (SPI_execute(sql, false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "payments worker: exchange retention failed");
-	sql = psprintf("DELETE FROM payments.idempotency_keys WHERE ctid IN ("
-				   " SELECT ctid FROM payments.idempotency_keys"
-				   " WHERE created_at < now() - interval '%d hours' LIMIT 5000)",
-				   payments_idempotency_retention_hours);
-	if (SPI_execute(sql, false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "payments worker: idempotency key retention failed");
-	if (SPI_execute("SELECT payments._park_unconfigured()", false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "payments worker: parking unconfigured operations failed");
-	/* payment_method.expiring events (payment_methods.sql) */
-	if (SPI_execute("SELECT payments.pay_run_expiry_notices()", false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "payments worker: expiry notices failed");
-	/* a new card vault key when due (card_vault.c) */
-	if (SPI_execute("SELECT payments._vault_rotate_key(false)", false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "payments worker: rotating the card vault key failed");
+static void
+housekeeping_step_fn(void *arg)
+{
+	HousekeepingStep *step = (HousekeepingStep *) arg;
+
+	if (SPI_execute(step->sql, false, 0) != step->expect)
+		elog(ERROR, "payments worker: %s returned an unexpected result", step->what);
 }
 
 static void
 housekeeping(void)
 {
-	(void) in_transaction("housekeeping", housekeeping_fn, NULL);
+	HousekeepingStep steps[] = {
+		{"exchange retention",
+			psprintf("DELETE FROM payments.gateway_exchanges WHERE ctid IN ("
+					 " SELECT ctid FROM payments.gateway_exchanges"
+					 " WHERE finished_at < now() - interval '%d days' LIMIT 5000)",
+					 payments_exchange_retention_days), SPI_OK_DELETE},
+		{"idempotency key retention",
+			psprintf("DELETE FROM payments.idempotency_keys WHERE ctid IN ("
+					 " SELECT ctid FROM payments.idempotency_keys"
+					 " WHERE created_at < now() - interval '%d hours' LIMIT 5000)",
+					 payments_idempotency_retention_hours), SPI_OK_DELETE},
+		{"parking operations of unconfigured merchants",
+			"SELECT payments._park_unconfigured()", SPI_OK_SELECT},
+		/* payment_method.expiring events (payment_methods.sql) */
+		{"expiry notices", "SELECT payments.pay_run_expiry_notices()", SPI_OK_SELECT},
+		/* a new card vault key when due (card_vault.c) */
+		{"rotating the card vault key", "SELECT payments._vault_rotate_key(false)", SPI_OK_SELECT},
+	};
+
+	for (size_t i = 0; i < lengthof(steps); i++)
+		(void) in_transaction(steps[i].what, housekeeping_step_fn, &steps[i]);
 
 	/*
 	 * The claim and record functions keep generic plans (worker.sql): an

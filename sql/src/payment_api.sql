@@ -332,9 +332,12 @@ CREATE FUNCTION payments._lock_payment(p_payment_id bigint) RETURNS payments.pay
 DECLARE
 	p payments.payments;
 BEGIN
+	-- NO KEY UPDATE: keys never change, so another session's foreign-key
+	-- check (a billing run's invoice, a row the worker adds) does not wait
+	-- for this caller's transaction
 	SELECT * INTO p FROM payments.payments
 	WHERE merchant_id = payments.pay_current_merchant() AND payment_id = p_payment_id
-	FOR UPDATE;
+	FOR NO KEY UPDATE;
 	IF NOT FOUND THEN
 		PERFORM payments._not_found(p_payment_id);
 	END IF;

@@ -104,8 +104,11 @@ DECLARE
 	pm payments.payment_methods;
 BEGIN
 	IF p_lock THEN
+		-- NO KEY UPDATE: keys never change, so another session's foreign-key
+		-- check (a billing run's invoice, a row the worker adds) does not wait
+		-- for this caller's transaction
 		SELECT * INTO pm FROM payments.payment_methods
-		WHERE merchant_id = payments.pay_current_merchant() AND payment_method_id = p_id FOR UPDATE;
+		WHERE merchant_id = payments.pay_current_merchant() AND payment_method_id = p_id FOR NO KEY UPDATE;
 	ELSE
 		SELECT * INTO pm FROM payments.payment_methods
 		WHERE merchant_id = payments.pay_current_merchant() AND payment_method_id = p_id;
@@ -719,11 +722,19 @@ CREATE FUNCTION payments.pay_run_expiry_notices() RETURNS integer
 DECLARE
 	n integer;
 BEGIN
-	WITH due AS (
-		UPDATE payments.payment_methods x SET expiring_notified_at = clock_timestamp()
-		WHERE x.status = 'active' AND x.expiring_notified_at IS NULL AND x.card_exp_year IS NOT NULL
-			AND payments._card_expires_at(x.card_exp_year, x.card_exp_month)
+	-- a method someone holds locked waits for the next run: a caller's open
+	-- transaction must not stop the notices of every merchant
+	WITH locked AS (
+		SELECT y.merchant_id, y.payment_method_id FROM payments.payment_methods y
+		WHERE y.status = 'active' AND y.expiring_notified_at IS NULL AND y.card_exp_year IS NOT NULL
+			AND payments._card_expires_at(y.card_exp_year, y.card_exp_month)
 				<= current_date + current_setting('payments.expiring_notice_days')::integer
+		FOR UPDATE SKIP LOCKED
+	), due AS (
+		UPDATE payments.payment_methods x SET expiring_notified_at = clock_timestamp()
+		FROM locked l
+		WHERE x.merchant_id = l.merchant_id AND x.payment_method_id = l.payment_method_id
+			AND x.status = 'active' AND x.expiring_notified_at IS NULL
 		RETURNING x.*
 	)
 	INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)

@@ -35,8 +35,11 @@ DECLARE
 	p payments.plans;
 BEGIN
 	IF p_lock THEN
+		-- NO KEY UPDATE: keys never change, so another session's foreign-key
+		-- check (a billing run's invoice, a row the worker adds) does not wait
+		-- for this caller's transaction
 		SELECT * INTO p FROM payments.plans x
-		WHERE x.merchant_id = payments.pay_current_merchant() AND x.plan_id = p_plan_id FOR UPDATE;
+		WHERE x.merchant_id = payments.pay_current_merchant() AND x.plan_id = p_plan_id FOR NO KEY UPDATE;
 	ELSE
 		SELECT * INTO p FROM payments.plans x
 		WHERE x.merchant_id = payments.pay_current_merchant() AND x.plan_id = p_plan_id;
@@ -60,9 +63,12 @@ DECLARE
 	s payments.subscriptions;
 BEGIN
 	IF p_lock THEN
+		-- NO KEY UPDATE: keys never change, so another session's foreign-key
+		-- check (a billing run's invoice, a row the worker adds) does not wait
+		-- for this caller's transaction
 		SELECT * INTO s FROM payments.subscriptions x
 		WHERE x.merchant_id = payments.pay_current_merchant() AND x.subscription_id = p_subscription_id
-		FOR UPDATE;
+		FOR NO KEY UPDATE;
 	ELSE
 		SELECT * INTO s FROM payments.subscriptions x
 		WHERE x.merchant_id = payments.pay_current_merchant() AND x.subscription_id = p_subscription_id;

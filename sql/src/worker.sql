@@ -143,6 +143,8 @@ COMMENT ON FUNCTION payments._claim_operations(integer, integer) IS
 
 -- Operations of merchants without a gateway configuration wait a minute
 -- at a time, with a note a DBA can see (run by the worker's housekeeping).
+-- A row someone holds locked is skipped until the next minute: a caller's
+-- open transaction must not stop the housekeeping of every merchant.
 CREATE FUNCTION payments._park_unconfigured() RETURNS integer
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments
@@ -152,8 +154,12 @@ DECLARE
 BEGIN
 	UPDATE payments.operations o SET next_attempt_at = now() + interval '1 minute',
 		last_error = 'no gateway is configured for this merchant (pay_configure_gateway)'
-	WHERE o.status IN ('queued', 'unknown') AND o.next_attempt_at <= now()
-		AND NOT EXISTS (SELECT 1 FROM payments.gateway_config g WHERE g.merchant_id = o.merchant_id);
+	FROM (SELECT x.merchant_id, x.operation_id FROM payments.operations x
+		WHERE x.status IN ('queued', 'unknown') AND x.next_attempt_at <= now()
+			AND NOT EXISTS (SELECT 1 FROM payments.gateway_config g WHERE g.merchant_id = x.merchant_id)
+		FOR UPDATE SKIP LOCKED) r
+	WHERE o.merchant_id = r.merchant_id AND o.operation_id = r.operation_id
+		AND o.status IN ('queued', 'unknown') AND o.next_attempt_at <= now();
 	GET DIAGNOSTICS n = ROW_COUNT;
 	RETURN n;
 END

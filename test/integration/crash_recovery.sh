@@ -18,7 +18,6 @@ M=$(psqlq -c "INSERT INTO payments.merchants (name) VALUES ('crash') RETURNING m
 psqlq -c "SET payments.allow_insecure_endpoint = on" \
 	-c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY', endpoint_url => '$SIM_API', timeout_ms => 5000, merchant_id => $M)" >/dev/null
 
-worker_pid() { psqlq -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'payments worker'" || true; }
 wait_server() {
 	local i
 	for i in $(seq 300); do

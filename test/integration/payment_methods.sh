@@ -158,7 +158,6 @@ like "$(q -c "SELECT string_agg(request_type, ',' ORDER BY exchange_id) FROM pay
 	'^createCustomerProfileRequest,getCustomerProfileRequest' "the second attempt asked for the profile before anything else"
 
 # --- the worker killed mid-save (a crash restart): no duplicate profile
-worker_pid() { cluster_psql "$WORK" "$PORT" payments -Atc "SELECT pid FROM pg_stat_activity WHERE backend_type = 'payments worker'" 2>/dev/null || true; }
 cid4=$(q -c "SELECT customer_id FROM pay_create_customer(email => 'crash@example.com')")
 mcid4=$(q -c "SELECT payments._gateway_customer_ref($cid4)")
 sim_ctl POST /latency '{"fixedMs":1500,"randomMs":0}' >/dev/null

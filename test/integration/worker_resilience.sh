@@ -60,7 +60,6 @@ purchase() {	# purchase DESCRIPTION -> payment id
 purchases() {
 	q -c "SELECT (pay_purchase(amount => '18.00 USD', card => $card, description => 'bystander ' || g)).payment_id FROM generate_series(1, $1) g"
 }
-worker_pid() { psqlq -c "SELECT pid FROM payments.pay_worker_health() WHERE alive"; }
 metric() { psqlq -c "SELECT payments.pay_metrics()" | sed -n "s/^$1 //p"; }
 status_of() { q -c "SELECT status FROM payments.payments WHERE merchant_id = $M AND payment_id = $1"; }
 count_status() {	# count_status STATUS ID...

@@ -27,6 +27,11 @@ as_merchant() {
 sqlstate_of() {
 	as_merchant -v VERBOSITY=verbose -c "$1" 2>&1 | sed -n 's/^ERROR:  \([0-9A-Z]\{5\}\):.*/\1/p' | sed -n 1p
 }
+# worker_pid: the PID of the payments worker of the test cluster (empty
+# while none runs)
+worker_pid() {
+	cluster_psql "$WORK" "$PORT" payments -Atc "SELECT pid FROM pg_stat_activity WHERE backend_type = 'payments worker'" 2>/dev/null || true
+}
 # wait_log SECONDS REGEX: true once the server log ($WORK/postgres.log)
 # matches
 wait_log() {
