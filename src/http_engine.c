@@ -12,6 +12,14 @@
  * whichever comes first: a reply, a timeout, or a caller's COMMIT.  No
  * request blocks another; a slow peer costs nothing but a socket.
  *
+ * At most payments.max_connections requests are handed to curl at a time;
+ * the rest wait here, first come first served, and start as transfers
+ * finish.  (Left to curl, they waited in its list of pending transfers,
+ * which libcurl 7.88 walks in full each time a finished transfer is
+ * removed: with a backlog, a cost per reply that grew with the backlog.
+ * And a request's time, its timeout and its exchange row's duration, now
+ * counts from when it can use a connection.)
+ *
  * Memory: everything curl touches from callbacks is malloc'd, so that an
  * ERROR can never longjmp out of a half-updated curl structure.
  *
@@ -36,11 +44,14 @@ struct HttpEngine
 {
 	CURLM	   *multi;
 	int			running;
-	int			in_flight;
+	int			in_flight;		/* handed to curl or waiting */
+	int			active;			/* handed to curl */
+	int			max_active;		/* payments.max_connections */
 	long		timer_ms;		/* -1: no timer */
 	uint64		timer_set_us;
 	int			epfd;			/* the sockets curl watches */
 	WaitEventSet *wes;			/* latch, postmaster death, epfd */
+	dlist_head	waiting;		/* requests not yet handed to curl */
 	dlist_head	done;
 };
 
@@ -145,6 +156,8 @@ http_engine_create(int max_connections)
 	AddWaitEventToSet(engine->wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 	AddWaitEventToSet(engine->wes, WL_SOCKET_READABLE, engine->epfd, NULL, NULL);
 	engine->timer_ms = -1;
+	engine->max_active = max_connections;
+	dlist_init(&engine->waiting);
 	dlist_init(&engine->done);
 	CHECK_CURLM(curl_multi_setopt(engine->multi, CURLMOPT_SOCKETFUNCTION, socket_callback));
 	CHECK_CURLM(curl_multi_setopt(engine->multi, CURLMOPT_SOCKETDATA, engine));
@@ -152,8 +165,8 @@ http_engine_create(int max_connections)
 	CHECK_CURLM(curl_multi_setopt(engine->multi, CURLMOPT_TIMERDATA, engine));
 	/*
 	 * Keep connections to the gateway open and reuse them, and open no more
-	 * than max_connections: requests beyond that wait inside curl for a free
-	 * connection (a request that times out there was never sent).
+	 * than max_connections (the engine hands curl no more requests than
+	 * that at a time).
 	 */
 	CHECK_CURLM(curl_multi_setopt(engine->multi, CURLMOPT_MAXCONNECTS, (long) max_connections));
 	CHECK_CURLM(curl_multi_setopt(engine->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long) max_connections));
@@ -173,6 +186,57 @@ http_engine_destroy(HttpEngine *engine)
 	free(engine);
 }
 
+/* Start a set-up request's transfer; false if curl refused it. */
+static bool
+hand_to_curl(HttpEngine *engine, HttpRequest *req)
+{
+	req->started_us = now_us();
+	if (curl_multi_add_handle(engine->multi, req->easy) != CURLM_OK)
+		return false;
+	engine->active++;
+	return true;
+}
+
+/*
+ * Free what curl held for a request that is over, wipe its body (it held
+ * card data) and hand it back on the done list.
+ */
+static void
+request_over(HttpEngine *engine, HttpRequest *req)
+{
+	curl_easy_cleanup(req->easy);
+	req->easy = NULL;
+	curl_slist_free_all(req->headers);
+	req->headers = NULL;
+	if (req->body)
+		explicit_bzero(req->body, req->body_len);
+	engine->in_flight--;
+	dlist_push_tail(&engine->done, &req->node);
+}
+
+/*
+ * Hand waiting requests to curl while connections are free.  One curl
+ * refuses (out of memory) was never sent: it is over, as not sent.
+ */
+static void
+start_waiting(HttpEngine *engine)
+{
+	while (engine->active < engine->max_active && !dlist_is_empty(&engine->waiting))
+	{
+		HttpRequest *req = dlist_container(HttpRequest, node,
+										   dlist_pop_head_node(&engine->waiting));
+
+		if (hand_to_curl(engine, req))
+			continue;
+		req->finished_us = req->started_us;
+		req->curl_code = CURLE_FAILED_INIT;
+		req->http_status = 0;
+		req->outcome = HTTP_NOT_SENT;
+		strlcpy(req->error, "could not start the HTTP request", sizeof(req->error));
+		request_over(engine, req);
+	}
+}
+
 #define SETOPT(opt, val) \
 	do { if (curl_easy_setopt(easy, opt, val) != CURLE_OK) goto fail; } while (0)
 
@@ -188,7 +252,6 @@ http_engine_add(HttpEngine *engine, HttpRequest *req, const char *url,
 	struct curl_slist *h;
 
 	req->error[0] = '\0';
-	req->started_us = now_us();
 	if (easy == NULL)
 	{
 		strlcpy(req->error, "could not create a libcurl handle", sizeof(req->error));
@@ -224,7 +287,9 @@ http_engine_add(HttpEngine *engine, HttpRequest *req, const char *url,
 	req->headers = h;
 	SETOPT(CURLOPT_HTTPHEADER, req->headers);
 
-	if (curl_multi_add_handle(engine->multi, easy) != CURLM_OK)
+	if (engine->active >= engine->max_active)
+		dlist_push_tail(&engine->waiting, &req->node);
+	else if (!hand_to_curl(engine, req))
 		goto fail;
 	engine->in_flight++;
 	return true;
@@ -278,14 +343,22 @@ run_timeouts(HttpEngine *engine)
 										 &engine->running));
 }
 
-/* Move finished transfers to the done list; returns how many. */
+/*
+ * Move finished transfers to the done list and start waiting requests in
+ * their place; returns how many finished.  All of curl's messages are read
+ * before any handle is removed: removing one walks the messages still
+ * unread.
+ */
 static int
 collect_done(HttpEngine *engine)
 {
 	CURLMsg    *msg;
 	int			left;
 	int			ndone = 0;
+	dlist_head	finished;
+	dlist_mutable_iter it;
 
+	dlist_init(&finished);
 	while ((msg = curl_multi_info_read(engine->multi, &left)) != NULL)
 	{
 		HttpRequest *req = NULL;
@@ -297,6 +370,13 @@ collect_done(HttpEngine *engine)
 			elog(ERROR, "payments: finished transfer has no owner");
 		req->curl_code = msg->data.result;
 		req->finished_us = now_us();
+		dlist_push_tail(&finished, &req->node);
+	}
+	dlist_foreach_modify(it, &finished)
+	{
+		HttpRequest *req = dlist_container(HttpRequest, node, it.cur);
+
+		dlist_delete(&req->node);
 		if (curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &req->http_status) != CURLE_OK)
 			req->http_status = 0;
 		req->outcome = classify(req);
@@ -305,17 +385,12 @@ collect_done(HttpEngine *engine)
 		if (req->response_too_large)
 			strlcpy(req->error, "reply larger than the 1 MB cap", sizeof(req->error));
 		CHECK_CURLM(curl_multi_remove_handle(engine->multi, req->easy));
-		curl_easy_cleanup(req->easy);
-		req->easy = NULL;
-		curl_slist_free_all(req->headers);
-		req->headers = NULL;
-		/* the body held card data: wipe it as soon as it is not needed */
-		if (req->body)
-			explicit_bzero(req->body, req->body_len);
-		engine->in_flight--;
-		dlist_push_tail(&engine->done, &req->node);
+		engine->active--;
+		request_over(engine, req);
 		ndone++;
 	}
+	if (ndone > 0)
+		start_waiting(engine);
 	return ndone;
 }
 
@@ -389,8 +464,8 @@ http_engine_wait(HttpEngine *engine, long max_wait_ms, bool *latch_set)
 		run_timeouts(engine);	/* a quiet second: let curl look at everything */
 
 	/*
-	 * A finished transfer frees its connection; transfers queued for one
-	 * (payments.max_connections) start only when curl is told so.
+	 * A finished transfer frees its connection; requests started in its
+	 * place (payments.max_connections) begin only when curl is told so.
 	 */
 	if (collect_done(engine) > 0 && engine->in_flight > 0)
 	{

@@ -10,14 +10,24 @@
 # frees, they are done in a few seconds (10 in flight, 50 ms each: about
 # 200 a second); once a second, they would take 30 s.  All succeed, each
 # sent once.
+# Then more in flight than connections: payments.max_connections 4 (a
+# restart), 40 in flight, the gateway at 300 ms.  At most 4 requests are
+# on the wire at a time (40 take 10 rounds of 300 ms), the others wait in
+# the worker, and each exchange's duration is its own round trip, not the
+# wait for a connection.
 set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
 
 SIMDIR="$WORK/sim-backlog"
 su() { cluster_psql "$WORK" "$PORT" payments -At "$@"; }
+restart() { cluster_stop "$WORK"; cluster_start "$WORK"; }
 cleanup() {
 	su -c "ALTER SYSTEM RESET payments.max_in_flight" -c "ALTER SYSTEM RESET payments.claim_batch" \
 		-c "SELECT pg_reload_conf()" >/dev/null 2>&1 || true
+	if [ "$(su -c "SHOW payments.max_connections" 2>/dev/null)" != 256 ]; then
+		su -c "ALTER SYSTEM RESET payments.max_connections" >/dev/null 2>&1 || true
+		restart
+	fi
 	sim_stop
 }
 trap cleanup EXIT
@@ -43,4 +53,27 @@ is "$(su -c "SELECT count(*) FILTER (WHERE status = 'succeeded') || ' ' || count
 	"300 300" "every purchase succeeded"
 is "$(su -c "SELECT count(*) FROM payments.operations WHERE merchant_id = $M AND attempts <> 1")" 0 \
 	"each was sent once"
+
+# --- more in flight than connections
+su -c "ALTER SYSTEM SET payments.max_connections = 4" -c "ALTER SYSTEM SET payments.max_in_flight = 40" \
+	-c "ALTER SYSTEM SET payments.claim_batch = 40" >/dev/null
+restart
+is "$(su -c "SHOW payments.max_connections")" 4 "restarted with payments.max_connections = 4"
+sim_ctl POST /latency '{"fixedMs":300,"randomMs":0}' >/dev/null
+first=$(su -c "SELECT coalesce(max(operation_id), 0) FROM payments.operations WHERE merchant_id = $M")
+as_merchant -c "SELECT count(payments.pay_purchase(amount => '2.00 USD',
+	card => payments.pay_card('4111 1111 1111 1111', 12, 2031, '123'))) FROM generate_series(1, 40)" >/dev/null
+drained=$(poll_value 60 su -c "SELECT 'drained' WHERE NOT EXISTS (SELECT 1 FROM payments.operations
+	WHERE merchant_id = $M AND status IN ('queued', 'sending', 'unknown'))")
+is "$drained" drained "40 purchases over 4 connections are drained"
+is "$(su -c "SELECT count(*) FILTER (WHERE p.status = 'succeeded') || ' ' || count(*) || ' ' || count(*) FILTER (WHERE o.attempts = 1)
+	FROM payments.operations o JOIN payments.payments p USING (merchant_id, payment_id)
+	WHERE o.merchant_id = $M AND o.operation_id > $first")" "40 40 40" "every one succeeded, each sent once"
+read -r span longest < <(su -F ' ' -c "SELECT round(extract(epoch FROM max(finished_at) - min(started_at))::numeric, 2),
+	max(duration_ms) FROM payments.gateway_exchanges WHERE merchant_id = $M AND operation_id > $first")
+comment "first request sent to last reply: $span s; longest exchange $longest ms"
+ok "$(python3 -c "print(0 if $span >= 2.7 else 1)")" \
+	"no more than 4 on the wire at a time: 40 requests of 300 ms took $span s (10 rounds: 3 s)"
+ok "$(python3 -c "print(0 if $longest < 1500 else 1)")" \
+	"each exchange's duration is its own round trip ($longest ms at most), not its wait for a connection"
 tap_done
