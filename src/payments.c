@@ -22,6 +22,7 @@
 #include "api_keys.h"
 #include "card.h"
 #include "card_query_text.h"
+#include "check_cache.h"
 #include "payments.h"
 #include "shmem.h"
 #include "audit.h"
@@ -307,6 +308,7 @@ _PG_init(void)
 	payments_recorder_register();
 	wake_install_hooks();
 	audit_install_hooks();
+	check_cache_install_hook();
 
 	payments_preloaded = true;
 }
