@@ -16,9 +16,10 @@
  * the rest wait here, first come first served, and start as transfers
  * finish.  (Left to curl, they waited in its list of pending transfers,
  * which libcurl 7.88 walks in full each time a finished transfer is
- * removed: with a backlog, a cost per reply that grew with the backlog.
- * And a request's time, its timeout and its exchange row's duration, now
- * counts from when it can use a connection.)
+ * removed: with a backlog, a cost per reply that grew with the backlog;
+ * and their timeout ran while they waited, so a request could time out
+ * unsent and spend an attempt.  A request's clock, its timeout and its
+ * exchange row's duration now start when it has a connection.)
  *
  * Memory: everything curl touches from callbacks is malloc'd, so that an
  * ERROR can never longjmp out of a half-updated curl structure.
@@ -215,8 +216,8 @@ request_over(HttpEngine *engine, HttpRequest *req)
 }
 
 /*
- * Hand waiting requests to curl while connections are free.  One curl
- * refuses (out of memory) was never sent: it is over, as not sent.
+ * Hand waiting requests to curl while connections are free.  A request
+ * curl refuses (out of memory) was never sent: it is over, as not sent.
  */
 static void
 start_waiting(HttpEngine *engine)
