@@ -188,7 +188,6 @@ typedef struct GatewayOp
 	GatewayEndpoint endpoint;
 	const char *request_type;
 	char	   *request_masked;
-	TimestampTz started_at;
 	AnetTxnResult first_reply;	/* the duplicate reply, kept for confirm */
 	GatewayLookup lookup;		/* STAGE_LOOKUP */
 	AnetTxnRequest send_req;	/* STAGE_DECIDE: the refund or void to send

@@ -195,7 +195,6 @@ static bool
 start_transfer(WorkerState *ws, GatewayOp *op)
 {
 	op->http.owner = op;
-	op->started_at = GetCurrentTimestamp();
 	if (!http_engine_add(ws->engine, &op->http, op->endpoint.url, op->endpoint.ca_file,
 						 op->endpoint.timeout_ms))
 	{
