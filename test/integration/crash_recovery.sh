@@ -10,8 +10,11 @@ source "$(dirname "$0")/../lib/integration.sh"
 SIMDIR="$WORK/sim-crash"
 trap sim_stop EXIT
 sim_start "$SIMDIR"
-# replies take 20-60 ms, so there is always something in flight to lose
-sim_ctl POST /latency '{"fixedMs":20,"randomMs":40}' >/dev/null
+# replies take 150-250 ms: longer than the test takes to see requests in
+# flight and kill the worker, so there is always something in flight to lose
+# (at 20-60 ms, on a slow machine all three kills could come just after the
+# replies were recorded)
+sim_ctl POST /latency '{"fixedMs":150,"randomMs":100}' >/dev/null
 
 psqlq() { cluster_psql "$WORK" "$PORT" payments -At "$@" 2>/dev/null; }
 M=$(psqlq -c "INSERT INTO payments.merchants (name) VALUES ('crash') RETURNING merchant_id")
@@ -48,11 +51,11 @@ for k in 1 2 3; do
 	wait_server || true
 	# kill it while requests are in flight (that is what must not be lost;
 	# up to 10 s: on a loaded machine the producer's next batch can be slow)
+	p=$(worker_pid)
 	for _ in $(seq 500); do
 		[ "$(psqlq -c "SELECT in_flight > 0 FROM payments.pay_worker_health()")" = t ] && break
 		sleep 0.02
 	done
-	p=$(worker_pid)
 	if [ -n "$p" ]; then
 		as_root kill -KILL "$p" && kills=$((kills + 1))
 	fi
