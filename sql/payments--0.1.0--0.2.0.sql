@@ -2017,9 +2017,7 @@ DECLARE
 	c payments.customers;
 BEGIN
 	IF p_lock THEN
-		-- NO KEY UPDATE: keys never change, so another session's foreign-key
-		-- check (a billing run's invoice, a row the worker adds) does not wait
-		-- for this caller's transaction
+		-- NO KEY UPDATE, as in _lock_payment (payment_api.sql)
 		SELECT * INTO c FROM payments.customers
 		WHERE merchant_id = payments.pay_current_merchant() AND customer_id = p_customer_id FOR NO KEY UPDATE;
 	ELSE
@@ -2327,9 +2325,7 @@ DECLARE
 	pm payments.payment_methods;
 BEGIN
 	IF p_lock THEN
-		-- NO KEY UPDATE: keys never change, so another session's foreign-key
-		-- check (a billing run's invoice, a row the worker adds) does not wait
-		-- for this caller's transaction
+		-- NO KEY UPDATE, as in _lock_payment (payment_api.sql)
 		SELECT * INTO pm FROM payments.payment_methods
 		WHERE merchant_id = payments.pay_current_merchant() AND payment_method_id = p_id FOR NO KEY UPDATE;
 	ELSE
@@ -3950,9 +3946,7 @@ DECLARE
 	p payments.plans;
 BEGIN
 	IF p_lock THEN
-		-- NO KEY UPDATE: keys never change, so another session's foreign-key
-		-- check (a billing run's invoice, a row the worker adds) does not wait
-		-- for this caller's transaction
+		-- NO KEY UPDATE, as in _lock_payment (payment_api.sql)
 		SELECT * INTO p FROM payments.plans x
 		WHERE x.merchant_id = payments.pay_current_merchant() AND x.plan_id = p_plan_id FOR NO KEY UPDATE;
 	ELSE
@@ -3978,9 +3972,7 @@ DECLARE
 	s payments.subscriptions;
 BEGIN
 	IF p_lock THEN
-		-- NO KEY UPDATE: keys never change, so another session's foreign-key
-		-- check (a billing run's invoice, a row the worker adds) does not wait
-		-- for this caller's transaction
+		-- NO KEY UPDATE, as in _lock_payment (payment_api.sql)
 		SELECT * INTO s FROM payments.subscriptions x
 		WHERE x.merchant_id = payments.pay_current_merchant() AND x.subscription_id = p_subscription_id
 		FOR NO KEY UPDATE;

@@ -52,8 +52,7 @@ static ExecutorStart_hook_type prev_executor_start = NULL;
 static void
 drop_entry(CheckEntry *e)
 {
-	if (e->cxt != NULL)
-		MemoryContextDelete(e->cxt);
+	MemoryContextDelete(e->cxt);
 	(void) hash_search(entries, &e->relid, HASH_REMOVE, NULL);
 }
 

@@ -72,9 +72,7 @@ DECLARE
 	c payments.customers;
 BEGIN
 	IF p_lock THEN
-		-- NO KEY UPDATE: keys never change, so another session's foreign-key
-		-- check (a billing run's invoice, a row the worker adds) does not wait
-		-- for this caller's transaction
+		-- NO KEY UPDATE, as in _lock_payment (payment_api.sql)
 		SELECT * INTO c FROM payments.customers
 		WHERE merchant_id = payments.pay_current_merchant() AND customer_id = p_customer_id FOR NO KEY UPDATE;
 	ELSE

@@ -104,9 +104,7 @@ DECLARE
 	pm payments.payment_methods;
 BEGIN
 	IF p_lock THEN
-		-- NO KEY UPDATE: keys never change, so another session's foreign-key
-		-- check (a billing run's invoice, a row the worker adds) does not wait
-		-- for this caller's transaction
+		-- NO KEY UPDATE, as in _lock_payment (payment_api.sql)
 		SELECT * INTO pm FROM payments.payment_methods
 		WHERE merchant_id = payments.pay_current_merchant() AND payment_method_id = p_id FOR NO KEY UPDATE;
 	ELSE

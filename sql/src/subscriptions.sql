@@ -35,9 +35,7 @@ DECLARE
 	p payments.plans;
 BEGIN
 	IF p_lock THEN
-		-- NO KEY UPDATE: keys never change, so another session's foreign-key
-		-- check (a billing run's invoice, a row the worker adds) does not wait
-		-- for this caller's transaction
+		-- NO KEY UPDATE, as in _lock_payment (payment_api.sql)
 		SELECT * INTO p FROM payments.plans x
 		WHERE x.merchant_id = payments.pay_current_merchant() AND x.plan_id = p_plan_id FOR NO KEY UPDATE;
 	ELSE
@@ -63,9 +61,7 @@ DECLARE
 	s payments.subscriptions;
 BEGIN
 	IF p_lock THEN
-		-- NO KEY UPDATE: keys never change, so another session's foreign-key
-		-- check (a billing run's invoice, a row the worker adds) does not wait
-		-- for this caller's transaction
+		-- NO KEY UPDATE, as in _lock_payment (payment_api.sql)
 		SELECT * INTO s FROM payments.subscriptions x
 		WHERE x.merchant_id = payments.pay_current_merchant() AND x.subscription_id = p_subscription_id
 		FOR NO KEY UPDATE;
