@@ -21,6 +21,17 @@
  * unsent and spend an attempt.  A request's clock, its timeout and its
  * exchange row's duration now start when it has a connection.)
  *
+ * Timeouts are the engine's, not curl's, and count only the time the
+ * worker was here to drive the transfers.  curl moves a transfer on only
+ * when called, and the worker calls it between its transactions; a
+ * transaction that waits seconds (a lock, a slow disk) left curl to find,
+ * when next called, deadlines passed, and to fail transfers whose replies
+ * sat unread in their sockets (or whose TLS handshakes never got their
+ * turn): answered payments went to "unknown" and were looked up.  Now the
+ * time the worker spends away beyond a short allowance is not counted, and
+ * a request expires only after the replies waiting in the sockets have
+ * been read.
+ *
  * Memory: everything curl touches from callbacks is malloc'd, so that an
  * ERROR can never longjmp out of a half-updated curl structure.
  *
@@ -41,6 +52,11 @@
 
 #define MAX_READY_EVENTS 256
 
+/* time away from the engine that still counts towards timeouts */
+#define ABSENCE_ALLOWANCE_US 100000
+/* a connection not made by then fails (sent nothing), as curl's did */
+#define CONNECT_LIMIT_MS 10000L
+
 struct HttpEngine
 {
 	CURLM	   *multi;
@@ -53,7 +69,11 @@ struct HttpEngine
 	int			epfd;			/* the sockets curl watches */
 	WaitEventSet *wes;			/* latch, postmaster death, epfd */
 	dlist_head	waiting;		/* requests not yet handed to curl */
+	dlist_head	transfers;		/* requests handed to curl */
 	dlist_head	done;
+	bool		inside;			/* in http_engine_wait */
+	uint64		left_us;		/* when http_engine_wait last returned */
+	uint64		absent_us;		/* time away beyond the allowance, in all */
 };
 
 #define CHECK_CURLM(call) \
@@ -159,7 +179,9 @@ http_engine_create(int max_connections)
 	engine->timer_ms = -1;
 	engine->max_active = max_connections;
 	dlist_init(&engine->waiting);
+	dlist_init(&engine->transfers);
 	dlist_init(&engine->done);
+	engine->left_us = now_us();
 	CHECK_CURLM(curl_multi_setopt(engine->multi, CURLMOPT_SOCKETFUNCTION, socket_callback));
 	CHECK_CURLM(curl_multi_setopt(engine->multi, CURLMOPT_SOCKETDATA, engine));
 	CHECK_CURLM(curl_multi_setopt(engine->multi, CURLMOPT_TIMERFUNCTION, timer_callback));
@@ -187,14 +209,35 @@ http_engine_destroy(HttpEngine *engine)
 	free(engine);
 }
 
+/* The time spent away from the engine (beyond the allowance) until now. */
+static uint64
+absence(HttpEngine *engine, uint64 now)
+{
+	if (!engine->inside && now > engine->left_us + ABSENCE_ALLOWANCE_US)
+		return engine->absent_us + (now - engine->left_us - ABSENCE_ALLOWANCE_US);
+	return engine->absent_us;
+}
+
+/* How long a request has run, not counting the worker's time away. */
+static uint64
+time_counted(HttpEngine *engine, HttpRequest *req, uint64 now)
+{
+	uint64		away = absence(engine, now) - req->absent_at_start_us;
+	uint64		elapsed = now - req->started_us;
+
+	return elapsed > away ? elapsed - away : 0;
+}
+
 /* Start a set-up request's transfer; false if curl refused it. */
 static bool
 hand_to_curl(HttpEngine *engine, HttpRequest *req)
 {
 	req->started_us = now_us();
+	req->absent_at_start_us = absence(engine, req->started_us);
 	if (curl_multi_add_handle(engine->multi, req->easy) != CURLM_OK)
 		return false;
 	engine->active++;
+	dlist_push_tail(&engine->transfers, &req->node);
 	return true;
 }
 
@@ -213,6 +256,15 @@ request_over(HttpEngine *engine, HttpRequest *req)
 		explicit_bzero(req->body, req->body_len);
 	engine->in_flight--;
 	dlist_push_tail(&engine->done, &req->node);
+}
+
+/* Take a transfer from curl, over (finished or expired). */
+static void
+transfer_over(HttpEngine *engine, HttpRequest *req)
+{
+	CHECK_CURLM(curl_multi_remove_handle(engine->multi, req->easy));
+	engine->active--;
+	request_over(engine, req);
 }
 
 /*
@@ -267,8 +319,8 @@ http_engine_add(HttpEngine *engine, HttpRequest *req, const char *url,
 	SETOPT(CURLOPT_WRITEFUNCTION, write_callback);
 	SETOPT(CURLOPT_WRITEDATA, req);
 	SETOPT(CURLOPT_ERRORBUFFER, req->error);
-	SETOPT(CURLOPT_TIMEOUT_MS, timeout_ms);
-	SETOPT(CURLOPT_CONNECTTIMEOUT_MS, Min(timeout_ms, 10000L));
+	/* no timeout of curl's: expire_overdue keeps them (see the header) */
+	req->timeout_ms = timeout_ms;
 	SETOPT(CURLOPT_NOSIGNAL, 1L);
 	SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
 	SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
@@ -306,12 +358,21 @@ fail:
 	return false;
 }
 
+/* Whether a request's connection is made (a request may have been sent). */
+static bool
+connected(HttpRequest *req)
+{
+	curl_off_t	pretransfer = 0;
+
+	if (curl_easy_getinfo(req->easy, CURLINFO_PRETRANSFER_TIME_T, &pretransfer) != CURLE_OK)
+		return true;			/* not known: it may have been sent */
+	return pretransfer > 0;
+}
+
 /* Decide whether a failed transfer could have reached the peer. */
 static HttpOutcome
 classify(HttpRequest *req)
 {
-	curl_off_t	pretransfer = 0;
-
 	if (req->curl_code == CURLE_OK)
 		return HTTP_COMPLETED;
 	switch (req->curl_code)
@@ -329,10 +390,7 @@ classify(HttpRequest *req)
 			break;
 	}
 	/* a timeout before the transfer began (still connecting) sent nothing */
-	if (curl_easy_getinfo(req->easy, CURLINFO_PRETRANSFER_TIME_T, &pretransfer) == CURLE_OK &&
-		pretransfer == 0)
-		return HTTP_NOT_SENT;
-	return HTTP_UNKNOWN;
+	return connected(req) ? HTTP_UNKNOWN : HTTP_NOT_SENT;
 }
 
 /* Let curl run its timers and start transfers waiting for a connection. */
@@ -371,6 +429,7 @@ collect_done(HttpEngine *engine)
 			elog(ERROR, "payments: finished transfer has no owner");
 		req->curl_code = msg->data.result;
 		req->finished_us = now_us();
+		dlist_delete(&req->node);	/* from the transfers */
 		dlist_push_tail(&finished, &req->node);
 	}
 	dlist_foreach_modify(it, &finished)
@@ -385,9 +444,7 @@ collect_done(HttpEngine *engine)
 			strlcpy(req->error, curl_easy_strerror(req->curl_code), sizeof(req->error));
 		if (req->response_too_large)
 			strlcpy(req->error, "reply larger than the 1 MB cap", sizeof(req->error));
-		CHECK_CURLM(curl_multi_remove_handle(engine->multi, req->easy));
-		engine->active--;
-		request_over(engine, req);
+		transfer_over(engine, req);
 		ndone++;
 	}
 	if (ndone > 0)
@@ -396,8 +453,78 @@ collect_done(HttpEngine *engine)
 }
 
 /*
- * Wait up to max_wait_ms for socket activity, curl's timer, or the latch,
- * and let curl make progress.  *latch_set tells whether the latch fired.
+ * The time a request may take so far, in ms, given the time it has been
+ * counted: first until its connection must be made, then its timeout.
+ */
+static long
+time_allowed(HttpRequest *req, long counted)
+{
+	long		connect_limit = Min(req->timeout_ms, CONNECT_LIMIT_MS);
+
+	if (counted < connect_limit || connect_limit == req->timeout_ms || !connected(req))
+		return connect_limit;
+	return req->timeout_ms;
+}
+
+/* The ms until the next request's time is up; -1 when none runs. */
+static long
+next_deadline_ms(HttpEngine *engine)
+{
+	uint64		now = now_us();
+	long		next = -1;
+	dlist_iter	it;
+
+	dlist_foreach(it, &engine->transfers)
+	{
+		HttpRequest *req = dlist_container(HttpRequest, node, it.cur);
+		long		counted = (long) (time_counted(engine, req, now) / 1000);
+		long		left = Max(time_allowed(req, counted) - counted, 0L);
+
+		next = next < 0 ? left : Min(next, left);
+	}
+	return next;
+}
+
+/*
+ * Fail the requests whose time is up (after the replies waiting in the
+ * sockets were read): not sent if the connection was never made, else
+ * unknown.  Returns how many.
+ */
+static int
+expire_overdue(HttpEngine *engine)
+{
+	uint64		now = now_us();
+	int			nexpired = 0;
+	dlist_mutable_iter it;
+
+	dlist_foreach_modify(it, &engine->transfers)
+	{
+		HttpRequest *req = dlist_container(HttpRequest, node, it.cur);
+		long		counted = (long) (time_counted(engine, req, now) / 1000);
+		long		allowed = time_allowed(req, counted);
+
+		if (counted < allowed)
+			continue;
+		dlist_delete(&req->node);
+		req->curl_code = CURLE_OPERATION_TIMEDOUT;
+		req->finished_us = now;
+		req->http_status = 0;
+		req->outcome = classify(req);
+		snprintf(req->error, sizeof(req->error),
+				 req->outcome == HTTP_NOT_SENT ? "no connection to the gateway within %ld ms" :
+				 "no reply from the gateway within %ld ms", allowed);
+		transfer_over(engine, req);
+		nexpired++;
+	}
+	if (nexpired > 0)
+		start_waiting(engine);
+	return nexpired;
+}
+
+/*
+ * Wait up to max_wait_ms for socket activity, curl's timer, a request's
+ * deadline, or the latch, and let curl make progress.  *latch_set tells
+ * whether the latch fired.
  */
 void
 http_engine_wait(HttpEngine *engine, long max_wait_ms, bool *latch_set)
@@ -405,9 +532,18 @@ http_engine_wait(HttpEngine *engine, long max_wait_ms, bool *latch_set)
 	WaitEvent	events[3];
 	int			n;
 	long		timeout = max_wait_ms;
+	long		deadline;
+	int			freed;
 	bool		sockets_ready = false;
+	uint64		now = now_us();
 
 	*latch_set = false;
+	/* the time away since the last call, beyond the allowance, is not counted */
+	engine->absent_us = absence(engine, now);
+	engine->inside = true;
+	deadline = next_deadline_ms(engine);
+	if (deadline >= 0)
+		timeout = Min(timeout, deadline);
 	if (engine->timer_ms >= 0)
 	{
 		long		elapsed = (long) ((now_us() - engine->timer_set_us) / 1000);
@@ -465,14 +601,19 @@ http_engine_wait(HttpEngine *engine, long max_wait_ms, bool *latch_set)
 		run_timeouts(engine);	/* a quiet second: let curl look at everything */
 
 	/*
-	 * A finished transfer frees its connection; requests started in its
-	 * place (payments.max_connections) begin only when curl is told so.
+	 * A finished or expired transfer frees its connection; requests started
+	 * in its place (payments.max_connections) begin only when curl is told
+	 * so.
 	 */
-	if (collect_done(engine) > 0 && engine->in_flight > 0)
+	freed = collect_done(engine);
+	freed += expire_overdue(engine);
+	if (freed > 0 && engine->in_flight > 0)
 	{
 		run_timeouts(engine);
 		(void) collect_done(engine);
 	}
+	engine->inside = false;
+	engine->left_us = now_us();
 }
 
 /* Pop one finished request, or NULL. */

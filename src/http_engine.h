@@ -45,6 +45,10 @@ typedef struct HttpRequest
 	char		error[CURL_ERROR_SIZE];
 	uint64		started_us;
 	uint64		finished_us;
+
+	/* the engine's: the timeout, and its absence count at the start */
+	long		timeout_ms;
+	uint64		absent_at_start_us;
 } HttpRequest;
 
 typedef struct HttpEngine HttpEngine;

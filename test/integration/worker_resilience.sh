@@ -145,7 +145,15 @@ locker_holds() { psqlq -c "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity
 for _ in $(seq 200); do [ "$(locker_holds)" = 1 ] && break; sleep 0.1; done
 mapfile -t during < <(purchases 20)
 wait_all_final 60 "${before[@]}" "${during[@]}" || true
-is "$(count_status succeeded "${before[@]}" "${during[@]}")" 40 "payments in flight and new ones finish while the exchange log is locked"
+n_ok=$(count_status succeeded "${before[@]}" "${during[@]}")
+is "$n_ok" 40 "payments in flight and new ones finish while the exchange log is locked"
+if [ "$n_ok" != 40 ]; then	# say what became of the others, and what the worker logged
+	q -c "SELECT p.payment_id, p.status, o.kind, o.status, o.attempts, o.next_attempt_at - now()
+		FROM payments.payments p JOIN payments.operations o USING (merchant_id, payment_id)
+		WHERE p.merchant_id = $M AND p.payment_id IN ($(IFS=,; echo "${before[*]},${during[*]}"))
+		AND p.status <> 'succeeded' ORDER BY 1" 2>&1 | sed 's/^/# /'
+	tail -n 60 "$LOG" | cut -c1-300 | sed 's/^/# log: /'
+fi
 is "$(locker_holds)" 1 \
 	"... while the lock is still held"
 ok "$(wait_log 10 "recording outcomes failed with SQLSTATE 57014: canceling statement due to statement timeout" && echo 0 || echo 1)" \

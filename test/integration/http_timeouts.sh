@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# The HTTP engine's timeouts (src/http_engine.c).
+#
+# 1. A reply that arrives while the worker is busy in the database is taken
+#    when the worker comes back, not thrown away as a timeout.  The worker
+#    reads replies between its transactions; here one of them lasts longer
+#    than a request's timeout: a session holds the exchange log locked
+#    (ACCESS EXCLUSIVE) with payments.worker_statement_timeout at 2 s and
+#    no lock wait limit, so the round that records a first wave of answers
+#    fails after 2 s, and its exchanges, tried alone, after 2 s more.  A
+#    second wave, sent half a second after the first, is answered (1 s)
+#    while the worker waits, well before its 2.5 s timeout; the worker
+#    reads the replies some 4 s after sending.  All ten are recorded as
+#    answered: succeeded, sent once, never looked up, no transport error in
+#    the exchange log.  (Before, curl, driven only between the worker's
+#    transactions, found the deadlines passed before it read the replies
+#    waiting in the sockets, or before it could finish the TLS handshakes,
+#    and failed the transfers: 9 of 10 were sent a second time.)
+# 2. A gateway that takes the connection and never answers the TLS
+#    handshake: the request fails as not sent after its timeout (1.5 s),
+#    the payment stays pending, and once the endpoint works it is sent
+#    again and charged once.  (The reply timeout, a request sent and never
+#    answered, is gateway_faults.sh's "hold".)
+set -euo pipefail
+source "$(dirname "$0")/../lib/integration.sh"
+
+SIMDIR="$WORK/sim-timeouts"
+psqlq() { cluster_psql "$WORK" "$PORT" payments -At -v ON_ERROR_STOP=1 "$@"; }
+release() {
+	psqlq -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'busy_locker'" \
+		>/dev/null 2>&1 || true
+}
+cleanup() {
+	release
+	psqlq -c "ALTER SYSTEM RESET payments.worker_statement_timeout" -c "ALTER SYSTEM RESET payments.worker_lock_timeout" \
+		-c "SELECT pg_reload_conf()" >/dev/null 2>&1 || true
+	[ -z "${silent:-}" ] || kill "$silent" 2>/dev/null || true
+	sim_stop
+}
+trap cleanup EXIT
+sim_start "$SIMDIR"
+merchant_on_simulator busy 2500
+sim_ctl POST /latency '{"fixedMs":1000,"randomMs":0}' >/dev/null
+
+wave() {	# wave N: N purchases in one transaction, their ids
+	as_merchant -c "SELECT (pay_purchase(amount => '21.00 USD', description => 'busy wave',
+		card => pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 3, '123'))).payment_id
+		FROM generate_series(1, $1)"
+}
+final() {	# final ID...: 1 once none is pending or unknown
+	as_merchant -c "SELECT count(*) = 0 FROM payments.payments WHERE payment_id IN ($(IFS=,; echo "$*"))
+		AND status IN ('pending', 'unknown')" | sed 's/t/1/;s/f//'
+}
+
+psqlq -c "ALTER SYSTEM SET payments.worker_statement_timeout = '2s'" -c "ALTER SYSTEM SET payments.worker_lock_timeout = 0" \
+	-c "SELECT pg_reload_conf()" >/dev/null
+sleep 1	# the worker and the recorder reread their settings
+
+# --- 1. replies that arrive while the worker is away -----------------------
+cluster_psql "$WORK" "$PORT" payments -q -c "SET application_name = 'busy_locker'" -c "BEGIN" \
+	-c "LOCK TABLE payments.gateway_exchanges IN ACCESS EXCLUSIVE MODE" -c "SELECT pg_sleep(300)" -c "COMMIT" \
+	>/dev/null 2>&1 &
+locker=$!
+holds() {	# 1 once the lock is held
+	[ "$(psqlq -c "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+		WHERE a.application_name = 'busy_locker' AND l.relation = 'payments.gateway_exchanges'::regclass
+		AND l.granted")" = 1 ] && echo 1
+}
+is "$(poll_value 20 holds)" 1 "a session holds the exchange log locked"
+
+mapfile -t first < <(wave 5)
+sleep 0.5
+mapfile -t second < <(wave 5)
+ok "$(wait_log 20 "payments worker: recording exchanges failed with SQLSTATE 57014" && echo 0 || echo 1)" \
+	"the worker's round met the lock for longer than a request's timeout (twice 2 s)"
+sleep 1
+release
+wait "$locker" || true
+is "$(poll_value 30 final "${first[@]}" "${second[@]}")" 1 "every payment is final"
+ids="$(IFS=,; echo "${first[*]},${second[*]}")"
+is "$(as_merchant -c "SELECT string_agg(DISTINCT status, ',') FROM payments.payments WHERE payment_id IN ($ids)")" succeeded \
+	"all ten succeeded"
+is "$(as_merchant -c "SELECT count(*) FROM payments.operations WHERE payment_id IN ($ids) AND attempts = 1")" 10 \
+	"each was sent once (none looked up)"
+is "$(as_merchant -c "SELECT count(*) FROM payments.operations o JOIN payments.gateway_exchanges g USING (merchant_id, operation_id)
+	WHERE o.payment_id IN ($ids) AND (g.transport_error IS NOT NULL OR g.request_type <> 'createTransactionRequest')")" 0 \
+	"the exchange log holds no timeout and no lookup for them"
+charged=0
+for p in "${first[@]}" "${second[@]}"; do
+	charged=$((charged + $(sim_ledger_count "P$TAG$p" charge)))
+done
+is "$charged" 10 "each charged once"
+psqlq -c "ALTER SYSTEM RESET payments.worker_statement_timeout" -c "ALTER SYSTEM RESET payments.worker_lock_timeout" \
+	-c "SELECT pg_reload_conf()" >/dev/null
+
+# --- 2. a handshake that never comes ----------------------------------------
+sim_ctl POST /latency '{"fixedMs":0,"randomMs":0}' >/dev/null
+silent_port=$(free_port)
+python3 -c '
+import socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen(64)
+held = []
+while True:
+	c, _ = s.accept()
+	held.append(c)	# never read, never answered, never closed
+' "$silent_port" &
+silent=$!
+sleep 0.5
+merchant_on_simulator silent 1500
+psqlq -c "UPDATE payments.gateway_config SET endpoint_url = 'https://127.0.0.1:$silent_port/xml/v1/request.api' WHERE merchant_id = $M"
+pid=$(as_merchant -c "SELECT payment_id FROM pay_purchase(amount => '22.00 USD',
+	card => pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 3, '123'))")
+op=$(as_merchant -c "SELECT operation_id FROM pay_payment_operations($pid)")
+first_try() {	# outcome|error|at least 1.5 s of the first exchange, once logged
+	as_merchant -c "SELECT outcome || '|' || transport_error || '|' || (duration_ms >= 1500) FROM payments.gateway_exchanges
+		WHERE merchant_id = $M AND operation_id = $op ORDER BY exchange_id LIMIT 1"
+}
+is "$(poll_value 20 first_try)" "retry|no connection to the gateway within 1500 ms|true" \
+	"a silent gateway: the request fails as not sent after its 1.5 s"
+is "$(as_merchant -c "SELECT status FROM payments.payments WHERE payment_id = $pid")" pending "the payment waits"
+psqlq -c "UPDATE payments.gateway_config SET endpoint_url = '$SIM_TLS_API' WHERE merchant_id = $M"
+is "$(as_merchant -c "SELECT status FROM pay_wait($pid, '30 s')")" succeeded "once the gateway answers, it is sent again: succeeded"
+is "$(sim_ledger_count "P$TAG$pid" charge)" 1 "charged once"
+is "$(as_merchant -c "SELECT count(*) FILTER (WHERE outcome <> 'retry') || '|' || count(*) FILTER (WHERE outcome = 'retry'
+	AND transport_error <> 'no connection to the gateway within 1500 ms') FROM payments.gateway_exchanges
+	WHERE merchant_id = $M AND operation_id = $op")" "1|0" \
+	"its exchanges: tries that never connected, then the one answered"
+tap_done
