@@ -23,6 +23,7 @@
 #include "card.h"
 #include "card_query_text.h"
 #include "check_cache.h"
+#include "curl_memory.h"
 #include "payments.h"
 #include "shmem.h"
 #include "audit.h"
@@ -291,7 +292,7 @@ _PG_init(void)
 	 * libcurl's global state must be set up once, before any thread exists:
 	 * the postmaster is the place, and backends and the worker inherit it.
 	 */
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+	if (curl_memory_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		ereport(FATAL,
 				(errcode(ERRCODE_SYSTEM_ERROR),
 				 errmsg("payments could not initialize libcurl")));

@@ -390,38 +390,40 @@ begin_request(BuildCtx *ctx, json_object **root, const char *root_name,
 
 /*
  * Release a request tree.  Unless it is the masked form, its strings (card
- * number, CVV, nonce, transaction key) are wiped first, and so is its
- * serialized text when there is one.
+ * number, CVV, nonce, transaction key) are wiped first.
  */
 static void
-release_request(BuildCtx *ctx, json_object *root, const char *text)
+release_request(BuildCtx *ctx, json_object *root)
 {
 	if (!ctx->masked)
-	{
-		if (text != NULL)
-			explicit_bzero((char *) text, strlen(text));
 		json_scrub(root);
-	}
 	json_object_put(root);
 }
 
 /*
  * Serialize the finished request and hand the caller a malloc'd copy (the
- * json-c buffer belongs to root, which is released here).
+ * json-c buffer belongs to root, which is released here).  The request to
+ * send is not serialized by json-c: that would leave parts of it in freed
+ * memory (json_scrub.c).
  */
 static char *
 finish_request(BuildCtx *ctx, json_object *root)
 {
-	const char *text;
 	char	   *copy = NULL;
 
-	text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN |
-										  JSON_C_TO_STRING_NOSLASHESCAPE);
-	if (text != NULL)
-		copy = strdup(text);
+	if (!ctx->masked)
+		copy = json_serialize_secret(root);
+	else
+	{
+		const char *text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN |
+														  JSON_C_TO_STRING_NOSLASHESCAPE);
+
+		if (text != NULL)
+			copy = strdup(text);
+	}
 	if (copy == NULL)
 		fail(ctx, "out of memory");
-	release_request(ctx, root, text);
+	release_request(ctx, root);
 	return copy;
 }
 
@@ -430,7 +432,7 @@ static char *
 failed(BuildCtx *ctx, json_object *root, char **error)
 {
 	if (root != NULL)
-		release_request(ctx, root, NULL);
+		release_request(ctx, root);
 	if (error != NULL)
 		*error = strdup(ctx->err[0] ? ctx->err : "request could not be built");
 	return NULL;

@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * json_scrub.h
- *	  Wipe the strings of a json-c value before it is freed.
+ *	  Leave no secret of a json-c value in freed memory (json_scrub.c).
  *
  * Pure C and json-c (no PostgreSQL headers): the protocol module's unit
  * test compiles it too.
@@ -14,5 +14,11 @@
 struct json_object;
 
 extern void json_scrub(struct json_object *v);
+
+/*
+ * v as json-c's plain text ('/' not escaped), malloc'd, with no copy left
+ * behind; NULL when out of memory or v holds a double.
+ */
+extern char *json_serialize_secret(struct json_object *v);
 
 #endif

@@ -1687,6 +1687,35 @@ test_scrub(void)
 	json_object_put(root);
 }
 
+/*
+ * json_serialize_secret writes what json-c writes (plain, '/' unescaped):
+ * escapes, control characters, nesting, empty containers, ints, booleans
+ * and null; and it refuses a double rather than guess json-c's form.
+ */
+static void
+test_serialize_secret(void)
+{
+	json_object *root = json_tokener_parse(
+		"{\"a\": \"plain / \\\"quoted\\\" back\\\\slash\", \"ctl\": \"\\b\\f\\n\\r\\t\\u0001\\u001f\\u007f\","
+		" \"utf8\": \"caf\u00e9\", \"list\": [\"x\", {\"k\": []}, {}, 12, -7, true, false, null],"
+		" \"long\": \"" "0123456789012345678901234567890123456789012345678901234567890123456789"
+		"0123456789012345678901234567890123456789012345678901234567890123456789" "\"}");
+	json_object *d = json_object_new_double(1.5);
+	const char *expected;
+	char	   *got;
+
+	if (!ok(root != NULL, "serialize: the test tree parses"))
+		return;
+	expected = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	got = json_serialize_secret(root);
+	ok(got != NULL && strcmp(got, expected) == 0, "serialize: the same text as json-c's plain form");
+	free(got);
+	got = json_serialize_secret(d);
+	ok(got == NULL, "serialize: a double is refused");
+	json_object_put(d);
+	json_object_put(root);
+}
+
 /* ----------------------------------------------------------------
  * Card on file and customer profiles (CIM)
  * ----------------------------------------------------------------
@@ -1984,6 +2013,7 @@ main(int argc, char **argv)
 	test_mutations();
 	test_threads();
 	test_scrub();
+	test_serialize_secret();
 
 	printf("1..%d\n", tap_n);
 	if (tap_failed)
