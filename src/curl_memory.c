@@ -20,9 +20,13 @@
 
 #include "curl_memory.h"
 
+/* allocations made through us: proof that curl uses this allocator */
+static uint64 allocations = 0;
+
 static void *
 wiped_malloc(size_t size)
 {
+	allocations++;
 	return malloc(size);
 }
 
@@ -56,19 +60,38 @@ wiped_realloc(void *ptr, size_t size)
 static char *
 wiped_strdup(const char *str)
 {
+	allocations++;
 	return strdup(str);
 }
 
 static void *
 wiped_calloc(size_t nmemb, size_t size)
 {
+	allocations++;
 	return calloc(nmemb, size);
 }
 
-/* curl_global_init with the allocator above. */
+/*
+ * curl_global_init with the allocator above.  *wiping tells whether curl
+ * really allocates through it: curl_global_init_mem does nothing (and says
+ * OK) when curl was initialized before, by another library loaded first.
+ */
 CURLcode
-curl_memory_global_init(long flags)
+curl_memory_global_init(long flags, bool *wiping)
 {
-	return curl_global_init_mem(flags, wiped_malloc, wiped_free, wiped_realloc,
-								wiped_strdup, wiped_calloc);
+	CURLcode	rc = curl_global_init_mem(flags, wiped_malloc, wiped_free, wiped_realloc,
+										  wiped_strdup, wiped_calloc);
+	uint64		before = allocations;
+	struct curl_slist *probe;
+
+	*wiping = false;
+	if (rc != CURLE_OK)
+		return rc;
+	probe = curl_slist_append(NULL, "probe");
+	if (probe != NULL)
+	{
+		*wiping = allocations > before;
+		curl_slist_free_all(probe);
+	}
+	return rc;
 }

@@ -10,6 +10,6 @@
 
 #include <curl/curl.h>
 
-extern CURLcode curl_memory_global_init(long flags);
+extern CURLcode curl_memory_global_init(long flags, bool *wiping);
 
 #endif

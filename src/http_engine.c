@@ -40,6 +40,7 @@
 #include "postgres.h"
 
 #include <sys/epoll.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "miscadmin.h"
@@ -54,7 +55,7 @@
 
 /* time away from the engine that still counts towards timeouts */
 #define ABSENCE_ALLOWANCE_US 100000
-/* a connection not made by then fails (sent nothing), as curl's did */
+/* a request not written by then (no connection) fails as not sent */
 #define CONNECT_LIMIT_MS 10000L
 
 struct HttpEngine
@@ -84,6 +85,20 @@ struct HttpEngine
 					(errcode(ERRCODE_SYSTEM_ERROR), \
 					 errmsg("libcurl multi call failed: %s", curl_multi_strerror(_mc)))); \
 	} while (0)
+
+/*
+ * The engine's clock, for timeouts and curl's timer: monotonic, so that a
+ * step of the system clock neither expires nor holds every request.
+ */
+static uint64
+clock_us(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
+		elog(ERROR, "clock_gettime(CLOCK_MONOTONIC) failed: %m");
+	return (uint64) ts.tv_sec * 1000000 + (uint64) ts.tv_nsec / 1000;
+}
 
 /*
  * curl's socket callback: keep the epoll set current.  socketp remembers
@@ -123,7 +138,7 @@ timer_callback(CURLM *multi pg_attribute_unused(), long timeout_ms, void *userp)
 	HttpEngine *engine = (HttpEngine *) userp;
 
 	engine->timer_ms = timeout_ms;
-	engine->timer_set_us = now_us();
+	engine->timer_set_us = clock_us();
 	return 0;
 }
 
@@ -181,7 +196,7 @@ http_engine_create(int max_connections)
 	dlist_init(&engine->waiting);
 	dlist_init(&engine->transfers);
 	dlist_init(&engine->done);
-	engine->left_us = now_us();
+	engine->left_us = clock_us();
 	CHECK_CURLM(curl_multi_setopt(engine->multi, CURLMOPT_SOCKETFUNCTION, socket_callback));
 	CHECK_CURLM(curl_multi_setopt(engine->multi, CURLMOPT_SOCKETDATA, engine));
 	CHECK_CURLM(curl_multi_setopt(engine->multi, CURLMOPT_TIMERFUNCTION, timer_callback));
@@ -223,7 +238,7 @@ static uint64
 time_counted(HttpEngine *engine, HttpRequest *req, uint64 now)
 {
 	uint64		away = absence(engine, now) - req->absent_at_start_us;
-	uint64		elapsed = now - req->started_us;
+	uint64		elapsed = now - req->clock_start_us;
 
 	return elapsed > away ? elapsed - away : 0;
 }
@@ -233,7 +248,8 @@ static bool
 hand_to_curl(HttpEngine *engine, HttpRequest *req)
 {
 	req->started_us = now_us();
-	req->absent_at_start_us = absence(engine, req->started_us);
+	req->clock_start_us = clock_us();
+	req->absent_at_start_us = absence(engine, req->clock_start_us);
 	if (curl_multi_add_handle(engine->multi, req->easy) != CURLM_OK)
 		return false;
 	engine->active++;
@@ -358,9 +374,12 @@ fail:
 	return false;
 }
 
-/* Whether a request's connection is made (a request may have been sent). */
+/*
+ * Whether the request was written (curl's pretransfer time is set when it
+ * is), so that it may have reached the gateway.
+ */
 static bool
-connected(HttpRequest *req)
+request_written(HttpRequest *req)
 {
 	curl_off_t	pretransfer = 0;
 
@@ -369,28 +388,19 @@ connected(HttpRequest *req)
 	return pretransfer > 0;
 }
 
-/* Decide whether a failed transfer could have reached the peer. */
+/*
+ * Decide whether a failed transfer could have reached the peer: once the
+ * request was written it may have arrived, whatever failed after (curl
+ * even resends on a new connection when a reused one dies after the
+ * write, and that connection can then fail to connect); before, nothing
+ * was sent (DNS, connect and TLS failures, a timeout while connecting).
+ */
 static HttpOutcome
 classify(HttpRequest *req)
 {
 	if (req->curl_code == CURLE_OK)
 		return HTTP_COMPLETED;
-	switch (req->curl_code)
-	{
-		case CURLE_COULDNT_RESOLVE_HOST:
-		case CURLE_COULDNT_RESOLVE_PROXY:
-		case CURLE_COULDNT_CONNECT:
-		case CURLE_SSL_CONNECT_ERROR:
-		case CURLE_PEER_FAILED_VERIFICATION:
-		case CURLE_SSL_CACERT_BADFILE:
-		case CURLE_UNSUPPORTED_PROTOCOL:
-		case CURLE_URL_MALFORMAT:
-			return HTTP_NOT_SENT;
-		default:
-			break;
-	}
-	/* a timeout before the transfer began (still connecting) sent nothing */
-	return connected(req) ? HTTP_UNKNOWN : HTTP_NOT_SENT;
+	return request_written(req) ? HTTP_UNKNOWN : HTTP_NOT_SENT;
 }
 
 /* Let curl run its timers and start transfers waiting for a connection. */
@@ -454,14 +464,15 @@ collect_done(HttpEngine *engine)
 
 /*
  * The time a request may take so far, in ms, given the time it has been
- * counted: first until its connection must be made, then its timeout.
+ * counted: until it must have been written (connection and TLS handshake
+ * made), then its timeout.
  */
 static long
 time_allowed(HttpRequest *req, long counted)
 {
 	long		connect_limit = Min(req->timeout_ms, CONNECT_LIMIT_MS);
 
-	if (counted < connect_limit || connect_limit == req->timeout_ms || !connected(req))
+	if (counted < connect_limit || connect_limit == req->timeout_ms || !request_written(req))
 		return connect_limit;
 	return req->timeout_ms;
 }
@@ -470,7 +481,7 @@ time_allowed(HttpRequest *req, long counted)
 static long
 next_deadline_ms(HttpEngine *engine)
 {
-	uint64		now = now_us();
+	uint64		now = clock_us();
 	long		next = -1;
 	dlist_iter	it;
 
@@ -493,7 +504,7 @@ next_deadline_ms(HttpEngine *engine)
 static int
 expire_overdue(HttpEngine *engine)
 {
-	uint64		now = now_us();
+	uint64		now = clock_us();
 	int			nexpired = 0;
 	dlist_mutable_iter it;
 
@@ -507,13 +518,14 @@ expire_overdue(HttpEngine *engine)
 			continue;
 		dlist_delete(&req->node);
 		req->curl_code = CURLE_OPERATION_TIMEDOUT;
-		req->finished_us = now;
+		req->finished_us = now_us();
 		req->http_status = 0;
 		req->outcome = classify(req);
+		transfer_over(engine, req);
+		/* after curl let go of the handle (and of the error buffer) */
 		snprintf(req->error, sizeof(req->error),
 				 req->outcome == HTTP_NOT_SENT ? "no connection to the gateway within %ld ms" :
 				 "no reply from the gateway within %ld ms", allowed);
-		transfer_over(engine, req);
 		nexpired++;
 	}
 	if (nexpired > 0)
@@ -535,7 +547,7 @@ http_engine_wait(HttpEngine *engine, long max_wait_ms, bool *latch_set)
 	long		deadline;
 	int			freed;
 	bool		sockets_ready = false;
-	uint64		now = now_us();
+	uint64		now = clock_us();
 
 	*latch_set = false;
 	/* the time away since the last call, beyond the allowance, is not counted */
@@ -546,7 +558,7 @@ http_engine_wait(HttpEngine *engine, long max_wait_ms, bool *latch_set)
 		timeout = Min(timeout, deadline);
 	if (engine->timer_ms >= 0)
 	{
-		long		elapsed = (long) ((now_us() - engine->timer_set_us) / 1000);
+		long		elapsed = (long) ((clock_us() - engine->timer_set_us) / 1000);
 		long		left = Max(engine->timer_ms - elapsed, 0L);
 
 		timeout = Min(timeout, left);
@@ -563,6 +575,15 @@ http_engine_wait(HttpEngine *engine, long max_wait_ms, bool *latch_set)
 		if (events[i].events & WL_SOCKET_READABLE)
 			sockets_ready = true;
 	}
+
+	/*
+	 * With transfers running, look at the sockets even when only the latch
+	 * was reported: a latch already set returns before the sockets are
+	 * polled, and a reply waiting there must be read before anything
+	 * expires.
+	 */
+	if (engine->active > 0)
+		sockets_ready = true;
 
 	/* drain the ready sockets without blocking, a batch at a time */
 	while (sockets_ready)
@@ -595,7 +616,7 @@ http_engine_wait(HttpEngine *engine, long max_wait_ms, bool *latch_set)
 	}
 
 	if (engine->timer_ms >= 0 &&
-		(long) ((now_us() - engine->timer_set_us) / 1000) >= engine->timer_ms)
+		(long) ((clock_us() - engine->timer_set_us) / 1000) >= engine->timer_ms)
 		run_timeouts(engine);
 	else if (n == 0 && engine->in_flight > 0)
 		run_timeouts(engine);	/* a quiet second: let curl look at everything */
@@ -613,7 +634,7 @@ http_engine_wait(HttpEngine *engine, long max_wait_ms, bool *latch_set)
 		(void) collect_done(engine);
 	}
 	engine->inside = false;
-	engine->left_us = now_us();
+	engine->left_us = clock_us();
 }
 
 /* Pop one finished request, or NULL. */

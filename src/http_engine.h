@@ -46,8 +46,9 @@ typedef struct HttpRequest
 	uint64		started_us;
 	uint64		finished_us;
 
-	/* the engine's: the timeout, and its absence count at the start */
+	/* the engine's: the timeout, its monotonic start, and absence then */
 	long		timeout_ms;
+	uint64		clock_start_us;
 	uint64		absent_at_start_us;
 } HttpRequest;
 

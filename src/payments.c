@@ -61,6 +61,8 @@ PG_FUNCTION_INFO_V1(pay_assert_preloaded);
 void
 _PG_init(void)
 {
+	bool		curl_wipes;
+
 	DefineCustomStringVariable("payments.merchant_id",
 							   "Merchant the session acts for when no JWT claim names one.",
 							   "Empty means the default merchant.",
@@ -292,10 +294,16 @@ _PG_init(void)
 	 * libcurl's global state must be set up once, before any thread exists:
 	 * the postmaster is the place, and backends and the worker inherit it.
 	 */
-	if (curl_memory_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+	if (curl_memory_global_init(CURL_GLOBAL_DEFAULT, &curl_wipes) != CURLE_OK)
 		ereport(FATAL,
 				(errcode(ERRCODE_SYSTEM_ERROR),
 				 errmsg("payments could not initialize libcurl")));
+	if (!curl_wipes)
+		ereport(WARNING,
+				(errcode(ERRCODE_WARNING),
+				 errmsg("payments cannot wipe the memory libcurl frees"),
+				 errdetail("Another library initialized libcurl first: copies of requests sent to the gateway, with card numbers, may stay in the worker's free memory."),
+				 errhint("Put payments before that library in shared_preload_libraries.")));
 
 	/* 0.1.0's vault key file goes; the log hook comes (card.c) */
 	payments_card_init();
