@@ -21,6 +21,16 @@
 #    the payment stays pending, and once the endpoint works it is sent
 #    again and charged once.  (The reply timeout, a request sent and never
 #    answered, is gateway_faults.sh's "hold".)
+# 3. A reused connection that dies after the request was written, when the
+#    new connection curl then tries on its own cannot be made: the gateway
+#    (a TLS proxy in front of the simulator) passes a second purchase on
+#    to the simulator, which charges it, then closes the connection without
+#    a reply and stops listening.  curl resends on a new connection, which
+#    is refused.  The request may have arrived: the operation is unknown
+#    (never_sent false), never "not sent" (which past the duplicate window
+#    would be sent again, a second charge); once the endpoint works it is
+#    resolved, charged once.  (Before, curl's "couldn't connect" made it
+#    "retry" with never_sent still true.)
 set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
 
@@ -35,6 +45,7 @@ cleanup() {
 	psqlq -c "ALTER SYSTEM RESET payments.worker_statement_timeout" -c "ALTER SYSTEM RESET payments.worker_lock_timeout" \
 		-c "SELECT pg_reload_conf()" >/dev/null 2>&1 || true
 	[ -z "${silent:-}" ] || kill "$silent" 2>/dev/null || true
+	[ -z "${proxy:-}" ] || kill "$proxy" 2>/dev/null || true
 	sim_stop
 }
 trap cleanup EXIT
@@ -128,4 +139,90 @@ is "$(as_merchant -c "SELECT count(*) FILTER (WHERE outcome <> 'retry') || '|' |
 	AND transport_error <> 'no connection to the gateway within 1500 ms') FROM payments.gateway_exchanges
 	WHERE merchant_id = $M AND operation_id = $op")" "1|0" \
 	"its exchanges: tries that never connected, then the one answered"
+
+# --- 3. a reused connection that dies after the write -----------------------
+proxy_port=$(free_port)
+sim_port=$(sed -n 's|https://127.0.0.1:\([0-9]*\)/.*|\1|p' <<<"$SIM_TLS_API")
+python3 - "$proxy_port" "$sim_port" "$SIMDIR/cert/server.pem" "$SIMDIR/cert/server.key" "$SIM_CA" \
+	"$SIMDIR/proxy.killed" <<'PY' &
+import http.client, socket, ssl, sys, threading
+port, sim_port, cert, key, ca, flag = int(sys.argv[1]), int(sys.argv[2]), *sys.argv[3:]
+server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+server_ctx.load_cert_chain(cert, key)
+upstream_ctx = ssl.create_default_context(cafile=ca)
+listener = socket.socket()
+listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+listener.bind(("127.0.0.1", port))
+listener.listen(16)
+killed = threading.Event()
+
+def read_request(f):
+	line = f.readline()
+	if not line:
+		return None
+	length = 0
+	while True:
+		h = f.readline()
+		if h in (b"\r\n", b"\n", b""):
+			break
+		name, _, value = h.decode().partition(":")
+		if name.strip().lower() == "content-length":
+			length = int(value)
+	return f.read(length)
+
+def serve(conn):
+	s = server_ctx.wrap_socket(conn, server_side=True)
+	f = s.makefile("rb")
+	n = 0
+	while True:
+		body = read_request(f)
+		if body is None:
+			break
+		n += 1
+		up = http.client.HTTPSConnection("127.0.0.1", sim_port, context=upstream_ctx)
+		up.request("POST", "/xml/v1/request.api", body, {"Content-Type": "application/json"})
+		reply = up.getresponse().read()
+		up.close()
+		if n >= 2 and b"createTransactionRequest" in body and not killed.is_set():
+			# the gateway has it (and charged it); the reply never comes
+			killed.set()
+			listener.shutdown(socket.SHUT_RDWR)	# refuse from now on (close alone would not stop accept)
+			listener.close()
+			s.close()
+			open(flag, "w").close()
+			return
+		s.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+			+ str(len(reply)).encode() + b"\r\n\r\n" + reply)
+
+while not killed.is_set():
+	try:
+		c, _ = listener.accept()
+	except OSError:
+		break
+	threading.Thread(target=serve, args=(c,), daemon=True).start()
+killed.wait()
+threading.Event().wait()
+PY
+proxy=$!
+sleep 0.5
+merchant_on_simulator reused 5000
+psqlq -c "UPDATE payments.gateway_config SET endpoint_url = 'https://127.0.0.1:$proxy_port/xml/v1/request.api' WHERE merchant_id = $M"
+card="pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 3, '123')"
+p1=$(as_merchant -c "SELECT payment_id FROM pay_purchase(amount => '23.00 USD', card => $card)")
+is "$(as_merchant -c "SELECT status FROM pay_wait($p1, '30 s')")" succeeded "through the proxy: a first purchase succeeds"
+p2=$(as_merchant -c "SELECT payment_id FROM pay_purchase(amount => '24.00 USD', card => $card)")
+op2=$(as_merchant -c "SELECT operation_id FROM pay_payment_operations($p2)")
+first_fate() {	# first exchange's outcome|never_sent, once the operation's fate is recorded
+	as_merchant -c "SELECT g.outcome || '|' || o.never_sent FROM payments.gateway_exchanges g
+		JOIN payments.operations o USING (merchant_id, operation_id)
+		WHERE g.merchant_id = $M AND g.operation_id = $op2 AND o.status <> 'sending'
+		ORDER BY g.exchange_id LIMIT 1"
+}
+fate=$(poll_value 30 first_fate)
+ok "$([ -f "$SIMDIR/proxy.killed" ] && echo 0 || echo 1)" "the second purchase reached the simulator and its connection died"
+is "$(sim_ledger_count "P$TAG$p2" charge)" 1 "... after the simulator charged it"
+like "$fate" '^(unknown|follow_up)\|false$' "the request may have arrived: unknown, never_sent false (not 'retry', never a blind resend)"
+psqlq -c "UPDATE payments.gateway_config SET endpoint_url = '$SIM_TLS_API' WHERE merchant_id = $M"
+is "$(as_merchant -c "SELECT status FROM pay_wait($p2, '30 s')")" succeeded "once the gateway answers, it is resolved: succeeded"
+is "$(sim_ledger_count "P$TAG$p2" charge)" 1 "charged once"
 tap_done
