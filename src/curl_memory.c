@@ -9,8 +9,9 @@
  * http_engine.c), so curl's copy stayed in the worker's free memory, where
  * a core file or a read of the process's memory would find it long after
  * the payment was answered.  The blocks curl frees are few and small (the
- * request, the receive buffer, connection state): clearing them costs
- * nothing measurable.  Set up with curl_global_init_mem (payments.c).
+ * request, the receive buffer, connection state): clearing them is cheap
+ * beside the TLS work of the same request.  Set up with
+ * curl_global_init_mem (payments.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -20,13 +21,18 @@
 
 #include "curl_memory.h"
 
-/* allocations made through us: proof that curl uses this allocator */
-static uint64 allocations = 0;
+/*
+ * The probe at start: set while it runs (in the postmaster, before any
+ * thread exists; only read afterwards), and whether curl called us then.
+ */
+static bool probing = false;
+static bool probed = false;
 
 static void *
 wiped_malloc(size_t size)
 {
-	allocations++;
+	if (probing)
+		probed = true;
 	return malloc(size);
 }
 
@@ -60,14 +66,16 @@ wiped_realloc(void *ptr, size_t size)
 static char *
 wiped_strdup(const char *str)
 {
-	allocations++;
+	if (probing)
+		probed = true;
 	return strdup(str);
 }
 
 static void *
 wiped_calloc(size_t nmemb, size_t size)
 {
-	allocations++;
+	if (probing)
+		probed = true;
 	return calloc(nmemb, size);
 }
 
@@ -81,16 +89,18 @@ curl_memory_global_init(long flags, bool *wiping)
 {
 	CURLcode	rc = curl_global_init_mem(flags, wiped_malloc, wiped_free, wiped_realloc,
 										  wiped_strdup, wiped_calloc);
-	uint64		before = allocations;
 	struct curl_slist *probe;
 
 	*wiping = false;
 	if (rc != CURLE_OK)
 		return rc;
+	probing = true;
+	probed = false;
 	probe = curl_slist_append(NULL, "probe");
+	probing = false;
 	if (probe != NULL)
 	{
-		*wiping = allocations > before;
+		*wiping = probed;
 		curl_slist_free_all(probe);
 	}
 	return rc;
