@@ -175,23 +175,23 @@ text_value(SecretText *t, struct json_object *v)
 					!text_value(t, json_object_array_get_idx(v, i)))
 					return false;
 			return text_append(t, "]", 1);
-		case json_type_null:
-			return text_append(t, "null", 4);
-		case json_type_boolean:
-			return json_object_get_boolean(v) ? text_append(t, "true", 4) :
-				text_append(t, "false", 5);
-		case json_type_int:
-			{
-				char		num[32];
-				int			n = snprintf(num, sizeof(num), "%lld",
-										 (long long) json_object_get_int64(v));
-
-				return text_append(t, num, (size_t) n);
-			}
 		default:
-			/* doubles: requests have none (amounts are strings) */
-			text_drop(t);
-			return false;
+			{
+				/*
+				 * null, booleans and numbers hold no secret: json-c writes
+				 * them as it would (a double's precision, an unsigned value
+				 * beyond int64), in a buffer of the value's own
+				 */
+				const char *text = json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN |
+																  JSON_C_TO_STRING_NOSLASHESCAPE);
+
+				if (text == NULL)
+				{
+					text_drop(t);
+					return false;
+				}
+				return text_append(t, text, strlen(text));
+			}
 	}
 }
 

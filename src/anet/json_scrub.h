@@ -17,7 +17,7 @@ extern void json_scrub(struct json_object *v);
 
 /*
  * v as json-c's plain text ('/' not escaped), malloc'd, with no copy left
- * behind; NULL when out of memory or v holds a double.
+ * behind; NULL when out of memory.
  */
 extern char *json_serialize_secret(struct json_object *v);
 
