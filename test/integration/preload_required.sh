@@ -81,4 +81,46 @@ is "$alive" t "and serves the database"
 out=$(cluster_psql "$dir" "$port" payments -Atc 'SELECT payments._wake_at_commit()' 2>&1) ; rc=$?
 ok "$rc" "the call that refused before the update works"
 
+# Another library that initializes libcurl before payments does (loaded
+# first in shared_preload_libraries): payments cannot put its wiping
+# allocator in, and says so at start, with what to change.
+warning='WARNING:  payments cannot wipe the memory libcurl frees'
+n=$(grep -cF "$warning" "$dir/postgres.log" || true)
+is "$n" 0 "with payments loaded first, no warning about libcurl's memory"
+cat > "$dir/curl_first.c" <<'C'
+#include "postgres.h"
+#include "fmgr.h"
+#include <curl/curl.h>
+PG_MODULE_MAGIC;
+void _PG_init(void);
+void
+_PG_init(void)
+{
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		elog(FATAL, "curl_first: curl_global_init failed");
+}
+C
+# the server's headers: the private tree the suite runs on has none
+for pc in pg_config /usr/bin/pg_config; do
+	inc=$("$pc" --includedir-server 2>/dev/null || true)
+	[ -f "$inc/postgres.h" ] && break
+done
+if cc -shared -fPIC -Wall -Werror -I"$inc" -o "$dir/curl_first.so" \
+	"$dir/curl_first.c" -lcurl > "$dir/cc.log" 2>&1; then r=0; else r=1; sed 's/^/# /' "$dir/cc.log"; fi
+ok "$r" "a module that initializes libcurl itself compiles"
+chmod 755 "$dir" "$dir/curl_first.so"
+cluster_stop "$dir"
+as_pg sed -i "s|^shared_preload_libraries = 'payments'|shared_preload_libraries = '$dir/curl_first.so, payments'|" "$dir/data/postgresql.conf"
+cluster_start "$dir"
+n=$(grep -cF "$warning" "$dir/postgres.log" || true)
+is "$n" 1 "loaded after a library that initialized libcurl, payments warns once at start"
+like "$(grep -F "$warning" -A2 "$dir/postgres.log")" 'HINT:  Put payments before that library in shared_preload_libraries\.' "with a hint"
+alive=f
+for _ in $(seq 120); do
+	alive=$(cluster_psql "$dir" "$port" payments -Atc "SELECT alive FROM payments.pay_worker_health()" 2>/dev/null || true)
+	[ "$alive" = t ] && break
+	sleep 0.5
+done
+is "$alive" t "and its worker still serves the database"
+
 tap_done
