@@ -93,11 +93,17 @@ struct HttpEngine
 static uint64
 clock_us(void)
 {
+	static uint64 last = 0;
 	struct timespec ts;
 
-	if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
-		elog(ERROR, "clock_gettime(CLOCK_MONOTONIC) failed: %m");
-	return (uint64) ts.tv_sec * 1000000 + (uint64) ts.tv_nsec / 1000;
+	/*
+	 * It cannot fail with a valid clock and pointer; were it to, time stands
+	 * still (timeouts wait) rather than an ERROR jumping out of a curl
+	 * callback, which runs this too.
+	 */
+	if (clock_gettime(CLOCK_MONOTONIC, &ts) == 0)
+		last = (uint64) ts.tv_sec * 1000000 + (uint64) ts.tv_nsec / 1000;
+	return last;
 }
 
 /*
@@ -124,8 +130,15 @@ socket_callback(CURL *easy pg_attribute_unused(), curl_socket_t fd, int what,
 		ev.events |= EPOLLIN;
 	if (what & CURL_POLL_OUT)
 		ev.events |= EPOLLOUT;
-	if (epoll_ctl(engine->epfd, socketp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) != 0)
-		return -1;				/* curl fails the transfer */
+	/*
+	 * The set and curl's note may disagree (a socket closed and its number
+	 * reused): add what is missing, change what is there.  Any other
+	 * failure makes curl fail the multi handle, and the worker restarts.
+	 */
+	if (epoll_ctl(engine->epfd, socketp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) != 0 &&
+		!(errno == (socketp ? ENOENT : EEXIST) &&
+		  epoll_ctl(engine->epfd, socketp ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &ev) == 0))
+		return -1;
 	if (socketp == NULL && curl_multi_assign(engine->multi, fd, engine) != CURLM_OK)
 		return -1;
 	return 0;
@@ -140,6 +153,25 @@ timer_callback(CURLM *multi pg_attribute_unused(), long timeout_ms, void *userp)
 	engine->timer_ms = timeout_ms;
 	engine->timer_set_us = clock_us();
 	return 0;
+}
+
+/*
+ * curl's pre-request callback, run each time it is about to send the
+ * request: once only.  When a reused connection dies after the request was
+ * written and before any reply, curl would send it again on a new
+ * connection, on its own, a second payment the gateway may take; instead
+ * the transfer fails, and it is unknown (classify: it was written), to be
+ * looked up as any other.
+ */
+static int
+prereq_callback(void *userp, char *conn_primary_ip pg_attribute_unused(),
+				char *conn_local_ip pg_attribute_unused(),
+				int conn_primary_port pg_attribute_unused(),
+				int conn_local_port pg_attribute_unused())
+{
+	HttpRequest *req = (HttpRequest *) userp;
+
+	return ++req->sends > 1 ? CURL_PREREQFUNC_ABORT : CURL_PREREQFUNC_OK;
 }
 
 /* Append reply bytes, up to the cap. */
@@ -264,6 +296,7 @@ hand_to_curl(HttpEngine *engine, HttpRequest *req)
 static void
 request_over(HttpEngine *engine, HttpRequest *req)
 {
+	req->duration_us = clock_us() - req->clock_start_us;
 	curl_easy_cleanup(req->easy);
 	req->easy = NULL;
 	curl_slist_free_all(req->headers);
@@ -338,6 +371,16 @@ http_engine_add(HttpEngine *engine, HttpRequest *req, const char *url,
 	/* no timeout of curl's: expire_overdue keeps them (see the header) */
 	req->timeout_ms = timeout_ms;
 	SETOPT(CURLOPT_NOSIGNAL, 1L);
+	req->sends = 0;
+	SETOPT(CURLOPT_PREREQFUNCTION, prereq_callback);
+	SETOPT(CURLOPT_PREREQDATA, req);
+	/*
+	 * HTTP/1.1, one request at a time on a connection: whether a failed
+	 * request was written is then known (classify), and the body is copied
+	 * only into curl's buffers, which its allocator wipes (curl_memory.c),
+	 * not into HTTP/2's frame buffers, which it does not.
+	 */
+	SETOPT(CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_1_1);
 	SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
 	SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
 	SETOPT(CURLOPT_SSL_VERIFYPEER, 1L);
@@ -454,6 +497,9 @@ collect_done(HttpEngine *engine)
 			strlcpy(req->error, curl_easy_strerror(req->curl_code), sizeof(req->error));
 		if (req->response_too_large)
 			strlcpy(req->error, "reply larger than the 1 MB cap", sizeof(req->error));
+		if (req->sends > 1)
+			strlcpy(req->error, "the connection closed after the request was written, before any reply; it is not sent again",
+					sizeof(req->error));
 		transfer_over(engine, req);
 		ndone++;
 	}

@@ -43,13 +43,15 @@ typedef struct HttpRequest
 	long		http_status;
 	CURLcode	curl_code;
 	char		error[CURL_ERROR_SIZE];
-	uint64		started_us;
+	uint64		started_us;		/* wall clock, for the exchange log */
 	uint64		finished_us;
+	uint64		duration_us;	/* monotonic, for the latency figures */
 
 	/* the engine's: the timeout, its monotonic start, and absence then */
 	long		timeout_ms;
 	uint64		clock_start_us;
 	uint64		absent_at_start_us;
+	int			sends;			/* times curl was about to send it */
 } HttpRequest;
 
 typedef struct HttpEngine HttpEngine;

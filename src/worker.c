@@ -200,6 +200,7 @@ start_transfer(WorkerState *ws, GatewayOp *op)
 	{
 		op->http.outcome = HTTP_NOT_SENT;
 		op->http.started_us = op->http.finished_us = now_us();
+		op->http.duration_us = 0;
 		dlist_push_tail(&ws->finished, &op->node);
 		return false;
 	}
@@ -572,8 +573,7 @@ interpret_one(WorkerState *ws, GatewayOp *op)
 	bool		started = true;
 	GatewayExchange *ex;
 
-	histogram_observe(&payments_shared->gateway_latency,
-					  op->http.finished_us - op->http.started_us);
+	histogram_observe(&payments_shared->gateway_latency, op->http.duration_us);
 	ex = gateway_interpret(op, &follow_up);
 	dlist_push_tail(&ws->exchanges, &ex->node);
 	if (!gateway_op_is_check(op))

@@ -31,6 +31,11 @@
 #    would be sent again, a second charge); once the endpoint works it is
 #    resolved, charged once.  (Before, curl's "couldn't connect" made it
 #    "retry" with never_sent still true.)
+#    The proxy offers HTTP/2 as well: every connection is HTTP/1.1.
+# 4. The same, but curl's new connection succeeds: curl used to send the
+#    purchase again over it on its own (a request the exchange log never
+#    showed, charged once only by the gateway's duplicate check).  Now the
+#    attempt is unknown, and every request the gateway got is logged.
 set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
 
@@ -143,18 +148,23 @@ is "$(as_merchant -c "SELECT count(*) FILTER (WHERE outcome <> 'retry') || '|' |
 # --- 3. a reused connection that dies after the write -----------------------
 proxy_port=$(free_port)
 sim_port=$(sed -n 's|https://127.0.0.1:\([0-9]*\)/.*|\1|p' <<<"$SIM_TLS_API")
-python3 - "$proxy_port" "$sim_port" "$SIMDIR/cert/server.pem" "$SIMDIR/cert/server.key" "$SIM_CA" \
-	"$SIMDIR/proxy.killed" <<'PY' &
-import http.client, socket, ssl, sys, threading
-port, sim_port, cert, key, ca, flag = int(sys.argv[1]), int(sys.argv[2]), *sys.argv[3:]
+# The proxy (modes: refuse, stop listening once the connection is killed;
+# accept, go on serving).  It offers HTTP/2 and HTTP/1.1 (ALPN), as a
+# gateway may, and logs each request it forwards: the protocol the
+# connection settled on, the request type and the invoice number.
+cat > "$SIMDIR/proxy.py" <<'PY'
+import http.client, re, socket, ssl, sys, threading
+port, sim_port, cert, key, ca, flag, mode, log = int(sys.argv[1]), int(sys.argv[2]), *sys.argv[3:]
 server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 server_ctx.load_cert_chain(cert, key)
+server_ctx.set_alpn_protocols(["h2", "http/1.1"])
 upstream_ctx = ssl.create_default_context(cafile=ca)
 listener = socket.socket()
 listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 listener.bind(("127.0.0.1", port))
 listener.listen(16)
 killed = threading.Event()
+log_lock = threading.Lock()
 
 def read_request(f):
 	line = f.readline()
@@ -165,10 +175,17 @@ def read_request(f):
 		h = f.readline()
 		if h in (b"\r\n", b"\n", b""):
 			break
-		name, _, value = h.decode().partition(":")
+		name, _, value = h.decode(errors="replace").partition(":")
 		if name.strip().lower() == "content-length":
 			length = int(value)
 	return f.read(length)
+
+def note(s, body):
+	kind = re.search(rb'^\s*\{\s*"(\w+)"', body)
+	inv = re.search(rb'"invoiceNumber"\s*:\s*"([^"]*)"', body)
+	with log_lock, open(log, "a") as out:
+		out.write("%s %s %s\n" % (s.selected_alpn_protocol() or "none",
+			kind.group(1).decode() if kind else "?", inv.group(1).decode() if inv else "-"))
 
 def serve(conn):
 	s = server_ctx.wrap_socket(conn, server_side=True)
@@ -179,6 +196,7 @@ def serve(conn):
 		if body is None:
 			break
 		n += 1
+		note(s, body)
 		up = http.client.HTTPSConnection("127.0.0.1", sim_port, context=upstream_ctx)
 		up.request("POST", "/xml/v1/request.api", body, {"Content-Type": "application/json"})
 		reply = up.getresponse().read()
@@ -186,23 +204,25 @@ def serve(conn):
 		if n >= 2 and b"createTransactionRequest" in body and not killed.is_set():
 			# the gateway has it (and charged it); the reply never comes
 			killed.set()
-			listener.shutdown(socket.SHUT_RDWR)	# refuse from now on (close alone would not stop accept)
-			listener.close()
+			if mode == "refuse":
+				listener.shutdown(socket.SHUT_RDWR)	# refuse from now on (close alone would not stop accept)
+				listener.close()
 			s.close()
 			open(flag, "w").close()
 			return
 		s.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
 			+ str(len(reply)).encode() + b"\r\n\r\n" + reply)
 
-while not killed.is_set():
+while True:
 	try:
 		c, _ = listener.accept()
 	except OSError:
 		break
 	threading.Thread(target=serve, args=(c,), daemon=True).start()
-killed.wait()
 threading.Event().wait()
 PY
+python3 "$SIMDIR/proxy.py" "$proxy_port" "$sim_port" "$SIMDIR/cert/server.pem" "$SIMDIR/cert/server.key" "$SIM_CA" \
+	"$SIMDIR/proxy.killed" refuse "$SIMDIR/proxy.log" &
 proxy=$!
 sleep 0.5
 merchant_on_simulator reused 5000
@@ -225,4 +245,42 @@ like "$fate" '^(unknown|follow_up)\|false$' "the request may have arrived: unkno
 psqlq -c "UPDATE payments.gateway_config SET endpoint_url = '$SIM_TLS_API' WHERE merchant_id = $M"
 is "$(as_merchant -c "SELECT status FROM pay_wait($p2, '30 s')")" succeeded "once the gateway answers, it is resolved: succeeded"
 is "$(sim_ledger_count "P$TAG$p2" charge)" 1 "charged once"
+is "$(awk '{ print $1 }' "$SIMDIR/proxy.log" | sort -u | paste -sd, -)" "http/1.1" \
+	"a gateway that offers HTTP/2 (ALPN) is spoken to in HTTP/1.1"
+
+# --- 4. curl never sends a request twice ------------------------------------
+# As in 3, but the new connection curl opens on its own succeeds: curl
+# would send the purchase again over it, a second request the exchange log
+# never shows (charged once only by the gateway's duplicate check).  Now
+# the request goes once per attempt: the attempt is unknown, and each
+# request the gateway got is in the exchange log.
+kill "$proxy" 2>/dev/null || true
+wait "$proxy" 2>/dev/null || true
+rm -f "$SIMDIR/proxy.killed" "$SIMDIR/proxy.log"
+proxy_port=$(free_port)
+python3 "$SIMDIR/proxy.py" "$proxy_port" "$sim_port" "$SIMDIR/cert/server.pem" "$SIMDIR/cert/server.key" "$SIM_CA" \
+	"$SIMDIR/proxy.killed" accept "$SIMDIR/proxy.log" &
+proxy=$!
+sleep 0.5
+merchant_on_simulator resend 5000
+psqlq -c "UPDATE payments.gateway_config SET endpoint_url = 'https://127.0.0.1:$proxy_port/xml/v1/request.api' WHERE merchant_id = $M"
+p3=$(as_merchant -c "SELECT payment_id FROM pay_purchase(amount => '25.00 USD', card => $card)")
+is "$(as_merchant -c "SELECT status FROM pay_wait($p3, '30 s')")" succeeded "through the proxy: a first purchase succeeds"
+p4=$(as_merchant -c "SELECT payment_id FROM pay_purchase(amount => '26.00 USD', card => $card)")
+op4=$(as_merchant -c "SELECT operation_id FROM pay_payment_operations($p4)")
+settled() {	# its status once final
+	as_merchant -c "SELECT status FROM payments.payments WHERE payment_id = $p4 AND status NOT IN ('pending', 'unknown')"
+}
+is "$(poll_value 60 settled)" succeeded "the second purchase, its connection killed after the write, succeeds"
+ok "$([ -f "$SIMDIR/proxy.killed" ] && echo 0 || echo 1)" "its connection died after the request reached the simulator"
+like "$(as_merchant -c "SELECT outcome || '|' || transport_error FROM payments.gateway_exchanges
+	WHERE merchant_id = $M AND operation_id = $op4 ORDER BY exchange_id LIMIT 1")" \
+	'^(unknown|follow_up)\|the connection closed after the request was written, before any reply; it is not sent again$' \
+	"its first attempt is unknown: the request is not sent again on a new connection"
+is "$(sim_ledger_count "P$TAG$p4" charge)" 1 "charged once"
+sent=$(grep -c " createTransactionRequest P$TAG$p4\$" "$SIMDIR/proxy.log" || true)
+logged=$(as_merchant -c "SELECT count(*) FROM payments.gateway_exchanges
+	WHERE merchant_id = $M AND operation_id = $op4 AND request_type = 'createTransactionRequest'")
+is "$sent" "$logged" "every purchase request the gateway got is in the exchange log ($sent sent)"
+is "$(awk '{ print $1 }' "$SIMDIR/proxy.log" | sort -u | paste -sd, -)" "http/1.1" "every connection HTTP/1.1"
 tap_done
