@@ -65,7 +65,7 @@ CREATE OR REPLACE FUNCTION payments._record_final_results(
 	p_error text[], p_account_number text[])
 	RETURNS integer
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	SET enable_seqscan = off
 	SET enable_hashjoin = off
 	SET enable_mergejoin = off
@@ -127,7 +127,7 @@ CREATE OR REPLACE FUNCTION payments._record_result(
 	p_retry_at timestamptz, p_error text, p_account_number text)
 	RETURNS void
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	SET enable_seqscan = off
 	SET plan_cache_mode = force_custom_plan
 	AS $$
@@ -205,7 +205,7 @@ $$;
 
 CREATE OR REPLACE FUNCTION payments._recover_in_flight() RETURNS integer
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	n integer;
@@ -321,7 +321,7 @@ CREATE FUNCTION payments._gateway_status_note(
 	p_ok_merchant bigint[],
 	OUT retry_at timestamptz[], OUT failing integer, OUT changed boolean)
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	m record;
@@ -391,7 +391,7 @@ CREATE FUNCTION payments._gateway_failing(p_limit integer)
 	RETURNS TABLE (merchant_id bigint, failing_since timestamptz, last_error_code text,
 		last_error_text text, total bigint)
 	LANGUAGE sql STABLE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT s.merchant_id, s.failing_since, s.last_error_code, s.last_error_text, count(*) OVER ()
 	FROM payments.gateway_status s
@@ -409,7 +409,7 @@ CREATE FUNCTION payments._claim_verifications(p_limit integer)
 	RETURNS TABLE (merchant_id bigint, requested_at timestamptz, api_login_id text,
 		transaction_key text, endpoint_url text, ca_file text, timeout_ms integer)
 	LANGUAGE sql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	UPDATE payments.gateway_status s SET verification = 'sending',
 		verification_sent_at = clock_timestamp(), updated_at = now()
@@ -434,7 +434,7 @@ CREATE FUNCTION payments._record_verification(p_merchant_id bigint, p_requested_
 	p_succeeded boolean, p_code text, p_text text)
 	RETURNS void
 	LANGUAGE sql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	UPDATE payments.gateway_status s SET
 		verification = CASE WHEN p_succeeded THEN 'succeeded' ELSE 'failed' END,
@@ -458,7 +458,7 @@ CREATE FUNCTION payments.pay_configure_gateway(
 	verify boolean DEFAULT false)
 	RETURNS void
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	m bigint := coalesce(pay_configure_gateway.merchant_id, payments.pay_current_merchant());
@@ -512,7 +512,7 @@ COMMENT ON FUNCTION payments.pay_configure_gateway(text, text, text, text, text,
 CREATE FUNCTION payments._wait_for_verification(p_merchant_id bigint, p_wait_ms integer)
 	RETURNS void
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	deadline timestamptz := clock_timestamp() + make_interval(secs => greatest(p_wait_ms, 0) / 1000.0);
@@ -549,7 +549,7 @@ CREATE FUNCTION payments.pay_gateway_status(merchant_id bigint DEFAULT NULL, wai
 		held_operations bigint, verification text, verification_requested_at timestamptz,
 		verification_finished_at timestamptz, verification_code text, verification_text text)
 	LANGUAGE sql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	-- its own statement: the answer is read with a snapshot taken after it
 	SELECT payments._wait_for_verification(coalesce($1, payments.pay_current_merchant()), $2)
@@ -614,7 +614,7 @@ DROP FUNCTION payments._settlement_candidates(integer);
 
 CREATE FUNCTION payments._gateway_time(t text) RETURNS timestamptz
 	LANGUAGE plpgsql STABLE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
 	IF t IS NULL OR t = '' THEN
@@ -636,7 +636,7 @@ CREATE FUNCTION payments._record_settlements(p_merchant_id bigint, p_trans_id te
 	p_batch_id text[], p_settled_at text[])
 	RETURNS integer
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	settled bigint[];
@@ -673,7 +673,7 @@ CREATE FUNCTION payments._settlement_candidates(p_limit integer)
 		created_at timestamptz, api_login_id text, transaction_key text, endpoint_url text,
 		ca_file text, timeout_ms integer)
 	LANGUAGE sql STABLE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT p.merchant_id, p.payment_id, p.gateway_trans_id, p.created_at,
 		g.api_login_id, g.transaction_key, g.endpoint_url, g.ca_file, g.timeout_ms
@@ -692,7 +692,7 @@ CREATE FUNCTION payments._record_refund_decision(p_merchant_id bigint, p_operati
 	p_decision text, p_note text)
 	RETURNS void
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	o payments.operations;
@@ -725,7 +725,7 @@ COMMENT ON FUNCTION payments._record_refund_decision(bigint, bigint, text, text)
 
 CREATE FUNCTION payments._recheck_waiting_refunds() RETURNS integer
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	n integer;
@@ -743,7 +743,7 @@ CREATE FUNCTION payments._review_candidates(p_limit integer)
 		gateway_trans_id text, api_login_id text, transaction_key text, endpoint_url text,
 		ca_file text, timeout_ms integer)
 	LANGUAGE sql STABLE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT p.merchant_id, p.payment_id, p.kind, p.invoice_number, p.gateway_trans_id,
 		g.api_login_id, g.transaction_key, g.endpoint_url, g.ca_file, g.timeout_ms
@@ -764,7 +764,7 @@ CREATE FUNCTION payments._resolve_review(p_merchant_id bigint, p_payment_id bigi
 	p_reason_code integer, p_reason_text text, p_auth_code text)
 	RETURNS text
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	p payments.payments;
@@ -819,7 +819,7 @@ CREATE OR REPLACE FUNCTION payments.pay_void(
 	correlation_id text DEFAULT NULL)
 	RETURNS payments.operations
 	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	p payments.payments := payments._lock_payment(pay_void.payment_id);
@@ -863,7 +863,7 @@ CREATE OR REPLACE FUNCTION payments.pay_refund(
 	correlation_id text DEFAULT NULL)
 	RETURNS payments.operations
 	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	p payments.payments := payments._lock_payment(pay_refund.payment_id);
@@ -923,7 +923,7 @@ COMMENT ON FUNCTION payments.pay_refund(bigint, payments.pay_amount, text, text,
 -- ---------------------------------------------------------------------------
 CREATE FUNCTION payments._check_idempotency_key(p_key text) RETURNS void
 	LANGUAGE plpgsql IMMUTABLE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
 	IF length(p_key) NOT BETWEEN 1 AND 255 THEN
@@ -947,7 +947,7 @@ COMMENT ON FUNCTION payments._check_gateway_input(payments.pay_amount, text, jso
 
 CREATE FUNCTION payments._check_opaque_data(p_opaque_data jsonb) RETURNS void
 	LANGUAGE plpgsql IMMUTABLE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	k text;
@@ -980,7 +980,7 @@ COMMENT ON FUNCTION payments._check_opaque_data(jsonb) IS
 CREATE OR REPLACE FUNCTION payments._idempotency_claim(p_merchant bigint, p_key text, p_kind text, p_hash text)
 	RETURNS payments.idempotency_keys
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	existing payments.idempotency_keys;
@@ -1012,7 +1012,7 @@ CREATE OR REPLACE FUNCTION payments._create_payment(
 	p_customer jsonb, p_metadata jsonb, p_idempotency_key text, p_correlation_id text)
 	RETURNS payments.payments
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	m bigint := payments.pay_current_merchant();
@@ -1245,7 +1245,7 @@ CREATE FUNCTION payments._list_payments_query(has_cursor boolean, has_status boo
 	has_customer_email boolean, has_amount_min boolean, has_amount_max boolean)
 	RETURNS text
 	LANGUAGE sql IMMUTABLE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT 'SELECT p.* FROM payments.payments p WHERE p.merchant_id = $1'
 		|| CASE WHEN has_cursor THEN ' AND (p.created_at, p.payment_id) < ($2, $3)' ELSE '' END
@@ -1275,7 +1275,7 @@ CREATE FUNCTION payments.pay_list_payments(
 	page_size integer DEFAULT 50)
 	RETURNS SETOF payments.payments
 	LANGUAGE plpgsql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	m bigint := payments.pay_current_merchant();
@@ -1447,7 +1447,7 @@ COMMENT ON FUNCTION payments._api_key_last_used(bigint) IS 'Internal: a key''s l
 -- key never wait for each other.
 CREATE FUNCTION payments._api_key_verify(api_key text, via_postgrest boolean) RETURNS payments.api_keys
 	LANGUAGE plpgsql VOLATILE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	k payments.api_keys;
@@ -1467,7 +1467,7 @@ COMMENT ON FUNCTION payments._api_key_verify(text, boolean) IS
 CREATE FUNCTION payments.pay_use_api_key(api_key text, OUT merchant_id bigint, OUT key_id bigint, OUT scopes text[])
 	RETURNS record
 	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	k payments.api_keys := payments._api_key_verify(api_key, false);
@@ -1483,7 +1483,7 @@ COMMENT ON FUNCTION payments.pay_use_api_key(text) IS
 -- PostgREST's db-pre-request: run before every request, in its transaction.
 CREATE FUNCTION payments.pay_postgrest_pre_request() RETURNS void
 	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	api_key text := nullif(current_setting('request.headers', true), '')::json ->> 'x-api-key';
@@ -1500,7 +1500,7 @@ COMMENT ON FUNCTION payments.pay_postgrest_pre_request() IS
 
 CREATE FUNCTION payments._check_api_key_scopes(scopes text[]) RETURNS text[]
 	LANGUAGE plpgsql IMMUTABLE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	bad text;
@@ -1529,7 +1529,7 @@ CREATE FUNCTION payments.pay_create_api_key(
 	burst integer DEFAULT NULL)
 	RETURNS payments.pay_api_key_secret
 	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	m bigint := coalesce(payments._api_key_admin(pay_create_api_key.merchant_id),
@@ -1565,7 +1565,7 @@ COMMENT ON FUNCTION payments.pay_create_api_key(bigint, text[], text, timestampt
 CREATE FUNCTION payments.pay_list_api_keys(merchant_id bigint DEFAULT NULL)
 	RETURNS SETOF payments.pay_api_key_info
 	LANGUAGE plpgsql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	m bigint := payments._api_key_admin(pay_list_api_keys.merchant_id);
@@ -1585,7 +1585,7 @@ COMMENT ON FUNCTION payments.pay_list_api_keys(bigint) IS
 -- A key the caller may manage, locked, or PT404 (another merchant's key is unknown too).
 CREATE FUNCTION payments._lock_api_key(p_key_id bigint) RETURNS payments.api_keys
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	m bigint := payments._api_key_admin(NULL);
@@ -1604,7 +1604,7 @@ COMMENT ON FUNCTION payments._lock_api_key(bigint) IS 'Internal: locks an API ke
 
 CREATE FUNCTION payments.pay_revoke_api_key(key_id bigint) RETURNS boolean
 	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	k payments.api_keys := payments._lock_api_key(pay_revoke_api_key.key_id);
@@ -1623,7 +1623,7 @@ COMMENT ON FUNCTION payments.pay_revoke_api_key(bigint) IS
 CREATE FUNCTION payments.pay_rotate_api_key(key_id bigint, overlap interval DEFAULT '1 hour')
 	RETURNS payments.pay_api_key_secret
 	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	k payments.api_keys := payments._lock_api_key(pay_rotate_api_key.key_id);
@@ -1716,7 +1716,7 @@ COMMENT ON FUNCTION payments._api_function_scope(name) IS
 
 CREATE FUNCTION payments._apply_api_scopes() RETURNS SETOF regprocedure
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	f regprocedure;
@@ -1755,7 +1755,7 @@ COMMENT ON FUNCTION payments._audit_row_hash(bigint, bigint, text, text, text, j
 
 CREATE OR REPLACE FUNCTION payments.pay_audit_verify(merchant_id bigint DEFAULT NULL) RETURNS jsonb
 	LANGUAGE plpgsql STABLE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	bad record;
@@ -1865,7 +1865,7 @@ INSERT INTO payments.status_transitions (entity, from_status, to_status) VALUES
 
 CREATE OR REPLACE FUNCTION payments._status_guard() RETURNS trigger
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	v_entity text := TG_ARGV[0];
@@ -1989,7 +1989,7 @@ SELECT pg_catalog.pg_extension_config_dump('payments.customers_customer_id_seq',
 -- installation (the invoice tag) and at most 20 characters.
 CREATE FUNCTION payments._gateway_customer_ref(p_customer_id bigint) RETURNS text
 	LANGUAGE sql STABLE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT 'C' || left(payments._invoice_tag(), 19 - length(p_customer_id::text)) || p_customer_id
 	$$;
@@ -2011,7 +2011,7 @@ CREATE FUNCTION payments._find_customer(p_customer_id bigint, p_lock boolean DEF
 	p_deleted_ok boolean DEFAULT true)
 	RETURNS payments.customers
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	c payments.customers;
@@ -2053,7 +2053,7 @@ CREATE FUNCTION payments._check_customer_input(p_email text, p_name text, p_exte
 	p_billing jsonb, p_metadata jsonb, p_correlation_id text)
 	RETURNS void
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
 	IF length(p_external_ref) > 255 THEN
@@ -2087,7 +2087,7 @@ CREATE FUNCTION payments.pay_create_customer(
 	correlation_id text DEFAULT NULL)
 	RETURNS payments.customers
 	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	m bigint := payments.pay_current_merchant();
@@ -2129,7 +2129,7 @@ CREATE FUNCTION payments.pay_update_customer(
 	correlation_id text DEFAULT NULL)
 	RETURNS payments.customers
 	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	c payments.customers := payments._find_customer(pay_update_customer.customer_id, true, false);
@@ -2169,7 +2169,7 @@ COMMENT ON FUNCTION payments.pay_update_customer(bigint, text, text, text, jsonb
 
 CREATE FUNCTION payments.pay_get_customer(customer_id bigint) RETURNS payments.customers
 	LANGUAGE sql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT * FROM payments._find_customer(pay_get_customer.customer_id)
 	$$;
@@ -2184,7 +2184,7 @@ CREATE FUNCTION payments.pay_find_customers(
 	page_size integer DEFAULT 50)
 	RETURNS SETOF payments.customers
 	LANGUAGE plpgsql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	m bigint := payments.pay_current_merchant();
@@ -2319,7 +2319,7 @@ COMMENT ON FUNCTION payments._payment_method_not_found(bigint) IS 'Internal: rai
 CREATE FUNCTION payments._find_payment_method(p_id bigint, p_lock boolean DEFAULT false)
 	RETURNS payments.payment_methods
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	pm payments.payment_methods;
@@ -2347,7 +2347,7 @@ CREATE FUNCTION payments._new_method_operation(p_merchant bigint, p_kind text, p
 	p_customer bigint, p_payment bigint, p_key text, p_correlation_id text)
 	RETURNS payments.operations
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	o payments.operations;
@@ -2378,7 +2378,7 @@ CREATE FUNCTION payments.pay_save_payment_method(
 	correlation_id text DEFAULT NULL)
 	RETURNS payments.payment_methods
 	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	c payments.customers := payments._find_customer(pay_save_payment_method.customer_id, true, false);
@@ -2463,7 +2463,7 @@ CREATE FUNCTION payments.pay_wait_payment_method(payment_method_id bigint,
 	timeout interval DEFAULT '30 seconds')
 	RETURNS payments.payment_methods
 	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	m bigint := payments.pay_current_merchant();
@@ -2486,7 +2486,7 @@ COMMENT ON FUNCTION payments.pay_wait_payment_method(bigint, interval) IS
 
 CREATE FUNCTION payments.pay_get_payment_method(payment_method_id bigint) RETURNS payments.payment_methods
 	LANGUAGE sql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT * FROM payments._find_payment_method(pay_get_payment_method.payment_method_id)
 	$$;
@@ -2496,7 +2496,7 @@ COMMENT ON FUNCTION payments.pay_get_payment_method(bigint) IS
 CREATE FUNCTION payments.pay_list_payment_methods(customer_id bigint, include_deleted boolean DEFAULT false)
 	RETURNS SETOF payments.payment_methods
 	LANGUAGE plpgsql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	c payments.customers := payments._find_customer(pay_list_payment_methods.customer_id);
@@ -2514,7 +2514,7 @@ CREATE FUNCTION payments.pay_set_default_payment_method(payment_method_id bigint
 	idempotency_key text DEFAULT NULL, correlation_id text DEFAULT NULL)
 	RETURNS payments.payment_methods
 	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	pm payments.payment_methods := payments._find_payment_method(pay_set_default_payment_method.payment_method_id, true);
@@ -2549,7 +2549,7 @@ CREATE FUNCTION payments.pay_delete_payment_method(payment_method_id bigint,
 	idempotency_key text DEFAULT NULL, correlation_id text DEFAULT NULL)
 	RETURNS payments.payment_methods
 	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	pm payments.payment_methods := payments._find_payment_method(pay_delete_payment_method.payment_method_id, true);
@@ -2586,7 +2586,7 @@ CREATE FUNCTION payments.pay_delete_customer(customer_id bigint,
 	idempotency_key text DEFAULT NULL, correlation_id text DEFAULT NULL)
 	RETURNS payments.customers
 	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	c payments.customers := payments._find_customer(pay_delete_customer.customer_id, true);
@@ -2615,7 +2615,7 @@ COMMENT ON FUNCTION payments.pay_delete_customer(bigint, text, text) IS
 CREATE FUNCTION payments._delete_customer_profile(c payments.customers, p_key text, p_corr text)
 	RETURNS void
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
 	IF EXISTS (SELECT 1 FROM payments.payment_methods x WHERE x.merchant_id = c.merchant_id
@@ -2676,7 +2676,7 @@ CREATE FUNCTION payments._record_method_result(p_merchant_id bigint, p_operation
 	p_retry_at timestamptz, p_error text)
 	RETURNS void
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	o payments.operations;
@@ -2744,7 +2744,7 @@ CREATE FUNCTION payments._note_network_trans_ids(p_merchant_id bigint[], p_opera
 	p_network_trans_id text[])
 	RETURNS void
 	LANGUAGE sql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	UPDATE payments.payment_methods pm SET network_trans_id = x.ntid, updated_at = clock_timestamp()
 	FROM unnest(p_merchant_id, p_operation_id, p_network_trans_id) AS x(merchant_id, operation_id, ntid),
@@ -2769,7 +2769,7 @@ CREATE FUNCTION payments._stored_method_for_payment(p_customer_id bigint, p_paym
 	p_other_methods integer)
 	RETURNS payments.payment_methods
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	pm payments.payment_methods;
@@ -2817,7 +2817,7 @@ COMMENT ON FUNCTION payments._stored_method_for_payment(bigint, bigint, integer)
 -- when the caller passes no customer object: its billing details and email.
 CREATE FUNCTION payments._customer_billing(p_customer_id bigint) RETURNS jsonb
 	LANGUAGE sql STABLE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT c.billing || jsonb_strip_nulls(jsonb_build_object('email', c.email))
 	FROM payments._find_customer(p_customer_id, false, false) c
@@ -2839,7 +2839,7 @@ COMMENT ON FUNCTION payments._card_expires_at(smallint, smallint) IS
 CREATE FUNCTION payments.pay_expiring_payment_methods(within_days integer DEFAULT 30)
 	RETURNS SETOF payments.payment_methods
 	LANGUAGE plpgsql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
 	IF within_days IS NULL OR within_days NOT BETWEEN 0 AND 3660 THEN
@@ -2862,7 +2862,7 @@ COMMENT ON FUNCTION payments.pay_expiring_payment_methods(integer) IS
 -- running it twice writes nothing twice).  Returns how many events it wrote.
 CREATE FUNCTION payments.pay_run_expiry_notices() RETURNS integer
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	n integer;
@@ -2913,7 +2913,7 @@ CREATE FUNCTION payments._create_payment(
 	p_customer_id bigint DEFAULT NULL, p_payment_method_id bigint DEFAULT NULL)
 	RETURNS payments.payments
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	m bigint := payments.pay_current_merchant();
@@ -3043,7 +3043,7 @@ CREATE FUNCTION payments.pay_purchase(
 	payment_method_id bigint DEFAULT NULL)
 	RETURNS payments.payments
 	LANGUAGE sql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT payments._create_payment('purchase', amount, card, opaque_data, customer_profile_id,
 		payment_profile_id, description, order_ref, customer, metadata, idempotency_key, correlation_id,
@@ -3069,7 +3069,7 @@ CREATE FUNCTION payments.pay_authorize(
 	payment_method_id bigint DEFAULT NULL)
 	RETURNS payments.payments
 	LANGUAGE sql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT payments._create_payment('authorize', amount, card, opaque_data, customer_profile_id,
 		payment_profile_id, description, order_ref, customer, metadata, idempotency_key, correlation_id,
@@ -3103,7 +3103,7 @@ CREATE FUNCTION payments._claim_operations(p_limit integer)
 		merchant_customer_id text, customer_email text, customer_name text, customer_billing jsonb,
 		original_network_trans_id text, method_card_last4 text, last_attempt_at timestamptz)
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	SET enable_seqscan = off
 	SET enable_bitmapscan = off
 	SET enable_sort = off
@@ -3202,7 +3202,7 @@ COMMENT ON TRIGGER payments_audit_truncate ON payments.payment_methods IS 'Audit
 -- Events that concern a customer: its own, its methods', its payments'.
 CREATE FUNCTION payments._customer_events(c payments.customers) RETURNS SETOF payments.events
 	LANGUAGE sql STABLE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT e.* FROM payments.events e
 	WHERE e.merchant_id = c.merchant_id
@@ -3217,7 +3217,7 @@ COMMENT ON FUNCTION payments._customer_events(payments.customers) IS
 
 CREATE FUNCTION payments.pay_export_customer(customer_id bigint) RETURNS jsonb
 	LANGUAGE plpgsql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	c payments.customers := payments._find_customer(pay_export_customer.customer_id);
@@ -3249,7 +3249,7 @@ CREATE FUNCTION payments.pay_erase_customer(customer_id bigint,
 	idempotency_key text DEFAULT NULL, correlation_id text DEFAULT NULL)
 	RETURNS payments.customers
 	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	c payments.customers := payments._find_customer(pay_erase_customer.customer_id, true);
@@ -3642,7 +3642,7 @@ COMMENT ON TRIGGER payments_audit_truncate ON payments.billing_clocks IS 'Audit:
 -- called from PL/pgSQL it was parsed and planned again at every call)
 CREATE FUNCTION payments._billing_now(p_merchant_id bigint) RETURNS timestamptz
 	LANGUAGE plpgsql STABLE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
 	IF current_setting('payments.test_clocks', true) IS DISTINCT FROM 'on' THEN
@@ -3662,7 +3662,7 @@ CREATE FUNCTION payments._period_start(p_anchor timestamp, p_time_zone text, p_u
 	p_count integer, p_index integer)
 	RETURNS timestamptz
 	LANGUAGE sql STABLE PARALLEL SAFE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT (p_anchor + CASE p_unit
 		WHEN 'day' THEN make_interval(days => p_count * p_index)
@@ -3696,7 +3696,7 @@ COMMENT ON FUNCTION payments._require_test_clocks() IS
 
 CREATE FUNCTION payments.pay_set_test_clock(frozen_at timestamptz) RETURNS timestamptz
 	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	m bigint := payments.pay_current_merchant();
@@ -3724,7 +3724,7 @@ COMMENT ON FUNCTION payments.pay_set_test_clock(timestamptz) IS
 
 CREATE FUNCTION payments.pay_advance_test_clock(by_interval interval) RETURNS timestamptz
 	LANGUAGE sql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT payments.pay_set_test_clock(payments._billing_now(payments.pay_current_merchant()) + by_interval)
 	$$;
@@ -3733,7 +3733,7 @@ COMMENT ON FUNCTION payments.pay_advance_test_clock(interval) IS
 
 CREATE FUNCTION payments.pay_clear_test_clock() RETURNS timestamptz
 	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
 	PERFORM payments._require_test_clocks();
@@ -3746,7 +3746,7 @@ COMMENT ON FUNCTION payments.pay_clear_test_clock() IS
 
 CREATE FUNCTION payments.pay_billing_now() RETURNS timestamptz
 	LANGUAGE sql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT payments._billing_now(payments.pay_current_merchant())
 	$$;
@@ -3768,7 +3768,7 @@ INSERT INTO payments.status_transitions (entity, from_status, to_status) VALUES
 -- profile left at the gateway so that it can be removed there.
 CREATE FUNCTION payments._customer_profile_kept(o payments.operations, p_reason text) RETURNS void
 	LANGUAGE sql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	UPDATE payments.payment_methods SET status = 'deleted'
 	WHERE merchant_id = o.merchant_id AND customer_id = o.customer_id AND status = 'deleting';
@@ -3789,7 +3789,7 @@ COMMENT ON FUNCTION payments._customer_profile_kept(payments.operations, text) I
 -- their way: the method pending, or deleting, again.
 CREATE FUNCTION payments._method_operation_dead() RETURNS trigger
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	why text := format('No answer from the gateway after %s attempts (%s); pay_retry_dead_letter can try again.',
@@ -3840,7 +3840,7 @@ CREATE OR REPLACE FUNCTION payments._record_method_result(p_merchant_id bigint, 
 	p_retry_at timestamptz, p_error text)
 	RETURNS void
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	o payments.operations;
@@ -3940,7 +3940,7 @@ COMMENT ON FUNCTION payments._subscription_not_found(bigint) IS 'Internal: raise
 CREATE FUNCTION payments._find_plan(p_plan_id bigint, p_lock boolean DEFAULT false)
 	RETURNS payments.plans
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	p payments.plans;
@@ -3966,7 +3966,7 @@ COMMENT ON FUNCTION payments._find_plan(bigint, boolean) IS
 CREATE FUNCTION payments._find_subscription(p_subscription_id bigint, p_lock boolean DEFAULT false)
 	RETURNS payments.subscriptions
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	s payments.subscriptions;
@@ -4010,7 +4010,7 @@ COMMENT ON FUNCTION payments._check_billing_interval(text, integer) IS
 -- A price per unit and period: positive, at most what the gateway takes.
 CREATE FUNCTION payments._check_price(p_price payments.pay_amount, p_what text) RETURNS void
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
 	IF p_price IS NULL THEN
@@ -4032,7 +4032,7 @@ COMMENT ON FUNCTION payments._check_price(payments.pay_amount, text) IS
 -- (a fixed offset without daylight saving) or a POSIX string is refused.
 CREATE FUNCTION payments._check_time_zone(p_time_zone text) RETURNS void
 	LANGUAGE plpgsql STABLE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	known boolean := false;
@@ -4097,7 +4097,7 @@ CREATE FUNCTION payments._period_index_at(p_anchor timestamp, p_time_zone text, 
 	p_count integer, p_at timestamptz)
 	RETURNS integer
 	LANGUAGE plpgsql STABLE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	n integer := floor(extract(epoch FROM ((p_at AT TIME ZONE p_time_zone) - p_anchor))
@@ -4130,7 +4130,7 @@ CREATE FUNCTION payments._prorate(p_amount payments.pay_amount, p_period_start t
 	p_period_end timestamptz, p_at timestamptz)
 	RETURNS payments.pay_amount
 	LANGUAGE sql IMMUTABLE PARALLEL SAFE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT CASE WHEN t.remaining <= 0 THEN p_amount * 0
 		WHEN t.remaining >= t.period THEN p_amount
@@ -4152,7 +4152,7 @@ CREATE FUNCTION payments._period_line(s payments.subscriptions, p_start timestam
 	p_from timestamptz)
 	RETURNS jsonb
 	LANGUAGE sql STABLE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT jsonb_build_object('kind', 'subscription',
 		'description', format('%s x %s, %s to %s%s', s.quantity, s.unit_amount,
@@ -4181,7 +4181,7 @@ CREATE FUNCTION payments.pay_create_plan(
 	correlation_id text DEFAULT NULL)
 	RETURNS payments.plans
 	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	m bigint := payments.pay_current_merchant();
@@ -4235,7 +4235,7 @@ CREATE FUNCTION payments.pay_update_plan(
 	correlation_id text DEFAULT NULL)
 	RETURNS payments.plans
 	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	p payments.plans := payments._find_plan(pay_update_plan.plan_id, true);
@@ -4280,7 +4280,7 @@ COMMENT ON FUNCTION payments.pay_update_plan(bigint, text, boolean, jsonb, payme
 
 CREATE FUNCTION payments.pay_get_plan(plan_id bigint) RETURNS payments.plans
 	LANGUAGE sql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT * FROM payments._find_plan(pay_get_plan.plan_id)
 	$$;
@@ -4293,7 +4293,7 @@ CREATE FUNCTION payments.pay_list_plans(
 	page_size integer DEFAULT 50)
 	RETURNS SETOF payments.plans
 	LANGUAGE plpgsql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	m bigint := payments.pay_current_merchant();
@@ -4340,7 +4340,7 @@ CREATE FUNCTION payments.pay_create_subscription(
 	correlation_id text DEFAULT NULL)
 	RETURNS payments.subscriptions
 	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	c payments.customers := payments._find_customer(pay_create_subscription.customer_id, false, false);
@@ -4489,7 +4489,7 @@ COMMENT ON FUNCTION payments.pay_create_subscription(bigint, bigint, payments.pa
 
 CREATE FUNCTION payments.pay_get_subscription(subscription_id bigint) RETURNS payments.subscriptions
 	LANGUAGE sql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT * FROM payments._find_subscription(pay_get_subscription.subscription_id)
 	$$;
@@ -4503,7 +4503,7 @@ CREATE FUNCTION payments.pay_list_subscriptions(
 	page_size integer DEFAULT 50)
 	RETURNS SETOF payments.subscriptions
 	LANGUAGE plpgsql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	m bigint := payments.pay_current_merchant();
@@ -4581,7 +4581,7 @@ CREATE FUNCTION payments.pay_update_subscription(
 	correlation_id text DEFAULT NULL)
 	RETURNS payments.subscriptions
 	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	s payments.subscriptions := payments._find_subscription(pay_update_subscription.subscription_id, true);
@@ -4656,7 +4656,7 @@ COMMENT ON FUNCTION payments.pay_update_subscription(bigint, bigint, jsonb, bool
 CREATE FUNCTION payments._end_subscription_now(s payments.subscriptions, now_ timestamptz)
 	RETURNS payments.subscriptions
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	in_flight bigint;
@@ -4691,7 +4691,7 @@ COMMENT ON FUNCTION payments._end_subscription_now(payments.subscriptions, times
 -- deletion, while a charge of one is in flight).
 CREATE FUNCTION payments._end_customer_subscriptions(c payments.customers) RETURNS void
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	s payments.subscriptions;
@@ -4716,7 +4716,7 @@ CREATE FUNCTION payments.pay_cancel_subscription(
 	correlation_id text DEFAULT NULL)
 	RETURNS payments.subscriptions
 	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	s payments.subscriptions := payments._find_subscription(pay_cancel_subscription.subscription_id, true);
@@ -4756,7 +4756,7 @@ CREATE FUNCTION payments.pay_pause_subscription(
 	idempotency_key text DEFAULT NULL)
 	RETURNS payments.subscriptions
 	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	s payments.subscriptions := payments._find_subscription(pay_pause_subscription.subscription_id, true);
@@ -4794,7 +4794,7 @@ CREATE FUNCTION payments.pay_resume_subscription(
 	idempotency_key text DEFAULT NULL)
 	RETURNS payments.subscriptions
 	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	s payments.subscriptions := payments._find_subscription(pay_resume_subscription.subscription_id, true);
@@ -4852,7 +4852,7 @@ CREATE FUNCTION payments._subscription_change(s payments.subscriptions, p_plan_i
 	p_price payments.pay_amount, p_quantity integer, p_proration text, p_at timestamptz)
 	RETURNS jsonb
 	LANGUAGE plpgsql STABLE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	p payments.plans;
@@ -4958,7 +4958,7 @@ CREATE FUNCTION payments.pay_preview_subscription_change(
 	proration text DEFAULT 'next_invoice')
 	RETURNS jsonb
 	LANGUAGE plpgsql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	s payments.subscriptions := payments._find_subscription(pay_preview_subscription_change.subscription_id);
@@ -4981,7 +4981,7 @@ CREATE FUNCTION payments.pay_change_subscription(
 	correlation_id text DEFAULT NULL)
 	RETURNS payments.subscriptions
 	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	s payments.subscriptions := payments._find_subscription(pay_change_subscription.subscription_id, true);
@@ -5029,7 +5029,7 @@ COMMENT ON FUNCTION payments.pay_change_subscription(bigint, bigint, payments.pa
 
 CREATE OR REPLACE FUNCTION payments.pay_export_customer(customer_id bigint) RETURNS jsonb
 	LANGUAGE plpgsql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	c payments.customers := payments._find_customer(pay_export_customer.customer_id);
@@ -5067,7 +5067,7 @@ CREATE OR REPLACE FUNCTION payments.pay_erase_customer(customer_id bigint,
 	idempotency_key text DEFAULT NULL, correlation_id text DEFAULT NULL)
 	RETURNS payments.customers
 	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	c payments.customers := payments._find_customer(pay_erase_customer.customer_id, true);
@@ -5161,7 +5161,7 @@ COMMENT ON FUNCTION payments._decline_is_final(text) IS
 -- (retry on days 1, 3, 5 and 7 after the first failure, then cancel).
 CREATE FUNCTION payments._dunning_policy(p_merchant_id bigint) RETURNS payments.dunning_policies
 	LANGUAGE sql STABLE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT * FROM (
 		SELECT d.* FROM payments.dunning_policies d WHERE d.merchant_id = p_merchant_id
@@ -5180,7 +5180,7 @@ CREATE FUNCTION payments._invoice_payment_method(p_merchant_id bigint, p_custome
 	p_payment_method_id bigint)
 	RETURNS payments.payment_methods
 	LANGUAGE plpgsql STABLE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	pm payments.payment_methods;
@@ -5206,7 +5206,7 @@ COMMENT ON FUNCTION payments._invoice_payment_method(bigint, bigint, bigint) IS
 
 CREATE OR REPLACE FUNCTION payments._charge_invoice(p_merchant_id bigint, p_invoice_id bigint) RETURNS bigint
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	inv payments.invoices;
@@ -5271,7 +5271,7 @@ CREATE OR REPLACE FUNCTION payments._issue_invoice(p_merchant_id bigint, p_subsc
 	p_lines jsonb DEFAULT NULL)
 	RETURNS payments.invoices
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	s payments.subscriptions;
@@ -5363,7 +5363,7 @@ CREATE FUNCTION payments._billing_event(p_merchant_id bigint, p_event_type text,
 	p_data jsonb, p_correlation_id text)
 	RETURNS void
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
 	INSERT INTO payments.events (merchant_id, event_type, payment_id, data, correlation_id)
@@ -5380,7 +5380,7 @@ COMMENT ON FUNCTION payments._billing_event(bigint, text, bigint, jsonb, text) I
 CREATE FUNCTION payments._subscription_invoice_paid(p_merchant_id bigint, p_subscription_id bigint)
 	RETURNS void
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
 	UPDATE payments.subscriptions s SET status = 'active', next_renewal_at = s.current_period_end
@@ -5402,7 +5402,7 @@ COMMENT ON FUNCTION payments._subscription_invoice_paid(bigint, bigint) IS
 CREATE FUNCTION payments._dunning_final_action(p_merchant_id bigint, p_invoice_id bigint)
 	RETURNS void
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	inv payments.invoices;
@@ -5449,7 +5449,7 @@ CREATE FUNCTION payments._invoice_payment_failed(p_merchant_id bigint, p_invoice
 	p_payment_id bigint, p_code text, p_reason text)
 	RETURNS payments.invoices
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	inv payments.invoices;
@@ -5533,7 +5533,7 @@ CREATE FUNCTION payments._invoice_payment_succeeded(p_merchant_id bigint, p_invo
 	p_payment_id bigint)
 	RETURNS void
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	inv payments.invoices;
@@ -5573,7 +5573,7 @@ COMMENT ON FUNCTION payments._invoice_payment_succeeded(bigint, bigint, bigint) 
 -- which would plan this trigger's statements afresh for every row)
 CREATE FUNCTION payments._invoice_payment_outcome() RETURNS trigger
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	SET plan_cache_mode = auto
 	AS $$
 BEGIN
@@ -5612,7 +5612,7 @@ COMMENT ON TRIGGER payments_invoice_outcome ON payments.payments IS
 CREATE FUNCTION payments._retry_open_invoice_now(p_merchant_id bigint, p_subscription_id bigint)
 	RETURNS integer
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	s payments.subscriptions;
@@ -5657,7 +5657,7 @@ COMMENT ON FUNCTION payments._retry_open_invoice_now(bigint, bigint) IS
 -- subscription of the customer in dunning that would be charged to it.
 CREATE FUNCTION payments._payment_method_dunning_retry() RETURNS trigger
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	sid bigint;
@@ -5698,7 +5698,7 @@ COMMENT ON TRIGGER payment_methods_dunning_retry ON payments.payment_methods IS
 -- due before it (the runs' index condition; exact per row after).
 CREATE FUNCTION payments._billing_horizon(p_merchant_id bigint) RETURNS timestamptz
 	LANGUAGE sql STABLE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT CASE
 		WHEN p_merchant_id IS NOT NULL THEN payments._billing_now(p_merchant_id)
@@ -5723,7 +5723,7 @@ COMMENT ON FUNCTION payments._billing_horizon(bigint) IS
 -- runs, each period invoiced.  Returns how many subscriptions were handled.
 CREATE FUNCTION payments._run_renewals(p_merchant_id bigint, p_limit integer) RETURNS integer
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	s payments.subscriptions;
@@ -5800,7 +5800,7 @@ COMMENT ON FUNCTION payments._run_renewals(bigint, integer) IS
 -- Returns how many invoices were handled.
 CREATE FUNCTION payments._run_dunning(p_merchant_id bigint, p_limit integer) RETURNS integer
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	c record;
@@ -5864,7 +5864,7 @@ COMMENT ON FUNCTION payments._run_dunning(bigint, integer) IS
 -- and its max_count checked.
 CREATE FUNCTION payments._billing_run_scope(p_max_count integer) RETURNS bigint
 	LANGUAGE plpgsql STABLE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	m bigint := payments.pay_current_merchant();
@@ -5886,21 +5886,21 @@ COMMENT ON FUNCTION payments._billing_run_scope(integer) IS
 
 CREATE FUNCTION payments.pay_run_renewals(max_count integer DEFAULT 1000) RETURNS integer
 	LANGUAGE sql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$ SELECT payments._run_renewals(payments._billing_run_scope(max_count), max_count) $$;
 COMMENT ON FUNCTION payments.pay_run_renewals(integer) IS
 	'Runs the renewals that are due now (by the billing clock): at most max_count (1-100000, default 1000) subscriptions of the current merchant, or of every merchant for the extension owner or a superuser naming none (pg_cron); expiries of incomplete subscriptions, cancellations at period end, next periods and their invoices, charged through the worker. Safe to run at the same time as the worker or another run. Returns how many subscriptions it handled.';
 
 CREATE FUNCTION payments.pay_run_dunning(max_count integer DEFAULT 1000) RETURNS integer
 	LANGUAGE sql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$ SELECT payments._run_dunning(payments._billing_run_scope(max_count), max_count) $$;
 COMMENT ON FUNCTION payments.pay_run_dunning(integer) IS
 	'Runs the dunning retries that are due now (by the billing clock): at most max_count (1-100000, default 1000) open invoices of the current merchant, or of every merchant for the extension owner or a superuser naming none (pg_cron); each is charged again, or given its final action after a final decline. Safe to run at the same time as the worker or another run. Returns how many invoices it handled.';
 
 CREATE FUNCTION payments.pay_get_dunning_policy() RETURNS payments.dunning_policies
 	LANGUAGE sql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT * FROM payments._dunning_policy(payments.pay_current_merchant())
 	$$;
@@ -5910,7 +5910,7 @@ COMMENT ON FUNCTION payments.pay_get_dunning_policy() IS
 CREATE FUNCTION payments.pay_set_dunning_policy(retry_days integer[] DEFAULT NULL, final_action text DEFAULT NULL)
 	RETURNS payments.dunning_policies
 	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	m bigint := payments.pay_current_merchant();
@@ -5944,7 +5944,7 @@ COMMENT ON FUNCTION payments.pay_set_dunning_policy(integer[], text) IS
 
 CREATE FUNCTION payments.pay_get_invoice(invoice_id bigint) RETURNS payments.invoices
 	LANGUAGE plpgsql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	r payments.invoices;
@@ -5968,7 +5968,7 @@ CREATE FUNCTION payments.pay_list_invoices(
 	page_size integer DEFAULT 50)
 	RETURNS SETOF payments.invoices
 	LANGUAGE plpgsql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	m bigint := payments.pay_current_merchant();
@@ -6050,7 +6050,7 @@ COMMENT ON FUNCTION payments._status_guard() IS
 -- called from PL/pgSQL is parsed and planned again in each transaction.
 CREATE OR REPLACE FUNCTION payments._correlation_id(given text) RETURNS text
 	LANGUAGE plpgsql VOLATILE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
 	RETURN coalesce(
@@ -6063,7 +6063,7 @@ END
 $$;
 CREATE OR REPLACE FUNCTION payments._invoice_tag() RETURNS text
 	LANGUAGE plpgsql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
 	RETURN (SELECT upper(encode(s.secret, 'hex')) FROM payments.installation_secrets s
@@ -6091,7 +6091,7 @@ CREATE FUNCTION payments._claim_operations(p_limit integer)
 		original_network_trans_id text, method_card_last4 text, last_attempt_at timestamptz,
 		recurring boolean, first_recurring boolean)
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	SET enable_seqscan = off
 	SET enable_bitmapscan = off
 	SET enable_sort = off
@@ -6203,7 +6203,7 @@ CREATE FUNCTION payments._queue_invoice_charge(p_invoice payments.invoices, pm p
 	p_payment_id bigint, p_background boolean)
 	RETURNS void
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	c payments.customers;
@@ -6234,7 +6234,7 @@ COMMENT ON FUNCTION payments._queue_invoice_charge(payments.invoices, payments.p
 CREATE FUNCTION payments._charge_invoice(p_merchant_id bigint, p_invoice_id bigint,
 	p_background boolean DEFAULT false) RETURNS bigint
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	inv payments.invoices;
@@ -6271,7 +6271,7 @@ CREATE FUNCTION payments._issue_invoice(p_merchant_id bigint, p_subscription_id 
 	p_lines jsonb DEFAULT NULL, p_background boolean DEFAULT false)
 	RETURNS payments.invoices
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	s payments.subscriptions;
@@ -6361,7 +6361,7 @@ COMMENT ON FUNCTION payments._issue_invoice(bigint, bigint, text, integer, times
 
 CREATE OR REPLACE FUNCTION payments._run_renewals(p_merchant_id bigint, p_limit integer) RETURNS integer
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	s payments.subscriptions;
@@ -6432,7 +6432,7 @@ COMMENT ON FUNCTION payments._run_renewals(bigint, integer) IS
 
 CREATE OR REPLACE FUNCTION payments._run_dunning(p_merchant_id bigint, p_limit integer) RETURNS integer
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	c record;
@@ -6501,7 +6501,7 @@ CREATE FUNCTION payments._claim_operations(p_limit integer, p_background_limit i
 		original_network_trans_id text, method_card_last4 text, last_attempt_at timestamptz,
 		recurring boolean, first_recurring boolean)
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	SET enable_seqscan = off
 	SET enable_bitmapscan = off
 	SET enable_sort = off
@@ -6630,7 +6630,7 @@ CREATE OR REPLACE FUNCTION payments._create_payment(
 	p_customer_id bigint DEFAULT NULL, p_payment_method_id bigint DEFAULT NULL)
 	RETURNS payments.payments
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	m bigint := payments.pay_current_merchant();
@@ -6762,7 +6762,7 @@ CREATE OR REPLACE FUNCTION payments.pay_purchase(
 	payment_method_id bigint DEFAULT NULL)
 	RETURNS payments.payments
 	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
 	RETURN payments._create_payment('purchase', amount, card, opaque_data, customer_profile_id,
@@ -6789,7 +6789,7 @@ CREATE OR REPLACE FUNCTION payments.pay_authorize(
 	payment_method_id bigint DEFAULT NULL)
 	RETURNS payments.payments
 	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
 	RETURN payments._create_payment('authorize', amount, card, opaque_data, customer_profile_id,
@@ -6803,7 +6803,9 @@ COMMENT ON FUNCTION payments.pay_authorize(payments.pay_amount, payments.pay_car
 -- In C (src/invoice_tag.c): every payment, refund and renewal reads it,
 -- and each backend keeps it until the table changes (the trigger below).
 CREATE OR REPLACE FUNCTION payments._invoice_tag() RETURNS text
-	LANGUAGE c STABLE SECURITY DEFINER AS 'MODULE_PATHNAME', 'pay_invoice_tag';
+	LANGUAGE c STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, payments, pg_temp
+	AS 'MODULE_PATHNAME', 'pay_invoice_tag';
 
 ------------------------------------------------------------------------------
 -- h-plans: the worker plans its claim and record statements once (issue 12;
@@ -6827,7 +6829,7 @@ CREATE OR REPLACE FUNCTION payments._claim_verifications(p_limit integer)
 	RETURNS TABLE (merchant_id bigint, requested_at timestamptz, api_login_id text,
 		transaction_key text, endpoint_url text, ca_file text, timeout_ms integer)
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
 	-- PL/pgSQL keeps the plan (a SQL function was planned again at every
@@ -6858,7 +6860,7 @@ CREATE OR REPLACE FUNCTION payments._record_exchanges(
 	p_correlation_id text[])
 	RETURNS void
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
 	INSERT INTO payments.gateway_exchanges (merchant_id, operation_id, attempt, request_type,
@@ -6879,7 +6881,7 @@ $$;
 -- call (a new installation's tables pass 500 rows together).
 CREATE OR REPLACE FUNCTION payments._refresh_statistics() RETURNS integer
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	SET default_statistics_target = 10
 	SET lock_timeout = '20ms'
 	AS $$
@@ -6924,7 +6926,7 @@ COMMENT ON FUNCTION payments._refresh_statistics() IS
 ------------------------------------------------------------------------------
 CREATE OR REPLACE FUNCTION payments._park_unconfigured() RETURNS integer
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	n integer;
@@ -6944,7 +6946,7 @@ $$;
 
 CREATE OR REPLACE FUNCTION payments._lock_payment(p_payment_id bigint) RETURNS payments.payments
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	p payments.payments;
@@ -6959,6 +6961,26 @@ BEGIN
 		PERFORM payments._not_found(p_payment_id);
 	END IF;
 	RETURN p;
+END
+$$;
+
+------------------------------------------------------------------------------
+-- h-temp-path: pg_temp last in every function's search_path.  Not listed,
+-- the caller's temporary schema is searched first for types and tables: a
+-- temporary domain named text, say, ran its CHECK as the owner inside a
+-- SECURITY DEFINER function.  The functions made above say so already;
+-- this mends those of 0.1.0 that 0.2.0 does not replace.
+------------------------------------------------------------------------------
+DO $$
+DECLARE
+	f regprocedure;
+BEGIN
+	FOR f IN SELECT p.oid::regprocedure FROM pg_proc p
+		WHERE p.pronamespace = 'payments'::regnamespace
+			AND 'search_path=pg_catalog, payments' = ANY (p.proconfig)
+	LOOP
+		EXECUTE format('ALTER FUNCTION %s SET search_path = pg_catalog, payments, pg_temp', f);
+	END LOOP;
 END
 $$;
 
@@ -7076,7 +7098,7 @@ COMMENT ON FUNCTION payments._api_function_names() IS
 
 CREATE FUNCTION payments.pay_grant_api(role regrole) RETURNS void
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	f regprocedure;
@@ -7094,7 +7116,7 @@ COMMENT ON FUNCTION payments.pay_grant_api(regrole) IS
 
 CREATE FUNCTION payments.pay_revoke_api(role regrole) RETURNS void
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	f regprocedure;
@@ -7113,7 +7135,7 @@ COMMENT ON FUNCTION payments.pay_revoke_api(regrole) IS
 
 CREATE FUNCTION payments._check_role(role regrole) RETURNS void
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
 	IF role IS NULL THEN
@@ -7130,7 +7152,7 @@ COMMENT ON FUNCTION payments._check_role(regrole) IS 'Internal: refuses a NULL o
 CREATE FUNCTION payments.pay_bind_role(role regrole, merchant_id bigint DEFAULT 1, grant_api boolean DEFAULT true)
 	RETURNS boolean
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
 	PERFORM payments._check_role(role);
@@ -7150,7 +7172,7 @@ COMMENT ON FUNCTION payments.pay_bind_role(regrole, bigint, boolean) IS
 
 CREATE FUNCTION payments.pay_unbind_role(role regrole, merchant_id bigint DEFAULT NULL) RETURNS integer
 	LANGUAGE sql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	WITH d AS (DELETE FROM payments.merchant_roles b
 		WHERE b.db_role = pay_unbind_role.role
@@ -7163,7 +7185,7 @@ COMMENT ON FUNCTION payments.pay_unbind_role(regrole, bigint) IS
 
 CREATE FUNCTION payments.pay_declare_postgrest_role(role regrole, grant_api boolean DEFAULT true) RETURNS boolean
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
 	PERFORM payments._check_role(role);
@@ -7184,7 +7206,7 @@ COMMENT ON FUNCTION payments.pay_declare_postgrest_role(regrole, boolean) IS
 
 CREATE FUNCTION payments.pay_grant_all_merchants(role regrole, grant_api boolean DEFAULT true) RETURNS boolean
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
 	PERFORM payments._check_role(role);
@@ -7200,7 +7222,7 @@ COMMENT ON FUNCTION payments.pay_grant_all_merchants(regrole, boolean) IS
 
 CREATE FUNCTION payments.pay_forget_role(role regrole) RETURNS void
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
 	DELETE FROM payments.merchant_roles b WHERE b.db_role = role;
@@ -7223,7 +7245,7 @@ COMMENT ON FUNCTION payments.pay_forget_role(regrole) IS
 -- role sees and changes only the rows of pay_current_merchant().
 CREATE FUNCTION payments._apply_row_security() RETURNS SETOF regclass
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	t regclass;
@@ -7250,7 +7272,7 @@ COMMENT ON FUNCTION payments._apply_row_security() IS
 
 CREATE OR REPLACE FUNCTION payments.pay_enable_row_security() RETURNS SETOF regclass
 	LANGUAGE sql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT payments._apply_row_security()
 	$$;
@@ -7266,7 +7288,7 @@ COMMENT ON FUNCTION payments.pay_enable_row_security() IS
 -- fingerprint in seconds, so it stays with the owner.
 CREATE FUNCTION payments._public_function(f regprocedure) RETURNS boolean
 	LANGUAGE sql STABLE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT (p.proname LIKE 'pay\_amount%' OR p.proname LIKE 'pay\_card%'
 			OR p.proname IN ('pay_currency', 'pay_minor_units', 'pay_currency_exponent', 'pay_currencies',
@@ -7286,7 +7308,7 @@ COMMENT ON FUNCTION payments._public_function(regprocedure) IS
 -- is unknown too (its existence is not revealed).
 CREATE FUNCTION payments._find_payment(p_payment_id bigint) RETURNS payments.payments
 	LANGUAGE plpgsql STABLE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	p payments.payments;
@@ -7312,7 +7334,7 @@ COMMENT ON FUNCTION payments._max_wait() IS 'Internal: the longest timeout pay_w
 CREATE OR REPLACE FUNCTION payments.pay_wait(payment_id bigint, timeout interval DEFAULT '30 seconds')
 	RETURNS payments.payments
 	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	m bigint := payments.pay_current_merchant();
@@ -7336,7 +7358,7 @@ COMMENT ON FUNCTION payments.pay_wait(bigint, interval) IS
 
 CREATE OR REPLACE FUNCTION payments.pay_get_payment(payment_id bigint) RETURNS payments.payments
 	LANGUAGE sql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT * FROM payments._find_payment(pay_get_payment.payment_id)
 	$$;
@@ -7345,7 +7367,7 @@ COMMENT ON FUNCTION payments.pay_get_payment(bigint) IS
 
 CREATE OR REPLACE FUNCTION payments.pay_payment_operations(payment_id bigint) RETURNS SETOF payments.operations
 	LANGUAGE sql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT o.* FROM payments._find_payment(pay_payment_operations.payment_id) p
 	JOIN payments.operations o ON o.merchant_id = p.merchant_id AND o.payment_id = p.payment_id

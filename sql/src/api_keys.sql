@@ -105,7 +105,7 @@ COMMENT ON FUNCTION payments._api_key_last_used(bigint) IS 'Internal: a key''s l
 -- key never wait for each other.
 CREATE FUNCTION payments._api_key_verify(api_key text, via_postgrest boolean) RETURNS payments.api_keys
 	LANGUAGE plpgsql VOLATILE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	k payments.api_keys;
@@ -125,7 +125,7 @@ COMMENT ON FUNCTION payments._api_key_verify(text, boolean) IS
 CREATE FUNCTION payments.pay_use_api_key(api_key text, OUT merchant_id bigint, OUT key_id bigint, OUT scopes text[])
 	RETURNS record
 	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	k payments.api_keys := payments._api_key_verify(api_key, false);
@@ -141,7 +141,7 @@ COMMENT ON FUNCTION payments.pay_use_api_key(text) IS
 -- PostgREST's db-pre-request: run before every request, in its transaction.
 CREATE FUNCTION payments.pay_postgrest_pre_request() RETURNS void
 	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	api_key text := nullif(current_setting('request.headers', true), '')::json ->> 'x-api-key';
@@ -158,7 +158,7 @@ COMMENT ON FUNCTION payments.pay_postgrest_pre_request() IS
 
 CREATE FUNCTION payments._check_api_key_scopes(scopes text[]) RETURNS text[]
 	LANGUAGE plpgsql IMMUTABLE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	bad text;
@@ -187,7 +187,7 @@ CREATE FUNCTION payments.pay_create_api_key(
 	burst integer DEFAULT NULL)
 	RETURNS payments.pay_api_key_secret
 	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	m bigint := coalesce(payments._api_key_admin(pay_create_api_key.merchant_id),
@@ -223,7 +223,7 @@ COMMENT ON FUNCTION payments.pay_create_api_key(bigint, text[], text, timestampt
 CREATE FUNCTION payments.pay_list_api_keys(merchant_id bigint DEFAULT NULL)
 	RETURNS SETOF payments.pay_api_key_info
 	LANGUAGE plpgsql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	m bigint := payments._api_key_admin(pay_list_api_keys.merchant_id);
@@ -243,7 +243,7 @@ COMMENT ON FUNCTION payments.pay_list_api_keys(bigint) IS
 -- A key the caller may manage, locked, or PT404 (another merchant's key is unknown too).
 CREATE FUNCTION payments._lock_api_key(p_key_id bigint) RETURNS payments.api_keys
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	m bigint := payments._api_key_admin(NULL);
@@ -262,7 +262,7 @@ COMMENT ON FUNCTION payments._lock_api_key(bigint) IS 'Internal: locks an API ke
 
 CREATE FUNCTION payments.pay_revoke_api_key(key_id bigint) RETURNS boolean
 	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	k payments.api_keys := payments._lock_api_key(pay_revoke_api_key.key_id);
@@ -281,7 +281,7 @@ COMMENT ON FUNCTION payments.pay_revoke_api_key(bigint) IS
 CREATE FUNCTION payments.pay_rotate_api_key(key_id bigint, overlap interval DEFAULT '1 hour')
 	RETURNS payments.pay_api_key_secret
 	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	k payments.api_keys := payments._lock_api_key(pay_rotate_api_key.key_id);
@@ -374,7 +374,7 @@ COMMENT ON FUNCTION payments._api_function_scope(name) IS
 
 CREATE FUNCTION payments._apply_api_scopes() RETURNS SETOF regprocedure
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	f regprocedure;

@@ -239,7 +239,7 @@ COMMENT ON FUNCTION payments._audit_batch_hash(bigint, bigint, bigint, bigint, b
 
 CREATE FUNCTION payments.pay_audit_seal(wait interval DEFAULT '5 seconds') RETURNS integer
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	horizon bigint;
@@ -301,7 +301,7 @@ COMMENT ON FUNCTION payments.pay_audit_seal(interval) IS
 
 CREATE FUNCTION payments.pay_audit_verify(merchant_id bigint DEFAULT NULL) RETURNS jsonb
 	LANGUAGE plpgsql STABLE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	bad record;
@@ -390,7 +390,7 @@ COMMENT ON FUNCTION payments.pay_audit_verify(bigint) IS
 
 CREATE FUNCTION payments.pay_audit_prune(older_than interval) RETURNS bigint
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	cutoff timestamptz;

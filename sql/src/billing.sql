@@ -59,7 +59,7 @@ COMMENT ON FUNCTION payments._decline_is_final(text) IS
 -- (retry on days 1, 3, 5 and 7 after the first failure, then cancel).
 CREATE FUNCTION payments._dunning_policy(p_merchant_id bigint) RETURNS payments.dunning_policies
 	LANGUAGE sql STABLE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT * FROM (
 		SELECT d.* FROM payments.dunning_policies d WHERE d.merchant_id = p_merchant_id
@@ -78,7 +78,7 @@ CREATE FUNCTION payments._invoice_payment_method(p_merchant_id bigint, p_custome
 	p_payment_method_id bigint)
 	RETURNS payments.payment_methods
 	LANGUAGE plpgsql STABLE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	pm payments.payment_methods;
@@ -108,7 +108,7 @@ CREATE FUNCTION payments._queue_invoice_charge(p_invoice payments.invoices, pm p
 	p_payment_id bigint, p_background boolean)
 	RETURNS void
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	c payments.customers;
@@ -139,7 +139,7 @@ COMMENT ON FUNCTION payments._queue_invoice_charge(payments.invoices, payments.p
 CREATE FUNCTION payments._charge_invoice(p_merchant_id bigint, p_invoice_id bigint,
 	p_background boolean DEFAULT false) RETURNS bigint
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	inv payments.invoices;
@@ -186,7 +186,7 @@ CREATE FUNCTION payments._issue_invoice(p_merchant_id bigint, p_subscription_id 
 	p_lines jsonb DEFAULT NULL, p_background boolean DEFAULT false)
 	RETURNS payments.invoices
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	s payments.subscriptions;
@@ -287,7 +287,7 @@ CREATE FUNCTION payments._billing_event(p_merchant_id bigint, p_event_type text,
 	p_data jsonb, p_correlation_id text)
 	RETURNS void
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
 	INSERT INTO payments.events (merchant_id, event_type, payment_id, data, correlation_id)
@@ -304,7 +304,7 @@ COMMENT ON FUNCTION payments._billing_event(bigint, text, bigint, jsonb, text) I
 CREATE FUNCTION payments._subscription_invoice_paid(p_merchant_id bigint, p_subscription_id bigint)
 	RETURNS void
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
 	UPDATE payments.subscriptions s SET status = 'active', next_renewal_at = s.current_period_end
@@ -326,7 +326,7 @@ COMMENT ON FUNCTION payments._subscription_invoice_paid(bigint, bigint) IS
 CREATE FUNCTION payments._dunning_final_action(p_merchant_id bigint, p_invoice_id bigint)
 	RETURNS void
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	inv payments.invoices;
@@ -373,7 +373,7 @@ CREATE FUNCTION payments._invoice_payment_failed(p_merchant_id bigint, p_invoice
 	p_payment_id bigint, p_code text, p_reason text)
 	RETURNS payments.invoices
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	inv payments.invoices;
@@ -457,7 +457,7 @@ CREATE FUNCTION payments._invoice_payment_succeeded(p_merchant_id bigint, p_invo
 	p_payment_id bigint)
 	RETURNS void
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	inv payments.invoices;
@@ -497,7 +497,7 @@ COMMENT ON FUNCTION payments._invoice_payment_succeeded(bigint, bigint, bigint) 
 -- of its own, which is not this trigger's to follow)
 CREATE FUNCTION payments._invoice_payment_outcome() RETURNS trigger
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	SET plan_cache_mode = auto
 	AS $$
 BEGIN
@@ -536,7 +536,7 @@ COMMENT ON TRIGGER payments_invoice_outcome ON payments.payments IS
 CREATE FUNCTION payments._retry_open_invoice_now(p_merchant_id bigint, p_subscription_id bigint)
 	RETURNS integer
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	s payments.subscriptions;
@@ -581,7 +581,7 @@ COMMENT ON FUNCTION payments._retry_open_invoice_now(bigint, bigint) IS
 -- subscription of the customer in dunning that would be charged to it.
 CREATE FUNCTION payments._payment_method_dunning_retry() RETURNS trigger
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	sid bigint;
@@ -622,7 +622,7 @@ COMMENT ON TRIGGER payment_methods_dunning_retry ON payments.payment_methods IS
 -- due before it (the runs' index condition; exact per row after).
 CREATE FUNCTION payments._billing_horizon(p_merchant_id bigint) RETURNS timestamptz
 	LANGUAGE sql STABLE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT CASE
 		WHEN p_merchant_id IS NOT NULL THEN payments._billing_now(p_merchant_id)
@@ -647,7 +647,7 @@ COMMENT ON FUNCTION payments._billing_horizon(bigint) IS
 -- runs, each period invoiced.  Returns how many subscriptions were handled.
 CREATE FUNCTION payments._run_renewals(p_merchant_id bigint, p_limit integer) RETURNS integer
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	s payments.subscriptions;
@@ -725,7 +725,7 @@ COMMENT ON FUNCTION payments._run_renewals(bigint, integer) IS
 -- Returns how many invoices were handled.
 CREATE FUNCTION payments._run_dunning(p_merchant_id bigint, p_limit integer) RETURNS integer
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	c record;
@@ -789,7 +789,7 @@ COMMENT ON FUNCTION payments._run_dunning(bigint, integer) IS
 -- and its max_count checked.
 CREATE FUNCTION payments._billing_run_scope(p_max_count integer) RETURNS bigint
 	LANGUAGE plpgsql STABLE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	m bigint := payments.pay_current_merchant();
@@ -811,21 +811,21 @@ COMMENT ON FUNCTION payments._billing_run_scope(integer) IS
 
 CREATE FUNCTION payments.pay_run_renewals(max_count integer DEFAULT 1000) RETURNS integer
 	LANGUAGE sql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$ SELECT payments._run_renewals(payments._billing_run_scope(max_count), max_count) $$;
 COMMENT ON FUNCTION payments.pay_run_renewals(integer) IS
 	'Runs the renewals that are due now (by the billing clock): at most max_count (1-100000, default 1000) subscriptions of the current merchant, or of every merchant for the extension owner or a superuser naming none (pg_cron); expiries of incomplete subscriptions, cancellations at period end, next periods and their invoices, charged through the worker. Safe to run at the same time as the worker or another run. Returns how many subscriptions it handled.';
 
 CREATE FUNCTION payments.pay_run_dunning(max_count integer DEFAULT 1000) RETURNS integer
 	LANGUAGE sql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$ SELECT payments._run_dunning(payments._billing_run_scope(max_count), max_count) $$;
 COMMENT ON FUNCTION payments.pay_run_dunning(integer) IS
 	'Runs the dunning retries that are due now (by the billing clock): at most max_count (1-100000, default 1000) open invoices of the current merchant, or of every merchant for the extension owner or a superuser naming none (pg_cron); each is charged again, or given its final action after a final decline. Safe to run at the same time as the worker or another run. Returns how many invoices it handled.';
 
 CREATE FUNCTION payments.pay_get_dunning_policy() RETURNS payments.dunning_policies
 	LANGUAGE sql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT * FROM payments._dunning_policy(payments.pay_current_merchant())
 	$$;
@@ -835,7 +835,7 @@ COMMENT ON FUNCTION payments.pay_get_dunning_policy() IS
 CREATE FUNCTION payments.pay_set_dunning_policy(retry_days integer[] DEFAULT NULL, final_action text DEFAULT NULL)
 	RETURNS payments.dunning_policies
 	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	m bigint := payments.pay_current_merchant();
@@ -869,7 +869,7 @@ COMMENT ON FUNCTION payments.pay_set_dunning_policy(integer[], text) IS
 
 CREATE FUNCTION payments.pay_get_invoice(invoice_id bigint) RETURNS payments.invoices
 	LANGUAGE plpgsql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	r payments.invoices;
@@ -893,7 +893,7 @@ CREATE FUNCTION payments.pay_list_invoices(
 	page_size integer DEFAULT 50)
 	RETURNS SETOF payments.invoices
 	LANGUAGE plpgsql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	m bigint := payments.pay_current_merchant();

@@ -23,7 +23,7 @@ COMMENT ON TRIGGER payments_audit_truncate ON payments.payment_methods IS 'Audit
 -- Events that concern a customer: its own, its methods', its payments'.
 CREATE FUNCTION payments._customer_events(c payments.customers) RETURNS SETOF payments.events
 	LANGUAGE sql STABLE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT e.* FROM payments.events e
 	WHERE e.merchant_id = c.merchant_id
@@ -38,7 +38,7 @@ COMMENT ON FUNCTION payments._customer_events(payments.customers) IS
 
 CREATE FUNCTION payments.pay_export_customer(customer_id bigint) RETURNS jsonb
 	LANGUAGE plpgsql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	c payments.customers := payments._find_customer(pay_export_customer.customer_id);
@@ -76,7 +76,7 @@ CREATE FUNCTION payments.pay_erase_customer(customer_id bigint,
 	idempotency_key text DEFAULT NULL, correlation_id text DEFAULT NULL)
 	RETURNS payments.customers
 	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	c payments.customers := payments._find_customer(pay_erase_customer.customer_id, true);

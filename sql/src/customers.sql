@@ -44,7 +44,7 @@ SELECT pg_catalog.pg_extension_config_dump('payments.customers_customer_id_seq',
 -- installation (the invoice tag) and at most 20 characters.
 CREATE FUNCTION payments._gateway_customer_ref(p_customer_id bigint) RETURNS text
 	LANGUAGE sql STABLE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT 'C' || left(payments._invoice_tag(), 19 - length(p_customer_id::text)) || p_customer_id
 	$$;
@@ -66,7 +66,7 @@ CREATE FUNCTION payments._find_customer(p_customer_id bigint, p_lock boolean DEF
 	p_deleted_ok boolean DEFAULT true)
 	RETURNS payments.customers
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	c payments.customers;
@@ -108,7 +108,7 @@ CREATE FUNCTION payments._check_customer_input(p_email text, p_name text, p_exte
 	p_billing jsonb, p_metadata jsonb, p_correlation_id text)
 	RETURNS void
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
 	IF length(p_external_ref) > 255 THEN
@@ -142,7 +142,7 @@ CREATE FUNCTION payments.pay_create_customer(
 	correlation_id text DEFAULT NULL)
 	RETURNS payments.customers
 	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	m bigint := payments.pay_current_merchant();
@@ -184,7 +184,7 @@ CREATE FUNCTION payments.pay_update_customer(
 	correlation_id text DEFAULT NULL)
 	RETURNS payments.customers
 	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	c payments.customers := payments._find_customer(pay_update_customer.customer_id, true, false);
@@ -224,7 +224,7 @@ COMMENT ON FUNCTION payments.pay_update_customer(bigint, text, text, text, jsonb
 
 CREATE FUNCTION payments.pay_get_customer(customer_id bigint) RETURNS payments.customers
 	LANGUAGE sql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT * FROM payments._find_customer(pay_get_customer.customer_id)
 	$$;
@@ -239,7 +239,7 @@ CREATE FUNCTION payments.pay_find_customers(
 	page_size integer DEFAULT 50)
 	RETURNS SETOF payments.customers
 	LANGUAGE plpgsql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	m bigint := payments.pay_current_merchant();

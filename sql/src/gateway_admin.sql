@@ -84,7 +84,7 @@ CREATE FUNCTION payments._gateway_status_note(
 	p_ok_merchant bigint[],
 	OUT retry_at timestamptz[], OUT failing integer, OUT changed boolean)
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	m record;
@@ -154,7 +154,7 @@ CREATE FUNCTION payments._gateway_failing(p_limit integer)
 	RETURNS TABLE (merchant_id bigint, failing_since timestamptz, last_error_code text,
 		last_error_text text, total bigint)
 	LANGUAGE sql STABLE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT s.merchant_id, s.failing_since, s.last_error_code, s.last_error_text, count(*) OVER ()
 	FROM payments.gateway_status s
@@ -172,7 +172,7 @@ CREATE FUNCTION payments._claim_verifications(p_limit integer)
 	RETURNS TABLE (merchant_id bigint, requested_at timestamptz, api_login_id text,
 		transaction_key text, endpoint_url text, ca_file text, timeout_ms integer)
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
 	-- PL/pgSQL keeps the plan (a SQL function was planned again at every
@@ -204,7 +204,7 @@ CREATE FUNCTION payments._record_verification(p_merchant_id bigint, p_requested_
 	p_succeeded boolean, p_code text, p_text text)
 	RETURNS void
 	LANGUAGE sql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	UPDATE payments.gateway_status s SET
 		verification = CASE WHEN p_succeeded THEN 'succeeded' ELSE 'failed' END,
@@ -227,7 +227,7 @@ CREATE FUNCTION payments.pay_configure_gateway(
 	verify boolean DEFAULT false)
 	RETURNS void
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	m bigint := coalesce(pay_configure_gateway.merchant_id, payments.pay_current_merchant());
@@ -281,7 +281,7 @@ COMMENT ON FUNCTION payments.pay_configure_gateway(text, text, text, text, text,
 CREATE FUNCTION payments._wait_for_verification(p_merchant_id bigint, p_wait_ms integer)
 	RETURNS void
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	deadline timestamptz := clock_timestamp() + make_interval(secs => greatest(p_wait_ms, 0) / 1000.0);
@@ -318,7 +318,7 @@ CREATE FUNCTION payments.pay_gateway_status(merchant_id bigint DEFAULT NULL, wai
 		held_operations bigint, verification text, verification_requested_at timestamptz,
 		verification_finished_at timestamptz, verification_code text, verification_text text)
 	LANGUAGE sql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	-- its own statement: the answer is read with a snapshot taken after it
 	SELECT payments._wait_for_verification(coalesce($1, payments.pay_current_merchant()), $2)
@@ -345,7 +345,7 @@ COMMENT ON FUNCTION payments.pay_gateway_status(bigint, integer) IS
 CREATE FUNCTION payments.pay_dead_letters()
 	RETURNS SETOF payments.operations
 	LANGUAGE sql STABLE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$ SELECT * FROM payments.operations WHERE status = 'dead' ORDER BY merchant_id, operation_id $$;
 REVOKE ALL ON FUNCTION payments.pay_dead_letters() FROM PUBLIC;
 COMMENT ON FUNCTION payments.pay_dead_letters() IS
@@ -354,7 +354,7 @@ COMMENT ON FUNCTION payments.pay_dead_letters() IS
 CREATE FUNCTION payments.pay_retry_dead_letter(merchant_id bigint, operation_id bigint)
 	RETURNS payments.operations
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	o payments.operations;
@@ -378,7 +378,7 @@ COMMENT ON FUNCTION payments.pay_retry_dead_letter(bigint, bigint) IS
 CREATE FUNCTION payments.pay_discard_dead_letter(merchant_id bigint, operation_id bigint)
 	RETURNS payments.operations
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	o payments.operations;

@@ -11,7 +11,7 @@
 -- called from PL/pgSQL is parsed and planned again in each transaction.
 CREATE FUNCTION payments._correlation_id(given text) RETURNS text
 	LANGUAGE plpgsql VOLATILE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
 	RETURN coalesce(
@@ -33,7 +33,7 @@ COMMENT ON FUNCTION payments._correlation_id(text) IS
 -- limit and the length, never the key.
 CREATE FUNCTION payments._check_idempotency_key(p_key text) RETURNS void
 	LANGUAGE plpgsql IMMUTABLE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
 	IF length(p_key) NOT BETWEEN 1 AND 255 THEN
@@ -64,7 +64,7 @@ COMMENT ON FUNCTION payments._check_gateway_input(payments.pay_amount, text, jso
 -- and dataValue (the gateway requires both).
 CREATE FUNCTION payments._check_opaque_data(p_opaque_data jsonb) RETURNS void
 	LANGUAGE plpgsql IMMUTABLE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	k text;
@@ -101,7 +101,7 @@ COMMENT ON FUNCTION payments._check_opaque_data(jsonb) IS
 CREATE FUNCTION payments._idempotency_claim(p_merchant bigint, p_key text, p_kind text, p_hash text)
 	RETURNS payments.idempotency_keys
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	existing payments.idempotency_keys;
@@ -150,7 +150,7 @@ CREATE FUNCTION payments._create_payment(
 	p_customer_id bigint DEFAULT NULL, p_payment_method_id bigint DEFAULT NULL)
 	RETURNS payments.payments
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	m bigint := payments.pay_current_merchant();
@@ -282,7 +282,7 @@ CREATE FUNCTION payments.pay_purchase(
 	payment_method_id bigint DEFAULT NULL)
 	RETURNS payments.payments
 	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
 	RETURN payments._create_payment('purchase', amount, card, opaque_data, customer_profile_id,
@@ -309,7 +309,7 @@ CREATE FUNCTION payments.pay_authorize(
 	payment_method_id bigint DEFAULT NULL)
 	RETURNS payments.payments
 	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
 	RETURN payments._create_payment('authorize', amount, card, opaque_data, customer_profile_id,
@@ -327,7 +327,7 @@ COMMENT ON FUNCTION payments.pay_authorize(payments.pay_amount, payments.pay_car
 -- Lock a payment of the current merchant, or raise PT404.
 CREATE FUNCTION payments._lock_payment(p_payment_id bigint) RETURNS payments.payments
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	p payments.payments;
@@ -350,7 +350,7 @@ COMMENT ON FUNCTION payments._lock_payment(bigint) IS 'Internal: locks a payment
 -- is unknown too (its existence is not revealed).
 CREATE FUNCTION payments._find_payment(p_payment_id bigint) RETURNS payments.payments
 	LANGUAGE plpgsql STABLE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	p payments.payments;
@@ -444,7 +444,7 @@ CREATE FUNCTION payments.pay_capture(
 	correlation_id text DEFAULT NULL)
 	RETURNS payments.operations
 	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	p payments.payments := payments._lock_payment(pay_capture.payment_id);
@@ -489,7 +489,7 @@ CREATE FUNCTION payments.pay_void(
 	correlation_id text DEFAULT NULL)
 	RETURNS payments.operations
 	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	p payments.payments := payments._lock_payment(pay_void.payment_id);
@@ -533,7 +533,7 @@ CREATE FUNCTION payments.pay_refund(
 	correlation_id text DEFAULT NULL)
 	RETURNS payments.operations
 	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	p payments.payments := payments._lock_payment(pay_refund.payment_id);
@@ -586,7 +586,7 @@ COMMENT ON FUNCTION payments.pay_refund(bigint, payments.pay_amount, text, text,
 CREATE FUNCTION payments.pay_wait(payment_id bigint, timeout interval DEFAULT '30 seconds')
 	RETURNS payments.payments
 	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	m bigint := payments.pay_current_merchant();
@@ -610,7 +610,7 @@ COMMENT ON FUNCTION payments.pay_wait(bigint, interval) IS
 
 CREATE FUNCTION payments.pay_get_payment(payment_id bigint) RETURNS payments.payments
 	LANGUAGE sql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT * FROM payments._find_payment(pay_get_payment.payment_id)
 	$$;
@@ -619,7 +619,7 @@ COMMENT ON FUNCTION payments.pay_get_payment(bigint) IS
 
 CREATE FUNCTION payments.pay_payment_operations(payment_id bigint) RETURNS SETOF payments.operations
 	LANGUAGE sql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT o.* FROM payments._find_payment(pay_payment_operations.payment_id) p
 	JOIN payments.operations o ON o.merchant_id = p.merchant_id AND o.payment_id = p.payment_id

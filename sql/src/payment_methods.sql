@@ -98,7 +98,7 @@ COMMENT ON FUNCTION payments._payment_method_not_found(bigint) IS 'Internal: rai
 CREATE FUNCTION payments._find_payment_method(p_id bigint, p_lock boolean DEFAULT false)
 	RETURNS payments.payment_methods
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	pm payments.payment_methods;
@@ -126,7 +126,7 @@ CREATE FUNCTION payments._new_method_operation(p_merchant bigint, p_kind text, p
 	p_customer bigint, p_payment bigint, p_key text, p_correlation_id text)
 	RETURNS payments.operations
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	o payments.operations;
@@ -157,7 +157,7 @@ CREATE FUNCTION payments.pay_save_payment_method(
 	correlation_id text DEFAULT NULL)
 	RETURNS payments.payment_methods
 	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	c payments.customers := payments._find_customer(pay_save_payment_method.customer_id, true, false);
@@ -242,7 +242,7 @@ CREATE FUNCTION payments.pay_wait_payment_method(payment_method_id bigint,
 	timeout interval DEFAULT '30 seconds')
 	RETURNS payments.payment_methods
 	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	m bigint := payments.pay_current_merchant();
@@ -265,7 +265,7 @@ COMMENT ON FUNCTION payments.pay_wait_payment_method(bigint, interval) IS
 
 CREATE FUNCTION payments.pay_get_payment_method(payment_method_id bigint) RETURNS payments.payment_methods
 	LANGUAGE sql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT * FROM payments._find_payment_method(pay_get_payment_method.payment_method_id)
 	$$;
@@ -275,7 +275,7 @@ COMMENT ON FUNCTION payments.pay_get_payment_method(bigint) IS
 CREATE FUNCTION payments.pay_list_payment_methods(customer_id bigint, include_deleted boolean DEFAULT false)
 	RETURNS SETOF payments.payment_methods
 	LANGUAGE plpgsql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	c payments.customers := payments._find_customer(pay_list_payment_methods.customer_id);
@@ -293,7 +293,7 @@ CREATE FUNCTION payments.pay_set_default_payment_method(payment_method_id bigint
 	idempotency_key text DEFAULT NULL, correlation_id text DEFAULT NULL)
 	RETURNS payments.payment_methods
 	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	pm payments.payment_methods := payments._find_payment_method(pay_set_default_payment_method.payment_method_id, true);
@@ -328,7 +328,7 @@ CREATE FUNCTION payments.pay_delete_payment_method(payment_method_id bigint,
 	idempotency_key text DEFAULT NULL, correlation_id text DEFAULT NULL)
 	RETURNS payments.payment_methods
 	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	pm payments.payment_methods := payments._find_payment_method(pay_delete_payment_method.payment_method_id, true);
@@ -365,7 +365,7 @@ CREATE FUNCTION payments.pay_delete_customer(customer_id bigint,
 	idempotency_key text DEFAULT NULL, correlation_id text DEFAULT NULL)
 	RETURNS payments.customers
 	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	c payments.customers := payments._find_customer(pay_delete_customer.customer_id, true);
@@ -394,7 +394,7 @@ COMMENT ON FUNCTION payments.pay_delete_customer(bigint, text, text) IS
 CREATE FUNCTION payments._delete_customer_profile(c payments.customers, p_key text, p_corr text)
 	RETURNS void
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
 	IF EXISTS (SELECT 1 FROM payments.payment_methods x WHERE x.merchant_id = c.merchant_id
@@ -455,7 +455,7 @@ CREATE FUNCTION payments._record_method_result(p_merchant_id bigint, p_operation
 	p_retry_at timestamptz, p_error text)
 	RETURNS void
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	o payments.operations;
@@ -524,7 +524,7 @@ COMMENT ON FUNCTION payments._record_method_result(bigint, bigint, text, text, t
 -- profile left at the gateway so that it can be removed there.
 CREATE FUNCTION payments._customer_profile_kept(o payments.operations, p_reason text) RETURNS void
 	LANGUAGE sql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	UPDATE payments.payment_methods SET status = 'deleted'
 	WHERE merchant_id = o.merchant_id AND customer_id = o.customer_id AND status = 'deleting';
@@ -545,7 +545,7 @@ COMMENT ON FUNCTION payments._customer_profile_kept(payments.operations, text) I
 -- their way: the method pending, or deleting, again.
 CREATE FUNCTION payments._method_operation_dead() RETURNS trigger
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	why text := format('No answer from the gateway after %s attempts (%s); pay_retry_dead_letter can try again.',
@@ -597,7 +597,7 @@ CREATE FUNCTION payments._note_network_trans_ids(p_merchant_id bigint[], p_opera
 	p_network_trans_id text[])
 	RETURNS void
 	LANGUAGE sql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	UPDATE payments.payment_methods pm SET network_trans_id = x.ntid, updated_at = clock_timestamp()
 	FROM unnest(p_merchant_id, p_operation_id, p_network_trans_id) AS x(merchant_id, operation_id, ntid),
@@ -622,7 +622,7 @@ CREATE FUNCTION payments._stored_method_for_payment(p_customer_id bigint, p_paym
 	p_other_methods integer)
 	RETURNS payments.payment_methods
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	pm payments.payment_methods;
@@ -670,7 +670,7 @@ COMMENT ON FUNCTION payments._stored_method_for_payment(bigint, bigint, integer)
 -- when the caller passes no customer object: its billing details and email.
 CREATE FUNCTION payments._customer_billing(p_customer_id bigint) RETURNS jsonb
 	LANGUAGE sql STABLE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT c.billing || jsonb_strip_nulls(jsonb_build_object('email', c.email))
 	FROM payments._find_customer(p_customer_id, false, false) c
@@ -692,7 +692,7 @@ COMMENT ON FUNCTION payments._card_expires_at(smallint, smallint) IS
 CREATE FUNCTION payments.pay_expiring_payment_methods(within_days integer DEFAULT 30)
 	RETURNS SETOF payments.payment_methods
 	LANGUAGE plpgsql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
 	IF within_days IS NULL OR within_days NOT BETWEEN 0 AND 3660 THEN
@@ -715,7 +715,7 @@ COMMENT ON FUNCTION payments.pay_expiring_payment_methods(integer) IS
 -- running it twice writes nothing twice).  Returns how many events it wrote.
 CREATE FUNCTION payments.pay_run_expiry_notices() RETURNS integer
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	n integer;

@@ -22,7 +22,7 @@ CREATE FUNCTION payments._list_payments_query(has_cursor boolean, has_status boo
 	has_customer_email boolean, has_amount_min boolean, has_amount_max boolean)
 	RETURNS text
 	LANGUAGE sql IMMUTABLE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT 'SELECT p.* FROM payments.payments p WHERE p.merchant_id = $1'
 		|| CASE WHEN has_cursor THEN ' AND (p.created_at, p.payment_id) < ($2, $3)' ELSE '' END
@@ -52,7 +52,7 @@ CREATE FUNCTION payments.pay_list_payments(
 	page_size integer DEFAULT 50)
 	RETURNS SETOF payments.payments
 	LANGUAGE plpgsql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	m bigint := payments.pay_current_merchant();

@@ -58,7 +58,9 @@ INSERT INTO payments.installation_secrets (purpose, secret)
 -- In C (src/invoice_tag.c): every payment, refund and renewal reads it,
 -- and each backend keeps it until the table changes (the trigger below).
 CREATE FUNCTION payments._invoice_tag() RETURNS text
-	LANGUAGE c STABLE SECURITY DEFINER AS 'MODULE_PATHNAME', 'pay_invoice_tag';
+	LANGUAGE c STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, payments, pg_temp
+	AS 'MODULE_PATHNAME', 'pay_invoice_tag';
 REVOKE ALL ON FUNCTION payments._invoice_tag() FROM PUBLIC;
 COMMENT ON FUNCTION payments._invoice_tag() IS
 	'Internal: this installation''s six-character tag in invoice numbers (P<tag><payment_id>, R<tag><operation_id>), from installation_secrets.';

@@ -290,7 +290,7 @@ COMMENT ON TRIGGER payments_audit_truncate ON payments.billing_clocks IS 'Audit:
 -- called from PL/pgSQL it was parsed and planned again at every call)
 CREATE FUNCTION payments._billing_now(p_merchant_id bigint) RETURNS timestamptz
 	LANGUAGE plpgsql STABLE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
 	IF current_setting('payments.test_clocks', true) IS DISTINCT FROM 'on' THEN
@@ -310,7 +310,7 @@ CREATE FUNCTION payments._period_start(p_anchor timestamp, p_time_zone text, p_u
 	p_count integer, p_index integer)
 	RETURNS timestamptz
 	LANGUAGE sql STABLE PARALLEL SAFE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT (p_anchor + CASE p_unit
 		WHEN 'day' THEN make_interval(days => p_count * p_index)
@@ -344,7 +344,7 @@ COMMENT ON FUNCTION payments._require_test_clocks() IS
 
 CREATE FUNCTION payments.pay_set_test_clock(frozen_at timestamptz) RETURNS timestamptz
 	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	m bigint := payments.pay_current_merchant();
@@ -372,7 +372,7 @@ COMMENT ON FUNCTION payments.pay_set_test_clock(timestamptz) IS
 
 CREATE FUNCTION payments.pay_advance_test_clock(by_interval interval) RETURNS timestamptz
 	LANGUAGE sql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT payments.pay_set_test_clock(payments._billing_now(payments.pay_current_merchant()) + by_interval)
 	$$;
@@ -381,7 +381,7 @@ COMMENT ON FUNCTION payments.pay_advance_test_clock(interval) IS
 
 CREATE FUNCTION payments.pay_clear_test_clock() RETURNS timestamptz
 	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
 	PERFORM payments._require_test_clocks();
@@ -394,7 +394,7 @@ COMMENT ON FUNCTION payments.pay_clear_test_clock() IS
 
 CREATE FUNCTION payments.pay_billing_now() RETURNS timestamptz
 	LANGUAGE sql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT payments._billing_now(payments.pay_current_merchant())
 	$$;

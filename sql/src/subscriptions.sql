@@ -29,7 +29,7 @@ COMMENT ON FUNCTION payments._subscription_not_found(bigint) IS 'Internal: raise
 CREATE FUNCTION payments._find_plan(p_plan_id bigint, p_lock boolean DEFAULT false)
 	RETURNS payments.plans
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	p payments.plans;
@@ -55,7 +55,7 @@ COMMENT ON FUNCTION payments._find_plan(bigint, boolean) IS
 CREATE FUNCTION payments._find_subscription(p_subscription_id bigint, p_lock boolean DEFAULT false)
 	RETURNS payments.subscriptions
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	s payments.subscriptions;
@@ -99,7 +99,7 @@ COMMENT ON FUNCTION payments._check_billing_interval(text, integer) IS
 -- A price per unit and period: positive, at most what the gateway takes.
 CREATE FUNCTION payments._check_price(p_price payments.pay_amount, p_what text) RETURNS void
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
 	IF p_price IS NULL THEN
@@ -121,7 +121,7 @@ COMMENT ON FUNCTION payments._check_price(payments.pay_amount, text) IS
 -- (a fixed offset without daylight saving) or a POSIX string is refused.
 CREATE FUNCTION payments._check_time_zone(p_time_zone text) RETURNS void
 	LANGUAGE plpgsql STABLE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	known boolean := false;
@@ -186,7 +186,7 @@ CREATE FUNCTION payments._period_index_at(p_anchor timestamp, p_time_zone text, 
 	p_count integer, p_at timestamptz)
 	RETURNS integer
 	LANGUAGE plpgsql STABLE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	n integer := floor(extract(epoch FROM ((p_at AT TIME ZONE p_time_zone) - p_anchor))
@@ -219,7 +219,7 @@ CREATE FUNCTION payments._prorate(p_amount payments.pay_amount, p_period_start t
 	p_period_end timestamptz, p_at timestamptz)
 	RETURNS payments.pay_amount
 	LANGUAGE sql IMMUTABLE PARALLEL SAFE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT CASE WHEN t.remaining <= 0 THEN p_amount * 0
 		WHEN t.remaining >= t.period THEN p_amount
@@ -241,7 +241,7 @@ CREATE FUNCTION payments._period_line(s payments.subscriptions, p_start timestam
 	p_from timestamptz)
 	RETURNS jsonb
 	LANGUAGE sql STABLE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT jsonb_build_object('kind', 'subscription',
 		'description', format('%s x %s, %s to %s%s', s.quantity, s.unit_amount,
@@ -270,7 +270,7 @@ CREATE FUNCTION payments.pay_create_plan(
 	correlation_id text DEFAULT NULL)
 	RETURNS payments.plans
 	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	m bigint := payments.pay_current_merchant();
@@ -324,7 +324,7 @@ CREATE FUNCTION payments.pay_update_plan(
 	correlation_id text DEFAULT NULL)
 	RETURNS payments.plans
 	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	p payments.plans := payments._find_plan(pay_update_plan.plan_id, true);
@@ -369,7 +369,7 @@ COMMENT ON FUNCTION payments.pay_update_plan(bigint, text, boolean, jsonb, payme
 
 CREATE FUNCTION payments.pay_get_plan(plan_id bigint) RETURNS payments.plans
 	LANGUAGE sql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT * FROM payments._find_plan(pay_get_plan.plan_id)
 	$$;
@@ -382,7 +382,7 @@ CREATE FUNCTION payments.pay_list_plans(
 	page_size integer DEFAULT 50)
 	RETURNS SETOF payments.plans
 	LANGUAGE plpgsql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	m bigint := payments.pay_current_merchant();
@@ -429,7 +429,7 @@ CREATE FUNCTION payments.pay_create_subscription(
 	correlation_id text DEFAULT NULL)
 	RETURNS payments.subscriptions
 	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	c payments.customers := payments._find_customer(pay_create_subscription.customer_id, false, false);
@@ -578,7 +578,7 @@ COMMENT ON FUNCTION payments.pay_create_subscription(bigint, bigint, payments.pa
 
 CREATE FUNCTION payments.pay_get_subscription(subscription_id bigint) RETURNS payments.subscriptions
 	LANGUAGE sql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT * FROM payments._find_subscription(pay_get_subscription.subscription_id)
 	$$;
@@ -592,7 +592,7 @@ CREATE FUNCTION payments.pay_list_subscriptions(
 	page_size integer DEFAULT 50)
 	RETURNS SETOF payments.subscriptions
 	LANGUAGE plpgsql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	m bigint := payments.pay_current_merchant();
@@ -670,7 +670,7 @@ CREATE FUNCTION payments.pay_update_subscription(
 	correlation_id text DEFAULT NULL)
 	RETURNS payments.subscriptions
 	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	s payments.subscriptions := payments._find_subscription(pay_update_subscription.subscription_id, true);
@@ -745,7 +745,7 @@ COMMENT ON FUNCTION payments.pay_update_subscription(bigint, bigint, jsonb, bool
 CREATE FUNCTION payments._end_subscription_now(s payments.subscriptions, now_ timestamptz)
 	RETURNS payments.subscriptions
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	in_flight bigint;
@@ -780,7 +780,7 @@ COMMENT ON FUNCTION payments._end_subscription_now(payments.subscriptions, times
 -- deletion, while a charge of one is in flight).
 CREATE FUNCTION payments._end_customer_subscriptions(c payments.customers) RETURNS void
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	s payments.subscriptions;
@@ -805,7 +805,7 @@ CREATE FUNCTION payments.pay_cancel_subscription(
 	correlation_id text DEFAULT NULL)
 	RETURNS payments.subscriptions
 	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	s payments.subscriptions := payments._find_subscription(pay_cancel_subscription.subscription_id, true);
@@ -845,7 +845,7 @@ CREATE FUNCTION payments.pay_pause_subscription(
 	idempotency_key text DEFAULT NULL)
 	RETURNS payments.subscriptions
 	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	s payments.subscriptions := payments._find_subscription(pay_pause_subscription.subscription_id, true);
@@ -883,7 +883,7 @@ CREATE FUNCTION payments.pay_resume_subscription(
 	idempotency_key text DEFAULT NULL)
 	RETURNS payments.subscriptions
 	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	s payments.subscriptions := payments._find_subscription(pay_resume_subscription.subscription_id, true);
@@ -941,7 +941,7 @@ CREATE FUNCTION payments._subscription_change(s payments.subscriptions, p_plan_i
 	p_price payments.pay_amount, p_quantity integer, p_proration text, p_at timestamptz)
 	RETURNS jsonb
 	LANGUAGE plpgsql STABLE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	p payments.plans;
@@ -1047,7 +1047,7 @@ CREATE FUNCTION payments.pay_preview_subscription_change(
 	proration text DEFAULT 'next_invoice')
 	RETURNS jsonb
 	LANGUAGE plpgsql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	s payments.subscriptions := payments._find_subscription(pay_preview_subscription_change.subscription_id);
@@ -1070,7 +1070,7 @@ CREATE FUNCTION payments.pay_change_subscription(
 	correlation_id text DEFAULT NULL)
 	RETURNS payments.subscriptions
 	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	s payments.subscriptions := payments._find_subscription(pay_change_subscription.subscription_id, true);

@@ -134,7 +134,7 @@ COMMENT ON FUNCTION payments._api_function_names() IS
 
 CREATE FUNCTION payments.pay_grant_api(role regrole) RETURNS void
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	f regprocedure;
@@ -152,7 +152,7 @@ COMMENT ON FUNCTION payments.pay_grant_api(regrole) IS
 
 CREATE FUNCTION payments.pay_revoke_api(role regrole) RETURNS void
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	f regprocedure;
@@ -171,7 +171,7 @@ COMMENT ON FUNCTION payments.pay_revoke_api(regrole) IS
 
 CREATE FUNCTION payments._check_role(role regrole) RETURNS void
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
 	IF role IS NULL THEN
@@ -188,7 +188,7 @@ COMMENT ON FUNCTION payments._check_role(regrole) IS 'Internal: refuses a NULL o
 CREATE FUNCTION payments.pay_bind_role(role regrole, merchant_id bigint DEFAULT 1, grant_api boolean DEFAULT true)
 	RETURNS boolean
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
 	PERFORM payments._check_role(role);
@@ -208,7 +208,7 @@ COMMENT ON FUNCTION payments.pay_bind_role(regrole, bigint, boolean) IS
 
 CREATE FUNCTION payments.pay_unbind_role(role regrole, merchant_id bigint DEFAULT NULL) RETURNS integer
 	LANGUAGE sql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	WITH d AS (DELETE FROM payments.merchant_roles b
 		WHERE b.db_role = pay_unbind_role.role
@@ -221,7 +221,7 @@ COMMENT ON FUNCTION payments.pay_unbind_role(regrole, bigint) IS
 
 CREATE FUNCTION payments.pay_declare_postgrest_role(role regrole, grant_api boolean DEFAULT true) RETURNS boolean
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
 	PERFORM payments._check_role(role);
@@ -242,7 +242,7 @@ COMMENT ON FUNCTION payments.pay_declare_postgrest_role(regrole, boolean) IS
 
 CREATE FUNCTION payments.pay_grant_all_merchants(role regrole, grant_api boolean DEFAULT true) RETURNS boolean
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
 	PERFORM payments._check_role(role);
@@ -258,7 +258,7 @@ COMMENT ON FUNCTION payments.pay_grant_all_merchants(regrole, boolean) IS
 
 CREATE FUNCTION payments.pay_forget_role(role regrole) RETURNS void
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
 	DELETE FROM payments.merchant_roles b WHERE b.db_role = role;
@@ -281,7 +281,7 @@ COMMENT ON FUNCTION payments.pay_forget_role(regrole) IS
 -- role sees and changes only the rows of pay_current_merchant().
 CREATE FUNCTION payments._apply_row_security() RETURNS SETOF regclass
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	t regclass;
@@ -308,7 +308,7 @@ COMMENT ON FUNCTION payments._apply_row_security() IS
 
 CREATE FUNCTION payments.pay_enable_row_security() RETURNS SETOF regclass
 	LANGUAGE sql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT payments._apply_row_security()
 	$$;
@@ -324,7 +324,7 @@ COMMENT ON FUNCTION payments.pay_enable_row_security() IS
 -- fingerprint in seconds, so it stays with the owner.
 CREATE FUNCTION payments._public_function(f regprocedure) RETURNS boolean
 	LANGUAGE sql STABLE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT (p.proname LIKE 'pay\_amount%' OR p.proname LIKE 'pay\_card%'
 			OR p.proname IN ('pay_currency', 'pay_minor_units', 'pay_currency_exponent', 'pay_currencies',

@@ -43,7 +43,7 @@ CREATE FUNCTION payments._claim_operations(p_limit integer, p_background_limit i
 		original_network_trans_id text, method_card_last4 text, last_attempt_at timestamptz,
 		recurring boolean, first_recurring boolean)
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	SET enable_seqscan = off
 	SET enable_bitmapscan = off
 	SET enable_sort = off
@@ -147,7 +147,7 @@ COMMENT ON FUNCTION payments._claim_operations(integer, integer) IS
 -- open transaction must not stop the housekeeping of every merchant.
 CREATE FUNCTION payments._park_unconfigured() RETURNS integer
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	n integer;
@@ -189,7 +189,7 @@ COMMENT ON FUNCTION payments._park_unconfigured() IS
 -- meanwhile (more than half of a client backend's time).
 CREATE FUNCTION payments._refresh_statistics() RETURNS integer
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	SET default_statistics_target = 10
 	SET lock_timeout = '20ms'
 	AS $$
@@ -239,7 +239,7 @@ CREATE FUNCTION payments._record_final_results(
 	p_error text[], p_account_number text[])
 	RETURNS integer
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	SET enable_seqscan = off
 	SET enable_hashjoin = off
 	SET enable_mergejoin = off
@@ -311,7 +311,7 @@ CREATE FUNCTION payments._record_result(
 	p_retry_at timestamptz, p_error text, p_account_number text)
 	RETURNS void
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	SET enable_seqscan = off
 	SET plan_cache_mode = force_generic_plan
 	SET jit = off
@@ -407,7 +407,7 @@ CREATE FUNCTION payments._record_exchanges(
 	p_correlation_id text[])
 	RETURNS void
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
 	INSERT INTO payments.gateway_exchanges (merchant_id, operation_id, attempt, request_type,
@@ -430,7 +430,7 @@ COMMENT ON FUNCTION payments._record_exchanges(bigint[], bigint[], integer[], te
 -- has an unknown outcome; resolve it, never resend it blindly.
 CREATE FUNCTION payments._recover_in_flight() RETURNS integer
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	n integer;
@@ -455,7 +455,7 @@ COMMENT ON FUNCTION payments._recover_in_flight() IS
 -- or without its "Z"; NULL when it cannot be read.
 CREATE FUNCTION payments._gateway_time(t text) RETURNS timestamptz
 	LANGUAGE plpgsql STABLE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
 	IF t IS NULL OR t = '' THEN
@@ -482,7 +482,7 @@ CREATE FUNCTION payments._record_settlements(p_merchant_id bigint, p_trans_id te
 	p_batch_id text[], p_settled_at text[])
 	RETURNS integer
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	settled bigint[];
@@ -524,7 +524,7 @@ CREATE FUNCTION payments._settlement_candidates(p_limit integer)
 		created_at timestamptz, api_login_id text, transaction_key text, endpoint_url text,
 		ca_file text, timeout_ms integer)
 	LANGUAGE sql STABLE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT p.merchant_id, p.payment_id, p.gateway_trans_id, p.created_at,
 		g.api_login_id, g.transaction_key, g.endpoint_url, g.ca_file, g.timeout_ms
@@ -550,7 +550,7 @@ CREATE FUNCTION payments._record_refund_decision(p_merchant_id bigint, p_operati
 	p_decision text, p_note text)
 	RETURNS void
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	o payments.operations;
@@ -587,7 +587,7 @@ COMMENT ON FUNCTION payments._record_refund_decision(bigint, bigint, text, text)
 -- (run with each settlement check).  Returns how many.
 CREATE FUNCTION payments._recheck_waiting_refunds() RETURNS integer
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	n integer;
@@ -609,7 +609,7 @@ CREATE FUNCTION payments._review_candidates(p_limit integer)
 		gateway_trans_id text, api_login_id text, transaction_key text, endpoint_url text,
 		ca_file text, timeout_ms integer)
 	LANGUAGE sql STABLE
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT p.merchant_id, p.payment_id, p.kind, p.invoice_number, p.gateway_trans_id,
 		g.api_login_id, g.transaction_key, g.endpoint_url, g.ca_file, g.timeout_ms
@@ -636,7 +636,7 @@ CREATE FUNCTION payments._resolve_review(p_merchant_id bigint, p_payment_id bigi
 	p_reason_code integer, p_reason_text text, p_auth_code text)
 	RETURNS text
 	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments
+	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	p payments.payments;

@@ -10,7 +10,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(73);
+SELECT plan(76);
 
 SELECT has_table('payments', 'merchants', 'payments.merchants exists');
 SELECT results_eq($$SELECT merchant_id, name FROM payments.merchants WHERE is_default$$,
@@ -267,6 +267,30 @@ SELECT throws_ok(format('SELECT payments.pay_wait(%s, ''31 seconds'')', (SELECT 
 	'22023', NULL, 'pay_wait refuses a timeout above payments.max_wait (30 s)');
 SELECT is(current_setting('payments.max_wait'), '30s', 'payments.max_wait is 30 s by default');
 SELECT ok((SELECT context = 'superuser' FROM pg_settings WHERE name = 'payments.max_wait'), 'and only a superuser changes it');
+
+-- The caller's temporary schema is never searched first inside the
+-- extension's functions (pg_temp last in their search_path): a temporary
+-- domain named text, its CHECK a function of the caller's, once ran as the
+-- owner inside every SECURITY DEFINER function that declared a text.
+SELECT is_empty($$SELECT p.oid::regprocedure::text FROM pg_proc p
+	WHERE p.pronamespace = 'payments'::regnamespace AND p.prosecdef
+		AND NOT coalesce((SELECT bool_or(c LIKE 'search\_path=%, pg\_temp') FROM unnest(p.proconfig) c), false)$$,
+	'every SECURITY DEFINER function of the extension searches pg_temp last');
+CREATE ROLE tap_monitor NOLOGIN IN ROLE pg_monitor;
+CREATE TEMP TABLE temp_path_seen (who text);
+GRANT INSERT ON temp_path_seen TO tap_monitor;
+SET LOCAL ROLE tap_monitor;
+CREATE FUNCTION pg_temp.temp_path_probe(v pg_catalog.text) RETURNS pg_catalog.bool LANGUAGE sql
+	AS $$ INSERT INTO pg_temp.temp_path_seen VALUES (current_user) RETURNING true $$;
+CREATE DOMAIN pg_temp.text AS pg_catalog.text CHECK (pg_temp.temp_path_probe(VALUE));
+SELECT 'armed'::text;
+SELECT payments.pay_postgrest_pre_request();
+RESET ROLE;
+DROP DOMAIN pg_temp.text;
+SELECT is((SELECT count(*) FROM temp_path_seen WHERE who = 'tap_monitor'), 1::bigint,
+	'a temporary domain named text is taken for text where pg_temp comes first (the trap works)');
+SELECT is((SELECT count(*) FROM temp_path_seen WHERE who <> 'tap_monitor'), 0::bigint,
+	'pay_postgrest_pre_request (granted to pg_monitor) never runs the caller''s temporary domain as its owner');
 
 SELECT * FROM finish();
 ROLLBACK;
