@@ -332,6 +332,16 @@ CREATE FUNCTION payments._lock_payment(p_payment_id bigint) RETURNS payments.pay
 DECLARE
 	p payments.payments;
 BEGIN
+	-- What other captures, voids and refunds of the payment committed is
+	-- read after this lock.  At REPEATABLE READ the snapshot predates them:
+	-- two refunds of the whole amount both passed, and both were sent.
+	-- READ COMMITTED reads them; SERIALIZABLE refuses the second.
+	IF current_setting('transaction_isolation') = 'repeatable read' THEN
+		RAISE EXCEPTION 'a payment cannot be captured, voided or refunded in a REPEATABLE READ transaction'
+			USING ERRCODE = '25000',
+				DETAIL = 'A capture, void or refund of the payment that another session commits meanwhile would not be seen.',
+				HINT = 'Run it at READ COMMITTED (the default) or SERIALIZABLE.';
+	END IF;
 	-- NO KEY UPDATE: keys never change, so another session's foreign-key
 	-- check (a billing run's invoice, a row the worker adds) does not wait
 	-- for this caller's transaction
