@@ -6681,6 +6681,9 @@ BEGIN
 			RAISE EXCEPTION 'customer_profile_id and payment_profile_id go together'
 				USING ERRCODE = '22Y22';
 		END IF;
+		IF stored.payment_method_id IS NULL THEN
+			PERFORM payments._check_profile_owner(m, p_customer_profile_id);
+		END IF;
 	END IF;
 	IF p_customer IS NOT NULL AND jsonb_typeof(p_customer) <> 'object' THEN
 		RAISE EXCEPTION 'customer must be a JSON object' USING ERRCODE = '22023';
@@ -6973,6 +6976,43 @@ BEGIN
 	RETURN p;
 END
 $$;
+
+------------------------------------------------------------------------------
+-- h-profile-owner: a merchant sharing its gateway account with another
+-- charges profile ids only of its own customers (payment_api.sql,
+-- customers.sql; _create_payment above calls it).
+------------------------------------------------------------------------------
+CREATE INDEX customers_profile ON payments.customers (merchant_id, customer_profile_id)
+	WHERE customer_profile_id IS NOT NULL;
+
+-- A customer profile given by its ids rather than a stored method's.  A
+-- merchant that shares its gateway account with another merchant of this
+-- installation shares the gateway's profiles too: then only a profile of
+-- one of its own customers is charged (another merchant's customer's card
+-- was, by its profile ids).  With an account of its own, the gateway
+-- refuses any profile not of that account.
+CREATE FUNCTION payments._check_profile_owner(p_merchant_id bigint, p_customer_profile_id text)
+	RETURNS void
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+BEGIN
+	IF EXISTS (SELECT 1 FROM payments.gateway_config g
+			JOIN payments.gateway_config other ON other.api_login_id = g.api_login_id
+				AND other.merchant_id <> g.merchant_id
+			WHERE g.merchant_id = p_merchant_id)
+		AND NOT EXISTS (SELECT 1 FROM payments.customers c
+			WHERE c.merchant_id = p_merchant_id AND c.customer_profile_id = p_customer_profile_id) THEN
+		RAISE EXCEPTION 'customer profile not found'
+			USING ERRCODE = 'PT404',
+				DETAIL = 'This merchant shares its gateway account with another merchant: only a profile of one of its own customers is charged.',
+				HINT = 'Charge a stored payment method (customer_id or payment_method_id).';
+	END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION payments._check_profile_owner(bigint, text) FROM PUBLIC;
+COMMENT ON FUNCTION payments._check_profile_owner(bigint, text) IS
+	'Internal: raises PT404 for profile ids given to pay_purchase or pay_authorize that are not of one of the merchant''s own customers when its gateway account is shared with another merchant.';
 
 ------------------------------------------------------------------------------
 -- h-temp-path: pg_temp last in every function's search_path.  Not listed,

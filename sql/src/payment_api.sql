@@ -143,6 +143,35 @@ COMMENT ON FUNCTION payments._not_found(bigint) IS 'Internal: raises the payment
 -- pay_purchase / pay_authorize
 ------------------------------------------------------------------------------
 
+-- A customer profile given by its ids rather than a stored method's.  A
+-- merchant that shares its gateway account with another merchant of this
+-- installation shares the gateway's profiles too: then only a profile of
+-- one of its own customers is charged (another merchant's customer's card
+-- was, by its profile ids).  With an account of its own, the gateway
+-- refuses any profile not of that account.
+CREATE FUNCTION payments._check_profile_owner(p_merchant_id bigint, p_customer_profile_id text)
+	RETURNS void
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+BEGIN
+	IF EXISTS (SELECT 1 FROM payments.gateway_config g
+			JOIN payments.gateway_config other ON other.api_login_id = g.api_login_id
+				AND other.merchant_id <> g.merchant_id
+			WHERE g.merchant_id = p_merchant_id)
+		AND NOT EXISTS (SELECT 1 FROM payments.customers c
+			WHERE c.merchant_id = p_merchant_id AND c.customer_profile_id = p_customer_profile_id) THEN
+		RAISE EXCEPTION 'customer profile not found'
+			USING ERRCODE = 'PT404',
+				DETAIL = 'This merchant shares its gateway account with another merchant: only a profile of one of its own customers is charged.',
+				HINT = 'Charge a stored payment method (customer_id or payment_method_id).';
+	END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION payments._check_profile_owner(bigint, text) FROM PUBLIC;
+COMMENT ON FUNCTION payments._check_profile_owner(bigint, text) IS
+	'Internal: raises PT404 for profile ids given to pay_purchase or pay_authorize that are not of one of the merchant''s own customers when its gateway account is shared with another merchant.';
+
 CREATE FUNCTION payments._create_payment(
 	p_kind text, p_amount payments.pay_amount, p_card payments.pay_card, p_opaque_data jsonb,
 	p_customer_profile_id text, p_payment_profile_id text, p_description text, p_order_ref text,
@@ -200,6 +229,9 @@ BEGIN
 		IF p_customer_profile_id IS NULL OR p_payment_profile_id IS NULL THEN
 			RAISE EXCEPTION 'customer_profile_id and payment_profile_id go together'
 				USING ERRCODE = '22Y22';
+		END IF;
+		IF stored.payment_method_id IS NULL THEN
+			PERFORM payments._check_profile_owner(m, p_customer_profile_id);
 		END IF;
 	END IF;
 	IF p_customer IS NOT NULL AND jsonb_typeof(p_customer) <> 'object' THEN

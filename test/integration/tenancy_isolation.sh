@@ -117,6 +117,28 @@ is "$(su -c "SELECT db_role || '|' || session_role FROM payments.audit_log WHERE
 is "$(su -c "SELECT count(*) FROM payments.audit_log WHERE merchant_id = $B AND db_role IN ('ten_app_a', 'ten_nobody', 'ten_auth', 'ten_anon')")" 0 \
 	"no audit row of B's was written by any other role"
 
+# 5. A and B share one gateway account, so the gateway holds the profiles
+#    of both: A charging B's customer's saved card by its profile ids is
+#    refused (it was charged); A's own customer's profile is charged
+bpm=$(as ten_app_b -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $bcust,
+	card => pay_card('5424 0000 0000 0015', 12, extract(year from now())::int + 3, '123'))")
+is "$(as ten_app_b -c "SELECT status FROM pay_wait_payment_method($bpm, '10 s')")" active "B saves a card of its customer"
+profile_of() {	# profile_of PAYMENT_METHOD: its customer profile id and payment profile id
+	su -F ' ' -c "SELECT c.customer_profile_id, m.payment_profile_id FROM payments.payment_methods m
+		JOIN payments.customers c USING (merchant_id, customer_id) WHERE m.payment_method_id = $1"
+}
+read -r bcp bpp < <(profile_of "$bpm")
+err=$(as ten_app_a -c "SELECT * FROM pay_purchase(amount => '99.00 USD', customer_profile_id => '$bcp', payment_profile_id => '$bpp')" 2>&1 || true)
+like "$err" "PT404: customer profile not found" "A charging B's customer's saved card by its profile ids: PT404"
+is "$(su -c "SELECT count(*) FROM payments.payments WHERE customer_profile_id = '$bcp' AND merchant_id = $A")" 0 \
+	"nothing was recorded for A"
+acust=$(as ten_app_a -c "SELECT customer_id FROM pay_create_customer(email => 'a@example.com', name => 'A Customer')")
+apm=$(as ten_app_a -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $acust, card => $card)")
+is "$(as ten_app_a -c "SELECT status FROM pay_wait_payment_method($apm, '10 s')")" active "A saves a card of its own customer"
+read -r acp app < <(profile_of "$apm")
+ap=$(as ten_app_a -c "SELECT payment_id FROM pay_purchase(amount => '3.00 USD', customer_profile_id => '$acp', payment_profile_id => '$app')")
+is "$(as ten_app_a -c "SELECT status FROM pay_wait($ap, '10 s')")" succeeded "A charges its own customer's profile by its ids"
+
 su -c "SELECT payments.pay_forget_role(r) FROM unnest(ARRAY['ten_app_a', 'ten_app_b', 'ten_anon']::regrole[]) r" \
 	-c "REVOKE ALL ON ALL TABLES IN SCHEMA payments FROM ten_app_a" \
 	-c "DROP ROLE ten_app_a, ten_app_b, ten_nobody, ten_auth, ten_anon" >/dev/null
