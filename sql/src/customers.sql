@@ -30,9 +30,9 @@ CREATE TABLE payments.customers (
 	PRIMARY KEY (merchant_id, customer_id)
 );
 CREATE INDEX customers_created ON payments.customers (merchant_id, created_at, customer_id);
--- a profile given by its ids is checked against the merchant's customers
--- (payment_api.sql, _check_profile_owner)
-CREATE INDEX customers_profile ON payments.customers (merchant_id, customer_profile_id)
+-- a profile given by its ids is checked against other merchants'
+-- customers (payment_api.sql, _check_profile_owner)
+CREATE INDEX customers_profile ON payments.customers (customer_profile_id)
 	WHERE customer_profile_id IS NOT NULL;
 CREATE INDEX customers_email ON payments.customers (merchant_id, lower(email), created_at, customer_id)
 	WHERE email IS NOT NULL;

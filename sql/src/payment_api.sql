@@ -143,11 +143,12 @@ COMMENT ON FUNCTION payments._not_found(bigint) IS 'Internal: raises the payment
 -- pay_purchase / pay_authorize
 ------------------------------------------------------------------------------
 
--- A customer profile given by its ids rather than a stored method's.  A
--- merchant that shares its gateway account with another merchant of this
--- installation shares the gateway's profiles too: then only a profile of
--- one of its own customers is charged (another merchant's customer's card
--- was, by its profile ids).  With an account of its own, the gateway
+-- A customer profile given by its ids rather than a stored method's.
+-- Merchants of this installation on one gateway account (the same login
+-- at the same endpoint) share the gateway's profiles: a profile that is
+-- another such merchant's customer's is refused (its saved card was
+-- charged by its ids).  Profiles made outside the extension are the
+-- account's, whoever shares it; with an account of its own, the gateway
 -- refuses any profile not of that account.
 CREATE FUNCTION payments._check_profile_owner(p_merchant_id bigint, p_customer_profile_id text)
 	RETURNS void
@@ -155,22 +156,21 @@ CREATE FUNCTION payments._check_profile_owner(p_merchant_id bigint, p_customer_p
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
-	IF EXISTS (SELECT 1 FROM payments.gateway_config g
-			JOIN payments.gateway_config other ON other.api_login_id = g.api_login_id
-				AND other.merchant_id <> g.merchant_id
-			WHERE g.merchant_id = p_merchant_id)
-		AND NOT EXISTS (SELECT 1 FROM payments.customers c
-			WHERE c.merchant_id = p_merchant_id AND c.customer_profile_id = p_customer_profile_id) THEN
+	IF EXISTS (SELECT 1 FROM payments.customers c
+			JOIN payments.gateway_config theirs ON theirs.merchant_id = c.merchant_id
+			JOIN payments.gateway_config mine ON mine.merchant_id = p_merchant_id
+				AND mine.api_login_id = theirs.api_login_id AND mine.endpoint_url = theirs.endpoint_url
+			WHERE c.customer_profile_id = p_customer_profile_id AND c.merchant_id <> p_merchant_id) THEN
 		RAISE EXCEPTION 'customer profile not found'
 			USING ERRCODE = 'PT404',
-				DETAIL = 'This merchant shares its gateway account with another merchant: only a profile of one of its own customers is charged.',
-				HINT = 'Charge a stored payment method (customer_id or payment_method_id).';
+				DETAIL = 'The profile is of a customer of another merchant on the same gateway account.',
+				HINT = 'Charge a stored payment method of one of this merchant''s customers (customer_id or payment_method_id).';
 	END IF;
 END
 $$;
 REVOKE ALL ON FUNCTION payments._check_profile_owner(bigint, text) FROM PUBLIC;
 COMMENT ON FUNCTION payments._check_profile_owner(bigint, text) IS
-	'Internal: raises PT404 for profile ids given to pay_purchase or pay_authorize that are not of one of the merchant''s own customers when its gateway account is shared with another merchant.';
+	'Internal: raises PT404 for profile ids given to pay_purchase or pay_authorize that are a customer''s of another merchant on the same gateway account (login and endpoint).';
 
 CREATE FUNCTION payments._create_payment(
 	p_kind text, p_amount payments.pay_amount, p_card payments.pay_card, p_opaque_data jsonb,
