@@ -433,10 +433,10 @@ request_written(HttpRequest *req)
 
 /*
  * Decide whether a failed transfer could have reached the peer: once the
- * request was written it may have arrived, whatever failed after (curl
- * even resends on a new connection when a reused one dies after the
- * write, and that connection can then fail to connect); before, nothing
- * was sent (DNS, connect and TLS failures, a timeout while connecting).
+ * request was written it may have arrived, whatever failed after (a reply
+ * that never came, a new connection curl then could not make, its send
+ * refused by prereq_callback); before, nothing was sent (DNS, connect and
+ * TLS failures, a timeout while connecting).
  */
 static HttpOutcome
 classify(HttpRequest *req)

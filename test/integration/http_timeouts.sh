@@ -146,7 +146,6 @@ is "$(as_merchant -c "SELECT count(*) FILTER (WHERE outcome <> 'retry') || '|' |
 	"its exchanges: tries that never connected, then the one answered"
 
 # --- 3. a reused connection that dies after the write -----------------------
-proxy_port=$(free_port)
 sim_port=$(sed -n 's|https://127.0.0.1:\([0-9]*\)/.*|\1|p' <<<"$SIM_TLS_API")
 # The proxy (modes: refuse, stop listening once the connection is killed;
 # accept, go on serving).  It offers HTTP/2 and HTTP/1.1 (ALPN), as a
@@ -221,12 +220,20 @@ while True:
 	threading.Thread(target=serve, args=(c,), daemon=True).start()
 threading.Event().wait()
 PY
-python3 "$SIMDIR/proxy.py" "$proxy_port" "$sim_port" "$SIMDIR/cert/server.pem" "$SIMDIR/cert/server.key" "$SIM_CA" \
-	"$SIMDIR/proxy.killed" refuse "$SIMDIR/proxy.log" &
-proxy=$!
-sleep 0.5
-merchant_on_simulator reused 5000
-psqlq -c "UPDATE payments.gateway_config SET endpoint_url = 'https://127.0.0.1:$proxy_port/xml/v1/request.api' WHERE merchant_id = $M"
+# behind_proxy MODE MERCHANT: a proxy of its own (MODE), and a new merchant
+# whose gateway it is; sets proxy and M
+behind_proxy() {
+	local port
+	port=$(free_port)
+	rm -f "$SIMDIR/proxy.killed" "$SIMDIR/proxy.log"
+	python3 "$SIMDIR/proxy.py" "$port" "$sim_port" "$SIMDIR/cert/server.pem" "$SIMDIR/cert/server.key" "$SIM_CA" \
+		"$SIMDIR/proxy.killed" "$1" "$SIMDIR/proxy.log" &
+	proxy=$!
+	sleep 0.5
+	merchant_on_simulator "$2" 5000
+	psqlq -c "UPDATE payments.gateway_config SET endpoint_url = 'https://127.0.0.1:$port/xml/v1/request.api' WHERE merchant_id = $M"
+}
+behind_proxy refuse reused
 card="pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 3, '123')"
 p1=$(as_merchant -c "SELECT payment_id FROM pay_purchase(amount => '23.00 USD', card => $card)")
 is "$(as_merchant -c "SELECT status FROM pay_wait($p1, '30 s')")" succeeded "through the proxy: a first purchase succeeds"
@@ -256,14 +263,7 @@ is "$(awk '{ print $1 }' "$SIMDIR/proxy.log" | sort -u | paste -sd, -)" "http/1.
 # request the gateway got is in the exchange log.
 kill "$proxy" 2>/dev/null || true
 wait "$proxy" 2>/dev/null || true
-rm -f "$SIMDIR/proxy.killed" "$SIMDIR/proxy.log"
-proxy_port=$(free_port)
-python3 "$SIMDIR/proxy.py" "$proxy_port" "$sim_port" "$SIMDIR/cert/server.pem" "$SIMDIR/cert/server.key" "$SIM_CA" \
-	"$SIMDIR/proxy.killed" accept "$SIMDIR/proxy.log" &
-proxy=$!
-sleep 0.5
-merchant_on_simulator resend 5000
-psqlq -c "UPDATE payments.gateway_config SET endpoint_url = 'https://127.0.0.1:$proxy_port/xml/v1/request.api' WHERE merchant_id = $M"
+behind_proxy accept resend
 p3=$(as_merchant -c "SELECT payment_id FROM pay_purchase(amount => '25.00 USD', card => $card)")
 is "$(as_merchant -c "SELECT status FROM pay_wait($p3, '30 s')")" succeeded "through the proxy: a first purchase succeeds"
 p4=$(as_merchant -c "SELECT payment_id FROM pay_purchase(amount => '26.00 USD', card => $card)")

@@ -1690,7 +1690,7 @@ test_scrub(void)
 /*
  * json_serialize_secret writes what json-c writes (plain, '/' unescaped):
  * escapes, control characters, nesting, empty containers, ints, booleans
- * and null; and it refuses a double rather than guess json-c's form.
+ * and null; doubles and unsigned values beyond int64 as json-c itself.
  */
 static void
 test_serialize_secret(void)
