@@ -7035,6 +7035,473 @@ END
 $$;
 
 ------------------------------------------------------------------------------
+-- h-fingerprint: a card's fingerprint is learned from the worker, with the
+-- gateway's answer about the card, never from the caller's call (worker.sql,
+-- payment_methods.sql, payment_api.sql).  pay_purchase, pay_authorize and
+-- pay_save_payment_method returned the fingerprint of any card passed, even
+-- in a transaction rolled back: with a stored payment's first six and last
+-- four, its card number was found in minutes.  The idempotency hash takes
+-- the brand and last four instead of the fingerprint (a key reused with a
+-- tried number answered the same question).
+------------------------------------------------------------------------------
+DROP FUNCTION payments._record_final_results(bigint[], bigint[], text[], integer[], integer[],
+	text[], text[], text[], text[], text[], text[], text[]);
+CREATE FUNCTION payments._record_final_results(
+	p_merchant_id bigint[], p_operation_id bigint[], p_outcome text[],
+	p_response_code integer[], p_reason_code integer[], p_reason_text text[],
+	p_trans_id text[], p_auth_code text[], p_avs text[], p_cvv text[],
+	p_error text[], p_account_number text[], p_card_fingerprint text[])
+	RETURNS integer
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	SET enable_seqscan = off
+	SET enable_hashjoin = off
+	SET enable_mergejoin = off
+	SET plan_cache_mode = force_generic_plan
+	SET jit = off
+	AS $$
+DECLARE
+	n integer;
+BEGIN
+	WITH r AS (
+		SELECT * FROM unnest(p_merchant_id, p_operation_id, p_outcome, p_response_code,
+			p_reason_code, p_reason_text, p_trans_id, p_auth_code, p_avs, p_cvv, p_error,
+			p_account_number, p_card_fingerprint) AS r(merchant_id, operation_id, outcome,
+			response_code, reason_code, reason_text, trans_id, auth_code, avs, cvv, error,
+			account_number, card_fingerprint)
+	), ops AS (
+		-- the new statuses come from operation_outcomes; the amounts follow
+		-- them: authorized when the operation succeeded, captured when the
+		-- payment did, a decline when the operation failed
+		UPDATE payments.operations o SET
+			status = t.operation_status,
+			gateway_trans_id = nullif(nullif(r.trans_id, ''), '0'),
+			response_code = r.response_code, reason_code = r.reason_code,
+			reason_text = r.reason_text, last_error = r.error, completed_at = clock_timestamp()
+		FROM r, payments.operation_outcomes t
+		WHERE o.merchant_id = r.merchant_id AND o.operation_id = r.operation_id
+			AND o.status = 'sending' AND o.kind IN ('purchase', 'authorize')
+			AND t.operation_kind = o.kind AND t.outcome = r.outcome
+			AND t.operation_status IN ('succeeded', 'failed')
+		RETURNING o.merchant_id, o.operation_id, o.payment_id, t.operation_status,
+			t.payment_status, r.reason_code, r.reason_text, r.trans_id, r.auth_code, r.avs, r.cvv,
+			r.error, r.account_number, r.card_fingerprint
+	), erased AS (
+		DELETE FROM payments.card_vault v USING ops
+		WHERE v.merchant_id = ops.merchant_id AND v.operation_id = ops.operation_id
+	)
+	UPDATE payments.payments p SET
+		status = ops.payment_status,
+		amount_authorized = CASE WHEN ops.operation_status = 'succeeded' THEN p.amount END,
+		amount_captured = CASE WHEN ops.payment_status = 'succeeded' THEN p.amount END,
+		gateway_trans_id = nullif(nullif(ops.trans_id, ''), '0'),
+		auth_code = nullif(ops.auth_code, ''), avs_result = nullif(ops.avs, ''),
+		cvv_result = nullif(ops.cvv, ''),
+		-- opaque data (Accept.js) payments learn their last four digits here
+		card_last4 = coalesce(p.card_last4, nullif(right(ops.account_number, 4), '')),
+		card_fingerprint = coalesce(p.card_fingerprint, ops.card_fingerprint),
+		decline_code = CASE WHEN ops.operation_status = 'failed'
+			THEN coalesce(ops.reason_code::text, ops.error) END,
+		decline_reason = CASE WHEN ops.operation_status = 'failed'
+			THEN coalesce(ops.reason_text, ops.error) END
+	FROM ops
+	WHERE p.merchant_id = ops.merchant_id AND p.payment_id = ops.payment_id;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION payments._record_final_results(bigint[], bigint[], text[], integer[], integer[], text[], text[], text[], text[], text[], text[], text[], text[]) IS
+	'Worker, step 3, set-based: records the gateway''s final answers to purchases and authorizations (arrays, one element per operation) and moves their payments on; a card payment learns its fingerprint here.';
+
+REVOKE ALL ON FUNCTION payments._record_final_results(bigint[], bigint[], text[], integer[], integer[],
+	text[], text[], text[], text[], text[], text[], text[], text[]) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION payments._record_result(
+	p_merchant_id bigint, p_operation_id bigint, p_outcome text,
+	p_response_code integer, p_reason_code integer, p_reason_text text,
+	p_trans_id text, p_auth_code text, p_avs text, p_cvv text,
+	p_retry_at timestamptz, p_error text, p_account_number text)
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	SET enable_seqscan = off
+	SET plan_cache_mode = force_generic_plan
+	SET jit = off
+	AS $$
+DECLARE
+	o payments.operations;
+	p payments.payments;
+	t payments.operation_outcomes;
+	new_refunded payments.pay_amount;
+BEGIN
+	SELECT * INTO o FROM payments.operations
+	WHERE merchant_id = p_merchant_id AND operation_id = p_operation_id FOR UPDATE;
+	IF NOT FOUND OR o.status <> 'sending' THEN
+		RETURN;		-- not ours any more (a DBA discarded it)
+	END IF;
+	SELECT * INTO t FROM payments.operation_outcomes x
+	WHERE x.operation_kind = o.kind AND x.outcome = p_outcome;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'invalid outcome % for operation %', p_outcome, p_operation_id
+			USING ERRCODE = '22023';
+	END IF;
+	SELECT * INTO p FROM payments.payments
+	WHERE merchant_id = o.merchant_id AND payment_id = o.payment_id FOR UPDATE;
+
+	IF t.operation_status NOT IN ('succeeded', 'failed') THEN
+		-- to be tried again at p_retry_at, unless out of attempts
+		UPDATE payments.operations SET
+			status = CASE WHEN o.attempts >= payments._max_attempts() THEN 'dead' ELSE t.operation_status END,
+			next_attempt_at = p_retry_at, last_error = p_error,
+			-- retry: provably never sent this time, so the duplicate window
+			-- starts with the first real send; unknown: it may have been
+			never_sent = o.never_sent AND p_outcome = 'retry',
+			first_sent_at = CASE WHEN o.never_sent AND p_outcome = 'retry' THEN NULL ELSE o.first_sent_at END
+		WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
+		IF t.payment_status IS NOT NULL AND p.status = t.payment_status_from THEN
+			UPDATE payments.payments SET status = t.payment_status
+			WHERE merchant_id = p.merchant_id AND payment_id = p.payment_id;
+		END IF;
+		RETURN;
+	END IF;
+
+	-- a final answer from the gateway
+	IF o.kind IN ('purchase', 'authorize') THEN
+		PERFORM payments._record_final_results(ARRAY[p_merchant_id], ARRAY[p_operation_id],
+			ARRAY[p_outcome], ARRAY[p_response_code], ARRAY[p_reason_code], ARRAY[p_reason_text],
+			ARRAY[p_trans_id], ARRAY[p_auth_code], ARRAY[p_avs], ARRAY[p_cvv], ARRAY[p_error],
+			ARRAY[p_account_number], ARRAY[NULL::text]);
+		RETURN;
+	END IF;
+	UPDATE payments.operations SET
+		status = t.operation_status,
+		gateway_trans_id = nullif(nullif(p_trans_id, ''), '0'),
+		response_code = p_response_code, reason_code = p_reason_code, reason_text = p_reason_text,
+		last_error = p_error, completed_at = clock_timestamp()
+	WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
+	DELETE FROM payments.card_vault WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
+
+	IF t.payment_status IS NULL OR p.status IS DISTINCT FROM coalesce(t.payment_status_from, p.status) THEN
+		RETURN;
+	END IF;
+	IF o.kind = 'capture' THEN
+		UPDATE payments.payments SET status = t.payment_status, amount_captured = o.amount
+		WHERE merchant_id = p.merchant_id AND payment_id = p.payment_id;
+	ELSIF o.kind = 'refund' THEN
+		new_refunded := p.amount_refunded + o.amount;
+		UPDATE payments.payments SET amount_refunded = new_refunded,
+			status = CASE WHEN t.payment_status = 'refunded' AND new_refunded <> p.amount_captured
+				THEN 'partially_refunded' ELSE t.payment_status END
+		WHERE merchant_id = p.merchant_id AND payment_id = p.payment_id;
+	ELSE
+		UPDATE payments.payments SET status = t.payment_status
+		WHERE merchant_id = p.merchant_id AND payment_id = p.payment_id;
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION payments._record_result(bigint, bigint, text, integer, integer, text, text, text, text, text, timestamptz, text, text) IS
+	'Worker, step 3: records the gateway''s answer (or the transport failure) and moves the operation and its payment on.';
+
+DROP FUNCTION payments._record_method_result(bigint, bigint, text, text, text, text, text, text,
+	text, text, timestamptz, text);
+CREATE FUNCTION payments._record_method_result(p_merchant_id bigint, p_operation_id bigint,
+	p_outcome text, p_code text, p_reason text, p_customer_profile_id text,
+	p_payment_profile_id text, p_network_trans_id text, p_card_last4 text, p_card_brand text,
+	p_retry_at timestamptz, p_error text, p_card_fingerprint text)
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	o payments.operations;
+	t payments.operation_outcomes;
+	ok boolean;
+BEGIN
+	IF p_outcome IN ('retry', 'unknown') THEN
+		-- tried again later, as every operation is (no payment to move)
+		PERFORM payments._record_result(p_merchant_id, p_operation_id, p_outcome, NULL, NULL, NULL,
+			NULL, NULL, NULL, NULL, p_retry_at, p_error, NULL);
+		RETURN;
+	END IF;
+	SELECT * INTO o FROM payments.operations
+	WHERE merchant_id = p_merchant_id AND operation_id = p_operation_id FOR UPDATE;
+	IF NOT FOUND OR o.status <> 'sending' THEN
+		RETURN;		-- not ours any more (a DBA discarded it)
+	END IF;
+	SELECT * INTO t FROM payments.operation_outcomes x
+	WHERE x.operation_kind = o.kind AND x.outcome = p_outcome;
+	IF NOT FOUND OR t.operation_status NOT IN ('succeeded', 'failed') THEN
+		RAISE EXCEPTION 'invalid outcome % for operation %', p_outcome, p_operation_id
+			USING ERRCODE = '22023';
+	END IF;
+	ok := t.operation_status = 'succeeded';
+	UPDATE payments.operations SET status = t.operation_status,
+		reason_text = coalesce(p_reason, p_error), last_error = CASE WHEN NOT ok THEN coalesce(p_error, p_code) END,
+		completed_at = clock_timestamp()
+	WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
+	DELETE FROM payments.card_vault WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
+
+	IF o.kind = 'save_method' THEN
+		IF ok THEN
+			UPDATE payments.customers SET customer_profile_id = coalesce(customer_profile_id, p_customer_profile_id),
+				updated_at = clock_timestamp()
+			WHERE merchant_id = o.merchant_id AND customer_id = o.customer_id;
+			UPDATE payments.payment_methods SET status = 'active',
+				customer_profile_id = p_customer_profile_id, payment_profile_id = p_payment_profile_id,
+				network_trans_id = coalesce(network_trans_id, nullif(p_network_trans_id, '')),
+				card_last4 = coalesce(card_last4, nullif(p_card_last4, '')),
+				card_brand = coalesce(card_brand, nullif(p_card_brand, '')),
+				card_fingerprint = coalesce(card_fingerprint, p_card_fingerprint)
+			WHERE merchant_id = o.merchant_id AND payment_method_id = o.payment_method_id AND status = 'pending';
+		ELSE
+			UPDATE payments.payment_methods SET status = 'failed', is_default = false,
+				failure_code = p_code, failure_reason = coalesce(p_reason, p_error)
+			WHERE merchant_id = o.merchant_id AND payment_method_id = o.payment_method_id AND status = 'pending';
+		END IF;
+	ELSIF o.kind = 'delete_method' THEN
+		UPDATE payments.payment_methods SET status = CASE WHEN ok THEN 'deleted' ELSE 'active' END,
+			failure_code = CASE WHEN ok THEN failure_code ELSE p_code END,
+			failure_reason = CASE WHEN ok THEN failure_reason ELSE coalesce(p_reason, p_error) END
+		WHERE merchant_id = o.merchant_id AND payment_method_id = o.payment_method_id AND status = 'deleting';
+	ELSIF o.kind = 'delete_customer' AND ok THEN
+		UPDATE payments.payment_methods SET status = 'deleted'
+		WHERE merchant_id = o.merchant_id AND customer_id = o.customer_id AND status = 'deleting';
+	ELSIF o.kind = 'delete_customer' THEN
+		PERFORM payments._customer_profile_kept(o, coalesce(p_reason, p_error, p_code));
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION payments._record_method_result(bigint, bigint, text, text, text, text, text, text, text, text, timestamptz, text, text) IS
+	'Worker, step 3: records the gateway''s answer to a save_method, delete_method or delete_customer operation and moves the payment method (and the customer''s profile id) on.';
+
+REVOKE ALL ON FUNCTION payments._record_method_result(bigint, bigint, text, text, text, text, text,
+	text, text, text, timestamptz, text, text) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION payments._create_payment(
+	p_kind text, p_amount payments.pay_amount, p_card payments.pay_card, p_opaque_data jsonb,
+	p_customer_profile_id text, p_payment_profile_id text, p_description text, p_order_ref text,
+	p_customer jsonb, p_metadata jsonb, p_idempotency_key text, p_correlation_id text,
+	p_customer_id bigint DEFAULT NULL, p_payment_method_id bigint DEFAULT NULL)
+	RETURNS payments.payments
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	m bigint := payments.pay_current_merchant();
+	methods int := (p_card IS NOT NULL)::int + (p_opaque_data IS NOT NULL)::int
+		+ (p_customer_profile_id IS NOT NULL OR p_payment_profile_id IS NOT NULL)::int
+		+ (p_payment_method_id IS NOT NULL)::int;
+	method text;
+	stored payments.payment_methods;
+	idem payments.idempotency_keys;
+	pid bigint;
+	oid_ bigint;
+	corr text := payments._correlation_id(p_correlation_id);
+	result payments.payments;
+BEGIN
+	IF p_amount IS NULL THEN
+		RAISE EXCEPTION 'amount is required' USING ERRCODE = '22004';
+	END IF;
+	IF pay_minor_units(p_amount) <= 0 THEN
+		RAISE EXCEPTION 'amount must be positive' USING ERRCODE = '22Y23',
+			DETAIL = format('The amount given was %s.', p_amount);
+	END IF;
+	-- a customer or a stored method (payment_methods.sql): the method's
+	-- profile is charged, the customer's details fill customer
+	stored := payments._stored_method_for_payment(p_customer_id, p_payment_method_id, methods);
+	IF stored.payment_method_id IS NOT NULL THEN
+		p_customer_profile_id := stored.customer_profile_id;
+		p_payment_profile_id := stored.payment_profile_id;
+		p_customer_id := stored.customer_id;
+		methods := 1;
+	END IF;
+	IF p_customer_id IS NOT NULL AND p_customer IS NULL THEN
+		p_customer := payments._customer_billing(p_customer_id);
+	END IF;
+	IF methods <> 1 THEN
+		RAISE EXCEPTION 'exactly one payment method is required'
+			USING ERRCODE = '22Y22',
+				DETAIL = format('%s payment methods were given.', methods),
+				HINT = 'Pass card, opaque_data, or customer_profile_id with payment_profile_id.';
+	END IF;
+	IF p_card IS NOT NULL THEN
+		method := 'card';
+	ELSIF p_opaque_data IS NOT NULL THEN
+		method := 'opaque_data';
+		PERFORM payments._check_opaque_data(p_opaque_data);
+	ELSE
+		method := 'profile';
+		IF p_customer_profile_id IS NULL OR p_payment_profile_id IS NULL THEN
+			RAISE EXCEPTION 'customer_profile_id and payment_profile_id go together'
+				USING ERRCODE = '22Y22';
+		END IF;
+		IF stored.payment_method_id IS NULL THEN
+			PERFORM payments._check_profile_owner(m, p_customer_profile_id);
+		END IF;
+	END IF;
+	IF p_customer IS NOT NULL AND jsonb_typeof(p_customer) <> 'object' THEN
+		RAISE EXCEPTION 'customer must be a JSON object' USING ERRCODE = '22023';
+	END IF;
+	IF p_metadata IS NOT NULL AND jsonb_typeof(p_metadata) <> 'object' THEN
+		RAISE EXCEPTION 'metadata must be a JSON object' USING ERRCODE = '22023';
+	END IF;
+	PERFORM payments._check_gateway_input(p_amount, p_description, p_customer, corr,
+		p_customer_profile_id, p_payment_profile_id);
+
+	-- the request's hash only for a key: most calls have none.  A card is
+	-- in it by what a caller may know of it (brand, last four, expiry), not
+	-- its fingerprint: a key reused with a card number tried would tell
+	-- whether the number is the one first sent.
+	IF p_idempotency_key IS NOT NULL THEN
+		idem := payments._idempotency_claim(m, p_idempotency_key, p_kind, md5(jsonb_build_array(
+			p_amount::text, payments.pay_card_brand(p_card), payments.pay_card_last4(p_card),
+			payments.pay_card_exp_month(p_card),
+			payments.pay_card_exp_year(p_card), p_opaque_data, p_customer_profile_id, p_payment_profile_id,
+			p_description, p_order_ref, p_customer, p_metadata, p_customer_id, p_payment_method_id)::text));
+		IF idem.payment_id IS NOT NULL THEN
+			SELECT * INTO result FROM payments.payments WHERE merchant_id = m AND payment_id = idem.payment_id;
+			RETURN result;
+		END IF;
+	END IF;
+
+	pid := nextval('payments.payments_payment_id_seq');
+	INSERT INTO payments.payments (merchant_id, payment_id, kind, amount, amount_refunded,
+		payment_method, card_brand, card_last4, card_exp_month, card_exp_year, card_fingerprint,
+		customer_profile_id, payment_profile_id, invoice_number, description, order_ref,
+		customer, metadata, correlation_id, idempotency_key, customer_id, payment_method_id)
+	OVERRIDING SYSTEM VALUE
+	VALUES (m, pid, p_kind, p_amount, p_amount * 0, method,
+		coalesce(payments.pay_card_brand(p_card), stored.card_brand),
+		coalesce(payments.pay_card_last4(p_card), stored.card_last4),
+		coalesce(payments.pay_card_exp_month(p_card), stored.card_exp_month),
+		coalesce(payments.pay_card_exp_year(p_card), stored.card_exp_year),
+		-- a card's fingerprint comes with the gateway's answer (see
+		-- _record_final_results)
+		stored.card_fingerprint,
+		p_customer_profile_id, p_payment_profile_id,
+		'P' || payments._invoice_tag() || pid, p_description, p_order_ref,
+		coalesce(p_customer, '{}'), coalesce(p_metadata, '{}'), corr, p_idempotency_key,
+		p_customer_id, stored.payment_method_id)
+	RETURNING * INTO result;
+
+	INSERT INTO payments.operations (merchant_id, payment_id, kind, amount, idempotency_key, correlation_id)
+	VALUES (m, pid, p_kind, p_amount, p_idempotency_key, corr)
+	RETURNING operation_id INTO oid_;
+
+	IF p_card IS NOT NULL THEN
+		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
+		VALUES (m, oid_, payments._card_sealed(p_card));
+	ELSIF p_opaque_data IS NOT NULL THEN
+		-- the nonce can charge the card once: it waits sealed, like a card
+		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
+		VALUES (m, oid_, payments._opaque_data_sealed(p_opaque_data ->> 'dataDescriptor',
+			p_opaque_data ->> 'dataValue'));
+	END IF;
+
+	IF p_idempotency_key IS NOT NULL THEN
+		UPDATE payments.idempotency_keys SET payment_id = pid, operation_id = oid_
+		WHERE merchant_id = m AND idempotency_key = p_idempotency_key;
+	END IF;
+	PERFORM payments._wake_at_commit();
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION payments._create_payment(text, payments.pay_amount, payments.pay_card, jsonb, text, text, text, text, jsonb, jsonb, text, text, bigint, bigint) IS
+	'Internal: records a purchase or authorization and its gateway operation; the worker sends it after COMMIT.';
+
+CREATE OR REPLACE FUNCTION payments.pay_save_payment_method(
+	customer_id bigint,
+	card payments.pay_card DEFAULT NULL,
+	opaque_data jsonb DEFAULT NULL,
+	payment_id bigint DEFAULT NULL,
+	validation_mode text DEFAULT 'liveMode',
+	make_default boolean DEFAULT true,
+	idempotency_key text DEFAULT NULL,
+	correlation_id text DEFAULT NULL)
+	RETURNS payments.payment_methods
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	c payments.customers := payments._find_customer(pay_save_payment_method.customer_id, true, false);
+	m bigint := c.merchant_id;
+	corr text := payments._correlation_id(pay_save_payment_method.correlation_id);
+	sources int := (card IS NOT NULL)::int + (opaque_data IS NOT NULL)::int
+		+ (pay_save_payment_method.payment_id IS NOT NULL)::int;
+	idem payments.idempotency_keys;
+	p payments.payments;
+	pm payments.payment_methods;
+	o payments.operations;
+	src text;
+BEGIN
+	IF sources <> 1 THEN
+		RAISE EXCEPTION 'exactly one of card, opaque_data and payment_id is required'
+			USING ERRCODE = '22Y22', DETAIL = format('%s were given.', sources);
+	END IF;
+	IF validation_mode IS NULL OR validation_mode NOT IN ('none', 'testMode', 'liveMode') THEN
+		RAISE EXCEPTION 'validation_mode must be none, testMode or liveMode' USING ERRCODE = '22023',
+			HINT = 'none stores the card unchecked, testMode checks its form, liveMode authorizes $0.00 at the issuer.';
+	END IF;
+	IF opaque_data IS NOT NULL THEN
+		PERFORM payments._check_opaque_data(opaque_data);
+	END IF;
+	PERFORM payments._check_gateway_input(NULL, NULL, NULL, corr);
+	idem := payments._idempotency_claim(m, pay_save_payment_method.idempotency_key, 'save_payment_method',
+		md5(jsonb_build_array(c.customer_id, payments.pay_card_brand(card), payments.pay_card_last4(card),
+			payments.pay_card_exp_month(card), payments.pay_card_exp_year(card), opaque_data,
+			pay_save_payment_method.payment_id, validation_mode, make_default)::text));
+	IF idem.request_kind IS NOT NULL THEN
+		SELECT x.* INTO pm FROM payments.payment_methods x
+		JOIN payments.operations y ON y.merchant_id = x.merchant_id AND y.payment_method_id = x.payment_method_id
+		WHERE y.merchant_id = m AND y.operation_id = idem.operation_id;
+		RETURN pm;
+	END IF;
+	IF pay_save_payment_method.payment_id IS NOT NULL THEN
+		src := 'payment';
+		p := payments._find_payment(pay_save_payment_method.payment_id);
+		IF p.gateway_trans_id IS NULL OR p.status NOT IN ('succeeded', 'requires_capture',
+				'partially_refunded', 'refunded') OR p.payment_method NOT IN ('card', 'opaque_data') THEN
+			RAISE EXCEPTION 'payment % cannot be saved as a payment method', p.payment_id
+				USING ERRCODE = '22Y20',
+					DETAIL = format('The payment is %s%s; only an approved card or Accept.js payment can be saved.',
+						p.status, CASE WHEN p.payment_method = 'profile' THEN ' and was made with a stored method' ELSE '' END);
+		END IF;
+	ELSIF card IS NOT NULL THEN
+		src := 'card';
+	ELSE
+		src := 'opaque_data';
+	END IF;
+	IF make_default THEN
+		UPDATE payments.payment_methods x SET is_default = false
+		WHERE x.merchant_id = m AND x.customer_id = c.customer_id AND x.is_default;
+	END IF;
+	INSERT INTO payments.payment_methods AS x (merchant_id, customer_id, source, validation_mode, is_default,
+		card_brand, card_last4, card_exp_month, card_exp_year, card_fingerprint, source_payment_id,
+		idempotency_key, correlation_id)
+	VALUES (m, c.customer_id, src, validation_mode, make_default,
+		coalesce(payments.pay_card_brand(card), p.card_brand), coalesce(payments.pay_card_last4(card), p.card_last4),
+		coalesce(payments.pay_card_exp_month(card), p.card_exp_month),
+		coalesce(payments.pay_card_exp_year(card), p.card_exp_year),
+		p.card_fingerprint, p.payment_id,
+		pay_save_payment_method.idempotency_key, corr)
+	RETURNING * INTO pm;
+	o := payments._new_method_operation(m, 'save_method', pm.payment_method_id, c.customer_id, p.payment_id,
+		pay_save_payment_method.idempotency_key, corr);
+	IF card IS NOT NULL THEN
+		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
+		VALUES (m, o.operation_id, payments._card_sealed(card));
+	ELSIF opaque_data IS NOT NULL THEN
+		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
+		VALUES (m, o.operation_id, payments._opaque_data_sealed(opaque_data ->> 'dataDescriptor',
+			opaque_data ->> 'dataValue'));
+	END IF;
+	RETURN pm;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_save_payment_method(bigint, payments.pay_card, jsonb, bigint, text, boolean, text, text) IS
+	'Saves a payment method for a customer at the gateway: a card, Accept.js opaque data, or the card of an approved payment (payment_id). validation_mode: none, testMode or liveMode (a $0.00 authorization; default). Returns the method (status pending); the worker creates the gateway profile after COMMIT (active, or failed with the reason); pay_wait_payment_method waits for it.';
+
+------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,
 -- payment_api.sql, privileges.sql).  Keep this block LAST: its privilege
 -- and row-security statements cover every function and tenant table made

@@ -563,15 +563,22 @@ pay_card_has_cvv(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL((card->hdr.flags & PAY_CARD_HAS_CVV) != 0);
 }
 
-/* The fingerprint as 64 lower-case hex digits. */
+/* A header's fingerprint as 64 lower-case hex digits, into hex. */
+void
+card_fingerprint_hex(const PayCardHeader *hdr, char hex[CARD_FINGERPRINT_HEX_LEN + 1])
+{
+	uint64		len;
+
+	len = hex_encode((const char *) hdr->fingerprint, CARD_FINGERPRINT_LEN, hex);
+	hex[len] = '\0';
+}
+
 static char *
 fingerprint_hex(const PayCard *card)
 {
-	char	   *hex = palloc(CARD_FINGERPRINT_LEN * 2 + 1);
-	uint64		len;
+	char	   *hex = palloc(CARD_FINGERPRINT_HEX_LEN + 1);
 
-	len = hex_encode((const char *) card->hdr.fingerprint, CARD_FINGERPRINT_LEN, hex);
-	hex[len] = '\0';
+	card_fingerprint_hex(&card->hdr, hex);
 	return hex;
 }
 
@@ -785,4 +792,25 @@ card_open_sealed(const char *bytes, Size len, PayCardHeader *hdr, CardSecret *ou
 	}
 	pfree(card);
 	return status;
+}
+
+/*
+ * The fingerprint of a card in vault bytes, into hex; false when the card
+ * cannot be opened (the header is believed only once its seal holds).
+ * The worker learns it when it sends the card: callers never see the
+ * fingerprint of a card they pass, which would make every card number they
+ * try a question answered (see payments._record_final_results).
+ */
+bool
+card_sealed_fingerprint(const char *bytes, Size len, char hex[CARD_FINGERPRINT_HEX_LEN + 1])
+{
+	PayCardHeader hdr;
+	CardSecret	secret;
+	CardOpenStatus status = card_open_sealed(bytes, len, &hdr, &secret);
+
+	explicit_bzero(&secret, sizeof(secret));
+	if (status != CARD_OPEN_OK)
+		return false;
+	card_fingerprint_hex(&hdr, hex);
+	return true;
 }

@@ -91,5 +91,9 @@ extern void card_decrypt(const PayCard *card, CardSecret *out);
 extern CardOpenStatus card_open_sealed(const char *bytes, Size len,
 									   PayCardHeader *hdr, CardSecret *out);
 extern const char *card_open_failure(CardOpenStatus status);
+extern void card_fingerprint_hex(const PayCardHeader *hdr,
+								 char hex[CARD_FINGERPRINT_HEX_LEN + 1]);
+extern bool card_sealed_fingerprint(const char *bytes, Size len,
+									char hex[CARD_FINGERPRINT_HEX_LEN + 1]);
 
 #endif

@@ -10,6 +10,7 @@
 #define PAYMENTS_CARD_FINGERPRINT_H
 
 #define CARD_FINGERPRINT_LEN	32	/* SHA-256 */
+#define CARD_FINGERPRINT_HEX_LEN	(CARD_FINGERPRINT_LEN * 2)
 
 extern char *payments_fingerprint_key_directory;
 

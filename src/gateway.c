@@ -329,9 +329,22 @@ gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **e
 	if (customer_text)
 		customer = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(customer_text)));
 
-	/* past the duplicate window: search the gateway, do not resend */
+	/*
+	 * Past the duplicate window: search the gateway, do not resend.  The
+	 * card, still in the vault, gives the fingerprint the answer records.
+	 */
 	if (strcmp(op->action, "lookup") == 0)
+	{
+		sealed = SPI_getbinval(tuple, desc, SPI_fnumber(desc, "sealed"), &isnull);
+		if (!isnull && strcmp(payment_method, "card") == 0)
+		{
+			bytea	   *b = DatumGetByteaPP(sealed);
+
+			if (!card_sealed_fingerprint(VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b), op->card_fingerprint))
+				op->card_fingerprint[0] = '\0';
+		}
 		return start_lookup(op, error);
+	}
 
 	memset(&req, 0, sizeof(req));
 	req.ref_id = op->ref_id[0] ? op->ref_id : NULL;
@@ -381,6 +394,7 @@ gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **e
 			if (status != CARD_OPEN_OK)
 				return card_unopenable(op, card_open_failure(status), error);
 			have_secret = true;
+			card_fingerprint_hex(&hdr, op->card_fingerprint);
 			snprintf(expiration, sizeof(expiration), "%04d-%02d",
 					 hdr.exp_year, hdr.exp_month);
 			req.card_number = secret.pan;

@@ -16,6 +16,7 @@
 
 #include "anet_protocol.h"
 #include "batch_scan.h"
+#include "card_fingerprint.h"
 #include "http_engine.h"
 #include "settlement.h"
 
@@ -201,6 +202,8 @@ typedef struct GatewayOp
 	bool		done;
 	bool		may_have_been_sent; /* an earlier attempt may have reached
 									 * the gateway (not never_sent) */
+	/* the fingerprint of the card sent, read from the vault ("": none) */
+	char		card_fingerprint[CARD_FINGERPRINT_HEX_LEN + 1];
 	GatewayOutcome result;
 	GatewayAccountState account;	/* for the merchant's gateway status */
 	char	   *account_code;	/* ACCOUNT_FAILED: "E00007", or a reason */

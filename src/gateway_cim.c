@@ -254,7 +254,14 @@ gateway_cim_build(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **error)
 	c->last4 = col(tuple, desc, "method_card_last4");
 	sealed = SPI_getbinval(tuple, desc, SPI_fnumber(desc, "sealed"), &isnull);
 	if (!isnull)
+	{
 		c->sealed = DatumGetByteaPCopy(sealed);
+		/* recorded with a save the gateway made, also one a lookup finds */
+		if (c->source != NULL && strcmp(c->source, "card") == 0 &&
+			!card_sealed_fingerprint(VARDATA_ANY(c->sealed), VARSIZE_ANY_EXHDR(c->sealed),
+									 op->card_fingerprint))
+			op->card_fingerprint[0] = '\0';
+	}
 	v = col(tuple, desc, "last_attempt_at");
 	c->last_attempt_at = v ? DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in, CStringGetDatum(v),
 																	 ObjectIdGetDatum(InvalidOid),

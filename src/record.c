@@ -151,7 +151,7 @@ typedef enum BatchCall
 	BATCH_CALLS
 } BatchCall;
 
-#define MAX_CALL_ARGS 12
+#define MAX_CALL_ARGS 13
 
 typedef struct BatchCallDef
 {
@@ -167,9 +167,9 @@ static const BatchCallDef batch_calls[BATCH_CALLS] = {
 		TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID}
 	},
 	[CALL_FINAL_RESULTS] = {
-		"SELECT payments._record_final_results($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)", 12,
+		"SELECT payments._record_final_results($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)", 13,
 		{INT8OID, INT8OID, TEXTOID, INT4OID, INT4OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-		TEXTOID, TEXTOID, TEXTOID}
+		TEXTOID, TEXTOID, TEXTOID, TEXTOID}
 	},
 	[CALL_NETWORK_TRANS_IDS] = {
 		"SELECT payments._note_network_trans_ids($1,$2,$3)", 3,
@@ -250,6 +250,25 @@ batch_add_exchanges(Batch *b, dlist_head *exchanges)
 		push_text(&a[11], ex->correlation_id);
 		b->rows[CALL_EXCHANGES]++;
 	}
+}
+
+/*
+ * The fingerprint of the card an op sent, once the gateway answered about
+ * that card (a response code, or a saved profile); NULL otherwise.  Never
+ * sooner: a fingerprint computed when the caller passes the card would
+ * tell a caller whether any number it tries is the one behind a stored
+ * fingerprint, offline and for free.  This way every try is a transaction
+ * at the gateway, rate-limited, logged and seen by its fraud filters.
+ */
+static const char *
+fingerprint_answered(const GatewayOp *op)
+{
+	if (op->card_fingerprint[0] == '\0')
+		return NULL;
+	if (gateway_op_is_cim(op) ? op->result.outcome != OUTCOME_APPROVED :
+		op->result.response_code == 0)
+		return NULL;
+	return op->card_fingerprint;
 }
 
 /* The reason text, NULL when empty. */
@@ -403,10 +422,10 @@ static void
 record_method_outcome(GatewayOp *op)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			types[12] = {INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-	TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TEXTOID};
-	Datum		v[12];
-	char		nulls[12];
+	Oid			types[13] = {INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+	TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, TEXTOID};
+	Datum		v[13];
+	char		nulls[13];
 	GatewayOutcome *r = &op->result;
 	GatewayCim *c = op->cim;
 	char	   *last4 = NULL;
@@ -426,7 +445,8 @@ record_method_outcome(GatewayOp *op)
 	v[9] = payments_text_arg(c ? c->account_type : NULL, &nulls[9]);
 	v[10] = TimestampTzGetDatum(r->retry_at ? r->retry_at : GetCurrentTimestamp());
 	v[11] = payments_text_arg(r->error, &nulls[11]);
-	if (SPI_execute_plan(worker_kept_plan(&plan, "SELECT payments._record_method_result($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)",
+	v[12] = payments_text_arg(fingerprint_answered(op), &nulls[12]);
+	if (SPI_execute_plan(worker_kept_plan(&plan, "SELECT payments._record_method_result($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)",
 								   lengthof(types), types),
 						 v, nulls, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "payments worker: could not record a payment method outcome");
@@ -533,6 +553,7 @@ batch_add_final(Batch *b, GatewayOp *op)
 	push_text(&a[9], r->cvv);
 	push_text(&a[10], r->error);
 	push_text(&a[11], r->account_number);
+	push_text(&a[12], fingerprint_answered(op));
 	b->rows[CALL_FINAL_RESULTS]++;
 	/* a stored method's first network transaction id (card on file) */
 	if (op->payment_method_id != 0 && r->outcome == OUTCOME_APPROVED &&

@@ -243,10 +243,14 @@ BEGIN
 	PERFORM payments._check_gateway_input(p_amount, p_description, p_customer, corr,
 		p_customer_profile_id, p_payment_profile_id);
 
-	-- the request's hash only for a key: most calls have none
+	-- the request's hash only for a key: most calls have none.  A card is
+	-- in it by what a caller may know of it (brand, last four, expiry), not
+	-- its fingerprint: a key reused with a card number tried would tell
+	-- whether the number is the one first sent.
 	IF p_idempotency_key IS NOT NULL THEN
 		idem := payments._idempotency_claim(m, p_idempotency_key, p_kind, md5(jsonb_build_array(
-			p_amount::text, payments.pay_card_fingerprint(p_card), payments.pay_card_exp_month(p_card),
+			p_amount::text, payments.pay_card_brand(p_card), payments.pay_card_last4(p_card),
+			payments.pay_card_exp_month(p_card),
 			payments.pay_card_exp_year(p_card), p_opaque_data, p_customer_profile_id, p_payment_profile_id,
 			p_description, p_order_ref, p_customer, p_metadata, p_customer_id, p_payment_method_id)::text));
 		IF idem.payment_id IS NOT NULL THEN
@@ -266,7 +270,9 @@ BEGIN
 		coalesce(payments.pay_card_last4(p_card), stored.card_last4),
 		coalesce(payments.pay_card_exp_month(p_card), stored.card_exp_month),
 		coalesce(payments.pay_card_exp_year(p_card), stored.card_exp_year),
-		coalesce(payments.pay_card_fingerprint(p_card), stored.card_fingerprint),
+		-- a card's fingerprint comes with the gateway's answer (see
+		-- _record_final_results)
+		stored.card_fingerprint,
 		p_customer_profile_id, p_payment_profile_id,
 		'P' || payments._invoice_tag() || pid, p_description, p_order_ref,
 		coalesce(p_customer, '{}'), coalesce(p_metadata, '{}'), corr, p_idempotency_key,

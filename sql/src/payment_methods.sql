@@ -184,7 +184,7 @@ BEGIN
 	END IF;
 	PERFORM payments._check_gateway_input(NULL, NULL, NULL, corr);
 	idem := payments._idempotency_claim(m, pay_save_payment_method.idempotency_key, 'save_payment_method',
-		md5(jsonb_build_array(c.customer_id, payments.pay_card_fingerprint(card),
+		md5(jsonb_build_array(c.customer_id, payments.pay_card_brand(card), payments.pay_card_last4(card),
 			payments.pay_card_exp_month(card), payments.pay_card_exp_year(card), opaque_data,
 			pay_save_payment_method.payment_id, validation_mode, make_default)::text));
 	IF idem.request_kind IS NOT NULL THEN
@@ -219,7 +219,7 @@ BEGIN
 		coalesce(payments.pay_card_brand(card), p.card_brand), coalesce(payments.pay_card_last4(card), p.card_last4),
 		coalesce(payments.pay_card_exp_month(card), p.card_exp_month),
 		coalesce(payments.pay_card_exp_year(card), p.card_exp_year),
-		coalesce(payments.pay_card_fingerprint(card), p.card_fingerprint), p.payment_id,
+		p.card_fingerprint, p.payment_id,
 		pay_save_payment_method.idempotency_key, corr)
 	RETURNING * INTO pm;
 	o := payments._new_method_operation(m, 'save_method', pm.payment_method_id, c.customer_id, p.payment_id,
@@ -446,13 +446,15 @@ INSERT INTO payments.operation_outcomes
 -- _record_result, as for payments: tried again at p_retry_at, dead when out
 -- of attempts), then
 -- the method and the customer: a saved method is active with the gateway's
--- ids (the customer learns its profile id), a failed save is failed with
+-- ids and its card's fingerprint (the customer learns its profile id; the
+-- fingerprint is known only once the gateway has the card, see
+-- _record_final_results), a failed save is failed with
 -- the reason; a deleted one is deleted, a failed deletion leaves the
 -- method active again.
 CREATE FUNCTION payments._record_method_result(p_merchant_id bigint, p_operation_id bigint,
 	p_outcome text, p_code text, p_reason text, p_customer_profile_id text,
 	p_payment_profile_id text, p_network_trans_id text, p_card_last4 text, p_card_brand text,
-	p_retry_at timestamptz, p_error text)
+	p_retry_at timestamptz, p_error text, p_card_fingerprint text)
 	RETURNS void
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments, pg_temp
@@ -495,7 +497,8 @@ BEGIN
 				customer_profile_id = p_customer_profile_id, payment_profile_id = p_payment_profile_id,
 				network_trans_id = coalesce(network_trans_id, nullif(p_network_trans_id, '')),
 				card_last4 = coalesce(card_last4, nullif(p_card_last4, '')),
-				card_brand = coalesce(card_brand, nullif(p_card_brand, ''))
+				card_brand = coalesce(card_brand, nullif(p_card_brand, '')),
+				card_fingerprint = coalesce(card_fingerprint, p_card_fingerprint)
 			WHERE merchant_id = o.merchant_id AND payment_method_id = o.payment_method_id AND status = 'pending';
 		ELSE
 			UPDATE payments.payment_methods SET status = 'failed', is_default = false,
@@ -515,7 +518,7 @@ BEGIN
 	END IF;
 END
 $$;
-COMMENT ON FUNCTION payments._record_method_result(bigint, bigint, text, text, text, text, text, text, text, text, timestamptz, text) IS
+COMMENT ON FUNCTION payments._record_method_result(bigint, bigint, text, text, text, text, text, text, text, text, timestamptz, text, text) IS
 	'Worker, step 3: records the gateway''s answer to a save_method, delete_method or delete_customer operation and moves the payment method (and the customer''s profile id) on.';
 
 -- A deleted customer whose gateway profile could not be deleted (the

@@ -230,13 +230,17 @@ COMMENT ON FUNCTION payments._refresh_statistics() IS
 -- kinds, so no payment appears twice.  Operations no longer "sending" are
 -- left alone (a DBA discarded them).  The planner settings keep every
 -- lookup on a primary key however stale the statistics of a fast-growing
--- table are (see _claim_operations).  Returns how many operations were
+-- table are (see _claim_operations).  A card payment learns its card's
+-- fingerprint here, from the worker that sent the card, and only with an
+-- answer the gateway gave about that card: a fingerprint known when the
+-- caller passes a card would answer, for free, whether any number tried is
+-- the one behind a stored fingerprint.  Returns how many operations were
 -- recorded.
 CREATE FUNCTION payments._record_final_results(
 	p_merchant_id bigint[], p_operation_id bigint[], p_outcome text[],
 	p_response_code integer[], p_reason_code integer[], p_reason_text text[],
 	p_trans_id text[], p_auth_code text[], p_avs text[], p_cvv text[],
-	p_error text[], p_account_number text[])
+	p_error text[], p_account_number text[], p_card_fingerprint text[])
 	RETURNS integer
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments, pg_temp
@@ -252,8 +256,9 @@ BEGIN
 	WITH r AS (
 		SELECT * FROM unnest(p_merchant_id, p_operation_id, p_outcome, p_response_code,
 			p_reason_code, p_reason_text, p_trans_id, p_auth_code, p_avs, p_cvv, p_error,
-			p_account_number) AS r(merchant_id, operation_id, outcome, response_code,
-			reason_code, reason_text, trans_id, auth_code, avs, cvv, error, account_number)
+			p_account_number, p_card_fingerprint) AS r(merchant_id, operation_id, outcome,
+			response_code, reason_code, reason_text, trans_id, auth_code, avs, cvv, error,
+			account_number, card_fingerprint)
 	), ops AS (
 		-- the new statuses come from operation_outcomes; the amounts follow
 		-- them: authorized when the operation succeeded, captured when the
@@ -270,7 +275,7 @@ BEGIN
 			AND t.operation_status IN ('succeeded', 'failed')
 		RETURNING o.merchant_id, o.operation_id, o.payment_id, t.operation_status,
 			t.payment_status, r.reason_code, r.reason_text, r.trans_id, r.auth_code, r.avs, r.cvv,
-			r.error, r.account_number
+			r.error, r.account_number, r.card_fingerprint
 	), erased AS (
 		DELETE FROM payments.card_vault v USING ops
 		WHERE v.merchant_id = ops.merchant_id AND v.operation_id = ops.operation_id
@@ -284,6 +289,7 @@ BEGIN
 		cvv_result = nullif(ops.cvv, ''),
 		-- opaque data (Accept.js) payments learn their last four digits here
 		card_last4 = coalesce(p.card_last4, nullif(right(ops.account_number, 4), '')),
+		card_fingerprint = coalesce(p.card_fingerprint, ops.card_fingerprint),
 		decline_code = CASE WHEN ops.operation_status = 'failed'
 			THEN coalesce(ops.reason_code::text, ops.error) END,
 		decline_reason = CASE WHEN ops.operation_status = 'failed'
@@ -294,8 +300,8 @@ BEGIN
 	RETURN n;
 END
 $$;
-COMMENT ON FUNCTION payments._record_final_results(bigint[], bigint[], text[], integer[], integer[], text[], text[], text[], text[], text[], text[], text[]) IS
-	'Worker, step 3, set-based: records the gateway''s final answers to purchases and authorizations (arrays, one element per operation) and moves their payments on.';
+COMMENT ON FUNCTION payments._record_final_results(bigint[], bigint[], text[], integer[], integer[], text[], text[], text[], text[], text[], text[], text[], text[]) IS
+	'Worker, step 3, set-based: records the gateway''s final answers to purchases and authorizations (arrays, one element per operation) and moves their payments on; a card payment learns its fingerprint here.';
 
 -- Step 3 of an attempt: record the exchange and the outcome, move the
 -- operation and its payment to their new status, erase the vault entry
@@ -358,7 +364,7 @@ BEGIN
 		PERFORM payments._record_final_results(ARRAY[p_merchant_id], ARRAY[p_operation_id],
 			ARRAY[p_outcome], ARRAY[p_response_code], ARRAY[p_reason_code], ARRAY[p_reason_text],
 			ARRAY[p_trans_id], ARRAY[p_auth_code], ARRAY[p_avs], ARRAY[p_cvv], ARRAY[p_error],
-			ARRAY[p_account_number]);
+			ARRAY[p_account_number], ARRAY[NULL::text]);
 		RETURN;
 	END IF;
 	UPDATE payments.operations SET

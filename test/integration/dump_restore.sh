@@ -72,8 +72,12 @@ ok "$rc" "pg_restore into a fresh database succeeds without errors"
 
 after=$(snapshot dump_dst)
 is "$after" "$before" "orders, merchants, payments, operations, events and audit rows are identical after restore"
-fp=$(q dump_dst -Atc "SELECT payments.pay_card_fingerprint(payments.pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 2)) = card_fingerprint FROM payments.payments WHERE payment_id = (SELECT min(payment_id) FROM payments.payments)")
-is "$fp" t "card fingerprints stay stable across dump and restore (the secret travels)"
+# (the payments here were never sent, so they hold no fingerprint: the
+# worker records one with the gateway's answer)
+fp_of() { q "$1" -Atc "SELECT payments.pay_card_fingerprint(payments.pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 2))"; }
+fp=$(fp_of dump_src)
+ok "$([ ${#fp} = 64 ] && [ "$(fp_of dump_dst)" = "$fp" ] && echo 0 || echo 1)" \
+	"card fingerprints stay stable across dump and restore (the key id travels, the key file stays)"
 tag=$(q dump_dst -Atc "SELECT 'P' || payments._invoice_tag() || payment_id = invoice_number FROM payments.payments WHERE payment_id = (SELECT min(payment_id) FROM payments.payments)")
 is "$tag" t "the installation's invoice tag travels too: new invoices look like the restored ones"
 n=$(q dump_dst -Atc "SELECT count(*) FROM payments.merchants WHERE is_default")

@@ -56,7 +56,6 @@ until_true() {
 	done
 	return 1
 }
-passed() { if "$@"; then echo 0; else echo 1; fi; }
 account_errors() {	# account_errors MERCHANT OPERATION CODE: exchanges answered with CODE
 	su -c "SELECT count(*) FROM payments.gateway_exchanges WHERE merchant_id = $1 AND operation_id = $2
 		AND response_masked LIKE '%\"code\":\"$3\"%'"

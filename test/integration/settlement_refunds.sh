@@ -26,7 +26,6 @@ qerr() {
 		awk '/^ERROR:/ { s = substr($2, 1, 5) } /^HINT:/ { sub(/^HINT: +/, ""); h = $0 } END { print s "|" h }'
 }
 card="pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 3, '123', 'Ada Lovelace')"
-passed() { if "$@"; then echo 0; else echo 1; fi; }
 # wait_sql CONDITION: until the SQL condition holds, 30 s at most.
 wait_sql() {
 	local i

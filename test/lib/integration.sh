@@ -27,6 +27,29 @@ as_merchant() {
 sqlstate_of() {
 	as_merchant -v VERBOSITY=verbose -c "$1" 2>&1 | sed -n 's/^ERROR:  \([0-9A-Z]\{5\}\):.*/\1/p' | sed -n 1p
 }
+# park_after_send MERCHANT STATUSES: a test trigger holds an operation of
+# MERCHANT for an hour as soon as it turns to one of STATUSES (a SQL list,
+# e.g. 'unknown', 'queued') after a send, before the worker's first resend
+# inside the duplicate window; a test then moves first_sent_at back past
+# the window and releases it.  unpark drops the trigger.
+park_after_send() {
+	cluster_psql "$WORK" "$PORT" payments -q -c "CREATE FUNCTION public.test_park_after_send() RETURNS trigger LANGUAGE plpgsql AS \$\$
+BEGIN
+	IF NEW.status IN ($2) AND OLD.status = 'sending'
+			AND NEW.first_sent_at > now() - interval '1 hour' THEN
+		NEW.next_attempt_at := now() + interval '1 hour';
+	END IF;
+	RETURN NEW;
+END \$\$" \
+		-c "CREATE TRIGGER zz_test_park_after_send BEFORE UPDATE ON payments.operations
+			FOR EACH ROW WHEN (NEW.merchant_id = $1) EXECUTE FUNCTION public.test_park_after_send()"
+}
+unpark() {
+	cluster_psql "$WORK" "$PORT" payments -q -c "DROP TRIGGER IF EXISTS zz_test_park_after_send ON payments.operations" \
+		-c "DROP FUNCTION IF EXISTS public.test_park_after_send()"
+}
+# passed COMMAND...: 0 if it succeeds, else 1 (for ok, under set -e).
+passed() { if "$@"; then echo 0; else echo 1; fi; }
 # worker_pid: the PID of the payments worker of the test cluster (empty
 # while none runs)
 worker_pid() {

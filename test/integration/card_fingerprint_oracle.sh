@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# A caller learns nothing of a card number it passes.  In 0.1.0 a payment,
+# a saved method and an idempotency key's hash took the card's fingerprint
+# at the call: a role acting for a merchant passed candidate numbers to
+# pay_authorize in a transaction it rolled back, compared each fingerprint
+# returned with a stored payment's, and had that payment's full card number
+# from its first six and last four in minutes, leaving no trace.  Now a
+# card's fingerprint is recorded by the worker with the gateway's answer
+# about the card (every try is a transaction at the gateway), and the
+# idempotency hash holds only what the caller may know of the card.
+set -euo pipefail
+source "$(dirname "$0")/../lib/integration.sh"
+
+SIMDIR="$WORK/sim-fingerprint"
+sim_start "$SIMDIR"
+
+su() { cluster_psql "$WORK" "$PORT" payments -At "$@"; }
+M=$(su -c "INSERT INTO payments.merchants (name) VALUES ('fingerprint') RETURNING merchant_id")
+gateway_at() {	# gateway_at URL: the merchant's endpoint (http: a test server)
+	su -c "SET payments.allow_insecure_endpoint = on" \
+		-c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY', endpoint_url => '$1', timeout_ms => 3000, merchant_id => $M)" >/dev/null
+}
+gateway_at "$SIM_API"
+su -c "DROP ROLE IF EXISTS fp_app" -c "CREATE ROLE fp_app LOGIN" \
+	-c "SELECT payments.pay_bind_role('fp_app', merchant_id => $M)" \
+	-c "GRANT SELECT ON payments.payments, payments.payment_methods TO fp_app" >/dev/null
+
+# the test's lookup: an unknown purchase waits to be moved past the window
+park_after_send "$M" "'unknown'"
+cleanup() {
+	unpark || true
+	su -c "UPDATE payments.operations SET next_attempt_at = now() + interval '1 day'
+			WHERE merchant_id = $M AND status IN ('unknown', 'queued')" \
+		-c "SELECT payments.pay_forget_role('fp_app')" \
+		-c "REVOKE ALL ON payments.payments, payments.payment_methods FROM fp_app" \
+		-c "DROP ROLE IF EXISTS fp_app" >/dev/null 2>&1 || true
+	sim_stop
+}
+trap cleanup EXIT
+
+# as [PSQL ARGS]: a session logged in as fp_app, A's application
+as() {
+	as_pg "$PG_BINDIR/psql" -X -q -At -v ON_ERROR_STOP=1 -v VERBOSITY=verbose -h "$WORK/sock" -p "$PORT" \
+		-U fp_app -d payments -c "SET search_path = public, payments" "$@"
+}
+sqlstate() { as "$@" 2>&1 | sed -n 's/^ERROR:  \([0-9A-Z]\{5\}\):.*/\1/p' | sed -n 1p; }
+YEAR=$(su -c "SELECT extract(year from now())::int + 3")
+card() { echo "payments.pay_card('$1', 12, $YEAR, '123')"; }	# card NUMBER
+# fp NUMBER: the card's fingerprint, as only the owner may compute it
+fp() { su -c "SELECT payments.pay_card_fingerprint($(card "$1"))"; }
+# wait_sql SQL: poll (as the owner) until SQL is true, 30 s at most
+wait_sql() {
+	local i
+	for i in $(seq 600); do
+		[ "$(su -c "SELECT $1")" = t ] && return 0
+		sleep 0.05
+	done
+	return 1
+}
+VISA=4111111111111111
+# another Visa number with the same last four (Luhn-valid): what a caller
+# tries when it knows the brand, first six and last four of a card
+OTHER=$(python3 -c '
+d = "41111100000" + "0" + "1111"
+for x in range(10):
+    n = d[:11] + str(x) + d[12:]
+    s = sum(int(c) if i % 2 == 0 else (2 * int(c) - 9 if int(c) > 4 else 2 * int(c))
+            for i, c in enumerate(reversed(n)))
+    if s % 10 == 0:
+        print(n)
+        break')
+ok "$([ ${#OTHER} = 16 ] && [ "$(fp "$OTHER")" != "$(fp $VISA)" ] && echo 0 || echo 1)" \
+	"the test's second Visa number ($OTHER) ends in 1111 and has another fingerprint"
+
+# 1. At the call: no fingerprint, in what the call returns or in the row
+#    it wrote, even before ROLLBACK (nothing reached the gateway).
+for call in "pay_authorize(amount => '5.00 USD', card => $(card $VISA))" \
+	"pay_purchase(amount => '5.00 USD', card => $(card $VISA))"; do
+	is "$(as -c "BEGIN" -c "CREATE TEMP TABLE r AS SELECT * FROM $call" \
+		-c "SELECT r.card_fingerprint IS NULL, x.card_fingerprint IS NULL, x.card_last4
+			FROM r JOIN payments.payments x USING (payment_id)" -c "ROLLBACK")" \
+		"t|t|1111" "${call%%(*}: neither the result nor the payment row holds the card's fingerprint before the gateway answers"
+done
+cust=$(as -c "SELECT customer_id FROM pay_create_customer(email => 'fp@example.com')")
+is "$(as -c "BEGIN" -c "CREATE TEMP TABLE r AS SELECT * FROM pay_save_payment_method(customer_id => $cust, card => $(card $VISA))" \
+	-c "SELECT r.card_fingerprint IS NULL, x.card_fingerprint IS NULL
+		FROM r JOIN payments.payment_methods x USING (payment_method_id)" -c "ROLLBACK")" \
+	"t|t" "pay_save_payment_method: no fingerprint at the call either"
+
+# 2. With the gateway's answer: approved and declined cards alike
+p1=$(as -c "SELECT payment_id FROM pay_purchase(amount => '6.00 USD', card => $(card $VISA), idempotency_key => 'fp-key-1')")
+is "$(as -c "SELECT status FROM pay_wait($p1, '20 s')")" succeeded "a purchase is approved"
+is "$(as -c "SELECT card_fingerprint FROM payments.payments WHERE payment_id = $p1")" "$(fp $VISA)" \
+	"its fingerprint is recorded with the approval"
+p2=$(as -c "SELECT payment_id FROM pay_purchase(amount => '7.00 USD', card => $(card 4000000000000002))")
+is "$(as -c "SELECT status || '|' || decline_code FROM pay_wait($p2, '20 s')")" "failed|2" "a card the gateway declines"
+is "$(as -c "SELECT card_fingerprint FROM payments.payments WHERE payment_id = $p2")" "$(fp 4000000000000002)" \
+	"a declined card's fingerprint is recorded too (the gateway saw the card)"
+
+# 3. A card that has not reached the gateway has none: the endpoint
+#    refuses connections, so the attempt provably never left and waits.
+gateway_at "http://127.0.0.1:$(free_port)/xml/v1/request.api"
+p3=$(as -c "SELECT payment_id FROM pay_purchase(amount => '8.00 USD', card => $(card $VISA))")
+ok "$(passed wait_sql "EXISTS (SELECT 1 FROM payments.operations WHERE merchant_id = $M AND payment_id = $p3
+	AND status = 'queued' AND attempts >= 1)")" "a purchase whose attempt could not connect is queued again"
+is "$(as -c "SELECT card_fingerprint IS NULL FROM payments.payments WHERE payment_id = $p3")" t \
+	"it has no fingerprint: the gateway has not seen the card"
+gateway_at "$SIM_API"
+su -c "UPDATE payments.operations SET next_attempt_at = now() WHERE merchant_id = $M AND payment_id = $p3 AND status = 'queued';
+	SELECT payments._wake_at_commit()" >/dev/null
+is "$(as -c "SELECT status FROM pay_wait($p3, '20 s')")" succeeded "once the gateway is back, it is approved"
+is "$(as -c "SELECT card_fingerprint FROM payments.payments WHERE payment_id = $p3")" "$(fp $VISA)" \
+	"and its fingerprint is recorded then"
+
+# 4. An answer found by a lookup (the reply was lost, then eight hours
+#    passed): the card still waits in the vault, and gives the fingerprint.
+sim_ctl POST /faults '{"type":"reset","count":6,"process":true,"requestType":"createTransactionRequest"}' >/dev/null
+p4=$(as -c "SELECT payment_id FROM pay_purchase(amount => '9.00 USD', card => $(card $VISA))")
+ok "$(passed wait_sql "EXISTS (SELECT 1 FROM payments.operations WHERE merchant_id = $M AND payment_id = $p4
+	AND status = 'unknown')")" "a purchase charged at the gateway whose reply was lost is unknown"
+sim_ctl DELETE /faults >/dev/null
+is "$(su -c "SELECT card_fingerprint IS NULL FROM payments.payments WHERE payment_id = $p4")" t "with no fingerprint yet"
+su -c "UPDATE payments.operations SET first_sent_at = now() - interval '9 hours', next_attempt_at = now()
+	WHERE merchant_id = $M AND payment_id = $p4 AND status = 'unknown'; SELECT payments._wake_at_commit()" >/dev/null
+is "$(as -c "SELECT status FROM pay_wait($p4, '30 s')")" succeeded "past the duplicate window it is looked up and found charged"
+is "$(su -c "SELECT string_agg(request_type, ',' ORDER BY exchange_id) FROM payments.gateway_exchanges
+	WHERE operation_id = (SELECT operation_id FROM payments.operations WHERE merchant_id = $M AND payment_id = $p4)" | tr ',' '\n' | sort -u | tr '\n' ' ')" \
+	"createTransactionRequest getTransactionDetailsRequest getUnsettledTransactionListRequest " "by a lookup, not a resend"
+is "$(as -c "SELECT card_fingerprint FROM payments.payments WHERE payment_id = $p4")" "$(fp $VISA)" \
+	"the lookup's answer records the fingerprint"
+
+# 5. The idempotency key of a recorded purchase, reused with a tried
+#    number: the answer cannot depend on digits the caller does not know.
+for n in $VISA "$OTHER"; do
+	is "$(as -c "SELECT payment_id FROM pay_purchase(amount => '6.00 USD', card => $(card "$n"), idempotency_key => 'fp-key-1')")" "$p1" \
+		"the key reused with card ${n:0:6}...${n:12}: the first payment, whichever digits are in the middle"
+done
+is "$(sqlstate -c "SELECT * FROM pay_purchase(amount => '6.00 USD', card => $(card 4012888888881881), idempotency_key => 'fp-key-1')")" \
+	PT409 "the key reused with another last four is a different request (PT409)"
+
+# 6. A saved card: its fingerprint comes with the gateway's profile; a
+#    payment charging the method carries it from the start.
+pm=$(as -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $cust, card => $(card $VISA))")
+is "$(as -c "SELECT status FROM pay_wait_payment_method($pm, '20 s')")" active "a card is saved at the gateway"
+is "$(as -c "SELECT card_fingerprint FROM payments.payment_methods WHERE payment_method_id = $pm")" "$(fp $VISA)" \
+	"the saved method's fingerprint is recorded with the gateway's profile"
+is "$(as -c "SELECT card_fingerprint FROM pay_purchase(amount => '2.00 USD', payment_method_id => $pm)")" "$(fp $VISA)" \
+	"a purchase with the saved method has its fingerprint at once (no card was passed)"
+
+# 7. The fingerprints of the whole test: each one the gateway saw
+is "$(su -c "SELECT count(*) FROM payments.payments WHERE merchant_id = $M AND card_fingerprint IS NOT NULL
+	AND status NOT IN ('succeeded', 'failed')")" 0 "no payment short of the gateway's answer has a fingerprint"
+tap_done
