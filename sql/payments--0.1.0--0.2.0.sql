@@ -1210,7 +1210,8 @@ BEGIN
 			WHERE x.grantee <> (SELECT proowner FROM pg_catalog.pg_proc WHERE oid = 'payments.pay_metrics()'::pg_catalog.regprocedure)
 		LOOP
 			EXECUTE format('GRANT EXECUTE ON FUNCTION payments.pay_metrics() TO %s%s',
-				CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(a.grantee::regrole::text) END,
+				-- regrole's text is already quoted where the name needs it
+				CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END,
 				CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
 		END LOOP;
 	END IF;
@@ -2899,7 +2900,7 @@ COMMENT ON FUNCTION payments.pay_run_expiry_notices() IS
 
 -- pay_purchase and pay_authorize take customer_id and payment_method_id
 -- (payment_api.sql); roles granted the old ones keep EXECUTE on the new.
-SELECT pg_catalog.set_config('h_cust.api_grantees', coalesce(string_agg(DISTINCT a.grantee::regrole::text, ','), ''), true)
+SELECT pg_catalog.set_config('h_cust.api_grantees', coalesce(array_agg(DISTINCT a.grantee::regrole::text)::text, '{}'), true)
 FROM pg_proc p, aclexplode(p.proacl) a
 WHERE p.pronamespace = 'payments'::regnamespace AND p.proname IN ('pay_purchase', 'pay_authorize')
 	AND a.privilege_type = 'EXECUTE' AND a.grantee <> 0 AND a.grantee <> p.proowner;
@@ -3082,7 +3083,7 @@ DO $$
 DECLARE
 	r text;
 BEGIN
-	FOREACH r IN ARRAY coalesce(string_to_array(nullif(current_setting('h_cust.api_grantees'), ''), ','), '{}') LOOP
+	FOREACH r IN ARRAY current_setting('h_cust.api_grantees')::text[] LOOP
 		EXECUTE format('GRANT EXECUTE ON FUNCTION payments.pay_purchase(payments.pay_amount, payments.pay_card, jsonb, text, text, text, text, jsonb, jsonb, text, text, bigint, bigint), payments.pay_authorize(payments.pay_amount, payments.pay_card, jsonb, text, text, text, text, jsonb, jsonb, text, text, bigint, bigint) TO %s', r);
 	END LOOP;
 END
@@ -3323,15 +3324,16 @@ CREATE INDEX audit_log_logged_at_txid ON payments.audit_log
 
 ------------------------------------------------------------------------------
 -- Audit of personal data and of API keys (audit.sql): payments.customer
--- (billing details, which pay_erase_customer must be able to erase) is left
--- out of the payments table's audit rows; API keys are audited without the
--- hashes of their secrets.
+-- (billing details) and card_fingerprint, which pay_erase_customer must be
+-- able to erase, are left out of the payments table's audit rows (rows
+-- written before the update keep the fingerprint: the log is append-only);
+-- API keys are audited without the hashes of their secrets.
 ------------------------------------------------------------------------------
 
 DROP TRIGGER payments_audit ON payments.payments;
 CREATE TRIGGER payments_audit AFTER INSERT OR UPDATE OR DELETE ON payments.payments
-	FOR EACH ROW EXECUTE FUNCTION payments._audit_trigger('customer');
-COMMENT ON TRIGGER payments_audit ON payments.payments IS 'Audit: payments.audit_log.';
+	FOR EACH ROW EXECUTE FUNCTION payments._audit_trigger('customer', 'card_fingerprint');
+COMMENT ON TRIGGER payments_audit ON payments.payments IS 'Audit: payments.audit_log; the billing details (customer) and the card fingerprint are never written.';
 CREATE TRIGGER payments_audit AFTER INSERT OR UPDATE OR DELETE ON payments.api_keys
 	FOR EACH ROW EXECUTE FUNCTION payments._audit_trigger('secret_hash', 'previous_hash');
 CREATE TRIGGER payments_audit_truncate AFTER TRUNCATE ON payments.api_keys

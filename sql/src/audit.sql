@@ -442,11 +442,12 @@ CREATE TRIGGER payments_audit AFTER INSERT OR UPDATE OR DELETE ON payments.merch
 	FOR EACH ROW EXECUTE FUNCTION payments._audit_trigger();
 CREATE TRIGGER payments_audit_truncate AFTER TRUNCATE ON payments.merchants
 	FOR EACH STATEMENT EXECUTE FUNCTION payments._audit_trigger();
--- payments.customer holds the billing details sent to the gateway (personal
--- data pay_erase_customer must be able to erase: the append-only log keeps
--- only that it changed)
+-- payments.customer holds the billing details sent to the gateway, and
+-- card_fingerprint identifies the customer's card (personal data
+-- pay_erase_customer must be able to erase: the append-only log keeps only
+-- that they changed)
 CREATE TRIGGER payments_audit AFTER INSERT OR UPDATE OR DELETE ON payments.payments
-	FOR EACH ROW EXECUTE FUNCTION payments._audit_trigger('customer');
+	FOR EACH ROW EXECUTE FUNCTION payments._audit_trigger('customer', 'card_fingerprint');
 CREATE TRIGGER payments_audit_truncate AFTER TRUNCATE ON payments.payments
 	FOR EACH STATEMENT EXECUTE FUNCTION payments._audit_trigger();
 CREATE TRIGGER payments_audit AFTER INSERT OR UPDATE OR DELETE ON payments.operations
@@ -468,7 +469,7 @@ CREATE TRIGGER payments_audit_truncate AFTER TRUNCATE ON payments.api_keys
 	FOR EACH STATEMENT EXECUTE FUNCTION payments._audit_trigger();
 COMMENT ON TRIGGER payments_audit ON payments.merchants IS 'Audit: payments.audit_log.';
 COMMENT ON TRIGGER payments_audit_truncate ON payments.merchants IS 'Audit: payments.audit_log.';
-COMMENT ON TRIGGER payments_audit ON payments.payments IS 'Audit: payments.audit_log.';
+COMMENT ON TRIGGER payments_audit ON payments.payments IS 'Audit: payments.audit_log; the billing details (customer) and the card fingerprint are never written.';
 COMMENT ON TRIGGER payments_audit_truncate ON payments.payments IS 'Audit: payments.audit_log.';
 COMMENT ON TRIGGER payments_audit ON payments.operations IS 'Audit: payments.audit_log.';
 COMMENT ON TRIGGER payments_audit_truncate ON payments.operations IS 'Audit: payments.audit_log.';

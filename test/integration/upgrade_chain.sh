@@ -319,5 +319,36 @@ if [ ${#chain[@]} -gt 2 ]; then
 	upgrade_test "${chain[0]}" "$default" straight
 fi
 
+# Roles of any name keep the API across the update: names with a comma, a
+# quote and a space (the update once carried grantees as one
+# comma-separated setting, which such a name broke).
+if [ ${#chain[@]} -gt 1 ]; then
+	db=upgrade_role_names
+	q postgres -q -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" \
+		-c 'DROP ROLE IF EXISTS "app,comma", "app ""quoted"""' -c 'CREATE ROLE "app,comma"' -c 'CREATE ROLE "app ""quoted"""'
+	q "$db" -q -c "CREATE EXTENSION payments VERSION '${chain[0]}'" -c "DO \$\$
+DECLARE f regprocedure;
+BEGIN
+	FOR f IN SELECT p.oid FROM pg_proc p WHERE p.pronamespace = 'payments'::regnamespace
+			AND p.proname IN ('pay_purchase', 'pay_authorize', 'pay_metrics') LOOP
+		EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I, %I', f, 'app,comma', 'app \"quoted\"');
+	END LOOP;
+END \$\$" >/dev/null
+	is "$(qa "$db" -c "SELECT count(*) FROM pg_proc p, unnest(ARRAY['app,comma', 'app \"quoted\"']) r
+		WHERE p.pronamespace = 'payments'::regnamespace AND has_function_privilege(r, p.oid, 'EXECUTE')
+			AND p.proname IN ('pay_purchase', 'pay_authorize', 'pay_metrics')")" 6 \
+		"${chain[0]}: roles app,comma and app \"quoted\" may execute pay_authorize, pay_metrics and pay_purchase"
+	rc=0
+	q "$db" -q -c "ALTER EXTENSION payments UPDATE" >"$OUT/role_names.log" 2>&1 || rc=$?
+	ok "$rc" "${chain[0]} -> $default: the update succeeds with API roles named app,comma and app \"quoted\""
+	is "$(qa "$db" -c "SELECT (SELECT extversion FROM pg_extension WHERE extname = 'payments') || ' ' ||
+			string_agg(r || ':' || has_function_privilege(r, p.oid, 'EXECUTE'), ',' ORDER BY r, p.proname)
+		FROM pg_proc p, unnest(ARRAY['app,comma', 'app \"quoted\"']) r
+		WHERE p.pronamespace = 'payments'::regnamespace AND p.proname IN ('pay_purchase', 'pay_authorize', 'pay_metrics')")" \
+		"$default "'app "quoted":true,app "quoted":true,app "quoted":true,app,comma:true,app,comma:true,app,comma:true' \
+		"${chain[0]} -> $default: at $default, both keep EXECUTE on pay_authorize, pay_metrics and pay_purchase"
+	q postgres -q -c "DROP DATABASE $db" -c 'DROP ROLE "app,comma", "app ""quoted"""'
+fi
+
 echo "# upgrade chain ${path// / -> }: $((SECONDS - started)) s"
 tap_done

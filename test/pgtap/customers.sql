@@ -12,7 +12,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(54);
+SELECT plan(56);
 
 INSERT INTO payments.merchants (name) VALUES ('cust-a'), ('cust-b');
 CREATE TEMP TABLE m AS SELECT
@@ -105,11 +105,13 @@ SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', payment_method_id =
 UPDATE payments.operations o SET status = 'sending' FROM pm1
 WHERE o.merchant_id = pm1.merchant_id AND o.payment_method_id = pm1.payment_method_id;
 SELECT payments._record_method_result(pm1.merchant_id, o.operation_id, 'approved', NULL, NULL, '500123', '700456',
-	'NTID0001', '1111', 'Visa', now(), NULL)
+	'NTID0001', '1111', 'Visa', now(), NULL, repeat('ab', 32))
 FROM pm1 JOIN payments.operations o ON o.merchant_id = pm1.merchant_id AND o.payment_method_id = pm1.payment_method_id;
 SELECT is((SELECT concat_ws('|', status, customer_profile_id, payment_profile_id, network_trans_id)
 	FROM pay_get_payment_method((SELECT payment_method_id FROM pm1))), 'active|500123|700456|NTID0001',
 	'the gateway''s answer makes the method active with its profile ids and network transaction id');
+SELECT is((SELECT card_fingerprint FROM payments.payment_methods WHERE payment_method_id = (SELECT payment_method_id FROM pm1)),
+	repeat('ab', 32), 'the method''s card fingerprint comes with the gateway''s answer (none before: see card_fingerprint_oracle)');
 SELECT is((SELECT customer_profile_id FROM pay_get_customer((SELECT customer_id FROM c1))), '500123',
 	'the customer learns its gateway profile');
 SELECT is((SELECT count(*)::int FROM payments.card_vault v JOIN payments.operations o USING (merchant_id, operation_id), pm1
@@ -184,6 +186,10 @@ SELECT is((SELECT count(*)::int FROM payments.audit_log WHERE table_name = 'cust
 SELECT is((SELECT count(*)::int FROM payments.audit_log WHERE table_name = 'payments'
 	AND (old_row::text LIKE '%lovelace%' OR new_row::text LIKE '%lovelace%' OR old_row ? 'customer' OR new_row ? 'customer')), 0,
 	'nor did the audit log of its payments (their billing details are left out)');
+SELECT is((SELECT count(*)::int FROM payments.audit_log WHERE table_name IN ('payments', 'payment_methods')
+	AND (old_row ? 'card_fingerprint' OR new_row ? 'card_fingerprint' OR old_row::text LIKE '%' || repeat('ab', 32) || '%'
+		OR new_row::text LIKE '%' || repeat('ab', 32) || '%')), 0,
+	'nor the card fingerprint of its payments and methods');
 SELECT ok((SELECT count(*) FROM payments.audit_log WHERE table_name = 'customers' AND operation = 'UPDATE'
 	AND (new_row ->> 'erased_at') IS NOT NULL) = 1, 'the audit log records the erasure');
 SELECT is((SELECT count(*)::int FROM payments.operations o WHERE o.merchant_id = (SELECT a FROM m)
