@@ -6956,22 +6956,21 @@ CREATE OR REPLACE FUNCTION payments._lock_payment(p_payment_id bigint) RETURNS p
 DECLARE
 	p payments.payments;
 BEGIN
-	-- What other captures, voids and refunds of the payment committed is
-	-- read after this lock.  At REPEATABLE READ the snapshot predates them:
-	-- two refunds of the whole amount both passed, and both were sent.
-	-- READ COMMITTED reads them; SERIALIZABLE refuses the second.
-	IF current_setting('transaction_isolation') = 'repeatable read' THEN
-		RAISE EXCEPTION 'a payment cannot be captured, voided or refunded in a REPEATABLE READ transaction'
-			USING ERRCODE = '25000',
-				DETAIL = 'A capture, void or refund of the payment that another session commits meanwhile would not be seen.',
-				HINT = 'Run it at READ COMMITTED (the default) or SERIALIZABLE.';
-	END IF;
-	-- NO KEY UPDATE: keys never change, so another session's foreign-key
-	-- check (a billing run's invoice, a row the worker adds) does not wait
-	-- for this caller's transaction
-	SELECT * INTO p FROM payments.payments
-	WHERE merchant_id = payments.pay_current_merchant() AND payment_id = p_payment_id
-	FOR NO KEY UPDATE;
+	-- Locked by an update, not a SELECT ... FOR UPDATE.  What other
+	-- captures, voids and refunds of the payment committed is read after
+	-- this lock, and at REPEATABLE READ or SERIALIZABLE the snapshot may
+	-- predate them: two refunds of the whole amount both passed and were
+	-- both sent (SSI sees nothing when the other session is at READ
+	-- COMMITTED).  Each of these calls now writes the row, so a snapshot
+	-- older than another's committed call fails on it with 40001, and READ
+	-- COMMITTED waits and then reads the other's operations.  The update
+	-- changes no key, so its lock is NO KEY UPDATE: another session's
+	-- foreign-key check (a billing run's invoice, a row the worker adds)
+	-- does not wait for this caller's transaction.  (status_guard stamps
+	-- updated_at.)
+	UPDATE payments.payments x SET updated_at = clock_timestamp()
+	WHERE x.merchant_id = payments.pay_current_merchant() AND x.payment_id = p_payment_id
+	RETURNING * INTO p;
 	IF NOT FOUND THEN
 		PERFORM payments._not_found(p_payment_id);
 	END IF;
@@ -7502,6 +7501,394 @@ END
 $$;
 COMMENT ON FUNCTION payments.pay_save_payment_method(bigint, payments.pay_card, jsonb, bigint, text, boolean, text, text) IS
 	'Saves a payment method for a customer at the gateway: a card, Accept.js opaque data, or the card of an approved payment (payment_id). validation_mode: none, testMode or liveMode (a $0.00 authorization; default). Returns the method (status pending); the worker creates the gateway profile after COMMIT (active, or failed with the reason); pay_wait_payment_method waits for it.';
+
+------------------------------------------------------------------------------
+-- h-customer-locks: a customer's deletion or erasure and what is made for
+-- the customer meanwhile (customers.sql, payment_methods.sql,
+-- customer_privacy.sql, subscriptions.sql).  Payments and subscriptions
+-- lock the customer FOR SHARE; deletion and erasure run at READ COMMITTED
+-- only; setting a default locks the customer first, as saving does.
+------------------------------------------------------------------------------
+-- A customer to delete or erase, locked.  Both then read what else the
+-- customer has (pending methods, subscriptions, payments) to end or erase
+-- it.  A snapshot older than the lock would miss what another session
+-- committed meanwhile: a method saved, a subscription or a payment made
+-- (those lock the customer too, and an older snapshot does not see it).  A
+-- deleted customer then kept an active card on file and a running
+-- subscription, and an erased one its billing details on a payment.  So
+-- READ COMMITTED only, where each statement after the lock sees them.
+CREATE FUNCTION payments._lock_customer_to_end(p_customer_id bigint, p_action text)
+	RETURNS payments.customers
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+BEGIN
+	IF current_setting('transaction_isolation') <> 'read committed' THEN
+		RAISE EXCEPTION 'a customer cannot be %d in a % transaction', p_action,
+				upper(current_setting('transaction_isolation'))
+			USING ERRCODE = '25000',
+				DETAIL = 'A payment method, subscription or payment of the customer that another session commits meanwhile would not be seen.',
+				HINT = 'Run it at READ COMMITTED (the default).';
+	END IF;
+	RETURN payments._find_customer(p_customer_id, true);
+END
+$$;
+COMMENT ON FUNCTION payments._lock_customer_to_end(bigint, text) IS
+	'Internal: locks a customer of the current merchant to delete or erase it (p_action); refused (25000) outside READ COMMITTED.';
+
+REVOKE ALL ON FUNCTION payments._lock_customer_to_end(bigint, text) FROM PUBLIC;
+
+-- A customer a payment or a subscription is made for, locked FOR SHARE
+-- (payments and subscriptions of one customer do not wait for each
+-- other): a deletion or erasure of the customer waits for the caller's
+-- transaction and then sees what it made, or the caller waits for it and
+-- then finds the customer deleted (22Y20).
+CREATE FUNCTION payments._share_customer(p_customer_id bigint) RETURNS payments.customers
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+BEGIN
+	PERFORM 1 FROM payments.customers x
+	WHERE x.merchant_id = payments.pay_current_merchant() AND x.customer_id = p_customer_id
+	FOR SHARE;
+	RETURN payments._find_customer(p_customer_id, false, false);
+END
+$$;
+COMMENT ON FUNCTION payments._share_customer(bigint) IS
+	'Internal: a customer of the current merchant, locked FOR SHARE, to make a payment or a subscription for; PT404, or 22Y20 for a deleted one.';
+
+REVOKE ALL ON FUNCTION payments._share_customer(bigint) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION payments.pay_delete_customer(customer_id bigint,
+	idempotency_key text DEFAULT NULL, correlation_id text DEFAULT NULL)
+	RETURNS payments.customers
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	c payments.customers := payments._lock_customer_to_end(pay_delete_customer.customer_id, 'delete');
+	idem payments.idempotency_keys := payments._idempotency_claim(c.merchant_id,
+		pay_delete_customer.idempotency_key, 'delete_customer', md5(jsonb_build_array(c.customer_id)::text));
+	corr text := payments._correlation_id(pay_delete_customer.correlation_id);
+	result payments.customers;
+BEGIN
+	IF idem.request_kind IS NULL AND c.status <> 'deleted' THEN
+		PERFORM payments._end_customer_subscriptions(c);
+		PERFORM payments._delete_customer_profile(c, pay_delete_customer.idempotency_key, corr);
+		UPDATE payments.customers x SET status = 'deleted', deleted_at = clock_timestamp()
+		WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id;
+	END IF;
+	SELECT * INTO result FROM payments.customers x
+	WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id;
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_delete_customer(bigint, text, text) IS
+	'Deletes a customer (status deleted; its payments stay) and its payment methods, at the gateway too (deleteCustomerProfile, sent by the worker after COMMIT). A customer with a method still being saved is refused (22Y20). Writes a customer.deleted event.';
+
+CREATE OR REPLACE FUNCTION payments.pay_erase_customer(customer_id bigint,
+	idempotency_key text DEFAULT NULL, correlation_id text DEFAULT NULL)
+	RETURNS payments.customers
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	c payments.customers := payments._lock_customer_to_end(pay_erase_customer.customer_id, 'erase');
+	idem payments.idempotency_keys := payments._idempotency_claim(c.merchant_id,
+		pay_erase_customer.idempotency_key, 'erase_customer', md5(jsonb_build_array(c.customer_id)::text));
+	corr text := payments._correlation_id(pay_erase_customer.correlation_id);
+	result payments.customers;
+BEGIN
+	IF idem.request_kind IS NULL AND c.erased_at IS NULL THEN
+		-- the gateway's profile holds the email and billing address: it goes too
+		IF c.status <> 'deleted' THEN
+			PERFORM payments._end_customer_subscriptions(c);
+			PERFORM payments._delete_customer_profile(c, NULL, corr);
+		END IF;
+		UPDATE payments.customers x SET status = 'deleted', email = NULL, name = NULL,
+			external_ref = NULL, billing = '{}', metadata = '{}',
+			deleted_at = coalesce(x.deleted_at, clock_timestamp()), erased_at = clock_timestamp(),
+			updated_at = clock_timestamp()
+		WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id;
+		-- payments keep amounts, dates, card brand and last four, gateway ids;
+		-- the billing details sent with them and the card fingerprint go
+		UPDATE payments.payments p SET customer = '{}', card_fingerprint = NULL
+		WHERE p.merchant_id = c.merchant_id AND p.customer_id = c.customer_id;
+		UPDATE payments.payment_methods x SET card_fingerprint = NULL
+		WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id;
+		-- subscriptions keep their terms and periods; their metadata may name the person
+		UPDATE payments.subscriptions x SET metadata = '{}'
+		WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id AND x.metadata <> '{}';
+		-- the masked requests carried the name, email and address
+		UPDATE payments.gateway_exchanges g SET request_masked = '(erased)', response_masked = NULL
+		WHERE g.merchant_id = c.merchant_id AND g.operation_id IN (SELECT o.operation_id
+			FROM payments.operations o WHERE o.merchant_id = c.merchant_id AND (o.customer_id = c.customer_id
+				OR o.payment_id IN (SELECT p.payment_id FROM payments.payments p
+					WHERE p.merchant_id = c.merchant_id AND p.customer_id = c.customer_id)));
+		UPDATE payments.events e SET data = e.data - 'external_ref'
+		WHERE e.merchant_id = c.merchant_id AND e.event_type LIKE 'customer.%'
+			AND (e.data ->> 'customer_id') = c.customer_id::text;
+		INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
+		VALUES (c.merchant_id, 'customer.erased', jsonb_build_object('customer_id', c.customer_id), corr);
+	END IF;
+	SELECT * INTO result FROM payments.customers x
+	WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id;
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_erase_customer(bigint, text, text) IS
+	'Erases a customer''s personal data: email, name, external_ref, billing and metadata, the billing details sent with its payments, card fingerprints, its subscriptions'' metadata, the masked gateway requests and replies of its operations, and its profile at the gateway (deleted by the worker). Kept, as the law requires: payments with amounts, dates, status, card brand and last four, gateway transaction and profile ids, and their operations. The customer stays as a deleted row with erased_at; the audit log records the change (without the personal values) and a customer.erased event is written.';
+
+CREATE OR REPLACE FUNCTION payments._stored_method_for_payment(p_customer_id bigint, p_payment_method_id bigint,
+	p_other_methods integer)
+	RETURNS payments.payment_methods
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	pm payments.payment_methods;
+	c payments.customers;
+BEGIN
+	IF p_customer_id IS NOT NULL THEN
+		c := payments._share_customer(p_customer_id);
+	END IF;
+	IF p_payment_method_id IS NULL THEN
+		IF p_customer_id IS NULL OR p_other_methods > 0 THEN
+			RETURN pm;
+		END IF;
+		SELECT * INTO pm FROM payments.payment_methods x
+		WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id AND x.is_default
+			AND x.status = 'active';
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'customer % has no active default payment method', p_customer_id
+				USING ERRCODE = '22Y22',
+					HINT = 'Save one (pay_save_payment_method), or pass card, opaque_data or payment_method_id.';
+		END IF;
+		RETURN pm;
+	END IF;
+	IF p_other_methods > 1 THEN
+		RAISE EXCEPTION 'exactly one payment method is required'
+			USING ERRCODE = '22Y22', DETAIL = 'payment_method_id was given with another payment method.';
+	END IF;
+	pm := payments._find_payment_method(p_payment_method_id);
+	IF p_customer_id IS NOT NULL AND pm.customer_id <> p_customer_id THEN
+		RAISE EXCEPTION 'payment method % is not customer %''s', p_payment_method_id, p_customer_id
+			USING ERRCODE = '22023';
+	END IF;
+	IF pm.status <> 'active' THEN
+		RAISE EXCEPTION 'payment method % is %, not active', p_payment_method_id, pm.status
+			USING ERRCODE = '22Y20',
+				HINT = CASE WHEN pm.status = 'pending' THEN 'Wait for it to be saved (pay_wait_payment_method).'
+					ELSE 'Save the card again (pay_save_payment_method).' END;
+	END IF;
+	RETURN pm;
+END
+$$;
+COMMENT ON FUNCTION payments._stored_method_for_payment(bigint, bigint, integer) IS
+	'Internal: the stored payment method a payment charges (named, or the customer''s default), checked active; PT404 for an unknown or foreign one.';
+
+CREATE OR REPLACE FUNCTION payments.pay_set_default_payment_method(payment_method_id bigint,
+	idempotency_key text DEFAULT NULL, correlation_id text DEFAULT NULL)
+	RETURNS payments.payment_methods
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	pm payments.payment_methods := payments._find_payment_method(pay_set_default_payment_method.payment_method_id);
+	idem payments.idempotency_keys;
+	result payments.payment_methods;
+BEGIN
+	-- the customer first, as pay_save_payment_method locks it: a default it
+	-- saves meanwhile is then seen, not a unique violation
+	PERFORM payments._find_customer(pm.customer_id, true);
+	pm := payments._find_payment_method(pm.payment_method_id, true);
+	idem := payments._idempotency_claim(pm.merchant_id,
+		pay_set_default_payment_method.idempotency_key, 'set_default_payment_method',
+		md5(jsonb_build_array(pm.payment_method_id)::text));
+	IF idem.request_kind IS NULL AND pm.status NOT IN ('pending', 'active') THEN
+		RAISE EXCEPTION 'cannot make payment method % in status % the default', pm.payment_method_id, pm.status
+			USING ERRCODE = '22Y20';
+	END IF;
+	IF NOT pm.is_default AND idem.request_kind IS NULL THEN
+		UPDATE payments.payment_methods x SET is_default = false
+		WHERE x.merchant_id = pm.merchant_id AND x.customer_id = pm.customer_id AND x.is_default;
+		UPDATE payments.payment_methods x SET is_default = true
+		WHERE x.merchant_id = pm.merchant_id AND x.payment_method_id = pm.payment_method_id;
+		INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
+		VALUES (pm.merchant_id, 'payment_method.default', jsonb_build_object('payment_method_id',
+			pm.payment_method_id, 'customer_id', pm.customer_id),
+			payments._correlation_id(pay_set_default_payment_method.correlation_id));
+	END IF;
+	SELECT * INTO result FROM payments.payment_methods x
+	WHERE x.merchant_id = pm.merchant_id AND x.payment_method_id = pm.payment_method_id;
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_set_default_payment_method(bigint, text, text) IS
+	'Makes a pending or active payment method its customer''s default (the one charged when a customer, not a method, is given). Writes a payment_method.default event.';
+
+CREATE OR REPLACE FUNCTION payments.pay_create_subscription(
+	customer_id bigint,
+	plan_id bigint DEFAULT NULL,
+	price payments.pay_amount DEFAULT NULL,
+	interval_unit text DEFAULT NULL,
+	interval_count integer DEFAULT NULL,
+	quantity integer DEFAULT 1,
+	payment_method_id bigint DEFAULT NULL,
+	trial_days integer DEFAULT NULL,
+	billing_anchor timestamp DEFAULT NULL,
+	time_zone text DEFAULT 'UTC',
+	metadata jsonb DEFAULT NULL,
+	idempotency_key text DEFAULT NULL,
+	correlation_id text DEFAULT NULL)
+	RETURNS payments.subscriptions
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	c payments.customers := payments._share_customer(pay_create_subscription.customer_id);
+	m bigint := c.merchant_id;
+	corr text := payments._correlation_id(pay_create_subscription.correlation_id);
+	p payments.plans;
+	unit_ payments.pay_amount;
+	iunit text;
+	icount integer;
+	trial integer;
+	idem payments.idempotency_keys;
+	now_ timestamptz;
+	anchor timestamp;
+	n integer;
+	ps timestamptz;
+	pe timestamptz;
+	s payments.subscriptions;
+	inv payments.invoices;
+BEGIN
+	IF (pay_create_subscription.plan_id IS NULL) = (pay_create_subscription.price IS NULL) THEN
+		RAISE EXCEPTION 'exactly one of plan_id and price is required'
+			USING ERRCODE = '22023', HINT = 'Subscribe to a plan (plan_id), or give an explicit price with interval_unit and interval_count.';
+	END IF;
+	IF pay_create_subscription.plan_id IS NOT NULL THEN
+		p := payments._find_plan(pay_create_subscription.plan_id);
+		IF NOT p.active THEN
+			RAISE EXCEPTION 'plan % is inactive', p.plan_id
+				USING ERRCODE = '22Y20', HINT = 'Inactive plans take no new subscriptions; make it active again (pay_update_plan) or use another.';
+		END IF;
+		IF coalesce(pay_create_subscription.interval_unit, p.interval_unit) <> p.interval_unit
+				OR coalesce(pay_create_subscription.interval_count, p.interval_count) <> p.interval_count THEN
+			RAISE EXCEPTION 'a subscription to plan % is billed every % %', p.plan_id, p.interval_count, p.interval_unit
+				USING ERRCODE = '22023', HINT = 'Leave interval_unit and interval_count out with a plan, or give a price instead of the plan.';
+		END IF;
+		unit_ := p.amount;
+		iunit := p.interval_unit;
+		icount := p.interval_count;
+	ELSE
+		PERFORM payments._check_price(pay_create_subscription.price, 'price');
+		IF pay_create_subscription.interval_unit IS NULL THEN
+			RAISE EXCEPTION 'interval_unit is required with a price'
+				USING ERRCODE = '22023', HINT = 'Pass interval_unit => ''month'' (day, week, month or year) and, if not 1, interval_count.';
+		END IF;
+		unit_ := pay_create_subscription.price;
+		iunit := pay_create_subscription.interval_unit;
+		icount := coalesce(pay_create_subscription.interval_count, 1);
+	END IF;
+	PERFORM payments._check_billing_interval(iunit, icount);
+	IF pay_create_subscription.quantity IS NULL OR pay_create_subscription.quantity NOT BETWEEN 1 AND 100000 THEN
+		RAISE EXCEPTION 'quantity must be between 1 and 100000' USING ERRCODE = '22023';
+	END IF;
+	PERFORM payments._check_gateway_input(unit_ * pay_create_subscription.quantity, NULL, NULL, corr);
+	trial := coalesce(pay_create_subscription.trial_days, p.trial_days, 0);
+	IF trial NOT BETWEEN 0 AND 730 THEN
+		RAISE EXCEPTION 'trial_days must be between 0 and 730' USING ERRCODE = '22023';
+	END IF;
+	PERFORM payments._check_time_zone(pay_create_subscription.time_zone);
+	PERFORM payments._check_metadata(pay_create_subscription.metadata);
+	IF pay_create_subscription.billing_anchor IS NOT NULL THEN
+		IF NOT isfinite(pay_create_subscription.billing_anchor) THEN
+			RAISE EXCEPTION 'billing_anchor must be a finite time' USING ERRCODE = '22023';
+		END IF;
+		IF trial > 0 THEN
+			RAISE EXCEPTION 'billing_anchor cannot be combined with a trial'
+				USING ERRCODE = '22023',
+					DETAIL = 'A subscription with a trial is billed from the end of its trial: that is its anchor.',
+					HINT = 'Pass trial_days => 0 to bill from the anchor given.';
+		END IF;
+	END IF;
+	-- the method charged: the one named (the customer's, active), else the
+	-- customer's active default; a trial may start without one
+	IF pay_create_subscription.payment_method_id IS NOT NULL THEN
+		PERFORM payments._stored_method_for_payment(c.customer_id, pay_create_subscription.payment_method_id, 0);
+	ELSIF trial = 0 AND NOT EXISTS (SELECT 1 FROM payments.payment_methods x
+			WHERE x.merchant_id = m AND x.customer_id = c.customer_id AND x.is_default AND x.status = 'active') THEN
+		RAISE EXCEPTION 'customer % has no usable payment method', c.customer_id
+			USING ERRCODE = '22Y22',
+				DETAIL = 'A subscription without a trial is charged at once; the customer has no active default method.',
+				HINT = 'Save one (pay_save_payment_method) and wait until it is active (pay_wait_payment_method), or pass payment_method_id.';
+	END IF;
+	idem := payments._idempotency_claim(m, pay_create_subscription.idempotency_key, 'create_subscription',
+		md5(jsonb_build_array(c.customer_id, pay_create_subscription.plan_id, pay_create_subscription.price::text,
+			pay_create_subscription.interval_unit, pay_create_subscription.interval_count,
+			pay_create_subscription.quantity, pay_create_subscription.payment_method_id,
+			pay_create_subscription.trial_days, pay_create_subscription.billing_anchor,
+			pay_create_subscription.time_zone, pay_create_subscription.metadata)::text));
+	IF idem.request_kind IS NOT NULL THEN
+		SELECT * INTO s FROM payments.subscriptions x
+		WHERE x.merchant_id = m AND x.idempotency_key = pay_create_subscription.idempotency_key;
+		RETURN s;
+	END IF;
+
+	now_ := payments._billing_now(m);
+	IF trial > 0 THEN
+		-- trialing: period -1 is the trial; the anchor is its end, local
+		anchor := (now_ AT TIME ZONE pay_create_subscription.time_zone) + make_interval(days => trial);
+		pe := anchor AT TIME ZONE pay_create_subscription.time_zone;
+		INSERT INTO payments.subscriptions (merchant_id, customer_id, plan_id, status, unit_amount, quantity,
+			interval_unit, interval_count, payment_method_id, time_zone, billing_anchor,
+			current_period_index, current_period_start, current_period_end, trial_end, next_renewal_at,
+			metadata, idempotency_key, correlation_id)
+		VALUES (m, c.customer_id, p.plan_id, 'trialing', unit_, pay_create_subscription.quantity,
+			iunit, icount, pay_create_subscription.payment_method_id, pay_create_subscription.time_zone, anchor,
+			-1, now_, pe, pe, pe,
+			coalesce(pay_create_subscription.metadata, '{}'), pay_create_subscription.idempotency_key, corr)
+		RETURNING * INTO s;
+		RETURN s;
+	END IF;
+
+	-- incomplete: the period containing now is current (period 0 from now
+	-- when no anchor is given); its first invoice is issued and charged now,
+	-- for the part of the period left when the anchor is elsewhere
+	IF pay_create_subscription.billing_anchor IS NULL THEN
+		anchor := now_ AT TIME ZONE pay_create_subscription.time_zone;
+		n := 0;
+		ps := now_;
+	ELSE
+		anchor := pay_create_subscription.billing_anchor;
+		n := payments._period_index_at(anchor, pay_create_subscription.time_zone, iunit, icount, now_);
+		ps := payments._period_start(anchor, pay_create_subscription.time_zone, iunit, icount, n);
+	END IF;
+	pe := payments._period_start(anchor, pay_create_subscription.time_zone, iunit, icount, n + 1);
+	INSERT INTO payments.subscriptions (merchant_id, customer_id, plan_id, status, unit_amount, quantity,
+		interval_unit, interval_count, payment_method_id, time_zone, billing_anchor,
+		current_period_index, current_period_start, current_period_end, next_renewal_at,
+		metadata, idempotency_key, correlation_id)
+	VALUES (m, c.customer_id, p.plan_id, 'incomplete', unit_, pay_create_subscription.quantity,
+		iunit, icount, pay_create_subscription.payment_method_id, pay_create_subscription.time_zone, anchor,
+		-- the billing run expires it if its first invoice is not paid in time
+		n, ps, pe, now_ + payments._incomplete_expiry(),
+		coalesce(pay_create_subscription.metadata, '{}'), pay_create_subscription.idempotency_key, corr)
+	RETURNING * INTO s;
+	inv := payments._issue_invoice(m, s.subscription_id, 'first', n, now_, pe,
+		CASE WHEN now_ > ps THEN jsonb_build_array(payments._period_line(s, ps, pe, now_)) END);
+	IF inv.status = 'paid' THEN
+		-- nothing was due (a prorated part that rounds to zero)
+		UPDATE payments.subscriptions x SET status = 'active'
+		WHERE x.merchant_id = m AND x.subscription_id = s.subscription_id
+		RETURNING * INTO s;
+	END IF;
+	RETURN s;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_create_subscription(bigint, bigint, payments.pay_amount, text, integer, integer, bigint, integer, timestamp, text, jsonb, text, text) IS
+	'Subscribes a customer of the current merchant to a plan (plan_id) or an explicit price per period (price, interval_unit, interval_count), times quantity, charged to payment_method_id (NULL: the customer''s default at each charge). With a trial (trial_days, default the plan''s): status trialing until the trial''s end, which is the billing anchor; no payment method is needed yet. Without: status incomplete, and the first invoice of the current period is issued and charged in this transaction (the payment goes out after COMMIT; paid -> active): the customer must have an active default method or one named (22Y22 otherwise). billing_anchor is a local wall-clock time in time_zone (an IANA name; default now): the period containing now is current and its remaining part is invoiced, prorated. Errors: PT404 unknown or foreign customer, plan or method; 22Y20 deleted customer, inactive plan, method not active; 22023 bad input. Returns the subscription row.';
 
 ------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,

@@ -79,7 +79,7 @@ CREATE FUNCTION payments.pay_erase_customer(customer_id bigint,
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
-	c payments.customers := payments._find_customer(pay_erase_customer.customer_id, true);
+	c payments.customers := payments._lock_customer_to_end(pay_erase_customer.customer_id, 'erase');
 	idem payments.idempotency_keys := payments._idempotency_claim(c.merchant_id,
 		pay_erase_customer.idempotency_key, 'erase_customer', md5(jsonb_build_array(c.customer_id)::text));
 	corr text := payments._correlation_id(pay_erase_customer.correlation_id);

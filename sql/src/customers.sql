@@ -96,6 +96,52 @@ $$;
 COMMENT ON FUNCTION payments._find_customer(bigint, boolean, boolean) IS
 	'Internal: a customer of the current merchant (optionally locked), or PT404; 22Y20 for a deleted one unless allowed.';
 
+-- A customer to delete or erase, locked.  Both then read what else the
+-- customer has (pending methods, subscriptions, payments) to end or erase
+-- it.  A snapshot older than the lock would miss what another session
+-- committed meanwhile: a method saved, a subscription or a payment made
+-- (those lock the customer too, and an older snapshot does not see it).  A
+-- deleted customer then kept an active card on file and a running
+-- subscription, and an erased one its billing details on a payment.  So
+-- READ COMMITTED only, where each statement after the lock sees them.
+CREATE FUNCTION payments._lock_customer_to_end(p_customer_id bigint, p_action text)
+	RETURNS payments.customers
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+BEGIN
+	IF current_setting('transaction_isolation') <> 'read committed' THEN
+		RAISE EXCEPTION 'a customer cannot be %d in a % transaction', p_action,
+				upper(current_setting('transaction_isolation'))
+			USING ERRCODE = '25000',
+				DETAIL = 'A payment method, subscription or payment of the customer that another session commits meanwhile would not be seen.',
+				HINT = 'Run it at READ COMMITTED (the default).';
+	END IF;
+	RETURN payments._find_customer(p_customer_id, true);
+END
+$$;
+COMMENT ON FUNCTION payments._lock_customer_to_end(bigint, text) IS
+	'Internal: locks a customer of the current merchant to delete or erase it (p_action); refused (25000) outside READ COMMITTED.';
+
+-- A customer a payment or a subscription is made for, locked FOR SHARE
+-- (payments and subscriptions of one customer do not wait for each
+-- other): a deletion or erasure of the customer waits for the caller's
+-- transaction and then sees what it made, or the caller waits for it and
+-- then finds the customer deleted (22Y20).
+CREATE FUNCTION payments._share_customer(p_customer_id bigint) RETURNS payments.customers
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+BEGIN
+	PERFORM 1 FROM payments.customers x
+	WHERE x.merchant_id = payments.pay_current_merchant() AND x.customer_id = p_customer_id
+	FOR SHARE;
+	RETURN payments._find_customer(p_customer_id, false, false);
+END
+$$;
+COMMENT ON FUNCTION payments._share_customer(bigint) IS
+	'Internal: a customer of the current merchant, locked FOR SHARE, to make a payment or a subscription for; PT404, or 22Y20 for a deleted one.';
+
 -- A customer's email and name, against the customer profile fields they
 -- fill (src/anet/anet_fields.c): 22Y24 for a character the gateway cannot
 -- carry, 22001 for a text too long.

@@ -370,22 +370,21 @@ CREATE FUNCTION payments._lock_payment(p_payment_id bigint) RETURNS payments.pay
 DECLARE
 	p payments.payments;
 BEGIN
-	-- What other captures, voids and refunds of the payment committed is
-	-- read after this lock.  At REPEATABLE READ the snapshot predates them:
-	-- two refunds of the whole amount both passed, and both were sent.
-	-- READ COMMITTED reads them; SERIALIZABLE refuses the second.
-	IF current_setting('transaction_isolation') = 'repeatable read' THEN
-		RAISE EXCEPTION 'a payment cannot be captured, voided or refunded in a REPEATABLE READ transaction'
-			USING ERRCODE = '25000',
-				DETAIL = 'A capture, void or refund of the payment that another session commits meanwhile would not be seen.',
-				HINT = 'Run it at READ COMMITTED (the default) or SERIALIZABLE.';
-	END IF;
-	-- NO KEY UPDATE: keys never change, so another session's foreign-key
-	-- check (a billing run's invoice, a row the worker adds) does not wait
-	-- for this caller's transaction
-	SELECT * INTO p FROM payments.payments
-	WHERE merchant_id = payments.pay_current_merchant() AND payment_id = p_payment_id
-	FOR NO KEY UPDATE;
+	-- Locked by an update, not a SELECT ... FOR UPDATE.  What other
+	-- captures, voids and refunds of the payment committed is read after
+	-- this lock, and at REPEATABLE READ or SERIALIZABLE the snapshot may
+	-- predate them: two refunds of the whole amount both passed and were
+	-- both sent (SSI sees nothing when the other session is at READ
+	-- COMMITTED).  Each of these calls now writes the row, so a snapshot
+	-- older than another's committed call fails on it with 40001, and READ
+	-- COMMITTED waits and then reads the other's operations.  The update
+	-- changes no key, so its lock is NO KEY UPDATE: another session's
+	-- foreign-key check (a billing run's invoice, a row the worker adds)
+	-- does not wait for this caller's transaction.  (status_guard stamps
+	-- updated_at.)
+	UPDATE payments.payments x SET updated_at = clock_timestamp()
+	WHERE x.merchant_id = payments.pay_current_merchant() AND x.payment_id = p_payment_id
+	RETURNING * INTO p;
 	IF NOT FOUND THEN
 		PERFORM payments._not_found(p_payment_id);
 	END IF;

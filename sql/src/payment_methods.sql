@@ -296,12 +296,17 @@ CREATE FUNCTION payments.pay_set_default_payment_method(payment_method_id bigint
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
-	pm payments.payment_methods := payments._find_payment_method(pay_set_default_payment_method.payment_method_id, true);
-	idem payments.idempotency_keys := payments._idempotency_claim(pm.merchant_id,
-		pay_set_default_payment_method.idempotency_key, 'set_default_payment_method',
-		md5(jsonb_build_array(pm.payment_method_id)::text));
+	pm payments.payment_methods := payments._find_payment_method(pay_set_default_payment_method.payment_method_id);
+	idem payments.idempotency_keys;
 	result payments.payment_methods;
 BEGIN
+	-- the customer first, as pay_save_payment_method locks it: a default it
+	-- saves meanwhile is then seen, not a unique violation
+	PERFORM payments._find_customer(pm.customer_id, true);
+	pm := payments._find_payment_method(pm.payment_method_id, true);
+	idem := payments._idempotency_claim(pm.merchant_id,
+		pay_set_default_payment_method.idempotency_key, 'set_default_payment_method',
+		md5(jsonb_build_array(pm.payment_method_id)::text));
 	IF idem.request_kind IS NULL AND pm.status NOT IN ('pending', 'active') THEN
 		RAISE EXCEPTION 'cannot make payment method % in status % the default', pm.payment_method_id, pm.status
 			USING ERRCODE = '22Y20';
@@ -368,7 +373,7 @@ CREATE FUNCTION payments.pay_delete_customer(customer_id bigint,
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
-	c payments.customers := payments._find_customer(pay_delete_customer.customer_id, true);
+	c payments.customers := payments._lock_customer_to_end(pay_delete_customer.customer_id, 'delete');
 	idem payments.idempotency_keys := payments._idempotency_claim(c.merchant_id,
 		pay_delete_customer.idempotency_key, 'delete_customer', md5(jsonb_build_array(c.customer_id)::text));
 	corr text := payments._correlation_id(pay_delete_customer.correlation_id);
@@ -632,7 +637,7 @@ DECLARE
 	c payments.customers;
 BEGIN
 	IF p_customer_id IS NOT NULL THEN
-		c := payments._find_customer(p_customer_id, false, false);
+		c := payments._share_customer(p_customer_id);
 	END IF;
 	IF p_payment_method_id IS NULL THEN
 		IF p_customer_id IS NULL OR p_other_methods > 0 THEN

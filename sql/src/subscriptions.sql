@@ -432,7 +432,7 @@ CREATE FUNCTION payments.pay_create_subscription(
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
-	c payments.customers := payments._find_customer(pay_create_subscription.customer_id, false, false);
+	c payments.customers := payments._share_customer(pay_create_subscription.customer_id);
 	m bigint := c.merchant_id;
 	corr text := payments._correlation_id(pay_create_subscription.correlation_id);
 	p payments.plans;

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# A customer deleted or erased while another session makes something for
+# it.  A review raced two sessions and found, on the code before: a deleted
+# customer keeping an active card on file and a running subscription with a
+# charge sent, an erased customer's billing details left on a payment, and
+# a raw unique violation when a default was set while another was saved.
+# Now payments and subscriptions lock the customer FOR SHARE, deletion and
+# erasure run at READ COMMITTED only, and setting a default locks the
+# customer first, as saving one does.
+set -euo pipefail
+source "$(dirname "$0")/../lib/integration.sh"
+
+SIMDIR="$WORK/sim-concurrent-customers"
+SESS="$WORK/concurrent-customers"
+mkdir -p "$SESS"
+as_root chown "$PG_OS_USER" "$SESS"
+source "$(dirname "$0")/../lib/sessions.sh"
+cleanup() {
+	sessions_kill
+	sim_stop
+}
+trap cleanup EXIT
+sim_start "$SIMDIR"
+merchant_on_simulator concurrent_customers
+
+card="pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 3, '123')"
+# customer NAME: a customer with an active default card on file
+customer() {
+	local c pm
+	c=$(as_merchant -c "SELECT customer_id FROM pay_create_customer(email => '$1@example.com', name => '$1',
+		billing => '{\"first_name\": \"$1\", \"zip\": \"46201\"}')")
+	pm=$(as_merchant -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $c, card => $card)")
+	[ "$(as_merchant -c "SELECT status FROM pay_wait_payment_method($pm, '30 s')")" = active ] || echo "customer $c: no active method" >&2
+	echo "$c"
+}
+# first_then SECOND_SQL FIRST_SQL: session a runs FIRST_SQL in an open
+# transaction; b runs SECOND_SQL, which must wait for a's lock; a commits,
+# then b finishes.  Sets wait_ok (1 when b waited).
+first_then() {
+	session a
+	session b
+	say a "BEGIN; $2"
+	say a '\echo A-DONE'
+	poll_value 20 done_with a A-DONE >/dev/null
+	say b "$1"
+	say b '\echo B-DONE'
+	wait_ok=$(poll_value 20 waits_for_lock b)
+	say a 'COMMIT;'
+	poll_value 20 done_with b B-DONE >/dev/null
+	close a
+	close b
+}
+
+# 1. A subscription made while the customer is deleted: the deletion waits,
+#    then ends it (before: it kept running, and its charges were sent).  A
+#    trial: a first charge in flight would make the deletion refuse, to be
+#    called again once it is answered.
+c1=$(customer sub)
+first_then "SELECT status FROM pay_delete_customer($c1);" \
+	"SELECT 'subscribed ' || status FROM pay_create_subscription(customer_id => $c1, price => '25.00 USD', interval_unit => 'month', trial_days => 14);"
+is "$wait_ok" 1 "the deletion waits for the transaction that subscribes the customer"
+like "$(cat "$SESS/b.out")" '^deleted$' "then deletes the customer"
+is "$(as_merchant -c "SELECT string_agg(status, ',') FROM payments.subscriptions WHERE customer_id = $c1")" canceled \
+	"and ends the subscription made meanwhile"
+
+# 2. The other way round: the subscription waits for the deletion and is
+#    refused.
+c2=$(customer sub2)
+first_then "SELECT 'subscribed ' || status FROM pay_create_subscription(customer_id => $c2, price => '25.00 USD', interval_unit => 'month');" \
+	"SELECT status FROM pay_delete_customer($c2);"
+is "$wait_ok" 1 "a subscription waits for the transaction that deletes the customer"
+like "$(tr '\n' ' ' <"$SESS/b.out")" "ERROR:  22Y20: customer $c2 is deleted" "then is refused: the customer is deleted (22Y20)"
+is "$(as_merchant -c "SELECT count(*) FROM payments.subscriptions WHERE customer_id = $c2")" 0 "no subscription was made"
+
+# 3. A payment made while the customer is erased: the erasure waits, then
+#    erases the billing details the payment took (before: they stayed).
+c3=$(customer erase)
+first_then "SELECT status FROM pay_erase_customer($c3);" \
+	"SELECT 'paid ' || status FROM pay_purchase(amount => '5.00 USD', customer_id => $c3);"
+is "$wait_ok" 1 "the erasure waits for the transaction that charges the customer"
+is "$(as_merchant -c "SELECT count(*) FROM payments.payments WHERE customer_id = $c3 AND customer <> '{}'")" 0 \
+	"then erases the billing details of the payment made meanwhile"
+is "$(as_merchant -c "SELECT erased_at IS NOT NULL FROM payments.customers WHERE customer_id = $c3")" t "and the customer"
+
+# 4. Deletion and erasure outside READ COMMITTED are refused: their
+#    snapshot could predate a method, subscription or payment made meanwhile
+#    (before: a deleted customer kept an active card at the gateway).
+c4=$(customer levels)
+for call in "pay_delete_customer($c4)|REPEATABLE READ|deleted" "pay_erase_customer($c4)|SERIALIZABLE|erased"; do
+	IFS='|' read -r f level word <<<"$call"
+	out=$(as_merchant -v VERBOSITY=verbose -c "BEGIN ISOLATION LEVEL $level" -c "SELECT * FROM $f" 2>&1 || true)
+	like "$out" "ERROR:  25000: a customer cannot be $word in a $level transaction" "${f%%(*} at $level is refused (25000)"
+done
+is "$(as_merchant -c "SELECT status FROM payments.customers WHERE customer_id = $c4")" active "the customer is untouched"
+
+# 5. A default set while another session saves a new default: it waits,
+#    then is the default (before: a unique violation on an internal index).
+pm_old=$(as_merchant -c "SELECT payment_method_id FROM pay_list_payment_methods($c4) LIMIT 1")
+first_then "SELECT 'default ' || is_default FROM pay_set_default_payment_method($pm_old);" \
+	"SELECT 'saved ' || is_default FROM pay_save_payment_method(customer_id => $c4, card => $card, make_default => true);"
+is "$wait_ok" 1 "setting a default waits for the transaction that saves a new default"
+like "$(cat "$SESS/b.out")" '^default true$' "then makes its method the default, without an error"
+is "$(as_merchant -c "SELECT string_agg(payment_method_id::text, ',') FROM payments.payment_methods WHERE customer_id = $c4 AND is_default")" \
+	"$pm_old" "one default: the method set last"
+tap_done
