@@ -7117,11 +7117,14 @@ COMMENT ON FUNCTION payments._record_final_results(bigint[], bigint[], text[], i
 REVOKE ALL ON FUNCTION payments._record_final_results(bigint[], bigint[], text[], integer[], integer[],
 	text[], text[], text[], text[], text[], text[], text[], text[]) FROM PUBLIC;
 
-CREATE OR REPLACE FUNCTION payments._record_result(
+DROP FUNCTION payments._record_result(bigint, bigint, text, integer, integer, text, text, text,
+	text, text, timestamptz, text, text);
+CREATE FUNCTION payments._record_result(
 	p_merchant_id bigint, p_operation_id bigint, p_outcome text,
 	p_response_code integer, p_reason_code integer, p_reason_text text,
 	p_trans_id text, p_auth_code text, p_avs text, p_cvv text,
-	p_retry_at timestamptz, p_error text, p_account_number text)
+	p_retry_at timestamptz, p_error text, p_account_number text,
+	p_card_fingerprint text DEFAULT NULL)
 	RETURNS void
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments, pg_temp
@@ -7171,7 +7174,7 @@ BEGIN
 		PERFORM payments._record_final_results(ARRAY[p_merchant_id], ARRAY[p_operation_id],
 			ARRAY[p_outcome], ARRAY[p_response_code], ARRAY[p_reason_code], ARRAY[p_reason_text],
 			ARRAY[p_trans_id], ARRAY[p_auth_code], ARRAY[p_avs], ARRAY[p_cvv], ARRAY[p_error],
-			ARRAY[p_account_number], ARRAY[NULL::text]);
+			ARRAY[p_account_number], ARRAY[p_card_fingerprint]);
 		RETURN;
 	END IF;
 	UPDATE payments.operations SET
@@ -7200,8 +7203,10 @@ BEGIN
 	END IF;
 END
 $$;
-COMMENT ON FUNCTION payments._record_result(bigint, bigint, text, integer, integer, text, text, text, text, text, timestamptz, text, text) IS
-	'Worker, step 3: records the gateway''s answer (or the transport failure) and moves the operation and its payment on.';
+COMMENT ON FUNCTION payments._record_result(bigint, bigint, text, integer, integer, text, text, text, text, text, timestamptz, text, text, text) IS
+	'Worker, step 3: records the gateway''s answer (or the transport failure) and moves the operation and its payment on; p_card_fingerprint as for _record_final_results.';
+REVOKE ALL ON FUNCTION payments._record_result(bigint, bigint, text, integer, integer, text, text,
+	text, text, text, timestamptz, text, text, text) FROM PUBLIC;
 
 DROP FUNCTION payments._record_method_result(bigint, bigint, text, text, text, text, text, text,
 	text, text, timestamptz, text);

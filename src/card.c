@@ -6,11 +6,12 @@
  * A pay_card is built from a card number, expiry, optional security code
  * and optional holder name, either by payments.pay_card(...) or from a
  * JSON object as the type's text input (what PostgREST clients send).
- * Building validates everything (card_brand.c), computes the keyed
- * fingerprint (card_fingerprint.c) and seals the secrets (card_vault.c).
+ * Building validates everything (card_brand.c) and seals the secrets
+ * (card_vault.c).
  *
  * What can be read back is only what may be kept: brand, last four digits,
- * expiry, whether a security code was given, and the fingerprint.  The
+ * expiry, whether a security code was given, and (for the owner only) the
+ * keyed fingerprint (card_fingerprint.c), computed from the number.  The
  * text output is masked ("visa ****1111 12/2030") and there is no binary
  * form, so neither COPY nor a client can get the sealed bytes out.
  *
@@ -221,7 +222,6 @@ build_card(const CardInput *in, CardSecret *secret, uint8 *plain)
 	hdr.flags = (secret->has_cvv ? PAY_CARD_HAS_CVV : 0) |
 		(secret->has_holder_name ? PAY_CARD_HAS_HOLDER_NAME : 0);
 	memcpy(hdr.last4, secret->pan + ndigits - 4, 4);
-	card_fingerprint_compute(secret->pan, ndigits, hdr.fingerprint);
 
 	/* plaintext: len, number, len, code, len (16 bits LE), holder name */
 	plain[plainlen++] = (uint8) ndigits;
@@ -563,22 +563,28 @@ pay_card_has_cvv(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL((card->hdr.flags & PAY_CARD_HAS_CVV) != 0);
 }
 
-/* A header's fingerprint as 64 lower-case hex digits, into hex. */
+/* The fingerprint of a card number (digits only), as 64 lower-case hex digits. */
 void
-card_fingerprint_hex(const PayCardHeader *hdr, char hex[CARD_FINGERPRINT_HEX_LEN + 1])
+card_number_fingerprint_hex(const char *pan, char hex[CARD_FINGERPRINT_HEX_LEN + 1])
 {
+	uint8		fp[CARD_FINGERPRINT_LEN];
 	uint64		len;
 
-	len = hex_encode((const char *) hdr->fingerprint, CARD_FINGERPRINT_LEN, hex);
+	card_fingerprint_compute(pan, strlen(pan), fp);
+	len = hex_encode((const char *) fp, CARD_FINGERPRINT_LEN, hex);
 	hex[len] = '\0';
 }
 
+/* A card's fingerprint: from its number, unsealed for as long as that takes. */
 static char *
 fingerprint_hex(const PayCard *card)
 {
 	char	   *hex = palloc(CARD_FINGERPRINT_HEX_LEN + 1);
+	CardSecret	secret;
 
-	card_fingerprint_hex(&card->hdr, hex);
+	card_decrypt(card, &secret);
+	card_number_fingerprint_hex(secret.pan, hex);
+	explicit_bzero(&secret, sizeof(secret));
 	return hex;
 }
 
@@ -773,8 +779,11 @@ card_open_sealed(const char *bytes, Size len, PayCardHeader *hdr, CardSecret *ou
 	memset(out, 0, sizeof(CardSecret));
 	if (len < 1)
 		return CARD_OPEN_CORRUPT;
-	/* 0.1.0's cards were sealed under a key file that is gone */
-	if ((uint8) bytes[0] == PAY_CARD_FORMAT_LEGACY)
+	/*
+	 * 0.1.0's cards were sealed under a key file that is gone; format 2's
+	 * under a vault key that went with the restart that loaded this library
+	 */
+	if ((uint8) bytes[0] == PAY_CARD_FORMAT_LEGACY || (uint8) bytes[0] == PAY_CARD_FORMAT_V2)
 		return CARD_OPEN_LOST;
 	if ((uint8) bytes[0] != PAY_CARD_FORMAT_VERSION)
 		return CARD_OPEN_NOT_A_CARD;
@@ -795,8 +804,8 @@ card_open_sealed(const char *bytes, Size len, PayCardHeader *hdr, CardSecret *ou
 }
 
 /*
- * The fingerprint of a card in vault bytes, into hex; false when the card
- * cannot be opened (the header is believed only once its seal holds).
+ * The fingerprint of a card in vault bytes, into hex, from its number;
+ * false when the card cannot be opened.
  * The worker learns it when it sends the card: callers never see the
  * fingerprint of a card they pass, which would make every card number they
  * try a question answered (see payments._record_final_results).
@@ -808,9 +817,10 @@ card_sealed_fingerprint(const char *bytes, Size len, char hex[CARD_FINGERPRINT_H
 	CardSecret	secret;
 	CardOpenStatus status = card_open_sealed(bytes, len, &hdr, &secret);
 
+	bool		ok = status == CARD_OPEN_OK && card_fingerprint_key_ready();
+
+	if (ok)
+		card_number_fingerprint_hex(secret.pan, hex);
 	explicit_bzero(&secret, sizeof(secret));
-	if (status != CARD_OPEN_OK)
-		return false;
-	card_fingerprint_hex(&hdr, hex);
-	return true;
+	return ok;
 }

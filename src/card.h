@@ -3,10 +3,13 @@
  * card.h
  *	  pay_card: a validated payment card, masked and sealed.
  *
- * The datum holds a clear header (brand, expiry, last four digits, the
- * keyed fingerprint) and the card number, security code and holder name
- * sealed with AES-256-GCM under the vault key, the header serving as
- * additional authenticated data.  Nothing SQL-callable ever unseals it;
+ * The datum holds a clear header (brand, expiry, last four digits) and
+ * the card number, security code and holder name sealed with AES-256-GCM
+ * under the vault key, the header serving as additional authenticated
+ * data.  The keyed fingerprint is not in it: the datum's bytes reach
+ * whoever may read the vault, and PUBLIC's record-image operators (*<)
+ * compare them, so a fingerprint there ordered cards by it.  It is
+ * computed from the number when asked for (card_number_fingerprint_hex).  Nothing SQL-callable ever unseals it;
  * C code that must hand the card to the gateway calls card_decrypt().
  *
  *-------------------------------------------------------------------------
@@ -21,10 +24,13 @@
 #include "card_vault.h"
 
 /*
- * 2: the header names the vault key (shared memory only) that sealed it.
- * Version 1 (0.1.0) was sealed under a key file that no longer exists.
+ * 3: no fingerprint in the header.  2: the header named the vault key
+ * (shared memory only) that sealed it, and held the fingerprint; its key
+ * went with the restart that loaded this library.  Version 1 (0.1.0) was
+ * sealed under a key file that no longer exists.
  */
-#define PAY_CARD_FORMAT_VERSION		2
+#define PAY_CARD_FORMAT_VERSION		3
+#define PAY_CARD_FORMAT_V2			2
 #define PAY_CARD_FORMAT_LEGACY		1
 
 #define PAY_CARD_HAS_CVV			0x01
@@ -44,7 +50,6 @@ typedef struct PayCardHeader
 	uint32		key_id;			/* the vault key that sealed it */
 	uint16		exp_year;		/* four digits */
 	char		last4[4];		/* ASCII digits, no NUL */
-	uint8		fingerprint[CARD_FINGERPRINT_LEN];
 	uint8		reserved[2];	/* zero: the header has no padding */
 } PayCardHeader;
 
@@ -91,8 +96,8 @@ extern void card_decrypt(const PayCard *card, CardSecret *out);
 extern CardOpenStatus card_open_sealed(const char *bytes, Size len,
 									   PayCardHeader *hdr, CardSecret *out);
 extern const char *card_open_failure(CardOpenStatus status);
-extern void card_fingerprint_hex(const PayCardHeader *hdr,
-								 char hex[CARD_FINGERPRINT_HEX_LEN + 1]);
+extern void card_number_fingerprint_hex(const char *pan,
+										char hex[CARD_FINGERPRINT_HEX_LEN + 1]);
 extern bool card_sealed_fingerprint(const char *bytes, Size len,
 									char hex[CARD_FINGERPRINT_HEX_LEN + 1]);
 

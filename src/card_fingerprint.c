@@ -47,12 +47,14 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/xact.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "storage/fd.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/rel.h"
+#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -274,6 +276,58 @@ ensure_secret(void)
 		secret_missing("The table payments.installation_secrets does not exist.");
 	if (!secret_valid || relid != secret_relid)
 		load_secret(relid);
+}
+
+/*
+ * Whether the key is loaded, loading it if need be, without raising: for
+ * the worker, which records a fingerprint with the gateway's answer and
+ * must not stop sending because the key file is missing or unreadable (the
+ * payments then go without fingerprints, and a WARNING says why, once until
+ * the key loads).  Loaded in a subtransaction, so that a failure leaves the
+ * worker's transaction as it was.
+ */
+bool
+card_fingerprint_key_ready(void)
+{
+	static bool warned = false;
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool ok = false;
+
+	if (secret_valid &&
+		cached_table_watch("installation_secrets", secret_relcache_callback,
+						   &callback_registered) == secret_relid)
+		return true;
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		ensure_secret();
+		ReleaseCurrentSubTransaction();
+		ok = true;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		if (!warned)
+			ereport(WARNING,
+					(errcode(edata->sqlerrcode),
+					 errmsg("payments worker: card fingerprints cannot be recorded: %s", edata->message),
+					 edata->hint ? errhint("%s", edata->hint) : 0));
+		warned = true;
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	if (ok)
+		warned = false;
+	return ok;
 }
 
 /*

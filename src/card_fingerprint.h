@@ -17,5 +17,6 @@ extern char *payments_fingerprint_key_directory;
 extern void card_fingerprint_init(void);
 extern void card_fingerprint_compute(const char *digits, int ndigits,
 									 uint8 *out);
+extern bool card_fingerprint_key_ready(void);
 
 #endif

@@ -394,7 +394,8 @@ gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **e
 			if (status != CARD_OPEN_OK)
 				return card_unopenable(op, card_open_failure(status), error);
 			have_secret = true;
-			card_fingerprint_hex(&hdr, op->card_fingerprint);
+			if (card_fingerprint_key_ready())
+				card_number_fingerprint_hex(secret.pan, op->card_fingerprint);
 			snprintf(expiration, sizeof(expiration), "%04d-%02d",
 					 hdr.exp_year, hdr.exp_month);
 			req.card_number = secret.pan;

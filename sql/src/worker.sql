@@ -314,7 +314,8 @@ CREATE FUNCTION payments._record_result(
 	p_merchant_id bigint, p_operation_id bigint, p_outcome text,
 	p_response_code integer, p_reason_code integer, p_reason_text text,
 	p_trans_id text, p_auth_code text, p_avs text, p_cvv text,
-	p_retry_at timestamptz, p_error text, p_account_number text)
+	p_retry_at timestamptz, p_error text, p_account_number text,
+	p_card_fingerprint text DEFAULT NULL)
 	RETURNS void
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments, pg_temp
@@ -364,7 +365,7 @@ BEGIN
 		PERFORM payments._record_final_results(ARRAY[p_merchant_id], ARRAY[p_operation_id],
 			ARRAY[p_outcome], ARRAY[p_response_code], ARRAY[p_reason_code], ARRAY[p_reason_text],
 			ARRAY[p_trans_id], ARRAY[p_auth_code], ARRAY[p_avs], ARRAY[p_cvv], ARRAY[p_error],
-			ARRAY[p_account_number], ARRAY[NULL::text]);
+			ARRAY[p_account_number], ARRAY[p_card_fingerprint]);
 		RETURN;
 	END IF;
 	UPDATE payments.operations SET
@@ -393,8 +394,8 @@ BEGIN
 	END IF;
 END
 $$;
-COMMENT ON FUNCTION payments._record_result(bigint, bigint, text, integer, integer, text, text, text, text, text, timestamptz, text, text) IS
-	'Worker, step 3: records the gateway''s answer (or the transport failure) and moves the operation and its payment on.';
+COMMENT ON FUNCTION payments._record_result(bigint, bigint, text, integer, integer, text, text, text, text, text, timestamptz, text, text, text) IS
+	'Worker, step 3: records the gateway''s answer (or the transport failure) and moves the operation and its payment on; p_card_fingerprint as for _record_final_results.';
 
 -- The setting is always defined (the library is preloaded) and holds its
 -- default there: no second default here.

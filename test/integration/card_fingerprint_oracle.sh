@@ -10,6 +10,7 @@
 # idempotency hash holds only what the caller may know of the card.
 set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
+source "$(dirname "$0")/../lib/sessions.sh"
 
 SIMDIR="$WORK/sim-fingerprint"
 sim_start "$SIMDIR"
@@ -28,6 +29,7 @@ su -c "DROP ROLE IF EXISTS fp_app" -c "CREATE ROLE fp_app LOGIN" \
 # the test's lookup: an unknown purchase waits to be moved past the window
 park_after_send "$M" "'unknown'"
 cleanup() {
+	sessions_kill
 	unpark || true
 	su -c "UPDATE payments.operations SET next_attempt_at = now() + interval '1 day'
 			WHERE merchant_id = $M AND status IN ('unknown', 'queued')" \
@@ -147,7 +149,59 @@ is "$(as -c "SELECT card_fingerprint FROM payments.payment_methods WHERE payment
 is "$(as -c "SELECT card_fingerprint FROM pay_purchase(amount => '2.00 USD', payment_method_id => $pm)")" "$(fp $VISA)" \
 	"a purchase with the saved method has its fingerprint at once (no card was passed)"
 
-# 7. The fingerprints of the whole test: each one the gateway saw
+# 7. Nothing of the number in what a role may read or compare: the vault
+#    row (a role granted SELECT on every table sees its merchant's rows)
+#    and PostgreSQL's record-image operators (*<, PUBLIC), which compare a
+#    value's bytes.  Both held the fingerprint, in the value's clear header,
+#    and *< sorted cards by it: with a stored fingerprint, a binary search
+#    over candidate numbers found a card in a handful of gateway tries.
+su -c "GRANT SELECT ON payments.card_vault TO fp_app" >/dev/null
+vault=$(as -c "BEGIN" -c "SELECT count(*) FROM pay_purchase(amount => '5.00 USD', card => $(card $VISA))" \
+	-c "SELECT string_agg(encode(sealed, 'hex'), ',') FROM payments.card_vault" -c "ROLLBACK" | tail -1)
+ok "$([ ${#vault} -gt 100 ] && echo 0 || echo 1)" "the role reads its vault row in its transaction"
+ok "$(case "$vault" in *"$(fp $VISA)"*) echo 1 ;; *) echo 0 ;; esac)" "the vault row does not hold the card's fingerprint"
+su -c "REVOKE SELECT ON payments.card_vault FROM fp_app" >/dev/null
+nums=$(python3 -c '
+def luhn_ok(n):
+    s = sum(int(c) if i % 2 == 0 else (2 * int(c) - 9 if int(c) > 4 else 2 * int(c))
+            for i, c in enumerate(reversed(n)))
+    return s % 10 == 0
+out, m = [], 0
+while len(out) < 200:
+    n = "411111%06d1111" % m
+    m += 1
+    if luhn_ok(n):
+        out.append(n)
+print(",".join(out))')
+image_order=$(as -c "SELECT string_agg(n, ',' ORDER BY ROW(payments.pay_card(n, 12, $YEAR)) USING OPERATOR(pg_catalog.*<))
+	FROM unnest(string_to_array('$nums', ',')) n")
+fp_order=$(su -c "SELECT string_agg(n, ',' ORDER BY payments.pay_card_fingerprint(payments.pay_card(n, 12, $YEAR)))
+	FROM unnest(string_to_array('$nums', ',')) n")
+is "$(echo "$image_order" | tr ',' '\n' | sort | tr '\n' ',')" "$(echo "$nums" | tr ',' '\n' | sort | tr '\n' ',')" \
+	"the role sorts 200 cards of one brand, last four and expiry with *<"
+ok "$([ "$image_order" != "$fp_order" ] && echo 0 || echo 1)" "and the order says nothing of their fingerprints"
+
+# 8. An answer recorded alone (its batch failed: a caller held the payment
+#    row) records the fingerprint too (before: it was lost on that path).
+SESS="$WORK/fingerprint-sessions"
+mkdir -p "$SESS"
+as_root chown "$PG_OS_USER" "$SESS"
+sim_ctl POST /latency '{"fixedMs":1500,"randomMs":0}' >/dev/null
+p8=$(as -c "SELECT payment_id FROM pay_purchase(amount => '4.00 USD', card => $(card $VISA))")
+session h
+say h "BEGIN; SELECT 'held ' || payment_id FROM payments.payments WHERE payment_id = $p8 FOR UPDATE;"
+say h '\echo HELD'
+poll_value 10 done_with h HELD >/dev/null
+ok "$(passed wait_log 30 "could not record the outcome of operation [0-9]+ of merchant $M")" \
+	"the worker could not record the answer while a caller held the payment"
+say h 'COMMIT;'
+close h
+sim_ctl POST /latency '{"fixedMs":0,"randomMs":0}' >/dev/null
+is "$(as -c "SELECT status FROM pay_wait($p8, '20 s')")" succeeded "recorded alone once the caller let go"
+is "$(as -c "SELECT card_fingerprint FROM payments.payments WHERE payment_id = $p8")" "$(fp $VISA)" \
+	"with the fingerprint"
+
+# 9. The fingerprints of the whole test: each one the gateway saw
 is "$(su -c "SELECT count(*) FROM payments.payments WHERE merchant_id = $M AND card_fingerprint IS NOT NULL
 	AND status NOT IN ('succeeded', 'failed')")" 0 "no payment short of the gateway's answer has a fingerprint"
 tap_done
