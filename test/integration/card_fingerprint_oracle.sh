@@ -30,6 +30,7 @@ su -c "DROP ROLE IF EXISTS fp_app" -c "CREATE ROLE fp_app LOGIN" \
 park_after_send "$M" "'unknown'"
 cleanup() {
 	sessions_kill
+	[ -z "${keyfile:-}" ] || [ ! -e "$keyfile.away" ] || as_root mv "$keyfile.away" "$keyfile"
 	unpark || true
 	su -c "UPDATE payments.operations SET next_attempt_at = now() + interval '1 day'
 			WHERE merchant_id = $M AND status IN ('unknown', 'queued')" \
@@ -201,7 +202,33 @@ is "$(as -c "SELECT status FROM pay_wait($p8, '20 s')")" succeeded "recorded alo
 is "$(as -c "SELECT card_fingerprint FROM payments.payments WHERE payment_id = $p8")" "$(fp $VISA)" \
 	"with the fingerprint"
 
-# 9. The fingerprints of the whole test: each one the gateway saw
+# 9. Without its key file the worker still sends: the payment goes without
+#    a fingerprint and the log says why; with the file back, fingerprints
+#    come back.  (Payments never needed the key: a card is not fingerprinted
+#    at the call.)
+keydir=$(su -c "SELECT coalesce(nullif(current_setting('payments.fingerprint_key_directory'), ''),
+	current_setting('data_directory') || '.payments_keys')")
+keyfile=$(as_root find "$keydir" -name '*.key' | head -1)
+restart_worker() {
+	local pid0 new
+	pid0=$(worker_pid)
+	su -c "SELECT payments.pay_worker_restart()" >/dev/null
+	new() { local p; p=$(worker_pid); [ -n "$p" ] && [ "$p" != "$pid0" ] && echo "$p"; }
+	[ -n "$(poll_value 20 new)" ]
+}
+fp_visa=$(fp $VISA)
+as_root mv "$keyfile" "$keyfile.away"
+restart_worker
+p9=$(as -c "SELECT payment_id FROM pay_purchase(amount => '3.00 USD', card => $(card $VISA))")
+is "$(as -c "SELECT status || '|' || (card_fingerprint IS NULL) FROM pay_wait($p9, '20 s')")" "succeeded|true" \
+	"without the key file a purchase is still sent and approved, without a fingerprint"
+ok "$(passed wait_log 10 "WARNING: +payments worker: card fingerprints cannot be recorded: ")" "and the log says why"
+as_root mv "$keyfile.away" "$keyfile"
+restart_worker
+p9b=$(as -c "SELECT payment_id FROM pay_purchase(amount => '3.00 USD', card => $(card $VISA))")
+is "$(as -c "SELECT card_fingerprint FROM pay_wait($p9b, '20 s')")" "$fp_visa" "with the file back, the fingerprint is recorded again"
+
+# 10. The fingerprints of the whole test: each one the gateway saw
 is "$(su -c "SELECT count(*) FROM payments.payments WHERE merchant_id = $M AND card_fingerprint IS NOT NULL
 	AND status NOT IN ('succeeded', 'failed')")" 0 "no payment short of the gateway's answer has a fingerprint"
 tap_done
