@@ -7896,6 +7896,132 @@ COMMENT ON FUNCTION payments.pay_create_subscription(bigint, bigint, payments.pa
 	'Subscribes a customer of the current merchant to a plan (plan_id) or an explicit price per period (price, interval_unit, interval_count), times quantity, charged to payment_method_id (NULL: the customer''s default at each charge). With a trial (trial_days, default the plan''s): status trialing until the trial''s end, which is the billing anchor; no payment method is needed yet. Without: status incomplete, and the first invoice of the current period is issued and charged in this transaction (the payment goes out after COMMIT; paid -> active): the customer must have an active default method or one named (22Y22 otherwise). billing_anchor is a local wall-clock time in time_zone (an IANA name; default now): the period containing now is current and its remaining part is invoiced, prorated. Errors: PT404 unknown or foreign customer, plan or method; 22Y20 deleted customer, inactive plan, method not active; 22023 bad input. Returns the subscription row.';
 
 ------------------------------------------------------------------------------
+-- h-endpoint-circuits: the worker keeps a circuit breaker per gateway
+-- endpoint and leaves the operations of merchants whose endpoint's circuit
+-- is open out of its claims (worker.sql; src/circuit_breaker.c).  One
+-- breaker for all let one merchant's dead endpoint hold every merchant's
+-- payments back.
+------------------------------------------------------------------------------
+DROP FUNCTION payments._claim_operations(integer, integer);
+CREATE FUNCTION payments._claim_operations(p_limit integer, p_background_limit integer DEFAULT NULL,
+	p_held_endpoints text[] DEFAULT '{}')
+	RETURNS TABLE (merchant_id bigint, operation_id bigint, payment_id bigint, kind text,
+		action text, attempt integer, via_void boolean, amount_minor bigint, currency text,
+		currency_exponent integer, txn_invoice text, description text, customer jsonb,
+		ref_trans_id text, card_last4 text, payment_method text, customer_profile_id text,
+		payment_profile_id text, sealed bytea, correlation_id text, created_at timestamptz,
+		never_sent boolean,
+		api_login_id text, transaction_key text, endpoint_url text, ca_file text, timeout_ms integer,
+		payment_method_id bigint, customer_id bigint, method_source text, validation_mode text,
+		method_default boolean, method_customer_profile_id text, method_payment_profile_id text,
+		merchant_customer_id text, customer_email text, customer_name text, customer_billing jsonb,
+		original_network_trans_id text, method_card_last4 text, last_attempt_at timestamptz,
+		recurring boolean, first_recurring boolean)
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	SET enable_seqscan = off
+	SET enable_bitmapscan = off
+	SET enable_sort = off
+	SET enable_hashjoin = off
+	SET enable_mergejoin = off
+	SET plan_cache_mode = force_generic_plan
+	SET jit = off
+	AS $$
+BEGIN
+	-- Ready first by due time, straight off the partial index: a long queue
+	-- costs no more than a short one.  Ordinary operations first, then the
+	-- background ones (a billing run's charges) in what room is left, at
+	-- most p_background_limit (NULL: no other limit): a backlog of renewals
+	-- never holds up a checkout's result.  Merchants
+	-- without a gateway configuration are skipped (and parked by
+	-- _park_unconfigured), and so are those whose endpoint is in
+	-- p_held_endpoints: the worker's circuit for it is open (one merchant's
+	-- dead endpoint holds back no one else).
+	RETURN QUERY
+	WITH ordinary AS (
+		SELECT o.merchant_id, o.operation_id, o.status AS old_status, o.updated_at AS old_updated_at
+		FROM payments.operations o
+		WHERE o.status IN ('queued', 'unknown') AND NOT o.background AND o.next_attempt_at <= now()
+			AND o.merchant_id = ANY (ARRAY(SELECT g.merchant_id FROM payments.gateway_config g
+				WHERE g.endpoint_url <> ALL (p_held_endpoints)))
+		ORDER BY o.background, o.next_attempt_at
+		LIMIT p_limit
+		FOR UPDATE SKIP LOCKED
+	), background AS (
+		SELECT o.merchant_id, o.operation_id, o.status AS old_status, o.updated_at AS old_updated_at
+		FROM payments.operations o
+		WHERE o.status IN ('queued', 'unknown') AND o.background AND o.next_attempt_at <= now()
+			AND o.merchant_id = ANY (ARRAY(SELECT g.merchant_id FROM payments.gateway_config g
+				WHERE g.endpoint_url <> ALL (p_held_endpoints)))
+		ORDER BY o.background, o.next_attempt_at
+		LIMIT least(greatest(p_limit - (SELECT count(*) FROM ordinary), 0), coalesce(p_background_limit, p_limit))
+		FOR UPDATE SKIP LOCKED
+	), ready AS (
+		SELECT * FROM ordinary UNION ALL SELECT * FROM background
+	), claimed AS (
+		UPDATE payments.operations o
+		SET status = 'sending', attempts = o.attempts + 1,
+			first_sent_at = coalesce(o.first_sent_at, now())
+		FROM ready r
+		WHERE o.merchant_id = r.merchant_id AND o.operation_id = r.operation_id
+		RETURNING o.*, r.old_status, r.old_updated_at
+	)
+	SELECT c.merchant_id, c.operation_id, c.payment_id, c.kind,
+		-- queued again after an attempt that may have gone through (an
+		-- unknown outcome, then a resend that provably failed) counts too
+		-- (on the clock: the worker may have spent a while recording outcomes
+		-- in this transaction before claiming)
+		CASE WHEN NOT c.never_sent
+				AND c.first_sent_at < clock_timestamp() - make_interval(secs => payments._duplicate_window() - 60)
+			THEN 'lookup' ELSE 'send' END,
+		c.attempts, c.via_void,
+		pay_minor_units(coalesce(c.amount, p.amount)), pay_currency(p.amount),
+		pay_currency_exponent(pay_currency(p.amount)),
+		-- the invoice of the gateway transaction: each refund its own (equal
+		-- partial refunds are not duplicates); a capture (priorAuthCapture
+		-- keeps the authorization's transId) and a void act on the payment's
+		CASE WHEN c.kind = 'refund' AND NOT c.via_void
+			THEN 'R' || payments._invoice_tag() || c.operation_id ELSE p.invoice_number END,
+		p.description, p.customer,
+		p.gateway_trans_id, p.card_last4, p.payment_method, p.customer_profile_id,
+		p.payment_profile_id, v.sealed, c.correlation_id, c.created_at, c.never_sent,
+		g.api_login_id, g.transaction_key, g.endpoint_url, g.ca_file, g.timeout_ms,
+		-- stored payment methods and customers' profiles (payment_methods.sql):
+		-- their own operations, and charges of a stored method
+		pm.payment_method_id, cu.customer_id, pm.source, pm.validation_mode, pm.is_default,
+		cu.customer_profile_id, pm.payment_profile_id,
+		CASE WHEN cu.customer_id IS NOT NULL THEN payments._gateway_customer_ref(cu.customer_id) END,
+		cu.email, cu.name, cu.billing,
+		pm.network_trans_id, pm.card_last4,
+		-- when the operation last changed: the end of its previous attempt
+		c.old_updated_at,
+		-- a charge of a subscription's invoice is recurring (recurringBilling,
+		-- card on file), the first one of its subscription while no earlier
+		-- invoice of it was paid by a charge (the 'first' invoice, or the
+		-- first renewal after a trial): isFirstRecurringPayment
+		p.invoice_id IS NOT NULL,
+		p.invoice_id IS NOT NULL AND NOT EXISTS (
+			SELECT 1 FROM payments.invoices i
+			JOIN payments.invoices earlier ON earlier.merchant_id = i.merchant_id
+				AND earlier.subscription_id = i.subscription_id AND earlier.invoice_id <> i.invoice_id
+			WHERE i.merchant_id = p.merchant_id AND i.invoice_id = p.invoice_id
+				AND earlier.status = 'paid' AND pay_minor_units(earlier.amount) > 0)
+	FROM claimed c
+	-- operations on a stored method or a customer's profile have no payment
+	LEFT JOIN payments.payments p ON p.merchant_id = c.merchant_id AND p.payment_id = c.payment_id
+	JOIN payments.gateway_config g ON g.merchant_id = c.merchant_id
+	LEFT JOIN payments.card_vault v ON v.merchant_id = c.merchant_id AND v.operation_id = c.operation_id
+	LEFT JOIN payments.payment_methods pm ON pm.merchant_id = c.merchant_id
+		AND pm.payment_method_id = coalesce(c.payment_method_id, p.payment_method_id)
+	LEFT JOIN payments.customers cu ON cu.merchant_id = c.merchant_id
+		AND cu.customer_id = coalesce(c.customer_id, pm.customer_id);
+END
+$$;
+COMMENT ON FUNCTION payments._claim_operations(integer, integer, text[]) IS
+	'Worker, step 1: claims up to p_limit ready operations (FOR UPDATE SKIP LOCKED), ordinary ones first and at most p_background_limit of a billing run''s charges, and marks them sending before anything is sent; operations of merchants whose gateway endpoint is in p_held_endpoints (its circuit is open in the worker) are left.';
+REVOKE ALL ON FUNCTION payments._claim_operations(integer, integer, text[]) FROM PUBLIC;
+
+------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,
 -- payment_api.sql, privileges.sql).  Keep this block LAST: its privilege
 -- and row-security statements cover every function and tenant table made

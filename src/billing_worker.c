@@ -11,8 +11,8 @@
  * it.  Done in the worker's own loop, issuing, sending and recording
  * shared one core, and a backlog of renewals went no faster than that
  * core; as a process of its own, issuing runs beside the worker on
- * another.  It gives way to sending: no new charges while the circuit is
- * open, while a claim's worth is in flight, or while the worker's last
+ * another.  It gives way to sending: no new charges while a claim's worth
+ * is in flight, or while the worker's last
  * claim was full (more was ready than it took), so that a backlog never
  * grows the queue without bound (and the worker claims ordinary payments
  * ahead of it).
@@ -131,9 +131,10 @@ billing_batch(const char *what, const char *function, bool *missing_said)
  * batch was full or put off (more is due); *deferred when the sender was
  * behind.  Nothing is billed before the worker is up and has resolved what
  * was in flight when it started (no one would send the charges), nor while
- * its circuit is open, its last claim was full (more is ready than it
- * takes: the charges already queued go first) or a claim's worth is in
- * flight: later.  Keeping the billing's charges in flight to about one
+ * its last claim was full (more is ready than it takes: the charges
+ * already queued go first) or a claim's worth is in flight: later.  An
+ * open circuit holds back only its endpoint's merchants, whose charges wait
+ * in the queue (circuit_breaker.h); it does not stop everyone's billing.  Keeping the billing's charges in flight to about one
  * claim (enough for thousands a second at a gateway's usual latency)
  * leaves the rest of payments.max_in_flight to other payments.
  */
@@ -147,7 +148,6 @@ run_billing(bool *deferred)
 
 	*deferred = false;
 	if (pg_atomic_read_u32(&payments_shared->worker_recovered) == 0 ||
-		pg_atomic_read_u32(&payments_shared->circuit_state) != CIRCUIT_CLOSED ||
 		pg_atomic_read_u32(&payments_shared->claim_full) != 0 ||
 		pg_atomic_read_u32(&payments_shared->in_flight) >=
 		(uint32) Min(payments_claim_batch, payments_max_in_flight))

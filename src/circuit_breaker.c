@@ -4,14 +4,16 @@
  *	  Stop hammering a failing gateway: the worker's circuit breaker.
  *
  * circuit_breaker.h describes the states.  The worker asks
- * circuit_allowance() how many operations it may claim, tells
- * circuit_sent() of each one it sends, and circuit_record() of the fate of
- * each transfer (settlement checks excepted).
+ * circuit_held() which endpoints to leave out of a claim, tells
+ * circuit_sent() of each operation it sends, and circuit_record() of the
+ * fate of each transfer (settlement checks excepted), each for the
+ * operation's endpoint (circuit_for()).
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "circuit_breaker.h"
@@ -23,56 +25,121 @@
 #define CIRCUIT_MIN_OPEN_MS	5000
 #define CIRCUIT_MAX_OPEN_MS	60000
 
+/*
+ * The worker's state for the health view: open while any breaker is open,
+ * half-open while a probe is out, else closed.  A breaker whose time is up
+ * and that has nothing to probe (its merchants moved to another endpoint,
+ * say) holds nothing back, and counts as closed.
+ */
 static void
-circuit_publish(int state)
+circuit_publish(CircuitSet *cs)
 {
+	TimestampTz now = GetCurrentTimestamp();
+	int			state = CIRCUIT_CLOSED;
+
+	for (int i = 0; i < cs->n; i++)
+	{
+		CircuitBreaker *cb = &cs->breakers[i];
+
+		if (cb->open_until != 0 && now < cb->open_until)
+		{
+			state = CIRCUIT_OPEN;
+			break;
+		}
+		if (cb->open_until != 0 && cb->probe_in_flight)
+			state = CIRCUIT_HALF_OPEN;
+	}
 	pg_atomic_write_u32(&payments_shared->circuit_state, state);
 }
 
-/* A closed circuit with no failures, published as closed. */
+/* No breakers (all closed), published as closed. */
 void
-circuit_reset(CircuitBreaker *cb)
+circuit_reset(CircuitSet *cs)
 {
-	cb->consecutive_failures = 0;
-	cb->open_until = 0;
+	for (int i = 0; i < cs->n; i++)
+		pfree(cs->breakers[i].endpoint);
+	cs->n = 0;
+	circuit_publish(cs);
+}
+
+/* The breaker of an endpoint, a closed one if it has none yet. */
+CircuitBreaker *
+circuit_for(CircuitSet *cs, const char *endpoint)
+{
+	CircuitBreaker *cb;
+
+	for (int i = 0; i < cs->n; i++)
+		if (strcmp(cs->breakers[i].endpoint, endpoint) == 0)
+			return &cs->breakers[i];
+	if (cs->n == cs->size)
+	{
+		cs->size = cs->size == 0 ? 8 : cs->size * 2;
+		cs->breakers = cs->breakers == NULL ?
+			MemoryContextAlloc(TopMemoryContext, sizeof(CircuitBreaker) * cs->size) :
+			repalloc(cs->breakers, sizeof(CircuitBreaker) * cs->size);
+	}
+	cb = &cs->breakers[cs->n++];
+	memset(cb, 0, sizeof(*cb));
+	cb->endpoint = MemoryContextStrdup(TopMemoryContext, endpoint);
 	cb->open_ms = CIRCUIT_MIN_OPEN_MS;
-	cb->probe_in_flight = false;
-	circuit_publish(CIRCUIT_CLOSED);
+	return cb;
 }
 
-/* Open or half-open: not closed. */
-bool
-circuit_is_open(const CircuitBreaker *cb)
+/*
+ * The endpoints nothing may be claimed for now (palloc'd, *n of them): open
+ * ones, and half-open ones whose probe is out.
+ */
+char	  **
+circuit_held(CircuitSet *cs, int *n)
 {
-	return cb->open_until != 0;
+	TimestampTz now = GetCurrentTimestamp();
+	char	  **held = palloc(sizeof(char *) * Max(cs->n, 1));
+
+	*n = 0;
+	for (int i = 0; i < cs->n; i++)
+	{
+		CircuitBreaker *cb = &cs->breakers[i];
+
+		if (cb->open_until != 0 && (now < cb->open_until || cb->probe_in_flight))
+			held[(*n)++] = cb->endpoint;
+	}
+	circuit_publish(cs);
+	return held;
 }
 
-/* How many operations may be claimed now, as the circuit allows. */
-int
-circuit_allowance(CircuitBreaker *cb, int capacity)
-{
-	if (cb->open_until == 0)
-		return capacity;
-	if (GetCurrentTimestamp() < cb->open_until)
-		return 0;
-	/* half-open: one probe at a time */
-	circuit_publish(CIRCUIT_HALF_OPEN);
-	if (cb->probe_in_flight)
-		return 0;
-	return Min(capacity, 1);
-}
-
-/* An operation was sent: while the circuit is not closed, it is the probe. */
+/* An operation was sent there: while the circuit is not closed, a probe. */
 void
-circuit_sent(CircuitBreaker *cb)
+circuit_sent(CircuitSet *cs, CircuitBreaker *cb)
 {
-	if (cb->open_until != 0)
+	if (cb->open_until != 0 && !cb->probe_in_flight)
+	{
 		cb->probe_in_flight = true;
+		circuit_publish(cs);
+	}
+}
+
+/*
+ * Where an endpoint is, for the log: its host (and port), without a path
+ * or anything before an "@".
+ */
+static char *
+endpoint_host(const char *url)
+{
+	const char *start = strstr(url, "://");
+	const char *end;
+	const char *at;
+
+	start = start ? start + 3 : url;
+	end = start + strcspn(start, "/?#");
+	at = memchr(start, '@', end - start);
+	if (at != NULL)
+		start = at + 1;
+	return pnstrdup(start, end - start);
 }
 
 /* A transfer ended: failure when it failed below HTTP or got no valid answer. */
 void
-circuit_record(CircuitBreaker *cb, bool failure)
+circuit_record(CircuitSet *cs, CircuitBreaker *cb, bool failure)
 {
 	if (!failure)
 	{
@@ -81,12 +148,13 @@ circuit_record(CircuitBreaker *cb, bool failure)
 		{
 			ereport(LOG,
 					(errcode(ERRCODE_SUCCESSFUL_COMPLETION),
-					 errmsg("payments worker: gateway answers again, circuit closed")));
+					 errmsg("payments worker: gateway at %s answers again, circuit closed",
+							endpoint_host(cb->endpoint))));
 			cb->open_until = 0;
 			cb->open_ms = CIRCUIT_MIN_OPEN_MS;
-			circuit_publish(CIRCUIT_CLOSED);
 		}
 		cb->probe_in_flight = false;
+		circuit_publish(cs);
 		return;
 	}
 	cb->consecutive_failures++;
@@ -105,9 +173,11 @@ circuit_record(CircuitBreaker *cb, bool failure)
 		return;
 	cb->open_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), cb->open_ms);
 	cb->probe_in_flight = false;
-	circuit_publish(CIRCUIT_OPEN);
+	circuit_publish(cs);
 	ereport(LOG,
 			(errcode(ERRCODE_SUCCESSFUL_COMPLETION),
-			 errmsg("payments worker: gateway failing, circuit open for %d ms", cb->open_ms),
-			 errdetail("%d transfers in a row failed or got no valid answer.", cb->consecutive_failures)));
+			 errmsg("payments worker: gateway at %s failing, circuit open for %d ms",
+					endpoint_host(cb->endpoint), cb->open_ms),
+			 errdetail("%d transfers in a row failed or got no valid answer; other endpoints are not held back.",
+					   cb->consecutive_failures)));
 }

@@ -3,15 +3,22 @@
  * circuit_breaker.h
  *	  Stop hammering a failing gateway: the worker's circuit breaker.
  *
- * Closed, every operation may be claimed.  After five transfers in a row
- * failed (or got no valid answer) it opens: nothing is claimed for a while
- * (5 s at first).  Then it is half-open: one probe at a time; the probe's
- * success closes it, its failure opens it again for twice as long (at most
- * a minute).  Its state is published in shared memory
- * (payments_shared->circuit_state, CIRCUIT_* in shmem.h) for the health
- * view and the metrics.
+ * One breaker per gateway endpoint (URL): a merchant whose endpoint is down
+ * holds back only the operations sent there.  (One breaker for all, a
+ * dead endpoint of one merchant, looked up again and again for operations
+ * it left unknown, held every merchant's payments back for up to a minute
+ * at a time.)
  *
- * The worker owns one breaker; it lives in the worker's process only.
+ * Closed, every operation for the endpoint may be claimed.  After five
+ * transfers to it in a row failed (or got no valid answer) it opens:
+ * nothing for it is claimed for a while (5 s at first).  Then it is
+ * half-open: what one claim takes for it is the probe; the probe's success
+ * closes it, its failure opens it again for twice as long (at most a
+ * minute).  The worker's state (open if any is open, half-open if any is
+ * half-open) is published in shared memory (payments_shared->circuit_state,
+ * CIRCUIT_* in shmem.h) for the health view and the metrics.
+ *
+ * The breakers live in the worker's process only.
  *
  *-------------------------------------------------------------------------
  */
@@ -22,17 +29,26 @@
 
 typedef struct CircuitBreaker
 {
+	char	   *endpoint;		/* the URL (TopMemoryContext) */
 	int			consecutive_failures;	/* transfers in a row that failed */
 	TimestampTz open_until;		/* 0: closed; else open until then, and
 								 * half-open after */
 	int			open_ms;		/* how long it opens the next time */
-	bool		probe_in_flight;	/* half-open: the one probe is out */
+	bool		probe_in_flight;	/* half-open: the probe is out */
 } CircuitBreaker;
 
-extern void circuit_reset(CircuitBreaker *cb);
-extern int	circuit_allowance(CircuitBreaker *cb, int capacity);
-extern void circuit_sent(CircuitBreaker *cb);
-extern void circuit_record(CircuitBreaker *cb, bool failure);
-extern bool circuit_is_open(const CircuitBreaker *cb);
+/* The worker's breakers, one per endpoint it has sent to. */
+typedef struct CircuitSet
+{
+	int			n;
+	int			size;
+	CircuitBreaker *breakers;
+} CircuitSet;
+
+extern void circuit_reset(CircuitSet *cs);
+extern CircuitBreaker *circuit_for(CircuitSet *cs, const char *endpoint);
+extern char **circuit_held(CircuitSet *cs, int *n);
+extern void circuit_sent(CircuitSet *cs, CircuitBreaker *cb);
+extern void circuit_record(CircuitSet *cs, CircuitBreaker *cb, bool failure);
 
 #endif

@@ -79,7 +79,7 @@ typedef struct WorkerState
 								 * (gateway_lookup.c): in flight too */
 	int			checks_in_flight;	/* settlement and review checks of the
 									 * current round (check_gateway_state) */
-	CircuitBreaker breaker;		/* stop hammering a failing gateway */
+	CircuitSet	circuits;		/* stop hammering a failing endpoint */
 	char	   *schema_reported;	/* the schema version the worker said it
 									 * waits on an update of (NULL: none) */
 	dlist_head	unrecorded;		/* answers whose recording failed
@@ -254,11 +254,19 @@ claim_into(WorkerState *ws, int n, dlist_head *to_send, dlist_head *unbuildable)
 	 * no more than one round behind it.
 	 */
 	static SPIPlanPtr plan = NULL;
-	Datum		args[2] = {Int32GetDatum(n),
-		Int32GetDatum(Max(0, Min(payments_claim_batch, payments_max_in_flight) - ops_in_flight(ws)))};
-	Oid			argtypes[2] = {INT4OID, INT4OID};
+	int			nheld;
+	char	  **held = circuit_held(&ws->circuits, &nheld);
+	Datum	   *held_texts = palloc(sizeof(Datum) * Max(nheld, 1));
+	Datum		args[3];
+	Oid			argtypes[3] = {INT4OID, INT4OID, TEXTARRAYOID};
 
-	if (SPI_execute_plan(worker_kept_plan(&plan, "SELECT * FROM payments._claim_operations($1, $2)", 2, argtypes),
+	/* the endpoints whose circuit is open are left out of the claim */
+	for (int i = 0; i < nheld; i++)
+		held_texts[i] = CStringGetTextDatum(held[i]);
+	args[0] = Int32GetDatum(n);
+	args[1] = Int32GetDatum(Max(0, Min(payments_claim_batch, payments_max_in_flight) - ops_in_flight(ws)));
+	args[2] = PointerGetDatum(construct_array(held_texts, nheld, TEXTOID, -1, false, TYPALIGN_INT));
+	if (SPI_execute_plan(worker_kept_plan(&plan, "SELECT * FROM payments._claim_operations($1, $2, $3)", 3, argtypes),
 						 args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "payments worker: claiming operations failed");
 	for (uint64 i = 0; i < SPI_processed; i++)
@@ -402,7 +410,8 @@ send_claimed(WorkerState *ws, dlist_head *to_send)
 		GatewayOp  *op = dlist_container(GatewayOp, node, it.cur);
 
 		dlist_delete(&op->node);
-		circuit_sent(&ws->breaker);
+		if (op->endpoint.url != NULL)
+			circuit_sent(&ws->circuits, circuit_for(&ws->circuits, op->endpoint.url));
 		start_transfer(ws, op);
 	}
 }
@@ -576,8 +585,9 @@ interpret_one(WorkerState *ws, GatewayOp *op)
 	histogram_observe(&payments_shared->gateway_latency, op->http.duration_us);
 	ex = gateway_interpret(op, &follow_up);
 	dlist_push_tail(&ws->exchanges, &ex->node);
-	if (!gateway_op_is_check(op))
-		circuit_record(&ws->breaker, gateway_transport_failed(op));
+	if (!gateway_op_is_check(op) && op->endpoint.url != NULL)
+		circuit_record(&ws->circuits, circuit_for(&ws->circuits, op->endpoint.url),
+					   gateway_transport_failed(op));
 	if (op->http.outcome != HTTP_COMPLETED)
 		pg_atomic_fetch_add_u64(&payments_shared->transport_failures, 1);
 	if (follow_up)
@@ -977,7 +987,7 @@ finish_round(WorkerState *ws, bool claim_due)
 	had_finished = !dlist_is_empty(&ws->finished);
 
 	if (claim_due)
-		capacity = circuit_allowance(&ws->breaker, payments_max_in_flight - ops_in_flight(ws));
+		capacity = payments_max_in_flight - ops_in_flight(ws);
 	rc.ws = ws;
 	rc.limit = Min(capacity, payments_claim_batch);
 	rc.claimed = 0;
@@ -1039,7 +1049,7 @@ finish_round(WorkerState *ws, bool claim_due)
 	capacity -= rc.claimed;
 	if (!claim_due || rc.limit <= 0 || (ok && rc.claimed < rc.limit))
 		return false;
-	while (capacity > 0 && !circuit_is_open(&ws->breaker))
+	while (capacity > 0)
 	{
 		int			want = Min(capacity, payments_claim_batch);
 		int			got = claim_and_send(ws, want);
@@ -1418,7 +1428,7 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 											 ALLOCSET_DEFAULT_SIZES);
 	raise_fd_limit();
 	ws->engine = http_engine_create(payments_max_connections);
-	circuit_reset(&ws->breaker);
+	circuit_reset(&ws->circuits);
 
 	ereport(LOG,
 			(errcode(ERRCODE_SUCCESSFUL_COMPLETION),

@@ -4,11 +4,22 @@
 # server is stopped once with an immediate shutdown.  Afterwards every
 # payment must be in a final state, and the simulator's ledger must show no
 # payment charged twice and no approved charge missing from the database.
+# One exception, which the extension must not guess about: a payment whose
+# request the crash cut off before the gateway received it, and whose card
+# went with the crash (the vault's key lives in shared memory), cannot be
+# sent again; its lookups find no transaction, and it stays unknown.  Such
+# payments must be absent from the ledger.
 set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
 
 SIMDIR="$WORK/sim-crash"
-trap sim_stop EXIT
+# what is left unknown is not looked up again at a simulator that is gone
+cleanup() {
+	[ -z "${M:-}" ] || psqlq -c "UPDATE payments.operations SET next_attempt_at = now() + interval '1 day'
+		WHERE merchant_id = $M AND status IN ('queued', 'unknown')" >/dev/null || true
+	sim_stop
+}
+trap cleanup EXIT
 sim_start "$SIMDIR"
 # replies take 150-250 ms: longer than the test takes to see requests in
 # flight and kill the worker, so there is always something in flight to lose
@@ -79,20 +90,26 @@ fi
 ok $([ "$n" -ge 1000 ] && echo 0 || echo 1) "at least 1,000 payments were committed ($n)"
 
 # wait until nothing is left to do
+not_found="status = 'unknown' AND last_error LIKE '%was found neither among the gateway''s unsettled transactions%'"
 for i in $(seq 600); do
-	left=$(psqlq -c "SELECT count(*) FROM payments.operations WHERE merchant_id = $M AND status IN ('queued', 'sending', 'unknown')")
+	left=$(psqlq -c "SELECT count(*) FROM payments.operations WHERE merchant_id = $M AND status IN ('queued', 'sending', 'unknown')
+		AND NOT ($not_found)")
 	[ "$left" = 0 ] && break
 	sleep 0.2
 done
-is "$left" 0 "every operation reached a final state"
-is "$(psqlq -c "SELECT count(*) FROM payments.payments WHERE merchant_id = $M AND status NOT IN ('succeeded', 'failed')")" 0 "every payment is succeeded or failed"
+is "$left" 0 "every operation reached a final state, or is unknown after its lookups found no transaction at the gateway"
+psqlq -c "SELECT p.invoice_number FROM payments.payments p WHERE p.merchant_id = $M
+	AND p.payment_id IN (SELECT payment_id FROM payments.operations WHERE merchant_id = $M AND $not_found)" > "$SIMDIR/lost.txt"
+comment "$(wc -l < "$SIMDIR/lost.txt") payments were cut off by a crash before the gateway received them, their cards lost with it: unknown, not guessed"
+is "$(psqlq -c "SELECT count(*) FROM payments.payments WHERE merchant_id = $M AND status NOT IN ('succeeded', 'failed')")" \
+	"$(wc -l < "$SIMDIR/lost.txt" | tr -d ' ')" "every other payment is succeeded or failed"
 recovered=$(psqlq -c "SELECT count(*) FROM payments.events WHERE merchant_id = $M AND event_type = 'operation.unknown'")
 ok $([ "$recovered" -gt 0 ] && echo 0 || echo 1) "operations lost in flight were resolved from the gateway ($recovered went through unknown)"
 
 # the ledger against the database
 sim_ctl GET /ledger > "$SIMDIR/ledger.json"
 psqlq -c "SELECT invoice_number || ' ' || status || ' ' || coalesce(gateway_trans_id, '-') FROM payments.payments WHERE merchant_id = $M" > "$SIMDIR/db.txt"
-verdict=$(python3 - "$SIMDIR/ledger.json" "$SIMDIR/db.txt" <<'PY'
+verdict=$(python3 - "$SIMDIR/ledger.json" "$SIMDIR/db.txt" "$SIMDIR/lost.txt" <<'PY'
 import json, sys, collections
 ledger = json.load(open(sys.argv[1]))
 charges = collections.defaultdict(list)
@@ -107,13 +124,16 @@ twice = [i for i, t in charges.items() if i in db and len(t) > 1]
 missing = [i for i, t in charges.items() if i in db and db[i][0] != "succeeded"]
 wrong_id = [i for i, t in charges.items() if i in db and db[i][1] not in t]
 phantom = [i for i, (s, t) in db.items() if s == "succeeded" and i not in charges]
-print(len(twice), len(missing), len(wrong_id), len(phantom))
+lost_charged = [i.strip() for i in open(sys.argv[3]) if i.strip() in charges]
+missing = [i for i in missing if i not in lost_charged]
+print(len(twice), len(missing), len(wrong_id), len(phantom), len(lost_charged))
 PY
 )
-read -r twice missing wrong_id phantom <<<"$verdict"
+read -r twice missing wrong_id phantom lost_charged <<<"$verdict"
 is "$twice" 0 "no payment was charged twice"
 is "$missing" 0 "no approved charge is missing from the database"
 is "$wrong_id" 0 "every charge is recorded with the gateway's transaction id"
 is "$phantom" 0 "no payment is marked succeeded without a charge"
+is "$lost_charged" 0 "none of those left unknown was charged at the gateway"
 
 tap_done
