@@ -7511,8 +7511,8 @@ COMMENT ON FUNCTION payments.pay_save_payment_method(bigint, payments.pay_card, 
 -- h-customer-locks: a customer's deletion or erasure and what is made for
 -- the customer meanwhile (customers.sql, payment_methods.sql,
 -- customer_privacy.sql, subscriptions.sql).  Payments and subscriptions
--- lock the customer FOR SHARE; deletion and erasure run at READ COMMITTED
--- only; setting a default locks the customer first, as saving does.
+-- lock the customer FOR KEY SHARE; deletion and erasure lock it FOR UPDATE,
+-- at READ COMMITTED only; setting a default locks it first, as saving does.
 ------------------------------------------------------------------------------
 -- A customer to delete or erase, locked.  Both then read what else the
 -- customer has (pending methods, subscriptions, payments) to end or erase
@@ -7521,7 +7521,9 @@ COMMENT ON FUNCTION payments.pay_save_payment_method(bigint, payments.pay_card, 
 -- (those lock the customer too, and an older snapshot does not see it).  A
 -- deleted customer then kept an active card on file and a running
 -- subscription, and an erased one its billing details on a payment.  So
--- READ COMMITTED only, where each statement after the lock sees them.
+-- READ COMMITTED only, where each statement after the lock sees them, and
+-- FOR UPDATE: it waits for the KEY SHARE of a payment or subscription
+-- being made (_share_customer) as for a method being saved.
 CREATE FUNCTION payments._lock_customer_to_end(p_customer_id bigint, p_action text)
 	RETURNS payments.customers
 	LANGUAGE plpgsql
@@ -7535,19 +7537,23 @@ BEGIN
 				DETAIL = 'A payment method, subscription or payment of the customer that another session commits meanwhile would not be seen.',
 				HINT = 'Run it at READ COMMITTED (the default).';
 	END IF;
-	RETURN payments._find_customer(p_customer_id, true);
+	PERFORM 1 FROM payments.customers x
+	WHERE x.merchant_id = payments.pay_current_merchant() AND x.customer_id = p_customer_id
+	FOR UPDATE;
+	RETURN payments._find_customer(p_customer_id);
 END
 $$;
 COMMENT ON FUNCTION payments._lock_customer_to_end(bigint, text) IS
-	'Internal: locks a customer of the current merchant to delete or erase it (p_action); refused (25000) outside READ COMMITTED.';
+	'Internal: locks a customer of the current merchant FOR UPDATE to delete or erase it (p_action); refused (25000) outside READ COMMITTED.';
 
 REVOKE ALL ON FUNCTION payments._lock_customer_to_end(bigint, text) FROM PUBLIC;
 
--- A customer a payment or a subscription is made for, locked FOR SHARE
--- (payments and subscriptions of one customer do not wait for each
--- other): a deletion or erasure of the customer waits for the caller's
--- transaction and then sees what it made, or the caller waits for it and
--- then finds the customer deleted (22Y20).
+-- A customer a payment or a subscription is made for, locked FOR KEY
+-- SHARE, as a foreign key would: it waits for no other payment,
+-- subscription or update of the customer, only for a deletion or erasure
+-- (FOR UPDATE, _lock_customer_to_end), which in turn waits for the
+-- caller's transaction and then sees what it made; or the caller waits for
+-- it and then finds the customer deleted (22Y20).
 CREATE FUNCTION payments._share_customer(p_customer_id bigint) RETURNS payments.customers
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments, pg_temp
@@ -7555,12 +7561,12 @@ CREATE FUNCTION payments._share_customer(p_customer_id bigint) RETURNS payments.
 BEGIN
 	PERFORM 1 FROM payments.customers x
 	WHERE x.merchant_id = payments.pay_current_merchant() AND x.customer_id = p_customer_id
-	FOR SHARE;
+	FOR KEY SHARE;
 	RETURN payments._find_customer(p_customer_id, false, false);
 END
 $$;
 COMMENT ON FUNCTION payments._share_customer(bigint) IS
-	'Internal: a customer of the current merchant, locked FOR SHARE, to make a payment or a subscription for; PT404, or 22Y20 for a deleted one.';
+	'Internal: a customer of the current merchant, locked FOR KEY SHARE, to make a payment or a subscription for; PT404, or 22Y20 for a deleted one.';
 
 REVOKE ALL ON FUNCTION payments._share_customer(bigint) FROM PUBLIC;
 

@@ -103,7 +103,9 @@ COMMENT ON FUNCTION payments._find_customer(bigint, boolean, boolean) IS
 -- (those lock the customer too, and an older snapshot does not see it).  A
 -- deleted customer then kept an active card on file and a running
 -- subscription, and an erased one its billing details on a payment.  So
--- READ COMMITTED only, where each statement after the lock sees them.
+-- READ COMMITTED only, where each statement after the lock sees them, and
+-- FOR UPDATE: it waits for the KEY SHARE of a payment or subscription
+-- being made (_share_customer) as for a method being saved.
 CREATE FUNCTION payments._lock_customer_to_end(p_customer_id bigint, p_action text)
 	RETURNS payments.customers
 	LANGUAGE plpgsql
@@ -117,17 +119,21 @@ BEGIN
 				DETAIL = 'A payment method, subscription or payment of the customer that another session commits meanwhile would not be seen.',
 				HINT = 'Run it at READ COMMITTED (the default).';
 	END IF;
-	RETURN payments._find_customer(p_customer_id, true);
+	PERFORM 1 FROM payments.customers x
+	WHERE x.merchant_id = payments.pay_current_merchant() AND x.customer_id = p_customer_id
+	FOR UPDATE;
+	RETURN payments._find_customer(p_customer_id);
 END
 $$;
 COMMENT ON FUNCTION payments._lock_customer_to_end(bigint, text) IS
-	'Internal: locks a customer of the current merchant to delete or erase it (p_action); refused (25000) outside READ COMMITTED.';
+	'Internal: locks a customer of the current merchant FOR UPDATE to delete or erase it (p_action); refused (25000) outside READ COMMITTED.';
 
--- A customer a payment or a subscription is made for, locked FOR SHARE
--- (payments and subscriptions of one customer do not wait for each
--- other): a deletion or erasure of the customer waits for the caller's
--- transaction and then sees what it made, or the caller waits for it and
--- then finds the customer deleted (22Y20).
+-- A customer a payment or a subscription is made for, locked FOR KEY
+-- SHARE, as a foreign key would: it waits for no other payment,
+-- subscription or update of the customer, only for a deletion or erasure
+-- (FOR UPDATE, _lock_customer_to_end), which in turn waits for the
+-- caller's transaction and then sees what it made; or the caller waits for
+-- it and then finds the customer deleted (22Y20).
 CREATE FUNCTION payments._share_customer(p_customer_id bigint) RETURNS payments.customers
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments, pg_temp
@@ -135,12 +141,12 @@ CREATE FUNCTION payments._share_customer(p_customer_id bigint) RETURNS payments.
 BEGIN
 	PERFORM 1 FROM payments.customers x
 	WHERE x.merchant_id = payments.pay_current_merchant() AND x.customer_id = p_customer_id
-	FOR SHARE;
+	FOR KEY SHARE;
 	RETURN payments._find_customer(p_customer_id, false, false);
 END
 $$;
 COMMENT ON FUNCTION payments._share_customer(bigint) IS
-	'Internal: a customer of the current merchant, locked FOR SHARE, to make a payment or a subscription for; PT404, or 22Y20 for a deleted one.';
+	'Internal: a customer of the current merchant, locked FOR KEY SHARE, to make a payment or a subscription for; PT404, or 22Y20 for a deleted one.';
 
 -- A customer's email and name, against the customer profile fields they
 -- fill (src/anet/anet_fields.c): 22Y24 for a character the gateway cannot

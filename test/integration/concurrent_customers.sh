@@ -4,7 +4,7 @@
 # customer keeping an active card on file and a running subscription with a
 # charge sent, an erased customer's billing details left on a payment, and
 # a raw unique violation when a default was set while another was saved.
-# Now payments and subscriptions lock the customer FOR SHARE, deletion and
+# Now payments and subscriptions lock the customer FOR KEY SHARE, deletion and
 # erasure run at READ COMMITTED only, and setting a default locks the
 # customer first, as saving one does.
 set -euo pipefail
