@@ -7682,6 +7682,12 @@ BEGIN
 			USING ERRCODE = '22Y22', DETAIL = 'payment_method_id was given with another payment method.';
 	END IF;
 	pm := payments._find_payment_method(p_payment_method_id);
+	IF p_customer_id IS NULL THEN
+		-- the method's customer, locked as a named one is; then the method
+		-- as it is once a deletion of the customer has committed
+		PERFORM payments._share_customer(pm.customer_id);
+		pm := payments._find_payment_method(p_payment_method_id);
+	END IF;
 	IF p_customer_id IS NOT NULL AND pm.customer_id <> p_customer_id THEN
 		RAISE EXCEPTION 'payment method % is not customer %''s', p_payment_method_id, p_customer_id
 			USING ERRCODE = '22023';
@@ -7910,7 +7916,7 @@ COMMENT ON FUNCTION payments.pay_create_subscription(bigint, bigint, payments.pa
 ------------------------------------------------------------------------------
 DROP FUNCTION payments._claim_operations(integer, integer);
 CREATE FUNCTION payments._claim_operations(p_limit integer, p_background_limit integer DEFAULT NULL,
-	p_held_endpoints text[] DEFAULT '{}')
+	p_held_endpoints text[] DEFAULT '{}', p_only_endpoint text DEFAULT NULL)
 	RETURNS TABLE (merchant_id bigint, operation_id bigint, payment_id bigint, kind text,
 		action text, attempt integer, via_void boolean, amount_minor bigint, currency text,
 		currency_exponent integer, txn_invoice text, description text, customer jsonb,
@@ -7942,14 +7948,16 @@ BEGIN
 	-- without a gateway configuration are skipped (and parked by
 	-- _park_unconfigured), and so are those whose endpoint is in
 	-- p_held_endpoints: the worker's circuit for it is open (one merchant's
-	-- dead endpoint holds back no one else).
+	-- dead endpoint holds back no one else).  p_only_endpoint: only those
+	-- of that endpoint (the one probe of a half-open circuit).
 	RETURN QUERY
 	WITH ordinary AS (
 		SELECT o.merchant_id, o.operation_id, o.status AS old_status, o.updated_at AS old_updated_at
 		FROM payments.operations o
 		WHERE o.status IN ('queued', 'unknown') AND NOT o.background AND o.next_attempt_at <= now()
 			AND o.merchant_id = ANY (ARRAY(SELECT g.merchant_id FROM payments.gateway_config g
-				WHERE g.endpoint_url <> ALL (p_held_endpoints)))
+				WHERE g.endpoint_url <> ALL (p_held_endpoints)
+					AND (p_only_endpoint IS NULL OR g.endpoint_url = p_only_endpoint)))
 		ORDER BY o.background, o.next_attempt_at
 		LIMIT p_limit
 		FOR UPDATE SKIP LOCKED
@@ -7958,7 +7966,8 @@ BEGIN
 		FROM payments.operations o
 		WHERE o.status IN ('queued', 'unknown') AND o.background AND o.next_attempt_at <= now()
 			AND o.merchant_id = ANY (ARRAY(SELECT g.merchant_id FROM payments.gateway_config g
-				WHERE g.endpoint_url <> ALL (p_held_endpoints)))
+				WHERE g.endpoint_url <> ALL (p_held_endpoints)
+					AND (p_only_endpoint IS NULL OR g.endpoint_url = p_only_endpoint)))
 		ORDER BY o.background, o.next_attempt_at
 		LIMIT least(greatest(p_limit - (SELECT count(*) FROM ordinary), 0), coalesce(p_background_limit, p_limit))
 		FOR UPDATE SKIP LOCKED
@@ -8023,9 +8032,9 @@ BEGIN
 		AND cu.customer_id = coalesce(c.customer_id, pm.customer_id);
 END
 $$;
-COMMENT ON FUNCTION payments._claim_operations(integer, integer, text[]) IS
-	'Worker, step 1: claims up to p_limit ready operations (FOR UPDATE SKIP LOCKED), ordinary ones first and at most p_background_limit of a billing run''s charges, and marks them sending before anything is sent; operations of merchants whose gateway endpoint is in p_held_endpoints (its circuit is open in the worker) are left.';
-REVOKE ALL ON FUNCTION payments._claim_operations(integer, integer, text[]) FROM PUBLIC;
+COMMENT ON FUNCTION payments._claim_operations(integer, integer, text[], text) IS
+	'Worker, step 1: claims up to p_limit ready operations (FOR UPDATE SKIP LOCKED), ordinary ones first and at most p_background_limit of a billing run''s charges, and marks them sending before anything is sent; operations of merchants whose gateway endpoint is in p_held_endpoints (its circuit is open in the worker) are left; with p_only_endpoint, only that endpoint''s are claimed.';
+REVOKE ALL ON FUNCTION payments._claim_operations(integer, integer, text[], text) FROM PUBLIC;
 
 ------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,

@@ -86,32 +86,43 @@ circuit_for(CircuitSet *cs, const char *endpoint)
 }
 
 /*
- * The endpoints nothing may be claimed for now (palloc'd, *n of them): open
- * ones, and half-open ones whose probe is out.
+ * The endpoints an ordinary claim leaves out (palloc'd, *n of them): every
+ * one whose circuit is not closed.  Those of them whose open time is up
+ * and that have no probe out are also in *probes (*nprobes): the worker
+ * claims one operation for each, the probe.
  */
 char	  **
-circuit_held(CircuitSet *cs, int *n)
+circuit_held(CircuitSet *cs, int *n, char ***probes, int *nprobes)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	char	  **held = palloc(sizeof(char *) * Max(cs->n, 1));
 
+	*probes = palloc(sizeof(char *) * Max(cs->n, 1));
 	*n = 0;
+	*nprobes = 0;
 	for (int i = 0; i < cs->n; i++)
 	{
 		CircuitBreaker *cb = &cs->breakers[i];
 
-		if (cb->open_until != 0 && (now < cb->open_until || cb->probe_in_flight))
-			held[(*n)++] = cb->endpoint;
+		if (cb->open_until == 0)
+			continue;
+		held[(*n)++] = cb->endpoint;
+		if (now >= cb->open_until && !cb->probe_in_flight)
+			(*probes)[(*nprobes)++] = cb->endpoint;
 	}
 	circuit_publish(cs);
 	return held;
 }
 
-/* An operation was sent there: while the circuit is not closed, a probe. */
+/*
+ * An operation was sent there: once the open time is up, the probe.  (A
+ * credentials check, claimed whatever the circuits, may go to an endpoint
+ * whose circuit is open: it is no probe then, and its success closes it.)
+ */
 void
 circuit_sent(CircuitSet *cs, CircuitBreaker *cb)
 {
-	if (cb->open_until != 0 && !cb->probe_in_flight)
+	if (cb->open_until != 0 && !cb->probe_in_flight && GetCurrentTimestamp() >= cb->open_until)
 	{
 		cb->probe_in_flight = true;
 		circuit_publish(cs);

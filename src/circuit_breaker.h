@@ -12,7 +12,7 @@
  * Closed, every operation for the endpoint may be claimed.  After five
  * transfers to it in a row failed (or got no valid answer) it opens:
  * nothing for it is claimed for a while (5 s at first).  Then it is
- * half-open: what one claim takes for it is the probe; the probe's success
+ * half-open: one operation is claimed for it, the probe; the probe's success
  * closes it, its failure opens it again for twice as long (at most a
  * minute).  The worker's state (open if any is open, half-open if any is
  * half-open) is published in shared memory (payments_shared->circuit_state,
@@ -47,7 +47,7 @@ typedef struct CircuitSet
 
 extern void circuit_reset(CircuitSet *cs);
 extern CircuitBreaker *circuit_for(CircuitSet *cs, const char *endpoint);
-extern char **circuit_held(CircuitSet *cs, int *n);
+extern char **circuit_held(CircuitSet *cs, int *n, char ***probes, int *nprobes);
 extern void circuit_sent(CircuitSet *cs, CircuitBreaker *cb);
 extern void circuit_record(CircuitSet *cs, CircuitBreaker *cb, bool failure);
 

@@ -236,38 +236,15 @@ new_op(WorkerState *ws)
 	return op;
 }
 
-/*
- * Step 1 inside an open transaction: claim up to n operations (they become
- * "sending" when it commits) and build their requests into *to_send; those
- * that cannot be built go on *unbuildable, to be recorded once the claim
- * has committed.  Should an ERROR escape, every op built so far is on one
- * of the lists, for the caller to free.  Returns how many were claimed.
- */
+/* One call of the claim; each row claimed is built into an op (claim_into). */
 static int
-claim_into(WorkerState *ws, int n, dlist_head *to_send, dlist_head *unbuildable)
+claim_rows(WorkerState *ws, Datum *args, char *nulls, dlist_head *to_send, dlist_head *unbuildable)
 {
-	/*
-	 * A billing run's charges (background) fill the requests in flight up
-	 * to one claim's worth, ordinary operations up to max_in_flight: a
-	 * backlog of renewals queued by pg_cron jobs can make the pipeline no
-	 * deeper than that, and a checkout's purchase, claimed first, waits for
-	 * no more than one round behind it.
-	 */
 	static SPIPlanPtr plan = NULL;
-	int			nheld;
-	char	  **held = circuit_held(&ws->circuits, &nheld);
-	Datum	   *held_texts = palloc(sizeof(Datum) * Max(nheld, 1));
-	Datum		args[3];
-	Oid			argtypes[3] = {INT4OID, INT4OID, TEXTARRAYOID};
+	Oid			argtypes[4] = {INT4OID, INT4OID, TEXTARRAYOID, TEXTOID};
 
-	/* the endpoints whose circuit is open are left out of the claim */
-	for (int i = 0; i < nheld; i++)
-		held_texts[i] = CStringGetTextDatum(held[i]);
-	args[0] = Int32GetDatum(n);
-	args[1] = Int32GetDatum(Max(0, Min(payments_claim_batch, payments_max_in_flight) - ops_in_flight(ws)));
-	args[2] = PointerGetDatum(construct_array(held_texts, nheld, TEXTOID, -1, false, TYPALIGN_INT));
-	if (SPI_execute_plan(worker_kept_plan(&plan, "SELECT * FROM payments._claim_operations($1, $2, $3)", 3, argtypes),
-						 args, NULL, false, 0) != SPI_OK_SELECT)
+	if (SPI_execute_plan(worker_kept_plan(&plan, "SELECT * FROM payments._claim_operations($1, $2, $3, $4)", 4, argtypes),
+						 args, nulls, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "payments worker: claiming operations failed");
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
@@ -291,6 +268,52 @@ claim_into(WorkerState *ws, int n, dlist_head *to_send, dlist_head *unbuildable)
 		MemoryContextSwitchTo(old);
 	}
 	return (int) SPI_processed;
+}
+
+/*
+ * Step 1 inside an open transaction: claim up to n operations (they become
+ * "sending" when it commits) and build their requests into *to_send; those
+ * that cannot be built go on *unbuildable, to be recorded once the claim
+ * has committed.  Should an ERROR escape, every op built so far is on one
+ * of the lists, for the caller to free.  Returns how many were claimed.
+ */
+static int
+claim_into(WorkerState *ws, int n, dlist_head *to_send, dlist_head *unbuildable)
+{
+	/*
+	 * A billing run's charges (background) fill the requests in flight up
+	 * to one claim's worth, ordinary operations up to max_in_flight: a
+	 * backlog of renewals queued by pg_cron jobs can make the pipeline no
+	 * deeper than that, and a checkout's purchase, claimed first, waits for
+	 * no more than one round behind it.
+	 */
+	int			nheld;
+	int			nprobes;
+	char	  **probes;
+	char	  **held = circuit_held(&ws->circuits, &nheld, &probes, &nprobes);
+	Datum	   *held_texts = palloc(sizeof(Datum) * Max(nheld, 1));
+	Datum		args[4];
+	char		nulls[4] = {' ', ' ', ' ', 'n'};
+	int			claimed;
+
+	/* the endpoints whose circuit is not closed are left out of the claim */
+	for (int i = 0; i < nheld; i++)
+		held_texts[i] = CStringGetTextDatum(held[i]);
+	args[0] = Int32GetDatum(n);
+	args[1] = Int32GetDatum(Max(0, Min(payments_claim_batch, payments_max_in_flight) - ops_in_flight(ws)));
+	args[2] = PointerGetDatum(construct_array(held_texts, nheld, TEXTOID, -1, false, TYPALIGN_INT));
+	args[3] = (Datum) 0;
+	claimed = claim_rows(ws, args, nulls, to_send, unbuildable);
+	/* and one operation for each of them whose open time is up: its probe */
+	args[2] = PointerGetDatum(construct_empty_array(TEXTOID));
+	nulls[3] = ' ';
+	for (int i = 0; i < nprobes && claimed < n; i++)
+	{
+		args[0] = Int32GetDatum(1);
+		args[3] = CStringGetTextDatum(probes[i]);
+		claimed += claim_rows(ws, args, nulls, to_send, unbuildable);
+	}
+	return claimed;
 }
 
 /*
@@ -410,7 +433,7 @@ send_claimed(WorkerState *ws, dlist_head *to_send)
 		GatewayOp  *op = dlist_container(GatewayOp, node, it.cur);
 
 		dlist_delete(&op->node);
-		if (op->endpoint.url != NULL)
+		if (!gateway_op_is_check(op) && op->endpoint.url != NULL)
 			circuit_sent(&ws->circuits, circuit_for(&ws->circuits, op->endpoint.url));
 		start_transfer(ws, op);
 	}

@@ -658,6 +658,12 @@ BEGIN
 			USING ERRCODE = '22Y22', DETAIL = 'payment_method_id was given with another payment method.';
 	END IF;
 	pm := payments._find_payment_method(p_payment_method_id);
+	IF p_customer_id IS NULL THEN
+		-- the method's customer, locked as a named one is; then the method
+		-- as it is once a deletion of the customer has committed
+		PERFORM payments._share_customer(pm.customer_id);
+		pm := payments._find_payment_method(p_payment_method_id);
+	END IF;
 	IF p_customer_id IS NOT NULL AND pm.customer_id <> p_customer_id THEN
 		RAISE EXCEPTION 'payment method % is not customer %''s', p_payment_method_id, p_customer_id
 			USING ERRCODE = '22023';

@@ -30,7 +30,7 @@ COMMENT ON FUNCTION payments._duplicate_window() IS
 -- claimed row, so JIT is off here (and in the two _record functions).
 -- These plans never need it.
 CREATE FUNCTION payments._claim_operations(p_limit integer, p_background_limit integer DEFAULT NULL,
-	p_held_endpoints text[] DEFAULT '{}')
+	p_held_endpoints text[] DEFAULT '{}', p_only_endpoint text DEFAULT NULL)
 	RETURNS TABLE (merchant_id bigint, operation_id bigint, payment_id bigint, kind text,
 		action text, attempt integer, via_void boolean, amount_minor bigint, currency text,
 		currency_exponent integer, txn_invoice text, description text, customer jsonb,
@@ -62,14 +62,16 @@ BEGIN
 	-- without a gateway configuration are skipped (and parked by
 	-- _park_unconfigured), and so are those whose endpoint is in
 	-- p_held_endpoints: the worker's circuit for it is open (one merchant's
-	-- dead endpoint holds back no one else).
+	-- dead endpoint holds back no one else).  p_only_endpoint: only those
+	-- of that endpoint (the one probe of a half-open circuit).
 	RETURN QUERY
 	WITH ordinary AS (
 		SELECT o.merchant_id, o.operation_id, o.status AS old_status, o.updated_at AS old_updated_at
 		FROM payments.operations o
 		WHERE o.status IN ('queued', 'unknown') AND NOT o.background AND o.next_attempt_at <= now()
 			AND o.merchant_id = ANY (ARRAY(SELECT g.merchant_id FROM payments.gateway_config g
-				WHERE g.endpoint_url <> ALL (p_held_endpoints)))
+				WHERE g.endpoint_url <> ALL (p_held_endpoints)
+					AND (p_only_endpoint IS NULL OR g.endpoint_url = p_only_endpoint)))
 		ORDER BY o.background, o.next_attempt_at
 		LIMIT p_limit
 		FOR UPDATE SKIP LOCKED
@@ -78,7 +80,8 @@ BEGIN
 		FROM payments.operations o
 		WHERE o.status IN ('queued', 'unknown') AND o.background AND o.next_attempt_at <= now()
 			AND o.merchant_id = ANY (ARRAY(SELECT g.merchant_id FROM payments.gateway_config g
-				WHERE g.endpoint_url <> ALL (p_held_endpoints)))
+				WHERE g.endpoint_url <> ALL (p_held_endpoints)
+					AND (p_only_endpoint IS NULL OR g.endpoint_url = p_only_endpoint)))
 		ORDER BY o.background, o.next_attempt_at
 		LIMIT least(greatest(p_limit - (SELECT count(*) FROM ordinary), 0), coalesce(p_background_limit, p_limit))
 		FOR UPDATE SKIP LOCKED
@@ -143,8 +146,8 @@ BEGIN
 		AND cu.customer_id = coalesce(c.customer_id, pm.customer_id);
 END
 $$;
-COMMENT ON FUNCTION payments._claim_operations(integer, integer, text[]) IS
-	'Worker, step 1: claims up to p_limit ready operations (FOR UPDATE SKIP LOCKED), ordinary ones first and at most p_background_limit of a billing run''s charges, and marks them sending before anything is sent; operations of merchants whose gateway endpoint is in p_held_endpoints (its circuit is open in the worker) are left.';
+COMMENT ON FUNCTION payments._claim_operations(integer, integer, text[], text) IS
+	'Worker, step 1: claims up to p_limit ready operations (FOR UPDATE SKIP LOCKED), ordinary ones first and at most p_background_limit of a billing run''s charges, and marks them sending before anything is sent; operations of merchants whose gateway endpoint is in p_held_endpoints (its circuit is open in the worker) are left; with p_only_endpoint, only that endpoint''s are claimed.';
 
 -- Operations of merchants without a gateway configuration wait a minute
 -- at a time, with a note a DBA can see (run by the worker's housekeeping).

@@ -208,7 +208,10 @@ is "$(as -c "SELECT card_fingerprint FROM payments.payments WHERE payment_id = $
 #    at the call.)
 keydir=$(su -c "SELECT coalesce(nullif(current_setting('payments.fingerprint_key_directory'), ''),
 	current_setting('data_directory') || '.payments_keys')")
-keyfile=$(as_root find "$keydir" -name '*.key' | head -1)
+# (this database's key: the cluster's other databases have keys of their own)
+keyfile="$keydir/$(su -c "SELECT encode(secret, 'hex') FROM payments.installation_secrets
+	WHERE purpose = 'fingerprint_key_id' ORDER BY created_at LIMIT 1").key"
+ok "$(as_root test -f "$keyfile" && echo 0 || echo 1)" "the database's fingerprint key file is $(basename "$keyfile")"
 restart_worker() {
 	local pid0 new
 	pid0=$(worker_pid)

@@ -82,6 +82,16 @@ is "$(as_merchant -c "SELECT count(*) FROM payments.payments WHERE customer_id =
 	"then erases the billing details of the payment made meanwhile"
 is "$(as_merchant -c "SELECT erased_at IS NOT NULL FROM payments.customers WHERE customer_id = $c3")" t "and the customer"
 
+# 3b. The same with the stored method alone named (its customer is locked
+#     all the same).
+c3b=$(customer erase_by_method)
+pm3b=$(as_merchant -c "SELECT payment_method_id FROM pay_list_payment_methods($c3b) LIMIT 1")
+first_then "SELECT status FROM pay_erase_customer($c3b);" \
+	"SELECT 'paid ' || status FROM pay_purchase(amount => '5.00 USD', payment_method_id => $pm3b);"
+is "$wait_ok" 1 "the erasure waits for the transaction that charges the customer's method"
+is "$(as_merchant -c "SELECT count(*) || '|' || count(*) FILTER (WHERE customer <> '{}') FROM payments.payments WHERE customer_id = $c3b")" "1|0" \
+	"then erases the billing details of that payment too"
+
 # 4. Deletion and erasure outside READ COMMITTED are refused: their
 #    snapshot could predate a method, subscription or payment made meanwhile
 #    (before: a deleted customer kept an active card at the gateway).
