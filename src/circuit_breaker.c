@@ -115,6 +115,29 @@ circuit_held(CircuitSet *cs, int *n, char ***probes, int *nprobes)
 }
 
 /*
+ * The breakers that opened since the last call (palloc'd, *n of them): the
+ * worker parks their merchants' due operations until they may be probed
+ * (payments._park_endpoint), so that claims do not read them over and
+ * over meanwhile.
+ */
+CircuitBreaker **
+circuit_parks(CircuitSet *cs, int *n)
+{
+	CircuitBreaker **parks = palloc(sizeof(CircuitBreaker *) * Max(cs->n, 1));
+
+	*n = 0;
+	for (int i = 0; i < cs->n; i++)
+	{
+		if (!cs->breakers[i].park_pending)
+			continue;
+		cs->breakers[i].park_pending = false;
+		if (cs->breakers[i].open_until != 0)
+			parks[(*n)++] = &cs->breakers[i];
+	}
+	return parks;
+}
+
+/*
  * An operation was sent there: once the open time is up, the probe.  (A
  * credentials check, claimed whatever the circuits, may go to an endpoint
  * whose circuit is open: it is no probe then, and its success closes it.)
@@ -184,6 +207,7 @@ circuit_record(CircuitSet *cs, CircuitBreaker *cb, bool failure)
 		return;
 	cb->open_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), cb->open_ms);
 	cb->probe_in_flight = false;
+	cb->park_pending = true;
 	circuit_publish(cs);
 	ereport(LOG,
 			(errcode(ERRCODE_SUCCESSFUL_COMPLETION),

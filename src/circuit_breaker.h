@@ -35,6 +35,8 @@ typedef struct CircuitBreaker
 								 * half-open after */
 	int			open_ms;		/* how long it opens the next time */
 	bool		probe_in_flight;	/* half-open: the probe is out */
+	bool		park_pending;	/* just opened: its merchants' due
+								 * operations are to wait (circuit_parks) */
 } CircuitBreaker;
 
 /* The worker's breakers, one per endpoint it has sent to. */
@@ -50,5 +52,6 @@ extern CircuitBreaker *circuit_for(CircuitSet *cs, const char *endpoint);
 extern char **circuit_held(CircuitSet *cs, int *n, char ***probes, int *nprobes);
 extern void circuit_sent(CircuitSet *cs, CircuitBreaker *cb);
 extern void circuit_record(CircuitSet *cs, CircuitBreaker *cb, bool failure);
+extern CircuitBreaker **circuit_parks(CircuitSet *cs, int *n);
 
 #endif

@@ -295,6 +295,30 @@ claim_into(WorkerState *ws, int n, dlist_head *to_send, dlist_head *unbuildable)
 	Datum		args[4];
 	char		nulls[4] = {' ', ' ', ' ', 'n'};
 	int			claimed;
+	int			nparks;
+	CircuitBreaker **parks = circuit_parks(&ws->circuits, &nparks);
+
+	/* a circuit that opened: its merchants' due operations wait for it */
+	for (int i = 0; i < nparks; i++)
+	{
+		static SPIPlanPtr park_plan = NULL;
+		Oid			park_types[2] = {TEXTOID, TIMESTAMPTZOID};
+		Datum		park_args[2] = {CStringGetTextDatum(parks[i]->endpoint),
+		TimestampTzGetDatum(parks[i]->open_until)};
+
+		bool		isnull;
+		int32		parked;
+
+		if (SPI_execute_plan(worker_kept_plan(&park_plan, "SELECT payments._park_endpoint($1, $2)", 2, park_types),
+							 park_args, NULL, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "payments worker: parking the operations of an endpoint failed");
+		parked = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		if (!isnull && parked > 0)
+			ereport(LOG,
+					(errcode(ERRCODE_SUCCESSFUL_COMPLETION),
+					 errmsg("payments worker: %d operations wait for the probe of a failing gateway endpoint",
+							parked)));
+	}
 
 	/* the endpoints whose circuit is not closed are left out of the claim */
 	for (int i = 0; i < nheld; i++)

@@ -149,6 +149,32 @@ $$;
 COMMENT ON FUNCTION payments._claim_operations(integer, integer, text[], text) IS
 	'Worker, step 1: claims up to p_limit ready operations (FOR UPDATE SKIP LOCKED), ordinary ones first and at most p_background_limit of a billing run''s charges, and marks them sending before anything is sent; operations of merchants whose gateway endpoint is in p_held_endpoints (its circuit is open in the worker) are left; with p_only_endpoint, only that endpoint''s are claimed.';
 
+-- The due operations of the merchants on an endpoint whose circuit just
+-- opened in the worker wait until it may be probed (p_until): claims leave
+-- them out meanwhile, and left due they were read by every claim (its
+-- index is by due time, not by merchant), so that a dead endpoint's
+-- backlog slowed everyone's claims.  Rows a caller holds are skipped.
+CREATE FUNCTION payments._park_endpoint(p_endpoint text, p_until timestamptz) RETURNS integer
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	n integer;
+BEGIN
+	UPDATE payments.operations o SET next_attempt_at = p_until
+	FROM (SELECT x.merchant_id, x.operation_id FROM payments.operations x
+		WHERE x.status IN ('queued', 'unknown') AND x.next_attempt_at < p_until
+			AND x.merchant_id = ANY (ARRAY(SELECT g.merchant_id FROM payments.gateway_config g
+				WHERE g.endpoint_url = p_endpoint))
+		FOR UPDATE SKIP LOCKED) r
+	WHERE o.merchant_id = r.merchant_id AND o.operation_id = r.operation_id;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION payments._park_endpoint(text, timestamptz) IS
+	'Worker: the due operations of the merchants on this gateway endpoint wait until p_until (its circuit opened). Returns how many.';
+
 -- Operations of merchants without a gateway configuration wait a minute
 -- at a time, with a note a DBA can see (run by the worker's housekeeping).
 -- A row someone holds locked is skipped until the next minute: a caller's

@@ -143,6 +143,10 @@ is "$(M=$M_LIVE q -c "SELECT status FROM pay_wait($p_live, '4 s')")" succeeded \
 	"meanwhile another merchant's purchase, on a live endpoint, goes through at once"
 ok "$(grep -qE "gateway at 127\.0\.0\.1:$closed failing, circuit open" "$WORK/postgres.log" && echo 0 || echo 1)" \
 	"the log names the failing endpoint's host and port"
+# its merchant's due operations wait for the probe: claims do not read them
+# over and over meanwhile
+parked() { grep -qE "payments worker: [0-9]+ operations wait for the probe of a failing gateway endpoint" "$WORK/postgres.log" && echo 1; }
+is "$(poll_value 10 parked)" 1 "the due operations of its merchant wait for the probe (parked)"
 row=$(q -c "SELECT count(*) FILTER (WHERE status = 'queued') || '|' || count(*) FILTER (WHERE last_error ~* 'connect') FROM payments.operations WHERE merchant_id = $M AND payment_id = ANY('{$(IFS=,; echo "${pids[*]}")}')")
 like "$row" '^6\|[1-6]$' "operations that never left stay queued with the connection error"
 configure "$SIM_API" 1500

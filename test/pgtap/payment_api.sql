@@ -9,7 +9,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(27);
+SELECT plan(30);
 
 -- (a card cannot be stored, not even in a temporary table: a function makes them)
 CREATE FUNCTION pg_temp.card() RETURNS payments.pay_card LANGUAGE sql
@@ -65,6 +65,25 @@ SELECT throws_ok($$SELECT * FROM payments.gateway_config$$, '42501', NULL, 'gate
 SELECT throws_ok($$SELECT * FROM payments.card_vault$$, '42501', NULL, 'the card vault is owner-only');
 SELECT throws_ok($$SELECT payments._claim_operations(1)$$, '42501', NULL, 'worker functions are not for API roles');
 RESET ROLE;
+
+-- a failing endpoint's merchants' due operations wait for its probe; other
+-- endpoints' merchants are not touched (the worker calls _park_endpoint
+-- when a circuit opens)
+INSERT INTO payments.merchants (name) VALUES ('park dead') RETURNING merchant_id AS dead \gset
+INSERT INTO payments.merchants (name) VALUES ('park live') RETURNING merchant_id AS live \gset
+INSERT INTO payments.gateway_config (merchant_id, api_login_id, transaction_key, endpoint_url)
+VALUES (:dead, 'x', 'y', 'https://dead.example/api'), (:live, 'x', 'y', 'https://live.example/api');
+SET payments.merchant_id = :'dead';
+SELECT payment_id FROM pay_purchase(amount => '1.00 USD', card => pg_temp.card()) \gset dead_
+SET payments.merchant_id = :'live';
+SELECT payment_id FROM pay_purchase(amount => '1.00 USD', card => pg_temp.card()) \gset live_
+RESET payments.merchant_id;
+SELECT is(payments._park_endpoint('https://dead.example/api', now() + interval '30 seconds'), 1,
+	'_park_endpoint parks the one due operation of the merchant on the failing endpoint');
+SELECT is((SELECT next_attempt_at FROM payments.operations WHERE merchant_id = :dead AND payment_id = :dead_payment_id),
+	now() + interval '30 seconds', 'it waits until the circuit may be probed');
+SELECT ok((SELECT next_attempt_at <= now() FROM payments.operations WHERE merchant_id = :live AND payment_id = :live_payment_id),
+	'another endpoint''s merchant is not touched');
 
 SELECT * FROM finish();
 ROLLBACK;
