@@ -4,10 +4,10 @@
  *	  Stop hammering a failing gateway: the worker's circuit breaker.
  *
  * circuit_breaker.h describes the states.  The worker asks
- * circuit_held() which endpoints to leave out of a claim, tells
+ * circuit_held() which gateway connections to leave out of a claim, tells
  * circuit_sent() of each operation it sends, and circuit_record() of the
  * fate of each transfer (settlement checks excepted), each for the
- * operation's endpoint (circuit_for()).
+ * operation's gateway connection (circuit_for()).
  *
  *-------------------------------------------------------------------------
  */
@@ -57,19 +57,19 @@ void
 circuit_reset(CircuitSet *cs)
 {
 	for (int i = 0; i < cs->n; i++)
-		pfree(cs->breakers[i].endpoint);
+		pfree(cs->breakers[i].key);
 	cs->n = 0;
 	circuit_publish(cs);
 }
 
-/* The breaker of an endpoint, a closed one if it has none yet. */
+/* The breaker of a gateway connection, a closed one if it has none yet. */
 CircuitBreaker *
-circuit_for(CircuitSet *cs, const char *endpoint)
+circuit_for(CircuitSet *cs, const char *key)
 {
 	CircuitBreaker *cb;
 
 	for (int i = 0; i < cs->n; i++)
-		if (strcmp(cs->breakers[i].endpoint, endpoint) == 0)
+		if (strcmp(cs->breakers[i].key, key) == 0)
 			return &cs->breakers[i];
 	if (cs->n == cs->size)
 	{
@@ -80,13 +80,13 @@ circuit_for(CircuitSet *cs, const char *endpoint)
 	}
 	cb = &cs->breakers[cs->n++];
 	memset(cb, 0, sizeof(*cb));
-	cb->endpoint = MemoryContextStrdup(TopMemoryContext, endpoint);
+	cb->key = MemoryContextStrdup(TopMemoryContext, key);
 	cb->open_ms = CIRCUIT_MIN_OPEN_MS;
 	return cb;
 }
 
 /*
- * The endpoints an ordinary claim leaves out (palloc'd, *n of them): every
+ * The gateway connections an ordinary claim leaves out (palloc'd, *n of them): every
  * one whose circuit is not closed.  Those of them whose open time is up
  * and that have no probe out are also in *probes (*nprobes): the worker
  * claims one operation for each, the probe.
@@ -106,9 +106,9 @@ circuit_held(CircuitSet *cs, int *n, char ***probes, int *nprobes)
 
 		if (cb->open_until == 0)
 			continue;
-		held[(*n)++] = cb->endpoint;
+		held[(*n)++] = cb->key;
 		if (now >= cb->open_until && !cb->probe_in_flight)
-			(*probes)[(*nprobes)++] = cb->endpoint;
+			(*probes)[(*nprobes)++] = cb->key;
 	}
 	circuit_publish(cs);
 	return held;
@@ -117,7 +117,7 @@ circuit_held(CircuitSet *cs, int *n, char ***probes, int *nprobes)
 /*
  * The breakers that opened since the last call (palloc'd, *n of them): the
  * worker parks their merchants' due operations until they may be probed
- * (payments._park_endpoint), so that claims do not read them over and
+ * (payments._park_connection), so that claims do not read them over and
  * over meanwhile.
  */
 CircuitBreaker **
@@ -153,18 +153,19 @@ circuit_sent(CircuitSet *cs, CircuitBreaker *cb)
 }
 
 /*
- * Where an endpoint is, for the log: its host (and port), without a path
- * or anything before an "@".
+ * Where a breaker's gateway is, for the log: its host (and port), without
+ * a path, anything before an "@", or the rest of the key.
  */
-static char *
-endpoint_host(const char *url)
+char *
+circuit_host(const CircuitBreaker *cb)
 {
+	const char *url = cb->key;
 	const char *start = strstr(url, "://");
 	const char *end;
 	const char *at;
 
 	start = start ? start + 3 : url;
-	end = start + strcspn(start, "/?#");
+	end = start + strcspn(start, "/?#\n");
 	at = memchr(start, '@', end - start);
 	if (at != NULL)
 		start = at + 1;
@@ -183,7 +184,7 @@ circuit_record(CircuitSet *cs, CircuitBreaker *cb, bool failure)
 			ereport(LOG,
 					(errcode(ERRCODE_SUCCESSFUL_COMPLETION),
 					 errmsg("payments worker: gateway at %s answers again, circuit closed",
-							endpoint_host(cb->endpoint))));
+							circuit_host(cb))));
 			cb->open_until = 0;
 			cb->open_ms = CIRCUIT_MIN_OPEN_MS;
 		}
@@ -212,7 +213,7 @@ circuit_record(CircuitSet *cs, CircuitBreaker *cb, bool failure)
 	ereport(LOG,
 			(errcode(ERRCODE_SUCCESSFUL_COMPLETION),
 			 errmsg("payments worker: gateway at %s failing, circuit open for %d ms",
-					endpoint_host(cb->endpoint), cb->open_ms),
-			 errdetail("%d transfers in a row failed or got no valid answer; other endpoints are not held back.",
+					circuit_host(cb), cb->open_ms),
+			 errdetail("%d transfers in a row failed or got no valid answer; other merchants' gateways are not held back.",
 					   cb->consecutive_failures)));
 }

@@ -3,8 +3,10 @@
  * circuit_breaker.h
  *	  Stop hammering a failing gateway: the worker's circuit breaker.
  *
- * One breaker per gateway endpoint (URL): a merchant whose endpoint is down
- * holds back only the operations sent there.  (One breaker for all, a
+ * One breaker per gateway connection (endpoint URL, CA file and timeout,
+ * payments._gateway_connection): a merchant whose endpoint is down, or
+ * whose own CA file or timeout fails, holds back only the operations sent
+ * that way.  (One breaker for all, a
  * dead endpoint of one merchant, looked up again and again for operations
  * it left unknown, held every merchant's payments back for up to a minute
  * at a time.)
@@ -29,7 +31,8 @@
 
 typedef struct CircuitBreaker
 {
-	char	   *endpoint;		/* the URL (TopMemoryContext) */
+	char	   *key;			/* the gateway connection: URL, CA file and
+								 * timeout (TopMemoryContext) */
 	int			consecutive_failures;	/* transfers in a row that failed */
 	TimestampTz open_until;		/* 0: closed; else open until then, and
 								 * half-open after */
@@ -48,7 +51,8 @@ typedef struct CircuitSet
 } CircuitSet;
 
 extern void circuit_reset(CircuitSet *cs);
-extern CircuitBreaker *circuit_for(CircuitSet *cs, const char *endpoint);
+extern CircuitBreaker *circuit_for(CircuitSet *cs, const char *key);
+extern char *circuit_host(const CircuitBreaker *cb);
 extern char **circuit_held(CircuitSet *cs, int *n, char ***probes, int *nprobes);
 extern void circuit_sent(CircuitSet *cs, CircuitBreaker *cb);
 extern void circuit_record(CircuitSet *cs, CircuitBreaker *cb, bool failure);

@@ -236,6 +236,57 @@ new_op(WorkerState *ws)
 	return op;
 }
 
+/*
+ * The breaker of an op's gateway connection: its endpoint URL, CA file and
+ * timeout, as payments._gateway_connection() writes them (one merchant's
+ * own CA file or timeout must not trip the breaker of everyone on the URL).
+ */
+static CircuitBreaker *
+circuit_of(WorkerState *ws, GatewayOp *op)
+{
+	char	   *key = psprintf("%s\n%s\n%ld", op->endpoint.url,
+							   op->endpoint.ca_file ? op->endpoint.ca_file : "",
+							   op->endpoint.timeout_ms);
+	CircuitBreaker *cb = circuit_for(&ws->circuits, key);
+
+	pfree(key);
+	return cb;
+}
+
+/*
+ * The circuits that opened since the last claim: their merchants' due
+ * operations wait for the probe (payments._park_connection), so that claims
+ * do not read them over and over meanwhile.
+ */
+static void
+park_opened_circuits(WorkerState *ws)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[2] = {TEXTOID, TIMESTAMPTZOID};
+	int			nparks;
+	CircuitBreaker **parks = circuit_parks(&ws->circuits, &nparks);
+
+	for (int i = 0; i < nparks; i++)
+	{
+		Datum		args[2];
+		bool		isnull;
+		int32		parked;
+
+		/* a little before the probe may go, for the clocks of claim and worker */
+		args[0] = CStringGetTextDatum(parks[i]->key);
+		args[1] = TimestampTzGetDatum(TimestampTzPlusMilliseconds(parks[i]->open_until, -200));
+		if (SPI_execute_plan(worker_kept_plan(&plan, "SELECT payments._park_connection($1, $2)", 2, types),
+							 args, NULL, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "payments worker: parking the operations of a failing gateway failed");
+		parked = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		if (!isnull && parked > 0)
+			ereport(LOG,
+					(errcode(ERRCODE_SUCCESSFUL_COMPLETION),
+					 errmsg("payments worker: %d operations wait for the probe of the failing gateway at %s",
+							parked, circuit_host(parks[i]))));
+	}
+}
+
 /* One call of the claim; each row claimed is built into an op (claim_into). */
 static int
 claim_rows(WorkerState *ws, Datum *args, char *nulls, dlist_head *to_send, dlist_head *unbuildable)
@@ -290,54 +341,42 @@ claim_into(WorkerState *ws, int n, dlist_head *to_send, dlist_head *unbuildable)
 	int			nheld;
 	int			nprobes;
 	char	  **probes;
-	char	  **held = circuit_held(&ws->circuits, &nheld, &probes, &nprobes);
-	Datum	   *held_texts = palloc(sizeof(Datum) * Max(nheld, 1));
+	char	  **held;
+	Datum	   *held_texts;
 	Datum		args[4];
-	char		nulls[4] = {' ', ' ', ' ', 'n'};
-	int			claimed;
-	int			nparks;
-	CircuitBreaker **parks = circuit_parks(&ws->circuits, &nparks);
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+	int			claimed = 0;
 
-	/* a circuit that opened: its merchants' due operations wait for it */
-	for (int i = 0; i < nparks; i++)
-	{
-		static SPIPlanPtr park_plan = NULL;
-		Oid			park_types[2] = {TEXTOID, TIMESTAMPTZOID};
-		Datum		park_args[2] = {CStringGetTextDatum(parks[i]->endpoint),
-		TimestampTzGetDatum(parks[i]->open_until)};
+	park_opened_circuits(ws);
+	held = circuit_held(&ws->circuits, &nheld, &probes, &nprobes);
 
-		bool		isnull;
-		int32		parked;
-
-		if (SPI_execute_plan(worker_kept_plan(&park_plan, "SELECT payments._park_endpoint($1, $2)", 2, park_types),
-							 park_args, NULL, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
-			elog(ERROR, "payments worker: parking the operations of an endpoint failed");
-		parked = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-		if (!isnull && parked > 0)
-			ereport(LOG,
-					(errcode(ERRCODE_SUCCESSFUL_COMPLETION),
-					 errmsg("payments worker: %d operations wait for the probe of a failing gateway endpoint",
-							parked)));
-	}
-
-	/* the endpoints whose circuit is not closed are left out of the claim */
-	for (int i = 0; i < nheld; i++)
-		held_texts[i] = CStringGetTextDatum(held[i]);
-	args[0] = Int32GetDatum(n);
-	args[1] = Int32GetDatum(Max(0, Min(payments_claim_batch, payments_max_in_flight) - ops_in_flight(ws)));
-	args[2] = PointerGetDatum(construct_array(held_texts, nheld, TEXTOID, -1, false, TYPALIGN_INT));
-	args[3] = (Datum) 0;
-	claimed = claim_rows(ws, args, nulls, to_send, unbuildable);
-	/* and one operation for each of them whose open time is up: its probe */
+	/*
+	 * First one operation for each connection whose circuit's open time is
+	 * up, its probe (before the others take the room: under load it would
+	 * never go), background ones too
+	 */
+	args[1] = (Datum) 0;
+	nulls[1] = 'n';
 	args[2] = PointerGetDatum(construct_empty_array(TEXTOID));
-	nulls[3] = ' ';
 	for (int i = 0; i < nprobes && claimed < n; i++)
 	{
 		args[0] = Int32GetDatum(1);
 		args[3] = CStringGetTextDatum(probes[i]);
 		claimed += claim_rows(ws, args, nulls, to_send, unbuildable);
 	}
-	return claimed;
+	/* then the rest, leaving out every connection whose circuit is not closed */
+	if (claimed >= n)
+		return claimed;
+	held_texts = palloc(sizeof(Datum) * Max(nheld, 1));
+	for (int i = 0; i < nheld; i++)
+		held_texts[i] = CStringGetTextDatum(held[i]);
+	args[0] = Int32GetDatum(n - claimed);
+	args[1] = Int32GetDatum(Max(0, Min(payments_claim_batch, payments_max_in_flight) - ops_in_flight(ws)));
+	nulls[1] = ' ';
+	args[2] = PointerGetDatum(construct_array(held_texts, nheld, TEXTOID, -1, false, TYPALIGN_INT));
+	args[3] = (Datum) 0;
+	nulls[3] = 'n';
+	return claimed + claim_rows(ws, args, nulls, to_send, unbuildable);
 }
 
 /*
@@ -458,7 +497,7 @@ send_claimed(WorkerState *ws, dlist_head *to_send)
 
 		dlist_delete(&op->node);
 		if (!gateway_op_is_check(op) && op->endpoint.url != NULL)
-			circuit_sent(&ws->circuits, circuit_for(&ws->circuits, op->endpoint.url));
+			circuit_sent(&ws->circuits, circuit_of(ws, op));
 		start_transfer(ws, op);
 	}
 }
@@ -633,8 +672,7 @@ interpret_one(WorkerState *ws, GatewayOp *op)
 	ex = gateway_interpret(op, &follow_up);
 	dlist_push_tail(&ws->exchanges, &ex->node);
 	if (!gateway_op_is_check(op) && op->endpoint.url != NULL)
-		circuit_record(&ws->circuits, circuit_for(&ws->circuits, op->endpoint.url),
-					   gateway_transport_failed(op));
+		circuit_record(&ws->circuits, circuit_of(ws, op), gateway_transport_failed(op));
 	if (op->http.outcome != HTTP_COMPLETED)
 		pg_atomic_fetch_add_u64(&payments_shared->transport_failures, 1);
 	if (follow_up)

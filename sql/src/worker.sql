@@ -30,7 +30,7 @@ COMMENT ON FUNCTION payments._duplicate_window() IS
 -- claimed row, so JIT is off here (and in the two _record functions).
 -- These plans never need it.
 CREATE FUNCTION payments._claim_operations(p_limit integer, p_background_limit integer DEFAULT NULL,
-	p_held_endpoints text[] DEFAULT '{}', p_only_endpoint text DEFAULT NULL)
+	p_held_connections text[] DEFAULT '{}', p_only_connection text DEFAULT NULL)
 	RETURNS TABLE (merchant_id bigint, operation_id bigint, payment_id bigint, kind text,
 		action text, attempt integer, via_void boolean, amount_minor bigint, currency text,
 		currency_exponent integer, txn_invoice text, description text, customer jsonb,
@@ -60,18 +60,20 @@ BEGIN
 	-- most p_background_limit (NULL: no other limit): a backlog of renewals
 	-- never holds up a checkout's result.  Merchants
 	-- without a gateway configuration are skipped (and parked by
-	-- _park_unconfigured), and so are those whose endpoint is in
-	-- p_held_endpoints: the worker's circuit for it is open (one merchant's
-	-- dead endpoint holds back no one else).  p_only_endpoint: only those
-	-- of that endpoint (the one probe of a half-open circuit).
+	-- _park_unconfigured), and so are those whose gateway connection is in
+	-- p_held_connections: the worker's circuit for it is open (one
+	-- merchant's dead endpoint holds back no one else).  p_only_connection:
+	-- only those of that connection (the one probe of a half-open circuit).
 	RETURN QUERY
 	WITH ordinary AS (
 		SELECT o.merchant_id, o.operation_id, o.status AS old_status, o.updated_at AS old_updated_at
 		FROM payments.operations o
 		WHERE o.status IN ('queued', 'unknown') AND NOT o.background AND o.next_attempt_at <= now()
 			AND o.merchant_id = ANY (ARRAY(SELECT g.merchant_id FROM payments.gateway_config g
-				WHERE g.endpoint_url <> ALL (p_held_endpoints)
-					AND (p_only_endpoint IS NULL OR g.endpoint_url = p_only_endpoint)))
+				WHERE payments._gateway_connection(g.endpoint_url, g.ca_file, g.timeout_ms)
+						<> ALL (p_held_connections)
+					AND (p_only_connection IS NULL OR p_only_connection
+						= payments._gateway_connection(g.endpoint_url, g.ca_file, g.timeout_ms))))
 		ORDER BY o.background, o.next_attempt_at
 		LIMIT p_limit
 		FOR UPDATE SKIP LOCKED
@@ -80,8 +82,10 @@ BEGIN
 		FROM payments.operations o
 		WHERE o.status IN ('queued', 'unknown') AND o.background AND o.next_attempt_at <= now()
 			AND o.merchant_id = ANY (ARRAY(SELECT g.merchant_id FROM payments.gateway_config g
-				WHERE g.endpoint_url <> ALL (p_held_endpoints)
-					AND (p_only_endpoint IS NULL OR g.endpoint_url = p_only_endpoint)))
+				WHERE payments._gateway_connection(g.endpoint_url, g.ca_file, g.timeout_ms)
+						<> ALL (p_held_connections)
+					AND (p_only_connection IS NULL OR p_only_connection
+						= payments._gateway_connection(g.endpoint_url, g.ca_file, g.timeout_ms))))
 		ORDER BY o.background, o.next_attempt_at
 		LIMIT least(greatest(p_limit - (SELECT count(*) FROM ordinary), 0), coalesce(p_background_limit, p_limit))
 		FOR UPDATE SKIP LOCKED
@@ -147,14 +151,26 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments._claim_operations(integer, integer, text[], text) IS
-	'Worker, step 1: claims up to p_limit ready operations (FOR UPDATE SKIP LOCKED), ordinary ones first and at most p_background_limit of a billing run''s charges, and marks them sending before anything is sent; operations of merchants whose gateway endpoint is in p_held_endpoints (its circuit is open in the worker) are left; with p_only_endpoint, only that endpoint''s are claimed.';
+	'Worker, step 1: claims up to p_limit ready operations (FOR UPDATE SKIP LOCKED), ordinary ones first and at most p_background_limit of a billing run''s charges, and marks them sending before anything is sent; operations of merchants whose gateway connection (_gateway_connection) is in p_held_connections (its circuit is open in the worker) are left; with p_only_connection, only that connection''s are claimed.';
 
--- The due operations of the merchants on an endpoint whose circuit just
--- opened in the worker wait until it may be probed (p_until): claims leave
--- them out meanwhile, and left due they were read by every claim (its
--- index is by due time, not by merchant), so that a dead endpoint's
--- backlog slowed everyone's claims.  Rows a caller holds are skipped.
-CREATE FUNCTION payments._park_endpoint(p_endpoint text, p_until timestamptz) RETURNS integer
+-- A merchant's gateway connection, as the worker's circuit breakers tell
+-- them apart: the endpoint, the CA file and the timeout (one merchant's own
+-- CA file or timeout must not trip the breaker of everyone on the URL).
+CREATE FUNCTION payments._gateway_connection(p_endpoint_url text, p_ca_file text, p_timeout_ms integer)
+	RETURNS text
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$ SELECT p_endpoint_url || E'\n' || coalesce(p_ca_file, '') || E'\n' || p_timeout_ms $$;
+COMMENT ON FUNCTION payments._gateway_connection(text, text, integer) IS
+	'Internal: the key of a gateway connection (endpoint URL, CA file, timeout) for the worker''s circuit breakers.';
+
+-- The due operations of the merchants on a gateway connection whose
+-- circuit just opened in the worker wait until it may be probed (p_until):
+-- claims leave them out meanwhile, and left due they were read by every
+-- claim (its index is by due time, not by merchant), so that a dead
+-- endpoint's backlog slowed everyone's claims.  Rows a caller holds are
+-- skipped.
+CREATE FUNCTION payments._park_connection(p_connection text, p_until timestamptz) RETURNS integer
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
@@ -165,15 +181,15 @@ BEGIN
 	FROM (SELECT x.merchant_id, x.operation_id FROM payments.operations x
 		WHERE x.status IN ('queued', 'unknown') AND x.next_attempt_at < p_until
 			AND x.merchant_id = ANY (ARRAY(SELECT g.merchant_id FROM payments.gateway_config g
-				WHERE g.endpoint_url = p_endpoint))
+				WHERE payments._gateway_connection(g.endpoint_url, g.ca_file, g.timeout_ms) = p_connection))
 		FOR UPDATE SKIP LOCKED) r
 	WHERE o.merchant_id = r.merchant_id AND o.operation_id = r.operation_id;
 	GET DIAGNOSTICS n = ROW_COUNT;
 	RETURN n;
 END
 $$;
-COMMENT ON FUNCTION payments._park_endpoint(text, timestamptz) IS
-	'Worker: the due operations of the merchants on this gateway endpoint wait until p_until (its circuit opened). Returns how many.';
+COMMENT ON FUNCTION payments._park_connection(text, timestamptz) IS
+	'Worker: the due operations of the merchants on this gateway connection (_gateway_connection) wait until p_until (its circuit opened). Returns how many.';
 
 -- Operations of merchants without a gateway configuration wait a minute
 -- at a time, with a note a DBA can see (run by the worker's housekeeping).

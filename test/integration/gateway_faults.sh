@@ -145,7 +145,7 @@ ok "$(grep -qE "gateway at 127\.0\.0\.1:$closed failing, circuit open" "$WORK/po
 	"the log names the failing endpoint's host and port"
 # its merchant's due operations wait for the probe: claims do not read them
 # over and over meanwhile
-parked() { grep -qE "payments worker: [0-9]+ operations wait for the probe of a failing gateway endpoint" "$WORK/postgres.log" && echo 1; }
+parked() { grep -qE "payments worker: [0-9]+ operations wait for the probe of the failing gateway at 127\.0\.0\.1:$closed" "$WORK/postgres.log" && echo 1; }
 is "$(poll_value 10 parked)" 1 "the due operations of its merchant wait for the probe (parked)"
 row=$(q -c "SELECT count(*) FILTER (WHERE status = 'queued') || '|' || count(*) FILTER (WHERE last_error ~* 'connect') FROM payments.operations WHERE merchant_id = $M AND payment_id = ANY('{$(IFS=,; echo "${pids[*]}")}')")
 like "$row" '^6\|[1-6]$' "operations that never left stay queued with the connection error"

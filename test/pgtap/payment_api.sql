@@ -9,7 +9,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(30);
+SELECT plan(31);
 
 -- (a card cannot be stored, not even in a temporary table: a function makes them)
 CREATE FUNCTION pg_temp.card() RETURNS payments.pay_card LANGUAGE sql
@@ -66,24 +66,32 @@ SELECT throws_ok($$SELECT * FROM payments.card_vault$$, '42501', NULL, 'the card
 SELECT throws_ok($$SELECT payments._claim_operations(1)$$, '42501', NULL, 'worker functions are not for API roles');
 RESET ROLE;
 
--- a failing endpoint's merchants' due operations wait for its probe; other
--- endpoints' merchants are not touched (the worker calls _park_endpoint
--- when a circuit opens)
+-- a failing gateway connection's merchants' due operations wait for its
+-- probe; the merchants of other connections are not touched, a merchant on
+-- the same URL with its own timeout neither (the worker calls
+-- _park_connection when a circuit opens)
 INSERT INTO payments.merchants (name) VALUES ('park dead') RETURNING merchant_id AS dead \gset
 INSERT INTO payments.merchants (name) VALUES ('park live') RETURNING merchant_id AS live \gset
-INSERT INTO payments.gateway_config (merchant_id, api_login_id, transaction_key, endpoint_url)
-VALUES (:dead, 'x', 'y', 'https://dead.example/api'), (:live, 'x', 'y', 'https://live.example/api');
+INSERT INTO payments.merchants (name) VALUES ('park same url') RETURNING merchant_id AS same \gset
+INSERT INTO payments.gateway_config (merchant_id, api_login_id, transaction_key, endpoint_url, timeout_ms)
+VALUES (:dead, 'x', 'y', 'https://dead.example/api', 30000), (:live, 'x', 'y', 'https://live.example/api', 30000),
+	(:same, 'x', 'y', 'https://dead.example/api', 5000);
 SET payments.merchant_id = :'dead';
 SELECT payment_id FROM pay_purchase(amount => '1.00 USD', card => pg_temp.card()) \gset dead_
 SET payments.merchant_id = :'live';
 SELECT payment_id FROM pay_purchase(amount => '1.00 USD', card => pg_temp.card()) \gset live_
+SET payments.merchant_id = :'same';
+SELECT payment_id FROM pay_purchase(amount => '1.00 USD', card => pg_temp.card()) \gset same_
 RESET payments.merchant_id;
-SELECT is(payments._park_endpoint('https://dead.example/api', now() + interval '30 seconds'), 1,
-	'_park_endpoint parks the one due operation of the merchant on the failing endpoint');
+SELECT is(payments._gateway_connection('https://dead.example/api', NULL, 30000), E'https://dead.example/api\n\n30000',
+	'a gateway connection is the endpoint, the CA file and the timeout (the worker writes its key the same way)');
+SELECT is(payments._park_connection(payments._gateway_connection('https://dead.example/api', NULL, 30000),
+	now() + interval '30 seconds'), 1, '_park_connection parks the one due operation of the merchant on the failing connection');
 SELECT is((SELECT next_attempt_at FROM payments.operations WHERE merchant_id = :dead AND payment_id = :dead_payment_id),
 	now() + interval '30 seconds', 'it waits until the circuit may be probed');
-SELECT ok((SELECT next_attempt_at <= now() FROM payments.operations WHERE merchant_id = :live AND payment_id = :live_payment_id),
-	'another endpoint''s merchant is not touched');
+SELECT ok((SELECT bool_and(next_attempt_at <= now()) FROM payments.operations
+	WHERE (merchant_id = :live AND payment_id = :live_payment_id) OR (merchant_id = :same AND payment_id = :same_payment_id)),
+	'another endpoint''s merchant is not touched, nor one on the same URL with a timeout of its own');
 
 SELECT * FROM finish();
 ROLLBACK;
