@@ -58,14 +58,6 @@ unconfigured_purchase() {	# unconfigured_purchase MERCHANT: its purchase's opera
 		card => pay_card('4111111111111111', 12, $(( $(date +%Y) + 3 )), '123'))")
 	psqlq -c "SELECT operation_id FROM payments.operations WHERE merchant_id = $1 AND payment_id = $pid"
 }
-# restart_worker: a new worker, whose first loop runs the housekeeping
-restart_worker() {
-	local pid0 new
-	pid0=$(worker_pid)
-	psqlq -c "SELECT payments.pay_worker_restart()" >/dev/null
-	new() { local p; p=$(worker_pid); [ -n "$p" ] && [ "$p" != "$pid0" ] && echo "$p"; }
-	[ -n "$(poll_value 20 new)" ]
-}
 
 merchant_on_simulator housekeeping_holder
 H=$M

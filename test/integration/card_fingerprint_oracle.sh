@@ -184,9 +184,7 @@ ok "$([ "$image_order" != "$fp_order" ] && echo 0 || echo 1)" "and the order say
 
 # 8. An answer recorded alone (its batch failed: a caller held the payment
 #    row) records the fingerprint too (before: it was lost on that path).
-SESS="$WORK/fingerprint-sessions"
-mkdir -p "$SESS"
-as_root chown "$PG_OS_USER" "$SESS"
+sessions_init fingerprint-sessions
 sim_ctl POST /latency '{"fixedMs":1500,"randomMs":0}' >/dev/null
 p8=$(as -c "SELECT payment_id FROM pay_purchase(amount => '4.00 USD', card => $(card $VISA))")
 session h
@@ -212,22 +210,15 @@ keydir=$(su -c "SELECT coalesce(nullif(current_setting('payments.fingerprint_key
 keyfile="$keydir/$(su -c "SELECT encode(secret, 'hex') FROM payments.installation_secrets
 	WHERE purpose = 'fingerprint_key_id' ORDER BY created_at LIMIT 1").key"
 ok "$(as_root test -f "$keyfile" && echo 0 || echo 1)" "the database's fingerprint key file is $(basename "$keyfile")"
-restart_worker() {
-	local pid0 new
-	pid0=$(worker_pid)
-	su -c "SELECT payments.pay_worker_restart()" >/dev/null
-	new() { local p; p=$(worker_pid); [ -n "$p" ] && [ "$p" != "$pid0" ] && echo "$p"; }
-	[ -n "$(poll_value 20 new)" ]
-}
 fp_visa=$(fp $VISA)
 as_root mv "$keyfile" "$keyfile.away"
-restart_worker
+ok "$(restart_worker && echo 0 || echo 1)" "a new worker starts, without the key file"
 p9=$(as -c "SELECT payment_id FROM pay_purchase(amount => '3.00 USD', card => $(card $VISA))")
 is "$(as -c "SELECT status || '|' || (card_fingerprint IS NULL) FROM pay_wait($p9, '20 s')")" "succeeded|true" \
 	"without the key file a purchase is still sent and approved, without a fingerprint"
 ok "$(passed wait_log 10 "WARNING: +payments worker: card fingerprints cannot be recorded: ")" "and the log says why"
 as_root mv "$keyfile.away" "$keyfile"
-restart_worker
+ok "$(restart_worker && echo 0 || echo 1)" "a new worker starts, with the key file back"
 p9b=$(as -c "SELECT payment_id FROM pay_purchase(amount => '3.00 USD', card => $(card $VISA))")
 is "$(as -c "SELECT card_fingerprint FROM pay_wait($p9b, '20 s')")" "$fp_visa" "with the file back, the fingerprint is recorded again"
 

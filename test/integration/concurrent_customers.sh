@@ -11,10 +11,8 @@ set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
 
 SIMDIR="$WORK/sim-concurrent-customers"
-SESS="$WORK/concurrent-customers"
-mkdir -p "$SESS"
-as_root chown "$PG_OS_USER" "$SESS"
 source "$(dirname "$0")/../lib/sessions.sh"
+sessions_init concurrent-customers
 cleanup() {
 	sessions_kill
 	sim_stop

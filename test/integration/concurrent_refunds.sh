@@ -14,10 +14,8 @@ set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
 
 SIMDIR="$WORK/sim-concurrent-refunds"
-SESS="$WORK/concurrent-refunds"
-mkdir -p "$SESS"
-as_root chown "$PG_OS_USER" "$SESS"
 source "$(dirname "$0")/../lib/sessions.sh"
+sessions_init concurrent-refunds
 cleanup() {
 	sessions_kill
 	sim_stop

@@ -50,6 +50,15 @@ unpark() {
 }
 # passed COMMAND...: 0 if it succeeds, else 1 (for ok, under set -e).
 passed() { if "$@"; then echo 0; else echo 1; fi; }
+# restart_worker: pay_worker_restart(), then true once a new worker runs
+# (its first loop runs the housekeeping; 20 s at most)
+restart_worker() {
+	local pid0 new
+	pid0=$(worker_pid)
+	cluster_psql "$WORK" "$PORT" payments -Atc "SELECT payments.pay_worker_restart()" >/dev/null
+	new() { local p; p=$(worker_pid); [ -n "$p" ] && [ "$p" != "$pid0" ] && echo "$p"; }
+	[ -n "$(poll_value 20 new)" ]
+}
 # worker_pid: the PID of the payments worker of the test cluster (empty
 # while none runs)
 worker_pid() {

@@ -1,8 +1,15 @@
 # Concurrent psql sessions of merchant M for race tests: each reads its
 # commands from a pipe, so a test can interleave them statement by
-# statement and see which one waits for a lock.  Needs WORK, PORT, M and a
-# directory SESS that the postgres OS user may write.
+# statement and see which one waits for a lock.  Needs WORK, PORT and M;
+# sessions_init makes the pipes' directory.
 declare -A SESSION_FD SESSION_PID
+
+# sessions_init NAME: the pipes and outputs go to $WORK/NAME (SESS)
+sessions_init() {
+	SESS="$WORK/$1"
+	mkdir -p "$SESS"
+	as_root chown "$PG_OS_USER" "$SESS"
+}
 
 # session NAME: a new session (application_name sess_NAME) of merchant M
 session() {
