@@ -257,8 +257,9 @@ batch_add_exchanges(Batch *b, dlist_head *exchanges)
  * that card (a response code, or a saved profile); NULL otherwise.  Never
  * sooner: a fingerprint computed when the caller passes the card would
  * tell a caller whether any number it tries is the one behind a stored
- * fingerprint, offline and for free.  This way every try is a transaction
- * at the gateway, rate-limited, logged and seen by its fraud filters.
+ * fingerprint, offline and for free.  This way every try is a request to
+ * the gateway (a transaction, or a profile saved unvalidated): rate-limited,
+ * logged, and in the merchant's gateway account.
  */
 static const char *
 fingerprint_answered(const GatewayOp *op)
