@@ -8148,6 +8148,16 @@ COMMENT ON TRIGGER merchant_roles_changed ON payments.merchant_roles IS
 COMMENT ON TRIGGER role_trust_changed ON payments.role_trust IS
 	'Makes every backend read the trusted roles again (src/tenancy.c keeps them).';
 
+-- (status_machine.sql: made here, where its function is made)
+-- Each backend keeps the allowed transitions (src/status_guard.c); any
+-- change tells every backend to read them again (src/cached_table.c).
+CREATE TRIGGER status_transitions_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+	ON payments.status_transitions
+	FOR EACH STATEMENT EXECUTE FUNCTION payments._cached_table_changed();
+ALTER TABLE payments.status_transitions ENABLE ALWAYS TRIGGER status_transitions_changed;
+COMMENT ON TRIGGER status_transitions_changed ON payments.status_transitions IS
+	'Makes every backend read the allowed transitions again (src/status_guard.c keeps them).';
+
 CREATE OR REPLACE FUNCTION payments.pay_current_merchant() RETURNS bigint
 	LANGUAGE c STABLE PARALLEL RESTRICTED AS 'MODULE_PATHNAME', 'pay_current_merchant';
 COMMENT ON FUNCTION payments.pay_current_merchant() IS

@@ -107,6 +107,7 @@
 #include "audit.h"
 #include "direct_insert.h"
 #include "card_brand.h"
+#include "jsonb_value.h"
 #include "payments.h"
 #include "tenancy.h"
 
@@ -147,13 +148,7 @@ typedef enum AuditKind
 	AK_MASKED,					/* left out of the row */
 	AK_BYTES,					/* bytea: {"bytes": N} */
 	AK_OMIT_BYTES,				/* bytea of a secret table: left out */
-	AK_INT,						/* int2, int4, int8: a number */
-	AK_NUMERIC,
-	AK_BOOL,
-	AK_TEXT,					/* text, varchar: a string */
-	AK_JSONB,
-	AK_DATETIME,				/* date, timestamp, timestamptz: as to_jsonb */
-	AK_GENERIC					/* anything else: to_jsonb() */
+	AK_VALUE					/* anything else: as to_jsonb() (json below) */
 } AuditKind;
 
 typedef struct AuditAttr
@@ -165,10 +160,10 @@ typedef struct AuditAttr
 	AuditKind	kind;
 	bool		typbyval;
 	int16		typlen;
-	FmgrInfo   *to_jsonb;		/* AK_GENERIC: to_jsonb() typed for typid */
+	JsonbColumn json;			/* AK_VALUE: how a value becomes jsonb */
 	char	   *keytext;		/* the name as a JSON string, then ": " */
 	int			keytextlen;
-	bool		have_last;		/* AK_DATETIME: the last value printed */
+	bool		have_last;		/* JV_DATETIME: the last value printed */
 	Datum		last_value;		/* (by value: date, timestamp[tz]) */
 	char		last_text[MAXDATELEN + 1];
 } AuditAttr;
@@ -504,31 +499,11 @@ get_rel_cache(Relation rel, Trigger *trigger)
 			a->kind = AK_MASKED;
 		else if (base == BYTEAOID)
 			a->kind = secret_table ? AK_OMIT_BYTES : AK_BYTES;
-		else if (base == INT2OID || base == INT4OID || base == INT8OID)
-			a->kind = AK_INT;
-		else if (base == NUMERICOID)
-			a->kind = AK_NUMERIC;
-		else if (base == BOOLOID)
-			a->kind = AK_BOOL;
-		else if (base == TEXTOID || base == VARCHAROID)
-			a->kind = AK_TEXT;
-		else if (base == JSONBOID)
-			a->kind = AK_JSONB;
-		else if (base == DATEOID || base == TIMESTAMPOID || base == TIMESTAMPTZOID)
-			a->kind = AK_DATETIME;
 		else
 		{
-			/* to_jsonb() learns its argument's type from fn_expr */
-			FuncExpr   *expr;
-
-			a->kind = AK_GENERIC;
-			a->to_jsonb = palloc0(sizeof(FmgrInfo));
-			fmgr_info_cxt(F_TO_JSONB, a->to_jsonb, entry->cxt);
-			expr = makeFuncExpr(F_TO_JSONB, JSONBOID,
-								list_make1(makeNullConst(att->atttypid, att->atttypmod,
-														 att->attcollation)),
-								InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
-			a->to_jsonb->fn_expr = (Node *) expr;
+			a->kind = AK_VALUE;
+			jsonb_column_init(&a->json, att->atttypid, att->atttypmod, att->attcollation,
+							  entry->cxt);
 		}
 	}
 
@@ -611,36 +586,6 @@ redact_card_numbers(Jsonb *jb)
  * ------------------------------------------------------------------------
  */
 
-static void
-push_jsonb_datum(JsonbParseState **state, Jsonb *jb)
-{
-	JsonbValue	v;
-
-	if (JB_ROOT_IS_SCALAR(jb))
-	{
-		if (!JsonbExtractScalar(&jb->root, &v))
-			elog(ERROR, "could not extract a scalar from jsonb");
-	}
-	else
-	{
-		v.type = jbvBinary;
-		v.val.binary.data = &jb->root;
-		v.val.binary.len = VARSIZE(jb) - VARHDRSZ;
-	}
-	pushJsonbValue(state, WJB_VALUE, &v);
-}
-
-static void
-push_string(JsonbParseState **state, char *s, int len)
-{
-	JsonbValue	v;
-
-	v.type = jbvString;
-	v.val.string.val = s;
-	v.val.string.len = len;
-	pushJsonbValue(state, WJB_VALUE, &v);
-}
-
 /* An int2, int4 or int8 value (base: its type) as int64. */
 static int64
 int_value(Datum value, Oid base)
@@ -683,77 +628,22 @@ row_to_audit_jsonb(AuditRelCache *rc, HeapTuple tuple, TupleDesc desc)
 			pushJsonbValue(&state, WJB_VALUE, &v);
 			continue;
 		}
-		switch (a->kind)
+		if (a->kind == AK_BYTES)
 		{
-			case AK_BYTES:
-				{
-					JsonbValue	k;
+			JsonbValue	k;
 
-					pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-					k.type = jbvString;
-					k.val.string.val = "bytes";
-					k.val.string.len = 5;
-					pushJsonbValue(&state, WJB_KEY, &k);
-					v.type = jbvNumeric;
-					v.val.numeric = int64_to_numeric((int64) (toast_raw_datum_size(value) - VARHDRSZ));
-					pushJsonbValue(&state, WJB_VALUE, &v);
-					pushJsonbValue(&state, WJB_END_OBJECT, NULL);
-					break;
-				}
-			case AK_INT:
-				{
-					v.type = jbvNumeric;
-					v.val.numeric = int64_to_numeric(int_value(value, a->basetype));
-					pushJsonbValue(&state, WJB_VALUE, &v);
-					break;
-				}
-			case AK_NUMERIC:
-				{
-					Numeric		num = DatumGetNumeric(value);
-
-					if (numeric_is_nan(num) || numeric_is_inf(num))
-					{
-						char	   *s = DatumGetCString(DirectFunctionCall1(numeric_out, value));
-
-						push_string(&state, s, strlen(s));
-					}
-					else
-					{
-						v.type = jbvNumeric;
-						v.val.numeric = num;
-						pushJsonbValue(&state, WJB_VALUE, &v);
-					}
-					break;
-				}
-			case AK_BOOL:
-				v.type = jbvBool;
-				v.val.boolean = DatumGetBool(value);
-				pushJsonbValue(&state, WJB_VALUE, &v);
-				break;
-			case AK_TEXT:
-				{
-					text	   *t = DatumGetTextPP(value);
-
-					push_string(&state, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
-					break;
-				}
-			case AK_JSONB:
-				push_jsonb_datum(&state, DatumGetJsonbP(value));
-				break;
-			case AK_DATETIME:
-				{
-					char		buf[MAXDATELEN + 1];
-					char	   *s = JsonEncodeDateTime(buf, value, a->basetype, NULL);
-
-					push_string(&state, pstrdup(s), strlen(s));
-					break;
-				}
-			case AK_GENERIC:
-				push_jsonb_datum(&state, DatumGetJsonbP(FunctionCall1(a->to_jsonb, value)));
-				break;
-			default:
-				elog(ERROR, "unexpected audit column kind %d", (int) a->kind);
+			pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+			k.type = jbvString;
+			k.val.string.val = "bytes";
+			k.val.string.len = 5;
+			pushJsonbValue(&state, WJB_KEY, &k);
+			v.type = jbvNumeric;
+			v.val.numeric = int64_to_numeric((int64) (toast_raw_datum_size(value) - VARHDRSZ));
+			pushJsonbValue(&state, WJB_VALUE, &v);
+			pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 		}
+		else
+			jsonb_column_push(&a->json, &state, value, false);
 	}
 	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 	return JsonbValueToJsonb(res);
@@ -786,9 +676,96 @@ append_scalar_text(StringInfo out, const JsonbValue *v)
 	}
 }
 
+/* append_audit_value() of an AK_VALUE column. */
+static bool
+append_json_value(AuditAttr *a, Datum value, JsonbValue *v, StringInfo out)
+{
+	switch (a->json.kind)
+	{
+		case JV_INT:
+			{
+				int64		n = int_value(value, a->json.basetype);
+				char		buf[MAXINT8LEN + 1];
+				int			len;
+
+				v->type = jbvNumeric;
+				v->val.numeric = int64_to_numeric(n);
+				len = pg_lltoa(n, buf);
+				appendBinaryStringInfo(out, buf, len);
+				break;
+			}
+		case JV_NUMERIC:
+			{
+				Numeric		num = DatumGetNumeric(value);
+				char	   *s = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(num)));
+
+				if (numeric_is_nan(num) || numeric_is_inf(num))
+				{
+					v->type = jbvString;
+					v->val.string.val = s;
+					v->val.string.len = strlen(s);
+					escape_json(out, s);
+				}
+				else
+				{
+					v->type = jbvNumeric;
+					v->val.numeric = num;
+					appendStringInfoString(out, s);
+				}
+				break;
+			}
+		case JV_TEXT:
+			{
+				text	   *t = DatumGetTextPP(value);
+				int			len = VARSIZE_ANY_EXHDR(t);
+				char	   *s = pnstrdup(VARDATA_ANY(t), len);
+
+				v->type = jbvString;
+				v->val.string.val = s;
+				v->val.string.len = len;
+				escape_json(out, s);
+				break;
+			}
+		case JV_DATETIME:
+			{
+				char	   *s;
+
+				/* a statement's rows often share one (DEFAULT now()) */
+				if (!a->have_last || a->last_value != value)
+				{
+					JsonEncodeDateTime(a->last_text, value, a->json.basetype, NULL);
+					a->last_value = value;
+					a->have_last = true;
+				}
+				s = pstrdup(a->last_text);
+
+				v->type = jbvString;
+				v->val.string.val = s;
+				v->val.string.len = strlen(s);
+				escape_json(out, s);
+				break;
+			}
+		default:
+			{
+				Jsonb	   *container;
+
+				if (jsonb_column_scalar(&a->json, value, v, &container))
+					append_scalar_text(out, v);
+				else
+				{
+					/* an object or array: as JsonbToCString prints it inside the row */
+					*v = *jsonb_container_value(container);
+					JsonbToCString(out, &container->root, VARSIZE(container));
+				}
+				break;
+			}
+	}
+	return true;
+}
+
 /*
  * One value of a row: its JsonbValue into v, its text (as JsonbToCString
- * prints it) onto out.  False for a jsonb container (see below).
+ * prints it) onto out.
  */
 static bool
 append_audit_value(AuditAttr *a, Datum value, JsonbValue *v, StringInfo out)
@@ -812,85 +789,8 @@ append_audit_value(AuditAttr *a, Datum value, JsonbValue *v, StringInfo out)
 				appendStringInfo(out, "{\"bytes\": " INT64_FORMAT "}", nbytes);
 				break;
 			}
-		case AK_INT:
-			{
-				int64		n = int_value(value, a->basetype);
-				char		buf[MAXINT8LEN + 1];
-				int			len;
-
-				v->type = jbvNumeric;
-				v->val.numeric = int64_to_numeric(n);
-				len = pg_lltoa(n, buf);
-				appendBinaryStringInfo(out, buf, len);
-				break;
-			}
-		case AK_NUMERIC:
-			{
-				Numeric		num = DatumGetNumeric(value);
-				char	   *s = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(num)));
-
-				if (numeric_is_nan(num) || numeric_is_inf(num))
-				{
-					v->type = jbvString;
-					v->val.string.val = s;
-					v->val.string.len = strlen(s);
-					escape_json(out, s);
-				}
-				else
-				{
-					v->type = jbvNumeric;
-					v->val.numeric = num;
-					appendStringInfoString(out, s);
-				}
-				break;
-			}
-		case AK_BOOL:
-			v->type = jbvBool;
-			v->val.boolean = DatumGetBool(value);
-			append_scalar_text(out, v);
-			break;
-		case AK_TEXT:
-			{
-				text	   *t = DatumGetTextPP(value);
-				int			len = VARSIZE_ANY_EXHDR(t);
-				char	   *s = pnstrdup(VARDATA_ANY(t), len);
-
-				v->type = jbvString;
-				v->val.string.val = s;
-				v->val.string.len = len;
-				escape_json(out, s);
-				break;
-			}
-		case AK_DATETIME:
-			{
-				char	   *s;
-
-				/* a statement's rows often share one (DEFAULT now()) */
-				if (!a->have_last || a->last_value != value)
-				{
-					JsonEncodeDateTime(a->last_text, value, a->basetype, NULL);
-					a->last_value = value;
-					a->have_last = true;
-				}
-				s = pstrdup(a->last_text);
-
-				v->type = jbvString;
-				v->val.string.val = s;
-				v->val.string.len = strlen(s);
-				escape_json(out, s);
-				break;
-			}
-		case AK_JSONB:
-		case AK_GENERIC:
-			{
-				Jsonb	   *j = a->kind == AK_JSONB ? DatumGetJsonbP(value) :
-					DatumGetJsonbP(FunctionCall1(a->to_jsonb, value));
-
-				if (!JB_ROOT_IS_SCALAR(j) || !JsonbExtractScalar(&j->root, v))
-					return false;
-				append_scalar_text(out, v);
-				break;
-			}
+		case AK_VALUE:
+			return append_json_value(a, value, v, out);
 		default:
 			return false;
 	}
@@ -915,9 +815,9 @@ typedef struct AuditRowBuild
  * The row as a jsonb object and, built alongside, its text as
  * JsonbToCString prints it (keys in jsonb's order, ", " and ": "): no
  * key sorting, no second pass over the jsonb to print it.  Writes what
- * row_to_audit_jsonb() writes.  Returns false for a row with a value that
- * is a jsonb container (an object or array in a jsonb column, or from
- * to_jsonb() of another type): row_to_audit_jsonb() serves that row.
+ * row_to_audit_jsonb() writes (objects and arrays in a value included).
+ * Returns false for a row with more columns than the relation's cache
+ * knows: row_to_audit_jsonb() serves that row.
  */
 static bool
 row_to_audit_fast(AuditRelCache *rc, TupleDesc desc, const Datum *values,
@@ -989,7 +889,8 @@ row_to_audit_fast(AuditRelCache *rc, TupleDesc desc, const Datum *values,
 			 * one.  (A row kept for the next one has every value scanned.)
 			 */
 			value_dirty = (!dirty || build != NULL) &&
-				a->kind != AK_DATETIME && a->kind != AK_BOOL && a->kind != AK_BYTES &&
+				a->kind != AK_BYTES &&
+				!(a->json.kind == JV_DATETIME || a->json.kind == JV_BOOL) &&
 				card_text_contains_number(out.data + start, out.len - start);
 		}
 		dirty |= value_dirty;

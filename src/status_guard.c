@@ -12,11 +12,11 @@
  * the outbox, so it is C rather than PL/pgSQL (which turned each row into
  * an expanded record and back, and re-planned its statements whenever a
  * caller ran with plan_cache_mode = force_custom_plan): the transition is
- * one probe of status_transitions' primary key, and the event is written
- * with the table and index APIs (direct_insert.c), its data made by the
- * C function jsonb_build_object, with no executor per row.  A role that
- * is not the owner of payments.events (a DBA who grants a table to
- * someone) writes it with one INSERT through a saved plan per entity
+ * looked up in the backend's copy of status_transitions, and the event is
+ * written with the table and index APIs (direct_insert.c), its data made
+ * as jsonb_build_object makes it (jsonb_value.c), with no executor per
+ * row.  A role that is not the owner of payments.events (a DBA who grants
+ * a table to someone) writes it with one INSERT through a saved plan per entity
  * instead, under its privileges and row security.  That plan is generic
  * on purpose (one INSERT of one row has no other plan), and every name in
  * it is schema-qualified, so the caller's search_path cannot change what
@@ -52,6 +52,7 @@
 #include "cached_table.h"
 #include "direct_insert.h"
 #include "errcodes.h"
+#include "jsonb_value.h"
 #include "schema_version.h"
 
 PG_FUNCTION_INFO_V1(pay_status_guard);
@@ -78,15 +79,20 @@ typedef struct EntitySpec
 	bool		operation_id;	/* events.operation_id := the operation_id key */
 	bool		created;		/* a new row's event is <entity>.created */
 	/* per backend, for the relation and types they were made for: */
+	bool		layout_valid;	/* false after an invalidation of the relation */
 	Oid			relid;
+	int			status_attno;
+	int			updated_at_attno;
 	int			nparams;
 	Oid			types[MAX_EVENT_KEYS + 3];
 	int			attnums[MAX_EVENT_KEYS + 3];
 	int			payment_param;	/* the parameter of payment_id (1-based), 0: none */
 	int			operation_param;
 	SPIPlanPtr	plan;			/* the event INSERT, made when first needed */
-	FunctionCallInfo data_call; /* jsonb_build_object over the keys */
-	MemoryContext data_cxt;		/* data_call and what it points to */
+	bool		have_data;		/* columns and keyorder are made */
+	JsonbColumn columns[MAX_EVENT_KEYS];	/* how each key's value becomes jsonb */
+	int			keyorder[MAX_EVENT_KEYS];	/* the keys in jsonb's order */
+	MemoryContext data_cxt;		/* what columns point to */
 	bool		direct_types;	/* the columns have the types of events' */
 } EntitySpec;
 
@@ -110,6 +116,37 @@ static EntitySpec entities[] = {
 			"gateway_trans_id", "reason_code", "reason_text", NULL},
 	.payment_id = true, .operation_id = true},
 };
+
+/*
+ * The allowed transitions, "entity\x1ffrom\x1fto" each (check_transition),
+ * and whether they still say what payments.status_transitions says.
+ */
+#define TRANSITION_KEY_LEN 256
+static HTAB *transitions = NULL;
+static bool transitions_valid = false;
+static Oid	transitions_oid = InvalidOid;
+static bool invalidations_watched = false;
+
+/* A relation changed: what was kept of it is looked up again. */
+static void
+status_guard_relcache_callback(Datum arg pg_attribute_unused(), Oid relid)
+{
+	if (!OidIsValid(relid) || relid == transitions_oid)
+		transitions_valid = false;
+	for (size_t i = 0; i < lengthof(entities); i++)
+		if (!OidIsValid(relid) || entities[i].relid == relid)
+			entities[i].layout_valid = false;
+}
+
+static void
+watch_invalidations(void)
+{
+	if (!invalidations_watched)
+	{
+		CacheRegisterRelcacheCallback(status_guard_relcache_callback, (Datum) 0);
+		invalidations_watched = true;
+	}
+}
 
 /* The relation's column of that name, or an error. */
 static int
@@ -139,55 +176,75 @@ keep_plan(const char *sql, int nargs, Oid *types)
 	return plan;
 }
 
-/*
- * The call of jsonb_build_object(key, value, ...) that makes an event's
- * data, as the SQL function does it (the same C function, with an
- * expression that tells it the values' types): made once per layout.
- */
-static FunctionCallInfo
-make_data_call(EntitySpec *spec, const Oid *types)
+/* jsonb's order of object keys: shorter first, then bytewise */
+static int
+compare_keys(const void *x, const void *y, void *arg)
 {
-	MemoryContext old;
-	FmgrInfo   *flinfo;
-	List	   *args = NIL;
-	int			nkeys = 0;
-	FunctionCallInfo fcinfo;
+	const char *const *keys = (const char *const *) arg;
+	const char *a = keys[*(const int *) x];
+	const char *b = keys[*(const int *) y];
+	size_t		la = strlen(a);
+	size_t		lb = strlen(b);
 
-	/* everything of the call in a context of its own, freed with it */
+	if (la != lb)
+		return la < lb ? -1 : 1;
+	return memcmp(a, b, la);
+}
+
+/*
+ * How an event's data is made: each key's value as jsonb_build_object()
+ * makes it (src/jsonb_value.c), the keys in jsonb's order so that the
+ * object is not sorted again.  Made once per layout.
+ */
+static void
+make_event_data(EntitySpec *spec, const Oid *types)
+{
+	int			nkeys = 0;
+
 	if (spec->data_cxt == NULL)
-		spec->data_cxt = AllocSetContextCreate(TopMemoryContext, "payments event data call",
+		spec->data_cxt = AllocSetContextCreate(TopMemoryContext, "payments event data",
 											   ALLOCSET_SMALL_SIZES);
 	else
 		MemoryContextReset(spec->data_cxt);
-	old = MemoryContextSwitchTo(spec->data_cxt);
-	flinfo = palloc0(sizeof(FmgrInfo));
 	for (int i = 0; spec->keys[i] != NULL; i++)
 	{
-		args = lappend(args, makeConst(TEXTOID, -1, DEFAULT_COLLATION_OID, -1, (Datum) 0, true, false));
-		args = lappend(args, makeConst(types[i + 3], -1, InvalidOid, -1, (Datum) 0, true, false));
+		jsonb_column_init(&spec->columns[i], types[i + 3], -1, InvalidOid, spec->data_cxt);
+		spec->keyorder[i] = i;
 		nkeys++;
 	}
-	fmgr_info(F_JSONB_BUILD_OBJECT_ANY, flinfo);
-	fmgr_info_set_expr((Node *) makeFuncExpr(F_JSONB_BUILD_OBJECT_ANY, JSONBOID, args,
-											 InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL),
-					   flinfo);
-	fcinfo = palloc0(SizeForFunctionCallInfo(2 * nkeys));
-	InitFunctionCallInfoData(*fcinfo, flinfo, 2 * nkeys, InvalidOid, NULL, NULL);
-	for (int i = 0; i < nkeys; i++)
+	qsort_arg(spec->keyorder, nkeys, sizeof(int), compare_keys, spec->keys);
+	spec->have_data = true;
+}
+
+/* The event's data ($4... values and isnull, by key), a jsonb object. */
+static Datum
+event_data(EntitySpec *spec, const Datum *values, const bool *isnull)
+{
+	JsonbParseState *state = NULL;
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	for (int k = 0; k < spec->nparams - 3; k++)
 	{
-		fcinfo->args[2 * i].value = CStringGetTextDatum(spec->keys[i]);
-		fcinfo->args[2 * i].isnull = false;
+		int			i = spec->keyorder[k];
+		JsonbValue	key;
+
+		key.type = jbvString;
+		key.val.string.val = (char *) spec->keys[i];
+		key.val.string.len = strlen(spec->keys[i]);
+		pushJsonbValue(&state, WJB_KEY, &key);
+		jsonb_column_push(&spec->columns[i], &state, values[i + 3], isnull[i + 3]);
 	}
-	MemoryContextSwitchTo(old);
-	return fcinfo;
+	return JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL)));
 }
 
 /*
  * What the entity's events are made of for this relation: $1 merchant_id,
  * $2 the event type, $3 correlation_id, $4... the data's keys (their
- * columns and types).  Made again, with the data call, when the relation
- * or a column's type is not the one it was made for; the INSERT plan of
- * the SPI path then goes too.
+ * columns and types); and the columns status and updated_at.  Looked up
+ * once per backend and relation (a relcache invalidation, as ALTER TABLE
+ * sends, makes it look again); the data call is made again, and the INSERT
+ * plan of the SPI path goes, when a column's type is not the one it was
+ * made for.
  */
 static void
 event_layout(EntitySpec *spec, Relation rel)
@@ -198,6 +255,13 @@ event_layout(EntitySpec *spec, Relation rel)
 	int			n = 0;
 	int			payment_param = 0;
 	int			operation_param = 0;
+
+	if (spec->layout_valid && spec->relid == RelationGetRelid(rel))
+		return;
+	watch_invalidations();
+	spec->layout_valid = false;
+	spec->status_attno = column_of(rel, "status");
+	spec->updated_at_attno = column_of(rel, "updated_at");
 
 	attnums[n] = column_of(rel, "merchant_id");
 	types[n++] = TupleDescAttr(desc, attnums[0] - 1)->atttypid;
@@ -225,17 +289,20 @@ event_layout(EntitySpec *spec, Relation rel)
 			operation_param = n;
 	}
 
-	if (spec->data_call != NULL && spec->relid == RelationGetRelid(rel) && spec->nparams == n &&
+	if (spec->have_data && spec->relid == RelationGetRelid(rel) && spec->nparams == n &&
 		memcmp(spec->types, types, sizeof(Oid) * n) == 0 &&
 		memcmp(spec->attnums, attnums, sizeof(int) * n) == 0)
+	{
+		spec->layout_valid = true;
 		return;
+	}
 
 	if (spec->plan != NULL)
 	{
 		SPI_freeplan(spec->plan);
 		spec->plan = NULL;
 	}
-	spec->data_call = NULL;		/* its context is reset below */
+	spec->have_data = false;	/* its context is reset below */
 	spec->relid = RelationGetRelid(rel);
 	spec->nparams = n;
 	memcpy(spec->types, types, sizeof(Oid) * n);
@@ -245,7 +312,8 @@ event_layout(EntitySpec *spec, Relation rel)
 	spec->direct_types = types[0] == INT8OID && types[2] == TEXTOID &&
 		(spec->payment_param == 0 || types[spec->payment_param - 1] == INT8OID) &&
 		(spec->operation_param == 0 || types[spec->operation_param - 1] == INT8OID);
-	spec->data_call = make_data_call(spec, types);
+	make_event_data(spec, types);
+	spec->layout_valid = true;
 }
 
 /* The SPI path's event INSERT (connected to SPI), made on first use. */
@@ -277,28 +345,91 @@ event_plan(EntitySpec *spec)
 	return spec->plan;
 }
 
-/*
- * Raise unless payments.status_transitions lists the transition: one probe
- * of its primary key (entity, from_status, to_status) under the current
- * snapshot, without the executor.
- */
-static void
-check_transition(const char *entity, const char *from, const char *to)
+/* payments.status_transitions' OID, an error when it does not exist */
+static Oid
+transitions_relid(void)
 {
-	Oid			relid = get_relname_relid("status_transitions", get_namespace_oid("payments", false));
-	Relation	rel;
-	Oid			pk;
-	SysScanDesc scan;
-	ScanKeyData keys[3];
-	const char *values[3] = {entity, from, to};
-	bool		found;
+	Oid			relid = cached_table_relid("status_transitions");
 
 	if (!OidIsValid(relid))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("relation \"payments.status_transitions\" does not exist")));
+	return relid;
+}
+
+/* A transition as one key: "entity\x1ffrom\x1fto"; false when too long. */
+static bool
+transition_key(char *key, const char *entity, const char *from, const char *to)
+{
+	int			len = snprintf(key, TRANSITION_KEY_LEN, "%s\x1f%s\x1f%s", entity, from, to);
+
+	return len >= 0 && len < TRANSITION_KEY_LEN;
+}
+
+/*
+ * Read payments.status_transitions into the backend's set, under a fresh
+ * snapshot: the set outlives the transaction.
+ */
+static void
+load_transitions(void)
+{
+	Oid			relid = transitions_relid();
+	HASHCTL		ctl;
+	Relation	rel;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	Snapshot	snapshot;
+
+	if (transitions != NULL)
+		hash_destroy(transitions);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = TRANSITION_KEY_LEN;
+	ctl.entrysize = TRANSITION_KEY_LEN;
+	transitions = hash_create("payments status transitions", 256, &ctl, HASH_ELEM | HASH_STRINGS);
+	transitions_oid = relid;
+	/* valid from here: an invalidation while it is read makes it read again */
+	transitions_valid = true;
+
 	rel = table_open(relid, AccessShareLock);
-	pk = RelationGetPrimaryKeyIndex(rel);
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	scan = systable_beginscan(rel, InvalidOid, false, snapshot, 0, NULL);
+	while (HeapTupleIsValid(tuple = systable_getnext(scan)))
+	{
+		char		key[TRANSITION_KEY_LEN];
+		char	   *parts[3];
+
+		for (int i = 0; i < 3; i++)
+		{
+			bool		isnull;
+			Datum		d = heap_getattr(tuple, i + 1, RelationGetDescr(rel), &isnull);
+
+			parts[i] = isnull ? NULL : TextDatumGetCString(d);
+		}
+		/* a NULL part matches nothing; one too long is probed for instead */
+		if (parts[0] && parts[1] && parts[2] && transition_key(key, parts[0], parts[1], parts[2]))
+			hash_search(transitions, key, HASH_ENTER, NULL);
+	}
+	systable_endscan(scan);
+	UnregisterSnapshot(snapshot);
+	table_close(rel, AccessShareLock);
+}
+
+/*
+ * Whether payments.status_transitions lists the transition, by one probe
+ * of its primary key (entity, from_status, to_status) under the current
+ * snapshot, without the executor: for a key too long for the set.
+ */
+static bool
+probe_transition(const char *entity, const char *from, const char *to)
+{
+	Relation	rel = table_open(transitions_relid(), AccessShareLock);
+	Oid			pk = RelationGetPrimaryKeyIndex(rel);
+	SysScanDesc scan;
+	ScanKeyData keys[3];
+	const char *values[3] = {entity, from, to};
+	bool		found;
+
 	if (!OidIsValid(pk))
 		elog(ERROR, "status trigger: payments.status_transitions has no primary key");
 	for (int i = 0; i < 3; i++)
@@ -308,6 +439,28 @@ check_transition(const char *entity, const char *from, const char *to)
 	found = HeapTupleIsValid(systable_getnext(scan));
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
+	return found;
+}
+
+/*
+ * Raise unless payments.status_transitions lists the transition.  Every
+ * update that changes a status asks, so the table (reference data that
+ * only the extension's scripts change) is kept in the backend: its
+ * statement trigger and any DDL on it make every backend read it again.
+ */
+static void
+check_transition(const char *entity, const char *from, const char *to)
+{
+	char		key[TRANSITION_KEY_LEN];
+	bool		found;
+
+	watch_invalidations();
+	if (!transitions_valid)
+		load_transitions();
+	if (transition_key(key, entity, from, to))
+		found = hash_search(transitions, key, HASH_FIND, NULL) != NULL;
+	else
+		found = probe_transition(entity, from, to);
 	if (!found)
 		ereport(ERROR,
 				(errcode(ERRCODE_PAY_INVALID_STATE),
@@ -385,18 +538,11 @@ write_event(EntitySpec *spec, HeapTuple tuple, TupleDesc desc, const char *entit
 	events = spec->direct_types ? direct_table_get(&events_table, cached_table_relid("events")) : NULL;
 	if (events != NULL && direct_table_writable(events))
 	{
-		FunctionCallInfo call = spec->data_call;
 		Datum		row[lengthof(event_columns)];
 		bool		rownulls[lengthof(event_columns)];
 
-		for (int i = 3; i < spec->nparams; i++)
-		{
-			call->args[2 * (i - 3) + 1].value = values[i];
-			call->args[2 * (i - 3) + 1].isnull = isnull[i];
-		}
-		call->isnull = false;
-		row[4] = FunctionCallInvoke(call);
-		rownulls[4] = call->isnull;
+		row[4] = event_data(spec, values, isnull);
+		rownulls[4] = false;
 		row[0] = values[0];
 		rownulls[0] = isnull[0];
 		row[1] = values[1];
@@ -481,12 +627,13 @@ pay_status_guard(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("payments._status_guard does not know the entity \"%s\"", entity)));
 
-	new_status = status_of(tuple, desc, column_of(rel, "status"));
+	event_layout(spec, rel);
+	new_status = status_of(tuple, desc, spec->status_attno);
 	if (is_insert)
 		changed = true;
 	else
 	{
-		old_status = status_of(td->tg_trigtuple, desc, column_of(rel, "status"));
+		old_status = status_of(td->tg_trigtuple, desc, spec->status_attno);
 		changed = (old_status == NULL) != (new_status == NULL) ||
 			(old_status != NULL && strcmp(old_status, new_status) != 0);
 	}
@@ -494,7 +641,7 @@ pay_status_guard(PG_FUNCTION_ARGS)
 	/* the new row, stamped, in the trigger's memory context */
 	if (!is_insert)
 	{
-		int			col = column_of(rel, "updated_at");
+		int			col = spec->updated_at_attno;
 		Datum		now = TimestampTzGetDatum(GetCurrentTimestamp());
 		bool		isnull = false;
 
@@ -506,7 +653,6 @@ pay_status_guard(PG_FUNCTION_ARGS)
 
 	if (!is_insert)
 		check_transition(entity, old_status ? old_status : "", new_status ? new_status : "");
-	event_layout(spec, rel);
 	write_event(spec, tuple, desc, entity, is_insert, new_status, old_status);
 	return PointerGetDatum(tuple);
 }

@@ -19,6 +19,15 @@ COMMENT ON TABLE payments.status_transitions IS
 	'Every allowed status transition of payments, operations, customers, payment methods, subscriptions and invoices; the status triggers refuse any other.';
 REVOKE ALL ON payments.status_transitions FROM PUBLIC;
 
+-- Each backend keeps the allowed transitions (src/status_guard.c); any
+-- change tells every backend to read them again (src/cached_table.c).
+CREATE TRIGGER status_transitions_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+	ON payments.status_transitions
+	FOR EACH STATEMENT EXECUTE FUNCTION payments._cached_table_changed();
+ALTER TABLE payments.status_transitions ENABLE ALWAYS TRIGGER status_transitions_changed;
+COMMENT ON TRIGGER status_transitions_changed ON payments.status_transitions IS
+	'Makes every backend read the allowed transitions again (src/status_guard.c keeps them).';
+
 INSERT INTO payments.status_transitions (entity, from_status, to_status) VALUES
 	-- payments
 	('payment', 'pending', 'requires_capture'),

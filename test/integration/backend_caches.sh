@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # What backends keep in memory across statements and transactions, and the
-# changes that must reach them.
+# changes that must reach them (the allowed status transitions: case 7).
 #
 # Who acts for a merchant: each backend keeps what merchant_roles, role_trust and merchants say about
 # the last role it resolved (src/tenancy.c), across statements and
@@ -103,6 +103,24 @@ SELECT payments._invoice_tag();
 SELECT payments._invoice_tag();")
 is "$(tr '\n' ' ' <<<"$out")" "$TAG0 ABCDEF $TAG0 " \
 	"the invoice tag kept by a session follows a change of installation_secrets from its next statement"
+
+# 7. the allowed status transitions (src/status_guard.c): one added or
+#    removed by another session counts from the kept session's next
+#    statement
+P=$(su -c "INSERT INTO payments.payments (merchant_id, kind, amount, amount_refunded, payment_method,
+	invoice_number, correlation_id) VALUES ($A, 'purchase', '1.00 USD', '0.00 USD', 'profile', 'TCSM1', 'tc-sm')
+	RETURNING payment_id")
+status="UPDATE payments.payments SET status = '%s' WHERE payment_id = $P RETURNING status;"
+out=$(kept postgres "$(printf "$status" canceled)
+\\! $OWNER \"INSERT INTO payments.status_transitions VALUES ('payment', 'canceled', 'failed'), ('payment', 'failed', 'canceled')\"
+$(printf "$status" failed)
+$(printf "$status" canceled)
+\\! $OWNER \"DELETE FROM payments.status_transitions WHERE entity = 'payment' AND from_status IN ('canceled', 'failed') AND to_status IN ('canceled', 'failed')\"
+$(printf "$status" failed)")
+like "$(tr '\n' ' ' <<<"$out")" "^canceled failed canceled ERROR: +invalid payment status transition from canceled to failed" \
+	"transitions kept by a session: one another session adds is allowed, and refused again once it is removed, from the next statement"
+is "$(su -c "SELECT count(*) FROM payments.status_transitions WHERE entity = 'payment' AND from_status IN ('canceled', 'failed') AND to_status IN ('canceled', 'failed')")" \
+	0 "the transitions added for the test are gone"
 
 su -c "SELECT payments.pay_forget_role(r) FROM unnest(ARRAY['tc_app', 'tc_group', 'tc_admin']::regrole[]) r" >/dev/null
 su -c "DROP ROLE tc_app, tc_group, tc_admin" >/dev/null

@@ -9,7 +9,7 @@
 \set ON_ERROR_STOP true
 BEGIN;
 SET LOCAL TimeZone = 'UTC';
-SELECT plan(57);
+SELECT plan(60);
 
 SELECT has_table('payments', 'audit_log', 'payments.audit_log exists');
 SELECT has_table('payments', 'audit_seals', 'payments.audit_seals exists');
@@ -139,6 +139,23 @@ SELECT throws_ok($$SELECT payments.pay_audit_attach('tap_notes')$$, '42501', NUL
 RESET ROLE;
 SELECT throws_ok($$UPDATE payments.audit_log SET app_user = 'nobody'$$, '42501', NULL,
 	'the owner cannot update audit rows outside retention either');
+
+-- Values that are objects or arrays (jsonb, an array column) and of an
+-- extension's type: as to_jsonb() writes them, on insert and on update;
+-- their rows verify below with the rest (the row hash is over their text).
+CREATE TABLE public.tap_docs (id int PRIMARY KEY, merchant_id bigint NOT NULL, doc jsonb,
+	tags text[], total payments.pay_amount, n numeric);
+SELECT ok(payments.pay_audit_attach('tap_docs'), 'attach to a table with jsonb and array columns');
+INSERT INTO tap_docs VALUES (1, 3,
+	'{"b": [1, "two", {"c": null, "d": false}], "a": "quote \" back \\ tab \t é", "e": {}, "z": [], "n": 1.50}',
+	ARRAY['x', 'y "q"'], '9.99 EUR', 'NaN');
+CREATE TEMP TABLE tap_docs_inserted AS SELECT to_jsonb(t) AS row FROM tap_docs t;
+UPDATE tap_docs SET doc = doc || '{"f": [true]}', n = 2.50 WHERE id = 1;
+SELECT is((SELECT new_row FROM payments.audit_log WHERE table_name = 'tap_docs' AND operation = 'INSERT'),
+	(SELECT row FROM tap_docs_inserted), 'INSERT: objects, arrays, NaN and pay_amount as to_jsonb() writes them');
+SELECT results_eq($$SELECT old_row, new_row FROM payments.audit_log WHERE table_name = 'tap_docs' AND operation = 'UPDATE'$$,
+	$$SELECT (SELECT row FROM tap_docs_inserted), to_jsonb(t) FROM tap_docs t$$,
+	'UPDATE: the old and the new row likewise');
 
 -- Seals and verification.
 SELECT is(payments.pay_audit_verify(), NULL::jsonb, 'verification passes before sealing');

@@ -9,7 +9,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(21);
+SELECT plan(23);
 
 SELECT set_eq($$SELECT operation_kind, outcome FROM payments.operation_outcomes$$,
 	$$SELECT k, o FROM unnest(ARRAY['purchase', 'authorize', 'capture', 'void', 'refund']) k,
@@ -89,12 +89,28 @@ SELECT is((SELECT array_agg(k ORDER BY k) FROM payments.events e, jsonb_object_k
 	ARRAY['amount', 'amount_captured', 'amount_refunded', 'card_brand', 'card_last4', 'decline_code',
 		'decline_reason', 'gateway_trans_id', 'invoice_number', 'kind', 'metadata', 'payment_id', 'status'],
 	'a payment event carries the payment''s fields');
-UPDATE payments.payments SET description = 'touched' WHERE invoice_number = 'TAPSM1';
+-- (metadata with nested values and characters JSON escapes: the event's
+-- data embeds it as jsonb_build_object does)
+UPDATE payments.payments SET description = 'touched',
+	metadata = '{"b": [1, "two", {"c": null, "d": false}], "a": "quote \" back \\ tab \t é", "n": 1.50, "e": {}}'
+WHERE invoice_number = 'TAPSM1';
 SELECT ok((SELECT updated_at > now() FROM payments.payments WHERE invoice_number = 'TAPSM1'),
 	'an update stamps updated_at with the clock');
 SELECT throws_ok($$UPDATE payments.payments SET status = 'pending' WHERE invoice_number = 'TAPSM1'$$,
 	'22Y20', 'invalid payment status transition from succeeded to pending',
 	'a transition the table does not list is refused with its entity and statuses');
+-- the backend keeps the transitions (src/status_guard.c): one added in
+-- this transaction is allowed at once, and refused again once removed
+INSERT INTO payments.status_transitions VALUES ('payment', 'succeeded', 'in_review');
+UPDATE payments.payments SET status = 'in_review' WHERE invoice_number = 'TAPSM1';
+SELECT is((SELECT status FROM payments.payments WHERE invoice_number = 'TAPSM1'), 'in_review',
+	'a transition added in the transaction is allowed at once');
+UPDATE payments.payments SET status = 'succeeded' WHERE invoice_number = 'TAPSM1';
+DELETE FROM payments.status_transitions WHERE entity = 'payment' AND from_status = 'succeeded'
+	AND to_status = 'in_review';
+SELECT throws_ok($$UPDATE payments.payments SET status = 'in_review' WHERE invoice_number = 'TAPSM1'$$,
+	'22Y20', 'invalid payment status transition from succeeded to in_review',
+	'and refused again once it is removed');
 SET LOCAL search_path = '';
 SET LOCAL plan_cache_mode = force_custom_plan;
 UPDATE payments.payments SET status = 'refunded' WHERE invoice_number = 'TAPSM1';
@@ -106,7 +122,7 @@ SELECT (SELECT pg_catalog.string_agg(e.event_type, ',' ORDER BY e.event_id) FROM
 RESET search_path;
 RESET plan_cache_mode;
 SELECT is((SELECT events FROM sm_probe),
-	'payment.pending,payment.requires_capture,payment.succeeded,payment.refunded',
+	'payment.pending,payment.requires_capture,payment.succeeded,payment.in_review,payment.succeeded,payment.refunded',
 	'with an empty search_path the trigger still writes its event');
 SELECT is((SELECT mode FROM sm_probe), 'force_custom_plan',
 	'the caller''s plan_cache_mode is as it was after the trigger ran');
