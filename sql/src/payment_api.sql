@@ -203,12 +203,14 @@ BEGIN
 	END IF;
 	-- a customer or a stored method (payment_methods.sql): the method's
 	-- profile is charged, the customer's details fill customer
-	stored := payments._stored_method_for_payment(p_customer_id, p_payment_method_id, methods);
-	IF stored.payment_method_id IS NOT NULL THEN
-		p_customer_profile_id := stored.customer_profile_id;
-		p_payment_profile_id := stored.payment_profile_id;
-		p_customer_id := stored.customer_id;
-		methods := 1;
+	IF p_customer_id IS NOT NULL OR p_payment_method_id IS NOT NULL THEN
+		stored := payments._stored_method_for_payment(p_customer_id, p_payment_method_id, methods);
+		IF stored.payment_method_id IS NOT NULL THEN
+			p_customer_profile_id := stored.customer_profile_id;
+			p_payment_profile_id := stored.payment_profile_id;
+			p_customer_id := stored.customer_id;
+			methods := 1;
+		END IF;
 	END IF;
 	IF p_customer_id IS NOT NULL AND p_customer IS NULL THEN
 		p_customer := payments._customer_billing(p_customer_id);
@@ -259,8 +261,14 @@ BEGIN
 		END IF;
 	END IF;
 
+	-- The payment, its operation and the sealed card or nonce (it can
+	-- charge the card once: it waits sealed, like a card) in one statement:
+	-- each statement costs a purchase an executor of its own.  The payment
+	-- is written first (the operation reads it), so its event comes first.
 	pid := nextval('payments.payments_payment_id_seq');
-	INSERT INTO payments.payments (merchant_id, payment_id, kind, amount, amount_refunded,
+	oid_ := nextval('payments.operations_operation_id_seq');
+	WITH p AS (
+	INSERT INTO payments.payments AS n (merchant_id, payment_id, kind, amount, amount_refunded,
 		payment_method, card_brand, card_last4, card_exp_month, card_exp_year, card_fingerprint,
 		customer_profile_id, payment_profile_id, invoice_number, description, order_ref,
 		customer, metadata, correlation_id, idempotency_key, customer_id, payment_method_id)
@@ -277,21 +285,20 @@ BEGIN
 		'P' || payments._invoice_tag() || pid, p_description, p_order_ref,
 		coalesce(p_customer, '{}'), coalesce(p_metadata, '{}'), corr, p_idempotency_key,
 		p_customer_id, stored.payment_method_id)
-	RETURNING * INTO result;
-
-	INSERT INTO payments.operations (merchant_id, payment_id, kind, amount, idempotency_key, correlation_id)
-	VALUES (m, pid, p_kind, p_amount, p_idempotency_key, corr)
-	RETURNING operation_id INTO oid_;
-
-	IF p_card IS NOT NULL THEN
-		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
-		VALUES (m, oid_, payments._card_sealed(p_card));
-	ELSIF p_opaque_data IS NOT NULL THEN
-		-- the nonce can charge the card once: it waits sealed, like a card
-		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
-		VALUES (m, oid_, payments._opaque_data_sealed(p_opaque_data ->> 'dataDescriptor',
-			p_opaque_data ->> 'dataValue'));
-	END IF;
+	RETURNING n
+	), o AS (
+	INSERT INTO payments.operations (operation_id, merchant_id, payment_id, kind, amount,
+		idempotency_key, correlation_id)
+	OVERRIDING SYSTEM VALUE
+	SELECT oid_, m, pid, p_kind, p_amount, p_idempotency_key, corr FROM p
+	RETURNING operation_id
+	), v AS (
+	INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
+	SELECT m, o.operation_id, CASE WHEN p_card IS NOT NULL THEN payments._card_sealed(p_card)
+		ELSE payments._opaque_data_sealed(p_opaque_data ->> 'dataDescriptor', p_opaque_data ->> 'dataValue') END
+	FROM o WHERE p_card IS NOT NULL OR p_opaque_data IS NOT NULL
+	)
+	SELECT (p.n).* INTO result FROM p, o;
 
 	IF p_idempotency_key IS NOT NULL THEN
 		UPDATE payments.idempotency_keys SET payment_id = pid, operation_id = oid_
