@@ -283,7 +283,10 @@ audit_relcache_callback(Datum arg pg_attribute_unused(), Oid relid)
 		entry->valid = false;
 }
 
-/* A schema renamed: every cached schema name may be stale. */
+/*
+ * A schema renamed: every cached schema name may be stale.  A cast made or
+ * dropped: a column's way to jsonb may have changed (jsonb_value.c).
+ */
 static void
 audit_namespace_callback(Datum arg, int cacheid pg_attribute_unused(),
 						 uint32 hashvalue pg_attribute_unused())
@@ -314,6 +317,7 @@ register_callbacks(void)
 							HASH_ELEM | HASH_BLOBS);
 	CacheRegisterRelcacheCallback(audit_relcache_callback, (Datum) 0);
 	CacheRegisterSyscacheCallback(NAMESPACEOID, audit_namespace_callback, (Datum) 0);
+	CacheRegisterSyscacheCallback(CASTSOURCETARGET, audit_namespace_callback, (Datum) 0);
 	callbacks_registered = true;
 }
 

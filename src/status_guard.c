@@ -47,6 +47,7 @@
 #include "utils/rel.h"
 #include "utils/relcache.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "cached_table.h"
@@ -138,12 +139,25 @@ status_guard_relcache_callback(Datum arg pg_attribute_unused(), Oid relid)
 			entities[i].layout_valid = false;
 }
 
+/* A cast made or dropped: a key's way to jsonb may have changed (jsonb_value.c). */
+static void
+status_guard_cast_callback(Datum arg pg_attribute_unused(), int cacheid pg_attribute_unused(),
+						   uint32 hashvalue pg_attribute_unused())
+{
+	for (size_t i = 0; i < lengthof(entities); i++)
+	{
+		entities[i].layout_valid = false;
+		entities[i].have_data = false;
+	}
+}
+
 static void
 watch_invalidations(void)
 {
 	if (!invalidations_watched)
 	{
 		CacheRegisterRelcacheCallback(status_guard_relcache_callback, (Datum) 0);
+		CacheRegisterSyscacheCallback(CASTSOURCETARGET, status_guard_cast_callback, (Datum) 0);
 		invalidations_watched = true;
 	}
 }

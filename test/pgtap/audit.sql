@@ -9,7 +9,7 @@
 \set ON_ERROR_STOP true
 BEGIN;
 SET LOCAL TimeZone = 'UTC';
-SELECT plan(60);
+SELECT plan(61);
 
 SELECT has_table('payments', 'audit_log', 'payments.audit_log exists');
 SELECT has_table('payments', 'audit_seals', 'payments.audit_seals exists');
@@ -156,6 +156,16 @@ SELECT is((SELECT new_row FROM payments.audit_log WHERE table_name = 'tap_docs' 
 SELECT results_eq($$SELECT old_row, new_row FROM payments.audit_log WHERE table_name = 'tap_docs' AND operation = 'UPDATE'$$,
 	$$SELECT (SELECT row FROM tap_docs_inserted), to_jsonb(t) FROM tap_docs t$$,
 	'UPDATE: the old and the new row likewise');
+-- a cast to json made meanwhile counts from the next row, as in to_jsonb()
+CREATE FUNCTION public.tap_amount_json(a payments.pay_amount) RETURNS json LANGUAGE sql IMMUTABLE
+	AS $$ SELECT json_build_object('minor', payments.pay_minor_units(a), 'currency', payments.pay_currency(a)) $$;
+CREATE CAST (payments.pay_amount AS json) WITH FUNCTION public.tap_amount_json(payments.pay_amount);
+INSERT INTO tap_docs (id, merchant_id, total) VALUES (2, 3, '1.25 USD');
+SELECT is((SELECT new_row -> 'total' FROM payments.audit_log WHERE table_name = 'tap_docs' AND operation = 'INSERT'
+		ORDER BY audit_id DESC LIMIT 1),
+	'{"minor": 125, "currency": "USD"}'::jsonb, 'a cast of pay_amount to json made meanwhile is used, as to_jsonb() uses it');
+DROP CAST (payments.pay_amount AS json);
+DROP FUNCTION public.tap_amount_json(payments.pay_amount);
 
 -- Seals and verification.
 SELECT is(payments.pay_audit_verify(), NULL::jsonb, 'verification passes before sealing');
