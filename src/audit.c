@@ -288,7 +288,7 @@ audit_relcache_callback(Datum arg pg_attribute_unused(), Oid relid)
  * dropped: a column's way to jsonb may have changed (jsonb_value.c).
  */
 static void
-audit_namespace_callback(Datum arg, int cacheid pg_attribute_unused(),
+audit_syscache_callback(Datum arg, int cacheid pg_attribute_unused(),
 						 uint32 hashvalue pg_attribute_unused())
 {
 	audit_relcache_callback(arg, InvalidOid);
@@ -316,8 +316,8 @@ register_callbacks(void)
 	rel_cache = hash_create("payments audit relation cache", 64, &ctl,
 							HASH_ELEM | HASH_BLOBS);
 	CacheRegisterRelcacheCallback(audit_relcache_callback, (Datum) 0);
-	CacheRegisterSyscacheCallback(NAMESPACEOID, audit_namespace_callback, (Datum) 0);
-	CacheRegisterSyscacheCallback(CASTSOURCETARGET, audit_namespace_callback, (Datum) 0);
+	CacheRegisterSyscacheCallback(NAMESPACEOID, audit_syscache_callback, (Datum) 0);
+	CacheRegisterSyscacheCallback(CASTSOURCETARGET, audit_syscache_callback, (Datum) 0);
 	callbacks_registered = true;
 }
 
