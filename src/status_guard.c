@@ -128,10 +128,17 @@ static bool transitions_valid = false;
 static Oid	transitions_oid = InvalidOid;
 static bool invalidations_watched = false;
 
+/*
+ * Counts the invalidations heard: what was read while one arrived (catalog
+ * reads take them in) is not marked valid.
+ */
+static uint64 invalidations = 0;
+
 /* A relation changed: what was kept of it is looked up again. */
 static void
 status_guard_relcache_callback(Datum arg pg_attribute_unused(), Oid relid)
 {
+	invalidations++;
 	if (!OidIsValid(relid) || relid == transitions_oid)
 		transitions_valid = false;
 	for (size_t i = 0; i < lengthof(entities); i++)
@@ -144,6 +151,7 @@ static void
 status_guard_cast_callback(Datum arg pg_attribute_unused(), int cacheid pg_attribute_unused(),
 						   uint32 hashvalue pg_attribute_unused())
 {
+	invalidations++;
 	for (size_t i = 0; i < lengthof(entities); i++)
 	{
 		entities[i].layout_valid = false;
@@ -269,10 +277,12 @@ event_layout(EntitySpec *spec, Relation rel)
 	int			n = 0;
 	int			payment_param = 0;
 	int			operation_param = 0;
+	uint64		heard;
 
 	if (spec->layout_valid && spec->relid == RelationGetRelid(rel))
 		return;
 	watch_invalidations();
+	heard = invalidations;
 	spec->layout_valid = false;
 	spec->status_attno = column_of(rel, "status");
 	spec->updated_at_attno = column_of(rel, "updated_at");
@@ -307,7 +317,7 @@ event_layout(EntitySpec *spec, Relation rel)
 		memcmp(spec->types, types, sizeof(Oid) * n) == 0 &&
 		memcmp(spec->attnums, attnums, sizeof(int) * n) == 0)
 	{
-		spec->layout_valid = true;
+		spec->layout_valid = (heard == invalidations);
 		return;
 	}
 
@@ -327,7 +337,8 @@ event_layout(EntitySpec *spec, Relation rel)
 		(spec->payment_param == 0 || types[spec->payment_param - 1] == INT8OID) &&
 		(spec->operation_param == 0 || types[spec->operation_param - 1] == INT8OID);
 	make_event_data(spec, types);
-	spec->layout_valid = true;
+	/* a cast changed meanwhile: made again at the next row */
+	spec->have_data = spec->layout_valid = (heard == invalidations);
 }
 
 /* The SPI path's event INSERT (connected to SPI), made on first use. */
@@ -394,7 +405,10 @@ load_transitions(void)
 	SysScanDesc scan;
 	HeapTuple	tuple;
 	Snapshot	snapshot;
+	uint64		heard;
 
+	/* invalid until read whole: an error halfway leaves it to be read again */
+	transitions_valid = false;
 	if (transitions != NULL)
 		hash_destroy(transitions);
 	memset(&ctl, 0, sizeof(ctl));
@@ -402,10 +416,9 @@ load_transitions(void)
 	ctl.entrysize = TRANSITION_KEY_LEN;
 	transitions = hash_create("payments status transitions", 256, &ctl, HASH_ELEM | HASH_STRINGS);
 	transitions_oid = relid;
-	/* valid from here: an invalidation while it is read makes it read again */
-	transitions_valid = true;
 
 	rel = table_open(relid, AccessShareLock);
+	heard = invalidations;
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
 	scan = systable_beginscan(rel, InvalidOid, false, snapshot, 0, NULL);
 	while (HeapTupleIsValid(tuple = systable_getnext(scan)))
@@ -427,6 +440,8 @@ load_transitions(void)
 	systable_endscan(scan);
 	UnregisterSnapshot(snapshot);
 	table_close(rel, AccessShareLock);
+	/* a change heard while it was read: read again at the next check */
+	transitions_valid = (heard == invalidations);
 }
 
 /*

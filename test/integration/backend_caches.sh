@@ -122,6 +122,20 @@ like "$(tr '\n' ' ' <<<"$out")" "^canceled failed canceled ERROR: +invalid payme
 is "$(su -c "SELECT count(*) FROM payments.status_transitions WHERE entity = 'payment' AND from_status IN ('canceled', 'failed') AND to_status IN ('canceled', 'failed')")" \
 	0 "the transitions added for the test are gone"
 
+# 8. a session whose first read of the transitions failed (a lock held on
+#    status_transitions by a transaction that then rolled back: no change,
+#    so no invalidation) reads them again at its next status change
+P2=$(su -c "INSERT INTO payments.payments (merchant_id, kind, amount, amount_refunded, payment_method,
+	invoice_number, correlation_id) VALUES ($A, 'purchase', '1.00 USD', '0.00 USD', 'profile', 'TCSM2', 'tc-sm2')
+	RETURNING payment_id")
+out=$(kept postgres "\\! ($OWNER \"BEGIN; LOCK TABLE payments.status_transitions IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(1.5); ROLLBACK;\" &) ; sleep 0.5
+SET lock_timeout = '100ms';
+UPDATE payments.payments SET status = 'canceled' WHERE payment_id = $P2 RETURNING status;
+\\! sleep 2
+UPDATE payments.payments SET status = 'canceled' WHERE payment_id = $P2 RETURNING status;")
+like "$(tr '\n' ' ' <<<"$out")" "^ERROR: +canceling statement due to lock timeout .*canceled $" \
+	"a read of the transitions cut short by a lock timeout is done again at the next status change, not kept half made"
+
 su -c "SELECT payments.pay_forget_role(r) FROM unnest(ARRAY['tc_app', 'tc_group', 'tc_admin']::regrole[]) r" >/dev/null
 su -c "DROP ROLE tc_app, tc_group, tc_admin" >/dev/null
 tap_done
