@@ -8227,6 +8227,180 @@ COMMENT ON FUNCTION payments._create_payment(text, payments.pay_amount, payments
 	'Internal: records a purchase or authorization and its gateway operation; the worker sends it after COMMIT.';
 
 ------------------------------------------------------------------------------
+-- h-default-conflict: a default payment method set or saved at REPEATABLE
+-- READ or SERIALIZABLE against a default another session committed after
+-- the snapshot fails with 40001, not with 23505 on an internal index
+-- (sql/src/payment_methods.sql).
+
+-- A unique violation of payment_methods_one_default while a method is made
+-- the default.  At REPEATABLE READ or SERIALIZABLE it is a default that
+-- another session committed after this transaction's snapshot: the UPDATE
+-- that clears the old default did not see it.  That is a serialization
+-- failure, to be retried, not a duplicate the caller made (READ COMMITTED
+-- never meets it: each statement after the customer's lock sees the other
+-- session's default).  Any other constraint: nothing here, the caller
+-- raises the error again as it was.
+CREATE FUNCTION payments._default_conflict(p_constraint text, p_customer_id bigint) RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+BEGIN
+	IF p_constraint = 'payment_methods_one_default' THEN
+		RAISE EXCEPTION 'could not make a payment method the default of customer %: another session changed the customer''s default after this transaction began',
+				p_customer_id
+			USING ERRCODE = '40001',
+				DETAIL = format('This %s transaction''s snapshot does not show the default that session made.',
+					upper(current_setting('transaction_isolation'))),
+				HINT = 'Retry the transaction.';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION payments._default_conflict(text, bigint) IS
+	'Internal: raises 40001 for a unique violation of payment_methods_one_default (a default another session committed after the snapshot); returns for any other constraint.';
+
+CREATE OR REPLACE FUNCTION payments.pay_save_payment_method(
+	customer_id bigint,
+	card payments.pay_card DEFAULT NULL,
+	opaque_data jsonb DEFAULT NULL,
+	payment_id bigint DEFAULT NULL,
+	validation_mode text DEFAULT 'liveMode',
+	make_default boolean DEFAULT true,
+	idempotency_key text DEFAULT NULL,
+	correlation_id text DEFAULT NULL)
+	RETURNS payments.payment_methods
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	c payments.customers := payments._find_customer(pay_save_payment_method.customer_id, true, false);
+	m bigint := c.merchant_id;
+	corr text := payments._correlation_id(pay_save_payment_method.correlation_id);
+	sources int := (card IS NOT NULL)::int + (opaque_data IS NOT NULL)::int
+		+ (pay_save_payment_method.payment_id IS NOT NULL)::int;
+	idem payments.idempotency_keys;
+	p payments.payments;
+	pm payments.payment_methods;
+	o payments.operations;
+	src text;
+	cname text;
+BEGIN
+	IF sources <> 1 THEN
+		RAISE EXCEPTION 'exactly one of card, opaque_data and payment_id is required'
+			USING ERRCODE = '22Y22', DETAIL = format('%s were given.', sources);
+	END IF;
+	IF validation_mode IS NULL OR validation_mode NOT IN ('none', 'testMode', 'liveMode') THEN
+		RAISE EXCEPTION 'validation_mode must be none, testMode or liveMode' USING ERRCODE = '22023',
+			HINT = 'none stores the card unchecked, testMode checks its form, liveMode authorizes $0.00 at the issuer.';
+	END IF;
+	IF opaque_data IS NOT NULL THEN
+		PERFORM payments._check_opaque_data(opaque_data);
+	END IF;
+	PERFORM payments._check_gateway_input(NULL, NULL, NULL, corr);
+	idem := payments._idempotency_claim(m, pay_save_payment_method.idempotency_key, 'save_payment_method',
+		md5(jsonb_build_array(c.customer_id, payments.pay_card_brand(card), payments.pay_card_last4(card),
+			payments.pay_card_exp_month(card), payments.pay_card_exp_year(card), opaque_data,
+			pay_save_payment_method.payment_id, validation_mode, make_default)::text));
+	IF idem.request_kind IS NOT NULL THEN
+		SELECT x.* INTO pm FROM payments.payment_methods x
+		JOIN payments.operations y ON y.merchant_id = x.merchant_id AND y.payment_method_id = x.payment_method_id
+		WHERE y.merchant_id = m AND y.operation_id = idem.operation_id;
+		RETURN pm;
+	END IF;
+	IF pay_save_payment_method.payment_id IS NOT NULL THEN
+		src := 'payment';
+		p := payments._find_payment(pay_save_payment_method.payment_id);
+		IF p.gateway_trans_id IS NULL OR p.status NOT IN ('succeeded', 'requires_capture',
+				'partially_refunded', 'refunded') OR p.payment_method NOT IN ('card', 'opaque_data') THEN
+			RAISE EXCEPTION 'payment % cannot be saved as a payment method', p.payment_id
+				USING ERRCODE = '22Y20',
+					DETAIL = format('The payment is %s%s; only an approved card or Accept.js payment can be saved.',
+						p.status, CASE WHEN p.payment_method = 'profile' THEN ' and was made with a stored method' ELSE '' END);
+		END IF;
+	ELSIF card IS NOT NULL THEN
+		src := 'card';
+	ELSE
+		src := 'opaque_data';
+	END IF;
+	BEGIN
+		IF make_default THEN
+			UPDATE payments.payment_methods x SET is_default = false
+			WHERE x.merchant_id = m AND x.customer_id = c.customer_id AND x.is_default;
+		END IF;
+		INSERT INTO payments.payment_methods AS x (merchant_id, customer_id, source, validation_mode, is_default,
+			card_brand, card_last4, card_exp_month, card_exp_year, card_fingerprint, source_payment_id,
+			idempotency_key, correlation_id)
+		VALUES (m, c.customer_id, src, validation_mode, make_default,
+			coalesce(payments.pay_card_brand(card), p.card_brand), coalesce(payments.pay_card_last4(card), p.card_last4),
+			coalesce(payments.pay_card_exp_month(card), p.card_exp_month),
+			coalesce(payments.pay_card_exp_year(card), p.card_exp_year),
+			p.card_fingerprint, p.payment_id,
+			pay_save_payment_method.idempotency_key, corr)
+		RETURNING * INTO pm;
+	EXCEPTION WHEN unique_violation THEN
+		GET STACKED DIAGNOSTICS cname = CONSTRAINT_NAME;
+		PERFORM payments._default_conflict(cname, c.customer_id);
+		RAISE;
+	END;
+	o := payments._new_method_operation(m, 'save_method', pm.payment_method_id, c.customer_id, p.payment_id,
+		pay_save_payment_method.idempotency_key, corr);
+	IF card IS NOT NULL THEN
+		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
+		VALUES (m, o.operation_id, payments._card_sealed(card));
+	ELSIF opaque_data IS NOT NULL THEN
+		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
+		VALUES (m, o.operation_id, payments._opaque_data_sealed(opaque_data ->> 'dataDescriptor',
+			opaque_data ->> 'dataValue'));
+	END IF;
+	RETURN pm;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION payments.pay_set_default_payment_method(payment_method_id bigint,
+	idempotency_key text DEFAULT NULL, correlation_id text DEFAULT NULL)
+	RETURNS payments.payment_methods
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	pm payments.payment_methods := payments._find_payment_method(pay_set_default_payment_method.payment_method_id);
+	idem payments.idempotency_keys;
+	result payments.payment_methods;
+	cname text;
+BEGIN
+	-- the customer first, as pay_save_payment_method locks it: a default it
+	-- saves meanwhile is then seen, not a unique violation
+	PERFORM payments._find_customer(pm.customer_id, true);
+	pm := payments._find_payment_method(pm.payment_method_id, true);
+	idem := payments._idempotency_claim(pm.merchant_id,
+		pay_set_default_payment_method.idempotency_key, 'set_default_payment_method',
+		md5(jsonb_build_array(pm.payment_method_id)::text));
+	IF idem.request_kind IS NULL AND pm.status NOT IN ('pending', 'active') THEN
+		RAISE EXCEPTION 'cannot make payment method % in status % the default', pm.payment_method_id, pm.status
+			USING ERRCODE = '22Y20';
+	END IF;
+	IF NOT pm.is_default AND idem.request_kind IS NULL THEN
+		BEGIN
+			UPDATE payments.payment_methods x SET is_default = false
+			WHERE x.merchant_id = pm.merchant_id AND x.customer_id = pm.customer_id AND x.is_default;
+			UPDATE payments.payment_methods x SET is_default = true
+			WHERE x.merchant_id = pm.merchant_id AND x.payment_method_id = pm.payment_method_id;
+		EXCEPTION WHEN unique_violation THEN
+			GET STACKED DIAGNOSTICS cname = CONSTRAINT_NAME;
+			PERFORM payments._default_conflict(cname, pm.customer_id);
+			RAISE;
+		END;
+		INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
+		VALUES (pm.merchant_id, 'payment_method.default', jsonb_build_object('payment_method_id',
+			pm.payment_method_id, 'customer_id', pm.customer_id),
+			payments._correlation_id(pay_set_default_payment_method.correlation_id));
+	END IF;
+	SELECT * INTO result FROM payments.payment_methods x
+	WHERE x.merchant_id = pm.merchant_id AND x.payment_method_id = pm.payment_method_id;
+	RETURN result;
+END
+$$;
+
+------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,
 -- payment_api.sql, privileges.sql).  Keep this block LAST: its privilege
 -- and row-security statements cover every function and tenant table made

@@ -146,6 +146,32 @@ $$;
 COMMENT ON FUNCTION payments._new_method_operation(bigint, text, bigint, bigint, bigint, text, text) IS
 	'Internal: queues a save_method, delete_method or delete_customer operation for the worker.';
 
+-- A unique violation of payment_methods_one_default while a method is made
+-- the default.  At REPEATABLE READ or SERIALIZABLE it is a default that
+-- another session committed after this transaction's snapshot: the UPDATE
+-- that clears the old default did not see it.  That is a serialization
+-- failure, to be retried, not a duplicate the caller made (READ COMMITTED
+-- never meets it: each statement after the customer's lock sees the other
+-- session's default).  Any other constraint: nothing here, the caller
+-- raises the error again as it was.
+CREATE FUNCTION payments._default_conflict(p_constraint text, p_customer_id bigint) RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+BEGIN
+	IF p_constraint = 'payment_methods_one_default' THEN
+		RAISE EXCEPTION 'could not make a payment method the default of customer %: another session changed the customer''s default after this transaction began',
+				p_customer_id
+			USING ERRCODE = '40001',
+				DETAIL = format('This %s transaction''s snapshot does not show the default that session made.',
+					upper(current_setting('transaction_isolation'))),
+				HINT = 'Retry the transaction.';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION payments._default_conflict(text, bigint) IS
+	'Internal: raises 40001 for a unique violation of payment_methods_one_default (a default another session committed after the snapshot); returns for any other constraint.';
+
 CREATE FUNCTION payments.pay_save_payment_method(
 	customer_id bigint,
 	card payments.pay_card DEFAULT NULL,
@@ -170,6 +196,7 @@ DECLARE
 	pm payments.payment_methods;
 	o payments.operations;
 	src text;
+	cname text;
 BEGIN
 	IF sources <> 1 THEN
 		RAISE EXCEPTION 'exactly one of card, opaque_data and payment_id is required'
@@ -208,20 +235,26 @@ BEGIN
 	ELSE
 		src := 'opaque_data';
 	END IF;
-	IF make_default THEN
-		UPDATE payments.payment_methods x SET is_default = false
-		WHERE x.merchant_id = m AND x.customer_id = c.customer_id AND x.is_default;
-	END IF;
-	INSERT INTO payments.payment_methods AS x (merchant_id, customer_id, source, validation_mode, is_default,
-		card_brand, card_last4, card_exp_month, card_exp_year, card_fingerprint, source_payment_id,
-		idempotency_key, correlation_id)
-	VALUES (m, c.customer_id, src, validation_mode, make_default,
-		coalesce(payments.pay_card_brand(card), p.card_brand), coalesce(payments.pay_card_last4(card), p.card_last4),
-		coalesce(payments.pay_card_exp_month(card), p.card_exp_month),
-		coalesce(payments.pay_card_exp_year(card), p.card_exp_year),
-		p.card_fingerprint, p.payment_id,
-		pay_save_payment_method.idempotency_key, corr)
-	RETURNING * INTO pm;
+	BEGIN
+		IF make_default THEN
+			UPDATE payments.payment_methods x SET is_default = false
+			WHERE x.merchant_id = m AND x.customer_id = c.customer_id AND x.is_default;
+		END IF;
+		INSERT INTO payments.payment_methods AS x (merchant_id, customer_id, source, validation_mode, is_default,
+			card_brand, card_last4, card_exp_month, card_exp_year, card_fingerprint, source_payment_id,
+			idempotency_key, correlation_id)
+		VALUES (m, c.customer_id, src, validation_mode, make_default,
+			coalesce(payments.pay_card_brand(card), p.card_brand), coalesce(payments.pay_card_last4(card), p.card_last4),
+			coalesce(payments.pay_card_exp_month(card), p.card_exp_month),
+			coalesce(payments.pay_card_exp_year(card), p.card_exp_year),
+			p.card_fingerprint, p.payment_id,
+			pay_save_payment_method.idempotency_key, corr)
+		RETURNING * INTO pm;
+	EXCEPTION WHEN unique_violation THEN
+		GET STACKED DIAGNOSTICS cname = CONSTRAINT_NAME;
+		PERFORM payments._default_conflict(cname, c.customer_id);
+		RAISE;
+	END;
 	o := payments._new_method_operation(m, 'save_method', pm.payment_method_id, c.customer_id, p.payment_id,
 		pay_save_payment_method.idempotency_key, corr);
 	IF card IS NOT NULL THEN
@@ -299,6 +332,7 @@ DECLARE
 	pm payments.payment_methods := payments._find_payment_method(pay_set_default_payment_method.payment_method_id);
 	idem payments.idempotency_keys;
 	result payments.payment_methods;
+	cname text;
 BEGIN
 	-- the customer first, as pay_save_payment_method locks it: a default it
 	-- saves meanwhile is then seen, not a unique violation
@@ -312,10 +346,16 @@ BEGIN
 			USING ERRCODE = '22Y20';
 	END IF;
 	IF NOT pm.is_default AND idem.request_kind IS NULL THEN
-		UPDATE payments.payment_methods x SET is_default = false
-		WHERE x.merchant_id = pm.merchant_id AND x.customer_id = pm.customer_id AND x.is_default;
-		UPDATE payments.payment_methods x SET is_default = true
-		WHERE x.merchant_id = pm.merchant_id AND x.payment_method_id = pm.payment_method_id;
+		BEGIN
+			UPDATE payments.payment_methods x SET is_default = false
+			WHERE x.merchant_id = pm.merchant_id AND x.customer_id = pm.customer_id AND x.is_default;
+			UPDATE payments.payment_methods x SET is_default = true
+			WHERE x.merchant_id = pm.merchant_id AND x.payment_method_id = pm.payment_method_id;
+		EXCEPTION WHEN unique_violation THEN
+			GET STACKED DIAGNOSTICS cname = CONSTRAINT_NAME;
+			PERFORM payments._default_conflict(cname, pm.customer_id);
+			RAISE;
+		END;
 		INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
 		VALUES (pm.merchant_id, 'payment_method.default', jsonb_build_object('payment_method_id',
 			pm.payment_method_id, 'customer_id', pm.customer_id),

@@ -110,4 +110,54 @@ is "$wait_ok" 1 "setting a default waits for the transaction that saves a new de
 like "$(cat "$SESS/b.out")" '^default true$' "then makes its method the default, without an error"
 is "$(as_merchant -c "SELECT string_agg(payment_method_id::text, ',') FROM payments.payment_methods WHERE customer_id = $c4 AND is_default")" \
 	"$pm_old" "one default: the method set last"
+
+# 6. At REPEATABLE READ or SERIALIZABLE the snapshot can predate a default
+#    that another session committed after it, and the UPDATE that clears
+#    the old default does not see it.  Setting or saving a default then
+#    fails with 40001, to be retried (before: 23505 on an internal index,
+#    as if the caller had made a duplicate, when the other session had set
+#    a default), and nothing of it stays.
+# rr_race LEVEL SQL_OF_A SQL_OF_B: b takes its snapshot at LEVEL, a commits
+# SQL_OF_A, then b runs SQL_OF_B and rolls back; b's output is in $SESS/b.out
+rr_race() {
+	session b
+	say b "BEGIN ISOLATION LEVEL $1; SELECT 'snapshot taken';"
+	say b '\echo B-SNAP'
+	poll_value 20 done_with b B-SNAP >/dev/null
+	as_merchant -c "$2" >/dev/null
+	say b "$3"
+	say b 'ROLLBACK;'
+	say b '\echo B-DONE'
+	poll_value 20 done_with b B-DONE >/dev/null
+	close b
+}
+# a customer with one method that is not the default: echoes "customer method"
+no_default() {
+	local c
+	c=$(as_merchant -c "SELECT customer_id FROM pay_create_customer(email => '$1@example.com')")
+	echo "$c $(as_merchant -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $c, card => $card, make_default => false)")"
+}
+for level in "REPEATABLE READ" SERIALIZABLE; do
+	tag=${level// /}
+	read -r c6 pm6 < <(no_default "save-then-set-$tag")
+	rr_race "$level" "SELECT 1 FROM pay_save_payment_method(customer_id => $c6, card => $card, make_default => true)" \
+		"SELECT pay_set_default_payment_method($pm6);"
+	like "$(tr '\n' ' ' <"$SESS/b.out")" "ERROR:  40001: " "$level: a default set after another was saved since the snapshot fails with 40001"
+	read -r c7 pm7 < <(no_default "set-then-save-$tag")
+	rr_race "$level" "SELECT 1 FROM pay_set_default_payment_method($pm7)" \
+		"SELECT 1 FROM pay_save_payment_method(customer_id => $c7, card => $card, make_default => true);"
+	like "$(tr '\n' ' ' <"$SESS/b.out")" "ERROR:  40001: could not make a payment method the default of customer $c7: another session changed the customer's default after this transaction began DETAIL:  This $level transaction's snapshot does not show the default that session made. HINT:  Retry the transaction." \
+		"$level: a default saved after another was set since the snapshot fails with 40001"
+	read -r c8 pm8 < <(no_default "set-then-set-$tag")
+	pm8b=$(as_merchant -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $c8, card => $card, make_default => false)")
+	rr_race "$level" "SELECT 1 FROM pay_set_default_payment_method($pm8)" \
+		"SELECT 1 FROM pay_set_default_payment_method($pm8b);"
+	like "$(tr '\n' ' ' <"$SESS/b.out")" "ERROR:  40001: could not make a payment method the default of customer $c8: another session" \
+		"$level: a default set after another was set since the snapshot fails with 40001"
+	is "$(as_merchant -c "SELECT count(*) FILTER (WHERE customer_id = $c6) || ' ' || count(*) FILTER (WHERE customer_id = $c7)
+		|| ' ' || string_agg(payment_method_id::text, ',' ORDER BY payment_method_id) FILTER (WHERE is_default AND customer_id IN ($c7, $c8))
+		|| ' ' || bool_or(is_default AND payment_method_id <> $pm6) FILTER (WHERE customer_id = $c6)
+		FROM payments.payment_methods WHERE customer_id IN ($c6, $c7, $c8)")" "2 1 $pm7,$pm8 true" \
+		"$level: nothing of the failed calls stays; the other session's defaults stand"
+done
 tap_done
