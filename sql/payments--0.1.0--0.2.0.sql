@@ -8401,6 +8401,64 @@ END
 $$;
 
 ------------------------------------------------------------------------------
+-- h-refund-paths: refunds that reach the customer over days
+-- (sql/src/worker.sql, status_machine.sql; src/gateway.c, status_guard.c):
+-- a refund decided as a void whose capture settled first goes out as a
+-- refund ('refund' decision), a refund is decided again after a restart
+-- (never_sent once decided), and a further partial refund writes its
+-- payment event.
+
+-- A refund's decision, taken by the worker from the gateway's state of the
+-- payment's transaction: 'void' (an unsettled capture refunded in full goes
+-- out as a void: recorded first, then sent), 'wait' (a partial refund of an
+-- unsettled capture waits for settlement; released by _record_settlements,
+-- or asked about again after six hours by _recheck_waiting_refunds in case
+-- the batch lists never show it), or 'refund' (a refund decided as a void
+-- found the capture settled before the void went through: it goes out as a
+-- refund after all, decided again).  Waiting is not an attempt: the count
+-- starts again.  Nothing of the refund can have taken effect at the gateway
+-- by then (a capture is refunded only once settled, and a void of a
+-- settled capture does nothing), so the operation counts as never sent:
+-- its duplicate window starts with its next request.
+CREATE OR REPLACE FUNCTION payments._record_refund_decision(p_merchant_id bigint, p_operation_id bigint,
+	p_decision text, p_note text)
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	o payments.operations;
+	settled boolean;
+BEGIN
+	IF p_decision IS NULL OR p_decision NOT IN ('void', 'wait', 'refund') THEN
+		RAISE EXCEPTION 'invalid refund decision % for operation %', p_decision, p_operation_id
+			USING ERRCODE = '22023';
+	END IF;
+	SELECT * INTO o FROM payments.operations
+	WHERE merchant_id = p_merchant_id AND operation_id = p_operation_id FOR UPDATE;
+	IF NOT FOUND OR o.status <> 'sending' OR o.kind <> 'refund' THEN
+		RETURN;		-- not ours any more (a DBA discarded it)
+	END IF;
+	SELECT p.settled_at IS NOT NULL INTO settled FROM payments.payments p
+	WHERE p.merchant_id = o.merchant_id AND p.payment_id = o.payment_id;
+	UPDATE payments.operations SET
+		status = CASE WHEN p_decision = 'wait' AND NOT settled THEN 'waiting_settlement' ELSE 'queued' END,
+		via_void = p_decision = 'void',
+		attempts = CASE WHEN p_decision = 'wait' THEN 0 ELSE o.attempts END,
+		next_attempt_at = CASE WHEN p_decision = 'wait' THEN now() + interval '6 hours' ELSE now() END,
+		last_error = p_note,
+		never_sent = true,
+		first_sent_at = NULL
+	WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
+END
+$$;
+COMMENT ON FUNCTION payments._record_refund_decision(bigint, bigint, text, text) IS
+	'Worker: records how a refund goes out, decided from the gateway''s state of the capture: as a void (void, queued again), after settlement (wait, waiting_settlement), or as a refund after all when its void found the capture settled (refund, queued again).';
+
+COMMENT ON FUNCTION payments._status_guard() IS
+	'Trigger: refuses status transitions not listed in payments.status_transitions and writes an event for every status change (and for a payment whose amount_refunded changes with its status).';
+
+------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,
 -- payment_api.sql, privileges.sql).  Keep this block LAST: its privilege
 -- and row-security statements cover every function and tenant table made

@@ -236,16 +236,25 @@ build_batch_scan(const AnetCredentials *creds, const GatewayOp *op, const void *
 
 /*
  * Whether a refund or a void first asks what state the payment's
- * transaction is in (STAGE_DECIDE).  Only before anything was sent: an
- * operation that may have reached the gateway is resent as it was (a
- * refund whose void was decided carries via_void), or looked up.
+ * transaction is in (STAGE_DECIDE).  A void only before anything was sent:
+ * one that may have reached the gateway is sent again as it was (a void
+ * of a voided transaction changes nothing), or looked up.  A refund (not
+ * one decided as a void, which carries via_void) always, also when an
+ * earlier attempt may have gone out (the worker stopped while it was in
+ * flight, say while it was still asking this same question): the gateway
+ * refunds only a settled capture, so while the capture is unsettled no
+ * earlier attempt can have refunded anything, and the refund is decided
+ * anew (a void, or a wait); once it is settled the refund is sent again as
+ * it was, and the duplicate window answers for an earlier one.
  */
 static bool
 needs_decision(const GatewayOp *op)
 {
-	return !op->may_have_been_sent && strcmp(op->action, "send") == 0 &&
-		(strcmp(op->kind, "void") == 0 ||
-		 (strcmp(op->kind, "refund") == 0 && !op->via_void));
+	if (strcmp(op->action, "send") != 0)
+		return false;
+	if (strcmp(op->kind, "refund") == 0)
+		return !op->via_void;
+	return strcmp(op->kind, "void") == 0 && !op->may_have_been_sent;
 }
 
 /* Begin looking the operation up by its invoice (gateway_lookup.c). */
@@ -448,24 +457,28 @@ gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **e
 	}
 	else if (strcmp(op->kind, "refund") == 0)
 	{
+		/*
+		 * A linked refund names the card by its last four, whatever paid
+		 * (a card, Accept.js or a stored profile): a profile may be deleted
+		 * by then, its customer too, and a refund through it would fail
+		 * (E00040).  The profile only when the last four are unknown (a
+		 * payment made with bare profile ids, whose decision did not learn
+		 * them).
+		 */
 		req.type = ANET_REFUND;
 		req.amount = amount;
 		req.ref_trans_id = col(tuple, desc, "ref_trans_id");
-		if (strcmp(payment_method, "profile") == 0)
+		req.card_number = col(tuple, desc, "card_last4");
+		req.card_expiration = "XXXX";
+		if (req.card_number == NULL && strcmp(payment_method, "profile") == 0)
 		{
 			req.profile_customer_id = col(tuple, desc, "customer_profile_id");
 			req.profile_payment_id = col(tuple, desc, "payment_profile_id");
 		}
-		else
+		else if (req.card_number == NULL && !needs_decision(op))
 		{
-			/* card or Accept.js: the last four (the decision may learn them) */
-			req.card_number = col(tuple, desc, "card_last4");
-			req.card_expiration = "XXXX";
-			if (req.card_number == NULL && !needs_decision(op))
-			{
-				*error = pstrdup("the payment's card last four digits are unknown, so it cannot be refunded");
-				return false;
-			}
+			*error = pstrdup("the payment's card last four digits are unknown, so it cannot be refunded");
+			return false;
 		}
 	}
 	else
@@ -583,6 +596,7 @@ static const char *const gateway_outcome_names[] = {
 	[OUTCOME_CHECKED] = "checked",
 	[OUTCOME_VOID_FIRST] = "void",
 	[OUTCOME_WAIT] = "wait",
+	[OUTCOME_REFUND_INSTEAD] = "refund",
 };
 
 const char *
@@ -759,7 +773,18 @@ interpret_send(GatewayOp *op, bool *follow_up)
 		gateway_set_outcome_later(op, 60000, 900000, OUTCOME_RETRY, r.reason_text);
 		return;
 	}
-	if ((strcmp(op->kind, "void") == 0 || op->via_void) && r.reason_code == 16)
+	if (op->via_void && r.reason_code == 16)
+	{
+		/*
+		 * No unsettled transaction to void: the capture settled since it
+		 * was decided, most likely.  The refund goes out as a refund after
+		 * all (decided again from the capture's state).
+		 */
+		gateway_set_outcome(op, OUTCOME_REFUND_INSTEAD,
+							"the capture settled before its void went out (reason 16): refunded instead");
+		return;
+	}
+	if (strcmp(op->kind, "void") == 0 && r.reason_code == 16)
 	{
 		/* it was unsettled when asked: it settled since, most likely */
 		gateway_set_outcome(op, OUTCOME_ERROR,
@@ -889,13 +914,23 @@ interpret_confirm(GatewayOp *op)
 			return;
 		case ANET_STATUS_PENDING_SETTLEMENT:
 		case ANET_STATUS_SETTLED:
-			/* a void (also a refund sent as one) did not happen */
-			if (voids)
+			if (!voids)
+				gateway_set_outcome(op, OUTCOME_APPROVED, NULL);
+			else if (!op->via_void)
 				gateway_set_outcome(op, OUTCOME_ERROR,
 									psprintf("the gateway shows the transaction %s, not voided",
 											 d.transaction_status));
+
+			/*
+			 * A refund sent as a void that did not happen: sent again while
+			 * the capture is unsettled, else as a refund after all.
+			 */
+			else if (cls == ANET_STATUS_PENDING_SETTLEMENT)
+				gateway_set_outcome_later(op, 1000, 60000, OUTCOME_RETRY,
+										  "the gateway shows the capture unvoided and unsettled: its void is sent again");
 			else
-				gateway_set_outcome(op, OUTCOME_APPROVED, NULL);
+				gateway_set_outcome(op, OUTCOME_REFUND_INSTEAD,
+									"the capture settled before its void went through: refunded instead");
 			return;
 		case ANET_STATUS_VOIDED:
 			if (voids)
@@ -1059,8 +1094,13 @@ interpret_decide(GatewayOp *op, bool *follow_up)
 		op->learned_batch_id = pstrdup(d.batch_id);
 		op->learned_settled_at = pstrdup(d.settlement_time_utc);
 	}
-	if (!voids && op->send_req.card_number == NULL && op->send_req.profile_customer_id == NULL)
+	if (!voids && op->send_req.card_number == NULL)
+	{
+		/* the card's last four rather than a profile that may be deleted */
 		op->send_req.card_number = last_four(d.account_number);
+		if (op->send_req.card_number != NULL)
+			op->send_req.profile_customer_id = op->send_req.profile_payment_id = NULL;
+	}
 
 	switch (cls)
 	{

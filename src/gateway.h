@@ -99,11 +99,16 @@ typedef enum GatewayOutcomeKind
 								 * answer */
 	OUTCOME_VOID_FIRST,			/* a refund of an unsettled capture, in
 								 * full: to be sent as a void */
-	OUTCOME_WAIT				/* a partial refund of an unsettled capture:
+	OUTCOME_WAIT,				/* a partial refund of an unsettled capture:
 								 * wait for settlement */
+	OUTCOME_REFUND_INSTEAD		/* a refund decided as a void found the
+								 * capture settled: to be sent as a refund */
 } GatewayOutcomeKind;
 
 extern const char *gateway_outcome_name(GatewayOutcomeKind outcome);
+/* A refund's decision how to go out (payments._record_refund_decision)? */
+#define gateway_outcome_is_refund_decision(o) \
+	((o) == OUTCOME_VOID_FIRST || (o) == OUTCOME_WAIT || (o) == OUTCOME_REFUND_INSTEAD)
 
 /* The recorded outcome of an operation (payments._record_result). */
 typedef struct GatewayOutcome

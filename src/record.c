@@ -461,7 +461,7 @@ record_count(GatewayOp *op)
 	pg_atomic_uint64 *counter;
 
 	if (gateway_op_is_check(op) || op->stage == STAGE_VERIFY ||
-		op->result.outcome == OUTCOME_VOID_FIRST || op->result.outcome == OUTCOME_WAIT)
+		gateway_outcome_is_refund_decision(op->result.outcome))
 		return;
 
 	switch (op->result.outcome)
@@ -531,7 +531,7 @@ record_op(GatewayOp *op)
 	if (op->learned_batch_id != NULL)
 		record_settlements(op->merchant_id, 1, &op->learned_trans_id, &op->learned_batch_id,
 						   &op->learned_settled_at);
-	if (op->result.outcome == OUTCOME_VOID_FIRST || op->result.outcome == OUTCOME_WAIT)
+	if (gateway_outcome_is_refund_decision(op->result.outcome))
 		record_refund_decision(op);
 	else
 		record_outcome(op);

@@ -39,6 +39,7 @@
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -79,11 +80,14 @@ typedef struct EntitySpec
 	bool		payment_id;		/* events.payment_id := the payment_id key */
 	bool		operation_id;	/* events.operation_id := the operation_id key */
 	bool		created;		/* a new row's event is <entity>.created */
+	const char *also_on;		/* a column whose change writes an event with
+								 * the status unchanged, or NULL */
 	/* per backend, for the relation and types they were made for: */
 	bool		layout_valid;	/* false after an invalidation of the relation */
 	Oid			relid;
 	int			status_attno;
 	int			updated_at_attno;
+	int			also_on_attno;	/* 0: none */
 	int			nparams;
 	Oid			types[MAX_EVENT_KEYS + 3];
 	int			attnums[MAX_EVENT_KEYS + 3];
@@ -101,7 +105,8 @@ static EntitySpec entities[] = {
 	{"payment", {"payment_id", "kind", "status", "amount", "amount_captured",
 			"amount_refunded", "card_brand", "card_last4", "invoice_number",
 			"gateway_trans_id", "decline_code", "decline_reason", "metadata", NULL},
-	.payment_id = true},
+	/* a second partial refund leaves it partially_refunded, with more refunded */
+	.payment_id = true, .also_on = "amount_refunded"},
 	{"payment_method", {"payment_method_id", "customer_id", "status", "card_brand",
 			"card_last4", "card_exp_month", "card_exp_year", "failure_code",
 	"failure_reason", NULL}, .payment_id = false},
@@ -182,6 +187,21 @@ column_of(Relation rel, const char *name)
 				 errmsg("status trigger: relation \"%s\" has no column \"%s\"",
 						RelationGetRelationName(rel), name)));
 	return attnum;
+}
+
+/* Whether column attnum holds the same value (or NULL) in both rows. */
+static bool
+column_unchanged(HeapTuple a, HeapTuple b, TupleDesc desc, int attnum)
+{
+	Form_pg_attribute att = TupleDescAttr(desc, attnum - 1);
+	bool		anull;
+	bool		bnull;
+	Datum		av = heap_getattr(a, attnum, desc, &anull);
+	Datum		bv = heap_getattr(b, attnum, desc, &bnull);
+
+	if (anull || bnull)
+		return anull == bnull;
+	return datumIsEqual(av, bv, att->attbyval, att->attlen);
 }
 
 /* A plan kept for the life of the backend, generic whatever plan_cache_mode says. */
@@ -286,6 +306,7 @@ event_layout(EntitySpec *spec, Relation rel)
 	spec->layout_valid = false;
 	spec->status_attno = column_of(rel, "status");
 	spec->updated_at_attno = column_of(rel, "updated_at");
+	spec->also_on_attno = spec->also_on ? column_of(rel, spec->also_on) : 0;
 
 	attnums[n] = column_of(rel, "merchant_id");
 	types[n++] = TupleDescAttr(desc, attnums[0] - 1)->atttypid;
@@ -665,6 +686,10 @@ pay_status_guard(PG_FUNCTION_ARGS)
 		old_status = status_of(td->tg_trigtuple, desc, spec->status_attno);
 		changed = (old_status == NULL) != (new_status == NULL) ||
 			(old_status != NULL && strcmp(old_status, new_status) != 0);
+		if (changed)
+			check_transition(entity, old_status ? old_status : "", new_status ? new_status : "");
+		else if (spec->also_on_attno > 0)
+			changed = !column_unchanged(td->tg_trigtuple, tuple, desc, spec->also_on_attno);
 	}
 
 	/* the new row, stamped, in the trigger's memory context */
@@ -679,9 +704,6 @@ pay_status_guard(PG_FUNCTION_ARGS)
 
 	if (!changed)
 		return PointerGetDatum(tuple);
-
-	if (!is_insert)
-		check_transition(entity, old_status ? old_status : "", new_status ? new_status : "");
 	write_event(spec, tuple, desc, entity, is_insert, new_status, old_status);
 	return PointerGetDatum(tuple);
 }

@@ -165,7 +165,7 @@ INSERT INTO payments.operation_outcomes
 CREATE FUNCTION payments._status_guard() RETURNS trigger
 	LANGUAGE c AS 'MODULE_PATHNAME', 'pay_status_guard';
 COMMENT ON FUNCTION payments._status_guard() IS
-	'Trigger: refuses status transitions not listed in payments.status_transitions and writes an event for every status change.';
+	'Trigger: refuses status transitions not listed in payments.status_transitions and writes an event for every status change (and for a payment whose amount_refunded changes with its status).';
 
 CREATE TRIGGER payments_status BEFORE INSERT OR UPDATE ON payments.payments
 	FOR EACH ROW EXECUTE FUNCTION payments._status_guard('payment');

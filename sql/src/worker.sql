@@ -597,12 +597,17 @@ COMMENT ON FUNCTION payments._settlement_candidates(integer) IS
 	'Worker: captured payments (of the last 31 days) whose settlement is not known yet, ordered by merchant, to look for in the gateway''s settled batches.';
 
 -- A refund's decision, taken by the worker from the gateway's state of the
--- payment's transaction before anything was sent: 'void' (an unsettled
--- capture refunded in full goes out as a void: recorded first, then sent)
--- or 'wait' (a partial refund of an unsettled capture waits for
--- settlement; released by _record_settlements, or asked about again after
--- six hours by _recheck_waiting_refunds in case the batch lists never show
--- it).  Waiting is not an attempt: the count starts again.
+-- payment's transaction: 'void' (an unsettled capture refunded in full goes
+-- out as a void: recorded first, then sent), 'wait' (a partial refund of an
+-- unsettled capture waits for settlement; released by _record_settlements,
+-- or asked about again after six hours by _recheck_waiting_refunds in case
+-- the batch lists never show it), or 'refund' (a refund decided as a void
+-- found the capture settled before the void went through: it goes out as a
+-- refund after all, decided again).  Waiting is not an attempt: the count
+-- starts again.  Nothing of the refund can have taken effect at the gateway
+-- by then (a capture is refunded only once settled, and a void of a
+-- settled capture does nothing), so the operation counts as never sent:
+-- its duplicate window starts with its next request.
 CREATE FUNCTION payments._record_refund_decision(p_merchant_id bigint, p_operation_id bigint,
 	p_decision text, p_note text)
 	RETURNS void
@@ -613,7 +618,7 @@ DECLARE
 	o payments.operations;
 	settled boolean;
 BEGIN
-	IF p_decision IS NULL OR p_decision NOT IN ('void', 'wait') THEN
+	IF p_decision IS NULL OR p_decision NOT IN ('void', 'wait', 'refund') THEN
 		RAISE EXCEPTION 'invalid refund decision % for operation %', p_decision, p_operation_id
 			USING ERRCODE = '22023';
 	END IF;
@@ -624,19 +629,19 @@ BEGIN
 	END IF;
 	SELECT p.settled_at IS NOT NULL INTO settled FROM payments.payments p
 	WHERE p.merchant_id = o.merchant_id AND p.payment_id = o.payment_id;
-	-- nothing was sent: the duplicate window has not started
 	UPDATE payments.operations SET
 		status = CASE WHEN p_decision = 'wait' AND NOT settled THEN 'waiting_settlement' ELSE 'queued' END,
 		via_void = p_decision = 'void',
 		attempts = CASE WHEN p_decision = 'wait' THEN 0 ELSE o.attempts END,
 		next_attempt_at = CASE WHEN p_decision = 'wait' THEN now() + interval '6 hours' ELSE now() END,
 		last_error = p_note,
-		first_sent_at = CASE WHEN o.never_sent THEN NULL ELSE o.first_sent_at END
+		never_sent = true,
+		first_sent_at = NULL
 	WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
 END
 $$;
 COMMENT ON FUNCTION payments._record_refund_decision(bigint, bigint, text, text) IS
-	'Worker: records how a refund of an unsettled capture goes out, decided from the gateway''s state before sending: as a void (void, queued again) or after settlement (wait, waiting_settlement).';
+	'Worker: records how a refund goes out, decided from the gateway''s state of the capture: as a void (void, queued again), after settlement (wait, waiting_settlement), or as a refund after all when its void found the capture settled (refund, queued again).';
 
 -- Refunds that have waited six hours for a settlement the batch lists did
 -- not show (a capture older than their range, a batch dated oddly): queued

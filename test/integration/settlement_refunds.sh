@@ -147,6 +147,8 @@ settle >/dev/null
 ok "$(passed op_is "$b" succeeded)" "3: after settlement the waiting refunds go out"
 ok "$(passed op_is "$a" succeeded)" "3: both"
 is "$(q -c "SELECT status || '|' || amount_refunded FROM pay_get_payment($pp)")" "partially_refunded|5.00 USD" "3: 5.00 of 10.00 refunded"
+is "$(q -c "SELECT count(*) || '|' || (array_agg(data ->> 'amount_refunded' ORDER BY event_id DESC))[1] FROM payments.events WHERE merchant_id = $M AND payment_id = $pp AND event_type = 'payment.partially_refunded'")" \
+	"2|5.00 USD" "3: each partial refund wrote a payment.partially_refunded event, the second with 5.00 refunded (before: none for the second)"
 c=$(refund "$pp" '5.00 USD')
 ok "$(passed op_is "$c" succeeded)" "3: the rest, after settlement, goes out at once"
 is "$(q -c "SELECT status || '|' || amount_refunded FROM pay_get_payment($pp)")" "refunded|10.00 USD" "3: all refunded"
@@ -191,9 +193,10 @@ settle >/dev/null
 ok "$(passed op_is "$a" succeeded)" "5: after settlement the partial refund goes out"
 b=$(refund "$pf")
 ok "$(passed op_is "$b" succeeded)" "5: and a refund of the rest"
-is "$(refunds "$pf")" "refund 5.00;refund 15.00;" "5: the gateway refunded 5.00 and 15.00 through the profile"
+is "$(refunds "$pf")" "refund 5.00;refund 15.00;" "5: the gateway refunded 5.00 and 15.00"
 like "$(q -c "SELECT request_masked FROM payments.gateway_exchanges WHERE merchant_id = $M AND operation_id = $b AND request_type = 'createTransactionRequest'")" \
-	"\"refundTransaction\".*\"profile\":\\{\"customerProfileId\":\"$cp\"" "5: refundTransaction with the profile"
+	'"refundTransaction".*"cardNumber":"XXXX0027","expirationDate":"XXXX".*"refTransId"' \
+	"5: refundTransaction with the card's last four the purchase's answer gave, not the profile (which may be deleted by then)"
 
 ###########################################################################
 # 6. A settlement the worker learns only when a refund or a void asks: the
@@ -278,5 +281,115 @@ is "$(ledger "P$TAG$h2")" "held 9252.00,capture 9252.00" "8: the gateway held it
 settle >/dev/null
 ok "$(passed wait_sql "(SELECT count(*) = 2 FROM payments.payments WHERE merchant_id = $M AND payment_id IN ($h1, $h2) AND settled_at IS NOT NULL)")" \
 	"8: both approved payments are learned settled"
+
+###########################################################################
+# 9. A payment with a stored card, refunded after the card, then the
+#    customer, was deleted: the refund names the card by its last four, not
+#    the profile (before: E00040, the record cannot be found, and the refund
+#    failed for good, the customer never refunded).
+cu=$(q -c "SELECT customer_id FROM pay_create_customer(email => 'refund-later@example.com', name => 'Rae Later')")
+spm=$(q -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $cu, card => $card, validation_mode => 'none')")
+is "$(q -c "SELECT status FROM pay_wait_payment_method($spm, '20 s')")" active "9: a stored card"
+ps1=$(pay purchase '40.00 USD' "payment_method_id => $spm")
+ps2=$(pay purchase '41.00 USD' "payment_method_id => $spm")
+settle >/dev/null
+ok "$(passed wait_sql "(SELECT count(*) = 2 FROM payments.payments WHERE merchant_id = $M AND payment_id IN ($ps1, $ps2) AND settled_at IS NOT NULL)")" \
+	"9: both charges settled"
+q -c "SELECT pay_delete_payment_method($spm)" >/dev/null
+ok "$(passed wait_sql "(SELECT status = 'deleted' FROM payments.payment_methods WHERE merchant_id = $M AND payment_method_id = $spm)")" \
+	"9: the stored card is deleted at the gateway"
+op=$(refund "$ps1" '15.00 USD')
+ok "$(passed op_is "$op" succeeded)" "9: a refund after the stored card was deleted succeeds"
+like "$(q -c "SELECT request_masked FROM payments.gateway_exchanges WHERE merchant_id = $M AND operation_id = $op AND request_type = 'createTransactionRequest'")" \
+	'"refundTransaction".*"cardNumber":"XXXX1111","expirationDate":"XXXX".*"refTransId"' "9: by the card's last four, not the deleted profile"
+q -c "SELECT pay_delete_customer($cu)" >/dev/null
+ok "$(passed wait_sql "(SELECT bool_and(status = 'succeeded') FROM payments.operations WHERE merchant_id = $M AND customer_id = $cu AND kind = 'delete_customer')")" \
+	"9: the customer's profile is deleted at the gateway"
+op=$(refund "$ps2")
+ok "$(passed op_is "$op" succeeded)" "9: a refund after the customer was deleted succeeds"
+is "$(refunds "$ps1")$(refunds "$ps2")" "refund 15.00;refund 41.00;" "9: the gateway refunded 15.00 and 41.00"
+is "$(q -c "SELECT string_agg(status || ' ' || amount_refunded, ',' ORDER BY payment_id) FROM payments.payments WHERE merchant_id = $M AND payment_id IN ($ps1, $ps2)")" \
+	"partially_refunded 15.00 USD,refunded 41.00 USD" "9: the payments show it"
+
+# fired: 1 once the simulator's fault rules have fired at least once
+fired() {
+	[ "$(sim_ctl GET /faults | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+r = r.get("faults", []) if isinstance(r, dict) else r
+print(sum(x.get("fired", 0) for x in r))')" -ge 1 ] && echo 1
+}
+su() { cluster_psql "$WORK" "$PORT" payments -Atq "$@"; }
+
+###########################################################################
+# 10. A full refund decided as a void, whose void goes out only after the
+#     capture settled (its first try was held unanswered while the batch
+#     settled): the gateway has nothing unsettled to void (reason 16), so
+#     the refund goes out as a refund after all (before: it failed, and
+#     the customer was never refunded).
+pv2=$(pay purchase '30.00 USD')
+sim_ctl POST /faults '{"type":"hold","count":1,"holdMs":1500,"process":false,"requestType":"createTransactionRequest"}' >/dev/null
+op=$(refund "$pv2")
+is "$(poll_value 20 fired)" 1 "10: the void is held unanswered"
+settle >/dev/null
+ok "$(passed op_is "$op" succeeded)" "10: the refund succeeded"
+sim_ctl DELETE /faults >/dev/null
+is "$(q -c "SELECT via_void || '|' || p.status || '|' || p.amount_refunded FROM pay_payment_operations($pv2) o, pay_get_payment($pv2) p WHERE o.operation_id = $op")" \
+	"false|refunded|30.00 USD" "10: as a refund, the payment refunded"
+like "$(exchanges_of "$op")" '^getTransactionDetailsRequest,createTransactionRequest,createTransactionRequest,getTransactionDetailsRequest,createTransactionRequest$' \
+	"10: asked, the void (held), the void again (reason 16), asked again, the refund"
+is "$(ledger "P$TAG$pv2")" "charge 30.00" "10: the gateway voided nothing"
+is "$(refunds "$pv2")" "refund 30.00;" "10: and refunded 30.00 once"
+
+###########################################################################
+# 11. The same when the void's answer was lost and the operation is
+#     resolved past the duplicate window: the lookup finds the capture
+#     settled, not voided, so the refund goes out as a refund after all
+#     (before: it failed).
+park_after_send "$M" "'unknown'"
+pv3=$(pay purchase '31.00 USD')
+sim_ctl POST /faults '{"type":"hold","count":1,"holdMs":500,"process":false,"requestType":"createTransactionRequest"}' >/dev/null
+op=$(refund "$pv3")
+ok "$(passed op_is "$op" unknown)" "11: the void got no answer: unknown"
+sim_ctl DELETE /faults >/dev/null
+settle >/dev/null
+su -c "UPDATE payments.operations SET first_sent_at = now() - interval '9 hours', next_attempt_at = now() WHERE merchant_id = $M AND operation_id = $op"
+unpark
+ok "$(passed op_is "$op" succeeded)" "11: resolved past the window, the refund succeeded"
+is "$(q -c "SELECT via_void || '|' || p.status || '|' || p.amount_refunded FROM pay_payment_operations($pv3) o, pay_get_payment($pv3) p WHERE o.operation_id = $op")" \
+	"false|refunded|31.00 USD" "11: as a refund, the payment refunded"
+is "$(ledger "P$TAG$pv3")" "charge 31.00" "11: the gateway voided nothing"
+is "$(refunds "$pv3")" "refund 31.00;" "11: and refunded 31.00 once"
+
+###########################################################################
+# 12. The worker stopped while a refund was still asking about the capture
+#     (getTransactionDetails held unanswered).  After the restart the
+#     refund may have been sent as far as the database knows, yet it is
+#     decided again from the capture's state: an unsettled capture cannot
+#     have been refunded (before: sent as a refund of the unsettled
+#     capture, refused with reason 54, failed).  In full: a void; in part:
+#     it waits for settlement.
+su -c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY', endpoint_url => '$SIM_TLS_API', ca_file => '$SIM_CA', timeout_ms => 20000, merchant_id => $M)" >/dev/null
+pu=$(pay purchase '22.00 USD'); pu2=$(pay purchase '23.00 USD')
+for c in "full|$pu|" "part|$pu2|5.00 USD"; do
+	IFS='|' read -r what pid amount <<<"$c"
+	sim_ctl POST /faults '{"type":"hold","count":1,"holdMs":8000,"requestType":"getTransactionDetailsRequest"}' >/dev/null
+	op=$(refund "$pid" ${amount:+"$amount"})
+	is "$(poll_value 20 fired)" 1 "12 ($what): the question about the capture is held unanswered"
+	ok "$(passed restart_worker)" "12 ($what): the worker restarted meanwhile"
+	sim_ctl DELETE /faults >/dev/null
+	if [ "$what" = full ]; then
+		ok "$(passed op_is "$op" succeeded)" "12 (full): the refund succeeded"
+		is "$(q -c "SELECT via_void || '|' || p.status || '|' || p.amount_refunded FROM pay_payment_operations($pid) o, pay_get_payment($pid) p WHERE o.operation_id = $op")" \
+			"true|refunded|22.00 USD" "12 (full): decided again: a void"
+		is "$(ledger "P$TAG$pid")" "charge 22.00,void 0.00" "12 (full): the gateway voided the charge"
+	else
+		ok "$(passed op_is "$op" waiting_settlement)" "12 (part): decided again: it waits for settlement"
+		settle >/dev/null
+		ok "$(passed op_is "$op" succeeded)" "12 (part): then is refunded"
+		is "$(refunds "$pid")" "refund 5.00;" "12 (part): the gateway refunded 5.00 once"
+	fi
+done
+su -c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY', endpoint_url => '$SIM_TLS_API', ca_file => '$SIM_CA', timeout_ms => 3000, merchant_id => $M)" >/dev/null
 
 tap_done
