@@ -704,6 +704,30 @@ account_outcome(GatewayOp *op)
 	}
 }
 
+/*
+ * A resend refused as a whole, after an earlier attempt that may have gone
+ * through: the refusal says nothing of that attempt.  Accept.js opaque data
+ * is single-use (the first attempt consumed it: E00114), a stored profile
+ * may be deleted since (E00040).  Recorded as a rejection, a payment charged
+ * by the first attempt would read as failed: the worker searches the
+ * gateway for the invoice instead, as past the duplicate window.
+ */
+static void
+reject_resend(GatewayOp *op, const AnetTxnResult *r, bool *follow_up)
+{
+	char	   *error = NULL;
+
+	if (start_lookup(op, &error))
+	{
+		*follow_up = true;
+		return;
+	}
+	gateway_set_outcome_later(op, 60000, 3600000, OUTCOME_UNKNOWN,
+							  psprintf("a resend was refused (%s %s) and the gateway could not be searched: %s",
+									   r->message_code, r->message_text,
+									   error ? error : "no reason given"));
+}
+
 /* The reply to a createTransaction of this op. */
 static void
 interpret_send(GatewayOp *op, bool *follow_up)
@@ -721,9 +745,9 @@ interpret_send(GatewayOp *op, bool *follow_up)
 	{
 		op->result.reason_text = pstrdup(r.message_text);
 		if (r.retryable)
-		{
 			gateway_set_outcome_later(op, 5000, 300000, OUTCOME_RETRY, psprintf("%s %s", r.message_code, r.message_text));
-		}
+		else if (op->may_have_been_sent)
+			reject_resend(op, &r, follow_up);
 		else
 			gateway_set_outcome(op, OUTCOME_REJECTED, r.message_code);
 		return;

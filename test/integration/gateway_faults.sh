@@ -31,9 +31,9 @@ card="pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 3, '12
 # the worker's settlement and review checks, which ask other questions at
 # any moment, must not take it instead); prints "status|attempts|charges".
 purchase_through_fault() {
-	local fault=$1 customer=${2:-'{}'} pid
+	local fault=$1 customer=${2:-'{}'} method=${3:-"card => $card"} pid
 	sim_ctl POST /faults "${fault%\}},\"requestType\":\"createTransactionRequest\"}" >/dev/null
-	pid=$(q -c "SELECT payment_id FROM pay_purchase(amount => '21.00 USD', card => $card, customer => '$customer')")
+	pid=$(q -c "SELECT payment_id FROM pay_purchase(amount => '21.00 USD', $method, customer => '$customer')")
 	local st
 	st=$(q -c "SELECT status FROM pay_wait($pid, '40 s')")
 	sim_ctl DELETE /faults >/dev/null
@@ -57,6 +57,23 @@ like "$r" '^succeeded\|[12]\|1\|' "connection reset after charging: resolved, ch
 
 r=$(purchase_through_fault '{"type":"malformed","count":1,"process":true}')
 like "$r" '^succeeded\|2\|1\|' "malformed reply after charging: resolved, charged once"
+
+# Accept.js opaque data is single-use: the identical resend after an
+# unanswered attempt that charged is refused as a whole (E00114, the nonce
+# is used).  That refusal says nothing of the first attempt: the worker
+# searches the gateway for the invoice and finds the charge (before: the
+# payment was recorded failed, its card charged).
+nonce() { sim_ctl POST /nonces '{"creditCard":{"cardNumber":"5424000000000015","expirationDate":"2030-12","cardCode":"999"}}'; }
+for fault in '{"type":"reset","count":1,"process":true}' '{"type":"hold","count":1,"process":true,"holdMs":5000}'; do
+	r=$(purchase_through_fault "$fault" '{}' "opaque_data => '$(nonce)'::jsonb")
+	like "$r" '^succeeded\|2\|1\|' "Accept.js, $(sed 's/.*"type":"\([a-z]*\)".*/\1/' <<<"$fault") after charging: the resend refused, found by a lookup, charged once"
+	pid=${r##*|}
+	like "$(q -c "SELECT string_agg(request_type, ',' ORDER BY exchange_id) FROM payments.gateway_exchanges WHERE merchant_id = $M AND operation_id = (SELECT operation_id FROM pay_payment_operations($pid) LIMIT 1)")" \
+		'^createTransactionRequest,createTransactionRequest,getUnsettledTransactionListRequest,getTransactionDetailsRequest$' \
+		"Accept.js: the charge, the refused resend, the search, the confirmation"
+	is "$(q -c "SELECT card_last4 || '|' || (gateway_trans_id IS NOT NULL) FROM pay_get_payment($pid)")" "0015|true" \
+		"Accept.js: the payment has its card's last four and transaction"
+done
 
 r=$(purchase_through_fault '{"type":"truncated","count":1,"process":true}')
 like "$r" '^succeeded\|2\|1\|' "truncated reply after charging: resolved, charged once"

@@ -111,7 +111,8 @@ sim_ctl POST /settle >/dev/null
 q -c "SELECT pay_refund(payment_id => $pid, amount => '4.99 USD')" >/dev/null
 is "$(q -c "SELECT status || '|' || amount_refunded FROM pay_wait($pid, '10 s')")" "partially_refunded|4.99 USD" "a settled profile payment is refunded"
 like "$(q -c "SELECT request_masked FROM payments.gateway_exchanges e JOIN payments.operations o USING (merchant_id, operation_id) WHERE o.payment_id = $pid AND o.kind = 'refund' AND e.request_type = 'createTransactionRequest'")" \
-	'"refundTransaction".*"profile":\{"customerProfileId":"'"$cpid"'"' "the refund went to the customer profile"
+	'"refundTransaction".*"creditCard":\{"cardNumber":"XXXX1111","expirationDate":"XXXX"\}.*"refTransId"' \
+	"the refund names the card by its last four, not the profile (which may be deleted by the time of a refund)"
 
 # --- delete at the gateway
 ppid4=$(q -c "SELECT payment_profile_id FROM pay_get_payment_method($pm4)")
