@@ -762,6 +762,20 @@ interpret_send(GatewayOp *op, bool *follow_up)
 		account_outcome(op);
 		return;
 	}
+	if ((r.outcome == ANET_APPROVED || r.outcome == ANET_HELD_FOR_REVIEW) &&
+		(r.test_request || r.trans_id[0] == '\0' || strcmp(r.trans_id, "0") == 0))
+	{
+		/*
+		 * An account in Test Mode approves and stores nothing (testRequest
+		 * 1, transId 0): no money moved, and nothing can be captured,
+		 * voided or refunded later.  The merchant's account, as E00009 is.
+		 */
+		op->account = ACCOUNT_FAILED;
+		op->account_code = pstrdup("E00009");
+		op->account_text = pstrdup("The payment gateway account is in Test Mode: the transaction was answered but not stored (transId 0).");
+		account_outcome(op);
+		return;
+	}
 	switch (r.outcome)
 	{
 		case ANET_APPROVED:

@@ -146,13 +146,15 @@ route(struct MHD_Connection *c, const char *url, const char *method,
 			if (m >= 0 && jstr(body, "signatureKey"))
 				strlcpy0(sim.merchants[m].signature_key, jstr(body, "signatureKey"),
 						 sizeof(sim.merchants[m].signature_key));
-			/* account settings: active and reporting enabled unless said */
+			/* account settings: active, reporting enabled, live unless said */
 			if (m >= 0)
 			{
 				sim.merchants[m].inactive = jget(body, "active") != NULL &&
 					!json_object_get_boolean(jget(body, "active"));
 				sim.merchants[m].no_reporting = jget(body, "transactionDetailsApi") != NULL &&
 					!json_object_get_boolean(jget(body, "transactionDetailsApi"));
+				sim.merchants[m].test_mode = jget(body, "testMode") != NULL &&
+					json_object_get_boolean(jget(body, "testMode"));
 			}
 			pthread_mutex_unlock(&sim.lock);
 			out = m >= 0 ? ok_obj() : NULL;

@@ -104,6 +104,8 @@ typedef struct Merchant
 	bool		inactive;		/* account or API user inactive: E00008 */
 	bool		no_reporting;	/* Transaction Details API not enabled:
 								 * reporting calls answer E00011 */
+	bool		test_mode;		/* account in Test Mode: transactions are
+								 * answered and not stored (transId 0) */
 	json_object *dup;				/* duplicate key -> transId */
 } Merchant;
 

@@ -234,6 +234,7 @@ merchants_json(void)
 		jadd_str(o, "transactionKey", sim.merchants[i].key);
 		jadd(o, "active", json_object_new_boolean(!sim.merchants[i].inactive));
 		jadd(o, "transactionDetailsApi", json_object_new_boolean(!sim.merchants[i].no_reporting));
+		jadd(o, "testMode", json_object_new_boolean(sim.merchants[i].test_mode));
 		if (json_object_array_add(out, o) != 0)
 			json_object_put(o);
 	}

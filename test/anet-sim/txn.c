@@ -855,6 +855,9 @@ handle_create_transaction(int m, json_object *req)
 	memset(&r, 0, sizeof(r));
 	memset(&ci, 0, sizeof(ci));
 	read_settings(tr, &set);
+	/* an account in Test Mode answers every transaction as a test request */
+	if (sim.merchants[m].test_mode)
+		set.test_request = true;
 	if (type == NULL)
 		type = "";
 	if (have_amount && !parse_amount(amt, &amount))

@@ -25,11 +25,11 @@ cleanup() {
 	su -c "ALTER SYSTEM RESET payments.account_retry_min" \
 		-c "ALTER SYSTEM RESET payments.account_retry_max" -c "SELECT pg_reload_conf()" >/dev/null || true
 	# nothing of this test may keep the worker busy after it
-	su -c "UPDATE payments.operations SET status = 'canceled' WHERE merchant_id IN ($A, $B, $C, $D)
+	su -c "UPDATE payments.operations SET status = 'canceled' WHERE merchant_id IN ($A, $B, $C, $D, $E)
 		AND status = 'queued'" >/dev/null 2>&1 || true
 	sim_stop
 }
-A=0 B=0 C=0 D=0
+A=0 B=0 C=0 D=0 E=0
 trap cleanup EXIT
 
 A=$(su -c "INSERT INTO payments.merchants (name) VALUES ('account A') RETURNING merchant_id")
@@ -186,6 +186,26 @@ is "$(su -c "SELECT p.status || '|' || coalesce(p.decline_code, '-') || '|' || o
 ok "$(passed until_true "WITH c AS (UPDATE payments.operations SET status = 'canceled'
 	WHERE merchant_id = $D AND payment_id = $pd AND status = 'queued' RETURNING 1) SELECT count(*) = 1 FROM c")" \
 	"a queued operation held by an account error can be canceled"
+
+# --- an account in Test Mode: the gateway approves and stores nothing
+#     (testRequest 1, transId 0).  No money moved, so no payment succeeded
+#     (before: recorded succeeded, with nothing to capture or refund) ------
+settings 1 2
+sim_ctl POST /merchants '{"name":"testmodeE","transactionKey":"keyE1234","testMode":true}' >/dev/null
+E=$(su -c "INSERT INTO payments.merchants (name) VALUES ('account E') RETURNING merchant_id")
+configure "$E" testmodeE keyE1234
+pe=$(purchase "$E" "16.00 USD")
+ok "$(passed until_true "SELECT state = 'failing' AND last_error_code = 'E00009' FROM payments.pay_gateway_status($E)")" \
+	"an account in Test Mode: the gateway shows as failing with E00009"
+like "$(su -c "SELECT last_error_text FROM payments.pay_gateway_status($E)")" 'Test Mode.*not stored' "saying why"
+is "$(su -c "SELECT p.status || '|' || coalesce(p.gateway_trans_id, '-') || '|' || coalesce(p.decline_code, '-') || '|' || o.status
+	FROM payments.payments p JOIN payments.operations o USING (merchant_id, payment_id)
+	WHERE p.merchant_id = $E AND p.payment_id = $pe")" "pending|-|-|queued" \
+	"the payment stays pending, its operation queued"
+sim_ctl POST /merchants '{"name":"testmodeE","transactionKey":"keyE1234"}' >/dev/null
+is "$(q "$E" -c "SELECT status FROM pay_wait($pe, '15 s')")" succeeded "once Test Mode is off the next retry charges it"
+is "$(sim_ledger_count "P$TAG$pe" charge)" 1 "charged exactly once"
+is "$(su -c "SELECT state FROM payments.pay_gateway_status($E)")" ok "and the failing state clears"
 
 # --- https only ----------------------------------------------------------------
 err=$(su -c "SELECT payments.pay_configure_gateway(api_login_id => 'x', transaction_key => 'y',
