@@ -8459,6 +8459,16 @@ COMMENT ON FUNCTION payments._status_guard() IS
 	'Trigger: refuses status transitions not listed in payments.status_transitions and writes an event for every status change (and for a payment whose amount_refunded changes with its status).';
 
 ------------------------------------------------------------------------------
+-- h-audit-actor: an audit row goes to the changed row's merchant only if
+-- the role that acted may act for it, else to the role's own merchant (a
+-- setting or claim it may not use no longer sends it to merchant 1), and
+-- app_user is the JWT subject only for a declared PostgREST role
+-- (src/audit.c, src/tenancy.c; sql/src/audit.sql).
+
+COMMENT ON COLUMN payments.audit_log.merchant_id IS 'The changed row''s merchant_id when the role that acted may act for that merchant (bound to it, acting for every merchant, or the change came from the owner''s code: the extension''s functions, the worker), else the merchant the role acts for (pay_current_merchant(), a setting or claim it may not use ignored). Where none is decided the change is refused (42501).';
+COMMENT ON COLUMN payments.audit_log.app_user IS 'The application''s user: the "sub" claim of request.jwt.claims, only for a role declared with pay_declare_postgrest_role() (NOLOGIN: PostgREST set the claims); else NULL, as any session can set the claims.';
+
+------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,
 -- payment_api.sql, privileges.sql).  Keep this block LAST: its privilege
 -- and row-security statements cover every function and tenant table made

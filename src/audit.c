@@ -7,8 +7,10 @@
  * trigger (and an AFTER TRUNCATE statement trigger) that writes one row to
  * payments.audit_log per change: the old and new row as jsonb, the changed
  * columns, current_user and session_user, the application's user (the JWT
- * "sub" claim under PostgREST), the correlation id, the transaction id and
- * the statement timestamp, plus a SHA-256 hash of all of that.
+ * "sub" claim, from a declared PostgREST role only), the correlation id,
+ * the transaction id and the statement timestamp, plus a SHA-256 hash of
+ * all of that, under the merchant of the changed row if the role may act
+ * for it, else the role's own (audit_merchant()).
  *
  * Card data never reaches an audit row:
  *	- columns whose type is payments.pay_card (or a domain or array over it)
@@ -46,9 +48,9 @@
  * buffer"), through a ResultRelInfo of audit_log kept across rows,
  * statements and transactions (src/direct_insert.c): no executor, SPI
  * call or CHECK-constraint compilation per row; a kept SPI plan remains
- * for the cases the direct path does not cover.  Who acted comes from
- * payments_actor() (no merchant decision); parsed request.jwt.claims and
- * request.headers are cached by their text.
+ * for the cases the direct path does not cover.  Who acted, and which
+ * merchants its rows may name, comes from payments_actor(), resolved once
+ * per command; parsed request.headers are cached by their text.
  *
  * Restores: while check_function_bodies is off (every pg_dump script and
  * pg_restore sets it) and the user is a superuser or the owner of
@@ -1033,19 +1035,26 @@ refresh_json_setting(JsonSettingCache *c)
 }
 
 /*
- * The merchant the request acts for (src/tenancy.c decides), for rows
- * without a merchant_id of their own; the default merchant 1 when nothing
- * identifies one (a change to an audited table of the user's, made by a
- * role that acts for no merchant, is still recorded).
+ * The merchant an audit row goes to: the changed row's merchant_id when
+ * the actor may act for that merchant (src/tenancy.c decides, once per
+ * command), else the merchant the actor acts for.  A row naming another
+ * merchant, or a setting or claim the role may not use, would otherwise
+ * put the row into that merchant's sealed chain, where it can never be
+ * taken out.  When nothing decides a merchant (a role bound to none, or
+ * to several and naming none it may use) the change is refused with the
+ * API's 42501: there is no default merchant but the owner's.
  */
 static int64
-current_merchant(void)
+audit_merchant(const PaymentsActor *who, bool has_row_merchant, int64 row_merchant)
 {
 	PaymentsIdentity id;
 
-	if (payments_identity(&id, true))
-		return id.merchant_id;
-	return 1;
+	if (has_row_merchant && payments_actor_may_act_for(who, row_merchant))
+		return row_merchant;
+	if (who->merchant_id != 0)
+		return who->merchant_id;
+	(void) payments_identity(&id, false);	/* raises why */
+	return id.merchant_id;
 }
 
 /*
@@ -1652,7 +1661,7 @@ audit_insert(AuditRecord *r, bool buffered)
 	Oid			owner;
 	Oid			log_relid;
 	Oid			seq_relid;
-	PaymentsIdentity who;
+	const PaymentsActor *who;
 	DirectTable *w;
 
 	/*
@@ -1692,14 +1701,14 @@ audit_insert(AuditRecord *r, bool buffered)
 	/*
 	 * Who: the role that acted (SET ROLE, else the login role: not the
 	 * owner of the SECURITY DEFINER function the change went through), the
-	 * login role, and the JWT subject (src/tenancy.c reads them; the
-	 * merchant decision is not needed here).
+	 * login role, and the JWT subject where tenancy trusts the claims
+	 * (src/tenancy.c reads them, once per command).
 	 */
-	payments_actor(&who);
-	r->db_role = role_name(who.role);
+	who = payments_actor();
+	r->db_role = role_name(who->role);
 	r->session_role = role_name(GetSessionUserId());
-	r->app_user = who.subject;
-	r->key_id = who.key_id;
+	r->app_user = who->subject;
+	r->key_id = who->key_id;
 	r->txid = U64FromFullTransactionId(GetTopFullTransactionId());
 	r->logged_at = GetCurrentStatementStartTimestamp();
 	r->audit_id = nextval_internal(seq_relid, false);
@@ -1849,21 +1858,15 @@ pay_audit_trigger(PG_FUNCTION_ARGS)
 					 &r.old_row, &r.old_text, &r.old_clean);
 	}
 
-	r.merchant_id = 0;
-	if (rowtup != NULL && rc->merchant_attno > 0)
 	{
-		bool		isnull;
-		Datum		d = heap_getattr(rowtup, rc->merchant_attno, desc, &isnull);
+		bool		isnull = true;
+		Datum		d = 0;
 
-		if (!isnull)
-		{
-			r.merchant_id = int_value(d, rc->attrs[rc->merchant_attno - 1].basetype);
-		}
-		else
-			r.merchant_id = current_merchant();
+		if (rowtup != NULL && rc->merchant_attno > 0)
+			d = heap_getattr(rowtup, rc->merchant_attno, desc, &isnull);
+		r.merchant_id = audit_merchant(payments_actor(), !isnull,
+									   isnull ? 0 : int_value(d, rc->attrs[rc->merchant_attno - 1].basetype));
 	}
-	else
-		r.merchant_id = current_merchant();
 
 	r.correlation_id = current_correlation_id();
 	if (r.correlation_id == NULL && rowtup != NULL && rc->correlation_attno > 0)

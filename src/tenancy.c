@@ -3,8 +3,15 @@
  * tenancy.c
  *	  Who acts for which merchant (DESIGN §3.6): the one place that decides.
  *
- * Every API function, every row-level security policy and the audit
- * trigger ask payments_identity() (SQL: payments.pay_current_merchant()).
+ * Every API function and every row-level security policy ask
+ * payments_identity() (SQL: payments.pay_current_merchant()); the audit
+ * trigger asks payments_actor(), the same decision with a refused setting
+ * or claim ignored, and which merchants a changed row may name.
+ *
+ * request.jwt.claims is taken (merchant_id, and sub: the JWT subject of
+ * pay_current_identity() and audit_log.app_user) only where it cannot be
+ * forged: for roles declared PostgREST-only, NOLOGIN.  For a role acting
+ * for every merchant its merchant_id is harmless and counts too.
  *
  * The role that acts is the outer user: the role of SET ROLE, else the
  * login role (GetOuterUserId()).  SECURITY DEFINER functions do not change
@@ -405,14 +412,21 @@ role_facts(Oid owner, Oid role, int64 setting_m, int64 claim_m, RoleFacts *f)
 }
 
 static bool
-is_bound(const RoleFacts *f, int64 m)
+is_bound(const int64 *bound, int nbound, int64 m)
 {
 	int			i;
 
-	for (i = 0; i < f->nbound; i++)
-		if (f->bound[i] == m)
+	for (i = 0; i < nbound; i++)
+		if (bound[i] == m)
 			return true;
 	return false;
+}
+
+/* A superuser, the extension owner or a role with its privileges. */
+static bool
+owner_privileged(Oid role, Oid owner)
+{
+	return superuser_arg(role) || has_privs_of_role(role, owner);
 }
 
 static bool
@@ -426,6 +440,17 @@ role_can_login(Oid role)
 	login = ((Form_pg_authid) GETSTRUCT(tup))->rolcanlogin;
 	ReleaseSysCache(tup);
 	return login;
+}
+
+/*
+ * Whether tenancy takes the role's request.jwt.claims as PostgREST set
+ * them: declared PostgREST-only and NOLOGIN, so reached only by SET ROLE
+ * from the authenticator.  Any other session can set the claims itself.
+ */
+static bool
+postgrest_role(Oid role, const RoleFacts *f)
+{
+	return f->postgrest && !role_can_login(role);
 }
 
 static const char *
@@ -456,13 +481,44 @@ merchant_named(const char *what, const char *text, int64 *m, bool missing_ok)
 	return true;
 }
 
-bool
-payments_identity(PaymentsIdentity *id, bool missing_ok)
+/*
+ * The claims' members merchant_id and sub (NULL when absent), and the
+ * merchants the setting and the claim name, 0 where they name none or
+ * nothing valid (the arguments role_facts is asked with).
+ */
+static void
+parse_request(const char *claims_text, const char *setting_text, char **claim_m_text,
+			  char **subject, int64 *setting_m, int64 *claim_m)
+{
+	*claim_m_text = NULL;
+	*subject = NULL;
+	*setting_m = 0;
+	*claim_m = 0;
+	if (claims_text[0] != '\0')
+	{
+		Jsonb	   *jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(claims_text)));
+
+		if (JB_ROOT_IS_OBJECT(jb))
+		{
+			*claim_m_text = json_member(jb, "merchant_id");
+			*subject = json_member(jb, "sub");
+		}
+	}
+	(void) parse_merchant(setting_text, setting_m);
+	(void) parse_merchant(*claim_m_text, claim_m);
+}
+
+/*
+ * payments_identity() for the given claims and setting texts (the audit
+ * trigger also asks without the ones that were refused).
+ */
+static bool
+resolve_identity(PaymentsIdentity *id, bool missing_ok, const char *claims_text,
+				 const char *setting_text)
 {
 	Oid			role = GetOuterUserId();
-	const char *claims_text = GetConfigOption("request.jwt.claims", true, false);
-	const char *setting_text = GetConfigOption("payments.merchant_id", true, false);
 	char	   *claim_m_text = NULL;
+	char	   *subject;
 	int64		setting_m = 0;
 	int64		claim_m = 0;
 	bool		has_setting;
@@ -474,11 +530,6 @@ payments_identity(PaymentsIdentity *id, bool missing_ok)
 	const char *source = NULL;
 	MemoryContext old;
 	uint64		invalidations;
-
-	if (claims_text == NULL)
-		claims_text = "";
-	if (setting_text == NULL)
-		setting_text = "";
 
 	memset(id, 0, sizeof(*id));
 	id->role = role;
@@ -497,16 +548,7 @@ payments_identity(PaymentsIdentity *id, bool missing_ok)
 		return true;
 	}
 
-	if (claims_text[0] != '\0')
-	{
-		Jsonb	   *jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(claims_text)));
-
-		if (JB_ROOT_IS_OBJECT(jb))
-		{
-			claim_m_text = json_member(jb, "merchant_id");
-			id->subject = json_member(jb, "sub");
-		}
-	}
+	parse_request(claims_text, setting_text, &claim_m_text, &subject, &setting_m, &claim_m);
 
 	/* a checked API key decides first, for its transaction and role */
 	if (key_identity.valid && key_identity.lxid == MyProc->lxid && key_identity.role == role)
@@ -515,6 +557,13 @@ payments_identity(PaymentsIdentity *id, bool missing_ok)
 		id->source = "api_key";
 		id->key_id = key_identity.key_id;
 		id->scopes = key_identity.scopes;
+		if (subject != NULL)
+		{
+			/* a key is checked only where the schema is served */
+			role_facts(extension_owner(false), role, setting_m, claim_m, &f);
+			if (postgrest_role(role, &f))
+				id->subject = subject;
+		}
 		return true;
 	}
 
@@ -526,7 +575,7 @@ payments_identity(PaymentsIdentity *id, bool missing_ok)
 	owner = extension_owner(missing_ok);
 	if (!OidIsValid(owner))
 		return false;
-	privileged = superuser_arg(role) || has_privs_of_role(role, owner);
+	privileged = owner_privileged(role, owner);
 
 	has_setting = merchant_named("the payments.merchant_id setting", setting_text, &setting_m, missing_ok);
 	if (!has_setting && setting_text[0] != '\0')
@@ -536,6 +585,8 @@ payments_identity(PaymentsIdentity *id, bool missing_ok)
 		return false;
 
 	role_facts(owner, role, setting_m, claim_m, &f);
+	if (postgrest_role(role, &f))
+		id->subject = subject;
 
 	if (privileged || f.all_merchants)
 	{
@@ -563,7 +614,7 @@ payments_identity(PaymentsIdentity *id, bool missing_ok)
 				   errmsg("role \"%s\" acts for every merchant but names none", role_display(role)),
 				   errhint("SET payments.merchant_id to the merchant to act for."));
 	}
-	else if (f.postgrest && has_claim && !role_can_login(role))
+	else if (has_claim && postgrest_role(role, &f))
 	{
 		m = claim_m, source = "jwt";
 		if (!f.claim_exists)
@@ -578,7 +629,7 @@ payments_identity(PaymentsIdentity *id, bool missing_ok)
 
 		if (asked != 0)
 		{
-			if (!is_bound(&f, asked))
+			if (!is_bound(f.bound, f.nbound, asked))
 				REFUSE(missing_ok,
 					   errmsg("role \"%s\" may not act for merchant " INT64_FORMAT,
 							  role_display(role), asked),
@@ -629,50 +680,135 @@ payments_identity(PaymentsIdentity *id, bool missing_ok)
 	return true;
 }
 
-/*
- * Who acts, without deciding for which merchant: the role (as
- * payments_identity() has it) and the JWT subject.  For the audit trigger,
- * which records every change, also one made by a role that acts for no
- * merchant, and must not pay for the merchant decision (a catalog query per
- * command) on every audited statement.  The claims are parsed once per
- * distinct text.
- */
-void
-payments_actor(PaymentsIdentity *id)
+bool
+payments_identity(PaymentsIdentity *id, bool missing_ok)
 {
-	static char *claims_seen = NULL;
-	static char *subject_seen = NULL;
 	const char *claims_text = GetConfigOption("request.jwt.claims", true, false);
+	const char *setting_text = GetConfigOption("payments.merchant_id", true, false);
 
+	return resolve_identity(id, missing_ok, claims_text ? claims_text : "",
+							setting_text ? setting_text : "");
+}
+
+/*
+ * Who acts, for the audit trigger, which records every change: also one
+ * made with a setting or claim the API would refuse.  Such a setting or
+ * claim moves nothing: the merchant is the first that resolves of the
+ * request as it is, without the claims, without the setting, without
+ * both.  What the role's own facts allow (bindings, all merchants) decides
+ * which merchant_id of a changed row is taken as it is.
+ *
+ * Resolved once per command, for the role acting and the current user:
+ * the AFTER triggers of a statement fire together after it, and the
+ * trigger asks per row, so a row costs a comparison of these four.
+ */
+const PaymentsActor *
+payments_actor(void)
+{
+	static PaymentsActor actor;
+	static bool valid = false;
+	static LocalTransactionId lxid;
+	static CommandId cid;
+	static Oid	user;
+	Oid			role = GetOuterUserId();
+	const char *claims_text;
+	const char *setting_text;
+	char	   *claim_m_text;
+	char	   *subject;
+	int64		setting_m;
+	int64		claim_m;
+	Oid			owner;
+	RoleFacts	f;
+	PaymentsIdentity id;
+	MemoryContext old;
+
+	if (valid && lxid == MyProc->lxid && cid == GetCurrentCommandId(false) &&
+		actor.role == role && user == GetUserId())
+		return &actor;
+
+	valid = false;
+	if (actor.subject)
+		pfree(actor.subject);
+	if (actor.bound)
+		pfree(actor.bound);
+	memset(&actor, 0, sizeof(actor));
+	actor.role = role;
+
+	claims_text = GetConfigOption("request.jwt.claims", true, false);
+	setting_text = GetConfigOption("payments.merchant_id", true, false);
 	if (claims_text == NULL)
 		claims_text = "";
-	memset(id, 0, sizeof(*id));
-	id->role = GetOuterUserId();
-	if (claims_seen == NULL || strcmp(claims_seen, claims_text) != 0)
+	if (setting_text == NULL)
+		setting_text = "";
+	parse_request(claims_text, setting_text, &claim_m_text, &subject, &setting_m, &claim_m);
+
+	owner = extension_owner(true);
+	if (key_identity.valid && key_identity.lxid == MyProc->lxid && key_identity.role == role)
 	{
-		char	   *subject = NULL;
-		MemoryContext old;
-
-		if (claims_text[0] != '\0')
-		{
-			Jsonb	   *jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(claims_text)));
-
-			if (JB_ROOT_IS_OBJECT(jb))
-				subject = json_member(jb, "sub");
-		}
-		old = MemoryContextSwitchTo(TopMemoryContext);
-		if (claims_seen)
-			pfree(claims_seen);
-		if (subject_seen)
-			pfree(subject_seen);
-		claims_seen = pstrdup(claims_text);
-		subject_seen = subject ? pstrdup(subject) : NULL;
-		MemoryContextSwitchTo(old);
+		/* the key narrows the role to its merchant */
+		actor.key_id = key_identity.key_id;
+		actor.merchant_id = key_identity.merchant_id;
 	}
-	id->subject = subject_seen ? pstrdup(subject_seen) : NULL;
-	/* the API key a pre-request check recorded for this transaction */
-	if (key_identity.valid && key_identity.lxid == MyProc->lxid && key_identity.role == id->role)
-		id->key_id = key_identity.key_id;
+	else if (resolve_identity(&id, true, claims_text, setting_text))
+		actor.merchant_id = id.merchant_id;
+	else if (!OidIsValid(owner) || payments_schema_state(NULL) != SCHEMA_SERVED)
+	{
+		/*
+		 * An older schema awaiting its update: no bindings to decide by.
+		 * Rows are recorded as that version recorded them.
+		 */
+		actor.any_merchant = true;
+		actor.merchant_id = 1;
+		owner = InvalidOid;
+	}
+	else if (resolve_identity(&id, true, "", setting_text) ||
+			 resolve_identity(&id, true, claims_text, "") ||
+			 resolve_identity(&id, true, "", ""))
+		actor.merchant_id = id.merchant_id;
+
+	if (OidIsValid(owner))
+	{
+		/* served: what the owner wrote about the role (cached by now) */
+		role_facts(owner, role, setting_m, claim_m, &f);
+		if (actor.key_id == 0)
+		{
+			actor.any_merchant = f.all_merchants || owner_privileged(role, owner);
+			actor.nbound = f.nbound;
+			actor.bound = MemoryContextAlloc(TopMemoryContext, sizeof(int64) * Max(f.nbound, 1));
+			memcpy(actor.bound, f.bound, sizeof(int64) * f.nbound);
+		}
+
+		/*
+		 * The extension's own SECURITY DEFINER functions, the worker, the
+		 * owner at work: their rows name the merchant their code decided,
+		 * and a row without one goes where the owner's own do.
+		 */
+		if (owner_privileged(GetUserId(), owner))
+		{
+			actor.any_merchant = true;
+			if (actor.merchant_id == 0)
+				actor.merchant_id = 1;
+		}
+	}
+	if (!OidIsValid(owner) || !postgrest_role(role, &f))
+		subject = NULL;
+
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	actor.subject = subject ? pstrdup(subject) : NULL;
+	MemoryContextSwitchTo(old);
+	lxid = MyProc->lxid;
+	cid = GetCurrentCommandId(false);
+	user = GetUserId();
+	valid = true;
+	return &actor;
+}
+
+/* Whether the actor's rows may name this merchant (a comparison per row). */
+bool
+payments_actor_may_act_for(const PaymentsActor *actor, int64 merchant_id)
+{
+	return actor->any_merchant || merchant_id == actor->merchant_id ||
+		is_bound(actor->bound, actor->nbound, merchant_id);
 }
 
 uint32
@@ -717,7 +853,7 @@ payments_role_is_postgrest(Oid role)
 	RoleFacts	f;
 
 	read_role_facts(extension_owner(false), role, 0, 0, &f);
-	return f.postgrest && !role_can_login(role);
+	return postgrest_role(role, &f);
 }
 
 /*

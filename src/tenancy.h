@@ -20,7 +20,9 @@ typedef struct PaymentsIdentity
 	int64		merchant_id;	/* the merchant it acts for; 0 when none */
 	const char *source;			/* what decided it: "binding", "jwt",
 								 * "setting", "default" */
-	char	   *subject;		/* the JWT's "sub" claim, or NULL */
+	char	   *subject;		/* the JWT's "sub" claim, only for a
+								 * declared NOLOGIN PostgREST role; else
+								 * NULL */
 	int64		key_id;			/* the merchant API key the request uses
 								 * (source "api_key"), else 0 */
 	uint32		scopes;			/* that key's scopes (PAYMENTS_SCOPE_*) */
@@ -44,10 +46,35 @@ extern uint32 payments_scope_bit(const char *name);
  * Resolve the identity of the current request.  When nothing identifies a
  * merchant, or the request names one the role may not act for: raises
  * 42501, unless missing_ok, which returns false instead (then only
- * id->role and id->subject are set).
+ * id->role is set, and id->subject if the role's claims were read).
  */
 extern bool payments_identity(PaymentsIdentity *id, bool missing_ok);
-extern void payments_actor(PaymentsIdentity *id);
+
+/*
+ * Who acts, for the audit trigger: resolved once per command, kept by
+ * tenancy.c (valid until the next call).
+ */
+typedef struct PaymentsActor
+{
+	Oid			role;			/* as in PaymentsIdentity */
+	char	   *subject;		/* the JWT's "sub" claim where tenancy
+								 * trusts the claims (a declared NOLOGIN
+								 * PostgREST role), else NULL */
+	int64		key_id;			/* the merchant API key used, else 0 */
+	int64		merchant_id;	/* the merchant it acts for, a setting or
+								 * claim it may not use ignored; 0 when
+								 * nothing else decides one */
+	bool		any_merchant;	/* its rows may name any merchant: a role
+								 * acting for every merchant, or the
+								 * owner's code (the current user) */
+	int			nbound;			/* the merchants it is bound to */
+	int64	   *bound;
+} PaymentsActor;
+
+extern const PaymentsActor *payments_actor(void);
+
+/* Whether a row the actor changed may be recorded under its merchant_id. */
+extern bool payments_actor_may_act_for(const PaymentsActor *actor, int64 merchant_id);
 
 /*
  * A verified merchant API key acts for the rest of the current transaction

@@ -93,7 +93,7 @@ CREATE INDEX audit_log_logged_at_txid ON payments.audit_log
 REVOKE ALL ON payments.audit_log FROM PUBLIC;
 COMMENT ON TABLE payments.audit_log IS
 	'One row per INSERT, UPDATE, DELETE or TRUNCATE of an audited table (pay_audit_attach). Append-only for every role: only pay_audit_prune() removes whole sealed batches. Never holds card data.';
-COMMENT ON COLUMN payments.audit_log.merchant_id IS 'The changed row''s merchant_id, else pay_current_merchant().';
+COMMENT ON COLUMN payments.audit_log.merchant_id IS 'The changed row''s merchant_id when the role that acted may act for that merchant (bound to it, acting for every merchant, or the change came from the owner''s code: the extension''s functions, the worker), else the merchant the role acts for (pay_current_merchant(), a setting or claim it may not use ignored). Where none is decided the change is refused (42501).';
 COMMENT ON COLUMN payments.audit_log.audit_id IS 'Increasing id; seals cover ranges of it.';
 COMMENT ON COLUMN payments.audit_log.table_schema IS 'Schema of the changed table (text, so that it outlives the table).';
 COMMENT ON COLUMN payments.audit_log.table_name IS 'Name of the changed table.';
@@ -103,7 +103,7 @@ COMMENT ON COLUMN payments.audit_log.new_row IS 'The row after INSERT or UPDATE,
 COMMENT ON COLUMN payments.audit_log.changed_columns IS 'UPDATE: the columns whose value changed (masked ones by name only).';
 COMMENT ON COLUMN payments.audit_log.db_role IS 'The role that acted: SET ROLE, else the login role (PostgREST: the role of the JWT, e.g. authenticated), not the owner of the SECURITY DEFINER function the change went through. Rows written before 0.2.0 hold current_user.';
 COMMENT ON COLUMN payments.audit_log.session_role IS 'session_user when the change was made (PostgREST: the authenticator).';
-COMMENT ON COLUMN payments.audit_log.app_user IS 'The application''s user: the "sub" claim of request.jwt.claims (PostgREST), when known.';
+COMMENT ON COLUMN payments.audit_log.app_user IS 'The application''s user: the "sub" claim of request.jwt.claims, only for a role declared with pay_declare_postgrest_role() (NOLOGIN: PostgREST set the claims); else NULL, as any session can set the claims.';
 COMMENT ON COLUMN payments.audit_log.correlation_id IS 'x-request-id (or traceparent) of request.headers, else payments.correlation_id, else the row''s own correlation_id.';
 COMMENT ON COLUMN payments.audit_log.txid IS 'The top-level transaction id (xid8).';
 COMMENT ON COLUMN payments.audit_log.logged_at IS 'statement_timestamp() of the change.';

@@ -25,7 +25,7 @@ postgrest_roles_setup "$WORK" "$PORT" payments
 postgrest_start "$WORK" "$PORT" payments "$RUNDIR"
 
 exp=$(($(date +%s) + 900))
-TOKEN=$(jwt_hs256 "$PGRST_JWT_SECRET" "{\"role\":\"authenticated\",\"merchant_id\":$M,\"exp\":$exp}")
+TOKEN=$(jwt_hs256 "$PGRST_JWT_SECRET" "{\"role\":\"authenticated\",\"merchant_id\":$M,\"sub\":\"rest-user-1\",\"exp\":$exp}")
 TOKEN2=$(jwt_hs256 "$PGRST_JWT_SECRET" "{\"role\":\"authenticated\",\"merchant_id\":$M2,\"exp\":$exp}")
 SCRAPER=$(jwt_hs256 "$PGRST_JWT_SECRET" "{\"role\":\"prometheus\",\"exp\":$exp}")
 
@@ -68,6 +68,8 @@ is "$(field "$b" merchant_id)|$(field "$b" status)|$(field "$b" amount)|$(field 
 is "$(field "$b" correlation_id)" rest-req-0001 "the X-Request-Id header is the payment's correlation id"
 is "$(sql -c "SELECT string_agg(DISTINCT correlation_id, ',') FROM payments.operations WHERE merchant_id = $M AND payment_id = $pid")" rest-req-0001 \
 	"and its gateway operation's"
+is "$(sql -c "SELECT app_user FROM payments.audit_log WHERE merchant_id = $M AND table_name = 'payments' AND operation = 'INSERT' AND (new_row ->> 'payment_id')::bigint = $pid")" rest-user-1 \
+	"its audit row, under the JWT's merchant, names the JWT's subject (authenticated is a declared PostgREST role)"
 if grep -q '4111 1111 1111 1111\|4111111111111111' <<<"$b"; then ok 1 "the answer holds no card number"; else ok 0 "the answer holds no card number"; fi
 
 r=$(call "$TOKEN" pay_wait "{\"payment_id\": $pid, \"timeout\": \"10 s\"}")

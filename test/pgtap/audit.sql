@@ -9,7 +9,7 @@
 \set ON_ERROR_STOP true
 BEGIN;
 SET LOCAL TimeZone = 'UTC';
-SELECT plan(61);
+SELECT plan(71);
 
 SELECT has_table('payments', 'audit_log', 'payments.audit_log exists');
 SELECT has_table('payments', 'audit_seals', 'payments.audit_seals exists');
@@ -54,8 +54,8 @@ INSERT INTO tap_orders (order_id, merchant_id, total, note, card_number, api_sec
 SELECT results_eq($$SELECT operation, merchant_id, old_row IS NULL, app_user, correlation_id, db_role::name = current_user, session_role::name = session_user,
 		txid = pg_current_xact_id(), logged_at <= statement_timestamp()
 	FROM payments.audit_log WHERE table_name = 'tap_orders' ORDER BY audit_id$$,
-	$$VALUES ('INSERT'::text, 3::bigint, true, 'user-42'::text, 'req-abc'::text, true, true, true, true)$$,
-	'INSERT: merchant from the row, JWT subject, request id, roles and transaction id');
+	$$VALUES ('INSERT'::text, 3::bigint, true, NULL::text, 'req-abc'::text, true, true, true, true)$$,
+	'INSERT: merchant from the row (a superuser acts for every merchant), request id, roles and transaction id; no JWT subject from claims a role that is not a declared PostgREST role set');
 SELECT is((SELECT new_row FROM payments.audit_log WHERE table_name = 'tap_orders'),
 	'{"order_id": 1, "merchant_id": 3, "total": "12.34 USD", "note": "hello", "blob": {"bytes": 3}, "placed_at": "2024-01-02T03:04:05+00:00"}'::jsonb,
 	'the new row, without card_number, api_secret and the masked internal_ref; bytea as its length');
@@ -118,13 +118,91 @@ SELECT is((SELECT merchant_id FROM payments.audit_log WHERE table_name = 'mercha
 
 -- A role that may change a table but has no privilege on the audit log.
 CREATE ROLE tap_audit_app NOLOGIN;
-GRANT USAGE ON SCHEMA payments TO tap_audit_app;
+SELECT payments.pay_bind_role('tap_audit_app', merchant_id => 5);
 GRANT INSERT ON tap_orders TO tap_audit_app;
 SET LOCAL ROLE tap_audit_app;
-INSERT INTO tap_orders (order_id, merchant_id) VALUES (2, 3);
+INSERT INTO tap_orders (order_id, merchant_id) VALUES (2, 5);
 RESET ROLE;
 SELECT is((SELECT db_role FROM payments.audit_log WHERE table_name = 'tap_orders' ORDER BY audit_id DESC LIMIT 1),
 	'tap_audit_app', 'an API role''s change is audited under its name');
+
+-- For which merchant: a row's merchant_id only if the role may act for
+-- it, a setting or claim it may not use moves nothing, and the JWT
+-- subject only from a declared PostgREST role (any session can set
+-- request.jwt.claims).  tap_audit_a: bound to 5, can log in.
+CREATE TABLE public.tap_claims (id int PRIMARY KEY, merchant_id bigint NOT NULL, note text);
+CREATE TABLE public.tap_plain (id int PRIMARY KEY, note text);
+SELECT payments.pay_audit_attach('tap_claims'), payments.pay_audit_attach('tap_plain');
+CREATE ROLE tap_audit_a LOGIN;
+CREATE ROLE tap_audit_two NOLOGIN;
+CREATE ROLE tap_audit_none NOLOGIN;
+CREATE ROLE tap_audit_rest NOLOGIN;
+CREATE ROLE tap_audit_admin NOLOGIN;
+SELECT payments.pay_bind_role('tap_audit_a', merchant_id => 5);
+SELECT payments.pay_bind_role('tap_audit_two', merchant_id => 5), payments.pay_bind_role('tap_audit_two', merchant_id => 7);
+SELECT payments.pay_grant_api('tap_audit_none');
+SELECT payments.pay_declare_postgrest_role('tap_audit_rest');
+SELECT payments.pay_grant_all_merchants('tap_audit_admin');
+GRANT INSERT, SELECT, UPDATE ON tap_claims, tap_plain TO tap_audit_a, tap_audit_two, tap_audit_none, tap_audit_rest, tap_audit_admin;
+CREATE FUNCTION public.tap_owner_insert(id int, m bigint) RETURNS void LANGUAGE sql SECURITY DEFINER
+	AS $$ INSERT INTO public.tap_claims VALUES (id, m, 'the owner''s function') $$;
+CREATE FUNCTION pg_temp.audited(t text, id int) RETURNS text LANGUAGE sql AS $$
+	SELECT concat_ws('|', a.merchant_id, coalesce(a.app_user, '-')) FROM payments.audit_log a
+	WHERE a.table_name = t AND a.operation = 'INSERT' AND (a.new_row ->> 'id')::int = id $$;
+SET LOCAL ROLE tap_audit_a;
+SET LOCAL payments.merchant_id = '7';
+INSERT INTO tap_plain VALUES (1, 'setting: a merchant it may not act for');
+SET LOCAL payments.merchant_id = 'garbage';
+INSERT INTO tap_plain VALUES (2, 'setting: no merchant id');
+RESET payments.merchant_id;
+SET LOCAL request.jwt.claims = '{"merchant_id": 7, "sub": "alice-admin"}';
+INSERT INTO tap_plain VALUES (3, 'claim of a role that can log in');
+SELECT is((SELECT jwt_subject FROM payments.pay_current_identity()), NULL,
+	'pay_current_identity(): no JWT subject from claims a login role set itself');
+RESET request.jwt.claims;
+INSERT INTO tap_claims VALUES (1, 7, 'another merchant'), (2, 5, 'its own'), (3, 999, 'no such merchant');
+SET LOCAL payments.merchant_id = '7';
+UPDATE tap_claims SET merchant_id = 7 WHERE id = 2;
+RESET payments.merchant_id;
+SELECT tap_owner_insert(4, 7);
+RESET ROLE;
+SELECT results_eq($$SELECT pg_temp.audited('tap_plain', i) FROM generate_series(1, 3) i$$,
+	$$VALUES ('5|-'), ('5|-'), ('5|-')$$,
+	'a bound role''s rows stay with its merchant whatever setting or claim it names (not the default merchant), and it cannot forge app_user');
+SELECT results_eq($$SELECT pg_temp.audited('tap_claims', i) FROM generate_series(1, 3) i$$,
+	$$VALUES ('5|-'), ('5|-'), ('5|-')$$,
+	'a row naming a merchant the role may not act for (or none that exists) is recorded under the role''s own');
+SELECT is((SELECT merchant_id FROM payments.audit_log WHERE table_name = 'tap_claims' AND operation = 'UPDATE'), 5::bigint,
+	'an UPDATE to another merchant''s id under a setting naming it: its own merchant too');
+SELECT is((SELECT new_row ->> 'merchant_id' FROM payments.audit_log WHERE table_name = 'tap_claims' AND (new_row ->> 'id')::int = 1),
+	'7', 'the row''s own claim stays visible in new_row');
+SELECT is(pg_temp.audited('tap_claims', 4), '7|-',
+	'a row the owner''s SECURITY DEFINER function writes keeps its merchant, whoever calls it');
+SET LOCAL ROLE tap_audit_two;
+SET LOCAL payments.merchant_id = '1';
+SELECT throws_ok($$INSERT INTO tap_plain VALUES (10, 'x')$$, '42501', 'role "tap_audit_two" may not act for merchant 1',
+	'bound to several merchants and naming another one: the write is refused as the API refuses it');
+SET LOCAL payments.merchant_id = '7';
+INSERT INTO tap_plain VALUES (11, 'names one of its merchants');
+INSERT INTO tap_claims VALUES (11, 5, 'its other merchant'), (12, 41, 'not its merchant');
+RESET payments.merchant_id;
+SELECT throws_ok($$INSERT INTO tap_claims VALUES (13, 41, 'x')$$, '42501', 'role "tap_audit_two" is bound to several merchants',
+	'naming none, a row for no merchant of its own: refused');
+SET LOCAL ROLE tap_audit_none;
+SELECT throws_ok($$INSERT INTO tap_claims VALUES (20, 5, 'x')$$, '42501', 'no merchant identity for role "tap_audit_none"',
+	'a role bound to nothing: refused, never the default merchant');
+SET LOCAL ROLE tap_audit_rest;
+SET LOCAL request.jwt.claims = '{"merchant_id": 7, "sub": "bob"}';
+INSERT INTO tap_claims VALUES (30, 7, 'through PostgREST'), (31, 5, 'not the claimed merchant');
+SET LOCAL ROLE tap_audit_admin;
+SET LOCAL request.jwt.claims = '{"sub": "carol"}';
+INSERT INTO tap_claims VALUES (40, 7, 'an admin naming no merchant');
+RESET request.jwt.claims;
+RESET ROLE;
+SELECT results_eq($$SELECT pg_temp.audited(t, i) FROM (VALUES ('tap_plain', 11), ('tap_claims', 11), ('tap_claims', 12),
+		('tap_claims', 30), ('tap_claims', 31), ('tap_claims', 40)) v(t, i)$$,
+	$$VALUES ('7|-'), ('5|-'), ('7|-'), ('7|bob'), ('7|bob'), ('7|-')$$,
+	'any merchant the role is bound to, else the one it names; a declared PostgREST role''s claim and subject; an admin''s rows any merchant');
 
 -- Append-only for everyone, even a role granted every privilege, even the owner.
 CREATE ROLE tap_audit_intruder NOLOGIN;

@@ -153,6 +153,9 @@ INSERT INTO payments.payments (merchant_id, kind, amount, amount_refunded, payme
 VALUES (1, 'purchase', '11.00 USD', '0.00 USD', 'profile', 'TAPSM2', 'tap-sm2'),
 	(1, 'purchase', '12.00 USD', '0.00 USD', 'profile', 'TAPSM3', 'tap-sm3');
 CREATE ROLE tap_sm_editor NOLOGIN BYPASSRLS;
+-- bound to the payments' merchant: an audited change by a role that acts
+-- for no merchant is refused
+SELECT payments.pay_bind_role('tap_sm_editor', merchant_id => 1, grant_api => false);
 GRANT USAGE ON SCHEMA payments TO tap_sm_editor;
 GRANT SELECT, UPDATE ON payments.payments TO tap_sm_editor;
 GRANT INSERT ON payments.events TO tap_sm_editor;

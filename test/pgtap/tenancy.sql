@@ -10,7 +10,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(76);
+SELECT plan(77);
 
 SELECT has_table('payments', 'merchants', 'payments.merchants exists');
 SELECT results_eq($$SELECT merchant_id, name FROM payments.merchants WHERE is_default$$,
@@ -158,6 +158,9 @@ RESET payments.merchant_id;
 SET LOCAL request.jwt.claims = '{"merchant_id": "42"}';
 SELECT throws_ok(format('SELECT payments.pay_void(%s)', :zen_pay), '42501', NULL,
 	'SET request.jwt.claims as a role not declared PostgREST-only: refused');
+SET LOCAL request.jwt.claims = '{"sub": "alice-admin"}';
+SELECT is((SELECT concat_ws('|', merchant_id, source, coalesce(jwt_subject, '-')) FROM payments.pay_current_identity()),
+	'41|binding|-', 'nor does such a role get the JWT subject it names (audit_log.app_user)');
 RESET request.jwt.claims;
 RESET ROLE;
 
