@@ -728,6 +728,34 @@ reject_resend(GatewayOp *op, const AnetTxnResult *r, bool *follow_up)
 									   error ? error : "no reason given"));
 }
 
+/*
+ * A capture answered 310 (the authorization is voided) or 311 (it is
+ * captured already), which the gateway may class as approved: nothing was
+ * captured now.  Voided (in the Merchant Interface, say): no money moves,
+ * an error that says so.  Captured before, by an earlier attempt of ours or
+ * by someone else, maybe of another amount: the payment's transaction is
+ * asked about, and interpret_confirm takes it only with our amount.
+ */
+static void
+capture_done_before(GatewayOp *op, const AnetTxnResult *r, bool *follow_up)
+{
+	char	   *error = NULL;
+
+	if (r->reason_code == 310)
+	{
+		gateway_set_outcome(op, OUTCOME_ERROR,
+							"the authorization was voided at the gateway (reason 310): nothing was captured; record it with pay_void");
+		return;
+	}
+	op->first_reply = *r;
+	if (r->trans_id[0] != '\0' && strcmp(r->trans_id, "0") != 0 ?
+		gateway_confirm(op, r->trans_id) : start_lookup(op, &error))
+		*follow_up = true;
+	else
+		gateway_set_outcome_later(op, 5000, 300000, OUTCOME_UNKNOWN,
+								  "the gateway says the authorization was captured already (reason 311), and the capture could not be asked about");
+}
+
 /* The reply to a createTransaction of this op. */
 static void
 interpret_send(GatewayOp *op, bool *follow_up)
@@ -774,6 +802,11 @@ interpret_send(GatewayOp *op, bool *follow_up)
 		op->account_code = pstrdup("E00009");
 		op->account_text = pstrdup("The payment gateway account is in Test Mode: the transaction was answered but not stored (transId 0).");
 		account_outcome(op);
+		return;
+	}
+	if (strcmp(op->kind, "capture") == 0 && (r.reason_code == 310 || r.reason_code == 311))
+	{
+		capture_done_before(op, &r, follow_up);
 		return;
 	}
 	switch (r.outcome)

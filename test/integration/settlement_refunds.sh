@@ -392,4 +392,35 @@ for c in "full|$pu|" "part|$pu2|5.00 USD"; do
 done
 su -c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY', endpoint_url => '$SIM_TLS_API', ca_file => '$SIM_CA', timeout_ms => 3000, merchant_id => $M)" >/dev/null
 
+###########################################################################
+# 13. Captures the gateway answers as done before: 311 (already captured)
+#     is an approval that captured nothing now.  Captured in the Merchant
+#     Interface for another amount, the worker asks and does not record
+#     ours (before: 12.34 recorded captured where 5.00 was); for the same
+#     amount it is the capture.  310 (the authorization was voided there):
+#     an error that says so.
+ctx() {	# ctx TYPE PAYMENT_ID [AMOUNT]: a transaction made at the gateway directly
+	sim_api "{\"createTransactionRequest\":{$AUTH,\"transactionRequest\":{\"transactionType\":\"$1\"${3:+,\"amount\":\"$3\"},\"refTransId\":\"$(trans_of "$2")\"}}}" >/dev/null
+}
+capture() { q -c "SELECT operation_id FROM pay_capture(payment_id => $1)"; }
+pa=$(pay authorize '12.34 USD'); ctx priorAuthCaptureTransaction "$pa" 5.00
+op=$(capture "$pa")
+ok "$(passed op_is "$op" unknown)" "13: a capture answered 311 after 5.00 was captured elsewhere stays unknown"
+like "$(q -c "SELECT last_error FROM pay_payment_operations($pa) WHERE operation_id = $op")" 'is for 5.00, not 12.34' \
+	"13: its last_error names both amounts, for a person"
+is "$(q -c "SELECT amount_captured IS DISTINCT FROM '12.34 USD'::pay_amount FROM pay_get_payment($pa)")" t "13: 12.34 is not recorded captured"
+pb=$(pay authorize '7.00 USD'); ctx priorAuthCaptureTransaction "$pb" 7.00
+op=$(capture "$pb")
+ok "$(passed op_is "$op" succeeded)" "13: captured elsewhere for the same amount: the capture succeeded"
+is "$(q -c "SELECT status || '|' || amount_captured FROM pay_get_payment($pb)")" "succeeded|7.00 USD" "13: the payment is captured"
+is "$(ledger "P$TAG$pb")" "authorization 7.00,capture 7.00" "13: the gateway captured once"
+pc=$(pay authorize '8.00 USD'); ctx voidTransaction "$pc"
+op=$(capture "$pc")
+ok "$(passed op_is "$op" failed)" "13: a capture of an authorization voided at the gateway fails"
+like "$(q -c "SELECT last_error FROM pay_payment_operations($pc) WHERE operation_id = $op")" 'voided at the gateway \(reason 310\).*pay_void' \
+	"13: saying it was voided there and how to record it"
+op=$(q -c "SELECT operation_id FROM pay_void(payment_id => $pc)")
+ok "$(passed op_is "$op" succeeded)" "13: pay_void then records it"
+is "$(q -c "SELECT status FROM pay_get_payment($pc)")" canceled "13: the payment is canceled"
+
 tap_done
