@@ -139,6 +139,12 @@ check_amount(const PayAmount *amount)
 	char		buf[64];
 	size_t		digits;
 
+	if (cur->exponent > ANET_AMOUNT_MAX_DECIMALS)
+		ereport(ERROR,
+				(errcode(ERRCODE_PAY_AMOUNT_TOO_LARGE),
+				 errmsg("amounts in %s cannot be sent to the gateway", cur->code),
+				 errdetail("The gateway takes amounts of at most %d decimal places; %s has %d.",
+						   ANET_AMOUNT_MAX_DECIMALS, cur->code, cur->exponent)));
 	if (anet_amount_to_decimal(amount->minor, cur->exponent, buf, sizeof(buf)) < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_PAY_AMOUNT_TOO_LARGE),

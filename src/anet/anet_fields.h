@@ -26,6 +26,8 @@
 
 /* transactionRequest.amount: at most 15 digits (API reference) */
 #define ANET_AMOUNT_MAX_DIGITS	15
+/* decimal places of an amount: a currency of more (KWD, CLF) cannot be sent */
+#define ANET_AMOUNT_MAX_DECIMALS	2
 
 /* profile.customerProfileId, paymentProfileId: numericString, <= 20 */
 #define ANET_PROFILE_ID_MAX		20

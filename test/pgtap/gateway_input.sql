@@ -11,7 +11,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(68);
+SELECT plan(71);
 
 CREATE FUNCTION pg_temp.card(holder text DEFAULT NULL) RETURNS payments.pay_card LANGUAGE sql
 	AS $$ SELECT payments.pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 2, '123', holder) $$;
@@ -123,6 +123,14 @@ SELECT lives_ok($$SELECT pay_purchase(amount => '9999999999999.99 USD', card => 
 	'a 15-digit amount is accepted');
 SELECT throws_ok($$SELECT pay_authorize(amount => '1000000000000000 JPY', card => pg_temp.card())$$,
 	'22Y26', 'amount is larger than the gateway accepts', 'a 16-digit yen amount is refused');
+-- a currency of three or four decimal places: the gateway refuses every
+-- amount in it (reason 5), so it is refused at the call
+SELECT throws_ok($$SELECT pay_purchase(amount => '1.234 KWD', card => pg_temp.card())$$,
+	'22Y26', 'amounts in KWD cannot be sent to the gateway', 'a three-decimal currency is refused at the call');
+SELECT throws_ok($$SELECT pay_authorize(amount => '1.2345 CLF', card => pg_temp.card())$$,
+	'22Y26', 'amounts in CLF cannot be sent to the gateway', 'a four-decimal currency too');
+SELECT lives_ok($$SELECT pay_purchase(amount => '100 JPY', card => pg_temp.card())$$,
+	'a zero-decimal currency is accepted');
 SELECT lives_ok($$SELECT pay_authorize(amount => '999999999999999 JPY', card => pg_temp.card())$$,
 	'a 15-digit yen amount is accepted');
 
