@@ -1033,6 +1033,19 @@ interpret_confirm(GatewayOp *op)
 		case ANET_STATUS_EXPIRED:
 			gateway_set_outcome(op, OUTCOME_ERROR, "the authorization expired");
 			return;
+		case ANET_STATUS_FAILED:
+			/*
+			 * generalError, communicationError, settlementError: it failed,
+			 * final.  couldNotVoid tells of a void tried on it, not what
+			 * the transaction itself came to: a person looks.
+			 */
+			if (strcmp(d.transaction_status, "couldNotVoid") == 0)
+				gateway_set_outcome_later(op, 60000, 3600000, OUTCOME_UNKNOWN,
+										  "the gateway shows the transaction couldNotVoid");
+			else
+				gateway_set_outcome(op, OUTCOME_ERROR,
+									psprintf("the gateway shows the transaction %s", d.transaction_status));
+			return;
 		default:
 			gateway_set_outcome_later(op, 5000, 300000, OUTCOME_UNKNOWN, psprintf("the original transaction has status %s", d.transaction_status));
 			return;
@@ -1217,8 +1230,21 @@ interpret_decide(GatewayOp *op, bool *follow_up)
 								psprintf("the payment's transaction %s was voided at the gateway: nothing is left to refund",
 										 d.trans_id));
 			return;
-		case ANET_STATUS_DECLINED:
 		case ANET_STATUS_EXPIRED:
+			if (voids)
+			{
+				/*
+				 * An authorization expired uncaptured holds nothing any
+				 * more: what a void would do is done, and the payment is
+				 * canceled (it stayed requires_capture for ever).
+				 */
+				gateway_set_outcome(op, OUTCOME_APPROVED,
+									psprintf("the authorization %s had expired at the gateway: nothing is held, nothing was voided",
+											 d.trans_id));
+				return;
+			}
+			/* FALLTHROUGH */
+		case ANET_STATUS_DECLINED:
 		case ANET_STATUS_FAILED:
 		case ANET_STATUS_RETURNED:
 			gateway_set_outcome(op, OUTCOME_ERROR,

@@ -438,6 +438,11 @@ BEGIN
 			status = CASE WHEN t.payment_status = 'refunded' AND new_refunded <> p.amount_captured
 				THEN 'partially_refunded' ELSE t.payment_status END
 		WHERE merchant_id = p.merchant_id AND payment_id = p.payment_id;
+	ELSIF o.kind = 'void' THEN
+		-- a void undoes the capture too (a purchase voided before settlement):
+		-- nothing stays captured
+		UPDATE payments.payments SET status = t.payment_status, amount_captured = p.amount_captured * 0
+		WHERE merchant_id = p.merchant_id AND payment_id = p.payment_id;
 	ELSE
 		UPDATE payments.payments SET status = t.payment_status
 		WHERE merchant_id = p.merchant_id AND payment_id = p.payment_id;

@@ -423,4 +423,25 @@ op=$(q -c "SELECT operation_id FROM pay_void(payment_id => $pc)")
 ok "$(passed op_is "$op" succeeded)" "13: pay_void then records it"
 is "$(q -c "SELECT status FROM pay_get_payment($pc)")" canceled "13: the payment is canceled"
 
+###########################################################################
+# 14. An authorization left uncaptured past its 30 days expires at the
+#     gateway: a void then records what happened (nothing is held), the
+#     payment canceled (before: the void failed, the payment stayed
+#     requires_capture for ever).  A purchase voided before settlement
+#     shows nothing captured (before: its amount_captured stayed).
+pe=$(pay authorize '50.00 USD')
+clock $((32 * 86400)); settle >/dev/null
+op=$(q -c "SELECT operation_id FROM pay_void(payment_id => $pe)")
+ok "$(passed op_is "$op" succeeded)" "14: a void of an authorization expired at the gateway succeeds"
+like "$(q -c "SELECT last_error FROM pay_payment_operations($pe) WHERE operation_id = $op")" 'had expired at the gateway' "14: saying why"
+is "$(q -c "SELECT status FROM pay_get_payment($pe)")" canceled "14: the payment is canceled"
+is "$(ledger "P$TAG$pe")" "authorization 50.00" "14: the gateway was asked to void nothing"
+clock $((-32 * 86400))
+pv4=$(pay purchase '12.00 USD')
+op=$(q -c "SELECT operation_id FROM pay_void(payment_id => $pv4)")
+ok "$(passed op_is "$op" succeeded)" "14: a purchase voided before settlement"
+is "$(q -c "SELECT status || '|' || amount_captured FROM pay_get_payment($pv4)")" "canceled|0.00 USD" "14: is canceled with nothing captured"
+is "$(q -c "SELECT data ->> 'amount_captured' FROM payments.events WHERE merchant_id = $M AND payment_id = $pv4 AND event_type = 'payment.canceled'")" \
+	"0.00 USD" "14: and its payment.canceled event says so"
+
 tap_done
