@@ -77,6 +77,43 @@ json_expiry_field(struct json_object *v, int32 *out)
 }
 
 /*
+ * Whether a key of the JSON text has a \u0000 escape.  json-c hands keys
+ * out as C strings: "cvv\u0000x" would be read as "cvv", a spelling of the
+ * key that log masking (card_redact.c) has to go out of its way to see.
+ * json-c checks the text is JSON: here a string is a key when a colon
+ * follows it.
+ */
+static bool
+key_has_nul_escape(const char *str, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+	{
+		bool		nul = false;
+
+		if (str[i] != '"')
+			continue;
+		for (i++; i < len && str[i] != '"'; i++)
+		{
+			if (str[i] != '\\' || i + 1 >= len)
+				continue;
+			if (str[i + 1] == 'u' && i + 5 < len && memcmp(str + i + 2, "0000", 4) == 0)
+				nul = true;
+			i++;
+		}
+		if (nul)
+		{
+			size_t		j = i + 1;
+
+			while (j < len && (str[j] == ' ' || str[j] == '\t' || str[j] == '\n' || str[j] == '\r'))
+				j++;
+			if (j < len && str[j] == ':')
+				return true;
+		}
+	}
+	return false;
+}
+
+/*
  * Parse the JSON text into *jc without raising errors: json-c allocates
  * with malloc, so nothing may longjmp while its objects are alive.  The
  * parsed tree and the tokenizer's buffer are wiped before they are freed.
@@ -89,6 +126,11 @@ card_parse_json(const char *str, size_t len, JsonCard *jc)
 	enum json_tokener_error jerr;
 	size_t		end;
 
+	if (key_has_nul_escape(str, len))
+	{
+		jc->error = "A key of the card object contains the escape \\u0000.";
+		return;
+	}
 	tok = json_tokener_new();
 	if (tok == NULL)
 	{

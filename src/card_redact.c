@@ -18,6 +18,11 @@
  *	  after ':' (JSON), '=' or '=>' (named arguments);
  *	- every quoted literal inside the parentheses of a pay_card(...) call:
  *	  the number, the security code and the holder name given positionally.
+ * The card input reads a text only once every quoting is undone, so keys,
+ * blanks and separators are read the same way (read_char): a letter or a
+ * blank may be written as a JSON, E'' or U&'' escape ("\u0063vv",
+ * "cvv":\t"123"), and a literal may be quoted in any way SQL quotes
+ * ('...', E'...', $$...$$, $tag$...$tag$, ''...'' inside a quoted text).
  * A false positive costs a few masked characters of a log line.
  *
  *-------------------------------------------------------------------------
@@ -30,7 +35,11 @@
 #define IS_DIGIT(c)		((c) >= '0' && (c) <= '9')
 #define IS_WORD(c)		(((c) >= '0' && (c) <= '9') || ((c) >= 'a' && (c) <= 'z') || \
 						 ((c) >= 'A' && (c) <= 'Z') || (c) == '_')
-#define VALUE_MAX		128		/* longest value masked after a card key */
+/*
+ * Longest value masked after a card key: the longest card number the input
+ * takes with every character written as \UXXXXXXXX, and its quotes.
+ */
+#define VALUE_MAX		(CARD_NUMBER_MAX_INPUT * 10 + 2)
 
 static const char *const card_keys[] = {
 	"number", "card_number", "cardnumber", "card-number", "pan",
@@ -81,9 +90,9 @@ mask_digit_runs(char *buf, int len)
 	return masked;
 }
 
-/* Mask a quoted literal starting at buf[i] (the quote); returns its end. */
+/* The position of the quote closing the literal opened at buf[i], or len. */
 static int
-mask_quoted(char *buf, int len, int i, bool *masked)
+quoted_end(const char *buf, int len, int i, bool backslash_escapes)
 {
 	char		q = buf[i];
 	int			j = i + 1;
@@ -94,106 +103,416 @@ mask_quoted(char *buf, int len, int i, bool *masked)
 		{
 			if (q == '\'' && j + 1 < len && buf[j + 1] == '\'')
 			{
-				buf[j] = buf[j + 1] = CARD_REDACT_CHAR;
 				j += 2;
-				*masked = true;
 				continue;
 			}
 			break;
 		}
-		if (buf[j] == '\\' && q == '"' && j + 1 < len)
+		if (buf[j] == '\\' && backslash_escapes && j + 1 < len)
 		{
-			buf[j] = buf[j + 1] = CARD_REDACT_CHAR;
 			j += 2;
-			*masked = true;
 			continue;
 		}
-		buf[j++] = CARD_REDACT_CHAR;
-		*masked = true;
+		j++;
 	}
-	return j + 1;
+	return j;
 }
 
-/* Mask the values after card keys. */
+/* Mask buf[from..to). */
+static void
+mask_span(char *buf, int from, int to, bool *masked)
+{
+	if (to > from)
+	{
+		memset(buf + from, CARD_REDACT_CHAR, to - from);
+		*masked = true;
+	}
+}
+
+/* Mask a quoted literal starting at buf[i] (the quote); returns its end. */
+static int
+mask_quoted(char *buf, int len, int i, bool backslash_escapes, bool *masked)
+{
+	int			e = quoted_end(buf, len, i, backslash_escapes);
+
+	mask_span(buf, i + 1, e, masked);
+	return e + 1;
+}
+
+/*
+ * Mask a literal whose closing delimiter is spelled as its opening one,
+ * the n characters at buf[open] ($tag$, '' or \"), up to that delimiter
+ * if it comes before stop.  Returns the position after it; when it does
+ * not come, -1 if the text goes on past stop, else (a cut text) len,
+ * masked to its end.
+ */
+static int
+mask_to_delimiter(char *buf, int len, int open, int n, int stop, bool *masked)
+{
+	for (int e = open + n; e < stop && e + n <= len; e++)
+	{
+		if (memcmp(buf + e, buf + open, n) == 0)
+		{
+			mask_span(buf, open + n, e, masked);
+			return e + n;
+		}
+	}
+	if (stop < len)
+		return -1;
+	mask_span(buf, open + n, len, masked);
+	return len;
+}
+
+/*
+ * The length of the dollar quote ($$ or $tag$) opening at buf[i], or 0.
+ * A tag does not start with a digit: $1 is a parameter.
+ */
+static int
+dollar_quote_len(const char *buf, int len, int i)
+{
+	int			j = i + 1;
+
+	if (buf[i] != '$' || j >= len || IS_DIGIT(buf[j]))
+		return 0;
+	while (j < len && (IS_WORD(buf[j]) || (unsigned char) buf[j] >= 0x80))
+		j++;
+	return (j < len && buf[j] == '$') ? j + 1 - i : 0;
+}
+
+/*
+ * Mask the SQL literal starting at buf[i]: '...' (with an E or U& prefix),
+ * ''...'' (a literal inside a quoted text, such as EXECUTE's), $$...$$ or
+ * $tag$...$tag$.  Returns the position after it, or -1 when buf[i] starts
+ * none or it does not close within limit characters: a key in prose must
+ * not eat the line.  A text that ends first is masked to its end (a
+ * truncated statement).
+ */
+static int
+mask_sql_literal(char *buf, int len, int i, int limit, bool *masked)
+{
+	bool		backslash_escapes = false;
+	int			stop = (limit < len - i) ? i + limit : len;
+	int			d,
+				e;
+
+	if ((buf[i] == 'E' || buf[i] == 'e') && i + 1 < len && buf[i + 1] == '\'')
+	{
+		backslash_escapes = true;
+		i++;
+	}
+	else if ((buf[i] == 'U' || buf[i] == 'u') && i + 2 < len && buf[i + 1] == '&' &&
+			 buf[i + 2] == '\'')
+		i += 2;
+
+	if ((d = dollar_quote_len(buf, len, i)) > 0)
+		return mask_to_delimiter(buf, len, i, d, stop, masked);
+	if (buf[i] != '\'')
+		return -1;
+	/* ''...'' (not an empty literal): up to the next doubled quote */
+	if (i + 2 < len && buf[i + 1] == '\'' && strchr("', )\t\n\r;:|", buf[i + 2]) == NULL)
+		return mask_to_delimiter(buf, len, i, 2, stop, masked);
+	e = quoted_end(buf, len, i, backslash_escapes);
+	if (e >= stop && stop < len)
+		return -1;
+	mask_span(buf, i + 1, e, masked);
+	return Min(e + 1, len);
+}
+
+static int
+hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* The value of n hex digits at buf[p], or -1. */
+static int
+hex_digits(const char *buf, int len, int p, int n)
+{
+	int			v = 0;
+
+	if (p + n > len)
+		return -1;
+	for (int k = 0; k < n; k++)
+	{
+		int			h = hex_value(buf[p + k]);
+
+		if (h < 0)
+			return -1;
+		/* only ASCII matters: keep larger values from overflowing */
+		v = Min(v * 16 + h, 0x10000);
+	}
+	return v;
+}
+
+/*
+ * Read the character at buf[p] as the card input sees it once every
+ * quoting is undone: a backslash escape stands for the character it
+ * makes, be it JSON's (\t, \u0063), an E'' string's (\t, \x63, \143, \u0063)
+ * or a U&'' string's (\0063, \+000063), behind any run of backslashes (a
+ * level of quoting doubles them).  E'\143' and U&'\0143' look alike: alt
+ * picks the octal reading.  Sets *c (-1 for no ASCII character) and
+ * returns the position after it.
+ */
+static int
+read_char(const char *buf, int len, int p, bool alt, int *c)
+{
+	int			q = p,
+				v = -1,
+				n = 0;
+
+	*c = (unsigned char) buf[p];
+	if (buf[p] != '\\')
+		return p + 1;
+	while (q < len && buf[q] == '\\')
+		q++;
+	if (q >= len)
+		return q;
+	switch (buf[q])
+	{
+		case 't':
+			*c = '\t';
+			return q + 1;
+		case 'n':
+			*c = '\n';
+			return q + 1;
+		case 'r':
+			*c = '\r';
+			return q + 1;
+		case 'u':
+			n = 4;
+			break;
+		case 'U':
+			n = 8;
+			break;
+		case '+':
+			n = 6;
+			break;
+		case 'x':
+			n = (q + 2 < len && hex_value(buf[q + 2]) >= 0) ? 2 : 1;
+			break;
+	}
+	if (n > 0 && (v = hex_digits(buf, len, q + 1, n)) >= 0)
+	{
+		*c = v < 0x80 ? v : -1;
+		return q + 1 + n;
+	}
+	if (buf[q] >= '0' && buf[q] <= '7' && (alt || hex_digits(buf, len, q, 4) < 0))
+	{
+		v = 0;
+		for (n = 0; n < 3 && q + n < len && buf[q + n] >= '0' && buf[q + n] <= '7'; n++)
+			v = v * 8 + buf[q + n] - '0';
+		*c = v < 0x80 ? v : -1;
+		return q + n;
+	}
+	if ((v = hex_digits(buf, len, q, 4)) >= 0)
+	{
+		*c = v < 0x80 ? v : -1;
+		return q + 4;
+	}
+	/* \" \' \/ \\ and the like: the character itself */
+	*c = (unsigned char) buf[q];
+	return q + 1;
+}
+
+/*
+ * Whether the character at buf[p], in either reading, is one of set; if
+ * so *next gets the position after it.
+ */
+static bool
+read_one_of(const char *buf, int len, int p, const char *set, int *next)
+{
+	for (int alt = 0; alt < 2 && p < len; alt++)
+	{
+		int			c;
+		int			e = read_char(buf, len, p, alt, &c);
+
+		if (c > 0 && strchr(set, c) != NULL)
+		{
+			*next = e;
+			return true;
+		}
+		if (buf[p] != '\\')
+			break;
+	}
+	return false;
+}
+
+/* Skip JSON's blanks (space, tab, newline, carriage return), raw or escaped. */
+static int
+skip_blanks(const char *buf, int len, int p)
+{
+	while (read_one_of(buf, len, p, " \t\n\r", &p))
+		;
+	return p;
+}
+
+/*
+ * The end of key (lower case) spelled at buf[p] in any case and with any
+ * escapes read_char reads, or -1.  The key must end where a word does.
+ */
+static int
+match_key(const char *buf, int len, int p, const char *key)
+{
+	for (int alt = 0; alt < 2 && p < len; alt++)
+	{
+		int			c;
+		int			e = read_char(buf, len, p, alt, &c);
+
+		if (*key == '\0')
+		{
+			if (!IS_WORD(c))
+				return p;
+		}
+		else if (c > 0 && pg_tolower((unsigned char) c) == *key &&
+				 (e = match_key(buf, len, e, key + 1)) >= 0)
+			return e;
+		if (buf[p] != '\\')
+			break;
+	}
+	return (*key == '\0' && p >= len) ? p : -1;
+}
+
+/*
+ * Mask the value after a card key ending at buf[j]: its closing quote,
+ * blanks, a separator (':', '=' or '=>'), blanks, then a quoted value or
+ * digits.  Returns the position to go on from.
+ */
+static int
+mask_value_after_key(char *buf, int len, int j, bool *masked)
+{
+	int			keyend = j,
+				c,
+				e;
+
+	/* json-c ends a key at a NUL: "cvv\u0000x" reads as "cvv" */
+	if (j < len && read_char(buf, len, j, false, &c) > j && c == 0)
+		while (j < len && j - keyend < VALUE_MAX && buf[j] != '"' && buf[j] != '\'')
+			j = read_char(buf, len, j, false, &c);
+	(void) read_one_of(buf, len, j, "\"'", &j);
+	j = skip_blanks(buf, len, j);
+	if (!read_one_of(buf, len, j, ":", &j))
+	{
+		if (!read_one_of(buf, len, j, "=", &j))
+			return keyend;
+		(void) read_one_of(buf, len, j, ">", &j);
+	}
+	j = skip_blanks(buf, len, j);
+	if (j >= len)
+		return j;
+
+	/* a JSON string with escaped quotes (\" in a quoted text) */
+	if (buf[j] == '\\' && read_one_of(buf, len, j, "\"", &e))
+	{
+		e = mask_to_delimiter(buf, len, j, e - j, Min(len, j + VALUE_MAX), masked);
+		return e >= 0 ? e : j;
+	}
+	if (buf[j] == '"')
+	{
+		e = quoted_end(buf, len, j, true);
+		/* only short values: a key in prose must not eat the line */
+		if (e - j < VALUE_MAX || e >= len)
+			return mask_quoted(buf, len, j, true, masked);
+		return j;
+	}
+	if ((e = mask_sql_literal(buf, len, j, VALUE_MAX, masked)) >= 0)
+		return e;
+	while (j < len && (IS_DIGIT(buf[j]) || ((buf[j] == ' ' || buf[j] == '-') &&
+											j + 1 < len && IS_DIGIT(buf[j + 1]))))
+	{
+		if (IS_DIGIT(buf[j]))
+		{
+			buf[j] = CARD_REDACT_CHAR;
+			*masked = true;
+		}
+		j++;
+	}
+	return j;
+}
+
+/*
+ * Mask the values after card keys.  The text is read a character at a
+ * time as read_char reads it, so that a key right after an escape
+ * ("\ncvv", "\x22cvv") starts a word.
+ */
 static bool
 mask_key_values(char *buf, int len)
 {
 	bool		masked = false;
+	int			prev = -1;
+	int			i = 0;
 
-	for (int i = 0; i < len; i++)
+	while (i < len)
 	{
-		int			keylen = 0;
-		int			j;
+		int			c;
+		int			next = read_char(buf, len, i, false, &c);
+		int			keyend = -1;
 
-		if (i > 0 && IS_WORD(buf[i - 1]))
-			continue;
-		for (int k = 0; card_keys[k] != NULL; k++)
+		if (!IS_WORD(prev))
 		{
-			int			kl = strlen(card_keys[k]);
-
-			if (i + kl <= len && pg_strncasecmp(buf + i, card_keys[k], kl) == 0 &&
-				(i + kl == len || !IS_WORD(buf[i + kl])) && kl > keylen)
-				keylen = kl;
-		}
-		if (keylen == 0)
-			continue;
-		j = i + keylen;
-		/* a closing quote of the key (possibly escaped), blanks, a separator */
-		if (j < len && buf[j] == '\\')
-			j++;
-		if (j < len && (buf[j] == '"' || buf[j] == '\''))
-			j++;
-		while (j < len && buf[j] == ' ')
-			j++;
-		if (j < len && buf[j] == ':')
-			j++;
-		else if (j + 1 < len && buf[j] == '=' && buf[j + 1] == '>')
-			j += 2;
-		else if (j < len && buf[j] == '=')
-			j++;
-		else
-			continue;
-		while (j < len && buf[j] == ' ')
-			j++;
-		if (j < len && buf[j] == '\\' && j + 1 < len && buf[j + 1] == '"')
-		{
-			/* an escaped JSON string inside a quoted text: up to \" */
-			int			e = j + 2;
-
-			while (e < len && e - j < VALUE_MAX && !(buf[e] == '\\' && e + 1 < len && buf[e + 1] == '"'))
-				buf[e++] = CARD_REDACT_CHAR;
-			masked = true;
-			i = e;
-		}
-		else if (j < len && (buf[j] == '"' || buf[j] == '\''))
-		{
-			int			e = j + 1;
-
-			/* only short values: a key in prose must not eat the line */
-			while (e < len && buf[e] != buf[j] && e - j < VALUE_MAX)
-				e++;
-			if (e < len && buf[e] == buf[j])
-				i = mask_quoted(buf, len, j, &masked) - 1;
-		}
-		else
-		{
-			while (j < len && (IS_DIGIT(buf[j]) || ((buf[j] == ' ' || buf[j] == '-') &&
-													j + 1 < len && IS_DIGIT(buf[j + 1]))))
+			for (int k = 0; card_keys[k] != NULL; k++)
 			{
-				if (IS_DIGIT(buf[j]))
-				{
-					buf[j] = CARD_REDACT_CHAR;
-					masked = true;
-				}
-				j++;
+				int			e = match_key(buf, len, i, card_keys[k]);
+
+				if (e > keyend)
+					keyend = e;
 			}
-			i = j;
 		}
+		if (keyend >= 0)
+		{
+			i = Max(mask_value_after_key(buf, len, keyend, &masked), keyend);
+			prev = -1;
+			continue;
+		}
+		prev = c;
+		i = next;
 	}
 	return masked;
 }
 
-/* Mask the quoted literals inside pay_card( ... ). */
+/* Skip SQL's blanks and comments (-- ones and nested C-style ones). */
+static int
+skip_sql_space(const char *buf, int len, int j)
+{
+	while (j < len)
+	{
+		if (buf[j] == ' ' || buf[j] == '\t' || buf[j] == '\n' || buf[j] == '\r' || buf[j] == '\f')
+			j++;
+		else if (j + 1 < len && buf[j] == '-' && buf[j + 1] == '-')
+		{
+			while (j < len && buf[j] != '\n')
+				j++;
+		}
+		else if (j + 1 < len && buf[j] == '/' && buf[j + 1] == '*')
+		{
+			int			depth = 1;
+
+			for (j += 2; j < len && depth > 0; j++)
+			{
+				if (j + 1 < len && buf[j] == '/' && buf[j + 1] == '*')
+				{
+					depth++;
+					j++;
+				}
+				else if (j + 1 < len && buf[j] == '*' && buf[j + 1] == '/')
+				{
+					depth--;
+					j++;
+				}
+			}
+		}
+		else
+			break;
+	}
+	return j;
+}
+
+/* Mask the literals inside pay_card( ... ). */
 static bool
 mask_pay_card_calls(char *buf, int len)
 {
@@ -202,6 +521,7 @@ mask_pay_card_calls(char *buf, int len)
 	for (int i = 0; i + 8 < len; i++)
 	{
 		int			j,
+					e,
 					depth;
 
 		if (pg_strncasecmp(buf + i, "pay_card", 8) != 0 || (i > 0 && IS_WORD(buf[i - 1])))
@@ -209,8 +529,7 @@ mask_pay_card_calls(char *buf, int len)
 		j = i + 8;
 		if (j < len && buf[j] == '"')
 			j++;
-		while (j < len && (buf[j] == ' ' || buf[j] == '\n' || buf[j] == '\t'))
-			j++;
+		j = skip_sql_space(buf, len, j);
 		if (j >= len || buf[j] != '(')
 			continue;
 		depth = 0;
@@ -220,9 +539,11 @@ mask_pay_card_calls(char *buf, int len)
 				depth++;
 			else if (buf[j] == ')' && --depth == 0)
 				break;
-			else if (buf[j] == '\'')
+			/* E'', U&'' and $tag$ only where a token starts */
+			else if ((buf[j] == '\'' || !IS_WORD(buf[j - 1])) &&
+					 (e = mask_sql_literal(buf, len, j, len, &masked)) >= 0)
 			{
-				j = mask_quoted(buf, len, j, &masked);
+				j = e;
 				continue;
 			}
 			j++;
@@ -268,7 +589,7 @@ card_redact_params(char *buf, int len)
 		while (j < len && IS_DIGIT(buf[j]))
 			j++;
 		if (j + 3 < len && buf[j] == ' ' && buf[j + 1] == '=' && buf[j + 2] == ' ' && buf[j + 3] == '\'')
-			i = mask_quoted(buf, len, j + 3, &masked) - 1;
+			i = mask_quoted(buf, len, j + 3, false, &masked) - 1;
 	}
 	return masked;
 }

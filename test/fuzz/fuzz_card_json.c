@@ -17,13 +17,18 @@
  *	   on statements, so a card literal cannot reach the log unseen.
  *	   Only for text without JSON escapes: "\u0034" for "4" is decoded
  *	   by the parser but hides the digit from any scan of the raw text,
- *	   as SQL's own E'\x34' does (no scan can undo every encoding).
+ *	   as SQL's own E'\x34' does (no scan can undo every encoding);
+ *	 - once card_redact() (card_redact.c, the log hook's masking) has
+ *	   masked the text, whatever spelling it used (escaped keys, blanks
+ *	   around the colon), it no longer parses to the same card number or
+ *	   security code.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "card_json.h"
+#include "card_redact.h"
 #include "fuzz_check.h"
 #include "pg_error_shim.h"
 
@@ -32,6 +37,31 @@ check_field(const char *buf, size_t size, int len)
 {
 	FUZZ_ASSERT(len >= 0 && (size_t) len < size);
 	FUZZ_ASSERT(buf[len] == '\0');
+}
+
+/* The masked text gives neither the number nor the code of jc. */
+static void
+check_masked(const char *str, size_t size, const JsonCard *jc)
+{
+	char	   *masked = malloc(size ? size : 1);
+	JsonCard   *after = calloc(1, sizeof(JsonCard));
+
+	FUZZ_ASSERT(masked != NULL && after != NULL);
+	memcpy(masked, str, size);
+	(void) card_redact(masked, (int) size);
+	card_parse_json(masked, size, after);
+	if (after->error == NULL)
+	{
+		FUZZ_ASSERT(after->number_len != jc->number_len ||
+					memcmp(after->number, jc->number, jc->number_len) != 0);
+		if (jc->has_cvv)
+			FUZZ_ASSERT(!after->has_cvv || after->cvv_len != jc->cvv_len ||
+						memcmp(after->cvv, jc->cvv, jc->cvv_len) != 0);
+	}
+	explicit_bzero(after, sizeof(JsonCard));
+	explicit_bzero(masked, size);
+	free(after);
+	free(masked);
 }
 
 int
@@ -92,6 +122,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			FUZZ_ASSERT(brand != CARD_BRAND_UNKNOWN);
 			if (memchr(str, '\\', size) == NULL)
 				FUZZ_ASSERT(card_text_contains_number(str, (int) size));
+			check_masked(str, size, jc);
 		}
 		explicit_bzero(digits, sizeof(digits));
 	}

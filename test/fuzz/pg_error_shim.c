@@ -101,3 +101,24 @@ errhidecontext(bool hide_ctx)
 	pg_shim_error.hide_context = hide_ctx;
 	return 0;
 }
+
+/* card_redact.c's card_redacted_copy allocates: malloc stands in for palloc */
+char *
+pnstrdup(const char *in, Size len)
+{
+	char	   *out;
+
+	len = strnlen(in, len);
+	out = malloc(len + 1);
+	if (out == NULL)
+		abort();
+	memcpy(out, in, len);
+	out[len] = '\0';
+	return out;
+}
+
+void
+pfree(void *pointer)
+{
+	free(pointer);
+}

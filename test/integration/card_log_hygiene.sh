@@ -5,9 +5,13 @@
 # JSON, NULLs, storage attempts) and a few accepted ones through psql
 # against the test cluster, with verbose error reporting, and then looks
 # for every card number and security code used, in any of its spellings,
-# in the psql output and in $WORK/postgres.log.  Prints TAP.
+# in the psql output and in $WORK/postgres.log.  Then pays through the
+# simulator with the card written in every spelling the card input takes
+# (blanks and their escapes around the separators, dollar quotes, escaped
+# keys), with log_statement = 'all': each payment succeeds and its
+# security code is in no log line.  Prints TAP.
 set -uo pipefail
-source "$(dirname "$0")/../lib/common.sh"
+source "$(dirname "$0")/../lib/integration.sh"
 : "${WORK:?}" "${PORT:?}" "${PG_BINDIR:?}"
 
 DB=card_hygiene
@@ -85,11 +89,15 @@ SQL
 # log: lines whose prefix names a user@database, and their continuation
 # lines.  Background processes (a checkpoint's "wrote 573 buffers") would
 # otherwise look like security codes.
-sleep 1
-tail -c +"$((log_size_before + 1))" "$LOG" |
-	awk '/^[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9] / { keep = ($0 ~ /\] [^ ]+@[^ ]+ /) } keep' \
-	> "$WORK/card_log_hygiene.server-log"
+# session_log SIZE FILE: what sessions logged after the log had SIZE bytes.
+session_log() {
+	sleep 1
+	tail -c +"$(($1 + 1))" "$LOG" |
+		awk '/^[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9] / { keep = ($0 ~ /\] [^ ]+@[^ ]+ /) } keep' > "$2"
+}
+session_log "$log_size_before" "$WORK/card_log_hygiene.server-log"
 
+# (tap.sh's ok takes an exit status; this test's takes only the text)
 n=0
 fail=0
 ok() { n=$((n + 1)); echo "ok $n - $1"; }
@@ -117,6 +125,13 @@ spellings() {
 no_fingerprints() { sed -E 's/[0-9a-f]{64}/<fingerprint>/g'; }
 # log lines without their prefix (timestamp, pid): a CVV could match those
 strip_prefix() { sed -E 's/^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9:.]+ [A-Z]+ \[[0-9]+\] //' "$1"; }
+# codes_in FILE CODE...: prints each code found in FILE as a word
+codes_in() {
+	local f=$1 c; shift
+	for c in "$@"; do
+		if strip_prefix "$f" | grep -wF -- "$c" >/dev/null; then echo "$c"; fi
+	done
+}
 
 for f in "$OUT" "$WORK/card_log_hygiene.server-log"; do
 	what=$([ "$f" = "$OUT" ] && echo "psql output" || echo "server log")
@@ -135,11 +150,10 @@ for f in "$OUT" "$WORK/card_log_hygiene.server-log"; do
 	fi
 	if [ $leaked = 0 ]; then ok "no card number in the $what"; else not_ok "card number found in the $what"; fi
 
-	leaked=0
-	for c in "${CVVS[@]}" 739 846 573 918; do
-		if strip_prefix "$f" | grep -wF -- "$c" >/dev/null; then leaked=1; echo "# $what contains security code $c"; fi
-	done
-	if [ $leaked = 0 ]; then ok "no security code in the $what"; else not_ok "security code found in the $what"; fi
+	leaked=$(codes_in "$f" "${CVVS[@]}" 739 846 573 918)
+	if [ -z "$leaked" ]; then ok "no security code in the $what"; else
+		not_ok "security code found in the $what"; echo "# $what contains security code(s) ${leaked//$'\n'/ }"
+	fi
 done
 
 # The statements of failed card calls are not in the log at all.
@@ -150,5 +164,95 @@ else
 fi
 
 cluster_psql "$WORK" "$PORT" postgres -c "DROP DATABASE $DB" >/dev/null
+
+# Spellings of a card the input takes, each with its own security code,
+# as payments of a merchant on the simulator with log_statement = 'all'
+# (the statement is logged as sent, before it runs).  Before, blanks
+# other than spaces around a card key's separator, in the text or as
+# escapes, hid the value that followed, and so did dollar quotes, a key
+# with an escaped letter, doubled quotes inside EXECUTE's text and a
+# comment after pay_card (15 of these 18 codes were logged);
+# "cvv\u0000x" was taken as "cvv".
+SIMDIR="$WORK/sim-card-log"
+trap sim_stop EXIT
+sim_start "$SIMDIR"
+merchant_on_simulator card_log_hygiene
+PAN=4000056655665556
+TAB=$'\t'
+CR=$'\r'
+# the card number with every digit a JSON escape (\u0034 for 4)
+PAN_ESC=$(sed -E 's/([0-9])/\\u003\1/g' <<<"$PAN")
+# code: how it is written
+SPELLED=("987:a tab after the colon" "864:\t after the colon in an E'' string"
+	"753:a newline before the colon" "642:CR LF around the colon"
+	"531:\r\n and \n around the colon in an E'' string" "419:card text in \$\$"
+	"308:card text in \$c\$, a tab after the colon" "296:pay_card's code in \$\$"
+	"185:pay_card's cvv => \$k\$" "174:key \"\\u0063vv\" (JSON)"
+	"263:key \"\\\\u0063vv\" in an E'' string" "352:key \"\\x63vv\" in an E'' string"
+	"441:key \"\\0063vv\" in a U&'' string" "629:pay_card's cvv => E''"
+	"583:key \"\\u006eumber\" with an escaped number" "718:doubled quotes in EXECUTE's text"
+	"467:a comment between pay_card and its arguments"
+	"995:key \"cvv\\u0000x\" (refused)")
+log_size_before=$(stat -c %s "$LOG")
+as_merchant -v ON_ERROR_STOP=0 -f - > "$WORK/card_log_hygiene.spellings-out" 2>&1 <<SQL
+SET log_statement = 'all';
+-- a tab after the colon; \t in an E'' string; a newline, CR LF, and their escapes around it
+SELECT payment_id FROM pay_purchase(amount => '1.00 USD', card => '{"number": "$PAN", "exp_month": 12, "exp_year": $YEAR, "cvv":${TAB}"987"}');
+SELECT payment_id FROM pay_purchase(amount => '1.00 USD', card => E'{"number": "$PAN", "exp_month": 12, "exp_year": $YEAR, "cvv":\t"864"}');
+SELECT payment_id FROM pay_purchase(amount => '1.00 USD', card => '{"number": "$PAN", "exp_month": 12, "exp_year": $YEAR, "cvv"
+:"753"}');
+SELECT payment_id FROM pay_purchase(amount => '1.00 USD', card => '{"number": "$PAN", "exp_month": 12, "exp_year": $YEAR, "cvv"${CR}
+:${CR}
+"642"}');
+SELECT payment_id FROM pay_purchase(amount => '1.00 USD', card => E'{"number": "$PAN", "exp_month": 12, "exp_year": $YEAR, "cvv"\r\n:\n"531"}');
+-- dollar quotes, with and without a tag, as the card text and as pay_card's arguments
+SELECT payment_id FROM pay_purchase(amount => '1.00 USD', card => \$\${"number": "$PAN", "exp_month": 12, "exp_year": $YEAR, "cvv": "419"}\$\$);
+SELECT payment_id FROM pay_purchase(amount => '1.00 USD', card => \$c\${"number": "$PAN", "exp_month": 12, "exp_year": $YEAR, "cvv":${TAB}"308"}\$c\$);
+SELECT payment_id FROM pay_purchase(amount => '1.00 USD', card => pay_card('$PAN', 12, $YEAR, \$\$296\$\$));
+SELECT payment_id FROM pay_purchase(amount => '1.00 USD', card => pay_card(number => '$PAN', exp_month => 12, exp_year => $YEAR, cvv => \$k\$185\$k\$));
+-- the key with an escaped letter: JSON's \u0063, and in E'' (\\\\u0063, \x63) and U&'' (\0063) strings
+SELECT payment_id FROM pay_purchase(amount => '1.00 USD', card => '{"number": "$PAN", "exp_month": 12, "exp_year": $YEAR, "\u0063vv": "174"}');
+SELECT payment_id FROM pay_purchase(amount => '1.00 USD', card => E'{"number": "$PAN", "exp_month": 12, "exp_year": $YEAR, "\\\\u0063vv": "263"}');
+SELECT payment_id FROM pay_purchase(amount => '1.00 USD', card => E'{"number": "$PAN", "exp_month": 12, "exp_year": $YEAR, "\x63vv": "352"}');
+SELECT payment_id FROM pay_purchase(amount => '1.00 USD', card => U&'{"number": "$PAN", "exp_month": 12, "exp_year": $YEAR, "\0063vv": "441"}');
+-- an E'' value after a key
+SELECT payment_id FROM pay_purchase(amount => '1.00 USD', card => pay_card(number => '$PAN', exp_month => 12, exp_year => $YEAR, cvv => E'629'));
+-- the number as JSON escapes only, under an escaped key
+SELECT payment_id FROM pay_purchase(amount => '1.00 USD', card => '{"\u006eumber": "$PAN_ESC", "exp_month": 12, "exp_year": $YEAR, "cvv": "583"}');
+-- a comment between pay_card and its arguments
+SELECT payment_id FROM pay_purchase(amount => '1.00 USD', card => pay_card /* positional */ ('$PAN', 12, $YEAR, '467'));
+-- inside a quoted statement text (doubled quotes)
+DO \$\$ BEGIN EXECUTE 'SELECT pay_purchase(amount => ''1.00 USD'', card => pay_card(''$PAN'', 12, $YEAR, ''718''))'; END \$\$;
+-- a key json-c would cut at a NUL ("cvv"): refused
+SELECT payment_id FROM pay_purchase(amount => '1.00 USD', card => '{"number": "$PAN", "exp_month": 12, "exp_year": $YEAR, "cvv\u0000x": "995"}');
+SQL
+session_log "$log_size_before" "$WORK/card_log_hygiene.spellings-log"
+
+# 16 ids printed (the DO block prints none); wait for every payment of M
+printed=$(grep -cE '^[0-9]+$' "$WORK/card_log_hygiene.spellings-out" || true)
+succeeded=0
+for id in $(as_merchant -c "SELECT payment_id FROM payments.payments WHERE merchant_id = $M"); do
+	[ "$(as_merchant -c "SELECT status FROM pay_wait($id, '30 s')")" = succeeded ] && succeeded=$((succeeded + 1))
+done
+if [ "$printed" = 16 ] && [ "$succeeded" = 17 ]; then
+	ok "the 17 payments with the card in 17 spellings succeeded"
+else
+	not_ok "expected 17 payments to succeed (16 printed), got $succeeded ($printed printed)"
+	sed -n '1,40s/^/#   /p' "$WORK/card_log_hygiene.spellings-out"
+fi
+if grep -qF 'escape \u0000' "$WORK/card_log_hygiene.spellings-out"; then
+	ok "a card key with a NUL escape is refused"
+else
+	not_ok "a card key with a NUL escape was not refused"
+fi
+f=$WORK/card_log_hygiene.spellings-log
+if [ "$(grep -c 'statement: ' "$f")" -ge 18 ]; then ok "log_statement logged the statements"; else not_ok "the statements are not in the server log"; fi
+for s in "${SPELLED[@]}"; do
+	if [ -z "$(codes_in "$f" "${s%%:*}")" ]; then ok "no security code in the log: ${s#*:}"; else
+		not_ok "security code ${s%%:*} in the log: ${s#*:}"
+		strip_prefix "$f" | grep -wF -e "${s%%:*}" | sed -n '1,2s/^/#   /p'
+	fi
+done
+if grep -qF -e "$PAN" -e "${PAN_ESC:0:24}" "$f"; then not_ok "card number found in the log"; else ok "no card number in the log, in any spelling"; fi
 echo "1..$n"
 exit $fail
