@@ -107,6 +107,7 @@
 #include "utils/xid8.h"
 
 #include "audit.h"
+#include "audit_horizon.h"
 #include "direct_insert.h"
 #include "card_brand.h"
 #include "jsonb_value.h"
@@ -1338,6 +1339,7 @@ writer_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 	{
 		direct_tables_forget(); /* the resource owner releases them */
 		buffer_discard(InvalidSubTransactionId);
+		audit_horizon_release();
 	}
 }
 
@@ -1711,7 +1713,9 @@ audit_insert(AuditRecord *r, bool buffered)
 	r->key_id = who->key_id;
 	r->txid = U64FromFullTransactionId(GetTopFullTransactionId());
 	r->logged_at = GetCurrentStatementStartTimestamp();
+	audit_horizon_taking();
 	r->audit_id = nextval_internal(seq_relid, false);
+	audit_horizon_took(r->audit_id);
 
 	memset(nulls, false, sizeof(nulls));
 	values[AC_MERCHANT_ID] = Int64GetDatum(r->merchant_id);
@@ -2025,12 +2029,11 @@ pay_audit_retention(PG_FUNCTION_ARGS)
  * visible, or rolled back for good), or NULL when that cannot be had within
  * wait_ms.
  *
- * Read H = the sequence's last value first, then take a snapshot: a
- * transaction holding an id <= H had its transaction id before taking that
- * id (the audited change assigned it), so it is in the snapshot's list of
- * running transactions, or already finished.  Wait until every one of them
- * (but our own, whose later rows get ids > H) has finished.  Transactions
- * that start later get ids > H.
+ * Read H = the sequence's last value first; then H is lowered below the
+ * first id of every other transaction of this database still holding ids
+ * (src/audit_horizon.c: each backend notes its transaction's first id in
+ * shared memory), and prepared transactions are waited for.  Transactions
+ * that take ids later get ids > H; our own rows commit with the seal.
  */
 Datum
 pay_audit_seal_horizon(PG_FUNCTION_ARGS)
@@ -2038,11 +2041,6 @@ pay_audit_seal_horizon(PG_FUNCTION_ARGS)
 	int			wait_ms = PG_ARGISNULL(0) ? 0 : PG_GETARG_INT32(0);
 	Datum		last;
 	int64		horizon;
-	Snapshot	snap;
-	TransactionId *xids;
-	int			nxids;
-	int			i;
-	TimestampTz deadline;
 	LOCAL_FCINFO(seqinfo, 1);
 
 	load_globals();
@@ -2052,24 +2050,10 @@ pay_audit_seal_horizon(PG_FUNCTION_ARGS)
 	last = pg_sequence_last_value(seqinfo);
 	if (seqinfo->isnull)
 		PG_RETURN_INT64(0);		/* no audit row was ever written */
-	horizon = DatumGetInt64(last);
-
-	snap = GetLatestSnapshot();
-	nxids = snap->xcnt;
-	xids = palloc(sizeof(TransactionId) * Max(nxids, 1));
-	memcpy(xids, snap->xip, sizeof(TransactionId) * nxids);
-
-	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), Max(wait_ms, 0));
-	for (i = 0; i < nxids; i++)
-	{
-		while (TransactionIdIsInProgress(xids[i]))
-		{
-			if (GetCurrentTimestamp() >= deadline)
-				PG_RETURN_NULL();
-			CHECK_FOR_INTERRUPTS();
-			pg_usleep(1000L);
-		}
-	}
+	if (!audit_horizon(DatumGetInt64(last),
+					   TimestampTzPlusMilliseconds(GetCurrentTimestamp(), Max(wait_ms, 0)),
+					   &horizon))
+		PG_RETURN_NULL();
 	PG_RETURN_INT64(horizon);
 }
 

@@ -13,6 +13,7 @@
 #include "storage/shmem.h"
 #include "utils/timestamp.h"
 
+#include "audit_horizon.h"
 #include "rate_limit.h"
 #include "record_queue.h"
 #include "shmem.h"
@@ -35,6 +36,7 @@ payments_shmem_request(void)
 	RequestAddinShmemSpace(MAXALIGN(sizeof(PaymentsShared)));
 	RequestAddinShmemSpace(rate_limit_shmem_size());
 	RequestAddinShmemSpace(record_queue_shmem_size());
+	RequestAddinShmemSpace(audit_horizon_shmem_size());
 }
 
 static void
@@ -93,6 +95,7 @@ payments_shmem_startup(void)
 	}
 	rate_limit_shmem_init();
 	record_queue_shmem_init();
+	audit_horizon_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 

@@ -1,0 +1,31 @@
+/*-------------------------------------------------------------------------
+ *
+ * audit_horizon.h
+ *	  The audit ids transactions still running hold: what sealing may cover.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PAYMENTS_AUDIT_HORIZON_H
+#define PAYMENTS_AUDIT_HORIZON_H
+
+#include "datatype/timestamp.h"
+
+/* shared memory: the size to reserve, and attaching (under AddinShmemInitLock) */
+extern Size audit_horizon_shmem_size(void);
+extern void audit_horizon_shmem_init(void);
+
+/* around taking an audit id from the sequence */
+extern void audit_horizon_taking(void);
+extern void audit_horizon_took(int64 audit_id);
+
+/* at the end of the transaction (commit, abort, prepare) */
+extern void audit_horizon_release(void);
+
+/*
+ * The highest audit id below which no transaction still running can hold
+ * one, given the sequence's last value; false when a prepared transaction
+ * of this database is still in progress at deadline.
+ */
+extern bool audit_horizon(int64 last_value, TimestampTz deadline, int64 *horizon);
+
+#endif
