@@ -57,6 +57,7 @@
 
 /* Sizes of the fixed arrays in parsed replies (including the NUL). */
 #define ANET_ID_SIZE		64	/* ids, codes, short scalars */
+#define ANET_NETWORK_ID_SIZE	256 /* networkTransId: up to 255 (XSD) */
 #define ANET_AMOUNT_SIZE	48	/* decimal text of an amount */
 #define ANET_TEXT_SIZE		1024	/* messages; E00003 texts run ~700 */
 
@@ -362,7 +363,7 @@ typedef struct AnetTxnResult
 	char		cavv_result[ANET_ID_SIZE];	/* cavvResultCode */
 	char		account_number[ANET_ID_SIZE];	/* masked, e.g. XXXX1111 */
 	char		account_type[ANET_ID_SIZE]; /* Visa, MasterCard, eCheck ... */
-	char		network_trans_id[ANET_ID_SIZE];
+	char		network_trans_id[ANET_NETWORK_ID_SIZE];
 	char		split_tender_id[ANET_ID_SIZE];
 	char		result_code[ANET_ID_SIZE];	/* "Ok" / "Error" */
 	char		message_code[ANET_ID_SIZE]; /* messages.message[0].code */
@@ -420,7 +421,7 @@ typedef struct AnetTxnDetails
 	char		customer_id[ANET_ID_SIZE];	/* customer.id */
 	char		customer_profile_id[ANET_ID_SIZE];	/* profile.* */
 	char		customer_payment_profile_id[ANET_ID_SIZE];
-	char		network_trans_id[ANET_ID_SIZE];
+	char		network_trans_id[ANET_NETWORK_ID_SIZE];
 } AnetTxnDetails;
 
 extern bool anet_parse_transaction_details_response(const char *body, size_t len,
@@ -648,7 +649,7 @@ typedef struct AnetProfileResult
 	char		validation_trans_id[ANET_ID_SIZE];
 	char		account_number[ANET_ID_SIZE];
 	char		account_type[ANET_ID_SIZE];
-	char		network_trans_id[ANET_ID_SIZE];
+	char		network_trans_id[ANET_NETWORK_ID_SIZE];
 } AnetProfileResult;
 
 extern bool anet_parse_profile_response(const char *body, size_t len,
@@ -660,7 +661,7 @@ typedef struct AnetPaymentProfile
 	char		payment_profile_id[ANET_ID_SIZE];
 	char		card_number[ANET_ID_SIZE];	/* "XXXX1111" */
 	char		card_type[ANET_ID_SIZE];
-	char		original_network_trans_id[ANET_ID_SIZE];
+	char		original_network_trans_id[ANET_NETWORK_ID_SIZE];
 } AnetPaymentProfile;
 
 /*

@@ -1128,6 +1128,22 @@ test_transaction_replies(void)
 	ok(strcmp(res.account_number, "XXXX1111") == 0 && strcmp(res.account_type, "Visa") == 0,
 	   "approved: masked account number and type as returned");
 	is_str(res.network_trans_id, "NTID0123456789ABCDEF012", "approved: networkTransId");
+	{
+		/* the XSD allows a networkTransId of 255: the reply stays readable */
+		char		ntid[256];
+		char		body[1024];
+
+		memset(ntid, 'N', 255);
+		ntid[255] = '\0';
+		snprintf(body, sizeof(body),
+				 "{\"transactionResponse\":{\"responseCode\":\"1\",\"authCode\":\"A1\",\"transId\":\"123\","
+				 "\"networkTransId\":\"%s\",\"messages\":[{\"code\":\"1\",\"description\":\"This transaction has been approved.\"}]},"
+				 "\"messages\":{\"resultCode\":\"Ok\",\"message\":[{\"code\":\"I00001\",\"text\":\"Successful.\"}]}}", ntid);
+		r = parse_txn_text(body, &res);
+		ok(r && res.outcome == ANET_APPROVED && strcmp(res.network_trans_id, ntid) == 0,
+		   "approved: a networkTransId of 255 characters is read whole");
+	}
+	r = parse_txn_fixture("txn_approved.json", &res);
 	ok(strcmp(res.result_code, "Ok") == 0 && strcmp(res.message_code, "I00001") == 0 &&
 	   strcmp(res.message_text, "Successful.") == 0, "approved: resultCode Ok, I00001 Successful.");
 	is_str(res.ref_id, "corr-0001", "approved: refId echoed");
