@@ -469,13 +469,14 @@ gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **e
 		req.amount = amount;
 		req.ref_trans_id = col(tuple, desc, "ref_trans_id");
 		req.card_number = col(tuple, desc, "card_last4");
-		req.card_expiration = "XXXX";
-		if (req.card_number == NULL && strcmp(payment_method, "profile") == 0)
+		if (req.card_number != NULL)
+			req.card_expiration = "XXXX";
+		else if (strcmp(payment_method, "profile") == 0)
 		{
 			req.profile_customer_id = col(tuple, desc, "customer_profile_id");
 			req.profile_payment_id = col(tuple, desc, "payment_profile_id");
 		}
-		else if (req.card_number == NULL && !needs_decision(op))
+		else if (!needs_decision(op))
 		{
 			*error = pstrdup("the payment's card last four digits are unknown, so it cannot be refunded");
 			return false;
@@ -1183,7 +1184,10 @@ interpret_decide(GatewayOp *op, bool *follow_up)
 		/* the card's last four rather than a profile that may be deleted */
 		op->send_req.card_number = last_four(d.account_number);
 		if (op->send_req.card_number != NULL)
+		{
+			op->send_req.card_expiration = "XXXX";
 			op->send_req.profile_customer_id = op->send_req.profile_payment_id = NULL;
+		}
 	}
 
 	switch (cls)
