@@ -8564,6 +8564,188 @@ COMMENT ON FUNCTION payments._record_result(bigint, bigint, text, integer, integ
 	'Worker, step 3: records the gateway''s answer (or the transport failure) and moves the operation and its payment on; p_card_fingerprint as for _record_final_results.';
 
 ------------------------------------------------------------------------------
+-- h-merchant-turns: merchants take turns in the worker's claim (one
+-- merchant's burst held up everyone's payments until it drained); the
+-- ready index is by merchant within each kind (sql/src/worker.sql,
+-- billing.sql).
+
+DROP INDEX payments.operations_ready;
+CREATE INDEX operations_ready ON payments.operations (background, merchant_id, next_attempt_at)
+	WHERE status IN ('queued', 'unknown');
+DROP FUNCTION payments._claim_operations(integer, integer, text[], text);
+CREATE FUNCTION payments._claim_operations(p_limit integer, p_background_limit integer DEFAULT NULL,
+	p_held_connections text[] DEFAULT '{}', p_only_connection text DEFAULT NULL,
+	p_after_merchant bigint DEFAULT NULL)
+	RETURNS TABLE (merchant_id bigint, operation_id bigint, payment_id bigint, kind text,
+		action text, attempt integer, via_void boolean, amount_minor bigint, currency text,
+		currency_exponent integer, txn_invoice text, description text, customer jsonb,
+		ref_trans_id text, card_last4 text, payment_method text, customer_profile_id text,
+		payment_profile_id text, sealed bytea, correlation_id text, created_at timestamptz,
+		never_sent boolean,
+		api_login_id text, transaction_key text, endpoint_url text, ca_file text, timeout_ms integer,
+		payment_method_id bigint, customer_id bigint, method_source text, validation_mode text,
+		method_default boolean, method_customer_profile_id text, method_payment_profile_id text,
+		merchant_customer_id text, customer_email text, customer_name text, customer_billing jsonb,
+		original_network_trans_id text, method_card_last4 text, last_attempt_at timestamptz,
+		recurring boolean, first_recurring boolean)
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	SET enable_seqscan = off
+	SET enable_bitmapscan = off
+	SET enable_sort = off
+	SET enable_hashjoin = off
+	SET enable_mergejoin = off
+	SET plan_cache_mode = force_generic_plan
+	SET jit = off
+	AS $$
+BEGIN
+	-- Ordinary operations first, then the background ones (a billing run's
+	-- charges) in what room is left, at most p_background_limit (NULL: no
+	-- other limit): a backlog of renewals never holds up a checkout's
+	-- result.  Merchants without a gateway configuration are skipped (and
+	-- parked by _park_unconfigured), and so are those whose gateway
+	-- connection is in p_held_connections: the worker's circuit for it is
+	-- open (one merchant's dead endpoint holds back no one else).
+	-- p_only_connection: only those of that connection (the one probe of a
+	-- half-open circuit).  The rows are returned in the order of turns.
+	RETURN QUERY
+	WITH RECURSIVE waiting AS (
+		(SELECT o.background, o.merchant_id FROM payments.operations o
+		 WHERE o.status IN ('queued', 'unknown')
+		 ORDER BY o.background, o.merchant_id LIMIT 1)
+		UNION ALL
+		SELECT n.background, n.merchant_id FROM waiting w
+		CROSS JOIN LATERAL (SELECT o.background, o.merchant_id FROM payments.operations o
+			WHERE o.status IN ('queued', 'unknown')
+				AND (o.background, o.merchant_id) > (w.background, w.merchant_id)
+			ORDER BY o.background, o.merchant_id LIMIT 1) n
+	), due AS (
+		-- each merchant's due operations by due time, numbered: its turns
+		SELECT d.background, d.merchant_id, d.operation_id,
+			row_number() OVER (PARTITION BY d.background, d.merchant_id ORDER BY d.next_attempt_at) AS turn
+		FROM waiting w
+		CROSS JOIN LATERAL (SELECT o.background, o.merchant_id, o.operation_id, o.next_attempt_at
+			FROM payments.operations o
+			WHERE o.background = w.background AND o.merchant_id = w.merchant_id
+				AND o.status IN ('queued', 'unknown') AND o.next_attempt_at <= now()
+			ORDER BY o.next_attempt_at
+			LIMIT p_limit) d
+		WHERE w.merchant_id = ANY (ARRAY(SELECT g.merchant_id FROM payments.gateway_config g
+			WHERE payments._gateway_connection(g.endpoint_url, g.ca_file, g.timeout_ms)
+					<> ALL (p_held_connections)
+				AND (p_only_connection IS NULL OR p_only_connection
+					= payments._gateway_connection(g.endpoint_url, g.ca_file, g.timeout_ms))))
+	), ranked AS (
+		SELECT d.background, d.merchant_id, d.operation_id,
+			row_number() OVER (PARTITION BY d.background
+				ORDER BY d.turn, p_after_merchant IS NOT NULL AND d.merchant_id <= p_after_merchant,
+					d.merchant_id) AS pos
+		FROM due d
+	), picked AS (
+		SELECT r.* FROM ranked r
+		WHERE r.pos <= CASE WHEN NOT r.background THEN p_limit
+			ELSE least(greatest(p_limit - (SELECT count(*) FROM ranked x WHERE NOT x.background AND x.pos <= p_limit), 0),
+				coalesce(p_background_limit, p_limit)) END
+	), ready AS (
+		-- a row a caller holds is left for the next claim
+		SELECT o.merchant_id, o.operation_id, o.status AS old_status, o.updated_at AS old_updated_at,
+			p.background, p.pos
+		FROM picked p
+		JOIN payments.operations o ON o.merchant_id = p.merchant_id AND o.operation_id = p.operation_id
+		WHERE o.status IN ('queued', 'unknown') AND o.next_attempt_at <= now()
+		FOR UPDATE OF o SKIP LOCKED
+	), claimed AS (
+		UPDATE payments.operations o
+		SET status = 'sending', attempts = o.attempts + 1,
+			first_sent_at = coalesce(o.first_sent_at, now())
+		FROM ready r
+		WHERE o.merchant_id = r.merchant_id AND o.operation_id = r.operation_id
+		RETURNING o.*, r.old_status, r.old_updated_at, r.pos
+	)
+	SELECT c.merchant_id, c.operation_id, c.payment_id, c.kind,
+		-- queued again after an attempt that may have gone through (an
+		-- unknown outcome, then a resend that provably failed) counts too
+		-- (on the clock: the worker may have spent a while recording outcomes
+		-- in this transaction before claiming)
+		CASE WHEN NOT c.never_sent
+				AND c.first_sent_at < clock_timestamp() - make_interval(secs => payments._duplicate_window() - 60)
+			THEN 'lookup' ELSE 'send' END,
+		c.attempts, c.via_void,
+		pay_minor_units(coalesce(c.amount, p.amount)), pay_currency(p.amount),
+		pay_currency_exponent(pay_currency(p.amount)),
+		-- the invoice of the gateway transaction: each refund its own (equal
+		-- partial refunds are not duplicates); a capture (priorAuthCapture
+		-- keeps the authorization's transId) and a void act on the payment's
+		CASE WHEN c.kind = 'refund' AND NOT c.via_void
+			THEN 'R' || payments._invoice_tag() || c.operation_id ELSE p.invoice_number END,
+		p.description, p.customer,
+		p.gateway_trans_id, p.card_last4, p.payment_method, p.customer_profile_id,
+		p.payment_profile_id, v.sealed, c.correlation_id, c.created_at, c.never_sent,
+		g.api_login_id, g.transaction_key, g.endpoint_url, g.ca_file, g.timeout_ms,
+		-- stored payment methods and customers' profiles (payment_methods.sql):
+		-- their own operations, and charges of a stored method
+		pm.payment_method_id, cu.customer_id, pm.source, pm.validation_mode, pm.is_default,
+		cu.customer_profile_id, pm.payment_profile_id,
+		CASE WHEN cu.customer_id IS NOT NULL THEN payments._gateway_customer_ref(cu.customer_id) END,
+		cu.email, cu.name, cu.billing,
+		pm.network_trans_id, pm.card_last4,
+		-- when the operation last changed: the end of its previous attempt
+		c.old_updated_at,
+		-- a charge of a subscription's invoice is recurring (recurringBilling,
+		-- card on file), the first one of its subscription while no earlier
+		-- invoice of it was paid by a charge (the 'first' invoice, or the
+		-- first renewal after a trial): isFirstRecurringPayment
+		p.invoice_id IS NOT NULL,
+		p.invoice_id IS NOT NULL AND NOT EXISTS (
+			SELECT 1 FROM payments.invoices i
+			JOIN payments.invoices earlier ON earlier.merchant_id = i.merchant_id
+				AND earlier.subscription_id = i.subscription_id AND earlier.invoice_id <> i.invoice_id
+			WHERE i.merchant_id = p.merchant_id AND i.invoice_id = p.invoice_id
+				AND earlier.status = 'paid' AND pay_minor_units(earlier.amount) > 0)
+	FROM claimed c
+	-- operations on a stored method or a customer's profile have no payment
+	LEFT JOIN payments.payments p ON p.merchant_id = c.merchant_id AND p.payment_id = c.payment_id
+	JOIN payments.gateway_config g ON g.merchant_id = c.merchant_id
+	LEFT JOIN payments.card_vault v ON v.merchant_id = c.merchant_id AND v.operation_id = c.operation_id
+	LEFT JOIN payments.payment_methods pm ON pm.merchant_id = c.merchant_id
+		AND pm.payment_method_id = coalesce(c.payment_method_id, p.payment_method_id)
+	LEFT JOIN payments.customers cu ON cu.merchant_id = c.merchant_id
+		AND cu.customer_id = coalesce(c.customer_id, pm.customer_id)
+	ORDER BY c.background, c.pos;
+END
+$$;
+COMMENT ON FUNCTION payments._claim_operations(integer, integer, text[], text, bigint) IS
+	'Worker, step 1: claims up to p_limit ready operations (FOR UPDATE SKIP LOCKED), merchants taking turns (every merchant''s first before anyone''s second; ties after p_after_merchant first), ordinary ones first and at most p_background_limit of a billing run''s charges, and marks them sending before anything is sent; operations of merchants whose gateway connection (_gateway_connection) is in p_held_connections (its circuit is open in the worker) are left; with p_only_connection, only that connection''s are claimed.';
+REVOKE ALL ON FUNCTION payments._claim_operations(integer, integer, text[], text, bigint) FROM PUBLIC;
+
+------------------------------------------------------------------------------
+-- h-profile-ids: on a gateway account shared by merchants, raw profile ids
+-- only of the merchant's own customers, one answer for any other id
+-- (sql/src/payment_api.sql).
+
+CREATE OR REPLACE FUNCTION payments._check_profile_owner(p_merchant_id bigint, p_customer_profile_id text)
+	RETURNS void
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+BEGIN
+	IF EXISTS (SELECT 1 FROM payments.gateway_config mine
+			JOIN payments.gateway_config theirs ON theirs.api_login_id = mine.api_login_id
+				AND theirs.endpoint_url = mine.endpoint_url AND theirs.merchant_id <> mine.merchant_id
+			WHERE mine.merchant_id = p_merchant_id)
+		AND NOT EXISTS (SELECT 1 FROM payments.customers c
+			WHERE c.customer_profile_id = p_customer_profile_id AND c.merchant_id = p_merchant_id) THEN
+		RAISE EXCEPTION 'customer profile not found'
+			USING ERRCODE = 'PT404',
+				DETAIL = 'The merchant shares its gateway account with other merchants: only the profiles of its own customers can be charged by their ids.',
+				HINT = 'Charge a stored payment method of one of this merchant''s customers (customer_id or payment_method_id).';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION payments._check_profile_owner(bigint, text) IS
+	'Internal: raises PT404 for profile ids given to pay_purchase or pay_authorize that are not of this merchant''s own customers when its gateway account (login and endpoint) is shared with other merchants of the installation.';
+
+------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,
 -- payment_api.sql, privileges.sql).  Keep this block LAST: its privilege
 -- and row-security statements cover every function and tenant table made

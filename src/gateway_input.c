@@ -158,13 +158,18 @@ check_amount(const PayAmount *amount)
 						   ANET_AMOUNT_MAX_DIGITS, buf, cur->code, digits)));
 }
 
-/* A customer profile or payment profile id: numericString, 1 to 20 digits. */
+/*
+ * A customer profile or payment profile id: numericString, 1 to 20 digits,
+ * as the gateway writes them (no leading zero: "0500001" would pass a
+ * comparison with the ids of the merchant's customers as text while the
+ * gateway may read it as the number 500001).
+ */
 static void
 check_profile_id(const char *name, text *t)
 {
 	const char *s = VARDATA_ANY(t);
 	int			len = VARSIZE_ANY_EXHDR(t);
-	bool		ok = len >= 1 && len <= ANET_PROFILE_ID_MAX;
+	bool		ok = len >= 1 && len <= ANET_PROFILE_ID_MAX && s[0] != '0';
 
 	for (int i = 0; ok && i < len; i++)
 		ok = s[i] >= '0' && s[i] <= '9';
@@ -172,7 +177,7 @@ check_profile_id(const char *name, text *t)
 		ereport(ERROR,
 				(errcode(ERRCODE_PAY_PAYMENT_METHOD),
 				 errmsg("invalid %s", name),
-				 errdetail("A %s is 1 to %d digits, as the gateway returned it.",
+				 errdetail("A %s is 1 to %d digits without a leading zero, as the gateway returned it.",
 						   name, ANET_PROFILE_ID_MAX)));
 }
 

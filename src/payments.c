@@ -30,6 +30,7 @@
 #include "wake.h"
 #include "billing_worker.h"
 #include "recorder.h"
+#include "wait.h"
 #include "worker.h"
 #include "worker_tx.h"
 
@@ -133,6 +134,15 @@ _PG_init(void)
 							PAYMENTS_DEFAULT_MAX_WAIT_S, 0, 3600,
 							PGC_SUSET,
 							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("payments.max_waits_per_merchant",
+							"Most pay_wait calls of one merchant that wait at a time (0: no limit).",
+							"One more is refused with PT429: behind PostgREST the waiting calls of one merchant would hold every connection of the pool.",
+							&payments_max_waits_per_merchant,
+							PAYMENTS_DEFAULT_MAX_WAITS_PER_MERCHANT, 0, 10000,
+							PGC_SIGHUP,
+							0,
 							NULL, NULL, NULL);
 
 	DefineCustomBoolVariable("payments.test_clocks",

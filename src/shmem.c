@@ -17,6 +17,7 @@
 #include "rate_limit.h"
 #include "record_queue.h"
 #include "shmem.h"
+#include "wait.h"
 
 PaymentsShared *payments_shared = NULL;
 
@@ -37,6 +38,7 @@ payments_shmem_request(void)
 	RequestAddinShmemSpace(rate_limit_shmem_size());
 	RequestAddinShmemSpace(record_queue_shmem_size());
 	RequestAddinShmemSpace(audit_horizon_shmem_size());
+	RequestAddinShmemSpace(wait_shmem_size());
 }
 
 static void
@@ -96,6 +98,7 @@ payments_shmem_startup(void)
 	rate_limit_shmem_init();
 	record_queue_shmem_init();
 	audit_horizon_shmem_init();
+	wait_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 

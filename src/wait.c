@@ -9,6 +9,15 @@
  * per query under READ COMMITTED).  No polling loop: between broadcasts the
  * backend sleeps, waking at least once a second to honour interrupts.
  *
+ * A waiting call holds its connection, and behind PostgREST the connections
+ * of one pool serve every merchant: a few calls of one merchant, each
+ * waiting for a refund that waits for settlement, kept everyone else's
+ * requests out.  So at most payments.max_waits_per_merchant calls of one
+ * merchant made over HTTP (a declared PostgREST role, or a merchant API
+ * key) wait at a time (a slot per backend in shared memory says for whom
+ * it waits); one more is refused at once with PT429.  A client of its own
+ * connections (direct SQL) waits on them as it likes.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -23,12 +32,24 @@
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
+#include "storage/ipc.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
 #include "utils/wait_event.h"
 
 #include "errcodes.h"
 #include "payments.h"
 #include "schema_version.h"
 #include "shmem.h"
+#include "tenancy.h"
+#include "wait.h"
+
+int			payments_max_waits_per_merchant = PAYMENTS_DEFAULT_MAX_WAITS_PER_MERCHANT;
+
+/* For each backend (by pgprocno): the merchant it waits for, 0 if none. */
+static pg_atomic_uint64 *waiting_for = NULL;
+static int	nwaiting = 0;
+static bool clear_registered = false;
 
 PG_FUNCTION_INFO_V1(pay_wait_for_payment);
 PG_FUNCTION_INFO_V1(pay_wait_for_payment_method);
@@ -129,6 +150,83 @@ target_is_settled(const WaitTarget *target, SPIPlanPtr plan, Datum merchant_id, 
 	return true;
 }
 
+Size
+wait_shmem_size(void)
+{
+	return mul_size(MaxBackends, sizeof(pg_atomic_uint64));
+}
+
+void
+wait_shmem_init(void)
+{
+	bool		found;
+
+	waiting_for = ShmemInitStruct("payments waits", wait_shmem_size(), &found);
+	nwaiting = MaxBackends;
+	if (!found)
+		for (int i = 0; i < nwaiting; i++)
+			pg_atomic_init_u64(&waiting_for[i], 0);
+}
+
+static pg_atomic_uint64 *
+my_wait_slot(void)
+{
+	if (waiting_for == NULL || MyProc == NULL || MyProc->pgprocno >= nwaiting)
+		return NULL;
+	return &waiting_for[MyProc->pgprocno];
+}
+
+/* This backend waits for no one any more (also as it exits). */
+static void
+stop_waiting(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
+{
+	pg_atomic_uint64 *slot = my_wait_slot();
+
+	if (slot != NULL)
+		pg_atomic_write_u64(slot, 0);
+}
+
+/*
+ * Take a waiting slot for merchant_id, for a call over HTTP, or raise PT429
+ * when the merchant already has payments.max_waits_per_merchant such calls
+ * waiting.  Two calls
+ * that come at once may both count each other and both be refused: never
+ * both admitted beyond the limit.
+ */
+static void
+start_waiting(int64 merchant_id)
+{
+	pg_atomic_uint64 *slot = my_wait_slot();
+	int			waiting = 0;
+
+	PaymentsIdentity id;
+
+	if (slot == NULL || payments_max_waits_per_merchant <= 0)
+		return;
+	if (!payments_identity(&id, true) || (id.key_id == 0 && !payments_role_is_postgrest(id.role)))
+		return;
+	if (!clear_registered)
+	{
+		before_shmem_exit(stop_waiting, (Datum) 0);
+		clear_registered = true;
+	}
+	/* a full barrier: our slot is seen before we count the others' */
+	(void) pg_atomic_exchange_u64(slot, (uint64) merchant_id);
+	for (int i = 0; i < nwaiting; i++)
+		if (pg_atomic_read_u64(&waiting_for[i]) == (uint64) merchant_id)
+			waiting++;
+	if (waiting > payments_max_waits_per_merchant)
+	{
+		pg_atomic_write_u64(slot, 0);
+		ereport(ERROR,
+				(errcode(ERRCODE_PAY_RATE_LIMITED),
+				 errmsg("too many calls of this merchant are waiting"),
+				 errdetail("At most %d calls of one merchant wait for results at a time (payments.max_waits_per_merchant).",
+						   payments_max_waits_per_merchant),
+				 errhint("Retry after one of them returns, or call pay_wait with a timeout of 0 to read the state without waiting.")));
+	}
+}
+
 /* Wait for target (merchant_id, id) until done or timeout_ms; its status. */
 static Datum
 wait_for(const WaitTarget *target, FunctionCallInfo fcinfo)
@@ -164,25 +262,48 @@ wait_for(const WaitTarget *target, FunctionCallInfo fcinfo)
 	read_cxt = AllocSetContextCreate(CurrentMemoryContext, "pay_wait read",
 									 ALLOCSET_SMALL_SIZES);
 
-	ConditionVariablePrepareToSleep(&payments_shared->results_cv);
-	for (;;)
+	/* done already (or no time to wait): read once, without a slot */
 	{
-		long		remaining;
 		MemoryContext old = CurrentMemoryContext;
 		bool		settled = target_is_settled(target, plan, merchant_id, payment_id, read_cxt, status);
 
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(read_cxt);
-		if (settled)
-			break;
-		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
-		if (remaining <= 0)
-			break;
-		(void) ConditionVariableTimedSleep(&payments_shared->results_cv,
-										   Min(remaining, 1000L), PG_WAIT_EXTENSION);
-		CHECK_FOR_INTERRUPTS();
+		if (settled || timeout_ms == 0)
+		{
+			SPI_finish();
+			PG_RETURN_TEXT_P(cstring_to_text(status));
+		}
 	}
-	ConditionVariableCancelSleep();
+
+	start_waiting(DatumGetInt64(merchant_id));
+	PG_TRY();
+	{
+		ConditionVariablePrepareToSleep(&payments_shared->results_cv);
+		for (;;)
+		{
+			long		remaining;
+			MemoryContext old = CurrentMemoryContext;
+			bool		settled = target_is_settled(target, plan, merchant_id, payment_id, read_cxt, status);
+
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(read_cxt);
+			if (settled)
+				break;
+			remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+			if (remaining <= 0)
+				break;
+			(void) ConditionVariableTimedSleep(&payments_shared->results_cv,
+											   Min(remaining, 1000L), PG_WAIT_EXTENSION);
+			CHECK_FOR_INTERRUPTS();
+		}
+		ConditionVariableCancelSleep();
+	}
+	PG_FINALLY();
+	{
+		stop_waiting(0, (Datum) 0);
+	}
+	PG_END_TRY();
 
 	/* SPI_finish frees the SPI memory: the result is made after it, in ours */
 	SPI_finish();

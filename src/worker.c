@@ -90,6 +90,9 @@ typedef struct WorkerState
 	int			n_handed;
 	dlist_head	taken_back;		/* ops of batches the recorder failed:
 								 * the worker records them */
+	int64		claim_after;	/* the merchant the last claim ended on:
+								 * the next one's turns start after it
+								 * (0: none yet) */
 	int			claim_failures; /* claims that failed in a row */
 	TimestampTz claim_retry_at; /* no claim before (after a failure) */
 } WorkerState;
@@ -287,14 +290,20 @@ park_opened_circuits(WorkerState *ws)
 	}
 }
 
-/* One call of the claim; each row claimed is built into an op (claim_into). */
+/*
+ * One call of the claim with the first four of args and nulls (of five: the
+ * merchant to take turns after is set here); each row claimed is built into
+ * an op (claim_into).
+ */
 static int
 claim_rows(WorkerState *ws, Datum *args, char *nulls, dlist_head *to_send, dlist_head *unbuildable)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			argtypes[4] = {INT4OID, INT4OID, TEXTARRAYOID, TEXTOID};
+	Oid			argtypes[5] = {INT4OID, INT4OID, TEXTARRAYOID, TEXTOID, INT8OID};
 
-	if (SPI_execute_plan(worker_kept_plan(&plan, "SELECT * FROM payments._claim_operations($1, $2, $3, $4)", 4, argtypes),
+	args[4] = Int64GetDatum(ws->claim_after);
+	nulls[4] = ws->claim_after > 0 ? ' ' : 'n';
+	if (SPI_execute_plan(worker_kept_plan(&plan, "SELECT * FROM payments._claim_operations($1, $2, $3, $4, $5)", 5, argtypes),
 						 args, nulls, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "payments worker: claiming operations failed");
 	for (uint64 i = 0; i < SPI_processed; i++)
@@ -306,6 +315,8 @@ claim_rows(WorkerState *ws, Datum *args, char *nulls, dlist_head *to_send, dlist
 		char	   *error = NULL;
 		bool		isnull;
 
+		/* rows come in the order of turns: the next claim goes on after the last */
+		ws->claim_after = DatumGetInt64(SPI_getbinval(tuple, desc, 1, &isnull));
 		dlist_push_tail(to_send, &op->node);
 		op->created_at = DatumGetTimestampTz(SPI_getbinval(tuple, desc, SPI_fnumber(desc, "created_at"),
 														   &isnull));
@@ -343,8 +354,8 @@ claim_into(WorkerState *ws, int n, dlist_head *to_send, dlist_head *unbuildable)
 	char	  **probes;
 	char	  **held;
 	Datum	   *held_texts;
-	Datum		args[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
+	Datum		args[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 	int			claimed = 0;
 
 	park_opened_circuits(ws);
@@ -1054,8 +1065,9 @@ collect_handed(WorkerState *ws)
  * transaction fails, the outcomes are recorded one by one (one bad row must
  * not hold back the others; one that fails is held, see hold_unrecorded)
  * and the claim runs on its own.  A claim that fails backs off.  Returns
- * true when claiming stopped at the room in flight while more was ready
- * (a backlog: the next claim need not wait for a wake-up).
+ * true when claiming stopped at the room in flight while more was ready,
+ * or a claim was due with no room at all (a backlog, perhaps: the next
+ * claim need not wait for a wake-up).
  */
 static bool
 finish_round(WorkerState *ws, bool claim_due)
@@ -1079,7 +1091,7 @@ finish_round(WorkerState *ws, bool claim_due)
 	dlist_init(&rc.to_send);
 	dlist_init(&rc.unbuildable);
 	if (!had_finished && dlist_is_empty(&ws->exchanges) && rc.limit <= 0)
-		return false;
+		return claim_due;		/* no room: see below */
 
 	ok = in_transaction(had_finished ? "recording outcomes" : "claiming operations",
 						record_and_claim, &rc);
@@ -1130,9 +1142,17 @@ finish_round(WorkerState *ws, bool claim_due)
 	to_finished(ws, &rc.unbuildable);
 	send_claimed(ws, &rc.to_send);
 
+	/*
+	 * No room to claim in: what is ready (a backlog, perhaps) waits for room,
+	 * to be claimed as soon as some frees up.  Taken for "nothing more", a
+	 * wake-up while the pipeline was full left a backlog to the one-second
+	 * timer.
+	 */
+	if (claim_due && rc.limit <= 0)
+		return true;
 	/* a full claim: more may be ready, in transactions of their own */
 	capacity -= rc.claimed;
-	if (!claim_due || rc.limit <= 0 || (ok && rc.claimed < rc.limit))
+	if (!claim_due || (ok && rc.claimed < rc.limit))
 		return false;
 	while (capacity > 0)
 	{

@@ -18,8 +18,10 @@
 ALTER TABLE payments.operations ADD COLUMN background boolean NOT NULL DEFAULT false;
 COMMENT ON COLUMN payments.operations.background IS
 	'A charge a billing run queued (a renewal or a dunning retry): the worker claims it after every other ready operation.';
+-- By merchant inside each kind: the claim takes merchants in turns
+-- (_claim_operations), each merchant's operations by due time.
 DROP INDEX payments.operations_ready;
-CREATE INDEX operations_ready ON payments.operations (background, next_attempt_at)
+CREATE INDEX operations_ready ON payments.operations (background, merchant_id, next_attempt_at)
 	WHERE status IN ('queued', 'unknown');
 
 ------------------------------------------------------------------------------

@@ -145,32 +145,35 @@ COMMENT ON FUNCTION payments._not_found(bigint) IS 'Internal: raises the payment
 
 -- A customer profile given by its ids rather than a stored method's.
 -- Merchants of this installation on one gateway account (the same login
--- at the same endpoint) share the gateway's profiles: a profile that is
--- another such merchant's customer's is refused (its saved card was
--- charged by its ids).  Profiles made outside the extension are the
--- account's, whoever shares it; with an account of its own, the gateway
--- refuses any profile not of that account.
+-- at the same endpoint) share the gateway's profiles: on such an account
+-- a merchant charges by their ids only the profiles of its own customers,
+-- and any other id gets the same answer, whoever's it is (told "another
+-- merchant's" apart from "unknown", sequential ids let a merchant list
+-- who the others' customers are).  With an account of its own, any
+-- profile of the account may be charged (those made outside the
+-- extension too); the gateway refuses those not of the account.
 CREATE FUNCTION payments._check_profile_owner(p_merchant_id bigint, p_customer_profile_id text)
 	RETURNS void
 	LANGUAGE plpgsql STABLE
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
-	IF EXISTS (SELECT 1 FROM payments.customers c
-			JOIN payments.gateway_config theirs ON theirs.merchant_id = c.merchant_id
-			JOIN payments.gateway_config mine ON mine.merchant_id = p_merchant_id
-				AND mine.api_login_id = theirs.api_login_id AND mine.endpoint_url = theirs.endpoint_url
-			WHERE c.customer_profile_id = p_customer_profile_id AND c.merchant_id <> p_merchant_id) THEN
+	IF EXISTS (SELECT 1 FROM payments.gateway_config mine
+			JOIN payments.gateway_config theirs ON theirs.api_login_id = mine.api_login_id
+				AND theirs.endpoint_url = mine.endpoint_url AND theirs.merchant_id <> mine.merchant_id
+			WHERE mine.merchant_id = p_merchant_id)
+		AND NOT EXISTS (SELECT 1 FROM payments.customers c
+			WHERE c.customer_profile_id = p_customer_profile_id AND c.merchant_id = p_merchant_id) THEN
 		RAISE EXCEPTION 'customer profile not found'
 			USING ERRCODE = 'PT404',
-				DETAIL = 'The profile is of a customer of another merchant on the same gateway account.',
+				DETAIL = 'The merchant shares its gateway account with other merchants: only the profiles of its own customers can be charged by their ids.',
 				HINT = 'Charge a stored payment method of one of this merchant''s customers (customer_id or payment_method_id).';
 	END IF;
 END
 $$;
 REVOKE ALL ON FUNCTION payments._check_profile_owner(bigint, text) FROM PUBLIC;
 COMMENT ON FUNCTION payments._check_profile_owner(bigint, text) IS
-	'Internal: raises PT404 for profile ids given to pay_purchase or pay_authorize that are a customer''s of another merchant on the same gateway account (login and endpoint).';
+	'Internal: raises PT404 for profile ids given to pay_purchase or pay_authorize that are not of this merchant''s own customers when its gateway account (login and endpoint) is shared with other merchants of the installation.';
 
 CREATE FUNCTION payments._create_payment(
 	p_kind text, p_amount payments.pay_amount, p_card payments.pay_card, p_opaque_data jsonb,

@@ -13,10 +13,19 @@ COMMENT ON FUNCTION payments._duplicate_window() IS
 -- request.  action is 'send' (first send, or an identical resend inside the
 -- duplicate window) or 'lookup' (outcome unknown and the window has passed:
 -- find the invoice in the gateway's transaction lists instead).
+-- Merchants take turns: each merchant's ready operations are taken by due
+-- time, and the claim takes every merchant's first before anyone's second
+-- (ties after p_after_merchant first, the merchant the previous claim
+-- ended on, so that claims of one operation rotate too).  By due time
+-- alone, one merchant's burst (thousands queued at once) held up every
+-- other merchant's payments until it drained.  The merchants with ready
+-- operations are found by skipping through the ready index, one
+-- (background, merchant) key at a time: a claim costs a few index probes
+-- per merchant with operations waiting, whatever their number.
 -- The planner's row estimates lag behind a fast-moving queue, and a plan
 -- cached while the tables were small outlives their growth (it looked up
 -- rows through an index on merchant_id alone, scanning the whole table for
--- each one); the ordered index scan with LIMIT and primary-key lookups are
+-- each one); the ordered index scans with LIMIT and primary-key lookups are
 -- always the right plan here, so they are forced.  The plan is generic,
 -- made once and kept: planning this statement at every call cost the
 -- worker more than running it (a sixth of its time at 1,000 purchases/s,
@@ -30,7 +39,8 @@ COMMENT ON FUNCTION payments._duplicate_window() IS
 -- claimed row, so JIT is off here (and in the two _record functions).
 -- These plans never need it.
 CREATE FUNCTION payments._claim_operations(p_limit integer, p_background_limit integer DEFAULT NULL,
-	p_held_connections text[] DEFAULT '{}', p_only_connection text DEFAULT NULL)
+	p_held_connections text[] DEFAULT '{}', p_only_connection text DEFAULT NULL,
+	p_after_merchant bigint DEFAULT NULL)
 	RETURNS TABLE (merchant_id bigint, operation_id bigint, payment_id bigint, kind text,
 		action text, attempt integer, via_void boolean, amount_minor bigint, currency text,
 		currency_exponent integer, txn_invoice text, description text, customer jsonb,
@@ -54,50 +64,68 @@ CREATE FUNCTION payments._claim_operations(p_limit integer, p_background_limit i
 	SET jit = off
 	AS $$
 BEGIN
-	-- Ready first by due time, straight off the partial index: a long queue
-	-- costs no more than a short one.  Ordinary operations first, then the
-	-- background ones (a billing run's charges) in what room is left, at
-	-- most p_background_limit (NULL: no other limit): a backlog of renewals
-	-- never holds up a checkout's result.  Merchants
-	-- without a gateway configuration are skipped (and parked by
-	-- _park_unconfigured), and so are those whose gateway connection is in
-	-- p_held_connections: the worker's circuit for it is open (one
-	-- merchant's dead endpoint holds back no one else).  p_only_connection:
-	-- only those of that connection (the one probe of a half-open circuit).
+	-- Ordinary operations first, then the background ones (a billing run's
+	-- charges) in what room is left, at most p_background_limit (NULL: no
+	-- other limit): a backlog of renewals never holds up a checkout's
+	-- result.  Merchants without a gateway configuration are skipped (and
+	-- parked by _park_unconfigured), and so are those whose gateway
+	-- connection is in p_held_connections: the worker's circuit for it is
+	-- open (one merchant's dead endpoint holds back no one else).
+	-- p_only_connection: only those of that connection (the one probe of a
+	-- half-open circuit).  The rows are returned in the order of turns.
 	RETURN QUERY
-	WITH ordinary AS (
-		SELECT o.merchant_id, o.operation_id, o.status AS old_status, o.updated_at AS old_updated_at
-		FROM payments.operations o
-		WHERE o.status IN ('queued', 'unknown') AND NOT o.background AND o.next_attempt_at <= now()
-			AND o.merchant_id = ANY (ARRAY(SELECT g.merchant_id FROM payments.gateway_config g
-				WHERE payments._gateway_connection(g.endpoint_url, g.ca_file, g.timeout_ms)
-						<> ALL (p_held_connections)
-					AND (p_only_connection IS NULL OR p_only_connection
-						= payments._gateway_connection(g.endpoint_url, g.ca_file, g.timeout_ms))))
-		ORDER BY o.background, o.next_attempt_at
-		LIMIT p_limit
-		FOR UPDATE SKIP LOCKED
-	), background AS (
-		SELECT o.merchant_id, o.operation_id, o.status AS old_status, o.updated_at AS old_updated_at
-		FROM payments.operations o
-		WHERE o.status IN ('queued', 'unknown') AND o.background AND o.next_attempt_at <= now()
-			AND o.merchant_id = ANY (ARRAY(SELECT g.merchant_id FROM payments.gateway_config g
-				WHERE payments._gateway_connection(g.endpoint_url, g.ca_file, g.timeout_ms)
-						<> ALL (p_held_connections)
-					AND (p_only_connection IS NULL OR p_only_connection
-						= payments._gateway_connection(g.endpoint_url, g.ca_file, g.timeout_ms))))
-		ORDER BY o.background, o.next_attempt_at
-		LIMIT least(greatest(p_limit - (SELECT count(*) FROM ordinary), 0), coalesce(p_background_limit, p_limit))
-		FOR UPDATE SKIP LOCKED
+	WITH RECURSIVE waiting AS (
+		(SELECT o.background, o.merchant_id FROM payments.operations o
+		 WHERE o.status IN ('queued', 'unknown')
+		 ORDER BY o.background, o.merchant_id LIMIT 1)
+		UNION ALL
+		SELECT n.background, n.merchant_id FROM waiting w
+		CROSS JOIN LATERAL (SELECT o.background, o.merchant_id FROM payments.operations o
+			WHERE o.status IN ('queued', 'unknown')
+				AND (o.background, o.merchant_id) > (w.background, w.merchant_id)
+			ORDER BY o.background, o.merchant_id LIMIT 1) n
+	), due AS (
+		-- each merchant's due operations by due time, numbered: its turns
+		SELECT d.background, d.merchant_id, d.operation_id,
+			row_number() OVER (PARTITION BY d.background, d.merchant_id ORDER BY d.next_attempt_at) AS turn
+		FROM waiting w
+		CROSS JOIN LATERAL (SELECT o.background, o.merchant_id, o.operation_id, o.next_attempt_at
+			FROM payments.operations o
+			WHERE o.background = w.background AND o.merchant_id = w.merchant_id
+				AND o.status IN ('queued', 'unknown') AND o.next_attempt_at <= now()
+			ORDER BY o.next_attempt_at
+			LIMIT p_limit) d
+		WHERE w.merchant_id = ANY (ARRAY(SELECT g.merchant_id FROM payments.gateway_config g
+			WHERE payments._gateway_connection(g.endpoint_url, g.ca_file, g.timeout_ms)
+					<> ALL (p_held_connections)
+				AND (p_only_connection IS NULL OR p_only_connection
+					= payments._gateway_connection(g.endpoint_url, g.ca_file, g.timeout_ms))))
+	), ranked AS (
+		SELECT d.background, d.merchant_id, d.operation_id,
+			row_number() OVER (PARTITION BY d.background
+				ORDER BY d.turn, p_after_merchant IS NOT NULL AND d.merchant_id <= p_after_merchant,
+					d.merchant_id) AS pos
+		FROM due d
+	), picked AS (
+		SELECT r.* FROM ranked r
+		WHERE r.pos <= CASE WHEN NOT r.background THEN p_limit
+			ELSE least(greatest(p_limit - (SELECT count(*) FROM ranked x WHERE NOT x.background AND x.pos <= p_limit), 0),
+				coalesce(p_background_limit, p_limit)) END
 	), ready AS (
-		SELECT * FROM ordinary UNION ALL SELECT * FROM background
+		-- a row a caller holds is left for the next claim
+		SELECT o.merchant_id, o.operation_id, o.status AS old_status, o.updated_at AS old_updated_at,
+			p.background, p.pos
+		FROM picked p
+		JOIN payments.operations o ON o.merchant_id = p.merchant_id AND o.operation_id = p.operation_id
+		WHERE o.status IN ('queued', 'unknown') AND o.next_attempt_at <= now()
+		FOR UPDATE OF o SKIP LOCKED
 	), claimed AS (
 		UPDATE payments.operations o
 		SET status = 'sending', attempts = o.attempts + 1,
 			first_sent_at = coalesce(o.first_sent_at, now())
 		FROM ready r
 		WHERE o.merchant_id = r.merchant_id AND o.operation_id = r.operation_id
-		RETURNING o.*, r.old_status, r.old_updated_at
+		RETURNING o.*, r.old_status, r.old_updated_at, r.pos
 	)
 	SELECT c.merchant_id, c.operation_id, c.payment_id, c.kind,
 		-- queued again after an attempt that may have gone through (an
@@ -147,11 +175,12 @@ BEGIN
 	LEFT JOIN payments.payment_methods pm ON pm.merchant_id = c.merchant_id
 		AND pm.payment_method_id = coalesce(c.payment_method_id, p.payment_method_id)
 	LEFT JOIN payments.customers cu ON cu.merchant_id = c.merchant_id
-		AND cu.customer_id = coalesce(c.customer_id, pm.customer_id);
+		AND cu.customer_id = coalesce(c.customer_id, pm.customer_id)
+	ORDER BY c.background, c.pos;
 END
 $$;
-COMMENT ON FUNCTION payments._claim_operations(integer, integer, text[], text) IS
-	'Worker, step 1: claims up to p_limit ready operations (FOR UPDATE SKIP LOCKED), ordinary ones first and at most p_background_limit of a billing run''s charges, and marks them sending before anything is sent; operations of merchants whose gateway connection (_gateway_connection) is in p_held_connections (its circuit is open in the worker) are left; with p_only_connection, only that connection''s are claimed.';
+COMMENT ON FUNCTION payments._claim_operations(integer, integer, text[], text, bigint) IS
+	'Worker, step 1: claims up to p_limit ready operations (FOR UPDATE SKIP LOCKED), merchants taking turns (every merchant''s first before anyone''s second; ties after p_after_merchant first), ordinary ones first and at most p_background_limit of a billing run''s charges, and marks them sending before anything is sent; operations of merchants whose gateway connection (_gateway_connection) is in p_held_connections (its circuit is open in the worker) are left; with p_only_connection, only that connection''s are claimed.';
 
 -- A merchant's gateway connection, as the worker's circuit breakers tell
 -- them apart: the endpoint, the CA file and the timeout (one merchant's own

@@ -11,7 +11,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(71);
+SELECT plan(73);
 
 CREATE FUNCTION pg_temp.card(holder text DEFAULT NULL) RETURNS payments.pay_card LANGUAGE sql
 	AS $$ SELECT payments.pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 2, '123', holder) $$;
@@ -173,13 +173,17 @@ SELECT throws_ok($$SELECT pay_purchase(amount => '3.00 USD', card => pg_temp.car
 SELECT unalike(pg_temp.error_text($$SELECT pay_purchase(amount => '3.00 USD', card => pg_temp.card(), idempotency_key => 'SECRETKEY-409')$$),
 	'%SECRETKEY%', 'and the PT409 error does not quote the key');
 
--- 7. profile ids: 1 to 20 digits
+-- 7. profile ids: 1 to 20 digits, no leading zero
 SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', customer_profile_id => '12a', payment_profile_id => '1')$$,
 	'22Y22', 'invalid customer profile id', 'a customer profile id with a letter is refused');
 SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', customer_profile_id => '1', payment_profile_id => repeat('1', 21))$$,
 	'22Y22', 'invalid payment profile id', 'a 21-digit payment profile id is refused');
 SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', customer_profile_id => '', payment_profile_id => '1')$$,
 	'22Y22', 'invalid customer profile id', 'an empty customer profile id is refused');
+SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', customer_profile_id => '0500001', payment_profile_id => '1')$$,
+	'22Y22', 'invalid customer profile id', 'a customer profile id with a leading zero is refused');
+SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', customer_profile_id => '1', payment_profile_id => '07')$$,
+	'22Y22', 'invalid payment profile id', 'a payment profile id with a leading zero is refused');
 SELECT lives_ok($$SELECT pay_purchase(amount => '1.00 USD', customer_profile_id => repeat('1', 20), payment_profile_id => repeat('2', 20))$$,
 	'20-digit profile ids are accepted');
 

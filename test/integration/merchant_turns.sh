@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Merchants take turns in the worker's claims: one merchant's burst does
+# not hold up another's payments.
+#
+# Claimed by due time alone, merchant A's 3,000 purchases committed at once
+# went out before merchant B's one purchase committed just after them: B
+# waited for A's whole backlog (20 in flight, the gateway at 100 ms: about
+# 15 s).  Each claim now takes every merchant's first ready operation
+# before anyone's second, so B's goes out at the next claim, while most of
+# A's backlog still waits.
+# Then claims of one operation at a time (max_in_flight 1): A's 30 and B's
+# 30 queued purchases go out in turns, not A's 30 first.
+set -euo pipefail
+source "$(dirname "$0")/../lib/integration.sh"
+
+SIMDIR="$WORK/sim-turns"
+su() { cluster_psql "$WORK" "$PORT" payments -At "$@"; }
+cleanup() {
+	su -c "ALTER SYSTEM RESET payments.max_in_flight" -c "ALTER SYSTEM RESET payments.claim_batch" \
+		-c "SELECT pg_reload_conf()" >/dev/null 2>&1 || true
+	sim_stop
+}
+trap cleanup EXIT
+sim_start "$SIMDIR"
+sim_ctl POST /latency '{"fixedMs":100,"randomMs":0}' >/dev/null
+merchant_on_simulator "turns A"
+A=$M
+merchant_on_simulator "turns B"
+B=$M
+purchases() {	# purchases MERCHANT COUNT AMOUNT
+	M=$1 as_merchant -c "SELECT count(payments.pay_purchase(amount => '$3 USD',
+		card => payments.pay_card('4111 1111 1111 1111', 12, 2031, '123'))) FROM generate_series(1, $2)" >/dev/null
+}
+not_done() {	# not_done MERCHANT: its operations not yet answered
+	su -c "SELECT count(*) FROM payments.operations WHERE merchant_id = $1 AND status IN ('queued', 'sending', 'unknown')"
+}
+
+su -c "ALTER SYSTEM SET payments.max_in_flight = 20" -c "ALTER SYSTEM SET payments.claim_batch = 20" \
+	-c "SELECT pg_reload_conf()" >/dev/null
+sleep 1	# the worker rereads its settings at its next loop
+
+# --- a burst of A's, then one purchase of B's
+purchases "$A" 3000 1.00
+b_payment=$(M=$B as_merchant -c "SELECT payment_id FROM payments.pay_purchase(amount => '2.00 USD',
+	card => payments.pay_card('4111 1111 1111 1111', 12, 2031, '123'))")
+start=$(date +%s.%N)
+b_status=$(poll_value 60 su -c "SELECT status FROM payments.payments
+	WHERE merchant_id = $B AND payment_id = $b_payment AND status <> 'pending'")
+elapsed=$(python3 -c "import time; print(round(time.time() - $start, 1))")
+a_left=$(not_done "$A")
+comment "B's purchase answered after $elapsed s, with $a_left of A's 3,000 not yet answered"
+comment "$(su -c "SELECT 'B: claimed ' || round(extract(epoch FROM o.first_sent_at - o.created_at) * 1000)
+	|| ' ms after its commit, sent ' || round(extract(epoch FROM x.started_at - o.first_sent_at) * 1000)
+	|| ' ms later, answered in ' || round(x.duration_ms) || ' ms, recorded '
+	|| round(extract(epoch FROM o.completed_at - x.finished_at) * 1000) || ' ms later'
+	FROM payments.operations o JOIN payments.gateway_exchanges x USING (merchant_id, operation_id)
+	WHERE o.merchant_id = $B AND o.payment_id = $b_payment")"
+is "$b_status" succeeded "B's purchase succeeded"
+ok "$(python3 -c "print(0 if $a_left >= 1500 else 1)")" \
+	"it went out ahead of A's backlog: $a_left of A's 3,000 were still waiting (by due time alone: none)"
+drained=$(poll_value 90 su -c "SELECT 'drained' WHERE NOT EXISTS (SELECT 1 FROM payments.operations
+	WHERE merchant_id IN ($A, $B) AND status IN ('queued', 'sending', 'unknown'))")
+comment "A's backlog drained $(python3 -c "import time; print(round(time.time() - $start, 1))") s after B's purchase"
+is "$drained" drained "A's backlog drains"
+# claims come as room frees up (20 in flight, 100 ms each: every 50 ms or
+# so); a wake-up while the pipeline was full (B's commit) used to leave the
+# backlog to the worker's one-second timer
+gap=$(su -c "SELECT round(extract(epoch FROM max(gap)) * 1000) FROM (
+	SELECT t - lag(t) OVER (ORDER BY t) AS gap FROM (SELECT DISTINCT first_sent_at AS t
+		FROM payments.operations WHERE merchant_id IN ($A, $B)) c) g")
+comment "longest time between two claims while A's backlog drained: $gap ms"
+ok "$(python3 -c "print(0 if $gap < 600 else 1)")" "the backlog never waited for the one-second timer ($gap ms at most between claims)"
+is "$(su -c "SELECT count(*) FILTER (WHERE status = 'succeeded') FROM payments.payments WHERE merchant_id = $A")" 3000 \
+	"all 3,000 of A's purchases succeeded"
+is "$(su -c "SELECT count(*) FROM payments.operations WHERE merchant_id IN ($A, $B) AND attempts <> 1")" 0 \
+	"each was sent once"
+
+# --- one operation per claim: A and B in turns
+su -c "ALTER SYSTEM SET payments.max_in_flight = 1" -c "ALTER SYSTEM SET payments.claim_batch = 1" \
+	-c "SELECT pg_reload_conf()" >/dev/null
+sleep 1
+first=$(su -c "SELECT max(operation_id) FROM payments.operations")
+# both committed before the worker is woken: A's purchases (first) and B's in one transaction
+M=$A as_merchant -c "BEGIN" -c "SELECT count(payments.pay_purchase(amount => '3.00 USD',
+		card => payments.pay_card('4111 1111 1111 1111', 12, 2031, '123'))) FROM generate_series(1, 30)" \
+	-c "SET LOCAL payments.merchant_id = '$B'" -c "SELECT count(payments.pay_purchase(amount => '3.00 USD',
+		card => payments.pay_card('4111 1111 1111 1111', 12, 2031, '123'))) FROM generate_series(1, 30)" \
+	-c "COMMIT" >/dev/null
+drained=$(poll_value 60 su -c "SELECT 'drained' WHERE NOT EXISTS (SELECT 1 FROM payments.operations
+	WHERE merchant_id IN ($A, $B) AND operation_id > $first AND status IN ('queued', 'sending', 'unknown'))")
+is "$drained" drained "60 purchases of one claim each are drained"
+order=$(su -c "SELECT string_agg(CASE merchant_id WHEN $A THEN 'A' ELSE 'B' END, '' ORDER BY first_sent_at, operation_id)
+	FROM payments.operations WHERE merchant_id IN ($A, $B) AND operation_id > $first")
+comment "order sent: $order"
+is "$(cut -c1-20 <<<"$order" | tr -cd B | wc -c)" 10 "the first 20 sent are 10 of each merchant's (in turns)"
+is "$(su -c "SELECT count(*) FILTER (WHERE status = 'succeeded') FROM payments.payments p
+	WHERE merchant_id IN ($A, $B) AND EXISTS (SELECT 1 FROM payments.operations o
+		WHERE o.merchant_id = p.merchant_id AND o.payment_id = p.payment_id AND o.operation_id > $first)")" 60 \
+	"all 60 succeeded"
+tap_done

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# At most payments.max_waits_per_merchant calls of one merchant made over
+# HTTP (a merchant API key, or a declared PostgREST role) wait in pay_wait
+# at a time.
+#
+# A waiting call holds its connection, and behind PostgREST one pool serves
+# every merchant: a few calls of one merchant, each waiting on a payment
+# that was not going to finish, kept every other merchant's requests out
+# (HTTP 504 after PostgREST's pool timeout).  With the limit at 2: a third
+# waiting call of merchant A by key gets PT429 at once; a wait with timeout
+# 0 still reads the state; merchant B's calls and A's direct SQL calls (a
+# client of its own connections) are not counted; a call cancelled or
+# terminated gives its place back.
+set -euo pipefail
+waiters=()
+source "$(dirname "$0")/../lib/integration.sh"
+
+SIMDIR="$WORK/sim-waits"
+su() { cluster_psql "$WORK" "$PORT" payments -At "$@"; }
+cleanup() {
+	su -c "ALTER SYSTEM RESET payments.max_waits_per_merchant" -c "SELECT pg_reload_conf()" >/dev/null 2>&1 || true
+	[ "${#waiters[@]}" -eq 0 ] || kill "${waiters[@]}" 2>/dev/null || true
+	sim_stop
+}
+trap cleanup EXIT
+sim_start "$SIMDIR"
+merchant_on_simulator "waits A" 1000
+A=$M
+merchant_on_simulator "waits B" 1000
+B=$M
+# every request takes longer than the merchants' timeout: their purchases
+# stay unfinished (unknown, resent) while the tests wait on them
+sim_ctl POST /latency '{"fixedMs":30000,"randomMs":0}' >/dev/null
+su -c "ALTER SYSTEM SET payments.max_waits_per_merchant = 2" -c "SELECT pg_reload_conf()" >/dev/null
+key_of() { su -c "SELECT api_key FROM payments.pay_create_api_key(merchant_id => $1, scopes => ARRAY['payments', 'read'])"; }
+KA=$(key_of "$A")
+KB=$(key_of "$B")
+purchase() { su -c "SET payments.merchant_id = '$1'" -c "SELECT payment_id FROM payments.pay_purchase(amount => '4.00 USD',
+	card => payments.pay_card('4111 1111 1111 1111', 12, 2031, '123'))" | tail -1; }
+PA=$(purchase "$A")
+PB=$(purchase "$B")
+# by_key KEY SQL: SQL in a transaction that acts with the API key (as a
+# request over HTTP does), with the application_name given in $APP
+by_key() {
+	PGAPPNAME=${APP:-waits} cluster_psql "$WORK" "$PORT" payments -At -v ON_ERROR_STOP=1 -v VERBOSITY=verbose \
+		-c "BEGIN" -c "SELECT NULL FROM payments.pay_use_api_key('$1')" -c "$2" -c "COMMIT" 2>&1 | grep -v '^$' || true
+}
+sqlstate() { sed -n 's/^ERROR:  \([0-9A-Z]\{5\}\):.*/\1/p' <<<"$1" | head -1; }
+waiting() { su -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = '$1' AND query LIKE '%pay_wait%' AND state = 'active'"; }
+
+waiters=()
+APP=wait1 by_key "$KA" "SELECT status FROM payments.pay_wait($PA, '25 s')" >/dev/null & waiters+=($!)
+APP=wait2 by_key "$KA" "SELECT status FROM payments.pay_wait($PA, '25 s')" >/dev/null & waiters+=($!)
+for _ in $(seq 50); do [ "$(waiting wait1)$(waiting wait2)" = 11 ] && break; sleep 0.2; done
+is "$(waiting wait1)$(waiting wait2)" 11 "two of A's calls by key wait for its unfinished purchase"
+third=$(by_key "$KA" "SELECT status FROM payments.pay_wait($PA, '25 s')")
+is "$(sqlstate "$third")" PT429 "a third of A's calls by key is refused at once: PT429"
+like "$third" "too many calls of this merchant are waiting" "saying why"
+# (unfinished: pending, or unknown once a request timed out)
+like "$(by_key "$KA" "SELECT status FROM payments.pay_wait($PA, '0 s')")" '^(pending|unknown)$' \
+	"a call with timeout 0 reads the state without waiting, and is not refused"
+like "$(by_key "$KB" "SELECT status FROM payments.pay_wait($PB, '1 s')")" '^(pending|unknown)$' \
+	"merchant B's call by key waits (its own count) and times out as usual"
+like "$(su -c "SET payments.merchant_id = '$A'" -c "SELECT status FROM payments.pay_wait($PA, '1 s')" | tail -1)" '^(pending|unknown)$' \
+	"A's direct SQL call (its own connection, no key) is not counted"
+
+# a cancelled call gives its place back
+su -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'wait1'" >/dev/null
+for _ in $(seq 50); do [ "$(waiting wait1)" = 0 ] && break; sleep 0.2; done
+APP=wait3 by_key "$KA" "SELECT status FROM payments.pay_wait($PA, '25 s')" >/dev/null & waiters+=($!)
+for _ in $(seq 50); do [ "$(waiting wait3)" = 1 ] && break; sleep 0.2; done
+is "$(waiting wait3)" 1 "after one waiting call was cancelled, another one waits in its place"
+# and so does one whose backend was terminated
+su -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name IN ('wait2', 'wait3')" >/dev/null
+for _ in $(seq 50); do [ "$(waiting wait2)$(waiting wait3)" = 00 ] && break; sleep 0.2; done
+APP=wait4 by_key "$KA" "SELECT status FROM payments.pay_wait($PA, '25 s')" >/dev/null & waiters+=($!)
+APP=wait5 by_key "$KA" "SELECT status FROM payments.pay_wait($PA, '25 s')" >/dev/null & waiters+=($!)
+for _ in $(seq 50); do [ "$(waiting wait4)$(waiting wait5)" = 11 ] && break; sleep 0.2; done
+is "$(waiting wait4)$(waiting wait5)" 11 "after the waiting backends were terminated, two calls wait again"
+is "$(sqlstate "$(by_key "$KA" "SELECT status FROM payments.pay_wait($PA, '25 s')")")" PT429 \
+	"and a third is refused again"
+su -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name IN ('wait4', 'wait5')" >/dev/null
+for j in "${waiters[@]}"; do wait "$j" 2>/dev/null || true; done
+tap_done
