@@ -107,7 +107,14 @@ list_reply(json_object *req, Txn **list, int n, bool count_total)
 	return reply;
 }
 
-/* getUnsettledTransactionListRequest ([status] any|pendingApproval) */
+/*
+ * getUnsettledTransactionListRequest ([status] any|pendingApproval).
+ * pendingApproval lists the transactions held for review (the API
+ * reference's "Get Held Transaction List"), and only those.  Whether the
+ * list without it (or with any) holds them too is documented nowhere
+ * (Authorize.Net notes, section 14): the simulator takes the case a client
+ * must survive, and leaves them out.
+ */
 json_object *
 handle_get_unsettled_list(int m, json_object *req)
 {
@@ -126,8 +133,8 @@ handle_get_unsettled_list(int m, json_object *req)
 		if (t == NULL || t->merchant != m || t->batch_id != 0 ||
 			t->status == ST_EXPIRED)
 			continue;
-		if (pending && t->status != ST_FDS_PENDING_REVIEW &&
-			t->status != ST_FDS_AUTH_PENDING_REVIEW)
+		if (pending != (t->status == ST_FDS_PENDING_REVIEW ||
+						t->status == ST_FDS_AUTH_PENDING_REVIEW))
 			continue;
 		list[n++] = t;
 	}

@@ -41,6 +41,23 @@ def test_held_list():
     r = api(req('getUnsettledTransactionListRequest', status='pendingApproval'))
     eq([t['transId'] for t in r['transactions']], [h], 'only held')
     eq(r['transactions'][0]['transactionStatus'], 'FDSPendingReview', 'status')
+    a = resp(charge('9253.00', 'authOnlyTransaction'))['transId']
+    r = api(req('getUnsettledTransactionListRequest', status='pendingApproval'))
+    eq(sorted(t['transId'] for t in r['transactions']), sorted([h, a]), 'both kinds of hold')
+    # the list without status (or with any) leaves held ones out: whether
+    # Authorize.Net's does is not documented, and a client must survive it
+    for extra in ({}, {'status': 'any'}):
+        r = api(req('getUnsettledTransactionListRequest', **extra))
+        eq(r['totalNumInResultSet'], 1, 'held ones left out %r' % extra)
+        eq([t['transactionStatus'] for t in r['transactions']], ['capturedPendingSettlement'],
+           'only the charge %r' % extra)
+    # released, it moves to the list without status
+    api({'updateHeldTransactionRequest': {'merchantAuthentication': auth(),
+         'heldTransactionRequest': {'action': 'approve', 'refTransId': h}}})
+    r = api(req('getUnsettledTransactionListRequest'))
+    check(h in [t['transId'] for t in r['transactions']], 'approved: in the list without status')
+    r = api(req('getUnsettledTransactionListRequest', status='pendingApproval'))
+    eq([t['transId'] for t in r['transactions']], [a], 'approved: out of the held list')
 
 
 def test_settled_batches_and_transaction_list():
