@@ -130,6 +130,9 @@ typedef struct GatewayOutcome
 /* Which list a lookup past the duplicate window is reading. */
 typedef enum LookupPhase
 {
+	LOOKUP_HELD,				/* getUnsettledTransactionList of the
+								 * transactions held for review (status
+								 * pendingApproval), page by page */
 	LOOKUP_UNSETTLED,			/* getUnsettledTransactionList, page by page */
 	LOOKUP_SETTLED				/* the settled batches (batch_scan.c) */
 } LookupPhase;
@@ -156,7 +159,7 @@ typedef enum LookupStep
 typedef struct GatewayLookup
 {
 	LookupPhase phase;
-	int			page;			/* 1-based page of the unsettled list */
+	int			page;			/* 1-based page of the held or unsettled list */
 	TimestampTz range_from;		/* earliest creation searched for */
 	BatchScan	batches;		/* LOOKUP_SETTLED */
 	dlist_head	riders;			/* ops searched for by this op's requests */

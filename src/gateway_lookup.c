@@ -9,11 +9,21 @@
  * worker searches for the invoice number of the transaction that answers
  * for the operation (GatewayOp.txn_invoice):
  *
- *	1. getUnsettledTransactionList, newest first, page after page while a
+ *	1. getUnsettledTransactionList with status pendingApproval: the
+ *	   transactions held for review by the fraud filters (FDSPendingReview,
+ *	   FDSAuthorizedPendingReview), newest first, page after page while a
  *	   page is full;
- *	2. the batches settled over the operation's lifetime (see
+ *	2. getUnsettledTransactionList without a status, the same way;
+ *	3. the batches settled over the operation's lifetime (see
  *	   lookup_batches), read by batch_scan.c: getSettledBatchList, then
  *	   getTransactionList of each batch, page after page.
+ *
+ * The held list is read on its own because Authorize.Net documents held
+ * transactions only there ("Get Held Transaction List"): whether the list
+ * without a status holds them too is documented nowhere, and a held
+ * purchase never found would stay unknown for ever, though the customer
+ * may be charged.  A hit there is confirmed like any other, and a held
+ * transaction is recorded held, as when the first reply says so.
  *
  * This module only reads: after each reply it says, in op->lookup.step,
  * what the search came to (ask the next request, found trans id X, not
@@ -33,11 +43,14 @@
  * not once each.
  *
  * Lists change while they are read: a new transaction pushes older ones
- * onto later pages (read twice, harmless), and a settlement in between
- * moves transactions out of the unsettled list, which may make one skip a
- * page.  A transaction that moved to a batch is found there, because the
- * batch range ends when the batch list is asked for, after the unsettled
- * list was read; one skipped otherwise is found by the next lookup.
+ * onto later pages (read twice, harmless), and a review decided or a
+ * settlement in between moves transactions out of a list, which may make
+ * one skip a page.  A transaction moves only forward, from the held list
+ * to the unsettled one (approved, or declined) and from there to a batch,
+ * and the lists are read in that order: one that moved on is found in the
+ * next list, because the batch range ends when the batch list is asked
+ * for, after the unsettled lists were read; one skipped otherwise is found
+ * by the next lookup.
  *
  *-------------------------------------------------------------------------
  */
@@ -66,8 +79,8 @@ set_step(GatewayOp *op, LookupStep step, const char *trans_id, char *detail)
  * takes at most 31 days per request.  For an operation older than that
  * the first 31 days after its creation are searched, and no more:
  * settlement follows submission within days (batches close daily), and a
- * transaction not yet settled is in the unsettled list, which was read
- * first.
+ * transaction not yet settled is in one of the unsettled lists (held or
+ * not), which were read first.
  */
 static bool
 lookup_batches(GatewayOp *op)
@@ -83,12 +96,14 @@ char *
 gateway_lookup_build(const AnetCredentials *creds, const GatewayOp *op,
 					 const void *arg pg_attribute_unused(), bool masked, char **error)
 {
-	if (op->lookup.phase == LOOKUP_UNSETTLED)
+	if (op->lookup.phase != LOOKUP_SETTLED)
 	{
 		AnetListOptions opts = list_page_options(op->lookup.page);
 
-		return anet_build_get_unsettled_transaction_list_request(creds, op->ref_id, NULL, &opts,
-																 masked, error);
+		return anet_build_get_unsettled_transaction_list_request(creds, op->ref_id,
+																 op->lookup.phase == LOOKUP_HELD ?
+																 "pendingApproval" : NULL,
+																 &opts, masked, error);
 	}
 	return batch_scan_build(creds, op->ref_id, &op->lookup.batches, masked, error);
 }
@@ -96,17 +111,17 @@ gateway_lookup_build(const AnetCredentials *creds, const GatewayOp *op,
 const char *
 gateway_lookup_request_type(const GatewayOp *op)
 {
-	return op->lookup.phase == LOOKUP_UNSETTLED ? "getUnsettledTransactionListRequest" :
+	return op->lookup.phase != LOOKUP_SETTLED ? "getUnsettledTransactionListRequest" :
 		batch_scan_request_type(&op->lookup.batches);
 }
 
-/* Begin a lookup: the first page of the unsettled list (step ASK). */
+/* Begin a lookup: the first page of the held list (step ASK). */
 void
 gateway_lookup_start(GatewayOp *op)
 {
 	op->stage = STAGE_LOOKUP;
 	memset(&op->lookup, 0, sizeof(op->lookup));
-	op->lookup.phase = LOOKUP_UNSETTLED;
+	op->lookup.phase = LOOKUP_HELD;
 	op->lookup.page = 1;
 	op->lookup.range_from = op->created_at;
 	dlist_init(&op->lookup.riders);
@@ -264,7 +279,7 @@ hand_over(GatewayOp *driver)
 	dlist_push_tail(&from->released, &next->node);
 }
 
-/* A page of the unsettled list or of a batch. */
+/* A page of the held list, of the unsettled list or of a batch. */
 static void
 read_transactions(GatewayOp *op)
 {
@@ -276,7 +291,7 @@ read_transactions(GatewayOp *op)
 	char		trans_id[ANET_ID_SIZE] = "";
 
 	memset(&list, 0, sizeof(list));
-	if (lk->phase == LOOKUP_UNSETTLED)
+	if (lk->phase != LOOKUP_SETTLED)
 		parsed = anet_parse_unsettled_transaction_list_response(op->http.response,
 																op->http.response_len, &list) &&
 			list.status.ok;
@@ -294,7 +309,17 @@ read_transactions(GatewayOp *op)
 	match_riders(op, &list);
 
 	/* the next position of the search */
-	if (lk->phase == LOOKUP_UNSETTLED)
+	if (lk->phase == LOOKUP_HELD)
+	{
+		if (list_has_next_page(lk->page, &list))
+			lk->page++;
+		else
+		{
+			lk->phase = LOOKUP_UNSETTLED;
+			lk->page = 1;
+		}
+	}
+	else if (lk->phase == LOOKUP_UNSETTLED)
 	{
 		if (list_has_next_page(lk->page, &list))
 			lk->page++;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Unknown outcomes past the 8-hour duplicate window: an identical resend
 # could charge twice there, so the worker looks the transaction up instead,
-# in the unsettled list (page by page) and in the settled batches, confirms
+# in the transactions held for review, in the unsettled list (each page by
+# page) and in the settled batches, confirms
 # a hit with getTransactionDetails, and leaves a miss unknown, never
 # guessed.  Each case is checked in the database and against the
 # simulator's ledger.
@@ -118,7 +119,8 @@ RESET_CHARGED='{"type":"reset","count":6,"process":true}'
 RESET_UNSENT='{"type":"reset","count":6,"process":false}'
 
 # a. Charged, reply lost, still unsettled, with more than a page of newer
-#    transactions in front of it in the newest-first list.
+#    transactions in front of it in the newest-first list (after the list
+#    of transactions held for review, empty here).
 lost_reply "$RESET_CHARGED" "11.00 USD"
 is "$(sim_ledger_count "P$TAG$pid" charge)" 1 "a: the gateway charged it"
 fill 1100 LA
@@ -128,11 +130,15 @@ row=$(q -c "SELECT p.status || '|' || o.status || '|' || p.amount_captured || '|
 is "$row" "succeeded|succeeded|11.00 USD|$(ledger_trans_id "P$TAG$pid" charge)" \
 	"a: found on page 2 of the unsettled list: succeeded, with the gateway's transaction"
 is "$(exchanges "$op")" \
-	createTransactionRequest,getUnsettledTransactionListRequest,getUnsettledTransactionListRequest,getTransactionDetailsRequest \
-	"a: logged: the lost send, two pages of the unsettled list, the transaction's details"
+	createTransactionRequest,getUnsettledTransactionListRequest,getUnsettledTransactionListRequest,getUnsettledTransactionListRequest,getTransactionDetailsRequest \
+	"a: logged: the lost send, the held list, two pages of the unsettled list, the transaction's details"
 like "$(su -c "SELECT request_masked FROM payments.gateway_exchanges WHERE merchant_id = $M AND operation_id = $op
 	AND request_type = 'getUnsettledTransactionListRequest' ORDER BY exchange_id DESC LIMIT 1")" \
-	'"paging":\{"limit":"1000","offset":"2"\}' "a: the second request asks for page 2"
+	'"paging":\{"limit":"1000","offset":"2"\}' "a: the last list request asks for page 2"
+is "$(su -c "SELECT string_agg(coalesce(substring(request_masked from '\"status\":\"([a-zA-Z]*)\"'), '-'), ',' ORDER BY exchange_id)
+	FROM payments.gateway_exchanges WHERE merchant_id = $M AND operation_id = $op
+	AND request_type = 'getUnsettledTransactionListRequest'")" "pendingApproval,-,-" \
+	"a: the held list first (status pendingApproval), then the unsettled list without a status"
 is "$(su -c "SELECT count(*) FROM payments.gateway_exchanges WHERE merchant_id = $M AND operation_id = $op
 	AND request_masked LIKE '%$SIM_KEY%'")" 0 "a: no logged request holds the transaction key"
 is "$(sim_ledger_count "P$TAG$pid" charge)" 1 "a: charged exactly once"
@@ -143,8 +149,8 @@ ok "$(passed past_window "$op")" "e: the lookup finished"
 is "$(q -c "SELECT p.status || '|' || p.decline_code || '|' || o.status FROM pay_get_payment($pid) p, pay_payment_operations($pid) o")" \
 	"failed|2|failed" "e: found declined: the payment failed with the decline code"
 is "$(exchanges "$op")" \
-	createTransactionRequest,getUnsettledTransactionListRequest,getTransactionDetailsRequest \
-	"e: logged: the lost send, the unsettled list, the details"
+	createTransactionRequest,getUnsettledTransactionListRequest,getUnsettledTransactionListRequest,getTransactionDetailsRequest \
+	"e: logged: the lost send, the held and unsettled lists, the details"
 is "$(sim_ledger_count "P$TAG$pid" charge)" 0 "e: nothing was charged"
 
 # b. Charged, reply lost, settled before the lookup: found in a batch.
@@ -155,8 +161,8 @@ row=$(q -c "SELECT p.status || '|' || o.status || '|' || p.gateway_trans_id
 	FROM pay_get_payment($pid) p, pay_payment_operations($pid) o")
 is "$row" "succeeded|succeeded|$(ledger_trans_id "P$TAG$pid" charge)" "b: found in a settled batch: succeeded"
 like "$(exchanges "$op")" \
-	'^createTransactionRequest,getUnsettledTransactionListRequest,getSettledBatchListRequest,(getTransactionListRequest,)+getTransactionDetailsRequest$' \
-	"b: logged: the lost send, the unsettled list, the batch list, the batch, the details"
+	'^createTransactionRequest,getUnsettledTransactionListRequest,getUnsettledTransactionListRequest,getSettledBatchListRequest,(getTransactionListRequest,)+getTransactionDetailsRequest$' \
+	"b: logged: the lost send, the held and unsettled lists, the batch list, the batch, the details"
 is "$(sim_ledger_count "P$TAG$pid" charge)" 1 "b: charged exactly once"
 
 # c. Never processed: not found anywhere, so it stays unknown.
@@ -172,7 +178,7 @@ is "$(su -c "SELECT next_attempt_at > now() + interval '25 seconds' FROM payment
 # the one batch, settled in (b) just before (c) began (the range starts ten
 # minutes before the operation, for clocks), holds 1,103 transactions: two pages
 is "$(exchanges "$op")" \
-	createTransactionRequest,getUnsettledTransactionListRequest,getSettledBatchListRequest,getTransactionListRequest,getTransactionListRequest \
+	createTransactionRequest,getUnsettledTransactionListRequest,getUnsettledTransactionListRequest,getSettledBatchListRequest,getTransactionListRequest,getTransactionListRequest \
 	"c: logged: the lost send, then the whole search (both pages of the batch), no resend"
 is "$(sim_ledger_count "P$TAG$pid" charge)" 0 "c: nothing was charged"
 
@@ -195,8 +201,8 @@ is "$(q -c "SELECT o.status || '|' || p.status || '|' || p.amount_refunded FROM 
 is "$(su -c "SELECT gateway_trans_id FROM payments.operations WHERE merchant_id = $M AND operation_id = $r2")" \
 	"$(ledger_trans_id "R$TAG$r2" refund)" "d: with the refund's own transaction"
 like "$(exchanges "$r2")" \
-	'^getTransactionDetailsRequest,createTransactionRequest,getUnsettledTransactionListRequest,getTransactionDetailsRequest$' \
-	"d: logged: the question before the refund, the lost send, the unsettled list, the details"
+	'^getTransactionDetailsRequest,createTransactionRequest,getUnsettledTransactionListRequest,getUnsettledTransactionListRequest,getTransactionDetailsRequest$' \
+	"d: logged: the question before the refund, the lost send, the held and unsettled lists, the details"
 is "$(sim_ledger_count "R$TAG$r2" refund)" 1 "d: refunded exactly once"
 
 # f. Charged, reply lost; the resend inside the window provably never left
@@ -219,7 +225,7 @@ ok "$(passed wait_op "$op" "attempts > ${n:-999} AND status <> 'sending'")" "f: 
 is "$(q -c "SELECT p.status || '|' || o.status FROM pay_get_payment($pid) p, pay_payment_operations($pid) o")" \
 	"succeeded|succeeded" "f: found by the lookup: succeeded"
 like "$(exchanges "$op")" \
-	'^createTransactionRequest,createTransactionRequest,getUnsettledTransactionListRequest,getTransactionDetailsRequest$' \
+	'^createTransactionRequest,createTransactionRequest,getUnsettledTransactionListRequest,getUnsettledTransactionListRequest,getTransactionDetailsRequest$' \
 	"f: logged: the lost send, the refused resend, then a lookup, not a third send"
 is "$(sim_ledger_count "P$TAG$pid" charge)" 1 "f: charged exactly once"
 
@@ -235,7 +241,7 @@ ok "$(passed wait_op "$op" "attempts > ${n:-999} AND status <> 'sending'")" "g: 
 is "$(q -c "SELECT p.status || '|' || o.status FROM pay_get_payment($pid) p, pay_payment_operations($pid) o")" \
 	"succeeded|succeeded" "g: the card is gone: found by a lookup, succeeded"
 like "$(exchanges "$op")" \
-	'^createTransactionRequest,getUnsettledTransactionListRequest,getTransactionDetailsRequest$' \
+	'^createTransactionRequest,getUnsettledTransactionListRequest,getUnsettledTransactionListRequest,getTransactionDetailsRequest$' \
 	"g: logged: the lost send, then a lookup instead of a resend"
 is "$(sim_ledger_count "P$TAG$pid" charge)" 1 "g: charged once, by the first attempt"
 
@@ -252,8 +258,8 @@ like "$(su -c "SELECT last_error FROM payments.operations WHERE merchant_id = $M
 is "$(su -c "SELECT next_attempt_at > now() + interval '25 seconds' FROM payments.operations WHERE merchant_id = $M AND operation_id = $op")" \
 	t "h: asked again only after a long wait"
 is "$(exchanges "$op")" \
-	createTransactionRequest,getUnsettledTransactionListRequest,getTransactionDetailsRequest \
-	"h: logged: the lost send, the unsettled list, the details"
+	createTransactionRequest,getUnsettledTransactionListRequest,getUnsettledTransactionListRequest,getTransactionDetailsRequest \
+	"h: logged: the lost send, the held and unsettled lists, the details"
 
 # i. Charged, reply lost, and then a stranger's charge of another amount
 #    under its invoice is declined: the lookup meets the stranger's decline
@@ -347,5 +353,79 @@ is "$(su -c "SELECT last_error FROM payments.operations WHERE merchant_id = $M A
 is "$(su -c "SELECT last_error FROM payments.operations WHERE merchant_id = $M AND operation_id = ${ops[1]}")" \
 	"the lookup shared with operation ${ops[0]} ended without an answer: HTTP status 503 from the gateway" \
 	"l: the second says whose search ended without an answer"
+
+# m. Held for review by the gateway's fraud filters, reply lost (simulator
+#    triggers 9252.00: held, not authorized, FDSPendingReview; 9253.00:
+#    authorized and held, FDSAuthorizedPendingReview).  The unsettled list
+#    asked without a status may leave held transactions out (Authorize.Net
+#    documents only the held list, status pendingApproval; the simulator
+#    leaves them out): the lookup reads the held list too, finds each, and
+#    records it held, as when the first reply itself says held; the review
+#    check then moves it on once the gateway decides.  (Before: never
+#    found, unknown for ever, though the customer may be charged.)
+sim_api() {
+	curl -sS -H 'Content-Type: application/json' -d "$1" "$SIM_API" >/dev/null
+}
+decide() {	# decide TRANS_ID approve|decline: the merchant decides at the gateway
+	sim_api "{\"updateHeldTransactionRequest\":{\"merchantAuthentication\":{\"name\":\"$SIM_LOGIN\",\"transactionKey\":\"$SIM_KEY\"},\"heldTransactionRequest\":{\"action\":\"$2\",\"refTransId\":\"$1\"}}}"
+}
+su -c "UPDATE payments.operations SET next_attempt_at = now() + interval '1 day'
+	WHERE merchant_id = $M AND status = 'unknown'" >/dev/null
+# the same payments whose first reply said held, for comparison
+held_row() {	# held_row PAYMENT_ID: what the database recorded of a held payment
+	q -c "SELECT concat_ws('|', p.status, o.status, o.response_code, o.reason_code, o.reason_text, coalesce(p.decline_code, '-'))
+		FROM pay_get_payment($1) p, pay_payment_operations($1) o"
+}
+events() {	# events PAYMENT_ID: its payment events, in order
+	q -c "SELECT string_agg(event_type, ',' ORDER BY event_id) FROM payments.events
+		WHERE merchant_id = $M AND payment_id = $1 AND event_type LIKE 'payment.%'"
+}
+wait_sql() {
+	local i
+	for i in $(seq 300); do
+		[ "$(q -c "SELECT $1")" = t ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+ref1=$(q -c "SELECT payment_id FROM pay_purchase(amount => '9252.00 USD', card => $card)")
+ref2=$(q -c "SELECT payment_id FROM pay_authorize(amount => '9253.00 USD', card => $card)")
+is "$(q -c "SELECT status FROM pay_wait($ref1, '20 s')"),$(q -c "SELECT status FROM pay_wait($ref2, '20 s')")" \
+	"in_review,in_review" "m: held at once, for comparison: both in review"
+lost_reply "$RESET_CHARGED" "9252.00 USD"
+p1=$pid op1=$op
+sim_ctl POST /faults "$RESET_CHARGED" >/dev/null
+p2=$(q -c "SELECT payment_id FROM pay_authorize(amount => '9253.00 USD', card => $card)")
+op2=$(op_of "$p2" authorize)
+lose_reply "$op2"
+is "$(sim_ledger_count "P$TAG$p1" held),$(sim_ledger_count "P$TAG$p2" authorization)" 1,1 \
+	"m: the gateway held both (one not authorized, one authorized)"
+t1=$(ledger_trans_id "P$TAG$p1" held)
+t2=$(ledger_trans_id "P$TAG$p2" authorization)
+ok "$(passed past_window "$op1")" "m: the purchase's lookup finished"
+ok "$(passed past_window "$op2")" "m: the authorization's lookup finished"
+is "$(held_row "$p1")" "$(held_row "$ref1")" \
+	"m: the held purchase found by the lookup is recorded as one whose reply said held"
+like "$(held_row "$p1")" '^in_review\|' "m: in review (held: neither succeeded nor failed)"
+is "$(held_row "$p2")" "$(held_row "$ref2")" "m: so is the authorization held after it was authorized"
+is "$(events "$p1");$(events "$p2");$(events "$ref1")" \
+	"payment.pending,payment.unknown,payment.in_review;payment.pending,payment.unknown,payment.in_review;payment.pending,payment.in_review" \
+	"m: their events: unknown, then in review (held at once: in review)"
+is "$(q -c "SELECT string_agg(gateway_trans_id, ',' ORDER BY payment_id) FROM payments.payments WHERE merchant_id = $M AND payment_id IN ($p1, $p2)")" \
+	"$t1,$t2" "m: with the gateway's transactions"
+is "$(exchanges "$op1")" \
+	createTransactionRequest,getUnsettledTransactionListRequest,getTransactionDetailsRequest \
+	"m: logged: the lost send, the held list, the details"
+is "$(su -c "SELECT count(*) FROM payments.gateway_exchanges WHERE merchant_id = $M AND operation_id IN ($op1, $op2)
+	AND request_type = 'getUnsettledTransactionListRequest' AND request_masked LIKE '%\"status\":\"pendingApproval\"%'")" 2 \
+	"m: each found in the list of held transactions (status pendingApproval)"
+is "$(sim_ledger_count "P$TAG$p1" charge),$(sim_ledger_count "P$TAG$p1" held),$(sim_ledger_count "P$TAG$p2" authorization)" 0,1,1 \
+	"m: nothing was sent twice"
+decide "$t1" approve
+decide "$t2" approve
+ok "$(passed wait_sql "(SELECT status = 'succeeded' FROM pay_get_payment($p1))")" \
+	"m: approved at the gateway, the purchase found by the lookup succeeds (the review check follows it)"
+ok "$(passed wait_sql "(SELECT status = 'requires_capture' FROM pay_get_payment($p2))")" \
+	"m: and the authorization requires capture"
 
 tap_done
