@@ -239,6 +239,18 @@ def check_token(readme, compose, initdb):
             p.append('%s...: role %s is not created by the init script' % (t[:20], json.loads(b64d(pl)).get('role')))
     return p
 
+def check_postgrest(compose, version):
+    """PostgREST as the tests run it: the same version, and the merchant
+    API keys' pre-request function (without it X-Api-Key is ignored and no
+    rate limit applies)."""
+    svc = load_compose(compose)['services']['postgrest']
+    p = []
+    if svc.get('image') != 'postgrest/postgrest:v%s' % version:
+        p.append('image %s, where the tests run PostgREST %s' % (svc.get('image'), version))
+    if svc.get('environment', {}).get('PGRST_DB_PRE_REQUEST') != 'payments.pay_postgrest_pre_request':
+        p.append('PGRST_DB_PRE_REQUEST is not payments.pay_postgrest_pre_request')
+    return p
+
 cmd, args = sys.argv[1], sys.argv[2:]
 try:
     if cmd == 'parse':
@@ -262,6 +274,9 @@ is "$(check health "$compose")" "" "every service another depends on has a healt
 is "$(check conditions "$compose")" "" "every depends_on waits for a condition (healthy)"
 is "$(check ports "$compose")" "" "every published port binds 127.0.0.1"
 is "$(check insecure "$compose")" "" "a default http:// gateway (the simulator) comes with PAYMENTS_ALLOW_INSECURE_ENDPOINT on"
+tested_postgrest=$(sed -n 's/^POSTGREST_VERSION=//p' "$REPO_ROOT/test/lib/postgrest.sh")
+is "$(check postgrest "$compose" "$tested_postgrest")" "" \
+	"PostgREST is the version the tests run ($tested_postgrest), with the API keys' db-pre-request"
 is "$(check token "$REPO_ROOT/README.md" "$compose" "$initdb")" "" \
 	"the README's development JWT is signed with the compose file's default secret for a role the init script creates"
 
