@@ -8744,6 +8744,295 @@ END
 $$;
 COMMENT ON FUNCTION payments._check_profile_owner(bigint, text) IS
 	'Internal: raises PT404 for profile ids given to pay_purchase or pay_authorize that are not of this merchant''s own customers when its gateway account (login and endpoint) is shared with other merchants of the installation.';
+-- h-key-bounds: a key made with an API key is never broader than that key
+-- (scopes, expiry, rate limit, burst), is revoked with it and expires no
+-- later (trigger api_keys_follow_creator); an admin key rotates only itself
+-- and the keys it made; at most 100 keys of a merchant neither revoked nor
+-- expired; the scope customers for the functions that change customers
+-- and payment methods (sql/src/api_keys.sql; src/tenancy.c, api_keys.c:
+-- a key with a JWT of another merchant is refused).  _apply_api_scopes in
+-- the h-tenancy block below sets the new scopes on the functions.
+
+ALTER TABLE payments.api_keys DROP CONSTRAINT api_keys_scopes_check;
+ALTER TABLE payments.api_keys ADD CONSTRAINT api_keys_scopes_check CHECK (cardinality(scopes) BETWEEN 1 AND 5
+		AND scopes <@ ARRAY['read', 'payments', 'refunds', 'customers', 'admin'] AND array_position(scopes, NULL) IS NULL);
+-- the keys a key created (revoked with it)
+CREATE INDEX api_keys_created_by_key ON payments.api_keys (merchant_id, created_by_key)
+	WHERE created_by_key IS NOT NULL;
+COMMENT ON TABLE payments.api_keys IS
+	'Merchant API keys (pay_create_api_key): scopes (read, payments, refunds, customers, admin), expiry, revocation, rotation with an overlap (previous_hash until previous_valid_until), per-key rate limits (NULL: the settings payments.api_key_rate_limit and payments.api_key_burst). A key made by a key (created_by_key) is never broader than that key and is revoked with it. secret_hash is the SHA-256 of the key, which is never stored. last_used_at is written at most once a minute per key. Owner only.';
+COMMENT ON COLUMN payments.api_keys.created_by_key IS 'The admin API key the key was created with, if any: the key is revoked when that one is, and expires no later (_api_keys_follow_creator).';
+
+CREATE OR REPLACE FUNCTION payments._check_api_key_scopes(scopes text[]) RETURNS text[]
+	LANGUAGE plpgsql IMMUTABLE
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	bad text;
+BEGIN
+	IF scopes IS NULL OR cardinality(scopes) = 0 THEN
+		RAISE EXCEPTION 'an API key needs at least one scope' USING ERRCODE = '22023',
+			HINT = 'The scopes are read, payments, refunds, customers and admin.';
+	END IF;
+	SELECT s INTO bad FROM unnest(scopes) s
+	WHERE s IS NULL OR s NOT IN ('read', 'payments', 'refunds', 'customers', 'admin') LIMIT 1;
+	IF FOUND THEN
+		RAISE EXCEPTION 'unknown API key scope: %', coalesce(bad, 'NULL') USING ERRCODE = '22023',
+			HINT = 'The scopes are read, payments, refunds, customers and admin.';
+	END IF;
+	RETURN ARRAY(SELECT DISTINCT s FROM unnest(scopes) s ORDER BY 1);
+END
+$$;
+COMMENT ON FUNCTION payments._check_api_key_scopes(text[]) IS 'Internal: the scopes of a new key, checked (22023) and sorted.';
+
+-- How many keys a merchant may have that are neither revoked nor expired.
+CREATE FUNCTION payments._api_key_cap() RETURNS integer
+	LANGUAGE sql IMMUTABLE
+	AS $$ SELECT 100 $$;
+COMMENT ON FUNCTION payments._api_key_cap() IS
+	'Internal: the most API keys a merchant may have that are neither revoked nor expired (100); pay_create_api_key refuses another (54000).';
+
+-- A key's rate limit or burst as it applies: its own, else the setting.
+CREATE FUNCTION payments._api_key_limit(own integer, setting text) RETURNS integer
+	LANGUAGE sql STABLE
+	AS $$ SELECT coalesce(own, current_setting(setting)::integer) $$;
+COMMENT ON FUNCTION payments._api_key_limit(integer, text) IS
+	'Internal: a key''s rate_limit or burst as it applies now (its own, else the setting payments.api_key_rate_limit or payments.api_key_burst).';
+
+CREATE OR REPLACE FUNCTION payments.pay_create_api_key(
+	merchant_id bigint DEFAULT NULL,
+	scopes text[] DEFAULT ARRAY['read'],
+	name text DEFAULT NULL,
+	expires_at timestamptz DEFAULT NULL,
+	rate_limit integer DEFAULT NULL,
+	burst integer DEFAULT NULL)
+	RETURNS payments.pay_api_key_secret
+	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	m bigint := coalesce(payments._api_key_admin(pay_create_api_key.merchant_id),
+		pay_create_api_key.merchant_id, payments.pay_current_merchant());
+	s text[] := payments._check_api_key_scopes(pay_create_api_key.scopes);
+	exp timestamptz := pay_create_api_key.expires_at;
+	rate integer := pay_create_api_key.rate_limit;
+	bur integer := pay_create_api_key.burst;
+	id bigint;
+	secret record;
+	who record := payments.pay_current_identity();
+	creator payments.api_keys;
+	c_rate integer;
+	c_burst integer;
+	result payments.pay_api_key_secret;
+BEGIN
+	-- the merchant's row, locked: creations of one merchant's keys take turns (the cap)
+	PERFORM FROM payments.merchants x WHERE x.merchant_id = m FOR NO KEY UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'merchant % does not exist', m USING ERRCODE = 'PT404';
+	END IF;
+	IF exp IS NOT NULL AND exp <= now() THEN
+		RAISE EXCEPTION 'expires_at must be in the future' USING ERRCODE = '22023';
+	END IF;
+	IF rate < 0 OR bur < 1 THEN
+		RAISE EXCEPTION 'rate_limit must be at least 0 and burst at least 1' USING ERRCODE = '22023';
+	END IF;
+
+	-- made by a key: never broader than that key, which must still be good
+	-- (locked: its revocation waits for this key, and then revokes it too)
+	IF who.key_id IS NOT NULL THEN
+		SELECT * INTO creator FROM payments.api_keys a
+		WHERE a.merchant_id = m AND a.key_id = who.key_id::bigint FOR SHARE;
+		IF NOT FOUND OR creator.revoked_at IS NOT NULL
+			OR creator.expires_at <= now() THEN
+			RAISE EXCEPTION 'API key % is revoked or has expired', who.key_id USING ERRCODE = 'PT401';
+		END IF;
+		IF NOT s <@ creator.scopes THEN
+			RAISE EXCEPTION 'API key % may not create a key with scopes it does not have', creator.key_id
+				USING ERRCODE = 'PT403',
+				DETAIL = format('The key has the scopes %s.', array_to_string(creator.scopes, ', ')),
+				HINT = 'A key made with a key has some or all of its scopes.';
+		END IF;
+		IF creator.expires_at IS NOT NULL THEN
+			IF exp IS NULL THEN
+				exp := creator.expires_at;
+			ELSIF exp > creator.expires_at THEN
+				RAISE EXCEPTION 'API key % may not create a key that expires after it', creator.key_id
+					USING ERRCODE = 'PT403',
+					DETAIL = format('The key expires at %s.', creator.expires_at),
+					HINT = 'Leave expires_at out: the new key then expires with the key that made it.';
+			END IF;
+		END IF;
+		c_rate := payments._api_key_limit(creator.rate_limit, 'payments.api_key_rate_limit');
+		c_burst := payments._api_key_limit(creator.burst, 'payments.api_key_burst');
+		-- left out: the creator's own limits (or, like it, the settings)
+		rate := coalesce(rate, creator.rate_limit);
+		bur := coalesce(bur, creator.burst);
+		IF c_rate > 0 AND payments._api_key_limit(rate, 'payments.api_key_rate_limit') NOT BETWEEN 1 AND c_rate THEN
+			RAISE EXCEPTION 'API key % may not create a key with a higher rate limit than its own', creator.key_id
+				USING ERRCODE = 'PT403',
+				DETAIL = format('The key may make %s requests per second; 0 is no limit.', c_rate),
+				HINT = 'Leave rate_limit out: the new key then has the limit of the key that made it.';
+		END IF;
+		IF payments._api_key_limit(bur, 'payments.api_key_burst') > c_burst THEN
+			RAISE EXCEPTION 'API key % may not create a key with a higher burst than its own', creator.key_id
+				USING ERRCODE = 'PT403',
+				DETAIL = format('The key may make %s requests at once.', c_burst),
+				HINT = 'Leave burst out: the new key then has the burst of the key that made it.';
+		END IF;
+	END IF;
+
+	IF (SELECT count(*) FROM payments.api_keys a WHERE a.merchant_id = m AND a.revoked_at IS NULL
+			AND (a.expires_at IS NULL OR a.expires_at > now())) >= payments._api_key_cap() THEN
+		RAISE EXCEPTION 'merchant % has % API keys', m, payments._api_key_cap() USING ERRCODE = '54000',
+			DETAIL = 'A merchant may have that many keys that are neither revoked nor expired.',
+			HINT = 'Revoke the keys no longer used with payments.pay_revoke_api_key().';
+	END IF;
+
+	id := nextval('payments.api_keys_key_id_seq');
+	secret := payments._api_key_secret(id);
+	INSERT INTO payments.api_keys (merchant_id, key_id, name, scopes, secret_hash, expires_at,
+		rate_limit, burst, created_by, created_by_key)
+	VALUES (m, id, coalesce(pay_create_api_key.name, ''), s, secret.secret_hash, exp,
+		rate, bur, who.acting_role, who.key_id::bigint);
+	result := ROW(id, m, secret.api_key, s, exp, NULL);
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_create_api_key(bigint, text[], text, timestamptz, integer, integer) IS
+	'Creates a merchant API key and returns it, this once (api_key: pk_<key_id>_<secret>; only its SHA-256 is kept). merchant_id: default the current merchant. scopes (default read), as payments._api_function_scope gives them: read (pay_get_payment, pay_payment_operations, pay_list_payments, pay_wait, pay_get_customer, pay_find_customers, pay_get_payment_method, pay_list_payment_methods, pay_wait_payment_method, pay_expiring_payment_methods, pay_get_plan, pay_list_plans, pay_get_subscription, pay_list_subscriptions, pay_preview_subscription_change, pay_get_invoice, pay_list_invoices, pay_get_dunning_policy, pay_billing_now), payments (pay_purchase, pay_authorize, pay_capture, pay_void, pay_create_plan, pay_update_plan, pay_create_subscription, pay_update_subscription, pay_cancel_subscription, pay_pause_subscription, pay_resume_subscription, pay_change_subscription), refunds (pay_refund), customers (pay_create_customer, pay_update_customer, pay_delete_customer, pay_save_payment_method, pay_set_default_payment_method, pay_delete_payment_method), admin (its merchant''s keys: pay_create_api_key, pay_list_api_keys, pay_revoke_api_key, pay_rotate_api_key; and pay_export_customer, pay_erase_customer, pay_set_dunning_policy, pay_run_renewals, pay_run_dunning, pay_set_test_clock, pay_advance_test_clock, pay_clear_test_clock). expires_at: none by default. rate_limit and burst: the key''s own limits (default the settings payments.api_key_rate_limit and payments.api_key_burst; rate_limit 0: no limit). A key made with an admin key is never broader than that key (PT403 otherwise): its scopes, expiry, rate limit and burst are within that key''s (left out, they are that key''s), and it is revoked with that key. At most 100 keys of a merchant neither revoked nor expired (54000). For the extension owner, roles acting for every merchant, and admin keys of that merchant (PT403 otherwise).';
+
+COMMENT ON FUNCTION payments.pay_revoke_api_key(bigint) IS
+	'Revokes an API key at once (also its previous secret during a rotation''s overlap), and with it the keys it made and theirs (created_by_key); false when it was revoked already. PT404 for a key the caller may not manage. Same callers as pay_create_api_key.';
+
+-- A key made with a key goes with it: revoked when it is revoked, expiring
+-- no later than it (whoever changes it: pay_revoke_api_key, or the owner
+-- in the table).  Each changed key's own trigger carries it further down.
+CREATE FUNCTION payments._api_keys_follow_creator() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+BEGIN
+	UPDATE payments.api_keys a SET
+		revoked_at = coalesce(a.revoked_at, NEW.revoked_at),
+		expires_at = CASE WHEN NEW.expires_at IS NULL THEN a.expires_at
+			ELSE least(a.expires_at, NEW.expires_at) END
+	WHERE a.merchant_id = NEW.merchant_id AND a.created_by_key = NEW.key_id
+		AND ((a.revoked_at IS NULL AND NEW.revoked_at IS NOT NULL)
+			OR (NEW.expires_at IS NOT NULL AND (a.expires_at IS NULL OR a.expires_at > NEW.expires_at)));
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION payments._api_keys_follow_creator() IS
+	'Trigger: the keys a key made (created_by_key) are revoked with it and expire no later than it.';
+CREATE TRIGGER api_keys_follow_creator AFTER UPDATE OF revoked_at, expires_at ON payments.api_keys
+	FOR EACH ROW WHEN ((NEW.revoked_at IS NOT NULL AND OLD.revoked_at IS NULL)
+		OR NEW.expires_at IS DISTINCT FROM OLD.expires_at)
+	EXECUTE FUNCTION payments._api_keys_follow_creator();
+COMMENT ON TRIGGER api_keys_follow_creator ON payments.api_keys IS
+	'The keys a key made are revoked with it and expire no later than it (payments._api_keys_follow_creator).';
+
+CREATE OR REPLACE FUNCTION payments.pay_rotate_api_key(key_id bigint, overlap interval DEFAULT '1 hour')
+	RETURNS payments.pay_api_key_secret
+	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	k payments.api_keys := payments._lock_api_key(pay_rotate_api_key.key_id);
+	who record := payments.pay_current_identity();
+	secret record;
+	result payments.pay_api_key_secret;
+BEGIN
+	IF overlap IS NULL OR overlap < interval '0' OR overlap > interval '30 days' THEN
+		RAISE EXCEPTION 'overlap must be between 0 and 30 days' USING ERRCODE = '22023';
+	END IF;
+	IF k.revoked_at IS NOT NULL THEN
+		RAISE EXCEPTION 'API key % is revoked', k.key_id USING ERRCODE = '22Y20',
+			HINT = 'Create a new key with payments.pay_create_api_key().';
+	END IF;
+	-- a key hands out the secret of no key it could not have made: only its
+	-- own, and those of the keys it made (revoked with it)
+	IF who.key_id IS NOT NULL AND k.key_id <> who.key_id::bigint AND NOT EXISTS (
+		WITH RECURSIVE up AS (
+			SELECT a.created_by_key FROM payments.api_keys a
+			WHERE a.merchant_id = k.merchant_id AND a.key_id = k.key_id
+			UNION
+			SELECT a.created_by_key FROM payments.api_keys a JOIN up ON a.key_id = up.created_by_key
+			WHERE a.merchant_id = k.merchant_id)
+		SELECT 1 FROM up WHERE up.created_by_key = who.key_id::bigint) THEN
+		RAISE EXCEPTION 'API key % may not rotate API key %', who.key_id, k.key_id USING ERRCODE = 'PT403',
+			DETAIL = 'A key rotates itself and the keys made with it, not other keys.',
+			HINT = 'The extension owner, or the key that made it, rotates it.';
+	END IF;
+	secret := payments._api_key_secret(k.key_id);
+	UPDATE payments.api_keys a SET previous_hash = a.secret_hash, previous_valid_until = now() + overlap,
+		secret_hash = secret.secret_hash, rotated_at = now()
+	WHERE a.merchant_id = k.merchant_id AND a.key_id = k.key_id;
+	result := ROW(k.key_id, k.merchant_id, secret.api_key, k.scopes, k.expires_at, now() + overlap);
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_rotate_api_key(bigint, interval) IS
+	'Gives an API key a new secret and returns it, this once; the old secret keeps working until now() + overlap (default 1 hour, 0 to 30 days), then only the new one does. Same key id, scopes and expiry. Same callers as pay_create_api_key, but an admin key rotates only itself and the keys made with it (PT403).';
+
+CREATE OR REPLACE FUNCTION payments._api_function_scope(f name) RETURNS text
+	LANGUAGE sql IMMUTABLE
+	AS $$
+	SELECT CASE f
+		WHEN 'pay_get_payment' THEN 'read'
+		WHEN 'pay_payment_operations' THEN 'read'
+		WHEN 'pay_list_payments' THEN 'read'
+		WHEN 'pay_wait' THEN 'read'
+		WHEN 'pay_purchase' THEN 'payments'
+		WHEN 'pay_authorize' THEN 'payments'
+		WHEN 'pay_capture' THEN 'payments'
+		WHEN 'pay_void' THEN 'payments'
+		WHEN 'pay_refund' THEN 'refunds'
+		WHEN 'pay_get_customer' THEN 'read'
+		WHEN 'pay_find_customers' THEN 'read'
+		WHEN 'pay_get_payment_method' THEN 'read'
+		WHEN 'pay_list_payment_methods' THEN 'read'
+		WHEN 'pay_wait_payment_method' THEN 'read'
+		WHEN 'pay_expiring_payment_methods' THEN 'read'
+		-- customers and payment methods: they return the customer's data
+		-- (email, billing) and the method (fingerprint), so not 'payments'
+		WHEN 'pay_create_customer' THEN 'customers'
+		WHEN 'pay_update_customer' THEN 'customers'
+		WHEN 'pay_delete_customer' THEN 'customers'
+		WHEN 'pay_save_payment_method' THEN 'customers'
+		WHEN 'pay_set_default_payment_method' THEN 'customers'
+		WHEN 'pay_delete_payment_method' THEN 'customers'
+		-- a customer's personal data, whole: the merchant's admin only
+		WHEN 'pay_export_customer' THEN 'admin'
+		WHEN 'pay_erase_customer' THEN 'admin'
+		-- plans, subscriptions and invoices
+		WHEN 'pay_get_plan' THEN 'read'
+		WHEN 'pay_list_plans' THEN 'read'
+		WHEN 'pay_get_subscription' THEN 'read'
+		WHEN 'pay_list_subscriptions' THEN 'read'
+		WHEN 'pay_preview_subscription_change' THEN 'read'
+		WHEN 'pay_get_invoice' THEN 'read'
+		WHEN 'pay_list_invoices' THEN 'read'
+		WHEN 'pay_get_dunning_policy' THEN 'read'
+		WHEN 'pay_billing_now' THEN 'read'
+		WHEN 'pay_create_plan' THEN 'payments'
+		WHEN 'pay_update_plan' THEN 'payments'
+		WHEN 'pay_create_subscription' THEN 'payments'
+		WHEN 'pay_update_subscription' THEN 'payments'
+		WHEN 'pay_cancel_subscription' THEN 'payments'
+		WHEN 'pay_pause_subscription' THEN 'payments'
+		WHEN 'pay_resume_subscription' THEN 'payments'
+		WHEN 'pay_change_subscription' THEN 'payments'
+		-- the merchant's billing settings, runs and test clock
+		WHEN 'pay_set_dunning_policy' THEN 'admin'
+		WHEN 'pay_run_renewals' THEN 'admin'
+		WHEN 'pay_run_dunning' THEN 'admin'
+		WHEN 'pay_set_test_clock' THEN 'admin'
+		WHEN 'pay_advance_test_clock' THEN 'admin'
+		WHEN 'pay_clear_test_clock' THEN 'admin'
+	END
+	$$;
+COMMENT ON FUNCTION payments._api_function_scope(name) IS
+	'Internal: the API key scope an API function needs (NULL: none).';
 
 ------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,
@@ -8883,7 +9172,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments.pay_grant_api(regrole) IS
-	'Lets a role call the payment API (EXECUTE on pay_purchase, pay_authorize, pay_capture, pay_void, pay_refund, pay_wait, pay_get_payment, pay_payment_operations, pay_list_payments, pay_current_merchant, pay_current_identity, for API keys pay_use_api_key, pay_postgrest_pre_request, pay_create_api_key, pay_list_api_keys, pay_revoke_api_key, pay_rotate_api_key, and the customer and payment method functions pay_create_customer, pay_update_customer, pay_get_customer, pay_find_customers, pay_delete_customer, pay_save_payment_method, pay_wait_payment_method, pay_get_payment_method, pay_list_payment_methods, pay_set_default_payment_method, pay_delete_payment_method, pay_expiring_payment_methods, pay_export_customer, pay_erase_customer; USAGE on the schema). Which merchant it acts for is decided by pay_bind_role, pay_declare_postgrest_role or pay_grant_all_merchants. Owner only.';
+	'Lets a role call the payment API: USAGE on the schema and EXECUTE on the functions payments._api_function_names() lists. Payments: pay_purchase, pay_authorize, pay_capture, pay_void, pay_refund, pay_wait, pay_get_payment, pay_payment_operations, pay_list_payments; identity: pay_current_merchant, pay_current_identity; API keys: pay_use_api_key, pay_postgrest_pre_request, pay_create_api_key, pay_list_api_keys, pay_revoke_api_key, pay_rotate_api_key; customers and payment methods: pay_create_customer, pay_update_customer, pay_get_customer, pay_find_customers, pay_delete_customer, pay_save_payment_method, pay_wait_payment_method, pay_get_payment_method, pay_list_payment_methods, pay_set_default_payment_method, pay_delete_payment_method, pay_expiring_payment_methods, pay_export_customer, pay_erase_customer; plans and subscriptions: pay_create_plan, pay_update_plan, pay_get_plan, pay_list_plans, pay_create_subscription, pay_update_subscription, pay_get_subscription, pay_list_subscriptions, pay_cancel_subscription, pay_pause_subscription, pay_resume_subscription, pay_change_subscription, pay_preview_subscription_change; invoices, dunning and billing runs: pay_get_invoice, pay_list_invoices, pay_run_renewals, pay_run_dunning, pay_set_dunning_policy, pay_get_dunning_policy; test clocks: pay_set_test_clock, pay_advance_test_clock, pay_clear_test_clock, pay_billing_now. Which merchant it acts for is decided by pay_bind_role, pay_declare_postgrest_role or pay_grant_all_merchants. Owner only.';
 
 CREATE FUNCTION payments.pay_revoke_api(role regrole) RETURNS void
 	LANGUAGE plpgsql

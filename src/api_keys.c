@@ -69,7 +69,7 @@ check_api_scope(char **newval, void **extra pg_attribute_unused(), GucSource sou
 {
 	if (*newval == NULL || (*newval)[0] == '\0' || payments_scope_bit(*newval) != 0)
 		return true;
-	GUC_check_errdetail("The scopes are read, payments, refunds and admin.");
+	GUC_check_errdetail("The scopes are read, payments, refunds, customers and admin.");
 	return false;
 }
 
@@ -350,6 +350,9 @@ pay_api_key_accept(PG_FUNCTION_ARGS)
 	rate = isnull ? api_key_rate_limit : DatumGetInt32(d);
 	d = row_field(row, "burst", &isnull);
 	burst = isnull ? api_key_burst : DatumGetInt32(d);
+
+	/* a JWT of another merchant's user does not ride along (tenancy.c) */
+	payments_check_key_claims(key_id, merchant_id);
 
 	take_or_refuse(RATE_BUCKET_KEY, key_id, rate, burst, true, writable ? &flush : NULL);
 	take_or_refuse(RATE_BUCKET_MERCHANT, merchant_id, merchant_rate_limit, merchant_burst, false, NULL);

@@ -14,9 +14,11 @@
  *
  * A full probe window evicts its least recently used bucket.  An evicted
  * bucket comes back full, which is what an idle bucket would be anyway
- * once it refilled; only a table with more than RATE_SLOTS busy keys and
- * merchants at once would forget the state of busy ones (the limits are
- * then lenient, never stricter).  Buckets start full at server start.
+ * once it refilled.  The state of busy ones is forgotten when more than
+ * RATE_PROBE busy buckets crowd one window: certain with more than the
+ * table's 8192 slots in use, possible (rarely) with far fewer when their
+ * hashes fall close together (README "Rate limits"); the limits are then
+ * lenient, never stricter.  Buckets start full at server start.
  *
  * The key's bucket also notes its last use, which the caller writes to
  * payments.api_keys at most once a minute per key (api_keys.c).

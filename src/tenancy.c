@@ -102,6 +102,7 @@ static const struct
 	{"payments", PAYMENTS_SCOPE_PAYMENTS},
 	{"refunds", PAYMENTS_SCOPE_REFUNDS},
 	{"admin", PAYMENTS_SCOPE_ADMIN},
+	{"customers", PAYMENTS_SCOPE_CUSTOMERS},
 };
 
 /*
@@ -509,6 +510,29 @@ parse_request(const char *claims_text, const char *setting_text, char **claim_m_
 }
 
 /*
+ * A request acting with an API key and a JWT (claims PostgREST set, for a
+ * declared role): the JWT must be of the key's merchant.  A key of one
+ * merchant and a JWT of another's user is refused (42501), so that the
+ * user of one merchant is never recorded as acting in another's chain; a
+ * JWT naming no merchant is taken as no JWT (its subject is not recorded,
+ * see resolve_identity).  False (missing_ok) or 42501 when they differ.
+ */
+static bool
+key_claims_agree(int64 key_id, int64 key_merchant, const char *claim_m_text, int64 claim_m,
+				 bool missing_ok)
+{
+	if (claim_m_text == NULL || claim_m_text[0] == '\0' || claim_m == key_merchant)
+		return true;
+	REFUSE(missing_ok,
+		   errmsg("API key " INT64_FORMAT " and the JWT act for different merchants", key_id),
+		   errdetail("The key acts for merchant " INT64_FORMAT "; the JWT claim merchant_id names %s.",
+					 key_merchant, claim_m != 0 ? psprintf("merchant " INT64_FORMAT, claim_m) :
+					 "no valid merchant id"),
+		   errhint("Send the API key without a JWT, or with a JWT of the key's merchant."));
+	return false;
+}
+
+/*
  * payments_identity() for the given claims and setting texts (the audit
  * trigger also asks without the ones that were refused).
  */
@@ -553,17 +577,18 @@ resolve_identity(PaymentsIdentity *id, bool missing_ok, const char *claims_text,
 	/* a checked API key decides first, for its transaction and role */
 	if (key_identity.valid && key_identity.lxid == MyProc->lxid && key_identity.role == role)
 	{
+		/* a key is checked only where the schema is served */
+		role_facts(extension_owner(false), role, setting_m, claim_m, &f);
+		if (postgrest_role(role, &f) &&
+			!key_claims_agree(key_identity.key_id, key_identity.merchant_id, claim_m_text, claim_m,
+							  missing_ok))
+			return false;
 		id->merchant_id = key_identity.merchant_id;
 		id->source = "api_key";
 		id->key_id = key_identity.key_id;
 		id->scopes = key_identity.scopes;
-		if (subject != NULL)
-		{
-			/* a key is checked only where the schema is served */
-			role_facts(extension_owner(false), role, setting_m, claim_m, &f);
-			if (postgrest_role(role, &f))
-				id->subject = subject;
-		}
+		if (subject != NULL && postgrest_role(role, &f) && claim_m == key_identity.merchant_id)
+			id->subject = subject;
 		return true;
 	}
 
@@ -745,9 +770,14 @@ payments_actor(void)
 	owner = extension_owner(true);
 	if (key_identity.valid && key_identity.lxid == MyProc->lxid && key_identity.role == role)
 	{
-		/* the key narrows the role to its merchant */
+		/*
+		 * the key narrows the role to its merchant; a JWT subject counts
+		 * only with a claim of that merchant (key_claims_agree)
+		 */
 		actor.key_id = key_identity.key_id;
 		actor.merchant_id = key_identity.merchant_id;
+		if (claim_m != key_identity.merchant_id)
+			subject = NULL;
 	}
 	else if (resolve_identity(&id, true, claims_text, setting_text))
 		actor.merchant_id = id.merchant_id;
@@ -845,6 +875,31 @@ payments_identity_use_key(int64 merchant_id, int64 key_id, uint32 scopes)
 	key_identity.key_id = key_id;
 	key_identity.scopes = scopes;
 	key_identity.valid = true;
+}
+
+/*
+ * For api_keys.c, before a key is let act: 42501 when the request's JWT
+ * (claims of a declared PostgREST role) names another merchant than the
+ * key's.
+ */
+void
+payments_check_key_claims(int64 key_id, int64 key_merchant)
+{
+	const char *claims_text = GetConfigOption("request.jwt.claims", true, false);
+	char	   *claim_m_text;
+	char	   *subject;
+	int64		setting_m;
+	int64		claim_m;
+	RoleFacts	f;
+
+	if (claims_text == NULL || claims_text[0] == '\0')
+		return;
+	parse_request(claims_text, "", &claim_m_text, &subject, &setting_m, &claim_m);
+	if (claim_m_text == NULL || claim_m_text[0] == '\0' || claim_m == key_merchant)
+		return;
+	role_facts(extension_owner(false), GetOuterUserId(), 0, claim_m, &f);
+	if (postgrest_role(GetOuterUserId(), &f))
+		(void) key_claims_agree(key_id, key_merchant, claim_m_text, claim_m, false);
 }
 
 bool

@@ -32,12 +32,14 @@ typedef struct PaymentsIdentity
 } PaymentsIdentity;
 
 /* The scopes of a merchant API key (api_keys.c, README "API keys"). */
-#define PAYMENTS_SCOPE_READ		0x01	/* pay_get_payment, pay_payment_operations,
-										 * pay_list_payments, pay_wait */
+#define PAYMENTS_SCOPE_READ		0x01	/* the reading functions */
 #define PAYMENTS_SCOPE_PAYMENTS	0x02	/* pay_purchase, pay_authorize,
-										 * pay_capture, pay_void */
+										 * pay_capture, pay_void, plans and
+										 * subscriptions */
 #define PAYMENTS_SCOPE_REFUNDS	0x04	/* pay_refund */
 #define PAYMENTS_SCOPE_ADMIN	0x08	/* its merchant's API keys */
+#define PAYMENTS_SCOPE_CUSTOMERS 0x10	/* creating and changing customers
+										 * and payment methods */
 
 /* The bit of a scope name, or 0 for an unknown name. */
 extern uint32 payments_scope_bit(const char *name);
@@ -85,5 +87,6 @@ extern void payments_identity_use_key(int64 merchant_id, int64 key_id, uint32 sc
 
 /* Whether the owner declared the role PostgREST-only (and it is NOLOGIN). */
 extern bool payments_role_is_postgrest(Oid role);
+extern void payments_check_key_claims(int64 key_id, int64 key_merchant);
 
 #endif

@@ -11,7 +11,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(79);
+SELECT plan(113);
 
 CREATE FUNCTION pg_temp.card() RETURNS payments.pay_card LANGUAGE sql
 	AS $$ SELECT payments.pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 2, '123') $$;
@@ -115,7 +115,7 @@ RESET payments.api_scope;
 
 -- 4. An admin key manages its own merchant's keys, not another's.
 SELECT payments.pay_use_api_key((SELECT api_key FROM k WHERE what = 'admin'));
-SELECT lives_ok($$INSERT INTO k SELECT 'made', * FROM payments.pay_create_api_key(scopes => ARRAY['read'], name => 'by admin')$$,
+SELECT lives_ok($$INSERT INTO k SELECT 'made', * FROM payments.pay_create_api_key(scopes => ARRAY['admin'], name => 'by admin')$$,
 	'an admin key creates a key for its merchant');
 SELECT is((SELECT merchant_id FROM k WHERE what = 'made'), :ma::bigint, 'its own merchant');
 SELECT is((SELECT count(*) FROM payments.pay_list_api_keys()), 4::bigint, 'it lists its merchant''s 4 keys, not B''s');
@@ -146,9 +146,15 @@ SET LOCAL ROLE tapk_app;
 SELECT throws_ok(format('SELECT payments.pay_use_api_key(%L)', (SELECT api_key FROM k WHERE what = 'read')), 'PT401',
 	format('API key %s has expired', (SELECT key_id FROM k WHERE what = 'read')), 'an expired key: PT401');
 
--- 6. Rotation with an overlap (as the admin key).
+-- 6. Rotation with an overlap (as the owner: an admin key rotates only
+-- itself and the keys it made, section 11).
 SELECT payments.pay_use_api_key((SELECT api_key FROM k WHERE what = 'admin'));
+SELECT throws_ok(format('SELECT payments.pay_rotate_api_key(%s)', (SELECT key_id FROM k WHERE what = 'pay')), 'PT403',
+	format('API key %s may not rotate API key %s', (SELECT key_id FROM k WHERE what = 'admin'), (SELECT key_id FROM k WHERE what = 'pay')),
+	'an admin key does not rotate a key it did not make (rotation hands out the secret)');
+RESET ROLE;
 INSERT INTO k SELECT 'pay2', * FROM payments.pay_rotate_api_key((SELECT key_id FROM k WHERE what = 'pay'), overlap => '1 hour');
+SET LOCAL ROLE tapk_app;
 SELECT ok((SELECT k2.api_key <> k1.api_key AND k2.key_id = k1.key_id FROM k k1, k k2 WHERE k1.what = 'pay' AND k2.what = 'pay2'),
 	'pay_rotate_api_key: a new secret for the same key id');
 SELECT ok((SELECT previous_valid_until > now() FROM k WHERE what = 'pay2'), 'the old one is valid until the end of the overlap');
@@ -156,8 +162,9 @@ SELECT is((SELECT key_id FROM payments.pay_use_api_key((SELECT api_key FROM k WH
 	(SELECT key_id FROM k WHERE what = 'pay'), 'during the overlap the old secret works');
 SELECT is((SELECT key_id FROM payments.pay_use_api_key((SELECT api_key FROM k WHERE what = 'pay2'))),
 	(SELECT key_id FROM k WHERE what = 'pay'), 'and the new one');
-SELECT payments.pay_use_api_key((SELECT api_key FROM k WHERE what = 'admin'));
+RESET ROLE;
 INSERT INTO k SELECT 'pay3', * FROM payments.pay_rotate_api_key((SELECT key_id FROM k WHERE what = 'pay'), overlap => '0 s');
+SET LOCAL ROLE tapk_app;
 SELECT throws_ok(format('SELECT payments.pay_use_api_key(%L)', (SELECT api_key FROM k WHERE what = 'pay')), 'PT401',
 	'invalid API key', 'the secret of two rotations ago no longer works');
 SELECT throws_ok(format('SELECT payments.pay_use_api_key(%L)', (SELECT api_key FROM k WHERE what = 'pay2')), 'PT401',
@@ -205,6 +212,129 @@ SELECT lives_ok($$SELECT payments.pay_use_api_key((SELECT api_key FROM rl))$$, '
 SELECT throws_ok($$SELECT payments.pay_use_api_key((SELECT api_key FROM rl))$$, 'PT429', NULL, 'and only one');
 SELECT lives_ok($$SELECT payments.pay_use_api_key((SELECT api_key FROM k WHERE what = 'pay3'))$$,
 	'another key of the merchant is not held back by it');
+
+-- 11. A key made with a key is never broader than it, and goes with it.
+RESET ROLE;
+CREATE TEMP TABLE kk AS SELECT 'p'::text AS what, * FROM payments.pay_create_api_key(merchant_id => :ma,
+	scopes => ARRAY['admin', 'read'], name => 'contractor', expires_at => now() + interval '1 day', rate_limit => 50, burst => 60);
+GRANT ALL ON kk TO PUBLIC;
+SET LOCAL ROLE tapk_app;
+SELECT payments.pay_use_api_key((SELECT api_key FROM kk WHERE what = 'p'));
+SELECT throws_ok($$SELECT payments.pay_create_api_key(scopes => ARRAY['admin', 'read', 'payments', 'refunds'])$$, 'PT403',
+	format('API key %s may not create a key with scopes it does not have', (SELECT key_id FROM kk WHERE what = 'p')),
+	'a key makes no key with a scope it does not have');
+SELECT throws_ok($$SELECT payments.pay_create_api_key(scopes => ARRAY['read'], expires_at => now() + interval '2 days')$$, 'PT403', NULL,
+	'nor one that expires after it');
+SELECT throws_ok($$SELECT payments.pay_create_api_key(scopes => ARRAY['read'], rate_limit => 0)$$, 'PT403', NULL,
+	'nor one without a rate limit (0) when it has one');
+SELECT throws_ok($$SELECT payments.pay_create_api_key(scopes => ARRAY['read'], rate_limit => 51)$$, 'PT403', NULL,
+	'nor one with a higher rate limit');
+SELECT throws_ok($$SELECT payments.pay_create_api_key(scopes => ARRAY['read'], burst => 1000000)$$, 'PT403', NULL,
+	'nor one with a higher burst');
+SELECT lives_ok($$INSERT INTO kk SELECT 'c', * FROM payments.pay_create_api_key(scopes => ARRAY['admin', 'read'], name => 'child')$$,
+	'within its scopes it makes a key');
+SELECT is((SELECT expires_at FROM kk WHERE what = 'c'), (SELECT expires_at FROM kk WHERE what = 'p'),
+	'which, left without expiry, expires with it');
+SELECT lives_ok($$INSERT INTO kk SELECT 'n', * FROM payments.pay_create_api_key(scopes => ARRAY['read'], rate_limit => 10, burst => 5,
+	expires_at => now() + interval '1 hour')$$, 'lower limits and an earlier expiry are fine');
+SELECT payments.pay_use_api_key((SELECT api_key FROM kk WHERE what = 'c'));
+SELECT lives_ok($$INSERT INTO kk SELECT 'g', * FROM payments.pay_create_api_key(scopes => ARRAY['read'], name => 'grandchild')$$,
+	'the child makes a key in turn');
+SELECT lives_ok(format('INSERT INTO kk SELECT %L, * FROM payments.pay_rotate_api_key(%s)', 'g2', (SELECT key_id FROM kk WHERE what = 'g')),
+	'a key rotates a key it made');
+SELECT throws_ok(format('SELECT payments.pay_rotate_api_key(%s)', (SELECT key_id FROM kk WHERE what = 'p')), 'PT403', NULL,
+	'but not the key that made it');
+RESET ROLE;
+SELECT is((SELECT format('%s|%s|%s', rate_limit, burst, created_by_key = (SELECT key_id FROM kk WHERE what = 'c'))
+	FROM payments.api_keys WHERE key_id = (SELECT key_id FROM kk WHERE what = 'g')), '50|60|t',
+	'left without limits, a key has the limits of the key that made it, and names it');
+SELECT ok(payments.pay_revoke_api_key((SELECT key_id FROM kk WHERE what = 'p')), 'the owner revokes the first key');
+SELECT is((SELECT count(*)::int FROM payments.api_keys WHERE key_id IN (SELECT key_id FROM kk WHERE what IN ('c', 'n', 'g'))
+	AND revoked_at IS NOT NULL), 3, 'the keys it made, and theirs, are revoked with it');
+SET LOCAL ROLE tapk_app;
+SELECT throws_ok(format('SELECT payments.pay_use_api_key(%L)', (SELECT api_key FROM kk WHERE what = 'g2')), 'PT401',
+	format('API key %s is revoked', (SELECT key_id FROM kk WHERE what = 'g')), 'a key made by a key made by the revoked key: PT401');
+RESET ROLE;
+-- an earlier expiry of a key reaches the keys it made
+INSERT INTO kk SELECT 'q', * FROM payments.pay_create_api_key(merchant_id => :ma, scopes => ARRAY['admin', 'read'], rate_limit => 0);
+SET LOCAL ROLE tapk_app;
+SELECT payments.pay_use_api_key((SELECT api_key FROM kk WHERE what = 'q'));
+SELECT lives_ok($$INSERT INTO kk SELECT 'qc', * FROM payments.pay_create_api_key(scopes => ARRAY['read'], rate_limit => 0, burst => 5)$$,
+	'a key without a rate limit may make one without');
+-- the key is revoked while it makes one: the new key is refused
+RESET ROLE;
+UPDATE payments.api_keys SET expires_at = now() + interval '1 minute' WHERE key_id = (SELECT key_id FROM kk WHERE what = 'q');
+SELECT is((SELECT expires_at FROM payments.api_keys WHERE key_id = (SELECT key_id FROM kk WHERE what = 'qc')),
+	now() + interval '1 minute', 'a key given an earlier expiry takes the keys it made along');
+UPDATE payments.api_keys SET revoked_at = now() WHERE key_id = (SELECT key_id FROM kk WHERE what = 'q');
+SET LOCAL ROLE tapk_app;
+SELECT throws_ok($$SELECT payments.pay_create_api_key(scopes => ARRAY['read'])$$, 'PT401', NULL,
+	'a key revoked since it was checked makes no key');
+RESET ROLE;
+-- at most 100 keys of a merchant that are neither revoked nor expired
+INSERT INTO payments.merchants (name) VALUES ('keys C') RETURNING merchant_id AS mc \gset
+SELECT is((SELECT count(*)::int FROM (SELECT payments.pay_create_api_key(merchant_id => :mc) FROM generate_series(1, 100)) x), 100,
+	'a merchant has 100 keys');
+SELECT throws_ok(format('SELECT payments.pay_create_api_key(merchant_id => %s)', :mc), '54000', NULL, 'the 101st is refused: 54000');
+SELECT payments.pay_revoke_api_key((SELECT max(key_id) FROM payments.api_keys WHERE merchant_id = :mc));
+SELECT lives_ok(format('SELECT payments.pay_create_api_key(merchant_id => %s)', :mc), 'a revoked key makes room');
+
+-- 12. A key of A with a JWT of B's user (PostgREST's claims, a declared role): refused.
+SET LOCAL ROLE tapk_anon;
+SELECT set_config('request.headers', json_build_object('x-api-key', (SELECT api_key FROM k WHERE what = 'pay3'))::text, true);
+SELECT set_config('request.jwt.claims', json_build_object('merchant_id', :mb, 'sub', 'user-of-b')::text, true);
+SELECT throws_ok($$SELECT payments.pay_postgrest_pre_request()$$, '42501',
+	format('API key %s and the JWT act for different merchants', (SELECT key_id FROM k WHERE what = 'pay')),
+	'a key of A with a JWT of B is refused before anything runs');
+SELECT set_config('request.jwt.claims', json_build_object('merchant_id', :ma, 'sub', 'user-of-a')::text, true);
+SELECT payments.pay_postgrest_pre_request();
+SELECT is((SELECT concat_ws('|', merchant_id, source, jwt_subject) FROM payments.pay_current_identity()), :ma || '|api_key|user-of-a',
+	'with a JWT of A, the JWT''s subject is recorded');
+SELECT set_config('request.jwt.claims', json_build_object('merchant_id', :mb, 'sub', 'user-of-b')::text, true);
+SELECT throws_ok($$SELECT payments.pay_current_merchant()$$, '42501', NULL, 'claims of B later in the request: refused too');
+SELECT ok((SELECT merchant_id IS NULL AND jwt_subject IS NULL FROM payments.pay_current_identity()),
+	'and pay_current_identity names neither merchant nor B''s user');
+SELECT set_config('request.jwt.claims', json_build_object('sub', 'user-of-someone')::text, true);
+SELECT is((SELECT concat_ws('|', merchant_id, jwt_subject) FROM payments.pay_current_identity()), :ma::text,
+	'a JWT naming no merchant: its subject is not recorded');
+SELECT set_config('request.jwt.claims', '', true);
+SELECT set_config('request.headers', '{}', true);
+RESET ROLE;
+
+-- 13. Scopes: customers and payment methods are changed with the scope customers.
+INSERT INTO kk SELECT 'payonly', * FROM payments.pay_create_api_key(merchant_id => :ma, scopes => ARRAY['payments']);
+INSERT INTO kk SELECT 'cust', * FROM payments.pay_create_api_key(merchant_id => :ma, scopes => ARRAY['customers']);
+SET LOCAL payments.merchant_id = :'ma';
+SELECT customer_id AS acust FROM payments.pay_create_customer(email => 'secret@example.com') \gset
+RESET payments.merchant_id;
+SET LOCAL ROLE tapk_app;
+SELECT payments.pay_use_api_key((SELECT api_key FROM kk WHERE what = 'payonly'));
+SELECT throws_ok(format('SELECT payments.pay_update_customer(%s)', :acust), 'PT403',
+	format('API key %s does not have the scope "customers"', (SELECT key_id FROM kk WHERE what = 'payonly')),
+	'a payments key does not read a customer through pay_update_customer');
+SELECT throws_ok('SELECT payments.pay_set_default_payment_method(999999999)', 'PT403', NULL,
+	'nor a payment method through pay_set_default_payment_method');
+SELECT throws_ok($$SELECT payments.pay_create_customer(email => 'x@example.com')$$, 'PT403', NULL, 'nor creates customers');
+SELECT payments.pay_use_api_key((SELECT api_key FROM kk WHERE what = 'cust'));
+SELECT is((SELECT email FROM payments.pay_update_customer(:acust, name => 'Ada')), 'secret@example.com',
+	'a customers key changes the customer');
+RESET ROLE;
+SELECT is((SELECT string_agg(DISTINCT payments._api_function_scope(p.proname), ',') FROM pg_proc p
+	WHERE p.pronamespace = 'payments'::regnamespace AND p.proname IN ('pay_create_customer', 'pay_update_customer',
+		'pay_delete_customer', 'pay_save_payment_method', 'pay_set_default_payment_method', 'pay_delete_payment_method')
+		AND 'payments.api_scope=customers' = ANY (p.proconfig)), 'customers',
+	'the functions that change customers and payment methods carry the scope customers');
+
+-- 14. The comments name what the code does.
+SELECT is(ARRAY(SELECT f FROM unnest(payments._api_function_names()) f
+	WHERE obj_description('payments.pay_grant_api(regrole)'::regprocedure, 'pg_proc') !~ ('\m' || f || '\M')), '{}'::text[],
+	'pay_grant_api''s comment names every function it grants');
+SELECT is(ARRAY(SELECT DISTINCT p.proname::text FROM pg_proc p
+	WHERE p.pronamespace = 'payments'::regnamespace AND payments._api_function_scope(p.proname) IS NOT NULL
+		AND obj_description('payments.pay_create_api_key(bigint,text[],text,timestamptz,integer,integer)'::regprocedure, 'pg_proc')
+			!~ ('\m' || payments._api_function_scope(p.proname) || ' \([^)]*\m' || p.proname || '\M')
+	ORDER BY 1), '{}'::text[],
+	'pay_create_api_key''s comment names every function that needs a scope, under its scope');
 
 -- 10. Audit rows name the key; old and new rows verify; a changed key id does not.
 RESET ROLE;
