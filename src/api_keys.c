@@ -283,7 +283,7 @@ hash_matches(HeapTupleHeader row, const char *column, const bytea *h)
 Datum
 pay_api_key_accept(PG_FUNCTION_ARGS)
 {
-	char	   *key = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *key;
 	bool		via_postgrest = PG_GETARG_BOOL(2);
 	HeapTupleHeader row;
 	bool		isnull;
@@ -298,6 +298,10 @@ pay_api_key_accept(PG_FUNCTION_ARGS)
 	bool		writable = !XactReadOnly && !RecoveryInProgress();
 	Datum		d;
 
+	/* a NULL key (pay_use_api_key(NULL)) is no key */
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(2))
+		refuse_key(0, NULL);
+	key = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	h = key_hash(key);
 	explicit_bzero(key, strlen(key));
 	if (PG_ARGISNULL(1))

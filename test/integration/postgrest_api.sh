@@ -250,7 +250,7 @@ like "$(status "$r")" '^40[13]$' "a merchant's JWT cannot read the metrics"
 newkey() { sql -c "SELECT api_key FROM payments.pay_create_api_key($1)"; }
 KPAY=$(newkey "merchant_id => $M, scopes => ARRAY['payments', 'read', 'refunds'], name => 'rest shop'")
 KREAD=$(newkey "merchant_id => $M, scopes => ARRAY['read']")
-KADMIN=$(newkey "merchant_id => $M, scopes => ARRAY['admin']")
+KADMIN=$(newkey "merchant_id => $M, scopes => ARRAY['admin', 'read']")
 KRATE=$(newkey "merchant_id => $M, scopes => ARRAY['read'], rate_limit => 1, burst => 2")
 KREVOKED=$(newkey "merchant_id => $M, scopes => ARRAY['read']")
 KEXPIRED=$(newkey "merchant_id => $M, scopes => ARRAY['read'], expires_at => now() + interval '1 hour'")
@@ -284,6 +284,8 @@ r=$(kcall "$KREVOKED" pay_list_payments '{}')
 is "$(status "$r") $(field "$(body "$r")" code)" "401 PT401" "a revoked key: 401 PT401"
 r=$(kcall "$KEXPIRED" pay_list_payments '{}')
 is "$(status "$r") $(field "$(body "$r")" code)" "401 PT401" "an expired key: 401 PT401"
+r=$(call "$TOKEN" pay_use_api_key '{"api_key": null}')
+is "$(status "$r") $(field "$(body "$r")" code)" "401 PT401" "pay_use_api_key with a null key: 401 PT401 (the server goes on)"
 r=$(kcall "${KREAD}x" pay_list_payments '{}')
 is "$(status "$r") $(field "$(body "$r")" code) $(field "$(body "$r")" message)" "401 PT401 invalid API key" "a wrong secret: 401 PT401"
 r=$(pgrst POST /rpc/pay_create_api_key -H "X-Api-Key: $KADMIN" -H 'Content-Type: application/json' -d '{"scopes": ["read"], "name": "made over http"}')
@@ -305,6 +307,76 @@ is "$(status "$(pgrst GET "/rpc/pay_list_payments?page_size=1" -H "X-Api-Key: $K
 is "$(status "$(pgrst GET "/rpc/pay_list_payments?page_size=1" -H "X-Api-Key: $KREAD")")" 200 "another key was never held back"
 is "$(sql -c "SELECT last_used_at IS NOT NULL FROM payments.api_keys WHERE key_id = $(kid "$KPAY")")" t \
 	"the key's last use is written to its row"
+
+# ---------------------------------------------------------------------------
+# 7b. A key made with a key: never broader than it, revoked with it; a key
+# with a JWT of another merchant's user; the scope customers; the README's
+# scope table is the code's.
+# ---------------------------------------------------------------------------
+# an admin key for a day, 1 request a second
+KCON=$(newkey "merchant_id => $M, scopes => ARRAY['admin', 'read'], name => 'contractor', expires_at => now() + interval '1 day', rate_limit => 1, burst => 1")
+r=$(pgrst POST /rpc/pay_create_api_key -H "X-Api-Key: $KCON" -H 'Content-Type: application/json' \
+	-d '{"scopes": ["admin", "read", "payments", "refunds"], "name": "forever", "rate_limit": 0, "burst": 1000000}')
+is "$(status "$r") $(field "$(body "$r")" code)" "403 PT403" "a 1 req/s admin+read key mints no key with more scopes, no limit and no expiry (403 PT403)"
+sleep 1.1
+r=$(pgrst POST /rpc/pay_create_api_key -H "X-Api-Key: $KCON" -H 'Content-Type: application/json' -d '{"scopes": ["read"], "rate_limit": 0}')
+is "$(status "$r") $(field "$(body "$r")" code)" "403 PT403" "nor one of its own scopes without a rate limit"
+sleep 1.1
+r=$(pgrst POST /rpc/pay_create_api_key -H "X-Api-Key: $KCON" -H 'Content-Type: application/json' -d '{"scopes": ["read"], "name": "minted"}')
+is "$(status "$r")" 200 "it mints a key within its own scopes"
+KMINT=$(field "$(body "$r")" api_key)
+is "$(sql -c "SELECT concat_ws('|', c.expires_at = p.expires_at, c.rate_limit, c.burst, c.created_by_key = p.key_id) FROM payments.api_keys c, payments.api_keys p WHERE c.key_id = $(kid "$KMINT") AND p.key_id = $(kid "$KCON")")" \
+	"t|1|1|t" "which expires with it, has its limits and names it"
+codes=""
+for _ in 1 2 3; do codes="$codes $(status "$(pgrst GET "/rpc/pay_list_payments?page_size=1" -H "X-Api-Key: $KMINT")")"; done
+like "$codes" "429" "the minted key is held to 1 request a second"
+sql -c "SELECT payments.pay_revoke_api_key($(kid "$KCON"))" >/dev/null
+sleep 1.1
+r=$(kcall "$KMINT" pay_list_payments '{}')
+is "$(status "$r") $(field "$(body "$r")" code)" "401 PT401" "after the owner revokes the contractor's key, the key it minted is refused (401)"
+r=$(kcall "$KCON" pay_list_payments '{}')
+is "$(status "$r")" 401 "as is the contractor's key"
+
+# a key of M with a JWT of M2's user: refused, nothing written
+TOKEN2U=$(jwt_hs256 "$PGRST_JWT_SECRET" "{\"role\":\"authenticated\",\"merchant_id\":$M2,\"sub\":\"user-of-m2\",\"exp\":$exp}")
+KCU=$(newkey "merchant_id => $M, scopes => ARRAY['customers', 'read']")
+r=$(pgrst GET /rpc/pay_current_identity -H "X-Api-Key: $KCU" -H "Authorization: Bearer $TOKEN2U")
+is "$(status "$r") $(field "$(body "$r")" code)" "403 42501" "M's key with a JWT of M2's user: 403 42501"
+r=$(pgrst POST /rpc/pay_create_customer -H "X-Api-Key: $KCU" -H "Authorization: Bearer $TOKEN2U" -H 'Content-Type: application/json' -d '{"email": "xm@example.com"}')
+is "$(status "$r")" 403 "it creates no customer"
+is "$(sql -c "SELECT count(*) FROM payments.customers WHERE email = 'xm@example.com'")|$(sql -c "SELECT count(*) FROM payments.audit_log WHERE app_user = 'user-of-m2'")" "0|0" \
+	"and M2's user is in no row of M's audit chain"
+r=$(pgrst POST /rpc/pay_create_customer -H "X-Api-Key: $KCU" -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d '{"email": "ym@example.com"}')
+is "$(status "$r") $(field "$(body "$r")" merchant_id)" "200 $M" "with a JWT of M's own user the key works"
+kcust=$(field "$(body "$r")" customer_id)
+is "$(sql -c "SELECT concat_ws('|', merchant_id, app_user, key_id) FROM payments.audit_log WHERE table_name = 'customers' AND operation = 'INSERT' AND (new_row ->> 'customer_id')::bigint = $kcust")" \
+	"$M|rest-user-1|$(kid "$KCU")" "and its audit row names that user and the key"
+
+# a payments-only key reads no customer or payment method through a change with no change
+KPONLY=$(newkey "merchant_id => $M, scopes => ARRAY['payments']")
+r=$(kcall "$KPONLY" pay_update_customer "{\"customer_id\": $kcust}")
+is "$(status "$r") $(field "$(body "$r")" code)" "403 PT403" "a payments key: pay_update_customer with no field is 403 PT403 (scope customers)"
+if grep -q 'ym@example.com' <<<"$r"; then ok 1 "and the answer holds no email"; else ok 0 "and the answer holds no email"; fi
+r=$(kcall "$KPONLY" pay_set_default_payment_method '{"payment_method_id": 999999999}')
+is "$(status "$r") $(field "$(body "$r")" code)" "403 PT403" "pay_set_default_payment_method: 403 PT403"
+r=$(kcall "$KCU" pay_update_customer "{\"customer_id\": $kcust, \"name\": \"Ada\"}")
+is "$(status "$r") $(field "$(body "$r")" name)" "200 Ada" "a customers key changes the customer"
+
+# the README's scope table is the code's (payments._api_function_scope)
+readme=$(python3 - "$REPO_ROOT/README.md" <<'PY'
+import re, sys
+rows = []
+for line in open(sys.argv[1]):
+    m = re.match(r'^\| `(read|payments|refunds|customers|admin)` \| (.*) \|$', line.rstrip('\n'))
+    if m:
+        for f in re.findall(r'`(pay_\w+)`', m.group(2)):
+            if f not in ('pay_create_api_key', 'pay_list_api_keys', 'pay_revoke_api_key', 'pay_rotate_api_key'):
+                rows.append('%s:%s' % (f, m.group(1)))
+print(' '.join(sorted(set(rows))))
+PY
+)
+is "$readme" "$(sql -c "SELECT string_agg(DISTINCT proname || ':' || payments._api_function_scope(proname), ' ' ORDER BY proname || ':' || payments._api_function_scope(proname)) FROM pg_proc WHERE pronamespace = 'payments'::regnamespace AND payments._api_function_scope(proname) IS NOT NULL")" \
+	"README's scope table names every function that needs a scope, under the scope the code gives it"
 
 # ---------------------------------------------------------------------------
 # 8. Tenancy through PostgREST: merchant M (its JWT, its key) against M2's

@@ -11,7 +11,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(113);
+SELECT plan(114);
 
 CREATE FUNCTION pg_temp.card() RETURNS payments.pay_card LANGUAGE sql
 	AS $$ SELECT payments.pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 2, '123') $$;
@@ -140,6 +140,7 @@ SELECT throws_ok(format('SELECT payments.pay_use_api_key(%L)', (SELECT api_key F
 SELECT throws_ok($$SELECT payments.pay_use_api_key('pk_999999_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA')$$, 'PT401',
 	'invalid API key', 'an unknown key id: the same answer');
 SELECT throws_ok($$SELECT payments.pay_use_api_key('not a key')$$, 'PT401', 'invalid API key', 'not a key at all: the same');
+SELECT throws_ok($$SELECT payments.pay_use_api_key(NULL)$$, 'PT401', 'invalid API key', 'NULL: the same (the server goes on)');
 RESET ROLE;
 UPDATE payments.api_keys SET expires_at = now() WHERE key_id = (SELECT key_id FROM k WHERE what = 'read');
 SET LOCAL ROLE tapk_app;
