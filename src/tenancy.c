@@ -50,7 +50,10 @@
  * recorded here in backend memory for the current transaction and the role
  * acting then (payments_identity_use_key: no setting, nothing SQL can
  * write).  While it lasts it decides before everything else: the key's
- * merchant, source "api_key", its key id and scopes.  It is forgotten at
+ * merchant, source "api_key", its key id and scopes.  A JWT beside it (the
+ * claims of a declared PostgREST role) must name the key's merchant, else
+ * the request is refused (42501: no user of one merchant acts in another's
+ * audit chain); its subject counts only then.  It is forgotten at
  * transaction end.  The scope an API function needs is its
  * payments.api_scope setting (ALTER FUNCTION ... SET, applied on entry to
  * the function whatever the caller set); pay_current_merchant(), which
