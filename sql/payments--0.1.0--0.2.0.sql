@@ -8744,6 +8744,8 @@ END
 $$;
 COMMENT ON FUNCTION payments._check_profile_owner(bigint, text) IS
 	'Internal: raises PT404 for profile ids given to pay_purchase or pay_authorize that are not of this merchant''s own customers when its gateway account (login and endpoint) is shared with other merchants of the installation.';
+
+------------------------------------------------------------------------------
 -- h-key-bounds: a key made with an API key is never broader than that key
 -- (scopes, expiry, rate limit, burst), is revoked with it and expires no
 -- later (trigger api_keys_follow_creator); an admin key rotates only itself
