@@ -93,6 +93,9 @@ typedef struct WorkerState
 	int64		claim_after;	/* the merchant the last claim ended on:
 								 * the next one's turns start after it
 								 * (0: none yet) */
+	bool		claim_more;		/* a merchant took its whole share in the
+								 * last claim: more may be ready though
+								 * the claim took less than it could */
 	int			claim_failures; /* claims that failed in a row */
 	TimestampTz claim_retry_at; /* no claim before (after a failure) */
 } WorkerState;
@@ -317,6 +320,8 @@ claim_rows(WorkerState *ws, Datum *args, char *nulls, dlist_head *to_send, dlist
 
 		/* rows come in the order of turns: the next claim goes on after the last */
 		ws->claim_after = DatumGetInt64(SPI_getbinval(tuple, desc, 1, &isnull));
+		if (DatumGetBool(SPI_getbinval(tuple, desc, SPI_fnumber(desc, "more_ready"), &isnull)))
+			ws->claim_more = true;
 		dlist_push_tail(to_send, &op->node);
 		op->created_at = DatumGetTimestampTz(SPI_getbinval(tuple, desc, SPI_fnumber(desc, "created_at"),
 														   &isnull));
@@ -358,6 +363,7 @@ claim_into(WorkerState *ws, int n, dlist_head *to_send, dlist_head *unbuildable)
 	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 	int			claimed = 0;
 
+	ws->claim_more = false;
 	park_opened_circuits(ws);
 	held = circuit_held(&ws->circuits, &nheld, &probes, &nprobes);
 
@@ -1105,7 +1111,8 @@ finish_round(WorkerState *ws, bool claim_due)
 	release_exchanges(ws);
 	/* for the billing process: a full claim means more is ready than sent */
 	if (rc.limit > 0)
-		pg_atomic_write_u32(&payments_shared->claim_full, ok && rc.claimed >= rc.limit);
+		pg_atomic_write_u32(&payments_shared->claim_full,
+							ok && (rc.claimed >= rc.limit || ws->claim_more));
 	if (ok)
 	{
 		dlist_foreach(iter, &ws->finished)
@@ -1152,7 +1159,7 @@ finish_round(WorkerState *ws, bool claim_due)
 		return true;
 	/* a full claim: more may be ready, in transactions of their own */
 	capacity -= rc.claimed;
-	if (!claim_due || (ok && rc.claimed < rc.limit))
+	if (!claim_due || (ok && rc.claimed < rc.limit && !ws->claim_more))
 		return false;
 	while (capacity > 0)
 	{
@@ -1167,7 +1174,7 @@ finish_round(WorkerState *ws, bool claim_due)
 		}
 		ws->claim_failures = 0;
 		capacity -= got;
-		if (got < want)
+		if (got < want && !ws->claim_more)
 			return false;
 	}
 	/* stopped by the room in flight while more was ready */

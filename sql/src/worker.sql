@@ -13,15 +13,22 @@ COMMENT ON FUNCTION payments._duplicate_window() IS
 -- request.  action is 'send' (first send, or an identical resend inside the
 -- duplicate window) or 'lookup' (outcome unknown and the window has passed:
 -- find the invoice in the gateway's transaction lists instead).
--- Merchants take turns: each merchant's ready operations are taken by due
--- time, and the claim takes every merchant's first before anyone's second
--- (ties after p_after_merchant first, the merchant the previous claim
--- ended on, so that claims of one operation rotate too).  By due time
--- alone, one merchant's burst (thousands queued at once) held up every
--- other merchant's payments until it drained.  The merchants with ready
--- operations are found by skipping through the ready index, one
--- (background, merchant) key at a time: a claim costs a few index probes
--- per merchant with operations waiting, whatever their number.
+-- Merchants take turns: of the room (p_limit), each merchant with
+-- operations due takes an equal share (rounded up: the last turn may
+-- leave a few locked rows to the next claim), by due time, and the rows come in
+-- turns, every merchant's first before anyone's second (more merchants
+-- than room: those after p_after_merchant first, the merchant the
+-- previous claim ended on, so that claims of one operation rotate too).
+-- more_ready says a merchant took its whole share (more of its
+-- operations may be due): the worker claims again at once, with what room
+-- the others left.  By due time alone, one merchant's burst (thousands
+-- queued at once) held up every other merchant's payments until it
+-- drained.  The merchants with operations due are found by skipping
+-- through the ready index, one (background, merchant) key at a time: a
+-- claim costs an index probe per merchant with operations waiting, and
+-- locks only what it may take (locking by a join on the rows picked
+-- instead let a generic plan made on a young table look them up by
+-- merchant alone: seconds per claim).
 -- The planner's row estimates lag behind a fast-moving queue, and a plan
 -- cached while the tables were small outlives their growth (it looked up
 -- rows through an index on merchant_id alone, scanning the whole table for
@@ -52,7 +59,7 @@ CREATE FUNCTION payments._claim_operations(p_limit integer, p_background_limit i
 		method_default boolean, method_customer_profile_id text, method_payment_profile_id text,
 		merchant_customer_id text, customer_email text, customer_name text, customer_billing jsonb,
 		original_network_trans_id text, method_card_last4 text, last_attempt_at timestamptz,
-		recurring boolean, first_recurring boolean)
+		recurring boolean, first_recurring boolean, more_ready boolean)
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments, pg_temp
 	SET enable_seqscan = off
@@ -75,56 +82,81 @@ BEGIN
 	-- half-open circuit).  The rows are returned in the order of turns.
 	RETURN QUERY
 	WITH RECURSIVE waiting AS (
-		(SELECT o.background, o.merchant_id FROM payments.operations o
+		-- each (background, merchant) key and its earliest due time: one
+		-- index probe per merchant with operations waiting
+		(SELECT o.background, o.merchant_id, o.next_attempt_at FROM payments.operations o
 		 WHERE o.status IN ('queued', 'unknown')
-		 ORDER BY o.background, o.merchant_id LIMIT 1)
+		 ORDER BY o.background, o.merchant_id, o.next_attempt_at LIMIT 1)
 		UNION ALL
-		SELECT n.background, n.merchant_id FROM waiting w
-		CROSS JOIN LATERAL (SELECT o.background, o.merchant_id FROM payments.operations o
+		SELECT n.background, n.merchant_id, n.next_attempt_at FROM waiting w
+		CROSS JOIN LATERAL (SELECT o.background, o.merchant_id, o.next_attempt_at FROM payments.operations o
 			WHERE o.status IN ('queued', 'unknown')
 				AND (o.background, o.merchant_id) > (w.background, w.merchant_id)
-			ORDER BY o.background, o.merchant_id LIMIT 1) n
+			ORDER BY o.background, o.merchant_id, o.next_attempt_at LIMIT 1) n
 	), due AS (
-		-- each merchant's due operations by due time, numbered: its turns
-		SELECT d.background, d.merchant_id, d.operation_id,
-			row_number() OVER (PARTITION BY d.background, d.merchant_id ORDER BY d.next_attempt_at) AS turn
+		-- the merchants with an operation due (their earliest is), of
+		-- a connection whose circuit is closed, and how many of them
+		SELECT w.background, w.merchant_id, w.next_attempt_at,
+			count(*) OVER (PARTITION BY w.background) AS merchants
 		FROM waiting w
-		CROSS JOIN LATERAL (SELECT o.background, o.merchant_id, o.operation_id, o.next_attempt_at
-			FROM payments.operations o
-			WHERE o.background = w.background AND o.merchant_id = w.merchant_id
-				AND o.status IN ('queued', 'unknown') AND o.next_attempt_at <= now()
-			ORDER BY o.next_attempt_at
-			LIMIT p_limit) d
-		WHERE w.merchant_id = ANY (ARRAY(SELECT g.merchant_id FROM payments.gateway_config g
+		WHERE w.next_attempt_at <= now() AND w.merchant_id = ANY (ARRAY(SELECT g.merchant_id FROM payments.gateway_config g
 			WHERE payments._gateway_connection(g.endpoint_url, g.ca_file, g.timeout_ms)
 					<> ALL (p_held_connections)
 				AND (p_only_connection IS NULL OR p_only_connection
 					= payments._gateway_connection(g.endpoint_url, g.ca_file, g.timeout_ms))))
-	), ranked AS (
-		SELECT d.background, d.merchant_id, d.operation_id,
-			row_number() OVER (PARTITION BY d.background
-				ORDER BY d.turn, p_after_merchant IS NOT NULL AND d.merchant_id <= p_after_merchant,
-					d.merchant_id) AS pos
-		FROM due d
-	), picked AS (
-		SELECT r.* FROM ranked r
-		WHERE r.pos <= CASE WHEN NOT r.background THEN p_limit
-			ELSE least(greatest(p_limit - (SELECT count(*) FROM ranked x WHERE NOT x.background AND x.pos <= p_limit), 0),
-				coalesce(p_background_limit, p_limit)) END
+	), ordinary AS (
+		-- each merchant's share of the room, by due time, locked as read
+		-- (from its earliest on: past the index entries of operations
+		-- claimed since the last vacuum, which the search for it went
+		-- through); numbered, its turns
+		SELECT x.*, w.share, row_number() OVER (PARTITION BY x.merchant_id ORDER BY x.next_attempt_at) AS turn
+		FROM (SELECT d.*, (p_limit + d.merchants - 1) / d.merchants AS share FROM due d WHERE NOT d.background) w
+		CROSS JOIN LATERAL (SELECT o.background, o.merchant_id, o.operation_id, o.next_attempt_at,
+				o.status AS old_status, o.updated_at AS old_updated_at
+			FROM payments.operations o
+			WHERE NOT o.background AND o.merchant_id = w.merchant_id
+				AND o.status IN ('queued', 'unknown')
+				AND o.next_attempt_at >= w.next_attempt_at AND o.next_attempt_at <= now()
+			ORDER BY o.next_attempt_at
+			LIMIT w.share
+			FOR UPDATE OF o SKIP LOCKED) x
+	), background_room AS (
+		SELECT least(greatest(p_limit - (SELECT count(*) FROM ordinary), 0),
+			coalesce(p_background_limit, p_limit)) AS room
+	), background AS (
+		SELECT x.*, w.share, row_number() OVER (PARTITION BY x.merchant_id ORDER BY x.next_attempt_at) AS turn
+		FROM (SELECT d.*, (r.room + d.merchants - 1) / d.merchants AS share
+			FROM due d, background_room r WHERE d.background) w
+		CROSS JOIN LATERAL (SELECT o.background, o.merchant_id, o.operation_id, o.next_attempt_at,
+				o.status AS old_status, o.updated_at AS old_updated_at
+			FROM payments.operations o
+			WHERE o.background AND o.merchant_id = w.merchant_id
+				AND o.status IN ('queued', 'unknown')
+				AND o.next_attempt_at >= w.next_attempt_at AND o.next_attempt_at <= now()
+			ORDER BY o.next_attempt_at
+			LIMIT w.share
+			FOR UPDATE OF o SKIP LOCKED) x
+	), locked AS (
+		SELECT * FROM ordinary UNION ALL SELECT * FROM background
 	), ready AS (
-		-- a row a caller holds is left for the next claim
-		SELECT o.merchant_id, o.operation_id, o.status AS old_status, o.updated_at AS old_updated_at,
-			p.background, p.pos
-		FROM picked p
-		JOIN payments.operations o ON o.merchant_id = p.merchant_id AND o.operation_id = p.operation_id
-		WHERE o.status IN ('queued', 'unknown') AND o.next_attempt_at <= now()
-		FOR UPDATE OF o SKIP LOCKED
+		-- in turns: every merchant's first before anyone's second (more
+		-- merchants than room: those after p_after_merchant first)
+		SELECT l.*, row_number() OVER (PARTITION BY l.background
+				ORDER BY l.turn, p_after_merchant IS NOT NULL AND l.merchant_id <= p_after_merchant,
+					l.merchant_id) AS pos
+		FROM locked l
+	), more AS (
+		-- a merchant took its whole share: more of its operations may be due
+		SELECT coalesce(bool_or(n.taken >= n.share), false) AS ready
+		FROM (SELECT l.background, l.merchant_id, count(*) AS taken, max(l.share) AS share
+			FROM locked l GROUP BY l.background, l.merchant_id) n
 	), claimed AS (
 		UPDATE payments.operations o
 		SET status = 'sending', attempts = o.attempts + 1,
 			first_sent_at = coalesce(o.first_sent_at, now())
 		FROM ready r
 		WHERE o.merchant_id = r.merchant_id AND o.operation_id = r.operation_id
+			AND r.pos <= CASE WHEN NOT r.background THEN p_limit ELSE (SELECT b.room FROM background_room b) END
 		RETURNING o.*, r.old_status, r.old_updated_at, r.pos
 	)
 	SELECT c.merchant_id, c.operation_id, c.payment_id, c.kind,
@@ -166,7 +198,8 @@ BEGIN
 			JOIN payments.invoices earlier ON earlier.merchant_id = i.merchant_id
 				AND earlier.subscription_id = i.subscription_id AND earlier.invoice_id <> i.invoice_id
 			WHERE i.merchant_id = p.merchant_id AND i.invoice_id = p.invoice_id
-				AND earlier.status = 'paid' AND pay_minor_units(earlier.amount) > 0)
+				AND earlier.status = 'paid' AND pay_minor_units(earlier.amount) > 0),
+		(SELECT m.ready FROM more m)
 	FROM claimed c
 	-- operations on a stored method or a customer's profile have no payment
 	LEFT JOIN payments.payments p ON p.merchant_id = c.merchant_id AND p.payment_id = c.payment_id
@@ -180,7 +213,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments._claim_operations(integer, integer, text[], text, bigint) IS
-	'Worker, step 1: claims up to p_limit ready operations (FOR UPDATE SKIP LOCKED), merchants taking turns (every merchant''s first before anyone''s second; ties after p_after_merchant first), ordinary ones first and at most p_background_limit of a billing run''s charges, and marks them sending before anything is sent; operations of merchants whose gateway connection (_gateway_connection) is in p_held_connections (its circuit is open in the worker) are left; with p_only_connection, only that connection''s are claimed.';
+	'Worker, step 1: claims up to p_limit ready operations (FOR UPDATE SKIP LOCKED), merchants taking turns (an equal share of the room each, every merchant''s first before anyone''s second; ties after p_after_merchant first; more_ready when a merchant took its whole share), ordinary ones first and at most p_background_limit of a billing run''s charges, and marks them sending before anything is sent; operations of merchants whose gateway connection (_gateway_connection) is in p_held_connections (its circuit is open in the worker) are left; with p_only_connection, only that connection''s are claimed.';
 
 -- A merchant's gateway connection, as the worker's circuit breakers tell
 -- them apart: the endpoint, the CA file and the timeout (one merchant's own
