@@ -9063,6 +9063,518 @@ COMMENT ON FUNCTION payments._api_function_scope(name) IS
 	'Internal: the API key scope an API function needs (NULL: none).';
 
 ------------------------------------------------------------------------------
+-- h-free-text: no card number in free text, bounded metadata (src/free_text.c;
+-- sql/src/payment_api.sql, customers.sql, subscriptions.sql, api_keys.sql).
+-- A caller's text that holds a card number (description, order_ref,
+-- metadata, the customer object, a customer's email, name, external_ref,
+-- billing and metadata, a plan's name and metadata, a subscription's
+-- metadata, a refund's reason, an idempotency key, an API key's name) is
+-- refused with 22Y17 before anything is stored; a correlation id
+-- (argument, x-request-id or traceparent header, payments.correlation_id)
+-- is kept with the digits of its card numbers masked.  Metadata and the
+-- customer object: at most 50 keys of at most 40 characters, values
+-- strings, numbers, booleans or null of at most 500 characters; order_ref
+-- and a refund's reason at most 255 characters.  The new functions are
+-- revoked from PUBLIC and the replaced API functions get their scopes back
+-- at the end of this script (privileges.sql).
+
+CREATE FUNCTION payments._check_text(field text, value text, max_chars integer DEFAULT NULL)
+	RETURNS void
+	LANGUAGE c STABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'pay_check_text';
+COMMENT ON FUNCTION payments._check_text(text, text, integer) IS
+	'Internal: raises 22Y17 when a caller''s text holds a card number (12 to 19 digits, Luhn-valid, of a known brand; a text that is one UUID, with or without dashes, is not checked) and 22001 when it is longer than max_chars characters; the message names the field, never the value.';
+
+CREATE FUNCTION payments._mask_card_numbers(value text) RETURNS text
+	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'pay_mask_card_numbers';
+COMMENT ON FUNCTION payments._mask_card_numbers(text) IS
+	'Internal: the text with every digit of the card numbers it holds replaced by X (the correlation id''s masking).';
+
+CREATE OR REPLACE FUNCTION payments._check_metadata(p_metadata jsonb) RETURNS void
+	LANGUAGE c IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'pay_check_metadata';
+COMMENT ON FUNCTION payments._check_metadata(jsonb) IS 'Internal: raises 22023 unless metadata is NULL or a JSON object of at most 50 keys whose values are strings, numbers, booleans or null, 22001 for a key over 40 or a value over 500 characters, 22Y17 for a card number in a key or a value.';
+
+CREATE OR REPLACE FUNCTION payments._correlation_id(given text) RETURNS text
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+BEGIN
+	RETURN payments._mask_card_numbers(coalesce(
+		nullif(given, ''),
+		nullif(nullif(current_setting('request.headers', true), ''), '{}')::jsonb ->> 'x-request-id',
+		nullif(nullif(current_setting('request.headers', true), ''), '{}')::jsonb ->> 'traceparent',
+		nullif(current_setting('payments.correlation_id', true), ''),
+		replace(gen_random_uuid()::text, '-', '')));
+END
+$$;
+COMMENT ON FUNCTION payments._correlation_id(text) IS
+	'Internal: the correlation id of the current request (argument, x-request-id or traceparent header, payments.correlation_id setting, or a new one), the digits of any card number in it masked.';
+
+CREATE OR REPLACE FUNCTION payments._check_idempotency_key(p_key text) RETURNS void
+	LANGUAGE plpgsql IMMUTABLE
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+BEGIN
+	IF length(p_key) NOT BETWEEN 1 AND 255 THEN
+		RAISE EXCEPTION 'invalid idempotency key'
+			USING ERRCODE = '22Y25',
+				DETAIL = format('The key has %s characters; an idempotency key has 1 to 255.', length(p_key)),
+				HINT = 'Pass a key of 1 to 255 characters, such as a UUID, or NULL for none.';
+	END IF;
+	PERFORM payments._check_text('idempotency key', p_key);
+END
+$$;
+COMMENT ON FUNCTION payments._check_idempotency_key(text) IS
+	'Internal: raises 22Y25 unless an idempotency key is 1 to 255 characters, 22Y17 when it holds a card number; the message never quotes the key.';
+
+CREATE OR REPLACE FUNCTION payments._check_gateway_input(amount payments.pay_amount, description text,
+	customer jsonb, correlation_id text, customer_profile_id text DEFAULT NULL,
+	payment_profile_id text DEFAULT NULL)
+	RETURNS void
+	LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'pay_check_gateway_input';
+COMMENT ON FUNCTION payments._check_gateway_input(payments.pay_amount, text, jsonb, text, text, text) IS
+	'Internal: raises 22Y24 (character the gateway cannot carry), 22001 (text longer than the gateway field), 22Y26 (amount of more digits than the gateway takes) or 22Y22 (profile id not 1 to 20 digits) for input a payment request would carry; 22Y17 for a card number in the description or the customer object, 22023 or 22001 for a customer object beyond metadata''s bounds (src/free_text.c).';
+
+CREATE OR REPLACE FUNCTION payments._create_payment(
+	p_kind text, p_amount payments.pay_amount, p_card payments.pay_card, p_opaque_data jsonb,
+	p_customer_profile_id text, p_payment_profile_id text, p_description text, p_order_ref text,
+	p_customer jsonb, p_metadata jsonb, p_idempotency_key text, p_correlation_id text,
+	p_customer_id bigint DEFAULT NULL, p_payment_method_id bigint DEFAULT NULL)
+	RETURNS payments.payments
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	m bigint := payments.pay_current_merchant();
+	methods int := (p_card IS NOT NULL)::int + (p_opaque_data IS NOT NULL)::int
+		+ (p_customer_profile_id IS NOT NULL OR p_payment_profile_id IS NOT NULL)::int
+		+ (p_payment_method_id IS NOT NULL)::int;
+	method text;
+	stored payments.payment_methods;
+	idem payments.idempotency_keys;
+	pid bigint;
+	oid_ bigint;
+	corr text := payments._correlation_id(p_correlation_id);
+	result payments.payments;
+BEGIN
+	IF p_amount IS NULL THEN
+		RAISE EXCEPTION 'amount is required' USING ERRCODE = '22004';
+	END IF;
+	IF pay_minor_units(p_amount) <= 0 THEN
+		RAISE EXCEPTION 'amount must be positive' USING ERRCODE = '22Y23',
+			DETAIL = format('The amount given was %s.', p_amount);
+	END IF;
+	-- a customer or a stored method (payment_methods.sql): the method's
+	-- profile is charged, the customer's details fill customer
+	IF p_customer_id IS NOT NULL OR p_payment_method_id IS NOT NULL THEN
+		stored := payments._stored_method_for_payment(p_customer_id, p_payment_method_id, methods);
+		IF stored.payment_method_id IS NOT NULL THEN
+			p_customer_profile_id := stored.customer_profile_id;
+			p_payment_profile_id := stored.payment_profile_id;
+			p_customer_id := stored.customer_id;
+			methods := 1;
+		END IF;
+	END IF;
+	IF p_customer_id IS NOT NULL AND p_customer IS NULL THEN
+		p_customer := payments._customer_billing(p_customer_id);
+	END IF;
+	IF methods <> 1 THEN
+		RAISE EXCEPTION 'exactly one payment method is required'
+			USING ERRCODE = '22Y22',
+				DETAIL = format('%s payment methods were given.', methods),
+				HINT = 'Pass card, opaque_data, or customer_profile_id with payment_profile_id.';
+	END IF;
+	IF p_card IS NOT NULL THEN
+		method := 'card';
+	ELSIF p_opaque_data IS NOT NULL THEN
+		method := 'opaque_data';
+		PERFORM payments._check_opaque_data(p_opaque_data);
+	ELSE
+		method := 'profile';
+		IF p_customer_profile_id IS NULL OR p_payment_profile_id IS NULL THEN
+			RAISE EXCEPTION 'customer_profile_id and payment_profile_id go together'
+				USING ERRCODE = '22Y22';
+		END IF;
+		IF stored.payment_method_id IS NULL THEN
+			PERFORM payments._check_profile_owner(m, p_customer_profile_id);
+		END IF;
+	END IF;
+	IF p_customer IS NOT NULL AND jsonb_typeof(p_customer) <> 'object' THEN
+		RAISE EXCEPTION 'customer must be a JSON object' USING ERRCODE = '22023';
+	END IF;
+	-- metadata and order_ref are kept, not sent: bounds and no card number
+	-- (the description and customer: _check_gateway_input)
+	IF p_metadata IS NOT NULL THEN
+		PERFORM payments._check_metadata(p_metadata);
+	END IF;
+	IF p_order_ref IS NOT NULL THEN
+		PERFORM payments._check_text('order_ref', p_order_ref, 255);
+	END IF;
+	PERFORM payments._check_gateway_input(p_amount, p_description, p_customer, corr,
+		p_customer_profile_id, p_payment_profile_id);
+
+	-- the request's hash only for a key: most calls have none.  A card is
+	-- in it by what a caller may know of it (brand, last four, expiry), not
+	-- its fingerprint: a key reused with a card number tried would tell
+	-- whether the number is the one first sent.
+	IF p_idempotency_key IS NOT NULL THEN
+		idem := payments._idempotency_claim(m, p_idempotency_key, p_kind, md5(jsonb_build_array(
+			p_amount::text, payments.pay_card_brand(p_card), payments.pay_card_last4(p_card),
+			payments.pay_card_exp_month(p_card),
+			payments.pay_card_exp_year(p_card), p_opaque_data, p_customer_profile_id, p_payment_profile_id,
+			p_description, p_order_ref, p_customer, p_metadata, p_customer_id, p_payment_method_id)::text));
+		IF idem.payment_id IS NOT NULL THEN
+			SELECT * INTO result FROM payments.payments WHERE merchant_id = m AND payment_id = idem.payment_id;
+			RETURN result;
+		END IF;
+	END IF;
+
+	-- The payment, its operation and the sealed card or nonce (it can
+	-- charge the card once: it waits sealed, like a card) in one statement:
+	-- each statement costs a purchase an executor of its own.  The payment
+	-- is written first (the operation reads it), so its event comes first.
+	pid := nextval('payments.payments_payment_id_seq');
+	oid_ := nextval('payments.operations_operation_id_seq');
+	WITH p AS (
+	INSERT INTO payments.payments AS n (merchant_id, payment_id, kind, amount, amount_refunded,
+		payment_method, card_brand, card_last4, card_exp_month, card_exp_year, card_fingerprint,
+		customer_profile_id, payment_profile_id, invoice_number, description, order_ref,
+		customer, metadata, correlation_id, idempotency_key, customer_id, payment_method_id)
+	OVERRIDING SYSTEM VALUE
+	VALUES (m, pid, p_kind, p_amount, p_amount * 0, method,
+		coalesce(payments.pay_card_brand(p_card), stored.card_brand),
+		coalesce(payments.pay_card_last4(p_card), stored.card_last4),
+		coalesce(payments.pay_card_exp_month(p_card), stored.card_exp_month),
+		coalesce(payments.pay_card_exp_year(p_card), stored.card_exp_year),
+		-- a card's fingerprint comes with the gateway's answer (see
+		-- _record_final_results)
+		stored.card_fingerprint,
+		p_customer_profile_id, p_payment_profile_id,
+		'P' || payments._invoice_tag() || pid, p_description, p_order_ref,
+		coalesce(p_customer, '{}'), coalesce(p_metadata, '{}'), corr, p_idempotency_key,
+		p_customer_id, stored.payment_method_id)
+	RETURNING n
+	), o AS (
+	INSERT INTO payments.operations (operation_id, merchant_id, payment_id, kind, amount,
+		idempotency_key, correlation_id)
+	OVERRIDING SYSTEM VALUE
+	SELECT oid_, m, pid, p_kind, p_amount, p_idempotency_key, corr FROM p
+	RETURNING operation_id
+	), v AS (
+	INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
+	SELECT m, o.operation_id, CASE WHEN p_card IS NOT NULL THEN payments._card_sealed(p_card)
+		ELSE payments._opaque_data_sealed(p_opaque_data ->> 'dataDescriptor', p_opaque_data ->> 'dataValue') END
+	FROM o WHERE p_card IS NOT NULL OR p_opaque_data IS NOT NULL
+	)
+	SELECT (p.n).* INTO result FROM p, o;
+
+	IF p_idempotency_key IS NOT NULL THEN
+		UPDATE payments.idempotency_keys SET payment_id = pid, operation_id = oid_
+		WHERE merchant_id = m AND idempotency_key = p_idempotency_key;
+	END IF;
+	PERFORM payments._wake_at_commit();
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION payments._create_payment(text, payments.pay_amount, payments.pay_card, jsonb, text, text, text, text, jsonb, jsonb, text, text, bigint, bigint) IS
+	'Internal: records a purchase or authorization and its gateway operation; the worker sends it after COMMIT.';
+
+CREATE OR REPLACE FUNCTION payments.pay_refund(
+	payment_id bigint,
+	amount payments.pay_amount DEFAULT NULL,
+	reason text DEFAULT NULL,
+	idempotency_key text DEFAULT NULL,
+	correlation_id text DEFAULT NULL)
+	RETURNS payments.operations
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	p payments.payments := payments._lock_payment(pay_refund.payment_id);
+	o payments.operations := payments._idempotent_operation(p.merchant_id, pay_refund.idempotency_key,
+		'refund', md5(jsonb_build_array(pay_refund.payment_id, pay_refund.amount::text, pay_refund.reason)::text));
+	captured payments.pay_amount;
+	committed payments.pay_amount;
+	remaining payments.pay_amount;
+	refund_amount payments.pay_amount;
+BEGIN
+	IF o.operation_id IS NOT NULL THEN
+		RETURN o;
+	END IF;
+	PERFORM payments._check_text('reason', pay_refund.reason, 255);
+	IF p.status NOT IN ('succeeded', 'partially_refunded') THEN
+		PERFORM payments._wrong_state(p, 'refund');
+	END IF;
+	captured := p.amount_captured;
+	-- refunds already made or on their way count against what is left
+	SELECT coalesce(sum(x.amount), p.amount * 0) INTO committed FROM payments.operations x
+	WHERE x.merchant_id = p.merchant_id AND x.payment_id = p.payment_id AND x.kind = 'refund'
+		AND x.status IN ('queued', 'sending', 'unknown', 'succeeded', 'waiting_settlement', 'dead');
+	remaining := captured - committed;
+	refund_amount := coalesce(pay_refund.amount, remaining);
+	IF pay_minor_units(refund_amount) <= 0 THEN
+		RAISE EXCEPTION 'refund amount must be positive' USING ERRCODE = '22Y23',
+			DETAIL = format('%s of %s captured is left to refund.', remaining, captured);
+	END IF;
+	IF refund_amount > remaining THEN
+		RAISE EXCEPTION 'refund amount % exceeds the % left to refund', refund_amount, remaining
+			USING ERRCODE = '22Y21',
+				DETAIL = format('%s was captured and %s is refunded or being refunded.', captured, committed);
+	END IF;
+	IF payments._busy_operation(p) IS NOT NULL AND NOT EXISTS (SELECT 1 FROM payments.operations x
+			WHERE x.merchant_id = p.merchant_id AND x.payment_id = p.payment_id
+				AND x.status IN ('queued', 'sending', 'unknown') AND x.kind = 'refund') THEN
+		PERFORM payments._wrong_state(p, 'refund', 'Another operation on this payment is in progress.');
+	END IF;
+	-- Void, refund or wait is decided by the worker from the gateway's state
+	-- of the capture when it processes the refund: settled, a refund; not
+	-- settled, a void when the whole capture is refunded, else it waits
+	-- (waiting_settlement) and goes out once the batch has settled.
+	RETURN payments._new_operation(p, 'refund', refund_amount, 'queued', pay_refund.reason,
+		pay_refund.idempotency_key, pay_refund.correlation_id);
+END
+$$;
+COMMENT ON FUNCTION payments.pay_refund(bigint, payments.pay_amount, text, text, text) IS
+	'Refund a captured payment, fully or partially (several partial refunds up to the captured amount). The worker asks the gateway first: a settled capture is refunded; before settlement a full refund is sent as a void and a partial one waits for settlement (waiting_settlement). Returns the refund operation.';
+
+CREATE OR REPLACE FUNCTION payments._check_customer_input(p_email text, p_name text, p_external_ref text,
+	p_billing jsonb, p_metadata jsonb, p_correlation_id text)
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+BEGIN
+	PERFORM payments._check_text('external_ref', p_external_ref, 255);
+	IF p_billing IS NOT NULL AND jsonb_typeof(p_billing) <> 'object' THEN
+		RAISE EXCEPTION 'billing must be a JSON object' USING ERRCODE = '22023',
+			HINT = 'Pass the billing details as pay_purchase''s customer object, e.g. {"first_name": "Ada", "zip": "46201"}.';
+	END IF;
+	PERFORM payments._check_metadata(p_metadata);
+	IF p_email IS NOT NULL AND p_email !~ '^[^@[:space:]]+@[^@[:space:]]+$' THEN
+		RAISE EXCEPTION 'invalid email address' USING ERRCODE = '22023',
+			HINT = 'Pass an address such as ada@example.com, or NULL.';
+	END IF;
+	PERFORM payments._check_customer_profile_input(p_email, p_name);
+	PERFORM payments._check_gateway_input(NULL, NULL, p_billing, p_correlation_id);
+END
+$$;
+COMMENT ON FUNCTION payments._check_customer_input(text, text, text, jsonb, jsonb, text) IS
+	'Internal: refuses customer input the gateway would refuse (lengths and characters of email, name and billing details; 22001, 22Y24), an external_ref over 255 characters (22001), malformed or oversized objects (22023, 22001) and a card number in any of them (22Y17).';
+
+CREATE OR REPLACE FUNCTION payments.pay_create_plan(
+	name text,
+	amount payments.pay_amount,
+	interval_unit text DEFAULT 'month',
+	interval_count integer DEFAULT 1,
+	trial_days integer DEFAULT 0,
+	metadata jsonb DEFAULT NULL,
+	idempotency_key text DEFAULT NULL,
+	correlation_id text DEFAULT NULL)
+	RETURNS payments.plans
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	m bigint := payments.pay_current_merchant();
+	corr text := payments._correlation_id(pay_create_plan.correlation_id);
+	idem payments.idempotency_keys;
+	result payments.plans;
+BEGIN
+	IF pay_create_plan.name IS NULL OR length(pay_create_plan.name) NOT BETWEEN 1 AND 255 THEN
+		RAISE EXCEPTION 'name must be 1 to 255 characters' USING ERRCODE = '22023';
+	END IF;
+	PERFORM payments._check_text('name', pay_create_plan.name);
+	PERFORM payments._check_price(pay_create_plan.amount, 'amount');
+	PERFORM payments._check_billing_interval(pay_create_plan.interval_unit, pay_create_plan.interval_count);
+	IF pay_create_plan.trial_days IS NULL OR pay_create_plan.trial_days NOT BETWEEN 0 AND 730 THEN
+		RAISE EXCEPTION 'trial_days must be between 0 and 730' USING ERRCODE = '22023';
+	END IF;
+	PERFORM payments._check_metadata(pay_create_plan.metadata);
+	PERFORM payments._check_gateway_input(NULL, NULL, NULL, corr);
+	idem := payments._idempotency_claim(m, pay_create_plan.idempotency_key, 'create_plan',
+		md5(jsonb_build_array(pay_create_plan.name, pay_create_plan.amount::text, pay_create_plan.interval_unit,
+			pay_create_plan.interval_count, pay_create_plan.trial_days, pay_create_plan.metadata)::text));
+	IF idem.request_kind IS NOT NULL THEN
+		SELECT * INTO result FROM payments.plans x
+		WHERE x.merchant_id = m AND x.idempotency_key = pay_create_plan.idempotency_key;
+		RETURN result;
+	END IF;
+	INSERT INTO payments.plans (merchant_id, name, amount, interval_unit, interval_count, trial_days,
+		metadata, idempotency_key, correlation_id)
+	VALUES (m, pay_create_plan.name, pay_create_plan.amount, pay_create_plan.interval_unit,
+		pay_create_plan.interval_count, pay_create_plan.trial_days, coalesce(pay_create_plan.metadata, '{}'),
+		pay_create_plan.idempotency_key, corr)
+	RETURNING * INTO result;
+	INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
+	VALUES (m, 'plan.created', jsonb_build_object('plan_id', result.plan_id, 'name', result.name,
+		'amount', result.amount, 'interval_unit', result.interval_unit, 'interval_count', result.interval_count,
+		'trial_days', result.trial_days), corr);
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_create_plan(text, payments.pay_amount, text, integer, integer, jsonb, text, text) IS
+	'Creates a plan of the current merchant: name, amount per period (a positive pay_amount: its currency is the plan''s), interval_unit (day, week, month, year) times interval_count (1-366), trial_days (0-730) new subscriptions get by default, metadata. Amount and interval never change afterwards. Writes a plan.created event. Returns the plan row.';
+
+CREATE OR REPLACE FUNCTION payments.pay_update_plan(
+	plan_id bigint,
+	name text DEFAULT NULL,
+	active boolean DEFAULT NULL,
+	metadata jsonb DEFAULT NULL,
+	amount payments.pay_amount DEFAULT NULL,
+	interval_unit text DEFAULT NULL,
+	interval_count integer DEFAULT NULL,
+	idempotency_key text DEFAULT NULL,
+	correlation_id text DEFAULT NULL)
+	RETURNS payments.plans
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	p payments.plans := payments._find_plan(pay_update_plan.plan_id, true);
+	corr text := payments._correlation_id(pay_update_plan.correlation_id);
+	idem payments.idempotency_keys;
+	result payments.plans;
+BEGIN
+	IF pay_update_plan.amount IS NOT NULL OR pay_update_plan.interval_unit IS NOT NULL
+			OR pay_update_plan.interval_count IS NOT NULL THEN
+		RAISE EXCEPTION 'the amount and interval of a plan never change'
+			USING ERRCODE = '22023',
+				DETAIL = format('Plan %s is %s per %s %s; its subscriptions were sold at that price.',
+					p.plan_id, p.amount, p.interval_count, p.interval_unit),
+				HINT = 'Create a new plan (pay_create_plan), move subscriptions to it with pay_change_subscription(plan_id => ...), and make this one inactive (active => false).';
+	END IF;
+	IF pay_update_plan.name IS NOT NULL AND length(pay_update_plan.name) NOT BETWEEN 1 AND 255 THEN
+		RAISE EXCEPTION 'name must be 1 to 255 characters' USING ERRCODE = '22023';
+	END IF;
+	PERFORM payments._check_text('name', pay_update_plan.name);
+	PERFORM payments._check_metadata(pay_update_plan.metadata);
+	idem := payments._idempotency_claim(p.merchant_id, pay_update_plan.idempotency_key, 'update_plan',
+		md5(jsonb_build_array(p.plan_id, pay_update_plan.name, pay_update_plan.active, pay_update_plan.metadata)::text));
+	IF idem.request_kind IS NOT NULL THEN
+		RETURN p;				-- applied once already
+	END IF;
+	UPDATE payments.plans x SET
+		name = coalesce(pay_update_plan.name, x.name),
+		active = coalesce(pay_update_plan.active, x.active),
+		metadata = coalesce(pay_update_plan.metadata, x.metadata),
+		updated_at = clock_timestamp()
+	WHERE x.merchant_id = p.merchant_id AND x.plan_id = p.plan_id
+	RETURNING * INTO result;
+	INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
+	VALUES (p.merchant_id, 'plan.updated', jsonb_build_object('plan_id', p.plan_id, 'active', result.active,
+		'fields', (SELECT coalesce(jsonb_agg(k), '[]') FROM unnest(ARRAY['name', 'active', 'metadata'],
+			ARRAY[pay_update_plan.name IS NOT NULL, pay_update_plan.active IS NOT NULL,
+				pay_update_plan.metadata IS NOT NULL]) AS f(k, given) WHERE given)), corr);
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_update_plan(bigint, text, boolean, jsonb, payments.pay_amount, text, integer, text, text) IS
+	'Changes a plan''s name, active flag (an inactive plan takes no new subscriptions; existing ones go on) or metadata (NULL: unchanged). Its amount and interval never change: passing them raises 22023 (make a new plan instead). Writes a plan.updated event. PT404 for an unknown or foreign id.';
+
+CREATE OR REPLACE FUNCTION payments.pay_create_api_key(
+	merchant_id bigint DEFAULT NULL,
+	scopes text[] DEFAULT ARRAY['read'],
+	name text DEFAULT NULL,
+	expires_at timestamptz DEFAULT NULL,
+	rate_limit integer DEFAULT NULL,
+	burst integer DEFAULT NULL)
+	RETURNS payments.pay_api_key_secret
+	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	m bigint := coalesce(payments._api_key_admin(pay_create_api_key.merchant_id),
+		pay_create_api_key.merchant_id, payments.pay_current_merchant());
+	s text[] := payments._check_api_key_scopes(pay_create_api_key.scopes);
+	exp timestamptz := pay_create_api_key.expires_at;
+	rate integer := pay_create_api_key.rate_limit;
+	bur integer := pay_create_api_key.burst;
+	id bigint;
+	secret record;
+	who record := payments.pay_current_identity();
+	creator payments.api_keys;
+	c_rate integer;
+	c_burst integer;
+	result payments.pay_api_key_secret;
+BEGIN
+	-- the merchant's row, locked: creations of one merchant's keys take turns (the cap)
+	PERFORM FROM payments.merchants x WHERE x.merchant_id = m FOR NO KEY UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'merchant % does not exist', m USING ERRCODE = 'PT404';
+	END IF;
+	IF exp IS NOT NULL AND exp <= now() THEN
+		RAISE EXCEPTION 'expires_at must be in the future' USING ERRCODE = '22023';
+	END IF;
+	IF rate < 0 OR bur < 1 THEN
+		RAISE EXCEPTION 'rate_limit must be at least 0 and burst at least 1' USING ERRCODE = '22023';
+	END IF;
+
+	-- made by a key: never broader than that key, which must still be good
+	-- (locked: its revocation waits for this key, and then revokes it too)
+	IF who.key_id IS NOT NULL THEN
+		SELECT * INTO creator FROM payments.api_keys a
+		WHERE a.merchant_id = m AND a.key_id = who.key_id::bigint FOR SHARE;
+		IF NOT FOUND OR creator.revoked_at IS NOT NULL
+			OR creator.expires_at <= now() THEN
+			RAISE EXCEPTION 'API key % is revoked or has expired', who.key_id USING ERRCODE = 'PT401';
+		END IF;
+		IF NOT s <@ creator.scopes THEN
+			RAISE EXCEPTION 'API key % may not create a key with scopes it does not have', creator.key_id
+				USING ERRCODE = 'PT403',
+				DETAIL = format('The key has the scopes %s.', array_to_string(creator.scopes, ', ')),
+				HINT = 'A key made with a key has some or all of its scopes.';
+		END IF;
+		IF creator.expires_at IS NOT NULL THEN
+			IF exp IS NULL THEN
+				exp := creator.expires_at;
+			ELSIF exp > creator.expires_at THEN
+				RAISE EXCEPTION 'API key % may not create a key that expires after it', creator.key_id
+					USING ERRCODE = 'PT403',
+					DETAIL = format('The key expires at %s.', creator.expires_at),
+					HINT = 'Leave expires_at out: the new key then expires with the key that made it.';
+			END IF;
+		END IF;
+		c_rate := payments._api_key_limit(creator.rate_limit, 'payments.api_key_rate_limit');
+		c_burst := payments._api_key_limit(creator.burst, 'payments.api_key_burst');
+		-- left out: the creator's own limits (or, like it, the settings)
+		rate := coalesce(rate, creator.rate_limit);
+		bur := coalesce(bur, creator.burst);
+		IF c_rate > 0 AND payments._api_key_limit(rate, 'payments.api_key_rate_limit') NOT BETWEEN 1 AND c_rate THEN
+			RAISE EXCEPTION 'API key % may not create a key with a higher rate limit than its own', creator.key_id
+				USING ERRCODE = 'PT403',
+				DETAIL = format('The key may make %s requests per second; 0 is no limit.', c_rate),
+				HINT = 'Leave rate_limit out: the new key then has the limit of the key that made it.';
+		END IF;
+		IF payments._api_key_limit(bur, 'payments.api_key_burst') > c_burst THEN
+			RAISE EXCEPTION 'API key % may not create a key with a higher burst than its own', creator.key_id
+				USING ERRCODE = 'PT403',
+				DETAIL = format('The key may make %s requests at once.', c_burst),
+				HINT = 'Leave burst out: the new key then has the burst of the key that made it.';
+		END IF;
+	END IF;
+
+	IF (SELECT count(*) FROM payments.api_keys a WHERE a.merchant_id = m AND a.revoked_at IS NULL
+			AND (a.expires_at IS NULL OR a.expires_at > now())) >= payments._api_key_cap() THEN
+		RAISE EXCEPTION 'merchant % has % API keys', m, payments._api_key_cap() USING ERRCODE = '54000',
+			DETAIL = 'A merchant may have that many keys that are neither revoked nor expired.',
+			HINT = 'Revoke the keys no longer used with payments.pay_revoke_api_key().';
+	END IF;
+
+	PERFORM payments._check_text('name', pay_create_api_key.name, 200);
+	id := nextval('payments.api_keys_key_id_seq');
+	secret := payments._api_key_secret(id);
+	INSERT INTO payments.api_keys (merchant_id, key_id, name, scopes, secret_hash, expires_at,
+		rate_limit, burst, created_by, created_by_key)
+	VALUES (m, id, coalesce(pay_create_api_key.name, ''), s, secret.secret_hash, exp,
+		rate, bur, who.acting_role, who.key_id::bigint);
+	result := ROW(id, m, secret.api_key, s, exp, NULL);
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_create_api_key(bigint, text[], text, timestamptz, integer, integer) IS
+	'Creates a merchant API key and returns it, this once (api_key: pk_<key_id>_<secret>; only its SHA-256 is kept). merchant_id: default the current merchant. scopes (default read), as payments._api_function_scope gives them: read (pay_get_payment, pay_payment_operations, pay_list_payments, pay_wait, pay_get_customer, pay_find_customers, pay_get_payment_method, pay_list_payment_methods, pay_wait_payment_method, pay_expiring_payment_methods, pay_get_plan, pay_list_plans, pay_get_subscription, pay_list_subscriptions, pay_preview_subscription_change, pay_get_invoice, pay_list_invoices, pay_get_dunning_policy, pay_billing_now), payments (pay_purchase, pay_authorize, pay_capture, pay_void, pay_create_plan, pay_update_plan, pay_create_subscription, pay_update_subscription, pay_cancel_subscription, pay_pause_subscription, pay_resume_subscription, pay_change_subscription), refunds (pay_refund), customers (pay_create_customer, pay_update_customer, pay_delete_customer, pay_save_payment_method, pay_set_default_payment_method, pay_delete_payment_method), admin (its merchant''s keys: pay_create_api_key, pay_list_api_keys, pay_revoke_api_key, pay_rotate_api_key; and pay_export_customer, pay_erase_customer, pay_set_dunning_policy, pay_run_renewals, pay_run_dunning, pay_set_test_clock, pay_advance_test_clock, pay_clear_test_clock). expires_at: none by default. rate_limit and burst: the key''s own limits (default the settings payments.api_key_rate_limit and payments.api_key_burst; rate_limit 0: no limit). A key made with an admin key is never broader than that key (PT403 otherwise): its scopes, expiry, rate limit and burst are within that key''s (left out, they are that key''s), and it is revoked with that key. At most 100 keys of a merchant neither revoked nor expired (54000). For the extension owner, roles acting for every merchant, and admin keys of that merchant (PT403 otherwise).';
+COMMENT ON COLUMN payments.audit_log.correlation_id IS 'x-request-id (or traceparent) of request.headers, else payments.correlation_id, else the row''s own correlation_id; the digits of a card number in it masked (X).';
+
+------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,
 -- payment_api.sql, privileges.sql).  Keep this block LAST: its privilege
 -- and row-security statements cover every function and tenant table made

@@ -110,6 +110,7 @@
 #include "audit_horizon.h"
 #include "direct_insert.h"
 #include "card_brand.h"
+#include "free_text.h"
 #include "jsonb_value.h"
 #include "payments.h"
 #include "tenancy.h"
@@ -1030,7 +1031,12 @@ refresh_json_setting(JsonSettingCache *c)
 	jb = guc_json(c->name, &s);
 	old = MemoryContextSwitchTo(TopMemoryContext);
 	for (size_t i = 0; jb != NULL && i < lengthof(c->values); i++)
+	{
 		c->values[i] = jsonb_object_string(jb, c->keys[i]);
+		/* a correlation id's card numbers are masked (free_text.c) */
+		if (c->values[i] != NULL)
+			(void) free_text_mask(c->values[i], strlen(c->values[i]));
+	}
 	c->text = pstrdup(s ? s : "");
 	MemoryContextSwitchTo(old);
 }
@@ -1062,7 +1068,9 @@ audit_merchant(const PaymentsActor *who, bool has_row_merchant, int64 row_mercha
  * The correlation id: the request's x-request-id (or traceparent) header
  * under PostgREST, else the payments.correlation_id setting, else the
  * audited row's own correlation_id column.  The same order as
- * payments._correlation_id().
+ * payments._correlation_id().  Card numbers in it are masked: the header's
+ * when it is read (refresh_json_setting), the setting's when it is set
+ * (its check hook in payments.c).
  */
 static const char *
 current_correlation_id(void)

@@ -292,20 +292,20 @@ card_check_cvv(CardBrand brand, const char *input, int len, char *cvv)
 }
 
 /*
- * Whether str (len bytes) contains 12 to 19 digits (single spaces or
- * dashes allowed between them) that are Luhn-valid and of a known brand.
- * Used wherever text that should never hold one is checked: the log hook,
- * the audit trigger.  The digits may start at any group of a longer run
- * and end at any later group: "1 4111 1111 1111 1111" and
- * "4111111111111111 123" (a card code after the number) hold one.
+ * The first card number in str[from..len): 12 to 19 digits (single spaces
+ * or dashes allowed between them) that are Luhn-valid and of a known
+ * brand.  The digits may start at any group of a longer run and end at any
+ * later group: "1 4111 1111 1111 1111" and "4111111111111111 123" (a card
+ * code after the number) hold one.  Sets str[*start..*end) to its text and
+ * returns true, or returns false.
  */
-bool
-card_text_contains_number(const char *str, int len)
+static bool
+find_card_number(const char *str, int len, int from, int *start_out, int *end_out)
 {
 	char		digits[CARD_PAN_MAX_DIGITS + 1];
 	bool		found = false;
 
-	for (int start = 0; start < len && !found; start++)
+	for (int start = from; start < len && !found; start++)
 	{
 		int			i = start,
 					n = 0;
@@ -325,6 +325,8 @@ card_text_contains_number(const char *str, int len)
 			if (n >= CARD_PAN_MIN_DIGITS && card_luhn_valid(digits, n) &&
 				card_brand_detect(digits, n) != CARD_BRAND_UNKNOWN)
 			{
+				*start_out = start;
+				*end_out = i;
 				found = true;
 				break;
 			}
@@ -337,4 +339,44 @@ card_text_contains_number(const char *str, int len)
 	}
 	explicit_bzero(digits, sizeof(digits));
 	return found;
+}
+
+/*
+ * Whether str (len bytes) contains a card number as find_card_number
+ * reads them.  Used wherever text that should never hold one is checked:
+ * the log hook, the audit trigger, the API's free-text input
+ * (free_text.c).
+ */
+bool
+card_text_contains_number(const char *str, int len)
+{
+	int			start,
+				end;
+
+	return find_card_number(str, len, 0, &start, &end);
+}
+
+/*
+ * Replace every digit of every card number card_text_contains_number
+ * finds in buf[0..len) by CARD_REDACT_CHAR ('X'), in place; separators
+ * and the length are kept.  Returns whether anything was masked.
+ */
+bool
+card_text_mask_numbers(char *buf, int len)
+{
+	int			from = 0,
+				start,
+				end;
+	bool		masked = false;
+
+	/* a masked number has no digits left: the scan goes on behind it */
+	while (find_card_number(buf, len, from, &start, &end))
+	{
+		for (int i = start; i < end; i++)
+			if (buf[i] >= '0' && buf[i] <= '9')
+				buf[i] = 'X';
+		masked = true;
+		from = start;
+	}
+	return masked;
 }

@@ -31,6 +31,8 @@
 #define ERRCODE_PAY_INVALID_CARD_INPUT		MAKE_SQLSTATE('2','2','Y','1','5')
 /* raised by the SQL event trigger payments._card_storage_guard() */
 #define ERRCODE_PAY_CARD_NOT_STORABLE		MAKE_SQLSTATE('2','2','Y','1','6')
+/* a card number in a free-text input: description, metadata, ... (free_text.c) */
+#define ERRCODE_PAY_CARD_IN_TEXT			MAKE_SQLSTATE('2','2','Y','1','7')
 
 /*
  * gateway configuration: an http:// endpoint (raised in SQL by

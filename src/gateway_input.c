@@ -9,7 +9,10 @@
  * at the top of the API functions and checks every caller-given text the
  * request will carry (description, the customer fields, the correlation
  * id sent as refId) and the amount against the limits the request
- * builder applies (src/anet/anet_fields.c, their one home): characters
+ * builder applies (src/anet/anet_fields.c, their one home), and the
+ * description, the customer object and the customer's email and name for
+ * card numbers and the customer object against metadata's bounds
+ * (free_text.c, their home): characters
  * XML 1.0 cannot carry (SQLSTATE 22Y24), lengths in characters (22001),
  * amounts of more digits than the gateway takes (22Y26).  Messages name
  * the field, its limit and the offending character's code point and
@@ -30,6 +33,7 @@
 #include "anet_protocol.h"
 #include "currency.h"
 #include "errcodes.h"
+#include "free_text.h"
 #include "schema_version.h"
 
 PG_FUNCTION_INFO_V1(pay_check_gateway_input);
@@ -196,6 +200,7 @@ pay_check_gateway_input(PG_FUNCTION_ARGS)
 	{
 		text	   *t = PG_GETARG_TEXT_PP(1);
 
+		free_text_check("description", VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), 0);
 		check_text("description", ANET_FIELD_DESCRIPTION, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
 	}
 	if (!PG_ARGISNULL(2))
@@ -203,7 +208,11 @@ pay_check_gateway_input(PG_FUNCTION_ARGS)
 		Jsonb	   *customer = PG_GETARG_JSONB_P(2);
 
 		if (JB_ROOT_IS_OBJECT(customer))
+		{
 			check_customer(customer);
+			/* every key is kept: metadata's bounds, no card number */
+			free_text_check_object("customer", customer);
+		}
 	}
 	if (!PG_ARGISNULL(3))
 	{
@@ -242,12 +251,14 @@ pay_check_customer_input(PG_FUNCTION_ARGS)
 	{
 		text	   *t = PG_GETARG_TEXT_PP(0);
 
+		free_text_check("email", VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), 0);
 		check_text("email", ANET_FIELD_PROFILE_EMAIL, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
 	}
 	if (!PG_ARGISNULL(1))
 	{
 		text	   *t = PG_GETARG_TEXT_PP(1);
 
+		free_text_check("name", VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), 0);
 		check_text("name", ANET_FIELD_PROFILE_DESCRIPTION, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
 	}
 	PG_RETURN_VOID();

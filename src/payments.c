@@ -24,6 +24,7 @@
 #include "card_query_text.h"
 #include "check_cache.h"
 #include "curl_memory.h"
+#include "free_text.h"
 #include "payments.h"
 #include "shmem.h"
 #include "audit.h"
@@ -55,6 +56,21 @@ void		_PG_init(void);
 PG_FUNCTION_INFO_V1(pay_assert_preloaded);
 
 /*
+ * payments.correlation_id is kept on rows, sent as refId and copied into
+ * audit rows: its card numbers are masked as it is set (free_text.c), so
+ * that every reader sees the masked text.  In place: masking keeps the
+ * length.
+ */
+static bool
+check_correlation_id(char **newval, void **extra pg_attribute_unused(),
+					 GucSource source pg_attribute_unused())
+{
+	if (*newval != NULL)
+		(void) free_text_mask(*newval, strlen(*newval));
+	return true;
+}
+
+/*
  * Define settings; note whether we are being preloaded.  A late load (no
  * preload) defines only the per-session settings, so that CREATE EXTENSION
  * can reach its friendly error instead of a FATAL.
@@ -75,12 +91,12 @@ _PG_init(void)
 
 	DefineCustomStringVariable("payments.correlation_id",
 							   "Correlation id of the current request, when no x-request-id header gives one.",
-							   "Sent to the gateway as refId and kept on every row the request creates.",
+							   "Sent to the gateway as refId and kept on every row the request creates; the digits of a card number in it are masked as it is set.",
 							   &payments_correlation_id,
 							   "",
 							   PGC_USERSET,
 							   0,
-							   NULL, NULL, NULL);
+							   check_correlation_id, NULL, NULL);
 
 	DefineCustomIntVariable("payments.expiring_notice_days",
 							"Days before a stored card stops working that its payment_method.expiring event is written.",

@@ -284,6 +284,7 @@ BEGIN
 			HINT = 'Revoke the keys no longer used with payments.pay_revoke_api_key().';
 	END IF;
 
+	PERFORM payments._check_text('name', pay_create_api_key.name, 200);
 	id := nextval('payments.api_keys_key_id_seq');
 	secret := payments._api_key_secret(id);
 	INSERT INTO payments.api_keys (merchant_id, key_id, name, scopes, secret_hash, expires_at,

@@ -167,16 +167,12 @@ CREATE FUNCTION payments._check_customer_input(p_email text, p_name text, p_exte
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
-	IF length(p_external_ref) > 255 THEN
-		RAISE EXCEPTION 'external_ref is longer than 255 characters' USING ERRCODE = '22001';
-	END IF;
+	PERFORM payments._check_text('external_ref', p_external_ref, 255);
 	IF p_billing IS NOT NULL AND jsonb_typeof(p_billing) <> 'object' THEN
 		RAISE EXCEPTION 'billing must be a JSON object' USING ERRCODE = '22023',
 			HINT = 'Pass the billing details as pay_purchase''s customer object, e.g. {"first_name": "Ada", "zip": "46201"}.';
 	END IF;
-	IF p_metadata IS NOT NULL AND jsonb_typeof(p_metadata) <> 'object' THEN
-		RAISE EXCEPTION 'metadata must be a JSON object' USING ERRCODE = '22023';
-	END IF;
+	PERFORM payments._check_metadata(p_metadata);
 	IF p_email IS NOT NULL AND p_email !~ '^[^@[:space:]]+@[^@[:space:]]+$' THEN
 		RAISE EXCEPTION 'invalid email address' USING ERRCODE = '22023',
 			HINT = 'Pass an address such as ada@example.com, or NULL.';
@@ -186,7 +182,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments._check_customer_input(text, text, text, jsonb, jsonb, text) IS
-	'Internal: refuses customer input the gateway would refuse (lengths and characters of email, name and billing details; 22001, 22Y24), an external_ref over 255 characters (22001) and malformed objects (22023).';
+	'Internal: refuses customer input the gateway would refuse (lengths and characters of email, name and billing details; 22001, 22Y24), an external_ref over 255 characters (22001), malformed or oversized objects (22023, 22001) and a card number in any of them (22Y17).';
 
 CREATE FUNCTION payments.pay_create_customer(
 	email text DEFAULT NULL,

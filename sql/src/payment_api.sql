@@ -4,9 +4,23 @@
 -- Helpers shared by the API functions.
 ------------------------------------------------------------------------------
 
+-- Card numbers in free text (src/free_text.c, their one home): a caller's
+-- text that holds one is refused (22Y17) before anything is stored; a
+-- correlation id, set by infrastructure rather than the caller, is masked.
+CREATE FUNCTION payments._check_text(field text, value text, max_chars integer DEFAULT NULL)
+	RETURNS void
+	LANGUAGE c STABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'pay_check_text';
+COMMENT ON FUNCTION payments._check_text(text, text, integer) IS
+	'Internal: raises 22Y17 when a caller''s text holds a card number (12 to 19 digits, Luhn-valid, of a known brand; a text that is one UUID, with or without dashes, is not checked) and 22001 when it is longer than max_chars characters; the message names the field, never the value.';
+
+CREATE FUNCTION payments._mask_card_numbers(value text) RETURNS text
+	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'pay_mask_card_numbers';
+COMMENT ON FUNCTION payments._mask_card_numbers(text) IS
+	'Internal: the text with every digit of the card numbers it holds replaced by X (the correlation id''s masking).';
+
 -- The correlation id of the current request: the caller's, else PostgREST's
 -- x-request-id or traceparent header, else the payments.correlation_id
--- setting, else a fresh one.
+-- setting, else a fresh one; its card numbers masked.
 -- PL/pgSQL rather than SQL: it runs in every API call, and a SQL function
 -- called from PL/pgSQL is parsed and planned again in each transaction.
 CREATE FUNCTION payments._correlation_id(given text) RETURNS text
@@ -14,23 +28,24 @@ CREATE FUNCTION payments._correlation_id(given text) RETURNS text
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
-	RETURN coalesce(
+	RETURN payments._mask_card_numbers(coalesce(
 		nullif(given, ''),
 		nullif(nullif(current_setting('request.headers', true), ''), '{}')::jsonb ->> 'x-request-id',
 		nullif(nullif(current_setting('request.headers', true), ''), '{}')::jsonb ->> 'traceparent',
 		nullif(current_setting('payments.correlation_id', true), ''),
-		replace(gen_random_uuid()::text, '-', ''));
+		replace(gen_random_uuid()::text, '-', '')));
 END
 $$;
 COMMENT ON FUNCTION payments._correlation_id(text) IS
-	'Internal: the correlation id of the current request (argument, x-request-id or traceparent header, payments.correlation_id setting, or a new one).';
+	'Internal: the correlation id of the current request (argument, x-request-id or traceparent header, payments.correlation_id setting, or a new one), the digits of any card number in it masked.';
 
 -- Argument checks: what the gateway or the tables would refuse after the
 -- COMMIT is refused here, while the caller can still correct it (README,
 -- "Input the gateway refuses").
 
--- An idempotency key is 1 to 255 characters.  The message states the
--- limit and the length, never the key.
+-- An idempotency key is 1 to 255 characters and holds no card number (it
+-- is kept on several rows).  The message states the limit and the length,
+-- never the key.
 CREATE FUNCTION payments._check_idempotency_key(p_key text) RETURNS void
 	LANGUAGE plpgsql IMMUTABLE
 	SET search_path = pg_catalog, payments, pg_temp
@@ -42,23 +57,27 @@ BEGIN
 				DETAIL = format('The key has %s characters; an idempotency key has 1 to 255.', length(p_key)),
 				HINT = 'Pass a key of 1 to 255 characters, such as a UUID, or NULL for none.';
 	END IF;
+	PERFORM payments._check_text('idempotency key', p_key);
 END
 $$;
 COMMENT ON FUNCTION payments._check_idempotency_key(text) IS
-	'Internal: raises 22Y25 unless an idempotency key is 1 to 255 characters; the message never quotes the key.';
+	'Internal: raises 22Y25 unless an idempotency key is 1 to 255 characters, 22Y17 when it holds a card number; the message never quotes the key.';
 
 -- The texts and the amount a request will carry, against the limits the
 -- request builder applies (src/anet/anet_fields.c): 22Y24 for a character
 -- the gateway's XML cannot carry, 22001 for a text too long, 22Y26 for an
 -- amount of more digits than the gateway takes, 22Y22 for a profile id
--- that is not 1 to 20 digits.  NULL arguments are not checked.
+-- that is not 1 to 20 digits.  The description and every key and value of
+-- the customer object are also refused with 22Y17 when they hold a card
+-- number, and the customer object is bounded as metadata is (src/free_text.c).
+-- NULL arguments are not checked.
 CREATE FUNCTION payments._check_gateway_input(amount payments.pay_amount, description text,
 	customer jsonb, correlation_id text, customer_profile_id text DEFAULT NULL,
 	payment_profile_id text DEFAULT NULL)
 	RETURNS void
 	LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'pay_check_gateway_input';
 COMMENT ON FUNCTION payments._check_gateway_input(payments.pay_amount, text, jsonb, text, text, text) IS
-	'Internal: raises 22Y24 (character the gateway cannot carry), 22001 (text longer than the gateway field), 22Y26 (amount of more digits than the gateway takes) or 22Y22 (profile id not 1 to 20 digits) for input a payment request would carry.';
+	'Internal: raises 22Y24 (character the gateway cannot carry), 22001 (text longer than the gateway field), 22Y26 (amount of more digits than the gateway takes) or 22Y22 (profile id not 1 to 20 digits) for input a payment request would carry; 22Y17 for a card number in the description or the customer object, 22023 or 22001 for a customer object beyond metadata''s bounds (src/free_text.c).';
 
 -- Accept.js opaque data: an object with non-empty string dataDescriptor
 -- and dataValue (the gateway requires both).
@@ -242,8 +261,13 @@ BEGIN
 	IF p_customer IS NOT NULL AND jsonb_typeof(p_customer) <> 'object' THEN
 		RAISE EXCEPTION 'customer must be a JSON object' USING ERRCODE = '22023';
 	END IF;
-	IF p_metadata IS NOT NULL AND jsonb_typeof(p_metadata) <> 'object' THEN
-		RAISE EXCEPTION 'metadata must be a JSON object' USING ERRCODE = '22023';
+	-- metadata and order_ref are kept, not sent: bounds and no card number
+	-- (the description and customer: _check_gateway_input)
+	IF p_metadata IS NOT NULL THEN
+		PERFORM payments._check_metadata(p_metadata);
+	END IF;
+	IF p_order_ref IS NOT NULL THEN
+		PERFORM payments._check_text('order_ref', p_order_ref, 255);
 	END IF;
 	PERFORM payments._check_gateway_input(p_amount, p_description, p_customer, corr,
 		p_customer_profile_id, p_payment_profile_id);
@@ -604,6 +628,7 @@ BEGIN
 	IF o.operation_id IS NOT NULL THEN
 		RETURN o;
 	END IF;
+	PERFORM payments._check_text('reason', pay_refund.reason, 255);
 	IF p.status NOT IN ('succeeded', 'partially_refunded') THEN
 		PERFORM payments._wrong_state(p, 'refund');
 	END IF;

@@ -149,17 +149,12 @@ $$;
 COMMENT ON FUNCTION payments._check_time_zone(text) IS
 	'Internal: raises 22023 unless the text is an IANA time zone name (abbreviations and POSIX strings are refused).';
 
+-- Metadata of payments, customers, plans and subscriptions (src/free_text.c):
+-- an object of at most 50 keys of at most 40 characters, values strings,
+-- numbers, booleans or null of at most 500 characters, no card number.
 CREATE FUNCTION payments._check_metadata(p_metadata jsonb) RETURNS void
-	LANGUAGE plpgsql IMMUTABLE
-	AS $$
-BEGIN
-	IF p_metadata IS NOT NULL AND jsonb_typeof(p_metadata) <> 'object' THEN
-		RAISE EXCEPTION 'metadata must be a JSON object' USING ERRCODE = '22023',
-			HINT = 'Pass an object such as {"order": "A-17"}.';
-	END IF;
-END
-$$;
-COMMENT ON FUNCTION payments._check_metadata(jsonb) IS 'Internal: raises 22023 unless metadata is NULL or a JSON object.';
+	LANGUAGE c IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'pay_check_metadata';
+COMMENT ON FUNCTION payments._check_metadata(jsonb) IS 'Internal: raises 22023 unless metadata is NULL or a JSON object of at most 50 keys whose values are strings, numbers, booleans or null, 22001 for a key over 40 or a value over 500 characters, 22Y17 for a card number in a key or a value.';
 
 CREATE FUNCTION payments._check_page_size(p_page_size integer, p_what text) RETURNS void
 	LANGUAGE plpgsql IMMUTABLE
@@ -281,6 +276,7 @@ BEGIN
 	IF pay_create_plan.name IS NULL OR length(pay_create_plan.name) NOT BETWEEN 1 AND 255 THEN
 		RAISE EXCEPTION 'name must be 1 to 255 characters' USING ERRCODE = '22023';
 	END IF;
+	PERFORM payments._check_text('name', pay_create_plan.name);
 	PERFORM payments._check_price(pay_create_plan.amount, 'amount');
 	PERFORM payments._check_billing_interval(pay_create_plan.interval_unit, pay_create_plan.interval_count);
 	IF pay_create_plan.trial_days IS NULL OR pay_create_plan.trial_days NOT BETWEEN 0 AND 730 THEN
@@ -343,6 +339,7 @@ BEGIN
 	IF pay_update_plan.name IS NOT NULL AND length(pay_update_plan.name) NOT BETWEEN 1 AND 255 THEN
 		RAISE EXCEPTION 'name must be 1 to 255 characters' USING ERRCODE = '22023';
 	END IF;
+	PERFORM payments._check_text('name', pay_update_plan.name);
 	PERFORM payments._check_metadata(pay_update_plan.metadata);
 	idem := payments._idempotency_claim(p.merchant_id, pay_update_plan.idempotency_key, 'update_plan',
 		md5(jsonb_build_array(p.plan_id, pay_update_plan.name, pay_update_plan.active, pay_update_plan.metadata)::text));

@@ -17,7 +17,9 @@
  *	   context, and none of its texts contains four digits in a row
  *	   (which could be card digits);
  *	 - the same text as a card code is accepted exactly when it is the
- *	   brand's number of ASCII digits.
+ *	   brand's number of ASCII digits;
+ *	 - card_text_mask_numbers() (the correlation id's masking) leaves
+ *	   nothing the detector finds and changes only digits, into X.
  *
  *-------------------------------------------------------------------------
  */
@@ -143,6 +145,25 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	/* the detector on arbitrary text: never crashes */
 	(void) card_text_contains_number(input, (int) size);
+
+	/*
+	 * masking (the correlation id's): afterwards the detector finds
+	 * nothing, and only digits were changed, each into an X
+	 */
+	{
+		char	   *masked = malloc(size ? size : 1);
+		bool		had;
+
+		FUZZ_ASSERT(masked != NULL);
+		memcpy(masked, input, size);
+		had = card_text_mask_numbers(masked, (int) size);
+		FUZZ_ASSERT(had == card_text_contains_number(input, (int) size));
+		FUZZ_ASSERT(!card_text_contains_number(masked, (int) size));
+		for (size_t i = 0; i < size; i++)
+			FUZZ_ASSERT(masked[i] == input[i] ||
+						(input[i] >= '0' && input[i] <= '9' && masked[i] == 'X'));
+		free(masked);
+	}
 	(void) card_brand_label(card_brand_detect(digits, ndigits > 0 ? ndigits : 0));
 
 	explicit_bzero(digits, sizeof(digits));

@@ -7,7 +7,11 @@
 # payments, as README asks) and logs every statement with its bind
 # parameters.  The workload gives cards as literal SQL, as bind parameters
 # (pgbench -M extended), in a DO block, in EXPLAIN, with a mistyped number,
-# a declined card and a malformed customer JSON next to a card number.
+# a declined card and a malformed customer JSON next to a card number;
+# card numbers in free text (description, metadata, customer, order_ref,
+# idempotency key, a customer's name, a refund's reason: refused, nothing
+# stored) and in the correlation id (x-request-id header, the
+# payments.correlation_id setting, the argument: masked).
 # Cards that cannot be opened (lost in a crash, key rotated away, a corrupt
 # vault row) fail alone, with the reason, while a good purchase behind them
 # goes through.  Then a pg_basebackup, a pg_dump, an immediate stop and a
@@ -109,6 +113,50 @@ wait_done "$pid_declined" "$M" || true
 is "$(mq "$M" -c "SELECT status FROM payments.pay_get_payment($pid_literal)")" succeeded "the literal-SQL purchase succeeded"
 is "$(mq "$M" -c "SELECT status FROM payments.pay_get_payment($pid_declined)")" failed "the declined purchase failed"
 
+# 7b. Card numbers in free text: refused where a caller gives them (nothing
+#     of the call is stored), masked in the correlation id (argument,
+#     x-request-id header as PostgREST sets it, payments.correlation_id).
+FREETEXT=(5105105105105100 4000056655665556 6011111111111117 378282246310005 4242424242424242 3566002020360505 5555555555554444 6011000990139424 4012888888881881 4917610000000000 5200828282828210)
+grouped() { sed -E 's/([0-9]{4})/\1 /g; s/ $//' <<<"$1"; }
+dashed() { sed -E 's/([0-9]{4})/\1-/g; s/-$//' <<<"$1"; }
+rows() { mq "$M" -c "SELECT (SELECT count(*) FROM payments.payments WHERE merchant_id = $M) || ' ' ||
+	(SELECT count(*) FROM payments.customers WHERE merchant_id = $M) || ' ' ||
+	(SELECT count(*) FROM payments.idempotency_keys WHERE merchant_id = $M) || ' ' ||
+	(SELECT count(*) FROM payments.operations WHERE merchant_id = $M)"; }
+rows_before=$(rows)
+refused() {	# refused FIELD SQL: the call fails with 22Y17 naming the field
+	local out
+	out=$(mq "$M" -c "\\set VERBOSITY verbose" -c "$2" 2>&1 || true)
+	like "$out" "22Y17: $1 holds a card number" "a card number in $1 is refused (22Y17)"
+}
+card_sql="payments.pay_card('${CARDS[7]}', 12, $Y, '${CVVS[7]}')"
+refused description "SELECT payments.pay_purchase(amount => '1.00 USD', card => $card_sql, description => 'card $(grouped "${FREETEXT[0]}")')"
+refused metadata.note "SELECT payments.pay_purchase(amount => '1.00 USD', card => $card_sql, metadata => '{\"note\": \"$(dashed "${FREETEXT[1]}")\"}')"
+refused customer.email "SELECT payments.pay_purchase(amount => '1.00 USD', card => $card_sql, customer => '{\"email\": \"${FREETEXT[2]}@example.com\"}')"
+refused order_ref "SELECT payments.pay_authorize(amount => '1.00 USD', card => $card_sql, order_ref => '${FREETEXT[3]}')"
+refused "idempotency key" "SELECT payments.pay_purchase(amount => '1.00 USD', card => $card_sql, idempotency_key => 'k-${FREETEXT[4]}')"
+refused name "SELECT payments.pay_create_customer(name => 'Ada ${FREETEXT[5]}', email => 'ada@example.com')"
+refused reason "SELECT payments.pay_refund(payment_id => $pid_literal, amount => '1.00 USD', reason => 'card ${FREETEXT[9]}')"
+is "$(rows)" "$rows_before" "the refused calls stored nothing (payments, customers, idempotency keys, operations)"
+# the correlation id, from each of its sources
+pid_hdr=$(mq "$M" -c "SET request.headers = '{\"x-request-id\": \"${FREETEXT[6]}\"}'" \
+	-c "SELECT payment_id FROM payments.pay_purchase(amount => '2.10 USD', card => $card_sql)" | tail -1)
+pid_guc=$(mq "$M" -c "SET payments.correlation_id = 'batch $(dashed "${FREETEXT[7]}")'" \
+	-c "SELECT payment_id FROM payments.pay_purchase(amount => '2.20 USD', card => $card_sql)" | tail -1)
+pid_arg=$(mq "$M" -c "SELECT payment_id FROM payments.pay_purchase(amount => '2.30 USD', card => $card_sql,
+	correlation_id => 'req-${FREETEXT[8]}')" | tail -1)
+for p in "$pid_hdr" "$pid_guc" "$pid_arg"; do wait_done "$p" "$M" || true; done
+is "$(mq "$M" -c "SELECT string_agg(status || ' ' || correlation_id, ' / ' ORDER BY payment_id) FROM payments.payments
+	WHERE merchant_id = $M AND payment_id IN ($pid_hdr, $pid_guc, $pid_arg)")" \
+	"succeeded XXXXXXXXXXXXXXXX / succeeded batch XXXX-XXXX-XXXX-XXXX / succeeded req-XXXXXXXXXXXXXXXX" \
+	"a card number in the x-request-id header, payments.correlation_id or the correlation_id argument fails nothing and is kept masked"
+is "$(mq "$M" -c "SELECT count(*) FROM payments.gateway_exchanges WHERE merchant_id = $M
+	AND correlation_id = 'XXXXXXXXXXXXXXXX' AND request_masked ~ '\"refId\": ?\"XXXXXXXXXXXXXXXX\"'")" 1 \
+	"the gateway was sent the masked correlation id as refId"
+is "$(sq -c "SELECT count(*) FROM payments.audit_log WHERE correlation_id IN ('XXXXXXXXXXXXXXXX', 'batch XXXX-XXXX-XXXX-XXXX', 'req-XXXXXXXXXXXXXXXX')
+	AND new_row ->> 'payment_id' IN ('$pid_hdr', '$pid_guc', '$pid_arg') AND table_name = 'payments' AND operation = 'INSERT'")" 3 \
+	"the audit rows keep the masked correlation id"
+
 # 8. Cards that cannot be opened fail alone.  M2 has no gateway yet, so its
 #    purchases wait in the vault: one whose key is rotated away, then (after
 #    a crash) ones the unlogged vault lost, and a corrupt vault row.
@@ -197,7 +245,7 @@ is "$(find "$dir/data" "$dir/base" -name '*.key' | wc -l)" 0 "no key file at all
 is "$(find "$dir/keys" -name '*.key' | wc -l)" 1 "the fingerprint key file is in payments.fingerprint_key_directory, outside the data directory"
 
 # Search everything for every card number and security code.
-verdict=$(python3 - "$dir" "${CARDS[*]} ${MISTYPED[*]}" "${CVVS[*]}" <<'PY'
+verdict=$(python3 - "$dir" "${CARDS[*]} ${MISTYPED[*]} ${FREETEXT[*]}" "${CVVS[*]}" <<'PY'
 import os, sys, re
 d, cards, cvvs = sys.argv[1], sys.argv[2].split(), sys.argv[3].split()
 roots = [os.path.join(d, p) for p in ("data", "archive", "base", "dump.sql", "pgss.txt", "waldump.txt", "server.log.copy", "postgres.log")]
@@ -205,6 +253,7 @@ needles = []
 for c in cards:
     needles.append(c.encode())
     needles.append(" ".join(c[i:i+4] for i in range(0, len(c), 4)).encode())
+    needles.append("-".join(c[i:i+4] for i in range(0, len(c), 4)).encode())
 cvv_ctx = []
 for v in cvvs:
     for f in ("'%s'", '"%s"', "= '%s'", '"cvv": "%s"', '"cardCode":"%s"', "cvv => '%s'"):

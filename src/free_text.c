@@ -1,0 +1,276 @@
+/*-------------------------------------------------------------------------
+ *
+ * free_text.c
+ *	  Card numbers and size limits in the API's free-text input.
+ *
+ * A card number is kept only sealed (pay_card, the vault): none may reach
+ * a table, an event, the gateway exchange log or a gateway request in
+ * clear (DESIGN.md §3.2).  The audit trigger masks what it copies, but a
+ * description, a metadata value, a customer field, an idempotency key or a
+ * correlation id is also kept in the rows themselves, in events and in
+ * the request the worker sends.  So the API refuses, before anything is
+ * stored, every text a caller gives that holds a card number as the log
+ * hook and the audit trigger recognise one (card_text_contains_number: 12
+ * to 19 digits, single spaces or dashes between groups, Luhn-valid, of a
+ * known brand), with SQLSTATE 22Y17 and a message that names the field
+ * and never quotes it.  The correlation id is the exception: it comes from
+ * infrastructure (PostgREST's x-request-id or traceparent header, the
+ * payments.correlation_id setting) rather than from the business caller,
+ * so its card numbers are masked ('X' for each digit) instead of failing
+ * the request.
+ *
+ * A text that is exactly one UUID (32 hex digits, with or without the
+ * dashes of its 8-4-4-4-12 form) is an identifier, not checked: about one
+ * random UUID in 550 has dash-separated digit groups that pass for a card
+ * number (one in 950 without the dashes, a run of digits between
+ * letters), and a UUID is what the API asks for as an idempotency key.
+ *
+ * Metadata (and the customer object) is bounded as Stripe bounds it, since
+ * a payment copies it into several rows, events and audit rows: at most
+ * 50 keys, keys of at most 40 characters, values that are strings,
+ * numbers, booleans or null, strings (and numbers as written) of at most
+ * 500 characters.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "mb/pg_wchar.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/numeric.h"
+
+#include "card_brand.h"
+#include "errcodes.h"
+#include "free_text.h"
+
+PG_FUNCTION_INFO_V1(pay_check_text);
+PG_FUNCTION_INFO_V1(pay_check_metadata);
+PG_FUNCTION_INFO_V1(pay_mask_card_numbers);
+
+static bool
+is_hex(char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/*
+ * Whether s is exactly one UUID: 32 hex digits, as they are or in the
+ * canonical 8-4-4-4-12 groups.
+ */
+static bool
+is_uuid(const char *s, int len)
+{
+	bool		dashed = (len == 36);
+
+	if (len != 36 && len != 32)
+		return false;
+	for (int i = 0; i < len; i++)
+	{
+		if (dashed && (i == 8 || i == 13 || i == 18 || i == 23))
+		{
+			if (s[i] != '-')
+				return false;
+		}
+		else if (!is_hex(s[i]))
+			return false;
+	}
+	return true;
+}
+
+/* Whether a caller's text holds a card number (a lone UUID does not). */
+bool
+free_text_holds_card(const char *s, int len)
+{
+	return !is_uuid(s, len) && card_text_contains_number(s, len);
+}
+
+/*
+ * Mask the card numbers of s in place ('X' for each digit, the length
+ * kept); returns whether there were any.
+ */
+bool
+free_text_mask(char *s, int len)
+{
+	return !is_uuid(s, len) && card_text_mask_numbers(s, len);
+}
+
+static void
+card_in_text_error(const char *name)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_PAY_CARD_IN_TEXT),
+			 errmsg("%s holds a card number", name),
+			 errdetail("Card numbers are kept only sealed: a text of 12 to 19 digits (spaces or dashes between groups) that passes the Luhn check and starts as a card brand's numbers is refused, and nothing of the call is stored."),
+			 errhint("Remove the card number from %s; pass a card only as card (pay_card) or opaque_data.", name),
+			 errhidestmt(true),
+			 errhidecontext(true)));
+}
+
+/*
+ * Check one caller's text: no card number, and (max_chars > 0) at most
+ * max_chars characters.
+ */
+void
+free_text_check(const char *name, const char *s, int len, int max_chars)
+{
+	if (free_text_holds_card(s, len))
+		card_in_text_error(name);
+	if (max_chars > 0)
+	{
+		int			nchars = pg_mbstrlen_with_len(s, len);
+
+		if (nchars > max_chars)
+			ereport(ERROR,
+					(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
+					 errmsg("%s is longer than %d characters", name, max_chars),
+					 errdetail("It has %d characters.", nchars),
+					 errhint("Shorten %s to at most %d characters.", name, max_chars)));
+	}
+}
+
+/* A JSON scalar's text: a string's, or a number as written; else NULL. */
+static char *
+scalar_text(JsonbValue *v, int *len)
+{
+	if (v->type == jbvString)
+	{
+		*len = v->val.string.len;
+		return v->val.string.val;
+	}
+	if (v->type == jbvNumeric)
+	{
+		char	   *s = DatumGetCString(DirectFunctionCall1(numeric_out,
+															NumericGetDatum(v->val.numeric)));
+
+		*len = strlen(s);
+		return s;
+	}
+	return NULL;
+}
+
+/*
+ * Check a metadata object (or the customer object, name says which): an
+ * object of at most FREE_TEXT_MAX_KEYS keys of at most
+ * FREE_TEXT_KEY_MAX_CHARS characters, each value a string, number, boolean
+ * or null of at most FREE_TEXT_VALUE_MAX_CHARS characters, no card number
+ * in a key or a value.  A key is named in a message only once it is known
+ * to be short and to hold no card number.
+ */
+void
+free_text_check_object(const char *name, Jsonb *jb)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	int			nkeys;
+	char	   *key = NULL;
+
+	if (!JB_ROOT_IS_OBJECT(jb) || JB_ROOT_IS_SCALAR(jb))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be a JSON object", name),
+				 errhint("Pass an object such as {\"order\": \"A-17\"}.")));
+	nkeys = JB_ROOT_COUNT(jb);
+	if (nkeys > FREE_TEXT_MAX_KEYS)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s has more than %d keys", name, FREE_TEXT_MAX_KEYS),
+				 errdetail("It has %d keys.", nkeys),
+				 errhint("Keep at most %d keys in %s; store larger data in your own tables, under an id kept here.",
+						 FREE_TEXT_MAX_KEYS, name)));
+
+	it = JsonbIteratorInit(&jb->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		int			len = 0;
+		char	   *s;
+
+		if (tok == WJB_KEY)
+		{
+			int			nchars = pg_mbstrlen_with_len(v.val.string.val, v.val.string.len);
+
+			key = NULL;
+			if (free_text_holds_card(v.val.string.val, v.val.string.len))
+				card_in_text_error(psprintf("a key of %s", name));
+			if (nchars > FREE_TEXT_KEY_MAX_CHARS)
+				ereport(ERROR,
+						(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
+						 errmsg("a key of %s is longer than %d characters", name, FREE_TEXT_KEY_MAX_CHARS),
+						 errdetail("It has %d characters.", nchars),
+						 errhint("Use keys of at most %d characters in %s.", FREE_TEXT_KEY_MAX_CHARS, name)));
+			key = pnstrdup(v.val.string.val, v.val.string.len);
+			continue;
+		}
+		if (tok != WJB_VALUE)
+			continue;
+		/* skipNested: an object or array value comes as one binary value */
+		if (v.type == jbvBinary)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s values must be strings, numbers, booleans or null", name),
+					 errdetail("The value of key \"%s\" is a JSON object or array.", key),
+					 errhint("Flatten %s into keys of their own, or keep an id of the nested data.", name)));
+		if ((s = scalar_text(&v, &len)) == NULL)
+			continue;
+		if (free_text_holds_card(s, len))
+			card_in_text_error(psprintf("%s.%s", name, key));
+		if (len > FREE_TEXT_VALUE_MAX_CHARS &&
+			pg_mbstrlen_with_len(s, len) > FREE_TEXT_VALUE_MAX_CHARS)
+			ereport(ERROR,
+					(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
+					 errmsg("%s.%s is longer than %d characters", name, key, FREE_TEXT_VALUE_MAX_CHARS),
+					 errdetail("It has %d characters.", pg_mbstrlen_with_len(s, len)),
+					 errhint("Keep %s values to at most %d characters.", name, FREE_TEXT_VALUE_MAX_CHARS)));
+	}
+}
+
+/*
+ * payments._check_text(field, value, max_chars): raises 22Y17 when value
+ * holds a card number, 22001 when it is longer than max_chars characters
+ * (NULL: no bound); a NULL value is not checked.
+ */
+Datum
+pay_check_text(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+	text	   *t;
+
+	if (PG_ARGISNULL(1))
+		PG_RETURN_VOID();
+	name = PG_ARGISNULL(0) ? "text" : text_to_cstring(PG_GETARG_TEXT_PP(0));
+	t = PG_GETARG_TEXT_PP(1);
+	free_text_check(name, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t),
+					PG_ARGISNULL(2) ? 0 : PG_GETARG_INT32(2));
+	PG_RETURN_VOID();
+}
+
+/*
+ * payments._check_metadata(metadata): the metadata rules above; NULL is
+ * not checked.
+ */
+Datum
+pay_check_metadata(PG_FUNCTION_ARGS)
+{
+	if (!PG_ARGISNULL(0))
+		free_text_check_object("metadata", PG_GETARG_JSONB_P(0));
+	PG_RETURN_VOID();
+}
+
+/*
+ * payments._mask_card_numbers(text): the text with the digits of its card
+ * numbers replaced by X (the text itself when it holds none).
+ */
+Datum
+pay_mask_card_numbers(PG_FUNCTION_ARGS)
+{
+	text	   *t = PG_GETARG_TEXT_PP(0);
+	text	   *copy;
+
+	if (!free_text_holds_card(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t)))
+		PG_RETURN_TEXT_P(t);
+	copy = cstring_to_text_with_len(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+	free_text_mask(VARDATA(copy), VARSIZE(copy) - VARHDRSZ);
+	PG_RETURN_TEXT_P(copy);
+}

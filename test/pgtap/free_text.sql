@@ -1,0 +1,175 @@
+-- Card numbers and size limits in free text (src/free_text.c): every text
+-- a caller gives that is kept (payments' description, order_ref, customer
+-- and metadata; customers' email, name, external_ref, billing, metadata;
+-- plans' names and metadata; refunds' reasons; idempotency keys; API key
+-- names) is refused with 22Y17 when it holds a card number, and nothing of
+-- the call is stored; a correlation id (argument, x-request-id header,
+-- payments.correlation_id) is kept with the card number's digits masked.
+-- Metadata (and the customer object) is bounded: 50 keys, keys of 40
+-- characters, scalar values of 500.  (The files of a server after such
+-- calls: test/integration/card_data_at_rest.sh.)
+\unset ECHO
+\set QUIET 1
+\pset format unaligned
+\pset tuples_only true
+\pset pager off
+\set ON_ERROR_ROLLBACK 1
+\set ON_ERROR_STOP true
+BEGIN;
+SELECT plan(55);
+
+CREATE FUNCTION pg_temp.card() RETURNS payments.pay_card LANGUAGE sql
+	AS $$ SELECT payments.pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 2, '123') $$;
+-- the error a statement raises: SQLSTATE | message | detail | hint
+CREATE FUNCTION pg_temp.err(sql text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+	st text; msg text; det text; hin text;
+BEGIN
+	EXECUTE sql;
+	RETURN 'no error';
+EXCEPTION WHEN OTHERS THEN
+	GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL,
+		hin = PG_EXCEPTION_HINT;
+	RETURN concat_ws(' | ', st, msg, det, hin);
+END
+$$;
+CREATE TEMP TABLE before AS SELECT
+	(SELECT count(*) FROM payments.payments) AS payments, (SELECT count(*) FROM payments.operations) AS operations,
+	(SELECT count(*) FROM payments.events) AS events, (SELECT count(*) FROM payments.idempotency_keys) AS keys,
+	(SELECT count(*) FROM payments.customers) AS customers, (SELECT count(*) FROM payments.plans) AS plans;
+
+-- 1. pay_purchase: every free-text input
+SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', card => pg_temp.card(), description => 'card 5105 1051 0510 5100')$$,
+	'22Y17', 'description holds a card number', 'a card number (grouped by spaces) in description is refused');
+SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', card => pg_temp.card(), description => 'card 6011-1111-1111-1117 x')$$,
+	'22Y17', 'description holds a card number', 'a card number grouped by dashes in description is refused');
+SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', card => pg_temp.card(), metadata => '{"note": "4000056655665556"}')$$,
+	'22Y17', 'metadata.note holds a card number', 'a card number in a metadata value is refused, the key named');
+SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', card => pg_temp.card(), metadata => '{"n": 4000056655665556}')$$,
+	'22Y17', 'metadata.n holds a card number', 'a card number as a JSON number in metadata is refused');
+SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', card => pg_temp.card(), metadata => '{"4000056655665556": "x"}')$$,
+	'22Y17', 'a key of metadata holds a card number', 'a card number as a metadata key is refused, the key not named');
+SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', card => pg_temp.card(), customer => '{"email": "5105105105105100@x.com"}')$$,
+	'22Y17', 'customer.email holds a card number', 'a card number in customer.email is refused');
+SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', card => pg_temp.card(), customer => '{"note": "pan 5105105105105100"}')$$,
+	'22Y17', 'customer.note holds a card number', 'a card number under a customer key the gateway is not sent is refused');
+SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', card => pg_temp.card(), order_ref => '5105105105105100')$$,
+	'22Y17', 'order_ref holds a card number', 'a card number in order_ref is refused');
+SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', card => pg_temp.card(), idempotency_key => 'k-5105105105105100')$$,
+	'22Y17', 'idempotency key holds a card number', 'a card number in an idempotency key is refused');
+SELECT throws_ok($$SELECT pay_authorize(amount => '1.00 USD', card => pg_temp.card(), description => '5105105105105100')$$,
+	'22Y17', 'description holds a card number', 'pay_authorize refuses it too');
+SELECT is(pg_temp.err($$SELECT pay_purchase(amount => '1.00 USD', card => pg_temp.card(), description => 'card 5105 1051 0510 5100')$$)
+	!~ '[0-9]{4}', true, 'the error quotes no digits of the number');
+SELECT matches(pg_temp.err($$SELECT pay_purchase(amount => '1.00 USD', card => pg_temp.card(), description => '5105105105105100')$$),
+	'^22Y17 \| description holds a card number \| [A-Z][^|]*\. \| Remove the card number from description; [^|]*\.$',
+	'the message names the field, the detail and the hint are sentences');
+SELECT lives_ok($$CREATE TEMP TABLE ok1 AS SELECT * FROM pay_purchase(amount => '1.00 USD', card => pg_temp.card(),
+	description => 'order 123456789012, phone 555 123 4567', order_ref => 'A-17',
+	customer => '{"email": "ada@example.com", "note": "vip"}', metadata => '{"n": 123456789012345, "uuid": "x"}')$$,
+	'digits that are not a card number pass');
+SELECT lives_ok($$SELECT pay_purchase(amount => '1.00 USD', card => pg_temp.card(),
+	idempotency_key => '7b8f2ab5-3451-4013-9675-f6ad325b55dd')$$,
+	'a UUID whose digit groups pass for a card number is an identifier: accepted as an idempotency key');
+
+-- 2. metadata bounds (every function's metadata goes through _check_metadata)
+SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', card => pg_temp.card(),
+	metadata => (SELECT jsonb_object_agg('k' || i, i) FROM generate_series(1, 51) i))$$,
+	'22023', 'metadata has more than 50 keys', 'metadata of 51 keys is refused');
+SELECT lives_ok($$SELECT payments._check_metadata((SELECT jsonb_object_agg(repeat('k', 38) || i, repeat('v', 500))
+	FROM generate_series(10, 59) i))$$, '50 keys of 40 characters with values of 500 pass');
+SELECT throws_ok($$SELECT payments._check_metadata(jsonb_build_object(repeat('k', 41), 1))$$,
+	'22001', 'a key of metadata is longer than 40 characters', 'a key of 41 characters is refused');
+SELECT throws_ok($$SELECT payments._check_metadata(jsonb_build_object('k', repeat('é', 501)))$$,
+	'22001', 'metadata.k is longer than 500 characters', 'a value of 501 characters is refused');
+SELECT throws_ok($$SELECT payments._check_metadata('{"k": {"a": 1}}')$$,
+	'22023', 'metadata values must be strings, numbers, booleans or null', 'a nested object is refused');
+SELECT throws_ok($$SELECT payments._check_metadata('{"k": [1]}')$$,
+	'22023', 'metadata values must be strings, numbers, booleans or null', 'an array value is refused');
+SELECT throws_ok($$SELECT payments._check_metadata('[1]')$$, '22023', 'metadata must be a JSON object', 'metadata must be an object');
+SELECT lives_ok($$SELECT payments._check_metadata('{"a": true, "b": null, "c": 1.5, "d": ""}')$$, 'booleans, null, numbers, strings pass');
+SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', card => pg_temp.card(), customer => '{"address": {"line1": "x"}}')$$,
+	'22023', NULL, 'a nested object in customer is refused');
+SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', card => pg_temp.card(), customer => jsonb_build_object('note', repeat('x', 501)))$$,
+	'22001', 'customer.note is longer than 500 characters', 'a customer value the gateway is not sent is bounded too');
+SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', card => pg_temp.card(), order_ref => repeat('x', 256))$$,
+	'22001', 'order_ref is longer than 255 characters', 'order_ref is at most 255 characters');
+
+-- 3. refunds, captures: the reason and the key
+SELECT throws_ok(format($$SELECT pay_refund(payment_id => %s, reason => 'card 5105105105105100')$$, (SELECT payment_id FROM ok1)),
+	'22Y17', 'reason holds a card number', 'a card number in a refund''s reason is refused');
+SELECT throws_ok(format($$SELECT pay_refund(payment_id => %s, reason => repeat('x', 256))$$, (SELECT payment_id FROM ok1)),
+	'22001', 'reason is longer than 255 characters', 'a refund''s reason is at most 255 characters');
+SELECT throws_ok(format($$SELECT pay_void(payment_id => %s, idempotency_key => '5105105105105100')$$, (SELECT payment_id FROM ok1)),
+	'22Y17', 'idempotency key holds a card number', 'a card number in pay_void''s idempotency key is refused');
+
+-- 4. customers, plans, API keys
+SELECT throws_ok($$SELECT pay_create_customer(email => '5105105105105100@example.com')$$,
+	'22Y17', 'email holds a card number', 'a card number in a customer''s email is refused');
+SELECT throws_ok($$SELECT pay_create_customer(name => 'Ada 5105 1051 0510 5100')$$,
+	'22Y17', 'name holds a card number', 'a card number in a customer''s name is refused');
+SELECT throws_ok($$SELECT pay_create_customer(external_ref => '5105105105105100')$$,
+	'22Y17', 'external_ref holds a card number', 'a card number in external_ref is refused');
+SELECT throws_ok($$SELECT pay_create_customer(billing => '{"address": "5105105105105100"}')$$,
+	'22Y17', 'customer.address holds a card number', 'a card number in billing is refused');
+SELECT throws_ok($$SELECT pay_create_customer(metadata => '{"x": "5105105105105100"}')$$,
+	'22Y17', 'metadata.x holds a card number', 'a card number in a customer''s metadata is refused');
+SELECT throws_ok($$SELECT pay_create_customer(metadata => '{"x": {"y": 1}}')$$,
+	'22023', NULL, 'a customer''s metadata is bounded as a payment''s');
+SELECT throws_ok($$SELECT pay_create_plan(name => 'Pro 5105105105105100', amount => '5.00 USD')$$,
+	'22Y17', 'name holds a card number', 'a card number in a plan''s name is refused');
+SELECT throws_ok($$SELECT pay_create_plan(name => 'Pro', amount => '5.00 USD', metadata => '{"x": "5105105105105100"}')$$,
+	'22Y17', 'metadata.x holds a card number', 'a card number in a plan''s metadata is refused');
+SELECT throws_ok($$SELECT pay_create_api_key(name => 'key 5105105105105100')$$,
+	'22Y17', 'name holds a card number', 'a card number in an API key''s name is refused');
+
+-- nothing of the refused calls was kept
+SELECT is((SELECT row((SELECT count(*) FROM payments.payments), (SELECT count(*) FROM payments.operations),
+	(SELECT count(*) FROM payments.idempotency_keys), (SELECT count(*) FROM payments.customers),
+	(SELECT count(*) FROM payments.plans))::text),
+	(SELECT row(payments + 2, operations + 2, keys + 1, customers, plans)::text FROM before),
+	'only the two accepted purchases left rows');
+
+-- 5. the correlation id is masked, wherever it comes from
+SELECT lives_ok($$CREATE TEMP TABLE c1 AS SELECT * FROM pay_purchase(amount => '1.00 USD', card => pg_temp.card(),
+	correlation_id => 'req-4000056655665556')$$, 'a card number in the correlation_id argument does not fail the call');
+SELECT is((SELECT correlation_id FROM c1), 'req-XXXXXXXXXXXXXXXX', 'the payment keeps it masked');
+SELECT is((SELECT string_agg(DISTINCT correlation_id, ',') FROM payments.operations WHERE payment_id = (SELECT payment_id FROM c1)),
+	'req-XXXXXXXXXXXXXXXX', 'its operation too');
+SELECT is((SELECT string_agg(DISTINCT correlation_id, ',') FROM payments.events WHERE payment_id = (SELECT payment_id FROM c1)),
+	'req-XXXXXXXXXXXXXXXX', 'its events too');
+SELECT is((SELECT string_agg(DISTINCT a.correlation_id, ',') FROM payments.audit_log a
+	WHERE a.new_row ->> 'payment_id' = (SELECT payment_id FROM c1)::text), 'req-XXXXXXXXXXXXXXXX', 'its audit rows too');
+
+SET LOCAL request.headers = '{"x-request-id": "5105 1051 0510 5100"}';
+SELECT lives_ok($$CREATE TEMP TABLE c2 AS SELECT * FROM pay_purchase(amount => '1.00 USD', card => pg_temp.card())$$,
+	'a card number as X-Request-Id does not fail the call');
+SELECT is((SELECT correlation_id FROM c2), 'XXXX XXXX XXXX XXXX', 'the payment keeps the header masked');
+SELECT is((SELECT string_agg(DISTINCT a.correlation_id, ',') FROM payments.audit_log a
+	WHERE a.new_row ->> 'payment_id' = (SELECT payment_id FROM c2)::text), 'XXXX XXXX XXXX XXXX',
+	'the audit rows keep the header masked (audit_log.correlation_id)');
+RESET request.headers;
+
+SET LOCAL payments.correlation_id = 'batch 6011-1111-1111-1117';
+SELECT is(current_setting('payments.correlation_id'), 'batch XXXX-XXXX-XXXX-XXXX', 'the setting is masked as it is set');
+SELECT lives_ok($$CREATE TEMP TABLE c3 AS SELECT * FROM pay_purchase(amount => '1.00 USD', card => pg_temp.card())$$,
+	'a purchase under that setting');
+SELECT is((SELECT correlation_id FROM c3), 'batch XXXX-XXXX-XXXX-XXXX', 'the payment keeps the setting masked');
+SELECT is((SELECT string_agg(DISTINCT a.correlation_id, ',') FROM payments.audit_log a
+	WHERE a.new_row ->> 'payment_id' = (SELECT payment_id FROM c3)::text), 'batch XXXX-XXXX-XXXX-XXXX',
+	'the audit rows keep the setting masked');
+RESET payments.correlation_id;
+SELECT is(payments._mask_card_numbers('order-123456789012 7b8f2ab5-3451-4013-9675-f6ad325b55dd'),
+	'order-123456789012 7b8f2ab5-XXXX-XXXX-XXXX-f6ad325b55dd', 'only the digits of card numbers are masked (a UUID inside a longer text too)');
+SELECT is(payments._mask_card_numbers('7b8f2ab5-3451-4013-9675-f6ad325b55dd'), '7b8f2ab5-3451-4013-9675-f6ad325b55dd',
+	'a correlation id that is one UUID is kept as it is');
+SELECT is(payments._mask_card_numbers('ab4111111111111111cdef0123456789'), 'ab4111111111111111cdef0123456789',
+	'a UUID without dashes too');
+SELECT is(payments._mask_card_numbers('ab4111111111111111cdef012345678'), 'abXXXXXXXXXXXXXXXXcdef012345678',
+	'but not 31 hex digits: a card number between letters is masked');
+SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', card => pg_temp.card(),
+	idempotency_key => '7b8f2ab5-3451-4013-9675-f6ad325b55dd-2')$$,
+	'22Y17', 'idempotency key holds a card number', 'a longer text around a UUID is checked');
+
+SELECT * FROM finish();
+ROLLBACK;
