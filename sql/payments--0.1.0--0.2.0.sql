@@ -9575,6 +9575,1467 @@ COMMENT ON FUNCTION payments.pay_create_api_key(bigint, text[], text, timestampt
 COMMENT ON COLUMN payments.audit_log.correlation_id IS 'x-request-id (or traceparent) of request.headers, else payments.correlation_id, else the row''s own correlation_id; the digits of a card number in it masked (X).';
 
 ------------------------------------------------------------------------------
+-- h-sub-end-items: a subscription that ends closes its pending invoice
+-- items (prorations of next_invoice changes, carried credits) on a final
+-- proration invoice: charged on a cancel (now or at period end), recorded
+-- uncollectible when its customer is deleted or dunning ends it, a net
+-- credit reported; an ended subscription's failed final invoice is
+-- uncollectible (sql/src/billing.sql, subscriptions.sql).
+
+CREATE OR REPLACE FUNCTION payments._billing_event(p_merchant_id bigint, p_event_type text, p_payment_id bigint,
+	p_data jsonb, p_correlation_id text)
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+BEGIN
+	INSERT INTO payments.events (merchant_id, event_type, payment_id, data, correlation_id)
+	VALUES (p_merchant_id, p_event_type, p_payment_id, jsonb_strip_nulls(p_data), p_correlation_id);
+END
+$$;
+COMMENT ON FUNCTION payments._billing_event(bigint, text, bigint, jsonb, text) IS
+	'Internal: writes a billing event that is not a status change (invoice.payment_failed, invoice.retry_scheduled, invoice.retry_attempted, invoice.payment_after_close, subscription.renewed, subscription.dunning_exhausted, subscription.pending_items_closed).';
+
+CREATE OR REPLACE FUNCTION payments._close_pending_items(p_merchant_id bigint, p_subscription_id bigint,
+	p_reason text, p_charge boolean, p_background boolean DEFAULT false)
+	RETURNS payments.invoices
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	s payments.subscriptions;
+	lines jsonb;
+	net payments.pay_amount;
+	inv payments.invoices;
+	refundable bigint;
+	outcome text;
+	now_ timestamptz := payments._billing_now(p_merchant_id);
+BEGIN
+	SELECT * INTO STRICT s FROM payments.subscriptions x
+	WHERE x.merchant_id = p_merchant_id AND x.subscription_id = p_subscription_id;
+	PERFORM 1 FROM payments.invoice_items i
+	WHERE i.merchant_id = p_merchant_id AND i.subscription_id = p_subscription_id AND i.invoice_id IS NULL
+	FOR UPDATE;
+	SELECT jsonb_agg(jsonb_build_object('kind', i.kind, 'description', i.description,
+			'amount', i.amount::text, 'item_id', i.item_id) ORDER BY i.item_id),
+		sum(i.amount)
+	INTO lines, net
+	FROM payments.invoice_items i
+	WHERE i.merchant_id = p_merchant_id AND i.subscription_id = p_subscription_id AND i.invoice_id IS NULL;
+	IF lines IS NULL THEN
+		RETURN NULL;
+	END IF;
+	IF pay_minor_units(net) > 0 AND p_charge THEN
+		outcome := 'charged';
+		inv := payments._issue_invoice(p_merchant_id, p_subscription_id, 'proration', s.current_period_index,
+			s.current_period_start, s.current_period_end, lines, p_background);
+	ELSE
+		outcome := CASE WHEN pay_minor_units(net) > 0 THEN 'not_charged'
+			WHEN pay_minor_units(net) < 0 THEN 'credit_not_applied' ELSE 'nothing_due' END;
+		INSERT INTO payments.invoices (merchant_id, subscription_id, customer_id, kind, period_index,
+			period_start, period_end, amount, lines, correlation_id)
+		VALUES (p_merchant_id, p_subscription_id, s.customer_id, 'proration', s.current_period_index,
+			s.current_period_start, s.current_period_end,
+			CASE WHEN pay_minor_units(net) > 0 THEN net ELSE net * 0 END, lines, s.correlation_id)
+		RETURNING * INTO inv;
+		IF pay_minor_units(net) > 0 THEN
+			UPDATE payments.invoices SET status = 'uncollectible', closed_at = now_,
+				last_failure_code = p_reason,
+				last_failure_reason = 'Not charged: the subscription ended without a charge.'
+			WHERE merchant_id = p_merchant_id AND invoice_id = inv.invoice_id
+			RETURNING * INTO inv;
+		ELSE
+			UPDATE payments.invoices SET status = 'paid', paid_at = now_, closed_at = now_
+			WHERE merchant_id = p_merchant_id AND invoice_id = inv.invoice_id
+			RETURNING * INTO inv;
+		END IF;
+	END IF;
+	UPDATE payments.invoice_items SET invoice_id = inv.invoice_id
+	WHERE merchant_id = p_merchant_id AND subscription_id = p_subscription_id AND invoice_id IS NULL;
+	IF pay_minor_units(net) < 0 THEN
+		SELECT i.payment_id INTO refundable FROM payments.invoices i
+		WHERE i.merchant_id = p_merchant_id AND i.subscription_id = p_subscription_id
+			AND i.status = 'paid' AND i.payment_id IS NOT NULL
+		ORDER BY i.paid_at DESC, i.invoice_id DESC
+		LIMIT 1;
+	END IF;
+	PERFORM payments._billing_event(p_merchant_id, 'subscription.pending_items_closed', inv.payment_id,
+		jsonb_build_object('subscription_id', p_subscription_id, 'customer_id', s.customer_id,
+			'invoice_id', inv.invoice_id, 'reason', p_reason, 'outcome', outcome, 'net_amount', net,
+			'credit', CASE WHEN pay_minor_units(net) < 0 THEN (- net)::text END,
+			'refundable_payment_id', refundable),
+		s.correlation_id);
+	RETURN inv;
+END
+$$;
+COMMENT ON FUNCTION payments._close_pending_items(bigint, bigint, text, boolean, boolean) IS
+	'Internal: when a subscription ends, closes its pending invoice items on a final proration invoice of its last period: a net amount owed is charged (p_charge; p_background: a billing run''s) or recorded uncollectible (not p_charge, failure code p_reason); a net credit makes it zero and paid and is reported, with the latest paid charge to refund it from. Writes subscription.pending_items_closed. Returns the invoice, or NULL when nothing was pending. The caller holds the subscription''s row lock and has ended it.';
+
+CREATE OR REPLACE FUNCTION payments._invoice_payment_failed(p_merchant_id bigint, p_invoice_id bigint,
+	p_payment_id bigint, p_code text, p_reason text)
+	RETURNS payments.invoices
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	inv payments.invoices;
+	s payments.subscriptions;
+	days integer[];
+	final_ boolean := payments._decline_is_final(p_code);
+	now_ timestamptz := payments._billing_now(p_merchant_id);
+	next_ timestamptz;
+	retry_no integer;
+BEGIN
+	SELECT x.* INTO STRICT s FROM payments.subscriptions x
+	WHERE x.merchant_id = p_merchant_id AND x.subscription_id =
+		(SELECT i.subscription_id FROM payments.invoices i
+		 WHERE i.merchant_id = p_merchant_id AND i.invoice_id = p_invoice_id)
+	FOR UPDATE;
+	SELECT * INTO STRICT inv FROM payments.invoices
+	WHERE merchant_id = p_merchant_id AND invoice_id = p_invoice_id
+	FOR UPDATE;
+	IF inv.status NOT IN ('open', 'uncollectible')
+		OR (p_payment_id IS NOT NULL AND inv.payment_id IS DISTINCT FROM p_payment_id) THEN
+		RETURN inv;
+	END IF;
+	UPDATE payments.invoices SET first_failed_at = coalesce(first_failed_at, now_),
+		last_failure_code = p_code, last_failure_reason = p_reason, next_attempt_at = NULL
+	WHERE merchant_id = p_merchant_id AND invoice_id = p_invoice_id
+	RETURNING * INTO inv;
+	PERFORM payments._billing_event(p_merchant_id, 'invoice.payment_failed', p_payment_id,
+		jsonb_build_object('invoice_id', inv.invoice_id, 'subscription_id', inv.subscription_id,
+			'kind', inv.kind, 'amount', inv.amount, 'payment_id', p_payment_id,
+			'attempt_count', inv.attempt_count, 'failure_code', p_code, 'failure_reason', p_reason,
+			'retryable', NOT final_, 'first_failed_at', inv.first_failed_at),
+		inv.correlation_id);
+	IF inv.status = 'open' AND s.status IN ('canceled', 'incomplete_expired') THEN
+		-- an ended subscription has no dunning: its final invoice is not retried
+		UPDATE payments.invoices SET status = 'uncollectible', closed_at = now_
+		WHERE merchant_id = p_merchant_id AND invoice_id = p_invoice_id
+		RETURNING * INTO inv;
+		RETURN inv;
+	END IF;
+	IF inv.status <> 'open' OR (inv.kind = 'first' AND s.status = 'incomplete')
+		OR s.status NOT IN ('trialing', 'active', 'past_due') THEN
+		RETURN inv;
+	END IF;
+	IF s.status <> 'past_due' THEN
+		UPDATE payments.subscriptions SET status = 'past_due', next_renewal_at = NULL
+		WHERE merchant_id = p_merchant_id AND subscription_id = s.subscription_id;
+	END IF;
+
+	days := (payments._dunning_policy(p_merchant_id)).retry_days;
+	IF final_ THEN
+		-- no retry; the final action on the schedule's last day
+		next_ := inv.first_failed_at + make_interval(days => days[cardinality(days)]);
+		IF next_ <= now_ THEN
+			next_ := NULL;
+		END IF;
+	ELSE
+		SELECT inv.first_failed_at + make_interval(days => d.day), d.n INTO next_, retry_no
+		FROM unnest(days) WITH ORDINALITY d(day, n)
+		WHERE inv.first_failed_at + make_interval(days => d.day) > now_
+		ORDER BY d.n
+		LIMIT 1;
+	END IF;
+	IF next_ IS NULL THEN
+		PERFORM payments._dunning_final_action(p_merchant_id, p_invoice_id);
+		SELECT * INTO inv FROM payments.invoices WHERE merchant_id = p_merchant_id AND invoice_id = p_invoice_id;
+		RETURN inv;
+	END IF;
+	UPDATE payments.invoices SET next_attempt_at = next_
+	WHERE merchant_id = p_merchant_id AND invoice_id = p_invoice_id
+	RETURNING * INTO inv;
+	IF NOT final_ THEN
+		PERFORM payments._billing_event(p_merchant_id, 'invoice.retry_scheduled', p_payment_id,
+			jsonb_build_object('invoice_id', inv.invoice_id, 'subscription_id', inv.subscription_id,
+				'next_attempt_at', next_, 'retry', retry_no, 'retries', cardinality(days)),
+			inv.correlation_id);
+	END IF;
+	RETURN inv;
+END
+$$;
+COMMENT ON FUNCTION payments._invoice_payment_failed(bigint, bigint, bigint, text, text) IS
+	'Internal: records a failed charge of an invoice (writes invoice.payment_failed) and applies dunning: a first invoice leaves the subscription incomplete; otherwise the subscription becomes past_due and the invoice is retried on the merchant''s next retry day counted from the first failure (invoice.retry_scheduled), or, after a final decline, waits for the schedule''s last day; with no day left, the final action. An open invoice of an ended subscription (its final invoice) is not retried: uncollectible. Locks the subscription, then the invoice.';
+
+CREATE OR REPLACE FUNCTION payments._dunning_final_action(p_merchant_id bigint, p_invoice_id bigint)
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	inv payments.invoices;
+	s payments.subscriptions;
+	action_ text := (payments._dunning_policy(p_merchant_id)).final_action;
+	now_ timestamptz := payments._billing_now(p_merchant_id);
+BEGIN
+	UPDATE payments.invoices SET status = 'uncollectible', next_attempt_at = NULL, closed_at = now_
+	WHERE merchant_id = p_merchant_id AND invoice_id = p_invoice_id AND status = 'open'
+	RETURNING * INTO inv;
+	IF NOT FOUND THEN
+		RETURN;
+	END IF;
+	UPDATE payments.subscriptions x SET status = action_, next_renewal_at = NULL,
+		canceled_at = CASE WHEN action_ = 'canceled' THEN coalesce(x.canceled_at, now_) ELSE x.canceled_at END,
+		ended_at = CASE WHEN action_ = 'canceled' THEN now_ ELSE x.ended_at END
+	WHERE x.merchant_id = p_merchant_id AND x.subscription_id = inv.subscription_id
+		AND x.status IN ('past_due', 'unpaid') AND x.status <> action_
+	RETURNING * INTO s;
+	IF s.status = 'canceled' THEN
+		-- ended: its pending prorations are closed, not charged
+		PERFORM payments._close_pending_items(p_merchant_id, s.subscription_id, 'dunning_exhausted', false);
+	END IF;
+	PERFORM payments._billing_event(p_merchant_id, 'subscription.dunning_exhausted', inv.payment_id,
+		jsonb_build_object('subscription_id', inv.subscription_id, 'invoice_id', inv.invoice_id,
+			'final_action', action_, 'attempt_count', inv.attempt_count,
+			'first_failed_at', inv.first_failed_at, 'last_failure_code', inv.last_failure_code),
+		inv.correlation_id);
+END
+$$;
+COMMENT ON FUNCTION payments._dunning_final_action(bigint, bigint) IS
+	'Internal: dunning''s final action for an open invoice: uncollectible, and the past_due subscription canceled (ended now; its pending invoice items closed on an uncollectible final invoice, not charged) or unpaid as the merchant''s policy says; writes subscription.dunning_exhausted. The caller holds the locks.';
+
+CREATE OR REPLACE FUNCTION payments._run_renewals(p_merchant_id bigint, p_limit integer) RETURNS integer
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	s payments.subscriptions;
+	horizon timestamptz := payments._billing_horizon(p_merchant_id);
+	clocks boolean := current_setting('payments.test_clocks', true) = 'on';
+	now_ timestamptz;
+	idx integer;
+	start_ timestamptz;
+	end_ timestamptz;
+	n integer := 0;
+BEGIN
+	FOR s IN
+		SELECT x.* FROM payments.subscriptions x
+		WHERE x.next_renewal_at <= horizon
+			AND (p_merchant_id IS NULL OR x.merchant_id = p_merchant_id)
+			AND x.status IN ('trialing', 'active', 'incomplete')
+			-- each merchant's own clock (CASE: never evaluated without test clocks)
+			AND CASE WHEN clocks AND p_merchant_id IS NULL
+				THEN x.next_renewal_at <= payments._billing_now(x.merchant_id) ELSE true END
+		ORDER BY x.next_renewal_at
+		LIMIT p_limit
+		FOR UPDATE SKIP LOCKED
+	LOOP
+		-- the row as locked: another run may have renewed it since
+		now_ := CASE WHEN clocks THEN payments._billing_now(s.merchant_id) ELSE now() END;
+		CONTINUE WHEN s.next_renewal_at IS NULL OR s.next_renewal_at > now_
+			OR s.status NOT IN ('trialing', 'active', 'incomplete');
+		n := n + 1;
+		IF s.status = 'incomplete' THEN
+			IF EXISTS (SELECT 1 FROM payments.invoices i JOIN payments.payments p
+					ON p.merchant_id = i.merchant_id AND p.payment_id = i.payment_id
+				WHERE i.merchant_id = s.merchant_id AND i.subscription_id = s.subscription_id
+					AND i.status = 'open' AND p.status IN ('pending', 'unknown', 'in_review')) THEN
+				UPDATE payments.subscriptions SET next_renewal_at = now_ + interval '1 minute'
+				WHERE merchant_id = s.merchant_id AND subscription_id = s.subscription_id;
+				CONTINUE;
+			END IF;
+			UPDATE payments.subscriptions SET status = 'incomplete_expired', next_renewal_at = NULL,
+				ended_at = now_
+			WHERE merchant_id = s.merchant_id AND subscription_id = s.subscription_id;
+			UPDATE payments.invoices SET status = 'void', next_attempt_at = NULL, closed_at = now_
+			WHERE merchant_id = s.merchant_id AND subscription_id = s.subscription_id AND status = 'open';
+		ELSIF s.cancel_at_period_end THEN
+			UPDATE payments.subscriptions SET status = 'canceled', next_renewal_at = NULL,
+				canceled_at = coalesce(canceled_at, now_), ended_at = s.next_renewal_at
+			WHERE merchant_id = s.merchant_id AND subscription_id = s.subscription_id;
+			-- no next invoice: the pending prorations go on a final one
+			PERFORM payments._close_pending_items(s.merchant_id, s.subscription_id, 'canceled_at_period_end',
+				true, true);
+		ELSE
+			idx := s.current_period_index + 1;
+			start_ := payments._period_start(s.billing_anchor, s.time_zone, s.interval_unit, s.interval_count, idx);
+			end_ := payments._period_start(s.billing_anchor, s.time_zone, s.interval_unit, s.interval_count, idx + 1);
+			UPDATE payments.subscriptions SET current_period_index = idx,
+				current_period_start = start_, current_period_end = end_, next_renewal_at = end_
+			WHERE merchant_id = s.merchant_id AND subscription_id = s.subscription_id;
+			PERFORM payments._billing_event(s.merchant_id, 'subscription.renewed', NULL,
+				jsonb_build_object('subscription_id', s.subscription_id, 'status', s.status,
+					'trial_ended', s.status = 'trialing', 'period_index', idx,
+					'current_period_start', start_, 'current_period_end', end_),
+				s.correlation_id);
+			PERFORM payments._issue_invoice(s.merchant_id, s.subscription_id, 'renewal', idx, start_, end_,
+				p_background => true);
+		END IF;
+	END LOOP;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION payments._run_renewals(bigint, integer) IS
+	'Billing run (the billing process, pay_run_renewals): for at most p_limit subscriptions due by their merchant''s billing clock (one merchant, or NULL: all), oldest first, locked with SKIP LOCKED: incomplete ones past their deadline expire (first invoice void), cancel_at_period_end ones are canceled (their pending invoice items charged on a final invoice), trialing and active ones move to their next period and its renewal invoice is issued and charged. Returns how many subscriptions it handled.';
+
+CREATE OR REPLACE FUNCTION payments._end_subscription_now(s payments.subscriptions, now_ timestamptz)
+	RETURNS payments.subscriptions
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	in_flight bigint;
+	result payments.subscriptions;
+BEGIN
+	SELECT i.invoice_id INTO in_flight FROM payments.invoices i
+	JOIN payments.payments y ON y.merchant_id = i.merchant_id AND y.payment_id = i.payment_id
+	WHERE i.merchant_id = s.merchant_id AND i.subscription_id = s.subscription_id AND i.status = 'open'
+		AND y.status IN ('pending', 'unknown', 'in_review')
+	LIMIT 1;
+	IF in_flight IS NOT NULL THEN
+		RAISE EXCEPTION 'a charge of invoice % of subscription % is in flight', in_flight, s.subscription_id
+			USING ERRCODE = '22Y20',
+				HINT = 'Wait for its outcome (pay_wait on the invoice''s payment_id; a payment held for review: pay_void it), then cancel again.';
+	END IF;
+	UPDATE payments.invoices i SET status = 'void', closed_at = now_, next_attempt_at = NULL
+	WHERE i.merchant_id = s.merchant_id AND i.subscription_id = s.subscription_id AND i.status = 'open';
+	-- an incomplete subscription never started: it ends as incomplete_expired
+	UPDATE payments.subscriptions x SET
+		status = CASE WHEN s.status = 'incomplete' THEN 'incomplete_expired' ELSE 'canceled' END,
+		canceled_at = now_, ended_at = now_, next_renewal_at = NULL
+	WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id
+	RETURNING * INTO result;
+	-- no next invoice: the pending prorations go on a final one, charged
+	PERFORM payments._close_pending_items(s.merchant_id, s.subscription_id, 'canceled', true);
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION payments._end_subscription_now(payments.subscriptions, timestamptz) IS
+	'Internal: cancels a subscription now (incomplete_expired if it never started), voids its open invoices and closes its pending invoice items on a final invoice, charged (payments._close_pending_items); 22Y20 while a charge of an open invoice is in flight. The caller holds the subscription''s row lock.';
+
+CREATE OR REPLACE FUNCTION payments._end_customer_subscriptions(c payments.customers) RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	s payments.subscriptions;
+BEGIN
+	FOR s IN SELECT * FROM payments.subscriptions x
+		WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id
+			AND x.status NOT IN ('canceled', 'incomplete_expired')
+		ORDER BY x.subscription_id
+		FOR UPDATE
+	LOOP
+		-- a deleted customer is not charged: what its pending prorations
+		-- come to is recorded (an uncollectible final invoice), not charged
+		PERFORM payments._close_pending_items(s.merchant_id, s.subscription_id, 'customer_deleted', false);
+		PERFORM payments._end_subscription_now(s, payments._billing_now(c.merchant_id));
+	END LOOP;
+END
+$$;
+COMMENT ON FUNCTION payments._end_customer_subscriptions(payments.customers) IS
+	'Internal: ends a deleted or erased customer''s running subscriptions now (payments._end_subscription_now); their pending invoice items are closed on an uncollectible final invoice, not charged.';
+
+CREATE OR REPLACE FUNCTION payments.pay_cancel_subscription(
+	subscription_id bigint,
+	at_period_end boolean DEFAULT false,
+	idempotency_key text DEFAULT NULL,
+	correlation_id text DEFAULT NULL)
+	RETURNS payments.subscriptions
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	s payments.subscriptions := payments._find_subscription(pay_cancel_subscription.subscription_id, true);
+	corr text := payments._correlation_id(pay_cancel_subscription.correlation_id);
+	idem payments.idempotency_keys;
+	now_ timestamptz := payments._billing_now(s.merchant_id);
+	result payments.subscriptions;
+BEGIN
+	IF at_period_end IS NULL THEN
+		RAISE EXCEPTION 'at_period_end must be true or false' USING ERRCODE = '22023';
+	END IF;
+	idem := payments._idempotency_claim(s.merchant_id, pay_cancel_subscription.idempotency_key, 'cancel_subscription',
+		md5(jsonb_build_array(s.subscription_id, at_period_end)::text));
+	IF idem.request_kind IS NOT NULL THEN
+		RETURN s;				-- applied once already
+	END IF;
+	PERFORM payments._require_not_ended(s, 'cancel');
+	IF at_period_end THEN
+		PERFORM payments._require_cancellable_at_period_end(s);
+		UPDATE payments.subscriptions x SET cancel_at_period_end = true, canceled_at = now_
+		WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id
+		RETURNING * INTO result;
+		INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
+		VALUES (s.merchant_id, 'subscription.updated', jsonb_build_object('subscription_id', s.subscription_id,
+			'customer_id', s.customer_id, 'status', s.status, 'cancel_at_period_end', true,
+			'cancel_at', s.current_period_end, 'fields', jsonb_build_array('cancel_at_period_end')), corr);
+		RETURN result;
+	END IF;
+	RETURN payments._end_subscription_now(s, now_);
+END
+$$;
+COMMENT ON FUNCTION payments.pay_cancel_subscription(bigint, boolean, text, text) IS
+	'Cancels a subscription of the current merchant. Now (default): status canceled (an incomplete one: incomplete_expired), canceled_at and ended_at set, next_renewal_at NULL, its open invoices voided; nothing is refunded; refused (22Y20) while a charge of an open invoice is in flight. At period end (at_period_end => true; trialing, incomplete or active only): cancel_at_period_end is set and the billing run ends it when the period ends, without charging the next one. Either way, pending prorations (pay_change_subscription with next_invoice) are closed on a final proration invoice when it ends: a net amount owed is charged, a net credit reported (subscription.pending_items_closed); pay_update_subscription(cancel_at_period_end => false) undoes it. An ended subscription raises 22Y20; PT404 for an unknown or foreign id.';
+
+------------------------------------------------------------------------------
+-- h-unpaid-resume: an unpaid subscription paid at last resumes in the
+-- period containing now, the rest of it invoiced prorated; the periods it
+-- spent unpaid are no longer billed one by one (sql/src/billing.sql).
+
+CREATE OR REPLACE FUNCTION payments._subscription_invoice_paid(p_merchant_id bigint, p_subscription_id bigint)
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	s payments.subscriptions;
+	now_ timestamptz;
+	n integer;
+	ps timestamptz;
+	pe timestamptz;
+BEGIN
+	SELECT * INTO s FROM payments.subscriptions x
+	WHERE x.merchant_id = p_merchant_id AND x.subscription_id = p_subscription_id
+		AND (x.status IN ('incomplete', 'past_due', 'unpaid')
+			OR (x.status = 'trialing' AND x.current_period_index >= 0))
+		AND NOT EXISTS (SELECT 1 FROM payments.invoices i
+			WHERE i.merchant_id = x.merchant_id AND i.subscription_id = x.subscription_id
+				AND i.status = 'open' AND i.first_failed_at IS NOT NULL);
+	IF NOT FOUND THEN
+		RETURN;
+	END IF;
+	IF s.status = 'unpaid' THEN
+		now_ := payments._billing_now(p_merchant_id);
+		n := payments._period_index_at(s.billing_anchor, s.time_zone, s.interval_unit, s.interval_count, now_);
+		IF n > s.current_period_index THEN
+			ps := payments._period_start(s.billing_anchor, s.time_zone, s.interval_unit, s.interval_count, n);
+			pe := payments._period_start(s.billing_anchor, s.time_zone, s.interval_unit, s.interval_count, n + 1);
+			UPDATE payments.subscriptions x SET status = 'active', current_period_index = n,
+				current_period_start = ps, current_period_end = pe, next_renewal_at = pe
+			WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id
+			RETURNING * INTO s;
+			PERFORM payments._issue_invoice(s.merchant_id, s.subscription_id, 'renewal', n, now_, pe,
+				jsonb_build_array(payments._period_line(s, ps, pe, now_)));
+			RETURN;
+		END IF;
+	END IF;
+	UPDATE payments.subscriptions x SET status = 'active', next_renewal_at = x.current_period_end
+	WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id;
+END
+$$;
+COMMENT ON FUNCTION payments._subscription_invoice_paid(bigint, bigint) IS
+	'Internal: after an invoice was paid, an incomplete, past_due or unpaid subscription (or a trialing one whose trial has ended) becomes active, unless another of its invoices is still in dunning: with its next renewal at the end of its current period (past_due: a period that ended meanwhile is renewed by the next run); an unpaid one resumes in the period containing now, whose remaining part is invoiced and charged at once, prorated (the periods it spent unpaid are not billed). The caller holds the subscription''s lock.';
+
+------------------------------------------------------------------------------
+-- h-pause-cancel: a subscription set to cancel at the end of its period
+-- cannot be paused (it would never reach that end); a paused one set so
+-- earlier is ended by a resume once the period has passed
+-- (sql/src/subscriptions.sql).
+
+CREATE OR REPLACE FUNCTION payments.pay_pause_subscription(
+	subscription_id bigint,
+	idempotency_key text DEFAULT NULL)
+	RETURNS payments.subscriptions
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	s payments.subscriptions := payments._find_subscription(pay_pause_subscription.subscription_id, true);
+	idem payments.idempotency_keys := payments._idempotency_claim(s.merchant_id,
+		pay_pause_subscription.idempotency_key, 'pause_subscription', md5(jsonb_build_array(s.subscription_id)::text));
+	open_invoice bigint;
+	result payments.subscriptions;
+BEGIN
+	IF idem.request_kind IS NOT NULL THEN
+		RETURN s;				-- applied once already
+	END IF;
+	IF s.status <> 'active' THEN
+		RAISE EXCEPTION 'cannot pause subscription % in status %', s.subscription_id, s.status
+			USING ERRCODE = '22Y20', HINT = 'Only an active subscription can be paused.';
+	END IF;
+	IF s.cancel_at_period_end THEN
+		-- paused, it would never reach the period end that cancels it
+		RAISE EXCEPTION 'cannot pause subscription % while it is set to cancel at the end of its period', s.subscription_id
+			USING ERRCODE = '22Y20',
+				DETAIL = 'A paused subscription is not renewed, so the billing run would never reach the period end that cancels it.',
+				HINT = 'Let it end at the period end, cancel it now, or undo the cancel first (pay_update_subscription with cancel_at_period_end => false).';
+	END IF;
+	SELECT i.invoice_id INTO open_invoice FROM payments.invoices i
+	WHERE i.merchant_id = s.merchant_id AND i.subscription_id = s.subscription_id AND i.status = 'open'
+	LIMIT 1;
+	IF open_invoice IS NOT NULL THEN
+		RAISE EXCEPTION 'cannot pause subscription % while its invoice % is open', s.subscription_id, open_invoice
+			USING ERRCODE = '22Y20', HINT = 'Pause it once the invoice is paid (its charge is on its way), or cancel it.';
+	END IF;
+	UPDATE payments.subscriptions x SET status = 'paused', paused_at = payments._billing_now(s.merchant_id),
+		next_renewal_at = NULL
+	WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id
+	RETURNING * INTO result;
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_pause_subscription(bigint, text) IS
+	'Pauses an active subscription: status paused, no renewal and no charge until pay_resume_subscription (next_renewal_at NULL). The period it is paused in stays paid and is not refunded. Refused (22Y20) in any other status, while an invoice of it is open, or while it is set to cancel at the end of its period (cancel_at_period_end). PT404 for an unknown or foreign id.';
+
+CREATE OR REPLACE FUNCTION payments.pay_resume_subscription(
+	subscription_id bigint,
+	idempotency_key text DEFAULT NULL)
+	RETURNS payments.subscriptions
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	s payments.subscriptions := payments._find_subscription(pay_resume_subscription.subscription_id, true);
+	idem payments.idempotency_keys := payments._idempotency_claim(s.merchant_id,
+		pay_resume_subscription.idempotency_key, 'resume_subscription', md5(jsonb_build_array(s.subscription_id)::text));
+	now_ timestamptz := payments._billing_now(s.merchant_id);
+	n integer;
+	ps timestamptz;
+	pe timestamptz;
+	result payments.subscriptions;
+	inv payments.invoices;
+BEGIN
+	IF idem.request_kind IS NOT NULL THEN
+		RETURN s;				-- applied once already
+	END IF;
+	IF s.status <> 'paused' THEN
+		RAISE EXCEPTION 'cannot resume subscription % in status %', s.subscription_id, s.status
+			USING ERRCODE = '22Y20', HINT = 'Only a paused subscription can be resumed.';
+	END IF;
+	-- the anchor is kept: the period containing now becomes current
+	n := payments._period_index_at(s.billing_anchor, s.time_zone, s.interval_unit, s.interval_count, now_);
+	IF s.cancel_at_period_end AND n > s.current_period_index THEN
+		-- set to cancel at the end of a period that has passed meanwhile
+		-- (paused before pausing refused that): it ended then, nothing charged
+		UPDATE payments.subscriptions x SET status = 'canceled', paused_at = NULL, next_renewal_at = NULL,
+			canceled_at = coalesce(x.canceled_at, now_), ended_at = x.current_period_end
+		WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id
+		RETURNING * INTO result;
+		PERFORM payments._close_pending_items(s.merchant_id, s.subscription_id, 'canceled_at_period_end', true);
+		RETURN result;
+	END IF;
+	IF n <= s.current_period_index THEN
+		-- resumed within the period it was paused in: that period is paid
+		UPDATE payments.subscriptions x SET status = 'active', paused_at = NULL,
+			next_renewal_at = x.current_period_end
+		WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id
+		RETURNING * INTO result;
+		RETURN result;
+	END IF;
+	ps := payments._period_start(s.billing_anchor, s.time_zone, s.interval_unit, s.interval_count, n);
+	pe := payments._period_start(s.billing_anchor, s.time_zone, s.interval_unit, s.interval_count, n + 1);
+	UPDATE payments.subscriptions x SET status = 'active', paused_at = NULL, current_period_index = n,
+		current_period_start = ps, current_period_end = pe, next_renewal_at = pe
+	WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id
+	RETURNING * INTO result;
+	-- the rest of this period, prorated, invoiced and charged now
+	inv := payments._issue_invoice(s.merchant_id, s.subscription_id, 'renewal', n, now_, pe,
+		jsonb_build_array(payments._period_line(result, ps, pe, now_)));
+	SELECT * INTO result FROM payments.subscriptions x
+	WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id;
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_resume_subscription(bigint, text) IS
+	'Resumes a paused subscription: status active; the billing anchor is kept, so the period containing the resume time becomes current (its number counted from the anchor) and the part of it left is invoiced and charged at once, prorated (a resume within the period it was paused in charges nothing: that period was paid). A subscription set to cancel at the end of its period (possible only before pausing such a one was refused) whose period has ended meanwhile is canceled instead, ended at that period end, nothing more charged. Refused (22Y20) unless paused. PT404 for an unknown or foreign id.';
+
+------------------------------------------------------------------------------
+-- h-idem-replay: a call repeated with its idempotency key returns what the
+-- first one made whatever changed since: the key is looked up before the
+-- checks against the current state (inactive plan, method not active,
+-- subscription ended, customer deleted) in pay_create_subscription,
+-- pay_update_subscription, pay_update_customer and pay_save_payment_method
+-- (sql/src/subscriptions.sql, customers.sql, payment_methods.sql).
+
+CREATE OR REPLACE FUNCTION payments.pay_create_subscription(
+	customer_id bigint,
+	plan_id bigint DEFAULT NULL,
+	price payments.pay_amount DEFAULT NULL,
+	interval_unit text DEFAULT NULL,
+	interval_count integer DEFAULT NULL,
+	quantity integer DEFAULT 1,
+	payment_method_id bigint DEFAULT NULL,
+	trial_days integer DEFAULT NULL,
+	billing_anchor timestamp DEFAULT NULL,
+	time_zone text DEFAULT 'UTC',
+	metadata jsonb DEFAULT NULL,
+	idempotency_key text DEFAULT NULL,
+	correlation_id text DEFAULT NULL)
+	RETURNS payments.subscriptions
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	c payments.customers;
+	m bigint := payments.pay_current_merchant();
+	corr text := payments._correlation_id(pay_create_subscription.correlation_id);
+	p payments.plans;
+	unit_ payments.pay_amount;
+	iunit text;
+	icount integer;
+	trial integer;
+	idem payments.idempotency_keys;
+	now_ timestamptz;
+	anchor timestamp;
+	n integer;
+	ps timestamptz;
+	pe timestamptz;
+	s payments.subscriptions;
+	inv payments.invoices;
+BEGIN
+	-- a repeated call returns what the first one made, whatever changed
+	-- since (the plan made inactive, the card deleted): the key is looked
+	-- up before anything is checked against the current state
+	idem := payments._idempotency_claim(m, pay_create_subscription.idempotency_key, 'create_subscription',
+		md5(jsonb_build_array(pay_create_subscription.customer_id, pay_create_subscription.plan_id,
+			pay_create_subscription.price::text,
+			pay_create_subscription.interval_unit, pay_create_subscription.interval_count,
+			pay_create_subscription.quantity, pay_create_subscription.payment_method_id,
+			pay_create_subscription.trial_days, pay_create_subscription.billing_anchor,
+			pay_create_subscription.time_zone, pay_create_subscription.metadata)::text));
+	IF idem.request_kind IS NOT NULL THEN
+		SELECT * INTO s FROM payments.subscriptions x
+		WHERE x.merchant_id = m AND x.idempotency_key = pay_create_subscription.idempotency_key;
+		RETURN s;
+	END IF;
+	c := payments._share_customer(pay_create_subscription.customer_id);
+	IF (pay_create_subscription.plan_id IS NULL) = (pay_create_subscription.price IS NULL) THEN
+		RAISE EXCEPTION 'exactly one of plan_id and price is required'
+			USING ERRCODE = '22023', HINT = 'Subscribe to a plan (plan_id), or give an explicit price with interval_unit and interval_count.';
+	END IF;
+	IF pay_create_subscription.plan_id IS NOT NULL THEN
+		p := payments._find_plan(pay_create_subscription.plan_id);
+		IF NOT p.active THEN
+			RAISE EXCEPTION 'plan % is inactive', p.plan_id
+				USING ERRCODE = '22Y20', HINT = 'Inactive plans take no new subscriptions; make it active again (pay_update_plan) or use another.';
+		END IF;
+		IF coalesce(pay_create_subscription.interval_unit, p.interval_unit) <> p.interval_unit
+				OR coalesce(pay_create_subscription.interval_count, p.interval_count) <> p.interval_count THEN
+			RAISE EXCEPTION 'a subscription to plan % is billed every % %', p.plan_id, p.interval_count, p.interval_unit
+				USING ERRCODE = '22023', HINT = 'Leave interval_unit and interval_count out with a plan, or give a price instead of the plan.';
+		END IF;
+		unit_ := p.amount;
+		iunit := p.interval_unit;
+		icount := p.interval_count;
+	ELSE
+		PERFORM payments._check_price(pay_create_subscription.price, 'price');
+		IF pay_create_subscription.interval_unit IS NULL THEN
+			RAISE EXCEPTION 'interval_unit is required with a price'
+				USING ERRCODE = '22023', HINT = 'Pass interval_unit => ''month'' (day, week, month or year) and, if not 1, interval_count.';
+		END IF;
+		unit_ := pay_create_subscription.price;
+		iunit := pay_create_subscription.interval_unit;
+		icount := coalesce(pay_create_subscription.interval_count, 1);
+	END IF;
+	PERFORM payments._check_billing_interval(iunit, icount);
+	IF pay_create_subscription.quantity IS NULL OR pay_create_subscription.quantity NOT BETWEEN 1 AND 100000 THEN
+		RAISE EXCEPTION 'quantity must be between 1 and 100000' USING ERRCODE = '22023';
+	END IF;
+	PERFORM payments._check_gateway_input(unit_ * pay_create_subscription.quantity, NULL, NULL, corr);
+	trial := coalesce(pay_create_subscription.trial_days, p.trial_days, 0);
+	IF trial NOT BETWEEN 0 AND 730 THEN
+		RAISE EXCEPTION 'trial_days must be between 0 and 730' USING ERRCODE = '22023';
+	END IF;
+	PERFORM payments._check_time_zone(pay_create_subscription.time_zone);
+	PERFORM payments._check_metadata(pay_create_subscription.metadata);
+	IF pay_create_subscription.billing_anchor IS NOT NULL THEN
+		IF NOT isfinite(pay_create_subscription.billing_anchor) THEN
+			RAISE EXCEPTION 'billing_anchor must be a finite time' USING ERRCODE = '22023';
+		END IF;
+		IF trial > 0 THEN
+			RAISE EXCEPTION 'billing_anchor cannot be combined with a trial'
+				USING ERRCODE = '22023',
+					DETAIL = 'A subscription with a trial is billed from the end of its trial: that is its anchor.',
+					HINT = 'Pass trial_days => 0 to bill from the anchor given.';
+		END IF;
+	END IF;
+	-- the method charged: the one named (the customer's, active), else the
+	-- customer's active default; a trial may start without one
+	IF pay_create_subscription.payment_method_id IS NOT NULL THEN
+		PERFORM payments._stored_method_for_payment(c.customer_id, pay_create_subscription.payment_method_id, 0);
+	ELSIF trial = 0 AND NOT EXISTS (SELECT 1 FROM payments.payment_methods x
+			WHERE x.merchant_id = m AND x.customer_id = c.customer_id AND x.is_default AND x.status = 'active') THEN
+		RAISE EXCEPTION 'customer % has no usable payment method', c.customer_id
+			USING ERRCODE = '22Y22',
+				DETAIL = 'A subscription without a trial is charged at once; the customer has no active default method.',
+				HINT = 'Save one (pay_save_payment_method) and wait until it is active (pay_wait_payment_method), or pass payment_method_id.';
+	END IF;
+
+	now_ := payments._billing_now(m);
+	IF trial > 0 THEN
+		-- trialing: period -1 is the trial; the anchor is its end, local
+		anchor := (now_ AT TIME ZONE pay_create_subscription.time_zone) + make_interval(days => trial);
+		pe := anchor AT TIME ZONE pay_create_subscription.time_zone;
+		INSERT INTO payments.subscriptions (merchant_id, customer_id, plan_id, status, unit_amount, quantity,
+			interval_unit, interval_count, payment_method_id, time_zone, billing_anchor,
+			current_period_index, current_period_start, current_period_end, trial_end, next_renewal_at,
+			metadata, idempotency_key, correlation_id)
+		VALUES (m, c.customer_id, p.plan_id, 'trialing', unit_, pay_create_subscription.quantity,
+			iunit, icount, pay_create_subscription.payment_method_id, pay_create_subscription.time_zone, anchor,
+			-1, now_, pe, pe, pe,
+			coalesce(pay_create_subscription.metadata, '{}'), pay_create_subscription.idempotency_key, corr)
+		RETURNING * INTO s;
+		RETURN s;
+	END IF;
+
+	-- incomplete: the period containing now is current (period 0 from now
+	-- when no anchor is given); its first invoice is issued and charged now,
+	-- for the part of the period left when the anchor is elsewhere
+	IF pay_create_subscription.billing_anchor IS NULL THEN
+		anchor := now_ AT TIME ZONE pay_create_subscription.time_zone;
+		n := 0;
+		ps := now_;
+	ELSE
+		anchor := pay_create_subscription.billing_anchor;
+		n := payments._period_index_at(anchor, pay_create_subscription.time_zone, iunit, icount, now_);
+		ps := payments._period_start(anchor, pay_create_subscription.time_zone, iunit, icount, n);
+	END IF;
+	pe := payments._period_start(anchor, pay_create_subscription.time_zone, iunit, icount, n + 1);
+	INSERT INTO payments.subscriptions (merchant_id, customer_id, plan_id, status, unit_amount, quantity,
+		interval_unit, interval_count, payment_method_id, time_zone, billing_anchor,
+		current_period_index, current_period_start, current_period_end, next_renewal_at,
+		metadata, idempotency_key, correlation_id)
+	VALUES (m, c.customer_id, p.plan_id, 'incomplete', unit_, pay_create_subscription.quantity,
+		iunit, icount, pay_create_subscription.payment_method_id, pay_create_subscription.time_zone, anchor,
+		-- the billing run expires it if its first invoice is not paid in time
+		n, ps, pe, now_ + payments._incomplete_expiry(),
+		coalesce(pay_create_subscription.metadata, '{}'), pay_create_subscription.idempotency_key, corr)
+	RETURNING * INTO s;
+	inv := payments._issue_invoice(m, s.subscription_id, 'first', n, now_, pe,
+		CASE WHEN now_ > ps THEN jsonb_build_array(payments._period_line(s, ps, pe, now_)) END);
+	IF inv.status = 'paid' THEN
+		-- nothing was due (a prorated part that rounds to zero)
+		UPDATE payments.subscriptions x SET status = 'active'
+		WHERE x.merchant_id = m AND x.subscription_id = s.subscription_id
+		RETURNING * INTO s;
+	END IF;
+	RETURN s;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_create_subscription(bigint, bigint, payments.pay_amount, text, integer, integer, bigint, integer, timestamp, text, jsonb, text, text) IS
+	'Subscribes a customer of the current merchant to a plan (plan_id) or an explicit price per period (price, interval_unit, interval_count), times quantity, charged to payment_method_id (NULL: the customer''s default at each charge). With a trial (trial_days, default the plan''s): status trialing until the trial''s end, which is the billing anchor; no payment method is needed yet. Without: status incomplete, and the first invoice of the current period is issued and charged in this transaction (the payment goes out after COMMIT; paid -> active): the customer must have an active default method or one named (22Y22 otherwise). billing_anchor is a local wall-clock time in time_zone (an IANA name; default now): the period containing now is current and its remaining part is invoiced, prorated. Errors: PT404 unknown or foreign customer, plan or method; 22Y20 deleted customer, inactive plan, method not active; 22023 bad input. A repeated call with the same idempotency_key and arguments returns the subscription the first one made, whatever changed since (PT409 for other arguments). Returns the subscription row.';
+
+CREATE OR REPLACE FUNCTION payments.pay_update_subscription(
+	subscription_id bigint,
+	payment_method_id bigint DEFAULT NULL,
+	metadata jsonb DEFAULT NULL,
+	cancel_at_period_end boolean DEFAULT NULL,
+	idempotency_key text DEFAULT NULL,
+	correlation_id text DEFAULT NULL)
+	RETURNS payments.subscriptions
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	s payments.subscriptions := payments._find_subscription(pay_update_subscription.subscription_id, true);
+	corr text := payments._correlation_id(pay_update_subscription.correlation_id);
+	idem payments.idempotency_keys;
+	now_ timestamptz := payments._billing_now(s.merchant_id);
+	result payments.subscriptions;
+BEGIN
+	IF pay_update_subscription.payment_method_id IS NULL AND pay_update_subscription.metadata IS NULL
+			AND pay_update_subscription.cancel_at_period_end IS NULL THEN
+		RAISE EXCEPTION 'nothing to update'
+			USING ERRCODE = '22023', HINT = 'Pass payment_method_id, metadata or cancel_at_period_end; pay_change_subscription changes the plan, price or quantity.';
+	END IF;
+	PERFORM payments._check_metadata(pay_update_subscription.metadata);
+	-- a repeated call returns, whatever changed since (the subscription
+	-- ended, the method deleted): the key first, then the current state
+	idem := payments._idempotency_claim(s.merchant_id, pay_update_subscription.idempotency_key, 'update_subscription',
+		md5(jsonb_build_array(s.subscription_id, pay_update_subscription.payment_method_id,
+			pay_update_subscription.metadata, pay_update_subscription.cancel_at_period_end)::text));
+	IF idem.request_kind IS NOT NULL THEN
+		RETURN s;				-- applied once already
+	END IF;
+	IF pay_update_subscription.payment_method_id IS NOT NULL OR pay_update_subscription.cancel_at_period_end IS NOT NULL THEN
+		PERFORM payments._require_not_ended(s, 'update');
+	END IF;
+	IF pay_update_subscription.payment_method_id IS NOT NULL THEN
+		PERFORM payments._stored_method_for_payment(s.customer_id, pay_update_subscription.payment_method_id, 0);
+	END IF;
+	IF pay_update_subscription.cancel_at_period_end AND NOT s.cancel_at_period_end THEN
+		PERFORM payments._require_cancellable_at_period_end(s);
+	END IF;
+	UPDATE payments.subscriptions x SET
+		payment_method_id = coalesce(pay_update_subscription.payment_method_id, x.payment_method_id),
+		metadata = coalesce(pay_update_subscription.metadata, x.metadata),
+		cancel_at_period_end = coalesce(pay_update_subscription.cancel_at_period_end, x.cancel_at_period_end),
+		canceled_at = CASE WHEN pay_update_subscription.cancel_at_period_end IS NULL
+				OR pay_update_subscription.cancel_at_period_end = x.cancel_at_period_end THEN x.canceled_at
+			WHEN pay_update_subscription.cancel_at_period_end THEN now_ END
+	WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id
+	RETURNING * INTO result;
+	INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
+	VALUES (s.merchant_id, 'subscription.updated', jsonb_build_object('subscription_id', s.subscription_id,
+		'customer_id', s.customer_id, 'status', s.status, 'payment_method_id', result.payment_method_id,
+		'cancel_at_period_end', result.cancel_at_period_end,
+		'fields', (SELECT coalesce(jsonb_agg(k), '[]') FROM unnest(ARRAY['payment_method_id', 'metadata', 'cancel_at_period_end'],
+			ARRAY[pay_update_subscription.payment_method_id IS NOT NULL, pay_update_subscription.metadata IS NOT NULL,
+				pay_update_subscription.cancel_at_period_end IS NOT NULL]) AS f(k, given) WHERE given)), corr);
+	-- a new card during dunning is tried at once (the billing side owns the
+	-- retry: payments._retry_open_invoice_now, billing.sql)
+	IF pay_update_subscription.payment_method_id IS NOT NULL
+			AND pay_update_subscription.payment_method_id IS DISTINCT FROM s.payment_method_id
+			AND s.status IN ('past_due', 'unpaid', 'incomplete')
+			AND EXISTS (SELECT 1 FROM payments.invoices i
+				WHERE i.merchant_id = s.merchant_id AND i.subscription_id = s.subscription_id
+					AND i.status = 'open' AND i.last_failure_code IS NOT NULL) THEN
+		PERFORM payments._retry_open_invoice_now(s.merchant_id, s.subscription_id);
+		SELECT * INTO result FROM payments.subscriptions x
+		WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id;
+	END IF;
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_update_subscription(bigint, bigint, jsonb, boolean, text, text) IS
+	'Changes a subscription''s payment method (the customer''s, active; during dunning - past_due, unpaid, or incomplete with a failed first charge - the open invoice is charged to it at once), metadata (replaced whole), or cancel_at_period_end (true: cancel when the period ends, as pay_cancel_subscription(at_period_end => true); false: undo that). NULL: unchanged. An ended subscription takes only metadata (22Y20). Writes a subscription.updated event naming the fields. PT404 for an unknown or foreign id.';
+
+CREATE OR REPLACE FUNCTION payments.pay_update_customer(
+	customer_id bigint,
+	email text DEFAULT NULL,
+	name text DEFAULT NULL,
+	external_ref text DEFAULT NULL,
+	billing jsonb DEFAULT NULL,
+	metadata jsonb DEFAULT NULL,
+	idempotency_key text DEFAULT NULL,
+	correlation_id text DEFAULT NULL)
+	RETURNS payments.customers
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	c payments.customers := payments._find_customer(pay_update_customer.customer_id, true);
+	corr text := payments._correlation_id(pay_update_customer.correlation_id);
+	idem payments.idempotency_keys;
+	result payments.customers;
+BEGIN
+	PERFORM payments._check_customer_input(pay_update_customer.email, pay_update_customer.name,
+		pay_update_customer.external_ref, pay_update_customer.billing, pay_update_customer.metadata, corr);
+	idem := payments._idempotency_claim(c.merchant_id, pay_update_customer.idempotency_key, 'update_customer',
+		md5(jsonb_build_array(pay_update_customer.customer_id, pay_update_customer.email,
+			pay_update_customer.name, pay_update_customer.external_ref, pay_update_customer.billing,
+			pay_update_customer.metadata)::text));
+	IF idem.request_kind IS NOT NULL THEN
+		RETURN c;				-- applied once already, even if deleted since
+	END IF;
+	PERFORM payments._find_customer(c.customer_id, false, false);	-- 22Y20 once deleted
+	UPDATE payments.customers u SET
+		email = coalesce(pay_update_customer.email, u.email),
+		name = coalesce(pay_update_customer.name, u.name),
+		external_ref = coalesce(pay_update_customer.external_ref, u.external_ref),
+		billing = coalesce(pay_update_customer.billing, u.billing),
+		metadata = coalesce(pay_update_customer.metadata, u.metadata),
+		updated_at = clock_timestamp()
+	WHERE u.merchant_id = c.merchant_id AND u.customer_id = c.customer_id
+	RETURNING * INTO result;
+	INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
+	VALUES (c.merchant_id, 'customer.updated', jsonb_build_object('customer_id', c.customer_id,
+		'fields', (SELECT jsonb_agg(k) FROM unnest(ARRAY['email', 'name', 'external_ref', 'billing', 'metadata'],
+			ARRAY[pay_update_customer.email IS NOT NULL, pay_update_customer.name IS NOT NULL,
+				pay_update_customer.external_ref IS NOT NULL, pay_update_customer.billing IS NOT NULL,
+				pay_update_customer.metadata IS NOT NULL]) AS x(k, given) WHERE given)), corr);
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_update_customer(bigint, text, text, text, jsonb, jsonb, text, text) IS
+	'Changes the fields given (NULL: unchanged) of a customer of the current merchant; billing and metadata are replaced whole. Writes a customer.updated event naming the fields. PT404 for an unknown or foreign id, 22Y20 for a deleted customer.';
+
+CREATE OR REPLACE FUNCTION payments.pay_save_payment_method(
+	customer_id bigint,
+	card payments.pay_card DEFAULT NULL,
+	opaque_data jsonb DEFAULT NULL,
+	payment_id bigint DEFAULT NULL,
+	validation_mode text DEFAULT 'liveMode',
+	make_default boolean DEFAULT true,
+	idempotency_key text DEFAULT NULL,
+	correlation_id text DEFAULT NULL)
+	RETURNS payments.payment_methods
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	c payments.customers := payments._find_customer(pay_save_payment_method.customer_id, true);
+	m bigint := c.merchant_id;
+	corr text := payments._correlation_id(pay_save_payment_method.correlation_id);
+	sources int := (card IS NOT NULL)::int + (opaque_data IS NOT NULL)::int
+		+ (pay_save_payment_method.payment_id IS NOT NULL)::int;
+	idem payments.idempotency_keys;
+	p payments.payments;
+	pm payments.payment_methods;
+	o payments.operations;
+	src text;
+	cname text;
+BEGIN
+	IF sources <> 1 THEN
+		RAISE EXCEPTION 'exactly one of card, opaque_data and payment_id is required'
+			USING ERRCODE = '22Y22', DETAIL = format('%s were given.', sources);
+	END IF;
+	IF validation_mode IS NULL OR validation_mode NOT IN ('none', 'testMode', 'liveMode') THEN
+		RAISE EXCEPTION 'validation_mode must be none, testMode or liveMode' USING ERRCODE = '22023',
+			HINT = 'none stores the card unchecked, testMode checks its form, liveMode authorizes $0.00 at the issuer.';
+	END IF;
+	IF opaque_data IS NOT NULL THEN
+		PERFORM payments._check_opaque_data(opaque_data);
+	END IF;
+	PERFORM payments._check_gateway_input(NULL, NULL, NULL, corr);
+	idem := payments._idempotency_claim(m, pay_save_payment_method.idempotency_key, 'save_payment_method',
+		md5(jsonb_build_array(c.customer_id, payments.pay_card_brand(card), payments.pay_card_last4(card),
+			payments.pay_card_exp_month(card), payments.pay_card_exp_year(card), opaque_data,
+			pay_save_payment_method.payment_id, validation_mode, make_default)::text));
+	IF idem.request_kind IS NOT NULL THEN
+		SELECT x.* INTO pm FROM payments.payment_methods x
+		JOIN payments.operations y ON y.merchant_id = x.merchant_id AND y.payment_method_id = x.payment_method_id
+		WHERE y.merchant_id = m AND y.operation_id = idem.operation_id;
+		RETURN pm;				-- even if the customer was deleted since
+	END IF;
+	PERFORM payments._find_customer(c.customer_id, false, false);	-- 22Y20 once deleted
+	IF pay_save_payment_method.payment_id IS NOT NULL THEN
+		src := 'payment';
+		p := payments._find_payment(pay_save_payment_method.payment_id);
+		IF p.gateway_trans_id IS NULL OR p.status NOT IN ('succeeded', 'requires_capture',
+				'partially_refunded', 'refunded') OR p.payment_method NOT IN ('card', 'opaque_data') THEN
+			RAISE EXCEPTION 'payment % cannot be saved as a payment method', p.payment_id
+				USING ERRCODE = '22Y20',
+					DETAIL = format('The payment is %s%s; only an approved card or Accept.js payment can be saved.',
+						p.status, CASE WHEN p.payment_method = 'profile' THEN ' and was made with a stored method' ELSE '' END);
+		END IF;
+	ELSIF card IS NOT NULL THEN
+		src := 'card';
+	ELSE
+		src := 'opaque_data';
+	END IF;
+	BEGIN
+		IF make_default THEN
+			UPDATE payments.payment_methods x SET is_default = false
+			WHERE x.merchant_id = m AND x.customer_id = c.customer_id AND x.is_default;
+		END IF;
+		INSERT INTO payments.payment_methods AS x (merchant_id, customer_id, source, validation_mode, is_default,
+			card_brand, card_last4, card_exp_month, card_exp_year, card_fingerprint, source_payment_id,
+			idempotency_key, correlation_id)
+		VALUES (m, c.customer_id, src, validation_mode, make_default,
+			coalesce(payments.pay_card_brand(card), p.card_brand), coalesce(payments.pay_card_last4(card), p.card_last4),
+			coalesce(payments.pay_card_exp_month(card), p.card_exp_month),
+			coalesce(payments.pay_card_exp_year(card), p.card_exp_year),
+			p.card_fingerprint, p.payment_id,
+			pay_save_payment_method.idempotency_key, corr)
+		RETURNING * INTO pm;
+	EXCEPTION WHEN unique_violation THEN
+		GET STACKED DIAGNOSTICS cname = CONSTRAINT_NAME;
+		PERFORM payments._default_conflict(cname, c.customer_id);
+		RAISE;
+	END;
+	o := payments._new_method_operation(m, 'save_method', pm.payment_method_id, c.customer_id, p.payment_id,
+		pay_save_payment_method.idempotency_key, corr);
+	IF card IS NOT NULL THEN
+		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
+		VALUES (m, o.operation_id, payments._card_sealed(card));
+	ELSIF opaque_data IS NOT NULL THEN
+		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
+		VALUES (m, o.operation_id, payments._opaque_data_sealed(opaque_data ->> 'dataDescriptor',
+			opaque_data ->> 'dataValue'));
+	END IF;
+	RETURN pm;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_save_payment_method(bigint, payments.pay_card, jsonb, bigint, text, boolean, text, text) IS
+	'Saves a payment method for a customer at the gateway: a card, Accept.js opaque data, or the card of an approved payment (payment_id). validation_mode: none, testMode or liveMode (a $0.00 authorization; default). Returns the method (status pending); the worker creates the gateway profile after COMMIT (active, or failed with the reason); pay_wait_payment_method waits for it.';
+
+------------------------------------------------------------------------------
+-- h-pending-default: a method made the default while still pending
+-- remembers the active default it replaced; a subscription's charge uses
+-- that one until the new method is active, and it is the default again if
+-- the save fails (a renewal during a card replacement was a final
+-- no_payment_method decline) (sql/src/payment_methods.sql, billing.sql,
+-- subscriptions.sql).
+
+ALTER TABLE payments.payment_methods ADD COLUMN replaced_default_id bigint;
+COMMENT ON COLUMN payments.payment_methods.replaced_default_id IS
+	'A method made the customer''s default while still pending: the active default it replaced. Charges of the customer''s default (subscriptions) use that one until this one is active; if this one''s save fails, that one is the default again.';
+
+CREATE OR REPLACE FUNCTION payments._usable_default_id(p_merchant_id bigint, p_customer_id bigint) RETURNS bigint
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+	SELECT CASE WHEN x.status = 'active' THEN x.payment_method_id ELSE x.replaced_default_id END
+	FROM payments.payment_methods x
+	WHERE x.merchant_id = p_merchant_id AND x.customer_id = p_customer_id AND x.is_default
+		AND x.status IN ('pending', 'active')
+	LIMIT 1
+	$$;
+COMMENT ON FUNCTION payments._usable_default_id(bigint, bigint) IS
+	'Internal: the customer''s active default payment method, or the active one a pending default replaced (NULL: none).';
+
+CREATE OR REPLACE FUNCTION payments._restore_replaced_default() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+BEGIN
+	UPDATE payments.payment_methods x SET is_default = true
+	WHERE x.merchant_id = NEW.merchant_id AND x.payment_method_id = NEW.replaced_default_id
+		AND x.customer_id = NEW.customer_id AND x.status = 'active' AND NOT x.is_default
+		AND NOT EXISTS (SELECT 1 FROM payments.payment_methods d
+			WHERE d.merchant_id = NEW.merchant_id AND d.customer_id = NEW.customer_id AND d.is_default
+				AND d.status IN ('pending', 'active'));
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION payments._restore_replaced_default() IS
+	'Trigger: a pending default whose save failed gives the default back to the active method it replaced (replaced_default_id), unless another is the default by then.';
+
+CREATE TRIGGER payment_methods_restore_default AFTER UPDATE OF status ON payments.payment_methods
+	FOR EACH ROW WHEN (OLD.status = 'pending' AND NEW.status = 'failed' AND OLD.is_default
+		AND NEW.replaced_default_id IS NOT NULL)
+	EXECUTE FUNCTION payments._restore_replaced_default();
+COMMENT ON TRIGGER payment_methods_restore_default ON payments.payment_methods IS
+	'A pending default whose save failed gives the default back to the method it replaced (payments._restore_replaced_default).';
+
+CREATE OR REPLACE FUNCTION payments.pay_save_payment_method(
+	customer_id bigint,
+	card payments.pay_card DEFAULT NULL,
+	opaque_data jsonb DEFAULT NULL,
+	payment_id bigint DEFAULT NULL,
+	validation_mode text DEFAULT 'liveMode',
+	make_default boolean DEFAULT true,
+	idempotency_key text DEFAULT NULL,
+	correlation_id text DEFAULT NULL)
+	RETURNS payments.payment_methods
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	c payments.customers := payments._find_customer(pay_save_payment_method.customer_id, true);
+	m bigint := c.merchant_id;
+	corr text := payments._correlation_id(pay_save_payment_method.correlation_id);
+	sources int := (card IS NOT NULL)::int + (opaque_data IS NOT NULL)::int
+		+ (pay_save_payment_method.payment_id IS NOT NULL)::int;
+	idem payments.idempotency_keys;
+	p payments.payments;
+	pm payments.payment_methods;
+	o payments.operations;
+	src text;
+	cname text;
+	replaced bigint;
+BEGIN
+	IF sources <> 1 THEN
+		RAISE EXCEPTION 'exactly one of card, opaque_data and payment_id is required'
+			USING ERRCODE = '22Y22', DETAIL = format('%s were given.', sources);
+	END IF;
+	IF validation_mode IS NULL OR validation_mode NOT IN ('none', 'testMode', 'liveMode') THEN
+		RAISE EXCEPTION 'validation_mode must be none, testMode or liveMode' USING ERRCODE = '22023',
+			HINT = 'none stores the card unchecked, testMode checks its form, liveMode authorizes $0.00 at the issuer.';
+	END IF;
+	IF opaque_data IS NOT NULL THEN
+		PERFORM payments._check_opaque_data(opaque_data);
+	END IF;
+	PERFORM payments._check_gateway_input(NULL, NULL, NULL, corr);
+	idem := payments._idempotency_claim(m, pay_save_payment_method.idempotency_key, 'save_payment_method',
+		md5(jsonb_build_array(c.customer_id, payments.pay_card_brand(card), payments.pay_card_last4(card),
+			payments.pay_card_exp_month(card), payments.pay_card_exp_year(card), opaque_data,
+			pay_save_payment_method.payment_id, validation_mode, make_default)::text));
+	IF idem.request_kind IS NOT NULL THEN
+		SELECT x.* INTO pm FROM payments.payment_methods x
+		JOIN payments.operations y ON y.merchant_id = x.merchant_id AND y.payment_method_id = x.payment_method_id
+		WHERE y.merchant_id = m AND y.operation_id = idem.operation_id;
+		RETURN pm;				-- even if the customer was deleted since
+	END IF;
+	PERFORM payments._find_customer(c.customer_id, false, false);	-- 22Y20 once deleted
+	IF pay_save_payment_method.payment_id IS NOT NULL THEN
+		src := 'payment';
+		p := payments._find_payment(pay_save_payment_method.payment_id);
+		IF p.gateway_trans_id IS NULL OR p.status NOT IN ('succeeded', 'requires_capture',
+				'partially_refunded', 'refunded') OR p.payment_method NOT IN ('card', 'opaque_data') THEN
+			RAISE EXCEPTION 'payment % cannot be saved as a payment method', p.payment_id
+				USING ERRCODE = '22Y20',
+					DETAIL = format('The payment is %s%s; only an approved card or Accept.js payment can be saved.',
+						p.status, CASE WHEN p.payment_method = 'profile' THEN ' and was made with a stored method' ELSE '' END);
+		END IF;
+	ELSIF card IS NOT NULL THEN
+		src := 'card';
+	ELSE
+		src := 'opaque_data';
+	END IF;
+	BEGIN
+		IF make_default THEN
+			-- the default it replaces stays the one charged until it is active
+			replaced := payments._usable_default_id(m, c.customer_id);
+			UPDATE payments.payment_methods x SET is_default = false
+			WHERE x.merchant_id = m AND x.customer_id = c.customer_id AND x.is_default;
+		END IF;
+		INSERT INTO payments.payment_methods AS x (merchant_id, customer_id, source, validation_mode, is_default,
+			card_brand, card_last4, card_exp_month, card_exp_year, card_fingerprint, source_payment_id,
+			idempotency_key, correlation_id, replaced_default_id)
+		VALUES (m, c.customer_id, src, validation_mode, make_default,
+			coalesce(payments.pay_card_brand(card), p.card_brand), coalesce(payments.pay_card_last4(card), p.card_last4),
+			coalesce(payments.pay_card_exp_month(card), p.card_exp_month),
+			coalesce(payments.pay_card_exp_year(card), p.card_exp_year),
+			p.card_fingerprint, p.payment_id,
+			pay_save_payment_method.idempotency_key, corr, replaced)
+		RETURNING * INTO pm;
+	EXCEPTION WHEN unique_violation THEN
+		GET STACKED DIAGNOSTICS cname = CONSTRAINT_NAME;
+		PERFORM payments._default_conflict(cname, c.customer_id);
+		RAISE;
+	END;
+	o := payments._new_method_operation(m, 'save_method', pm.payment_method_id, c.customer_id, p.payment_id,
+		pay_save_payment_method.idempotency_key, corr);
+	IF card IS NOT NULL THEN
+		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
+		VALUES (m, o.operation_id, payments._card_sealed(card));
+	ELSIF opaque_data IS NOT NULL THEN
+		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
+		VALUES (m, o.operation_id, payments._opaque_data_sealed(opaque_data ->> 'dataDescriptor',
+			opaque_data ->> 'dataValue'));
+	END IF;
+	RETURN pm;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_save_payment_method(bigint, payments.pay_card, jsonb, bigint, text, boolean, text, text) IS
+	'Saves a payment method for a customer at the gateway: a card, Accept.js opaque data, or the card of an approved payment (payment_id). validation_mode: none, testMode or liveMode (a $0.00 authorization; default). Returns the method (status pending); the worker creates the gateway profile after COMMIT (active, or failed with the reason); pay_wait_payment_method waits for it. make_default makes it the customer''s default at once; until it is active, charges of the customer''s default (subscriptions) use the active default it replaced, which is the default again if the save fails.';
+
+CREATE OR REPLACE FUNCTION payments.pay_set_default_payment_method(payment_method_id bigint,
+	idempotency_key text DEFAULT NULL, correlation_id text DEFAULT NULL)
+	RETURNS payments.payment_methods
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	pm payments.payment_methods := payments._find_payment_method(pay_set_default_payment_method.payment_method_id);
+	idem payments.idempotency_keys;
+	result payments.payment_methods;
+	cname text;
+	replaced bigint;
+BEGIN
+	-- the customer first, as pay_save_payment_method locks it: a default it
+	-- saves meanwhile is then seen, not a unique violation
+	PERFORM payments._find_customer(pm.customer_id, true);
+	pm := payments._find_payment_method(pm.payment_method_id, true);
+	idem := payments._idempotency_claim(pm.merchant_id,
+		pay_set_default_payment_method.idempotency_key, 'set_default_payment_method',
+		md5(jsonb_build_array(pm.payment_method_id)::text));
+	IF idem.request_kind IS NULL AND pm.status NOT IN ('pending', 'active') THEN
+		RAISE EXCEPTION 'cannot make payment method % in status % the default', pm.payment_method_id, pm.status
+			USING ERRCODE = '22Y20';
+	END IF;
+	IF NOT pm.is_default AND idem.request_kind IS NULL THEN
+		-- a pending one: the default it replaces stays the one charged until it is active
+		replaced := CASE WHEN pm.status = 'pending' THEN payments._usable_default_id(pm.merchant_id, pm.customer_id) END;
+		BEGIN
+			UPDATE payments.payment_methods x SET is_default = false
+			WHERE x.merchant_id = pm.merchant_id AND x.customer_id = pm.customer_id AND x.is_default;
+			UPDATE payments.payment_methods x SET is_default = true, replaced_default_id = replaced
+			WHERE x.merchant_id = pm.merchant_id AND x.payment_method_id = pm.payment_method_id;
+		EXCEPTION WHEN unique_violation THEN
+			GET STACKED DIAGNOSTICS cname = CONSTRAINT_NAME;
+			PERFORM payments._default_conflict(cname, pm.customer_id);
+			RAISE;
+		END;
+		INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
+		VALUES (pm.merchant_id, 'payment_method.default', jsonb_build_object('payment_method_id',
+			pm.payment_method_id, 'customer_id', pm.customer_id),
+			payments._correlation_id(pay_set_default_payment_method.correlation_id));
+	END IF;
+	SELECT * INTO result FROM payments.payment_methods x
+	WHERE x.merchant_id = pm.merchant_id AND x.payment_method_id = pm.payment_method_id;
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_set_default_payment_method(bigint, text, text) IS
+	'Makes a pending or active payment method its customer''s default (the one charged when a customer, not a method, is given). A pending one: until it is active, charges of the customer''s default (subscriptions) use the active default it replaced, which is the default again if the save fails. Writes a payment_method.default event.';
+
+CREATE OR REPLACE FUNCTION payments._invoice_payment_method(p_merchant_id bigint, p_customer_id bigint,
+	p_payment_method_id bigint)
+	RETURNS payments.payment_methods
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	pm payments.payment_methods;
+BEGIN
+	SELECT x.* INTO pm FROM payments.payment_methods x
+	WHERE x.merchant_id = p_merchant_id AND x.customer_id = p_customer_id AND x.status = 'active'
+		AND (x.payment_method_id = p_payment_method_id OR x.is_default)
+	ORDER BY x.payment_method_id = p_payment_method_id DESC NULLS LAST
+	LIMIT 1;
+	IF NOT FOUND THEN
+		SELECT r.* INTO pm FROM payments.payment_methods d
+		JOIN payments.payment_methods r ON r.merchant_id = d.merchant_id
+			AND r.payment_method_id = d.replaced_default_id AND r.customer_id = d.customer_id
+		WHERE d.merchant_id = p_merchant_id AND d.customer_id = p_customer_id AND d.is_default
+			AND d.status = 'pending' AND r.status = 'active';
+	END IF;
+	RETURN pm;
+END
+$$;
+COMMENT ON FUNCTION payments._invoice_payment_method(bigint, bigint, bigint) IS
+	'Internal: the payment method a subscription''s invoice is charged to: the subscription''s own (p_payment_method_id) while it is active, else the customer''s active default, or while that default is still pending the active one it replaced.';
+
+CREATE OR REPLACE FUNCTION payments.pay_create_subscription(
+	customer_id bigint,
+	plan_id bigint DEFAULT NULL,
+	price payments.pay_amount DEFAULT NULL,
+	interval_unit text DEFAULT NULL,
+	interval_count integer DEFAULT NULL,
+	quantity integer DEFAULT 1,
+	payment_method_id bigint DEFAULT NULL,
+	trial_days integer DEFAULT NULL,
+	billing_anchor timestamp DEFAULT NULL,
+	time_zone text DEFAULT 'UTC',
+	metadata jsonb DEFAULT NULL,
+	idempotency_key text DEFAULT NULL,
+	correlation_id text DEFAULT NULL)
+	RETURNS payments.subscriptions
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	c payments.customers;
+	m bigint := payments.pay_current_merchant();
+	corr text := payments._correlation_id(pay_create_subscription.correlation_id);
+	p payments.plans;
+	unit_ payments.pay_amount;
+	iunit text;
+	icount integer;
+	trial integer;
+	idem payments.idempotency_keys;
+	now_ timestamptz;
+	anchor timestamp;
+	n integer;
+	ps timestamptz;
+	pe timestamptz;
+	s payments.subscriptions;
+	inv payments.invoices;
+BEGIN
+	-- a repeated call returns what the first one made, whatever changed
+	-- since (the plan made inactive, the card deleted): the key is looked
+	-- up before anything is checked against the current state
+	idem := payments._idempotency_claim(m, pay_create_subscription.idempotency_key, 'create_subscription',
+		md5(jsonb_build_array(pay_create_subscription.customer_id, pay_create_subscription.plan_id,
+			pay_create_subscription.price::text,
+			pay_create_subscription.interval_unit, pay_create_subscription.interval_count,
+			pay_create_subscription.quantity, pay_create_subscription.payment_method_id,
+			pay_create_subscription.trial_days, pay_create_subscription.billing_anchor,
+			pay_create_subscription.time_zone, pay_create_subscription.metadata)::text));
+	IF idem.request_kind IS NOT NULL THEN
+		SELECT * INTO s FROM payments.subscriptions x
+		WHERE x.merchant_id = m AND x.idempotency_key = pay_create_subscription.idempotency_key;
+		RETURN s;
+	END IF;
+	c := payments._share_customer(pay_create_subscription.customer_id);
+	IF (pay_create_subscription.plan_id IS NULL) = (pay_create_subscription.price IS NULL) THEN
+		RAISE EXCEPTION 'exactly one of plan_id and price is required'
+			USING ERRCODE = '22023', HINT = 'Subscribe to a plan (plan_id), or give an explicit price with interval_unit and interval_count.';
+	END IF;
+	IF pay_create_subscription.plan_id IS NOT NULL THEN
+		p := payments._find_plan(pay_create_subscription.plan_id);
+		IF NOT p.active THEN
+			RAISE EXCEPTION 'plan % is inactive', p.plan_id
+				USING ERRCODE = '22Y20', HINT = 'Inactive plans take no new subscriptions; make it active again (pay_update_plan) or use another.';
+		END IF;
+		IF coalesce(pay_create_subscription.interval_unit, p.interval_unit) <> p.interval_unit
+				OR coalesce(pay_create_subscription.interval_count, p.interval_count) <> p.interval_count THEN
+			RAISE EXCEPTION 'a subscription to plan % is billed every % %', p.plan_id, p.interval_count, p.interval_unit
+				USING ERRCODE = '22023', HINT = 'Leave interval_unit and interval_count out with a plan, or give a price instead of the plan.';
+		END IF;
+		unit_ := p.amount;
+		iunit := p.interval_unit;
+		icount := p.interval_count;
+	ELSE
+		PERFORM payments._check_price(pay_create_subscription.price, 'price');
+		IF pay_create_subscription.interval_unit IS NULL THEN
+			RAISE EXCEPTION 'interval_unit is required with a price'
+				USING ERRCODE = '22023', HINT = 'Pass interval_unit => ''month'' (day, week, month or year) and, if not 1, interval_count.';
+		END IF;
+		unit_ := pay_create_subscription.price;
+		iunit := pay_create_subscription.interval_unit;
+		icount := coalesce(pay_create_subscription.interval_count, 1);
+	END IF;
+	PERFORM payments._check_billing_interval(iunit, icount);
+	IF pay_create_subscription.quantity IS NULL OR pay_create_subscription.quantity NOT BETWEEN 1 AND 100000 THEN
+		RAISE EXCEPTION 'quantity must be between 1 and 100000' USING ERRCODE = '22023';
+	END IF;
+	PERFORM payments._check_gateway_input(unit_ * pay_create_subscription.quantity, NULL, NULL, corr);
+	trial := coalesce(pay_create_subscription.trial_days, p.trial_days, 0);
+	IF trial NOT BETWEEN 0 AND 730 THEN
+		RAISE EXCEPTION 'trial_days must be between 0 and 730' USING ERRCODE = '22023';
+	END IF;
+	PERFORM payments._check_time_zone(pay_create_subscription.time_zone);
+	PERFORM payments._check_metadata(pay_create_subscription.metadata);
+	IF pay_create_subscription.billing_anchor IS NOT NULL THEN
+		IF NOT isfinite(pay_create_subscription.billing_anchor) THEN
+			RAISE EXCEPTION 'billing_anchor must be a finite time' USING ERRCODE = '22023';
+		END IF;
+		IF trial > 0 THEN
+			RAISE EXCEPTION 'billing_anchor cannot be combined with a trial'
+				USING ERRCODE = '22023',
+					DETAIL = 'A subscription with a trial is billed from the end of its trial: that is its anchor.',
+					HINT = 'Pass trial_days => 0 to bill from the anchor given.';
+		END IF;
+	END IF;
+	-- the method charged: the one named (the customer's, active), else the
+	-- customer's active default; a trial may start without one
+	IF pay_create_subscription.payment_method_id IS NOT NULL THEN
+		PERFORM payments._stored_method_for_payment(c.customer_id, pay_create_subscription.payment_method_id, 0);
+	ELSIF trial = 0
+			AND (payments._invoice_payment_method(m, c.customer_id, NULL)).payment_method_id IS NULL THEN
+		RAISE EXCEPTION 'customer % has no usable payment method', c.customer_id
+			USING ERRCODE = '22Y22',
+				DETAIL = 'A subscription without a trial is charged at once; the customer has no active default method.',
+				HINT = 'Save one (pay_save_payment_method) and wait until it is active (pay_wait_payment_method), or pass payment_method_id.';
+	END IF;
+
+	now_ := payments._billing_now(m);
+	IF trial > 0 THEN
+		-- trialing: period -1 is the trial; the anchor is its end, local
+		anchor := (now_ AT TIME ZONE pay_create_subscription.time_zone) + make_interval(days => trial);
+		pe := anchor AT TIME ZONE pay_create_subscription.time_zone;
+		INSERT INTO payments.subscriptions (merchant_id, customer_id, plan_id, status, unit_amount, quantity,
+			interval_unit, interval_count, payment_method_id, time_zone, billing_anchor,
+			current_period_index, current_period_start, current_period_end, trial_end, next_renewal_at,
+			metadata, idempotency_key, correlation_id)
+		VALUES (m, c.customer_id, p.plan_id, 'trialing', unit_, pay_create_subscription.quantity,
+			iunit, icount, pay_create_subscription.payment_method_id, pay_create_subscription.time_zone, anchor,
+			-1, now_, pe, pe, pe,
+			coalesce(pay_create_subscription.metadata, '{}'), pay_create_subscription.idempotency_key, corr)
+		RETURNING * INTO s;
+		RETURN s;
+	END IF;
+
+	-- incomplete: the period containing now is current (period 0 from now
+	-- when no anchor is given); its first invoice is issued and charged now,
+	-- for the part of the period left when the anchor is elsewhere
+	IF pay_create_subscription.billing_anchor IS NULL THEN
+		anchor := now_ AT TIME ZONE pay_create_subscription.time_zone;
+		n := 0;
+		ps := now_;
+	ELSE
+		anchor := pay_create_subscription.billing_anchor;
+		n := payments._period_index_at(anchor, pay_create_subscription.time_zone, iunit, icount, now_);
+		ps := payments._period_start(anchor, pay_create_subscription.time_zone, iunit, icount, n);
+	END IF;
+	pe := payments._period_start(anchor, pay_create_subscription.time_zone, iunit, icount, n + 1);
+	INSERT INTO payments.subscriptions (merchant_id, customer_id, plan_id, status, unit_amount, quantity,
+		interval_unit, interval_count, payment_method_id, time_zone, billing_anchor,
+		current_period_index, current_period_start, current_period_end, next_renewal_at,
+		metadata, idempotency_key, correlation_id)
+	VALUES (m, c.customer_id, p.plan_id, 'incomplete', unit_, pay_create_subscription.quantity,
+		iunit, icount, pay_create_subscription.payment_method_id, pay_create_subscription.time_zone, anchor,
+		-- the billing run expires it if its first invoice is not paid in time
+		n, ps, pe, now_ + payments._incomplete_expiry(),
+		coalesce(pay_create_subscription.metadata, '{}'), pay_create_subscription.idempotency_key, corr)
+	RETURNING * INTO s;
+	inv := payments._issue_invoice(m, s.subscription_id, 'first', n, now_, pe,
+		CASE WHEN now_ > ps THEN jsonb_build_array(payments._period_line(s, ps, pe, now_)) END);
+	IF inv.status = 'paid' THEN
+		-- nothing was due (a prorated part that rounds to zero)
+		UPDATE payments.subscriptions x SET status = 'active'
+		WHERE x.merchant_id = m AND x.subscription_id = s.subscription_id
+		RETURNING * INTO s;
+	END IF;
+	RETURN s;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_create_subscription(bigint, bigint, payments.pay_amount, text, integer, integer, bigint, integer, timestamp, text, jsonb, text, text) IS
+	'Subscribes a customer of the current merchant to a plan (plan_id) or an explicit price per period (price, interval_unit, interval_count), times quantity, charged to payment_method_id (NULL: the customer''s default at each charge). With a trial (trial_days, default the plan''s): status trialing until the trial''s end, which is the billing anchor; no payment method is needed yet. Without: status incomplete, and the first invoice of the current period is issued and charged in this transaction (the payment goes out after COMMIT; paid -> active): the customer must have an active default method or one named (22Y22 otherwise). billing_anchor is a local wall-clock time in time_zone (an IANA name; default now): the period containing now is current and its remaining part is invoiced, prorated. Errors: PT404 unknown or foreign customer, plan or method; 22Y20 deleted customer, inactive plan, method not active; 22023 bad input. A repeated call with the same idempotency_key and arguments returns the subscription the first one made, whatever changed since (PT409 for other arguments). Returns the subscription row.';
+
+------------------------------------------------------------------------------
+-- h-policy-reschedule: a new dunning policy applies to the retries already
+-- scheduled, as pay_set_dunning_policy's comment says (sql/src/billing.sql).
+
+CREATE OR REPLACE FUNCTION payments._reschedule_dunning(p_merchant_id bigint) RETURNS integer
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	c record;
+	s payments.subscriptions;
+	inv payments.invoices;
+	days integer[] := (payments._dunning_policy(p_merchant_id)).retry_days;
+	now_ timestamptz := payments._billing_now(p_merchant_id);
+	final_ boolean;
+	next_ timestamptz;
+	retry_no integer;
+	n integer := 0;
+BEGIN
+	FOR c IN
+		SELECT i.invoice_id, i.subscription_id FROM payments.invoices i
+		WHERE i.merchant_id = p_merchant_id AND i.status = 'open' AND i.next_attempt_at IS NOT NULL
+		ORDER BY i.invoice_id
+	LOOP
+		SELECT * INTO s FROM payments.subscriptions
+		WHERE merchant_id = p_merchant_id AND subscription_id = c.subscription_id
+		FOR UPDATE;
+		SELECT * INTO inv FROM payments.invoices
+		WHERE merchant_id = p_merchant_id AND invoice_id = c.invoice_id
+		FOR UPDATE;
+		CONTINUE WHEN inv.status <> 'open' OR inv.next_attempt_at IS NULL OR inv.first_failed_at IS NULL
+			OR s.status <> 'past_due';
+		final_ := payments._decline_is_final(inv.last_failure_code);
+		next_ := NULL;
+		retry_no := NULL;
+		IF final_ THEN
+			next_ := inv.first_failed_at + make_interval(days => days[cardinality(days)]);
+			IF next_ <= now_ THEN
+				next_ := NULL;
+			END IF;
+		ELSE
+			SELECT inv.first_failed_at + make_interval(days => d.day), d.n INTO next_, retry_no
+			FROM unnest(days) WITH ORDINALITY d(day, n)
+			WHERE inv.first_failed_at + make_interval(days => d.day) > now_
+			ORDER BY d.n
+			LIMIT 1;
+		END IF;
+		IF next_ IS NULL THEN
+			PERFORM payments._dunning_final_action(p_merchant_id, inv.invoice_id);
+			n := n + 1;
+		ELSIF next_ <> inv.next_attempt_at THEN
+			UPDATE payments.invoices SET next_attempt_at = next_
+			WHERE merchant_id = p_merchant_id AND invoice_id = inv.invoice_id;
+			n := n + 1;
+			IF NOT final_ THEN
+				PERFORM payments._billing_event(p_merchant_id, 'invoice.retry_scheduled', inv.payment_id,
+					jsonb_build_object('invoice_id', inv.invoice_id, 'subscription_id', inv.subscription_id,
+						'next_attempt_at', next_, 'retry', retry_no, 'retries', cardinality(days),
+						'reason', 'policy_changed'),
+					inv.correlation_id);
+			END IF;
+		END IF;
+	END LOOP;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION payments._reschedule_dunning(bigint) IS
+	'Internal: applies the merchant''s (new) dunning policy to the retries not yet made: each open invoice waiting for a retry is scheduled again from its first failure (invoice.retry_scheduled, reason policy_changed), or given the final action now when no retry day is left. Returns how many invoices changed.';
+
+CREATE OR REPLACE FUNCTION payments.pay_set_dunning_policy(retry_days integer[] DEFAULT NULL, final_action text DEFAULT NULL)
+	RETURNS payments.dunning_policies
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	m bigint := payments.pay_current_merchant();
+	cur payments.dunning_policies := payments._dunning_policy(m);
+	days integer[] := coalesce(pay_set_dunning_policy.retry_days, cur.retry_days);
+	action_ text := coalesce(pay_set_dunning_policy.final_action, cur.final_action);
+	r payments.dunning_policies;
+BEGIN
+	IF cardinality(days) > 10 OR array_position(days, NULL) IS NOT NULL
+		OR EXISTS (SELECT 1 FROM unnest(days) d WHERE d NOT BETWEEN 1 AND 366)
+		OR days IS DISTINCT FROM ARRAY(SELECT DISTINCT d FROM unnest(days) d ORDER BY d) THEN
+		RAISE EXCEPTION 'retry_days must be at most 10 increasing days between 1 and 366'
+			USING ERRCODE = '22023',
+				DETAIL = format('The retry_days given were %s.', days),
+				HINT = 'Days are counted from the first failed charge, e.g. ''{1,3,5,7}''; ''{}'' applies the final action at the first failure.';
+	END IF;
+	IF action_ NOT IN ('canceled', 'unpaid') THEN
+		RAISE EXCEPTION 'final_action must be canceled or unpaid'
+			USING ERRCODE = '22023', DETAIL = format('The final_action given was "%s".', left(action_, 64));
+	END IF;
+	INSERT INTO payments.dunning_policies AS d (merchant_id, retry_days, final_action)
+	VALUES (m, days, action_)
+	ON CONFLICT (merchant_id) DO UPDATE SET retry_days = EXCLUDED.retry_days,
+		final_action = EXCLUDED.final_action, updated_at = now()
+	RETURNING d.* INTO r;
+	-- the retries already scheduled follow the new policy too
+	PERFORM payments._reschedule_dunning(m);
+	RETURN r;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_set_dunning_policy(integer[], text) IS
+	'Sets the current merchant''s dunning policy (NULL: that part unchanged): retry_days, at most 10 increasing days (1-366) after a charge''s first failure on which it is tried again (''{}'': none), and final_action after the last one fails, canceled or unpaid. Applies to failures from now on and to retries not yet made: an invoice already waiting for a retry is scheduled again from its first failure by the new days (invoice.retry_scheduled, reason policy_changed), or given the (new) final action at once when no day is left. Returns the policy.';
+
+------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,
 -- payment_api.sql, privileges.sql).  Keep this block LAST: its privilege
 -- and row-security statements cover every function and tenant table made

@@ -75,7 +75,10 @@ COMMENT ON FUNCTION payments._dunning_policy(bigint) IS
 
 -- The stored payment method an invoice of a subscription is charged to:
 -- the subscription's own method while it is active, else the customer's
--- active default.  NULL fields when there is none.
+-- active default; while that default is a new method still being saved
+-- (pending), the active default it replaced (a card replacement does not
+-- leave the customer without a card for that while).  NULL fields when
+-- there is none.
 CREATE FUNCTION payments._invoice_payment_method(p_merchant_id bigint, p_customer_id bigint,
 	p_payment_method_id bigint)
 	RETURNS payments.payment_methods
@@ -90,11 +93,18 @@ BEGIN
 		AND (x.payment_method_id = p_payment_method_id OR x.is_default)
 	ORDER BY x.payment_method_id = p_payment_method_id DESC NULLS LAST
 	LIMIT 1;
+	IF NOT FOUND THEN
+		SELECT r.* INTO pm FROM payments.payment_methods d
+		JOIN payments.payment_methods r ON r.merchant_id = d.merchant_id
+			AND r.payment_method_id = d.replaced_default_id AND r.customer_id = d.customer_id
+		WHERE d.merchant_id = p_merchant_id AND d.customer_id = p_customer_id AND d.is_default
+			AND d.status = 'pending' AND r.status = 'active';
+	END IF;
 	RETURN pm;
 END
 $$;
 COMMENT ON FUNCTION payments._invoice_payment_method(bigint, bigint, bigint) IS
-	'Internal: the payment method a subscription''s invoice is charged to: the subscription''s own (p_payment_method_id) while it is active, else the customer''s active default.';
+	'Internal: the payment method a subscription''s invoice is charged to: the subscription''s own (p_payment_method_id) while it is active, else the customer''s active default, or while that default is still pending the active one it replaced.';
 
 ------------------------------------------------------------------------------
 -- One charge attempt of an invoice: a purchase of the subscription's payment
@@ -277,6 +287,95 @@ COMMENT ON FUNCTION payments._issue_invoice(bigint, bigint, text, integer, times
 	'Internal: issues a subscription''s invoice (kind first or renewal: one per period, an empty row when the period was invoiced already; proration: the lines given) with its pending prorations and credits, and makes its first charge (p_background: a billing run''s; an amount of zero is paid at once and activates the subscription; no usable payment method is a failed charge: dunning). The caller holds the subscription''s row lock.';
 
 ------------------------------------------------------------------------------
+-- A subscription that ends has no next invoice: its pending prorations and
+-- credits (payments.invoice_items, left by changes with proration
+-- next_invoice and by credits carried over) are closed on a final
+-- proration invoice of its last period, never left pending.  A net amount
+-- owed is charged at once (p_charge: a cancel now or at period end) or, for
+-- a subscription ended without a charge (p_charge false: its customer
+-- deleted, dunning exhausted), recorded as an uncollectible invoice; a net
+-- credit makes the invoice zero, paid, and is reported (nothing is
+-- refunded automatically: the event names the credit and the latest paid
+-- charge to refund it from).  subscription.pending_items_closed says what
+-- was done.  The caller holds the subscription's row lock and has ended it.
+------------------------------------------------------------------------------
+
+CREATE FUNCTION payments._close_pending_items(p_merchant_id bigint, p_subscription_id bigint,
+	p_reason text, p_charge boolean, p_background boolean DEFAULT false)
+	RETURNS payments.invoices
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	s payments.subscriptions;
+	lines jsonb;
+	net payments.pay_amount;
+	inv payments.invoices;
+	refundable bigint;
+	outcome text;
+	now_ timestamptz := payments._billing_now(p_merchant_id);
+BEGIN
+	SELECT * INTO STRICT s FROM payments.subscriptions x
+	WHERE x.merchant_id = p_merchant_id AND x.subscription_id = p_subscription_id;
+	PERFORM 1 FROM payments.invoice_items i
+	WHERE i.merchant_id = p_merchant_id AND i.subscription_id = p_subscription_id AND i.invoice_id IS NULL
+	FOR UPDATE;
+	SELECT jsonb_agg(jsonb_build_object('kind', i.kind, 'description', i.description,
+			'amount', i.amount::text, 'item_id', i.item_id) ORDER BY i.item_id),
+		sum(i.amount)
+	INTO lines, net
+	FROM payments.invoice_items i
+	WHERE i.merchant_id = p_merchant_id AND i.subscription_id = p_subscription_id AND i.invoice_id IS NULL;
+	IF lines IS NULL THEN
+		RETURN NULL;
+	END IF;
+	IF pay_minor_units(net) > 0 AND p_charge THEN
+		outcome := 'charged';
+		inv := payments._issue_invoice(p_merchant_id, p_subscription_id, 'proration', s.current_period_index,
+			s.current_period_start, s.current_period_end, lines, p_background);
+	ELSE
+		outcome := CASE WHEN pay_minor_units(net) > 0 THEN 'not_charged'
+			WHEN pay_minor_units(net) < 0 THEN 'credit_not_applied' ELSE 'nothing_due' END;
+		INSERT INTO payments.invoices (merchant_id, subscription_id, customer_id, kind, period_index,
+			period_start, period_end, amount, lines, correlation_id)
+		VALUES (p_merchant_id, p_subscription_id, s.customer_id, 'proration', s.current_period_index,
+			s.current_period_start, s.current_period_end,
+			CASE WHEN pay_minor_units(net) > 0 THEN net ELSE net * 0 END, lines, s.correlation_id)
+		RETURNING * INTO inv;
+		IF pay_minor_units(net) > 0 THEN
+			UPDATE payments.invoices SET status = 'uncollectible', closed_at = now_,
+				last_failure_code = p_reason,
+				last_failure_reason = 'Not charged: the subscription ended without a charge.'
+			WHERE merchant_id = p_merchant_id AND invoice_id = inv.invoice_id
+			RETURNING * INTO inv;
+		ELSE
+			UPDATE payments.invoices SET status = 'paid', paid_at = now_, closed_at = now_
+			WHERE merchant_id = p_merchant_id AND invoice_id = inv.invoice_id
+			RETURNING * INTO inv;
+		END IF;
+	END IF;
+	UPDATE payments.invoice_items SET invoice_id = inv.invoice_id
+	WHERE merchant_id = p_merchant_id AND subscription_id = p_subscription_id AND invoice_id IS NULL;
+	IF pay_minor_units(net) < 0 THEN
+		SELECT i.payment_id INTO refundable FROM payments.invoices i
+		WHERE i.merchant_id = p_merchant_id AND i.subscription_id = p_subscription_id
+			AND i.status = 'paid' AND i.payment_id IS NOT NULL
+		ORDER BY i.paid_at DESC, i.invoice_id DESC
+		LIMIT 1;
+	END IF;
+	PERFORM payments._billing_event(p_merchant_id, 'subscription.pending_items_closed', inv.payment_id,
+		jsonb_build_object('subscription_id', p_subscription_id, 'customer_id', s.customer_id,
+			'invoice_id', inv.invoice_id, 'reason', p_reason, 'outcome', outcome, 'net_amount', net,
+			'credit', CASE WHEN pay_minor_units(net) < 0 THEN (- net)::text END,
+			'refundable_payment_id', refundable),
+		s.correlation_id);
+	RETURN inv;
+END
+$$;
+COMMENT ON FUNCTION payments._close_pending_items(bigint, bigint, text, boolean, boolean) IS
+	'Internal: when a subscription ends, closes its pending invoice items on a final proration invoice of its last period: a net amount owed is charged (p_charge; p_background: a billing run''s) or recorded uncollectible (not p_charge, failure code p_reason); a net credit makes it zero and paid and is reported, with the latest paid charge to refund it from. Writes subscription.pending_items_closed. Returns the invoice, or NULL when nothing was pending. The caller holds the subscription''s row lock and has ended it.';
+
+------------------------------------------------------------------------------
 -- The outcome of a charge: what a paid or failed invoice does to its
 -- subscription, the dunning schedule and its final action.
 ------------------------------------------------------------------------------
@@ -284,7 +383,8 @@ COMMENT ON FUNCTION payments._issue_invoice(bigint, bigint, text, integer, times
 -- A billing step that is not a status change (the status triggers write
 -- those): invoice.payment_failed, invoice.retry_scheduled,
 -- invoice.retry_attempted, invoice.payment_after_close,
--- subscription.renewed, subscription.dunning_exhausted.
+-- subscription.renewed, subscription.dunning_exhausted,
+-- subscription.pending_items_closed.
 CREATE FUNCTION payments._billing_event(p_merchant_id bigint, p_event_type text, p_payment_id bigint,
 	p_data jsonb, p_correlation_id text)
 	RETURNS void
@@ -297,29 +397,61 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments._billing_event(bigint, text, bigint, jsonb, text) IS
-	'Internal: writes a billing event that is not a status change (invoice.payment_failed, invoice.retry_scheduled, invoice.retry_attempted, invoice.payment_after_close, subscription.renewed, subscription.dunning_exhausted).';
+	'Internal: writes a billing event that is not a status change (invoice.payment_failed, invoice.retry_scheduled, invoice.retry_attempted, invoice.payment_after_close, subscription.renewed, subscription.dunning_exhausted, subscription.pending_items_closed).';
 
 -- An invoice of the subscription was paid: an incomplete, past-due or
 -- unpaid subscription (or one whose trial has ended) becomes active again,
--- unless another of its invoices is still in dunning; its next renewal is
--- the end of its current period.  The caller holds the subscription's lock.
+-- unless another of its invoices is still in dunning.  Its next renewal is
+-- the end of its current period: a past_due one was served meanwhile, so a
+-- period that ended while it was past due is renewed (and invoiced) by the
+-- next billing run.  An unpaid one was kept, not renewed: it resumes as
+-- pay_resume_subscription does, the periods it spent unpaid never billed;
+-- the period containing now becomes current (the anchor kept) and the part
+-- of it left is invoiced and charged at once, prorated, with its pending
+-- prorations.  The caller holds the subscription's lock.
 CREATE FUNCTION payments._subscription_invoice_paid(p_merchant_id bigint, p_subscription_id bigint)
 	RETURNS void
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
+DECLARE
+	s payments.subscriptions;
+	now_ timestamptz;
+	n integer;
+	ps timestamptz;
+	pe timestamptz;
 BEGIN
-	UPDATE payments.subscriptions s SET status = 'active', next_renewal_at = s.current_period_end
-	WHERE s.merchant_id = p_merchant_id AND s.subscription_id = p_subscription_id
-		AND (s.status IN ('incomplete', 'past_due', 'unpaid')
-			OR (s.status = 'trialing' AND s.current_period_index >= 0))
+	SELECT * INTO s FROM payments.subscriptions x
+	WHERE x.merchant_id = p_merchant_id AND x.subscription_id = p_subscription_id
+		AND (x.status IN ('incomplete', 'past_due', 'unpaid')
+			OR (x.status = 'trialing' AND x.current_period_index >= 0))
 		AND NOT EXISTS (SELECT 1 FROM payments.invoices i
-			WHERE i.merchant_id = s.merchant_id AND i.subscription_id = s.subscription_id
+			WHERE i.merchant_id = x.merchant_id AND i.subscription_id = x.subscription_id
 				AND i.status = 'open' AND i.first_failed_at IS NOT NULL);
+	IF NOT FOUND THEN
+		RETURN;
+	END IF;
+	IF s.status = 'unpaid' THEN
+		now_ := payments._billing_now(p_merchant_id);
+		n := payments._period_index_at(s.billing_anchor, s.time_zone, s.interval_unit, s.interval_count, now_);
+		IF n > s.current_period_index THEN
+			ps := payments._period_start(s.billing_anchor, s.time_zone, s.interval_unit, s.interval_count, n);
+			pe := payments._period_start(s.billing_anchor, s.time_zone, s.interval_unit, s.interval_count, n + 1);
+			UPDATE payments.subscriptions x SET status = 'active', current_period_index = n,
+				current_period_start = ps, current_period_end = pe, next_renewal_at = pe
+			WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id
+			RETURNING * INTO s;
+			PERFORM payments._issue_invoice(s.merchant_id, s.subscription_id, 'renewal', n, now_, pe,
+				jsonb_build_array(payments._period_line(s, ps, pe, now_)));
+			RETURN;
+		END IF;
+	END IF;
+	UPDATE payments.subscriptions x SET status = 'active', next_renewal_at = x.current_period_end
+	WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id;
 END
 $$;
 COMMENT ON FUNCTION payments._subscription_invoice_paid(bigint, bigint) IS
-	'Internal: after an invoice was paid, an incomplete, past_due or unpaid subscription (or a trialing one whose trial has ended) becomes active with its next renewal at the end of its period, unless another of its invoices is still in dunning. The caller holds the subscription''s lock.';
+	'Internal: after an invoice was paid, an incomplete, past_due or unpaid subscription (or a trialing one whose trial has ended) becomes active, unless another of its invoices is still in dunning: with its next renewal at the end of its current period (past_due: a period that ended meanwhile is renewed by the next run); an unpaid one resumes in the period containing now, whose remaining part is invoiced and charged at once, prorated (the periods it spent unpaid are not billed). The caller holds the subscription''s lock.';
 
 -- The final action of dunning: the invoice is uncollectible and the
 -- subscription becomes what the merchant's policy says (canceled, ended
@@ -348,6 +480,10 @@ BEGIN
 	WHERE x.merchant_id = p_merchant_id AND x.subscription_id = inv.subscription_id
 		AND x.status IN ('past_due', 'unpaid') AND x.status <> action_
 	RETURNING * INTO s;
+	IF s.status = 'canceled' THEN
+		-- ended: its pending prorations are closed, not charged
+		PERFORM payments._close_pending_items(p_merchant_id, s.subscription_id, 'dunning_exhausted', false);
+	END IF;
 	PERFORM payments._billing_event(p_merchant_id, 'subscription.dunning_exhausted', inv.payment_id,
 		jsonb_build_object('subscription_id', inv.subscription_id, 'invoice_id', inv.invoice_id,
 			'final_action', action_, 'attempt_count', inv.attempt_count,
@@ -356,7 +492,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments._dunning_final_action(bigint, bigint) IS
-	'Internal: dunning''s final action for an open invoice: uncollectible, and the past_due subscription canceled (ended now) or unpaid as the merchant''s policy says; writes subscription.dunning_exhausted. The caller holds the locks.';
+	'Internal: dunning''s final action for an open invoice: uncollectible, and the past_due subscription canceled (ended now; its pending invoice items closed on an uncollectible final invoice, not charged) or unpaid as the merchant''s policy says; writes subscription.dunning_exhausted. The caller holds the locks.';
 
 -- A charge of an invoice failed (p_payment_id; NULL: there was nothing to
 -- charge): the failure is recorded (the first one starts the schedule) and
@@ -408,6 +544,13 @@ BEGIN
 			'attempt_count', inv.attempt_count, 'failure_code', p_code, 'failure_reason', p_reason,
 			'retryable', NOT final_, 'first_failed_at', inv.first_failed_at),
 		inv.correlation_id);
+	IF inv.status = 'open' AND s.status IN ('canceled', 'incomplete_expired') THEN
+		-- an ended subscription has no dunning: its final invoice is not retried
+		UPDATE payments.invoices SET status = 'uncollectible', closed_at = now_
+		WHERE merchant_id = p_merchant_id AND invoice_id = p_invoice_id
+		RETURNING * INTO inv;
+		RETURN inv;
+	END IF;
 	IF inv.status <> 'open' OR (inv.kind = 'first' AND s.status = 'incomplete')
 		OR s.status NOT IN ('trialing', 'active', 'past_due') THEN
 		RETURN inv;
@@ -449,7 +592,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments._invoice_payment_failed(bigint, bigint, bigint, text, text) IS
-	'Internal: records a failed charge of an invoice (writes invoice.payment_failed) and applies dunning: a first invoice leaves the subscription incomplete; otherwise the subscription becomes past_due and the invoice is retried on the merchant''s next retry day counted from the first failure (invoice.retry_scheduled), or, after a final decline, waits for the schedule''s last day; with no day left, the final action. Locks the subscription, then the invoice.';
+	'Internal: records a failed charge of an invoice (writes invoice.payment_failed) and applies dunning: a first invoice leaves the subscription incomplete; otherwise the subscription becomes past_due and the invoice is retried on the merchant''s next retry day counted from the first failure (invoice.retry_scheduled), or, after a final decline, waits for the schedule''s last day; with no day left, the final action. An open invoice of an ended subscription (its final invoice) is not retried: uncollectible. Locks the subscription, then the invoice.';
 
 -- A charge of an invoice succeeded: the invoice is paid and its
 -- subscription active again (_subscription_invoice_paid).  A payment that
@@ -696,6 +839,9 @@ BEGIN
 			UPDATE payments.subscriptions SET status = 'canceled', next_renewal_at = NULL,
 				canceled_at = coalesce(canceled_at, now_), ended_at = s.next_renewal_at
 			WHERE merchant_id = s.merchant_id AND subscription_id = s.subscription_id;
+			-- no next invoice: the pending prorations go on a final one
+			PERFORM payments._close_pending_items(s.merchant_id, s.subscription_id, 'canceled_at_period_end',
+				true, true);
 		ELSE
 			idx := s.current_period_index + 1;
 			start_ := payments._period_start(s.billing_anchor, s.time_zone, s.interval_unit, s.interval_count, idx);
@@ -716,7 +862,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments._run_renewals(bigint, integer) IS
-	'Billing run (the billing process, pay_run_renewals): for at most p_limit subscriptions due by their merchant''s billing clock (one merchant, or NULL: all), oldest first, locked with SKIP LOCKED: incomplete ones past their deadline expire (first invoice void), cancel_at_period_end ones are canceled, trialing and active ones move to their next period and its renewal invoice is issued and charged. Returns how many subscriptions it handled.';
+	'Billing run (the billing process, pay_run_renewals): for at most p_limit subscriptions due by their merchant''s billing clock (one merchant, or NULL: all), oldest first, locked with SKIP LOCKED: incomplete ones past their deadline expire (first invoice void), cancel_at_period_end ones are canceled (their pending invoice items charged on a final invoice), trialing and active ones move to their next period and its renewal invoice is issued and charged. Returns how many subscriptions it handled.';
 
 -- Dunning: at next_attempt_at, for each open invoice: after a final
 -- decline the final action (its schedule's last day has come); else one
@@ -781,6 +927,77 @@ END
 $$;
 COMMENT ON FUNCTION payments._run_dunning(bigint, integer) IS
 	'Billing run (the billing process, pay_run_dunning): for at most p_limit open invoices whose next attempt is due by their merchant''s billing clock (one merchant, or NULL: all), oldest first, subscriptions locked with SKIP LOCKED: one more charge (invoice.retry_attempted), or after a final decline the final action. Returns how many invoices it handled.';
+
+-- A new dunning policy applies to the retries not yet made: each open
+-- invoice of the merchant waiting for one (a past_due subscription's) is
+-- scheduled again from its first failure by the new retry_days, as
+-- _invoice_payment_failed would have (after a final decline: the last
+-- day); with no day left the final action applies now (the new one).  Locks
+-- each subscription, then its invoice.  Returns how many invoices changed.
+CREATE FUNCTION payments._reschedule_dunning(p_merchant_id bigint) RETURNS integer
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	c record;
+	s payments.subscriptions;
+	inv payments.invoices;
+	days integer[] := (payments._dunning_policy(p_merchant_id)).retry_days;
+	now_ timestamptz := payments._billing_now(p_merchant_id);
+	final_ boolean;
+	next_ timestamptz;
+	retry_no integer;
+	n integer := 0;
+BEGIN
+	FOR c IN
+		SELECT i.invoice_id, i.subscription_id FROM payments.invoices i
+		WHERE i.merchant_id = p_merchant_id AND i.status = 'open' AND i.next_attempt_at IS NOT NULL
+		ORDER BY i.invoice_id
+	LOOP
+		SELECT * INTO s FROM payments.subscriptions
+		WHERE merchant_id = p_merchant_id AND subscription_id = c.subscription_id
+		FOR UPDATE;
+		SELECT * INTO inv FROM payments.invoices
+		WHERE merchant_id = p_merchant_id AND invoice_id = c.invoice_id
+		FOR UPDATE;
+		CONTINUE WHEN inv.status <> 'open' OR inv.next_attempt_at IS NULL OR inv.first_failed_at IS NULL
+			OR s.status <> 'past_due';
+		final_ := payments._decline_is_final(inv.last_failure_code);
+		next_ := NULL;
+		retry_no := NULL;
+		IF final_ THEN
+			next_ := inv.first_failed_at + make_interval(days => days[cardinality(days)]);
+			IF next_ <= now_ THEN
+				next_ := NULL;
+			END IF;
+		ELSE
+			SELECT inv.first_failed_at + make_interval(days => d.day), d.n INTO next_, retry_no
+			FROM unnest(days) WITH ORDINALITY d(day, n)
+			WHERE inv.first_failed_at + make_interval(days => d.day) > now_
+			ORDER BY d.n
+			LIMIT 1;
+		END IF;
+		IF next_ IS NULL THEN
+			PERFORM payments._dunning_final_action(p_merchant_id, inv.invoice_id);
+			n := n + 1;
+		ELSIF next_ <> inv.next_attempt_at THEN
+			UPDATE payments.invoices SET next_attempt_at = next_
+			WHERE merchant_id = p_merchant_id AND invoice_id = inv.invoice_id;
+			n := n + 1;
+			IF NOT final_ THEN
+				PERFORM payments._billing_event(p_merchant_id, 'invoice.retry_scheduled', inv.payment_id,
+					jsonb_build_object('invoice_id', inv.invoice_id, 'subscription_id', inv.subscription_id,
+						'next_attempt_at', next_, 'retry', retry_no, 'retries', cardinality(days),
+						'reason', 'policy_changed'),
+					inv.correlation_id);
+			END IF;
+		END IF;
+	END LOOP;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION payments._reschedule_dunning(bigint) IS
+	'Internal: applies the merchant''s (new) dunning policy to the retries not yet made: each open invoice waiting for a retry is scheduled again from its first failure (invoice.retry_scheduled, reason policy_changed), or given the final action now when no retry day is left. Returns how many invoices changed.';
 
 ------------------------------------------------------------------------------
 -- The API: billing runs, the dunning policy, invoices.
@@ -863,11 +1080,13 @@ BEGIN
 	ON CONFLICT (merchant_id) DO UPDATE SET retry_days = EXCLUDED.retry_days,
 		final_action = EXCLUDED.final_action, updated_at = now()
 	RETURNING d.* INTO r;
+	-- the retries already scheduled follow the new policy too
+	PERFORM payments._reschedule_dunning(m);
 	RETURN r;
 END
 $$;
 COMMENT ON FUNCTION payments.pay_set_dunning_policy(integer[], text) IS
-	'Sets the current merchant''s dunning policy (NULL: that part unchanged): retry_days, at most 10 increasing days (1-366) after a charge''s first failure on which it is tried again (''{}'': none), and final_action after the last one fails, canceled or unpaid. Applies to failures from now on and to retries not yet made. Returns the policy.';
+	'Sets the current merchant''s dunning policy (NULL: that part unchanged): retry_days, at most 10 increasing days (1-366) after a charge''s first failure on which it is tried again (''{}'': none), and final_action after the last one fails, canceled or unpaid. Applies to failures from now on and to retries not yet made: an invoice already waiting for a retry is scheduled again from its first failure by the new days (invoice.retry_scheduled, reason policy_changed), or given the (new) final action at once when no day is left. Returns the policy.';
 
 CREATE FUNCTION payments.pay_get_invoice(invoice_id bigint) RETURNS payments.invoices
 	LANGUAGE plpgsql STABLE SECURITY DEFINER

@@ -239,7 +239,7 @@ CREATE FUNCTION payments.pay_update_customer(
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
-	c payments.customers := payments._find_customer(pay_update_customer.customer_id, true, false);
+	c payments.customers := payments._find_customer(pay_update_customer.customer_id, true);
 	corr text := payments._correlation_id(pay_update_customer.correlation_id);
 	idem payments.idempotency_keys;
 	result payments.customers;
@@ -251,8 +251,9 @@ BEGIN
 			pay_update_customer.name, pay_update_customer.external_ref, pay_update_customer.billing,
 			pay_update_customer.metadata)::text));
 	IF idem.request_kind IS NOT NULL THEN
-		RETURN c;				-- applied once already
+		RETURN c;				-- applied once already, even if deleted since
 	END IF;
+	PERFORM payments._find_customer(c.customer_id, false, false);	-- 22Y20 once deleted
 	UPDATE payments.customers u SET
 		email = coalesce(pay_update_customer.email, u.email),
 		name = coalesce(pay_update_customer.name, u.name),

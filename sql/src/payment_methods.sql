@@ -66,6 +66,8 @@ CREATE TABLE payments.payment_methods (
 	expiring_notified_at timestamptz,
 	created_at timestamptz NOT NULL DEFAULT now(),
 	updated_at timestamptz NOT NULL DEFAULT now(),
+	-- made the default while pending: the active default it replaced
+	replaced_default_id bigint,
 	PRIMARY KEY (merchant_id, payment_method_id),
 	FOREIGN KEY (merchant_id, customer_id) REFERENCES payments.customers
 );
@@ -77,6 +79,8 @@ CREATE INDEX payment_methods_expiry ON payments.payment_methods (card_exp_year, 
 	WHERE status = 'active';
 COMMENT ON TABLE payments.payment_methods IS
 	'Stored payment methods (Authorize.Net payment profiles under the customer''s profile): brand, last four, expiry, fingerprint, gateway ids and the original network transaction id. Card numbers are never stored.';
+COMMENT ON COLUMN payments.payment_methods.replaced_default_id IS
+	'A method made the customer''s default while still pending: the active default it replaced. Charges of the customer''s default (subscriptions) use that one until this one is active; if this one''s save fails, that one is the default again.';
 REVOKE ALL ON payments.payment_methods FROM PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('payments.payment_methods', '');
 SELECT pg_catalog.pg_extension_config_dump('payments.payment_methods_payment_method_id_seq', '');
@@ -172,6 +176,49 @@ $$;
 COMMENT ON FUNCTION payments._default_conflict(text, bigint) IS
 	'Internal: raises 40001 for a unique violation of payment_methods_one_default (a default another session committed after the snapshot); returns for any other constraint.';
 
+-- The customer's usable default, to remember when another method, still
+-- pending, becomes the default: the active default, or, when the default
+-- is itself pending, the active one that it replaced.
+CREATE FUNCTION payments._usable_default_id(p_merchant_id bigint, p_customer_id bigint) RETURNS bigint
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+	SELECT CASE WHEN x.status = 'active' THEN x.payment_method_id ELSE x.replaced_default_id END
+	FROM payments.payment_methods x
+	WHERE x.merchant_id = p_merchant_id AND x.customer_id = p_customer_id AND x.is_default
+		AND x.status IN ('pending', 'active')
+	LIMIT 1
+	$$;
+COMMENT ON FUNCTION payments._usable_default_id(bigint, bigint) IS
+	'Internal: the customer''s active default payment method, or the active one a pending default replaced (NULL: none).';
+
+-- A default whose save failed gives the default back to the active method
+-- it replaced (unless another was made the default meanwhile): a customer
+-- who replaces a card and whose new card is refused keeps the old one.
+CREATE FUNCTION payments._restore_replaced_default() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+BEGIN
+	UPDATE payments.payment_methods x SET is_default = true
+	WHERE x.merchant_id = NEW.merchant_id AND x.payment_method_id = NEW.replaced_default_id
+		AND x.customer_id = NEW.customer_id AND x.status = 'active' AND NOT x.is_default
+		AND NOT EXISTS (SELECT 1 FROM payments.payment_methods d
+			WHERE d.merchant_id = NEW.merchant_id AND d.customer_id = NEW.customer_id AND d.is_default
+				AND d.status IN ('pending', 'active'));
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION payments._restore_replaced_default() IS
+	'Trigger: a pending default whose save failed gives the default back to the active method it replaced (replaced_default_id), unless another is the default by then.';
+
+CREATE TRIGGER payment_methods_restore_default AFTER UPDATE OF status ON payments.payment_methods
+	FOR EACH ROW WHEN (OLD.status = 'pending' AND NEW.status = 'failed' AND OLD.is_default
+		AND NEW.replaced_default_id IS NOT NULL)
+	EXECUTE FUNCTION payments._restore_replaced_default();
+COMMENT ON TRIGGER payment_methods_restore_default ON payments.payment_methods IS
+	'A pending default whose save failed gives the default back to the method it replaced (payments._restore_replaced_default).';
+
 CREATE FUNCTION payments.pay_save_payment_method(
 	customer_id bigint,
 	card payments.pay_card DEFAULT NULL,
@@ -186,7 +233,7 @@ CREATE FUNCTION payments.pay_save_payment_method(
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
-	c payments.customers := payments._find_customer(pay_save_payment_method.customer_id, true, false);
+	c payments.customers := payments._find_customer(pay_save_payment_method.customer_id, true);
 	m bigint := c.merchant_id;
 	corr text := payments._correlation_id(pay_save_payment_method.correlation_id);
 	sources int := (card IS NOT NULL)::int + (opaque_data IS NOT NULL)::int
@@ -197,6 +244,7 @@ DECLARE
 	o payments.operations;
 	src text;
 	cname text;
+	replaced bigint;
 BEGIN
 	IF sources <> 1 THEN
 		RAISE EXCEPTION 'exactly one of card, opaque_data and payment_id is required'
@@ -218,8 +266,9 @@ BEGIN
 		SELECT x.* INTO pm FROM payments.payment_methods x
 		JOIN payments.operations y ON y.merchant_id = x.merchant_id AND y.payment_method_id = x.payment_method_id
 		WHERE y.merchant_id = m AND y.operation_id = idem.operation_id;
-		RETURN pm;
+		RETURN pm;				-- even if the customer was deleted since
 	END IF;
+	PERFORM payments._find_customer(c.customer_id, false, false);	-- 22Y20 once deleted
 	IF pay_save_payment_method.payment_id IS NOT NULL THEN
 		src := 'payment';
 		p := payments._find_payment(pay_save_payment_method.payment_id);
@@ -237,18 +286,20 @@ BEGIN
 	END IF;
 	BEGIN
 		IF make_default THEN
+			-- the default it replaces stays the one charged until it is active
+			replaced := payments._usable_default_id(m, c.customer_id);
 			UPDATE payments.payment_methods x SET is_default = false
 			WHERE x.merchant_id = m AND x.customer_id = c.customer_id AND x.is_default;
 		END IF;
 		INSERT INTO payments.payment_methods AS x (merchant_id, customer_id, source, validation_mode, is_default,
 			card_brand, card_last4, card_exp_month, card_exp_year, card_fingerprint, source_payment_id,
-			idempotency_key, correlation_id)
+			idempotency_key, correlation_id, replaced_default_id)
 		VALUES (m, c.customer_id, src, validation_mode, make_default,
 			coalesce(payments.pay_card_brand(card), p.card_brand), coalesce(payments.pay_card_last4(card), p.card_last4),
 			coalesce(payments.pay_card_exp_month(card), p.card_exp_month),
 			coalesce(payments.pay_card_exp_year(card), p.card_exp_year),
 			p.card_fingerprint, p.payment_id,
-			pay_save_payment_method.idempotency_key, corr)
+			pay_save_payment_method.idempotency_key, corr, replaced)
 		RETURNING * INTO pm;
 	EXCEPTION WHEN unique_violation THEN
 		GET STACKED DIAGNOSTICS cname = CONSTRAINT_NAME;
@@ -269,7 +320,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments.pay_save_payment_method(bigint, payments.pay_card, jsonb, bigint, text, boolean, text, text) IS
-	'Saves a payment method for a customer at the gateway: a card, Accept.js opaque data, or the card of an approved payment (payment_id). validation_mode: none, testMode or liveMode (a $0.00 authorization; default). Returns the method (status pending); the worker creates the gateway profile after COMMIT (active, or failed with the reason); pay_wait_payment_method waits for it.';
+	'Saves a payment method for a customer at the gateway: a card, Accept.js opaque data, or the card of an approved payment (payment_id). validation_mode: none, testMode or liveMode (a $0.00 authorization; default). Returns the method (status pending); the worker creates the gateway profile after COMMIT (active, or failed with the reason); pay_wait_payment_method waits for it. make_default makes it the customer''s default at once; until it is active, charges of the customer''s default (subscriptions) use the active default it replaced, which is the default again if the save fails.';
 
 CREATE FUNCTION payments.pay_wait_payment_method(payment_method_id bigint,
 	timeout interval DEFAULT '30 seconds')
@@ -333,6 +384,7 @@ DECLARE
 	idem payments.idempotency_keys;
 	result payments.payment_methods;
 	cname text;
+	replaced bigint;
 BEGIN
 	-- the customer first, as pay_save_payment_method locks it: a default it
 	-- saves meanwhile is then seen, not a unique violation
@@ -346,10 +398,12 @@ BEGIN
 			USING ERRCODE = '22Y20';
 	END IF;
 	IF NOT pm.is_default AND idem.request_kind IS NULL THEN
+		-- a pending one: the default it replaces stays the one charged until it is active
+		replaced := CASE WHEN pm.status = 'pending' THEN payments._usable_default_id(pm.merchant_id, pm.customer_id) END;
 		BEGIN
 			UPDATE payments.payment_methods x SET is_default = false
 			WHERE x.merchant_id = pm.merchant_id AND x.customer_id = pm.customer_id AND x.is_default;
-			UPDATE payments.payment_methods x SET is_default = true
+			UPDATE payments.payment_methods x SET is_default = true, replaced_default_id = replaced
 			WHERE x.merchant_id = pm.merchant_id AND x.payment_method_id = pm.payment_method_id;
 		EXCEPTION WHEN unique_violation THEN
 			GET STACKED DIAGNOSTICS cname = CONSTRAINT_NAME;
@@ -367,7 +421,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments.pay_set_default_payment_method(bigint, text, text) IS
-	'Makes a pending or active payment method its customer''s default (the one charged when a customer, not a method, is given). Writes a payment_method.default event.';
+	'Makes a pending or active payment method its customer''s default (the one charged when a customer, not a method, is given). A pending one: until it is active, charges of the customer''s default (subscriptions) use the active default it replaced, which is the default again if the save fails. Writes a payment_method.default event.';
 
 CREATE FUNCTION payments.pay_delete_payment_method(payment_method_id bigint,
 	idempotency_key text DEFAULT NULL, correlation_id text DEFAULT NULL)

@@ -429,8 +429,8 @@ CREATE FUNCTION payments.pay_create_subscription(
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
-	c payments.customers := payments._share_customer(pay_create_subscription.customer_id);
-	m bigint := c.merchant_id;
+	c payments.customers;
+	m bigint := payments.pay_current_merchant();
 	corr text := payments._correlation_id(pay_create_subscription.correlation_id);
 	p payments.plans;
 	unit_ payments.pay_amount;
@@ -446,6 +446,22 @@ DECLARE
 	s payments.subscriptions;
 	inv payments.invoices;
 BEGIN
+	-- a repeated call returns what the first one made, whatever changed
+	-- since (the plan made inactive, the card deleted): the key is looked
+	-- up before anything is checked against the current state
+	idem := payments._idempotency_claim(m, pay_create_subscription.idempotency_key, 'create_subscription',
+		md5(jsonb_build_array(pay_create_subscription.customer_id, pay_create_subscription.plan_id,
+			pay_create_subscription.price::text,
+			pay_create_subscription.interval_unit, pay_create_subscription.interval_count,
+			pay_create_subscription.quantity, pay_create_subscription.payment_method_id,
+			pay_create_subscription.trial_days, pay_create_subscription.billing_anchor,
+			pay_create_subscription.time_zone, pay_create_subscription.metadata)::text));
+	IF idem.request_kind IS NOT NULL THEN
+		SELECT * INTO s FROM payments.subscriptions x
+		WHERE x.merchant_id = m AND x.idempotency_key = pay_create_subscription.idempotency_key;
+		RETURN s;
+	END IF;
+	c := payments._share_customer(pay_create_subscription.customer_id);
 	IF (pay_create_subscription.plan_id IS NULL) = (pay_create_subscription.price IS NULL) THEN
 		RAISE EXCEPTION 'exactly one of plan_id and price is required'
 			USING ERRCODE = '22023', HINT = 'Subscribe to a plan (plan_id), or give an explicit price with interval_unit and interval_count.';
@@ -500,23 +516,12 @@ BEGIN
 	-- customer's active default; a trial may start without one
 	IF pay_create_subscription.payment_method_id IS NOT NULL THEN
 		PERFORM payments._stored_method_for_payment(c.customer_id, pay_create_subscription.payment_method_id, 0);
-	ELSIF trial = 0 AND NOT EXISTS (SELECT 1 FROM payments.payment_methods x
-			WHERE x.merchant_id = m AND x.customer_id = c.customer_id AND x.is_default AND x.status = 'active') THEN
+	ELSIF trial = 0
+			AND (payments._invoice_payment_method(m, c.customer_id, NULL)).payment_method_id IS NULL THEN
 		RAISE EXCEPTION 'customer % has no usable payment method', c.customer_id
 			USING ERRCODE = '22Y22',
 				DETAIL = 'A subscription without a trial is charged at once; the customer has no active default method.',
 				HINT = 'Save one (pay_save_payment_method) and wait until it is active (pay_wait_payment_method), or pass payment_method_id.';
-	END IF;
-	idem := payments._idempotency_claim(m, pay_create_subscription.idempotency_key, 'create_subscription',
-		md5(jsonb_build_array(c.customer_id, pay_create_subscription.plan_id, pay_create_subscription.price::text,
-			pay_create_subscription.interval_unit, pay_create_subscription.interval_count,
-			pay_create_subscription.quantity, pay_create_subscription.payment_method_id,
-			pay_create_subscription.trial_days, pay_create_subscription.billing_anchor,
-			pay_create_subscription.time_zone, pay_create_subscription.metadata)::text));
-	IF idem.request_kind IS NOT NULL THEN
-		SELECT * INTO s FROM payments.subscriptions x
-		WHERE x.merchant_id = m AND x.idempotency_key = pay_create_subscription.idempotency_key;
-		RETURN s;
 	END IF;
 
 	now_ := payments._billing_now(m);
@@ -571,7 +576,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments.pay_create_subscription(bigint, bigint, payments.pay_amount, text, integer, integer, bigint, integer, timestamp, text, jsonb, text, text) IS
-	'Subscribes a customer of the current merchant to a plan (plan_id) or an explicit price per period (price, interval_unit, interval_count), times quantity, charged to payment_method_id (NULL: the customer''s default at each charge). With a trial (trial_days, default the plan''s): status trialing until the trial''s end, which is the billing anchor; no payment method is needed yet. Without: status incomplete, and the first invoice of the current period is issued and charged in this transaction (the payment goes out after COMMIT; paid -> active): the customer must have an active default method or one named (22Y22 otherwise). billing_anchor is a local wall-clock time in time_zone (an IANA name; default now): the period containing now is current and its remaining part is invoiced, prorated. Errors: PT404 unknown or foreign customer, plan or method; 22Y20 deleted customer, inactive plan, method not active; 22023 bad input. Returns the subscription row.';
+	'Subscribes a customer of the current merchant to a plan (plan_id) or an explicit price per period (price, interval_unit, interval_count), times quantity, charged to payment_method_id (NULL: the customer''s default at each charge). With a trial (trial_days, default the plan''s): status trialing until the trial''s end, which is the billing anchor; no payment method is needed yet. Without: status incomplete, and the first invoice of the current period is issued and charged in this transaction (the payment goes out after COMMIT; paid -> active): the customer must have an active default method or one named (22Y22 otherwise). billing_anchor is a local wall-clock time in time_zone (an IANA name; default now): the period containing now is current and its remaining part is invoiced, prorated. Errors: PT404 unknown or foreign customer, plan or method; 22Y20 deleted customer, inactive plan, method not active; 22023 bad input. A repeated call with the same idempotency_key and arguments returns the subscription the first one made, whatever changed since (PT409 for other arguments). Returns the subscription row.';
 
 CREATE FUNCTION payments.pay_get_subscription(subscription_id bigint) RETURNS payments.subscriptions
 	LANGUAGE sql STABLE SECURITY DEFINER
@@ -682,6 +687,14 @@ BEGIN
 			USING ERRCODE = '22023', HINT = 'Pass payment_method_id, metadata or cancel_at_period_end; pay_change_subscription changes the plan, price or quantity.';
 	END IF;
 	PERFORM payments._check_metadata(pay_update_subscription.metadata);
+	-- a repeated call returns, whatever changed since (the subscription
+	-- ended, the method deleted): the key first, then the current state
+	idem := payments._idempotency_claim(s.merchant_id, pay_update_subscription.idempotency_key, 'update_subscription',
+		md5(jsonb_build_array(s.subscription_id, pay_update_subscription.payment_method_id,
+			pay_update_subscription.metadata, pay_update_subscription.cancel_at_period_end)::text));
+	IF idem.request_kind IS NOT NULL THEN
+		RETURN s;				-- applied once already
+	END IF;
 	IF pay_update_subscription.payment_method_id IS NOT NULL OR pay_update_subscription.cancel_at_period_end IS NOT NULL THEN
 		PERFORM payments._require_not_ended(s, 'update');
 	END IF;
@@ -690,12 +703,6 @@ BEGIN
 	END IF;
 	IF pay_update_subscription.cancel_at_period_end AND NOT s.cancel_at_period_end THEN
 		PERFORM payments._require_cancellable_at_period_end(s);
-	END IF;
-	idem := payments._idempotency_claim(s.merchant_id, pay_update_subscription.idempotency_key, 'update_subscription',
-		md5(jsonb_build_array(s.subscription_id, pay_update_subscription.payment_method_id,
-			pay_update_subscription.metadata, pay_update_subscription.cancel_at_period_end)::text));
-	IF idem.request_kind IS NOT NULL THEN
-		RETURN s;				-- applied once already
 	END IF;
 	UPDATE payments.subscriptions x SET
 		payment_method_id = coalesce(pay_update_subscription.payment_method_id, x.payment_method_id),
@@ -766,11 +773,13 @@ BEGIN
 		canceled_at = now_, ended_at = now_, next_renewal_at = NULL
 	WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id
 	RETURNING * INTO result;
+	-- no next invoice: the pending prorations go on a final one, charged
+	PERFORM payments._close_pending_items(s.merchant_id, s.subscription_id, 'canceled', true);
 	RETURN result;
 END
 $$;
 COMMENT ON FUNCTION payments._end_subscription_now(payments.subscriptions, timestamptz) IS
-	'Internal: cancels a subscription now (incomplete_expired if it never started) and voids its open invoices; 22Y20 while a charge of one is in flight. The caller holds the subscription''s row lock.';
+	'Internal: cancels a subscription now (incomplete_expired if it never started), voids its open invoices and closes its pending invoice items on a final invoice, charged (payments._close_pending_items); 22Y20 while a charge of an open invoice is in flight. The caller holds the subscription''s row lock.';
 
 -- A customer who is deleted or erased keeps no running subscription: each
 -- is ended now, as pay_cancel_subscription would (refused, with the whole
@@ -788,12 +797,15 @@ BEGIN
 		ORDER BY x.subscription_id
 		FOR UPDATE
 	LOOP
+		-- a deleted customer is not charged: what its pending prorations
+		-- come to is recorded (an uncollectible final invoice), not charged
+		PERFORM payments._close_pending_items(s.merchant_id, s.subscription_id, 'customer_deleted', false);
 		PERFORM payments._end_subscription_now(s, payments._billing_now(c.merchant_id));
 	END LOOP;
 END
 $$;
 COMMENT ON FUNCTION payments._end_customer_subscriptions(payments.customers) IS
-	'Internal: ends a deleted or erased customer''s running subscriptions now (payments._end_subscription_now).';
+	'Internal: ends a deleted or erased customer''s running subscriptions now (payments._end_subscription_now); their pending invoice items are closed on an uncollectible final invoice, not charged.';
 
 CREATE FUNCTION payments.pay_cancel_subscription(
 	subscription_id bigint,
@@ -835,7 +847,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments.pay_cancel_subscription(bigint, boolean, text, text) IS
-	'Cancels a subscription of the current merchant. Now (default): status canceled (an incomplete one: incomplete_expired), canceled_at and ended_at set, next_renewal_at NULL, its open invoices voided; nothing is refunded; refused (22Y20) while a charge of an open invoice is in flight. At period end (at_period_end => true; trialing, incomplete or active only): cancel_at_period_end is set and the billing run ends it when the period ends, without charging the next one; pay_update_subscription(cancel_at_period_end => false) undoes it. An ended subscription raises 22Y20; PT404 for an unknown or foreign id.';
+	'Cancels a subscription of the current merchant. Now (default): status canceled (an incomplete one: incomplete_expired), canceled_at and ended_at set, next_renewal_at NULL, its open invoices voided; nothing is refunded; refused (22Y20) while a charge of an open invoice is in flight. At period end (at_period_end => true; trialing, incomplete or active only): cancel_at_period_end is set and the billing run ends it when the period ends, without charging the next one. Either way, pending prorations (pay_change_subscription with next_invoice) are closed on a final proration invoice when it ends: a net amount owed is charged, a net credit reported (subscription.pending_items_closed); pay_update_subscription(cancel_at_period_end => false) undoes it. An ended subscription raises 22Y20; PT404 for an unknown or foreign id.';
 
 CREATE FUNCTION payments.pay_pause_subscription(
 	subscription_id bigint,
@@ -858,6 +870,13 @@ BEGIN
 		RAISE EXCEPTION 'cannot pause subscription % in status %', s.subscription_id, s.status
 			USING ERRCODE = '22Y20', HINT = 'Only an active subscription can be paused.';
 	END IF;
+	IF s.cancel_at_period_end THEN
+		-- paused, it would never reach the period end that cancels it
+		RAISE EXCEPTION 'cannot pause subscription % while it is set to cancel at the end of its period', s.subscription_id
+			USING ERRCODE = '22Y20',
+				DETAIL = 'A paused subscription is not renewed, so the billing run would never reach the period end that cancels it.',
+				HINT = 'Let it end at the period end, cancel it now, or undo the cancel first (pay_update_subscription with cancel_at_period_end => false).';
+	END IF;
 	SELECT i.invoice_id INTO open_invoice FROM payments.invoices i
 	WHERE i.merchant_id = s.merchant_id AND i.subscription_id = s.subscription_id AND i.status = 'open'
 	LIMIT 1;
@@ -873,7 +892,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments.pay_pause_subscription(bigint, text) IS
-	'Pauses an active subscription: status paused, no renewal and no charge until pay_resume_subscription (next_renewal_at NULL). The period it is paused in stays paid and is not refunded. Refused (22Y20) in any other status, or while an invoice of it is open. PT404 for an unknown or foreign id.';
+	'Pauses an active subscription: status paused, no renewal and no charge until pay_resume_subscription (next_renewal_at NULL). The period it is paused in stays paid and is not refunded. Refused (22Y20) in any other status, while an invoice of it is open, or while it is set to cancel at the end of its period (cancel_at_period_end). PT404 for an unknown or foreign id.';
 
 CREATE FUNCTION payments.pay_resume_subscription(
 	subscription_id bigint,
@@ -902,6 +921,16 @@ BEGIN
 	END IF;
 	-- the anchor is kept: the period containing now becomes current
 	n := payments._period_index_at(s.billing_anchor, s.time_zone, s.interval_unit, s.interval_count, now_);
+	IF s.cancel_at_period_end AND n > s.current_period_index THEN
+		-- set to cancel at the end of a period that has passed meanwhile
+		-- (paused before pausing refused that): it ended then, nothing charged
+		UPDATE payments.subscriptions x SET status = 'canceled', paused_at = NULL, next_renewal_at = NULL,
+			canceled_at = coalesce(x.canceled_at, now_), ended_at = x.current_period_end
+		WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id
+		RETURNING * INTO result;
+		PERFORM payments._close_pending_items(s.merchant_id, s.subscription_id, 'canceled_at_period_end', true);
+		RETURN result;
+	END IF;
 	IF n <= s.current_period_index THEN
 		-- resumed within the period it was paused in: that period is paid
 		UPDATE payments.subscriptions x SET status = 'active', paused_at = NULL,
@@ -925,7 +954,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments.pay_resume_subscription(bigint, text) IS
-	'Resumes a paused subscription: status active; the billing anchor is kept, so the period containing the resume time becomes current (its number counted from the anchor) and the part of it left is invoiced and charged at once, prorated (a resume within the period it was paused in charges nothing: that period was paid). Refused (22Y20) unless paused. PT404 for an unknown or foreign id.';
+	'Resumes a paused subscription: status active; the billing anchor is kept, so the period containing the resume time becomes current (its number counted from the anchor) and the part of it left is invoiced and charged at once, prorated (a resume within the period it was paused in charges nothing: that period was paid). A subscription set to cancel at the end of its period (possible only before pausing such a one was refused) whose period has ended meanwhile is canceled instead, ended at that period end, nothing more charged. Refused (22Y20) unless paused. PT404 for an unknown or foreign id.';
 
 ------------------------------------------------------------------------------
 -- Change of plan, price or quantity, with proration.

@@ -21,7 +21,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(110);
+SELECT plan(153);
 
 -- helpers ------------------------------------------------------------------
 
@@ -305,8 +305,34 @@ SELECT is((SELECT concat_ws('|', pg_temp.charges(m, s), p.payment_profile_id, p.
 	WHERE p.merchant_id = up.m AND p.payment_id = (pg_temp.inv(up.m, up.s)).payment_id), '3|pp-4242|pending|f',
 	'once active, the new card is charged at once for the uncollectible invoice, as an ordinary operation (not a background one)');
 SELECT pg_temp.outcome(m, s, 'succeeded') FROM up \gset x_
-SELECT is((SELECT concat_ws('|', x.status, i.status, x.next_renewal_at) FROM up, pg_temp.sub(m, s) x, pg_temp.inv(m, s) i),
-	'active|paid|2031-09-01 00:00:00+00', 'paid: the subscription is active again and renews at its period''s end');
+SELECT is((SELECT string_agg(concat_ws(' ', i.period_index, i.status, i.amount), ', ' ORDER BY i.invoice_id) FROM up, payments.invoices i
+	WHERE i.merchant_id = up.m AND i.subscription_id = up.s),
+	'1 paid 10.00 USD, 2 open 10.00 USD', 'paid on the first day of the next period: that period (2) is invoiced at once, whole');
+SELECT is((SELECT concat_ws('|', x.status, x.current_period_index, x.next_renewal_at) FROM up, pg_temp.sub(m, s) x),
+	'active|2|2031-10-01 00:00:00+00', 'the subscription is active again in the period containing now, renewing at its end');
+-- unpaid for months, then paid: it resumes in the period containing now,
+-- the months it spent unpaid (kept, not renewed) are never billed
+CREATE TEMP TABLE ul AS SELECT pg_temp.merchant('unpaid-late', '2031-01-10 12:00 UTC') AS m;
+ALTER TABLE ul ADD COLUMN s bigint;
+SELECT pay_set_dunning_policy(retry_days => '{}', final_action => 'unpaid') FROM ul \gset x_
+UPDATE ul SET s = pg_temp.subscribe(m, pg_temp.customer(m), 'active', '2031-01-10 12:00');
+SELECT pg_temp.clock(m, '2031-02-10 13:00 UTC') FROM ul \gset x_
+SELECT payments._run_renewals(m, 100) FROM ul \gset x_
+SELECT pg_temp.outcome(m, s, 'failed', '2') FROM ul \gset x_
+SELECT is((SELECT x.status FROM ul, pg_temp.sub(m, s) x), 'unpaid', 'the February renewal failed: unpaid');
+SELECT pg_temp.clock(m, '2031-06-12 12:00 UTC') FROM ul \gset x_
+SELECT is((SELECT payments._run_renewals(m, 100) FROM ul), 0, 'not renewed while unpaid');
+SELECT is((SELECT payments._retry_open_invoice_now(m, s) FROM ul), 1, 'on 12 June a card pays the February invoice');
+SELECT pg_temp.outcome(m, s, 'succeeded') FROM ul \gset x_
+SELECT is((SELECT string_agg(concat_ws(' ', i.period_index, i.status, i.amount), ', ' ORDER BY i.invoice_id) FROM ul, payments.invoices i
+	WHERE i.merchant_id = ul.m AND i.subscription_id = ul.s),
+	'1 paid 10.00 USD, 5 open 9.33 USD', 'then only the rest of the June period (28 of 30 days) is invoiced: March to May are not');
+SELECT is((SELECT concat_ws('|', x.status, x.current_period_index, x.current_period_start, x.next_renewal_at) FROM ul, pg_temp.sub(m, s) x),
+	'active|5|2031-06-10 12:00:00+00|2031-07-10 12:00:00+00', 'active in the June period, renewing at its end');
+SELECT pg_temp.outcome(m, s, 'succeeded') FROM ul \gset x_
+SELECT is((SELECT payments._run_renewals(m, 100) FROM ul), 0, 'nothing more is due in June');
+SELECT pg_temp.clock(m, '2031-07-10 13:00 UTC') FROM ul \gset x_
+SELECT is((SELECT payments._run_renewals(m, 100) || ' ' || pg_temp.invoices(m, s) FROM ul), '1 3', 'July is renewed as usual');
 
 -- 7. a final decline is not retried ------------------------------------------
 
@@ -363,6 +389,27 @@ SELECT pg_temp.clock(m, '2031-09-01 00:00 UTC') FROM ok2 \gset x_
 SELECT is((SELECT payments._run_renewals(m, 100) || '|' || (pg_temp.inv(m, s)).period_index FROM ok2), '1|2',
 	'and renews at its period''s end');
 
+-- 8b. a new dunning policy applies to the retries not yet made ---------------
+CREATE TEMP TABLE pl AS SELECT pg_temp.merchant('policy-change', '2031-08-01 00:00 UTC') AS m;
+ALTER TABLE pl ADD COLUMN s bigint;
+UPDATE pl SET s = pg_temp.subscribe(m, pg_temp.customer(m), 'active', '2031-07-01 00:00');
+SELECT payments._run_renewals(m, 100) FROM pl \gset x_
+SELECT pg_temp.outcome(m, s, 'failed', '2') FROM pl \gset x_
+SELECT is((SELECT i.next_attempt_at FROM pl, pg_temp.inv(m, s) i), '2031-08-02 00:00 UTC'::timestamptz,
+	'a soft decline under the default policy: retried on day 1');
+SELECT is((SELECT retry_days::text FROM pay_set_dunning_policy(retry_days => '{2,4}')), '{2,4}', 'the policy becomes days 2 and 4');
+SELECT is((SELECT i.next_attempt_at FROM pl, pg_temp.inv(m, s) i), '2031-08-03 00:00 UTC'::timestamptz,
+	'the retry already scheduled moves to day 2');
+SELECT is((SELECT concat_ws('|', e.data ->> 'reason', e.data ->> 'retry', e.data ->> 'retries') FROM payments.events e, pl
+	WHERE e.merchant_id = pl.m AND e.event_type = 'invoice.retry_scheduled' ORDER BY e.event_id DESC LIMIT 1),
+	'policy_changed|1|2', 'invoice.retry_scheduled says so');
+SELECT pg_temp.clock(m, '2031-08-02 12:00 UTC') FROM pl \gset x_
+SELECT is((SELECT payments._run_dunning(m, 100) FROM pl), 0, 'nothing is retried on day 1 any more');
+SELECT is((SELECT concat_ws('|', retry_days::text, final_action) FROM pay_set_dunning_policy(retry_days => '{}', final_action => 'unpaid')),
+	'{}|unpaid', 'then no retries at all, final action unpaid');
+SELECT is((SELECT concat_ws('|', x.status, i.status, i.attempt_count, i.next_attempt_at IS NULL) FROM pl, pg_temp.sub(m, s) x, pg_temp.inv(m, s) i),
+	'unpaid|uncollectible|1|t', 'no retry is left: the final action applies at once, the card is not charged again');
+
 -- 9. a card updated during dunning is tried at once; a late success ----------
 
 CREATE TEMP TABLE cu AS SELECT pg_temp.merchant('card-update', '2031-08-01 00:00 UTC') AS m;
@@ -417,6 +464,32 @@ UPDATE payments.payment_methods x SET is_default = true FROM np WHERE x.merchant
 SELECT is((SELECT pg_temp.charges(m, s) || '|' || (pg_temp.inv(m, s)).attempt_count FROM np), '1|1',
 	'the card made the default is charged at once');
 
+-- 10b. a renewal while the customer's new default card is still being saved -----
+-- The card being replaced is still active: the renewal is charged to it, not
+-- failed as "no payment method"; if the new card's save fails, the old one is
+-- the default again.
+CREATE TEMP TABLE cw AS SELECT pg_temp.merchant('card-swap', '2031-04-01 00:00 UTC') AS m;
+ALTER TABLE cw ADD COLUMN c bigint, ADD COLUMN s bigint, ADD COLUMN old bigint, ADD COLUMN new bigint;
+UPDATE cw SET c = pg_temp.customer(m);
+UPDATE cw SET old = (SELECT payment_method_id FROM payments.payment_methods x WHERE x.merchant_id = cw.m AND x.customer_id = cw.c),
+	s = pg_temp.subscribe(m, c, 'active', '2031-03-01 00:00');
+UPDATE cw SET new = (SELECT payment_method_id FROM pay_save_payment_method(customer_id => c,
+	card => payments.pay_card('5424000000000015', 12, 2045, '123'), validation_mode => 'none'));
+SELECT is((SELECT string_agg(concat_ws(' ', x.payment_method_id = cw.new, x.status, x.is_default), ', ' ORDER BY x.payment_method_id)
+	FROM cw, payments.payment_methods x WHERE x.merchant_id = cw.m AND x.customer_id = cw.c),
+	'f active f, t pending t', 'the new card is the default at once, still pending');
+SELECT is((SELECT payments._run_renewals(m, 100) FROM cw), 1, 'the renewal is due meanwhile');
+SELECT is((SELECT concat_ws('|', x.status, i.status, p.payment_method_id = cw.old, p.payment_profile_id, p.status)
+	FROM cw, pg_temp.sub(m, s) x, pg_temp.inv(m, s) i
+	JOIN payments.payments p ON p.merchant_id = i.merchant_id AND p.payment_id = i.payment_id),
+	'active|open|t|pp-1111|pending', 'it is charged to the active card being replaced, not failed for want of a payment method');
+SELECT is((SELECT pg_temp.events(m, s, 'invoice.payment_failed') FROM cw), 0, 'no invoice.payment_failed');
+UPDATE payments.payment_methods x SET status = 'failed', is_default = false, failure_code = 'E00027'
+FROM cw WHERE x.merchant_id = cw.m AND x.payment_method_id = cw.new;
+SELECT is((SELECT string_agg(concat_ws(' ', x.payment_method_id = cw.new, x.status, x.is_default), ', ' ORDER BY x.payment_method_id)
+	FROM cw, payments.payment_methods x WHERE x.merchant_id = cw.m AND x.customer_id = cw.c),
+	'f active t, t failed f', 'the new card''s save fails: the old card is the default again');
+
 -- 11. incomplete subscriptions expire ------------------------------------------
 
 CREATE TEMP TABLE ic AS SELECT pg_temp.merchant('incomplete', '2031-10-01 12:00 UTC') AS m;
@@ -446,6 +519,83 @@ SELECT pg_temp.clock(m, '2031-10-02 11:01 UTC') FROM ic \gset x_
 SELECT is((SELECT payments._run_renewals(m, 100) || '|' || (pg_temp.sub(m, s3)).status FROM ic), '1|incomplete_expired',
 	'and expires once it has failed');
 SELECT is((SELECT pg_temp.events(m, s, 'subscription.incomplete_expired') FROM ic), 1, 'subscription.incomplete_expired');
+
+-- 11b. pending prorations when a subscription ends ----------------------------
+-- An upgrade with the default proration (next_invoice) waits for the next
+-- invoice; a cancel at period end means there is none: the amount owed is
+-- charged on a final proration invoice, and its failure is not dunned.
+CREATE TEMP TABLE pe AS SELECT pg_temp.merchant('pending-end', '2031-04-11 00:00 UTC') AS m;
+ALTER TABLE pe ADD COLUMN s bigint;
+UPDATE pe SET s = pg_temp.subscribe(m, pg_temp.customer(m), 'active', '2031-04-01 00:00', price => '30.00 USD');
+SELECT is((SELECT quantity FROM pe, pay_change_subscription(s, quantity => 2)), 2, 'an upgrade with next_invoice');
+SELECT is((SELECT sum(amount)::text FROM payments.invoice_items i, pe WHERE i.merchant_id = pe.m AND i.invoice_id IS NULL),
+	'20.00 USD', 'leaves 20.00 USD pending (credit -20.00, charge 40.00)');
+SELECT is((SELECT cancel_at_period_end FROM pe, pay_cancel_subscription(s, at_period_end => true)), true, 'then a cancel at period end');
+SELECT pg_temp.clock(m, '2031-05-01 01:00 UTC') FROM pe \gset x_
+SELECT is((SELECT payments._run_renewals(m, 100) FROM pe), 1, 'the period ends');
+SELECT is((SELECT concat_ws('|', x.status, i.kind, i.status, i.amount, i.attempt_count, p.amount, p.status)
+	FROM pe, pg_temp.sub(m, s) x, pg_temp.inv(m, s) i
+	JOIN payments.payments p ON p.merchant_id = i.merchant_id AND p.payment_id = i.payment_id),
+	'canceled|proration|open|20.00 USD|1|20.00 USD|pending',
+	'canceled, and the 20.00 USD owed is on a final proration invoice, charged');
+SELECT is((SELECT count(*)::integer FROM payments.invoice_items i, pe WHERE i.merchant_id = pe.m AND i.invoice_id IS NULL),
+	0, 'nothing is left pending');
+SELECT is((SELECT concat_ws('|', e.data ->> 'outcome', e.data ->> 'reason', e.data ->> 'net_amount') FROM payments.events e, pe
+	WHERE e.merchant_id = pe.m AND e.event_type = 'subscription.pending_items_closed'),
+	'charged|canceled_at_period_end|20.00 USD', 'subscription.pending_items_closed says it was charged');
+SELECT is((SELECT pg_temp.outcome(m, s, 'failed', '2') FROM pe), 'failed', 'the final charge is declined');
+SELECT is((SELECT concat_ws('|', i.status, i.next_attempt_at IS NULL, x.status) FROM pe, pg_temp.inv(m, s) i, pg_temp.sub(m, s) x),
+	'uncollectible|t|canceled', 'an ended subscription''s final invoice is uncollectible, not retried');
+-- a downgrade's credit, then a cancel now: reported, not lost
+CREATE TEMP TABLE pc AS SELECT pg_temp.merchant('pending-credit', '2031-04-11 00:00 UTC') AS m;
+ALTER TABLE pc ADD COLUMN s bigint;
+UPDATE pc SET s = pg_temp.subscribe(m, pg_temp.customer(m), 'active', '2031-04-01 00:00', price => '30.00 USD');
+UPDATE payments.subscriptions x SET quantity = 2 FROM pc WHERE x.merchant_id = pc.m AND x.subscription_id = pc.s;
+SELECT is((SELECT quantity FROM pc, pay_change_subscription(s, quantity => 1)), 1, 'a downgrade with next_invoice');
+SELECT is((SELECT status FROM pc, pay_cancel_subscription(s)), 'canceled', 'then a cancel now');
+SELECT is((SELECT concat_ws('|', i.kind, i.status, i.amount, i.payment_id IS NULL, jsonb_array_length(i.lines)) FROM pc, pg_temp.inv(m, s) i),
+	'proration|paid|0.00 USD|t|2', 'the items are closed on a final invoice of zero, paid, nothing charged');
+SELECT is((SELECT concat_ws('|', e.data ->> 'outcome', e.data ->> 'credit', e.data ->> 'reason') FROM payments.events e, pc
+	WHERE e.merchant_id = pc.m AND e.event_type = 'subscription.pending_items_closed'),
+	'credit_not_applied|20.00 USD|canceled', 'the 20.00 USD credit is reported by subscription.pending_items_closed');
+SELECT is((SELECT count(*)::integer FROM payments.invoice_items i, pc WHERE i.merchant_id = pc.m AND i.invoice_id IS NULL),
+	0, 'nothing is left pending');
+-- dunning ends it: what is owed is recorded, not charged again
+CREATE TEMP TABLE pd AS SELECT pg_temp.merchant('pending-dunning', '2031-04-11 00:00 UTC') AS m;
+ALTER TABLE pd ADD COLUMN s bigint;
+UPDATE pd SET s = pg_temp.subscribe(m, pg_temp.customer(m), 'active', '2031-04-01 00:00', price => '30.00 USD');
+SELECT is((SELECT quantity FROM pd, pay_change_subscription(s, quantity => 2)), 2, 'an upgrade with next_invoice');
+SELECT is((SELECT amount FROM pd, pay_change_subscription(s, price => '36.00 USD', proration => 'invoice_now'), pg_temp.inv(m, s)),
+	'8.00 USD', 'then a price change charged at once (8.00 USD)');
+SELECT pay_set_dunning_policy(retry_days => '{}') FROM pd \gset x_
+SELECT is((SELECT pg_temp.outcome(m, s, 'failed', '2') FROM pd), 'failed', 'its charge fails, no retries: dunning ends it');
+SELECT is((SELECT concat_ws('|', x.status, i.kind, i.status, i.amount, i.payment_id IS NULL, i.last_failure_code)
+	FROM pd, pg_temp.sub(m, s) x, pg_temp.inv(m, s) i),
+	'canceled|proration|uncollectible|20.00 USD|t|dunning_exhausted',
+	'canceled; the 20.00 USD pending is an uncollectible final invoice, not charged');
+
+-- 11c. a cancel at period end, then a pause -----------------------------------
+-- Paused, a subscription is not renewed: it would never reach the period end
+-- that cancels it, and a resume would charge a new period.
+CREATE TEMP TABLE pz AS SELECT pg_temp.merchant('pause-cancel', '2031-01-20 12:00 UTC') AS m;
+ALTER TABLE pz ADD COLUMN s bigint, ADD COLUMN s2 bigint;
+UPDATE pz SET s = pg_temp.subscribe(m, pg_temp.customer(m), 'active', '2031-01-10 12:00', price => '30.00 USD');
+SELECT is((SELECT cancel_at_period_end FROM pz, pay_cancel_subscription(s, at_period_end => true)), true, 'set to cancel at period end');
+SELECT throws_ok(format('SELECT pay_pause_subscription(%s)', (SELECT s FROM pz)), '22Y20',
+	format('cannot pause subscription %s while it is set to cancel at the end of its period', (SELECT s FROM pz)),
+	'pausing it is refused');
+SELECT pg_temp.clock(m, '2031-04-20 12:00 UTC') FROM pz \gset x_
+SELECT is((SELECT payments._run_renewals(m, 100) FROM pz), 1, 'the billing run reaches its period end');
+SELECT is((SELECT concat_ws('|', x.status, x.ended_at, pg_temp.invoices(m, s)) FROM pz, pg_temp.sub(m, s) x),
+	'canceled|2031-02-10 12:00:00+00|0', 'it is canceled at that period end, nothing charged');
+-- one paused so before the refusal: a resume after the period end ends it, charging nothing
+UPDATE pz SET s2 = pg_temp.subscribe(m, pg_temp.customer(m), 'active', '2031-04-10 12:00', price => '30.00 USD');
+UPDATE payments.subscriptions x SET status = 'paused', paused_at = '2031-04-20 12:00 UTC', next_renewal_at = NULL,
+	cancel_at_period_end = true, canceled_at = '2031-04-20 12:00 UTC'
+FROM pz WHERE x.merchant_id = pz.m AND x.subscription_id = pz.s2;
+SELECT pg_temp.clock(m, '2031-07-01 12:00 UTC') FROM pz \gset x_
+SELECT is((SELECT concat_ws('|', r.status, r.ended_at, pg_temp.invoices(m, s2)) FROM pz, pay_resume_subscription(s2) r),
+	'canceled|2031-05-10 12:00:00+00|0', 'a paused one set to cancel at a period end since passed: the resume ends it then, no charge');
 
 -- 12. the invoice API and tenancy ----------------------------------------------
 

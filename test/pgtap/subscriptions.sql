@@ -17,7 +17,7 @@
 \set ON_ERROR_STOP true
 BEGIN;
 SET LOCAL TimeZone = 'UTC';
-SELECT plan(251);
+SELECT plan(265);
 
 CREATE TEMP TABLE ids (name text PRIMARY KEY, id bigint NOT NULL);
 CREATE FUNCTION pg_temp.id(n text) RETURNS bigint LANGUAGE sql STABLE AS $$ SELECT id FROM ids WHERE name = n $$;
@@ -167,6 +167,50 @@ SELECT is((SELECT count(*)::int FROM payments.invoices WHERE merchant_id = pg_te
 	'a repeated call issued no second invoice');
 SELECT pg_temp.pay_open_invoices(pg_temp.id('s1')) \gset _
 SELECT is((SELECT status FROM pay_get_subscription(pg_temp.id('s1'))), 'active', 'paid, the subscription is active');
+-- a call repeated after the first one committed returns what it made,
+-- whatever changed since; other arguments under the key are still PT409
+SAVEPOINT replays;
+SELECT is((SELECT metadata ->> 'seat' FROM pay_update_subscription(pg_temp.id('s1'), payment_method_id => pg_temp.id('ada-card'),
+	metadata => '{"seat": "ada 2"}', idempotency_key => 'upd-1')), 'ada 2', 'an update with a key');
+SELECT is((SELECT name FROM pay_update_customer(pg_temp.id('ada'), name => 'Ada L', idempotency_key => 'cust-upd-1')), 'Ada L',
+	'a customer update with a key');
+SELECT pg_temp.keep('ada-card-2', payment_method_id) FROM pay_save_payment_method(customer_id => pg_temp.id('ada'),
+	card => payments.pay_card('5424000000000015', 12, extract(year FROM now())::int + 3, '123'),
+	validation_mode => 'none', make_default => false, idempotency_key => 'pm-save-1') \gset _
+UPDATE payments.payment_methods SET status = 'active', payment_profile_id = '7009'
+WHERE merchant_id = pg_temp.id('a') AND payment_method_id = pg_temp.id('ada-card-2');
+UPDATE payments.plans SET active = false WHERE merchant_id = pg_temp.id('a') AND plan_id = pg_temp.id('plan');
+SELECT is((SELECT subscription_id FROM pay_create_subscription(customer_id => pg_temp.id('ada'),
+	plan_id => pg_temp.id('plan'), metadata => '{"seat": "ada"}', idempotency_key => 'sub-1')), pg_temp.id('s1'),
+	'a repeated create after its plan was made inactive returns the subscription made');
+SELECT throws_ok(format('SELECT pay_create_subscription(customer_id => %s, plan_id => %s, quantity => 2, idempotency_key => ''sub-1'')',
+	pg_temp.id('ada'), pg_temp.id('plan')), 'PT409', NULL, 'other arguments under the key are still a conflict');
+SELECT throws_ok(format('SELECT pay_create_subscription(customer_id => %s, plan_id => %s)',
+	pg_temp.id('ada'), pg_temp.id('plan')), '22Y20', NULL, 'and a new subscription to the inactive plan is refused');
+UPDATE payments.plans SET active = true WHERE merchant_id = pg_temp.id('a') AND plan_id = pg_temp.id('plan');
+UPDATE payments.payment_methods SET status = 'deleted', is_default = false
+WHERE merchant_id = pg_temp.id('a') AND payment_method_id = pg_temp.id('ada-card');
+SELECT is((SELECT subscription_id FROM pay_create_subscription(customer_id => pg_temp.id('ada'),
+	plan_id => pg_temp.id('plan'), metadata => '{"seat": "ada"}', idempotency_key => 'sub-1')), pg_temp.id('s1'),
+	'a repeated create after the customer''s card was deleted returns the subscription made');
+SELECT is((SELECT status FROM pay_cancel_subscription(pg_temp.id('s1'))), 'canceled', '(the subscription is canceled)');
+SELECT is((SELECT subscription_id FROM pay_update_subscription(pg_temp.id('s1'), payment_method_id => pg_temp.id('ada-card'),
+	metadata => '{"seat": "ada 2"}', idempotency_key => 'upd-1')), pg_temp.id('s1'),
+	'a repeated update after the subscription ended and its method was deleted returns it');
+SELECT throws_ok(format('SELECT pay_update_subscription(%s, metadata => ''{"seat": "x"}'', idempotency_key => ''upd-1'')',
+	pg_temp.id('s1')), 'PT409', NULL, 'other arguments under the update''s key are a conflict');
+SELECT is((SELECT status FROM pay_delete_customer(pg_temp.id('ada'))), 'deleted', '(the customer is deleted)');
+SELECT is((SELECT name FROM pay_update_customer(pg_temp.id('ada'), name => 'Ada L', idempotency_key => 'cust-upd-1')), 'Ada L',
+	'a repeated customer update after the customer was deleted returns it');
+SELECT throws_ok(format('SELECT pay_update_customer(%s, name => ''Ada M'')', pg_temp.id('ada')), '22Y20', NULL,
+	'a new update of the deleted customer is refused');
+SELECT is((SELECT payment_method_id FROM pay_save_payment_method(customer_id => pg_temp.id('ada'),
+	card => payments.pay_card('5424000000000015', 12, extract(year FROM now())::int + 3, '123'),
+	validation_mode => 'none', make_default => false, idempotency_key => 'pm-save-1')), pg_temp.id('ada-card-2'),
+	'a repeated save after the customer was deleted returns the method saved');
+SELECT throws_ok(format('SELECT pay_save_payment_method(customer_id => %s, card => payments.pay_card(''5424000000000015'', 12, %s, ''123''), validation_mode => ''none'')',
+	pg_temp.id('ada'), extract(year FROM now())::int + 3), '22Y20', NULL, 'a new save for the deleted customer is refused');
+ROLLBACK TO SAVEPOINT replays;
 
 -- trials
 SELECT pg_temp.keep('nocard', customer_id) FROM pay_create_customer(email => 'nocard@example.com') \gset _
