@@ -53,6 +53,9 @@
 
 PGDLLEXPORT void payments_worker_main(Datum main_arg);
 
+#define SLOW_CLAIM_MS	200		/* a round claiming longer yields to the
+								 * loop's chores */
+
 /* settings (payments.c defines them) */
 int			payments_max_in_flight = PAYMENTS_DEFAULT_MAX_IN_FLIGHT;
 int			payments_max_connections = PAYMENTS_DEFAULT_MAX_CONNECTIONS;
@@ -93,6 +96,8 @@ typedef struct WorkerState
 	int64		claim_after;	/* the merchant the last claim ended on:
 								 * the next one's turns start after it
 								 * (0: none yet) */
+	bool		slow_claims;	/* a round's claims took SLOW_CLAIM_MS or
+								 * more: refresh statistics soon */
 	bool		claim_more;		/* a merchant took its whole share in the
 								 * last claim: more may be ready though
 								 * the claim took less than it could */
@@ -1078,6 +1083,7 @@ collect_handed(WorkerState *ws)
 static bool
 finish_round(WorkerState *ws, bool claim_due)
 {
+	TimestampTz round_start = GetCurrentTimestamp();
 	RoundClaim	rc;
 	dlist_iter	iter;
 	int			capacity = 0;
@@ -1164,7 +1170,20 @@ finish_round(WorkerState *ws, bool claim_due)
 	while (capacity > 0)
 	{
 		int			want = Min(capacity, payments_claim_batch);
-		int			got = claim_and_send(ws, want);
+		int			got;
+
+		/*
+		 * Claims that take long (plans made on a young table's statistics)
+		 * go on in the next round: first the loop's chores, among them the
+		 * statistics that mend those plans.  Four claims of 1.5 s each held
+		 * them off for six seconds.
+		 */
+		if (TimestampDifferenceExceeds(round_start, GetCurrentTimestamp(), SLOW_CLAIM_MS))
+		{
+			ws->slow_claims = true;
+			return true;
+		}
+		got = claim_and_send(ws, want);
 
 		if (got < 0)
 		{
@@ -1600,9 +1619,11 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 			last_gauge = now;
 			publish_queue_depth();
 		}
-		if (TimestampDifferenceExceeds(last_statistics, now, 2000))
+		/* soon after slow claims: a young table's statistics, perhaps */
+		if (TimestampDifferenceExceeds(last_statistics, now, ws->slow_claims ? 200 : 2000))
 		{
 			last_statistics = now;
+			ws->slow_claims = false;
 			refresh_statistics();
 		}
 
@@ -1611,8 +1632,15 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 		if ((uint32) in_flight > pg_atomic_read_u32(&payments_shared->max_in_flight))
 			pg_atomic_write_u32(&payments_shared->max_in_flight, (uint32) in_flight);
 
-		/* step 2 runs inside: wait for replies, timers or a wake-up */
-		if (wake || !dlist_is_empty(&ws->finished) || !dlist_is_empty(&ws->taken_back))
+		/*
+		 * step 2 runs inside: wait for replies, timers or a wake-up (not
+		 * when a backlog waits with room to claim it: a round that yielded
+		 * to the chores)
+		 */
+		if (wake || !dlist_is_empty(&ws->finished) || !dlist_is_empty(&ws->taken_back) ||
+			(backlog && recovered && now >= ws->claim_retry_at &&
+			 payments_max_in_flight - in_flight >=
+			 Max(1, Min(payments_claim_batch, payments_max_in_flight) / 2)))
 			wait_ms = 0;
 		http_engine_wait(ws->engine, wait_ms, &latch_set);
 		interpret_finished(ws);
