@@ -292,15 +292,36 @@ card_check_cvv(CardBrand brand, const char *input, int len, char *cvv)
 }
 
 /*
+ * The lengths each brand issues numbers of, whatever the gateway takes:
+ * what a caller's free text is refused for (free_text.c).  Narrower than
+ * "12 to 19 digits of any brand", which the log and audit masking use (a
+ * masked phone number costs nothing; a refused one fails a payment): no
+ * brand issues 12 digits, and Visa's 13-digit numbers are long gone, so a
+ * phone number with its country code (at most 15 digits, E.164) or an
+ * EAN-13 barcode is not taken for one.
+ */
+static const uint32 issued_lengths[CARD_BRAND_MAX + 1] = {
+	[CARD_BRAND_UNKNOWN] = 0,
+	[CARD_BRAND_VISA] = LEN(16) | LEN(19),
+	[CARD_BRAND_MASTERCARD] = LEN(16),
+	[CARD_BRAND_AMEX] = LEN(15),
+	[CARD_BRAND_DISCOVER] = LEN_RANGE(16, 19),
+	[CARD_BRAND_JCB] = LEN_RANGE(16, 19),
+	[CARD_BRAND_DINERS] = LEN_RANGE(14, 19),
+	[CARD_BRAND_UNIONPAY] = LEN_RANGE(16, 19),
+};
+
+/*
  * The first card number in str[from..len): 12 to 19 digits (single spaces
  * or dashes allowed between them) that are Luhn-valid and of a known
- * brand.  The digits may start at any group of a longer run and end at any
- * later group: "1 4111 1111 1111 1111" and "4111111111111111 123" (a card
- * code after the number) hold one.  Sets str[*start..*end) to its text and
- * returns true, or returns false.
+ * brand (issued_only: of a length that brand issues).  The digits may
+ * start at any group of a longer run and end at any later group:
+ * "1 4111 1111 1111 1111" and "4111111111111111 123" (a card code after
+ * the number) hold one.  Sets str[*start..*end) to its text and returns
+ * true, or returns false.
  */
 static bool
-find_card_number(const char *str, int len, int from, int *start_out, int *end_out)
+find_card_number(const char *str, int len, int from, bool issued_only, int *start_out, int *end_out)
 {
 	char		digits[CARD_PAN_MAX_DIGITS + 1];
 	bool		found = false;
@@ -323,7 +344,8 @@ find_card_number(const char *str, int len, int from, int *start_out, int *end_ou
 				break;			/* more than 19 digits: no card from here */
 			/* the end of a group: the digits so far may be a card */
 			if (n >= CARD_PAN_MIN_DIGITS && card_luhn_valid(digits, n) &&
-				card_brand_detect(digits, n) != CARD_BRAND_UNKNOWN)
+				(issued_only ? (issued_lengths[card_brand_detect(digits, n)] & LEN(n)) != 0 :
+				 card_brand_detect(digits, n) != CARD_BRAND_UNKNOWN))
 			{
 				*start_out = start;
 				*end_out = i;
@@ -353,7 +375,20 @@ card_text_contains_number(const char *str, int len)
 	int			start,
 				end;
 
-	return find_card_number(str, len, 0, &start, &end);
+	return find_card_number(str, len, 0, false, &start, &end);
+}
+
+/*
+ * Whether str (len bytes) contains a card number of a length its brand
+ * issues (issued_lengths): a caller's free text that does is refused.
+ */
+bool
+card_text_contains_issued_number(const char *str, int len)
+{
+	int			start,
+				end;
+
+	return find_card_number(str, len, 0, true, &start, &end);
 }
 
 /*
@@ -370,7 +405,7 @@ card_text_mask_numbers(char *buf, int len)
 	bool		masked = false;
 
 	/* a masked number has no digits left: the scan goes on behind it */
-	while (find_card_number(buf, len, from, &start, &end))
+	while (find_card_number(buf, len, from, false, &start, &end))
 	{
 		for (int i = start; i < end; i++)
 			if (buf[i] >= '0' && buf[i] <= '9')

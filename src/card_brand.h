@@ -59,6 +59,7 @@ extern CardBrand card_brand_detect(const char *digits, int ndigits);
 extern int	card_normalize_number(const char *input, int len, char *digits);
 extern CardBrand card_check_number(const char *digits, int ndigits);
 extern bool card_text_contains_number(const char *str, int len);
+extern bool card_text_contains_issued_number(const char *str, int len);
 extern bool card_text_mask_numbers(char *buf, int len);
 extern int	card_check_cvv(CardBrand brand, const char *input, int len, char *cvv);
 

@@ -9,11 +9,13 @@
  * description, a metadata value, a customer field, an idempotency key or a
  * correlation id is also kept in the rows themselves, in events and in
  * the request the worker sends.  So the API refuses, before anything is
- * stored, every text a caller gives that holds a card number as the log
- * hook and the audit trigger recognise one (card_text_contains_number: 12
- * to 19 digits, single spaces or dashes between groups, Luhn-valid, of a
- * known brand), with SQLSTATE 22Y17 and a message that names the field
- * and never quotes it.  The correlation id is the exception: it comes from
+ * stored, every text a caller gives that holds a card number: digits with
+ * single spaces or dashes between groups, Luhn-valid, of a known brand and
+ * of a length it issues (card_text_contains_issued_number: not a phone
+ * number with its country code, not an EAN-13 barcode, which the log hook
+ * and the audit trigger mask all the same), with SQLSTATE 22Y17 and a
+ * message that names the field and never quotes it.  The correlation id
+ * is the exception: it comes from
  * infrastructure (PostgREST's x-request-id or traceparent header, the
  * payments.correlation_id setting) rather than from the business caller,
  * so its card numbers are masked ('X' for each digit) instead of failing
@@ -79,16 +81,22 @@ is_uuid(const char *s, int len)
 	return true;
 }
 
-/* Whether a caller's text holds a card number (a lone UUID does not). */
+/*
+ * Whether a caller's text holds a card number of a length its brand issues
+ * (a lone UUID does not; nor does a phone number or a barcode, which the
+ * masking of logs and audit rows would mask all the same).
+ */
 bool
 free_text_holds_card(const char *s, int len)
 {
-	return !is_uuid(s, len) && card_text_contains_number(s, len);
+	return !is_uuid(s, len) && card_text_contains_issued_number(s, len);
 }
 
 /*
  * Mask the card numbers of s in place ('X' for each digit, the length
- * kept); returns whether there were any.
+ * kept), as the log hook and the audit trigger find them (wider than
+ * free_text_holds_card: masking a phone number costs nothing); returns
+ * whether there were any.
  */
 bool
 free_text_mask(char *s, int len)
@@ -268,9 +276,11 @@ pay_mask_card_numbers(PG_FUNCTION_ARGS)
 	text	   *t = PG_GETARG_TEXT_PP(0);
 	text	   *copy;
 
-	if (!free_text_holds_card(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t)))
-		PG_RETURN_TEXT_P(t);
 	copy = cstring_to_text_with_len(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
-	free_text_mask(VARDATA(copy), VARSIZE(copy) - VARHDRSZ);
+	if (!free_text_mask(VARDATA(copy), VARSIZE(copy) - VARHDRSZ))
+	{
+		pfree(copy);
+		PG_RETURN_TEXT_P(t);
+	}
 	PG_RETURN_TEXT_P(copy);
 }

@@ -16,7 +16,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(55);
+SELECT plan(59);
 
 CREATE FUNCTION pg_temp.card() RETURNS payments.pay_card LANGUAGE sql
 	AS $$ SELECT payments.pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 2, '123') $$;
@@ -68,6 +68,15 @@ SELECT lives_ok($$CREATE TEMP TABLE ok1 AS SELECT * FROM pay_purchase(amount => 
 	description => 'order 123456789012, phone 555 123 4567', order_ref => 'A-17',
 	customer => '{"email": "ada@example.com", "note": "vip"}', metadata => '{"n": 123456789012345, "uuid": "x"}')$$,
 	'digits that are not a card number pass');
+SELECT lives_ok($$SELECT payments._check_text('description', 'Call +44 20 7946 0956', 255),
+	payments._check_metadata('{"phone": "+44 20 7946 0956"}')$$,
+	'a phone number with its country code that is Luhn-valid and starts as Visa''s (12 digits: no brand issues those) passes');
+SELECT lives_ok($$SELECT payments._check_metadata('{"ean": "4005999123453"}')$$,
+	'an EAN-13 barcode that is Luhn-valid and starts as Visa''s (13 digits: no longer issued) passes');
+SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', card => pg_temp.card(), order_ref => 'ref 4000123412341000003')$$,
+	'22Y17', 'order_ref holds a card number', 'a 19-digit Visa number is refused (issued, though the gateway takes 16 at most)');
+SELECT is(payments._mask_card_numbers('tel 442079460956'), 'tel XXXXXXXXXXXX',
+	'the correlation id''s masking looks wider: those 12 digits are masked there');
 SELECT lives_ok($$SELECT pay_purchase(amount => '1.00 USD', card => pg_temp.card(),
 	idempotency_key => '7b8f2ab5-3451-4013-9675-f6ad325b55dd')$$,
 	'a UUID whose digit groups pass for a card number is an identifier: accepted as an idempotency key');
@@ -168,7 +177,7 @@ SELECT is(payments._mask_card_numbers('ab4111111111111111cdef0123456789'), 'ab41
 SELECT is(payments._mask_card_numbers('ab4111111111111111cdef012345678'), 'abXXXXXXXXXXXXXXXXcdef012345678',
 	'but not 31 hex digits: a card number between letters is masked');
 SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', card => pg_temp.card(),
-	idempotency_key => '7b8f2ab5-3451-4013-9675-f6ad325b55dd-2')$$,
+	idempotency_key => '7b8f2ab5-3451-4013-9675-f6ad325b55dd/4111111111111111')$$,
 	'22Y17', 'idempotency key holds a card number', 'a longer text around a UUID is checked');
 
 SELECT * FROM finish();
