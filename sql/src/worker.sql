@@ -13,15 +13,15 @@ COMMENT ON FUNCTION payments._duplicate_window() IS
 -- request.  action is 'send' (first send, or an identical resend inside the
 -- duplicate window) or 'lookup' (outcome unknown and the window has passed:
 -- find the invoice in the gateway's transaction lists instead).
--- Merchants take turns: of the room (p_limit), each merchant with
--- operations due takes an equal share (rounded up: the last turn may
--- leave a few locked rows to the next claim), by due time, and the rows come in
--- turns, every merchant's first before anyone's second (more merchants
--- than room: those after p_after_merchant first, the merchant the
--- previous claim ended on, so that claims of one operation rotate too).
--- more_ready says a merchant took its whole share (more of its
--- operations may be due): the worker claims again at once, with what room
--- the others left.  By due time alone, one merchant's burst (thousands
+-- Merchants take turns: the room (p_limit) is shared out exactly among
+-- the merchants with operations due, each share taken by due time, and
+-- the rows come in turns, every merchant's first before anyone's second.
+-- With more merchants than room, those after p_after_merchant (the
+-- merchant the previous claim ended on) go first, one operation each, so
+-- that claims rotate.  more_ready says operations may be left due (a
+-- merchant took its whole share, or had none): the worker claims again
+-- at once.  Background operations get room only when no ordinary one may
+-- be left.  By due time alone, one merchant's burst (thousands
 -- queued at once) held up every other merchant's payments until it
 -- drained.  The merchants with operations due are found by skipping
 -- through the ready index, one (background, merchant) key at a time: a
@@ -95,9 +95,13 @@ BEGIN
 			ORDER BY o.background, o.merchant_id, o.next_attempt_at LIMIT 1) n
 	), due AS (
 		-- the merchants with an operation due (their earliest is), of
-		-- a connection whose circuit is closed, and how many of them
+		-- a connection whose circuit is closed: how many, and each one's
+		-- place in this claim's rotation (after p_after_merchant first)
 		SELECT w.background, w.merchant_id, w.next_attempt_at,
-			count(*) OVER (PARTITION BY w.background) AS merchants
+			count(*) OVER (PARTITION BY w.background) AS merchants,
+			row_number() OVER (PARTITION BY w.background
+				ORDER BY p_after_merchant IS NOT NULL AND w.merchant_id <= p_after_merchant,
+					w.merchant_id) AS nth
 		FROM waiting w
 		WHERE w.next_attempt_at <= now() AND w.merchant_id = ANY (ARRAY(SELECT g.merchant_id FROM payments.gateway_config g
 			WHERE payments._gateway_connection(g.endpoint_url, g.ca_file, g.timeout_ms)
@@ -105,12 +109,15 @@ BEGIN
 				AND (p_only_connection IS NULL OR p_only_connection
 					= payments._gateway_connection(g.endpoint_url, g.ca_file, g.timeout_ms))))
 	), ordinary AS (
-		-- each merchant's share of the room, by due time, locked as read
-		-- (from its earliest on: past the index entries of operations
-		-- claimed since the last vacuum, which the search for it went
-		-- through); numbered, its turns
+		-- the room shared out exactly among the first p_limit merchants of
+		-- the rotation (those after the remainder's one row less), each
+		-- share by due time and locked as read (from its earliest on: past
+		-- the index entries of operations claimed since the last vacuum,
+		-- which the search for it went through); numbered, its turns
 		SELECT x.*, w.share, row_number() OVER (PARTITION BY x.merchant_id ORDER BY x.next_attempt_at) AS turn
-		FROM (SELECT d.*, (p_limit + d.merchants - 1) / d.merchants AS share FROM due d WHERE NOT d.background) w
+		FROM (SELECT d.*, p_limit / least(d.merchants, p_limit)
+				+ CASE WHEN d.nth <= p_limit % least(d.merchants, p_limit) THEN 1 ELSE 0 END AS share
+			FROM due d WHERE NOT d.background AND d.nth <= p_limit) w
 		CROSS JOIN LATERAL (SELECT o.background, o.merchant_id, o.operation_id, o.next_attempt_at,
 				o.status AS old_status, o.updated_at AS old_updated_at
 			FROM payments.operations o
@@ -120,13 +127,22 @@ BEGIN
 			ORDER BY o.next_attempt_at
 			LIMIT w.share
 			FOR UPDATE OF o SKIP LOCKED) x
+	), ordinary_more AS (
+		-- ordinary operations may be left due: a merchant took its whole
+		-- share, or had none (more merchants than room)
+		SELECT EXISTS (SELECT 1 FROM due d WHERE NOT d.background AND d.nth > p_limit)
+			OR EXISTS (SELECT 1 FROM ordinary o GROUP BY o.merchant_id HAVING count(*) >= max(o.share)) AS more
 	), background_room AS (
-		SELECT least(greatest(p_limit - (SELECT count(*) FROM ordinary), 0),
-			coalesce(p_background_limit, p_limit)) AS room
+		-- ordinary ones first: room for the background only when none is left
+		SELECT CASE WHEN m.more THEN 0
+			ELSE least(greatest(p_limit - (SELECT count(*) FROM ordinary), 0),
+				coalesce(p_background_limit, p_limit)) END AS room
+		FROM ordinary_more m
 	), background AS (
 		SELECT x.*, w.share, row_number() OVER (PARTITION BY x.merchant_id ORDER BY x.next_attempt_at) AS turn
-		FROM (SELECT d.*, (r.room + d.merchants - 1) / d.merchants AS share
-			FROM due d, background_room r WHERE d.background) w
+		FROM (SELECT d.*, r.room / least(d.merchants, r.room)
+				+ CASE WHEN d.nth <= r.room % least(d.merchants, r.room) THEN 1 ELSE 0 END AS share
+			FROM due d, background_room r WHERE d.background AND d.nth <= r.room) w
 		CROSS JOIN LATERAL (SELECT o.background, o.merchant_id, o.operation_id, o.next_attempt_at,
 				o.status AS old_status, o.updated_at AS old_updated_at
 			FROM payments.operations o
@@ -139,17 +155,18 @@ BEGIN
 	), locked AS (
 		SELECT * FROM ordinary UNION ALL SELECT * FROM background
 	), ready AS (
-		-- in turns: every merchant's first before anyone's second (more
-		-- merchants than room: those after p_after_merchant first)
+		-- in turns: every merchant's first before anyone's second
 		SELECT l.*, row_number() OVER (PARTITION BY l.background
 				ORDER BY l.turn, p_after_merchant IS NOT NULL AND l.merchant_id <= p_after_merchant,
 					l.merchant_id) AS pos
 		FROM locked l
 	), more AS (
-		-- a merchant took its whole share: more of its operations may be due
-		SELECT coalesce(bool_or(n.taken >= n.share), false) AS ready
-		FROM (SELECT l.background, l.merchant_id, count(*) AS taken, max(l.share) AS share
-			FROM locked l GROUP BY l.background, l.merchant_id) n
+		-- more may be due: of the ordinary ones (above), or a background
+		-- merchant took its whole share or had none
+		SELECT (SELECT m.more FROM ordinary_more m)
+			OR EXISTS (SELECT 1 FROM due d, background_room r WHERE d.background AND d.nth > r.room)
+			OR EXISTS (SELECT 1 FROM background b GROUP BY b.merchant_id HAVING count(*) >= max(b.share))
+			AS ready
 	), claimed AS (
 		UPDATE payments.operations o
 		SET status = 'sending', attempts = o.attempts + 1,
@@ -228,10 +245,10 @@ COMMENT ON FUNCTION payments._gateway_connection(text, text, integer) IS
 
 -- The due operations of the merchants on a gateway connection whose
 -- circuit just opened in the worker wait until it may be probed (p_until):
--- claims leave them out meanwhile, and left due they were read by every
--- claim (its index is by due time, not by merchant), so that a dead
--- endpoint's backlog slowed everyone's claims.  Rows a caller holds are
--- skipped.
+-- claims leave them out meanwhile (left due, each claim would find each
+-- of those merchants due and check it against the held connections; when
+-- claims read the ready operations by due time alone, a dead endpoint's
+-- backlog slowed everyone's).  Rows a caller holds are skipped.
 CREATE FUNCTION payments._park_connection(p_connection text, p_until timestamptz) RETURNS integer
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments, pg_temp

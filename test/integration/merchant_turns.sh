@@ -10,6 +10,10 @@
 # A's backlog still waits.
 # Then claims of one operation at a time (max_in_flight 1): A's 30 and B's
 # 30 queued purchases go out in turns, not A's 30 first.
+# Then single claims inside one transaction (the worker cannot see those
+# rows): a billing run's charges get no room while an ordinary operation
+# may be left due, and a claim with more merchants than room locks no
+# more rows than it takes.
 set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
 
@@ -97,4 +101,67 @@ is "$(su -c "SELECT count(*) FILTER (WHERE status = 'succeeded') FROM payments.p
 	WHERE merchant_id IN ($A, $B) AND EXISTS (SELECT 1 FROM payments.operations o
 		WHERE o.merchant_id = p.merchant_id AND o.payment_id = p.payment_id AND o.operation_id > $first)")" 60 \
 	"all 60 succeeded"
+
+# --- single claims, in a transaction the worker cannot see into
+buy() {	# buy MERCHANT COUNT: SQL for COUNT purchases of MERCHANT
+	echo "SELECT set_config('payments.merchant_id', '$1', true);
+SELECT count(payments.pay_purchase(amount => '5.00 USD',
+	card => payments.pay_card('4111 1111 1111 1111', 12, 2031, '123'))) FROM generate_series(1, $2);"
+}
+C=$(su -c "INSERT INTO payments.merchants (name) VALUES ('turns C') RETURNING merchant_id")
+su -c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY',
+	endpoint_url => '$SIM_TLS_API', ca_file => '$SIM_CA', merchant_id => $C)" >/dev/null
+claim=$(su -v ON_ERROR_STOP=1 <<SQL | tail -1
+BEGIN;
+$(buy "$A" 100)
+$(buy "$B" 1)
+$(buy "$C" 50)
+UPDATE payments.operations SET background = true WHERE merchant_id = $C AND status = 'queued';
+SELECT string_agg(n, ' ' ORDER BY n) || ' ' || bool_or(more) FROM (
+	SELECT CASE merchant_id WHEN $A THEN 'A' WHEN $B THEN 'B' ELSE 'C' END || ':' || count(*) AS n, bool_or(more_ready) AS more
+	FROM payments._claim_operations(10, 10) GROUP BY merchant_id) c;
+ROLLBACK;
+SQL
+)
+is "$claim" "A:5 B:1 true" \
+	"a claim of 10 with A's 100 and B's 1 due: 5 and 1, no background charge of C's while A's may be left (more_ready)"
+# 60 merchants with 2 purchases each, committed while no gateway is
+# configured for them (the worker leaves them); then, in one transaction,
+# their gateways and the claim.  A row locked by this transaction and
+# still queued has its xmax.
+su -v ON_ERROR_STOP=1 >/dev/null <<SQL
+CREATE TABLE public.turns_many (merchant_id bigint);
+WITH m AS (INSERT INTO payments.merchants (name) SELECT 'turns many ' || g FROM generate_series(1, 60) g
+	RETURNING merchant_id)
+INSERT INTO public.turns_many SELECT merchant_id FROM m;
+DO \$\$
+DECLARE
+	m bigint;
+BEGIN
+	FOR m IN SELECT merchant_id FROM public.turns_many LOOP
+		PERFORM set_config('payments.merchant_id', m::text, true);
+		PERFORM payments.pay_purchase(amount => '6.00 USD',
+			card => payments.pay_card('4111 1111 1111 1111', 12, 2031, '123'))
+		FROM generate_series(1, 2);
+	END LOOP;
+END
+\$\$;
+SQL
+locked=$(su -v ON_ERROR_STOP=1 <<SQL | tail -1
+BEGIN;
+SELECT count(payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY',
+	endpoint_url => '$SIM_TLS_API', ca_file => '$SIM_CA', merchant_id => merchant_id)) FROM public.turns_many;
+UPDATE payments.operations SET next_attempt_at = now() WHERE merchant_id IN (SELECT merchant_id FROM public.turns_many);
+CREATE TEMP TABLE took AS SELECT * FROM payments._claim_operations(5, 5);
+CREATE EXTENSION IF NOT EXISTS pgrowlocks;
+SELECT (SELECT count(*) FROM took) || ' ' || (SELECT count(DISTINCT merchant_id) FROM took) || ' ' ||
+	(SELECT count(*) FROM payments.operations o JOIN public.turns_many USING (merchant_id)
+	 JOIN pgrowlocks('payments.operations') l ON l.locked_row = o.ctid
+	 WHERE o.status = 'queued' AND 'For Update' = ANY (l.modes));
+ROLLBACK;
+SQL
+)
+is "$locked" "5 5 0" "a claim of 5 among 60 merchants takes one each of 5 and locks no other row (it locked 55 more)"
+su -c "DELETE FROM payments.operations o USING public.turns_many t WHERE o.merchant_id = t.merchant_id" \
+	-c "DROP TABLE public.turns_many" >/dev/null 2>&1 || true
 tap_done
