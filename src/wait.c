@@ -28,13 +28,13 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
-#include "storage/ipc.h"
-#include "storage/proc.h"
-#include "storage/shmem.h"
 #include "utils/wait_event.h"
 
 #include "errcodes.h"
@@ -46,8 +46,17 @@
 
 int			payments_max_waits_per_merchant = PAYMENTS_DEFAULT_MAX_WAITS_PER_MERCHANT;
 
-/* For each backend (by pgprocno): the merchant it waits for, 0 if none. */
-static pg_atomic_uint64 *waiting_for = NULL;
+/*
+ * For each backend (by pgprocno): the merchant it waits for (0 if none),
+ * in its database (merchant ids are per database).
+ */
+typedef struct WaitSlot
+{
+	pg_atomic_uint32 database;
+	pg_atomic_uint64 merchant_id;
+} WaitSlot;
+
+static WaitSlot *waiting_for = NULL;
 static int	nwaiting = 0;
 static bool clear_registered = false;
 
@@ -153,7 +162,7 @@ target_is_settled(const WaitTarget *target, SPIPlanPtr plan, Datum merchant_id, 
 Size
 wait_shmem_size(void)
 {
-	return mul_size(MaxBackends, sizeof(pg_atomic_uint64));
+	return mul_size(MaxBackends, sizeof(WaitSlot));
 }
 
 void
@@ -165,10 +174,13 @@ wait_shmem_init(void)
 	nwaiting = MaxBackends;
 	if (!found)
 		for (int i = 0; i < nwaiting; i++)
-			pg_atomic_init_u64(&waiting_for[i], 0);
+		{
+			pg_atomic_init_u32(&waiting_for[i].database, InvalidOid);
+			pg_atomic_init_u64(&waiting_for[i].merchant_id, 0);
+		}
 }
 
-static pg_atomic_uint64 *
+static WaitSlot *
 my_wait_slot(void)
 {
 	if (waiting_for == NULL || MyProc == NULL || MyProc->pgprocno >= nwaiting)
@@ -180,23 +192,22 @@ my_wait_slot(void)
 static void
 stop_waiting(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
 {
-	pg_atomic_uint64 *slot = my_wait_slot();
+	WaitSlot   *slot = my_wait_slot();
 
 	if (slot != NULL)
-		pg_atomic_write_u64(slot, 0);
+		pg_atomic_write_u64(&slot->merchant_id, 0);
 }
 
 /*
  * Take a waiting slot for merchant_id, for a call over HTTP, or raise PT429
  * when the merchant already has payments.max_waits_per_merchant such calls
- * waiting.  Two calls
- * that come at once may both count each other and both be refused: never
- * both admitted beyond the limit.
+ * waiting in this database.  Two calls that come at once may both count
+ * each other and both be refused: never both admitted beyond the limit.
  */
 static void
 start_waiting(int64 merchant_id)
 {
-	pg_atomic_uint64 *slot = my_wait_slot();
+	WaitSlot   *slot = my_wait_slot();
 	int			waiting = 0;
 
 	PaymentsIdentity id;
@@ -210,14 +221,16 @@ start_waiting(int64 merchant_id)
 		before_shmem_exit(stop_waiting, (Datum) 0);
 		clear_registered = true;
 	}
+	pg_atomic_write_u32(&slot->database, MyDatabaseId);
 	/* a full barrier: our slot is seen before we count the others' */
-	(void) pg_atomic_exchange_u64(slot, (uint64) merchant_id);
+	(void) pg_atomic_exchange_u64(&slot->merchant_id, (uint64) merchant_id);
 	for (int i = 0; i < nwaiting; i++)
-		if (pg_atomic_read_u64(&waiting_for[i]) == (uint64) merchant_id)
+		if (pg_atomic_read_u64(&waiting_for[i].merchant_id) == (uint64) merchant_id &&
+			pg_atomic_read_u32(&waiting_for[i].database) == MyDatabaseId)
 			waiting++;
 	if (waiting > payments_max_waits_per_merchant)
 	{
-		pg_atomic_write_u64(slot, 0);
+		pg_atomic_write_u64(&slot->merchant_id, 0);
 		ereport(ERROR,
 				(errcode(ERRCODE_PAY_RATE_LIMITED),
 				 errmsg("too many calls of this merchant are waiting"),
