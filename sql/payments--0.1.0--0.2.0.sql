@@ -11053,6 +11053,156 @@ COMMENT ON FUNCTION payments.pay_set_dunning_policy(integer[], text) IS
 	'Sets the current merchant''s dunning policy (NULL: that part unchanged): retry_days, at most 10 increasing days (1-366) after a charge''s first failure on which it is tried again (''{}'': none), and final_action after the last one fails, canceled or unpaid. Applies to failures from now on and to retries not yet made: an invoice already waiting for a retry is scheduled again from its first failure by the new days (invoice.retry_scheduled, reason policy_changed), or given the (new) final action at once when no day is left. Returns the policy.';
 
 ------------------------------------------------------------------------------
+-- h-dunning-schedule: one home for when a failed invoice is charged next
+-- (sql/src/billing.sql, _next_dunning_attempt).
+
+CREATE FUNCTION payments._next_dunning_attempt(p_first_failed_at timestamptz, p_days integer[],
+	p_final boolean, p_now timestamptz, OUT next_at timestamptz, OUT retry_no integer)
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+	SELECT CASE WHEN p_final THEN
+			nullif(greatest(p_first_failed_at + make_interval(days => p_days[cardinality(p_days)]), p_now), p_now)
+		ELSE (SELECT p_first_failed_at + make_interval(days => d.day)
+			FROM unnest(p_days) WITH ORDINALITY d(day, n)
+			WHERE p_first_failed_at + make_interval(days => d.day) > p_now ORDER BY d.n LIMIT 1) END,
+		CASE WHEN NOT p_final THEN (SELECT d.n::integer
+			FROM unnest(p_days) WITH ORDINALITY d(day, n)
+			WHERE p_first_failed_at + make_interval(days => d.day) > p_now ORDER BY d.n LIMIT 1) END
+	$$;
+COMMENT ON FUNCTION payments._next_dunning_attempt(timestamptz, integer[], boolean, timestamptz) IS
+	'Internal: when a failed invoice is charged next under a dunning schedule (retry_days from its first failure) and which retry that is; after a final decline, only the final action on the last day; next_at NULL: the final action is due now.';
+
+CREATE OR REPLACE FUNCTION payments._invoice_payment_failed(p_merchant_id bigint, p_invoice_id bigint,
+	p_payment_id bigint, p_code text, p_reason text)
+	RETURNS payments.invoices
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	inv payments.invoices;
+	s payments.subscriptions;
+	days integer[];
+	final_ boolean := payments._decline_is_final(p_code);
+	now_ timestamptz := payments._billing_now(p_merchant_id);
+	next_ timestamptz;
+	retry_no integer;
+BEGIN
+	SELECT x.* INTO STRICT s FROM payments.subscriptions x
+	WHERE x.merchant_id = p_merchant_id AND x.subscription_id =
+		(SELECT i.subscription_id FROM payments.invoices i
+		 WHERE i.merchant_id = p_merchant_id AND i.invoice_id = p_invoice_id)
+	FOR UPDATE;
+	SELECT * INTO STRICT inv FROM payments.invoices
+	WHERE merchant_id = p_merchant_id AND invoice_id = p_invoice_id
+	FOR UPDATE;
+	IF inv.status NOT IN ('open', 'uncollectible')
+		OR (p_payment_id IS NOT NULL AND inv.payment_id IS DISTINCT FROM p_payment_id) THEN
+		RETURN inv;
+	END IF;
+	UPDATE payments.invoices SET first_failed_at = coalesce(first_failed_at, now_),
+		last_failure_code = p_code, last_failure_reason = p_reason, next_attempt_at = NULL
+	WHERE merchant_id = p_merchant_id AND invoice_id = p_invoice_id
+	RETURNING * INTO inv;
+	PERFORM payments._billing_event(p_merchant_id, 'invoice.payment_failed', p_payment_id,
+		jsonb_build_object('invoice_id', inv.invoice_id, 'subscription_id', inv.subscription_id,
+			'kind', inv.kind, 'amount', inv.amount, 'payment_id', p_payment_id,
+			'attempt_count', inv.attempt_count, 'failure_code', p_code, 'failure_reason', p_reason,
+			'retryable', NOT final_, 'first_failed_at', inv.first_failed_at),
+		inv.correlation_id);
+	IF inv.status = 'open' AND s.status IN ('canceled', 'incomplete_expired') THEN
+		-- an ended subscription has no dunning: its final invoice is not retried
+		UPDATE payments.invoices SET status = 'uncollectible', closed_at = now_
+		WHERE merchant_id = p_merchant_id AND invoice_id = p_invoice_id
+		RETURNING * INTO inv;
+		RETURN inv;
+	END IF;
+	IF inv.status <> 'open' OR (inv.kind = 'first' AND s.status = 'incomplete')
+		OR s.status NOT IN ('trialing', 'active', 'past_due') THEN
+		RETURN inv;
+	END IF;
+	IF s.status <> 'past_due' THEN
+		UPDATE payments.subscriptions SET status = 'past_due', next_renewal_at = NULL
+		WHERE merchant_id = p_merchant_id AND subscription_id = s.subscription_id;
+	END IF;
+
+	days := (payments._dunning_policy(p_merchant_id)).retry_days;
+	SELECT a.next_at, a.retry_no INTO next_, retry_no
+	FROM payments._next_dunning_attempt(inv.first_failed_at, days, final_, now_) a;
+	IF next_ IS NULL THEN
+		PERFORM payments._dunning_final_action(p_merchant_id, p_invoice_id);
+		SELECT * INTO inv FROM payments.invoices WHERE merchant_id = p_merchant_id AND invoice_id = p_invoice_id;
+		RETURN inv;
+	END IF;
+	UPDATE payments.invoices SET next_attempt_at = next_
+	WHERE merchant_id = p_merchant_id AND invoice_id = p_invoice_id
+	RETURNING * INTO inv;
+	IF NOT final_ THEN
+		PERFORM payments._billing_event(p_merchant_id, 'invoice.retry_scheduled', p_payment_id,
+			jsonb_build_object('invoice_id', inv.invoice_id, 'subscription_id', inv.subscription_id,
+				'next_attempt_at', next_, 'retry', retry_no, 'retries', cardinality(days)),
+			inv.correlation_id);
+	END IF;
+	RETURN inv;
+END
+$$;
+COMMENT ON FUNCTION payments._invoice_payment_failed(bigint, bigint, bigint, text, text) IS
+	'Internal: records a failed charge of an invoice (writes invoice.payment_failed) and applies dunning: a first invoice leaves the subscription incomplete; otherwise the subscription becomes past_due and the invoice is retried on the merchant''s next retry day counted from the first failure (invoice.retry_scheduled), or, after a final decline, waits for the schedule''s last day; with no day left, the final action. An open invoice of an ended subscription (its final invoice) is not retried: uncollectible. Locks the subscription, then the invoice.';
+
+CREATE OR REPLACE FUNCTION payments._reschedule_dunning(p_merchant_id bigint) RETURNS integer
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	c record;
+	s payments.subscriptions;
+	inv payments.invoices;
+	days integer[] := (payments._dunning_policy(p_merchant_id)).retry_days;
+	now_ timestamptz := payments._billing_now(p_merchant_id);
+	final_ boolean;
+	next_ timestamptz;
+	retry_no integer;
+	n integer := 0;
+BEGIN
+	FOR c IN
+		SELECT i.invoice_id, i.subscription_id FROM payments.invoices i
+		WHERE i.merchant_id = p_merchant_id AND i.status = 'open' AND i.next_attempt_at IS NOT NULL
+		ORDER BY i.invoice_id
+	LOOP
+		SELECT * INTO s FROM payments.subscriptions
+		WHERE merchant_id = p_merchant_id AND subscription_id = c.subscription_id
+		FOR UPDATE;
+		SELECT * INTO inv FROM payments.invoices
+		WHERE merchant_id = p_merchant_id AND invoice_id = c.invoice_id
+		FOR UPDATE;
+		CONTINUE WHEN inv.status <> 'open' OR inv.next_attempt_at IS NULL OR inv.first_failed_at IS NULL
+			OR s.status <> 'past_due';
+		final_ := payments._decline_is_final(inv.last_failure_code);
+		SELECT a.next_at, a.retry_no INTO next_, retry_no
+		FROM payments._next_dunning_attempt(inv.first_failed_at, days, final_, now_) a;
+		IF next_ IS NULL THEN
+			PERFORM payments._dunning_final_action(p_merchant_id, inv.invoice_id);
+			n := n + 1;
+		ELSIF next_ <> inv.next_attempt_at THEN
+			UPDATE payments.invoices SET next_attempt_at = next_
+			WHERE merchant_id = p_merchant_id AND invoice_id = inv.invoice_id;
+			n := n + 1;
+			IF NOT final_ THEN
+				PERFORM payments._billing_event(p_merchant_id, 'invoice.retry_scheduled', inv.payment_id,
+					jsonb_build_object('invoice_id', inv.invoice_id, 'subscription_id', inv.subscription_id,
+						'next_attempt_at', next_, 'retry', retry_no, 'retries', cardinality(days),
+						'reason', 'policy_changed'),
+					inv.correlation_id);
+			END IF;
+		END IF;
+	END LOOP;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION payments._reschedule_dunning(bigint) IS
+	'Internal: applies the merchant''s (new) dunning policy to the retries not yet made: each open invoice waiting for a retry is scheduled again from its first failure (invoice.retry_scheduled, reason policy_changed), or given the final action now when no retry day is left. Returns how many invoices changed.';
+
+------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,
 -- payment_api.sql, privileges.sql).  Keep this block LAST: its privilege
 -- and row-security statements cover every function and tenant table made

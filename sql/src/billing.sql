@@ -494,6 +494,28 @@ $$;
 COMMENT ON FUNCTION payments._dunning_final_action(bigint, bigint) IS
 	'Internal: dunning''s final action for an open invoice: uncollectible, and the past_due subscription canceled (ended now; its pending invoice items closed on an uncollectible final invoice, not charged) or unpaid as the merchant''s policy says; writes subscription.dunning_exhausted. The caller holds the locks.';
 
+-- When a failed invoice is charged next, and which retry of the schedule
+-- that is (retry_no; NULL for the final action's day): the first day of
+-- the policy's retry_days after now, counted from the first failure; after
+-- a final decline no retry, only the final action on the schedule's last
+-- day.  next_at NULL: the final action is due now.
+CREATE FUNCTION payments._next_dunning_attempt(p_first_failed_at timestamptz, p_days integer[],
+	p_final boolean, p_now timestamptz, OUT next_at timestamptz, OUT retry_no integer)
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+	SELECT CASE WHEN p_final THEN
+			nullif(greatest(p_first_failed_at + make_interval(days => p_days[cardinality(p_days)]), p_now), p_now)
+		ELSE (SELECT p_first_failed_at + make_interval(days => d.day)
+			FROM unnest(p_days) WITH ORDINALITY d(day, n)
+			WHERE p_first_failed_at + make_interval(days => d.day) > p_now ORDER BY d.n LIMIT 1) END,
+		CASE WHEN NOT p_final THEN (SELECT d.n::integer
+			FROM unnest(p_days) WITH ORDINALITY d(day, n)
+			WHERE p_first_failed_at + make_interval(days => d.day) > p_now ORDER BY d.n LIMIT 1) END
+	$$;
+COMMENT ON FUNCTION payments._next_dunning_attempt(timestamptz, integer[], boolean, timestamptz) IS
+	'Internal: when a failed invoice is charged next under a dunning schedule (retry_days from its first failure) and which retry that is; after a final decline, only the final action on the last day; next_at NULL: the final action is due now.';
+
 -- A charge of an invoice failed (p_payment_id; NULL: there was nothing to
 -- charge): the failure is recorded (the first one starts the schedule) and
 --   - a first invoice leaves its subscription incomplete (no retries: it
@@ -561,19 +583,8 @@ BEGIN
 	END IF;
 
 	days := (payments._dunning_policy(p_merchant_id)).retry_days;
-	IF final_ THEN
-		-- no retry; the final action on the schedule's last day
-		next_ := inv.first_failed_at + make_interval(days => days[cardinality(days)]);
-		IF next_ <= now_ THEN
-			next_ := NULL;
-		END IF;
-	ELSE
-		SELECT inv.first_failed_at + make_interval(days => d.day), d.n INTO next_, retry_no
-		FROM unnest(days) WITH ORDINALITY d(day, n)
-		WHERE inv.first_failed_at + make_interval(days => d.day) > now_
-		ORDER BY d.n
-		LIMIT 1;
-	END IF;
+	SELECT a.next_at, a.retry_no INTO next_, retry_no
+	FROM payments._next_dunning_attempt(inv.first_failed_at, days, final_, now_) a;
 	IF next_ IS NULL THEN
 		PERFORM payments._dunning_final_action(p_merchant_id, p_invoice_id);
 		SELECT * INTO inv FROM payments.invoices WHERE merchant_id = p_merchant_id AND invoice_id = p_invoice_id;
@@ -963,20 +974,8 @@ BEGIN
 		CONTINUE WHEN inv.status <> 'open' OR inv.next_attempt_at IS NULL OR inv.first_failed_at IS NULL
 			OR s.status <> 'past_due';
 		final_ := payments._decline_is_final(inv.last_failure_code);
-		next_ := NULL;
-		retry_no := NULL;
-		IF final_ THEN
-			next_ := inv.first_failed_at + make_interval(days => days[cardinality(days)]);
-			IF next_ <= now_ THEN
-				next_ := NULL;
-			END IF;
-		ELSE
-			SELECT inv.first_failed_at + make_interval(days => d.day), d.n INTO next_, retry_no
-			FROM unnest(days) WITH ORDINALITY d(day, n)
-			WHERE inv.first_failed_at + make_interval(days => d.day) > now_
-			ORDER BY d.n
-			LIMIT 1;
-		END IF;
+		SELECT a.next_at, a.retry_no INTO next_, retry_no
+		FROM payments._next_dunning_attempt(inv.first_failed_at, days, final_, now_) a;
 		IF next_ IS NULL THEN
 			PERFORM payments._dunning_final_action(p_merchant_id, inv.invoice_id);
 			n := n + 1;
