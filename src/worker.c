@@ -199,6 +199,17 @@ ops_in_flight(WorkerState *ws)
 }
 
 /*
+ * Whether half a claim's room is free in flight: a backlog is claimed
+ * then, without waiting for a wake-up.
+ */
+static bool
+room_for_backlog(WorkerState *ws)
+{
+	return payments_max_in_flight - ops_in_flight(ws) >=
+		Max(1, Min(payments_claim_batch, payments_max_in_flight) / 2);
+}
+
+/*
  * Start the HTTP transfer of an op.  A setup failure counts as not sent:
  * the op joins the finished ones, to be interpreted (false).
  */
@@ -1638,9 +1649,7 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 		 * to the chores)
 		 */
 		if (wake || !dlist_is_empty(&ws->finished) || !dlist_is_empty(&ws->taken_back) ||
-			(backlog && recovered && now >= ws->claim_retry_at &&
-			 payments_max_in_flight - in_flight >=
-			 Max(1, Min(payments_claim_batch, payments_max_in_flight) / 2)))
+			(backlog && recovered && now >= ws->claim_retry_at && room_for_backlog(ws)))
 			wait_ms = 0;
 		http_engine_wait(ws->engine, wait_ms, &latch_set);
 		interpret_finished(ws);
@@ -1654,8 +1663,7 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 		 */
 		now = GetCurrentTimestamp();
 		claim_due = wake || latch_set || TimestampDifferenceExceeds(last_claim, now, 1000) ||
-			(backlog && payments_max_in_flight - ops_in_flight(ws) >=
-			 Max(1, Min(payments_claim_batch, payments_max_in_flight) / 2));
+			(backlog && room_for_backlog(ws));
 		if (!recovered || now < ws->claim_retry_at)
 			claim_due = false;	/* not before recovery; after a failed claim, back off */
 		if (claim_due)
