@@ -110,7 +110,7 @@ card_in_text_error(const char *name)
 	ereport(ERROR,
 			(errcode(ERRCODE_PAY_CARD_IN_TEXT),
 			 errmsg("%s holds a card number", name),
-			 errdetail("Card numbers are kept only sealed: a text of 12 to 19 digits (spaces or dashes between groups) that passes the Luhn check and starts as a card brand's numbers is refused, and nothing of the call is stored."),
+			 errdetail("Card numbers are kept only sealed: digits (spaces or dashes between groups) that pass the Luhn check and have the start and length of a card brand's numbers are refused, and nothing of the call is stored."),
 			 errhint("Remove the card number from %s; pass a card only as card (pay_card) or opaque_data.", name),
 			 errhidestmt(true),
 			 errhidecontext(true)));
