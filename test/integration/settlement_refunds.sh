@@ -41,20 +41,11 @@ op_is() {	# op_is OPERATION_ID STATUS: wait for it
 refund() {	# refund PAYMENT_ID [AMOUNT]: the refund operation's id
 	q -c "SELECT operation_id FROM pay_refund(payment_id => $1${2:+, amount => '$2'})"
 }
-# ledger INVOICE: what the gateway did under an invoice, "kind amount" by time
-ledger() {
-	sim_ctl GET /ledger | python3 -c '
-import json, sys
-rows = json.load(sys.stdin)
-rows = rows["ledger"] if isinstance(rows, dict) else rows
-print(",".join("%s %s" % (r["kind"], r["amount"]) for r in rows if r.get("invoiceNumber") == sys.argv[1]))
-' "$1"
-}
 # refunds PAYMENT_ID: every refund the gateway made for the payment's refund operations
 refunds() {
 	local ops o out=""
 	ops=$(q -c "SELECT string_agg(operation_id::text, ' ' ORDER BY operation_id) FROM pay_payment_operations($1) WHERE kind = 'refund'")
-	for o in $ops; do out+="$(ledger "R$TAG$o");"; done
+	for o in $ops; do out+="$(sim_ledger "R$TAG$o");"; done
 	echo "$out"
 }
 # txn_status TRANS_ID: the gateway's own status of a transaction
@@ -93,7 +84,7 @@ ok "$(passed op_is "$op" succeeded)" "1: the full refund of the settled capture 
 is "$(q -c "SELECT via_void FROM pay_payment_operations($pid) WHERE operation_id = $op")" f "1: sent as a refund, not as a void"
 is "$(q -c "SELECT status || '|' || amount_refunded || '|' || (settled_at IS NOT NULL) || '|' || settlement_batch_id FROM pay_get_payment($pid)")" \
 	"refunded|6.00 USD|true|$batch" "1: the payment is refunded and knows its settlement batch"
-is "$(ledger "P$TAG$pid")" "authorization 10.00,capture 6.00" "1: the gateway authorized 10.00, captured 6.00, and voided nothing"
+is "$(sim_ledger "P$TAG$pid")" "authorization 10.00,capture 6.00" "1: the gateway authorized 10.00, captured 6.00, and voided nothing"
 is "$(refunds "$pid")" "refund 6.00;" "1: the gateway refunded 6.00 once"
 is "$(qerr "SELECT pay_refund(payment_id => $pid, amount => '0.01 USD')")" "22Y20|" "1: nothing is left to refund (the payment is refunded)"
 is "$(qerr "SELECT pay_void(payment_id => $pid)")" "22Y20|" "1: a refunded payment cannot be voided"
@@ -121,7 +112,7 @@ like "$(q -c "SELECT string_agg(DISTINCT request_type, ',') FROM payments.gatewa
 	'getSettledBatchListRequest,getTransactionListRequest' "2: from the settled batch list and the batch's transaction list"
 q -c "SELECT pay_void(payment_id => $p4)" >/dev/null
 is "$(q -c "SELECT status FROM pay_wait($p4, '20 s')")" canceled "2: a void of an authorization before settlement cancels it"
-is "$(ledger "P$TAG$p4")" "authorization 8.00,void 0.00" "2: the gateway voided the authorization"
+is "$(sim_ledger "P$TAG$p4")" "authorization 8.00,void 0.00" "2: the gateway voided the authorization"
 is "$(qerr "SELECT pay_void(payment_id => $p1)")" "22Y20|A settled payment can only be refunded: use pay_refund." \
 	"2: a void of a payment known settled is refused at call time, with a hint"
 
@@ -134,7 +125,7 @@ op=$(refund "$pv")
 ok "$(passed op_is "$op" succeeded)" "3: a full refund before settlement succeeded"
 is "$(q -c "SELECT via_void || '|' || p.status || '|' || p.amount_refunded FROM pay_payment_operations($pv) o, pay_get_payment($pv) p WHERE o.operation_id = $op")" \
 	"true|refunded|10.00 USD" "3: the worker sent it as a void"
-is "$(ledger "P$TAG$pv")" "charge 10.00,void 0.00" "3: the gateway voided the charge, no refund"
+is "$(sim_ledger "P$TAG$pv")" "charge 10.00,void 0.00" "3: the gateway voided the charge, no refund"
 is "$(txn_status "$(trans_of "$pv")")" voided "3: the gateway's transaction is voided"
 
 pp=$(pay purchase '10.00 USD')
@@ -153,7 +144,7 @@ c=$(refund "$pp" '5.00 USD')
 ok "$(passed op_is "$c" succeeded)" "3: the rest, after settlement, goes out at once"
 is "$(q -c "SELECT status || '|' || amount_refunded FROM pay_get_payment($pp)")" "refunded|10.00 USD" "3: all refunded"
 is "$(refunds "$pp")" "refund 3.00;refund 2.00;refund 5.00;" "3: the gateway made three refunds, 10.00 in all, no void"
-is "$(ledger "P$TAG$pp")" "charge 10.00" "3: the charge itself was never voided"
+is "$(sim_ledger "P$TAG$pp")" "charge 10.00" "3: the charge itself was never voided"
 
 ###########################################################################
 # 4. Accept.js opaque data: refunds take the last four the gateway
@@ -164,7 +155,7 @@ po2=$(pay purchase '13.00 USD' "opaque_data => '$(nonce)'::jsonb")
 is "$(q -c "SELECT status || '|' || card_last4 FROM pay_get_payment($po)")" "succeeded|0015" "4: an Accept.js purchase"
 op=$(refund "$po2")
 ok "$(passed op_is "$op" succeeded)" "4: full refund of an unsettled Accept.js purchase"
-is "$(ledger "P$TAG$po2")" "charge 13.00,void 0.00" "4: voided at the gateway"
+is "$(sim_ledger "P$TAG$po2")" "charge 13.00,void 0.00" "4: voided at the gateway"
 settle >/dev/null
 a=$(refund "$po" '2.00 USD')
 ok "$(passed op_is "$a" succeeded)" "4: a partial refund of the settled Accept.js purchase"
@@ -188,7 +179,7 @@ a=$(refund "$pf" '5.00 USD')
 ok "$(passed op_is "$a" waiting_settlement)" "5: a partial refund before settlement waits"
 op=$(refund "$pf2")
 ok "$(passed op_is "$op" succeeded)" "5: a full refund before settlement succeeds"
-is "$(ledger "P$TAG$pf2")" "charge 21.00,void 0.00" "5: as a void"
+is "$(sim_ledger "P$TAG$pf2")" "charge 21.00,void 0.00" "5: as a void"
 settle >/dev/null
 ok "$(passed op_is "$a" succeeded)" "5: after settlement the partial refund goes out"
 b=$(refund "$pf")
@@ -213,7 +204,7 @@ is "$(q -c "SELECT via_void FROM pay_payment_operations($pr) WHERE operation_id 
 is "$(exchanges_of "$op")" "getTransactionDetailsRequest,createTransactionRequest" "6: the question, then the refund"
 is "$(q -c "SELECT status || '|' || settlement_batch_id FROM pay_get_payment($pr)")" "refunded|$batch" "6: the payment learned its batch then"
 is "$(refunds "$pr")" "refund 9.00;" "6: the gateway refunded 9.00"
-is "$(ledger "P$TAG$pr")" "charge 9.00" "6: and voided nothing"
+is "$(sim_ledger "P$TAG$pr")" "charge 9.00" "6: and voided nothing"
 # a void of such a payment is accepted (the database does not know) and
 # fails in the worker with a reason that says to refund; nothing changes
 op=$(q -c "SELECT operation_id FROM pay_void(payment_id => $pw)")
@@ -222,7 +213,7 @@ like "$(q -c "SELECT last_error FROM pay_payment_operations($pw) WHERE operation
 	"6: its reason says it settled and to refund instead"
 is "$(q -c "SELECT status || '|' || amount_refunded || '|' || settlement_batch_id FROM pay_get_payment($pw)")" "succeeded|0.00 USD|$batch" \
 	"6: the payment is as it was, and now knows its settlement"
-is "$(ledger "P$TAG$pw")" "charge 4.00" "6: the gateway was not asked to void"
+is "$(sim_ledger "P$TAG$pw")" "charge 4.00" "6: the gateway was not asked to void"
 is "$(qerr "SELECT pay_void(payment_id => $pw)")" "22Y20|A settled payment can only be refunded: use pay_refund." "6: a second void is refused at call time"
 op=$(refund "$pw" '4.00 USD')
 ok "$(passed op_is "$op" succeeded)" "6: the refund the failed void left room for succeeded"
@@ -277,7 +268,7 @@ is "$(q -c "SELECT string_agg(event_type, ',' ORDER BY event_id) FROM payments.e
 	"payment.pending,payment.in_review,payment.succeeded" "8: the approved purchase's events"
 q -c "SELECT pay_capture(payment_id => $h2)" >/dev/null
 is "$(q -c "SELECT status || '|' || amount_captured FROM pay_wait($h2, '20 s')")" "succeeded|9252.00 USD" "8: the approved authorization is captured"
-is "$(ledger "P$TAG$h2")" "held 9252.00,capture 9252.00" "8: the gateway held it, then captured it"
+is "$(sim_ledger "P$TAG$h2")" "held 9252.00,capture 9252.00" "8: the gateway held it, then captured it"
 settle >/dev/null
 ok "$(passed wait_sql "(SELECT count(*) = 2 FROM payments.payments WHERE merchant_id = $M AND payment_id IN ($h1, $h2) AND settled_at IS NOT NULL)")" \
 	"8: both approved payments are learned settled"
@@ -338,7 +329,7 @@ is "$(q -c "SELECT via_void || '|' || p.status || '|' || p.amount_refunded FROM 
 	"false|refunded|30.00 USD" "10: as a refund, the payment refunded"
 like "$(exchanges_of "$op")" '^getTransactionDetailsRequest,createTransactionRequest,createTransactionRequest,getTransactionDetailsRequest,createTransactionRequest$' \
 	"10: asked, the void (held), the void again (reason 16), asked again, the refund"
-is "$(ledger "P$TAG$pv2")" "charge 30.00" "10: the gateway voided nothing"
+is "$(sim_ledger "P$TAG$pv2")" "charge 30.00" "10: the gateway voided nothing"
 is "$(refunds "$pv2")" "refund 30.00;" "10: and refunded 30.00 once"
 
 ###########################################################################
@@ -358,7 +349,7 @@ unpark
 ok "$(passed op_is "$op" succeeded)" "11: resolved past the window, the refund succeeded"
 is "$(q -c "SELECT via_void || '|' || p.status || '|' || p.amount_refunded FROM pay_payment_operations($pv3) o, pay_get_payment($pv3) p WHERE o.operation_id = $op")" \
 	"false|refunded|31.00 USD" "11: as a refund, the payment refunded"
-is "$(ledger "P$TAG$pv3")" "charge 31.00" "11: the gateway voided nothing"
+is "$(sim_ledger "P$TAG$pv3")" "charge 31.00" "11: the gateway voided nothing"
 is "$(refunds "$pv3")" "refund 31.00;" "11: and refunded 31.00 once"
 
 ###########################################################################
@@ -382,7 +373,7 @@ for c in "full|$pu|" "part|$pu2|5.00 USD"; do
 		ok "$(passed op_is "$op" succeeded)" "12 (full): the refund succeeded"
 		is "$(q -c "SELECT via_void || '|' || p.status || '|' || p.amount_refunded FROM pay_payment_operations($pid) o, pay_get_payment($pid) p WHERE o.operation_id = $op")" \
 			"true|refunded|22.00 USD" "12 (full): decided again: a void"
-		is "$(ledger "P$TAG$pid")" "charge 22.00,void 0.00" "12 (full): the gateway voided the charge"
+		is "$(sim_ledger "P$TAG$pid")" "charge 22.00,void 0.00" "12 (full): the gateway voided the charge"
 	else
 		ok "$(passed op_is "$op" waiting_settlement)" "12 (part): decided again: it waits for settlement"
 		settle >/dev/null
@@ -413,7 +404,7 @@ pb=$(pay authorize '7.00 USD'); ctx priorAuthCaptureTransaction "$pb" 7.00
 op=$(capture "$pb")
 ok "$(passed op_is "$op" succeeded)" "13: captured elsewhere for the same amount: the capture succeeded"
 is "$(q -c "SELECT status || '|' || amount_captured FROM pay_get_payment($pb)")" "succeeded|7.00 USD" "13: the payment is captured"
-is "$(ledger "P$TAG$pb")" "authorization 7.00,capture 7.00" "13: the gateway captured once"
+is "$(sim_ledger "P$TAG$pb")" "authorization 7.00,capture 7.00" "13: the gateway captured once"
 pc=$(pay authorize '8.00 USD'); ctx voidTransaction "$pc"
 op=$(capture "$pc")
 ok "$(passed op_is "$op" failed)" "13: a capture of an authorization voided at the gateway fails"
@@ -435,7 +426,7 @@ op=$(q -c "SELECT operation_id FROM pay_void(payment_id => $pe)")
 ok "$(passed op_is "$op" succeeded)" "14: a void of an authorization expired at the gateway succeeds"
 like "$(q -c "SELECT last_error FROM pay_payment_operations($pe) WHERE operation_id = $op")" 'had expired at the gateway' "14: saying why"
 is "$(q -c "SELECT status FROM pay_get_payment($pe)")" canceled "14: the payment is canceled"
-is "$(ledger "P$TAG$pe")" "authorization 50.00" "14: the gateway was asked to void nothing"
+is "$(sim_ledger "P$TAG$pe")" "authorization 50.00" "14: the gateway was asked to void nothing"
 clock $((-32 * 86400))
 pv4=$(pay purchase '12.00 USD')
 op=$(q -c "SELECT operation_id FROM pay_void(payment_id => $pv4)")

@@ -72,28 +72,35 @@ build_and_install() {
 	as_root make -C "$REPO_ROOT" -s install >/dev/null
 }
 
-# build_and_install_private DIR: build, and install into a private copy of
-# the machine's PostgreSQL under DIR (its server finds its share and lib
-# directories relative to its own binaries).  The test suite runs against
-# that copy, so it never changes, nor depends on, what the machine's
-# PostgreSQL has installed; two checkouts can run their suites at once.
-# Sets PG_BINDIR to the copy's.
-build_and_install_private() {
-	local tree=$1/pg d
-	local bindir sharedir
-	bindir=$(pg_config --bindir) sharedir=$(pg_config --sharedir)
-	log "building the extension and installing it into a private PostgreSQL tree"
-	make -C "$REPO_ROOT" -s -j"$(nproc)" >/dev/null
+# private_pg_tree TREE [PG_CONFIG]: a private copy of the machine's
+# PostgreSQL (the one PG_CONFIG describes, default pg_config on PATH) under
+# TREE (its server finds its share and lib directories relative to its own
+# binaries); prints the copy's bindir.
+private_pg_tree() {
+	local tree=$1 pgc=${2:-pg_config} d bindir sharedir
+	bindir=$("$pgc" --bindir) sharedir=$("$pgc" --sharedir)
 	for d in "$bindir/.." "$sharedir"; do
 		d=$(cd "$d" && pwd)
 		as_root mkdir -p "$tree$(dirname "$d")"
 		as_root cp -a "$d" "$tree$(dirname "$d")/"
 	done
-	as_root make -C "$REPO_ROOT" -s install DESTDIR="$tree" >/dev/null
-	PG_BINDIR=$tree$bindir
-	export PATH="$PG_BINDIR:$PATH"
-	[ "$("$PG_BINDIR/pg_config" --sharedir)" = "$tree$sharedir" ] ||
+	[ "$("$tree$bindir/pg_config" --sharedir)" = "$tree$sharedir" ] ||
 		die "the private PostgreSQL tree in $tree does not find its own share directory"
+	printf '%s\n' "$tree$bindir"
+}
+
+# build_and_install_private DIR: build, and install into a private copy of
+# the machine's PostgreSQL under DIR/pg.  The test suite runs against
+# that copy, so it never changes, nor depends on, what the machine's
+# PostgreSQL has installed; two checkouts can run their suites at once.
+# Sets PG_BINDIR to the copy's.
+build_and_install_private() {
+	local tree=$1/pg
+	log "building the extension and installing it into a private PostgreSQL tree"
+	make -C "$REPO_ROOT" -s -j"$(nproc)" >/dev/null
+	PG_BINDIR=$(private_pg_tree "$tree")
+	as_root make -C "$REPO_ROOT" -s install DESTDIR="$tree" >/dev/null
+	export PATH="$PG_BINDIR:$PATH"
 }
 
 # CPU clock ticks (user + system) of process PID itself, and of its

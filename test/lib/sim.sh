@@ -51,6 +51,17 @@ sim_ctl() {
 	fi
 }
 
+# sim_ledger INVOICE: what the gateway did under an invoice, "kind amount"
+# in order, comma-separated
+sim_ledger() {
+	sim_ctl GET /ledger | python3 -c '
+import json, sys
+rows = json.load(sys.stdin)
+rows = rows["ledger"] if isinstance(rows, dict) else rows
+print(",".join("%s %s" % (r["kind"], r["amount"]) for r in rows if r.get("invoiceNumber") == sys.argv[1]))
+' "$1"
+}
+
 # How many accepted money movements of a kind the simulator's ledger holds
 # for an invoice: sim_ledger_count INVOICE KIND
 sim_ledger_count() {
