@@ -21,6 +21,7 @@
 #include <sys/resource.h>
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -1472,33 +1473,70 @@ publish_queue_depth(void)
 						(uint64) MemoryContextMemAllocated(TopMemoryContext, true));
 }
 
+/* What the recovery at worker start found. */
+typedef struct Recovered
+{
+	int64		in_flight;		/* left "sending" by the previous worker */
+	int64		lost_sends;		/* never sent here, maybe sent by a server before */
+} Recovered;
+
+static int64
+recovered_count(void)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+	return isnull ? 0 : DatumGetInt32(d);
+}
+
 static void
 recover_in_flight_fn(void *arg)
 {
-	bool		isnull;
+	Recovered  *r = (Recovered *) arg;
+	char		system_identifier[32];
+	Oid			types[2] = {TEXTOID, INT4OID};
+	Datum		values[2];
 
 	if (SPI_execute("SELECT payments._recover_in_flight()", false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "payments worker: recovery failed");
-	*(int64 *) arg = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	r->in_flight = recovered_count();
+
+	/* the server's identity: a promotion or restore changes it */
+	snprintf(system_identifier, sizeof(system_identifier), UINT64_FORMAT, GetSystemIdentifier());
+	values[0] = CStringGetTextDatum(system_identifier);
+	values[1] = Int32GetDatum((int32) GetWALInsertionTimeLine());
+	if (SPI_execute_with_args("SELECT payments._recover_lost_sends($1, $2)", 2, types, values,
+							  NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "payments worker: recovery of lost sends failed");
+	r->lost_sends = recovered_count();
 	gateway_status_publish();
 }
 
 /*
  * Operations left "sending" by a previous worker: their outcome is unknown.
+ * On a server other than the last one (a promoted standby, a restored
+ * backup), operations due that look never sent may have been sent by the
+ * server before: they are looked up before anything is sent again.
  * False when that could not be recorded (to be tried again).
  */
 static bool
 recover_in_flight(void)
 {
-	int64		n = 0;
+	Recovered	r = {0, 0};
 
-	if (!in_transaction("recovering operations in flight", recover_in_flight_fn, &n))
+	if (!in_transaction("recovering operations in flight", recover_in_flight_fn, &r))
 		return false;
-	if (n > 0)
+	if (r.in_flight > 0)
 		ereport(LOG,
 				(errcode(ERRCODE_SUCCESSFUL_COMPLETION),
 				 errmsg("payments worker: %lld operations were in flight when the previous worker stopped; resolving them",
-						(long long) n)));
+						(long long) r.in_flight)));
+	if (r.lost_sends > 0)
+		ereport(LOG,
+				(errcode(ERRCODE_SUCCESSFUL_COMPLETION),
+				 errmsg("payments worker: this server is not the one the worker last ran on; %lld operations recorded as never sent are looked up at the gateway before being sent",
+						(long long) r.lost_sends),
+				 errdetail("A promoted standby or a restored backup may lack the last commits of the server before it, which may have sent them.")));
 	return true;
 }
 

@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# A failover to an asynchronous standby: the primary commits an operation
+# as "sending", sends it, and the gateway charges it; the primary dies
+# before that commit reached the standby, which is promoted.  The new
+# primary's copy says the operation was never sent.  Nothing may be
+# charged twice or recorded as failed while the gateway holds the money:
+# the new primary's worker must find out from the gateway what became of
+# whatever may have been sent.
+#
+# Cases (each gated until replication is cut, by a gateway endpoint that
+# refuses connections, so the standby knows it only as "queued, never
+# sent"): a card purchase (whose card went with the old primary: it
+# cannot be resent), and the capture of an authorization.  A card
+# purchase queued on the old primary and never claimed there is also on
+# the standby: it may not be charged either (its card is gone) and must
+# not stay hidden.
+set -euo pipefail
+source "$(dirname "$0")/../lib/integration.sh"
+
+FO="$WORK/failover"
+PRI="$FO/primary"
+STB="$FO/standby"
+PPORT=$(free_port)
+SPORT=$(free_port)
+mkdir -p "$PRI" "$STB"
+as_root chown "$PG_OS_USER" "$FO" "$PRI" "$STB"
+cleanup() {
+	as_pg "$PG_BINDIR/pg_ctl" -D "$PRI/data" -m immediate stop >/dev/null 2>&1 || true
+	cluster_stop "$STB"
+	sim_stop
+}
+trap cleanup EXIT
+
+cluster_init "$PRI" "$PPORT" "fsync = off" "full_page_writes = off" "wal_keep_size = '256MB'"
+cluster_start "$PRI"
+pq() { cluster_psql "$PRI" "$PPORT" payments "$@"; }
+sq() { cluster_psql "$STB" "$SPORT" payments "$@"; }
+cluster_psql "$PRI" "$PPORT" postgres -c 'CREATE DATABASE payments'
+pq -c 'CREATE EXTENSION payments'
+
+# the standby: a base backup of the primary, streaming from it
+mkdir -p "$STB/sock"
+as_root chown -R "$PG_OS_USER" "$STB"
+as_pg "$PG_BINDIR/pg_basebackup" -h "$PRI/sock" -p "$PPORT" -U postgres -D "$STB/data" -R -X stream -c fast >/dev/null
+as_pg sed -i -e "s|^port = .*|port = $SPORT|" -e "s|^unix_socket_directories = .*|unix_socket_directories = '$STB/sock'|" "$STB/data/postgresql.conf"
+cluster_start "$STB"
+is "$(sq -Atc 'SELECT pg_is_in_recovery()')" t "a streaming standby of the primary runs"
+is "$(sq -Atc "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'payments worker'")" 0 \
+	"no payments worker runs on the standby"
+
+sim_start "$FO/sim"
+M=$(pq -Atc "INSERT INTO payments.merchants (name) VALUES ('failover') RETURNING merchant_id")
+TAG=$(pq -Atc "SELECT payments._invoice_tag()")
+gateway() {	# gateway URL: the merchant's endpoint
+	pq -c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY', endpoint_url => '$1', ca_file => '$SIM_CA', timeout_ms => 3000, merchant_id => $M)" >/dev/null
+}
+gateway "$SIM_TLS_API"
+as_m() {	# as_m SERVER [psql args]: psql as merchant M on the primary or the standby
+	local s=$1; shift
+	"${s}q" -At -v ON_ERROR_STOP=1 -c "SET search_path = public, payments" -c "SET payments.merchant_id = '$M'" "$@"
+}
+card="pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 3, '123', 'Ada Lovelace')"
+status_on() { as_m "$1" -c "SELECT status FROM pay_get_payment($2)"; }
+wait_status() {	# wait_status SERVER PAYMENT STATUS: true once it has it (60 s)
+	local i
+	for i in $(seq 600); do
+		[ "$(status_on "$1" "$2")" = "$3" ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+A=$(as_m p -c "SELECT payment_id FROM pay_authorize(amount => '40.00 USD', card => $card)")
+as_m p -c "SELECT status FROM pay_wait($A, '20 s')" >/dev/null
+is "$(status_on p "$A")" requires_capture "an authorization is made on the primary"
+
+# Gate: the endpoint refuses connections; the attempts provably never left.
+gateway "https://127.0.0.1:$(free_port)/xml/v1/request.api"
+P=$(as_m p -c "SELECT payment_id FROM pay_purchase(amount => '33.00 USD', card => $card)")
+C=$(as_m p -c "SELECT operation_id FROM pay_capture(payment_id => $A)")
+tried() {
+	[ "$(pq -Atc "SELECT count(*) FROM payments.operations WHERE merchant_id = $M AND status = 'queued' AND never_sent AND attempts > 0
+		AND (payment_id = $P OR operation_id = $C)")" = 2 ] && echo yes
+}
+is "$(poll_value 30 tried)" yes "a purchase and a capture wait, queued, never sent"
+# and a purchase that stays queued behind a retry time far ahead
+Q=$(as_m p -c "SELECT payment_id FROM pay_purchase(amount => '12.00 USD', card => $card)")
+pq -c "UPDATE payments.operations SET next_attempt_at = now() + interval '1 day' WHERE merchant_id = $M AND payment_id = $Q" >/dev/null
+
+# The standby replays all of it, then loses its primary's stream.
+lsn=$(pq -Atc 'SELECT pg_current_wal_lsn()')
+replayed() { [ "$(sq -Atc "SELECT pg_last_wal_replay_lsn() >= '$lsn'")" = t ] && echo yes; }
+is "$(poll_value 30 replayed)" yes "the standby replayed the primary's state"
+sq -c "ALTER SYSTEM SET primary_conninfo = ''" -c 'SELECT pg_reload_conf()' >/dev/null
+cut() { [ "$(sq -Atc 'SELECT count(*) FROM pg_stat_wal_receiver')" = 0 ] && echo yes; }
+is "$(poll_value 30 cut)" yes "the standby's stream is cut"
+
+# On the primary: the gateway back, the held answer of the purchase.
+sim_ctl POST /faults '{"type":"hold","count":2,"process":true,"requestType":"createTransactionRequest","holdMs":60000}' >/dev/null
+gateway "$SIM_TLS_API"
+pq -c "UPDATE payments.operations SET next_attempt_at = now() WHERE merchant_id = $M AND (payment_id = $P OR operation_id = $C)" >/dev/null
+charged() { [ -n "$(sim_ledger "P$TAG$P")" ] && [ "$(sim_ledger "P$TAG$A")" = "authorization 40.00,capture 40.00" ] && echo yes; }
+is "$(poll_value 30 charged)" yes "the primary sent both: the gateway charged the purchase and captured the authorization"
+is "$(pq -Atc "SELECT string_agg(status, ',' ORDER BY operation_id) FROM payments.operations WHERE merchant_id = $M AND (payment_id = $P OR operation_id = $C)")" \
+	"sending,sending" "their answers are held: the primary has them as sending"
+
+is "$(sq -Atc "SELECT string_agg(status || ' ' || never_sent, ',' ORDER BY operation_id) FROM payments.operations WHERE merchant_id = $M AND (payment_id = $P OR operation_id = $C)")" \
+	"queued true,queued true" "the standby's copy has both as queued, never sent"
+
+# The primary dies; the standby is promoted.
+as_pg "$PG_BINDIR/pg_ctl" -D "$PRI/data" -m immediate stop >/dev/null
+sim_ctl DELETE /faults >/dev/null
+as_pg "$PG_BINDIR/pg_ctl" -D "$STB/data" -w promote >/dev/null
+is "$(sq -Atc 'SELECT pg_is_in_recovery()')" f "the standby is promoted"
+# what the old primary changed after the cut is lost with it: the gateway's
+# address is set again, and the retry times the standby knows (the refused
+# connections' backoff) pass
+sq -c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY', endpoint_url => '$SIM_TLS_API', ca_file => '$SIM_CA', timeout_ms => 3000, merchant_id => $M)" >/dev/null
+sq -c "UPDATE payments.operations SET next_attempt_at = now() WHERE merchant_id = $M AND (payment_id = $P OR operation_id = $C) AND status = 'queued'" >/dev/null
+
+ok "$(passed wait_status s "$P" succeeded)" "the new primary records the purchase the gateway charged as succeeded"
+is "$(sim_ledger "P$TAG$P")" "charge 33.00" "charged once"
+is "$(as_m s -c "SELECT gateway_trans_id IS NOT NULL FROM pay_get_payment($P)")" t "with its transaction"
+ok "$(passed wait_status s "$A" succeeded)" "and the capture the gateway made as captured"
+is "$(sim_ledger "P$TAG$A")" "authorization 40.00,capture 40.00" "captured once"
+is "$(sq -Atc "SELECT status FROM payments.operations WHERE merchant_id = $M AND operation_id = $C")" succeeded \
+	"the capture operation succeeded"
+is "$(sim_ledger "P$TAG$Q")" "" "the purchase never claimed is not charged"
+like "$(sq -Atc "SELECT status FROM payments.operations WHERE merchant_id = $M AND payment_id = $Q")" '^(queued|failed)$' \
+	"and stays queued or fails, never unknown"
+
+tap_done
