@@ -11165,6 +11165,187 @@ END
 $$;
 COMMENT ON FUNCTION payments._recover_lost_sends(text, integer) IS
 	'Worker start: on a server other than the one the worker last started on (payments.worker_server), marks the due operations the database has as never sent as possibly sent, so that they are looked up (or resent identically inside the duplicate window) rather than failed or sent again. Returns how many.';
+-- h-sub-key-order: pay_create_subscription locks its customer (FOR KEY
+-- SHARE) before it claims its idempotency key, in the order of the other
+-- calls that lock a customer and claim a key (a payment for the customer,
+-- its deletion or erasure); the other order deadlocked with a deletion
+-- claiming the same key (sql/src/subscriptions.sql).
+
+CREATE OR REPLACE FUNCTION payments.pay_create_subscription(
+	customer_id bigint,
+	plan_id bigint DEFAULT NULL,
+	price payments.pay_amount DEFAULT NULL,
+	interval_unit text DEFAULT NULL,
+	interval_count integer DEFAULT NULL,
+	quantity integer DEFAULT 1,
+	payment_method_id bigint DEFAULT NULL,
+	trial_days integer DEFAULT NULL,
+	billing_anchor timestamp DEFAULT NULL,
+	time_zone text DEFAULT 'UTC',
+	metadata jsonb DEFAULT NULL,
+	idempotency_key text DEFAULT NULL,
+	correlation_id text DEFAULT NULL)
+	RETURNS payments.subscriptions
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	c payments.customers;
+	m bigint := payments.pay_current_merchant();
+	corr text := payments._correlation_id(pay_create_subscription.correlation_id);
+	p payments.plans;
+	unit_ payments.pay_amount;
+	iunit text;
+	icount integer;
+	trial integer;
+	idem payments.idempotency_keys;
+	now_ timestamptz;
+	anchor timestamp;
+	n integer;
+	ps timestamptz;
+	pe timestamptz;
+	s payments.subscriptions;
+	inv payments.invoices;
+BEGIN
+	-- the customer's row first, then the key: the order of every call that
+	-- locks a customer and claims a key (a payment for the customer, its
+	-- deletion or erasure); the other order deadlocked with a deletion
+	-- claiming the same key (which then gets PT409).  Locked only: it is
+	-- checked after the key is looked up
+	PERFORM 1 FROM payments.customers x
+	WHERE x.merchant_id = m AND x.customer_id = pay_create_subscription.customer_id
+	FOR KEY SHARE;
+	-- a repeated call returns what the first one made, whatever changed
+	-- since (the plan made inactive, the card deleted): the key is looked
+	-- up before anything is checked against the current state
+	idem := payments._idempotency_claim(m, pay_create_subscription.idempotency_key, 'create_subscription',
+		md5(jsonb_build_array(pay_create_subscription.customer_id, pay_create_subscription.plan_id,
+			pay_create_subscription.price::text,
+			pay_create_subscription.interval_unit, pay_create_subscription.interval_count,
+			pay_create_subscription.quantity, pay_create_subscription.payment_method_id,
+			pay_create_subscription.trial_days, pay_create_subscription.billing_anchor,
+			pay_create_subscription.time_zone, pay_create_subscription.metadata)::text));
+	IF idem.request_kind IS NOT NULL THEN
+		SELECT * INTO s FROM payments.subscriptions x
+		WHERE x.merchant_id = m AND x.idempotency_key = pay_create_subscription.idempotency_key;
+		RETURN s;
+	END IF;
+	c := payments._share_customer(pay_create_subscription.customer_id);
+	IF (pay_create_subscription.plan_id IS NULL) = (pay_create_subscription.price IS NULL) THEN
+		RAISE EXCEPTION 'exactly one of plan_id and price is required'
+			USING ERRCODE = '22023', HINT = 'Subscribe to a plan (plan_id), or give an explicit price with interval_unit and interval_count.';
+	END IF;
+	IF pay_create_subscription.plan_id IS NOT NULL THEN
+		p := payments._find_plan(pay_create_subscription.plan_id);
+		IF NOT p.active THEN
+			RAISE EXCEPTION 'plan % is inactive', p.plan_id
+				USING ERRCODE = '22Y20', HINT = 'Inactive plans take no new subscriptions; make it active again (pay_update_plan) or use another.';
+		END IF;
+		IF coalesce(pay_create_subscription.interval_unit, p.interval_unit) <> p.interval_unit
+				OR coalesce(pay_create_subscription.interval_count, p.interval_count) <> p.interval_count THEN
+			RAISE EXCEPTION 'a subscription to plan % is billed every % %', p.plan_id, p.interval_count, p.interval_unit
+				USING ERRCODE = '22023', HINT = 'Leave interval_unit and interval_count out with a plan, or give a price instead of the plan.';
+		END IF;
+		unit_ := p.amount;
+		iunit := p.interval_unit;
+		icount := p.interval_count;
+	ELSE
+		PERFORM payments._check_price(pay_create_subscription.price, 'price');
+		IF pay_create_subscription.interval_unit IS NULL THEN
+			RAISE EXCEPTION 'interval_unit is required with a price'
+				USING ERRCODE = '22023', HINT = 'Pass interval_unit => ''month'' (day, week, month or year) and, if not 1, interval_count.';
+		END IF;
+		unit_ := pay_create_subscription.price;
+		iunit := pay_create_subscription.interval_unit;
+		icount := coalesce(pay_create_subscription.interval_count, 1);
+	END IF;
+	PERFORM payments._check_billing_interval(iunit, icount);
+	IF pay_create_subscription.quantity IS NULL OR pay_create_subscription.quantity NOT BETWEEN 1 AND 100000 THEN
+		RAISE EXCEPTION 'quantity must be between 1 and 100000' USING ERRCODE = '22023';
+	END IF;
+	PERFORM payments._check_gateway_input(unit_ * pay_create_subscription.quantity, NULL, NULL, corr);
+	trial := coalesce(pay_create_subscription.trial_days, p.trial_days, 0);
+	IF trial NOT BETWEEN 0 AND 730 THEN
+		RAISE EXCEPTION 'trial_days must be between 0 and 730' USING ERRCODE = '22023';
+	END IF;
+	PERFORM payments._check_time_zone(pay_create_subscription.time_zone);
+	PERFORM payments._check_metadata(pay_create_subscription.metadata);
+	IF pay_create_subscription.billing_anchor IS NOT NULL THEN
+		IF NOT isfinite(pay_create_subscription.billing_anchor) THEN
+			RAISE EXCEPTION 'billing_anchor must be a finite time' USING ERRCODE = '22023';
+		END IF;
+		IF trial > 0 THEN
+			RAISE EXCEPTION 'billing_anchor cannot be combined with a trial'
+				USING ERRCODE = '22023',
+					DETAIL = 'A subscription with a trial is billed from the end of its trial: that is its anchor.',
+					HINT = 'Pass trial_days => 0 to bill from the anchor given.';
+		END IF;
+	END IF;
+	-- the method charged: the one named (the customer's, active), else the
+	-- customer's active default; a trial may start without one
+	IF pay_create_subscription.payment_method_id IS NOT NULL THEN
+		PERFORM payments._stored_method_for_payment(c.customer_id, pay_create_subscription.payment_method_id, 0);
+	ELSIF trial = 0
+			AND (payments._invoice_payment_method(m, c.customer_id, NULL)).payment_method_id IS NULL THEN
+		RAISE EXCEPTION 'customer % has no usable payment method', c.customer_id
+			USING ERRCODE = '22Y22',
+				DETAIL = 'A subscription without a trial is charged at once; the customer has no active default method.',
+				HINT = 'Save one (pay_save_payment_method) and wait until it is active (pay_wait_payment_method), or pass payment_method_id.';
+	END IF;
+
+	now_ := payments._billing_now(m);
+	IF trial > 0 THEN
+		-- trialing: period -1 is the trial; the anchor is its end, local
+		anchor := (now_ AT TIME ZONE pay_create_subscription.time_zone) + make_interval(days => trial);
+		pe := anchor AT TIME ZONE pay_create_subscription.time_zone;
+		INSERT INTO payments.subscriptions (merchant_id, customer_id, plan_id, status, unit_amount, quantity,
+			interval_unit, interval_count, payment_method_id, time_zone, billing_anchor,
+			current_period_index, current_period_start, current_period_end, trial_end, next_renewal_at,
+			metadata, idempotency_key, correlation_id)
+		VALUES (m, c.customer_id, p.plan_id, 'trialing', unit_, pay_create_subscription.quantity,
+			iunit, icount, pay_create_subscription.payment_method_id, pay_create_subscription.time_zone, anchor,
+			-1, now_, pe, pe, pe,
+			coalesce(pay_create_subscription.metadata, '{}'), pay_create_subscription.idempotency_key, corr)
+		RETURNING * INTO s;
+		RETURN s;
+	END IF;
+
+	-- incomplete: the period containing now is current (period 0 from now
+	-- when no anchor is given); its first invoice is issued and charged now,
+	-- for the part of the period left when the anchor is elsewhere
+	IF pay_create_subscription.billing_anchor IS NULL THEN
+		anchor := now_ AT TIME ZONE pay_create_subscription.time_zone;
+		n := 0;
+		ps := now_;
+	ELSE
+		anchor := pay_create_subscription.billing_anchor;
+		n := payments._period_index_at(anchor, pay_create_subscription.time_zone, iunit, icount, now_);
+		ps := payments._period_start(anchor, pay_create_subscription.time_zone, iunit, icount, n);
+	END IF;
+	pe := payments._period_start(anchor, pay_create_subscription.time_zone, iunit, icount, n + 1);
+	INSERT INTO payments.subscriptions (merchant_id, customer_id, plan_id, status, unit_amount, quantity,
+		interval_unit, interval_count, payment_method_id, time_zone, billing_anchor,
+		current_period_index, current_period_start, current_period_end, next_renewal_at,
+		metadata, idempotency_key, correlation_id)
+	VALUES (m, c.customer_id, p.plan_id, 'incomplete', unit_, pay_create_subscription.quantity,
+		iunit, icount, pay_create_subscription.payment_method_id, pay_create_subscription.time_zone, anchor,
+		-- the billing run expires it if its first invoice is not paid in time
+		n, ps, pe, now_ + payments._incomplete_expiry(),
+		coalesce(pay_create_subscription.metadata, '{}'), pay_create_subscription.idempotency_key, corr)
+	RETURNING * INTO s;
+	inv := payments._issue_invoice(m, s.subscription_id, 'first', n, now_, pe,
+		CASE WHEN now_ > ps THEN jsonb_build_array(payments._period_line(s, ps, pe, now_)) END);
+	IF inv.status = 'paid' THEN
+		-- nothing was due (a prorated part that rounds to zero)
+		UPDATE payments.subscriptions x SET status = 'active'
+		WHERE x.merchant_id = m AND x.subscription_id = s.subscription_id
+		RETURNING * INTO s;
+	END IF;
+	RETURN s;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_create_subscription(bigint, bigint, payments.pay_amount, text, integer, integer, bigint, integer, timestamp, text, jsonb, text, text) IS
+	'Subscribes a customer of the current merchant to a plan (plan_id) or an explicit price per period (price, interval_unit, interval_count), times quantity, charged to payment_method_id (NULL: the customer''s default at each charge). With a trial (trial_days, default the plan''s): status trialing until the trial''s end, which is the billing anchor; no payment method is needed yet. Without: status incomplete, and the first invoice of the current period is issued and charged in this transaction (the payment goes out after COMMIT; paid -> active): the customer must have an active default method or one named (22Y22 otherwise). billing_anchor is a local wall-clock time in time_zone (an IANA name; default now): the period containing now is current and its remaining part is invoiced, prorated. Errors: PT404 unknown or foreign customer, plan or method; 22Y20 deleted customer, inactive plan, method not active; 22023 bad input. A repeated call with the same idempotency_key and arguments returns the subscription the first one made, whatever changed since (PT409 for other arguments). Returns the subscription row.';
 
 ------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,

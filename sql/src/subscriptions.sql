@@ -446,6 +446,14 @@ DECLARE
 	s payments.subscriptions;
 	inv payments.invoices;
 BEGIN
+	-- the customer's row first, then the key: the order of every call that
+	-- locks a customer and claims a key (a payment for the customer, its
+	-- deletion or erasure); the other order deadlocked with a deletion
+	-- claiming the same key (which then gets PT409).  Locked only: it is
+	-- checked after the key is looked up
+	PERFORM 1 FROM payments.customers x
+	WHERE x.merchant_id = m AND x.customer_id = pay_create_subscription.customer_id
+	FOR KEY SHARE;
 	-- a repeated call returns what the first one made, whatever changed
 	-- since (the plan made inactive, the card deleted): the key is looked
 	-- up before anything is checked against the current state

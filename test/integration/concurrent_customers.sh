@@ -15,6 +15,7 @@ source "$(dirname "$0")/../lib/sessions.sh"
 sessions_init concurrent-customers
 cleanup() {
 	sessions_kill
+	unhold_claims
 	sim_stop
 }
 trap cleanup EXIT
@@ -45,6 +46,49 @@ first_then() {
 	wait_ok=$(poll_value 20 waits_for_lock b)
 	say a 'COMMIT;'
 	poll_value 20 done_with b B-DONE >/dev/null
+	close a
+	close b
+}
+
+# hold_claims: a test trigger stops a pay_create_subscription whose
+# idempotency key starts with race- right after the key is claimed, until
+# session h lets go of advisory lock 4242 (unhold_claims drops it), so that
+# another session's call comes in between the claim and what follows.
+hold_claims() {
+	cluster_psql "$WORK" "$PORT" payments -q -c "CREATE FUNCTION public.test_hold_claim() RETURNS trigger LANGUAGE plpgsql AS \$\$
+BEGIN
+	PERFORM pg_advisory_xact_lock(4242);
+	RETURN NULL;
+END \$\$" \
+		-c "CREATE TRIGGER zz_test_hold_claim AFTER INSERT ON payments.idempotency_keys
+			FOR EACH ROW WHEN (NEW.request_kind = 'create_subscription' AND NEW.idempotency_key LIKE 'race-%')
+			EXECUTE FUNCTION public.test_hold_claim()"
+}
+unhold_claims() {
+	cluster_psql "$WORK" "$PORT" payments -q -c "DROP TRIGGER IF EXISTS zz_test_hold_claim ON payments.idempotency_keys" \
+		-c "DROP FUNCTION IF EXISTS public.test_hold_claim()" >/dev/null 2>&1 || true
+}
+# held_then SECOND_SQL FIRST_SQL: session a runs FIRST_SQL (a subscription
+# with a race- key), held right after its claim; b runs SECOND_SQL, which
+# must wait for a lock; then a goes on and both finish (a commits).  Sets
+# wait_ok (1 when b waited); the outputs are in $SESS/a.out and b.out.
+held_then() {
+	session h
+	session a
+	session b
+	say h "SELECT pg_advisory_lock(4242);"
+	say h '\echo H-HOLDS'
+	poll_value 20 done_with h H-HOLDS >/dev/null
+	say a "$2"
+	say a '\echo A-DONE'
+	poll_value 20 waits_for_lock a >/dev/null
+	say b "$1"
+	say b '\echo B-DONE'
+	wait_ok=$(poll_value 20 waits_for_lock b)
+	say h "SELECT pg_advisory_unlock(4242);"
+	poll_value 30 done_with a A-DONE >/dev/null
+	poll_value 30 done_with b B-DONE >/dev/null
+	close h
 	close a
 	close b
 }
@@ -160,4 +204,36 @@ for level in "REPEATABLE READ" SERIALIZABLE; do
 		FROM payments.payment_methods WHERE customer_id IN ($c6, $c7, $c8)")" "2 1 $pm7,$pm8 true" \
 		"$level: nothing of the failed calls stays; the other session's defaults stand"
 done
+
+# 7. A subscription made with an idempotency key while the customer is
+#    deleted with the same key: one of them is refused with PT409 (before:
+#    the subscription claimed the key, then locked the customer, the
+#    deletion the other way round, and the two deadlocked).
+hold_claims
+c9=$(customer same-key)
+held_then "SELECT status FROM pay_delete_customer($c9, idempotency_key => 'race-1');" \
+	"SELECT 'subscribed ' || status FROM pay_create_subscription(customer_id => $c9, price => '25.00 USD', interval_unit => 'month', trial_days => 14, idempotency_key => 'race-1');"
+is "$wait_ok" 1 "a deletion with the key of a subscription being made waits for it"
+unlike "$(cat "$SESS/a.out" "$SESS/b.out")" 'deadlock|40P01' "no deadlock"
+like "$(cat "$SESS/a.out")" '^subscribed trialing$' "the subscription is made"
+like "$(tr '\n' ' ' <"$SESS/b.out")" 'ERROR:  PT409: idempotency key was already used with different parameters' \
+	"the deletion with the same key is refused (PT409)"
+is "$(as_merchant -c "SELECT c.status || '|' || (SELECT string_agg(s.status, ',') FROM payments.subscriptions s WHERE s.merchant_id = c.merchant_id AND s.customer_id = c.customer_id) FROM payments.customers c WHERE c.customer_id = $c9")" \
+	"active|trialing" "the customer keeps its one subscription"
+
+# 8. Two sessions make a subscription with the same key at once: the second
+#    waits for the first, then returns the subscription it made, or PT409
+#    for other arguments; never a second subscription.
+c10=$(customer same-key-2)
+sub="pay_create_subscription(customer_id => $c10, price => '25.00 USD', interval_unit => 'month', trial_days => 14, idempotency_key => 'race-2')"
+held_then "SELECT 'again ' || subscription_id FROM $sub;" "SELECT 'first ' || subscription_id FROM $sub;"
+is "$wait_ok" 1 "a second call with the key of a subscription being made waits for it"
+sid10=$(as_merchant -c "SELECT string_agg(subscription_id::text, ',') FROM payments.subscriptions WHERE customer_id = $c10")
+is "$(sed '/-DONE$/d' "$SESS/a.out")|$(sed '/-DONE$/d' "$SESS/b.out")" "first $sid10|again $sid10" "then returns the subscription the first made; one subscription"
+held_then "SELECT 'other ' || subscription_id FROM pay_create_subscription(customer_id => $c10, price => '26.00 USD', interval_unit => 'month', trial_days => 14, idempotency_key => 'race-3');" \
+	"SELECT 'first ' || subscription_id FROM pay_create_subscription(customer_id => $c10, price => '25.00 USD', interval_unit => 'month', trial_days => 14, idempotency_key => 'race-3');"
+like "$(tr '\n' ' ' <"$SESS/b.out")" 'ERROR:  PT409: idempotency key was already used with different parameters' \
+	"the same key with other arguments: PT409 once the first committed"
+is "$(as_merchant -c "SELECT count(*) FROM payments.subscriptions WHERE customer_id = $c10")" 2 "one subscription per key"
+unhold_claims
 tap_done
