@@ -11348,6 +11348,120 @@ COMMENT ON FUNCTION payments.pay_create_subscription(bigint, bigint, payments.pa
 	'Subscribes a customer of the current merchant to a plan (plan_id) or an explicit price per period (price, interval_unit, interval_count), times quantity, charged to payment_method_id (NULL: the customer''s default at each charge). With a trial (trial_days, default the plan''s): status trialing until the trial''s end, which is the billing anchor; no payment method is needed yet. Without: status incomplete, and the first invoice of the current period is issued and charged in this transaction (the payment goes out after COMMIT; paid -> active): the customer must have an active default method or one named (22Y22 otherwise). billing_anchor is a local wall-clock time in time_zone (an IANA name; default now): the period containing now is current and its remaining part is invoiced, prorated. Errors: PT404 unknown or foreign customer, plan or method; 22Y20 deleted customer, inactive plan, method not active; 22023 bad input. A repeated call with the same idempotency_key and arguments returns the subscription the first one made, whatever changed since (PT409 for other arguments). Returns the subscription row.';
 
 ------------------------------------------------------------------------------
+-- h-trial-end-change: a change of plan, price or quantity once a trial has
+-- ended (period 0 invoiced, the subscription trialing until that charge is
+-- answered) is prorated as for an active subscription, no longer as in a
+-- trial (sql/src/subscriptions.sql, _subscription_change).
+
+CREATE OR REPLACE FUNCTION payments._subscription_change(s payments.subscriptions, p_plan_id bigint,
+	p_price payments.pay_amount, p_quantity integer, p_proration text, p_at timestamptz)
+	RETURNS jsonb
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	p payments.plans;
+	new_plan bigint := s.plan_id;
+	new_unit payments.pay_amount := s.unit_amount;
+	new_qty integer := coalesce(p_quantity, s.quantity);
+	effective text := p_proration;
+	old_total payments.pay_amount := s.unit_amount * s.quantity;
+	new_total payments.pay_amount;
+	credit payments.pay_amount;
+	charge payments.pay_amount;
+	lines jsonb := '[]';
+	at_local timestamp := p_at AT TIME ZONE s.time_zone;
+BEGIN
+	IF p_proration IS NULL OR p_proration NOT IN ('none', 'next_invoice', 'invoice_now') THEN
+		RAISE EXCEPTION 'proration must be none, next_invoice or invoice_now'
+			USING ERRCODE = '22023',
+				HINT = 'none changes the price from the next period; next_invoice adds the difference for the rest of this period to the next invoice; invoice_now charges it at once.';
+	END IF;
+	IF p_plan_id IS NOT NULL AND p_price IS NOT NULL THEN
+		RAISE EXCEPTION 'plan_id and price cannot both be given' USING ERRCODE = '22023';
+	END IF;
+	IF p_plan_id IS NULL AND p_price IS NULL AND p_quantity IS NULL THEN
+		RAISE EXCEPTION 'nothing to change' USING ERRCODE = '22023', HINT = 'Pass plan_id, price or quantity.';
+	END IF;
+	PERFORM payments._require_not_ended(s, 'change');
+	IF s.status NOT IN ('active', 'trialing', 'paused') THEN
+		RAISE EXCEPTION 'cannot change subscription % in status %', s.subscription_id, s.status
+			USING ERRCODE = '22Y20', HINT = 'Change it once its open invoice is paid (status active).';
+	END IF;
+	IF p_plan_id IS NOT NULL THEN
+		p := payments._find_plan(p_plan_id);
+		IF NOT p.active AND p.plan_id IS DISTINCT FROM s.plan_id THEN
+			RAISE EXCEPTION 'plan % is inactive', p.plan_id
+				USING ERRCODE = '22Y20', HINT = 'Inactive plans take no new subscriptions; make it active again (pay_update_plan) or use another.';
+		END IF;
+		IF p.interval_unit <> s.interval_unit OR p.interval_count <> s.interval_count THEN
+			RAISE EXCEPTION 'cannot change the billing interval of subscription %', s.subscription_id
+				USING ERRCODE = '22023',
+					DETAIL = format('The subscription is billed every %s %s; plan %s every %s %s. Its periods are counted from its anchor and each is invoiced once, so the interval is fixed.',
+						s.interval_count, s.interval_unit, p.plan_id, p.interval_count, p.interval_unit),
+					HINT = 'Cancel it (pay_cancel_subscription) and create a new subscription to the plan.';
+		END IF;
+		new_plan := p.plan_id;
+		new_unit := p.amount;
+	ELSIF p_price IS NOT NULL THEN
+		PERFORM payments._check_price(p_price, 'price');
+		new_plan := NULL;
+		new_unit := p_price;
+	END IF;
+	IF pay_currency(new_unit) <> pay_currency(s.unit_amount) THEN
+		RAISE EXCEPTION 'cannot change the currency of subscription % from % to %', s.subscription_id,
+			pay_currency(s.unit_amount), pay_currency(new_unit)
+			USING ERRCODE = '22Y03', HINT = 'Cancel it and create a new subscription in the other currency.';
+	END IF;
+	IF new_qty NOT BETWEEN 1 AND 100000 THEN
+		RAISE EXCEPTION 'quantity must be between 1 and 100000' USING ERRCODE = '22023';
+	END IF;
+	new_total := new_unit * new_qty;
+	PERFORM payments._check_gateway_input(new_total, NULL, NULL, NULL);
+	-- in a trial nothing has been paid, while paused nothing is served:
+	-- the new price simply applies from the next invoice.  A trial has
+	-- ended once its subscription is in period 0 (still trialing while the
+	-- charge of that period's invoice is not answered): that period is
+	-- invoiced at the old amount, so a change is prorated as when active
+	IF s.status = 'paused' OR (s.status = 'trialing' AND s.current_period_index < 0) THEN
+		effective := 'none';
+	END IF;
+	IF effective <> 'none' AND new_total <> old_total THEN
+		credit := - payments._prorate(old_total, s.current_period_start, s.current_period_end, p_at);
+		charge := payments._prorate(new_total, s.current_period_start, s.current_period_end, p_at);
+		IF pay_minor_units(credit) <> 0 THEN
+			lines := lines || jsonb_build_object('kind', 'proration',
+				'description', format('Unused time on %s x %s from %s', s.quantity, s.unit_amount, at_local),
+				'unit_amount', s.unit_amount::text, 'quantity', s.quantity, 'amount', credit::text);
+		END IF;
+		IF pay_minor_units(charge) <> 0 THEN
+			lines := lines || jsonb_build_object('kind', 'proration',
+				'description', format('Remaining time on %s x %s from %s', new_qty, new_unit, at_local),
+				'unit_amount', new_unit::text, 'quantity', new_qty, 'amount', charge::text);
+		END IF;
+	END IF;
+	RETURN jsonb_build_object('subscription_id', s.subscription_id, 'status', s.status,
+		'proration', effective, 'at', p_at,
+		'period_start', s.current_period_start, 'period_end', s.current_period_end,
+		'remaining_seconds', greatest(0, least(floor(extract(epoch FROM s.current_period_end) - extract(epoch FROM p_at)),
+			floor(extract(epoch FROM s.current_period_end) - extract(epoch FROM s.current_period_start))))::bigint,
+		'period_seconds', floor(extract(epoch FROM s.current_period_end) - extract(epoch FROM s.current_period_start))::bigint,
+		'old', jsonb_build_object('plan_id', s.plan_id, 'unit_amount', s.unit_amount::text, 'quantity', s.quantity,
+			'amount', old_total::text),
+		'new', jsonb_build_object('plan_id', new_plan, 'unit_amount', new_unit::text, 'quantity', new_qty,
+			'amount', new_total::text),
+		'lines', lines,
+		'total', coalesce((SELECT sum((l ->> 'amount')::payments.pay_amount) FROM jsonb_array_elements(lines) l),
+			new_total * 0)::text);
+END
+$$;
+COMMENT ON FUNCTION payments._subscription_change(payments.subscriptions, bigint, payments.pay_amount, integer, text, timestamptz) IS
+	'Internal: checks a change of plan, price or quantity of a subscription and computes it at p_at: the new terms, and the proration lines (credit for the unused part at the old amount, charge for the remaining part at the new one, by payments._prorate) with their total. Changes nothing.';
+
+COMMENT ON FUNCTION payments.pay_change_subscription(bigint, bigint, payments.pay_amount, integer, text, text, text) IS
+	'Changes the plan (same interval and currency), the explicit price or the quantity of an active, trialing or paused subscription. proration: none (the new amount from the next period), next_invoice (default: a credit for the unused part of the current period at the old amount and a charge for the part left at the new one, as pending invoice items of the next invoice), invoice_now (the same lines on a proration invoice charged at once; a net credit is carried to the next invoice). Nothing is prorated in a trial or while paused; once the trial has ended (its period 0 invoiced, the subscription trialing until that charge is answered) a change is prorated as for an active one. An interval change is refused (22023: cancel and create a new subscription); a currency change too (22Y03). Writes a subscription.updated event with the change. pay_preview_subscription_change shows the same without changing anything.';
+
+------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,
 -- payment_api.sql, privileges.sql).  Keep this block LAST: its privilege
 -- and row-security statements cover every function and tenant table made

@@ -1037,8 +1037,11 @@ BEGIN
 	new_total := new_unit * new_qty;
 	PERFORM payments._check_gateway_input(new_total, NULL, NULL, NULL);
 	-- in a trial nothing has been paid, while paused nothing is served:
-	-- the new price simply applies from the next invoice
-	IF s.status <> 'active' THEN
+	-- the new price simply applies from the next invoice.  A trial has
+	-- ended once its subscription is in period 0 (still trialing while the
+	-- charge of that period's invoice is not answered): that period is
+	-- invoiced at the old amount, so a change is prorated as when active
+	IF s.status = 'paused' OR (s.status = 'trialing' AND s.current_period_index < 0) THEN
 		effective := 'none';
 	END IF;
 	IF effective <> 'none' AND new_total <> old_total THEN
@@ -1148,4 +1151,4 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments.pay_change_subscription(bigint, bigint, payments.pay_amount, integer, text, text, text) IS
-	'Changes the plan (same interval and currency), the explicit price or the quantity of an active, trialing or paused subscription. proration: none (the new amount from the next period), next_invoice (default: a credit for the unused part of the current period at the old amount and a charge for the part left at the new one, as pending invoice items of the next invoice), invoice_now (the same lines on a proration invoice charged at once; a net credit is carried to the next invoice). Nothing is prorated in a trial or while paused. An interval change is refused (22023: cancel and create a new subscription); a currency change too (22Y03). Writes a subscription.updated event with the change. pay_preview_subscription_change shows the same without changing anything.';
+	'Changes the plan (same interval and currency), the explicit price or the quantity of an active, trialing or paused subscription. proration: none (the new amount from the next period), next_invoice (default: a credit for the unused part of the current period at the old amount and a charge for the part left at the new one, as pending invoice items of the next invoice), invoice_now (the same lines on a proration invoice charged at once; a net credit is carried to the next invoice). Nothing is prorated in a trial or while paused; once the trial has ended (its period 0 invoiced, the subscription trialing until that charge is answered) a change is prorated as for an active one. An interval change is refused (22023: cancel and create a new subscription); a currency change too (22Y03). Writes a subscription.updated event with the change. pay_preview_subscription_change shows the same without changing anything.';

@@ -21,7 +21,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(153);
+SELECT plan(164);
 
 -- helpers ------------------------------------------------------------------
 
@@ -202,6 +202,59 @@ SELECT is((SELECT (data ->> 'trial_ended')::boolean FROM payments.events e, tr W
 SELECT pg_temp.outcome(m, s, 'succeeded') FROM tr \gset x_
 SELECT is((SELECT status FROM tr, pg_temp.sub(m, s)), 'active', 'paid: the subscription is active');
 SELECT is((SELECT pg_temp.events(m, s, 'subscription.active') FROM tr), 1, 'with its subscription.active event');
+
+-- 3b. a change while the charge at the end of a trial is in flight ----------
+-- The trial has ended: period 0 is invoiced at the old amount (30.00, a
+-- 30-day June), the subscription trialing until that charge is answered.
+-- A change then is prorated as for an active subscription (before: as in a
+-- trial, not at all, and the customer had the new quantity for the rest of
+-- period 0 without paying for it, whatever the answer).
+
+CREATE TEMP TABLE tc AS SELECT pg_temp.merchant('trial-change', '2031-05-20 00:00 UTC') AS m;
+ALTER TABLE tc ADD COLUMN c bigint, ADD COLUMN ok bigint, ADD COLUMN no bigint, ADD COLUMN at_end bigint;
+UPDATE tc SET c = pg_temp.customer(m);
+UPDATE tc SET ok = pg_temp.subscribe(m, c, 'trialing', '2031-06-01 00:00', 'month', 1, '30.00 USD'),
+	no = pg_temp.subscribe(m, c, 'trialing', '2031-06-01 00:00', 'month', 1, '30.00 USD'),
+	at_end = pg_temp.subscribe(m, c, 'trialing', '2031-06-01 00:00', 'month', 1, '30.00 USD');
+SELECT pg_temp.clock(m, '2031-06-01 00:00 UTC') FROM tc \gset x_
+SELECT is((SELECT payments._run_renewals(m, 100) FROM tc), 3, 'the trials end: period 0 of each is invoiced and charged');
+SELECT is((SELECT string_agg(concat_ws(':', x.status, x.current_period_index, i.amount, p.status), ',')
+	FROM tc, LATERAL unnest(ARRAY[ok, no, at_end]) u(s), pg_temp.sub(m, u.s) x, pg_temp.inv(m, u.s) i
+	JOIN payments.payments p ON p.merchant_id = i.merchant_id AND p.payment_id = i.payment_id),
+	'trialing:0:30.00 USD:pending,trialing:0:30.00 USD:pending,trialing:0:30.00 USD:pending',
+	'each is trialing in period 0, its 30.00 charge in flight');
+-- at the very end of the trial, invoiced now: the whole period at both amounts
+SELECT is((SELECT concat_ws('|', x.status, x.quantity) FROM tc,
+	pay_change_subscription(at_end, quantity => 2, proration => 'invoice_now') x), 'trialing|2',
+	'a second seat at the trial''s end, invoiced now, while the charge of period 0 is in flight');
+SELECT is((SELECT concat_ws('|', kind, period_index, amount, lines -> 0 ->> 'amount', lines -> 1 ->> 'amount')
+	FROM tc, pg_temp.inv(m, at_end)), 'proration|0|30.00 USD|-30.00 USD|60.00 USD',
+	'a proration invoice of the whole period 0: -30.00 + 60.00 = 30.00, charged at once');
+-- ten days into period 0 (the charge still unanswered: held for review, say)
+SELECT pg_temp.clock(m, '2031-06-11 00:00 UTC') FROM tc \gset x_
+SELECT is((SELECT concat_ws('|', doc ->> 'proration', doc -> 'lines' -> 0 ->> 'amount', doc -> 'lines' -> 1 ->> 'amount', doc ->> 'total')
+	FROM tc, pay_preview_subscription_change(ok, quantity => 2) doc), 'next_invoice|-20.00 USD|40.00 USD|20.00 USD',
+	'the preview: 20 of 30 days left, a credit of -20.00 at 30.00 and a charge of 40.00 at 60.00');
+SELECT is((SELECT count(*)::integer FROM tc, LATERAL unnest(ARRAY[ok, no]) u(s), pay_change_subscription(u.s, quantity => 2) x
+	WHERE x.quantity = 2), 2, 'the change is made');
+SELECT is((SELECT string_agg(concat_ws(':', i.subscription_id = tc.ok, i.amount, i.invoice_id IS NULL), ',' ORDER BY i.item_id)
+	FROM tc, payments.invoice_items i WHERE i.merchant_id = tc.m AND i.subscription_id IN (tc.ok, tc.no)),
+	't:-20.00 USD:t,t:40.00 USD:t,f:-20.00 USD:t,f:40.00 USD:t',
+	'its proration waits for the next invoice, as the preview said');
+-- the answers
+SELECT pg_temp.outcome(m, ok, 'succeeded') FROM tc \gset x_
+SELECT is((SELECT concat_ws('|', x.status, x.quantity, i.status, i.amount) FROM tc, pg_temp.sub(m, ok) x, pg_temp.inv(m, ok) i),
+	'active|2|paid|30.00 USD', 'approved: active, two seats; period 0''s invoice paid, 30.00 as charged');
+SELECT pg_temp.outcome(m, no, 'failed', '2') FROM tc \gset x_
+SELECT is((SELECT concat_ws('|', x.status, x.quantity, i.status, i.amount, i.next_attempt_at) FROM tc, pg_temp.sub(m, no) x, pg_temp.inv(m, no) i),
+	'past_due|2|open|30.00 USD|2031-06-12 00:00:00+00',
+	'declined: past_due, two seats; period 0''s invoice open at 30.00, retried the next day');
+SELECT is((SELECT count(*)::integer FROM tc, payments.invoice_items i WHERE i.merchant_id = tc.m AND i.subscription_id = tc.no
+	AND i.invoice_id IS NULL), 2, 'and its proration still waits for the next invoice');
+SELECT pg_temp.clock(m, '2031-07-01 00:00 UTC') FROM tc \gset x_
+SELECT payments._run_renewals(m, 100) FROM tc \gset x_
+SELECT is((SELECT concat_ws('|', kind, period_index, amount, jsonb_array_length(lines)) FROM tc, pg_temp.inv(m, ok)),
+	'renewal|1|80.00 USD|3', 'the approved one''s next invoice: 2 x 30.00 + 20.00 = 80.00 (period 0 cost 30.00 for 10 days, 60.00 for 20)');
 
 -- 4. cancellation at the period's end ---------------------------------------
 
