@@ -11462,6 +11462,74 @@ COMMENT ON FUNCTION payments.pay_change_subscription(bigint, bigint, payments.pa
 	'Changes the plan (same interval and currency), the explicit price or the quantity of an active, trialing or paused subscription. proration: none (the new amount from the next period), next_invoice (default: a credit for the unused part of the current period at the old amount and a charge for the part left at the new one, as pending invoice items of the next invoice), invoice_now (the same lines on a proration invoice charged at once; a net credit is carried to the next invoice). Nothing is prorated in a trial or while paused; once the trial has ended (its period 0 invoiced, the subscription trialing until that charge is answered) a change is prorated as for an active one. An interval change is refused (22023: cancel and create a new subscription); a currency change too (22Y03). Writes a subscription.updated event with the change. pay_preview_subscription_change shows the same without changing anything.';
 
 ------------------------------------------------------------------------------
+-- h-expiry-clock: expiring cards are listed and noticed by the merchant's
+-- billing date (_billing_now: its test clock while test clocks are on),
+-- not the real date (sql/src/payment_methods.sql).
+
+CREATE OR REPLACE FUNCTION payments.pay_expiring_payment_methods(within_days integer DEFAULT 30)
+	RETURNS SETOF payments.payment_methods
+	LANGUAGE plpgsql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+BEGIN
+	IF within_days IS NULL OR within_days NOT BETWEEN 0 AND 3660 THEN
+		RAISE EXCEPTION 'within_days must be between 0 and 3660' USING ERRCODE = '22023';
+	END IF;
+	-- days counted from the merchant's billing date (its test clock, if set)
+	RETURN QUERY SELECT x.* FROM payments.payment_methods x
+	WHERE x.merchant_id = payments.pay_current_merchant() AND x.status = 'active'
+		AND x.card_exp_year IS NOT NULL
+		AND payments._card_expires_at(x.card_exp_year, x.card_exp_month)
+			<= payments._billing_now(payments.pay_current_merchant())::date + within_days
+	ORDER BY x.card_exp_year, x.card_exp_month, x.payment_method_id;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_expiring_payment_methods(integer) IS
+	'The current merchant''s active payment methods whose card''s last valid day (the last day of its expiry month) is within within_days days (default 30; already expired ones too) of its billing date (pay_billing_now(): its test clock, if set), soonest first.';
+
+CREATE OR REPLACE FUNCTION payments.pay_run_expiry_notices() RETURNS integer
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	days integer := current_setting('payments.expiring_notice_days')::integer;
+	-- the latest billing date of any merchant: nothing is due after it
+	horizon date := payments._billing_horizon(NULL)::date;
+	clocks boolean := current_setting('payments.test_clocks', true) = 'on';
+	n integer;
+BEGIN
+	-- a method someone holds locked waits for the next run: a caller's open
+	-- transaction must not stop the notices of every merchant
+	WITH locked AS (
+		SELECT y.merchant_id, y.payment_method_id FROM payments.payment_methods y
+		WHERE y.status = 'active' AND y.expiring_notified_at IS NULL AND y.card_exp_year IS NOT NULL
+			AND payments._card_expires_at(y.card_exp_year, y.card_exp_month) <= horizon + days
+			AND CASE WHEN clocks THEN payments._card_expires_at(y.card_exp_year, y.card_exp_month)
+				<= payments._billing_now(y.merchant_id)::date + days ELSE true END
+		FOR UPDATE SKIP LOCKED
+	), due AS (
+		UPDATE payments.payment_methods x SET expiring_notified_at = clock_timestamp()
+		FROM locked l
+		WHERE x.merchant_id = l.merchant_id AND x.payment_method_id = l.payment_method_id
+			AND x.status = 'active' AND x.expiring_notified_at IS NULL
+		RETURNING x.*
+	)
+	INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
+	SELECT d.merchant_id, 'payment_method.expiring',
+		jsonb_build_object('payment_method_id', d.payment_method_id, 'customer_id', d.customer_id,
+			'card_brand', d.card_brand, 'card_last4', d.card_last4, 'card_exp_month', d.card_exp_month,
+			'card_exp_year', d.card_exp_year,
+			'expires_at', payments._card_expires_at(d.card_exp_year, d.card_exp_month)),
+		d.correlation_id
+	FROM due d;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_run_expiry_notices() IS
+	'Writes one payment_method.expiring event for each active payment method whose card''s last valid day is within payments.expiring_notice_days days (default 30) of its merchant''s billing date (its test clock, if set), once per method; all merchants. Run by the worker''s housekeeping; pg_cron may call it too. Returns how many events it wrote. Owner only.';
+
+------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,
 -- payment_api.sql, privileges.sql).  Keep this block LAST: its privilege
 -- and row-security statements cover every function and tenant table made

@@ -806,19 +806,22 @@ BEGIN
 	IF within_days IS NULL OR within_days NOT BETWEEN 0 AND 3660 THEN
 		RAISE EXCEPTION 'within_days must be between 0 and 3660' USING ERRCODE = '22023';
 	END IF;
+	-- days counted from the merchant's billing date (its test clock, if set)
 	RETURN QUERY SELECT x.* FROM payments.payment_methods x
 	WHERE x.merchant_id = payments.pay_current_merchant() AND x.status = 'active'
 		AND x.card_exp_year IS NOT NULL
-		AND payments._card_expires_at(x.card_exp_year, x.card_exp_month) <= current_date + within_days
+		AND payments._card_expires_at(x.card_exp_year, x.card_exp_month)
+			<= payments._billing_now(payments.pay_current_merchant())::date + within_days
 	ORDER BY x.card_exp_year, x.card_exp_month, x.payment_method_id;
 END
 $$;
 COMMENT ON FUNCTION payments.pay_expiring_payment_methods(integer) IS
-	'The current merchant''s active payment methods whose card''s last valid day (the last day of its expiry month) is within within_days days (default 30; already expired ones too), soonest first.';
+	'The current merchant''s active payment methods whose card''s last valid day (the last day of its expiry month) is within within_days days (default 30; already expired ones too) of its billing date (pay_billing_now(): its test clock, if set), soonest first.';
 
 -- One payment_method.expiring event per active method, written once the
 -- card's last valid day is within payments.expiring_notice_days (default
--- 30) days;
+-- 30) days of its merchant's billing date (_billing_now: a test clock
+-- moves the notices as it moves the renewals);
 -- the worker's housekeeping runs it, and so may pg_cron (all merchants;
 -- running it twice writes nothing twice).  Returns how many events it wrote.
 CREATE FUNCTION payments.pay_run_expiry_notices() RETURNS integer
@@ -826,6 +829,10 @@ CREATE FUNCTION payments.pay_run_expiry_notices() RETURNS integer
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
+	days integer := current_setting('payments.expiring_notice_days')::integer;
+	-- the latest billing date of any merchant: nothing is due after it
+	horizon date := payments._billing_horizon(NULL)::date;
+	clocks boolean := current_setting('payments.test_clocks', true) = 'on';
 	n integer;
 BEGIN
 	-- a method someone holds locked waits for the next run: a caller's open
@@ -833,8 +840,9 @@ BEGIN
 	WITH locked AS (
 		SELECT y.merchant_id, y.payment_method_id FROM payments.payment_methods y
 		WHERE y.status = 'active' AND y.expiring_notified_at IS NULL AND y.card_exp_year IS NOT NULL
-			AND payments._card_expires_at(y.card_exp_year, y.card_exp_month)
-				<= current_date + current_setting('payments.expiring_notice_days')::integer
+			AND payments._card_expires_at(y.card_exp_year, y.card_exp_month) <= horizon + days
+			AND CASE WHEN clocks THEN payments._card_expires_at(y.card_exp_year, y.card_exp_month)
+				<= payments._billing_now(y.merchant_id)::date + days ELSE true END
 		FOR UPDATE SKIP LOCKED
 	), due AS (
 		UPDATE payments.payment_methods x SET expiring_notified_at = clock_timestamp()
@@ -856,4 +864,4 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments.pay_run_expiry_notices() IS
-	'Writes one payment_method.expiring event for each active payment method whose card''s last valid day is within payments.expiring_notice_days days (default 30), once per method; all merchants. Run by the worker''s housekeeping; pg_cron may call it too. Returns how many events it wrote. Owner only.';
+	'Writes one payment_method.expiring event for each active payment method whose card''s last valid day is within payments.expiring_notice_days days (default 30) of its merchant''s billing date (its test clock, if set), once per method; all merchants. Run by the worker''s housekeeping; pg_cron may call it too. Returns how many events it wrote. Owner only.';

@@ -21,7 +21,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(164);
+SELECT plan(169);
 
 -- helpers ------------------------------------------------------------------
 
@@ -255,6 +255,37 @@ SELECT pg_temp.clock(m, '2031-07-01 00:00 UTC') FROM tc \gset x_
 SELECT payments._run_renewals(m, 100) FROM tc \gset x_
 SELECT is((SELECT concat_ws('|', kind, period_index, amount, jsonb_array_length(lines)) FROM tc, pg_temp.inv(m, ok)),
 	'renewal|1|80.00 USD|3', 'the approved one''s next invoice: 2 x 30.00 + 20.00 = 80.00 (period 0 cost 30.00 for 10 days, 60.00 for 20)');
+
+-- 3c. expiring-card notices follow the billing clock -------------------------
+-- A card valid through December 2045 (its last day December 31) under a
+-- test clock in November and December 2045: listed and noticed 30 days
+-- before by that clock (before: by the real date, years away, so never
+-- while the clock said so).  A merchant without a clock: by the real date.
+
+CREATE TEMP TABLE ex AS SELECT pg_temp.merchant('expiry-clock', '2045-11-30 12:00 UTC') AS m;
+ALTER TABLE ex ADD COLUMN c bigint, ADD COLUMN pm bigint, ADD COLUMN r bigint;
+UPDATE ex SET c = pg_temp.customer(m, false);
+UPDATE ex SET pm = pg_temp.card(m, c, 'active', '4242');
+SELECT is((SELECT count(*)::integer FROM pay_expiring_payment_methods(within_days => 30)), 0,
+	'by the clock on November 30, 2045 the card''s last day (December 31) is 31 days away: not within 30');
+SELECT payments.pay_run_expiry_notices() \gset x_
+SELECT is((SELECT count(*)::integer FROM ex, payments.events e WHERE e.merchant_id = ex.m
+	AND e.event_type = 'payment_method.expiring'), 0, 'and no notice is written');
+SELECT pg_temp.clock(m, '2045-12-01 12:00 UTC') FROM ex \gset x_
+SELECT is((SELECT string_agg(x.payment_method_id::text, ',') FROM pay_expiring_payment_methods(within_days => 30) x),
+	(SELECT pm::text FROM ex), 'a day later by the clock it is listed as expiring within 30 days');
+SELECT payments.pay_run_expiry_notices() \gset x_
+SELECT is((SELECT string_agg(concat_ws('|', e.data ->> 'payment_method_id', e.data ->> 'expires_at'), ',')
+	FROM ex, payments.events e WHERE e.merchant_id = ex.m AND e.event_type = 'payment_method.expiring'),
+	(SELECT pm || '|2045-12-31' FROM ex), 'the notice run writes its payment_method.expiring event, by the merchant''s clock');
+INSERT INTO payments.merchants (name) VALUES ('billing-expiry-real') RETURNING merchant_id AS expiry_real \gset
+SELECT pg_temp.act_as(:expiry_real) \gset x_
+UPDATE ex SET r = pg_temp.card(:expiry_real, pg_temp.customer(:expiry_real, false), 'active', '4343');
+SELECT payments.pay_run_expiry_notices() \gset x_
+SELECT is((SELECT count(*)::integer FROM pay_expiring_payment_methods(within_days => 30))
+	+ (SELECT count(*)::integer FROM payments.events e WHERE e.merchant_id = :expiry_real
+		AND e.event_type = 'payment_method.expiring'), 0,
+	'a merchant without a clock: the same card, by the real date, is neither listed nor noticed');
 
 -- 4. cancellation at the period's end ---------------------------------------
 
