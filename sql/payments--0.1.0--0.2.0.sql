@@ -11356,6 +11356,15 @@ COMMENT ON FUNCTION payments.pay_create_subscription(bigint, bigint, payments.pa
 CREATE OR REPLACE FUNCTION payments._subscription_change(s payments.subscriptions, p_plan_id bigint,
 	p_price payments.pay_amount, p_quantity integer, p_proration text, p_at timestamptz)
 	RETURNS jsonb
+-- h-purchase-default: a purchase or authorization of a customer alone
+-- charges its usable default as a subscription's charge does: while a new
+-- default is still pending, the active method it replaced (it was refused
+-- with 22Y22).  One home for that rule, _usable_default_method, used by
+-- _stored_method_for_payment, _invoice_payment_method and the pending
+-- default's replaced_default_id (sql/src/payment_methods.sql, billing.sql).
+
+CREATE FUNCTION payments._usable_default_method(p_merchant_id bigint, p_customer_id bigint)
+	RETURNS payments.payment_methods
 	LANGUAGE plpgsql STABLE
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
@@ -11488,6 +11497,22 @@ COMMENT ON FUNCTION payments.pay_expiring_payment_methods(integer) IS
 	'The current merchant''s active payment methods whose card''s last valid day (the last day of its expiry month) is within within_days days (default 30; already expired ones too) of its billing date (pay_billing_now(): its test clock, if set), soonest first.';
 
 CREATE OR REPLACE FUNCTION payments.pay_run_expiry_notices() RETURNS integer
+	pm payments.payment_methods;
+BEGIN
+	SELECT u.* INTO pm FROM payments.payment_methods d
+	JOIN payments.payment_methods u ON u.merchant_id = d.merchant_id AND u.customer_id = d.customer_id
+		AND u.payment_method_id = CASE WHEN d.status = 'active' THEN d.payment_method_id ELSE d.replaced_default_id END
+	WHERE d.merchant_id = p_merchant_id AND d.customer_id = p_customer_id AND d.is_default
+		AND d.status IN ('pending', 'active') AND u.status = 'active';
+	RETURN pm;
+END
+$$;
+COMMENT ON FUNCTION payments._usable_default_method(bigint, bigint) IS
+	'Internal: the customer''s usable default payment method: its active default, or, while the default is still pending, the active one that default replaced (NULL fields: none).';
+
+CREATE OR REPLACE FUNCTION payments._stored_method_for_payment(p_customer_id bigint, p_payment_method_id bigint,
+	p_other_methods integer)
+	RETURNS payments.payment_methods
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
@@ -11528,6 +11553,230 @@ END
 $$;
 COMMENT ON FUNCTION payments.pay_run_expiry_notices() IS
 	'Writes one payment_method.expiring event for each active payment method whose card''s last valid day is within payments.expiring_notice_days days (default 30) of its merchant''s billing date (its test clock, if set), once per method; all merchants. Run by the worker''s housekeeping; pg_cron may call it too. Returns how many events it wrote. Owner only.';
+	pm payments.payment_methods;
+	c payments.customers;
+BEGIN
+	IF p_customer_id IS NOT NULL THEN
+		c := payments._share_customer(p_customer_id);
+	END IF;
+	IF p_payment_method_id IS NULL THEN
+		IF p_customer_id IS NULL OR p_other_methods > 0 THEN
+			RETURN pm;
+		END IF;
+		-- its active default, or the active one a pending default replaced
+		pm := payments._usable_default_method(c.merchant_id, c.customer_id);
+		IF pm.payment_method_id IS NULL THEN
+			RAISE EXCEPTION 'customer % has no active default payment method', p_customer_id
+				USING ERRCODE = '22Y22',
+					HINT = 'Save one (pay_save_payment_method), or pass card, opaque_data or payment_method_id.';
+		END IF;
+		RETURN pm;
+	END IF;
+	IF p_other_methods > 1 THEN
+		RAISE EXCEPTION 'exactly one payment method is required'
+			USING ERRCODE = '22Y22', DETAIL = 'payment_method_id was given with another payment method.';
+	END IF;
+	pm := payments._find_payment_method(p_payment_method_id);
+	IF p_customer_id IS NULL THEN
+		-- the method's customer, locked as a named one is; then the method
+		-- as it is once a deletion of the customer has committed
+		PERFORM payments._share_customer(pm.customer_id);
+		pm := payments._find_payment_method(p_payment_method_id);
+	END IF;
+	IF p_customer_id IS NOT NULL AND pm.customer_id <> p_customer_id THEN
+		RAISE EXCEPTION 'payment method % is not customer %''s', p_payment_method_id, p_customer_id
+			USING ERRCODE = '22023';
+	END IF;
+	IF pm.status <> 'active' THEN
+		RAISE EXCEPTION 'payment method % is %, not active', p_payment_method_id, pm.status
+			USING ERRCODE = '22Y20',
+				HINT = CASE WHEN pm.status = 'pending' THEN 'Wait for it to be saved (pay_wait_payment_method).'
+					ELSE 'Save the card again (pay_save_payment_method).' END;
+	END IF;
+	RETURN pm;
+END
+$$;
+COMMENT ON FUNCTION payments._stored_method_for_payment(bigint, bigint, integer) IS
+	'Internal: the stored payment method a payment charges (named, or the customer''s usable default: _usable_default_method), checked active; PT404 for an unknown or foreign one.';
+
+CREATE OR REPLACE FUNCTION payments._invoice_payment_method(p_merchant_id bigint, p_customer_id bigint,
+	p_payment_method_id bigint)
+	RETURNS payments.payment_methods
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	pm payments.payment_methods;
+BEGIN
+	IF p_payment_method_id IS NOT NULL THEN
+		SELECT x.* INTO pm FROM payments.payment_methods x
+		WHERE x.merchant_id = p_merchant_id AND x.customer_id = p_customer_id
+			AND x.payment_method_id = p_payment_method_id AND x.status = 'active';
+		IF FOUND THEN
+			RETURN pm;
+		END IF;
+	END IF;
+	RETURN payments._usable_default_method(p_merchant_id, p_customer_id);
+END
+$$;
+COMMENT ON FUNCTION payments._invoice_payment_method(bigint, bigint, bigint) IS
+	'Internal: the payment method a subscription''s invoice is charged to: the subscription''s own (p_payment_method_id) while it is active, else the customer''s usable default (_usable_default_method: the active default, or while that default is still pending the active one it replaced).';
+
+CREATE OR REPLACE FUNCTION payments.pay_save_payment_method(
+	customer_id bigint,
+	card payments.pay_card DEFAULT NULL,
+	opaque_data jsonb DEFAULT NULL,
+	payment_id bigint DEFAULT NULL,
+	validation_mode text DEFAULT 'liveMode',
+	make_default boolean DEFAULT true,
+	idempotency_key text DEFAULT NULL,
+	correlation_id text DEFAULT NULL)
+	RETURNS payments.payment_methods
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	c payments.customers := payments._find_customer(pay_save_payment_method.customer_id, true);
+	m bigint := c.merchant_id;
+	corr text := payments._correlation_id(pay_save_payment_method.correlation_id);
+	sources int := (card IS NOT NULL)::int + (opaque_data IS NOT NULL)::int
+		+ (pay_save_payment_method.payment_id IS NOT NULL)::int;
+	idem payments.idempotency_keys;
+	p payments.payments;
+	pm payments.payment_methods;
+	o payments.operations;
+	src text;
+	cname text;
+	replaced bigint;
+BEGIN
+	IF sources <> 1 THEN
+		RAISE EXCEPTION 'exactly one of card, opaque_data and payment_id is required'
+			USING ERRCODE = '22Y22', DETAIL = format('%s were given.', sources);
+	END IF;
+	IF validation_mode IS NULL OR validation_mode NOT IN ('none', 'testMode', 'liveMode') THEN
+		RAISE EXCEPTION 'validation_mode must be none, testMode or liveMode' USING ERRCODE = '22023',
+			HINT = 'none stores the card unchecked, testMode checks its form, liveMode authorizes $0.00 at the issuer.';
+	END IF;
+	IF opaque_data IS NOT NULL THEN
+		PERFORM payments._check_opaque_data(opaque_data);
+	END IF;
+	PERFORM payments._check_gateway_input(NULL, NULL, NULL, corr);
+	idem := payments._idempotency_claim(m, pay_save_payment_method.idempotency_key, 'save_payment_method',
+		md5(jsonb_build_array(c.customer_id, payments.pay_card_brand(card), payments.pay_card_last4(card),
+			payments.pay_card_exp_month(card), payments.pay_card_exp_year(card), opaque_data,
+			pay_save_payment_method.payment_id, validation_mode, make_default)::text));
+	IF idem.request_kind IS NOT NULL THEN
+		SELECT x.* INTO pm FROM payments.payment_methods x
+		JOIN payments.operations y ON y.merchant_id = x.merchant_id AND y.payment_method_id = x.payment_method_id
+		WHERE y.merchant_id = m AND y.operation_id = idem.operation_id;
+		RETURN pm;				-- even if the customer was deleted since
+	END IF;
+	PERFORM payments._find_customer(c.customer_id, false, false);	-- 22Y20 once deleted
+	IF pay_save_payment_method.payment_id IS NOT NULL THEN
+		src := 'payment';
+		p := payments._find_payment(pay_save_payment_method.payment_id);
+		IF p.gateway_trans_id IS NULL OR p.status NOT IN ('succeeded', 'requires_capture',
+				'partially_refunded', 'refunded') OR p.payment_method NOT IN ('card', 'opaque_data') THEN
+			RAISE EXCEPTION 'payment % cannot be saved as a payment method', p.payment_id
+				USING ERRCODE = '22Y20',
+					DETAIL = format('The payment is %s%s; only an approved card or Accept.js payment can be saved.',
+						p.status, CASE WHEN p.payment_method = 'profile' THEN ' and was made with a stored method' ELSE '' END);
+		END IF;
+	ELSIF card IS NOT NULL THEN
+		src := 'card';
+	ELSE
+		src := 'opaque_data';
+	END IF;
+	BEGIN
+		IF make_default THEN
+			-- the default it replaces stays the one charged until it is active
+			replaced := (payments._usable_default_method(m, c.customer_id)).payment_method_id;
+			UPDATE payments.payment_methods x SET is_default = false
+			WHERE x.merchant_id = m AND x.customer_id = c.customer_id AND x.is_default;
+		END IF;
+		INSERT INTO payments.payment_methods AS x (merchant_id, customer_id, source, validation_mode, is_default,
+			card_brand, card_last4, card_exp_month, card_exp_year, card_fingerprint, source_payment_id,
+			idempotency_key, correlation_id, replaced_default_id)
+		VALUES (m, c.customer_id, src, validation_mode, make_default,
+			coalesce(payments.pay_card_brand(card), p.card_brand), coalesce(payments.pay_card_last4(card), p.card_last4),
+			coalesce(payments.pay_card_exp_month(card), p.card_exp_month),
+			coalesce(payments.pay_card_exp_year(card), p.card_exp_year),
+			p.card_fingerprint, p.payment_id,
+			pay_save_payment_method.idempotency_key, corr, replaced)
+		RETURNING * INTO pm;
+	EXCEPTION WHEN unique_violation THEN
+		GET STACKED DIAGNOSTICS cname = CONSTRAINT_NAME;
+		PERFORM payments._default_conflict(cname, c.customer_id);
+		RAISE;
+	END;
+	o := payments._new_method_operation(m, 'save_method', pm.payment_method_id, c.customer_id, p.payment_id,
+		pay_save_payment_method.idempotency_key, corr);
+	IF card IS NOT NULL THEN
+		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
+		VALUES (m, o.operation_id, payments._card_sealed(card));
+	ELSIF opaque_data IS NOT NULL THEN
+		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
+		VALUES (m, o.operation_id, payments._opaque_data_sealed(opaque_data ->> 'dataDescriptor',
+			opaque_data ->> 'dataValue'));
+	END IF;
+	RETURN pm;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_save_payment_method(bigint, payments.pay_card, jsonb, bigint, text, boolean, text, text) IS
+	'Saves a payment method for a customer at the gateway: a card, Accept.js opaque data, or the card of an approved payment (payment_id). validation_mode: none, testMode or liveMode (a $0.00 authorization; default). Returns the method (status pending); the worker creates the gateway profile after COMMIT (active, or failed with the reason); pay_wait_payment_method waits for it. make_default makes it the customer''s default at once; until it is active, charges of the customer''s default (subscriptions) use the active default it replaced, which is the default again if the save fails.';
+
+CREATE OR REPLACE FUNCTION payments.pay_set_default_payment_method(payment_method_id bigint,
+	idempotency_key text DEFAULT NULL, correlation_id text DEFAULT NULL)
+	RETURNS payments.payment_methods
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	pm payments.payment_methods := payments._find_payment_method(pay_set_default_payment_method.payment_method_id);
+	idem payments.idempotency_keys;
+	result payments.payment_methods;
+	cname text;
+	replaced bigint;
+BEGIN
+	-- the customer first, as pay_save_payment_method locks it: a default it
+	-- saves meanwhile is then seen, not a unique violation
+	PERFORM payments._find_customer(pm.customer_id, true);
+	pm := payments._find_payment_method(pm.payment_method_id, true);
+	idem := payments._idempotency_claim(pm.merchant_id,
+		pay_set_default_payment_method.idempotency_key, 'set_default_payment_method',
+		md5(jsonb_build_array(pm.payment_method_id)::text));
+	IF idem.request_kind IS NULL AND pm.status NOT IN ('pending', 'active') THEN
+		RAISE EXCEPTION 'cannot make payment method % in status % the default', pm.payment_method_id, pm.status
+			USING ERRCODE = '22Y20';
+	END IF;
+	IF NOT pm.is_default AND idem.request_kind IS NULL THEN
+		-- a pending one: the default it replaces stays the one charged until it is active
+		replaced := CASE WHEN pm.status = 'pending'
+			THEN (payments._usable_default_method(pm.merchant_id, pm.customer_id)).payment_method_id END;
+		BEGIN
+			UPDATE payments.payment_methods x SET is_default = false
+			WHERE x.merchant_id = pm.merchant_id AND x.customer_id = pm.customer_id AND x.is_default;
+			UPDATE payments.payment_methods x SET is_default = true, replaced_default_id = replaced
+			WHERE x.merchant_id = pm.merchant_id AND x.payment_method_id = pm.payment_method_id;
+		EXCEPTION WHEN unique_violation THEN
+			GET STACKED DIAGNOSTICS cname = CONSTRAINT_NAME;
+			PERFORM payments._default_conflict(cname, pm.customer_id);
+			RAISE;
+		END;
+		INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
+		VALUES (pm.merchant_id, 'payment_method.default', jsonb_build_object('payment_method_id',
+			pm.payment_method_id, 'customer_id', pm.customer_id),
+			payments._correlation_id(pay_set_default_payment_method.correlation_id));
+	END IF;
+	SELECT * INTO result FROM payments.payment_methods x
+	WHERE x.merchant_id = pm.merchant_id AND x.payment_method_id = pm.payment_method_id;
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_set_default_payment_method(bigint, text, text) IS
+	'Makes a pending or active payment method its customer''s default (the one charged when a customer, not a method, is given). A pending one: until it is active, charges of the customer''s default (subscriptions) use the active default it replaced, which is the default again if the save fails. Writes a payment_method.default event.';
+
+DROP FUNCTION payments._usable_default_id(bigint, bigint);
 
 ------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,

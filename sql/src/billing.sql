@@ -75,10 +75,8 @@ COMMENT ON FUNCTION payments._dunning_policy(bigint) IS
 
 -- The stored payment method an invoice of a subscription is charged to:
 -- the subscription's own method while it is active, else the customer's
--- active default; while that default is a new method still being saved
--- (pending), the active default it replaced (a card replacement does not
--- leave the customer without a card for that while).  NULL fields when
--- there is none.
+-- usable default (payment_methods.sql: while a new default is still being
+-- saved, the active one it replaced).  NULL fields when there is none.
 CREATE FUNCTION payments._invoice_payment_method(p_merchant_id bigint, p_customer_id bigint,
 	p_payment_method_id bigint)
 	RETURNS payments.payment_methods
@@ -88,23 +86,19 @@ CREATE FUNCTION payments._invoice_payment_method(p_merchant_id bigint, p_custome
 DECLARE
 	pm payments.payment_methods;
 BEGIN
-	SELECT x.* INTO pm FROM payments.payment_methods x
-	WHERE x.merchant_id = p_merchant_id AND x.customer_id = p_customer_id AND x.status = 'active'
-		AND (x.payment_method_id = p_payment_method_id OR x.is_default)
-	ORDER BY x.payment_method_id = p_payment_method_id DESC NULLS LAST
-	LIMIT 1;
-	IF NOT FOUND THEN
-		SELECT r.* INTO pm FROM payments.payment_methods d
-		JOIN payments.payment_methods r ON r.merchant_id = d.merchant_id
-			AND r.payment_method_id = d.replaced_default_id AND r.customer_id = d.customer_id
-		WHERE d.merchant_id = p_merchant_id AND d.customer_id = p_customer_id AND d.is_default
-			AND d.status = 'pending' AND r.status = 'active';
+	IF p_payment_method_id IS NOT NULL THEN
+		SELECT x.* INTO pm FROM payments.payment_methods x
+		WHERE x.merchant_id = p_merchant_id AND x.customer_id = p_customer_id
+			AND x.payment_method_id = p_payment_method_id AND x.status = 'active';
+		IF FOUND THEN
+			RETURN pm;
+		END IF;
 	END IF;
-	RETURN pm;
+	RETURN payments._usable_default_method(p_merchant_id, p_customer_id);
 END
 $$;
 COMMENT ON FUNCTION payments._invoice_payment_method(bigint, bigint, bigint) IS
-	'Internal: the payment method a subscription''s invoice is charged to: the subscription''s own (p_payment_method_id) while it is active, else the customer''s active default, or while that default is still pending the active one it replaced.';
+	'Internal: the payment method a subscription''s invoice is charged to: the subscription''s own (p_payment_method_id) while it is active, else the customer''s usable default (_usable_default_method: the active default, or while that default is still pending the active one it replaced).';
 
 ------------------------------------------------------------------------------
 -- One charge attempt of an invoice: a purchase of the subscription's payment

@@ -176,21 +176,31 @@ $$;
 COMMENT ON FUNCTION payments._default_conflict(text, bigint) IS
 	'Internal: raises 40001 for a unique violation of payment_methods_one_default (a default another session committed after the snapshot); returns for any other constraint.';
 
--- The customer's usable default, to remember when another method, still
--- pending, becomes the default: the active default, or, when the default
--- is itself pending, the active one that it replaced.
-CREATE FUNCTION payments._usable_default_id(p_merchant_id bigint, p_customer_id bigint) RETURNS bigint
-	LANGUAGE sql STABLE
+-- The customer's usable default method: its active default, or, while the
+-- default is a new method still being saved (pending), the active one that
+-- it replaced (a card replacement does not leave the customer without a
+-- card for that while).  The one home of that rule: a charge of the
+-- customer's default (pay_purchase with customer_id alone, a subscription's
+-- invoice: billing.sql) and the default a new pending default remembers.
+-- NULL fields when there is none.
+CREATE FUNCTION payments._usable_default_method(p_merchant_id bigint, p_customer_id bigint)
+	RETURNS payments.payment_methods
+	LANGUAGE plpgsql STABLE
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
-	SELECT CASE WHEN x.status = 'active' THEN x.payment_method_id ELSE x.replaced_default_id END
-	FROM payments.payment_methods x
-	WHERE x.merchant_id = p_merchant_id AND x.customer_id = p_customer_id AND x.is_default
-		AND x.status IN ('pending', 'active')
-	LIMIT 1
-	$$;
-COMMENT ON FUNCTION payments._usable_default_id(bigint, bigint) IS
-	'Internal: the customer''s active default payment method, or the active one a pending default replaced (NULL: none).';
+DECLARE
+	pm payments.payment_methods;
+BEGIN
+	SELECT u.* INTO pm FROM payments.payment_methods d
+	JOIN payments.payment_methods u ON u.merchant_id = d.merchant_id AND u.customer_id = d.customer_id
+		AND u.payment_method_id = CASE WHEN d.status = 'active' THEN d.payment_method_id ELSE d.replaced_default_id END
+	WHERE d.merchant_id = p_merchant_id AND d.customer_id = p_customer_id AND d.is_default
+		AND d.status IN ('pending', 'active') AND u.status = 'active';
+	RETURN pm;
+END
+$$;
+COMMENT ON FUNCTION payments._usable_default_method(bigint, bigint) IS
+	'Internal: the customer''s usable default payment method: its active default, or, while the default is still pending, the active one that default replaced (NULL fields: none).';
 
 -- A default whose save failed gives the default back to the active method
 -- it replaced (unless another was made the default meanwhile): a customer
@@ -287,7 +297,7 @@ BEGIN
 	BEGIN
 		IF make_default THEN
 			-- the default it replaces stays the one charged until it is active
-			replaced := payments._usable_default_id(m, c.customer_id);
+			replaced := (payments._usable_default_method(m, c.customer_id)).payment_method_id;
 			UPDATE payments.payment_methods x SET is_default = false
 			WHERE x.merchant_id = m AND x.customer_id = c.customer_id AND x.is_default;
 		END IF;
@@ -399,7 +409,8 @@ BEGIN
 	END IF;
 	IF NOT pm.is_default AND idem.request_kind IS NULL THEN
 		-- a pending one: the default it replaces stays the one charged until it is active
-		replaced := CASE WHEN pm.status = 'pending' THEN payments._usable_default_id(pm.merchant_id, pm.customer_id) END;
+		replaced := CASE WHEN pm.status = 'pending'
+			THEN (payments._usable_default_method(pm.merchant_id, pm.customer_id)).payment_method_id END;
 		BEGIN
 			UPDATE payments.payment_methods x SET is_default = false
 			WHERE x.merchant_id = pm.merchant_id AND x.customer_id = pm.customer_id AND x.is_default;
@@ -718,8 +729,10 @@ COMMENT ON FUNCTION payments._note_network_trans_ids(bigint[], bigint[], text[])
 
 -- The stored method a payment charges: the one named (it must be active,
 -- and the customer's when a customer is named too), or the customer's
--- default when a customer alone is named (no card, opaque data or profile:
--- p_other_methods = 0).  An empty row when no stored method is charged.
+-- usable default when a customer alone is named (no card, opaque data or
+-- profile: p_other_methods = 0): while a new default is still pending, the
+-- active one it replaced, as a subscription's charge does
+-- (_usable_default_method).  An empty row when no stored method is charged.
 CREATE FUNCTION payments._stored_method_for_payment(p_customer_id bigint, p_payment_method_id bigint,
 	p_other_methods integer)
 	RETURNS payments.payment_methods
@@ -737,10 +750,9 @@ BEGIN
 		IF p_customer_id IS NULL OR p_other_methods > 0 THEN
 			RETURN pm;
 		END IF;
-		SELECT * INTO pm FROM payments.payment_methods x
-		WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id AND x.is_default
-			AND x.status = 'active';
-		IF NOT FOUND THEN
+		-- its active default, or the active one a pending default replaced
+		pm := payments._usable_default_method(c.merchant_id, c.customer_id);
+		IF pm.payment_method_id IS NULL THEN
 			RAISE EXCEPTION 'customer % has no active default payment method', p_customer_id
 				USING ERRCODE = '22Y22',
 					HINT = 'Save one (pay_save_payment_method), or pass card, opaque_data or payment_method_id.';
@@ -772,7 +784,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments._stored_method_for_payment(bigint, bigint, integer) IS
-	'Internal: the stored payment method a payment charges (named, or the customer''s default), checked active; PT404 for an unknown or foreign one.';
+	'Internal: the stored payment method a payment charges (named, or the customer''s usable default: _usable_default_method), checked active; PT404 for an unknown or foreign one.';
 
 -- What a customer's payment sends as customer (billTo and customer.email)
 -- when the caller passes no customer object: its billing details and email.

@@ -21,7 +21,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(169);
+SELECT plan(170);
 
 -- helpers ------------------------------------------------------------------
 
@@ -568,6 +568,12 @@ SELECT is((SELECT concat_ws('|', x.status, i.status, p.payment_method_id = cw.ol
 	JOIN payments.payments p ON p.merchant_id = i.merchant_id AND p.payment_id = i.payment_id),
 	'active|open|t|pp-1111|pending', 'it is charged to the active card being replaced, not failed for want of a payment method');
 SELECT is((SELECT pg_temp.events(m, s, 'invoice.payment_failed') FROM cw), 0, 'no invoice.payment_failed');
+-- a purchase checks the profile ids it sends: digits, as the gateway gives them
+UPDATE payments.payment_methods x SET customer_profile_id = '5001', payment_profile_id = '7001'
+FROM cw WHERE x.merchant_id = cw.m AND x.payment_method_id = cw.old;
+SELECT is((SELECT concat_ws('|', p.payment_method_id = cw.old, p.payment_profile_id, p.card_last4)
+	FROM cw, pay_purchase(amount => '5.00 USD', customer_id => cw.c) p), 't|7001|1111',
+	'a purchase of the customer alone (pay_purchase with customer_id) is charged to that card too, not refused');
 UPDATE payments.payment_methods x SET status = 'failed', is_default = false, failure_code = 'E00027'
 FROM cw WHERE x.merchant_id = cw.m AND x.payment_method_id = cw.new;
 SELECT is((SELECT string_agg(concat_ws(' ', x.payment_method_id = cw.new, x.status, x.is_default), ', ' ORDER BY x.payment_method_id)
