@@ -11779,6 +11779,66 @@ COMMENT ON FUNCTION payments.pay_set_default_payment_method(bigint, text, text) 
 DROP FUNCTION payments._usable_default_id(bigint, bigint);
 
 ------------------------------------------------------------------------------
+-- h-list-key-creator: pay_list_api_keys shows created_by_key, the key each
+-- key was made with (and is revoked with) (sql/src/api_keys.sql).  A new
+-- column of its row type: the function and its type are made again (both
+-- new in 0.2.0); whoever was granted the function keeps EXECUTE.
+
+SELECT pg_catalog.set_config('h_list_key_creator.grantees', coalesce(array_agg(DISTINCT a.grantee::regrole::text)::text, '{}'), true)
+FROM pg_proc p, aclexplode(p.proacl) a
+WHERE p.oid = 'payments.pay_list_api_keys(bigint)'::regprocedure
+	AND a.privilege_type = 'EXECUTE' AND a.grantee <> 0 AND a.grantee <> p.proowner;
+DROP FUNCTION payments.pay_list_api_keys(bigint);
+DROP TYPE payments.pay_api_key_info;
+CREATE TYPE payments.pay_api_key_info AS (
+	key_id bigint,
+	merchant_id bigint,
+	name text,
+	scopes text[],
+	created_at timestamptz,
+	created_by name,
+	created_by_key bigint,
+	expires_at timestamptz,
+	revoked_at timestamptz,
+	rotated_at timestamptz,
+	previous_valid_until timestamptz,
+	last_used_at timestamptz,
+	rate_limit integer,
+	burst integer
+);
+COMMENT ON TYPE payments.pay_api_key_info IS 'An API key as pay_list_api_keys shows it (no secret, no hash); created_by_key: the key it was made with (it is revoked with that key and expires no later), NULL when a role made it.';
+
+CREATE FUNCTION payments.pay_list_api_keys(merchant_id bigint DEFAULT NULL)
+	RETURNS SETOF payments.pay_api_key_info
+	LANGUAGE plpgsql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	m bigint := payments._api_key_admin(pay_list_api_keys.merchant_id);
+BEGIN
+	RETURN QUERY
+	SELECT k.key_id, k.merchant_id, k.name, k.scopes, k.created_at, k.created_by, k.created_by_key, k.expires_at,
+		k.revoked_at, k.rotated_at, k.previous_valid_until,
+		greatest(k.last_used_at, payments._api_key_last_used(k.key_id)), k.rate_limit, k.burst
+	FROM payments.api_keys k
+	WHERE m IS NULL OR k.merchant_id = m
+	ORDER BY k.merchant_id, k.key_id;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_list_api_keys(bigint) IS
+	'The API keys of a merchant (default: the caller''s; for the owner without merchant_id, every merchant''s), without secret or hash; created_by_key names the key each was made with (revoked with it), NULL for a key a role made; last_used_at includes uses not yet written to the table. Same callers as pay_create_api_key.';
+
+DO $$
+DECLARE
+	r text;
+BEGIN
+	FOREACH r IN ARRAY current_setting('h_list_key_creator.grantees')::text[] LOOP
+		EXECUTE format('GRANT EXECUTE ON FUNCTION payments.pay_list_api_keys(bigint) TO %s', r);
+	END LOOP;
+END
+$$;
+
+------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,
 -- payment_api.sql, privileges.sql).  Keep this block LAST: its privilege
 -- and row-security statements cover every function and tenant table made

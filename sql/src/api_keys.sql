@@ -63,6 +63,7 @@ CREATE TYPE payments.pay_api_key_info AS (
 	scopes text[],
 	created_at timestamptz,
 	created_by name,
+	created_by_key bigint,
 	expires_at timestamptz,
 	revoked_at timestamptz,
 	rotated_at timestamptz,
@@ -71,7 +72,7 @@ CREATE TYPE payments.pay_api_key_info AS (
 	rate_limit integer,
 	burst integer
 );
-COMMENT ON TYPE payments.pay_api_key_info IS 'An API key as pay_list_api_keys shows it (no secret, no hash).';
+COMMENT ON TYPE payments.pay_api_key_info IS 'An API key as pay_list_api_keys shows it (no secret, no hash); created_by_key: the key it was made with (it is revoked with that key and expires no later), NULL when a role made it.';
 
 CREATE FUNCTION payments._api_key_secret(key_id bigint, OUT api_key text, OUT secret_hash bytea)
 	RETURNS record
@@ -307,7 +308,7 @@ DECLARE
 	m bigint := payments._api_key_admin(pay_list_api_keys.merchant_id);
 BEGIN
 	RETURN QUERY
-	SELECT k.key_id, k.merchant_id, k.name, k.scopes, k.created_at, k.created_by, k.expires_at,
+	SELECT k.key_id, k.merchant_id, k.name, k.scopes, k.created_at, k.created_by, k.created_by_key, k.expires_at,
 		k.revoked_at, k.rotated_at, k.previous_valid_until,
 		greatest(k.last_used_at, payments._api_key_last_used(k.key_id)), k.rate_limit, k.burst
 	FROM payments.api_keys k
@@ -316,7 +317,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments.pay_list_api_keys(bigint) IS
-	'The API keys of a merchant (default: the caller''s; for the owner without merchant_id, every merchant''s), without secret or hash; last_used_at includes uses not yet written to the table. Same callers as pay_create_api_key.';
+	'The API keys of a merchant (default: the caller''s; for the owner without merchant_id, every merchant''s), without secret or hash; created_by_key names the key each was made with (revoked with it), NULL for a key a role made; last_used_at includes uses not yet written to the table. Same callers as pay_create_api_key.';
 
 -- A key the caller may manage, locked, or PT404 (another merchant's key is unknown too).
 CREATE FUNCTION payments._lock_api_key(p_key_id bigint) RETURNS payments.api_keys

@@ -291,9 +291,12 @@ is "$(status "$r") $(field "$(body "$r")" code) $(field "$(body "$r")" message)"
 r=$(pgrst POST /rpc/pay_create_api_key -H "X-Api-Key: $KADMIN" -H 'Content-Type: application/json' -d '{"scopes": ["read"], "name": "made over http"}')
 is "$(status "$r") $(field "$(body "$r")" merchant_id)" "200 $M" "an admin key creates a key for its merchant over PostgREST"
 like "$(field "$(body "$r")" api_key)" "^pk_[0-9]+_[A-Za-z0-9_-]{43}\$" "and gets it once"
+made_id=$(field "$(body "$r")" key_id)
 r=$(pgrst GET /rpc/pay_list_api_keys -H "X-Api-Key: $KADMIN")
 is "$(python3 -c 'import json,sys; l=json.loads(sys.argv[1]); print(len(l), all("api_key" not in k and "secret_hash" not in k for k in l))' "$(body "$r")")" \
 	"$(sql -c "SELECT count(*) FROM payments.api_keys WHERE merchant_id = $M") True" "it lists its merchant's keys, without secrets"
+is "$(python3 -c 'import json,sys; l=json.loads(sys.argv[1]); print([(k["created_by_key"], k["key_id"] == int(sys.argv[2])) for k in l if k["key_id"] in (int(sys.argv[2]), int(sys.argv[3]))])' "$(body "$r")" "$made_id" "$(kid "$KADMIN")")" \
+	"[(None, False), ($(kid "$KADMIN"), True)]" "with the key each was made with (created_by_key: the admin key for the key it made, null for the owner's)"
 codes=""
 for _ in 1 2 3; do
 	r=$(pgrst GET "/rpc/pay_list_payments?page_size=1" -H "X-Api-Key: $KRATE")

@@ -11,7 +11,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(114);
+SELECT plan(115);
 
 CREATE FUNCTION pg_temp.card() RETURNS payments.pay_card LANGUAGE sql
 	AS $$ SELECT payments.pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 2, '123') $$;
@@ -249,6 +249,10 @@ RESET ROLE;
 SELECT is((SELECT format('%s|%s|%s', rate_limit, burst, created_by_key = (SELECT key_id FROM kk WHERE what = 'c'))
 	FROM payments.api_keys WHERE key_id = (SELECT key_id FROM kk WHERE what = 'g')), '50|60|t',
 	'left without limits, a key has the limits of the key that made it, and names it');
+SELECT is(ARRAY(SELECT i.created_by_key FROM payments.pay_list_api_keys(merchant_id => :ma) i
+	WHERE i.key_id IN (SELECT key_id FROM kk WHERE what IN ('p', 'c', 'g')) ORDER BY i.key_id),
+	ARRAY[NULL, (SELECT key_id FROM kk WHERE what = 'p'), (SELECT key_id FROM kk WHERE what = 'c')],
+	'pay_list_api_keys shows the key each key was made with (created_by_key; NULL for one the owner made)');
 SELECT ok(payments.pay_revoke_api_key((SELECT key_id FROM kk WHERE what = 'p')), 'the owner revokes the first key');
 SELECT is((SELECT count(*)::int FROM payments.api_keys WHERE key_id IN (SELECT key_id FROM kk WHERE what IN ('c', 'n', 'g'))
 	AND revoked_at IS NOT NULL), 3, 'the keys it made, and theirs, are revoked with it');
