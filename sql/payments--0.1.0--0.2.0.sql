@@ -11839,6 +11839,191 @@ END
 $$;
 
 ------------------------------------------------------------------------------
+-- h-purchase-scope: pay_purchase and pay_authorize of a customer or a
+-- stored method return, to an API key with neither the scope read nor
+-- customers, no data from the customer's record (billing details and
+-- email copied into customer, the stored card's brand, last four, expiry
+-- and fingerprint: NULL in the returned row; the payment keeps them).  A
+-- payments-only key read any customer's personal data by charging it
+-- (sql/src/tenancy.sql, payment_api.sql; src/tenancy.c).
+
+CREATE FUNCTION payments._key_has_scope(scope text) RETURNS boolean
+	LANGUAGE c STABLE STRICT PARALLEL RESTRICTED AS 'MODULE_PATHNAME', 'pay_key_has_scope';
+COMMENT ON FUNCTION payments._key_has_scope(text) IS
+	'Internal: whether the request acting with an API key may do what the scope allows (the key has it; true without a key, false when nothing identifies the request; 22023 for an unknown scope).';
+
+CREATE FUNCTION payments._payment_for_caller(p payments.payments, p_customer_copied boolean)
+	RETURNS payments.payments
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+BEGIN
+	IF (p_customer_copied OR p.payment_method_id IS NOT NULL)
+			AND NOT payments._key_has_scope('read') AND NOT payments._key_has_scope('customers') THEN
+		IF p_customer_copied THEN
+			p.customer := NULL;
+		END IF;
+		IF p.payment_method_id IS NOT NULL THEN
+			p.card_brand := NULL;
+			p.card_last4 := NULL;
+			p.card_exp_month := NULL;
+			p.card_exp_year := NULL;
+			p.card_fingerprint := NULL;
+		END IF;
+	END IF;
+	RETURN p;
+END
+$$;
+COMMENT ON FUNCTION payments._payment_for_caller(payments.payments, boolean) IS
+	'Internal: the payment row as pay_purchase and pay_authorize return it: for an API key with neither the scope read nor customers, customer (when copied from the customer, p_customer_copied) and a stored card''s brand, last four, expiry and fingerprint are NULL; the payment keeps them.';
+
+CREATE OR REPLACE FUNCTION payments._create_payment(
+	p_kind text, p_amount payments.pay_amount, p_card payments.pay_card, p_opaque_data jsonb,
+	p_customer_profile_id text, p_payment_profile_id text, p_description text, p_order_ref text,
+	p_customer jsonb, p_metadata jsonb, p_idempotency_key text, p_correlation_id text,
+	p_customer_id bigint DEFAULT NULL, p_payment_method_id bigint DEFAULT NULL)
+	RETURNS payments.payments
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	m bigint := payments.pay_current_merchant();
+	methods int := (p_card IS NOT NULL)::int + (p_opaque_data IS NOT NULL)::int
+		+ (p_customer_profile_id IS NOT NULL OR p_payment_profile_id IS NOT NULL)::int
+		+ (p_payment_method_id IS NOT NULL)::int;
+	method text;
+	stored payments.payment_methods;
+	idem payments.idempotency_keys;
+	pid bigint;
+	oid_ bigint;
+	corr text := payments._correlation_id(p_correlation_id);
+	customer_copied boolean := false;
+	result payments.payments;
+BEGIN
+	IF p_amount IS NULL THEN
+		RAISE EXCEPTION 'amount is required' USING ERRCODE = '22004';
+	END IF;
+	IF pay_minor_units(p_amount) <= 0 THEN
+		RAISE EXCEPTION 'amount must be positive' USING ERRCODE = '22Y23',
+			DETAIL = format('The amount given was %s.', p_amount);
+	END IF;
+	-- a customer or a stored method (payment_methods.sql): the method's
+	-- profile is charged, the customer's details fill customer
+	IF p_customer_id IS NOT NULL OR p_payment_method_id IS NOT NULL THEN
+		stored := payments._stored_method_for_payment(p_customer_id, p_payment_method_id, methods);
+		IF stored.payment_method_id IS NOT NULL THEN
+			p_customer_profile_id := stored.customer_profile_id;
+			p_payment_profile_id := stored.payment_profile_id;
+			p_customer_id := stored.customer_id;
+			methods := 1;
+		END IF;
+	END IF;
+	IF p_customer_id IS NOT NULL AND p_customer IS NULL THEN
+		p_customer := payments._customer_billing(p_customer_id);
+		customer_copied := true;
+	END IF;
+	IF methods <> 1 THEN
+		RAISE EXCEPTION 'exactly one payment method is required'
+			USING ERRCODE = '22Y22',
+				DETAIL = format('%s payment methods were given.', methods),
+				HINT = 'Pass card, opaque_data, or customer_profile_id with payment_profile_id.';
+	END IF;
+	IF p_card IS NOT NULL THEN
+		method := 'card';
+	ELSIF p_opaque_data IS NOT NULL THEN
+		method := 'opaque_data';
+		PERFORM payments._check_opaque_data(p_opaque_data);
+	ELSE
+		method := 'profile';
+		IF p_customer_profile_id IS NULL OR p_payment_profile_id IS NULL THEN
+			RAISE EXCEPTION 'customer_profile_id and payment_profile_id go together'
+				USING ERRCODE = '22Y22';
+		END IF;
+		IF stored.payment_method_id IS NULL THEN
+			PERFORM payments._check_profile_owner(m, p_customer_profile_id);
+		END IF;
+	END IF;
+	IF p_customer IS NOT NULL AND jsonb_typeof(p_customer) <> 'object' THEN
+		RAISE EXCEPTION 'customer must be a JSON object' USING ERRCODE = '22023';
+	END IF;
+	-- metadata and order_ref are kept, not sent: bounds and no card number
+	-- (the description and customer: _check_gateway_input)
+	IF p_metadata IS NOT NULL THEN
+		PERFORM payments._check_metadata(p_metadata);
+	END IF;
+	IF p_order_ref IS NOT NULL THEN
+		PERFORM payments._check_text('order_ref', p_order_ref, 255);
+	END IF;
+	PERFORM payments._check_gateway_input(p_amount, p_description, p_customer, corr,
+		p_customer_profile_id, p_payment_profile_id);
+
+	-- the request's hash only for a key: most calls have none.  A card is
+	-- in it by what a caller may know of it (brand, last four, expiry), not
+	-- its fingerprint: a key reused with a card number tried would tell
+	-- whether the number is the one first sent.
+	IF p_idempotency_key IS NOT NULL THEN
+		idem := payments._idempotency_claim(m, p_idempotency_key, p_kind, md5(jsonb_build_array(
+			p_amount::text, payments.pay_card_brand(p_card), payments.pay_card_last4(p_card),
+			payments.pay_card_exp_month(p_card),
+			payments.pay_card_exp_year(p_card), p_opaque_data, p_customer_profile_id, p_payment_profile_id,
+			p_description, p_order_ref, p_customer, p_metadata, p_customer_id, p_payment_method_id)::text));
+		IF idem.payment_id IS NOT NULL THEN
+			SELECT * INTO result FROM payments.payments WHERE merchant_id = m AND payment_id = idem.payment_id;
+			RETURN payments._payment_for_caller(result, customer_copied);
+		END IF;
+	END IF;
+
+	-- The payment, its operation and the sealed card or nonce (it can
+	-- charge the card once: it waits sealed, like a card) in one statement:
+	-- each statement costs a purchase an executor of its own.  The payment
+	-- is written first (the operation reads it), so its event comes first.
+	pid := nextval('payments.payments_payment_id_seq');
+	oid_ := nextval('payments.operations_operation_id_seq');
+	WITH p AS (
+	INSERT INTO payments.payments AS n (merchant_id, payment_id, kind, amount, amount_refunded,
+		payment_method, card_brand, card_last4, card_exp_month, card_exp_year, card_fingerprint,
+		customer_profile_id, payment_profile_id, invoice_number, description, order_ref,
+		customer, metadata, correlation_id, idempotency_key, customer_id, payment_method_id)
+	OVERRIDING SYSTEM VALUE
+	VALUES (m, pid, p_kind, p_amount, p_amount * 0, method,
+		coalesce(payments.pay_card_brand(p_card), stored.card_brand),
+		coalesce(payments.pay_card_last4(p_card), stored.card_last4),
+		coalesce(payments.pay_card_exp_month(p_card), stored.card_exp_month),
+		coalesce(payments.pay_card_exp_year(p_card), stored.card_exp_year),
+		-- a card's fingerprint comes with the gateway's answer (see
+		-- _record_final_results)
+		stored.card_fingerprint,
+		p_customer_profile_id, p_payment_profile_id,
+		'P' || payments._invoice_tag() || pid, p_description, p_order_ref,
+		coalesce(p_customer, '{}'), coalesce(p_metadata, '{}'), corr, p_idempotency_key,
+		p_customer_id, stored.payment_method_id)
+	RETURNING n
+	), o AS (
+	INSERT INTO payments.operations (operation_id, merchant_id, payment_id, kind, amount,
+		idempotency_key, correlation_id)
+	OVERRIDING SYSTEM VALUE
+	SELECT oid_, m, pid, p_kind, p_amount, p_idempotency_key, corr FROM p
+	RETURNING operation_id
+	), v AS (
+	INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
+	SELECT m, o.operation_id, CASE WHEN p_card IS NOT NULL THEN payments._card_sealed(p_card)
+		ELSE payments._opaque_data_sealed(p_opaque_data ->> 'dataDescriptor', p_opaque_data ->> 'dataValue') END
+	FROM o WHERE p_card IS NOT NULL OR p_opaque_data IS NOT NULL
+	)
+	SELECT (p.n).* INTO result FROM p, o;
+
+	IF p_idempotency_key IS NOT NULL THEN
+		UPDATE payments.idempotency_keys SET payment_id = pid, operation_id = oid_
+		WHERE merchant_id = m AND idempotency_key = p_idempotency_key;
+	END IF;
+	PERFORM payments._wake_at_commit();
+	RETURN payments._payment_for_caller(result, customer_copied);
+END
+$$;
+COMMENT ON FUNCTION payments._create_payment(text, payments.pay_amount, payments.pay_card, jsonb, text, text, text, text, jsonb, jsonb, text, text, bigint, bigint) IS
+	'Internal: records a purchase or authorization and its gateway operation; the worker sends it after COMMIT. Returns the payment row as _payment_for_caller shows it.';
+
+------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,
 -- payment_api.sql, privileges.sql).  Keep this block LAST: its privilege
 -- and row-security statements cover every function and tenant table made

@@ -93,6 +93,7 @@
 
 PG_FUNCTION_INFO_V1(pay_current_merchant);
 PG_FUNCTION_INFO_V1(pay_current_identity);
+PG_FUNCTION_INFO_V1(pay_key_has_scope);
 
 /* The names of the API key scopes, by bit. */
 static const struct
@@ -947,6 +948,30 @@ pay_current_merchant(PG_FUNCTION_ARGS)
 	(void) payments_identity(&id, false);
 	check_key_scope(&id);
 	PG_RETURN_INT64(id.merchant_id);
+}
+
+/*
+ * payments._key_has_scope(scope): whether the request may do what the
+ * scope allows: with an API key, whether the key has it; without one,
+ * true (the role's own rights decide).  False when nothing identifies the
+ * request.  For an API function that shows what another scope reads
+ * (pay_purchase of a customer: its billing details).
+ */
+Datum
+pay_key_has_scope(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	uint32		bit = payments_scope_bit(name);
+	PaymentsIdentity id;
+
+	if (bit == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown API key scope: %s", name),
+				 errhint("The scopes are read, payments, refunds, customers and admin.")));
+	if (!payments_identity(&id, true))
+		PG_RETURN_BOOL(false);
+	PG_RETURN_BOOL(id.key_id == 0 || (id.scopes & bit) != 0);
 }
 
 /*

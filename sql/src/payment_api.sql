@@ -194,6 +194,40 @@ REVOKE ALL ON FUNCTION payments._check_profile_owner(bigint, text) FROM PUBLIC;
 COMMENT ON FUNCTION payments._check_profile_owner(bigint, text) IS
 	'Internal: raises PT404 for profile ids given to pay_purchase or pay_authorize that are not of this merchant''s own customers when its gateway account (login and endpoint) is shared with other merchants of the installation.';
 
+-- The payment row a purchase or authorization returns.  A key that may not
+-- read the customer (neither read, the scope of pay_get_customer and
+-- pay_get_payment, nor customers, whose functions return the customer)
+-- gets nothing back that came from the customer's record: not the billing
+-- details and email copied into customer (when the caller gave no customer
+-- object), nor the stored card's brand, last four, expiry and fingerprint
+-- (a payment of a stored method).  Those are NULL in the returned row; the
+-- payment keeps them, and sends them.  Otherwise a payments-only key could
+-- read any customer's personal data by charging it.
+CREATE FUNCTION payments._payment_for_caller(p payments.payments, p_customer_copied boolean)
+	RETURNS payments.payments
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+BEGIN
+	IF (p_customer_copied OR p.payment_method_id IS NOT NULL)
+			AND NOT payments._key_has_scope('read') AND NOT payments._key_has_scope('customers') THEN
+		IF p_customer_copied THEN
+			p.customer := NULL;
+		END IF;
+		IF p.payment_method_id IS NOT NULL THEN
+			p.card_brand := NULL;
+			p.card_last4 := NULL;
+			p.card_exp_month := NULL;
+			p.card_exp_year := NULL;
+			p.card_fingerprint := NULL;
+		END IF;
+	END IF;
+	RETURN p;
+END
+$$;
+COMMENT ON FUNCTION payments._payment_for_caller(payments.payments, boolean) IS
+	'Internal: the payment row as pay_purchase and pay_authorize return it: for an API key with neither the scope read nor customers, customer (when copied from the customer, p_customer_copied) and a stored card''s brand, last four, expiry and fingerprint are NULL; the payment keeps them.';
+
 CREATE FUNCTION payments._create_payment(
 	p_kind text, p_amount payments.pay_amount, p_card payments.pay_card, p_opaque_data jsonb,
 	p_customer_profile_id text, p_payment_profile_id text, p_description text, p_order_ref text,
@@ -214,6 +248,7 @@ DECLARE
 	pid bigint;
 	oid_ bigint;
 	corr text := payments._correlation_id(p_correlation_id);
+	customer_copied boolean := false;
 	result payments.payments;
 BEGIN
 	IF p_amount IS NULL THEN
@@ -236,6 +271,7 @@ BEGIN
 	END IF;
 	IF p_customer_id IS NOT NULL AND p_customer IS NULL THEN
 		p_customer := payments._customer_billing(p_customer_id);
+		customer_copied := true;
 	END IF;
 	IF methods <> 1 THEN
 		RAISE EXCEPTION 'exactly one payment method is required'
@@ -284,7 +320,7 @@ BEGIN
 			p_description, p_order_ref, p_customer, p_metadata, p_customer_id, p_payment_method_id)::text));
 		IF idem.payment_id IS NOT NULL THEN
 			SELECT * INTO result FROM payments.payments WHERE merchant_id = m AND payment_id = idem.payment_id;
-			RETURN result;
+			RETURN payments._payment_for_caller(result, customer_copied);
 		END IF;
 	END IF;
 
@@ -332,11 +368,11 @@ BEGIN
 		WHERE merchant_id = m AND idempotency_key = p_idempotency_key;
 	END IF;
 	PERFORM payments._wake_at_commit();
-	RETURN result;
+	RETURN payments._payment_for_caller(result, customer_copied);
 END
 $$;
 COMMENT ON FUNCTION payments._create_payment(text, payments.pay_amount, payments.pay_card, jsonb, text, text, text, text, jsonb, jsonb, text, text, bigint, bigint) IS
-	'Internal: records a purchase or authorization and its gateway operation; the worker sends it after COMMIT.';
+	'Internal: records a purchase or authorization and its gateway operation; the worker sends it after COMMIT. Returns the payment row as _payment_for_caller shows it.';
 
 CREATE FUNCTION payments.pay_purchase(
 	amount payments.pay_amount,

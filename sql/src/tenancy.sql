@@ -99,6 +99,11 @@ CREATE FUNCTION payments.pay_current_identity(OUT merchant_id bigint, OUT acting
 COMMENT ON FUNCTION payments.pay_current_identity() IS
 	'Who the current request acts as: the merchant (NULL when nothing identifies one; never raises), the acting role (SET ROLE, else the login role, also inside SECURITY DEFINER functions), what decided the merchant (binding, jwt, setting, default), the JWT subject, and the API key id (NULL without a key; source api_key with one: pay_use_api_key, or an X-Api-Key header through PostgREST).';
 
+CREATE FUNCTION payments._key_has_scope(scope text) RETURNS boolean
+	LANGUAGE c STABLE STRICT PARALLEL RESTRICTED AS 'MODULE_PATHNAME', 'pay_key_has_scope';
+COMMENT ON FUNCTION payments._key_has_scope(text) IS
+	'Internal: whether the request acting with an API key may do what the scope allows (the key has it; true without a key, false when nothing identifies the request; 22023 for an unknown scope).';
+
 -- The API: the functions a role needs to take payments (pay_grant_api).
 -- New API functions are added to this list; everything else in the schema
 -- stays with the owner (privileges.sql), but the types' own functions.

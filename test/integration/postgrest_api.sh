@@ -362,6 +362,13 @@ is "$(status "$r") $(field "$(body "$r")" code)" "403 PT403" "a payments key: pa
 if grep -q 'ym@example.com' <<<"$r"; then ok 1 "and the answer holds no email"; else ok 0 "and the answer holds no email"; fi
 r=$(kcall "$KPONLY" pay_set_default_payment_method '{"payment_method_id": 999999999}')
 is "$(status "$r") $(field "$(body "$r")" code)" "403 PT403" "pay_set_default_payment_method: 403 PT403"
+# nor through a purchase: it charges the customer, the row it gets back has no billing details or email
+r=$(kcall "$KPONLY" pay_purchase "{\"amount\": \"3.00 USD\", \"card\": $card, \"customer_id\": $kcust}")
+is "$(status "$r") $(field "$(body "$r")" customer_id) $(field "$(body "$r")" customer)" "200 $kcust " \
+	"a payments key charges a customer over PostgREST: 200, customer null in the row it gets back"
+if grep -q 'ym@example.com' <<<"$r"; then ok 1 "and the answer holds no email"; else ok 0 "and the answer holds no email"; fi
+is "$(sql -c "SELECT customer ->> 'email' FROM payments.payments WHERE payment_id = $(field "$(body "$r")" payment_id)")" \
+	"ym@example.com" "the payment keeps the customer's email (and sends it)"
 r=$(kcall "$KCU" pay_update_customer "{\"customer_id\": $kcust, \"name\": \"Ada\"}")
 is "$(status "$r") $(field "$(body "$r")" name)" "200 Ada" "a customers key changes the customer"
 

@@ -11,7 +11,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(115);
+SELECT plan(122);
 
 CREATE FUNCTION pg_temp.card() RETURNS payments.pay_card LANGUAGE sql
 	AS $$ SELECT payments.pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 2, '123') $$;
@@ -309,9 +309,16 @@ RESET ROLE;
 -- 13. Scopes: customers and payment methods are changed with the scope customers.
 INSERT INTO kk SELECT 'payonly', * FROM payments.pay_create_api_key(merchant_id => :ma, scopes => ARRAY['payments']);
 INSERT INTO kk SELECT 'cust', * FROM payments.pay_create_api_key(merchant_id => :ma, scopes => ARRAY['customers']);
+INSERT INTO kk SELECT 'paycust', * FROM payments.pay_create_api_key(merchant_id => :ma, scopes => ARRAY['payments', 'customers']);
 SET LOCAL payments.merchant_id = :'ma';
-SELECT customer_id AS acust FROM payments.pay_create_customer(email => 'secret@example.com') \gset
+SELECT customer_id AS acust FROM payments.pay_create_customer(email => 'secret@example.com',
+	billing => '{"first_name": "Ada", "zip": "46201"}') \gset
 RESET payments.merchant_id;
+-- its default card, saved (as the worker leaves it)
+INSERT INTO payments.payment_methods (merchant_id, customer_id, status, source, validation_mode, is_default,
+	card_brand, card_last4, card_exp_month, card_exp_year, card_fingerprint, customer_profile_id, payment_profile_id,
+	correlation_id)
+VALUES (:ma, :acust, 'active', 'card', 'none', true, 'visa', '1111', 12, 2045, repeat('cd', 32), '5001', '7001', 'tap');
 SET LOCAL ROLE tapk_app;
 SELECT payments.pay_use_api_key((SELECT api_key FROM kk WHERE what = 'payonly'));
 SELECT throws_ok(format('SELECT payments.pay_update_customer(%s)', :acust), 'PT403',
@@ -320,6 +327,31 @@ SELECT throws_ok(format('SELECT payments.pay_update_customer(%s)', :acust), 'PT4
 SELECT throws_ok('SELECT payments.pay_set_default_payment_method(999999999)', 'PT403', NULL,
 	'nor a payment method through pay_set_default_payment_method');
 SELECT throws_ok($$SELECT payments.pay_create_customer(email => 'x@example.com')$$, 'PT403', NULL, 'nor creates customers');
+-- a payments key charges a customer, but reads none of its data that way
+SELECT lives_ok(format('CREATE TEMP TABLE kpur AS SELECT * FROM payments.pay_purchase(amount => %L, customer_id => %s, idempotency_key => %L)',
+	'4.00 USD', :acust, 'kpur-1'), 'a payments key charges a customer (its default card)');
+SELECT is((SELECT concat_ws('|', customer IS NULL, card_brand IS NULL, card_last4 IS NULL, card_exp_month IS NULL,
+	card_exp_year IS NULL, card_fingerprint IS NULL, customer_id = :acust, payment_method_id IS NOT NULL, status) FROM kpur),
+	't|t|t|t|t|t|t|t|pending',
+	'but the row it gets back has none of the customer''s data: neither its billing details and email nor its card''s');
+SELECT is((SELECT concat_ws('|', customer IS NULL, card_last4 IS NULL, payment_id = (SELECT payment_id FROM kpur))
+	FROM payments.pay_purchase(amount => '4.00 USD', customer_id => :acust, idempotency_key => 'kpur-1')), 't|t|t',
+	'nor when it repeats the call with its idempotency key');
+SELECT is((SELECT concat_ws('|', customer::text, card_last4 IS NULL) FROM payments.pay_purchase(amount => '1.00 USD',
+	customer_id => :acust, customer => '{"zip": "10001"}')), '{"zip": "10001"}|t',
+	'a customer object it gives is its own: returned (the card still not)');
+RESET ROLE;
+SELECT is((SELECT concat_ws('|', customer ->> 'email', customer ->> 'zip', card_last4, card_fingerprint = repeat('cd', 32))
+	FROM payments.payments WHERE payment_id = (SELECT payment_id FROM kpur)), 'secret@example.com|46201|1111|t',
+	'the payment keeps them (and sends them)');
+SET LOCAL ROLE tapk_app;
+SELECT payments.pay_use_api_key((SELECT api_key FROM k WHERE what = 'pay3'));
+SELECT is((SELECT concat_ws('|', customer ->> 'email', card_last4) FROM payments.pay_purchase(amount => '4.00 USD',
+	customer_id => :acust)), 'secret@example.com|1111',
+	'a key with the scope read (pay_get_customer, pay_get_payment) gets them back');
+SELECT payments.pay_use_api_key((SELECT api_key FROM kk WHERE what = 'paycust'));
+SELECT is((SELECT concat_ws('|', customer ->> 'zip', card_last4) FROM payments.pay_purchase(amount => '4.00 USD',
+	customer_id => :acust)), '46201|1111', 'so does a key with the scope customers (its functions return the customer)');
 SELECT payments.pay_use_api_key((SELECT api_key FROM kk WHERE what = 'cust'));
 SELECT is((SELECT email FROM payments.pay_update_customer(:acust, name => 'Ada')), 'secret@example.com',
 	'a customers key changes the customer');
