@@ -11,7 +11,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(122);
+SELECT plan(125);
 
 CREATE FUNCTION pg_temp.card() RETURNS payments.pay_card LANGUAGE sql
 	AS $$ SELECT payments.pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 2, '123') $$;
@@ -352,6 +352,16 @@ SELECT is((SELECT concat_ws('|', customer ->> 'email', card_last4) FROM payments
 SELECT payments.pay_use_api_key((SELECT api_key FROM kk WHERE what = 'paycust'));
 SELECT is((SELECT concat_ws('|', customer ->> 'zip', card_last4) FROM payments.pay_purchase(amount => '4.00 USD',
 	customer_id => :acust)), '46201|1111', 'so does a key with the scope customers (its functions return the customer)');
+RESET ROLE;
+SELECT is(concat_ws('|', payments._key_has_scope('read'), payments._key_has_scope('admin')), 't|t',
+	'_key_has_scope: a request without a key (the owner) is not narrowed by scopes');
+SELECT throws_ok($$SELECT payments._key_has_scope('everything')$$, '22023', 'unknown API key scope: everything',
+	'_key_has_scope: an unknown scope is an error, not false');
+GRANT EXECUTE ON FUNCTION payments._key_has_scope(text) TO tapk_app;
+SET LOCAL ROLE tapk_app;
+SELECT payments.pay_use_api_key((SELECT api_key FROM kk WHERE what = 'paycust'));
+SELECT is(concat_ws('|', payments._key_has_scope('customers'), payments._key_has_scope('read')), 't|f',
+	'_key_has_scope: with a key, the key''s scopes');
 SELECT payments.pay_use_api_key((SELECT api_key FROM kk WHERE what = 'cust'));
 SELECT is((SELECT email FROM payments.pay_update_customer(:acust, name => 'Ada')), 'secret@example.com',
 	'a customers key changes the customer');
