@@ -11165,6 +11165,7 @@ END
 $$;
 COMMENT ON FUNCTION payments._recover_lost_sends(text, integer) IS
 	'Worker start: on a server other than the one the worker last started on (payments.worker_server), marks the due operations the database has as never sent as possibly sent, so that they are looked up (or resent identically inside the duplicate window) rather than failed or sent again. Returns how many.';
+
 -- h-sub-key-order: pay_create_subscription locks its customer (FOR KEY
 -- SHARE) before it claims its idempotency key, in the order of the other
 -- calls that lock a customer and claim a key (a payment for the customer,
@@ -11356,15 +11357,6 @@ COMMENT ON FUNCTION payments.pay_create_subscription(bigint, bigint, payments.pa
 CREATE OR REPLACE FUNCTION payments._subscription_change(s payments.subscriptions, p_plan_id bigint,
 	p_price payments.pay_amount, p_quantity integer, p_proration text, p_at timestamptz)
 	RETURNS jsonb
--- h-purchase-default: a purchase or authorization of a customer alone
--- charges its usable default as a subscription's charge does: while a new
--- default is still pending, the active method it replaced (it was refused
--- with 22Y22).  One home for that rule, _usable_default_method, used by
--- _stored_method_for_payment, _invoice_payment_method and the pending
--- default's replaced_default_id (sql/src/payment_methods.sql, billing.sql).
-
-CREATE FUNCTION payments._usable_default_method(p_merchant_id bigint, p_customer_id bigint)
-	RETURNS payments.payment_methods
 	LANGUAGE plpgsql STABLE
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
@@ -11497,22 +11489,6 @@ COMMENT ON FUNCTION payments.pay_expiring_payment_methods(integer) IS
 	'The current merchant''s active payment methods whose card''s last valid day (the last day of its expiry month) is within within_days days (default 30; already expired ones too) of its billing date (pay_billing_now(): its test clock, if set), soonest first.';
 
 CREATE OR REPLACE FUNCTION payments.pay_run_expiry_notices() RETURNS integer
-	pm payments.payment_methods;
-BEGIN
-	SELECT u.* INTO pm FROM payments.payment_methods d
-	JOIN payments.payment_methods u ON u.merchant_id = d.merchant_id AND u.customer_id = d.customer_id
-		AND u.payment_method_id = CASE WHEN d.status = 'active' THEN d.payment_method_id ELSE d.replaced_default_id END
-	WHERE d.merchant_id = p_merchant_id AND d.customer_id = p_customer_id AND d.is_default
-		AND d.status IN ('pending', 'active') AND u.status = 'active';
-	RETURN pm;
-END
-$$;
-COMMENT ON FUNCTION payments._usable_default_method(bigint, bigint) IS
-	'Internal: the customer''s usable default payment method: its active default, or, while the default is still pending, the active one that default replaced (NULL fields: none).';
-
-CREATE OR REPLACE FUNCTION payments._stored_method_for_payment(p_customer_id bigint, p_payment_method_id bigint,
-	p_other_methods integer)
-	RETURNS payments.payment_methods
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
@@ -11553,6 +11529,41 @@ END
 $$;
 COMMENT ON FUNCTION payments.pay_run_expiry_notices() IS
 	'Writes one payment_method.expiring event for each active payment method whose card''s last valid day is within payments.expiring_notice_days days (default 30) of its merchant''s billing date (its test clock, if set), once per method; all merchants. Run by the worker''s housekeeping; pg_cron may call it too. Returns how many events it wrote. Owner only.';
+
+------------------------------------------------------------------------------
+-- h-purchase-default: a purchase or authorization of a customer alone
+-- charges its usable default as a subscription's charge does: while a new
+-- default is still pending, the active method it replaced (it was refused
+-- with 22Y22).  One home for that rule, _usable_default_method, used by
+-- _stored_method_for_payment, _invoice_payment_method and the pending
+-- default's replaced_default_id (sql/src/payment_methods.sql, billing.sql).
+
+CREATE FUNCTION payments._usable_default_method(p_merchant_id bigint, p_customer_id bigint)
+	RETURNS payments.payment_methods
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	pm payments.payment_methods;
+BEGIN
+	SELECT u.* INTO pm FROM payments.payment_methods d
+	JOIN payments.payment_methods u ON u.merchant_id = d.merchant_id AND u.customer_id = d.customer_id
+		AND u.payment_method_id = CASE WHEN d.status = 'active' THEN d.payment_method_id ELSE d.replaced_default_id END
+	WHERE d.merchant_id = p_merchant_id AND d.customer_id = p_customer_id AND d.is_default
+		AND d.status IN ('pending', 'active') AND u.status = 'active';
+	RETURN pm;
+END
+$$;
+COMMENT ON FUNCTION payments._usable_default_method(bigint, bigint) IS
+	'Internal: the customer''s usable default payment method: its active default, or, while the default is still pending, the active one that default replaced (NULL fields: none).';
+
+CREATE OR REPLACE FUNCTION payments._stored_method_for_payment(p_customer_id bigint, p_payment_method_id bigint,
+	p_other_methods integer)
+	RETURNS payments.payment_methods
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
 	pm payments.payment_methods;
 	c payments.customers;
 BEGIN
@@ -12023,6 +12034,7 @@ $$;
 COMMENT ON FUNCTION payments._create_payment(text, payments.pay_amount, payments.pay_card, jsonb, text, text, text, text, jsonb, jsonb, text, text, bigint, bigint) IS
 	'Internal: records a purchase or authorization and its gateway operation; the worker sends it after COMMIT. Returns the payment row as _payment_for_caller shows it.';
 
+------------------------------------------------------------------------------
 ------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,
 -- payment_api.sql, privileges.sql).  Keep this block LAST: its privilege

@@ -44,14 +44,14 @@ SELECT is((SELECT concat_ws('|', merchant_id, acting_role, source, coalesce(key_
 SELECT is_empty($$
 	SELECT c.relname FROM pg_class c
 	WHERE c.relnamespace = 'payments'::regnamespace AND c.relkind IN ('r', 'p')
-		AND c.relname NOT IN ('installation_secrets', 'status_transitions', 'operation_outcomes', 'role_trust')
+		AND c.relname NOT IN ('installation_secrets', 'status_transitions', 'operation_outcomes', 'role_trust', 'worker_server')
 		AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid
 			AND a.attname = 'merchant_id' AND a.attnotnull AND NOT a.attisdropped)
 $$, 'every tenant-owned table has merchant_id NOT NULL');
 SELECT is_empty($$
 	SELECT i.indexrelid::regclass::text FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
 	WHERE c.relnamespace = 'payments'::regnamespace AND (i.indisunique OR i.indisprimary)
-		AND c.relname NOT IN ('installation_secrets', 'status_transitions', 'operation_outcomes', 'role_trust')
+		AND c.relname NOT IN ('installation_secrets', 'status_transitions', 'operation_outcomes', 'role_trust', 'worker_server')
 		AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid
 			AND a.attname = 'merchant_id' AND a.attnum = ANY (i.indkey))
 		AND NOT (c.relname = 'merchants' AND i.indexrelid::regclass::text LIKE '%one_default')
