@@ -10,9 +10,9 @@
  * request will carry (description, the customer fields, the correlation
  * id sent as refId) and the amount against the limits the request
  * builder applies (src/anet/anet_fields.c, their one home), and the
- * description, the customer object and the customer's email and name for
- * card numbers and the customer object against metadata's bounds
- * (free_text.c, their home): characters
+ * description, the customer object, the customer's email and name and the
+ * profile ids for card numbers and the customer object against metadata's
+ * bounds (free_text.c, their home): characters
  * XML 1.0 cannot carry (SQLSTATE 22Y24), lengths in characters (22001),
  * amounts of more digits than the gateway takes (22Y26).  Messages name
  * the field, its limit and the offending character's code point and
@@ -166,7 +166,12 @@ check_amount(const PayAmount *amount)
  * A customer profile or payment profile id: numericString, 1 to 20 digits,
  * as the gateway writes them (no leading zero: "0500001" would pass a
  * comparison with the ids of the merchant's customers as text while the
- * gateway may read it as the number 500001).
+ * gateway may read it as the number 500001), and no card number (22Y17):
+ * the id is kept on the payment.  The schema sets no length, so a bound
+ * under the 12 digits of the shortest card number could refuse an id the
+ * gateway one day issues (its transaction ids went from 10 to 11 digits);
+ * the free-text check refuses exactly what a caller's text is refused
+ * for, and never an id of fewer than 14 digits (today's have up to 10).
  */
 static void
 check_profile_id(const char *name, text *t)
@@ -175,6 +180,7 @@ check_profile_id(const char *name, text *t)
 	int			len = VARSIZE_ANY_EXHDR(t);
 	bool		ok = len >= 1 && len <= ANET_PROFILE_ID_MAX && s[0] != '0';
 
+	free_text_check(name, s, len, 0);
 	for (int i = 0; ok && i < len; i++)
 		ok = s[i] >= '0' && s[i] <= '9';
 	if (!ok)

@@ -9,8 +9,8 @@
 # (pgbench -M extended), in a DO block, in EXPLAIN, with a mistyped number,
 # a declined card and a malformed customer JSON next to a card number;
 # card numbers in free text (description, metadata, customer, order_ref,
-# idempotency key, a customer's name, a refund's reason: refused, nothing
-# stored) and in the correlation id (x-request-id header, the
+# idempotency key, a customer's name, a refund's reason, a customer profile
+# id: refused, nothing stored) and in the correlation id (x-request-id header, the
 # payments.correlation_id setting, the argument: masked).
 # Cards that cannot be opened (lost in a crash, key rotated away, a corrupt
 # vault row) fail alone, with the reason, while a good purchase behind them
@@ -137,6 +137,7 @@ refused order_ref "SELECT payments.pay_authorize(amount => '1.00 USD', card => $
 refused "idempotency key" "SELECT payments.pay_purchase(amount => '1.00 USD', card => $card_sql, idempotency_key => 'k-${FREETEXT[4]}')"
 refused name "SELECT payments.pay_create_customer(name => 'Ada ${FREETEXT[5]}', email => 'ada@example.com')"
 refused reason "SELECT payments.pay_refund(payment_id => $pid_literal, amount => '1.00 USD', reason => 'card ${FREETEXT[9]}')"
+refused "customer profile id" "SELECT payments.pay_purchase(amount => '1.00 USD', customer_profile_id => '${FREETEXT[10]}', payment_profile_id => '1')"
 is "$(rows)" "$rows_before" "the refused calls stored nothing (payments, customers, idempotency keys, operations)"
 # the correlation id, from each of its sources
 pid_hdr=$(mq "$M" -c "SET request.headers = '{\"x-request-id\": \"${FREETEXT[6]}\"}'" \

@@ -11,7 +11,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(73);
+SELECT plan(78);
 
 CREATE FUNCTION pg_temp.card(holder text DEFAULT NULL) RETURNS payments.pay_card LANGUAGE sql
 	AS $$ SELECT payments.pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 2, '123', holder) $$;
@@ -173,7 +173,7 @@ SELECT throws_ok($$SELECT pay_purchase(amount => '3.00 USD', card => pg_temp.car
 SELECT unalike(pg_temp.error_text($$SELECT pay_purchase(amount => '3.00 USD', card => pg_temp.card(), idempotency_key => 'SECRETKEY-409')$$),
 	'%SECRETKEY%', 'and the PT409 error does not quote the key');
 
--- 7. profile ids: 1 to 20 digits, no leading zero
+-- 7. profile ids: 1 to 20 digits, no leading zero, no card number
 SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', customer_profile_id => '12a', payment_profile_id => '1')$$,
 	'22Y22', 'invalid customer profile id', 'a customer profile id with a letter is refused');
 SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', customer_profile_id => '1', payment_profile_id => repeat('1', 21))$$,
@@ -186,6 +186,18 @@ SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', customer_profile_id
 	'22Y22', 'invalid payment profile id', 'a payment profile id with a leading zero is refused');
 SELECT lives_ok($$SELECT pay_purchase(amount => '1.00 USD', customer_profile_id => repeat('1', 20), payment_profile_id => repeat('2', 20))$$,
 	'20-digit profile ids are accepted');
+-- and no card number: an id is kept on the payment (the free-text rule,
+-- src/free_text.c)
+SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', customer_profile_id => '5105105105105100', payment_profile_id => '1')$$,
+	'22Y17', 'customer profile id holds a card number', 'a card number as customer profile id is refused');
+SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', customer_profile_id => '1', payment_profile_id => '378282246310005')$$,
+	'22Y17', 'payment profile id holds a card number', 'a card number as payment profile id is refused');
+SELECT throws_ok($$SELECT pay_authorize(amount => '1.00 USD', customer_profile_id => '4000056655665556', payment_profile_id => '1')$$,
+	'22Y17', 'customer profile id holds a card number', 'pay_authorize refuses it too');
+SELECT is((SELECT count(*) FROM payments.payments WHERE customer_profile_id IN ('5105105105105100', '4000056655665556')
+	OR payment_profile_id = '378282246310005'), 0::bigint, 'none of them was stored');
+SELECT lives_ok($$SELECT pay_purchase(amount => '1.00 USD', customer_profile_id => '4222222222222', payment_profile_id => '1000177237')$$,
+	'an id of 13 digits that starts as Visa''s and passes Luhn is accepted (no brand issues 13-digit numbers now)');
 
 -- 8. the correlation id of capture, void and refund is checked too
 UPDATE payments.operations SET status = 'sending' WHERE payment_id = (SELECT payment_id FROM a);
