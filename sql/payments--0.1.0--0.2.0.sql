@@ -12035,6 +12035,272 @@ COMMENT ON FUNCTION payments._create_payment(text, payments.pay_amount, payments
 	'Internal: records a purchase or authorization and its gateway operation; the worker sends it after COMMIT. Returns the payment row as _payment_for_caller shows it.';
 
 ------------------------------------------------------------------------------
+-- h-free-text-bounds: no error quotes a caller's text (sql/src/
+-- subscriptions.sql, billing.sql, payment_search.sql, api_keys.sql).  An
+-- unknown time zone, status, interval_unit, final_action or API key scope
+-- is refused without quoting it: it could hold a card number in a form
+-- the log's masking does not read as one.  The replaced API functions get
+-- their scopes back at the end of this script (privileges.sql).
+
+CREATE OR REPLACE FUNCTION payments._check_time_zone(p_time_zone text) RETURNS void
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	known boolean := false;
+BEGIN
+	IF p_time_zone = 'UTC' THEN
+		RETURN;
+	END IF;
+	IF p_time_zone ~ '^[A-Za-z_]+(/[A-Za-z0-9_+-]+)+$' AND length(p_time_zone) <= 64 THEN
+		BEGIN
+			PERFORM now() AT TIME ZONE p_time_zone;
+			known := true;
+		EXCEPTION WHEN invalid_parameter_value THEN
+			known := false;
+		END;
+	ELSIF length(p_time_zone) <= 64 THEN
+		known := EXISTS (SELECT 1 FROM pg_catalog.pg_timezone_names z WHERE z.name = p_time_zone);
+	END IF;
+	-- the value is not quoted: a caller's text may hold anything, a card
+	-- number in a form the log's masking does not read as one
+	IF NOT known THEN
+		RAISE EXCEPTION 'time_zone is not a known time zone'
+			USING ERRCODE = '22023',
+				DETAIL = 'Only IANA time zone names are taken, not abbreviations or POSIX strings; the value given is not quoted.',
+				HINT = 'Pass an IANA time zone name such as America/New_York, Europe/Paris or UTC (pg_timezone_names lists them).';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION payments._check_time_zone(text) IS
+	'Internal: raises 22023 unless the text is an IANA time zone name (abbreviations and POSIX strings are refused); the message does not quote the text.';
+
+CREATE OR REPLACE FUNCTION payments._check_billing_interval(p_unit text, p_count integer) RETURNS void
+	LANGUAGE plpgsql IMMUTABLE
+	AS $$
+BEGIN
+	IF p_unit IS NULL OR p_unit NOT IN ('day', 'week', 'month', 'year') THEN
+		RAISE EXCEPTION 'interval_unit must be day, week, month or year'
+			USING ERRCODE = '22023', DETAIL = CASE WHEN p_unit IS NULL THEN 'No interval_unit was given.'
+				ELSE 'The interval_unit given is not quoted.' END;
+	END IF;
+	IF p_count IS NULL OR p_count NOT BETWEEN 1 AND 366 THEN
+		RAISE EXCEPTION 'interval_count must be between 1 and 366'
+			USING ERRCODE = '22023', DETAIL = format('The interval_count given was %s.', coalesce(p_count::text, 'NULL'));
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION payments._check_billing_interval(text, integer) IS
+	'Internal: raises 22023 unless the interval is day, week, month or year times 1 to 366.';
+
+CREATE OR REPLACE FUNCTION payments.pay_list_subscriptions(
+	customer_id bigint DEFAULT NULL,
+	status text DEFAULT NULL,
+	after bigint DEFAULT NULL,
+	page_size integer DEFAULT 50)
+	RETURNS SETOF payments.subscriptions
+	LANGUAGE plpgsql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	m bigint := payments.pay_current_merchant();
+	cursor_at timestamptz;
+BEGIN
+	PERFORM payments._check_page_size(page_size, 'subscription_id');
+	IF pay_list_subscriptions.status IS NOT NULL AND pay_list_subscriptions.status NOT IN ('trialing', 'incomplete',
+			'incomplete_expired', 'active', 'past_due', 'paused', 'canceled', 'unpaid') THEN
+		RAISE EXCEPTION 'unknown subscription status'
+			USING ERRCODE = '22023', DETAIL = 'The status given is not quoted.',
+				HINT = 'A status is one of trialing, incomplete, incomplete_expired, active, past_due, paused, canceled, unpaid.';
+	END IF;
+	IF pay_list_subscriptions.customer_id IS NOT NULL THEN
+		PERFORM payments._find_customer(pay_list_subscriptions.customer_id);
+	END IF;
+	IF after IS NOT NULL THEN
+		SELECT x.created_at INTO cursor_at FROM payments.subscriptions x
+		WHERE x.merchant_id = m AND x.subscription_id = pay_list_subscriptions.after;
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'the cursor subscription % is not a subscription of this merchant', after
+				USING ERRCODE = '22023', HINT = 'Pass as after the last subscription_id of the page before.';
+		END IF;
+	END IF;
+	RETURN QUERY
+	SELECT x.* FROM payments.subscriptions x
+	WHERE x.merchant_id = m
+		AND (pay_list_subscriptions.after IS NULL
+			OR (x.created_at, x.subscription_id) < (cursor_at, pay_list_subscriptions.after))
+		AND (pay_list_subscriptions.customer_id IS NULL OR x.customer_id = pay_list_subscriptions.customer_id)
+		AND (pay_list_subscriptions.status IS NULL OR x.status = pay_list_subscriptions.status)
+	ORDER BY x.created_at DESC, x.subscription_id DESC
+	LIMIT page_size;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_list_subscriptions(bigint, text, bigint, integer) IS
+	'The current merchant''s subscriptions, newest first (created_at, then subscription_id), at most page_size (1-500, default 50) per call; filters customer_id (PT404 for an unknown or foreign one) and status. Keyset pagination: pass as after the last subscription_id of the previous page.';
+
+CREATE OR REPLACE FUNCTION payments.pay_list_invoices(
+	subscription_id bigint DEFAULT NULL,
+	status text DEFAULT NULL,
+	after bigint DEFAULT NULL,
+	page_size integer DEFAULT 50)
+	RETURNS SETOF payments.invoices
+	LANGUAGE plpgsql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	m bigint := payments.pay_current_merchant();
+BEGIN
+	IF page_size IS NULL OR page_size NOT BETWEEN 1 AND 500 THEN
+		RAISE EXCEPTION 'page_size must be between 1 and 500'
+			USING ERRCODE = '22023',
+				DETAIL = format('The page_size given was %s.', coalesce(page_size::text, 'NULL')),
+				HINT = 'Ask for the next page with after => the last invoice_id of this one.';
+	END IF;
+	IF pay_list_invoices.status IS NOT NULL AND NOT EXISTS (SELECT 1 FROM payments.status_transitions t
+			WHERE t.entity = 'invoice' AND pay_list_invoices.status IN (t.from_status, t.to_status)) THEN
+		RAISE EXCEPTION 'unknown invoice status'
+			USING ERRCODE = '22023', DETAIL = 'The status given is not quoted.', HINT = 'An invoice status is one of open, paid, uncollectible, void.';
+	END IF;
+	IF pay_list_invoices.subscription_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM payments.subscriptions s
+			WHERE s.merchant_id = m AND s.subscription_id = pay_list_invoices.subscription_id) THEN
+		RAISE EXCEPTION 'subscription % not found', pay_list_invoices.subscription_id
+			USING ERRCODE = 'PT404', HINT = 'Subscription ids are per merchant; check pay_current_merchant().';
+	END IF;
+	RETURN QUERY
+	SELECT i.* FROM payments.invoices i
+	WHERE i.merchant_id = m
+		AND (pay_list_invoices.subscription_id IS NULL OR i.subscription_id = pay_list_invoices.subscription_id)
+		AND (pay_list_invoices.status IS NULL OR i.status = pay_list_invoices.status)
+		AND (after IS NULL OR i.invoice_id < after)
+	ORDER BY i.invoice_id DESC
+	LIMIT page_size;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_list_invoices(bigint, text, bigint, integer) IS
+	'The current merchant''s invoices, newest first (by invoice_id), at most page_size (1-500, default 50) per call; filters subscription_id (PT404 when not the merchant''s) and status (open, paid, uncollectible, void). Keyset pagination: pass as after the last invoice_id of the previous page.';
+
+CREATE OR REPLACE FUNCTION payments.pay_set_dunning_policy(retry_days integer[] DEFAULT NULL, final_action text DEFAULT NULL)
+	RETURNS payments.dunning_policies
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	m bigint := payments.pay_current_merchant();
+	cur payments.dunning_policies := payments._dunning_policy(m);
+	days integer[] := coalesce(pay_set_dunning_policy.retry_days, cur.retry_days);
+	action_ text := coalesce(pay_set_dunning_policy.final_action, cur.final_action);
+	r payments.dunning_policies;
+BEGIN
+	IF cardinality(days) > 10 OR array_position(days, NULL) IS NOT NULL
+		OR EXISTS (SELECT 1 FROM unnest(days) d WHERE d NOT BETWEEN 1 AND 366)
+		OR days IS DISTINCT FROM ARRAY(SELECT DISTINCT d FROM unnest(days) d ORDER BY d) THEN
+		RAISE EXCEPTION 'retry_days must be at most 10 increasing days between 1 and 366'
+			USING ERRCODE = '22023',
+				DETAIL = format('The retry_days given were %s.', days),
+				HINT = 'Days are counted from the first failed charge, e.g. ''{1,3,5,7}''; ''{}'' applies the final action at the first failure.';
+	END IF;
+	IF action_ NOT IN ('canceled', 'unpaid') THEN
+		RAISE EXCEPTION 'final_action must be canceled or unpaid'
+			USING ERRCODE = '22023', DETAIL = CASE WHEN action_ IS NULL THEN 'No final_action was given.'
+				ELSE 'The final_action given is not quoted.' END;
+	END IF;
+	INSERT INTO payments.dunning_policies AS d (merchant_id, retry_days, final_action)
+	VALUES (m, days, action_)
+	ON CONFLICT (merchant_id) DO UPDATE SET retry_days = EXCLUDED.retry_days,
+		final_action = EXCLUDED.final_action, updated_at = now()
+	RETURNING d.* INTO r;
+	-- the retries already scheduled follow the new policy too
+	PERFORM payments._reschedule_dunning(m);
+	RETURN r;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_set_dunning_policy(integer[], text) IS
+	'Sets the current merchant''s dunning policy (NULL: that part unchanged): retry_days, at most 10 increasing days (1-366) after a charge''s first failure on which it is tried again (''{}'': none), and final_action after the last one fails, canceled or unpaid. Applies to failures from now on and to retries not yet made: an invoice already waiting for a retry is scheduled again from its first failure by the new days (invoice.retry_scheduled, reason policy_changed), or given the (new) final action at once when no day is left. Returns the policy.';
+
+CREATE OR REPLACE FUNCTION payments.pay_list_payments(
+	status text DEFAULT NULL,
+	created_from timestamptz DEFAULT NULL,
+	created_to timestamptz DEFAULT NULL,
+	order_ref text DEFAULT NULL,
+	customer_email text DEFAULT NULL,
+	amount_min payments.pay_amount DEFAULT NULL,
+	amount_max payments.pay_amount DEFAULT NULL,
+	after bigint DEFAULT NULL,
+	page_size integer DEFAULT 50)
+	RETURNS SETOF payments.payments
+	LANGUAGE plpgsql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	m bigint := payments.pay_current_merchant();
+	cursor_at timestamptz;
+BEGIN
+	IF page_size IS NULL OR page_size NOT BETWEEN 1 AND 500 THEN
+		RAISE EXCEPTION 'page_size must be between 1 and 500'
+			USING ERRCODE = '22023',
+				DETAIL = format('The page_size given was %s.', coalesce(page_size::text, 'NULL')),
+				HINT = 'Ask for the next page with after => the last payment_id of this one.';
+	END IF;
+	IF pay_list_payments.status IS NOT NULL AND NOT EXISTS (SELECT 1 FROM payments.status_transitions t
+			WHERE t.entity = 'payment' AND pay_list_payments.status IN (t.from_status, t.to_status)) THEN
+		RAISE EXCEPTION 'unknown payment status'
+			USING ERRCODE = '22023', DETAIL = 'The status given is not quoted.',
+				HINT = 'A payment status is one of pending, requires_capture, succeeded, failed, canceled, refunded, partially_refunded, in_review, unknown.';
+	END IF;
+	IF created_from > created_to THEN
+		RAISE EXCEPTION 'created_from is after created_to' USING ERRCODE = '22023';
+	END IF;
+	IF payments.pay_currency(amount_min) <> payments.pay_currency(amount_max) THEN
+		RAISE EXCEPTION 'amount_min and amount_max are in different currencies'
+			USING ERRCODE = '22Y03', DETAIL = format('%s and %s were given.', amount_min, amount_max);
+	END IF;
+	IF after IS NOT NULL THEN
+		SELECT p.created_at INTO cursor_at FROM payments.payments p
+		WHERE p.merchant_id = m AND p.payment_id = pay_list_payments.after;
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'the cursor payment % is not a payment of this merchant', after
+				USING ERRCODE = '22023',
+					HINT = 'Pass as after the last payment_id of the page before.';
+		END IF;
+	END IF;
+	RETURN QUERY EXECUTE payments._list_payments_query(after IS NOT NULL,
+		pay_list_payments.status IS NOT NULL, created_from IS NOT NULL, created_to IS NOT NULL,
+		pay_list_payments.order_ref IS NOT NULL, customer_email IS NOT NULL,
+		amount_min IS NOT NULL, amount_max IS NOT NULL)
+	USING m, cursor_at, after, pay_list_payments.status, created_from, created_to,
+		pay_list_payments.order_ref, customer_email,
+		payments.pay_currency(coalesce(amount_min, amount_max)),
+		payments.pay_minor_units(amount_min), payments.pay_minor_units(amount_max), page_size;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_list_payments(text, timestamptz, timestamptz, text, text, payments.pay_amount, payments.pay_amount, bigint, integer) IS
+	'The current merchant''s payments, newest first (created_at, then payment_id), at most page_size (1-500, default 50) per call. Filters, all optional and combined: status, created_from (inclusive) and created_to (exclusive), order_ref, customer_email (customer ->> ''email'', any case), amount_min and amount_max (one currency). Keyset pagination: pass as after the last payment_id of the previous page. Raises 22023 for a bad page_size, status, date range or cursor.';
+
+CREATE OR REPLACE FUNCTION payments._check_api_key_scopes(scopes text[]) RETURNS text[]
+	LANGUAGE plpgsql IMMUTABLE
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	bad bigint;
+BEGIN
+	IF scopes IS NULL OR cardinality(scopes) = 0 THEN
+		RAISE EXCEPTION 'an API key needs at least one scope' USING ERRCODE = '22023',
+			HINT = 'The scopes are read, payments, refunds, customers and admin.';
+	END IF;
+	-- the scope is named by its place, not quoted: a caller's text
+	SELECT n INTO bad FROM unnest(scopes) WITH ORDINALITY x(s, n)
+	WHERE s IS NULL OR s NOT IN ('read', 'payments', 'refunds', 'customers', 'admin') ORDER BY n LIMIT 1;
+	IF FOUND THEN
+		RAISE EXCEPTION 'unknown API key scope' USING ERRCODE = '22023',
+			DETAIL = format('Scope %s of the %s given is not a scope; it is not quoted.', bad, cardinality(scopes)),
+			HINT = 'The scopes are read, payments, refunds, customers and admin.';
+	END IF;
+	RETURN ARRAY(SELECT DISTINCT s FROM unnest(scopes) s ORDER BY 1);
+END
+$$;
+COMMENT ON FUNCTION payments._check_api_key_scopes(text[]) IS 'Internal: the scopes of a new key, checked (22023) and sorted.';
+
+------------------------------------------------------------------------------
 ------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,
 -- payment_api.sql, privileges.sql).  Keep this block LAST: its privilege

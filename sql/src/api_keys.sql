@@ -165,16 +165,18 @@ CREATE FUNCTION payments._check_api_key_scopes(scopes text[]) RETURNS text[]
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
-	bad text;
+	bad bigint;
 BEGIN
 	IF scopes IS NULL OR cardinality(scopes) = 0 THEN
 		RAISE EXCEPTION 'an API key needs at least one scope' USING ERRCODE = '22023',
 			HINT = 'The scopes are read, payments, refunds, customers and admin.';
 	END IF;
-	SELECT s INTO bad FROM unnest(scopes) s
-	WHERE s IS NULL OR s NOT IN ('read', 'payments', 'refunds', 'customers', 'admin') LIMIT 1;
+	-- the scope is named by its place, not quoted: a caller's text
+	SELECT n INTO bad FROM unnest(scopes) WITH ORDINALITY x(s, n)
+	WHERE s IS NULL OR s NOT IN ('read', 'payments', 'refunds', 'customers', 'admin') ORDER BY n LIMIT 1;
 	IF FOUND THEN
-		RAISE EXCEPTION 'unknown API key scope: %', coalesce(bad, 'NULL') USING ERRCODE = '22023',
+		RAISE EXCEPTION 'unknown API key scope' USING ERRCODE = '22023',
+			DETAIL = format('Scope %s of the %s given is not a scope; it is not quoted.', bad, cardinality(scopes)),
 			HINT = 'The scopes are read, payments, refunds, customers and admin.';
 	END IF;
 	RETURN ARRAY(SELECT DISTINCT s FROM unnest(scopes) s ORDER BY 1);

@@ -1066,7 +1066,8 @@ BEGIN
 	END IF;
 	IF action_ NOT IN ('canceled', 'unpaid') THEN
 		RAISE EXCEPTION 'final_action must be canceled or unpaid'
-			USING ERRCODE = '22023', DETAIL = format('The final_action given was "%s".', left(action_, 64));
+			USING ERRCODE = '22023', DETAIL = CASE WHEN action_ IS NULL THEN 'No final_action was given.'
+				ELSE 'The final_action given is not quoted.' END;
 	END IF;
 	INSERT INTO payments.dunning_policies AS d (merchant_id, retry_days, final_action)
 	VALUES (m, days, action_)
@@ -1120,8 +1121,8 @@ BEGIN
 	END IF;
 	IF pay_list_invoices.status IS NOT NULL AND NOT EXISTS (SELECT 1 FROM payments.status_transitions t
 			WHERE t.entity = 'invoice' AND pay_list_invoices.status IN (t.from_status, t.to_status)) THEN
-		RAISE EXCEPTION 'unknown invoice status "%"', left(pay_list_invoices.status, 64)
-			USING ERRCODE = '22023', HINT = 'An invoice status is one of open, paid, uncollectible, void.';
+		RAISE EXCEPTION 'unknown invoice status'
+			USING ERRCODE = '22023', DETAIL = 'The status given is not quoted.', HINT = 'An invoice status is one of open, paid, uncollectible, void.';
 	END IF;
 	IF pay_list_invoices.subscription_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM payments.subscriptions s
 			WHERE s.merchant_id = m AND s.subscription_id = pay_list_invoices.subscription_id) THEN

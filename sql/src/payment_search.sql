@@ -66,8 +66,8 @@ BEGIN
 	END IF;
 	IF pay_list_payments.status IS NOT NULL AND NOT EXISTS (SELECT 1 FROM payments.status_transitions t
 			WHERE t.entity = 'payment' AND pay_list_payments.status IN (t.from_status, t.to_status)) THEN
-		RAISE EXCEPTION 'unknown payment status "%"', left(pay_list_payments.status, 64)
-			USING ERRCODE = '22023',
+		RAISE EXCEPTION 'unknown payment status'
+			USING ERRCODE = '22023', DETAIL = 'The status given is not quoted.',
 				HINT = 'A payment status is one of pending, requires_capture, succeeded, failed, canceled, refunded, partially_refunded, in_review, unknown.';
 	END IF;
 	IF created_from > created_to THEN

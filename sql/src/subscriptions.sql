@@ -85,7 +85,8 @@ CREATE FUNCTION payments._check_billing_interval(p_unit text, p_count integer) R
 BEGIN
 	IF p_unit IS NULL OR p_unit NOT IN ('day', 'week', 'month', 'year') THEN
 		RAISE EXCEPTION 'interval_unit must be day, week, month or year'
-			USING ERRCODE = '22023', DETAIL = format('The interval_unit given was %s.', coalesce(p_unit, 'NULL'));
+			USING ERRCODE = '22023', DETAIL = CASE WHEN p_unit IS NULL THEN 'No interval_unit was given.'
+				ELSE 'The interval_unit given is not quoted.' END;
 	END IF;
 	IF p_count IS NULL OR p_count NOT BETWEEN 1 AND 366 THEN
 		RAISE EXCEPTION 'interval_count must be between 1 and 366'
@@ -139,15 +140,18 @@ BEGIN
 	ELSIF length(p_time_zone) <= 64 THEN
 		known := EXISTS (SELECT 1 FROM pg_catalog.pg_timezone_names z WHERE z.name = p_time_zone);
 	END IF;
+	-- the value is not quoted: a caller's text may hold anything, a card
+	-- number in a form the log's masking does not read as one
 	IF NOT known THEN
-		RAISE EXCEPTION 'unknown time zone %', coalesce(quote_literal(left(p_time_zone, 64)), 'NULL')
+		RAISE EXCEPTION 'time_zone is not a known time zone'
 			USING ERRCODE = '22023',
+				DETAIL = 'Only IANA time zone names are taken, not abbreviations or POSIX strings; the value given is not quoted.',
 				HINT = 'Pass an IANA time zone name such as America/New_York, Europe/Paris or UTC (pg_timezone_names lists them).';
 	END IF;
 END
 $$;
 COMMENT ON FUNCTION payments._check_time_zone(text) IS
-	'Internal: raises 22023 unless the text is an IANA time zone name (abbreviations and POSIX strings are refused).';
+	'Internal: raises 22023 unless the text is an IANA time zone name (abbreviations and POSIX strings are refused); the message does not quote the text.';
 
 -- Metadata of payments, customers, plans and subscriptions (src/free_text.c):
 -- an object of at most 50 keys of at most 40 characters, values strings,
@@ -611,8 +615,8 @@ BEGIN
 	PERFORM payments._check_page_size(page_size, 'subscription_id');
 	IF pay_list_subscriptions.status IS NOT NULL AND pay_list_subscriptions.status NOT IN ('trialing', 'incomplete',
 			'incomplete_expired', 'active', 'past_due', 'paused', 'canceled', 'unpaid') THEN
-		RAISE EXCEPTION 'unknown subscription status %', pay_list_subscriptions.status
-			USING ERRCODE = '22023',
+		RAISE EXCEPTION 'unknown subscription status'
+			USING ERRCODE = '22023', DETAIL = 'The status given is not quoted.',
 				HINT = 'A status is one of trialing, incomplete, incomplete_expired, active, past_due, paused, canceled, unpaid.';
 	END IF;
 	IF pay_list_subscriptions.customer_id IS NOT NULL THEN

@@ -5,6 +5,7 @@
 -- names) is refused with 22Y17 when it holds a card number, and nothing of
 -- the call is stored; a correlation id (argument, x-request-id header,
 -- payments.correlation_id) is kept with the card number's digits masked.
+-- No error quotes a caller's text.
 -- Metadata (and the customer object) is bounded: 50 keys, keys of 40
 -- characters, scalar values of 500.  (The files of a server after such
 -- calls: test/integration/card_data_at_rest.sh.)
@@ -16,7 +17,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(59);
+SELECT plan(67);
 
 CREATE FUNCTION pg_temp.card() RETURNS payments.pay_card LANGUAGE sql
 	AS $$ SELECT payments.pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 2, '123') $$;
@@ -179,6 +180,27 @@ SELECT is(payments._mask_card_numbers('ab4111111111111111cdef012345678'), 'abXXX
 SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', card => pg_temp.card(),
 	idempotency_key => '7b8f2ab5-3451-4013-9675-f6ad325b55dd/4111111111111111')$$,
 	'22Y17', 'idempotency key holds a card number', 'a longer text around a UUID is checked');
+
+-- 6. errors never quote a caller's text: it may hold a card number in a
+-- form the log's masking does not read as one
+SELECT is(pg_temp.err($$SELECT payments._check_time_zone('Etc/5105_1051_0510_5100')$$),
+	'22023 | time_zone is not a known time zone | Only IANA time zone names are taken, not abbreviations or POSIX strings; the value given is not quoted. | Pass an IANA time zone name such as America/New_York, Europe/Paris or UTC (pg_timezone_names lists them).',
+	'an unknown time zone is refused without quoting it (it named the field''s value before)');
+SELECT unalike(pg_temp.err($$SELECT payments._check_time_zone('5105105105105100')$$), '%5105%',
+	'a time zone that is not a zone name is not quoted either');
+SELECT unalike(pg_temp.err($$SELECT * FROM pay_list_payments(status => 'x5105_1051_0510_5100')$$), '%5105%',
+	'pay_list_payments does not quote an unknown status');
+SELECT unalike(pg_temp.err($$SELECT * FROM pay_list_invoices(status => 'x5105_1051_0510_5100')$$), '%5105%',
+	'pay_list_invoices does not quote an unknown status');
+SELECT unalike(pg_temp.err($$SELECT * FROM pay_list_subscriptions(status => 'x5105_1051_0510_5100')$$), '%5105%',
+	'pay_list_subscriptions does not quote an unknown status');
+SELECT unalike(pg_temp.err($$SELECT pay_create_plan(name => 'p7', amount => '5.00 USD', interval_unit => 'x5105_1051_0510_5100')$$),
+	'%5105%', 'pay_create_plan does not quote an unknown interval_unit');
+SELECT unalike(pg_temp.err($$SELECT pay_set_dunning_policy(final_action => 'x5105_1051_0510_5100')$$), '%5105%',
+	'pay_set_dunning_policy does not quote an unknown final_action');
+SELECT is(pg_temp.err($$SELECT pay_create_api_key(name => 'k7', scopes => ARRAY['read', 'x5105_1051_0510_5100'])$$),
+	'22023 | unknown API key scope | Scope 2 of the 2 given is not a scope; it is not quoted. | The scopes are read, payments, refunds, customers and admin.',
+	'pay_create_api_key names an unknown scope by its place, not its text');
 
 SELECT * FROM finish();
 ROLLBACK;
