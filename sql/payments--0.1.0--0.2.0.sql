@@ -12035,12 +12035,39 @@ COMMENT ON FUNCTION payments._create_payment(text, payments.pay_amount, payments
 	'Internal: records a purchase or authorization and its gateway operation; the worker sends it after COMMIT. Returns the payment row as _payment_for_caller shows it.';
 
 ------------------------------------------------------------------------------
--- h-free-text-bounds: no error quotes a caller's text (sql/src/
--- subscriptions.sql, billing.sql, payment_search.sql, api_keys.sql).  An
--- unknown time zone, status, interval_unit, final_action or API key scope
--- is refused without quoting it: it could hold a card number in a form
--- the log's masking does not read as one.  The replaced API functions get
+-- h-free-text-bounds: a correlation id is at most 200 characters, the
+-- profile ids hold no card number, and no error quotes a caller's text
+-- (src/free_text.c, gateway_input.c; sql/src/payment_api.sql,
+-- subscriptions.sql, billing.sql, payment_search.sql, api_keys.sql).  A
+-- correlation id over 200 characters (argument, x-request-id or
+-- traceparent header, payments.correlation_id) is refused with 22001
+-- (_check_correlation_id, which also masks it; the audit trigger and the
+-- setting's check hook in the library); a customer_profile_id or
+-- payment_profile_id that holds a card number with 22Y17 (in the library).
+-- An unknown time zone, status, interval_unit, final_action or API key
+-- scope is refused without quoting it.  The replaced API functions get
 -- their scopes back at the end of this script (privileges.sql).
+
+CREATE FUNCTION payments._check_correlation_id(value text) RETURNS text
+	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'pay_check_correlation_id';
+COMMENT ON FUNCTION payments._check_correlation_id(text) IS
+	'Internal: the correlation id as it is kept: raises 22001 when it is longer than 200 characters (the message never quotes it), else returns it with every digit of the card numbers it holds replaced by X.';
+
+CREATE OR REPLACE FUNCTION payments._correlation_id(given text) RETURNS text
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+BEGIN
+	RETURN payments._check_correlation_id(coalesce(
+		nullif(given, ''),
+		nullif(nullif(current_setting('request.headers', true), ''), '{}')::jsonb ->> 'x-request-id',
+		nullif(nullif(current_setting('request.headers', true), ''), '{}')::jsonb ->> 'traceparent',
+		nullif(current_setting('payments.correlation_id', true), ''),
+		replace(gen_random_uuid()::text, '-', '')));
+END
+$$;
+COMMENT ON FUNCTION payments._correlation_id(text) IS
+	'Internal: the correlation id of the current request (argument, x-request-id or traceparent header, payments.correlation_id setting, or a new one), the digits of any card number in it masked; 22001 when it is longer than 200 characters.';
 
 CREATE OR REPLACE FUNCTION payments._check_time_zone(p_time_zone text) RETURNS void
 	LANGUAGE plpgsql STABLE

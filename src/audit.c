@@ -1070,7 +1070,9 @@ audit_merchant(const PaymentsActor *who, bool has_row_merchant, int64 row_mercha
  * audited row's own correlation_id column.  The same order as
  * payments._correlation_id().  Card numbers in it are masked: the header's
  * when it is read (refresh_json_setting), the setting's when it is set
- * (its check hook in payments.c).
+ * (its check hook in payments.c).  A header over 200 characters is refused
+ * here as there (22001; free_text.c), for the writes of calls that do not
+ * ask payments._correlation_id(); the setting is bounded as it is set.
  */
 static const char *
 current_correlation_id(void)
@@ -1078,10 +1080,13 @@ current_correlation_id(void)
 	const char *s;
 
 	refresh_json_setting(&headers);
-	if (headers.values[0] != NULL)	/* x-request-id, else traceparent */
-		return headers.values[0];
-	if (headers.values[1] != NULL)
-		return headers.values[1];
+	/* x-request-id, else traceparent */
+	s = headers.values[0] != NULL ? headers.values[0] : headers.values[1];
+	if (s != NULL)
+	{
+		free_text_check_correlation_id(s, strlen(s));
+		return s;
+	}
 	s = payments_correlation_id;	/* the payments.correlation_id setting */
 	if (s != NULL && s[0] != '\0')
 		return s;

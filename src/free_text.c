@@ -19,7 +19,14 @@
  * infrastructure (PostgREST's x-request-id or traceparent header, the
  * payments.correlation_id setting) rather than from the business caller,
  * so its card numbers are masked ('X' for each digit) instead of failing
- * the request.
+ * the request.  Its length is bounded, though (at most 200 characters, as
+ * Heroku's router bounds X-Request-Id; a UUID has 36, a W3C traceparent
+ * 55): it is copied into every row, event and audit row the request makes,
+ * and an id longer than that is no identifier any infrastructure sends.
+ * One over the bound is refused with 22001 (the argument and the header
+ * by payments._check_correlation_id() and the audit trigger, the setting
+ * as it is set), not cut: a cut id would no longer be the one the
+ * caller's own logs have.
  *
  * A text that is exactly one UUID (32 hex digits, with or without the
  * dashes of its 8-4-4-4-12 form) is an identifier, not checked: about one
@@ -50,6 +57,7 @@
 PG_FUNCTION_INFO_V1(pay_check_text);
 PG_FUNCTION_INFO_V1(pay_check_metadata);
 PG_FUNCTION_INFO_V1(pay_mask_card_numbers);
+PG_FUNCTION_INFO_V1(pay_check_correlation_id);
 
 static bool
 is_hex(char c)
@@ -102,6 +110,44 @@ bool
 free_text_mask(char *s, int len)
 {
 	return !is_uuid(s, len) && card_text_mask_numbers(s, len);
+}
+
+/*
+ * How many characters a correlation id of len bytes has when that is more
+ * than FREE_TEXT_CORRELATION_ID_MAX_CHARS, else 0 (a character is at
+ * least one byte: a short id is not counted).
+ */
+int
+free_text_correlation_id_excess(const char *s, int len)
+{
+	int			nchars;
+
+	if (len <= FREE_TEXT_CORRELATION_ID_MAX_CHARS)
+		return 0;
+	nchars = pg_mbstrlen_with_len(s, len);
+	return nchars > FREE_TEXT_CORRELATION_ID_MAX_CHARS ? nchars : 0;
+}
+
+/*
+ * Refuse a correlation id over FREE_TEXT_CORRELATION_ID_MAX_CHARS
+ * characters (22001).  The statement is kept out of the log: the id is
+ * checked before its card numbers are masked, and the statement may hold
+ * it.
+ */
+void
+free_text_check_correlation_id(const char *s, int len)
+{
+	int			nchars = free_text_correlation_id_excess(s, len);
+
+	if (nchars > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
+				 errmsg("correlation id is longer than %d characters", FREE_TEXT_CORRELATION_ID_MAX_CHARS),
+				 errdetail("It has %d characters; a correlation id is kept on every row, event and audit row of the request.",
+						   nchars),
+				 errhint("Pass a correlation id (argument correlation_id, X-Request-Id or traceparent header, payments.correlation_id setting) of at most %d characters, such as a UUID.",
+						 FREE_TEXT_CORRELATION_ID_MAX_CHARS),
+				 errhidestmt(true)));
 }
 
 static void
@@ -276,6 +322,27 @@ pay_mask_card_numbers(PG_FUNCTION_ARGS)
 	text	   *t = PG_GETARG_TEXT_PP(0);
 	text	   *copy;
 
+	copy = cstring_to_text_with_len(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+	if (!free_text_mask(VARDATA(copy), VARSIZE(copy) - VARHDRSZ))
+	{
+		pfree(copy);
+		PG_RETURN_TEXT_P(t);
+	}
+	PG_RETURN_TEXT_P(copy);
+}
+
+/*
+ * payments._check_correlation_id(text): the correlation id as it is kept:
+ * 22001 when it is longer than FREE_TEXT_CORRELATION_ID_MAX_CHARS
+ * characters, else the text with the digits of its card numbers masked.
+ */
+Datum
+pay_check_correlation_id(PG_FUNCTION_ARGS)
+{
+	text	   *t = PG_GETARG_TEXT_PP(0);
+	text	   *copy;
+
+	free_text_check_correlation_id(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
 	copy = cstring_to_text_with_len(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
 	if (!free_text_mask(VARDATA(copy), VARSIZE(copy) - VARHDRSZ))
 	{

@@ -228,7 +228,10 @@ pay_check_gateway_input(PG_FUNCTION_ARGS)
 		size_t		nchars = 0;
 		unsigned int bad_cp = 0;
 
-		/* any length: one over 20 characters is sent as its digest */
+		/*
+		 * no length here: one over 20 characters is sent as its digest
+		 * (_correlation_id refused one over 200, free_text.c)
+		 */
 		if (anet_text_check(utf8, ulen, &nchars, &bad_cp) != ANET_TEXT_OK)
 			ereport(ERROR,
 					(errcode(ERRCODE_PAY_GATEWAY_CHARACTER),

@@ -57,16 +57,31 @@ PG_FUNCTION_INFO_V1(pay_assert_preloaded);
 
 /*
  * payments.correlation_id is kept on rows, sent as refId and copied into
- * audit rows: its card numbers are masked as it is set (free_text.c), so
- * that every reader sees the masked text.  In place: masking keeps the
- * length.
+ * audit rows: one over FREE_TEXT_CORRELATION_ID_MAX_CHARS characters is
+ * refused (22001, the value not quoted), and its card numbers are masked
+ * as it is set (free_text.c), so that every reader sees the masked text.
+ * In place: masking keeps the length.
  */
 static bool
 check_correlation_id(char **newval, void **extra pg_attribute_unused(),
 					 GucSource source pg_attribute_unused())
 {
-	if (*newval != NULL)
-		(void) free_text_mask(*newval, strlen(*newval));
+	int			nchars;
+
+	if (*newval == NULL)
+		return true;
+	nchars = free_text_correlation_id_excess(*newval, strlen(*newval));
+	if (nchars > 0)
+	{
+		GUC_check_errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION);
+		GUC_check_errmsg("correlation id is longer than %d characters", FREE_TEXT_CORRELATION_ID_MAX_CHARS);
+		GUC_check_errdetail("payments.correlation_id has %d characters; a correlation id is kept on every row, event and audit row of the request.",
+							nchars);
+		GUC_check_errhint("Set payments.correlation_id to at most %d characters, such as a UUID.",
+						  FREE_TEXT_CORRELATION_ID_MAX_CHARS);
+		return false;
+	}
+	(void) free_text_mask(*newval, strlen(*newval));
 	return true;
 }
 
@@ -91,7 +106,7 @@ _PG_init(void)
 
 	DefineCustomStringVariable("payments.correlation_id",
 							   "Correlation id of the current request, when no x-request-id header gives one.",
-							   "Sent to the gateway as refId and kept on every row the request creates; the digits of a card number in it are masked as it is set.",
+							   "At most " CppAsString2(FREE_TEXT_CORRELATION_ID_MAX_CHARS) " characters. Sent to the gateway as refId and kept on every row the request creates; the digits of a card number in it are masked as it is set.",
 							   &payments_correlation_id,
 							   "",
 							   PGC_USERSET,

@@ -6,7 +6,8 @@
 
 -- Card numbers in free text (src/free_text.c, their one home): a caller's
 -- text that holds one is refused (22Y17) before anything is stored; a
--- correlation id, set by infrastructure rather than the caller, is masked.
+-- correlation id, set by infrastructure rather than the caller, is masked
+-- (and refused, 22001, over 200 characters).
 CREATE FUNCTION payments._check_text(field text, value text, max_chars integer DEFAULT NULL)
 	RETURNS void
 	LANGUAGE c STABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'pay_check_text';
@@ -18,9 +19,15 @@ CREATE FUNCTION payments._mask_card_numbers(value text) RETURNS text
 COMMENT ON FUNCTION payments._mask_card_numbers(text) IS
 	'Internal: the text with every digit of the card numbers it holds replaced by X (the correlation id''s masking).';
 
+CREATE FUNCTION payments._check_correlation_id(value text) RETURNS text
+	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'pay_check_correlation_id';
+COMMENT ON FUNCTION payments._check_correlation_id(text) IS
+	'Internal: the correlation id as it is kept: raises 22001 when it is longer than 200 characters (the message never quotes it), else returns it with every digit of the card numbers it holds replaced by X.';
+
 -- The correlation id of the current request: the caller's, else PostgREST's
 -- x-request-id or traceparent header, else the payments.correlation_id
--- setting, else a fresh one; its card numbers masked.
+-- setting, else a fresh one; its card numbers masked, at most 200
+-- characters (22001 otherwise: _check_correlation_id).
 -- PL/pgSQL rather than SQL: it runs in every API call, and a SQL function
 -- called from PL/pgSQL is parsed and planned again in each transaction.
 CREATE FUNCTION payments._correlation_id(given text) RETURNS text
@@ -28,7 +35,7 @@ CREATE FUNCTION payments._correlation_id(given text) RETURNS text
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
-	RETURN payments._mask_card_numbers(coalesce(
+	RETURN payments._check_correlation_id(coalesce(
 		nullif(given, ''),
 		nullif(nullif(current_setting('request.headers', true), ''), '{}')::jsonb ->> 'x-request-id',
 		nullif(nullif(current_setting('request.headers', true), ''), '{}')::jsonb ->> 'traceparent',
@@ -37,7 +44,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments._correlation_id(text) IS
-	'Internal: the correlation id of the current request (argument, x-request-id or traceparent header, payments.correlation_id setting, or a new one), the digits of any card number in it masked.';
+	'Internal: the correlation id of the current request (argument, x-request-id or traceparent header, payments.correlation_id setting, or a new one), the digits of any card number in it masked; 22001 when it is longer than 200 characters.';
 
 -- Argument checks: what the gateway or the tables would refuse after the
 -- COMMIT is refused here, while the caller can still correct it (README,

@@ -88,6 +88,11 @@ r=$(call "$TOKEN" pay_purchase "{\"amount\": \"5.00 USD\", \"card\": $(python3 -
 is "$(status "$r")" 200 "a card given as a JSON string is accepted too"
 pid_str=$(field "$(body "$r")" payment_id)
 like "$(field "$(body "$r")" correlation_id)" '^[0-9a-f]{32}$' "without X-Request-Id a correlation id is generated"
+# an X-Request-Id over 200 characters: refused (22001, HTTP 400), not cut
+long_id=$(printf 'r%.0s' $(seq 201))
+r=$(call "$TOKEN" pay_purchase "{\"amount\": \"5.00 USD\", \"card\": $card}" -H "X-Request-Id: $long_id")
+is "$(status "$r") $(field "$(body "$r")" code)" "400 22001" "an X-Request-Id of 201 characters is refused: HTTP 400, SQLSTATE 22001"
+if grep -q "$long_id" <<<"$(body "$r")"; then ok 1 "the answer does not quote the X-Request-Id"; else ok 0 "the answer does not quote the X-Request-Id"; fi
 
 # ---------------------------------------------------------------------------
 # 2. Authorize, capture part, void another, refund.

@@ -4,8 +4,8 @@
 -- plans' names and metadata; refunds' reasons; idempotency keys; API key
 -- names) is refused with 22Y17 when it holds a card number, and nothing of
 -- the call is stored; a correlation id (argument, x-request-id header,
--- payments.correlation_id) is kept with the card number's digits masked.
--- No error quotes a caller's text.
+-- payments.correlation_id) is kept with the card number's digits masked,
+-- and refused over 200 characters.  No error quotes a caller's text.
 -- Metadata (and the customer object) is bounded: 50 keys, keys of 40
 -- characters, scalar values of 500.  (The files of a server after such
 -- calls: test/integration/card_data_at_rest.sh.)
@@ -17,7 +17,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(67);
+SELECT plan(80);
 
 CREATE FUNCTION pg_temp.card() RETURNS payments.pay_card LANGUAGE sql
 	AS $$ SELECT payments.pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 2, '123') $$;
@@ -181,7 +181,40 @@ SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', card => pg_temp.car
 	idempotency_key => '7b8f2ab5-3451-4013-9675-f6ad325b55dd/4111111111111111')$$,
 	'22Y17', 'idempotency key holds a card number', 'a longer text around a UUID is checked');
 
--- 6. errors never quote a caller's text: it may hold a card number in a
+-- 6. the correlation id is at most 200 characters, wherever it comes from
+-- (22001, the id not quoted, nothing stored); a longer one is refused,
+-- not cut
+CREATE TEMP TABLE before6 AS SELECT (SELECT count(*) FROM payments.payments) AS payments,
+	(SELECT count(*) FROM payments.api_keys) AS api_keys;
+SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', card => pg_temp.card(), correlation_id => repeat('c', 201))$$,
+	'22001', 'correlation id is longer than 200 characters', 'a correlation_id argument of 201 characters is refused');
+SELECT matches(pg_temp.err($$SELECT pay_purchase(amount => '1.00 USD', card => pg_temp.card(), correlation_id => repeat('c', 201))$$),
+	'^22001 \| correlation id is longer than 200 characters \| It has 201 characters; [^|]*\. \| Pass a correlation id [^|]*\.$',
+	'the error states the limit and the length, not the id');
+SELECT throws_ok($$SELECT pay_create_customer(email => 'ada@example.com', correlation_id => repeat('c', 300))$$,
+	'22001', 'correlation id is longer than 200 characters', 'pay_create_customer refuses it too (every call asks _correlation_id)');
+SELECT lives_ok($$CREATE TEMP TABLE c6 AS SELECT * FROM pay_purchase(amount => '1.00 USD', card => pg_temp.card(),
+	correlation_id => repeat('é', 200))$$, 'a correlation id of 200 characters (400 bytes) is accepted');
+SELECT is((SELECT length(correlation_id) FROM c6), 200, 'and kept whole');
+DO $$ BEGIN PERFORM set_config('request.headers', jsonb_build_object('x-request-id', repeat('h', 201))::text, true); END $$;
+SELECT is(length(current_setting('request.headers')::jsonb ->> 'x-request-id'), 201, '(an X-Request-Id of 201 characters)');
+SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', card => pg_temp.card())$$,
+	'22001', 'correlation id is longer than 200 characters', 'an X-Request-Id header of 201 characters is refused');
+SELECT throws_ok($$SELECT pay_create_api_key(name => 'k6')$$,
+	'22001', 'correlation id is longer than 200 characters',
+	'and refused by the audit trigger for a call that keeps no correlation id itself (an API key: audit_log.correlation_id)');
+RESET request.headers;
+SELECT throws_ok($$SELECT set_config('payments.correlation_id', repeat('s', 201), true)$$,
+	'22001', 'correlation id is longer than 200 characters', 'payments.correlation_id of 201 characters is refused as it is set');
+SELECT unalike(pg_temp.err(format('SET LOCAL payments.correlation_id = %L', repeat('s', 201))),
+	'%sssss%', 'the setting''s error does not quote it');
+SELECT is(current_setting('payments.correlation_id'), '', 'the setting is left as it was');
+SELECT lives_ok($$SELECT set_config('payments.correlation_id', repeat('s', 200), true)$$, 'a setting of 200 characters is taken');
+RESET payments.correlation_id;
+SELECT is((SELECT row((SELECT count(*) FROM payments.payments), (SELECT count(*) FROM payments.api_keys))::text),
+	(SELECT row(payments + 1, api_keys)::text FROM before6), 'the refused calls stored nothing (one purchase of 200 characters)');
+
+-- 7. errors never quote a caller's text: it may hold a card number in a
 -- form the log's masking does not read as one
 SELECT is(pg_temp.err($$SELECT payments._check_time_zone('Etc/5105_1051_0510_5100')$$),
 	'22023 | time_zone is not a known time zone | Only IANA time zone names are taken, not abbreviations or POSIX strings; the value given is not quoted. | Pass an IANA time zone name such as America/New_York, Europe/Paris or UTC (pg_timezone_names lists them).',
