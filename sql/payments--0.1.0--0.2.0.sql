@@ -11980,7 +11980,8 @@ BEGIN
 			p_description, p_order_ref, p_customer, p_metadata, p_customer_id, p_payment_method_id)::text));
 		IF idem.payment_id IS NOT NULL THEN
 			SELECT * INTO result FROM payments.payments WHERE merchant_id = m AND payment_id = idem.payment_id;
-			RETURN payments._payment_for_caller(result, customer_copied);
+			RETURN CASE WHEN customer_copied OR result.payment_method_id IS NOT NULL
+				THEN payments._payment_for_caller(result, customer_copied) ELSE result END;
 		END IF;
 	END IF;
 
@@ -12028,7 +12029,10 @@ BEGIN
 		WHERE merchant_id = m AND idempotency_key = p_idempotency_key;
 	END IF;
 	PERFORM payments._wake_at_commit();
-	RETURN payments._payment_for_caller(result, customer_copied);
+	-- (only a payment of a customer or stored method has anything to hide:
+	-- a card payment's row goes back without another function call)
+	RETURN CASE WHEN customer_copied OR result.payment_method_id IS NOT NULL
+		THEN payments._payment_for_caller(result, customer_copied) ELSE result END;
 END
 $$;
 COMMENT ON FUNCTION payments._create_payment(text, payments.pay_amount, payments.pay_card, jsonb, text, text, text, text, jsonb, jsonb, text, text, bigint, bigint) IS
