@@ -11110,33 +11110,39 @@ COMMENT ON FUNCTION payments._reschedule_dunning(bigint) IS
 
 -- The server the worker last started on.  A standby promoted after its
 -- primary died may lack the primary's last commits (asynchronous
--- replication), and so may a server restored from a backup: among them
--- the claims that marked operations "sending" before their requests left.
--- Such an operation looks never sent here while the gateway may have
--- charged it; a card whose vault went with the old server would then
--- fail it, and a resend past the duplicate window would charge again.
--- A new timeline or system identifier says the history may be short.
+-- replication), and so may a server restored from a backup by archive
+-- recovery: among them the claims that marked operations "sending" before
+-- their requests left.  Such an operation looks never sent here while the
+-- gateway may have charged it; a card whose vault went with the old server
+-- would then fail it, and a resend past the duplicate window would charge
+-- again.  A new timeline, system identifier or database says the history
+-- may be short.
 CREATE TABLE payments.worker_server (
 	only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
 	system_identifier text NOT NULL,
 	timeline_id integer NOT NULL,
+	database_oid oid NOT NULL,
 	recorded_at timestamptz NOT NULL DEFAULT now()
 );
 REVOKE ALL ON payments.worker_server FROM PUBLIC;
 COMMENT ON TABLE payments.worker_server IS
-	'The server the payments worker last started on (its system identifier and WAL timeline). A different one at start (a promoted standby, a restored backup or dump) means the database may lack its last commits: operations it has as never sent are then looked up at the gateway before being sent (_recover_lost_sends). Owner only.';
+	'The server the payments worker last started on (its system identifier, WAL timeline and database). A different one at start (a promoted standby, a backup restored by archive recovery, a dump restored into another database) means the database may lack its last commits: operations it has as never sent are then treated as possibly sent (_recover_lost_sends). Owner only.';
 COMMENT ON COLUMN payments.worker_server.only_row IS 'Always true: the table has one row.';
 COMMENT ON COLUMN payments.worker_server.system_identifier IS 'pg_control_system().system_identifier of the server.';
-COMMENT ON COLUMN payments.worker_server.timeline_id IS 'The WAL timeline the server wrote on (a promotion or a point-in-time recovery starts a new one).';
+COMMENT ON COLUMN payments.worker_server.timeline_id IS 'The WAL timeline the server wrote on (a promotion or an archive recovery starts a new one).';
+COMMENT ON COLUMN payments.worker_server.database_oid IS 'The OID of the database the worker served (a dump restored into another database has another).';
 COMMENT ON COLUMN payments.worker_server.recorded_at IS 'When the worker started on it.';
 SELECT pg_catalog.pg_extension_config_dump('payments.worker_server', '');
 
 -- At worker start, after _recover_in_flight: on a server other than the
--- last one (promoted, restored), every operation due that the database has
--- as never sent may have been sent by the server before: it is treated as
--- such (looked up, or resent identically inside the duplicate window,
--- counted from its creation: the earliest the lost send can have been),
--- never failed or resent blindly.  Returns how many.
+-- last one (promoted, restored), every queued or dead operation that the
+-- database has as never sent may have been sent by the server before
+-- (whatever its retry time here: a change lost with that server may have
+-- made it due there).  It is treated as sent at its last change known
+-- here, the earliest the lost send can have been: resent identically
+-- inside the duplicate window (the gateway answers a repeat with the
+-- original; a card gone with the old server is looked up instead), looked
+-- up past it; never failed or resent blindly.  Returns how many.
 CREATE FUNCTION payments._recover_lost_sends(p_system_identifier text, p_timeline_id integer)
 	RETURNS integer
 	LANGUAGE plpgsql
@@ -11144,27 +11150,29 @@ CREATE FUNCTION payments._recover_lost_sends(p_system_identifier text, p_timelin
 	AS $$
 DECLARE
 	last payments.worker_server;
+	db oid := (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database());
 	n integer := 0;
 BEGIN
 	SELECT * INTO last FROM payments.worker_server FOR UPDATE;
-	IF FOUND AND (last.system_identifier, last.timeline_id)
-			IS DISTINCT FROM (p_system_identifier, p_timeline_id) THEN
+	IF FOUND AND (last.system_identifier, last.timeline_id, last.database_oid)
+			IS DISTINCT FROM (p_system_identifier, p_timeline_id, db) THEN
 		UPDATE payments.operations o SET never_sent = false,
-			first_sent_at = coalesce(o.first_sent_at, o.created_at),
+			first_sent_at = coalesce(o.first_sent_at, greatest(o.created_at, o.updated_at)),
 			last_error = format('the server changed (timeline %s of system %s, was timeline %s of system %s): the previous one may have sent it',
 				p_timeline_id, p_system_identifier, last.timeline_id, last.system_identifier)
-		WHERE o.status = 'queued' AND o.never_sent AND o.next_attempt_at <= now();
+		WHERE o.status IN ('queued', 'dead') AND o.never_sent;
 		GET DIAGNOSTICS n = ROW_COUNT;
 	END IF;
-	INSERT INTO payments.worker_server (system_identifier, timeline_id)
-	VALUES (p_system_identifier, p_timeline_id)
+	INSERT INTO payments.worker_server (system_identifier, timeline_id, database_oid)
+	VALUES (p_system_identifier, p_timeline_id, db)
 	ON CONFLICT (only_row) DO UPDATE SET system_identifier = EXCLUDED.system_identifier,
-		timeline_id = EXCLUDED.timeline_id, recorded_at = EXCLUDED.recorded_at;
+		timeline_id = EXCLUDED.timeline_id, database_oid = EXCLUDED.database_oid,
+		recorded_at = EXCLUDED.recorded_at;
 	RETURN n;
 END
 $$;
 COMMENT ON FUNCTION payments._recover_lost_sends(text, integer) IS
-	'Worker start: on a server other than the one the worker last started on (payments.worker_server), marks the due operations the database has as never sent as possibly sent, so that they are looked up (or resent identically inside the duplicate window) rather than failed or sent again. Returns how many.';
+	'Worker start: on a server other than the one the worker last started on (payments.worker_server), marks the queued and dead operations the database has as never sent as sent at their last change known here, so that they are resent identically inside the duplicate window or looked up past it, rather than failed or sent again. Returns how many.';
 
 -- h-sub-key-order: pay_create_subscription locks its customer (FOR KEY
 -- SHARE) before it claims its idempotency key, in the order of the other

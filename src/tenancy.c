@@ -967,7 +967,7 @@ pay_key_has_scope(PG_FUNCTION_ARGS)
 	if (bit == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("unknown API key scope: %s", name),
+				 errmsg("unknown API key scope"),
 				 errhint("The scopes are read, payments, refunds, customers and admin.")));
 	if (!payments_identity(&id, true))
 		PG_RETURN_BOOL(false);

@@ -1502,7 +1502,8 @@ recover_in_flight_fn(void *arg)
 	r->in_flight = recovered_count();
 
 	/* the server's identity: a promotion or restore changes it */
-	snprintf(system_identifier, sizeof(system_identifier), UINT64_FORMAT, GetSystemIdentifier());
+	/* signed, as pg_control_system() shows it */
+	snprintf(system_identifier, sizeof(system_identifier), INT64_FORMAT, (int64) GetSystemIdentifier());
 	values[0] = CStringGetTextDatum(system_identifier);
 	values[1] = Int32GetDatum((int32) GetWALInsertionTimeLine());
 	if (SPI_execute_with_args("SELECT payments._recover_lost_sends($1, $2)", 2, types, values,
@@ -1515,8 +1516,8 @@ recover_in_flight_fn(void *arg)
 /*
  * Operations left "sending" by a previous worker: their outcome is unknown.
  * On a server other than the last one (a promoted standby, a restored
- * backup), operations due that look never sent may have been sent by the
- * server before: they are looked up before anything is sent again.
+ * backup), operations that look never sent may have been sent by the
+ * server before: they are treated as possibly sent (_recover_lost_sends).
  * False when that could not be recorded (to be tried again).
  */
 static bool
@@ -1534,9 +1535,9 @@ recover_in_flight(void)
 	if (r.lost_sends > 0)
 		ereport(LOG,
 				(errcode(ERRCODE_SUCCESSFUL_COMPLETION),
-				 errmsg("payments worker: this server is not the one the worker last ran on; %lld operations recorded as never sent are looked up at the gateway before being sent",
+				 errmsg("payments worker: this server is not the one the worker last ran on; %lld operations recorded as never sent are treated as possibly sent",
 						(long long) r.lost_sends),
-				 errdetail("A promoted standby or a restored backup may lack the last commits of the server before it, which may have sent them.")));
+				 errdetail("A promoted standby or a restored backup may lack the last commits of the server before it, which may have sent them: each is resent identically inside the gateway's duplicate window, or looked up.")));
 	return true;
 }
 

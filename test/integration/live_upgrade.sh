@@ -37,19 +37,23 @@ trap cleanup EXIT
 # The released 0.1.0: the parent of the commit that moved default_version
 # off 0.1.0 (after it, only the 0.2.0 upgrade script grows).
 # ---------------------------------------------------------------------------
-git -C "$REPO_ROOT" rev-parse --verify -q HEAD >/dev/null ||
-	die "live_upgrade needs the repository's git history to build the released 0.1.0"
-moved=$(git -C "$REPO_ROOT" log --format=%H -S"default_version = '0.1.0'" -- payments.control | sed -n 1p)
+# git of this checkout (owned by another user, as a bind mount may be)
+g() { git -c safe.directory='*' -C "$REPO_ROOT" "$@"; }
+g rev-parse --verify -q HEAD >/dev/null ||
+	die "live_upgrade needs the repository's git history to build the released 0.1.0 (this checkout has none)"
+[ "$(g rev-parse --is-shallow-repository)" = false ] ||
+	die "live_upgrade needs the whole git history to build the released 0.1.0: run git fetch --unshallow"
+moved=$(g log --format=%H -S"default_version = '0.1.0'" -- payments.control | sed -n 1p)
 [ -n "$moved" ] || die "no commit of payments.control names default_version 0.1.0"
-release=$(git -C "$REPO_ROOT" rev-parse "$moved^")
-is "$(git -C "$REPO_ROOT" show "$release:payments.control" | sed -n "s/^default_version = '\(.*\)'/\1/p")" 0.1.0 \
+release=$(g rev-parse "$moved^")
+is "$(g show "$release:payments.control" | sed -n "s/^default_version = '\(.*\)'/\1/p")" 0.1.0 \
 	"the released 0.1.0 is commit ${release:0:10}"
-is "$(git -C "$REPO_ROOT" show "$release:sql/payments--0.1.0.sql" | sha256sum)" "$(sha256sum < "$REPO_ROOT/sql/payments--0.1.0.sql")" \
+is "$(g show "$release:sql/payments--0.1.0.sql" | sha256sum)" "$(sha256sum < "$REPO_ROOT/sql/payments--0.1.0.sql")" \
 	"its install script is the frozen sql/payments--0.1.0.sql"
 
 mkdir -p "$UP/src-0.1.0"
-git -C "$REPO_ROOT" archive "$release" | tar -x -C "$UP/src-0.1.0"
-make -C "$UP/src-0.1.0" -s -j"$(nproc)" PG_CONFIG="$PGC" >"$UP/build-0.1.0.log" 2>&1 || { cat "$UP/build-0.1.0.log" >&2; die "0.1.0 did not build"; }
+g archive "$release" | tar -x -C "$UP/src-0.1.0"
+make -C "$UP/src-0.1.0" -s -j"$(nproc)" PG_CONFIG="$PGC" PG_CFLAGS="-Wall -Wextra" >"$UP/build-0.1.0.log" 2>&1 || { cat "$UP/build-0.1.0.log" >&2; die "0.1.0 did not build"; }
 UP_BINDIR=$(private_pg_tree "$UP/pg" "$PGC")
 as_root make -C "$UP/src-0.1.0" -s install PG_CONFIG="$PGC" DESTDIR="$UP/pg" >/dev/null
 

@@ -9,7 +9,7 @@ PAYMENTS_DEBS=(
 	postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-pgtap
 	libtap-parser-sourcehandler-pgtap-perl
 	libcurl4-openssl-dev libssl-dev libjson-c-dev libmicrohttpd-dev
-	build-essential pkg-config openssl curl ca-certificates python3
+	build-essential pkg-config openssl curl ca-certificates python3 git
 	python3-yaml shellcheck
 	clang-14 libclang-rt-14-dev
 )

@@ -355,7 +355,7 @@ SELECT is((SELECT concat_ws('|', customer ->> 'zip', card_last4) FROM payments.p
 RESET ROLE;
 SELECT is(concat_ws('|', payments._key_has_scope('read'), payments._key_has_scope('admin')), 't|t',
 	'_key_has_scope: a request without a key (the owner) is not narrowed by scopes');
-SELECT throws_ok($$SELECT payments._key_has_scope('everything')$$, '22023', 'unknown API key scope: everything',
+SELECT throws_ok($$SELECT payments._key_has_scope('everything')$$, '22023', 'unknown API key scope',
 	'_key_has_scope: an unknown scope is an error, not false');
 GRANT EXECUTE ON FUNCTION payments._key_has_scope(text) TO tapk_app;
 SET LOCAL ROLE tapk_app;
