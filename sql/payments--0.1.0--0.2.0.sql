@@ -11480,16 +11480,20 @@ CREATE OR REPLACE FUNCTION payments.pay_expiring_payment_methods(within_days int
 	LANGUAGE plpgsql STABLE SECURITY DEFINER
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
+DECLARE
+	m bigint;
+	last_day date;
 BEGIN
 	IF within_days IS NULL OR within_days NOT BETWEEN 0 AND 3660 THEN
 		RAISE EXCEPTION 'within_days must be between 0 and 3660' USING ERRCODE = '22023';
 	END IF;
+	m := payments.pay_current_merchant();
 	-- days counted from the merchant's billing date (its test clock, if set)
+	last_day := payments._billing_now(m)::date + within_days;
 	RETURN QUERY SELECT x.* FROM payments.payment_methods x
-	WHERE x.merchant_id = payments.pay_current_merchant() AND x.status = 'active'
+	WHERE x.merchant_id = m AND x.status = 'active'
 		AND x.card_exp_year IS NOT NULL
-		AND payments._card_expires_at(x.card_exp_year, x.card_exp_month)
-			<= payments._billing_now(payments.pay_current_merchant())::date + within_days
+		AND payments._card_expires_at(x.card_exp_year, x.card_exp_month) <= last_day
 	ORDER BY x.card_exp_year, x.card_exp_month, x.payment_method_id;
 END
 $$;

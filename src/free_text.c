@@ -312,6 +312,18 @@ pay_check_metadata(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/* t with the digits of its card numbers masked: t itself when it holds none. */
+static text *
+masked_text(text *t)
+{
+	text	   *copy = cstring_to_text_with_len(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+
+	if (free_text_mask(VARDATA(copy), VARSIZE(copy) - VARHDRSZ))
+		return copy;
+	pfree(copy);
+	return t;
+}
+
 /*
  * payments._mask_card_numbers(text): the text with the digits of its card
  * numbers replaced by X (the text itself when it holds none).
@@ -319,16 +331,7 @@ pay_check_metadata(PG_FUNCTION_ARGS)
 Datum
 pay_mask_card_numbers(PG_FUNCTION_ARGS)
 {
-	text	   *t = PG_GETARG_TEXT_PP(0);
-	text	   *copy;
-
-	copy = cstring_to_text_with_len(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
-	if (!free_text_mask(VARDATA(copy), VARSIZE(copy) - VARHDRSZ))
-	{
-		pfree(copy);
-		PG_RETURN_TEXT_P(t);
-	}
-	PG_RETURN_TEXT_P(copy);
+	PG_RETURN_TEXT_P(masked_text(PG_GETARG_TEXT_PP(0)));
 }
 
 /*
@@ -340,14 +343,7 @@ Datum
 pay_check_correlation_id(PG_FUNCTION_ARGS)
 {
 	text	   *t = PG_GETARG_TEXT_PP(0);
-	text	   *copy;
 
 	free_text_check_correlation_id(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
-	copy = cstring_to_text_with_len(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
-	if (!free_text_mask(VARDATA(copy), VARSIZE(copy) - VARHDRSZ))
-	{
-		pfree(copy);
-		PG_RETURN_TEXT_P(t);
-	}
-	PG_RETURN_TEXT_P(copy);
+	PG_RETURN_TEXT_P(masked_text(t));
 }
