@@ -12344,6 +12344,123 @@ $$;
 COMMENT ON FUNCTION payments._check_api_key_scopes(text[]) IS 'Internal: the scopes of a new key, checked (22023) and sorted.';
 
 ------------------------------------------------------------------------------
+-- h-period-charge-number: a charge of a subscription period's invoice is
+-- numbered by subscription, period and attempt (S, tag, base 36), not by
+-- its payment id, so that a billing run repeated on a promoted standby
+-- that lacks the old primary's last commits is caught by the gateway's
+-- duplicate check (sql/src/billing.sql).
+------------------------------------------------------------------------------
+
+-- The invoice number a charge of an invoice carries at the gateway.  A
+-- period's charge is numbered by what it is (subscription, period, attempt),
+-- not by its payment id: a billing run repeated on a promoted standby that
+-- lacks the old primary's last commits makes the same charge again under
+-- the same number, which the gateway's duplicate check answers with the
+-- original transaction (charged once).  S, the installation's tag, then the
+-- three numbers in base 36 at fixed widths (8, 3, 2: 20 characters, the
+-- gateway's limit); a charge beyond those widths, and a proration's, gets
+-- its payment's number (P, tag, payment id).
+CREATE FUNCTION payments._invoice_charge_number(p_invoice payments.invoices, p_payment_id bigint)
+	RETURNS text
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	digits constant text := '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ';
+	parts constant bigint[] := ARRAY[p_invoice.subscription_id, p_invoice.period_index, p_invoice.attempt_count];
+	widths constant integer[] := ARRAY[8, 3, 2];
+	num text := '';
+	v bigint;
+BEGIN
+	IF p_invoice.kind IN ('first', 'renewal') THEN
+		FOR i IN 1 .. 3 LOOP
+			v := parts[i];
+			EXIT WHEN v IS NULL OR v < 0 OR v >= (36::bigint ^ widths[i])::bigint;
+			FOR j IN REVERSE widths[i] - 1 .. 0 LOOP
+				num := num || substr(digits, (v / (36::bigint ^ j)::bigint % 36)::integer + 1, 1);
+			END LOOP;
+			IF i = 3 THEN
+				RETURN 'S' || payments._invoice_tag() || num;
+			END IF;
+		END LOOP;
+	END IF;
+	RETURN 'P' || payments._invoice_tag() || p_payment_id;
+END
+$$;
+COMMENT ON FUNCTION payments._invoice_charge_number(payments.invoices, bigint) IS
+	'Internal: the invoice number of payment p_payment_id, a charge of invoice p_invoice: for a first or renewal invoice S, the installation''s tag, then the subscription id, the period index and the attempt (attempt_count, this charge''s) in base 36 at widths 8, 3 and 2, so that a billing run repeated after a failover makes the same charge under the same number and the gateway''s duplicate check catches it; else, and beyond those widths, P, the tag and the payment id, as for any payment.';
+
+-- The payment and its operation (one home for _charge_invoice and
+-- _issue_invoice): payment p_payment_id of invoice p_invoice, by method pm.
+CREATE OR REPLACE FUNCTION payments._queue_invoice_charge(p_invoice payments.invoices, pm payments.payment_methods,
+	p_payment_id bigint, p_background boolean)
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	c payments.customers;
+BEGIN
+	SELECT * INTO c FROM payments.customers x
+	WHERE x.merchant_id = p_invoice.merchant_id AND x.customer_id = p_invoice.customer_id;
+	INSERT INTO payments.payments (merchant_id, payment_id, kind, amount, amount_refunded,
+		payment_method, card_brand, card_last4, card_exp_month, card_exp_year, card_fingerprint,
+		customer_profile_id, payment_profile_id, invoice_number, description,
+		customer, metadata, correlation_id, customer_id, payment_method_id, invoice_id)
+	OVERRIDING SYSTEM VALUE
+	VALUES (p_invoice.merchant_id, p_payment_id, 'purchase', p_invoice.amount, p_invoice.amount * 0, 'profile',
+		pm.card_brand, pm.card_last4, pm.card_exp_month, pm.card_exp_year, pm.card_fingerprint,
+		pm.customer_profile_id, pm.payment_profile_id, payments._invoice_charge_number(p_invoice, p_payment_id),
+		format('Subscription %s, invoice %s', p_invoice.subscription_id, p_invoice.invoice_id),
+		c.billing || jsonb_strip_nulls(jsonb_build_object('email', c.email)),
+		jsonb_build_object('invoice_id', p_invoice.invoice_id, 'subscription_id', p_invoice.subscription_id),
+		p_invoice.correlation_id, p_invoice.customer_id, pm.payment_method_id, p_invoice.invoice_id);
+	INSERT INTO payments.operations (merchant_id, payment_id, kind, amount, correlation_id, background)
+	VALUES (p_invoice.merchant_id, p_payment_id, 'purchase', p_invoice.amount, p_invoice.correlation_id,
+		p_background);
+	PERFORM payments._wake_at_commit();
+END
+$$;
+COMMENT ON FUNCTION payments._queue_invoice_charge(payments.invoices, payments.payment_methods, bigint, boolean) IS
+	'Internal: queues payment p_payment_id of an invoice (a purchase of stored method pm) and its operation for the worker (p_background: a billing run''s, claimed after ordinary operations). p_invoice.attempt_count is this charge''s attempt (its invoice number, _invoice_charge_number); the caller records the attempt on the invoice.';
+
+CREATE OR REPLACE FUNCTION payments._charge_invoice(p_merchant_id bigint, p_invoice_id bigint,
+	p_background boolean DEFAULT false) RETURNS bigint
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	inv payments.invoices;
+	s payments.subscriptions;
+	pm payments.payment_methods;
+	pid bigint;
+BEGIN
+	SELECT * INTO inv FROM payments.invoices i
+	WHERE i.merchant_id = p_merchant_id AND i.invoice_id = p_invoice_id
+	FOR UPDATE;
+	IF NOT FOUND OR inv.status NOT IN ('open', 'uncollectible') OR pay_minor_units(inv.amount) = 0 THEN
+		RETURN NULL;
+	END IF;
+	SELECT * INTO s FROM payments.subscriptions x
+	WHERE x.merchant_id = inv.merchant_id AND x.subscription_id = inv.subscription_id;
+	-- the subscription's method while it is usable, else the customer's default
+	pm := payments._invoice_payment_method(inv.merchant_id, inv.customer_id, s.payment_method_id);
+	IF pm.payment_method_id IS NULL THEN
+		RETURN NULL;
+	END IF;
+	pid := nextval('payments.payments_payment_id_seq');
+	inv.attempt_count := inv.attempt_count + 1;	-- this charge's (its invoice number)
+	PERFORM payments._queue_invoice_charge(inv, pm, pid, p_background);
+	UPDATE payments.invoices SET payment_id = pid, attempt_count = inv.attempt_count,
+		next_attempt_at = NULL
+	WHERE merchant_id = inv.merchant_id AND invoice_id = inv.invoice_id;
+	RETURN pid;
+END
+$$;
+COMMENT ON FUNCTION payments._charge_invoice(bigint, bigint, boolean) IS
+	'Internal: one charge attempt of an open invoice: a purchase of the subscription''s payment method (or the customer''s default), sent by the worker after COMMIT (p_background: a billing run''s, claimed after ordinary operations). Returns the payment id, or NULL when there is nothing to charge or no usable payment method.';
+
+------------------------------------------------------------------------------
 ------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,
 -- payment_api.sql, privileges.sql).  Keep this block LAST: its privilege

@@ -108,6 +108,45 @@ COMMENT ON FUNCTION payments._invoice_payment_method(bigint, bigint, bigint) IS
 -- the subscription is decided when the worker records it.
 ------------------------------------------------------------------------------
 
+-- The invoice number a charge of an invoice carries at the gateway.  A
+-- period's charge is numbered by what it is (subscription, period, attempt),
+-- not by its payment id: a billing run repeated on a promoted standby that
+-- lacks the old primary's last commits makes the same charge again under
+-- the same number, which the gateway's duplicate check answers with the
+-- original transaction (charged once).  S, the installation's tag, then the
+-- three numbers in base 36 at fixed widths (8, 3, 2: 20 characters, the
+-- gateway's limit); a charge beyond those widths, and a proration's, gets
+-- its payment's number (P, tag, payment id).
+CREATE FUNCTION payments._invoice_charge_number(p_invoice payments.invoices, p_payment_id bigint)
+	RETURNS text
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	digits constant text := '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ';
+	parts constant bigint[] := ARRAY[p_invoice.subscription_id, p_invoice.period_index, p_invoice.attempt_count];
+	widths constant integer[] := ARRAY[8, 3, 2];
+	num text := '';
+	v bigint;
+BEGIN
+	IF p_invoice.kind IN ('first', 'renewal') THEN
+		FOR i IN 1 .. 3 LOOP
+			v := parts[i];
+			EXIT WHEN v IS NULL OR v < 0 OR v >= (36::bigint ^ widths[i])::bigint;
+			FOR j IN REVERSE widths[i] - 1 .. 0 LOOP
+				num := num || substr(digits, (v / (36::bigint ^ j)::bigint % 36)::integer + 1, 1);
+			END LOOP;
+			IF i = 3 THEN
+				RETURN 'S' || payments._invoice_tag() || num;
+			END IF;
+		END LOOP;
+	END IF;
+	RETURN 'P' || payments._invoice_tag() || p_payment_id;
+END
+$$;
+COMMENT ON FUNCTION payments._invoice_charge_number(payments.invoices, bigint) IS
+	'Internal: the invoice number of payment p_payment_id, a charge of invoice p_invoice: for a first or renewal invoice S, the installation''s tag, then the subscription id, the period index and the attempt (attempt_count, this charge''s) in base 36 at widths 8, 3 and 2, so that a billing run repeated after a failover makes the same charge under the same number and the gateway''s duplicate check catches it; else, and beyond those widths, P, the tag and the payment id, as for any payment.';
+
 -- The payment and its operation (one home for _charge_invoice and
 -- _issue_invoice): payment p_payment_id of invoice p_invoice, by method pm.
 CREATE FUNCTION payments._queue_invoice_charge(p_invoice payments.invoices, pm payments.payment_methods,
@@ -128,7 +167,7 @@ BEGIN
 	OVERRIDING SYSTEM VALUE
 	VALUES (p_invoice.merchant_id, p_payment_id, 'purchase', p_invoice.amount, p_invoice.amount * 0, 'profile',
 		pm.card_brand, pm.card_last4, pm.card_exp_month, pm.card_exp_year, pm.card_fingerprint,
-		pm.customer_profile_id, pm.payment_profile_id, 'P' || payments._invoice_tag() || p_payment_id,
+		pm.customer_profile_id, pm.payment_profile_id, payments._invoice_charge_number(p_invoice, p_payment_id),
 		format('Subscription %s, invoice %s', p_invoice.subscription_id, p_invoice.invoice_id),
 		c.billing || jsonb_strip_nulls(jsonb_build_object('email', c.email)),
 		jsonb_build_object('invoice_id', p_invoice.invoice_id, 'subscription_id', p_invoice.subscription_id),
@@ -140,7 +179,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments._queue_invoice_charge(payments.invoices, payments.payment_methods, bigint, boolean) IS
-	'Internal: queues payment p_payment_id of an invoice (a purchase of stored method pm) and its operation for the worker (p_background: a billing run''s, claimed after ordinary operations). The caller records the attempt on the invoice.';
+	'Internal: queues payment p_payment_id of an invoice (a purchase of stored method pm) and its operation for the worker (p_background: a billing run''s, claimed after ordinary operations). p_invoice.attempt_count is this charge''s attempt (its invoice number, _invoice_charge_number); the caller records the attempt on the invoice.';
 
 CREATE FUNCTION payments._charge_invoice(p_merchant_id bigint, p_invoice_id bigint,
 	p_background boolean DEFAULT false) RETURNS bigint
@@ -167,8 +206,9 @@ BEGIN
 		RETURN NULL;
 	END IF;
 	pid := nextval('payments.payments_payment_id_seq');
+	inv.attempt_count := inv.attempt_count + 1;	-- this charge's (its invoice number)
 	PERFORM payments._queue_invoice_charge(inv, pm, pid, p_background);
-	UPDATE payments.invoices SET payment_id = pid, attempt_count = attempt_count + 1,
+	UPDATE payments.invoices SET payment_id = pid, attempt_count = inv.attempt_count,
 		next_attempt_at = NULL
 	WHERE merchant_id = inv.merchant_id AND invoice_id = inv.invoice_id;
 	RETURN pid;

@@ -14,6 +14,12 @@
 # purchase queued on the old primary and never claimed there is also on
 # the standby: it may not be charged either (its card is gone) and must
 # not stay hidden.
+#
+# And a renewal the old primary's billing run issued and charged after the
+# cut: the new primary knows nothing of it and bills the period again.  The
+# same charge (subscription, period, attempt) carries the same invoice
+# number, so the gateway's duplicate check answers it with the original
+# transaction: the customer is charged once.
 set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
 
@@ -70,6 +76,17 @@ wait_status() {	# wait_status SERVER PAYMENT STATUS: true once it has it (60 s)
 	return 1
 }
 
+# a monthly subscription on the merchant's test clock, its first month paid
+as_m p -c "SELECT pay_set_test_clock(now())" >/dev/null
+CID=$(as_m p -c "SELECT customer_id FROM pay_create_customer(email => 'ada@example.com', name => 'Ada Lovelace')")
+PM=$(as_m p -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $CID, card => $card, validation_mode => 'none')")
+as_m p -c "SELECT status FROM pay_wait_payment_method($PM, '20 s')" >/dev/null
+SID=$(as_m p -c "SELECT subscription_id FROM pay_create_subscription(customer_id => $CID, price => '25.00 USD', interval_unit => 'month')")
+first_paid() { [ "$(as_m p -c "SELECT status FROM pay_get_subscription($SID)")" = active ] && echo yes; }
+is "$(poll_value 30 first_paid)" yes "a subscription's first month is paid on the primary"
+# the numbers its charges carried at the gateway (on SERVER)
+charge_numbers() { as_m "$1" -c "SELECT string_agg(p.invoice_number, ' ') FROM payments.payments p JOIN payments.invoices i USING (merchant_id, invoice_id) WHERE p.merchant_id = $M AND i.subscription_id = $SID AND i.period_index = $2"; }
+
 A=$(as_m p -c "SELECT payment_id FROM pay_authorize(amount => '40.00 USD', card => $card)")
 as_m p -c "SELECT status FROM pay_wait($A, '20 s')" >/dev/null
 is "$(status_on p "$A")" requires_capture "an authorization is made on the primary"
@@ -109,6 +126,16 @@ is "$(pq -Atc "SELECT string_agg(status, ',' ORDER BY operation_id) FROM payment
 is "$(sq -Atc "SELECT string_agg(status || ' ' || never_sent, ',' ORDER BY operation_id) FROM payments.operations WHERE merchant_id = $M AND (payment_id = $P OR operation_id = $C)")" \
 	"queued true,queued true" "the standby's copy has both as queued, never sent"
 
+# The old primary's billing process renews the subscription a month on
+# (after the cut: the standby never hears of it) and the gateway charges it.
+as_m p -c "SELECT pay_advance_test_clock('1 month 1 hour')" >/dev/null
+renewed() { [ "$(as_m p -c "SELECT status FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $SID AND period_index = 1")" = paid ] && echo yes; }
+is "$(poll_value 60 renewed)" yes "the old primary renews the subscription: its period 1 invoice is paid"
+old_renewal=$(charge_numbers p 1)
+is "$(sim_ledger "$old_renewal")" "charge 25.00" "the gateway charged the renewal"
+is "$(sq -Atc "SELECT count(*) FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $SID AND period_index = 1")" 0 \
+	"the standby has no period 1 invoice"
+
 # The primary dies; the standby is promoted.
 as_pg "$PG_BINDIR/pg_ctl" -D "$PRI/data" -m immediate stop >/dev/null
 sim_ctl DELETE /faults >/dev/null
@@ -136,5 +163,18 @@ is "$(sq -Atc "SELECT status FROM payments.operations WHERE merchant_id = $M AND
 is "$(sim_ledger "P$TAG$Q")" "" "the purchase never claimed is not charged"
 is "$(sq -Atc "SELECT status || ' ' || never_sent FROM payments.operations WHERE merchant_id = $M AND payment_id = $Q")" 'queued false' \
 	"and waits for its retry time, marked as possibly sent (a lost change may have made it due on the old primary)"
+
+# The new primary's clock is a month behind (the advance was lost with the
+# old primary); advanced again, its billing process bills period 1 again.
+as_m s -c "SELECT pay_advance_test_clock('1 month 1 hour')" >/dev/null
+renewed_s() { [ "$(as_m s -c "SELECT status FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $SID AND period_index = 1")" = paid ] && echo yes; }
+is "$(poll_value 60 renewed_s)" yes "the new primary bills period 1 again and records it paid"
+new_renewal=$(charge_numbers s 1)
+is "$new_renewal" "$old_renewal" "under the invoice number the old primary's charge carried"
+charges=$(sim_ledger_count "$old_renewal" charge)
+[ "$new_renewal" = "$old_renewal" ] || charges=$((charges + $(sim_ledger_count "$new_renewal" charge)))
+is "$charges" 1 "the customer is charged once for period 1"
+is "$(as_m s -c "SELECT p.gateway_trans_id FROM payments.payments p JOIN payments.invoices i USING (merchant_id, invoice_id) WHERE p.merchant_id = $M AND i.subscription_id = $SID AND i.period_index = 1")" \
+	"$(sim_ledger_trans_ids "$old_renewal" charge)" "the new primary's payment holds the original charge's transaction"
 
 tap_done

@@ -62,6 +62,18 @@ print(",".join("%s %s" % (r["kind"], r["amount"]) for r in rows if r.get("invoic
 ' "$1"
 }
 
+# The gateway's transaction ids of the money movements of a kind under an
+# invoice, space-separated: sim_ledger_trans_ids INVOICE KIND
+sim_ledger_trans_ids() {
+	sim_ctl GET /ledger | python3 -c '
+import json, sys
+inv, kind = sys.argv[1], sys.argv[2]
+data = json.load(sys.stdin)
+rows = data["ledger"] if isinstance(data, dict) and "ledger" in data else data
+print(" ".join(r["transId"] for r in rows if r.get("invoiceNumber") == inv and r.get("kind") == kind))
+' "$1" "$2"
+}
+
 # How many accepted money movements of a kind the simulator's ledger holds
 # for an invoice: sim_ledger_count INVOICE KIND
 sim_ledger_count() {

@@ -21,7 +21,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(170);
+SELECT plan(175);
 
 -- helpers ------------------------------------------------------------------
 
@@ -107,6 +107,16 @@ CREATE FUNCTION pg_temp.outcome(m bigint, s bigint, st text, code text DEFAULT N
 		decline_reason = CASE WHEN st = 'failed' THEN 'This transaction has been declined.' END
 	WHERE p.merchant_id = m AND p.payment_id = (pg_temp.inv(m, s)).payment_id
 	RETURNING p.status
+	$$;
+CREATE FUNCTION pg_temp.base36(d text) RETURNS bigint LANGUAGE sql AS $$
+	SELECT sum((strpos('0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ', substr(d, k, 1)) - 1) * (36::numeric ^ (length(d) - k)))::bigint
+	FROM generate_series(1, length(d)) k
+	$$;
+-- an invoice number of a period's charge read back: subscription/period/attempt
+CREATE FUNCTION pg_temp.charge_key(n text) RETURNS text LANGUAGE sql AS $$
+	SELECT CASE WHEN length(n) = 20 AND left(n, 7) = 'S' || payments._invoice_tag()
+		THEN concat_ws('/', pg_temp.base36(substr(n, 8, 8)), pg_temp.base36(substr(n, 16, 3)), pg_temp.base36(substr(n, 19, 2)))
+		ELSE 'not a period charge: ' || n END
 	$$;
 CREATE FUNCTION pg_temp.events(m bigint, s bigint, type text) RETURNS integer LANGUAGE sql AS
 	$$ SELECT count(*)::integer FROM payments.events WHERE merchant_id = m AND event_type = type
@@ -230,6 +240,10 @@ SELECT is((SELECT concat_ws('|', x.status, x.quantity) FROM tc,
 SELECT is((SELECT concat_ws('|', kind, period_index, amount, lines -> 0 ->> 'amount', lines -> 1 ->> 'amount')
 	FROM tc, pg_temp.inv(m, at_end)), 'proration|0|30.00 USD|-30.00 USD|60.00 USD',
 	'a proration invoice of the whole period 0: -30.00 + 60.00 = 30.00, charged at once');
+SELECT is((SELECT p.invoice_number FROM tc, pg_temp.inv(m, at_end) i
+	JOIN payments.payments p ON p.merchant_id = i.merchant_id AND p.payment_id = i.payment_id),
+	(SELECT 'P' || payments._invoice_tag() || i.payment_id FROM tc, pg_temp.inv(m, at_end) i),
+	'a proration''s charge carries its payment''s number');
 -- ten days into period 0 (the charge still unanswered: held for review, say)
 SELECT pg_temp.clock(m, '2031-06-11 00:00 UTC') FROM tc \gset x_
 SELECT is((SELECT concat_ws('|', doc ->> 'proration', doc -> 'lines' -> 0 ->> 'amount', doc -> 'lines' -> 1 ->> 'amount', doc ->> 'total')
@@ -340,6 +354,23 @@ SELECT is((SELECT string_agg(concat_ws(' ', day, attempts, to_char(next_at AT TI
 	'2031-08-02 2 08-04 past_due open, 2031-08-04 3 08-06 past_due open, 2031-08-06 4 08-08 past_due open, 2031-08-08 5 canceled uncollectible',
 	'retried once on each of days 1, 3, 5 and 7 (two runs each day, one charge); after the fourth retry fails: canceled, uncollectible');
 SELECT is((SELECT pg_temp.charges(m, s) || '|' || pg_temp.invoices(m, s) FROM dn), '5|1', 'five charges of one invoice in all');
+-- what each charge carried at the gateway: S, the tag, then the subscription,
+-- the period and the attempt in base 36 (read back here digit by digit)
+SELECT is((SELECT string_agg(pg_temp.charge_key(p.invoice_number), ',' ORDER BY p.payment_id)
+	FROM dn JOIN payments.payments p ON p.merchant_id = dn.m AND p.invoice_id = (pg_temp.inv(dn.m, dn.s)).invoice_id),
+	(SELECT string_agg(format('%s/%s/%s', dn.s, (pg_temp.inv(dn.m, dn.s)).period_index, a), ',' ORDER BY a)
+	 FROM dn, generate_series(1, 5) a),
+	'each charge of a period is numbered by subscription, period and attempt: a billing run repeated elsewhere makes the same number');
+SELECT is((SELECT payments._invoice_charge_number(jsonb_populate_record(i, jsonb_build_object('attempt_count', 1296)), 42)
+	FROM dn, pg_temp.inv(m, s) i), 'P' || payments._invoice_tag() || '42',
+	'an attempt beyond two base-36 digits gets its payment''s number');
+SELECT is((SELECT payments._invoice_charge_number(jsonb_populate_record(i, jsonb_build_object('subscription_id', 36::bigint ^ 8)), 42)
+	FROM dn, pg_temp.inv(m, s) i), 'P' || payments._invoice_tag() || '42',
+	'so does a subscription id beyond eight');
+SELECT is((SELECT pg_temp.charge_key(payments._invoice_charge_number(jsonb_populate_record(i,
+		jsonb_build_object('subscription_id', 36::bigint ^ 8 - 1, 'period_index', 46655, 'attempt_count', 1295)), 42))
+	FROM dn, pg_temp.inv(m, s) i), (36::bigint ^ 8 - 1)::bigint || '/46655/1295',
+	'the largest numbers that fit take all 20 characters');
 SELECT is((SELECT concat_ws('|', status, ended_at, canceled_at) FROM dn, pg_temp.sub(m, s)),
 	'canceled|2031-08-08 00:00:00+00|2031-08-08 00:00:00+00', 'the subscription ended on the day of the last retry');
 SELECT is((SELECT concat_ws('|', data ->> 'final_action', data ->> 'attempt_count', data ->> 'invoice_id' = (pg_temp.inv(m, s)).invoice_id::text)
