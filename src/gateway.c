@@ -323,6 +323,7 @@ gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **e
 	op->via_void = strcmp(op->kind, "refund") == 0 && via_void != NULL && strcmp(via_void, "t") == 0;
 	/* the invoice of the gateway transaction (see _claim_operations) */
 	op->txn_invoice = col(tuple, desc, "txn_invoice");
+	op->card_last4 = col(tuple, desc, "card_last4");
 	op->correlation_id = col(tuple, desc, "correlation_id");
 	op->amount_minor = col_int64(tuple, desc, "amount_minor");
 	op->currency_exponent = (int) col_int64(tuple, desc, "currency_exponent");
@@ -885,7 +886,10 @@ stated(const char *text, int exponent)
  * a payment that was in fact charged).
  *
  * A purchase, an authorization or a refund sent as one is its own
- * transaction: it must carry our invoice and our amount, the requested one
+ * transaction: it must carry our invoice, be of our card when the gateway
+ * names the card and we know its last four (a copy of the database that
+ * reused a payment id charged another card under the same invoice), and
+ * our amount, the requested one
  * when stated, else the authorized one (for a refund, else the settled
  * one); a held or declined transaction may show 0.00 (no amount stated),
  * one that moved money may not.  A capture acts on the payment's
@@ -910,6 +914,17 @@ identity_mismatch(const GatewayOp *op, const AnetTxnDetails *d, AnetStatusClass 
 		return psprintf("the gateway's transaction %s carries invoice %s, not %s",
 						d->trans_id, d->invoice_number[0] ? d->invoice_number : "(none)",
 						op->txn_invoice);
+	if (own_txn && op->card_last4 != NULL && strlen(op->card_last4) == 4 &&
+		d->account_number[0] != '\0')
+	{
+		size_t		n = strlen(d->account_number);
+
+		/* the last four only: never more of a number in a message */
+		if (n < 4 || strcmp(d->account_number + n - 4, op->card_last4) != 0)
+			return psprintf("the gateway's transaction %s under invoice %s is of a card ending %s, not %s",
+							d->trans_id, d->invoice_number[0] ? d->invoice_number : op->txn_invoice,
+							n < 4 ? "(unknown)" : d->account_number + n - 4, op->card_last4);
+	}
 	if (own_txn)
 	{
 		if (d->requested_amount[0] != '\0')

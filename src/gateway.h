@@ -190,6 +190,8 @@ typedef struct GatewayOp
 								 * that answers for this operation: the
 								 * payment's, or a refund's own */
 	bool		via_void;		/* a refund sent as a void */
+	char	   *card_last4;		/* the payment's card's last four, or NULL
+								 * (Accept.js until the gateway names it) */
 	char	   *correlation_id;
 	char		ref_id[21];
 	int64		amount_minor;

@@ -91,14 +91,15 @@ print(",".join(str(r.get("transId")) for r in rows if r.get("invoiceNumber") == 
 # approved, unless a billing ZIP is given (46282 is declined).
 charge_direct() {
 	python3 -c '
-import http.client, json, sys, urllib.parse
+import http.client, json, os, sys, urllib.parse
 url, login, key = sys.argv[1:4]
+card = os.environ.get("DIRECT_CARD", "4111111111111111")
 u = urllib.parse.urlsplit(url)
 c = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
 for line in sys.stdin:
     invoice, amount, *zip = line.split()
     txn = {"transactionType": "authCaptureTransaction", "amount": amount,
-           "payment": {"creditCard": {"cardNumber": "4111111111111111", "expirationDate": "2035-12"}},
+           "payment": {"creditCard": {"cardNumber": card, "expirationDate": "2035-12"}},
            "order": {"invoiceNumber": invoice}}
     if zip:
         txn["billTo"] = {"zip": zip[0]}
@@ -272,6 +273,18 @@ is "$(q -c "SELECT p.status || '|' || o.status FROM pay_get_payment($pid) p, pay
 like "$(su -c "SELECT last_error FROM payments.operations WHERE merchant_id = $M AND operation_id = $op")" \
 	"^the gateway's transaction [0-9]+ under invoice P$TAG$pid is for 71.00, not 17.00$" "i: last_error names the stranger's amount"
 is "$(sim_ledger_count "P$TAG$pid" charge)" 1 "i: the payment's own charge is still there, once"
+
+# h2. Never processed, but another card's charge of the same amount sits
+#     under its invoice (a copy of the database, or a promoted standby that
+#     handed out a payment id again, charged it): the lookup finds it and
+#     refuses it as the payment's, whose customer was never charged.
+lost_reply "$RESET_UNSENT" "18.00 USD"
+echo "P$TAG$pid 18.00" | DIRECT_CARD=5424000000000015 charge_direct
+ok "$(passed past_window "$op")" "h2: the lookup finished"
+is "$(q -c "SELECT p.status || '|' || o.status || '|' || coalesce(p.gateway_trans_id, '-') FROM pay_get_payment($pid) p, pay_payment_operations($pid) o")" \
+	"unknown|unknown|-" "h2: another card's charge of its amount under its invoice is not taken for it"
+like "$(su -c "SELECT last_error FROM payments.operations WHERE merchant_id = $M AND operation_id = $op")" \
+	"^the gateway's transaction [0-9]+ under invoice P$TAG$pid is of a card ending 0015, not 1111$" "h2: last_error names both cards' last four"
 
 # lost_replies AMOUNT FAULT...: one purchase per fault, each losing its
 # reply; sets ops (their operations, in order), in_list and before (the
