@@ -12460,6 +12460,9 @@ $$;
 COMMENT ON FUNCTION payments._charge_invoice(bigint, bigint, boolean) IS
 	'Internal: one charge attempt of an open invoice: a purchase of the subscription''s payment method (or the customer''s default), sent by the worker after COMMIT (p_background: a billing run''s, claimed after ordinary operations). Returns the payment id, or NULL when there is nothing to charge or no usable payment method.';
 
+COMMENT ON FUNCTION payments._invoice_tag() IS
+	'Internal: this installation''s six-character tag in invoice numbers (P<tag><payment_id>, R<tag><operation_id>, S<tag> and a subscription period''s charge: _invoice_charge_number), from installation_secrets.';
+
 ------------------------------------------------------------------------------
 ------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,

@@ -323,7 +323,9 @@ gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **e
 	op->via_void = strcmp(op->kind, "refund") == 0 && via_void != NULL && strcmp(via_void, "t") == 0;
 	/* the invoice of the gateway transaction (see _claim_operations) */
 	op->txn_invoice = col(tuple, desc, "txn_invoice");
+	op->payment_method = payment_method;
 	op->card_last4 = col(tuple, desc, "card_last4");
+	op->payment_profile_id = col(tuple, desc, "payment_profile_id");
 	op->correlation_id = col(tuple, desc, "correlation_id");
 	op->amount_minor = col_int64(tuple, desc, "amount_minor");
 	op->currency_exponent = (int) col_int64(tuple, desc, "currency_exponent");
@@ -879,17 +881,17 @@ stated(const char *text, int exponent)
 
 /*
  * Why the transaction the gateway describes is not this operation's, or
- * NULL when it is.  Invoices are unique per installation, so a mismatch
- * means a transaction made under our invoice by someone else (a database
- * copy charging with the same tag, a charge keyed in by hand): it is never
- * taken for ours, whatever its status (a stranger's decline must not fail
- * a payment that was in fact charged).
+ * NULL when it is.  An invoice number names one charge (a subscription
+ * period's charge made again after a failover is the same charge), so a
+ * mismatch means a transaction made under our invoice by someone else (a
+ * database copy charging with the same tag, a promoted standby that
+ * handed out an id again, a charge keyed in by hand): it is never taken
+ * for ours, whatever its status (a stranger's decline must not fail a
+ * payment that was in fact charged).
  *
  * A purchase, an authorization or a refund sent as one is its own
- * transaction: it must carry our invoice, be of our card when the gateway
- * names the card and we know its last four (a copy of the database that
- * reused a payment id charged another card under the same invoice), and
- * our amount, the requested one
+ * transaction: it must carry our invoice, be of our card as far as both
+ * sides tell (gateway_card_mismatch), and our amount, the requested one
  * when stated, else the authorized one (for a refund, else the settled
  * one); a held or declined transaction may show 0.00 (no amount stated),
  * one that moved money may not.  A capture acts on the payment's
@@ -907,6 +909,7 @@ identity_mismatch(const GatewayOp *op, const AnetTxnDetails *d, AnetStatusClass 
 	const char *text = NULL;
 	int64_t		amount;
 	char		ours[32];
+	char	   *card;
 
 	if (op->txn_invoice != NULL &&
 		(d->invoice_number[0] != '\0' || own_txn) &&
@@ -914,17 +917,10 @@ identity_mismatch(const GatewayOp *op, const AnetTxnDetails *d, AnetStatusClass 
 		return psprintf("the gateway's transaction %s carries invoice %s, not %s",
 						d->trans_id, d->invoice_number[0] ? d->invoice_number : "(none)",
 						op->txn_invoice);
-	if (own_txn && op->card_last4 != NULL && strlen(op->card_last4) == 4 &&
-		d->account_number[0] != '\0')
-	{
-		size_t		n = strlen(d->account_number);
-
-		/* the last four only: never more of a number in a message */
-		if (n < 4 || strcmp(d->account_number + n - 4, op->card_last4) != 0)
-			return psprintf("the gateway's transaction %s under invoice %s is of a card ending %s, not %s",
-							d->trans_id, d->invoice_number[0] ? d->invoice_number : op->txn_invoice,
-							n < 4 ? "(unknown)" : d->account_number + n - 4, op->card_last4);
-	}
+	card = gateway_card_mismatch(op, d->account_number, d->customer_payment_profile_id);
+	if (card != NULL)
+		return psprintf("the gateway's transaction %s under invoice %s %s",
+						d->trans_id, d->invoice_number[0] ? d->invoice_number : op->txn_invoice, card);
 	if (own_txn)
 	{
 		if (d->requested_amount[0] != '\0')
@@ -1136,20 +1132,6 @@ gateway_release_riders(GatewayOp *driver)
 	apply_released(driver, true);
 }
 
-/* The last four digits of a masked account number ("XXXX1111"), or NULL. */
-static char *
-last_four(const char *masked)
-{
-	size_t		n = strlen(masked);
-
-	if (n < 4)
-		return NULL;
-	for (size_t i = n - 4; i < n; i++)
-		if (masked[i] < '0' || masked[i] > '9')
-			return NULL;
-	return pstrdup(masked + n - 4);
-}
-
 /*
  * The reply to STAGE_DECIDE: the payment's transaction as the gateway has
  * it now says what a refund or a void does.
@@ -1197,7 +1179,7 @@ interpret_decide(GatewayOp *op, bool *follow_up)
 	if (!voids && op->send_req.card_number == NULL)
 	{
 		/* the card's last four rather than a profile that may be deleted */
-		op->send_req.card_number = last_four(d.account_number);
+		op->send_req.card_number = gateway_last_four(d.account_number);
 		if (op->send_req.card_number != NULL)
 		{
 			op->send_req.card_expiration = "XXXX";

@@ -190,8 +190,10 @@ typedef struct GatewayOp
 								 * that answers for this operation: the
 								 * payment's, or a refund's own */
 	bool		via_void;		/* a refund sent as a void */
+	char	   *payment_method;	/* the payment's: card, opaque_data, profile */
 	char	   *card_last4;		/* the payment's card's last four, or NULL
 								 * (Accept.js until the gateway names it) */
+	char	   *payment_profile_id; /* a stored method's payment profile */
 	char	   *correlation_id;
 	char		ref_id[21];
 	int64		amount_minor;
@@ -256,5 +258,8 @@ extern char *gateway_lookup_build(const AnetCredentials *creds, const GatewayOp 
 extern const char *gateway_lookup_request_type(const GatewayOp *op);
 extern bool gateway_lookup_ride(GatewayOp *driver, GatewayOp *rider);
 extern void gateway_lookup_abandon(GatewayOp *driver);
+extern char *gateway_last_four(const char *masked);
+extern char *gateway_card_mismatch(const GatewayOp *op, const char *account_number,
+								   const char *payment_profile_id);
 
 #endif

@@ -191,12 +191,72 @@ release(GatewayOp *driver, GatewayOp *rider)
 	dlist_push_tail(&driver->lookup.released, &rider->node);
 }
 
-/* The transId under invoice on this page, or NULL. */
+/* The last four digits of a masked account number ("XXXX1111"), or NULL. */
+char *
+gateway_last_four(const char *masked)
+{
+	size_t		n = strlen(masked);
+
+	if (n < 4)
+		return NULL;
+	for (size_t i = n - 4; i < n; i++)
+		if (masked[i] < '0' || masked[i] > '9')
+			return NULL;
+	return pstrdup(masked + n - 4);
+}
+
+/*
+ * Why a gateway transaction under op's invoice cannot be op's own by the
+ * card it was made with, or NULL when it can (or nothing tells).  Invoice
+ * numbers repeat: a promoted standby or a copy of the database may hand
+ * out a payment id again, and a subscription period's charge carries the
+ * same number on purpose.  Only a purchase's, an authorization's or a
+ * refund's own transaction is asked about (a capture or a void acts on
+ * the payment's).  A stored method's charge is compared by its payment
+ * profile (the card inside may have been replaced by the gateway's
+ * account updater, so its digits are not), anything else by the last
+ * four digits, when both sides know them; a refund of a stored method's
+ * charge is not compared.  Never more of a number than the last four in
+ * the reason.
+ */
+char *
+gateway_card_mismatch(const GatewayOp *op, const char *account_number,
+					  const char *payment_profile_id)
+{
+	bool		profile = op->payment_method != NULL && strcmp(op->payment_method, "profile") == 0;
+	bool		refund = strcmp(op->kind, "refund") == 0;
+	char	   *theirs;
+
+	if (!(strcmp(op->kind, "purchase") == 0 || strcmp(op->kind, "authorize") == 0 ||
+		  (refund && !op->via_void && !profile)))
+		return NULL;
+	if (profile)
+	{
+		if (op->payment_profile_id == NULL || op->payment_profile_id[0] == '\0' ||
+			payment_profile_id[0] == '\0' || strcmp(op->payment_profile_id, payment_profile_id) == 0)
+			return NULL;
+		return psprintf("is of payment profile %s, not %s", payment_profile_id, op->payment_profile_id);
+	}
+	if (op->card_last4 == NULL || strlen(op->card_last4) != 4)
+		return NULL;
+	theirs = gateway_last_four(account_number);
+	if (theirs == NULL || strcmp(theirs, op->card_last4) == 0)
+		return NULL;
+	return psprintf("is of a card ending %s, not %s", theirs, op->card_last4);
+}
+
+/*
+ * The transId under op's invoice on this page, or NULL: the first one
+ * whose card can be op's (another card's transaction under the same
+ * number must not hide op's own further on).
+ */
 static const char *
-find_invoice(const AnetTxnList *list, const char *invoice)
+find_invoice(const AnetTxnList *list, const GatewayOp *op)
 {
 	for (size_t i = 0; i < list->count; i++)
-		if (strcmp(list->items[i].invoice_number, invoice) == 0)
+		if (strcmp(list->items[i].invoice_number, op->txn_invoice) == 0 &&
+			gateway_card_mismatch(op, list->items[i].account_number,
+								  list->items[i].customer_payment_profile_id) == NULL)
 			return list->items[i].trans_id;
 	return NULL;
 }
@@ -210,7 +270,7 @@ match_riders(GatewayOp *driver, const AnetTxnList *list)
 	dlist_foreach_modify(it, &driver->lookup.riders)
 	{
 		GatewayOp  *rider = dlist_container(GatewayOp, node, it.cur);
-		const char *trans_id = find_invoice(list, rider->txn_invoice);
+		const char *trans_id = find_invoice(list, rider);
 
 		if (trans_id == NULL)
 			continue;
@@ -303,7 +363,7 @@ read_transactions(GatewayOp *op)
 		anet_txn_list_free(&list);
 		return;
 	}
-	own = find_invoice(&list, op->txn_invoice);
+	own = find_invoice(&list, op);
 	if (own != NULL)
 		strlcpy(trans_id, own, sizeof(trans_id));
 	match_riders(op, &list);

@@ -276,15 +276,25 @@ is "$(sim_ledger_count "P$TAG$pid" charge)" 1 "i: the payment's own charge is st
 
 # h2. Never processed, but another card's charge of the same amount sits
 #     under its invoice (a copy of the database, or a promoted standby that
-#     handed out a payment id again, charged it): the lookup finds it and
-#     refuses it as the payment's, whose customer was never charged.
+#     handed out a payment id again, charged it): it is passed over in the
+#     lists, never taken for the payment's, whose customer was never charged.
 lost_reply "$RESET_UNSENT" "18.00 USD"
 echo "P$TAG$pid 18.00" | DIRECT_CARD=5424000000000015 charge_direct
 ok "$(passed past_window "$op")" "h2: the lookup finished"
 is "$(q -c "SELECT p.status || '|' || o.status || '|' || coalesce(p.gateway_trans_id, '-') FROM pay_get_payment($pid) p, pay_payment_operations($pid) o")" \
 	"unknown|unknown|-" "h2: another card's charge of its amount under its invoice is not taken for it"
 like "$(su -c "SELECT last_error FROM payments.operations WHERE merchant_id = $M AND operation_id = $op")" \
-	"^the gateway's transaction [0-9]+ under invoice P$TAG$pid is of a card ending 0015, not 1111$" "h2: last_error names both cards' last four"
+	"^invoice P$TAG$pid was found neither among" "h2: it is not found"
+
+# h3. Charged, reply lost, then another card's charge of the same amount
+#     under its invoice: the newer stranger comes first in the unsettled
+#     list, and must not hide the payment's own charge behind it.
+lost_reply "$RESET_CHARGED" "19.00 USD"
+own=$(sim_ledger_trans_ids "P$TAG$pid" charge)
+echo "P$TAG$pid 19.00" | DIRECT_CARD=5424000000000015 charge_direct
+ok "$(passed past_window "$op")" "h3: the lookup finished"
+is "$(q -c "SELECT p.status || '|' || o.status || '|' || p.gateway_trans_id FROM pay_get_payment($pid) p, pay_payment_operations($pid) o")" \
+	"succeeded|succeeded|$own" "h3: the payment's own charge is found behind the stranger's and recorded"
 
 # lost_replies AMOUNT FAULT...: one purchase per fault, each losing its
 # reply; sets ops (their operations, in order), in_list and before (the

@@ -8,9 +8,10 @@
 # that was not going to finish, kept every other merchant's requests out
 # (HTTP 504 after PostgREST's pool timeout).  With the limit at 2: a third
 # waiting call of merchant A by key gets PT429 at once; a wait with timeout
-# 0 still reads the state; merchant B's calls and A's direct SQL calls (a
-# client of its own connections) are not counted; a call cancelled or
-# terminated gives its place back.
+# 0 still reads the state; merchant B's calls, A's direct SQL calls (a
+# client of its own connections) and the calls of the merchant with A's id
+# in another database are not counted; a call cancelled or terminated gives
+# its place back.
 set -euo pipefail
 waiters=()
 source "$(dirname "$0")/../lib/integration.sh"
@@ -40,9 +41,10 @@ purchase() { su -c "SET payments.merchant_id = '$1'" -c "SELECT payment_id FROM 
 PA=$(purchase "$A")
 PB=$(purchase "$B")
 # by_key KEY SQL: SQL in a transaction that acts with the API key (as a
-# request over HTTP does), with the application_name given in $APP
+# request over HTTP does), with the application_name given in $APP, in
+# database $DB (default payments)
 by_key() {
-	PGAPPNAME=${APP:-waits} cluster_psql "$WORK" "$PORT" payments -At -v ON_ERROR_STOP=1 -v VERBOSITY=verbose \
+	PGAPPNAME=${APP:-waits} cluster_psql "$WORK" "$PORT" "${DB:-payments}" -At -v ON_ERROR_STOP=1 -v VERBOSITY=verbose \
 		-c "BEGIN" -c "SELECT NULL FROM payments.pay_use_api_key('$1')" -c "$2" -c "COMMIT" 2>&1 | grep -v '^$' || true
 }
 sqlstate() { sed -n 's/^ERROR:  \([0-9A-Z]\{5\}\):.*/\1/p' <<<"$1" | head -1; }
@@ -79,6 +81,22 @@ for _ in $(seq 50); do [ "$(waiting wait4)$(waiting wait5)" = 11 ] && break; sle
 is "$(waiting wait4)$(waiting wait5)" 11 "after the waiting backends were terminated, two calls wait again"
 is "$(sqlstate "$(by_key "$KA" "SELECT status FROM payments.pay_wait($PA, '25 s')")")" PT429 \
 	"and a third is refused again"
+
+# Merchant ids are per database: the same id in another database with the
+# extension is another merchant, with a count of its own, while A's two
+# places here are taken.
+cluster_psql "$WORK" "$PORT" postgres -c "DROP DATABASE IF EXISTS payments_other" -c "CREATE DATABASE payments_other" >/dev/null
+o() { cluster_psql "$WORK" "$PORT" payments_other -At -v ON_ERROR_STOP=1 "$@"; }
+o -c "CREATE EXTENSION payments" >/dev/null
+o -c "INSERT INTO payments.merchants (merchant_id, name) OVERRIDING SYSTEM VALUE VALUES ($A, 'waits A, other database')" >/dev/null
+KO=$(o -c "SELECT api_key FROM payments.pay_create_api_key(merchant_id => $A, scopes => ARRAY['payments', 'read'])")
+# (no worker serves that database: its purchase stays pending)
+PO=$(o -c "SET payments.merchant_id = '$A'" -c "SELECT payment_id FROM payments.pay_purchase(amount => '4.00 USD',
+	card => payments.pay_card('4111 1111 1111 1111', 12, 2031, '123'))" | tail -1)
+is "$(DB=payments_other by_key "$KO" "SELECT status FROM payments.pay_wait($PO, '1 s')")" pending "merchant $A of another database waits by key (its own count) while this database's merchant $A has no place left"
+is "$(waiting wait4)$(waiting wait5)" 11 "(while A's two calls here still wait)"
+cluster_psql "$WORK" "$PORT" postgres -c "DROP DATABASE payments_other" >/dev/null
+
 su -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name IN ('wait4', 'wait5')" >/dev/null
 for j in "${waiters[@]}"; do wait "$j" 2>/dev/null || true; done
 tap_done
