@@ -12460,6 +12460,75 @@ $$;
 COMMENT ON FUNCTION payments._charge_invoice(bigint, bigint, boolean) IS
 	'Internal: one charge attempt of an open invoice: a purchase of the subscription''s payment method (or the customer''s default), sent by the worker after COMMIT (p_background: a billing run''s, claimed after ordinary operations). Returns the payment id, or NULL when there is nothing to charge or no usable payment method.';
 
+-- an Accept.js payment learns its last four only from four digits the
+-- gateway shows (never 'XXXX'): the lookups compare them
+CREATE OR REPLACE FUNCTION payments._record_final_results(
+	p_merchant_id bigint[], p_operation_id bigint[], p_outcome text[],
+	p_response_code integer[], p_reason_code integer[], p_reason_text text[],
+	p_trans_id text[], p_auth_code text[], p_avs text[], p_cvv text[],
+	p_error text[], p_account_number text[], p_card_fingerprint text[])
+	RETURNS integer
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	SET enable_seqscan = off
+	SET enable_hashjoin = off
+	SET enable_mergejoin = off
+	SET plan_cache_mode = force_generic_plan
+	SET jit = off
+	AS $$
+DECLARE
+	n integer;
+BEGIN
+	WITH r AS (
+		SELECT * FROM unnest(p_merchant_id, p_operation_id, p_outcome, p_response_code,
+			p_reason_code, p_reason_text, p_trans_id, p_auth_code, p_avs, p_cvv, p_error,
+			p_account_number, p_card_fingerprint) AS r(merchant_id, operation_id, outcome,
+			response_code, reason_code, reason_text, trans_id, auth_code, avs, cvv, error,
+			account_number, card_fingerprint)
+	), ops AS (
+		-- the new statuses come from operation_outcomes; the amounts follow
+		-- them: authorized when the operation succeeded, captured when the
+		-- payment did, a decline when the operation failed
+		UPDATE payments.operations o SET
+			status = t.operation_status,
+			gateway_trans_id = nullif(nullif(r.trans_id, ''), '0'),
+			response_code = r.response_code, reason_code = r.reason_code,
+			reason_text = r.reason_text, last_error = r.error, completed_at = clock_timestamp()
+		FROM r, payments.operation_outcomes t
+		WHERE o.merchant_id = r.merchant_id AND o.operation_id = r.operation_id
+			AND o.status = 'sending' AND o.kind IN ('purchase', 'authorize')
+			AND t.operation_kind = o.kind AND t.outcome = r.outcome
+			AND t.operation_status IN ('succeeded', 'failed')
+		RETURNING o.merchant_id, o.operation_id, o.payment_id, t.operation_status,
+			t.payment_status, r.reason_code, r.reason_text, r.trans_id, r.auth_code, r.avs, r.cvv,
+			r.error, r.account_number, r.card_fingerprint
+	), erased AS (
+		DELETE FROM payments.card_vault v USING ops
+		WHERE v.merchant_id = ops.merchant_id AND v.operation_id = ops.operation_id
+	)
+	UPDATE payments.payments p SET
+		status = ops.payment_status,
+		amount_authorized = CASE WHEN ops.operation_status = 'succeeded' THEN p.amount END,
+		amount_captured = CASE WHEN ops.payment_status = 'succeeded' THEN p.amount END,
+		gateway_trans_id = nullif(nullif(ops.trans_id, ''), '0'),
+		auth_code = nullif(ops.auth_code, ''), avs_result = nullif(ops.avs, ''),
+		cvv_result = nullif(ops.cvv, ''),
+		-- opaque data (Accept.js) payments learn their last four digits here
+		card_last4 = coalesce(p.card_last4, substring(ops.account_number FROM '([0-9]{4})$')),
+		card_fingerprint = coalesce(p.card_fingerprint, ops.card_fingerprint),
+		decline_code = CASE WHEN ops.operation_status = 'failed'
+			THEN coalesce(ops.reason_code::text, ops.error) END,
+		decline_reason = CASE WHEN ops.operation_status = 'failed'
+			THEN coalesce(ops.reason_text, ops.error) END
+	FROM ops
+	WHERE p.merchant_id = ops.merchant_id AND p.payment_id = ops.payment_id;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION payments._record_final_results(bigint[], bigint[], text[], integer[], integer[], text[], text[], text[], text[], text[], text[], text[], text[]) IS
+	'Worker, step 3, set-based: records the gateway''s final answers to purchases and authorizations (arrays, one element per operation) and moves their payments on; a card payment learns its fingerprint here.';
+
 COMMENT ON FUNCTION payments._invoice_tag() IS
 	'Internal: this installation''s six-character tag in invoice numbers (P<tag><payment_id>, R<tag><operation_id>, S<tag> and a subscription period''s charge: _invoice_charge_number), from installation_secrets.';
 

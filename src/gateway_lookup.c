@@ -237,7 +237,7 @@ gateway_card_mismatch(const GatewayOp *op, const char *account_number,
 			return NULL;
 		return psprintf("is of payment profile %s, not %s", payment_profile_id, op->payment_profile_id);
 	}
-	if (op->card_last4 == NULL || strlen(op->card_last4) != 4)
+	if (op->card_last4 == NULL || gateway_last_four(op->card_last4) == NULL)
 		return NULL;
 	theirs = gateway_last_four(account_number);
 	if (theirs == NULL || strcmp(theirs, op->card_last4) == 0)

@@ -434,8 +434,8 @@ record_method_outcome(GatewayOp *op)
 	char	   *last4 = NULL;
 
 	memset(nulls, ' ', sizeof(nulls));
-	if (c != NULL && c->account_number != NULL && strlen(c->account_number) >= 4)
-		last4 = c->account_number + strlen(c->account_number) - 4;
+	if (c != NULL && c->account_number != NULL)
+		last4 = gateway_last_four(c->account_number);
 	v[0] = Int64GetDatum(op->merchant_id);
 	v[1] = Int64GetDatum(op->operation_id);
 	v[2] = payments_text_arg(gateway_outcome_name(r->outcome), &nulls[2]);

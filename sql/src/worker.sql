@@ -417,7 +417,7 @@ BEGIN
 		auth_code = nullif(ops.auth_code, ''), avs_result = nullif(ops.avs, ''),
 		cvv_result = nullif(ops.cvv, ''),
 		-- opaque data (Accept.js) payments learn their last four digits here
-		card_last4 = coalesce(p.card_last4, nullif(right(ops.account_number, 4), '')),
+		card_last4 = coalesce(p.card_last4, substring(ops.account_number FROM '([0-9]{4})$')),
 		card_fingerprint = coalesce(p.card_fingerprint, ops.card_fingerprint),
 		decline_code = CASE WHEN ops.operation_status = 'failed'
 			THEN coalesce(ops.reason_code::text, ops.error) END,
