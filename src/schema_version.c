@@ -36,7 +36,12 @@
  */
 static const char *const served_versions[] = {PAYMENTS_VERSION};
 
-/* the last transaction in which the check passed */
+/*
+ * The last transaction in which the schema was found served: asked again
+ * in it (the audit trigger and the identity of every command ask), it is
+ * not read again.  (An ALTER EXTENSION later in that same transaction is
+ * not seen until the next one, as before.)
+ */
 static LocalTransactionId checked_lxid = InvalidLocalTransactionId;
 
 SchemaState
@@ -50,6 +55,8 @@ payments_schema_state(char **version)
 
 	if (version)
 		*version = NULL;
+	else if (checked_lxid == MyProc->lxid)
+		return SCHEMA_SERVED;
 	rel = table_open(ExtensionRelationId, AccessShareLock);
 	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber, F_NAMEEQ,
 				CStringGetDatum("payments"));
@@ -71,6 +78,8 @@ payments_schema_state(char **version)
 	}
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
+	if (state == SCHEMA_SERVED)
+		checked_lxid = MyProc->lxid;
 	return state;
 }
 
@@ -86,7 +95,6 @@ payments_require_schema(void)
 	switch (payments_schema_state(&version))
 	{
 		case SCHEMA_SERVED:
-			checked_lxid = MyProc->lxid;
 			return;
 		case SCHEMA_ABSENT:
 			ereport(ERROR,
