@@ -18,9 +18,12 @@
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
+#include "access/xact.h"
 #include "catalog/indexing.h"
 #include "catalog/pg_extension.h"
 #include "storage/proc.h"
+#include "storage/sinval.h"
+#include "utils/inval.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/rel.h"
@@ -37,12 +40,45 @@
 static const char *const served_versions[] = {PAYMENTS_VERSION};
 
 /*
- * The last transaction in which the schema was found served: asked again
- * in it (the audit trigger and the identity of every command ask), it is
- * not read again.  (An ALTER EXTENSION later in that same transaction is
- * not seen until the next one, as before.)
+ * When the schema was last found served: in which transaction, and how
+ * many invalidation messages this backend had taken in by then.  Asked
+ * again (the audit trigger and the identity of every audited command
+ * ask), it is not read again while no message came in since: an ALTER,
+ * CREATE or DROP EXTENSION runs DDL, and its commit sends messages that
+ * every backend takes in (and that make the next catalog read use a new
+ * snapshot).  Within one transaction the answer also stands (an ALTER
+ * EXTENSION later in that same transaction is seen from the next one).
  */
 static LocalTransactionId checked_lxid = InvalidLocalTransactionId;
+static bool served_known = false;
+static uint64 served_messages;
+static bool callbacks_registered = false;
+
+/*
+ * A rollback undoes catalog changes without a message to anyone (this
+ * backend's own CREATE or ALTER EXTENSION included): forget the answer.
+ */
+static void
+schema_xact_callback(XactEvent event, void *arg pg_attribute_unused())
+{
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+	{
+		served_known = false;
+		checked_lxid = InvalidLocalTransactionId;
+	}
+}
+
+static void
+schema_subxact_callback(SubXactEvent event, SubTransactionId mySubid pg_attribute_unused(),
+						SubTransactionId parentSubid pg_attribute_unused(),
+						void *arg pg_attribute_unused())
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		served_known = false;
+		checked_lxid = InvalidLocalTransactionId;
+	}
+}
 
 SchemaState
 payments_schema_state(char **version)
@@ -52,11 +88,18 @@ payments_schema_state(char **version)
 	SysScanDesc scan;
 	HeapTuple	tuple;
 	SchemaState state = SCHEMA_ABSENT;
+	uint64		messages;
 
 	if (version)
 		*version = NULL;
-	else if (checked_lxid == MyProc->lxid)
-		return SCHEMA_SERVED;
+	else
+	{
+		AcceptInvalidationMessages();
+		if (checked_lxid == MyProc->lxid ||
+			(served_known && served_messages == SharedInvalidMessageCounter))
+			return SCHEMA_SERVED;
+	}
+	messages = SharedInvalidMessageCounter;
 	rel = table_open(ExtensionRelationId, AccessShareLock);
 	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber, F_NAMEEQ,
 				CStringGetDatum("payments"));
@@ -78,8 +121,18 @@ payments_schema_state(char **version)
 	}
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
-	if (state == SCHEMA_SERVED)
+	if (!callbacks_registered)
+	{
+		RegisterXactCallback(schema_xact_callback, NULL);
+		RegisterSubXactCallback(schema_subxact_callback, NULL);
+		callbacks_registered = true;
+	}
+	served_known = (state == SCHEMA_SERVED);
+	if (served_known)
+	{
 		checked_lxid = MyProc->lxid;
+		served_messages = messages;
+	}
 	return state;
 }
 
@@ -89,8 +142,7 @@ payments_require_schema(void)
 	char	   *version;
 
 	payments_require_preload();
-	/* one catalog read per transaction is enough */
-	if (checked_lxid == MyProc->lxid)
+	if (payments_schema_state(NULL) == SCHEMA_SERVED)
 		return;
 	switch (payments_schema_state(&version))
 	{

@@ -155,6 +155,24 @@ is "$(uq payments -Atc "SELECT amount FROM payments.payments WHERE merchant_id =
 	"0.1.0's rows stay readable meanwhile"
 is "$(pledger "$P2")" "charge 33.00" "and nothing was sent meanwhile"
 
+# An update rolled back: the session that made it (and found the schema
+# served inside it) is refused again afterwards, not served from memory.
+rolled=$(uq payments -At -v VERBOSITY=verbose -c "SET search_path = public, payments" -c "SET payments.merchant_id = '$M'" \
+	-c 'BEGIN' -c 'ALTER EXTENSION payments UPDATE' -c 'SELECT pay_current_merchant()' -c 'ROLLBACK' \
+	-c "SELECT payment_id FROM pay_purchase(amount => '1.00 USD', card => $card)" 2>&1 || true)
+like "$rolled" "^$M\$" "an update rolled back: inside it the session is served (pay_current_merchant answers)"
+like "$rolled" 'PT503' "after the rollback the same session is refused again (PT503), not served from memory"
+# The same with nothing but the version changed (no relation made, so the
+# rollback sends no message any backend would take in): only forgetting
+# at the rollback keeps the answer true.
+faked=$(uq payments -At -v VERBOSITY=verbose -c "SET search_path = public, payments" -c "SET payments.merchant_id = '$M'" \
+	-c 'BEGIN' -c "UPDATE pg_extension SET extversion = '0.2.0' WHERE extname = 'payments'" \
+	-c "SELECT payment_id FROM pay_purchase(amount => '1.00 USD', card => $card)" -c 'ROLLBACK' \
+	-c "SELECT 'after', payment_id FROM pay_purchase(amount => '1.00 USD', card => $card)" 2>&1 || true)
+like "$faked" '^[0-9]+$' "a version changed in a transaction: inside it the session is served"
+like "$faked" 'PT503' "rolled back, the change is forgotten: refused again (PT503)"
+is "$(uq payments -Atc "SELECT extversion FROM pg_extension WHERE extname = 'payments'")" 0.1.0 "(still 0.1.0)"
+
 # README: the update and the bindings of the application's roles in one
 # transaction, so that no request of the application falls between them
 uq payments -v ON_ERROR_STOP=1 -c 'BEGIN' -c 'ALTER EXTENSION payments UPDATE' \
