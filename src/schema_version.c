@@ -43,11 +43,14 @@ static const char *const served_versions[] = {PAYMENTS_VERSION};
  * When the schema was last found served: in which transaction, and how
  * many invalidation messages this backend had taken in by then.  Asked
  * again (the audit trigger and the identity of every audited command
- * ask), it is not read again while no message came in since: an ALTER,
- * CREATE or DROP EXTENSION runs DDL, and its commit sends messages that
- * every backend takes in (and that make the next catalog read use a new
- * snapshot).  Within one transaction the answer also stands (an ALTER
- * EXTENSION later in that same transaction is seen from the next one).
+ * ask), it is not read again while no message came in since: CREATE and
+ * DROP EXTENSION change cached catalogs, and so does every update script
+ * of this extension (it replaces functions at least; keep it so: a
+ * script that changed no cached catalog row would, before PostgreSQL
+ * cached pg_extension itself, send no message), and their commit sends
+ * messages that every backend, the sender included, takes in.  Within
+ * one transaction the answer also stands (an ALTER EXTENSION later in
+ * that same transaction is seen from the next one).
  */
 static LocalTransactionId checked_lxid = InvalidLocalTransactionId;
 static bool served_known = false;
@@ -61,7 +64,9 @@ static bool callbacks_registered = false;
 static void
 schema_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 {
-	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+	/* a prepared transaction's changes are undone here as by an abort */
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PREPARE)
 	{
 		served_known = false;
 		checked_lxid = InvalidLocalTransactionId;
@@ -95,7 +100,7 @@ payments_schema_state(char **version)
 	else
 	{
 		AcceptInvalidationMessages();
-		if (checked_lxid == MyProc->lxid ||
+		if ((LocalTransactionIdIsValid(MyProc->lxid) && checked_lxid == MyProc->lxid) ||
 			(served_known && served_messages == SharedInvalidMessageCounter))
 			return SCHEMA_SERVED;
 	}
@@ -128,11 +133,8 @@ payments_schema_state(char **version)
 		callbacks_registered = true;
 	}
 	served_known = (state == SCHEMA_SERVED);
-	if (served_known)
-	{
-		checked_lxid = MyProc->lxid;
-		served_messages = messages;
-	}
+	checked_lxid = served_known ? MyProc->lxid : InvalidLocalTransactionId;
+	served_messages = messages;
 	return state;
 }
 

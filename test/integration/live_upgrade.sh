@@ -58,7 +58,7 @@ UP_BINDIR=$(private_pg_tree "$UP/pg" "$PGC")
 as_root make -C "$UP/src-0.1.0" -s install PG_CONFIG="$PGC" DESTDIR="$UP/pg" >/dev/null
 
 PG_BINDIR=$UP_BINDIR
-cluster_init "$UP" "$UPPORT" "fsync = off" "synchronous_commit = off" "full_page_writes = off"
+cluster_init "$UP" "$UPPORT" "fsync = off" "synchronous_commit = off" "full_page_writes = off" "max_prepared_transactions = 2"
 cluster_start "$UP"
 uq() { cluster_psql "$UP" "$UPPORT" "$@"; }
 uq postgres -c 'CREATE DATABASE payments'
@@ -165,12 +165,21 @@ like "$rolled" 'PT503' "after the rollback the same session is refused again (PT
 # The same with nothing but the version changed (no relation made, so the
 # rollback sends no message any backend would take in): only forgetting
 # at the rollback keeps the answer true.
-faked=$(uq payments -At -v VERBOSITY=verbose -c "SET search_path = public, payments" -c "SET payments.merchant_id = '$M'" \
-	-c 'BEGIN' -c "UPDATE pg_extension SET extversion = '0.2.0' WHERE extname = 'payments'" \
-	-c "SELECT payment_id FROM pay_purchase(amount => '1.00 USD', card => $card)" -c 'ROLLBACK' \
-	-c "SELECT 'after', payment_id FROM pay_purchase(amount => '1.00 USD', card => $card)" 2>&1 || true)
-like "$faked" '^[0-9]+$' "a version changed in a transaction: inside it the session is served"
+fake() { uq payments -At -v VERBOSITY=verbose -c "SET search_path = public, payments" -c "SET payments.merchant_id = '$M'" "$@" 2>&1 || true; }
+fake_version="UPDATE pg_extension SET extversion = '0.2.0' WHERE extname = 'payments'"
+probe="SELECT 'probe', payment_id FROM pay_purchase(amount => '1.00 USD', card => $card)"
+faked=$(fake -c 'BEGIN' -c "$fake_version" -c "$probe" -c 'ROLLBACK' -c "$probe")
+like "$faked" '^probe\|[0-9]+$' "a version changed in a transaction: inside it the session is served"
 like "$faked" 'PT503' "rolled back, the change is forgotten: refused again (PT503)"
+# a savepoint rolled back, and a transaction prepared (its changes are
+# not this session's any more), likewise
+sub=$(fake -c 'BEGIN' -c 'SAVEPOINT s' -c "$fake_version" -c "$probe" -c 'ROLLBACK TO SAVEPOINT s' -c "$probe" -c 'ROLLBACK')
+like "$sub" '^probe\|[0-9]+$' "a version changed in a savepoint: served inside it"
+like "$sub" 'PT503' "the savepoint rolled back forgets it within the transaction (PT503)"
+prep=$(fake -c 'BEGIN' -c "$fake_version" -c "$probe" -c "PREPARE TRANSACTION 'fake_version'" -c "$probe")
+uq payments -c "ROLLBACK PREPARED 'fake_version'" >/dev/null
+like "$prep" '^probe\|[0-9]+$' "a version changed in a transaction then prepared: served inside it"
+like "$prep" 'PT503' "once prepared (its changes no longer this session's) it is forgotten (PT503)"
 is "$(uq payments -Atc "SELECT extversion FROM pg_extension WHERE extname = 'payments'")" 0.1.0 "(still 0.1.0)"
 
 # README: the update and the bindings of the application's roles in one
