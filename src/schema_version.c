@@ -59,18 +59,22 @@ static bool callbacks_registered = false;
 
 /*
  * A rollback undoes catalog changes without a message to anyone (this
- * backend's own CREATE or ALTER EXTENSION included): forget the answer.
+ * backend's own CREATE or ALTER EXTENSION included), and so does PREPARE
+ * TRANSACTION here: forget the answer.
  */
+static void
+forget_answer(void)
+{
+	served_known = false;
+	checked_lxid = InvalidLocalTransactionId;
+}
+
 static void
 schema_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 {
-	/* a prepared transaction's changes are undone here as by an abort */
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
 		event == XACT_EVENT_PREPARE)
-	{
-		served_known = false;
-		checked_lxid = InvalidLocalTransactionId;
-	}
+		forget_answer();
 }
 
 static void
@@ -79,10 +83,7 @@ schema_subxact_callback(SubXactEvent event, SubTransactionId mySubid pg_attribut
 						void *arg pg_attribute_unused())
 {
 	if (event == SUBXACT_EVENT_ABORT_SUB)
-	{
-		served_known = false;
-		checked_lxid = InvalidLocalTransactionId;
-	}
+		forget_answer();
 }
 
 SchemaState
