@@ -950,42 +950,87 @@ identity_mismatch(const GatewayOp *op, const AnetTxnDetails *d, AnetStatusClass 
 }
 
 /*
+ * The lookup's hits are confirmed one by one (apply_lookup starts with
+ * the first): the one whose details pass identity_mismatch answers for
+ * the operation, if it is the only one.  Returns the details to act on,
+ * or NULL with the next request set (*follow_up) or the outcome set
+ * (unknown: none passed, or more than one).
+ */
+static AnetTxnDetails *
+next_hit(GatewayOp *op, const AnetTxnDetails *d, char *mismatch, bool *follow_up)
+{
+	GatewayLookup *lk = &op->lookup;
+
+	if (mismatch != NULL)
+		lk->mismatches = lk->mismatches == NULL ? mismatch :
+			psprintf("%s; %s", lk->mismatches, mismatch);
+	else if (lk->passed == NULL)
+		lk->passed = memcpy(palloc(sizeof(AnetTxnDetails)), d, sizeof(AnetTxnDetails));
+	else
+	{
+		/* a person must look: asked again only now and then */
+		gateway_set_outcome_later(op, 60000, 3600000, OUTCOME_UNKNOWN,
+								  psprintf("the gateway's transactions %s and %s under invoice %s both match the operation: a person must tell which, if any, is its own",
+										   lk->passed->trans_id, d->trans_id, op->txn_invoice));
+		return NULL;
+	}
+	if (++lk->confirming < lk->nhits)
+	{
+		if (gateway_confirm(op, lk->hits[lk->confirming]))
+			*follow_up = true;
+		else
+			gateway_set_outcome_later(op, 5000, 300000, OUTCOME_UNKNOWN,
+									  "the transaction found could not be asked about");
+		return NULL;
+	}
+	if (lk->passed == NULL)
+		gateway_set_outcome_later(op, 60000, 3600000, OUTCOME_UNKNOWN, lk->mismatches);
+	return lk->passed;
+}
+
+/*
  * The reply to getTransactionDetails after a duplicate reply or a lookup
  * hit: the status of the transaction that answers for this operation (for
  * a capture or a void, the payment's transaction they act on; for a
  * refund, the refund's own transaction) says what became of it.
  */
 static void
-interpret_confirm(GatewayOp *op)
+interpret_confirm(GatewayOp *op, bool *follow_up)
 {
-	AnetTxnDetails d;
+	AnetTxnDetails reply;
+	const AnetTxnDetails *d = &reply;
 	AnetStatusClass cls;
 	char	   *mismatch;
 	bool		first_op = strcmp(op->kind, "purchase") == 0 || strcmp(op->kind, "authorize") == 0;
 	bool		voids = strcmp(op->kind, "void") == 0 || op->via_void;
 
-	if (!anet_parse_transaction_details_response(op->http.response, op->http.response_len, &d) ||
-		!d.found)
+	if (!anet_parse_transaction_details_response(op->http.response, op->http.response_len, &reply) ||
+		!reply.found)
 	{
 		gateway_set_outcome_later(op, 1000, 60000, OUTCOME_UNKNOWN, "the original transaction could not be looked up");
 		return;
 	}
-	cls = anet_classify_transaction_status(d.transaction_status);
-	mismatch = identity_mismatch(op, &d, cls);
-	if (mismatch != NULL)
+	mismatch = identity_mismatch(op, &reply, anet_classify_transaction_status(reply.transaction_status));
+	if (op->lookup.confirming_hits)
+	{
+		if ((d = next_hit(op, &reply, mismatch, follow_up)) == NULL)
+			return;
+	}
+	else if (mismatch != NULL)
 	{
 		/* a person must look: asked again only now and then */
 		gateway_set_outcome_later(op, 60000, 3600000, OUTCOME_UNKNOWN, mismatch);
 		return;
 	}
-	op->result.response_code = d.response_code;
-	op->result.reason_code = d.reason_code;
-	op->result.reason_text = pstrdup(d.reason_text);
-	op->result.trans_id = pstrdup(d.trans_id);
-	op->result.auth_code = pstrdup(d.auth_code);
-	op->result.avs = pstrdup(d.avs_response);
-	op->result.cvv = pstrdup(d.card_code_response);
-	op->result.account_number = pstrdup(d.account_number);
+	cls = anet_classify_transaction_status(d->transaction_status);
+	op->result.response_code = d->response_code;
+	op->result.reason_code = d->reason_code;
+	op->result.reason_text = pstrdup(d->reason_text);
+	op->result.trans_id = pstrdup(d->trans_id);
+	op->result.auth_code = pstrdup(d->auth_code);
+	op->result.avs = pstrdup(d->avs_response);
+	op->result.cvv = pstrdup(d->card_code_response);
+	op->result.account_number = pstrdup(d->account_number);
 
 	switch (cls)
 	{
@@ -1002,7 +1047,7 @@ interpret_confirm(GatewayOp *op)
 			else if (!op->via_void)
 				gateway_set_outcome(op, OUTCOME_ERROR,
 									psprintf("the gateway shows the transaction %s, not voided",
-											 d.transaction_status));
+											 d->transaction_status));
 
 			/*
 			 * A refund sent as a void that did not happen: sent again while
@@ -1051,15 +1096,15 @@ interpret_confirm(GatewayOp *op)
 			 * final.  couldNotVoid tells of a void tried on it, not what
 			 * the transaction itself came to: a person looks.
 			 */
-			if (strcmp(d.transaction_status, "couldNotVoid") == 0)
+			if (strcmp(d->transaction_status, "couldNotVoid") == 0)
 				gateway_set_outcome_later(op, 60000, 3600000, OUTCOME_UNKNOWN,
 										  "the gateway shows the transaction couldNotVoid");
 			else
 				gateway_set_outcome(op, OUTCOME_ERROR,
-									psprintf("the gateway shows the transaction %s", d.transaction_status));
+									psprintf("the gateway shows the transaction %s", d->transaction_status));
 			return;
 		default:
-			gateway_set_outcome_later(op, 5000, 300000, OUTCOME_UNKNOWN, psprintf("the original transaction has status %s", d.transaction_status));
+			gateway_set_outcome_later(op, 5000, 300000, OUTCOME_UNKNOWN, psprintf("the original transaction has status %s", d->transaction_status));
 			return;
 	}
 }
@@ -1083,14 +1128,20 @@ apply_lookup(GatewayOp *op, bool *follow_up)
 				gateway_set_outcome_later(op, 5000, 300000, OUTCOME_UNKNOWN, error);
 			return;
 		case LOOKUP_FOUND:
-			if (gateway_confirm(op, op->lookup.trans_id))
+			/* each hit in turn (next_hit) */
+			op->lookup.confirming_hits = true;
+			if (gateway_confirm(op, op->lookup.hits[0]))
 				*follow_up = true;
 			else
 				gateway_set_outcome_later(op, 5000, 300000, OUTCOME_UNKNOWN,
 										  "the transaction found could not be asked about");
 			return;
 		case LOOKUP_NOT_FOUND:
-			/* searched everywhere: still unknown, never guessed; look again later */
+		case LOOKUP_AMBIGUOUS:
+			/*
+			 * searched everywhere: still unknown, never guessed (nor picked
+			 * from several); look again later
+			 */
 			gateway_set_outcome_later(op, 60000, 3600000, OUTCOME_UNKNOWN, op->lookup.detail);
 			return;
 		case LOOKUP_UNREADABLE:
@@ -1422,7 +1473,7 @@ gateway_interpret(GatewayOp *op, bool *follow_up)
 	else if (op->stage == STAGE_SEND)
 		interpret_send(op, follow_up);
 	else if (op->stage == STAGE_CONFIRM)
-		interpret_confirm(op);
+		interpret_confirm(op, follow_up);
 	else if (op->stage == STAGE_LOOKUP)
 	{
 		gateway_lookup_read(op);

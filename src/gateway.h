@@ -141,20 +141,24 @@ typedef enum LookupPhase
 typedef enum LookupStep
 {
 	LOOKUP_ASK,					/* send the next request (gateway_lookup_build) */
-	LOOKUP_FOUND,				/* the invoice's transaction is trans_id */
+	LOOKUP_FOUND,				/* transactions under the invoice, made with
+								 * the card (hits): to be confirmed */
 	LOOKUP_NOT_FOUND,			/* searched everywhere (detail says where) */
+	LOOKUP_AMBIGUOUS,			/* more hits than can be confirmed (detail) */
 	LOOKUP_UNREADABLE			/* a list could not be read, or the search
 								 * could not go on (detail) */
 } LookupStep;
+
+#define LOOKUP_MAX_HITS	4		/* transaction ids kept per lookup */
 
 /*
  * Where a lookup stands between its requests (all in the op's cxt).  The
  * lookups of one merchant claimed together search the lists once: one op
  * (the driver) makes the requests and matches every page against its own
  * invoice and its riders', parked ops in no other list (linked by their
- * node).  An op the search settles (found, not found, or the successor
- * driver) moves to released with its step, for gateway.c to act on and
- * the worker to start or record.
+ * node).  When the search ends (or cannot go on), every rider moves to
+ * released with its step, for gateway.c to act on and the worker to start
+ * or record.
  */
 typedef struct GatewayLookup
 {
@@ -163,11 +167,19 @@ typedef struct GatewayLookup
 	TimestampTz range_from;		/* earliest creation searched for */
 	BatchScan	batches;		/* LOOKUP_SETTLED */
 	dlist_head	riders;			/* ops searched for by this op's requests */
-	dlist_head	released;		/* riders (or a successor driver) to start
-								 * or record */
+	dlist_head	released;		/* riders to start or record */
+	int			nhits;			/* distinct transactions met so far that can
+								 * be the operation's (the first
+								 * LOOKUP_MAX_HITS kept in hits) */
+	char		hits[LOOKUP_MAX_HITS][ANET_ID_SIZE];
+	/* confirming the hits (gateway.c) */
+	bool		confirming_hits;
+	int			confirming;		/* the hit asked about */
+	AnetTxnDetails *passed;		/* the one hit that passed so far */
+	char	   *mismatches;		/* why the others did not */
 	LookupStep	step;			/* the result of the last step */
-	char		trans_id[ANET_ID_SIZE]; /* LOOKUP_FOUND */
-	char	   *detail;			/* LOOKUP_NOT_FOUND, LOOKUP_UNREADABLE */
+	char	   *detail;			/* LOOKUP_NOT_FOUND, LOOKUP_AMBIGUOUS,
+								 * LOOKUP_UNREADABLE */
 } GatewayLookup;
 
 /* An operation (or a settlement check) the worker is working on. */

@@ -26,21 +26,30 @@
  * transaction is recorded held, as when the first reply says so.
  *
  * This module only reads: after each reply it says, in op->lookup.step,
- * what the search came to (ask the next request, found trans id X, not
- * found, unreadable), and gateway.c acts on it (confirms a hit with
- * getTransactionDetails, records an unknown outcome).  No hit anywhere,
- * or a list that could not be read, leaves the outcome unknown, to be
- * looked up again later: never guessed.  Each step is one request of the
- * same operation, which stays "sending" meanwhile.
+ * what the search came to (ask the next request, found transactions, not
+ * found, too many found, unreadable), and gateway.c acts on it (confirms
+ * the hits with getTransactionDetails, records an unknown outcome).
+ * No hit anywhere, or a list that could not be read, leaves the outcome
+ * unknown, to be looked up again later: never guessed.  Each step is one
+ * request of the same operation, which stays "sending" meanwhile.
+ *
+ * A hit is a transaction under the operation's invoice made with its card
+ * (gateway_card_mismatch).  The search reads every list to the end, not
+ * only to the first hit: invoice numbers repeat (a promoted standby or a
+ * copy of the database hands a payment id out again; a period's charge
+ * repeats its number on purpose), and of two transactions with the same
+ * card under one number the first met need not be the operation's (the
+ * held and unsettled lists are newest first, the batches oldest first).
+ * Each hit is then confirmed with getTransactionDetails (gateway.c): the
+ * one whose details match the operation answers for it; none, or two
+ * that match, leave the outcome unknown, for a person to tell.
  *
  * The lookups of one merchant claimed together share one search: the
  * first (the driver) makes the requests, and each page is matched against
- * its riders' invoices too.  A rider found is released with its step
- * FOUND; when the driver finds its own, the first rider left drives on
- * from the same place (released with step ASK); when the search ends,
- * every rider left was not found.  So a backlog of lookups (a worker down
- * for a night with operations in flight) reads the lists once per claim,
- * not once each.
+ * its riders' invoices too.  When the search ends, the driver and every
+ * rider are settled by their own hits.  So a backlog of lookups (a worker
+ * down for a night with operations in flight) reads the lists once per
+ * claim, not once each.
  *
  * Lists change while they are read: a new transaction pushes older ones
  * onto later pages (read twice, harmless), and a review decided or a
@@ -65,10 +74,9 @@
 
 /* The result of a step of op's search (in op's memory). */
 static void
-set_step(GatewayOp *op, LookupStep step, const char *trans_id, char *detail)
+set_step(GatewayOp *op, LookupStep step, char *detail)
 {
 	op->lookup.step = step;
-	strlcpy(op->lookup.trans_id, trans_id ? trans_id : "", sizeof(op->lookup.trans_id));
 	op->lookup.detail = detail;
 }
 
@@ -127,17 +135,17 @@ gateway_lookup_start(GatewayOp *op)
 	dlist_init(&op->lookup.riders);
 	dlist_init(&op->lookup.released);
 	if (op->txn_invoice == NULL)
-		set_step(op, LOOKUP_UNREADABLE, NULL,
+		set_step(op, LOOKUP_UNREADABLE,
 				 pstrdup("the operation has no invoice number to look up"));
 	else
-		set_step(op, LOOKUP_ASK, NULL, NULL);
+		set_step(op, LOOKUP_ASK, NULL);
 }
 
 /* A list reply that does not say what the list holds. */
 static void
 unreadable(GatewayOp *op, const AnetReplyStatus *status)
 {
-	set_step(op, LOOKUP_UNREADABLE, NULL,
+	set_step(op, LOOKUP_UNREADABLE,
 			 status != NULL && status->message_code[0] != '\0' ?
 			 psprintf("the gateway refused the lookup's %s: %s %s", op->request_type,
 					  status->message_code, status->message_text) :
@@ -147,19 +155,27 @@ unreadable(GatewayOp *op, const AnetReplyStatus *status)
 
 /*
  * Searched everywhere (by the search op rode on, driven by driver; op
- * itself if it drove): still unknown, never guessed.
+ * itself if it drove): its hits are to be confirmed (gateway.c); none, or
+ * too many, leave the outcome unknown, never guessed.
  */
 static void
-not_found(GatewayOp *op, const GatewayOp *driver)
+conclude(GatewayOp *op, const GatewayOp *driver)
 {
 	const BatchScan *b = &driver->lookup.batches;
+	const GatewayLookup *lk = &op->lookup;
+	char	   *with = op == driver ? "" :
+		psprintf(" (searched together with operation %lld)", (long long) driver->operation_id);
 
-	set_step(op, LOOKUP_NOT_FOUND, NULL,
-			 psprintf("invoice %s was found neither among the gateway's unsettled transactions nor in its batches settled from %s to %s%s",
-					  op->txn_invoice, b->first_date, b->last_date,
-					  op == driver ? "" :
-					  psprintf(" (searched together with operation %lld)",
-							   (long long) driver->operation_id)));
+	if (lk->nhits == 0)
+		set_step(op, LOOKUP_NOT_FOUND,
+				 psprintf("invoice %s was found neither among the gateway's unsettled transactions nor in its batches settled from %s to %s%s",
+						  op->txn_invoice, b->first_date, b->last_date, with));
+	else if (lk->nhits <= LOOKUP_MAX_HITS)
+		set_step(op, LOOKUP_FOUND, NULL);
+	else
+		set_step(op, LOOKUP_AMBIGUOUS,
+				 psprintf("invoice %s has %d transactions at the gateway made with the operation's card, more than are asked about%s: a person must tell which, if any, is the operation's",
+						  op->txn_invoice, lk->nhits, with));
 }
 
 /*
@@ -246,49 +262,55 @@ gateway_card_mismatch(const GatewayOp *op, const char *account_number,
 }
 
 /*
- * The transId under op's invoice on this page, or NULL: the first one
- * whose card can be op's (another card's transaction under the same
- * number must not hide op's own further on).
+ * Note the transactions on this page that can be op's: under its invoice,
+ * made with its card (another card's transaction under the same number is
+ * not op's), each once (lists change while read: one may be met twice).
  */
-static const char *
-find_invoice(const AnetTxnList *list, const GatewayOp *op)
-{
-	for (size_t i = 0; i < list->count; i++)
-		if (strcmp(list->items[i].invoice_number, op->txn_invoice) == 0 &&
-			gateway_card_mismatch(op, list->items[i].account_number,
-								  list->items[i].customer_payment_profile_id) == NULL)
-			return list->items[i].trans_id;
-	return NULL;
-}
-
-/* Riders whose invoice is on this page are found. */
 static void
-match_riders(GatewayOp *driver, const AnetTxnList *list)
+match_page(GatewayOp *op, const AnetTxnList *list)
 {
-	dlist_mutable_iter it;
+	GatewayLookup *lk = &op->lookup;
 
-	dlist_foreach_modify(it, &driver->lookup.riders)
+	for (size_t i = 0; i < list->count; i++)
 	{
-		GatewayOp  *rider = dlist_container(GatewayOp, node, it.cur);
-		const char *trans_id = find_invoice(list, rider);
+		const AnetTxnSummary *t = &list->items[i];
+		bool		seen = false;
 
-		if (trans_id == NULL)
+		if (strcmp(t->invoice_number, op->txn_invoice) != 0 ||
+			gateway_card_mismatch(op, t->account_number, t->customer_payment_profile_id) != NULL)
 			continue;
-		set_step(rider, LOOKUP_FOUND, trans_id, NULL);
-		release(driver, rider);
+		for (int h = 0; h < Min(lk->nhits, LOOKUP_MAX_HITS); h++)
+			seen |= strcmp(lk->hits[h], t->trans_id) == 0;
+		if (seen)
+			continue;
+		if (lk->nhits < LOOKUP_MAX_HITS)
+			strlcpy(lk->hits[lk->nhits], t->trans_id, ANET_ID_SIZE);
+		lk->nhits++;
 	}
 }
 
-/* The search ended: every rider left was not found either. */
+/* Match the page for the driver and each of its riders. */
 static void
-riders_not_found(GatewayOp *driver)
+match_all(GatewayOp *driver, const AnetTxnList *list)
 {
+	dlist_iter	it;
+
+	match_page(driver, list);
+	dlist_foreach(it, &driver->lookup.riders)
+		match_page(dlist_container(GatewayOp, node, it.cur), list);
+}
+
+/* The search ended: the driver and every rider are settled by their hits. */
+static void
+search_ended(GatewayOp *driver)
+{
+	conclude(driver, driver);
 	while (!dlist_is_empty(&driver->lookup.riders))
 	{
 		GatewayOp  *rider = dlist_head_element(GatewayOp, node, &driver->lookup.riders);
 		MemoryContext old = MemoryContextSwitchTo(rider->cxt);
 
-		not_found(rider, driver);
+		conclude(rider, driver);
 		MemoryContextSwitchTo(old);
 		release(driver, rider);
 	}
@@ -307,36 +329,13 @@ gateway_lookup_abandon(GatewayOp *driver)
 		GatewayOp  *rider = dlist_head_element(GatewayOp, node, &driver->lookup.riders);
 		MemoryContext old = MemoryContextSwitchTo(rider->cxt);
 
-		set_step(rider, LOOKUP_UNREADABLE, NULL,
+		set_step(rider, LOOKUP_UNREADABLE,
 				 psprintf("the lookup shared with operation %lld ended without an answer: %s",
 						  (long long) driver->operation_id,
 						  driver->result.error ? driver->result.error : "no reason given"));
 		MemoryContextSwitchTo(old);
 		release(driver, rider);
 	}
-}
-
-/*
- * The driver found its own transaction: the first rider left drives on
- * from the next position (already advanced in driver->lookup), with the
- * other riders.  It is released with step ASK.
- */
-static void
-hand_over(GatewayOp *driver)
-{
-	GatewayLookup *from = &driver->lookup;
-	GatewayOp  *next = dlist_head_element(GatewayOp, node, &from->riders);
-	GatewayLookup *to = &next->lookup;
-
-	dlist_delete(&next->node);
-	to->phase = from->phase;
-	to->page = from->page;
-	to->range_from = from->range_from;
-	batch_scan_copy(&to->batches, &from->batches, next->cxt);
-	while (!dlist_is_empty(&from->riders))
-		dlist_push_tail(&to->riders, dlist_pop_head_node(&from->riders));
-	set_step(next, LOOKUP_ASK, NULL, NULL);
-	dlist_push_tail(&from->released, &next->node);
 }
 
 /* A page of the held list, of the unsettled list or of a batch. */
@@ -347,8 +346,6 @@ read_transactions(GatewayOp *op)
 	AnetTxnList list;
 	bool		parsed;
 	bool		ended = false;
-	const char *own;
-	char		trans_id[ANET_ID_SIZE] = "";
 
 	memset(&list, 0, sizeof(list));
 	if (lk->phase != LOOKUP_SETTLED)
@@ -363,10 +360,7 @@ read_transactions(GatewayOp *op)
 		anet_txn_list_free(&list);
 		return;
 	}
-	own = find_invoice(&list, op);
-	if (own != NULL)
-		strlcpy(trans_id, own, sizeof(trans_id));
-	match_riders(op, &list);
+	match_all(op, &list);
 
 	/* the next position of the search */
 	if (lk->phase == LOOKUP_HELD)
@@ -386,7 +380,7 @@ read_transactions(GatewayOp *op)
 		else if (!lookup_batches(op))
 		{
 			anet_txn_list_free(&list);
-			set_step(op, LOOKUP_UNREADABLE, NULL,
+			set_step(op, LOOKUP_UNREADABLE,
 					 pstrdup("the settlement dates to search could not be written"));
 			return;
 		}
@@ -398,23 +392,12 @@ read_transactions(GatewayOp *op)
 	}
 	anet_txn_list_free(&list);
 
-	if (trans_id[0] != '\0')
-	{
-		/* riders left search on from there, or were not found */
-		if (ended)
-			riders_not_found(op);
-		else if (!dlist_is_empty(&lk->riders))
-			hand_over(op);
-		set_step(op, LOOKUP_FOUND, trans_id, NULL);
-		return;
-	}
 	if (ended)
 	{
-		not_found(op, op);
-		riders_not_found(op);
+		search_ended(op);
 		return;
 	}
-	set_step(op, LOOKUP_ASK, NULL, NULL);
+	set_step(op, LOOKUP_ASK, NULL);
 }
 
 /* The batches settled in the range: read each of them next. */
@@ -431,11 +414,10 @@ read_batches(GatewayOp *op)
 	}
 	if (op->lookup.batches.phase == BATCH_SCAN_DONE)
 	{
-		not_found(op, op);
-		riders_not_found(op);
+		search_ended(op);
 		return;
 	}
-	set_step(op, LOOKUP_ASK, NULL, NULL);
+	set_step(op, LOOKUP_ASK, NULL);
 }
 
 /*

@@ -537,10 +537,10 @@ send_claimed(WorkerState *ws, dlist_head *to_send)
 }
 
 /*
- * Start or record the ops a lookup settled: riders it found (their
- * confirmation), riders left when it ended (as unknown), or the rider that
- * drives on.  False when a transfer could not start (it is among the
- * finished, to be interpreted as not sent).
+ * Start or record the riders a lookup settled when it ended: those found
+ * (their confirmation), the rest (as unknown).  False when a transfer
+ * could not start (it is among the finished, to be interpreted as not
+ * sent).
  */
 static bool
 start_released(WorkerState *ws, GatewayOp *op)
@@ -556,11 +556,7 @@ start_released(WorkerState *ws, GatewayOp *op)
 
 		ws->parked_riders--;
 		if (next->done)
-		{
-			/* a successor that could not go on releases its own riders */
-			started = start_released(ws, next) && started;
 			dlist_push_tail(&ws->finished, &next->node);
-		}
 		else if (!start_transfer(ws, next))
 			started = false;
 	}

@@ -128,7 +128,7 @@ su -c "UPDATE payments.operations SET first_sent_at = now() - interval '9 hours'
 is "$(as -c "SELECT status FROM pay_wait($p4, '30 s')")" succeeded "past the duplicate window it is looked up and found charged"
 is "$(su -c "SELECT string_agg(request_type, ',' ORDER BY exchange_id) FROM payments.gateway_exchanges
 	WHERE operation_id = (SELECT operation_id FROM payments.operations WHERE merchant_id = $M AND payment_id = $p4)" | tr ',' '\n' | sort -u | tr '\n' ' ')" \
-	"createTransactionRequest getTransactionDetailsRequest getUnsettledTransactionListRequest " "by a lookup, not a resend"
+	"createTransactionRequest getSettledBatchListRequest getTransactionDetailsRequest getUnsettledTransactionListRequest " "by a lookup, not a resend"
 is "$(as -c "SELECT card_fingerprint FROM payments.payments WHERE payment_id = $p4")" "$(fp $VISA)" \
 	"the lookup's answer records the fingerprint"
 

@@ -69,8 +69,8 @@ for fault in '{"type":"reset","count":1,"process":true}' '{"type":"hold","count"
 	like "$r" '^succeeded\|2\|1\|' "Accept.js, $(sed 's/.*"type":"\([a-z]*\)".*/\1/' <<<"$fault") after charging: the resend refused, found by a lookup, charged once"
 	pid=${r##*|}
 	like "$(q -c "SELECT string_agg(request_type, ',' ORDER BY exchange_id) FROM payments.gateway_exchanges WHERE merchant_id = $M AND operation_id = (SELECT operation_id FROM pay_payment_operations($pid) LIMIT 1)")" \
-		'^createTransactionRequest,createTransactionRequest,getUnsettledTransactionListRequest,getUnsettledTransactionListRequest,getTransactionDetailsRequest$' \
-		"Accept.js: the charge, the refused resend, the search (held and unsettled lists), the confirmation"
+		'^createTransactionRequest,createTransactionRequest,getUnsettledTransactionListRequest,getUnsettledTransactionListRequest,getSettledBatchListRequest,(getTransactionListRequest,)*getTransactionDetailsRequest$' \
+		"Accept.js: the charge, the refused resend, the whole search (held and unsettled lists, settled batches), the confirmation"
 	is "$(q -c "SELECT card_last4 || '|' || (gateway_trans_id IS NOT NULL) FROM pay_get_payment($pid)")" "0015|true" \
 		"Accept.js: the payment has its card's last four and transaction"
 done

@@ -73,6 +73,10 @@ past_window() {
 		RETURNING attempts; SELECT payments._wake_at_commit()" | sed -n 1p)
 	[ -n "$n" ] && wait_op "$1" "attempts > $n AND status <> 'sending'"
 }
+# The requests of a whole search, past any hit: the held list, the
+# unsettled list page by page, the settled batch list and each batch.
+SEARCH_ON='getSettledBatchListRequest(,getTransactionListRequest)*'
+WHOLE_SEARCH="getUnsettledTransactionListRequest(,getUnsettledTransactionListRequest)+,$SEARCH_ON"
 exchanges() {	# the request types logged for an operation, in order
 	su -c "SELECT string_agg(request_type, ',' ORDER BY exchange_id) FROM payments.gateway_exchanges
 		WHERE merchant_id = $M AND operation_id = $1"
@@ -130,9 +134,9 @@ row=$(q -c "SELECT p.status || '|' || o.status || '|' || p.amount_captured || '|
 	FROM pay_get_payment($pid) p, pay_payment_operations($pid) o")
 is "$row" "succeeded|succeeded|11.00 USD|$(ledger_trans_id "P$TAG$pid" charge)" \
 	"a: found on page 2 of the unsettled list: succeeded, with the gateway's transaction"
-is "$(exchanges "$op")" \
-	createTransactionRequest,getUnsettledTransactionListRequest,getUnsettledTransactionListRequest,getUnsettledTransactionListRequest,getTransactionDetailsRequest \
-	"a: logged: the lost send, the held list, two pages of the unsettled list, the transaction's details"
+like "$(exchanges "$op")" \
+	"^createTransactionRequest,getUnsettledTransactionListRequest,getUnsettledTransactionListRequest,getUnsettledTransactionListRequest,$SEARCH_ON,getTransactionDetailsRequest\$" \
+	"a: logged: the lost send, the held list, two pages of the unsettled list, the settled batches (the search reads on past a hit), the transaction's details"
 like "$(su -c "SELECT request_masked FROM payments.gateway_exchanges WHERE merchant_id = $M AND operation_id = $op
 	AND request_type = 'getUnsettledTransactionListRequest' ORDER BY exchange_id DESC LIMIT 1")" \
 	'"paging":\{"limit":"1000","offset":"2"\}' "a: the last list request asks for page 2"
@@ -149,9 +153,9 @@ lost_reply "$RESET_CHARGED" "5.00 USD" '{"zip": "46282"}'
 ok "$(passed past_window "$op")" "e: the lookup finished"
 is "$(q -c "SELECT p.status || '|' || p.decline_code || '|' || o.status FROM pay_get_payment($pid) p, pay_payment_operations($pid) o")" \
 	"failed|2|failed" "e: found declined: the payment failed with the decline code"
-is "$(exchanges "$op")" \
-	createTransactionRequest,getUnsettledTransactionListRequest,getUnsettledTransactionListRequest,getTransactionDetailsRequest \
-	"e: logged: the lost send, the held and unsettled lists, the details"
+like "$(exchanges "$op")" \
+	"^createTransactionRequest,$WHOLE_SEARCH,getTransactionDetailsRequest\$" \
+	"e: logged: the lost send, the whole search, the details"
 is "$(sim_ledger_count "P$TAG$pid" charge)" 0 "e: nothing was charged"
 
 # b. Charged, reply lost, settled before the lookup: found in a batch.
@@ -202,8 +206,8 @@ is "$(q -c "SELECT o.status || '|' || p.status || '|' || p.amount_refunded FROM 
 is "$(su -c "SELECT gateway_trans_id FROM payments.operations WHERE merchant_id = $M AND operation_id = $r2")" \
 	"$(ledger_trans_id "R$TAG$r2" refund)" "d: with the refund's own transaction"
 like "$(exchanges "$r2")" \
-	'^getTransactionDetailsRequest,createTransactionRequest,getUnsettledTransactionListRequest,getUnsettledTransactionListRequest,getTransactionDetailsRequest$' \
-	"d: logged: the question before the refund, the lost send, the held and unsettled lists, the details"
+	"^getTransactionDetailsRequest,createTransactionRequest,$WHOLE_SEARCH,getTransactionDetailsRequest\$" \
+	"d: logged: the question before the refund, the lost send, the whole search, the details"
 is "$(sim_ledger_count "R$TAG$r2" refund)" 1 "d: refunded exactly once"
 
 # f. Charged, reply lost; the resend inside the window provably never left
@@ -226,7 +230,7 @@ ok "$(passed wait_op "$op" "attempts > ${n:-999} AND status <> 'sending'")" "f: 
 is "$(q -c "SELECT p.status || '|' || o.status FROM pay_get_payment($pid) p, pay_payment_operations($pid) o")" \
 	"succeeded|succeeded" "f: found by the lookup: succeeded"
 like "$(exchanges "$op")" \
-	'^createTransactionRequest,createTransactionRequest,getUnsettledTransactionListRequest,getUnsettledTransactionListRequest,getTransactionDetailsRequest$' \
+	"^createTransactionRequest,createTransactionRequest,$WHOLE_SEARCH,getTransactionDetailsRequest\$" \
 	"f: logged: the lost send, the refused resend, then a lookup, not a third send"
 is "$(sim_ledger_count "P$TAG$pid" charge)" 1 "f: charged exactly once"
 
@@ -242,7 +246,7 @@ ok "$(passed wait_op "$op" "attempts > ${n:-999} AND status <> 'sending'")" "g: 
 is "$(q -c "SELECT p.status || '|' || o.status FROM pay_get_payment($pid) p, pay_payment_operations($pid) o")" \
 	"succeeded|succeeded" "g: the card is gone: found by a lookup, succeeded"
 like "$(exchanges "$op")" \
-	'^createTransactionRequest,getUnsettledTransactionListRequest,getUnsettledTransactionListRequest,getTransactionDetailsRequest$' \
+	"^createTransactionRequest,$WHOLE_SEARCH,getTransactionDetailsRequest\$" \
 	"g: logged: the lost send, then a lookup instead of a resend"
 is "$(sim_ledger_count "P$TAG$pid" charge)" 1 "g: charged once, by the first attempt"
 
@@ -258,20 +262,24 @@ like "$(su -c "SELECT last_error FROM payments.operations WHERE merchant_id = $M
 	"^the gateway's transaction [0-9]+ under invoice P$TAG$pid is for 61.00, not 16.00$" "h: last_error names both amounts"
 is "$(su -c "SELECT next_attempt_at > now() + interval '25 seconds' FROM payments.operations WHERE merchant_id = $M AND operation_id = $op")" \
 	t "h: asked again only after a long wait"
-is "$(exchanges "$op")" \
-	createTransactionRequest,getUnsettledTransactionListRequest,getUnsettledTransactionListRequest,getTransactionDetailsRequest \
-	"h: logged: the lost send, the held and unsettled lists, the details"
+like "$(exchanges "$op")" \
+	"^createTransactionRequest,$WHOLE_SEARCH,getTransactionDetailsRequest\$" \
+	"h: logged: the lost send, the whole search, the details"
 
 # i. Charged, reply lost, and then a stranger's charge of another amount
-#    under its invoice is declined: the lookup meets the stranger's decline
-#    first (newest first) and must not take it for the payment's.
+#    with the same card under its invoice is declined: the lookup meets the
+#    stranger's decline first (newest first), must not take it for the
+#    payment's, and must not stop there: each hit is confirmed, the
+#    stranger's is refused by its amount, the payment's own is recorded.
+#    (Before: the first hit was taken: unknown, the charge never recorded.)
 lost_reply "$RESET_CHARGED" "17.00 USD"
+own=$(sim_ledger_trans_ids "P$TAG$pid" charge)
 echo "P$TAG$pid 71.00 46282" | charge_direct
 ok "$(passed past_window "$op")" "i: the lookup finished"
-is "$(q -c "SELECT p.status || '|' || o.status FROM pay_get_payment($pid) p, pay_payment_operations($pid) o")" \
-	"unknown|unknown" "i: a stranger's decline under its invoice does not fail the payment"
-like "$(su -c "SELECT last_error FROM payments.operations WHERE merchant_id = $M AND operation_id = $op")" \
-	"^the gateway's transaction [0-9]+ under invoice P$TAG$pid is for 71.00, not 17.00$" "i: last_error names the stranger's amount"
+is "$(q -c "SELECT p.status || '|' || o.status || '|' || p.gateway_trans_id FROM pay_get_payment($pid) p, pay_payment_operations($pid) o")" \
+	"succeeded|succeeded|$own" "i: a stranger's decline under its invoice is passed over, the payment's own charge recorded"
+like "$(exchanges "$op")" "^createTransactionRequest,$WHOLE_SEARCH,getTransactionDetailsRequest,getTransactionDetailsRequest\$" \
+	"i: logged: the whole search, then the details of both hits"
 is "$(sim_ledger_count "P$TAG$pid" charge)" 1 "i: the payment's own charge is still there, once"
 
 # h2. Never processed, but another card's charge of the same amount sits
@@ -295,6 +303,25 @@ echo "P$TAG$pid 19.00" | DIRECT_CARD=5424000000000015 charge_direct
 ok "$(passed past_window "$op")" "h3: the lookup finished"
 is "$(q -c "SELECT p.status || '|' || o.status || '|' || p.gateway_trans_id FROM pay_get_payment($pid) p, pay_payment_operations($pid) o")" \
 	"succeeded|succeeded|$own" "h3: the payment's own charge is found behind the stranger's and recorded"
+
+# h4. Charged, reply lost, then a second charge of the same card and amount
+#     under its invoice (a copy of the database charging its own payment of
+#     that id; another expiry date, so no duplicate): either can be the
+#     payment's, so neither is taken; it stays unknown, naming both, for a
+#     person.  (Before: the first met, the newer, was recorded as the
+#     payment's.)
+lost_reply "$RESET_CHARGED" "20.00 USD"
+own=$(sim_ledger_trans_ids "P$TAG$pid" charge)
+echo "P$TAG$pid 20.00" | charge_direct
+ok "$(passed past_window "$op")" "h4: the lookup finished"
+is "$(q -c "SELECT p.status || '|' || o.status || '|' || coalesce(p.gateway_trans_id, '-') FROM pay_get_payment($pid) p, pay_payment_operations($pid) o")" \
+	"unknown|unknown|-" "h4: two charges of its card and amount under its invoice: neither is taken"
+other=$(sim_ledger_trans_ids "P$TAG$pid" charge | tr ' ' '\n' | grep -vx "$own")
+like "$(su -c "SELECT last_error FROM payments.operations WHERE merchant_id = $M AND operation_id = $op")" \
+	"^the gateway's transactions ($own and $other|$other and $own) under invoice P$TAG$pid both match the operation: a person must tell which, if any, is its own\$" \
+	"h4: last_error names both"
+is "$(su -c "SELECT next_attempt_at > now() + interval '25 seconds' FROM payments.operations WHERE merchant_id = $M AND operation_id = $op")" \
+	t "h4: asked again only after a long wait"
 
 # lost_replies AMOUNT FAULT...: one purchase per fault, each losing its
 # reply; sets ops (their operations, in order), in_list and before (the
@@ -329,8 +356,8 @@ due_together() {
 
 # j. Three lookups due together (two charged, one never processed) share
 #    one search: each list page is read once for all three, not once each.
-#    The first (charged) drives the search and finds its own on the first
-#    page of the unsettled list; the third, not found yet, drives on.
+#    The first (charged) drives the search to its end, past its own hit
+#    on the first page of the unsettled list.
 lost_replies 18 "$RESET_CHARGED" "$RESET_CHARGED" "$RESET_UNSENT"
 ok "$(passed due_together j)" "j: the three lookups finished"
 is "$(su -c "SELECT string_agg(status, ',' ORDER BY operation_id) FROM payments.operations
@@ -345,8 +372,8 @@ lists="FROM payments.gateway_exchanges WHERE merchant_id = $M AND exchange_id > 
 row=$(su -c "SELECT count(*) || '|' || count(DISTINCT regexp_replace(request_masked, '\"refId\":\"[^\"]*\",?', ''))
 	|| '|' || count(*) FILTER (WHERE request_type = 'getSettledBatchListRequest') $lists")
 like "$row" '^([1-9][0-9]*)\|\1\|1$' "j: each list page was read once for all three, the batch list once ($row)"
-is "$(su -c "SELECT array_to_string(array_agg(DISTINCT operation_id), ',') $lists")" "${ops[0]},${ops[2]}" \
-	"j: the first drove the search until it found its own, then the one not yet found drove on"
+is "$(su -c "SELECT array_to_string(array_agg(DISTINCT operation_id), ',') $lists")" "${ops[0]}" \
+	"j: the first drove the whole search (past its own hit) for all three"
 
 # k. Two lookups due together, one of an operation created 40 days ago:
 #    sharing a search would stretch the settled batches to search beyond
@@ -436,9 +463,9 @@ is "$(events "$p1");$(events "$p2");$(events "$ref1")" \
 	"m: their events: unknown, then in review (held at once: in review)"
 is "$(q -c "SELECT string_agg(gateway_trans_id, ',' ORDER BY payment_id) FROM payments.payments WHERE merchant_id = $M AND payment_id IN ($p1, $p2)")" \
 	"$t1,$t2" "m: with the gateway's transactions"
-is "$(exchanges "$op1")" \
-	createTransactionRequest,getUnsettledTransactionListRequest,getTransactionDetailsRequest \
-	"m: logged: the lost send, the held list, the details"
+like "$(exchanges "$op1")" \
+	"^createTransactionRequest,$WHOLE_SEARCH,getTransactionDetailsRequest\$" \
+	"m: logged: the lost send, the whole search (the held list first), the details"
 is "$(su -c "SELECT count(*) FROM payments.gateway_exchanges WHERE merchant_id = $M AND operation_id IN ($op1, $op2)
 	AND request_type = 'getUnsettledTransactionListRequest' AND request_masked LIKE '%\"status\":\"pendingApproval\"%'")" 2 \
 	"m: each found in the list of held transactions (status pendingApproval)"
