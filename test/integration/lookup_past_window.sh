@@ -92,7 +92,9 @@ print(",".join(str(r.get("transId")) for r in rows if r.get("invoiceNumber") == 
 }
 # charge_direct: charges straight to the simulator, one per line "INVOICE
 # AMOUNT [ZIP]" of standard input, bypassing the database; each must be
-# approved, unless a billing ZIP is given (46282 is declined).
+# approved, unless a billing ZIP is given (46282 is declined).  The card is
+# DIRECT_CARD's (default 4111111111111111), or the stored payment profile
+# DIRECT_PROFILE ("CUSTOMER_PROFILE_ID PAYMENT_PROFILE_ID").
 charge_direct() {
 	python3 -c '
 import http.client, json, os, sys, urllib.parse
@@ -105,6 +107,11 @@ for line in sys.stdin:
     txn = {"transactionType": "authCaptureTransaction", "amount": amount,
            "payment": {"creditCard": {"cardNumber": card, "expirationDate": "2035-12"}},
            "order": {"invoiceNumber": invoice}}
+    if os.environ.get("DIRECT_PROFILE"):
+        cp, pp = os.environ["DIRECT_PROFILE"].split()
+        del txn["payment"]
+        txn["profile"] = {"customerProfileId": cp, "paymentProfile": {"paymentProfileId": pp}}
+        txn = {k: txn[k] for k in ("transactionType", "amount", "profile", "order")}
     if zip:
         txn["billTo"] = {"zip": zip[0]}
     body = {"createTransactionRequest": {
@@ -322,6 +329,42 @@ like "$(su -c "SELECT last_error FROM payments.operations WHERE merchant_id = $M
 	"h4: last_error names both"
 is "$(su -c "SELECT next_attempt_at > now() + interval '25 seconds' FROM payments.operations WHERE merchant_id = $M AND operation_id = $op")" \
 	t "h4: asked again only after a long wait"
+
+# gateway_profile: a new customer profile at the gateway holding card
+# 4111111111111111, made there directly; prints "CUSTOMER_PROFILE_ID
+# PAYMENT_PROFILE_ID".
+gateway_profile() {
+	curl -sS -H 'Content-Type: application/json' -d "{\"createCustomerProfileRequest\":{\"merchantAuthentication\":{\"name\":\"$SIM_LOGIN\",\"transactionKey\":\"$SIM_KEY\"},\"profile\":{\"merchantCustomerId\":\"h$RANDOM$RANDOM\",\"paymentProfiles\":{\"payment\":{\"creditCard\":{\"cardNumber\":\"4111111111111111\",\"expirationDate\":\"2035-12\"}}}},\"validationMode\":\"none\"}}" "$SIM_API" |
+		python3 -c 'import json, sys; r = json.loads(sys.stdin.read().lstrip("\ufeff")); print(r["customerProfileId"], r["customerPaymentProfileIdList"][0])'
+}
+read -r cp1 pp1 <<<"$(gateway_profile)"
+read -r cp2 pp2 <<<"$(gateway_profile)"
+profile_purchase() {	# profile_purchase FAULT AMOUNT: through cp1/pp1, reply lost
+	sim_ctl POST /faults "$1" >/dev/null
+	pid=$(q -c "SELECT payment_id FROM pay_purchase(amount => '$2', customer_profile_id => '$cp1', payment_profile_id => '$pp1')")
+	op=$(op_of "$pid" purchase)
+	lose_reply "$op"
+}
+
+# h5. A purchase through a stored payment profile, never processed, while
+#     another customer's profile holding a card of the same digits was
+#     charged its amount under its invoice (a copy of the database): passed
+#     over by its payment profile, though the last four agree.
+profile_purchase "$RESET_UNSENT" "24.00 USD"
+echo "P$TAG$pid 24.00" | DIRECT_PROFILE="$cp2 $pp2" charge_direct
+ok "$(passed past_window "$op")" "h5: the lookup finished"
+is "$(q -c "SELECT p.status || '|' || o.status || '|' || coalesce(p.gateway_trans_id, '-') FROM pay_get_payment($pid) p, pay_payment_operations($pid) o")" \
+	"unknown|unknown|-" "h5: another payment profile's charge of its amount and card digits under its invoice is not taken for it"
+like "$(su -c "SELECT last_error FROM payments.operations WHERE merchant_id = $M AND operation_id = $op")" \
+	"^invoice P$TAG$pid was found neither among" "h5: it is not found"
+
+# h6. The same through its own profile, charged, reply lost: found by its
+#     payment profile and recorded.
+profile_purchase "$RESET_CHARGED" "25.00 USD"
+own=$(sim_ledger_trans_ids "P$TAG$pid" charge)
+ok "$(passed past_window "$op")" "h6: the lookup finished"
+is "$(q -c "SELECT p.status || '|' || o.status || '|' || p.gateway_trans_id FROM pay_get_payment($pid) p, pay_payment_operations($pid) o")" \
+	"succeeded|succeeded|$own" "h6: its own profile's charge is found and recorded"
 
 # lost_replies AMOUNT FAULT...: one purchase per fault, each losing its
 # reply; sets ops (their operations, in order), in_list and before (the
