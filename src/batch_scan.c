@@ -159,21 +159,3 @@ batch_scan_batch_time(const BatchScan *scan)
 {
 	return scan->batch < scan->nbatches ? scan->batch_times[scan->batch] : "";
 }
-
-void
-batch_scan_copy(BatchScan *dst, const BatchScan *src, MemoryContext cxt)
-{
-	*dst = *src;
-	dst->batch_ids = NULL;
-	dst->batch_times = NULL;
-	if (src->nbatches > 0 && src->batch_ids != NULL)
-	{
-		dst->batch_ids = MemoryContextAlloc(cxt, sizeof(char *) * src->nbatches);
-		dst->batch_times = MemoryContextAlloc(cxt, sizeof(char *) * src->nbatches);
-		for (int i = 0; i < src->nbatches; i++)
-		{
-			dst->batch_ids[i] = MemoryContextStrdup(cxt, src->batch_ids[i]);
-			dst->batch_times[i] = MemoryContextStrdup(cxt, src->batch_times[i]);
-		}
-	}
-}

@@ -83,7 +83,4 @@ extern void batch_scan_advance(BatchScan *scan, const AnetTxnList *list);
 extern const char *batch_scan_batch_id(const BatchScan *scan);
 extern const char *batch_scan_batch_time(const BatchScan *scan);
 
-/* A deep copy of src in cxt (a search handed over to another op). */
-extern void batch_scan_copy(BatchScan *dst, const BatchScan *src, MemoryContext cxt);
-
 #endif

@@ -917,6 +917,20 @@ identity_mismatch(const GatewayOp *op, const AnetTxnDetails *d, AnetStatusClass 
 		return psprintf("the gateway's transaction %s carries invoice %s, not %s",
 						d->trans_id, d->invoice_number[0] ? d->invoice_number : "(none)",
 						op->txn_invoice);
+	/*
+	 * a refund's own transaction is a refund; a charge's is not one, nor a
+	 * void (the merchant may refund a charge by hand under its invoice)
+	 */
+	if (own_txn && d->transaction_type[0] != '\0')
+	{
+		bool		refund_txn = strcmp(d->transaction_type, "refundTransaction") == 0;
+
+		if (strcmp(op->kind, "refund") == 0 ? !refund_txn :
+			refund_txn || strcmp(d->transaction_type, "voidTransaction") == 0)
+			return psprintf("the gateway's transaction %s under invoice %s is a %s, not the operation's %s",
+							d->trans_id, d->invoice_number[0] ? d->invoice_number : op->txn_invoice,
+							d->transaction_type, op->kind);
+	}
 	card = gateway_card_mismatch(op, d->account_number, d->customer_payment_profile_id);
 	if (card != NULL)
 		return psprintf("the gateway's transaction %s under invoice %s %s",
@@ -952,40 +966,51 @@ identity_mismatch(const GatewayOp *op, const AnetTxnDetails *d, AnetStatusClass 
 /*
  * The lookup's hits are confirmed one by one (apply_lookup starts with
  * the first): the one whose details pass identity_mismatch answers for
- * the operation, if it is the only one.  Returns the details to act on,
+ * the operation, if it is the only one.  Returns the reply to act on (d),
  * or NULL with the next request set (*follow_up) or the outcome set
- * (unknown: none passed, or more than one).
+ * (unknown: none matched, or two did).  The one that matched, if not the
+ * last asked about, is asked about again, as a plain confirmation: the
+ * reply acted on is then the last in the exchange log.
  */
-static AnetTxnDetails *
+static const AnetTxnDetails *
 next_hit(GatewayOp *op, const AnetTxnDetails *d, char *mismatch, bool *follow_up)
 {
 	GatewayLookup *lk = &op->lookup;
+	const char *ask;
 
 	if (mismatch != NULL)
 		lk->mismatches = lk->mismatches == NULL ? mismatch :
 			psprintf("%s; %s", lk->mismatches, mismatch);
-	else if (lk->passed == NULL)
-		lk->passed = memcpy(palloc(sizeof(AnetTxnDetails)), d, sizeof(AnetTxnDetails));
+	else if (lk->passed[0] == '\0')
+		strlcpy(lk->passed, d->trans_id, sizeof(lk->passed));
 	else
 	{
 		/* a person must look: asked again only now and then */
 		gateway_set_outcome_later(op, 60000, 3600000, OUTCOME_UNKNOWN,
 								  psprintf("the gateway's transactions %s and %s under invoice %s both match the operation: a person must tell which, if any, is its own",
-										   lk->passed->trans_id, d->trans_id, op->txn_invoice));
+										   lk->passed, d->trans_id, op->txn_invoice));
 		return NULL;
 	}
 	if (++lk->confirming < lk->nhits)
+		ask = lk->hits[lk->confirming];
+	else if (lk->passed[0] == '\0')
 	{
-		if (gateway_confirm(op, lk->hits[lk->confirming]))
-			*follow_up = true;
-		else
-			gateway_set_outcome_later(op, 5000, 300000, OUTCOME_UNKNOWN,
-									  "the transaction found could not be asked about");
+		gateway_set_outcome_later(op, 60000, 3600000, OUTCOME_UNKNOWN, lk->mismatches);
 		return NULL;
 	}
-	if (lk->passed == NULL)
-		gateway_set_outcome_later(op, 60000, 3600000, OUTCOME_UNKNOWN, lk->mismatches);
-	return lk->passed;
+	else if (strcmp(lk->passed, d->trans_id) == 0)
+		return d;
+	else
+	{
+		ask = lk->passed;
+		lk->confirming_hits = false;
+	}
+	if (gateway_confirm(op, ask))
+		*follow_up = true;
+	else
+		gateway_set_outcome_later(op, 5000, 300000, OUTCOME_UNKNOWN,
+								  psprintf("the transaction %s found could not be asked about", ask));
+	return NULL;
 }
 
 /*
@@ -1134,7 +1159,8 @@ apply_lookup(GatewayOp *op, bool *follow_up)
 				*follow_up = true;
 			else
 				gateway_set_outcome_later(op, 5000, 300000, OUTCOME_UNKNOWN,
-										  "the transaction found could not be asked about");
+										  psprintf("the transaction %s found could not be asked about",
+												   op->lookup.hits[0]));
 			return;
 		case LOOKUP_NOT_FOUND:
 		case LOOKUP_AMBIGUOUS:
@@ -1171,8 +1197,9 @@ apply_released(GatewayOp *driver, bool only_abandoned)
 }
 
 /*
- * The driver's search ended (op done) with riders left: they stay unknown.
- * Riders released and acted on before are left as they are.
+ * The driver's search ended without an answer (op done) with riders left:
+ * they stay unknown.  Only the riders released here are acted on (a
+ * guard: a search that ended released its riders and acted on them then).
  */
 void
 gateway_release_riders(GatewayOp *driver)

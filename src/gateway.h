@@ -144,7 +144,7 @@ typedef enum LookupStep
 	LOOKUP_FOUND,				/* transactions under the invoice, made with
 								 * the card (hits): to be confirmed */
 	LOOKUP_NOT_FOUND,			/* searched everywhere (detail says where) */
-	LOOKUP_AMBIGUOUS,			/* more hits than can be confirmed (detail) */
+	LOOKUP_AMBIGUOUS,			/* more hits than are confirmed (detail) */
 	LOOKUP_UNREADABLE			/* a list could not be read, or the search
 								 * could not go on (detail) */
 } LookupStep;
@@ -175,7 +175,7 @@ typedef struct GatewayLookup
 	/* confirming the hits (gateway.c) */
 	bool		confirming_hits;
 	int			confirming;		/* the hit asked about */
-	AnetTxnDetails *passed;		/* the one hit that passed so far */
+	char		passed[ANET_ID_SIZE];	/* the one hit that matched so far */
 	char	   *mismatches;		/* why the others did not */
 	LookupStep	step;			/* the result of the last step */
 	char	   *detail;			/* LOOKUP_NOT_FOUND, LOOKUP_AMBIGUOUS,

@@ -163,7 +163,7 @@ conclude(GatewayOp *op, const GatewayOp *driver)
 {
 	const BatchScan *b = &driver->lookup.batches;
 	const GatewayLookup *lk = &op->lookup;
-	char	   *with = op == driver ? "" :
+	const char *with = op == driver ? "" :
 		psprintf(" (searched together with operation %lld)", (long long) driver->operation_id);
 
 	if (lk->nhits == 0)
@@ -174,8 +174,8 @@ conclude(GatewayOp *op, const GatewayOp *driver)
 		set_step(op, LOOKUP_FOUND, NULL);
 	else
 		set_step(op, LOOKUP_AMBIGUOUS,
-				 psprintf("invoice %s has %d transactions at the gateway made with the operation's card, more than are asked about%s: a person must tell which, if any, is the operation's",
-						  op->txn_invoice, lk->nhits, with));
+				 psprintf("invoice %s has more than %d transactions at the gateway that can be the operation's%s: too many to ask about; a person must tell which, if any, is its own",
+						  op->txn_invoice, LOOKUP_MAX_HITS, with));
 }
 
 /*
@@ -279,8 +279,8 @@ match_page(GatewayOp *op, const AnetTxnList *list)
 		if (strcmp(t->invoice_number, op->txn_invoice) != 0 ||
 			gateway_card_mismatch(op, t->account_number, t->customer_payment_profile_id) != NULL)
 			continue;
-		for (int h = 0; h < Min(lk->nhits, LOOKUP_MAX_HITS); h++)
-			seen |= strcmp(lk->hits[h], t->trans_id) == 0;
+		for (int h = 0; h < Min(lk->nhits, LOOKUP_MAX_HITS) && !seen; h++)
+			seen = strcmp(lk->hits[h], t->trans_id) == 0;
 		if (seen)
 			continue;
 		if (lk->nhits < LOOKUP_MAX_HITS)

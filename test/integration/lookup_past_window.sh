@@ -2,8 +2,8 @@
 # Unknown outcomes past the 8-hour duplicate window: an identical resend
 # could charge twice there, so the worker looks the transaction up instead,
 # in the transactions held for review, in the unsettled list (each page by
-# page) and in the settled batches, confirms
-# a hit with getTransactionDetails, and leaves a miss unknown, never
+# page) and in the settled batches, to their end, confirms each hit with
+# getTransactionDetails, and leaves a miss (or two matches) unknown, never
 # guessed.  Each case is checked in the database and against the
 # simulator's ledger.
 #
@@ -446,6 +446,67 @@ is "$(su -c "SELECT last_error FROM payments.operations WHERE merchant_id = $M A
 is "$(su -c "SELECT last_error FROM payments.operations WHERE merchant_id = $M AND operation_id = ${ops[1]}")" \
 	"the lookup shared with operation ${ops[0]} ended without an answer: HTTP status 503 from the gateway" \
 	"l: the second says whose search ended without an answer"
+
+# n. Two lookups due together, both charged and settled into a batch; a
+#    stranger's decline of another amount with the same card sits under
+#    the second's (the rider's) invoice in the unsettled list: the rider's
+#    hits are in two lists, both confirmed, its own taken.
+#    (First a purchase that goes through: the lost replies before opened
+#    the gateway's circuit breaker, whose probe would take one alone.)
+p0=$(q -c "SELECT payment_id FROM pay_purchase(amount => '1.00 USD', card => $card)")
+is "$(q -c "SELECT status FROM pay_wait($p0, '30 s')")" succeeded "n: a purchase goes through first"
+lost_replies 26 "$RESET_CHARGED" "$RESET_CHARGED"
+like "$(sim_ctl POST /settle)" '"batchId"' "n: the gateway settled both charges"
+own=$(sim_ledger_trans_ids "P$TAG$pid" charge)
+echo "P$TAG$pid 72.00 46282" | charge_direct
+ok "$(passed due_together n)" "n: both lookups finished"
+is "$(su -c "SELECT string_agg(status, ',' ORDER BY operation_id) FROM payments.operations
+	WHERE merchant_id = $M AND operation_id IN ($in_list)")" "succeeded,succeeded" "n: both found"
+is "$(q -c "SELECT gateway_trans_id FROM pay_get_payment($pid)")" "$own" "n: the rider recorded its own charge, from the batch"
+like "$(exchanges "${ops[1]}")" ',getTransactionDetailsRequest,getTransactionDetailsRequest$' \
+	"n: the rider asked about both its hits"
+is "$(su -c "SELECT array_to_string(array_agg(DISTINCT operation_id), ',') FROM payments.gateway_exchanges
+	WHERE merchant_id = $M AND exchange_id > $before AND operation_id IN ($in_list) AND request_type IN
+	('getUnsettledTransactionListRequest', 'getSettledBatchListRequest', 'getTransactionListRequest')")" "${ops[0]}" \
+	"n: the lists were read by the first alone"
+
+# o. Charged, reply lost, settled, then refunded in full by hand at the
+#    gateway under its invoice (the merchant's own refund, same card and
+#    amount): the refund is not the payment's charge; the charge is found.
+#    (Before the type check: two matching transactions, left unknown.)
+lost_reply "$RESET_CHARGED" "29.00 USD"
+own=$(sim_ledger_trans_ids "P$TAG$pid" charge)
+like "$(sim_ctl POST /settle)" '"batchId"' "o: the gateway settled the charge"
+curl -sS -H 'Content-Type: application/json' -d "{\"createTransactionRequest\":{\"merchantAuthentication\":{\"name\":\"$SIM_LOGIN\",\"transactionKey\":\"$SIM_KEY\"},\"transactionRequest\":{\"transactionType\":\"refundTransaction\",\"amount\":\"29.00\",\"payment\":{\"creditCard\":{\"cardNumber\":\"1111\",\"expirationDate\":\"XXXX\"}},\"refTransId\":\"$own\",\"order\":{\"invoiceNumber\":\"P$TAG$pid\"}}}}" "$SIM_API" >/dev/null
+is "$(sim_ledger_count "P$TAG$pid" refund)" 1 "o: refunded by hand at the gateway"
+ok "$(passed past_window "$op")" "o: the lookup finished"
+is "$(q -c "SELECT p.status || '|' || o.status || '|' || p.gateway_trans_id FROM pay_get_payment($pid) p, pay_payment_operations($pid) o")" \
+	"succeeded|succeeded|$own" "o: the charge is found, the refund under its invoice passed over"
+
+# p. Held for review, reply lost, then a stranger's charge of another
+#    amount with the same card under its invoice: the payment's own (in
+#    the held list, read first) matches, the stranger's does not; the own
+#    is asked about again, so that the reply acted on is the last logged.
+lost_reply "$RESET_CHARGED" "9252.00 USD"
+own=$(ledger_trans_id "P$TAG$pid" held)
+echo "P$TAG$pid 15.00" | charge_direct
+ok "$(passed past_window "$op")" "p: the lookup finished"
+is "$(q -c "SELECT p.status || '|' || p.gateway_trans_id FROM pay_get_payment($pid) p")" "in_review|$own" \
+	"p: recorded held, with its own transaction"
+is "$(su -c "SELECT string_agg((e.response_masked ~ ('\"transId\":\"' || '$own' || '\"'))::text, ',' ORDER BY e.exchange_id)
+	FROM payments.gateway_exchanges e WHERE e.merchant_id = $M AND e.operation_id = $op AND e.request_type = 'getTransactionDetailsRequest'")" \
+	"true,false,true" "p: asked about its own, the stranger's, then its own again"
+
+# q. Never processed, five charges of other amounts with the same card
+#    under its invoice: too many to ask about; unknown, for a person.
+lost_reply "$RESET_UNSENT" "31.00 USD"
+for i in 1 2 3 4 5; do echo "P$TAG$pid 3.0$i"; done | charge_direct
+ok "$(passed past_window "$op")" "q: the lookup finished"
+is "$(q -c "SELECT p.status || '|' || o.status FROM pay_get_payment($pid) p, pay_payment_operations($pid) o")" \
+	"unknown|unknown" "q: five hits: left unknown"
+like "$(su -c "SELECT last_error FROM payments.operations WHERE merchant_id = $M AND operation_id = $op")" \
+	"^invoice P$TAG$pid has more than 4 transactions at the gateway that can be the operation's: too many to ask about" "q: last_error says so"
+like "$(exchanges "$op")" "^createTransactionRequest,$WHOLE_SEARCH\$" "q: no transaction was asked about"
 
 # m. Held for review by the gateway's fraud filters, reply lost (simulator
 #    triggers 9252.00: held, not authorized, FDSPendingReview; 9253.00:
