@@ -1233,8 +1233,10 @@ new_check_op(WorkerState *ws, HeapTuple t, TupleDesc d, dlist_head *to_send)
 	return op;
 }
 
-#define SETTLEMENT_CANDIDATES	200000	/* captures checked per round, all
-										 * merchants */
+#define SETTLEMENT_CANDIDATES	5000	/* captures checked per round and
+										 * merchant, oldest first: listing
+										 * 200,000 at once held the loop
+										 * (every payment) for 0.6 s */
 #define REVIEW_CANDIDATES		500 /* held payments checked per round */
 
 /*

@@ -9,7 +9,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(22);
+SELECT plan(23);
 
 -- Payments as the worker leaves them: captured (two), held for review (two).
 CREATE FUNCTION pg_temp.payment(inv text, kind text, status text, trans text, settled timestamptz DEFAULT NULL)
@@ -52,6 +52,26 @@ SELECT set_eq($$SELECT gateway_trans_id FROM payments._settlement_candidates(100
 	ARRAY['70001', '70002'], 'captured payments not known settled are candidates of the settlement check');
 SELECT set_eq($$SELECT gateway_trans_id FROM payments._review_candidates(1000) WHERE merchant_id = 1 AND gateway_trans_id LIKE '7000%'$$,
 	ARRAY['70003', '70004', '70005'], 'payments held for review are candidates of the review check');
+
+-- each merchant's oldest, a bounded number per merchant: one merchant's
+-- backlog does not starve the others (before: the first p_limit overall)
+CREATE FUNCTION pg_temp.captured(m bigint, trans text) RETURNS void LANGUAGE sql AS $$
+	INSERT INTO payments.payments (merchant_id, kind, status, amount, amount_authorized, amount_captured,
+		amount_refunded, payment_method, customer_profile_id, payment_profile_id, invoice_number,
+		correlation_id, gateway_trans_id)
+	VALUES (m, 'purchase', 'pending', '10.00 USD', NULL, NULL, '0.00 USD', 'profile', '1', '2', 'TAPST-' || trans,
+		'tap-settle', trans);
+	UPDATE payments.payments SET status = 'succeeded', amount_authorized = amount, amount_captured = amount
+	WHERE merchant_id = m AND gateway_trans_id = trans $$;
+WITH m AS (INSERT INTO payments.merchants (name) VALUES ('tap-settle-2'), ('tap-settle-3') RETURNING merchant_id)
+INSERT INTO ids SELECT 'm' || (1 + row_number() OVER (ORDER BY merchant_id)), merchant_id FROM m;
+INSERT INTO payments.gateway_config (merchant_id, api_login_id, transaction_key, endpoint_url)
+SELECT id, 'tap', 'tap', 'https://127.0.0.1:9/' FROM ids WHERE name IN ('m2', 'm3');
+SELECT pg_temp.captured(pg_temp.id('m2'), t) FROM unnest(ARRAY['80001', '80002']) t;
+SELECT pg_temp.captured(pg_temp.id('m3'), '90001');
+SELECT set_eq(format($$SELECT merchant_id FROM payments._settlement_candidates(1) WHERE merchant_id IN (%s, %s)$$,
+		pg_temp.id('m2'), pg_temp.id('m3')),
+	ARRAY[pg_temp.id('m2'), pg_temp.id('m3')], 'the settlement check takes each merchant''s oldest, up to its limit each');
 
 -- a refund's decision: as a void, or waiting for settlement
 INSERT INTO ids VALUES ('r1', pg_temp.refund_op(pg_temp.id('a'), '10.00 USD', 'queued')),
