@@ -1592,8 +1592,8 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 	 * WAL).
 	 */
 	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
-	/* a lock a caller holds must not stop every transfer in flight */
-	limit_lock_waits();
+	/* a lock a caller holds must not stop every transfer in flight; no JIT */
+	background_session_settings();
 
 	pg_atomic_write_u32(&payments_shared->worker_procno, MyProc->pgprocno + 1);
 	pg_atomic_write_u32(&payments_shared->worker_pid, MyProcPid);

@@ -19,6 +19,7 @@ extern void worker_connect(pg_atomic_uint32 *connect_failures);
 extern void helper_start(pg_atomic_uint32 *connect_failures, const char *appname);
 extern void loop_start(MemoryContext loop_cxt);
 extern void limit_lock_waits(void);
+extern void background_session_settings(void);
 extern bool in_transaction(const char *what, void (*fn) (void *), void *arg);
 extern bool last_failure_was_lock(void);
 extern void check_interrupts(void);

@@ -744,6 +744,8 @@ CREATE FUNCTION payments._settlement_candidates(p_limit integer)
 		ca_file text, timeout_ms integer)
 	LANGUAGE sql STABLE
 	SET search_path = pg_catalog, payments, pg_temp
+	-- the plan's estimate (every merchant's full share) would compile it
+	SET jit = off
 	AS $$
 	-- each merchant's oldest p_limit (one merchant's backlog neither
 	-- starves the others nor makes a round long)
