@@ -277,31 +277,37 @@ COMMENT ON FUNCTION payments._park_connection(text, timestamptz) IS
 CREATE FUNCTION payments._park_unconfigured() RETURNS integer
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments, pg_temp
+	-- each operation found by its key, never a scan of the table
+	SET enable_seqscan = off
+	SET enable_hashjoin = off
+	SET enable_mergejoin = off
 	AS $$
 DECLARE
-	n integer := 0;
-	k integer;
-	m bigint;
+	n integer;
 BEGIN
-	-- Merchant by merchant, only those without a configuration: with every
-	-- merchant configured, no operation is read.  (A search of every due
-	-- operation went through the ready index's entries of all operations
-	-- done since its last vacuum: a second of the worker's loop once a
-	-- minute at a thousand payments a second, every payment waiting.)
-	FOR m IN SELECT x.merchant_id FROM payments.merchants x
-		WHERE NOT EXISTS (SELECT 1 FROM payments.gateway_config g WHERE g.merchant_id = x.merchant_id)
-	LOOP
-		UPDATE payments.operations o SET next_attempt_at = now() + interval '1 minute',
-			last_error = 'no gateway is configured for this merchant (pay_configure_gateway)'
-		FROM (SELECT x.operation_id FROM payments.operations x
-			WHERE x.background IN (false, true) AND x.merchant_id = m
+	-- Every merchant configured (the rule): no operation is read.  (A
+	-- search of every due operation went through the ready index's entries
+	-- of all operations done since its last vacuum: a second of the
+	-- worker's loop once a minute at a thousand payments a second, every
+	-- payment waiting.)
+	IF NOT EXISTS (SELECT 1 FROM payments.merchants m
+		WHERE NOT EXISTS (SELECT 1 FROM payments.gateway_config g WHERE g.merchant_id = m.merchant_id)) THEN
+		RETURN 0;
+	END IF;
+	-- else from those merchants, each one's due operations (locked and
+	-- checked as read), then each by its key
+	WITH r AS MATERIALIZED (
+		SELECT r.merchant_id, r.operation_id FROM payments.merchants m
+		CROSS JOIN LATERAL (SELECT x.merchant_id, x.operation_id FROM payments.operations x
+			WHERE x.background IN (false, true) AND x.merchant_id = m.merchant_id
 				AND x.status IN ('queued', 'unknown') AND x.next_attempt_at <= now()
 			FOR UPDATE SKIP LOCKED) r
-		WHERE o.merchant_id = m AND o.operation_id = r.operation_id
-			AND o.status IN ('queued', 'unknown') AND o.next_attempt_at <= now();
-		GET DIAGNOSTICS k = ROW_COUNT;
-		n := n + k;
-	END LOOP;
+		WHERE NOT EXISTS (SELECT 1 FROM payments.gateway_config g WHERE g.merchant_id = m.merchant_id))
+	UPDATE payments.operations o SET next_attempt_at = now() + interval '1 minute',
+		last_error = 'no gateway is configured for this merchant (pay_configure_gateway)'
+	FROM r
+	WHERE o.merchant_id = r.merchant_id AND o.operation_id = r.operation_id;
+	GET DIAGNOSTICS n = ROW_COUNT;
 	RETURN n;
 END
 $$;
