@@ -966,13 +966,13 @@ identity_mismatch(const GatewayOp *op, const AnetTxnDetails *d, AnetStatusClass 
 /*
  * The lookup's hits are confirmed one by one (apply_lookup starts with
  * the first): the one whose details pass identity_mismatch answers for
- * the operation, if it is the only one.  Returns the reply to act on (d),
- * or NULL with the next request set (*follow_up) or the outcome set
- * (unknown: none matched, or two did).  The one that matched, if not the
- * last asked about, is asked about again, as a plain confirmation: the
- * reply acted on is then the last in the exchange log.
+ * the operation, if it is the only one.  True when this reply (d) is to
+ * be acted on; false with the next request set (*follow_up) or the
+ * outcome set (unknown: none matched, or two did).  The one that matched,
+ * if not the last asked about, is asked about again, as a plain
+ * confirmation: the reply acted on is then the last in the exchange log.
  */
-static const AnetTxnDetails *
+static bool
 next_hit(GatewayOp *op, const AnetTxnDetails *d, char *mismatch, bool *follow_up)
 {
 	GatewayLookup *lk = &op->lookup;
@@ -989,17 +989,17 @@ next_hit(GatewayOp *op, const AnetTxnDetails *d, char *mismatch, bool *follow_up
 		gateway_set_outcome_later(op, 60000, 3600000, OUTCOME_UNKNOWN,
 								  psprintf("the gateway's transactions %s and %s under invoice %s both match the operation: a person must tell which, if any, is its own",
 										   lk->passed, d->trans_id, op->txn_invoice));
-		return NULL;
+		return false;
 	}
 	if (++lk->confirming < lk->nhits)
 		ask = lk->hits[lk->confirming];
 	else if (lk->passed[0] == '\0')
 	{
 		gateway_set_outcome_later(op, 60000, 3600000, OUTCOME_UNKNOWN, lk->mismatches);
-		return NULL;
+		return false;
 	}
 	else if (strcmp(lk->passed, d->trans_id) == 0)
-		return d;
+		return true;
 	else
 	{
 		ask = lk->passed;
@@ -1010,7 +1010,7 @@ next_hit(GatewayOp *op, const AnetTxnDetails *d, char *mismatch, bool *follow_up
 	else
 		gateway_set_outcome_later(op, 5000, 300000, OUTCOME_UNKNOWN,
 								  psprintf("the transaction %s found could not be asked about", ask));
-	return NULL;
+	return false;
 }
 
 /*
@@ -1022,23 +1022,23 @@ next_hit(GatewayOp *op, const AnetTxnDetails *d, char *mismatch, bool *follow_up
 static void
 interpret_confirm(GatewayOp *op, bool *follow_up)
 {
-	AnetTxnDetails reply;
-	const AnetTxnDetails *d = &reply;
+	AnetTxnDetails d;
 	AnetStatusClass cls;
 	char	   *mismatch;
 	bool		first_op = strcmp(op->kind, "purchase") == 0 || strcmp(op->kind, "authorize") == 0;
 	bool		voids = strcmp(op->kind, "void") == 0 || op->via_void;
 
-	if (!anet_parse_transaction_details_response(op->http.response, op->http.response_len, &reply) ||
-		!reply.found)
+	if (!anet_parse_transaction_details_response(op->http.response, op->http.response_len, &d) ||
+		!d.found)
 	{
 		gateway_set_outcome_later(op, 1000, 60000, OUTCOME_UNKNOWN, "the original transaction could not be looked up");
 		return;
 	}
-	mismatch = identity_mismatch(op, &reply, anet_classify_transaction_status(reply.transaction_status));
+	cls = anet_classify_transaction_status(d.transaction_status);
+	mismatch = identity_mismatch(op, &d, cls);
 	if (op->lookup.confirming_hits)
 	{
-		if ((d = next_hit(op, &reply, mismatch, follow_up)) == NULL)
+		if (!next_hit(op, &d, mismatch, follow_up))
 			return;
 	}
 	else if (mismatch != NULL)
@@ -1047,15 +1047,14 @@ interpret_confirm(GatewayOp *op, bool *follow_up)
 		gateway_set_outcome_later(op, 60000, 3600000, OUTCOME_UNKNOWN, mismatch);
 		return;
 	}
-	cls = anet_classify_transaction_status(d->transaction_status);
-	op->result.response_code = d->response_code;
-	op->result.reason_code = d->reason_code;
-	op->result.reason_text = pstrdup(d->reason_text);
-	op->result.trans_id = pstrdup(d->trans_id);
-	op->result.auth_code = pstrdup(d->auth_code);
-	op->result.avs = pstrdup(d->avs_response);
-	op->result.cvv = pstrdup(d->card_code_response);
-	op->result.account_number = pstrdup(d->account_number);
+	op->result.response_code = d.response_code;
+	op->result.reason_code = d.reason_code;
+	op->result.reason_text = pstrdup(d.reason_text);
+	op->result.trans_id = pstrdup(d.trans_id);
+	op->result.auth_code = pstrdup(d.auth_code);
+	op->result.avs = pstrdup(d.avs_response);
+	op->result.cvv = pstrdup(d.card_code_response);
+	op->result.account_number = pstrdup(d.account_number);
 
 	switch (cls)
 	{
@@ -1072,7 +1071,7 @@ interpret_confirm(GatewayOp *op, bool *follow_up)
 			else if (!op->via_void)
 				gateway_set_outcome(op, OUTCOME_ERROR,
 									psprintf("the gateway shows the transaction %s, not voided",
-											 d->transaction_status));
+											 d.transaction_status));
 
 			/*
 			 * A refund sent as a void that did not happen: sent again while
@@ -1121,15 +1120,15 @@ interpret_confirm(GatewayOp *op, bool *follow_up)
 			 * final.  couldNotVoid tells of a void tried on it, not what
 			 * the transaction itself came to: a person looks.
 			 */
-			if (strcmp(d->transaction_status, "couldNotVoid") == 0)
+			if (strcmp(d.transaction_status, "couldNotVoid") == 0)
 				gateway_set_outcome_later(op, 60000, 3600000, OUTCOME_UNKNOWN,
 										  "the gateway shows the transaction couldNotVoid");
 			else
 				gateway_set_outcome(op, OUTCOME_ERROR,
-									psprintf("the gateway shows the transaction %s", d->transaction_status));
+									psprintf("the gateway shows the transaction %s", d.transaction_status));
 			return;
 		default:
-			gateway_set_outcome_later(op, 5000, 300000, OUTCOME_UNKNOWN, psprintf("the original transaction has status %s", d->transaction_status));
+			gateway_set_outcome_later(op, 5000, 300000, OUTCOME_UNKNOWN, psprintf("the original transaction has status %s", d.transaction_status));
 			return;
 	}
 }
