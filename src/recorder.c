@@ -104,9 +104,7 @@ payments_recorder_main(Datum main_arg pg_attribute_unused())
 	TimestampTz last_memory = 0;
 
 	helper_start(&payments_shared->recorder_connect_failures, "payments recorder");
-	/* the results are durable before anyone is told (as the worker's) */
-	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
-	/* a lock a caller holds must not hold up every merchant's answers; no JIT */
+	/* results durable before anyone is told, brief lock waits, no JIT */
 	background_session_settings();
 
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "payments recorder loop",

@@ -1582,17 +1582,9 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 	pgstat_report_appname("payments worker");
 
 	/*
-	 * A claim ("sending", attempt number) must be on disk before its request
-	 * leaves (DESIGN §2): whatever synchronous_commit the cluster, database
-	 * or role sets, the worker's commits wait for their WAL flush.  After an
-	 * asynchronous commit a crash could forget a claim whose request the
-	 * gateway had already charged, and with the card gone from the unlogged
-	 * vault the operation could then only fail.  The flush also makes the
-	 * caller's commit of the payment durable (it precedes the claim in the
-	 * WAL).
+	 * claims durable before their requests leave, brief lock waits (a lock a
+	 * caller holds must not stop every transfer in flight), no JIT
 	 */
-	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
-	/* a lock a caller holds must not stop every transfer in flight; no JIT */
 	background_session_settings();
 
 	pg_atomic_write_u32(&payments_shared->worker_procno, MyProc->pgprocno + 1);

@@ -274,15 +274,26 @@ limit_lock_waits(void)
 }
 
 /*
- * The session settings of the worker and the recorder: brief lock waits
- * (limit_lock_waits), and no JIT compilation.  Their statements are short;
- * a plan estimated large (a generic plan over a big table, a set-returning
- * function's guess) took 0.2 s to compile for 8 ms of work, with every
- * payment waiting on the loop meanwhile.
+ * The session settings of the worker and the recorder.
+ * - synchronous_commit on, whatever the cluster, database or role sets: a
+ *   claim ("sending", attempt number) must be on disk before its request
+ *   leaves (DESIGN §2), and a result before anyone is told.  After an
+ *   asynchronous commit a crash could forget a claim whose request the
+ *   gateway had already charged, and with the card gone from the unlogged
+ *   vault the operation could then only fail.  The flush also makes the
+ *   caller's commit of the payment durable (it precedes the claim in the
+ *   WAL).
+ * - brief lock waits (limit_lock_waits): a lock a caller holds must not
+ *   stop every transfer in flight or every merchant's answers.
+ * - no JIT compilation.  Their statements are short; a plan estimated
+ *   large (a generic plan over a big table, a set-returning function's
+ *   guess) took 0.2 s to compile for 8 ms of work, with every payment
+ *   waiting on the loop meanwhile.
  */
 void
 background_session_settings(void)
 {
+	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
 	limit_lock_waits();
 	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 }
