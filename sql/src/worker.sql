@@ -103,11 +103,16 @@ BEGIN
 				ORDER BY p_after_merchant IS NOT NULL AND w.merchant_id <= p_after_merchant,
 					w.merchant_id) AS nth
 		FROM waiting w
-		WHERE w.next_attempt_at <= now() AND w.merchant_id = ANY (ARRAY(SELECT g.merchant_id FROM payments.gateway_config g
-			WHERE payments._gateway_connection(g.endpoint_url, g.ca_file, g.timeout_ms)
-					<> ALL (p_held_connections)
-				AND (p_only_connection IS NULL OR p_only_connection
-					= payments._gateway_connection(g.endpoint_url, g.ca_file, g.timeout_ms))))
+		-- configured (its row by key: this runs every round, and configured
+		-- merchants may be many); its connection worked out only when some
+		-- connection is held or probed
+		WHERE w.next_attempt_at <= now() AND EXISTS (SELECT 1 FROM payments.gateway_config g
+			WHERE g.merchant_id = w.merchant_id
+				AND (cardinality(p_held_connections) = 0 AND p_only_connection IS NULL
+					OR payments._gateway_connection(g.endpoint_url, g.ca_file, g.timeout_ms)
+							<> ALL (p_held_connections)
+						AND (p_only_connection IS NULL OR p_only_connection
+							= payments._gateway_connection(g.endpoint_url, g.ca_file, g.timeout_ms))))
 	), ordinary AS (
 		-- the room shared out exactly among the first p_limit merchants of
 		-- the rotation (those after the remainder's one row less), each

@@ -9,7 +9,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(31);
+SELECT plan(36);
 
 -- (a card cannot be stored, not even in a temporary table: a function makes them)
 CREATE FUNCTION pg_temp.card() RETURNS payments.pay_card LANGUAGE sql
@@ -92,6 +92,38 @@ SELECT is((SELECT next_attempt_at FROM payments.operations WHERE merchant_id = :
 SELECT ok((SELECT bool_and(next_attempt_at <= now()) FROM payments.operations
 	WHERE (merchant_id = :live AND payment_id = :live_payment_id) OR (merchant_id = :same AND payment_id = :same_payment_id)),
 	'another endpoint''s merchant is not touched, nor one on the same URL with a timeout of its own');
+
+-- the claim and the circuits: a held connection's merchants are left, the
+-- probe of one claims only its merchants, and the gateway configuration is
+-- read for the merchants with due operations only (the claim runs every
+-- round; its cost must not grow with the merchants configured)
+UPDATE payments.operations SET next_attempt_at = now() WHERE merchant_id = :dead AND payment_id = :dead_payment_id;
+INSERT INTO payments.merchants (name) SELECT 'idle ' || g FROM generate_series(1, 40) g;
+INSERT INTO payments.gateway_config (merchant_id, api_login_id, transaction_key, endpoint_url, timeout_ms)
+SELECT merchant_id, 'x', 'y', 'https://idle.example/api', 30000 FROM payments.merchants WHERE name LIKE 'idle %';
+SET LOCAL track_functions = 'all';
+CREATE TEMP TABLE conn_calls AS
+SELECT coalesce(pg_stat_get_xact_function_calls('payments._gateway_connection(text,text,integer)'::regprocedure), 0) AS n,
+	(SELECT count(DISTINCT merchant_id) FROM payments.operations WHERE status IN ('queued', 'unknown') AND next_attempt_at <= now()) AS due;
+SELECT is((SELECT array_agg(c.merchant_id ORDER BY c.merchant_id)
+		FROM payments._claim_operations(100, p_held_connections => ARRAY[payments._gateway_connection('https://dead.example/api', NULL, 30000)]) c
+		WHERE c.merchant_id IN (:dead, :live, :same)),
+	ARRAY[:live, :same]::bigint[], 'a held connection''s merchant is left, the others (same URL, own timeout) are claimed');
+SELECT ok(coalesce(pg_stat_get_xact_function_calls('payments._gateway_connection(text,text,integer)'::regprocedure), 0)
+		- (SELECT n FROM conn_calls) <= 2 * (SELECT due FROM conn_calls),
+	'the connections worked out are those of the merchants with due operations only (40 idle merchants configured)');
+SELECT is((SELECT array_agg(c.merchant_id ORDER BY c.merchant_id)
+		FROM payments._claim_operations(100, p_only_connection => payments._gateway_connection('https://dead.example/api', NULL, 30000)) c),
+	ARRAY[:dead]::bigint[], 'the probe of a connection claims only its merchants''');
+SET payments.merchant_id = :'live';
+SELECT payment_id FROM pay_purchase(amount => '2.00 USD', card => pg_temp.card()) \gset live2_
+RESET payments.merchant_id;
+UPDATE conn_calls SET n = coalesce(pg_stat_get_xact_function_calls('payments._gateway_connection(text,text,integer)'::regprocedure), 0);
+SELECT is((SELECT array_agg(c.payment_id) FROM payments._claim_operations(100) c WHERE c.merchant_id = :live),
+	ARRAY[:live2_payment_id]::bigint[], 'no circuit held: the due operation is claimed');
+SELECT is(coalesce(pg_stat_get_xact_function_calls('payments._gateway_connection(text,text,integer)'::regprocedure), 0)
+		- (SELECT n FROM conn_calls), 0::bigint,
+	'with no circuit held no gateway connection is worked out');
 
 SELECT * FROM finish();
 ROLLBACK;
