@@ -12605,10 +12605,14 @@ COMMENT ON FUNCTION payments._settlement_candidates(integer) IS
 	'Worker: captured payments (of the last 31 days) whose settlement is not known yet, each merchant''s oldest p_limit, ordered by merchant, to look for in the gateway''s settled batches.';
 
 ------------------------------------------------------------------------------
--- h-claim-configured: the claim looks up the gateway configuration of the
--- merchants with due operations only, by key (sql/src/worker.sql); it read
--- every configured merchant's, through an SQL function each, every round.
+-- h-claim-scaling: a claim costs what is due, not what is configured or
+-- waiting (sql/src/worker.sql, billing.sql).  It read every configured
+-- merchant's gateway connection, through an SQL function each, and probed
+-- every merchant with operations waiting for later, every round.
 ------------------------------------------------------------------------------
+CREATE INDEX operations_due ON payments.operations (next_attempt_at) INCLUDE (background, merchant_id)
+	WHERE status IN ('queued', 'unknown');
+
 CREATE OR REPLACE FUNCTION payments._claim_operations(p_limit integer, p_background_limit integer DEFAULT NULL,
 	p_held_connections text[] DEFAULT '{}', p_only_connection text DEFAULT NULL,
 	p_after_merchant bigint DEFAULT NULL)
@@ -12645,18 +12649,35 @@ BEGIN
 	-- p_only_connection: only those of that connection (the one probe of a
 	-- half-open circuit).  The rows are returned in the order of turns.
 	RETURN QUERY
-	WITH RECURSIVE waiting AS (
-		-- each (background, merchant) key and its earliest due time: one
-		-- index probe per merchant with operations waiting
+	WITH RECURSIVE due_ops AS MATERIALIZED (
+		-- the operations due, by due time, as many as 1,000 and one: when
+		-- there are no more, their merchants are every merchant with one due,
+		-- and merchants whose operations all wait for later (parked behind
+		-- an open circuit, an unknown outcome's next look) cost nothing
+		SELECT o.background, o.merchant_id, o.next_attempt_at FROM payments.operations o
+		WHERE o.status IN ('queued', 'unknown') AND o.next_attempt_at <= now()
+		ORDER BY o.next_attempt_at LIMIT 1001
+	), backlog AS (
+		-- more are due (a backlog): each (background, merchant) key and its
+		-- earliest due time, one index probe per merchant with operations
+		-- waiting
 		(SELECT o.background, o.merchant_id, o.next_attempt_at FROM payments.operations o
-		 WHERE o.status IN ('queued', 'unknown')
+		 WHERE o.status IN ('queued', 'unknown') AND (SELECT count(*) FROM due_ops) > 1000
 		 ORDER BY o.background, o.merchant_id, o.next_attempt_at LIMIT 1)
 		UNION ALL
-		SELECT n.background, n.merchant_id, n.next_attempt_at FROM waiting w
+		SELECT n.background, n.merchant_id, n.next_attempt_at FROM backlog w
 		CROSS JOIN LATERAL (SELECT o.background, o.merchant_id, o.next_attempt_at FROM payments.operations o
 			WHERE o.status IN ('queued', 'unknown')
 				AND (o.background, o.merchant_id) > (w.background, w.merchant_id)
 			ORDER BY o.background, o.merchant_id, o.next_attempt_at LIMIT 1) n
+	), waiting AS (
+		-- each (background, merchant) key with operations due or waiting,
+		-- and its earliest due time
+		SELECT d.background, d.merchant_id, min(d.next_attempt_at) AS next_attempt_at FROM due_ops d
+		WHERE (SELECT count(*) FROM due_ops) <= 1000
+		GROUP BY d.background, d.merchant_id
+		UNION ALL
+		SELECT b.background, b.merchant_id, b.next_attempt_at FROM backlog b
 	), due AS (
 		-- the merchants with an operation due (their earliest is), of
 		-- a connection whose circuit is closed: how many, and each one's

@@ -23,6 +23,11 @@ COMMENT ON COLUMN payments.operations.background IS
 DROP INDEX payments.operations_ready;
 CREATE INDEX operations_ready ON payments.operations (background, merchant_id, next_attempt_at)
 	WHERE status IN ('queued', 'unknown');
+-- By due time: the claim finds the merchants with operations due from the
+-- due ones alone, however many merchants have operations waiting for later
+-- (parked behind an open circuit, an unknown outcome's next look).
+CREATE INDEX operations_due ON payments.operations (next_attempt_at) INCLUDE (background, merchant_id)
+	WHERE status IN ('queued', 'unknown');
 
 ------------------------------------------------------------------------------
 -- Constants of billing.

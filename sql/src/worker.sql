@@ -81,18 +81,35 @@ BEGIN
 	-- p_only_connection: only those of that connection (the one probe of a
 	-- half-open circuit).  The rows are returned in the order of turns.
 	RETURN QUERY
-	WITH RECURSIVE waiting AS (
-		-- each (background, merchant) key and its earliest due time: one
-		-- index probe per merchant with operations waiting
+	WITH RECURSIVE due_ops AS MATERIALIZED (
+		-- the operations due, by due time, as many as 1,000 and one: when
+		-- there are no more, their merchants are every merchant with one due,
+		-- and merchants whose operations all wait for later (parked behind
+		-- an open circuit, an unknown outcome's next look) cost nothing
+		SELECT o.background, o.merchant_id, o.next_attempt_at FROM payments.operations o
+		WHERE o.status IN ('queued', 'unknown') AND o.next_attempt_at <= now()
+		ORDER BY o.next_attempt_at LIMIT 1001
+	), backlog AS (
+		-- more are due (a backlog): each (background, merchant) key and its
+		-- earliest due time, one index probe per merchant with operations
+		-- waiting
 		(SELECT o.background, o.merchant_id, o.next_attempt_at FROM payments.operations o
-		 WHERE o.status IN ('queued', 'unknown')
+		 WHERE o.status IN ('queued', 'unknown') AND (SELECT count(*) FROM due_ops) > 1000
 		 ORDER BY o.background, o.merchant_id, o.next_attempt_at LIMIT 1)
 		UNION ALL
-		SELECT n.background, n.merchant_id, n.next_attempt_at FROM waiting w
+		SELECT n.background, n.merchant_id, n.next_attempt_at FROM backlog w
 		CROSS JOIN LATERAL (SELECT o.background, o.merchant_id, o.next_attempt_at FROM payments.operations o
 			WHERE o.status IN ('queued', 'unknown')
 				AND (o.background, o.merchant_id) > (w.background, w.merchant_id)
 			ORDER BY o.background, o.merchant_id, o.next_attempt_at LIMIT 1) n
+	), waiting AS (
+		-- each (background, merchant) key with operations due or waiting,
+		-- and its earliest due time
+		SELECT d.background, d.merchant_id, min(d.next_attempt_at) AS next_attempt_at FROM due_ops d
+		WHERE (SELECT count(*) FROM due_ops) <= 1000
+		GROUP BY d.background, d.merchant_id
+		UNION ALL
+		SELECT b.background, b.merchant_id, b.next_attempt_at FROM backlog b
 	), due AS (
 		-- the merchants with an operation due (their earliest is), of
 		-- a connection whose circuit is closed: how many, and each one's

@@ -9,7 +9,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(36);
+SELECT plan(39);
 
 -- (a card cannot be stored, not even in a temporary table: a function makes them)
 CREATE FUNCTION pg_temp.card() RETURNS payments.pay_card LANGUAGE sql
@@ -124,6 +124,34 @@ SELECT is((SELECT array_agg(c.payment_id) FROM payments._claim_operations(100) c
 SELECT is(coalesce(pg_stat_get_xact_function_calls('payments._gateway_connection(text,text,integer)'::regprocedure), 0)
 		- (SELECT n FROM conn_calls), 0::bigint,
 	'with no circuit held no gateway connection is worked out');
+
+-- merchants whose operations all wait for later (parked behind an open
+-- circuit, an unknown outcome's next look) cost a claim nothing: it reads
+-- the due operations, not one index probe per merchant with any waiting
+DO $$
+DECLARE m bigint;
+BEGIN
+	FOR m IN SELECT merchant_id FROM payments.merchants WHERE name LIKE 'idle %' LOOP
+		PERFORM set_config('payments.merchant_id', m::text, true);
+		PERFORM payments.pay_purchase(amount => '3.00 USD', card => pg_temp.card());
+	END LOOP;
+END $$;
+RESET payments.merchant_id;
+UPDATE payments.operations o SET next_attempt_at = now() + interval '1 hour'
+FROM payments.merchants m WHERE m.merchant_id = o.merchant_id AND m.name LIKE 'idle %';
+SET payments.merchant_id = :'live';
+SELECT payment_id FROM pay_purchase(amount => '4.00 USD', card => pg_temp.card()) \gset live3_
+RESET payments.merchant_id;
+CREATE TEMP TABLE ready_scans AS
+SELECT pg_stat_get_xact_numscans('payments.operations_ready'::regclass) AS n,
+	(SELECT count(DISTINCT merchant_id) FROM payments.operations WHERE status IN ('queued', 'unknown') AND next_attempt_at <= now()) AS due;
+SELECT is((SELECT array_agg(c.payment_id) FROM payments._claim_operations(100) c WHERE c.merchant_id = :live),
+	ARRAY[:live3_payment_id]::bigint[], 'with 40 merchants'' operations parked for later, the due one is claimed');
+SELECT ok(pg_stat_get_xact_numscans('payments.operations_ready'::regclass) - (SELECT n FROM ready_scans)
+		<= 2 * (SELECT due FROM ready_scans) + 1,
+	'and the claim probed the merchants with operations due only, not the 40 parked ones');
+SELECT is((SELECT count(*) FROM payments._claim_operations(100) c JOIN payments.merchants m USING (merchant_id)
+		WHERE m.name LIKE 'idle %'), 0::bigint, 'the parked operations are not claimed before their time');
 
 SELECT * FROM finish();
 ROLLBACK;
