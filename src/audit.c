@@ -82,6 +82,7 @@
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "nodes/primnodes.h"
+#include "storage/proc.h"
 #include "storage/procarray.h"
 #include "tcop/utility.h"
 #include "utils/acl.h"
@@ -165,6 +166,7 @@ typedef struct AuditAttr
 	bool		typbyval;
 	int16		typlen;
 	JsonbColumn json;			/* AK_VALUE: how a value becomes jsonb */
+	Datum		name_text;		/* the name as text (changed_columns) */
 	char	   *keytext;		/* the name as a JSON string, then ": " */
 	int			keytextlen;
 	bool		have_last;		/* JV_DATETIME: the last value printed */
@@ -179,6 +181,8 @@ typedef struct AuditRelCache
 	MemoryContext cxt;			/* everything below */
 	char	   *schema;
 	char	   *relname;
+	text	   *schema_text;	/* the two as text, for every audit row */
+	text	   *relname_text;
 	int			natts;
 	AuditAttr  *attrs;
 	AttrNumber	merchant_attno; /* integer merchant_id column, or 0 */
@@ -200,9 +204,15 @@ typedef struct AuditRecord
 	Jsonb	   *new_row;
 	char	   *old_text;		/* their canonical text, when known */
 	char	   *new_text;
+	int			old_len;		/* its length, when known (else 0) */
+	int			new_len;
 	bool		old_clean;		/* that text known to hold no card number */
 	bool		new_clean;
 	ArrayType  *changed_columns;
+	const char **changed_names; /* their names, when known (else NULL) */
+	int			nchanged;
+	const text *schema_text;	/* table_schema and table_name as text, */
+	const text *name_text;		/* when kept (else NULL) */
 	const char *db_role;
 	const char *session_role;
 	const char *app_user;
@@ -307,6 +317,8 @@ audit_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 		retention_active = false;
 }
 
+static void audit_role_callback(Datum arg, int cacheid, uint32 hashvalue);
+
 static void
 register_callbacks(void)
 {
@@ -322,6 +334,7 @@ register_callbacks(void)
 	CacheRegisterRelcacheCallback(audit_relcache_callback, (Datum) 0);
 	CacheRegisterSyscacheCallback(NAMESPACEOID, audit_syscache_callback, (Datum) 0);
 	CacheRegisterSyscacheCallback(CASTSOURCETARGET, audit_syscache_callback, (Datum) 0);
+	CacheRegisterSyscacheCallback(AUTHOID, audit_role_callback, (Datum) 0);
 	callbacks_registered = true;
 }
 
@@ -471,6 +484,8 @@ get_rel_cache(Relation rel, Trigger *trigger)
 
 	entry->schema = get_namespace_name(RelationGetNamespace(rel));
 	entry->relname = pstrdup(RelationGetRelationName(rel));
+	entry->schema_text = cstring_to_text(entry->schema);
+	entry->relname_text = cstring_to_text(entry->relname);
 	entry->natts = desc->natts;
 	entry->attrs = palloc0(sizeof(AuditAttr) * desc->natts);
 	entry->merchant_attno = 0;
@@ -485,6 +500,7 @@ get_rel_cache(Relation rel, Trigger *trigger)
 
 		a->name = pstrdup(NameStr(att->attname));
 		a->namelen = strlen(a->name);
+		a->name_text = PointerGetDatum(cstring_to_text(a->name));
 		a->typid = att->atttypid;
 		a->typbyval = att->attbyval;
 		a->typlen = att->attlen;
@@ -657,6 +673,31 @@ row_to_audit_jsonb(AuditRelCache *rc, HeapTuple tuple, TupleDesc desc)
 	return JsonbValueToJsonb(res);
 }
 
+/*
+ * A string as escape_json() writes it.  Most have nothing to escape: they
+ * are copied whole (escape_json appends character by character).
+ */
+static void
+append_json_string(StringInfo out, const char *s, int len)
+{
+	for (int i = 0; i < len; i++)
+	{
+		unsigned char c = (unsigned char) s[i];
+
+		if (c < 0x20 || c == '"' || c == '\\')
+		{
+			escape_json(out, pnstrdup(s, len));
+			return;
+		}
+	}
+	enlargeStringInfo(out, len + 2);
+	out->data[out->len++] = '"';
+	memcpy(out->data + out->len, s, len);
+	out->len += len;
+	out->data[out->len++] = '"';
+	out->data[out->len] = '\0';
+}
+
 /* A jsonb scalar's text, as JsonbToCString prints it. */
 static void
 append_scalar_text(StringInfo out, const JsonbValue *v)
@@ -677,7 +718,7 @@ append_scalar_text(StringInfo out, const JsonbValue *v)
 																			NumericGetDatum(v->val.numeric))));
 			break;
 		case jbvString:
-			escape_json(out, pnstrdup(v->val.string.val, v->val.string.len));
+			append_json_string(out, v->val.string.val, v->val.string.len);
 			break;
 		default:
 			elog(ERROR, "unexpected jsonb scalar type %d", (int) v->type);
@@ -726,12 +767,12 @@ append_json_value(AuditAttr *a, Datum value, JsonbValue *v, StringInfo out)
 			{
 				text	   *t = DatumGetTextPP(value);
 				int			len = VARSIZE_ANY_EXHDR(t);
-				char	   *s = pnstrdup(VARDATA_ANY(t), len);
 
+				/* its bytes in the tuple serve until the row's jsonb is built */
 				v->type = jbvString;
-				v->val.string.val = s;
+				v->val.string.val = VARDATA_ANY(t);
 				v->val.string.len = len;
-				escape_json(out, s);
+				append_json_string(out, VARDATA_ANY(t), len);
 				break;
 			}
 		case JV_DATETIME:
@@ -750,7 +791,7 @@ append_json_value(AuditAttr *a, Datum value, JsonbValue *v, StringInfo out)
 				v->type = jbvString;
 				v->val.string.val = s;
 				v->val.string.len = strlen(s);
-				escape_json(out, s);
+				append_json_string(out, s, v->val.string.len);
 				break;
 			}
 		default:
@@ -830,7 +871,8 @@ typedef struct AuditRowBuild
 static bool
 row_to_audit_fast(AuditRelCache *rc, TupleDesc desc, const Datum *values,
 				  const bool *nulls, const AuditRowBuild *prev, const bool *same,
-				  AuditRowBuild *build, Jsonb **jb_out, char **text_out, bool *clean)
+				  AuditRowBuild *build, Jsonb **jb_out, char **text_out, int *len_out,
+				  bool *clean)
 {
 	bool		dirty = !rc->keys_clean;
 	JsonbValue	obj;
@@ -918,6 +960,7 @@ row_to_audit_fast(AuditRelCache *rc, TupleDesc desc, const Datum *values,
 	obj.val.object.pairs = pairs;
 	*jb_out = JsonbValueToJsonb(&obj);
 	*text_out = out.data;
+	*len_out = out.len;
 	return true;
 }
 
@@ -925,22 +968,26 @@ row_to_audit_fast(AuditRelCache *rc, TupleDesc desc, const Datum *values,
 static bool
 row_to_audit(AuditRelCache *rc, HeapTuple tuple, TupleDesc desc,
 			 const Datum *values, const bool *nulls, const AuditRowBuild *prev,
-			 const bool *same, AuditRowBuild *build, Jsonb **jb, char **text, bool *clean)
+			 const bool *same, AuditRowBuild *build, Jsonb **jb, char **text, int *len,
+			 bool *clean)
 {
-	if (row_to_audit_fast(rc, desc, values, nulls, prev, same, build, jb, text, clean))
+	if (row_to_audit_fast(rc, desc, values, nulls, prev, same, build, jb, text, len, clean))
 		return true;
 	*clean = false;				/* scanned when printed */
 	*jb = row_to_audit_jsonb(rc, tuple, desc);
 	*text = NULL;				/* printed when needed */
+	*len = 0;
 	return false;
 }
 
 /* The names of the columns an UPDATE changed (masked ones included). */
 static ArrayType *
 changed_columns(AuditRelCache *rc, const Datum *oldvals, const bool *oldnulls,
-				const Datum *newvals, const bool *newnulls, TupleDesc desc, bool *same)
+				const Datum *newvals, const bool *newnulls, TupleDesc desc, bool *same,
+				const char ***names_out, int *n_out)
 {
 	Datum	   *names = palloc(sizeof(Datum) * Max(rc->natts, 1));
+	const char **cnames = palloc(sizeof(char *) * Max(rc->natts, 1));
 	int			n = 0;
 	int			i;
 
@@ -964,10 +1011,13 @@ changed_columns(AuditRelCache *rc, const Datum *oldvals, const bool *oldnulls,
 			continue;
 		if (oldnull != newnull || !datumIsEqual(oldval, newval, a->typbyval, a->typlen))
 		{
-			names[n++] = CStringGetTextDatum(a->name);
+			cnames[n] = a->name;
+			names[n++] = a->name_text;
 			same[i] = false;
 		}
 	}
+	*names_out = cnames;
+	*n_out = n;
 	return construct_array(names, n, TEXTOID, -1, false, TYPALIGN_INT);
 }
 
@@ -1077,9 +1127,21 @@ audit_merchant(const PaymentsActor *who, bool has_row_merchant, int64 row_mercha
 static const char *
 current_correlation_id(void)
 {
+	static LocalTransactionId lxid = InvalidLocalTransactionId;
+	static CommandId cid;
 	const char *s;
 
-	refresh_json_setting(&headers);
+	/*
+	 * The header, once per command: a statement's rows are audited
+	 * together after it (as src/tenancy.c reads the actor).
+	 */
+	if (lxid != MyProc->lxid || cid != GetCurrentCommandId(false))
+	{
+		lxid = InvalidLocalTransactionId;
+		refresh_json_setting(&headers);
+		lxid = MyProc->lxid;
+		cid = GetCurrentCommandId(false);
+	}
 	/* x-request-id, else traceparent */
 	s = headers.values[0] != NULL ? headers.values[0] : headers.values[1];
 	if (s != NULL)
@@ -1093,25 +1155,83 @@ current_correlation_id(void)
 	return NULL;
 }
 
-static const char *
-role_name(Oid roleid)
+/*
+ * The names of the role that acted and of the login role, and the same as
+ * text: kept while the pair stays the same, and until a role changes (a
+ * rename: audit_role_callback).
+ */
+static struct
 {
-	static Oid	cached_oid[2] = {InvalidOid, InvalidOid};
-	static char cached_name[2][NAMEDATALEN];
-	static int	next = 0;
-	char	   *name;
-	int			i;
+	bool		valid;
+	uint64		changes;		/* roles changed (audit_role_callback) */
+	Oid			oids[2];
+	char		names[2][NAMEDATALEN];
+	int32		texts[2][(VARHDRSZ + NAMEDATALEN + 3) / 4]; /* aligned varlenas */
+}			role_names_kept;
 
-	for (i = 0; i < 2; i++)
-		if (cached_oid[i] == roleid && OidIsValid(roleid))
-			return cached_name[i];
-	name = GetUserNameFromId(roleid, true);
-	if (name == NULL)
-		return psprintf("%u", roleid);
-	cached_oid[next] = roleid;
-	strlcpy(cached_name[next], name, NAMEDATALEN);
-	next = (next + 1) % 2;
-	return name;
+static void
+audit_role_callback(Datum arg pg_attribute_unused(), int cacheid pg_attribute_unused(),
+					uint32 hashvalue pg_attribute_unused())
+{
+	role_names_kept.valid = false;
+	role_names_kept.changes++;
+}
+
+static void
+role_names(Oid role, Oid session, const char **names, Datum *texts)
+{
+	if (!role_names_kept.valid || role_names_kept.oids[0] != role ||
+		role_names_kept.oids[1] != session)
+	{
+		uint64		changes = role_names_kept.changes;
+
+		role_names_kept.valid = false;
+		role_names_kept.oids[0] = role;
+		role_names_kept.oids[1] = session;
+		for (int i = 0; i < 2; i++)
+		{
+			Oid			oid = role_names_kept.oids[i];
+			char	   *name = GetUserNameFromId(oid, true);
+			int			len;
+
+			if (name == NULL)
+				snprintf(role_names_kept.names[i], NAMEDATALEN, "%u", oid);
+			else
+				strlcpy(role_names_kept.names[i], name, NAMEDATALEN);
+			len = strlen(role_names_kept.names[i]);
+			SET_VARSIZE(role_names_kept.texts[i], VARHDRSZ + len);
+			memcpy(VARDATA(role_names_kept.texts[i]), role_names_kept.names[i], len);
+		}
+		/* a change seen while the names were read: read them again next time */
+		role_names_kept.valid = (changes == role_names_kept.changes);
+	}
+	for (int i = 0; i < 2; i++)
+	{
+		names[i] = role_names_kept.names[i];
+		texts[i] = PointerGetDatum(role_names_kept.texts[i]);
+	}
+}
+
+/* An operation's name as text: the trigger's four kept. */
+static Datum
+operation_text(const char *operation)
+{
+	static const char *const names[] = {"INSERT", "UPDATE", "DELETE", "TRUNCATE"};
+	static text *texts[lengthof(names)];
+
+	for (size_t i = 0; i < lengthof(names); i++)
+		if (strcmp(operation, names[i]) == 0)
+		{
+			if (texts[i] == NULL)
+			{
+				MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+				texts[i] = cstring_to_text(names[i]);
+				MemoryContextSwitchTo(old);
+			}
+			return PointerGetDatum(texts[i]);
+		}
+	return CStringGetTextDatum(operation);
 }
 
 /* ------------------------------------------------------------------------
@@ -1194,25 +1314,49 @@ sha256(const char *data, size_t len, uint8 *out)
 static bytea *
 audit_row_hash(const AuditRecord *r)
 {
-	StringInfoData buf;
+	static StringInfoData buf;	/* kept: one per row otherwise */
 	bytea	   *result;
 	char	   *s;
 
-	initStringInfo(&buf);
+	if (buf.data == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		initStringInfo(&buf);
+		MemoryContextSwitchTo(old);
+	}
+	resetStringInfo(&buf);
 	hash_cstr(&buf, AUDIT_HASH_VERSION);
 	hash_int(&buf, r->merchant_id);
 	hash_int(&buf, r->audit_id);
 	hash_cstr(&buf, r->table_schema);
 	hash_cstr(&buf, r->table_name);
 	hash_cstr(&buf, r->operation);
-	s = r->old_text ? r->old_text :
-		r->old_row ? JsonbToCString(NULL, &r->old_row->root, VARSIZE(r->old_row)) : NULL;
-	hash_cstr(&buf, s);
-	s = r->new_text ? r->new_text :
-		r->new_row ? JsonbToCString(NULL, &r->new_row->root, VARSIZE(r->new_row)) : NULL;
-	hash_cstr(&buf, s);
+	if (r->old_text != NULL && r->old_len > 0)
+		hash_field(&buf, r->old_text, r->old_len);
+	else
+	{
+		s = r->old_text ? r->old_text :
+			r->old_row ? JsonbToCString(NULL, &r->old_row->root, VARSIZE(r->old_row)) : NULL;
+		hash_cstr(&buf, s);
+	}
+	if (r->new_text != NULL && r->new_len > 0)
+		hash_field(&buf, r->new_text, r->new_len);
+	else
+	{
+		s = r->new_text ? r->new_text :
+			r->new_row ? JsonbToCString(NULL, &r->new_row->root, VARSIZE(r->new_row)) : NULL;
+		hash_cstr(&buf, s);
+	}
 	if (r->changed_columns == NULL)
 		hash_field(&buf, NULL, 0);
+	else if (r->changed_names != NULL)
+	{
+		/* the trigger's: the array's names, as kept */
+		hash_int(&buf, r->nchanged);
+		for (int i = 0; i < r->nchanged; i++)
+			hash_cstr(&buf, r->changed_names[i]);
+	}
 	else
 	{
 		Datum	   *elems;
@@ -1241,7 +1385,12 @@ audit_row_hash(const AuditRecord *r)
 	result = palloc(VARHDRSZ + AUDIT_HASH_LEN);
 	SET_VARSIZE(result, VARHDRSZ + AUDIT_HASH_LEN);
 	sha256(buf.data, buf.len, (uint8 *) VARDATA(result));
-	pfree(buf.data);
+	if (buf.maxlen > 64 * 1024)
+	{
+		/* a large row's room is not kept */
+		pfree(buf.data);
+		buf.data = NULL;
+	}
 	return result;
 }
 
@@ -1671,6 +1820,9 @@ audit_insert(AuditRecord *r, bool buffered)
 	int			save_sec;
 	Jsonb	   *rows[2];
 	char	   *texts[2];
+	const char *names[2];
+	Datum		rtexts[2];
+	int			lens[2];
 	bool		clean[2];
 	int			i;
 	Oid			owner;
@@ -1693,6 +1845,8 @@ audit_insert(AuditRecord *r, bool buffered)
 	rows[1] = r->new_row;
 	texts[0] = r->old_text;
 	texts[1] = r->new_text;
+	lens[0] = r->old_len;
+	lens[1] = r->new_len;
 	clean[0] = r->old_clean;
 	clean[1] = r->new_clean;
 	for (i = 0; i < 2; i++)
@@ -1700,11 +1854,17 @@ audit_insert(AuditRecord *r, bool buffered)
 		if (rows[i] != NULL)
 		{
 			if (texts[i] == NULL)
+			{
 				texts[i] = JsonbToCString(NULL, &rows[i]->root, VARSIZE(rows[i]));
-			if (!clean[i] && card_text_contains_number(texts[i], strlen(texts[i])))
+				lens[i] = strlen(texts[i]);
+			}
+			else if (lens[i] <= 0)
+				lens[i] = strlen(texts[i]);
+			if (!clean[i] && card_text_contains_number(texts[i], lens[i]))
 			{
 				rows[i] = redact_card_numbers(rows[i]);
 				texts[i] = JsonbToCString(NULL, &rows[i]->root, VARSIZE(rows[i]));
+				lens[i] = strlen(texts[i]);
 			}
 		}
 	}
@@ -1712,6 +1872,8 @@ audit_insert(AuditRecord *r, bool buffered)
 	r->new_row = rows[1];
 	r->old_text = texts[0];
 	r->new_text = texts[1];
+	r->old_len = lens[0];
+	r->new_len = lens[1];
 
 	/*
 	 * Who: the role that acted (SET ROLE, else the login role: not the
@@ -1720,8 +1882,11 @@ audit_insert(AuditRecord *r, bool buffered)
 	 * (src/tenancy.c reads them, once per command).
 	 */
 	who = payments_actor();
-	r->db_role = role_name(who->role);
-	r->session_role = role_name(GetSessionUserId());
+	role_names(who->role, GetSessionUserId(), names, rtexts);
+	r->db_role = names[0];
+	r->session_role = names[1];
+	values[AC_DB_ROLE] = rtexts[0];
+	values[AC_SESSION_ROLE] = rtexts[1];
 	r->app_user = who->subject;
 	r->key_id = who->key_id;
 	r->txid = U64FromFullTransactionId(GetTopFullTransactionId());
@@ -1733,17 +1898,17 @@ audit_insert(AuditRecord *r, bool buffered)
 	memset(nulls, false, sizeof(nulls));
 	values[AC_MERCHANT_ID] = Int64GetDatum(r->merchant_id);
 	values[AC_AUDIT_ID] = Int64GetDatum(r->audit_id);
-	values[AC_TABLE_SCHEMA] = CStringGetTextDatum(r->table_schema);
-	values[AC_TABLE_NAME] = CStringGetTextDatum(r->table_name);
-	values[AC_OPERATION] = CStringGetTextDatum(r->operation);
+	values[AC_TABLE_SCHEMA] = r->schema_text ? PointerGetDatum(r->schema_text) :
+		CStringGetTextDatum(r->table_schema);
+	values[AC_TABLE_NAME] = r->name_text ? PointerGetDatum(r->name_text) :
+		CStringGetTextDatum(r->table_name);
+	values[AC_OPERATION] = operation_text(r->operation);
 	values[AC_OLD_ROW] = PointerGetDatum(r->old_row);
 	nulls[AC_OLD_ROW] = r->old_row == NULL;
 	values[AC_NEW_ROW] = PointerGetDatum(r->new_row);
 	nulls[AC_NEW_ROW] = r->new_row == NULL;
 	values[AC_CHANGED_COLUMNS] = PointerGetDatum(r->changed_columns);
 	nulls[AC_CHANGED_COLUMNS] = r->changed_columns == NULL;
-	values[AC_DB_ROLE] = CStringGetTextDatum(r->db_role);
-	values[AC_SESSION_ROLE] = CStringGetTextDatum(r->session_role);
 	values[AC_APP_USER] = text_value(r->app_user, &nulls[AC_APP_USER]);
 	values[AC_CORRELATION_ID] = text_value(r->correlation_id, &nulls[AC_CORRELATION_ID]);
 	values[AC_TXID] = FullTransactionIdGetDatum(FullTransactionIdFromU64(r->txid));
@@ -1828,6 +1993,8 @@ pay_audit_trigger(PG_FUNCTION_ARGS)
 	memset(&r, 0, sizeof(r));
 	r.table_schema = rc->schema;
 	r.table_name = rc->relname;
+	r.schema_text = rc->schema_text;
+	r.name_text = rc->relname_text;
 	for (int k = 0; k < 2; k++)
 	{
 		values[k] = palloc(sizeof(Datum) * Max(desc->natts, 1));
@@ -1847,7 +2014,7 @@ pay_audit_trigger(PG_FUNCTION_ARGS)
 		rowtup = td->tg_trigtuple;
 		heap_deform_tuple(rowtup, desc, values[0], nulls[0]);
 		row_to_audit(rc, rowtup, desc, values[0], nulls[0], NULL, NULL, NULL,
-					 &r.new_row, &r.new_text, &r.new_clean);
+					 &r.new_row, &r.new_text, &r.new_len, &r.new_clean);
 	}
 	else if (TRIGGER_FIRED_BY_UPDATE(ev))
 	{
@@ -1856,15 +2023,16 @@ pay_audit_trigger(PG_FUNCTION_ARGS)
 		heap_deform_tuple(td->tg_trigtuple, desc, values[0], nulls[0]);
 		heap_deform_tuple(td->tg_newtuple, desc, values[1], nulls[1]);
 		same = palloc(sizeof(bool) * Max(desc->natts, 1));
-		r.changed_columns = changed_columns(rc, values[0], nulls[0], values[1], nulls[1], desc, same);
+		r.changed_columns = changed_columns(rc, values[0], nulls[0], values[1], nulls[1], desc, same,
+											&r.changed_names, &r.nchanged);
 		/* the new row takes the old row's unchanged values as built */
 		if (row_to_audit(rc, td->tg_trigtuple, desc, values[0], nulls[0], NULL, NULL,
-						 &old_build, &r.old_row, &r.old_text, &r.old_clean))
+						 &old_build, &r.old_row, &r.old_text, &r.old_len, &r.old_clean))
 			row_to_audit(rc, td->tg_newtuple, desc, values[1], nulls[1], &old_build, same,
-						 NULL, &r.new_row, &r.new_text, &r.new_clean);
+						 NULL, &r.new_row, &r.new_text, &r.new_len, &r.new_clean);
 		else
 			row_to_audit(rc, td->tg_newtuple, desc, values[1], nulls[1], NULL, NULL,
-						 NULL, &r.new_row, &r.new_text, &r.new_clean);
+						 NULL, &r.new_row, &r.new_text, &r.new_len, &r.new_clean);
 	}
 	else
 	{
@@ -1872,7 +2040,7 @@ pay_audit_trigger(PG_FUNCTION_ARGS)
 		rowtup = td->tg_trigtuple;
 		heap_deform_tuple(rowtup, desc, values[0], nulls[0]);
 		row_to_audit(rc, rowtup, desc, values[0], nulls[0], NULL, NULL, NULL,
-					 &r.old_row, &r.old_text, &r.old_clean);
+					 &r.old_row, &r.old_text, &r.old_len, &r.old_clean);
 	}
 
 	{

@@ -9,7 +9,7 @@
 \set ON_ERROR_STOP true
 BEGIN;
 SET LOCAL TimeZone = 'UTC';
-SELECT plan(71);
+SELECT plan(72);
 
 SELECT has_table('payments', 'audit_log', 'payments.audit_log exists');
 SELECT has_table('payments', 'audit_seals', 'payments.audit_seals exists');
@@ -125,6 +125,15 @@ INSERT INTO tap_orders (order_id, merchant_id) VALUES (2, 5);
 RESET ROLE;
 SELECT is((SELECT db_role FROM payments.audit_log WHERE table_name = 'tap_orders' ORDER BY audit_id DESC LIMIT 1),
 	'tap_audit_app', 'an API role''s change is audited under its name');
+-- the names are kept per session (src/audit.c): a renamed role is
+-- recorded under its new name
+ALTER ROLE tap_audit_app RENAME TO tap_audit_app_renamed;
+SET LOCAL ROLE tap_audit_app_renamed;
+INSERT INTO tap_orders (order_id, merchant_id) VALUES (90, 5);
+RESET ROLE;
+SELECT is((SELECT db_role FROM payments.audit_log WHERE table_name = 'tap_orders' ORDER BY audit_id DESC LIMIT 1),
+	'tap_audit_app_renamed', 'a role renamed in the session is audited under its new name');
+ALTER ROLE tap_audit_app_renamed RENAME TO tap_audit_app;
 
 -- For which merchant: a row's merchant_id only if the role may act for
 -- it, a setting or claim it may not use moves nothing, and the JWT
