@@ -64,6 +64,12 @@ wait_done() {	# wait_done PAYMENT_ID MERCHANT: until the payment left pending
 		[ "$(mq "$2" -c "SELECT status FROM payments.pay_get_payment($1)")" != pending ] && return 0
 		sleep 0.1
 	done
+	# still pending: what the worker made of it, for the failure's reader
+	comment "payment $1 still pending: $(sq -c "SELECT string_agg(concat_ws(' ', kind, status, attempts,
+		next_attempt_at - now(), last_error), ' / ') FROM payments.operations WHERE payment_id = $1 AND merchant_id = $2")"
+	comment "worker: $(sq -c "SELECT string_agg(concat_ws(' ', pid, state, wait_event_type, wait_event, now() - state_change), ' / ')
+		FROM pg_stat_activity WHERE backend_type LIKE 'payments%'")"
+	comment "$(tail -n 30 "$dir/postgres.log")"
 	return 1
 }
 
