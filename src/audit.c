@@ -1271,6 +1271,18 @@ hash_int(StringInfo buf, int64 v)
 	hash_field(buf, tmp, len);
 }
 
+/* A row image by its canonical text: as known (with its length), else printed. */
+static void
+hash_row_image(StringInfo buf, Jsonb *row, const char *text, int len)
+{
+	if (text != NULL && len > 0)
+		hash_field(buf, text, len);
+	else if (text != NULL)
+		hash_cstr(buf, text);
+	else
+		hash_cstr(buf, row ? JsonbToCString(NULL, &row->root, VARSIZE(row)) : NULL);
+}
+
 /*
  * SHA-256 with a digest and a context fetched once per process (every
  * audit row is hashed; EVP_DigestInit_ex starts each digest afresh).
@@ -1316,7 +1328,6 @@ audit_row_hash(const AuditRecord *r)
 {
 	static StringInfoData buf;	/* kept: one per row otherwise */
 	bytea	   *result;
-	char	   *s;
 
 	if (buf.data == NULL)
 	{
@@ -1332,22 +1343,8 @@ audit_row_hash(const AuditRecord *r)
 	hash_cstr(&buf, r->table_schema);
 	hash_cstr(&buf, r->table_name);
 	hash_cstr(&buf, r->operation);
-	if (r->old_text != NULL && r->old_len > 0)
-		hash_field(&buf, r->old_text, r->old_len);
-	else
-	{
-		s = r->old_text ? r->old_text :
-			r->old_row ? JsonbToCString(NULL, &r->old_row->root, VARSIZE(r->old_row)) : NULL;
-		hash_cstr(&buf, s);
-	}
-	if (r->new_text != NULL && r->new_len > 0)
-		hash_field(&buf, r->new_text, r->new_len);
-	else
-	{
-		s = r->new_text ? r->new_text :
-			r->new_row ? JsonbToCString(NULL, &r->new_row->root, VARSIZE(r->new_row)) : NULL;
-		hash_cstr(&buf, s);
-	}
+	hash_row_image(&buf, r->old_row, r->old_text, r->old_len);
+	hash_row_image(&buf, r->new_row, r->new_text, r->new_len);
 	if (r->changed_columns == NULL)
 		hash_field(&buf, NULL, 0);
 	else if (r->changed_names != NULL)
