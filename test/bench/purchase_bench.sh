@@ -44,6 +44,11 @@ echo "reference tps: $ref"
 # its autovacuum would compete with the phases below
 cluster_psql "$WORK" "$PORT" postgres -c 'DROP DATABASE reference' >/dev/null
 
+# the commit probe of run_rated
+q -c 'CREATE TABLE bench_probe (at timestamptz)' >/dev/null
+echo 'INSERT INTO bench_probe VALUES (clock_timestamp());' >"$WORK/probe.sql"
+as_root chown "$PG_OS_USER" "$WORK/probe.sql"
+
 wait_drained() {
 	local i
 	for i in $(seq 1200); do
@@ -115,22 +120,42 @@ SQL
 # warm-up on connections of its own left the counted phase to start with 16
 # new backends (catalog caches, plans, the first calls): its first half
 # second ran at 100 ms and more of overhead, about 2% of the payments.
+# Meanwhile a probe client commits a one-row INSERT 50 times a second: its
+# latency is what any commit costs on this machine at that load, and the
+# overhead of a payment holds at least two commits (the worker's claim
+# before the request leaves, then its result).
 run_rated() {
-	local pid
+	local pid probe
 	pgb -n -f "$WORK/purchase.sql" -c "$1" -j 2 -T $((DURATION + ${BENCH_WARMUP:-3})) -R "$2" payments \
 		>"$WORK/pgbench.out" 2>/dev/null &
 	pid=$!
 	sleep "${BENCH_WARMUP:-3}"
 	mark
+	as_root rm -f "$WORK"/commits.*
+	pgb -n -f "$WORK/probe.sql" -c 1 -T "$DURATION" -R 50 -l --log-prefix="$WORK/commits" payments >/dev/null 2>&1 &
+	probe=$!
 	wait "$pid"
 	CLIENTS_DONE=$(date +%s.%N)
+	wait "$probe" || true
 	TPS=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$WORK/pgbench.out")
+}
+
+# The probe's commit latency (its log: latency and schedule lag in
+# microseconds, the third and last fields), p50, p99 and max.
+probe_report() {
+	cat "$WORK"/commits.* | python3 -c '
+import sys
+v = sorted((int(f[2]) - int(f[-1])) / 1000 for f in (l.split() for l in sys.stdin) if len(f) >= 7)
+if v:
+    p = lambda q: v[min(len(v) - 1, int(q * len(v)))]
+    print("a one-row commit meanwhile (%d, 50 a second): p50 %.2f ms, p99 %.2f ms, max %.1f ms" % (len(v), p(0.5), p(0.99), v[-1]))'
 }
 
 echo "== latency at 200 purchases/s, ${DURATION}s (after ${BENCH_WARMUP:-3}s at that rate)"
 run_rated 8 200
 wait_drained
 latency_report
+probe_report
 
 echo "== sustained: 1000 purchases/s offered by 16 clients, ${DURATION}s, gateway latency 100 ms (after ${BENCH_WARMUP:-3}s at that rate)"
 run_rated 16 1000
@@ -138,6 +163,7 @@ wait_drained
 q -c "SELECT 'purchases committed by clients per second: ' || round($TPS::numeric, 0)"
 throughput_report
 latency_report
+probe_report
 
 if [ "${BENCH_SKIP_THROUGHPUT:-}" != 1 ]; then
 echo "== throughput: pay_purchase from 16 clients as fast as they can, ${DURATION}s, gateway latency 100 ms"
