@@ -122,8 +122,10 @@ SQL
 # second ran at 100 ms and more of overhead, about 2% of the payments.
 # Meanwhile a probe client commits a one-row INSERT 50 times a second: its
 # latency is what any commit costs on this machine at that load, and the
-# overhead of a payment holds at least two commits (the worker's claim
-# before the request leaves, then its result).
+# overhead of a payment holds two commits' WAL flushes (the caller's own:
+# its commit timestamp is taken before its flush; and the worker's claim,
+# durable before the request leaves; the result's time, completed_at, is
+# taken before its commit).
 run_rated() {
 	local pid probe
 	pgb -n -f "$WORK/purchase.sql" -c "$1" -j 2 -T $((DURATION + ${BENCH_WARMUP:-3})) -R "$2" payments \
