@@ -63,12 +63,23 @@ mark() {
 	q -c "DROP TABLE IF EXISTS bench_mark; CREATE TABLE bench_mark AS SELECT coalesce(max(operation_id), 0) AS last_op FROM payments.operations" >/dev/null
 }
 
-# run_clients CLIENTS [pgbench options]: TPS is the clients' commit rate,
-# CLIENTS_DONE when they stopped
-run_clients() {
-	local c=$1; shift
-	TPS=$(pgb -n -f "$WORK/purchase.sql" -c "$c" -j 2 -T "$DURATION" "$@" payments 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p')
+# clients CLIENTS SECONDS [pgbench options]: pgbench's clients calling
+# pay_purchase, its report in $WORK/pgbench.out
+clients() {
+	local c=$1 t=$2; shift 2
+	pgb -n -f "$WORK/purchase.sql" -c "$c" -j 2 -T "$t" "$@" payments >"$WORK/pgbench.out" 2>/dev/null
+}
+
+# clients_stopped: CLIENTS_DONE when they stopped, TPS their commit rate
+clients_stopped() {
 	CLIENTS_DONE=$(date +%s.%N)
+	TPS=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$WORK/pgbench.out")
+}
+
+# run_clients CLIENTS [pgbench options]: DURATION seconds of clients
+run_clients() {
+	clients "$1" "$DURATION" "${@:2}"
+	clients_stopped
 }
 
 # The time from each caller's COMMIT (its commit timestamp) to the
@@ -128,8 +139,7 @@ SQL
 # taken before its commit).
 run_rated() {
 	local pid probe
-	pgb -n -f "$WORK/purchase.sql" -c "$1" -j 2 -T $((DURATION + ${BENCH_WARMUP:-3})) -R "$2" payments \
-		>"$WORK/pgbench.out" 2>/dev/null &
+	clients "$1" $((DURATION + ${BENCH_WARMUP:-3})) -R "$2" &
 	pid=$!
 	sleep "${BENCH_WARMUP:-3}"
 	mark
@@ -137,9 +147,8 @@ run_rated() {
 	pgb -n -f "$WORK/probe.sql" -c 1 -T "$DURATION" -R 50 -l --log-prefix="$WORK/commits" payments >/dev/null 2>&1 &
 	probe=$!
 	wait "$pid"
-	CLIENTS_DONE=$(date +%s.%N)
+	clients_stopped
 	wait "$probe" || true
-	TPS=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$WORK/pgbench.out")
 }
 
 # The probe's commit latency (its log: latency and schedule lag in
