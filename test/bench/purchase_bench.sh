@@ -35,7 +35,7 @@ source "$(dirname "$0")/bench_setup.sh"
 # The kernel's writeback, as README (Operations, "Disk flushes") advises for a
 # virtual disk whose flush lasts as long as the host takes to persist
 # everything written since the last one (here about 1 ms per MB): dirty pages
-# go out in pieces of a few MB at most a second old, instead of bursts of
+# go out every 0.2 s once half a second old (a few MB at most), instead of bursts of
 # every page that turned 30 s old in the last 5 s, which a WAL flush behind
 # them waited 100-500 ms for.  Set for the benchmark's run and restored when
 # it exits; BENCH_WRITEBACK=machine keeps the machine's settings.
@@ -50,7 +50,7 @@ writeback_restore() {
 }
 if [ "${BENCH_WRITEBACK:-tuned}" = tuned ]; then
 	saved=$(sysctl -n vm.dirty_background_bytes vm.dirty_background_ratio vm.dirty_expire_centisecs vm.dirty_writeback_centisecs | tr '\n' ' ')
-	if as_root sysctl -q -w vm.dirty_background_bytes=4194304 vm.dirty_expire_centisecs=100 vm.dirty_writeback_centisecs=100 2>/dev/null; then
+	if as_root sysctl -q -w vm.dirty_background_bytes=4194304 vm.dirty_expire_centisecs=50 vm.dirty_writeback_centisecs=20 2>/dev/null; then
 		WRITEBACK_SAVED=$saved
 		trap 'writeback_restore; [ "${BENCH_KEEP:-}" = 1 ] || bench_cleanup' EXIT
 	else
