@@ -9,7 +9,9 @@
 # server's default; one request per connection at a time caps the rate at
 # about connections / gateway latency).  BENCH_CONF adds settings, as
 # name=value words (BENCH_CONF="payments.recorder=off": the worker records
-# every outcome itself).
+# every outcome itself).  The run sets the kernel's writeback as README's
+# Operations advises and restores it on exit (BENCH_WRITEBACK=machine: left
+# as the machine has it).
 #
 # 1. reference: pgbench's built-in simple-update script on the same cluster
 # 2. latency at 200 purchases/s: time from the caller's COMMIT (its commit
@@ -35,9 +37,9 @@ source "$(dirname "$0")/bench_setup.sh"
 # The kernel's writeback, as README (Operations, "Disk flushes") advises for a
 # virtual disk whose flush lasts as long as the host takes to persist
 # everything written since the last one (here about 1 ms per MB): dirty pages
-# go out every 0.2 s once half a second old (a few MB at most), instead of bursts of
-# every page that turned 30 s old in the last 5 s, which a WAL flush behind
-# them waited 100-500 ms for.  Set for the benchmark's run and restored when
+# go out every 0.2 s once half a second old (a few MB at most), instead of
+# bursts of every page that turned 30 s old in the last 5 s, which a WAL
+# flush behind them waited 100-500 ms for.  Set for the benchmark's run and restored when
 # it exits; BENCH_WRITEBACK=machine keeps the machine's settings.
 WRITEBACK_SAVED=
 writeback_restore() {
