@@ -41,6 +41,8 @@ source "$(dirname "$0")/bench_setup.sh"
 # bursts of every page that turned 30 s old in the last 5 s, which a WAL
 # flush behind them waited 100-500 ms for.  Set for the benchmark's run and restored when
 # it exits; BENCH_WRITEBACK=machine keeps the machine's settings.
+# in the order WRITEBACK_SAVED keeps them
+WRITEBACK_SYSCTLS="vm.dirty_background_bytes vm.dirty_background_ratio vm.dirty_expire_centisecs vm.dirty_writeback_centisecs"
 WRITEBACK_SAVED=
 writeback_restore() {
 	[ -n "$WRITEBACK_SAVED" ] || return 0
@@ -51,7 +53,7 @@ writeback_restore() {
 	WRITEBACK_SAVED=
 }
 if [ "${BENCH_WRITEBACK:-tuned}" = tuned ]; then
-	saved=$(sysctl -n vm.dirty_background_bytes vm.dirty_background_ratio vm.dirty_expire_centisecs vm.dirty_writeback_centisecs | tr '\n' ' ')
+	saved=$(sysctl -n $WRITEBACK_SYSCTLS | tr '\n' ' ')
 	if as_root sysctl -q -w vm.dirty_background_bytes=4194304 vm.dirty_expire_centisecs=50 vm.dirty_writeback_centisecs=20 2>/dev/null; then
 		WRITEBACK_SAVED=$saved
 		trap 'writeback_restore; [ "${BENCH_KEEP:-}" = 1 ] || bench_cleanup' EXIT
@@ -59,7 +61,7 @@ if [ "${BENCH_WRITEBACK:-tuned}" = tuned ]; then
 		echo "could not set the kernel's writeback (needs root): running with the machine's"
 	fi
 fi
-echo "kernel writeback: dirty_background_bytes $(sysctl -n vm.dirty_background_bytes), dirty_background_ratio $(sysctl -n vm.dirty_background_ratio), dirty_expire_centisecs $(sysctl -n vm.dirty_expire_centisecs), dirty_writeback_centisecs $(sysctl -n vm.dirty_writeback_centisecs)"
+echo "kernel writeback: $(sysctl $WRITEBACK_SYSCTLS | tr '\n' ' ')"
 
 bench_start "shared_buffers = 512MB" "max_wal_size = 4GB" "track_commit_timestamp = on" \
 	"payments.max_in_flight = 2000" "payments.claim_batch = 500" "wal_init_zero = off" \
