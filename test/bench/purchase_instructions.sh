@@ -80,7 +80,7 @@ count() {
 	fi
 }
 
-# inclusive SIDE KIND: "function count" lines, the inclusive instruction
+# per_call SIDE KIND: "function count" lines, the inclusive instruction
 # counts of every function, for the MANY run minus the FEW run, per call
 per_call() {
 	local s=$1 kind=$2
