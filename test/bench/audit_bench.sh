@@ -16,11 +16,15 @@
 #   (every measurement on emptied tables after a CHECKPOINT): the duration,
 #   and the CPU time of the backend (steadier on a shared machine)
 #   single-row INSERTs from 8 pgbench clients, synchronous_commit off and on
+#   instructions (valgrind's callgrind, the server in single-user mode) of
+#   the bulk INSERT and UPDATE of BENCH_INSTRUCTION_ROWS rows (default
+#   20,000): the same for the same build on any machine
 set -euo pipefail
 REPS=${1:-5}
 PGB_SECONDS=${2:-10}
 ROWS=${BENCH_ROWS:-200000}
 source "$(dirname "$0")/bench_setup.sh"
+source "$(dirname "$0")/callgrind.sh"
 
 # No simulator needed: a plain cluster with the extension.
 cluster_init "$WORK" "$PORT" "shared_buffers = 512MB" "max_wal_size = 8GB" \
@@ -142,6 +146,33 @@ for sc in off on; do
 done
 q -c "ALTER DATABASE payments RESET synchronous_commit" >/dev/null
 
+# Instructions (callgrind, the server in single-user mode): the same for
+# the same build on any machine, where the times above move with the
+# machine.  Per side, one run inserts IROWS rows into its emptied table and
+# one inserts them and updates them; the difference is the update.
+# BENCH_INSTRUCTIONS=0 skips this part.
+IROWS=${BENCH_INSTRUCTION_ROWS:-20000}
+declare -A INS
+if [ "${BENCH_INSTRUCTIONS:-1}" = 1 ]; then
+	install_deps valgrind
+	cluster_stop "$WORK"
+	log "instructions: INSERT ... SELECT and UPDATE of $IROWS rows per side, under callgrind"
+	for side in "${SIDES[@]}"; do
+		for run in insert both; do
+			base=$WORK/instructions-$side-$run
+			{
+				echo "TRUNCATE t_$side;"
+				echo "$(ROWS=$IROWS insert_sql "$side" | tr '\n' ' ');"
+				[ "$run" = insert ] || echo "$(update_sql "$side");"
+			} >"$base.sql"
+			callgrind_single "$PG_BINDIR" "$WORK/data" "$base.sql" "$base.callgrind"
+			callgrind_inclusive "$base.callgrind" >"$base.counts"
+			INS[$side-$run]=$(callgrind_value "$base.counts" TOTAL)
+			INS[$side-$run-sha]=$(callgrind_value "$base.counts" EVP_DigestUpdate EVP_DigestFinal_ex)
+		done
+	done
+fi
+
 med() { tr ' ' '\n' <<<"${RES[$1]}" | grep . | median; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
@@ -166,6 +197,26 @@ for sc in off on; do
 	n=$(med "tps_${sc}_none") c=$(med "tps_${sc}_c") p=$(med "tps_${sc}_plpgsql")
 	printf '%-34s %10s %10s %10s   %s\n' "single-row TPS, sync_commit $sc" "$n" "$c" "$p" "$(ratio "$c" "$p")"
 done
+if [ "${BENCH_INSTRUCTIONS:-1}" = 1 ]; then
+	echo
+	echo "== instructions of $IROWS rows (callgrind; the same for the same build on any machine)"
+	printf '%-34s %14s %14s %14s   %s\n' "" none c plpgsql "audit overhead, plpgsql / c"
+	for m in insert update; do
+		declare -A total=() sha=()
+		for side in "${SIDES[@]}"; do
+			if [ "$m" = insert ]; then
+				total[$side]=${INS[$side-insert]} sha[$side]=${INS[$side-insert-sha]}
+			else
+				total[$side]=$((INS[$side-both] - INS[$side-insert]))
+				sha[$side]=$((INS[$side-both-sha] - INS[$side-insert-sha]))
+			fi
+		done
+		oc=$((total[c] - total[none])) op=$((total[plpgsql] - total[none]))
+		printf '%-34s %14s %14s %14s   %s (without SHA-256, which valgrind runs at about 15 times its real cost: %s)\n' \
+			"bulk $m" "${total[none]}" "${total[c]}" "${total[plpgsql]}" "$(ratio "$op" "$oc")" \
+			"$(ratio "$((op - sha[plpgsql] + sha[none]))" "$((oc - sha[c] + sha[none]))")"
+	done
+fi
 echo
 echo "raw:"
 for key in $(printf '%s\n' "${!RES[@]}" | sort); do
