@@ -55,5 +55,5 @@ PY
 callgrind_value() {
 	local file=$1; shift
 	awk -v list="$*" 'BEGIN { n = split(list, f, " "); for (i = 1; i <= n; i++) want[f[i]] = 1 }
-		($1 in want) { s += $2 } END { print s + 0 }' "$file"
+		($1 in want) { s += $2 } END { printf "%.0f\n", s }' "$file"
 }

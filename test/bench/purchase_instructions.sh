@@ -82,7 +82,7 @@ per_call() {
 	local s=$1 kind=$2
 	count "$s" "$kind" "$FEW"
 	count "$s" "$kind" "$MANY"
-	awk -v n=$((MANY - FEW)) 'NR == FNR { few[$1] = $2; next } { printf "%s %d\n", $1, ($2 - few[$1]) / n }' \
+	awk -v n=$((MANY - FEW)) 'NR == FNR { few[$1] = $2; next } { printf "%s %.0f\n", $1, ($2 - few[$1]) / n }' \
 		"$TOP/$s/$kind-$FEW.counts" "$TOP/$s/$kind-$MANY.counts" >"$TOP/$s/$kind.per-call"
 }
 
