@@ -49,12 +49,8 @@ sim_ctl POST /latency "{\"fixedMs\":${BENCH_LATENCY_MS:-100},\"randomMs\":0}" >/
 
 side_q() { local s=$1; shift; PG_BINDIR=${BIN[$s]} cluster_psql "$TOP/$s" "${PORTS[$s]}" payments -At "$@"; }
 
-SYSTEM_PATH=$PATH
 for s in "${SIDES[@]}"; do
-	# each build against the machine's pg_config, not the last private tree's
-	PATH=$SYSTEM_PATH
-	REPO_ROOT=${SRC[$s]} build_and_install_private "$TOP/$s"
-	REPO_ROOT=$THIS
+	build_checkout_private "${SRC[$s]}" "$TOP/$s"
 	BIN[$s]=$PG_BINDIR
 	PORTS[$s]=$(free_port)
 	cluster_init "$TOP/$s" "${PORTS[$s]}" "shared_buffers = 512MB" "max_wal_size = 4GB" \

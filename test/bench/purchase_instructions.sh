@@ -86,12 +86,8 @@ per_call() {
 		"$TOP/$s/$kind-$FEW.counts" "$TOP/$s/$kind-$MANY.counts" >"$TOP/$s/$kind.per-call"
 }
 
-SYSTEM_PATH=$PATH
 for s in "${SIDES[@]}"; do
-	# each build against the machine's pg_config, not the last private tree's
-	PATH=$SYSTEM_PATH
-	REPO_ROOT=${SRC[$s]} build_and_install_private "$TOP/$s"
-	REPO_ROOT=$THIS
+	build_checkout_private "${SRC[$s]}" "$TOP/$s"
 	BIN[$s]=$PG_BINDIR
 	port=$(free_port)
 	cluster_init "$TOP/$s" "$port" "autovacuum = off"

@@ -103,6 +103,18 @@ build_and_install_private() {
 	export PATH="$PG_BINDIR:$PATH"
 }
 
+# build_checkout_private CHECKOUT DIR: build_and_install_private of another
+# checkout of the project (a side of an A/B benchmark) into DIR/pg, against
+# the machine's pg_config, not an earlier side's private tree.  Sets
+# PG_BINDIR to the copy's.
+build_checkout_private() {
+	local keep=$REPO_ROOT
+	: "${PAYMENTS_SYSTEM_PATH:=$PATH}"
+	PATH=$PAYMENTS_SYSTEM_PATH
+	REPO_ROOT=$1 build_and_install_private "$2"
+	REPO_ROOT=$keep
+}
+
 # CPU clock ticks (user + system) of process PID itself, and of its
 # children that it reaped (the postmaster's: the backends that exited);
 # TICK_MS milliseconds each.  For the benchmarks' CPU figures.
