@@ -18,6 +18,16 @@
  * table_multi_insert (TOAST, WAL, statistics; table_tuple_insert for a
  * single row).
  *
+ * A transaction that writes large batches (a bulk statement's audit rows)
+ * gets a bulk-insert state, as COPY does: the page being filled stays
+ * pinned between batches, and new pages come from a small ring of buffers
+ * this backend reuses, instead of a fresh shared buffer each (the first
+ * touch of every one of them a page fault for this process, and its
+ * zeroing; a fifth of a bulk UPDATE's audit cost), and a bulk write does
+ * not push the rest of shared buffers out.  Outside subtransactions only;
+ * its pins belong to the top transaction's resource owner, like the
+ * relation references, and it is released where they are closed.
+ *
  * The relation and its indexes are opened (locked, RowExclusiveLock, as an
  * INSERT does) at the first row of a transaction, their references owned
  * by the top transaction's resource owner so that subtransactions neither
@@ -94,6 +104,9 @@ table_close_refs(DirectTable *t)
 		return;
 	t->open = false;
 	CurrentResourceOwner = TopTransactionResourceOwner;
+	if (t->bistate != NULL)
+		FreeBulkInsertState(t->bistate);
+	t->bistate = NULL;
 	for (int i = 0; i < t->nindexes; i++)
 		index_close(t->index_rels[i], NoLock);
 	table_close(t->rel, NoLock);
@@ -113,7 +126,10 @@ void
 direct_tables_forget(void)
 {
 	for (DirectTable *t = tables; t != NULL; t = t->next)
+	{
 		t->open = false;
+		t->bistate = NULL;		/* in the transaction's memory */
+	}
 }
 
 /*
@@ -429,7 +445,27 @@ direct_table_insert_many(DirectTable *t, HeapTuple *tuples, TupleDesc desc, int 
 			ExecConstraints(t->rri, slot, t->estate);
 		ResetPerTupleExprContext(t->estate);
 	}
-	if (n == 1)
+	if (n >= DIRECT_BULK_ROWS && t->bistate == NULL && GetCurrentTransactionNestLevel() == 1)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+
+		t->bistate = GetBulkInsertState();
+		MemoryContextSwitchTo(old);
+	}
+	if (t->bistate != NULL && GetCurrentTransactionNestLevel() == 1)
+	{
+		ResourceOwner save = CurrentResourceOwner;
+
+		/*
+		 * Its pins outlive the statement's resource owner.  Only outside
+		 * subtransactions: an error here ends the whole transaction, so
+		 * nothing taken under the top owner outlives a caught error.
+		 */
+		CurrentResourceOwner = TopTransactionResourceOwner;
+		table_multi_insert(t->rel, t->slots, n, cid, 0, t->bistate);
+		CurrentResourceOwner = save;
+	}
+	else if (n == 1)
 		table_tuple_insert(t->rel, t->slots[0], cid, 0, NULL);
 	else
 		table_multi_insert(t->rel, t->slots, n, cid, 0, NULL);

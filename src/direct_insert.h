@@ -10,6 +10,7 @@
 #ifndef PAYMENTS_DIRECT_INSERT_H
 #define PAYMENTS_DIRECT_INSERT_H
 
+#include "access/heapam.h"
 #include "access/htup.h"
 #include "access/tupdesc.h"
 #include "nodes/execnodes.h"
@@ -44,6 +45,7 @@ typedef struct DirectTable
 	TupleTableSlot **slots;		/* for table_multi_insert */
 	int			nslots;			/* made so far (up to DIRECT_INSERT_SLOTS) */
 	MemoryContext tuple_cxt;	/* the slots' tuples, emptied after a batch */
+	BulkInsertState bistate;	/* from the first large batch to closing */
 	AttrNumber *attnums;		/* of each column filled */
 	int			ndefaults;		/* the other columns with a default */
 	AttrNumber *default_attnums;
@@ -52,6 +54,7 @@ typedef struct DirectTable
 } DirectTable;
 
 #define DIRECT_INSERT_SLOTS 128 /* rows per direct_table_insert_many */
+#define DIRECT_BULK_ROWS	64	/* a batch this large writes as COPY does */
 
 extern void direct_insert_enable(void);
 extern DirectTable *direct_table_get(DirectTable *t, Oid relid);
