@@ -155,6 +155,9 @@ IROWS=${BENCH_INSTRUCTION_ROWS:-20000}
 declare -A INS
 if [ "${BENCH_INSTRUCTIONS:-1}" = 1 ]; then
 	install_deps valgrind
+	# from the same state whatever ran before (the count depends on what
+	# audit_log already holds: 400,000 rows left by the bulk phase or none)
+	reset_tables
 	cluster_stop "$WORK"
 	log "instructions: INSERT ... SELECT and UPDATE of $IROWS rows per side, under callgrind"
 	for side in "${SIDES[@]}"; do
