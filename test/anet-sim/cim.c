@@ -284,23 +284,19 @@ masked_pp(json_object *pp)
 	json_object *pay = json_object_new_object();
 	json_object *c = json_object_new_object();
 	const char *num = jstr(pp, "_number");
-	size_t		n = strlen(num);
 	char		buf[32];
 
 	jadd_str(o, "customerPaymentProfileId", jstr(pp, "customerPaymentProfileId"));
 	if (jbool(jstr(pp, "_echeck")))
 	{
-		const char *a = jstr(pp, "_account");
-		size_t		an = strlen(a);
-
-		snprintf(buf, sizeof(buf), "XXXX%s", an > 4 ? a + an - 4 : a);
+		mask_account(jstr(pp, "_account"), false, buf, sizeof(buf));
 		jadd_str(c, "accountNumber", buf);
 		jadd_str(c, "routingNumber", "XXXX");
 		jadd(pay, "bankAccount", c);
 	}
 	else
 	{
-		snprintf(buf, sizeof(buf), "XXXX%s", n > 4 ? num + n - 4 : num);
+		mask_account(num, false, buf, sizeof(buf));
 		jadd_str(c, "cardNumber", buf);
 		jadd_str(c, "expirationDate", "XXXX");
 		jadd_str(c, "cardType", card_brand(num));

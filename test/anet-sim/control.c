@@ -195,6 +195,8 @@ route(struct MHD_Connection *c, const char *url, const char *method,
 			sim.cfg.auth_expiry_days = json_object_get_int(jget(body, "authExpiryDays"));
 		if (jget(body, "nonceTtlSeconds"))
 			sim.cfg.nonce_ttl = json_object_get_int(jget(body, "nonceTtlSeconds"));
+		if (jget(body, "maskAllDigits"))
+			sim.cfg.mask_all_digits = json_object_get_boolean(jget(body, "maskAllDigits"));
 		out = ok_obj();
 		pthread_mutex_unlock(&sim.lock);
 	}

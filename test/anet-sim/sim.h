@@ -117,6 +117,8 @@ typedef struct SimConfig
 	int			settle_interval;	/* seconds, 0 = only on command */
 	int			nonce_ttl;			/* seconds an opaqueData nonce lives */
 	int			threads;
+	bool		mask_all_digits;	/* account numbers shown as XXXX, no
+									 * last four (what a gateway may do) */
 } SimConfig;
 
 typedef struct Sim
@@ -145,6 +147,7 @@ extern void format_time_utc(long long ms, char *buf, size_t len, bool frac);
 extern void format_time_local(long long ms, char *buf, size_t len, bool frac);
 extern bool parse_amount(const char *s, long long *cents);
 extern void format_amount(long long cents, char *buf, size_t len);
+extern void mask_account(const char *digits, bool echeck, char *out, size_t len);
 extern json_object *json_amount(long long cents);
 extern const char *jstr(json_object *obj, const char *key);
 extern json_object *jget(json_object *obj, const char *key);

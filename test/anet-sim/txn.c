@@ -97,15 +97,6 @@ read_settings(json_object *tr, TxSettings *s)
 	}
 }
 
-/* Mask the last four characters: XXXX1111 (eCheck: XXXXX6789) */
-static void
-mask_number(const char *num, bool echeck, char *out, size_t len)
-{
-	size_t		n = strlen(num);
-
-	snprintf(out, len, "%s%s", echeck ? "XXXXX" : "XXXX", n > 4 ? num + n - 4 : num);
-}
-
 /* transHashSha2: HMAC-SHA512 keyed by the hex-decoded Signature Key */
 static void
 trans_hash_sha2(int m, long long trans_id, long long amount, char *out)
@@ -367,12 +358,12 @@ result_account(TxResult *r, const CardInfo *ci)
 {
 	if (ci->echeck)
 	{
-		mask_number(ci->account, true, r->account_number, sizeof(r->account_number));
+		mask_account(ci->account, true, r->account_number, sizeof(r->account_number));
 		strlcpy0(r->account_type, "eCheck", sizeof(r->account_type));
 	}
 	else if (ci->number[0])
 	{
-		mask_number(ci->number, false, r->account_number, sizeof(r->account_number));
+		mask_account(ci->number, false, r->account_number, sizeof(r->account_number));
 		strlcpy0(r->account_type, strlen(ci->number) >= 6 ?
 				 card_brand(ci->number) : "", sizeof(r->account_type));
 	}
@@ -626,8 +617,7 @@ process_prior_capture(int m, json_object *tr, bool have_amount, long long amount
 	r->trans_id = o->id;
 	r->ref_trans_id = o->id;
 	strlcpy0(r->account_type, o->account_type, sizeof(r->account_type));
-	snprintf(r->account_number, sizeof(r->account_number), "%s%s",
-			 o->echeck ? "XXXXX" : "XXXX", o->last4);
+	mask_account(o->last4, o->echeck, r->account_number, sizeof(r->account_number));
 	r->avs[0] = 'P';
 	if (o->status == ST_VOIDED)
 	{
@@ -694,8 +684,7 @@ process_void(int m, json_object *tr, TxResult *r)
 	}
 	r->trans_id = o->id;
 	strlcpy0(r->account_type, o->account_type, sizeof(r->account_type));
-	snprintf(r->account_number, sizeof(r->account_number), "%s%s",
-			 o->echeck ? "XXXXX" : "XXXX", o->last4);
+	mask_account(o->last4, o->echeck, r->account_number, sizeof(r->account_number));
 	strlcpy0(r->auth_code, o->auth_code, sizeof(r->auth_code));
 	r->avs[0] = 'P';
 	if (o->status == ST_VOIDED)
@@ -830,8 +819,7 @@ process_refund(int m, json_object *req, json_object *tr, long long amount,
 	r->avs[0] = 'P';
 	random_alnum(r->auth_code, 6);
 	strlcpy0(t->auth_code, r->auth_code, sizeof(t->auth_code));
-	snprintf(r->account_number, sizeof(r->account_number), "%s%s",
-			 o->echeck ? "XXXXX" : "XXXX", o->last4);
+	mask_account(o->last4, o->echeck, r->account_number, sizeof(r->account_number));
 	ledger_record(t, "refund", amount);
 	webhook_emit_txn(t, "net.authorize.payment.refund.created");
 }
@@ -983,7 +971,7 @@ handle_update_held(int m, json_object *req)
 	r.trans_id = o->id;
 	r.ref_trans_id = o->id;
 	strlcpy0(r.account_type, o->account_type, sizeof(r.account_type));
-	snprintf(r.account_number, sizeof(r.account_number), "XXXX%s", o->last4);
+	mask_account(o->last4, o->echeck, r.account_number, sizeof(r.account_number));
 	if (action && strcmp(action, "approve") == 0)
 	{
 		if (o->auth_code[0] == '\0')
@@ -1036,7 +1024,7 @@ txn_summary_json(Txn *t)
 	if (jstr(bt, "lastName"))
 		jadd_str(o, "lastName", jstr(bt, "lastName"));
 	jadd_str(o, "accountType", t->account_type);
-	snprintf(buf, sizeof(buf), "%s%s", t->echeck ? "XXXXX" : "XXXX", t->last4);
+	mask_account(t->last4, t->echeck, buf, sizeof(buf));
 	jadd_str(o, "accountNumber", buf);
 	if (t->status == ST_FDS_PENDING_REVIEW || t->status == ST_FDS_AUTH_PENDING_REVIEW)
 		jadd(o, "settleAmount", json_amount(t->requested));
@@ -1171,14 +1159,14 @@ txn_details_json(Txn *t)
 
 		if (t->echeck)
 		{
-			snprintf(buf, sizeof(buf), "XXXXX%s", t->last4);
+			mask_account(t->last4, true, buf, sizeof(buf));
 			jadd_str(c, "routingNumber", "XXXX");
 			jadd_str(c, "accountNumber", buf);
 			jadd(pay, "bankAccount", c);
 		}
 		else
 		{
-			snprintf(buf, sizeof(buf), "XXXX%s", t->last4);
+			mask_account(t->last4, false, buf, sizeof(buf));
 			jadd_str(c, "cardNumber", buf);
 			jadd_str(c, "expirationDate", "XXXX");
 			jadd_str(c, "cardType", t->account_type);

@@ -44,6 +44,20 @@ format_time_utc(long long ms, char *buf, size_t len, bool frac)
 				 tm.tm_min, tm.tm_sec);
 }
 
+/*
+ * An account number as the gateway shows it: XXXX1111 (eCheck XXXXX6789),
+ * the last four of digits (a whole number or its last four); no digits at
+ * all while the mask_all_digits setting is on.
+ */
+void
+mask_account(const char *digits, bool echeck, char *out, size_t len)
+{
+	size_t		n = strlen(digits);
+
+	snprintf(out, len, "%s%s", echeck ? "XXXXX" : "XXXX",
+			 sim.cfg.mask_all_digits ? "" : n > 4 ? digits + n - 4 : digits);
+}
+
 /* Merchant-local time; the simulated account is on US Mountain Standard */
 void
 format_time_local(long long ms, char *buf, size_t len, bool frac)

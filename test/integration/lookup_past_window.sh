@@ -582,4 +582,31 @@ ok "$(passed wait_sql "(SELECT status = 'succeeded' FROM pay_get_payment($p1))")
 ok "$(passed wait_sql "(SELECT status = 'requires_capture' FROM pay_get_payment($p2))")" \
 	"m: and the authorization requires capture"
 
+# x. A gateway that shows account numbers without their last four (XXXX):
+#    nothing tells the card a transaction was made with, so the invoice
+#    decides alone, and two charges under it are never told apart by guess.
+sim_ctl POST /config '{"maskAllDigits":true}' >/dev/null
+# x1. Charged, reply lost: found under its invoice and recorded, with the
+#     last four the payment already had (not the gateway's XXXX).
+lost_reply "$RESET_CHARGED" "23.00 USD"
+own=$(sim_ledger_trans_ids "P$TAG$pid" charge)
+ok "$(passed past_window "$op")" "x1: the lookup finished"
+is "$(q -c "SELECT p.status || '|' || o.status || '|' || p.gateway_trans_id || '|' || p.card_last4 FROM pay_get_payment($pid) p, pay_payment_operations($pid) o")" \
+	"succeeded|succeeded|$own|1111" "x1: account numbers shown as XXXX: the charge is found by its invoice and recorded, its last four kept"
+is "$(su -c "SELECT count(*) FROM payments.gateway_exchanges WHERE merchant_id = $M AND operation_id = $op
+	AND request_type = 'getTransactionDetailsRequest' AND response_masked LIKE '%\"cardNumber\":\"XXXX\"%'")" 1 \
+	"x1: the gateway's details showed no digit of the card"
+# x2. Charged, reply lost, then another card's charge of the same amount
+#     under its invoice: with the last four the stranger is passed over
+#     (h3); without them both match, so neither is taken.
+lost_reply "$RESET_CHARGED" "24.00 USD"
+echo "P$TAG$pid 24.00" | DIRECT_CARD=5424000000000015 charge_direct
+ok "$(passed past_window "$op")" "x2: the lookup finished"
+is "$(q -c "SELECT p.status || '|' || o.status || '|' || coalesce(p.gateway_trans_id, '-') FROM pay_get_payment($pid) p, pay_payment_operations($pid) o")" \
+	"unknown|unknown|-" "x2: two charges under its invoice and no digits to tell the cards: neither is taken"
+like "$(su -c "SELECT last_error FROM payments.operations WHERE merchant_id = $M AND operation_id = $op")" \
+	"both match the operation: a person must tell which" "x2: last_error says a person must tell"
+is "$(sim_ledger_count "P$TAG$pid" charge)" 2 "x2: nothing was sent again"
+sim_ctl POST /config '{"maskAllDigits":false}' >/dev/null
+
 tap_done
