@@ -94,6 +94,25 @@ cim_resolve_profile(int m, const char *cust_id, const char *pay_id,
 	return 1;
 }
 
+/*
+ * The Account Updater (control API): the card inside a stored payment
+ * profile replaced by the issuer's new number and expiry ("YYYY-MM"), the
+ * profile's ids unchanged.  False when there is no such payment profile.
+ */
+bool
+cim_update_card(int m, const char *cust_id, const char *pay_id,
+				const char *number, const char *expiry)
+{
+	json_object *p = profile_get(m, cust_id);
+	json_object *pp = p ? payment_profile_get(p, pay_id) : NULL;
+
+	if (pp == NULL || number == NULL || expiry == NULL || jbool(jstr(pp, "_echeck")))
+		return false;
+	jadd_str(pp, "_number", number);
+	jadd_str(pp, "_expiry", expiry);
+	return true;
+}
+
 /* Issue an Accept.js-style nonce for a card (control API) */
 json_object *
 cim_issue_nonce(int m, json_object *card)

@@ -213,6 +213,20 @@ route(struct MHD_Connection *c, const char *url, const char *method,
 			out = cim_issue_nonce(m, jget(body, "creditCard"));
 		pthread_mutex_unlock(&sim.lock);
 	}
+	else if (strcmp(url, "/account-updater") == 0 && post)
+	{
+		const char *login = jstr(body, "merchant");
+		int			m;
+
+		pthread_mutex_lock(&sim.lock);
+		m = login ? merchant_find(login) : 0;
+		if (m >= 0 && cim_update_card(m, jstr(body, "customerProfileId"), jstr(body, "paymentProfileId"),
+									  jstr(body, "cardNumber"), jstr(body, "expirationDate")))
+			out = ok_obj();
+		else
+			status = 404;
+		pthread_mutex_unlock(&sim.lock);
+	}
 	else if (strcmp(url, "/sign") == 0 && post)
 	{
 		const char *k = jstr(body, "signatureKey"),

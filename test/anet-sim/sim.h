@@ -218,6 +218,8 @@ extern int	cim_resolve_profile(int m, const char *cust_id, const char *pay_id,
 extern int	cim_consume_nonce(int m, const char *descriptor, const char *value,
 							  CardInfo *ci);
 extern json_object *cim_issue_nonce(int m, json_object *card);
+extern bool cim_update_card(int m, const char *cust_id, const char *pay_id,
+							const char *number, const char *expiry);
 extern json_object *handle_cim(const char *method, int m, json_object *req);
 extern json_object *cim_create_from_txn(int m, json_object *req);
 extern json_object *cim_profiles_json(const char *login);

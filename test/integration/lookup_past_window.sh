@@ -366,6 +366,33 @@ ok "$(passed past_window "$op")" "h6: the lookup finished"
 is "$(q -c "SELECT p.status || '|' || o.status || '|' || p.gateway_trans_id FROM pay_get_payment($pid) p, pay_payment_operations($pid) o")" \
 	"succeeded|succeeded|$own" "h6: its own profile's charge is found and recorded"
 
+# h7. A customer's saved card (last four 1111), replaced inside its payment
+#     profile by the gateway's Account Updater (a new number, 0015, same
+#     profile); a purchase with it, charged, reply lost: the gateway shows
+#     the new card's digits, and the charge is still found by its payment
+#     profile and recorded.  (Compared by digits it would be passed over,
+#     and the payment left unknown.)
+cid=$(q -c "SELECT customer_id FROM pay_create_customer(email => 'updater@example.com')")
+pm=$(q -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $cid,
+	card => $card, validation_mode => 'none')")
+is "$(q -c "SELECT status FROM pay_wait_payment_method($pm, '20 s')")" active "h7: the card is saved at the gateway"
+read -r cp3 pp3 <<<"$(su -c "SELECT customer_profile_id || ' ' || payment_profile_id FROM payments.payment_methods
+	WHERE merchant_id = $M AND payment_method_id = $pm")"
+sim_ctl POST /account-updater "{\"customerProfileId\":\"$cp3\",\"paymentProfileId\":\"$pp3\",\"cardNumber\":\"5424000000000015\",\"expirationDate\":\"2036-11\"}" >/dev/null
+sim_ctl POST /faults "$RESET_CHARGED" >/dev/null
+pid=$(q -c "SELECT payment_id FROM pay_purchase(amount => '27.00 USD', customer_id => $cid, payment_method_id => $pm)")
+op=$(op_of "$pid" purchase)
+lose_reply "$op"
+own=$(sim_ledger_trans_ids "P$TAG$pid" charge)
+is "$(sim_ctl GET /ledger | python3 -c '
+import json, sys
+d = json.load(sys.stdin); rows = d["ledger"] if isinstance(d, dict) and "ledger" in d else d
+print(",".join(str(r.get("accountNumber")) for r in rows if r.get("invoiceNumber") == sys.argv[1]))' "P$TAG$pid")" 0015 \
+	"h7: the gateway charged the updated card (last four 0015)"
+ok "$(passed past_window "$op")" "h7: the lookup finished"
+is "$(q -c "SELECT p.status || '|' || o.status || '|' || p.gateway_trans_id || '|' || p.card_last4 FROM pay_get_payment($pid) p, pay_payment_operations($pid) o")" \
+	"succeeded|succeeded|$own|1111" "h7: found by its payment profile though its digits changed, and recorded"
+
 # lost_replies AMOUNT FAULT...: one purchase per fault, each losing its
 # reply; sets ops (their operations, in order), in_list and before (the
 # last exchange so far).
