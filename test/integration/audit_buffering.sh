@@ -86,69 +86,86 @@ is "$(count buf_t "new_row ->> 'v' IN ('s1', 's2')")" 4000 "two sessions, 20 sta
 is "$(q -c "SELECT count(*) FROM public.buf_t a WHERE v IN ('s1', 's2') AND NOT EXISTS (SELECT 1 FROM payments.audit_log l WHERE l.table_name = 'buf_t' AND l.operation = 'INSERT' AND (l.new_row ->> 'id')::int = a.id)")" 0 \
 	"every row inserted has its audit row"
 
+ok "$([ "$(q -c "SELECT payments.pay_audit_seal()")" -gt 0 ] && echo 0 || echo 1)" "the rows seal"
+is "$(q -c "SELECT coalesce(payments.pay_audit_verify()::text, 'intact')")" intact "and verify"
+
+# Sections 5 and 6 in a database of their own: 6 empties its audit log,
+# which every later test's verification of the shared one would report.
+DB=audit_bulk_test
+cleanup() { cluster_psql "$WORK" "$PORT" postgres -c "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+cluster_psql "$WORK" "$PORT" postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" >/dev/null
+qb() { cluster_psql "$WORK" "$PORT" "$DB" -At "$@"; }
+countb() { qb -c "SELECT count(*) FROM payments.audit_log WHERE table_schema = 'public' AND table_name = '$1' ${2:+AND $2}"; }
+qb >/dev/null <<'SQL'
+CREATE EXTENSION payments;
+CREATE EXTENSION pg_buffercache;
+CREATE TABLE public.bulk_t (id int PRIMARY KEY, merchant_id bigint NOT NULL, v text);
+SELECT payments.pay_audit_attach('public.bulk_t');
+SQL
+
 # 5. large statements write their audit rows through a bulk-insert state,
 # as COPY does (src/direct_insert.c): a ring of shared buffers the backend
 # reuses, so that a bulk write does not push everything else out
-q -c "CREATE EXTENSION IF NOT EXISTS pg_buffercache" >/dev/null
 CACHED_AUDIT="SELECT count(*) FROM pg_buffercache WHERE relfilenode = pg_relation_filenode('payments.audit_log')
 	AND reldatabase = (SELECT oid FROM pg_database WHERE datname = current_database())"
-pages0=$(q -c "SELECT pg_relation_size('payments.audit_log') / 8192")
-cached0=$(q -c "$CACHED_AUDIT")
-q -c "INSERT INTO public.buf_t SELECT g, 4, 'bulk' FROM generate_series(1000001, 1200000) g" >/dev/null
-pages=$(( $(q -c "SELECT pg_relation_size('payments.audit_log') / 8192") - pages0 ))
-cached=$(( $(q -c "$CACHED_AUDIT") - cached0 ))
-is "$(count buf_t "merchant_id = 4")" 200000 "an INSERT of 200,000 rows: 200,000 audit rows"
+pages0=$(qb -c "SELECT pg_relation_size('payments.audit_log') / 8192")
+cached0=$(qb -c "$CACHED_AUDIT")
+qb -c "INSERT INTO public.bulk_t SELECT g, 4, 'bulk' FROM generate_series(1000001, 1200000) g" >/dev/null
+pages=$(( $(qb -c "SELECT pg_relation_size('payments.audit_log') / 8192") - pages0 ))
+cached=$(( $(qb -c "$CACHED_AUDIT") - cached0 ))
+is "$(countb bulk_t "merchant_id = 4")" 200000 "an INSERT of 200,000 rows: 200,000 audit rows"
 ok "$([ "$pages" -gt 5000 ] && [ "$cached" -lt $((pages / 2)) ] && echo 0 || echo 1)" \
 	"written through a ring of buffers (16 MB): $pages pages added to audit_log, $cached more of its pages in shared buffers"
 
 # in one transaction: bulk statements at the top level (with the state),
 # a savepoint's bulk UPDATE rolled back and one in a PL/pgSQL block whose
 # error is caught (without it, while it holds its page), then more
-q >"$WORK/bulk_tx.out" 2>&1 <<'SQL'
+qb >"$WORK/bulk_tx.out" 2>&1 <<'SQL'
 BEGIN;
-INSERT INTO public.buf_t SELECT g, 5, 'bulk' FROM generate_series(2000001, 2003000) g;
+INSERT INTO public.bulk_t SELECT g, 5, 'bulk' FROM generate_series(2000001, 2003000) g;
 SAVEPOINT s;
-UPDATE public.buf_t SET v = 'in savepoint' WHERE merchant_id = 5;
+UPDATE public.bulk_t SET v = 'in savepoint' WHERE merchant_id = 5;
 ROLLBACK TO SAVEPOINT s;
-UPDATE public.buf_t SET v = 'after savepoint' WHERE merchant_id = 5 AND id <= 2001500;
+UPDATE public.bulk_t SET v = 'after savepoint' WHERE merchant_id = 5 AND id <= 2001500;
 DO $$
 BEGIN
-	UPDATE public.buf_t SET v = 'caught' WHERE merchant_id = 5;
+	UPDATE public.bulk_t SET v = 'caught' WHERE merchant_id = 5;
 	RAISE EXCEPTION 'undone';
 EXCEPTION WHEN raise_exception THEN NULL;
 END $$;
-UPDATE public.buf_t SET v = 'last' WHERE merchant_id = 5 AND id > 2002900;
-INSERT INTO public.buf_t SELECT g, 5, 'bulk 2' FROM generate_series(2003001, 2004000) g;
+UPDATE public.bulk_t SET v = 'last' WHERE merchant_id = 5 AND id > 2002900;
+INSERT INTO public.bulk_t SELECT g, 5, 'bulk 2' FROM generate_series(2003001, 2004000) g;
 COMMIT;
 SQL
 is "$(grep -ci 'warning\|error' "$WORK/bulk_tx.out" || true)" 0 "the transaction commits without a warning"
-is "$(count buf_t "merchant_id = 5 AND operation = 'INSERT'")" 4000 "its two bulk INSERTs: 4,000 audit rows"
-is "$(count buf_t "merchant_id = 5 AND operation = 'UPDATE' AND new_row ->> 'v' = 'after savepoint'")" 1500 \
+is "$(countb bulk_t "merchant_id = 5 AND operation = 'INSERT'")" 4000 "its two bulk INSERTs: 4,000 audit rows"
+is "$(countb bulk_t "merchant_id = 5 AND operation = 'UPDATE' AND new_row ->> 'v' = 'after savepoint'")" 1500 \
 	"the UPDATE after the savepoint: 1,500"
-is "$(count buf_t "merchant_id = 5 AND operation = 'UPDATE' AND new_row ->> 'v' = 'last' AND old_row ->> 'v' IN ('bulk', 'after savepoint')")" 100 \
+is "$(countb bulk_t "merchant_id = 5 AND operation = 'UPDATE' AND new_row ->> 'v' = 'last' AND old_row ->> 'v' IN ('bulk', 'after savepoint')")" 100 \
 	"the UPDATE after the caught error: 100, with the rows as they were"
-is "$(count buf_t "merchant_id = 5 AND new_row ->> 'v' IN ('in savepoint', 'caught')")" 0 \
+is "$(countb bulk_t "merchant_id = 5 AND new_row ->> 'v' IN ('in savepoint', 'caught')")" 0 \
 	"none of the rolled-back savepoint's or the caught block's"
 is "$(grep -c 'leak' "$WORK/postgres.log" || true)" 0 "no buffer or resource leak reported in the server log"
 
-ok "$([ "$(q -c "SELECT payments.pay_audit_seal()")" -gt 0 ] && echo 0 || echo 1)" "the rows seal"
-is "$(q -c "SELECT coalesce(payments.pay_audit_verify()::text, 'intact')")" intact "and verify"
+ok "$([ "$(qb -c "SELECT payments.pay_audit_seal()")" -gt 0 ] && echo 0 || echo 1)" "these rows seal"
+is "$(qb -c "SELECT coalesce(payments.pay_audit_verify()::text, 'intact')")" intact "and verify"
 
 # 6. the owner empties audit_log (its guard set aside) between two bulk
 # statements of one transaction: the rows after go to the new file, not to
 # a page of the old one the bulk-insert state still holds (it is released
 # before every utility statement)
-q >"$WORK/bulk_truncate.out" 2>&1 <<'SQL'
+qb >"$WORK/bulk_truncate.out" 2>&1 <<'SQL'
 BEGIN;
-INSERT INTO public.buf_t SELECT g, 6, 'before' FROM generate_series(3000001, 3001000) g;
+INSERT INTO public.bulk_t SELECT g, 6, 'before' FROM generate_series(3000001, 3001000) g;
 ALTER TABLE payments.audit_log DISABLE TRIGGER audit_log_guard_truncate;
 TRUNCATE payments.audit_log;
 ALTER TABLE payments.audit_log ENABLE ALWAYS TRIGGER audit_log_guard_truncate;
-INSERT INTO public.buf_t SELECT g, 6, 'after' FROM generate_series(3001001, 3003000) g;
+INSERT INTO public.bulk_t SELECT g, 6, 'after' FROM generate_series(3001001, 3003000) g;
 COMMIT;
 SQL
 is "$(grep -ci 'warning\|error' "$WORK/bulk_truncate.out" || true)" 0 "TRUNCATE between two bulk statements: committed without a warning"
-is "$(q -c "SELECT count(*) FILTER (WHERE new_row ->> 'v' = 'after') || '/' || count(*) FROM payments.audit_log")" 2000/2000 \
+is "$(qb -c "SELECT count(*) FILTER (WHERE new_row ->> 'v' = 'after') || '/' || count(*) FROM payments.audit_log")" 2000/2000 \
 	"audit_log holds the 2,000 rows of the second statement, and only those"
 
 tap_done
