@@ -108,7 +108,6 @@ for s in "${SIDES[@]}"; do
 	per_call "$s" reference
 done
 
-
 echo "== instructions per purchase in the calling backend (callgrind; the same for the same build on any machine)"
 printf '%-58s' ""
 for s in "${SIDES[@]}"; do printf '%14s' "$s"; done

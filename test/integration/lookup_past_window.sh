@@ -49,6 +49,16 @@ wait_op() {
 op_of() {	# op_of PAYMENT_ID KIND: its latest operation of that kind
 	q -c "SELECT max(operation_id) FROM pay_payment_operations($1) WHERE kind = '$2'"
 }
+# outcome [EXPRESSION...]: the payment's ($pid) status and its operation's,
+# then each expression over the payment (p), joined by |
+outcome() {
+	local cols="p.status || '|' || o.status" e
+	for e in "$@"; do cols="$cols || '|' || $e"; done
+	q -c "SELECT $cols FROM pay_get_payment($pid) p, pay_payment_operations($pid) o"
+}
+last_error() {	# the last_error of operation $op
+	su -c "SELECT last_error FROM payments.operations WHERE merchant_id = $M AND operation_id = $op"
+}
 # lose_reply OPERATION_ID: with a fault armed, the operation turns unknown
 # (and is parked); then the fault goes.  The faults count a few requests
 # to spare; a copy of a charge that did go out would be a duplicate (reason
@@ -180,9 +190,9 @@ is "$(sim_ledger_count "P$TAG$pid" charge)" 1 "b: charged exactly once"
 # c. Never processed: not found anywhere, so it stays unknown.
 lost_reply "$RESET_UNSENT" "13.00 USD"
 ok "$(passed past_window "$op")" "c: the lookup finished"
-is "$(q -c "SELECT p.status || '|' || o.status FROM pay_get_payment($pid) p, pay_payment_operations($pid) o")" \
+is "$(outcome)" \
 	"unknown|unknown" "c: not found: the payment and the operation stay unknown, never guessed"
-like "$(su -c "SELECT last_error FROM payments.operations WHERE merchant_id = $M AND operation_id = $op")" \
+like "$(last_error)" \
 	"^invoice P$TAG$pid was found neither among the gateway's unsettled transactions nor in its batches settled from " \
 	"c: last_error says where it was searched"
 is "$(su -c "SELECT next_attempt_at > now() + interval '25 seconds' FROM payments.operations WHERE merchant_id = $M AND operation_id = $op")" \
@@ -234,7 +244,7 @@ n=$(su -c "UPDATE payments.operations SET first_sent_at = now() - interval '9 ho
 	WHERE merchant_id = $M AND operation_id = $op AND status = 'queued'
 	RETURNING attempts; SELECT payments._wake_at_commit()" | sed -n 1p)
 ok "$(passed wait_op "$op" "attempts > ${n:-999} AND status <> 'sending'")" "f: the next attempt finished"
-is "$(q -c "SELECT p.status || '|' || o.status FROM pay_get_payment($pid) p, pay_payment_operations($pid) o")" \
+is "$(outcome)" \
 	"succeeded|succeeded" "f: found by the lookup: succeeded"
 like "$(exchanges "$op")" \
 	"^createTransactionRequest,createTransactionRequest,$WHOLE_SEARCH,getTransactionDetailsRequest\$" \
@@ -250,7 +260,7 @@ n=$(su -c "DELETE FROM payments.card_vault WHERE merchant_id = $M AND operation_
 	-c "UPDATE payments.operations SET next_attempt_at = now() WHERE merchant_id = $M AND operation_id = $op
 		AND status = 'unknown' RETURNING attempts; SELECT payments._wake_at_commit()" | sed -n 1p)
 ok "$(passed wait_op "$op" "attempts > ${n:-999} AND status <> 'sending'")" "g: the resend was claimed"
-is "$(q -c "SELECT p.status || '|' || o.status FROM pay_get_payment($pid) p, pay_payment_operations($pid) o")" \
+is "$(outcome)" \
 	"succeeded|succeeded" "g: the card is gone: found by a lookup, succeeded"
 like "$(exchanges "$op")" \
 	"^createTransactionRequest,$WHOLE_SEARCH,getTransactionDetailsRequest\$" \
@@ -263,9 +273,9 @@ is "$(sim_ledger_count "P$TAG$pid" charge)" 1 "g: charged once, by the first att
 lost_reply "$RESET_UNSENT" "16.00 USD"
 echo "P$TAG$pid 61.00" | charge_direct
 ok "$(passed past_window "$op")" "h: the lookup finished"
-is "$(q -c "SELECT p.status || '|' || o.status || '|' || coalesce(p.gateway_trans_id, '-') FROM pay_get_payment($pid) p, pay_payment_operations($pid) o")" \
+is "$(outcome "coalesce(p.gateway_trans_id, '-')")" \
 	"unknown|unknown|-" "h: a transaction of another amount under its invoice is not taken for it"
-like "$(su -c "SELECT last_error FROM payments.operations WHERE merchant_id = $M AND operation_id = $op")" \
+like "$(last_error)" \
 	"^the gateway's transaction [0-9]+ under invoice P$TAG$pid is for 61.00, not 16.00$" "h: last_error names both amounts"
 is "$(su -c "SELECT next_attempt_at > now() + interval '25 seconds' FROM payments.operations WHERE merchant_id = $M AND operation_id = $op")" \
 	t "h: asked again only after a long wait"
@@ -283,7 +293,7 @@ lost_reply "$RESET_CHARGED" "17.00 USD"
 own=$(sim_ledger_trans_ids "P$TAG$pid" charge)
 echo "P$TAG$pid 71.00 46282" | charge_direct
 ok "$(passed past_window "$op")" "i: the lookup finished"
-is "$(q -c "SELECT p.status || '|' || o.status || '|' || p.gateway_trans_id FROM pay_get_payment($pid) p, pay_payment_operations($pid) o")" \
+is "$(outcome p.gateway_trans_id)" \
 	"succeeded|succeeded|$own" "i: a stranger's decline under its invoice is passed over, the payment's own charge recorded"
 like "$(exchanges "$op")" "^createTransactionRequest,$WHOLE_SEARCH,getTransactionDetailsRequest,getTransactionDetailsRequest\$" \
 	"i: logged: the whole search, then the details of both hits"
@@ -296,9 +306,9 @@ is "$(sim_ledger_count "P$TAG$pid" charge)" 1 "i: the payment's own charge is st
 lost_reply "$RESET_UNSENT" "18.00 USD"
 echo "P$TAG$pid 18.00" | DIRECT_CARD=5424000000000015 charge_direct
 ok "$(passed past_window "$op")" "h2: the lookup finished"
-is "$(q -c "SELECT p.status || '|' || o.status || '|' || coalesce(p.gateway_trans_id, '-') FROM pay_get_payment($pid) p, pay_payment_operations($pid) o")" \
+is "$(outcome "coalesce(p.gateway_trans_id, '-')")" \
 	"unknown|unknown|-" "h2: another card's charge of its amount under its invoice is not taken for it"
-like "$(su -c "SELECT last_error FROM payments.operations WHERE merchant_id = $M AND operation_id = $op")" \
+like "$(last_error)" \
 	"^invoice P$TAG$pid was found neither among" "h2: it is not found"
 
 # h3. Charged, reply lost, then another card's charge of the same amount
@@ -308,7 +318,7 @@ lost_reply "$RESET_CHARGED" "19.00 USD"
 own=$(sim_ledger_trans_ids "P$TAG$pid" charge)
 echo "P$TAG$pid 19.00" | DIRECT_CARD=5424000000000015 charge_direct
 ok "$(passed past_window "$op")" "h3: the lookup finished"
-is "$(q -c "SELECT p.status || '|' || o.status || '|' || p.gateway_trans_id FROM pay_get_payment($pid) p, pay_payment_operations($pid) o")" \
+is "$(outcome p.gateway_trans_id)" \
 	"succeeded|succeeded|$own" "h3: the payment's own charge is found behind the stranger's and recorded"
 
 # h4. Charged, reply lost, then a second charge of the same card and amount
@@ -321,10 +331,10 @@ lost_reply "$RESET_CHARGED" "20.00 USD"
 own=$(sim_ledger_trans_ids "P$TAG$pid" charge)
 echo "P$TAG$pid 20.00" | charge_direct
 ok "$(passed past_window "$op")" "h4: the lookup finished"
-is "$(q -c "SELECT p.status || '|' || o.status || '|' || coalesce(p.gateway_trans_id, '-') FROM pay_get_payment($pid) p, pay_payment_operations($pid) o")" \
+is "$(outcome "coalesce(p.gateway_trans_id, '-')")" \
 	"unknown|unknown|-" "h4: two charges of its card and amount under its invoice: neither is taken"
 other=$(sim_ledger_trans_ids "P$TAG$pid" charge | tr ' ' '\n' | grep -vx "$own")
-like "$(su -c "SELECT last_error FROM payments.operations WHERE merchant_id = $M AND operation_id = $op")" \
+like "$(last_error)" \
 	"^the gateway's transactions ($own and $other|$other and $own) under invoice P$TAG$pid both match the operation: a person must tell which, if any, is its own\$" \
 	"h4: last_error names both"
 is "$(su -c "SELECT next_attempt_at > now() + interval '25 seconds' FROM payments.operations WHERE merchant_id = $M AND operation_id = $op")" \
@@ -353,9 +363,9 @@ profile_purchase() {	# profile_purchase FAULT AMOUNT: through cp1/pp1, reply los
 profile_purchase "$RESET_UNSENT" "24.00 USD"
 echo "P$TAG$pid 24.00" | DIRECT_PROFILE="$cp2 $pp2" charge_direct
 ok "$(passed past_window "$op")" "h5: the lookup finished"
-is "$(q -c "SELECT p.status || '|' || o.status || '|' || coalesce(p.gateway_trans_id, '-') FROM pay_get_payment($pid) p, pay_payment_operations($pid) o")" \
+is "$(outcome "coalesce(p.gateway_trans_id, '-')")" \
 	"unknown|unknown|-" "h5: another payment profile's charge of its amount and card digits under its invoice is not taken for it"
-like "$(su -c "SELECT last_error FROM payments.operations WHERE merchant_id = $M AND operation_id = $op")" \
+like "$(last_error)" \
 	"^invoice P$TAG$pid was found neither among" "h5: it is not found"
 
 # h6. The same through its own profile, charged, reply lost: found by its
@@ -363,7 +373,7 @@ like "$(su -c "SELECT last_error FROM payments.operations WHERE merchant_id = $M
 profile_purchase "$RESET_CHARGED" "25.00 USD"
 own=$(sim_ledger_trans_ids "P$TAG$pid" charge)
 ok "$(passed past_window "$op")" "h6: the lookup finished"
-is "$(q -c "SELECT p.status || '|' || o.status || '|' || p.gateway_trans_id FROM pay_get_payment($pid) p, pay_payment_operations($pid) o")" \
+is "$(outcome p.gateway_trans_id)" \
 	"succeeded|succeeded|$own" "h6: its own profile's charge is found and recorded"
 
 # h7. A customer's saved card (last four 1111), replaced inside its payment
@@ -390,7 +400,7 @@ d = json.load(sys.stdin); rows = d["ledger"] if isinstance(d, dict) and "ledger"
 print(",".join(str(r.get("accountNumber")) for r in rows if r.get("invoiceNumber") == sys.argv[1]))' "P$TAG$pid")" 0015 \
 	"h7: the gateway charged the updated card (last four 0015)"
 ok "$(passed past_window "$op")" "h7: the lookup finished"
-is "$(q -c "SELECT p.status || '|' || o.status || '|' || p.gateway_trans_id || '|' || p.card_last4 FROM pay_get_payment($pid) p, pay_payment_operations($pid) o")" \
+is "$(outcome p.gateway_trans_id p.card_last4)" \
 	"succeeded|succeeded|$own|1111" "h7: found by its payment profile though its digits changed, and recorded"
 
 # lost_replies AMOUNT FAULT...: one purchase per fault, each losing its
@@ -507,7 +517,7 @@ like "$(sim_ctl POST /settle)" '"batchId"' "o: the gateway settled the charge"
 curl -sS -H 'Content-Type: application/json' -d "{\"createTransactionRequest\":{\"merchantAuthentication\":{\"name\":\"$SIM_LOGIN\",\"transactionKey\":\"$SIM_KEY\"},\"transactionRequest\":{\"transactionType\":\"refundTransaction\",\"amount\":\"29.00\",\"payment\":{\"creditCard\":{\"cardNumber\":\"1111\",\"expirationDate\":\"XXXX\"}},\"refTransId\":\"$own\",\"order\":{\"invoiceNumber\":\"P$TAG$pid\"}}}}" "$SIM_API" >/dev/null
 is "$(sim_ledger_count "P$TAG$pid" refund)" 1 "o: refunded by hand at the gateway"
 ok "$(passed past_window "$op")" "o: the lookup finished"
-is "$(q -c "SELECT p.status || '|' || o.status || '|' || p.gateway_trans_id FROM pay_get_payment($pid) p, pay_payment_operations($pid) o")" \
+is "$(outcome p.gateway_trans_id)" \
 	"succeeded|succeeded|$own" "o: the charge is found, the refund under its invoice passed over"
 
 # p. Held for review, reply lost, then a stranger's charge of another
@@ -529,9 +539,9 @@ is "$(su -c "SELECT string_agg((e.response_masked ~ ('\"transId\":\"' || '$own' 
 lost_reply "$RESET_UNSENT" "31.00 USD"
 for i in 1 2 3 4 5; do echo "P$TAG$pid 3.0$i"; done | charge_direct
 ok "$(passed past_window "$op")" "q: the lookup finished"
-is "$(q -c "SELECT p.status || '|' || o.status FROM pay_get_payment($pid) p, pay_payment_operations($pid) o")" \
+is "$(outcome)" \
 	"unknown|unknown" "q: five hits: left unknown"
-like "$(su -c "SELECT last_error FROM payments.operations WHERE merchant_id = $M AND operation_id = $op")" \
+like "$(last_error)" \
 	"^invoice P$TAG$pid has more than 4 transactions at the gateway that can be the operation's: too many to ask about" "q: last_error says so"
 like "$(exchanges "$op")" "^createTransactionRequest,$WHOLE_SEARCH\$" "q: no transaction was asked about"
 
@@ -618,7 +628,7 @@ sim_ctl POST /config '{"maskAllDigits":true}' >/dev/null
 lost_reply "$RESET_CHARGED" "23.00 USD"
 own=$(sim_ledger_trans_ids "P$TAG$pid" charge)
 ok "$(passed past_window "$op")" "x1: the lookup finished"
-is "$(q -c "SELECT p.status || '|' || o.status || '|' || p.gateway_trans_id || '|' || p.card_last4 FROM pay_get_payment($pid) p, pay_payment_operations($pid) o")" \
+is "$(outcome p.gateway_trans_id p.card_last4)" \
 	"succeeded|succeeded|$own|1111" "x1: account numbers shown as XXXX: the charge is found by its invoice and recorded, its last four kept"
 is "$(su -c "SELECT count(*) FROM payments.gateway_exchanges WHERE merchant_id = $M AND operation_id = $op
 	AND request_type = 'getTransactionDetailsRequest' AND response_masked LIKE '%\"cardNumber\":\"XXXX\"%'")" 1 \
@@ -629,9 +639,9 @@ is "$(su -c "SELECT count(*) FROM payments.gateway_exchanges WHERE merchant_id =
 lost_reply "$RESET_CHARGED" "24.00 USD"
 echo "P$TAG$pid 24.00" | DIRECT_CARD=5424000000000015 charge_direct
 ok "$(passed past_window "$op")" "x2: the lookup finished"
-is "$(q -c "SELECT p.status || '|' || o.status || '|' || coalesce(p.gateway_trans_id, '-') FROM pay_get_payment($pid) p, pay_payment_operations($pid) o")" \
+is "$(outcome "coalesce(p.gateway_trans_id, '-')")" \
 	"unknown|unknown|-" "x2: two charges under its invoice and no digits to tell the cards: neither is taken"
-like "$(su -c "SELECT last_error FROM payments.operations WHERE merchant_id = $M AND operation_id = $op")" \
+like "$(last_error)" \
 	"both match the operation: a person must tell which" "x2: last_error says a person must tell"
 is "$(sim_ledger_count "P$TAG$pid" charge)" 2 "x2: nothing was sent again"
 sim_ctl POST /config '{"maskAllDigits":false}' >/dev/null
