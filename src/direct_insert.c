@@ -413,8 +413,10 @@ direct_table_insert_many(DirectTable *t, HeapTuple *tuples, TupleDesc desc, int 
 		if (t->slots == NULL)
 		{
 			t->slots = palloc0(sizeof(TupleTableSlot *) * DIRECT_INSERT_SLOTS);
+			/* kept across batches: memory taken anew is faulted in anew */
 			t->tuple_cxt = AllocSetContextCreate(t->cxt, "payments direct insert tuples",
-												 ALLOCSET_DEFAULT_SIZES);
+												 DIRECT_TUPLES_KEEP, ALLOCSET_DEFAULT_INITSIZE,
+												 ALLOCSET_DEFAULT_MAXSIZE);
 		}
 		for (i = t->nslots; i < n; i++)
 		{

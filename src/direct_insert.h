@@ -55,6 +55,7 @@ typedef struct DirectTable
 
 #define DIRECT_INSERT_SLOTS 128 /* rows per direct_table_insert_many */
 #define DIRECT_BULK_ROWS	64	/* a batch this large writes as COPY does */
+#define DIRECT_TUPLES_KEEP	(256 * 1024)	/* a batch's copies of modest rows */
 
 extern void direct_insert_enable(void);
 extern DirectTable *direct_table_get(DirectTable *t, Oid relid);
