@@ -111,12 +111,22 @@ CACHED_AUDIT="SELECT count(*) FROM pg_buffercache WHERE relfilenode = pg_relatio
 	AND reldatabase = (SELECT oid FROM pg_database WHERE datname = current_database())"
 pages0=$(qb -c "SELECT pg_relation_size('payments.audit_log') / 8192")
 cached0=$(qb -c "$CACHED_AUDIT")
-qb -c "INSERT INTO public.bulk_t SELECT g, 4, 'bulk' FROM generate_series(1000001, 1200000) g" >/dev/null
+# (and what the backend's audit buffer holds after it, and after an UPDATE
+# of those rows in the same session: the memory of one batch, kept for the
+# next statement, not given back to the system to be faulted in again for
+# every batch, and no more than that)
+BUFMEM="SELECT coalesce(sum(total_bytes), 0) FROM pg_backend_memory_contexts WHERE name = 'payments audit buffer'"
+qb -q -c "INSERT INTO public.bulk_t SELECT g, 4, 'bulk' FROM generate_series(1000001, 1200000) g" \
+	-c "$BUFMEM" -c "UPDATE public.bulk_t SET v = 'bulk, updated' WHERE merchant_id = 4" -c "$BUFMEM" >"$WORK/bufmem.out"
 pages=$(( $(qb -c "SELECT pg_relation_size('payments.audit_log') / 8192") - pages0 ))
 cached=$(( $(qb -c "$CACHED_AUDIT") - cached0 ))
-is "$(countb bulk_t "merchant_id = 4")" 200000 "an INSERT of 200,000 rows: 200,000 audit rows"
+is "$(countb bulk_t "merchant_id = 4 AND operation = 'INSERT'")" 200000 "an INSERT of 200,000 rows: 200,000 audit rows"
 ok "$([ "$pages" -gt 5000 ] && [ "$cached" -lt $((pages / 2)) ] && echo 0 || echo 1)" \
 	"written through a ring of buffers (16 MB): $pages pages added to audit_log, $cached more of its pages in shared buffers"
+is "$(countb bulk_t "merchant_id = 4 AND operation = 'UPDATE' AND new_row ->> 'v' = 'bulk, updated'")" 200000 \
+	"the UPDATE of them: 200,000 audit rows"
+ok "$(awk '$1 < 2097152 || $1 > 2097152 + 65536 { bad = 1 } END { print (NR == 2 && !bad) ? 0 : 1 }' "$WORK/bufmem.out")" \
+	"after each bulk statement the session's audit buffer keeps one batch's 2 MB, no less and no more: $(paste -sd' ' "$WORK/bufmem.out") bytes"
 
 # in one transaction: bulk statements at the top level (with the state),
 # a savepoint's bulk UPDATE rolled back and one in a PL/pgSQL block whose
