@@ -13,11 +13,15 @@
 #   worker ms/purchase   CPU of the background worker from the first
 #                        purchase until the last result, per purchase
 #   WAL bytes/purchase   WAL written in the round, per purchase
+#   faults/purchase      minor page faults of the client backends and of
+#                        the worker, per purchase (each a trip through
+#                        the kernel: dear on a virtual machine)
 #   tps, e2e/s           the clients' commit rate; purchases per second
 #                        from the first commit to the last result
 #
 #   bash test/bench/purchase_cpu.sh [OTHER_CHECKOUT] [ROUNDS] [PURCHASES]
 #
+# BENCH_CONF adds settings to both clusters, as name=value words.
 # PERF=DIR records a perf profile (perf record -g) of the client backends
 # and of the worker in each side's last round into DIR/<side>-{clients,worker}.data.
 # Prints figures; never fails on a slow machine (it is not a test).
@@ -55,7 +59,7 @@ for s in "${SIDES[@]}"; do
 	PORTS[$s]=$(free_port)
 	cluster_init "$TOP/$s" "${PORTS[$s]}" "shared_buffers = 512MB" "max_wal_size = 4GB" \
 		"payments.max_in_flight = 2000" "payments.claim_batch = 500" "wal_init_zero = off" \
-		"autovacuum = off"
+		"autovacuum = off" ${BENCH_CONF:-}
 	cluster_start "$TOP/$s"
 	PG_BINDIR=${BIN[$s]} cluster_psql "$TOP/$s" "${PORTS[$s]}" postgres -c 'CREATE DATABASE payments' >/dev/null
 	side_q "$s" -c 'CREATE EXTENSION payments' >/dev/null
@@ -78,7 +82,7 @@ wait_drained() {
 }
 
 round() {
-	local s=$1 r=$2 last=$3 pm worker c0 c1 w0 w1 lsn0 lsn1 tps perf_pid="" pids out
+	local s=$1 r=$2 last=$3 pm worker c0 c1 w0 w1 f0 f1 g0 g1 lsn0 lsn1 tps perf_pid="" pids out
 	side_q "$s" -c 'VACUUM ANALYZE' -c 'CHECKPOINT' >/dev/null
 	pm=$(head -1 "$TOP/$s/data/postmaster.pid")
 	worker=$(side_q "$s" -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'payments worker'")
@@ -86,6 +90,7 @@ round() {
 	mark=$(side_q "$s" -c "SELECT coalesce(max(operation_id), 0) FROM payments.operations")
 	lsn0=$(side_q "$s" -c "SELECT pg_current_wal_lsn()")
 	c0=$(cpu_children "$pm") w0=$(cpu_self "$worker")
+	f0=$(faults_children "$pm") g0=$(faults_self "$worker")
 	as_pg "${BIN[$s]}/pgbench" -h "$TOP/$s/sock" -p "${PORTS[$s]}" -U postgres -n -f "$TOP/$s/purchase.sql" \
 		-c "$CLIENTS" -j 2 -t $((PURCHASES / CLIENTS)) payments >"$TOP/$s/pgbench.out" 2>&1 &
 	local bench=$!
@@ -100,9 +105,9 @@ round() {
 	fi
 	wait "$bench"
 	sleep 0.5
-	c1=$(cpu_children "$pm")
+	c1=$(cpu_children "$pm") f1=$(faults_children "$pm")
 	wait_drained "$s"
-	w1=$(cpu_self "$worker")
+	w1=$(cpu_self "$worker") g1=$(faults_self "$worker")
 	lsn1=$(side_q "$s" -c "SELECT pg_current_wal_lsn()")
 	[ -z "$perf_pid" ] || wait $perf_pid
 	tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$TOP/$s/pgbench.out")
@@ -110,9 +115,9 @@ round() {
 		round(pg_wal_lsn_diff('$lsn1', '$lsn0') / count(*))
 		FROM payments.operations WHERE operation_id > $mark")
 	read -r n e2e walpp <<<"$out"
-	printf '%-6s round %d: client %6.3f ms/purchase  worker %6.3f ms/purchase  WAL %6d B/purchase  tps %5.0f  e2e %5d/s  (%d purchases)\n' \
+	printf '%-6s round %d: client %6.3f ms/purchase  worker %6.3f ms/purchase  WAL %6d B/purchase  faults %5.1f + %5.1f/purchase  tps %5.0f  e2e %5d/s  (%d purchases)\n' \
 		"$s" "$r" "$(echo "($c1 - $c0) * $TICK_MS / $n" | bc -l)" "$(echo "($w1 - $w0) * $TICK_MS / $n" | bc -l)" \
-		"$walpp" "$tps" "$e2e" "$n"
+		"$walpp" "$(echo "($f1 - $f0) / $n" | bc -l)" "$(echo "($g1 - $g0) / $n" | bc -l)" "$tps" "$e2e" "$n"
 }
 
 # a warm-up round each (caches, statistics), not reported

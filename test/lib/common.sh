@@ -120,6 +120,11 @@ build_checkout_private() {
 # TICK_MS milliseconds each.  For the benchmarks' CPU figures.
 cpu_self() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 cpu_children() { awk '{ print $16 + $17 }' "/proc/$1/stat"; }
+# Minor page faults (first touches of memory) of process PID, and of its
+# reaped children: on a virtual machine each one costs a trip through the
+# hypervisor's kernel.
+faults_self() { awk '{ print $10 }' "/proc/$1/stat"; }
+faults_children() { awk '{ print $11 }' "/proc/$1/stat"; }
 TICK_MS=$((1000 / $(getconf CLK_TCK)))
 
 # A free TCP port on loopback.
