@@ -9,6 +9,10 @@
 #       gateway configured; $WORK/purchase.sql, one pay_purchase for pgbench.
 #       The cluster and the simulator stop on exit (BENCH_KEEP=1 keeps them);
 #       the server log is copied to /tmp/bench-postgres.log.
+#       BENCH_HUGEPAGES=tuned (a benchmark may make it its default; else
+#       machine) reserves 2 MB pages for the cluster's shared memory and
+#       starts it with huge_pages = on, as README's Operations ("Huge
+#       pages") advises; the reservation is given back on exit.
 #   q [psql args...]     psql -At on database payments
 #   pgb [pgbench args...] pgbench against the cluster
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
@@ -17,7 +21,39 @@ source "$(dirname "${BASH_SOURCE[0]}")/../lib/sim.sh"
 install_deps
 WORK=$(mktemp -d /tmp/payments-bench.XXXXXX)
 PORT=$(free_port)
-bench_cleanup() { sim_stop; cluster_stop "$WORK"; cp "$WORK/postgres.log" /tmp/bench-postgres.log 2>/dev/null || true; as_root rm -rf "$WORK"; }
+bench_cleanup() {
+	sim_stop
+	cluster_stop "$WORK"
+	huge_pages_release
+	cp "$WORK/postgres.log" /tmp/bench-postgres.log 2>/dev/null || true
+	as_root rm -rf "$WORK"
+}
+
+# Huge pages for the cluster in DATADIR: as many more 2 MB pages reserved
+# as its shared memory takes (PostgreSQL computes it), and huge_pages = on.
+# Without them every backend takes a page fault for each 4 kB of shared
+# buffers and WAL buffers it touches first, and on a virtual machine each
+# fault is a trip through the hypervisor.
+HUGEPAGES_SAVED=
+huge_pages_reserve() {
+	local data=$1 need have
+	need=$(as_pg "$PG_BINDIR/postgres" -D "$data" -C shared_memory_size_in_huge_pages)
+	HUGEPAGES_SAVED=$(cat /proc/sys/vm/nr_hugepages)
+	as_root sysctl -q -w vm.nr_hugepages=$((HUGEPAGES_SAVED + need)) 2>/dev/null || true
+	have=$(cat /proc/sys/vm/nr_hugepages)
+	if [ "$have" -lt $((HUGEPAGES_SAVED + need)) ]; then
+		echo "could not reserve $need huge pages (got $((have - HUGEPAGES_SAVED))): running without them"
+		huge_pages_release
+		return 0
+	fi
+	printf '%s\n' "huge_pages = on" | as_pg tee -a "$data/postgresql.conf" >/dev/null
+	echo "huge pages: $need of 2 MB reserved for the cluster's shared memory (vm.nr_hugepages $HUGEPAGES_SAVED -> $have)"
+}
+huge_pages_release() {
+	[ -n "$HUGEPAGES_SAVED" ] || return 0
+	as_root sysctl -q -w vm.nr_hugepages="$HUGEPAGES_SAVED" || true
+	HUGEPAGES_SAVED=
+}
 [ "${BENCH_KEEP:-}" = 1 ] || trap bench_cleanup EXIT
 build_and_install_private "$WORK"
 
@@ -26,6 +62,11 @@ pgb() { as_pg "$PG_BINDIR/pgbench" -h "$WORK/sock" -p "$PORT" -U postgres "$@"; 
 
 bench_start() {
 	cluster_init "$WORK" "$PORT" "$@"
+	if [ "${BENCH_HUGEPAGES:-machine}" = tuned ]; then
+		huge_pages_reserve "$WORK/data"
+	else
+		echo "huge pages: as the machine has them (vm.nr_hugepages $(cat /proc/sys/vm/nr_hugepages), huge_pages = try)"
+	fi
 	cluster_start "$WORK"
 	cluster_psql "$WORK" "$PORT" postgres -c 'CREATE DATABASE payments' >/dev/null
 	q -c 'CREATE EXTENSION payments' >/dev/null

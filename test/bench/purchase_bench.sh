@@ -11,7 +11,8 @@
 # name=value words (BENCH_CONF="payments.recorder=off": the worker records
 # every outcome itself).  The run sets the kernel's writeback as README's
 # Operations advises and restores it on exit (BENCH_WRITEBACK=machine: left
-# as the machine has it).
+# as the machine has it); likewise it reserves huge pages for the cluster's
+# shared memory (BENCH_HUGEPAGES=machine: none unless the machine has them).
 #
 # 1. reference: pgbench's built-in simple-update script on the same cluster
 # 2. latency at 200 purchases/s: time from the caller's COMMIT (its commit
@@ -32,6 +33,7 @@
 #    the CPU each process spent per purchase (where the two cores go)
 set -euo pipefail
 DURATION=${1:-20}
+: "${BENCH_HUGEPAGES:=tuned}"
 source "$(dirname "$0")/bench_setup.sh"
 
 # The kernel's writeback, as README (Operations, "Disk flushes") advises for a
