@@ -19,6 +19,7 @@
 #   instructions (valgrind's callgrind, the server in single-user mode) of
 #   the bulk INSERT and UPDATE of BENCH_INSTRUCTION_ROWS rows (default
 #   20,000): the same for the same build on any machine
+# BENCH_HUGEPAGES=tuned runs the cluster on huge pages (bench_setup.sh).
 set -euo pipefail
 REPS=${1:-5}
 PGB_SECONDS=${2:-10}
@@ -29,6 +30,7 @@ source "$(dirname "$0")/callgrind.sh"
 # No simulator needed: a plain cluster with the extension.
 cluster_init "$WORK" "$PORT" "shared_buffers = 512MB" "max_wal_size = 8GB" \
 	"checkpoint_timeout = 30min" "wal_init_zero = off" "autovacuum = off"
+[ "${BENCH_HUGEPAGES:-machine}" != tuned ] || huge_pages_reserve "$WORK/data"
 cluster_start "$WORK"
 cluster_psql "$WORK" "$PORT" postgres -c 'CREATE DATABASE payments' >/dev/null
 q -c 'CREATE EXTENSION payments' >/dev/null
