@@ -38,6 +38,10 @@ HUGEPAGES_SAVED=
 huge_pages_reserve() {
 	local data=$1 need have
 	need=$(as_pg "$PG_BINDIR/postgres" -D "$data" -C shared_memory_size_in_huge_pages)
+	if ! [ "$need" -gt 0 ] 2>/dev/null; then
+		echo "huge pages: not supported here ($need): running without them"
+		return 0
+	fi
 	HUGEPAGES_SAVED=$(cat /proc/sys/vm/nr_hugepages)
 	as_root sysctl -q -w vm.nr_hugepages=$((HUGEPAGES_SAVED + need)) 2>/dev/null || true
 	have=$(cat /proc/sys/vm/nr_hugepages)
