@@ -19,7 +19,8 @@
 #   instructions (valgrind's callgrind, the server in single-user mode) of
 #   the bulk INSERT and UPDATE of BENCH_INSTRUCTION_ROWS rows (default
 #   20,000): the same for the same build on any machine
-# BENCH_HUGEPAGES=tuned runs the cluster on huge pages (bench_setup.sh).
+# BENCH_HUGEPAGES=tuned runs the cluster on huge pages (huge_pages_reserve,
+# test/lib/common.sh).
 set -euo pipefail
 REPS=${1:-5}
 PGB_SECONDS=${2:-10}
