@@ -121,23 +121,42 @@ run_clients() {
 
 # The time from each caller's COMMIT (its commit timestamp) to the
 # committed result, and the part of it the database adds to the gateway's
-# round trip.
+# round trip; then that overhead in its three parts: from the caller's
+# commit to the worker's claim (the wake-up and the wait for the worker's
+# turn: the claim's transaction start, first_sent_at), from the claim to the
+# request leaving (the claim's statement and the flush of its commit; the
+# exchange's started_at), and from the reply to the result (the recorder's
+# queue and statement: finished_at to completed_at).
 latency_report() {
 	q -F ' ' <<SQL
 WITH x AS (
-	SELECT extract(epoch FROM o.completed_at - (SELECT pg_xact_commit_timestamp(e.xmin) FROM payments.events e
+	SELECT extract(epoch FROM o.completed_at - c.at) * 1000 AS total_ms, g.gateway_ms,
+		extract(epoch FROM o.first_sent_at - c.at) * 1000 AS wake_ms,
+		extract(epoch FROM g.started_at - o.first_sent_at) * 1000 AS claim_ms,
+		extract(epoch FROM o.completed_at - g.finished_at) * 1000 AS record_ms
+	FROM payments.operations o
+	CROSS JOIN LATERAL (SELECT pg_xact_commit_timestamp(e.xmin) AS at FROM payments.events e
 			WHERE e.merchant_id = o.merchant_id AND e.payment_id = o.payment_id
-				AND e.event_type = 'payment.pending')) * 1000 AS total_ms,
-		(SELECT sum(e.duration_ms) FROM payments.gateway_exchanges e
-		 WHERE e.merchant_id = o.merchant_id AND e.operation_id = o.operation_id) AS gateway_ms
-	FROM payments.operations o WHERE o.operation_id > $LAST_OP)
+				AND e.event_type = 'payment.pending') c
+	CROSS JOIN LATERAL (SELECT sum(e.duration_ms) AS gateway_ms, min(e.started_at) AS started_at,
+			max(e.finished_at) AS finished_at
+		FROM payments.gateway_exchanges e
+		WHERE e.merchant_id = o.merchant_id AND e.operation_id = o.operation_id) g
+	WHERE o.operation_id > $LAST_OP)
 SELECT 'payments: ' || count(*),
 	'| result latency p50 ' || round(percentile_cont(0.5) WITHIN GROUP (ORDER BY total_ms)::numeric, 1) || ' ms',
 	'p99 ' || round(percentile_cont(0.99) WITHIN GROUP (ORDER BY total_ms)::numeric, 1) || ' ms',
 	'| gateway round trip p50 ' || round(percentile_cont(0.5) WITHIN GROUP (ORDER BY gateway_ms)::numeric, 1) || ' ms',
 	'| overhead (result - round trip) p50 ' || round(percentile_cont(0.5) WITHIN GROUP (ORDER BY total_ms - gateway_ms)::numeric, 2) || ' ms',
 	'p90 ' || round(percentile_cont(0.90) WITHIN GROUP (ORDER BY total_ms - gateway_ms)::numeric, 2) || ' ms',
-	'p99 ' || round(percentile_cont(0.99) WITHIN GROUP (ORDER BY total_ms - gateway_ms)::numeric, 2) || ' ms'
+	'p99 ' || round(percentile_cont(0.99) WITHIN GROUP (ORDER BY total_ms - gateway_ms)::numeric, 2) || ' ms',
+	E'\n  its parts, p50 / p99: commit to claim ' ||
+	round(percentile_cont(0.5) WITHIN GROUP (ORDER BY wake_ms)::numeric, 2) || ' / ' ||
+	round(percentile_cont(0.99) WITHIN GROUP (ORDER BY wake_ms)::numeric, 2) || ' ms',
+	'| claim to request ' || round(percentile_cont(0.5) WITHIN GROUP (ORDER BY claim_ms)::numeric, 2) || ' / ' ||
+	round(percentile_cont(0.99) WITHIN GROUP (ORDER BY claim_ms)::numeric, 2) || ' ms',
+	'| reply to result ' || round(percentile_cont(0.5) WITHIN GROUP (ORDER BY record_ms)::numeric, 2) || ' / ' ||
+	round(percentile_cont(0.99) WITHIN GROUP (ORDER BY record_ms)::numeric, 2) || ' ms'
 FROM x;
 SQL
 }
