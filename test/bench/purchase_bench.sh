@@ -13,6 +13,10 @@
 # Operations advises and restores it on exit (BENCH_WRITEBACK=machine: left
 # as the machine has it); likewise it reserves huge pages for the cluster's
 # shared memory (BENCH_HUGEPAGES=machine: none unless the machine has them).
+# BENCH_PROTOCOL is pgbench's query mode for the purchases: simple (the
+# default: each call parsed and planned, as psql and many clients send
+# them) or prepared (parsed and planned once per connection, as drivers that
+# prepare statements send them).
 #
 # 1. reference: pgbench's built-in simple-update script on the same cluster
 # 2. latency at 200 purchases/s: time from the caller's COMMIT (its commit
@@ -104,7 +108,7 @@ mark() {
 # pay_purchase, its report in $WORK/pgbench.out
 clients() {
 	local c=$1 t=$2; shift 2
-	pgb -n -f "$WORK/purchase.sql" -c "$c" -j 2 -T "$t" "$@" payments >"$WORK/pgbench.out" 2>/dev/null
+	pgb -n -M "${BENCH_PROTOCOL:-simple}" -f "$WORK/purchase.sql" -c "$c" -j 2 -T "$t" "$@" payments >"$WORK/pgbench.out" 2>/dev/null
 }
 
 # clients_stopped: CLIENTS_DONE when they stopped, TPS their commit rate

@@ -16,8 +16,9 @@
 # twice, calling pay_purchase with a card FEW and MANY times (one
 # transaction each, as pgbench's clients do in purchase_bench.sh).  The
 # difference divided by MANY - FEW is one purchase, without start-up and
-# first-call caching.  The same for pgbench's built-in simple-update
-# transaction (UPDATE, SELECT, INSERT of one row each) is the reference.
+# first-call caching.  The same for the call prepared once and then
+# executed (PREPARE and EXECUTE: what a driver that prepares statements
+# sends), and for pgbench's built-in simple-update transaction (UPDATE, SELECT, INSERT of one row each) is the reference.
 # The worker's and recorder's side, and time in the kernel (WAL writes,
 # flushes, task switches), are not counted: purchase_cpu.sh measures those.
 # Under valgrind OpenSSL computes SHA-256 without the CPU's SHA
@@ -54,6 +55,15 @@ purchases() {
 	local i
 	for ((i = 0; i < $1; i++)); do
 		echo "SELECT payments.pay_purchase(amount => '12.34 USD', card => payments.pay_card('4111 1111 1111 1111', 12, 2031, '123')) IS NULL;"
+	done
+}
+# the same call prepared once (PREPARE, in both runs: it cancels out), then
+# executed: what a driver that prepares its statements costs the server
+prepared() {
+	local i
+	echo "PREPARE purchase AS SELECT payments.pay_purchase(amount => '12.34 USD', card => payments.pay_card('4111 1111 1111 1111', 12, 2031, '123')) IS NULL;"
+	for ((i = 0; i < $1; i++)); do
+		echo "EXECUTE purchase;"
 	done
 }
 reference() {
@@ -103,8 +113,9 @@ for s in "${SIDES[@]}"; do
 		-c 4 -t "$WARM" payments >/dev/null 2>&1
 	PG_BINDIR=${BIN[$s]} cluster_psql "$TOP/$s" "$port" payments -c 'VACUUM ANALYZE' >/dev/null
 	PG_BINDIR=${BIN[$s]} cluster_stop "$TOP/$s"
-	log "counting instructions ($s): $FEW and $MANY purchases, then as many reference transactions"
+	log "counting instructions ($s): $FEW and $MANY purchases, as many prepared ones, then as many reference transactions"
 	per_call "$s" purchases
+	per_call "$s" prepared
 	per_call "$s" reference
 done
 
@@ -122,6 +133,7 @@ row() {
 }
 row "reference: pgbench simple-update transaction" reference TOTAL
 row "pay_purchase with a card, one transaction" purchases TOTAL
+row "the same, prepared once and executed (PREPARE, EXECUTE)" prepared TOTAL
 echo "-- where a purchase's instructions go (inclusive: an indented line is part of the line above it;"
 echo "-- siblings may overlap: the foreign-key checks' executor start-ups count in both)"
 row "parse, analyze and plan the caller's SELECT" purchases pg_parse_query pg_analyze_and_rewrite_fixedparams pg_plan_queries
