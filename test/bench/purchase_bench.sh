@@ -251,6 +251,10 @@ idle() { awk '/^cpu / { print $5 + $6 }' /proc/stat; }
 cpu_or_0() { [ "$1" != 0 ] && [ -r "/proc/$1/stat" ] && cpu_self "$1" || echo 0; }
 c0=$(cpu_children "$pm") w0=$(cpu_self "$worker") b0=$(cpu_or_0 "$billing") r0=$(cpu_or_0 "$recorder") s0=$(cpu_self "$SIM_PID")
 p0=$(cpu_children $$) i0=$(idle) t0=$(date +%s.%N)
+# MultiXacts made meanwhile, and the member pages they filled (1,636
+# members a page): the foreign-key check of each payment locks its
+# merchant's row, which the other purchases in flight hold locked too
+mx0=$(q -c "SELECT mxid_age('1')") mm0=$(q -c "SELECT blks_zeroed FROM pg_stat_slru WHERE name = 'MultiXactMember'")
 run_clients 16
 sleep 0.5
 c1=$(cpu_children "$pm") p1=$(cpu_children $$)
@@ -260,6 +264,9 @@ q -c "SELECT 'purchases committed by clients per second: ' || round($TPS::numeri
 throughput_report
 q -c "SELECT 'requests in flight at most: ' || max_in_flight FROM payments.pay_worker_health()"
 n=$(q -c "SELECT count(*) FROM payments.operations WHERE operation_id > $LAST_OP")
+q -c "SELECT 'MultiXacts per purchase: ' || round((mxid_age('1') - $mx0)::numeric / $n, 2) ||
+	' (members about ' || round(((SELECT blks_zeroed FROM pg_stat_slru WHERE name = 'MultiXactMember') - $mm0) * 1636.0 / $n, 1) ||
+	' per purchase)'"
 python3 - "$n" "$TICK_MS" "$(nproc)" "$c0" "$c1" "$w0" "$w1" "$b0" "$b1" "$r0" "$r1" "$s0" "$s1" "$p0" "$p1" "$i0" "$i1" "$t0" "$t1" <<'PY'
 import sys
 n, tick, cpus = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
