@@ -126,11 +126,13 @@ run_clients() {
 # The time from each caller's COMMIT (its commit timestamp) to the
 # committed result, and the part of it the database adds to the gateway's
 # round trip; then that overhead in its three parts: from the caller's
-# commit to the worker's claim (the wake-up and the wait for the worker's
-# turn: the claim's transaction start, first_sent_at), from the claim to the
-# request leaving (the claim's statement and the flush of its commit; the
-# exchange's started_at), and from the reply to the result (the recorder's
-# queue and statement: finished_at to completed_at).
+# commit to the worker's claim (the caller's own WAL flush, the wake-up and
+# the wait for the worker's next round: up to the claim's transaction start,
+# first_sent_at), from the claim to the request leaving (the claim's
+# statement, the flush of its commit, building the request and, at high
+# rates, waiting for a free connection: up to the exchange's started_at), and
+# from the reply to the result (the recorder's queue and statement:
+# finished_at to completed_at).
 latency_report() {
 	q -F ' ' <<SQL
 WITH x AS (

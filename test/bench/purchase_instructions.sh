@@ -16,9 +16,10 @@
 # twice, calling pay_purchase with a card FEW and MANY times (one
 # transaction each, as pgbench's clients do in purchase_bench.sh).  The
 # difference divided by MANY - FEW is one purchase, without start-up and
-# first-call caching.  The same for the call prepared once and then
-# executed (PREPARE and EXECUTE: what a driver that prepares statements
-# sends), and for pgbench's built-in simple-update transaction (UPDATE, SELECT, INSERT of one row each) is the reference.
+# first-call caching.  The same is counted for the call prepared once and
+# then executed (PREPARE and EXECUTE: what a driver that prepares its
+# statements sends), and for the reference, pgbench's built-in
+# simple-update transaction (UPDATE, SELECT, INSERT of one row each).
 # The worker's and recorder's side, and time in the kernel (WAL writes,
 # flushes, task switches), are not counted: purchase_cpu.sh measures those.
 # Under valgrind OpenSSL computes SHA-256 without the CPU's SHA
@@ -51,17 +52,18 @@ cleanup() {
 [ "${BENCH_KEEP:-}" = 1 ] || trap cleanup EXIT
 
 # The statements, one per line (single-user mode reads a line at a time).
+PURCHASE="SELECT payments.pay_purchase(amount => '12.34 USD', card => payments.pay_card('4111 1111 1111 1111', 12, 2031, '123')) IS NULL"
 purchases() {
 	local i
 	for ((i = 0; i < $1; i++)); do
-		echo "SELECT payments.pay_purchase(amount => '12.34 USD', card => payments.pay_card('4111 1111 1111 1111', 12, 2031, '123')) IS NULL;"
+		echo "$PURCHASE;"
 	done
 }
 # the same call prepared once (PREPARE, in both runs: it cancels out), then
 # executed: what a driver that prepares its statements costs the server
 prepared() {
 	local i
-	echo "PREPARE purchase AS SELECT payments.pay_purchase(amount => '12.34 USD', card => payments.pay_card('4111 1111 1111 1111', 12, 2031, '123')) IS NULL;"
+	echo "PREPARE purchase AS $PURCHASE;"
 	for ((i = 0; i < $1; i++)); do
 		echo "EXECUTE purchase;"
 	done
