@@ -12,7 +12,9 @@
 #       BENCH_HUGEPAGES=tuned (a benchmark may make it its default; else
 #       machine) reserves 2 MB pages for the cluster's shared memory and
 #       starts it with huge_pages = on, as README's Operations ("Huge
-#       pages") advises; the reservation is given back on exit.
+#       pages") advises; the reservation is given back on exit (with
+#       BENCH_KEEP=1 it stays with the kept cluster: set vm.nr_hugepages
+#       back by hand once that is stopped).
 #   q [psql args...]     psql -At on database payments
 #   pgb [pgbench args...] pgbench against the cluster
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
@@ -28,7 +30,6 @@ bench_cleanup() {
 	cp "$WORK/postgres.log" /tmp/bench-postgres.log 2>/dev/null || true
 	as_root rm -rf "$WORK"
 }
-
 [ "${BENCH_KEEP:-}" = 1 ] || trap bench_cleanup EXIT
 build_and_install_private "$WORK"
 
