@@ -104,6 +104,8 @@ typedef struct WorkerState
 								 * the claim took less than it could */
 	int			claim_failures; /* claims that failed in a row */
 	TimestampTz claim_retry_at; /* no claim before (after a failure) */
+	bool		woken;			/* the latch was seen set between claims
+								 * (move_transfers): a wake-up to act on */
 } WorkerState;
 
 static WorkerState worker_state = {
@@ -722,13 +724,11 @@ interpret_one(WorkerState *ws, GatewayOp *op)
 	return start_released(ws, op) && started;
 }
 
-/* Interpret finished transfers, outside any transaction; start follow-ups. */
+/* The transfers curl has finished join the finished ops, to be interpreted. */
 static void
-interpret_finished(WorkerState *ws)
+collect_done(WorkerState *ws)
 {
 	HttpRequest *req;
-	dlist_mutable_iter it;
-	bool		again;
 
 	while ((req = http_engine_next_done(ws->engine)) != NULL)
 	{
@@ -736,6 +736,36 @@ interpret_finished(WorkerState *ws)
 
 		dlist_push_tail(&ws->finished, &op->node);
 	}
+}
+
+/*
+ * Move the transfers along between the claims of one round, without
+ * waiting.  curl connects, shakes hands and sends only when called, and a
+ * round of claims under a burst (hundreds of operations) ran for up to
+ * SLOW_CLAIM_MS: the requests handed over by its first claims sat
+ * unconnected, TLS handshakes half done, until it ended, so round trips of
+ * 100 ms took a second and new requests queued for the connections they
+ * held.  Replies are collected for the next round; a wake-up is kept.
+ */
+static void
+move_transfers(WorkerState *ws)
+{
+	bool		latch_set;
+
+	http_engine_wait(ws->engine, 0, &latch_set);
+	if (latch_set)
+		ws->woken = true;
+	collect_done(ws);
+}
+
+/* Interpret finished transfers, outside any transaction; start follow-ups. */
+static void
+interpret_finished(WorkerState *ws)
+{
+	dlist_mutable_iter it;
+	bool		again;
+
+	collect_done(ws);
 	/* a follow-up that could not start comes back at the end: go again */
 	do
 	{
@@ -1179,6 +1209,8 @@ finish_round(WorkerState *ws, bool claim_due)
 	{
 		int			want = Min(capacity, payments_claim_batch);
 		int			got;
+
+		move_transfers(ws);
 
 		/*
 		 * Claims that take long (plans made on a young table's statistics)
@@ -1677,7 +1709,7 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 		 * when a backlog waits with room to claim it: a round that yielded
 		 * to the chores)
 		 */
-		if (wake || !dlist_is_empty(&ws->finished) || !dlist_is_empty(&ws->taken_back) ||
+		if (wake || ws->woken || !dlist_is_empty(&ws->finished) || !dlist_is_empty(&ws->taken_back) ||
 			(backlog && recovered && now >= ws->claim_retry_at && room_for_backlog(ws)))
 			wait_ms = 0;
 		http_engine_wait(ws->engine, wait_ms, &latch_set);
@@ -1691,13 +1723,14 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 		 * max_in_flight a second, however fast the gateway answered.
 		 */
 		now = GetCurrentTimestamp();
-		claim_due = wake || latch_set || TimestampDifferenceExceeds(last_claim, now, 1000) ||
+		claim_due = wake || latch_set || ws->woken || TimestampDifferenceExceeds(last_claim, now, 1000) ||
 			(backlog && room_for_backlog(ws));
 		if (!recovered || now < ws->claim_retry_at)
 			claim_due = false;	/* not before recovery; after a failed claim, back off */
 		if (claim_due)
 			last_claim = now;
 		wake = false;
+		ws->woken = false;
 		collect_handed(ws);
 		retry_unrecorded(ws);
 		more = finish_round(ws, claim_due);

@@ -10,6 +10,8 @@
 # frees, they are done in a few seconds (10 in flight, 50 ms each: about
 # 200 a second); once a second, they would take 30 s.  All succeed, each
 # sent once.
+# Then a burst claimed 20 at a time in one round: the first claims'
+# requests are sent and answered while the later claims are made.
 # Then more in flight than connections: payments.max_connections 4 (a
 # restart), 40 in flight, the gateway at 300 ms.  At most 4 requests are
 # on the wire at a time (40 take 10 rounds of 300 ms), the others wait in
@@ -53,6 +55,31 @@ is "$(su -c "SELECT count(*) FILTER (WHERE status = 'succeeded') || ' ' || count
 	"300 300" "every purchase succeeded"
 is "$(su -c "SELECT count(*) FROM payments.operations WHERE merchant_id = $M AND attempts <> 1")" 0 \
 	"each was sent once"
+
+# --- transfers move between the claims of one round
+# 200 purchases in one commit, claimed 20 at a time in one round of the
+# worker's (up to 200 ms of claims), the gateway answering at once.  curl
+# connects, shakes hands and reads only when the worker calls it; before,
+# the round's claims ran back to back and the first ones' requests sat
+# unsent until the last was made, so no reply could come in meanwhile.
+su -c "ALTER SYSTEM SET payments.max_in_flight = 400" -c "ALTER SYSTEM SET payments.claim_batch = 20" \
+	-c "SELECT pg_reload_conf()" >/dev/null
+sim_ctl POST /latency '{"fixedMs":0,"randomMs":0}' >/dev/null
+sleep 1
+first=$(su -c "SELECT coalesce(max(operation_id), 0) FROM payments.operations WHERE merchant_id = $M")
+as_merchant -c "SELECT count(payments.pay_purchase(amount => '3.00 USD',
+	card => payments.pay_card('4111 1111 1111 1111', 12, 2031, '123'))) FROM generate_series(1, 200)" >/dev/null
+drained=$(poll_value 60 su -c "SELECT 'drained' WHERE NOT EXISTS (SELECT 1 FROM payments.operations
+	WHERE merchant_id = $M AND status IN ('queued', 'sending', 'unknown'))")
+is "$drained" drained "a burst of 200 purchases is drained"
+read -r claims early < <(su -F ' ' -c "WITH o AS (SELECT * FROM payments.operations WHERE merchant_id = $M AND operation_id > $first)
+	SELECT (SELECT count(DISTINCT first_sent_at) FROM o),
+		(SELECT count(*) FROM payments.gateway_exchanges g JOIN o USING (merchant_id, operation_id)
+			WHERE g.finished_at < (SELECT max(first_sent_at) FROM o))")
+comment "claims: $claims; replies in before the last claim began: $early"
+ok "$(python3 -c "print(0 if $claims >= 5 else 1)")" "the burst took $claims claims of at most 20"
+ok "$(python3 -c "print(0 if $early > 0 else 1)")" \
+	"replies to the first claims came in while later claims were made ($early of them)"
 
 # --- more in flight than connections
 su -c "ALTER SYSTEM SET payments.max_connections = 4" -c "ALTER SYSTEM SET payments.max_in_flight = 40" \
