@@ -23,6 +23,17 @@ source "$(dirname "$0")/../lib/integration.sh"
 SIMDIR="$WORK/sim-backlog"
 su() { cluster_psql "$WORK" "$PORT" payments -At "$@"; }
 restart() { cluster_stop "$WORK"; cluster_start "$WORK"; }
+# burst N AMOUNT: N purchases in one commit (one wake-up); sets $first to
+# the last operation before them, $committed to when they were, and
+# $drained once none is left to answer
+burst() {
+	first=$(su -c "SELECT coalesce(max(operation_id), 0) FROM payments.operations WHERE merchant_id = $M")
+	as_merchant -c "SELECT count(payments.pay_purchase(amount => '$2',
+		card => payments.pay_card('4111 1111 1111 1111', 12, 2031, '123'))) FROM generate_series(1, $1)" >/dev/null
+	committed=$(date +%s.%N)
+	drained=$(poll_value 60 su -c "SELECT 'drained' WHERE NOT EXISTS (SELECT 1 FROM payments.operations
+		WHERE merchant_id = $M AND status IN ('queued', 'sending', 'unknown'))")
+}
 cleanup() {
 	su -c "ALTER SYSTEM RESET payments.max_in_flight" -c "ALTER SYSTEM RESET payments.claim_batch" \
 		-c "SELECT pg_reload_conf()" >/dev/null 2>&1 || true
@@ -41,12 +52,8 @@ su -c "ALTER SYSTEM SET payments.max_in_flight = 10" -c "ALTER SYSTEM SET paymen
 	-c "SELECT pg_reload_conf()" >/dev/null
 sleep 1	# the worker rereads its settings at its next loop
 
-as_merchant -c "SELECT count(payments.pay_purchase(amount => '1.00 USD',
-	card => payments.pay_card('4111 1111 1111 1111', 12, 2031, '123'))) FROM generate_series(1, 300)" >/dev/null
-start=$(date +%s.%N)
-drained=$(poll_value 60 su -c "SELECT 'drained' WHERE NOT EXISTS (SELECT 1 FROM payments.operations
-	WHERE merchant_id = $M AND status IN ('queued', 'sending', 'unknown'))")
-elapsed=$(python3 -c "import time; print(round(time.time() - $start, 1))")
+burst 300 '1.00 USD'
+elapsed=$(python3 -c "import time; print(round(time.time() - $committed, 1))")
 comment "300 purchases with 10 in flight at most: done in $elapsed s"
 is "$drained" drained "the backlog of 300 purchases is drained"
 ok "$(python3 -c "print(0 if $elapsed < 15 else 1)")" \
@@ -66,11 +73,7 @@ su -c "ALTER SYSTEM SET payments.max_in_flight = 400" -c "ALTER SYSTEM SET payme
 	-c "SELECT pg_reload_conf()" >/dev/null
 sim_ctl POST /latency '{"fixedMs":0,"randomMs":0}' >/dev/null
 sleep 1
-first=$(su -c "SELECT coalesce(max(operation_id), 0) FROM payments.operations WHERE merchant_id = $M")
-as_merchant -c "SELECT count(payments.pay_purchase(amount => '3.00 USD',
-	card => payments.pay_card('4111 1111 1111 1111', 12, 2031, '123'))) FROM generate_series(1, 200)" >/dev/null
-drained=$(poll_value 60 su -c "SELECT 'drained' WHERE NOT EXISTS (SELECT 1 FROM payments.operations
-	WHERE merchant_id = $M AND status IN ('queued', 'sending', 'unknown'))")
+burst 200 '3.00 USD'
 is "$drained" drained "a burst of 200 purchases is drained"
 read -r claims early < <(su -F ' ' -c "WITH o AS (SELECT * FROM payments.operations WHERE merchant_id = $M AND operation_id > $first)
 	SELECT (SELECT count(DISTINCT first_sent_at) FROM o),
@@ -87,11 +90,7 @@ su -c "ALTER SYSTEM SET payments.max_connections = 4" -c "ALTER SYSTEM SET payme
 restart
 is "$(su -c "SHOW payments.max_connections")" 4 "restarted with payments.max_connections = 4"
 sim_ctl POST /latency '{"fixedMs":300,"randomMs":0}' >/dev/null
-first=$(su -c "SELECT coalesce(max(operation_id), 0) FROM payments.operations WHERE merchant_id = $M")
-as_merchant -c "SELECT count(payments.pay_purchase(amount => '2.00 USD',
-	card => payments.pay_card('4111 1111 1111 1111', 12, 2031, '123'))) FROM generate_series(1, 40)" >/dev/null
-drained=$(poll_value 60 su -c "SELECT 'drained' WHERE NOT EXISTS (SELECT 1 FROM payments.operations
-	WHERE merchant_id = $M AND status IN ('queued', 'sending', 'unknown'))")
+burst 40 '2.00 USD'
 is "$drained" drained "40 purchases over 4 connections are drained"
 is "$(su -c "SELECT count(*) FILTER (WHERE p.status = 'succeeded') || ' ' || count(*) || ' ' || count(*) FILTER (WHERE o.attempts = 1)
 	FROM payments.operations o JOIN payments.payments p USING (merchant_id, payment_id)
