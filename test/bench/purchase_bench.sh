@@ -243,7 +243,7 @@ for i in $(seq 300); do
 	[ "$analyzed" = 5 ] && break
 	sleep 0.1
 done
-echo "tables analyzed by the worker: $analyzed of 5 ($YOUNG)"
+echo "tables analyzed: $analyzed of 5 ($YOUNG)"
 
 echo "== latency at 200 purchases/s, ${DURATION}s (after ${BENCH_WARMUP:-3}s at that rate)"
 run_rated 8 200
