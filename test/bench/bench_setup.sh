@@ -12,9 +12,10 @@
 #       BENCH_HUGEPAGES=tuned (a benchmark may make it its default; else
 #       machine) reserves 2 MB pages for the cluster's shared memory and
 #       starts it with huge_pages = on, as README's Operations ("Huge
-#       pages") advises; the reservation is given back on exit (with
-#       BENCH_KEEP=1 it stays with the kept cluster: set vm.nr_hugepages
-#       back by hand once that is stopped).
+#       pages") advises; the pages it added are given back on exit, and
+#       only those: benchmarks running at once each keep their own (with
+#       BENCH_KEEP=1 they stay with the kept cluster: once that is stopped,
+#       take vm.nr_hugepages down by the count it printed, by hand).
 #   q [psql args...]     psql -At on database payments
 #   pgb [pgbench args...] pgbench against the cluster
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"

@@ -170,6 +170,24 @@ FROM x;
 SQL
 }
 
+# The worker's rounds: how many claims a second and operations each (a
+# claim's operations share its transaction's start, first_sent_at).  The
+# requests of a claim leave together once it commits, so "claim to request"
+# above is mostly that transaction: the claim, the outcomes the worker
+# records in it (fewer than payments.recorder_min_batch) and its flush.
+claims_report() {
+	q <<SQL
+WITH c AS (
+	SELECT first_sent_at, count(*) AS n FROM payments.operations
+	WHERE operation_id > $LAST_OP AND first_sent_at IS NOT NULL GROUP BY first_sent_at)
+SELECT 'the worker''s claims: ' || count(*) || ', ' ||
+	round(count(*) / greatest(extract(epoch FROM max(first_sent_at) - min(first_sent_at)), 0.001)::numeric, 0) ||
+	' a second, operations per claim mean ' || round(avg(n), 1) ||
+	' p90 ' || percentile_disc(0.9) WITHIN GROUP (ORDER BY n) || ' max ' || max(n)
+FROM c;
+SQL
+}
+
 # Results per second while the clients ran, and how long the rest took.
 throughput_report() {
 	q <<SQL
@@ -249,6 +267,7 @@ echo "== latency at 200 purchases/s, ${DURATION}s (after ${BENCH_WARMUP:-3}s at 
 run_rated 8 200
 wait_drained
 latency_report
+claims_report
 probe_report
 
 echo "== sustained: 1000 purchases/s offered by 16 clients, ${DURATION}s, gateway latency 100 ms (after ${BENCH_WARMUP:-3}s at that rate)"
@@ -257,6 +276,7 @@ wait_drained
 q -c "SELECT 'purchases committed by clients per second: ' || round($TPS::numeric, 0)"
 throughput_report
 latency_report
+claims_report
 probe_report
 
 if [ "${BENCH_SKIP_THROUGHPUT:-}" != 1 ]; then

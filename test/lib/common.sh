@@ -131,29 +131,46 @@ faults_children() { awk '{ print $11 }' "/proc/$1/stat"; }
 # Without them every backend takes a page fault for each 4 kB of shared
 # buffers and WAL buffers it touches first, and on a virtual machine each
 # fault is a trip through the hypervisor.
-HUGEPAGES_SAVED=
+# The reservation is added to what the machine has and taken off again on
+# release, under a lock: two benchmarks running at once each give back only
+# their own pages (restoring a saved value, the second to finish undid the
+# first's release, or the first took the second's pages away).
+HUGEPAGES_ADDED=0
+HUGEPAGES_LOCK=/tmp/payments-hugepages.lock
+huge_pages_adjust() {
+	# huge_pages_adjust DELTA: vm.nr_hugepages += DELTA (never below 0);
+	# prints the value before and the value after
+	local delta=$1 before after fd
+	exec {fd}>>"$HUGEPAGES_LOCK"
+	flock "$fd"
+	before=$(cat /proc/sys/vm/nr_hugepages)
+	after=$((before + delta))
+	[ "$after" -ge 0 ] || after=0
+	as_root sysctl -q -w vm.nr_hugepages="$after" 2>/dev/null || true
+	echo "$before $(cat /proc/sys/vm/nr_hugepages)"
+	exec {fd}>&-
+}
 huge_pages_reserve() {
-	local data=$1 need have
+	local data=$1 need before have
 	need=$(as_pg "$PG_BINDIR/postgres" -D "$data" -C shared_memory_size_in_huge_pages)
 	if ! [ "$need" -gt 0 ] 2>/dev/null; then
 		echo "huge pages: not supported here ($need): running without them"
 		return 0
 	fi
-	HUGEPAGES_SAVED=$(cat /proc/sys/vm/nr_hugepages)
-	as_root sysctl -q -w vm.nr_hugepages=$((HUGEPAGES_SAVED + need)) 2>/dev/null || true
-	have=$(cat /proc/sys/vm/nr_hugepages)
-	if [ "$have" -lt $((HUGEPAGES_SAVED + need)) ]; then
-		echo "could not reserve $need huge pages (got $((have - HUGEPAGES_SAVED))): running without them"
+	read -r before have < <(huge_pages_adjust "$need")
+	HUGEPAGES_ADDED=$((have - before))
+	if [ "$HUGEPAGES_ADDED" -lt "$need" ]; then
+		echo "could not reserve $need huge pages (got $HUGEPAGES_ADDED): running without them"
 		huge_pages_release
 		return 0
 	fi
 	printf '%s\n' "huge_pages = on" | as_pg tee -a "$data/postgresql.conf" >/dev/null
-	echo "huge pages: $need of 2 MB reserved for the cluster's shared memory (vm.nr_hugepages $HUGEPAGES_SAVED -> $have)"
+	echo "huge pages: $need of 2 MB reserved for the cluster's shared memory (vm.nr_hugepages $before -> $have)"
 }
 huge_pages_release() {
-	[ -n "$HUGEPAGES_SAVED" ] || return 0
-	as_root sysctl -q -w vm.nr_hugepages="$HUGEPAGES_SAVED" || true
-	HUGEPAGES_SAVED=
+	[ "$HUGEPAGES_ADDED" -gt 0 ] || return 0
+	huge_pages_adjust "-$HUGEPAGES_ADDED" >/dev/null
+	HUGEPAGES_ADDED=0
 }
 TICK_MS=$((1000 / $(getconf CLK_TCK)))
 
