@@ -139,6 +139,9 @@ CREATE TABLE payments.gateway_exchanges (
 );
 CREATE INDEX gateway_exchanges_operation ON payments.gateway_exchanges (merchant_id, operation_id);
 CREATE INDEX gateway_exchanges_finished ON payments.gateway_exchanges (finished_at);
+-- the masked messages: no statistics (see audit_log's row images)
+ALTER TABLE payments.gateway_exchanges ALTER COLUMN request_masked SET STATISTICS 0,
+	ALTER COLUMN response_masked SET STATISTICS 0;
 COMMENT ON TABLE payments.gateway_exchanges IS
 	'Every HTTP exchange with the gateway: masked request and reply, timings, HTTP status, transport error. Kept payments.exchange_retention_days days (default 30).';
 
@@ -169,6 +172,8 @@ CREATE TABLE payments.events (
 );
 CREATE INDEX events_created ON payments.events (merchant_id, created_at);
 CREATE INDEX events_payment ON payments.events (merchant_id, payment_id);
+-- the event's data: no statistics (see audit_log's row images)
+ALTER TABLE payments.events ALTER COLUMN data SET STATISTICS 0;
 COMMENT ON TABLE payments.events IS
 	'One row per state change of a payment or operation: the outbox that webhooks and NOTIFY listeners read.';
 

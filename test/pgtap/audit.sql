@@ -9,7 +9,7 @@
 \set ON_ERROR_STOP true
 BEGIN;
 SET LOCAL TimeZone = 'UTC';
-SELECT plan(75);
+SELECT plan(77);
 
 SELECT has_table('payments', 'audit_log', 'payments.audit_log exists');
 SELECT has_table('payments', 'audit_seals', 'payments.audit_seals exists');
@@ -21,6 +21,11 @@ SELECT is_empty($$SELECT 1 FROM pg_proc p WHERE p.pronamespace = 'payments'::reg
 	AND p.proname LIKE '\_audit%' AND has_function_privilege('public', p.oid, 'EXECUTE')$$,
 	'PUBLIC cannot execute the internal audit functions');
 SELECT ok(NOT has_table_privilege('public', 'payments.audit_log', 'SELECT'), 'PUBLIC cannot read the audit log');
+SELECT set_eq($$SELECT c.relname || '.' || a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+	WHERE c.relnamespace = 'payments'::regnamespace AND c.relkind = 'r' AND a.attnum > 0 AND a.attstattarget = 0$$,
+	ARRAY['audit_log.old_row', 'audit_log.new_row', 'audit_log.row_hash', 'events.data',
+		'gateway_exchanges.request_masked', 'gateway_exchanges.response_masked', 'card_vault.sealed'],
+	'no statistics are gathered of the sealed cards, nor of the large values no query filters on whole: row images, hashes, event data, masked messages');
 
 -- A user's table.
 CREATE TABLE public.tap_orders (
@@ -353,6 +358,13 @@ SELECT ok(EXISTS (SELECT 1 FROM payments.audit_log WHERE operation = 'PRUNE' AND
 SELECT is(payments.pay_audit_verify(), NULL::jsonb, 'verification passes after the prune');
 SELECT cmp_ok(payments.pay_audit_seal(), '>', 0, 'sealing goes on after a prune');
 SELECT is(payments.pay_audit_verify(), NULL::jsonb, 'and verification still passes');
+
+
+-- ANALYZE leaves the row images out and keeps the columns queries filter on.
+ANALYZE payments.audit_log;
+SELECT set_eq($$SELECT attname::text FROM pg_stats WHERE schemaname = 'payments' AND tablename = 'audit_log'
+		AND attname IN ('old_row', 'new_row', 'row_hash', 'table_name', 'logged_at')$$,
+	ARRAY['table_name', 'logged_at'], 'ANALYZE of the audit log gathers no statistics of its row images');
 
 SELECT * FROM finish();
 ROLLBACK;
