@@ -359,7 +359,6 @@ SELECT is(payments.pay_audit_verify(), NULL::jsonb, 'verification passes after t
 SELECT cmp_ok(payments.pay_audit_seal(), '>', 0, 'sealing goes on after a prune');
 SELECT is(payments.pay_audit_verify(), NULL::jsonb, 'and verification still passes');
 
-
 -- ANALYZE leaves the row images out and keeps the columns queries filter on.
 ANALYZE payments.audit_log;
 SELECT set_eq($$SELECT attname::text FROM pg_stats WHERE schemaname = 'payments' AND tablename = 'audit_log'
