@@ -13,9 +13,13 @@
  * log and to the client):
  *	- every text of the message is masked in place (card_redact.c): digit
  *	  runs of card length, values of card keys, literals of pay_card(...);
- *	- the parameter list of a statement that holds card data, or of which a
- *	  parameter does, is masked as a whole (a security code bound next to a
- *	  card number is just a short number);
+ *	- a statement that holds card data (a card number, a call of pay_card,
+ *	  or an EXECUTE of a prepared statement that calls it) loses every digit
+ *	  of its literals where a message quotes it ("statement: ...", and
+ *	  auto_explain's "Query Text: ..."), and its parameter list is masked
+ *	  as a whole, as is one of which a parameter holds card data: a
+ *	  security code written or bound next to a card number is just a short
+ *	  number (471::text, EXECUTE p('4111...', 12, 2031, '471'));
  *	- the excerpt of a JSON input error loses its digits;
  *	- the statement is hidden when it holds card data (it cannot be
  *	  rewritten here: elog.c prints debug_query_string itself).
@@ -24,6 +28,8 @@
  */
 #include "postgres.h"
 
+#include "commands/prepare.h"
+#include "parser/scansup.h"
 #include "tcop/tcopprot.h"
 #include "utils/elog.h"
 
@@ -97,6 +103,66 @@ mentions_pay_card(const char *s)
 	return false;
 }
 
+/*
+ * Whether a statement is an EXECUTE of a prepared statement that calls
+ * pay_card: its arguments are card data, though its own text may not show
+ * it (a number the input refuses, the security code).
+ */
+static bool
+executes_pay_card(const char *s)
+{
+	char		name[NAMEDATALEN];
+	int			n = 0;
+	PreparedStatement *ps;
+
+	while (scanner_isspace(*s))
+		s++;
+	if (pg_strncasecmp(s, "execute", 7) != 0 || !scanner_isspace(s[7]))
+		return false;
+	for (s += 7; scanner_isspace(*s); s++)
+		;
+	if (*s == '"')
+	{
+		for (s++; *s && n < NAMEDATALEN - 1; s++)
+		{
+			if (*s == '"' && *++s != '"')
+				break;
+			name[n++] = *s;
+		}
+	}
+	else
+	{
+		for (; n < NAMEDATALEN - 1 && (isalnum((unsigned char) *s) || *s == '_' || *s == '$' ||
+									   IS_HIGHBIT_SET(*s)); s++)
+			name[n++] = pg_ascii_tolower((unsigned char) *s);
+	}
+	name[n] = '\0';
+	if (n == 0)
+		return false;
+	ps = FetchPreparedStatement(name, false);
+	return ps != NULL && mentions_pay_card(ps->plansource->query_string);
+}
+
+/* Mask the digits of the statement stmt wherever the text quotes it. */
+static void
+redact_statement_in(char **field, const char *stmt)
+{
+	char	   *copy = NULL;
+	const char *p;
+	int			len = strlen(stmt);
+
+	if (*field == NULL || len == 0)
+		return;
+	for (p = strstr(*field, stmt); p != NULL; p = strstr(p + len, stmt))
+	{
+		if (copy == NULL)
+			copy = pstrdup(*field);
+		(void) card_redact_statement(copy + (p - *field), len);
+	}
+	if (copy != NULL)
+		*field = copy;
+}
+
 static void
 card_emit_log_hook(ErrorData *edata)
 {
@@ -109,11 +175,19 @@ card_emit_log_hook(ErrorData *edata)
 		if (stmt != NULL)
 		{
 			card_data = true;
-			edata->hide_stmt = true;
 			pfree(stmt);
 		}
 		else
-			card_data = mentions_pay_card(debug_query_string);
+			card_data = mentions_pay_card(debug_query_string) ||
+				executes_pay_card(debug_query_string);
+		if (card_data)
+		{
+			edata->hide_stmt = true;
+			redact_statement_in(&edata->message, debug_query_string);
+			redact_statement_in(&edata->detail, debug_query_string);
+			redact_statement_in(&edata->detail_log, debug_query_string);
+			redact_statement_in(&edata->context, debug_query_string);
+		}
 	}
 	card_data |= redact(&edata->message);
 	card_data |= redact(&edata->detail);

@@ -615,6 +615,77 @@ card_redact_json_excerpt(char *buf, int len)
 	return masked;
 }
 
+/*
+ * Mask every digit of a statement's text that holds card data, except in
+ * names (t1, "col 2") and parameter numbers ($1): its literals however
+ * spelled (471::text, '4' || '71', E'\\064'), in which a security code
+ * written next to the card number is just a short number.
+ */
+bool
+card_redact_statement(char *buf, int len)
+{
+	bool		masked = false;
+	int			i = 0;
+
+	while (i < len)
+	{
+		unsigned char c = buf[i];
+		int			d = 0;
+
+		if (c == '"')
+			i = quoted_end(buf, len, i, false) + 1;
+		else if (c == '\'' || (d = dollar_quote_len(buf, len, i)) > 0)
+		{
+			/* a literal: every digit in it, whatever precedes it */
+			int			from = i;
+
+			if (c == '\'')
+				i = quoted_end(buf, len, i, i > 0 && (buf[i - 1] == 'E' || buf[i - 1] == 'e')) + 1;
+			else
+			{
+				/* $tag$ ... $tag$ */
+				for (i += d; i < len && (i + d > len || memcmp(buf + i, buf + from, d) != 0); i++)
+					;
+				i = Min(i + d, len);
+			}
+			for (int j = from; j < i && j < len; j++)
+			{
+				if (IS_DIGIT(buf[j]))
+				{
+					buf[j] = CARD_REDACT_CHAR;
+					masked = true;
+				}
+			}
+		}
+		else if (c == '$' && i + 1 < len && IS_DIGIT(buf[i + 1]))
+		{
+			for (i++; i < len && IS_DIGIT(buf[i]); i++)
+				;
+		}
+		else if ((IS_WORD(c) && !IS_DIGIT(c)) || c >= 0x80)
+		{
+			/* a name or keyword, and the E of an E'' literal */
+			for (i++; i < len && (IS_WORD(buf[i]) || (unsigned char) buf[i] >= 0x80); i++)
+				;
+		}
+		else if (IS_DIGIT(c))
+		{
+			/* a number, with its fraction and exponent (1.5e3) */
+			for (; i < len && (IS_WORD(buf[i]) || buf[i] == '.'); i++)
+			{
+				if (IS_DIGIT(buf[i]))
+				{
+					buf[i] = CARD_REDACT_CHAR;
+					masked = true;
+				}
+			}
+		}
+		else
+			i++;
+	}
+	return masked;
+}
+
 /* A masked palloc'd copy of str, or NULL when it holds nothing to mask. */
 char *
 card_redacted_copy(const char *str)

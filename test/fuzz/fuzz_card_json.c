@@ -21,7 +21,8 @@
  *	 - once card_redact() (card_redact.c, the log hook's masking) has
  *	   masked the text, whatever spelling it used (escaped keys, blanks
  *	   around the colon), it no longer parses to the same card number or
- *	   security code.
+ *	   security code;
+ *	 - card_redact_statement() changes digits only, within the text.
  *
  *-------------------------------------------------------------------------
  */
@@ -64,6 +65,25 @@ check_masked(const char *str, size_t size, const JsonCard *jc)
 	free(masked);
 }
 
+/*
+ * card_redact_statement() (the log hook's masking of a statement that
+ * holds card data) reads and writes within the text and changes digits
+ * only, each to the mask character.
+ */
+static void
+check_statement_masking(const char *str, size_t size)
+{
+	char	   *masked = malloc(size ? size : 1);
+
+	FUZZ_ASSERT(masked != NULL);
+	memcpy(masked, str, size);
+	(void) card_redact_statement(masked, (int) size);
+	for (size_t i = 0; i < size; i++)
+		FUZZ_ASSERT(masked[i] == str[i] ||
+					(str[i] >= '0' && str[i] <= '9' && masked[i] == CARD_REDACT_CHAR));
+	free(masked);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -83,6 +103,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	}
 	memcpy(str, data, size);
+	check_statement_masking(str, size);
 
 	card_parse_json(str, size, jc);
 	if (jc->error == NULL)

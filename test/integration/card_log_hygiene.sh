@@ -192,7 +192,10 @@ SPELLED=("987:a tab after the colon" "864:\t after the colon in an E'' string"
 	"441:key \"\\0063vv\" in a U&'' string" "629:pay_card's cvv => E''"
 	"583:key \"\\u006eumber\" with an escaped number" "718:doubled quotes in EXECUTE's text"
 	"467:a comment between pay_card and its arguments"
-	"995:key \"cvv\\u0000x\" (refused)")
+	"995:key \"cvv\\u0000x\" (refused)"
+	"471:pay_card's code as a number cast to text" "468:EXECUTE of a prepared purchase"
+	"469:a failing EXECUTE of a prepared purchase" "357:EXECUTE of a prepared purchase, a number the input refuses"
+	"246:a code next to a card number in a statement of the application's own")
 log_size_before=$(stat -c %s "$LOG")
 as_merchant -v ON_ERROR_STOP=0 -f - > "$WORK/card_log_hygiene.spellings-out" 2>&1 <<SQL
 SET log_statement = 'all';
@@ -225,19 +228,30 @@ SELECT payment_id FROM pay_purchase(amount => '1.00 USD', card => pay_card /* po
 DO \$\$ BEGIN EXECUTE 'SELECT pay_purchase(amount => ''1.00 USD'', card => pay_card(''$PAN'', 12, $YEAR, ''718''))'; END \$\$;
 -- a key json-c would cut at a NUL ("cvv"): refused
 SELECT payment_id FROM pay_purchase(amount => '1.00 USD', card => '{"number": "$PAN", "exp_month": 12, "exp_year": $YEAR, "cvv\u0000x": "995"}');
+-- codes that are no quoted literal of pay_card: a number, and the
+-- arguments of an EXECUTE (its text does not call pay_card), accepted,
+-- failing on the month, and with a number the input refuses; a code next
+-- to a card number in a statement that does not call pay_card
+SELECT payment_id FROM pay_purchase(amount => '1.00 USD', card => pay_card('$PAN', 12, $YEAR, 471::text));
+PREPARE purchase_card(text, int, int, text) AS
+	SELECT payment_id FROM pay_purchase(amount => '1.00 USD', card => pay_card(\$1, \$2, \$3, \$4));
+EXECUTE purchase_card('$PAN', 12, $YEAR, '468');
+EXECUTE purchase_card('$PAN', 13, $YEAR, '469');
+EXECUTE purchase_card('4000', 12, $YEAR, '357');
+SELECT md5('$PAN' || '246') IS NOT NULL;
 SQL
 session_log "$log_size_before" "$WORK/card_log_hygiene.spellings-log"
 
-# 16 ids printed (the DO block prints none); wait for every payment of M
+# 18 ids printed (the DO block prints none); wait for every payment of M
 printed=$(grep -cE '^[0-9]+$' "$WORK/card_log_hygiene.spellings-out" || true)
 succeeded=0
 for id in $(as_merchant -c "SELECT payment_id FROM payments.payments WHERE merchant_id = $M"); do
 	[ "$(as_merchant -c "SELECT status FROM pay_wait($id, '30 s')")" = succeeded ] && succeeded=$((succeeded + 1))
 done
-if [ "$printed" = 16 ] && [ "$succeeded" = 17 ]; then
-	ok "the 17 payments with the card in 17 spellings succeeded"
+if [ "$printed" = 18 ] && [ "$succeeded" = 19 ]; then
+	ok "the 19 payments with the card in 19 spellings succeeded"
 else
-	not_ok "expected 17 payments to succeed (16 printed), got $succeeded ($printed printed)"
+	not_ok "expected 19 payments to succeed (18 printed), got $succeeded ($printed printed)"
 	sed -n '1,40s/^/#   /p' "$WORK/card_log_hygiene.spellings-out"
 fi
 if grep -qF 'escape \u0000' "$WORK/card_log_hygiene.spellings-out"; then
@@ -246,7 +260,7 @@ else
 	not_ok "a card key with a NUL escape was not refused"
 fi
 f=$WORK/card_log_hygiene.spellings-log
-if [ "$(grep -c 'statement: ' "$f")" -ge 18 ]; then ok "log_statement logged the statements"; else not_ok "the statements are not in the server log"; fi
+if [ "$(grep -c 'statement: ' "$f")" -ge 24 ]; then ok "log_statement logged the statements"; else not_ok "the statements are not in the server log"; fi
 for s in "${SPELLED[@]}"; do
 	if [ -z "$(codes_in "$f" "${s%%:*}")" ]; then ok "no security code in the log: ${s#*:}"; else
 		not_ok "security code ${s%%:*} in the log: ${s#*:}"
