@@ -12834,6 +12834,153 @@ ALTER TABLE payments.gateway_exchanges ALTER COLUMN request_masked SET STATISTIC
 ALTER TABLE payments.events ALTER COLUMN data SET STATISTICS 0;
 
 ------------------------------------------------------------------------------
+-- h-paused-change: a paused subscription takes a change of its amount only
+-- with proration none (sql/src/subscriptions.sql, _subscription_change):
+-- its period was paid at the old amount and a resume within it charges
+-- nothing more, so pause, add seats and resume gave the seats for the rest
+-- of the period free.
+------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION payments._subscription_change(s payments.subscriptions, p_plan_id bigint,
+	p_price payments.pay_amount, p_quantity integer, p_proration text, p_at timestamptz)
+	RETURNS jsonb
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	p payments.plans;
+	new_plan bigint := s.plan_id;
+	new_unit payments.pay_amount := s.unit_amount;
+	new_qty integer := coalesce(p_quantity, s.quantity);
+	effective text := p_proration;
+	old_total payments.pay_amount := s.unit_amount * s.quantity;
+	new_total payments.pay_amount;
+	credit payments.pay_amount;
+	charge payments.pay_amount;
+	lines jsonb := '[]';
+	at_local timestamp := p_at AT TIME ZONE s.time_zone;
+BEGIN
+	IF p_proration IS NULL OR p_proration NOT IN ('none', 'next_invoice', 'invoice_now') THEN
+		RAISE EXCEPTION 'proration must be none, next_invoice or invoice_now'
+			USING ERRCODE = '22023',
+				HINT = 'none changes the price from the next period; next_invoice adds the difference for the rest of this period to the next invoice; invoice_now charges it at once.';
+	END IF;
+	IF p_plan_id IS NOT NULL AND p_price IS NOT NULL THEN
+		RAISE EXCEPTION 'plan_id and price cannot both be given' USING ERRCODE = '22023';
+	END IF;
+	IF p_plan_id IS NULL AND p_price IS NULL AND p_quantity IS NULL THEN
+		RAISE EXCEPTION 'nothing to change' USING ERRCODE = '22023', HINT = 'Pass plan_id, price or quantity.';
+	END IF;
+	PERFORM payments._require_not_ended(s, 'change');
+	IF s.status NOT IN ('active', 'trialing', 'paused') THEN
+		RAISE EXCEPTION 'cannot change subscription % in status %', s.subscription_id, s.status
+			USING ERRCODE = '22Y20', HINT = 'Change it once its open invoice is paid (status active).';
+	END IF;
+	IF p_plan_id IS NOT NULL THEN
+		p := payments._find_plan(p_plan_id);
+		IF NOT p.active AND p.plan_id IS DISTINCT FROM s.plan_id THEN
+			RAISE EXCEPTION 'plan % is inactive', p.plan_id
+				USING ERRCODE = '22Y20', HINT = 'Inactive plans take no new subscriptions; make it active again (pay_update_plan) or use another.';
+		END IF;
+		IF p.interval_unit <> s.interval_unit OR p.interval_count <> s.interval_count THEN
+			RAISE EXCEPTION 'cannot change the billing interval of subscription %', s.subscription_id
+				USING ERRCODE = '22023',
+					DETAIL = format('The subscription is billed every %s %s; plan %s every %s %s. Its periods are counted from its anchor and each is invoiced once, so the interval is fixed.',
+						s.interval_count, s.interval_unit, p.plan_id, p.interval_count, p.interval_unit),
+					HINT = 'Cancel it (pay_cancel_subscription) and create a new subscription to the plan.';
+		END IF;
+		new_plan := p.plan_id;
+		new_unit := p.amount;
+	ELSIF p_price IS NOT NULL THEN
+		PERFORM payments._check_price(p_price, 'price');
+		new_plan := NULL;
+		new_unit := p_price;
+	END IF;
+	IF pay_currency(new_unit) <> pay_currency(s.unit_amount) THEN
+		RAISE EXCEPTION 'cannot change the currency of subscription % from % to %', s.subscription_id,
+			pay_currency(s.unit_amount), pay_currency(new_unit)
+			USING ERRCODE = '22Y03', HINT = 'Cancel it and create a new subscription in the other currency.';
+	END IF;
+	IF new_qty NOT BETWEEN 1 AND 100000 THEN
+		RAISE EXCEPTION 'quantity must be between 1 and 100000' USING ERRCODE = '22023';
+	END IF;
+	new_total := new_unit * new_qty;
+	PERFORM payments._check_gateway_input(new_total, NULL, NULL, NULL);
+	-- Paused, the period is paid at the old amount and a resume within it
+	-- charges nothing more: prorating from now would credit time not
+	-- served, and taking the change without proration would serve the rest
+	-- of the period after a resume at the new amount for the old one.  So
+	-- only proration none, which says that, is taken.
+	IF s.status = 'paused' AND p_proration <> 'none' AND new_total <> old_total THEN
+		RAISE EXCEPTION 'a change of paused subscription % cannot be prorated', s.subscription_id
+			USING ERRCODE = '22Y20',
+				DETAIL = format('The period it is paused in was paid at %s; resumed within it, nothing more is charged.', old_total),
+				HINT = 'Resume it first and then change it, or pass proration => ''none'': the new amount then applies from the next period.';
+	END IF;
+	-- in a trial nothing has been paid: the new price simply applies from
+	-- the next invoice.  A trial has ended once its subscription is in
+	-- period 0 (still trialing while the charge of that period's invoice is
+	-- not answered): that period is invoiced at the old amount, so a change
+	-- is prorated as when active
+	IF s.status = 'paused' OR (s.status = 'trialing' AND s.current_period_index < 0) THEN
+		effective := 'none';
+	END IF;
+	IF effective <> 'none' AND new_total <> old_total THEN
+		credit := - payments._prorate(old_total, s.current_period_start, s.current_period_end, p_at);
+		charge := payments._prorate(new_total, s.current_period_start, s.current_period_end, p_at);
+		IF pay_minor_units(credit) <> 0 THEN
+			lines := lines || jsonb_build_object('kind', 'proration',
+				'description', format('Unused time on %s x %s from %s', s.quantity, s.unit_amount, at_local),
+				'unit_amount', s.unit_amount::text, 'quantity', s.quantity, 'amount', credit::text);
+		END IF;
+		IF pay_minor_units(charge) <> 0 THEN
+			lines := lines || jsonb_build_object('kind', 'proration',
+				'description', format('Remaining time on %s x %s from %s', new_qty, new_unit, at_local),
+				'unit_amount', new_unit::text, 'quantity', new_qty, 'amount', charge::text);
+		END IF;
+	END IF;
+	RETURN jsonb_build_object('subscription_id', s.subscription_id, 'status', s.status,
+		'proration', effective, 'at', p_at,
+		'period_start', s.current_period_start, 'period_end', s.current_period_end,
+		'remaining_seconds', greatest(0, least(floor(extract(epoch FROM s.current_period_end) - extract(epoch FROM p_at)),
+			floor(extract(epoch FROM s.current_period_end) - extract(epoch FROM s.current_period_start))))::bigint,
+		'period_seconds', floor(extract(epoch FROM s.current_period_end) - extract(epoch FROM s.current_period_start))::bigint,
+		'old', jsonb_build_object('plan_id', s.plan_id, 'unit_amount', s.unit_amount::text, 'quantity', s.quantity,
+			'amount', old_total::text),
+		'new', jsonb_build_object('plan_id', new_plan, 'unit_amount', new_unit::text, 'quantity', new_qty,
+			'amount', new_total::text),
+		'lines', lines,
+		'total', coalesce((SELECT sum((l ->> 'amount')::payments.pay_amount) FROM jsonb_array_elements(lines) l),
+			new_total * 0)::text);
+END
+$$;
+COMMENT ON FUNCTION payments.pay_change_subscription(bigint, bigint, payments.pay_amount, integer, text, text, text) IS
+	'Changes the plan (same interval and currency), the explicit price or the quantity of an active, trialing or paused subscription. proration: none (the new amount from the next period), next_invoice (default: a credit for the unused part of the current period at the old amount and a charge for the part left at the new one, as pending invoice items of the next invoice), invoice_now (the same lines on a proration invoice charged at once; a net credit is carried to the next invoice). Nothing is prorated in a trial; a paused subscription takes a change of its amount only with proration none (22Y20 otherwise: its period was paid at the old amount, and a resume within it charges nothing more); once the trial has ended (its period 0 invoiced, the subscription trialing until that charge is answered) a change is prorated as for an active one. An interval change is refused (22023: cancel and create a new subscription); a currency change too (22Y03). Writes a subscription.updated event with the change. pay_preview_subscription_change shows the same without changing anything.';
+
+------------------------------------------------------------------------------
+-- h-prorate-numeric: the proration rule multiplies in numeric (sql/src/
+-- subscriptions.sql, _prorate): a large amount over a period of more than
+-- about 96 years (year intervals of up to 366) overflowed bigint.
+------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION payments._prorate(p_amount payments.pay_amount, p_period_start timestamptz,
+	p_period_end timestamptz, p_at timestamptz)
+	RETURNS payments.pay_amount
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+	-- amount * remaining exactly (numeric: up to 19 + 11 digits), divided
+	-- by the period, the remainder rounding half to even
+	SELECT CASE WHEN t.remaining <= 0 THEN p_amount * 0
+		WHEN t.remaining >= t.period THEN p_amount
+		ELSE pay_amount_from_minor((q.whole + CASE WHEN 2 * abs(q.rest) > t.period
+				OR (2 * abs(q.rest) = t.period AND q.whole % 2 <> 0) THEN sign(q.n) ELSE 0 END)::bigint,
+			pay_currency(p_amount)) END
+	FROM (SELECT floor(extract(epoch FROM p_period_end) - extract(epoch FROM p_at))::bigint AS remaining,
+			greatest(floor(extract(epoch FROM p_period_end) - extract(epoch FROM p_period_start))::bigint, 1) AS period) t,
+		LATERAL (SELECT x.n, div(x.n, t.period) AS whole, mod(x.n, t.period) AS rest
+			FROM (SELECT pay_minor_units(p_amount)::numeric * greatest(t.remaining, 0) AS n) x) q
+	$$;
+
+------------------------------------------------------------------------------
 ------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,
 -- payment_api.sql, privileges.sql).  Keep this block LAST: its privilege

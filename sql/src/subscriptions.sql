@@ -220,16 +220,17 @@ CREATE FUNCTION payments._prorate(p_amount payments.pay_amount, p_period_start t
 	LANGUAGE sql IMMUTABLE PARALLEL SAFE
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
+	-- amount * remaining exactly (numeric: up to 19 + 11 digits), divided
+	-- by the period, the remainder rounding half to even
 	SELECT CASE WHEN t.remaining <= 0 THEN p_amount * 0
 		WHEN t.remaining >= t.period THEN p_amount
-		ELSE pay_amount_from_minor(q - q % 2, pay_currency(p_amount))
-			+ pay_amount_from_minor(q % 2 * f.pp + f.rm * f.rr, pay_currency(p_amount)) / f.pp END
+		ELSE pay_amount_from_minor((q.whole + CASE WHEN 2 * abs(q.rest) > t.period
+				OR (2 * abs(q.rest) = t.period AND q.whole % 2 <> 0) THEN sign(q.n) ELSE 0 END)::bigint,
+			pay_currency(p_amount)) END
 	FROM (SELECT floor(extract(epoch FROM p_period_end) - extract(epoch FROM p_at))::bigint AS remaining,
-			floor(extract(epoch FROM p_period_end) - extract(epoch FROM p_period_start))::bigint AS period) t,
-		LATERAL (SELECT greatest(t.remaining, 0) / gcd(greatest(t.remaining, 1), greatest(t.period, 1)) AS rr,
-			greatest(t.period, 1) / gcd(greatest(t.remaining, 1), greatest(t.period, 1)) AS pp) g,
-		LATERAL (SELECT g.rr, g.pp, pay_minor_units(p_amount) % g.pp AS rm,
-			pay_minor_units(p_amount) / g.pp * g.rr AS q) f
+			greatest(floor(extract(epoch FROM p_period_end) - extract(epoch FROM p_period_start))::bigint, 1) AS period) t,
+		LATERAL (SELECT x.n, div(x.n, t.period) AS whole, mod(x.n, t.period) AS rest
+			FROM (SELECT pay_minor_units(p_amount)::numeric * greatest(t.remaining, 0) AS n) x) q
 	$$;
 COMMENT ON FUNCTION payments._prorate(payments.pay_amount, timestamptz, timestamptz, timestamptz) IS
 	'Internal: the proration rule: amount * remaining seconds / period seconds of [period_start, period_end) at p_at, exact in minor units, rounded half to even.';
@@ -1040,11 +1041,22 @@ BEGIN
 	END IF;
 	new_total := new_unit * new_qty;
 	PERFORM payments._check_gateway_input(new_total, NULL, NULL, NULL);
-	-- in a trial nothing has been paid, while paused nothing is served:
-	-- the new price simply applies from the next invoice.  A trial has
-	-- ended once its subscription is in period 0 (still trialing while the
-	-- charge of that period's invoice is not answered): that period is
-	-- invoiced at the old amount, so a change is prorated as when active
+	-- Paused, the period is paid at the old amount and a resume within it
+	-- charges nothing more: prorating from now would credit time not
+	-- served, and taking the change without proration would serve the rest
+	-- of the period after a resume at the new amount for the old one.  So
+	-- only proration none, which says that, is taken.
+	IF s.status = 'paused' AND p_proration <> 'none' AND new_total <> old_total THEN
+		RAISE EXCEPTION 'a change of paused subscription % cannot be prorated', s.subscription_id
+			USING ERRCODE = '22Y20',
+				DETAIL = format('The period it is paused in was paid at %s; resumed within it, nothing more is charged.', old_total),
+				HINT = 'Resume it first and then change it, or pass proration => ''none'': the new amount then applies from the next period.';
+	END IF;
+	-- in a trial nothing has been paid: the new price simply applies from
+	-- the next invoice.  A trial has ended once its subscription is in
+	-- period 0 (still trialing while the charge of that period's invoice is
+	-- not answered): that period is invoiced at the old amount, so a change
+	-- is prorated as when active
 	IF s.status = 'paused' OR (s.status = 'trialing' AND s.current_period_index < 0) THEN
 		effective := 'none';
 	END IF;
@@ -1155,4 +1167,4 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments.pay_change_subscription(bigint, bigint, payments.pay_amount, integer, text, text, text) IS
-	'Changes the plan (same interval and currency), the explicit price or the quantity of an active, trialing or paused subscription. proration: none (the new amount from the next period), next_invoice (default: a credit for the unused part of the current period at the old amount and a charge for the part left at the new one, as pending invoice items of the next invoice), invoice_now (the same lines on a proration invoice charged at once; a net credit is carried to the next invoice). Nothing is prorated in a trial or while paused; once the trial has ended (its period 0 invoiced, the subscription trialing until that charge is answered) a change is prorated as for an active one. An interval change is refused (22023: cancel and create a new subscription); a currency change too (22Y03). Writes a subscription.updated event with the change. pay_preview_subscription_change shows the same without changing anything.';
+	'Changes the plan (same interval and currency), the explicit price or the quantity of an active, trialing or paused subscription. proration: none (the new amount from the next period), next_invoice (default: a credit for the unused part of the current period at the old amount and a charge for the part left at the new one, as pending invoice items of the next invoice), invoice_now (the same lines on a proration invoice charged at once; a net credit is carried to the next invoice). Nothing is prorated in a trial; a paused subscription takes a change of its amount only with proration none (22Y20 otherwise: its period was paid at the old amount, and a resume within it charges nothing more); once the trial has ended (its period 0 invoiced, the subscription trialing until that charge is answered) a change is prorated as for an active one. An interval change is refused (22023: cancel and create a new subscription); a currency change too (22Y03). Writes a subscription.updated event with the change. pay_preview_subscription_change shows the same without changing anything.';

@@ -17,7 +17,7 @@
 \set ON_ERROR_STOP true
 BEGIN;
 SET LOCAL TimeZone = 'UTC';
-SELECT plan(265);
+SELECT plan(269);
 
 CREATE TEMP TABLE ids (name text PRIMARY KEY, id bigint NOT NULL);
 CREATE FUNCTION pg_temp.id(n text) RETURNS bigint LANGUAGE sql STABLE AS $$ SELECT id FROM ids WHERE name = n $$;
@@ -378,6 +378,9 @@ SELECT is(payments._prorate('9999999999999.99 USD', '2095-04-01+00', '2095-05-01
 	'9999996141975.30 USD'::pay_amount, 'the largest amount the gateway takes, one second of a 30-day month used: exact, no overflow');
 SELECT is(payments._prorate('9999999999999.99 USD', '2095-01-01+00', '2195-01-01+00', '2145-01-01 00:00:00+00'),
 	'5000000000000.00 USD'::pay_amount, 'and over a century, half of it left: 4999999999999.995 -> 5000000000000.00 (half to even)');
+SELECT is(payments._prorate('9999999999999.99 USD', '2095-04-01+00', '2461-04-01+00', '2095-04-01 00:00:01+00'),
+	'9999999999134.18 USD'::pay_amount,
+	'over 366 years (the longest interval), one second used: exact (before: bigint out of range)');
 
 SELECT pg_temp.new_merchant('p') \gset _
 SELECT pg_temp.clock('2095-04-01 00:00+00') \gset _
@@ -479,6 +482,16 @@ SELECT throws_ok(format('SELECT pay_pause_subscription(%s)', pg_temp.id('trial-c
 SELECT is((SELECT concat_ws('|', status, paused_at, next_renewal_at IS NULL) FROM pay_pause_subscription(pg_temp.id('none'))),
 	'paused|2095-04-11 00:00:00+00|t', 'pause: status paused, no next renewal');
 SELECT throws_ok(format('SELECT pay_pause_subscription(%s)', pg_temp.id('none')), '22Y20', NULL, 'pausing twice is refused');
+-- its period is paid at 2 x 30.00 and a resume within it charges nothing
+-- more: a change of its amount is taken only without proration (before,
+-- pause, add seats, resume gave the seats for the rest of the period free)
+SELECT throws_ok(format('SELECT pay_change_subscription(%s, quantity => 10, proration => ''invoice_now'')', pg_temp.id('none')),
+	'22Y20', NULL, 'paused: a change prorated at once is refused');
+SELECT throws_ok(format('SELECT pay_change_subscription(%s, quantity => 10)', pg_temp.id('none')),
+	'22Y20', NULL, 'paused: a change prorated on the next invoice (the default) is refused');
+SELECT is((SELECT concat_ws('|', ch ->> 'proration', jsonb_array_length(ch -> 'lines'), ch #>> '{new,amount}')
+	FROM pay_preview_subscription_change(pg_temp.id('none'), quantity => 10, proration => 'none') ch),
+	'none|0|300.00 USD', 'paused: a change with proration none is taken, from the next period');
 SELECT throws_ok(format('SELECT pay_cancel_subscription(%s, at_period_end => true)', pg_temp.id('none')), '22Y20', NULL,
 	'a paused subscription cannot be canceled at period end (no period end is reached)');
 SELECT throws_ok(format('SELECT pay_resume_subscription(%s)', pg_temp.id('next')), '22Y20', NULL, 'only a paused subscription resumes');
