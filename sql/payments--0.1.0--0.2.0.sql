@@ -12981,6 +12981,143 @@ CREATE OR REPLACE FUNCTION payments._prorate(p_amount payments.pay_amount, p_per
 	$$;
 
 ------------------------------------------------------------------------------
+-- h-null-arguments: a NULL id is a missing argument (22004), not an unknown
+-- id (PT404, HTTP 404), in the not-found errors of payments, customers,
+-- payment methods, plans and subscriptions; pay_wait_payment_method (and
+-- pay_wait, in the h-tenancy block's copy) refuse a NULL timeout (22004:
+-- it skipped the wait and its checks); time zone names that are no
+-- place's time (localtime, posixrules, Factory, posix/ and right/ copies)
+-- are refused.
+------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION payments._not_found(p_payment_id bigint) RETURNS void
+	LANGUAGE plpgsql AS $$
+BEGIN
+	-- a NULL id is a missing argument, not an unknown id (404)
+	IF p_payment_id IS NULL THEN
+		RAISE EXCEPTION 'payment_id is required' USING ERRCODE = '22004';
+	END IF;
+	RAISE EXCEPTION 'payment % not found', p_payment_id
+		USING ERRCODE = 'PT404', HINT = 'Payment ids are per merchant; check pay_current_merchant().';
+END
+$$;
+COMMENT ON FUNCTION payments._not_found(bigint) IS 'Internal: raises the payment-not-found error (PT404), or 22004 when the id is NULL (a missing argument).';
+CREATE OR REPLACE FUNCTION payments._customer_not_found(p_customer_id bigint) RETURNS void
+	LANGUAGE plpgsql AS $$
+BEGIN
+	-- a NULL id is a missing argument, not an unknown id (404)
+	IF p_customer_id IS NULL THEN
+		RAISE EXCEPTION 'customer_id is required' USING ERRCODE = '22004';
+	END IF;
+	RAISE EXCEPTION 'customer % not found', p_customer_id
+		USING ERRCODE = 'PT404', HINT = 'Customer ids are per merchant; check pay_current_merchant().';
+END
+$$;
+COMMENT ON FUNCTION payments._customer_not_found(bigint) IS 'Internal: raises the customer-not-found error (PT404), or 22004 when the id is NULL (a missing argument).';
+CREATE OR REPLACE FUNCTION payments._payment_method_not_found(p_id bigint) RETURNS void
+	LANGUAGE plpgsql AS $$
+BEGIN
+	-- a NULL id is a missing argument, not an unknown id (404)
+	IF p_id IS NULL THEN
+		RAISE EXCEPTION 'payment_method_id is required' USING ERRCODE = '22004';
+	END IF;
+	RAISE EXCEPTION 'payment method % not found', p_id
+		USING ERRCODE = 'PT404', HINT = 'Payment method ids are per merchant; check pay_current_merchant().';
+END
+$$;
+COMMENT ON FUNCTION payments._payment_method_not_found(bigint) IS 'Internal: raises the payment-method-not-found error (PT404), or 22004 when the id is NULL (a missing argument).';
+CREATE OR REPLACE FUNCTION payments._plan_not_found(p_plan_id bigint) RETURNS void
+	LANGUAGE plpgsql AS $$
+BEGIN
+	-- a NULL id is a missing argument, not an unknown id (404)
+	IF p_plan_id IS NULL THEN
+		RAISE EXCEPTION 'plan_id is required' USING ERRCODE = '22004';
+	END IF;
+	RAISE EXCEPTION 'plan % not found', p_plan_id
+		USING ERRCODE = 'PT404', HINT = 'Plan ids are per merchant; check pay_current_merchant().';
+END
+$$;
+COMMENT ON FUNCTION payments._plan_not_found(bigint) IS 'Internal: raises the plan-not-found error (PT404), or 22004 when the id is NULL (a missing argument).';
+CREATE OR REPLACE FUNCTION payments._subscription_not_found(p_subscription_id bigint) RETURNS void
+	LANGUAGE plpgsql AS $$
+BEGIN
+	-- a NULL id is a missing argument, not an unknown id (404)
+	IF p_subscription_id IS NULL THEN
+		RAISE EXCEPTION 'subscription_id is required' USING ERRCODE = '22004';
+	END IF;
+	RAISE EXCEPTION 'subscription % not found', p_subscription_id
+		USING ERRCODE = 'PT404', HINT = 'Subscription ids are per merchant; check pay_current_merchant().';
+END
+$$;
+COMMENT ON FUNCTION payments._subscription_not_found(bigint) IS 'Internal: raises the subscription-not-found error (PT404), or 22004 when the id is NULL (a missing argument).';
+CREATE OR REPLACE FUNCTION payments.pay_wait_payment_method(payment_method_id bigint,
+	timeout interval DEFAULT '30 seconds')
+	RETURNS payments.payment_methods
+	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	m bigint := payments.pay_current_merchant();
+	result payments.payment_methods;
+BEGIN
+	IF timeout IS NULL THEN
+		RAISE EXCEPTION 'timeout is required' USING ERRCODE = '22004',
+			HINT = 'Pass an interval such as ''30 seconds'', or leave timeout out for the default.';
+	END IF;
+	IF timeout < interval '0' OR timeout > payments._max_wait() THEN
+		RAISE EXCEPTION 'timeout must be between 0 and %', payments._max_wait() USING ERRCODE = '22023',
+			DETAIL = format('%s was asked for; the payments.max_wait setting allows at most %s.', timeout, payments._max_wait());
+	END IF;
+	PERFORM payments._find_payment_method(pay_wait_payment_method.payment_method_id);
+	PERFORM payments._wait_for_payment_method(m, pay_wait_payment_method.payment_method_id,
+		(extract(epoch FROM timeout) * 1000)::integer);
+	SELECT * INTO result FROM payments.payment_methods x
+	WHERE x.merchant_id = m AND x.payment_method_id = pay_wait_payment_method.payment_method_id;
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_wait_payment_method(bigint, interval) IS
+	'Blocks until the payment method''s gateway work (saving or deleting) is done or the timeout passes, without polling; returns the method row. Call it after the COMMIT that created the work.';
+CREATE OR REPLACE FUNCTION payments._check_time_zone(p_time_zone text) RETURNS void
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	known boolean := false;
+BEGIN
+	IF p_time_zone = 'UTC' THEN
+		RETURN;
+	END IF;
+	IF p_time_zone ~ '^[A-Za-z_]+(/[A-Za-z0-9_+-]+)+$' AND length(p_time_zone) <= 64 THEN
+		BEGIN
+			PERFORM now() AT TIME ZONE p_time_zone;
+			known := true;
+		EXCEPTION WHEN invalid_parameter_value THEN
+			known := false;
+		END;
+	ELSIF length(p_time_zone) <= 64 THEN
+		known := EXISTS (SELECT 1 FROM pg_catalog.pg_timezone_names z WHERE z.name = p_time_zone);
+	END IF;
+	-- names of the tz database that are no place's time: the server's own
+	-- zone (its billing calendar would follow the machine's settings), the
+	-- placeholder Factory, and the copies with leap seconds (right/, which
+	-- PostgreSQL's times do not count) or for POSIX rules
+	IF p_time_zone IN ('localtime', 'posixrules', 'Factory') OR p_time_zone ~ '^(posix|right)/' THEN
+		known := false;
+	END IF;
+	-- the value is not quoted: a caller's text may hold anything, a card
+	-- number in a form the log's masking does not read as one
+	IF NOT known THEN
+		RAISE EXCEPTION 'time_zone is not a known time zone'
+			USING ERRCODE = '22023',
+				DETAIL = 'Only IANA time zone names are taken, not abbreviations or POSIX strings; the value given is not quoted.',
+				HINT = 'Pass an IANA time zone name such as America/New_York, Europe/Paris or UTC (pg_timezone_names lists them).';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION payments._check_time_zone(text) IS
+	'Internal: raises 22023 unless the text is an IANA time zone name (abbreviations, POSIX strings, localtime, posixrules, Factory and the posix/ and right/ copies are refused); the message does not quote the text.';
+
+------------------------------------------------------------------------------
 ------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,
 -- payment_api.sql, privileges.sql).  Keep this block LAST: its privilege
@@ -13347,6 +13484,10 @@ DECLARE
 	m bigint := payments.pay_current_merchant();
 	result payments.payments;
 BEGIN
+	IF timeout IS NULL THEN
+		RAISE EXCEPTION 'timeout is required' USING ERRCODE = '22004',
+			HINT = 'Pass an interval such as ''30 seconds'', or leave timeout out for the default.';
+	END IF;
 	IF timeout < interval '0' OR timeout > payments._max_wait() THEN
 		RAISE EXCEPTION 'timeout must be between 0 and %', payments._max_wait() USING ERRCODE = '22023',
 			DETAIL = format('%s was asked for; the payments.max_wait setting allows at most %s.', timeout, payments._max_wait()),

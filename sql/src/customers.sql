@@ -58,11 +58,15 @@ COMMENT ON FUNCTION payments._gateway_customer_ref(bigint) IS
 CREATE FUNCTION payments._customer_not_found(p_customer_id bigint) RETURNS void
 	LANGUAGE plpgsql AS $$
 BEGIN
+	-- a NULL id is a missing argument, not an unknown id (404)
+	IF p_customer_id IS NULL THEN
+		RAISE EXCEPTION 'customer_id is required' USING ERRCODE = '22004';
+	END IF;
 	RAISE EXCEPTION 'customer % not found', p_customer_id
 		USING ERRCODE = 'PT404', HINT = 'Customer ids are per merchant; check pay_current_merchant().';
 END
 $$;
-COMMENT ON FUNCTION payments._customer_not_found(bigint) IS 'Internal: raises the customer-not-found error (PT404).';
+COMMENT ON FUNCTION payments._customer_not_found(bigint) IS 'Internal: raises the customer-not-found error (PT404), or 22004 when the id is NULL (a missing argument).';
 
 -- A customer of the current merchant (locked when p_lock), or PT404;
 -- deleted customers only when p_deleted_ok.

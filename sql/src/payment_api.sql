@@ -159,11 +159,15 @@ COMMENT ON FUNCTION payments._idempotency_claim(bigint, text, text, text) IS
 CREATE FUNCTION payments._not_found(p_payment_id bigint) RETURNS void
 	LANGUAGE plpgsql AS $$
 BEGIN
+	-- a NULL id is a missing argument, not an unknown id (404)
+	IF p_payment_id IS NULL THEN
+		RAISE EXCEPTION 'payment_id is required' USING ERRCODE = '22004';
+	END IF;
 	RAISE EXCEPTION 'payment % not found', p_payment_id
 		USING ERRCODE = 'PT404', HINT = 'Payment ids are per merchant; check pay_current_merchant().';
 END
 $$;
-COMMENT ON FUNCTION payments._not_found(bigint) IS 'Internal: raises the payment-not-found error (PT404).';
+COMMENT ON FUNCTION payments._not_found(bigint) IS 'Internal: raises the payment-not-found error (PT404), or 22004 when the id is NULL (a missing argument).';
 
 ------------------------------------------------------------------------------
 -- pay_purchase / pay_authorize
@@ -721,6 +725,10 @@ DECLARE
 	m bigint := payments.pay_current_merchant();
 	result payments.payments;
 BEGIN
+	IF timeout IS NULL THEN
+		RAISE EXCEPTION 'timeout is required' USING ERRCODE = '22004',
+			HINT = 'Pass an interval such as ''30 seconds'', or leave timeout out for the default.';
+	END IF;
 	IF timeout < interval '0' OR timeout > payments._max_wait() THEN
 		RAISE EXCEPTION 'timeout must be between 0 and %', payments._max_wait() USING ERRCODE = '22023',
 			DETAIL = format('%s was asked for; the payments.max_wait setting allows at most %s.', timeout, payments._max_wait()),

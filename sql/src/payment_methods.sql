@@ -93,11 +93,15 @@ CREATE TRIGGER customers_status BEFORE INSERT OR UPDATE ON payments.customers
 CREATE FUNCTION payments._payment_method_not_found(p_id bigint) RETURNS void
 	LANGUAGE plpgsql AS $$
 BEGIN
+	-- a NULL id is a missing argument, not an unknown id (404)
+	IF p_id IS NULL THEN
+		RAISE EXCEPTION 'payment_method_id is required' USING ERRCODE = '22004';
+	END IF;
 	RAISE EXCEPTION 'payment method % not found', p_id
 		USING ERRCODE = 'PT404', HINT = 'Payment method ids are per merchant; check pay_current_merchant().';
 END
 $$;
-COMMENT ON FUNCTION payments._payment_method_not_found(bigint) IS 'Internal: raises the payment-method-not-found error (PT404).';
+COMMENT ON FUNCTION payments._payment_method_not_found(bigint) IS 'Internal: raises the payment-method-not-found error (PT404), or 22004 when the id is NULL (a missing argument).';
 
 CREATE FUNCTION payments._find_payment_method(p_id bigint, p_lock boolean DEFAULT false)
 	RETURNS payments.payment_methods
@@ -342,6 +346,10 @@ DECLARE
 	m bigint := payments.pay_current_merchant();
 	result payments.payment_methods;
 BEGIN
+	IF timeout IS NULL THEN
+		RAISE EXCEPTION 'timeout is required' USING ERRCODE = '22004',
+			HINT = 'Pass an interval such as ''30 seconds'', or leave timeout out for the default.';
+	END IF;
 	IF timeout < interval '0' OR timeout > payments._max_wait() THEN
 		RAISE EXCEPTION 'timeout must be between 0 and %', payments._max_wait() USING ERRCODE = '22023',
 			DETAIL = format('%s was asked for; the payments.max_wait setting allows at most %s.', timeout, payments._max_wait());

@@ -10,20 +10,28 @@
 CREATE FUNCTION payments._plan_not_found(p_plan_id bigint) RETURNS void
 	LANGUAGE plpgsql AS $$
 BEGIN
+	-- a NULL id is a missing argument, not an unknown id (404)
+	IF p_plan_id IS NULL THEN
+		RAISE EXCEPTION 'plan_id is required' USING ERRCODE = '22004';
+	END IF;
 	RAISE EXCEPTION 'plan % not found', p_plan_id
 		USING ERRCODE = 'PT404', HINT = 'Plan ids are per merchant; check pay_current_merchant().';
 END
 $$;
-COMMENT ON FUNCTION payments._plan_not_found(bigint) IS 'Internal: raises the plan-not-found error (PT404).';
+COMMENT ON FUNCTION payments._plan_not_found(bigint) IS 'Internal: raises the plan-not-found error (PT404), or 22004 when the id is NULL (a missing argument).';
 
 CREATE FUNCTION payments._subscription_not_found(p_subscription_id bigint) RETURNS void
 	LANGUAGE plpgsql AS $$
 BEGIN
+	-- a NULL id is a missing argument, not an unknown id (404)
+	IF p_subscription_id IS NULL THEN
+		RAISE EXCEPTION 'subscription_id is required' USING ERRCODE = '22004';
+	END IF;
 	RAISE EXCEPTION 'subscription % not found', p_subscription_id
 		USING ERRCODE = 'PT404', HINT = 'Subscription ids are per merchant; check pay_current_merchant().';
 END
 $$;
-COMMENT ON FUNCTION payments._subscription_not_found(bigint) IS 'Internal: raises the subscription-not-found error (PT404).';
+COMMENT ON FUNCTION payments._subscription_not_found(bigint) IS 'Internal: raises the subscription-not-found error (PT404), or 22004 when the id is NULL (a missing argument).';
 
 -- A plan of the current merchant (locked when p_lock), or PT404.
 CREATE FUNCTION payments._find_plan(p_plan_id bigint, p_lock boolean DEFAULT false)
@@ -140,6 +148,13 @@ BEGIN
 	ELSIF length(p_time_zone) <= 64 THEN
 		known := EXISTS (SELECT 1 FROM pg_catalog.pg_timezone_names z WHERE z.name = p_time_zone);
 	END IF;
+	-- names of the tz database that are no place's time: the server's own
+	-- zone (its billing calendar would follow the machine's settings), the
+	-- placeholder Factory, and the copies with leap seconds (right/, which
+	-- PostgreSQL's times do not count) or for POSIX rules
+	IF p_time_zone IN ('localtime', 'posixrules', 'Factory') OR p_time_zone ~ '^(posix|right)/' THEN
+		known := false;
+	END IF;
 	-- the value is not quoted: a caller's text may hold anything, a card
 	-- number in a form the log's masking does not read as one
 	IF NOT known THEN
@@ -151,7 +166,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments._check_time_zone(text) IS
-	'Internal: raises 22023 unless the text is an IANA time zone name (abbreviations and POSIX strings are refused); the message does not quote the text.';
+	'Internal: raises 22023 unless the text is an IANA time zone name (abbreviations, POSIX strings, localtime, posixrules, Factory and the posix/ and right/ copies are refused); the message does not quote the text.';
 
 -- Metadata of payments, customers, plans and subscriptions (src/free_text.c):
 -- an object of at most 50 keys of at most 40 characters, values strings,

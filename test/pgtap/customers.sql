@@ -12,7 +12,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(56);
+SELECT plan(59);
 
 INSERT INTO payments.merchants (name) VALUES ('cust-a'), ('cust-b');
 CREATE TEMP TABLE m AS SELECT
@@ -59,6 +59,11 @@ SELECT is((SELECT data -> 'fields' FROM payments.events WHERE merchant_id = (SEL
 	'customer.updated names the changed fields');
 SELECT is((SELECT email FROM pay_get_customer((SELECT customer_id FROM c1))), 'ada@lovelace.org', 'pay_get_customer reads it');
 SELECT throws_ok($$SELECT pay_get_customer(-1)$$, 'PT404', NULL, 'an unknown customer is PT404');
+SELECT throws_ok($$SELECT pay_get_customer(NULL)$$, '22004', 'customer_id is required', 'a NULL customer id is a missing argument');
+SELECT throws_ok($$SELECT pay_wait_payment_method(NULL)$$, '22004', 'payment_method_id is required',
+	'a NULL payment method id is a missing argument');
+SELECT throws_ok($$SELECT pay_wait_payment_method(-1, timeout => NULL)$$, '22004', 'timeout is required',
+	'pay_wait_payment_method refuses a NULL timeout');
 SELECT throws_ok($$SELECT pay_update_customer(customer_id => -1, name => 'x')$$, 'PT404', NULL, 'updating an unknown customer is PT404');
 
 -- 2. find and list, keyset-paginated

@@ -9,7 +9,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(39);
+SELECT plan(44);
 
 -- (a card cannot be stored, not even in a temporary table: a function makes them)
 CREATE FUNCTION pg_temp.card() RETURNS payments.pay_card LANGUAGE sql
@@ -55,6 +55,14 @@ SELECT throws_ok($$SELECT pay_purchase(amount => '10.00 USD', card => pg_temp.ca
 SELECT throws_ok(format('SELECT pay_capture(payment_id => %s)', (SELECT payment_id FROM p)), '22Y20', NULL, 'a purchase cannot be captured');
 SELECT throws_ok(format('SELECT pay_refund(payment_id => %s)', (SELECT payment_id FROM p)), '22Y20', NULL, 'a pending payment cannot be refunded');
 SELECT throws_ok($$SELECT pay_void(payment_id => -1)$$, 'PT404', NULL, 'an unknown payment is PT404');
+-- a NULL id is a missing argument (400), not an unknown payment (404)
+SELECT throws_ok($$SELECT pay_capture(payment_id => NULL)$$, '22004', 'payment_id is required', 'a NULL payment id: capture');
+SELECT throws_ok($$SELECT pay_void(payment_id => NULL)$$, '22004', 'payment_id is required', 'void');
+SELECT throws_ok($$SELECT pay_refund(payment_id => NULL)$$, '22004', 'payment_id is required', 'refund');
+SELECT throws_ok($$SELECT pay_wait(payment_id => NULL)$$, '22004', 'payment_id is required', 'wait');
+-- a NULL timeout skipped the wait and its checks
+SELECT throws_ok(format('SELECT pay_wait(payment_id => %s, timeout => NULL)', (SELECT payment_id FROM p)),
+	'22004', 'timeout is required', 'pay_wait refuses a NULL timeout');
 SELECT throws_ok(format('UPDATE payments.payments SET status = %L WHERE payment_id = %s', 'refunded', (SELECT payment_id FROM p)),
 	'22Y20', NULL, 'the database refuses a transition the status machine does not allow');
 

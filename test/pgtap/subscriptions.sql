@@ -17,7 +17,7 @@
 \set ON_ERROR_STOP true
 BEGIN;
 SET LOCAL TimeZone = 'UTC';
-SELECT plan(269);
+SELECT plan(275);
 
 CREATE TEMP TABLE ids (name text PRIMARY KEY, id bigint NOT NULL);
 CREATE FUNCTION pg_temp.id(n text) RETURNS bigint LANGUAGE sql STABLE AS $$ SELECT id FROM ids WHERE name = n $$;
@@ -258,6 +258,14 @@ SELECT throws_ok(format('SELECT pay_create_subscription(customer_id => %s, plan_
 	pg_temp.id('ada'), pg_temp.id('plan')), '22023', 'metadata must be a JSON object', 'metadata must be an object');
 SELECT throws_ok(format('SELECT pay_create_subscription(customer_id => %s, plan_id => %s, time_zone => ''Mars/Olympus_Mons'')',
 	pg_temp.id('ada'), pg_temp.id('plan')), '22023', 'time_zone is not a known time zone', 'an unknown time zone is refused');
+SELECT throws_ok(format('SELECT pay_create_subscription(customer_id => %s, plan_id => %s, time_zone => %L)',
+	pg_temp.id('ada'), pg_temp.id('plan'), z), '22023', 'time_zone is not a known time zone',
+	format('%s is refused (no place''s time)', z))
+FROM unnest(ARRAY['localtime', 'Factory', 'right/UTC', 'posix/Europe/Paris']) z;
+SELECT throws_ok(format('SELECT pay_create_subscription(customer_id => NULL, plan_id => %s)', pg_temp.id('plan')),
+	'22004', 'customer_id is required', 'a NULL customer id is a missing argument');
+SELECT throws_ok('SELECT pay_change_subscription(NULL, quantity => 2)', '22004', 'subscription_id is required',
+	'a NULL subscription id is a missing argument');
 SELECT throws_ok(format('SELECT pay_create_subscription(customer_id => %s, plan_id => %s, time_zone => ''PDT'')',
 	pg_temp.id('ada'), pg_temp.id('plan')), '22023', 'time_zone is not a known time zone',
 	'an abbreviation (a fixed offset without daylight saving) is refused');
