@@ -13118,6 +13118,94 @@ COMMENT ON FUNCTION payments._check_time_zone(text) IS
 	'Internal: raises 22023 unless the text is an IANA time zone name (abbreviations, POSIX strings, localtime, posixrules, Factory and the posix/ and right/ copies are refused); the message does not quote the text.';
 
 ------------------------------------------------------------------------------
+-- h-unreached-attempts: an attempt of which nothing reached the gateway
+-- (DNS, connect or TLS failed, or the question before a refund or void got
+-- no answer) is given back (sql/src/worker.sql, _attempt_unreached; the
+-- worker calls it before _record_result): a quarter of an hour's outage
+-- made dead letters of operations that had never left.
+------------------------------------------------------------------------------
+CREATE FUNCTION payments._attempt_unreached(p_merchant_id bigint, p_operation_id bigint)
+	RETURNS void
+	LANGUAGE sql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+	UPDATE payments.operations o SET attempts = o.attempts - 1
+	WHERE o.merchant_id = p_merchant_id AND o.operation_id = p_operation_id
+		AND o.status = 'sending' AND o.attempts > 0
+	$$;
+COMMENT ON FUNCTION payments._attempt_unreached(bigint, bigint) IS
+	'Worker, step 3: gives back the attempt of an operation of which nothing reached the gateway, so that it does not count toward payments.max_attempts.';
+
+------------------------------------------------------------------------------
+-- h-refund-dead-letters: pay_refund's errors about what is left to refund
+-- name the amount in refunds that ran out of attempts (dead letters), which
+-- count against it, and what the owner can do (sql/src/payment_api.sql).
+------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION payments.pay_refund(
+	payment_id bigint,
+	amount payments.pay_amount DEFAULT NULL,
+	reason text DEFAULT NULL,
+	idempotency_key text DEFAULT NULL,
+	correlation_id text DEFAULT NULL)
+	RETURNS payments.operations
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	p payments.payments := payments._lock_payment(pay_refund.payment_id);
+	o payments.operations := payments._idempotent_operation(p.merchant_id, pay_refund.idempotency_key,
+		'refund', md5(jsonb_build_array(pay_refund.payment_id, pay_refund.amount::text, pay_refund.reason)::text));
+	captured payments.pay_amount;
+	committed payments.pay_amount;
+	dead payments.pay_amount;
+	dead_note text := '';
+	remaining payments.pay_amount;
+	refund_amount payments.pay_amount;
+BEGIN
+	IF o.operation_id IS NOT NULL THEN
+		RETURN o;
+	END IF;
+	PERFORM payments._check_text('reason', pay_refund.reason, 255);
+	IF p.status NOT IN ('succeeded', 'partially_refunded') THEN
+		PERFORM payments._wrong_state(p, 'refund');
+	END IF;
+	captured := p.amount_captured;
+	-- refunds already made or on their way count against what is left,
+	-- and so do dead letters (a retry may still make them)
+	SELECT coalesce(sum(x.amount), p.amount * 0),
+		coalesce(sum(x.amount) FILTER (WHERE x.status = 'dead'), p.amount * 0)
+	INTO committed, dead FROM payments.operations x
+	WHERE x.merchant_id = p.merchant_id AND x.payment_id = p.payment_id AND x.kind = 'refund'
+		AND x.status IN ('queued', 'sending', 'unknown', 'succeeded', 'waiting_settlement', 'dead');
+	IF pay_minor_units(dead) <> 0 THEN
+		dead_note := format(' %s of it is in refunds that ran out of attempts (dead letters), which the owner sends again with pay_retry_dead_letter or gives back with pay_discard_dead_letter.', dead);
+	END IF;
+	remaining := captured - committed;
+	refund_amount := coalesce(pay_refund.amount, remaining);
+	IF pay_minor_units(refund_amount) <= 0 THEN
+		RAISE EXCEPTION 'refund amount must be positive' USING ERRCODE = '22Y23',
+			DETAIL = format('%s of %s captured is left to refund.%s', remaining, captured, dead_note);
+	END IF;
+	IF refund_amount > remaining THEN
+		RAISE EXCEPTION 'refund amount % exceeds the % left to refund', refund_amount, remaining
+			USING ERRCODE = '22Y21',
+				DETAIL = format('%s was captured and %s is refunded or being refunded.%s', captured, committed, dead_note);
+	END IF;
+	IF payments._busy_operation(p) IS NOT NULL AND NOT EXISTS (SELECT 1 FROM payments.operations x
+			WHERE x.merchant_id = p.merchant_id AND x.payment_id = p.payment_id
+				AND x.status IN ('queued', 'sending', 'unknown') AND x.kind = 'refund') THEN
+		PERFORM payments._wrong_state(p, 'refund', 'Another operation on this payment is in progress.');
+	END IF;
+	-- Void, refund or wait is decided by the worker from the gateway's state
+	-- of the capture when it processes the refund: settled, a refund; not
+	-- settled, a void when the whole capture is refunded, else it waits
+	-- (waiting_settlement) and goes out once the batch has settled.
+	RETURN payments._new_operation(p, 'refund', refund_amount, 'queued', pay_refund.reason,
+		pay_refund.idempotency_key, pay_refund.correlation_id);
+END
+$$;
+
+------------------------------------------------------------------------------
 ------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,
 -- payment_api.sql, privileges.sql).  Keep this block LAST: its privilege

@@ -616,6 +616,7 @@ gateway_set_outcome(GatewayOp *op, GatewayOutcomeKind outcome, const char *error
 	op->done = true;
 	op->result.outcome = outcome;
 	op->result.error = error ? pstrdup(error) : NULL;
+	op->result.unreached = false;
 }
 
 /* An outcome to act on again later: after gateway_backoff(min_ms, max_ms). */
@@ -1470,6 +1471,7 @@ gateway_interpret(GatewayOp *op, bool *follow_up)
 		gateway_set_outcome_later(op, 1000, 300000, OUTCOME_RETRY,
 								  op->http.outcome != HTTP_COMPLETED ? op->http.error :
 								  psprintf("HTTP status %ld from the gateway", op->http.http_status));
+		op->result.unreached = op->http.outcome != HTTP_COMPLETED;
 	}
 	else if (op->http.outcome == HTTP_NOT_SENT &&
 			 (op->stage == STAGE_CONFIRM || op->stage == STAGE_LOOKUP ||
@@ -1486,6 +1488,7 @@ gateway_interpret(GatewayOp *op, bool *follow_up)
 	else if (op->http.outcome == HTTP_NOT_SENT)
 	{
 		gateway_set_outcome_later(op, 1000, 300000, OUTCOME_RETRY, op->http.error);
+		op->result.unreached = true;
 	}
 	else if (op->http.outcome == HTTP_UNKNOWN || op->http.http_status != 200)
 	{

@@ -125,6 +125,10 @@ typedef struct GatewayOutcome
 	char	   *network_trans_id;	/* networkTransId of an approval */
 	TimestampTz retry_at;
 	char	   *error;
+	bool		unreached;		/* a retry of which nothing reached the
+								 * gateway (no connection, or no answer to
+								 * the question asked before the operation):
+								 * the attempt is given back */
 } GatewayOutcome;
 
 /* Which list a lookup past the duplicate window is reading. */

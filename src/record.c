@@ -279,6 +279,25 @@ reason_text(const GatewayOutcome *r)
 	return r->reason_text && r->reason_text[0] ? r->reason_text : NULL;
 }
 
+/*
+ * Nothing of this attempt reached the gateway: it does not count toward
+ * payments.max_attempts (payments._attempt_unreached).
+ */
+static void
+give_back_attempt(GatewayOp *op)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[2] = {INT8OID, INT8OID};
+	Datum		v[2];
+
+	v[0] = Int64GetDatum(op->merchant_id);
+	v[1] = Int64GetDatum(op->operation_id);
+	if (SPI_execute_plan(worker_kept_plan(&plan, "SELECT payments._attempt_unreached($1,$2)",
+										  lengthof(types), types),
+						 v, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "payments worker: could not give back an attempt");
+}
+
 /* Record one operation's outcome (payments._record_result). */
 static void
 record_outcome(GatewayOp *op)
@@ -522,6 +541,8 @@ record_op(GatewayOp *op)
 		gateway_status_record_verification(op);
 		return;
 	}
+	if (op->result.unreached)
+		give_back_attempt(op);
 	if (gateway_op_is_cim(op))
 	{
 		record_method_outcome(op);

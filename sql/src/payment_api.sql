@@ -673,6 +673,8 @@ DECLARE
 		'refund', md5(jsonb_build_array(pay_refund.payment_id, pay_refund.amount::text, pay_refund.reason)::text));
 	captured payments.pay_amount;
 	committed payments.pay_amount;
+	dead payments.pay_amount;
+	dead_note text := '';
 	remaining payments.pay_amount;
 	refund_amount payments.pay_amount;
 BEGIN
@@ -684,20 +686,26 @@ BEGIN
 		PERFORM payments._wrong_state(p, 'refund');
 	END IF;
 	captured := p.amount_captured;
-	-- refunds already made or on their way count against what is left
-	SELECT coalesce(sum(x.amount), p.amount * 0) INTO committed FROM payments.operations x
+	-- refunds already made or on their way count against what is left,
+	-- and so do dead letters (a retry may still make them)
+	SELECT coalesce(sum(x.amount), p.amount * 0),
+		coalesce(sum(x.amount) FILTER (WHERE x.status = 'dead'), p.amount * 0)
+	INTO committed, dead FROM payments.operations x
 	WHERE x.merchant_id = p.merchant_id AND x.payment_id = p.payment_id AND x.kind = 'refund'
 		AND x.status IN ('queued', 'sending', 'unknown', 'succeeded', 'waiting_settlement', 'dead');
+	IF pay_minor_units(dead) <> 0 THEN
+		dead_note := format(' %s of it is in refunds that ran out of attempts (dead letters), which the owner sends again with pay_retry_dead_letter or gives back with pay_discard_dead_letter.', dead);
+	END IF;
 	remaining := captured - committed;
 	refund_amount := coalesce(pay_refund.amount, remaining);
 	IF pay_minor_units(refund_amount) <= 0 THEN
 		RAISE EXCEPTION 'refund amount must be positive' USING ERRCODE = '22Y23',
-			DETAIL = format('%s of %s captured is left to refund.', remaining, captured);
+			DETAIL = format('%s of %s captured is left to refund.%s', remaining, captured, dead_note);
 	END IF;
 	IF refund_amount > remaining THEN
 		RAISE EXCEPTION 'refund amount % exceeds the % left to refund', refund_amount, remaining
 			USING ERRCODE = '22Y21',
-				DETAIL = format('%s was captured and %s is refunded or being refunded.', captured, committed);
+				DETAIL = format('%s was captured and %s is refunded or being refunded.%s', captured, committed, dead_note);
 	END IF;
 	IF payments._busy_operation(p) IS NOT NULL AND NOT EXISTS (SELECT 1 FROM payments.operations x
 			WHERE x.merchant_id = p.merchant_id AND x.payment_id = p.payment_id

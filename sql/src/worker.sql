@@ -571,6 +571,25 @@ $$;
 COMMENT ON FUNCTION payments._record_result(bigint, bigint, text, integer, integer, text, text, text, text, text, timestamptz, text, text, text) IS
 	'Worker, step 3: records the gateway''s answer (or the transport failure) and moves the operation and its payment on; p_card_fingerprint as for _record_final_results.';
 
+-- An attempt of which nothing reached the gateway (no connection: DNS,
+-- connect or TLS failed; or no answer to the question asked before the
+-- operation) is given back, in step 3's transaction before _record_result:
+-- DESIGN §2 retries what provably never left freely, and the worker's
+-- circuit breaker paces those retries.  Counted, a gateway outage of a
+-- quarter of an hour turned refunds and purchases that never left into
+-- dead letters.
+CREATE FUNCTION payments._attempt_unreached(p_merchant_id bigint, p_operation_id bigint)
+	RETURNS void
+	LANGUAGE sql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+	UPDATE payments.operations o SET attempts = o.attempts - 1
+	WHERE o.merchant_id = p_merchant_id AND o.operation_id = p_operation_id
+		AND o.status = 'sending' AND o.attempts > 0
+	$$;
+COMMENT ON FUNCTION payments._attempt_unreached(bigint, bigint) IS
+	'Worker, step 3: gives back the attempt of an operation of which nothing reached the gateway, so that it does not count toward payments.max_attempts.';
+
 -- The setting is always defined (the library is preloaded) and holds its
 -- default there: no second default here.
 CREATE FUNCTION payments._max_attempts() RETURNS integer

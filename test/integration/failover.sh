@@ -96,7 +96,7 @@ gateway "https://127.0.0.1:$(free_port)/xml/v1/request.api"
 P=$(as_m p -c "SELECT payment_id FROM pay_purchase(amount => '33.00 USD', card => $card)")
 C=$(as_m p -c "SELECT operation_id FROM pay_capture(payment_id => $A)")
 tried() {
-	[ "$(pq -Atc "SELECT count(*) FROM payments.operations WHERE merchant_id = $M AND status = 'queued' AND never_sent AND attempts > 0
+	[ "$(pq -Atc "SELECT count(*) FROM payments.operations WHERE merchant_id = $M AND status = 'queued' AND never_sent AND last_error IS NOT NULL
 		AND (payment_id = $P OR operation_id = $C)")" = 2 ] && echo yes
 }
 is "$(poll_value 30 tried)" yes "a purchase and a capture wait, queued, never sent"

@@ -9,7 +9,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(23);
+SELECT plan(24);
 
 -- Payments as the worker leaves them: captured (two), held for review (two).
 CREATE FUNCTION pg_temp.payment(inv text, kind text, status text, trans text, settled timestamptz DEFAULT NULL)
@@ -121,6 +121,28 @@ SELECT is(payments._resolve_review(1, pg_temp.id('h2'), 'declined', 'declined', 
 	'failed', 'a purchase declined after review fails');
 SELECT is((SELECT decline_code || '|' || decline_reason FROM payments.payments WHERE merchant_id = 1 AND payment_id = pg_temp.id('h2')),
 	'254|This transaction has been declined.', 'with the gateway''s code and reason');
+
+-- a refund that ran out of attempts still counts against what is left to
+-- refund (a retry may make it), and the error says so, and what to do
+INSERT INTO ids VALUES ('d', pg_temp.payment('TAPST-D', 'purchase', 'pending', '70006'));
+SELECT pg_temp.move(pg_temp.id('d'), 'succeeded');
+INSERT INTO ids VALUES ('rd', pg_temp.refund_op(pg_temp.id('d'), '4.00 USD', 'queued'));
+UPDATE payments.operations SET status = 'dead' WHERE merchant_id = 1 AND operation_id = pg_temp.id('rd');
+CREATE FUNCTION pg_temp.refund_error(pid bigint, amount text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+	state text;
+	detail text;
+BEGIN
+	PERFORM set_config('payments.merchant_id', '1', true);
+	PERFORM payments.pay_refund(payment_id => pid, amount => amount::payments.pay_amount);
+	RETURN 'no error';
+EXCEPTION WHEN OTHERS THEN
+	GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, detail = PG_EXCEPTION_DETAIL;
+	RETURN state || ': ' || detail;
+END $$;
+SELECT is(pg_temp.refund_error(pg_temp.id('d'), '7.00 USD'),
+	'22Y21: 10.00 USD was captured and 4.00 USD is refunded or being refunded. 4.00 USD of it is in refunds that ran out of attempts (dead letters), which the owner sends again with pay_retry_dead_letter or gives back with pay_discard_dead_letter.',
+	'a refund beyond what is left names the dead letters counted in it');
 
 SELECT * FROM finish();
 ROLLBACK;
