@@ -481,3 +481,8 @@ FROM (VALUES (' '), ('nan USD'), ('USD inf'), ('-USD -5'), ('USD twelve'), ('12.
 	('. USD'), ('1,000 USD'), ('1''000 USD'), ('1_000 USD'), ('1e3 USD'), ('5 - USD'),
 	('12.34'), ('12.34 USD x'), ('12.34 US'), ('12.34 U5D'), ('12.345 USD'), ('1.5 JPY'),
 	('92233720368547758.08 USD'), ('1e USD'), ('12EUR')) AS t(v);
+
+-- The limit in the detail of an out-of-range error reaches the client
+-- unmasked: written as one run of 19 digits, the log hook masked it as a
+-- card number's.
+SELECT pay_amount_from_minor((2 ^ 62)::bigint, 'JPY') * 2;

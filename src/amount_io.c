@@ -71,15 +71,6 @@ syntax_error(const char *detail)
 }
 
 static void
-out_of_range(void)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-			 errmsg("value out of range for type pay_amount"),
-			 errdetail("An amount is at most 9223372036854775807 minor units of its currency in either direction.")));
-}
-
-static void
 too_many_decimals(const Currency *c)
 {
 	if (c->exponent == 0)
@@ -155,7 +146,7 @@ report_parse_status(AmountParseStatus st, const Currency *c)
 			too_many_decimals(c);
 			break;
 		case AMOUNT_OUT_OF_RANGE:
-			out_of_range();
+			pay_amount_out_of_range();
 			break;
 	}
 	ereport(ERROR,
@@ -258,7 +249,7 @@ numeric_to_int64_or_error(Numeric n)
 	}
 	if (DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(n), NumericGetDatum(max_n))) > 0 ||
 		DatumGetInt32(DirectFunctionCall2(numeric_cmp, NumericGetDatum(n), NumericGetDatum(min_n))) < 0)
-		out_of_range();
+		pay_amount_out_of_range();
 	return DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(n)));
 }
 

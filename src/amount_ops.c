@@ -122,13 +122,17 @@ require_same_currency(const PayAmount *a, const PayAmount *b, const char *what)
 		pay_amount_currency_mismatch(a->currency, b->currency, what);
 }
 
+/*
+ * The limit in the detail is grouped by commas: the log hook masks a run of
+ * 12 or more digits as a card number's, in what the client is sent too.
+ */
 void
 pay_amount_out_of_range(void)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-			 errmsg("pay_amount out of range"),
-			 errdetail("An amount is at most 9223372036854775807 minor units of its currency in either direction.")));
+			 errmsg("value out of range for type pay_amount"),
+			 errdetail("An amount is at most 9,223,372,036,854,775,807 minor units of its currency in either direction.")));
 }
 
 static void
