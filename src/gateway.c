@@ -860,6 +860,13 @@ interpret_send(GatewayOp *op, bool *follow_up)
 							"the capture settled before its void went out (reason 16): refunded instead");
 		return;
 	}
+	if (strcmp(op->kind, "capture") == 0 && r.reason_code == 16)
+	{
+		/* an authorization uncaptured for 30 days expires at the gateway */
+		gateway_set_outcome(op, OUTCOME_ERROR,
+							"the gateway cannot find the authorization to capture (reason 16): an authorization left uncaptured for 30 days expires; pay_void records that (the worker asks the gateway), and charging again takes a new payment");
+		return;
+	}
 	if (strcmp(op->kind, "void") == 0 && r.reason_code == 16)
 	{
 		/* it was unsettled when asked: it settled since, most likely */

@@ -416,12 +416,18 @@ is "$(q -c "SELECT status FROM pay_get_payment($pc)")" canceled "13: the payment
 
 ###########################################################################
 # 14. An authorization left uncaptured past its 30 days expires at the
-#     gateway: a void then records what happened (nothing is held), the
-#     payment canceled (before: the void failed, the payment stayed
-#     requires_capture for ever).  A purchase voided before settlement
-#     shows nothing captured (before: its amount_captured stayed).
+#     gateway: a capture fails saying so (reason 16), a void then records
+#     what happened (nothing is held), the payment canceled (before: the
+#     void failed, the payment stayed requires_capture for ever).  A
+#     purchase voided before settlement shows nothing captured (before:
+#     its amount_captured stayed).
 pe=$(pay authorize '50.00 USD')
 clock $((32 * 86400)); settle >/dev/null
+op=$(q -c "SELECT operation_id FROM pay_capture(payment_id => $pe)")
+ok "$(passed op_is "$op" failed)" "14: a capture of an authorization expired at the gateway fails"
+like "$(q -c "SELECT last_error FROM pay_payment_operations($pe) WHERE operation_id = $op")" \
+	'cannot find the authorization to capture \(reason 16\).*30 days.*pay_void' \
+	"14: saying the authorization may have expired and how to record it (before: no error text)"
 op=$(q -c "SELECT operation_id FROM pay_void(payment_id => $pe)")
 ok "$(passed op_is "$op" succeeded)" "14: a void of an authorization expired at the gateway succeeds"
 like "$(q -c "SELECT last_error FROM pay_payment_operations($pe) WHERE operation_id = $op")" 'had expired at the gateway' "14: saying why"
