@@ -134,7 +134,7 @@ is "$(poll_value 20 sending)" yes "a purchase is in flight (sent, its answer hel
 is "$(pledger "$P2")" "charge 33.00" "and the gateway has charged it"
 # Waiting at the stop: a card payment whose gateway cannot be reached yet.
 P3=$(qm "$M2" -c "SELECT payment_id FROM pay_purchase(amount => '21.00 USD', card => $card)")
-retried() { [ "$(qm "$M2" -c "SELECT count(*) FROM pay_payment_operations($P3) WHERE status = 'queued' AND attempts > 0")" = 1 ] && echo yes; }
+retried() { [ "$(qm "$M2" -c "SELECT count(*) FROM pay_payment_operations($P3) WHERE status = 'queued' AND last_error IS NOT NULL")" = 1 ] && echo yes; }
 is "$(poll_value 20 retried)" yes "a card payment waits for its unreachable gateway, queued"
 sealed=$(uq payments -Atc "SELECT payments.pay_audit_seal()")
 ok "$([ "${sealed:-0}" -ge 1 ] && echo 0 || echo 1)" "0.1.0's audit rows are sealed ($sealed batches)"
