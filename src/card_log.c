@@ -29,6 +29,7 @@
 #include "postgres.h"
 
 #include "commands/prepare.h"
+#include "lib/stringinfo.h"
 #include "parser/scansup.h"
 #include "tcop/tcopprot.h"
 #include "utils/elog.h"
@@ -111,8 +112,8 @@ mentions_pay_card(const char *s)
 static bool
 executes_pay_card(const char *s)
 {
-	char		name[NAMEDATALEN];
-	int			n = 0;
+	const char *start;
+	char	   *name;
 	PreparedStatement *ps;
 
 	while (scanner_isspace(*s))
@@ -121,23 +122,28 @@ executes_pay_card(const char *s)
 		return false;
 	for (s += 7; scanner_isspace(*s); s++)
 		;
+	/* the name as the parser reads it (scansup.c) */
 	if (*s == '"')
 	{
-		for (s++; *s && n < NAMEDATALEN - 1; s++)
+		StringInfoData buf;
+
+		initStringInfo(&buf);
+		for (s++; *s && !(*s == '"' && s[1] != '"'); s++)
 		{
-			if (*s == '"' && *++s != '"')
-				break;
-			name[n++] = *s;
+			if (*s == '"')
+				s++;			/* a doubled quote is one */
+			appendStringInfoChar(&buf, *s);
 		}
+		truncate_identifier(buf.data, buf.len, false);
+		name = buf.data;
 	}
 	else
 	{
-		for (; n < NAMEDATALEN - 1 && (isalnum((unsigned char) *s) || *s == '_' || *s == '$' ||
-									   IS_HIGHBIT_SET(*s)); s++)
-			name[n++] = pg_ascii_tolower((unsigned char) *s);
+		for (start = s; isalnum((unsigned char) *s) || *s == '_' || *s == '$' || IS_HIGHBIT_SET(*s); s++)
+			;
+		name = downcase_truncate_identifier(start, s - start, false);
 	}
-	name[n] = '\0';
-	if (n == 0)
+	if (name[0] == '\0')
 		return false;
 	ps = FetchPreparedStatement(name, false);
 	return ps != NULL && mentions_pay_card(ps->plansource->query_string);

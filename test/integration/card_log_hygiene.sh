@@ -195,7 +195,8 @@ SPELLED=("987:a tab after the colon" "864:\t after the colon in an E'' string"
 	"995:key \"cvv\\u0000x\" (refused)"
 	"471:pay_card's code as a number cast to text" "468:EXECUTE of a prepared purchase"
 	"469:a failing EXECUTE of a prepared purchase" "357:EXECUTE of a prepared purchase, a number the input refuses"
-	"246:a code next to a card number in a statement of the application's own")
+	"246:a code next to a card number in a statement of the application's own"
+	"135:EXECUTE of a prepared purchase with a quoted name, a number the input refuses")
 log_size_before=$(stat -c %s "$LOG")
 as_merchant -v ON_ERROR_STOP=0 -f - > "$WORK/card_log_hygiene.spellings-out" 2>&1 <<SQL
 SET log_statement = 'all';
@@ -238,6 +239,9 @@ PREPARE purchase_card(text, int, int, text) AS
 EXECUTE purchase_card('$PAN', 12, $YEAR, '468');
 EXECUTE purchase_card('$PAN', 13, $YEAR, '469');
 EXECUTE purchase_card('4000', 12, $YEAR, '357');
+PREPARE "Card ""Buy"""(text, int, int, text) AS
+	SELECT payment_id FROM pay_purchase(amount => '1.00 USD', card => pay_card(\$1, \$2, \$3, \$4));
+EXECUTE "Card ""Buy"""('4000', 12, $YEAR, '135');
 SELECT md5('$PAN' || '246') IS NOT NULL;
 SQL
 session_log "$log_size_before" "$WORK/card_log_hygiene.spellings-log"
