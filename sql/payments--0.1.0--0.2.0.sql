@@ -13207,6 +13207,113 @@ $$;
 
 ------------------------------------------------------------------------------
 ------------------------------------------------------------------------------
+-- h-capture-expired: a capture the gateway cannot find (reason 16) asks
+-- whether its authorization expired uncaptured; if it did, the capture
+-- fails with the outcome expired and the payment is canceled with nothing
+-- captured (sql/src/status_machine.sql, sql/src/worker.sql).  Before, the
+-- payment stayed requires_capture until someone voided it.
+------------------------------------------------------------------------------
+INSERT INTO payments.operation_outcomes
+	(operation_kind, outcome, operation_status, payment_status, payment_status_from) VALUES
+	('capture', 'expired', 'failed', 'canceled', 'requires_capture');
+
+CREATE OR REPLACE FUNCTION payments._record_result(
+	p_merchant_id bigint, p_operation_id bigint, p_outcome text,
+	p_response_code integer, p_reason_code integer, p_reason_text text,
+	p_trans_id text, p_auth_code text, p_avs text, p_cvv text,
+	p_retry_at timestamptz, p_error text, p_account_number text,
+	p_card_fingerprint text DEFAULT NULL)
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	SET enable_seqscan = off
+	SET plan_cache_mode = force_generic_plan
+	SET jit = off
+	AS $$
+DECLARE
+	o payments.operations;
+	p payments.payments;
+	t payments.operation_outcomes;
+	new_refunded payments.pay_amount;
+BEGIN
+	SELECT * INTO o FROM payments.operations
+	WHERE merchant_id = p_merchant_id AND operation_id = p_operation_id FOR UPDATE;
+	IF NOT FOUND OR o.status <> 'sending' THEN
+		RETURN;		-- not ours any more (a DBA discarded it)
+	END IF;
+	SELECT * INTO t FROM payments.operation_outcomes x
+	WHERE x.operation_kind = o.kind AND x.outcome = p_outcome;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'invalid outcome % for operation %', p_outcome, p_operation_id
+			USING ERRCODE = '22023';
+	END IF;
+	SELECT * INTO p FROM payments.payments
+	WHERE merchant_id = o.merchant_id AND payment_id = o.payment_id FOR UPDATE;
+
+	IF t.operation_status NOT IN ('succeeded', 'failed') THEN
+		-- to be tried again at p_retry_at, unless out of attempts
+		UPDATE payments.operations SET
+			status = CASE WHEN o.attempts >= payments._max_attempts() THEN 'dead' ELSE t.operation_status END,
+			next_attempt_at = p_retry_at, last_error = p_error,
+			-- retry: provably never sent this time, so the duplicate window
+			-- starts with the first real send; unknown: it may have been
+			never_sent = o.never_sent AND p_outcome = 'retry',
+			first_sent_at = CASE WHEN o.never_sent AND p_outcome = 'retry' THEN NULL ELSE o.first_sent_at END
+		WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
+		IF t.payment_status IS NOT NULL AND p.status = t.payment_status_from THEN
+			UPDATE payments.payments SET status = t.payment_status
+			WHERE merchant_id = p.merchant_id AND payment_id = p.payment_id;
+		END IF;
+		RETURN;
+	END IF;
+
+	-- a final answer from the gateway
+	IF o.kind IN ('purchase', 'authorize') THEN
+		PERFORM payments._record_final_results(ARRAY[p_merchant_id], ARRAY[p_operation_id],
+			ARRAY[p_outcome], ARRAY[p_response_code], ARRAY[p_reason_code], ARRAY[p_reason_text],
+			ARRAY[p_trans_id], ARRAY[p_auth_code], ARRAY[p_avs], ARRAY[p_cvv], ARRAY[p_error],
+			ARRAY[p_account_number], ARRAY[p_card_fingerprint]);
+		RETURN;
+	END IF;
+	UPDATE payments.operations SET
+		status = t.operation_status,
+		gateway_trans_id = nullif(nullif(p_trans_id, ''), '0'),
+		response_code = p_response_code, reason_code = p_reason_code, reason_text = p_reason_text,
+		last_error = p_error, completed_at = clock_timestamp()
+	WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
+	DELETE FROM payments.card_vault WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
+
+	IF t.payment_status IS NULL OR p.status IS DISTINCT FROM coalesce(t.payment_status_from, p.status) THEN
+		RETURN;
+	END IF;
+	IF o.kind = 'capture' THEN
+		-- captured only when it succeeded (an expired authorization cancels
+		-- the payment with nothing captured)
+		UPDATE payments.payments SET status = t.payment_status,
+			amount_captured = CASE WHEN t.operation_status = 'succeeded' THEN o.amount
+				ELSE p.amount_captured END
+		WHERE merchant_id = p.merchant_id AND payment_id = p.payment_id;
+	ELSIF o.kind = 'refund' THEN
+		new_refunded := p.amount_refunded + o.amount;
+		UPDATE payments.payments SET amount_refunded = new_refunded,
+			status = CASE WHEN t.payment_status = 'refunded' AND new_refunded <> p.amount_captured
+				THEN 'partially_refunded' ELSE t.payment_status END
+		WHERE merchant_id = p.merchant_id AND payment_id = p.payment_id;
+	ELSIF o.kind = 'void' THEN
+		-- a void undoes the capture too (a purchase voided before settlement):
+		-- nothing stays captured
+		UPDATE payments.payments SET status = t.payment_status, amount_captured = p.amount_captured * 0
+		WHERE merchant_id = p.merchant_id AND payment_id = p.payment_id;
+	ELSE
+		UPDATE payments.payments SET status = t.payment_status
+		WHERE merchant_id = p.merchant_id AND payment_id = p.payment_id;
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION payments._record_result(bigint, bigint, text, integer, integer, text, text, text, text, text, timestamptz, text, text, text) IS
+	'Worker, step 3: records the gateway''s answer (or the transport failure) and moves the operation and its payment on; p_card_fingerprint as for _record_final_results.';
+
+------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,
 -- payment_api.sql, privileges.sql).  Keep this block LAST: its privilege
 -- and row-security statements cover every function and tenant table made

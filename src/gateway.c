@@ -94,6 +94,10 @@ gateway_jsonb_text_field(Jsonb *obj, const char *key)
 
 #define jsonb_text_field gateway_jsonb_text_field
 
+/* A capture refused with reason 16 whose authorization was not seen expired. */
+#define CAPTURE_NOT_FOUND \
+	"the gateway cannot find the authorization to capture (reason 16): nothing was captured; an authorization left uncaptured for 30 days expires, and pay_void records that"
+
 /* The refId sent with a request: the correlation id, at most 20 chars. */
 static void
 set_ref_id(GatewayOp *op)
@@ -450,7 +454,8 @@ gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **e
 	{
 		req.type = ANET_PRIOR_AUTH_CAPTURE;
 		req.amount = amount;
-		req.ref_trans_id = col(tuple, desc, "ref_trans_id");
+		op->auth_trans_id = col(tuple, desc, "ref_trans_id");
+		req.ref_trans_id = op->auth_trans_id;
 	}
 	else if (strcmp(op->kind, "void") == 0 || op->via_void)
 	{
@@ -601,6 +606,7 @@ static const char *const gateway_outcome_names[] = {
 	[OUTCOME_VOID_FIRST] = "void",
 	[OUTCOME_WAIT] = "wait",
 	[OUTCOME_REFUND_INSTEAD] = "refund",
+	[OUTCOME_EXPIRED] = "expired",
 };
 
 const char *
@@ -862,9 +868,19 @@ interpret_send(GatewayOp *op, bool *follow_up)
 	}
 	if (strcmp(op->kind, "capture") == 0 && r.reason_code == 16)
 	{
-		/* an authorization uncaptured for 30 days expires at the gateway */
-		gateway_set_outcome(op, OUTCOME_ERROR,
-							"the gateway cannot find the authorization to capture (reason 16): an authorization left uncaptured for 30 days expires; pay_void records that (the worker asks the gateway), and charging again takes a new payment");
+		/*
+		 * Nothing was captured.  An authorization uncaptured for 30 days
+		 * expires at the gateway: ask whether it did (interpret_expiry).
+		 */
+		if (op->auth_trans_id != NULL &&
+			gateway_set_request(op, "getTransactionDetailsRequest", build_details,
+								op->auth_trans_id, NULL))
+		{
+			op->stage = STAGE_EXPIRY;
+			*follow_up = true;
+		}
+		else
+			gateway_set_outcome(op, OUTCOME_ERROR, CAPTURE_NOT_FOUND);
 		return;
 	}
 	if (strcmp(op->kind, "void") == 0 && r.reason_code == 16)
@@ -1120,7 +1136,9 @@ interpret_confirm(GatewayOp *op, bool *follow_up)
 				gateway_set_outcome_later(op, 60000, 900000, OUTCOME_UNKNOWN, NULL);
 			return;
 		case ANET_STATUS_EXPIRED:
-			gateway_set_outcome(op, OUTCOME_ERROR, "the authorization expired");
+			/* nothing captured, nothing held: a capture cancels the payment */
+			gateway_set_outcome(op, strcmp(op->kind, "capture") == 0 ? OUTCOME_EXPIRED : OUTCOME_ERROR,
+								"the authorization expired");
 			return;
 		case ANET_STATUS_FAILED:
 			/*
@@ -1357,6 +1375,31 @@ interpret_decide(GatewayOp *op, bool *follow_up)
 		gateway_set_outcome(op, OUTCOME_REJECTED, "the request could not be built");
 }
 
+/*
+ * The reply to the question a capture refused with reason 16 asks: its
+ * authorization expired uncaptured (the payment is canceled: nothing is
+ * held, and a void has nothing to do), or something else the error says.
+ * The capture itself was answered, so any other answer, or none, leaves it
+ * failed as the gateway said (gateway_interpret).
+ */
+static void
+interpret_expiry(GatewayOp *op)
+{
+	AnetTxnDetails d;
+
+	if (!anet_parse_transaction_details_response(op->http.response, op->http.response_len, &d) ||
+		!d.found)
+		gateway_set_outcome(op, OUTCOME_ERROR, CAPTURE_NOT_FOUND);
+	else if (anet_classify_transaction_status(d.transaction_status) == ANET_STATUS_EXPIRED)
+		gateway_set_outcome(op, OUTCOME_EXPIRED,
+							psprintf("the authorization %s expired at the gateway uncaptured (reason 16): nothing was captured and nothing is held, so the payment is canceled; charging again takes a new payment",
+									 d.trans_id));
+	else
+		gateway_set_outcome(op, OUTCOME_ERROR,
+							psprintf("the gateway cannot find the authorization to capture (reason 16), and shows transaction %s as %s",
+									 d.trans_id, d.transaction_status[0] ? d.transaction_status : "(no status)"));
+}
+
 /* The reply to a review check: the held transaction's status now. */
 static void
 interpret_review(GatewayOp *op)
@@ -1471,6 +1514,12 @@ gateway_interpret(GatewayOp *op, bool *follow_up)
 		if (op->settlement != NULL)
 			op->settlement->error = op->result.error;
 	}
+	else if (op->stage == STAGE_EXPIRY &&
+			 (op->http.outcome != HTTP_COMPLETED || op->http.http_status != 200))
+	{
+		/* the capture was refused (reason 16); only the question failed */
+		gateway_set_outcome(op, OUTCOME_ERROR, CAPTURE_NOT_FOUND);
+	}
 	else if (op->stage == STAGE_DECIDE &&
 			 (op->http.outcome != HTTP_COMPLETED || op->http.http_status != 200))
 	{
@@ -1524,6 +1573,8 @@ gateway_interpret(GatewayOp *op, bool *follow_up)
 	}
 	else if (op->stage == STAGE_DECIDE)
 		interpret_decide(op, follow_up);
+	else if (op->stage == STAGE_EXPIRY)
+		interpret_expiry(op);
 	else if (op->stage == STAGE_REVIEW)
 		interpret_review(op);
 	else

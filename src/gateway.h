@@ -39,8 +39,11 @@ typedef enum GatewayStage
 								 * credentials (gateway_status.c) */
 	STAGE_CIM,					/* a stored payment method's or customer's
 								 * profile call (gateway_cim.c) */
-	STAGE_CIM_CONFIRM			/* getCustomerProfile after a save, or to
+	STAGE_CIM_CONFIRM,			/* getCustomerProfile after a save, or to
 								 * find what an earlier attempt did */
+	STAGE_EXPIRY				/* a capture the gateway cannot find (reason
+								 * 16) asks whether its authorization
+								 * expired */
 } GatewayStage;
 
 /* What the last reply of an op said of the merchant's account. */
@@ -101,8 +104,10 @@ typedef enum GatewayOutcomeKind
 								 * full: to be sent as a void */
 	OUTCOME_WAIT,				/* a partial refund of an unsettled capture:
 								 * wait for settlement */
-	OUTCOME_REFUND_INSTEAD		/* a refund decided as a void found the
+	OUTCOME_REFUND_INSTEAD,		/* a refund decided as a void found the
 								 * capture settled: to be sent as a refund */
+	OUTCOME_EXPIRED				/* a capture found its authorization expired
+								 * at the gateway: the payment is canceled */
 } GatewayOutcomeKind;
 
 extern const char *gateway_outcome_name(GatewayOutcomeKind outcome);
@@ -221,6 +226,7 @@ typedef struct GatewayOp
 	GatewayLookup lookup;		/* STAGE_LOOKUP */
 	AnetTxnRequest send_req;	/* STAGE_DECIDE: the refund or void to send
 								 * once decided (strings in cxt) */
+	char	   *auth_trans_id;	/* a capture's authorization (STAGE_EXPIRY) */
 	char	   *learned_trans_id;	/* the payment's capture was seen settled
 									 * (decide stage): this transId, */
 	char	   *learned_batch_id;	/* in this batch, */

@@ -135,6 +135,7 @@ INSERT INTO payments.operation_outcomes
 	('capture', 'rejected', 'failed', NULL, NULL),
 	('capture', 'retry', 'queued', NULL, NULL),
 	('capture', 'unknown', 'unknown', NULL, NULL),
+	('capture', 'expired', 'failed', 'canceled', 'requires_capture'),
 	('void', 'approved', 'succeeded', 'canceled', NULL),
 	('void', 'held', 'succeeded', NULL, NULL),
 	('void', 'declined', 'failed', NULL, NULL),

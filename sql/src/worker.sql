@@ -476,7 +476,8 @@ COMMENT ON FUNCTION payments._record_final_results(bigint[], bigint[], text[], i
 -- operation and its payment to their new status, erase the vault entry
 -- once the gateway has answered for good.
 --
--- outcome: approved | held | declined | error | rejected (a final answer)
+-- outcome: approved | held | declined | error | rejected (a final answer;
+--          expired: a capture whose authorization expired at the gateway)
 --          retry    (provably not processed: send again at p_retry_at)
 --          unknown  (may have been processed: resolve from p_retry_at on)
 CREATE FUNCTION payments._record_result(
@@ -549,7 +550,11 @@ BEGIN
 		RETURN;
 	END IF;
 	IF o.kind = 'capture' THEN
-		UPDATE payments.payments SET status = t.payment_status, amount_captured = o.amount
+		-- captured only when it succeeded (an expired authorization cancels
+		-- the payment with nothing captured)
+		UPDATE payments.payments SET status = t.payment_status,
+			amount_captured = CASE WHEN t.operation_status = 'succeeded' THEN o.amount
+				ELSE p.amount_captured END
 		WHERE merchant_id = p.merchant_id AND payment_id = p.payment_id;
 	ELSIF o.kind = 'refund' THEN
 		new_refunded := p.amount_refunded + o.amount;

@@ -416,23 +416,41 @@ is "$(q -c "SELECT status FROM pay_get_payment($pc)")" canceled "13: the payment
 
 ###########################################################################
 # 14. An authorization left uncaptured past its 30 days expires at the
-#     gateway: a capture fails saying so (reason 16), a void then records
-#     what happened (nothing is held), the payment canceled (before: the
-#     void failed, the payment stayed requires_capture for ever).  A
-#     purchase voided before settlement shows nothing captured (before:
-#     its amount_captured stayed).
-pe=$(pay authorize '50.00 USD')
+#     gateway: a capture is refused (reason 16), the worker asks the
+#     gateway about the authorization, finds it expired, and the payment
+#     is canceled with nothing captured (before: the capture failed and
+#     the payment stayed requires_capture until someone voided it).  A
+#     reason 16 for an authorization not expired leaves the payment as it
+#     was.  A void of an authorization expired at the gateway records
+#     what happened (nothing is held).  A purchase voided before
+#     settlement shows nothing captured (before: its amount_captured
+#     stayed).
+pe=$(pay authorize '50.00 USD'); pe2=$(pay authorize '40.00 USD'); pn=$(pay authorize '30.00 USD')
 clock $((32 * 86400)); settle >/dev/null
 op=$(q -c "SELECT operation_id FROM pay_capture(payment_id => $pe)")
 ok "$(passed op_is "$op" failed)" "14: a capture of an authorization expired at the gateway fails"
 like "$(q -c "SELECT last_error FROM pay_payment_operations($pe) WHERE operation_id = $op")" \
-	'cannot find the authorization to capture \(reason 16\).*30 days.*pay_void' \
-	"14: saying the authorization may have expired and how to record it (before: no error text)"
-op=$(q -c "SELECT operation_id FROM pay_void(payment_id => $pe)")
+	"authorization $(trans_of "$pe") expired at the gateway uncaptured \\(reason 16\\).*payment is canceled" \
+	"14: saying the authorization expired (before: that it may have, and to void it)"
+is "$(q -c "SELECT status || '|' || coalesce(amount_captured::text, 'none') FROM pay_get_payment($pe)")" "canceled|none" \
+	"14: the payment is canceled with nothing captured (before: requires_capture)"
+is "$(exchanges_of "$op")" "createTransactionRequest,getTransactionDetailsRequest" "14: the worker asked about the authorization once"
+is "$(q -c "SELECT count(*) FROM payments.events WHERE merchant_id = $M AND payment_id = $pe AND event_type = 'payment.canceled'")" 1 \
+	"14: one payment.canceled event"
+is "$(sqlstate_of "SELECT pay_capture(payment_id => $pe)")" 22Y20 "14: a second capture is refused"
+is "$(sim_ledger "P$TAG$pe")" "authorization 50.00" "14: the gateway captured nothing"
+cluster_psql "$WORK" "$PORT" payments -qc "UPDATE payments.payments SET gateway_trans_id = '77777777' WHERE merchant_id = $M AND payment_id = $pn"
+op=$(q -c "SELECT operation_id FROM pay_capture(payment_id => $pn)")
+ok "$(passed op_is "$op" failed)" "14: a capture of a transaction the gateway does not have fails"
+like "$(q -c "SELECT last_error FROM pay_payment_operations($pn) WHERE operation_id = $op")" \
+	'cannot find the authorization to capture \(reason 16\): nothing was captured.*30 days.*pay_void' \
+	"14: saying nothing was captured, and how to record an expiry"
+is "$(q -c "SELECT status FROM pay_get_payment($pn)")" requires_capture "14: that payment stays requires_capture"
+op=$(q -c "SELECT operation_id FROM pay_void(payment_id => $pe2)")
 ok "$(passed op_is "$op" succeeded)" "14: a void of an authorization expired at the gateway succeeds"
-like "$(q -c "SELECT last_error FROM pay_payment_operations($pe) WHERE operation_id = $op")" 'had expired at the gateway' "14: saying why"
-is "$(q -c "SELECT status FROM pay_get_payment($pe)")" canceled "14: the payment is canceled"
-is "$(sim_ledger "P$TAG$pe")" "authorization 50.00" "14: the gateway was asked to void nothing"
+like "$(q -c "SELECT last_error FROM pay_payment_operations($pe2) WHERE operation_id = $op")" 'had expired at the gateway' "14: saying why"
+is "$(q -c "SELECT status FROM pay_get_payment($pe2)")" canceled "14: the payment is canceled"
+is "$(sim_ledger "P$TAG$pe2")" "authorization 40.00" "14: the gateway was asked to void nothing"
 clock $((-32 * 86400))
 pv4=$(pay purchase '12.00 USD')
 op=$(q -c "SELECT operation_id FROM pay_void(payment_id => $pv4)")

@@ -9,11 +9,14 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(24);
+SELECT plan(25);
 
 SELECT set_eq($$SELECT operation_kind, outcome FROM payments.operation_outcomes$$,
 	$$SELECT k, o FROM unnest(ARRAY['purchase', 'authorize', 'capture', 'void', 'refund']) k,
 		unnest(ARRAY['approved', 'held', 'declined', 'error', 'rejected', 'retry', 'unknown']) o
+	  UNION ALL
+	  -- a capture whose authorization expired at the gateway
+	  SELECT 'capture', 'expired'
 	  UNION ALL
 	  -- stored payment methods' profile calls are never held for review
 	  SELECT k, o FROM unnest(ARRAY['save_method', 'delete_method', 'delete_customer']) k,
@@ -47,7 +50,7 @@ SELECT is_empty($$SELECT t.operation_kind, t.outcome, f.from_status, t.payment_s
 	'each payment status an outcome sets is reached by an allowed transition');
 SELECT is_empty($$SELECT operation_kind, outcome FROM payments.operation_outcomes
 	WHERE outcome IN ('approved', 'held') AND operation_status <> 'succeeded'
-		OR outcome IN ('declined', 'error', 'rejected') AND operation_status <> 'failed'
+		OR outcome IN ('declined', 'error', 'rejected', 'expired') AND operation_status <> 'failed'
 		OR outcome = 'retry' AND (operation_status <> 'queued' OR payment_status IS NOT NULL)$$,
 	'final answers end the operation; a retry queues it and leaves the payment alone');
 
@@ -80,6 +83,22 @@ FROM payments.operations o WHERE o.correlation_id = 'tap-sm-cap';
 SELECT results_eq($$SELECT p.status, p.amount_captured::text FROM payments.payments p WHERE p.invoice_number = 'TAPSM1'$$,
 	$$VALUES ('succeeded', '10.00 USD')$$,
 	'an approved capture takes the table''s payment status and the captured amount');
+-- a capture whose authorization expired cancels the payment, nothing captured
+INSERT INTO payments.payments (merchant_id, kind, amount, amount_refunded, payment_method,
+	invoice_number, correlation_id, status, gateway_trans_id)
+VALUES (1, 'authorize', '20.00 USD', '0.00 USD', 'profile', 'TAPSMX', 'tap-smx', 'pending', '60002');
+UPDATE payments.payments SET status = 'requires_capture', amount_authorized = amount WHERE invoice_number = 'TAPSMX';
+INSERT INTO payments.operations (merchant_id, payment_id, kind, status, amount, correlation_id)
+SELECT 1, payment_id, 'capture', 'queued', '20.00 USD', 'tap-smx' FROM payments.payments WHERE invoice_number = 'TAPSMX';
+UPDATE payments.operations SET status = 'sending', attempts = 1 WHERE correlation_id = 'tap-smx';
+SELECT payments._record_result(1, o.operation_id, 'expired', 3, 16, 'The transaction cannot be found.',
+	'0', NULL, NULL, NULL, NULL, 'the authorization expired', NULL)
+FROM payments.operations o WHERE o.correlation_id = 'tap-smx';
+SELECT results_eq($$SELECT p.status, coalesce(p.amount_captured::text, 'none'), o.status
+	FROM payments.payments p JOIN payments.operations o USING (merchant_id, payment_id)
+	WHERE p.invoice_number = 'TAPSMX'$$,
+	$$VALUES ('canceled', 'none', 'failed')$$,
+	'a capture whose authorization expired fails and cancels the payment with nothing captured');
 
 -- The status trigger (C, src/status_guard.c) as the PL/pgSQL it replaced
 -- behaved: the event's data, the updated_at stamp, the refusal's message;
