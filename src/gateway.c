@@ -701,7 +701,7 @@ account_outcome(GatewayOp *op)
 	op->result.reason_code = 0;
 	op->result.reason_text = NULL;
 	op->result.trans_id = NULL;
-	if (op->stage == STAGE_SEND || op->stage == STAGE_DECIDE ||
+	if (op->stage == STAGE_SEND || op->stage == STAGE_DECIDE || op->stage == STAGE_EXPIRY ||
 		(op->stage == STAGE_CIM && !op->may_have_been_sent))
 		gateway_set_outcome_later(op, 30000, 60000, OUTCOME_RETRY, error);
 	else if (op->stage == STAGE_CONFIRM || op->stage == STAGE_LOOKUP ||
@@ -1517,8 +1517,15 @@ gateway_interpret(GatewayOp *op, bool *follow_up)
 	else if (op->stage == STAGE_EXPIRY &&
 			 (op->http.outcome != HTTP_COMPLETED || op->http.http_status != 200))
 	{
-		/* the capture was refused (reason 16); only the question failed */
-		gateway_set_outcome(op, OUTCOME_ERROR, CAPTURE_NOT_FOUND);
+		/*
+		 * The capture was refused (reason 16: nothing captured) and the
+		 * question about its authorization got no answer: sent again
+		 * later, to be refused and ask again.
+		 */
+		gateway_set_outcome_later(op, 5000, 300000, OUTCOME_RETRY,
+								  psprintf("%s; whether it expired could not be asked: %s", CAPTURE_NOT_FOUND,
+										   op->http.outcome != HTTP_COMPLETED ? op->http.error :
+										   psprintf("HTTP status %ld from the gateway", op->http.http_status)));
 	}
 	else if (op->stage == STAGE_DECIDE &&
 			 (op->http.outcome != HTTP_COMPLETED || op->http.http_status != 200))

@@ -427,14 +427,19 @@ is "$(q -c "SELECT status FROM pay_get_payment($pc)")" canceled "13: the payment
 #     stayed).
 pe=$(pay authorize '50.00 USD'); pe2=$(pay authorize '40.00 USD'); pn=$(pay authorize '30.00 USD')
 clock $((32 * 86400)); settle >/dev/null
+# the first question about the authorization is answered 503: the capture
+# is sent again later (refused again), and the second question is answered
+sim_ctl POST /faults '{"type":"http5xx","count":1,"requestType":"getTransactionDetailsRequest"}' >/dev/null
 op=$(q -c "SELECT operation_id FROM pay_capture(payment_id => $pe)")
 ok "$(passed op_is "$op" failed)" "14: a capture of an authorization expired at the gateway fails"
+sim_ctl DELETE /faults >/dev/null
 like "$(q -c "SELECT last_error FROM pay_payment_operations($pe) WHERE operation_id = $op")" \
 	"authorization $(trans_of "$pe") expired at the gateway uncaptured \\(reason 16\\).*payment is canceled" \
 	"14: saying the authorization expired (before: that it may have, and to void it)"
 is "$(q -c "SELECT status || '|' || coalesce(amount_captured::text, 'none') FROM pay_get_payment($pe)")" "canceled|none" \
 	"14: the payment is canceled with nothing captured (before: requires_capture)"
-is "$(exchanges_of "$op")" "createTransactionRequest,getTransactionDetailsRequest" "14: the worker asked about the authorization once"
+is "$(exchanges_of "$op")" "createTransactionRequest,getTransactionDetailsRequest,createTransactionRequest,getTransactionDetailsRequest" \
+	"14: the worker asked about the authorization, and when that failed, sent the capture and asked again"
 is "$(q -c "SELECT count(*) FROM payments.events WHERE merchant_id = $M AND payment_id = $pe AND event_type = 'payment.canceled'")" 1 \
 	"14: one payment.canceled event"
 is "$(sqlstate_of "SELECT pay_capture(payment_id => $pe)")" 22Y20 "14: a second capture is refused"
