@@ -4103,7 +4103,7 @@ CREATE FUNCTION payments._period_index_at(p_anchor timestamp, p_time_zone text, 
 	AS $$
 DECLARE
 	n integer := floor(extract(epoch FROM ((p_at AT TIME ZONE p_time_zone) - p_anchor))
-		/ (p_count * CASE p_unit WHEN 'day' THEN 86400 WHEN 'week' THEN 604800
+		/ (p_count::bigint * CASE p_unit WHEN 'day' THEN 86400 WHEN 'week' THEN 604800
 			WHEN 'month' THEN 2629746 ELSE 31556952 END))::integer;
 BEGIN
 	WHILE payments._period_start(p_anchor, p_time_zone, p_unit, p_count, n) > p_at LOOP
@@ -5951,6 +5951,10 @@ CREATE FUNCTION payments.pay_get_invoice(invoice_id bigint) RETURNS payments.inv
 DECLARE
 	r payments.invoices;
 BEGIN
+	-- a NULL id is a missing argument, not an unknown id (404)
+	IF pay_get_invoice.invoice_id IS NULL THEN
+		RAISE EXCEPTION 'invoice_id is required' USING ERRCODE = '22004';
+	END IF;
 	SELECT * INTO r FROM payments.invoices i
 	WHERE i.merchant_id = payments.pay_current_merchant() AND i.invoice_id = pay_get_invoice.invoice_id;
 	IF NOT FOUND THEN
@@ -9917,6 +9921,16 @@ BEGIN
 	IF s.status = 'unpaid' THEN
 		now_ := payments._billing_now(p_merchant_id);
 		n := payments._period_index_at(s.billing_anchor, s.time_zone, s.interval_unit, s.interval_count, now_);
+		IF n > s.current_period_index AND s.cancel_at_period_end THEN
+			-- set to cancel at the end of its period, which has passed while
+			-- it was unpaid: it ended then, no new period is charged (as
+			-- pay_resume_subscription does for a paused one)
+			UPDATE payments.subscriptions x SET status = 'canceled', next_renewal_at = NULL,
+				canceled_at = coalesce(x.canceled_at, now_), ended_at = x.current_period_end
+			WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id;
+			PERFORM payments._close_pending_items(s.merchant_id, s.subscription_id, 'canceled_at_period_end', true);
+			RETURN;
+		END IF;
 		IF n > s.current_period_index THEN
 			ps := payments._period_start(s.billing_anchor, s.time_zone, s.interval_unit, s.interval_count, n);
 			pe := payments._period_start(s.billing_anchor, s.time_zone, s.interval_unit, s.interval_count, n + 1);
@@ -9969,6 +9983,14 @@ BEGIN
 			USING ERRCODE = '22Y20',
 				DETAIL = 'A paused subscription is not renewed, so the billing run would never reach the period end that cancels it.',
 				HINT = 'Let it end at the period end, cancel it now, or undo the cancel first (pay_update_subscription with cancel_at_period_end => false).';
+	END IF;
+	IF s.next_renewal_at <= payments._billing_now(s.merchant_id) THEN
+		-- its period has ended and the next one is not invoiced yet: paused
+		-- now, the part of that period served would never be billed
+		RAISE EXCEPTION 'cannot pause subscription % while its renewal is due', s.subscription_id
+			USING ERRCODE = '22Y20',
+				DETAIL = format('Its period ended at %s; the billing run has not renewed it yet.', s.next_renewal_at),
+				HINT = 'Pause it once the billing run has renewed it (pay_run_renewals) and that invoice is paid.';
 	END IF;
 	SELECT i.invoice_id INTO open_invoice FROM payments.invoices i
 	WHERE i.merchant_id = s.merchant_id AND i.subscription_id = s.subscription_id AND i.status = 'open'
@@ -10289,7 +10311,9 @@ BEGIN
 			AND s.status IN ('past_due', 'unpaid', 'incomplete')
 			AND EXISTS (SELECT 1 FROM payments.invoices i
 				WHERE i.merchant_id = s.merchant_id AND i.subscription_id = s.subscription_id
-					AND i.status = 'open' AND i.last_failure_code IS NOT NULL) THEN
+					-- an unpaid subscription's uncollectible invoice too (README)
+					AND (i.status = 'open' OR (i.status = 'uncollectible' AND s.status = 'unpaid'))
+					AND i.last_failure_code IS NOT NULL) THEN
 		PERFORM payments._retry_open_invoice_now(s.merchant_id, s.subscription_id);
 		SELECT * INTO result FROM payments.subscriptions x
 		WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id;
@@ -11005,11 +11029,19 @@ BEGIN
 		last_failure_code = p_code, last_failure_reason = p_reason, next_attempt_at = NULL
 	WHERE merchant_id = p_merchant_id AND invoice_id = p_invoice_id
 	RETURNING * INTO inv;
+	-- the schedule first, so that the event says whether it will be
+	-- retried: only an open invoice of a subscription in dunning is (not a
+	-- first invoice, an ended subscription's, or one with no day left)
+	days := (payments._dunning_policy(p_merchant_id)).retry_days;
+	IF inv.status = 'open' AND s.status IN ('trialing', 'active', 'past_due') THEN
+		SELECT a.next_at, a.retry_no INTO next_, retry_no
+		FROM payments._next_dunning_attempt(inv.first_failed_at, days, final_, now_) a;
+	END IF;
 	PERFORM payments._billing_event(p_merchant_id, 'invoice.payment_failed', p_payment_id,
 		jsonb_build_object('invoice_id', inv.invoice_id, 'subscription_id', inv.subscription_id,
 			'kind', inv.kind, 'amount', inv.amount, 'payment_id', p_payment_id,
 			'attempt_count', inv.attempt_count, 'failure_code', p_code, 'failure_reason', p_reason,
-			'retryable', NOT final_, 'first_failed_at', inv.first_failed_at),
+			'retryable', NOT final_ AND next_ IS NOT NULL, 'first_failed_at', inv.first_failed_at),
 		inv.correlation_id);
 	IF inv.status = 'open' AND s.status IN ('canceled', 'incomplete_expired') THEN
 		-- an ended subscription has no dunning: its final invoice is not retried
@@ -11027,9 +11059,6 @@ BEGIN
 		WHERE merchant_id = p_merchant_id AND subscription_id = s.subscription_id;
 	END IF;
 
-	days := (payments._dunning_policy(p_merchant_id)).retry_days;
-	SELECT a.next_at, a.retry_no INTO next_, retry_no
-	FROM payments._next_dunning_attempt(inv.first_failed_at, days, final_, now_) a;
 	IF next_ IS NULL THEN
 		PERFORM payments._dunning_final_action(p_merchant_id, p_invoice_id);
 		SELECT * INTO inv FROM payments.invoices WHERE merchant_id = p_merchant_id AND invoice_id = p_invoice_id;
@@ -12234,7 +12263,7 @@ DECLARE
 	action_ text := coalesce(pay_set_dunning_policy.final_action, cur.final_action);
 	r payments.dunning_policies;
 BEGIN
-	IF cardinality(days) > 10 OR array_position(days, NULL) IS NOT NULL
+	IF array_ndims(days) > 1 OR cardinality(days) > 10 OR array_position(days, NULL) IS NOT NULL
 		OR EXISTS (SELECT 1 FROM unnest(days) d WHERE d NOT BETWEEN 1 AND 366)
 		OR days IS DISTINCT FROM ARRAY(SELECT DISTINCT d FROM unnest(days) d ORDER BY d) THEN
 		RAISE EXCEPTION 'retry_days must be at most 10 increasing days between 1 and 366'
@@ -13095,7 +13124,10 @@ BEGIN
 			known := false;
 		END;
 	ELSIF length(p_time_zone) <= 64 THEN
-		known := EXISTS (SELECT 1 FROM pg_catalog.pg_timezone_names z WHERE z.name = p_time_zone);
+		-- a zone name that is also an abbreviation (EST, MST, HST, CET...)
+		-- is one: a fixed offset, or not the place's time
+		known := EXISTS (SELECT 1 FROM pg_catalog.pg_timezone_names z WHERE z.name = p_time_zone)
+			AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_timezone_abbrevs a WHERE a.abbrev = p_time_zone);
 	END IF;
 	-- names of the tz database that are no place's time: the server's own
 	-- zone (its billing calendar would follow the machine's settings), the

@@ -473,6 +473,16 @@ BEGIN
 	IF s.status = 'unpaid' THEN
 		now_ := payments._billing_now(p_merchant_id);
 		n := payments._period_index_at(s.billing_anchor, s.time_zone, s.interval_unit, s.interval_count, now_);
+		IF n > s.current_period_index AND s.cancel_at_period_end THEN
+			-- set to cancel at the end of its period, which has passed while
+			-- it was unpaid: it ended then, no new period is charged (as
+			-- pay_resume_subscription does for a paused one)
+			UPDATE payments.subscriptions x SET status = 'canceled', next_renewal_at = NULL,
+				canceled_at = coalesce(x.canceled_at, now_), ended_at = x.current_period_end
+			WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id;
+			PERFORM payments._close_pending_items(s.merchant_id, s.subscription_id, 'canceled_at_period_end', true);
+			RETURN;
+		END IF;
 		IF n > s.current_period_index THEN
 			ps := payments._period_start(s.billing_anchor, s.time_zone, s.interval_unit, s.interval_count, n);
 			pe := payments._period_start(s.billing_anchor, s.time_zone, s.interval_unit, s.interval_count, n + 1);
@@ -599,11 +609,19 @@ BEGIN
 		last_failure_code = p_code, last_failure_reason = p_reason, next_attempt_at = NULL
 	WHERE merchant_id = p_merchant_id AND invoice_id = p_invoice_id
 	RETURNING * INTO inv;
+	-- the schedule first, so that the event says whether it will be
+	-- retried: only an open invoice of a subscription in dunning is (not a
+	-- first invoice, an ended subscription's, or one with no day left)
+	days := (payments._dunning_policy(p_merchant_id)).retry_days;
+	IF inv.status = 'open' AND s.status IN ('trialing', 'active', 'past_due') THEN
+		SELECT a.next_at, a.retry_no INTO next_, retry_no
+		FROM payments._next_dunning_attempt(inv.first_failed_at, days, final_, now_) a;
+	END IF;
 	PERFORM payments._billing_event(p_merchant_id, 'invoice.payment_failed', p_payment_id,
 		jsonb_build_object('invoice_id', inv.invoice_id, 'subscription_id', inv.subscription_id,
 			'kind', inv.kind, 'amount', inv.amount, 'payment_id', p_payment_id,
 			'attempt_count', inv.attempt_count, 'failure_code', p_code, 'failure_reason', p_reason,
-			'retryable', NOT final_, 'first_failed_at', inv.first_failed_at),
+			'retryable', NOT final_ AND next_ IS NOT NULL, 'first_failed_at', inv.first_failed_at),
 		inv.correlation_id);
 	IF inv.status = 'open' AND s.status IN ('canceled', 'incomplete_expired') THEN
 		-- an ended subscription has no dunning: its final invoice is not retried
@@ -621,9 +639,6 @@ BEGIN
 		WHERE merchant_id = p_merchant_id AND subscription_id = s.subscription_id;
 	END IF;
 
-	days := (payments._dunning_policy(p_merchant_id)).retry_days;
-	SELECT a.next_at, a.retry_no INTO next_, retry_no
-	FROM payments._next_dunning_attempt(inv.first_failed_at, days, final_, now_) a;
 	IF next_ IS NULL THEN
 		PERFORM payments._dunning_final_action(p_merchant_id, p_invoice_id);
 		SELECT * INTO inv FROM payments.invoices WHERE merchant_id = p_merchant_id AND invoice_id = p_invoice_id;
@@ -1101,7 +1116,7 @@ DECLARE
 	action_ text := coalesce(pay_set_dunning_policy.final_action, cur.final_action);
 	r payments.dunning_policies;
 BEGIN
-	IF cardinality(days) > 10 OR array_position(days, NULL) IS NOT NULL
+	IF array_ndims(days) > 1 OR cardinality(days) > 10 OR array_position(days, NULL) IS NOT NULL
 		OR EXISTS (SELECT 1 FROM unnest(days) d WHERE d NOT BETWEEN 1 AND 366)
 		OR days IS DISTINCT FROM ARRAY(SELECT DISTINCT d FROM unnest(days) d ORDER BY d) THEN
 		RAISE EXCEPTION 'retry_days must be at most 10 increasing days between 1 and 366'
@@ -1134,6 +1149,10 @@ CREATE FUNCTION payments.pay_get_invoice(invoice_id bigint) RETURNS payments.inv
 DECLARE
 	r payments.invoices;
 BEGIN
+	-- a NULL id is a missing argument, not an unknown id (404)
+	IF pay_get_invoice.invoice_id IS NULL THEN
+		RAISE EXCEPTION 'invoice_id is required' USING ERRCODE = '22004';
+	END IF;
 	SELECT * INTO r FROM payments.invoices i
 	WHERE i.merchant_id = payments.pay_current_merchant() AND i.invoice_id = pay_get_invoice.invoice_id;
 	IF NOT FOUND THEN

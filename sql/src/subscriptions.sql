@@ -146,7 +146,10 @@ BEGIN
 			known := false;
 		END;
 	ELSIF length(p_time_zone) <= 64 THEN
-		known := EXISTS (SELECT 1 FROM pg_catalog.pg_timezone_names z WHERE z.name = p_time_zone);
+		-- a zone name that is also an abbreviation (EST, MST, HST, CET...)
+		-- is one: a fixed offset, or not the place's time
+		known := EXISTS (SELECT 1 FROM pg_catalog.pg_timezone_names z WHERE z.name = p_time_zone)
+			AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_timezone_abbrevs a WHERE a.abbrev = p_time_zone);
 	END IF;
 	-- names of the tz database that are no place's time: the server's own
 	-- zone (its billing calendar would follow the machine's settings), the
@@ -204,7 +207,7 @@ CREATE FUNCTION payments._period_index_at(p_anchor timestamp, p_time_zone text, 
 	AS $$
 DECLARE
 	n integer := floor(extract(epoch FROM ((p_at AT TIME ZONE p_time_zone) - p_anchor))
-		/ (p_count * CASE p_unit WHEN 'day' THEN 86400 WHEN 'week' THEN 604800
+		/ (p_count::bigint * CASE p_unit WHEN 'day' THEN 86400 WHEN 'week' THEN 604800
 			WHEN 'month' THEN 2629746 ELSE 31556952 END))::integer;
 BEGIN
 	WHILE payments._period_start(p_anchor, p_time_zone, p_unit, p_count, n) > p_at LOOP
@@ -755,7 +758,9 @@ BEGIN
 			AND s.status IN ('past_due', 'unpaid', 'incomplete')
 			AND EXISTS (SELECT 1 FROM payments.invoices i
 				WHERE i.merchant_id = s.merchant_id AND i.subscription_id = s.subscription_id
-					AND i.status = 'open' AND i.last_failure_code IS NOT NULL) THEN
+					-- an unpaid subscription's uncollectible invoice too (README)
+					AND (i.status = 'open' OR (i.status = 'uncollectible' AND s.status = 'unpaid'))
+					AND i.last_failure_code IS NOT NULL) THEN
 		PERFORM payments._retry_open_invoice_now(s.merchant_id, s.subscription_id);
 		SELECT * INTO result FROM payments.subscriptions x
 		WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id;
@@ -904,6 +909,14 @@ BEGIN
 			USING ERRCODE = '22Y20',
 				DETAIL = 'A paused subscription is not renewed, so the billing run would never reach the period end that cancels it.',
 				HINT = 'Let it end at the period end, cancel it now, or undo the cancel first (pay_update_subscription with cancel_at_period_end => false).';
+	END IF;
+	IF s.next_renewal_at <= payments._billing_now(s.merchant_id) THEN
+		-- its period has ended and the next one is not invoiced yet: paused
+		-- now, the part of that period served would never be billed
+		RAISE EXCEPTION 'cannot pause subscription % while its renewal is due', s.subscription_id
+			USING ERRCODE = '22Y20',
+				DETAIL = format('Its period ended at %s; the billing run has not renewed it yet.', s.next_renewal_at),
+				HINT = 'Pause it once the billing run has renewed it (pay_run_renewals) and that invoice is paid.';
 	END IF;
 	SELECT i.invoice_id INTO open_invoice FROM payments.invoices i
 	WHERE i.merchant_id = s.merchant_id AND i.subscription_id = s.subscription_id AND i.status = 'open'
