@@ -11,18 +11,30 @@ SIMDIR="$WORK/sim-billing-months"
 trap 'sim_stop; cluster_psql "$WORK" "$PORT" payments -c "ALTER SYSTEM RESET payments.billing_interval" -c "SELECT pg_reload_conf()" >/dev/null' EXIT
 sim_start "$SIMDIR"
 q() { as_merchant "$@"; }
+# card CUSTOMER NUMBER [ARGS]: a saved card of the customer, waited for; its id
+card() {
+	local pm
+	pm=$(q -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $1, card => pay_card('$2', 12, 2030, '123', 'C'), validation_mode => 'none'${3:+, $3})")
+	q -c "SELECT status FROM pay_wait_payment_method($pm, '10 s')" >/dev/null
+	echo "$pm"
+}
+# customer_with_card NAME [BILLING]: a merchant of its own at the start of
+# May 2095 (billing time), and a customer of it with a default card; sets M
+# and CID
+customer_with_card() {
+	merchant_on_simulator "billing-months $1"
+	q -c "SELECT pay_set_test_clock('2095-05-01 00:00+00')" >/dev/null
+	CID=$(q -c "SELECT customer_id FROM pay_create_customer(email => '$1@example.com', name => '$1'${2:+, billing => '$2'})")
+	card "$CID" 4111111111111111 >/dev/null
+}
 
 ###########################################################################
 # 1. README: when the subscription's payment method is changed
 #    (pay_update_subscription), the open invoices of an unpaid subscription
 #    are charged at once, its uncollectible invoice too (before: nothing
 #    was charged, and it stayed unpaid for good).
-merchant_on_simulator "billing-months unpaid"
-q -c "SELECT pay_set_test_clock('2095-05-01 00:00+00')" >/dev/null
+customer_with_card unpaid '{"zip":"10001"}'
 q -c "SELECT 1 FROM pay_set_dunning_policy(retry_days => '{}', final_action => 'unpaid')" >/dev/null
-CID=$(q -c "SELECT customer_id FROM pay_create_customer(email => 'u@example.com', name => 'U', billing => '{\"zip\":\"10001\"}')")
-PM=$(q -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $CID, card => pay_card('4111111111111111', 12, 2030, '123', 'U'), validation_mode => 'none')")
-q -c "SELECT status FROM pay_wait_payment_method($PM, '10 s')" >/dev/null
 SID=$(q -c "SELECT subscription_id FROM pay_create_subscription(customer_id => $CID, price => '10.00 USD', interval_unit => 'month')")
 q -c "SELECT status FROM pay_wait((SELECT payment_id FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $SID), '10 s')" >/dev/null
 # the renewal is declined (simulator: billTo.zip 46282 declines, reason 2)
@@ -35,8 +47,7 @@ for _ in $(seq 40); do [ "$(q -c "SELECT status FROM pay_get_subscription($SID)"
 is "$(q -c "SELECT s.status || '|' || i.status FROM pay_get_subscription($SID) s, pay_get_invoice($INV) i")" "unpaid|uncollectible" "declined renewal, retry_days {}: unpaid, invoice uncollectible"
 # the customer gives a new card (address fixed); the merchant puts it on the subscription
 q -c "SELECT 1 FROM pay_update_customer(customer_id => $CID, billing => '{\"zip\":\"10001\"}')" >/dev/null
-PM2=$(q -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $CID, card => pay_card('5424000000000015', 12, 2030, '123', 'U'), validation_mode => 'none', make_default => false)")
-q -c "SELECT status FROM pay_wait_payment_method($PM2, '10 s')" >/dev/null
+PM2=$(card "$CID" 5424000000000015 'make_default => false')
 before=$(q -c "SELECT count(*) FROM payments.payments WHERE merchant_id = $M AND invoice_id = $INV")
 q -c "SELECT 1 FROM pay_update_subscription($SID, payment_method_id => $PM2)" >/dev/null
 after=$(q -c "SELECT count(*) FROM payments.payments WHERE merchant_id = $M AND invoice_id = $INV")
@@ -51,12 +62,8 @@ is "$(q -c "SELECT s.status || '|' || i.status FROM pay_get_subscription($SID) s
 #    proration is declined (final action unpaid): once a new card pays the
 #    proration in June it ends with May, and June is not charged (before:
 #    it was made active again and charged for June).
-merchant_on_simulator "billing-months cancel-at-end"
-q -c "SELECT pay_set_test_clock('2095-05-01 00:00+00')" >/dev/null
+customer_with_card cancel-at-end '{"zip":"10001"}'
 q -c "SELECT 1 FROM pay_set_dunning_policy(retry_days => '{}', final_action => 'unpaid')" >/dev/null
-CID=$(q -c "SELECT customer_id FROM pay_create_customer(email => 'k@example.com', name => 'K', billing => '{\"zip\":\"10001\"}')")
-PM=$(q -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $CID, card => pay_card('4111111111111111', 12, 2030, '123', 'K'), validation_mode => 'none')")
-q -c "SELECT status FROM pay_wait_payment_method($PM, '10 s')" >/dev/null
 SID=$(q -c "SELECT subscription_id FROM pay_create_subscription(customer_id => $CID, price => '10.00 USD', interval_unit => 'month')")
 q -c "SELECT status FROM pay_wait((SELECT payment_id FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $SID), '10 s')" >/dev/null
 q -c "SELECT pay_set_test_clock('2095-05-05 00:00+00')" >/dev/null
@@ -71,8 +78,7 @@ is "$(q -c "SELECT status || '|' || cancel_at_period_end FROM pay_get_subscripti
 q -c "SELECT pay_set_test_clock('2095-06-15 00:00+00')" >/dev/null
 q -c "SELECT pay_run_renewals()" >/dev/null
 q -c "SELECT 1 FROM pay_update_customer(customer_id => $CID, billing => '{\"zip\":\"10001\"}')" >/dev/null
-PM2=$(q -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $CID, card => pay_card('5424000000000015', 12, 2030, '123', 'K'), validation_mode => 'none')")
-q -c "SELECT status FROM pay_wait_payment_method($PM2, '10 s')" >/dev/null
+PM2=$(card "$CID" 5424000000000015)
 for _ in $(seq 40); do [ "$(q -c "SELECT status FROM pay_get_invoice($PR)")" = paid ] && break; sleep 0.25; done
 sleep 2
 is "$(q -c "SELECT status FROM pay_get_invoice($PR)")" paid "the new card pays the May proration"
@@ -84,12 +90,8 @@ is "$(q -c "SELECT status || '|' || ended_at FROM pay_get_subscription($SID)")" 
 # 3. invoice.payment_failed says whether the invoice will be retried: not
 #    on the last failure of a schedule (retry_days {}: the final action at
 #    once), not for a first invoice (before: "retryable": true for both).
-merchant_on_simulator "billing-months retryable"
-q -c "SELECT pay_set_test_clock('2095-05-01 00:00+00')" >/dev/null
+customer_with_card retryable '{"zip":"10001"}'
 q -c "SELECT 1 FROM pay_set_dunning_policy(retry_days => '{}', final_action => 'canceled')" >/dev/null
-CID=$(q -c "SELECT customer_id FROM pay_create_customer(email => 'r@example.com', name => 'R', billing => '{\"zip\":\"10001\"}')")
-PM=$(q -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $CID, card => pay_card('4111111111111111', 12, 2030, '123', 'R'), validation_mode => 'none')")
-q -c "SELECT status FROM pay_wait_payment_method($PM, '10 s')" >/dev/null
 SID=$(q -c "SELECT subscription_id FROM pay_create_subscription(customer_id => $CID, price => '10.00 USD', interval_unit => 'month')")
 q -c "SELECT status FROM pay_wait((SELECT payment_id FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $SID), '10 s')" >/dev/null
 q -c "SELECT 1 FROM pay_update_customer(customer_id => $CID, billing => '{\"zip\":\"46282\"}')" >/dev/null   # declines (reason 2)
@@ -117,11 +119,7 @@ is "$(q -c "SELECT data ->> 'retryable' FROM payments.events WHERE merchant_id =
 #    June served is invoiced (before: June 1-20 was never billed).
 # billing by pg_cron only (README: payments.billing_interval = 0); no cron run happens to fall in between here
 cluster_psql "$WORK" "$PORT" payments -c "ALTER SYSTEM SET payments.billing_interval = 0" -c "SELECT pg_reload_conf()" >/dev/null
-merchant_on_simulator "billing-months pause-due"
-q -c "SELECT pay_set_test_clock('2095-05-01 00:00+00')" >/dev/null
-CID=$(q -c "SELECT customer_id FROM pay_create_customer(email => 'p@example.com', name => 'P')")
-PM=$(q -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $CID, card => pay_card('4111111111111111', 12, 2030, '123', 'P'), validation_mode => 'none')")
-q -c "SELECT status FROM pay_wait_payment_method($PM, '10 s')" >/dev/null
+customer_with_card pause-due
 SID=$(q -c "SELECT subscription_id FROM pay_create_subscription(customer_id => $CID, price => '30.00 USD', interval_unit => 'month')")
 q -c "SELECT status FROM pay_wait((SELECT payment_id FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $SID), '10 s')" >/dev/null
 q -c "SELECT pay_set_test_clock('2095-06-20 00:00+00')" >/dev/null   # June's renewal is due, not yet run
@@ -136,11 +134,7 @@ cluster_psql "$WORK" "$PORT" payments -c "ALTER SYSTEM RESET payments.billing_in
 
 ###########################################################################
 # 5. Bad input gets the documented error.
-merchant_on_simulator "billing-months bad-input"
-q -c "SELECT pay_set_test_clock('2095-05-01 00:00+00')" >/dev/null
-CID=$(q -c "SELECT customer_id FROM pay_create_customer(email => 'b@example.com', name => 'B')")
-PM=$(q -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $CID, card => pay_card('4111111111111111', 12, 2030, '123', 'B'), validation_mode => 'none')")
-q -c "SELECT status FROM pay_wait_payment_method($PM, '10 s')" >/dev/null
+customer_with_card bad-input
 # 1. README: abbreviations are refused (22023); subscriptions.sql
 #    _check_time_zone: "an abbreviation such as EST (a fixed offset without
 #    daylight saving) ... is refused". EST is accepted: a New York merchant
