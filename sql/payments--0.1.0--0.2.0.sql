@@ -3687,14 +3687,14 @@ CREATE FUNCTION payments._require_test_clocks() RETURNS void
 BEGIN
 	IF current_setting('payments.test_clocks', true) IS DISTINCT FROM 'on' THEN
 		RAISE EXCEPTION 'test clocks are off on this server'
-			USING ERRCODE = '55000',
+			USING ERRCODE = 'PT403',
 				DETAIL = 'Billing runs on the real clock.',
 				HINT = 'Test and demonstration servers turn them on with payments.test_clocks = on in postgresql.conf.';
 	END IF;
 END
 $$;
 COMMENT ON FUNCTION payments._require_test_clocks() IS
-	'Internal: raises 55000 unless the server setting payments.test_clocks is on.';
+	'Internal: raises PT403 unless the server setting payments.test_clocks is on.';
 
 CREATE FUNCTION payments.pay_set_test_clock(frozen_at timestamptz) RETURNS timestamptz
 	LANGUAGE plpgsql SECURITY DEFINER
@@ -3722,7 +3722,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments.pay_set_test_clock(timestamptz) IS
-	'Tests and demonstrations: freezes the current merchant''s billing clock at frozen_at (never backwards); renewals and dunning retries then fall due by that clock. Only while the server setting payments.test_clocks is on (55000 otherwise). Returns the new billing time.';
+	'Tests and demonstrations: freezes the current merchant''s billing clock at frozen_at (never backwards); renewals and dunning retries then fall due by that clock. Only while the server setting payments.test_clocks is on (PT403 otherwise). Returns the new billing time.';
 
 CREATE FUNCTION payments.pay_advance_test_clock(by_interval interval) RETURNS timestamptz
 	LANGUAGE sql SECURITY DEFINER
@@ -7619,6 +7619,13 @@ BEGIN
 		IF c.status <> 'deleted' THEN
 			PERFORM payments._end_customer_subscriptions(c);
 			PERFORM payments._delete_customer_profile(c, NULL, corr);
+		ELSIF c.customer_profile_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM payments.operations o
+				WHERE o.merchant_id = c.merchant_id AND o.customer_id = c.customer_id
+					AND o.kind = 'delete_customer' AND o.status IN ('queued', 'sending', 'unknown', 'succeeded')) THEN
+			-- deleted earlier, but its profile was kept at the gateway (refused,
+			-- or out of attempts): the erasure deletes it now
+			PERFORM payments._new_method_operation(c.merchant_id, 'delete_customer', NULL, c.customer_id,
+				NULL, NULL, corr);
 		END IF;
 		UPDATE payments.customers x SET status = 'deleted', email = NULL, name = NULL,
 			external_ref = NULL, billing = '{}', metadata = '{}',
@@ -8839,7 +8846,7 @@ CREATE FUNCTION payments._api_key_cap() RETURNS integer
 	LANGUAGE sql IMMUTABLE
 	AS $$ SELECT 100 $$;
 COMMENT ON FUNCTION payments._api_key_cap() IS
-	'Internal: the most API keys a merchant may have that are neither revoked nor expired (100); pay_create_api_key refuses another (54000).';
+	'Internal: the most API keys a merchant may have that are neither revoked nor expired (100); pay_create_api_key refuses another (PT409).';
 
 -- A key's rate limit or burst as it applies: its own, else the setting.
 CREATE FUNCTION payments._api_key_limit(own integer, setting text) RETURNS integer
@@ -9476,7 +9483,7 @@ BEGIN
 
 	IF (SELECT count(*) FROM payments.api_keys a WHERE a.merchant_id = m AND a.revoked_at IS NULL
 			AND (a.expires_at IS NULL OR a.expires_at > now())) >= payments._api_key_cap() THEN
-		RAISE EXCEPTION 'merchant % has % API keys', m, payments._api_key_cap() USING ERRCODE = '54000',
+		RAISE EXCEPTION 'merchant % has % API keys', m, payments._api_key_cap() USING ERRCODE = 'PT409',
 			DETAIL = 'A merchant may have that many keys that are neither revoked nor expired.',
 			HINT = 'Revoke the keys no longer used with payments.pay_revoke_api_key().';
 	END IF;
@@ -9493,7 +9500,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments.pay_create_api_key(bigint, text[], text, timestamptz, integer, integer) IS
-	'Creates a merchant API key and returns it, this once (api_key: pk_<key_id>_<secret>; only its SHA-256 is kept). merchant_id: default the current merchant. scopes (default read), as payments._api_function_scope gives them: read (pay_get_payment, pay_payment_operations, pay_list_payments, pay_wait, pay_get_customer, pay_find_customers, pay_get_payment_method, pay_list_payment_methods, pay_wait_payment_method, pay_expiring_payment_methods, pay_get_plan, pay_list_plans, pay_get_subscription, pay_list_subscriptions, pay_preview_subscription_change, pay_get_invoice, pay_list_invoices, pay_get_dunning_policy, pay_billing_now), payments (pay_purchase, pay_authorize, pay_capture, pay_void, pay_create_plan, pay_update_plan, pay_create_subscription, pay_update_subscription, pay_cancel_subscription, pay_pause_subscription, pay_resume_subscription, pay_change_subscription), refunds (pay_refund), customers (pay_create_customer, pay_update_customer, pay_delete_customer, pay_save_payment_method, pay_set_default_payment_method, pay_delete_payment_method), admin (its merchant''s keys: pay_create_api_key, pay_list_api_keys, pay_revoke_api_key, pay_rotate_api_key; and pay_export_customer, pay_erase_customer, pay_set_dunning_policy, pay_run_renewals, pay_run_dunning, pay_set_test_clock, pay_advance_test_clock, pay_clear_test_clock). expires_at: none by default. rate_limit and burst: the key''s own limits (default the settings payments.api_key_rate_limit and payments.api_key_burst; rate_limit 0: no limit). A key made with an admin key is never broader than that key (PT403 otherwise): its scopes, expiry, rate limit and burst are within that key''s (left out, they are that key''s), and it is revoked with that key. At most 100 keys of a merchant neither revoked nor expired (54000). For the extension owner, roles acting for every merchant, and admin keys of that merchant (PT403 otherwise).';
+	'Creates a merchant API key and returns it, this once (api_key: pk_<key_id>_<secret>; only its SHA-256 is kept). merchant_id: default the current merchant. scopes (default read), as payments._api_function_scope gives them: read (pay_get_payment, pay_payment_operations, pay_list_payments, pay_wait, pay_get_customer, pay_find_customers, pay_get_payment_method, pay_list_payment_methods, pay_wait_payment_method, pay_expiring_payment_methods, pay_get_plan, pay_list_plans, pay_get_subscription, pay_list_subscriptions, pay_preview_subscription_change, pay_get_invoice, pay_list_invoices, pay_get_dunning_policy, pay_billing_now), payments (pay_purchase, pay_authorize, pay_capture, pay_void, pay_create_plan, pay_update_plan, pay_create_subscription, pay_update_subscription, pay_cancel_subscription, pay_pause_subscription, pay_resume_subscription, pay_change_subscription), refunds (pay_refund), customers (pay_create_customer, pay_update_customer, pay_delete_customer, pay_save_payment_method, pay_set_default_payment_method, pay_delete_payment_method), admin (its merchant''s keys: pay_create_api_key, pay_list_api_keys, pay_revoke_api_key, pay_rotate_api_key; and pay_export_customer, pay_erase_customer, pay_set_dunning_policy, pay_run_renewals, pay_run_dunning, pay_set_test_clock, pay_advance_test_clock, pay_clear_test_clock). expires_at: none by default. rate_limit and burst: the key''s own limits (default the settings payments.api_key_rate_limit and payments.api_key_burst; rate_limit 0: no limit). A key made with an admin key is never broader than that key (PT403 otherwise): its scopes, expiry, rate limit and burst are within that key''s (left out, they are that key''s), and it is revoked with that key. At most 100 keys of a merchant neither revoked nor expired (PT409). For the extension owner, roles acting for every merchant, and admin keys of that merchant (PT403 otherwise).';
 COMMENT ON COLUMN payments.audit_log.correlation_id IS 'x-request-id (or traceparent) of request.headers, else payments.correlation_id, else the row''s own correlation_id; the digits of a card number in it masked (X).';
 
 ------------------------------------------------------------------------------

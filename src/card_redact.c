@@ -24,6 +24,8 @@
  * "cvv":\t"123"), and a literal may be quoted in any way SQL quotes
  * ('...', E'...', $$...$$, $tag$...$tag$, ''...'' inside a quoted text).
  * A false positive costs a few masked characters of a log line.
+ * Credentials (API key secrets, bearer tokens) are masked with it
+ * (secret_redact.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -31,6 +33,7 @@
 
 #include "card_brand.h"
 #include "card_redact.h"
+#include "secret_redact.h"
 
 #define IS_DIGIT(c)		((c) >= '0' && (c) <= '9')
 #define IS_WORD(c)		(((c) >= '0' && (c) <= '9') || ((c) >= 'a' && (c) <= 'z') || \
@@ -562,6 +565,7 @@ card_redact(char *buf, int len)
 {
 	bool		masked = false;
 
+	masked |= secret_redact(buf, len);
 	masked |= mask_pay_card_calls(buf, len);
 	masked |= mask_key_values(buf, len);
 	masked |= mask_digit_runs(buf, len);

@@ -124,6 +124,14 @@ static struct
 }			key_identity;
 static bool key_callback_registered = false;
 
+/*
+ * Counts the keys checked in this backend: an identity or actor cached
+ * before a key was checked is not the key's (a cache keyed on the command
+ * alone kept acting for the role's own merchant after pay_use_api_key, up
+ * to the next write).
+ */
+static uint64 keys_checked = 0;
+
 /* What the owner wrote about a role, read with the owner's rights. */
 typedef struct RoleFacts
 {
@@ -145,6 +153,7 @@ static struct
 	LocalTransactionId lxid;
 	CommandId	cid;
 	uint64		invalidations;	/* facts_invalidations then */
+	uint64		keys_checked;	/* keys_checked then */
 	Oid			role;
 	char	   *claims;
 	char	   *setting;
@@ -566,7 +575,7 @@ resolve_identity(PaymentsIdentity *id, bool missing_ok, const char *claims_text,
 	invalidations = facts_invalidations;
 	if (cache.valid && cache.lxid == MyProc->lxid &&
 		cache.cid == GetCurrentCommandId(false) && cache.role == role &&
-		cache.invalidations == invalidations &&
+		cache.invalidations == invalidations && cache.keys_checked == keys_checked &&
 		strcmp(cache.claims, claims_text) == 0 && strcmp(cache.setting, setting_text) == 0)
 	{
 		id->merchant_id = cache.merchant_id;
@@ -701,6 +710,7 @@ resolve_identity(PaymentsIdentity *id, bool missing_ok, const char *claims_text,
 	cache.lxid = MyProc->lxid;
 	cache.cid = GetCurrentCommandId(false);
 	cache.invalidations = invalidations;	/* as before reading: one that came meanwhile counts */
+	cache.keys_checked = keys_checked;
 	cache.role = role;
 	cache.merchant_id = m;
 	cache.source = source;
@@ -739,6 +749,7 @@ payments_actor(void)
 	static LocalTransactionId lxid;
 	static CommandId cid;
 	static Oid	user;
+	static uint64 actor_keys_checked;
 	Oid			role = GetOuterUserId();
 	const char *claims_text;
 	const char *setting_text;
@@ -752,7 +763,7 @@ payments_actor(void)
 	MemoryContext old;
 
 	if (valid && lxid == MyProc->lxid && cid == GetCurrentCommandId(false) &&
-		actor.role == role && user == GetUserId())
+		actor.role == role && user == GetUserId() && actor_keys_checked == keys_checked)
 		return &actor;
 
 	valid = false;
@@ -833,6 +844,7 @@ payments_actor(void)
 	lxid = MyProc->lxid;
 	cid = GetCurrentCommandId(false);
 	user = GetUserId();
+	actor_keys_checked = keys_checked;
 	valid = true;
 	return &actor;
 }
@@ -879,6 +891,7 @@ payments_identity_use_key(int64 merchant_id, int64 key_id, uint32 scopes)
 	key_identity.key_id = key_id;
 	key_identity.scopes = scopes;
 	key_identity.valid = true;
+	keys_checked++;
 }
 
 /*

@@ -189,7 +189,7 @@ CREATE FUNCTION payments._api_key_cap() RETURNS integer
 	LANGUAGE sql IMMUTABLE
 	AS $$ SELECT 100 $$;
 COMMENT ON FUNCTION payments._api_key_cap() IS
-	'Internal: the most API keys a merchant may have that are neither revoked nor expired (100); pay_create_api_key refuses another (54000).';
+	'Internal: the most API keys a merchant may have that are neither revoked nor expired (100); pay_create_api_key refuses another (PT409).';
 
 -- A key's rate limit or burst as it applies: its own, else the setting.
 CREATE FUNCTION payments._api_key_limit(own integer, setting text) RETURNS integer
@@ -282,7 +282,7 @@ BEGIN
 
 	IF (SELECT count(*) FROM payments.api_keys a WHERE a.merchant_id = m AND a.revoked_at IS NULL
 			AND (a.expires_at IS NULL OR a.expires_at > now())) >= payments._api_key_cap() THEN
-		RAISE EXCEPTION 'merchant % has % API keys', m, payments._api_key_cap() USING ERRCODE = '54000',
+		RAISE EXCEPTION 'merchant % has % API keys', m, payments._api_key_cap() USING ERRCODE = 'PT409',
 			DETAIL = 'A merchant may have that many keys that are neither revoked nor expired.',
 			HINT = 'Revoke the keys no longer used with payments.pay_revoke_api_key().';
 	END IF;
@@ -299,7 +299,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments.pay_create_api_key(bigint, text[], text, timestamptz, integer, integer) IS
-	'Creates a merchant API key and returns it, this once (api_key: pk_<key_id>_<secret>; only its SHA-256 is kept). merchant_id: default the current merchant. scopes (default read), as payments._api_function_scope gives them: read (pay_get_payment, pay_payment_operations, pay_list_payments, pay_wait, pay_get_customer, pay_find_customers, pay_get_payment_method, pay_list_payment_methods, pay_wait_payment_method, pay_expiring_payment_methods, pay_get_plan, pay_list_plans, pay_get_subscription, pay_list_subscriptions, pay_preview_subscription_change, pay_get_invoice, pay_list_invoices, pay_get_dunning_policy, pay_billing_now), payments (pay_purchase, pay_authorize, pay_capture, pay_void, pay_create_plan, pay_update_plan, pay_create_subscription, pay_update_subscription, pay_cancel_subscription, pay_pause_subscription, pay_resume_subscription, pay_change_subscription), refunds (pay_refund), customers (pay_create_customer, pay_update_customer, pay_delete_customer, pay_save_payment_method, pay_set_default_payment_method, pay_delete_payment_method), admin (its merchant''s keys: pay_create_api_key, pay_list_api_keys, pay_revoke_api_key, pay_rotate_api_key; and pay_export_customer, pay_erase_customer, pay_set_dunning_policy, pay_run_renewals, pay_run_dunning, pay_set_test_clock, pay_advance_test_clock, pay_clear_test_clock). expires_at: none by default. rate_limit and burst: the key''s own limits (default the settings payments.api_key_rate_limit and payments.api_key_burst; rate_limit 0: no limit). A key made with an admin key is never broader than that key (PT403 otherwise): its scopes, expiry, rate limit and burst are within that key''s (left out, they are that key''s), and it is revoked with that key. At most 100 keys of a merchant neither revoked nor expired (54000). For the extension owner, roles acting for every merchant, and admin keys of that merchant (PT403 otherwise).';
+	'Creates a merchant API key and returns it, this once (api_key: pk_<key_id>_<secret>; only its SHA-256 is kept). merchant_id: default the current merchant. scopes (default read), as payments._api_function_scope gives them: read (pay_get_payment, pay_payment_operations, pay_list_payments, pay_wait, pay_get_customer, pay_find_customers, pay_get_payment_method, pay_list_payment_methods, pay_wait_payment_method, pay_expiring_payment_methods, pay_get_plan, pay_list_plans, pay_get_subscription, pay_list_subscriptions, pay_preview_subscription_change, pay_get_invoice, pay_list_invoices, pay_get_dunning_policy, pay_billing_now), payments (pay_purchase, pay_authorize, pay_capture, pay_void, pay_create_plan, pay_update_plan, pay_create_subscription, pay_update_subscription, pay_cancel_subscription, pay_pause_subscription, pay_resume_subscription, pay_change_subscription), refunds (pay_refund), customers (pay_create_customer, pay_update_customer, pay_delete_customer, pay_save_payment_method, pay_set_default_payment_method, pay_delete_payment_method), admin (its merchant''s keys: pay_create_api_key, pay_list_api_keys, pay_revoke_api_key, pay_rotate_api_key; and pay_export_customer, pay_erase_customer, pay_set_dunning_policy, pay_run_renewals, pay_run_dunning, pay_set_test_clock, pay_advance_test_clock, pay_clear_test_clock). expires_at: none by default. rate_limit and burst: the key''s own limits (default the settings payments.api_key_rate_limit and payments.api_key_burst; rate_limit 0: no limit). A key made with an admin key is never broader than that key (PT403 otherwise): its scopes, expiry, rate limit and burst are within that key''s (left out, they are that key''s), and it is revoked with that key. At most 100 keys of a merchant neither revoked nor expired (PT409). For the extension owner, roles acting for every merchant, and admin keys of that merchant (PT403 otherwise).';
 
 CREATE FUNCTION payments.pay_list_api_keys(merchant_id bigint DEFAULT NULL)
 	RETURNS SETOF payments.pay_api_key_info

@@ -90,6 +90,13 @@ BEGIN
 		IF c.status <> 'deleted' THEN
 			PERFORM payments._end_customer_subscriptions(c);
 			PERFORM payments._delete_customer_profile(c, NULL, corr);
+		ELSIF c.customer_profile_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM payments.operations o
+				WHERE o.merchant_id = c.merchant_id AND o.customer_id = c.customer_id
+					AND o.kind = 'delete_customer' AND o.status IN ('queued', 'sending', 'unknown', 'succeeded')) THEN
+			-- deleted earlier, but its profile was kept at the gateway (refused,
+			-- or out of attempts): the erasure deletes it now
+			PERFORM payments._new_method_operation(c.merchant_id, 'delete_customer', NULL, c.customer_id,
+				NULL, NULL, corr);
 		END IF;
 		UPDATE payments.customers x SET status = 'deleted', email = NULL, name = NULL,
 			external_ref = NULL, billing = '{}', metadata = '{}',

@@ -333,14 +333,14 @@ CREATE FUNCTION payments._require_test_clocks() RETURNS void
 BEGIN
 	IF current_setting('payments.test_clocks', true) IS DISTINCT FROM 'on' THEN
 		RAISE EXCEPTION 'test clocks are off on this server'
-			USING ERRCODE = '55000',
+			USING ERRCODE = 'PT403',
 				DETAIL = 'Billing runs on the real clock.',
 				HINT = 'Test and demonstration servers turn them on with payments.test_clocks = on in postgresql.conf.';
 	END IF;
 END
 $$;
 COMMENT ON FUNCTION payments._require_test_clocks() IS
-	'Internal: raises 55000 unless the server setting payments.test_clocks is on.';
+	'Internal: raises PT403 unless the server setting payments.test_clocks is on.';
 
 CREATE FUNCTION payments.pay_set_test_clock(frozen_at timestamptz) RETURNS timestamptz
 	LANGUAGE plpgsql SECURITY DEFINER
@@ -368,7 +368,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments.pay_set_test_clock(timestamptz) IS
-	'Tests and demonstrations: freezes the current merchant''s billing clock at frozen_at (never backwards); renewals and dunning retries then fall due by that clock. Only while the server setting payments.test_clocks is on (55000 otherwise). Returns the new billing time.';
+	'Tests and demonstrations: freezes the current merchant''s billing clock at frozen_at (never backwards); renewals and dunning retries then fall due by that clock. Only while the server setting payments.test_clocks is on (PT403 otherwise). Returns the new billing time.';
 
 CREATE FUNCTION payments.pay_advance_test_clock(by_interval interval) RETURNS timestamptz
 	LANGUAGE sql SECURITY DEFINER

@@ -209,6 +209,15 @@ is "$(q -c "SELECT count(*) || '|' || min(data ->> 'customer_profile_id') FROM p
 	"1|$(q -c "SELECT customer_profile_id FROM pay_get_customer($cid6)")" "and an event names the profile kept at the gateway"
 is "$(profile_field "$(q -c "SELECT payments._gateway_customer_ref($cid6)")" 'len(ps)')" 1 "(the gateway does still hold it)"
 set_max_attempts DEFAULT
+# erasure deletes the profile a deletion left at the gateway (before: an
+# erasure of a deleted customer deleted nothing there)
+q -c "SELECT pay_erase_customer($cid6)" >/dev/null
+for i in $(seq 100); do
+	[ "$(q -c "SELECT count(*) FROM payments.operations WHERE merchant_id = $M AND customer_id = $cid6 AND kind = 'delete_customer' AND status = 'succeeded'")" = 1 ] && break
+	sleep 0.1
+done
+is "$(profile_field "$(q -c "SELECT payments._gateway_customer_ref($cid6)")" 'len(ps)')" 0 \
+	"erasing that customer deletes the profile its deletion kept at the gateway"
 
 # --- the expiring-soon event, written by the worker's housekeeping
 cid5=$(q -c "SELECT customer_id FROM pay_create_customer(email => 'soon@example.com')")

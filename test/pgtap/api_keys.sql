@@ -280,7 +280,7 @@ RESET ROLE;
 INSERT INTO payments.merchants (name) VALUES ('keys C') RETURNING merchant_id AS mc \gset
 SELECT is((SELECT count(*)::int FROM (SELECT payments.pay_create_api_key(merchant_id => :mc) FROM generate_series(1, 100)) x), 100,
 	'a merchant has 100 keys');
-SELECT throws_ok(format('SELECT payments.pay_create_api_key(merchant_id => %s)', :mc), '54000', NULL, 'the 101st is refused: 54000');
+SELECT throws_ok(format('SELECT payments.pay_create_api_key(merchant_id => %s)', :mc), 'PT409', NULL, 'the 101st is refused: PT409 (HTTP 409; 54000 read as 413 Payload Too Large)');
 SELECT payments.pay_revoke_api_key((SELECT max(key_id) FROM payments.api_keys WHERE merchant_id = :mc));
 SELECT lives_ok(format('SELECT payments.pay_create_api_key(merchant_id => %s)', :mc), 'a revoked key makes room');
 

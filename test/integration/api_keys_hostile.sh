@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Merchant API keys against a hostile or careless caller: a key switched to
+# inside a transaction decides for the rest of it (merchant, scopes), the
+# secrets a request carries (X-Api-Key, a bearer token) never reach the
+# server log, and the errors a key holder meets over HTTP have the status
+# README gives (not 413 for the key cap, not 500 for test clocks that are
+# off).
+set -euo pipefail
+source "$(dirname "$0")/../lib/integration.sh"
+source "$(dirname "$0")/../lib/postgrest.sh"
+SIMDIR="$WORK/sim-keys-hostile"; RUNDIR="$WORK/pgrst-keys-hostile"
+cleanup() {
+	postgrest_stop
+	sim_stop
+	cluster_psql "$WORK" "$PORT" payments -c "ALTER SYSTEM RESET log_min_duration_statement" \
+		-c "ALTER SYSTEM RESET payments.test_clocks" -c "SELECT pg_reload_conf()" >/dev/null
+}
+trap cleanup EXIT
+sim_start "$SIMDIR"
+sql() { cluster_psql "$WORK" "$PORT" payments -At -v ON_ERROR_STOP=1 "$@"; }
+year=$(($(date +%Y) + 3))
+card="payments.pay_card('4111111111111111', 12, $year, '123')"
+
+merchant_on_simulator keys-hostile-a; A=$M
+merchant_on_simulator keys-hostile-b; B=$M
+sql -c "DO \$\$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'keys_hostile_app') THEN CREATE ROLE keys_hostile_app LOGIN; END IF; END \$\$" \
+	-c "SELECT payments.pay_bind_role('keys_hostile_app', $A)" >/dev/null
+app() { cluster_psql "$WORK" "$PORT" payments -At -U keys_hostile_app "$@"; }
+
+###########################################################################
+# 1. A role bound to merchant A takes merchant B's key in a transaction in
+#    which its identity was already read, with nothing written since (the
+#    key's use in the same minute writes no last_used_at): the key decides
+#    from then on (before: the identity cached for the command kept acting
+#    for A; the purchase went to A, through A's gateway account).
+KB=$(sql -c "SELECT api_key FROM payments.pay_create_api_key(merchant_id => $B, scopes => ARRAY['read', 'payments'])")
+KR=$(sql -c "SELECT api_key FROM payments.pay_create_api_key(merchant_id => $A, scopes => ARRAY['read'])")
+app -c "SELECT 1 FROM payments.pay_use_api_key('$KB')" -c "SELECT 1 FROM payments.pay_use_api_key('$KR')" >/dev/null
+out=$(app 2>&1 <<SQL
+BEGIN;
+SELECT 'before', merchant_id, source FROM payments.pay_current_identity();
+SELECT 'key', merchant_id FROM payments.pay_use_api_key('$KB');
+SELECT 'after', merchant_id, source FROM payments.pay_current_identity();
+SELECT 'paid', merchant_id FROM payments.pay_purchase(amount => '3.21 USD', card => $card);
+COMMIT;
+SQL
+)
+like "$out" "before\|$A\|binding" "1: the transaction first acts for the role's merchant"
+like "$out" "after\|$B\|api_key" "1: after pay_use_api_key it acts with the key, for the key's merchant"
+like "$out" "paid\|$B" "1: and the purchase is the key's merchant's, not the role's"
+is "$(sql -c "SELECT count(*) FROM payments.payments WHERE merchant_id = $A")" 0 "1: merchant A was charged nothing"
+# a read-only key narrowing the role: its scope holds at once
+out=$(app 2>&1 <<SQL
+BEGIN;
+SELECT 'before', merchant_id FROM payments.pay_current_identity();
+SELECT 'key', merchant_id FROM payments.pay_use_api_key('$KR');
+SELECT 'paid', merchant_id FROM payments.pay_purchase(amount => '3.22 USD', card => $card);
+ROLLBACK;
+SQL
+) || true
+like "$out" "PT403|scope" "1: a purchase after pay_use_api_key(a read-only key) is refused for the key's scope"
+unlike "$out" "paid\|" "1: and nothing is bought"
+
+###########################################################################
+# 2. Credentials in the server log: statements logged with their duration
+#    (log_min_duration_statement = 0, the usual way to find slow queries)
+#    and their bind parameters, PostgREST's request.headers among them.
+postgrest_roles_setup "$WORK" "$PORT" payments
+postgrest_start "$WORK" "$PORT" payments "$RUNDIR"
+M=$A
+K=$(sql -c "SELECT api_key FROM payments.pay_create_api_key(merchant_id => $A, scopes => ARRAY['read', 'payments', 'admin'])")
+secret=${K#pk_*_}
+TOKEN=$(jwt_hs256 "$PGRST_JWT_SECRET" "{\"role\":\"authenticated\",\"merchant_id\":$A,\"exp\":$(($(date +%s) + 600))}")
+sql -c "ALTER SYSTEM SET log_min_duration_statement = 0" -c "SELECT pg_reload_conf()" >/dev/null
+sleep 0.5
+r=$(pgrst POST /rpc/pay_current_identity -H "X-Api-Key: $K" -H 'Content-Type: application/json' -d '{}')
+is "${r%% *}" 200 "2: a request with X-Api-Key is served"
+r=$(pgrst POST /rpc/pay_current_identity -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d '{}')
+is "${r%% *}" 200 "2: a request with a bearer token is served"
+sql -c "SELECT merchant_id FROM payments.pay_use_api_key('$K')" >/dev/null
+sql -c "ALTER SYSTEM RESET log_min_duration_statement" -c "SELECT pg_reload_conf()" >/dev/null
+sleep 0.5
+# (a digit of a secret may be masked by other rules: any spelling counts)
+anyx() { sed 's/[0-9]/[0-9X]/g' <<<"$1"; }
+is "$(grep -c -- "$(anyx "$secret")" "$WORK/postgres.log" || true)" 0 "2: the API key's secret is nowhere in the server log"
+is "$(grep -c -- "$(anyx "${TOKEN##*.}")" "$WORK/postgres.log" || true)" 0 "2: nor the bearer token's signature"
+like "$(grep -o "pk_[0-9X]*_X*" "$WORK/postgres.log" | sort -u | tr '\n' ' ')" "^(pk_[0-9X]+_X{43} )+$" \
+	"2: where it quotes a key, the log shows pk_..._ and the secret masked"
+
+###########################################################################
+# 3. HTTP statuses: the 101st key is a conflict (409), not 413 Payload Too
+#    Large (54000 before); test clock functions on a server whose test
+#    clocks are off are 403, not 500 (55000 before).
+sql -c "SELECT count(*) FROM (SELECT payments.pay_create_api_key(merchant_id => $A) FROM generate_series(1, 100 - (SELECT count(*) FROM payments.api_keys WHERE merchant_id = $A AND revoked_at IS NULL))) x" >/dev/null
+r=$(pgrst POST /rpc/pay_create_api_key -H "X-Api-Key: $K" -H 'Content-Type: application/json' -d '{"scopes": ["read"]}')
+is "${r%% *}" 409 "3: the 101st key is refused with HTTP 409"
+sql -c "ALTER SYSTEM SET payments.test_clocks = off" -c "SELECT pg_reload_conf()" >/dev/null
+sleep 0.5
+r=$(pgrst POST /rpc/pay_set_test_clock -H "X-Api-Key: $K" -H 'Content-Type: application/json' -d '{"frozen_at": "2031-01-01T00:00:00Z"}')
+is "${r%% *}" 403 "3: pay_set_test_clock with test clocks off is HTTP 403"
+like "$r" "test clocks are off" "3: saying so"
+
+tap_done
