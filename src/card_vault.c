@@ -312,7 +312,19 @@ previous_key_needed(TimestampTz current_created)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "payments: SPI_connect failed");
-	if (SPI_execute_with_args("SELECT EXISTS (SELECT FROM payments.card_vault WHERE created_at < $1)",
+	/*
+	 * Only cards the worker may still send hold the key back: queued or
+	 * sending, or unknown inside the duplicate window (an identical resend
+	 * resolves it).  Past the window an unknown operation is only looked
+	 * up; a dead letter waits for a person, not for the gateway (retried
+	 * after its key went, it is looked up, or fails as lost, like a card
+	 * lost in a restart); rows of finished operations are garbage.
+	 */
+	if (SPI_execute_with_args("SELECT EXISTS (SELECT FROM payments.card_vault v"
+							  " JOIN payments.operations o ON o.merchant_id = v.merchant_id AND o.operation_id = v.operation_id"
+							  " WHERE v.created_at < $1 AND (o.status IN ('queued', 'sending')"
+							  " OR (o.status = 'unknown' AND (o.first_sent_at IS NULL"
+							  " OR o.first_sent_at > now() - interval '8 hours'))))",
 							  1, &argtype, &arg, NULL, true, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "payments: could not read the card vault");
