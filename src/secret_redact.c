@@ -13,7 +13,10 @@
  *	  the key id stays where nothing else masks it, to tell which key was
  *	  used;
  *	- the token after "Bearer " (any case): a JWT is a credential until it
- *	  expires.
+ *	  expires;
+ *	- the value of an Accept.js dataValue (opaque data): whoever holds the
+ *	  nonce can charge the card once, so it is kept only sealed (the vault),
+ *	  and a statement passing it must not log it.
  *
  *-------------------------------------------------------------------------
  */
@@ -34,68 +37,93 @@
 /* Shorter runs are not secrets (a key's secret is 43 characters). */
 #define MIN_SECRET_LEN	16
 
-static void
-mask(char *buf, int from, int to)
+/*
+ * Where the secret after a prefix found at buf[i] begins, or -1 when no
+ * prefix of its kind is there.
+ */
+typedef int (*SecretStart) (const char *buf, int len, int i);
+
+/* "pk_<key id>_": an API key's secret follows */
+static int
+api_key_start(const char *buf, int len, int i)
 {
-	for (int k = from; k < to; k++)
-		buf[k] = CARD_REDACT_CHAR;
+	int			j;
+
+	if (i + 3 >= len || buf[i] != 'p' || buf[i + 1] != 'k' || buf[i + 2] != '_')
+		return -1;
+	/* the key id's digits may be masked already (a statement's literals) */
+	for (j = i + 3; j < len && ((buf[j] >= '0' && buf[j] <= '9') || buf[j] == CARD_REDACT_CHAR); j++)
+		;
+	if (j == i + 3 || j >= len || buf[j] != '_')
+		return -1;
+	return j + 1;
 }
 
-/* "pk_<key id>_<16 or more key characters>", not inside a longer word */
-static bool
-mask_api_keys(char *buf, int len)
+/* "bearer" (any case) and blanks: a token follows */
+static int
+bearer_start(const char *buf, int len, int i)
 {
-	bool		masked = false;
+	int			j;
 
-	for (int i = 0; i + 3 < len; i++)
+	if (i + 6 >= len || pg_strncasecmp(buf + i, "bearer", 6) != 0)
+		return -1;
+	for (j = i + 6; j < len && (buf[j] == ' ' || buf[j] == '\t'); j++)
+		;
+	return j > i + 6 ? j : -1;
+}
+
+/*
+ * "dataValue" or "data_value" (any case), then what separates a key from its
+ * value in JSON (quotes, escaped or not, and a colon), in a named argument
+ * ("=", "=>") or in a list of keys and values (jsonb_build_object's ", "):
+ * an Accept.js nonce follows.
+ */
+static int
+data_value_start(const char *buf, int len, int i)
+{
+	static const char *const keys[] = {"datavalue", "data_value"};
+	int			j = -1;
+
+	for (int k = 0; k < (int) lengthof(keys) && j < 0; k++)
 	{
-		int			j;
-		int			from;
+		int			n = strlen(keys[k]);
 
-		if (buf[i] != 'p' || buf[i + 1] != 'k' || buf[i + 2] != '_' ||
-			(i > 0 && IS_KEY_CHAR(buf[i - 1])))
-			continue;
-		/* the key id's digits may be masked already (a statement's literals) */
-		for (j = i + 3; j < len && ((buf[j] >= '0' && buf[j] <= '9') || buf[j] == CARD_REDACT_CHAR); j++)
-			;
-		if (j == i + 3 || j >= len || buf[j] != '_')
-			continue;
-		from = ++j;
-		while (j < len && IS_KEY_CHAR(buf[j]))
-			j++;
-		if (j - from < MIN_SECRET_LEN)
-			continue;
-		mask(buf, from, j);
-		masked = true;
-		i = j - 1;
+		if (i + n <= len && pg_strncasecmp(buf + i, keys[k], n) == 0 &&
+			(i + n == len || !IS_KEY_CHAR(buf[i + n])))
+			j = i + n;
 	}
-	return masked;
+	if (j < 0)
+		return -1;
+	while (j < len && (buf[j] == '"' || buf[j] == '\\' || buf[j] == '\'' ||
+					   buf[j] == ' ' || buf[j] == '\t' || buf[j] == ':' ||
+					   buf[j] == '=' || buf[j] == '>' || buf[j] == ','))
+		j++;
+	return j;
 }
 
-/* "bearer" (any case), blanks, then a token of 16 or more characters */
+/*
+ * Mask every secret of MIN_SECRET_LEN or more characters (key characters,
+ * or any token character) that follows a prefix start() finds, the prefix
+ * not inside a longer word.
+ */
 static bool
-mask_bearer_tokens(char *buf, int len)
+mask_secrets(char *buf, int len, SecretStart start, bool token)
 {
 	bool		masked = false;
 
-	for (int i = 0; i + 6 < len; i++)
+	for (int i = 0; i < len; i++)
 	{
-		int			j;
 		int			from;
+		int			j;
 
-		if (pg_strncasecmp(buf + i, "bearer", 6) != 0 ||
-			(i > 0 && IS_KEY_CHAR(buf[i - 1])))
+		if ((i > 0 && IS_KEY_CHAR(buf[i - 1])) || (from = start(buf, len, i)) < 0)
 			continue;
-		for (j = i + 6; j < len && (buf[j] == ' ' || buf[j] == '\t'); j++)
+		for (j = from; j < len && (token ? IS_TOKEN(buf[j]) : IS_KEY_CHAR(buf[j])); j++)
 			;
-		if (j == i + 6)
-			continue;
-		from = j;
-		while (j < len && IS_TOKEN(buf[j]))
-			j++;
 		if (j - from < MIN_SECRET_LEN)
 			continue;
-		mask(buf, from, j);
+		for (int k = from; k < j; k++)
+			buf[k] = CARD_REDACT_CHAR;
 		masked = true;
 		i = j - 1;
 	}
@@ -108,7 +136,8 @@ secret_redact(char *buf, int len)
 {
 	bool		masked = false;
 
-	masked |= mask_api_keys(buf, len);
-	masked |= mask_bearer_tokens(buf, len);
+	masked |= mask_secrets(buf, len, api_key_start, false);
+	masked |= mask_secrets(buf, len, bearer_start, true);
+	masked |= mask_secrets(buf, len, data_value_start, true);
 	return masked;
 }

@@ -272,5 +272,24 @@ for s in "${SPELLED[@]}"; do
 	fi
 done
 if grep -qF -e "$PAN" -e "${PAN_ESC:0:24}" "$f"; then not_ok "card number found in the log"; else ok "no card number in the log, in any spelling"; fi
+
+# Accept.js opaque data: whoever holds the nonce can charge the card once,
+# so its dataValue is kept only sealed, and not logged either (before: in
+# clear in the statement log, as a JSON literal and as jsonb_build_object's
+# named argument).  Whether the purchases succeed does not matter here.
+NONCE1=eyJjb2RlIjoiNTBfMl8wNjAwMDUzM0ZBQjE5QTg3N0ExOTI0
+NONCE2=OB7GON59XQ2VJ4PL8KZT1RWMYC6DH3SEAFNU0B7GON59XQ2V
+log_size_before=$(stat -c %s "$LOG")
+as_merchant -v ON_ERROR_STOP=0 -f - > "$WORK/card_log_hygiene.opaque-out" 2>&1 <<SQL
+SET log_statement = 'all';
+SELECT payment_id FROM pay_purchase(amount => '2.00 USD', opaque_data => '{"dataDescriptor": "COMMON.ACCEPT.INAPP.PAYMENT", "dataValue": "$NONCE1"}');
+SELECT payment_id FROM pay_purchase(amount => '2.00 USD', opaque_data => jsonb_build_object('dataDescriptor', 'COMMON.ACCEPT.INAPP.PAYMENT', 'dataValue', '$NONCE2'));
+SQL
+session_log "$log_size_before" "$WORK/card_log_hygiene.opaque-log"
+f=$WORK/card_log_hygiene.opaque-log
+if [ "$(grep -c 'statement: ' "$f")" -ge 2 ]; then ok "log_statement logged the opaque data purchases"; else not_ok "the opaque data purchases are not in the server log"; fi
+if grep -qF -e "${NONCE1:8:24}" -e "${NONCE2:8:24}" "$f"; then
+	not_ok "an Accept.js dataValue is in the log"; grep -F -e "${NONCE1:8:24}" -e "${NONCE2:8:24}" "$f" | sed -n '1,2s/^/#   /p'
+else ok "no Accept.js dataValue in the log"; fi
 echo "1..$n"
 exit $fail
