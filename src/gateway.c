@@ -45,6 +45,7 @@
 #include "gateway_cim.h"
 #include "opaque_data.h"
 #include "payments.h"
+#include "reply_privacy.h"
 #include "shmem.h"
 
 /* Column of the claim result, as text (NULL when SQL NULL). */
@@ -1454,6 +1455,10 @@ response_for_log(GatewayOp *op)
 {
 	const char *r = op->http.response;
 	size_t		len = op->http.response_len;
+	char	   *unnamed = NULL;
+	bool		changed = false;
+	char	   *copy;
+	int			n;
 
 	if (r == NULL)
 		return NULL;
@@ -1463,19 +1468,28 @@ response_for_log(GatewayOp *op)
 		r += 3;
 		len -= 3;
 	}
+	/*
+	 * Replies about transactions and profiles name the customer: logged
+	 * without (reply_privacy.c).  A transaction's own reply names no one,
+	 * and is most of the traffic: kept as it came.
+	 */
+	if (strcmp(op->request_type, "createTransactionRequest") != 0 &&
+		(unnamed = anet_reply_without_personal_data(r, len, &changed)) != NULL && changed)
 	{
-		/* stop at a NUL; anything that is not valid UTF-8 becomes '?' */
-		char	   *copy = pnstrdup(r, Min(len, 65536));
-		int			n = strlen(copy);
-
-		if (GetDatabaseEncoding() != PG_UTF8 || !pg_verify_mbstr(PG_UTF8, copy, n, true))
-		{
-			for (int i = 0; i < n; i++)
-				if ((unsigned char) copy[i] >= 0x80)
-					copy[i] = '?';
-		}
-		return copy;
+		r = unnamed;
+		len = strlen(unnamed);
 	}
+	/* stop at a NUL; anything that is not valid UTF-8 becomes '?' */
+	copy = pnstrdup(r, Min(len, 65536));
+	free(unnamed);
+	n = strlen(copy);
+	if (GetDatabaseEncoding() != PG_UTF8 || !pg_verify_mbstr(PG_UTF8, copy, n, true))
+	{
+		for (int i = 0; i < n; i++)
+			if ((unsigned char) copy[i] >= 0x80)
+				copy[i] = '?';
+	}
+	return copy;
 }
 
 /*

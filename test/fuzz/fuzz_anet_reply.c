@@ -3,8 +3,9 @@
  * fuzz_anet_reply.c
  *	  libFuzzer target: every Authorize.Net reply parser of src/anet/ on
  *	  the same body (createTransaction, top-level status, transaction
- *	  details, the two transaction lists, the settled batch list), and the
- *	  exact amount conversion on every amount a parser kept.
+ *	  details, the two transaction lists, the settled batch list), the
+ *	  exact amount conversion on every amount a parser kept, and the
+ *	  exchange log's copy without personal data (reply_privacy.c).
  *
  * Besides the sanitizers it checks what anet_protocol.h promises of a
  * parsed reply: every text field is NUL-terminated inside its array and
@@ -20,6 +21,7 @@
 
 #include "anet_protocol.h"
 #include "fuzz_check.h"
+#include "reply_privacy.h"
 
 /* A fixed char array of a parsed reply: terminated, valid UTF-8. */
 #define CHECK_FIELD(f) fuzz_check_text((f), sizeof(f), #f)
@@ -223,6 +225,29 @@ check_batch_list(const char *body, size_t len)
 	anet_batch_list_free(&l);
 }
 
+/*
+ * The copy for the exchange log is JSON again, and masks every value of a
+ * personal field wherever it sits: it holds no "firstName" key followed
+ * by anything but the mask.
+ */
+static void
+check_without_personal_data(const char *body, size_t size)
+{
+	bool		changed;
+	char	   *out = anet_reply_without_personal_data(body, size, &changed);
+	const char *p;
+
+	if (out == NULL)
+		return;
+	FUZZ_ASSERT(out[0] == '{');
+	for (p = strstr(out, "\"firstName\":"); p != NULL; p = strstr(p + 1, "\"firstName\":"))
+		FUZZ_ASSERT(strncmp(p + 12, "\"" ANET_PERSONAL_MASK "\"", strlen(ANET_PERSONAL_MASK) + 2) == 0 ||
+					p[12] == '{' || p[12] == '[' || strncmp(p + 12, "null", 4) == 0 ||
+					strncmp(p + 12, "true", 4) == 0 || strncmp(p + 12, "false", 5) == 0 ||
+					p[12] == '0');
+	free(out);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -238,6 +263,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check_txn_list(body, size, false);
 	check_txn_list(body, size, true);
 	check_batch_list(body, size);
+	check_without_personal_data(body, size);
 	free(body);
 	return 0;
 }
