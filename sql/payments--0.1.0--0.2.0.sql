@@ -13795,3 +13795,16 @@ SELECT count(*) FROM payments._apply_api_scopes();
 
 -- audit.sql: audit rows name the role that acted (src/audit.c, src/tenancy.c)
 COMMENT ON COLUMN payments.audit_log.db_role IS 'The role that acted: SET ROLE, else the login role (PostgREST: the role of the JWT, e.g. authenticated), not the owner of the SECURITY DEFINER function the change went through. Rows written before 0.2.0 hold current_user.';
+
+------------------------------------------------------------------------------
+-- h-key-revocation: a revocation counts at once, also in a transaction that
+-- took the key before it: any change of a key's revocation or expiry makes
+-- every backend read its key again (sql/src/api_keys.sql, src/tenancy.c).
+-- After h-tenancy, which makes payments._cached_table_changed.
+------------------------------------------------------------------------------
+CREATE TRIGGER api_keys_state_changed AFTER UPDATE OF revoked_at, expires_at OR DELETE OR TRUNCATE
+	ON payments.api_keys
+	FOR EACH STATEMENT EXECUTE FUNCTION payments._cached_table_changed();
+ALTER TABLE payments.api_keys ENABLE ALWAYS TRIGGER api_keys_state_changed;
+COMMENT ON TRIGGER api_keys_state_changed ON payments.api_keys IS
+	'Makes every backend read again the key its transaction took, once a key is revoked, expires anew or is deleted: a revocation counts at once (src/tenancy.c keeps the key).';

@@ -3,7 +3,8 @@
  * cached_table.c
  *	  The statement trigger of the tables backends keep in memory
  *	  (installation_secrets: the fingerprint secret and the invoice tag;
- *	  merchant_roles, role_trust, merchants: who acts for which merchant).
+ *	  merchant_roles, role_trust, merchants: who acts for which merchant;
+ *	  api_keys, for revocations and expiries: the key a transaction took).
  *
  * It invalidates the table's relcache entry: at commit every backend
  * receives that and drops what it kept from the table (their relcache

@@ -24,8 +24,8 @@
  * "cvv":\t"123"), and a literal may be quoted in any way SQL quotes
  * ('...', E'...', $$...$$, $tag$...$tag$, ''...'' inside a quoted text).
  * A false positive costs a few masked characters of a log line.
- * Credentials (API key secrets, bearer tokens) are masked with it
- * (secret_redact.c).
+ * Credentials (API key secrets, bearer tokens, Accept.js nonces) are
+ * masked with it (secret_redact.c).
  *
  *-------------------------------------------------------------------------
  */

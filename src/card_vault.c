@@ -300,13 +300,15 @@ card_vault_open(uint32 key_id, const uint8 *aad, int aadlen,
 
 /*
  * Whether a vault row may still need the previous key: one made before
- * the current key was.
+ * the current key was, of an operation the worker may still send.
  */
 static bool
 previous_key_needed(TimestampTz current_created)
 {
-	Oid			argtype = TIMESTAMPTZOID;
-	Datum		arg = TimestampTzGetDatum(current_created);
+	Oid			argtypes[2] = {TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Datum		args[2] = {TimestampTzGetDatum(current_created),
+		TimestampTzGetDatum(TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														-(int64) PAYMENTS_DUPLICATE_WINDOW_S * 1000))};
 	bool		isnull;
 	bool		needed;
 
@@ -324,8 +326,8 @@ previous_key_needed(TimestampTz current_created)
 							  " JOIN payments.operations o ON o.merchant_id = v.merchant_id AND o.operation_id = v.operation_id"
 							  " WHERE v.created_at < $1 AND (o.status IN ('queued', 'sending')"
 							  " OR (o.status = 'unknown' AND (o.first_sent_at IS NULL"
-							  " OR o.first_sent_at > now() - interval '8 hours'))))",
-							  1, &argtype, &arg, NULL, true, 1) != SPI_OK_SELECT ||
+							  " OR o.first_sent_at > $2))))",
+							  2, argtypes, args, NULL, true, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "payments: could not read the card vault");
 	needed = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));

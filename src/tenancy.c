@@ -121,8 +121,18 @@ static struct
 	int64		merchant_id;
 	int64		key_id;
 	uint32		scopes;
+	uint64		state_seen;		/* key_state_changes when last checked */
 }			key_identity;
 static bool key_callback_registered = false;
+
+/*
+ * Changes of any key's revocation or expiry committed since the backend
+ * started (api_keys' statement trigger, _cached_table_changed): a key a
+ * transaction took is read again after one, so a revocation counts at
+ * once, also in a transaction that took the key before it.
+ */
+static Oid	keys_relid = InvalidOid;
+static uint64 key_state_changes = 0;
 
 /*
  * Counts the keys checked in this backend: an identity or actor cached
@@ -210,6 +220,8 @@ facts_relcache_callback(Datum arg pg_attribute_unused(), Oid relid)
 		facts_cache.valid = false;
 		facts_invalidations++;
 	}
+	if (relid == InvalidOid || relid == keys_relid)
+		key_state_changes++;
 }
 
 static void
@@ -546,6 +558,66 @@ key_claims_agree(int64 key_id, int64 key_merchant, const char *claim_m_text, int
 }
 
 /*
+ * The key this transaction took, read again as the owner after a key was
+ * revoked or its expiry changed somewhere: PT401 when it is revoked or
+ * expired now (the transaction ends without it).
+ */
+static void
+recheck_key(void)
+{
+	static const char *const query =
+		"SELECT k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at OPERATOR(pg_catalog.>) pg_catalog.now()) "
+		"FROM payments.api_keys k WHERE k.merchant_id OPERATOR(pg_catalog.=) $1 AND k.key_id OPERATOR(pg_catalog.=) $2";
+	Oid			types[2] = {INT8OID, INT8OID};
+	Datum		args[2] = {Int64GetDatum(key_identity.merchant_id), Int64GetDatum(key_identity.key_id)};
+	uint64		seen = key_state_changes;
+	Oid			save_userid;
+	int			save_sec;
+	int			save_nestlevel;
+	volatile bool usable = false;
+	bool		isnull = true;
+	int			rc;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(extension_owner(false),
+						   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
+	save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	PG_TRY();
+	{
+		rc = SPI_execute_with_args(query, 2, types, args, NULL, true, 1);
+		if (rc != SPI_OK_SELECT)
+			elog(ERROR, "could not read API key " INT64_FORMAT ": %s", key_identity.key_id,
+				 SPI_result_code_string(rc));
+		if (SPI_processed == 1)
+			usable = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) &&
+				!isnull;
+	}
+	PG_FINALLY();
+	{
+		AtEOXact_GUC(true, save_nestlevel);
+		SetUserIdAndSecContext(save_userid, save_sec);
+	}
+	PG_END_TRY();
+	SPI_finish();
+	if (!usable)
+	{
+		int64		key_id = key_identity.key_id;
+
+		key_identity.valid = false;
+		keys_checked++;
+		ereport(ERROR,
+				(errcode(ERRCODE_PAY_INVALID_API_KEY),
+				 errmsg("API key " INT64_FORMAT " was revoked or expired after this transaction took it", key_id),
+				 errhint("Ask the merchant's administrator for a valid key.")));
+	}
+	key_identity.state_seen = seen;
+}
+
+/*
  * payments_identity() for the given claims and setting texts (the audit
  * trigger also asks without the ones that were refused).
  */
@@ -590,6 +662,8 @@ resolve_identity(PaymentsIdentity *id, bool missing_ok, const char *claims_text,
 	/* a checked API key decides first, for its transaction and role */
 	if (key_identity.valid && key_identity.lxid == MyProc->lxid && key_identity.role == role)
 	{
+		if (key_identity.state_seen != key_state_changes)
+			recheck_key();
 		/* a key is checked only where the schema is served */
 		role_facts(extension_owner(false), role, setting_m, claim_m, &f);
 		if (postgrest_role(role, &f) &&
@@ -890,6 +964,9 @@ payments_identity_use_key(int64 merchant_id, int64 key_id, uint32 scopes)
 	key_identity.merchant_id = merchant_id;
 	key_identity.key_id = key_id;
 	key_identity.scopes = scopes;
+	facts_take_invalidations();
+	keys_relid = cached_table_relid("api_keys");
+	key_identity.state_seen = key_state_changes;
 	key_identity.valid = true;
 	keys_checked++;
 }

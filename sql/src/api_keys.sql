@@ -386,6 +386,17 @@ CREATE TRIGGER api_keys_follow_creator AFTER UPDATE OF revoked_at, expires_at ON
 COMMENT ON TRIGGER api_keys_follow_creator ON payments.api_keys IS
 	'The keys a key made are revoked with it and expire no later than it (payments._api_keys_follow_creator).';
 
+-- A transaction keeps the key it took in memory (src/tenancy.c): a change
+-- of any key's revocation or expiry tells every backend to read its key
+-- again, so that a revocation counts at once, also in a transaction that
+-- took the key before it (src/cached_table.c).
+CREATE TRIGGER api_keys_state_changed AFTER UPDATE OF revoked_at, expires_at OR DELETE OR TRUNCATE
+	ON payments.api_keys
+	FOR EACH STATEMENT EXECUTE FUNCTION payments._cached_table_changed();
+ALTER TABLE payments.api_keys ENABLE ALWAYS TRIGGER api_keys_state_changed;
+COMMENT ON TRIGGER api_keys_state_changed ON payments.api_keys IS
+	'Makes every backend read again the key its transaction took, once a key is revoked, expires anew or is deleted: a revocation counts at once (src/tenancy.c keeps the key).';
+
 CREATE FUNCTION payments.pay_rotate_api_key(key_id bigint, overlap interval DEFAULT '1 hour')
 	RETURNS payments.pay_api_key_secret
 	LANGUAGE plpgsql VOLATILE SECURITY DEFINER

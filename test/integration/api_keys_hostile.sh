@@ -4,7 +4,8 @@
 # secrets a request carries (X-Api-Key, a bearer token) never reach the
 # server log, and the errors a key holder meets over HTTP have the status
 # README gives (not 413 for the key cap, not 500 for test clocks that are
-# off).
+# off), and a key revoked while a transaction that took it is open acts no
+# more in it.
 set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
 source "$(dirname "$0")/../lib/postgrest.sh"
@@ -99,5 +100,38 @@ sleep 0.5
 r=$(pgrst POST /rpc/pay_set_test_clock -H "X-Api-Key: $K" -H 'Content-Type: application/json' -d '{"frozen_at": "2031-01-01T00:00:00Z"}')
 is "${r%% *}" 403 "3: pay_set_test_clock with test clocks off is HTTP 403"
 like "$r" "test clocks are off" "3: saying so"
+
+
+###########################################################################
+# 4. A key revoked (and committed) while a transaction that took it is
+#    open: its next statement is refused, PT401, and nothing it did stays
+#    (before: the purchase went through and committed).
+sql -c "DO \$\$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'keys_hostile_keyonly') THEN CREATE ROLE keys_hostile_keyonly LOGIN; END IF; END \$\$" \
+	-c "SELECT payments.pay_grant_api('keys_hostile_keyonly')" >/dev/null
+K2=$(sql -c "SELECT api_key FROM payments.pay_create_api_key(merchant_id => $B, scopes => ARRAY['read', 'payments'])")
+# a first use records last_used_at, so the transaction's use within the
+# minute writes nothing (a write would hold the key's row, and the
+# revocation would wait for the transaction to end)
+cluster_psql "$WORK" "$PORT" payments -At -U keys_hostile_keyonly -c "SELECT 1 FROM payments.pay_use_api_key('$K2')" >/dev/null
+(cluster_psql "$WORK" "$PORT" payments -At -U keys_hostile_keyonly <<SQL
+BEGIN;
+SELECT 'used', merchant_id FROM payments.pay_use_api_key('$K2');
+SELECT 'paid', payment_id FROM payments.pay_purchase(amount => '7.76 USD', card => $card);
+SELECT pg_sleep(2);
+SELECT 'paid', payment_id FROM payments.pay_purchase(amount => '7.77 USD', card => $card);
+COMMIT;
+SQL
+) > "$WORK/keys_hostile.revoke-out" 2>&1 &
+txn=$!
+sleep 1
+is "$(sql -c "SELECT payments.pay_revoke_api_key($(cut -d_ -f2 <<<"$K2"))")" t "4: the key is revoked (committed) while the other transaction is open"
+wait "$txn" || true
+out=$(cat "$WORK/keys_hostile.revoke-out")
+like "$out" "used\|$B" "4: the transaction had taken the key"
+like "$out" "API key [0-9]+ was revoked or expired after this transaction took it" "4: its next statement is refused"
+is "$(sql -c "SELECT count(*) FROM payments.payments WHERE merchant_id = $B AND payments.pay_minor_units(amount) IN (776, 777)")" 0 \
+	"4: and nothing the transaction did stays"
+r=$(pgrst POST /rpc/pay_current_identity -H "X-Api-Key: $K2" -H 'Content-Type: application/json' -d '{}')
+is "${r%% *}" 401 "4: a new request with the key is refused (401)"
 
 tap_done
