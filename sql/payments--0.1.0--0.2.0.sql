@@ -11019,6 +11019,7 @@ DECLARE
 	now_ timestamptz := payments._billing_now(p_merchant_id);
 	next_ timestamptz;
 	retry_no integer;
+	in_dunning boolean;
 BEGIN
 	SELECT x.* INTO STRICT s FROM payments.subscriptions x
 	WHERE x.merchant_id = p_merchant_id AND x.subscription_id =
@@ -11037,10 +11038,12 @@ BEGIN
 	WHERE merchant_id = p_merchant_id AND invoice_id = p_invoice_id
 	RETURNING * INTO inv;
 	-- the schedule first, so that the event says whether it will be
-	-- retried: only an open invoice of a subscription in dunning is (not a
-	-- first invoice, an ended subscription's, or one with no day left)
+	-- retried: only an open invoice of a subscription that can be in
+	-- dunning is (not an incomplete subscription's first invoice, an ended
+	-- subscription's, or one with no day left)
+	in_dunning := inv.status = 'open' AND s.status IN ('trialing', 'active', 'past_due');
 	days := (payments._dunning_policy(p_merchant_id)).retry_days;
-	IF inv.status = 'open' AND s.status IN ('trialing', 'active', 'past_due') THEN
+	IF in_dunning THEN
 		SELECT a.next_at, a.retry_no INTO next_, retry_no
 		FROM payments._next_dunning_attempt(inv.first_failed_at, days, final_, now_) a;
 	END IF;
@@ -11057,8 +11060,7 @@ BEGIN
 		RETURNING * INTO inv;
 		RETURN inv;
 	END IF;
-	IF inv.status <> 'open' OR (inv.kind = 'first' AND s.status = 'incomplete')
-		OR s.status NOT IN ('trialing', 'active', 'past_due') THEN
+	IF NOT in_dunning THEN
 		RETURN inv;
 	END IF;
 	IF s.status <> 'past_due' THEN

@@ -262,6 +262,23 @@ needs_decision(const GatewayOp *op)
 	return strcmp(op->kind, "void") == 0 && !op->may_have_been_sent;
 }
 
+/*
+ * The next request of op is getTransactionDetails of trans_id, read at
+ * stage: STAGE_CONFIRM (what a duplicate reply or a lookup found:
+ * interpret_confirm), STAGE_DECIDE (a refund's or void's payment:
+ * interpret_decide), STAGE_EXPIRY (a capture's authorization:
+ * interpret_expiry), STAGE_REVIEW (a payment held for review).  False, the
+ * stage unchanged, when the request cannot be built.
+ */
+static bool
+ask_details(GatewayOp *op, GatewayStage stage, const char *trans_id, char **error)
+{
+	if (!gateway_set_request(op, "getTransactionDetailsRequest", build_details, trans_id, error))
+		return false;
+	op->stage = stage;
+	return true;
+}
+
 /* Begin looking the operation up by its invoice (gateway_lookup.c). */
 static bool
 start_lookup(GatewayOp *op, char **error)
@@ -502,28 +519,13 @@ gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **e
 		/* first the payment's transaction; the request waits in op */
 		op->send_req = req;
 		op->send_req.amount = req.amount ? pstrdup(req.amount) : NULL;
-		op->stage = STAGE_DECIDE;
-		return gateway_set_request(op, "getTransactionDetailsRequest", build_details,
-								   req.ref_trans_id, error);
+		return ask_details(op, STAGE_DECIDE, req.ref_trans_id, error);
 	}
 	ok = gateway_set_request(op, "createTransactionRequest", build_transaction, &req, error);
 	if (have_secret)
 		explicit_bzero(&secret, sizeof(secret));
 	opaque_data_wipe(&opaque);
 	return ok;
-}
-
-/*
- * Confirm what a duplicate reply or a lookup found: the next request of op
- * is getTransactionDetails of trans_id (interpret_confirm reads it).
- */
-static bool
-gateway_confirm(GatewayOp *op, const char *trans_id)
-{
-	if (!gateway_set_request(op, "getTransactionDetailsRequest", build_details, trans_id, NULL))
-		return false;
-	op->stage = STAGE_CONFIRM;
-	return true;
 }
 
 /* Checks of the gateway's state that belong to no operation. */
@@ -554,9 +556,9 @@ gateway_build_settlement_scan(GatewayOp *op, char **trans_ids, int n, TimestampT
 bool
 gateway_build_review_check(GatewayOp *op, const char *trans_id)
 {
-	op->stage = STAGE_REVIEW;
+	op->stage = STAGE_REVIEW;	/* a check, whether or not it can be asked */
 	set_ref_id(op);
-	return gateway_set_request(op, "getTransactionDetailsRequest", build_details, trans_id, NULL);
+	return ask_details(op, STAGE_REVIEW, trans_id, NULL);
 }
 
 /* authenticateTestRequest; arg is unused. */
@@ -761,7 +763,7 @@ capture_done_before(GatewayOp *op, const AnetTxnResult *r, bool *follow_up)
 	}
 	op->first_reply = *r;
 	if (r->trans_id[0] != '\0' && strcmp(r->trans_id, "0") != 0 ?
-		gateway_confirm(op, r->trans_id) : start_lookup(op, &error))
+		ask_details(op, STAGE_CONFIRM, r->trans_id, NULL) : start_lookup(op, &error))
 		*follow_up = true;
 	else
 		gateway_set_outcome_later(op, 5000, 300000, OUTCOME_UNKNOWN,
@@ -839,7 +841,7 @@ interpret_send(GatewayOp *op, bool *follow_up)
 	{
 		/* the original went through, or was declined: ask which */
 		op->first_reply = r;
-		if (gateway_confirm(op, r.trans_id))
+		if (ask_details(op, STAGE_CONFIRM, r.trans_id, NULL))
 		{
 			*follow_up = true;
 			return;
@@ -873,13 +875,8 @@ interpret_send(GatewayOp *op, bool *follow_up)
 		 * Nothing was captured.  An authorization uncaptured for 30 days
 		 * expires at the gateway: ask whether it did (interpret_expiry).
 		 */
-		if (op->auth_trans_id != NULL &&
-			gateway_set_request(op, "getTransactionDetailsRequest", build_details,
-								op->auth_trans_id, NULL))
-		{
-			op->stage = STAGE_EXPIRY;
+		if (op->auth_trans_id != NULL && ask_details(op, STAGE_EXPIRY, op->auth_trans_id, NULL))
 			*follow_up = true;
-		}
 		else
 			gateway_set_outcome(op, OUTCOME_ERROR, CAPTURE_NOT_FOUND);
 		return;
@@ -1030,7 +1027,7 @@ next_hit(GatewayOp *op, const AnetTxnDetails *d, char *mismatch, bool *follow_up
 		ask = lk->passed;
 		lk->confirming_hits = false;
 	}
-	if (gateway_confirm(op, ask))
+	if (ask_details(op, STAGE_CONFIRM, ask, NULL))
 		*follow_up = true;
 	else
 		gateway_set_outcome_later(op, 5000, 300000, OUTCOME_UNKNOWN,
@@ -1181,7 +1178,7 @@ apply_lookup(GatewayOp *op, bool *follow_up)
 		case LOOKUP_FOUND:
 			/* each hit in turn (next_hit) */
 			op->lookup.confirming_hits = true;
-			if (gateway_confirm(op, op->lookup.hits[0]))
+			if (ask_details(op, STAGE_CONFIRM, op->lookup.hits[0], NULL))
 				*follow_up = true;
 			else
 				gateway_set_outcome_later(op, 5000, 300000, OUTCOME_UNKNOWN,
@@ -1380,8 +1377,8 @@ interpret_decide(GatewayOp *op, bool *follow_up)
  * The reply to the question a capture refused with reason 16 asks: its
  * authorization expired uncaptured (the payment is canceled: nothing is
  * held, and a void has nothing to do), or something else the error says.
- * The capture itself was answered, so any other answer, or none, leaves it
- * failed as the gateway said (gateway_interpret).
+ * The capture itself was answered: any other answer leaves it failed as
+ * the gateway said; no answer sends it again later (gateway_interpret).
  */
 static void
 interpret_expiry(GatewayOp *op)

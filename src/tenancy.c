@@ -299,21 +299,59 @@ extension_owner(bool missing_ok)
 }
 
 /*
- * Read what the owner wrote about this role (bindings and trust) and
- * whether the requested merchants exist, as the owner, with a fixed
- * search_path: the caller's settings cannot reach into this query.
+ * Run query (prepared once, into *plan) in the caller's SPI connection as
+ * the owner, with a fixed search_path: the caller's settings cannot reach
+ * into it.  The rows are in SPI_tuptable.
  */
 static void
-read_role_facts(Oid owner, Oid role, int64 setting_m, int64 claim_m, RoleFacts *f)
+owner_select(Oid owner, const char *query, SPIPlanPtr *plan, int nargs, Oid *types, Datum *args,
+			 const char *what)
 {
 	Oid			save_userid;
 	int			save_sec;
 	int			save_nestlevel;
+	int			rc;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
+	save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	PG_TRY();
+	{
+		if (*plan == NULL)
+		{
+			SPIPlanPtr	p = SPI_prepare(query, nargs, types);
+
+			if (p == NULL)
+				elog(ERROR, "could not prepare the query of %s: %s", what,
+					 SPI_result_code_string(SPI_result));
+			if (SPI_keepplan(p) != 0)
+				elog(ERROR, "could not keep the query of %s", what);
+			*plan = p;
+		}
+		rc = SPI_execute_plan(*plan, args, NULL, true, 1);
+		if (rc != SPI_OK_SELECT)
+			elog(ERROR, "could not read %s: %s", what, SPI_result_code_string(rc));
+	}
+	PG_FINALLY();
+	{
+		AtEOXact_GUC(true, save_nestlevel);
+		SetUserIdAndSecContext(save_userid, save_sec);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * Read what the owner wrote about this role (bindings and trust) and
+ * whether the requested merchants exist, as the owner (owner_select).
+ */
+static void
+read_role_facts(Oid owner, Oid role, int64 setting_m, int64 claim_m, RoleFacts *f)
+{
 	Datum		args[3];
-	char		nulls[3] = {' ', ' ', ' '};
 	Oid			types[3] = {OIDOID, INT8OID, INT8OID};
 	MemoryContext caller = CurrentMemoryContext;
-	int			rc;
 
 	memset(f, 0, sizeof(*f));
 	args[0] = ObjectIdGetDatum(role);
@@ -322,34 +360,9 @@ read_role_facts(Oid owner, Oid role, int64 setting_m, int64 claim_m, RoleFacts *
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
-	save_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	PG_TRY();
-	{
-		if (bound_plan == NULL)
-		{
-			SPIPlanPtr	p = SPI_prepare(bound_query, 3, types);
-
-			if (p == NULL)
-				elog(ERROR, "could not prepare the role query: %s",
-					 SPI_result_code_string(SPI_result));
-			if (SPI_keepplan(p) != 0)
-				elog(ERROR, "could not keep the role query");
-			bound_plan = p;
-		}
-		rc = SPI_execute_plan(bound_plan, args, nulls, true, 1);
-		if (rc != SPI_OK_SELECT || SPI_processed != 1)
-			elog(ERROR, "could not read the merchant bindings: %s", SPI_result_code_string(rc));
-	}
-	PG_FINALLY();
-	{
-		AtEOXact_GUC(true, save_nestlevel);
-		SetUserIdAndSecContext(save_userid, save_sec);
-	}
-	PG_END_TRY();
+	owner_select(owner, bound_query, &bound_plan, 3, types, args, "the merchant bindings");
+	if (SPI_processed != 1)
+		elog(ERROR, "could not read the merchant bindings");
 
 	{
 		HeapTuple	tup = SPI_tuptable->vals[0];
@@ -568,40 +581,19 @@ recheck_key(void)
 	static const char *const query =
 		"SELECT k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at OPERATOR(pg_catalog.>) pg_catalog.now()) "
 		"FROM payments.api_keys k WHERE k.merchant_id OPERATOR(pg_catalog.=) $1 AND k.key_id OPERATOR(pg_catalog.=) $2";
+	static SPIPlanPtr plan = NULL;
 	Oid			types[2] = {INT8OID, INT8OID};
 	Datum		args[2] = {Int64GetDatum(key_identity.merchant_id), Int64GetDatum(key_identity.key_id)};
 	uint64		seen = key_state_changes;
-	Oid			save_userid;
-	int			save_sec;
-	int			save_nestlevel;
-	volatile bool usable = false;
-	bool		isnull = true;
-	int			rc;
+	bool		usable;
+	bool		isnull;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(extension_owner(false),
-						   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
-	save_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	PG_TRY();
-	{
-		rc = SPI_execute_with_args(query, 2, types, args, NULL, true, 1);
-		if (rc != SPI_OK_SELECT)
-			elog(ERROR, "could not read API key " INT64_FORMAT ": %s", key_identity.key_id,
-				 SPI_result_code_string(rc));
-		if (SPI_processed == 1)
-			usable = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) &&
-				!isnull;
-	}
-	PG_FINALLY();
-	{
-		AtEOXact_GUC(true, save_nestlevel);
-		SetUserIdAndSecContext(save_userid, save_sec);
-	}
-	PG_END_TRY();
+	owner_select(extension_owner(false), query, &plan, 2, types, args, "the API key");
+	usable = SPI_processed == 1 &&
+		DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) &&
+		!isnull;
 	SPI_finish();
 	if (!usable)
 	{
