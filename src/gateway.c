@@ -1446,6 +1446,27 @@ interpret_settlement(GatewayOp *op, bool *follow_up)
 	op->result.error = c->error;
 }
 
+/*
+ * A palloc'd copy of the first len bytes of r; unnamed (malloc'd on
+ * json-c's side, or NULL) is freed also when the copy fails.
+ */
+static char *
+copy_then_free(const char *r, size_t len, char *unnamed)
+{
+	char	   *volatile copy = NULL;
+
+	PG_TRY();
+	{
+		copy = pnstrdup(r, len);
+	}
+	PG_FINALLY();
+	{
+		free(unnamed);
+	}
+	PG_END_TRY();
+	return copy;
+}
+
 /* Cut a reply for the exchange log. */
 static char *
 response_for_log(GatewayOp *op)
@@ -1477,8 +1498,7 @@ response_for_log(GatewayOp *op)
 		len = strlen(unnamed);
 	}
 	/* stop at a NUL; anything that is not valid UTF-8 becomes '?' */
-	copy = pnstrdup(r, Min(len, 65536));
-	free(unnamed);
+	copy = copy_then_free(r, Min(len, 65536), unnamed);
 	n = strlen(copy);
 	if (GetDatabaseEncoding() != PG_UTF8 || !pg_verify_mbstr(PG_UTF8, copy, n, true))
 	{
