@@ -12894,6 +12894,7 @@ DECLARE
 	new_total payments.pay_amount;
 	credit payments.pay_amount;
 	charge payments.pay_amount;
+	next_invoice payments.pay_amount;
 	lines jsonb := '[]';
 	at_local timestamp := p_at AT TIME ZONE s.time_zone;
 BEGIN
@@ -12975,6 +12976,20 @@ BEGIN
 				'description', format('Remaining time on %s x %s from %s', new_qty, new_unit, at_local),
 				'unit_amount', new_unit::text, 'quantity', new_qty, 'amount', charge::text);
 		END IF;
+	END IF;
+	-- the next invoice this change leaves must be one the gateway takes:
+	-- the new amount, the items already waiting for it and, with
+	-- next_invoice, this change's lines (refused now, not by the worker
+	-- when the renewal is charged)
+	next_invoice := new_total + coalesce((SELECT sum(i.amount) FROM payments.invoice_items i
+			WHERE i.merchant_id = s.merchant_id AND i.subscription_id = s.subscription_id
+				AND i.invoice_id IS NULL), new_total * 0);
+	IF effective = 'next_invoice' THEN
+		next_invoice := next_invoice + coalesce((SELECT sum((l ->> 'amount')::payments.pay_amount)
+			FROM jsonb_array_elements(lines) l), new_total * 0);
+	END IF;
+	IF pay_minor_units(next_invoice) > 0 THEN
+		PERFORM payments._check_gateway_input(next_invoice, NULL, NULL, NULL);
 	END IF;
 	RETURN jsonb_build_object('subscription_id', s.subscription_id, 'status', s.status,
 		'proration', effective, 'at', p_at,
@@ -13223,6 +13238,10 @@ BEGIN
 	END IF;
 	remaining := captured - committed;
 	refund_amount := coalesce(pay_refund.amount, remaining);
+	IF pay_currency(refund_amount) <> pay_currency(p.amount) THEN
+		RAISE EXCEPTION 'refund amount % is not in the payment''s currency %', refund_amount, pay_currency(p.amount)
+			USING ERRCODE = '22Y03', HINT = 'A refund is made in the currency the payment was made in.';
+	END IF;
 	IF pay_minor_units(refund_amount) <= 0 THEN
 		RAISE EXCEPTION 'refund amount must be positive' USING ERRCODE = '22Y23',
 			DETAIL = format('%s of %s captured is left to refund.%s', remaining, captured, dead_note);
@@ -13353,6 +13372,86 @@ END
 $$;
 COMMENT ON FUNCTION payments._record_result(bigint, bigint, text, integer, integer, text, text, text, text, text, timestamptz, text, text, text) IS
 	'Worker, step 3: records the gateway''s answer (or the transport failure) and moves the operation and its payment on; p_card_fingerprint as for _record_final_results.';
+
+------------------------------------------------------------------------------
+-- h-amount-ineqsel: < <= > >= on pay_amount are estimated with the total
+-- order (~<~ ...), never calling < on another currency's most common values
+-- while a query is planned; COST 10 puts a currency test before them in a
+-- filter (sql/src/amount.sql, src/amount_ops.c).
+------------------------------------------------------------------------------
+CREATE FUNCTION payments.pay_amount_ltsel(internal, oid, internal, integer) RETURNS float8
+	LANGUAGE c STABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME';
+CREATE FUNCTION payments.pay_amount_lesel(internal, oid, internal, integer) RETURNS float8
+	LANGUAGE c STABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME';
+CREATE FUNCTION payments.pay_amount_gtsel(internal, oid, internal, integer) RETURNS float8
+	LANGUAGE c STABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME';
+CREATE FUNCTION payments.pay_amount_gesel(internal, oid, internal, integer) RETURNS float8
+	LANGUAGE c STABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME';
+COMMENT ON FUNCTION payments.pay_amount_ltsel(internal, oid, internal, integer) IS 'Estimates <: with the total order ~<~, never calling < on another currency''s values while a query is planned.';
+COMMENT ON FUNCTION payments.pay_amount_lesel(internal, oid, internal, integer) IS 'Estimates <=: with the total order ~<=~.';
+COMMENT ON FUNCTION payments.pay_amount_gtsel(internal, oid, internal, integer) IS 'Estimates >: with the total order ~>~.';
+COMMENT ON FUNCTION payments.pay_amount_gesel(internal, oid, internal, integer) IS 'Estimates >=: with the total order ~>=~.';
+ALTER FUNCTION payments.pay_amount_lt(payments.pay_amount, payments.pay_amount) COST 10;
+ALTER FUNCTION payments.pay_amount_le(payments.pay_amount, payments.pay_amount) COST 10;
+ALTER FUNCTION payments.pay_amount_gt(payments.pay_amount, payments.pay_amount) COST 10;
+ALTER FUNCTION payments.pay_amount_ge(payments.pay_amount, payments.pay_amount) COST 10;
+ALTER OPERATOR payments.< (payments.pay_amount, payments.pay_amount) SET (RESTRICT = payments.pay_amount_ltsel);
+ALTER OPERATOR payments.<= (payments.pay_amount, payments.pay_amount) SET (RESTRICT = payments.pay_amount_lesel);
+ALTER OPERATOR payments.> (payments.pay_amount, payments.pay_amount) SET (RESTRICT = payments.pay_amount_gtsel);
+ALTER OPERATOR payments.>= (payments.pay_amount, payments.pay_amount) SET (RESTRICT = payments.pay_amount_gesel);
+
+------------------------------------------------------------------------------
+-- h-currency-mismatch: a capture or refund in another currency than the
+-- payment's is refused with its own message (22Y03), not the comparison's
+-- advice to convert (pay_refund's copy above, in h-refund-dead-letters).
+------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION payments.pay_capture(
+	payment_id bigint,
+	amount payments.pay_amount DEFAULT NULL,
+	idempotency_key text DEFAULT NULL,
+	correlation_id text DEFAULT NULL)
+	RETURNS payments.operations
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	p payments.payments := payments._lock_payment(pay_capture.payment_id);
+	o payments.operations := payments._idempotent_operation(p.merchant_id, pay_capture.idempotency_key,
+		'capture', md5(jsonb_build_array(pay_capture.payment_id, pay_capture.amount::text)::text));
+	capture_amount payments.pay_amount := coalesce(pay_capture.amount, p.amount_authorized, p.amount);
+BEGIN
+	IF o.operation_id IS NOT NULL THEN
+		RETURN o;
+	END IF;
+	IF p.kind <> 'authorize' THEN
+		PERFORM payments._wrong_state(p, 'capture', 'Only authorizations can be captured; a purchase is captured already.');
+	END IF;
+	IF EXISTS (SELECT 1 FROM payments.operations x WHERE x.merchant_id = p.merchant_id
+			AND x.payment_id = p.payment_id AND x.kind = 'capture' AND x.status NOT IN ('failed', 'canceled')) THEN
+		PERFORM payments._wrong_state(p, 'capture', 'An authorization can be captured only once.');
+	END IF;
+	IF p.status <> 'requires_capture' THEN
+		PERFORM payments._wrong_state(p, 'capture');
+	END IF;
+	IF payments._busy_operation(p) IS NOT NULL THEN
+		PERFORM payments._wrong_state(p, 'capture', 'Another operation on this payment is in progress.');
+	END IF;
+	IF pay_currency(capture_amount) <> pay_currency(p.amount) THEN
+		RAISE EXCEPTION 'capture amount % is not in the payment''s currency %', capture_amount, pay_currency(p.amount)
+			USING ERRCODE = '22Y03', HINT = 'Capture in the currency that was authorized.';
+	END IF;
+	IF pay_minor_units(capture_amount) <= 0 THEN
+		RAISE EXCEPTION 'capture amount must be positive' USING ERRCODE = '22Y23';
+	END IF;
+	IF capture_amount > coalesce(p.amount_authorized, p.amount) THEN
+		RAISE EXCEPTION 'capture amount % exceeds the authorized amount %', capture_amount,
+			coalesce(p.amount_authorized, p.amount)
+			USING ERRCODE = '22Y21', HINT = 'Capture at most the authorized amount; the rest is released.';
+	END IF;
+	RETURN payments._new_operation(p, 'capture', capture_amount, 'queued', NULL,
+		pay_capture.idempotency_key, pay_capture.correlation_id);
+END
+$$;
 
 ------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,

@@ -27,6 +27,8 @@
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
+#include "catalog/pg_operator.h"
 #include "common/hashfn.h"
 #include "common/int.h"
 #include "lib/hyperloglog.h"
@@ -34,6 +36,9 @@
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/selfuncs.h"
+#include "utils/syscache.h"
 #include "utils/numeric.h"
 #include "utils/sortsupport.h"
 
@@ -69,6 +74,10 @@ PG_FUNCTION_INFO_V1(pay_amount_div_numeric);
 PG_FUNCTION_INFO_V1(pay_amount_smaller);
 PG_FUNCTION_INFO_V1(pay_amount_larger);
 PG_FUNCTION_INFO_V1(pay_amount_sortsupport);
+PG_FUNCTION_INFO_V1(pay_amount_ltsel);
+PG_FUNCTION_INFO_V1(pay_amount_lesel);
+PG_FUNCTION_INFO_V1(pay_amount_gtsel);
+PG_FUNCTION_INFO_V1(pay_amount_gesel);
 
 /*
  * The three letters of the currency code as one number that orders like
@@ -658,4 +667,59 @@ pay_amount_sortsupport(PG_FUNCTION_ARGS)
 	}
 #endif
 	PG_RETURN_VOID();
+}
+
+/*
+ * Restriction estimators of < <= > >=.  PostgreSQL's scalarltsel and its
+ * kin call the operator itself on each of the column's most common values:
+ * with values of another currency among them, < raises 22Y03 while the
+ * query is being planned, though the query may compare amounts of one
+ * currency only.  The estimate is made with the total-order operator of
+ * the same strategy (~<~, ~<=~, ~>~, ~>=~ in the operator's schema): the
+ * same order within a currency, never an error, and the operator the
+ * column's histogram was built with.
+ */
+static Datum
+amount_ineqsel(FunctionCallInfo fcinfo, const char *total_name, PGFunction estimator)
+{
+	Oid			operator = PG_GETARG_OID(1);
+	HeapTuple	tp = SearchSysCache1(OPEROID, ObjectIdGetDatum(operator));
+	Form_pg_operator form;
+	Oid			total;
+
+	if (!HeapTupleIsValid(tp))
+		elog(ERROR, "cache lookup failed for operator %u", operator);
+	form = (Form_pg_operator) GETSTRUCT(tp);
+	total = OpernameGetOprid(list_make2(makeString(get_namespace_name(form->oprnamespace)),
+										makeString(pstrdup(total_name))),
+							 form->oprleft, form->oprright);
+	ReleaseSysCache(tp);
+	if (!OidIsValid(total))
+		PG_RETURN_FLOAT8(DEFAULT_INEQ_SEL);
+	return DirectFunctionCall4Coll(estimator, PG_GET_COLLATION(), PG_GETARG_DATUM(0),
+								   ObjectIdGetDatum(total), PG_GETARG_DATUM(2), PG_GETARG_DATUM(3));
+}
+
+Datum
+pay_amount_ltsel(PG_FUNCTION_ARGS)
+{
+	return amount_ineqsel(fcinfo, "~<~", scalarltsel);
+}
+
+Datum
+pay_amount_lesel(PG_FUNCTION_ARGS)
+{
+	return amount_ineqsel(fcinfo, "~<=~", scalarlesel);
+}
+
+Datum
+pay_amount_gtsel(PG_FUNCTION_ARGS)
+{
+	return amount_ineqsel(fcinfo, "~>~", scalargtsel);
+}
+
+Datum
+pay_amount_gesel(PG_FUNCTION_ARGS)
+{
+	return amount_ineqsel(fcinfo, "~>=~", scalargesel);
 }

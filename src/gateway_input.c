@@ -158,8 +158,8 @@ check_amount(const PayAmount *amount)
 		ereport(ERROR,
 				(errcode(ERRCODE_PAY_AMOUNT_TOO_LARGE),
 				 errmsg("amount is larger than the gateway accepts"),
-				 errdetail("The gateway takes amounts of at most %d digits; %s %s has %zu.",
-						   ANET_AMOUNT_MAX_DIGITS, buf, cur->code, digits)));
+				 errdetail("The gateway takes amounts of at most %d digits; this amount in %s has %zu.",
+						   ANET_AMOUNT_MAX_DIGITS, cur->code, digits)));
 }
 
 /*

@@ -76,14 +76,31 @@ CREATE FUNCTION payments.pay_amount_eq(payments.pay_amount, payments.pay_amount)
 CREATE FUNCTION payments.pay_amount_ne(payments.pay_amount, payments.pay_amount) RETURNS boolean
 	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF AS 'MODULE_PATHNAME';
 CREATE FUNCTION payments.pay_amount_lt(payments.pay_amount, payments.pay_amount) RETURNS boolean
-	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME';
+	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE COST 10 AS 'MODULE_PATHNAME';
 CREATE FUNCTION payments.pay_amount_le(payments.pay_amount, payments.pay_amount) RETURNS boolean
-	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME';
+	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE COST 10 AS 'MODULE_PATHNAME';
 CREATE FUNCTION payments.pay_amount_gt(payments.pay_amount, payments.pay_amount) RETURNS boolean
-	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME';
+	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE COST 10 AS 'MODULE_PATHNAME';
 CREATE FUNCTION payments.pay_amount_ge(payments.pay_amount, payments.pay_amount) RETURNS boolean
-	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME';
+	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE COST 10 AS 'MODULE_PATHNAME';
+-- Their estimators use the total order (src/amount_ops.c): scalarltsel
+-- would call < on the most common values, of every currency, and fail the
+-- planning of a query that compares one currency's amounts.  COST 10 puts
+-- a currency test (pay_currency(a) = 'USD', cost 2) before the comparison
+-- in a scan's filter.
+CREATE FUNCTION payments.pay_amount_ltsel(internal, oid, internal, integer) RETURNS float8
+	LANGUAGE c STABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME';
+CREATE FUNCTION payments.pay_amount_lesel(internal, oid, internal, integer) RETURNS float8
+	LANGUAGE c STABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME';
+CREATE FUNCTION payments.pay_amount_gtsel(internal, oid, internal, integer) RETURNS float8
+	LANGUAGE c STABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME';
+CREATE FUNCTION payments.pay_amount_gesel(internal, oid, internal, integer) RETURNS float8
+	LANGUAGE c STABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME';
 COMMENT ON FUNCTION payments.pay_amount_eq(payments.pay_amount, payments.pay_amount) IS 'Implements =: same currency and same value.';
+COMMENT ON FUNCTION payments.pay_amount_ltsel(internal, oid, internal, integer) IS 'Estimates <: with the total order ~<~, never calling < on another currency''s values while a query is planned.';
+COMMENT ON FUNCTION payments.pay_amount_lesel(internal, oid, internal, integer) IS 'Estimates <=: with the total order ~<=~.';
+COMMENT ON FUNCTION payments.pay_amount_gtsel(internal, oid, internal, integer) IS 'Estimates >: with the total order ~>~.';
+COMMENT ON FUNCTION payments.pay_amount_gesel(internal, oid, internal, integer) IS 'Estimates >=: with the total order ~>=~.';
 COMMENT ON FUNCTION payments.pay_amount_ne(payments.pay_amount, payments.pay_amount) IS 'Implements <>.';
 COMMENT ON FUNCTION payments.pay_amount_lt(payments.pay_amount, payments.pay_amount) IS 'Implements <: an error across currencies.';
 COMMENT ON FUNCTION payments.pay_amount_le(payments.pay_amount, payments.pay_amount) IS 'Implements <=: an error across currencies.';
@@ -102,19 +119,19 @@ CREATE OPERATOR payments.<> (
 CREATE OPERATOR payments.< (
 	LEFTARG = payments.pay_amount, RIGHTARG = payments.pay_amount,
 	FUNCTION = payments.pay_amount_lt, COMMUTATOR = OPERATOR(payments.>),
-	NEGATOR = OPERATOR(payments.>=), RESTRICT = scalarltsel, JOIN = scalarltjoinsel);
+	NEGATOR = OPERATOR(payments.>=), RESTRICT = payments.pay_amount_ltsel, JOIN = scalarltjoinsel);
 CREATE OPERATOR payments.<= (
 	LEFTARG = payments.pay_amount, RIGHTARG = payments.pay_amount,
 	FUNCTION = payments.pay_amount_le, COMMUTATOR = OPERATOR(payments.>=),
-	NEGATOR = OPERATOR(payments.>), RESTRICT = scalarlesel, JOIN = scalarlejoinsel);
+	NEGATOR = OPERATOR(payments.>), RESTRICT = payments.pay_amount_lesel, JOIN = scalarlejoinsel);
 CREATE OPERATOR payments.> (
 	LEFTARG = payments.pay_amount, RIGHTARG = payments.pay_amount,
 	FUNCTION = payments.pay_amount_gt, COMMUTATOR = OPERATOR(payments.<),
-	NEGATOR = OPERATOR(payments.<=), RESTRICT = scalargtsel, JOIN = scalargtjoinsel);
+	NEGATOR = OPERATOR(payments.<=), RESTRICT = payments.pay_amount_gtsel, JOIN = scalargtjoinsel);
 CREATE OPERATOR payments.>= (
 	LEFTARG = payments.pay_amount, RIGHTARG = payments.pay_amount,
 	FUNCTION = payments.pay_amount_ge, COMMUTATOR = OPERATOR(payments.<=),
-	NEGATOR = OPERATOR(payments.<), RESTRICT = scalargesel, JOIN = scalargejoinsel);
+	NEGATOR = OPERATOR(payments.<), RESTRICT = payments.pay_amount_gesel, JOIN = scalargejoinsel);
 
 -- The total order used for sorting and btree indexes: currency code, then
 -- value.  Spelled ~<~ ~<=~ ~>=~ ~>~ (like text_pattern_ops) so that no one

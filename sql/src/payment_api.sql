@@ -600,6 +600,10 @@ BEGIN
 	IF payments._busy_operation(p) IS NOT NULL THEN
 		PERFORM payments._wrong_state(p, 'capture', 'Another operation on this payment is in progress.');
 	END IF;
+	IF pay_currency(capture_amount) <> pay_currency(p.amount) THEN
+		RAISE EXCEPTION 'capture amount % is not in the payment''s currency %', capture_amount, pay_currency(p.amount)
+			USING ERRCODE = '22Y03', HINT = 'Capture in the currency that was authorized.';
+	END IF;
 	IF pay_minor_units(capture_amount) <= 0 THEN
 		RAISE EXCEPTION 'capture amount must be positive' USING ERRCODE = '22Y23';
 	END IF;
@@ -698,6 +702,10 @@ BEGIN
 	END IF;
 	remaining := captured - committed;
 	refund_amount := coalesce(pay_refund.amount, remaining);
+	IF pay_currency(refund_amount) <> pay_currency(p.amount) THEN
+		RAISE EXCEPTION 'refund amount % is not in the payment''s currency %', refund_amount, pay_currency(p.amount)
+			USING ERRCODE = '22Y03', HINT = 'A refund is made in the currency the payment was made in.';
+	END IF;
 	IF pay_minor_units(refund_amount) <= 0 THEN
 		RAISE EXCEPTION 'refund amount must be positive' USING ERRCODE = '22Y23',
 			DETAIL = format('%s of %s captured is left to refund.%s', remaining, captured, dead_note);

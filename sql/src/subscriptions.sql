@@ -1020,6 +1020,7 @@ DECLARE
 	new_total payments.pay_amount;
 	credit payments.pay_amount;
 	charge payments.pay_amount;
+	next_invoice payments.pay_amount;
 	lines jsonb := '[]';
 	at_local timestamp := p_at AT TIME ZONE s.time_zone;
 BEGIN
@@ -1101,6 +1102,20 @@ BEGIN
 				'description', format('Remaining time on %s x %s from %s', new_qty, new_unit, at_local),
 				'unit_amount', new_unit::text, 'quantity', new_qty, 'amount', charge::text);
 		END IF;
+	END IF;
+	-- the next invoice this change leaves must be one the gateway takes:
+	-- the new amount, the items already waiting for it and, with
+	-- next_invoice, this change's lines (refused now, not by the worker
+	-- when the renewal is charged)
+	next_invoice := new_total + coalesce((SELECT sum(i.amount) FROM payments.invoice_items i
+			WHERE i.merchant_id = s.merchant_id AND i.subscription_id = s.subscription_id
+				AND i.invoice_id IS NULL), new_total * 0);
+	IF effective = 'next_invoice' THEN
+		next_invoice := next_invoice + coalesce((SELECT sum((l ->> 'amount')::payments.pay_amount)
+			FROM jsonb_array_elements(lines) l), new_total * 0);
+	END IF;
+	IF pay_minor_units(next_invoice) > 0 THEN
+		PERFORM payments._check_gateway_input(next_invoice, NULL, NULL, NULL);
 	END IF;
 	RETURN jsonb_build_object('subscription_id', s.subscription_id, 'status', s.status,
 		'proration', effective, 'at', p_at,
