@@ -13454,6 +13454,123 @@ END
 $$;
 
 ------------------------------------------------------------------------------
+-- h-gateway-account-change: pay_configure_gateway refuses another
+-- api_login_id while operations that may have reached the current account
+-- are unresolved (resent to the new one they were charged again there).
+-- h-discard-never-sent: a discarded purchase or authorization that never
+-- reached the gateway cancels its payment (it stayed pending for good; an
+-- invoice's charge never reached dunning).  (sql/src/gateway_admin.sql)
+------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION payments.pay_configure_gateway(
+	api_login_id text,
+	transaction_key text,
+	endpoint_url text DEFAULT 'https://apitest.authorize.net/xml/v1/request.api',
+	signature_key text DEFAULT NULL,
+	ca_file text DEFAULT NULL,
+	timeout_ms integer DEFAULT 30000,
+	merchant_id bigint DEFAULT NULL,
+	verify boolean DEFAULT false)
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	m bigint := coalesce(pay_configure_gateway.merchant_id, payments.pay_current_merchant());
+	was_configured boolean;
+	old_login text;
+	in_doubt bigint;
+	held_until timestamptz;
+BEGIN
+	-- the transaction key and the card numbers must not travel in clear
+	IF lower(endpoint_url) LIKE 'http://%'
+		AND NOT current_setting('payments.allow_insecure_endpoint')::boolean THEN
+		RAISE EXCEPTION 'the gateway endpoint must use https'
+			USING ERRCODE = '22Y30',
+				DETAIL = 'Over http the transaction key and card numbers would travel in clear.',
+				HINT = 'Use the https endpoint of the gateway; for a test against a local simulator a superuser can SET payments.allow_insecure_endpoint = on.';
+	END IF;
+	SELECT true, g.api_login_id INTO was_configured, old_login FROM payments.gateway_config g WHERE g.merchant_id = m;
+	-- another gateway account: what may have reached the current one and
+	-- is not resolved would be sent again to the new one (charged twice)
+	-- or looked up where it never was
+	IF was_configured AND old_login IS DISTINCT FROM pay_configure_gateway.api_login_id THEN
+		SELECT count(*) INTO in_doubt FROM payments.operations o
+		WHERE o.merchant_id = m AND (o.status = 'sending'
+			OR (NOT o.never_sent AND o.status IN ('queued', 'unknown', 'dead')));
+		IF in_doubt > 0 THEN
+			RAISE EXCEPTION 'merchant % has % operations that may have reached its current gateway account and are not resolved', m, in_doubt
+				USING ERRCODE = '55000',
+					DETAIL = 'Sent again to another account (another api_login_id) they would be charged again there; looked up there, they would never be found.',
+					HINT = 'Let them resolve on the current account (pay_retry_dead_letter for dead letters), or settle them by hand and discard them (pay_discard_dead_letter), then change the account.';
+		END IF;
+	END IF;
+	INSERT INTO payments.gateway_config AS g (merchant_id, api_login_id, transaction_key, endpoint_url,
+		signature_key, ca_file, timeout_ms)
+	VALUES (m, api_login_id, transaction_key, endpoint_url, signature_key, ca_file, timeout_ms)
+	ON CONFLICT ON CONSTRAINT gateway_config_pkey DO UPDATE SET api_login_id = EXCLUDED.api_login_id,
+		transaction_key = EXCLUDED.transaction_key, endpoint_url = EXCLUDED.endpoint_url,
+		signature_key = EXCLUDED.signature_key, ca_file = EXCLUDED.ca_file,
+		timeout_ms = EXCLUDED.timeout_ms, updated_at = now();
+
+	-- a new configuration starts a new backoff; a check is asked for
+	SELECT s.retry_at INTO held_until FROM payments.gateway_status s WHERE s.merchant_id = m FOR UPDATE;
+	INSERT INTO payments.gateway_status AS s (merchant_id, verification, verification_requested_at)
+	VALUES (m, CASE WHEN verify THEN 'requested' END, CASE WHEN verify THEN clock_timestamp() END)
+	ON CONFLICT ON CONSTRAINT gateway_status_pkey DO UPDATE SET failures = 0, retry_at = NULL,
+		verification = CASE WHEN verify THEN 'requested' ELSE s.verification END,
+		verification_requested_at = CASE WHEN verify THEN clock_timestamp() ELSE s.verification_requested_at END,
+		verification_sent_at = CASE WHEN verify THEN NULL ELSE s.verification_sent_at END,
+		verification_finished_at = CASE WHEN verify THEN NULL ELSE s.verification_finished_at END,
+		verification_code = CASE WHEN verify THEN NULL ELSE s.verification_code END,
+		verification_text = CASE WHEN verify THEN NULL ELSE s.verification_text END,
+		updated_at = now();
+
+	-- what waited for a configuration, or was held by an account error,
+	-- is tried now
+	UPDATE payments.operations o SET next_attempt_at = now()
+	WHERE o.merchant_id = m AND o.status IN ('queued', 'unknown') AND o.next_attempt_at > now()
+		AND (was_configured IS NULL OR o.next_attempt_at <= held_until);
+	PERFORM payments._wake_at_commit();
+END
+$$;
+REVOKE ALL ON FUNCTION payments.pay_configure_gateway(text, text, text, text, text, integer, bigint, boolean) FROM PUBLIC;
+COMMENT ON FUNCTION payments.pay_configure_gateway(text, text, text, text, text, integer, bigint, boolean) IS
+	'Sets the Authorize.Net API login id, transaction key, endpoint URL (https only, unless payments.allow_insecure_endpoint), signature key, CA file (for a private CA such as the simulator''s) and timeout of a merchant (default: the current one), and retries at once the operations that waited for a configuration or were held by an account error. verify => true asks the worker to check the credentials with the gateway (authenticateTestRequest) after commit; pay_gateway_status() shows the answer. Owner only; the values are stored in an owner-only table, never in settings or logs.';
+
+CREATE OR REPLACE FUNCTION payments.pay_discard_dead_letter(merchant_id bigint, operation_id bigint)
+	RETURNS payments.operations
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	o payments.operations;
+BEGIN
+	UPDATE payments.operations x SET status = 'canceled', completed_at = now()
+	WHERE x.merchant_id = pay_discard_dead_letter.merchant_id
+		AND x.operation_id = pay_discard_dead_letter.operation_id AND x.status = 'dead'
+	RETURNING * INTO o;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'operation % of merchant % is not a dead letter', operation_id, merchant_id
+			USING ERRCODE = 'PT404';
+	END IF;
+	DELETE FROM payments.card_vault v WHERE v.merchant_id = o.merchant_id AND v.operation_id = o.operation_id;
+	-- a purchase or authorization that provably never reached the gateway
+	-- charged nothing: its payment is canceled (with its event; an
+	-- invoice's charge goes on to dunning, _invoice_payment_outcome).
+	-- One that may have reached it keeps its status (unknown).
+	IF o.kind IN ('purchase', 'authorize') AND o.never_sent THEN
+		UPDATE payments.payments p SET status = 'canceled', decline_code = 'discarded',
+			decline_reason = 'The operation ran out of attempts without reaching the gateway and was discarded; nothing was charged.'
+		WHERE p.merchant_id = o.merchant_id AND p.payment_id = o.payment_id AND p.status = 'pending';
+	END IF;
+	RETURN o;
+END
+$$;
+REVOKE ALL ON FUNCTION payments.pay_discard_dead_letter(bigint, bigint) FROM PUBLIC;
+COMMENT ON FUNCTION payments.pay_discard_dead_letter(bigint, bigint) IS
+	'Gives up a dead-letter operation (status canceled) and erases its sealed card data. A purchase or authorization that never reached the gateway cancels its payment (decline_code discarded; an invoice''s charge goes on to dunning); otherwise the payment keeps its status, and an unknown outcome stays unknown. Owner only.';
+
+------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,
 -- payment_api.sql, privileges.sql).  Keep this block LAST: its privilege
 -- and row-security statements cover every function and tenant table made

@@ -369,6 +369,15 @@ gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **e
 	 */
 	if (strcmp(op->action, "lookup") == 0)
 	{
+		/*
+		 * A capture acts on its authorization's own transaction: the
+		 * gateway tells what became of it (captured for our amount,
+		 * still waiting, voided, expired) by its transId, whether or not
+		 * any list shows it (an expired authorization is in none).
+		 */
+		if (strcmp(op->kind, "capture") == 0 &&
+			(op->auth_trans_id = col(tuple, desc, "ref_trans_id")) != NULL)
+			return ask_details(op, STAGE_CONFIRM, op->auth_trans_id, error);
 		sealed = SPI_getbinval(tuple, desc, SPI_fnumber(desc, "sealed"), &isnull);
 		if (!isnull && strcmp(payment_method, "card") == 0)
 		{

@@ -242,7 +242,7 @@ pay_metrics(PG_FUNCTION_ARGS)
 	initStringInfo(&buf);
 	gauge_text(&buf, "payments_worker_up", "Whether a payments worker is running.",
 			   pg_atomic_read_u32(&s->worker_pid) != 0);
-	gauge_text(&buf, "payments_queue_depth", "Operations queued, in flight or being resolved.",
+	gauge_text(&buf, "payments_queue_depth", "Operations queued or being resolved (waiting for their next attempt or look-up; those in flight are payments_in_flight).",
 			   pg_atomic_read_u32(&s->queue_depth));
 	gauge_text(&buf, "payments_in_flight", "Gateway requests in flight.",
 			   pg_atomic_read_u32(&s->in_flight));

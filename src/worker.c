@@ -130,6 +130,8 @@ worker_on_exit(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
 	pg_atomic_write_u32(&payments_shared->worker_procno, 0);
 	pg_atomic_write_u32(&payments_shared->worker_pid, 0);
 	pg_atomic_write_u32(&payments_shared->in_flight, 0);
+	/* the answers this worker held go with it (its operations stay "sending", resolved by the next one) */
+	pg_atomic_write_u32(&payments_shared->unrecorded, 0);
 	pg_atomic_write_u32(&payments_shared->worker_recovered, 0);
 	pg_atomic_write_u32(&payments_shared->claim_full, 0);
 }

@@ -232,6 +232,8 @@ CREATE FUNCTION payments.pay_configure_gateway(
 DECLARE
 	m bigint := coalesce(pay_configure_gateway.merchant_id, payments.pay_current_merchant());
 	was_configured boolean;
+	old_login text;
+	in_doubt bigint;
 	held_until timestamptz;
 BEGIN
 	-- the transaction key and the card numbers must not travel in clear
@@ -242,7 +244,21 @@ BEGIN
 				DETAIL = 'Over http the transaction key and card numbers would travel in clear.',
 				HINT = 'Use the https endpoint of the gateway; for a test against a local simulator a superuser can SET payments.allow_insecure_endpoint = on.';
 	END IF;
-	SELECT true INTO was_configured FROM payments.gateway_config g WHERE g.merchant_id = m;
+	SELECT true, g.api_login_id INTO was_configured, old_login FROM payments.gateway_config g WHERE g.merchant_id = m;
+	-- another gateway account: what may have reached the current one and
+	-- is not resolved would be sent again to the new one (charged twice)
+	-- or looked up where it never was
+	IF was_configured AND old_login IS DISTINCT FROM pay_configure_gateway.api_login_id THEN
+		SELECT count(*) INTO in_doubt FROM payments.operations o
+		WHERE o.merchant_id = m AND (o.status = 'sending'
+			OR (NOT o.never_sent AND o.status IN ('queued', 'unknown', 'dead')));
+		IF in_doubt > 0 THEN
+			RAISE EXCEPTION 'merchant % has % operations that may have reached its current gateway account and are not resolved', m, in_doubt
+				USING ERRCODE = '55000',
+					DETAIL = 'Sent again to another account (another api_login_id) they would be charged again there; looked up there, they would never be found.',
+					HINT = 'Let them resolve on the current account (pay_retry_dead_letter for dead letters), or settle them by hand and discard them (pay_discard_dead_letter), then change the account.';
+		END IF;
+	END IF;
 	INSERT INTO payments.gateway_config AS g (merchant_id, api_login_id, transaction_key, endpoint_url,
 		signature_key, ca_file, timeout_ms)
 	VALUES (m, api_login_id, transaction_key, endpoint_url, signature_key, ca_file, timeout_ms)
@@ -392,9 +408,18 @@ BEGIN
 			USING ERRCODE = 'PT404';
 	END IF;
 	DELETE FROM payments.card_vault v WHERE v.merchant_id = o.merchant_id AND v.operation_id = o.operation_id;
+	-- a purchase or authorization that provably never reached the gateway
+	-- charged nothing: its payment is canceled (with its event; an
+	-- invoice's charge goes on to dunning, _invoice_payment_outcome).
+	-- One that may have reached it keeps its status (unknown).
+	IF o.kind IN ('purchase', 'authorize') AND o.never_sent THEN
+		UPDATE payments.payments p SET status = 'canceled', decline_code = 'discarded',
+			decline_reason = 'The operation ran out of attempts without reaching the gateway and was discarded; nothing was charged.'
+		WHERE p.merchant_id = o.merchant_id AND p.payment_id = o.payment_id AND p.status = 'pending';
+	END IF;
 	RETURN o;
 END
 $$;
 REVOKE ALL ON FUNCTION payments.pay_discard_dead_letter(bigint, bigint) FROM PUBLIC;
 COMMENT ON FUNCTION payments.pay_discard_dead_letter(bigint, bigint) IS
-	'Gives up a dead-letter operation (status canceled) and erases its sealed card data. The payment keeps its status; if the outcome was unknown it stays unknown. Owner only.';
+	'Gives up a dead-letter operation (status canceled) and erases its sealed card data. A purchase or authorization that never reached the gateway cancels its payment (decline_code discarded; an invoice''s charge goes on to dunning); otherwise the payment keeps its status, and an unknown outcome stays unknown. Owner only.';
