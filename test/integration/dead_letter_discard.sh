@@ -24,6 +24,16 @@ wait_dead() { # PAYMENT_ID: waits for its last operation to be dead; prints the 
 		[ -n "$op" ] && break; sleep 0.1; done
 	echo "$op"
 }
+# subscribe EMAIL PRICE: a new customer with a card, subscribed monthly
+# from 2095-05-01 (the merchant's test clock); prints the subscription id
+subscribe() {
+	local cid pm
+	q -c "SELECT pay_set_test_clock('2095-05-01 00:00+00')" >/dev/null
+	cid=$(q -c "SELECT customer_id FROM pay_create_customer(email => '$1', name => 'Dee Discard')")
+	pm=$(q -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $cid, card => pay_card('4111111111111111', 12, 2030, '123', 'C'), validation_mode => 'none')")
+	q -c "SELECT status FROM pay_wait_payment_method($pm, '10 s')" >/dev/null
+	q -c "SELECT subscription_id FROM pay_create_subscription(customer_id => $cid, price => '$2', interval_unit => 'month')"
+}
 qo -c "ALTER SYSTEM SET payments.max_attempts = 1" -c "SELECT pg_reload_conf()" >/dev/null
 sleep 1
 
@@ -47,11 +57,7 @@ like "$(qo -c "SELECT string_agg(event_type, ',' ORDER BY event_id) FROM payment
 #    was discarded: the subscription stays incomplete for good (the renewal
 #    run pushes its deadline a minute at a time, forever).
 merchant_on_simulator hb-discard2 1000
-q -c "SELECT pay_set_test_clock('2095-05-01 00:00+00')" >/dev/null
-CID=$(q -c "SELECT customer_id FROM pay_create_customer(email => 'd2@example.com', name => 'D Two')")
-pm=$(q -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $CID, card => pay_card('4111111111111111', 12, 2030, '123', 'C'), validation_mode => 'none')")
-q -c "SELECT status FROM pay_wait_payment_method($pm, '10 s')" >/dev/null
-SID=$(q -c "SELECT subscription_id FROM pay_create_subscription(customer_id => $CID, price => '9019.00 USD', interval_unit => 'month')")
+SID=$(subscribe d2@example.com '9019.00 USD')
 pid=$(qo -c "SELECT payment_id FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $SID")
 op=$(wait_dead $pid)
 comment "first charge dead: $(qo -c "SELECT concat_ws(' ', status, attempts, never_sent, last_error) FROM payments.operations WHERE merchant_id = $M AND operation_id = $op")"
@@ -68,11 +74,7 @@ is "$(q -c "SELECT status FROM pay_get_subscription($SID)")" incomplete_expired 
 #    was discarded: its invoice stays open with no retry and no dunning,
 #    the subscription stays active and goes on renewing.
 merchant_on_simulator hb-discard3 1000
-q -c "SELECT pay_set_test_clock('2095-05-01 00:00+00')" >/dev/null
-CID=$(q -c "SELECT customer_id FROM pay_create_customer(email => 'd3@example.com', name => 'D Three')")
-pm=$(q -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $CID, card => pay_card('4111111111111111', 12, 2030, '123', 'C'), validation_mode => 'none')")
-q -c "SELECT status FROM pay_wait_payment_method($pm, '10 s')" >/dev/null
-SID=$(q -c "SELECT subscription_id FROM pay_create_subscription(customer_id => $CID, price => '10.00 USD', interval_unit => 'month')")
+SID=$(subscribe d3@example.com '10.00 USD')
 q -c "SELECT status FROM pay_wait((SELECT payment_id FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $SID), '10 s')" >/dev/null
 for _ in $(seq 40); do [ "$(q -c "SELECT status FROM pay_get_subscription($SID)")" = active ] && break; sleep 0.25; done
 q -c "SELECT 1 FROM pay_change_subscription($SID, price => '9019.00 USD', proration => 'none')" >/dev/null
