@@ -3716,8 +3716,9 @@ BEGIN
 	END IF;
 	INSERT INTO payments.billing_clocks AS c (merchant_id, frozen_at) VALUES (m, frozen_at)
 	ON CONFLICT (merchant_id) DO UPDATE SET frozen_at = EXCLUDED.frozen_at, updated_at = now();
-	-- what the new time made due is billed now, not at the next round
-	PERFORM payments._wake_at_commit();
+	-- what the new time made due is billed now, not at the billing
+	-- process's next round (payments.billing_interval)
+	PERFORM payments._wake_billing_at_commit();
 	RETURN frozen_at;
 END
 $$;
@@ -13569,6 +13570,16 @@ $$;
 REVOKE ALL ON FUNCTION payments.pay_discard_dead_letter(bigint, bigint) FROM PUBLIC;
 COMMENT ON FUNCTION payments.pay_discard_dead_letter(bigint, bigint) IS
 	'Gives up a dead-letter operation (status canceled) and erases its sealed card data. A purchase or authorization that never reached the gateway cancels its payment (decline_code discarded; an invoice''s charge goes on to dunning); otherwise the payment keeps its status, and an unknown outcome stays unknown. Owner only.';
+
+------------------------------------------------------------------------------
+-- h-billing-wake: a test clock moved asks the billing process for a run at
+-- COMMIT (src/wake.c), not at its next round (sql/src/worker_signals.sql;
+-- pay_set_test_clock above calls it).
+------------------------------------------------------------------------------
+CREATE FUNCTION payments._wake_billing_at_commit() RETURNS void
+	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pay_wake_billing_at_commit';
+COMMENT ON FUNCTION payments._wake_billing_at_commit() IS
+	'Internal: asks the billing process for a run when the current transaction commits (a test clock moved), not at its next round.';
 
 ------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,

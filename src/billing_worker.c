@@ -27,7 +27,9 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -168,6 +170,12 @@ run_billing(bool *deferred)
  * once, after one put off 100 ms later, so that a backlog is worked
  * through in short transactions at the pace the worker sends.
  */
+static void
+billing_on_exit(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
+{
+	pg_atomic_write_u32(&payments_shared->billing_procno, 0);
+}
+
 void
 payments_billing_main(Datum main_arg pg_attribute_unused())
 {
@@ -177,6 +185,9 @@ payments_billing_main(Datum main_arg pg_attribute_unused())
 	bool		deferred = false;
 
 	helper_start(&payments_shared->billing_connect_failures, "payments billing");
+	/* committed changes may ask for a run now (wake.c) */
+	pg_atomic_write_u32(&payments_shared->billing_procno, MyProc->pgprocno + 1);
+	before_shmem_exit(billing_on_exit, (Datum) 0);
 
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "payments billing loop",
 									 ALLOCSET_DEFAULT_SIZES);
@@ -193,7 +204,8 @@ payments_billing_main(Datum main_arg pg_attribute_unused())
 			long		every = !backlog ? payments_billing_interval_s * 1000L :
 				deferred ? 100 : 0;
 
-			if (TimestampDifferenceExceeds(last_run, now, (int) every))
+			if (pg_atomic_exchange_u32(&payments_shared->billing_wanted, 0) != 0 ||
+				TimestampDifferenceExceeds(last_run, now, (int) every))
 			{
 				last_run = now;
 				backlog = run_billing(&deferred);

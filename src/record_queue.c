@@ -110,15 +110,6 @@ ring_read(uint64 pos, void *dst, Size len)
 		memcpy((char *) dst + first, queue->ring, len - first);
 }
 
-static void
-set_latch_of(pg_atomic_uint32 *procno_plus_one)
-{
-	uint32		procno = pg_atomic_read_u32(procno_plus_one);
-
-	if (procno != 0)
-		SetLatch(&ProcGlobal->allProcs[procno - 1].procLatch);
-}
-
 /* The generation of the recorder running now, 0 when none runs. */
 uint32
 record_queue_recorder(void)
@@ -152,7 +143,7 @@ record_queue_put(uint32 generation, uint64 *batch_id, const char *data, Size len
 	/* the bytes before the position that shows them */
 	pg_write_barrier();
 	pg_atomic_write_u64(&queue->head, head + total);
-	set_latch_of(&queue->recorder_procno);
+	payments_set_latch_of(&queue->recorder_procno);
 	*batch_id = h.batch_id;
 	return true;
 }
@@ -235,7 +226,7 @@ record_queue_done(uint64 batch_id, bool recorded)
 						batch_id << 2 | (recorded ? BATCH_RECORDED : BATCH_FAILED));
 	if (recorded)
 		pg_atomic_fetch_add_u64(&queue->recorded_batches, 1);
-	set_latch_of(&payments_shared->worker_procno);
+	payments_set_latch_of(&payments_shared->worker_procno);
 }
 
 void

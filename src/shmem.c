@@ -9,7 +9,9 @@
 
 #include "miscadmin.h"
 #include "storage/ipc.h"
+#include "storage/latch.h"
 #include "storage/lwlock.h"
+#include "storage/proc.h"
 #include "storage/shmem.h"
 #include "utils/timestamp.h"
 
@@ -73,6 +75,8 @@ payments_shmem_startup(void)
 		pg_atomic_init_u32(&payments_shared->worker_recovered, 0);
 		pg_atomic_init_u32(&payments_shared->claim_full, 0);
 		pg_atomic_init_u32(&payments_shared->billing_connect_failures, 0);
+		pg_atomic_init_u32(&payments_shared->billing_procno, 0);
+		pg_atomic_init_u32(&payments_shared->billing_wanted, 0);
 		pg_atomic_init_u32(&payments_shared->recorder_connect_failures, 0);
 		pg_atomic_init_u32(&payments_shared->queue_depth, 0);
 		pg_atomic_init_u32(&payments_shared->in_flight, 0);
@@ -144,4 +148,14 @@ results_published(void)
 {
 	pg_atomic_fetch_add_u64(&payments_shared->results_generation, 1);
 	ConditionVariableBroadcast(&payments_shared->results_cv);
+}
+
+/* Set the latch of the process whose pgprocno + 1 the slot holds, if any. */
+void
+payments_set_latch_of(pg_atomic_uint32 *procno_plus_one)
+{
+	uint32		procno = pg_atomic_read_u32(procno_plus_one);
+
+	if (procno != 0)
+		SetLatch(&ProcGlobal->allProcs[procno - 1].procLatch);
 }

@@ -68,6 +68,9 @@ typedef struct PaymentsShared
 
 	/* the billing process (billing_worker.c) and the recorder (recorder.c) */
 	pg_atomic_uint32 billing_connect_failures;
+	pg_atomic_uint32 billing_procno;	/* pgprocno + 1 (0 = none) */
+	pg_atomic_uint32 billing_wanted;	/* a committed change asks for a
+										 * billing run now (wake.c) */
 	pg_atomic_uint32 recorder_connect_failures;
 
 	/* state published by the worker */
@@ -113,5 +116,6 @@ extern void payments_shmem_register(void);
 extern void histogram_observe(LatencyHistogram *h, uint64 us);
 extern uint64 now_us(void);
 extern void results_published(void);
+extern void payments_set_latch_of(pg_atomic_uint32 *procno_plus_one);
 
 #endif

@@ -19,6 +19,11 @@
  * cheap, and 2PC is rare.  Should the hook miss (another hook in the chain
  * not calling it), the worker still looks at its queue every second.
  *
+ * The billing process is woken the same way, on its own flag: a test clock
+ * moved (pay_set_test_clock) asks for a billing run at its COMMIT, not at
+ * the process's next round (payments.billing_interval).  Only that asks:
+ * the billing process is not woken by every payment.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -27,8 +32,6 @@
 #include "fmgr.h"
 #include "nodes/parsenodes.h"
 #include "tcop/utility.h"
-#include "storage/latch.h"
-#include "storage/proc.h"
 
 #include "payments.h"
 #include "schema_version.h"
@@ -36,22 +39,28 @@
 #include "wake.h"
 
 PG_FUNCTION_INFO_V1(pay_wake_at_commit);
+PG_FUNCTION_INFO_V1(pay_wake_billing_at_commit);
 
 static bool callback_registered = false;
 static bool wake_pending = false;
+static bool billing_pending = false;
 
 /* Set the worker's latch, if a worker is running. */
 void
 wake_worker_now(void)
 {
-	uint32		procno;
+	if (payments_shared != NULL)
+		payments_set_latch_of(&payments_shared->worker_procno);
+}
 
+/* Ask the billing process for a run now, if one is running. */
+static void
+wake_billing_now(void)
+{
 	if (payments_shared == NULL)
 		return;
-	procno = pg_atomic_read_u32(&payments_shared->worker_procno);
-	if (procno == 0)
-		return;
-	SetLatch(&ProcGlobal->allProcs[procno - 1].procLatch);
+	pg_atomic_write_u32(&payments_shared->billing_wanted, 1);
+	payments_set_latch_of(&payments_shared->billing_procno);
 }
 
 static void
@@ -63,16 +72,33 @@ wake_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 		case XACT_EVENT_PARALLEL_COMMIT:
 			if (wake_pending)
 				wake_worker_now();
+			if (billing_pending)
+				wake_billing_now();
 			wake_pending = false;
+			billing_pending = false;
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
-			/* a prepared transaction wakes the worker at COMMIT PREPARED */
+			/*
+			 * a prepared transaction wakes the worker at COMMIT PREPARED;
+			 * its billing waits for the next round
+			 */
 			wake_pending = false;
+			billing_pending = false;
 			break;
 		default:
 			break;
+	}
+}
+
+static void
+register_callback(void)
+{
+	if (!callback_registered)
+	{
+		RegisterXactCallback(wake_xact_callback, NULL);
+		callback_registered = true;
 	}
 }
 
@@ -80,11 +106,7 @@ wake_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 void
 wake_worker_at_commit(void)
 {
-	if (!callback_registered)
-	{
-		RegisterXactCallback(wake_xact_callback, NULL);
-		callback_registered = true;
-	}
+	register_callback();
 	wake_pending = true;
 }
 
@@ -94,6 +116,16 @@ pay_wake_at_commit(PG_FUNCTION_ARGS)
 {
 	payments_require_schema();
 	wake_worker_at_commit();
+	PG_RETURN_VOID();
+}
+
+/* SQL: payments._wake_billing_at_commit() */
+Datum
+pay_wake_billing_at_commit(PG_FUNCTION_ARGS)
+{
+	payments_require_schema();
+	register_callback();
+	billing_pending = true;
 	PG_RETURN_VOID();
 }
 

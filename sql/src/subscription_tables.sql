@@ -362,8 +362,9 @@ BEGIN
 	END IF;
 	INSERT INTO payments.billing_clocks AS c (merchant_id, frozen_at) VALUES (m, frozen_at)
 	ON CONFLICT (merchant_id) DO UPDATE SET frozen_at = EXCLUDED.frozen_at, updated_at = now();
-	-- what the new time made due is billed now, not at the next round
-	PERFORM payments._wake_at_commit();
+	-- what the new time made due is billed now, not at the billing
+	-- process's next round (payments.billing_interval)
+	PERFORM payments._wake_billing_at_commit();
 	RETURN frozen_at;
 END
 $$;

@@ -18,7 +18,7 @@ set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
 
 SIMDIR="$WORK/sim-subs-e2e"
-trap sim_stop EXIT
+trap 'sim_stop; cluster_psql "$WORK" "$PORT" payments -c "ALTER SYSTEM RESET payments.billing_interval" -c "SELECT pg_reload_conf()" >/dev/null || true' EXIT
 sim_start "$SIMDIR"
 
 if [ "$(cluster_psql "$WORK" "$PORT" payments -Atc "SELECT to_regprocedure('payments._run_renewals(bigint,integer)') IS NOT NULL AND to_regprocedure('payments.pay_create_subscription(bigint,bigint,payments.pay_amount,text,integer,integer,bigint,integer,timestamp,text,jsonb,text,text)') IS NOT NULL")" != t ]; then
@@ -101,11 +101,15 @@ is "$(wait_for "SELECT status FROM pay_get_subscription($SID)" active)" active "
 is "$(q -c "SELECT status FROM pay_get_invoice($inv1)")" paid "the first invoice is paid"
 is "$(ledger_charges_of_invoice "$inv1")" 1 "the simulator's ledger has one charge for it"
 
+# nobody calls pay_run_renewals here: the billing process runs when the
+# clock's move commits, not at its next round (an hour away here; its own
+# clock is payments.billing_interval, 10 s by default)
+su -c "ALTER SYSTEM SET payments.billing_interval = 3600" -c "SELECT pg_reload_conf()" >/dev/null
+sleep 1.5	# the billing process has taken the setting (it looks every second)
 q -c "SELECT pay_advance_test_clock('1 month 1 hour')" >/dev/null
-# nobody calls pay_run_renewals here: the worker runs on its own clock
-# (payments.billing_interval, 10 s by default)
 is "$(wait_for "SELECT count(*) FILTER (WHERE status = 'paid') || '/' || count(*) FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $SID AND kind = 'renewal' AND period_index = 1" 1/1 40)" 1/1 \
-	"a month later the worker issued the period 1 renewal invoice and it was paid"
+	"a month later the billing process, woken by the clock's move, issued the period 1 renewal invoice and it was paid"
+su -c "ALTER SYSTEM RESET payments.billing_interval" -c "SELECT pg_reload_conf()" >/dev/null
 inv2=$(latest_invoice "$SID")
 is "$(ledger_charges_of_invoice "$inv2")" 1 "the simulator's ledger has exactly one charge for the renewal"
 is "$(q -c "SELECT current_period_index || '|' || status FROM pay_get_subscription($SID)")" "1|active" "the subscription is in period 1, active"
@@ -219,9 +223,10 @@ q -c "SELECT pay_advance_test_clock('1 month 1 hour')" >/dev/null
 q -c "SELECT pay_run_renewals()" >/dev/null
 inv=$(latest_invoice "$SID")
 is "$(q -c "SELECT status FROM pay_wait($(latest_payment "$inv"), '10 s')")" succeeded "a month on, the card is still valid: the renewal is approved"
-# another month on: the card has expired at the gateway too
-q -c "SELECT pay_advance_test_clock('1 month')" >/dev/null
+# another month on: the card has expired at the gateway too (its clock
+# first: the billing process renews as soon as the test clock's move commits)
 sim_ctl POST /clock '{"advanceSeconds": 5443200}' >/dev/null	# 63 days
+q -c "SELECT pay_advance_test_clock('1 month')" >/dev/null
 q -c "SELECT pay_run_renewals()" >/dev/null
 inv=$(latest_invoice "$SID")
 pid=$(latest_payment "$inv")
