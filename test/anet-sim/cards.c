@@ -236,7 +236,7 @@ triggers_json_add(void *arrp)
 	ADD("billTo.zip", "46225", "sandbox, allowPartialAuth=true: only 1.23 approved, responseCode 4, reason 295, splitTenderId");
 	ADD("billTo.zip", "46226/46227/46228", "sandbox, allowPartialAuth=true: full amount, prePaidCard balanceOnCard 1.23 / -1.23 / 0.00");
 	ADD("eCheck amount", "> 100.00", "sandbox: eCheck declined (responseCode 2, reason 2)");
-	ADD("amount", "9000.00 + R", "simulator-only: answer with reason code R (class 2 decline, 3 error, 4 held; e.g. 9008.00 expired card, 9011.00 duplicate, 9019.00..9023.00 processing errors, 9252.00 held FDSPendingReview, 9253.00 authorized and held)");
+	ADD("amount", "9000.00 + R", "simulator-only: answer with reason code R (class 2 decline, 3 error, 4 held; e.g. 9008.00 expired card, 9011.00 duplicate, 9019.00..9023.00 processing errors, 9252.00 held FDSPendingReview, 9253.00 authorized and held; a refund of 9252.00 or 9253.00 is held)");
 	ADD("cardNumber", "4000000000000002", "simulator-only: declined, reason 2 (any Luhn-valid number can be used normally)");
 #undef ADD
 }

@@ -703,7 +703,9 @@ process_void(int m, json_object *tr, TxResult *r)
 		r->auth_code[0] = '\0';
 		return;
 	}
-	if (o->status == ST_REFUND_PENDING_SETTLEMENT && o->ref_trans_id)
+	if ((o->status == ST_REFUND_PENDING_SETTLEMENT ||
+		 (o->status == ST_FDS_PENDING_REVIEW && strcmp(o->type, "refundTransaction") == 0)) &&
+		o->ref_trans_id)
 	{
 		Txn		   *orig = txn_get(m, o->ref_trans_id);
 
@@ -728,6 +730,7 @@ process_refund(int m, json_object *req, json_object *tr, long long amount,
 			   *t;
 	size_t		n;
 	const char *num = ci->echeck ? ci->account : ci->number;
+	int			trig = amount_trigger(amount);
 
 	result_account(r, ci);
 	if (!ci->echeck && num[0] == '\0')
@@ -808,18 +811,30 @@ process_refund(int m, json_object *req, json_object *tr, long long amount,
 	t->requested = amount;
 	t->settle_amount = amount;
 	t->auth_amount = amount;
-	t->status = ST_REFUND_PENDING_SETTLEMENT;
-	set_reason(r, 1);
-	t->response_code = 1;
-	t->reason = 1;
+	/* the amount stays taken from the original while the refund is held */
 	o->refunded += amount;
 	r->txn = t;
 	r->trans_id = t->id;
 	r->amount = amount;
 	r->avs[0] = 'P';
+	mask_account(o->last4, o->echeck, r->account_number, sizeof(r->account_number));
+	if (trig == 252 || trig == 253)
+	{
+		/* simulator-only: held for review (FDSPendingReview), nothing refunded yet */
+		set_reason(r, trig);
+		t->status = ST_FDS_PENDING_REVIEW;
+		t->response_code = r->response_code;
+		t->reason = trig;
+		ledger_record(t, "held", amount);
+		webhook_emit_txn(t, "net.authorize.payment.fraud.held");
+		return;
+	}
+	t->status = ST_REFUND_PENDING_SETTLEMENT;
+	set_reason(r, 1);
+	t->response_code = 1;
+	t->reason = 1;
 	random_alnum(r->auth_code, 6);
 	strlcpy0(t->auth_code, r->auth_code, sizeof(t->auth_code));
-	mask_account(o->last4, o->echeck, r->account_number, sizeof(r->account_number));
 	ledger_record(t, "refund", amount);
 	webhook_emit_txn(t, "net.authorize.payment.refund.created");
 }
@@ -980,6 +995,12 @@ handle_update_held(int m, json_object *req)
 			o->auth_amount = o->requested;
 		if (strcmp(o->type, "authOnlyTransaction") == 0)
 			o->status = ST_AUTH_PENDING_CAPTURE;
+		else if (strcmp(o->type, "refundTransaction") == 0)
+		{
+			/* a held refund approved: the money goes back now */
+			o->status = ST_REFUND_PENDING_SETTLEMENT;
+			ledger_record(o, "refund", o->settle_amount);
+		}
 		else
 		{
 			o->status = ST_CAPTURED_PENDING_SETTLEMENT;
@@ -993,6 +1014,14 @@ handle_update_held(int m, json_object *req)
 	}
 	else
 	{
+		if (strcmp(o->type, "refundTransaction") == 0 && o->ref_trans_id)
+		{
+			/* a held refund declined: its amount can be refunded again */
+			Txn		   *orig = txn_get(m, o->ref_trans_id);
+
+			if (orig)
+				orig->refunded -= o->settle_amount;
+		}
 		o->status = ST_DECLINED;
 		o->response_code = 2;
 		o->reason = 254;

@@ -69,6 +69,36 @@ def test_refund_rules():
     eq(resp(r)['responseCode'], '1', 'refund rest with full number')
 
 
+def test_held_refund():
+    a = resp(charge('9500.50'))
+    ctl('POST', '/settle')
+    pay = card('1111', 'XXXX')
+
+    def refund(amount):
+        return api(tx('refundTransaction', amount, {'order': {'invoiceNumber': uniq()}}, pay, ref=a['transId']))
+
+    def decide(action, tid):
+        return api({'updateHeldTransactionRequest': {'merchantAuthentication': auth(),
+                    'heldTransactionRequest': {'action': action, 'refTransId': tid}}})
+
+    def status(tid):
+        return api(req('getTransactionDetailsRequest', transId=tid))['transaction']['transactionStatus']
+
+    h = resp(refund('9252.00'))
+    eq((h['responseCode'], status(h['transId'])), ('4', 'FDSPendingReview'), 'a refund of 9252.00 is held')
+    eq(reason(refund('248.51')), 55, 'the held amount is taken from what is left')
+    eq(resp(decide('decline', h['transId']))['responseCode'], '2', 'declined')
+    eq(status(h['transId']), 'declined', 'a declined held refund')
+    h = resp(refund('9252.00'))
+    api(tx('voidTransaction', ref=h['transId']))
+    eq(status(h['transId']), 'voided', 'a voided held refund')
+    h = resp(refund('9252.00'))
+    eq(resp(decide('approve', h['transId']))['responseCode'], '1', 'approved')
+    eq(status(h['transId']), 'refundPendingSettlement', 'an approved held refund is a refund')
+    eq(reason(refund('248.51')), 55, 'refunded: 248.50 is left')
+    eq(resp(refund('248.50'))['responseCode'], '1', 'and can be refunded')
+
+
 def test_refund_window():
     a = resp(charge('40.00'))
     ctl('POST', '/settle')
