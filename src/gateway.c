@@ -22,10 +22,10 @@
  *	  reason that says to refund instead.
  *
  * It also reads the worker's checks of the gateway's state that belong to
- * no operation: which captures settled (settlement.c) and what became of
- * payments held for review.  The lookup (gateway_lookup.c) and the
- * settlement check only read replies and say what they found; the
- * outcomes are set here.
+ * no operation in flight: which captures settled (settlement.c) and what
+ * became of payments and refunds held for review.  The lookup
+ * (gateway_lookup.c) and the settlement check only read replies and say
+ * what they found; the outcomes are set here.
  *
  *-------------------------------------------------------------------------
  */
@@ -267,8 +267,8 @@ needs_decision(const GatewayOp *op)
  * stage: STAGE_CONFIRM (what a duplicate reply or a lookup found:
  * interpret_confirm), STAGE_DECIDE (a refund's or void's payment:
  * interpret_decide), STAGE_EXPIRY (a capture's authorization:
- * interpret_expiry), STAGE_REVIEW (a payment held for review).  False, the
- * stage unchanged, when the request cannot be built.
+ * interpret_expiry), STAGE_REVIEW (a payment or a refund held for review).
+ * False, the stage unchanged, when the request cannot be built.
  */
 static bool
 ask_details(GatewayOp *op, GatewayStage stage, const char *trans_id, char **error)
@@ -561,7 +561,7 @@ gateway_build_settlement_scan(GatewayOp *op, char **trans_ids, int n, TimestampT
 							   build_batch_scan, &op->settlement->scan, NULL);
 }
 
-/* A review check: getTransactionDetails of a payment held for review. */
+/* A review check: getTransactionDetails of a payment or refund held for review. */
 bool
 gateway_build_review_check(GatewayOp *op, const char *trans_id)
 {
@@ -1137,7 +1137,12 @@ interpret_confirm(GatewayOp *op, bool *follow_up)
 			gateway_set_outcome(op, OUTCOME_DECLINED, NULL);
 			return;
 		case ANET_STATUS_UNDER_REVIEW:
-			if (first_op)
+			/*
+			 * A charge or a refund (its own transaction) held for review:
+			 * recorded held, as when the first reply says so; the review
+			 * check learns the decision
+			 */
+			if (first_op || (strcmp(op->kind, "refund") == 0 && !op->via_void))
 				gateway_set_outcome(op, OUTCOME_HELD, NULL);
 			else
 				gateway_set_outcome_later(op, 60000, 900000, OUTCOME_UNKNOWN, NULL);

@@ -33,8 +33,9 @@ typedef enum GatewayStage
 								 * (gateway_lookup.c) */
 	STAGE_SETTLEMENT,			/* which of a merchant's captures settled?
 								 * (settlement.c; no operation) */
-	STAGE_REVIEW,				/* what became of a payment held for review?
-								 * (no operation) */
+	STAGE_REVIEW,				/* what became of a payment or a refund held
+								 * for review? (no operation in flight; a
+								 * refund's check has its operation_id) */
 	STAGE_VERIFY,				/* authenticateTest of a merchant's
 								 * credentials (gateway_status.c) */
 	STAGE_CIM,					/* a stored payment method's or customer's

@@ -106,7 +106,7 @@ gateway_status_note(GatewayOp **ops, int n)
 			failed_ops[nfailed] = op;
 			failed_merchant[nfailed] = Int64GetDatum(op->merchant_id);
 			failed_operation[nfailed] = Int64GetDatum(op->stage == STAGE_VERIFY ||
-													  op->stage == STAGE_SETTLEMENT ? 0 : op->operation_id);
+													  gateway_op_is_check(op) ? 0 : op->operation_id);
 			code[nfailed] = CStringGetTextDatum(op->account_code ? op->account_code : "");
 			text[nfailed] = CStringGetTextDatum(op->account_text ? op->account_text : "");
 			nfailed++;

@@ -380,21 +380,27 @@ record_settlement_check(GatewayOp *op)
 						   c->settled_batch_ids, c->settled_times);
 }
 
-/* What became of a payment held for review (payments._resolve_review). */
+/*
+ * What became of a payment held for review (payments._resolve_review), or
+ * of a refund held for review (the check of an operation:
+ * payments._resolve_refund_review, without the auth code).
+ */
 static void
 record_review(GatewayOp *op)
 {
 	static SPIPlanPtr plan = NULL;
+	static SPIPlanPtr refund_plan = NULL;
 	Oid			types[8] = {INT8OID, INT8OID, TEXTOID, TEXTOID, INT4OID, INT4OID, TEXTOID, TEXTOID};
 	Datum		v[8];
 	char		nulls[8];
 	GatewayOutcome *r = &op->result;
+	bool		refund = op->operation_id != 0;
 
 	if (op->review_status == NULL)
 		return;
 	memset(nulls, ' ', sizeof(nulls));
 	v[0] = Int64GetDatum(op->merchant_id);
-	v[1] = Int64GetDatum(op->payment_id);
+	v[1] = Int64GetDatum(refund ? op->operation_id : op->payment_id);
 	v[2] = payments_text_arg(op->review_status, &nulls[2]);
 	v[3] = payments_text_arg(anet_status_class_name(anet_classify_transaction_status(op->review_status)),
 							 &nulls[3]);
@@ -406,8 +412,11 @@ record_review(GatewayOp *op)
 		nulls[5] = 'n';
 	v[6] = payments_text_arg(reason_text(r), &nulls[6]);
 	v[7] = payments_text_arg(r->auth_code && r->auth_code[0] ? r->auth_code : NULL, &nulls[7]);
-	if (SPI_execute_plan(worker_kept_plan(&plan, "SELECT payments._resolve_review($1,$2,$3,$4,$5,$6,$7,$8)",
-								   lengthof(types), types),
+	if (SPI_execute_plan(refund ?
+						 worker_kept_plan(&refund_plan, "SELECT payments._resolve_refund_review($1,$2,$3,$4,$5,$6,$7)",
+										  lengthof(types) - 1, types) :
+						 worker_kept_plan(&plan, "SELECT payments._resolve_review($1,$2,$3,$4,$5,$6,$7,$8)",
+										  lengthof(types), types),
 						 v, nulls, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "payments worker: could not record a review check");
 }

@@ -1271,7 +1271,8 @@ new_check_op(WorkerState *ws, HeapTuple t, TupleDesc d, dlist_head *to_send)
 										 * merchant, oldest first: listing
 										 * 200,000 at once held the loop
 										 * (every payment) for 0.6 s */
-#define REVIEW_CANDIDATES		500 /* held payments checked per round */
+#define REVIEW_CANDIDATES		500 /* held payments (and as many held
+										 * refunds) checked per round */
 
 /*
  * One settlement check per merchant with captures the database has not
@@ -1327,33 +1328,45 @@ settlement_checks(WorkerState *ws, dlist_head *to_send)
 	}
 }
 
-/* One review check per payment held for review (payments._review_candidates). */
+/*
+ * One review check per payment held for review (payments._review_candidates)
+ * and per refund held for review (payments._refund_review_candidates: its
+ * operation_id says which the check is about).
+ */
 static void
 review_checks(WorkerState *ws, dlist_head *to_send)
 {
+	static const char *const queries[] = {
+		"SELECT *, NULL::bigint AS operation_id FROM payments._review_candidates($1)",
+		"SELECT *, 'refund' AS kind FROM payments._refund_review_candidates($1)"
+	};
 	Datum		arg = Int32GetDatum(REVIEW_CANDIDATES);
 	Oid			argtype = INT4OID;
 
-	if (SPI_execute_with_args("SELECT * FROM payments._review_candidates($1)", 1, &argtype,
-							  &arg, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "payments worker: listing payments held for review failed");
-	for (uint64 i = 0; i < SPI_processed; i++)
+	for (size_t q = 0; q < lengthof(queries); q++)
 	{
-		HeapTuple	t = SPI_tuptable->vals[i];
-		TupleDesc	d = SPI_tuptable->tupdesc;
-		GatewayOp  *op = new_check_op(ws, t, d, to_send);
-		MemoryContext old = MemoryContextSwitchTo(op->cxt);
-		bool		built;
-
-		op->payment_id = pg_strtoint64(SPI_getvalue(t, d, SPI_fnumber(d, "payment_id")));
-		op->kind = SPI_getvalue(t, d, SPI_fnumber(d, "kind"));
-		op->txn_invoice = SPI_getvalue(t, d, SPI_fnumber(d, "invoice_number"));
-		built = gateway_build_review_check(op, SPI_getvalue(t, d, SPI_fnumber(d, "gateway_trans_id")));
-		MemoryContextSwitchTo(old);
-		if (!built)
+		if (SPI_execute_with_args(queries[q], 1, &argtype, &arg, NULL, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "payments worker: listing payments and refunds held for review failed");
+		for (uint64 i = 0; i < SPI_processed; i++)
 		{
-			dlist_delete(&op->node);
-			MemoryContextDelete(op->cxt);
+			HeapTuple	t = SPI_tuptable->vals[i];
+			TupleDesc	d = SPI_tuptable->tupdesc;
+			GatewayOp  *op = new_check_op(ws, t, d, to_send);
+			MemoryContext old = MemoryContextSwitchTo(op->cxt);
+			char	   *operation_id = SPI_getvalue(t, d, SPI_fnumber(d, "operation_id"));
+			bool		built;
+
+			op->payment_id = pg_strtoint64(SPI_getvalue(t, d, SPI_fnumber(d, "payment_id")));
+			op->operation_id = operation_id ? pg_strtoint64(operation_id) : 0;
+			op->kind = SPI_getvalue(t, d, SPI_fnumber(d, "kind"));
+			op->txn_invoice = SPI_getvalue(t, d, SPI_fnumber(d, "invoice_number"));
+			built = gateway_build_review_check(op, SPI_getvalue(t, d, SPI_fnumber(d, "gateway_trans_id")));
+			MemoryContextSwitchTo(old);
+			if (!built)
+			{
+				dlist_delete(&op->node);
+				MemoryContextDelete(op->cxt);
+			}
 		}
 	}
 }
@@ -1362,7 +1375,8 @@ review_checks(WorkerState *ws, dlist_head *to_send)
  * Keep what the database believes about the gateway true, on the clock
  * (payments.settlement_check_interval): which captures settled (for every
  * captured payment, from the batch lists), and what became of payments
- * held for review.  A round starts only once the last one has finished.
+ * and refunds held for review.  A round starts only once the last one has
+ * finished.
  */
 typedef struct GatewayChecks
 {

@@ -678,7 +678,8 @@ DECLARE
 	captured payments.pay_amount;
 	committed payments.pay_amount;
 	dead payments.pay_amount;
-	dead_note text := '';
+	held payments.pay_amount;
+	note text := '';
 	remaining payments.pay_amount;
 	refund_amount payments.pay_amount;
 BEGIN
@@ -691,14 +692,20 @@ BEGIN
 	END IF;
 	captured := p.amount_captured;
 	-- refunds already made or on their way count against what is left,
-	-- and so do dead letters (a retry may still make them)
+	-- and so do refunds held for review (the gateway may still approve
+	-- them) and dead letters (a retry may still make them)
 	SELECT coalesce(sum(x.amount), p.amount * 0),
-		coalesce(sum(x.amount) FILTER (WHERE x.status = 'dead'), p.amount * 0)
-	INTO committed, dead FROM payments.operations x
+		coalesce(sum(x.amount) FILTER (WHERE x.status = 'dead'), p.amount * 0),
+		coalesce(sum(x.amount) FILTER (WHERE x.status = 'in_review'), p.amount * 0)
+	INTO committed, dead, held FROM payments.operations x
 	WHERE x.merchant_id = p.merchant_id AND x.payment_id = p.payment_id AND x.kind = 'refund'
-		AND x.status IN ('queued', 'sending', 'unknown', 'succeeded', 'waiting_settlement', 'dead');
+		AND x.status IN ('queued', 'sending', 'unknown', 'succeeded', 'waiting_settlement', 'dead',
+			'in_review');
+	IF pay_minor_units(held) <> 0 THEN
+		note := format(' %s of it is in refunds the gateway holds for review, refunded once it approves them.', held);
+	END IF;
 	IF pay_minor_units(dead) <> 0 THEN
-		dead_note := format(' %s of it is in refunds that ran out of attempts (dead letters), which the owner sends again with pay_retry_dead_letter or gives back with pay_discard_dead_letter.', dead);
+		note := note || format(' %s of it is in refunds that ran out of attempts (dead letters), which the owner sends again with pay_retry_dead_letter or gives back with pay_discard_dead_letter.', dead);
 	END IF;
 	remaining := captured - committed;
 	refund_amount := coalesce(pay_refund.amount, remaining);
@@ -708,12 +715,12 @@ BEGIN
 	END IF;
 	IF pay_minor_units(refund_amount) <= 0 THEN
 		RAISE EXCEPTION 'refund amount must be positive' USING ERRCODE = '22Y23',
-			DETAIL = format('%s of %s captured is left to refund.%s', remaining, captured, dead_note);
+			DETAIL = format('%s of %s captured is left to refund.%s', remaining, captured, note);
 	END IF;
 	IF refund_amount > remaining THEN
 		RAISE EXCEPTION 'refund amount % exceeds the % left to refund', refund_amount, remaining
 			USING ERRCODE = '22Y21',
-				DETAIL = format('%s was captured and %s is refunded or being refunded.%s', captured, committed, dead_note);
+				DETAIL = format('%s was captured and %s is refunded or being refunded.%s', captured, committed, note);
 	END IF;
 	IF payments._busy_operation(p) IS NOT NULL AND NOT EXISTS (SELECT 1 FROM payments.operations x
 			WHERE x.merchant_id = p.merchant_id AND x.payment_id = p.payment_id
@@ -729,7 +736,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments.pay_refund(bigint, payments.pay_amount, text, text, text) IS
-	'Refund a captured payment, fully or partially (several partial refunds up to the captured amount). The worker asks the gateway first: a settled capture is refunded; before settlement a full refund is sent as a void and a partial one waits for settlement (waiting_settlement). Returns the refund operation.';
+	'Refund a captured payment, fully or partially (several partial refunds up to the captured amount). The worker asks the gateway first: a settled capture is refunded; before settlement a full refund is sent as a void and a partial one waits for settlement (waiting_settlement). A refund the gateway holds for review is in_review: its amount is not refunded yet, and no other refund can take it, until the gateway decides. Returns the refund operation.';
 
 
 CREATE FUNCTION payments.pay_wait(payment_id bigint, timeout interval DEFAULT '30 seconds')

@@ -68,7 +68,7 @@ CREATE TABLE payments.operations (
 	payment_id bigint NOT NULL,
 	kind text NOT NULL CHECK (kind IN ('purchase', 'authorize', 'capture', 'void', 'refund')),
 	status text NOT NULL DEFAULT 'queued' CHECK (status IN ('queued', 'sending', 'succeeded',
-		'failed', 'unknown', 'waiting_settlement', 'dead', 'canceled')),
+		'failed', 'unknown', 'waiting_settlement', 'dead', 'canceled', 'in_review')),
 	amount payments.pay_amount,
 	reason text,
 	-- a refund of an unsettled capture is sent as a void
@@ -99,6 +99,9 @@ CREATE INDEX operations_ready ON payments.operations (next_attempt_at)
 CREATE INDEX operations_payment ON payments.operations (merchant_id, payment_id);
 CREATE INDEX operations_waiting ON payments.operations (merchant_id, payment_id)
 	WHERE status = 'waiting_settlement';
+-- refunds held for review, which the worker's review check asks about
+CREATE INDEX operations_in_review ON payments.operations (updated_at)
+	WHERE status = 'in_review';
 COMMENT ON TABLE payments.operations IS
 	'One row per gateway operation (purchase, authorize, capture, void, refund): the outbox the background worker drains, with its status and the gateway''s answer.';
 

@@ -62,6 +62,10 @@ INSERT INTO payments.status_transitions (entity, from_status, to_status) VALUES
 	('operation', 'sending', 'dead'),
 	-- a partial refund of an unsettled capture waits for settlement
 	('operation', 'sending', 'waiting_settlement'),
+	-- a refund the gateway holds for review waits for its decision
+	('operation', 'sending', 'in_review'),
+	('operation', 'in_review', 'succeeded'),
+	('operation', 'in_review', 'failed'),
 	('operation', 'unknown', 'sending'),
 	('operation', 'unknown', 'succeeded'),
 	('operation', 'unknown', 'failed'),
@@ -97,7 +101,10 @@ INSERT INTO payments.status_transitions (entity, from_status, to_status) VALUES
 -- (_record_final_results, _record_result, _recover_in_flight) read it and
 -- add only the money (amounts authorized, captured, refunded).  An operation
 -- that is to be tried again goes to dead instead once its attempts are used
--- up (payments.max_attempts).
+-- up (payments.max_attempts).  A refund the gateway holds for review is
+-- in_review, neither refunded nor refundable again, until the worker's
+-- review check learns what the gateway decided (_resolve_refund_review:
+-- approved, it counts as an approved refund; else it failed).
 ------------------------------------------------------------------------------
 
 CREATE TABLE payments.operation_outcomes (
@@ -144,7 +151,7 @@ INSERT INTO payments.operation_outcomes
 	('void', 'retry', 'queued', NULL, NULL),
 	('void', 'unknown', 'unknown', NULL, NULL),
 	('refund', 'approved', 'succeeded', 'refunded', NULL),
-	('refund', 'held', 'succeeded', NULL, NULL),
+	('refund', 'held', 'in_review', NULL, NULL),
 	('refund', 'declined', 'failed', NULL, NULL),
 	('refund', 'error', 'failed', NULL, NULL),
 	('refund', 'rejected', 'failed', NULL, NULL),

@@ -472,6 +472,26 @@ $$;
 COMMENT ON FUNCTION payments._record_final_results(bigint[], bigint[], text[], integer[], integer[], text[], text[], text[], text[], text[], text[], text[], text[]) IS
 	'Worker, step 3, set-based: records the gateway''s final answers to purchases and authorizations (arrays, one element per operation) and moves their payments on; a card payment learns its fingerprint here.';
 
+-- A refund the gateway approved counts: its amount is added to the
+-- payment's amount_refunded, and the payment is p_status (refunded, from
+-- operation_outcomes), partially_refunded while part of the capture is
+-- left.  The one place a refund's amount is counted: when its answer
+-- comes (_record_result) and when a refund held for review is approved
+-- later (_resolve_refund_review).  The caller holds the payment's lock.
+CREATE FUNCTION payments._count_refund(p payments.payments, p_amount payments.pay_amount,
+	p_status text)
+	RETURNS void
+	LANGUAGE sql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+	UPDATE payments.payments x SET amount_refunded = p.amount_refunded + p_amount,
+		status = CASE WHEN p_status = 'refunded' AND p.amount_refunded + p_amount <> p.amount_captured
+			THEN 'partially_refunded' ELSE p_status END
+	WHERE x.merchant_id = p.merchant_id AND x.payment_id = p.payment_id
+	$$;
+COMMENT ON FUNCTION payments._count_refund(payments.payments, payments.pay_amount, text) IS
+	'Worker: counts an approved refund in its payment (amount_refunded; refunded, or partially_refunded while part of the capture is left).';
+
 -- Step 3 of an attempt: record the exchange and the outcome, move the
 -- operation and its payment to their new status, erase the vault entry
 -- once the gateway has answered for good.
@@ -497,7 +517,6 @@ DECLARE
 	o payments.operations;
 	p payments.payments;
 	t payments.operation_outcomes;
-	new_refunded payments.pay_amount;
 BEGIN
 	SELECT * INTO o FROM payments.operations
 	WHERE merchant_id = p_merchant_id AND operation_id = p_operation_id FOR UPDATE;
@@ -513,7 +532,7 @@ BEGIN
 	SELECT * INTO p FROM payments.payments
 	WHERE merchant_id = o.merchant_id AND payment_id = o.payment_id FOR UPDATE;
 
-	IF t.operation_status NOT IN ('succeeded', 'failed') THEN
+	IF t.operation_status NOT IN ('succeeded', 'failed', 'in_review') THEN
 		-- to be tried again at p_retry_at, unless out of attempts
 		UPDATE payments.operations SET
 			status = CASE WHEN o.attempts >= payments._max_attempts() THEN 'dead' ELSE t.operation_status END,
@@ -538,11 +557,14 @@ BEGIN
 			ARRAY[p_account_number], ARRAY[p_card_fingerprint]);
 		RETURN;
 	END IF;
+	-- a refund held for review (in_review) is not complete: the review
+	-- check completes it (_resolve_refund_review)
 	UPDATE payments.operations SET
 		status = t.operation_status,
 		gateway_trans_id = nullif(nullif(p_trans_id, ''), '0'),
 		response_code = p_response_code, reason_code = p_reason_code, reason_text = p_reason_text,
-		last_error = p_error, completed_at = clock_timestamp()
+		last_error = p_error,
+		completed_at = CASE WHEN t.operation_status <> 'in_review' THEN clock_timestamp() END
 	WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
 	DELETE FROM payments.card_vault WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
 
@@ -557,11 +579,7 @@ BEGIN
 				ELSE p.amount_captured END
 		WHERE merchant_id = p.merchant_id AND payment_id = p.payment_id;
 	ELSIF o.kind = 'refund' THEN
-		new_refunded := p.amount_refunded + o.amount;
-		UPDATE payments.payments SET amount_refunded = new_refunded,
-			status = CASE WHEN t.payment_status = 'refunded' AND new_refunded <> p.amount_captured
-				THEN 'partially_refunded' ELSE t.payment_status END
-		WHERE merchant_id = p.merchant_id AND payment_id = p.payment_id;
+		PERFORM payments._count_refund(p, o.amount, t.payment_status);
 	ELSIF o.kind = 'void' THEN
 		-- a void undoes the capture too (a purchase voided before settlement):
 		-- nothing stays captured
@@ -957,3 +975,92 @@ END
 $$;
 COMMENT ON FUNCTION payments._resolve_review(bigint, bigint, text, text, integer, integer, text, text) IS
 	'Worker: moves a payment held for review to what the gateway decided (requires_capture or succeeded when approved, failed when declined or expired, canceled when voided).';
+
+-- Refunds held for review (in_review: responseCode 4, or found held by a
+-- lookup), whose fate the worker asks the gateway for with the payments
+-- held for review (getTransactionDetails of the refund's transaction),
+-- least recently asked first.
+CREATE FUNCTION payments._refund_review_candidates(p_limit integer)
+	RETURNS TABLE (merchant_id bigint, operation_id bigint, payment_id bigint,
+		invoice_number text, gateway_trans_id text, api_login_id text, transaction_key text,
+		endpoint_url text, ca_file text, timeout_ms integer)
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+	SELECT o.merchant_id, o.operation_id, o.payment_id,
+		-- the refund's own transaction, or the payment's for one sent as a void
+		CASE WHEN o.via_void THEN p.invoice_number ELSE 'R' || payments._invoice_tag() || o.operation_id END,
+		o.gateway_trans_id, g.api_login_id, g.transaction_key, g.endpoint_url, g.ca_file, g.timeout_ms
+	FROM payments.operations o
+	JOIN payments.payments p ON p.merchant_id = o.merchant_id AND p.payment_id = o.payment_id
+	JOIN payments.gateway_config g ON g.merchant_id = o.merchant_id
+	WHERE o.status = 'in_review' AND o.kind = 'refund' AND o.gateway_trans_id IS NOT NULL
+	ORDER BY o.updated_at
+	LIMIT p_limit
+	$$;
+COMMENT ON FUNCTION payments._refund_review_candidates(integer) IS
+	'Worker: refunds held for review, to ask the gateway what became of them.';
+
+-- What became of a refund held for review, as the gateway shows its
+-- transaction now (p_status_class as for _resolve_review): approved
+-- (pending settlement or settled; for a refund sent as a void, voided),
+-- the outcome approved: the refund succeeds and its amount is counted in
+-- the payment (_count_refund), with the payment's event; declined, the
+-- outcome declined; voided, failed or expired, the outcome error: the
+-- refund fails, nothing is refunded and its amount can be refunded again.
+-- Still under review (or anything else) changes nothing.  Returns the
+-- refund's new status, or NULL when it did not change.
+CREATE FUNCTION payments._resolve_refund_review(p_merchant_id bigint, p_operation_id bigint,
+	p_transaction_status text, p_status_class text, p_response_code integer,
+	p_reason_code integer, p_reason_text text)
+	RETURNS text
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	o payments.operations;
+	p payments.payments;
+	t payments.operation_outcomes;
+	resolve_outcome text;
+BEGIN
+	-- the operation, then its payment (the order _record_result locks them in)
+	SELECT * INTO o FROM payments.operations
+	WHERE merchant_id = p_merchant_id AND operation_id = p_operation_id FOR UPDATE;
+	IF NOT FOUND OR o.status <> 'in_review' OR o.kind <> 'refund' THEN
+		RETURN NULL;
+	END IF;
+	resolve_outcome := CASE
+		WHEN o.via_void THEN CASE p_status_class WHEN 'voided' THEN 'approved'
+			WHEN 'declined' THEN 'declined'
+			WHEN 'pending_settlement' THEN 'error' WHEN 'settled' THEN 'error'
+			WHEN 'failed' THEN 'error' WHEN 'expired' THEN 'error' END
+		WHEN p_status_class IN ('pending_settlement', 'settled') THEN 'approved'
+		WHEN p_status_class = 'declined' THEN 'declined'
+		WHEN p_status_class IN ('voided', 'failed', 'expired') THEN 'error'
+		END;
+	IF resolve_outcome IS NULL THEN
+		-- asked again after the others
+		UPDATE payments.operations SET updated_at = now()
+		WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
+		RETURN NULL;
+	END IF;
+	SELECT * INTO STRICT t FROM payments.operation_outcomes x
+	WHERE x.operation_kind = 'refund' AND x.outcome = resolve_outcome;
+	SELECT * INTO p FROM payments.payments
+	WHERE merchant_id = o.merchant_id AND payment_id = o.payment_id FOR UPDATE;
+	UPDATE payments.operations SET status = t.operation_status,
+		response_code = coalesce(p_response_code, response_code),
+		reason_code = coalesce(p_reason_code, reason_code),
+		reason_text = coalesce(nullif(p_reason_text, ''), reason_text),
+		last_error = CASE WHEN t.operation_status = 'failed' THEN
+			format('the gateway shows the refund held for review %s: nothing was refunded', p_transaction_status) END,
+		completed_at = clock_timestamp()
+	WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
+	IF t.payment_status IS NOT NULL THEN
+		PERFORM payments._count_refund(p, o.amount, t.payment_status);
+	END IF;
+	RETURN t.operation_status;
+END
+$$;
+COMMENT ON FUNCTION payments._resolve_refund_review(bigint, bigint, text, text, integer, integer, text) IS
+	'Worker: records what the gateway decided about a refund held for review: approved, the refund succeeds and counts in its payment''s amount_refunded (partially_refunded or refunded); declined, voided, failed or expired, it fails and its amount can be refunded again.';

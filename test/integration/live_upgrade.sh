@@ -125,6 +125,17 @@ is "$(status_of "$P1") $(status_of "$A1") $(status_of "$A2") $(status_of "$A3") 
 	"succeeded requires_capture requires_capture succeeded succeeded" \
 	"under 0.1.0: a purchase, two open authorizations, a captured one and an idempotent purchase"
 
+# A refund the gateway holds for review (the simulator holds one of
+# 9252.00): 0.1.0 records it succeeded and never counts it.
+H1=$(pay purchase '9500.50 USD')
+sim_ctl POST /settle >/dev/null
+# settled, as 0.1.0's settlement check learns within the minute
+uq payments -qc "UPDATE payments.payments SET settled_at = now() WHERE merchant_id = $M AND payment_id = $H1"
+HR=$(qm "$M" -c "SELECT operation_id FROM pay_refund(payment_id => $H1, amount => '9252.00 USD')")
+held() { [ "$(qm "$M" -c "SELECT status || ' ' || response_code FROM pay_payment_operations($H1) WHERE operation_id = $HR")" = "succeeded 4" ] && echo yes; }
+is "$(poll_value 20 held)" yes "under 0.1.0 a refund held for review is recorded succeeded"
+is "$(sim_ledger "R$TAG$HR")" "held 9252.00" "(the gateway holds it)"
+
 # In flight at the stop: the gateway takes the purchase and charges it, but
 # its answer never comes back before the server goes down.
 sim_ctl POST /faults '{"type":"hold","count":1,"process":true,"requestType":"createTransactionRequest","holdMs":60000}' >/dev/null
@@ -196,6 +207,11 @@ like "$(as_role intruder "$M" -v VERBOSITY=verbose -c "SELECT status FROM pay_ge
 # ---------------------------------------------------------------------------
 # Life under 0.2.0 of what 0.1.0 began.
 # ---------------------------------------------------------------------------
+is "$(qm "$M" -c "SELECT status FROM pay_payment_operations($H1) WHERE operation_id = $HR")|$(qm "$M" -c "SELECT amount_refunded FROM pay_get_payment($H1)")" \
+	"in_review|0.00 USD" "the update makes the refund 0.1.0 recorded held in_review"
+curl -sS -H 'Content-Type: application/json' -d "{\"updateHeldTransactionRequest\":{\"merchantAuthentication\":{\"name\":\"$SIM_LOGIN\",\"transactionKey\":\"$SIM_KEY\"},\"heldTransactionRequest\":{\"action\":\"approve\",\"refTransId\":\"$(qm "$M" -c "SELECT gateway_trans_id FROM pay_payment_operations($H1) WHERE operation_id = $HR")\"}}}" "$SIM_API" >/dev/null
+ok "$(passed wait_status "$H1" partially_refunded 130)" "approved at the gateway, the review check counts it"
+is "$(qm "$M" -c "SELECT amount_refunded FROM pay_get_payment($H1)")" "9252.00 USD" "its amount reaches amount_refunded"
 ok "$(passed wait_status "$P2" succeeded 60)" "the purchase in flight at the stop is found at the gateway and recorded as succeeded"
 is "$(pledger "$P2")" "charge 33.00" "charged once"
 is "$(qm "$M" -c "SELECT gateway_trans_id IS NOT NULL FROM pay_get_payment($P2)")" t "with its gateway transaction"

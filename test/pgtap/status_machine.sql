@@ -9,7 +9,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(25);
+SELECT plan(31);
 
 SELECT set_eq($$SELECT operation_kind, outcome FROM payments.operation_outcomes$$,
 	$$SELECT k, o FROM unnest(ARRAY['purchase', 'authorize', 'capture', 'void', 'refund']) k,
@@ -27,7 +27,7 @@ SELECT is_empty($$SELECT operation_kind, outcome, operation_status FROM payments
 		AND s.from_status = 'sending' AND s.to_status = t.operation_status)$$,
 	'each outcome moves a sending operation along an allowed transition');
 SELECT is_empty($$SELECT operation_kind, outcome FROM payments.operation_outcomes t
-	WHERE t.operation_status NOT IN ('succeeded', 'failed')
+	WHERE t.operation_status NOT IN ('succeeded', 'failed', 'in_review')
 		AND NOT EXISTS (SELECT 1 FROM payments.status_transitions s WHERE s.entity = 'operation'
 			AND s.from_status = 'sending' AND s.to_status = 'dead')$$,
 	'an operation out of attempts may go to dead instead');
@@ -49,10 +49,19 @@ SELECT is_empty($$SELECT t.operation_kind, t.outcome, f.from_status, t.payment_s
 			AND s.from_status = f.from_status AND s.to_status = n.to_status)$$,
 	'each payment status an outcome sets is reached by an allowed transition');
 SELECT is_empty($$SELECT operation_kind, outcome FROM payments.operation_outcomes
-	WHERE outcome IN ('approved', 'held') AND operation_status <> 'succeeded'
+	WHERE outcome = 'approved' AND operation_status <> 'succeeded'
+		OR outcome = 'held' AND operation_status <> CASE operation_kind WHEN 'refund' THEN 'in_review'
+			ELSE 'succeeded' END
 		OR outcome IN ('declined', 'error', 'rejected', 'expired') AND operation_status <> 'failed'
 		OR outcome = 'retry' AND (operation_status <> 'queued' OR payment_status IS NOT NULL)$$,
-	'final answers end the operation; a retry queues it and leaves the payment alone');
+	'final answers end the operation (a refund held for review waits in_review); a retry queues it and leaves the payment alone');
+SELECT is((SELECT payment_status FROM payments.operation_outcomes
+	WHERE operation_kind = 'refund' AND outcome = 'held'), NULL,
+	'a refund held for review leaves the payment as it was');
+SELECT set_eq($$SELECT to_status FROM payments.status_transitions
+	WHERE entity = 'operation' AND from_status = 'in_review'$$,
+	$$VALUES ('succeeded'), ('failed')$$,
+	'a refund held for review ends succeeded (approved) or failed');
 
 -- The worker's step 3 follows the table: an authorization approved, then
 -- a capture approved, through payments._record_result as the worker calls it.
@@ -99,6 +108,52 @@ SELECT results_eq($$SELECT p.status, coalesce(p.amount_captured::text, 'none'), 
 	WHERE p.invoice_number = 'TAPSMX'$$,
 	$$VALUES ('canceled', 'none', 'failed')$$,
 	'a capture whose authorization expired fails and cancels the payment with nothing captured');
+
+-- A refund held for review: in_review, nothing refunded; the review check
+-- (_resolve_refund_review) counts it once when the gateway approves it,
+-- and nothing when it declines it.
+INSERT INTO payments.payments (merchant_id, kind, amount, amount_refunded, payment_method,
+	invoice_number, correlation_id, gateway_trans_id)
+VALUES (1, 'purchase', '30.00 USD', '0.00 USD', 'profile', 'TAPSMRF', 'tap-smrf', '60003');
+UPDATE payments.payments SET status = 'succeeded', amount_authorized = amount, amount_captured = amount
+WHERE invoice_number = 'TAPSMRF';
+INSERT INTO payments.operations (merchant_id, payment_id, kind, status, amount, correlation_id)
+SELECT 1, payment_id, 'refund', 'queued', a::payments.pay_amount, 'tap-smrf-' || n
+FROM payments.payments, (VALUES (1, '10.00 USD'), (2, '20.00 USD')) v(n, a)
+WHERE invoice_number = 'TAPSMRF';
+UPDATE payments.operations SET status = 'sending', attempts = 1 WHERE correlation_id LIKE 'tap-smrf-%';
+SELECT payments._record_result(1, o.operation_id, 'held', 4, 252,
+	'Your order has been received. Thank you for your business!', (60003 + n)::text, NULL, NULL, NULL,
+	NULL, NULL, 'XXXX1111')
+FROM payments.operations o, (VALUES (1), (2)) v(n) WHERE o.correlation_id = 'tap-smrf-' || n;
+SELECT results_eq($$SELECT p.status, p.amount_refunded::text, string_agg(o.status, ',' ORDER BY o.operation_id),
+		bool_and(o.completed_at IS NULL)
+	FROM payments.payments p JOIN payments.operations o USING (merchant_id, payment_id)
+	WHERE p.invoice_number = 'TAPSMRF' GROUP BY 1, 2$$,
+	$$VALUES ('succeeded', '0.00 USD', 'in_review,in_review', true)$$,
+	'refunds held for review are in_review, not completed, and nothing is refunded');
+CREATE FUNCTION pg_temp.smrf_review(n integer, status text, class text, rc integer, reason integer,
+	reason_text text) RETURNS text LANGUAGE sql AS $$
+	SELECT payments._resolve_refund_review(1, o.operation_id, $2, $3, $4, $5, $6)
+	FROM payments.operations o WHERE o.correlation_id = 'tap-smrf-' || $1
+	$$;
+SELECT is(ARRAY[pg_temp.smrf_review(1, 'FDSPendingReview', 'under_review', 4, 252, NULL),
+		pg_temp.smrf_review(1, 'refundPendingSettlement', 'pending_settlement', 1, 1, 'This transaction has been approved.'),
+		pg_temp.smrf_review(2, 'declined', 'declined', 2, 254, 'This transaction has been declined.'),
+		pg_temp.smrf_review(1, 'refundSettledSuccessfully', 'settled', 1, 1, 'This transaction has been approved.'),
+		pg_temp.smrf_review(2, 'voided', 'voided', 1, 1, NULL)],
+	ARRAY[NULL, 'succeeded', 'failed', NULL, NULL],
+	'the review check: still held changes nothing, approved succeeds, declined fails, asked again changes nothing');
+SELECT results_eq($$SELECT p.status, p.amount_refunded::text, string_agg(o.status || ' ' || o.reason_code, ',' ORDER BY o.operation_id)
+	FROM payments.payments p JOIN payments.operations o USING (merchant_id, payment_id)
+	WHERE p.invoice_number = 'TAPSMRF' GROUP BY 1, 2$$,
+	$$VALUES ('partially_refunded', '10.00 USD', 'succeeded 1,failed 254')$$,
+	'the approved refund is counted once, the declined one not at all');
+SELECT is((SELECT string_agg(e.event_type, ',' ORDER BY e.event_id) FROM payments.events e
+	JOIN payments.payments p USING (merchant_id, payment_id)
+	WHERE p.invoice_number = 'TAPSMRF' AND e.event_type LIKE 'payment.%'),
+	'payment.pending,payment.succeeded,payment.partially_refunded',
+	'with one payment event');
 
 -- The status trigger (C, src/status_guard.c) as the PL/pgSQL it replaced
 -- behaved: the event's data, the updated_at stamp, the refusal's message;
