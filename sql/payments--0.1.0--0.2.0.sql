@@ -13500,8 +13500,12 @@ BEGIN
 	-- is not resolved would be sent again to the new one (charged twice)
 	-- or looked up where it never was
 	IF was_configured AND old_login IS DISTINCT FROM pay_configure_gateway.api_login_id THEN
-		SELECT count(*) INTO in_doubt FROM payments.operations o
-		WHERE o.merchant_id = m AND (o.status = 'sending'
+		-- (and what the gateway holds for review there: the review
+		-- check would ask the new account about it)
+		SELECT count(*) + (SELECT count(*) FROM payments.payments p
+				WHERE p.merchant_id = m AND p.status = 'in_review')
+		INTO in_doubt FROM payments.operations o
+		WHERE o.merchant_id = m AND (o.status IN ('sending', 'in_review')
 			OR (NOT o.never_sent AND o.status IN ('queued', 'unknown', 'dead')));
 		IF in_doubt > 0 THEN
 			RAISE EXCEPTION 'merchant % has % operations that may have reached its current gateway account and are not resolved', m, in_doubt
