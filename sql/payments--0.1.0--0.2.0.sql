@@ -2104,7 +2104,8 @@ BEGIN
 			pay_create_customer.metadata)::text));
 	IF idem.request_kind IS NOT NULL THEN
 		SELECT * INTO result FROM payments.customers c
-		WHERE c.merchant_id = m AND c.idempotency_key = pay_create_customer.idempotency_key;
+		WHERE c.merchant_id = m AND c.idempotency_key = pay_create_customer.idempotency_key
+		ORDER BY c.customer_id DESC LIMIT 1;	-- the newest: the one the live key made (an older one may hold the key from before its retention)
 		RETURN result;
 	END IF;
 	INSERT INTO payments.customers AS c (merchant_id, email, name, external_ref, billing, metadata,
@@ -9325,7 +9326,8 @@ BEGIN
 			pay_create_plan.interval_count, pay_create_plan.trial_days, pay_create_plan.metadata)::text));
 	IF idem.request_kind IS NOT NULL THEN
 		SELECT * INTO result FROM payments.plans x
-		WHERE x.merchant_id = m AND x.idempotency_key = pay_create_plan.idempotency_key;
+		WHERE x.merchant_id = m AND x.idempotency_key = pay_create_plan.idempotency_key
+		ORDER BY x.plan_id DESC LIMIT 1;
 		RETURN result;
 	END IF;
 	INSERT INTO payments.plans (merchant_id, name, amount, interval_unit, interval_count, trial_days,
@@ -11275,7 +11277,8 @@ BEGIN
 			pay_create_subscription.time_zone, pay_create_subscription.metadata)::text));
 	IF idem.request_kind IS NOT NULL THEN
 		SELECT * INTO s FROM payments.subscriptions x
-		WHERE x.merchant_id = m AND x.idempotency_key = pay_create_subscription.idempotency_key;
+		WHERE x.merchant_id = m AND x.idempotency_key = pay_create_subscription.idempotency_key
+		ORDER BY x.subscription_id DESC LIMIT 1;
 		RETURN s;
 	END IF;
 	c := payments._share_customer(pay_create_subscription.customer_id);
@@ -11969,6 +11972,35 @@ BEGIN
 		RAISE EXCEPTION 'amount must be positive' USING ERRCODE = '22Y23',
 			DETAIL = format('The amount given was %s.', p_amount);
 	END IF;
+	-- A repeated call returns what the first one made whatever changed
+	-- since (the customer's details, its default method, the method
+	-- deleted): the key is looked up, with the arguments as given, before
+	-- the stored method and the customer's details are resolved and
+	-- checked.  The customer's row is locked first, then the key: the
+	-- order of every call that locks a customer and claims a key.  A card
+	-- is in the hash by what a caller may know of it (brand, last four,
+	-- expiry), not its fingerprint: a key reused with a card number tried
+	-- would tell whether the number is the one first sent.
+	IF p_idempotency_key IS NOT NULL THEN
+		IF p_customer_id IS NOT NULL OR p_payment_method_id IS NOT NULL THEN
+			PERFORM 1 FROM payments.customers x
+			WHERE x.merchant_id = m AND x.customer_id = coalesce(p_customer_id,
+				(SELECT y.customer_id FROM payments.payment_methods y
+				 WHERE y.merchant_id = m AND y.payment_method_id = p_payment_method_id))
+			FOR KEY SHARE;
+		END IF;
+		idem := payments._idempotency_claim(m, p_idempotency_key, p_kind, md5(jsonb_build_array(
+			p_amount::text, payments.pay_card_brand(p_card), payments.pay_card_last4(p_card),
+			payments.pay_card_exp_month(p_card),
+			payments.pay_card_exp_year(p_card), p_opaque_data, p_customer_profile_id, p_payment_profile_id,
+			p_description, p_order_ref, p_customer, p_metadata, p_customer_id, p_payment_method_id)::text));
+		IF idem.payment_id IS NOT NULL THEN
+			SELECT * INTO result FROM payments.payments WHERE merchant_id = m AND payment_id = idem.payment_id;
+			customer_copied := p_customer IS NULL AND result.customer_id IS NOT NULL;
+			RETURN CASE WHEN customer_copied OR result.payment_method_id IS NOT NULL
+				THEN payments._payment_for_caller(result, customer_copied) ELSE result END;
+		END IF;
+	END IF;
 	-- a customer or a stored method (payment_methods.sql): the method's
 	-- profile is charged, the customer's details fill customer
 	IF p_customer_id IS NOT NULL OR p_payment_method_id IS NOT NULL THEN
@@ -12018,23 +12050,6 @@ BEGIN
 	END IF;
 	PERFORM payments._check_gateway_input(p_amount, p_description, p_customer, corr,
 		p_customer_profile_id, p_payment_profile_id);
-
-	-- the request's hash only for a key: most calls have none.  A card is
-	-- in it by what a caller may know of it (brand, last four, expiry), not
-	-- its fingerprint: a key reused with a card number tried would tell
-	-- whether the number is the one first sent.
-	IF p_idempotency_key IS NOT NULL THEN
-		idem := payments._idempotency_claim(m, p_idempotency_key, p_kind, md5(jsonb_build_array(
-			p_amount::text, payments.pay_card_brand(p_card), payments.pay_card_last4(p_card),
-			payments.pay_card_exp_month(p_card),
-			payments.pay_card_exp_year(p_card), p_opaque_data, p_customer_profile_id, p_payment_profile_id,
-			p_description, p_order_ref, p_customer, p_metadata, p_customer_id, p_payment_method_id)::text));
-		IF idem.payment_id IS NOT NULL THEN
-			SELECT * INTO result FROM payments.payments WHERE merchant_id = m AND payment_id = idem.payment_id;
-			RETURN CASE WHEN customer_copied OR result.payment_method_id IS NOT NULL
-				THEN payments._payment_for_caller(result, customer_copied) ELSE result END;
-		END IF;
-	END IF;
 
 	-- The payment, its operation and the sealed card or nonce (it can
 	-- charge the card once: it waits sealed, like a card) in one statement:
@@ -13741,6 +13756,20 @@ CREATE FUNCTION payments._wake_billing_at_commit() RETURNS void
 	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pay_wake_billing_at_commit';
 COMMENT ON FUNCTION payments._wake_billing_at_commit() IS
 	'Internal: asks the billing process for a run when the current transaction commits (a test clock moved), not at its next round.';
+
+------------------------------------------------------------------------------
+-- h-idem-payments: a repeated purchase or authorization returns its payment
+-- whatever changed since (its customer's details, its stored method
+-- deleted): the key is claimed before they are resolved (_create_payment
+-- above).  A repeat after a key's retention finds the newest customer,
+-- plan or subscription under the key (pay_create_customer, pay_create_plan
+-- and pay_create_subscription above).  The request hash of a key digests a
+-- customer's personal details: the audit leaves it out.
+------------------------------------------------------------------------------
+DROP TRIGGER payments_audit ON payments.idempotency_keys;
+CREATE TRIGGER payments_audit AFTER INSERT OR UPDATE OR DELETE ON payments.idempotency_keys
+	FOR EACH ROW EXECUTE FUNCTION payments._audit_trigger('request_hash');
+COMMENT ON TRIGGER payments_audit ON payments.idempotency_keys IS 'Audit: payments.audit_log.';
 
 ------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,

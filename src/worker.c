@@ -1453,9 +1453,17 @@ housekeeping(void)
 					 " WHERE finished_at < now() - interval '%d days' LIMIT 5000)",
 					 payments_exchange_retention_days), SPI_OK_DELETE},
 		{"idempotency key retention",
+			/*
+			 * A key whose operation has not ended is kept: a repeat must
+			 * find the payment still to be sent, not make a second one.
+			 */
 			psprintf("DELETE FROM payments.idempotency_keys WHERE ctid IN ("
-					 " SELECT ctid FROM payments.idempotency_keys"
-					 " WHERE created_at < now() - interval '%d hours' LIMIT 5000)",
+					 " SELECT k.ctid FROM payments.idempotency_keys k"
+					 " WHERE k.created_at < now() - interval '%d hours'"
+					 " AND NOT EXISTS (SELECT 1 FROM payments.operations o"
+					 "  WHERE o.merchant_id = k.merchant_id AND o.operation_id = k.operation_id"
+					 "  AND o.status IN ('queued', 'sending', 'unknown', 'waiting_settlement', 'in_review', 'dead'))"
+					 " LIMIT 5000)",
 					 payments_idempotency_retention_hours), SPI_OK_DELETE},
 		{"parking operations of unconfigured merchants",
 			"SELECT payments._park_unconfigured()", SPI_OK_SELECT},

@@ -464,8 +464,10 @@ CREATE TRIGGER payments_audit AFTER INSERT OR UPDATE OR DELETE ON payments.gatew
 	FOR EACH ROW EXECUTE FUNCTION payments._audit_trigger('transaction_key', 'signature_key');
 CREATE TRIGGER payments_audit_truncate AFTER TRUNCATE ON payments.gateway_config
 	FOR EACH STATEMENT EXECUTE FUNCTION payments._audit_trigger();
+-- request_hash digests the call's arguments: a customer's email, name and
+-- billing details (personal data the append-only log must not keep)
 CREATE TRIGGER payments_audit AFTER INSERT OR UPDATE OR DELETE ON payments.idempotency_keys
-	FOR EACH ROW EXECUTE FUNCTION payments._audit_trigger();
+	FOR EACH ROW EXECUTE FUNCTION payments._audit_trigger('request_hash');
 CREATE TRIGGER payments_audit_truncate AFTER TRUNCATE ON payments.idempotency_keys
 	FOR EACH STATEMENT EXECUTE FUNCTION payments._audit_trigger();
 -- API keys: who made, rotated or revoked which key, without the secrets' hashes

@@ -269,6 +269,35 @@ BEGIN
 		RAISE EXCEPTION 'amount must be positive' USING ERRCODE = '22Y23',
 			DETAIL = format('The amount given was %s.', p_amount);
 	END IF;
+	-- A repeated call returns what the first one made whatever changed
+	-- since (the customer's details, its default method, the method
+	-- deleted): the key is looked up, with the arguments as given, before
+	-- the stored method and the customer's details are resolved and
+	-- checked.  The customer's row is locked first, then the key: the
+	-- order of every call that locks a customer and claims a key.  A card
+	-- is in the hash by what a caller may know of it (brand, last four,
+	-- expiry), not its fingerprint: a key reused with a card number tried
+	-- would tell whether the number is the one first sent.
+	IF p_idempotency_key IS NOT NULL THEN
+		IF p_customer_id IS NOT NULL OR p_payment_method_id IS NOT NULL THEN
+			PERFORM 1 FROM payments.customers x
+			WHERE x.merchant_id = m AND x.customer_id = coalesce(p_customer_id,
+				(SELECT y.customer_id FROM payments.payment_methods y
+				 WHERE y.merchant_id = m AND y.payment_method_id = p_payment_method_id))
+			FOR KEY SHARE;
+		END IF;
+		idem := payments._idempotency_claim(m, p_idempotency_key, p_kind, md5(jsonb_build_array(
+			p_amount::text, payments.pay_card_brand(p_card), payments.pay_card_last4(p_card),
+			payments.pay_card_exp_month(p_card),
+			payments.pay_card_exp_year(p_card), p_opaque_data, p_customer_profile_id, p_payment_profile_id,
+			p_description, p_order_ref, p_customer, p_metadata, p_customer_id, p_payment_method_id)::text));
+		IF idem.payment_id IS NOT NULL THEN
+			SELECT * INTO result FROM payments.payments WHERE merchant_id = m AND payment_id = idem.payment_id;
+			customer_copied := p_customer IS NULL AND result.customer_id IS NOT NULL;
+			RETURN CASE WHEN customer_copied OR result.payment_method_id IS NOT NULL
+				THEN payments._payment_for_caller(result, customer_copied) ELSE result END;
+		END IF;
+	END IF;
 	-- a customer or a stored method (payment_methods.sql): the method's
 	-- profile is charged, the customer's details fill customer
 	IF p_customer_id IS NOT NULL OR p_payment_method_id IS NOT NULL THEN
@@ -318,23 +347,6 @@ BEGIN
 	END IF;
 	PERFORM payments._check_gateway_input(p_amount, p_description, p_customer, corr,
 		p_customer_profile_id, p_payment_profile_id);
-
-	-- the request's hash only for a key: most calls have none.  A card is
-	-- in it by what a caller may know of it (brand, last four, expiry), not
-	-- its fingerprint: a key reused with a card number tried would tell
-	-- whether the number is the one first sent.
-	IF p_idempotency_key IS NOT NULL THEN
-		idem := payments._idempotency_claim(m, p_idempotency_key, p_kind, md5(jsonb_build_array(
-			p_amount::text, payments.pay_card_brand(p_card), payments.pay_card_last4(p_card),
-			payments.pay_card_exp_month(p_card),
-			payments.pay_card_exp_year(p_card), p_opaque_data, p_customer_profile_id, p_payment_profile_id,
-			p_description, p_order_ref, p_customer, p_metadata, p_customer_id, p_payment_method_id)::text));
-		IF idem.payment_id IS NOT NULL THEN
-			SELECT * INTO result FROM payments.payments WHERE merchant_id = m AND payment_id = idem.payment_id;
-			RETURN CASE WHEN customer_copied OR result.payment_method_id IS NOT NULL
-				THEN payments._payment_for_caller(result, customer_copied) ELSE result END;
-		END IF;
-	END IF;
 
 	-- The payment, its operation and the sealed card or nonce (it can
 	-- charge the card once: it waits sealed, like a card) in one statement:

@@ -312,7 +312,8 @@ BEGIN
 			pay_create_plan.interval_count, pay_create_plan.trial_days, pay_create_plan.metadata)::text));
 	IF idem.request_kind IS NOT NULL THEN
 		SELECT * INTO result FROM payments.plans x
-		WHERE x.merchant_id = m AND x.idempotency_key = pay_create_plan.idempotency_key;
+		WHERE x.merchant_id = m AND x.idempotency_key = pay_create_plan.idempotency_key
+		ORDER BY x.plan_id DESC LIMIT 1;
 		RETURN result;
 	END IF;
 	INSERT INTO payments.plans (merchant_id, name, amount, interval_unit, interval_count, trial_days,
@@ -489,7 +490,8 @@ BEGIN
 			pay_create_subscription.time_zone, pay_create_subscription.metadata)::text));
 	IF idem.request_kind IS NOT NULL THEN
 		SELECT * INTO s FROM payments.subscriptions x
-		WHERE x.merchant_id = m AND x.idempotency_key = pay_create_subscription.idempotency_key;
+		WHERE x.merchant_id = m AND x.idempotency_key = pay_create_subscription.idempotency_key
+		ORDER BY x.subscription_id DESC LIMIT 1;
 		RETURN s;
 	END IF;
 	c := payments._share_customer(pay_create_subscription.customer_id);
