@@ -2567,7 +2567,10 @@ BEGIN
 				USING ERRCODE = '22Y20', HINT = 'Wait for it (pay_wait_payment_method), then delete it.';
 		ELSIF pm.status = 'active' AND pm.payment_profile_id IS NOT NULL THEN
 			PERFORM payments._check_gateway_input(NULL, NULL, NULL, corr);
-			UPDATE payments.payment_methods x SET status = 'deleting', is_default = false
+			-- keeps is_default: a deleting method is no usable default
+			-- (_usable_default_method), and a failed deletion leaves it the
+			-- default again unless another was made the default meanwhile
+			UPDATE payments.payment_methods x SET status = 'deleting'
 			WHERE x.merchant_id = pm.merchant_id AND x.payment_method_id = pm.payment_method_id;
 			PERFORM payments._new_method_operation(pm.merchant_id, 'delete_method', pm.payment_method_id,
 				pm.customer_id, NULL, pay_delete_payment_method.idempotency_key, corr);
@@ -2582,7 +2585,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments.pay_delete_payment_method(bigint, text, text) IS
-	'Deletes a payment method, at the gateway too: an active one goes to deleting and the worker sends deleteCustomerPaymentProfile after COMMIT (then deleted); a failed one is deleted at once. A method still being saved is refused (22Y20). Deleting a deleted method changes nothing.';
+	'Deletes a payment method, at the gateway too: an active one goes to deleting and the worker sends deleteCustomerPaymentProfile after COMMIT (then deleted); a failed one is deleted at once. A default keeps is_default while deleting (no charge of the customer''s default uses it) and is the default again if its deletion fails, unless another was made the default meanwhile. A method still being saved is refused (22Y20). Deleting a deleted method changes nothing.';
 
 CREATE FUNCTION payments.pay_delete_customer(customer_id bigint,
 	idempotency_key text DEFAULT NULL, correlation_id text DEFAULT NULL)
@@ -3818,8 +3821,7 @@ BEGIN
 			WHERE merchant_id = NEW.merchant_id AND payment_method_id = NEW.payment_method_id
 				AND status = 'failed' AND failure_code = 'gave_up';
 		ELSIF NEW.kind = 'delete_method' THEN
-			UPDATE payments.payment_methods SET status = 'deleting', is_default = false,
-				failure_code = NULL, failure_reason = NULL
+			UPDATE payments.payment_methods SET status = 'deleting', failure_code = NULL, failure_reason = NULL
 			WHERE merchant_id = NEW.merchant_id AND payment_method_id = NEW.payment_method_id
 				AND status = 'active' AND failure_code = 'gave_up';
 		END IF;
@@ -7228,6 +7230,7 @@ DECLARE
 	o payments.operations;
 	t payments.operation_outcomes;
 	ok boolean;
+	dup bigint;
 BEGIN
 	IF p_outcome IN ('retry', 'unknown') THEN
 		-- tried again later, as every operation is (no payment to move)
@@ -7247,6 +7250,25 @@ BEGIN
 			USING ERRCODE = '22023';
 	END IF;
 	ok := t.operation_status = 'succeeded';
+	-- Two live methods of a customer never share one gateway payment
+	-- profile: deleting one would delete the other's card.  A save answered
+	-- with a profile another active or deleting method of the customer holds
+	-- fails with E00039 and names that method: the gateway's duplicate
+	-- answer for a card saved twice (the worker fails it when it knows the
+	-- profile is taken), or, as a backstop, any save that came back with one.
+	IF o.kind = 'save_method' AND p_payment_profile_id IS NOT NULL AND (ok OR p_code = 'E00039') THEN
+		SELECT x.payment_method_id INTO dup FROM payments.payment_methods x
+		WHERE x.merchant_id = o.merchant_id AND x.customer_id = o.customer_id
+			AND x.payment_method_id <> o.payment_method_id AND x.payment_profile_id = p_payment_profile_id
+			AND x.status IN ('active', 'deleting')
+		LIMIT 1;
+		IF FOUND THEN
+			ok := false;
+			t.operation_status := 'failed';
+			p_code := 'E00039';
+			p_reason := format('This card is saved already as payment method %s of the customer.', dup);
+		END IF;
+	END IF;
 	UPDATE payments.operations SET status = t.operation_status,
 		reason_text = coalesce(p_reason, p_error), last_error = CASE WHEN NOT ok THEN coalesce(p_error, p_code) END,
 		completed_at = clock_timestamp()
@@ -7272,6 +7294,7 @@ BEGIN
 		END IF;
 	ELSIF o.kind = 'delete_method' THEN
 		UPDATE payments.payment_methods SET status = CASE WHEN ok THEN 'deleted' ELSE 'active' END,
+			is_default = is_default AND NOT ok,
 			failure_code = CASE WHEN ok THEN failure_code ELSE p_code END,
 			failure_reason = CASE WHEN ok THEN failure_reason ELSE coalesce(p_reason, p_error) END
 		WHERE merchant_id = o.merchant_id AND payment_method_id = o.payment_method_id AND status = 'deleting';
@@ -13770,6 +13793,243 @@ DROP TRIGGER payments_audit ON payments.idempotency_keys;
 CREATE TRIGGER payments_audit AFTER INSERT OR UPDATE OR DELETE ON payments.idempotency_keys
 	FOR EACH ROW EXECUTE FUNCTION payments._audit_trigger('request_hash');
 COMMENT ON TRIGGER payments_audit ON payments.idempotency_keys IS 'Audit: payments.audit_log.';
+
+------------------------------------------------------------------------------
+-- h-method-profiles: two live payment methods of a customer never share one
+-- gateway payment profile (sql/src/worker.sql, payment_methods.sql;
+-- src/gateway_cim.c).  A save whose reply was lost looked its card up by
+-- its last four alone (opaque data: the customer's newest profile), and so
+-- took another card of the customer with the same last four; a card saved
+-- twice was answered E00039 naming the existing profile, and recorded
+-- saved.  Either way two methods pointed at one card: charges of one
+-- billed the other's card, and deleting one deleted the other's at the
+-- gateway.  The claim now tells a save the profiles the customer's other
+-- active and deleting methods hold (method_taken_profiles): its lookup
+-- skips them, and a duplicate naming one fails the save with E00039
+-- (_record_method_result, edited in place above, names the method and
+-- refuses any save answered with a taken profile).  A default method's
+-- deletion that fails leaves it the default (pay_delete_payment_method,
+-- _method_operation_dead and _record_method_result, edited in place above,
+-- keep is_default through deleting).
+------------------------------------------------------------------------------
+DROP FUNCTION payments._claim_operations(integer, integer, text[], text, bigint);
+CREATE FUNCTION payments._claim_operations(p_limit integer, p_background_limit integer DEFAULT NULL,
+	p_held_connections text[] DEFAULT '{}', p_only_connection text DEFAULT NULL,
+	p_after_merchant bigint DEFAULT NULL)
+	RETURNS TABLE (merchant_id bigint, operation_id bigint, payment_id bigint, kind text,
+		action text, attempt integer, via_void boolean, amount_minor bigint, currency text,
+		currency_exponent integer, txn_invoice text, description text, customer jsonb,
+		ref_trans_id text, card_last4 text, payment_method text, customer_profile_id text,
+		payment_profile_id text, sealed bytea, correlation_id text, created_at timestamptz,
+		never_sent boolean,
+		api_login_id text, transaction_key text, endpoint_url text, ca_file text, timeout_ms integer,
+		payment_method_id bigint, customer_id bigint, method_source text, validation_mode text,
+		method_default boolean, method_customer_profile_id text, method_payment_profile_id text,
+		merchant_customer_id text, customer_email text, customer_name text, customer_billing jsonb,
+		original_network_trans_id text, method_card_last4 text, method_taken_profiles text,
+		last_attempt_at timestamptz, recurring boolean, first_recurring boolean, more_ready boolean)
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	SET enable_seqscan = off
+	SET enable_bitmapscan = off
+	SET enable_sort = off
+	SET enable_hashjoin = off
+	SET enable_mergejoin = off
+	SET plan_cache_mode = force_generic_plan
+	SET jit = off
+	AS $$
+BEGIN
+	-- Ordinary operations first, then the background ones (a billing run's
+	-- charges) in what room is left, at most p_background_limit (NULL: no
+	-- other limit): a backlog of renewals never holds up a checkout's
+	-- result.  Merchants without a gateway configuration are skipped (and
+	-- parked by _park_unconfigured), and so are those whose gateway
+	-- connection is in p_held_connections: the worker's circuit for it is
+	-- open (one merchant's dead endpoint holds back no one else).
+	-- p_only_connection: only those of that connection (the one probe of a
+	-- half-open circuit).  The rows are returned in the order of turns.
+	RETURN QUERY
+	WITH RECURSIVE due_ops AS MATERIALIZED (
+		-- the operations due, by due time, as many as 1,000 and one: when
+		-- there are no more, their merchants are every merchant with one due,
+		-- and merchants whose operations all wait for later (parked behind
+		-- an open circuit, an unknown outcome's next look) cost nothing
+		SELECT o.background, o.merchant_id, o.next_attempt_at FROM payments.operations o
+		WHERE o.status IN ('queued', 'unknown') AND o.next_attempt_at <= now()
+		ORDER BY o.next_attempt_at LIMIT 1001
+	), backlog AS (
+		-- more are due (a backlog): each (background, merchant) key and its
+		-- earliest due time, one index probe per merchant with operations
+		-- waiting
+		(SELECT o.background, o.merchant_id, o.next_attempt_at FROM payments.operations o
+		 WHERE o.status IN ('queued', 'unknown') AND (SELECT count(*) FROM due_ops) > 1000
+		 ORDER BY o.background, o.merchant_id, o.next_attempt_at LIMIT 1)
+		UNION ALL
+		SELECT n.background, n.merchant_id, n.next_attempt_at FROM backlog w
+		CROSS JOIN LATERAL (SELECT o.background, o.merchant_id, o.next_attempt_at FROM payments.operations o
+			WHERE o.status IN ('queued', 'unknown')
+				AND (o.background, o.merchant_id) > (w.background, w.merchant_id)
+			ORDER BY o.background, o.merchant_id, o.next_attempt_at LIMIT 1) n
+	), waiting AS (
+		-- each (background, merchant) key with operations due or waiting,
+		-- and its earliest due time
+		SELECT d.background, d.merchant_id, min(d.next_attempt_at) AS next_attempt_at FROM due_ops d
+		WHERE (SELECT count(*) FROM due_ops) <= 1000
+		GROUP BY d.background, d.merchant_id
+		UNION ALL
+		SELECT b.background, b.merchant_id, b.next_attempt_at FROM backlog b
+	), due AS (
+		-- the merchants with an operation due (their earliest is), of
+		-- a connection whose circuit is closed: how many, and each one's
+		-- place in this claim's rotation (after p_after_merchant first)
+		SELECT w.background, w.merchant_id, w.next_attempt_at,
+			count(*) OVER (PARTITION BY w.background) AS merchants,
+			row_number() OVER (PARTITION BY w.background
+				ORDER BY p_after_merchant IS NOT NULL AND w.merchant_id <= p_after_merchant,
+					w.merchant_id) AS nth
+		FROM waiting w
+		-- configured (its row by key: this runs every round, and configured
+		-- merchants may be many); its connection worked out only when some
+		-- connection is held or probed
+		WHERE w.next_attempt_at <= now() AND EXISTS (SELECT 1 FROM payments.gateway_config g
+			WHERE g.merchant_id = w.merchant_id
+				AND (cardinality(p_held_connections) = 0 AND p_only_connection IS NULL
+					OR payments._gateway_connection(g.endpoint_url, g.ca_file, g.timeout_ms)
+							<> ALL (p_held_connections)
+						AND (p_only_connection IS NULL OR p_only_connection
+							= payments._gateway_connection(g.endpoint_url, g.ca_file, g.timeout_ms))))
+	), ordinary AS (
+		-- the room shared out exactly among the first p_limit merchants of
+		-- the rotation (those after the remainder's one row less), each
+		-- share by due time and locked as read (from its earliest on: past
+		-- the index entries of operations claimed since the last vacuum,
+		-- which the search for it went through); numbered, its turns
+		SELECT x.*, w.share, row_number() OVER (PARTITION BY x.merchant_id ORDER BY x.next_attempt_at) AS turn
+		FROM (SELECT d.*, p_limit / least(d.merchants, p_limit)
+				+ CASE WHEN d.nth <= p_limit % least(d.merchants, p_limit) THEN 1 ELSE 0 END AS share
+			FROM due d WHERE NOT d.background AND d.nth <= p_limit) w
+		CROSS JOIN LATERAL (SELECT o.background, o.merchant_id, o.operation_id, o.next_attempt_at,
+				o.status AS old_status, o.updated_at AS old_updated_at
+			FROM payments.operations o
+			WHERE NOT o.background AND o.merchant_id = w.merchant_id
+				AND o.status IN ('queued', 'unknown')
+				AND o.next_attempt_at >= w.next_attempt_at AND o.next_attempt_at <= now()
+			ORDER BY o.next_attempt_at
+			LIMIT w.share
+			FOR UPDATE OF o SKIP LOCKED) x
+	), ordinary_more AS (
+		-- ordinary operations may be left due: a merchant took its whole
+		-- share, or had none (more merchants than room)
+		SELECT EXISTS (SELECT 1 FROM due d WHERE NOT d.background AND d.nth > p_limit)
+			OR EXISTS (SELECT 1 FROM ordinary o GROUP BY o.merchant_id HAVING count(*) >= max(o.share)) AS more
+	), background_room AS (
+		-- ordinary ones first: room for the background only when none is left
+		SELECT CASE WHEN m.more THEN 0
+			ELSE least(greatest(p_limit - (SELECT count(*) FROM ordinary), 0),
+				coalesce(p_background_limit, p_limit)) END AS room
+		FROM ordinary_more m
+	), background AS (
+		SELECT x.*, w.share, row_number() OVER (PARTITION BY x.merchant_id ORDER BY x.next_attempt_at) AS turn
+		FROM (SELECT d.*, r.room / least(d.merchants, r.room)
+				+ CASE WHEN d.nth <= r.room % least(d.merchants, r.room) THEN 1 ELSE 0 END AS share
+			FROM due d, background_room r WHERE d.background AND d.nth <= r.room) w
+		CROSS JOIN LATERAL (SELECT o.background, o.merchant_id, o.operation_id, o.next_attempt_at,
+				o.status AS old_status, o.updated_at AS old_updated_at
+			FROM payments.operations o
+			WHERE o.background AND o.merchant_id = w.merchant_id
+				AND o.status IN ('queued', 'unknown')
+				AND o.next_attempt_at >= w.next_attempt_at AND o.next_attempt_at <= now()
+			ORDER BY o.next_attempt_at
+			LIMIT w.share
+			FOR UPDATE OF o SKIP LOCKED) x
+	), locked AS (
+		SELECT * FROM ordinary UNION ALL SELECT * FROM background
+	), ready AS (
+		-- in turns: every merchant's first before anyone's second
+		SELECT l.*, row_number() OVER (PARTITION BY l.background
+				ORDER BY l.turn, p_after_merchant IS NOT NULL AND l.merchant_id <= p_after_merchant,
+					l.merchant_id) AS pos
+		FROM locked l
+	), more AS (
+		-- more may be due: of the ordinary ones (above), or a background
+		-- merchant took its whole share or had none
+		SELECT (SELECT m.more FROM ordinary_more m)
+			OR EXISTS (SELECT 1 FROM due d, background_room r WHERE d.background AND d.nth > r.room)
+			OR EXISTS (SELECT 1 FROM background b GROUP BY b.merchant_id HAVING count(*) >= max(b.share))
+			AS ready
+	), claimed AS (
+		UPDATE payments.operations o
+		SET status = 'sending', attempts = o.attempts + 1,
+			first_sent_at = coalesce(o.first_sent_at, now())
+		FROM ready r
+		WHERE o.merchant_id = r.merchant_id AND o.operation_id = r.operation_id
+			AND r.pos <= CASE WHEN NOT r.background THEN p_limit ELSE (SELECT b.room FROM background_room b) END
+		RETURNING o.*, r.old_status, r.old_updated_at, r.pos
+	)
+	SELECT c.merchant_id, c.operation_id, c.payment_id, c.kind,
+		-- queued again after an attempt that may have gone through (an
+		-- unknown outcome, then a resend that provably failed) counts too
+		-- (on the clock: the worker may have spent a while recording outcomes
+		-- in this transaction before claiming)
+		CASE WHEN NOT c.never_sent
+				AND c.first_sent_at < clock_timestamp() - make_interval(secs => payments._duplicate_window() - 60)
+			THEN 'lookup' ELSE 'send' END,
+		c.attempts, c.via_void,
+		pay_minor_units(coalesce(c.amount, p.amount)), pay_currency(p.amount),
+		pay_currency_exponent(pay_currency(p.amount)),
+		-- the invoice of the gateway transaction: each refund its own (equal
+		-- partial refunds are not duplicates); a capture (priorAuthCapture
+		-- keeps the authorization's transId) and a void act on the payment's
+		CASE WHEN c.kind = 'refund' AND NOT c.via_void
+			THEN 'R' || payments._invoice_tag() || c.operation_id ELSE p.invoice_number END,
+		p.description, p.customer,
+		p.gateway_trans_id, p.card_last4, p.payment_method, p.customer_profile_id,
+		p.payment_profile_id, v.sealed, c.correlation_id, c.created_at, c.never_sent,
+		g.api_login_id, g.transaction_key, g.endpoint_url, g.ca_file, g.timeout_ms,
+		-- stored payment methods and customers' profiles (payment_methods.sql):
+		-- their own operations, and charges of a stored method
+		pm.payment_method_id, cu.customer_id, pm.source, pm.validation_mode, pm.is_default,
+		cu.customer_profile_id, pm.payment_profile_id,
+		CASE WHEN cu.customer_id IS NOT NULL THEN payments._gateway_customer_ref(cu.customer_id) END,
+		cu.email, cu.name, cu.billing,
+		pm.network_trans_id, pm.card_last4,
+		-- a save's: the payment profiles the customer's other live methods
+		-- hold, which its lookup never takes and a duplicate answer naming
+		-- one fails (gateway_cim.c); computed for saves alone
+		CASE WHEN c.kind = 'save_method' THEN (SELECT string_agg(x.payment_profile_id, ',')
+			FROM payments.payment_methods x
+			WHERE x.merchant_id = pm.merchant_id AND x.customer_id = pm.customer_id
+				AND x.payment_method_id <> pm.payment_method_id AND x.payment_profile_id IS NOT NULL
+				AND x.status IN ('active', 'deleting')) END,
+		-- when the operation last changed: the end of its previous attempt
+		c.old_updated_at,
+		-- a charge of a subscription's invoice is recurring (recurringBilling,
+		-- card on file), the first one of its subscription while no earlier
+		-- invoice of it was paid by a charge (the 'first' invoice, or the
+		-- first renewal after a trial): isFirstRecurringPayment
+		p.invoice_id IS NOT NULL,
+		p.invoice_id IS NOT NULL AND NOT EXISTS (
+			SELECT 1 FROM payments.invoices i
+			JOIN payments.invoices earlier ON earlier.merchant_id = i.merchant_id
+				AND earlier.subscription_id = i.subscription_id AND earlier.invoice_id <> i.invoice_id
+			WHERE i.merchant_id = p.merchant_id AND i.invoice_id = p.invoice_id
+				AND earlier.status = 'paid' AND pay_minor_units(earlier.amount) > 0),
+		(SELECT m.ready FROM more m)
+	FROM claimed c
+	-- operations on a stored method or a customer's profile have no payment
+	LEFT JOIN payments.payments p ON p.merchant_id = c.merchant_id AND p.payment_id = c.payment_id
+	JOIN payments.gateway_config g ON g.merchant_id = c.merchant_id
+	LEFT JOIN payments.card_vault v ON v.merchant_id = c.merchant_id AND v.operation_id = c.operation_id
+	LEFT JOIN payments.payment_methods pm ON pm.merchant_id = c.merchant_id
+		AND pm.payment_method_id = coalesce(c.payment_method_id, p.payment_method_id)
+	LEFT JOIN payments.customers cu ON cu.merchant_id = c.merchant_id
+		AND cu.customer_id = coalesce(c.customer_id, pm.customer_id)
+	ORDER BY c.background, c.pos;
+END
+$$;
+COMMENT ON FUNCTION payments._claim_operations(integer, integer, text[], text, bigint) IS
+	'Worker, step 1: claims up to p_limit ready operations (FOR UPDATE SKIP LOCKED), merchants taking turns (an equal share of the room each, every merchant''s first before anyone''s second; ties after p_after_merchant first; more_ready when a merchant took its whole share), ordinary ones first and at most p_background_limit of a billing run''s charges, and marks them sending before anything is sent; operations of merchants whose gateway connection (_gateway_connection) is in p_held_connections (its circuit is open in the worker) are left; with p_only_connection, only that connection''s are claimed.';
+REVOKE ALL ON FUNCTION payments._claim_operations(integer, integer, text[], text, bigint) FROM PUBLIC;
 
 ------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,

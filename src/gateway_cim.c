@@ -252,6 +252,8 @@ gateway_cim_build(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **error)
 		c->billing = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(v)));
 	c->ref_trans_id = col(tuple, desc, "ref_trans_id");
 	c->last4 = col(tuple, desc, "method_card_last4");
+	v = col(tuple, desc, "method_taken_profiles");
+	c->taken = v ? psprintf(",%s,", v) : NULL;
 	sealed = SPI_getbinval(tuple, desc, SPI_fnumber(desc, "sealed"), &isnull);
 	if (!isnull)
 	{
@@ -351,6 +353,25 @@ lookup_missed(GatewayOp *op, bool *follow_up)
 	create_or_fail(op, follow_up);
 }
 
+/*
+ * Does another live (active or deleting) method of the customer hold this
+ * payment profile?  Two methods never share one: deleting either would
+ * delete the other's card at the gateway.
+ */
+static bool
+profile_taken(const GatewayCim *c, const char *payment_profile_id)
+{
+	char	   *needle;
+	bool		found;
+
+	if (c->taken == NULL || payment_profile_id == NULL || !payment_profile_id[0])
+		return false;
+	needle = psprintf(",%s,", payment_profile_id);
+	found = strstr(c->taken, needle) != NULL;
+	pfree(needle);
+	return found;
+}
+
 /* The reply to a create, or to a delete. */
 static void
 interpret_cim(GatewayOp *op, bool *follow_up)
@@ -388,6 +409,17 @@ interpret_cim(GatewayOp *op, bool *follow_up)
 	if (r.account_type[0])
 		c->account_type = pstrdup(r.account_type);
 
+	if (strcmp(r.status.message_code, "E00039") == 0 && profile_taken(c, r.payment_profile_id))
+	{
+		/*
+		 * A duplicate naming another method's payment profile: the customer
+		 * saved this card already.  The save fails rather than share it
+		 * (_record_method_result names that method).
+		 */
+		cim_failed(op, OUTCOME_ERROR, "E00039",
+				   "This card is saved already as another payment method of the customer.");
+		return;
+	}
 	if (r.status.ok || (strcmp(r.status.message_code, "E00039") == 0 && r.payment_profile_id[0] &&
 						c->customer_profile_id != NULL))
 	{
@@ -441,9 +473,11 @@ same_last4(const char *masked, const char *last4)
 /*
  * The reply to getCustomerProfile: after a save, the saved payment
  * profile's details; in a lookup, whether an earlier attempt saved the
- * card (a payment profile with its last four digits; for opaque data,
- * whose digits are not known before, the newest payment profile of a
- * profile the customer did not have before).
+ * card: the newest payment profile with its last four digits (for opaque
+ * data, whose digits are not known before, the newest one) that no other
+ * live method of the customer holds.  Another card of the customer with
+ * the same last four, or the customer's earlier card for opaque data, is
+ * not this save's.
  */
 static void
 interpret_cim_confirm(GatewayOp *op, bool *follow_up)
@@ -481,8 +515,8 @@ interpret_cim_confirm(GatewayOp *op, bool *follow_up)
 	{
 		const AnetPaymentProfile *it = &p.items[i];
 
-		if (c->lookup ? (same_last4(it->card_number, c->last4) ||
-						 (c->last4 == NULL && i == p.count - 1)) :
+		if (c->lookup ? (!profile_taken(c, it->payment_profile_id) &&
+						 (same_last4(it->card_number, c->last4) || c->last4 == NULL)) :
 			(c->payment_profile_id != NULL && strcmp(it->payment_profile_id, c->payment_profile_id) == 0))
 			hit = it;
 	}

@@ -27,6 +27,8 @@ typedef struct GatewayCim
 	Jsonb	   *billing;
 	char	   *ref_trans_id;	/* save from a payment: its transaction */
 	char	   *last4;			/* the card's, when known */
+	char	   *taken;			/* save: ",id,...,id," of the payment profiles
+								 * the customer's other live methods hold */
 	bytea	   *sealed;			/* the vault row, kept sealed */
 	bool		lookup;			/* the confirm step searches for what an
 								 * earlier attempt may have saved */

@@ -462,7 +462,10 @@ BEGIN
 				USING ERRCODE = '22Y20', HINT = 'Wait for it (pay_wait_payment_method), then delete it.';
 		ELSIF pm.status = 'active' AND pm.payment_profile_id IS NOT NULL THEN
 			PERFORM payments._check_gateway_input(NULL, NULL, NULL, corr);
-			UPDATE payments.payment_methods x SET status = 'deleting', is_default = false
+			-- keeps is_default: a deleting method is no usable default
+			-- (_usable_default_method), and a failed deletion leaves it the
+			-- default again unless another was made the default meanwhile
+			UPDATE payments.payment_methods x SET status = 'deleting'
 			WHERE x.merchant_id = pm.merchant_id AND x.payment_method_id = pm.payment_method_id;
 			PERFORM payments._new_method_operation(pm.merchant_id, 'delete_method', pm.payment_method_id,
 				pm.customer_id, NULL, pay_delete_payment_method.idempotency_key, corr);
@@ -477,7 +480,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments.pay_delete_payment_method(bigint, text, text) IS
-	'Deletes a payment method, at the gateway too: an active one goes to deleting and the worker sends deleteCustomerPaymentProfile after COMMIT (then deleted); a failed one is deleted at once. A method still being saved is refused (22Y20). Deleting a deleted method changes nothing.';
+	'Deletes a payment method, at the gateway too: an active one goes to deleting and the worker sends deleteCustomerPaymentProfile after COMMIT (then deleted); a failed one is deleted at once. A default keeps is_default while deleting (no charge of the customer''s default uses it) and is the default again if its deletion fails, unless another was made the default meanwhile. A method still being saved is refused (22Y20). Deleting a deleted method changes nothing.';
 
 CREATE FUNCTION payments.pay_delete_customer(customer_id bigint,
 	idempotency_key text DEFAULT NULL, correlation_id text DEFAULT NULL)
@@ -567,8 +570,9 @@ INSERT INTO payments.operation_outcomes
 -- ids and its card's fingerprint (the customer learns its profile id; the
 -- fingerprint is known only once the gateway has the card, see
 -- _record_final_results), a failed save is failed with
--- the reason; a deleted one is deleted, a failed deletion leaves the
--- method active again.
+-- the reason (a card the customer has saved already as another method:
+-- E00039); a deleted one is deleted, a failed deletion leaves the
+-- method active again, and the default if it was.
 CREATE FUNCTION payments._record_method_result(p_merchant_id bigint, p_operation_id bigint,
 	p_outcome text, p_code text, p_reason text, p_customer_profile_id text,
 	p_payment_profile_id text, p_network_trans_id text, p_card_last4 text, p_card_brand text,
@@ -581,6 +585,7 @@ DECLARE
 	o payments.operations;
 	t payments.operation_outcomes;
 	ok boolean;
+	dup bigint;
 BEGIN
 	IF p_outcome IN ('retry', 'unknown') THEN
 		-- tried again later, as every operation is (no payment to move)
@@ -600,6 +605,25 @@ BEGIN
 			USING ERRCODE = '22023';
 	END IF;
 	ok := t.operation_status = 'succeeded';
+	-- Two live methods of a customer never share one gateway payment
+	-- profile: deleting one would delete the other's card.  A save answered
+	-- with a profile another active or deleting method of the customer holds
+	-- fails with E00039 and names that method: the gateway's duplicate
+	-- answer for a card saved twice (the worker fails it when it knows the
+	-- profile is taken), or, as a backstop, any save that came back with one.
+	IF o.kind = 'save_method' AND p_payment_profile_id IS NOT NULL AND (ok OR p_code = 'E00039') THEN
+		SELECT x.payment_method_id INTO dup FROM payments.payment_methods x
+		WHERE x.merchant_id = o.merchant_id AND x.customer_id = o.customer_id
+			AND x.payment_method_id <> o.payment_method_id AND x.payment_profile_id = p_payment_profile_id
+			AND x.status IN ('active', 'deleting')
+		LIMIT 1;
+		IF FOUND THEN
+			ok := false;
+			t.operation_status := 'failed';
+			p_code := 'E00039';
+			p_reason := format('This card is saved already as payment method %s of the customer.', dup);
+		END IF;
+	END IF;
 	UPDATE payments.operations SET status = t.operation_status,
 		reason_text = coalesce(p_reason, p_error), last_error = CASE WHEN NOT ok THEN coalesce(p_error, p_code) END,
 		completed_at = clock_timestamp()
@@ -625,6 +649,7 @@ BEGIN
 		END IF;
 	ELSIF o.kind = 'delete_method' THEN
 		UPDATE payments.payment_methods SET status = CASE WHEN ok THEN 'deleted' ELSE 'active' END,
+			is_default = is_default AND NOT ok,
 			failure_code = CASE WHEN ok THEN failure_code ELSE p_code END,
 			failure_reason = CASE WHEN ok THEN failure_reason ELSE coalesce(p_reason, p_error) END
 		WHERE merchant_id = o.merchant_id AND payment_method_id = o.payment_method_id AND status = 'deleting';
@@ -661,9 +686,10 @@ COMMENT ON FUNCTION payments._customer_profile_kept(payments.operations, text) I
 
 -- A save or deletion that ran out of attempts (a dead letter) does not
 -- leave its method half-way: a save fails (pay_wait_payment_method
--- returns), a deletion leaves the method active, a customer's deletion
--- keeps the profile (above).  pay_retry_dead_letter puts them back on
--- their way: the method pending, or deleting, again.
+-- returns), a deletion leaves the method active (the default still if it
+-- was), a customer's deletion keeps the profile (above).
+-- pay_retry_dead_letter puts them back on their way: the method pending,
+-- or deleting, again.
 CREATE FUNCTION payments._method_operation_dead() RETURNS trigger
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments, pg_temp
@@ -691,8 +717,7 @@ BEGIN
 			WHERE merchant_id = NEW.merchant_id AND payment_method_id = NEW.payment_method_id
 				AND status = 'failed' AND failure_code = 'gave_up';
 		ELSIF NEW.kind = 'delete_method' THEN
-			UPDATE payments.payment_methods SET status = 'deleting', is_default = false,
-				failure_code = NULL, failure_reason = NULL
+			UPDATE payments.payment_methods SET status = 'deleting', failure_code = NULL, failure_reason = NULL
 			WHERE merchant_id = NEW.merchant_id AND payment_method_id = NEW.payment_method_id
 				AND status = 'active' AND failure_code = 'gave_up';
 		END IF;

@@ -58,8 +58,8 @@ CREATE FUNCTION payments._claim_operations(p_limit integer, p_background_limit i
 		payment_method_id bigint, customer_id bigint, method_source text, validation_mode text,
 		method_default boolean, method_customer_profile_id text, method_payment_profile_id text,
 		merchant_customer_id text, customer_email text, customer_name text, customer_billing jsonb,
-		original_network_trans_id text, method_card_last4 text, last_attempt_at timestamptz,
-		recurring boolean, first_recurring boolean, more_ready boolean)
+		original_network_trans_id text, method_card_last4 text, method_taken_profiles text,
+		last_attempt_at timestamptz, recurring boolean, first_recurring boolean, more_ready boolean)
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments, pg_temp
 	SET enable_seqscan = off
@@ -225,6 +225,14 @@ BEGIN
 		CASE WHEN cu.customer_id IS NOT NULL THEN payments._gateway_customer_ref(cu.customer_id) END,
 		cu.email, cu.name, cu.billing,
 		pm.network_trans_id, pm.card_last4,
+		-- a save's: the payment profiles the customer's other live methods
+		-- hold, which its lookup never takes and a duplicate answer naming
+		-- one fails (gateway_cim.c); computed for saves alone
+		CASE WHEN c.kind = 'save_method' THEN (SELECT string_agg(x.payment_profile_id, ',')
+			FROM payments.payment_methods x
+			WHERE x.merchant_id = pm.merchant_id AND x.customer_id = pm.customer_id
+				AND x.payment_method_id <> pm.payment_method_id AND x.payment_profile_id IS NOT NULL
+				AND x.status IN ('active', 'deleting')) END,
 		-- when the operation last changed: the end of its previous attempt
 		c.old_updated_at,
 		-- a charge of a subscription's invoice is recurring (recurringBilling,

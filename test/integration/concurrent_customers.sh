@@ -22,12 +22,25 @@ trap cleanup EXIT
 sim_start "$SIMDIR"
 merchant_on_simulator concurrent_customers
 
-card="pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 3, '123')"
+# a different card each save: the gateway refuses the same card twice in one
+# customer profile (E00039), and two methods never share one payment profile
+card_n=0
+next_card() {
+	card_n=$((card_n + 1))
+	card=$(python3 -c '
+import sys
+base = "4%014d" % (1000000 + int(sys.argv[1]))
+d = [int(c) for c in base]
+t = sum(x if i % 2 else (2 * x - 9 if 2 * x > 9 else 2 * x) for i, x in enumerate(d))
+print("pay_card(\x27%s%d\x27, 12, extract(year from now())::int + 3, \x27123\x27)" % (base, (10 - t % 10) % 10))' "$card_n$RANDOM")
+}
+next_card
 # customer NAME: a customer with an active default card on file
 customer() {
 	local c pm
 	c=$(as_merchant -c "SELECT customer_id FROM pay_create_customer(email => '$1@example.com', name => '$1',
 		billing => '{\"first_name\": \"$1\", \"zip\": \"46201\"}')")
+	next_card
 	pm=$(as_merchant -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $c, card => $card)")
 	[ "$(as_merchant -c "SELECT status FROM pay_wait_payment_method($pm, '30 s')")" = active ] || echo "customer $c: no active method" >&2
 	echo "$c"
@@ -148,6 +161,7 @@ is "$(as_merchant -c "SELECT status FROM payments.customers WHERE customer_id = 
 # 5. A default set while another session saves a new default: it waits,
 #    then is the default (before: a unique violation on an internal index).
 pm_old=$(as_merchant -c "SELECT payment_method_id FROM pay_list_payment_methods($c4) LIMIT 1")
+next_card
 first_then "SELECT 'default ' || is_default FROM pay_set_default_payment_method($pm_old);" \
 	"SELECT 'saved ' || is_default FROM pay_save_payment_method(customer_id => $c4, card => $card, make_default => true);"
 is "$wait_ok" 1 "setting a default waits for the transaction that saves a new default"
@@ -179,20 +193,24 @@ rr_race() {
 no_default() {
 	local c
 	c=$(as_merchant -c "SELECT customer_id FROM pay_create_customer(email => '$1@example.com')")
+	next_card
 	echo "$c $(as_merchant -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $c, card => $card, make_default => false)")"
 }
 for level in "REPEATABLE READ" SERIALIZABLE; do
 	tag=${level// /}
 	read -r c6 pm6 < <(no_default "save-then-set-$tag")
+	next_card
 	rr_race "$level" "SELECT 1 FROM pay_save_payment_method(customer_id => $c6, card => $card, make_default => true)" \
 		"SELECT pay_set_default_payment_method($pm6);"
 	like "$(tr '\n' ' ' <"$SESS/b.out")" "ERROR:  40001: " "$level: a default set after another was saved since the snapshot fails with 40001"
 	read -r c7 pm7 < <(no_default "set-then-save-$tag")
+	next_card
 	rr_race "$level" "SELECT 1 FROM pay_set_default_payment_method($pm7)" \
 		"SELECT 1 FROM pay_save_payment_method(customer_id => $c7, card => $card, make_default => true);"
 	like "$(tr '\n' ' ' <"$SESS/b.out")" "ERROR:  40001: could not make a payment method the default of customer $c7: another session changed the customer's default after this transaction began DETAIL:  This $level transaction's snapshot does not show the default that session made. HINT:  Retry the transaction." \
 		"$level: a default saved after another was set since the snapshot fails with 40001"
 	read -r c8 pm8 < <(no_default "set-then-set-$tag")
+	next_card
 	pm8b=$(as_merchant -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $c8, card => $card, make_default => false)")
 	rr_race "$level" "SELECT 1 FROM pay_set_default_payment_method($pm8)" \
 		"SELECT 1 FROM pay_set_default_payment_method($pm8b);"

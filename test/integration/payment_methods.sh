@@ -116,15 +116,16 @@ like "$(q -c "SELECT request_masked FROM payments.gateway_exchanges e JOIN payme
 
 # --- delete at the gateway
 ppid4=$(q -c "SELECT payment_profile_id FROM pay_get_payment_method($pm4)")
-is "$(q -c "SELECT status FROM pay_delete_payment_method($pm4)")" deleting "a method being deleted is deleting"
-is "$(q -c "SELECT status FROM pay_wait_payment_method($pm4, '10 s')")" deleted "then deleted once the gateway deleted it"
+q -c "SELECT pay_set_default_payment_method($pm4)" >/dev/null
+is "$(q -c "SELECT status || '|' || is_default FROM pay_delete_payment_method($pm4)")" "deleting|true" "a method being deleted is deleting (a default keeps is_default meanwhile)"
+is "$(q -c "SELECT status || '|' || is_default FROM pay_wait_payment_method($pm4, '10 s')")" "deleted|false" "then deleted once the gateway deleted it, and no longer the default"
 is "$(profile_field "$mcid" "[pp['customerPaymentProfileId'] for pp in ps[0]['paymentProfiles']].count('$ppid4')")" 0 "the gateway no longer has the payment profile"
 is "$(qerr "SELECT pay_purchase(amount => '1.00 USD', payment_method_id => $pm4)")" 22Y20 "a deleted method cannot be charged"
 q -c "SELECT pay_delete_customer($cid2)" >/dev/null
 is "$(q -c "SELECT status FROM pay_wait_payment_method($pm5, '10 s')")" deleted "deleting a customer deletes its methods"
 is "$(profile_field "$(q -c "SELECT payments._gateway_customer_ref($cid2)")" 'len(ps)')" 0 "and its profile at the gateway"
 like "$(q -c "SELECT string_agg(event_type, ',' ORDER BY event_id) FROM payments.events WHERE merchant_id = $M AND data ->> 'payment_method_id' = '$pm4'")" \
-	'payment_method.pending,payment_method.active,payment_method.deleting,payment_method.deleted' "every transition of a method wrote an event"
+	'payment_method.pending,payment_method.active,payment_method.default,payment_method.deleting,payment_method.deleted' "every transition of a method wrote an event"
 
 # --- export and erasure
 doc=$(q -c "SELECT pay_export_customer($cid)")
