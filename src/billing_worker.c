@@ -164,18 +164,20 @@ run_billing(bool *deferred)
 	return r1 == BILLING_FULL || r2 == BILLING_FULL;
 }
 
-/*
- * The loop: a run every payments.billing_interval seconds (0: none, the
- * process idles and rereads its settings); after a full batch the next at
- * once, after one put off 100 ms later, so that a backlog is worked
- * through in short transactions at the pace the worker sends.
- */
+/* The process is gone: no one is to be woken for billing (wake.c). */
 static void
 billing_on_exit(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
 {
 	pg_atomic_write_u32(&payments_shared->billing_procno, 0);
 }
 
+/*
+ * The loop: a run every payments.billing_interval seconds (0: none, the
+ * process idles and rereads its settings), or at once when a committed
+ * change asked for one (a test clock moved: wake.c); after a full batch
+ * the next at once, after one put off 100 ms later, so that a backlog is
+ * worked through in short transactions at the pace the worker sends.
+ */
 void
 payments_billing_main(Datum main_arg pg_attribute_unused())
 {
