@@ -20,7 +20,8 @@
  *	  as a whole, as is one of which a parameter holds card data: a
  *	  security code written or bound next to a card number is just a short
  *	  number (471::text, EXECUTE p('4111...', 12, 2031, '471'));
- *	- the excerpt of a JSON input error loses its digits;
+ *	- the excerpt of a JSON input error loses its digits, and so does the
+ *	  input line a failed COPY quotes when it holds a card number;
  *	- the statement is hidden when it holds card data (it cannot be
  *	  rewritten here: elog.c prints debug_query_string itself).
  *
@@ -80,15 +81,42 @@ redact_json_echo(ErrorData *edata)
 		char	   *colon = strchr(copy + (p - edata->context), ':');
 
 		if (colon != NULL)
-			(void) card_redact_json_excerpt(colon, strlen(colon));
+			(void) card_redact_excerpt(colon, strlen(colon));
 		edata->context = copy;
 	}
 	if (edata->detail != NULL && strncmp(edata->detail, "Token \"", 7) == 0)
 	{
 		char	   *copy = pstrdup(edata->detail);
 
-		(void) card_redact_json_excerpt(copy, strlen(copy));
+		(void) card_redact_excerpt(copy, strlen(copy));
 		edata->detail = copy;
+	}
+}
+
+/*
+ * A failed COPY quotes the input line it stopped at in its context
+ * ("COPY t, line 3: \"...\""; copyfromparse.c).  When that line holds a
+ * card number, the security code and expiry beside it are just short
+ * numbers: the quoted line loses every digit.  field is the context's own
+ * copy (redact made it).
+ */
+static void
+redact_copy_line(char *field)
+{
+	char	   *line = field;
+
+	while (line != NULL)
+	{
+		char	   *end = strchr(line, '\n');
+		char	   *quote;
+
+		if (strncmp(line, "COPY ", 5) == 0 &&
+			(quote = strstr(line, ", line ")) != NULL &&
+			(end == NULL || quote < end) &&
+			(quote = strstr(quote, ": \"")) != NULL &&
+			(end == NULL || quote < end))
+			(void) card_redact_excerpt(quote, end != NULL ? (int) (end - quote) : (int) strlen(quote));
+		line = end != NULL ? end + 1 : NULL;
 	}
 }
 
@@ -199,7 +227,11 @@ card_emit_log_hook(ErrorData *edata)
 	card_data |= redact(&edata->detail);
 	card_data |= redact(&edata->detail_log);
 	card_data |= redact(&edata->hint);
-	card_data |= redact(&edata->context);
+	if (redact(&edata->context))
+	{
+		card_data = true;
+		redact_copy_line(edata->context);
+	}
 	if (card_data)
 	{
 		redact_params(&edata->detail);

@@ -599,12 +599,13 @@ card_redact_params(char *buf, int len)
 }
 
 /*
- * Mask the digits of a JSON input error's excerpt ("JSON data, line 1:
- * ..." and "Token \"...\" is invalid."): it echoes the input, which may
- * hold a card number cut anywhere.
+ * Mask every digit of an excerpt of input an error echoes: a JSON input
+ * error's ("JSON data, line 1: ..." and "Token \"...\" is invalid."),
+ * which may hold a card number cut anywhere, and a failed COPY's input
+ * line that holds one (the security code beside it is a short number).
  */
 bool
-card_redact_json_excerpt(char *buf, int len)
+card_redact_excerpt(char *buf, int len)
 {
 	bool		masked = false;
 

@@ -291,5 +291,41 @@ if [ "$(grep -c 'statement: ' "$f")" -ge 2 ]; then ok "log_statement logged the 
 if grep -qF -e "${NONCE1:8:24}" -e "${NONCE2:8:24}" "$f"; then
 	not_ok "an Accept.js dataValue is in the log"; grep -F -e "${NONCE1:8:24}" -e "${NONCE2:8:24}" "$f" | sed -n '1,2s/^/#   /p'
 else ok "no Accept.js dataValue in the log"; fi
+# A failed COPY into a table of the user's own quotes the input line it
+# stopped at in its CONTEXT (to the log and to the client).  The card
+# number in it was masked, but the security code and expiry beside it
+# were not: a line holding a card number now loses every digit.
+COPY_PAN=4916338506082832
+log_size_before=$(stat -c %s "$LOG")
+cluster_psql "$WORK" "$PORT" payments -v ON_ERROR_STOP=0 -v VERBOSITY=verbose \
+	> "$WORK/card_log_hygiene.copy-out" 2>&1 <<SQL
+\set SHOW_CONTEXT always
+CREATE TABLE copy_cards (pan text, cvv text, exp_month int, exp_year int);
+COPY copy_cards FROM STDIN;
+$COPY_PAN	6173	11	$YEAR	extra
+\\.
+COPY copy_cards FROM STDIN (FORMAT csv);
+$COPY_PAN,5284
+\\.
+COPY copy_cards FROM STDIN (FORMAT csv);
+no card here,4417,11,2031,extra
+\\.
+DROP TABLE copy_cards;
+SQL
+session_log "$log_size_before" "$WORK/card_log_hygiene.copy-log"
+for f in "$WORK/card_log_hygiene.copy-out" "$WORK/card_log_hygiene.copy-log"; do
+	what=$([ "$f" = "$WORK/card_log_hygiene.copy-log" ] && echo "server log" || echo "psql output")
+	if [ "$(grep -c 'COPY copy_cards, line 1' "$f")" -ge 3 ]; then
+		ok "the $what has the three failed COPYs' contexts"
+	else not_ok "the $what lacks the failed COPYs' contexts"; sed -n '1,12s/^/#   /p' "$f"; fi
+	leaked=$(codes_in "$f" 6173 5284)
+	if [ -z "$leaked" ] && ! grep -qF "$COPY_PAN" "$f"; then
+		ok "no card number or security code of a failed COPY's line in the $what"
+	else not_ok "a failed COPY's line leaks card data in the $what: ${leaked//$'\n'/ }"; grep -F 'COPY copy_cards' "$f" | sed -n '1,3s/^/#   /p'; fi
+	# a line without a card number keeps its digits (the context stays useful)
+	if grep -qF 'no card here,4417,11,2031,extra' "$f"; then ok "a failed COPY's line without a card number is quoted as it was, in the $what"
+	else not_ok "a failed COPY's line without a card number lost its digits in the $what"; fi
+done
+
 echo "1..$n"
 exit $fail
