@@ -23,6 +23,7 @@
 #include "card.h"
 #include "card_query_text.h"
 #include "check_cache.h"
+#include "core_dumps.h"
 #include "curl_memory.h"
 #include "free_text.h"
 #include "payments.h"
@@ -329,6 +330,7 @@ _PG_init(void)
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
+	core_dumps_init();
 	MarkGUCPrefixReserved("payments");
 
 	/*
