@@ -7,7 +7,7 @@
 # core file.  Checked on a cluster started with core files allowed
 # (pg_ctl -c), by crashing a backend: no core file in the data directory;
 # and, to show the check can fail, with payments.core_dumps = on: there is
-# one.  (Before, a backend killed by SIGSEGV left a core file of 160 MB.)
+# one (as there was by default before).
 set -euo pipefail
 source "$(dirname "$0")/../lib/common.sh"
 source "$(dirname "$0")/../lib/tap.sh"
