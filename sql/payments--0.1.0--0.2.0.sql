@@ -14032,6 +14032,158 @@ COMMENT ON FUNCTION payments._claim_operations(integer, integer, text[], text, b
 REVOKE ALL ON FUNCTION payments._claim_operations(integer, integer, text[], text, bigint) FROM PUBLIC;
 
 ------------------------------------------------------------------------------
+-- h-method-gone: stored payment methods whose gateway profile is gone, and
+-- customers without a default (sql/src/payment_methods.sql, billing.sql,
+-- status_machine.sql).  A charge of a stored method answered E00040 (its
+-- profile deleted at the gateway outside payments) fails with decline_code
+-- payment_method_gone (a final decline for dunning) and fails the method
+-- (active -> failed, no longer the default; payments_method_gone), whose
+-- later charges are refused at the call with its failure_reason.  A charge
+-- of a customer's default when it has none says why and how to set one
+-- (_no_default_method).  A method active again after a failed deletion is
+-- tried at once for the subscriptions in dunning it pays
+-- (payment_methods_dunning_retry).
+------------------------------------------------------------------------------
+INSERT INTO payments.status_transitions (entity, from_status, to_status) VALUES
+	('payment_method', 'active', 'failed');
+
+CREATE OR REPLACE FUNCTION payments._decline_is_final(p_code text) RETURNS boolean
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	AS $$
+	SELECT coalesce(p_code IN ('4', '6', '7', '8', '17', '28', '37', '250', '251', '254',
+		'315', '316', '317', 'E00040', 'payment_method_gone', 'no_payment_method'), false)
+	$$;
+COMMENT ON FUNCTION payments._decline_is_final(text) IS
+	'Internal: true for a decline code (the gateway''s reason code, payment_method_gone or no_payment_method) after which the same payment method cannot succeed (invalid or expired card, pick-up, card type not accepted, fraud declines, profile gone): dunning does not retry it automatically.';
+
+CREATE FUNCTION payments._no_default_method(c payments.customers) RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	d payments.payment_methods;
+	n bigint;
+	why text;
+BEGIN
+	SELECT x.* INTO d FROM payments.payment_methods x
+	WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id AND x.is_default
+		AND x.status IN ('pending', 'deleting');
+	SELECT count(*) INTO n FROM payments.payment_methods x
+	WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id AND x.status = 'active';
+	IF d.status = 'pending' THEN
+		why := format('Its default payment method %s is still being saved (pay_wait_payment_method).',
+			d.payment_method_id);
+	ELSIF d.status = 'deleting' THEN
+		why := format('Its default payment method %s is being deleted.', d.payment_method_id);
+	ELSIF n = 0 THEN
+		why := 'It has no active payment method.';
+	ELSE
+		why := format('It has %s active payment method%s, none of them the default; none is charged in the default''s place.',
+			n, CASE WHEN n > 1 THEN 's' ELSE '' END);
+	END IF;
+	RAISE EXCEPTION 'customer % has no default payment method', c.customer_id
+		USING ERRCODE = '22Y22', DETAIL = why,
+			HINT = CASE WHEN n > 0
+				THEN 'Make one of its active payment methods the default (pay_set_default_payment_method), save a new one (pay_save_payment_method), or pass card, opaque_data or payment_method_id.'
+				ELSE 'Save one (pay_save_payment_method), or pass card, opaque_data or payment_method_id.' END;
+END
+$$;
+COMMENT ON FUNCTION payments._no_default_method(payments.customers) IS
+	'Internal: raises 22Y22 for a charge of a customer''s default when it has none that can be charged, saying why (its default still being saved or being deleted, no active method, or active ones none of which is the default) and how to set one.';
+
+CREATE OR REPLACE FUNCTION payments._stored_method_for_payment(p_customer_id bigint, p_payment_method_id bigint,
+	p_other_methods integer)
+	RETURNS payments.payment_methods
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	pm payments.payment_methods;
+	c payments.customers;
+BEGIN
+	IF p_customer_id IS NOT NULL THEN
+		c := payments._share_customer(p_customer_id);
+	END IF;
+	IF p_payment_method_id IS NULL THEN
+		IF p_customer_id IS NULL OR p_other_methods > 0 THEN
+			RETURN pm;
+		END IF;
+		-- its active default, or the active one a pending default replaced
+		pm := payments._usable_default_method(c.merchant_id, c.customer_id);
+		IF pm.payment_method_id IS NULL THEN
+			PERFORM payments._no_default_method(c);
+		END IF;
+		RETURN pm;
+	END IF;
+	IF p_other_methods > 1 THEN
+		RAISE EXCEPTION 'exactly one payment method is required'
+			USING ERRCODE = '22Y22', DETAIL = 'payment_method_id was given with another payment method.';
+	END IF;
+	pm := payments._find_payment_method(p_payment_method_id);
+	IF p_customer_id IS NULL THEN
+		-- the method's customer, locked as a named one is; then the method
+		-- as it is once a deletion of the customer has committed
+		PERFORM payments._share_customer(pm.customer_id);
+		pm := payments._find_payment_method(p_payment_method_id);
+	END IF;
+	IF p_customer_id IS NOT NULL AND pm.customer_id <> p_customer_id THEN
+		RAISE EXCEPTION 'payment method % is not customer %''s', p_payment_method_id, p_customer_id
+			USING ERRCODE = '22023';
+	END IF;
+	IF pm.status = 'failed' AND pm.failure_reason IS NOT NULL THEN
+		-- says why: its save failed, or its profile is gone at the gateway
+		RAISE EXCEPTION 'payment method % is failed, not active', p_payment_method_id
+			USING ERRCODE = '22Y20', DETAIL = pm.failure_reason,
+				HINT = 'Save the card again (pay_save_payment_method).';
+	ELSIF pm.status <> 'active' THEN
+		RAISE EXCEPTION 'payment method % is %, not active', p_payment_method_id, pm.status
+			USING ERRCODE = '22Y20',
+				HINT = CASE WHEN pm.status = 'pending' THEN 'Wait for it to be saved (pay_wait_payment_method).'
+					ELSE 'Save the card again (pay_save_payment_method).' END;
+	END IF;
+	RETURN pm;
+END
+$$;
+COMMENT ON FUNCTION payments._stored_method_for_payment(bigint, bigint, integer) IS
+	'Internal: the stored payment method a payment charges (named, or the customer''s usable default: _usable_default_method), checked active; PT404 for an unknown or foreign one.';
+
+CREATE FUNCTION payments._payment_method_gone() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+BEGIN
+	NEW.decline_code := 'payment_method_gone';
+	NEW.decline_reason := 'The gateway no longer has this stored payment method (E00040 The record cannot be found.): its payment profile was deleted outside payments.';
+	UPDATE payments.payment_methods x SET status = 'failed', is_default = false,
+		failure_code = 'payment_method_gone',
+		failure_reason = format('The gateway refused payment %s: it no longer has this card''s payment profile (E00040), which was deleted outside payments.',
+			NEW.payment_id)
+	WHERE x.merchant_id = NEW.merchant_id AND x.payment_method_id = NEW.payment_method_id
+		AND x.status = 'active' AND x.payment_profile_id IS NOT DISTINCT FROM NEW.payment_profile_id;
+	RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION payments._payment_method_gone() IS
+	'Trigger: a charge of a stored method the gateway answered E00040 (its profile deleted at the gateway outside payments) fails with decline_code payment_method_gone, and the method, if still active, is failed (failure_code payment_method_gone, no longer the default; a payment_method.failed event).';
+
+CREATE TRIGGER payments_method_gone BEFORE UPDATE OF status ON payments.payments
+	FOR EACH ROW WHEN (NEW.status = 'failed' AND OLD.status <> 'failed' AND NEW.decline_code = 'E00040'
+		AND NEW.payment_method_id IS NOT NULL)
+	EXECUTE FUNCTION payments._payment_method_gone();
+COMMENT ON TRIGGER payments_method_gone ON payments.payments IS
+	'A charge of a stored method whose gateway profile is gone (E00040) fails with payment_method_gone and fails the method (payments._payment_method_gone).';
+
+DROP TRIGGER payment_methods_dunning_retry ON payments.payment_methods;
+CREATE TRIGGER payment_methods_dunning_retry AFTER UPDATE OF status, is_default ON payments.payment_methods
+	FOR EACH ROW WHEN (NEW.status = 'active'
+		AND (OLD.status IN ('pending', 'deleting') OR (NEW.is_default AND NOT OLD.is_default)))
+	EXECUTE FUNCTION payments._payment_method_dunning_retry();
+COMMENT ON TRIGGER payment_methods_dunning_retry ON payments.payment_methods IS
+	'Billing: a card saved, made the default, or active again after a failed deletion during dunning is tried at once (payments._payment_method_dunning_retry).';
+COMMENT ON FUNCTION payments._payment_method_dunning_retry() IS
+	'Trigger: a payment method that became active (saved, or its deletion failed) or the customer''s default is charged at once for the customer''s incomplete, past_due and unpaid subscriptions that use it (payments._retry_open_invoice_now).';
+
+------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,
 -- payment_api.sql, privileges.sql).  Keep this block LAST: its privilege
 -- and row-security statements cover every function and tenant table made

@@ -50,17 +50,18 @@ COMMENT ON FUNCTION payments._incomplete_expiry() IS
 -- invalid or passed (7, 8, 316, 317), pick-up card (4), a card type the
 -- merchant does not accept (17, 28), the fraud filters' and manual
 -- review's declines (250, 251, 254), the stored profile gone at the gateway
--- (E00040), and no usable payment method at all.  Every other decline (2,
+-- (E00040; payment_method_gone for a stored method, payment_methods.sql),
+-- and no usable payment method at all.  Every other decline (2,
 -- 3 generic and referral, 27/44/45/65/127 address and card code checks,
 -- processing errors, a canceled charge) is retried on the schedule.
 CREATE FUNCTION payments._decline_is_final(p_code text) RETURNS boolean
 	LANGUAGE sql IMMUTABLE PARALLEL SAFE
 	AS $$
 	SELECT coalesce(p_code IN ('4', '6', '7', '8', '17', '28', '37', '250', '251', '254',
-		'315', '316', '317', 'E00040', 'no_payment_method'), false)
+		'315', '316', '317', 'E00040', 'payment_method_gone', 'no_payment_method'), false)
 	$$;
 COMMENT ON FUNCTION payments._decline_is_final(text) IS
-	'Internal: true for a decline code (the gateway''s reason code, or no_payment_method) after which the same payment method cannot succeed (invalid or expired card, pick-up, card type not accepted, fraud declines, profile gone): dunning does not retry it automatically.';
+	'Internal: true for a decline code (the gateway''s reason code, payment_method_gone or no_payment_method) after which the same payment method cannot succeed (invalid or expired card, pick-up, card type not accepted, fraud declines, profile gone): dunning does not retry it automatically.';
 
 -- A merchant's dunning policy: its row, else the defaults of the table
 -- (retry on days 1, 3, 5 and 7 after the first failure, then cancel).
@@ -789,8 +790,10 @@ COMMENT ON FUNCTION payments._retry_open_invoice_now(bigint, bigint) IS
 	'Internal: charges at once the open invoices (an unpaid subscription''s uncollectible ones too) of an incomplete, past_due or unpaid subscription that have no charge in flight, writing invoice.retry_attempted; called when its payment method changes (pay_update_subscription) or the customer''s default becomes usable. Returns the number of charges started.';
 
 -- Trigger on payments.payment_methods: a card the customer just saved
--- (pending -> active) or made the default is tried at once for every
--- subscription of the customer in dunning that would be charged to it.
+-- (pending -> active), made the default, or that is active again after a
+-- failed deletion (deleting -> active: a default stays the default) is
+-- tried at once for every subscription of the customer in dunning that
+-- would be charged to it.
 CREATE FUNCTION payments._payment_method_dunning_retry() RETURNS trigger
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments, pg_temp
@@ -812,13 +815,14 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments._payment_method_dunning_retry() IS
-	'Trigger: a payment method that became active or the customer''s default is charged at once for the customer''s incomplete, past_due and unpaid subscriptions that use it (payments._retry_open_invoice_now).';
+	'Trigger: a payment method that became active (saved, or its deletion failed) or the customer''s default is charged at once for the customer''s incomplete, past_due and unpaid subscriptions that use it (payments._retry_open_invoice_now).';
 
 CREATE TRIGGER payment_methods_dunning_retry AFTER UPDATE OF status, is_default ON payments.payment_methods
-	FOR EACH ROW WHEN (NEW.status = 'active' AND (OLD.status = 'pending' OR (NEW.is_default AND NOT OLD.is_default)))
+	FOR EACH ROW WHEN (NEW.status = 'active'
+		AND (OLD.status IN ('pending', 'deleting') OR (NEW.is_default AND NOT OLD.is_default)))
 	EXECUTE FUNCTION payments._payment_method_dunning_retry();
 COMMENT ON TRIGGER payment_methods_dunning_retry ON payments.payment_methods IS
-	'Billing: a card saved or made the default during dunning is tried at once (payments._payment_method_dunning_retry).';
+	'Billing: a card saved, made the default, or active again after a failed deletion during dunning is tried at once (payments._payment_method_dunning_retry).';
 
 ------------------------------------------------------------------------------
 -- The billing runs.  Each picks what is due by its merchant's billing clock

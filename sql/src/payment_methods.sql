@@ -756,9 +756,89 @@ CREATE FUNCTION payments._note_network_trans_ids(p_merchant_id bigint[], p_opera
 COMMENT ON FUNCTION payments._note_network_trans_ids(bigint[], bigint[], text[]) IS
 	'Worker: keeps the network transaction id of approved charges on the stored methods they charged, where none was known.';
 
+-- A charge of a stored method answered "the record cannot be found"
+-- (E00040: the gateway's answer to a createTransaction whose customer or
+-- payment profile does not exist) means the profile was deleted at the
+-- gateway outside the extension (another system on the same account, the
+-- merchant's console).  The method cannot be charged again: it is failed
+-- (failure_code payment_method_gone, no longer the default: no other card
+-- is made the default in its place), which writes a payment_method.failed
+-- event, and later charges of it are refused at the call
+-- (_stored_method_for_payment).  The payment fails with decline_code
+-- payment_method_gone (a final decline for dunning, _decline_is_final).
+-- A BEFORE trigger named to run before payments_status (triggers of one
+-- kind run in name order), so that the payment's event carries the new
+-- decline code.  Only a method still active and on the profile that was
+-- charged: one being deleted is deleted anyway.
+CREATE FUNCTION payments._payment_method_gone() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+BEGIN
+	NEW.decline_code := 'payment_method_gone';
+	NEW.decline_reason := 'The gateway no longer has this stored payment method (E00040 The record cannot be found.): its payment profile was deleted outside payments.';
+	UPDATE payments.payment_methods x SET status = 'failed', is_default = false,
+		failure_code = 'payment_method_gone',
+		failure_reason = format('The gateway refused payment %s: it no longer has this card''s payment profile (E00040), which was deleted outside payments.',
+			NEW.payment_id)
+	WHERE x.merchant_id = NEW.merchant_id AND x.payment_method_id = NEW.payment_method_id
+		AND x.status = 'active' AND x.payment_profile_id IS NOT DISTINCT FROM NEW.payment_profile_id;
+	RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION payments._payment_method_gone() IS
+	'Trigger: a charge of a stored method the gateway answered E00040 (its profile deleted at the gateway outside payments) fails with decline_code payment_method_gone, and the method, if still active, is failed (failure_code payment_method_gone, no longer the default; a payment_method.failed event).';
+
+CREATE TRIGGER payments_method_gone BEFORE UPDATE OF status ON payments.payments
+	FOR EACH ROW WHEN (NEW.status = 'failed' AND OLD.status <> 'failed' AND NEW.decline_code = 'E00040'
+		AND NEW.payment_method_id IS NOT NULL)
+	EXECUTE FUNCTION payments._payment_method_gone();
+COMMENT ON TRIGGER payments_method_gone ON payments.payments IS
+	'A charge of a stored method whose gateway profile is gone (E00040) fails with payment_method_gone and fails the method (payments._payment_method_gone).';
+
 ------------------------------------------------------------------------------
 -- pay_purchase / pay_authorize with a customer or a stored method.
 ------------------------------------------------------------------------------
+
+-- A charge of a customer's default when it has none that can be charged:
+-- 22Y22, saying why.  No other method of the customer is charged in its
+-- place (which card to charge when the default is gone, deleted or its
+-- profile deleted at the gateway, is the merchant's or the customer's
+-- call: pay_set_default_payment_method).
+CREATE FUNCTION payments._no_default_method(c payments.customers) RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	d payments.payment_methods;
+	n bigint;
+	why text;
+BEGIN
+	SELECT x.* INTO d FROM payments.payment_methods x
+	WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id AND x.is_default
+		AND x.status IN ('pending', 'deleting');
+	SELECT count(*) INTO n FROM payments.payment_methods x
+	WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id AND x.status = 'active';
+	IF d.status = 'pending' THEN
+		why := format('Its default payment method %s is still being saved (pay_wait_payment_method).',
+			d.payment_method_id);
+	ELSIF d.status = 'deleting' THEN
+		why := format('Its default payment method %s is being deleted.', d.payment_method_id);
+	ELSIF n = 0 THEN
+		why := 'It has no active payment method.';
+	ELSE
+		why := format('It has %s active payment method%s, none of them the default; none is charged in the default''s place.',
+			n, CASE WHEN n > 1 THEN 's' ELSE '' END);
+	END IF;
+	RAISE EXCEPTION 'customer % has no default payment method', c.customer_id
+		USING ERRCODE = '22Y22', DETAIL = why,
+			HINT = CASE WHEN n > 0
+				THEN 'Make one of its active payment methods the default (pay_set_default_payment_method), save a new one (pay_save_payment_method), or pass card, opaque_data or payment_method_id.'
+				ELSE 'Save one (pay_save_payment_method), or pass card, opaque_data or payment_method_id.' END;
+END
+$$;
+COMMENT ON FUNCTION payments._no_default_method(payments.customers) IS
+	'Internal: raises 22Y22 for a charge of a customer''s default when it has none that can be charged, saying why (its default still being saved or being deleted, no active method, or active ones none of which is the default) and how to set one.';
 
 -- The stored method a payment charges: the one named (it must be active,
 -- and the customer's when a customer is named too), or the customer's
@@ -786,9 +866,7 @@ BEGIN
 		-- its active default, or the active one a pending default replaced
 		pm := payments._usable_default_method(c.merchant_id, c.customer_id);
 		IF pm.payment_method_id IS NULL THEN
-			RAISE EXCEPTION 'customer % has no active default payment method', p_customer_id
-				USING ERRCODE = '22Y22',
-					HINT = 'Save one (pay_save_payment_method), or pass card, opaque_data or payment_method_id.';
+			PERFORM payments._no_default_method(c);
 		END IF;
 		RETURN pm;
 	END IF;
@@ -807,7 +885,12 @@ BEGIN
 		RAISE EXCEPTION 'payment method % is not customer %''s', p_payment_method_id, p_customer_id
 			USING ERRCODE = '22023';
 	END IF;
-	IF pm.status <> 'active' THEN
+	IF pm.status = 'failed' AND pm.failure_reason IS NOT NULL THEN
+		-- says why: its save failed, or its profile is gone at the gateway
+		RAISE EXCEPTION 'payment method % is failed, not active', p_payment_method_id
+			USING ERRCODE = '22Y20', DETAIL = pm.failure_reason,
+				HINT = 'Save the card again (pay_save_payment_method).';
+	ELSIF pm.status <> 'active' THEN
 		RAISE EXCEPTION 'payment method % is %, not active', p_payment_method_id, pm.status
 			USING ERRCODE = '22Y20',
 				HINT = CASE WHEN pm.status = 'pending' THEN 'Wait for it to be saved (pay_wait_payment_method).'

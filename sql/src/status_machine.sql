@@ -84,6 +84,8 @@ INSERT INTO payments.status_transitions (entity, from_status, to_status) VALUES
 	('payment_method', 'pending', 'failed'),
 	-- a save that ran out of attempts, put back in the queue
 	('payment_method', 'failed', 'pending'),
+	-- its profile deleted at the gateway outside payments (payment_methods.sql)
+	('payment_method', 'active', 'failed'),
 	('payment_method', 'active', 'deleting'),
 	('payment_method', 'active', 'deleted'),
 	('payment_method', 'failed', 'deleted'),

@@ -21,7 +21,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(175);
+SELECT plan(187);
 
 -- helpers ------------------------------------------------------------------
 
@@ -610,6 +610,83 @@ FROM cw WHERE x.merchant_id = cw.m AND x.payment_method_id = cw.new;
 SELECT is((SELECT string_agg(concat_ws(' ', x.payment_method_id = cw.new, x.status, x.is_default), ', ' ORDER BY x.payment_method_id)
 	FROM cw, payments.payment_methods x WHERE x.merchant_id = cw.m AND x.customer_id = cw.c),
 	'f active t, t failed f', 'the new card''s save fails: the old card is the default again');
+
+-- 10c. the customer's default deleted, or its profile gone at the gateway ------
+-- No other card of the customer is charged in its place: the renewal fails
+-- as data (no_payment_method, dunning), a purchase by customer_id is refused
+-- saying there is no default and how to set one; the card made the default
+-- is charged at once.  A renewal answered E00040 (the profile deleted at the
+-- gateway outside payments) fails the method: payment_method_gone, final.
+CREATE FUNCTION pg_temp.error_of(q text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+	st text; msg text; det text; hnt text;
+BEGIN
+	EXECUTE q;
+	RETURN 'no error';
+EXCEPTION WHEN OTHERS THEN
+	GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL,
+		hnt = PG_EXCEPTION_HINT;
+	RETURN concat_ws(' / ', st, msg, det, hnt);
+END
+$$;
+CREATE TEMP TABLE dd AS SELECT pg_temp.merchant('default-deleted', '2031-08-01 00:00 UTC') AS m;
+ALTER TABLE dd ADD COLUMN c bigint, ADD COLUMN s bigint, ADD COLUMN a bigint, ADD COLUMN b bigint;
+UPDATE dd SET c = pg_temp.customer(m, with_card => false);
+UPDATE dd SET a = pg_temp.card(m, c, 'active', '1111');
+UPDATE payments.payment_methods x SET is_default = false FROM dd WHERE x.merchant_id = dd.m;
+UPDATE dd SET b = pg_temp.card(m, c, 'active', '2222');
+UPDATE dd SET s = pg_temp.subscribe(m, c, 'active', '2031-07-01 00:00');
+-- the default (b) is deleted: deleting, then deleted by the worker
+SELECT is((SELECT status FROM dd, pay_delete_payment_method(dd.b)), 'deleting', 'the default is being deleted');
+SELECT is((SELECT pg_temp.error_of(format('SELECT pay_purchase(amount => %L, customer_id => %s)', '5.00 USD', c)) FROM dd),
+	(SELECT format('22Y22 / customer %s has no default payment method / Its default payment method %s is being deleted. / Make one of its active payment methods the default (pay_set_default_payment_method), save a new one (pay_save_payment_method), or pass card, opaque_data or payment_method_id.', c, b) FROM dd),
+	'a purchase by customer_id while the default is being deleted: 22Y22 says so and how to set one');
+UPDATE payments.payment_methods x SET status = 'deleted', is_default = false FROM dd
+WHERE x.merchant_id = dd.m AND x.payment_method_id = dd.b;
+SELECT is((SELECT pg_temp.error_of(format('SELECT pay_purchase(amount => %L, customer_id => %s)', '5.00 USD', c)) FROM dd),
+	(SELECT format('22Y22 / customer %s has no default payment method / It has 1 active payment method, none of them the default; none is charged in the default''s place. / Make one of its active payment methods the default (pay_set_default_payment_method), save a new one (pay_save_payment_method), or pass card, opaque_data or payment_method_id.', c) FROM dd),
+	'once deleted: 22Y22, the customer has no default; its other card is not charged in its place');
+SELECT is((SELECT payments._run_renewals(m, 100) FROM dd), 1, 'the renewal is due');
+SELECT is((SELECT concat_ws('|', x.status, i.status, pg_temp.charges(m, s), i.last_failure_code, pg_temp.events(m, s, 'invoice.payment_failed'))
+	FROM dd, pg_temp.sub(m, s) x, pg_temp.inv(m, s) i),
+	'past_due|open|0|no_payment_method|1',
+	'the renewal fails as data (no_payment_method) and goes to dunning; the other card is not charged');
+SELECT is((SELECT is_default FROM dd, pay_set_default_payment_method(dd.a)), true, 'the merchant makes the other card the default');
+SELECT is((SELECT concat_ws('|', pg_temp.charges(m, s), p.payment_method_id = dd.a)
+	FROM dd, pg_temp.inv(m, s) i, payments.payments p WHERE p.merchant_id = dd.m AND p.payment_id = i.payment_id),
+	'1|t', 'it is charged at once');
+SELECT pg_temp.outcome(m, s, 'failed', 'E00040') FROM dd \gset x_
+SELECT is((SELECT concat_ws('|', p.decline_code, i.last_failure_code, payments._decline_is_final(i.last_failure_code),
+		x.status, x.is_default, x.failure_code)
+	FROM dd, pg_temp.inv(m, s) i, payments.payments p, payments.payment_methods x
+	WHERE p.merchant_id = dd.m AND p.payment_id = (SELECT max(payment_id) FROM payments.payments WHERE merchant_id = dd.m)
+		AND x.merchant_id = dd.m AND x.payment_method_id = dd.a),
+	'payment_method_gone|payment_method_gone|t|failed|f|payment_method_gone',
+	'its charge answered E00040 (the profile deleted at the gateway): payment_method_gone, a final decline; the method is failed, no longer the default');
+SELECT is((SELECT count(*)::integer FROM payments.events e, dd WHERE e.merchant_id = dd.m
+	AND e.event_type = 'payment_method.failed' AND (e.data ->> 'payment_method_id')::bigint = dd.a
+	AND e.data ->> 'failure_code' = 'payment_method_gone'), 1, 'a payment_method.failed event says so');
+SELECT is((SELECT pg_temp.error_of(format('SELECT pay_purchase(amount => %L, payment_method_id => %s)', '5.00 USD', a)) FROM dd),
+	(SELECT format('22Y20 / payment method %s is failed, not active / The gateway refused payment %s: it no longer has this card''s payment profile (E00040), which was deleted outside payments. / Save the card again (pay_save_payment_method).',
+		a, (SELECT max(payment_id) FROM payments.payments WHERE merchant_id = dd.m)) FROM dd),
+	'a later charge of it is refused at the call, saying why');
+
+-- 10d. a default whose deletion fails is tried at once during dunning -----------
+CREATE TEMP TABLE df AS SELECT pg_temp.merchant('default-back', '2031-08-01 00:00 UTC') AS m;
+ALTER TABLE df ADD COLUMN c bigint, ADD COLUMN s bigint, ADD COLUMN a bigint;
+UPDATE df SET c = pg_temp.customer(m);
+UPDATE df SET a = (SELECT payment_method_id FROM payments.payment_methods x WHERE x.merchant_id = df.m),
+	s = pg_temp.subscribe(m, c, 'active', '2031-07-01 00:00');
+SELECT payments._run_renewals(m, 100) FROM df \gset x_
+SELECT pg_temp.outcome(m, s, 'failed', '2') FROM df \gset x_
+SELECT is((SELECT concat_ws('|', status, is_default) FROM df, pay_delete_payment_method(df.a)), 'deleting|t',
+	'in dunning, the default card is being deleted (still marked the default)');
+-- the gateway refuses the deletion (_record_method_result): active again, the default still
+UPDATE payments.payment_methods x SET status = 'active' FROM df WHERE x.merchant_id = df.m AND x.payment_method_id = df.a;
+SELECT is((SELECT concat_ws('|', pg_temp.charges(m, s), i.attempt_count, i.next_attempt_at IS NULL,
+		pg_temp.events(m, s, 'invoice.retry_attempted'))
+	FROM df, pg_temp.inv(m, s) i), '2|2|t|1',
+	'the default back from its failed deletion is charged at once, not at the next scheduled retry');
 
 -- 11. incomplete subscriptions expire ------------------------------------------
 
