@@ -3,8 +3,10 @@
 -- period end, a double run), the outcome of an invoice's charge and
 -- dunning (soft declines retried on the policy's days, final action
 -- canceled or unpaid, final declines not retried, success on a retry, a new
--- card tried at once, no payment method), incomplete subscriptions
--- expiring, the invoice and dunning API, and tenancy.
+-- card tried at once, no payment method, the default deleted or its
+-- profile gone at the gateway, a default back from a failed deletion),
+-- incomplete subscriptions expiring, the invoice and dunning API, and
+-- tenancy.
 --
 -- Subscriptions are inserted as the owner in the state the contract gives
 -- them (sql/src/subscription_tables.sql); the first invoice of an
@@ -21,7 +23,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(187);
+SELECT plan(188);
 
 -- helpers ------------------------------------------------------------------
 
@@ -666,6 +668,9 @@ SELECT is((SELECT concat_ws('|', p.decline_code, i.last_failure_code, payments._
 SELECT is((SELECT count(*)::integer FROM payments.events e, dd WHERE e.merchant_id = dd.m
 	AND e.event_type = 'payment_method.failed' AND (e.data ->> 'payment_method_id')::bigint = dd.a
 	AND e.data ->> 'failure_code' = 'payment_method_gone'), 1, 'a payment_method.failed event says so');
+SELECT is((SELECT string_agg(e.data ->> 'decline_code', ',') FROM payments.events e, dd WHERE e.merchant_id = dd.m
+	AND e.event_type = 'payment.failed' AND e.payment_id = (SELECT max(payment_id) FROM payments.payments WHERE merchant_id = dd.m)),
+	'payment_method_gone', 'the payment.failed event carries the new decline code');
 SELECT is((SELECT pg_temp.error_of(format('SELECT pay_purchase(amount => %L, payment_method_id => %s)', '5.00 USD', a)) FROM dd),
 	(SELECT format('22Y20 / payment method %s is failed, not active / The gateway refused payment %s: it no longer has this card''s payment profile (E00040), which was deleted outside payments. / Save the card again (pay_save_payment_method).',
 		a, (SELECT max(payment_id) FROM payments.payments WHERE merchant_id = dd.m)) FROM dd),
