@@ -12539,11 +12539,14 @@ COMMENT ON FUNCTION payments._charge_invoice(bigint, bigint, boolean) IS
 
 -- an Accept.js payment learns its last four only from four digits the
 -- gateway shows (never 'XXXX'): the lookups compare them
-CREATE OR REPLACE FUNCTION payments._record_final_results(
+-- (pay_resolve_dead_letter records from the dead status: p_from_status)
+DROP FUNCTION payments._record_final_results(bigint[], bigint[], text[], integer[], integer[], text[], text[], text[], text[], text[], text[], text[], text[]);
+CREATE FUNCTION payments._record_final_results(
 	p_merchant_id bigint[], p_operation_id bigint[], p_outcome text[],
 	p_response_code integer[], p_reason_code integer[], p_reason_text text[],
 	p_trans_id text[], p_auth_code text[], p_avs text[], p_cvv text[],
-	p_error text[], p_account_number text[], p_card_fingerprint text[])
+	p_error text[], p_account_number text[], p_card_fingerprint text[],
+	p_from_status text DEFAULT 'sending')
 	RETURNS integer
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments, pg_temp
@@ -12573,7 +12576,7 @@ BEGIN
 			reason_text = r.reason_text, last_error = r.error, completed_at = clock_timestamp()
 		FROM r, payments.operation_outcomes t
 		WHERE o.merchant_id = r.merchant_id AND o.operation_id = r.operation_id
-			AND o.status = 'sending' AND o.kind IN ('purchase', 'authorize')
+			AND o.status = p_from_status AND o.kind IN ('purchase', 'authorize')
 			AND t.operation_kind = o.kind AND t.outcome = r.outcome
 			AND t.operation_status IN ('succeeded', 'failed')
 		RETURNING o.merchant_id, o.operation_id, o.payment_id, t.operation_status,
@@ -12603,8 +12606,9 @@ BEGIN
 	RETURN n;
 END
 $$;
-COMMENT ON FUNCTION payments._record_final_results(bigint[], bigint[], text[], integer[], integer[], text[], text[], text[], text[], text[], text[], text[], text[]) IS
-	'Worker, step 3, set-based: records the gateway''s final answers to purchases and authorizations (arrays, one element per operation) and moves their payments on; a card payment learns its fingerprint here.';
+COMMENT ON FUNCTION payments._record_final_results(bigint[], bigint[], text[], integer[], integer[], text[], text[], text[], text[], text[], text[], text[], text[], text) IS
+	'Worker, step 3, set-based: records the gateway''s final answers to purchases and authorizations (arrays, one element per operation) and moves their payments on; a card payment learns its fingerprint here. p_from_status: the operations'' status (sending; dead for pay_resolve_dead_letter).';
+REVOKE ALL ON FUNCTION payments._record_final_results(bigint[], bigint[], text[], integer[], integer[], text[], text[], text[], text[], text[], text[], text[], text[], text) FROM PUBLIC;
 
 COMMENT ON FUNCTION payments._invoice_tag() IS
 	'Internal: this installation''s six-character tag in invoice numbers (P<tag><payment_id>, R<tag><operation_id>, S<tag> and a subscription period''s charge: _invoice_charge_number), from installation_secrets.';
@@ -13323,12 +13327,14 @@ INSERT INTO payments.operation_outcomes
 	(operation_kind, outcome, operation_status, payment_status, payment_status_from) VALUES
 	('capture', 'expired', 'failed', 'canceled', 'requires_capture');
 
-CREATE OR REPLACE FUNCTION payments._record_result(
+-- (pay_resolve_dead_letter records from the dead status: p_from_status)
+DROP FUNCTION payments._record_result(bigint, bigint, text, integer, integer, text, text, text, text, text, timestamptz, text, text, text);
+CREATE FUNCTION payments._record_result(
 	p_merchant_id bigint, p_operation_id bigint, p_outcome text,
 	p_response_code integer, p_reason_code integer, p_reason_text text,
 	p_trans_id text, p_auth_code text, p_avs text, p_cvv text,
 	p_retry_at timestamptz, p_error text, p_account_number text,
-	p_card_fingerprint text DEFAULT NULL)
+	p_card_fingerprint text DEFAULT NULL, p_from_status text DEFAULT 'sending')
 	RETURNS void
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments, pg_temp
@@ -13343,7 +13349,7 @@ DECLARE
 BEGIN
 	SELECT * INTO o FROM payments.operations
 	WHERE merchant_id = p_merchant_id AND operation_id = p_operation_id FOR UPDATE;
-	IF NOT FOUND OR o.status <> 'sending' THEN
+	IF NOT FOUND OR o.status <> p_from_status THEN
 		RETURN;		-- not ours any more (a DBA discarded it)
 	END IF;
 	SELECT * INTO t FROM payments.operation_outcomes x
@@ -13377,7 +13383,7 @@ BEGIN
 		PERFORM payments._record_final_results(ARRAY[p_merchant_id], ARRAY[p_operation_id],
 			ARRAY[p_outcome], ARRAY[p_response_code], ARRAY[p_reason_code], ARRAY[p_reason_text],
 			ARRAY[p_trans_id], ARRAY[p_auth_code], ARRAY[p_avs], ARRAY[p_cvv], ARRAY[p_error],
-			ARRAY[p_account_number], ARRAY[p_card_fingerprint]);
+			ARRAY[p_account_number], ARRAY[p_card_fingerprint], p_from_status);
 		RETURN;
 	END IF;
 	-- a refund held for review (in_review) is not complete: the review
@@ -13414,8 +13420,9 @@ BEGIN
 	END IF;
 END
 $$;
-COMMENT ON FUNCTION payments._record_result(bigint, bigint, text, integer, integer, text, text, text, text, text, timestamptz, text, text, text) IS
-	'Worker, step 3: records the gateway''s answer (or the transport failure) and moves the operation and its payment on; p_card_fingerprint as for _record_final_results.';
+COMMENT ON FUNCTION payments._record_result(bigint, bigint, text, integer, integer, text, text, text, text, text, timestamptz, text, text, text, text) IS
+	'Worker, step 3: records the gateway''s answer (or the transport failure) and moves the operation and its payment on; p_card_fingerprint as for _record_final_results; p_from_status: the operation''s status (sending; dead for pay_resolve_dead_letter).';
+REVOKE ALL ON FUNCTION payments._record_result(bigint, bigint, text, integer, integer, text, text, text, text, text, timestamptz, text, text, text, text) FROM PUBLIC;
 
 ------------------------------------------------------------------------------
 -- h-amount-ineqsel: < <= > >= on pay_amount are estimated with the total
@@ -13592,6 +13599,7 @@ CREATE OR REPLACE FUNCTION payments.pay_discard_dead_letter(merchant_id bigint, 
 	AS $$
 DECLARE
 	o payments.operations;
+	inv text;
 BEGIN
 	UPDATE payments.operations x SET status = 'canceled', completed_at = now()
 	WHERE x.merchant_id = pay_discard_dead_letter.merchant_id
@@ -13605,18 +13613,27 @@ BEGIN
 	-- a purchase or authorization that provably never reached the gateway
 	-- charged nothing: its payment is canceled (with its event; an
 	-- invoice's charge goes on to dunning, _invoice_payment_outcome).
-	-- One that may have reached it keeps its status (unknown).
+	-- One that may have reached it keeps its status (unknown): only the
+	-- owner, who can look it up at the gateway, can say what became of it
+	-- (pay_resolve_dead_letter, before discarding).
 	IF o.kind IN ('purchase', 'authorize') AND o.never_sent THEN
 		UPDATE payments.payments p SET status = 'canceled', decline_code = 'discarded',
 			decline_reason = 'The operation ran out of attempts without reaching the gateway and was discarded; nothing was charged.'
 		WHERE p.merchant_id = o.merchant_id AND p.payment_id = o.payment_id AND p.status = 'pending';
+	ELSIF o.kind IN ('purchase', 'authorize') THEN
+		SELECT p.invoice_number INTO inv FROM payments.payments p
+		WHERE p.merchant_id = o.merchant_id AND p.payment_id = o.payment_id;
+		RAISE WARNING 'payment % of merchant % keeps its status: operation % may have reached the gateway', o.payment_id, o.merchant_id, o.operation_id
+			USING ERRCODE = '01000',
+				DETAIL = 'Nobody knows whether the gateway charged it, so the payment stays as it is (unknown) and an invoice it charges stays open.',
+				HINT = format('Look up invoice number %s in the gateway''s console and settle such a dead letter with pay_resolve_dead_letter (succeeded with its transaction id, failed or not_charged) instead of discarding it.', inv);
 	END IF;
 	RETURN o;
 END
 $$;
 REVOKE ALL ON FUNCTION payments.pay_discard_dead_letter(bigint, bigint) FROM PUBLIC;
 COMMENT ON FUNCTION payments.pay_discard_dead_letter(bigint, bigint) IS
-	'Gives up a dead-letter operation (status canceled) and erases its sealed card data. A purchase or authorization that never reached the gateway cancels its payment (decline_code discarded; an invoice''s charge goes on to dunning); otherwise the payment keeps its status, and an unknown outcome stays unknown. Owner only.';
+	'Gives up a dead-letter operation (status canceled) and erases its sealed card data. A purchase or authorization that never reached the gateway cancels its payment (decline_code discarded; an invoice''s charge goes on to dunning); otherwise the payment keeps its status, and an unknown outcome stays unknown (a warning says so: pay_resolve_dead_letter settles such a dead letter with the outcome the owner found at the gateway). Owner only.';
 
 ------------------------------------------------------------------------------
 -- h-billing-wake: a test clock moved asks the billing process for a run at
@@ -14182,6 +14199,116 @@ COMMENT ON TRIGGER payment_methods_dunning_retry ON payments.payment_methods IS
 	'Billing: a card saved, made the default, or active again after a failed deletion during dunning is tried at once (payments._payment_method_dunning_retry).';
 COMMENT ON FUNCTION payments._payment_method_dunning_retry() IS
 	'Trigger: a payment method that became active (saved, or its deletion failed) or the customer''s default is charged at once for the customer''s incomplete, past_due and unpaid subscriptions that use it (payments._retry_open_invoice_now).';
+
+------------------------------------------------------------------------------
+-- h-resolve-dead-letter: the owner settles a dead letter that may have
+-- reached the gateway with the outcome found in the gateway's console
+-- (pay_resolve_dead_letter), recorded as the gateway's answer would be:
+-- _record_result and _record_final_results take the operation's status
+-- (above), dead goes to succeeded or failed (sql/src/gateway_admin.sql,
+-- status_machine.sql, worker.sql).  Before, such a payment stayed unknown
+-- for good and an invoice it charged stalled.
+------------------------------------------------------------------------------
+INSERT INTO payments.status_transitions (entity, from_status, to_status) VALUES
+	('operation', 'dead', 'succeeded'),
+	('operation', 'dead', 'failed');
+
+-- A dead letter that may have reached the gateway, settled with what the
+-- owner found in the gateway's console: succeeded (with the gateway's
+-- transaction id, which a later capture, void or refund refers to), failed
+-- (the gateway declined it or it failed there) or not_charged (the gateway
+-- has no such transaction).  The outcome is recorded as the gateway's
+-- answer would be (_record_result from the dead status: approved or
+-- declined), so the operation, the payment, its amounts, events and audit
+-- rows, and an invoice it charges (paid, or dunning) follow as for a real
+-- answer.  Purchases, authorizations, captures, voids and refunds; a
+-- payment method's or customer's operation is retried or discarded.
+CREATE FUNCTION payments.pay_resolve_dead_letter(merchant_id bigint, operation_id bigint,
+	outcome text, transaction_id text DEFAULT NULL, reason text DEFAULT NULL)
+	RETURNS payments.operations
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	o payments.operations;
+	other bigint;
+BEGIN
+	IF outcome IS NULL OR outcome NOT IN ('succeeded', 'failed', 'not_charged') THEN
+		RAISE EXCEPTION 'invalid outcome of a dead letter'
+			USING ERRCODE = '22023',
+				DETAIL = 'The outcome is succeeded, failed or not_charged.',
+				HINT = 'Pass what the gateway shows for the transaction: succeeded (with its transaction id), failed, or not_charged when it has none.';
+	END IF;
+	IF outcome = 'succeeded' AND transaction_id IS NULL THEN
+		RAISE EXCEPTION 'a succeeded dead letter needs the gateway''s transaction id'
+			USING ERRCODE = '22004',
+				DETAIL = 'A later capture, void or refund of the payment refers to the transaction by its id.',
+				HINT = 'Pass transaction_id => the transaction id the gateway''s console shows.';
+	END IF;
+	-- as the gateway writes transaction ids, and as they are sent back to it
+	-- (refTransId: 1 to 20 digits); 0 is the gateway's "none"
+	IF transaction_id IS NOT NULL AND transaction_id !~ '^[1-9][0-9]{0,19}$' THEN
+		RAISE EXCEPTION 'invalid transaction id'
+			USING ERRCODE = '22023',
+				DETAIL = 'A transaction id is 1 to 20 digits without a leading zero, as the gateway shows it.';
+	END IF;
+	PERFORM payments._check_text('transaction_id', transaction_id);
+	PERFORM payments._check_text('reason', reason, 255);
+
+	SELECT * INTO o FROM payments.operations x
+	WHERE x.merchant_id = pay_resolve_dead_letter.merchant_id
+		AND x.operation_id = pay_resolve_dead_letter.operation_id AND x.status = 'dead'
+	FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'operation % of merchant % is not a dead letter', operation_id, merchant_id
+			USING ERRCODE = 'PT404';
+	END IF;
+	IF o.kind NOT IN ('purchase', 'authorize', 'capture', 'void', 'refund') THEN
+		RAISE EXCEPTION 'a dead letter of kind % cannot be resolved by hand', o.kind
+			USING ERRCODE = '0A000',
+				DETAIL = 'Only payments'' operations (purchase, authorize, capture, void, refund) are resolved with an outcome.',
+				HINT = 'Retry it with pay_retry_dead_letter (the worker asks the gateway what became of it) or give it up with pay_discard_dead_letter.';
+	END IF;
+	IF outcome = 'succeeded' AND o.never_sent THEN
+		RAISE EXCEPTION 'operation % of merchant % never reached the gateway', operation_id, merchant_id
+			USING ERRCODE = '55000',
+				DETAIL = 'Every attempt of it provably failed before the gateway processed it, so the gateway cannot have a transaction of it.',
+				HINT = 'Resolve it as not_charged, retry it with pay_retry_dead_letter, or discard it with pay_discard_dead_letter.';
+	END IF;
+	-- a charge's transaction is that payment's alone: another payment
+	-- holding it means the id was copied from the wrong line
+	IF outcome = 'succeeded' AND o.kind IN ('purchase', 'authorize') THEN
+		SELECT p.payment_id INTO other FROM payments.payments p
+		WHERE p.merchant_id = o.merchant_id AND p.gateway_trans_id = transaction_id
+			AND p.payment_id <> o.payment_id
+		LIMIT 1;
+		IF FOUND THEN
+			RAISE EXCEPTION 'transaction % is the transaction of payment % of merchant %', transaction_id, other, o.merchant_id
+				USING ERRCODE = '22023',
+					HINT = format('Pass the transaction of invoice number %s, the operation''s payment.',
+						(SELECT p.invoice_number FROM payments.payments p
+						 WHERE p.merchant_id = o.merchant_id AND p.payment_id = o.payment_id));
+		END IF;
+	END IF;
+
+	PERFORM payments._record_result(o.merchant_id, o.operation_id,
+		CASE outcome WHEN 'succeeded' THEN 'approved' ELSE 'declined' END,
+		NULL, NULL,
+		coalesce(reason, CASE outcome
+			WHEN 'succeeded' THEN 'The owner found the transaction approved at the gateway.'
+			WHEN 'failed' THEN 'The owner found the transaction failed at the gateway; nothing was processed.'
+			ELSE 'The owner found no transaction of it at the gateway; nothing was processed.' END),
+		transaction_id, NULL, NULL, NULL, now(),
+		CASE outcome WHEN 'failed' THEN 'resolved_failed' WHEN 'not_charged' THEN 'resolved_not_charged' END,
+		NULL, NULL, 'dead');
+	SELECT * INTO STRICT o FROM payments.operations x
+	WHERE x.merchant_id = o.merchant_id AND x.operation_id = o.operation_id;
+	RETURN o;
+END
+$$;
+REVOKE ALL ON FUNCTION payments.pay_resolve_dead_letter(bigint, bigint, text, text, text) FROM PUBLIC;
+COMMENT ON FUNCTION payments.pay_resolve_dead_letter(bigint, bigint, text, text, text) IS
+	'Settles a dead-letter purchase, authorization, capture, void or refund with the outcome the owner verified at the gateway: succeeded (transaction_id required, and refused for an operation that never reached the gateway), failed or not_charged (decline_code resolved_failed or resolved_not_charged; reason, if given, is the decline reason). Recorded as the gateway''s answer would be: the payment''s status and amounts, its events and audit rows, and an invoice it charges (paid, or dunning) follow. Returns the operation. Owner only.';
 
 ------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,

@@ -402,6 +402,7 @@ CREATE FUNCTION payments.pay_discard_dead_letter(merchant_id bigint, operation_i
 	AS $$
 DECLARE
 	o payments.operations;
+	inv text;
 BEGIN
 	UPDATE payments.operations x SET status = 'canceled', completed_at = now()
 	WHERE x.merchant_id = pay_discard_dead_letter.merchant_id
@@ -415,15 +416,121 @@ BEGIN
 	-- a purchase or authorization that provably never reached the gateway
 	-- charged nothing: its payment is canceled (with its event; an
 	-- invoice's charge goes on to dunning, _invoice_payment_outcome).
-	-- One that may have reached it keeps its status (unknown).
+	-- One that may have reached it keeps its status (unknown): only the
+	-- owner, who can look it up at the gateway, can say what became of it
+	-- (pay_resolve_dead_letter, before discarding).
 	IF o.kind IN ('purchase', 'authorize') AND o.never_sent THEN
 		UPDATE payments.payments p SET status = 'canceled', decline_code = 'discarded',
 			decline_reason = 'The operation ran out of attempts without reaching the gateway and was discarded; nothing was charged.'
 		WHERE p.merchant_id = o.merchant_id AND p.payment_id = o.payment_id AND p.status = 'pending';
+	ELSIF o.kind IN ('purchase', 'authorize') THEN
+		SELECT p.invoice_number INTO inv FROM payments.payments p
+		WHERE p.merchant_id = o.merchant_id AND p.payment_id = o.payment_id;
+		RAISE WARNING 'payment % of merchant % keeps its status: operation % may have reached the gateway', o.payment_id, o.merchant_id, o.operation_id
+			USING ERRCODE = '01000',
+				DETAIL = 'Nobody knows whether the gateway charged it, so the payment stays as it is (unknown) and an invoice it charges stays open.',
+				HINT = format('Look up invoice number %s in the gateway''s console and settle such a dead letter with pay_resolve_dead_letter (succeeded with its transaction id, failed or not_charged) instead of discarding it.', inv);
 	END IF;
 	RETURN o;
 END
 $$;
 REVOKE ALL ON FUNCTION payments.pay_discard_dead_letter(bigint, bigint) FROM PUBLIC;
 COMMENT ON FUNCTION payments.pay_discard_dead_letter(bigint, bigint) IS
-	'Gives up a dead-letter operation (status canceled) and erases its sealed card data. A purchase or authorization that never reached the gateway cancels its payment (decline_code discarded; an invoice''s charge goes on to dunning); otherwise the payment keeps its status, and an unknown outcome stays unknown. Owner only.';
+	'Gives up a dead-letter operation (status canceled) and erases its sealed card data. A purchase or authorization that never reached the gateway cancels its payment (decline_code discarded; an invoice''s charge goes on to dunning); otherwise the payment keeps its status, and an unknown outcome stays unknown (a warning says so: pay_resolve_dead_letter settles such a dead letter with the outcome the owner found at the gateway). Owner only.';
+
+-- A dead letter that may have reached the gateway, settled with what the
+-- owner found in the gateway's console: succeeded (with the gateway's
+-- transaction id, which a later capture, void or refund refers to), failed
+-- (the gateway declined it or it failed there) or not_charged (the gateway
+-- has no such transaction).  The outcome is recorded as the gateway's
+-- answer would be (_record_result from the dead status: approved or
+-- declined), so the operation, the payment, its amounts, events and audit
+-- rows, and an invoice it charges (paid, or dunning) follow as for a real
+-- answer.  Purchases, authorizations, captures, voids and refunds; a
+-- payment method's or customer's operation is retried or discarded.
+CREATE FUNCTION payments.pay_resolve_dead_letter(merchant_id bigint, operation_id bigint,
+	outcome text, transaction_id text DEFAULT NULL, reason text DEFAULT NULL)
+	RETURNS payments.operations
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	o payments.operations;
+	other bigint;
+BEGIN
+	IF outcome IS NULL OR outcome NOT IN ('succeeded', 'failed', 'not_charged') THEN
+		RAISE EXCEPTION 'invalid outcome of a dead letter'
+			USING ERRCODE = '22023',
+				DETAIL = 'The outcome is succeeded, failed or not_charged.',
+				HINT = 'Pass what the gateway shows for the transaction: succeeded (with its transaction id), failed, or not_charged when it has none.';
+	END IF;
+	IF outcome = 'succeeded' AND transaction_id IS NULL THEN
+		RAISE EXCEPTION 'a succeeded dead letter needs the gateway''s transaction id'
+			USING ERRCODE = '22004',
+				DETAIL = 'A later capture, void or refund of the payment refers to the transaction by its id.',
+				HINT = 'Pass transaction_id => the transaction id the gateway''s console shows.';
+	END IF;
+	-- as the gateway writes transaction ids, and as they are sent back to it
+	-- (refTransId: 1 to 20 digits); 0 is the gateway's "none"
+	IF transaction_id IS NOT NULL AND transaction_id !~ '^[1-9][0-9]{0,19}$' THEN
+		RAISE EXCEPTION 'invalid transaction id'
+			USING ERRCODE = '22023',
+				DETAIL = 'A transaction id is 1 to 20 digits without a leading zero, as the gateway shows it.';
+	END IF;
+	PERFORM payments._check_text('transaction_id', transaction_id);
+	PERFORM payments._check_text('reason', reason, 255);
+
+	SELECT * INTO o FROM payments.operations x
+	WHERE x.merchant_id = pay_resolve_dead_letter.merchant_id
+		AND x.operation_id = pay_resolve_dead_letter.operation_id AND x.status = 'dead'
+	FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'operation % of merchant % is not a dead letter', operation_id, merchant_id
+			USING ERRCODE = 'PT404';
+	END IF;
+	IF o.kind NOT IN ('purchase', 'authorize', 'capture', 'void', 'refund') THEN
+		RAISE EXCEPTION 'a dead letter of kind % cannot be resolved by hand', o.kind
+			USING ERRCODE = '0A000',
+				DETAIL = 'Only payments'' operations (purchase, authorize, capture, void, refund) are resolved with an outcome.',
+				HINT = 'Retry it with pay_retry_dead_letter (the worker asks the gateway what became of it) or give it up with pay_discard_dead_letter.';
+	END IF;
+	IF outcome = 'succeeded' AND o.never_sent THEN
+		RAISE EXCEPTION 'operation % of merchant % never reached the gateway', operation_id, merchant_id
+			USING ERRCODE = '55000',
+				DETAIL = 'Every attempt of it provably failed before the gateway processed it, so the gateway cannot have a transaction of it.',
+				HINT = 'Resolve it as not_charged, retry it with pay_retry_dead_letter, or discard it with pay_discard_dead_letter.';
+	END IF;
+	-- a charge's transaction is that payment's alone: another payment
+	-- holding it means the id was copied from the wrong line
+	IF outcome = 'succeeded' AND o.kind IN ('purchase', 'authorize') THEN
+		SELECT p.payment_id INTO other FROM payments.payments p
+		WHERE p.merchant_id = o.merchant_id AND p.gateway_trans_id = transaction_id
+			AND p.payment_id <> o.payment_id
+		LIMIT 1;
+		IF FOUND THEN
+			RAISE EXCEPTION 'transaction % is the transaction of payment % of merchant %', transaction_id, other, o.merchant_id
+				USING ERRCODE = '22023',
+					HINT = format('Pass the transaction of invoice number %s, the operation''s payment.',
+						(SELECT p.invoice_number FROM payments.payments p
+						 WHERE p.merchant_id = o.merchant_id AND p.payment_id = o.payment_id));
+		END IF;
+	END IF;
+
+	PERFORM payments._record_result(o.merchant_id, o.operation_id,
+		CASE outcome WHEN 'succeeded' THEN 'approved' ELSE 'declined' END,
+		NULL, NULL,
+		coalesce(reason, CASE outcome
+			WHEN 'succeeded' THEN 'The owner found the transaction approved at the gateway.'
+			WHEN 'failed' THEN 'The owner found the transaction failed at the gateway; nothing was processed.'
+			ELSE 'The owner found no transaction of it at the gateway; nothing was processed.' END),
+		transaction_id, NULL, NULL, NULL, now(),
+		CASE outcome WHEN 'failed' THEN 'resolved_failed' WHEN 'not_charged' THEN 'resolved_not_charged' END,
+		NULL, NULL, 'dead');
+	SELECT * INTO STRICT o FROM payments.operations x
+	WHERE x.merchant_id = o.merchant_id AND x.operation_id = o.operation_id;
+	RETURN o;
+END
+$$;
+REVOKE ALL ON FUNCTION payments.pay_resolve_dead_letter(bigint, bigint, text, text, text) FROM PUBLIC;
+COMMENT ON FUNCTION payments.pay_resolve_dead_letter(bigint, bigint, text, text, text) IS
+	'Settles a dead-letter purchase, authorization, capture, void or refund with the outcome the owner verified at the gateway: succeeded (transaction_id required, and refused for an operation that never reached the gateway), failed or not_charged (decline_code resolved_failed or resolved_not_charged; reason, if given, is the decline reason). Recorded as the gateway''s answer would be: the payment''s status and amounts, its events and audit rows, and an invoice it charges (paid, or dunning) follow. Returns the operation. Owner only.';

@@ -75,7 +75,10 @@ INSERT INTO payments.status_transitions (entity, from_status, to_status) VALUES
 	('operation', 'waiting_settlement', 'canceled'),
 	('operation', 'waiting_settlement', 'failed'),
 	('operation', 'dead', 'queued'),
-	('operation', 'dead', 'canceled');
+	('operation', 'dead', 'canceled'),
+	-- the outcome the owner verified at the gateway (pay_resolve_dead_letter)
+	('operation', 'dead', 'succeeded'),
+	('operation', 'dead', 'failed');
 
 -- customers and their stored payment methods (customers.sql, payment_methods.sql)
 INSERT INTO payments.status_transitions (entity, from_status, to_status) VALUES

@@ -411,13 +411,16 @@ COMMENT ON FUNCTION payments._refresh_statistics() IS
 -- fingerprint here, from the worker that sent the card, and only with an
 -- answer the gateway gave about that card: a fingerprint known when the
 -- caller passes a card would answer, for free, whether any number tried is
--- the one behind a stored fingerprint.  Returns how many operations were
--- recorded.
+-- the one behind a stored fingerprint.  p_from_status is the status the
+-- operations are in: sending for the worker, dead for an outcome the owner
+-- verified at the gateway (pay_resolve_dead_letter).  Returns how many
+-- operations were recorded.
 CREATE FUNCTION payments._record_final_results(
 	p_merchant_id bigint[], p_operation_id bigint[], p_outcome text[],
 	p_response_code integer[], p_reason_code integer[], p_reason_text text[],
 	p_trans_id text[], p_auth_code text[], p_avs text[], p_cvv text[],
-	p_error text[], p_account_number text[], p_card_fingerprint text[])
+	p_error text[], p_account_number text[], p_card_fingerprint text[],
+	p_from_status text DEFAULT 'sending')
 	RETURNS integer
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments, pg_temp
@@ -447,7 +450,7 @@ BEGIN
 			reason_text = r.reason_text, last_error = r.error, completed_at = clock_timestamp()
 		FROM r, payments.operation_outcomes t
 		WHERE o.merchant_id = r.merchant_id AND o.operation_id = r.operation_id
-			AND o.status = 'sending' AND o.kind IN ('purchase', 'authorize')
+			AND o.status = p_from_status AND o.kind IN ('purchase', 'authorize')
 			AND t.operation_kind = o.kind AND t.outcome = r.outcome
 			AND t.operation_status IN ('succeeded', 'failed')
 		RETURNING o.merchant_id, o.operation_id, o.payment_id, t.operation_status,
@@ -477,8 +480,8 @@ BEGIN
 	RETURN n;
 END
 $$;
-COMMENT ON FUNCTION payments._record_final_results(bigint[], bigint[], text[], integer[], integer[], text[], text[], text[], text[], text[], text[], text[], text[]) IS
-	'Worker, step 3, set-based: records the gateway''s final answers to purchases and authorizations (arrays, one element per operation) and moves their payments on; a card payment learns its fingerprint here.';
+COMMENT ON FUNCTION payments._record_final_results(bigint[], bigint[], text[], integer[], integer[], text[], text[], text[], text[], text[], text[], text[], text[], text) IS
+	'Worker, step 3, set-based: records the gateway''s final answers to purchases and authorizations (arrays, one element per operation) and moves their payments on; a card payment learns its fingerprint here. p_from_status: the operations'' status (sending; dead for pay_resolve_dead_letter).';
 
 -- A refund the gateway approved counts: its amount is added to the
 -- payment's amount_refunded, and the payment is p_status (refunded, from
@@ -508,12 +511,16 @@ COMMENT ON FUNCTION payments._count_refund(payments.payments, payments.pay_amoun
 --          expired: a capture whose authorization expired at the gateway)
 --          retry    (provably not processed: send again at p_retry_at)
 --          unknown  (may have been processed: resolve from p_retry_at on)
+--
+-- p_from_status: the status the operation is in, sending for the worker;
+-- dead for a final outcome the owner verified at the gateway
+-- (pay_resolve_dead_letter), recorded as the gateway's answer would be.
 CREATE FUNCTION payments._record_result(
 	p_merchant_id bigint, p_operation_id bigint, p_outcome text,
 	p_response_code integer, p_reason_code integer, p_reason_text text,
 	p_trans_id text, p_auth_code text, p_avs text, p_cvv text,
 	p_retry_at timestamptz, p_error text, p_account_number text,
-	p_card_fingerprint text DEFAULT NULL)
+	p_card_fingerprint text DEFAULT NULL, p_from_status text DEFAULT 'sending')
 	RETURNS void
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments, pg_temp
@@ -528,7 +535,7 @@ DECLARE
 BEGIN
 	SELECT * INTO o FROM payments.operations
 	WHERE merchant_id = p_merchant_id AND operation_id = p_operation_id FOR UPDATE;
-	IF NOT FOUND OR o.status <> 'sending' THEN
+	IF NOT FOUND OR o.status <> p_from_status THEN
 		RETURN;		-- not ours any more (a DBA discarded it)
 	END IF;
 	SELECT * INTO t FROM payments.operation_outcomes x
@@ -562,7 +569,7 @@ BEGIN
 		PERFORM payments._record_final_results(ARRAY[p_merchant_id], ARRAY[p_operation_id],
 			ARRAY[p_outcome], ARRAY[p_response_code], ARRAY[p_reason_code], ARRAY[p_reason_text],
 			ARRAY[p_trans_id], ARRAY[p_auth_code], ARRAY[p_avs], ARRAY[p_cvv], ARRAY[p_error],
-			ARRAY[p_account_number], ARRAY[p_card_fingerprint]);
+			ARRAY[p_account_number], ARRAY[p_card_fingerprint], p_from_status);
 		RETURN;
 	END IF;
 	-- a refund held for review (in_review) is not complete: the review
@@ -599,8 +606,8 @@ BEGIN
 	END IF;
 END
 $$;
-COMMENT ON FUNCTION payments._record_result(bigint, bigint, text, integer, integer, text, text, text, text, text, timestamptz, text, text, text) IS
-	'Worker, step 3: records the gateway''s answer (or the transport failure) and moves the operation and its payment on; p_card_fingerprint as for _record_final_results.';
+COMMENT ON FUNCTION payments._record_result(bigint, bigint, text, integer, integer, text, text, text, text, text, timestamptz, text, text, text, text) IS
+	'Worker, step 3: records the gateway''s answer (or the transport failure) and moves the operation and its payment on; p_card_fingerprint as for _record_final_results; p_from_status: the operation''s status (sending; dead for pay_resolve_dead_letter).';
 
 -- An attempt of which nothing reached the gateway (no connection: DNS,
 -- connect or TLS failed; or no answer to the question asked before the
