@@ -1120,7 +1120,8 @@ BEGIN
 	VALUES (p.merchant_id, p.payment_id, p_kind, p_status, p_amount, p_reason, p_via_void, p_key, corr)
 	RETURNING * INTO o;
 	IF p_key IS NOT NULL THEN
-		UPDATE payments.idempotency_keys SET payment_id = p.payment_id, operation_id = o.operation_id
+		UPDATE payments.idempotency_keys SET payment_id = p.payment_id, operation_id = o.operation_id,
+			customer_id = p.customer_id
 		WHERE merchant_id = p.merchant_id AND idempotency_key = p_key;
 	END IF;
 	IF p_status = 'queued' THEN
@@ -2114,6 +2115,10 @@ BEGIN
 		coalesce(pay_create_customer.billing, '{}'), coalesce(pay_create_customer.metadata, '{}'),
 		pay_create_customer.idempotency_key, corr)
 	RETURNING * INTO result;
+	IF pay_create_customer.idempotency_key IS NOT NULL THEN
+		UPDATE payments.idempotency_keys k SET customer_id = result.customer_id
+		WHERE k.merchant_id = m AND k.idempotency_key = pay_create_customer.idempotency_key;
+	END IF;
 	RETURN result;
 END
 $$;
@@ -2557,7 +2562,7 @@ DECLARE
 	pm payments.payment_methods := payments._find_payment_method(pay_delete_payment_method.payment_method_id, true);
 	idem payments.idempotency_keys := payments._idempotency_claim(pm.merchant_id,
 		pay_delete_payment_method.idempotency_key, 'delete_payment_method',
-		md5(jsonb_build_array(pm.payment_method_id)::text));
+		md5(jsonb_build_array(pm.payment_method_id)::text), pm.customer_id);
 	corr text := payments._correlation_id(pay_delete_payment_method.correlation_id);
 	result payments.payment_methods;
 BEGIN
@@ -5000,7 +5005,8 @@ DECLARE
 BEGIN
 	idem := payments._idempotency_claim(s.merchant_id, pay_change_subscription.idempotency_key, 'change_subscription',
 		md5(jsonb_build_array(s.subscription_id, pay_change_subscription.plan_id, pay_change_subscription.price::text,
-			pay_change_subscription.quantity, pay_change_subscription.proration)::text));
+			pay_change_subscription.quantity, pay_change_subscription.proration)::text),
+		s.customer_id);
 	IF idem.request_kind IS NOT NULL THEN
 		RETURN s;				-- applied once already
 	END IF;
@@ -7608,7 +7614,8 @@ CREATE OR REPLACE FUNCTION payments.pay_delete_customer(customer_id bigint,
 DECLARE
 	c payments.customers := payments._lock_customer_to_end(pay_delete_customer.customer_id, 'delete');
 	idem payments.idempotency_keys := payments._idempotency_claim(c.merchant_id,
-		pay_delete_customer.idempotency_key, 'delete_customer', md5(jsonb_build_array(c.customer_id)::text));
+		pay_delete_customer.idempotency_key, 'delete_customer', md5(jsonb_build_array(c.customer_id)::text),
+		c.customer_id);
 	corr text := payments._correlation_id(pay_delete_customer.correlation_id);
 	result payments.customers;
 BEGIN
@@ -7672,6 +7679,11 @@ BEGIN
 			FROM payments.operations o WHERE o.merchant_id = c.merchant_id AND (o.customer_id = c.customer_id
 				OR o.payment_id IN (SELECT p.payment_id FROM payments.payments p
 					WHERE p.merchant_id = c.merchant_id AND p.customer_id = c.customer_id)));
+		-- the keys of its requests keep no digest of their arguments (of its
+		-- email, name, billing details, metadata): a repeat returns what the
+		-- request made, whatever the arguments (payments._idempotency_claim)
+		UPDATE payments.idempotency_keys k SET request_hash = NULL
+		WHERE k.merchant_id = c.merchant_id AND k.customer_id = c.customer_id AND k.request_hash IS NOT NULL;
 		UPDATE payments.events e SET data = e.data - 'external_ref'
 		WHERE e.merchant_id = c.merchant_id AND e.event_type LIKE 'customer.%'
 			AND (e.data ->> 'customer_id') = c.customer_id::text;
@@ -7684,7 +7696,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments.pay_erase_customer(bigint, text, text) IS
-	'Erases a customer''s personal data: email, name, external_ref, billing and metadata, the billing details sent with its payments, card fingerprints, its subscriptions'' metadata, the masked gateway requests and replies of its operations, and its profile at the gateway (deleted by the worker). Kept, as the law requires: payments with amounts, dates, status, card brand and last four, gateway transaction and profile ids, and their operations. The customer stays as a deleted row with erased_at; the audit log records the change (without the personal values) and a customer.erased event is written.';
+	'Erases a customer''s personal data: email, name, external_ref, billing and metadata, the billing details sent with its payments, card fingerprints, its subscriptions'' metadata, the masked gateway requests and replies of its operations, the digests of the arguments of its idempotency keys (a repeat under one returns what the request made, whatever the arguments), and its profile at the gateway (deleted by the worker). Kept, as the law requires: payments with amounts, dates, status, card brand and last four, gateway transaction and profile ids, and their operations. The customer stays as a deleted row with erased_at; the audit log records the change (without the personal values) and a customer.erased event is written.';
 
 CREATE OR REPLACE FUNCTION payments._stored_method_for_payment(p_customer_id bigint, p_payment_method_id bigint,
 	p_other_methods integer)
@@ -9902,7 +9914,7 @@ BEGIN
 		RAISE EXCEPTION 'at_period_end must be true or false' USING ERRCODE = '22023';
 	END IF;
 	idem := payments._idempotency_claim(s.merchant_id, pay_cancel_subscription.idempotency_key, 'cancel_subscription',
-		md5(jsonb_build_array(s.subscription_id, at_period_end)::text));
+		md5(jsonb_build_array(s.subscription_id, at_period_end)::text), s.customer_id);
 	IF idem.request_kind IS NOT NULL THEN
 		RETURN s;				-- applied once already
 	END IF;
@@ -9999,7 +10011,8 @@ CREATE OR REPLACE FUNCTION payments.pay_pause_subscription(
 DECLARE
 	s payments.subscriptions := payments._find_subscription(pay_pause_subscription.subscription_id, true);
 	idem payments.idempotency_keys := payments._idempotency_claim(s.merchant_id,
-		pay_pause_subscription.idempotency_key, 'pause_subscription', md5(jsonb_build_array(s.subscription_id)::text));
+		pay_pause_subscription.idempotency_key, 'pause_subscription', md5(jsonb_build_array(s.subscription_id)::text),
+		s.customer_id);
 	open_invoice bigint;
 	result payments.subscriptions;
 BEGIN
@@ -10052,7 +10065,8 @@ CREATE OR REPLACE FUNCTION payments.pay_resume_subscription(
 DECLARE
 	s payments.subscriptions := payments._find_subscription(pay_resume_subscription.subscription_id, true);
 	idem payments.idempotency_keys := payments._idempotency_claim(s.merchant_id,
-		pay_resume_subscription.idempotency_key, 'resume_subscription', md5(jsonb_build_array(s.subscription_id)::text));
+		pay_resume_subscription.idempotency_key, 'resume_subscription', md5(jsonb_build_array(s.subscription_id)::text),
+		s.customer_id);
 	now_ timestamptz := payments._billing_now(s.merchant_id);
 	n integer;
 	ps timestamptz;
@@ -10308,7 +10322,8 @@ BEGIN
 	-- ended, the method deleted): the key first, then the current state
 	idem := payments._idempotency_claim(s.merchant_id, pay_update_subscription.idempotency_key, 'update_subscription',
 		md5(jsonb_build_array(s.subscription_id, pay_update_subscription.payment_method_id,
-			pay_update_subscription.metadata, pay_update_subscription.cancel_at_period_end)::text));
+			pay_update_subscription.metadata, pay_update_subscription.cancel_at_period_end)::text),
+		s.customer_id);
 	IF idem.request_kind IS NOT NULL THEN
 		RETURN s;				-- applied once already
 	END IF;
@@ -10381,7 +10396,7 @@ BEGIN
 	idem := payments._idempotency_claim(c.merchant_id, pay_update_customer.idempotency_key, 'update_customer',
 		md5(jsonb_build_array(pay_update_customer.customer_id, pay_update_customer.email,
 			pay_update_customer.name, pay_update_customer.external_ref, pay_update_customer.billing,
-			pay_update_customer.metadata)::text));
+			pay_update_customer.metadata)::text), c.customer_id);
 	IF idem.request_kind IS NOT NULL THEN
 		RETURN c;				-- applied once already, even if deleted since
 	END IF;
@@ -11297,7 +11312,8 @@ BEGIN
 			pay_create_subscription.interval_unit, pay_create_subscription.interval_count,
 			pay_create_subscription.quantity, pay_create_subscription.payment_method_id,
 			pay_create_subscription.trial_days, pay_create_subscription.billing_anchor,
-			pay_create_subscription.time_zone, pay_create_subscription.metadata)::text));
+			pay_create_subscription.time_zone, pay_create_subscription.metadata)::text),
+		pay_create_subscription.customer_id);
 	IF idem.request_kind IS NOT NULL THEN
 		SELECT * INTO s FROM payments.subscriptions x
 		WHERE x.merchant_id = m AND x.idempotency_key = pay_create_subscription.idempotency_key
@@ -11752,7 +11768,7 @@ BEGIN
 	idem := payments._idempotency_claim(m, pay_save_payment_method.idempotency_key, 'save_payment_method',
 		md5(jsonb_build_array(c.customer_id, payments.pay_card_brand(card), payments.pay_card_last4(card),
 			payments.pay_card_exp_month(card), payments.pay_card_exp_year(card), opaque_data,
-			pay_save_payment_method.payment_id, validation_mode, make_default)::text));
+			pay_save_payment_method.payment_id, validation_mode, make_default)::text), c.customer_id);
 	IF idem.request_kind IS NOT NULL THEN
 		SELECT x.* INTO pm FROM payments.payment_methods x
 		JOIN payments.operations y ON y.merchant_id = x.merchant_id AND y.payment_method_id = x.payment_method_id
@@ -11832,7 +11848,7 @@ BEGIN
 	pm := payments._find_payment_method(pm.payment_method_id, true);
 	idem := payments._idempotency_claim(pm.merchant_id,
 		pay_set_default_payment_method.idempotency_key, 'set_default_payment_method',
-		md5(jsonb_build_array(pm.payment_method_id)::text));
+		md5(jsonb_build_array(pm.payment_method_id)::text), pm.customer_id);
 	IF idem.request_kind IS NULL AND pm.status NOT IN ('pending', 'active') THEN
 		RAISE EXCEPTION 'cannot make payment method % in status % the default', pm.payment_method_id, pm.status
 			USING ERRCODE = '22Y20';
@@ -12114,7 +12130,8 @@ BEGIN
 	SELECT (p.n).* INTO result FROM p, o;
 
 	IF p_idempotency_key IS NOT NULL THEN
-		UPDATE payments.idempotency_keys SET payment_id = pid, operation_id = oid_
+		UPDATE payments.idempotency_keys SET payment_id = pid, operation_id = oid_,
+			customer_id = result.customer_id
 		WHERE merchant_id = m AND idempotency_key = p_idempotency_key;
 	END IF;
 	PERFORM payments._wake_at_commit();
@@ -14309,6 +14326,60 @@ $$;
 REVOKE ALL ON FUNCTION payments.pay_resolve_dead_letter(bigint, bigint, text, text, text) FROM PUBLIC;
 COMMENT ON FUNCTION payments.pay_resolve_dead_letter(bigint, bigint, text, text, text) IS
 	'Settles a dead-letter purchase, authorization, capture, void or refund with the outcome the owner verified at the gateway: succeeded (transaction_id required, and refused for an operation that never reached the gateway), failed or not_charged (decline_code resolved_failed or resolved_not_charged; reason, if given, is the decline reason). Recorded as the gateway''s answer would be: the payment''s status and amounts, its events and audit rows, and an invoice it charges (paid, or dunning) follow. Returns the operation. Owner only.';
+
+------------------------------------------------------------------------------
+-- h-erasure-keys: pay_erase_customer clears the request hash of the
+-- idempotency keys of the customer's requests (it digests its email, name,
+-- billing details, metadata), found by their new column customer_id, set by
+-- _idempotency_claim (p_customer), pay_create_customer, _create_payment and
+-- _new_operation (above, with their callers).  A repeat under such a key
+-- returns what the request made.
+------------------------------------------------------------------------------
+ALTER TABLE payments.idempotency_keys ALTER COLUMN request_hash DROP NOT NULL;
+ALTER TABLE payments.idempotency_keys ADD COLUMN customer_id bigint;
+CREATE INDEX idempotency_keys_customer ON payments.idempotency_keys (merchant_id, customer_id)
+	WHERE customer_id IS NOT NULL;
+COMMENT ON COLUMN payments.idempotency_keys.request_hash IS
+	'md5 of the call''s arguments, which tells a repeat from another request under the key. NULL once the customer the request concerned was erased (it digests the customer''s details): a repeat of the same kind, for the same customer, then returns what the request made, whatever its arguments.';
+COMMENT ON COLUMN payments.idempotency_keys.customer_id IS
+	'The customer the request concerned: its own calls, its payment methods'', its payments'' (and their captures, voids and refunds) and its subscriptions''. Its erasure clears request_hash.';
+DROP FUNCTION payments._idempotency_claim(bigint, text, text, text);
+CREATE FUNCTION payments._idempotency_claim(p_merchant bigint, p_key text, p_kind text, p_hash text,
+	p_customer bigint DEFAULT NULL)
+	RETURNS payments.idempotency_keys
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	existing payments.idempotency_keys;
+BEGIN
+	IF p_key IS NULL THEN
+		RETURN NULL;
+	END IF;
+	PERFORM payments._check_idempotency_key(p_key);
+	INSERT INTO payments.idempotency_keys (merchant_id, idempotency_key, request_kind, request_hash, customer_id)
+	VALUES (p_merchant, p_key, p_kind, p_hash, p_customer)
+	ON CONFLICT DO NOTHING;
+	IF FOUND THEN
+		RETURN NULL;
+	END IF;
+	SELECT * INTO existing FROM payments.idempotency_keys
+	WHERE merchant_id = p_merchant AND idempotency_key = p_key;
+	IF existing.request_kind <> p_kind
+			OR (existing.request_hash IS NOT NULL AND existing.request_hash <> p_hash)
+			-- erased: another customer named is another request
+			OR (existing.request_hash IS NULL AND existing.customer_id <> p_customer) THEN
+		RAISE EXCEPTION 'idempotency key was already used with different parameters'
+			USING ERRCODE = 'PT409',
+				DETAIL = format('The key was first used for %s with other arguments.', existing.request_kind),
+				HINT = 'Use a new idempotency key for a new request, or repeat the original request exactly.';
+	END IF;
+	RETURN existing;
+END
+$$;
+COMMENT ON FUNCTION payments._idempotency_claim(bigint, text, text, text, bigint) IS
+	'Internal: claims an idempotency key for a request (about customer p_customer, if known), or returns the original call''s row; raises PT409 for the same key with different parameters (once the customer was erased: of another kind or naming another customer).';
+REVOKE ALL ON FUNCTION payments._idempotency_claim(bigint, text, text, text, bigint) FROM PUBLIC;
 
 ------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,

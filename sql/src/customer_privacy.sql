@@ -118,6 +118,11 @@ BEGIN
 			FROM payments.operations o WHERE o.merchant_id = c.merchant_id AND (o.customer_id = c.customer_id
 				OR o.payment_id IN (SELECT p.payment_id FROM payments.payments p
 					WHERE p.merchant_id = c.merchant_id AND p.customer_id = c.customer_id)));
+		-- the keys of its requests keep no digest of their arguments (of its
+		-- email, name, billing details, metadata): a repeat returns what the
+		-- request made, whatever the arguments (payments._idempotency_claim)
+		UPDATE payments.idempotency_keys k SET request_hash = NULL
+		WHERE k.merchant_id = c.merchant_id AND k.customer_id = c.customer_id AND k.request_hash IS NOT NULL;
 		UPDATE payments.events e SET data = e.data - 'external_ref'
 		WHERE e.merchant_id = c.merchant_id AND e.event_type LIKE 'customer.%'
 			AND (e.data ->> 'customer_id') = c.customer_id::text;
@@ -130,4 +135,4 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments.pay_erase_customer(bigint, text, text) IS
-	'Erases a customer''s personal data: email, name, external_ref, billing and metadata, the billing details sent with its payments, card fingerprints, its subscriptions'' metadata, the masked gateway requests and replies of its operations, and its profile at the gateway (deleted by the worker). Kept, as the law requires: payments with amounts, dates, status, card brand and last four, gateway transaction and profile ids, and their operations. The customer stays as a deleted row with erased_at; the audit log records the change (without the personal values) and a customer.erased event is written.';
+	'Erases a customer''s personal data: email, name, external_ref, billing and metadata, the billing details sent with its payments, card fingerprints, its subscriptions'' metadata, the masked gateway requests and replies of its operations, the digests of the arguments of its idempotency keys (a repeat under one returns what the request made, whatever the arguments), and its profile at the gateway (deleted by the worker). Kept, as the law requires: payments with amounts, dates, status, card brand and last four, gateway transaction and profile ids, and their operations. The customer stays as a deleted row with erased_at; the audit log records the change (without the personal values) and a customer.erased event is written.';

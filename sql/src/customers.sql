@@ -224,6 +224,10 @@ BEGIN
 		coalesce(pay_create_customer.billing, '{}'), coalesce(pay_create_customer.metadata, '{}'),
 		pay_create_customer.idempotency_key, corr)
 	RETURNING * INTO result;
+	IF pay_create_customer.idempotency_key IS NOT NULL THEN
+		UPDATE payments.idempotency_keys k SET customer_id = result.customer_id
+		WHERE k.merchant_id = m AND k.idempotency_key = pay_create_customer.idempotency_key;
+	END IF;
 	RETURN result;
 END
 $$;
@@ -254,7 +258,7 @@ BEGIN
 	idem := payments._idempotency_claim(c.merchant_id, pay_update_customer.idempotency_key, 'update_customer',
 		md5(jsonb_build_array(pay_update_customer.customer_id, pay_update_customer.email,
 			pay_update_customer.name, pay_update_customer.external_ref, pay_update_customer.billing,
-			pay_update_customer.metadata)::text));
+			pay_update_customer.metadata)::text), c.customer_id);
 	IF idem.request_kind IS NOT NULL THEN
 		RETURN c;				-- applied once already, even if deleted since
 	END IF;

@@ -124,7 +124,13 @@ COMMENT ON FUNCTION payments._check_opaque_data(jsonb) IS
 -- else the row of the original call; a different request under the same key
 -- is an error.  Concurrent callers with one key serialize on the key's
 -- unique index: the second waits for the first to commit, then finds its row.
-CREATE FUNCTION payments._idempotency_claim(p_merchant bigint, p_key text, p_kind text, p_hash text)
+-- p_customer is the customer the request concerns, when the caller knows it
+-- before the claim (else it is set with the object made): its erasure
+-- clears the hash of the key (pay_erase_customer), which digests its
+-- details.  A repeat under such a key is told apart by its kind and its
+-- customer only, and returns what the original request made.
+CREATE FUNCTION payments._idempotency_claim(p_merchant bigint, p_key text, p_kind text, p_hash text,
+	p_customer bigint DEFAULT NULL)
 	RETURNS payments.idempotency_keys
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments, pg_temp
@@ -136,15 +142,18 @@ BEGIN
 		RETURN NULL;
 	END IF;
 	PERFORM payments._check_idempotency_key(p_key);
-	INSERT INTO payments.idempotency_keys (merchant_id, idempotency_key, request_kind, request_hash)
-	VALUES (p_merchant, p_key, p_kind, p_hash)
+	INSERT INTO payments.idempotency_keys (merchant_id, idempotency_key, request_kind, request_hash, customer_id)
+	VALUES (p_merchant, p_key, p_kind, p_hash, p_customer)
 	ON CONFLICT DO NOTHING;
 	IF FOUND THEN
 		RETURN NULL;
 	END IF;
 	SELECT * INTO existing FROM payments.idempotency_keys
 	WHERE merchant_id = p_merchant AND idempotency_key = p_key;
-	IF existing.request_kind <> p_kind OR existing.request_hash <> p_hash THEN
+	IF existing.request_kind <> p_kind
+			OR (existing.request_hash IS NOT NULL AND existing.request_hash <> p_hash)
+			-- erased: another customer named is another request
+			OR (existing.request_hash IS NULL AND existing.customer_id <> p_customer) THEN
 		RAISE EXCEPTION 'idempotency key was already used with different parameters'
 			USING ERRCODE = 'PT409',
 				DETAIL = format('The key was first used for %s with other arguments.', existing.request_kind),
@@ -153,8 +162,8 @@ BEGIN
 	RETURN existing;
 END
 $$;
-COMMENT ON FUNCTION payments._idempotency_claim(bigint, text, text, text) IS
-	'Internal: claims an idempotency key, or returns the original call''s row; raises PT409 for the same key with different parameters.';
+COMMENT ON FUNCTION payments._idempotency_claim(bigint, text, text, text, bigint) IS
+	'Internal: claims an idempotency key for a request (about customer p_customer, if known), or returns the original call''s row; raises PT409 for the same key with different parameters (once the customer was erased: of another kind or naming another customer).';
 
 CREATE FUNCTION payments._not_found(p_payment_id bigint) RETURNS void
 	LANGUAGE plpgsql AS $$
@@ -388,7 +397,8 @@ BEGIN
 	SELECT (p.n).* INTO result FROM p, o;
 
 	IF p_idempotency_key IS NOT NULL THEN
-		UPDATE payments.idempotency_keys SET payment_id = pid, operation_id = oid_
+		UPDATE payments.idempotency_keys SET payment_id = pid, operation_id = oid_,
+			customer_id = result.customer_id
 		WHERE merchant_id = m AND idempotency_key = p_idempotency_key;
 	END IF;
 	PERFORM payments._wake_at_commit();
@@ -569,7 +579,8 @@ BEGIN
 	VALUES (p.merchant_id, p.payment_id, p_kind, p_status, p_amount, p_reason, p_via_void, p_key, corr)
 	RETURNING * INTO o;
 	IF p_key IS NOT NULL THEN
-		UPDATE payments.idempotency_keys SET payment_id = p.payment_id, operation_id = o.operation_id
+		UPDATE payments.idempotency_keys SET payment_id = p.payment_id, operation_id = o.operation_id,
+			customer_id = p.customer_id
 		WHERE merchant_id = p.merchant_id AND idempotency_key = p_key;
 	END IF;
 	IF p_status = 'queued' THEN

@@ -275,7 +275,7 @@ BEGIN
 	idem := payments._idempotency_claim(m, pay_save_payment_method.idempotency_key, 'save_payment_method',
 		md5(jsonb_build_array(c.customer_id, payments.pay_card_brand(card), payments.pay_card_last4(card),
 			payments.pay_card_exp_month(card), payments.pay_card_exp_year(card), opaque_data,
-			pay_save_payment_method.payment_id, validation_mode, make_default)::text));
+			pay_save_payment_method.payment_id, validation_mode, make_default)::text), c.customer_id);
 	IF idem.request_kind IS NOT NULL THEN
 		SELECT x.* INTO pm FROM payments.payment_methods x
 		JOIN payments.operations y ON y.merchant_id = x.merchant_id AND y.payment_method_id = x.payment_method_id
@@ -410,7 +410,7 @@ BEGIN
 	pm := payments._find_payment_method(pm.payment_method_id, true);
 	idem := payments._idempotency_claim(pm.merchant_id,
 		pay_set_default_payment_method.idempotency_key, 'set_default_payment_method',
-		md5(jsonb_build_array(pm.payment_method_id)::text));
+		md5(jsonb_build_array(pm.payment_method_id)::text), pm.customer_id);
 	IF idem.request_kind IS NULL AND pm.status NOT IN ('pending', 'active') THEN
 		RAISE EXCEPTION 'cannot make payment method % in status % the default', pm.payment_method_id, pm.status
 			USING ERRCODE = '22Y20';
@@ -452,7 +452,7 @@ DECLARE
 	pm payments.payment_methods := payments._find_payment_method(pay_delete_payment_method.payment_method_id, true);
 	idem payments.idempotency_keys := payments._idempotency_claim(pm.merchant_id,
 		pay_delete_payment_method.idempotency_key, 'delete_payment_method',
-		md5(jsonb_build_array(pm.payment_method_id)::text));
+		md5(jsonb_build_array(pm.payment_method_id)::text), pm.customer_id);
 	corr text := payments._correlation_id(pay_delete_payment_method.correlation_id);
 	result payments.payment_methods;
 BEGIN
@@ -491,7 +491,8 @@ CREATE FUNCTION payments.pay_delete_customer(customer_id bigint,
 DECLARE
 	c payments.customers := payments._lock_customer_to_end(pay_delete_customer.customer_id, 'delete');
 	idem payments.idempotency_keys := payments._idempotency_claim(c.merchant_id,
-		pay_delete_customer.idempotency_key, 'delete_customer', md5(jsonb_build_array(c.customer_id)::text));
+		pay_delete_customer.idempotency_key, 'delete_customer', md5(jsonb_build_array(c.customer_id)::text),
+		c.customer_id);
 	corr text := payments._correlation_id(pay_delete_customer.correlation_id);
 	result payments.customers;
 BEGIN

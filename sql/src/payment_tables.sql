@@ -152,15 +152,23 @@ CREATE TABLE payments.idempotency_keys (
 	merchant_id bigint NOT NULL,
 	idempotency_key text NOT NULL CHECK (length(idempotency_key) BETWEEN 1 AND 255),
 	request_kind text NOT NULL,
-	request_hash text NOT NULL,
+	request_hash text,
 	payment_id bigint,
 	operation_id bigint,
 	created_at timestamptz NOT NULL DEFAULT now(),
+	customer_id bigint,
 	PRIMARY KEY (merchant_id, idempotency_key)
 );
 CREATE INDEX idempotency_keys_created ON payments.idempotency_keys (created_at);
+-- the keys pay_erase_customer clears
+CREATE INDEX idempotency_keys_customer ON payments.idempotency_keys (merchant_id, customer_id)
+	WHERE customer_id IS NOT NULL;
 COMMENT ON TABLE payments.idempotency_keys IS
 	'Idempotency keys of mutating API calls: the same key with the same parameters returns the original object; with other parameters it is an error.';
+COMMENT ON COLUMN payments.idempotency_keys.request_hash IS
+	'md5 of the call''s arguments, which tells a repeat from another request under the key. NULL once the customer the request concerned was erased (it digests the customer''s details): a repeat of the same kind, for the same customer, then returns what the request made, whatever its arguments.';
+COMMENT ON COLUMN payments.idempotency_keys.customer_id IS
+	'The customer the request concerned: its own calls, its payment methods'', its payments'' (and their captures, voids and refunds) and its subscriptions''. Its erasure clears request_hash.';
 
 CREATE TABLE payments.events (
 	merchant_id bigint NOT NULL,

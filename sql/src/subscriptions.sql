@@ -487,7 +487,8 @@ BEGIN
 			pay_create_subscription.interval_unit, pay_create_subscription.interval_count,
 			pay_create_subscription.quantity, pay_create_subscription.payment_method_id,
 			pay_create_subscription.trial_days, pay_create_subscription.billing_anchor,
-			pay_create_subscription.time_zone, pay_create_subscription.metadata)::text));
+			pay_create_subscription.time_zone, pay_create_subscription.metadata)::text),
+		pay_create_subscription.customer_id);
 	IF idem.request_kind IS NOT NULL THEN
 		SELECT * INTO s FROM payments.subscriptions x
 		WHERE x.merchant_id = m AND x.idempotency_key = pay_create_subscription.idempotency_key
@@ -724,7 +725,8 @@ BEGIN
 	-- ended, the method deleted): the key first, then the current state
 	idem := payments._idempotency_claim(s.merchant_id, pay_update_subscription.idempotency_key, 'update_subscription',
 		md5(jsonb_build_array(s.subscription_id, pay_update_subscription.payment_method_id,
-			pay_update_subscription.metadata, pay_update_subscription.cancel_at_period_end)::text));
+			pay_update_subscription.metadata, pay_update_subscription.cancel_at_period_end)::text),
+		s.customer_id);
 	IF idem.request_kind IS NOT NULL THEN
 		RETURN s;				-- applied once already
 	END IF;
@@ -862,7 +864,7 @@ BEGIN
 		RAISE EXCEPTION 'at_period_end must be true or false' USING ERRCODE = '22023';
 	END IF;
 	idem := payments._idempotency_claim(s.merchant_id, pay_cancel_subscription.idempotency_key, 'cancel_subscription',
-		md5(jsonb_build_array(s.subscription_id, at_period_end)::text));
+		md5(jsonb_build_array(s.subscription_id, at_period_end)::text), s.customer_id);
 	IF idem.request_kind IS NOT NULL THEN
 		RETURN s;				-- applied once already
 	END IF;
@@ -894,7 +896,8 @@ CREATE FUNCTION payments.pay_pause_subscription(
 DECLARE
 	s payments.subscriptions := payments._find_subscription(pay_pause_subscription.subscription_id, true);
 	idem payments.idempotency_keys := payments._idempotency_claim(s.merchant_id,
-		pay_pause_subscription.idempotency_key, 'pause_subscription', md5(jsonb_build_array(s.subscription_id)::text));
+		pay_pause_subscription.idempotency_key, 'pause_subscription', md5(jsonb_build_array(s.subscription_id)::text),
+		s.customer_id);
 	open_invoice bigint;
 	result payments.subscriptions;
 BEGIN
@@ -947,7 +950,8 @@ CREATE FUNCTION payments.pay_resume_subscription(
 DECLARE
 	s payments.subscriptions := payments._find_subscription(pay_resume_subscription.subscription_id, true);
 	idem payments.idempotency_keys := payments._idempotency_claim(s.merchant_id,
-		pay_resume_subscription.idempotency_key, 'resume_subscription', md5(jsonb_build_array(s.subscription_id)::text));
+		pay_resume_subscription.idempotency_key, 'resume_subscription', md5(jsonb_build_array(s.subscription_id)::text),
+		s.customer_id);
 	now_ timestamptz := payments._billing_now(s.merchant_id);
 	n integer;
 	ps timestamptz;
@@ -1181,7 +1185,8 @@ DECLARE
 BEGIN
 	idem := payments._idempotency_claim(s.merchant_id, pay_change_subscription.idempotency_key, 'change_subscription',
 		md5(jsonb_build_array(s.subscription_id, pay_change_subscription.plan_id, pay_change_subscription.price::text,
-			pay_change_subscription.quantity, pay_change_subscription.proration)::text));
+			pay_change_subscription.quantity, pay_change_subscription.proration)::text),
+		s.customer_id);
 	IF idem.request_kind IS NOT NULL THEN
 		RETURN s;				-- applied once already
 	END IF;

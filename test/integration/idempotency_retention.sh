@@ -38,12 +38,14 @@ is "$n" 1 "one charge for one key"
 comment "p1 $p1: $(q -c "SELECT status FROM pay_get_payment($p1)") p2 $p2: $(q -c "SELECT status FROM pay_get_payment($p2)")"
 
 # the request hash of a key digests the customer's details: after an
-# erasure no audit row confirms a guessed email and name
+# erasure neither the key nor an audit row confirms a guessed email and name
 c=$(q -c "SELECT customer_id FROM pay_create_customer(email => 'ada@example.com', name => 'Ada Lovelace', idempotency_key => 'signup-1')")
-q -c "SELECT 1 FROM pay_erase_customer($c)" >/dev/null
 guess=$(q -c "SELECT md5(jsonb_build_array('ada@example.com'::text, 'Ada Lovelace'::text, NULL::text, NULL::jsonb, NULL::jsonb)::text)")
 is "$(cluster_psql "$WORK" "$PORT" payments -Atc "SELECT count(*) FROM payments.idempotency_keys WHERE merchant_id = $M AND request_hash = '$guess'")" 1 \
-	"the guess is the key's request hash (it stays with the key until its retention)"
+	"the guess is the key's request hash"
+q -c "SELECT 1 FROM pay_erase_customer($c)" >/dev/null
+is "$(cluster_psql "$WORK" "$PORT" payments -Atc "SELECT count(*) FROM payments.idempotency_keys WHERE merchant_id = $M AND idempotency_key = 'signup-1' AND request_hash IS NULL")" 1 \
+	"erasure cleared the key's request hash (the key stays until its retention)"
 is "$(cluster_psql "$WORK" "$PORT" payments -Atc "SELECT count(*) FROM payments.audit_log WHERE merchant_id = $M AND table_name = 'idempotency_keys' AND (new_row ? 'request_hash' OR old_row ? 'request_hash')")" 0 \
 	"no audit row of a key holds its request hash"
 tap_done

@@ -12,7 +12,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(59);
+SELECT plan(70);
 
 INSERT INTO payments.merchants (name) VALUES ('cust-a'), ('cust-b');
 CREATE TEMP TABLE m AS SELECT
@@ -176,7 +176,43 @@ SELECT is((SELECT concat_ws('|', doc -> 'customer' ->> 'email', jsonb_array_leng
 	jsonb_array_length(doc -> 'operations') >= 3, jsonb_array_length(doc -> 'events') >= 5) FROM ex),
 	'ada@lovelace.org|2|3|f|t|t',
 	'the export holds the customer, its methods (no fingerprint), payments, operations and events');
+-- the keys of the customer's requests: its creation (cust-1) and method
+-- (pm-1) above, an update, a payment, a refund of one, a subscription; and
+-- another customer's key, which erasure leaves alone
+SELECT is((SELECT name FROM pay_update_customer(customer_id => (SELECT customer_id FROM c1), name => 'Ada King',
+	idempotency_key => 'cust-upd')), 'Ada King', 'an update under a key');
+CREATE TEMP TABLE pk AS SELECT * FROM pay_purchase(amount => '3.00 USD', customer_id => (SELECT customer_id FROM c1),
+	customer => '{"first_name": "Ada", "zip": "46201"}', idempotency_key => 'pay-ada');
+SELECT is((SELECT kind FROM pay_refund(payment_id => (SELECT payment_id FROM p1), amount => '1.00 USD',
+	reason => 'Ada asked', idempotency_key => 'refund-ada')), 'refund', 'a refund of its payment under a key');
+SELECT is((SELECT status FROM pay_create_subscription(customer_id => (SELECT customer_id FROM c1), price => '5.00 USD',
+	interval_unit => 'month', trial_days => 30, metadata => '{"note": "Ada"}', idempotency_key => 'sub-ada')),
+	'trialing', 'a subscription under a key');
+CREATE TEMP TABLE ck AS SELECT * FROM pay_create_customer(email => 'grace@example.com', idempotency_key => 'cust-keep');
+CREATE TEMP TABLE guess AS SELECT md5(jsonb_build_array('ada@example.com'::text, 'Ada Lovelace'::text, 'u-1'::text,
+	'{"first_name": "Ada", "zip": "46201"}'::jsonb, '{"tier": "gold"}'::jsonb)::text) AS h;
+SELECT is((SELECT count(*)::int FROM payments.idempotency_keys, guess WHERE request_hash = guess.h), 1,
+	'before erasure the creation key''s hash digests the email: whoever reads the table can confirm a guess of it');
 CREATE TEMP TABLE er AS SELECT * FROM pay_erase_customer((SELECT customer_id FROM c1));
+SELECT is((SELECT string_agg(idempotency_key, ',' ORDER BY idempotency_key) FROM payments.idempotency_keys
+	WHERE merchant_id = (SELECT a FROM m) AND request_hash IS NOT NULL
+		AND idempotency_key IN ('cust-1', 'cust-upd', 'pm-1', 'pay-ada', 'refund-ada', 'sub-ada', 'cust-keep')),
+	'cust-keep', 'erasure clears the request hash of the keys of the customer''s requests (creation, update, method, payment, refund, subscription), not another customer''s');
+SELECT is((SELECT count(*)::int FROM payments.idempotency_keys, guess WHERE request_hash = guess.h), 0,
+	'after erasure no key confirms a guess of the erased email');
+SELECT is((SELECT concat_ws('|', customer_id = (SELECT customer_id FROM c1), status, erased_at IS NOT NULL)
+	FROM pay_create_customer(email => 'guess@example.com', idempotency_key => 'cust-1')), 't|deleted|t',
+	'a repeat of its creation returns the erased customer whatever the arguments: the API is no oracle either');
+SELECT is((SELECT customer_id FROM pay_create_customer(email => 'ada@example.com', name => 'Ada Lovelace',
+	external_ref => 'u-1', billing => '{"first_name": "Ada", "zip": "46201"}', metadata => '{"tier": "gold"}',
+	idempotency_key => 'cust-1')), (SELECT customer_id FROM c1), 'the original arguments get the same answer, and no new customer');
+SELECT is((SELECT payment_id FROM pay_purchase(amount => '3.00 USD', customer_id => (SELECT customer_id FROM c1),
+	customer => '{"first_name": "Eve"}', idempotency_key => 'pay-ada')), (SELECT payment_id FROM pk),
+	'a repeated purchase returns its payment, charges nothing');
+SELECT throws_ok(format('SELECT pay_update_customer(customer_id => %s, name => ''x'', idempotency_key => ''cust-upd'')',
+	(SELECT customer_id FROM ck)), 'PT409', NULL, 'a key of the erased customer''s request naming another customer is a conflict (PT409)');
+SELECT throws_ok($$SELECT pay_create_customer(email => 'other@example.com', idempotency_key => 'cust-keep')$$,
+	'PT409', NULL, 'another customer''s key still tells its arguments apart');
 SELECT is((SELECT concat_ws('|', status, coalesce(email, '-'), coalesce(name, '-'), coalesce(external_ref, '-'),
 	billing::text, metadata::text, erased_at IS NOT NULL) FROM er), 'deleted|-|-|-|{}|{}|t',
 	'erasure removes the personal data and marks the customer deleted');
