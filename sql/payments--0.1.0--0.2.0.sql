@@ -14333,7 +14333,8 @@ COMMENT ON FUNCTION payments.pay_resolve_dead_letter(bigint, bigint, text, text,
 -- billing details, metadata), found by their new column customer_id, set by
 -- _idempotency_claim (p_customer), pay_create_customer, _create_payment and
 -- _new_operation (above, with their callers).  A repeat under such a key
--- returns what the request made.
+-- returns what the request made.  A repeated pay_create_customer,
+-- pay_create_plan or pay_create_subscription finds its object by an index.
 ------------------------------------------------------------------------------
 ALTER TABLE payments.idempotency_keys ALTER COLUMN request_hash DROP NOT NULL;
 ALTER TABLE payments.idempotency_keys ADD COLUMN customer_id bigint;
@@ -14343,6 +14344,12 @@ COMMENT ON COLUMN payments.idempotency_keys.request_hash IS
 	'md5 of the call''s arguments, which tells a repeat from another request under the key. NULL once the customer the request concerned was erased (it digests the customer''s details): a repeat of the same kind, for the same customer, then returns what the request made, whatever its arguments.';
 COMMENT ON COLUMN payments.idempotency_keys.customer_id IS
 	'The customer the request concerned: its own calls, its payment methods'', its payments'' (and their captures, voids and refunds) and its subscriptions''. Its erasure clears request_hash.';
+CREATE INDEX customers_idempotency_key ON payments.customers (merchant_id, idempotency_key, customer_id)
+	WHERE idempotency_key IS NOT NULL;
+CREATE INDEX plans_idempotency_key ON payments.plans (merchant_id, idempotency_key, plan_id)
+	WHERE idempotency_key IS NOT NULL;
+CREATE INDEX subscriptions_idempotency_key ON payments.subscriptions (merchant_id, idempotency_key, subscription_id)
+	WHERE idempotency_key IS NOT NULL;
 DROP FUNCTION payments._idempotency_claim(bigint, text, text, text);
 CREATE FUNCTION payments._idempotency_claim(p_merchant bigint, p_key text, p_kind text, p_hash text,
 	p_customer bigint DEFAULT NULL)

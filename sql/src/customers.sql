@@ -38,6 +38,10 @@ CREATE INDEX customers_email ON payments.customers (merchant_id, lower(email), c
 	WHERE email IS NOT NULL;
 CREATE INDEX customers_external_ref ON payments.customers (merchant_id, external_ref)
 	WHERE external_ref IS NOT NULL;
+-- a repeated pay_create_customer finds the newest customer its key made
+-- (not unique: once the key's retention ended, the key makes another)
+CREATE INDEX customers_idempotency_key ON payments.customers (merchant_id, idempotency_key, customer_id)
+	WHERE idempotency_key IS NOT NULL;
 COMMENT ON TABLE payments.customers IS
 	'Customers of each merchant: email, name, external reference, billing details, metadata and the gateway customer profile that holds their stored payment methods. Deleted customers are kept (status deleted); erased ones keep no personal data.';
 REVOKE ALL ON payments.customers FROM PUBLIC;

@@ -25,6 +25,10 @@ CREATE TABLE payments.plans (
 	PRIMARY KEY (merchant_id, plan_id)
 );
 CREATE INDEX plans_created ON payments.plans (merchant_id, created_at, plan_id);
+-- a repeated pay_create_plan finds the newest plan its key made (not
+-- unique: once the key's retention ended, the key makes another)
+CREATE INDEX plans_idempotency_key ON payments.plans (merchant_id, idempotency_key, plan_id)
+	WHERE idempotency_key IS NOT NULL;
 COMMENT ON TABLE payments.plans IS
 	'Plans of each merchant: amount and currency per period, interval (day, week, month, year, times interval_count) and trial length. Amount and interval never change; inactive plans take no new subscriptions.';
 
@@ -80,6 +84,10 @@ CREATE TABLE payments.subscriptions (
 );
 CREATE INDEX subscriptions_customer ON payments.subscriptions (merchant_id, customer_id, subscription_id);
 CREATE INDEX subscriptions_status ON payments.subscriptions (merchant_id, status, created_at, subscription_id);
+-- a repeated pay_create_subscription finds the newest subscription its
+-- key made (not unique, as plans_idempotency_key)
+CREATE INDEX subscriptions_idempotency_key ON payments.subscriptions (merchant_id, idempotency_key, subscription_id)
+	WHERE idempotency_key IS NOT NULL;
 -- the billing run's queue
 CREATE INDEX subscriptions_renewal_due ON payments.subscriptions (next_renewal_at)
 	WHERE next_renewal_at IS NOT NULL;

@@ -12,7 +12,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(70);
+SELECT plan(75);
 
 INSERT INTO payments.merchants (name) VALUES ('cust-a'), ('cust-b');
 CREATE TEMP TABLE m AS SELECT
@@ -236,6 +236,45 @@ SELECT ok((SELECT count(*) FROM payments.audit_log WHERE table_name = 'customers
 SELECT is((SELECT count(*)::int FROM payments.operations o WHERE o.merchant_id = (SELECT a FROM m)
 	AND o.kind = 'delete_customer' AND o.customer_id = (SELECT customer_id FROM c1)), 1,
 	'erasure deletes the customer''s profile at the gateway (delete_customer queued)');
+
+-- 8. a repeat finds the object its key made by an index, and erasure the
+-- keys of a customer (not a scan of every row of the merchant)
+INSERT INTO payments.customers (merchant_id, idempotency_key, correlation_id)
+SELECT a, 'bulk-' || g, 'bulk' FROM m, generate_series(1, 3000) g;
+INSERT INTO payments.plans (merchant_id, name, amount, interval_unit, idempotency_key, correlation_id)
+SELECT a, 'Bulk', '1.00 USD', 'month', 'bulk-' || g, 'bulk' FROM m, generate_series(1, 3000) g;
+INSERT INTO payments.subscriptions (merchant_id, customer_id, status, unit_amount, interval_unit, interval_count,
+	billing_anchor, current_period_start, current_period_end, idempotency_key, correlation_id)
+SELECT a, ck.customer_id, 'canceled', '1.00 USD', 'month', 1, now()::timestamp, now(), now() + interval '1 month',
+	'bulk-' || g, 'bulk' FROM m, ck, generate_series(1, 3000) g;
+INSERT INTO payments.idempotency_keys (merchant_id, idempotency_key, request_kind, request_hash, customer_id)
+SELECT a, 'bulk-' || g, 'update_customer', md5(g::text), g FROM m, generate_series(1, 3000) g;
+ANALYZE payments.customers, payments.plans, payments.subscriptions, payments.idempotency_keys;
+CREATE FUNCTION pg_temp.indexes_used(q text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+	plan json;
+BEGIN
+	EXECUTE 'EXPLAIN (FORMAT JSON) ' || q INTO plan;
+	RETURN (SELECT string_agg(x[1], ',') FROM regexp_matches(plan::text, '"Index Name": "([^"]+)"', 'g') x);
+END
+$$;
+SELECT is((SELECT string_agg(c.relname, ',' ORDER BY c.relname) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+	WHERE c.relname IN ('customers_idempotency_key', 'plans_idempotency_key', 'subscriptions_idempotency_key',
+		'idempotency_keys_customer') AND i.indisvalid AND NOT i.indisunique AND i.indpred IS NOT NULL),
+	'customers_idempotency_key,idempotency_keys_customer,plans_idempotency_key,subscriptions_idempotency_key',
+	'the look-up indexes exist, valid, partial and not unique (a key makes another object once its retention ended)');
+SELECT is(pg_temp.indexes_used(format('SELECT * FROM payments.customers c WHERE c.merchant_id = %s
+	AND c.idempotency_key = %L ORDER BY c.customer_id DESC LIMIT 1', a, 'bulk-77')), 'customers_idempotency_key',
+	'pay_create_customer''s repeat reads customers_idempotency_key') FROM m;
+SELECT is(pg_temp.indexes_used(format('SELECT * FROM payments.plans x WHERE x.merchant_id = %s
+	AND x.idempotency_key = %L ORDER BY x.plan_id DESC LIMIT 1', a, 'bulk-77')), 'plans_idempotency_key',
+	'pay_create_plan''s repeat reads plans_idempotency_key') FROM m;
+SELECT is(pg_temp.indexes_used(format('SELECT * FROM payments.subscriptions x WHERE x.merchant_id = %s
+	AND x.idempotency_key = %L ORDER BY x.subscription_id DESC LIMIT 1', a, 'bulk-77')), 'subscriptions_idempotency_key',
+	'pay_create_subscription''s repeat reads subscriptions_idempotency_key') FROM m;
+SELECT is(pg_temp.indexes_used(format('UPDATE payments.idempotency_keys k SET request_hash = NULL
+	WHERE k.merchant_id = %s AND k.customer_id = %s AND k.request_hash IS NOT NULL', a, 77)), 'idempotency_keys_customer',
+	'pay_erase_customer finds the customer''s keys by idempotency_keys_customer') FROM m;
 
 SELECT * FROM finish();
 ROLLBACK;
