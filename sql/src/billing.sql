@@ -465,9 +465,12 @@ BEGIN
 	WHERE x.merchant_id = p_merchant_id AND x.subscription_id = p_subscription_id
 		AND (x.status IN ('incomplete', 'past_due', 'unpaid')
 			OR (x.status = 'trialing' AND x.current_period_index >= 0))
+		-- no other invoice of it open: one in dunning, or one whose charge
+		-- is not answered yet (period 0's, when a proration invoice of a
+		-- change made at the trial's end was paid first)
 		AND NOT EXISTS (SELECT 1 FROM payments.invoices i
 			WHERE i.merchant_id = x.merchant_id AND i.subscription_id = x.subscription_id
-				AND i.status = 'open' AND i.first_failed_at IS NOT NULL);
+				AND i.status = 'open');
 	IF NOT FOUND THEN
 		RETURN;
 	END IF;
@@ -487,7 +490,7 @@ BEGIN
 		IF n > s.current_period_index THEN
 			ps := payments._period_start(s.billing_anchor, s.time_zone, s.interval_unit, s.interval_count, n);
 			pe := payments._period_start(s.billing_anchor, s.time_zone, s.interval_unit, s.interval_count, n + 1);
-			UPDATE payments.subscriptions x SET status = 'active', current_period_index = n,
+			UPDATE payments.subscriptions x SET status = 'active', current_period_index = n, period_amount = NULL,
 				current_period_start = ps, current_period_end = pe, next_renewal_at = pe
 			WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id
 			RETURNING * INTO s;
@@ -917,7 +920,7 @@ BEGIN
 			idx := s.current_period_index + 1;
 			start_ := payments._period_start(s.billing_anchor, s.time_zone, s.interval_unit, s.interval_count, idx);
 			end_ := payments._period_start(s.billing_anchor, s.time_zone, s.interval_unit, s.interval_count, idx + 1);
-			UPDATE payments.subscriptions SET current_period_index = idx,
+			UPDATE payments.subscriptions SET current_period_index = idx, period_amount = NULL,
 				current_period_start = start_, current_period_end = end_, next_renewal_at = end_
 			WHERE merchant_id = s.merchant_id AND subscription_id = s.subscription_id;
 			PERFORM payments._billing_event(s.merchant_id, 'subscription.renewed', NULL,

@@ -75,6 +75,10 @@ CREATE TABLE payments.subscriptions (
 	correlation_id text NOT NULL,
 	created_at timestamptz NOT NULL DEFAULT now(),
 	updated_at timestamptz NOT NULL DEFAULT now(),
+	-- the amount (unit amount times quantity) the current period was
+	-- billed at, while a change without proration (none) has set the
+	-- terms of the next period only; NULL: the terms above are in force
+	period_amount payments.pay_amount,
 	PRIMARY KEY (merchant_id, subscription_id),
 	FOREIGN KEY (merchant_id, customer_id) REFERENCES payments.customers,
 	FOREIGN KEY (merchant_id, plan_id) REFERENCES payments.plans,

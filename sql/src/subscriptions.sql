@@ -779,6 +779,24 @@ COMMENT ON FUNCTION payments.pay_update_subscription(bigint, bigint, jsonb, bool
 -- Cancel, pause, resume.
 ------------------------------------------------------------------------------
 
+-- The invoice items (prorations, a carried credit) that the open invoices
+-- of a subscription ending now took go back to pending before those
+-- invoices are voided, so that _close_pending_items closes them on the
+-- final invoice: a voided invoice dropped them (a customer's carried
+-- credit vanished without an event).
+CREATE FUNCTION payments._release_open_invoice_items(s payments.subscriptions) RETURNS void
+	LANGUAGE sql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+	UPDATE payments.invoice_items t SET invoice_id = NULL
+	FROM payments.invoices i
+	WHERE i.merchant_id = s.merchant_id AND i.subscription_id = s.subscription_id AND i.status = 'open'
+		AND t.merchant_id = i.merchant_id AND t.subscription_id = i.subscription_id
+		AND t.invoice_id = i.invoice_id
+	$$;
+COMMENT ON FUNCTION payments._release_open_invoice_items(payments.subscriptions) IS
+	'Internal: returns to pending the invoice items taken by the open invoices of a subscription that ends now (they are voided), so that its final invoice closes them.';
+
 -- Ending a subscription now (the caller holds its row lock): its open
 -- invoices are voided and it is canceled (incomplete_expired when it never
 -- started).  Refused while an open invoice's charge is in flight: it could
@@ -802,6 +820,7 @@ BEGIN
 			USING ERRCODE = '22Y20',
 				HINT = 'Wait for its outcome (pay_wait on the invoice''s payment_id; a payment held for review: pay_void it), then cancel again.';
 	END IF;
+	PERFORM payments._release_open_invoice_items(s);
 	UPDATE payments.invoices i SET status = 'void', closed_at = now_, next_attempt_at = NULL
 	WHERE i.merchant_id = s.merchant_id AND i.subscription_id = s.subscription_id AND i.status = 'open';
 	-- an incomplete subscription never started: it ends as incomplete_expired
@@ -836,6 +855,7 @@ BEGIN
 	LOOP
 		-- a deleted customer is not charged: what its pending prorations
 		-- come to is recorded (an uncollectible final invoice), not charged
+		PERFORM payments._release_open_invoice_items(s);
 		PERFORM payments._close_pending_items(s.merchant_id, s.subscription_id, 'customer_deleted', false);
 		PERFORM payments._end_subscription_now(s, payments._billing_now(c.merchant_id));
 	END LOOP;
@@ -988,7 +1008,7 @@ BEGIN
 	END IF;
 	ps := payments._period_start(s.billing_anchor, s.time_zone, s.interval_unit, s.interval_count, n);
 	pe := payments._period_start(s.billing_anchor, s.time_zone, s.interval_unit, s.interval_count, n + 1);
-	UPDATE payments.subscriptions x SET status = 'active', paused_at = NULL, current_period_index = n,
+	UPDATE payments.subscriptions x SET status = 'active', paused_at = NULL, current_period_index = n, period_amount = NULL,
 		current_period_start = ps, current_period_end = pe, next_renewal_at = pe
 	WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id
 	RETURNING * INTO result;
@@ -1022,7 +1042,11 @@ DECLARE
 	new_unit payments.pay_amount := s.unit_amount;
 	new_qty integer := coalesce(p_quantity, s.quantity);
 	effective text := p_proration;
-	old_total payments.pay_amount := s.unit_amount * s.quantity;
+	-- what the current period was billed at: a change without proration
+	-- set the terms of the next period only (period_amount keeps this
+	-- period's); a credit for its unused part at the new terms credited
+	-- (or charged) money never paid
+	old_total payments.pay_amount := coalesce(s.period_amount, s.unit_amount * s.quantity);
 	new_total payments.pay_amount;
 	credit payments.pay_amount;
 	charge payments.pay_amount;
@@ -1100,7 +1124,9 @@ BEGIN
 		charge := payments._prorate(new_total, s.current_period_start, s.current_period_end, p_at);
 		IF pay_minor_units(credit) <> 0 THEN
 			lines := lines || jsonb_build_object('kind', 'proration',
-				'description', format('Unused time on %s x %s from %s', s.quantity, s.unit_amount, at_local),
+				'description', CASE WHEN s.period_amount IS NULL
+					THEN format('Unused time on %s x %s from %s', s.quantity, s.unit_amount, at_local)
+					ELSE format('Unused time on %s from %s', old_total, at_local) END,
 				'unit_amount', s.unit_amount::text, 'quantity', s.quantity, 'amount', credit::text);
 		END IF;
 		IF pay_minor_units(charge) <> 0 THEN
@@ -1194,7 +1220,12 @@ BEGIN
 		pay_change_subscription.quantity, pay_change_subscription.proration, now_);
 	UPDATE payments.subscriptions x SET plan_id = (ch -> 'new' ->> 'plan_id')::bigint,
 		unit_amount = (ch -> 'new' ->> 'unit_amount')::payments.pay_amount,
-		quantity = (ch -> 'new' ->> 'quantity')::integer
+		quantity = (ch -> 'new' ->> 'quantity')::integer,
+		-- without proration the current period stays billed at what it was
+		-- (in a trial nothing was billed yet)
+		period_amount = CASE WHEN ch ->> 'proration' = 'none'
+				AND NOT (s.status = 'trialing' AND s.current_period_index < 0)
+			THEN (ch -> 'old' ->> 'amount')::payments.pay_amount END
 	WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id
 	RETURNING * INTO result;
 	IF jsonb_array_length(ch -> 'lines') > 0 THEN
