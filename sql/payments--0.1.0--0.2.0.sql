@@ -1115,9 +1115,16 @@ DECLARE
 BEGIN
 	-- the correlation id is sent as refId
 	PERFORM payments._check_gateway_input(NULL, NULL, NULL, corr);
+	-- a capture, void or refund acts on the payment's transaction: it goes to
+	-- the gateway account the payment was made at, or nowhere
+	-- (_claim_operations holds it if the merchant moved to another)
 	INSERT INTO payments.operations (merchant_id, payment_id, kind, status, amount, reason, via_void,
-		idempotency_key, correlation_id)
-	VALUES (p.merchant_id, p.payment_id, p_kind, p_status, p_amount, p_reason, p_via_void, p_key, corr)
+		idempotency_key, correlation_id, gateway_account)
+	VALUES (p.merchant_id, p.payment_id, p_kind, p_status, p_amount, p_reason, p_via_void, p_key, corr,
+		(SELECT x.gateway_account FROM payments.operations x
+		 WHERE x.merchant_id = p.merchant_id AND x.payment_id = p.payment_id
+			AND x.kind IN ('purchase', 'authorize')
+		 ORDER BY x.operation_id LIMIT 1))
 	RETURNING * INTO o;
 	IF p_key IS NOT NULL THEN
 		UPDATE payments.idempotency_keys SET payment_id = p.payment_id, operation_id = o.operation_id,
@@ -13584,7 +13591,10 @@ BEGIN
 				WHERE p.merchant_id = m AND p.status = 'in_review')
 		INTO in_doubt FROM payments.operations o
 		WHERE o.merchant_id = m AND (o.status IN ('sending', 'in_review')
-			OR (NOT o.never_sent AND o.status IN ('queued', 'unknown', 'dead')));
+			OR (NOT o.never_sent AND o.status IN ('queued', 'unknown', 'dead')))
+			-- (what was sent to the new account goes on there: back to
+			-- the account it was sent to, a held one resolves)
+			AND o.gateway_account IS DISTINCT FROM payments._gateway_account(pay_configure_gateway.api_login_id);
 		IF in_doubt > 0 THEN
 			RAISE EXCEPTION 'merchant % has % operations that may have reached its current gateway account and are not resolved', m, in_doubt
 				USING ERRCODE = '55000',
@@ -13959,7 +13969,8 @@ BEGIN
 				+ CASE WHEN d.nth <= p_limit % least(d.merchants, p_limit) THEN 1 ELSE 0 END AS share
 			FROM due d WHERE NOT d.background AND d.nth <= p_limit) w
 		CROSS JOIN LATERAL (SELECT o.background, o.merchant_id, o.operation_id, o.next_attempt_at,
-				o.status AS old_status, o.updated_at AS old_updated_at
+				o.status AS old_status, o.updated_at AS old_updated_at, o.kind, o.never_sent,
+				o.gateway_account
 			FROM payments.operations o
 			WHERE NOT o.background AND o.merchant_id = w.merchant_id
 				AND o.status IN ('queued', 'unknown')
@@ -13984,7 +13995,8 @@ BEGIN
 				+ CASE WHEN d.nth <= r.room % least(d.merchants, r.room) THEN 1 ELSE 0 END AS share
 			FROM due d, background_room r WHERE d.background AND d.nth <= r.room) w
 		CROSS JOIN LATERAL (SELECT o.background, o.merchant_id, o.operation_id, o.next_attempt_at,
-				o.status AS old_status, o.updated_at AS old_updated_at
+				o.status AS old_status, o.updated_at AS old_updated_at, o.kind, o.never_sent,
+				o.gateway_account
 			FROM payments.operations o
 			WHERE o.background AND o.merchant_id = w.merchant_id
 				AND o.status IN ('queued', 'unknown')
@@ -14008,13 +14020,29 @@ BEGIN
 			OR EXISTS (SELECT 1 FROM background b GROUP BY b.merchant_id HAVING count(*) >= max(b.share))
 			AS ready
 	), claimed AS (
+		-- the gateway account each is sent to is recorded (gateway_account):
+		-- one that may have reached another account, or acts on a payment
+		-- made at another, is never sent here but held as a dead letter
+		-- (its configuration, read here, changed while it was claimed)
 		UPDATE payments.operations o
-		SET status = 'sending', attempts = o.attempts + 1,
-			first_sent_at = coalesce(o.first_sent_at, now())
+		SET status = CASE WHEN a.moved THEN 'dead' ELSE 'sending' END,
+			attempts = o.attempts + CASE WHEN a.moved THEN 0 ELSE 1 END,
+			first_sent_at = CASE WHEN a.moved THEN o.first_sent_at ELSE coalesce(o.first_sent_at, now()) END,
+			gateway_account = CASE WHEN a.bound THEN o.gateway_account ELSE a.account END,
+			last_error = CASE WHEN a.moved THEN payments._account_moved_error(o.gateway_account, a.account)
+				ELSE o.last_error END
 		FROM ready r
+		JOIN payments.gateway_config g ON g.merchant_id = r.merchant_id
+		CROSS JOIN LATERAL (SELECT k.account, k.bound, k.bound AND r.gateway_account <> k.account AS moved
+			FROM (SELECT payments._gateway_account(g.api_login_id) AS account,
+				-- bound to its account: what may have reached one, and a
+				-- capture, void or refund from its creation (its payment's)
+				r.gateway_account IS NOT NULL
+					AND (NOT r.never_sent OR r.kind IN ('capture', 'void', 'refund')) AS bound) k) a
 		WHERE o.merchant_id = r.merchant_id AND o.operation_id = r.operation_id
 			AND r.pos <= CASE WHEN NOT r.background THEN p_limit ELSE (SELECT b.room FROM background_room b) END
-		RETURNING o.*, r.old_status, r.old_updated_at, r.pos
+		RETURNING o.*, r.old_status, r.old_updated_at, r.pos, g.api_login_id, g.transaction_key,
+			g.endpoint_url, g.ca_file, g.timeout_ms
 	)
 	SELECT c.merchant_id, c.operation_id, c.payment_id, c.kind,
 		-- queued again after an attempt that may have gone through (an
@@ -14035,7 +14063,7 @@ BEGIN
 		p.description, p.customer,
 		p.gateway_trans_id, p.card_last4, p.payment_method, p.customer_profile_id,
 		p.payment_profile_id, v.sealed, c.correlation_id, c.created_at, c.never_sent,
-		g.api_login_id, g.transaction_key, g.endpoint_url, g.ca_file, g.timeout_ms,
+		c.api_login_id, c.transaction_key, c.endpoint_url, c.ca_file, c.timeout_ms,
 		-- stored payment methods and customers' profiles (payment_methods.sql):
 		-- their own operations, and charges of a stored method
 		pm.payment_method_id, cu.customer_id, pm.source, pm.validation_mode, pm.is_default,
@@ -14068,12 +14096,12 @@ BEGIN
 	FROM claimed c
 	-- operations on a stored method or a customer's profile have no payment
 	LEFT JOIN payments.payments p ON p.merchant_id = c.merchant_id AND p.payment_id = c.payment_id
-	JOIN payments.gateway_config g ON g.merchant_id = c.merchant_id
 	LEFT JOIN payments.card_vault v ON v.merchant_id = c.merchant_id AND v.operation_id = c.operation_id
 	LEFT JOIN payments.payment_methods pm ON pm.merchant_id = c.merchant_id
 		AND pm.payment_method_id = coalesce(c.payment_method_id, p.payment_method_id)
 	LEFT JOIN payments.customers cu ON cu.merchant_id = c.merchant_id
 		AND cu.customer_id = coalesce(c.customer_id, pm.customer_id)
+	WHERE c.status = 'sending'
 	ORDER BY c.background, c.pos;
 END
 $$;
@@ -14437,6 +14465,44 @@ CREATE FUNCTION payments._release_open_invoice_items(s payments.subscriptions) R
 	$$;
 COMMENT ON FUNCTION payments._release_open_invoice_items(payments.subscriptions) IS
 	'Internal: returns to pending the invoice items taken by the open invoices of a subscription that ends now (they are voided), so that its final invoice closes them.';
+
+------------------------------------------------------------------------------
+-- h-account-bound: an operation is only ever sent to, or asked of, the
+-- gateway account it was first sent to (sql/src/worker.sql, billing.sql,
+-- payment_api.sql, gateway_admin.sql).  A claim that had read the old
+-- configuration could be in flight while pay_configure_gateway took
+-- another account: sent with the old login, its reply lost, it was resent
+-- to the new account and charged twice.  The claim records the account
+-- (operations.gateway_account) and holds as a dead letter what is bound to
+-- another account than the one configured now (_claim_operations, edited
+-- in place above); a capture, void or refund takes its payment's account
+-- (_new_operation, edited in place above); pay_configure_gateway (edited
+-- in place above) lets a merchant go back to the account its held
+-- operations were sent to.
+------------------------------------------------------------------------------
+ALTER TABLE payments.operations ADD COLUMN gateway_account text;
+COMMENT ON COLUMN payments.operations.gateway_account IS
+	'The gateway account (payments._gateway_account of its api_login_id) the operation was sent to, recorded by the claim of every send while no attempt can have reached the gateway; a capture, void or refund takes its payment''s from its creation. The worker never sends, resends or looks it up at another account: it holds it as a dead letter instead. NULL: not sent since the column exists.';
+
+-- A gateway account as operations record it (operations.gateway_account):
+-- its api_login_id, digested (the login of an owner-only configuration is
+-- not shown to API roles, who read their operations).  The endpoint is no
+-- part of it: the same login at another URL is the same account.
+CREATE FUNCTION payments._gateway_account(p_api_login_id text) RETURNS text
+	LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+	-- inlined in the claim: no SET clause, every name qualified
+	AS $$ SELECT pg_catalog.left(pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(p_api_login_id, 'UTF8')), 'hex'), 16) $$;
+COMMENT ON FUNCTION payments._gateway_account(text) IS
+	'Internal: the gateway account of an api_login_id as operations.gateway_account records it (the first 16 hex digits of its SHA-256; the endpoint URL is no part of it).';
+
+-- Why the claim held an operation bound to another gateway account than
+-- the one configured now (_claim_operations), as its last_error.
+CREATE FUNCTION payments._account_moved_error(p_sent_to text, p_configured text) RETURNS text
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	AS $$ SELECT pg_catalog.format('held: the gateway account changed after this operation was sent (or its payment was made) at account %s; the one configured now is %s (accounts as payments._gateway_account(api_login_id) names them). Sent or looked up there it could be charged twice, or never found: configure the account it was sent to again (pay_configure_gateway) and pay_retry_dead_letter it, or settle it at that account by hand and pay_discard_dead_letter it.',
+		p_sent_to, p_configured) $$;
+COMMENT ON FUNCTION payments._account_moved_error(text, text) IS
+	'Internal: the last_error of an operation the worker held as a dead letter because the merchant''s gateway account changed after it was sent (or its payment was made) at another.';
 
 ------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,

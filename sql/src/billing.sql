@@ -18,6 +18,10 @@
 ALTER TABLE payments.operations ADD COLUMN background boolean NOT NULL DEFAULT false;
 COMMENT ON COLUMN payments.operations.background IS
 	'A charge a billing run queued (a renewal or a dunning retry): the worker claims it after every other ready operation.';
+-- (Here, after background: the upgrade adds the columns in this order.)
+ALTER TABLE payments.operations ADD COLUMN gateway_account text;
+COMMENT ON COLUMN payments.operations.gateway_account IS
+	'The gateway account (payments._gateway_account of its api_login_id) the operation was sent to, recorded by the claim of every send while no attempt can have reached the gateway; a capture, void or refund takes its payment''s from its creation. The worker never sends, resends or looks it up at another account: it holds it as a dead letter instead. NULL: not sent since the column exists.';
 -- By merchant inside each kind: the claim takes merchants in turns
 -- (_claim_operations), each merchant's operations by due time.
 DROP INDEX payments.operations_ready;

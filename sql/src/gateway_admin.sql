@@ -255,7 +255,10 @@ BEGIN
 				WHERE p.merchant_id = m AND p.status = 'in_review')
 		INTO in_doubt FROM payments.operations o
 		WHERE o.merchant_id = m AND (o.status IN ('sending', 'in_review')
-			OR (NOT o.never_sent AND o.status IN ('queued', 'unknown', 'dead')));
+			OR (NOT o.never_sent AND o.status IN ('queued', 'unknown', 'dead')))
+			-- (what was sent to the new account goes on there: back to
+			-- the account it was sent to, a held one resolves)
+			AND o.gateway_account IS DISTINCT FROM payments._gateway_account(pay_configure_gateway.api_login_id);
 		IF in_doubt > 0 THEN
 			RAISE EXCEPTION 'merchant % has % operations that may have reached its current gateway account and are not resolved', m, in_doubt
 				USING ERRCODE = '55000',

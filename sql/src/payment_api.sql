@@ -574,9 +574,16 @@ DECLARE
 BEGIN
 	-- the correlation id is sent as refId
 	PERFORM payments._check_gateway_input(NULL, NULL, NULL, corr);
+	-- a capture, void or refund acts on the payment's transaction: it goes to
+	-- the gateway account the payment was made at, or nowhere
+	-- (_claim_operations holds it if the merchant moved to another)
 	INSERT INTO payments.operations (merchant_id, payment_id, kind, status, amount, reason, via_void,
-		idempotency_key, correlation_id)
-	VALUES (p.merchant_id, p.payment_id, p_kind, p_status, p_amount, p_reason, p_via_void, p_key, corr)
+		idempotency_key, correlation_id, gateway_account)
+	VALUES (p.merchant_id, p.payment_id, p_kind, p_status, p_amount, p_reason, p_via_void, p_key, corr,
+		(SELECT x.gateway_account FROM payments.operations x
+		 WHERE x.merchant_id = p.merchant_id AND x.payment_id = p.payment_id
+			AND x.kind IN ('purchase', 'authorize')
+		 ORDER BY x.operation_id LIMIT 1))
 	RETURNING * INTO o;
 	IF p_key IS NOT NULL THEN
 		UPDATE payments.idempotency_keys SET payment_id = p.payment_id, operation_id = o.operation_id,

@@ -141,7 +141,8 @@ BEGIN
 				+ CASE WHEN d.nth <= p_limit % least(d.merchants, p_limit) THEN 1 ELSE 0 END AS share
 			FROM due d WHERE NOT d.background AND d.nth <= p_limit) w
 		CROSS JOIN LATERAL (SELECT o.background, o.merchant_id, o.operation_id, o.next_attempt_at,
-				o.status AS old_status, o.updated_at AS old_updated_at
+				o.status AS old_status, o.updated_at AS old_updated_at, o.kind, o.never_sent,
+				o.gateway_account
 			FROM payments.operations o
 			WHERE NOT o.background AND o.merchant_id = w.merchant_id
 				AND o.status IN ('queued', 'unknown')
@@ -166,7 +167,8 @@ BEGIN
 				+ CASE WHEN d.nth <= r.room % least(d.merchants, r.room) THEN 1 ELSE 0 END AS share
 			FROM due d, background_room r WHERE d.background AND d.nth <= r.room) w
 		CROSS JOIN LATERAL (SELECT o.background, o.merchant_id, o.operation_id, o.next_attempt_at,
-				o.status AS old_status, o.updated_at AS old_updated_at
+				o.status AS old_status, o.updated_at AS old_updated_at, o.kind, o.never_sent,
+				o.gateway_account
 			FROM payments.operations o
 			WHERE o.background AND o.merchant_id = w.merchant_id
 				AND o.status IN ('queued', 'unknown')
@@ -190,13 +192,29 @@ BEGIN
 			OR EXISTS (SELECT 1 FROM background b GROUP BY b.merchant_id HAVING count(*) >= max(b.share))
 			AS ready
 	), claimed AS (
+		-- the gateway account each is sent to is recorded (gateway_account):
+		-- one that may have reached another account, or acts on a payment
+		-- made at another, is never sent here but held as a dead letter
+		-- (its configuration, read here, changed while it was claimed)
 		UPDATE payments.operations o
-		SET status = 'sending', attempts = o.attempts + 1,
-			first_sent_at = coalesce(o.first_sent_at, now())
+		SET status = CASE WHEN a.moved THEN 'dead' ELSE 'sending' END,
+			attempts = o.attempts + CASE WHEN a.moved THEN 0 ELSE 1 END,
+			first_sent_at = CASE WHEN a.moved THEN o.first_sent_at ELSE coalesce(o.first_sent_at, now()) END,
+			gateway_account = CASE WHEN a.bound THEN o.gateway_account ELSE a.account END,
+			last_error = CASE WHEN a.moved THEN payments._account_moved_error(o.gateway_account, a.account)
+				ELSE o.last_error END
 		FROM ready r
+		JOIN payments.gateway_config g ON g.merchant_id = r.merchant_id
+		CROSS JOIN LATERAL (SELECT k.account, k.bound, k.bound AND r.gateway_account <> k.account AS moved
+			FROM (SELECT payments._gateway_account(g.api_login_id) AS account,
+				-- bound to its account: what may have reached one, and a
+				-- capture, void or refund from its creation (its payment's)
+				r.gateway_account IS NOT NULL
+					AND (NOT r.never_sent OR r.kind IN ('capture', 'void', 'refund')) AS bound) k) a
 		WHERE o.merchant_id = r.merchant_id AND o.operation_id = r.operation_id
 			AND r.pos <= CASE WHEN NOT r.background THEN p_limit ELSE (SELECT b.room FROM background_room b) END
-		RETURNING o.*, r.old_status, r.old_updated_at, r.pos
+		RETURNING o.*, r.old_status, r.old_updated_at, r.pos, g.api_login_id, g.transaction_key,
+			g.endpoint_url, g.ca_file, g.timeout_ms
 	)
 	SELECT c.merchant_id, c.operation_id, c.payment_id, c.kind,
 		-- queued again after an attempt that may have gone through (an
@@ -217,7 +235,7 @@ BEGIN
 		p.description, p.customer,
 		p.gateway_trans_id, p.card_last4, p.payment_method, p.customer_profile_id,
 		p.payment_profile_id, v.sealed, c.correlation_id, c.created_at, c.never_sent,
-		g.api_login_id, g.transaction_key, g.endpoint_url, g.ca_file, g.timeout_ms,
+		c.api_login_id, c.transaction_key, c.endpoint_url, c.ca_file, c.timeout_ms,
 		-- stored payment methods and customers' profiles (payment_methods.sql):
 		-- their own operations, and charges of a stored method
 		pm.payment_method_id, cu.customer_id, pm.source, pm.validation_mode, pm.is_default,
@@ -250,17 +268,37 @@ BEGIN
 	FROM claimed c
 	-- operations on a stored method or a customer's profile have no payment
 	LEFT JOIN payments.payments p ON p.merchant_id = c.merchant_id AND p.payment_id = c.payment_id
-	JOIN payments.gateway_config g ON g.merchant_id = c.merchant_id
 	LEFT JOIN payments.card_vault v ON v.merchant_id = c.merchant_id AND v.operation_id = c.operation_id
 	LEFT JOIN payments.payment_methods pm ON pm.merchant_id = c.merchant_id
 		AND pm.payment_method_id = coalesce(c.payment_method_id, p.payment_method_id)
 	LEFT JOIN payments.customers cu ON cu.merchant_id = c.merchant_id
 		AND cu.customer_id = coalesce(c.customer_id, pm.customer_id)
+	WHERE c.status = 'sending'
 	ORDER BY c.background, c.pos;
 END
 $$;
 COMMENT ON FUNCTION payments._claim_operations(integer, integer, text[], text, bigint) IS
 	'Worker, step 1: claims up to p_limit ready operations (FOR UPDATE SKIP LOCKED), merchants taking turns (an equal share of the room each, every merchant''s first before anyone''s second; ties after p_after_merchant first; more_ready when a merchant took its whole share), ordinary ones first and at most p_background_limit of a billing run''s charges, and marks them sending before anything is sent; operations of merchants whose gateway connection (_gateway_connection) is in p_held_connections (its circuit is open in the worker) are left; with p_only_connection, only that connection''s are claimed.';
+
+-- A gateway account as operations record it (operations.gateway_account):
+-- its api_login_id, digested (the login of an owner-only configuration is
+-- not shown to API roles, who read their operations).  The endpoint is no
+-- part of it: the same login at another URL is the same account.
+CREATE FUNCTION payments._gateway_account(p_api_login_id text) RETURNS text
+	LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+	-- inlined in the claim: no SET clause, every name qualified
+	AS $$ SELECT pg_catalog.left(pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(p_api_login_id, 'UTF8')), 'hex'), 16) $$;
+COMMENT ON FUNCTION payments._gateway_account(text) IS
+	'Internal: the gateway account of an api_login_id as operations.gateway_account records it (the first 16 hex digits of its SHA-256; the endpoint URL is no part of it).';
+
+-- Why the claim held an operation bound to another gateway account than
+-- the one configured now (_claim_operations), as its last_error.
+CREATE FUNCTION payments._account_moved_error(p_sent_to text, p_configured text) RETURNS text
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	AS $$ SELECT pg_catalog.format('held: the gateway account changed after this operation was sent (or its payment was made) at account %s; the one configured now is %s (accounts as payments._gateway_account(api_login_id) names them). Sent or looked up there it could be charged twice, or never found: configure the account it was sent to again (pay_configure_gateway) and pay_retry_dead_letter it, or settle it at that account by hand and pay_discard_dead_letter it.',
+		p_sent_to, p_configured) $$;
+COMMENT ON FUNCTION payments._account_moved_error(text, text) IS
+	'Internal: the last_error of an operation the worker held as a dead letter because the merchant''s gateway account changed after it was sent (or its payment was made) at another.';
 
 -- A merchant's gateway connection, as the worker's circuit breakers tell
 -- them apart: the endpoint, the CA file and the timeout (one merchant's own
