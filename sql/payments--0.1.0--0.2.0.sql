@@ -13571,6 +13571,7 @@ DECLARE
 	old_login text;
 	in_doubt bigint;
 	held_until timestamptz;
+	new_account text := payments._gateway_account(pay_configure_gateway.api_login_id);
 BEGIN
 	-- the transaction key and the card numbers must not travel in clear
 	IF lower(endpoint_url) LIKE 'http://%'
@@ -13587,14 +13588,17 @@ BEGIN
 	IF was_configured AND old_login IS DISTINCT FROM pay_configure_gateway.api_login_id THEN
 		-- (and what the gateway holds for review there: the review
 		-- check would ask the new account about it)
+		-- (what was sent to, or made at, the new account goes on there:
+		-- back to the account it was sent to, a held one resolves)
 		SELECT count(*) + (SELECT count(*) FROM payments.payments p
-				WHERE p.merchant_id = m AND p.status = 'in_review')
+				WHERE p.merchant_id = m AND p.status = 'in_review'
+					AND NOT EXISTS (SELECT 1 FROM payments.operations x
+						WHERE x.merchant_id = p.merchant_id AND x.payment_id = p.payment_id
+							AND x.kind IN ('purchase', 'authorize') AND x.gateway_account = new_account))
 		INTO in_doubt FROM payments.operations o
 		WHERE o.merchant_id = m AND (o.status IN ('sending', 'in_review')
 			OR (NOT o.never_sent AND o.status IN ('queued', 'unknown', 'dead')))
-			-- (what was sent to the new account goes on there: back to
-			-- the account it was sent to, a held one resolves)
-			AND o.gateway_account IS DISTINCT FROM payments._gateway_account(pay_configure_gateway.api_login_id);
+			AND o.gateway_account IS DISTINCT FROM new_account;
 		IF in_doubt > 0 THEN
 			RAISE EXCEPTION 'merchant % has % operations that may have reached its current gateway account and are not resolved', m, in_doubt
 				USING ERRCODE = '55000',
@@ -14106,7 +14110,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments._claim_operations(integer, integer, text[], text, bigint) IS
-	'Worker, step 1: claims up to p_limit ready operations (FOR UPDATE SKIP LOCKED), merchants taking turns (an equal share of the room each, every merchant''s first before anyone''s second; ties after p_after_merchant first; more_ready when a merchant took its whole share), ordinary ones first and at most p_background_limit of a billing run''s charges, and marks them sending before anything is sent; operations of merchants whose gateway connection (_gateway_connection) is in p_held_connections (its circuit is open in the worker) are left; with p_only_connection, only that connection''s are claimed.';
+	'Worker, step 1: claims up to p_limit ready operations (FOR UPDATE SKIP LOCKED), merchants taking turns (an equal share of the room each, every merchant''s first before anyone''s second; ties after p_after_merchant first; more_ready when a merchant took its whole share), ordinary ones first and at most p_background_limit of a billing run''s charges, and marks them sending before anything is sent; operations of merchants whose gateway connection (_gateway_connection) is in p_held_connections (its circuit is open in the worker) are left; with p_only_connection, only that connection''s are claimed. Records the gateway account each is sent to (operations.gateway_account); one bound to another account than the one configured now is not returned but held as a dead letter.';
 REVOKE ALL ON FUNCTION payments._claim_operations(integer, integer, text[], text, bigint) FROM PUBLIC;
 
 ------------------------------------------------------------------------------
@@ -14478,7 +14482,10 @@ COMMENT ON FUNCTION payments._release_open_invoice_items(payments.subscriptions)
 -- in place above); a capture, void or refund takes its payment's account
 -- (_new_operation, edited in place above); pay_configure_gateway (edited
 -- in place above) lets a merchant go back to the account its held
--- operations were sent to.
+-- operations were sent to, or its payments held for review were made at;
+-- the review checks ask only the account a payment or refund was made at
+-- (_review_candidates, _refund_review_candidates, replaced below: SQL
+-- functions, checked against the new column).
 ------------------------------------------------------------------------------
 ALTER TABLE payments.operations ADD COLUMN gateway_account text;
 COMMENT ON COLUMN payments.operations.gateway_account IS
@@ -14503,6 +14510,51 @@ CREATE FUNCTION payments._account_moved_error(p_sent_to text, p_configured text)
 		p_sent_to, p_configured) $$;
 COMMENT ON FUNCTION payments._account_moved_error(text, text) IS
 	'Internal: the last_error of an operation the worker held as a dead letter because the merchant''s gateway account changed after it was sent (or its payment was made) at another.';
+
+CREATE OR REPLACE FUNCTION payments._review_candidates(p_limit integer)
+	RETURNS TABLE (merchant_id bigint, payment_id bigint, kind text, invoice_number text,
+		gateway_trans_id text, api_login_id text, transaction_key text, endpoint_url text,
+		ca_file text, timeout_ms integer)
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+	SELECT p.merchant_id, p.payment_id, p.kind, p.invoice_number, p.gateway_trans_id,
+		g.api_login_id, g.transaction_key, g.endpoint_url, g.ca_file, g.timeout_ms
+	FROM payments.payments p
+	JOIN payments.gateway_config g ON g.merchant_id = p.merchant_id
+	WHERE p.status = 'in_review' AND p.gateway_trans_id IS NOT NULL
+		AND NOT EXISTS (SELECT 1 FROM payments.operations o
+			WHERE o.merchant_id = p.merchant_id AND o.payment_id = p.payment_id
+				AND (o.status IN ('queued', 'sending', 'unknown')
+					-- made at another gateway account than the one configured
+					-- now (operations.gateway_account): asked there it would
+					-- never be found; asked once the merchant is back at it
+					OR o.kind IN ('purchase', 'authorize')
+						AND o.gateway_account <> payments._gateway_account(g.api_login_id)))
+	ORDER BY p.updated_at
+	LIMIT p_limit
+	$$;
+
+CREATE OR REPLACE FUNCTION payments._refund_review_candidates(p_limit integer)
+	RETURNS TABLE (merchant_id bigint, operation_id bigint, payment_id bigint,
+		invoice_number text, gateway_trans_id text, api_login_id text, transaction_key text,
+		endpoint_url text, ca_file text, timeout_ms integer)
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+	SELECT o.merchant_id, o.operation_id, o.payment_id,
+		-- the refund's own transaction, or the payment's for one sent as a void
+		CASE WHEN o.via_void THEN p.invoice_number ELSE 'R' || payments._invoice_tag() || o.operation_id END,
+		o.gateway_trans_id, g.api_login_id, g.transaction_key, g.endpoint_url, g.ca_file, g.timeout_ms
+	FROM payments.operations o
+	JOIN payments.payments p ON p.merchant_id = o.merchant_id AND p.payment_id = o.payment_id
+	JOIN payments.gateway_config g ON g.merchant_id = o.merchant_id
+	WHERE o.status = 'in_review' AND o.kind = 'refund' AND o.gateway_trans_id IS NOT NULL
+		-- (at the gateway account configured now: see _review_candidates)
+		AND (o.gateway_account IS NULL OR o.gateway_account = payments._gateway_account(g.api_login_id))
+	ORDER BY o.updated_at
+	LIMIT p_limit
+	$$;
 
 ------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,

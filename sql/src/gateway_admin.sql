@@ -235,6 +235,7 @@ DECLARE
 	old_login text;
 	in_doubt bigint;
 	held_until timestamptz;
+	new_account text := payments._gateway_account(pay_configure_gateway.api_login_id);
 BEGIN
 	-- the transaction key and the card numbers must not travel in clear
 	IF lower(endpoint_url) LIKE 'http://%'
@@ -251,14 +252,17 @@ BEGIN
 	IF was_configured AND old_login IS DISTINCT FROM pay_configure_gateway.api_login_id THEN
 		-- (and what the gateway holds for review there: the review
 		-- check would ask the new account about it)
+		-- (what was sent to, or made at, the new account goes on there:
+		-- back to the account it was sent to, a held one resolves)
 		SELECT count(*) + (SELECT count(*) FROM payments.payments p
-				WHERE p.merchant_id = m AND p.status = 'in_review')
+				WHERE p.merchant_id = m AND p.status = 'in_review'
+					AND NOT EXISTS (SELECT 1 FROM payments.operations x
+						WHERE x.merchant_id = p.merchant_id AND x.payment_id = p.payment_id
+							AND x.kind IN ('purchase', 'authorize') AND x.gateway_account = new_account))
 		INTO in_doubt FROM payments.operations o
 		WHERE o.merchant_id = m AND (o.status IN ('sending', 'in_review')
 			OR (NOT o.never_sent AND o.status IN ('queued', 'unknown', 'dead')))
-			-- (what was sent to the new account goes on there: back to
-			-- the account it was sent to, a held one resolves)
-			AND o.gateway_account IS DISTINCT FROM payments._gateway_account(pay_configure_gateway.api_login_id);
+			AND o.gateway_account IS DISTINCT FROM new_account;
 		IF in_doubt > 0 THEN
 			RAISE EXCEPTION 'merchant % has % operations that may have reached its current gateway account and are not resolved', m, in_doubt
 				USING ERRCODE = '55000',

@@ -278,7 +278,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments._claim_operations(integer, integer, text[], text, bigint) IS
-	'Worker, step 1: claims up to p_limit ready operations (FOR UPDATE SKIP LOCKED), merchants taking turns (an equal share of the room each, every merchant''s first before anyone''s second; ties after p_after_merchant first; more_ready when a merchant took its whole share), ordinary ones first and at most p_background_limit of a billing run''s charges, and marks them sending before anything is sent; operations of merchants whose gateway connection (_gateway_connection) is in p_held_connections (its circuit is open in the worker) are left; with p_only_connection, only that connection''s are claimed.';
+	'Worker, step 1: claims up to p_limit ready operations (FOR UPDATE SKIP LOCKED), merchants taking turns (an equal share of the room each, every merchant''s first before anyone''s second; ties after p_after_merchant first; more_ready when a merchant took its whole share), ordinary ones first and at most p_background_limit of a billing run''s charges, and marks them sending before anything is sent; operations of merchants whose gateway connection (_gateway_connection) is in p_held_connections (its circuit is open in the worker) are left; with p_only_connection, only that connection''s are claimed. Records the gateway account each is sent to (operations.gateway_account); one bound to another account than the one configured now is not returned but held as a dead letter.';
 
 -- A gateway account as operations record it (operations.gateway_account):
 -- its api_login_id, digested (the login of an owner-only configuration is
@@ -971,7 +971,12 @@ CREATE FUNCTION payments._review_candidates(p_limit integer)
 	WHERE p.status = 'in_review' AND p.gateway_trans_id IS NOT NULL
 		AND NOT EXISTS (SELECT 1 FROM payments.operations o
 			WHERE o.merchant_id = p.merchant_id AND o.payment_id = p.payment_id
-				AND o.status IN ('queued', 'sending', 'unknown'))
+				AND (o.status IN ('queued', 'sending', 'unknown')
+					-- made at another gateway account than the one configured
+					-- now (operations.gateway_account): asked there it would
+					-- never be found; asked once the merchant is back at it
+					OR o.kind IN ('purchase', 'authorize')
+						AND o.gateway_account <> payments._gateway_account(g.api_login_id)))
 	ORDER BY p.updated_at
 	LIMIT p_limit
 	$$;
@@ -1048,6 +1053,8 @@ CREATE FUNCTION payments._refund_review_candidates(p_limit integer)
 	JOIN payments.payments p ON p.merchant_id = o.merchant_id AND p.payment_id = o.payment_id
 	JOIN payments.gateway_config g ON g.merchant_id = o.merchant_id
 	WHERE o.status = 'in_review' AND o.kind = 'refund' AND o.gateway_trans_id IS NOT NULL
+		-- (at the gateway account configured now: see _review_candidates)
+		AND (o.gateway_account IS NULL OR o.gateway_account = payments._gateway_account(g.api_login_id))
 	ORDER BY o.updated_at
 	LIMIT p_limit
 	$$;

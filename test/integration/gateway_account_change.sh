@@ -33,9 +33,7 @@ for i in $(seq 100); do
 	[ "$(q -c "SELECT status FROM payments.operations WHERE merchant_id = $M1 AND payment_id = $pid")" = unknown ] && break; sleep 0.1; done
 comment "after the lost reply: $(q -c "SELECT status, attempts, never_sent FROM payments.operations WHERE merchant_id = $M1 AND payment_id = $pid") ledger: $(sim_ledger P$TAG$pid)"
 # the merchant moves to another gateway account
-reconf() { # MERCHANT: to login hbLogin2; prints the SQLSTATE of a refusal, if any
-	cluster_psql "$WORK" "$PORT" payments -At -v VERBOSITY=verbose -c "SELECT payments.pay_configure_gateway(api_login_id => 'hbLogin2', transaction_key => 'hbKey2hbKey2hbK2', endpoint_url => '$SIM_TLS_API', ca_file => '$SIM_CA', timeout_ms => 1000, merchant_id => $1)" 2>&1 | sed -n 's/^ERROR:  \([0-9A-Z]\{5\}\):.*/\1/p'
-}
+reconf() { move_account "$1" hbLogin2 hbKey2hbKey2hbK2; }
 is "$(reconf $M1)" 55000 "another account is refused while a purchase of unknown outcome may have reached the current one"
 unpark
 q -c "UPDATE payments.operations SET next_attempt_at = now() WHERE merchant_id = $M1 AND payment_id = $pid" -c "SELECT payments._wake_at_commit()" >/dev/null

@@ -17,6 +17,12 @@ merchant_on_simulator() {
 	M=$(cluster_psql "$WORK" "$PORT" payments -Atc "INSERT INTO payments.merchants (name) VALUES ('$1') RETURNING merchant_id")
 	cluster_psql "$WORK" "$PORT" payments -c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY', endpoint_url => '$SIM_TLS_API', ca_file => '$SIM_CA', timeout_ms => ${2:-3000}, merchant_id => $M)" >/dev/null
 }
+# move_account MERCHANT LOGIN KEY: pay_configure_gateway moves MERCHANT to
+# that account of the simulator (timeout 1 s); prints the SQLSTATE of a
+# refusal, if any.
+move_account() {
+	cluster_psql "$WORK" "$PORT" payments -At -v VERBOSITY=verbose -c "SELECT payments.pay_configure_gateway(api_login_id => '$2', transaction_key => '$3', endpoint_url => '$SIM_TLS_API', ca_file => '$SIM_CA', timeout_ms => 1000, merchant_id => $1)" 2>&1 | sed -n 's/^ERROR:  \([0-9A-Z]\{5\}\):.*/\1/p'
+}
 # as_merchant [PSQL ARGS...]: psql as merchant M, unaligned tuples, stopping
 # at the first error.
 as_merchant() {
