@@ -14506,7 +14506,7 @@ COMMENT ON FUNCTION payments._gateway_account(text) IS
 -- the one configured now (_claim_operations), as its last_error.
 CREATE FUNCTION payments._account_moved_error(p_sent_to text, p_configured text) RETURNS text
 	LANGUAGE sql IMMUTABLE PARALLEL SAFE
-	AS $$ SELECT pg_catalog.format('held: the gateway account changed after this operation was sent (or its payment was made) at account %s; the one configured now is %s (accounts as payments._gateway_account(api_login_id) names them). Sent or looked up there it could be charged twice, or never found: configure the account it was sent to again (pay_configure_gateway) and pay_retry_dead_letter it, or settle it at that account by hand and pay_discard_dead_letter it.',
+	AS $$ SELECT pg_catalog.format('held: the gateway account changed after this operation was sent (or its payment was made) at account %s; the one configured now is %s (accounts as payments._gateway_account(api_login_id) names them). Sent or looked up there it could be charged twice, or never found: configure the account it was sent to again (pay_configure_gateway) and pay_retry_dead_letter it, or settle it at that account by hand and record what happened with pay_resolve_dead_letter (or pay_discard_dead_letter it).',
 		p_sent_to, p_configured) $$;
 COMMENT ON FUNCTION payments._account_moved_error(text, text) IS
 	'Internal: the last_error of an operation the worker held as a dead letter because the merchant''s gateway account changed after it was sent (or its payment was made) at another.';
