@@ -8,19 +8,25 @@
  * number and security code in a statement's text in the backend that
  * received it, a request on its way to the gateway in the worker.  With
  * the keys, the sealed cards in the vault's data file open.  So the
- * postmaster makes itself non-dumpable at start, and every process it
- * forks (backends, the worker, the recorder, other extensions' workers)
- * inherits that: the kernel writes no core file of them, and only root may
- * attach a debugger or read their memory.  payments.core_dumps = on leaves
- * the processes as they were (for debugging a crash on a server that takes
- * no real cards).
+ * postmaster lowers its core file size limit, soft and hard, to 1 byte at
+ * start, and every process it forks inherits it (an unprivileged process
+ * cannot raise a hard limit): the kernel writes no core file below a page,
+ * and a limit of exactly 1 is the one value that also stops a core from
+ * being piped to a handler (systemd-coredump, apport; see core(5)).
+ *
+ * Not PR_SET_DUMPABLE: the kernel then hands the process's /proc files to
+ * root, and a backend could no longer reset its own OOM score
+ * (PG_OOM_ADJUST_FILE, which Debian's pg_ctlcluster and systemd unit use
+ * to keep the postmaster alone out of the OOM killer's way).
+ *
+ * payments.core_dumps = on leaves the limit as it was (for debugging a
+ * crash on a server that takes no real cards).
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include <errno.h>
-#include <sys/prctl.h>
+#include <sys/resource.h>
 
 #include "utils/guc.h"
 
@@ -32,9 +38,11 @@ static bool payments_core_dumps = false;
 void
 core_dumps_init(void)
 {
+	struct rlimit none = {1, 1};
+
 	DefineCustomBoolVariable("payments.core_dumps",
 							 "Lets the server's processes write core files (they can hold card data and the vault's keys).",
-							 "Off, the postmaster makes itself and every process it starts non-dumpable: no core files, and only root may attach a debugger.",
+							 "Off, the postmaster sets the core file size limit of itself and every process it starts to 1 byte: no core file, written or piped.",
 							 &payments_core_dumps,
 							 false,
 							 PGC_POSTMASTER,
@@ -42,10 +50,10 @@ core_dumps_init(void)
 							 NULL, NULL, NULL);
 	if (payments_core_dumps)
 		return;
-	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+	if (setrlimit(RLIMIT_CORE, &none) != 0)
 		ereport(WARNING,
 				(errcode(ERRCODE_SYSTEM_ERROR),
-				 errmsg("payments could not turn off core dumps: %m"),
+				 errmsg("payments could not turn off core files: %m"),
 				 errdetail("A core file of a server process could hold card data and the card vault's sealing keys."),
 				 errhint("Turn off core files for the server (ulimit -c 0, or LimitCORE=0 in its systemd unit).")));
 }

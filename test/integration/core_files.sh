@@ -2,12 +2,14 @@
 # No core files of the server's processes: a core file holds what the
 # process held (the card vault's sealing keys in shared memory, a card in
 # a statement's text), and with the keys the vault's data file opens.  The
-# postmaster makes itself non-dumpable at start and every process it forks
-# inherits it: the kernel then owns their /proc files to root and writes no
-# core file.  Checked on a cluster started with core files allowed
-# (pg_ctl -c), by crashing a backend: no core file in the data directory;
-# and, to show the check can fail, with payments.core_dumps = on: there is
-# one (as there was by default before).
+# postmaster sets its core file size limit, soft and hard, to 1 byte at
+# start and every process it forks inherits it: the kernel writes no core
+# file (and pipes none to a handler).  Checked on a cluster started with
+# core files allowed (pg_ctl -c), by crashing a backend: no core file in the
+# data directory; and, to show the check can fail, with
+# payments.core_dumps = on: there is one (as there was by default before).
+# The backends still reset their OOM score as the postmaster's environment
+# asks (PG_OOM_ADJUST_FILE, as Debian's pg_ctlcluster sets it).
 set -euo pipefail
 source "$(dirname "$0")/../lib/common.sh"
 source "$(dirname "$0")/../lib/tap.sh"
@@ -17,7 +19,6 @@ dir=$(mktemp -d "${TMPDIR:-/tmp}/payments-core.XXXXXX")
 port=$(free_port)
 trap 'cluster_stop "$dir"; as_root rm -rf "$dir"' EXIT
 cluster_init "$dir" "$port" "fsync = off" "shared_buffers = 16MB" "restart_after_crash = on"
-pg_uid=$(id -u "$PG_OS_USER")
 pattern=$(cat /proc/sys/kernel/core_pattern)
 # the kernel writes a core into the crashing process's directory (the data
 # directory) when the pattern is a plain relative name
@@ -49,15 +50,19 @@ crash_backend() {
 	die "the server did not come back after the crash"
 }
 
-# check OWNER CORES LABEL: the postmaster's and the worker's /proc files
-# owned by root (non-dumpable) or by postgres (dumpable); a crash leaves a
-# core file or none
+# check LIMIT CORES LABEL: the core file size limit (soft and hard) of the
+# postmaster, the worker and a client backend; a crash leaves CORES core files
 check() {
-	local want_owner=$1 want_cores=$2 label=$3 p owners=""
-	for p in "$(as_root head -1 "$dir/data/postmaster.pid")" "$(poll_value 30 pid_of 'payments worker')"; do
-		owners+="$(stat -c %u "/proc/$p/mem" 2>/dev/null || echo gone) "
+	local want_limit=$1 want_cores=$2 label=$3 p limits=""
+	sql payments -c 'SELECT pg_sleep(30)' >/dev/null 2>&1 &
+	local sleeper=$!
+	for p in "$(as_root head -1 "$dir/data/postmaster.pid")" "$(poll_value 30 pid_of 'payments worker')" \
+		"$(poll_value 30 sql payments -Atc "SELECT pid FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)'")"; do
+		limits+="$(awk '/^Max core file size/ { print $5 "/" $6 }' "/proc/$p/limits" 2>/dev/null || echo gone) "
 	done
-	is "$owners" "$want_owner $want_owner " "$label: the postmaster's and the worker's memory files are owned by uid $want_owner"
+	kill "$sleeper" 2>/dev/null || true
+	wait "$sleeper" 2>/dev/null || true
+	is "$limits" "$want_limit $want_limit $want_limit " "$label: the postmaster's, the worker's and a backend's core file size limit is $want_limit"
 	if [ "$crash_check" = yes ]; then
 		as_root find "$dir/data" -maxdepth 1 -name 'core*' -type f -delete
 		crash_backend
@@ -67,14 +72,18 @@ check() {
 	fi
 }
 
-PG_CTL_CORE_FILES=1 cluster_start "$dir"
+export PG_OOM_ADJUST_FILE=/proc/self/oom_score_adj PG_OOM_ADJUST_VALUE=0
+# the postmaster inherits the score of the shell that starts it
+(echo 100 > "/proc/$BASHPID/oom_score_adj" && PG_CTL_CORE_FILES=1 cluster_start "$dir")
 sql postgres -c 'CREATE DATABASE payments' >/dev/null
 sql payments -c 'CREATE EXTENSION payments' >/dev/null
-check 0 0 "by default"
+check 1/1 0 "by default"
+is "$(cat "/proc/$(as_root head -1 "$dir/data/postmaster.pid")/oom_score_adj")/$(cat "/proc/$(poll_value 30 pid_of 'payments worker')/oom_score_adj")" \
+	"100/0" "the postmaster keeps its OOM score, the worker resets its own (PG_OOM_ADJUST_FILE)"
 
 cluster_stop "$dir"
 printf 'payments.core_dumps = on\n' | as_pg tee -a "$dir/data/postgresql.conf" >/dev/null
 PG_CTL_CORE_FILES=1 cluster_start "$dir"
-check "$pg_uid" 1 "payments.core_dumps = on"
+check unlimited/unlimited 1 "payments.core_dumps = on"
 is "$(sql payments -Atc 'SHOW payments.core_dumps')" on "the setting reads on"
 tap_done
