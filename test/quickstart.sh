@@ -191,16 +191,23 @@ SELECT subscription_id, status, current_period_start, current_period_end FROM pa
 -- A month later (billing time moved by a test clock), the renewal: one
 -- invoice for the new period, charged with the card-on-file fields.
 -- pay_run_renewals() is what pg_cron (or the worker's own clock) runs.
+-- In one transaction with the clock's move: the billing process, woken
+-- when the move commits, would otherwise race this call for the renewal
+-- (and the lines below would look before it was made).
+BEGIN;
 SELECT pay_advance_test_clock('1 month 1 hour') AS billing_now;
 SELECT pay_run_renewals() AS renewed;
+COMMIT;
 SELECT payment_id AS charge FROM pay_list_invoices(subscription_id => :sub) ORDER BY invoice_id DESC LIMIT 1 \gset
 SELECT payment_id, status, amount FROM pay_wait(:charge, '10 s');
 
 -- The next month the bank declines (sandbox trigger: billing zip 46282):
 -- the subscription is past_due and the invoice waits for its first retry.
 SELECT status FROM pay_update_customer(customer_id => :cust, billing => '{"first_name": "Grace", "last_name": "Hopper", "zip": "46282"}');
+BEGIN;
 SELECT pay_advance_test_clock('1 month') AS billing_now;
 SELECT pay_run_renewals() AS renewed;
+COMMIT;
 SELECT payment_id AS charge FROM pay_list_invoices(subscription_id => :sub) ORDER BY invoice_id DESC LIMIT 1 \gset
 SELECT payment_id, status, decline_code, decline_reason FROM pay_wait(:charge, '10 s');
 SELECT subscription_id, status FROM pay_get_subscription(:sub);
@@ -221,6 +228,16 @@ ORDER BY invoice_id;
 SELECT event_type, created_at FROM payments.events
 WHERE event_type LIKE 'subscription.%' AND (data ->> 'subscription_id')::bigint = :sub ORDER BY event_id;
 SQL
+
+# The demonstration shows what it says: a renewal paid, one declined
+# (past_due) and paid by the new card, the subscription active again.
+got=$(q payments -Atc "SELECT string_agg(i.kind || ':' || i.status, ',' ORDER BY i.invoice_id)
+	|| ' ' || (SELECT s.status FROM payments.subscriptions s WHERE s.subscription_id = max(i.subscription_id))
+	|| ' ' || (SELECT count(*) FROM payments.events e WHERE e.event_type = 'subscription.past_due'
+		AND (e.data ->> 'subscription_id')::bigint = max(i.subscription_id))
+	FROM payments.invoices i WHERE i.subscription_id = (SELECT max(subscription_id) FROM payments.subscriptions)")
+[ "$got" = "first:paid,renewal:paid,renewal:paid active 1" ] \
+	|| die "the subscription demonstration did not go as shown (invoices, status, past_due events: $got)"
 
 cat <<EOF
 
