@@ -1762,12 +1762,36 @@ CREATE FUNCTION payments._audit_row_hash(merchant_id bigint, audit_id bigint, ta
 COMMENT ON FUNCTION payments._audit_row_hash(bigint, bigint, text, text, text, jsonb, jsonb, text[], text, text, text, text, xid8, timestamptz, bigint) IS
 	'Internal: the SHA-256 row hash of an audit row, from its columns.';
 
-CREATE OR REPLACE FUNCTION payments.pay_audit_verify(merchant_id bigint DEFAULT NULL) RETURNS jsonb
+DROP FUNCTION payments.pay_audit_verify(bigint);
+-- The owner can rewrite the whole log, recomputing every row hash and
+-- seal: a chain checked only against itself then verifies.  A digest (the
+-- latest seal of each merchant, pay_audit_digest) copied out of the
+-- database closes that: a rewrite of anything at or below a digest's seal
+-- changes that seal's batch hash, which verify compares with the copy.
+CREATE FUNCTION payments.pay_audit_digest(merchant_id bigint DEFAULT NULL) RETURNS jsonb
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+	SELECT coalesce(jsonb_agg(jsonb_build_object('merchant_id', s.merchant_id, 'seal_id', s.seal_id,
+		'batch_hash', encode(s.batch_hash, 'hex'), 'sealed_at', s.sealed_at) ORDER BY s.merchant_id), '[]')
+	FROM (SELECT DISTINCT ON (x.merchant_id) x.merchant_id, x.seal_id, x.batch_hash, x.sealed_at
+		FROM payments.audit_seals x
+		WHERE pay_audit_digest.merchant_id IS NULL OR x.merchant_id = pay_audit_digest.merchant_id
+		ORDER BY x.merchant_id, x.seal_id DESC) s
+	$$;
+REVOKE ALL ON FUNCTION payments.pay_audit_digest(bigint) FROM PUBLIC;
+COMMENT ON FUNCTION payments.pay_audit_digest(bigint) IS
+	'The audit log''s digest: the latest seal of each merchant (default: all), as a jsonb array of {merchant_id, seal_id, batch_hash, sealed_at}. Keep a copy where the database''s owner cannot change it; pay_audit_verify(digest => copy) then finds a rewrite of the sealed history up to those seals, even one with every hash recomputed. Owner only.';
+
+CREATE FUNCTION payments.pay_audit_verify(merchant_id bigint DEFAULT NULL, digest jsonb DEFAULT NULL)
+	RETURNS jsonb
 	LANGUAGE plpgsql STABLE
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	bad record;
+	d jsonb;
+	anchored payments.audit_seals;
 	s payments.audit_seals;
 	prev payments.audit_seals;
 	cur_merchant bigint;
@@ -1778,6 +1802,18 @@ DECLARE
 	hashes bytea;
 	zero bytea := decode(repeat('00', 32), 'hex');
 BEGIN
+	-- 0. the digest is pay_audit_digest()'s shape, or nothing is checked
+	IF digest IS NOT NULL AND (jsonb_typeof(digest) <> 'array' OR EXISTS (
+			SELECT 1 FROM jsonb_array_elements(digest) e(x)
+			WHERE jsonb_typeof(e.x) <> 'object' OR jsonb_typeof(e.x -> 'merchant_id') <> 'number'
+				OR jsonb_typeof(e.x -> 'seal_id') <> 'number'
+				OR coalesce(e.x ->> 'batch_hash', '') !~ '^[0-9a-f]{64}$')) THEN
+		RAISE EXCEPTION 'digest is not an audit digest'
+			USING ERRCODE = '22023',
+				DETAIL = 'A digest is a JSON array of objects with merchant_id, seal_id and batch_hash (64 hexadecimal digits).',
+				HINT = 'Pass a value pay_audit_digest() returned.';
+	END IF;
+
 	-- 1. every row's content against its hash
 	SELECT a.merchant_id, a.audit_id INTO bad
 	FROM payments.audit_log a
@@ -1844,12 +1880,29 @@ BEGIN
 		END IF;
 		prev := s;
 	END LOOP;
+
+	-- 4. the seals of the digest, kept outside, against the chain checked above
+	FOR d IN SELECT e.x FROM jsonb_array_elements(coalesce(digest, '[]')) e(x)
+		WHERE pay_audit_verify.merchant_id IS NULL
+			OR (e.x ->> 'merchant_id')::numeric = pay_audit_verify.merchant_id
+		ORDER BY (e.x ->> 'merchant_id')::numeric, (e.x ->> 'seal_id')::numeric
+	LOOP
+		SELECT * INTO anchored FROM payments.audit_seals x
+		WHERE x.merchant_id = (d ->> 'merchant_id')::numeric AND x.seal_id = (d ->> 'seal_id')::numeric;
+		IF NOT FOUND THEN
+			RETURN jsonb_build_object('problem', 'digest_seal_missing', 'merchant_id', d -> 'merchant_id',
+				'seal_id', d -> 'seal_id', 'detail', 'The digest names a seal the merchant''s chain does not hold (seals were removed or renumbered).');
+		ELSIF encode(anchored.batch_hash, 'hex') <> d ->> 'batch_hash' THEN
+			RETURN jsonb_build_object('problem', 'digest_mismatch', 'merchant_id', anchored.merchant_id,
+				'seal_id', anchored.seal_id, 'detail', 'The seal''s batch hash is not the one the digest recorded: the sealed history up to it was rewritten.');
+		END IF;
+	END LOOP;
 	RETURN NULL;
 END
 $$;
-REVOKE ALL ON FUNCTION payments.pay_audit_verify(bigint) FROM PUBLIC;
-COMMENT ON FUNCTION payments.pay_audit_verify(bigint) IS
-	'Checks the audit log of one merchant (default: all): every row against its hash, every seal against the previous one, every sealed batch''s rows against its count and hash. Returns NULL when intact, else the first problem as jsonb {problem, merchant_id, audit_id or seal_id, detail}; problem is row_modified, row_missing, row_added, batch_mismatch, seal_chain_broken or prune_not_prefix. Rows written since the last seal are checked against their own hash only. Owner only.';
+REVOKE ALL ON FUNCTION payments.pay_audit_verify(bigint, jsonb) FROM PUBLIC;
+COMMENT ON FUNCTION payments.pay_audit_verify(bigint, jsonb) IS
+	'Checks the audit log of one merchant (default: all): every row against its hash, every seal against the previous one, every sealed batch''s rows against its count and hash, and, given a digest (pay_audit_digest() kept outside the database), each of its seals against its recorded batch hash. Returns NULL when intact, else the first problem as jsonb {problem, merchant_id, audit_id or seal_id, detail}; problem is row_modified, row_missing, row_added, batch_mismatch, seal_chain_broken, prune_not_prefix, digest_seal_missing or digest_mismatch. Rows written since the last seal are checked against their own hash only. A digest that is not pay_audit_digest()''s shape is refused (22023). Owner only.';
 
 ------------------------------------------------------------------------------
 -- h-cust: customers and stored payment methods (issue 11, first part;

@@ -9,7 +9,7 @@
 \set ON_ERROR_STOP true
 BEGIN;
 SET LOCAL TimeZone = 'UTC';
-SELECT plan(77);
+SELECT plan(86);
 
 SELECT has_table('payments', 'audit_log', 'payments.audit_log exists');
 SELECT has_table('payments', 'audit_seals', 'payments.audit_seals exists');
@@ -344,6 +344,56 @@ DELETE FROM payments.audit_seals s USING tap_seal t WHERE s.merchant_id = t.merc
 SELECT is(payments.pay_audit_verify() ->> 'problem', 'seal_chain_broken', 'a removed seal breaks the chain');
 INSERT INTO payments.audit_seals SELECT * FROM tap_seal;
 SELECT is(payments.pay_audit_verify(), NULL::jsonb, 'intact again');
+
+-- A rewrite with every hash recomputed verifies against itself; only a
+-- digest kept outside the database finds it.
+CREATE TEMP TABLE tap_digest AS SELECT payments.pay_audit_digest() AS d;
+SELECT is((SELECT jsonb_path_query_first(d, '$[*] ? (@.merchant_id == 3)') - 'sealed_at' FROM tap_digest),
+	(SELECT jsonb_build_object('merchant_id', 3, 'seal_id', max(seal_id),
+		'batch_hash', encode((array_agg(batch_hash ORDER BY seal_id DESC))[1], 'hex'))
+	 FROM payments.audit_seals WHERE merchant_id = 3),
+	'pay_audit_digest names each merchant''s latest seal and its batch hash');
+SELECT is(payments.pay_audit_verify(digest => (SELECT d FROM tap_digest)), NULL::jsonb,
+	'an intact log verifies against its digest');
+CREATE TEMP TABLE tap_seals3 AS SELECT * FROM payments.audit_seals WHERE merchant_id = 3;
+UPDATE payments.audit_log a SET db_role = 'someone_else' FROM tap_victim v WHERE a.audit_id = v.audit_id;
+UPDATE payments.audit_log a SET row_hash = pg_temp.rehash(a) FROM tap_victim v WHERE a.audit_id = v.audit_id;
+DO $$
+DECLARE
+	s payments.audit_seals;
+	prev bytea := decode(repeat('00', 32), 'hex');
+	h bytea;
+BEGIN
+	FOR s IN SELECT * FROM payments.audit_seals WHERE merchant_id = 3 ORDER BY seal_id LOOP
+		SELECT payments._audit_batch_hash(s.merchant_id, s.seal_id, s.range_start, s.range_end, s.row_count, prev,
+			string_agg(a.row_hash, ''::bytea ORDER BY a.audit_id)) INTO h
+		FROM payments.audit_log a
+		WHERE a.merchant_id = 3 AND a.audit_id > s.range_start AND a.audit_id <= s.range_end;
+		UPDATE payments.audit_seals x SET prev_seal_hash = prev, batch_hash = h
+		WHERE x.merchant_id = 3 AND x.seal_id = s.seal_id;
+		prev := h;
+	END LOOP;
+END
+$$;
+SELECT is(payments.pay_audit_verify(), NULL::jsonb,
+	'a row rewritten with its row hash and every seal after it recomputed verifies against itself');
+SELECT is(payments.pay_audit_verify(digest => (SELECT d FROM tap_digest)) - 'detail',
+	jsonb_build_object('problem', 'digest_mismatch', 'merchant_id', 3,
+		'seal_id', (SELECT max(seal_id) FROM tap_seals3)),
+	'against the digest kept from before, the rewrite is found');
+SELECT is(payments.pay_audit_verify(merchant_id => 999, digest => (SELECT d FROM tap_digest)), NULL::jsonb,
+	'a digest''s other merchants are left out when one merchant is verified');
+SELECT is(payments.pay_audit_verify(digest => ('[{"merchant_id": 3, "seal_id": 0, "batch_hash": "'
+		|| repeat('0', 64) || '"}]')::jsonb) ->> 'problem', 'digest_seal_missing',
+	'a seal of the digest that the chain no longer holds is found');
+SELECT throws_ok($$SELECT payments.pay_audit_verify(digest => '{"merchant_id": 3}')$$, '22023',
+	'digest is not an audit digest', 'a digest of another shape is refused');
+SELECT throws_ok($$SELECT payments.pay_audit_verify(digest => '[{"merchant_id": 3, "seal_id": 1, "batch_hash": "xyz"}]')$$,
+	'22023', 'digest is not an audit digest', 'and so is a batch hash that is not 64 hexadecimal digits');
+UPDATE payments.audit_log a SET db_role = v.db_role, row_hash = v.row_hash FROM tap_victim v WHERE a.audit_id = v.audit_id;
+DELETE FROM payments.audit_seals WHERE merchant_id = 3;
+INSERT INTO payments.audit_seals SELECT * FROM tap_seals3;
+SELECT is(payments.pay_audit_verify(digest => (SELECT d FROM tap_digest)), NULL::jsonb, 'intact again, digest and all');
 ALTER TABLE payments.audit_log ENABLE ALWAYS TRIGGER audit_log_guard;
 ALTER TABLE payments.audit_seals ENABLE ALWAYS TRIGGER audit_seals_guard;
 SELECT throws_ok($$DELETE FROM payments.audit_seals$$, '42501', NULL, 'seals are guarded too');
