@@ -14610,6 +14610,82 @@ CREATE OR REPLACE FUNCTION payments._refund_review_candidates(p_limit integer)
 	$$;
 
 ------------------------------------------------------------------------------
+-- h-audit-digest: pay_audit_seal() writes the seals it made to the server
+-- log as a digest (sql/src/audit.sql), a copy outside the database for
+-- pay_audit_verify(digest => ...).
+CREATE OR REPLACE FUNCTION payments.pay_audit_seal(wait interval DEFAULT '5 seconds') RETURNS integer
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	horizon bigint;
+	m bigint;
+	prev payments.audit_seals;
+	start bigint;
+	cnt bigint;
+	first_id bigint;
+	last_id bigint;
+	hashes bytea;
+	sid bigint;
+	prev_hash bytea;
+	made integer := 0;
+	sealed jsonb := '[]';
+	h bytea;
+BEGIN
+	IF current_setting('transaction_isolation') <> 'read committed' THEN
+		RAISE EXCEPTION 'pay_audit_seal() must run at isolation level read committed'
+			USING ERRCODE = '25001',
+				HINT = 'Call it outside a repeatable read or serializable transaction.';
+	END IF;
+	-- one sealer at a time; API writers never touch this table
+	LOCK TABLE payments.audit_seals IN EXCLUSIVE MODE;
+	horizon := payments._audit_seal_horizon(greatest(0, least(3600000,
+		(extract(epoch FROM coalesce(wait, '0')) * 1000)::bigint))::integer);
+	IF horizon IS NULL THEN
+		RETURN 0;		-- older transactions still running: next time
+	END IF;
+	-- every merchant with audit rows (a loose index scan of the primary key)
+	FOR m IN
+		WITH RECURSIVE ms(m) AS (
+			SELECT min(a.merchant_id) FROM payments.audit_log a
+			UNION ALL
+			SELECT (SELECT min(a.merchant_id) FROM payments.audit_log a WHERE a.merchant_id > ms.m)
+			FROM ms WHERE ms.m IS NOT NULL)
+		SELECT ms.m FROM ms WHERE ms.m IS NOT NULL
+	LOOP
+		SELECT * INTO prev FROM payments.audit_seals s WHERE s.merchant_id = m
+			ORDER BY s.seal_id DESC LIMIT 1;
+		start := coalesce(prev.range_end, 0);
+		CONTINUE WHEN start >= horizon;
+		SELECT count(*), min(a.audit_id), max(a.audit_id), string_agg(a.row_hash, ''::bytea ORDER BY a.audit_id)
+			INTO cnt, first_id, last_id, hashes
+			FROM payments.audit_log a
+			WHERE a.merchant_id = m AND a.audit_id > start AND a.audit_id <= horizon;
+		CONTINUE WHEN cnt = 0;
+		sid := nextval('payments.audit_seals_seal_id_seq');
+		prev_hash := coalesce(prev.batch_hash, decode(repeat('00', 32), 'hex'));
+		INSERT INTO payments.audit_seals (merchant_id, seal_id, range_start, range_end, first_audit_id,
+			last_audit_id, row_count, prev_seal_hash, batch_hash)
+		VALUES (m, sid, start, horizon, first_id, last_id, cnt, prev_hash,
+			payments._audit_batch_hash(m, sid, start, horizon, cnt, prev_hash, hashes))
+		RETURNING batch_hash INTO h;
+		sealed := sealed || jsonb_build_object('merchant_id', m, 'seal_id', sid,
+			'batch_hash', encode(h, 'hex'), 'sealed_at', now());
+		made := made + 1;
+	END LOOP;
+	-- the new seals, as pay_audit_digest() gives them, in the server log: a
+	-- copy outside the database wherever the log is shipped elsewhere
+	IF made > 0 THEN
+		RAISE LOG 'payments audit digest: %', sealed;
+	END IF;
+	RETURN made;
+END
+$$;
+REVOKE ALL ON FUNCTION payments.pay_audit_seal(interval) FROM PUBLIC;
+COMMENT ON FUNCTION payments.pay_audit_seal(interval) IS
+	'Seals every merchant''s audit rows written since its last seal into a chained batch (payments.audit_seals); returns the number of seals made. Waits up to wait for transactions older than the call to finish, else seals nothing (returns 0) and leaves it to the next call. The new seals go to the server log as a digest (LOG: payments audit digest: ..., the shape of pay_audit_digest()). Schedule it, e.g. SELECT cron.schedule(''audit-seal'', ''* * * * *'', ''SELECT payments.pay_audit_seal()''). Owner only; read committed only.';
+
+------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,
 -- payment_api.sql, privileges.sql).  Keep this block LAST: its privilege
 -- and row-security statements cover every function and tenant table made

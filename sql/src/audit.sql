@@ -259,6 +259,8 @@ DECLARE
 	sid bigint;
 	prev_hash bytea;
 	made integer := 0;
+	sealed jsonb := '[]';
+	h bytea;
 BEGIN
 	IF current_setting('transaction_isolation') <> 'read committed' THEN
 		RAISE EXCEPTION 'pay_audit_seal() must run at isolation level read committed'
@@ -295,15 +297,23 @@ BEGIN
 		INSERT INTO payments.audit_seals (merchant_id, seal_id, range_start, range_end, first_audit_id,
 			last_audit_id, row_count, prev_seal_hash, batch_hash)
 		VALUES (m, sid, start, horizon, first_id, last_id, cnt, prev_hash,
-			payments._audit_batch_hash(m, sid, start, horizon, cnt, prev_hash, hashes));
+			payments._audit_batch_hash(m, sid, start, horizon, cnt, prev_hash, hashes))
+		RETURNING batch_hash INTO h;
+		sealed := sealed || jsonb_build_object('merchant_id', m, 'seal_id', sid,
+			'batch_hash', encode(h, 'hex'), 'sealed_at', now());
 		made := made + 1;
 	END LOOP;
+	-- the new seals, as pay_audit_digest() gives them, in the server log: a
+	-- copy outside the database wherever the log is shipped elsewhere
+	IF made > 0 THEN
+		RAISE LOG 'payments audit digest: %', sealed;
+	END IF;
 	RETURN made;
 END
 $$;
 REVOKE ALL ON FUNCTION payments.pay_audit_seal(interval) FROM PUBLIC;
 COMMENT ON FUNCTION payments.pay_audit_seal(interval) IS
-	'Seals every merchant''s audit rows written since its last seal into a chained batch (payments.audit_seals); returns the number of seals made. Waits up to wait for transactions older than the call to finish, else seals nothing (returns 0) and leaves it to the next call. Schedule it, e.g. SELECT cron.schedule(''audit-seal'', ''* * * * *'', ''SELECT payments.pay_audit_seal()''). Owner only; read committed only.';
+	'Seals every merchant''s audit rows written since its last seal into a chained batch (payments.audit_seals); returns the number of seals made. Waits up to wait for transactions older than the call to finish, else seals nothing (returns 0) and leaves it to the next call. The new seals go to the server log as a digest (LOG: payments audit digest: ..., the shape of pay_audit_digest()). Schedule it, e.g. SELECT cron.schedule(''audit-seal'', ''* * * * *'', ''SELECT payments.pay_audit_seal()''). Owner only; read committed only.';
 
 -- The owner can rewrite the whole log, recomputing every row hash and
 -- seal: a chain checked only against itself then verifies.  A digest (the

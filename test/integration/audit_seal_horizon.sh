@@ -6,7 +6,8 @@
 # waited for every transaction running, in any database.  Now only
 # transactions that hold audit ids of this database limit it, to below
 # their first id, and prepared transactions are waited for; the seals
-# still never cover a row committed after them.
+# still never cover a row committed after them.  Each seal's digest goes
+# to the server log.
 set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
 source "$(dirname "$0")/../lib/sessions.sh"
@@ -69,6 +70,14 @@ q -c "COMMIT PREPARED 'hz_prepared'" >/dev/null
 ok "$(( $(seal '3 seconds') >= 1 ? 0 : 1 ))" "once committed, the rows are sealed"
 is "$(last_sealed)" "$(audit_id_of 5)" "up to the last"
 is "$(q -c "SELECT payments.pay_audit_verify($M)")" "" "and verify"
+
+# 4. Each seal's digest goes to the server log, as pay_audit_digest()
+#    gives it: a copy outside the database that verify takes back.
+head=$(q -c "SELECT d -> 0 ->> 'batch_hash' FROM payments.pay_audit_digest($M) d")
+ok "$(passed wait_log 10 "LOG:  payments audit digest: .*\"$head\"")" "the seal wrote its digest to the server log"
+logged=$(grep -o "payments audit digest: .*\"$head\".*" "$WORK/postgres.log" | tail -1 | sed 's/^payments audit digest: //')
+is "$(q -v d="$logged" <<<"SELECT coalesce(payments.pay_audit_verify($M, :'d'::jsonb)::text, 'intact');")" intact \
+	"and the log's copy verifies against the chain"
 
 q -c "SELECT payments.pay_audit_detach('public.hz')" -c "DROP ROLE hz_nobody" >/dev/null
 tap_done
