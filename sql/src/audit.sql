@@ -300,7 +300,7 @@ BEGIN
 			payments._audit_batch_hash(m, sid, start, horizon, cnt, prev_hash, hashes))
 		RETURNING batch_hash INTO h;
 		sealed := sealed || jsonb_build_object('merchant_id', m, 'seal_id', sid,
-			'batch_hash', encode(h, 'hex'), 'sealed_at', now());
+			'batch_hash', encode(h, 'base64'), 'sealed_at', now());
 		made := made + 1;
 	END LOOP;
 	-- the new seals, as pay_audit_digest() gives them, in the server log: a
@@ -320,12 +320,14 @@ COMMENT ON FUNCTION payments.pay_audit_seal(interval) IS
 -- latest seal of each merchant, pay_audit_digest) copied out of the
 -- database closes that: a rewrite of anything at or below a digest's seal
 -- changes that seal's batch hash, which verify compares with the copy.
+-- The hash is in base64, not hex: the log hook (card_redact.c) masks every
+-- run of 12 or more digits, which a hex hash holds about one time in 14.
 CREATE FUNCTION payments.pay_audit_digest(merchant_id bigint DEFAULT NULL) RETURNS jsonb
 	LANGUAGE sql STABLE
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT coalesce(jsonb_agg(jsonb_build_object('merchant_id', s.merchant_id, 'seal_id', s.seal_id,
-		'batch_hash', encode(s.batch_hash, 'hex'), 'sealed_at', s.sealed_at) ORDER BY s.merchant_id), '[]')
+		'batch_hash', encode(s.batch_hash, 'base64'), 'sealed_at', s.sealed_at) ORDER BY s.merchant_id), '[]')
 	FROM (SELECT DISTINCT ON (x.merchant_id) x.merchant_id, x.seal_id, x.batch_hash, x.sealed_at
 		FROM payments.audit_seals x
 		WHERE pay_audit_digest.merchant_id IS NULL OR x.merchant_id = pay_audit_digest.merchant_id
@@ -359,10 +361,10 @@ BEGIN
 			SELECT 1 FROM jsonb_array_elements(digest) e(x)
 			WHERE jsonb_typeof(e.x) <> 'object' OR jsonb_typeof(e.x -> 'merchant_id') <> 'number'
 				OR jsonb_typeof(e.x -> 'seal_id') <> 'number'
-				OR coalesce(e.x ->> 'batch_hash', '') !~ '^[0-9a-f]{64}$')) THEN
+				OR coalesce(e.x ->> 'batch_hash', '') !~ '^[A-Za-z0-9+/]{43}=$')) THEN
 		RAISE EXCEPTION 'digest is not an audit digest'
 			USING ERRCODE = '22023',
-				DETAIL = 'A digest is a JSON array of objects with merchant_id, seal_id and batch_hash (64 hexadecimal digits).',
+				DETAIL = 'A digest is a JSON array of objects with merchant_id, seal_id and batch_hash (the 32 bytes in base64).',
 				HINT = 'Pass a value pay_audit_digest() returned.';
 	END IF;
 
@@ -444,7 +446,7 @@ BEGIN
 		IF NOT FOUND THEN
 			RETURN jsonb_build_object('problem', 'digest_seal_missing', 'merchant_id', d -> 'merchant_id',
 				'seal_id', d -> 'seal_id', 'detail', 'The digest names a seal the merchant''s chain does not hold (seals were removed or renumbered).');
-		ELSIF encode(anchored.batch_hash, 'hex') <> d ->> 'batch_hash' THEN
+		ELSIF encode(anchored.batch_hash, 'base64') <> d ->> 'batch_hash' THEN
 			RETURN jsonb_build_object('problem', 'digest_mismatch', 'merchant_id', anchored.merchant_id,
 				'seal_id', anchored.seal_id, 'detail', 'The seal''s batch hash is not the one the digest recorded: the sealed history up to it was rewritten.');
 		END IF;

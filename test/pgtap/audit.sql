@@ -350,7 +350,7 @@ SELECT is(payments.pay_audit_verify(), NULL::jsonb, 'intact again');
 CREATE TEMP TABLE tap_digest AS SELECT payments.pay_audit_digest() AS d;
 SELECT is((SELECT jsonb_path_query_first(d, '$[*] ? (@.merchant_id == 3)') - 'sealed_at' FROM tap_digest),
 	(SELECT jsonb_build_object('merchant_id', 3, 'seal_id', max(seal_id),
-		'batch_hash', encode((array_agg(batch_hash ORDER BY seal_id DESC))[1], 'hex'))
+		'batch_hash', encode((array_agg(batch_hash ORDER BY seal_id DESC))[1], 'base64'))
 	 FROM payments.audit_seals WHERE merchant_id = 3),
 	'pay_audit_digest names each merchant''s latest seal and its batch hash');
 SELECT is(payments.pay_audit_verify(digest => (SELECT d FROM tap_digest)), NULL::jsonb,
@@ -384,12 +384,12 @@ SELECT is(payments.pay_audit_verify(digest => (SELECT d FROM tap_digest)) - 'det
 SELECT is(payments.pay_audit_verify(merchant_id => 999, digest => (SELECT d FROM tap_digest)), NULL::jsonb,
 	'a digest''s other merchants are left out when one merchant is verified');
 SELECT is(payments.pay_audit_verify(digest => ('[{"merchant_id": 3, "seal_id": 0, "batch_hash": "'
-		|| repeat('0', 64) || '"}]')::jsonb) ->> 'problem', 'digest_seal_missing',
+		|| repeat('A', 43) || '="}]')::jsonb) ->> 'problem', 'digest_seal_missing',
 	'a seal of the digest that the chain no longer holds is found');
 SELECT throws_ok($$SELECT payments.pay_audit_verify(digest => '{"merchant_id": 3}')$$, '22023',
 	'digest is not an audit digest', 'a digest of another shape is refused');
 SELECT throws_ok($$SELECT payments.pay_audit_verify(digest => '[{"merchant_id": 3, "seal_id": 1, "batch_hash": "xyz"}]')$$,
-	'22023', 'digest is not an audit digest', 'and so is a batch hash that is not 64 hexadecimal digits');
+	'22023', 'digest is not an audit digest', 'and so is a batch hash that is not 32 bytes in base64');
 UPDATE payments.audit_log a SET db_role = v.db_role, row_hash = v.row_hash FROM tap_victim v WHERE a.audit_id = v.audit_id;
 DELETE FROM payments.audit_seals WHERE merchant_id = 3;
 INSERT INTO payments.audit_seals SELECT * FROM tap_seals3;
