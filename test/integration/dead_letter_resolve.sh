@@ -140,4 +140,129 @@ tid=$(sim_ledger_trans_ids "$invno" charge)
 is "$(resolve "$O2" succeeded "$tid")" succeeded "3: the second renewal's charge resolved succeeded with the gateway's transaction id"
 is "$(inv_state "$I2");$(status_of "$P2")" "paid|active;succeeded" "3: its invoice is paid, the subscription stays active"
 comment "billing events: $(qo -c "SELECT string_agg(event_type, ',' ORDER BY event_id) FROM payments.events WHERE merchant_id = $M AND (event_type LIKE 'invoice.%' OR event_type LIKE 'subscription.%')")"
+###########################################################################
+# 4-6. Captures, voids and refunds that became dead letters, resolved with
+#    what the gateway shows, and the payment's next step at the gateway
+#    over the following days.  "lost N": the next N transaction requests
+#    are read but not processed, then their connection is reset (the
+#    worker cannot tell: unknown, may have reached the gateway).
+merchant_on_simulator hr-resolve4 2000
+lost() { sim_ctl POST /faults "{\"type\":\"reset\",\"count\":$1,\"process\":false,\"requestType\":\"createTransactionRequest\"}" >/dev/null; }
+days() { sim_ctl POST /clock "{\"advanceSeconds\":$(( $1 * 86400 ))}" >/dev/null; }
+paid() {	# paid KIND AMOUNT: a purchase or authorization, waited for; its payment id
+	local pid
+	pid=$(q -c "SELECT payment_id FROM pay_$1(amount => '$2', card => $card)")
+	q -c "SELECT status FROM pay_wait($pid, '20 s')" >/dev/null
+	echo "$pid"
+}
+money() {	# money PAYMENT_ID: status|amount_captured|amount_refunded
+	q -c "SELECT concat_ws('|', status, coalesce(amount_captured::text, 'none'), amount_refunded) FROM pay_get_payment($1)"
+}
+settled() { q -c "SELECT 'yes' FROM pay_get_payment($1) WHERE settled_at IS NOT NULL"; }
+settle() {	# settle PAYMENT_ID: the gateway's batch closes; waits for the worker to learn it
+	sim_ctl POST /settle >/dev/null
+	poll_value 30 settled "$1"
+}
+sqlstate() { as_merchant -v VERBOSITY=verbose -c "$1" 2>&1 | sed -n 's/^ERROR:  \([0-9A-Z]\{5\}\):.*/\1/p' | head -1; }
+
+# 4. A capture the gateway made, its answer lost: dead, the payment still
+#    requires capture (and a second capture is refused while it is dead).
+#    Resolved succeeded (priorAuthCapture keeps the authorization's
+#    transId), the payment is captured; the batch settles, and a refund a
+#    week later goes to the gateway.  A capture the gateway never processed
+#    resolved failed: the payment can be captured again.
+pid=$(paid authorize '40.00 USD')
+reset 1
+cop=$(q -c "SELECT operation_id FROM pay_capture(payment_id => $pid)")
+is "$(wait_dead "$pid")" "$cop" "4: the capture is a dead letter"
+is "$(money "$pid");$(sim_ledger "P$TAG$pid")" "requires_capture|none|0.00 USD;authorization 40.00,capture 40.00" \
+	"4: its payment still requires capture, while the gateway captured it"
+is "$(sqlstate "SELECT pay_capture(payment_id => $pid)")" 22Y20 "4: another capture is refused while it is dead"
+is "$(resolve "$cop" succeeded "$(sim_ledger_trans_ids "P$TAG$pid" capture)")" succeeded "4: resolved succeeded with the gateway's transaction id"
+is "$(money "$pid")" "succeeded|40.00 USD|0.00 USD" "4: the payment succeeded, 40.00 captured"
+like "$(events_of "$pid")" "payment\.requires_capture,.*operation\.dead,operation\.succeeded,payment\.succeeded$" \
+	"4: with its operation.succeeded and payment.succeeded events"
+is "$(settle "$pid")" yes "4: the batch settles, and the worker learns it"
+days 7
+rop=$(q -c "SELECT operation_id FROM pay_refund(payment_id => $pid)" || true)
+is "$(poll_value 30 op_done "${rop:-0}")" succeeded "4: a refund a week later succeeds"
+is "$(sim_ledger "R$TAG${rop:-0}");$(money "$pid")" "refund 40.00;refunded|40.00 USD|40.00 USD" \
+	"4: the gateway refunded the captured transaction, the payment is refunded"
+days -7
+pid=$(paid authorize '41.00 USD')
+lost 1
+cop=$(q -c "SELECT operation_id FROM pay_capture(payment_id => $pid)")
+is "$(wait_dead "$pid");$(sim_ledger "P$TAG$pid")" "$cop;authorization 41.00" "4: a capture that never reached the gateway's books is a dead letter"
+is "$(resolve "$cop" failed)" failed "4: resolved failed"
+is "$(money "$pid")" "requires_capture|none|0.00 USD" "4: the payment still requires capture, nothing captured"
+like "$(events_of "$pid")" "operation\.dead,operation\.failed$" "4: with its operation.failed event, the payment unchanged"
+q -c "SELECT 1 FROM pay_capture(payment_id => $pid, amount => '30.00 USD')" >/dev/null || true
+is "$(q -c "SELECT status FROM pay_wait($pid, '20 s')");$(sim_ledger "P$TAG$pid")" "succeeded;authorization 41.00,capture 30.00" \
+	"4: it is captured again, at the gateway"
+
+# 5. A void the gateway made, its answer lost, resolved succeeded (a void
+#    keeps the transaction's transId): the authorization is canceled, a
+#    later capture refused.  A void of a purchase that the gateway never
+#    processed, resolved not_charged: the payment keeps its capture, which
+#    settles and is refunded days later.
+pid=$(paid authorize '50.00 USD')
+reset 1
+vop=$(q -c "SELECT operation_id FROM pay_void(payment_id => $pid)")
+is "$(wait_dead "$pid")" "$vop" "5: the void is a dead letter"
+is "$(money "$pid");$(sim_ledger "P$TAG$pid")" "requires_capture|none|0.00 USD;authorization 50.00,void 0.00" \
+	"5: its payment still requires capture, while the gateway voided it"
+is "$(resolve "$vop" succeeded "$(sim_ledger_trans_ids "P$TAG$pid" void)")" succeeded "5: resolved succeeded"
+is "$(money "$pid")" "canceled|none|0.00 USD" "5: the payment is canceled"
+like "$(events_of "$pid")" "operation\.dead,operation\.succeeded,payment\.canceled$" "5: with its payment.canceled event"
+days 2
+is "$(sqlstate "SELECT pay_capture(payment_id => $pid)")" 22Y20 "5: a capture two days later is refused"
+is "$(sim_ledger "P$TAG$pid")" "authorization 50.00,void 0.00" "5: nothing was captured at the gateway"
+days -2
+pid=$(paid purchase '51.00 USD')
+lost 1
+vop=$(q -c "SELECT operation_id FROM pay_void(payment_id => $pid)")
+is "$(wait_dead "$pid");$(sim_ledger "P$TAG$pid")" "$vop;charge 51.00" "5: a void that never reached the gateway's books is a dead letter"
+is "$(resolve "$vop" not_charged)" failed "5: resolved not_charged, the void failed"
+is "$(money "$pid")" "succeeded|51.00 USD|0.00 USD" "5: the payment keeps its capture"
+like "$(events_of "$pid")" "operation\.dead,operation\.failed$" "5: with its operation.failed event, the payment unchanged"
+is "$(settle "$pid")" yes "5: the batch settles with it"
+days 3
+rop=$(q -c "SELECT operation_id FROM pay_refund(payment_id => $pid, amount => '11.00 USD')" || true)
+is "$(poll_value 30 op_done "${rop:-0}");$(sim_ledger "R$TAG${rop:-0}");$(money "$pid")" \
+	"succeeded;refund 11.00;partially_refunded|51.00 USD|11.00 USD" "5: a partial refund three days later is made at the gateway"
+days -3
+
+# 6. A refund the gateway made, its answer lost, resolved succeeded with
+#    the refund's own transaction: counted (partially_refunded), and the
+#    rest refunded a week later.  A refund the gateway never processed
+#    holds its amount while dead; resolved failed, it is refundable again.
+pid=$(paid purchase '60.00 USD')
+is "$(settle "$pid")" yes "6: a purchase settles"
+reset 1
+rop=$(q -c "SELECT operation_id FROM pay_refund(payment_id => $pid, amount => '20.00 USD')")
+is "$(wait_dead "$pid")" "$rop" "6: the refund is a dead letter"
+is "$(money "$pid");$(sim_ledger "R$TAG$rop")" "succeeded|60.00 USD|0.00 USD;refund 20.00" \
+	"6: nothing refunded yet, while the gateway refunded it"
+is "$(resolve "$rop" succeeded "$(sim_ledger_trans_ids "R$TAG$rop" refund)")" succeeded "6: resolved succeeded with the refund's transaction id"
+is "$(money "$pid")" "partially_refunded|60.00 USD|20.00 USD" "6: 20.00 is refunded"
+like "$(events_of "$pid")" "operation\.dead,operation\.succeeded,payment\.partially_refunded$" "6: with its payment.partially_refunded event"
+days 7
+rop=$(q -c "SELECT operation_id FROM pay_refund(payment_id => $pid)" || true)
+is "$(poll_value 30 op_done "${rop:-0}");$(sim_ledger "R$TAG${rop:-0}");$(money "$pid")" \
+	"succeeded;refund 40.00;refunded|60.00 USD|60.00 USD" "6: the other 40.00 refunded a week later, at the gateway"
+days -7
+pid=$(paid purchase '70.00 USD')
+is "$(settle "$pid")" yes "6: another purchase settles"
+lost 1
+rop=$(q -c "SELECT operation_id FROM pay_refund(payment_id => $pid)")
+is "$(wait_dead "$pid");$(sim_ledger "R$TAG$rop")" "$rop;" "6: a refund that never reached the gateway's books is a dead letter"
+is "$(sqlstate "SELECT pay_refund(payment_id => $pid, amount => '1.00 USD')")" 22Y21 "6: its amount is not refundable while it is dead"
+is "$(resolve "$rop" failed)" failed "6: resolved failed"
+is "$(money "$pid")" "succeeded|70.00 USD|0.00 USD" "6: nothing refunded"
+like "$(events_of "$pid")" "operation\.dead,operation\.failed$" "6: with its operation.failed event, the payment unchanged"
+days 7
+rop=$(q -c "SELECT operation_id FROM pay_refund(payment_id => $pid)" || true)
+is "$(poll_value 30 op_done "${rop:-0}");$(sim_ledger "R$TAG${rop:-0}");$(money "$pid")" \
+	"succeeded;refund 70.00;refunded|70.00 USD|70.00 USD" "6: refundable again: refunded in full a week later, at the gateway"
+days -7
 tap_done
