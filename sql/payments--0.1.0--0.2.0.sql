@@ -13692,23 +13692,61 @@ REVOKE ALL ON FUNCTION payments.pay_configure_gateway(text, text, text, text, te
 COMMENT ON FUNCTION payments.pay_configure_gateway(text, text, text, text, text, integer, bigint, boolean) IS
 	'Sets the Authorize.Net API login id, transaction key, endpoint URL (https only, unless payments.allow_insecure_endpoint), signature key, CA file (for a private CA such as the simulator''s) and timeout of a merchant (default: the current one), and retries at once the operations that waited for a configuration or were held by an account error. verify => true asks the worker to check the credentials with the gateway (authenticateTestRequest) after commit; pay_gateway_status() shows the answer. Owner only; the values are stored in an owner-only table, never in settings or logs.';
 
-CREATE OR REPLACE FUNCTION payments.pay_discard_dead_letter(merchant_id bigint, operation_id bigint)
+-- A dead letter, locked for the owner's call that settles it (retry,
+-- discard, resolve); anything else, PT404.
+CREATE FUNCTION payments._dead_letter_for_update(p_merchant_id bigint, p_operation_id bigint)
 	RETURNS payments.operations
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
 	o payments.operations;
+BEGIN
+	SELECT * INTO o FROM payments.operations x
+	WHERE x.merchant_id = p_merchant_id AND x.operation_id = p_operation_id AND x.status = 'dead'
+	FOR UPDATE;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'operation % of merchant % is not a dead letter', p_operation_id, p_merchant_id
+			USING ERRCODE = 'PT404';
+	END IF;
+	RETURN o;
+END
+$$;
+REVOKE ALL ON FUNCTION payments._dead_letter_for_update(bigint, bigint) FROM PUBLIC;
+COMMENT ON FUNCTION payments._dead_letter_for_update(bigint, bigint) IS
+	'Internal: a merchant''s dead-letter operation, locked (FOR UPDATE); PT404 when it is not one.';
+
+CREATE OR REPLACE FUNCTION payments.pay_retry_dead_letter(merchant_id bigint, operation_id bigint)
+	RETURNS payments.operations
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	o payments.operations := payments._dead_letter_for_update(merchant_id, operation_id);
+BEGIN
+	UPDATE payments.operations x SET status = 'queued', attempts = 0, next_attempt_at = now()
+	WHERE x.merchant_id = o.merchant_id AND x.operation_id = o.operation_id
+	RETURNING * INTO o;
+	PERFORM payments._wake_at_commit();
+	RETURN o;
+END
+$$;
+REVOKE ALL ON FUNCTION payments.pay_retry_dead_letter(bigint, bigint) FROM PUBLIC;
+COMMENT ON FUNCTION payments.pay_retry_dead_letter(bigint, bigint) IS
+	'Puts a dead-letter operation back in the queue with a fresh attempt budget. Owner only.';
+
+CREATE OR REPLACE FUNCTION payments.pay_discard_dead_letter(merchant_id bigint, operation_id bigint)
+	RETURNS payments.operations
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	o payments.operations := payments._dead_letter_for_update(merchant_id, operation_id);
 	inv text;
 BEGIN
 	UPDATE payments.operations x SET status = 'canceled', completed_at = now()
-	WHERE x.merchant_id = pay_discard_dead_letter.merchant_id
-		AND x.operation_id = pay_discard_dead_letter.operation_id AND x.status = 'dead'
+	WHERE x.merchant_id = o.merchant_id AND x.operation_id = o.operation_id
 	RETURNING * INTO o;
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'operation % of merchant % is not a dead letter', operation_id, merchant_id
-			USING ERRCODE = 'PT404';
-	END IF;
 	DELETE FROM payments.card_vault v WHERE v.merchant_id = o.merchant_id AND v.operation_id = o.operation_id;
 	-- a purchase or authorization that provably never reached the gateway
 	-- charged nothing: its payment is canceled (with its event; an
@@ -14373,14 +14411,7 @@ BEGIN
 	PERFORM payments._check_text('transaction_id', transaction_id);
 	PERFORM payments._check_text('reason', reason, 255);
 
-	SELECT * INTO o FROM payments.operations x
-	WHERE x.merchant_id = pay_resolve_dead_letter.merchant_id
-		AND x.operation_id = pay_resolve_dead_letter.operation_id AND x.status = 'dead'
-	FOR UPDATE;
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'operation % of merchant % is not a dead letter', operation_id, merchant_id
-			USING ERRCODE = 'PT404';
-	END IF;
+	o := payments._dead_letter_for_update(merchant_id, operation_id);
 	IF o.kind NOT IN ('purchase', 'authorize', 'capture', 'void', 'refund') THEN
 		RAISE EXCEPTION 'a dead letter of kind % cannot be resolved by hand', o.kind
 			USING ERRCODE = '0A000',

@@ -378,7 +378,9 @@ REVOKE ALL ON FUNCTION payments.pay_dead_letters() FROM PUBLIC;
 COMMENT ON FUNCTION payments.pay_dead_letters() IS
 	'Operations that exhausted their attempts (dead letters). Owner only.';
 
-CREATE FUNCTION payments.pay_retry_dead_letter(merchant_id bigint, operation_id bigint)
+-- A dead letter, locked for the owner's call that settles it (retry,
+-- discard, resolve); anything else, PT404.
+CREATE FUNCTION payments._dead_letter_for_update(p_merchant_id bigint, p_operation_id bigint)
 	RETURNS payments.operations
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments, pg_temp
@@ -386,14 +388,31 @@ CREATE FUNCTION payments.pay_retry_dead_letter(merchant_id bigint, operation_id 
 DECLARE
 	o payments.operations;
 BEGIN
-	UPDATE payments.operations x SET status = 'queued', attempts = 0, next_attempt_at = now()
-	WHERE x.merchant_id = pay_retry_dead_letter.merchant_id
-		AND x.operation_id = pay_retry_dead_letter.operation_id AND x.status = 'dead'
-	RETURNING * INTO o;
+	SELECT * INTO o FROM payments.operations x
+	WHERE x.merchant_id = p_merchant_id AND x.operation_id = p_operation_id AND x.status = 'dead'
+	FOR UPDATE;
 	IF NOT FOUND THEN
-		RAISE EXCEPTION 'operation % of merchant % is not a dead letter', operation_id, merchant_id
+		RAISE EXCEPTION 'operation % of merchant % is not a dead letter', p_operation_id, p_merchant_id
 			USING ERRCODE = 'PT404';
 	END IF;
+	RETURN o;
+END
+$$;
+REVOKE ALL ON FUNCTION payments._dead_letter_for_update(bigint, bigint) FROM PUBLIC;
+COMMENT ON FUNCTION payments._dead_letter_for_update(bigint, bigint) IS
+	'Internal: a merchant''s dead-letter operation, locked (FOR UPDATE); PT404 when it is not one.';
+
+CREATE FUNCTION payments.pay_retry_dead_letter(merchant_id bigint, operation_id bigint)
+	RETURNS payments.operations
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	o payments.operations := payments._dead_letter_for_update(merchant_id, operation_id);
+BEGIN
+	UPDATE payments.operations x SET status = 'queued', attempts = 0, next_attempt_at = now()
+	WHERE x.merchant_id = o.merchant_id AND x.operation_id = o.operation_id
+	RETURNING * INTO o;
 	PERFORM payments._wake_at_commit();
 	RETURN o;
 END
@@ -408,17 +427,12 @@ CREATE FUNCTION payments.pay_discard_dead_letter(merchant_id bigint, operation_i
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
-	o payments.operations;
+	o payments.operations := payments._dead_letter_for_update(merchant_id, operation_id);
 	inv text;
 BEGIN
 	UPDATE payments.operations x SET status = 'canceled', completed_at = now()
-	WHERE x.merchant_id = pay_discard_dead_letter.merchant_id
-		AND x.operation_id = pay_discard_dead_letter.operation_id AND x.status = 'dead'
+	WHERE x.merchant_id = o.merchant_id AND x.operation_id = o.operation_id
 	RETURNING * INTO o;
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'operation % of merchant % is not a dead letter', operation_id, merchant_id
-			USING ERRCODE = 'PT404';
-	END IF;
 	DELETE FROM payments.card_vault v WHERE v.merchant_id = o.merchant_id AND v.operation_id = o.operation_id;
 	-- a purchase or authorization that provably never reached the gateway
 	-- charged nothing: its payment is canceled (with its event; an
@@ -487,14 +501,7 @@ BEGIN
 	PERFORM payments._check_text('transaction_id', transaction_id);
 	PERFORM payments._check_text('reason', reason, 255);
 
-	SELECT * INTO o FROM payments.operations x
-	WHERE x.merchant_id = pay_resolve_dead_letter.merchant_id
-		AND x.operation_id = pay_resolve_dead_letter.operation_id AND x.status = 'dead'
-	FOR UPDATE;
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'operation % of merchant % is not a dead letter', operation_id, merchant_id
-			USING ERRCODE = 'PT404';
-	END IF;
+	o := payments._dead_letter_for_update(merchant_id, operation_id);
 	IF o.kind NOT IN ('purchase', 'authorize', 'capture', 'void', 'refund') THEN
 		RAISE EXCEPTION 'a dead letter of kind % cannot be resolved by hand', o.kind
 			USING ERRCODE = '0A000',

@@ -63,6 +63,12 @@ is "$(qo -c "SELECT count(*) FROM payments.card_vault WHERE merchant_id = $M AND
 audited() { qo -c "SELECT 'yes' FROM payments.audit_log WHERE merchant_id = $M AND table_name = 'payments' AND operation = 'UPDATE' AND new_row->>'payment_id' = '$pid' AND new_row->>'status' = 'succeeded' LIMIT 1"; }
 is "$(poll_value 10 audited)" yes "1: the payment's change is in the audit log"
 is "$(resolve "$op" succeeded "$tid")" PT404 "1: resolving it again: not a dead letter any more (PT404)"
+# refused_with CALL: the owner's call refused, "SQLSTATE message"
+refused_with() { qo -v VERBOSITY=verbose -c "SELECT status FROM payments.$1" 2>&1 | sed -n 's/^ERROR:  \([0-9A-Z]\{5\}\): /\1 /p' | head -1; }
+for call in "pay_retry_dead_letter($M, $op)" "pay_discard_dead_letter($M, $op)" "pay_resolve_dead_letter($M, $op, 'failed')"; do
+	is "$(refused_with "$call")" "PT404 operation $op of merchant $M is not a dead letter" "1: ${call%%(*} of it: PT404, not a dead letter"
+done
+is "$(refused_with "pay_retry_dead_letter(0, $op)")" "PT404 operation $op of merchant 0 is not a dead letter" "1: nor is it one of another merchant"
 sim_ctl POST /settle >/dev/null
 rop=$(q -c "SELECT operation_id FROM pay_refund(payment_id => $pid)" || true)
 is "$(poll_value 30 op_done "${rop:-0}")" succeeded "1: a refund of it after settlement succeeds"
