@@ -14387,6 +14387,7 @@ CREATE FUNCTION payments.pay_resolve_dead_letter(merchant_id bigint, operation_i
 	AS $$
 DECLARE
 	o payments.operations;
+	p payments.payments;
 	other bigint;
 BEGIN
 	IF outcome IS NULL OR outcome NOT IN ('succeeded', 'failed', 'not_charged') THEN
@@ -14424,19 +14425,45 @@ BEGIN
 				DETAIL = 'Every attempt of it provably failed before the gateway processed it, so the gateway cannot have a transaction of it.',
 				HINT = 'Resolve it as not_charged, retry it with pay_retry_dead_letter, or discard it with pay_discard_dead_letter.';
 	END IF;
-	-- a charge's transaction is that payment's alone: another payment
-	-- holding it means the id was copied from the wrong line
-	IF outcome = 'succeeded' AND o.kind IN ('purchase', 'authorize') THEN
-		SELECT p.payment_id INTO other FROM payments.payments p
-		WHERE p.merchant_id = o.merchant_id AND p.gateway_trans_id = transaction_id
-			AND p.payment_id <> o.payment_id
-		LIMIT 1;
-		IF FOUND THEN
-			RAISE EXCEPTION 'transaction % is the transaction of payment % of merchant %', transaction_id, other, o.merchant_id
-				USING ERRCODE = '22023',
-					HINT = format('Pass the transaction of invoice number %s, the operation''s payment.',
-						(SELECT p.invoice_number FROM payments.payments p
-						 WHERE p.merchant_id = o.merchant_id AND p.payment_id = o.payment_id));
+	-- the transaction is the one the gateway's answer would have named;
+	-- another one was copied from the wrong line.  A charge's is that
+	-- payment's alone.  A capture or a void (a refund sent as one too)
+	-- acts on its payment's transaction, and the gateway keeps its id.  A
+	-- refund has a transaction of its own: no payment's, and no other
+	-- operation's of its payment.
+	IF outcome = 'succeeded' THEN
+		SELECT * INTO p FROM payments.payments x
+		WHERE x.merchant_id = o.merchant_id AND x.payment_id = o.payment_id;
+		IF o.kind IN ('capture', 'void') OR o.via_void THEN
+			IF transaction_id <> p.gateway_trans_id THEN
+				RAISE EXCEPTION 'transaction % is not the transaction of payment % of merchant %', transaction_id, p.payment_id, o.merchant_id
+					USING ERRCODE = '22023',
+						DETAIL = 'A capture or a void acts on its payment''s transaction, whose id the gateway keeps.',
+						HINT = format('Pass the transaction of invoice number %s, the operation''s payment.', p.invoice_number);
+			END IF;
+		ELSE
+			SELECT x.payment_id INTO other FROM payments.payments x
+			WHERE x.merchant_id = o.merchant_id AND x.gateway_trans_id = transaction_id
+				AND (o.kind = 'refund' OR x.payment_id <> o.payment_id)
+			LIMIT 1;
+			IF FOUND THEN
+				RAISE EXCEPTION 'transaction % is the transaction of payment % of merchant %', transaction_id, other, o.merchant_id
+					USING ERRCODE = '22023',
+						HINT = CASE WHEN o.kind = 'refund'
+							THEN format('Pass the refund''s own transaction, of invoice number R%s%s.', payments._invoice_tag(), o.operation_id)
+							ELSE format('Pass the transaction of invoice number %s, the operation''s payment.', p.invoice_number) END;
+			END IF;
+			IF o.kind = 'refund' THEN
+				SELECT x.operation_id INTO other FROM payments.operations x
+				WHERE x.merchant_id = o.merchant_id AND x.payment_id = o.payment_id
+					AND x.operation_id <> o.operation_id AND x.gateway_trans_id = transaction_id
+				LIMIT 1;
+				IF FOUND THEN
+					RAISE EXCEPTION 'transaction % is the transaction of operation % of merchant %', transaction_id, other, o.merchant_id
+						USING ERRCODE = '22023',
+							HINT = format('Pass the refund''s own transaction, of invoice number R%s%s.', payments._invoice_tag(), o.operation_id);
+				END IF;
+			END IF;
 		END IF;
 	END IF;
 
@@ -14457,7 +14484,7 @@ END
 $$;
 REVOKE ALL ON FUNCTION payments.pay_resolve_dead_letter(bigint, bigint, text, text, text) FROM PUBLIC;
 COMMENT ON FUNCTION payments.pay_resolve_dead_letter(bigint, bigint, text, text, text) IS
-	'Settles a dead-letter purchase, authorization, capture, void or refund with the outcome the owner verified at the gateway: succeeded (transaction_id required, and refused for an operation that never reached the gateway), failed or not_charged (decline_code resolved_failed or resolved_not_charged; reason, if given, is the decline reason). Recorded as the gateway''s answer would be: the payment''s status and amounts, its events and audit rows, and an invoice it charges (paid, or dunning) follow. Returns the operation. Owner only.';
+	'Settles a dead-letter purchase, authorization, capture, void or refund with the outcome the owner verified at the gateway: succeeded (transaction_id required: the operation''s own transaction, which for a capture or a void is its payment''s; refused for an operation that never reached the gateway), failed or not_charged (decline_code resolved_failed or resolved_not_charged; reason, if given, is the decline reason). Recorded as the gateway''s answer would be: the payment''s status and amounts, its events and audit rows, and an invoice it charges (paid, or dunning) follow. Returns the operation. Owner only.';
 
 ------------------------------------------------------------------------------
 -- h-erasure-keys: pay_erase_customer clears the request hash of the

@@ -184,6 +184,7 @@ is "$(wait_dead "$pid")" "$cop" "4: the capture is a dead letter"
 is "$(money "$pid");$(sim_ledger "P$TAG$pid")" "requires_capture|none|0.00 USD;authorization 40.00,capture 40.00" \
 	"4: its payment still requires capture, while the gateway captured it"
 is "$(sqlstate "SELECT pay_capture(payment_id => $pid)")" 22Y20 "4: another capture is refused while it is dead"
+is "$(resolve "$cop" succeeded 987654321)" 22023 "4: a transaction but the authorization's, which a capture keeps, is refused (22023)"
 is "$(resolve "$cop" succeeded "$(sim_ledger_trans_ids "P$TAG$pid" capture)")" succeeded "4: resolved succeeded with the gateway's transaction id"
 is "$(money "$pid")" "succeeded|40.00 USD|0.00 USD" "4: the payment succeeded, 40.00 captured"
 like "$(events_of "$pid")" "payment\.requires_capture,.*operation\.dead,operation\.succeeded,payment\.succeeded$" \
@@ -217,6 +218,7 @@ vop=$(q -c "SELECT operation_id FROM pay_void(payment_id => $pid)")
 is "$(wait_dead "$pid")" "$vop" "5: the void is a dead letter"
 is "$(money "$pid");$(sim_ledger "P$TAG$pid")" "requires_capture|none|0.00 USD;authorization 50.00,void 0.00" \
 	"5: its payment still requires capture, while the gateway voided it"
+is "$(resolve "$vop" succeeded 987654321)" 22023 "5: a transaction but the one voided is refused (22023)"
 is "$(resolve "$vop" succeeded "$(sim_ledger_trans_ids "P$TAG$pid" void)")" succeeded "5: resolved succeeded"
 is "$(money "$pid")" "canceled|none|0.00 USD" "5: the payment is canceled"
 like "$(events_of "$pid")" "operation\.dead,operation\.succeeded,payment\.canceled$" "5: with its payment.canceled event"
@@ -249,6 +251,8 @@ rop=$(q -c "SELECT operation_id FROM pay_refund(payment_id => $pid, amount => '2
 is "$(wait_dead "$pid")" "$rop" "6: the refund is a dead letter"
 is "$(money "$pid");$(sim_ledger "R$TAG$rop")" "succeeded|60.00 USD|0.00 USD;refund 20.00" \
 	"6: nothing refunded yet, while the gateway refunded it"
+is "$(resolve "$rop" succeeded "$(q -c "SELECT gateway_trans_id FROM pay_get_payment($pid)")")" 22023 \
+	"6: the payment's own transaction is refused: a refund has its own (22023)"
 is "$(resolve "$rop" succeeded "$(sim_ledger_trans_ids "R$TAG$rop" refund)")" succeeded "6: resolved succeeded with the refund's transaction id"
 is "$(money "$pid")" "partially_refunded|60.00 USD|20.00 USD" "6: 20.00 is refunded"
 like "$(events_of "$pid")" "operation\.dead,operation\.succeeded,payment\.partially_refunded$" "6: with its payment.partially_refunded event"
@@ -259,16 +263,20 @@ is "$(poll_value 30 op_done "${rop:-0}");$(sim_ledger "R$TAG${rop:-0}");$(money 
 days -7
 pid=$(paid purchase '70.00 USD')
 is "$(settle "$pid")" yes "6: another purchase settles"
+fop=$(q -c "SELECT operation_id FROM pay_refund(payment_id => $pid, amount => '10.00 USD')")
+is "$(poll_value 30 op_done "$fop")" succeeded "6: 10.00 of it is refunded"
 lost 1
 rop=$(q -c "SELECT operation_id FROM pay_refund(payment_id => $pid)")
-is "$(wait_dead "$pid");$(sim_ledger "R$TAG$rop")" "$rop;" "6: a refund that never reached the gateway's books is a dead letter"
+is "$(wait_dead "$pid");$(sim_ledger "R$TAG$rop")" "$rop;" "6: a refund of the other 60.00 that never reached the gateway's books is a dead letter"
 is "$(sqlstate "SELECT pay_refund(payment_id => $pid, amount => '1.00 USD')")" 22Y21 "6: its amount is not refundable while it is dead"
+is "$(resolve "$rop" succeeded "$(sim_ledger_trans_ids "R$TAG$fop" refund)")" 22023 \
+	"6: the transaction of the payment's other refund is refused (22023)"
 is "$(resolve "$rop" failed)" failed "6: resolved failed"
-is "$(money "$pid")" "succeeded|70.00 USD|0.00 USD" "6: nothing refunded"
+is "$(money "$pid")" "partially_refunded|70.00 USD|10.00 USD" "6: only the first 10.00 refunded"
 like "$(events_of "$pid")" "operation\.dead,operation\.failed$" "6: with its operation.failed event, the payment unchanged"
 days 7
 rop=$(q -c "SELECT operation_id FROM pay_refund(payment_id => $pid)" || true)
 is "$(poll_value 30 op_done "${rop:-0}");$(sim_ledger "R$TAG${rop:-0}");$(money "$pid")" \
-	"succeeded;refund 70.00;refunded|70.00 USD|70.00 USD" "6: refundable again: refunded in full a week later, at the gateway"
+	"succeeded;refund 60.00;refunded|70.00 USD|70.00 USD" "6: refundable again: the other 60.00 refunded a week later, at the gateway"
 days -7
 tap_done
