@@ -1206,6 +1206,11 @@ BEGIN
 		RAISE EXCEPTION 'subscription % not found', pay_list_invoices.subscription_id
 			USING ERRCODE = 'PT404', HINT = 'Subscription ids are per merchant; check pay_current_merchant().';
 	END IF;
+	IF after IS NOT NULL AND NOT EXISTS (SELECT 1 FROM payments.invoices x
+			WHERE x.merchant_id = m AND x.invoice_id = pay_list_invoices.after) THEN
+		RAISE EXCEPTION 'the cursor invoice % is not an invoice of this merchant', after
+			USING ERRCODE = '22023', HINT = 'Pass as after the last invoice_id of the page before.';
+	END IF;
 	RETURN QUERY
 	SELECT i.* FROM payments.invoices i
 	WHERE i.merchant_id = m
@@ -1217,4 +1222,4 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments.pay_list_invoices(bigint, text, bigint, integer) IS
-	'The current merchant''s invoices, newest first (by invoice_id), at most page_size (1-500, default 50) per call; filters subscription_id (PT404 when not the merchant''s) and status (open, paid, uncollectible, void). Keyset pagination: pass as after the last invoice_id of the previous page.';
+	'The current merchant''s invoices, newest first (by invoice_id), at most page_size (1-500, default 50) per call; filters subscription_id (PT404 when not the merchant''s) and status (open, paid, uncollectible, void). Keyset pagination: pass as after the last invoice_id of the previous page (22023 when it is not an invoice of the merchant).';

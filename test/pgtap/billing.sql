@@ -23,7 +23,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(188);
+SELECT plan(190);
 
 -- helpers ------------------------------------------------------------------
 
@@ -814,6 +814,8 @@ SELECT is((SELECT array_agg(period_index)::text FROM k, pay_list_invoices(subscr
 SELECT is((SELECT count(*)::integer FROM pay_list_invoices(status => 'paid')), 1, 'filtered by status');
 SELECT throws_ok($$SELECT pay_list_invoices(status => 'draft')$$, '22023', NULL, 'an unknown status is refused');
 SELECT throws_ok($$SELECT pay_list_invoices(page_size => 0)$$, '22023', NULL, 'page_size is bounded');
+SELECT throws_ok($$SELECT pay_list_invoices(after => -1)$$, '22023', 'the cursor invoice -1 is not an invoice of this merchant',
+	'an unknown cursor is refused (22023)');
 SELECT throws_ok($$SELECT pay_run_renewals(max_count => 0)$$, '22023', NULL, 'max_count is bounded');
 -- merchant A (dn) and B (k): A may not see B's invoices
 SELECT pg_temp.act_as(m) FROM dn \gset x_
@@ -837,6 +839,9 @@ SET LOCAL ROLE billing_tap_a;
 SELECT is(pay_run_renewals(), 1, 'a role bound to merchant A runs the renewals due for A');
 SELECT is((SELECT count(*)::integer FROM pay_list_invoices()), 1, 'and sees its invoice');
 SELECT throws_ok('SELECT pay_get_invoice(' || :k_invoice || ')', 'PT404', NULL, 'but not another merchant''s (PT404)');
+SELECT throws_ok('SELECT pay_list_invoices(after => ' || :k_invoice || ')', '22023',
+	'the cursor invoice ' || :k_invoice || ' is not an invoice of this merchant',
+	'nor pages after another merchant''s invoice: that cursor is refused (22023), as by the other lists');
 SELECT is(pay_run_dunning(), 0, 'its dunning run finds nothing of A''s');
 RESET ROLE;
 SELECT is((SELECT pg_temp.invoices(b, sb) FROM tn), 0, 'B''s due subscription was left alone');
