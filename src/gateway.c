@@ -356,6 +356,13 @@ gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **e
 	op->endpoint.url = col(tuple, desc, "endpoint_url");
 	op->endpoint.ca_file = col(tuple, desc, "ca_file");
 	op->endpoint.timeout_ms = col_int64(tuple, desc, "timeout_ms");
+	{
+		char	   *v = col(tuple, desc, "last_attempt_at");
+
+		op->last_attempt_at = v ? DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in, CStringGetDatum(v),
+																		  ObjectIdGetDatum(InvalidOid),
+																		  Int32GetDatum(-1))) : 0;
+	}
 	set_ref_id(op);
 	/* stored payment methods and customers' profiles: gateway_cim.c */
 	if (gateway_op_is_cim(op))
@@ -740,6 +747,8 @@ reject_resend(GatewayOp *op, const AnetTxnResult *r, bool *follow_up)
 {
 	char	   *error = NULL;
 
+	/* what the refusal says of now (profile_gone_on_resend) */
+	op->resend_refused = pstrdup(r->message_code);
 	if (start_lookup(op, &error))
 	{
 		*follow_up = true;
@@ -1172,6 +1181,57 @@ interpret_confirm(GatewayOp *op, bool *follow_up)
 }
 
 /*
+ * May a request of an earlier attempt of op still be on its way through
+ * the gateway (the worker died, or gave up waiting, while the gateway was
+ * still at it)?  Not once twice the request timeout and 5 seconds have
+ * passed since the previous attempt ended.  While one may, op's outcome is
+ * unknown (why), to be looked at again once that much time has passed
+ * after this attempt (the next attempt measures from this one's end), and
+ * the answer is true.  The one home of that rule: a save whose lookup
+ * found nothing (gateway_cim.c), a charge of a profile gone at the gateway
+ * (profile_gone_on_resend).
+ */
+bool
+gateway_await_earlier_requests(GatewayOp *op, const char *why)
+{
+	int			settle_ms = 2 * op->endpoint.timeout_ms + 5000;
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (op->last_attempt_at == 0 ||
+		now >= TimestampTzPlusMilliseconds(op->last_attempt_at, settle_ms))
+		return false;
+	op->result.retry_at = TimestampTzPlusMilliseconds(now, settle_ms + 1000);
+	gateway_set_outcome(op, OUTCOME_UNKNOWN, why);
+	return true;
+}
+
+/*
+ * A resend of a charge of a stored profile was refused with E00040 (the
+ * profile is gone at the gateway: reject_resend) and the search found no
+ * transaction under the invoice.  No earlier attempt charged it, and none
+ * can any more: with the profile gone, a request still on its way is
+ * refused the same way.  Once no earlier request can still be in flight
+ * (one the gateway took before the profile went would be in the lists by
+ * then: looked for once more), the refusal is the answer, as it is to a
+ * first send (interpret_send): rejected with E00040, which fails the
+ * payment and, for a stored method, the method (payments_method_gone).
+ * False for any other operation.
+ */
+static bool
+profile_gone_on_resend(GatewayOp *op)
+{
+	if (op->resend_refused == NULL || strcmp(op->resend_refused, "E00040") != 0 ||
+		op->payment_method == NULL || strcmp(op->payment_method, "profile") != 0 ||
+		(strcmp(op->kind, "purchase") != 0 && strcmp(op->kind, "authorize") != 0))
+		return false;
+	if (gateway_await_earlier_requests(op, "a resend was refused (E00040: the stored profile is gone) and no charge is found under the invoice yet: an earlier request may still be in flight"))
+		return true;
+	/* its text is the reason still (interpret_send) */
+	gateway_set_outcome(op, OUTCOME_REJECTED, op->resend_refused);
+	return true;
+}
+
+/*
  * Act on what a lookup step came to (gateway_lookup.c): send its next
  * request, confirm what it found, or leave the outcome unknown.
  */
@@ -1200,6 +1260,10 @@ apply_lookup(GatewayOp *op, bool *follow_up)
 												   op->lookup.hits[0]));
 			return;
 		case LOOKUP_NOT_FOUND:
+			/* a charge of a profile the gateway no longer has: its answer */
+			if (profile_gone_on_resend(op))
+				return;
+			/* FALLTHROUGH */
 		case LOOKUP_AMBIGUOUS:
 			/*
 			 * searched everywhere: still unknown, never guessed (nor picked

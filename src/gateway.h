@@ -237,6 +237,10 @@ typedef struct GatewayOp
 	bool		done;
 	bool		may_have_been_sent; /* an earlier attempt may have reached
 									 * the gateway (not never_sent) */
+	TimestampTz last_attempt_at;	/* the end of the previous attempt (0:
+									 * unknown) */
+	char	   *resend_refused; /* the code a resend was refused with
+								 * (reject_resend), or NULL */
 	/* the fingerprint of the card sent, read from the vault ("": none) */
 	char		card_fingerprint[CARD_FINGERPRINT_HEX_LEN + 1];
 	GatewayOutcome result;
@@ -272,6 +276,7 @@ extern bool gateway_build_settlement_scan(GatewayOp *op, char **trans_ids, int n
 										  TimestampTz captured_from);
 extern bool gateway_build_review_check(GatewayOp *op, const char *trans_id);
 extern void gateway_release_riders(GatewayOp *driver);
+extern bool gateway_await_earlier_requests(GatewayOp *op, const char *why);
 
 /* gateway_lookup.c: reads only; gateway.c acts on op->lookup.step */
 extern void gateway_lookup_start(GatewayOp *op);

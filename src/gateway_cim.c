@@ -264,10 +264,6 @@ gateway_cim_build(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **error)
 									 op->card_fingerprint))
 			op->card_fingerprint[0] = '\0';
 	}
-	v = col(tuple, desc, "last_attempt_at");
-	c->last_attempt_at = v ? DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in, CStringGetDatum(v),
-																	 ObjectIdGetDatum(InvalidOid),
-																	 Int32GetDatum(-1))) : 0;
 
 	if (strcmp(op->kind, "delete_method") == 0 || strcmp(op->kind, "delete_customer") == 0)
 	{
@@ -332,24 +328,17 @@ create_or_fail(GatewayOp *op, bool *follow_up)
  * would fail and a profile from a transaction be made twice, and a card
  * lost in a restart cannot be sent at all.  So, unless the card is at
  * hand, the worker waits until no earlier request can still be processed
- * (twice the request timeout and 5 seconds after the previous attempt
- * ended), looks once more, and only then sends it again, or fails.
+ * (gateway_await_earlier_requests), looks once more, and only then sends
+ * it again, or fails.
  */
 static void
 lookup_missed(GatewayOp *op, bool *follow_up)
 {
 	GatewayCim *c = op->cim;
-	TimestampTz settled = TimestampTzPlusMilliseconds(c->last_attempt_at,
-													  2 * op->endpoint.timeout_ms + 5000);
 
 	if (!(strcmp(c->source, "card") == 0 && c->sealed != NULL) &&
-		c->last_attempt_at != 0 && GetCurrentTimestamp() < settled)
-	{
-		op->result.retry_at = TimestampTzPlusMilliseconds(settled, 1000);
-		gateway_set_outcome(op, OUTCOME_UNKNOWN,
-							"nothing saved was found at the gateway yet: an earlier request may still be in flight");
+		gateway_await_earlier_requests(op, "nothing saved was found at the gateway yet: an earlier request may still be in flight"))
 		return;
-	}
 	create_or_fail(op, follow_up);
 }
 

@@ -33,7 +33,6 @@ typedef struct GatewayCim
 	bool		lookup;			/* the confirm step searches for what an
 								 * earlier attempt may have saved */
 	bool		resent;			/* already sent the create once more */
-	TimestampTz last_attempt_at;	/* the end of the previous attempt */
 	/* learned */
 	char	   *network_trans_id;
 	char	   *account_number;

@@ -13,6 +13,9 @@
 # profile deleted.  Before, the method stayed active (and the default):
 # every charge went to the gateway and failed with E00040, and nothing told
 # the merchant the card was gone.
+# Then (section 3): a charge whose first send lost its reply, resent and
+# refused with E00040, ends as a first send does (before: unknown, looked
+# up for ever, the method active).
 set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
 SIMDIR="$WORK/sim-method-gone"
@@ -78,5 +81,30 @@ is "$(q -c "SELECT concat_ws('|', status, decline_code) FROM pay_wait($pid2, '15
 	"a charge of a method named by id fails the same way and the method is failed"
 is "$(sim_ledger "$(q -c "SELECT invoice_number FROM pay_get_payment($pid)")")$(sim_ledger "$(q -c "SELECT invoice_number FROM pay_get_payment($pid2)")")" "" \
 	"the gateway moved no money"
+
+fired() {	# how many times the simulator's fault rules fired
+	sim_ctl GET /faults | python3 -c 'import json, sys; print(sum(r.get("fired", 0) for r in json.load(sys.stdin)["faults"]))'
+}
+gone_events() {	# gone_events METHOD...: payment_method.failed events with payment_method_gone
+	q -c "SELECT count(*) FROM payments.events WHERE merchant_id = $M AND event_type = 'payment_method.failed'
+		AND (data ->> 'payment_method_id')::bigint IN ($(IFS=,; echo "$*")) AND data ->> 'failure_code' = 'payment_method_gone'"
+}
+
+# --- 3. a charge whose first reply was lost, resent and refused with E00040
+cid5=$(new_customer gone5)
+pj=$(saved "$cid5" 4111111111111111)
+ids=$(q -c "SELECT customer_profile_id || ' ' || payment_profile_id FROM pay_get_payment_method($pj)")
+is "$(gateway deleteCustomerPaymentProfileRequest "\"customerProfileId\":\"${ids% *}\",\"customerPaymentProfileId\":\"${ids#* }\"")" \
+	Ok "another system deletes another customer's default payment profile"
+sim_ctl POST /faults '{"type":"reset","count":1,"requestType":"createTransactionRequest"}' >/dev/null
+pid5=$(q -c "SELECT payment_id FROM pay_purchase(amount => '8.00 USD', customer_id => $cid5)")
+q -c "SELECT status FROM pay_wait($pid5, '30 s')" >/dev/null
+is "$(q -c "SELECT concat_ws('|', status, decline_code, payment_method_id) FROM pay_get_payment($pid5)") $(method "$pj")" \
+	"failed|payment_method_gone|$pj failed|f|payment_method_gone" \
+	"a charge whose first reply was lost and whose resend is refused with E00040 ends as a first send does"
+is "$(gone_events "$pj") $(fired)" \
+	"1 1" "a payment_method.failed event; the first reply was lost"
+is "$(sim_ledger "$(q -c "SELECT invoice_number FROM pay_get_payment($pid5)")")" "" "the gateway moved no money"
+sim_ctl DELETE /faults >/dev/null
 
 tap_done
