@@ -14749,6 +14749,171 @@ COMMENT ON FUNCTION payments.pay_audit_seal(interval) IS
 	'Seals every merchant''s audit rows written since its last seal into a chained batch (payments.audit_seals); returns the number of seals made. Waits up to wait for transactions older than the call to finish, else seals nothing (returns 0) and leaves it to the next call. The new seals go to the server log as a digest (LOG: payments audit digest: ..., the shape of pay_audit_digest()). Schedule it, e.g. SELECT cron.schedule(''audit-seal'', ''* * * * *'', ''SELECT payments.pay_audit_seal()''). Owner only; read committed only.';
 
 ------------------------------------------------------------------------------
+-- h-customer-gone: a customer's whole gateway profile deleted outside
+-- payments (sql/src/payment_methods.sql; src/gateway_cim.c).  A save into
+-- it is answered E00040: the worker finds the profile gone, forgets it and
+-- saves the card in a new one (as a first save, crash-safely), and
+-- _record_method_result (a new argument, p_gone_customer_profile_id) makes
+-- the customer forget it and fails its active methods in it
+-- (_customer_profile_gone) with the transition a charge that meets a gone
+-- profile makes (_payment_methods_gone, now also _payment_method_gone's).
+------------------------------------------------------------------------------
+CREATE FUNCTION payments._payment_methods_gone(p_merchant_id bigint, p_payment_method_ids bigint[],
+	p_reason text)
+	RETURNS void
+	LANGUAGE sql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+	UPDATE payments.payment_methods x SET status = 'failed', is_default = false,
+		failure_code = 'payment_method_gone', failure_reason = p_reason
+	WHERE x.merchant_id = p_merchant_id AND x.payment_method_id = ANY (p_payment_method_ids)
+		AND x.status = 'active'
+	$$;
+COMMENT ON FUNCTION payments._payment_methods_gone(bigint, bigint[], text) IS
+	'Internal: fails the active ones of these stored methods, whose profile is gone at the gateway (failure_code payment_method_gone, p_reason; no longer the default; a payment_method.failed event).';
+
+REVOKE ALL ON FUNCTION payments._payment_methods_gone(bigint, bigint[], text) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION payments._payment_method_gone() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+BEGIN
+	NEW.decline_code := 'payment_method_gone';
+	NEW.decline_reason := 'The gateway no longer has this stored payment method (E00040 The record cannot be found.): its payment profile was deleted outside payments.';
+	PERFORM payments._payment_methods_gone(NEW.merchant_id, ARRAY(SELECT x.payment_method_id
+			FROM payments.payment_methods x
+			WHERE x.merchant_id = NEW.merchant_id AND x.payment_method_id = NEW.payment_method_id
+				AND x.payment_profile_id IS NOT DISTINCT FROM NEW.payment_profile_id),
+		format('The gateway refused payment %s: it no longer has this card''s payment profile (E00040), which was deleted outside payments.',
+			NEW.payment_id));
+	RETURN NEW;
+END
+$$;
+
+DROP FUNCTION payments._record_method_result(bigint, bigint, text, text, text, text, text, text,
+	text, text, timestamptz, text, text);
+CREATE FUNCTION payments._record_method_result(p_merchant_id bigint, p_operation_id bigint,
+	p_outcome text, p_code text, p_reason text, p_customer_profile_id text,
+	p_payment_profile_id text, p_network_trans_id text, p_card_last4 text, p_card_brand text,
+	p_retry_at timestamptz, p_error text, p_card_fingerprint text,
+	p_gone_customer_profile_id text DEFAULT NULL)
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	o payments.operations;
+	t payments.operation_outcomes;
+	ok boolean;
+	dup bigint;
+BEGIN
+	IF p_outcome IN ('retry', 'unknown') THEN
+		-- tried again later, as every operation is (no payment to move)
+		PERFORM payments._record_result(p_merchant_id, p_operation_id, p_outcome, NULL, NULL, NULL,
+			NULL, NULL, NULL, NULL, p_retry_at, p_error, NULL);
+		RETURN;
+	END IF;
+	SELECT * INTO o FROM payments.operations
+	WHERE merchant_id = p_merchant_id AND operation_id = p_operation_id FOR UPDATE;
+	IF NOT FOUND OR o.status <> 'sending' THEN
+		RETURN;		-- not ours any more (a DBA discarded it)
+	END IF;
+	SELECT * INTO t FROM payments.operation_outcomes x
+	WHERE x.operation_kind = o.kind AND x.outcome = p_outcome;
+	IF NOT FOUND OR t.operation_status NOT IN ('succeeded', 'failed') THEN
+		RAISE EXCEPTION 'invalid outcome % for operation %', p_outcome, p_operation_id
+			USING ERRCODE = '22023';
+	END IF;
+	ok := t.operation_status = 'succeeded';
+	-- Two live methods of a customer never share one gateway payment
+	-- profile: deleting one would delete the other's card.  A save answered
+	-- with a profile another active or deleting method of the customer holds
+	-- fails with E00039 and names that method: the gateway's duplicate
+	-- answer for a card saved twice (the worker fails it when it knows the
+	-- profile is taken), or, as a backstop, any save that came back with one.
+	IF o.kind = 'save_method' AND p_payment_profile_id IS NOT NULL AND (ok OR p_code = 'E00039') THEN
+		SELECT x.payment_method_id INTO dup FROM payments.payment_methods x
+		WHERE x.merchant_id = o.merchant_id AND x.customer_id = o.customer_id
+			AND x.payment_method_id <> o.payment_method_id AND x.payment_profile_id = p_payment_profile_id
+			AND x.status IN ('active', 'deleting')
+		LIMIT 1;
+		IF FOUND THEN
+			ok := false;
+			t.operation_status := 'failed';
+			p_code := 'E00039';
+			p_reason := format('This card is saved already as payment method %s of the customer.', dup);
+		END IF;
+	END IF;
+	UPDATE payments.operations SET status = t.operation_status,
+		reason_text = coalesce(p_reason, p_error), last_error = CASE WHEN NOT ok THEN coalesce(p_error, p_code) END,
+		completed_at = clock_timestamp()
+	WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
+	DELETE FROM payments.card_vault WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
+
+	IF o.kind = 'save_method' AND p_gone_customer_profile_id IS NOT NULL THEN
+		PERFORM payments._customer_profile_gone(o, p_gone_customer_profile_id);
+	END IF;
+	IF o.kind = 'save_method' THEN
+		IF ok THEN
+			UPDATE payments.customers SET customer_profile_id = coalesce(customer_profile_id, p_customer_profile_id),
+				updated_at = clock_timestamp()
+			WHERE merchant_id = o.merchant_id AND customer_id = o.customer_id;
+			UPDATE payments.payment_methods SET status = 'active',
+				customer_profile_id = p_customer_profile_id, payment_profile_id = p_payment_profile_id,
+				network_trans_id = coalesce(network_trans_id, nullif(p_network_trans_id, '')),
+				card_last4 = coalesce(card_last4, nullif(p_card_last4, '')),
+				card_brand = coalesce(card_brand, nullif(p_card_brand, '')),
+				card_fingerprint = coalesce(card_fingerprint, p_card_fingerprint)
+			WHERE merchant_id = o.merchant_id AND payment_method_id = o.payment_method_id AND status = 'pending';
+		ELSE
+			UPDATE payments.payment_methods SET status = 'failed', is_default = false,
+				failure_code = p_code, failure_reason = coalesce(p_reason, p_error)
+			WHERE merchant_id = o.merchant_id AND payment_method_id = o.payment_method_id AND status = 'pending';
+		END IF;
+	ELSIF o.kind = 'delete_method' THEN
+		UPDATE payments.payment_methods SET status = CASE WHEN ok THEN 'deleted' ELSE 'active' END,
+			is_default = is_default AND NOT ok,
+			failure_code = CASE WHEN ok THEN failure_code ELSE p_code END,
+			failure_reason = CASE WHEN ok THEN failure_reason ELSE coalesce(p_reason, p_error) END
+		WHERE merchant_id = o.merchant_id AND payment_method_id = o.payment_method_id AND status = 'deleting';
+	ELSIF o.kind = 'delete_customer' AND ok THEN
+		UPDATE payments.payment_methods SET status = 'deleted'
+		WHERE merchant_id = o.merchant_id AND customer_id = o.customer_id AND status = 'deleting';
+	ELSIF o.kind = 'delete_customer' THEN
+		PERFORM payments._customer_profile_kept(o, coalesce(p_reason, p_error, p_code));
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION payments._record_method_result(bigint, bigint, text, text, text, text, text, text, text, text, timestamptz, text, text, text) IS
+	'Worker, step 3: records the gateway''s answer to a save_method, delete_method or delete_customer operation and moves the payment method (and the customer''s profile id) on; p_gone_customer_profile_id: the customer''s profile the save found gone at the gateway (_customer_profile_gone).';
+
+REVOKE ALL ON FUNCTION payments._record_method_result(bigint, bigint, text, text, text, text, text,
+	text, text, text, timestamptz, text, text, text) FROM PUBLIC;
+
+CREATE FUNCTION payments._customer_profile_gone(o payments.operations, p_customer_profile_id text)
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+BEGIN
+	UPDATE payments.customers x SET customer_profile_id = NULL, updated_at = clock_timestamp()
+	WHERE x.merchant_id = o.merchant_id AND x.customer_id = o.customer_id
+		AND x.customer_profile_id = p_customer_profile_id;
+	PERFORM payments._payment_methods_gone(o.merchant_id, ARRAY(SELECT x.payment_method_id
+			FROM payments.payment_methods x
+			WHERE x.merchant_id = o.merchant_id AND x.customer_id = o.customer_id
+				AND x.customer_profile_id = p_customer_profile_id AND x.status = 'active'),
+		format('The gateway no longer has the customer''s profile %s (E00040) with this card''s payment profile in it, which was deleted outside payments: found when payment method %s was saved.',
+			p_customer_profile_id, o.payment_method_id));
+END
+$$;
+COMMENT ON FUNCTION payments._customer_profile_gone(payments.operations, text) IS
+	'Internal: a save (operation o) found the customer''s gateway profile gone: the customer forgets it and its active methods in it are failed (payment_method_gone).';
+
+REVOKE ALL ON FUNCTION payments._customer_profile_gone(payments.operations, text) FROM PUBLIC;
+
+------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,
 -- payment_api.sql, privileges.sql).  Keep this block LAST: its privilege
 -- and row-security statements cover every function and tenant table made

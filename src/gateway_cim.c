@@ -29,6 +29,14 @@
  * same way, so a save never leaves two profiles at the gateway.  Deletes
  * are idempotent (an unknown id, E00040, is already deleted): resent.
  *
+ * A customer's profile deleted at the gateway outside payments: a save
+ * into it is answered E00040 (not found), and the profile is asked for by
+ * its id; a lookup that asks for it is answered the same.  Gone, it is
+ * forgotten (gone_profile_id: _record_method_result fails the methods it
+ * held) and the save goes on as a first save of the customer: a look for
+ * a new profile by merchantCustomerId (an earlier attempt may have made
+ * it), then createCustomerProfile with the card.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -429,6 +437,19 @@ interpret_cim(GatewayOp *op, bool *follow_up)
 			gateway_set_outcome_later(op, 5000, 300000, OUTCOME_UNKNOWN, "the existing customer profile could not be asked for");
 		return;
 	}
+	if (strcmp(r.status.message_code, "E00040") == 0 && c->customer_profile_id != NULL && !c->resent)
+	{
+		/*
+		 * Not found: the customer's profile (deleted at the gateway outside
+		 * payments), or, from a payment, its transaction.  Asked for by its
+		 * id (interpret_cim_confirm): gone, the save makes a new one.
+		 */
+		if (send_get_profile(op, true, NULL))
+		{
+			*follow_up = true;
+			return;
+		}
+	}
 	if (strcmp(r.status.message_code, "E00027") == 0 || r.validation_response_code == 2)
 	{
 		/* the validation declined the card */
@@ -485,10 +506,27 @@ interpret_cim_confirm(GatewayOp *op, bool *follow_up)
 	}
 	if (!p.found)
 	{
-		if (c->lookup && strcmp(p.status.message_code, "E00040") == 0)
+		if (c->lookup && strcmp(p.status.message_code, "E00040") == 0 && c->customer_profile_id != NULL)
+		{
+			/*
+			 * The customer's profile, asked for by its id, is gone at the
+			 * gateway (deleted outside payments, with every payment profile
+			 * in it): forgotten (_record_method_result fails the methods it
+			 * held), and the card saved in a new one.  An earlier attempt
+			 * may have made that one already (its reply lost): looked for
+			 * by the customer's merchantCustomerId, as a first save is.
+			 */
+			c->gone_profile_id = c->customer_profile_id;
+			c->customer_profile_id = NULL;
+			if (send_get_profile(op, true, NULL))
+				*follow_up = true;
+			else
+				gateway_set_outcome_later(op, 5000, 300000, OUTCOME_UNKNOWN,
+										  "the customer's profile is gone and a new one could not be asked for");
+		}
+		else if (c->lookup && strcmp(p.status.message_code, "E00040") == 0)
 		{
 			/* no profile: nothing was saved */
-			c->customer_profile_id = NULL;
 			lookup_missed(op, follow_up);
 		}
 		else if (c->lookup)

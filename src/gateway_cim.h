@@ -33,6 +33,9 @@ typedef struct GatewayCim
 	bool		lookup;			/* the confirm step searches for what an
 								 * earlier attempt may have saved */
 	bool		resent;			/* already sent the create once more */
+	char	   *gone_profile_id;	/* the customer's profile the gateway no
+									 * longer has (E00040): the save makes a
+									 * new one */
 	/* learned */
 	char	   *network_trans_id;
 	char	   *account_number;

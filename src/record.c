@@ -453,10 +453,10 @@ static void
 record_method_outcome(GatewayOp *op)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			types[13] = {INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-	TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, TEXTOID};
-	Datum		v[13];
-	char		nulls[13];
+	Oid			types[14] = {INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+	TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		v[14];
+	char		nulls[14];
 	GatewayOutcome *r = &op->result;
 	GatewayCim *c = op->cim;
 	char	   *last4 = NULL;
@@ -477,7 +477,8 @@ record_method_outcome(GatewayOp *op)
 	v[10] = TimestampTzGetDatum(r->retry_at ? r->retry_at : GetCurrentTimestamp());
 	v[11] = payments_text_arg(r->error, &nulls[11]);
 	v[12] = payments_text_arg(fingerprint_answered(op), &nulls[12]);
-	if (SPI_execute_plan(worker_kept_plan(&plan, "SELECT payments._record_method_result($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)",
+	v[13] = payments_text_arg(c ? c->gone_profile_id : NULL, &nulls[13]);
+	if (SPI_execute_plan(worker_kept_plan(&plan, "SELECT payments._record_method_result($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)",
 								   lengthof(types), types),
 						 v, nulls, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "payments worker: could not record a payment method outcome");

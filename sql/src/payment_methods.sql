@@ -573,11 +573,15 @@ INSERT INTO payments.operation_outcomes
 -- _record_final_results), a failed save is failed with
 -- the reason (a card the customer has saved already as another method:
 -- E00039); a deleted one is deleted, a failed deletion leaves the
--- method active again, and the default if it was.
+-- method active again, and the default if it was.  A save that found the
+-- customer's profile gone at the gateway (p_gone_customer_profile_id,
+-- gateway_cim.c) forgets it first (_customer_profile_gone): saved, the
+-- customer's profile is the new one.
 CREATE FUNCTION payments._record_method_result(p_merchant_id bigint, p_operation_id bigint,
 	p_outcome text, p_code text, p_reason text, p_customer_profile_id text,
 	p_payment_profile_id text, p_network_trans_id text, p_card_last4 text, p_card_brand text,
-	p_retry_at timestamptz, p_error text, p_card_fingerprint text)
+	p_retry_at timestamptz, p_error text, p_card_fingerprint text,
+	p_gone_customer_profile_id text DEFAULT NULL)
 	RETURNS void
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments, pg_temp
@@ -631,6 +635,9 @@ BEGIN
 	WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
 	DELETE FROM payments.card_vault WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
 
+	IF o.kind = 'save_method' AND p_gone_customer_profile_id IS NOT NULL THEN
+		PERFORM payments._customer_profile_gone(o, p_gone_customer_profile_id);
+	END IF;
 	IF o.kind = 'save_method' THEN
 		IF ok THEN
 			UPDATE payments.customers SET customer_profile_id = coalesce(customer_profile_id, p_customer_profile_id),
@@ -662,8 +669,34 @@ BEGIN
 	END IF;
 END
 $$;
-COMMENT ON FUNCTION payments._record_method_result(bigint, bigint, text, text, text, text, text, text, text, text, timestamptz, text, text) IS
-	'Worker, step 3: records the gateway''s answer to a save_method, delete_method or delete_customer operation and moves the payment method (and the customer''s profile id) on.';
+COMMENT ON FUNCTION payments._record_method_result(bigint, bigint, text, text, text, text, text, text, text, text, timestamptz, text, text, text) IS
+	'Worker, step 3: records the gateway''s answer to a save_method, delete_method or delete_customer operation and moves the payment method (and the customer''s profile id) on; p_gone_customer_profile_id: the customer''s profile the save found gone at the gateway (_customer_profile_gone).';
+
+-- A save found the customer's profile gone at the gateway (E00040: deleted
+-- outside payments, with every payment profile in it; gateway_cim.c).  The
+-- customer forgets it (a save that succeeded records the new one it made,
+-- a later save makes one), and the customer's active methods in it are
+-- failed as a charge that meets a gone profile fails its method
+-- (_payment_methods_gone): one charge or renewal of each would fail anyway.
+CREATE FUNCTION payments._customer_profile_gone(o payments.operations, p_customer_profile_id text)
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+BEGIN
+	UPDATE payments.customers x SET customer_profile_id = NULL, updated_at = clock_timestamp()
+	WHERE x.merchant_id = o.merchant_id AND x.customer_id = o.customer_id
+		AND x.customer_profile_id = p_customer_profile_id;
+	PERFORM payments._payment_methods_gone(o.merchant_id, ARRAY(SELECT x.payment_method_id
+			FROM payments.payment_methods x
+			WHERE x.merchant_id = o.merchant_id AND x.customer_id = o.customer_id
+				AND x.customer_profile_id = p_customer_profile_id AND x.status = 'active'),
+		format('The gateway no longer has the customer''s profile %s (E00040) with this card''s payment profile in it, which was deleted outside payments: found when payment method %s was saved.',
+			p_customer_profile_id, o.payment_method_id));
+END
+$$;
+COMMENT ON FUNCTION payments._customer_profile_gone(payments.operations, text) IS
+	'Internal: a save (operation o) found the customer''s gateway profile gone: the customer forgets it and its active methods in it are failed (payment_method_gone).';
 
 -- A deleted customer whose gateway profile could not be deleted (the
 -- gateway refused, or the operation ran out of attempts): its methods are
@@ -757,6 +790,27 @@ CREATE FUNCTION payments._note_network_trans_ids(p_merchant_id bigint[], p_opera
 COMMENT ON FUNCTION payments._note_network_trans_ids(bigint[], bigint[], text[]) IS
 	'Worker: keeps the network transaction id of approved charges on the stored methods they charged, where none was known.';
 
+-- Stored methods whose profile is gone at the gateway (deleted outside
+-- payments) become failed: failure_code payment_method_gone, no longer the
+-- default (no other card is made the default in their place), and the
+-- status change writes a payment_method.failed event.  Active ones only:
+-- one being deleted is deleted anyway.  The one home of that transition:
+-- a charge that met the gone profile (_payment_method_gone), a save that
+-- found the customer's whole profile gone (_customer_profile_gone).
+CREATE FUNCTION payments._payment_methods_gone(p_merchant_id bigint, p_payment_method_ids bigint[],
+	p_reason text)
+	RETURNS void
+	LANGUAGE sql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+	UPDATE payments.payment_methods x SET status = 'failed', is_default = false,
+		failure_code = 'payment_method_gone', failure_reason = p_reason
+	WHERE x.merchant_id = p_merchant_id AND x.payment_method_id = ANY (p_payment_method_ids)
+		AND x.status = 'active'
+	$$;
+COMMENT ON FUNCTION payments._payment_methods_gone(bigint, bigint[], text) IS
+	'Internal: fails the active ones of these stored methods, whose profile is gone at the gateway (failure_code payment_method_gone, p_reason; no longer the default; a payment_method.failed event).';
+
 -- A charge of a stored method answered "the record cannot be found"
 -- (E00040: the gateway's answer to a createTransaction whose customer or
 -- payment profile does not exist) means the profile was deleted at the
@@ -778,12 +832,12 @@ CREATE FUNCTION payments._payment_method_gone() RETURNS trigger
 BEGIN
 	NEW.decline_code := 'payment_method_gone';
 	NEW.decline_reason := 'The gateway no longer has this stored payment method (E00040 The record cannot be found.): its payment profile was deleted outside payments.';
-	UPDATE payments.payment_methods x SET status = 'failed', is_default = false,
-		failure_code = 'payment_method_gone',
-		failure_reason = format('The gateway refused payment %s: it no longer has this card''s payment profile (E00040), which was deleted outside payments.',
-			NEW.payment_id)
-	WHERE x.merchant_id = NEW.merchant_id AND x.payment_method_id = NEW.payment_method_id
-		AND x.status = 'active' AND x.payment_profile_id IS NOT DISTINCT FROM NEW.payment_profile_id;
+	PERFORM payments._payment_methods_gone(NEW.merchant_id, ARRAY(SELECT x.payment_method_id
+			FROM payments.payment_methods x
+			WHERE x.merchant_id = NEW.merchant_id AND x.payment_method_id = NEW.payment_method_id
+				AND x.payment_profile_id IS NOT DISTINCT FROM NEW.payment_profile_id),
+		format('The gateway refused payment %s: it no longer has this card''s payment profile (E00040), which was deleted outside payments.',
+			NEW.payment_id));
 	RETURN NEW;
 END
 $$;

@@ -13,9 +13,14 @@
 # profile deleted.  Before, the method stayed active (and the default):
 # every charge went to the gateway and failed with E00040, and nothing told
 # the merchant the card was gone.
-# Then (section 3): a charge whose first send lost its reply, resent and
-# refused with E00040, ends as a first send does (before: unknown, looked
-# up for ever, the method active).
+# Then (sections 3-5): a new card saved for a customer whose whole profile
+# is gone is saved in a new customer profile, and the customer's methods in
+# the gone one are failed the same way (before: the save failed with E00040,
+# every later save of the customer too, and the other methods stayed
+# active); so it is when the new profile's creation loses its reply (one
+# profile, one card at the gateway); and a charge whose first send lost its
+# reply, resent and refused with E00040, ends as a first send does (before:
+# unknown, looked up for ever, the method active).
 set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
 SIMDIR="$WORK/sim-method-gone"
@@ -82,6 +87,19 @@ is "$(q -c "SELECT concat_ws('|', status, decline_code) FROM pay_wait($pid2, '15
 is "$(sim_ledger "$(q -c "SELECT invoice_number FROM pay_get_payment($pid)")")$(sim_ledger "$(q -c "SELECT invoice_number FROM pay_get_payment($pid2)")")" "" \
 	"the gateway moved no money"
 
+
+# gateway_profile PROFILE_ID: "mcid count" of a customer profile at the
+# gateway (its merchantCustomerId and how many payment profiles it holds),
+# or the error code
+gateway_profile() {
+	curl -sS -X POST -H 'Content-Type: application/json' \
+		-d "{\"getCustomerProfileRequest\":{\"merchantAuthentication\":{\"name\":\"$SIM_LOGIN\",\"transactionKey\":\"$SIM_KEY\"},$1}}" "$SIM_API" |
+		python3 -c 'import json, sys
+r = json.loads(sys.stdin.buffer.read().decode("utf-8-sig"))
+p = r.get("profile")
+print("%s %d" % (p.get("merchantCustomerId"), len(p.get("paymentProfiles", []))) if p else r["messages"]["message"][0]["code"])'
+}
+customer_profile() { q -c "SELECT coalesce(customer_profile_id, '-') FROM payments.customers WHERE merchant_id = $M AND customer_id = $1"; }
 fired() {	# how many times the simulator's fault rules fired
 	sim_ctl GET /faults | python3 -c 'import json, sys; print(sum(r.get("fired", 0) for r in json.load(sys.stdin)["faults"]))'
 }
@@ -90,7 +108,51 @@ gone_events() {	# gone_events METHOD...: payment_method.failed events with payme
 		AND (data ->> 'payment_method_id')::bigint IN ($(IFS=,; echo "$*")) AND data ->> 'failure_code' = 'payment_method_gone'"
 }
 
-# --- 3. a charge whose first reply was lost, resent and refused with E00040
+# --- 3. a new card saved for a customer whose whole profile is gone
+cid3=$(new_customer gone3)
+pd=$(saved "$cid3" 4111111111111111)
+pe=$(saved "$cid3" 5424000000000015 false)
+cp3=$(customer_profile "$cid3")
+is "$(gateway deleteCustomerProfileRequest "\"customerProfileId\":\"$cp3\"")" Ok \
+	"another system deletes a customer's whole profile, with its two cards"
+pf=$(q -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $cid3, card => $(card 4007000000027), validation_mode => 'none')")
+is "$(q -c "SELECT concat_ws('|', status, is_default, coalesce(failure_code, '-')) FROM pay_wait_payment_method($pf, '20 s')")" \
+	"active|t|-" "a new card of that customer is saved (and the default)"
+np3=$(q -c "SELECT customer_profile_id FROM pay_get_payment_method($pf)")
+mcid3=$(q -c "SELECT payments._gateway_customer_ref($cid3)")
+is "$( [ "$np3" != "$cp3" ] && echo new) $(customer_profile "$cid3") $(gateway_profile "\"customerProfileId\":\"$np3\"")" \
+	"new $np3 $mcid3 1" "in a new customer profile (the customer's now, under its merchantCustomerId) holding that card"
+is "$(method "$pd") $(method "$pe") $(gone_events "$pd" "$pe")" \
+	"failed|f|payment_method_gone failed|f|payment_method_gone 2" \
+	"the customer's methods in the gone profile are failed (payment_method_gone), each with a payment_method.failed event"
+is "$(q -c "SELECT failure_reason LIKE '%profile $cp3 %payment method $pf %' FROM pay_get_payment_method($pe)")" t \
+	"the failure reason names the gone profile and the save that found it"
+pid3=$(q -c "SELECT payment_id FROM pay_purchase(amount => '7.00 USD', customer_id => $cid3)")
+is "$(q -c "SELECT concat_ws('|', status, payment_method_id) FROM pay_wait($pid3, '15 s')")" "succeeded|$pf" \
+	"a charge of the customer's default charges the new card"
+pg=$(saved "$cid3" 5424000000000015 false)
+is "$(q -c "SELECT customer_profile_id FROM pay_get_payment_method($pg)") $(gateway_profile "\"customerProfileId\":\"$np3\"")" \
+	"$np3 $mcid3 2" "a later save goes into the new profile"
+
+# --- 4. the new profile's creation loses its reply: looked up, not made twice
+cid4=$(new_customer gone4)
+ph=$(saved "$cid4" 4111111111111111)
+cp4=$(customer_profile "$cid4")
+is "$(gateway deleteCustomerProfileRequest "\"customerProfileId\":\"$cp4\"")" Ok "a second customer's whole profile is deleted"
+sim_ctl POST /faults '{"type":"reset","count":1,"requestType":"createCustomerProfileRequest"}' >/dev/null
+pi=$(q -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $cid4, card => $(card 4007000000027), validation_mode => 'none')")
+is "$(q -c "SELECT status FROM pay_wait_payment_method($pi, '30 s')")" active \
+	"a new card is saved though the reply to the new profile's creation was lost"
+np4=$(q -c "SELECT customer_profile_id FROM pay_get_payment_method($pi)")
+mcid4=$(q -c "SELECT payments._gateway_customer_ref($cid4)")
+is "$(fired) $(q -c "SELECT attempts FROM payments.operations WHERE merchant_id = $M AND payment_method_id = $pi")" \
+	"1 2" "the reply was lost once, and the next attempt found the save"
+is "$(customer_profile "$cid4") $(gateway_profile "\"merchantCustomerId\":\"$mcid4\"") $(method "$ph")" \
+	"$np4 $mcid4 1 failed|f|payment_method_gone" \
+	"one new profile with the card once, the customer's; its old method failed"
+sim_ctl DELETE /faults >/dev/null
+
+# --- 5. a charge whose first reply was lost, resent and refused with E00040
 cid5=$(new_customer gone5)
 pj=$(saved "$cid5" 4111111111111111)
 ids=$(q -c "SELECT customer_profile_id || ' ' || payment_profile_id FROM pay_get_payment_method($pj)")
