@@ -14914,6 +14914,439 @@ COMMENT ON FUNCTION payments._customer_profile_gone(payments.operations, text) I
 REVOKE ALL ON FUNCTION payments._customer_profile_gone(payments.operations, text) FROM PUBLIC;
 
 ------------------------------------------------------------------------------
+-- h-account-life: what was made at a gateway account stays bound to it
+-- after the merchant moves to another (sql/src/worker.sql,
+-- payment_api.sql, payment_methods.sql).  A payment's capture, void or
+-- refund, and a charge of a stored method saved at the old account, are
+-- refused at the call (22Y20, _refuse_other_account); a charge of such a
+-- method queued before the change is held by the claim as a dead letter
+-- (it went to the new account, which answered "not found", and the
+-- method was failed as if deleted); the settlement check asks only about
+-- payments made at the account configured now (_settlement_candidates).
+-- New functions made here; the others replaced with their current text.
+------------------------------------------------------------------------------
+CREATE FUNCTION payments._payment_account(p_merchant_id bigint, p_payment_id bigint) RETURNS text
+	LANGUAGE sql STABLE
+	AS $$ SELECT x.gateway_account FROM payments.operations x
+		WHERE x.merchant_id = p_merchant_id AND x.payment_id = p_payment_id
+			AND x.kind IN ('purchase', 'authorize')
+		ORDER BY x.operation_id LIMIT 1 $$;
+COMMENT ON FUNCTION payments._payment_account(bigint, bigint) IS
+	'Internal: the gateway account a payment was made at (operations.gateway_account of its purchase or authorization), or NULL.';
+
+CREATE FUNCTION payments._method_account(p_merchant_id bigint, p_payment_method_id bigint) RETURNS text
+	LANGUAGE sql STABLE
+	AS $$ SELECT x.gateway_account FROM payments.operations x
+		WHERE x.merchant_id = p_merchant_id AND x.payment_method_id = p_payment_method_id
+			AND x.kind = 'save_method' AND x.status = 'succeeded'
+		ORDER BY x.operation_id DESC LIMIT 1 $$;
+COMMENT ON FUNCTION payments._method_account(bigint, bigint) IS
+	'Internal: the gateway account a stored payment method was saved at (operations.gateway_account of its save), where its profiles are, or NULL.';
+
+CREATE FUNCTION payments._refuse_other_account(p_merchant_id bigint, p_account text, p_what text,
+	p_hint text)
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	configured text;
+BEGIN
+	SELECT payments._gateway_account(g.api_login_id) INTO configured
+	FROM payments.gateway_config g WHERE g.merchant_id = p_merchant_id;
+	IF p_account IS NULL OR configured IS NULL OR p_account = configured THEN
+		RETURN;
+	END IF;
+	RAISE EXCEPTION '% at another gateway account than the one configured now', p_what
+		USING ERRCODE = '22Y20',
+			DETAIL = format('It is at gateway account %s; the merchant''s gateway account was changed since (pay_configure_gateway) to %s, which does not know it (accounts as payments._gateway_account(api_login_id) names them). The credentials of account %s are no longer configured, so nothing can be sent there.',
+				p_account, configured, p_account),
+			HINT = p_hint;
+END
+$$;
+COMMENT ON FUNCTION payments._refuse_other_account(bigint, text, text, text) IS
+	'Internal: raises 22Y20 when p_account (a payment''s or a stored method''s gateway account) is not the merchant''s configured one: sent there, it would never be found.';
+
+CREATE OR REPLACE FUNCTION payments._account_moved_error(p_sent_to text, p_configured text) RETURNS text
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	AS $$ SELECT pg_catalog.format('held: the gateway account changed after this operation was sent (or its payment was made, or the stored payment method it charges was saved) at account %s; the one configured now is %s (accounts as payments._gateway_account(api_login_id) names them). Sent or looked up there it could be charged twice, or never found: configure account %1$s again (pay_configure_gateway) and pay_retry_dead_letter it, or settle it at that account by hand and record what happened with pay_resolve_dead_letter (or pay_discard_dead_letter it).',
+		p_sent_to, p_configured) $$;
+COMMENT ON FUNCTION payments._account_moved_error(text, text) IS
+	'Internal: the last_error of an operation the worker held as a dead letter because the merchant''s gateway account changed after it was sent (or its payment was made, or the stored method it charges was saved) at another.';
+
+CREATE OR REPLACE FUNCTION payments._settlement_candidates(p_limit integer)
+	RETURNS TABLE (merchant_id bigint, payment_id bigint, gateway_trans_id text,
+		created_at timestamptz, api_login_id text, transaction_key text, endpoint_url text,
+		ca_file text, timeout_ms integer)
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, payments, pg_temp
+	-- the plan's estimate (every merchant's full share) would compile it
+	SET jit = off
+	AS $$
+	-- each merchant's oldest p_limit (one merchant's backlog neither
+	-- starves the others nor makes a round long)
+	SELECT g.merchant_id, p.payment_id, p.gateway_trans_id, p.created_at,
+		g.api_login_id, g.transaction_key, g.endpoint_url, g.ca_file, g.timeout_ms
+	FROM payments.gateway_config g
+	CROSS JOIN LATERAL (SELECT x.payment_id, x.gateway_trans_id, x.created_at
+		FROM payments.payments x
+		WHERE x.merchant_id = g.merchant_id AND x.settled_at IS NULL AND x.gateway_trans_id IS NOT NULL
+			AND x.status IN ('succeeded', 'partially_refunded')
+			AND x.created_at > now() - interval '31 days'
+			-- made at the gateway account configured now: the batches of
+			-- another are not there (found once the merchant is back at it)
+			AND coalesce(payments._payment_account(x.merchant_id, x.payment_id)
+				= payments._gateway_account(g.api_login_id), true)
+		ORDER BY x.created_at
+		LIMIT p_limit) p
+	ORDER BY g.merchant_id, p.created_at
+	$$;
+COMMENT ON FUNCTION payments._settlement_candidates(integer) IS
+	'Worker: captured payments (of the last 31 days, made at the gateway account configured now) whose settlement is not known yet, each merchant''s oldest p_limit, ordered by merchant, to look for in the gateway''s settled batches.';
+
+CREATE OR REPLACE FUNCTION payments._new_operation(p payments.payments, p_kind text, p_amount payments.pay_amount,
+	p_status text, p_reason text, p_key text, p_correlation_id text, p_via_void boolean DEFAULT false)
+	RETURNS payments.operations
+	LANGUAGE plpgsql AS $$
+DECLARE
+	o payments.operations;
+	corr text := payments._correlation_id(p_correlation_id);
+	account text := payments._payment_account(p.merchant_id, p.payment_id);
+BEGIN
+	-- the correlation id is sent as refId
+	PERFORM payments._check_gateway_input(NULL, NULL, NULL, corr);
+	-- a capture, void or refund acts on the payment's transaction: it goes to
+	-- the gateway account the payment was made at, or nowhere: refused
+	-- while the merchant is at another (_claim_operations holds one queued
+	-- before a change)
+	PERFORM payments._refuse_other_account(p.merchant_id, account, format('payment %s was made', p.payment_id),
+		'Configure the account it was made at again (pay_configure_gateway: going back to it is allowed) and call again, or do it in that account''s Merchant Interface. Meanwhile its settlement is not learned either (settled_at stays empty).');
+	INSERT INTO payments.operations (merchant_id, payment_id, kind, status, amount, reason, via_void,
+		idempotency_key, correlation_id, gateway_account)
+	VALUES (p.merchant_id, p.payment_id, p_kind, p_status, p_amount, p_reason, p_via_void, p_key, corr,
+		account)
+	RETURNING * INTO o;
+	IF p_key IS NOT NULL THEN
+		UPDATE payments.idempotency_keys SET payment_id = p.payment_id, operation_id = o.operation_id,
+			customer_id = p.customer_id
+		WHERE merchant_id = p.merchant_id AND idempotency_key = p_key;
+	END IF;
+	IF p_status = 'queued' THEN
+		PERFORM payments._wake_at_commit();
+	END IF;
+	RETURN o;
+END
+$$;
+COMMENT ON FUNCTION payments._new_operation(payments.payments, text, payments.pay_amount, text, text, text, text, boolean) IS
+	'Internal: records a gateway operation for a payment and wakes the worker at COMMIT.';
+
+CREATE OR REPLACE FUNCTION payments._stored_method_for_payment(p_customer_id bigint, p_payment_method_id bigint,
+	p_other_methods integer)
+	RETURNS payments.payment_methods
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	pm payments.payment_methods;
+	c payments.customers;
+BEGIN
+	IF p_customer_id IS NOT NULL THEN
+		c := payments._share_customer(p_customer_id);
+	END IF;
+	IF p_payment_method_id IS NULL THEN
+		IF p_customer_id IS NULL OR p_other_methods > 0 THEN
+			RETURN pm;
+		END IF;
+		-- its active default, or the active one a pending default replaced
+		pm := payments._usable_default_method(c.merchant_id, c.customer_id);
+		IF pm.payment_method_id IS NULL THEN
+			PERFORM payments._no_default_method(c);
+		END IF;
+	ELSE
+		IF p_other_methods > 1 THEN
+			RAISE EXCEPTION 'exactly one payment method is required'
+				USING ERRCODE = '22Y22', DETAIL = 'payment_method_id was given with another payment method.';
+		END IF;
+		pm := payments._find_payment_method(p_payment_method_id);
+		IF p_customer_id IS NULL THEN
+			-- the method's customer, locked as a named one is; then the method
+			-- as it is once a deletion of the customer has committed
+			PERFORM payments._share_customer(pm.customer_id);
+			pm := payments._find_payment_method(p_payment_method_id);
+		END IF;
+		IF p_customer_id IS NOT NULL AND pm.customer_id <> p_customer_id THEN
+			RAISE EXCEPTION 'payment method % is not customer %''s', p_payment_method_id, p_customer_id
+				USING ERRCODE = '22023';
+		END IF;
+		IF pm.status = 'failed' AND pm.failure_reason IS NOT NULL THEN
+			-- says why: its save failed, or its profile is gone at the gateway
+			RAISE EXCEPTION 'payment method % is failed, not active', p_payment_method_id
+				USING ERRCODE = '22Y20', DETAIL = pm.failure_reason,
+					HINT = 'Save the card again (pay_save_payment_method).';
+		ELSIF pm.status <> 'active' THEN
+			RAISE EXCEPTION 'payment method % is %, not active', p_payment_method_id, pm.status
+				USING ERRCODE = '22Y20',
+					HINT = CASE WHEN pm.status = 'pending' THEN 'Wait for it to be saved (pay_wait_payment_method).'
+						ELSE 'Save the card again (pay_save_payment_method).' END;
+		END IF;
+	END IF;
+	-- its profiles are at the gateway account it was saved at: while the
+	-- merchant is at another, which would answer "not found", it is
+	-- refused, and kept active (it is not gone)
+	PERFORM payments._refuse_other_account(pm.merchant_id,
+		payments._method_account(pm.merchant_id, pm.payment_method_id),
+		format('payment method %s was saved', pm.payment_method_id),
+		'Configure the account it was saved at again (pay_configure_gateway) to charge it; the method is kept as it is. Or ask the customer for the card again and save it at the account configured now (pay_save_payment_method).');
+	RETURN pm;
+END
+$$;
+COMMENT ON FUNCTION payments._stored_method_for_payment(bigint, bigint, integer) IS
+	'Internal: the stored payment method a payment charges (named, or the customer''s usable default: _usable_default_method), checked active and saved at the gateway account configured now (22Y20 otherwise); PT404 for an unknown or foreign one.';
+
+CREATE OR REPLACE FUNCTION payments._claim_operations(p_limit integer, p_background_limit integer DEFAULT NULL,
+	p_held_connections text[] DEFAULT '{}', p_only_connection text DEFAULT NULL,
+	p_after_merchant bigint DEFAULT NULL)
+	RETURNS TABLE (merchant_id bigint, operation_id bigint, payment_id bigint, kind text,
+		action text, attempt integer, via_void boolean, amount_minor bigint, currency text,
+		currency_exponent integer, txn_invoice text, description text, customer jsonb,
+		ref_trans_id text, card_last4 text, payment_method text, customer_profile_id text,
+		payment_profile_id text, sealed bytea, correlation_id text, created_at timestamptz,
+		never_sent boolean,
+		api_login_id text, transaction_key text, endpoint_url text, ca_file text, timeout_ms integer,
+		payment_method_id bigint, customer_id bigint, method_source text, validation_mode text,
+		method_default boolean, method_customer_profile_id text, method_payment_profile_id text,
+		merchant_customer_id text, customer_email text, customer_name text, customer_billing jsonb,
+		original_network_trans_id text, method_card_last4 text, method_taken_profiles text,
+		last_attempt_at timestamptz, recurring boolean, first_recurring boolean, more_ready boolean)
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	SET enable_seqscan = off
+	SET enable_bitmapscan = off
+	SET enable_sort = off
+	SET enable_hashjoin = off
+	SET enable_mergejoin = off
+	SET plan_cache_mode = force_generic_plan
+	SET jit = off
+	AS $$
+BEGIN
+	-- Ordinary operations first, then the background ones (a billing run's
+	-- charges) in what room is left, at most p_background_limit (NULL: no
+	-- other limit): a backlog of renewals never holds up a checkout's
+	-- result.  Merchants without a gateway configuration are skipped (and
+	-- parked by _park_unconfigured), and so are those whose gateway
+	-- connection is in p_held_connections: the worker's circuit for it is
+	-- open (one merchant's dead endpoint holds back no one else).
+	-- p_only_connection: only those of that connection (the one probe of a
+	-- half-open circuit).  The rows are returned in the order of turns.
+	RETURN QUERY
+	WITH RECURSIVE due_ops AS MATERIALIZED (
+		-- the operations due, by due time, as many as 1,000 and one: when
+		-- there are no more, their merchants are every merchant with one due,
+		-- and merchants whose operations all wait for later (parked behind
+		-- an open circuit, an unknown outcome's next look) cost nothing
+		SELECT o.background, o.merchant_id, o.next_attempt_at FROM payments.operations o
+		WHERE o.status IN ('queued', 'unknown') AND o.next_attempt_at <= now()
+		ORDER BY o.next_attempt_at LIMIT 1001
+	), backlog AS (
+		-- more are due (a backlog): each (background, merchant) key and its
+		-- earliest due time, one index probe per merchant with operations
+		-- waiting
+		(SELECT o.background, o.merchant_id, o.next_attempt_at FROM payments.operations o
+		 WHERE o.status IN ('queued', 'unknown') AND (SELECT count(*) FROM due_ops) > 1000
+		 ORDER BY o.background, o.merchant_id, o.next_attempt_at LIMIT 1)
+		UNION ALL
+		SELECT n.background, n.merchant_id, n.next_attempt_at FROM backlog w
+		CROSS JOIN LATERAL (SELECT o.background, o.merchant_id, o.next_attempt_at FROM payments.operations o
+			WHERE o.status IN ('queued', 'unknown')
+				AND (o.background, o.merchant_id) > (w.background, w.merchant_id)
+			ORDER BY o.background, o.merchant_id, o.next_attempt_at LIMIT 1) n
+	), waiting AS (
+		-- each (background, merchant) key with operations due or waiting,
+		-- and its earliest due time
+		SELECT d.background, d.merchant_id, min(d.next_attempt_at) AS next_attempt_at FROM due_ops d
+		WHERE (SELECT count(*) FROM due_ops) <= 1000
+		GROUP BY d.background, d.merchant_id
+		UNION ALL
+		SELECT b.background, b.merchant_id, b.next_attempt_at FROM backlog b
+	), due AS (
+		-- the merchants with an operation due (their earliest is), of
+		-- a connection whose circuit is closed: how many, and each one's
+		-- place in this claim's rotation (after p_after_merchant first)
+		SELECT w.background, w.merchant_id, w.next_attempt_at,
+			count(*) OVER (PARTITION BY w.background) AS merchants,
+			row_number() OVER (PARTITION BY w.background
+				ORDER BY p_after_merchant IS NOT NULL AND w.merchant_id <= p_after_merchant,
+					w.merchant_id) AS nth
+		FROM waiting w
+		-- configured (its row by key: this runs every round, and configured
+		-- merchants may be many); its connection worked out only when some
+		-- connection is held or probed
+		WHERE w.next_attempt_at <= now() AND EXISTS (SELECT 1 FROM payments.gateway_config g
+			WHERE g.merchant_id = w.merchant_id
+				AND (cardinality(p_held_connections) = 0 AND p_only_connection IS NULL
+					OR payments._gateway_connection(g.endpoint_url, g.ca_file, g.timeout_ms)
+							<> ALL (p_held_connections)
+						AND (p_only_connection IS NULL OR p_only_connection
+							= payments._gateway_connection(g.endpoint_url, g.ca_file, g.timeout_ms))))
+	), ordinary AS (
+		-- the room shared out exactly among the first p_limit merchants of
+		-- the rotation (those after the remainder's one row less), each
+		-- share by due time and locked as read (from its earliest on: past
+		-- the index entries of operations claimed since the last vacuum,
+		-- which the search for it went through); numbered, its turns
+		SELECT x.*, w.share, row_number() OVER (PARTITION BY x.merchant_id ORDER BY x.next_attempt_at) AS turn
+		FROM (SELECT d.*, p_limit / least(d.merchants, p_limit)
+				+ CASE WHEN d.nth <= p_limit % least(d.merchants, p_limit) THEN 1 ELSE 0 END AS share
+			FROM due d WHERE NOT d.background AND d.nth <= p_limit) w
+		CROSS JOIN LATERAL (SELECT o.background, o.merchant_id, o.operation_id, o.next_attempt_at,
+				o.status AS old_status, o.updated_at AS old_updated_at, o.kind, o.never_sent,
+				o.gateway_account, o.payment_id AS subject_payment_id
+			FROM payments.operations o
+			WHERE NOT o.background AND o.merchant_id = w.merchant_id
+				AND o.status IN ('queued', 'unknown')
+				AND o.next_attempt_at >= w.next_attempt_at AND o.next_attempt_at <= now()
+			ORDER BY o.next_attempt_at
+			LIMIT w.share
+			FOR UPDATE OF o SKIP LOCKED) x
+	), ordinary_more AS (
+		-- ordinary operations may be left due: a merchant took its whole
+		-- share, or had none (more merchants than room)
+		SELECT EXISTS (SELECT 1 FROM due d WHERE NOT d.background AND d.nth > p_limit)
+			OR EXISTS (SELECT 1 FROM ordinary o GROUP BY o.merchant_id HAVING count(*) >= max(o.share)) AS more
+	), background_room AS (
+		-- ordinary ones first: room for the background only when none is left
+		SELECT CASE WHEN m.more THEN 0
+			ELSE least(greatest(p_limit - (SELECT count(*) FROM ordinary), 0),
+				coalesce(p_background_limit, p_limit)) END AS room
+		FROM ordinary_more m
+	), background AS (
+		SELECT x.*, w.share, row_number() OVER (PARTITION BY x.merchant_id ORDER BY x.next_attempt_at) AS turn
+		FROM (SELECT d.*, r.room / least(d.merchants, r.room)
+				+ CASE WHEN d.nth <= r.room % least(d.merchants, r.room) THEN 1 ELSE 0 END AS share
+			FROM due d, background_room r WHERE d.background AND d.nth <= r.room) w
+		CROSS JOIN LATERAL (SELECT o.background, o.merchant_id, o.operation_id, o.next_attempt_at,
+				o.status AS old_status, o.updated_at AS old_updated_at, o.kind, o.never_sent,
+				o.gateway_account, o.payment_id AS subject_payment_id
+			FROM payments.operations o
+			WHERE o.background AND o.merchant_id = w.merchant_id
+				AND o.status IN ('queued', 'unknown')
+				AND o.next_attempt_at >= w.next_attempt_at AND o.next_attempt_at <= now()
+			ORDER BY o.next_attempt_at
+			LIMIT w.share
+			FOR UPDATE OF o SKIP LOCKED) x
+	), locked AS (
+		SELECT * FROM ordinary UNION ALL SELECT * FROM background
+	), ready AS (
+		-- in turns: every merchant's first before anyone's second
+		SELECT l.*, row_number() OVER (PARTITION BY l.background
+				ORDER BY l.turn, p_after_merchant IS NOT NULL AND l.merchant_id <= p_after_merchant,
+					l.merchant_id) AS pos
+		FROM locked l
+	), more AS (
+		-- more may be due: of the ordinary ones (above), or a background
+		-- merchant took its whole share or had none
+		SELECT (SELECT m.more FROM ordinary_more m)
+			OR EXISTS (SELECT 1 FROM due d, background_room r WHERE d.background AND d.nth > r.room)
+			OR EXISTS (SELECT 1 FROM background b GROUP BY b.merchant_id HAVING count(*) >= max(b.share))
+			AS ready
+	), claimed AS (
+		-- the gateway account each is sent to is recorded (gateway_account):
+		-- one that may have reached another account, acts on a payment
+		-- made at another, or charges a stored method saved at another, is
+		-- never sent here but held as a dead letter (its configuration,
+		-- read here, changed while it was claimed, or before)
+		UPDATE payments.operations o
+		SET status = CASE WHEN a.moved THEN 'dead' ELSE 'sending' END,
+			attempts = o.attempts + CASE WHEN a.moved THEN 0 ELSE 1 END,
+			first_sent_at = CASE WHEN a.moved THEN o.first_sent_at ELSE coalesce(o.first_sent_at, now()) END,
+			gateway_account = coalesce(a.bound_to, a.account),
+			last_error = CASE WHEN a.moved THEN payments._account_moved_error(a.bound_to, a.account)
+				ELSE o.last_error END
+		FROM ready r
+		JOIN payments.gateway_config g ON g.merchant_id = r.merchant_id
+		CROSS JOIN LATERAL (SELECT k.account, k.bound_to, k.bound_to <> k.account AS moved
+			FROM (SELECT payments._gateway_account(g.api_login_id) AS account,
+				-- bound to its account: what may have reached one, and a
+				-- capture, void or refund from its creation (its
+				-- payment's); a charge of a stored method to the account
+				-- the method was saved at (its profiles are there: at
+				-- another, "not found" would fail the method as deleted)
+				CASE WHEN NOT r.never_sent OR r.kind IN ('capture', 'void', 'refund') THEN r.gateway_account
+					WHEN r.kind IN ('purchase', 'authorize') THEN (SELECT payments._method_account(p.merchant_id,
+							p.payment_method_id)
+						FROM payments.payments p
+						WHERE p.merchant_id = r.merchant_id AND p.payment_id = r.subject_payment_id
+							AND p.payment_method_id IS NOT NULL) END AS bound_to) k) a
+		WHERE o.merchant_id = r.merchant_id AND o.operation_id = r.operation_id
+			AND r.pos <= CASE WHEN NOT r.background THEN p_limit ELSE (SELECT b.room FROM background_room b) END
+		RETURNING o.*, r.old_status, r.old_updated_at, r.pos, g.api_login_id, g.transaction_key,
+			g.endpoint_url, g.ca_file, g.timeout_ms
+	)
+	SELECT c.merchant_id, c.operation_id, c.payment_id, c.kind,
+		-- queued again after an attempt that may have gone through (an
+		-- unknown outcome, then a resend that provably failed) counts too
+		-- (on the clock: the worker may have spent a while recording outcomes
+		-- in this transaction before claiming)
+		CASE WHEN NOT c.never_sent
+				AND c.first_sent_at < clock_timestamp() - make_interval(secs => payments._duplicate_window() - 60)
+			THEN 'lookup' ELSE 'send' END,
+		c.attempts, c.via_void,
+		pay_minor_units(coalesce(c.amount, p.amount)), pay_currency(p.amount),
+		pay_currency_exponent(pay_currency(p.amount)),
+		-- the invoice of the gateway transaction: each refund its own (equal
+		-- partial refunds are not duplicates); a capture (priorAuthCapture
+		-- keeps the authorization's transId) and a void act on the payment's
+		CASE WHEN c.kind = 'refund' AND NOT c.via_void
+			THEN 'R' || payments._invoice_tag() || c.operation_id ELSE p.invoice_number END,
+		p.description, p.customer,
+		p.gateway_trans_id, p.card_last4, p.payment_method, p.customer_profile_id,
+		p.payment_profile_id, v.sealed, c.correlation_id, c.created_at, c.never_sent,
+		c.api_login_id, c.transaction_key, c.endpoint_url, c.ca_file, c.timeout_ms,
+		-- stored payment methods and customers' profiles (payment_methods.sql):
+		-- their own operations, and charges of a stored method
+		pm.payment_method_id, cu.customer_id, pm.source, pm.validation_mode, pm.is_default,
+		cu.customer_profile_id, pm.payment_profile_id,
+		CASE WHEN cu.customer_id IS NOT NULL THEN payments._gateway_customer_ref(cu.customer_id) END,
+		cu.email, cu.name, cu.billing,
+		pm.network_trans_id, pm.card_last4,
+		-- a save's: the payment profiles the customer's other live methods
+		-- hold, which its lookup never takes and a duplicate answer naming
+		-- one fails (gateway_cim.c); computed for saves alone
+		CASE WHEN c.kind = 'save_method' THEN (SELECT string_agg(x.payment_profile_id, ',')
+			FROM payments.payment_methods x
+			WHERE x.merchant_id = pm.merchant_id AND x.customer_id = pm.customer_id
+				AND x.payment_method_id <> pm.payment_method_id AND x.payment_profile_id IS NOT NULL
+				AND x.status IN ('active', 'deleting')) END,
+		-- when the operation last changed: the end of its previous attempt
+		c.old_updated_at,
+		-- a charge of a subscription's invoice is recurring (recurringBilling,
+		-- card on file), the first one of its subscription while no earlier
+		-- invoice of it was paid by a charge (the 'first' invoice, or the
+		-- first renewal after a trial): isFirstRecurringPayment
+		p.invoice_id IS NOT NULL,
+		p.invoice_id IS NOT NULL AND NOT EXISTS (
+			SELECT 1 FROM payments.invoices i
+			JOIN payments.invoices earlier ON earlier.merchant_id = i.merchant_id
+				AND earlier.subscription_id = i.subscription_id AND earlier.invoice_id <> i.invoice_id
+			WHERE i.merchant_id = p.merchant_id AND i.invoice_id = p.invoice_id
+				AND earlier.status = 'paid' AND pay_minor_units(earlier.amount) > 0),
+		(SELECT m.ready FROM more m)
+	FROM claimed c
+	-- operations on a stored method or a customer's profile have no payment
+	LEFT JOIN payments.payments p ON p.merchant_id = c.merchant_id AND p.payment_id = c.payment_id
+	LEFT JOIN payments.card_vault v ON v.merchant_id = c.merchant_id AND v.operation_id = c.operation_id
+	LEFT JOIN payments.payment_methods pm ON pm.merchant_id = c.merchant_id
+		AND pm.payment_method_id = coalesce(c.payment_method_id, p.payment_method_id)
+	LEFT JOIN payments.customers cu ON cu.merchant_id = c.merchant_id
+		AND cu.customer_id = coalesce(c.customer_id, pm.customer_id)
+	WHERE c.status = 'sending'
+	ORDER BY c.background, c.pos;
+END
+$$;
+COMMENT ON FUNCTION payments._claim_operations(integer, integer, text[], text, bigint) IS
+	'Worker, step 1: claims up to p_limit ready operations (FOR UPDATE SKIP LOCKED), merchants taking turns (an equal share of the room each, every merchant''s first before anyone''s second; ties after p_after_merchant first; more_ready when a merchant took its whole share), ordinary ones first and at most p_background_limit of a billing run''s charges, and marks them sending before anything is sent; operations of merchants whose gateway connection (_gateway_connection) is in p_held_connections (its circuit is open in the worker) are left; with p_only_connection, only that connection''s are claimed. Records the gateway account each is sent to (operations.gateway_account); one bound to another account than the one configured now is not returned but held as a dead letter.';
+
+------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,
 -- payment_api.sql, privileges.sql).  Keep this block LAST: its privilege
 -- and row-security statements cover every function and tenant table made

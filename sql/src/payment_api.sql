@@ -571,19 +571,20 @@ CREATE FUNCTION payments._new_operation(p payments.payments, p_kind text, p_amou
 DECLARE
 	o payments.operations;
 	corr text := payments._correlation_id(p_correlation_id);
+	account text := payments._payment_account(p.merchant_id, p.payment_id);
 BEGIN
 	-- the correlation id is sent as refId
 	PERFORM payments._check_gateway_input(NULL, NULL, NULL, corr);
 	-- a capture, void or refund acts on the payment's transaction: it goes to
-	-- the gateway account the payment was made at, or nowhere
-	-- (_claim_operations holds it if the merchant moved to another)
+	-- the gateway account the payment was made at, or nowhere: refused
+	-- while the merchant is at another (_claim_operations holds one queued
+	-- before a change)
+	PERFORM payments._refuse_other_account(p.merchant_id, account, format('payment %s was made', p.payment_id),
+		'Configure the account it was made at again (pay_configure_gateway: going back to it is allowed) and call again, or do it in that account''s Merchant Interface. Meanwhile its settlement is not learned either (settled_at stays empty).');
 	INSERT INTO payments.operations (merchant_id, payment_id, kind, status, amount, reason, via_void,
 		idempotency_key, correlation_id, gateway_account)
 	VALUES (p.merchant_id, p.payment_id, p_kind, p_status, p_amount, p_reason, p_via_void, p_key, corr,
-		(SELECT x.gateway_account FROM payments.operations x
-		 WHERE x.merchant_id = p.merchant_id AND x.payment_id = p.payment_id
-			AND x.kind IN ('purchase', 'authorize')
-		 ORDER BY x.operation_id LIMIT 1))
+		account)
 	RETURNING * INTO o;
 	IF p_key IS NOT NULL THEN
 		UPDATE payments.idempotency_keys SET payment_id = p.payment_id, operation_id = o.operation_id,

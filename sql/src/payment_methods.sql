@@ -923,39 +923,46 @@ BEGIN
 		IF pm.payment_method_id IS NULL THEN
 			PERFORM payments._no_default_method(c);
 		END IF;
-		RETURN pm;
-	END IF;
-	IF p_other_methods > 1 THEN
-		RAISE EXCEPTION 'exactly one payment method is required'
-			USING ERRCODE = '22Y22', DETAIL = 'payment_method_id was given with another payment method.';
-	END IF;
-	pm := payments._find_payment_method(p_payment_method_id);
-	IF p_customer_id IS NULL THEN
-		-- the method's customer, locked as a named one is; then the method
-		-- as it is once a deletion of the customer has committed
-		PERFORM payments._share_customer(pm.customer_id);
+	ELSE
+		IF p_other_methods > 1 THEN
+			RAISE EXCEPTION 'exactly one payment method is required'
+				USING ERRCODE = '22Y22', DETAIL = 'payment_method_id was given with another payment method.';
+		END IF;
 		pm := payments._find_payment_method(p_payment_method_id);
+		IF p_customer_id IS NULL THEN
+			-- the method's customer, locked as a named one is; then the method
+			-- as it is once a deletion of the customer has committed
+			PERFORM payments._share_customer(pm.customer_id);
+			pm := payments._find_payment_method(p_payment_method_id);
+		END IF;
+		IF p_customer_id IS NOT NULL AND pm.customer_id <> p_customer_id THEN
+			RAISE EXCEPTION 'payment method % is not customer %''s', p_payment_method_id, p_customer_id
+				USING ERRCODE = '22023';
+		END IF;
+		IF pm.status = 'failed' AND pm.failure_reason IS NOT NULL THEN
+			-- says why: its save failed, or its profile is gone at the gateway
+			RAISE EXCEPTION 'payment method % is failed, not active', p_payment_method_id
+				USING ERRCODE = '22Y20', DETAIL = pm.failure_reason,
+					HINT = 'Save the card again (pay_save_payment_method).';
+		ELSIF pm.status <> 'active' THEN
+			RAISE EXCEPTION 'payment method % is %, not active', p_payment_method_id, pm.status
+				USING ERRCODE = '22Y20',
+					HINT = CASE WHEN pm.status = 'pending' THEN 'Wait for it to be saved (pay_wait_payment_method).'
+						ELSE 'Save the card again (pay_save_payment_method).' END;
+		END IF;
 	END IF;
-	IF p_customer_id IS NOT NULL AND pm.customer_id <> p_customer_id THEN
-		RAISE EXCEPTION 'payment method % is not customer %''s', p_payment_method_id, p_customer_id
-			USING ERRCODE = '22023';
-	END IF;
-	IF pm.status = 'failed' AND pm.failure_reason IS NOT NULL THEN
-		-- says why: its save failed, or its profile is gone at the gateway
-		RAISE EXCEPTION 'payment method % is failed, not active', p_payment_method_id
-			USING ERRCODE = '22Y20', DETAIL = pm.failure_reason,
-				HINT = 'Save the card again (pay_save_payment_method).';
-	ELSIF pm.status <> 'active' THEN
-		RAISE EXCEPTION 'payment method % is %, not active', p_payment_method_id, pm.status
-			USING ERRCODE = '22Y20',
-				HINT = CASE WHEN pm.status = 'pending' THEN 'Wait for it to be saved (pay_wait_payment_method).'
-					ELSE 'Save the card again (pay_save_payment_method).' END;
-	END IF;
+	-- its profiles are at the gateway account it was saved at: while the
+	-- merchant is at another, which would answer "not found", it is
+	-- refused, and kept active (it is not gone)
+	PERFORM payments._refuse_other_account(pm.merchant_id,
+		payments._method_account(pm.merchant_id, pm.payment_method_id),
+		format('payment method %s was saved', pm.payment_method_id),
+		'Configure the account it was saved at again (pay_configure_gateway) to charge it; the method is kept as it is. Or ask the customer for the card again and save it at the account configured now (pay_save_payment_method).');
 	RETURN pm;
 END
 $$;
 COMMENT ON FUNCTION payments._stored_method_for_payment(bigint, bigint, integer) IS
-	'Internal: the stored payment method a payment charges (named, or the customer''s usable default: _usable_default_method), checked active; PT404 for an unknown or foreign one.';
+	'Internal: the stored payment method a payment charges (named, or the customer''s usable default: _usable_default_method), checked active and saved at the gateway account configured now (22Y20 otherwise); PT404 for an unknown or foreign one.';
 
 -- What a customer's payment sends as customer (billTo and customer.email)
 -- when the caller passes no customer object: its billing details and email.

@@ -142,7 +142,7 @@ BEGIN
 			FROM due d WHERE NOT d.background AND d.nth <= p_limit) w
 		CROSS JOIN LATERAL (SELECT o.background, o.merchant_id, o.operation_id, o.next_attempt_at,
 				o.status AS old_status, o.updated_at AS old_updated_at, o.kind, o.never_sent,
-				o.gateway_account
+				o.gateway_account, o.payment_id AS subject_payment_id
 			FROM payments.operations o
 			WHERE NOT o.background AND o.merchant_id = w.merchant_id
 				AND o.status IN ('queued', 'unknown')
@@ -168,7 +168,7 @@ BEGIN
 			FROM due d, background_room r WHERE d.background AND d.nth <= r.room) w
 		CROSS JOIN LATERAL (SELECT o.background, o.merchant_id, o.operation_id, o.next_attempt_at,
 				o.status AS old_status, o.updated_at AS old_updated_at, o.kind, o.never_sent,
-				o.gateway_account
+				o.gateway_account, o.payment_id AS subject_payment_id
 			FROM payments.operations o
 			WHERE o.background AND o.merchant_id = w.merchant_id
 				AND o.status IN ('queued', 'unknown')
@@ -193,24 +193,32 @@ BEGIN
 			AS ready
 	), claimed AS (
 		-- the gateway account each is sent to is recorded (gateway_account):
-		-- one that may have reached another account, or acts on a payment
-		-- made at another, is never sent here but held as a dead letter
-		-- (its configuration, read here, changed while it was claimed)
+		-- one that may have reached another account, acts on a payment
+		-- made at another, or charges a stored method saved at another, is
+		-- never sent here but held as a dead letter (its configuration,
+		-- read here, changed while it was claimed, or before)
 		UPDATE payments.operations o
 		SET status = CASE WHEN a.moved THEN 'dead' ELSE 'sending' END,
 			attempts = o.attempts + CASE WHEN a.moved THEN 0 ELSE 1 END,
 			first_sent_at = CASE WHEN a.moved THEN o.first_sent_at ELSE coalesce(o.first_sent_at, now()) END,
-			gateway_account = CASE WHEN a.bound THEN o.gateway_account ELSE a.account END,
-			last_error = CASE WHEN a.moved THEN payments._account_moved_error(o.gateway_account, a.account)
+			gateway_account = coalesce(a.bound_to, a.account),
+			last_error = CASE WHEN a.moved THEN payments._account_moved_error(a.bound_to, a.account)
 				ELSE o.last_error END
 		FROM ready r
 		JOIN payments.gateway_config g ON g.merchant_id = r.merchant_id
-		CROSS JOIN LATERAL (SELECT k.account, k.bound, k.bound AND r.gateway_account <> k.account AS moved
+		CROSS JOIN LATERAL (SELECT k.account, k.bound_to, k.bound_to <> k.account AS moved
 			FROM (SELECT payments._gateway_account(g.api_login_id) AS account,
 				-- bound to its account: what may have reached one, and a
-				-- capture, void or refund from its creation (its payment's)
-				r.gateway_account IS NOT NULL
-					AND (NOT r.never_sent OR r.kind IN ('capture', 'void', 'refund')) AS bound) k) a
+				-- capture, void or refund from its creation (its
+				-- payment's); a charge of a stored method to the account
+				-- the method was saved at (its profiles are there: at
+				-- another, "not found" would fail the method as deleted)
+				CASE WHEN NOT r.never_sent OR r.kind IN ('capture', 'void', 'refund') THEN r.gateway_account
+					WHEN r.kind IN ('purchase', 'authorize') THEN (SELECT payments._method_account(p.merchant_id,
+							p.payment_method_id)
+						FROM payments.payments p
+						WHERE p.merchant_id = r.merchant_id AND p.payment_id = r.subject_payment_id
+							AND p.payment_method_id IS NOT NULL) END AS bound_to) k) a
 		WHERE o.merchant_id = r.merchant_id AND o.operation_id = r.operation_id
 			AND r.pos <= CASE WHEN NOT r.background THEN p_limit ELSE (SELECT b.room FROM background_room b) END
 		RETURNING o.*, r.old_status, r.old_updated_at, r.pos, g.api_login_id, g.transaction_key,
@@ -295,10 +303,71 @@ COMMENT ON FUNCTION payments._gateway_account(text) IS
 -- the one configured now (_claim_operations), as its last_error.
 CREATE FUNCTION payments._account_moved_error(p_sent_to text, p_configured text) RETURNS text
 	LANGUAGE sql IMMUTABLE PARALLEL SAFE
-	AS $$ SELECT pg_catalog.format('held: the gateway account changed after this operation was sent (or its payment was made) at account %s; the one configured now is %s (accounts as payments._gateway_account(api_login_id) names them). Sent or looked up there it could be charged twice, or never found: configure the account it was sent to again (pay_configure_gateway) and pay_retry_dead_letter it, or settle it at that account by hand and record what happened with pay_resolve_dead_letter (or pay_discard_dead_letter it).',
+	AS $$ SELECT pg_catalog.format('held: the gateway account changed after this operation was sent (or its payment was made, or the stored payment method it charges was saved) at account %s; the one configured now is %s (accounts as payments._gateway_account(api_login_id) names them). Sent or looked up there it could be charged twice, or never found: configure account %1$s again (pay_configure_gateway) and pay_retry_dead_letter it, or settle it at that account by hand and record what happened with pay_resolve_dead_letter (or pay_discard_dead_letter it).',
 		p_sent_to, p_configured) $$;
 COMMENT ON FUNCTION payments._account_moved_error(text, text) IS
-	'Internal: the last_error of an operation the worker held as a dead letter because the merchant''s gateway account changed after it was sent (or its payment was made) at another.';
+	'Internal: the last_error of an operation the worker held as a dead letter because the merchant''s gateway account changed after it was sent (or its payment was made, or the stored method it charges was saved) at another.';
+
+-- What is bound to a gateway account besides an operation sent there
+-- (operations.gateway_account): a payment, to the account its purchase or
+-- authorization was sent to (its capture, void and refunds go there,
+-- _new_operation; its review and settlement are asked of it,
+-- _review_candidates, _settlement_candidates); a stored payment method,
+-- to the account its save was sent to (its customer and payment profiles
+-- live there: a charge of it goes there, _claim_operations).  NULL: not
+-- sent (or sent before the column existed).  Used in the claim: no SET
+-- clause, every name qualified.
+CREATE FUNCTION payments._payment_account(p_merchant_id bigint, p_payment_id bigint) RETURNS text
+	LANGUAGE sql STABLE
+	AS $$ SELECT x.gateway_account FROM payments.operations x
+		WHERE x.merchant_id = p_merchant_id AND x.payment_id = p_payment_id
+			AND x.kind IN ('purchase', 'authorize')
+		ORDER BY x.operation_id LIMIT 1 $$;
+COMMENT ON FUNCTION payments._payment_account(bigint, bigint) IS
+	'Internal: the gateway account a payment was made at (operations.gateway_account of its purchase or authorization), or NULL.';
+
+CREATE FUNCTION payments._method_account(p_merchant_id bigint, p_payment_method_id bigint) RETURNS text
+	LANGUAGE sql STABLE
+	AS $$ SELECT x.gateway_account FROM payments.operations x
+		WHERE x.merchant_id = p_merchant_id AND x.payment_method_id = p_payment_method_id
+			AND x.kind = 'save_method' AND x.status = 'succeeded'
+		ORDER BY x.operation_id DESC LIMIT 1 $$;
+COMMENT ON FUNCTION payments._method_account(bigint, bigint) IS
+	'Internal: the gateway account a stored payment method was saved at (operations.gateway_account of its save), where its profiles are, or NULL.';
+
+-- A call that would send something bound to gateway account p_account
+-- (a payment's capture, void or refund; a charge of a stored method) while
+-- the merchant's configuration names another account: refused at the
+-- call (22Y20), nothing recorded.  The old account's credentials are no
+-- longer configured, so nothing can reach it from here, and the account
+-- configured now does not know the payment or the profile: sent there it
+-- would never be found (a profile "not found" would even fail the method
+-- as if deleted).  The worker holds as a dead letter what was queued
+-- before the change (_claim_operations).  p_what: "payment 7 was made",
+-- "payment method 3 was saved"; p_hint: what to do instead.
+CREATE FUNCTION payments._refuse_other_account(p_merchant_id bigint, p_account text, p_what text,
+	p_hint text)
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	configured text;
+BEGIN
+	SELECT payments._gateway_account(g.api_login_id) INTO configured
+	FROM payments.gateway_config g WHERE g.merchant_id = p_merchant_id;
+	IF p_account IS NULL OR configured IS NULL OR p_account = configured THEN
+		RETURN;
+	END IF;
+	RAISE EXCEPTION '% at another gateway account than the one configured now', p_what
+		USING ERRCODE = '22Y20',
+			DETAIL = format('It is at gateway account %s; the merchant''s gateway account was changed since (pay_configure_gateway) to %s, which does not know it (accounts as payments._gateway_account(api_login_id) names them). The credentials of account %s are no longer configured, so nothing can be sent there.',
+				p_account, configured, p_account),
+			HINT = p_hint;
+END
+$$;
+COMMENT ON FUNCTION payments._refuse_other_account(bigint, text, text, text) IS
+	'Internal: raises 22Y20 when p_account (a payment''s or a stored method''s gateway account) is not the merchant''s configured one: sent there, it would never be found.';
 
 -- A merchant's gateway connection, as the worker's circuit breakers tell
 -- them apart: the endpoint, the CA file and the timeout (one merchant's own
@@ -861,6 +930,8 @@ COMMENT ON FUNCTION payments._record_settlements(bigint, text[], text[], text[])
 -- merchant, from the oldest of them).  Payments older than the widest
 -- range one batch list request covers (31 days) are left out: their
 -- settlement is learned when a refund or void asks (getTransactionDetails).
+-- So are payments made at another gateway account than the one configured
+-- now (_payment_account): learned once that account is configured again.
 CREATE FUNCTION payments._settlement_candidates(p_limit integer)
 	RETURNS TABLE (merchant_id bigint, payment_id bigint, gateway_trans_id text,
 		created_at timestamptz, api_login_id text, transaction_key text, endpoint_url text,
@@ -880,12 +951,16 @@ CREATE FUNCTION payments._settlement_candidates(p_limit integer)
 		WHERE x.merchant_id = g.merchant_id AND x.settled_at IS NULL AND x.gateway_trans_id IS NOT NULL
 			AND x.status IN ('succeeded', 'partially_refunded')
 			AND x.created_at > now() - interval '31 days'
+			-- made at the gateway account configured now: the batches of
+			-- another are not there (found once the merchant is back at it)
+			AND coalesce(payments._payment_account(x.merchant_id, x.payment_id)
+				= payments._gateway_account(g.api_login_id), true)
 		ORDER BY x.created_at
 		LIMIT p_limit) p
 	ORDER BY g.merchant_id, p.created_at
 	$$;
 COMMENT ON FUNCTION payments._settlement_candidates(integer) IS
-	'Worker: captured payments (of the last 31 days) whose settlement is not known yet, each merchant''s oldest p_limit, ordered by merchant, to look for in the gateway''s settled batches.';
+	'Worker: captured payments (of the last 31 days, made at the gateway account configured now) whose settlement is not known yet, each merchant''s oldest p_limit, ordered by merchant, to look for in the gateway''s settled batches.';
 
 -- A refund's decision, taken by the worker from the gateway's state of the
 -- payment's transaction: 'void' (an unsettled capture refunded in full goes

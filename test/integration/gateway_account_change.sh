@@ -4,6 +4,9 @@
 # current account: sent again to the new account, which never saw it, the
 # card was charged twice.  pay_configure_gateway refuses the change (55000)
 # until they are resolved on the current account; then it is taken.
+# Section 3: the life of what was made at the old account after a change
+# that was taken: its payments (refund, void, capture, settlement) and its
+# stored payment methods (charges), and going back to it.
 set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
 SIMDIR="$WORK/sim-account-change"
@@ -62,5 +65,77 @@ st=$(as_merchant -c "SELECT status FROM pay_wait($pid, '20 s')")
 comment "payment: $st; op: $(q -c "SELECT concat_ws(' ', kind, status, attempts, last_error) FROM payments.operations WHERE merchant_id = $M2 AND operation_id = $op")"
 is "$(sim_ledger_count P$TAG$pid charge)" 1 "the dead purchase, retried on the current account, is charged once"
 is "$(reconf $M2)" "" "once it is resolved, the other account is taken"
+
+
+###########################################################################
+# 3. After a change that was taken: what was made at the old account stays
+#    there.  Payments made there cannot be refunded, voided or captured
+#    from the new account (it would never find them), and their settlement
+#    is not asked of it; a stored method saved there has its profiles
+#    there: charged at the new account, "not found" (E00040) failed it as
+#    if its profile had been deleted.  Now: refused at the call (22Y20,
+#    nothing recorded), a charge queued before the change is held as a dead
+#    letter, the method stays active; back at the old account, settlement is
+#    learned, the refund is a refund and the held charge goes through.
+merchant_on_simulator hb-cred3 3000
+M3=$M
+sim_ctl POST /merchants '{"name":"hbLogin3","transactionKey":"hbKey3hbKey3hbK3"}' >/dev/null
+pay() { local id; id=$(as_merchant -c "SELECT payment_id FROM pay_$1(amount => '$2', card => $card)")
+	as_merchant -c "SELECT status FROM pay_wait($id, '20 s')" >/dev/null; echo "$id"; }
+p1=$(pay purchase '30.00 USD')
+p2=$(pay authorize '31.00 USD')
+cid=$(as_merchant -c "SELECT customer_id FROM pay_create_customer(email => 'hb3@example.com')")
+pm=$(as_merchant -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $cid, card => pay_card('5424000000000015', 12, $Y, '123'), validation_mode => 'none', make_default => true)")
+is "$(as_merchant -c "SELECT status FROM pay_wait_payment_method($pm, '10 s')")" active "3: a method saved at the first account"
+# a charge of it queued in the transaction that changes the account (not
+# sent yet: the change does not wait for it)
+held=$(as_merchant -c "BEGIN" -c "SELECT payment_id FROM pay_purchase(amount => '7.00 USD', payment_method_id => $pm)" \
+	-c "SELECT payments.pay_configure_gateway(api_login_id => 'hbLogin3', transaction_key => 'hbKey3hbKey3hbK3', endpoint_url => '$SIM_TLS_API', ca_file => '$SIM_CA', timeout_ms => 1000, merchant_id => $M3)" \
+	-c "COMMIT" | grep -xE "[0-9]+" | head -1)
+for i in $(seq 100); do
+	[ "$(q -c "SELECT status FROM payments.operations WHERE merchant_id = $M3 AND payment_id = $held")" = dead ] && break; sleep 0.1; done
+comment "charge queued before the change: $(as_merchant -c "SELECT concat_ws(' | ', status, decline_code) FROM pay_get_payment($held)"); $(q -c "SELECT concat_ws(' | ', status, last_error) FROM payments.operations WHERE merchant_id = $M3 AND payment_id = $held")"
+like "$(q -c "SELECT status || ' ' || last_error FROM payments.operations WHERE merchant_id = $M3 AND payment_id = $held")" \
+	'^dead held: the gateway account changed .*stored payment method it charges was saved' \
+	"3: a charge of the method queued before the change is held (a dead letter saying why), not sent to the new account"
+is "$(as_merchant -c "SELECT concat_ws('|', status, is_default, failure_code) FROM pay_get_payment_method($pm)")" "active|t" \
+	"3: the method stays active and the default (its profile is not gone)"
+is "$(sim_ledger P$TAG$held)" "" "3: nothing charged for it"
+# calls: refused, saying why (nothing recorded, nothing sent)
+err() {	# err SQL: "SQLSTATE|DETAIL" of the error it raises
+	as_merchant -v VERBOSITY=verbose -c "$1" 2>&1 |
+		awk '/^ERROR:/ { s = substr($2, 1, 5) } /^DETAIL:/ { sub(/^DETAIL: +/, ""); d = $0 } END { print s "|" d }'
+}
+a_old=$(q -c "SELECT payments._gateway_account('$SIM_LOGIN')")
+like "$(err "SELECT pay_purchase(amount => '8.00 USD', payment_method_id => $pm)")" \
+	"^22Y20\|It is at gateway account $a_old; the merchant's gateway account was changed since" \
+	"3: a charge of a method saved at the old account is refused (22Y20), the detail naming the account change"
+is "$(err "SELECT pay_purchase(amount => '8.00 USD', customer_id => $cid)" | cut -d'|' -f1)" 22Y20 \
+	"3: so is a charge of the customer's default saved there"
+like "$(err "SELECT pay_refund(payment_id => $p1)")" "^22Y20\|It is at gateway account $a_old;" \
+	"3: a refund of a payment made at the old account is refused (22Y20): never sent as a void, never a silent dead letter"
+is "$(err "SELECT pay_void(payment_id => $p1)" | cut -d'|' -f1)" 22Y20 "3: so is a void of it"
+is "$(err "SELECT pay_capture(payment_id => $p2)" | cut -d'|' -f1)" 22Y20 "3: and a capture of an authorization made there"
+is "$(q -c "SELECT count(*) FROM payments.operations WHERE merchant_id = $M3 AND payment_id IN ($p1, $p2) AND kind IN ('capture', 'void', 'refund')")" 0 \
+	"3: nothing recorded for them"
+is "$(as_merchant -c "SELECT concat_ws('|', status, is_default) FROM pay_get_payment_method($pm)")" "active|t" "3: the method is still active"
+# the old account's batch settles: the new account is not asked about it
+sim_ctl POST /settle >/dev/null
+is "$(q -c "SELECT count(*) FROM payments._settlement_candidates(1000) WHERE merchant_id = $M3")" 0 \
+	"3: the settlement check does not look for the old account's captures at the new one"
+# back to the first account: everything goes on there
+is "$(move_account $M3 "$SIM_LOGIN" "$SIM_KEY")" "" "3: going back to the first account is taken"
+wait_for() { local i; for i in $(seq 200); do [ "$(q -c "SELECT $1")" = t ] && return 0; sleep 0.1; done; return 1; }
+ok "$(passed wait_for "(SELECT settled_at IS NOT NULL FROM payments.payments WHERE merchant_id = $M3 AND payment_id = $p1)")" \
+	"3: back there, the worker learns the payment settled"
+op=$(as_merchant -c "SELECT operation_id FROM pay_refund(payment_id => $p1)")
+ok "$(passed wait_for "(SELECT status = 'succeeded' FROM payments.operations WHERE merchant_id = $M3 AND operation_id = $op)")" \
+	"3: the refund succeeds there"
+is "$(sim_ledger R$TAG$op)|$(sim_ledger P$TAG$p1)" "refund 30.00|charge 30.00" "3: as a refund of the settled charge, not a void"
+hop=$(q -c "SELECT operation_id FROM payments.operations WHERE merchant_id = $M3 AND payment_id = $held")
+q -c "SELECT payments.pay_retry_dead_letter($M3, $hop)" >/dev/null
+is "$(as_merchant -c "SELECT status FROM pay_wait($held, '20 s')")|$(sim_ledger P$TAG$held)" "succeeded|charge 7.00" \
+	"3: the held charge of the method, retried there, is charged once"
+is "$(as_merchant -c "SELECT status FROM pay_get_payment_method($pm)")" active "3: the method is active"
 
 tap_done

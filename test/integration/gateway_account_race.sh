@@ -13,9 +13,11 @@
 #    account changed, and a retry while the other account is configured is
 #    held again.  Back to the account it was sent to (taken: what is held
 #    was sent there), the retried dead letter resolves there: charged once.
-# 2. A refund of a payment made at the old account, asked for after the
-#    merchant moved to another one, is held the same way, never sent to the
-#    new account (which does not know the payment's transaction).
+# 2. A refund of a payment made at the old account, queued in the
+#    transaction that moves the merchant to another one, is held the same
+#    way, never sent to the new account (which does not know the payment's
+#    transaction); one asked for after the move is refused at the call
+#    (22Y20; gateway_account_change.sh section 3).
 # 3. The race of 1 with a reply that holds the purchase for review: the
 #    review check never asks the other account about it; back at the
 #    account it was made at (taken: it was made there), the check learns
@@ -115,15 +117,20 @@ is "$(as_merchant -c "SELECT status FROM pay_get_payment($pid)")" succeeded "its
 is "$(sim_ledger_count P$TAG$pid charge)" 1 "charged once in all"
 
 ###########################################################################
-# 2. A refund of a payment made at the old account, after the move.
+# 2. A refund of a payment made at the old account, queued as the merchant
+#    moves to another (in the transaction that moves it), and one after.
 pid2=$(as_merchant -c "SELECT payment_id FROM pay_purchase(amount => '32.00 USD', card => $card)")
 is "$(as_merchant -c "SELECT status FROM pay_wait($pid2, '20 s')")" succeeded "a payment at the first account"
-is "$(reconf hgLogin2 hgKey2hgKey2hgK2)" "" "the merchant moves to the other account (nothing unresolved)"
-rop=$(as_merchant -c "SELECT operation_id FROM pay_refund($pid2)")
+rop=$(as_merchant -c "BEGIN" -c "SELECT operation_id FROM pay_refund($pid2, amount => '10.00 USD')" \
+	-c "SELECT payments.pay_configure_gateway(api_login_id => 'hgLogin2', transaction_key => 'hgKey2hgKey2hgK2', endpoint_url => '$SIM_TLS_API', ca_file => '$SIM_CA', timeout_ms => 1000, merchant_id => $M)" \
+	-c "COMMIT" | grep -xE '[0-9]+' | head -1)
+is "$(q -c "SELECT payments._gateway_account(api_login_id) FROM payments.gateway_config WHERE merchant_id = $M")" \
+	"$(q -c "SELECT payments._gateway_account('hgLogin2')")" "the merchant moves to the other account (nothing unresolved) with a refund queued"
 is "$(poll_value 20 settled "$rop")" dead "its refund is held, not sent to the other account"
 is "$(q -c "SELECT count(*) FROM payments.gateway_exchanges WHERE merchant_id = $M AND operation_id = $rop")" 0 "no request of the refund left"
 like "$(q -c "SELECT last_error FROM payments.operations WHERE merchant_id = $M AND operation_id = $rop")" \
 	"^held: the gateway account changed" "its last_error says why"
+is "$(sqlstate_of "SELECT pay_refund($pid2, amount => '1.00 USD')")" 22Y20 "a refund asked for after the move is refused at the call"
 
 
 ###########################################################################
