@@ -14943,6 +14943,15 @@ CREATE FUNCTION payments._method_account(p_merchant_id bigint, p_payment_method_
 COMMENT ON FUNCTION payments._method_account(bigint, bigint) IS
 	'Internal: the gateway account a stored payment method was saved at (operations.gateway_account of its save), where its profiles are, or NULL.';
 
+CREATE FUNCTION payments._customer_account(p_merchant_id bigint, p_customer_id bigint) RETURNS text
+	LANGUAGE sql STABLE
+	AS $$ SELECT x.gateway_account FROM payments.operations x
+		WHERE x.merchant_id = p_merchant_id AND x.customer_id = p_customer_id
+			AND x.kind = 'save_method' AND x.status = 'succeeded'
+		ORDER BY x.operation_id DESC LIMIT 1 $$;
+COMMENT ON FUNCTION payments._customer_account(bigint, bigint) IS
+	'Internal: the gateway account a customer''s profile (customers.customer_profile_id) is at: that of its latest save (operations.gateway_account), or NULL.';
+
 CREATE FUNCTION payments._refuse_other_account(p_merchant_id bigint, p_account text, p_what text,
 	p_hint text)
 	RETURNS void
@@ -14969,10 +14978,10 @@ COMMENT ON FUNCTION payments._refuse_other_account(bigint, text, text, text) IS
 
 CREATE OR REPLACE FUNCTION payments._account_moved_error(p_sent_to text, p_configured text) RETURNS text
 	LANGUAGE sql IMMUTABLE PARALLEL SAFE
-	AS $$ SELECT pg_catalog.format('held: the gateway account changed after this operation was sent (or its payment was made, or the stored payment method it charges was saved) at account %s; the one configured now is %s (accounts as payments._gateway_account(api_login_id) names them). Sent or looked up there it could be charged twice, or never found: configure account %1$s again (pay_configure_gateway) and pay_retry_dead_letter it, or settle it at that account by hand and record what happened with pay_resolve_dead_letter (or pay_discard_dead_letter it).',
+	AS $$ SELECT pg_catalog.format('held: the gateway account changed after this operation was sent (or its payment was made, or the stored payment method or customer profile it uses was saved) at account %s; the one configured now is %s (accounts as payments._gateway_account(api_login_id) names them). Sent or looked up there it could be charged twice, or never found: configure account %1$s again (pay_configure_gateway) and pay_retry_dead_letter it, or settle it at that account by hand and record what happened with pay_resolve_dead_letter (or pay_discard_dead_letter it).',
 		p_sent_to, p_configured) $$;
 COMMENT ON FUNCTION payments._account_moved_error(text, text) IS
-	'Internal: the last_error of an operation the worker held as a dead letter because the merchant''s gateway account changed after it was sent (or its payment was made, or the stored method it charges was saved) at another.';
+	'Internal: the last_error of an operation the worker held as a dead letter because the merchant''s gateway account changed after it was sent (or its payment was made, or the stored method or customer profile it uses was saved) at another.';
 
 CREATE OR REPLACE FUNCTION payments._settlement_candidates(p_limit integer)
 	RETURNS TABLE (merchant_id bigint, payment_id bigint, gateway_trans_id text,
@@ -15103,6 +15112,152 @@ $$;
 COMMENT ON FUNCTION payments._stored_method_for_payment(bigint, bigint, integer) IS
 	'Internal: the stored payment method a payment charges (named, or the customer''s usable default: _usable_default_method), checked active and saved at the gateway account configured now (22Y20 otherwise); PT404 for an unknown or foreign one.';
 
+CREATE OR REPLACE FUNCTION payments.pay_delete_payment_method(payment_method_id bigint,
+	idempotency_key text DEFAULT NULL, correlation_id text DEFAULT NULL)
+	RETURNS payments.payment_methods
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	pm payments.payment_methods := payments._find_payment_method(pay_delete_payment_method.payment_method_id, true);
+	idem payments.idempotency_keys := payments._idempotency_claim(pm.merchant_id,
+		pay_delete_payment_method.idempotency_key, 'delete_payment_method',
+		md5(jsonb_build_array(pm.payment_method_id)::text), pm.customer_id);
+	corr text := payments._correlation_id(pay_delete_payment_method.correlation_id);
+	result payments.payment_methods;
+BEGIN
+	IF idem.request_kind IS NULL THEN
+		IF pm.status = 'pending' THEN
+			RAISE EXCEPTION 'payment method % is still being saved', pm.payment_method_id
+				USING ERRCODE = '22Y20', HINT = 'Wait for it (pay_wait_payment_method), then delete it.';
+		ELSIF pm.status = 'active' AND pm.payment_profile_id IS NOT NULL THEN
+			PERFORM payments._check_gateway_input(NULL, NULL, NULL, corr);
+			-- its profile is at the account it was saved at: asked of
+			-- another, "not found" would count as deleted, and the card
+			-- would stay there
+			PERFORM payments._refuse_other_account(pm.merchant_id,
+				payments._method_account(pm.merchant_id, pm.payment_method_id),
+				format('payment method %s was saved', pm.payment_method_id),
+				'Configure the account it was saved at again (pay_configure_gateway) to delete it there; the method is kept as it is.');
+			-- keeps is_default: a deleting method is no usable default
+			-- (_usable_default_method), and a failed deletion leaves it the
+			-- default again unless another was made the default meanwhile
+			UPDATE payments.payment_methods x SET status = 'deleting'
+			WHERE x.merchant_id = pm.merchant_id AND x.payment_method_id = pm.payment_method_id;
+			PERFORM payments._new_method_operation(pm.merchant_id, 'delete_method', pm.payment_method_id,
+				pm.customer_id, NULL, pay_delete_payment_method.idempotency_key, corr);
+		ELSIF pm.status IN ('active', 'failed') THEN
+			UPDATE payments.payment_methods x SET status = 'deleted', is_default = false
+			WHERE x.merchant_id = pm.merchant_id AND x.payment_method_id = pm.payment_method_id;
+		END IF;
+	END IF;
+	SELECT * INTO result FROM payments.payment_methods x
+	WHERE x.merchant_id = pm.merchant_id AND x.payment_method_id = pm.payment_method_id;
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_delete_payment_method(bigint, text, text) IS
+	'Deletes a payment method, at the gateway too: an active one goes to deleting and the worker sends deleteCustomerPaymentProfile after COMMIT (then deleted); a failed one is deleted at once. A default keeps is_default while deleting (no charge of the customer''s default uses it) and is the default again if its deletion fails, unless another was made the default meanwhile. A method still being saved is refused (22Y20), and so is one saved at another gateway account than the one configured now (its profile is there). Deleting a deleted method changes nothing.';
+
+CREATE OR REPLACE FUNCTION payments._record_method_result(p_merchant_id bigint, p_operation_id bigint,
+	p_outcome text, p_code text, p_reason text, p_customer_profile_id text,
+	p_payment_profile_id text, p_network_trans_id text, p_card_last4 text, p_card_brand text,
+	p_retry_at timestamptz, p_error text, p_card_fingerprint text)
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	o payments.operations;
+	t payments.operation_outcomes;
+	ok boolean;
+	dup bigint;
+	profile_moved boolean;
+BEGIN
+	IF p_outcome IN ('retry', 'unknown') THEN
+		-- tried again later, as every operation is (no payment to move)
+		PERFORM payments._record_result(p_merchant_id, p_operation_id, p_outcome, NULL, NULL, NULL,
+			NULL, NULL, NULL, NULL, p_retry_at, p_error, NULL);
+		RETURN;
+	END IF;
+	SELECT * INTO o FROM payments.operations
+	WHERE merchant_id = p_merchant_id AND operation_id = p_operation_id FOR UPDATE;
+	IF NOT FOUND OR o.status <> 'sending' THEN
+		RETURN;		-- not ours any more (a DBA discarded it)
+	END IF;
+	SELECT * INTO t FROM payments.operation_outcomes x
+	WHERE x.operation_kind = o.kind AND x.outcome = p_outcome;
+	IF NOT FOUND OR t.operation_status NOT IN ('succeeded', 'failed') THEN
+		RAISE EXCEPTION 'invalid outcome % for operation %', p_outcome, p_operation_id
+			USING ERRCODE = '22023';
+	END IF;
+	ok := t.operation_status = 'succeeded';
+	-- a save sent to another account than the customer's profile is at
+	-- made the customer a profile there (_claim_operations), its profile
+	-- from now on
+	profile_moved := o.kind = 'save_method'
+		AND payments._customer_account(o.merchant_id, o.customer_id) <> o.gateway_account;
+	-- Two live methods of a customer never share one gateway payment
+	-- profile: deleting one would delete the other's card.  A save answered
+	-- with a profile another active or deleting method of the customer holds
+	-- fails with E00039 and names that method: the gateway's duplicate
+	-- answer for a card saved twice (the worker fails it when it knows the
+	-- profile is taken), or, as a backstop, any save that came back with one.
+	IF o.kind = 'save_method' AND p_payment_profile_id IS NOT NULL AND (ok OR p_code = 'E00039') THEN
+		SELECT x.payment_method_id INTO dup FROM payments.payment_methods x
+		WHERE x.merchant_id = o.merchant_id AND x.customer_id = o.customer_id
+			AND x.payment_method_id <> o.payment_method_id AND x.payment_profile_id = p_payment_profile_id
+			AND x.status IN ('active', 'deleting')
+		LIMIT 1;
+		IF FOUND THEN
+			ok := false;
+			t.operation_status := 'failed';
+			p_code := 'E00039';
+			p_reason := format('This card is saved already as payment method %s of the customer.', dup);
+		END IF;
+	END IF;
+	UPDATE payments.operations SET status = t.operation_status,
+		reason_text = coalesce(p_reason, p_error), last_error = CASE WHEN NOT ok THEN coalesce(p_error, p_code) END,
+		completed_at = clock_timestamp()
+	WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
+	DELETE FROM payments.card_vault WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
+
+	IF o.kind = 'save_method' THEN
+		IF ok THEN
+			UPDATE payments.customers SET customer_profile_id = CASE WHEN profile_moved
+					THEN coalesce(p_customer_profile_id, customer_profile_id)
+					ELSE coalesce(customer_profile_id, p_customer_profile_id) END,
+				updated_at = clock_timestamp()
+			WHERE merchant_id = o.merchant_id AND customer_id = o.customer_id;
+			UPDATE payments.payment_methods SET status = 'active',
+				customer_profile_id = p_customer_profile_id, payment_profile_id = p_payment_profile_id,
+				network_trans_id = coalesce(network_trans_id, nullif(p_network_trans_id, '')),
+				card_last4 = coalesce(card_last4, nullif(p_card_last4, '')),
+				card_brand = coalesce(card_brand, nullif(p_card_brand, '')),
+				card_fingerprint = coalesce(card_fingerprint, p_card_fingerprint)
+			WHERE merchant_id = o.merchant_id AND payment_method_id = o.payment_method_id AND status = 'pending';
+		ELSE
+			UPDATE payments.payment_methods SET status = 'failed', is_default = false,
+				failure_code = p_code, failure_reason = coalesce(p_reason, p_error)
+			WHERE merchant_id = o.merchant_id AND payment_method_id = o.payment_method_id AND status = 'pending';
+		END IF;
+	ELSIF o.kind = 'delete_method' THEN
+		UPDATE payments.payment_methods SET status = CASE WHEN ok THEN 'deleted' ELSE 'active' END,
+			is_default = is_default AND NOT ok,
+			failure_code = CASE WHEN ok THEN failure_code ELSE p_code END,
+			failure_reason = CASE WHEN ok THEN failure_reason ELSE coalesce(p_reason, p_error) END
+		WHERE merchant_id = o.merchant_id AND payment_method_id = o.payment_method_id AND status = 'deleting';
+	ELSIF o.kind = 'delete_customer' AND ok THEN
+		UPDATE payments.payment_methods SET status = 'deleted'
+		WHERE merchant_id = o.merchant_id AND customer_id = o.customer_id AND status = 'deleting';
+	ELSIF o.kind = 'delete_customer' THEN
+		PERFORM payments._customer_profile_kept(o, coalesce(p_reason, p_error, p_code));
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION payments._record_method_result(bigint, bigint, text, text, text, text, text, text, text, text, timestamptz, text, text) IS
+	'Worker, step 3: records the gateway''s answer to a save_method, delete_method or delete_customer operation and moves the payment method (and the customer''s profile id) on.';
+
 CREATE OR REPLACE FUNCTION payments._claim_operations(p_limit integer, p_background_limit integer DEFAULT NULL,
 	p_held_connections text[] DEFAULT '{}', p_only_connection text DEFAULT NULL,
 	p_after_merchant bigint DEFAULT NULL)
@@ -15200,7 +15355,8 @@ BEGIN
 			FROM due d WHERE NOT d.background AND d.nth <= p_limit) w
 		CROSS JOIN LATERAL (SELECT o.background, o.merchant_id, o.operation_id, o.next_attempt_at,
 				o.status AS old_status, o.updated_at AS old_updated_at, o.kind, o.never_sent,
-				o.gateway_account, o.payment_id AS subject_payment_id
+				o.gateway_account, o.payment_id AS subject_payment_id,
+				o.payment_method_id AS subject_method_id, o.customer_id AS subject_customer_id
 			FROM payments.operations o
 			WHERE NOT o.background AND o.merchant_id = w.merchant_id
 				AND o.status IN ('queued', 'unknown')
@@ -15226,7 +15382,8 @@ BEGIN
 			FROM due d, background_room r WHERE d.background AND d.nth <= r.room) w
 		CROSS JOIN LATERAL (SELECT o.background, o.merchant_id, o.operation_id, o.next_attempt_at,
 				o.status AS old_status, o.updated_at AS old_updated_at, o.kind, o.never_sent,
-				o.gateway_account, o.payment_id AS subject_payment_id
+				o.gateway_account, o.payment_id AS subject_payment_id,
+				o.payment_method_id AS subject_method_id, o.customer_id AS subject_customer_id
 			FROM payments.operations o
 			WHERE o.background AND o.merchant_id = w.merchant_id
 				AND o.status IN ('queued', 'unknown')
@@ -15270,13 +15427,18 @@ BEGIN
 				-- capture, void or refund from its creation (its
 				-- payment's); a charge of a stored method to the account
 				-- the method was saved at (its profiles are there: at
-				-- another, "not found" would fail the method as deleted)
+				-- another, "not found" would fail the method as deleted), and
+				-- so does a deletion of the method or of the customer's
+				-- profile (there "not found" counts as deleted already)
 				CASE WHEN NOT r.never_sent OR r.kind IN ('capture', 'void', 'refund') THEN r.gateway_account
 					WHEN r.kind IN ('purchase', 'authorize') THEN (SELECT payments._method_account(p.merchant_id,
 							p.payment_method_id)
 						FROM payments.payments p
 						WHERE p.merchant_id = r.merchant_id AND p.payment_id = r.subject_payment_id
-							AND p.payment_method_id IS NOT NULL) END AS bound_to) k) a
+							AND p.payment_method_id IS NOT NULL)
+					WHEN r.kind = 'delete_method' THEN payments._method_account(r.merchant_id, r.subject_method_id)
+					WHEN r.kind = 'delete_customer' THEN payments._customer_account(r.merchant_id, r.subject_customer_id)
+					END AS bound_to) k) a
 		WHERE o.merchant_id = r.merchant_id AND o.operation_id = r.operation_id
 			AND r.pos <= CASE WHEN NOT r.background THEN p_limit ELSE (SELECT b.room FROM background_room b) END
 		RETURNING o.*, r.old_status, r.old_updated_at, r.pos, g.api_login_id, g.transaction_key,
@@ -15305,7 +15467,14 @@ BEGIN
 		-- stored payment methods and customers' profiles (payment_methods.sql):
 		-- their own operations, and charges of a stored method
 		pm.payment_method_id, cu.customer_id, pm.source, pm.validation_mode, pm.is_default,
-		cu.customer_profile_id, pm.payment_profile_id,
+		-- the customer's profile: a save at another account than the one it
+		-- is at makes a new one there (sent with this one, "not found");
+		-- a method's deletion, the profile the method was saved under
+		CASE WHEN c.kind = 'delete_method' THEN coalesce(pm.customer_profile_id, cu.customer_profile_id)
+			WHEN c.kind = 'save_method'
+				AND payments._customer_account(cu.merchant_id, cu.customer_id) <> c.gateway_account THEN NULL
+			ELSE cu.customer_profile_id END,
+		pm.payment_profile_id,
 		CASE WHEN cu.customer_id IS NOT NULL THEN payments._gateway_customer_ref(cu.customer_id) END,
 		cu.email, cu.name, cu.billing,
 		pm.network_trans_id, pm.card_last4,

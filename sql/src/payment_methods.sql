@@ -462,6 +462,13 @@ BEGIN
 				USING ERRCODE = '22Y20', HINT = 'Wait for it (pay_wait_payment_method), then delete it.';
 		ELSIF pm.status = 'active' AND pm.payment_profile_id IS NOT NULL THEN
 			PERFORM payments._check_gateway_input(NULL, NULL, NULL, corr);
+			-- its profile is at the account it was saved at: asked of
+			-- another, "not found" would count as deleted, and the card
+			-- would stay there
+			PERFORM payments._refuse_other_account(pm.merchant_id,
+				payments._method_account(pm.merchant_id, pm.payment_method_id),
+				format('payment method %s was saved', pm.payment_method_id),
+				'Configure the account it was saved at again (pay_configure_gateway) to delete it there; the method is kept as it is.');
 			-- keeps is_default: a deleting method is no usable default
 			-- (_usable_default_method), and a failed deletion leaves it the
 			-- default again unless another was made the default meanwhile
@@ -480,7 +487,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments.pay_delete_payment_method(bigint, text, text) IS
-	'Deletes a payment method, at the gateway too: an active one goes to deleting and the worker sends deleteCustomerPaymentProfile after COMMIT (then deleted); a failed one is deleted at once. A default keeps is_default while deleting (no charge of the customer''s default uses it) and is the default again if its deletion fails, unless another was made the default meanwhile. A method still being saved is refused (22Y20). Deleting a deleted method changes nothing.';
+	'Deletes a payment method, at the gateway too: an active one goes to deleting and the worker sends deleteCustomerPaymentProfile after COMMIT (then deleted); a failed one is deleted at once. A default keeps is_default while deleting (no charge of the customer''s default uses it) and is the default again if its deletion fails, unless another was made the default meanwhile. A method still being saved is refused (22Y20), and so is one saved at another gateway account than the one configured now (its profile is there). Deleting a deleted method changes nothing.';
 
 CREATE FUNCTION payments.pay_delete_customer(customer_id bigint,
 	idempotency_key text DEFAULT NULL, correlation_id text DEFAULT NULL)
@@ -591,6 +598,7 @@ DECLARE
 	t payments.operation_outcomes;
 	ok boolean;
 	dup bigint;
+	profile_moved boolean;
 BEGIN
 	IF p_outcome IN ('retry', 'unknown') THEN
 		-- tried again later, as every operation is (no payment to move)
@@ -610,6 +618,11 @@ BEGIN
 			USING ERRCODE = '22023';
 	END IF;
 	ok := t.operation_status = 'succeeded';
+	-- a save sent to another account than the customer's profile is at
+	-- made the customer a profile there (_claim_operations), its profile
+	-- from now on
+	profile_moved := o.kind = 'save_method'
+		AND payments._customer_account(o.merchant_id, o.customer_id) <> o.gateway_account;
 	-- Two live methods of a customer never share one gateway payment
 	-- profile: deleting one would delete the other's card.  A save answered
 	-- with a profile another active or deleting method of the customer holds
@@ -640,7 +653,9 @@ BEGIN
 	END IF;
 	IF o.kind = 'save_method' THEN
 		IF ok THEN
-			UPDATE payments.customers SET customer_profile_id = coalesce(customer_profile_id, p_customer_profile_id),
+			UPDATE payments.customers SET customer_profile_id = CASE WHEN profile_moved
+					THEN coalesce(p_customer_profile_id, customer_profile_id)
+					ELSE coalesce(customer_profile_id, p_customer_profile_id) END,
 				updated_at = clock_timestamp()
 			WHERE merchant_id = o.merchant_id AND customer_id = o.customer_id;
 			UPDATE payments.payment_methods SET status = 'active',

@@ -142,7 +142,8 @@ BEGIN
 			FROM due d WHERE NOT d.background AND d.nth <= p_limit) w
 		CROSS JOIN LATERAL (SELECT o.background, o.merchant_id, o.operation_id, o.next_attempt_at,
 				o.status AS old_status, o.updated_at AS old_updated_at, o.kind, o.never_sent,
-				o.gateway_account, o.payment_id AS subject_payment_id
+				o.gateway_account, o.payment_id AS subject_payment_id,
+				o.payment_method_id AS subject_method_id, o.customer_id AS subject_customer_id
 			FROM payments.operations o
 			WHERE NOT o.background AND o.merchant_id = w.merchant_id
 				AND o.status IN ('queued', 'unknown')
@@ -168,7 +169,8 @@ BEGIN
 			FROM due d, background_room r WHERE d.background AND d.nth <= r.room) w
 		CROSS JOIN LATERAL (SELECT o.background, o.merchant_id, o.operation_id, o.next_attempt_at,
 				o.status AS old_status, o.updated_at AS old_updated_at, o.kind, o.never_sent,
-				o.gateway_account, o.payment_id AS subject_payment_id
+				o.gateway_account, o.payment_id AS subject_payment_id,
+				o.payment_method_id AS subject_method_id, o.customer_id AS subject_customer_id
 			FROM payments.operations o
 			WHERE o.background AND o.merchant_id = w.merchant_id
 				AND o.status IN ('queued', 'unknown')
@@ -212,13 +214,18 @@ BEGIN
 				-- capture, void or refund from its creation (its
 				-- payment's); a charge of a stored method to the account
 				-- the method was saved at (its profiles are there: at
-				-- another, "not found" would fail the method as deleted)
+				-- another, "not found" would fail the method as deleted), and
+				-- so does a deletion of the method or of the customer's
+				-- profile (there "not found" counts as deleted already)
 				CASE WHEN NOT r.never_sent OR r.kind IN ('capture', 'void', 'refund') THEN r.gateway_account
 					WHEN r.kind IN ('purchase', 'authorize') THEN (SELECT payments._method_account(p.merchant_id,
 							p.payment_method_id)
 						FROM payments.payments p
 						WHERE p.merchant_id = r.merchant_id AND p.payment_id = r.subject_payment_id
-							AND p.payment_method_id IS NOT NULL) END AS bound_to) k) a
+							AND p.payment_method_id IS NOT NULL)
+					WHEN r.kind = 'delete_method' THEN payments._method_account(r.merchant_id, r.subject_method_id)
+					WHEN r.kind = 'delete_customer' THEN payments._customer_account(r.merchant_id, r.subject_customer_id)
+					END AS bound_to) k) a
 		WHERE o.merchant_id = r.merchant_id AND o.operation_id = r.operation_id
 			AND r.pos <= CASE WHEN NOT r.background THEN p_limit ELSE (SELECT b.room FROM background_room b) END
 		RETURNING o.*, r.old_status, r.old_updated_at, r.pos, g.api_login_id, g.transaction_key,
@@ -247,7 +254,14 @@ BEGIN
 		-- stored payment methods and customers' profiles (payment_methods.sql):
 		-- their own operations, and charges of a stored method
 		pm.payment_method_id, cu.customer_id, pm.source, pm.validation_mode, pm.is_default,
-		cu.customer_profile_id, pm.payment_profile_id,
+		-- the customer's profile: a save at another account than the one it
+		-- is at makes a new one there (sent with this one, "not found");
+		-- a method's deletion, the profile the method was saved under
+		CASE WHEN c.kind = 'delete_method' THEN coalesce(pm.customer_profile_id, cu.customer_profile_id)
+			WHEN c.kind = 'save_method'
+				AND payments._customer_account(cu.merchant_id, cu.customer_id) <> c.gateway_account THEN NULL
+			ELSE cu.customer_profile_id END,
+		pm.payment_profile_id,
 		CASE WHEN cu.customer_id IS NOT NULL THEN payments._gateway_customer_ref(cu.customer_id) END,
 		cu.email, cu.name, cu.billing,
 		pm.network_trans_id, pm.card_last4,
@@ -303,10 +317,10 @@ COMMENT ON FUNCTION payments._gateway_account(text) IS
 -- the one configured now (_claim_operations), as its last_error.
 CREATE FUNCTION payments._account_moved_error(p_sent_to text, p_configured text) RETURNS text
 	LANGUAGE sql IMMUTABLE PARALLEL SAFE
-	AS $$ SELECT pg_catalog.format('held: the gateway account changed after this operation was sent (or its payment was made, or the stored payment method it charges was saved) at account %s; the one configured now is %s (accounts as payments._gateway_account(api_login_id) names them). Sent or looked up there it could be charged twice, or never found: configure account %1$s again (pay_configure_gateway) and pay_retry_dead_letter it, or settle it at that account by hand and record what happened with pay_resolve_dead_letter (or pay_discard_dead_letter it).',
+	AS $$ SELECT pg_catalog.format('held: the gateway account changed after this operation was sent (or its payment was made, or the stored payment method or customer profile it uses was saved) at account %s; the one configured now is %s (accounts as payments._gateway_account(api_login_id) names them). Sent or looked up there it could be charged twice, or never found: configure account %1$s again (pay_configure_gateway) and pay_retry_dead_letter it, or settle it at that account by hand and record what happened with pay_resolve_dead_letter (or pay_discard_dead_letter it).',
 		p_sent_to, p_configured) $$;
 COMMENT ON FUNCTION payments._account_moved_error(text, text) IS
-	'Internal: the last_error of an operation the worker held as a dead letter because the merchant''s gateway account changed after it was sent (or its payment was made, or the stored method it charges was saved) at another.';
+	'Internal: the last_error of an operation the worker held as a dead letter because the merchant''s gateway account changed after it was sent (or its payment was made, or the stored method or customer profile it uses was saved) at another.';
 
 -- What is bound to a gateway account besides an operation sent there
 -- (operations.gateway_account): a payment, to the account its purchase or
@@ -334,6 +348,18 @@ CREATE FUNCTION payments._method_account(p_merchant_id bigint, p_payment_method_
 		ORDER BY x.operation_id DESC LIMIT 1 $$;
 COMMENT ON FUNCTION payments._method_account(bigint, bigint) IS
 	'Internal: the gateway account a stored payment method was saved at (operations.gateway_account of its save), where its profiles are, or NULL.';
+
+-- A customer's profile (customers.customer_profile_id) is at the account
+-- of its latest save: a save at another account makes the customer a
+-- profile there (_claim_operations, _record_method_result).
+CREATE FUNCTION payments._customer_account(p_merchant_id bigint, p_customer_id bigint) RETURNS text
+	LANGUAGE sql STABLE
+	AS $$ SELECT x.gateway_account FROM payments.operations x
+		WHERE x.merchant_id = p_merchant_id AND x.customer_id = p_customer_id
+			AND x.kind = 'save_method' AND x.status = 'succeeded'
+		ORDER BY x.operation_id DESC LIMIT 1 $$;
+COMMENT ON FUNCTION payments._customer_account(bigint, bigint) IS
+	'Internal: the gateway account a customer''s profile (customers.customer_profile_id) is at: that of its latest save (operations.gateway_account), or NULL.';
 
 -- A call that would send something bound to gateway account p_account
 -- (a payment's capture, void or refund; a charge of a stored method) while

@@ -6,7 +6,9 @@
 # until they are resolved on the current account; then it is taken.
 # Section 3: the life of what was made at the old account after a change
 # that was taken: its payments (refund, void, capture, settlement) and its
-# stored payment methods (charges), and going back to it.
+# stored payment methods (charges), and going back to it.  Section 4: the
+# customers' cards after the change: a new card saved for a customer whose
+# profile is at the old account, and deletions of methods saved there.
 set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
 SIMDIR="$WORK/sim-account-change"
@@ -96,7 +98,7 @@ for i in $(seq 100); do
 	[ "$(q -c "SELECT status FROM payments.operations WHERE merchant_id = $M3 AND payment_id = $held")" = dead ] && break; sleep 0.1; done
 comment "charge queued before the change: $(as_merchant -c "SELECT concat_ws(' | ', status, decline_code) FROM pay_get_payment($held)"); $(q -c "SELECT concat_ws(' | ', status, last_error) FROM payments.operations WHERE merchant_id = $M3 AND payment_id = $held")"
 like "$(q -c "SELECT status || ' ' || last_error FROM payments.operations WHERE merchant_id = $M3 AND payment_id = $held")" \
-	'^dead held: the gateway account changed .*stored payment method it charges was saved' \
+	'^dead held: the gateway account changed .*stored payment method or customer profile it uses was saved' \
 	"3: a charge of the method queued before the change is held (a dead letter saying why), not sent to the new account"
 is "$(as_merchant -c "SELECT concat_ws('|', status, is_default, failure_code) FROM pay_get_payment_method($pm)")" "active|t" \
 	"3: the method stays active and the default (its profile is not gone)"
@@ -137,5 +139,35 @@ q -c "SELECT payments.pay_retry_dead_letter($M3, $hop)" >/dev/null
 is "$(as_merchant -c "SELECT status FROM pay_wait($held, '20 s')")|$(sim_ledger P$TAG$held)" "succeeded|charge 7.00" \
 	"3: the held charge of the method, retried there, is charged once"
 is "$(as_merchant -c "SELECT status FROM pay_get_payment_method($pm)")" active "3: the method is active"
+
+
+###########################################################################
+# 4. Customers after the change.  A customer's profile is at the account
+#    its cards were saved at: a new card saved for it at the new account
+#    was sent under that profile and failed ("not found", E00040); now the
+#    customer gets a profile at the new account.  A deletion of a method
+#    saved at the old account, sent to the new one, "succeeded" (not found
+#    counts as deleted) while the card stayed at the old account: now
+#    refused at the call (22Y20), and one queued before the change is held
+#    (the method stays active, saying why).
+pm3=$(as_merchant -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $cid, card => pay_card('4007000000027', 12, $Y, '123'), validation_mode => 'none', make_default => false)")
+is "$(as_merchant -c "SELECT status FROM pay_wait_payment_method($pm3, '10 s')")" active "4: another method saved at the first account"
+as_merchant -c "BEGIN" -c "SELECT status FROM pay_delete_payment_method($pm3)" \
+	-c "SELECT payments.pay_configure_gateway(api_login_id => 'hbLogin3', transaction_key => 'hbKey3hbKey3hbK3', endpoint_url => '$SIM_TLS_API', ca_file => '$SIM_CA', timeout_ms => 1000, merchant_id => $M3)" \
+	-c "COMMIT" >/dev/null
+for i in $(seq 100); do
+	[ "$(as_merchant -c "SELECT status FROM pay_get_payment_method($pm3)")" = active ] && break; sleep 0.1; done
+like "$(as_merchant -c "SELECT concat_ws('|', status, failure_reason) FROM pay_get_payment_method($pm3)")" \
+	'^active\|.*held: the gateway account changed' "4: its deletion queued as the merchant moved is held, the method active saying why"
+is "$(q -c "SELECT count(*) FROM payments.gateway_exchanges e JOIN payments.operations o ON o.merchant_id = e.merchant_id AND o.operation_id = e.operation_id WHERE o.merchant_id = $M3 AND o.payment_method_id = $pm3 AND o.kind = 'delete_method'")" 0 \
+	"4: nothing of it was sent to the new account"
+is "$(err "SELECT pay_delete_payment_method($pm)" | cut -d'|' -f1)" 22Y20 "4: a deletion asked for after the move is refused"
+is "$(as_merchant -c "SELECT status FROM pay_get_payment_method($pm)")" active "4: the method stays active"
+pm4=$(as_merchant -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $cid, card => pay_card('4111111111111111', 12, $Y, '123'), validation_mode => 'none', make_default => true)")
+is "$(as_merchant -c "SELECT concat_ws('|', status, failure_code) FROM pay_wait_payment_method($pm4, '15 s')")" active \
+	"4: a new card saved for the customer at the new account is active (a profile made for it there)"
+pid4=$(as_merchant -c "SELECT payment_id FROM pay_purchase(amount => '9.00 USD', payment_method_id => $pm4)")
+is "$(as_merchant -c "SELECT status FROM pay_wait($pid4, '20 s')")" succeeded "4: and charged there"
+is "$(sim_ctl GET '/ledger?merchant=hbLogin3' | grep -c "P$TAG$pid4" || true)" 1 "4: at the new account"
 
 tap_done
