@@ -15162,7 +15162,8 @@ COMMENT ON FUNCTION payments.pay_delete_payment_method(bigint, text, text) IS
 CREATE OR REPLACE FUNCTION payments._record_method_result(p_merchant_id bigint, p_operation_id bigint,
 	p_outcome text, p_code text, p_reason text, p_customer_profile_id text,
 	p_payment_profile_id text, p_network_trans_id text, p_card_last4 text, p_card_brand text,
-	p_retry_at timestamptz, p_error text, p_card_fingerprint text)
+	p_retry_at timestamptz, p_error text, p_card_fingerprint text,
+	p_gone_customer_profile_id text DEFAULT NULL)
 	RETURNS void
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments, pg_temp
@@ -15222,6 +15223,9 @@ BEGIN
 	WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
 	DELETE FROM payments.card_vault WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
 
+	IF o.kind = 'save_method' AND p_gone_customer_profile_id IS NOT NULL THEN
+		PERFORM payments._customer_profile_gone(o, p_gone_customer_profile_id);
+	END IF;
 	IF o.kind = 'save_method' THEN
 		IF ok THEN
 			UPDATE payments.customers SET customer_profile_id = CASE WHEN profile_moved
@@ -15255,8 +15259,8 @@ BEGIN
 	END IF;
 END
 $$;
-COMMENT ON FUNCTION payments._record_method_result(bigint, bigint, text, text, text, text, text, text, text, text, timestamptz, text, text) IS
-	'Worker, step 3: records the gateway''s answer to a save_method, delete_method or delete_customer operation and moves the payment method (and the customer''s profile id) on.';
+COMMENT ON FUNCTION payments._record_method_result(bigint, bigint, text, text, text, text, text, text, text, text, timestamptz, text, text, text) IS
+	'Worker, step 3: records the gateway''s answer to a save_method, delete_method or delete_customer operation and moves the payment method (and the customer''s profile id) on; p_gone_customer_profile_id: the customer''s profile the save found gone at the gateway (_customer_profile_gone).';
 
 CREATE OR REPLACE FUNCTION payments._claim_operations(p_limit integer, p_background_limit integer DEFAULT NULL,
 	p_held_connections text[] DEFAULT '{}', p_only_connection text DEFAULT NULL,
