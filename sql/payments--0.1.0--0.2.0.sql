@@ -845,8 +845,8 @@ BEGIN
 			AND x.payment_id = p.payment_id AND x.kind = 'refund' AND x.status <> 'failed') THEN
 		PERFORM payments._wrong_state(p, 'void', 'The payment has refunds; it can no longer be voided.');
 	END IF;
-	IF payments._busy_operation(p) IS NOT NULL THEN
-		PERFORM payments._wrong_state(p, 'void', 'Another operation on this payment is in progress.');
+	IF (payments._busy_operation(p)).operation_id IS NOT NULL THEN
+		PERFORM payments._wrong_state(p, 'void', 'Another operation on this payment is in progress, or ran out of attempts after it may have reached the gateway and waits for the owner (pay_resolve_dead_letter).');
 	END IF;
 	RETURN payments._new_operation(p, 'void', NULL, 'queued', NULL,
 		pay_void.idempotency_key, pay_void.correlation_id);
@@ -13382,7 +13382,7 @@ BEGIN
 		note := format(' %s of it is in refunds the gateway holds for review, refunded once it approves them.', held);
 	END IF;
 	IF pay_minor_units(dead) <> 0 THEN
-		note := note || format(' %s of it is in refunds that ran out of attempts (dead letters), which the owner sends again with pay_retry_dead_letter or gives back with pay_discard_dead_letter.', dead);
+		note := note || format(' %s of it is in refunds that ran out of attempts (dead letters), which the owner sends again with pay_retry_dead_letter or settles with pay_resolve_dead_letter.', dead);
 	END IF;
 	remaining := captured - committed;
 	refund_amount := coalesce(pay_refund.amount, remaining);
@@ -13399,10 +13399,10 @@ BEGIN
 			USING ERRCODE = '22Y21',
 				DETAIL = format('%s was captured and %s is refunded or being refunded.%s', captured, committed, note);
 	END IF;
-	IF payments._busy_operation(p) IS NOT NULL AND NOT EXISTS (SELECT 1 FROM payments.operations x
+	IF (payments._busy_operation(p)).operation_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM payments.operations x
 			WHERE x.merchant_id = p.merchant_id AND x.payment_id = p.payment_id
 				AND x.status IN ('queued', 'sending', 'unknown') AND x.kind = 'refund') THEN
-		PERFORM payments._wrong_state(p, 'refund', 'Another operation on this payment is in progress.');
+		PERFORM payments._wrong_state(p, 'refund', 'Another operation on this payment is in progress, or ran out of attempts after it may have reached the gateway and waits for the owner (pay_resolve_dead_letter).');
 	END IF;
 	-- Void, refund or wait is decided by the worker from the gateway's state
 	-- of the capture when it processes the refund: settled, a refund; not
@@ -13582,8 +13582,8 @@ BEGIN
 	IF p.status <> 'requires_capture' THEN
 		PERFORM payments._wrong_state(p, 'capture');
 	END IF;
-	IF payments._busy_operation(p) IS NOT NULL THEN
-		PERFORM payments._wrong_state(p, 'capture', 'Another operation on this payment is in progress.');
+	IF (payments._busy_operation(p)).operation_id IS NOT NULL THEN
+		PERFORM payments._wrong_state(p, 'capture', 'Another operation on this payment is in progress, or ran out of attempts after it may have reached the gateway and waits for the owner (pay_resolve_dead_letter).');
 	END IF;
 	IF pay_currency(capture_amount) <> pay_currency(p.amount) THEN
 		RAISE EXCEPTION 'capture amount % is not in the payment''s currency %', capture_amount, pay_currency(p.amount)
@@ -13661,7 +13661,7 @@ BEGIN
 			RAISE EXCEPTION 'merchant % has % operations that may have reached its current gateway account and are not resolved', m, in_doubt
 				USING ERRCODE = '55000',
 					DETAIL = 'Sent again to another account (another api_login_id) they would be charged again there; looked up there, they would never be found.',
-					HINT = 'Let them resolve on the current account (pay_retry_dead_letter for dead letters), or settle them by hand and discard them (pay_discard_dead_letter), then change the account.';
+					HINT = 'Let them resolve on the current account (pay_retry_dead_letter for dead letters), or settle them with what the gateway''s console shows (pay_resolve_dead_letter; pay_discard_dead_letter for one never sent), then change the account.';
 		END IF;
 	END IF;
 	INSERT INTO payments.gateway_config AS g (merchant_id, api_login_id, transaction_key, endpoint_url,
@@ -13749,6 +13749,18 @@ DECLARE
 	o payments.operations := payments._dead_letter_for_update(merchant_id, operation_id);
 	inv text;
 BEGIN
+	-- A capture, void or refund that may have reached the gateway cannot be
+	-- given up: its payment would act as if it never happened (a refund's
+	-- amount refundable again, an authorization capturable again) though
+	-- the gateway may have done it.  Only the owner can say (resolve it).
+	IF o.kind IN ('capture', 'void', 'refund') AND NOT o.never_sent THEN
+		RAISE EXCEPTION 'cannot discard % operation %: it may have reached the gateway', o.kind, o.operation_id
+			USING ERRCODE = '55000',
+				DETAIL = format('Discarded, payment %s would act as if the %s never happened, though the gateway may have done it%s.',
+					o.payment_id, o.kind, CASE o.kind WHEN 'refund' THEN ' (its amount would be refundable again)'
+						WHEN 'capture' THEN ' (the authorization would be capturable again)' ELSE '' END),
+				HINT = 'Look it up in the gateway''s console and settle it with pay_resolve_dead_letter (succeeded with its transaction id, failed, or not_charged when the gateway has none), or retry it with pay_retry_dead_letter.';
+	END IF;
 	UPDATE payments.operations x SET status = 'canceled', completed_at = now()
 	WHERE x.merchant_id = o.merchant_id AND x.operation_id = o.operation_id
 	RETURNING * INTO o;
@@ -15518,6 +15530,26 @@ END
 $$;
 COMMENT ON FUNCTION payments._claim_operations(integer, integer, text[], text, bigint) IS
 	'Worker, step 1: claims up to p_limit ready operations (FOR UPDATE SKIP LOCKED), merchants taking turns (an equal share of the room each, every merchant''s first before anyone''s second; ties after p_after_merchant first; more_ready when a merchant took its whole share), ordinary ones first and at most p_background_limit of a billing run''s charges, and marks them sending before anything is sent; operations of merchants whose gateway connection (_gateway_connection) is in p_held_connections (its circuit is open in the worker) are left; with p_only_connection, only that connection''s are claimed. Records the gateway account each is sent to (operations.gateway_account); one bound to another account than the one configured now is not returned but held as a dead letter.';
+
+------------------------------------------------------------------------------
+-- h-dead-letter-guards: a capture, void or refund that may have reached
+-- the gateway cannot be discarded (sql/src/gateway_admin.sql), and a dead
+-- capture or void of that kind holds the payment's other operations back
+-- until the owner settles it (sql/src/payment_api.sql).
+-- An operation of this payment that is still on its way to the gateway,
+-- or a capture or void that may have reached it and ran out of attempts:
+-- until the owner settles it (pay_resolve_dead_letter) nobody knows whether
+-- the payment is captured or canceled.  (A dead refund is counted in what
+-- is left to refund instead, pay_refund.)
+CREATE OR REPLACE FUNCTION payments._busy_operation(p payments.payments) RETURNS payments.operations
+	LANGUAGE sql STABLE AS $$
+	SELECT * FROM payments.operations o
+	WHERE o.merchant_id = p.merchant_id AND o.payment_id = p.payment_id
+		AND (o.status IN ('queued', 'sending', 'unknown')
+			OR (o.status = 'dead' AND o.kind IN ('capture', 'void') AND NOT o.never_sent))
+	ORDER BY o.operation_id LIMIT 1
+	$$;
+COMMENT ON FUNCTION payments._busy_operation(payments.payments) IS 'Internal: an unfinished gateway operation of a payment, if any: queued, sending or unknown, or a capture or void that may have reached the gateway and is a dead letter.';
 
 ------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,

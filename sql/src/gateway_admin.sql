@@ -267,7 +267,7 @@ BEGIN
 			RAISE EXCEPTION 'merchant % has % operations that may have reached its current gateway account and are not resolved', m, in_doubt
 				USING ERRCODE = '55000',
 					DETAIL = 'Sent again to another account (another api_login_id) they would be charged again there; looked up there, they would never be found.',
-					HINT = 'Let them resolve on the current account (pay_retry_dead_letter for dead letters), or settle them by hand and discard them (pay_discard_dead_letter), then change the account.';
+					HINT = 'Let them resolve on the current account (pay_retry_dead_letter for dead letters), or settle them with what the gateway''s console shows (pay_resolve_dead_letter; pay_discard_dead_letter for one never sent), then change the account.';
 		END IF;
 	END IF;
 	INSERT INTO payments.gateway_config AS g (merchant_id, api_login_id, transaction_key, endpoint_url,
@@ -430,6 +430,18 @@ DECLARE
 	o payments.operations := payments._dead_letter_for_update(merchant_id, operation_id);
 	inv text;
 BEGIN
+	-- A capture, void or refund that may have reached the gateway cannot be
+	-- given up: its payment would act as if it never happened (a refund's
+	-- amount refundable again, an authorization capturable again) though
+	-- the gateway may have done it.  Only the owner can say (resolve it).
+	IF o.kind IN ('capture', 'void', 'refund') AND NOT o.never_sent THEN
+		RAISE EXCEPTION 'cannot discard % operation %: it may have reached the gateway', o.kind, o.operation_id
+			USING ERRCODE = '55000',
+				DETAIL = format('Discarded, payment %s would act as if the %s never happened, though the gateway may have done it%s.',
+					o.payment_id, o.kind, CASE o.kind WHEN 'refund' THEN ' (its amount would be refundable again)'
+						WHEN 'capture' THEN ' (the authorization would be capturable again)' ELSE '' END),
+				HINT = 'Look it up in the gateway''s console and settle it with pay_resolve_dead_letter (succeeded with its transaction id, failed, or not_charged when the gateway has none), or retry it with pay_retry_dead_letter.';
+	END IF;
 	UPDATE payments.operations x SET status = 'canceled', completed_at = now()
 	WHERE x.merchant_id = o.merchant_id AND x.operation_id = o.operation_id
 	RETURNING * INTO o;

@@ -538,15 +538,20 @@ END
 $$;
 COMMENT ON FUNCTION payments._wrong_state(payments.payments, text, text) IS 'Internal: raises the invalid-state error (22Y20).';
 
--- An operation of this payment that is still on its way to the gateway.
+-- An operation of this payment that is still on its way to the gateway,
+-- or a capture or void that may have reached it and ran out of attempts:
+-- until the owner settles it (pay_resolve_dead_letter) nobody knows whether
+-- the payment is captured or canceled.  (A dead refund is counted in what
+-- is left to refund instead, pay_refund.)
 CREATE FUNCTION payments._busy_operation(p payments.payments) RETURNS payments.operations
 	LANGUAGE sql STABLE AS $$
 	SELECT * FROM payments.operations o
 	WHERE o.merchant_id = p.merchant_id AND o.payment_id = p.payment_id
-		AND o.status IN ('queued', 'sending', 'unknown')
+		AND (o.status IN ('queued', 'sending', 'unknown')
+			OR (o.status = 'dead' AND o.kind IN ('capture', 'void') AND NOT o.never_sent))
 	ORDER BY o.operation_id LIMIT 1
 	$$;
-COMMENT ON FUNCTION payments._busy_operation(payments.payments) IS 'Internal: an unfinished gateway operation of a payment, if any.';
+COMMENT ON FUNCTION payments._busy_operation(payments.payments) IS 'Internal: an unfinished gateway operation of a payment, if any: queued, sending or unknown, or a capture or void that may have reached the gateway and is a dead letter.';
 
 CREATE FUNCTION payments._idempotent_operation(m bigint, key text, kind text, hash text)
 	RETURNS payments.operations
@@ -628,8 +633,8 @@ BEGIN
 	IF p.status <> 'requires_capture' THEN
 		PERFORM payments._wrong_state(p, 'capture');
 	END IF;
-	IF payments._busy_operation(p) IS NOT NULL THEN
-		PERFORM payments._wrong_state(p, 'capture', 'Another operation on this payment is in progress.');
+	IF (payments._busy_operation(p)).operation_id IS NOT NULL THEN
+		PERFORM payments._wrong_state(p, 'capture', 'Another operation on this payment is in progress, or ran out of attempts after it may have reached the gateway and waits for the owner (pay_resolve_dead_letter).');
 	END IF;
 	IF pay_currency(capture_amount) <> pay_currency(p.amount) THEN
 		RAISE EXCEPTION 'capture amount % is not in the payment''s currency %', capture_amount, pay_currency(p.amount)
@@ -682,8 +687,8 @@ BEGIN
 			AND x.payment_id = p.payment_id AND x.kind = 'refund' AND x.status <> 'failed') THEN
 		PERFORM payments._wrong_state(p, 'void', 'The payment has refunds; it can no longer be voided.');
 	END IF;
-	IF payments._busy_operation(p) IS NOT NULL THEN
-		PERFORM payments._wrong_state(p, 'void', 'Another operation on this payment is in progress.');
+	IF (payments._busy_operation(p)).operation_id IS NOT NULL THEN
+		PERFORM payments._wrong_state(p, 'void', 'Another operation on this payment is in progress, or ran out of attempts after it may have reached the gateway and waits for the owner (pay_resolve_dead_letter).');
 	END IF;
 	RETURN payments._new_operation(p, 'void', NULL, 'queued', NULL,
 		pay_void.idempotency_key, pay_void.correlation_id);
@@ -736,7 +741,7 @@ BEGIN
 		note := format(' %s of it is in refunds the gateway holds for review, refunded once it approves them.', held);
 	END IF;
 	IF pay_minor_units(dead) <> 0 THEN
-		note := note || format(' %s of it is in refunds that ran out of attempts (dead letters), which the owner sends again with pay_retry_dead_letter or gives back with pay_discard_dead_letter.', dead);
+		note := note || format(' %s of it is in refunds that ran out of attempts (dead letters), which the owner sends again with pay_retry_dead_letter or settles with pay_resolve_dead_letter.', dead);
 	END IF;
 	remaining := captured - committed;
 	refund_amount := coalesce(pay_refund.amount, remaining);
@@ -753,10 +758,10 @@ BEGIN
 			USING ERRCODE = '22Y21',
 				DETAIL = format('%s was captured and %s is refunded or being refunded.%s', captured, committed, note);
 	END IF;
-	IF payments._busy_operation(p) IS NOT NULL AND NOT EXISTS (SELECT 1 FROM payments.operations x
+	IF (payments._busy_operation(p)).operation_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM payments.operations x
 			WHERE x.merchant_id = p.merchant_id AND x.payment_id = p.payment_id
 				AND x.status IN ('queued', 'sending', 'unknown') AND x.kind = 'refund') THEN
-		PERFORM payments._wrong_state(p, 'refund', 'Another operation on this payment is in progress.');
+		PERFORM payments._wrong_state(p, 'refund', 'Another operation on this payment is in progress, or ran out of attempts after it may have reached the gateway and waits for the owner (pay_resolve_dead_letter).');
 	END IF;
 	-- Void, refund or wait is decided by the worker from the gateway's state
 	-- of the capture when it processes the refund: settled, a refund; not

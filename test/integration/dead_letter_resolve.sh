@@ -231,6 +231,9 @@ vop=$(dead_after reset "$pid" "pay_void(payment_id => $pid)")
 like "$vop" '^[0-9]+$' "5: the void is a dead letter"
 is "$(money "$pid");$(sim_ledger "P$TAG$pid")" "requires_capture|none|0.00 USD;authorization 50.00,void 0.00" \
 	"5: its payment still requires capture, while the gateway voided it"
+is "$(sqlstate "SELECT pay_capture(payment_id => $pid)")" 22Y20 "5: a capture is refused while the void is dead (the gateway voided it)"
+is "$(refused_with "pay_discard_dead_letter($M, $vop)")" "55000 cannot discard void operation $vop: it may have reached the gateway" \
+	"5: the void cannot be discarded: it may have reached the gateway"
 is "$(resolve "$vop" succeeded 987654321)" 22023 "5: a transaction but the one voided is refused (22023)"
 is "$(resolve "$vop" succeeded "$(sim_ledger_trans_ids "P$TAG$pid" void)")" succeeded "5: resolved succeeded"
 is "$(money "$pid")" "canceled|none|0.00 USD" "5: the payment is canceled"
@@ -257,6 +260,8 @@ pid=$(paid purchase '60.00 USD')
 is "$(settle "$pid")" yes "6: a purchase settles"
 rop=$(dead_after reset "$pid" "pay_refund(payment_id => $pid, amount => '20.00 USD')")
 like "$rop" '^[0-9]+$' "6: the refund is a dead letter"
+is "$(refused_with "pay_discard_dead_letter($M, $rop)")" "55000 cannot discard refund operation $rop: it may have reached the gateway" \
+	"6: the refund cannot be discarded (its amount would be refundable again, though the gateway refunded it)"
 is "$(money "$pid");$(sim_ledger "R$TAG$rop")" "succeeded|60.00 USD|0.00 USD;refund 20.00" \
 	"6: nothing refunded yet, while the gateway refunded it"
 is "$(resolve "$rop" succeeded "$(q -c "SELECT gateway_trans_id FROM pay_get_payment($pid)")")" 22023 \

@@ -49,6 +49,18 @@ q -c "SELECT status FROM pay_wait($auth2, '10 s')" >/dev/null
 is "$(qerr "SELECT pay_capture(payment_id => $auth2, amount => '10.01 USD')")" 22Y21 "capturing more than authorized is refused (22Y21)"
 is "$(qerr "SELECT pay_capture(payment_id => $auth2, amount => '10.00 EUR')")" 22Y03 "capturing in another currency is refused (22Y03)"
 
+# 3b. while one operation of a payment is on its way, another is refused
+#     (the check compared the whole operation row with NULL, which a row
+#     with any NULL column never is, so it never refused anything)
+auth3=$(q -c "SELECT payment_id FROM pay_authorize(amount => '7.00 USD', card => $card)")
+q -c "SELECT status FROM pay_wait($auth3, '10 s')" >/dev/null
+busy=$(as_merchant -v VERBOSITY=verbose -c "BEGIN" -c "SELECT 1 FROM pay_capture(payment_id => $auth3)" \
+	-c "SELECT 1 FROM pay_void(payment_id => $auth3)" 2>&1 | sed -n 's/^ERROR:  \([0-9A-Z]\{5\}\):.*/\1/p' || true)
+is "$busy" 22Y20 "a void while a capture is queued is refused (22Y20)"
+busy=$(as_merchant -v VERBOSITY=verbose -c "BEGIN" -c "SELECT 1 FROM pay_void(payment_id => $auth3)" \
+	-c "SELECT 1 FROM pay_capture(payment_id => $auth3)" 2>&1 | sed -n 's/^ERROR:  \([0-9A-Z]\{5\}\):.*/\1/p' || true)
+is "$busy" 22Y20 "and a capture while a void is queued (22Y20)"
+
 # 4. void an authorization; capture after void is refused
 q -c "SELECT pay_void(payment_id => $auth2)" >/dev/null
 is "$(q -c "SELECT status FROM pay_wait($auth2, '10 s')")" canceled "a voided authorization is canceled"

@@ -141,7 +141,7 @@ EXCEPTION WHEN OTHERS THEN
 	RETURN state || ': ' || detail;
 END $$;
 SELECT is(pg_temp.refund_error(pg_temp.id('d'), '7.00 USD'),
-	'22Y21: 10.00 USD was captured and 4.00 USD is refunded or being refunded. 4.00 USD of it is in refunds that ran out of attempts (dead letters), which the owner sends again with pay_retry_dead_letter or gives back with pay_discard_dead_letter.',
+	'22Y21: 10.00 USD was captured and 4.00 USD is refunded or being refunded. 4.00 USD of it is in refunds that ran out of attempts (dead letters), which the owner sends again with pay_retry_dead_letter or settles with pay_resolve_dead_letter.',
 	'a refund beyond what is left names the dead letters counted in it');
 
 SELECT * FROM finish();
