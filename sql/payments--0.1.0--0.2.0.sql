@@ -14684,6 +14684,76 @@ CREATE OR REPLACE FUNCTION payments._refund_review_candidates(p_limit integer)
 	LIMIT p_limit
 	$$;
 
+-- h-restore-in-service: a dump restored into the database a running
+-- worker serves (sql/src/worker.sql): the operations it loads are made safe
+-- as they come, the worker_server row the worker recorded stays.
+-- A dump restored (pg_restore, or a pg_dump script, run by a superuser:
+-- check_function_bodies is off, as for the status triggers) is the history
+-- of the server it was dumped from, perhaps short: that server may have
+-- sent what was queued when the dump was taken, and what was "sending"
+-- had its reply on the way.  The worker of the database restored into
+-- may have made its start-of-service checks (_recover_in_flight,
+-- _recover_lost_sends) on the empty extension, before the rows came (a
+-- server preloaded and serving the database while pg_restore creates the
+-- extension and then loads the tables): each operation is therefore made
+-- safe as it is loaded.  One the dump has as queued, sending or dead and
+-- never sent is treated as possibly sent, as _recover_lost_sends does (sent
+-- at its last change known here: resent identically inside the duplicate
+-- window, looked up past it, never failed for a card that stayed with the
+-- old server); one "sending" is queued again at once, possibly sent
+-- (nobody here has it in flight: left "sending", it stayed there).
+CREATE FUNCTION payments._restored_operation() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+BEGIN
+	IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user) THEN
+		RETURN NEW;
+	END IF;
+	IF NEW.status IN ('queued', 'sending', 'dead') AND NEW.never_sent THEN
+		NEW.never_sent := false;
+		NEW.first_sent_at := coalesce(NEW.first_sent_at, greatest(NEW.created_at, NEW.updated_at));
+		NEW.last_error := 'restored from a dump: the server it was dumped from may have sent it';
+	END IF;
+	IF NEW.status = 'sending' THEN
+		NEW.status := 'queued';
+		NEW.next_attempt_at := now();
+		NEW.last_error := 'restored from a dump while its request was in flight';
+	END IF;
+	RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION payments._restored_operation() IS
+	'Trigger: an operation loaded by a restore (a superuser, check_function_bodies off) that the dump has as queued, sending or dead and never sent is treated as possibly sent (resent identically inside the duplicate window, looked up past it); one sending is queued again at once.';
+CREATE TRIGGER operations_restored BEFORE INSERT ON payments.operations
+	FOR EACH ROW WHEN (NOT pg_catalog.current_setting('check_function_bodies')::boolean)
+	EXECUTE FUNCTION payments._restored_operation();
+COMMENT ON TRIGGER operations_restored ON payments.operations IS
+	'A restore loads the operations of another server''s history, possibly short: what may have been sent is treated as possibly sent (payments._restored_operation).';
+
+-- The worker_server row of a dump, restored where the worker already
+-- recorded its own (it served the extension before the rows came): the
+-- worker's row stays (the operations were made safe as they were loaded),
+-- and the restore does not fail on the duplicate.
+CREATE FUNCTION payments._restored_worker_server() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+BEGIN
+	IF EXISTS (SELECT 1 FROM payments.worker_server) THEN
+		RETURN NULL;
+	END IF;
+	RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION payments._restored_worker_server() IS
+	'Trigger: a restore (check_function_bodies off) does not replace the worker_server row the worker of this database already recorded.';
+CREATE TRIGGER worker_server_restored BEFORE INSERT ON payments.worker_server
+	FOR EACH ROW WHEN (NOT pg_catalog.current_setting('check_function_bodies')::boolean)
+	EXECUTE FUNCTION payments._restored_worker_server();
+COMMENT ON TRIGGER worker_server_restored ON payments.worker_server IS
+	'A restore keeps the row the worker of this database already recorded (payments._restored_worker_server).';
+
 ------------------------------------------------------------------------------
 -- h-audit-digest: pay_audit_seal() writes the seals it made to the server
 -- log as a digest (sql/src/audit.sql), a copy outside the database for

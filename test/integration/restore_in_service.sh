@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# A dump restored into the database a running worker already serves: a
+# new server (preloaded, payments.database set) where the DBA makes the
+# database, then runs pg_restore, which creates the extension, then loads
+# its tables.  The worker did its start-of-service recovery on the empty
+# extension, before the rows came.
+# The dump was taken while one purchase was "sending" (the gateway had
+# charged it, its reply not yet recorded) and another was queued, never
+# sent; the old server then sent that one too, and the gateway charged
+# it, before it was lost.  The restored rows are the old server's history,
+# possibly short: nothing may stay "sending" forever, nothing may fail
+# while the gateway holds its money, nothing may be charged twice.
+set -euo pipefail
+source "$(dirname "$0")/../lib/integration.sh"
+
+RS="$WORK/restore-in-service"
+OLD="$RS/old"
+NEW="$RS/new"
+OPORT=$(free_port)
+NPORT=$(free_port)
+mkdir -p "$OLD" "$NEW"
+as_root chown "$PG_OS_USER" "$RS" "$OLD" "$NEW"
+cleanup() {
+	as_pg "$PG_BINDIR/pg_ctl" -D "$OLD/data" -m immediate stop >/dev/null 2>&1 || true
+	cluster_stop "$NEW"
+	sim_stop
+}
+trap cleanup EXIT
+
+cluster_init "$OLD" "$OPORT" "fsync = off"
+cluster_start "$OLD"
+oq() { cluster_psql "$OLD" "$OPORT" payments "$@"; }
+nq() { cluster_psql "$NEW" "$NPORT" payments "$@"; }
+cluster_psql "$OLD" "$OPORT" postgres -c 'CREATE DATABASE payments'
+oq -c 'CREATE EXTENSION payments'
+sim_start "$RS/sim"
+M=$(oq -Atc "INSERT INTO payments.merchants (name) VALUES ('restored') RETURNING merchant_id")
+TAG=$(oq -Atc "SELECT payments._invoice_tag()")
+gateway() {	# gateway SERVER URL [TIMEOUT_MS]: the merchant's endpoint there
+	"${1}q" -c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY', endpoint_url => '$2', ca_file => '$SIM_CA', timeout_ms => ${3:-3000}, merchant_id => $M)" >/dev/null
+}
+as_m() {	# as_m SERVER [psql args]: psql as merchant M on the old or the new server
+	local s=$1; shift
+	"${s}q" -At -v ON_ERROR_STOP=1 -c "SET search_path = public, payments" -c "SET payments.merchant_id = '$M'" "$@"
+}
+card="pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 3, '123', 'Ada Lovelace')"
+ops_on() {	# ops_on SERVER: status and never_sent of the two purchases' operations
+	"${1}q" -Atc "SELECT string_agg(o.status || ' ' || o.never_sent, ',' ORDER BY o.payment_id)
+		FROM payments.operations o WHERE o.merchant_id = $M AND o.payment_id IN ($S, $Q)"
+}
+
+# S: charged by the gateway, its reply held: "sending" on the old server
+# (for as long as the request's timeout)
+gateway o "$SIM_TLS_API" 60000
+sim_ctl POST /faults '{"type":"hold","count":1,"process":true,"requestType":"createTransactionRequest","holdMs":60000}' >/dev/null
+S=$(as_m o -c "SELECT payment_id FROM pay_purchase(amount => '33.00 USD', card => $card)")
+held() { [ -n "$(sim_ledger "P$TAG$S")" ] && echo yes; }
+is "$(poll_value 30 held)" yes "the gateway charged the first purchase; its reply is held"
+# Q: queued behind an endpoint that refuses connections (never sent)
+gateway o "https://127.0.0.1:$(free_port)/xml/v1/request.api" 60000
+Q=$(as_m o -c "SELECT payment_id FROM pay_purchase(amount => '12.00 USD', card => $card)")
+tried() { [ "$(oq -Atc "SELECT count(*) FROM payments.operations WHERE merchant_id = $M AND payment_id = $Q AND status = 'queued' AND never_sent AND last_error IS NOT NULL")" = 1 ] && echo yes; }
+is "$(poll_value 30 tried)" yes "the second purchase waits, queued, never sent"
+is "$(ops_on o)" "sending true,queued true" "the old server has one sending, one queued"
+
+cluster_pg_dump "$OLD" "$OPORT" -Fc payments >"$RS/payments.dump"
+is "$(ops_on o)" "sending true,queued true" "and still so after the dump"
+
+# After the dump the old server sends the queued purchase, then dies.
+gateway o "$SIM_TLS_API"
+oq -c "UPDATE payments.operations SET next_attempt_at = now() WHERE merchant_id = $M AND payment_id = $Q" >/dev/null
+charged() { [ -n "$(sim_ledger "P$TAG$Q")" ] && echo yes; }
+is "$(poll_value 30 charged)" yes "the old server sent the queued purchase after the dump: the gateway charged it"
+as_pg "$PG_BINDIR/pg_ctl" -D "$OLD/data" -m immediate stop >/dev/null
+sim_ctl DELETE /faults >/dev/null
+
+# The new server, serving database "payments" from its start.  pg_restore
+# creates the extension, then loads the tables, each in a transaction of
+# its own; the worker meets the empty extension first (here for sure: the
+# restore's sections one after the other, the worker serving in between).
+cluster_init "$NEW" "$NPORT" "fsync = off"
+cluster_start "$NEW"
+cluster_psql "$NEW" "$NPORT" postgres -c 'CREATE DATABASE payments'
+restore() {	# restore SECTION: pg_restore of that section; its errors on stdout
+	as_pg "$PG_BINDIR/pg_restore" -h "$NEW/sock" -p "$NPORT" -U postgres -d payments --section="$1" "$RS/payments.dump" 2>&1
+}
+is "$(restore pre-data)" "" "pg_restore creates the extension"
+serving() { [ "$(nq -Atc 'SELECT count(*) FROM payments.worker_server')" = 1 ] && echo yes; }
+is "$(poll_value 30 serving)" yes "the new server's worker serves the empty extension"
+restore_err=$(restore data; restore post-data) || true
+is "$restore_err" "" "pg_restore loads the data into the database the worker serves, without an error"
+
+# The merchant's endpoint restored is the refusing one: set it again.
+gateway n "$SIM_TLS_API"
+settled() { [ "$(as_m n -c "SELECT string_agg(status, ',' ORDER BY payment_id) FROM payments.payments WHERE payment_id IN ($S, $Q)")" = succeeded,succeeded ] && echo yes; }
+is "$(poll_value 90 settled)" yes "both purchases are found charged and recorded succeeded"
+is "$(as_m n -c "SELECT string_agg(payment_id || ' ' || status || ' ' || coalesce(decline_code, '-'), ',' ORDER BY payment_id) FROM payments.payments WHERE payment_id IN ($S, $Q)")" \
+	"$S succeeded -,$Q succeeded -" "neither is failed or left waiting"
+is "$(sim_ledger "P$TAG$S")/$(sim_ledger "P$TAG$Q")" "charge 33.00/charge 12.00" "the gateway charged each once"
+is "$(ops_on n)" "succeeded false,succeeded false" "their operations succeeded"
+
+tap_done
