@@ -1681,6 +1681,23 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 		now = GetCurrentTimestamp();
 		pg_atomic_write_u64(&payments_shared->last_loop_us, (uint64) now);
 
+		/*
+		 * The extension dropped under the worker (DROP EXTENSION, a restore
+		 * with --clean): each step would fail every second, and what it
+		 * has in flight or holds to record belongs to tables that are
+		 * gone.  Start again: the new worker waits quietly for the
+		 * extension and makes its start-of-service checks
+		 * (recover_in_flight) when it is back.
+		 */
+		if (ready && failed_for_missing_object() && !extension_ready(ws))
+		{
+			ereport(LOG,
+					(errcode(ERRCODE_SUCCESSFUL_COMPLETION),
+					 errmsg("payments worker: the extension is gone from database \"%s\"; restarting to wait for it",
+							payments_database)));
+			proc_exit(1);
+		}
+
 		if (!ready)
 		{
 			ready = extension_ready(ws);

@@ -45,6 +45,9 @@ static bool lock_waits_limited = false;
 /* the SQLSTATE of the last transaction in_transaction rolled back */
 static int	last_failure_sqlstate = 0;
 
+/* the SQLSTATE of the last one that failed for a missing object, until asked */
+static int	missing_object_sqlstate = 0;
+
 /*
  * Arm payments.worker_statement_timeout for the transaction just begun: a
  * background worker runs no client statements, so nothing else arms
@@ -109,6 +112,9 @@ recover_from_error(const char *what, MemoryContext cxt)
 	e = CopyErrorData();
 	FlushErrorState();
 	last_failure_sqlstate = e->sqlerrcode;
+	if (e->sqlerrcode == ERRCODE_UNDEFINED_TABLE || e->sqlerrcode == ERRCODE_UNDEFINED_FUNCTION ||
+		e->sqlerrcode == ERRCODE_UNDEFINED_OBJECT || e->sqlerrcode == ERRCODE_INVALID_SCHEMA_NAME)
+		missing_object_sqlstate = e->sqlerrcode;
 	disarm_tx_timeout();
 	AbortCurrentTransaction();
 	QueryCancelPending = false;
@@ -170,6 +176,21 @@ bool
 last_failure_was_lock(void)
 {
 	return last_failure_sqlstate == ERRCODE_LOCK_NOT_AVAILABLE;
+}
+
+/*
+ * Whether a transaction in_transaction rolled back since the last call
+ * failed for a missing object of the schema (a table, function, type or
+ * the schema itself): the extension may have been dropped.  Asking
+ * forgets the failure, so that one such error is looked into once.
+ */
+bool
+failed_for_missing_object(void)
+{
+	int			code = missing_object_sqlstate;
+
+	missing_object_sqlstate = 0;
+	return code != 0;
 }
 
 /*

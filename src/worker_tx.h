@@ -22,6 +22,7 @@ extern void limit_lock_waits(void);
 extern void background_session_settings(void);
 extern bool in_transaction(const char *what, void (*fn) (void *), void *arg);
 extern bool last_failure_was_lock(void);
+extern bool failed_for_missing_object(void);
 extern void check_interrupts(void);
 extern SPIPlanPtr worker_kept_plan(SPIPlanPtr *plan, const char *sql, int n, Oid *types);
 

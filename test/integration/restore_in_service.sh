@@ -9,7 +9,8 @@
 # sent; the old server then sent that one too, and the gateway charged
 # it, before it was lost.  The restored rows are the old server's history,
 # possibly short: nothing may stay "sending" forever, nothing may fail
-# while the gateway holds its money, nothing may be charged twice.
+# while the gateway holds its money, nothing may be charged twice.  Then
+# the extension is dropped under the running worker and made again.
 set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
 
@@ -98,5 +99,25 @@ is "$(as_m n -c "SELECT string_agg(payment_id || ' ' || status || ' ' || coalesc
 	"$S succeeded -,$Q succeeded -" "neither is failed or left waiting"
 is "$(sim_ledger "P$TAG$S")/$(sim_ledger "P$TAG$Q")" "charge 33.00/charge 12.00" "the gateway charged each once"
 is "$(ops_on n)" "succeeded false,succeeded false" "their operations succeeded"
+
+# The extension dropped under the running worker (DROP EXTENSION, or a
+# restore with --clean), then made again: the worker starts over, waits
+# quietly for it, and makes its start-of-service checks when it is back.
+nworker() { nq -Atc "SELECT pid FROM pg_stat_activity WHERE backend_type = 'payments worker'"; }
+W0=$(nworker)
+nq -c 'DROP EXTENSION payments CASCADE' >/dev/null
+anew() { local p; p=$(nworker); [ -n "$p" ] && [ "$p" != "$W0" ] && echo "$p"; }
+W1=$(poll_value 30 anew)
+ok "$([ -n "$W1" ] && echo 0 || echo 1)" "the worker starts again once the extension is gone"
+log_from=$(stat -c %s "$NEW/postgres.log")
+nq -c 'CREATE EXTENSION payments' >/dev/null
+is "$(poll_value 30 serving)" yes "made again, the extension gets the worker's start-of-service checks"
+M=$(nq -Atc "INSERT INTO payments.merchants (name) VALUES ('again') RETURNING merchant_id")
+gateway n "$SIM_TLS_API"
+P=$(as_m n -c "SELECT payment_id FROM pay_purchase(amount => '7.00 USD', card => $card)")
+is "$(as_m n -c "SELECT status FROM pay_wait($P, '30 s')")" succeeded "a purchase in the new extension succeeds"
+is "$(tail -c +$((log_from + 1)) "$NEW/postgres.log" | grep -c 'failed with SQLSTATE' || true)" 0 \
+	"the worker logged no failed step meanwhile"
+is "$(nworker)" "$W1" "and did not start again"
 
 tap_done
