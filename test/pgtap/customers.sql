@@ -170,6 +170,10 @@ SELECT is(payments.pay_run_expiry_notices(), 0, 'running the notices again write
 -- 7. export and erasure of personal data
 UPDATE payments.payments SET gateway_trans_id = '60000001', status = 'succeeded', amount_captured = amount
 WHERE payment_id = (SELECT payment_id FROM p1);
+-- as the worker would have: its purchase answered (a queued one would hold
+-- the refund below back: another operation in progress)
+UPDATE payments.operations SET status = 'sending' WHERE payment_id = (SELECT payment_id FROM p1) AND kind = 'purchase';
+UPDATE payments.operations SET status = 'succeeded' WHERE payment_id = (SELECT payment_id FROM p1) AND kind = 'purchase';
 CREATE TEMP TABLE ex AS SELECT pay_export_customer((SELECT customer_id FROM c1)) AS doc;
 SELECT is((SELECT concat_ws('|', doc -> 'customer' ->> 'email', jsonb_array_length(doc -> 'payment_methods'),
 	jsonb_array_length(doc -> 'payments'), doc -> 'payment_methods' -> 0 ? 'card_fingerprint',
