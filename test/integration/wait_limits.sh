@@ -21,6 +21,7 @@ su() { cluster_psql "$WORK" "$PORT" payments -At "$@"; }
 cleanup() {
 	su -c "ALTER SYSTEM RESET payments.max_waits_per_merchant" -c "SELECT pg_reload_conf()" >/dev/null 2>&1 || true
 	[ "${#waiters[@]}" -eq 0 ] || kill "${waiters[@]}" 2>/dev/null || true
+	cluster_psql "$WORK" "$PORT" postgres -c "DROP DATABASE IF EXISTS payments_other WITH (FORCE)" >/dev/null 2>&1 || true
 	sim_stop
 }
 trap cleanup EXIT
@@ -40,6 +41,16 @@ purchase() { su -c "SET payments.merchant_id = '$1'" -c "SELECT payment_id FROM 
 	card => payments.pay_card('4111 1111 1111 1111', 12, 2031, '123'))" | tail -1; }
 PA=$(purchase "$A")
 PB=$(purchase "$B")
+# another database with the extension, for the last checks; made before
+# any call waits, so that the calls' timeouts do not run while it is made
+cluster_psql "$WORK" "$PORT" postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS payments_other" -c "CREATE DATABASE payments_other" >/dev/null
+o() { cluster_psql "$WORK" "$PORT" payments_other -At -v ON_ERROR_STOP=1 "$@"; }
+o -c "CREATE EXTENSION payments" >/dev/null
+o -c "INSERT INTO payments.merchants (merchant_id, name) OVERRIDING SYSTEM VALUE VALUES ($A, 'waits A, other database')" >/dev/null
+KO=$(o -c "SELECT api_key FROM payments.pay_create_api_key(merchant_id => $A, scopes => ARRAY['payments', 'read'])")
+# (no worker serves that database: its purchase stays pending)
+PO=$(o -c "SET payments.merchant_id = '$A'" -c "SELECT payment_id FROM payments.pay_purchase(amount => '4.00 USD',
+	card => payments.pay_card('4111 1111 1111 1111', 12, 2031, '123'))" | tail -1)
 # by_key KEY SQL: SQL in a transaction that acts with the API key (as a
 # request over HTTP does), with the application_name given in $APP, in
 # database $DB (default payments)
@@ -85,14 +96,6 @@ is "$(sqlstate "$(by_key "$KA" "SELECT status FROM payments.pay_wait($PA, '25 s'
 # Merchant ids are per database: the same id in another database with the
 # extension is another merchant, with a count of its own, while A's two
 # places here are taken.
-cluster_psql "$WORK" "$PORT" postgres -c "DROP DATABASE IF EXISTS payments_other" -c "CREATE DATABASE payments_other" >/dev/null
-o() { cluster_psql "$WORK" "$PORT" payments_other -At -v ON_ERROR_STOP=1 "$@"; }
-o -c "CREATE EXTENSION payments" >/dev/null
-o -c "INSERT INTO payments.merchants (merchant_id, name) OVERRIDING SYSTEM VALUE VALUES ($A, 'waits A, other database')" >/dev/null
-KO=$(o -c "SELECT api_key FROM payments.pay_create_api_key(merchant_id => $A, scopes => ARRAY['payments', 'read'])")
-# (no worker serves that database: its purchase stays pending)
-PO=$(o -c "SET payments.merchant_id = '$A'" -c "SELECT payment_id FROM payments.pay_purchase(amount => '4.00 USD',
-	card => payments.pay_card('4111 1111 1111 1111', 12, 2031, '123'))" | tail -1)
 is "$(DB=payments_other by_key "$KO" "SELECT status FROM payments.pay_wait($PO, '1 s')")" pending "merchant $A of another database waits by key (its own count) while this database's merchant $A has no place left"
 is "$(waiting wait4)$(waiting wait5)" 11 "(while A's two calls here still wait)"
 cluster_psql "$WORK" "$PORT" postgres -c "DROP DATABASE payments_other" >/dev/null
