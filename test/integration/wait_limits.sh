@@ -19,7 +19,7 @@ source "$(dirname "$0")/../lib/integration.sh"
 SIMDIR="$WORK/sim-waits"
 su() { cluster_psql "$WORK" "$PORT" payments -At "$@"; }
 cleanup() {
-	su -c "ALTER SYSTEM RESET payments.max_waits_per_merchant" -c "SELECT pg_reload_conf()" >/dev/null 2>&1 || true
+	su -c "ALTER SYSTEM RESET payments.max_waits_per_merchant" -c "ALTER SYSTEM RESET payments.max_wait" -c "SELECT pg_reload_conf()" >/dev/null 2>&1 || true
 	[ "${#waiters[@]}" -eq 0 ] || kill "${waiters[@]}" 2>/dev/null || true
 	cluster_psql "$WORK" "$PORT" postgres -c "DROP DATABASE IF EXISTS payments_other WITH (FORCE)" >/dev/null 2>&1 || true
 	sim_stop
@@ -33,7 +33,9 @@ B=$M
 # every request takes longer than the merchants' timeout: their purchases
 # stay unfinished (unknown, resent) while the tests wait on them
 sim_ctl POST /latency '{"fixedMs":30000,"randomMs":0}' >/dev/null
-su -c "ALTER SYSTEM SET payments.max_waits_per_merchant = 2" -c "SELECT pg_reload_conf()" >/dev/null
+# (the waiting calls wait far longer than the test lasts, whatever a slow
+# host makes of it: they are terminated at its end)
+su -c "ALTER SYSTEM SET payments.max_waits_per_merchant = 2" -c "ALTER SYSTEM SET payments.max_wait = '10min'" -c "SELECT pg_reload_conf()" >/dev/null
 key_of() { su -c "SELECT api_key FROM payments.pay_create_api_key(merchant_id => $1, scopes => ARRAY['payments', 'read'])"; }
 KA=$(key_of "$A")
 KB=$(key_of "$B")
@@ -62,8 +64,8 @@ sqlstate() { sed -n 's/^ERROR:  \([0-9A-Z]\{5\}\):.*/\1/p' <<<"$1" | head -1; }
 waiting() { su -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = '$1' AND query LIKE '%pay_wait%' AND state = 'active'"; }
 
 waiters=()
-APP=wait1 by_key "$KA" "SELECT status FROM payments.pay_wait($PA, '25 s')" >/dev/null & waiters+=($!)
-APP=wait2 by_key "$KA" "SELECT status FROM payments.pay_wait($PA, '25 s')" >/dev/null & waiters+=($!)
+APP=wait1 by_key "$KA" "SELECT status FROM payments.pay_wait($PA, '5 min')" >/dev/null & waiters+=($!)
+APP=wait2 by_key "$KA" "SELECT status FROM payments.pay_wait($PA, '5 min')" >/dev/null & waiters+=($!)
 for _ in $(seq 50); do [ "$(waiting wait1)$(waiting wait2)" = 11 ] && break; sleep 0.2; done
 is "$(waiting wait1)$(waiting wait2)" 11 "two of A's calls by key wait for its unfinished purchase"
 third=$(by_key "$KA" "SELECT status FROM payments.pay_wait($PA, '25 s')")
@@ -80,14 +82,14 @@ like "$(su -c "SET payments.merchant_id = '$A'" -c "SELECT status FROM payments.
 # a cancelled call gives its place back
 su -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'wait1'" >/dev/null
 for _ in $(seq 50); do [ "$(waiting wait1)" = 0 ] && break; sleep 0.2; done
-APP=wait3 by_key "$KA" "SELECT status FROM payments.pay_wait($PA, '25 s')" >/dev/null & waiters+=($!)
+APP=wait3 by_key "$KA" "SELECT status FROM payments.pay_wait($PA, '5 min')" >/dev/null & waiters+=($!)
 for _ in $(seq 50); do [ "$(waiting wait3)" = 1 ] && break; sleep 0.2; done
 is "$(waiting wait3)" 1 "after one waiting call was cancelled, another one waits in its place"
 # and so does one whose backend was terminated
 su -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name IN ('wait2', 'wait3')" >/dev/null
 for _ in $(seq 50); do [ "$(waiting wait2)$(waiting wait3)" = 00 ] && break; sleep 0.2; done
-APP=wait4 by_key "$KA" "SELECT status FROM payments.pay_wait($PA, '25 s')" >/dev/null & waiters+=($!)
-APP=wait5 by_key "$KA" "SELECT status FROM payments.pay_wait($PA, '25 s')" >/dev/null & waiters+=($!)
+APP=wait4 by_key "$KA" "SELECT status FROM payments.pay_wait($PA, '5 min')" >/dev/null & waiters+=($!)
+APP=wait5 by_key "$KA" "SELECT status FROM payments.pay_wait($PA, '5 min')" >/dev/null & waiters+=($!)
 for _ in $(seq 50); do [ "$(waiting wait4)$(waiting wait5)" = 11 ] && break; sleep 0.2; done
 is "$(waiting wait4)$(waiting wait5)" 11 "after the waiting backends were terminated, two calls wait again"
 is "$(sqlstate "$(by_key "$KA" "SELECT status FROM payments.pay_wait($PA, '25 s')")")" PT429 \
