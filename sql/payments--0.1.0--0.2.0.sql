@@ -587,11 +587,11 @@ CREATE FUNCTION payments.pay_worker_health(
 	OUT queue_depth bigint, OUT in_flight integer, OUT max_in_flight integer, OUT circuit_state text,
 	OUT requests_sent bigint, OUT approved bigint, OUT declined bigint, OUT errors bigint,
 	OUT unknown_outcomes bigint, OUT retries bigint, OUT failing_gateways integer,
-	OUT gateway_failures jsonb)
+	OUT gateway_failures jsonb, OUT served_database text)
 	RETURNS record
 	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pay_worker_health';
 COMMENT ON FUNCTION payments.pay_worker_health() IS
-	'Health of the background worker: alive (looped within 5 s), pid, start and last loop time, queue depth, requests in flight (now and at most), circuit breaker state (closed, open, half_open), outcome counters since server start, and the merchants whose gateway account fails (an account error such as E00007: their operations are held, not failed): how many, and the oldest 16 as [{merchant_id, failing_since, error_code, error_text}].';
+	'Health of the background worker: alive (looped within 5 s), pid, start and last loop time, queue depth, requests in flight (now and at most), circuit breaker state (closed, open, half_open), outcome counters since server start, and the merchants whose gateway account fails (an account error such as E00007: their operations are held, not failed): how many, and the oldest 16 as [{merchant_id, failing_since, error_code, error_text}]; served_database: the database the worker serves (payments.database). In another database no worker serves this one: alive is false, queue_depth counts this database''s queued and unknown operations (never sent), and the worker''s columns are NULL.';
 
 
 ------------------------------------------------------------------------------
@@ -1226,7 +1226,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments.pay_metrics() IS
-	'Counters, gauges and latency histograms of the worker in Prometheus text format. Returns the domain "text/plain" over text, so PostgREST serves GET /rpc/pay_metrics with Accept: text/plain as a Prometheus scrape.';
+	'Counters, gauges and latency histograms of the worker in Prometheus text format (in a database the worker does not serve: payments_worker_up and payments_database_served 0, and this database''s payments_queue_depth only). Returns the domain "text/plain" over text, so PostgREST serves GET /rpc/pay_metrics with Accept: text/plain as a Prometheus scrape.';
 
 DROP INDEX payments.payments_status;
 DROP INDEX payments.payments_created;
@@ -15620,6 +15620,20 @@ CREATE OR REPLACE FUNCTION payments._busy_operation(p payments.payments) RETURNS
 	ORDER BY o.operation_id LIMIT 1
 	$$;
 COMMENT ON FUNCTION payments._busy_operation(payments.payments) IS 'Internal: an unfinished gateway operation of a payment, if any: queued, sending or unknown, or a capture or void that may have reached the gateway and is a dead letter.';
+
+------------------------------------------------------------------------------
+-- h-unserved-database: the worker serves one database (payments.database);
+-- in another, CREATE EXTENSION and ALTER EXTENSION UPDATE warn that its
+-- payments are never sent (sql/src/library.sql), pay_worker_health says no
+-- worker serves it (its new column served_database) and pay_metrics too
+-- (sql/src/monitoring.sql, src/health.c).
+------------------------------------------------------------------------------
+CREATE FUNCTION payments._warn_unserved_database() RETURNS void
+	LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'pay_warn_unserved_database';
+SELECT payments._warn_unserved_database();
+REVOKE ALL ON FUNCTION payments._warn_unserved_database() FROM PUBLIC;
+COMMENT ON FUNCTION payments._warn_unserved_database() IS
+	'Internal: raises a WARNING (01Y01) when the background worker does not serve this database (payments.database names another), naming the database it serves.';
 
 ------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,

@@ -54,4 +54,10 @@
 /* the installed library does not serve this database's schema version */
 #define ERRCODE_PAY_SCHEMA_NOT_SERVED		MAKE_SQLSTATE('P','T','5','0','3')
 
+/*
+ * a warning, not an error: no worker serves this database (payments.database
+ * names another); its operations are queued and never sent
+ */
+#define ERRCODE_PAY_DATABASE_NOT_SERVED		MAKE_SQLSTATE('0','1','Y','0','1')
+
 #endif

@@ -8,6 +8,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
@@ -22,11 +23,32 @@
 #include "schema_version.h"
 #include "record_queue.h"
 #include "shmem.h"
+#include "tenancy.h"
 #include "wake.h"
 
 PG_FUNCTION_INFO_V1(pay_worker_health);
 PG_FUNCTION_INFO_V1(pay_worker_restart);
 PG_FUNCTION_INFO_V1(pay_metrics);
+
+/*
+ * The queue depth of this database, counted here (as the extension owner:
+ * pg_monitor reads no table): in a database the worker does not serve, the
+ * worker's published count is another database's.
+ */
+static int64
+queue_depth_here(void)
+{
+	static SPIPlanPtr plan = NULL;
+	bool		isnull;
+	int64		n;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	payments_select_as_owner(PAYMENTS_QUEUE_DEPTH_QUERY, &plan, "the queue depth");
+	n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	return n;
+}
 
 static const char *
 circuit_name(uint32 state)
@@ -89,14 +111,18 @@ failing_jsonb(const FailingGateway *g, int n)
  * in_flight, max_in_flight, circuit_state, the outcome counters, and the
  * merchants whose gateway account is failing (how many, and the oldest).
  * "alive" means a worker is registered and went round its loop within the
- * last five seconds (it goes round at least once a second).
+ * last five seconds (it goes round at least once a second).  The last
+ * column, served_database, names the database the worker serves
+ * (payments.database); in any other no worker serves this one: alive is
+ * false, queue_depth is this database's own (nobody sends it) and the
+ * worker's columns, which are about that other database, are NULL.
  */
 Datum
 pay_worker_health(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
-	Datum		values[16];
-	bool		nulls[16];
+	Datum		values[17];
+	bool		nulls[17];
 	FailingGateway failing[FAILING_GATEWAYS_SHOWN];
 	int			nfailing;
 	int			failing_total;
@@ -111,6 +137,16 @@ pay_worker_health(PG_FUNCTION_ARGS)
 		elog(ERROR, "pay_worker_health must return a record");
 	tupdesc = BlessTupleDesc(tupdesc);
 	memset(nulls, 0, sizeof(nulls));
+
+	values[16] = CStringGetTextDatum(payments_database);
+	if (!payments_database_served())
+	{
+		values[0] = BoolGetDatum(false);
+		values[4] = Int64GetDatum(queue_depth_here());
+		for (int i = 1; i < 16; i++)
+			nulls[i] = i != 4;
+		PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+	}
 
 	pid = pg_atomic_read_u32(&s->worker_pid);
 	last = pg_atomic_read_u64(&s->last_loop_us);
@@ -240,8 +276,18 @@ pay_metrics(PG_FUNCTION_ARGS)
 	payments_require_schema();
 	s = payments_shared;
 	initStringInfo(&buf);
-	gauge_text(&buf, "payments_worker_up", "Whether a payments worker is running.",
+	if (!payments_database_served())
+	{
+		/* no worker here: what the worker publishes is another database's */
+		gauge_text(&buf, "payments_worker_up", "Whether a payments worker is running (and serves this database).", 0);
+		gauge_text(&buf, "payments_database_served", "Whether the payments worker serves this database (payments.database names it).", 0);
+		gauge_text(&buf, "payments_queue_depth", "Operations queued or being resolved in this database, which no worker serves: they are never sent.",
+				   (uint64) queue_depth_here());
+		PG_RETURN_TEXT_P(cstring_to_text_with_len(buf.data, buf.len));
+	}
+	gauge_text(&buf, "payments_worker_up", "Whether a payments worker is running (and serves this database).",
 			   pg_atomic_read_u32(&s->worker_pid) != 0);
+	gauge_text(&buf, "payments_database_served", "Whether the payments worker serves this database (payments.database names it).", 1);
 	gauge_text(&buf, "payments_queue_depth", "Operations queued or being resolved (waiting for their next attempt or look-up; those in flight are payments_in_flight).",
 			   pg_atomic_read_u32(&s->queue_depth));
 	gauge_text(&buf, "payments_in_flight", "Gateway requests in flight.",

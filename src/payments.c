@@ -14,6 +14,7 @@
 
 #include <curl/curl.h>
 
+#include "commands/dbcommands.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
@@ -25,6 +26,7 @@
 #include "check_cache.h"
 #include "core_dumps.h"
 #include "curl_memory.h"
+#include "errcodes.h"
 #include "free_text.h"
 #include "payments.h"
 #include "shmem.h"
@@ -55,6 +57,7 @@ static bool payments_test_clocks = false;
 void		_PG_init(void);
 
 PG_FUNCTION_INFO_V1(pay_assert_preloaded);
+PG_FUNCTION_INFO_V1(pay_warn_unserved_database);
 
 /*
  * payments.correlation_id is kept on rows, sent as refId and copied into
@@ -378,6 +381,59 @@ payments_require_preload(void)
 				 errmsg("payments must be loaded via shared_preload_libraries"),
 				 errdetail("The payments library was loaded after server start, so its background worker and card vault are not available."),
 				 errhint("Add payments to shared_preload_libraries in postgresql.conf and restart the server.")));
+}
+
+/*
+ * Whether the background worker serves this database: payments.database
+ * names it.  Neither changes during a session (payments.database is set at
+ * server start, and a database cannot be renamed while anyone is connected
+ * to it), so the answer is kept.  Needs a transaction (the first time).
+ */
+bool
+payments_database_served(void)
+{
+	static int	served = -1;
+
+	if (served < 0)
+	{
+		char	   *name = get_database_name(MyDatabaseId);
+
+		served = payments_database != NULL && name != NULL &&
+			strcmp(name, payments_database) == 0;
+	}
+	return served == 1;
+}
+
+/*
+ * Report at elevel (WARNING, NOTICE) that no worker serves this database,
+ * naming the one it serves and the setting that chooses it.
+ */
+void
+payments_report_unserved(int elevel)
+{
+	const char *served = payments_database ? payments_database : "";
+	const char *here = get_database_name(MyDatabaseId);
+
+	ereport(elevel,
+			(errcode(ERRCODE_PAY_DATABASE_NOT_SERVED),
+			 errmsg("no payments worker serves database \"%s\"", here),
+			 errdetail("The payments background worker serves only database \"%s\" (the payments.database setting): payments made here are queued and never sent to the gateway.",
+					   served),
+			 errhint("Use the extension in database \"%s\", or set payments.database = %s in postgresql.conf and restart the server: the worker serves one database per cluster.",
+					 served, quote_literal_cstr(here))));
+}
+
+/*
+ * payments._warn_unserved_database(): the WARNING of CREATE EXTENSION and
+ * ALTER EXTENSION UPDATE in a database the worker does not serve.
+ */
+Datum
+pay_warn_unserved_database(PG_FUNCTION_ARGS)
+{
+	payments_require_preload();
+	if (!payments_database_served())
+		payments_report_unserved(WARNING);
+	PG_RETURN_VOID();
 }
 
 /* The duplicate window, for the SQL side (payments._duplicate_window). */

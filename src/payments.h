@@ -46,6 +46,11 @@ extern int	payments_max_wait_s;
 
 extern void payments_require_preload(void);
 
+/* Whether the background worker serves this database (payments.database). */
+extern bool payments_database_served(void);
+/* Report at elevel that it does not, with the database it serves and why. */
+extern void payments_report_unserved(int elevel);
+
 /* Text or NULL as an SPI argument: the Datum, and *nullflag set. */
 extern Datum payments_text_arg(const char *s, char *nullflag);
 

@@ -22,6 +22,15 @@
 #include "card_vault.h"
 
 /* circuit breaker states */
+/*
+ * The queue depth: operations queued or being resolved (waiting for their
+ * next attempt or look-up), off the partial index.  The worker publishes
+ * it (queue_depth below); pay_worker_health counts it itself in a database
+ * the worker does not serve.
+ */
+#define PAYMENTS_QUEUE_DEPTH_QUERY \
+	"SELECT count(*) FROM payments.operations WHERE status IN ('queued', 'unknown')"
+
 #define CIRCUIT_CLOSED		0
 #define CIRCUIT_OPEN		1
 #define CIRCUIT_HALF_OPEN	2
@@ -74,7 +83,7 @@ typedef struct PaymentsShared
 	pg_atomic_uint32 recorder_connect_failures;
 
 	/* state published by the worker */
-	pg_atomic_uint32 queue_depth;
+	pg_atomic_uint32 queue_depth;	/* PAYMENTS_QUEUE_DEPTH_QUERY's count */
 	pg_atomic_uint32 in_flight;
 	pg_atomic_uint32 max_in_flight;
 	pg_atomic_uint32 circuit_state;

@@ -343,6 +343,17 @@ owner_select(Oid owner, const char *query, SPIPlanPtr *plan, int nargs, Oid *typ
 }
 
 /*
+ * owner_select as the extension owner, for other modules: a read the
+ * caller's role may not make (pay_worker_health's queue depth, for
+ * pg_monitor).  In the caller's SPI connection.
+ */
+void
+payments_select_as_owner(const char *query, SPIPlanPtr *plan, const char *what)
+{
+	owner_select(extension_owner(false), query, plan, 0, NULL, NULL, what);
+}
+
+/*
  * Read what the owner wrote about this role (bindings and trust) and
  * whether the requested merchants exist, as the owner (owner_select).
  */

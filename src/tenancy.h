@@ -8,6 +8,8 @@
 #ifndef PAYMENTS_TENANCY_H
 #define PAYMENTS_TENANCY_H
 
+#include "executor/spi.h"
+
 /*
  * The identity an API call acts with (DESIGN §3.6).  Strings are palloc'd
  * in the caller's memory context.
@@ -88,5 +90,12 @@ extern void payments_identity_use_key(int64 merchant_id, int64 key_id, uint32 sc
 /* Whether the owner declared the role PostgREST-only (and it is NOLOGIN). */
 extern bool payments_role_is_postgrest(Oid role);
 extern void payments_check_key_claims(int64 key_id, int64 key_merchant);
+
+/*
+ * Run query (no arguments; prepared once, into *plan) as the extension
+ * owner, with a fixed search_path, in the caller's SPI connection; the rows
+ * are in SPI_tuptable.  For a read the caller's role may not make.
+ */
+extern void payments_select_as_owner(const char *query, SPIPlanPtr *plan, const char *what);
 
 #endif

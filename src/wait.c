@@ -240,6 +240,18 @@ start_waiting(int64 merchant_id)
 	}
 }
 
+/*
+ * An unfinished target in a database the worker does not serve will not
+ * finish: say so (a NOTICE; the answer is the status, as anywhere).  A
+ * kept answer: no cost in the database served.
+ */
+static void
+note_unserved(void)
+{
+	if (!payments_database_served())
+		payments_report_unserved(NOTICE);
+}
+
 /* Wait for target (merchant_id, id) until done or timeout_ms; its status. */
 static Datum
 wait_for(const WaitTarget *target, FunctionCallInfo fcinfo)
@@ -252,6 +264,7 @@ wait_for(const WaitTarget *target, FunctionCallInfo fcinfo)
 	Oid			argtypes[2] = {INT8OID, INT8OID};
 	char		status[STATUS_LEN];
 	MemoryContext read_cxt;
+	volatile bool settled = false;
 
 	payments_require_schema();
 	if (timeout_ms < 0)
@@ -278,13 +291,15 @@ wait_for(const WaitTarget *target, FunctionCallInfo fcinfo)
 	/* done already (or no time to wait): read once, without a slot */
 	{
 		MemoryContext old = CurrentMemoryContext;
-		bool		settled = target_is_settled(target, plan, merchant_id, payment_id, read_cxt, status);
 
+		settled = target_is_settled(target, plan, merchant_id, payment_id, read_cxt, status);
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(read_cxt);
 		if (settled || timeout_ms == 0)
 		{
 			SPI_finish();
+			if (!settled)
+				note_unserved();
 			PG_RETURN_TEXT_P(cstring_to_text(status));
 		}
 	}
@@ -297,8 +312,8 @@ wait_for(const WaitTarget *target, FunctionCallInfo fcinfo)
 		{
 			long		remaining;
 			MemoryContext old = CurrentMemoryContext;
-			bool		settled = target_is_settled(target, plan, merchant_id, payment_id, read_cxt, status);
 
+			settled = target_is_settled(target, plan, merchant_id, payment_id, read_cxt, status);
 			MemoryContextSwitchTo(old);
 			MemoryContextReset(read_cxt);
 			if (settled)
@@ -320,6 +335,8 @@ wait_for(const WaitTarget *target, FunctionCallInfo fcinfo)
 
 	/* SPI_finish frees the SPI memory: the result is made after it, in ours */
 	SPI_finish();
+	if (!settled)
+		note_unserved();
 	PG_RETURN_TEXT_P(cstring_to_text(status));
 }
 

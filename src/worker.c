@@ -1508,8 +1508,7 @@ queue_depth_fn(void *arg pg_attribute_unused())
 	bool		isnull;
 	Datum		d;
 
-	if (SPI_execute("SELECT count(*) FROM payments.operations WHERE status IN ('queued', 'unknown')",
-					true, 1) != SPI_OK_SELECT)
+	if (SPI_execute(PAYMENTS_QUEUE_DEPTH_QUERY, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "payments worker: queue depth query failed");
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	pg_atomic_write_u32(&payments_shared->queue_depth, (uint32) DatumGetInt64(d));

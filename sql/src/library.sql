@@ -7,3 +7,13 @@ SELECT payments._assert_preloaded();
 REVOKE ALL ON FUNCTION payments._assert_preloaded() FROM PUBLIC;
 COMMENT ON FUNCTION payments._assert_preloaded() IS
 	'Internal: raises an error unless the payments library was loaded through shared_preload_libraries.';
+
+-- The worker serves one database, payments.database: elsewhere, payments
+-- are queued and never sent.  CREATE EXTENSION (and ALTER EXTENSION
+-- UPDATE) there says so with a WARNING (src/payments.c).
+CREATE FUNCTION payments._warn_unserved_database() RETURNS void
+	LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'pay_warn_unserved_database';
+SELECT payments._warn_unserved_database();
+REVOKE ALL ON FUNCTION payments._warn_unserved_database() FROM PUBLIC;
+COMMENT ON FUNCTION payments._warn_unserved_database() IS
+	'Internal: raises a WARNING (01Y01) when the background worker does not serve this database (payments.database names another), naming the database it serves.';

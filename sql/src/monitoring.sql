@@ -5,11 +5,11 @@ CREATE FUNCTION payments.pay_worker_health(
 	OUT queue_depth bigint, OUT in_flight integer, OUT max_in_flight integer, OUT circuit_state text,
 	OUT requests_sent bigint, OUT approved bigint, OUT declined bigint, OUT errors bigint,
 	OUT unknown_outcomes bigint, OUT retries bigint, OUT failing_gateways integer,
-	OUT gateway_failures jsonb)
+	OUT gateway_failures jsonb, OUT served_database text)
 	RETURNS record
 	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pay_worker_health';
 COMMENT ON FUNCTION payments.pay_worker_health() IS
-	'Health of the background worker: alive (looped within 5 s), pid, start and last loop time, queue depth, requests in flight (now and at most), circuit breaker state (closed, open, half_open), outcome counters since server start, and the merchants whose gateway account fails (an account error such as E00007: their operations are held, not failed): how many, and the oldest 16 as [{merchant_id, failing_since, error_code, error_text}].';
+	'Health of the background worker: alive (looped within 5 s), pid, start and last loop time, queue depth, requests in flight (now and at most), circuit breaker state (closed, open, half_open), outcome counters since server start, and the merchants whose gateway account fails (an account error such as E00007: their operations are held, not failed): how many, and the oldest 16 as [{merchant_id, failing_since, error_code, error_text}]; served_database: the database the worker serves (payments.database). In another database no worker serves this one: alive is false, queue_depth counts this database''s queued and unknown operations (never sent), and the worker''s columns are NULL.';
 
 CREATE FUNCTION payments.pay_worker_restart() RETURNS boolean
 	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pay_worker_restart';
@@ -27,4 +27,4 @@ COMMENT ON DOMAIN payments."text/plain" IS
 CREATE FUNCTION payments.pay_metrics() RETURNS payments."text/plain"
 	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pay_metrics';
 COMMENT ON FUNCTION payments.pay_metrics() IS
-	'Counters, gauges and latency histograms of the worker in Prometheus text format. Returns the domain "text/plain" over text, so PostgREST serves GET /rpc/pay_metrics with Accept: text/plain as a Prometheus scrape.';
+	'Counters, gauges and latency histograms of the worker in Prometheus text format (in a database the worker does not serve: payments_worker_up and payments_database_served 0, and this database''s payments_queue_depth only). Returns the domain "text/plain" over text, so PostgREST serves GET /rpc/pay_metrics with Accept: text/plain as a Prometheus scrape.';
