@@ -21,7 +21,6 @@
 
 #include "card_vault.h"
 
-/* circuit breaker states */
 /*
  * The queue depth: operations queued or being resolved (waiting for their
  * next attempt or look-up), off the partial index.  The worker publishes
@@ -31,6 +30,7 @@
 #define PAYMENTS_QUEUE_DEPTH_QUERY \
 	"SELECT count(*) FROM payments.operations WHERE status IN ('queued', 'unknown')"
 
+/* circuit breaker states */
 #define CIRCUIT_CLOSED		0
 #define CIRCUIT_OPEN		1
 #define CIRCUIT_HALF_OPEN	2
