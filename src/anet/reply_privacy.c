@@ -7,10 +7,13 @@
  * and reads what it needs from the reply in memory, never from that log.
  * Replies about transactions and profiles name the customer (billTo and
  * shipTo, the email, the IP address, the list's first and last names, a
- * validation's direct response that repeats the address): kept, the log
+ * validation's direct response that repeats the address, the description
+ * of a transaction's order or line items that the merchant wrote, a
+ * profile's description that holds the customer's name): kept, the log
  * would hold personal data that pay_erase_customer cannot find (a
  * settlement list belongs to no operation; a refund after the erasure
- * asks again).  So those values never reach the log.
+ * asks again).  So those values never reach the log.  The gateway's own
+ * messages ({"code", "description"}) are kept.
  *
  *-------------------------------------------------------------------------
  */
@@ -29,22 +32,38 @@ static const char *const personal_keys[] = {
 	"validationDirectResponse", "directResponse", NULL
 };
 
+/* Objects whose "description" is the merchant's text or the customer's name. */
+static const char *const described_keys[] = {
+	"order", "lineItem", "lineItems", "profile", NULL
+};
+
 static bool
-is_personal(const char *key)
+in_list(const char *key, const char *const *list)
 {
-	for (int i = 0; personal_keys[i] != NULL; i++)
-		if (strcmp(key, personal_keys[i]) == 0)
+	if (key == NULL)
+		return false;
+	for (int i = 0; list[i] != NULL; i++)
+		if (strcmp(key, list[i]) == 0)
 			return true;
 	return false;
 }
 
+/* Whether the field key of the object found under parent is personal. */
+static bool
+is_personal(const char *key, const char *parent)
+{
+	return in_list(key, personal_keys) ||
+		(strcmp(key, "description") == 0 && in_list(parent, described_keys));
+}
+
 /*
- * Mask the personal values of the tree v (a personal field's value whatever
- * its type: a string, or a list of direct responses).  False when out of
- * memory.
+ * Mask the personal values of the tree v, found under the key parent (NULL
+ * for the root; an array's elements are under the array's key), a personal
+ * field's value whatever its type: a string, or a list of direct responses.
+ * False when out of memory.
  */
 static bool
-mask_tree(struct json_object *v, bool personal, bool *changed)
+mask_tree(struct json_object *v, const char *parent, bool personal, bool *changed)
 {
 	switch (json_object_get_type(v))
 	{
@@ -65,15 +84,18 @@ mask_tree(struct json_object *v, bool personal, bool *changed)
 				struct json_object_iterator end = json_object_iter_end(v);
 
 				for (; !json_object_iter_equal(&it, &end); json_object_iter_next(&it))
-					if (!mask_tree(json_object_iter_peek_value(&it),
-								   personal || is_personal(json_object_iter_peek_name(&it)),
-								   changed))
+				{
+					const char *key = json_object_iter_peek_name(&it);
+
+					if (!mask_tree(json_object_iter_peek_value(&it), key,
+								   personal || is_personal(key, parent), changed))
 						return false;
+				}
 				return true;
 			}
 		case json_type_array:
 			for (size_t i = 0; i < json_object_array_length(v); i++)
-				if (!mask_tree(json_object_array_get_idx(v, i), personal, changed))
+				if (!mask_tree(json_object_array_get_idx(v, i), parent, personal, changed))
 					return false;
 			return true;
 		default:
@@ -94,7 +116,7 @@ anet_reply_without_personal_data(const char *json, size_t len, bool *changed)
 	root = json_tokener_parse_ex(tok, json, (int) len);
 	if (root != NULL && json_tokener_get_error(tok) == json_tokener_success &&
 		json_object_get_type(root) == json_type_object &&
-		mask_tree(root, false, changed))
+		mask_tree(root, NULL, false, changed))
 	{
 		const char *text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN |
 														  JSON_C_TO_STRING_NOSLASHESCAPE);
