@@ -20,6 +20,25 @@ COMMENT ON TRIGGER payments_audit_truncate ON payments.customers IS 'Audit: paym
 COMMENT ON TRIGGER payments_audit ON payments.payment_methods IS 'Audit: payments.audit_log; the card fingerprint is never written.';
 COMMENT ON TRIGGER payments_audit_truncate ON payments.payment_methods IS 'Audit: payments.audit_log.';
 
+-- The payments of a customer: those made for it (customer_id), and card,
+-- Accept.js or profile purchases made without customer_id whose customer
+-- object names its email (a guest checkout of the same person).
+-- pay_erase_customer links the latter to it (customer_id) before it erases
+-- the customer's email, so that they stay its payments afterwards.
+CREATE FUNCTION payments._customer_payments(c payments.customers) RETURNS SETOF payments.payments
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+	SELECT p.* FROM payments.payments p
+	WHERE p.merchant_id = c.merchant_id AND p.customer_id = c.customer_id
+	UNION ALL
+	SELECT p.* FROM payments.payments p
+	WHERE p.merchant_id = c.merchant_id AND p.customer_id IS NULL AND c.email IS NOT NULL
+		AND lower(p.customer ->> 'email') = lower(c.email)
+	$$;
+COMMENT ON FUNCTION payments._customer_payments(payments.customers) IS
+	'Internal: the payments of a customer: those made for it (customer_id), and those made without customer_id whose customer object holds its email (compared case-insensitively).';
+
 -- Events that concern a customer: its own, its methods', its payments'.
 CREATE FUNCTION payments._customer_events(c payments.customers) RETURNS SETOF payments.events
 	LANGUAGE sql STABLE
@@ -28,8 +47,7 @@ CREATE FUNCTION payments._customer_events(c payments.customers) RETURNS SETOF pa
 	SELECT e.* FROM payments.events e
 	WHERE e.merchant_id = c.merchant_id
 		AND ((e.data ->> 'customer_id') = c.customer_id::text
-			OR e.payment_id IN (SELECT p.payment_id FROM payments.payments p
-				WHERE p.merchant_id = c.merchant_id AND p.customer_id = c.customer_id)
+			OR e.payment_id IN (SELECT p.payment_id FROM payments._customer_payments(c) p)
 			OR e.operation_id IN (SELECT o.operation_id FROM payments.operations o
 				WHERE o.merchant_id = c.merchant_id AND o.customer_id = c.customer_id))
 	$$;
@@ -52,13 +70,11 @@ BEGIN
 			WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id), '[]'),
 		'payments', coalesce((SELECT jsonb_agg(to_jsonb(p) - 'card_fingerprint' - 'idempotency_key'
 				ORDER BY p.payment_id)
-			FROM payments.payments p
-			WHERE p.merchant_id = c.merchant_id AND p.customer_id = c.customer_id), '[]'),
+			FROM payments._customer_payments(c) p), '[]'),
 		'operations', coalesce((SELECT jsonb_agg(to_jsonb(o) - 'idempotency_key' ORDER BY o.operation_id)
 			FROM payments.operations o
 			WHERE o.merchant_id = c.merchant_id AND (o.customer_id = c.customer_id
-				OR o.payment_id IN (SELECT p.payment_id FROM payments.payments p
-					WHERE p.merchant_id = c.merchant_id AND p.customer_id = c.customer_id))), '[]'),
+				OR o.payment_id IN (SELECT p.payment_id FROM payments._customer_payments(c) p))), '[]'),
 		'subscriptions', coalesce((SELECT jsonb_agg(to_jsonb(x) - 'idempotency_key' ORDER BY x.subscription_id)
 			FROM payments.subscriptions x
 			WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id), '[]'),
@@ -70,7 +86,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments.pay_export_customer(bigint) IS
-	'Everything the extension holds about one customer of the current merchant, as one JSON document: the customer, its payment methods (masked: brand, last four, expiry, gateway ids), its payments, their gateway operations, its subscriptions and invoices, and the events that concern them. PT404 for an unknown or foreign id.';
+	'Everything the extension holds about one customer of the current merchant, as one JSON document: the customer, its payment methods (masked: brand, last four, expiry, gateway ids), its payments (those made for it, and those made without customer_id whose customer object holds its email), their gateway operations, its subscriptions and invoices, and the events that concern them. PT404 for an unknown or foreign id.';
 
 CREATE FUNCTION payments.pay_erase_customer(customer_id bigint,
 	idempotency_key text DEFAULT NULL, correlation_id text DEFAULT NULL)
@@ -98,15 +114,43 @@ BEGIN
 			PERFORM payments._new_method_operation(c.merchant_id, 'delete_customer', NULL, c.customer_id,
 				NULL, NULL, corr);
 		END IF;
+		-- its payments made without customer_id under its email (a guest
+		-- checkout's customer object) become its own before the email goes:
+		-- erased below with the others, and still its payments afterwards
+		WITH g AS (
+			UPDATE payments.payments p SET customer_id = c.customer_id
+			WHERE p.merchant_id = c.merchant_id AND p.customer_id IS NULL
+				AND p.payment_id IN (SELECT y.payment_id FROM payments._customer_payments(c) y
+					WHERE y.customer_id IS NULL)
+			RETURNING p.payment_id)
+		UPDATE payments.idempotency_keys k SET customer_id = c.customer_id
+		WHERE k.merchant_id = c.merchant_id AND k.customer_id IS NULL
+			AND k.payment_id IN (SELECT g.payment_id FROM g);
 		UPDATE payments.customers x SET status = 'deleted', email = NULL, name = NULL,
 			external_ref = NULL, billing = '{}', metadata = '{}',
 			deleted_at = coalesce(x.deleted_at, clock_timestamp()), erased_at = clock_timestamp(),
 			updated_at = clock_timestamp()
 		WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id;
 		-- payments keep amounts, dates, card brand and last four, gateway ids;
-		-- the billing details sent with them and the card fingerprint go
-		UPDATE payments.payments p SET customer = '{}', card_fingerprint = NULL
+		-- the billing details sent with them, the card fingerprint and what
+		-- the merchant wrote about them (description, order_ref, metadata)
+		-- go.  An invoice's charge keeps the description and metadata the
+		-- extension wrote (the subscription's and invoice's ids only).
+		UPDATE payments.payments p SET customer = '{}', card_fingerprint = NULL,
+			description = CASE WHEN p.invoice_id IS NULL THEN NULL ELSE p.description END,
+			order_ref = NULL,
+			metadata = CASE WHEN p.invoice_id IS NULL THEN '{}' ELSE p.metadata END
 		WHERE p.merchant_id = c.merchant_id AND p.customer_id = c.customer_id;
+		-- a refund's reason, and the copies of the metadata in the payments' events
+		UPDATE payments.operations o SET reason = NULL
+		WHERE o.merchant_id = c.merchant_id AND o.reason IS NOT NULL
+			AND o.payment_id IN (SELECT p.payment_id FROM payments.payments p
+				WHERE p.merchant_id = c.merchant_id AND p.customer_id = c.customer_id);
+		UPDATE payments.events e SET data = jsonb_set(e.data, '{metadata}', p.metadata)
+		FROM payments.payments p
+		WHERE p.merchant_id = c.merchant_id AND p.customer_id = c.customer_id
+			AND e.merchant_id = p.merchant_id AND e.payment_id = p.payment_id
+			AND e.event_type LIKE 'payment.%' AND e.data ? 'metadata' AND e.data -> 'metadata' <> p.metadata;
 		UPDATE payments.payment_methods x SET card_fingerprint = NULL
 		WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id;
 		-- subscriptions keep their terms and periods; their metadata may name the person
@@ -135,4 +179,4 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments.pay_erase_customer(bigint, text, text) IS
-	'Erases a customer''s personal data: email, name, external_ref, billing and metadata, the billing details sent with its payments, card fingerprints, its subscriptions'' metadata, the masked gateway requests and replies of its operations, the digests of the arguments of its idempotency keys (a repeat under one returns what the request made, whatever the arguments), and its profile at the gateway (deleted by the worker). Kept, as the law requires: payments with amounts, dates, status, card brand and last four, gateway transaction and profile ids, and their operations. The customer stays as a deleted row with erased_at; the audit log records the change (without the personal values) and a customer.erased event is written.';
+	'Erases a customer''s personal data: email, name, external_ref, billing and metadata; of its payments (payments made without customer_id whose customer object holds its email become its own first) the billing details sent, the card fingerprint, description, order_ref and metadata (an invoice charge keeps the description and metadata the extension wrote), their refunds'' reasons and the copies of their metadata in their events; card fingerprints, its subscriptions'' metadata, the masked gateway requests and replies of its operations, the digests of the arguments of its idempotency keys (a repeat under one returns what the request made, whatever the arguments), and its profile at the gateway (deleted by the worker). Kept, as the law requires: payments with amounts, dates, status, card brand and last four, invoice numbers, decline codes and reasons, gateway transaction and profile ids, and their operations. The customer stays as a deleted row with erased_at; the audit log records the change (without the personal values) and a customer.erased event is written.';

@@ -12,7 +12,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(75);
+SELECT plan(85);
 
 INSERT INTO payments.merchants (name) VALUES ('cust-a'), ('cust-b');
 CREATE TEMP TABLE m AS SELECT
@@ -180,6 +180,32 @@ SELECT is((SELECT concat_ws('|', doc -> 'customer' ->> 'email', jsonb_array_leng
 	jsonb_array_length(doc -> 'operations') >= 3, jsonb_array_length(doc -> 'events') >= 5) FROM ex),
 	'ada@lovelace.org|2|3|f|t|t',
 	'the export holds the customer, its methods (no fingerprint), payments, operations and events');
+-- what the merchant wrote about the customer: a payment's description,
+-- order_ref and metadata (copied into its events), a refund's reason; and a
+-- guest purchase (no customer_id) whose customer object holds its email
+CREATE TEMP TABLE pf AS SELECT * FROM pay_purchase(amount => '4.00 USD', customer_id => (SELECT customer_id FROM c1),
+	description => 'Gift for Ada Lovelace', order_ref => 'order-ada@lovelace.org',
+	metadata => '{"ship_to": "Ada Lovelace, 12 Analytical Row"}', idempotency_key => 'pay-free-text');
+CREATE TEMP TABLE pg AS SELECT * FROM pay_purchase(amount => '5.00 USD', card => pg_temp.card('4111111111111111'),
+	customer => '{"email": "ADA@Lovelace.org", "first_name": "Ada", "last_name": "Lovelace"}',
+	description => 'Guest order of Ada Lovelace', order_ref => 'guest-lovelace', metadata => '{"note": "Lovelace"}',
+	idempotency_key => 'guest-ada');
+UPDATE payments.payments SET gateway_trans_id = (70000000 + payment_id)::text, status = 'succeeded',
+	amount_captured = amount
+WHERE payment_id IN (SELECT payment_id FROM pf UNION ALL SELECT payment_id FROM pg);
+UPDATE payments.operations SET status = 'sending'
+WHERE payment_id IN (SELECT payment_id FROM pf UNION ALL SELECT payment_id FROM pg) AND kind = 'purchase';
+UPDATE payments.operations SET status = 'succeeded'
+WHERE payment_id IN (SELECT payment_id FROM pf UNION ALL SELECT payment_id FROM pg) AND kind = 'purchase';
+SELECT is((SELECT kind FROM pay_refund(payment_id => (SELECT payment_id FROM pf), amount => '1.00 USD',
+	reason => 'Ada Lovelace sent the scarf back')), 'refund', 'a refund whose reason names the customer');
+UPDATE payments.operations SET status = 'sending' WHERE payment_id = (SELECT payment_id FROM pf) AND kind = 'refund';
+UPDATE payments.operations SET status = 'succeeded' WHERE payment_id = (SELECT payment_id FROM pf) AND kind = 'refund';
+SELECT ok((SELECT count(*) FROM payments.events WHERE payment_id = (SELECT payment_id FROM pf)
+	AND data -> 'metadata' ->> 'ship_to' ~ 'Lovelace') >= 1, 'the payment''s events copy its metadata');
+SELECT ok((SELECT doc -> 'payments' @> jsonb_build_array(jsonb_build_object('payment_id', (SELECT payment_id FROM pg)))
+	FROM (SELECT pay_export_customer((SELECT customer_id FROM c1)) AS doc) x),
+	'the export holds the guest purchase made under the customer''s email (compared case-insensitively)');
 -- the keys of the customer's requests: its creation (cust-1) and method
 -- (pm-1) above, an update, a payment, a refund of one, a subscription; and
 -- another customer's key, which erasure leaves alone
@@ -223,6 +249,25 @@ SELECT is((SELECT concat_ws('|', status, coalesce(email, '-'), coalesce(name, '-
 SELECT is((SELECT concat_ws('|', amount, status, gateway_trans_id, customer_profile_id, card_last4, customer::text,
 	card_fingerprint IS NULL) FROM payments.payments WHERE payment_id = (SELECT payment_id FROM p1)),
 	'9.99 USD|succeeded|60000001|500123|1111|{}|t', 'the payment keeps amount, status and gateway ids, without the personal details');
+SELECT is((SELECT string_agg(concat_ws('|', customer_id = (SELECT customer_id FROM c1), amount, status,
+		gateway_trans_id = (70000000 + payment_id)::text, customer::text, coalesce(description, '-'), coalesce(order_ref, '-'), metadata::text), ',' ORDER BY payment_id)
+	FROM payments.payments WHERE payment_id IN (SELECT payment_id FROM pf UNION ALL SELECT payment_id FROM pg)),
+	't|4.00 USD|succeeded|t|{}|-|-|{},t|5.00 USD|succeeded|t|{}|-|-|{}',
+	'its payments, and the guest purchase under its email (now its own), keep the financial record without the merchant''s free text');
+SELECT is((SELECT count(*)::int FROM payments.payments x WHERE x.merchant_id = (SELECT a FROM m) AND x::text ~* 'lovelace'), 0,
+	'no payment holds the customer''s name or email (description, order_ref, metadata, billing details)');
+SELECT is((SELECT count(*)::int FROM payments.operations x WHERE x.merchant_id = (SELECT a FROM m)
+	AND x::text ~* 'lovelace|Ada asked'), 0, 'no operation holds a refund''s reason that named the customer');
+SELECT is((SELECT count(*)::int FROM payments.events x WHERE x.merchant_id = (SELECT a FROM m) AND x::text ~* 'lovelace'), 0,
+	'no event holds a copy of its payments'' metadata');
+SELECT is((SELECT count(*)::int FROM payments.audit_log x WHERE x::text ~* 'lovelace|Ada asked|scarf'), 0,
+	'the audit log never held the free text of its payments and refunds');
+SELECT is((SELECT string_agg(idempotency_key, ',' ORDER BY idempotency_key) FROM payments.idempotency_keys
+	WHERE merchant_id = (SELECT a FROM m) AND idempotency_key IN ('pay-free-text', 'guest-ada') AND request_hash IS NULL
+		AND customer_id = (SELECT customer_id FROM c1)), 'guest-ada,pay-free-text',
+	'the keys of its payments, the guest purchase''s too, keep no digest of the free text');
+SELECT is((SELECT concat_ws('|', kind, amount) FROM pay_refund(payment_id => (SELECT payment_id FROM pg),
+	amount => '2.00 USD', reason => 'after the erasure')), 'refund|2.00 USD', 'its payments can still be refunded');
 SELECT is((SELECT count(*)::int FROM payments.events WHERE event_type = 'customer.erased'
 	AND (data ->> 'customer_id')::bigint = (SELECT customer_id FROM c1)), 1, 'erasure writes customer.erased');
 SELECT is((SELECT count(*)::int FROM payments.audit_log WHERE table_name = 'customers'
