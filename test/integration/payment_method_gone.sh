@@ -34,28 +34,16 @@ card() { echo "pay_card('$1', 12, $year, '123', 'Ada Lovelace')"; }
 new_customer() {
 	q -c "SELECT customer_id FROM pay_create_customer(email => '$1@example.com', billing => '{\"zip\": \"46201\"}')"
 }
-saved() {	# saved CUSTOMER CARD [MAKE_DEFAULT]: an active method's id
-	local id
-	id=$(q -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $1, card => $(card "$2"), validation_mode => 'none', make_default => ${3:-true})")
-	q -c "SELECT status FROM pay_wait_payment_method($id, '10 s')" >/dev/null
-	echo "$id"
-}
-# gateway REQUEST_NAME JSON_BODY: a request of another system on the account
-gateway() {
-	curl -sS -X POST -H 'Content-Type: application/json' \
-		-d "{\"$1\":{\"merchantAuthentication\":{\"name\":\"$SIM_LOGIN\",\"transactionKey\":\"$SIM_KEY\"},$2}}" "$SIM_API" |
-		python3 -c 'import json, sys; print(json.loads(sys.stdin.buffer.read().decode("utf-8-sig"))["messages"]["resultCode"])'
-}
 method() {
 	q -c "SELECT concat_ws('|', status, is_default, coalesce(failure_code, '-')) FROM pay_get_payment_method($1)"
 }
 
 # --- 1. the customer's default payment profile deleted at the gateway
 cid=$(new_customer gone)
-pa=$(saved "$cid" 4111111111111111)
-pb=$(saved "$cid" 5424000000000015 false)
+pa=$(saved_method "$cid" 4111111111111111)
+pb=$(saved_method "$cid" 5424000000000015 false)
 ids=$(q -c "SELECT customer_profile_id || ' ' || payment_profile_id FROM pay_get_payment_method($pa)")
-is "$(gateway deleteCustomerPaymentProfileRequest "\"customerProfileId\":\"${ids% *}\",\"customerPaymentProfileId\":\"${ids#* }\"")" \
+is "$(sim_request deleteCustomerPaymentProfileRequest "\"customerProfileId\":\"${ids% *}\",\"customerPaymentProfileId\":\"${ids#* }\"")" \
 	Ok "another system deletes the default's payment profile at the gateway"
 
 pid=$(q -c "SELECT payment_id FROM pay_purchase(amount => '5.00 USD', customer_id => $cid)")
@@ -76,9 +64,9 @@ is "$(q -c "SELECT count(*) FROM payments.operations WHERE merchant_id = $M") $(
 
 # --- 2. the whole customer profile deleted at the gateway
 cid2=$(new_customer gone2)
-pc=$(saved "$cid2" 4007000000027)
+pc=$(saved_method "$cid2" 4007000000027)
 cp=$(q -c "SELECT customer_profile_id FROM pay_get_payment_method($pc)")
-is "$(gateway deleteCustomerProfileRequest "\"customerProfileId\":\"$cp\"")" Ok \
+is "$(sim_request deleteCustomerProfileRequest "\"customerProfileId\":\"$cp\"")" Ok \
 	"another system deletes the customer's whole profile at the gateway"
 pid2=$(q -c "SELECT payment_id FROM pay_purchase(amount => '6.00 USD', payment_method_id => $pc)")
 is "$(q -c "SELECT concat_ws('|', status, decline_code) FROM pay_wait($pid2, '15 s')") $(method "$pc")" \
@@ -110,10 +98,10 @@ gone_events() {	# gone_events METHOD...: payment_method.failed events with payme
 
 # --- 3. a new card saved for a customer whose whole profile is gone
 cid3=$(new_customer gone3)
-pd=$(saved "$cid3" 4111111111111111)
-pe=$(saved "$cid3" 5424000000000015 false)
+pd=$(saved_method "$cid3" 4111111111111111)
+pe=$(saved_method "$cid3" 5424000000000015 false)
 cp3=$(customer_profile "$cid3")
-is "$(gateway deleteCustomerProfileRequest "\"customerProfileId\":\"$cp3\"")" Ok \
+is "$(sim_request deleteCustomerProfileRequest "\"customerProfileId\":\"$cp3\"")" Ok \
 	"another system deletes a customer's whole profile, with its two cards"
 pf=$(q -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $cid3, card => $(card 4007000000027), validation_mode => 'none')")
 is "$(q -c "SELECT concat_ws('|', status, is_default, coalesce(failure_code, '-')) FROM pay_wait_payment_method($pf, '20 s')")" \
@@ -130,15 +118,15 @@ is "$(q -c "SELECT failure_reason LIKE '%profile $cp3 %payment method $pf %' FRO
 pid3=$(q -c "SELECT payment_id FROM pay_purchase(amount => '7.00 USD', customer_id => $cid3)")
 is "$(q -c "SELECT concat_ws('|', status, payment_method_id) FROM pay_wait($pid3, '15 s')")" "succeeded|$pf" \
 	"a charge of the customer's default charges the new card"
-pg=$(saved "$cid3" 5424000000000015 false)
+pg=$(saved_method "$cid3" 5424000000000015 false)
 is "$(q -c "SELECT customer_profile_id FROM pay_get_payment_method($pg)") $(gateway_profile "\"customerProfileId\":\"$np3\"")" \
 	"$np3 $mcid3 2" "a later save goes into the new profile"
 
 # --- 4. the new profile's creation loses its reply: looked up, not made twice
 cid4=$(new_customer gone4)
-ph=$(saved "$cid4" 4111111111111111)
+ph=$(saved_method "$cid4" 4111111111111111)
 cp4=$(customer_profile "$cid4")
-is "$(gateway deleteCustomerProfileRequest "\"customerProfileId\":\"$cp4\"")" Ok "a second customer's whole profile is deleted"
+is "$(sim_request deleteCustomerProfileRequest "\"customerProfileId\":\"$cp4\"")" Ok "a second customer's whole profile is deleted"
 sim_ctl POST /faults '{"type":"reset","count":1,"requestType":"createCustomerProfileRequest"}' >/dev/null
 pi=$(q -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $cid4, card => $(card 4007000000027), validation_mode => 'none')")
 is "$(q -c "SELECT status FROM pay_wait_payment_method($pi, '30 s')")" active \
@@ -154,9 +142,9 @@ sim_ctl DELETE /faults >/dev/null
 
 # --- 5. a charge whose first reply was lost, resent and refused with E00040
 cid5=$(new_customer gone5)
-pj=$(saved "$cid5" 4111111111111111)
+pj=$(saved_method "$cid5" 4111111111111111)
 ids=$(q -c "SELECT customer_profile_id || ' ' || payment_profile_id FROM pay_get_payment_method($pj)")
-is "$(gateway deleteCustomerPaymentProfileRequest "\"customerProfileId\":\"${ids% *}\",\"customerPaymentProfileId\":\"${ids#* }\"")" \
+is "$(sim_request deleteCustomerPaymentProfileRequest "\"customerProfileId\":\"${ids% *}\",\"customerPaymentProfileId\":\"${ids#* }\"")" \
 	Ok "another system deletes another customer's default payment profile"
 sim_ctl POST /faults '{"type":"reset","count":1,"requestType":"createTransactionRequest"}' >/dev/null
 pid5=$(q -c "SELECT payment_id FROM pay_purchase(amount => '8.00 USD', customer_id => $cid5)")

@@ -31,17 +31,6 @@ su() { cluster_psql "$WORK" "$PORT" payments -At -v ON_ERROR_STOP=1 "$@"; }
 year=$(( $(date +%Y) + 3 ))
 card() { echo "pay_card('$1', ${3:-12}, ${2:-$year}, '123', 'Ada Lovelace')"; }
 
-# wait_for SQL EXPECTED [SECONDS]: poll SQL (as merchant M) until it prints
-# EXPECTED; prints what it printed last
-wait_for() {
-	local got="" i
-	for i in $(seq $(( ${3:-20} * 4 ))); do
-		got=$(q -c "$1")
-		[ "$got" = "$2" ] && break
-		sleep 0.25
-	done
-	echo "$got"
-}
 # a story's own merchant, its billing clock frozen at the real time
 story() {
 	merchant_on_simulator "e2e $1"

@@ -29,6 +29,27 @@ as_merchant() {
 	cluster_psql "$WORK" "$PORT" payments -At -v ON_ERROR_STOP=1 \
 		-c "SET search_path = public, payments" -c "SET payments.merchant_id = '$M'" "$@"
 }
+# wait_for SQL EXPECTED [SECONDS]: poll SQL (as merchant M) until it prints
+# EXPECTED (20 s at most by default); prints what it printed last
+wait_for() {
+	local got="" i
+	for i in $(seq $(( ${3:-20} * 4 ))); do
+		got=$(as_merchant -c "$1")
+		[ "$got" = "$2" ] && break
+		sleep 0.25
+	done
+	echo "$got"
+}
+# saved_method CUSTOMER NUMBER [MAKE_DEFAULT]: card NUMBER (expiring in three
+# years) saved for CUSTOMER of merchant M unchecked (validation none), made
+# the default unless MAKE_DEFAULT is false; prints the method's id once the
+# worker has saved it
+saved_method() {
+	local id
+	id=$(as_merchant -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $1, card => pay_card('$2', 12, $(( $(date +%Y) + 3 )), '123', 'Ada Lovelace'), validation_mode => 'none', make_default => ${3:-true})")
+	as_merchant -c "SELECT status FROM pay_wait_payment_method($id, '10 s')" >/dev/null
+	echo "$id"
+}
 # sqlstate_of SQL: run SQL as merchant M, expecting an error; prints its SQLSTATE.
 sqlstate_of() {
 	as_merchant -v VERBOSITY=verbose -c "$1" 2>&1 | sed -n 's/^ERROR:  \([0-9A-Z]\{5\}\):.*/\1/p' | sed -n 1p

@@ -51,6 +51,16 @@ sim_ctl() {
 	fi
 }
 
+# sim_request REQUEST_NAME JSON_BODY: a request of another system on the
+# merchants' simulator account (its credentials added to JSON_BODY, the
+# members of the request), sent to the API; prints the result code (Ok,
+# Error)
+sim_request() {
+	curl -sS -X POST -H 'Content-Type: application/json' \
+		-d "{\"$1\":{\"merchantAuthentication\":{\"name\":\"$SIM_LOGIN\",\"transactionKey\":\"$SIM_KEY\"},$2}}" "$SIM_API" |
+		python3 -c 'import json, sys; print(json.loads(sys.stdin.buffer.read().decode("utf-8-sig"))["messages"]["resultCode"])'
+}
+
 # sim_ledger INVOICE: what the gateway did under an invoice, "kind amount"
 # in order, comma-separated
 sim_ledger() {
