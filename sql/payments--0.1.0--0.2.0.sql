@@ -11157,6 +11157,8 @@ DECLARE
 	next_ timestamptz;
 	retry_no integer;
 	in_dunning boolean;
+	other payments.payment_methods;
+	pid bigint;
 BEGIN
 	SELECT x.* INTO STRICT s FROM payments.subscriptions x
 	WHERE x.merchant_id = p_merchant_id AND x.subscription_id =
@@ -11184,11 +11186,22 @@ BEGIN
 		SELECT a.next_at, a.retry_no INTO next_, retry_no
 		FROM payments._next_dunning_attempt(inv.first_failed_at, days, final_, now_) a;
 	END IF;
+	-- the method charged is gone: the one the invoice goes to now, if
+	-- another (never the same one twice)
+	IF p_code = 'payment_method_gone' AND inv.status = 'open'
+			AND s.status IN ('incomplete', 'trialing', 'active', 'past_due') THEN
+		other := payments._invoice_payment_method(p_merchant_id, inv.customer_id, s.payment_method_id);
+		IF other.payment_method_id = (SELECT p.payment_method_id FROM payments.payments p
+				WHERE p.merchant_id = p_merchant_id AND p.payment_id = p_payment_id) THEN
+			other := NULL;
+		END IF;
+	END IF;
 	PERFORM payments._billing_event(p_merchant_id, 'invoice.payment_failed', p_payment_id,
 		jsonb_build_object('invoice_id', inv.invoice_id, 'subscription_id', inv.subscription_id,
 			'kind', inv.kind, 'amount', inv.amount, 'payment_id', p_payment_id,
 			'attempt_count', inv.attempt_count, 'failure_code', p_code, 'failure_reason', p_reason,
-			'retryable', NOT final_ AND next_ IS NOT NULL, 'first_failed_at', inv.first_failed_at),
+			'retryable', other.payment_method_id IS NOT NULL OR (NOT final_ AND next_ IS NOT NULL),
+			'first_failed_at', inv.first_failed_at),
 		inv.correlation_id);
 	IF inv.status = 'open' AND s.status IN ('canceled', 'incomplete_expired') THEN
 		-- an ended subscription has no dunning: its final invoice is not retried
@@ -11197,12 +11210,24 @@ BEGIN
 		RETURNING * INTO inv;
 		RETURN inv;
 	END IF;
-	IF NOT in_dunning THEN
-		RETURN inv;
-	END IF;
-	IF s.status <> 'past_due' THEN
+	IF in_dunning AND s.status <> 'past_due' THEN
 		UPDATE payments.subscriptions SET status = 'past_due', next_renewal_at = NULL
 		WHERE merchant_id = p_merchant_id AND subscription_id = s.subscription_id;
+	END IF;
+	IF other.payment_method_id IS NOT NULL THEN
+		pid := payments._charge_invoice(p_merchant_id, p_invoice_id);
+		IF pid IS NOT NULL THEN
+			PERFORM payments._billing_event(p_merchant_id, 'invoice.retry_attempted', pid,
+				jsonb_build_object('invoice_id', inv.invoice_id, 'subscription_id', inv.subscription_id,
+					'payment_id', pid, 'attempt_count', inv.attempt_count + 1,
+					'payment_method_id', other.payment_method_id, 'reason', 'payment_method_gone'),
+				inv.correlation_id);
+			SELECT * INTO inv FROM payments.invoices WHERE merchant_id = p_merchant_id AND invoice_id = p_invoice_id;
+			RETURN inv;
+		END IF;
+	END IF;
+	IF NOT in_dunning THEN
+		RETURN inv;
 	END IF;
 
 	IF next_ IS NULL THEN
@@ -11223,7 +11248,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments._invoice_payment_failed(bigint, bigint, bigint, text, text) IS
-	'Internal: records a failed charge of an invoice (writes invoice.payment_failed) and applies dunning: a first invoice leaves the subscription incomplete; otherwise the subscription becomes past_due and the invoice is retried on the merchant''s next retry day counted from the first failure (invoice.retry_scheduled), or, after a final decline, waits for the schedule''s last day; with no day left, the final action. An open invoice of an ended subscription (its final invoice) is not retried: uncollectible. Locks the subscription, then the invoice.';
+	'Internal: records a failed charge of an invoice (writes invoice.payment_failed) and applies dunning: a first invoice leaves the subscription incomplete; otherwise the subscription becomes past_due and the invoice is retried on the merchant''s next retry day counted from the first failure (invoice.retry_scheduled), or, after a final decline, waits for the schedule''s last day; with no day left, the final action. A charge whose method was gone at the gateway (payment_method_gone) is charged again at once to the method the invoice goes to now, if another is usable (the customer''s default: invoice.retry_attempted, reason payment_method_gone). An open invoice of an ended subscription (its final invoice) is not retried: uncollectible. Locks the subscription, then the invoice.';
 
 CREATE OR REPLACE FUNCTION payments._reschedule_dunning(p_merchant_id bigint) RETURNS integer
 	LANGUAGE plpgsql
@@ -15705,6 +15730,64 @@ DROP TRIGGER payments_audit ON payments.operations;
 CREATE TRIGGER payments_audit AFTER INSERT OR UPDATE OR DELETE ON payments.operations
 	FOR EACH ROW EXECUTE FUNCTION payments._audit_trigger('reason');
 COMMENT ON TRIGGER payments_audit ON payments.operations IS 'Audit: payments.audit_log; a refund''s reason is never written.';
+
+------------------------------------------------------------------------------
+-- h-sub-method-gone: a subscription whose own payment method is gone at the
+-- gateway or deleted goes to the customer's default, and its invoice in
+-- dunning is charged to it at once, not on dunning's last day
+-- (sql/src/billing.sql: _subscription_method_gone, _invoice_payment_failed
+-- above).
+------------------------------------------------------------------------------
+
+-- Trigger on payments.payment_methods: a subscription's own payment method
+-- that is no longer there - failed because its profile is gone at the
+-- gateway (_payment_methods_gone), or deleted (pay_delete_payment_method,
+-- once the gateway has deleted it) - is no longer the subscription's: the
+-- subscription goes to the customer's default at each charge (its
+-- payment_method_id NULL), which is what its charges used anyway once the
+-- method was not active (_invoice_payment_method), and a
+-- subscription.updated event (reason payment_method_gone or
+-- payment_method_deleted) says so.  Ended subscriptions keep the method
+-- they were charged to.  A subscription in dunning whose open invoice has
+-- no charge in flight is then charged at once to that default, as after a
+-- change of its method (_retry_open_invoice_now; nothing without a usable
+-- default).  The charge that found the method gone is still in flight
+-- here (the trigger runs from the payment's BEFORE trigger): its own
+-- invoice is charged again when its failure is recorded
+-- (_invoice_payment_failed).
+CREATE FUNCTION payments._subscription_method_gone() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	s payments.subscriptions;
+BEGIN
+	FOR s IN
+		UPDATE payments.subscriptions x SET payment_method_id = NULL
+		WHERE x.merchant_id = NEW.merchant_id AND x.customer_id = NEW.customer_id
+			AND x.payment_method_id = NEW.payment_method_id
+			AND x.status NOT IN ('canceled', 'incomplete_expired')
+		RETURNING x.*
+	LOOP
+		INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
+		VALUES (s.merchant_id, 'subscription.updated', jsonb_build_object('subscription_id', s.subscription_id,
+			'customer_id', s.customer_id, 'status', s.status, 'payment_method_id', NULL,
+			'previous_payment_method_id', NEW.payment_method_id,
+			'reason', CASE WHEN NEW.status = 'failed' THEN 'payment_method_gone' ELSE 'payment_method_deleted' END,
+			'fields', jsonb_build_array('payment_method_id')), s.correlation_id);
+		PERFORM payments._retry_open_invoice_now(s.merchant_id, s.subscription_id);
+	END LOOP;
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION payments._subscription_method_gone() IS
+	'Trigger: a payment method failed as gone at the gateway or deleted is no longer the payment method of the subscriptions that named it (not ended ones): they go to the customer''s default (payment_method_id NULL; a subscription.updated event with reason payment_method_gone or payment_method_deleted), and one in dunning is charged to it at once (payments._retry_open_invoice_now).';
+
+CREATE TRIGGER payment_methods_subscription_gone AFTER UPDATE OF status ON payments.payment_methods
+	FOR EACH ROW WHEN (OLD.status IN ('active', 'deleting') AND NEW.status IN ('failed', 'deleted'))
+	EXECUTE FUNCTION payments._subscription_method_gone();
+COMMENT ON TRIGGER payment_methods_subscription_gone ON payments.payment_methods IS
+	'Billing: subscriptions whose payment method is gone at the gateway or deleted go to the customer''s default, and one in dunning is charged to it at once (payments._subscription_method_gone).';
 
 ------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,
