@@ -15682,6 +15682,10 @@ COMMENT ON FUNCTION payments._busy_operation(payments.payments) IS 'Internal: an
 CREATE FUNCTION payments._warn_unserved_database() RETURNS void
 	LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'pay_warn_unserved_database';
 SELECT payments._warn_unserved_database();
+-- pay_worker_restart from another database leaves the worker alone
+-- (src/health.c)
+COMMENT ON FUNCTION payments.pay_worker_restart() IS
+	'Asks the background worker to exit; the server starts a new one within a second and it resolves whatever was in flight. Only in the database the worker serves (payments.database): elsewhere nothing is done. Returns whether it asked: false when no worker runs or it serves another database. Owner only.';
 REVOKE ALL ON FUNCTION payments._warn_unserved_database() FROM PUBLIC;
 COMMENT ON FUNCTION payments._warn_unserved_database() IS
 	'Internal: raises a WARNING (01Y01) when the background worker does not serve this database (payments.database names another), naming the database it serves.';

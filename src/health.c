@@ -179,7 +179,9 @@ pay_worker_health(PG_FUNCTION_ARGS)
  * pay_worker_restart(): ask the worker to exit; the postmaster starts a
  * new one within a second.  Operations it had in flight are resolved by
  * the new worker (never resent blindly).  Returns whether a worker was
- * running.
+ * running.  Only where it serves: from another database with the
+ * extension, whose owner need not be the served one's, the worker of
+ * payments.database and its transfers in flight are left alone (false).
  */
 Datum
 pay_worker_restart(PG_FUNCTION_ARGS)
@@ -187,6 +189,8 @@ pay_worker_restart(PG_FUNCTION_ARGS)
 	bool		running;
 
 	payments_require_schema();
+	if (!payments_database_served())
+		PG_RETURN_BOOL(false);
 	running = pg_atomic_read_u32(&payments_shared->worker_pid) != 0;
 	pg_atomic_write_u32(&payments_shared->restart_requested, 1);
 	wake_worker_now();

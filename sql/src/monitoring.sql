@@ -15,7 +15,7 @@ CREATE FUNCTION payments.pay_worker_restart() RETURNS boolean
 	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pay_worker_restart';
 REVOKE ALL ON FUNCTION payments.pay_worker_restart() FROM PUBLIC;
 COMMENT ON FUNCTION payments.pay_worker_restart() IS
-	'Asks the background worker to exit; the server starts a new one within a second and it resolves whatever was in flight. Returns whether a worker was running. Owner only.';
+	'Asks the background worker to exit; the server starts a new one within a second and it resolves whatever was in flight. Only in the database the worker serves (payments.database): elsewhere nothing is done. Returns whether it asked: false when no worker runs or it serves another database. Owner only.';
 
 -- A media type for PostgREST (12 and later: media type handlers): a
 -- function returning this domain is served with Content-Type text/plain
