@@ -7730,6 +7730,11 @@ BEGIN
 			WHERE p.merchant_id = c.merchant_id AND p.customer_id IS NULL
 				AND p.payment_id IN (SELECT y.payment_id FROM payments._customer_payments(c) y
 					WHERE y.customer_id IS NULL)
+				-- not while another customer of the merchant has that email:
+				-- the purchase is as much that one's (the last one erased takes it)
+				AND NOT EXISTS (SELECT 1 FROM payments.customers o
+					WHERE o.merchant_id = c.merchant_id AND o.customer_id <> c.customer_id
+						AND o.email IS NOT NULL AND lower(o.email) = lower(c.email))
 			RETURNING p.payment_id)
 		UPDATE payments.idempotency_keys k SET customer_id = c.customer_id
 		WHERE k.merchant_id = c.merchant_id AND k.customer_id IS NULL
@@ -15682,6 +15687,10 @@ COMMENT ON FUNCTION payments._busy_operation(payments.payments) IS 'Internal: an
 CREATE FUNCTION payments._warn_unserved_database() RETURNS void
 	LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'pay_warn_unserved_database';
 SELECT payments._warn_unserved_database();
+-- _vault_rotate_key from another database leaves the cluster's key alone
+-- (src/card_vault.c)
+COMMENT ON FUNCTION payments._vault_rotate_key(boolean) IS
+	'Internal: replaces the card vault sealing key (shared memory only) when it has sealed for payments.vault_key_rotation and no card sealed under the previous key still waits; the worker calls it. force: rotate now, losing the cards sealed under the previous key. Only in the database the worker serves (payments.database): elsewhere it does nothing and returns false. Owner only.';
 -- pay_worker_restart from another database leaves the worker alone
 -- (src/health.c)
 COMMENT ON FUNCTION payments.pay_worker_restart() IS

@@ -342,7 +342,9 @@ previous_key_needed(TimestampTz current_created)
  * current key becomes the previous one.  With force, rotate now whatever
  * waits: cards sealed under the previous key are then lost (for tests,
  * and for an operator who wants every key in memory replaced).  Returns
- * whether it rotated.  The worker calls it from its housekeeping.
+ * whether it rotated.  The worker calls it from its housekeeping.  Only in
+ * the database the worker serves (payments.database): called in another
+ * with the extension, it would lose the served database's waiting cards.
  */
 Datum
 pay_vault_rotate_key(PG_FUNCTION_ARGS)
@@ -356,6 +358,12 @@ pay_vault_rotate_key(PG_FUNCTION_ARGS)
 
 	payments_require_schema();
 	card_vault_require();
+	/*
+	 * The key is the cluster's, but only the served database's vault says
+	 * whether a card still needs the previous one: elsewhere, never.
+	 */
+	if (!payments_database_served())
+		PG_RETURN_BOOL(false);
 	keys = &payments_shared->vault_keys;
 	SpinLockAcquire(&keys->mutex);
 	created = keys->slots[keys->current].created;

@@ -198,4 +198,4 @@ CREATE FUNCTION payments._vault_rotate_key(force boolean DEFAULT false) RETURNS 
 	LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'pay_vault_rotate_key';
 REVOKE ALL ON FUNCTION payments._vault_rotate_key(boolean) FROM PUBLIC;
 COMMENT ON FUNCTION payments._vault_rotate_key(boolean) IS
-	'Internal: replaces the card vault sealing key (shared memory only) when it has sealed for payments.vault_key_rotation and no card sealed under the previous key still waits; the worker calls it. force: rotate now, losing the cards sealed under the previous key. Owner only.';
+	'Internal: replaces the card vault sealing key (shared memory only) when it has sealed for payments.vault_key_rotation and no card sealed under the previous key still waits; the worker calls it. force: rotate now, losing the cards sealed under the previous key. Only in the database the worker serves (payments.database): elsewhere it does nothing and returns false. Owner only.';

@@ -122,6 +122,11 @@ BEGIN
 			WHERE p.merchant_id = c.merchant_id AND p.customer_id IS NULL
 				AND p.payment_id IN (SELECT y.payment_id FROM payments._customer_payments(c) y
 					WHERE y.customer_id IS NULL)
+				-- not while another customer of the merchant has that email:
+				-- the purchase is as much that one's (the last one erased takes it)
+				AND NOT EXISTS (SELECT 1 FROM payments.customers o
+					WHERE o.merchant_id = c.merchant_id AND o.customer_id <> c.customer_id
+						AND o.email IS NOT NULL AND lower(o.email) = lower(c.email))
 			RETURNING p.payment_id)
 		UPDATE payments.idempotency_keys k SET customer_id = c.customer_id
 		WHERE k.merchant_id = c.merchant_id AND k.customer_id IS NULL

@@ -48,6 +48,8 @@ is "$(q other -c "SELECT payments.pay_worker_restart()")" f "pay_worker_restart 
 # a restart asked for makes a new worker within a second or so
 changed() { local p; p=$(wpid); [ "$p" != "$pid0" ] && echo "${p:-none}"; }
 is "$(poll_value 3 changed)" "" "the worker of database payments runs on, its pid unchanged"
+is "$(q other -c "SELECT payments._vault_rotate_key(true)")" f \
+	"nor does a card vault key rotation there (the key is the cluster's; only database payments knows what still needs it): false"
 
 sim_start "$SD/sim"
 M=$(q payments -c "INSERT INTO payments.merchants (name) VALUES ('served') RETURNING merchant_id")

@@ -21,6 +21,8 @@ su() { cluster_psql "$WORK" "$PORT" payments -At "$@"; }
 cleanup() {
 	su -c "ALTER SYSTEM RESET payments.max_waits_per_merchant" -c "ALTER SYSTEM RESET payments.max_wait" -c "SELECT pg_reload_conf()" >/dev/null 2>&1 || true
 	[ "${#waiters[@]}" -eq 0 ] || kill "${waiters[@]}" 2>/dev/null || true
+	# (a backend waiting in pay_wait does not notice its client gone)
+	su -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'wait_'" >/dev/null 2>&1 || true
 	cluster_psql "$WORK" "$PORT" postgres -c "DROP DATABASE IF EXISTS payments_other WITH (FORCE)" >/dev/null 2>&1 || true
 	sim_stop
 }

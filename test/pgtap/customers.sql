@@ -12,7 +12,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(85);
+SELECT plan(89);
 
 INSERT INTO payments.merchants (name) VALUES ('cust-a'), ('cust-b');
 CREATE TEMP TABLE m AS SELECT
@@ -324,6 +324,32 @@ SELECT is(pg_temp.indexes_used(format('SELECT * FROM payments.subscriptions x WH
 SELECT is(pg_temp.indexes_used(format('UPDATE payments.idempotency_keys k SET request_hash = NULL
 	WHERE k.merchant_id = %s AND k.customer_id = %s AND k.request_hash IS NOT NULL', a, 77)), 'idempotency_keys_customer',
 	'pay_erase_customer finds the customer''s keys by idempotency_keys_customer') FROM m;
+
+-- Two customers of one merchant with the same email (in any case): a guest
+-- purchase under it is as much the one's as the other's, so erasing one
+-- leaves it, with its text, to the other (review V of 0997bb2)
+INSERT INTO payments.merchants (name) VALUES ('shared email');
+CREATE TEMP TABLE se AS SELECT (SELECT max(merchant_id) FROM payments.merchants WHERE name = 'shared email') AS a;
+SELECT set_config('payments.merchant_id', a::text, true) FROM se;
+CREATE TEMP TABLE se_a AS SELECT * FROM pay_create_customer(email => 'shared@example.com', name => 'Alice');
+CREATE TEMP TABLE se_b AS SELECT * FROM pay_create_customer(email => 'Shared@Example.com', name => 'Bob');
+CREATE TEMP TABLE se_g AS SELECT * FROM pay_purchase(amount => '5.00 USD',
+	card => payments.pay_card('4111111111111111', 12, extract(year FROM now())::int + 2, '123'),
+	customer => '{"email": "shared@example.com", "first_name": "Bob"}', description => 'Bob''s order', order_ref => 'bob-1');
+SELECT ok((SELECT pay_export_customer((SELECT customer_id FROM se_b)) -> 'payments'
+	@> jsonb_build_array(jsonb_build_object('payment_id', (SELECT payment_id FROM se_g)))),
+	'shared email: before, the other customer''s export holds the guest purchase');
+CREATE TEMP TABLE se_ea AS SELECT * FROM pay_erase_customer((SELECT customer_id FROM se_a));
+SELECT is((SELECT concat_ws('|', customer_id IS NULL, coalesce(description, '-'), coalesce(order_ref, '-'))
+	FROM payments.payments WHERE payment_id = (SELECT payment_id FROM se_g)), 't|Bob''s order|bob-1',
+	'shared email: erasing one customer leaves the guest purchase the other shares, unlinked and whole');
+SELECT ok((SELECT pay_export_customer((SELECT customer_id FROM se_b)) -> 'payments'
+	@> jsonb_build_array(jsonb_build_object('payment_id', (SELECT payment_id FROM se_g)))),
+	'shared email: after, the other customer''s export still holds it');
+CREATE TEMP TABLE se_eb AS SELECT * FROM pay_erase_customer((SELECT customer_id FROM se_b));
+SELECT is((SELECT concat_ws('|', customer_id = (SELECT customer_id FROM se_b), coalesce(description, '-'), coalesce(order_ref, '-'))
+	FROM payments.payments WHERE payment_id = (SELECT payment_id FROM se_g)), 't|-|-',
+	'shared email: the last of them erased takes it, and its text goes');
 
 SELECT * FROM finish();
 ROLLBACK;
