@@ -15803,6 +15803,95 @@ COMMENT ON TRIGGER payment_methods_subscription_gone ON payments.payment_methods
 	'Billing: subscriptions whose payment method is gone at the gateway or deleted go to the customer''s default, and one in dunning is charged to it at once (payments._subscription_method_gone).';
 
 ------------------------------------------------------------------------------
+-- h-account-customers: a customer's deletion is refused while its profile
+-- or an active method is at another gateway account than the configured
+-- one, and a held method operation says why it was held (sql/src/payment_methods.sql;
+-- test/integration/gateway_account_change.sh, section 5).
+------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION payments.pay_delete_customer(customer_id bigint,
+	idempotency_key text DEFAULT NULL, correlation_id text DEFAULT NULL)
+	RETURNS payments.customers
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	c payments.customers := payments._lock_customer_to_end(pay_delete_customer.customer_id, 'delete');
+	idem payments.idempotency_keys := payments._idempotency_claim(c.merchant_id,
+		pay_delete_customer.idempotency_key, 'delete_customer', md5(jsonb_build_array(c.customer_id)::text),
+		c.customer_id);
+	corr text := payments._correlation_id(pay_delete_customer.correlation_id);
+	result payments.customers;
+BEGIN
+	IF idem.request_kind IS NULL AND c.status <> 'deleted' THEN
+		-- its profiles are at the accounts its cards were saved at: the
+		-- deletion goes to the one configured now, and a profile or card
+		-- saved at another would stay there while ours said deleted
+		PERFORM payments._refuse_other_account(c.merchant_id, a.account,
+			format('customer %s has a gateway profile or payment methods saved', c.customer_id),
+			'Configure that account again (pay_configure_gateway) and delete the payment methods saved there (pay_delete_payment_method), then delete the customer while the account its profile is at is configured; the customer is kept as it is.')
+		FROM (SELECT payments._customer_account(c.merchant_id, c.customer_id) AS account
+			WHERE c.customer_profile_id IS NOT NULL
+			UNION
+			SELECT payments._method_account(x.merchant_id, x.payment_method_id)
+			FROM payments.payment_methods x
+			WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id
+				AND x.status IN ('active', 'deleting') AND x.payment_profile_id IS NOT NULL) a;
+		PERFORM payments._end_customer_subscriptions(c);
+		PERFORM payments._delete_customer_profile(c, pay_delete_customer.idempotency_key, corr);
+		UPDATE payments.customers x SET status = 'deleted', deleted_at = clock_timestamp()
+		WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id;
+	END IF;
+	SELECT * INTO result FROM payments.customers x
+	WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id;
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_delete_customer(bigint, text, text) IS
+	'Deletes a customer (status deleted; its payments stay) and its payment methods, at the gateway too (deleteCustomerProfile, sent by the worker after COMMIT). A customer with a method still being saved is refused (22Y20), and so is one whose profile or an active method was saved at another gateway account than the one configured now (they are there). Writes a customer.deleted event.';
+
+CREATE OR REPLACE FUNCTION payments._method_operation_dead() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	-- held by the claim (the gateway account changed): its last_error says
+	-- why; otherwise its attempts ran out
+	why text := CASE WHEN NEW.last_error LIKE 'held: %' THEN NEW.last_error
+		ELSE format('No answer from the gateway after %s attempts (%s); pay_retry_dead_letter can try again.',
+			NEW.attempts, coalesce(NEW.last_error, 'no error recorded')) END;
+BEGIN
+	IF NEW.status = 'dead' THEN
+		IF NEW.kind = 'save_method' THEN
+			UPDATE payments.payment_methods SET status = 'failed', is_default = false,
+				failure_code = 'gave_up', failure_reason = why
+			WHERE merchant_id = NEW.merchant_id AND payment_method_id = NEW.payment_method_id
+				AND status = 'pending';
+		ELSIF NEW.kind = 'delete_method' THEN
+			UPDATE payments.payment_methods SET status = 'active', failure_code = 'gave_up', failure_reason = why
+			WHERE merchant_id = NEW.merchant_id AND payment_method_id = NEW.payment_method_id
+				AND status = 'deleting';
+		ELSE
+			PERFORM payments._customer_profile_kept(NEW, why);
+		END IF;
+	ELSIF OLD.status = 'dead' AND NEW.status = 'queued' THEN
+		IF NEW.kind = 'save_method' THEN
+			UPDATE payments.payment_methods SET status = 'pending', failure_code = NULL, failure_reason = NULL
+			WHERE merchant_id = NEW.merchant_id AND payment_method_id = NEW.payment_method_id
+				AND status = 'failed' AND failure_code = 'gave_up';
+		ELSIF NEW.kind = 'delete_method' THEN
+			UPDATE payments.payment_methods SET status = 'deleting', failure_code = NULL, failure_reason = NULL
+			WHERE merchant_id = NEW.merchant_id AND payment_method_id = NEW.payment_method_id
+				AND status = 'active' AND failure_code = 'gave_up';
+		END IF;
+	END IF;
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION payments._method_operation_dead() IS
+	'Trigger: a save, deletion or customer deletion that became a dead letter fails its method, leaves it active, or keeps the customer''s profile (event); retried (pay_retry_dead_letter), the method is pending or deleting again.';
+
+------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,
 -- payment_api.sql, privileges.sql).  Keep this block LAST: its privilege
 -- and row-security statements cover every function and tenant table made

@@ -504,6 +504,19 @@ DECLARE
 	result payments.customers;
 BEGIN
 	IF idem.request_kind IS NULL AND c.status <> 'deleted' THEN
+		-- its profiles are at the accounts its cards were saved at: the
+		-- deletion goes to the one configured now, and a profile or card
+		-- saved at another would stay there while ours said deleted
+		PERFORM payments._refuse_other_account(c.merchant_id, a.account,
+			format('customer %s has a gateway profile or payment methods saved', c.customer_id),
+			'Configure that account again (pay_configure_gateway) and delete the payment methods saved there (pay_delete_payment_method), then delete the customer while the account its profile is at is configured; the customer is kept as it is.')
+		FROM (SELECT payments._customer_account(c.merchant_id, c.customer_id) AS account
+			WHERE c.customer_profile_id IS NOT NULL
+			UNION
+			SELECT payments._method_account(x.merchant_id, x.payment_method_id)
+			FROM payments.payment_methods x
+			WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id
+				AND x.status IN ('active', 'deleting') AND x.payment_profile_id IS NOT NULL) a;
 		PERFORM payments._end_customer_subscriptions(c);
 		PERFORM payments._delete_customer_profile(c, pay_delete_customer.idempotency_key, corr);
 		UPDATE payments.customers x SET status = 'deleted', deleted_at = clock_timestamp()
@@ -515,7 +528,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments.pay_delete_customer(bigint, text, text) IS
-	'Deletes a customer (status deleted; its payments stay) and its payment methods, at the gateway too (deleteCustomerProfile, sent by the worker after COMMIT). A customer with a method still being saved is refused (22Y20). Writes a customer.deleted event.';
+	'Deletes a customer (status deleted; its payments stay) and its payment methods, at the gateway too (deleteCustomerProfile, sent by the worker after COMMIT). A customer with a method still being saved is refused (22Y20), and so is one whose profile or an active method was saved at another gateway account than the one configured now (they are there). Writes a customer.deleted event.';
 
 -- The customer's gateway profile and its methods go: usable methods to
 -- deleting (deleted once the worker has deleted the profile), or to
@@ -744,8 +757,11 @@ CREATE FUNCTION payments._method_operation_dead() RETURNS trigger
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
-	why text := format('No answer from the gateway after %s attempts (%s); pay_retry_dead_letter can try again.',
-		NEW.attempts, coalesce(NEW.last_error, 'no error recorded'));
+	-- held by the claim (the gateway account changed): its last_error says
+	-- why; otherwise its attempts ran out
+	why text := CASE WHEN NEW.last_error LIKE 'held: %' THEN NEW.last_error
+		ELSE format('No answer from the gateway after %s attempts (%s); pay_retry_dead_letter can try again.',
+			NEW.attempts, coalesce(NEW.last_error, 'no error recorded')) END;
 BEGIN
 	IF NEW.status = 'dead' THEN
 		IF NEW.kind = 'save_method' THEN

@@ -9,6 +9,8 @@
 # stored payment methods (charges), and going back to it.  Section 4: the
 # customers' cards after the change: a new card saved for a customer whose
 # profile is at the old account, and deletions of methods saved there.
+# Section 5: deleting such a customer, saving the card of an old-account
+# payment, and a customer deletion queued before the change (held).
 set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
 SIMDIR="$WORK/sim-account-change"
@@ -169,5 +171,55 @@ is "$(as_merchant -c "SELECT concat_ws('|', status, failure_code) FROM pay_wait_
 pid4=$(as_merchant -c "SELECT payment_id FROM pay_purchase(amount => '9.00 USD', payment_method_id => $pm4)")
 is "$(as_merchant -c "SELECT status FROM pay_wait($pid4, '20 s')")" succeeded "4: and charged there"
 is "$(sim_ctl GET '/ledger?merchant=hbLogin3' | grep -c "P$TAG$pid4" || true)" 1 "4: at the new account"
+
+###########################################################################
+# 5. The rest of the customer's life after the change.  (a) Deleting a
+#    customer whose latest card is at the new account but who still has
+#    active cards saved at the old one deleted only the profile at the new
+#    account: the old profile and its cards stayed there while ours said
+#    deleted.  Now refused at the call (22Y20, naming the old account), as
+#    the deletion of such a method is.  (b) Saving a card from a payment
+#    made at the old account went to the new one, which does not know the
+#    transaction: refused at the call (22Y20), nothing recorded.  (c) A
+#    customer deletion queued before the change is held (never sent), the
+#    customer and its methods deleted here, a customer.gateway_profile_kept
+#    event naming the profile left at the old account and why; back there,
+#    the dead letter retried deletes the profile.
+like "$(err "SELECT pay_delete_customer($cid)")" "^22Y20\|It is at gateway account $a_old;" \
+	"5a: deleting a customer with active cards saved at the old account is refused (22Y20), naming it"
+is "$(as_merchant -c "SELECT status FROM pay_get_customer($cid)")|$(as_merchant -c "SELECT string_agg(status, ',' ORDER BY payment_method_id) FROM pay_list_payment_methods($cid)")" \
+	"active|active,active,active" "5a: the customer and its methods are kept as they were"
+is "$(q -c "SELECT count(*) FROM payments.operations WHERE merchant_id = $M3 AND customer_id = $cid AND kind = 'delete_customer'")" 0 \
+	"5a: nothing queued"
+# (c) a customer saved at the first account, deleted as the merchant moves
+is "$(move_account $M3 "$SIM_LOGIN" "$SIM_KEY")" "" "5c: back at the first account"
+c5=$(as_merchant -c "SELECT customer_id FROM pay_create_customer(email => 'hb5@example.com')")
+pm5=$(as_merchant -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $c5, card => pay_card('5424000000000015', 12, $Y, '123'), validation_mode => 'none')")
+is "$(as_merchant -c "SELECT status FROM pay_wait_payment_method($pm5, '10 s')")" active "5c: a customer's card saved there"
+prof5=$(as_merchant -c "SELECT customer_profile_id FROM pay_get_customer($c5)")
+as_merchant -c "BEGIN" -c "SELECT status FROM pay_delete_customer($c5)" \
+	-c "SELECT payments.pay_configure_gateway(api_login_id => 'hbLogin3', transaction_key => 'hbKey3hbKey3hbK3', endpoint_url => '$SIM_TLS_API', ca_file => '$SIM_CA', timeout_ms => 1000, merchant_id => $M3)" \
+	-c "COMMIT" >/dev/null
+op5=$(q -c "SELECT operation_id FROM payments.operations WHERE merchant_id = $M3 AND customer_id = $c5 AND kind = 'delete_customer'")
+ok "$(passed wait_for "(SELECT status = 'dead' FROM payments.operations WHERE merchant_id = $M3 AND operation_id = $op5)")" \
+	"5c: its deletion queued as the merchant moved is held as a dead letter"
+like "$(q -c "SELECT last_error FROM payments.operations WHERE merchant_id = $M3 AND operation_id = $op5")" \
+	"^held: the gateway account changed .* at account $a_old;" "5c: saying why"
+is "$(q -c "SELECT count(*) FROM payments.gateway_exchanges WHERE merchant_id = $M3 AND operation_id = $op5")" 0 \
+	"5c: nothing of it was sent to the new account"
+is "$(as_merchant -c "SELECT status FROM pay_get_customer($c5)")|$(as_merchant -c "SELECT status FROM pay_get_payment_method($pm5)")" \
+	"deleted|deleted" "5c: the customer and its method are deleted here"
+is "$(q -c "SELECT concat_ws('|', data ->> 'customer_id', data ->> 'customer_profile_id', data ->> 'operation_id') FROM payments.events WHERE merchant_id = $M3 AND event_type = 'customer.gateway_profile_kept' AND operation_id = $op5")" \
+	"$c5|$prof5|$op5" "5c: one customer.gateway_profile_kept event names the profile left at the old account"
+like "$(q -c "SELECT data ->> 'reason' FROM payments.events WHERE merchant_id = $M3 AND event_type = 'customer.gateway_profile_kept' AND operation_id = $op5")" \
+	"^held: the gateway account changed .* at account $a_old;" "5c: its reason is why it was held (not a gateway that did not answer)"
+is "$(sim_ctl GET "/profiles?merchant=$SIM_LOGIN" | grep -c "\"$prof5\"" || true)" 1 "5c: the profile is still at the old account"
+is "$(move_account $M3 "$SIM_LOGIN" "$SIM_KEY")" "" "5c: back at the old account"
+q -c "SELECT payments.pay_retry_dead_letter($M3, $op5)" >/dev/null
+ok "$(passed wait_for "(SELECT status = 'succeeded' FROM payments.operations WHERE merchant_id = $M3 AND operation_id = $op5)")" \
+	"5c: the held deletion, retried there, succeeds"
+is "$(sim_ctl GET "/profiles?merchant=$SIM_LOGIN" | grep -c "\"$prof5\"" || true)" 0 "5c: and the profile is gone from the old account"
+is "$(as_merchant -c "SELECT status FROM pay_get_customer($c5)")|$(as_merchant -c "SELECT status FROM pay_get_payment_method($pm5)")" \
+	"deleted|deleted" "5c: the customer and its method stay deleted"
 
 tap_done
