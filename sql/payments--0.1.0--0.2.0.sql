@@ -15805,9 +15805,118 @@ COMMENT ON TRIGGER payment_methods_subscription_gone ON payments.payment_methods
 ------------------------------------------------------------------------------
 -- h-account-customers: a customer's deletion is refused while its profile
 -- or an active method is at another gateway account than the configured
--- one, and a held method operation says why it was held (sql/src/payment_methods.sql;
+-- one, a save from a payment made at another account is refused, and a
+-- held method operation says why it was held (sql/src/payment_methods.sql;
 -- test/integration/gateway_account_change.sh, section 5).
 ------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION payments.pay_save_payment_method(
+	customer_id bigint,
+	card payments.pay_card DEFAULT NULL,
+	opaque_data jsonb DEFAULT NULL,
+	payment_id bigint DEFAULT NULL,
+	validation_mode text DEFAULT 'liveMode',
+	make_default boolean DEFAULT true,
+	idempotency_key text DEFAULT NULL,
+	correlation_id text DEFAULT NULL)
+	RETURNS payments.payment_methods
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	c payments.customers := payments._find_customer(pay_save_payment_method.customer_id, true);
+	m bigint := c.merchant_id;
+	corr text := payments._correlation_id(pay_save_payment_method.correlation_id);
+	sources int := (card IS NOT NULL)::int + (opaque_data IS NOT NULL)::int
+		+ (pay_save_payment_method.payment_id IS NOT NULL)::int;
+	idem payments.idempotency_keys;
+	p payments.payments;
+	pm payments.payment_methods;
+	o payments.operations;
+	src text;
+	cname text;
+	replaced bigint;
+BEGIN
+	IF sources <> 1 THEN
+		RAISE EXCEPTION 'exactly one of card, opaque_data and payment_id is required'
+			USING ERRCODE = '22Y22', DETAIL = format('%s were given.', sources);
+	END IF;
+	IF validation_mode IS NULL OR validation_mode NOT IN ('none', 'testMode', 'liveMode') THEN
+		RAISE EXCEPTION 'validation_mode must be none, testMode or liveMode' USING ERRCODE = '22023',
+			HINT = 'none stores the card unchecked, testMode checks its form, liveMode authorizes $0.00 at the issuer.';
+	END IF;
+	IF opaque_data IS NOT NULL THEN
+		PERFORM payments._check_opaque_data(opaque_data);
+	END IF;
+	PERFORM payments._check_gateway_input(NULL, NULL, NULL, corr);
+	idem := payments._idempotency_claim(m, pay_save_payment_method.idempotency_key, 'save_payment_method',
+		md5(jsonb_build_array(c.customer_id, payments.pay_card_brand(card), payments.pay_card_last4(card),
+			payments.pay_card_exp_month(card), payments.pay_card_exp_year(card), opaque_data,
+			pay_save_payment_method.payment_id, validation_mode, make_default)::text), c.customer_id);
+	IF idem.request_kind IS NOT NULL THEN
+		SELECT x.* INTO pm FROM payments.payment_methods x
+		JOIN payments.operations y ON y.merchant_id = x.merchant_id AND y.payment_method_id = x.payment_method_id
+		WHERE y.merchant_id = m AND y.operation_id = idem.operation_id;
+		RETURN pm;				-- even if the customer was deleted since
+	END IF;
+	PERFORM payments._find_customer(c.customer_id, false, false);	-- 22Y20 once deleted
+	IF pay_save_payment_method.payment_id IS NOT NULL THEN
+		src := 'payment';
+		p := payments._find_payment(pay_save_payment_method.payment_id);
+		IF p.gateway_trans_id IS NULL OR p.status NOT IN ('succeeded', 'requires_capture',
+				'partially_refunded', 'refunded') OR p.payment_method NOT IN ('card', 'opaque_data') THEN
+			RAISE EXCEPTION 'payment % cannot be saved as a payment method', p.payment_id
+				USING ERRCODE = '22Y20',
+					DETAIL = format('The payment is %s%s; only an approved card or Accept.js payment can be saved.',
+						p.status, CASE WHEN p.payment_method = 'profile' THEN ' and was made with a stored method' ELSE '' END);
+		END IF;
+		-- its transaction is at the account it was made at: the account
+		-- configured now would not find it
+		PERFORM payments._refuse_other_account(m, payments._payment_account(m, p.payment_id),
+			format('payment %s was made', p.payment_id),
+			'Save the card itself (card or opaque_data) at the account configured now, or configure the account the payment was made at again (pay_configure_gateway); nothing was saved.');
+	ELSIF card IS NOT NULL THEN
+		src := 'card';
+	ELSE
+		src := 'opaque_data';
+	END IF;
+	BEGIN
+		IF make_default THEN
+			-- the default it replaces stays the one charged until it is active
+			replaced := (payments._usable_default_method(m, c.customer_id)).payment_method_id;
+			UPDATE payments.payment_methods x SET is_default = false
+			WHERE x.merchant_id = m AND x.customer_id = c.customer_id AND x.is_default;
+		END IF;
+		INSERT INTO payments.payment_methods AS x (merchant_id, customer_id, source, validation_mode, is_default,
+			card_brand, card_last4, card_exp_month, card_exp_year, card_fingerprint, source_payment_id,
+			idempotency_key, correlation_id, replaced_default_id)
+		VALUES (m, c.customer_id, src, validation_mode, make_default,
+			coalesce(payments.pay_card_brand(card), p.card_brand), coalesce(payments.pay_card_last4(card), p.card_last4),
+			coalesce(payments.pay_card_exp_month(card), p.card_exp_month),
+			coalesce(payments.pay_card_exp_year(card), p.card_exp_year),
+			p.card_fingerprint, p.payment_id,
+			pay_save_payment_method.idempotency_key, corr, replaced)
+		RETURNING * INTO pm;
+	EXCEPTION WHEN unique_violation THEN
+		GET STACKED DIAGNOSTICS cname = CONSTRAINT_NAME;
+		PERFORM payments._default_conflict(cname, c.customer_id);
+		RAISE;
+	END;
+	o := payments._new_method_operation(m, 'save_method', pm.payment_method_id, c.customer_id, p.payment_id,
+		pay_save_payment_method.idempotency_key, corr);
+	IF card IS NOT NULL THEN
+		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
+		VALUES (m, o.operation_id, payments._card_sealed(card));
+	ELSIF opaque_data IS NOT NULL THEN
+		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
+		VALUES (m, o.operation_id, payments._opaque_data_sealed(opaque_data ->> 'dataDescriptor',
+			opaque_data ->> 'dataValue'));
+	END IF;
+	RETURN pm;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_save_payment_method(bigint, payments.pay_card, jsonb, bigint, text, boolean, text, text) IS
+	'Saves a payment method for a customer at the gateway: a card, Accept.js opaque data, or the card of an approved payment (payment_id; refused with 22Y20 when it was made at another gateway account than the one configured now). validation_mode: none, testMode or liveMode (a $0.00 authorization; default). Returns the method (status pending); the worker creates the gateway profile after COMMIT (active, or failed with the reason); pay_wait_payment_method waits for it. make_default makes it the customer''s default at once; until it is active, charges of the customer''s default (subscriptions) use the active default it replaced, which is the default again if the save fails.';
 
 CREATE OR REPLACE FUNCTION payments.pay_delete_customer(customer_id bigint,
 	idempotency_key text DEFAULT NULL, correlation_id text DEFAULT NULL)

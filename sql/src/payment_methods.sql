@@ -293,6 +293,11 @@ BEGIN
 					DETAIL = format('The payment is %s%s; only an approved card or Accept.js payment can be saved.',
 						p.status, CASE WHEN p.payment_method = 'profile' THEN ' and was made with a stored method' ELSE '' END);
 		END IF;
+		-- its transaction is at the account it was made at: the account
+		-- configured now would not find it
+		PERFORM payments._refuse_other_account(m, payments._payment_account(m, p.payment_id),
+			format('payment %s was made', p.payment_id),
+			'Save the card itself (card or opaque_data) at the account configured now, or configure the account the payment was made at again (pay_configure_gateway); nothing was saved.');
 	ELSIF card IS NOT NULL THEN
 		src := 'card';
 	ELSE
@@ -334,7 +339,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments.pay_save_payment_method(bigint, payments.pay_card, jsonb, bigint, text, boolean, text, text) IS
-	'Saves a payment method for a customer at the gateway: a card, Accept.js opaque data, or the card of an approved payment (payment_id). validation_mode: none, testMode or liveMode (a $0.00 authorization; default). Returns the method (status pending); the worker creates the gateway profile after COMMIT (active, or failed with the reason); pay_wait_payment_method waits for it. make_default makes it the customer''s default at once; until it is active, charges of the customer''s default (subscriptions) use the active default it replaced, which is the default again if the save fails.';
+	'Saves a payment method for a customer at the gateway: a card, Accept.js opaque data, or the card of an approved payment (payment_id; refused with 22Y20 when it was made at another gateway account than the one configured now). validation_mode: none, testMode or liveMode (a $0.00 authorization; default). Returns the method (status pending); the worker creates the gateway profile after COMMIT (active, or failed with the reason); pay_wait_payment_method waits for it. make_default makes it the customer''s default at once; until it is active, charges of the customer''s default (subscriptions) use the active default it replaced, which is the default again if the save fails.';
 
 CREATE FUNCTION payments.pay_wait_payment_method(payment_method_id bigint,
 	timeout interval DEFAULT '30 seconds')

@@ -191,6 +191,11 @@ is "$(as_merchant -c "SELECT status FROM pay_get_customer($cid)")|$(as_merchant 
 	"active|active,active,active" "5a: the customer and its methods are kept as they were"
 is "$(q -c "SELECT count(*) FROM payments.operations WHERE merchant_id = $M3 AND customer_id = $cid AND kind = 'delete_customer'")" 0 \
 	"5a: nothing queued"
+nm=$(q -c "SELECT count(*) FROM payments.payment_methods WHERE merchant_id = $M3")
+like "$(err "SELECT pay_save_payment_method(customer_id => $cid, payment_id => $p1, validation_mode => 'none', make_default => false)")" \
+	"^22Y20\|It is at gateway account $a_old;" \
+	"5b: saving the card of a payment made at the old account is refused (22Y20), naming it"
+is "$(q -c "SELECT count(*) FROM payments.payment_methods WHERE merchant_id = $M3")" "$nm" "5b: nothing recorded"
 # (c) a customer saved at the first account, deleted as the merchant moves
 is "$(move_account $M3 "$SIM_LOGIN" "$SIM_KEY")" "" "5c: back at the first account"
 c5=$(as_merchant -c "SELECT customer_id FROM pay_create_customer(email => 'hb5@example.com')")
