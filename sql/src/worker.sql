@@ -225,6 +225,10 @@ BEGIN
 							AND p.payment_method_id IS NOT NULL)
 					WHEN r.kind = 'delete_method' THEN payments._method_account(r.merchant_id, r.subject_method_id)
 					WHEN r.kind = 'delete_customer' THEN payments._customer_account(r.merchant_id, r.subject_customer_id)
+					-- a save of a payment's card, to the account the payment
+					-- was made at (only it knows the transaction)
+					WHEN r.kind = 'save_method' AND r.subject_payment_id IS NOT NULL
+						THEN payments._payment_account(r.merchant_id, r.subject_payment_id)
 					END AS bound_to) k) a
 		WHERE o.merchant_id = r.merchant_id AND o.operation_id = r.operation_id
 			AND r.pos <= CASE WHEN NOT r.background THEN p_limit ELSE (SELECT b.room FROM background_room b) END

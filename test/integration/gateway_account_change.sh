@@ -184,7 +184,8 @@ is "$(sim_ctl GET '/ledger?merchant=hbLogin3' | grep -c "P$TAG$pid4" || true)" 1
 #    customer deletion queued before the change is held (never sent), the
 #    customer and its methods deleted here, a customer.gateway_profile_kept
 #    event naming the profile left at the old account and why; back there,
-#    the dead letter retried deletes the profile.
+#    the dead letter retried deletes the profile.  (d) A save of an
+#    old-account payment's card queued before the change is held.
 like "$(err "SELECT pay_delete_customer($cid)")" "^22Y20\|It is at gateway account $a_old;" \
 	"5a: deleting a customer with active cards saved at the old account is refused (22Y20), naming it"
 is "$(as_merchant -c "SELECT status FROM pay_get_customer($cid)")|$(as_merchant -c "SELECT string_agg(status, ',' ORDER BY payment_method_id) FROM pay_list_payment_methods($cid)")" \
@@ -226,5 +227,18 @@ ok "$(passed wait_for "(SELECT status = 'succeeded' FROM payments.operations WHE
 is "$(sim_ctl GET "/profiles?merchant=$SIM_LOGIN" | grep -c "\"$prof5\"" || true)" 0 "5c: and the profile is gone from the old account"
 is "$(as_merchant -c "SELECT status FROM pay_get_customer($c5)")|$(as_merchant -c "SELECT status FROM pay_get_payment_method($pm5)")" \
 	"deleted|deleted" "5c: the customer and its method stay deleted"
+
+# (d) a save of the card of a payment made at the first account, queued as
+#     the merchant moves: held (the new account does not know the
+#     transaction), the method failed saying why, nothing sent
+c6=$(as_merchant -c "SELECT customer_id FROM pay_create_customer(email => 'hb6@example.com')")
+pm6=$(as_merchant -c "BEGIN" -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $c6, payment_id => $p1, validation_mode => 'none')" \
+	-c "SELECT payments.pay_configure_gateway(api_login_id => 'hbLogin3', transaction_key => 'hbKey3hbKey3hbK3', endpoint_url => '$SIM_TLS_API', ca_file => '$SIM_CA', timeout_ms => 1000, merchant_id => $M3)" \
+	-c "COMMIT" | grep -xE "[0-9]+" | head -1)
+like "$(as_merchant -c "SELECT concat_ws('|', status, failure_reason) FROM pay_wait_payment_method($pm6, '10 s')")" \
+	"^failed\|held: the gateway account changed .* at account $a_old;" \
+	"5d: a save of an old-account payment's card queued as the merchant moved is held, the method failed saying why"
+is "$(q -c "SELECT count(*) FROM payments.gateway_exchanges e JOIN payments.operations o ON o.merchant_id = e.merchant_id AND o.operation_id = e.operation_id WHERE o.merchant_id = $M3 AND o.payment_method_id = $pm6")" 0 \
+	"5d: nothing of it was sent to the new account"
 
 tap_done
