@@ -242,8 +242,9 @@ start_waiting(int64 merchant_id)
 
 /*
  * An unfinished target in a database the worker does not serve will not
- * finish: say so (a NOTICE; the answer is the status, as anywhere).  A
- * kept answer: no cost in the database served.
+ * finish: say so (a NOTICE; the answer is the status, as anywhere), and
+ * wait_for returns at once there rather than hold the caller's connection
+ * for its timeout.  A kept answer: no cost in the database served.
  */
 static void
 note_unserved(void)
@@ -295,7 +296,8 @@ wait_for(const WaitTarget *target, FunctionCallInfo fcinfo)
 		settled = target_is_settled(target, plan, merchant_id, payment_id, read_cxt, status);
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(read_cxt);
-		if (settled || timeout_ms == 0)
+		/* nothing in an unserved database will finish it: no wait there */
+		if (settled || timeout_ms == 0 || !payments_database_served())
 		{
 			SPI_finish();
 			if (!settled)

@@ -10,7 +10,8 @@
 # (served_database), counts this database's queue (also for pg_monitor) and
 # leaves the worker's columns NULL; pay_metrics says payments_worker_up 0,
 # payments_database_served 0 and gives this database's queue depth only;
-# pay_wait of an unfinished payment adds a NOTICE.  The served database is
+# pay_wait of an unfinished payment adds a NOTICE and returns at once (it
+# waited its whole timeout for what nothing would do).  The served database is
 # as before (and says served).
 set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
@@ -62,8 +63,11 @@ HEALTH="SELECT concat_ws('|', alive, pid IS NULL, started_at IS NULL, last_loop_
 is "$(u -c "$HEALTH")" "f|t|t|t|1|t|t|t|t|t|payments" \
 	"pay_worker_health there: not alive, no worker's columns, this database's queue (1), served_database payments"
 is "$(u -c "SET ROLE $MON" -c "$HEALTH")" "f|t|t|t|1|t|t|t|t|t|payments" "the same for pg_monitor, which reads no table"
-out=$(u -c "SELECT status FROM payments.pay_wait($P, '1 s')")
-like "$out" '^pending$' "pay_wait there times out: pending"
+t0=$(date +%s%N)
+out=$(u -c "SELECT status FROM payments.pay_wait($P, '30 s')")
+waited_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+like "$out" '^pending$' "pay_wait there: pending"
+ok "$([ "$waited_ms" -lt 15000 ]; echo $?)" "pay_wait there returns at once, not after its timeout of 30 s (took $waited_ms ms)"
 like "$out" '^NOTICE:  01Y01: no payments worker serves database "payments_unserved"$' "with a notice that no worker serves the database"
 like "$out" '^DETAIL:  The payments background worker serves only database "payments"' "naming the database served"
 out=$(u -c "SELECT status FROM payments.pay_wait($P, '0 s')")
