@@ -13,6 +13,8 @@
 # Operations advises and restores it on exit (BENCH_WRITEBACK=machine: left
 # as the machine has it); likewise it reserves huge pages for the cluster's
 # shared memory (BENCH_HUGEPAGES=machine: none unless the machine has them).
+# BENCH_SKIP_LATENCY=1 runs only the reference and the throughput (phases 1
+# and 4); BENCH_SKIP_THROUGHPUT=1 leaves out phase 4.
 # BENCH_PROTOCOL is pgbench's query mode for the purchases: simple (the
 # default: each call parsed and planned, as psql and many clients send
 # them) or prepared (parsed and planned once per connection, as drivers that
@@ -263,6 +265,7 @@ for i in $(seq 300); do
 done
 echo "tables analyzed: $analyzed of 5 ($YOUNG)"
 
+if [ "${BENCH_SKIP_LATENCY:-}" != 1 ]; then
 echo "== latency at 200 purchases/s, ${DURATION}s (after ${BENCH_WARMUP:-3}s at that rate)"
 run_rated 8 200
 wait_drained
@@ -278,6 +281,8 @@ throughput_report
 latency_report
 claims_report
 probe_report
+
+fi
 
 if [ "${BENCH_SKIP_THROUGHPUT:-}" != 1 ]; then
 echo "== throughput: pay_purchase from 16 clients as fast as they can, ${DURATION}s, gateway latency 100 ms"
@@ -306,6 +311,7 @@ w1=$(cpu_self "$worker") b1=$(cpu_or_0 "$billing") r1=$(cpu_or_0 "$recorder") s1
 q -c "SELECT 'purchases committed by clients per second: ' || round($TPS::numeric, 0)"
 throughput_report
 q -c "SELECT 'requests in flight at most: ' || max_in_flight FROM payments.pay_worker_health()"
+latency_report
 n=$(q -c "SELECT count(*) FROM payments.operations WHERE operation_id > $LAST_OP")
 q -c "SELECT 'MultiXacts per purchase: ' || round((mxid_age('1') - $mx0)::numeric / $n, 2) ||
 	' (members about ' || round(((SELECT blks_zeroed FROM pg_stat_slru WHERE name = 'MultiXactMember') - $mm0) * 1636.0 / $n, 1) ||
