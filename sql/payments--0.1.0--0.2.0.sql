@@ -2165,7 +2165,7 @@ BEGIN
 			pay_create_customer.metadata)::text));
 	IF idem.request_kind IS NOT NULL THEN
 		SELECT * INTO result FROM payments.customers c
-		WHERE c.merchant_id = m AND c.idempotency_key = pay_create_customer.idempotency_key
+		WHERE c.merchant_id = m AND c.idempotency_key = idem.idempotency_key	-- as kept (erased: a digest)
 		ORDER BY c.customer_id DESC LIMIT 1;	-- the newest: the one the live key made (an older one may hold the key from before its retention)
 		RETURN result;
 	END IF;
@@ -7741,15 +7741,19 @@ BEGIN
 			AND k.payment_id IN (SELECT g.payment_id FROM g);
 		UPDATE payments.customers x SET status = 'deleted', email = NULL, name = NULL,
 			external_ref = NULL, billing = '{}', metadata = '{}',
+			idempotency_key = payments._erased_key(x.merchant_id, x.idempotency_key),
 			deleted_at = coalesce(x.deleted_at, clock_timestamp()), erased_at = clock_timestamp(),
 			updated_at = clock_timestamp()
 		WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id;
 		-- payments keep amounts, dates, card brand and last four, gateway ids;
 		-- the billing details sent with them, the card fingerprint and what
 		-- the merchant wrote about them (description, order_ref, metadata)
-		-- go.  An invoice's charge keeps the description and metadata the
+		-- go, and its idempotency key is kept as a digest (_erased_key: an
+		-- application may have made it of an email or an order's text).
+		-- An invoice's charge keeps the description and metadata the
 		-- extension wrote (the subscription's and invoice's ids only).
 		UPDATE payments.payments p SET customer = '{}', card_fingerprint = NULL,
+			idempotency_key = payments._erased_key(p.merchant_id, p.idempotency_key),
 			description = CASE WHEN p.invoice_id IS NULL THEN NULL ELSE p.description END,
 			order_ref = NULL,
 			metadata = CASE WHEN p.invoice_id IS NULL THEN '{}' ELSE p.metadata END
@@ -7759,16 +7763,25 @@ BEGIN
 		WHERE o.merchant_id = c.merchant_id AND o.reason IS NOT NULL
 			AND o.payment_id IN (SELECT p.payment_id FROM payments.payments p
 				WHERE p.merchant_id = c.merchant_id AND p.customer_id = c.customer_id);
+		-- the idempotency keys of its operations (a refund's, a method's), as digests
+		UPDATE payments.operations o SET idempotency_key = payments._erased_key(o.merchant_id, o.idempotency_key)
+		WHERE o.merchant_id = c.merchant_id AND o.idempotency_key IS NOT NULL
+			AND o.idempotency_key NOT LIKE 'erased:%'
+			AND (o.customer_id = c.customer_id OR o.payment_id IN (SELECT p.payment_id FROM payments.payments p
+				WHERE p.merchant_id = c.merchant_id AND p.customer_id = c.customer_id));
 		UPDATE payments.events e SET data = jsonb_set(e.data, '{metadata}', p.metadata)
 		FROM payments.payments p
 		WHERE p.merchant_id = c.merchant_id AND p.customer_id = c.customer_id
 			AND e.merchant_id = p.merchant_id AND e.payment_id = p.payment_id
 			AND e.event_type LIKE 'payment.%' AND e.data ? 'metadata' AND e.data -> 'metadata' <> p.metadata;
-		UPDATE payments.payment_methods x SET card_fingerprint = NULL
+		UPDATE payments.payment_methods x SET card_fingerprint = NULL,
+			idempotency_key = payments._erased_key(x.merchant_id, x.idempotency_key)
 		WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id;
 		-- subscriptions keep their terms and periods; their metadata may name the person
-		UPDATE payments.subscriptions x SET metadata = '{}'
-		WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id AND x.metadata <> '{}';
+		UPDATE payments.subscriptions x SET metadata = '{}',
+			idempotency_key = payments._erased_key(x.merchant_id, x.idempotency_key)
+		WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id
+			AND (x.metadata <> '{}' OR x.idempotency_key IS NOT NULL);
 		-- the masked requests carried the name, email and address
 		UPDATE payments.gateway_exchanges g SET request_masked = '(erased)', response_masked = NULL
 		WHERE g.merchant_id = c.merchant_id AND g.operation_id IN (SELECT o.operation_id
@@ -7777,9 +7790,13 @@ BEGIN
 					WHERE p.merchant_id = c.merchant_id AND p.customer_id = c.customer_id)));
 		-- the keys of its requests keep no digest of their arguments (of its
 		-- email, name, billing details, metadata): a repeat returns what the
-		-- request made, whatever the arguments (payments._idempotency_claim)
-		UPDATE payments.idempotency_keys k SET request_hash = NULL
-		WHERE k.merchant_id = c.merchant_id AND k.customer_id = c.customer_id AND k.request_hash IS NOT NULL;
+		-- request made, whatever the arguments; nor the key as given, but a
+		-- digest of it, which a repeat under the key still finds
+		-- (payments._idempotency_claim), so that it never charges again
+		UPDATE payments.idempotency_keys k SET request_hash = NULL,
+			idempotency_key = payments._erased_key(k.merchant_id, k.idempotency_key)
+		WHERE k.merchant_id = c.merchant_id AND k.customer_id = c.customer_id
+			AND k.idempotency_key NOT LIKE 'erased:%';
 		UPDATE payments.events e SET data = e.data - 'external_ref'
 		WHERE e.merchant_id = c.merchant_id AND e.event_type LIKE 'customer.%'
 			AND (e.data ->> 'customer_id') = c.customer_id::text;
@@ -7792,7 +7809,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments.pay_erase_customer(bigint, text, text) IS
-	'Erases a customer''s personal data: email, name, external_ref, billing and metadata; of its payments (payments made without customer_id whose customer object holds its email become its own first) the billing details sent, the card fingerprint, description, order_ref and metadata (an invoice charge keeps the description and metadata the extension wrote), their refunds'' reasons and the copies of their metadata in their events; card fingerprints, its subscriptions'' metadata, the masked gateway requests and replies of its operations, the digests of the arguments of its idempotency keys (a repeat under one returns what the request made, whatever the arguments), and its profile at the gateway (deleted by the worker). Kept, as the law requires: payments with amounts, dates, status, card brand and last four, invoice numbers, decline codes and reasons, gateway transaction and profile ids, and their operations. The customer stays as a deleted row with erased_at; the audit log records the change (without the personal values) and a customer.erased event is written.';
+	'Erases a customer''s personal data: email, name, external_ref, billing and metadata; of its payments (payments made without customer_id whose customer object holds its email become its own first) the billing details sent, the card fingerprint, description, order_ref and metadata (an invoice charge keeps the description and metadata the extension wrote), their refunds'' reasons and the copies of their metadata in their events; card fingerprints, its subscriptions'' metadata, the masked gateway requests and replies of its operations, the digests of the arguments of its idempotency keys (a repeat under one returns what the request made, whatever the arguments), the idempotency keys of its requests and objects (kept as digests, which a repeat under the original key still finds), and its profile at the gateway (deleted by the worker). Kept, as the law requires: payments with amounts, dates, status, card brand and last four, invoice numbers, decline codes and reasons, gateway transaction and profile ids, and their operations. The customer stays as a deleted row with erased_at; the audit log records the change (without the personal values) and a customer.erased event is written.';
 
 CREATE OR REPLACE FUNCTION payments._stored_method_for_payment(p_customer_id bigint, p_payment_method_id bigint,
 	p_other_methods integer)
@@ -11442,7 +11459,7 @@ BEGIN
 		pay_create_subscription.customer_id);
 	IF idem.request_kind IS NOT NULL THEN
 		SELECT * INTO s FROM payments.subscriptions x
-		WHERE x.merchant_id = m AND x.idempotency_key = pay_create_subscription.idempotency_key
+		WHERE x.merchant_id = m AND x.idempotency_key = idem.idempotency_key	-- as kept (erased: a digest)
 		ORDER BY x.subscription_id DESC LIMIT 1;
 		RETURN s;
 	END IF;
@@ -14599,11 +14616,18 @@ BEGIN
 	INSERT INTO payments.idempotency_keys (merchant_id, idempotency_key, request_kind, request_hash, customer_id)
 	VALUES (p_merchant, p_key, p_kind, p_hash, p_customer)
 	ON CONFLICT DO NOTHING;
-	IF FOUND THEN
-		RETURN NULL;
+	IF NOT FOUND THEN
+		SELECT * INTO existing FROM payments.idempotency_keys
+		WHERE merchant_id = p_merchant AND idempotency_key = p_key;
+	ELSE
+		-- new, unless its customer was erased since (the key is kept as a digest)
+		SELECT * INTO existing FROM payments.idempotency_keys
+		WHERE merchant_id = p_merchant AND idempotency_key = payments._erased_key(p_merchant, p_key);
+		IF NOT FOUND THEN
+			RETURN NULL;
+		END IF;
+		DELETE FROM payments.idempotency_keys WHERE merchant_id = p_merchant AND idempotency_key = p_key;
 	END IF;
-	SELECT * INTO existing FROM payments.idempotency_keys
-	WHERE merchant_id = p_merchant AND idempotency_key = p_key;
 	IF existing.request_kind <> p_kind
 			OR (existing.request_hash IS NOT NULL AND existing.request_hash <> p_hash)
 			-- erased: another customer named is another request
@@ -14617,7 +14641,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments._idempotency_claim(bigint, text, text, text, bigint) IS
-	'Internal: claims an idempotency key for a request (about customer p_customer, if known), or returns the original call''s row; raises PT409 for the same key with different parameters (once the customer was erased: of another kind or naming another customer).';
+	'Internal: claims an idempotency key for a request (about customer p_customer, if known), or returns the original call''s row (also one pay_erase_customer keeps as a digest, _erased_key); raises PT409 for the same key with different parameters (once the customer was erased: of another kind or naming another customer).';
 REVOKE ALL ON FUNCTION payments._idempotency_claim(bigint, text, text, text, bigint) FROM PUBLIC;
 
 ------------------------------------------------------------------------------
@@ -16003,6 +16027,19 @@ END
 $$;
 COMMENT ON FUNCTION payments._method_operation_dead() IS
 	'Trigger: a save, deletion or customer deletion that became a dead letter fails its method, leaves it active, or keeps the customer''s profile (event); retried (pay_retry_dead_letter), the method is pending or deleting again.';
+
+------------------------------------------------------------------------------
+-- h-erasure-leftovers: pay_erase_customer keeps the idempotency keys of the
+-- customer's requests and objects as digests (_erased_key), which a repeat
+-- under the original key still finds (_idempotency_claim; both edited in
+-- place above, with pay_create_customer and pay_create_subscription).
+------------------------------------------------------------------------------
+CREATE FUNCTION payments._erased_key(p_merchant bigint, p_key text) RETURNS text
+	LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+	AS $$ SELECT 'erased:' || encode(sha256(convert_to(p_merchant::text || ':' || p_key, 'UTF8')), 'hex') $$;
+COMMENT ON FUNCTION payments._erased_key(bigint, text) IS
+	'Internal: an erased customer''s idempotency key as pay_erase_customer keeps it: ''erased:'' and the hex SHA-256 of the merchant id, a colon and the key.';
 
 ------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,

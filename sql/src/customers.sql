@@ -218,7 +218,7 @@ BEGIN
 			pay_create_customer.metadata)::text));
 	IF idem.request_kind IS NOT NULL THEN
 		SELECT * INTO result FROM payments.customers c
-		WHERE c.merchant_id = m AND c.idempotency_key = pay_create_customer.idempotency_key
+		WHERE c.merchant_id = m AND c.idempotency_key = idem.idempotency_key	-- as kept (erased: a digest)
 		ORDER BY c.customer_id DESC LIMIT 1;	-- the newest: the one the live key made (an older one may hold the key from before its retention)
 		RETURN result;
 	END IF;

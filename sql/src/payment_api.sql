@@ -120,6 +120,17 @@ $$;
 COMMENT ON FUNCTION payments._check_opaque_data(jsonb) IS
 	'Internal: raises 22Y22 unless opaque data is an object with non-empty string dataDescriptor and dataValue.';
 
+-- The form pay_erase_customer keeps an erased customer's idempotency keys
+-- in: a digest, scoped to the merchant, of the key an application may have
+-- made of an email or an order's text.  A repeat under the original key
+-- still finds it (_idempotency_claim).
+CREATE FUNCTION payments._erased_key(p_merchant bigint, p_key text) RETURNS text
+	LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+	AS $$ SELECT 'erased:' || encode(sha256(convert_to(p_merchant::text || ':' || p_key, 'UTF8')), 'hex') $$;
+COMMENT ON FUNCTION payments._erased_key(bigint, text) IS
+	'Internal: an erased customer''s idempotency key as pay_erase_customer keeps it: ''erased:'' and the hex SHA-256 of the merchant id, a colon and the key.';
+
 -- Claim an idempotency key.  Returns NULL when the key is new (or absent),
 -- else the row of the original call; a different request under the same key
 -- is an error.  Concurrent callers with one key serialize on the key's
@@ -128,7 +139,10 @@ COMMENT ON FUNCTION payments._check_opaque_data(jsonb) IS
 -- before the claim (else it is set with the object made): its erasure
 -- clears the hash of the key (pay_erase_customer), which digests its
 -- details.  A repeat under such a key is told apart by its kind and its
--- customer only, and returns what the original request made.
+-- customer only, and returns what the original request made.  Erasure
+-- also keeps the key itself as a digest (_erased_key): a key not found as
+-- given is looked up in that form too (one more index probe, for a new key
+-- only) before it counts as new.
 CREATE FUNCTION payments._idempotency_claim(p_merchant bigint, p_key text, p_kind text, p_hash text,
 	p_customer bigint DEFAULT NULL)
 	RETURNS payments.idempotency_keys
@@ -145,11 +159,18 @@ BEGIN
 	INSERT INTO payments.idempotency_keys (merchant_id, idempotency_key, request_kind, request_hash, customer_id)
 	VALUES (p_merchant, p_key, p_kind, p_hash, p_customer)
 	ON CONFLICT DO NOTHING;
-	IF FOUND THEN
-		RETURN NULL;
+	IF NOT FOUND THEN
+		SELECT * INTO existing FROM payments.idempotency_keys
+		WHERE merchant_id = p_merchant AND idempotency_key = p_key;
+	ELSE
+		-- new, unless its customer was erased since (the key is kept as a digest)
+		SELECT * INTO existing FROM payments.idempotency_keys
+		WHERE merchant_id = p_merchant AND idempotency_key = payments._erased_key(p_merchant, p_key);
+		IF NOT FOUND THEN
+			RETURN NULL;
+		END IF;
+		DELETE FROM payments.idempotency_keys WHERE merchant_id = p_merchant AND idempotency_key = p_key;
 	END IF;
-	SELECT * INTO existing FROM payments.idempotency_keys
-	WHERE merchant_id = p_merchant AND idempotency_key = p_key;
 	IF existing.request_kind <> p_kind
 			OR (existing.request_hash IS NOT NULL AND existing.request_hash <> p_hash)
 			-- erased: another customer named is another request
@@ -163,7 +184,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments._idempotency_claim(bigint, text, text, text, bigint) IS
-	'Internal: claims an idempotency key for a request (about customer p_customer, if known), or returns the original call''s row; raises PT409 for the same key with different parameters (once the customer was erased: of another kind or naming another customer).';
+	'Internal: claims an idempotency key for a request (about customer p_customer, if known), or returns the original call''s row (also one pay_erase_customer keeps as a digest, _erased_key); raises PT409 for the same key with different parameters (once the customer was erased: of another kind or naming another customer).';
 
 CREATE FUNCTION payments._not_found(p_payment_id bigint) RETURNS void
 	LANGUAGE plpgsql AS $$

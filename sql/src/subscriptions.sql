@@ -491,7 +491,7 @@ BEGIN
 		pay_create_subscription.customer_id);
 	IF idem.request_kind IS NOT NULL THEN
 		SELECT * INTO s FROM payments.subscriptions x
-		WHERE x.merchant_id = m AND x.idempotency_key = pay_create_subscription.idempotency_key
+		WHERE x.merchant_id = m AND x.idempotency_key = idem.idempotency_key	-- as kept (erased: a digest)
 		ORDER BY x.subscription_id DESC LIMIT 1;
 		RETURN s;
 	END IF;

@@ -44,8 +44,10 @@ guess=$(q -c "SELECT md5(jsonb_build_array('ada@example.com'::text, 'Ada Lovelac
 is "$(cluster_psql "$WORK" "$PORT" payments -Atc "SELECT count(*) FROM payments.idempotency_keys WHERE merchant_id = $M AND request_hash = '$guess'")" 1 \
 	"the guess is the key's request hash"
 q -c "SELECT 1 FROM pay_erase_customer($c)" >/dev/null
-is "$(cluster_psql "$WORK" "$PORT" payments -Atc "SELECT count(*) FROM payments.idempotency_keys WHERE merchant_id = $M AND idempotency_key = 'signup-1' AND request_hash IS NULL")" 1 \
-	"erasure cleared the key's request hash (the key stays until its retention)"
+is "$(cluster_psql "$WORK" "$PORT" payments -Atc "SELECT count(*) FROM payments.idempotency_keys WHERE merchant_id = $M AND idempotency_key = payments._erased_key($M, 'signup-1') AND request_hash IS NULL")" 1 \
+	"erasure cleared the key's request hash and kept the key as a digest (until its retention)"
+is "$(q -c "SELECT customer_id FROM pay_create_customer(email => 'eve@example.com', idempotency_key => 'signup-1')")" "$c" \
+	"a repeat under the key as given still returns the erased customer, nothing made"
 is "$(cluster_psql "$WORK" "$PORT" payments -Atc "SELECT count(*) FROM payments.audit_log WHERE merchant_id = $M AND table_name = 'idempotency_keys' AND (new_row ? 'request_hash' OR old_row ? 'request_hash')")" 0 \
 	"no audit row of a key holds its request hash"
 tap_done

@@ -12,7 +12,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(89);
+SELECT plan(97);
 
 INSERT INTO payments.merchants (name) VALUES ('cust-a'), ('cust-b');
 CREATE TEMP TABLE m AS SELECT
@@ -239,6 +239,44 @@ SELECT is((SELECT customer_id FROM pay_create_customer(email => 'ada@example.com
 SELECT is((SELECT payment_id FROM pay_purchase(amount => '3.00 USD', customer_id => (SELECT customer_id FROM c1),
 	customer => '{"first_name": "Eve"}', idempotency_key => 'pay-ada')), (SELECT payment_id FROM pk),
 	'a repeated purchase returns its payment, charges nothing');
+-- the key strings themselves (an application may make them of an email or
+-- an order's text) are kept as digests, which a repeat still finds
+SELECT is((SELECT count(*)::int FROM (
+		SELECT idempotency_key FROM payments.idempotency_keys WHERE merchant_id = (SELECT a FROM m)
+		UNION ALL SELECT idempotency_key FROM payments.payments WHERE merchant_id = (SELECT a FROM m)
+		UNION ALL SELECT idempotency_key FROM payments.operations WHERE merchant_id = (SELECT a FROM m)
+		UNION ALL SELECT idempotency_key FROM payments.customers WHERE merchant_id = (SELECT a FROM m)
+		UNION ALL SELECT idempotency_key FROM payments.payment_methods WHERE merchant_id = (SELECT a FROM m)
+		UNION ALL SELECT idempotency_key FROM payments.subscriptions WHERE merchant_id = (SELECT a FROM m)) k
+	WHERE k.idempotency_key IN ('cust-1', 'cust-upd', 'pm-1', 'pay-ada', 'refund-ada', 'sub-ada', 'guest-ada', 'pay-free-text')), 0,
+	'erasure leaves no idempotency key of the customer''s requests as given (keys, payments, operations, customer, methods, subscriptions)');
+SELECT is((SELECT string_agg(x, ',' ORDER BY x) FROM (
+		SELECT 'customer' AS x FROM payments.customers WHERE customer_id = (SELECT customer_id FROM c1)
+			AND idempotency_key = (SELECT payments._erased_key(a, 'cust-1') FROM m)
+		UNION ALL SELECT 'payment' FROM payments.payments WHERE payment_id = (SELECT payment_id FROM pk)
+			AND idempotency_key = (SELECT payments._erased_key(a, 'pay-ada') FROM m)
+		UNION ALL SELECT 'refund' FROM payments.operations WHERE kind = 'refund'
+			AND idempotency_key = (SELECT payments._erased_key(a, 'refund-ada') FROM m)
+		UNION ALL SELECT 'subscription' FROM payments.subscriptions
+			WHERE idempotency_key = (SELECT payments._erased_key(a, 'sub-ada') FROM m)) y),
+	'customer,payment,refund,subscription', 'they are kept as digests scoped to the merchant');
+SELECT is((SELECT count(*)::int FROM payments.idempotency_keys WHERE merchant_id = (SELECT a FROM m)
+	AND idempotency_key = 'cust-keep' AND request_hash IS NOT NULL), 1, 'another customer''s key stays as given');
+CREATE TEMP TABLE npay AS SELECT count(*) AS n FROM payments.payments WHERE merchant_id = (SELECT a FROM m);
+SELECT is((SELECT concat_ws('|', kind, status) FROM pay_refund(payment_id => (SELECT payment_id FROM p1), amount => '1.00 USD',
+	reason => 'again', idempotency_key => 'refund-ada')),
+	(SELECT concat_ws('|', kind, status) FROM payments.operations WHERE idempotency_key = (SELECT payments._erased_key(a, 'refund-ada') FROM m)),
+	'a repeated refund under its key returns the refund it made');
+SELECT is((SELECT count(*)::int FROM payments.operations WHERE payment_id = (SELECT payment_id FROM p1) AND kind = 'refund'
+	AND reason IS NOT DISTINCT FROM 'again'), 0, 'and makes no second refund');
+SELECT is((SELECT subscription_id FROM pay_create_subscription(customer_id => (SELECT customer_id FROM c1), price => '5.00 USD',
+	interval_unit => 'month', idempotency_key => 'sub-ada')),
+	(SELECT subscription_id FROM payments.subscriptions WHERE idempotency_key = (SELECT payments._erased_key(a, 'sub-ada') FROM m)),
+	'a repeated subscription under its key returns the subscription it made');
+SELECT is((SELECT count(*) FROM payments.payments WHERE merchant_id = (SELECT a FROM m)), (SELECT n FROM npay),
+	'the repeats made no payment');
+SELECT is((SELECT count(*)::int FROM payments.idempotency_keys WHERE merchant_id = (SELECT a FROM m)
+	AND idempotency_key IN ('cust-1', 'pay-ada', 'refund-ada', 'sub-ada')), 0, 'and left no key as given behind');
 SELECT throws_ok(format('SELECT pay_update_customer(customer_id => %s, name => ''x'', idempotency_key => ''cust-upd'')',
 	(SELECT customer_id FROM ck)), 'PT409', NULL, 'a key of the erased customer''s request naming another customer is a conflict (PT409)');
 SELECT throws_ok($$SELECT pay_create_customer(email => 'other@example.com', idempotency_key => 'cust-keep')$$,
@@ -262,9 +300,9 @@ SELECT is((SELECT count(*)::int FROM payments.events x WHERE x.merchant_id = (SE
 	'no event holds a copy of its payments'' metadata');
 SELECT is((SELECT count(*)::int FROM payments.audit_log x WHERE x::text ~* 'lovelace|Ada asked|scarf'), 0,
 	'the audit log never held the free text of its payments and refunds');
-SELECT is((SELECT string_agg(idempotency_key, ',' ORDER BY idempotency_key) FROM payments.idempotency_keys
-	WHERE merchant_id = (SELECT a FROM m) AND idempotency_key IN ('pay-free-text', 'guest-ada') AND request_hash IS NULL
-		AND customer_id = (SELECT customer_id FROM c1)), 'guest-ada,pay-free-text',
+SELECT is((SELECT count(*)::int FROM payments.idempotency_keys
+	WHERE merchant_id = (SELECT a FROM m) AND request_hash IS NULL AND customer_id = (SELECT customer_id FROM c1)
+		AND idempotency_key IN (SELECT payments._erased_key(a, k) FROM m, unnest(ARRAY['pay-free-text', 'guest-ada']) k)), 2,
 	'the keys of its payments, the guest purchase''s too, keep no digest of the free text');
 SELECT is((SELECT concat_ws('|', kind, amount) FROM pay_refund(payment_id => (SELECT payment_id FROM pg),
 	amount => '2.00 USD', reason => 'after the erasure')), 'refund|2.00 USD', 'its payments can still be refunded');
@@ -321,8 +359,9 @@ SELECT is(pg_temp.indexes_used(format('SELECT * FROM payments.plans x WHERE x.me
 SELECT is(pg_temp.indexes_used(format('SELECT * FROM payments.subscriptions x WHERE x.merchant_id = %s
 	AND x.idempotency_key = %L ORDER BY x.subscription_id DESC LIMIT 1', a, 'bulk-77')), 'subscriptions_idempotency_key',
 	'pay_create_subscription''s repeat reads subscriptions_idempotency_key') FROM m;
-SELECT is(pg_temp.indexes_used(format('UPDATE payments.idempotency_keys k SET request_hash = NULL
-	WHERE k.merchant_id = %s AND k.customer_id = %s AND k.request_hash IS NOT NULL', a, 77)), 'idempotency_keys_customer',
+SELECT is(pg_temp.indexes_used(format('UPDATE payments.idempotency_keys k SET request_hash = NULL,
+		idempotency_key = payments._erased_key(k.merchant_id, k.idempotency_key)
+	WHERE k.merchant_id = %s AND k.customer_id = %s AND k.idempotency_key NOT LIKE %L', a, 77, 'erased:%')), 'idempotency_keys_customer',
 	'pay_erase_customer finds the customer''s keys by idempotency_keys_customer') FROM m;
 
 -- Two customers of one merchant with the same email (in any case): a guest
