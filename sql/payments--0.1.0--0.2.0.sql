@@ -7708,8 +7708,14 @@ DECLARE
 		pay_erase_customer.idempotency_key, 'erase_customer', md5(jsonb_build_array(c.customer_id)::text));
 	corr text := payments._correlation_id(pay_erase_customer.correlation_id);
 	result payments.customers;
+	kept jsonb;
 BEGIN
 	IF idem.request_kind IS NULL AND c.erased_at IS NULL THEN
+		-- what is at another gateway account than the one configured now
+		-- stays there: nothing can reach it from here (the credentials
+		-- of one account are kept).  Erasure is never refused for it: it
+		-- completes here and says what it left (customer.erased, WARNING)
+		kept := payments._customer_profiles_elsewhere(c);
 		-- the gateway's profile holds the email and billing address: it goes too
 		IF c.status <> 'deleted' THEN
 			PERFORM payments._end_customer_subscriptions(c);
@@ -7801,7 +7807,19 @@ BEGIN
 		WHERE e.merchant_id = c.merchant_id AND e.event_type LIKE 'customer.%'
 			AND (e.data ->> 'customer_id') = c.customer_id::text;
 		INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
-		VALUES (c.merchant_id, 'customer.erased', jsonb_build_object('customer_id', c.customer_id), corr);
+		VALUES (c.merchant_id, 'customer.erased', jsonb_build_object('customer_id', c.customer_id,
+			'gateway_profiles_kept', kept), corr);
+		IF kept <> '[]' THEN
+			RAISE WARNING 'customer % was erased, but its gateway profiles at another gateway account than the one configured now were not deleted', c.customer_id
+				USING ERRCODE = '01000',
+					DETAIL = format('%s. The credentials of that account are no longer configured, so nothing can be sent there; the customer.erased event lists them (gateway_profiles_kept).',
+						(SELECT string_agg(format('Gateway account %s keeps customer profile %s%s', k ->> 'gateway_account',
+								k ->> 'customer_profile_id',
+								CASE WHEN k ->> 'deletion' = 'held' THEN ' (its deletion is held as a dead letter)'
+									ELSE ' (nothing queued)' END), '; ')
+							FROM jsonb_array_elements(kept) k)),
+					HINT = 'Delete them in that account''s Merchant Interface (customer profiles, by id), or configure that account again (pay_configure_gateway) and retry a held deletion (pay_retry_dead_letter).';
+		END IF;
 	END IF;
 	SELECT * INTO result FROM payments.customers x
 	WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id;
@@ -7809,7 +7827,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments.pay_erase_customer(bigint, text, text) IS
-	'Erases a customer''s personal data: email, name, external_ref, billing and metadata; of its payments (payments made without customer_id whose customer object holds its email become its own first) the billing details sent, the card fingerprint, description, order_ref and metadata (an invoice charge keeps the description and metadata the extension wrote), their refunds'' reasons and the copies of their metadata in their events; card fingerprints, its subscriptions'' metadata, the masked gateway requests and replies of its operations, the digests of the arguments of its idempotency keys (a repeat under one returns what the request made, whatever the arguments), the idempotency keys of its requests and objects (kept as digests, which a repeat under the original key still finds), and its profile at the gateway (deleted by the worker). Kept, as the law requires: payments with amounts, dates, status, card brand and last four, invoice numbers, decline codes and reasons, gateway transaction and profile ids, and their operations. The customer stays as a deleted row with erased_at; the audit log records the change (without the personal values) and a customer.erased event is written.';
+	'Erases a customer''s personal data: email, name, external_ref, billing and metadata; of its payments (payments made without customer_id whose customer object holds its email become its own first) the billing details sent, the card fingerprint, description, order_ref and metadata (an invoice charge keeps the description and metadata the extension wrote), their refunds'' reasons and the copies of their metadata in their events; card fingerprints, its subscriptions'' metadata, the masked gateway requests and replies of its operations, the digests of the arguments of its idempotency keys (a repeat under one returns what the request made, whatever the arguments), the idempotency keys of its requests and objects (kept as digests, which a repeat under the original key still finds), and its profile at the gateway (deleted by the worker). Profiles at another gateway account than the one configured now cannot be deleted from here: erasure completes all the same, and lists them in its customer.erased event (gateway_profiles_kept) and a WARNING. Kept, as the law requires: payments with amounts, dates, status, card brand and last four, invoice numbers, decline codes and reasons, gateway transaction and profile ids, and their operations. The customer stays as a deleted row with erased_at; the audit log records the change (without the personal values) and a customer.erased event is written.';
 
 CREATE OR REPLACE FUNCTION payments._stored_method_for_payment(p_customer_id bigint, p_payment_method_id bigint,
 	p_other_methods integer)
@@ -16029,7 +16047,9 @@ COMMENT ON FUNCTION payments._method_operation_dead() IS
 	'Trigger: a save, deletion or customer deletion that became a dead letter fails its method, leaves it active, or keeps the customer''s profile (event); retried (pay_retry_dead_letter), the method is pending or deleting again.';
 
 ------------------------------------------------------------------------------
--- h-erasure-leftovers: pay_erase_customer keeps the idempotency keys of the
+-- h-erasure-leftovers: pay_erase_customer says what it could not erase at
+-- a gateway account other than the one configured now (customer.erased
+-- gateway_profiles_kept, a WARNING), and keeps the idempotency keys of the
 -- customer's requests and objects as digests (_erased_key), which a repeat
 -- under the original key still finds (_idempotency_claim; both edited in
 -- place above, with pay_create_customer and pay_create_subscription).
@@ -16040,6 +16060,45 @@ CREATE FUNCTION payments._erased_key(p_merchant bigint, p_key text) RETURNS text
 	AS $$ SELECT 'erased:' || encode(sha256(convert_to(p_merchant::text || ':' || p_key, 'UTF8')), 'hex') $$;
 COMMENT ON FUNCTION payments._erased_key(bigint, text) IS
 	'Internal: an erased customer''s idempotency key as pay_erase_customer keeps it: ''erased:'' and the hex SHA-256 of the merchant id, a colon and the key.';
+
+CREATE FUNCTION payments._customer_profiles_elsewhere(c payments.customers) RETURNS jsonb
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+	WITH configured AS (
+		SELECT payments._gateway_account(g.api_login_id) AS account
+		FROM payments.gateway_config g WHERE g.merchant_id = c.merchant_id
+	), profiles AS (
+		SELECT payments._customer_account(c.merchant_id, c.customer_id) AS account,
+			c.customer_profile_id AS profile, NULL::text AS payment_profile_id, NULL::bigint AS payment_method_id
+		WHERE c.customer_profile_id IS NOT NULL
+			AND NOT EXISTS (SELECT 1 FROM payments.operations o
+				WHERE o.merchant_id = c.merchant_id AND o.customer_id = c.customer_id
+					AND o.kind = 'delete_customer' AND o.status = 'succeeded')
+		UNION ALL
+		SELECT payments._method_account(x.merchant_id, x.payment_method_id),
+			x.customer_profile_id, x.payment_profile_id, x.payment_method_id
+		FROM payments.payment_methods x
+		WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id
+			AND x.status IN ('active', 'deleting') AND x.payment_profile_id IS NOT NULL
+	)
+	SELECT coalesce(jsonb_agg(jsonb_build_object('gateway_account', e.account,
+			'customer_profile_id', e.profile, 'payment_profile_ids', e.payment_profile_ids,
+			'payment_method_ids', e.payment_method_ids,
+			'deletion', CASE WHEN e.profile = c.customer_profile_id
+				AND e.account = payments._customer_account(c.merchant_id, c.customer_id) THEN 'held' ELSE 'none' END)
+		ORDER BY e.account, e.profile), '[]')
+	FROM (SELECT p.account, p.profile,
+			coalesce(jsonb_agg(p.payment_profile_id ORDER BY p.payment_method_id)
+				FILTER (WHERE p.payment_profile_id IS NOT NULL), '[]') AS payment_profile_ids,
+			coalesce(jsonb_agg(p.payment_method_id ORDER BY p.payment_method_id)
+				FILTER (WHERE p.payment_method_id IS NOT NULL), '[]') AS payment_method_ids
+		FROM profiles p, configured g
+		WHERE p.account IS NOT NULL AND p.account <> g.account AND p.profile IS NOT NULL
+		GROUP BY p.account, p.profile) e
+	$$;
+COMMENT ON FUNCTION payments._customer_profiles_elsewhere(payments.customers) IS
+	'Internal: a customer''s gateway profiles at another gateway account than the one configured now, as pay_erase_customer lists them (customer.erased gateway_profiles_kept): gateway_account, customer_profile_id, payment_profile_ids, payment_method_ids, deletion (held or none).';
 
 ------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,

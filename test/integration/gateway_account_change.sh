@@ -11,6 +11,8 @@
 # profile is at the old account, and deletions of methods saved there.
 # Section 5: deleting such a customer, saving the card of an old-account
 # payment, and a customer deletion queued before the change (held).
+# Section 6: erasing such a customer (never refused): it completes here and
+# names what it left at the other account.
 set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
 SIMDIR="$WORK/sim-account-change"
@@ -240,5 +242,55 @@ like "$(as_merchant -c "SELECT concat_ws('|', status, failure_reason) FROM pay_w
 	"5d: a save of an old-account payment's card queued as the merchant moved is held, the method failed saying why"
 is "$(q -c "SELECT count(*) FROM payments.gateway_exchanges e JOIN payments.operations o ON o.merchant_id = e.merchant_id AND o.operation_id = e.operation_id WHERE o.merchant_id = $M3 AND o.payment_method_id = $pm6")" 0 \
 	"5d: nothing of it was sent to the new account"
+
+###########################################################################
+# 6. Erasure (pay_erase_customer) is a legal obligation: never refused.
+#    Erasing a customer whose cards are at the old account (its profile at
+#    the new one) deleted the profile at the new account only; the old
+#    profile with its cards stayed there, silently.  Now erasure completes
+#    here and says what it left: its customer.erased event lists the
+#    account and the profiles (gateway_profiles_kept), and a WARNING.  (b)
+#    A customer whose own profile is at the old account: its deletion is
+#    held (a dead letter), listed as held, and deletes the profile once
+#    that account is configured again and it is retried.
+a_new=$(q -c "SELECT payments._gateway_account('hbLogin3')")
+oldprof=$(q -c "SELECT customer_profile_id FROM payments.payment_methods WHERE merchant_id = $M3 AND payment_method_id = $pm")
+newprof=$(as_merchant -c "SELECT customer_profile_id FROM pay_get_customer($cid)")
+pps=$(q -c "SELECT string_agg(payment_profile_id, ',' ORDER BY payment_method_id) FROM payments.payment_methods WHERE merchant_id = $M3 AND payment_method_id IN ($pm, $pm3)")
+comment "6a: customer $cid: profile $newprof at $a_new; methods $pm, $pm3 under $oldprof at $a_old ($pps)"
+out=$(as_merchant -c "SELECT concat_ws('|', status, erased_at IS NOT NULL) FROM pay_erase_customer($cid)" 2>&1)
+like "$out" "deleted\|t" "6a: the erasure completes (not refused)"
+like "$out" "WARNING: .*customer $cid was erased, but its gateway profiles at another gateway account" \
+	"6a: with a WARNING that it left profiles at another account"
+like "$out" "Gateway account $a_old keeps customer profile $oldprof" "6a: naming the account and the profile"
+is "$(q -c "SELECT data -> 'gateway_profiles_kept' FROM payments.events WHERE merchant_id = $M3 AND event_type = 'customer.erased' AND data ->> 'customer_id' = '$cid'")" \
+	"$(q -c "SELECT jsonb_build_array(jsonb_build_object('gateway_account', '$a_old', 'customer_profile_id', '$oldprof', 'payment_profile_ids', to_jsonb(string_to_array('$pps', ',')), 'payment_method_ids', jsonb_build_array($pm, $pm3), 'deletion', 'none'))")" \
+	"6a: the customer.erased event lists the old account, the profile, its payment profiles and methods left there"
+op6=$(q -c "SELECT operation_id FROM payments.operations WHERE merchant_id = $M3 AND customer_id = $cid AND kind = 'delete_customer'")
+ok "$(passed wait_for "(SELECT status = 'succeeded' FROM payments.operations WHERE merchant_id = $M3 AND operation_id = $op6)")" \
+	"6a: the profile at the new account is deleted there"
+is "$(sim_ctl GET '/profiles?merchant=hbLogin3' | grep -c "\"$newprof\"" || true)|$(sim_ctl GET "/profiles?merchant=$SIM_LOGIN" | grep -c "\"$oldprof\"" || true)" "0|1" \
+	"6a: gone from the new account; the old profile is still at the old account, as the event says"
+is "$(q -c "SELECT string_agg(status, ',' ORDER BY payment_method_id) FROM payments.payment_methods WHERE merchant_id = $M3 AND customer_id = $cid")" \
+	"deleted,deleted,deleted" "6a: its methods are deleted here"
+# (b) a customer whose profile is at the account configured before
+c7=$(as_merchant -c "SELECT customer_id FROM pay_create_customer(email => 'hb7@example.com')")
+pm7=$(as_merchant -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $c7, card => pay_card('5424000000000015', 12, $Y, '123'), validation_mode => 'none')")
+is "$(as_merchant -c "SELECT status FROM pay_wait_payment_method($pm7, '10 s')")" active "6b: a customer's card saved at account $a_new"
+prof7=$(as_merchant -c "SELECT customer_profile_id FROM pay_get_customer($c7)")
+is "$(move_account $M3 "$SIM_LOGIN" "$SIM_KEY")" "" "6b: the merchant moves to account $a_old"
+out=$(as_merchant -c "SELECT status FROM pay_erase_customer($c7)" 2>&1)
+like "$out" "Gateway account $a_new keeps customer profile $prof7 \(its deletion is held as a dead letter\)" \
+	"6b: erased, the WARNING names the profile left at the other account, its deletion held"
+is "$(q -c "SELECT concat_ws('|', e -> 'gateway_account', e -> 'customer_profile_id', e -> 'payment_method_ids', e -> 'deletion') FROM payments.events, jsonb_array_elements(data -> 'gateway_profiles_kept') e WHERE merchant_id = $M3 AND event_type = 'customer.erased' AND data ->> 'customer_id' = '$c7'")" \
+	"\"$a_new\"|\"$prof7\"|[$pm7]|\"held\"" "6b: and so does its customer.erased event"
+op7=$(q -c "SELECT operation_id FROM payments.operations WHERE merchant_id = $M3 AND customer_id = $c7 AND kind = 'delete_customer'")
+ok "$(passed wait_for "(SELECT status = 'dead' AND last_error LIKE 'held: %' FROM payments.operations WHERE merchant_id = $M3 AND operation_id = $op7)")" \
+	"6b: its deletion is held as a dead letter, nothing sent to the account configured now"
+is "$(move_account $M3 hbLogin3 hbKey3hbKey3hbK3)" "" "6b: account $a_new configured again"
+q -c "SELECT payments.pay_retry_dead_letter($M3, $op7)" >/dev/null
+ok "$(passed wait_for "(SELECT status = 'succeeded' FROM payments.operations WHERE merchant_id = $M3 AND operation_id = $op7)")" \
+	"6b: retried there, the held deletion succeeds"
+is "$(sim_ctl GET '/profiles?merchant=hbLogin3' | grep -c "\"$prof7\"" || true)" 0 "6b: and the erased customer's profile is gone from that account"
 
 tap_done
