@@ -151,6 +151,7 @@ CREATE FUNCTION payments._idempotency_claim(p_merchant bigint, p_key text, p_kin
 	AS $$
 DECLARE
 	existing payments.idempotency_keys;
+	inserted boolean;
 BEGIN
 	IF p_key IS NULL THEN
 		RETURN NULL;
@@ -159,17 +160,25 @@ BEGIN
 	INSERT INTO payments.idempotency_keys (merchant_id, idempotency_key, request_kind, request_hash, customer_id)
 	VALUES (p_merchant, p_key, p_kind, p_hash, p_customer)
 	ON CONFLICT DO NOTHING;
-	IF NOT FOUND THEN
+	inserted := FOUND;
+	IF NOT inserted THEN
 		SELECT * INTO existing FROM payments.idempotency_keys
 		WHERE merchant_id = p_merchant AND idempotency_key = p_key;
-	ELSE
-		-- new, unless its customer was erased since (the key is kept as a digest)
+	END IF;
+	-- new (or gone since the INSERT met it: an erasure committed in
+	-- between), unless its customer was erased: the key is kept as a
+	-- digest.  (A REPEATABLE READ or SERIALIZABLE snapshot older than the
+	-- erasure does not see the digest: the call then fails with 40001 as it
+	-- locks or updates a row the erasure changed, the key's own included.)
+	IF existing.request_kind IS NULL THEN
 		SELECT * INTO existing FROM payments.idempotency_keys
 		WHERE merchant_id = p_merchant AND idempotency_key = payments._erased_key(p_merchant, p_key);
 		IF NOT FOUND THEN
 			RETURN NULL;
 		END IF;
-		DELETE FROM payments.idempotency_keys WHERE merchant_id = p_merchant AND idempotency_key = p_key;
+		IF inserted THEN
+			DELETE FROM payments.idempotency_keys WHERE merchant_id = p_merchant AND idempotency_key = p_key;
+		END IF;
 	END IF;
 	IF existing.request_kind <> p_kind
 			OR (existing.request_hash IS NOT NULL AND existing.request_hash <> p_hash)

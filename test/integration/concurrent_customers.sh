@@ -175,8 +175,9 @@ is "$(as_merchant -c "SELECT string_agg(payment_method_id::text, ',') FROM payme
 #    fails with 40001, to be retried (before: 23505 on an internal index,
 #    as if the caller had made a duplicate, when the other session had set
 #    a default), and nothing of it stays.
-# rr_race LEVEL SQL_OF_A SQL_OF_B: b takes its snapshot at LEVEL, a commits
-# SQL_OF_A, then b runs SQL_OF_B and rolls back; b's output is in $SESS/b.out
+# rr_race LEVEL SQL_OF_A SQL_OF_B [END]: b takes its snapshot at LEVEL, a
+# commits SQL_OF_A, then b runs SQL_OF_B and rolls back (or END: COMMIT);
+# b's output is in $SESS/b.out
 rr_race() {
 	session b
 	say b "BEGIN ISOLATION LEVEL $1; SELECT 'snapshot taken';"
@@ -184,7 +185,7 @@ rr_race() {
 	poll_value 20 done_with b B-SNAP >/dev/null
 	as_merchant -c "$2" >/dev/null
 	say b "$3"
-	say b 'ROLLBACK;'
+	say b "${4:-ROLLBACK};"
 	say b '\echo B-DONE'
 	poll_value 20 done_with b B-DONE >/dev/null
 	close b
@@ -254,4 +255,27 @@ like "$(tr '\n' ' ' <"$SESS/b.out")" 'ERROR:  PT409: idempotency key was already
 	"the same key with other arguments: PT409 once the first committed"
 is "$(as_merchant -c "SELECT count(*) FROM payments.subscriptions WHERE customer_id = $c10")" 2 "one subscription per key"
 unhold_claims
+
+# 9. A guest purchase repeated under its idempotency key (made of the
+#    email, as applications do) in a REPEATABLE READ or SERIALIZABLE
+#    transaction whose snapshot predates the erasure of the customer it
+#    became.  Erasure keeps the key as a digest, which that snapshot does
+#    not see, and the key as given, renamed, no longer stops the claim's
+#    INSERT: the repeat must still never make a second payment.  It fails
+#    with 40001 (the claim updates the key row the erasure renamed), and
+#    retried, it returns the original payment.
+for level in "REPEATABLE READ" SERIALIZABLE; do
+	tag=${level// /}
+	c11=$(as_merchant -c "SELECT customer_id FROM pay_create_customer(email => 'guest-$tag@example.com')")
+	next_card
+	buy="pay_purchase(amount => '6.00 USD', card => $card, customer => '{\"email\": \"guest-$tag@example.com\"}', idempotency_key => 'order-guest-$tag@example.com')"
+	p11=$(as_merchant -c "SELECT payment_id FROM $buy")
+	rr_race "$level" "SELECT status FROM pay_erase_customer($c11)" "SELECT 'again ' || payment_id FROM $buy;" COMMIT
+	like "$(grep -e '^again ' -e 'ERROR' "$SESS/b.out" | tr '\n' ' ')" "^(again $p11|ERROR:  40001: could not serialize access due to concurrent update) $" \
+		"$level: a repeat under the key of a guest purchase, its snapshot older than the erasure, returns the original payment or fails with 40001"
+	is "$(as_merchant -c "SELECT payment_id FROM $buy")|$(as_merchant -c "SELECT count(*) FROM payments.payments WHERE merchant_id = $M AND payment_id > $p11")" "$p11|0" \
+		"$level: retried, it returns the original payment; no second payment was made"
+	is "$(as_merchant -c "SELECT count(*) FROM payments.idempotency_keys WHERE merchant_id = $M AND idempotency_key IN ('order-guest-$tag@example.com', payments._erased_key($M, 'order-guest-$tag@example.com'))")" 1 \
+		"$level: the key is kept once, as a digest"
+done
 tap_done
