@@ -2387,6 +2387,31 @@ existing_trigger_args(Oid relid, const char *name, bool *exists)
 }
 
 /*
+ * drop_audit_triggers: drops those of the audit triggers of the table
+ * (quoted, qualified name) that exist, so that attaching or detaching says
+ * nothing about triggers that were not there.  Inside SPI.
+ */
+static void
+drop_audit_triggers(const char *qualified, bool exists, bool exists_trunc)
+{
+	StringInfoData sql;
+
+	initStringInfo(&sql);
+	if (exists)
+	{
+		appendStringInfo(&sql, "DROP TRIGGER IF EXISTS %s ON %s", AUDIT_TRIGGER_NAME, qualified);
+		exec_as_owner(sql.data);
+	}
+	if (exists_trunc)
+	{
+		resetStringInfo(&sql);
+		appendStringInfo(&sql, "DROP TRIGGER IF EXISTS %s ON %s", AUDIT_TRUNCATE_TRIGGER_NAME, qualified);
+		exec_as_owner(sql.data);
+	}
+	pfree(sql.data);
+}
+
+/*
  * payments.pay_audit_attach(table_name regclass, masked_columns text[])
  * returns boolean: attaches the audit triggers; false when they were
  * attached already with the same masked columns.
@@ -2456,13 +2481,8 @@ pay_audit_attach(PG_FUNCTION_ARGS)
 
 	qualified = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
 										   get_rel_name(relid));
+	drop_audit_triggers(qualified, exists, exists_trunc);
 	initStringInfo(&sql);
-	appendStringInfo(&sql, "DROP TRIGGER IF EXISTS %s ON %s", AUDIT_TRIGGER_NAME, qualified);
-	exec_as_owner(sql.data);
-	resetStringInfo(&sql);
-	appendStringInfo(&sql, "DROP TRIGGER IF EXISTS %s ON %s", AUDIT_TRUNCATE_TRIGGER_NAME, qualified);
-	exec_as_owner(sql.data);
-	resetStringInfo(&sql);
 	appendStringInfo(&sql,
 					 "CREATE TRIGGER %s AFTER INSERT OR UPDATE OR DELETE ON %s "
 					 "FOR EACH ROW EXECUTE FUNCTION payments._audit_trigger(%s)",
@@ -2489,7 +2509,6 @@ pay_audit_detach(PG_FUNCTION_ARGS)
 	bool		exists,
 				exists_trunc;
 	char	   *qualified;
-	StringInfoData sql;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -2510,12 +2529,7 @@ pay_audit_detach(PG_FUNCTION_ARGS)
 	}
 	qualified = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
 										   get_rel_name(relid));
-	initStringInfo(&sql);
-	appendStringInfo(&sql, "DROP TRIGGER IF EXISTS %s ON %s", AUDIT_TRIGGER_NAME, qualified);
-	exec_as_owner(sql.data);
-	resetStringInfo(&sql);
-	appendStringInfo(&sql, "DROP TRIGGER IF EXISTS %s ON %s", AUDIT_TRUNCATE_TRIGGER_NAME, qualified);
-	exec_as_owner(sql.data);
+	drop_audit_triggers(qualified, exists, exists_trunc);
 	SPI_finish();
 	PG_RETURN_BOOL(true);
 }
