@@ -1,0 +1,241 @@
+#!/usr/bin/env bash
+# README's reference tables are true: they are parsed from README.md and
+# compared with the installed extension and its sources.
+#  - every function of a table row ("| `pay_x(a, b DEFAULT 1)` | ...")
+#    exists with exactly those named input arguments, and an argument shown
+#    with a default ("DEFAULT v", "=> v") has that default;
+#  - every pay_* function a user calls (not a type's, operator's,
+#    aggregate's or cast's support function) is named in README;
+#  - the settings table (## Configuration) lists every payments.* setting
+#    the library defines, with its default and context (restart: postmaster,
+#    reload: sighup, superuser, session / set on functions: user);
+#  - the SQLSTATE table (## Error codes) lists every code the SQL
+#    (USING ERRCODE = '...') and the C code (errcode(...)) raise, apart from
+#    those a caller cannot cause (below), and no code nothing raises.
+# A failure names each mismatch.
+set -euo pipefail
+source "$(dirname "$0")/../lib/integration.sh"
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+TMP=$(mktemp -d)
+trap '[ -n "${KEEP_TMP:-}" ] || rm -rf "$TMP"' EXIT
+q() { cluster_psql "$WORK" "$PORT" payments -At -F $'\t' -c "$1"; }
+
+# input arguments of the payments.pay_* functions: name, argument, type, default
+q "SELECT p.proname, a.n, format_type(p.proargtypes[a.k - 1], NULL),
+		coalesce(pg_get_function_arg_default(p.oid, a.i::int), '')
+	FROM pg_proc p,
+		LATERAL (SELECT n, i, count(*) OVER (ORDER BY i) AS k
+			FROM unnest(p.proargnames, coalesce(p.proargmodes,
+				array_fill('i'::\"char\", ARRAY[coalesce(cardinality(p.proargnames), 0)]))) WITH ORDINALITY u(n, m, i)
+			WHERE m IN ('i', 'b', 'v')) a
+	WHERE p.pronamespace = 'payments'::regnamespace AND p.proname LIKE 'pay\_%'
+	ORDER BY 1, a.i" >"$TMP/args"
+# the functions a user calls: not the support function of a type, operator,
+# aggregate, operator class or cast; and how many input arguments
+q "SELECT p.proname, p.pronargs FROM pg_proc p
+	WHERE p.pronamespace = 'payments'::regnamespace AND p.proname LIKE 'pay\_%'
+	AND p.oid NOT IN (SELECT unnest(ARRAY[typinput, typoutput, typreceive, typsend]) FROM pg_type)
+	AND p.oid NOT IN (SELECT unnest(ARRAY[oprcode, oprrest, oprjoin]) FROM pg_operator)
+	AND p.oid NOT IN (SELECT unnest(ARRAY[aggtransfn, aggfinalfn, aggcombinefn, aggserialfn,
+		aggdeserialfn, aggmtransfn, aggminvtransfn, aggmfinalfn]) FROM pg_aggregate)
+	AND p.oid NOT IN (SELECT amproc FROM pg_amproc)
+	AND p.oid NOT IN (SELECT castfunc FROM pg_cast)
+	ORDER BY 1" >"$TMP/functions"
+q "SELECT name, boot_val, coalesce(unit, ''), context FROM pg_settings
+	WHERE name LIKE 'payments.%' ORDER BY 1" >"$TMP/settings"
+ok "$([ "$(wc -l <"$TMP/functions")" -ge 80 ] && [ "$(wc -l <"$TMP/settings")" -ge 25 ] && echo 0 || echo 1)" \
+	"the catalog lists the extension's functions and settings"
+
+# PHASE 1: README against the catalog and the sources; prints problems, and
+# writes the default checks (SQL: README line, function, argument, ok) to
+# $TMP/defaults.sql
+# PostgreSQL's own codes (ERRCODE_* names): the server headers, which the
+# private tree the suite runs against (WORK/pg) leaves out
+errcodes_h=$(pg_config --includedir-server)/utils/errcodes.h
+[ -f "$errcodes_h" ] || errcodes_h=${errcodes_h#"$WORK/pg"}
+problems=$(python3 - "$ROOT" "$TMP" "$errcodes_h" <<'EOF'
+import glob, os, re, sys
+root, tmp, pg_errcodes = sys.argv[1:4]
+readme = open(os.path.join(root, "README.md")).read().split("\n")
+out = []
+
+args = {}          # function -> [(argument, type, default)]
+for line in open(os.path.join(tmp, "args")):
+    f, a, t, d = line.rstrip("\n").split("\t")
+    args.setdefault(f, []).append((a, t, d))
+functions = {}
+for line in open(os.path.join(tmp, "functions")):
+    f, n = line.split("\t")
+    functions[f] = int(n)
+
+def cells(row):
+    return [c.strip() for c in re.split(r"(?<!\\)\|", row)[1:-1]]
+
+def section(title):
+    """the table rows (after the header rows) of the first table under ## title"""
+    start = readme.index("## " + title)
+    rows, seen = [], False
+    for i in range(start + 1, len(readme)):
+        line = readme[i]
+        if line.startswith("#"):
+            break
+        if line.startswith("|"):
+            seen = True
+            rows.append((i + 1, line))
+        elif seen:
+            break
+    return rows[2:]
+
+# 1. function rows
+sql_checks = []
+documented = set()
+for n, line in enumerate(readme, 1):
+    if not line.startswith("| `pay_"):
+        continue
+    for sig in re.findall(r"`(pay_\w+\(.*?\))`", cells(line)[0]):
+        name = sig[:sig.index("(")]
+        inner = sig[sig.index("(") + 1:-1].replace("\\|", "|")
+        documented.add(name)
+        if name not in functions:
+            out.append(f"README line {n}: {name} is not a function of the extension")
+            continue
+        if "..." in inner:
+            continue
+        have = {a: (t, d) for a, t, d in args.get(name, [])}
+        shown = []
+        for piece in [p.strip() for p in inner.split(",") if p.strip()]:
+            m = re.match(r"(.*?)\s+(?:DEFAULT|=>)\s+(.*)$", piece)
+            names_part, default = (m.group(1), m.group(2)) if m else (piece, None)
+            names = [w for w in re.split(r"[\s|+\[\]]+", names_part) if w]
+            for a in names:
+                shown.append(a)
+                if a not in have:
+                    out.append(f"README line {n}: {name} has no argument {a}")
+                    continue
+                if default is None:
+                    continue
+                if have[a][1] == "":
+                    out.append(f"README line {n}: {name}'s argument {a} has no default (README: {default})")
+                elif re.fullmatch(r"'[^']*'|-?[0-9]+|true|false|NULL", default):
+                    sql_checks.append(f"SELECT {n}, '{name}', '{a}', "
+                                      f"({have[a][1]})::{have[a][0]} IS NOT DISTINCT FROM ({default})::{have[a][0]}, "
+                                      f"format('%s', ({have[a][1]})::{have[a][0]});")
+        for a, _, _ in args.get(name, []):
+            if a not in shown:
+                out.append(f"README line {n}: {name}(...) leaves out its argument {a}")
+        if not args.get(name) and functions[name] and not shown:
+            pass
+        if functions[name] == 0 and shown:
+            out.append(f"README line {n}: {name} takes no arguments")
+open(os.path.join(tmp, "defaults.sql"), "w").write("\n".join(sql_checks) + "\n")
+
+# 2. every function a user calls is named in README
+text = "\n".join(readme)
+for f in sorted(functions):
+    if not re.search(r"\b" + f + r"\b", text):
+        out.append(f"README never names the function {f}")
+
+# 3. settings
+units = {"ms": 0.001, "s": 1, "min": 60, "h": 3600, "d": 86400}
+contexts = {"restart": "postmaster", "reload": "sighup", "superuser": "superuser",
+            "session": "user", "set on functions": "user"}
+guc = {}
+for line in open(os.path.join(tmp, "settings")):
+    name, boot, unit, context = line.rstrip("\n").split("\t")
+    guc[name] = (boot, unit, context)
+listed = set()
+for n, row in section("Configuration"):
+    c = cells(row)
+    name = c[0].strip("`")
+    listed.add(name)
+    if name not in guc:
+        out.append(f"README line {n}: there is no setting {name}")
+        continue
+    boot, unit, context = guc[name]
+    default = c[1].replace("`", "")
+    m = re.match(r"(-?[0-9][0-9,]*)\s*(ms|s|min|h|d)?\b", default)
+    if m and boot.lstrip("-").isdigit():
+        value = float(m.group(1).replace(",", "")) * units.get(m.group(2) or unit or "s", 1)
+        base = float(boot) * units.get(unit, 1) if unit else float(boot)
+        if m.group(2) is None and unit:
+            value = float(m.group(1).replace(",", "")) * units[unit]
+        ok = abs(value - base) < 1e-9
+    elif default.startswith("empty"):
+        ok = boot == ""
+    else:
+        ok = default.split(" ")[0] == boot
+    if not ok:
+        out.append(f"README line {n}: {name} defaults to {boot}{(' ' + unit) if unit else ''}, README says {c[1]}")
+    want = contexts.get(c[2].split(",")[0].strip())
+    if want != context:
+        out.append(f"README line {n}: {name}'s context is {context}, README says {c[2]}")
+for name in sorted(set(guc) - listed):
+    out.append(f"the settings table leaves out {name}")
+
+# 4. SQLSTATEs
+def make_sqlstate(s):
+    return "".join(re.findall(r"'(.)'", s))
+names = {}
+for line in open(pg_errcodes):
+    m = re.match(r"#define (ERRCODE_\w+)\s+(MAKE_SQLSTATE\(.*\))", line)
+    if m:
+        names[m.group(1)] = make_sqlstate(m.group(2))
+sources = glob.glob(os.path.join(root, "src", "*.[ch]")) + glob.glob(os.path.join(root, "src", "anet", "*.[ch]"))
+for path in sources:
+    for m in re.finditer(r"#define (ERRCODE_\w+)\s+(MAKE_SQLSTATE\([^)]*\))", open(path).read()):
+        names[m.group(1)] = make_sqlstate(m.group(2))
+raised = {}        # code -> where
+for path in sources:
+    src = open(path).read()
+    # a code used, not defined or compared with: errcode(ERRCODE_X),
+    # card_error(ERRCODE_X, ...)
+    for line in src.split("\n"):
+        if line.lstrip().startswith("#define"):
+            continue
+        for m in re.finditer(r"(?<![=!]= )\b(ERRCODE_\w+|MAKE_SQLSTATE\([^)]*\))", line):
+            code = names.get(m.group(1)) or make_sqlstate(m.group(1))
+            raised.setdefault(code, os.path.relpath(path, root))
+for path in sorted(glob.glob(os.path.join(root, "sql", "src", "*.sql"))):
+    for m in re.finditer(r"ERRCODE\s*=\s*'([0-9A-Z]{5})'", open(path).read()):
+        raised.setdefault(m.group(1), os.path.relpath(path, root))
+# what no caller can cause: notices and generic warnings, internal errors
+# and corrupted data, resources, a broken installation (a missing table,
+# function or column of the extension), misuse of the internal triggers,
+# the server's own configuration, and what cannot happen (a transaction
+# start out of the timestamp range, server text that is not UTF-8)
+exempt = {"00000", "01000", "XX000", "XX001", "53200", "58000", "F0000", "39P01",
+          "42P01", "42883", "42704", "3F000", "42703", "42710", "22008", "22021", "22P03"}
+table = {}
+for n, row in section("Error codes"):
+    first = cells(row)[0]
+    for a, b in re.findall(r"`([0-9A-Z]{5})`(?:\s*[–-]\s*`([0-9A-Z]{5})`)?", first):
+        if b:
+            for k in range(int(a[3:]), int(b[3:]) + 1):
+                table[a[:3] + "%02d" % k] = n
+        else:
+            table[a] = n
+for code in sorted(set(raised) - set(table) - exempt):
+    out.append(f"the errors table leaves out {code} (raised in {raised[code]})")
+for code in sorted(set(table) - set(raised)):
+    out.append(f"README line {table[code]}: nothing raises {code}")
+print("\n".join(out))
+EOF
+)
+same "$problems" "" "README's function tables, settings table and errors table match the extension"
+
+# PHASE 2: the defaults README shows are the functions' defaults
+checks=$(grep -c . "$TMP/defaults.sql" || true)
+ok "$([ "$checks" -ge 10 ] && echo 0 || echo 1)" "README shows defaults of functions ($checks)"
+wrong=$(cluster_psql "$WORK" "$PORT" payments -At -F ' ' <"$TMP/defaults.sql" |
+	awk '$4 == "f" { print "README line " $1 ": " $2 "(" $3 ") defaults to " substr($0, index($0, " f ") + 3) }')
+same "$wrong" "" "the defaults README shows are the functions' defaults"
+
+# README's audit example: attaching (and detaching) a table answers true and
+# says nothing else (no notices about triggers that were not there)
+q "CREATE TABLE public.readme_reference_orders (id int)" >/dev/null
+said=$(cluster_psql "$WORK" "$PORT" payments -At -c "SELECT payments.pay_audit_attach('public.readme_reference_orders')" \
+	-c "SELECT payments.pay_audit_attach('public.readme_reference_orders', masked_columns => '{id}')" \
+	-c "SELECT payments.pay_audit_detach('public.readme_reference_orders')" 2>&1)
+is "$(tr '\n' ' ' <<<"$said")" "t t t " "pay_audit_attach and pay_audit_detach say nothing but their result"
+q "DROP TABLE public.readme_reference_orders" >/dev/null
+tap_done
