@@ -11,7 +11,9 @@
 #    reload: sighup, superuser, session / set on functions: user);
 #  - the SQLSTATE table (## Error codes) lists every code the SQL
 #    (USING ERRCODE = '...') and the C code (errcode(...)) raise, apart from
-#    those a caller cannot cause (below), and no code nothing raises.
+#    those a caller cannot cause (below), and no code nothing raises;
+#  - pay_list_payments' argument table, the files README names, and the
+#    repository layout (every src/*.c).
 # A failure names each mismatch.
 set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
@@ -41,7 +43,7 @@ q "SELECT p.proname, p.pronargs FROM pg_proc p
 	AND p.oid NOT IN (SELECT amproc FROM pg_amproc)
 	AND p.oid NOT IN (SELECT castfunc FROM pg_cast)
 	ORDER BY 1" >"$TMP/functions"
-q "SELECT name, boot_val, coalesce(unit, ''), context FROM pg_settings
+q "SELECT name, boot_val, coalesce(unit, ''), context, coalesce(min_val, '') FROM pg_settings
 	WHERE name LIKE 'payments.%' ORDER BY 1" >"$TMP/settings"
 ok "$([ "$(wc -l <"$TMP/functions")" -ge 80 ] && [ "$(wc -l <"$TMP/settings")" -ge 25 ] && echo 0 || echo 1)" \
 	"the catalog lists the extension's functions and settings"
@@ -141,8 +143,8 @@ contexts = {"restart": "postmaster", "reload": "sighup", "superuser": "superuser
             "session": "user", "set on functions": "user"}
 guc = {}
 for line in open(os.path.join(tmp, "settings")):
-    name, boot, unit, context = line.rstrip("\n").split("\t")
-    guc[name] = (boot, unit, context)
+    name, boot, unit, context, low = line.rstrip("\n").split("\t")
+    guc[name] = (boot, unit, context, low)
 listed = set()
 for n, row in section("Configuration"):
     c = cells(row)
@@ -151,7 +153,7 @@ for n, row in section("Configuration"):
     if name not in guc:
         out.append(f"README line {n}: there is no setting {name}")
         continue
-    boot, unit, context = guc[name]
+    boot, unit, context, low = guc[name]
     default = c[1].replace("`", "")
     m = re.match(r"(-?[0-9][0-9,]*)\s*(ms|s|min|h|d)?\b", default)
     if m and boot.lstrip("-").isdigit():
@@ -169,6 +171,11 @@ for n, row in section("Configuration"):
     want = contexts.get(c[2].split(",")[0].strip())
     if want != context:
         out.append(f"README line {n}: {name}'s context is {context}, README says {c[2]}")
+    # "(0: no limit)", "(`0`: never)", "at least 24": the lowest value
+    meaning = c[3].replace("`", "")
+    least = re.search(r"\(0: |at least ([0-9]+)", meaning)
+    if least and low != (least.group(1) or "0"):
+        out.append(f"README line {n}: {name}'s lowest value is {low}, README says {least.group(0)}")
 for name in sorted(set(guc) - listed):
     out.append(f"the settings table leaves out {name}")
 
@@ -218,6 +225,33 @@ for code in sorted(set(raised) - set(table) - exempt):
     out.append(f"the errors table leaves out {code} (raised in {raised[code]})")
 for code in sorted(set(table) - set(raised)):
     out.append(f"README line {table[code]}: nothing raises {code}")
+
+# 5. pay_list_payments' arguments (### Searching payments)
+start = readme.index("### Searching payments")
+shown = []
+for i in range(start, len(readme)):
+    if readme[i].startswith("| `"):
+        shown += re.findall(r"`(\w+)`", cells(readme[i])[0])
+    elif shown:
+        break
+if sorted(shown) != sorted(a for a, _, _ in args["pay_list_payments"]):
+    out.append(f"README line {start + 1}: pay_list_payments' arguments are "
+               f"{', '.join(a for a, _, _ in args['pay_list_payments'])}; README's table: {', '.join(shown)}")
+
+# 6. the files README names exist, and the layout names every C file
+for path in sorted(set(re.findall(r"\b(?:test|src|sql|docker|expected)/[\w./-]*\w", text))):
+    if re.search(r"--[A-Z]|[A-Z]\.[A-Z]", path):
+        continue        # a pattern: payments--A--B.sql, payments--X.Y.Z.sql
+    if not os.path.exists(os.path.join(root, path)):
+        out.append(f"README names {path}, which does not exist")
+start = readme.index("## Repository layout")
+layout = "\n".join(readme[start:readme.index("## Docker", start)])
+# a file, or a glob of some (card*.c); not "src/*.c", which names them all
+named = {g for g in re.findall(r"[\w*]+\.c\b", layout) if not g.startswith("*")}
+for path in sorted(glob.glob(os.path.join(root, "src", "*.c"))):
+    c = os.path.basename(path)
+    if not any(re.fullmatch(g.replace("*", ".*"), c) for g in named):
+        out.append(f"the repository layout leaves out src/{c}")
 print("\n".join(out))
 EOF
 )
