@@ -245,6 +245,11 @@ BEGIN
 				DETAIL = 'Over http the transaction key and card numbers would travel in clear.',
 				HINT = 'Use the https endpoint of the gateway; for a test against a local simulator a superuser can SET payments.allow_insecure_endpoint = on.';
 	END IF;
+	-- a merchant named that does not exist (the owner acting for any)
+	PERFORM FROM payments.merchants x WHERE x.merchant_id = m;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'merchant % does not exist', m USING ERRCODE = 'PT404';
+	END IF;
 	SELECT true, g.api_login_id INTO was_configured, old_login FROM payments.gateway_config g WHERE g.merchant_id = m;
 	-- another gateway account: what may have reached the current one and
 	-- is not resolved would be sent again to the new one (charged twice)

@@ -9,7 +9,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(44);
+SELECT plan(45);
 
 -- (a card cannot be stored, not even in a temporary table: a function makes them)
 CREATE FUNCTION pg_temp.card() RETURNS payments.pay_card LANGUAGE sql
@@ -25,6 +25,8 @@ SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', opaque_data => '{"d
 SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', customer_profile_id => '1')$$, '22Y22', NULL, 'a profile id alone is refused');
 SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', card => pg_temp.card(), customer => '[1]')$$, '22023', NULL, 'customer must be an object');
 SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', card => pg_temp.card(), description => repeat('x', 256))$$, '22001', NULL, 'an over-long description is refused');
+SELECT throws_ok($$SELECT payments.pay_configure_gateway(api_login_id => 'x', transaction_key => 'y', merchant_id => 987654321)$$,
+	'PT404', 'merchant 987654321 does not exist', 'the gateway of a merchant that does not exist is refused (not a foreign key error)');
 
 -- a recorded purchase: pending, with its operation, sealed card and events
 SELECT lives_ok($$CREATE TEMP TABLE p AS SELECT * FROM pay_purchase(amount => '10.00 USD', card => pg_temp.card(), idempotency_key => 'k1')$$, 'a purchase is recorded');
