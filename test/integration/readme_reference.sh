@@ -12,7 +12,9 @@
 #  - the SQLSTATE table (## Error codes) lists every code the SQL
 #    (USING ERRCODE = '...') and the C code (errcode(...)) raise, apart from
 #    those a caller cannot cause (below), and no code nothing raises;
-#  - pay_list_payments' argument table, the files README names, and the
+#  - pay_list_payments' argument table, pay_grant_api's list of the API and
+#    the API key scope table (payments._api_function_names/_scope), the
+#    files README names, and the
 #    repository layout (every src/*.c).
 # A failure names each mismatch.
 set -euo pipefail
@@ -45,6 +47,9 @@ q "SELECT p.proname, p.pronargs FROM pg_proc p
 	ORDER BY 1" >"$TMP/functions"
 q "SELECT name, boot_val, coalesce(unit, ''), context, coalesce(min_val, '') FROM pg_settings
 	WHERE name LIKE 'payments.%' ORDER BY 1" >"$TMP/settings"
+# the API (what pay_grant_api grants) and the API key scope of each function
+q "SELECT f, coalesce(payments._api_function_scope(f), '')
+	FROM unnest(payments._api_function_names()) f" >"$TMP/api"
 ok "$([ "$(wc -l <"$TMP/functions")" -ge 80 ] && [ "$(wc -l <"$TMP/settings")" -ge 25 ] && echo 0 || echo 1)" \
 	"the catalog lists the extension's functions and settings"
 
@@ -238,7 +243,36 @@ if sorted(shown) != sorted(a for a, _, _ in args["pay_list_payments"]):
     out.append(f"README line {start + 1}: pay_list_payments' arguments are "
                f"{', '.join(a for a, _, _ in args['pay_list_payments'])}; README's table: {', '.join(shown)}")
 
-# 6. the files README names exist, and the layout names every C file
+# 6. pay_grant_api's row lists the API; the scope table, each scope's functions
+api = dict(line.rstrip("\n").split("\t") for line in open(os.path.join(tmp, "api")))
+for n, line in enumerate(readme, 1):
+    if line.startswith("| `pay_grant_api(role)`"):
+        listed = set(re.findall(r"`(pay_\w+)`", cells(line)[1]))
+        for f in sorted(set(api) - listed):
+            out.append(f"README line {n}: pay_grant_api's list leaves out {f}")
+        for f in sorted(listed - set(api)):
+            out.append(f"README line {n}: pay_grant_api does not grant {f}")
+scopes = set()
+start = next(i for i, line in enumerate(readme) if "(`payments._api_function_scope`)" in line)
+for n in range(start + 3, len(readme) + 1):
+    line = readme[n - 1]
+    if not line.startswith("|"):
+        break
+    m = re.match(r"\| `(\w+)` \| ", line)
+    scope = m.group(1)
+    scopes.add(scope)
+    listed = set(re.findall(r"`(pay_\w+)`", cells(line)[1]))
+    for f in sorted(f for f, sc in api.items() if sc == scope and f not in listed):
+        out.append(f"README line {n}: scope {scope} allows {f}, which README leaves out")
+    for f in sorted(listed):
+        if api.get(f, "") not in ("", scope):
+            out.append(f"README line {n}: {f} needs scope {api[f]}, not {scope}")
+        elif f not in api:
+            out.append(f"README line {n}: {f} is not an API function")
+for sc in sorted(set(api.values()) - scopes - {""}):
+    out.append(f"the scope table leaves out scope {sc}")
+
+# 7. the files README names exist, and the layout names every C file
 for path in sorted(set(re.findall(r"\b(?:test|src|sql|docker|expected)/[\w./-]*\w", text))):
     if re.search(r"--[A-Z]|[A-Z]\.[A-Z]", path):
         continue        # a pattern: payments--A--B.sql, payments--X.Y.Z.sql
