@@ -48,6 +48,8 @@ q "SELECT p.proname, p.pronargs FROM pg_proc p
 q "SELECT name, boot_val, coalesce(unit, ''), context, coalesce(min_val, '') FROM pg_settings
 	WHERE name LIKE 'payments.%' ORDER BY 1" >"$TMP/settings"
 # the API (what pay_grant_api grants) and the API key scope of each function
+q "SELECT from_status, to_status FROM payments.status_transitions
+	WHERE entity = 'subscription'" >"$TMP/subscription_transitions"
 q "SELECT f, coalesce(payments._api_function_scope(f), '')
 	FROM unnest(payments._api_function_names()) f" >"$TMP/api"
 ok "$([ "$(wc -l <"$TMP/functions")" -ge 80 ] && [ "$(wc -l <"$TMP/settings")" -ge 25 ] && echo 0 || echo 1)" \
@@ -272,7 +274,25 @@ for n in range(start + 3, len(readme) + 1):
 for sc in sorted(set(api.values()) - scopes - {""}):
     out.append(f"the scope table leaves out scope {sc}")
 
-# 7. the files README names exist, and the layout names every C file
+# 7. the subscription status table ("| from | to |") is payments.status_transitions
+allowed = {tuple(line.rstrip("\n").split("\t")) for line in open(os.path.join(tmp, "subscription_transitions"))}
+start = readme.index("| from | to |")
+shown = set()
+for n in range(start + 3, len(readme) + 1):
+    line = readme[n - 1]
+    if not line.startswith("|"):
+        break
+    c = cells(line)
+    # "`active` (first invoice paid), `past_due` (it failed)": the statuses, not the words in parentheses
+    to = re.findall(r"`(\w+)`", re.sub(r"\([^)]*\)", "", c[1]))
+    for f in re.findall(r"`(\w+)`", c[0]):
+        shown |= {(f, t) for t in to}
+for f, t in sorted(allowed - shown):
+    out.append(f"the subscription status table leaves out {f} -> {t}")
+for f, t in sorted(shown - allowed):
+    out.append(f"the subscription status table shows {f} -> {t}, which payments.status_transitions does not allow")
+
+# 8. the files README names exist, and the layout names every C file
 for path in sorted(set(re.findall(r"\b(?:test|src|sql|docker|expected)/[\w./-]*\w", text))):
     if re.search(r"--[A-Z]|[A-Z]\.[A-Z]", path):
         continue        # a pattern: payments--A--B.sql, payments--X.Y.Z.sql
