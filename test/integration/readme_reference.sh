@@ -12,10 +12,11 @@
 #  - the SQLSTATE table (## Error codes) lists every code the SQL
 #    (USING ERRCODE = '...') and the C code (errcode(...)) raise, apart from
 #    those a caller cannot cause (below), and no code nothing raises;
-#  - pay_list_payments' argument table, pay_grant_api's list of the API and
+#  - pay_list_payments' argument table, the subscription status table,
+#    pay_grant_api's list of the API and
 #    the API key scope table (payments._api_function_names/_scope), the
-#    files README names, and the
-#    repository layout (every src/*.c).
+#    files README names, the repository layout (every src/*.c), and
+#    README's links to its own sections.
 # A failure names each mismatch.
 set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
@@ -292,7 +293,21 @@ for f, t in sorted(allowed - shown):
 for f, t in sorted(shown - allowed):
     out.append(f"the subscription status table shows {f} -> {t}, which payments.status_transitions does not allow")
 
-# 8. the files README names exist, and the layout names every C file
+# 8. every link to a section of README ("[Tenancy](#tenancy-who-...)") finds
+# its heading (GitHub's anchors: lower case, punctuation dropped, spaces to -)
+anchors, code = set(), False
+for line in readme:
+    if line.startswith("```"):
+        code = not code
+    elif not code and re.match(r"#+ ", line):
+        title = re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower())
+        anchors.add(title.replace(" ", "-"))
+for n, line in enumerate(readme, 1):
+    for a in re.findall(r"\]\(#([^)]+)\)", line):
+        if a not in anchors:
+            out.append(f"README line {n}: the link #{a} finds no heading")
+
+# 9. the files README names exist, and the layout names every C file
 for path in sorted(set(re.findall(r"\b(?:test|src|sql|docker|expected)/[\w./-]*\w", text))):
     if re.search(r"--[A-Z]|[A-Z]\.[A-Z]", path):
         continue        # a pattern: payments--A--B.sql, payments--X.Y.Z.sql
