@@ -16,7 +16,7 @@
 #    pay_grant_api's list of the API and
 #    the API key scope table (payments._api_function_names/_scope), the
 #    files README names, the repository layout (every src/*.c), and
-#    README's links to its own sections.
+#    README's links to its own sections, and the metrics README names.
 # A failure names each mismatch.
 set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
@@ -51,10 +51,13 @@ q "SELECT name, boot_val, coalesce(unit, ''), context, coalesce(min_val, '') FRO
 # the API (what pay_grant_api grants) and the API key scope of each function
 q "SELECT from_status, to_status FROM payments.status_transitions
 	WHERE entity = 'subscription'" >"$TMP/subscription_transitions"
+# the metrics pay_metrics() declares ("# TYPE name kind")
+q "SELECT payments.pay_metrics()" | sed -n 's/^# TYPE \([a-z_]*\) .*/\1/p' >"$TMP/metrics"
 q "SELECT f, coalesce(payments._api_function_scope(f), '')
 	FROM unnest(payments._api_function_names()) f" >"$TMP/api"
-ok "$([ "$(wc -l <"$TMP/functions")" -ge 80 ] && [ "$(wc -l <"$TMP/settings")" -ge 25 ] && echo 0 || echo 1)" \
-	"the catalog lists the extension's functions and settings"
+ok "$([ "$(wc -l <"$TMP/functions")" -ge 80 ] && [ "$(wc -l <"$TMP/settings")" -ge 25 ] \
+	&& [ "$(wc -l <"$TMP/metrics")" -ge 20 ] && echo 0 || echo 1)" \
+	"the catalog lists the extension's functions, settings and metrics"
 
 # PHASE 1: README against the catalog and the sources; prints problems, and
 # writes the default checks (SQL: README line, function, argument, ok) to
@@ -307,7 +310,17 @@ for n, line in enumerate(readme, 1):
         if a not in anchors:
             out.append(f"README line {n}: the link #{a} finds no heading")
 
-# 9. the files README names exist, and the layout names every C file
+# 9. every metric README names is one pay_metrics() declares (not metrics:
+# the role payments_admin, the database payments_regress, the key directory
+# <data directory>.payments_keys, 0.1.0's key file payments_vault.key)
+metrics = {line.strip() for line in open(os.path.join(tmp, "metrics"))}
+not_metrics = {"payments_admin", "payments_regress", "payments_keys", "payments_vault"}
+for n, line in enumerate(readme, 1):
+    for name in re.findall(r"\bpayments_[a-z_]+", line):
+        if name not in metrics and name not in not_metrics:
+            out.append(f"README line {n}: pay_metrics() has no metric {name}")
+
+# 10. the files README names exist, and the layout names every C file
 for path in sorted(set(re.findall(r"\b(?:test|src|sql|docker|expected)/[\w./-]*\w", text))):
     if re.search(r"--[A-Z]|[A-Z]\.[A-Z]", path):
         continue        # a pattern: payments--A--B.sql, payments--X.Y.Z.sql
