@@ -16,7 +16,8 @@
 #    pay_grant_api's list of the API and
 #    the API key scope table (payments._api_function_names/_scope), the
 #    files README names, the repository layout (every src/*.c), and
-#    README's links to its own sections, and the metrics README names.
+#    README's links to its own sections, the metrics README names, and the
+#    server messages README quotes.
 # A failure names each mismatch.
 set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
@@ -320,7 +321,19 @@ for n, line in enumerate(readme, 1):
         if name not in metrics and name not in not_metrics:
             out.append(f"README line {n}: pay_metrics() has no metric {name}")
 
-# 10. the files README names exist, and the layout names every C file
+# 10. the server messages README quotes ("ERROR:  ...", "HINT:  ...") are
+# the C code's (its format strings, %s and the like standing for anything)
+formats = set()
+for path in sources:
+    for m in re.finditer(r"\berr(?:msg|detail|hint)(?:_internal)?\(\s*((?:\"(?:[^\"\\]|\\.)*\"\s*)+)", open(path).read()):
+        formats.add("".join(re.findall(r"\"((?:[^\"\\]|\\.)*)\"", m.group(1))).replace('\\"', '"'))
+patterns = [re.compile(re.sub(r"%(?:[0-9]*[sdu]|ld|lld|m)", ".*", re.escape(f)) + r"\Z") for f in formats]
+for n, line in enumerate(readme, 1):
+    m = re.match(r"(?:ERROR|DETAIL|HINT|LOG|WARNING):  (.*)", line)
+    if m and not any(p.match(m.group(1)) for p in patterns):
+        out.append(f"README line {n} quotes a message the code does not have: {m.group(1)}")
+
+# 11. the files README names exist, and the layout names every C file
 for path in sorted(set(re.findall(r"\b(?:test|src|sql|docker|expected)/[\w./-]*\w", text))):
     if re.search(r"--[A-Z]|[A-Z]\.[A-Z]", path):
         continue        # a pattern: payments--A--B.sql, payments--X.Y.Z.sql
