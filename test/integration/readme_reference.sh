@@ -17,7 +17,8 @@
 #    the API key scope table (payments._api_function_names/_scope), the
 #    files README names, the repository layout (every src/*.c), and
 #    README's links to its own sections, the metrics README names, and the
-#    server messages README quotes.
+#    server messages README quotes;
+#  - every statement of README's SQL blocks names what exists (below).
 # A failure names each mismatch.
 set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
@@ -367,4 +368,50 @@ said=$(cluster_psql "$WORK" "$PORT" payments -At -c "SELECT payments.pay_audit_a
 	-c "SELECT payments.pay_audit_detach('public.readme_reference_orders')" 2>&1)
 is "$(tr '\n' ' ' <<<"$said")" "t t t " "pay_audit_attach and pay_audit_detach say nothing but their result"
 q "DROP TABLE public.readme_reference_orders" >/dev/null
+# README's SQL statements name what exists: each statement of its ```sql
+# blocks runs as a merchant of this test's own, in a transaction rolled
+# back (with README's example tables), and fails, if it does (an id of
+# README's story that is not this merchant's: PT404), with no class 42
+# error (a function, argument, column or table that does not exist, a
+# syntax error) nor 22P02. Left out: what changes the cluster (extensions,
+# databases, roles and their bindings) and placeholders ("...", '<...>').
+M=$(q "INSERT INTO payments.merchants (name) VALUES ('readme_reference') RETURNING merchant_id")
+python3 - "$ROOT/README.md" >"$TMP/statements" <<'EOF'
+import re, sys
+blocks, block, inside = [], [], False
+for line in open(sys.argv[1]):
+    if line.startswith("```sql"):
+        inside, block = True, []
+    elif line.startswith("```") and inside:
+        inside = False
+        blocks.append(block)
+    elif inside:
+        block.append(line.rstrip("\n"))
+skip = re.compile(r"^(CREATE (EXTENSION|ROLE)|ALTER (EXTENSION|DATABASE)|GRANT|BEGIN|COMMIT|SET )|"
+                  r"pay_bind_role|pay_declare_postgrest_role|pay_grant_all_merchants|\.\.\.|'<", re.I)
+for block in blocks:
+    stmt = []
+    for line in block:
+        code = line.split("--")[0].strip()
+        if code:
+            stmt.append(code)
+        if stmt and code.endswith(";"):
+            sql = " ".join(stmt)
+            stmt = []
+            if not skip.search(sql):
+                print(sql)
+EOF
+count=$(grep -c . "$TMP/statements" || true)
+ok "$([ "$count" -ge 40 ] && echo 0 || echo 1)" "README's SQL statements found ($count)"
+wrong=""
+while IFS= read -r sql; do
+	err=$(cluster_psql "$WORK" "$PORT" payments -At -v VERBOSITY=verbose \
+		-c "SET search_path = public, payments" -c "SET payments.merchant_id = '$M'" -c "BEGIN" \
+		-c "CREATE TABLE public.orders (id int, total pay_amount); CREATE TABLE public.customers (id int, ssn text)" \
+		-c "$sql" -c "ROLLBACK" 2>&1 >/dev/null | sed -n 's/^ERROR:  \([0-9A-Z]\{5\}\): \(.*\)/\1 \2/p' | head -1 || true)
+	case "$err" in
+	42*|22P02*) wrong+="$sql -> $err"$'\n' ;;
+	esac
+done <"$TMP/statements"
+same "$wrong" "" "README's SQL statements name functions, arguments, columns and tables that exist"
 tap_done
