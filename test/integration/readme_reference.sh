@@ -13,11 +13,10 @@
 #    (USING ERRCODE = '...') and the C code (errcode(...)) raise, apart from
 #    those a caller cannot cause (below), and no code nothing raises;
 #  - pay_list_payments' argument table, the subscription status table,
-#    pay_grant_api's list of the API and
-#    the API key scope table (payments._api_function_names/_scope), the
-#    files README names, the repository layout (every src/*.c), and
-#    README's links to its own sections, the metrics README names, and the
-#    server messages README quotes;
+#    pay_grant_api's list of the API, the API key scope table
+#    (payments._api_function_names/_scope), the files README names, the
+#    repository layout (every src/*.c), README's links to its own
+#    sections, the metrics README names and the server messages it quotes;
 #  - every statement of README's SQL blocks names what exists (below).
 # A failure names each mismatch.
 set -euo pipefail
