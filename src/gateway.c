@@ -71,7 +71,28 @@ gateway_col_int64(HeapTuple tuple, TupleDesc desc, const char *name)
 
 #define col_int64 gateway_col_int64
 
-/* A string or number field of a jsonb object (the customer), or NULL. */
+/*
+ * Text of the database (the server encoding) as a request carries it:
+ * UTF-8, the only encoding the gateway reads.  In a LATIN1 or WIN1252
+ * database "Café" is not UTF-8 as stored, and the protocol module refuses
+ * it (the operation failed).  Every server encoding but SQL_ASCII converts
+ * to UTF-8, and the callers' checks (pay_check_gateway_input) converted the
+ * same text before it was queued; in a SQL_ASCII database the bytes are
+ * sent as stored, and the protocol module refuses what is not UTF-8 (that
+ * operation alone fails: no ERROR here, in the middle of a claim).
+ */
+char *
+gateway_request_text(const char *s)
+{
+	if (s == NULL || GetDatabaseEncoding() == PG_SQL_ASCII)
+		return unconstify(char *, s);
+	return pg_server_to_any(s, strlen(s), PG_UTF8);
+}
+
+/*
+ * A string or number field of a jsonb object (the customer, its billing
+ * address), as a request carries it (gateway_request_text), or NULL.
+ */
 char *
 gateway_jsonb_text_field(Jsonb *obj, const char *key)
 {
@@ -87,7 +108,7 @@ gateway_jsonb_text_field(Jsonb *obj, const char *key)
 	if (v == NULL)
 		return NULL;
 	if (v->type == jbvString)
-		return pnstrdup(v->val.string.val, v->val.string.len);
+		return gateway_request_text(pnstrdup(v->val.string.val, v->val.string.len));
 	if (v->type == jbvNumeric)
 		return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
 	return NULL;
@@ -191,7 +212,14 @@ gateway_set_request(GatewayOp *op, const char *request_type, GatewayRequestBuild
 			anet_free(perr);
 		return false;
 	}
-	masked = MemoryContextStrdup(op->cxt, built);
+	{
+		/* logged in the database: its encoding (the text came from it) */
+		char	   *server = pg_any_to_server(built, strlen(built), PG_UTF8);
+
+		masked = MemoryContextStrdup(op->cxt, server);
+		if (server != built)
+			pfree(server);
+	}
 	anet_free(built);
 	/* no palloc from here on: an ERROR must not leak a body with card data */
 	built = build(&creds, op, arg, false, &perr);
@@ -411,7 +439,7 @@ gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **e
 		req.type = strcmp(op->kind, "purchase") == 0 ? ANET_AUTH_CAPTURE : ANET_AUTH_ONLY;
 		req.amount = amount;
 		req.currency_code = col(tuple, desc, "currency");
-		req.description = col(tuple, desc, "description");
+		req.description = gateway_request_text(col(tuple, desc, "description"));
 		req.customer_id = jsonb_text_field(customer, "id");
 		req.customer_email = jsonb_text_field(customer, "email");
 		req.bill_first_name = jsonb_text_field(customer, "first_name");
@@ -454,8 +482,8 @@ gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **e
 			if (secret.has_holder_name && req.bill_last_name == NULL)
 			{
 				split_holder_name(secret.holder_name, &holder_first, &holder_last);
-				req.bill_first_name = holder_first;
-				req.bill_last_name = holder_last;
+				req.bill_first_name = gateway_request_text(holder_first);
+				req.bill_last_name = gateway_request_text(holder_last);
 			}
 		}
 		else if (strcmp(payment_method, "opaque_data") == 0)

@@ -252,9 +252,10 @@ gateway_cim_build(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **error)
 	c->make_default = v != NULL && strcmp(v, "t") == 0;
 	c->customer_profile_id = col(tuple, desc, "method_customer_profile_id");
 	c->payment_profile_id = col(tuple, desc, "method_payment_profile_id");
-	c->merchant_customer_id = col(tuple, desc, "merchant_customer_id");
-	c->email = col(tuple, desc, "customer_email");
-	c->name = col(tuple, desc, "customer_name");
+	/* sent in requests only: as UTF-8 (gateway_request_text) */
+	c->merchant_customer_id = gateway_request_text(col(tuple, desc, "merchant_customer_id"));
+	c->email = gateway_request_text(col(tuple, desc, "customer_email"));
+	c->name = gateway_request_text(col(tuple, desc, "customer_name"));
 	v = col(tuple, desc, "customer_billing");
 	if (v != NULL)
 		c->billing = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(v)));

@@ -47,6 +47,7 @@ extern bool gateway_op_is_cim(const GatewayOp *op);
 extern bool gateway_cim_build(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **error);
 extern void gateway_cim_interpret(GatewayOp *op, bool *follow_up);
 extern void gateway_cim_card_on_file(AnetTxnRequest *req, HeapTuple tuple, TupleDesc desc);
+extern char *gateway_request_text(const char *s);
 extern char *gateway_jsonb_text_field(Jsonb *obj, const char *key);
 
 #endif

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# What a database's encoding and its settings do to the worker.  A private
+# cluster serves database latin, created LATIN1.
+# - Text of the LATIN1 database reaches the gateway as UTF-8: a purchase
+#   with a description, a card holder and a customer in accented letters
+#   is sent (it failed: "order.description is not valid UTF-8"), the gateway
+#   keeps them as written, and the exchange log reads them back in the
+#   database's encoding.
+set -euo pipefail
+source "$(dirname "$0")/../lib/integration.sh"
+
+LD="$WORK/database-settings"
+LPORT=$(free_port)
+mkdir -p "$LD"
+as_root chown "$PG_OS_USER" "$LD"
+cleanup() {
+	cluster_stop "$LD"
+	sim_stop
+}
+trap cleanup EXIT
+
+cluster_init "$LD" "$LPORT" "fsync = off" "payments.database = 'latin'"
+cluster_start "$LD"
+cluster_psql "$LD" "$LPORT" postgres -c "CREATE DATABASE latin TEMPLATE template0 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C'"
+# callers: UTF-8 clients, read-write sessions
+q() { PGCLIENTENCODING=UTF8 PGOPTIONS='-c default_transaction_read_only=off' cluster_psql "$LD" "$LPORT" latin -qAt -v ON_ERROR_STOP=1 "$@"; }
+q -c 'CREATE EXTENSION payments'
+# what the worker's and the recorder's transactions run under, as they
+# update operations
+q -c "CREATE TABLE public.background_tx (backend_type text, isolation text, read_only text)" \
+	-c "CREATE FUNCTION public.note_background_tx() RETURNS trigger LANGUAGE plpgsql AS \$\$
+BEGIN
+	INSERT INTO public.background_tx
+	SELECT a.backend_type, current_setting('transaction_isolation'), current_setting('transaction_read_only')
+	FROM pg_stat_activity a WHERE a.pid = pg_backend_pid() AND a.backend_type LIKE 'payments%';
+	RETURN NEW;
+END \$\$" \
+	-c "CREATE TRIGGER zz_note_background_tx BEFORE UPDATE ON payments.operations
+		FOR EACH ROW EXECUTE FUNCTION public.note_background_tx()"
+sim_start "$LD/sim"
+M=$(q -c "INSERT INTO payments.merchants (name) VALUES ('latin') RETURNING merchant_id")
+q -c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY', endpoint_url => '$SIM_TLS_API', ca_file => '$SIM_CA', timeout_ms => 5000, merchant_id => $M)" >/dev/null
+P=$(q -c "SET payments.merchant_id = '$M'" -c "SELECT payment_id FROM payments.pay_purchase(amount => '12.50 USD',
+	card => payments.pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 3, '123', 'Zoë Ærø'),
+	description => 'Café crème brûlée', customer => '{\"city\": \"Zürich\", \"address\": \"Straße 5\"}')")
+done_() { q -c "SELECT status FROM payments.payments WHERE merchant_id = $M AND payment_id = $P AND status <> 'pending'"; }
+is "$(poll_value 30 done_)" succeeded "a purchase in accented LATIN1 text succeeds"
+is "$(q -c "SELECT coalesce(string_agg(DISTINCT last_error, '; '), '') FROM payments.operations WHERE merchant_id = $M")" "" \
+	"no operation failed or was retried"
+# the gateway kept the text as written (its own getTransactionDetails)
+T=$(q -c "SELECT gateway_trans_id FROM payments.operations WHERE merchant_id = $M AND payment_id = $P")
+details=$(curl -sS -X POST -H 'Content-Type: application/json' \
+	-d "{\"getTransactionDetailsRequest\":{\"merchantAuthentication\":{\"name\":\"$SIM_LOGIN\",\"transactionKey\":\"$SIM_KEY\"},\"transId\":\"$T\"}}" "$SIM_API" |
+	python3 -c 'import json, sys; t = json.loads(sys.stdin.buffer.read().decode("utf-8-sig"))["transaction"]
+print("|".join([t["order"]["description"], t["billTo"].get("firstName", ""), t["billTo"].get("lastName", ""), t["billTo"].get("city", ""), t["billTo"].get("address", "")]))')
+is "$details" "Café crème brûlée|Zoë|Ærø|Zürich|Straße 5" "the gateway has the description, holder and customer as written (UTF-8)"
+is "$(q -c "SELECT count(*) FROM payments.gateway_exchanges WHERE merchant_id = $M AND request_masked::text LIKE '%Café crème brûlée%Zürich%'")" 1 \
+	"the exchange log reads the request back in the database's encoding"
+
+tap_done
