@@ -310,6 +310,18 @@ limit_lock_waits(void)
  *   large (a generic plan over a big table, a set-returning function's
  *   guess) took 0.2 s to compile for 8 ms of work, with every payment
  *   waiting on the loop meanwhile.
+ * - read committed, read-write transactions, whatever the database or role
+ *   sets (default_transaction_isolation, default_transaction_read_only,
+ *   which BackgroundWorkerInitializeConnection applies like a login does).
+ *   Their statements are written for read committed: a claim skips the
+ *   rows others lock and takes the rest; a recording updates the row as it
+ *   is now.  Under serializable or repeatable read a claim or a recording
+ *   that met a caller's concurrent update failed (40001) and the round was
+ *   lost, and their reads of the queue made the callers' own serializable
+ *   transactions fail more often.  A read-only default is a default any
+ *   session may change, not a protection: under it every recording failed,
+ *   and answers the gateway had given (charges made) waited in the
+ *   worker's memory, their operations "sending", for as long as it lasted.
  */
 void
 background_session_settings(void)
@@ -317,6 +329,9 @@ background_session_settings(void)
 	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
 	limit_lock_waits();
 	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("default_transaction_deferrable", "off", PGC_SUSET, PGC_S_OVERRIDE);
 }
 
 /*

@@ -6,6 +6,14 @@
 #   is sent (it failed: "order.description is not valid UTF-8"), the gateway
 #   keeps them as written, and the exchange log reads them back in the
 #   database's encoding.
+# - Then a demanding DBA sets default_transaction_isolation = serializable
+#   and default_transaction_read_only = on for the database (the callers
+#   here override the latter for their sessions).
+#   BackgroundWorkerInitializeConnection applies them to the worker as a
+#   login would; the worker and the recorder run read committed, read-write
+#   transactions all the same: their statements are written for it, and
+#   under read-only every claim and recording failed (charges made at the
+#   gateway waited unrecorded in the worker's memory).
 set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
 
@@ -56,5 +64,23 @@ print("|".join([t["order"]["description"], t["billTo"].get("firstName", ""), t["
 is "$details" "Café crème brûlée|Zoë|Ærø|Zürich|Straße 5" "the gateway has the description, holder and customer as written (UTF-8)"
 is "$(q -c "SELECT count(*) FROM payments.gateway_exchanges WHERE merchant_id = $M AND request_masked::text LIKE '%Café crème brûlée%Zürich%'")" 1 \
 	"the exchange log reads the request back in the database's encoding"
+
+# the database's defaults apply from the next connection on
+q -c "ALTER DATABASE latin SET default_transaction_isolation = 'serializable'" \
+	-c "ALTER DATABASE latin SET default_transaction_read_only = on"
+as_pg "$PG_BINDIR/pg_ctl" -D "$LD/data" -m fast -w -t 60 stop >/dev/null
+cluster_start "$LD"
+is "$(cluster_psql "$LD" "$LPORT" latin -At -c "SHOW default_transaction_isolation" -c "SHOW default_transaction_read_only" | tr '\n' ' ')" \
+	"serializable on " "database latin: serializable and read-only by default"
+
+q -c "TRUNCATE public.background_tx"
+P=$(q -c "SET payments.merchant_id = '$M'" -c "SELECT payment_id FROM payments.pay_purchase(amount => '13.00 USD',
+	card => payments.pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 3, '123'))")
+is "$(poll_value 30 done_)" succeeded "under them, a purchase succeeds"
+is "$(q -c "SELECT DISTINCT isolation || ' ' || read_only FROM public.background_tx")" "read committed off" \
+	"the worker claimed and recorded it in a read committed, read-write transaction"
+
+is "$(q -c "SELECT count(*) FROM payments.operations WHERE merchant_id = $M AND status <> 'succeeded'")" 0 \
+	"nothing left queued or sending"
 
 tap_done
