@@ -32,10 +32,14 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
 #include "common/pg_prng.h"
+#include "common/string.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/memutils.h"
 #include "mb/pg_wchar.h"
 #include "utils/timestamp.h"
 
@@ -72,21 +76,94 @@ gateway_col_int64(HeapTuple tuple, TupleDesc desc, const char *name)
 #define col_int64 gateway_col_int64
 
 /*
+ * The conversions between the database's encoding and UTF-8, the only
+ * encoding the gateway reads, looked up once (in a transaction: the
+ * catalog) and kept for the process's life: a request is also built
+ * outside any transaction (a follow-up, a resend after a wait), where
+ * pg_server_to_any cannot look them up and raises an ERROR that ends the
+ * worker.  NULL in a UTF-8 or SQL_ASCII database, or until looked up.
+ */
+static FmgrInfo *to_utf8_proc = NULL;
+static FmgrInfo *from_utf8_proc = NULL;
+
+static FmgrInfo *
+conversion_proc(int from, int to)
+{
+	Oid			proc = FindDefaultConversionProc(from, to);
+	FmgrInfo   *f;
+
+	if (!OidIsValid(proc))
+		return NULL;
+	f = MemoryContextAllocZero(TopMemoryContext, sizeof(FmgrInfo));
+	fmgr_info_cxt(proc, f, TopMemoryContext);
+	return f;
+}
+
+static void
+prepare_conversions(void)
+{
+	int			enc = GetDatabaseEncoding();
+
+	if (to_utf8_proc != NULL || enc == PG_UTF8 || enc == PG_SQL_ASCII || !IsTransactionState())
+		return;
+	from_utf8_proc = conversion_proc(PG_UTF8, enc);
+	to_utf8_proc = conversion_proc(enc, PG_UTF8);
+}
+
+/*
+ * s converted by proc (from encoding from to encoding to), or s itself when
+ * it is ASCII, when there is nothing to convert with, or when a character
+ * has no equivalent (then the protocol module refuses the text, or the log
+ * keeps it as it is: never an ERROR here, in the middle of the worker's
+ * round).
+ */
+static char *
+convert_text(int from, int to, const char *s)
+{
+	FmgrInfo   *proc;
+	int			len;
+	char	   *result;
+	int			done;
+
+	if (s == NULL || pg_is_ascii(s))
+		return unconstify(char *, s);
+	prepare_conversions();
+	proc = (to == PG_UTF8) ? to_utf8_proc : from_utf8_proc;
+	if (proc == NULL)
+		return unconstify(char *, s);
+	len = strlen(s);
+	result = palloc((Size) len * MAX_CONVERSION_GROWTH + 1);
+	done = DatumGetInt32(FunctionCall6(proc, Int32GetDatum(from), Int32GetDatum(to),
+									   CStringGetDatum(s), CStringGetDatum(result),
+									   Int32GetDatum(len), BoolGetDatum(true)));
+	if (done != len)
+	{
+		pfree(result);
+		return unconstify(char *, s);
+	}
+	return result;
+}
+
+/*
  * Text of the database (the server encoding) as a request carries it:
- * UTF-8, the only encoding the gateway reads.  In a LATIN1 or WIN1252
- * database "Café" is not UTF-8 as stored, and the protocol module refuses
- * it (the operation failed).  Every server encoding but SQL_ASCII converts
- * to UTF-8, and the callers' checks (pay_check_gateway_input) converted the
- * same text before it was queued; in a SQL_ASCII database the bytes are
- * sent as stored, and the protocol module refuses what is not UTF-8 (that
- * operation alone fails: no ERROR here, in the middle of a claim).
+ * UTF-8.  In a LATIN1 or WIN1252 database "Café" is not UTF-8 as stored,
+ * and the protocol module refused it (the operation failed).  Every server
+ * encoding but SQL_ASCII converts to UTF-8, and the callers' checks
+ * (pay_check_gateway_input) converted the same text before it was queued;
+ * in a SQL_ASCII database the bytes are sent as stored, and the protocol
+ * module refuses what is not UTF-8 (that operation alone fails).
  */
 char *
 gateway_request_text(const char *s)
 {
-	if (s == NULL || GetDatabaseEncoding() == PG_SQL_ASCII)
-		return unconstify(char *, s);
-	return pg_server_to_any(s, strlen(s), PG_UTF8);
+	return convert_text(GetDatabaseEncoding(), PG_UTF8, s);
+}
+
+/* A request (UTF-8) as the exchange log keeps it: in the database's encoding. */
+static char *
+request_for_log(const char *s)
+{
+	return convert_text(PG_UTF8, GetDatabaseEncoding(), s);
 }
 
 /*
@@ -214,7 +291,7 @@ gateway_set_request(GatewayOp *op, const char *request_type, GatewayRequestBuild
 	}
 	{
 		/* logged in the database: its encoding (the text came from it) */
-		char	   *server = pg_any_to_server(built, strlen(built), PG_UTF8);
+		char	   *server = request_for_log(built);
 
 		masked = MemoryContextStrdup(op->cxt, server);
 		if (server != built)
@@ -361,6 +438,8 @@ gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **e
 	bool		isnull;
 	Datum		sealed;
 
+	/* in the claim's transaction: ready for what is built outside one */
+	prepare_conversions();
 	op->stage = STAGE_SEND;
 	op->merchant_id = col_int64(tuple, desc, "merchant_id");
 	op->operation_id = col_int64(tuple, desc, "operation_id");
@@ -385,11 +464,20 @@ gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **e
 	op->endpoint.ca_file = col(tuple, desc, "ca_file");
 	op->endpoint.timeout_ms = col_int64(tuple, desc, "timeout_ms");
 	{
-		char	   *v = col(tuple, desc, "last_attempt_at");
+		/*
+		 * As a value, not through its text: the text of a timestamptz
+		 * depends on the DateStyle and TimeZone the database or role sets
+		 * for the worker, and read back it may name another moment: with
+		 * DateStyle SQL, Asia/Shanghai's "CST" reads as US Central, 14
+		 * hours later (a save that found nothing waited for an earlier
+		 * request as if just sent, and failed); Dublin's summer "IST" as
+		 * Israel's, an hour earlier (a request maybe still in flight was
+		 * taken for settled).
+		 */
+		bool		null;
+		Datum		v = SPI_getbinval(tuple, desc, SPI_fnumber(desc, "last_attempt_at"), &null);
 
-		op->last_attempt_at = v ? DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in, CStringGetDatum(v),
-																		  ObjectIdGetDatum(InvalidOid),
-																		  Int32GetDatum(-1))) : 0;
+		op->last_attempt_at = null ? 0 : DatumGetTimestampTz(v);
 	}
 	set_ref_id(op);
 	/* stored payment methods and customers' profiles: gateway_cim.c */

@@ -13,7 +13,9 @@
 #   login would; the worker and the recorder run read committed, read-write
 #   transactions all the same: their statements are written for it, and
 #   under read-only every claim and recording failed (charges made at the
-#   gateway waited unrecorded in the worker's memory).
+#   gateway waited unrecorded in the worker's memory).  And TimeZone
+#   Asia/Shanghai with DateStyle SQL: the worker reads its timestamps as
+#   values, not through their text.
 set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
 
@@ -67,7 +69,8 @@ is "$(q -c "SELECT count(*) FROM payments.gateway_exchanges WHERE merchant_id = 
 
 # the database's defaults apply from the next connection on
 q -c "ALTER DATABASE latin SET default_transaction_isolation = 'serializable'" \
-	-c "ALTER DATABASE latin SET default_transaction_read_only = on"
+	-c "ALTER DATABASE latin SET default_transaction_read_only = on" \
+	-c "ALTER DATABASE latin SET TimeZone = 'Asia/Shanghai'" -c "ALTER DATABASE latin SET DateStyle = 'SQL, DMY'"
 as_pg "$PG_BINDIR/pg_ctl" -D "$LD/data" -m fast -w -t 60 stop >/dev/null
 cluster_start "$LD"
 is "$(cluster_psql "$LD" "$LPORT" latin -At -c "SHOW default_transaction_isolation" -c "SHOW default_transaction_read_only" | tr '\n' ' ')" \
@@ -82,5 +85,23 @@ is "$(q -c "SELECT DISTINCT isolation || ' ' || read_only FROM public.background
 
 is "$(q -c "SELECT count(*) FROM payments.operations WHERE merchant_id = $M AND status <> 'succeeded'")" 0 \
 	"nothing left queued or sending"
+
+# A save of the payment's card as a profile (from the transaction) whose
+# request is lost unprocessed: the next attempt finds nothing saved, and
+# waits until the first request can no longer be in flight (2 x 5 s + 5 s
+# after it) before it makes the profile.  The worker reads when that was
+# as a value: printed in the database's DateStyle SQL, Asia/Shanghai's
+# "CST" read back as US Central, 14 hours later, and the save waited as
+# if the request had just been sent, until it failed.
+wpid() { q -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'payments worker'"; }
+W0=$(wpid)
+C=$(q -c "SET payments.merchant_id = '$M'" -c "SELECT customer_id FROM payments.pay_create_customer(email => 'zoe@example.com')")
+sim_ctl POST /faults '{"type":"reset","count":1,"process":false,"requestType":"createCustomerProfileFromTransactionRequest"}' >/dev/null
+PM=$(q -c "SET payments.merchant_id = '$M'" -c "SELECT payment_method_id FROM payments.pay_save_payment_method(customer_id => $C, payment_id => $P)")
+waits() { q -c "SELECT 'waits' FROM payments.operations WHERE merchant_id = $M AND payment_method_id = $PM AND last_error LIKE '%an earlier request may still be in flight%'"; }
+is "$(poll_value 30 waits)" waits "a save that found nothing after a lost request waits for the earlier request"
+active() { q -c "SELECT status FROM payments.payment_methods WHERE merchant_id = $M AND payment_method_id = $PM AND status <> 'pending'"; }
+is "$(poll_value 60 active)" active "then saves it"
+is "$(wpid)" "$W0" "the worker ran on throughout (the profile's request, built outside a transaction, converted its text)"
 
 tap_done
