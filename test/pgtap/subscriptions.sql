@@ -17,7 +17,7 @@
 \set ON_ERROR_STOP true
 BEGIN;
 SET LOCAL TimeZone = 'UTC';
-SELECT plan(275);
+SELECT plan(276);
 
 CREATE TEMP TABLE ids (name text PRIMARY KEY, id bigint NOT NULL);
 CREATE FUNCTION pg_temp.id(n text) RETURNS bigint LANGUAGE sql STABLE AS $$ SELECT id FROM ids WHERE name = n $$;
@@ -609,6 +609,18 @@ SELECT is((SELECT concat_ws('|', current_period_start, current_period_end) FROM 
 SELECT is((SELECT amount FROM payments.invoices WHERE merchant_id = pg_temp.id('nyc') AND subscription_id = pg_temp.id('ny')),
 	'31.00 USD'::pay_amount, 'created at its anchor, the whole period is invoiced');
 SELECT pg_temp.pay_open_invoices(pg_temp.id('ny')) \gset _
+-- a key's request hash holds the anchor (a wall-clock timestamp, not a
+-- timestamptz) as the same text whatever the session's TimeZone: a retry
+-- from another zone is the same request
+SELECT pg_temp.keep('tzk', subscription_id) FROM pay_create_subscription(customer_id => pg_temp.id('dee'),
+	price => '5.00 USD', interval_unit => 'month', billing_anchor => '2095-03-01 09:00',
+	idempotency_key => 'sub-tz') \gset _
+SET LOCAL TimeZone = 'Asia/Tokyo';
+SELECT is((SELECT subscription_id FROM pay_create_subscription(customer_id => pg_temp.id('dee'),
+	price => '5.00 USD', interval_unit => 'month', billing_anchor => '2095-03-01 09:00',
+	idempotency_key => 'sub-tz')), pg_temp.id('tzk'),
+	'the same key and anchor from a session in another time zone return the same subscription');
+SET LOCAL TimeZone = 'UTC';
 SELECT pay_pause_subscription(pg_temp.id('ny')) \gset _
 SELECT pg_temp.clock('2095-11-16 14:00+00') \gset _
 SELECT is((SELECT concat_ws('|', current_period_index, current_period_start, current_period_end,
