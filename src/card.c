@@ -824,3 +824,24 @@ card_sealed_fingerprint(const char *bytes, Size len, char hex[CARD_FINGERPRINT_H
 	explicit_bzero(&secret, sizeof(secret));
 	return ok;
 }
+
+/*
+ * Whether vault bytes are a card of this format, laid out for
+ * card_vault_reseal: the header (naming the key) is the aad, then the
+ * nonce, the tag and the ciphertext.
+ */
+bool
+card_sealed_layout(const char *bytes, Size len, int *aadlen, int *key_id_offset)
+{
+	StaticAssertStmt(offsetof(PayCard, nonce) == VARHDRSZ + sizeof(PayCardHeader) &&
+					 offsetof(PayCard, tag) == offsetof(PayCard, nonce) + CARD_VAULT_NONCE_LEN &&
+					 PAY_CARD_SEALED_OFFSET == offsetof(PayCard, tag) + CARD_VAULT_TAG_LEN,
+					 "a sealed card is header | nonce | tag | ciphertext");
+	if (len < PAY_CARD_SEALED_OFFSET - VARHDRSZ + 4 ||
+		len > PAY_CARD_SEALED_OFFSET - VARHDRSZ + CARD_PLAIN_MAX ||
+		(uint8) bytes[0] != PAY_CARD_FORMAT_VERSION)
+		return false;
+	*aadlen = sizeof(PayCardHeader);
+	*key_id_offset = offsetof(PayCardHeader, key_id);
+	return true;
+}

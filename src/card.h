@@ -98,6 +98,8 @@ extern CardOpenStatus card_open_sealed(const char *bytes, Size len,
 extern const char *card_open_failure(CardOpenStatus status);
 extern void card_number_fingerprint_hex(const char *pan,
 										char hex[CARD_FINGERPRINT_HEX_LEN + 1]);
+extern bool card_sealed_layout(const char *bytes, Size len,
+							   int *aadlen, int *key_id_offset);
 extern bool card_sealed_fingerprint(const char *bytes, Size len,
 									char hex[CARD_FINGERPRINT_HEX_LEN + 1]);
 

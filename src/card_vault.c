@@ -9,11 +9,12 @@
  * written to a file, a table, a setting or the WAL.  Every sealed payload
  * names the key it was sealed under (a 32-bit key id, authenticated with
  * it).  The key is rotated by the worker (payments._vault_rotate_key,
- * every payments.vault_key_rotation): the current key becomes the previous
- * one, which is kept while cards sealed under it may still wait in the
- * vault, and the key before it is forgotten.  Once a key is gone, nothing
- * anywhere can open what it sealed: not the vault's data files, not a
- * pay_card value that reached a log or a core file.
+ * every payments.vault_key_rotation; vault_rotation.c re-seals the waiting
+ * cards first): at the commit of the rotating transaction a new key
+ * becomes the current one, the current key the previous one, and the key
+ * before it is forgotten.  Once a key is gone, nothing anywhere can open
+ * what it sealed: not the vault's data files, not a pay_card value that
+ * reached a log or a core file.
  *
  * The vault table is UNLOGGED (its rows never reach the WAL, the WAL
  * archive or a base backup, and are truncated by crash recovery), so a
@@ -35,8 +36,7 @@
 
 #include <openssl/evp.h>
 
-#include "executor/spi.h"
-#include "fmgr.h"
+#include "access/xact.h"
 #include "miscadmin.h"
 #include "port.h"
 #include "storage/fd.h"
@@ -46,25 +46,30 @@
 
 #include "card_vault.h"
 #include "payments.h"
-#include "schema_version.h"
 #include "shmem.h"
-
-PG_FUNCTION_INFO_V1(pay_vault_rotate_key);
 
 int			payments_vault_key_rotation_s = 3600;
 
-/* Fill a slot with a fresh key whose id differs from every other slot's. */
+/*
+ * The key a rotation in this backend's transaction makes current when
+ * the transaction commits (card_vault_rotate_at_commit).
+ */
+static CardVaultKeySlot pending_key;
+static bool rotation_pending = false;
+static SubTransactionId pending_subid = InvalidSubTransactionId;
+static bool callbacks_registered = false;
+
+/* Fill *s with a fresh key whose id is neither 0 nor avoid1 nor avoid2. */
 static void
-make_key(CardVaultKeys *keys, int slot, TimestampTz now)
+make_key(CardVaultKeySlot *s, uint32 avoid1, uint32 avoid2, TimestampTz now)
 {
-	CardVaultKeySlot *s = &keys->slots[slot];
 	uint32		id = 0;
 
 	if (!pg_strong_random(s->key, CARD_VAULT_KEY_LEN))
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("could not generate a payments card vault key")));
-	while (id == 0 || id == keys->slots[1 - slot].key_id)
+	while (id == 0 || id == avoid1 || id == avoid2)
 	{
 		if (!pg_strong_random(&id, sizeof(id)))
 			ereport(ERROR,
@@ -86,7 +91,7 @@ card_vault_keys_init(CardVaultKeys *keys)
 	memset(keys, 0, sizeof(*keys));
 	SpinLockInit(&keys->mutex);
 	keys->current = 0;
-	make_key(keys, 0, GetCurrentTimestamp());
+	make_key(&keys->slots[0], 0, 0, GetCurrentTimestamp());
 }
 
 /*
@@ -299,97 +304,157 @@ card_vault_open(uint32 key_id, const uint8 *aad, int aadlen,
 }
 
 /*
- * Whether a vault row may still need the previous key: one made before
- * the current key was, of an operation the worker may still send.
+ * The ids of the current and the previous key (0: none yet) and when the
+ * current one was made.
  */
-static bool
-previous_key_needed(TimestampTz current_created)
+void
+card_vault_key_state(uint32 *current_id, uint32 *previous_id, TimestampTz *current_created)
 {
-	Oid			argtypes[2] = {TIMESTAMPTZOID, TIMESTAMPTZOID};
-	Datum		args[2] = {TimestampTzGetDatum(current_created),
-		TimestampTzGetDatum(TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-														-(int64) PAYMENTS_DUPLICATE_WINDOW_S * 1000))};
-	bool		isnull;
-	bool		needed;
+	CardVaultKeys *keys;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "payments: SPI_connect failed");
-	/*
-	 * Only cards the worker may still send hold the key back: queued or
-	 * sending, or unknown inside the duplicate window (an identical resend
-	 * resolves it).  Past the window an unknown operation is only looked
-	 * up; a dead letter waits for a person, not for the gateway (retried
-	 * after its key went, it is looked up, or fails as lost, like a card
-	 * lost in a restart); rows of finished operations are garbage.
-	 */
-	if (SPI_execute_with_args("SELECT EXISTS (SELECT FROM payments.card_vault v"
-							  " JOIN payments.operations o ON o.merchant_id = v.merchant_id AND o.operation_id = v.operation_id"
-							  " WHERE v.created_at < $1 AND (o.status IN ('queued', 'sending')"
-							  " OR (o.status = 'unknown' AND (o.first_sent_at IS NULL"
-							  " OR o.first_sent_at > $2))))",
-							  2, argtypes, args, NULL, true, 1) != SPI_OK_SELECT ||
-		SPI_processed != 1)
-		elog(ERROR, "payments: could not read the card vault");
-	needed = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	SPI_finish();
-	return needed;
+	card_vault_require();
+	keys = &payments_shared->vault_keys;
+	SpinLockAcquire(&keys->mutex);
+	*current_id = keys->slots[keys->current].key_id;
+	*previous_id = keys->slots[1 - keys->current].key_id;
+	*current_created = keys->slots[keys->current].created;
+	SpinLockRelease(&keys->mutex);
 }
 
 /*
- * payments._vault_rotate_key(force): make a new sealing key when the
- * current one has sealed for payments.vault_key_rotation, provided no card
- * sealed under the previous key still waits (it would be lost).  The
- * current key becomes the previous one.  With force, rotate now whatever
- * waits: cards sealed under the previous key are then lost (for tests,
- * and for an operator who wants every key in memory replaced).  Returns
- * whether it rotated.  The worker calls it from its housekeeping.  Only in
- * the database the worker serves (payments.database): called in another
- * with the extension, it would lose the served database's waiting cards.
+ * Re-seal a payload laid out as aad | nonce | tag | ciphertext, whose aad
+ * names its key at key_id_offset, under the key new_key_id: the clear
+ * bytes exist only in a buffer of this function, wiped before it returns
+ * or throws.  Returns CARD_VAULT_OPENED with *out (palloc'd, len bytes:
+ * the same aad naming the new key, a fresh nonce, tag and ciphertext),
+ * else what opening gave (*out untouched).
  */
-Datum
-pay_vault_rotate_key(PG_FUNCTION_ARGS)
+CardVaultStatus
+card_vault_reseal(const uint8 *payload, int len, int aadlen, int key_id_offset,
+				  uint32 new_key_id, uint8 **out)
 {
-	bool		force = PG_GETARG_BOOL(0);
+	int			cipherlen = len - aadlen - CARD_VAULT_NONCE_LEN - CARD_VAULT_TAG_LEN;
+	const uint8 *nonce = payload + aadlen;
+	const uint8 *tag = nonce + CARD_VAULT_NONCE_LEN;
+	uint32		key_id;
+	uint8	   *plain;
+	uint8	   *res;
+	CardVaultStatus status;
+
+	if (cipherlen < 1 || key_id_offset < 0 || key_id_offset + 4 > aadlen)
+		return CARD_VAULT_CORRUPT;
+	memcpy(&key_id, payload + key_id_offset, 4);
+	plain = palloc(cipherlen);
+	status = card_vault_open(key_id, payload, aadlen, nonce, tag,
+							 tag + CARD_VAULT_TAG_LEN, cipherlen, plain);
+	if (status != CARD_VAULT_OPENED)
+	{
+		pfree(plain);
+		return status;
+	}
+	res = palloc(len);
+	memcpy(res, payload, aadlen);
+	memcpy(res + key_id_offset, &new_key_id, 4);
+	PG_TRY();
+	{
+		card_vault_seal(new_key_id, res, aadlen, plain, cipherlen,
+						res + aadlen, res + aadlen + CARD_VAULT_NONCE_LEN,
+						res + aadlen + CARD_VAULT_NONCE_LEN + CARD_VAULT_TAG_LEN);
+	}
+	PG_FINALLY();
+	{
+		explicit_bzero(plain, cipherlen);
+	}
+	PG_END_TRY();
+	pfree(plain);
+	*out = res;
+	return CARD_VAULT_OPENED;
+}
+
+static void
+forget_pending_key(void)
+{
+	explicit_bzero(&pending_key, sizeof(pending_key));
+	rotation_pending = false;
+	pending_subid = InvalidSubTransactionId;
+}
+
+/*
+ * At commit, the pending key becomes the current one, the current one the
+ * previous one, and the previous one is forgotten; nothing here can fail.
+ * Aborted or prepared, the rotation never happens.
+ */
+static void
+rotation_xact_callback(XactEvent event, void *arg pg_attribute_unused())
+{
 	CardVaultKeys *keys;
-	TimestampTz now = GetCurrentTimestamp();
-	TimestampTz created;
-	CardVaultKeys fresh;
 	int			next;
 
-	payments_require_schema();
-	card_vault_require();
-	/*
-	 * The key is the cluster's, but only the served database's vault says
-	 * whether a card still needs the previous one: elsewhere, never.
-	 */
-	if (!payments_database_served())
-		PG_RETURN_BOOL(false);
-	keys = &payments_shared->vault_keys;
-	SpinLockAcquire(&keys->mutex);
-	created = keys->slots[keys->current].created;
-	SpinLockRelease(&keys->mutex);
-
-	if (!force)
+	if (!rotation_pending)
+		return;
+	switch (event)
 	{
-		if (payments_vault_key_rotation_s <= 0 ||
-			!TimestampDifferenceExceeds(created, now, payments_vault_key_rotation_s * 1000))
-			PG_RETURN_BOOL(false);
-		if (previous_key_needed(created))
-			PG_RETURN_BOOL(false);
+		case XACT_EVENT_COMMIT:
+			/* made current now: a transaction that began before may hold the old id */
+			pending_key.created = GetCurrentTimestamp();
+			keys = &payments_shared->vault_keys;
+			SpinLockAcquire(&keys->mutex);
+			next = 1 - keys->current;
+			keys->slots[next] = pending_key;
+			keys->current = next;
+			SpinLockRelease(&keys->mutex);
+			forget_pending_key();
+			ereport(LOG,
+					(errcode(ERRCODE_SUCCESSFUL_COMPLETION),
+					 errmsg("payments rotated the card vault key")));
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			forget_pending_key();
+			break;
+		default:
+			break;
 	}
+}
 
-	/* make the key outside the spinlock (pg_strong_random reads a device) */
-	memset(&fresh, 0, sizeof(fresh));
-	fresh.slots[0].key_id = card_vault_current_key_id();
-	make_key(&fresh, 1, now);
-	SpinLockAcquire(&keys->mutex);
-	next = 1 - keys->current;
-	keys->slots[next] = fresh.slots[1];
-	keys->current = next;
-	SpinLockRelease(&keys->mutex);
-	explicit_bzero(&fresh, sizeof(fresh));
-	ereport(LOG,
-			(errcode(ERRCODE_SUCCESSFUL_COMPLETION),
-			 errmsg("payments rotated the card vault key%s", force ? " (forced)" : "")));
-	PG_RETURN_BOOL(true);
+/* A rollback to a savepoint before the rotation undoes it too. */
+static void
+rotation_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						  SubTransactionId parentSubid, void *arg pg_attribute_unused())
+{
+	if (!rotation_pending || mySubid != pending_subid)
+		return;
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		forget_pending_key();
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+		pending_subid = parentSubid;
+}
+
+/*
+ * Make a new key, to become the current one when this transaction
+ * commits (so that the vault rows it re-sealed under the current key are
+ * committed before the previous key is forgotten).  Returns false when a
+ * rotation is already pending in this transaction.
+ */
+bool
+card_vault_rotate_at_commit(void)
+{
+	uint32		current_id;
+	uint32		previous_id;
+	TimestampTz created;
+
+	if (rotation_pending)
+		return false;
+	card_vault_key_state(&current_id, &previous_id, &created);
+	if (!callbacks_registered)
+	{
+		RegisterXactCallback(rotation_xact_callback, NULL);
+		RegisterSubXactCallback(rotation_subxact_callback, NULL);
+		callbacks_registered = true;
+	}
+	make_key(&pending_key, current_id, previous_id, GetCurrentTimestamp());
+	pending_subid = GetCurrentSubTransactionId();
+	rotation_pending = true;
+	return true;
 }

@@ -56,5 +56,11 @@ extern CardVaultStatus card_vault_open(uint32 key_id, const uint8 *aad, int aadl
 									   const uint8 *nonce, const uint8 *tag,
 									   const uint8 *cipher, int cipherlen,
 									   uint8 *plain);
+extern void card_vault_key_state(uint32 *current_id, uint32 *previous_id,
+								 TimestampTz *current_created);
+extern CardVaultStatus card_vault_reseal(const uint8 *payload, int len, int aadlen,
+										 int key_id_offset, uint32 new_key_id,
+										 uint8 **out);
+extern bool card_vault_rotate_at_commit(void);
 
 #endif

@@ -168,3 +168,18 @@ opaque_data_wipe(OpaqueData *od)
 	}
 	memset(od, 0, sizeof(*od));
 }
+
+/*
+ * Whether vault bytes are opaque data of this format, laid out for
+ * card_vault_reseal: magic and key id (the aad), nonce, tag, ciphertext.
+ */
+bool
+opaque_data_layout(const uint8 *sealed, size_t len, int *aadlen, int *key_id_offset)
+{
+	if (len <= OPAQUE_HEADER_LEN || len - OPAQUE_HEADER_LEN > OPAQUE_MAX_LEN ||
+		memcmp(sealed, OPAQUE_MAGIC, OPAQUE_MAGIC_LEN) != 0)
+		return false;
+	*aadlen = OPAQUE_AAD_LEN;
+	*key_id_offset = OPAQUE_MAGIC_LEN;
+	return true;
+}

@@ -21,5 +21,7 @@ typedef struct OpaqueData
 
 extern CardVaultStatus opaque_data_open(const uint8 *sealed, size_t len, OpaqueData *out);
 extern void opaque_data_wipe(OpaqueData *od);
+extern bool opaque_data_layout(const uint8 *sealed, size_t len,
+							   int *aadlen, int *key_id_offset);
 
 #endif

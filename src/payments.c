@@ -308,7 +308,7 @@ _PG_init(void)
 
 	DefineCustomIntVariable("payments.vault_key_rotation",
 							"Seconds a card vault sealing key seals before the worker replaces it.",
-							"The previous key is kept while cards sealed under it still wait; 0 rotates only at server start.",
+							"Waiting cards are re-sealed under the current key first, so none is lost or holds the rotation back; 0 rotates only at server start.",
 							&payments_vault_key_rotation_s,
 							3600, 0, 7 * 86400,
 							PGC_SIGHUP,
