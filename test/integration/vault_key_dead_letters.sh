@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The card vault's sealing key goes on rotating while dead letters keep
-# their sealed cards: only cards the worker may still send hold the
-# previous key back (before: any row did, so one dead purchase or one card
-# save that gave up stopped key rotation for the whole cluster, and kept
-# its card and CVV readable for good).  Retried after their key went, the
-# dead letters are looked up, never resent blindly: the purchase is found
-# charged once, the save finds the profile it had saved.
+# their sealed cards (before: any row held the previous key back, so one
+# dead purchase or one card save that gave up stopped key rotation for the
+# whole cluster).  Each rotation re-seals them under the current key
+# (vault_rotation_waiting.sh: so are all waiting cards), so the key that
+# sealed them is gone while they stay retriable.  Retried, the dead
+# letters, which may have reached the gateway, are looked up, never resent
+# blindly: the purchase is found charged once, the save finds the profile
+# it had saved.
 set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
 SIMDIR="$WORK/sim-vault-dead"
@@ -44,9 +46,14 @@ comment "method: $(q -c "SELECT concat_ws(' | ', status, failure_code, failure_r
 is "$(q -c "SELECT count(*) FROM payments.card_vault WHERE merchant_id = $M AND operation_id IN ($op, $mop)")" 2 \
 	"both dead letters keep their sealed cards (to be retried or discarded)"
 # key rotation: vault_key_rotation = 1 s
+keys() { q -c "SELECT string_agg(encode(substring(sealed from 5 for 4), 'hex'), ' ' ORDER BY operation_id) FROM payments.card_vault WHERE merchant_id = $M AND operation_id IN ($op, $mop)"; }
+keys0=$(keys)
 r=""
 for k in 1 2 3 4; do sleep 1.2; r="$r $(q -c "SELECT payments._vault_rotate_key(false)")"; done
 is "$r" " t t t t" "the vault key is rotated every payments.vault_key_rotation while the dead letters sit (before: t f f f)"
+keys1=$(keys)
+ok $([ "$(wc -w <<<"$keys1")" = 2 ] && [ "${keys1% *}" != "${keys0% *}" ] && [ "${keys1#* }" != "${keys0#* }" ] && echo 0 || echo 1) \
+	"both dead letters' cards are re-sealed under a newer key ($keys0 -> $keys1)"
 # retrying the dead letters once the gateway answers again: looked up, charged once
 sim_ctl DELETE /faults >/dev/null
 q -c "SELECT payments.pay_retry_dead_letter($M, $op)" -c "SELECT payments.pay_retry_dead_letter($M, $mop)" >/dev/null
