@@ -39,6 +39,7 @@
 #include "errcodes.h"
 #include "payments.h"
 #include "schema_version.h"
+#include "vault_holds.h"
 
 PG_FUNCTION_INFO_V1(pay_card_in);
 PG_FUNCTION_INFO_V1(pay_card_out);
@@ -215,7 +216,7 @@ build_card(const CardInput *in, CardSecret *secret, uint8 *plain)
 
 	memset(&hdr, 0, sizeof(hdr));
 	hdr.version = PAY_CARD_FORMAT_VERSION;
-	hdr.key_id = card_vault_current_key_id();
+	hdr.key_id = vault_hold_sealing_key();
 	hdr.brand = (uint8) brand;
 	hdr.exp_month = (uint8) in->exp_month;
 	hdr.exp_year = (uint16) year;

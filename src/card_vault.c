@@ -92,6 +92,7 @@ card_vault_keys_init(CardVaultKeys *keys)
 	SpinLockInit(&keys->mutex);
 	keys->current = 0;
 	make_key(&keys->slots[0], 0, 0, GetCurrentTimestamp());
+	keys->slots[0].generation = 1;
 }
 
 /*
@@ -145,9 +146,12 @@ card_vault_require(void)
 		elog(ERROR, "payments shared memory is not attached");
 }
 
-/* The id of the key that seals now. */
+/*
+ * The id of the key that seals now, and its generation.  Sealing takes it
+ * through vault_hold_sealing_key (vault_holds.c), which tells a rotation.
+ */
 uint32
-card_vault_current_key_id(void)
+card_vault_current_key_id(uint32 *generation)
 {
 	CardVaultKeys *keys;
 	uint32		id;
@@ -156,6 +160,7 @@ card_vault_current_key_id(void)
 	keys = &payments_shared->vault_keys;
 	SpinLockAcquire(&keys->mutex);
 	id = keys->slots[keys->current].key_id;
+	*generation = keys->slots[keys->current].generation;
 	SpinLockRelease(&keys->mutex);
 	return id;
 }
@@ -196,7 +201,7 @@ seal_failed(EVP_CIPHER_CTX *ctx, uint8 *key)
 
 /*
  * Encrypt plain[] with AES-256-GCM under the key key_id (from
- * card_vault_current_key_id, and part of aad[] so that it is
+ * vault_hold_sealing_key, and part of aad[] so that it is
  * authenticated) and a fresh random nonce.  cipher[] receives plainlen
  * bytes; nonce[] and tag[] their fixed sizes.
  */
@@ -395,11 +400,12 @@ rotation_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 	switch (event)
 	{
 		case XACT_EVENT_COMMIT:
-			/* made current now: a transaction that began before may hold the old id */
+			/* made current now: the next scheduled rotation counts from here */
 			pending_key.created = GetCurrentTimestamp();
 			keys = &payments_shared->vault_keys;
 			SpinLockAcquire(&keys->mutex);
 			next = 1 - keys->current;
+			pending_key.generation = keys->slots[keys->current].generation + 1;
 			keys->slots[next] = pending_key;
 			keys->current = next;
 			SpinLockRelease(&keys->mutex);

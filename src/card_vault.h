@@ -31,6 +31,7 @@ typedef enum CardVaultStatus
 typedef struct CardVaultKeySlot
 {
 	uint32		key_id;			/* 0 = empty slot */
+	uint32		generation;		/* 1 for the first key, +1 per rotation */
 	TimestampTz created;
 	uint8		key[CARD_VAULT_KEY_LEN];
 } CardVaultKeySlot;
@@ -48,7 +49,7 @@ extern int	payments_vault_key_rotation_s;
 extern void card_vault_keys_init(CardVaultKeys *keys);
 extern void card_vault_forget_legacy_key(void);
 extern void card_vault_require(void);
-extern uint32 card_vault_current_key_id(void);
+extern uint32 card_vault_current_key_id(uint32 *generation);
 extern void card_vault_seal(uint32 key_id, const uint8 *aad, int aadlen,
 							const uint8 *plain, int plainlen,
 							uint8 *nonce, uint8 *tag, uint8 *cipher);

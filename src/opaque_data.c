@@ -25,6 +25,7 @@
 #include "errcodes.h"
 #include "opaque_data.h"
 #include "schema_version.h"
+#include "vault_holds.h"
 
 #define OPAQUE_MAGIC		"PO2"
 #define OPAQUE_MAGIC_LEGACY "PO1"
@@ -91,7 +92,7 @@ pay_opaque_data_sealed(PG_FUNCTION_ARGS)
 	SET_VARSIZE(out, VARHDRSZ + OPAQUE_HEADER_LEN + len);
 	p = (uint8 *) VARDATA(out);
 	memcpy(p, OPAQUE_MAGIC, OPAQUE_MAGIC_LEN);
-	key_id = card_vault_current_key_id();
+	key_id = vault_hold_sealing_key();
 	memcpy(p + OPAQUE_MAGIC_LEN, &key_id, 4);
 	PG_TRY();
 	{

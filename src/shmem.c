@@ -19,6 +19,7 @@
 #include "rate_limit.h"
 #include "record_queue.h"
 #include "shmem.h"
+#include "vault_holds.h"
 #include "wait.h"
 
 PaymentsShared *payments_shared = NULL;
@@ -41,6 +42,7 @@ payments_shmem_request(void)
 	RequestAddinShmemSpace(record_queue_shmem_size());
 	RequestAddinShmemSpace(audit_horizon_shmem_size());
 	RequestAddinShmemSpace(wait_shmem_size());
+	RequestAddinShmemSpace(vault_holds_shmem_size());
 }
 
 static void
@@ -103,6 +105,7 @@ payments_shmem_startup(void)
 	record_queue_shmem_init();
 	audit_horizon_shmem_init();
 	wait_shmem_init();
+	vault_holds_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 

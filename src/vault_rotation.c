@@ -21,12 +21,17 @@
  *   pay_card or seals opaque data (card.c, opaque_data.c) and its vault
  *   row is invisible here until it commits.  Sealed under the current key,
  *   it survives this rotation (that key stays, as the previous one) and is
- *   re-sealed by the next.  Sealed under the previous key, it could have
- *   been only by a transaction that began before the current key was made:
- *   while one such is open in this database, a scheduled rotation waits
- *   (for the next housekeeping).  A forced one does not: a card such a
- *   transaction commits afterwards is lost (failing with the lost-card
- *   reason).
+ *   re-sealed by the next.  Sealed under the previous key, it would be
+ *   lost: every transaction publishes the oldest key it sealed under
+ *   (vault_holds.c) until it commits or aborts (prepared, until COMMIT or
+ *   ROLLBACK PREPARED), and while one holds a key older than the current
+ *   one, a scheduled rotation waits (for the next housekeeping).  Only
+ *   those: a long transaction that sealed nothing (a pg_dump, a report, an
+ *   idle session) does not hold it back.  A forced rotation does not wait:
+ *   a card such a transaction commits afterwards is lost (failing with the
+ *   lost-card reason).  A pay_card value built in one transaction and
+ *   inserted in a later one is not held by either: if its key is gone by
+ *   then, it fails the same way.
  * - The worker unseals a card while it claims it, in its own process,
  *   which is also where scheduled rotations run: never at once.  What it
  *   read is under the current key (a rotation keeps it, as the previous
@@ -49,7 +54,6 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
-#include "utils/backend_status.h"
 #include "utils/builtins.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -59,36 +63,9 @@
 #include "opaque_data.h"
 #include "payments.h"
 #include "schema_version.h"
+#include "vault_holds.h"
 
 PG_FUNCTION_INFO_V1(pay_vault_rotate_key);
-
-/*
- * Whether a transaction of this database that began before since is still
- * open in another backend (client backends and background workers).
- */
-static bool
-older_transaction_open(TimestampTz since)
-{
-	int			n;
-
-	pgstat_clear_backend_activity_snapshot();
-	n = pgstat_fetch_stat_numbackends();
-	for (int i = 1; i <= n; i++)
-	{
-		LocalPgBackendStatus *local = pgstat_fetch_stat_local_beentry(i);
-		PgBackendStatus *be;
-
-		if (local == NULL)
-			continue;
-		be = &local->backendStatus;
-		if (be->st_procpid == MyProcPid || be->st_databaseid != MyDatabaseId ||
-			(be->st_backendType != B_BACKEND && be->st_backendType != B_BG_WORKER))
-			continue;
-		if (be->st_xact_start_timestamp != 0 && be->st_xact_start_timestamp < since)
-			return true;
-	}
-	return false;
-}
 
 /*
  * Re-seal under key_id every waiting vault row sealed under another key
@@ -173,9 +150,9 @@ reseal_waiting(uint32 key_id)
  * payments._vault_rotate_key(force): when the current key has sealed for
  * payments.vault_key_rotation (or with force, now), re-seal the waiting
  * cards under it and make a new key, current from this transaction's
- * commit.  A scheduled rotation waits while a transaction of this
- * database that began before the current key was made is open (it may
- * commit a card sealed under the previous key).  Returns whether it
+ * commit.  A scheduled rotation waits while an open or prepared
+ * transaction sealed card data under the previous key (vault_holds.c:
+ * it may commit that card after the re-seal).  Returns whether it
  * rotates.  The worker calls it from its housekeeping.
  */
 Datum
@@ -185,6 +162,7 @@ pay_vault_rotate_key(PG_FUNCTION_ARGS)
 	uint32		current_id;
 	uint32		previous_id;
 	TimestampTz created;
+	uint32		generation;
 	int64		resealed;
 
 	payments_require_schema();
@@ -198,10 +176,11 @@ pay_vault_rotate_key(PG_FUNCTION_ARGS)
 	if (SPI_execute("LOCK TABLE payments.card_vault IN SHARE UPDATE EXCLUSIVE MODE", false, 0) != SPI_OK_UTILITY)
 		elog(ERROR, "payments: could not lock the card vault");
 	card_vault_key_state(&current_id, &previous_id, &created);
+	(void) card_vault_current_key_id(&generation);
 	if (!force &&
 		(payments_vault_key_rotation_s <= 0 ||
 		 !TimestampDifferenceExceeds(created, GetCurrentTimestamp(), payments_vault_key_rotation_s * 1000) ||
-		 older_transaction_open(created)))
+		 vault_older_key_held(generation)))
 	{
 		SPI_finish();
 		PG_RETURN_BOOL(false);
