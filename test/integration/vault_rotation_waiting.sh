@@ -9,7 +9,8 @@
 # configured, charged with the right card; the bytes it had before no
 # longer open (their key is gone).  A card sealed in a transaction open
 # across a rotation is re-sealed by the next; a scheduled rotation waits
-# while a transaction older than the current key is open.
+# while an open or prepared transaction sealed a card under the previous
+# key (only those: one that sealed nothing, however old, does not hold it).
 set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
 source "$(dirname "$0")/../lib/sessions.sh"
@@ -17,6 +18,7 @@ SIMDIR="$WORK/sim-vault-rotation"
 q() { cluster_psql "$WORK" "$PORT" payments -At "$@"; }
 cleanup() {
 	sessions_kill
+	q -c "SELECT format('ROLLBACK PREPARED %L', gid) FROM pg_prepared_xacts WHERE gid = 'vault_rotation_waiting'" -c '\gexec' >/dev/null 2>&1 || true
 	q -c "ALTER SYSTEM RESET payments.vault_key_rotation" -c "SELECT pg_reload_conf()" \
 		-c "DROP TABLE IF EXISTS public.vault_rotation_old" >/dev/null || true
 	sim_stop
@@ -78,10 +80,11 @@ is "$(opaque_key)" "$k1" "so is the parked opaque data ($o0 -> the same key)"
 
 # 3. the new key is current from commit: a rotation rolled back, or rolled
 #    back to a savepoint, never happened.  (Session b's open transaction,
-#    older than the current key, keeps the worker's scheduled rotations out.)
+#    which sealed a card under the key a forced rotation makes the previous
+#    one, keeps the worker's scheduled rotations out.)
 sessions_init vault-rotation
 session b
-say b "BEGIN; SELECT 1;"
+say b "BEGIN; SELECT payments.pay_card('4007000000027', 12, $Y) IS NOT NULL;"
 say b '\echo B-OPEN'
 poll_value 20 done_with b B-OPEN >/dev/null
 q -c "SELECT payments._vault_rotate_key(true)" >/dev/null
@@ -113,7 +116,7 @@ is "$(q -c "SELECT payments._vault_rotate_key(true)")" t "the next rotation (for
 ok $([ -n "$k3" ] && [ -n "$(key_of "$pid3")" ] && [ "$(key_of "$pid3")" != "$k3" ] && echo 0 || echo 1) \
 	"it re-sealed the card committed after the rotation before"
 
-# 5. a scheduled rotation waits for a transaction older than the current key
+# 5. a scheduled rotation waits for an open transaction that sealed under the previous key
 say a "BEGIN; SELECT 'pid4=' || payment_id FROM pay_purchase(amount => '24.00 USD', card => pay_card('370000000000002', 12, $Y, '7373'));"
 say a '\echo A-SEALED-2'
 is "$(poll_value 20 done_with a A-SEALED-2)" 1 "session a sealed another card in an open transaction"
@@ -121,7 +124,7 @@ pid4=$(sed -n 's/^pid4=//p' "$SESS/a.out")
 is "$(q -c "SELECT payments._vault_rotate_key(true)")" t "a forced rotation: its card's key is now the previous one"
 sleep 1.1
 is "$(q -c "SELECT payments._vault_rotate_key(false)")" f \
-	"a scheduled rotation waits while that transaction (older than the current key) is open"
+	"a scheduled rotation waits while that transaction (it sealed under the previous key) is open"
 say a 'COMMIT;'
 say a '\echo A-COMMITTED-2'
 is "$(poll_value 20 done_with a A-COMMITTED-2)" 1 "session a committed"
@@ -129,13 +132,40 @@ close a
 is "$(scheduled "$pid4")" t "once it committed, the scheduled rotation re-seals its card"
 is "$(q -c "SELECT payments._vault_rotate_key(true)")" t "and one more rotation (forced)"
 
-# 6. the bytes the first card had before: their key is gone.  Put in the
+# 6. a long transaction that sealed nothing (a pg_dump, a report, an idle
+#    session) does not hold a scheduled rotation back (before: it did, as
+#    any transaction older than the current key)
+session c
+say c "BEGIN; SELECT 1;"
+say c '\echo C-OPEN'
+is "$(poll_value 20 done_with c C-OPEN)" 1 "session c left a transaction open that sealed nothing"
+is "$(q -c "SELECT payments._vault_rotate_key(true)")" t "a forced rotation: session c's transaction is older than the current key"
+is "$(scheduled "$pid1")" t "a scheduled rotation does not wait for it"
+close c
+
+# 7. a prepared transaction that sealed a card under the key about to go
+#    holds a scheduled rotation back until COMMIT PREPARED (before: not,
+#    and its card was lost)
+session a
+say a "BEGIN; SELECT 'pid6=' || payment_id FROM pay_purchase(amount => '26.00 USD', card => pay_card('4111111111111111', 12, $Y, '321')); PREPARE TRANSACTION 'vault_rotation_waiting';"
+say a '\echo A-PREPARED'
+is "$(poll_value 20 done_with a A-PREPARED)" 1 "session a sealed a card and prepared its transaction"
+pid6=$(sed -n 's/^pid6=//p' "$SESS/a.out")
+close a
+is "$(q -c "SELECT payments._vault_rotate_key(true)")" t "a forced rotation: its card's key is now the previous one"
+sleep 1.1
+is "$(q -c "SELECT payments._vault_rotate_key(false)")" f \
+	"a scheduled rotation waits while the prepared transaction that sealed under the previous key may commit"
+q -c "COMMIT PREPARED 'vault_rotation_waiting'" >/dev/null
+is "$(scheduled "$pid6")" t "once it committed, the scheduled rotation re-seals its card"
+
+# 8. the bytes the first card had before: their key is gone.  Put in the
 #    second purchase's vault row, they fail it with the lost-card reason.
 q -c "UPDATE payments.card_vault SET sealed = (SELECT sealed FROM public.vault_rotation_old)
 	WHERE merchant_id = $M AND operation_id = $(op_of "$pid2")" >/dev/null
-is "$(q -c "SELECT count(*) FROM payments.card_vault WHERE merchant_id = $M")" 5 "five cards wait"
+is "$(q -c "SELECT count(*) FROM payments.card_vault WHERE merchant_id = $M")" 6 "six cards wait"
 
-# 7. the gateway is configured: the waiting cards are charged, each the right one
+# 9. the gateway is configured: the waiting cards are charged, each the right one
 q -c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY', endpoint_url => '$SIM_TLS_API', ca_file => '$SIM_CA', timeout_ms => 5000, merchant_id => $M)" \
 	-c "UPDATE payments.operations SET next_attempt_at = now() WHERE merchant_id = $M AND status = 'queued'" \
 	-c "SELECT payments._wake_at_commit()" >/dev/null
@@ -144,8 +174,8 @@ for i in $(seq 300); do
 	sleep 0.1
 done
 is "$(as_merchant -c "SELECT string_agg(status || ': ' || coalesce(decline_reason, ''), ' / ' ORDER BY payment_id)
-	FROM payments.payments WHERE payment_id IN ($pid1, $pid2, $pid3, $pid4, $pid5)")" \
-	"succeeded:  / failed: card data was lost (a server restart or a vault key rotation) before it was sent; ask for the card again / succeeded:  / succeeded:  / succeeded: " \
+	FROM payments.payments WHERE payment_id IN ($pid1, $pid2, $pid3, $pid4, $pid5, $pid6)")" \
+	"succeeded:  / failed: card data was lost (a server restart or a vault key rotation) before it was sent; ask for the card again / succeeded:  / succeeded:  / succeeded:  / succeeded: " \
 	"the re-sealed cards are charged; the bytes under the forgotten key cannot be opened"
 ledger_card() {	# ledger_card PAYMENT: kind, amount and card of its gateway transaction
 	sim_ctl GET /ledger | python3 -c '
@@ -155,8 +185,8 @@ rows = rows["ledger"] if isinstance(rows, dict) else rows
 print(",".join("%s %s %s" % (r["kind"], r["amount"], r.get("accountNumber")) for r in rows if r.get("invoiceNumber") == sys.argv[1]))
 ' "P$TAG$1"
 }
-is "$(ledger_card "$pid1") / $(ledger_card "$pid3") / $(ledger_card "$pid4") / $(ledger_card "$pid5")" \
-	"charge 21.00 0027 / charge 23.00 0015 / charge 24.00 0002 / charge 25.00 0012" \
+is "$(ledger_card "$pid1") / $(ledger_card "$pid3") / $(ledger_card "$pid4") / $(ledger_card "$pid5") / $(ledger_card "$pid6")" \
+	"charge 21.00 0027 / charge 23.00 0015 / charge 24.00 0002 / charge 25.00 0012 / charge 26.00 1111" \
 	"the simulator charged each payment's own card, once"
 is "$(ledger_card "$pid2")" "" "nothing was sent for the purchase whose card could not be opened"
 is "$(q -c "SELECT count(*) FROM payments.card_vault WHERE merchant_id = $M")" 0 "the vault holds nothing of the merchant any more"
