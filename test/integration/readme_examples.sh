@@ -10,7 +10,7 @@ source "$(dirname "$0")/../lib/integration.sh"
 README="$(dirname "$0")/../../README.md"
 
 # statement TAB expected value, one line each
-examples=$(python3 - "$README" <<'EOF'
+examples=$(python3 - "$README" "$(dirname "$0")/../lib" <<'EOF'
 import re, sys
 # the functions a standalone example may call: no state behind them
 standalone = {"pay_amount", "pay_amount_from_minor", "pay_minor_units", "pay_currency",
@@ -22,15 +22,9 @@ def expected(comment):
     if ": " in text:
         text = text.split(": ", 1)[1]
     return text if value.match(text) else None
-blocks, block, inside = [], [], False
-for line in open(sys.argv[1]):
-    if line.startswith("```sql"):
-        inside, block = True, []
-    elif line.startswith("```") and inside:
-        inside = False
-        blocks.append(block)
-    elif inside:
-        block.append(line.rstrip("\n"))
+sys.path.insert(0, sys.argv[2])
+from readme_sql import sql_blocks
+blocks = sql_blocks(sys.argv[1])
 for block in blocks:
     stmt = []
     for i, line in enumerate(block):

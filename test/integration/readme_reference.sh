@@ -375,17 +375,11 @@ q "DROP TABLE public.readme_reference_orders" >/dev/null
 # syntax error) nor 22P02. Left out: what changes the cluster (extensions,
 # databases, roles and their bindings) and placeholders ("...", '<...>').
 M=$(q "INSERT INTO payments.merchants (name) VALUES ('readme_reference') RETURNING merchant_id")
-python3 - "$ROOT/README.md" >"$TMP/statements" <<'EOF'
+python3 - "$ROOT/README.md" "$ROOT/test/lib" >"$TMP/statements" <<'EOF'
 import re, sys
-blocks, block, inside = [], [], False
-for line in open(sys.argv[1]):
-    if line.startswith("```sql"):
-        inside, block = True, []
-    elif line.startswith("```") and inside:
-        inside = False
-        blocks.append(block)
-    elif inside:
-        block.append(line.rstrip("\n"))
+sys.path.insert(0, sys.argv[2])
+from readme_sql import sql_blocks
+blocks = sql_blocks(sys.argv[1])
 skip = re.compile(r"^(CREATE (EXTENSION|ROLE)|ALTER (EXTENSION|DATABASE)|GRANT|BEGIN|COMMIT|SET )|"
                   r"pay_bind_role|pay_declare_postgrest_role|pay_grant_all_merchants|\.\.\.|'<", re.I)
 for block in blocks:
