@@ -146,6 +146,19 @@ reseal_waiting(uint32 key_id)
 	return resealed;
 }
 
+/* Whether the current key has sealed for payments.vault_key_rotation. */
+static bool
+rotation_due(void)
+{
+	uint32		current_id;
+	uint32		previous_id;
+	TimestampTz created;
+
+	card_vault_key_state(&current_id, &previous_id, &created);
+	return payments_vault_key_rotation_s > 0 &&
+		TimestampDifferenceExceeds(created, GetCurrentTimestamp(), payments_vault_key_rotation_s * 1000);
+}
+
 /*
  * payments._vault_rotate_key(force): when the current key has sealed for
  * payments.vault_key_rotation (or with force, now), re-seal the waiting
@@ -170,17 +183,22 @@ pay_vault_rotate_key(PG_FUNCTION_ARGS)
 	if (!payments_database_served())
 		PG_RETURN_BOOL(false);
 
+	/*
+	 * Not due: nothing locked.  The worker asks at every housekeeping, and
+	 * the lock below waits for an autovacuum of the vault (a busy table)
+	 * with the worker's loop behind it.
+	 */
+	if (!force && !rotation_due())
+		PG_RETURN_BOOL(false);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "payments: SPI_connect failed");
 	/* one rotation at a time; inserts, updates and deletes go on */
 	if (SPI_execute("LOCK TABLE payments.card_vault IN SHARE UPDATE EXCLUSIVE MODE", false, 0) != SPI_OK_UTILITY)
 		elog(ERROR, "payments: could not lock the card vault");
+	/* the key as it is now that no other rotation runs */
 	card_vault_key_state(&current_id, &previous_id, &created);
 	(void) card_vault_current_key_id(&generation);
-	if (!force &&
-		(payments_vault_key_rotation_s <= 0 ||
-		 !TimestampDifferenceExceeds(created, GetCurrentTimestamp(), payments_vault_key_rotation_s * 1000) ||
-		 vault_older_key_held(generation)))
+	if (!force && (!rotation_due() || vault_older_key_held(generation)))
 	{
 		SPI_finish();
 		PG_RETURN_BOOL(false);
