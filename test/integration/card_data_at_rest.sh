@@ -28,18 +28,17 @@ dir="$WORK/card-at-rest"
 mkdir -p "$dir/archive"
 port=$(free_port)
 SIMDIR="$dir/sim"
-cleanup() { cluster_stop "$dir"; sim_stop; }
+cleanup() { private_clusters_stop; sim_stop; }
 trap cleanup EXIT
 sim_start "$SIMDIR"
 
-cluster_init "$dir" "$port" \
+private_cluster "$dir" "$port" \
 	"shared_preload_libraries = 'pg_stat_statements,payments'" \
 	"archive_mode = on" "archive_command = 'cp %p $dir/archive/%f'" \
 	"log_min_duration_statement = 0" "log_statement = 'all'" \
 	"log_parameter_max_length = -1" "log_parameter_max_length_on_error = -1" \
 	"pg_stat_statements.track = 'all'" "pg_stat_statements.track_utility = on" \
 	"payments.fingerprint_key_directory = '$dir/keys'"
-cluster_start "$dir"
 log_file="$dir/postgres.log"
 ok "$(grep -c "pg_stat_statements is loaded after payments" "$log_file")" \
 	"no load-order warning: pg_stat_statements is loaded before payments, so payments masks what it keeps"

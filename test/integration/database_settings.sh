@@ -21,16 +21,13 @@ source "$(dirname "$0")/../lib/integration.sh"
 
 LD="$WORK/database-settings"
 LPORT=$(free_port)
-mkdir -p "$LD"
-as_root chown "$PG_OS_USER" "$LD"
 cleanup() {
-	cluster_stop "$LD"
+	private_clusters_stop
 	sim_stop
 }
 trap cleanup EXIT
 
-cluster_init "$LD" "$LPORT" "fsync = off" "payments.database = 'latin'"
-cluster_start "$LD"
+private_cluster "$LD" "$LPORT" "fsync = off" "payments.database = 'latin'"
 cluster_psql "$LD" "$LPORT" postgres -c "CREATE DATABASE latin TEMPLATE template0 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C'"
 # callers: UTF-8 clients, read-write sessions
 q() { PGCLIENTENCODING=UTF8 PGOPTIONS='-c default_transaction_read_only=off' cluster_psql "$LD" "$LPORT" latin -qAt -v ON_ERROR_STOP=1 "$@"; }

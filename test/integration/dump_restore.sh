@@ -95,9 +95,8 @@ as_pg "$PG_BINDIR/pg_dump" -h "$WORK/sock" -p "$PORT" -U postgres -Fp -f "$plain
 ok $? "pg_dump -Fp succeeds"
 OTHER="$WORK/other_cluster"
 OTHER_PORT=$(free_port)
-cluster_init "$OTHER" "$OTHER_PORT"
-cluster_start "$OTHER"
-trap 'cluster_stop "$OTHER"' EXIT
+trap private_clusters_stop EXIT
+private_cluster "$OTHER" "$OTHER_PORT"
 o() { cluster_psql "$OTHER" "$OTHER_PORT" "$@"; }
 o postgres -c 'CREATE ROLE dump_app_b NOLOGIN' -c 'CREATE DATABASE from_custom' -c 'CREATE DATABASE from_plain'
 rc=0

@@ -28,23 +28,21 @@ PRI="$FO/primary"
 STB="$FO/standby"
 PPORT=$(free_port)
 SPORT=$(free_port)
-mkdir -p "$PRI" "$STB"
-as_root chown "$PG_OS_USER" "$FO" "$PRI" "$STB"
 cleanup() {
-	as_pg "$PG_BINDIR/pg_ctl" -D "$PRI/data" -m immediate stop >/dev/null 2>&1 || true
-	cluster_stop "$STB"
+	private_clusters_stop
 	sim_stop
 }
 trap cleanup EXIT
 
-cluster_init "$PRI" "$PPORT" "fsync = off" "full_page_writes = off" "wal_keep_size = '256MB'"
-cluster_start "$PRI"
+private_cluster "$PRI" "$PPORT" "fsync = off" "full_page_writes = off" "wal_keep_size = '256MB'"
 pq() { cluster_psql "$PRI" "$PPORT" payments "$@"; }
 sq() { cluster_psql "$STB" "$SPORT" payments "$@"; }
 cluster_psql "$PRI" "$PPORT" postgres -c 'CREATE DATABASE payments'
 pq -c 'CREATE EXTENSION payments'
 
-# the standby: a base backup of the primary, streaming from it
+# the standby: a base backup of the primary, streaming from it (stopped at
+# the end with the primary)
+PRIVATE_CLUSTERS+=("$STB")
 mkdir -p "$STB/sock"
 as_root chown -R "$PG_OS_USER" "$STB"
 as_pg "$PG_BINDIR/pg_basebackup" -h "$PRI/sock" -p "$PPORT" -U postgres -D "$STB/data" -R -X stream -c fast >/dev/null

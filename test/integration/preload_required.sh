@@ -12,9 +12,8 @@ PG_BINDIR=${PG_BINDIR:-$(pg_config --bindir)}
 
 dir=$(mktemp -d /tmp/payments-nopreload.XXXXXX)
 port=$(free_port)
-trap 'cluster_stop "$dir"; as_root rm -rf "$dir"' EXIT
-cluster_init "$dir" "$port" "shared_preload_libraries = ''" "fsync = off"
-cluster_start "$dir"
+trap 'private_clusters_stop; as_root rm -rf "$dir"' EXIT
+private_cluster "$dir" "$port" "shared_preload_libraries = ''" "fsync = off"
 
 out=$(cluster_psql "$dir" "$port" postgres -c 'CREATE EXTENSION payments' 2>&1 || true)
 like "$out" 'ERROR:  payments must be loaded via shared_preload_libraries' "CREATE EXTENSION without preload fails with a clear error"

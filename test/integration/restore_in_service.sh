@@ -19,17 +19,13 @@ OLD="$RS/old"
 NEW="$RS/new"
 OPORT=$(free_port)
 NPORT=$(free_port)
-mkdir -p "$OLD" "$NEW"
-as_root chown "$PG_OS_USER" "$RS" "$OLD" "$NEW"
 cleanup() {
-	as_pg "$PG_BINDIR/pg_ctl" -D "$OLD/data" -m immediate stop >/dev/null 2>&1 || true
-	cluster_stop "$NEW"
+	private_clusters_stop
 	sim_stop
 }
 trap cleanup EXIT
 
-cluster_init "$OLD" "$OPORT" "fsync = off"
-cluster_start "$OLD"
+private_cluster "$OLD" "$OPORT" "fsync = off"
 oq() { cluster_psql "$OLD" "$OPORT" payments "$@"; }
 nq() { cluster_psql "$NEW" "$NPORT" payments "$@"; }
 cluster_psql "$OLD" "$OPORT" postgres -c 'CREATE DATABASE payments'
@@ -79,8 +75,7 @@ sim_ctl DELETE /faults >/dev/null
 # creates the extension, then loads the tables, each in a transaction of
 # its own; the worker meets the empty extension first (here for sure: the
 # restore's sections one after the other, the worker serving in between).
-cluster_init "$NEW" "$NPORT" "fsync = off"
-cluster_start "$NEW"
+private_cluster "$NEW" "$NPORT" "fsync = off"
 cluster_psql "$NEW" "$NPORT" postgres -c 'CREATE DATABASE payments'
 restore() {	# restore SECTION: pg_restore of that section; its errors on stdout
 	as_pg "$PG_BINDIR/pg_restore" -h "$NEW/sock" -p "$NPORT" -U postgres -d payments --section="$1" "$RS/payments.dump" 2>&1

@@ -13,16 +13,13 @@ source "$(dirname "$0")/../lib/integration.sh"
 
 SD="$WORK/served-database"
 SPORT=$(free_port)
-mkdir -p "$SD"
-as_root chown "$PG_OS_USER" "$SD"
 cleanup() {
-	cluster_stop "$SD"
+	private_clusters_stop
 	sim_stop
 }
 trap cleanup EXIT
 
-cluster_init "$SD" "$SPORT" "fsync = off"
-cluster_start "$SD"
+private_cluster "$SD" "$SPORT" "fsync = off"
 for db in payments other; do
 	cluster_psql "$SD" "$SPORT" postgres -c "CREATE DATABASE $db"
 	cluster_psql "$SD" "$SPORT" "$db" -c 'CREATE EXTENSION payments'

@@ -204,6 +204,30 @@ CONF
 	done
 }
 
+# private_cluster DIR PORT [extra postgresql.conf lines...]
+# A cluster of the test's own, for a test that must restart, crash, fail
+# over or reconfigure its server (test/run-tests.sh's shared cluster is
+# other tests' too): cluster_init in DIR (made if need be) on PORT, then
+# started.  private_clusters_stop, which the test's EXIT trap must call,
+# stops every cluster made so, whatever state the test left it in.
+PRIVATE_CLUSTERS=()
+private_cluster() {
+	local dir=$1
+	mkdir -p "$dir"
+	PRIVATE_CLUSTERS+=("$dir")
+	cluster_init "$@"
+	cluster_start "$dir"
+}
+# (immediate: nothing reads a throwaway cluster after its test, and an
+# immediate stop waits for none of the work the test may have left running)
+private_clusters_stop() {
+	local dir
+	for dir in "${PRIVATE_CLUSTERS[@]}"; do
+		[ -f "$dir/data/postmaster.pid" ] || continue
+		as_pg "$PG_BINDIR/pg_ctl" -D "$dir/data" -m immediate -w -t 60 stop >/dev/null 2>&1 || true
+	done
+}
+
 cluster_start() {
 	local dir=$1
 	as_pg "$PG_BINDIR/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" ${PG_CTL_CORE_FILES:+-c} -w -t 60 start >/dev/null \
