@@ -58,6 +58,7 @@ void		_PG_init(void);
 
 PG_FUNCTION_INFO_V1(pay_assert_preloaded);
 PG_FUNCTION_INFO_V1(pay_warn_unserved_database);
+PG_FUNCTION_INFO_V1(pay_note_unserved_database);
 
 /*
  * payments.correlation_id is kept on rows, sent as refId and copied into
@@ -434,6 +435,22 @@ pay_warn_unserved_database(PG_FUNCTION_ARGS)
 	if (!payments_database_served())
 		payments_report_unserved(WARNING);
 	PG_RETURN_VOID();
+}
+
+/*
+ * payments._note_unserved_database() -> boolean: true, after a NOTICE,
+ * when the worker does not serve this database; for a SQL wait for the
+ * worker (pay_gateway_status(wait_ms => ...)), which returns at once there,
+ * as pay_wait does (wait.c).
+ */
+Datum
+pay_note_unserved_database(PG_FUNCTION_ARGS)
+{
+	payments_require_preload();
+	if (payments_database_served())
+		PG_RETURN_BOOL(false);
+	payments_report_unserved(NOTICE);
+	PG_RETURN_BOOL(true);
 }
 
 /* The duplicate window, for the SQL side (payments._duplicate_window). */

@@ -332,17 +332,21 @@ BEGIN
 					DETAIL = 'The worker sends it only once the transaction that asked for it commits.',
 					HINT = 'Commit, then call pay_gateway_status(wait_ms => ...) in a new transaction.';
 		END IF;
-		EXIT WHEN v IS NULL OR v NOT IN ('requested', 'sending') OR clock_timestamp() >= deadline;
+		EXIT WHEN v IS NULL OR v NOT IN ('requested', 'sending');
+		-- in a database the worker does not serve nothing sends the check:
+		-- a NOTICE says so, and no wait there
+		EXIT WHEN payments._note_unserved_database() OR clock_timestamp() >= deadline;
 		PERFORM pg_sleep(0.05);
 	END LOOP;
 END
 $$;
 COMMENT ON FUNCTION payments._wait_for_verification(bigint, integer) IS
-	'Internal: waits up to p_wait_ms for the merchant''s credentials check to be answered (refused in the transaction that asked for it).';
+	'Internal: waits up to p_wait_ms for the merchant''s credentials check to be answered (refused in the transaction that asked for it); in a database the worker does not serve, returns at once with a NOTICE (01Y01).';
 
 -- A merchant's gateway as the worker last saw it; wait_ms > 0 waits (up
 -- to that long) for a credentials check asked for by an earlier, committed
--- pay_configure_gateway(verify => true) to be answered.
+-- pay_configure_gateway(verify => true) to be answered (not in a database
+-- the worker does not serve: _wait_for_verification).
 CREATE FUNCTION payments.pay_gateway_status(merchant_id bigint DEFAULT NULL, wait_ms integer DEFAULT 0)
 	RETURNS TABLE (merchant_id bigint, configured boolean, endpoint_url text, state text,
 		failing_since timestamptz, last_error_code text, last_error_text text,
@@ -372,7 +376,7 @@ CREATE FUNCTION payments.pay_gateway_status(merchant_id bigint DEFAULT NULL, wai
 	$$;
 REVOKE ALL ON FUNCTION payments.pay_gateway_status(bigint, integer) FROM PUBLIC;
 COMMENT ON FUNCTION payments.pay_gateway_status(bigint, integer) IS
-	'A merchant''s gateway (default: the current one): configured, endpoint, state (ok, failing after an account error such as E00007, unconfigured), since when it fails, the last account error code and text, until when its operations are held and how many, and the last credentials check (verification requested, sending, succeeded or failed, with the gateway''s code and text). wait_ms > 0 waits up to that long for a check asked for by an earlier, committed pay_configure_gateway(verify => true). No secrets. Owner only.';
+	'A merchant''s gateway (default: the current one): configured, endpoint, state (ok, failing after an account error such as E00007, unconfigured), since when it fails, the last account error code and text, until when its operations are held and how many, and the last credentials check (verification requested, sending, succeeded or failed, with the gateway''s code and text). wait_ms > 0 waits up to that long for a check asked for by an earlier, committed pay_configure_gateway(verify => true); in a database the worker does not serve, which never sends it, it returns at once with a NOTICE (01Y01). No secrets. Owner only.';
 
 CREATE FUNCTION payments.pay_dead_letters()
 	RETURNS SETOF payments.operations

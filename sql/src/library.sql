@@ -17,3 +17,12 @@ SELECT payments._warn_unserved_database();
 REVOKE ALL ON FUNCTION payments._warn_unserved_database() FROM PUBLIC;
 COMMENT ON FUNCTION payments._warn_unserved_database() IS
 	'Internal: raises a WARNING (01Y01) when the background worker does not serve this database (payments.database names another), naming the database it serves.';
+
+-- A wait written in SQL for the worker's answer returns at once, with a
+-- NOTICE, in a database the worker does not serve (pay_wait does the same
+-- in src/wait.c).
+CREATE FUNCTION payments._note_unserved_database() RETURNS boolean
+	LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'pay_note_unserved_database';
+REVOKE ALL ON FUNCTION payments._note_unserved_database() FROM PUBLIC;
+COMMENT ON FUNCTION payments._note_unserved_database() IS
+	'Internal: true, after a NOTICE (01Y01) naming the database the background worker serves, when it does not serve this one (payments.database names another); false, silently, where it does.';

@@ -11,8 +11,10 @@
 # leaves the worker's columns NULL; pay_metrics says payments_worker_up 0,
 # payments_database_served 0 and gives this database's queue depth only;
 # pay_wait of an unfinished payment adds a NOTICE and returns at once (it
-# waited its whole timeout for what nothing would do).  The served database is
-# as before (and says served).
+# waited its whole timeout for what nothing would do), and so does
+# pay_gateway_status(wait_ms => ...) of a credentials check asked for there
+# (it waited its whole wait_ms for a check nothing sends).  The served
+# database is as before (and says served).
 set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
 
@@ -60,15 +62,29 @@ HEALTH="SELECT concat_ws('|', alive, pid IS NULL, started_at IS NULL, last_loop_
 is "$(u -c "$HEALTH")" "f|t|t|t|1|t|t|t|t|t|payments" \
 	"pay_worker_health there: not alive, no worker's columns, this database's queue (1), served_database payments"
 is "$(u -c "SET ROLE $MON" -c "$HEALTH")" "f|t|t|t|1|t|t|t|t|t|payments" "the same for pg_monitor, which reads no table"
-t0=$(date +%s%N)
-out=$(u -c "SELECT status FROM payments.pay_wait($P, '30 s')")
-waited_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+# no_wait WHAT SQL: SQL, which would wait up to 30 s, in the unserved
+# database returns at once with the notice that no worker serves it; its
+# output (with the notice) in out
+no_wait() {
+	local what=$1 t0 waited_ms
+	t0=$(date +%s%N)
+	out=$(u -c "$2")
+	waited_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+	ok "$([ "$waited_ms" -lt 15000 ]; echo $?)" "$what there returns at once, not after its 30 s (took $waited_ms ms)"
+	like "$out" '^NOTICE:  01Y01: no payments worker serves database "payments_unserved"$' "with a notice that no worker serves the database"
+	like "$out" '^DETAIL:  The payments background worker serves only database "payments"' "naming the database served"
+}
+no_wait pay_wait "SELECT status FROM payments.pay_wait($P, '30 s')"
 like "$out" '^pending$' "pay_wait there: pending"
-ok "$([ "$waited_ms" -lt 15000 ]; echo $?)" "pay_wait there returns at once, not after its timeout of 30 s (took $waited_ms ms)"
-like "$out" '^NOTICE:  01Y01: no payments worker serves database "payments_unserved"$' "with a notice that no worker serves the database"
-like "$out" '^DETAIL:  The payments background worker serves only database "payments"' "naming the database served"
 out=$(u -c "SELECT status FROM payments.pay_wait($P, '0 s')")
 like "$out" '^NOTICE:  01Y01: ' "so does a read with timeout 0"
+# a credentials check asked for there (committed): nothing sends it
+u -v ON_ERROR_STOP=1 -c "SELECT payments.pay_configure_gateway(api_login_id => 'unserved-login', transaction_key => 'unserved-key',
+	endpoint_url => 'https://127.0.0.1:9/xml/v1/request.api', verify => true)" >/dev/null
+no_wait "pay_gateway_status(wait_ms => 30000)" "SELECT verification FROM payments.pay_gateway_status(wait_ms => 30000)"
+like "$out" '^requested$' "pay_gateway_status(wait_ms => 30000) there: the check is still requested"
+unlike "$(u -c "SELECT verification FROM payments.pay_gateway_status()")" '^NOTICE' \
+	"pay_gateway_status() without a wait reads the state, no notice"
 metrics=$(u -c "SET ROLE $MON" -c "SELECT payments.pay_metrics()")
 like "$metrics" '^payments_worker_up 0$' "pay_metrics there: payments_worker_up 0"
 like "$metrics" '^payments_database_served 0$' "payments_database_served 0"
@@ -88,5 +104,8 @@ PS=$(s -c "SET payments.merchant_id = '$M'" -c "SELECT payment_id FROM payments.
 	card => payments.pay_card('4111 1111 1111 1111', 12, 2031, '123'))")
 is "$(s -c "SET payments.merchant_id = '$M'" -c "SELECT status FROM payments.pay_wait($PS, '0 s')")" pending \
 	"pay_wait of an unfinished payment in the database served: pending, no notice"
+# what ends pay_gateway_status's wait in another database is false here, silent
+is "$(s -c "SELECT payments._note_unserved_database()")" f \
+	"the check that ends pay_gateway_status's wait elsewhere: false in the database served, no notice"
 
 tap_done
