@@ -689,14 +689,25 @@ card_unseal(const PayCard *card, CardSecret *out)
 	return CARD_OPEN_OK;
 }
 
-/* Why a card could not be opened, as recorded on the failed payment. */
+/*
+ * Why a card could not be opened, as recorded on the failed payment.  Lost
+ * names what can lose a card, no more: the key lives in shared memory and
+ * the vault is unlogged, so a restart (a crash also empties the vault), a
+ * failover or a restore loses what waited; a scheduled rotation loses none
+ * (it re-seals the waiting cards and waits for the transactions that sealed
+ * under the key it forgets: vault_rotation.c, vault_holds.c), but a forced
+ * one does not wait, and a pay_card value built in an earlier transaction
+ * is not held by any (its key may be forgotten before it is queued).
+ */
 const char *
 card_open_failure(CardOpenStatus status)
 {
 	switch (status)
 	{
 		case CARD_OPEN_LOST:
-			return "card data was lost (a server restart or a vault key rotation) before it was sent; ask for the card again";
+			return "card data was lost before it was sent (a server restart, failover or restore; "
+				"a vault key rotation forced before the transaction that sealed it committed; "
+				"or a pay_card value kept from an earlier transaction outlived its key); ask for the card again";
 		case CARD_OPEN_CORRUPT:
 			return "the sealed card data is corrupt and could not be opened; ask for the card again";
 		case CARD_OPEN_NOT_A_CARD:

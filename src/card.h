@@ -81,7 +81,7 @@ typedef struct CardSecret
 typedef enum CardOpenStatus
 {
 	CARD_OPEN_OK,
-	CARD_OPEN_LOST,				/* its key is gone: a restart or a rotation */
+	CARD_OPEN_LOST,				/* its key is gone (card_open_failure says how) */
 	CARD_OPEN_CORRUPT,			/* not a well-formed card, or altered bytes */
 	CARD_OPEN_NOT_A_CARD		/* other vault content (opaque data) */
 } CardOpenStatus;

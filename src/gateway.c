@@ -547,9 +547,9 @@ gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **e
 			CardOpenStatus status = CARD_OPEN_LOST;	/* no vault row: lost */
 
 			/*
-			 * A card that cannot be opened (its key went with a restart or
-			 * a rotation; the unlogged vault lost its row in a crash; a
-			 * corrupt row) fails this operation alone.
+			 * A card that cannot be opened (lost: no vault row, or its key
+			 * is gone, card_open_failure says how; a corrupt row) fails
+			 * this operation alone, with the reason.
 			 */
 			if (!isnull)
 			{
@@ -585,10 +585,7 @@ gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **e
 				status = opaque_data_open((const uint8 *) VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b), &opaque);
 			}
 			if (status != CARD_VAULT_OPENED)
-				return card_unopenable(op, status == CARD_VAULT_KEY_GONE ?
-									   "opaque data was lost (a server restart or a vault key rotation) before it was sent; ask for new opaque data" :
-									   "the sealed opaque data is corrupt and could not be opened; ask for new opaque data",
-									   error);
+				return card_unopenable(op, opaque_data_open_failure(status), error);
 			req.opaque_descriptor = opaque.descriptor;
 			req.opaque_value = opaque.value;
 		}

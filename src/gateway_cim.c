@@ -148,7 +148,7 @@ build_delete(const AnetCredentials *creds, const GatewayOp *op,
 /*
  * The save itself: the card or opaque data is opened from the vault only
  * for the time it takes to build the body.  False with *error when it
- * cannot be opened (lost in a restart, a key rotation) or built.
+ * cannot be opened (lost, card_open_failure says how; corrupt) or built.
  */
 static bool
 send_create(GatewayOp *op, char **error)
@@ -212,9 +212,7 @@ send_create(GatewayOp *op, char **error)
 								  &opaque);
 		if (st != CARD_VAULT_OPENED)
 		{
-			*error = pstrdup(st == CARD_VAULT_KEY_GONE ?
-							 "opaque data was lost (a server restart or a vault key rotation) before it was sent; ask for new opaque data" :
-							 "the sealed opaque data is corrupt and could not be opened; ask for new opaque data");
+			*error = pstrdup(opaque_data_open_failure(st));
 			return false;
 		}
 		req.opaque_descriptor = opaque.descriptor;

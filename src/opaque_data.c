@@ -113,7 +113,7 @@ pay_opaque_data_sealed(PG_FUNCTION_ARGS)
  * Open sealed opaque data into *descriptor and *value (palloc'd, in one
  * buffer the caller wipes through *value's end; see opaque_data_wipe).
  * Never throws for bad bytes: CARD_VAULT_KEY_GONE when the key that
- * sealed it no longer exists (a restart, a rotation, or 0.1.0's key
+ * sealed it no longer exists (a restart, a forced rotation, or 0.1.0's key
  * file), CARD_VAULT_CORRUPT when the bytes are not opaque data that
  * authenticates.
  */
@@ -156,6 +156,21 @@ opaque_data_open(const uint8 *sealed, size_t len, OpaqueData *out)
 	out->descriptor = plain;
 	out->value = nul + 1;
 	return CARD_VAULT_OPENED;
+}
+
+/*
+ * Why opaque data could not be opened (status not CARD_VAULT_OPENED), as
+ * recorded on the failed payment or payment method.  Lost names what can
+ * lose it, as card_open_failure does for a card: it is sealed in the call
+ * that queues it, never kept from an earlier transaction.
+ */
+const char *
+opaque_data_open_failure(CardVaultStatus status)
+{
+	if (status == CARD_VAULT_KEY_GONE)
+		return "opaque data was lost before it was sent (a server restart, failover or restore, "
+			"or a vault key rotation forced before the transaction that sealed it committed); ask for new opaque data";
+	return "the sealed opaque data is corrupt and could not be opened; ask for new opaque data";
 }
 
 /* Wipe and free what opaque_data_open gave. */

@@ -20,6 +20,7 @@ typedef struct OpaqueData
 } OpaqueData;
 
 extern CardVaultStatus opaque_data_open(const uint8 *sealed, size_t len, OpaqueData *out);
+extern const char *opaque_data_open_failure(CardVaultStatus status);
 extern void opaque_data_wipe(OpaqueData *od);
 extern bool opaque_data_layout(const uint8 *sealed, size_t len,
 							   int *aadlen, int *key_id_offset);

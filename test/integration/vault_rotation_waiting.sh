@@ -175,7 +175,7 @@ for i in $(seq 300); do
 done
 is "$(as_merchant -c "SELECT string_agg(status || ': ' || coalesce(decline_reason, ''), ' / ' ORDER BY payment_id)
 	FROM payments.payments WHERE payment_id IN ($pid1, $pid2, $pid3, $pid4, $pid5, $pid6)")" \
-	"succeeded:  / failed: card data was lost (a server restart or a vault key rotation) before it was sent; ask for the card again / succeeded:  / succeeded:  / succeeded:  / succeeded: " \
+	"succeeded:  / failed: card data was lost before it was sent (a server restart, failover or restore; a vault key rotation forced before the transaction that sealed it committed; or a pay_card value kept from an earlier transaction outlived its key); ask for the card again / succeeded:  / succeeded:  / succeeded:  / succeeded: " \
 	"the re-sealed cards are charged; the bytes under the forgotten key cannot be opened"
 ledger_card() {	# ledger_card PAYMENT: kind, amount and card of its gateway transaction
 	sim_ctl GET /ledger | python3 -c '
