@@ -11230,9 +11230,10 @@ BEGIN
 		SELECT a.next_at, a.retry_no INTO next_, retry_no
 		FROM payments._next_dunning_attempt(inv.first_failed_at, days, final_, now_) a;
 	END IF;
-	-- the method charged is gone: the one the invoice goes to now, if
-	-- another (never the same one twice)
-	IF p_code = 'payment_method_gone' AND inv.status = 'open'
+	-- the one the invoice goes to now, if another than the one charged
+	-- (never the same one twice): the method charged is gone, or another
+	-- was chosen while the charge was in flight
+	IF p_payment_id IS NOT NULL AND inv.status = 'open'
 			AND s.status IN ('incomplete', 'trialing', 'active', 'past_due') THEN
 		other := payments._invoice_payment_method(p_merchant_id, inv.customer_id, s.payment_method_id);
 		IF other.payment_method_id = (SELECT p.payment_method_id FROM payments.payments p
@@ -11264,7 +11265,9 @@ BEGIN
 			PERFORM payments._billing_event(p_merchant_id, 'invoice.retry_attempted', pid,
 				jsonb_build_object('invoice_id', inv.invoice_id, 'subscription_id', inv.subscription_id,
 					'payment_id', pid, 'attempt_count', inv.attempt_count + 1,
-					'payment_method_id', other.payment_method_id, 'reason', 'payment_method_gone'),
+					'payment_method_id', other.payment_method_id,
+					'reason', CASE WHEN p_code = 'payment_method_gone' THEN 'payment_method_gone'
+						ELSE 'payment_method_updated' END),
 				inv.correlation_id);
 			SELECT * INTO inv FROM payments.invoices WHERE merchant_id = p_merchant_id AND invoice_id = p_invoice_id;
 			RETURN inv;
@@ -11292,7 +11295,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments._invoice_payment_failed(bigint, bigint, bigint, text, text) IS
-	'Internal: records a failed charge of an invoice (writes invoice.payment_failed) and applies dunning: a first invoice leaves the subscription incomplete; otherwise the subscription becomes past_due and the invoice is retried on the merchant''s next retry day counted from the first failure (invoice.retry_scheduled), or, after a final decline, waits for the schedule''s last day; with no day left, the final action. A charge whose method was gone at the gateway (payment_method_gone) is charged again at once to the method the invoice goes to now, if another is usable (the customer''s default: invoice.retry_attempted, reason payment_method_gone). An open invoice of an ended subscription (its final invoice) is not retried: uncollectible. Locks the subscription, then the invoice.';
+	'Internal: records a failed charge of an invoice (writes invoice.payment_failed) and applies dunning: a first invoice leaves the subscription incomplete; otherwise the subscription becomes past_due and the invoice is retried on the merchant''s next retry day counted from the first failure (invoice.retry_scheduled), or, after a final decline, waits for the schedule''s last day; with no day left, the final action. When the invoice now goes to another usable method than the failed charge''s, that one is charged at once (invoice.retry_attempted): the customer''s default after the method charged was gone at the gateway (reason payment_method_gone), or the method chosen while the charge was in flight (the subscription''s new one or the customer''s new default; reason payment_method_updated). An open invoice of an ended subscription (its final invoice) is not retried: uncollectible. Locks the subscription, then the invoice.';
 
 CREATE OR REPLACE FUNCTION payments._reschedule_dunning(p_merchant_id bigint) RETURNS integer
 	LANGUAGE plpgsql

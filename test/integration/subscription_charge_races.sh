@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# A subscription's renewal charge in flight (its reply held by the
+# simulator, or lost and looked up) while the merchant or the customer acts,
+# over days of a test clock; the simulator's ledger is the truth of what was
+# charged.
+# Proves:
+#   1. the customer's default card changed while the renewal's charge of the
+#      old default is in flight: that charge is declined, and the invoice is
+#      charged at once to the new default (paid, one charge at the gateway,
+#      no dunning day waited).  Before, the new card was not tried (the
+#      subscription was not in dunning yet when it was made the default, and
+#      the failure then waited for the first retry day; after a final
+#      decline, for the schedule's last day, whose final action canceled the
+#      subscription without ever trying the new card).
+#   2. the same with the subscription's own method changed
+#      (pay_update_subscription) while the charge's reply is lost (unknown,
+#      resolved by a lookup as declined): the new method pays at once.
+#   3. a cancel now while the renewal's charge is in flight is refused
+#      (22Y20) and changes nothing; once the charge is answered the cancel
+#      ends the subscription with the period paid, charged once.
+set -euo pipefail
+source "$(dirname "$0")/../lib/integration.sh"
+SIMDIR="$WORK/sim-sub-charge-races"
+trap 'sim_ctl DELETE /faults >/dev/null 2>&1 || true; sim_stop' EXIT
+sim_start "$SIMDIR"
+
+q() { as_merchant "$@"; }
+# a story's own merchant (reply timeout TIMEOUT_MS), its billing clock frozen
+# at the real time
+story() {
+	merchant_on_simulator "sub charge races $1" "$2"
+	q -c "SELECT pay_set_test_clock(now())" >/dev/null
+}
+new_customer() {
+	q -c "SELECT customer_id FROM pay_create_customer(email => '$1@example.com', name => 'Ada Lovelace')"
+}
+# subscribe CUSTOMER [METHOD]: a monthly subscription, its first invoice
+# paid; prints its id
+subscribe() {
+	local sid pid
+	sid=$(q -c "SELECT subscription_id FROM pay_create_subscription(customer_id => $1, price => '25.00 USD', interval_unit => 'month'${2:+, payment_method_id => $2})")
+	pid=$(q -c "SELECT payment_id FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $sid")
+	q -c "SELECT status FROM pay_wait($pid, '10 s')" >/dev/null
+	wait_for "SELECT status FROM pay_get_subscription($sid)" active >/dev/null
+	echo "$sid"
+}
+# renew_held SUBSCRIPTION HOLD_MS: a month on; the renewal's charge goes
+# out with the simulator's reply held HOLD_MS (the charge made); sets inv,
+# returns once the worker has sent it
+renew_held() {
+	sim_ctl POST /faults "{\"type\":\"hold\",\"count\":1,\"process\":true,\"holdMs\":$2,\"requestType\":\"createTransactionRequest\"}" >/dev/null
+	q -c "BEGIN" -c "SELECT pay_advance_test_clock('1 month 1 hour')" -c "SELECT pay_run_renewals()" -c "COMMIT" >/dev/null
+	inv=$(q -c "SELECT invoice_id FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $1 AND period_index = 1")
+	wait_for "SELECT o.status <> 'queued' FROM payments.operations o JOIN payments.invoices i
+		ON i.merchant_id = o.merchant_id AND i.payment_id = o.payment_id WHERE i.merchant_id = $M AND i.invoice_id = $inv" t >/dev/null
+}
+# charges INVOICE: "attempts|by method:status,..." of the invoice's payments
+charges() {
+	q -c "SELECT count(*) || '|' || string_agg(payment_method_id || ':' || status, ',' ORDER BY payment_id)
+		FROM payments.payments WHERE merchant_id = $M AND invoice_id = $1"
+}
+# ledger_charges INVOICE: charges the simulator's ledger holds for the
+# invoice's payments
+ledger_charges() {
+	local n=0 num
+	for num in $(q -c "SELECT invoice_number FROM payments.payments WHERE merchant_id = $M AND invoice_id = $1"); do
+		n=$(( n + $(sim_ledger_count "$num" charge) ))
+	done
+	echo "$n"
+}
+settled() {	# settled INVOICE: waits until no charge of the invoice is in flight
+	wait_for "SELECT count(*) FROM payments.payments WHERE merchant_id = $M AND invoice_id = $1
+		AND status IN ('pending', 'unknown', 'in_review')" 0 30 >/dev/null
+}
+in_flight() {	# in_flight INVOICE: "t" while its latest charge is unanswered
+	q -c "SELECT p.status IN ('pending', 'unknown', 'in_review') FROM payments.payments p JOIN payments.invoices i
+		ON i.merchant_id = p.merchant_id AND i.payment_id = p.payment_id WHERE i.merchant_id = $M AND i.invoice_id = $1"
+}
+sub_events() {	# sub_events SUBSCRIPTION TYPE [REASON]
+	q -c "SELECT count(*) FROM payments.events WHERE merchant_id = $M AND event_type = '$2'
+		AND data ->> 'subscription_id' = '$1' AND ('${3:-}' = '' OR data ->> 'reason' = '${3:-}')"
+}
+
+# --- 1. the default card changed while the renewal's charge is in flight ----
+story default 15000
+cid=$(new_customer races1)
+pd=$(saved_method "$cid" 4111111111111111)
+sid=$(subscribe "$cid")
+# the customer's default becomes a card the gateway declines (reason 2)
+pb=$(saved_method "$cid" 4000000000000002)
+renew_held "$sid" 6000
+is "$(in_flight "$inv")" t "the renewal's charge of the declining default is in flight (reply held)"
+q -c "SELECT 1 FROM pay_set_default_payment_method($pd)" >/dev/null
+is "$(q -c "SELECT concat_ws('|', status, attempt_count) FROM pay_get_invoice($inv)") $(in_flight "$inv")" "open|1 t" \
+	"the customer makes the good card the default again before the answer: nothing charged to it yet"
+is "$(wait_for "SELECT status || '|' || attempt_count FROM pay_get_invoice($inv)" "paid|2" 30)" "paid|2" \
+	"the declined charge is followed at once by a charge of the new default: the invoice is paid, no dunning day waited"
+settled "$inv"
+is "$(charges "$inv")" "2|$pb:failed,$pd:succeeded" "one charge of the old default (declined), one of the new"
+is "$(ledger_charges "$inv")" 1 "the simulator's ledger has exactly one charge for the invoice"
+is "$(wait_for "SELECT status FROM pay_get_subscription($sid)" active)" active "the subscription is active"
+is "$(sub_events "$sid" invoice.retry_attempted payment_method_updated) $(sub_events "$sid" invoice.retry_scheduled)" "1 0" \
+	"invoice.retry_attempted says why (reason payment_method_updated); no retry was scheduled"
+is "$(q -c "SELECT data ->> 'retryable' FROM payments.events WHERE merchant_id = $M
+	AND event_type = 'invoice.payment_failed' AND data ->> 'invoice_id' = '$inv'")" true "invoice.payment_failed says it is tried again"
+
+# --- 2. the subscription's method changed while the reply is lost -----------
+story lost 2000
+cid=$(new_customer races2)
+pd=$(saved_method "$cid" 4111111111111111)
+pb=$(saved_method "$cid" 4000000000000002 false)
+sid=$(subscribe "$cid" "$pd")
+q -c "SELECT 1 FROM pay_update_subscription($sid, payment_method_id => $pb)" >/dev/null
+renew_held "$sid" 5000
+is "$(in_flight "$inv")" t "the renewal's charge of the subscription's declining card is in flight"
+q -c "SELECT 1 FROM pay_update_subscription($sid, payment_method_id => $pd)" >/dev/null
+is "$(wait_for "SELECT status || '|' || attempt_count FROM pay_get_invoice($inv)" "paid|2" 40)" "paid|2" \
+	"the charge's reply is lost, the lookup finds it declined, and the subscription's new method pays at once"
+settled "$inv"
+is "$(charges "$inv") $(ledger_charges "$inv")" "2|$pb:failed,$pd:succeeded 1" "charged once at the gateway, to the new method"
+is "$(wait_for "SELECT status FROM pay_get_subscription($sid)" active)" active "the subscription is active"
+
+# --- 3. cancel now while the renewal's charge is in flight ---------------------
+story cancel 15000
+cid=$(new_customer races3)
+pd=$(saved_method "$cid" 4111111111111111)
+sid=$(subscribe "$cid")
+renew_held "$sid" 4000
+is "$(sqlstate_of "SELECT 1 FROM pay_cancel_subscription($sid)")" 22Y20 "a cancel now while the renewal's charge is in flight is refused"
+is "$(q -c "SELECT s.status || '|' || i.status FROM pay_get_subscription($sid) s, pay_get_invoice($inv) i")" "active|open" \
+	"and changes nothing"
+settled "$inv"
+is "$(q -c "SELECT status FROM pay_cancel_subscription($sid)")" canceled "once the charge is answered, the cancel ends the subscription"
+is "$(q -c "SELECT status FROM pay_get_invoice($inv)") $(charges "$inv") $(ledger_charges "$inv")" "paid 1|$pd:succeeded 1" \
+	"the period's invoice stays paid, charged once"
+is "$(sub_events "$sid" invoice.payment_after_close)" 0 "no charge came after the invoice closed"
+
+tap_done
