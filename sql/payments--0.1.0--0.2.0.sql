@@ -1149,7 +1149,8 @@ REVOKE ALL ON FUNCTION payments._check_idempotency_key(text),
 COMMENT ON FUNCTION payments.pay_card(text, integer, integer, text, text) IS
 	'Validate a card and return it as pay_card. number: 12 to 16 digits (the gateway takes at most 16), optionally grouped by single spaces or dashes, Luhn-valid, of a supported brand (Visa, Mastercard, American Express, Discover, JCB, Diners Club, UnionPay) and a length that brand issues. exp_month 1-12; exp_year two (20YY) or four digits; valid through the end of the month (UTC), at most 20 years ahead. cvv: 3 digits, 4 for American Express. holder_name: up to 100 characters. A NULL number, month or year is an error (22004); NULL cvv or holder_name means absent. Errors never quote the input.';
 
--- ===========================================================================
+-- ====================================================================
+------------------------------------------------------------------------------
 -- Card data at rest (h-vault): the vault is unlogged and its sealing keys
 -- live in shared memory only; the fingerprint key leaves the tables.
 -- ===========================================================================
@@ -16134,6 +16135,368 @@ CREATE FUNCTION payments._note_unserved_database() RETURNS boolean
 REVOKE ALL ON FUNCTION payments._note_unserved_database() FROM PUBLIC;
 COMMENT ON FUNCTION payments._note_unserved_database() IS
 	'Internal: true, after a NOTICE (01Y01) naming the database the background worker serves, when it does not serve this one (payments.database names another); false, silently, where it does.';
+=======
+-- h-due-renewals: a merchant's change of a subscription whose period has ended
+-- before the billing run renewed it takes the renewal first, as the run
+-- would have (sql/src/billing.sql, subscriptions.sql): the change meets the
+-- period that contains now, whether or not the run has come yet.
+------------------------------------------------------------------------------
+
+CREATE FUNCTION payments._renew_subscription(s payments.subscriptions, now_ timestamptz,
+	p_background boolean)
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	idx integer;
+	start_ timestamptz;
+	end_ timestamptz;
+BEGIN
+	IF s.status = 'incomplete' THEN
+		IF EXISTS (SELECT 1 FROM payments.invoices i JOIN payments.payments p
+				ON p.merchant_id = i.merchant_id AND p.payment_id = i.payment_id
+			WHERE i.merchant_id = s.merchant_id AND i.subscription_id = s.subscription_id
+				AND i.status = 'open' AND p.status IN ('pending', 'unknown', 'in_review')) THEN
+			UPDATE payments.subscriptions SET next_renewal_at = now_ + interval '1 minute'
+			WHERE merchant_id = s.merchant_id AND subscription_id = s.subscription_id;
+			RETURN;
+		END IF;
+		UPDATE payments.subscriptions SET status = 'incomplete_expired', next_renewal_at = NULL,
+			ended_at = now_
+		WHERE merchant_id = s.merchant_id AND subscription_id = s.subscription_id;
+		UPDATE payments.invoices SET status = 'void', next_attempt_at = NULL, closed_at = now_
+		WHERE merchant_id = s.merchant_id AND subscription_id = s.subscription_id AND status = 'open';
+	ELSIF s.cancel_at_period_end THEN
+		UPDATE payments.subscriptions SET status = 'canceled', next_renewal_at = NULL,
+			canceled_at = coalesce(canceled_at, now_), ended_at = s.next_renewal_at
+		WHERE merchant_id = s.merchant_id AND subscription_id = s.subscription_id;
+		-- no next invoice: the pending prorations go on a final one
+		PERFORM payments._close_pending_items(s.merchant_id, s.subscription_id, 'canceled_at_period_end',
+			true, p_background);
+	ELSE
+		idx := s.current_period_index + 1;
+		start_ := payments._period_start(s.billing_anchor, s.time_zone, s.interval_unit, s.interval_count, idx);
+		end_ := payments._period_start(s.billing_anchor, s.time_zone, s.interval_unit, s.interval_count, idx + 1);
+		UPDATE payments.subscriptions SET current_period_index = idx, period_amount = NULL,
+			current_period_start = start_, current_period_end = end_, next_renewal_at = end_
+		WHERE merchant_id = s.merchant_id AND subscription_id = s.subscription_id;
+		PERFORM payments._billing_event(s.merchant_id, 'subscription.renewed', NULL,
+			jsonb_build_object('subscription_id', s.subscription_id, 'status', s.status,
+				'trial_ended', s.status = 'trialing', 'period_index', idx,
+				'current_period_start', start_, 'current_period_end', end_),
+			s.correlation_id);
+		PERFORM payments._issue_invoice(s.merchant_id, s.subscription_id, 'renewal', idx, start_, end_,
+			p_background => p_background);
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION payments._renew_subscription(payments.subscriptions, timestamptz, boolean) IS
+	'Internal: one renewal step of a due subscription (the caller holds its lock): an incomplete one past its deadline expires (its first invoice void; a minute later while a charge is in flight), a cancel_at_period_end one is canceled (its pending invoice items charged on a final invoice), a trialing or active one moves to its next period, whose renewal invoice is issued and charged (p_background: a billing run''s charge).';
+
+CREATE FUNCTION payments._apply_due_renewals(s payments.subscriptions, now_ timestamptz)
+	RETURNS payments.subscriptions
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	last_due timestamptz;
+BEGIN
+	WHILE s.next_renewal_at <= now_ AND s.status IN ('trialing', 'active', 'incomplete')
+			AND s.next_renewal_at IS DISTINCT FROM last_due LOOP
+		last_due := s.next_renewal_at;
+		PERFORM payments._renew_subscription(s, now_, false);
+		SELECT * INTO STRICT s FROM payments.subscriptions x
+		WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id;
+	END LOOP;
+	RETURN s;
+END
+$$;
+COMMENT ON FUNCTION payments._apply_due_renewals(payments.subscriptions, timestamptz) IS
+	'Internal: takes the renewal steps due for a subscription by now_ (payments._renew_subscription), as the billing run would have, before a merchant''s change of it; the caller holds its row lock. Returns the row as it is then.';
+
+CREATE FUNCTION payments._subscription_as_renewed(s payments.subscriptions, now_ timestamptz)
+	RETURNS payments.subscriptions
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	n integer;
+BEGIN
+	IF s.next_renewal_at IS NULL OR s.next_renewal_at > now_ OR s.status NOT IN ('trialing', 'active') THEN
+		RETURN s;
+	END IF;
+	IF s.cancel_at_period_end THEN
+		s.status := 'canceled';
+		RETURN s;
+	END IF;
+	n := greatest(s.current_period_index + 1,
+		payments._period_index_at(s.billing_anchor, s.time_zone, s.interval_unit, s.interval_count, now_));
+	s.current_period_index := n;
+	s.current_period_start := payments._period_start(s.billing_anchor, s.time_zone, s.interval_unit, s.interval_count, n);
+	s.current_period_end := payments._period_start(s.billing_anchor, s.time_zone, s.interval_unit, s.interval_count, n + 1);
+	s.next_renewal_at := s.current_period_end;
+	s.period_amount := NULL;
+	RETURN s;
+END
+$$;
+COMMENT ON FUNCTION payments._subscription_as_renewed(payments.subscriptions, timestamptz) IS
+	'Internal: a subscription as the renewal steps due by now_ would leave it (payments._apply_due_renewals), changing nothing: in the period containing now, or canceled when set to cancel at its period''s end. For pay_preview_subscription_change.';
+
+CREATE OR REPLACE FUNCTION payments._run_renewals(p_merchant_id bigint, p_limit integer) RETURNS integer
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	s payments.subscriptions;
+	horizon timestamptz := payments._billing_horizon(p_merchant_id);
+	clocks boolean := current_setting('payments.test_clocks', true) = 'on';
+	now_ timestamptz;
+	n integer := 0;
+BEGIN
+	FOR s IN
+		SELECT x.* FROM payments.subscriptions x
+		WHERE x.next_renewal_at <= horizon
+			AND (p_merchant_id IS NULL OR x.merchant_id = p_merchant_id)
+			AND x.status IN ('trialing', 'active', 'incomplete')
+			-- each merchant's own clock (CASE: never evaluated without test clocks)
+			AND CASE WHEN clocks AND p_merchant_id IS NULL
+				THEN x.next_renewal_at <= payments._billing_now(x.merchant_id) ELSE true END
+		ORDER BY x.next_renewal_at
+		LIMIT p_limit
+		FOR UPDATE SKIP LOCKED
+	LOOP
+		-- the row as locked: another run may have renewed it since
+		now_ := CASE WHEN clocks THEN payments._billing_now(s.merchant_id) ELSE now() END;
+		CONTINUE WHEN s.next_renewal_at IS NULL OR s.next_renewal_at > now_
+			OR s.status NOT IN ('trialing', 'active', 'incomplete');
+		n := n + 1;
+		PERFORM payments._renew_subscription(s, now_, true);
+	END LOOP;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION payments._run_renewals(bigint, integer) IS
+	'Billing run (the billing process, pay_run_renewals): for at most p_limit subscriptions due by their merchant''s billing clock (one merchant, or NULL: all), oldest first, locked with SKIP LOCKED: incomplete ones past their deadline expire (first invoice void), cancel_at_period_end ones are canceled (their pending invoice items charged on a final invoice), trialing and active ones move to their next period and its renewal invoice is issued and charged. Returns how many subscriptions it handled.';
+
+CREATE OR REPLACE FUNCTION payments.pay_update_subscription(
+	subscription_id bigint,
+	payment_method_id bigint DEFAULT NULL,
+	metadata jsonb DEFAULT NULL,
+	cancel_at_period_end boolean DEFAULT NULL,
+	idempotency_key text DEFAULT NULL,
+	correlation_id text DEFAULT NULL)
+	RETURNS payments.subscriptions
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	s payments.subscriptions := payments._find_subscription(pay_update_subscription.subscription_id, true);
+	corr text := payments._correlation_id(pay_update_subscription.correlation_id);
+	idem payments.idempotency_keys;
+	now_ timestamptz := payments._billing_now(s.merchant_id);
+	result payments.subscriptions;
+BEGIN
+	IF pay_update_subscription.payment_method_id IS NULL AND pay_update_subscription.metadata IS NULL
+			AND pay_update_subscription.cancel_at_period_end IS NULL THEN
+		RAISE EXCEPTION 'nothing to update'
+			USING ERRCODE = '22023', HINT = 'Pass payment_method_id, metadata or cancel_at_period_end; pay_change_subscription changes the plan, price or quantity.';
+	END IF;
+	PERFORM payments._check_metadata(pay_update_subscription.metadata);
+	-- a repeated call returns, whatever changed since (the subscription
+	-- ended, the method deleted): the key first, then the current state
+	idem := payments._idempotency_claim(s.merchant_id, pay_update_subscription.idempotency_key, 'update_subscription',
+		md5(jsonb_build_array(s.subscription_id, pay_update_subscription.payment_method_id,
+			pay_update_subscription.metadata, pay_update_subscription.cancel_at_period_end)::text),
+		s.customer_id);
+	IF idem.request_kind IS NOT NULL THEN
+		RETURN s;				-- applied once already
+	END IF;
+	IF pay_update_subscription.cancel_at_period_end IS NOT NULL THEN
+		-- the period that contains now: one set to cancel at the end of a
+		-- period that has ended is canceled (nothing left to undo), else a
+		-- cancel is set for the end of the period now running
+		s := payments._apply_due_renewals(s, now_);
+	END IF;
+	IF pay_update_subscription.payment_method_id IS NOT NULL OR pay_update_subscription.cancel_at_period_end IS NOT NULL THEN
+		PERFORM payments._require_not_ended(s, 'update');
+	END IF;
+	IF pay_update_subscription.payment_method_id IS NOT NULL THEN
+		PERFORM payments._stored_method_for_payment(s.customer_id, pay_update_subscription.payment_method_id, 0);
+	END IF;
+	IF pay_update_subscription.cancel_at_period_end AND NOT s.cancel_at_period_end THEN
+		PERFORM payments._require_cancellable_at_period_end(s);
+	END IF;
+	UPDATE payments.subscriptions x SET
+		payment_method_id = coalesce(pay_update_subscription.payment_method_id, x.payment_method_id),
+		metadata = coalesce(pay_update_subscription.metadata, x.metadata),
+		cancel_at_period_end = coalesce(pay_update_subscription.cancel_at_period_end, x.cancel_at_period_end),
+		canceled_at = CASE WHEN pay_update_subscription.cancel_at_period_end IS NULL
+				OR pay_update_subscription.cancel_at_period_end = x.cancel_at_period_end THEN x.canceled_at
+			WHEN pay_update_subscription.cancel_at_period_end THEN now_ END
+	WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id
+	RETURNING * INTO result;
+	INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
+	VALUES (s.merchant_id, 'subscription.updated', jsonb_build_object('subscription_id', s.subscription_id,
+		'customer_id', s.customer_id, 'status', s.status, 'payment_method_id', result.payment_method_id,
+		'cancel_at_period_end', result.cancel_at_period_end,
+		'fields', (SELECT coalesce(jsonb_agg(k), '[]') FROM unnest(ARRAY['payment_method_id', 'metadata', 'cancel_at_period_end'],
+			ARRAY[pay_update_subscription.payment_method_id IS NOT NULL, pay_update_subscription.metadata IS NOT NULL,
+				pay_update_subscription.cancel_at_period_end IS NOT NULL]) AS f(k, given) WHERE given)), corr);
+	-- a new card during dunning is tried at once (the billing side owns the
+	-- retry: payments._retry_open_invoice_now, billing.sql)
+	IF pay_update_subscription.payment_method_id IS NOT NULL
+			AND pay_update_subscription.payment_method_id IS DISTINCT FROM s.payment_method_id
+			AND s.status IN ('past_due', 'unpaid', 'incomplete')
+			AND EXISTS (SELECT 1 FROM payments.invoices i
+				WHERE i.merchant_id = s.merchant_id AND i.subscription_id = s.subscription_id
+					-- an unpaid subscription's uncollectible invoice too (README)
+					AND (i.status = 'open' OR (i.status = 'uncollectible' AND s.status = 'unpaid'))
+					AND i.last_failure_code IS NOT NULL) THEN
+		PERFORM payments._retry_open_invoice_now(s.merchant_id, s.subscription_id);
+		SELECT * INTO result FROM payments.subscriptions x
+		WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id;
+	END IF;
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_update_subscription(bigint, bigint, jsonb, boolean, text, text) IS
+	'Changes a subscription''s payment method (the customer''s, active; during dunning - past_due, unpaid, or incomplete with a failed first charge - the open invoice is charged to it at once), metadata (replaced whole), or cancel_at_period_end (true: cancel when the period ends, as pay_cancel_subscription(at_period_end => true); false: undo that). NULL: unchanged. An ended subscription takes only metadata (22Y20). Writes a subscription.updated event naming the fields. PT404 for an unknown or foreign id.';
+
+CREATE OR REPLACE FUNCTION payments.pay_cancel_subscription(
+	subscription_id bigint,
+	at_period_end boolean DEFAULT false,
+	idempotency_key text DEFAULT NULL,
+	correlation_id text DEFAULT NULL)
+	RETURNS payments.subscriptions
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	s payments.subscriptions := payments._find_subscription(pay_cancel_subscription.subscription_id, true);
+	corr text := payments._correlation_id(pay_cancel_subscription.correlation_id);
+	idem payments.idempotency_keys;
+	now_ timestamptz := payments._billing_now(s.merchant_id);
+	result payments.subscriptions;
+BEGIN
+	IF at_period_end IS NULL THEN
+		RAISE EXCEPTION 'at_period_end must be true or false' USING ERRCODE = '22023';
+	END IF;
+	idem := payments._idempotency_claim(s.merchant_id, pay_cancel_subscription.idempotency_key, 'cancel_subscription',
+		md5(jsonb_build_array(s.subscription_id, at_period_end)::text), s.customer_id);
+	IF idem.request_kind IS NOT NULL THEN
+		RETURN s;				-- applied once already
+	END IF;
+	PERFORM payments._require_not_ended(s, 'cancel');
+	IF at_period_end THEN
+		-- the end of the period that contains now, whether or not the
+		-- billing run has renewed the subscription yet
+		s := payments._apply_due_renewals(s, now_);
+		PERFORM payments._require_not_ended(s, 'cancel');
+		PERFORM payments._require_cancellable_at_period_end(s);
+		UPDATE payments.subscriptions x SET cancel_at_period_end = true, canceled_at = now_
+		WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id
+		RETURNING * INTO result;
+		INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
+		VALUES (s.merchant_id, 'subscription.updated', jsonb_build_object('subscription_id', s.subscription_id,
+			'customer_id', s.customer_id, 'status', s.status, 'cancel_at_period_end', true,
+			'cancel_at', s.current_period_end, 'fields', jsonb_build_array('cancel_at_period_end')), corr);
+		RETURN result;
+	END IF;
+	RETURN payments._end_subscription_now(s, now_);
+END
+$$;
+COMMENT ON FUNCTION payments.pay_cancel_subscription(bigint, boolean, text, text) IS
+	'Cancels a subscription of the current merchant. Now (default): status canceled (an incomplete one: incomplete_expired), canceled_at and ended_at set, next_renewal_at NULL, its open invoices voided; nothing is refunded; refused (22Y20) while a charge of an open invoice is in flight. At period end (at_period_end => true; trialing, incomplete or active only): cancel_at_period_end is set and the billing run ends it when the period ends, without charging the next one. Either way, pending prorations (pay_change_subscription with next_invoice) are closed on a final proration invoice when it ends: a net amount owed is charged, a net credit reported (subscription.pending_items_closed); pay_update_subscription(cancel_at_period_end => false) undoes it. An ended subscription raises 22Y20; PT404 for an unknown or foreign id.';
+
+CREATE OR REPLACE FUNCTION payments.pay_preview_subscription_change(
+	subscription_id bigint,
+	plan_id bigint DEFAULT NULL,
+	price payments.pay_amount DEFAULT NULL,
+	quantity integer DEFAULT NULL,
+	proration text DEFAULT 'next_invoice')
+	RETURNS jsonb
+	LANGUAGE plpgsql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	s payments.subscriptions := payments._find_subscription(pay_preview_subscription_change.subscription_id);
+	now_ timestamptz := payments._billing_now(s.merchant_id);
+BEGIN
+	-- as pay_change_subscription meets it: renewed if its period has ended
+	RETURN payments._subscription_change(payments._subscription_as_renewed(s, now_),
+		pay_preview_subscription_change.plan_id,
+		pay_preview_subscription_change.price, pay_preview_subscription_change.quantity,
+		pay_preview_subscription_change.proration, now_);
+END
+$$;
+COMMENT ON FUNCTION payments.pay_preview_subscription_change(bigint, bigint, payments.pay_amount, integer, text) IS
+	'What pay_change_subscription with the same arguments would do now, without changing anything: {"proration", "period_start", "period_end", "remaining_seconds", "period_seconds", "old": {...}, "new": {plan_id, unit_amount, quantity, amount}, "lines": [proration lines with amounts], "total"}. Same errors as pay_change_subscription.';
+
+CREATE OR REPLACE FUNCTION payments.pay_change_subscription(
+	subscription_id bigint,
+	plan_id bigint DEFAULT NULL,
+	price payments.pay_amount DEFAULT NULL,
+	quantity integer DEFAULT NULL,
+	proration text DEFAULT 'next_invoice',
+	idempotency_key text DEFAULT NULL,
+	correlation_id text DEFAULT NULL)
+	RETURNS payments.subscriptions
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	s payments.subscriptions := payments._find_subscription(pay_change_subscription.subscription_id, true);
+	corr text := payments._correlation_id(pay_change_subscription.correlation_id);
+	idem payments.idempotency_keys;
+	now_ timestamptz := payments._billing_now(s.merchant_id);
+	ch jsonb;
+	l jsonb;
+	result payments.subscriptions;
+BEGIN
+	idem := payments._idempotency_claim(s.merchant_id, pay_change_subscription.idempotency_key, 'change_subscription',
+		md5(jsonb_build_array(s.subscription_id, pay_change_subscription.plan_id, pay_change_subscription.price::text,
+			pay_change_subscription.quantity, pay_change_subscription.proration)::text),
+		s.customer_id);
+	IF idem.request_kind IS NOT NULL THEN
+		RETURN s;				-- applied once already
+	END IF;
+	-- the period that contains now, whether or not the billing run has
+	-- renewed the subscription yet
+	s := payments._apply_due_renewals(s, now_);
+	ch := payments._subscription_change(s, pay_change_subscription.plan_id, pay_change_subscription.price,
+		pay_change_subscription.quantity, pay_change_subscription.proration, now_);
+	UPDATE payments.subscriptions x SET plan_id = (ch -> 'new' ->> 'plan_id')::bigint,
+		unit_amount = (ch -> 'new' ->> 'unit_amount')::payments.pay_amount,
+		quantity = (ch -> 'new' ->> 'quantity')::integer,
+		-- without proration the current period stays billed at what it was
+		-- (in a trial nothing was billed yet)
+		period_amount = CASE WHEN ch ->> 'proration' = 'none'
+				AND NOT (s.status = 'trialing' AND s.current_period_index < 0)
+			THEN (ch -> 'old' ->> 'amount')::payments.pay_amount END
+	WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id
+	RETURNING * INTO result;
+	IF jsonb_array_length(ch -> 'lines') > 0 THEN
+		IF ch ->> 'proration' = 'next_invoice' THEN
+			FOR l IN SELECT * FROM jsonb_array_elements(ch -> 'lines') LOOP
+				INSERT INTO payments.invoice_items (merchant_id, subscription_id, kind, amount, description)
+				VALUES (s.merchant_id, s.subscription_id, 'proration', (l ->> 'amount')::payments.pay_amount,
+					l ->> 'description');
+			END LOOP;
+		ELSE
+			PERFORM payments._issue_invoice(s.merchant_id, s.subscription_id, 'proration',
+				s.current_period_index, now_, s.current_period_end, ch -> 'lines');
+		END IF;
+	END IF;
+	INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
+	VALUES (s.merchant_id, 'subscription.updated', jsonb_build_object('subscription_id', s.subscription_id,
+		'customer_id', s.customer_id, 'status', s.status,
+		'fields', jsonb_build_array('plan_id', 'unit_amount', 'quantity'), 'change', ch), corr);
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_change_subscription(bigint, bigint, payments.pay_amount, integer, text, text, text) IS
+	'Changes the plan (same interval and currency), the explicit price or the quantity of an active, trialing or paused subscription. proration: none (the new amount from the next period), next_invoice (default: a credit for the unused part of the current period at the old amount and a charge for the part left at the new one, as pending invoice items of the next invoice), invoice_now (the same lines on a proration invoice charged at once; a net credit is carried to the next invoice). Nothing is prorated in a trial; a paused subscription takes a change of its amount only with proration none (22Y20 otherwise: its period was paid at the old amount, and a resume within it charges nothing more); once the trial has ended (its period 0 invoiced, the subscription trialing until that charge is answered) a change is prorated as for an active one. An interval change is refused (22023: cancel and create a new subscription); a currency change too (22Y03). Writes a subscription.updated event with the change. pay_preview_subscription_change shows the same without changing anything.';
 
 ------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,

@@ -953,6 +953,131 @@ CREATE FUNCTION payments._billing_horizon(p_merchant_id bigint) RETURNS timestam
 COMMENT ON FUNCTION payments._billing_horizon(bigint) IS
 	'Internal: the billing time of the merchant, or (NULL) the latest billing time of any merchant: nothing is due after it.';
 
+-- One step of the renewals for subscription s, due at now_ (the caller
+-- holds its row lock and has checked that next_renewal_at has come and its
+-- status is trialing, active or incomplete): the expiry of an incomplete
+-- one, the cancel at period end, or the next period and its invoice
+-- (p_background: a billing run's charge).  The billing run takes it for
+-- every due subscription; a merchant's change of a subscription takes it
+-- first (_apply_due_renewals), so that the change meets the period that
+-- contains now whether or not the run has come yet.
+CREATE FUNCTION payments._renew_subscription(s payments.subscriptions, now_ timestamptz,
+	p_background boolean)
+	RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	idx integer;
+	start_ timestamptz;
+	end_ timestamptz;
+BEGIN
+	IF s.status = 'incomplete' THEN
+		IF EXISTS (SELECT 1 FROM payments.invoices i JOIN payments.payments p
+				ON p.merchant_id = i.merchant_id AND p.payment_id = i.payment_id
+			WHERE i.merchant_id = s.merchant_id AND i.subscription_id = s.subscription_id
+				AND i.status = 'open' AND p.status IN ('pending', 'unknown', 'in_review')) THEN
+			UPDATE payments.subscriptions SET next_renewal_at = now_ + interval '1 minute'
+			WHERE merchant_id = s.merchant_id AND subscription_id = s.subscription_id;
+			RETURN;
+		END IF;
+		UPDATE payments.subscriptions SET status = 'incomplete_expired', next_renewal_at = NULL,
+			ended_at = now_
+		WHERE merchant_id = s.merchant_id AND subscription_id = s.subscription_id;
+		UPDATE payments.invoices SET status = 'void', next_attempt_at = NULL, closed_at = now_
+		WHERE merchant_id = s.merchant_id AND subscription_id = s.subscription_id AND status = 'open';
+	ELSIF s.cancel_at_period_end THEN
+		UPDATE payments.subscriptions SET status = 'canceled', next_renewal_at = NULL,
+			canceled_at = coalesce(canceled_at, now_), ended_at = s.next_renewal_at
+		WHERE merchant_id = s.merchant_id AND subscription_id = s.subscription_id;
+		-- no next invoice: the pending prorations go on a final one
+		PERFORM payments._close_pending_items(s.merchant_id, s.subscription_id, 'canceled_at_period_end',
+			true, p_background);
+	ELSE
+		idx := s.current_period_index + 1;
+		start_ := payments._period_start(s.billing_anchor, s.time_zone, s.interval_unit, s.interval_count, idx);
+		end_ := payments._period_start(s.billing_anchor, s.time_zone, s.interval_unit, s.interval_count, idx + 1);
+		UPDATE payments.subscriptions SET current_period_index = idx, period_amount = NULL,
+			current_period_start = start_, current_period_end = end_, next_renewal_at = end_
+		WHERE merchant_id = s.merchant_id AND subscription_id = s.subscription_id;
+		PERFORM payments._billing_event(s.merchant_id, 'subscription.renewed', NULL,
+			jsonb_build_object('subscription_id', s.subscription_id, 'status', s.status,
+				'trial_ended', s.status = 'trialing', 'period_index', idx,
+				'current_period_start', start_, 'current_period_end', end_),
+			s.correlation_id);
+		PERFORM payments._issue_invoice(s.merchant_id, s.subscription_id, 'renewal', idx, start_, end_,
+			p_background => p_background);
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION payments._renew_subscription(payments.subscriptions, timestamptz, boolean) IS
+	'Internal: one renewal step of a due subscription (the caller holds its lock): an incomplete one past its deadline expires (its first invoice void; a minute later while a charge is in flight), a cancel_at_period_end one is canceled (its pending invoice items charged on a final invoice), a trialing or active one moves to its next period, whose renewal invoice is issued and charged (p_background: a billing run''s charge).';
+
+-- Every renewal step due for subscription s by now_ (the caller holds its
+-- row lock), as the billing run would have taken them: a merchant's change
+-- (of its price, quantity or plan, or of a cancel at period end) made
+-- after its period ended but before the run renewed it met a period that
+-- had ended, so it depended on whether the run had come yet: a change
+-- without proration set the terms of the period already running, a cancel
+-- at period end set then ended it at the end of the period before, an
+-- undone cancel renewed a subscription that had ended.  Returns the row
+-- as it is now.
+CREATE FUNCTION payments._apply_due_renewals(s payments.subscriptions, now_ timestamptz)
+	RETURNS payments.subscriptions
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	last_due timestamptz;
+BEGIN
+	WHILE s.next_renewal_at <= now_ AND s.status IN ('trialing', 'active', 'incomplete')
+			AND s.next_renewal_at IS DISTINCT FROM last_due LOOP
+		last_due := s.next_renewal_at;
+		PERFORM payments._renew_subscription(s, now_, false);
+		SELECT * INTO STRICT s FROM payments.subscriptions x
+		WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id;
+	END LOOP;
+	RETURN s;
+END
+$$;
+COMMENT ON FUNCTION payments._apply_due_renewals(payments.subscriptions, timestamptz) IS
+	'Internal: takes the renewal steps due for a subscription by now_ (payments._renew_subscription), as the billing run would have, before a merchant''s change of it; the caller holds its row lock. Returns the row as it is then.';
+
+-- Subscription s as _apply_due_renewals would leave it at now_, changing
+-- nothing (pay_preview_subscription_change): a trialing or active one whose
+-- period has ended is in the period containing now (each period between
+-- invoiced at its terms then, period_amount NULL), or canceled when it was
+-- set to cancel at its period's end.  (A renewal whose charge fails at once,
+-- for want of a payment method, would leave it past_due: the change is then
+-- refused, which the preview does not foresee.)
+CREATE FUNCTION payments._subscription_as_renewed(s payments.subscriptions, now_ timestamptz)
+	RETURNS payments.subscriptions
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	n integer;
+BEGIN
+	IF s.next_renewal_at IS NULL OR s.next_renewal_at > now_ OR s.status NOT IN ('trialing', 'active') THEN
+		RETURN s;
+	END IF;
+	IF s.cancel_at_period_end THEN
+		s.status := 'canceled';
+		RETURN s;
+	END IF;
+	n := greatest(s.current_period_index + 1,
+		payments._period_index_at(s.billing_anchor, s.time_zone, s.interval_unit, s.interval_count, now_));
+	s.current_period_index := n;
+	s.current_period_start := payments._period_start(s.billing_anchor, s.time_zone, s.interval_unit, s.interval_count, n);
+	s.current_period_end := payments._period_start(s.billing_anchor, s.time_zone, s.interval_unit, s.interval_count, n + 1);
+	s.next_renewal_at := s.current_period_end;
+	s.period_amount := NULL;
+	RETURN s;
+END
+$$;
+COMMENT ON FUNCTION payments._subscription_as_renewed(payments.subscriptions, timestamptz) IS
+	'Internal: a subscription as the renewal steps due by now_ would leave it (payments._apply_due_renewals), changing nothing: in the period containing now, or canceled when set to cancel at its period''s end. For pay_preview_subscription_change.';
+
 -- Renewals: at next_renewal_at, for each subscription
 --   - incomplete: its first invoice was not paid in time -> incomplete_expired
 --     (the invoice void); while a charge is still in flight, a minute later;
@@ -973,9 +1098,6 @@ DECLARE
 	horizon timestamptz := payments._billing_horizon(p_merchant_id);
 	clocks boolean := current_setting('payments.test_clocks', true) = 'on';
 	now_ timestamptz;
-	idx integer;
-	start_ timestamptz;
-	end_ timestamptz;
 	n integer := 0;
 BEGIN
 	FOR s IN
@@ -995,42 +1117,7 @@ BEGIN
 		CONTINUE WHEN s.next_renewal_at IS NULL OR s.next_renewal_at > now_
 			OR s.status NOT IN ('trialing', 'active', 'incomplete');
 		n := n + 1;
-		IF s.status = 'incomplete' THEN
-			IF EXISTS (SELECT 1 FROM payments.invoices i JOIN payments.payments p
-					ON p.merchant_id = i.merchant_id AND p.payment_id = i.payment_id
-				WHERE i.merchant_id = s.merchant_id AND i.subscription_id = s.subscription_id
-					AND i.status = 'open' AND p.status IN ('pending', 'unknown', 'in_review')) THEN
-				UPDATE payments.subscriptions SET next_renewal_at = now_ + interval '1 minute'
-				WHERE merchant_id = s.merchant_id AND subscription_id = s.subscription_id;
-				CONTINUE;
-			END IF;
-			UPDATE payments.subscriptions SET status = 'incomplete_expired', next_renewal_at = NULL,
-				ended_at = now_
-			WHERE merchant_id = s.merchant_id AND subscription_id = s.subscription_id;
-			UPDATE payments.invoices SET status = 'void', next_attempt_at = NULL, closed_at = now_
-			WHERE merchant_id = s.merchant_id AND subscription_id = s.subscription_id AND status = 'open';
-		ELSIF s.cancel_at_period_end THEN
-			UPDATE payments.subscriptions SET status = 'canceled', next_renewal_at = NULL,
-				canceled_at = coalesce(canceled_at, now_), ended_at = s.next_renewal_at
-			WHERE merchant_id = s.merchant_id AND subscription_id = s.subscription_id;
-			-- no next invoice: the pending prorations go on a final one
-			PERFORM payments._close_pending_items(s.merchant_id, s.subscription_id, 'canceled_at_period_end',
-				true, true);
-		ELSE
-			idx := s.current_period_index + 1;
-			start_ := payments._period_start(s.billing_anchor, s.time_zone, s.interval_unit, s.interval_count, idx);
-			end_ := payments._period_start(s.billing_anchor, s.time_zone, s.interval_unit, s.interval_count, idx + 1);
-			UPDATE payments.subscriptions SET current_period_index = idx, period_amount = NULL,
-				current_period_start = start_, current_period_end = end_, next_renewal_at = end_
-			WHERE merchant_id = s.merchant_id AND subscription_id = s.subscription_id;
-			PERFORM payments._billing_event(s.merchant_id, 'subscription.renewed', NULL,
-				jsonb_build_object('subscription_id', s.subscription_id, 'status', s.status,
-					'trial_ended', s.status = 'trialing', 'period_index', idx,
-					'current_period_start', start_, 'current_period_end', end_),
-				s.correlation_id);
-			PERFORM payments._issue_invoice(s.merchant_id, s.subscription_id, 'renewal', idx, start_, end_,
-				p_background => true);
-		END IF;
+		PERFORM payments._renew_subscription(s, now_, true);
 	END LOOP;
 	RETURN n;
 END

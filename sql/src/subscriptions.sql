@@ -730,6 +730,12 @@ BEGIN
 	IF idem.request_kind IS NOT NULL THEN
 		RETURN s;				-- applied once already
 	END IF;
+	IF pay_update_subscription.cancel_at_period_end IS NOT NULL THEN
+		-- the period that contains now: one set to cancel at the end of a
+		-- period that has ended is canceled (nothing left to undo), else a
+		-- cancel is set for the end of the period now running
+		s := payments._apply_due_renewals(s, now_);
+	END IF;
 	IF pay_update_subscription.payment_method_id IS NOT NULL OR pay_update_subscription.cancel_at_period_end IS NOT NULL THEN
 		PERFORM payments._require_not_ended(s, 'update');
 	END IF;
@@ -890,6 +896,10 @@ BEGIN
 	END IF;
 	PERFORM payments._require_not_ended(s, 'cancel');
 	IF at_period_end THEN
+		-- the end of the period that contains now, whether or not the
+		-- billing run has renewed the subscription yet
+		s := payments._apply_due_renewals(s, now_);
+		PERFORM payments._require_not_ended(s, 'cancel');
 		PERFORM payments._require_cancellable_at_period_end(s);
 		UPDATE payments.subscriptions x SET cancel_at_period_end = true, canceled_at = now_
 		WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id
@@ -1179,10 +1189,13 @@ CREATE FUNCTION payments.pay_preview_subscription_change(
 	AS $$
 DECLARE
 	s payments.subscriptions := payments._find_subscription(pay_preview_subscription_change.subscription_id);
+	now_ timestamptz := payments._billing_now(s.merchant_id);
 BEGIN
-	RETURN payments._subscription_change(s, pay_preview_subscription_change.plan_id,
+	-- as pay_change_subscription meets it: renewed if its period has ended
+	RETURN payments._subscription_change(payments._subscription_as_renewed(s, now_),
+		pay_preview_subscription_change.plan_id,
 		pay_preview_subscription_change.price, pay_preview_subscription_change.quantity,
-		pay_preview_subscription_change.proration, payments._billing_now(s.merchant_id));
+		pay_preview_subscription_change.proration, now_);
 END
 $$;
 COMMENT ON FUNCTION payments.pay_preview_subscription_change(bigint, bigint, payments.pay_amount, integer, text) IS
@@ -1216,6 +1229,9 @@ BEGIN
 	IF idem.request_kind IS NOT NULL THEN
 		RETURN s;				-- applied once already
 	END IF;
+	-- the period that contains now, whether or not the billing run has
+	-- renewed the subscription yet
+	s := payments._apply_due_renewals(s, now_);
 	ch := payments._subscription_change(s, pay_change_subscription.plan_id, pay_change_subscription.price,
 		pay_change_subscription.quantity, pay_change_subscription.proration, now_);
 	UPDATE payments.subscriptions x SET plan_id = (ch -> 'new' ->> 'plan_id')::bigint,

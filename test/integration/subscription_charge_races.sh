@@ -18,6 +18,19 @@
 #   3. a cancel now while the renewal's charge is in flight is refused
 #      (22Y20) and changes nothing; once the charge is answered the cancel
 #      ends the subscription with the period paid, charged once.
+#   4. a change made after the period's end but before the billing run
+#      renewed the subscription (the run racing the merchant) meets the
+#      period that contains now, as when the run came first: the renewal is
+#      made first, at the terms in force when the period began.  Before, the
+#      change met the period that had ended: a price changed without
+#      proration (none, "from the next period") was charged for the period
+#      already running (May at 300.00 instead of 25.00), and the preview
+#      showed nothing to prorate.
+#   5. the same for a cancel at period end (set for the end of the period
+#      now running, May paid, not an end in the past that left May
+#      unbilled) and for undoing one whose period has ended (22Y20: it has
+#      ended; before, the undo renewed and charged a subscription that had
+#      ended at the period's end).
 set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
 SIMDIR="$WORK/sim-sub-charge-races"
@@ -134,5 +147,62 @@ is "$(q -c "SELECT status FROM pay_cancel_subscription($sid)")" canceled "once t
 is "$(q -c "SELECT status FROM pay_get_invoice($inv)") $(charges "$inv") $(ledger_charges "$inv")" "paid 1|$pd:succeeded 1" \
 	"the period's invoice stays paid, charged once"
 is "$(sub_events "$sid" invoice.payment_after_close)" 0 "no charge came after the invoice closed"
+
+# --- 4. a change racing the billing run at the period's end ------------------
+# a month on, and the call, in one transaction: the billing process cannot
+# renew the subscription before the call meets it
+at_may() { q -c "BEGIN" -c "DO \$\$BEGIN PERFORM pay_set_test_clock('2095-05-01 00:00:30+00'); END\$\$" "$@" -c "COMMIT"; }
+april() {	# april NAME: a story on the 1st of April 2095, a customer, a paid subscription (sid)
+	story "$1" 15000
+	q -c "SELECT pay_set_test_clock('2095-04-01 00:00+00')" >/dev/null
+	cid=$(new_customer "$1")
+	pd=$(saved_method "$cid" 4111111111111111)
+	sid=$(subscribe "$cid")
+}
+period_invoice() {	# period_invoice N: "amount|status" of period N's invoice, once there
+	wait_for "SELECT count(*) FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $sid AND period_index = $1" 1 >/dev/null
+	local i
+	i=$(q -c "SELECT invoice_id FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $sid AND period_index = $1 AND kind <> 'proration'")
+	settled "$i"
+	q -c "SELECT amount || '|' || status FROM pay_get_invoice($i)"
+}
+ledger_amounts() {	# ledger_amounts INVOICE: the charges of its payments at the gateway
+	local num out=""
+	for num in $(q -c "SELECT invoice_number FROM payments.payments WHERE merchant_id = $M AND invoice_id = $1 ORDER BY payment_id"); do
+		out="$out$(sim_ledger "$num")"
+	done
+	echo "$out"
+}
+april none
+got=$(at_may -c "SELECT (pay_preview_subscription_change($sid, price => '300.00 USD', proration => 'next_invoice') ->> 'period_start')::timestamptz = '2095-05-01 00:00+00'" \
+	-c "SELECT current_period_index || '|' || period_amount FROM pay_change_subscription($sid, price => '300.00 USD', proration => 'none')")
+is "$got" "t
+1|25.00 USD" "30 s after April's end, before the run: the preview and the change meet May, renewed at 25.00 (the change from June)"
+is "$(period_invoice 1)" "25.00 USD|paid" "May is invoiced at the price in force when it began, 25.00, and paid"
+inv=$(q -c "SELECT invoice_id FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $sid AND period_index = 1")
+is "$(ledger_amounts "$inv")" "charge 25.00" "the gateway charged 25.00 for May, once"
+q -c "BEGIN" -c "SELECT pay_set_test_clock('2095-06-01 00:00+00')" -c "SELECT pay_run_renewals()" -c "COMMIT" >/dev/null
+is "$(period_invoice 2)" "300.00 USD|paid" "June, the next period, at 300.00"
+
+april prorated
+got=$(at_may -c "SELECT current_period_index FROM pay_change_subscription($sid, quantity => 2)" \
+	-c "SELECT count(*) FROM payments.invoice_items i WHERE i.merchant_id = $M AND i.subscription_id = $sid AND i.invoice_id IS NULL")
+is "$got" "1
+2" "a change with proration 30 s after April's end is prorated over May (a credit and a charge wait for June)"
+is "$(period_invoice 1)" "25.00 USD|paid" "May is invoiced at one seat, as it began"
+
+# --- 5. a cancel at period end racing the billing run -------------------------
+april cancel
+got=$(at_may -c "SELECT status || '|' || cancel_at_period_end || '|' || current_period_index FROM pay_cancel_subscription($sid, at_period_end => true)")
+is "$got" "active|true|1" "a cancel at period end 30 s after April's end: renewed for May first, to end with it"
+is "$(period_invoice 1)" "25.00 USD|paid" "May is invoiced and paid, as when the run came first"
+
+april undo
+q -c "SELECT 1 FROM pay_cancel_subscription($sid, at_period_end => true)" >/dev/null
+is "$(sqlstate_of "BEGIN; SELECT pay_set_test_clock('2095-05-01 00:00:30+00'); SELECT pay_update_subscription($sid, cancel_at_period_end => false); COMMIT")" 22Y20 \
+	"undoing a cancel at period end after that period's end is refused: the subscription has ended"
+q -c "BEGIN" -c "SELECT pay_set_test_clock('2095-05-01 00:00:30+00')" -c "SELECT pay_run_renewals()" -c "COMMIT" >/dev/null
+is "$(q -c "SELECT status || '|' || (ended_at = '2095-05-01 00:00+00') FROM pay_get_subscription($sid)") $(q -c "SELECT count(*) FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $sid")" \
+	"canceled|true 1" "it ended with April, nothing more invoiced"
 
 tap_done
