@@ -11176,16 +11176,16 @@ CREATE FUNCTION payments._next_dunning_attempt(p_first_failed_at timestamptz, p_
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT CASE WHEN p_final THEN
-			nullif(greatest(p_first_failed_at + make_interval(days => p_days[cardinality(p_days)]), p_now), p_now)
-		ELSE (SELECT p_first_failed_at + make_interval(days => d.day)
+			nullif(greatest(p_first_failed_at + make_interval(hours => 24 * p_days[cardinality(p_days)]), p_now), p_now)
+		ELSE (SELECT p_first_failed_at + make_interval(hours => 24 * d.day)
 			FROM unnest(p_days) WITH ORDINALITY d(day, n)
-			WHERE p_first_failed_at + make_interval(days => d.day) > p_now ORDER BY d.n LIMIT 1) END,
+			WHERE p_first_failed_at + make_interval(hours => 24 * d.day) > p_now ORDER BY d.n LIMIT 1) END,
 		CASE WHEN NOT p_final THEN (SELECT d.n::integer
 			FROM unnest(p_days) WITH ORDINALITY d(day, n)
-			WHERE p_first_failed_at + make_interval(days => d.day) > p_now ORDER BY d.n LIMIT 1) END
+			WHERE p_first_failed_at + make_interval(hours => 24 * d.day) > p_now ORDER BY d.n LIMIT 1) END
 	$$;
 COMMENT ON FUNCTION payments._next_dunning_attempt(timestamptz, integer[], boolean, timestamptz) IS
-	'Internal: when a failed invoice is charged next under a dunning schedule (retry_days from its first failure) and which retry that is; after a final decline, only the final action on the last day; next_at NULL: the final action is due now.';
+	'Internal: when a failed invoice is charged next under a dunning schedule (retry_days from its first failure, days of 24 hours) and which retry that is; after a final decline, only the final action on the last day; next_at NULL: the final action is due now.';
 
 CREATE OR REPLACE FUNCTION payments._invoice_payment_failed(p_merchant_id bigint, p_invoice_id bigint,
 	p_payment_id bigint, p_code text, p_reason text)

@@ -555,23 +555,27 @@ COMMENT ON FUNCTION payments._dunning_final_action(bigint, bigint) IS
 -- that is (retry_no; NULL for the final action's day): the first day of
 -- the policy's retry_days after now, counted from the first failure; after
 -- a final decline no retry, only the final action on the schedule's last
--- day.  next_at NULL: the final action is due now.
+-- day.  next_at NULL: the final action is due now.  A day is 24 hours: a
+-- calendar day would follow the TimeZone of the session that records the
+-- failure (the worker's, a merchant's), 23 or 25 hours across a change of
+-- daylight-saving time there, and a policy set again with the same days
+-- from another zone moved every scheduled retry by an hour.
 CREATE FUNCTION payments._next_dunning_attempt(p_first_failed_at timestamptz, p_days integer[],
 	p_final boolean, p_now timestamptz, OUT next_at timestamptz, OUT retry_no integer)
 	LANGUAGE sql STABLE
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT CASE WHEN p_final THEN
-			nullif(greatest(p_first_failed_at + make_interval(days => p_days[cardinality(p_days)]), p_now), p_now)
-		ELSE (SELECT p_first_failed_at + make_interval(days => d.day)
+			nullif(greatest(p_first_failed_at + make_interval(hours => 24 * p_days[cardinality(p_days)]), p_now), p_now)
+		ELSE (SELECT p_first_failed_at + make_interval(hours => 24 * d.day)
 			FROM unnest(p_days) WITH ORDINALITY d(day, n)
-			WHERE p_first_failed_at + make_interval(days => d.day) > p_now ORDER BY d.n LIMIT 1) END,
+			WHERE p_first_failed_at + make_interval(hours => 24 * d.day) > p_now ORDER BY d.n LIMIT 1) END,
 		CASE WHEN NOT p_final THEN (SELECT d.n::integer
 			FROM unnest(p_days) WITH ORDINALITY d(day, n)
-			WHERE p_first_failed_at + make_interval(days => d.day) > p_now ORDER BY d.n LIMIT 1) END
+			WHERE p_first_failed_at + make_interval(hours => 24 * d.day) > p_now ORDER BY d.n LIMIT 1) END
 	$$;
 COMMENT ON FUNCTION payments._next_dunning_attempt(timestamptz, integer[], boolean, timestamptz) IS
-	'Internal: when a failed invoice is charged next under a dunning schedule (retry_days from its first failure) and which retry that is; after a final decline, only the final action on the last day; next_at NULL: the final action is due now.';
+	'Internal: when a failed invoice is charged next under a dunning schedule (retry_days from its first failure, days of 24 hours) and which retry that is; after a final decline, only the final action on the last day; next_at NULL: the final action is due now.';
 
 -- A charge of an invoice failed (p_payment_id; NULL: there was nothing to
 -- charge): the failure is recorded (the first one starts the schedule) and

@@ -23,7 +23,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(190);
+SELECT plan(193);
 
 -- helpers ------------------------------------------------------------------
 
@@ -850,6 +850,27 @@ SELECT is(pay_run_renewals() >= 1, true, 'the owner naming no merchant (pg_cron)
 SELECT is((SELECT pg_temp.invoices(b, sb) FROM tn), 1, 'B''s is renewed now');
 SELECT pg_temp.act_as(b) FROM tn \gset x_
 SELECT is(pay_run_renewals(), 0, 'nothing due is left for B');
+
+-- dunning days do not depend on the session's TimeZone: the day after a
+-- failure recorded in a session whose TimeZone springs forward that night
+-- was 23 hours later, 24 in a UTC session (the worker's, the server's
+-- zone), and a pay_set_dunning_policy with the same days from another zone
+-- moved every scheduled retry by an hour and said so
+-- (invoice.retry_scheduled, reason policy_changed)
+CREATE TEMP TABLE dz AS SELECT pg_temp.merchant('dunning-zone', '2031-02-08 12:00 UTC') AS m;
+ALTER TABLE dz ADD COLUMN s bigint;
+UPDATE dz SET s = pg_temp.subscribe(m, pg_temp.customer(m), 'active', '2031-02-08 12:00');
+SELECT pg_temp.clock(m, '2031-03-08 12:00 UTC') FROM dz \gset x_
+SET LOCAL TimeZone = 'America/New_York';		-- daylight saving time starts on 9 March 2031
+SELECT is((SELECT payments._run_renewals(m, 100) FROM dz), 1, 'renewed on 8 March (a session in New York)');
+SELECT pg_temp.outcome(m, s, 'failed', '2') FROM dz \gset x_
+SELECT is((SELECT extract(epoch FROM next_attempt_at - first_failed_at) FROM dz, pg_temp.inv(m, s)), 86400::numeric,
+	'declined: retry 1 is 24 hours after the failure, recorded in a session in New York as in one in UTC');
+SET LOCAL TimeZone = 'UTC';
+SELECT pay_set_dunning_policy(retry_days => '{1,3,5,7}') \gset x_
+SELECT is((SELECT extract(epoch FROM next_attempt_at - first_failed_at)::bigint || '|' || pg_temp.events(m, s, 'invoice.retry_scheduled')
+	FROM dz, pg_temp.inv(m, s)), '86400|1',
+	'the same policy set again from a session in UTC moves nothing and says nothing');
 
 SELECT * FROM finish();
 ROLLBACK;
