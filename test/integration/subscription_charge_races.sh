@@ -67,24 +67,6 @@ renew_held() {
 	wait_for "SELECT o.status <> 'queued' FROM payments.operations o JOIN payments.invoices i
 		ON i.merchant_id = o.merchant_id AND i.payment_id = o.payment_id WHERE i.merchant_id = $M AND i.invoice_id = $inv" t >/dev/null
 }
-# charges INVOICE: "attempts|by method:status,..." of the invoice's payments
-charges() {
-	q -c "SELECT count(*) || '|' || string_agg(payment_method_id || ':' || status, ',' ORDER BY payment_id)
-		FROM payments.payments WHERE merchant_id = $M AND invoice_id = $1"
-}
-# ledger_charges INVOICE: charges the simulator's ledger holds for the
-# invoice's payments
-ledger_charges() {
-	local n=0 num
-	for num in $(q -c "SELECT invoice_number FROM payments.payments WHERE merchant_id = $M AND invoice_id = $1"); do
-		n=$(( n + $(sim_ledger_count "$num" charge) ))
-	done
-	echo "$n"
-}
-settled() {	# settled INVOICE: waits until no charge of the invoice is in flight
-	wait_for "SELECT count(*) FROM payments.payments WHERE merchant_id = $M AND invoice_id = $1
-		AND status IN ('pending', 'unknown', 'in_review')" 0 30 >/dev/null
-}
 in_flight() {	# in_flight INVOICE: "t" while its latest charge is unanswered
 	q -c "SELECT p.status IN ('pending', 'unknown', 'in_review') FROM payments.payments p JOIN payments.invoices i
 		ON i.merchant_id = p.merchant_id AND i.payment_id = p.payment_id WHERE i.merchant_id = $M AND i.invoice_id = $1"
@@ -108,9 +90,9 @@ is "$(q -c "SELECT concat_ws('|', status, attempt_count) FROM pay_get_invoice($i
 	"the customer makes the good card the default again before the answer: nothing charged to it yet"
 is "$(wait_for "SELECT status || '|' || attempt_count FROM pay_get_invoice($inv)" "paid|2" 30)" "paid|2" \
 	"the declined charge is followed at once by a charge of the new default: the invoice is paid, no dunning day waited"
-settled "$inv"
-is "$(charges "$inv")" "2|$pb:failed,$pd:succeeded" "one charge of the old default (declined), one of the new"
-is "$(ledger_charges "$inv")" 1 "the simulator's ledger has exactly one charge for the invoice"
+invoice_settled "$inv" 30
+is "$(invoice_charges "$inv")" "2|$pb:failed,$pd:succeeded" "one charge of the old default (declined), one of the new"
+is "$(invoice_ledger_charges "$inv")" 1 "the simulator's ledger has exactly one charge for the invoice"
 is "$(wait_for "SELECT status FROM pay_get_subscription($sid)" active)" active "the subscription is active"
 is "$(sub_events "$sid" invoice.retry_attempted payment_method_updated) $(sub_events "$sid" invoice.retry_scheduled)" "1 0" \
 	"invoice.retry_attempted says why (reason payment_method_updated); no retry was scheduled"
@@ -129,8 +111,8 @@ is "$(in_flight "$inv")" t "the renewal's charge of the subscription's declining
 q -c "SELECT 1 FROM pay_update_subscription($sid, payment_method_id => $pd)" >/dev/null
 is "$(wait_for "SELECT status || '|' || attempt_count FROM pay_get_invoice($inv)" "paid|2" 40)" "paid|2" \
 	"the charge's reply is lost, the lookup finds it declined, and the subscription's new method pays at once"
-settled "$inv"
-is "$(charges "$inv") $(ledger_charges "$inv")" "2|$pb:failed,$pd:succeeded 1" "charged once at the gateway, to the new method"
+invoice_settled "$inv" 30
+is "$(invoice_charges "$inv") $(invoice_ledger_charges "$inv")" "2|$pb:failed,$pd:succeeded 1" "charged once at the gateway, to the new method"
 is "$(wait_for "SELECT status FROM pay_get_subscription($sid)" active)" active "the subscription is active"
 
 # --- 3. cancel now while the renewal's charge is in flight ---------------------
@@ -142,9 +124,9 @@ renew_held "$sid" 4000
 is "$(sqlstate_of "SELECT 1 FROM pay_cancel_subscription($sid)")" 22Y20 "a cancel now while the renewal's charge is in flight is refused"
 is "$(q -c "SELECT s.status || '|' || i.status FROM pay_get_subscription($sid) s, pay_get_invoice($inv) i")" "active|open" \
 	"and changes nothing"
-settled "$inv"
+invoice_settled "$inv" 30
 is "$(q -c "SELECT status FROM pay_cancel_subscription($sid)")" canceled "once the charge is answered, the cancel ends the subscription"
-is "$(q -c "SELECT status FROM pay_get_invoice($inv)") $(charges "$inv") $(ledger_charges "$inv")" "paid 1|$pd:succeeded 1" \
+is "$(q -c "SELECT status FROM pay_get_invoice($inv)") $(invoice_charges "$inv") $(invoice_ledger_charges "$inv")" "paid 1|$pd:succeeded 1" \
 	"the period's invoice stays paid, charged once"
 is "$(sub_events "$sid" invoice.payment_after_close)" 0 "no charge came after the invoice closed"
 
@@ -163,7 +145,7 @@ period_invoice() {	# period_invoice N: "amount|status" of period N's invoice, on
 	wait_for "SELECT count(*) FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $sid AND period_index = $1" 1 >/dev/null
 	local i
 	i=$(q -c "SELECT invoice_id FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $sid AND period_index = $1 AND kind <> 'proration'")
-	settled "$i"
+	invoice_settled "$i" 30
 	q -c "SELECT amount || '|' || status FROM pay_get_invoice($i)"
 }
 ledger_amounts() {	# ledger_amounts INVOICE: the charges of its payments at the gateway

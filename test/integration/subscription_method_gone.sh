@@ -62,24 +62,6 @@ renewal() {	# renewal SUBSCRIPTION: its latest invoice (period 1 once renewed)
 	wait_for "SELECT count(*) FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $1 AND period_index = 1" 1 >/dev/null
 	q -c "SELECT max(invoice_id) FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $1"
 }
-# charges INVOICE: "attempts|by method:status,..." of the invoice's payments
-charges() {
-	q -c "SELECT count(*) || '|' || string_agg(payment_method_id || ':' || status, ',' ORDER BY payment_id)
-		FROM payments.payments WHERE merchant_id = $M AND invoice_id = $1"
-}
-# ledger_charges INVOICE: charges the simulator's ledger holds for all the
-# invoice's payments (by their invoice numbers at the gateway)
-ledger_charges() {
-	local n=0 num
-	for num in $(q -c "SELECT invoice_number FROM payments.payments WHERE merchant_id = $M AND invoice_id = $1"); do
-		n=$(( n + $(sim_ledger_count "$num" charge) ))
-	done
-	echo "$n"
-}
-settled() {	# settled INVOICE: waits until no charge of the invoice is in flight
-	wait_for "SELECT count(*) FROM payments.payments WHERE merchant_id = $M AND invoice_id = $1
-		AND status IN ('pending', 'unknown', 'in_review')" 0 >/dev/null
-}
 sub_events() {	# sub_events SUBSCRIPTION TYPE [REASON]
 	q -c "SELECT count(*) FROM payments.events WHERE merchant_id = $M AND event_type = '$2'
 		AND data ->> 'subscription_id' = '$1' AND ('${3:-}' = '' OR data ->> 'reason' = '${3:-}')"
@@ -96,7 +78,7 @@ declining() {
 	q -c "SELECT pay_advance_test_clock('1 month 1 hour')" >/dev/null
 	q -c "SELECT pay_run_renewals()" >/dev/null
 	inv=$(renewal "$sid")
-	settled "$inv"
+	invoice_settled "$inv"
 }
 next_day() {	# next_day: the clock a day on, and a dunning run
 	q -c "SELECT pay_advance_test_clock('1 day')" >/dev/null
@@ -114,7 +96,7 @@ is "$(gone "$px")" Ok "another system deletes that card's payment profile at the
 q -c "SELECT pay_advance_test_clock('1 month 1 hour')" >/dev/null
 q -c "SELECT pay_run_renewals()" >/dev/null
 inv=$(renewal "$sid")
-settled "$inv"
+invoice_settled "$inv"
 is "$(q -c "SELECT concat_ws('|', status, decline_code) FROM payments.payments WHERE merchant_id = $M AND invoice_id = $inv ORDER BY payment_id LIMIT 1")" \
 	"failed|payment_method_gone" "the renewal's charge of the card fails: payment_method_gone"
 is "$(q -c "SELECT concat_ws('|', status, failure_code) FROM pay_get_payment_method($px)")" "failed|payment_method_gone" "the card is failed"
@@ -126,8 +108,8 @@ is "$(q -c "SELECT count(*) FROM payments.events WHERE merchant_id = $M AND even
 	AND data -> 'fields' = '[\"payment_method_id\"]'")" 1 "a subscription.updated event says so (reason payment_method_gone)"
 is "$(wait_for "SELECT status || '|' || attempt_count FROM pay_get_invoice($inv)" "paid|2")" "paid|2" \
 	"the invoice is charged at once to the customer's default and paid, with no dunning run (attempt 2)"
-is "$(charges "$inv")" "2|$px:failed,$pd:succeeded" "one charge of the dead card (refused), one of the default"
-is "$(ledger_charges "$inv")" 1 "the simulator's ledger has exactly one charge for the invoice"
+is "$(invoice_charges "$inv")" "2|$px:failed,$pd:succeeded" "one charge of the dead card (refused), one of the default"
+is "$(invoice_ledger_charges "$inv")" 1 "the simulator's ledger has exactly one charge for the invoice"
 is "$(wait_for "SELECT status FROM pay_get_subscription($sid)" active)" active "the subscription is active again"
 is "$(sub_events "$sid" invoice.retry_attempted payment_method_gone) $(sub_events "$sid" invoice.retry_scheduled)" "1 0" \
 	"invoice.retry_attempted says why (reason payment_method_gone); no retry was scheduled"
@@ -138,8 +120,8 @@ q -c "SELECT pay_advance_test_clock('1 month')" >/dev/null
 q -c "SELECT pay_run_renewals()" >/dev/null
 wait_for "SELECT count(*) FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $sid AND period_index = 2" 1 >/dev/null
 inv2=$(q -c "SELECT max(invoice_id) FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $sid")
-settled "$inv2"
-is "$(q -c "SELECT status FROM pay_get_invoice($inv2)") $(charges "$inv2") $(ledger_charges "$inv2")" "paid 1|$pd:succeeded 1" \
+invoice_settled "$inv2"
+is "$(q -c "SELECT status FROM pay_get_invoice($inv2)") $(invoice_charges "$inv2") $(invoice_ledger_charges "$inv2")" "paid 1|$pd:succeeded 1" \
 	"the next renewal is charged to the default once"
 
 # --- 2. the method gone was the customer's default: no default, it waits ------
@@ -151,7 +133,7 @@ is "$(gone "$px")" Ok "the subscription's card, the customer's only one and its 
 q -c "SELECT pay_advance_test_clock('1 month 1 hour')" >/dev/null
 q -c "SELECT pay_run_renewals()" >/dev/null
 inv=$(renewal "$sid")
-settled "$inv"
+invoice_settled "$inv"
 is "$(wait_for "SELECT status FROM pay_get_subscription($sid)" past_due)" past_due "the renewal fails: past_due"
 is "$(q -c "SELECT concat_ws('|', status, attempt_count, last_failure_code, next_attempt_at = first_failed_at + interval '7 days') FROM pay_get_invoice($inv)")" \
 	"open|1|payment_method_gone|t" "no default to charge: the invoice waits (a final decline, the schedule's last day)"
@@ -159,12 +141,12 @@ is "$(q -c "SELECT coalesce(payment_method_id::text, 'default') FROM pay_get_sub
 	"default 1" "the subscription no longer names the dead card"
 next_day
 next_day
-is "$(charges "$inv")" "1|$px:failed" "on the dunning days nothing is charged (no card)"
+is "$(invoice_charges "$inv")" "1|$px:failed" "on the dunning days nothing is charged (no card)"
 pn=$(q -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $cid, card => $(card 4007000000027), validation_mode => 'none')")
 is "$(q -c "SELECT status FROM pay_wait_payment_method($pn, '10 s')")" active "the customer saves a new card (the default)"
 is "$(wait_for "SELECT status || '|' || attempt_count FROM pay_get_invoice($inv)" "paid|2")" "paid|2" "the new card pays the invoice at once"
-settled "$inv"
-is "$(charges "$inv") $(ledger_charges "$inv")" "2|$px:failed,$pn:succeeded 1" "charged once, to the new card"
+invoice_settled "$inv"
+is "$(invoice_charges "$inv") $(invoice_ledger_charges "$inv")" "2|$px:failed,$pn:succeeded 1" "charged once, to the new card"
 is "$(wait_for "SELECT status FROM pay_get_subscription($sid)" active)" active "the subscription is active again"
 
 # --- 3. a plain decline of the subscription's own card: dunning as before -----
@@ -172,15 +154,15 @@ story decline
 cid=$(new_customer decline3)
 declining "$cid"
 is "$(wait_for "SELECT status FROM pay_get_subscription($sid)" past_due)" past_due "the subscription's own card is declined: past_due"
-is "$(q -c "SELECT concat_ws('|', attempt_count, last_failure_code <> 'payment_method_gone', next_attempt_at = first_failed_at + interval '1 day') FROM pay_get_invoice($inv)") $(charges "$inv")" \
+is "$(q -c "SELECT concat_ws('|', attempt_count, last_failure_code <> 'payment_method_gone', next_attempt_at = first_failed_at + interval '1 day') FROM pay_get_invoice($inv)") $(invoice_charges "$inv")" \
 	"1|t|t 1|$pb:failed" "retried on day 1; the default is not charged in its place"
 is "$(q -c "SELECT concat_ws('|', payment_method_id, status) FROM pay_get_subscription($sid)") $(q -c "SELECT status FROM pay_get_payment_method($pb)")" \
 	"$pb|past_due active" "the subscription keeps its card, which stays active"
 next_day
-settled "$inv"
+invoice_settled "$inv"
 is "$(wait_for "SELECT attempt_count || '|' || (next_attempt_at = first_failed_at + interval '3 days') FROM pay_get_invoice($inv)" "2|true")" "2|true" \
 	"day 1: its own card is charged again (declined), the next retry on day 3"
-is "$(charges "$inv") $(ledger_charges "$inv")" "2|$pb:failed,$pb:failed 0" "both charges of its own card, the default never"
+is "$(invoice_charges "$inv") $(invoice_ledger_charges "$inv")" "2|$pb:failed,$pb:failed 0" "both charges of its own card, the default never"
 
 # --- 4. the subscription's own card deleted by the customer during dunning ----
 story deleted
@@ -193,8 +175,8 @@ is "$(q -c "SELECT coalesce(payment_method_id::text, 'default') FROM pay_get_sub
 	"default 1" "the subscription no longer names it (subscription.updated, reason payment_method_deleted)"
 is "$(wait_for "SELECT status || '|' || attempt_count FROM pay_get_invoice($inv)" "paid|2")" "paid|2" \
 	"its invoice is charged at once to the default, not on the next retry day"
-settled "$inv"
-is "$(charges "$inv") $(ledger_charges "$inv")" "2|$pb:failed,$pd:succeeded 1" "charged once, to the default"
+invoice_settled "$inv"
+is "$(invoice_charges "$inv") $(invoice_ledger_charges "$inv")" "2|$pb:failed,$pd:succeeded 1" "charged once, to the default"
 is "$(wait_for "SELECT status FROM pay_get_subscription($sid)" active)" active "the subscription is active again"
 
 tap_done

@@ -75,6 +75,26 @@ unpark() {
 	cluster_psql "$WORK" "$PORT" payments -q -c "DROP TRIGGER IF EXISTS zz_test_park_after_send ON payments.operations" \
 		-c "DROP FUNCTION IF EXISTS public.test_park_after_send()"
 }
+# Charges of a subscription's invoice (merchant M):
+# invoice_charges INVOICE: "attempts|by method:status,..." of its payments
+invoice_charges() {
+	as_merchant -c "SELECT count(*) || '|' || string_agg(payment_method_id || ':' || status, ',' ORDER BY payment_id)
+		FROM payments.payments WHERE merchant_id = $M AND invoice_id = $1"
+}
+# invoice_ledger_charges INVOICE: charges the simulator's ledger holds for all
+# its payments (by their invoice numbers at the gateway)
+invoice_ledger_charges() {
+	local n=0 num
+	for num in $(as_merchant -c "SELECT invoice_number FROM payments.payments WHERE merchant_id = $M AND invoice_id = $1"); do
+		n=$(( n + $(sim_ledger_count "$num" charge) ))
+	done
+	echo "$n"
+}
+# invoice_settled INVOICE [SECONDS]: waits until no charge of it is in flight
+invoice_settled() {
+	wait_for "SELECT count(*) FROM payments.payments WHERE merchant_id = $M AND invoice_id = $1
+		AND status IN ('pending', 'unknown', 'in_review')" 0 "${2:-20}" >/dev/null
+}
 # passed COMMAND...: 0 if it succeeds, else 1 (for ok, under set -e).
 passed() { if "$@"; then echo 0; else echo 1; fi; }
 # restart_worker: pay_worker_restart(), then true once a new worker runs
