@@ -15,6 +15,10 @@
 #   2. the same with the subscription's own method changed
 #      (pay_update_subscription) while the charge's reply is lost (unknown,
 #      resolved by a lookup as declined): the new method pays at once.
+#   2b. the subscription's own card deleted by the customer while the
+#      renewal's charge of it is in flight: declined, the invoice is
+#      charged at once to the default, once, and the subscription no longer
+#      names the deleted card.
 #   3. a cancel now while the renewal's charge is in flight is refused
 #      (22Y20) and changes nothing; once the charge is answered the cancel
 #      ends the subscription with the period paid, charged once.
@@ -114,6 +118,23 @@ is "$(wait_for "SELECT status || '|' || attempt_count FROM pay_get_invoice($inv)
 invoice_settled "$inv" 30
 is "$(invoice_charges "$inv") $(invoice_ledger_charges "$inv")" "2|$pb:failed,$pd:succeeded 1" "charged once at the gateway, to the new method"
 is "$(wait_for "SELECT status FROM pay_get_subscription($sid)" active)" active "the subscription is active"
+
+# --- 2b. the subscription's own card deleted while its charge is in flight ---
+story deleted 15000
+cid=$(new_customer races2b)
+pd=$(saved_method "$cid" 4111111111111111)
+pb=$(saved_method "$cid" 4000000000000002 false)
+sid=$(subscribe "$cid" "$pd")
+q -c "SELECT 1 FROM pay_update_subscription($sid, payment_method_id => $pb)" >/dev/null
+renew_held "$sid" 6000
+is "$(in_flight "$inv")" t "the renewal's charge of the subscription's own (declining) card is in flight"
+is "$(q -c "SELECT status FROM pay_delete_payment_method($pb)")" deleting "the customer deletes that card meanwhile"
+is "$(wait_for "SELECT status || '|' || attempt_count FROM pay_get_invoice($inv)" "paid|2" 30)" "paid|2" \
+	"the charge is declined; the invoice is charged at once to the default and paid"
+invoice_settled "$inv" 30
+is "$(invoice_charges "$inv") $(invoice_ledger_charges "$inv")" "2|$pb:failed,$pd:succeeded 1" "charged once at the gateway, to the default"
+is "$(q -c "SELECT status FROM pay_wait_payment_method($pb, '10 s')") $(q -c "SELECT coalesce(payment_method_id::text, 'default') || '|' || status FROM pay_get_subscription($sid)")" \
+	"deleted default|active" "the card is deleted; the subscription, active, no longer names it"
 
 # --- 3. cancel now while the renewal's charge is in flight ---------------------
 story cancel 15000
