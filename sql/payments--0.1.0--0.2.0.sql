@@ -1149,8 +1149,7 @@ REVOKE ALL ON FUNCTION payments._check_idempotency_key(text),
 COMMENT ON FUNCTION payments.pay_card(text, integer, integer, text, text) IS
 	'Validate a card and return it as pay_card. number: 12 to 16 digits (the gateway takes at most 16), optionally grouped by single spaces or dashes, Luhn-valid, of a supported brand (Visa, Mastercard, American Express, Discover, JCB, Diners Club, UnionPay) and a length that brand issues. exp_month 1-12; exp_year two (20YY) or four digits; valid through the end of the month (UTC), at most 20 years ahead. cvv: 3 digits, 4 for American Express. holder_name: up to 100 characters. A NULL number, month or year is an error (22004); NULL cvv or holder_name means absent. Errors never quote the input.';
 
--- ====================================================================
-------------------------------------------------------------------------------
+-- ===========================================================================
 -- Card data at rest (h-vault): the vault is unlogged and its sealing keys
 -- live in shared memory only; the fingerprint key leaves the tables.
 -- ===========================================================================
@@ -16135,7 +16134,8 @@ CREATE FUNCTION payments._note_unserved_database() RETURNS boolean
 REVOKE ALL ON FUNCTION payments._note_unserved_database() FROM PUBLIC;
 COMMENT ON FUNCTION payments._note_unserved_database() IS
 	'Internal: true, after a NOTICE (01Y01) naming the database the background worker serves, when it does not serve this one (payments.database names another); false, silently, where it does.';
-=======
+
+------------------------------------------------------------------------------
 -- h-due-renewals: a merchant's change of a subscription whose period has ended
 -- before the billing run renewed it takes the renewal first, as the run
 -- would have (sql/src/billing.sql, subscriptions.sql): the change meets the
