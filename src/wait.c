@@ -18,6 +18,10 @@
  * it waits); one more is refused at once with PT429.  A client of its own
  * connections (direct SQL) waits on them as it likes.
  *
+ * A wait also ends before the statement timeout would cancel it (roles that
+ * PostgREST switches to often have one): the caller gets the unfinished
+ * status, as after its own timeout, and waits again.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -34,6 +38,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
+#include "utils/timeout.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
@@ -253,6 +258,29 @@ note_unserved(void)
 		payments_report_unserved(NOTICE);
 }
 
+/*
+ * The deadline of a wait, brought forward to end before a statement timeout
+ * would cancel the statement.  PostgREST applies the settings of the role
+ * it switches to (Supabase gives anon 3 s and authenticated 8 s): a wait
+ * longer than that was cancelled (57014, HTTP 500), and the caller lost the
+ * answer it can have, the payment as it is.  The wait ends a margin
+ * earlier (a fifth of the timeout, at most 500 ms) to read the row and
+ * answer; the caller waits again, as after its own timeout.
+ */
+static TimestampTz
+before_statement_timeout(TimestampTz deadline)
+{
+	TimestampTz fires;
+	int			margin_ms;
+
+	if (!get_timeout_active(STATEMENT_TIMEOUT))
+		return deadline;
+	fires = get_timeout_finish_time(STATEMENT_TIMEOUT);
+	margin_ms = Min(StatementTimeout / 5, 500);
+	fires = TimestampTzPlusMilliseconds(fires, -margin_ms);
+	return Min(deadline, fires);
+}
+
 /* Wait for target (merchant_id, id) until done or timeout_ms; its status. */
 static Datum
 wait_for(const WaitTarget *target, FunctionCallInfo fcinfo)
@@ -279,6 +307,7 @@ wait_for(const WaitTarget *target, FunctionCallInfo fcinfo)
 				 errdetail("Under REPEATABLE READ or SERIALIZABLE the transaction would never see the worker's result.")));
 
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	deadline = before_statement_timeout(deadline);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "pay_wait: SPI_connect failed");

@@ -9,7 +9,12 @@ source "$(dirname "$0")/../lib/postgrest.sh"
 
 SIMDIR="$WORK/sim-postgrest"
 RUNDIR="$WORK/postgrest"
-trap 'postgrest_stop; sim_stop' EXIT
+# rest_short: a declared PostgREST role with a statement timeout of its own
+# (Supabase gives anon 3 s and authenticated 8 s), dropped at the end
+drop_short_role() {
+	cluster_psql "$WORK" "$PORT" payments -q -c "DO \$\$ BEGIN IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'rest_short') THEN PERFORM payments.pay_forget_role('rest_short'); DROP OWNED BY rest_short; DROP ROLE rest_short; END IF; END \$\$" >/dev/null 2>&1 || true
+}
+trap 'postgrest_stop; sim_stop; drop_short_role' EXIT
 sim_start "$SIMDIR"
 postgrest_install
 
@@ -22,12 +27,18 @@ for m in "$M" "$M2"; do
 done
 
 postgrest_roles_setup "$WORK" "$PORT" payments
+# PostgREST reads the roles' settings when it starts
+drop_short_role
+sql -c "CREATE ROLE rest_short NOLOGIN" -c "ALTER ROLE rest_short SET statement_timeout = '1s'" \
+	-c "GRANT rest_short TO authenticator" -c "GRANT USAGE ON SCHEMA payments TO rest_short" \
+	-c "SELECT payments.pay_declare_postgrest_role('rest_short')" >/dev/null
 postgrest_start "$WORK" "$PORT" payments "$RUNDIR"
 
 exp=$(($(date +%s) + 900))
 TOKEN=$(jwt_hs256 "$PGRST_JWT_SECRET" "{\"role\":\"authenticated\",\"merchant_id\":$M,\"sub\":\"rest-user-1\",\"exp\":$exp}")
 TOKEN2=$(jwt_hs256 "$PGRST_JWT_SECRET" "{\"role\":\"authenticated\",\"merchant_id\":$M2,\"exp\":$exp}")
 SCRAPER=$(jwt_hs256 "$PGRST_JWT_SECRET" "{\"role\":\"prometheus\",\"exp\":$exp}")
+SHORT=$(jwt_hs256 "$PGRST_JWT_SECRET" "{\"role\":\"rest_short\",\"merchant_id\":$M,\"exp\":$exp}")
 
 # call TOKEN FUNCTION JSON [curl args...]: POST /rpc/FUNCTION; "STATUS BODY".
 call() {
@@ -438,6 +449,32 @@ for inv in "P$TAG$bauth" "P$TAG$bbuy"; do
 done
 is "$(sql -c "SELECT count(*) FROM payments.audit_log WHERE merchant_id = $M2 AND key_id IN (SELECT key_id FROM payments.api_keys WHERE merchant_id = $M)")" 0 \
 	"no audit row of M2's names a key of M"
+
+# ---------------------------------------------------------------------------
+# 8b. pay_wait under a role's statement timeout: the wait ends before the
+# timeout would cancel the statement, and the caller gets the payment as it
+# is (not 57014, HTTP 500, and no answer).
+# ---------------------------------------------------------------------------
+# the gateway holds the purchase's answer 2.5 s (the worker's timeout is 3 s)
+sim_ctl POST /faults '{"type": "hold", "count": 1, "holdMs": 2500, "requestType": "createTransactionRequest"}' >/dev/null
+r=$(call "$TOKEN" pay_purchase "{\"amount\": \"6.00 USD\", \"card\": $card}")
+slow=$(field "$(body "$r")" payment_id)
+for _ in $(seq 100); do
+	st=$(sql -c "SELECT status FROM payments.operations WHERE merchant_id = $M AND payment_id = $slow")
+	[ "$st" = sending ] && break
+	sleep 0.02
+done
+is "$st" sending "the purchase is at the gateway, which holds its answer"
+r=$(call "$SHORT" pay_wait "{\"payment_id\": $slow, \"timeout\": \"10 s\"}")
+is "$(status "$r") $(field "$(body "$r")" status)" "200 pending" \
+	"pay_wait for a role with statement_timeout 1 s, asked to wait 10 s: 200 with the pending payment"
+st=""
+for _ in $(seq 20); do
+	r=$(call "$SHORT" pay_wait "{\"payment_id\": $slow, \"timeout\": \"10 s\"}")
+	st="$(status "$r") $(field "$(body "$r")" status)"
+	[ "$st" = "200 pending" ] || break
+done
+is "$st" "200 succeeded" "waiting again (each call up to the statement timeout) gets the result"
 
 # ---------------------------------------------------------------------------
 # 9. Clean up: PostgREST stops with the test.
