@@ -2164,9 +2164,10 @@ BEGIN
 	PERFORM payments._check_customer_input(pay_create_customer.email, pay_create_customer.name,
 		pay_create_customer.external_ref, pay_create_customer.billing, pay_create_customer.metadata, corr);
 	idem := payments._idempotency_claim(m, pay_create_customer.idempotency_key, 'create_customer',
+		-- billing and metadata {} are what leaving them out makes
 		md5(jsonb_build_array(pay_create_customer.email, pay_create_customer.name,
-			pay_create_customer.external_ref, pay_create_customer.billing,
-			pay_create_customer.metadata)::text));
+			pay_create_customer.external_ref, nullif(pay_create_customer.billing, '{}'),
+			nullif(pay_create_customer.metadata, '{}'))::text));
 	IF idem.request_kind IS NOT NULL THEN
 		SELECT * INTO result FROM payments.customers c
 		WHERE c.merchant_id = m AND c.idempotency_key = idem.idempotency_key	-- as kept (erased: a digest)
@@ -9493,7 +9494,8 @@ BEGIN
 	PERFORM payments._check_gateway_input(NULL, NULL, NULL, corr);
 	idem := payments._idempotency_claim(m, pay_create_plan.idempotency_key, 'create_plan',
 		md5(jsonb_build_array(pay_create_plan.name, pay_create_plan.amount::text, pay_create_plan.interval_unit,
-			pay_create_plan.interval_count, pay_create_plan.trial_days, pay_create_plan.metadata)::text));
+			pay_create_plan.interval_count, pay_create_plan.trial_days,
+			nullif(pay_create_plan.metadata, '{}'))::text));	-- {}: what leaving it out makes
 	IF idem.request_kind IS NOT NULL THEN
 		SELECT * INTO result FROM payments.plans x
 		WHERE x.merchant_id = m AND x.idempotency_key = pay_create_plan.idempotency_key
@@ -11480,7 +11482,8 @@ BEGIN
 			pay_create_subscription.interval_unit, pay_create_subscription.interval_count,
 			pay_create_subscription.quantity, pay_create_subscription.payment_method_id,
 			pay_create_subscription.trial_days, pay_create_subscription.billing_anchor,
-			pay_create_subscription.time_zone, pay_create_subscription.metadata)::text),
+			pay_create_subscription.time_zone,
+			nullif(pay_create_subscription.metadata, '{}'))::text),	-- {}: what leaving it out makes
 		pay_create_subscription.customer_id);
 	IF idem.request_kind IS NOT NULL THEN
 		SELECT * INTO s FROM payments.subscriptions x
@@ -12196,11 +12199,17 @@ BEGIN
 				 WHERE y.merchant_id = m AND y.payment_method_id = p_payment_method_id))
 			FOR KEY SHARE;
 		END IF;
+		-- metadata {} is what leaving it out makes, and so is customer {}
+		-- where there is no customer's record to copy from: a retry that
+		-- sends them (a client that writes every field) is the same request
 		idem := payments._idempotency_claim(m, p_idempotency_key, p_kind, md5(jsonb_build_array(
 			p_amount::text, payments.pay_card_brand(p_card), payments.pay_card_last4(p_card),
 			payments.pay_card_exp_month(p_card),
 			payments.pay_card_exp_year(p_card), p_opaque_data, p_customer_profile_id, p_payment_profile_id,
-			p_description, p_order_ref, p_customer, p_metadata, p_customer_id, p_payment_method_id)::text));
+			p_description, p_order_ref,
+			CASE WHEN p_customer_id IS NULL AND p_payment_method_id IS NULL
+				THEN nullif(p_customer, '{}') ELSE p_customer END,
+			nullif(p_metadata, '{}'), p_customer_id, p_payment_method_id)::text));
 		IF idem.payment_id IS NOT NULL THEN
 			SELECT * INTO result FROM payments.payments WHERE merchant_id = m AND payment_id = idem.payment_id;
 			customer_copied := p_customer IS NULL AND result.customer_id IS NOT NULL;

@@ -213,9 +213,10 @@ BEGIN
 	PERFORM payments._check_customer_input(pay_create_customer.email, pay_create_customer.name,
 		pay_create_customer.external_ref, pay_create_customer.billing, pay_create_customer.metadata, corr);
 	idem := payments._idempotency_claim(m, pay_create_customer.idempotency_key, 'create_customer',
+		-- billing and metadata {} are what leaving them out makes
 		md5(jsonb_build_array(pay_create_customer.email, pay_create_customer.name,
-			pay_create_customer.external_ref, pay_create_customer.billing,
-			pay_create_customer.metadata)::text));
+			pay_create_customer.external_ref, nullif(pay_create_customer.billing, '{}'),
+			nullif(pay_create_customer.metadata, '{}'))::text));
 	IF idem.request_kind IS NOT NULL THEN
 		SELECT * INTO result FROM payments.customers c
 		WHERE c.merchant_id = m AND c.idempotency_key = idem.idempotency_key	-- as kept (erased: a digest)

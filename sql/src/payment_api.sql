@@ -325,11 +325,17 @@ BEGIN
 				 WHERE y.merchant_id = m AND y.payment_method_id = p_payment_method_id))
 			FOR KEY SHARE;
 		END IF;
+		-- metadata {} is what leaving it out makes, and so is customer {}
+		-- where there is no customer's record to copy from: a retry that
+		-- sends them (a client that writes every field) is the same request
 		idem := payments._idempotency_claim(m, p_idempotency_key, p_kind, md5(jsonb_build_array(
 			p_amount::text, payments.pay_card_brand(p_card), payments.pay_card_last4(p_card),
 			payments.pay_card_exp_month(p_card),
 			payments.pay_card_exp_year(p_card), p_opaque_data, p_customer_profile_id, p_payment_profile_id,
-			p_description, p_order_ref, p_customer, p_metadata, p_customer_id, p_payment_method_id)::text));
+			p_description, p_order_ref,
+			CASE WHEN p_customer_id IS NULL AND p_payment_method_id IS NULL
+				THEN nullif(p_customer, '{}') ELSE p_customer END,
+			nullif(p_metadata, '{}'), p_customer_id, p_payment_method_id)::text));
 		IF idem.payment_id IS NOT NULL THEN
 			SELECT * INTO result FROM payments.payments WHERE merchant_id = m AND payment_id = idem.payment_id;
 			customer_copied := p_customer IS NULL AND result.customer_id IS NOT NULL;

@@ -309,7 +309,8 @@ BEGIN
 	PERFORM payments._check_gateway_input(NULL, NULL, NULL, corr);
 	idem := payments._idempotency_claim(m, pay_create_plan.idempotency_key, 'create_plan',
 		md5(jsonb_build_array(pay_create_plan.name, pay_create_plan.amount::text, pay_create_plan.interval_unit,
-			pay_create_plan.interval_count, pay_create_plan.trial_days, pay_create_plan.metadata)::text));
+			pay_create_plan.interval_count, pay_create_plan.trial_days,
+			nullif(pay_create_plan.metadata, '{}'))::text));	-- {}: what leaving it out makes
 	IF idem.request_kind IS NOT NULL THEN
 		SELECT * INTO result FROM payments.plans x
 		WHERE x.merchant_id = m AND x.idempotency_key = pay_create_plan.idempotency_key
@@ -487,7 +488,8 @@ BEGIN
 			pay_create_subscription.interval_unit, pay_create_subscription.interval_count,
 			pay_create_subscription.quantity, pay_create_subscription.payment_method_id,
 			pay_create_subscription.trial_days, pay_create_subscription.billing_anchor,
-			pay_create_subscription.time_zone, pay_create_subscription.metadata)::text),
+			pay_create_subscription.time_zone,
+			nullif(pay_create_subscription.metadata, '{}'))::text),	-- {}: what leaving it out makes
 		pay_create_subscription.customer_id);
 	IF idem.request_kind IS NOT NULL THEN
 		SELECT * INTO s FROM payments.subscriptions x

@@ -155,6 +155,26 @@ r1=$(call "$TOKEN" pay_purchase "{\"amount\": \"1.00 USD\", \"card\": $card, \"i
 r2=$(call "$TOKEN" pay_purchase "{\"amount\": \"1.00 USD\", \"card\": $card, \"idempotency_key\": \"$key\"}")
 is "$(status "$r2") $(field "$(body "$r2")" payment_id)" "200 $(field "$(body "$r1")" payment_id)" \
 	"the same idempotency key with the same arguments returns the original payment"
+# a client that writes every field: metadata and customer as {}, what
+# leaving them out makes
+r3=$(call "$TOKEN" pay_purchase "{\"amount\": \"1.00 USD\", \"card\": $card, \"idempotency_key\": \"$key\", \"metadata\": {}, \"customer\": {}, \"description\": null}")
+is "$(status "$r3") $(field "$(body "$r3")" payment_id)" "200 $(field "$(body "$r1")" payment_id)" \
+	"so does a retry that sends metadata {}, customer {} and description null (not 409)"
+key2="rest-idem-2-$RANDOM$RANDOM"
+r1=$(call "$TOKEN" pay_purchase "{\"amount\": \"1.00 USD\", \"card\": $card, \"idempotency_key\": \"$key2\", \"metadata\": {}}")
+r2=$(call "$TOKEN" pay_purchase "{\"amount\": \"1.00 USD\", \"card\": $card, \"idempotency_key\": \"$key2\"}")
+is "$(status "$r2") $(field "$(body "$r2")" payment_id)" "200 $(field "$(body "$r1")" payment_id)" \
+	"and a first call with metadata {} is repeated by one without"
+r=$(call "$TOKEN" pay_purchase "{\"amount\": \"1.00 USD\", \"card\": $card, \"idempotency_key\": \"$key2\", \"metadata\": {\"a\": \"b\"}}")
+is "$(status "$r") $(field "$(body "$r")" code)" "409 PT409" "other metadata with the key is still 409"
+r1=$(call "$TOKEN" pay_create_customer "{\"email\": \"idem@example.com\", \"idempotency_key\": \"$key2-c\"}")
+r2=$(call "$TOKEN" pay_create_customer "{\"email\": \"idem@example.com\", \"idempotency_key\": \"$key2-c\", \"billing\": {}, \"metadata\": {}}")
+is "$(status "$r2") $(field "$(body "$r2")" customer_id)" "200 $(field "$(body "$r1")" customer_id)" \
+	"pay_create_customer repeated with billing {} and metadata {}: the same customer"
+r1=$(call "$TOKEN" pay_create_plan "{\"name\": \"idem\", \"amount\": \"3.00 USD\", \"idempotency_key\": \"$key2-p\", \"metadata\": {}}")
+r2=$(call "$TOKEN" pay_create_plan "{\"name\": \"idem\", \"amount\": \"3.00 USD\", \"idempotency_key\": \"$key2-p\"}")
+is "$(status "$r2") $(field "$(body "$r2")" plan_id)" "200 $(field "$(body "$r1")" plan_id)" \
+	"pay_create_plan repeated without the metadata {} it first had: the same plan"
 r=$(call "$TOKEN" pay_purchase "{\"amount\": \"2.00 USD\", \"card\": $card, \"idempotency_key\": \"$key\"}")
 is "$(status "$r") $(field "$(body "$r")" code)" "409 PT409" "the same key with other arguments is 409 with PT409"
 like "$(field "$(body "$r")" hint)" 'new idempotency key' "the body carries the hint"

@@ -17,7 +17,7 @@
 \set ON_ERROR_STOP true
 BEGIN;
 SET LOCAL TimeZone = 'UTC';
-SELECT plan(276);
+SELECT plan(277);
 
 CREATE TEMP TABLE ids (name text PRIMARY KEY, id bigint NOT NULL);
 CREATE FUNCTION pg_temp.id(n text) RETURNS bigint LANGUAGE sql STABLE AS $$ SELECT id FROM ids WHERE name = n $$;
@@ -787,6 +787,18 @@ SELECT is((SELECT count(*)::int FROM payments.subscriptions WHERE merchant_id = 
 	AND metadata <> '{}'), 0, 'erasure clears the subscriptions'' metadata');
 SELECT is((SELECT count(*)::int FROM payments.audit_log WHERE table_name = 'subscriptions'
 	AND (new_row ? 'metadata' OR old_row ? 'metadata')), 0, 'the audit log never held subscription metadata');
+
+------------------------------------------------------------------------------
+-- 11. Idempotency: metadata {} is what leaving it out makes
+------------------------------------------------------------------------------
+SELECT pg_temp.new_merchant('idem') \gset _
+SELECT pg_temp.customer_with_card('ida') \gset _
+SELECT pg_temp.keep('idem-plan', plan_id) FROM pay_create_plan(name => 'Idem', amount => '5.00 USD') \gset _
+SELECT pg_temp.keep('idem-sub', subscription_id) FROM pay_create_subscription(customer_id => pg_temp.id('ida'),
+	plan_id => pg_temp.id('idem-plan'), metadata => '{}', idempotency_key => 'sub-empty') \gset _
+SELECT is((SELECT subscription_id FROM pay_create_subscription(customer_id => pg_temp.id('ida'),
+	plan_id => pg_temp.id('idem-plan'), idempotency_key => 'sub-empty')), pg_temp.id('idem-sub'),
+	'a subscription made with metadata {} is returned to the same call without it (not PT409)');
 
 SELECT * FROM finish();
 ROLLBACK;
