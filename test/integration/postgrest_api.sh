@@ -2,7 +2,9 @@
 # The payment API over HTTP through a real PostgREST (12.0.2, from npm):
 # JWT-authenticated calls of the API functions, the gateway answering through
 # the simulator, X-Request-Id as the correlation id, SQLSTATEs mapped to HTTP
-# statuses, pay_metrics served as text/plain, and payment search.
+# statuses, idempotent retries by clients that write every field, pay_metrics
+# served as text/plain, payment search, and pay_wait under a role's
+# statement timeout.
 set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
 source "$(dirname "$0")/../lib/postgrest.sh"
