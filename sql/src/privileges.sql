@@ -42,3 +42,8 @@ SELECT count(*) FROM payments._apply_row_security();
 -- The API key scope of every API function (api_keys.sql), set last so
 -- that no later CREATE OR REPLACE of a function drops it.
 SELECT count(*) FROM payments._apply_api_scopes();
+
+-- No role that is not trusted owns a function, type or operator that a
+-- session would find instead of the extension's: made before the name
+-- guard (card.sql) existed, it is refused here (42501).
+SELECT payments._refuse_shadowing_objects();

@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Names against a hostile role (every role that can connect is hostile).
+# - A role that may CREATE in schema public (a database made before
+#   PostgreSQL 15 keeps that grant; DBAs give it) makes functions, types and
+#   operators named like the extension's.  An application that calls
+#   pay_card() with public ahead of payments on its search_path (as on
+#   README's), or with varchar arguments (as JDBC sends strings) whatever
+#   the order, ran that role's function instead: with the
+#   application's privileges, the card number and CVV in clear in its
+#   hands (before: nr_loot held them).  Now every such object of a role
+#   that is not trusted is refused (42501), when made, renamed or given
+#   to it, and CREATE EXTENSION / ALTER EXTENSION UPDATE refuse the ones
+#   made before.  Objects of other names, temporary functions and a
+#   superuser's wrappers are left alone.
+# - Every SECURITY DEFINER function, and every trigger function in SQL or
+#   PL/pgSQL, runs under a pinned search_path with pg_temp last and no
+#   schema a role could CREATE in.
+set -euo pipefail
+source "$(dirname "$0")/../lib/integration.sh"
+
+su() { cluster_psql "$WORK" "$PORT" "${DB:-payments}" -At -v ON_ERROR_STOP=1 "$@"; }
+# as ROLE [psql args]: a session logged in as ROLE, README's search_path
+as() {
+	local role=$1; shift
+	as_pg "$PG_BINDIR/psql" -X -q -At -v ON_ERROR_STOP=1 -v VERBOSITY=verbose -h "$WORK/sock" -p "$PORT" \
+		-U "$role" -d "${DB:-payments}" -c 'SET search_path = "$user", public, payments' "$@"
+}
+# sqlstate ROLE [psql args]: the SQLSTATE of the first error (empty if none)
+sqlstate() {
+	as "$@" 2>&1 | sed -n 's/^\(psql:[^ ]* \)\{0,1\}ERROR:  \([0-9A-Z]\{5\}\):.*/\2/p' | sed -n 1p
+}
+sustate() {
+	su -v VERBOSITY=verbose "$@" 2>&1 | sed -n 's/^\(psql:[^ ]* \)\{0,1\}ERROR:  \([0-9A-Z]\{5\}\):.*/\2/p' | sed -n 1p
+}
+cleanup() {
+	DB=postgres su -c "DROP DATABASE IF EXISTS nr_scratch" >/dev/null 2>&1 || true
+	su -c "DROP OWNED BY nr_evil, nr_app" -c "DROP ROLE IF EXISTS nr_evil, nr_app" \
+		-c "REVOKE CREATE ON SCHEMA public FROM PUBLIC" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+year=$(($(date +%Y) + 3))
+
+M=$(su -c "INSERT INTO payments.merchants (name) VALUES ('name resolution') RETURNING merchant_id")
+su -c "DROP OWNED BY nr_evil, nr_app" -c "DROP ROLE IF EXISTS nr_evil, nr_app" >/dev/null 2>&1 || true
+su -c "CREATE ROLE nr_evil LOGIN" -c "CREATE ROLE nr_app LOGIN" \
+	-c "SELECT payments.pay_bind_role('nr_app', merchant_id => $M)" \
+	-c "GRANT CREATE ON SCHEMA public TO PUBLIC" >/dev/null
+
+###########################################################################
+# 1. The hostile role's stand-ins for the extension's names: each refused.
+as nr_evil -c "CREATE TABLE public.nr_loot (v text)" -c "GRANT INSERT ON public.nr_loot TO PUBLIC"
+steal='BEGIN INSERT INTO public.nr_loot VALUES (number || '"' '"' || cvv); RETURN payments.pay_card(number, exp_month, exp_year, cvv); END'
+is "$(sqlstate nr_evil -c "CREATE FUNCTION public.pay_card(number text, exp_month integer, exp_year integer, cvv text)
+	RETURNS payments.pay_card LANGUAGE plpgsql AS \$\$ $steal \$\$")" 42501 \
+	"a pay_card(text, ...) in public, found first on README's search_path, is refused"
+is "$(sqlstate nr_evil -c "CREATE FUNCTION public.pay_card(number varchar, exp_month integer, exp_year integer, cvv varchar)
+	RETURNS payments.pay_card LANGUAGE plpgsql AS \$\$ $steal \$\$")" 42501 \
+	"a pay_card(varchar, ...), a better match for varchar arguments whatever the order, is refused"
+is "$(sqlstate nr_evil -c "CREATE FUNCTION public.pay_purchase(amount payments.pay_amount, card payments.pay_card)
+	RETURNS bigint LANGUAGE sql AS 'SELECT 1::bigint'")" 42501 "a pay_purchase stand-in is refused"
+is "$(sqlstate nr_evil -c "CREATE FUNCTION public.nr_eq(a payments.pay_amount, b payments.pay_amount) RETURNS boolean
+	LANGUAGE sql AS 'SELECT true'" -c "CREATE OPERATOR public.= (leftarg = payments.pay_amount, rightarg = payments.pay_amount, function = public.nr_eq)")" \
+	42501 "an = operator on pay_amount is refused"
+is "$(sqlstate nr_evil -c "CREATE FUNCTION public.sum(payments.pay_amount) RETURNS integer LANGUAGE sql AS 'SELECT 1'")" \
+	42501 "a sum(pay_amount) aggregate stand-in is refused"
+is "$(sqlstate nr_evil -c "CREATE DOMAIN public.pay_card AS text")" 42501 \
+	"a domain named pay_card (its CHECK would see the card as text) is refused"
+is "$(sqlstate nr_evil -c "CREATE FUNCTION public.nr_later(bigint) RETURNS integer LANGUAGE sql AS 'SELECT 1'" \
+	-c "ALTER FUNCTION public.nr_later(bigint) RENAME TO pay_capture")" 42501 "renaming a function to pay_capture is refused"
+su -c "CREATE FUNCTION public.pay_void(bigint) RETURNS integer LANGUAGE sql AS 'SELECT 1'" >/dev/null
+is "$(sustate -c "ALTER FUNCTION public.pay_void(bigint) OWNER TO nr_evil")" 42501 \
+	"giving a superuser's pay_void stand-in to the hostile role is refused"
+su -c "DROP FUNCTION public.pay_void(bigint)" >/dev/null
+is "$(su -c "SELECT count(*) FROM pg_proc WHERE proowner = 'nr_evil'::regrole AND proname IN ('pay_card', 'pay_purchase', 'sum', 'pay_capture', 'pay_void')
+	UNION ALL SELECT count(*) FROM pg_operator WHERE oprowner = 'nr_evil'::regrole
+	UNION ALL SELECT count(*) FROM pg_type WHERE typowner = 'nr_evil'::regrole AND typname = 'pay_card'" | tr '\n' ' ')" "0 0 0 " \
+	"none of them exists"
+
+# the application, on README's search_path and with varchar arguments
+card=$(as nr_app -c "SELECT pay_card('4111 1111 1111 1111', 12, $year, '123')::text" \
+	-c "PREPARE c(varchar, integer, integer, varchar) AS SELECT pay_card(\$1, \$2, \$3, \$4)::text" \
+	-c "EXECUTE c('4111 1111 1111 1111', 12, $year, '123')" | tr '\n' ' ')
+is "$card" "visa ****1111 12/$year visa ****1111 12/$year " "the application's pay_card calls reach the extension's"
+is "$(su -c "SELECT count(*) FROM public.nr_loot")" 0 "no card number reached the hostile role's table"
+
+# what is not the extension's is left alone
+is "$(sqlstate nr_evil -c "CREATE FUNCTION public.sum(integer, integer) RETURNS integer LANGUAGE sql AS 'SELECT 1'" \
+	-c "CREATE FUNCTION pg_temp.pay_card(text) RETURNS integer LANGUAGE sql AS 'SELECT 1'" \
+	-c "CREATE FUNCTION public.nr_pay_card_wrapper(text) RETURNS integer LANGUAGE sql AS 'SELECT 1'")" "" \
+	"the hostile role still makes functions of other names or argument types, and temporary ones"
+is "$(sustate -c "CREATE FUNCTION public.pay_card(text) RETURNS integer LANGUAGE sql AS 'SELECT 1'" \
+	-c "DROP FUNCTION public.pay_card(text)")" "" "a superuser (trusted) still makes a same-named function"
+
+###########################################################################
+# 2. Made before the guard: CREATE EXTENSION and the update to 0.2.0 refuse.
+DB=postgres su -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS nr_scratch" -c "CREATE DATABASE nr_scratch" >/dev/null
+DB=nr_scratch su -c "GRANT CREATE ON SCHEMA public TO PUBLIC" >/dev/null
+DB=nr_scratch as nr_evil -c "CREATE FUNCTION public.pay_card(text, integer, integer, text) RETURNS text LANGUAGE sql AS 'SELECT 1::text'"
+is "$(DB=nr_scratch sustate -c "SET client_min_messages = error" -c "CREATE EXTENSION payments")" 42501 \
+	"CREATE EXTENSION refuses a pay_card stand-in made before it"
+is "$(DB=nr_scratch su -c "SELECT count(*) FROM pg_extension WHERE extname = 'payments'")" 0 "and is not installed"
+DB=nr_scratch as nr_evil -c "DROP FUNCTION public.pay_card(text, integer, integer, text)"
+DB=nr_scratch su -c "SET client_min_messages = error" -c "CREATE EXTENSION payments VERSION '0.1.0'" >/dev/null
+DB=nr_scratch as nr_evil -c "CREATE FUNCTION public.pay_card(varchar, integer, integer, varchar) RETURNS text LANGUAGE sql AS 'SELECT 1::text'"
+is "$(DB=nr_scratch sustate -c "SET client_min_messages = error" -c "ALTER EXTENSION payments UPDATE TO '0.2.0'")" 42501 \
+	"ALTER EXTENSION UPDATE refuses one made under 0.1.0"
+is "$(DB=nr_scratch su -c "SELECT extversion FROM pg_extension WHERE extname = 'payments'")" 0.1.0 "and 0.1.0 stays"
+DB=nr_scratch as nr_evil -c "DROP FUNCTION public.pay_card(varchar, integer, integer, varchar)"
+is "$(DB=nr_scratch sustate -c "SET client_min_messages = error" -c "ALTER EXTENSION payments UPDATE TO '0.2.0'")" "" \
+	"without it the update goes through"
+DB=postgres su -c "DROP DATABASE nr_scratch" >/dev/null
+
+###########################################################################
+# 3. What the extension runs under: SECURITY DEFINER functions and trigger
+#    functions in SQL or PL/pgSQL pin their search_path, pg_temp last.
+unpinned=$(su -c "SELECT string_agg(p.oid::regprocedure::text || ' ' || coalesce(c.setting, '(none)'), ', ' ORDER BY 1)
+	FROM pg_proc p
+	LEFT JOIN LATERAL (SELECT substr(s, length('search_path=') + 1) AS setting FROM unnest(p.proconfig) s
+		WHERE s LIKE 'search\_path=%') c ON true
+	WHERE p.pronamespace = 'payments'::regnamespace
+		AND (p.prosecdef OR (p.prorettype IN ('trigger'::regtype, 'event_trigger'::regtype)
+			AND p.prolang IN (SELECT oid FROM pg_language WHERE lanname IN ('sql', 'plpgsql'))))
+		AND coalesce(c.setting NOT IN ('pg_catalog, payments, pg_temp', 'pg_catalog, pg_temp'), true)")
+is "$unpinned" "" "every SECURITY DEFINER and SQL or PL/pgSQL trigger function runs under pg_catalog[, payments], pg_temp"
+
+tap_done
