@@ -140,6 +140,7 @@ check_holder_name(const char *name, int len, int *start)
 {
 	int			s = 0,
 				e = len;
+	size_t		nchars;
 
 	while (s < e && name[s] == ' ')
 		s++;
@@ -155,24 +156,37 @@ check_holder_name(const char *name, int len, int *start)
 					   "The card holder name contains control characters.",
 					   "Pass the name as printed on the card.");
 	}
-	if (GetDatabaseEncoding() == PG_UTF8)
+	if (GetDatabaseEncoding() == PG_UTF8 || GetDatabaseEncoding() == PG_SQL_ASCII)
 	{
-		size_t		nchars;
+		size_t		n;
 
+		/*
+		 * A SQL_ASCII database stores any bytes and sends them as they are
+		 * (gateway_request_text): what is not UTF-8, the gateway's encoding,
+		 * is refused here, not failed by the worker after the commit.
+		 */
+		if (GetDatabaseEncoding() == PG_SQL_ASCII &&
+			!pg_verify_mbstr(PG_UTF8, name + s, e - s, true))
+			card_error(ERRCODE_PAY_INVALID_CARD_INPUT,
+					   "invalid card holder name",
+					   "The card holder name is not valid UTF-8.",
+					   "Pass the name in UTF-8: a SQL_ASCII database sends its bytes to the gateway as they are.");
 		/* U+FFFE, U+FFFF: the gateway's XML cannot carry them either */
-		if (anet_text_check(name + s, e - s, &nchars, NULL) != ANET_TEXT_OK)
+		if (anet_text_check(name + s, e - s, &n, NULL) != ANET_TEXT_OK)
 			card_error(ERRCODE_PAY_INVALID_CARD_INPUT,
 					   "invalid card holder name",
 					   "The card holder name contains characters the gateway cannot carry (U+FFFE or U+FFFF).",
 					   "Pass the name as printed on the card.");
+		nchars = n;
 	}
+	else
+		nchars = pg_mbstrlen_with_len(name + s, e - s);
 	if (s == e)
 		card_error(ERRCODE_PAY_INVALID_CARD_INPUT,
 				   "invalid card holder name",
 				   "The card holder name is empty.",
 				   "Pass NULL, or leave holder_name out, when there is no name.");
-	if (e - s > CARD_HOLDER_MAX_BYTES ||
-		pg_mbstrlen_with_len(name + s, e - s) > CARD_HOLDER_MAX_CHARS)
+	if (e - s > CARD_HOLDER_MAX_BYTES || nchars > CARD_HOLDER_MAX_CHARS)
 		card_error(ERRCODE_PAY_INVALID_CARD_INPUT,
 				   "invalid card holder name",
 				   "The card holder name is longer than 100 characters.",

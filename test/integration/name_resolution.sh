@@ -15,6 +15,9 @@
 # - Every SECURITY DEFINER function, and every trigger function in SQL or
 #   PL/pgSQL, runs under a pinned search_path with pg_temp last and no
 #   schema a role could CREATE in.
+# - In a SQL_ASCII database a card holder name is checked like any other
+#   text the gateway gets: not UTF-8, or U+FFFE / U+FFFF, is refused at
+#   the call (22Y15), not failed by the worker after the commit.
 set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
 
@@ -33,7 +36,7 @@ sustate() {
 	su -v VERBOSITY=verbose "$@" 2>&1 | sed -n 's/^\(psql:[^ ]* \)\{0,1\}ERROR:  \([0-9A-Z]\{5\}\):.*/\2/p' | sed -n 1p
 }
 cleanup() {
-	DB=postgres su -c "DROP DATABASE IF EXISTS nr_scratch" >/dev/null 2>&1 || true
+	DB=postgres su -c "DROP DATABASE IF EXISTS nr_scratch" -c "DROP DATABASE IF EXISTS nr_ascii" >/dev/null 2>&1 || true
 	su -c "DROP OWNED BY nr_evil, nr_app" -c "DROP ROLE IF EXISTS nr_evil, nr_app" \
 		-c "REVOKE CREATE ON SCHEMA public FROM PUBLIC" >/dev/null 2>&1 || true
 }
@@ -122,5 +125,16 @@ unpinned=$(su -c "SELECT string_agg(p.oid::regprocedure::text || ' ' || coalesce
 			AND p.prolang IN (SELECT oid FROM pg_language WHERE lanname IN ('sql', 'plpgsql'))))
 		AND coalesce(c.setting NOT IN ('pg_catalog, payments, pg_temp', 'pg_catalog, pg_temp'), true)")
 is "$unpinned" "" "every SECURITY DEFINER and SQL or PL/pgSQL trigger function runs under pg_catalog[, payments], pg_temp"
+
+###########################################################################
+# 4. SQL_ASCII: the card holder name the gateway would get as sent.
+DB=postgres su -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS nr_ascii" \
+	-c "CREATE DATABASE nr_ascii TEMPLATE template0 ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C'" >/dev/null
+DB=nr_ascii su -c "SET client_min_messages = error" -c "CREATE EXTENSION payments" >/dev/null
+holder() { DB=nr_ascii sustate -c "SELECT payments.pay_card('4111111111111111', 12, $year, '123', E'$1')"; }
+is "$(holder 'Zo\xeb')" 22Y15 "SQL_ASCII: a holder name that is not UTF-8 (LATIN1 e-diaeresis) is refused at the call"
+is "$(holder 'Zo\xef\xbf\xbf')" 22Y15 "SQL_ASCII: a holder name with U+FFFF is refused at the call"
+is "$(holder 'Zo\xc3\xab \xc3\x86r\xc3\xb8')" "" "SQL_ASCII: a UTF-8 holder name is taken"
+DB=postgres su -c "DROP DATABASE nr_ascii" >/dev/null
 
 tap_done
