@@ -103,7 +103,8 @@ is "$(DB=nr_scratch sustate -c "SET client_min_messages = error" -c "CREATE EXTE
 	"CREATE EXTENSION refuses a pay_card stand-in made before it"
 is "$(DB=nr_scratch su -c "SELECT count(*) FROM pg_extension WHERE extname = 'payments'")" 0 "and is not installed"
 DB=nr_scratch as nr_evil -c "DROP FUNCTION public.pay_card(text, integer, integer, text)"
-DB=nr_scratch su -c "SET client_min_messages = error" -c "CREATE EXTENSION payments VERSION '0.1.0'" >/dev/null
+DB=nr_scratch su -c "SET client_min_messages = error" -c "DROP EXTENSION IF EXISTS payments" \
+	-c "CREATE EXTENSION payments VERSION '0.1.0'" >/dev/null
 DB=nr_scratch as nr_evil -c "CREATE FUNCTION public.pay_card(varchar, integer, integer, varchar) RETURNS text LANGUAGE sql AS 'SELECT 1::text'"
 is "$(DB=nr_scratch sustate -c "SET client_min_messages = error" -c "ALTER EXTENSION payments UPDATE TO '0.2.0'")" 42501 \
 	"ALTER EXTENSION UPDATE refuses one made under 0.1.0"
