@@ -245,6 +245,18 @@ worker_connect(pg_atomic_uint32 *connect_failures)
 	pg_atomic_write_u32(connect_failures, failures + 1);
 	BackgroundWorkerInitializeConnection(payments_database, NULL, 0);
 	pg_atomic_write_u32(connect_failures, 0);
+
+	/*
+	 * The connection took the database's and the role's search_path, as a
+	 * login does.  The processes run as the bootstrap superuser, and their
+	 * statements name builtins unqualified (now(), count(*), =): under a
+	 * search_path with pg_catalog after a schema others may CREATE in
+	 * ("public, pg_catalog"), a public.now() ran as superuser in the
+	 * worker's housekeeping.  Everything of the extension is named
+	 * payments.x, and its functions pin their own search_path (a function's
+	 * SET, of the same source, still applies).
+	 */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_SESSION);
 }
 
 /*

@@ -15,6 +15,8 @@
 # - Every SECURITY DEFINER function, and every trigger function in SQL or
 #   PL/pgSQL, runs under a pinned search_path with pg_temp last and no
 #   schema a role could CREATE in.
+# - The worker, the recorder and the billing process run their statements
+#   under search_path pg_catalog, pg_temp, whatever the database sets.
 # - In a SQL_ASCII database a card holder name is checked like any other
 #   text the gateway gets: not UTF-8, or U+FFFE / U+FFFF, is refused at
 #   the call (22Y15), not failed by the worker after the commit.
@@ -37,8 +39,8 @@ sustate() {
 }
 cleanup() {
 	DB=postgres su -c "DROP DATABASE IF EXISTS nr_scratch" -c "DROP DATABASE IF EXISTS nr_ascii" >/dev/null 2>&1 || true
-	su -c "DROP OWNED BY nr_evil, nr_app" -c "DROP ROLE IF EXISTS nr_evil, nr_app" \
-		-c "REVOKE CREATE ON SCHEMA public FROM PUBLIC" >/dev/null 2>&1 || true
+	su -c "ALTER DATABASE payments RESET search_path" -c "DROP OWNED BY nr_evil, nr_app" \
+		-c "DROP ROLE IF EXISTS nr_evil, nr_app" -c "REVOKE CREATE ON SCHEMA public FROM PUBLIC" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 year=$(($(date +%Y) + 3))
@@ -137,5 +139,28 @@ is "$(holder 'Zo\xeb')" 22Y15 "SQL_ASCII: a holder name that is not UTF-8 (LATIN
 is "$(holder 'Zo\xef\xbf\xbf')" 22Y15 "SQL_ASCII: a holder name with U+FFFF is refused at the call"
 is "$(holder 'Zo\xc3\xab \xc3\x86r\xc3\xb8')" "" "SQL_ASCII: a UTF-8 holder name is taken"
 DB=postgres su -c "DROP DATABASE nr_ascii" >/dev/null
+
+###########################################################################
+# 5. The background processes' own statements, under a database search_path
+#    with pg_catalog after public (the owner's choice): the worker runs as
+#    the bootstrap superuser, and its housekeeping ran a public.now() of
+#    the role that may CREATE in public (before: nr_loot said so).
+as nr_evil -c "CREATE FUNCTION public.now() RETURNS timestamptz LANGUAGE plpgsql AS \$\$
+BEGIN
+	INSERT INTO public.nr_loot SELECT a.backend_type || ' ran now() as ' || current_user
+		FROM pg_catalog.pg_stat_activity a
+		WHERE a.pid = pg_catalog.pg_backend_pid() AND a.backend_type LIKE 'payments%';
+	RETURN pg_catalog.now();
+END \$\$"
+su -c "ALTER DATABASE payments SET search_path = public, pg_catalog" \
+	-c "INSERT INTO payments.idempotency_keys (merchant_id, idempotency_key, request_kind, created_at)
+		VALUES ($M, 'nr-expired', 'purchase', pg_catalog.now() - interval '400 days')" >/dev/null
+ok "$(passed restart_worker)" "a worker connects under search_path public, pg_catalog"
+gone() { su -c "SELECT 'gone' WHERE NOT EXISTS (SELECT FROM payments.idempotency_keys
+	WHERE merchant_id = $M AND idempotency_key = 'nr-expired')"; }
+is "$(poll_value 30 gone)" gone "its housekeeping ran (an idempotency key past retention is gone)"
+is "$(su -c "SELECT coalesce(string_agg(DISTINCT v, ', '), '') FROM public.nr_loot")" "" \
+	"and ran no function of the role that may CREATE in public"
+su -c "ALTER DATABASE payments RESET search_path" -c "DROP FUNCTION public.now()" >/dev/null
 
 tap_done
