@@ -20,7 +20,7 @@ cleanup() {
 	sessions_kill
 	q -c "SELECT format('ROLLBACK PREPARED %L', gid) FROM pg_prepared_xacts WHERE gid = 'vault_rotation_waiting'" -c '\gexec' >/dev/null 2>&1 || true
 	q -c "ALTER SYSTEM RESET payments.vault_key_rotation" -c "SELECT pg_reload_conf()" \
-		-c "DROP TABLE IF EXISTS public.vault_rotation_old" >/dev/null || true
+		-c "DROP TABLE IF EXISTS public.vault_rotation_old, public.vault_rotation_old_opaque" >/dev/null || true
 	sim_stop
 }
 trap cleanup EXIT
@@ -62,9 +62,11 @@ opaque_key() {
 }
 o0=$(opaque_key)
 k0=$(key_of "$pid1")
-q -c "SET client_min_messages = warning" -c "DROP TABLE IF EXISTS public.vault_rotation_old" \
+q -c "SET client_min_messages = warning" -c "DROP TABLE IF EXISTS public.vault_rotation_old, public.vault_rotation_old_opaque" \
 	-c "CREATE TABLE public.vault_rotation_old AS SELECT v.sealed FROM payments.card_vault v
-		JOIN payments.operations o USING (merchant_id, operation_id) WHERE o.merchant_id = $M AND o.payment_id = $pid1" >/dev/null
+		JOIN payments.operations o USING (merchant_id, operation_id) WHERE o.merchant_id = $M AND o.payment_id = $pid1" \
+	-c "CREATE TABLE public.vault_rotation_old_opaque AS SELECT v.sealed FROM payments.card_vault v
+		JOIN payments.operations o USING (merchant_id, operation_id) WHERE o.merchant_id = $M AND o.payment_id = $pid5" >/dev/null
 is "$(as_merchant -c "SELECT status FROM pay_get_payment($pid1)")|$(q -c "SELECT count(*) FROM payments.card_vault WHERE merchant_id = $M")" \
 	"pending|3" "three purchases are parked (no gateway), their cards (one Accept.js opaque data) in the vault"
 
@@ -160,10 +162,16 @@ q -c "COMMIT PREPARED 'vault_rotation_waiting'" >/dev/null
 is "$(scheduled "$pid6")" t "once it committed, the scheduled rotation re-seals its card"
 
 # 8. the bytes the first card had before: their key is gone.  Put in the
-#    second purchase's vault row, they fail it with the lost-card reason.
+#    second purchase's vault row, they fail it with the lost-card reason;
+#    and the opaque data's bytes from before, in a new opaque purchase's
+#    row, with the lost-opaque-data reason.
 q -c "UPDATE payments.card_vault SET sealed = (SELECT sealed FROM public.vault_rotation_old)
 	WHERE merchant_id = $M AND operation_id = $(op_of "$pid2")" >/dev/null
-is "$(q -c "SELECT count(*) FROM payments.card_vault WHERE merchant_id = $M")" 6 "six cards wait"
+nonce7=$(sim_ctl POST /nonces '{"creditCard":{"cardNumber":"6011000000000012","expirationDate":"2030-12","cardCode":"999"}}')
+pid7=$(as_merchant -c "SELECT payment_id FROM pay_purchase(amount => '27.00 USD', opaque_data => '$nonce7'::jsonb)" | tail -1)
+q -c "UPDATE payments.card_vault SET sealed = (SELECT sealed FROM public.vault_rotation_old_opaque)
+	WHERE merchant_id = $M AND operation_id = $(op_of "$pid7")" >/dev/null
+is "$(q -c "SELECT count(*) FROM payments.card_vault WHERE merchant_id = $M")" 7 "seven cards wait"
 
 # 9. the gateway is configured: the waiting cards are charged, each the right one
 q -c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY', endpoint_url => '$SIM_TLS_API', ca_file => '$SIM_CA', timeout_ms => 5000, merchant_id => $M)" \
@@ -173,9 +181,12 @@ for i in $(seq 300); do
 	[ "$(as_merchant -c "SELECT count(*) FROM payments.payments WHERE merchant_id = $M AND status = 'pending'")" = 0 ] && break
 	sleep 0.1
 done
+# the reasons name what can lose a card, not a rotation that re-sealed it
+lost_card="card data was lost before it was sent (a server restart, failover or restore; a vault key rotation forced before the transaction that sealed it committed; or a pay_card value kept from an earlier transaction outlived its key); ask for the card again"
+lost_opaque="opaque data was lost before it was sent (a server restart, failover or restore, or a vault key rotation forced before the transaction that sealed it committed); ask for new opaque data"
 is "$(as_merchant -c "SELECT string_agg(status || ': ' || coalesce(decline_reason, ''), ' / ' ORDER BY payment_id)
-	FROM payments.payments WHERE payment_id IN ($pid1, $pid2, $pid3, $pid4, $pid5, $pid6)")" \
-	"succeeded:  / failed: card data was lost before it was sent (a server restart, failover or restore; a vault key rotation forced before the transaction that sealed it committed; or a pay_card value kept from an earlier transaction outlived its key); ask for the card again / succeeded:  / succeeded:  / succeeded:  / succeeded: " \
+	FROM payments.payments WHERE payment_id IN ($pid1, $pid2, $pid3, $pid4, $pid5, $pid6, $pid7)")" \
+	"succeeded:  / failed: $lost_card / succeeded:  / succeeded:  / succeeded:  / succeeded:  / failed: $lost_opaque" \
 	"the re-sealed cards are charged; the bytes under the forgotten key cannot be opened"
 ledger_card() {	# ledger_card PAYMENT: kind, amount and card of its gateway transaction
 	sim_ctl GET /ledger | python3 -c '
@@ -188,6 +199,6 @@ print(",".join("%s %s %s" % (r["kind"], r["amount"], r.get("accountNumber")) for
 is "$(ledger_card "$pid1") / $(ledger_card "$pid3") / $(ledger_card "$pid4") / $(ledger_card "$pid5") / $(ledger_card "$pid6")" \
 	"charge 21.00 0027 / charge 23.00 0015 / charge 24.00 0002 / charge 25.00 0012 / charge 26.00 1111" \
 	"the simulator charged each payment's own card, once"
-is "$(ledger_card "$pid2")" "" "nothing was sent for the purchase whose card could not be opened"
+is "$(ledger_card "$pid2")$(ledger_card "$pid7")" "" "nothing was sent for the purchases whose card or opaque data could not be opened"
 is "$(q -c "SELECT count(*) FROM payments.card_vault WHERE merchant_id = $M")" 0 "the vault holds nothing of the merchant any more"
 tap_done
