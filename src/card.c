@@ -158,8 +158,6 @@ check_holder_name(const char *name, int len, int *start)
 	}
 	if (GetDatabaseEncoding() == PG_UTF8 || GetDatabaseEncoding() == PG_SQL_ASCII)
 	{
-		size_t		n;
-
 		/*
 		 * A SQL_ASCII database stores any bytes and sends them as they are
 		 * (gateway_request_text): what is not UTF-8, the gateway's encoding,
@@ -172,12 +170,11 @@ check_holder_name(const char *name, int len, int *start)
 					   "The card holder name is not valid UTF-8.",
 					   "Pass the name in UTF-8: a SQL_ASCII database sends its bytes to the gateway as they are.");
 		/* U+FFFE, U+FFFF: the gateway's XML cannot carry them either */
-		if (anet_text_check(name + s, e - s, &n, NULL) != ANET_TEXT_OK)
+		if (anet_text_check(name + s, e - s, &nchars, NULL) != ANET_TEXT_OK)
 			card_error(ERRCODE_PAY_INVALID_CARD_INPUT,
 					   "invalid card holder name",
 					   "The card holder name contains characters the gateway cannot carry (U+FFFE or U+FFFF).",
 					   "Pass the name as printed on the card.");
-		nchars = n;
 	}
 	else
 		nchars = pg_mbstrlen_with_len(name + s, e - s);
