@@ -45,6 +45,7 @@
 #include "errcodes.h"
 #include "rate_limit.h"
 #include "tenancy.h"
+#include "too_many_requests.h"
 
 PG_FUNCTION_INFO_V1(pay_api_key_secret);
 PG_FUNCTION_INFO_V1(pay_api_key_id);
@@ -244,12 +245,12 @@ take_or_refuse(char kind, int64 id, int rate, int burst, bool touch, bool *flush
 	int64		retry_ms;
 
 	if (!rate_limit_take(kind, id, rate, burst, GetCurrentTimestamp(), &retry_ms, touch, flush))
-		ereport(ERROR,
-				(errcode(ERRCODE_PAY_RATE_LIMITED),
-				 errmsg("too many requests for %s " INT64_FORMAT,
-						kind == RATE_BUCKET_KEY ? "API key" : "merchant", id),
-				 errdetail("The limit is %d requests per second, at most %d at once.", rate, burst),
-				 errhint("Retry after " INT64_FORMAT " ms.", retry_ms)));
+		payments_refuse_too_many(psprintf("too many requests for %s " INT64_FORMAT,
+										  kind == RATE_BUCKET_KEY ? "API key" : "merchant", id),
+								 psprintf("The limit is %d requests per second, at most %d at once.",
+										  rate, burst),
+								 psprintf("Retry after " INT64_FORMAT " ms.", retry_ms),
+								 retry_ms);
 }
 
 static Datum

@@ -47,6 +47,7 @@
 #include "schema_version.h"
 #include "shmem.h"
 #include "tenancy.h"
+#include "too_many_requests.h"
 #include "wait.h"
 
 int			payments_max_waits_per_merchant = PAYMENTS_DEFAULT_MAX_WAITS_PER_MERCHANT;
@@ -236,12 +237,11 @@ start_waiting(int64 merchant_id)
 	if (waiting > payments_max_waits_per_merchant)
 	{
 		pg_atomic_write_u64(&slot->merchant_id, 0);
-		ereport(ERROR,
-				(errcode(ERRCODE_PAY_RATE_LIMITED),
-				 errmsg("too many calls of this merchant are waiting"),
-				 errdetail("At most %d calls of one merchant wait for results at a time (payments.max_waits_per_merchant).",
-						   payments_max_waits_per_merchant),
-				 errhint("Retry after one of them returns, or call pay_wait with a timeout of 0 to read the state without waiting.")));
+		payments_refuse_too_many("too many calls of this merchant are waiting",
+								 psprintf("At most %d calls of one merchant wait for results at a time (payments.max_waits_per_merchant).",
+										  payments_max_waits_per_merchant),
+								 "Retry after one of them returns, or call pay_wait with a timeout of 0 to read the state without waiting.",
+								 0);
 	}
 }
 

@@ -337,12 +337,19 @@ is "$(python3 -c 'import json,sys; l=json.loads(sys.argv[1]); print([(k["created
 	"[(None, False), ($(kid "$KADMIN"), True)]" "with the key each was made with (created_by_key: the admin key for the key it made, null for the owner's)"
 codes=""
 for _ in 1 2 3; do
-	r=$(pgrst GET "/rpc/pay_list_payments?page_size=1" -H "X-Api-Key: $KRATE")
+	r=$(pgrst GET "/rpc/pay_list_payments?page_size=1" -H "X-Api-Key: $KRATE" -D "$RUNDIR/429.headers")
 	codes="$codes $(status "$r")"
 done
 is "$codes" " 200 200 429" "a key with a burst of 2 gets its third request at once answered 429"
 is "$(field "$(body "$r")" code)" PT429 "with PT429 in the body"
 like "$(field "$(body "$r")" hint)" 'Retry after [0-9]+ ms' "and when to retry"
+is "$(field "$(body "$r")" message) | $(field "$(body "$r")" details)" \
+	"too many requests for API key $(kid "$KRATE") | The limit is 1 requests per second, at most 2 at once." \
+	"with the message and details PT429 has in SQL"
+# the hint's milliseconds, rounded up to whole seconds (HTTP's unit)
+retry_ms=$(field "$(body "$r")" hint | sed -n 's/^Retry after \([0-9]*\) ms.*/\1/p')
+is "$(tr -d '\r' < "$RUNDIR/429.headers" | sed -n 's/^[Rr]etry-[Aa]fter: //p')" "$(( (retry_ms + 999) / 1000 ))" \
+	"and a Retry-After header saying so in seconds (the hint said ${retry_ms} ms)"
 sleep 1.1
 is "$(status "$(pgrst GET "/rpc/pay_list_payments?page_size=1" -H "X-Api-Key: $KRATE")")" 200 "a second later it is served again"
 is "$(status "$(pgrst GET "/rpc/pay_list_payments?page_size=1" -H "X-Api-Key: $KREAD")")" 200 "another key was never held back"
