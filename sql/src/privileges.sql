@@ -45,5 +45,5 @@ SELECT count(*) FROM payments._apply_api_scopes();
 
 -- No role that is not trusted owns a function, type or operator that a
 -- session would find instead of the extension's: made before the name
--- guard (card.sql) existed, it is refused here (42501).
+-- guard (name_guard.sql) existed, it is refused here (42501).
 SELECT payments._refuse_shadowing_objects();

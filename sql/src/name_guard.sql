@@ -1,0 +1,138 @@
+-- Name guard: the extension's names stay the extension's (functions, types
+-- and operators a session finds along its search_path).
+
+------------------------------------------------------------------------------
+-- Name guard: no role that is not trusted may make a function, type or
+-- operator that a session would find instead of the extension's.  A
+-- session finds pay_card(), pay_purchase() or the operators of pay_amount
+-- along its search_path: with a schema any role can CREATE in ahead of
+-- payments (public, on a database made before PostgreSQL 15 or where the
+-- DBA granted it), or arguments of other types than ours (varchar, as
+-- JDBC sends strings, matches a public.pay_card(varchar, ...) better than
+-- payments.pay_card(text, ...) whatever the order), the session ran that
+-- role's function instead, with its own privileges and the card number and
+-- CVV in clear.  Trusted: superusers, members of the database owner and of
+-- the extension's owner.  Temporary schemas are not searched for functions
+-- or operators, and only their own session's for types.
+------------------------------------------------------------------------------
+
+CREATE FUNCTION payments._shadowed_object(classid oid, objid oid) RETURNS text
+	LANGUAGE sql STABLE STRICT PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	WITH nsp AS (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = 'payments'),
+	-- the extension's types, arrays of them and domains over them
+	ours AS (
+		SELECT y.oid FROM pg_catalog.pg_type y, nsp
+		WHERE y.typnamespace = nsp.oid
+			OR EXISTS (SELECT FROM pg_catalog.pg_type e
+				WHERE e.oid IN (y.typelem, y.typbasetype) AND e.typnamespace = nsp.oid)
+	),
+	obj(namespace, owner, shadowed) AS (
+		SELECT p.pronamespace, p.proowner,
+			(SELECT 'function payments.' || quote_ident(x.proname)
+			 FROM pg_catalog.pg_proc x, nsp
+			 WHERE x.pronamespace = nsp.oid AND x.proname = p.proname
+				-- sum, min, max: only with an argument of one of our types
+				AND (NOT EXISTS (SELECT FROM pg_catalog.pg_proc c
+						WHERE c.pronamespace = 'pg_catalog'::regnamespace AND c.proname = p.proname)
+					OR EXISTS (SELECT FROM unnest(p.proargtypes::oid[] || coalesce(p.proallargtypes, '{}')) a(t)
+						WHERE a.t IN (SELECT oid FROM ours)))
+			 LIMIT 1)
+		FROM pg_catalog.pg_proc p
+		WHERE classid = 'pg_catalog.pg_proc'::regclass AND p.oid = objid
+		UNION ALL
+		SELECT t.typnamespace, t.typowner,
+			(SELECT 'type payments.' || quote_ident(x.typname)
+			 FROM pg_catalog.pg_type x, nsp
+			 WHERE x.typnamespace = nsp.oid AND x.typname = t.typname AND x.typcategory <> 'A'
+				AND (x.typrelid = 0 OR EXISTS (SELECT FROM pg_catalog.pg_class r
+					WHERE r.oid = x.typrelid AND r.relkind = 'c')))
+		FROM pg_catalog.pg_type t
+		WHERE classid = 'pg_catalog.pg_type'::regclass AND t.oid = objid
+		UNION ALL
+		SELECT o.oprnamespace, o.oprowner,
+			CASE WHEN o.oprleft IN (SELECT oid FROM ours) OR o.oprright IN (SELECT oid FROM ours)
+				THEN 'the operators of ' || format_type(CASE WHEN o.oprleft IN (SELECT oid FROM ours)
+					THEN o.oprleft ELSE o.oprright END, NULL) END
+		FROM pg_catalog.pg_operator o
+		WHERE classid = 'pg_catalog.pg_operator'::regclass AND o.oid = objid
+	)
+	SELECT obj.shadowed
+	FROM obj, nsp, pg_catalog.pg_namespace s, pg_catalog.pg_roles r, pg_catalog.pg_database d
+	WHERE obj.shadowed IS NOT NULL AND obj.namespace <> nsp.oid
+		AND s.oid = obj.namespace AND s.nspname NOT LIKE 'pg\_temp\_%'
+		AND r.oid = obj.owner AND NOT r.rolsuper
+		AND d.datname = current_database() AND NOT pg_has_role(obj.owner, d.datdba, 'MEMBER')
+		AND NOT EXISTS (SELECT FROM pg_catalog.pg_extension e
+			WHERE e.extname = 'payments' AND pg_has_role(obj.owner, e.extowner, 'MEMBER'))
+	$$;
+COMMENT ON FUNCTION payments._shadowed_object(oid, oid) IS
+	'Internal: the extension''s function, type or operators that a function, type or operator (classid, objid: pg_proc, pg_type or pg_operator) outside schema payments would be found instead of, when its owner is not trusted (a superuser, a member of the database owner or of the extension''s owner); else NULL.';
+
+CREATE FUNCTION payments._name_guard() RETURNS event_trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	cmd record;
+	shadowed text;
+BEGIN
+	FOR cmd IN SELECT d.classid, d.objid, d.object_type, d.object_identity
+		FROM pg_event_trigger_ddl_commands() d
+		WHERE d.schema_name IS DISTINCT FROM 'payments' AND d.classid IN ('pg_catalog.pg_proc'::regclass, 'pg_catalog.pg_type'::regclass,
+			'pg_catalog.pg_operator'::regclass)
+	LOOP
+		shadowed := payments._shadowed_object(cmd.classid, cmd.objid);
+		IF shadowed IS NOT NULL THEN
+			RAISE EXCEPTION '% % would be found instead of %', cmd.object_type, cmd.object_identity, shadowed
+				USING ERRCODE = '42501',
+					DETAIL = 'A session that names it, with that schema ahead of payments on its search_path or with arguments of other types, would run it in place of the extension''s, with that session''s privileges and card data. Only superusers, members of the database owner and members of the extension''s owner may make or own objects named like the extension''s.',
+					HINT = 'Choose another name.';
+		END IF;
+	END LOOP;
+END
+$$;
+COMMENT ON FUNCTION payments._name_guard() IS
+	'Internal: event trigger function that refuses a function, type or operator outside schema payments that would be found instead of the extension''s (payments._shadowed_object), made, renamed, moved or given to an owner that is not trusted (SQLSTATE 42501).';
+
+CREATE FUNCTION payments._refuse_shadowing_objects() RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	found text;
+BEGIN
+	-- the candidates by name or operand type, then the whole test on them
+	SELECT string_agg(format('%s (owner %s) would be found instead of %s',
+			pg_describe_object(c.classid, c.objid, 0), pg_get_userbyid(c.owner), s.shadowed), '; '
+			ORDER BY c.classid, c.objid)
+	INTO found
+	FROM (SELECT 'pg_catalog.pg_proc'::regclass::oid, p.oid, p.proowner FROM pg_proc p
+			WHERE p.proname IN (SELECT x.proname FROM pg_proc x WHERE x.pronamespace = 'payments'::regnamespace)
+		UNION ALL
+		SELECT 'pg_catalog.pg_type'::regclass::oid, t.oid, t.typowner FROM pg_type t
+			WHERE t.typname IN (SELECT x.typname FROM pg_type x WHERE x.typnamespace = 'payments'::regnamespace)
+		UNION ALL
+		SELECT 'pg_catalog.pg_operator'::regclass::oid, o.oid, o.oprowner FROM pg_operator o
+			WHERE o.oprnamespace <> 'payments'::regnamespace AND EXISTS (SELECT FROM pg_type y
+				WHERE y.oid IN (o.oprleft, o.oprright) AND y.typnamespace = 'payments'::regnamespace)
+		) c(classid, objid, owner),
+		LATERAL payments._shadowed_object(c.classid, c.objid) s(shadowed)
+	WHERE s.shadowed IS NOT NULL;
+	IF found IS NOT NULL THEN
+		RAISE EXCEPTION 'objects named like the payments extension''s belong to roles that are not trusted'
+			USING ERRCODE = '42501',
+				DETAIL = format('%s. A session that names them would run them in place of the extension''s, with its privileges and card data.', found),
+				HINT = 'Drop or rename them, or have a superuser or the database owner own them, and try again.';
+	END IF;
+END
+$$;
+COMMENT ON FUNCTION payments._refuse_shadowing_objects() IS
+	'Internal: refuses (SQLSTATE 42501) when a function, type or operator that a role that is not trusted owns would be found instead of the extension''s (payments._shadowed_object), made before the name guard could refuse it; run at the end of CREATE EXTENSION and ALTER EXTENSION UPDATE.';
+
+CREATE EVENT TRIGGER payments_name_guard ON ddl_command_end
+	EXECUTE FUNCTION payments._name_guard();
+ALTER EVENT TRIGGER payments_name_guard ENABLE ALWAYS;
+COMMENT ON EVENT TRIGGER payments_name_guard IS
+	'Keeps the names of the extension''s functions, types and operators to the extension: no role that is not trusted makes one that a session would find instead (SQLSTATE 42501).';
