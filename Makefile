@@ -34,7 +34,7 @@ OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c src/anet/*.c)))
 # made).  Released versions' install scripts and every upgrade script are
 # committed as they are and never change.
 SQL_SOURCES = $(addprefix sql/src/, library.sql tenancy.sql amount.sql secrets.sql \
-	card.sql name_guard.sql worker_signals.sql payment_tables.sql status_machine.sql \
+	card.sql name_guard.sql ddl_guard.sql worker_signals.sql payment_tables.sql status_machine.sql \
 	payment_api.sql payment_search.sql api_keys.sql customers.sql payment_methods.sql worker.sql gateway_admin.sql monitoring.sql audit.sql customer_privacy.sql \
 	subscription_tables.sql billing.sql subscriptions.sql \
 	privileges.sql)

@@ -315,4 +315,4 @@ SELECT p.oid::regprocedure AS undocumented_function
 SELECT obj_description('payments.pay_card'::regtype, 'pg_type') IS NOT NULL AS type_documented,
        obj_description('payments.installation_secrets'::regclass, 'pg_class') IS NOT NULL AS table_documented,
        (SELECT obj_description(oid, 'pg_event_trigger') IS NOT NULL FROM pg_event_trigger
-         WHERE evtname = 'payments_card_storage_guard') AS event_trigger_documented;
+         WHERE evtname = 'payments_ddl_guard') AS event_trigger_documented;

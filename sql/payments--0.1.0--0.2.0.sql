@@ -16648,6 +16648,156 @@ COMMENT ON EVENT TRIGGER payments_name_guard IS
 	'Keeps the names of the extension''s functions, types and operators to the extension: no role that is not trusted makes one that a session would find instead (SQLSTATE 42501).';
 
 ------------------------------------------------------------------------------
+-- h-ddl-guard: one event trigger, payments_ddl_guard, for the storage ban
+-- and the name guard (sql/src/ddl_guard.sql; was payments_card_storage_guard
+-- and payments_name_guard, each scanning the same commands).  The storage
+-- ban's test of an object is payments._stored_card (sql/src/card.sql), which
+-- PUBLIC may execute (h-tenancy: payments._public_function).  The name guard
+-- (sql/src/name_guard.sql) also refuses a relation whose row type is named
+-- like one of the extension's types (CREATE TABLE or VIEW public.pay_card
+-- made a type public.pay_card that the guard did not look at) and a range
+-- whose multirange is.
+------------------------------------------------------------------------------
+
+DROP EVENT TRIGGER payments_card_storage_guard;
+DROP EVENT TRIGGER payments_name_guard;
+DROP FUNCTION payments._card_storage_guard();
+DROP FUNCTION payments._name_guard();
+
+CREATE FUNCTION payments._stored_card(classid oid, objid oid) RETURNS text
+	LANGUAGE sql STABLE STRICT PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	-- a relation, or the composite type of one (CREATE TYPE ... AS, ALTER TYPE)
+	WITH rel(oid) AS (
+		SELECT objid WHERE classid = 'pg_catalog.pg_class'::regclass
+		UNION ALL
+		SELECT ty.typrelid FROM pg_catalog.pg_type ty
+		WHERE classid = 'pg_catalog.pg_type'::regclass AND ty.oid = objid AND ty.typrelid <> 0
+	)
+	SELECT format('%s %s of %s %s has type %s, which is or contains payments.pay_card.',
+			CASE c.relkind WHEN 'c' THEN 'Attribute' ELSE 'Column' END,
+			quote_ident(a.attname),
+			CASE c.relkind
+				WHEN 'c' THEN 'composite type'
+				WHEN 'm' THEN 'materialized view'
+				WHEN 'f' THEN 'foreign table'
+				WHEN 'p' THEN 'partitioned table'
+				ELSE 'table' END,
+			c.oid::regclass, format_type(a.atttypid, a.atttypmod))
+	FROM rel
+	JOIN pg_catalog.pg_class c ON c.oid = rel.oid
+	JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid
+	WHERE c.relkind <> 'v'
+		AND a.attnum > 0 AND NOT a.attisdropped
+		AND payments._type_contains_card(a.atttypid)
+	ORDER BY a.attnum
+	LIMIT 1
+	$$;
+COMMENT ON FUNCTION payments._stored_card(oid, oid) IS
+	'Internal: the storage ban''s test of one object a DDL command made or changed (classid, objid: a relation or a composite type): which column or attribute is, or contains, a pay_card, as a sentence; else NULL. The DDL guard (payments._ddl_guard) refuses it (SQLSTATE 22Y16).';
+
+CREATE OR REPLACE FUNCTION payments._shadowed_object(classid oid, objid oid) RETURNS text
+	LANGUAGE sql STABLE STRICT PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	WITH nsp AS (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = 'payments'),
+	-- the extension's types, arrays of them and domains over them
+	ours AS (
+		SELECT y.oid FROM pg_catalog.pg_type y, nsp
+		WHERE y.typnamespace = nsp.oid
+			OR EXISTS (SELECT FROM pg_catalog.pg_type e
+				WHERE e.oid IN (y.typelem, y.typbasetype) AND e.typnamespace = nsp.oid)
+	),
+	obj(namespace, owner, shadowed) AS (
+		SELECT p.pronamespace, p.proowner,
+			(SELECT 'function payments.' || quote_ident(x.proname)
+			 FROM pg_catalog.pg_proc x, nsp
+			 WHERE x.pronamespace = nsp.oid AND x.proname = p.proname
+				-- sum, min, max: only with an argument of one of our types
+				AND (NOT EXISTS (SELECT FROM pg_catalog.pg_proc c
+						WHERE c.pronamespace = 'pg_catalog'::regnamespace AND c.proname = p.proname)
+					OR EXISTS (SELECT FROM unnest(p.proargtypes::oid[] || coalesce(p.proallargtypes, '{}')) a(t)
+						WHERE a.t IN (SELECT oid FROM ours)))
+			 LIMIT 1)
+		FROM pg_catalog.pg_proc p
+		WHERE classid = 'pg_catalog.pg_proc'::regclass AND p.oid = objid
+		UNION ALL
+		SELECT t.typnamespace, t.typowner,
+			(SELECT 'type payments.' || quote_ident(x.typname)
+			 FROM pg_catalog.pg_type x, nsp
+			 WHERE x.typnamespace = nsp.oid AND x.typname = t.typname AND x.typcategory <> 'A'
+				AND (x.typrelid = 0 OR EXISTS (SELECT FROM pg_catalog.pg_class r
+					WHERE r.oid = x.typrelid AND r.relkind = 'c')))
+		FROM pg_catalog.pg_type t
+		-- a type, and the types named with it: a range's multirange
+		-- (multirange_type_name), a table's, view's or sequence's row type
+		WHERE (classid = 'pg_catalog.pg_type'::regclass AND t.oid = objid)
+			OR (classid = 'pg_catalog.pg_type'::regclass AND t.oid IN (SELECT g.rngmultitypid
+				FROM pg_catalog.pg_range g WHERE g.rngtypid = objid))
+			OR (classid = 'pg_catalog.pg_class'::regclass AND t.oid IN (SELECT c.reltype
+				FROM pg_catalog.pg_class c WHERE c.oid = objid))
+		UNION ALL
+		SELECT o.oprnamespace, o.oprowner,
+			CASE WHEN o.oprleft IN (SELECT oid FROM ours) OR o.oprright IN (SELECT oid FROM ours)
+				THEN 'the operators of ' || format_type(CASE WHEN o.oprleft IN (SELECT oid FROM ours)
+					THEN o.oprleft ELSE o.oprright END, NULL) END
+		FROM pg_catalog.pg_operator o
+		WHERE classid = 'pg_catalog.pg_operator'::regclass AND o.oid = objid
+	)
+	SELECT min(obj.shadowed)
+	FROM obj, nsp, pg_catalog.pg_namespace s, pg_catalog.pg_roles r, pg_catalog.pg_database d
+	WHERE obj.shadowed IS NOT NULL AND obj.namespace <> nsp.oid
+		AND s.oid = obj.namespace AND s.nspname NOT LIKE 'pg\_temp\_%'
+		AND r.oid = obj.owner AND NOT r.rolsuper
+		AND d.datname = current_database() AND NOT pg_has_role(obj.owner, d.datdba, 'MEMBER')
+		AND NOT EXISTS (SELECT FROM pg_catalog.pg_extension e
+			WHERE e.extname = 'payments' AND pg_has_role(obj.owner, e.extowner, 'MEMBER'))
+	$$;
+COMMENT ON FUNCTION payments._shadowed_object(oid, oid) IS
+	'Internal: the extension''s function, type or operators that a function, type or operator (classid, objid: pg_proc, pg_type or pg_operator; a range with its multirange; pg_class: a relation''s row type) outside schema payments would be found instead of, when its owner is not trusted (a superuser, a member of the database owner or of the extension''s owner); else NULL.';
+
+COMMENT ON FUNCTION payments._refuse_shadowing_objects() IS
+	'Internal: refuses (SQLSTATE 42501) when a function, type or operator that a role that is not trusted owns would be found instead of the extension''s (payments._shadowed_object), made before the name guard could refuse it, or given to it by REASSIGN OWNED (which fires no event trigger); run at the end of CREATE EXTENSION and ALTER EXTENSION UPDATE.';
+
+CREATE FUNCTION payments._ddl_guard() RETURNS event_trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	cmd record;
+	refused text;
+BEGIN
+	FOR cmd IN SELECT d.classid, d.objid, d.object_type, d.object_identity
+		FROM pg_event_trigger_ddl_commands() d
+	LOOP
+		refused := payments._stored_card(cmd.classid, cmd.objid);
+		IF refused IS NOT NULL THEN
+			RAISE EXCEPTION 'cannot store pay_card values'
+				USING ERRCODE = '22Y16',
+					DETAIL = refused,
+					HINT = 'Pass cards straight to payment functions; store pay_card_fingerprint() or a gateway token instead.';
+		END IF;
+		refused := payments._shadowed_object(cmd.classid, cmd.objid);
+		IF refused IS NOT NULL THEN
+			RAISE EXCEPTION '% % would be found instead of %', cmd.object_type, cmd.object_identity, refused
+				USING ERRCODE = '42501',
+					DETAIL = 'A session that names it, with that schema ahead of payments on its search_path or with arguments of other types, would run it in place of the extension''s, with that session''s privileges and card data. Only superusers, members of the database owner and members of the extension''s owner may make or own objects named like the extension''s.',
+					HINT = 'Choose another name.';
+		END IF;
+	END LOOP;
+END
+$$;
+COMMENT ON FUNCTION payments._ddl_guard() IS
+	'Internal: event trigger function run after every DDL command: refuses a relation or composite type that holds a pay_card (payments._stored_card, SQLSTATE 22Y16) and a function, type, operator or relation outside schema payments that would be found instead of the extension''s, made, renamed, moved or given to an owner that is not trusted (payments._shadowed_object, SQLSTATE 42501).';
+
+CREATE EVENT TRIGGER payments_ddl_guard ON ddl_command_end
+	EXECUTE FUNCTION payments._ddl_guard();
+ALTER EVENT TRIGGER payments_ddl_guard ENABLE ALWAYS;
+COMMENT ON EVENT TRIGGER payments_ddl_guard IS
+	'Keeps pay_card out of tables, materialized views, foreign tables and composite types (cards are passed to payment functions, never stored), and the names of the extension''s functions, types and operators to the extension: no role that is not trusted makes one that a session would find instead.';
+
+------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,
 -- payment_api.sql, privileges.sql).  Keep this block LAST: its privilege
 -- and row-security statements cover every function and tenant table made
@@ -16966,9 +17116,9 @@ CREATE FUNCTION payments._public_function(f regprocedure) RETURNS boolean
 	SELECT (p.proname LIKE 'pay\_amount%' OR p.proname LIKE 'pay\_card%'
 			OR p.proname IN ('pay_currency', 'pay_minor_units', 'pay_currency_exponent', 'pay_currencies',
 				'pay_int8_mul_amount', 'pay_int4_mul_amount', 'pay_numeric_mul_amount',
-				-- the storage ban's check, run by the event trigger for whoever makes a table,
-				-- and the name guard's, for whoever makes a function, type or operator
-				'_type_contains_card', '_shadowed_object')
+				-- the storage ban's tests and the name guard's, run by the DDL guard's event
+				-- trigger as whoever makes a table, function, type or operator
+				'_type_contains_card', '_stored_card', '_shadowed_object')
 			OR (p.prokind = 'a' AND p.proname IN ('sum', 'min', 'max')))
 		AND p.proname NOT IN ('pay_card_fingerprint', 'pay_card_info')
 	FROM pg_proc p WHERE p.oid = f

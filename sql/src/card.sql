@@ -7,7 +7,7 @@
 -- and the number, security code and holder name encrypted (AES-256-GCM)
 -- under the vault key (shared memory only).  Text input is a JSON object; text output is masked
 -- ('visa ****1111 12/2030'); there is no binary form.  Tables, materialized
--- views and composite types cannot hold it (see the event trigger below).
+-- views and composite types cannot hold it (see the storage ban below).
 ------------------------------------------------------------------------------
 
 CREATE TYPE payments.pay_card;
@@ -92,10 +92,10 @@ COMMENT ON FUNCTION payments._pay_card_unseal_check(payments.pay_card) IS
 
 ------------------------------------------------------------------------------
 -- Storage ban: no column or composite attribute may be, or contain, a
--- pay_card.  Checked after every DDL command (no tag filter, so CREATE
--- SCHEMA ... CREATE TABLE, ALTER TYPE ... ADD ATTRIBUTE and IMPORT FOREIGN
--- SCHEMA are covered too); views hold no data and are allowed.  ENABLE
--- ALWAYS: session_replication_role does not switch it off.
+-- pay_card.  Checked after every DDL command by the DDL guard
+-- (ddl_guard.sql: no tag filter, so CREATE SCHEMA ... CREATE TABLE, ALTER
+-- TYPE ... ADD ATTRIBUTE and IMPORT FOREIGN SCHEMA are covered too); views
+-- hold no data and are allowed.
 ------------------------------------------------------------------------------
 
 CREATE FUNCTION payments._type_contains_card(typid oid) RETURNS boolean
@@ -126,60 +126,38 @@ CREATE FUNCTION payments._type_contains_card(typid oid) RETURNS boolean
 COMMENT ON FUNCTION payments._type_contains_card(oid) IS
 	'Internal: whether a type is pay_card or contains one (domain over it, array of it, composite or range with it inside).';
 
-CREATE FUNCTION payments._card_storage_guard() RETURNS event_trigger
-	LANGUAGE plpgsql
+CREATE FUNCTION payments._stored_card(classid oid, objid oid) RETURNS text
+	LANGUAGE sql STABLE STRICT PARALLEL SAFE
 	SET search_path = pg_catalog, pg_temp
 	AS $$
-DECLARE
-	cmd record;
-	rel oid;
-	bad record;
-BEGIN
-	FOR cmd IN SELECT classid, objid FROM pg_event_trigger_ddl_commands() LOOP
-		rel := NULL;
-		IF cmd.classid = 'pg_catalog.pg_class'::regclass THEN
-			rel := cmd.objid;
-		ELSIF cmd.classid = 'pg_catalog.pg_type'::regclass THEN
-			SELECT nullif(ty.typrelid, 0) INTO rel FROM pg_type ty WHERE ty.oid = cmd.objid;
-		END IF;
-		CONTINUE WHEN rel IS NULL;
-
-		SELECT c.relkind, a.attname, c.oid::regclass AS relname,
-			   format_type(a.atttypid, a.atttypmod) AS typname
-		  INTO bad
-		  FROM pg_class c
-		  JOIN pg_attribute a ON a.attrelid = c.oid
-		 WHERE c.oid = rel AND c.relkind <> 'v'
-		   AND a.attnum > 0 AND NOT a.attisdropped
-		   AND payments._type_contains_card(a.atttypid)
-		 ORDER BY a.attnum
-		 LIMIT 1;
-		IF FOUND THEN
-			RAISE EXCEPTION 'cannot store pay_card values'
-				USING ERRCODE = '22Y16',
-					  DETAIL = format('%s %s of %s %s has type %s, which is or contains payments.pay_card.',
-									  CASE bad.relkind WHEN 'c' THEN 'Attribute' ELSE 'Column' END,
-									  quote_ident(bad.attname),
-									  CASE bad.relkind
-										  WHEN 'c' THEN 'composite type'
-										  WHEN 'm' THEN 'materialized view'
-										  WHEN 'f' THEN 'foreign table'
-										  WHEN 'p' THEN 'partitioned table'
-										  ELSE 'table' END,
-									  bad.relname, bad.typname),
-					  HINT = 'Pass cards straight to payment functions; store pay_card_fingerprint() or a gateway token instead.';
-		END IF;
-	END LOOP;
-END
-$$;
-COMMENT ON FUNCTION payments._card_storage_guard() IS
-	'Internal: event trigger function that rejects any relation column or composite type attribute that is, or contains, a pay_card (SQLSTATE 22Y16).';
-
-CREATE EVENT TRIGGER payments_card_storage_guard ON ddl_command_end
-	EXECUTE FUNCTION payments._card_storage_guard();
-ALTER EVENT TRIGGER payments_card_storage_guard ENABLE ALWAYS;
-COMMENT ON EVENT TRIGGER payments_card_storage_guard IS
-	'Keeps pay_card out of tables, materialized views, foreign tables and composite types: cards are passed to payment functions, never stored.';
+	-- a relation, or the composite type of one (CREATE TYPE ... AS, ALTER TYPE)
+	WITH rel(oid) AS (
+		SELECT objid WHERE classid = 'pg_catalog.pg_class'::regclass
+		UNION ALL
+		SELECT ty.typrelid FROM pg_catalog.pg_type ty
+		WHERE classid = 'pg_catalog.pg_type'::regclass AND ty.oid = objid AND ty.typrelid <> 0
+	)
+	SELECT format('%s %s of %s %s has type %s, which is or contains payments.pay_card.',
+			CASE c.relkind WHEN 'c' THEN 'Attribute' ELSE 'Column' END,
+			quote_ident(a.attname),
+			CASE c.relkind
+				WHEN 'c' THEN 'composite type'
+				WHEN 'm' THEN 'materialized view'
+				WHEN 'f' THEN 'foreign table'
+				WHEN 'p' THEN 'partitioned table'
+				ELSE 'table' END,
+			c.oid::regclass, format_type(a.atttypid, a.atttypmod))
+	FROM rel
+	JOIN pg_catalog.pg_class c ON c.oid = rel.oid
+	JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid
+	WHERE c.relkind <> 'v'
+		AND a.attnum > 0 AND NOT a.attisdropped
+		AND payments._type_contains_card(a.atttypid)
+	ORDER BY a.attnum
+	LIMIT 1
+	$$;
+COMMENT ON FUNCTION payments._stored_card(oid, oid) IS
+	'Internal: the storage ban''s test of one object a DDL command made or changed (classid, objid: a relation or a composite type): which column or attribute is, or contains, a pay_card, as a sentence; else NULL. The DDL guard (payments._ddl_guard) refuses it (SQLSTATE 22Y16).';
 
 CREATE FUNCTION payments._card_sealed(card payments.pay_card) RETURNS bytea
 	LANGUAGE c IMMUTABLE STRICT AS 'MODULE_PATHNAME', 'pay_card_sealed';

@@ -14,6 +14,13 @@
 -- CVV in clear.  Trusted: superusers, members of the database owner and of
 -- the extension's owner.  Temporary schemas are not searched for functions
 -- or operators, and only their own session's for types.
+--
+-- The internal names (beginning with _) are kept too: not every function
+-- of the extension pins its search_path (the C functions, whose SPI
+-- statements run under the caller's; pinning would cost every call of the
+-- types' input, output and operators), so the extension's own safety would
+-- rest on no statement of theirs ever naming an internal function without
+-- its schema.  Refusing the look-alikes costs a user only those names.
 ------------------------------------------------------------------------------
 
 CREATE FUNCTION payments._shadowed_object(classid oid, objid oid) RETURNS text
@@ -49,7 +56,13 @@ CREATE FUNCTION payments._shadowed_object(classid oid, objid oid) RETURNS text
 				AND (x.typrelid = 0 OR EXISTS (SELECT FROM pg_catalog.pg_class r
 					WHERE r.oid = x.typrelid AND r.relkind = 'c')))
 		FROM pg_catalog.pg_type t
-		WHERE classid = 'pg_catalog.pg_type'::regclass AND t.oid = objid
+		-- a type, and the types named with it: a range's multirange
+		-- (multirange_type_name), a table's, view's or sequence's row type
+		WHERE (classid = 'pg_catalog.pg_type'::regclass AND t.oid = objid)
+			OR (classid = 'pg_catalog.pg_type'::regclass AND t.oid IN (SELECT g.rngmultitypid
+				FROM pg_catalog.pg_range g WHERE g.rngtypid = objid))
+			OR (classid = 'pg_catalog.pg_class'::regclass AND t.oid IN (SELECT c.reltype
+				FROM pg_catalog.pg_class c WHERE c.oid = objid))
 		UNION ALL
 		SELECT o.oprnamespace, o.oprowner,
 			CASE WHEN o.oprleft IN (SELECT oid FROM ours) OR o.oprright IN (SELECT oid FROM ours)
@@ -58,7 +71,7 @@ CREATE FUNCTION payments._shadowed_object(classid oid, objid oid) RETURNS text
 		FROM pg_catalog.pg_operator o
 		WHERE classid = 'pg_catalog.pg_operator'::regclass AND o.oid = objid
 	)
-	SELECT obj.shadowed
+	SELECT min(obj.shadowed)
 	FROM obj, nsp, pg_catalog.pg_namespace s, pg_catalog.pg_roles r, pg_catalog.pg_database d
 	WHERE obj.shadowed IS NOT NULL AND obj.namespace <> nsp.oid
 		AND s.oid = obj.namespace AND s.nspname NOT LIKE 'pg\_temp\_%'
@@ -68,33 +81,7 @@ CREATE FUNCTION payments._shadowed_object(classid oid, objid oid) RETURNS text
 			WHERE e.extname = 'payments' AND pg_has_role(obj.owner, e.extowner, 'MEMBER'))
 	$$;
 COMMENT ON FUNCTION payments._shadowed_object(oid, oid) IS
-	'Internal: the extension''s function, type or operators that a function, type or operator (classid, objid: pg_proc, pg_type or pg_operator) outside schema payments would be found instead of, when its owner is not trusted (a superuser, a member of the database owner or of the extension''s owner); else NULL.';
-
-CREATE FUNCTION payments._name_guard() RETURNS event_trigger
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, pg_temp
-	AS $$
-DECLARE
-	cmd record;
-	shadowed text;
-BEGIN
-	FOR cmd IN SELECT d.classid, d.objid, d.object_type, d.object_identity
-		FROM pg_event_trigger_ddl_commands() d
-		WHERE d.schema_name IS DISTINCT FROM 'payments' AND d.classid IN ('pg_catalog.pg_proc'::regclass, 'pg_catalog.pg_type'::regclass,
-			'pg_catalog.pg_operator'::regclass)
-	LOOP
-		shadowed := payments._shadowed_object(cmd.classid, cmd.objid);
-		IF shadowed IS NOT NULL THEN
-			RAISE EXCEPTION '% % would be found instead of %', cmd.object_type, cmd.object_identity, shadowed
-				USING ERRCODE = '42501',
-					DETAIL = 'A session that names it, with that schema ahead of payments on its search_path or with arguments of other types, would run it in place of the extension''s, with that session''s privileges and card data. Only superusers, members of the database owner and members of the extension''s owner may make or own objects named like the extension''s.',
-					HINT = 'Choose another name.';
-		END IF;
-	END LOOP;
-END
-$$;
-COMMENT ON FUNCTION payments._name_guard() IS
-	'Internal: event trigger function that refuses a function, type or operator outside schema payments that would be found instead of the extension''s (payments._shadowed_object), made, renamed, moved or given to an owner that is not trusted (SQLSTATE 42501).';
+	'Internal: the extension''s function, type or operators that a function, type or operator (classid, objid: pg_proc, pg_type or pg_operator; a range with its multirange; pg_class: a relation''s row type) outside schema payments would be found instead of, when its owner is not trusted (a superuser, a member of the database owner or of the extension''s owner); else NULL.';
 
 CREATE FUNCTION payments._refuse_shadowing_objects() RETURNS void
 	LANGUAGE plpgsql
@@ -129,10 +116,4 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments._refuse_shadowing_objects() IS
-	'Internal: refuses (SQLSTATE 42501) when a function, type or operator that a role that is not trusted owns would be found instead of the extension''s (payments._shadowed_object), made before the name guard could refuse it; run at the end of CREATE EXTENSION and ALTER EXTENSION UPDATE.';
-
-CREATE EVENT TRIGGER payments_name_guard ON ddl_command_end
-	EXECUTE FUNCTION payments._name_guard();
-ALTER EVENT TRIGGER payments_name_guard ENABLE ALWAYS;
-COMMENT ON EVENT TRIGGER payments_name_guard IS
-	'Keeps the names of the extension''s functions, types and operators to the extension: no role that is not trusted makes one that a session would find instead (SQLSTATE 42501).';
+	'Internal: refuses (SQLSTATE 42501) when a function, type or operator that a role that is not trusted owns would be found instead of the extension''s (payments._shadowed_object), made before the name guard could refuse it, or given to it by REASSIGN OWNED (which fires no event trigger); run at the end of CREATE EXTENSION and ALTER EXTENSION UPDATE.';

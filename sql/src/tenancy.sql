@@ -334,9 +334,9 @@ CREATE FUNCTION payments._public_function(f regprocedure) RETURNS boolean
 	SELECT (p.proname LIKE 'pay\_amount%' OR p.proname LIKE 'pay\_card%'
 			OR p.proname IN ('pay_currency', 'pay_minor_units', 'pay_currency_exponent', 'pay_currencies',
 				'pay_int8_mul_amount', 'pay_int4_mul_amount', 'pay_numeric_mul_amount',
-				-- the storage ban's check, run by the event trigger for whoever makes a table,
-				-- and the name guard's, for whoever makes a function, type or operator
-				'_type_contains_card', '_shadowed_object')
+				-- the storage ban's tests and the name guard's, run by the DDL guard's event
+				-- trigger as whoever makes a table, function, type or operator
+				'_type_contains_card', '_stored_card', '_shadowed_object')
 			OR (p.prokind = 'a' AND p.proname IN ('sum', 'min', 'max')))
 		AND p.proname NOT IN ('pay_card_fingerprint', 'pay_card_info')
 	FROM pg_proc p WHERE p.oid = f

@@ -39,8 +39,9 @@ sustate() {
 }
 cleanup() {
 	DB=postgres su -c "DROP DATABASE IF EXISTS nr_scratch" -c "DROP DATABASE IF EXISTS nr_ascii" >/dev/null 2>&1 || true
-	su -c "ALTER DATABASE payments RESET search_path" -c "DROP OWNED BY nr_evil, nr_app" \
-		-c "DROP ROLE IF EXISTS nr_evil, nr_app" -c "REVOKE CREATE ON SCHEMA public FROM PUBLIC" >/dev/null 2>&1 || true
+	su -c "ALTER DATABASE payments RESET search_path" -c "DROP SCHEMA IF EXISTS nr_given, nr_public CASCADE" \
+		-c "DROP FUNCTION IF EXISTS public.pay_void(bigint)" -c "DROP OWNED BY nr_evil, nr_app" \
+		-c "DROP ROLE IF EXISTS nr_evil, nr_app, nr_trusted" -c "REVOKE CREATE ON SCHEMA public FROM PUBLIC" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 year=$(($(date +%Y) + 3))
@@ -95,6 +96,59 @@ is "$(sqlstate nr_evil -c "CREATE FUNCTION public.sum(integer, integer) RETURNS 
 	"the hostile role still makes functions of other names or argument types, and temporary ones"
 is "$(sustate -c "CREATE FUNCTION public.pay_card(text) RETURNS integer LANGUAGE sql AS 'SELECT 1'" \
 	-c "DROP FUNCTION public.pay_card(text)")" "" "a superuser (trusted) still makes a same-named function"
+
+###########################################################################
+# 1b. Other ways to a name: a type made with a relation or a range, a
+#     schema made for the hostile role, REASSIGN OWNED, aggregates,
+#     procedures, casts.
+# A table, view or sequence makes a row type of its name; before, the
+# guard looked only at the relation (pg_class) and let public.pay_card be.
+is "$(sqlstate nr_evil -c "CREATE TABLE public.pay_card (number text)")" 42501 \
+	"a table named pay_card (its row type would be found instead of the extension's) is refused"
+is "$(sqlstate nr_evil -c "CREATE VIEW public.pay_amount AS SELECT 1 AS minor_units")" 42501 \
+	"a view named pay_amount is refused"
+is "$(sqlstate nr_evil -c "CREATE TABLE public.nr_tab (number text)" -c "ALTER TABLE public.nr_tab RENAME TO pay_card")" 42501 \
+	"renaming a table to pay_card is refused"
+is "$(sqlstate nr_evil -c "CREATE TYPE public.nr_range AS RANGE (subtype = integer, multirange_type_name = pay_amount)")" 42501 \
+	"a range whose multirange is named pay_amount is refused"
+is "$(sustate -c "CREATE SCHEMA nr_schema AUTHORIZATION nr_evil CREATE TABLE pay_card (number text)")" 42501 \
+	"CREATE SCHEMA ... AUTHORIZATION the hostile role with a table pay_card in it is refused"
+is "$(sqlstate nr_evil -c "CREATE FUNCTION public.nr_max(bigint, payments.pay_amount) RETURNS bigint LANGUAGE sql AS 'SELECT \$1'" \
+	-c "CREATE AGGREGATE public.max(payments.pay_amount) (sfunc = public.nr_max, stype = bigint)")" 42501 \
+	"a max(pay_amount) aggregate is refused"
+is "$(sqlstate nr_evil -c "CREATE PROCEDURE public.pay_capture(bigint) LANGUAGE sql AS 'SELECT 1'")" 42501 \
+	"a procedure named pay_capture is refused"
+# REASSIGN OWNED fires no event trigger (roles are global): the hostile
+# role given a superuser's pay_void stand-in owns it, but cannot change it
+su -c "CREATE ROLE nr_trusted SUPERUSER" -c "SET ROLE nr_trusted" \
+	-c "CREATE FUNCTION public.pay_void(bigint) RETURNS integer LANGUAGE sql AS 'SELECT 1'" \
+	-c "RESET ROLE" -c "REASSIGN OWNED BY nr_trusted TO nr_evil" >/dev/null
+is "$(as nr_evil -c "CREATE OR REPLACE FUNCTION public.pay_void(bigint) RETURNS integer LANGUAGE sql AS 'SELECT 2'" 2>&1 |
+	grep -c 'ERROR:  42501: function public.pay_void(bigint) would be found instead of function payments.pay_void')" 1 \
+	"after REASSIGN OWNED the hostile role cannot replace the superuser's pay_void stand-in it was given"
+is "$(sqlstate nr_evil -c "ALTER FUNCTION public.pay_void(bigint) SECURITY DEFINER")" 42501 "nor alter it"
+is "$(su -c "SELECT prosrc FROM pg_proc WHERE oid = 'public.pay_void(bigint)'::regprocedure")" "SELECT 1" "it is as the superuser made it"
+# a schema given to the hostile role: what is in it stays its owner's
+su -c "CREATE SCHEMA nr_given" -c "CREATE FUNCTION nr_given.pay_refund(bigint) RETURNS integer LANGUAGE sql AS 'SELECT 1'" \
+	-c "ALTER SCHEMA nr_given OWNER TO nr_evil" >/dev/null
+is "$(sqlstate nr_evil -c "CREATE OR REPLACE FUNCTION nr_given.pay_refund(bigint) RETURNS integer LANGUAGE sql AS 'SELECT 2'")" 42501 \
+	"the hostile role given the schema of a superuser's pay_refund stand-in cannot replace it (it does not own it)"
+is "$(sustate -c "ALTER SCHEMA nr_given RENAME TO pg_temp_nr")" 42939 \
+	"no schema is renamed to look temporary (names beginning pg_ are reserved), the guard's one exemption"
+is "$(sustate -c "ALTER SCHEMA nr_given RENAME TO nr_public")" "" "renaming a schema otherwise is left alone"
+su -c "DROP SCHEMA nr_public CASCADE" -c "DROP FUNCTION public.pay_void(bigint)" -c "DROP ROLE nr_trusted" >/dev/null
+# implicit casts to its own type from the ones the application sends
+as nr_evil -c "CREATE TYPE public.nr_t AS (v text)" \
+	-c "CREATE FUNCTION public.nr_cast(text) RETURNS public.nr_t LANGUAGE plpgsql AS \$\$
+		BEGIN INSERT INTO public.nr_loot VALUES (\$1); RETURN ROW(\$1); END \$\$" \
+	-c "CREATE CAST (text AS public.nr_t) WITH FUNCTION public.nr_cast(text) AS IMPLICIT" \
+	-c "CREATE CAST (varchar AS public.nr_t) WITH INOUT AS IMPLICIT"
+is "$(sqlstate nr_evil -c "CREATE FUNCTION public.pay_card(public.nr_t, integer, integer, public.nr_t)
+	RETURNS text LANGUAGE sql AS 'SELECT 1::text'")" 42501 "a pay_card of its own type, which those casts would reach, is refused"
+card=$(as nr_app -c "SELECT pay_card('4111 1111 1111 1111', 12, $year, '123')::text" \
+	-c "SELECT pay_card('4111 1111 1111 1111'::varchar, 12, $year, '123'::varchar)::text" | tr '\n' ' ')
+is "$card" "visa ****1111 12/$year visa ****1111 12/$year " "with those casts the application's pay_card calls still reach the extension's"
+is "$(su -c "SELECT count(*) FROM public.nr_loot")" 0 "and no card number reached the hostile role's table"
 
 ###########################################################################
 # 2. Made before the guard: CREATE EXTENSION and the update to 0.2.0 refuse.

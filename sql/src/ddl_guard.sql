@@ -1,0 +1,57 @@
+-- The DDL guard: one event trigger that looks once at what each DDL command
+-- made or changed, for the storage ban (card.sql) and the name guard
+-- (name_guard.sql).
+
+------------------------------------------------------------------------------
+-- After every DDL command (no tag filter), each object it made or changed:
+-- - a relation or composite type with a column or attribute that is, or
+--   contains, a pay_card is refused (payments._stored_card, 22Y16);
+-- - a function, type, operator or relation (its row type) outside schema
+--   payments that a session would find instead of the extension's, owned
+--   by a role that is not trusted, is refused (payments._shadowed_object,
+--   42501).
+-- The tests run as the role that made the command (the event trigger runs
+-- as it), so PUBLIC may execute them (tenancy.sql).  ENABLE ALWAYS:
+-- session_replication_role does not switch it off.  REASSIGN OWNED fires
+-- no event trigger (PostgreSQL: roles are global): what it gives a role
+-- that is not trusted is refused at the next CREATE EXTENSION or ALTER
+-- EXTENSION UPDATE, and the role cannot change it meanwhile (every CREATE
+-- OR REPLACE or ALTER of it is refused here).
+------------------------------------------------------------------------------
+
+CREATE FUNCTION payments._ddl_guard() RETURNS event_trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	cmd record;
+	refused text;
+BEGIN
+	FOR cmd IN SELECT d.classid, d.objid, d.object_type, d.object_identity
+		FROM pg_event_trigger_ddl_commands() d
+	LOOP
+		refused := payments._stored_card(cmd.classid, cmd.objid);
+		IF refused IS NOT NULL THEN
+			RAISE EXCEPTION 'cannot store pay_card values'
+				USING ERRCODE = '22Y16',
+					DETAIL = refused,
+					HINT = 'Pass cards straight to payment functions; store pay_card_fingerprint() or a gateway token instead.';
+		END IF;
+		refused := payments._shadowed_object(cmd.classid, cmd.objid);
+		IF refused IS NOT NULL THEN
+			RAISE EXCEPTION '% % would be found instead of %', cmd.object_type, cmd.object_identity, refused
+				USING ERRCODE = '42501',
+					DETAIL = 'A session that names it, with that schema ahead of payments on its search_path or with arguments of other types, would run it in place of the extension''s, with that session''s privileges and card data. Only superusers, members of the database owner and members of the extension''s owner may make or own objects named like the extension''s.',
+					HINT = 'Choose another name.';
+		END IF;
+	END LOOP;
+END
+$$;
+COMMENT ON FUNCTION payments._ddl_guard() IS
+	'Internal: event trigger function run after every DDL command: refuses a relation or composite type that holds a pay_card (payments._stored_card, SQLSTATE 22Y16) and a function, type, operator or relation outside schema payments that would be found instead of the extension''s, made, renamed, moved or given to an owner that is not trusted (payments._shadowed_object, SQLSTATE 42501).';
+
+CREATE EVENT TRIGGER payments_ddl_guard ON ddl_command_end
+	EXECUTE FUNCTION payments._ddl_guard();
+ALTER EVENT TRIGGER payments_ddl_guard ENABLE ALWAYS;
+COMMENT ON EVENT TRIGGER payments_ddl_guard IS
+	'Keeps pay_card out of tables, materialized views, foreign tables and composite types (cards are passed to payment functions, never stored), and the names of the extension''s functions, types and operators to the extension: no role that is not trusted makes one that a session would find instead.';
