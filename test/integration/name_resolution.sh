@@ -89,6 +89,10 @@ card=$(as nr_app -c "SELECT pay_card('4111 1111 1111 1111', 12, $year, '123')::t
 is "$card" "visa ****1111 12/$year visa ****1111 12/$year " "the application's pay_card calls reach the extension's"
 is "$(su -c "SELECT count(*) FROM public.nr_loot")" 0 "no card number reached the hostile role's table"
 
+# the internal names too: not every function of the extension pins its
+# search_path (its C functions run SPI under the caller's)
+is "$(sqlstate nr_evil -c "CREATE FUNCTION public._claim_operations(integer) RETURNS integer LANGUAGE sql AS 'SELECT 1'")" 42501 \
+	"a look-alike of an internal function (_claim_operations) is refused"
 # what is not the extension's is left alone
 is "$(sqlstate nr_evil -c "CREATE FUNCTION public.sum(integer, integer) RETURNS integer LANGUAGE sql AS 'SELECT 1'" \
 	-c "CREATE FUNCTION pg_temp.pay_card(text) RETURNS integer LANGUAGE sql AS 'SELECT 1'" \
