@@ -16798,6 +16798,81 @@ COMMENT ON EVENT TRIGGER payments_ddl_guard IS
 	'Keeps pay_card out of tables, materialized views, foreign tables and composite types (cards are passed to payment functions, never stored), and the names of the extension''s functions, types and operators to the extension: no role that is not trusted makes one that a session would find instead.';
 
 ------------------------------------------------------------------------------
+-- A test clock moved by two sessions at once (helper H, session 38;
+-- sql/src/subscription_tables.sql): the move is computed and checked under
+-- the clock row's lock (_move_test_clock), so both moves count and none
+-- goes back.
+------------------------------------------------------------------------------
+
+CREATE FUNCTION payments._move_test_clock(p_merchant_id bigint, p_to timestamptz, p_by interval)
+	RETURNS timestamptz
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	current_ timestamptz := payments._billing_now(p_merchant_id);
+	moved timestamptz;
+BEGIN
+	PERFORM payments._require_test_clocks();
+	IF (p_to IS NULL AND p_by IS NULL) OR NOT isfinite(coalesce(p_to, current_ + p_by)) THEN
+		RAISE EXCEPTION 'frozen_at must be a finite time' USING ERRCODE = '22023';
+	END IF;
+	-- (checked here against the clock this session sees, and again below
+	-- against the clock as it is under the row lock)
+	IF coalesce(p_to, current_ + p_by) >= current_ THEN
+		INSERT INTO payments.billing_clocks AS c (merchant_id, frozen_at)
+		VALUES (p_merchant_id, coalesce(p_to, now() + p_by))
+		ON CONFLICT (merchant_id) DO UPDATE SET frozen_at = coalesce(p_to, c.frozen_at + p_by), updated_at = now()
+			WHERE coalesce(p_to, c.frozen_at + p_by) >= c.frozen_at
+		RETURNING c.frozen_at INTO moved;
+	END IF;
+	IF moved IS NULL THEN
+		current_ := payments._billing_now(p_merchant_id);
+		RAISE EXCEPTION 'a test clock never goes back'
+			USING ERRCODE = '22023',
+				DETAIL = format('Billing time is %s; %s was given.', current_, coalesce(p_to, current_ + p_by));
+	END IF;
+	-- what the new time made due is billed now, not at the billing
+	-- process's next round (payments.billing_interval)
+	PERFORM payments._wake_billing_at_commit();
+	RETURN moved;
+END
+$$;
+COMMENT ON FUNCTION payments._move_test_clock(bigint, timestamptz, interval) IS
+	'Internal: moves a merchant''s test clock to p_to, or forward by p_by from its time as locked (NULL p_to); 22023 for a time that is not finite or before the clock (as locked: two moves at once both count, in turn, and neither goes back). Wakes the billing process at COMMIT. Returns the new billing time.';
+
+CREATE OR REPLACE FUNCTION payments.pay_set_test_clock(frozen_at timestamptz) RETURNS timestamptz
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+BEGIN
+	PERFORM payments._require_test_clocks();
+	IF frozen_at IS NULL OR NOT isfinite(frozen_at) THEN
+		RAISE EXCEPTION 'frozen_at must be a finite time' USING ERRCODE = '22023';
+	END IF;
+	RETURN payments._move_test_clock(payments.pay_current_merchant(), frozen_at, NULL);
+END
+$$;
+COMMENT ON FUNCTION payments.pay_set_test_clock(timestamptz) IS
+	'Tests and demonstrations: freezes the current merchant''s billing clock at frozen_at (never backwards: also not behind a move another session committed meanwhile); renewals and dunning retries then fall due by that clock. Only while the server setting payments.test_clocks is on (PT403 otherwise). Returns the new billing time.';
+
+CREATE OR REPLACE FUNCTION payments.pay_advance_test_clock(by_interval interval) RETURNS timestamptz
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+BEGIN
+	PERFORM payments._require_test_clocks();
+	IF by_interval IS NULL THEN
+		RAISE EXCEPTION 'frozen_at must be a finite time' USING ERRCODE = '22023',
+			DETAIL = 'No by_interval was given.';
+	END IF;
+	RETURN payments._move_test_clock(payments.pay_current_merchant(), NULL, by_interval);
+END
+$$;
+COMMENT ON FUNCTION payments.pay_advance_test_clock(interval) IS
+	'Tests and demonstrations: moves the current merchant''s billing clock forward by by_interval from its frozen time (or from now), as it is once locked: two sessions advancing it at once both count. Returns the new billing time.';
+
+------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,
 -- payment_api.sql, privileges.sql).  Keep this block LAST: its privilege
 -- and row-security statements cover every function and tenant table made

@@ -354,43 +354,82 @@ $$;
 COMMENT ON FUNCTION payments._require_test_clocks() IS
 	'Internal: raises PT403 unless the server setting payments.test_clocks is on.';
 
+-- A move of merchant p_merchant_id's test clock: to p_to, or forward by
+-- p_by from where it is (NULL p_to).  Never backwards, and no move lost:
+-- the one statement that writes the clock checks and computes the new time
+-- from the clock as it is once its row is locked, not from what the session
+-- read before (two sessions moving one clock at once: the second waits for
+-- the first, then goes on from its time, or is refused when that is later
+-- than its own target; before, it wrote its target over the first's move,
+-- back in time, and a month advanced by one session and a day by another
+-- ended one day on).  Wakes the billing process at COMMIT.
+CREATE FUNCTION payments._move_test_clock(p_merchant_id bigint, p_to timestamptz, p_by interval)
+	RETURNS timestamptz
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	current_ timestamptz := payments._billing_now(p_merchant_id);
+	moved timestamptz;
+BEGIN
+	PERFORM payments._require_test_clocks();
+	IF (p_to IS NULL AND p_by IS NULL) OR NOT isfinite(coalesce(p_to, current_ + p_by)) THEN
+		RAISE EXCEPTION 'frozen_at must be a finite time' USING ERRCODE = '22023';
+	END IF;
+	-- (checked here against the clock this session sees, and again below
+	-- against the clock as it is under the row lock)
+	IF coalesce(p_to, current_ + p_by) >= current_ THEN
+		INSERT INTO payments.billing_clocks AS c (merchant_id, frozen_at)
+		VALUES (p_merchant_id, coalesce(p_to, now() + p_by))
+		ON CONFLICT (merchant_id) DO UPDATE SET frozen_at = coalesce(p_to, c.frozen_at + p_by), updated_at = now()
+			WHERE coalesce(p_to, c.frozen_at + p_by) >= c.frozen_at
+		RETURNING c.frozen_at INTO moved;
+	END IF;
+	IF moved IS NULL THEN
+		current_ := payments._billing_now(p_merchant_id);
+		RAISE EXCEPTION 'a test clock never goes back'
+			USING ERRCODE = '22023',
+				DETAIL = format('Billing time is %s; %s was given.', current_, coalesce(p_to, current_ + p_by));
+	END IF;
+	-- what the new time made due is billed now, not at the billing
+	-- process's next round (payments.billing_interval)
+	PERFORM payments._wake_billing_at_commit();
+	RETURN moved;
+END
+$$;
+COMMENT ON FUNCTION payments._move_test_clock(bigint, timestamptz, interval) IS
+	'Internal: moves a merchant''s test clock to p_to, or forward by p_by from its time as locked (NULL p_to); 22023 for a time that is not finite or before the clock (as locked: two moves at once both count, in turn, and neither goes back). Wakes the billing process at COMMIT. Returns the new billing time.';
+
 CREATE FUNCTION payments.pay_set_test_clock(frozen_at timestamptz) RETURNS timestamptz
 	LANGUAGE plpgsql SECURITY DEFINER
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
-DECLARE
-	m bigint := payments.pay_current_merchant();
-	current_ timestamptz;
 BEGIN
 	PERFORM payments._require_test_clocks();
 	IF frozen_at IS NULL OR NOT isfinite(frozen_at) THEN
 		RAISE EXCEPTION 'frozen_at must be a finite time' USING ERRCODE = '22023';
 	END IF;
-	current_ := payments._billing_now(m);
-	IF frozen_at < current_ THEN
-		RAISE EXCEPTION 'a test clock never goes back'
-			USING ERRCODE = '22023',
-				DETAIL = format('Billing time is %s; %s was given.', current_, frozen_at);
-	END IF;
-	INSERT INTO payments.billing_clocks AS c (merchant_id, frozen_at) VALUES (m, frozen_at)
-	ON CONFLICT (merchant_id) DO UPDATE SET frozen_at = EXCLUDED.frozen_at, updated_at = now();
-	-- what the new time made due is billed now, not at the billing
-	-- process's next round (payments.billing_interval)
-	PERFORM payments._wake_billing_at_commit();
-	RETURN frozen_at;
+	RETURN payments._move_test_clock(payments.pay_current_merchant(), frozen_at, NULL);
 END
 $$;
 COMMENT ON FUNCTION payments.pay_set_test_clock(timestamptz) IS
-	'Tests and demonstrations: freezes the current merchant''s billing clock at frozen_at (never backwards); renewals and dunning retries then fall due by that clock. Only while the server setting payments.test_clocks is on (PT403 otherwise). Returns the new billing time.';
+	'Tests and demonstrations: freezes the current merchant''s billing clock at frozen_at (never backwards: also not behind a move another session committed meanwhile); renewals and dunning retries then fall due by that clock. Only while the server setting payments.test_clocks is on (PT403 otherwise). Returns the new billing time.';
 
 CREATE FUNCTION payments.pay_advance_test_clock(by_interval interval) RETURNS timestamptz
-	LANGUAGE sql SECURITY DEFINER
+	LANGUAGE plpgsql SECURITY DEFINER
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
-	SELECT payments.pay_set_test_clock(payments._billing_now(payments.pay_current_merchant()) + by_interval)
-	$$;
+BEGIN
+	PERFORM payments._require_test_clocks();
+	IF by_interval IS NULL THEN
+		RAISE EXCEPTION 'frozen_at must be a finite time' USING ERRCODE = '22023',
+			DETAIL = 'No by_interval was given.';
+	END IF;
+	RETURN payments._move_test_clock(payments.pay_current_merchant(), NULL, by_interval);
+END
+$$;
 COMMENT ON FUNCTION payments.pay_advance_test_clock(interval) IS
-	'Tests and demonstrations: moves the current merchant''s billing clock forward by by_interval (from its frozen time, or from now). Returns the new billing time.';
+	'Tests and demonstrations: moves the current merchant''s billing clock forward by by_interval from its frozen time (or from now), as it is once locked: two sessions advancing it at once both count. Returns the new billing time.';
 
 CREATE FUNCTION payments.pay_clear_test_clock() RETURNS timestamptz
 	LANGUAGE plpgsql SECURITY DEFINER
