@@ -16873,6 +16873,167 @@ COMMENT ON FUNCTION payments.pay_advance_test_clock(interval) IS
 	'Tests and demonstrations: moves the current merchant''s billing clock forward by by_interval from its frozen time (or from now), as it is once locked: two sessions advancing it at once both count. Returns the new billing time.';
 
 ------------------------------------------------------------------------------
+-- A new card during dunning, from a caller's snapshot older than a decline
+-- (helper H, session 38; sql/src/billing.sql, subscriptions.sql):
+-- _retry_open_invoice_now locks each open invoice before it asks whether
+-- its charge is in flight, pay_update_subscription no longer decides that
+-- from an unlocked read, and the dunning-retry trigger locks the trialing
+-- and active subscriptions a new default would be charged for: a
+-- REPEATABLE READ or SERIALIZABLE caller whose snapshot predates a decline
+-- the worker recorded gets 40001 instead of leaving the new card untried.
+------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION payments._retry_open_invoice_now(p_merchant_id bigint, p_subscription_id bigint)
+	RETURNS integer
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	s payments.subscriptions;
+	inv payments.invoices;
+	pid bigint;
+	n integer := 0;
+BEGIN
+	SELECT * INTO s FROM payments.subscriptions
+	WHERE merchant_id = p_merchant_id AND subscription_id = p_subscription_id
+	FOR UPDATE;
+	IF NOT FOUND OR s.status NOT IN ('incomplete', 'past_due', 'unpaid') THEN
+		RETURN 0;
+	END IF;
+	FOR inv IN
+		SELECT i.* FROM payments.invoices i
+		WHERE i.merchant_id = p_merchant_id AND i.subscription_id = p_subscription_id
+			AND (i.status = 'open' OR (i.status = 'uncollectible' AND s.status = 'unpaid'))
+		ORDER BY i.invoice_id
+		FOR UPDATE OF i
+	LOOP
+		-- in flight, as locked
+		CONTINUE WHEN EXISTS (SELECT 1 FROM payments.payments p
+			WHERE p.merchant_id = inv.merchant_id AND p.payment_id = inv.payment_id
+				AND p.status IN ('pending', 'unknown', 'in_review'));
+		pid := payments._charge_invoice(p_merchant_id, inv.invoice_id);
+		IF pid IS NOT NULL THEN
+			n := n + 1;
+			PERFORM payments._billing_event(p_merchant_id, 'invoice.retry_attempted', pid,
+				jsonb_build_object('invoice_id', inv.invoice_id, 'subscription_id', inv.subscription_id,
+					'payment_id', pid, 'attempt_count', inv.attempt_count + 1,
+					'reason', 'payment_method_updated'),
+				inv.correlation_id);
+		END IF;
+	END LOOP;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION payments._retry_open_invoice_now(bigint, bigint) IS
+	'Internal: locks a subscription and charges at once its open invoices (an unpaid subscription''s uncollectible ones too) if it is incomplete, past_due or unpaid, each locked before it is checked to have no charge in flight (a REPEATABLE READ or SERIALIZABLE caller whose snapshot predates an outcome the worker recorded gets 40001), writing invoice.retry_attempted; called when its payment method changes (pay_update_subscription) or the customer''s default becomes usable. Returns the number of charges started.';
+
+CREATE OR REPLACE FUNCTION payments._payment_method_dunning_retry() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	sid bigint;
+BEGIN
+	FOR sid IN
+		SELECT s.subscription_id FROM payments.subscriptions s
+		WHERE s.merchant_id = NEW.merchant_id AND s.customer_id = NEW.customer_id
+			AND s.status IN ('incomplete', 'trialing', 'active', 'past_due', 'unpaid')
+			AND (payments._invoice_payment_method(s.merchant_id, s.customer_id, s.payment_method_id)).payment_method_id
+				= NEW.payment_method_id
+		ORDER BY s.subscription_id
+	LOOP
+		PERFORM payments._retry_open_invoice_now(NEW.merchant_id, sid);
+	END LOOP;
+	RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION payments._payment_method_dunning_retry() IS
+	'Trigger: a payment method that became active (saved, or its deletion failed) or the customer''s default is charged at once for the customer''s incomplete, past_due and unpaid subscriptions that use it (payments._retry_open_invoice_now); its trialing and active ones are locked, so that a failure of their charge recorded meanwhile charges it too.';
+
+CREATE OR REPLACE FUNCTION payments.pay_update_subscription(
+	subscription_id bigint,
+	payment_method_id bigint DEFAULT NULL,
+	metadata jsonb DEFAULT NULL,
+	cancel_at_period_end boolean DEFAULT NULL,
+	idempotency_key text DEFAULT NULL,
+	correlation_id text DEFAULT NULL)
+	RETURNS payments.subscriptions
+	LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	s payments.subscriptions := payments._find_subscription(pay_update_subscription.subscription_id, true);
+	corr text := payments._correlation_id(pay_update_subscription.correlation_id);
+	idem payments.idempotency_keys;
+	now_ timestamptz := payments._billing_now(s.merchant_id);
+	result payments.subscriptions;
+BEGIN
+	IF pay_update_subscription.payment_method_id IS NULL AND pay_update_subscription.metadata IS NULL
+			AND pay_update_subscription.cancel_at_period_end IS NULL THEN
+		RAISE EXCEPTION 'nothing to update'
+			USING ERRCODE = '22023', HINT = 'Pass payment_method_id, metadata or cancel_at_period_end; pay_change_subscription changes the plan, price or quantity.';
+	END IF;
+	PERFORM payments._check_metadata(pay_update_subscription.metadata);
+	-- a repeated call returns, whatever changed since (the subscription
+	-- ended, the method deleted): the key first, then the current state
+	idem := payments._idempotency_claim(s.merchant_id, pay_update_subscription.idempotency_key, 'update_subscription',
+		md5(jsonb_build_array(s.subscription_id, pay_update_subscription.payment_method_id,
+			pay_update_subscription.metadata, pay_update_subscription.cancel_at_period_end)::text),
+		s.customer_id);
+	IF idem.request_kind IS NOT NULL THEN
+		RETURN s;				-- applied once already
+	END IF;
+	IF pay_update_subscription.cancel_at_period_end IS NOT NULL THEN
+		-- the period that contains now: one set to cancel at the end of a
+		-- period that has ended is canceled (nothing left to undo), else a
+		-- cancel is set for the end of the period now running
+		s := payments._apply_due_renewals(s, now_);
+	END IF;
+	IF pay_update_subscription.payment_method_id IS NOT NULL OR pay_update_subscription.cancel_at_period_end IS NOT NULL THEN
+		PERFORM payments._require_not_ended(s, 'update');
+	END IF;
+	IF pay_update_subscription.payment_method_id IS NOT NULL THEN
+		PERFORM payments._stored_method_for_payment(s.customer_id, pay_update_subscription.payment_method_id, 0);
+	END IF;
+	IF pay_update_subscription.cancel_at_period_end AND NOT s.cancel_at_period_end THEN
+		PERFORM payments._require_cancellable_at_period_end(s);
+	END IF;
+	UPDATE payments.subscriptions x SET
+		payment_method_id = coalesce(pay_update_subscription.payment_method_id, x.payment_method_id),
+		metadata = coalesce(pay_update_subscription.metadata, x.metadata),
+		cancel_at_period_end = coalesce(pay_update_subscription.cancel_at_period_end, x.cancel_at_period_end),
+		canceled_at = CASE WHEN pay_update_subscription.cancel_at_period_end IS NULL
+				OR pay_update_subscription.cancel_at_period_end = x.cancel_at_period_end THEN x.canceled_at
+			WHEN pay_update_subscription.cancel_at_period_end THEN now_ END
+	WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id
+	RETURNING * INTO result;
+	INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
+	VALUES (s.merchant_id, 'subscription.updated', jsonb_build_object('subscription_id', s.subscription_id,
+		'customer_id', s.customer_id, 'status', s.status, 'payment_method_id', result.payment_method_id,
+		'cancel_at_period_end', result.cancel_at_period_end,
+		'fields', (SELECT coalesce(jsonb_agg(k), '[]') FROM unnest(ARRAY['payment_method_id', 'metadata', 'cancel_at_period_end'],
+			ARRAY[pay_update_subscription.payment_method_id IS NOT NULL, pay_update_subscription.metadata IS NOT NULL,
+				pay_update_subscription.cancel_at_period_end IS NOT NULL]) AS f(k, given) WHERE given)), corr);
+	-- a new card during dunning is tried at once (the billing side owns the
+	-- retry: payments._retry_open_invoice_now, billing.sql, which locks each
+	-- open invoice before it looks whether its charge is in flight: no
+	-- unlocked read here decides that, since at REPEATABLE READ a charge
+	-- failed since the snapshot still looked unanswered, and the new card was
+	-- not tried)
+	IF pay_update_subscription.payment_method_id IS NOT NULL
+			AND pay_update_subscription.payment_method_id IS DISTINCT FROM s.payment_method_id
+			AND s.status IN ('past_due', 'unpaid', 'incomplete') THEN
+		PERFORM payments._retry_open_invoice_now(s.merchant_id, s.subscription_id);
+		SELECT * INTO result FROM payments.subscriptions x
+		WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id;
+	END IF;
+	RETURN result;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_update_subscription(bigint, bigint, jsonb, boolean, text, text) IS
+	'Changes a subscription''s payment method (the customer''s, active; during dunning - past_due, unpaid, or incomplete with a failed first charge - the open invoice is charged to it at once), metadata (replaced whole), or cancel_at_period_end (true: cancel when the period ends, as pay_cancel_subscription(at_period_end => true); false: undo that). NULL: unchanged. An ended subscription takes only metadata (22Y20). Writes a subscription.updated event naming the fields. PT404 for an unknown or foreign id.';
+
+------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,
 -- payment_api.sql, privileges.sql).  Keep this block LAST: its privilege
 -- and row-security statements cover every function and tenant table made

@@ -802,7 +802,19 @@ COMMENT ON TRIGGER payments_invoice_outcome ON payments.payments IS
 -- subscription (an unpaid one's uncollectible ones too) that have no
 -- charge in flight: after its payment method was changed, or the
 -- customer's default became usable.  Takes the subscription's lock (the
--- caller may hold it).  Returns how many charges were started.
+-- caller may hold it), then each such invoice's, and only then asks
+-- whether its charge is in flight: the worker records a charge's outcome
+-- on the invoice, so in a REPEATABLE READ or SERIALIZABLE caller whose
+-- snapshot still shows the charge in flight, an outcome recorded since
+-- fails the lock (40001, to be retried) instead of the invoice being
+-- skipped.  (Before, the invoice was picked by a read of that snapshot: it
+-- was skipped as in flight, and the failure recorded meanwhile had
+-- scheduled the next retry day with the old card; after a final decline,
+-- dunning's final action then came without the new card ever tried.)  A
+-- trialing or active subscription (one whose first failure the caller may
+-- not see yet) is only locked: its failure, recorded after the caller's
+-- COMMIT, charges the new card then (_invoice_payment_failed).  Returns
+-- how many charges were started.
 CREATE FUNCTION payments._retry_open_invoice_now(p_merchant_id bigint, p_subscription_id bigint)
 	RETURNS integer
 	LANGUAGE plpgsql
@@ -824,12 +836,13 @@ BEGIN
 		SELECT i.* FROM payments.invoices i
 		WHERE i.merchant_id = p_merchant_id AND i.subscription_id = p_subscription_id
 			AND (i.status = 'open' OR (i.status = 'uncollectible' AND s.status = 'unpaid'))
-			AND NOT EXISTS (SELECT 1 FROM payments.payments p
-				WHERE p.merchant_id = i.merchant_id AND p.payment_id = i.payment_id
-					AND p.status IN ('pending', 'unknown', 'in_review'))
 		ORDER BY i.invoice_id
 		FOR UPDATE OF i
 	LOOP
+		-- in flight, as locked
+		CONTINUE WHEN EXISTS (SELECT 1 FROM payments.payments p
+			WHERE p.merchant_id = inv.merchant_id AND p.payment_id = inv.payment_id
+				AND p.status IN ('pending', 'unknown', 'in_review'));
 		pid := payments._charge_invoice(p_merchant_id, inv.invoice_id);
 		IF pid IS NOT NULL THEN
 			n := n + 1;
@@ -844,13 +857,23 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments._retry_open_invoice_now(bigint, bigint) IS
-	'Internal: charges at once the open invoices (an unpaid subscription''s uncollectible ones too) of an incomplete, past_due or unpaid subscription that have no charge in flight, writing invoice.retry_attempted; called when its payment method changes (pay_update_subscription) or the customer''s default becomes usable. Returns the number of charges started.';
+	'Internal: locks a subscription and charges at once its open invoices (an unpaid subscription''s uncollectible ones too) if it is incomplete, past_due or unpaid, each locked before it is checked to have no charge in flight (a REPEATABLE READ or SERIALIZABLE caller whose snapshot predates an outcome the worker recorded gets 40001), writing invoice.retry_attempted; called when its payment method changes (pay_update_subscription) or the customer''s default becomes usable. Returns the number of charges started.';
 
 -- Trigger on payments.payment_methods: a card the customer just saved
 -- (pending -> active), made the default, or that is active again after a
 -- failed deletion (deleting -> active: a default stays the default) is
 -- tried at once for every subscription of the customer in dunning that
--- would be charged to it.
+-- would be charged to it.  Every running subscription that would be charged
+-- to it is locked (_retry_open_invoice_now), a trialing or active one too:
+-- the worker records a failed charge under that lock, so a failure of the
+-- renewal's charge recorded at the same time either comes first (the
+-- subscription, past_due as locked, is charged here; at REPEATABLE READ or
+-- SERIALIZABLE a snapshot older than it gets 40001) or waits for COMMIT
+-- and then charges this card (_invoice_payment_failed).  Before, this read
+-- the subscriptions' statuses from the caller's snapshot, unlocked: a
+-- renewal failing meanwhile was still active there and skipped, and the
+-- worker had charged the old default, so the new one waited for the first
+-- retry day (after a final decline, for the final action).
 CREATE FUNCTION payments._payment_method_dunning_retry() RETURNS trigger
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments, pg_temp
@@ -861,7 +884,7 @@ BEGIN
 	FOR sid IN
 		SELECT s.subscription_id FROM payments.subscriptions s
 		WHERE s.merchant_id = NEW.merchant_id AND s.customer_id = NEW.customer_id
-			AND s.status IN ('incomplete', 'past_due', 'unpaid')
+			AND s.status IN ('incomplete', 'trialing', 'active', 'past_due', 'unpaid')
 			AND (payments._invoice_payment_method(s.merchant_id, s.customer_id, s.payment_method_id)).payment_method_id
 				= NEW.payment_method_id
 		ORDER BY s.subscription_id
@@ -872,7 +895,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments._payment_method_dunning_retry() IS
-	'Trigger: a payment method that became active (saved, or its deletion failed) or the customer''s default is charged at once for the customer''s incomplete, past_due and unpaid subscriptions that use it (payments._retry_open_invoice_now).';
+	'Trigger: a payment method that became active (saved, or its deletion failed) or the customer''s default is charged at once for the customer''s incomplete, past_due and unpaid subscriptions that use it (payments._retry_open_invoice_now); its trialing and active ones are locked, so that a failure of their charge recorded meanwhile charges it too.';
 
 CREATE TRIGGER payment_methods_dunning_retry AFTER UPDATE OF status, is_default ON payments.payment_methods
 	FOR EACH ROW WHEN (NEW.status = 'active'

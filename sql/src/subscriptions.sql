@@ -764,15 +764,14 @@ BEGIN
 			ARRAY[pay_update_subscription.payment_method_id IS NOT NULL, pay_update_subscription.metadata IS NOT NULL,
 				pay_update_subscription.cancel_at_period_end IS NOT NULL]) AS f(k, given) WHERE given)), corr);
 	-- a new card during dunning is tried at once (the billing side owns the
-	-- retry: payments._retry_open_invoice_now, billing.sql)
+	-- retry: payments._retry_open_invoice_now, billing.sql, which locks each
+	-- open invoice before it looks whether its charge is in flight: no
+	-- unlocked read here decides that, since at REPEATABLE READ a charge
+	-- failed since the snapshot still looked unanswered, and the new card was
+	-- not tried)
 	IF pay_update_subscription.payment_method_id IS NOT NULL
 			AND pay_update_subscription.payment_method_id IS DISTINCT FROM s.payment_method_id
-			AND s.status IN ('past_due', 'unpaid', 'incomplete')
-			AND EXISTS (SELECT 1 FROM payments.invoices i
-				WHERE i.merchant_id = s.merchant_id AND i.subscription_id = s.subscription_id
-					-- an unpaid subscription's uncollectible invoice too (README)
-					AND (i.status = 'open' OR (i.status = 'uncollectible' AND s.status = 'unpaid'))
-					AND i.last_failure_code IS NOT NULL) THEN
+			AND s.status IN ('past_due', 'unpaid', 'incomplete') THEN
 		PERFORM payments._retry_open_invoice_now(s.merchant_id, s.subscription_id);
 		SELECT * INTO result FROM payments.subscriptions x
 		WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id;

@@ -12,6 +12,32 @@
 #      clock it had read over the first's move: the clock went back from
 #      1 February to 2 January, and a set of 1 March after one of 1 April
 #      left it on 1 March.
+#   2. a past_due subscription's dunning retry in flight (the reply held);
+#      a session at REPEATABLE READ, then one at SERIALIZABLE, takes its
+#      snapshot; the retry is declined meanwhile; the session then changes
+#      the subscription's card (pay_update_subscription): it fails with
+#      40001, and the call retried charges the new card at once (the invoice
+#      paid, one charge at the gateway).  Before, the call succeeded from a
+#      snapshot in which the retry was still in flight, skipped the invoice,
+#      and the declined retry had scheduled the next day with the old card:
+#      the new card was not tried (after a final decline, dunning's final
+#      action would have ended the subscription without trying it).
+#   3. the same for the customer's default card changed
+#      (pay_set_default_payment_method) at REPEATABLE READ while the
+#      renewal's first charge is in flight: the renewal's decline makes the
+#      subscription past_due after the snapshot; the call fails with 40001
+#      and, retried, charges the new default at once.  Before, the
+#      subscription, active in the snapshot, was skipped, and the new
+#      default waited for the first retry day.
+#   4. checked sound (no defect found): a session at REPEATABLE READ whose
+#      snapshot predates the billing run's committed renewal changes the
+#      subscription: 40001 (the renewal wrote the row it locks), and the
+#      call retried meets the renewed period; the period is invoiced and
+#      charged once.  And a cancel now at REPEATABLE READ from a snapshot
+#      older than a dunning retry (which writes the invoice, not the
+#      subscription): 40001 when it voids the invoice, not a void of an
+#      invoice whose charge is in flight; retried, it is refused (22Y20)
+#      until the charge is answered.
 set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
 source "$(dirname "$0")/../lib/sessions.sh"
@@ -90,5 +116,103 @@ clock_race "pay_set_test_clock('2095-04-01 00:00+00')" "pay_set_test_clock('2095
 like "$(tr '\n' ' ' <"$SESS/b.out")" "ERROR:  22023: a test clock never goes back" \
 	"a set of 1 March made while another session sets 1 April is refused once that commits (22023)"
 is "$(q -c "SELECT pay_billing_now() = '2095-04-01 00:00+00'")" t "the clock stays on 1 April"
+
+# --- 2. the subscription's card changed from a snapshot older than a decline --
+for level in "REPEATABLE READ" "SERIALIZABLE"; do
+	merchant_on_simulator "sub isolation update $level" 15000
+	q -c "SELECT pay_set_test_clock(now())" >/dev/null
+	cid=$(new_customer "isolation-update")
+	pd=$(saved_method "$cid" 4111111111111111)
+	pb=$(saved_method "$cid" 4000000000000002 false)
+	sid=$(subscribe "$cid" "$pd")
+	q -c "SELECT 1 FROM pay_update_subscription($sid, payment_method_id => $pb)" >/dev/null
+	# the renewal, charged to the declining card: past_due, retry on day 1
+	q -c "BEGIN" -c "SELECT pay_advance_test_clock('1 month 1 hour')" -c "SELECT pay_run_renewals()" -c "COMMIT" >/dev/null
+	inv=$(q -c "SELECT invoice_id FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $sid AND period_index = 1")
+	is "$(wait_for "SELECT s.status || '|' || (i.next_attempt_at IS NOT NULL) FROM pay_get_subscription($sid) s, pay_get_invoice($inv) i" "past_due|true")" \
+		"past_due|true" "$level: the renewal is declined; the subscription is past_due, a retry scheduled"
+	# the retry of day 1, its reply held
+	hold_next_charge
+	q -c "BEGIN" -c "SELECT pay_advance_test_clock('1 day 1 minute')" -c "SELECT pay_run_dunning()" -c "COMMIT" >/dev/null
+	pay=$(q -c "SELECT payment_id FROM pay_get_invoice($inv)")
+	sent "$pay"
+	snapshot_in_flight "$level" "$pay"
+	is "$a_saw" "a sees pending" "$level: a session's snapshot is taken while the retry is in flight"
+	is "$(wait_for "SELECT status FROM payments.payments WHERE merchant_id = $M AND payment_id = $pay" failed 30)" failed \
+		"$level: the retry is declined after that snapshot"
+	then_in_a "SELECT 'a updated ' || status FROM pay_update_subscription($sid, payment_method_id => $pd);"
+	like "$a_out" "ERROR:  40001: " "$level: the session's change of the card fails with 40001 (its snapshot predates the decline)"
+	q -c "SELECT 1 FROM pay_update_subscription($sid, payment_method_id => $pd)" >/dev/null
+	is "$(wait_for "SELECT status || '|' || attempt_count FROM pay_get_invoice($inv)" "paid|3" 30)" "paid|3" \
+		"$level: the call retried charges the new card at once: the invoice is paid"
+	invoice_settled "$inv" 30
+	is "$(invoice_charges "$inv") $(invoice_ledger_charges "$inv")" "3|$pb:failed,$pb:failed,$pd:succeeded 1" \
+		"$level: charged once at the gateway, to the new card"
+	is "$(wait_for "SELECT status FROM pay_get_subscription($sid)" active)" active "$level: the subscription is active"
+done
+
+# --- 3. the default changed from a snapshot older than the renewal's decline ---
+merchant_on_simulator "sub isolation default" 15000
+q -c "SELECT pay_set_test_clock(now())" >/dev/null
+cid=$(new_customer "isolation-default")
+pd=$(saved_method "$cid" 4111111111111111)
+sid=$(subscribe "$cid")
+pb=$(saved_method "$cid" 4000000000000002)	# the default now: a card the gateway declines
+hold_next_charge
+q -c "BEGIN" -c "SELECT pay_advance_test_clock('1 month 1 hour')" -c "SELECT pay_run_renewals()" -c "COMMIT" >/dev/null
+inv=$(q -c "SELECT invoice_id FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $sid AND period_index = 1")
+pay=$(q -c "SELECT payment_id FROM pay_get_invoice($inv)")
+sent "$pay"
+snapshot_in_flight "REPEATABLE READ" "$pay"
+is "$a_saw" "a sees pending" "a session's snapshot is taken while the renewal's charge is in flight"
+is "$(wait_for "SELECT status FROM pay_get_subscription($sid)" past_due 30)" past_due \
+	"the renewal is declined after that snapshot: past_due"
+then_in_a "SELECT 'a default ' || is_default FROM pay_set_default_payment_method($pd);"
+like "$a_out" "ERROR:  40001: " "the session's change of the default fails with 40001"
+q -c "SELECT 1 FROM pay_set_default_payment_method($pd)" >/dev/null
+is "$(wait_for "SELECT status || '|' || attempt_count FROM pay_get_invoice($inv)" "paid|2" 30)" "paid|2" \
+	"the call retried charges the new default at once: the invoice is paid"
+invoice_settled "$inv" 30
+is "$(invoice_charges "$inv") $(invoice_ledger_charges "$inv")" "2|$pb:failed,$pd:succeeded 1" \
+	"charged once at the gateway, to the new default"
+is "$(wait_for "SELECT status FROM pay_get_subscription($sid)" active)" active "the subscription is active"
+
+# --- 4. a renewal, and a dunning retry, committed after a caller's snapshot ---
+merchant_on_simulator "sub isolation renewal" 15000
+q -c "SELECT pay_set_test_clock(now())" >/dev/null
+cid=$(new_customer "isolation-renewal")
+pd=$(saved_method "$cid" 4111111111111111)
+sid=$(subscribe "$cid")
+snapshot_in_flight "REPEATABLE READ" "$(q -c "SELECT payment_id FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $sid")"
+q -c "BEGIN" -c "SELECT pay_advance_test_clock('1 month 1 hour')" -c "SELECT pay_run_renewals()" -c "COMMIT" >/dev/null
+then_in_a "SELECT 'a changed ' || current_period_index FROM pay_change_subscription($sid, quantity => 2, proration => 'none');"
+like "$a_out" "ERROR:  40001: " "a change from a snapshot older than the billing run's renewal fails with 40001"
+is "$(q -c "SELECT current_period_index || '|' || period_amount FROM pay_change_subscription($sid, quantity => 2, proration => 'none')")" \
+	"1|25.00 USD" "retried, it meets the renewed period (the change from the next one)"
+inv=$(q -c "SELECT invoice_id FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $sid AND period_index = 1")
+invoice_settled "$inv" 30
+is "$(q -c "SELECT count(*) FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $sid AND period_index = 1") $(invoice_charges "$inv") $(invoice_ledger_charges "$inv")" \
+	"1 1|$pd:succeeded 1" "the renewed period has one invoice, charged once at the gateway"
+
+pb=$(saved_method "$cid" 4000000000000002 false)
+q -c "SELECT 1 FROM pay_update_subscription($sid, payment_method_id => $pb)" >/dev/null
+q -c "BEGIN" -c "SELECT pay_advance_test_clock('1 month')" -c "SELECT pay_run_renewals()" -c "COMMIT" >/dev/null
+inv=$(q -c "SELECT invoice_id FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $sid AND period_index = 2")
+is "$(wait_for "SELECT status FROM pay_get_subscription($sid)" past_due 30)" past_due "the next renewal is declined: past_due"
+invoice_settled "$inv" 30
+snapshot_in_flight "REPEATABLE READ" "$(q -c "SELECT payment_id FROM pay_get_invoice($inv)")"
+hold_next_charge
+q -c "BEGIN" -c "SELECT pay_advance_test_clock('1 day 1 minute')" -c "SELECT pay_run_dunning()" -c "COMMIT" >/dev/null
+pay=$(q -c "SELECT payment_id FROM pay_get_invoice($inv)")
+sent "$pay"
+then_in_a "SELECT 'a canceled ' || status FROM pay_cancel_subscription($sid);"
+like "$a_out" "ERROR:  40001: " "a cancel now from a snapshot older than the dunning retry fails with 40001"
+is "$(sqlstate_of "SELECT 1 FROM pay_cancel_subscription($sid)") $(q -c "SELECT status FROM pay_get_invoice($inv)")" "22Y20 open" \
+	"retried while that retry is in flight, it is refused (22Y20); the invoice stays open"
+invoice_settled "$inv" 30
+is "$(q -c "SELECT status FROM pay_cancel_subscription($sid)") $(q -c "SELECT status FROM pay_get_invoice($inv)")" "canceled void" \
+	"once the retry is answered (declined), the cancel ends the subscription and voids the invoice"
+is "$(invoice_ledger_charges "$inv") $(q -c "SELECT count(*) FROM payments.events WHERE merchant_id = $M AND event_type = 'invoice.payment_after_close'")" "0 0" \
+	"nothing was charged for the declined period, and no charge came after the invoice closed"
 
 tap_done
