@@ -48,19 +48,6 @@ story() {
 	merchant_on_simulator "sub charge races $1" "$2"
 	q -c "SELECT pay_set_test_clock(now())" >/dev/null
 }
-new_customer() {
-	q -c "SELECT customer_id FROM pay_create_customer(email => '$1@example.com', name => 'Ada Lovelace')"
-}
-# subscribe CUSTOMER [METHOD]: a monthly subscription, its first invoice
-# paid; prints its id
-subscribe() {
-	local sid pid
-	sid=$(q -c "SELECT subscription_id FROM pay_create_subscription(customer_id => $1, price => '25.00 USD', interval_unit => 'month'${2:+, payment_method_id => $2})")
-	pid=$(q -c "SELECT payment_id FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $sid")
-	q -c "SELECT status FROM pay_wait($pid, '10 s')" >/dev/null
-	wait_for "SELECT status FROM pay_get_subscription($sid)" active >/dev/null
-	echo "$sid"
-}
 # renew_held SUBSCRIPTION HOLD_MS: a month on; the renewal's charge goes
 # out with the simulator's reply held HOLD_MS (the charge made); sets inv,
 # returns once the worker has sent it
@@ -82,9 +69,9 @@ sub_events() {	# sub_events SUBSCRIPTION TYPE [REASON]
 
 # --- 1. the default card changed while the renewal's charge is in flight ----
 story default 15000
-cid=$(new_customer races1)
+cid=$(subscription_customer races1)
 pd=$(saved_method "$cid" 4111111111111111)
-sid=$(subscribe "$cid")
+sid=$(paid_subscription "$cid")
 # the customer's default becomes a card the gateway declines (reason 2)
 pb=$(saved_method "$cid" 4000000000000002)
 renew_held "$sid" 6000
@@ -105,10 +92,10 @@ is "$(q -c "SELECT data ->> 'retryable' FROM payments.events WHERE merchant_id =
 
 # --- 2. the subscription's method changed while the reply is lost -----------
 story lost 2000
-cid=$(new_customer races2)
+cid=$(subscription_customer races2)
 pd=$(saved_method "$cid" 4111111111111111)
 pb=$(saved_method "$cid" 4000000000000002 false)
-sid=$(subscribe "$cid" "$pd")
+sid=$(paid_subscription "$cid" "$pd")
 q -c "SELECT 1 FROM pay_update_subscription($sid, payment_method_id => $pb)" >/dev/null
 renew_held "$sid" 5000
 is "$(in_flight "$inv")" t "the renewal's charge of the subscription's declining card is in flight"
@@ -121,10 +108,10 @@ is "$(wait_for "SELECT status FROM pay_get_subscription($sid)" active)" active "
 
 # --- 2b. the subscription's own card deleted while its charge is in flight ---
 story deleted 15000
-cid=$(new_customer races2b)
+cid=$(subscription_customer races2b)
 pd=$(saved_method "$cid" 4111111111111111)
 pb=$(saved_method "$cid" 4000000000000002 false)
-sid=$(subscribe "$cid" "$pd")
+sid=$(paid_subscription "$cid" "$pd")
 q -c "SELECT 1 FROM pay_update_subscription($sid, payment_method_id => $pb)" >/dev/null
 renew_held "$sid" 6000
 is "$(in_flight "$inv")" t "the renewal's charge of the subscription's own (declining) card is in flight"
@@ -138,9 +125,9 @@ is "$(q -c "SELECT status FROM pay_wait_payment_method($pb, '10 s')") $(q -c "SE
 
 # --- 3. cancel now while the renewal's charge is in flight ---------------------
 story cancel 15000
-cid=$(new_customer races3)
+cid=$(subscription_customer races3)
 pd=$(saved_method "$cid" 4111111111111111)
-sid=$(subscribe "$cid")
+sid=$(paid_subscription "$cid")
 renew_held "$sid" 4000
 is "$(sqlstate_of "SELECT 1 FROM pay_cancel_subscription($sid)")" 22Y20 "a cancel now while the renewal's charge is in flight is refused"
 is "$(q -c "SELECT s.status || '|' || i.status FROM pay_get_subscription($sid) s, pay_get_invoice($inv) i")" "active|open" \
@@ -158,9 +145,9 @@ at_may() { q -c "BEGIN" -c "DO \$\$BEGIN PERFORM pay_set_test_clock('2095-05-01 
 april() {	# april NAME: a story on the 1st of April 2095, a customer, a paid subscription (sid)
 	story "$1" 15000
 	q -c "SELECT pay_set_test_clock('2095-04-01 00:00+00')" >/dev/null
-	cid=$(new_customer "$1")
+	cid=$(subscription_customer "$1")
 	pd=$(saved_method "$cid" 4111111111111111)
-	sid=$(subscribe "$cid")
+	sid=$(paid_subscription "$cid")
 }
 period_invoice() {	# period_invoice N: "amount|status" of period N's invoice, once there
 	wait_for "SELECT count(*) FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $sid AND period_index = $1" 1 >/dev/null

@@ -52,19 +52,6 @@ trap cleanup EXIT
 sim_start "$SIMDIR"
 
 q() { as_merchant "$@"; }
-new_customer() {
-	q -c "SELECT customer_id FROM pay_create_customer(email => '$1@example.com', name => 'Ada Lovelace')"
-}
-# subscribe CUSTOMER [METHOD]: a monthly subscription, its first invoice
-# paid; prints its id
-subscribe() {
-	local sid pid
-	sid=$(q -c "SELECT subscription_id FROM pay_create_subscription(customer_id => $1, price => '25.00 USD', interval_unit => 'month'${2:+, payment_method_id => $2})")
-	pid=$(q -c "SELECT payment_id FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $sid")
-	q -c "SELECT status FROM pay_wait($pid, '10 s')" >/dev/null
-	wait_for "SELECT status FROM pay_get_subscription($sid)" active >/dev/null
-	echo "$sid"
-}
 # hold_next_charge: the simulator holds its reply to the next charge 8 s
 # (the charge made)
 hold_next_charge() {
@@ -121,10 +108,10 @@ is "$(q -c "SELECT pay_billing_now() = '2095-04-01 00:00+00'")" t "the clock sta
 for level in "REPEATABLE READ" "SERIALIZABLE"; do
 	merchant_on_simulator "sub isolation update $level" 15000
 	q -c "SELECT pay_set_test_clock(now())" >/dev/null
-	cid=$(new_customer "isolation-update")
+	cid=$(subscription_customer "isolation-update")
 	pd=$(saved_method "$cid" 4111111111111111)
 	pb=$(saved_method "$cid" 4000000000000002 false)
-	sid=$(subscribe "$cid" "$pd")
+	sid=$(paid_subscription "$cid" "$pd")
 	q -c "SELECT 1 FROM pay_update_subscription($sid, payment_method_id => $pb)" >/dev/null
 	# the renewal, charged to the declining card: past_due, retry on day 1
 	q -c "BEGIN" -c "SELECT pay_advance_test_clock('1 month 1 hour')" -c "SELECT pay_run_renewals()" -c "COMMIT" >/dev/null
@@ -154,9 +141,9 @@ done
 # --- 3. the default changed from a snapshot older than the renewal's decline ---
 merchant_on_simulator "sub isolation default" 15000
 q -c "SELECT pay_set_test_clock(now())" >/dev/null
-cid=$(new_customer "isolation-default")
+cid=$(subscription_customer "isolation-default")
 pd=$(saved_method "$cid" 4111111111111111)
-sid=$(subscribe "$cid")
+sid=$(paid_subscription "$cid")
 pb=$(saved_method "$cid" 4000000000000002)	# the default now: a card the gateway declines
 hold_next_charge
 q -c "BEGIN" -c "SELECT pay_advance_test_clock('1 month 1 hour')" -c "SELECT pay_run_renewals()" -c "COMMIT" >/dev/null
@@ -180,9 +167,9 @@ is "$(wait_for "SELECT status FROM pay_get_subscription($sid)" active)" active "
 # --- 4. a renewal, and a dunning retry, committed after a caller's snapshot ---
 merchant_on_simulator "sub isolation renewal" 15000
 q -c "SELECT pay_set_test_clock(now())" >/dev/null
-cid=$(new_customer "isolation-renewal")
+cid=$(subscription_customer "isolation-renewal")
 pd=$(saved_method "$cid" 4111111111111111)
-sid=$(subscribe "$cid")
+sid=$(paid_subscription "$cid")
 snapshot_in_flight "REPEATABLE READ" "$(q -c "SELECT payment_id FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $sid")"
 q -c "BEGIN" -c "SELECT pay_advance_test_clock('1 month 1 hour')" -c "SELECT pay_run_renewals()" -c "COMMIT" >/dev/null
 then_in_a "SELECT 'a changed ' || current_period_index FROM pay_change_subscription($sid, quantity => 2, proration => 'none');"

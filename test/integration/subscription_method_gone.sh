@@ -38,25 +38,12 @@ story() {
 	merchant_on_simulator "sub method gone $1"
 	q -c "SELECT pay_set_test_clock(now())" >/dev/null
 }
-new_customer() {
-	q -c "SELECT customer_id FROM pay_create_customer(email => '$1@example.com', name => 'Ada Lovelace')"
-}
 # gone METHOD: another system deletes the method's payment profile at the
 # gateway, with the merchant's credentials; prints the result code
 gone() {
 	local ids
 	ids=$(q -c "SELECT customer_profile_id || ' ' || payment_profile_id FROM pay_get_payment_method($1)")
 	sim_request deleteCustomerPaymentProfileRequest "\"customerProfileId\":\"${ids% *}\",\"customerPaymentProfileId\":\"${ids#* }\""
-}
-# subscribe CUSTOMER METHOD: a monthly subscription charged to METHOD, its
-# first invoice paid; prints its id
-subscribe() {
-	local sid pid
-	sid=$(q -c "SELECT subscription_id FROM pay_create_subscription(customer_id => $1, price => '25.00 USD', interval_unit => 'month', payment_method_id => $2)")
-	pid=$(q -c "SELECT payment_id FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $sid")
-	q -c "SELECT status FROM pay_wait($pid, '10 s')" >/dev/null
-	wait_for "SELECT status FROM pay_get_subscription($sid)" active >/dev/null
-	echo "$sid"
 }
 renewal() {	# renewal SUBSCRIPTION: its latest invoice (period 1 once renewed)
 	wait_for "SELECT count(*) FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $1 AND period_index = 1" 1 >/dev/null
@@ -73,7 +60,7 @@ sub_events() {	# sub_events SUBSCRIPTION TYPE [REASON]
 declining() {
 	pd=$(saved_method "$1" 4111111111111111)
 	pb=$(saved_method "$1" 4000000000000002 false)
-	sid=$(subscribe "$1" "$pd")
+	sid=$(paid_subscription "$1" "$pd")
 	q -c "SELECT 1 FROM pay_update_subscription($sid, payment_method_id => $pb)" >/dev/null
 	q -c "SELECT pay_advance_test_clock('1 month 1 hour')" >/dev/null
 	q -c "SELECT pay_run_renewals()" >/dev/null
@@ -87,10 +74,10 @@ next_day() {	# next_day: the clock a day on, and a dunning run
 
 # --- 1. the subscription's own method gone, the customer has a default --------
 story default
-cid=$(new_customer gone1)
+cid=$(subscription_customer gone1)
 pd=$(saved_method "$cid" 4111111111111111)
 px=$(saved_method "$cid" 5424000000000015 false)
-sid=$(subscribe "$cid" "$px")
+sid=$(paid_subscription "$cid" "$px")
 is "$(q -c "SELECT payment_method_id FROM pay_get_subscription($sid)")" "$px" "a subscription charged to a card that is not the customer's default"
 is "$(gone "$px")" Ok "another system deletes that card's payment profile at the gateway"
 q -c "SELECT pay_advance_test_clock('1 month 1 hour')" >/dev/null
@@ -126,9 +113,9 @@ is "$(q -c "SELECT status FROM pay_get_invoice($inv2)") $(invoice_charges "$inv2
 
 # --- 2. the method gone was the customer's default: no default, it waits ------
 story nodefault
-cid=$(new_customer gone2)
+cid=$(subscription_customer gone2)
 px=$(saved_method "$cid" 4111111111111111)
-sid=$(subscribe "$cid" "$px")
+sid=$(paid_subscription "$cid" "$px")
 is "$(gone "$px")" Ok "the subscription's card, the customer's only one and its default, is deleted at the gateway"
 q -c "SELECT pay_advance_test_clock('1 month 1 hour')" >/dev/null
 q -c "SELECT pay_run_renewals()" >/dev/null
@@ -151,7 +138,7 @@ is "$(wait_for "SELECT status FROM pay_get_subscription($sid)" active)" active "
 
 # --- 3. a plain decline of the subscription's own card: dunning as before -----
 story decline
-cid=$(new_customer decline3)
+cid=$(subscription_customer decline3)
 declining "$cid"
 is "$(wait_for "SELECT status FROM pay_get_subscription($sid)" past_due)" past_due "the subscription's own card is declined: past_due"
 is "$(q -c "SELECT concat_ws('|', attempt_count, last_failure_code <> 'payment_method_gone', next_attempt_at = first_failed_at + interval '1 day') FROM pay_get_invoice($inv)") $(invoice_charges "$inv")" \
@@ -166,7 +153,7 @@ is "$(invoice_charges "$inv") $(invoice_ledger_charges "$inv")" "2|$pb:failed,$p
 
 # --- 4. the subscription's own card deleted by the customer during dunning ----
 story deleted
-cid=$(new_customer deleted4)
+cid=$(subscription_customer deleted4)
 declining "$cid"
 is "$(wait_for "SELECT status FROM pay_get_subscription($sid)" past_due)" past_due "the subscription's own card is declined: past_due"
 is "$(q -c "SELECT status FROM pay_delete_payment_method($pb)")" deleting "the customer deletes that card"

@@ -90,6 +90,22 @@ invoice_ledger_charges() {
 	done
 	echo "$n"
 }
+# subscription_customer NAME: a customer of merchant M (NAME@example.com);
+# prints its id
+subscription_customer() {
+	as_merchant -c "SELECT customer_id FROM pay_create_customer(email => '$1@example.com', name => 'Ada Lovelace')"
+}
+# paid_subscription CUSTOMER [METHOD]: a monthly subscription of 25.00 USD
+# (charged to METHOD, else the customer's default), its first invoice paid;
+# prints its id
+paid_subscription() {
+	local sid pid
+	sid=$(as_merchant -c "SELECT subscription_id FROM pay_create_subscription(customer_id => $1, price => '25.00 USD', interval_unit => 'month'${2:+, payment_method_id => $2})")
+	pid=$(as_merchant -c "SELECT payment_id FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $sid")
+	as_merchant -c "SELECT status FROM pay_wait($pid, '10 s')" >/dev/null
+	wait_for "SELECT status FROM pay_get_subscription($sid)" active >/dev/null
+	echo "$sid"
+}
 # invoice_settled INVOICE [SECONDS]: waits until no charge of it is in flight
 invoice_settled() {
 	wait_for "SELECT count(*) FROM payments.payments WHERE merchant_id = $M AND invoice_id = $1
