@@ -17034,6 +17034,93 @@ COMMENT ON FUNCTION payments.pay_update_subscription(bigint, bigint, jsonb, bool
 	'Changes a subscription''s payment method (the customer''s, active; during dunning - past_due, unpaid, or incomplete with a failed first charge - the open invoice is charged to it at once), metadata (replaced whole), or cancel_at_period_end (true: cancel when the period ends, as pay_cancel_subscription(at_period_end => true); false: undo that). NULL: unchanged. An ended subscription takes only metadata (22Y20). Writes a subscription.updated event naming the fields. PT404 for an unknown or foreign id.';
 
 ------------------------------------------------------------------------------
+-- h-session-settings: nothing the API stores or decides follows the caller's
+-- session settings.  Expiring cards: a merchant's billing date is the UTC
+-- date of its billing time (the session's TimeZone listed a card, and
+-- noticed it, or not, by the client or the scheduler that asked).
+-- (payments.api_scope is set again on pay_expiring_payment_methods with
+-- every API function's at the end of this script.)
+------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION payments.pay_expiring_payment_methods(within_days integer DEFAULT 30)
+	RETURNS SETOF payments.payment_methods
+	LANGUAGE plpgsql STABLE SECURITY DEFINER
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	m bigint;
+	last_day date;
+BEGIN
+	IF within_days IS NULL OR within_days NOT BETWEEN 0 AND 3660 THEN
+		RAISE EXCEPTION 'within_days must be between 0 and 3660' USING ERRCODE = '22023';
+	END IF;
+	m := payments.pay_current_merchant();
+	-- days counted from the merchant's billing date (its test clock, if
+	-- set): the UTC date, as a merchant has no time zone of its own (the
+	-- session's, ::date, listed a card or not by the TimeZone of the
+	-- client that asked)
+	last_day := (payments._billing_now(m) AT TIME ZONE 'UTC')::date + within_days;
+	RETURN QUERY SELECT x.* FROM payments.payment_methods x
+	WHERE x.merchant_id = m AND x.status = 'active'
+		AND x.card_exp_year IS NOT NULL
+		AND payments._card_expires_at(x.card_exp_year, x.card_exp_month) <= last_day
+	ORDER BY x.card_exp_year, x.card_exp_month, x.payment_method_id;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_expiring_payment_methods(integer) IS
+	'The current merchant''s active payment methods whose card''s last valid day (the last day of its expiry month) is within within_days days (default 30; already expired ones too) of its billing date (the UTC date of pay_billing_now(): its test clock, if set; not the session''s TimeZone), soonest first.';
+
+-- One payment_method.expiring event per active method, written once the
+-- card's last valid day is within payments.expiring_notice_days (default
+-- 30) days of its merchant's billing date (_billing_now: a test clock
+-- moves the notices as it moves the renewals);
+-- the worker's housekeeping runs it, and so may pg_cron (all merchants;
+-- running it twice writes nothing twice).  Returns how many events it wrote.
+CREATE OR REPLACE FUNCTION payments.pay_run_expiry_notices() RETURNS integer
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	days integer := current_setting('payments.expiring_notice_days')::integer;
+	-- the latest billing date of any merchant: nothing is due after it
+	-- (UTC dates, as in pay_expiring_payment_methods: not the TimeZone of
+	-- the session that runs this, the worker's or pg_cron's)
+	horizon date := (payments._billing_horizon(NULL) AT TIME ZONE 'UTC')::date;
+	clocks boolean := current_setting('payments.test_clocks', true) = 'on';
+	n integer;
+BEGIN
+	-- a method someone holds locked waits for the next run: a caller's open
+	-- transaction must not stop the notices of every merchant
+	WITH locked AS (
+		SELECT y.merchant_id, y.payment_method_id FROM payments.payment_methods y
+		WHERE y.status = 'active' AND y.expiring_notified_at IS NULL AND y.card_exp_year IS NOT NULL
+			AND payments._card_expires_at(y.card_exp_year, y.card_exp_month) <= horizon + days
+			AND CASE WHEN clocks THEN payments._card_expires_at(y.card_exp_year, y.card_exp_month)
+				<= (payments._billing_now(y.merchant_id) AT TIME ZONE 'UTC')::date + days ELSE true END
+		FOR UPDATE SKIP LOCKED
+	), due AS (
+		UPDATE payments.payment_methods x SET expiring_notified_at = clock_timestamp()
+		FROM locked l
+		WHERE x.merchant_id = l.merchant_id AND x.payment_method_id = l.payment_method_id
+			AND x.status = 'active' AND x.expiring_notified_at IS NULL
+		RETURNING x.*
+	)
+	INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
+	SELECT d.merchant_id, 'payment_method.expiring',
+		jsonb_build_object('payment_method_id', d.payment_method_id, 'customer_id', d.customer_id,
+			'card_brand', d.card_brand, 'card_last4', d.card_last4, 'card_exp_month', d.card_exp_month,
+			'card_exp_year', d.card_exp_year,
+			'expires_at', payments._card_expires_at(d.card_exp_year, d.card_exp_month)),
+		d.correlation_id
+	FROM due d;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	RETURN n;
+END
+$$;
+COMMENT ON FUNCTION payments.pay_run_expiry_notices() IS
+	'Writes one payment_method.expiring event for each active payment method whose card''s last valid day is within payments.expiring_notice_days days (default 30) of its merchant''s billing date (the UTC date of its billing time: its test clock, if set; not the session''s TimeZone), once per method; all merchants. Run by the worker''s housekeeping; pg_cron may call it too. Returns how many events it wrote. Owner only.';
+
+------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,
 -- payment_api.sql, privileges.sql).  Keep this block LAST: its privilege
 -- and row-security statements cover every function and tenant table made

@@ -1036,8 +1036,11 @@ BEGIN
 		RAISE EXCEPTION 'within_days must be between 0 and 3660' USING ERRCODE = '22023';
 	END IF;
 	m := payments.pay_current_merchant();
-	-- days counted from the merchant's billing date (its test clock, if set)
-	last_day := payments._billing_now(m)::date + within_days;
+	-- days counted from the merchant's billing date (its test clock, if
+	-- set): the UTC date, as a merchant has no time zone of its own (the
+	-- session's, ::date, listed a card or not by the TimeZone of the
+	-- client that asked)
+	last_day := (payments._billing_now(m) AT TIME ZONE 'UTC')::date + within_days;
 	RETURN QUERY SELECT x.* FROM payments.payment_methods x
 	WHERE x.merchant_id = m AND x.status = 'active'
 		AND x.card_exp_year IS NOT NULL
@@ -1046,7 +1049,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments.pay_expiring_payment_methods(integer) IS
-	'The current merchant''s active payment methods whose card''s last valid day (the last day of its expiry month) is within within_days days (default 30; already expired ones too) of its billing date (pay_billing_now(): its test clock, if set), soonest first.';
+	'The current merchant''s active payment methods whose card''s last valid day (the last day of its expiry month) is within within_days days (default 30; already expired ones too) of its billing date (the UTC date of pay_billing_now(): its test clock, if set; not the session''s TimeZone), soonest first.';
 
 -- One payment_method.expiring event per active method, written once the
 -- card's last valid day is within payments.expiring_notice_days (default
@@ -1061,7 +1064,9 @@ CREATE FUNCTION payments.pay_run_expiry_notices() RETURNS integer
 DECLARE
 	days integer := current_setting('payments.expiring_notice_days')::integer;
 	-- the latest billing date of any merchant: nothing is due after it
-	horizon date := payments._billing_horizon(NULL)::date;
+	-- (UTC dates, as in pay_expiring_payment_methods: not the TimeZone of
+	-- the session that runs this, the worker's or pg_cron's)
+	horizon date := (payments._billing_horizon(NULL) AT TIME ZONE 'UTC')::date;
 	clocks boolean := current_setting('payments.test_clocks', true) = 'on';
 	n integer;
 BEGIN
@@ -1072,7 +1077,7 @@ BEGIN
 		WHERE y.status = 'active' AND y.expiring_notified_at IS NULL AND y.card_exp_year IS NOT NULL
 			AND payments._card_expires_at(y.card_exp_year, y.card_exp_month) <= horizon + days
 			AND CASE WHEN clocks THEN payments._card_expires_at(y.card_exp_year, y.card_exp_month)
-				<= payments._billing_now(y.merchant_id)::date + days ELSE true END
+				<= (payments._billing_now(y.merchant_id) AT TIME ZONE 'UTC')::date + days ELSE true END
 		FOR UPDATE SKIP LOCKED
 	), due AS (
 		UPDATE payments.payment_methods x SET expiring_notified_at = clock_timestamp()
@@ -1094,4 +1099,4 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments.pay_run_expiry_notices() IS
-	'Writes one payment_method.expiring event for each active payment method whose card''s last valid day is within payments.expiring_notice_days days (default 30) of its merchant''s billing date (its test clock, if set), once per method; all merchants. Run by the worker''s housekeeping; pg_cron may call it too. Returns how many events it wrote. Owner only.';
+	'Writes one payment_method.expiring event for each active payment method whose card''s last valid day is within payments.expiring_notice_days days (default 30) of its merchant''s billing date (the UTC date of its billing time: its test clock, if set; not the session''s TimeZone), once per method; all merchants. Run by the worker''s housekeeping; pg_cron may call it too. Returns how many events it wrote. Owner only.';

@@ -23,7 +23,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(193);
+SELECT plan(196);
 
 -- helpers ------------------------------------------------------------------
 
@@ -302,6 +302,34 @@ SELECT is((SELECT count(*)::integer FROM pay_expiring_payment_methods(within_day
 	+ (SELECT count(*)::integer FROM payments.events e WHERE e.merchant_id = :expiry_real
 		AND e.event_type = 'payment_method.expiring'), 0,
 	'a merchant without a clock: the same card, by the real date, is neither listed nor noticed');
+
+-- 3d. expiring-card notices do not follow the session's TimeZone ----------
+-- A merchant has no time zone of its own: its billing date is the UTC date
+-- of its billing clock, whatever TimeZone the caller's session (or the
+-- worker's, or pg_cron's) has.  Before: _billing_now(m)::date, the date in
+-- the session's zone, so the same card was listed or not, and noticed or
+-- not, by the client that asked.  Card valid through December 31, 2045.
+
+CREATE TEMP TABLE ez AS SELECT pg_temp.merchant('expiry-west', '2045-12-01 02:00 UTC') AS w,
+	pg_temp.merchant('expiry-east', '2045-11-30 12:00 UTC') AS e;
+ALTER TABLE ez ADD COLUMN wpm bigint, ADD COLUMN epm bigint;
+UPDATE ez SET wpm = pg_temp.card(w, pg_temp.customer(w, false), 'active', '4545'),
+	epm = pg_temp.card(e, pg_temp.customer(e, false), 'active', '4646');
+-- December 1 by UTC, still November 30 in New York: the last day is 30 days away
+SET LOCAL TimeZone = 'America/New_York';
+SELECT pg_temp.act_as(w) FROM ez \gset x_
+SELECT is((SELECT string_agg(x.payment_method_id::text, ',') FROM pay_expiring_payment_methods(within_days => 30) x),
+	(SELECT wpm::text FROM ez), 'December 1 UTC, a session in New York (November 30 there): listed as expiring within 30 days');
+-- November 30 by UTC, already December 1 on Kiritimati: 31 days away
+SET LOCAL TimeZone = 'Pacific/Kiritimati';
+SELECT pg_temp.act_as(e) FROM ez \gset x_
+SELECT is((SELECT count(*)::integer FROM pay_expiring_payment_methods(within_days => 30)), 0,
+	'November 30 UTC, a session on Kiritimati (December 1 there): not listed as expiring within 30 days');
+SELECT payments.pay_run_expiry_notices() \gset x_
+SELECT is((SELECT string_agg(e.merchant_id::text, ',' ORDER BY e.merchant_id) FROM ez, payments.events e
+	WHERE e.merchant_id IN (ez.w, ez.e) AND e.event_type = 'payment_method.expiring'),
+	(SELECT w::text FROM ez), 'the notice run from a session on Kiritimati notices the card due by UTC only');
+SET LOCAL TimeZone = 'UTC';
 
 -- 4. cancellation at the period's end ---------------------------------------
 
