@@ -16748,7 +16748,11 @@ CREATE OR REPLACE FUNCTION payments._shadowed_object(classid oid, objid oid) RET
 	SELECT min(obj.shadowed)
 	FROM obj, nsp, pg_catalog.pg_namespace s, pg_catalog.pg_roles r, pg_catalog.pg_database d
 	WHERE obj.shadowed IS NOT NULL AND obj.namespace <> nsp.oid
-		AND s.oid = obj.namespace AND s.nspname NOT LIKE 'pg\_temp\_%'
+		-- starts_with, not LIKE 'pg\_temp\_%': a function body is parsed
+		-- under the session's standard_conforming_strings, and with it off
+		-- '\_' read as '_', a wildcard: a schema such as pgxtempx passed
+		-- for a temporary one and its functions went unchecked
+		AND s.oid = obj.namespace AND NOT starts_with(s.nspname, 'pg_temp_')
 		AND r.oid = obj.owner AND NOT r.rolsuper
 		AND d.datname = current_database() AND NOT pg_has_role(obj.owner, d.datdba, 'MEMBER')
 		AND NOT EXISTS (SELECT FROM pg_catalog.pg_extension e
@@ -17119,6 +17123,258 @@ END
 $$;
 COMMENT ON FUNCTION payments.pay_run_expiry_notices() IS
 	'Writes one payment_method.expiring event for each active payment method whose card''s last valid day is within payments.expiring_notice_days days (default 30) of its merchant''s billing date (the UTC date of its billing time: its test clock, if set; not the session''s TimeZone), once per method; all merchants. Run by the worker''s housekeeping; pg_cron may call it too. Returns how many events it wrote. Owner only.';
+
+-- Invoice lines: their wall-clock times are written by to_char
+-- (YYYY-MM-DD HH24:MI:SS), not as format()'s %s of a timestamp, which
+-- followed the DateStyle of the session that issued the invoice or made the
+-- change (01/03/2095 under SQL, DMY; 01.03.2095 under German).
+CREATE OR REPLACE FUNCTION payments._issue_invoice(p_merchant_id bigint, p_subscription_id bigint, p_kind text,
+	p_period_index integer, p_period_start timestamptz, p_period_end timestamptz,
+	p_lines jsonb DEFAULT NULL, p_background boolean DEFAULT false)
+	RETURNS payments.invoices
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	s payments.subscriptions;
+	lines jsonb;
+	total payments.pay_amount;
+	credit payments.pay_amount;
+	inv payments.invoices;
+	pm payments.payment_methods;
+	pid bigint;
+	now_ timestamptz := payments._billing_now(p_merchant_id);
+BEGIN
+	SELECT * INTO STRICT s FROM payments.subscriptions x
+	WHERE x.merchant_id = p_merchant_id AND x.subscription_id = p_subscription_id;
+	IF p_lines IS NOT NULL THEN
+		lines := p_lines;
+	ELSIF p_kind IN ('first', 'renewal') THEN
+		lines := jsonb_build_array(jsonb_build_object('kind', 'subscription',
+			-- the wall-clock times as to_char writes them: their text
+			-- (format's %s) followed the DateStyle of the session that
+			-- issued the invoice, and 01/06/2031 read as 6 January or 1 June
+			'description', format('%s x %s, %s to %s', s.quantity, s.unit_amount,
+				to_char(p_period_start AT TIME ZONE s.time_zone, 'YYYY-MM-DD HH24:MI:SS'),
+				to_char(p_period_end AT TIME ZONE s.time_zone, 'YYYY-MM-DD HH24:MI:SS')),
+			'unit_amount', s.unit_amount::text, 'quantity', s.quantity,
+			'amount', (s.unit_amount * s.quantity)::text));
+	ELSE
+		RAISE EXCEPTION 'a % invoice needs its lines', p_kind USING ERRCODE = '22023';
+	END IF;
+	IF p_kind IN ('first', 'renewal') THEN
+		lines := lines || coalesce((SELECT jsonb_agg(jsonb_build_object('kind', i.kind,
+				'description', i.description, 'amount', i.amount::text, 'item_id', i.item_id) ORDER BY i.item_id)
+			FROM payments.invoice_items i
+			WHERE i.merchant_id = p_merchant_id AND i.subscription_id = p_subscription_id
+				AND i.invoice_id IS NULL), '[]');
+	END IF;
+	SELECT coalesce(sum((l ->> 'amount')::payments.pay_amount), s.unit_amount * 0) INTO total
+	FROM jsonb_array_elements(lines) l;
+	IF pay_currency(total) <> pay_currency(s.unit_amount) THEN
+		RAISE EXCEPTION 'invoice lines must be in %', pay_currency(s.unit_amount) USING ERRCODE = '22023';
+	END IF;
+	credit := total * 0;
+	IF pay_minor_units(total) < 0 THEN
+		credit := total;
+		total := total * 0;
+	END IF;
+
+	-- the first charge's payment is known before the invoice is written, so
+	-- that the invoice is written once, with its first attempt
+	IF pay_minor_units(total) > 0 THEN
+		pm := payments._invoice_payment_method(p_merchant_id, s.customer_id, s.payment_method_id);
+		IF pm.payment_method_id IS NOT NULL THEN
+			pid := nextval('payments.payments_payment_id_seq');
+		END IF;
+	END IF;
+	INSERT INTO payments.invoices (merchant_id, subscription_id, customer_id, kind, period_index,
+		period_start, period_end, amount, lines, correlation_id, payment_id, attempt_count)
+	VALUES (p_merchant_id, p_subscription_id, s.customer_id, p_kind, p_period_index,
+		p_period_start, p_period_end, total, lines, s.correlation_id, pid, (pid IS NOT NULL)::integer)
+	ON CONFLICT (merchant_id, subscription_id, period_index) WHERE kind IN ('first', 'renewal') DO NOTHING
+	RETURNING * INTO inv;
+	IF NOT FOUND THEN
+		RETURN inv;
+	END IF;
+	IF p_kind IN ('first', 'renewal') THEN
+		UPDATE payments.invoice_items SET invoice_id = inv.invoice_id
+		WHERE merchant_id = p_merchant_id AND subscription_id = p_subscription_id AND invoice_id IS NULL;
+	END IF;
+	IF pay_minor_units(credit) < 0 THEN
+		INSERT INTO payments.invoice_items (merchant_id, subscription_id, kind, amount, description)
+		VALUES (p_merchant_id, p_subscription_id, 'credit', credit,
+			format('Credit carried over from invoice %s', inv.invoice_id));
+	END IF;
+	IF pay_minor_units(total) = 0 THEN
+		UPDATE payments.invoices SET status = 'paid', paid_at = now_, closed_at = now_
+		WHERE merchant_id = p_merchant_id AND invoice_id = inv.invoice_id
+		RETURNING * INTO inv;
+		PERFORM payments._subscription_invoice_paid(p_merchant_id, p_subscription_id);
+	ELSIF pid IS NULL THEN
+		-- a failed charge like any other: dunning (or, for a first
+		-- invoice, the wait until the subscription expires)
+		inv := payments._invoice_payment_failed(p_merchant_id, inv.invoice_id, NULL,
+			'no_payment_method', 'The customer has no usable payment method.');
+	ELSE
+		PERFORM payments._queue_invoice_charge(inv, pm, pid, p_background);
+	END IF;
+	RETURN inv;
+END
+$$;
+CREATE OR REPLACE FUNCTION payments._period_line(s payments.subscriptions, p_start timestamptz, p_end timestamptz,
+	p_from timestamptz)
+	RETURNS jsonb
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+	SELECT jsonb_build_object('kind', 'subscription',
+		-- wall-clock times as to_char writes them, whatever the session's DateStyle
+		'description', format('%s x %s, %s to %s%s', s.quantity, s.unit_amount,
+			to_char(greatest(p_from, p_start) AT TIME ZONE s.time_zone, 'YYYY-MM-DD HH24:MI:SS'),
+			to_char(p_end AT TIME ZONE s.time_zone, 'YYYY-MM-DD HH24:MI:SS'),
+			CASE WHEN p_from > p_start THEN format(' (prorated: %s of %s seconds)',
+				floor(extract(epoch FROM p_end) - extract(epoch FROM p_from))::bigint,
+				floor(extract(epoch FROM p_end) - extract(epoch FROM p_start))::bigint) ELSE '' END),
+		'unit_amount', s.unit_amount::text, 'quantity', s.quantity,
+		'amount', payments._prorate(s.unit_amount * s.quantity, p_start, p_end, p_from)::text)
+	$$;
+CREATE OR REPLACE FUNCTION payments._subscription_change(s payments.subscriptions, p_plan_id bigint,
+	p_price payments.pay_amount, p_quantity integer, p_proration text, p_at timestamptz)
+	RETURNS jsonb
+	LANGUAGE plpgsql STABLE
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	p payments.plans;
+	new_plan bigint := s.plan_id;
+	new_unit payments.pay_amount := s.unit_amount;
+	new_qty integer := coalesce(p_quantity, s.quantity);
+	effective text := p_proration;
+	-- what the current period was billed at: a change without proration
+	-- set the terms of the next period only (period_amount keeps this
+	-- period's); a credit for its unused part at the new terms credited
+	-- (or charged) money never paid
+	old_total payments.pay_amount := coalesce(s.period_amount, s.unit_amount * s.quantity);
+	new_total payments.pay_amount;
+	credit payments.pay_amount;
+	charge payments.pay_amount;
+	next_invoice payments.pay_amount;
+	lines jsonb := '[]';
+	-- the change's wall-clock time in the lines, as to_char writes it (its
+	-- text followed the DateStyle of the session that made the change)
+	at_local text := to_char(p_at AT TIME ZONE s.time_zone, 'YYYY-MM-DD HH24:MI:SS');
+BEGIN
+	IF p_proration IS NULL OR p_proration NOT IN ('none', 'next_invoice', 'invoice_now') THEN
+		RAISE EXCEPTION 'proration must be none, next_invoice or invoice_now'
+			USING ERRCODE = '22023',
+				HINT = 'none changes the price from the next period; next_invoice adds the difference for the rest of this period to the next invoice; invoice_now charges it at once.';
+	END IF;
+	IF p_plan_id IS NOT NULL AND p_price IS NOT NULL THEN
+		RAISE EXCEPTION 'plan_id and price cannot both be given' USING ERRCODE = '22023';
+	END IF;
+	IF p_plan_id IS NULL AND p_price IS NULL AND p_quantity IS NULL THEN
+		RAISE EXCEPTION 'nothing to change' USING ERRCODE = '22023', HINT = 'Pass plan_id, price or quantity.';
+	END IF;
+	PERFORM payments._require_not_ended(s, 'change');
+	IF s.status NOT IN ('active', 'trialing', 'paused') THEN
+		RAISE EXCEPTION 'cannot change subscription % in status %', s.subscription_id, s.status
+			USING ERRCODE = '22Y20', HINT = 'Change it once its open invoice is paid (status active).';
+	END IF;
+	IF p_plan_id IS NOT NULL THEN
+		p := payments._find_plan(p_plan_id);
+		IF NOT p.active AND p.plan_id IS DISTINCT FROM s.plan_id THEN
+			RAISE EXCEPTION 'plan % is inactive', p.plan_id
+				USING ERRCODE = '22Y20', HINT = 'Inactive plans take no new subscriptions; make it active again (pay_update_plan) or use another.';
+		END IF;
+		IF p.interval_unit <> s.interval_unit OR p.interval_count <> s.interval_count THEN
+			RAISE EXCEPTION 'cannot change the billing interval of subscription %', s.subscription_id
+				USING ERRCODE = '22023',
+					DETAIL = format('The subscription is billed every %s %s; plan %s every %s %s. Its periods are counted from its anchor and each is invoiced once, so the interval is fixed.',
+						s.interval_count, s.interval_unit, p.plan_id, p.interval_count, p.interval_unit),
+					HINT = 'Cancel it (pay_cancel_subscription) and create a new subscription to the plan.';
+		END IF;
+		new_plan := p.plan_id;
+		new_unit := p.amount;
+	ELSIF p_price IS NOT NULL THEN
+		PERFORM payments._check_price(p_price, 'price');
+		new_plan := NULL;
+		new_unit := p_price;
+	END IF;
+	IF pay_currency(new_unit) <> pay_currency(s.unit_amount) THEN
+		RAISE EXCEPTION 'cannot change the currency of subscription % from % to %', s.subscription_id,
+			pay_currency(s.unit_amount), pay_currency(new_unit)
+			USING ERRCODE = '22Y03', HINT = 'Cancel it and create a new subscription in the other currency.';
+	END IF;
+	IF new_qty NOT BETWEEN 1 AND 100000 THEN
+		RAISE EXCEPTION 'quantity must be between 1 and 100000' USING ERRCODE = '22023';
+	END IF;
+	new_total := new_unit * new_qty;
+	PERFORM payments._check_gateway_input(new_total, NULL, NULL, NULL);
+	-- Paused, the period is paid at the old amount and a resume within it
+	-- charges nothing more: prorating from now would credit time not
+	-- served, and taking the change without proration would serve the rest
+	-- of the period after a resume at the new amount for the old one.  So
+	-- only proration none, which says that, is taken.
+	IF s.status = 'paused' AND p_proration <> 'none' AND new_total <> old_total THEN
+		RAISE EXCEPTION 'a change of paused subscription % cannot be prorated', s.subscription_id
+			USING ERRCODE = '22Y20',
+				DETAIL = format('The period it is paused in was paid at %s; resumed within it, nothing more is charged.', old_total),
+				HINT = 'Resume it first and then change it, or pass proration => ''none'': the new amount then applies from the next period.';
+	END IF;
+	-- in a trial nothing has been paid: the new price simply applies from
+	-- the next invoice.  A trial has ended once its subscription is in
+	-- period 0 (still trialing while the charge of that period's invoice is
+	-- not answered): that period is invoiced at the old amount, so a change
+	-- is prorated as when active
+	IF s.status = 'paused' OR (s.status = 'trialing' AND s.current_period_index < 0) THEN
+		effective := 'none';
+	END IF;
+	IF effective <> 'none' AND new_total <> old_total THEN
+		credit := - payments._prorate(old_total, s.current_period_start, s.current_period_end, p_at);
+		charge := payments._prorate(new_total, s.current_period_start, s.current_period_end, p_at);
+		IF pay_minor_units(credit) <> 0 THEN
+			lines := lines || jsonb_build_object('kind', 'proration',
+				'description', CASE WHEN s.period_amount IS NULL
+					THEN format('Unused time on %s x %s from %s', s.quantity, s.unit_amount, at_local)
+					ELSE format('Unused time on %s from %s', old_total, at_local) END,
+				'unit_amount', s.unit_amount::text, 'quantity', s.quantity, 'amount', credit::text);
+		END IF;
+		IF pay_minor_units(charge) <> 0 THEN
+			lines := lines || jsonb_build_object('kind', 'proration',
+				'description', format('Remaining time on %s x %s from %s', new_qty, new_unit, at_local),
+				'unit_amount', new_unit::text, 'quantity', new_qty, 'amount', charge::text);
+		END IF;
+	END IF;
+	-- the next invoice this change leaves must be one the gateway takes:
+	-- the new amount, the items already waiting for it and, with
+	-- next_invoice, this change's lines (refused now, not by the worker
+	-- when the renewal is charged)
+	next_invoice := new_total + coalesce((SELECT sum(i.amount) FROM payments.invoice_items i
+			WHERE i.merchant_id = s.merchant_id AND i.subscription_id = s.subscription_id
+				AND i.invoice_id IS NULL), new_total * 0);
+	IF effective = 'next_invoice' THEN
+		next_invoice := next_invoice + coalesce((SELECT sum((l ->> 'amount')::payments.pay_amount)
+			FROM jsonb_array_elements(lines) l), new_total * 0);
+	END IF;
+	IF pay_minor_units(next_invoice) > 0 THEN
+		PERFORM payments._check_gateway_input(next_invoice, NULL, NULL, NULL);
+	END IF;
+	RETURN jsonb_build_object('subscription_id', s.subscription_id, 'status', s.status,
+		'proration', effective, 'at', p_at,
+		'period_start', s.current_period_start, 'period_end', s.current_period_end,
+		'remaining_seconds', greatest(0, least(floor(extract(epoch FROM s.current_period_end) - extract(epoch FROM p_at)),
+			floor(extract(epoch FROM s.current_period_end) - extract(epoch FROM s.current_period_start))))::bigint,
+		'period_seconds', floor(extract(epoch FROM s.current_period_end) - extract(epoch FROM s.current_period_start))::bigint,
+		'old', jsonb_build_object('plan_id', s.plan_id, 'unit_amount', s.unit_amount::text, 'quantity', s.quantity,
+			'amount', old_total::text),
+		'new', jsonb_build_object('plan_id', new_plan, 'unit_amount', new_unit::text, 'quantity', new_qty,
+			'amount', new_total::text),
+		'lines', lines,
+		'total', coalesce((SELECT sum((l ->> 'amount')::payments.pay_amount) FROM jsonb_array_elements(lines) l),
+			new_total * 0)::text);
+END
+$$;
 
 ------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,

@@ -260,8 +260,12 @@ BEGIN
 		lines := p_lines;
 	ELSIF p_kind IN ('first', 'renewal') THEN
 		lines := jsonb_build_array(jsonb_build_object('kind', 'subscription',
+			-- the wall-clock times as to_char writes them: their text
+			-- (format's %s) followed the DateStyle of the session that
+			-- issued the invoice, and 01/06/2031 read as 6 January or 1 June
 			'description', format('%s x %s, %s to %s', s.quantity, s.unit_amount,
-				p_period_start AT TIME ZONE s.time_zone, p_period_end AT TIME ZONE s.time_zone),
+				to_char(p_period_start AT TIME ZONE s.time_zone, 'YYYY-MM-DD HH24:MI:SS'),
+				to_char(p_period_end AT TIME ZONE s.time_zone, 'YYYY-MM-DD HH24:MI:SS')),
 			'unit_amount', s.unit_amount::text, 'quantity', s.quantity,
 			'amount', (s.unit_amount * s.quantity)::text));
 	ELSE

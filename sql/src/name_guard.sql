@@ -74,7 +74,11 @@ CREATE FUNCTION payments._shadowed_object(classid oid, objid oid) RETURNS text
 	SELECT min(obj.shadowed)
 	FROM obj, nsp, pg_catalog.pg_namespace s, pg_catalog.pg_roles r, pg_catalog.pg_database d
 	WHERE obj.shadowed IS NOT NULL AND obj.namespace <> nsp.oid
-		AND s.oid = obj.namespace AND s.nspname NOT LIKE 'pg\_temp\_%'
+		-- starts_with, not LIKE 'pg\_temp\_%': a function body is parsed
+		-- under the session's standard_conforming_strings, and with it off
+		-- '\_' read as '_', a wildcard: a schema such as pgxtempx passed
+		-- for a temporary one and its functions went unchecked
+		AND s.oid = obj.namespace AND NOT starts_with(s.nspname, 'pg_temp_')
 		AND r.oid = obj.owner AND NOT r.rolsuper
 		AND d.datname = current_database() AND NOT pg_has_role(obj.owner, d.datdba, 'MEMBER')
 		AND NOT EXISTS (SELECT FROM pg_catalog.pg_extension e

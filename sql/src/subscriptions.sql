@@ -262,8 +262,10 @@ CREATE FUNCTION payments._period_line(s payments.subscriptions, p_start timestam
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT jsonb_build_object('kind', 'subscription',
+		-- wall-clock times as to_char writes them, whatever the session's DateStyle
 		'description', format('%s x %s, %s to %s%s', s.quantity, s.unit_amount,
-			greatest(p_from, p_start) AT TIME ZONE s.time_zone, p_end AT TIME ZONE s.time_zone,
+			to_char(greatest(p_from, p_start) AT TIME ZONE s.time_zone, 'YYYY-MM-DD HH24:MI:SS'),
+			to_char(p_end AT TIME ZONE s.time_zone, 'YYYY-MM-DD HH24:MI:SS'),
 			CASE WHEN p_from > p_start THEN format(' (prorated: %s of %s seconds)',
 				floor(extract(epoch FROM p_end) - extract(epoch FROM p_from))::bigint,
 				floor(extract(epoch FROM p_end) - extract(epoch FROM p_start))::bigint) ELSE '' END),
@@ -1063,7 +1065,9 @@ DECLARE
 	charge payments.pay_amount;
 	next_invoice payments.pay_amount;
 	lines jsonb := '[]';
-	at_local timestamp := p_at AT TIME ZONE s.time_zone;
+	-- the change's wall-clock time in the lines, as to_char writes it (its
+	-- text followed the DateStyle of the session that made the change)
+	at_local text := to_char(p_at AT TIME ZONE s.time_zone, 'YYYY-MM-DD HH24:MI:SS');
 BEGIN
 	IF p_proration IS NULL OR p_proration NOT IN ('none', 'next_invoice', 'invoice_now') THEN
 		RAISE EXCEPTION 'proration must be none, next_invoice or invoice_now'

@@ -17,7 +17,7 @@
 \set ON_ERROR_STOP true
 BEGIN;
 SET LOCAL TimeZone = 'UTC';
-SELECT plan(277);
+SELECT plan(279);
 
 CREATE TEMP TABLE ids (name text PRIMARY KEY, id bigint NOT NULL);
 CREATE FUNCTION pg_temp.id(n text) RETURNS bigint LANGUAGE sql STABLE AS $$ SELECT id FROM ids WHERE name = n $$;
@@ -621,6 +621,24 @@ SELECT is((SELECT subscription_id FROM pay_create_subscription(customer_id => pg
 	idempotency_key => 'sub-tz')), pg_temp.id('tzk'),
 	'the same key and anchor from a session in another time zone return the same subscription');
 SET LOCAL TimeZone = 'UTC';
+-- the text of an invoice's lines does not follow the session's DateStyle:
+-- its wall-clock times were format()'s %s of a timestamp, 01/03/2095
+-- under SQL, DMY (1 March; 3 January to a reader in MDY) and 01.03.2095
+-- under German
+SET LOCAL DateStyle = 'SQL, DMY';
+SELECT pg_temp.keep('dmy', subscription_id) FROM pay_create_subscription(customer_id => pg_temp.id('dee'),
+	price => '7.00 USD', interval_unit => 'month', billing_anchor => '2095-03-01 09:00', time_zone => 'America/New_York') \gset _
+SELECT is((SELECT lines -> 0 ->> 'description' FROM payments.invoices
+	WHERE merchant_id = pg_temp.id('nyc') AND subscription_id = pg_temp.id('dmy')),
+	'1 x 7.00 USD, 2095-03-01 09:00:00 to 2095-04-01 09:00:00',
+	'a first invoice issued from a session in DateStyle SQL, DMY: its line''s times are written YYYY-MM-DD');
+SELECT pg_temp.pay_open_invoices(pg_temp.id('dmy')) \gset _
+SET LOCAL DateStyle = 'German';
+SELECT is((SELECT string_agg(l ->> 'description', '; ' ORDER BY l ->> 'description')
+	FROM pay_preview_subscription_change(pg_temp.id('dmy'), quantity => 2) x, jsonb_array_elements(x -> 'lines') l),
+	'Remaining time on 2 x 7.00 USD from 2095-03-01 09:00:00; Unused time on 1 x 7.00 USD from 2095-03-01 09:00:00',
+	'a change previewed from a session in DateStyle German: its proration lines'' times are written YYYY-MM-DD');
+SET LOCAL DateStyle = 'ISO, MDY';
 SELECT pay_pause_subscription(pg_temp.id('ny')) \gset _
 SELECT pg_temp.clock('2095-11-16 14:00+00') \gset _
 SELECT is((SELECT concat_ws('|', current_period_index, current_period_start, current_period_end,
