@@ -68,7 +68,7 @@ settled() { as_merchant -c "SELECT status FROM payments.payments WHERE merchant_
 is "$(poll_value 30 settled)" succeeded "a purchase from a session with odd settings succeeds"
 inv=$(su -c "SELECT invoice_number FROM payments.payments WHERE merchant_id = $M AND payment_id = $P")
 is "$inv" "P$TAG$P" "its invoice number is P<tag><payment_id>"
-is "$(sim_ledger "$inv")" "purchase 1234.56" "the gateway charged 1234.56 under it"
+is "$(sim_ledger "$inv")" "charge 1234.56" "the gateway charged 1234.56 under it"
 T=$(su -c "SELECT gateway_trans_id FROM payments.payments WHERE merchant_id = $M AND payment_id = $P")
 details=$(curl -sS -X POST -H 'Content-Type: application/json' \
 	-d "{\"getTransactionDetailsRequest\":{\"merchantAuthentication\":{\"name\":\"$SIM_LOGIN\",\"transactionKey\":\"$SIM_KEY\"},\"transId\":\"$T\"}}" "$SIM_API" |
