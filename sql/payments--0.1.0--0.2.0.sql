@@ -17376,6 +17376,39 @@ BEGIN
 END
 $$;
 
+-- A restore is told by check_function_bodies off in a superuser's
+-- session (session_user; the C triggers: the outer user), not by the
+-- current user, which inside the API's SECURITY DEFINER functions is their
+-- owner: any caller could turn the setting off and have its payments made
+-- without audit rows or events, its operations taken for restored ones.
+CREATE OR REPLACE FUNCTION payments._restored_operation() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+BEGIN
+	-- a superuser's session (session_user): inside the API's SECURITY
+	-- DEFINER functions current_user is their owner, and any caller may
+	-- turn check_function_bodies off (before: its pay_purchase made an
+	-- operation "restored from a dump", taken for possibly sent)
+	IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = session_user) THEN
+		RETURN NEW;
+	END IF;
+	IF NEW.status IN ('queued', 'sending', 'dead') AND NEW.never_sent THEN
+		NEW.never_sent := false;
+		NEW.first_sent_at := coalesce(NEW.first_sent_at, greatest(NEW.created_at, NEW.updated_at));
+		NEW.last_error := 'restored from a dump: the server it was dumped from may have sent it';
+	END IF;
+	IF NEW.status = 'sending' THEN
+		NEW.status := 'queued';
+		NEW.next_attempt_at := now();
+		NEW.last_error := 'restored from a dump while its request was in flight';
+	END IF;
+	RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION payments._restored_operation() IS
+	'Trigger: an operation loaded by a restore (a superuser''s session, check_function_bodies off) that the dump has as queued, sending or dead and never sent is treated as possibly sent (resent identically inside the duplicate window, looked up past it); one sending is queued again at once.';
+
 ------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,
 -- payment_api.sql, privileges.sql).  Keep this block LAST: its privilege

@@ -53,10 +53,15 @@
  * per command; parsed request.headers are cached by their text.
  *
  * Restores: while check_function_bodies is off (every pg_dump script and
- * pg_restore sets it) and the user is a superuser or the owner of
- * payments.audit_log, nothing is audited: the rows a restore loads are the
- * dumped history, and audit_log itself is restored from the dump.  Those
- * roles could disable the trigger anyway, so this opens nothing new.
+ * pg_restore sets it) and the session's role (the outer user: SET ROLE,
+ * else the login role) is a superuser or the owner of payments.audit_log,
+ * nothing is audited: the rows a restore loads are the dumped history, and
+ * audit_log itself is restored from the dump.  Those roles could disable
+ * the trigger anyway, so this opens nothing new.  Not the current user:
+ * inside the API's SECURITY DEFINER functions that is the extension's
+ * owner, and any caller may turn check_function_bodies off in its session
+ * (before: SET check_function_bodies = off, then pay_purchase or
+ * pay_refund, wrote no audit row at all).
  *
  *-------------------------------------------------------------------------
  */
@@ -431,6 +436,18 @@ static bool
 user_is_audit_owner(void)
 {
 	Oid			user = GetUserId();
+
+	return superuser_arg(user) || has_privs_of_role(user, audit_log_owner);
+}
+
+/*
+ * Whether the session's role (SET ROLE, else the login role; not changed
+ * by a SECURITY DEFINER function) may act as the owner of the audit tables.
+ */
+static bool
+outer_user_is_audit_owner(void)
+{
+	Oid			user = GetOuterUserId();
 
 	return superuser_arg(user) || has_privs_of_role(user, audit_log_owner);
 }
@@ -2037,7 +2054,7 @@ pay_audit_trigger(PG_FUNCTION_ARGS)
 	load_globals();
 
 	/* a pg_dump script or pg_restore run by the owner: see the header */
-	if (!check_function_bodies && user_is_audit_owner())
+	if (!check_function_bodies && outer_user_is_audit_owner())
 		return PointerGetDatum(NULL);
 
 	if (RelationGetRelid(td->tg_relation) == audit_log_relid)

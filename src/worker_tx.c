@@ -334,6 +334,11 @@ limit_lock_waits(void)
  *   session may change, not a protection: under it every recording failed,
  *   and answers the gateway had given (charges made) waited in the
  *   worker's memory, their operations "sending", for as long as it lasted.
+ * - check_function_bodies on, whatever the database or role sets: off is
+ *   how the triggers tell a restore (pg_dump scripts and pg_restore turn it
+ *   off), and under it the rows a superuser's process writes get no event,
+ *   no audit row, and an operation is taken for one restored from a dump
+ *   (possibly sent).
  */
 void
 background_session_settings(void)
@@ -344,6 +349,7 @@ background_session_settings(void)
 	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("default_transaction_deferrable", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("check_function_bodies", "on", PGC_SUSET, PGC_S_OVERRIDE);
 }
 
 /*

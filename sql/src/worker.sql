@@ -912,7 +912,11 @@ CREATE FUNCTION payments._restored_operation() RETURNS trigger
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
-	IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user) THEN
+	-- a superuser's session (session_user): inside the API's SECURITY
+	-- DEFINER functions current_user is their owner, and any caller may
+	-- turn check_function_bodies off (before: its pay_purchase made an
+	-- operation "restored from a dump", taken for possibly sent)
+	IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = session_user) THEN
 		RETURN NEW;
 	END IF;
 	IF NEW.status IN ('queued', 'sending', 'dead') AND NEW.never_sent THEN
@@ -929,7 +933,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments._restored_operation() IS
-	'Trigger: an operation loaded by a restore (a superuser, check_function_bodies off) that the dump has as queued, sending or dead and never sent is treated as possibly sent (resent identically inside the duplicate window, looked up past it); one sending is queued again at once.';
+	'Trigger: an operation loaded by a restore (a superuser''s session, check_function_bodies off) that the dump has as queued, sending or dead and never sent is treated as possibly sent (resent identically inside the duplicate window, looked up past it); one sending is queued again at once.';
 CREATE TRIGGER operations_restored BEFORE INSERT ON payments.operations
 	FOR EACH ROW WHEN (NOT pg_catalog.current_setting('check_function_bodies')::boolean)
 	EXECUTE FUNCTION payments._restored_operation();

@@ -14,6 +14,15 @@
 #   gets the amount, the card's expiry and the invoice number as from a
 #   default session, and a repeat with its key from a default session is
 #   the same request.
+# - check_function_bodies = off, which any session may set, is how the
+#   triggers tell a restore (pg_dump scripts and pg_restore set it) when a
+#   superuser writes.  They asked the current user, which inside the API's
+#   SECURITY DEFINER functions is their owner: a bound role's purchase made
+#   with it off wrote no audit row and no event, and its operation was
+#   taken for one restored from a dump (possibly sent).  Now the session's
+#   role decides.  And the worker runs with it on whatever the database
+#   sets (before: with ALTER DATABASE ... SET check_function_bodies = off
+#   its claims wrote no operation.sending event).
 # (Expiring cards against the session's TimeZone, invoice lines against
 # its DateStyle: pgTAP billing and subscriptions.)
 set -euo pipefail
@@ -33,6 +42,11 @@ sqlstate() {
 cleanup() {
 	su -c "DROP SCHEMA IF EXISTS pgxtempx CASCADE" -c "REVOKE CREATE ON DATABASE payments FROM ss_evil" \
 		-c "DROP OWNED BY ss_evil" -c "DROP ROLE IF EXISTS ss_evil" >/dev/null 2>&1 || true
+	if [ -n "${DB_SET:-}" ]; then
+		su -c "ALTER DATABASE payments RESET check_function_bodies" >/dev/null 2>&1 || true
+		restart_worker || true
+	fi
+	su -c "SELECT payments.pay_revoke_api('ss_app')" -c "DROP OWNED BY ss_app" -c "DROP ROLE IF EXISTS ss_app" >/dev/null 2>&1 || true
 	sim_stop
 }
 trap cleanup EXIT
@@ -77,5 +91,36 @@ print("|".join([str(t.get("authAmount")), t["order"]["description"], t["order"][
 is "$details" "1234.56|settings|$inv" "the gateway's details: the amount, description and invoice number as given"
 is "$(as_merchant -c "$buy")" "$P" "the same call with its key from a default session returns the same payment"
 is "$(as_merchant -c "$odd" -c "$buy")" "$P" "and from the odd session again"
+
+###########################################################################
+# 3. check_function_bodies off in a caller's session is not a restore.
+su -c "DROP ROLE IF EXISTS ss_app" -c "CREATE ROLE ss_app LOGIN" -c "SELECT payments.pay_bind_role('ss_app', merchant_id => $M)" >/dev/null
+P=$(as ss_app -c "SET check_function_bodies = off" -c "SELECT payment_id FROM payments.pay_purchase(amount => '21.00 USD',
+	card => payments.pay_card('4111 1111 1111 1111', 7, $year, '123'))")
+# as inserted (the worker may have sent it since)
+is "$(su -c "SELECT concat_ws('|', new_row ->> 'never_sent', coalesce(new_row ->> 'first_sent_at', '-'), coalesce(new_row ->> 'last_error', '-'))
+	FROM payments.audit_log WHERE merchant_id = $M AND table_name = 'operations' AND operation = 'INSERT'
+		AND (new_row ->> 'payment_id')::bigint = $P")" "true|-|-" \
+	"a bound role's purchase with check_function_bodies off: its operation was inserted as never sent, not as restored"
+is "$(su -c "SELECT string_agg(DISTINCT table_name, ',' ORDER BY table_name) FROM payments.audit_log
+	WHERE merchant_id = $M AND table_name IN ('payments', 'operations') AND (new_row ->> 'payment_id')::bigint = $P")" \
+	"operations,payments" "its payment and operation have audit rows"
+is "$(su -c "SELECT string_agg(event_type, ',' ORDER BY event_id) FROM payments.events
+	WHERE merchant_id = $M AND payment_id = $P AND event_type IN ('payment.pending', 'operation.queued')")" \
+	"payment.pending,operation.queued" "and their events"
+is "$(poll_value 30 settled)" succeeded "it succeeds"
+
+# the worker, under a database default of check_function_bodies = off
+su -c "ALTER DATABASE payments SET check_function_bodies = off" >/dev/null
+DB_SET=1
+ok "$(passed restart_worker)" "a worker starts under the database's check_function_bodies = off"
+P=$(as_merchant -c "SET check_function_bodies = on" -c "SELECT payment_id FROM payments.pay_purchase(amount => '22.00 USD',
+	card => payments.pay_card('4111 1111 1111 1111', 7, $year, '123'))")
+is "$(poll_value 30 settled)" succeeded "a purchase it sends succeeds"
+is "$(su -c "SELECT count(*) FROM payments.events WHERE merchant_id = $M AND payment_id = $P AND event_type = 'operation.sending'")" 1 \
+	"the worker's claim wrote the operation.sending event"
+su -c "ALTER DATABASE payments RESET check_function_bodies" >/dev/null
+ok "$(passed restart_worker)" "the worker restarts under the database's defaults"
+DB_SET=
 
 tap_done
