@@ -103,8 +103,9 @@ is "$(su -c "SELECT concat_ws('|', new_row ->> 'never_sent', coalesce(new_row ->
 		AND (new_row ->> 'payment_id')::bigint = $P")" "true|-|-" \
 	"a bound role's purchase with check_function_bodies off: its operation was inserted as never sent, not as restored"
 is "$(su -c "SELECT string_agg(DISTINCT table_name, ',' ORDER BY table_name) FROM payments.audit_log
-	WHERE merchant_id = $M AND table_name IN ('payments', 'operations') AND (new_row ->> 'payment_id')::bigint = $P")" \
-	"operations,payments" "its payment and operation have audit rows"
+	WHERE merchant_id = $M AND table_name IN ('payments', 'operations') AND operation = 'INSERT'
+		AND (new_row ->> 'payment_id')::bigint = $P")" \
+	"operations,payments" "its payment's and operation's inserts have audit rows"
 is "$(su -c "SELECT string_agg(event_type, ',' ORDER BY event_id) FROM payments.events
 	WHERE merchant_id = $M AND payment_id = $P AND event_type IN ('payment.pending', 'operation.queued')")" \
 	"payment.pending,operation.queued" "and their events"
