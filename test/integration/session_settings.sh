@@ -54,7 +54,7 @@ year=$(($(date +%Y) + 3))
 
 ###########################################################################
 # 1. The name guard does not follow standard_conforming_strings.
-su -c "DROP ROLE IF EXISTS ss_evil" -c "CREATE ROLE ss_evil LOGIN" -c "GRANT CREATE ON DATABASE payments TO ss_evil" >/dev/null
+su -c "SET client_min_messages = warning" -c "DROP ROLE IF EXISTS ss_evil" -c "CREATE ROLE ss_evil LOGIN" -c "GRANT CREATE ON DATABASE payments TO ss_evil" >/dev/null
 is "$(sqlstate ss_evil -c "SET standard_conforming_strings = off" -c "SET escape_string_warning = off" \
 	-c "CREATE SCHEMA pgxtempx" \
 	-c "CREATE FUNCTION pgxtempx.pay_current_merchant() RETURNS bigint LANGUAGE sql AS 'SELECT 1::bigint'")" 42501 \
@@ -94,7 +94,7 @@ is "$(as_merchant -c "$odd" -c "$buy")" "$P" "and from the odd session again"
 
 ###########################################################################
 # 3. check_function_bodies off in a caller's session is not a restore.
-su -c "DROP ROLE IF EXISTS ss_app" -c "CREATE ROLE ss_app LOGIN" -c "SELECT payments.pay_bind_role('ss_app', merchant_id => $M)" >/dev/null
+su -c "SET client_min_messages = warning" -c "DROP ROLE IF EXISTS ss_app" -c "CREATE ROLE ss_app LOGIN" -c "SELECT payments.pay_bind_role('ss_app', merchant_id => $M)" >/dev/null
 P=$(as ss_app -c "SET check_function_bodies = off" -c "SELECT payment_id FROM payments.pay_purchase(amount => '21.00 USD',
 	card => payments.pay_card('4111 1111 1111 1111', 7, $year, '123'))")
 # as inserted (the worker may have sent it since)
