@@ -7,7 +7,9 @@
 
 -- One home for what each gateway outcome does (status_machine.sql): the
 -- table, and the worker's functions that read it instead of mapping the
--- outcomes themselves.
+-- outcomes themselves (_record_final_results and _record_result, made once
+-- since: in their final form in h-period-charge-number and
+-- h-capture-expired).
 CREATE TABLE payments.operation_outcomes (
 	operation_kind text NOT NULL,
 	outcome text NOT NULL,
@@ -58,151 +60,6 @@ INSERT INTO payments.operation_outcomes
 	('refund', 'retry', 'queued', NULL, NULL),
 	('refund', 'unknown', 'unknown', NULL, NULL);
 
-CREATE OR REPLACE FUNCTION payments._record_final_results(
-	p_merchant_id bigint[], p_operation_id bigint[], p_outcome text[],
-	p_response_code integer[], p_reason_code integer[], p_reason_text text[],
-	p_trans_id text[], p_auth_code text[], p_avs text[], p_cvv text[],
-	p_error text[], p_account_number text[])
-	RETURNS integer
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	SET enable_seqscan = off
-	SET enable_hashjoin = off
-	SET enable_mergejoin = off
-	SET plan_cache_mode = force_custom_plan
-	AS $$
-DECLARE
-	n integer;
-BEGIN
-	WITH r AS (
-		SELECT * FROM unnest(p_merchant_id, p_operation_id, p_outcome, p_response_code,
-			p_reason_code, p_reason_text, p_trans_id, p_auth_code, p_avs, p_cvv, p_error,
-			p_account_number) AS r(merchant_id, operation_id, outcome, response_code,
-			reason_code, reason_text, trans_id, auth_code, avs, cvv, error, account_number)
-	), ops AS (
-		-- the new statuses come from operation_outcomes; the amounts follow
-		-- them: authorized when the operation succeeded, captured when the
-		-- payment did, a decline when the operation failed
-		UPDATE payments.operations o SET
-			status = t.operation_status,
-			gateway_trans_id = nullif(nullif(r.trans_id, ''), '0'),
-			response_code = r.response_code, reason_code = r.reason_code,
-			reason_text = r.reason_text, last_error = r.error, completed_at = clock_timestamp()
-		FROM r, payments.operation_outcomes t
-		WHERE o.merchant_id = r.merchant_id AND o.operation_id = r.operation_id
-			AND o.status = 'sending' AND o.kind IN ('purchase', 'authorize')
-			AND t.operation_kind = o.kind AND t.outcome = r.outcome
-			AND t.operation_status IN ('succeeded', 'failed')
-		RETURNING o.merchant_id, o.operation_id, o.payment_id, t.operation_status,
-			t.payment_status, r.reason_code, r.reason_text, r.trans_id, r.auth_code, r.avs, r.cvv,
-			r.error, r.account_number
-	), erased AS (
-		DELETE FROM payments.card_vault v USING ops
-		WHERE v.merchant_id = ops.merchant_id AND v.operation_id = ops.operation_id
-	)
-	UPDATE payments.payments p SET
-		status = ops.payment_status,
-		amount_authorized = CASE WHEN ops.operation_status = 'succeeded' THEN p.amount END,
-		amount_captured = CASE WHEN ops.payment_status = 'succeeded' THEN p.amount END,
-		gateway_trans_id = nullif(nullif(ops.trans_id, ''), '0'),
-		auth_code = nullif(ops.auth_code, ''), avs_result = nullif(ops.avs, ''),
-		cvv_result = nullif(ops.cvv, ''),
-		-- opaque data (Accept.js) payments learn their last four digits here
-		card_last4 = coalesce(p.card_last4, nullif(right(ops.account_number, 4), '')),
-		decline_code = CASE WHEN ops.operation_status = 'failed'
-			THEN coalesce(ops.reason_code::text, ops.error) END,
-		decline_reason = CASE WHEN ops.operation_status = 'failed'
-			THEN coalesce(ops.reason_text, ops.error) END
-	FROM ops
-	WHERE p.merchant_id = ops.merchant_id AND p.payment_id = ops.payment_id;
-	GET DIAGNOSTICS n = ROW_COUNT;
-	RETURN n;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION payments._record_result(
-	p_merchant_id bigint, p_operation_id bigint, p_outcome text,
-	p_response_code integer, p_reason_code integer, p_reason_text text,
-	p_trans_id text, p_auth_code text, p_avs text, p_cvv text,
-	p_retry_at timestamptz, p_error text, p_account_number text)
-	RETURNS void
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	SET enable_seqscan = off
-	SET plan_cache_mode = force_custom_plan
-	AS $$
-DECLARE
-	o payments.operations;
-	p payments.payments;
-	t payments.operation_outcomes;
-	new_refunded payments.pay_amount;
-BEGIN
-	SELECT * INTO o FROM payments.operations
-	WHERE merchant_id = p_merchant_id AND operation_id = p_operation_id FOR UPDATE;
-	IF NOT FOUND OR o.status <> 'sending' THEN
-		RETURN;		-- not ours any more (a DBA discarded it)
-	END IF;
-	SELECT * INTO t FROM payments.operation_outcomes x
-	WHERE x.operation_kind = o.kind AND x.outcome = p_outcome;
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'invalid outcome % for operation %', p_outcome, p_operation_id
-			USING ERRCODE = '22023';
-	END IF;
-	SELECT * INTO p FROM payments.payments
-	WHERE merchant_id = o.merchant_id AND payment_id = o.payment_id FOR UPDATE;
-
-	IF t.operation_status NOT IN ('succeeded', 'failed') THEN
-		-- to be tried again at p_retry_at, unless out of attempts
-		UPDATE payments.operations SET
-			status = CASE WHEN o.attempts >= payments._max_attempts() THEN 'dead' ELSE t.operation_status END,
-			next_attempt_at = p_retry_at, last_error = p_error,
-			-- retry: provably never sent this time, so the duplicate window
-			-- starts with the first real send; unknown: it may have been
-			never_sent = o.never_sent AND p_outcome = 'retry',
-			first_sent_at = CASE WHEN o.never_sent AND p_outcome = 'retry' THEN NULL ELSE o.first_sent_at END
-		WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
-		IF t.payment_status IS NOT NULL AND p.status = t.payment_status_from THEN
-			UPDATE payments.payments SET status = t.payment_status
-			WHERE merchant_id = p.merchant_id AND payment_id = p.payment_id;
-		END IF;
-		RETURN;
-	END IF;
-
-	-- a final answer from the gateway
-	IF o.kind IN ('purchase', 'authorize') THEN
-		PERFORM payments._record_final_results(ARRAY[p_merchant_id], ARRAY[p_operation_id],
-			ARRAY[p_outcome], ARRAY[p_response_code], ARRAY[p_reason_code], ARRAY[p_reason_text],
-			ARRAY[p_trans_id], ARRAY[p_auth_code], ARRAY[p_avs], ARRAY[p_cvv], ARRAY[p_error],
-			ARRAY[p_account_number]);
-		RETURN;
-	END IF;
-	UPDATE payments.operations SET
-		status = t.operation_status,
-		gateway_trans_id = nullif(nullif(p_trans_id, ''), '0'),
-		response_code = p_response_code, reason_code = p_reason_code, reason_text = p_reason_text,
-		last_error = p_error, completed_at = clock_timestamp()
-	WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
-	DELETE FROM payments.card_vault WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
-
-	IF t.payment_status IS NULL OR p.status IS DISTINCT FROM coalesce(t.payment_status_from, p.status) THEN
-		RETURN;
-	END IF;
-	IF o.kind = 'capture' THEN
-		UPDATE payments.payments SET status = t.payment_status, amount_captured = o.amount
-		WHERE merchant_id = p.merchant_id AND payment_id = p.payment_id;
-	ELSIF o.kind = 'refund' THEN
-		new_refunded := p.amount_refunded + o.amount;
-		UPDATE payments.payments SET amount_refunded = new_refunded,
-			status = CASE WHEN t.payment_status = 'refunded' AND new_refunded <> p.amount_captured
-				THEN 'partially_refunded' ELSE t.payment_status END
-		WHERE merchant_id = p.merchant_id AND payment_id = p.payment_id;
-	ELSE
-		UPDATE payments.payments SET status = t.payment_status
-		WHERE merchant_id = p.merchant_id AND payment_id = p.payment_id;
-	END IF;
-END
-$$;
-
 CREATE OR REPLACE FUNCTION payments._recover_in_flight() RETURNS integer
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments, pg_temp
@@ -239,6 +96,8 @@ CREATE OR REPLACE FUNCTION payments._max_attempts() RETURNS integer
 -- pay_metrics); pay_configure_gateway refuses http:// (unless
 -- payments.allow_insecure_endpoint), can ask for a credentials check
 -- (verify => true) and retries held operations at once.
+-- Made once since: _claim_verifications in h-plans; pay_configure_gateway in
+-- h-discard-never-sent (their final form).
 ------------------------------------------------------------------------------
 
 ------------------------------------------------------------------------------
@@ -402,32 +261,6 @@ CREATE FUNCTION payments._gateway_failing(p_limit integer)
 COMMENT ON FUNCTION payments._gateway_failing(integer) IS
 	'Worker: the merchants whose gateway account is failing (at most p_limit, oldest first, with the total), for pay_worker_health and pay_metrics.';
 
--- The credentials checks asked for: claimed as "sending" before anything is
--- sent.  A check left "sending" by a worker that stopped is sent again (it
--- changes nothing at the gateway).
-CREATE FUNCTION payments._claim_verifications(p_limit integer)
-	RETURNS TABLE (merchant_id bigint, requested_at timestamptz, api_login_id text,
-		transaction_key text, endpoint_url text, ca_file text, timeout_ms integer)
-	LANGUAGE sql
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-	UPDATE payments.gateway_status s SET verification = 'sending',
-		verification_sent_at = clock_timestamp(), updated_at = now()
-	FROM payments.gateway_config g
-	WHERE g.merchant_id = s.merchant_id
-		AND s.merchant_id IN (
-			SELECT x.merchant_id FROM payments.gateway_status x
-			WHERE x.verification = 'requested'
-				OR (x.verification = 'sending' AND x.verification_sent_at < now() - interval '15 minutes')
-			ORDER BY x.verification_requested_at
-			LIMIT p_limit
-			FOR UPDATE SKIP LOCKED)
-	RETURNING s.merchant_id, s.verification_requested_at, g.api_login_id, g.transaction_key,
-		g.endpoint_url, g.ca_file, g.timeout_ms
-	$$;
-COMMENT ON FUNCTION payments._claim_verifications(integer) IS
-	'Worker: claims up to p_limit credentials checks asked for by pay_configure_gateway(verify => true), marking them sending.';
-
 -- The answer to a credentials check (only for the request it answers: a
 -- newer pay_configure_gateway(verify => true) asks again).
 CREATE FUNCTION payments._record_verification(p_merchant_id bigint, p_requested_at timestamptz,
@@ -447,65 +280,6 @@ COMMENT ON FUNCTION payments._record_verification(bigint, timestamptz, boolean, 
 	'Worker: records the answer to a credentials check (succeeded or failed, the gateway''s code and text).';
 
 DROP FUNCTION payments.pay_configure_gateway(text, text, text, text, text, integer, bigint);
-CREATE FUNCTION payments.pay_configure_gateway(
-	api_login_id text,
-	transaction_key text,
-	endpoint_url text DEFAULT 'https://apitest.authorize.net/xml/v1/request.api',
-	signature_key text DEFAULT NULL,
-	ca_file text DEFAULT NULL,
-	timeout_ms integer DEFAULT 30000,
-	merchant_id bigint DEFAULT NULL,
-	verify boolean DEFAULT false)
-	RETURNS void
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	m bigint := coalesce(pay_configure_gateway.merchant_id, payments.pay_current_merchant());
-	was_configured boolean;
-	held_until timestamptz;
-BEGIN
-	-- the transaction key and the card numbers must not travel in clear
-	IF lower(endpoint_url) LIKE 'http://%'
-		AND NOT current_setting('payments.allow_insecure_endpoint')::boolean THEN
-		RAISE EXCEPTION 'the gateway endpoint must use https'
-			USING ERRCODE = '22Y30',
-				DETAIL = 'Over http the transaction key and card numbers would travel in clear.',
-				HINT = 'Use the https endpoint of the gateway; for a test against a local simulator a superuser can SET payments.allow_insecure_endpoint = on.';
-	END IF;
-	SELECT true INTO was_configured FROM payments.gateway_config g WHERE g.merchant_id = m;
-	INSERT INTO payments.gateway_config AS g (merchant_id, api_login_id, transaction_key, endpoint_url,
-		signature_key, ca_file, timeout_ms)
-	VALUES (m, api_login_id, transaction_key, endpoint_url, signature_key, ca_file, timeout_ms)
-	ON CONFLICT ON CONSTRAINT gateway_config_pkey DO UPDATE SET api_login_id = EXCLUDED.api_login_id,
-		transaction_key = EXCLUDED.transaction_key, endpoint_url = EXCLUDED.endpoint_url,
-		signature_key = EXCLUDED.signature_key, ca_file = EXCLUDED.ca_file,
-		timeout_ms = EXCLUDED.timeout_ms, updated_at = now();
-
-	-- a new configuration starts a new backoff; a check is asked for
-	SELECT s.retry_at INTO held_until FROM payments.gateway_status s WHERE s.merchant_id = m FOR UPDATE;
-	INSERT INTO payments.gateway_status AS s (merchant_id, verification, verification_requested_at)
-	VALUES (m, CASE WHEN verify THEN 'requested' END, CASE WHEN verify THEN clock_timestamp() END)
-	ON CONFLICT ON CONSTRAINT gateway_status_pkey DO UPDATE SET failures = 0, retry_at = NULL,
-		verification = CASE WHEN verify THEN 'requested' ELSE s.verification END,
-		verification_requested_at = CASE WHEN verify THEN clock_timestamp() ELSE s.verification_requested_at END,
-		verification_sent_at = CASE WHEN verify THEN NULL ELSE s.verification_sent_at END,
-		verification_finished_at = CASE WHEN verify THEN NULL ELSE s.verification_finished_at END,
-		verification_code = CASE WHEN verify THEN NULL ELSE s.verification_code END,
-		verification_text = CASE WHEN verify THEN NULL ELSE s.verification_text END,
-		updated_at = now();
-
-	-- what waited for a configuration, or was held by an account error,
-	-- is tried now
-	UPDATE payments.operations o SET next_attempt_at = now()
-	WHERE o.merchant_id = m AND o.status IN ('queued', 'unknown') AND o.next_attempt_at > now()
-		AND (was_configured IS NULL OR o.next_attempt_at <= held_until);
-	PERFORM payments._wake_at_commit();
-END
-$$;
-REVOKE ALL ON FUNCTION payments.pay_configure_gateway(text, text, text, text, text, integer, bigint, boolean) FROM PUBLIC;
-COMMENT ON FUNCTION payments.pay_configure_gateway(text, text, text, text, text, integer, bigint, boolean) IS
-	'Sets the Authorize.Net API login id, transaction key, endpoint URL (https only, unless payments.allow_insecure_endpoint), signature key, CA file (for a private CA such as the simulator''s) and timeout of a merchant (default: the current one), and retries at once the operations that waited for a configuration or were held by an account error. verify => true asks the worker to check the credentials with the gateway (authenticateTestRequest) after commit; pay_gateway_status() shows the answer. Owner only; the values are stored in an owner-only table, never in settings or logs.';
 
 -- Wait up to wait_ms for a merchant's credentials check asked for by an
 -- earlier, committed pay_configure_gateway(verify => true) to be answered.
@@ -578,12 +352,7 @@ COMMENT ON FUNCTION payments.pay_gateway_status(bigint, integer) IS
 	'A merchant''s gateway (default: the current one): configured, endpoint, state (ok, failing after an account error such as E00007, unconfigured), since when it fails, the last account error code and text, until when its operations are held and how many, and the last credentials check (verification requested, sending, succeeded or failed, with the gateway''s code and text). wait_ms > 0 waits up to that long for a check asked for by an earlier, committed pay_configure_gateway(verify => true); in a database the worker does not serve, which never sends it, it returns at once with a NOTICE (01Y01). No secrets. Owner only.';
 
 -- internal functions are not for callers (sql/src/privileges.sql)
-REVOKE ALL ON FUNCTION payments._account_backoff(integer),
-	payments._gateway_status_note(bigint[], bigint[], text[], text[], bigint[]),
-	payments._gateway_failing(integer), payments._claim_verifications(integer),
-	payments._record_verification(bigint, timestamptz, boolean, text, text),
-	payments._wait_for_verification(bigint, integer)
-	FROM PUBLIC;
+REVOKE ALL ON FUNCTION payments._account_backoff(integer), payments._gateway_status_note(bigint[], bigint[], text[], text[], bigint[]), payments._gateway_failing(integer), payments._record_verification(bigint, timestamptz, boolean, text, text), payments._wait_for_verification(bigint, integer)	FROM PUBLIC;
 
 DROP FUNCTION payments.pay_worker_health();
 CREATE FUNCTION payments.pay_worker_health(
@@ -602,6 +371,9 @@ COMMENT ON FUNCTION payments.pay_worker_health() IS
 -- h-settle: refunds and voids decided by the worker from the gateway's state
 -- of the transaction; settlement learned for every captured payment from
 -- the batch lists; payments held for review resolved from the gateway.
+-- Made once since: _settlement_candidates in h-account-life;
+-- _record_refund_decision in h-refund-paths; _review_candidates in
+-- h-account-bound; pay_refund in h-refund-dead-letters (their final form).
 ------------------------------------------------------------------------------
 
 ALTER TABLE payments.payments ADD COLUMN settlement_batch_id text;
@@ -672,61 +444,6 @@ $$;
 COMMENT ON FUNCTION payments._record_settlements(bigint, text[], text[], text[]) IS
 	'Worker: records the captures (gateway transIds) the gateway shows settled, with batch id and settlement time, and releases the refunds waiting for them.';
 
-CREATE FUNCTION payments._settlement_candidates(p_limit integer)
-	RETURNS TABLE (merchant_id bigint, payment_id bigint, gateway_trans_id text,
-		created_at timestamptz, api_login_id text, transaction_key text, endpoint_url text,
-		ca_file text, timeout_ms integer)
-	LANGUAGE sql STABLE
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-	SELECT p.merchant_id, p.payment_id, p.gateway_trans_id, p.created_at,
-		g.api_login_id, g.transaction_key, g.endpoint_url, g.ca_file, g.timeout_ms
-	FROM payments.payments p
-	JOIN payments.gateway_config g ON g.merchant_id = p.merchant_id
-	WHERE p.settled_at IS NULL AND p.gateway_trans_id IS NOT NULL
-		AND p.status IN ('succeeded', 'partially_refunded')
-		AND p.created_at > now() - interval '31 days'
-	ORDER BY p.merchant_id, p.created_at
-	LIMIT p_limit
-	$$;
-COMMENT ON FUNCTION payments._settlement_candidates(integer) IS
-	'Worker: captured payments (of the last 31 days) whose settlement is not known yet, ordered by merchant, to look for in the gateway''s settled batches.';
-
-CREATE FUNCTION payments._record_refund_decision(p_merchant_id bigint, p_operation_id bigint,
-	p_decision text, p_note text)
-	RETURNS void
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	o payments.operations;
-	settled boolean;
-BEGIN
-	IF p_decision IS NULL OR p_decision NOT IN ('void', 'wait') THEN
-		RAISE EXCEPTION 'invalid refund decision % for operation %', p_decision, p_operation_id
-			USING ERRCODE = '22023';
-	END IF;
-	SELECT * INTO o FROM payments.operations
-	WHERE merchant_id = p_merchant_id AND operation_id = p_operation_id FOR UPDATE;
-	IF NOT FOUND OR o.status <> 'sending' OR o.kind <> 'refund' THEN
-		RETURN;		-- not ours any more (a DBA discarded it)
-	END IF;
-	SELECT p.settled_at IS NOT NULL INTO settled FROM payments.payments p
-	WHERE p.merchant_id = o.merchant_id AND p.payment_id = o.payment_id;
-	-- nothing was sent: the duplicate window has not started
-	UPDATE payments.operations SET
-		status = CASE WHEN p_decision = 'wait' AND NOT settled THEN 'waiting_settlement' ELSE 'queued' END,
-		via_void = p_decision = 'void',
-		attempts = CASE WHEN p_decision = 'wait' THEN 0 ELSE o.attempts END,
-		next_attempt_at = CASE WHEN p_decision = 'wait' THEN now() + interval '6 hours' ELSE now() END,
-		last_error = p_note,
-		first_sent_at = CASE WHEN o.never_sent THEN NULL ELSE o.first_sent_at END
-	WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
-END
-$$;
-COMMENT ON FUNCTION payments._record_refund_decision(bigint, bigint, text, text) IS
-	'Worker: records how a refund of an unsettled capture goes out, decided from the gateway''s state before sending: as a void (void, queued again) or after settlement (wait, waiting_settlement).';
-
 CREATE FUNCTION payments._recheck_waiting_refunds() RETURNS integer
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments, pg_temp
@@ -742,26 +459,6 @@ END
 $$;
 COMMENT ON FUNCTION payments._recheck_waiting_refunds() IS
 	'Worker: queues again the refunds that have waited six hours for a settlement, to ask the gateway about the capture once more.';
-CREATE FUNCTION payments._review_candidates(p_limit integer)
-	RETURNS TABLE (merchant_id bigint, payment_id bigint, kind text, invoice_number text,
-		gateway_trans_id text, api_login_id text, transaction_key text, endpoint_url text,
-		ca_file text, timeout_ms integer)
-	LANGUAGE sql STABLE
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-	SELECT p.merchant_id, p.payment_id, p.kind, p.invoice_number, p.gateway_trans_id,
-		g.api_login_id, g.transaction_key, g.endpoint_url, g.ca_file, g.timeout_ms
-	FROM payments.payments p
-	JOIN payments.gateway_config g ON g.merchant_id = p.merchant_id
-	WHERE p.status = 'in_review' AND p.gateway_trans_id IS NOT NULL
-		AND NOT EXISTS (SELECT 1 FROM payments.operations o
-			WHERE o.merchant_id = p.merchant_id AND o.payment_id = p.payment_id
-				AND o.status IN ('queued', 'sending', 'unknown'))
-	ORDER BY p.updated_at
-	LIMIT p_limit
-	$$;
-COMMENT ON FUNCTION payments._review_candidates(integer) IS
-	'Worker: payments held for review, to ask the gateway what became of them.';
 
 CREATE FUNCTION payments._resolve_review(p_merchant_id bigint, p_payment_id bigint,
 	p_transaction_status text, p_status_class text, p_response_code integer,
@@ -808,14 +505,7 @@ $$;
 COMMENT ON FUNCTION payments._resolve_review(bigint, bigint, text, text, integer, integer, text, text) IS
 	'Worker: moves a payment held for review to what the gateway decided (requires_capture or succeeded when approved, failed when declined or expired, canceled when voided).';
 
-REVOKE ALL ON FUNCTION payments._gateway_time(text),
-	payments._record_settlements(bigint, text[], text[], text[]),
-	payments._settlement_candidates(integer),
-	payments._record_refund_decision(bigint, bigint, text, text),
-	payments._recheck_waiting_refunds(),
-	payments._review_candidates(integer),
-	payments._resolve_review(bigint, bigint, text, text, integer, integer, text, text)
-	FROM PUBLIC;
+REVOKE ALL ON FUNCTION payments._gateway_time(text), payments._record_settlements(bigint, text[], text[], text[]), payments._recheck_waiting_refunds(), payments._resolve_review(bigint, bigint, text, text, integer, integer, text, text)	FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION payments.pay_void(
 	payment_id bigint,
@@ -859,63 +549,6 @@ $$;
 COMMENT ON FUNCTION payments.pay_void(bigint, text, text) IS
 	'Cancel an authorization or an unsettled capture. Returns the void operation; the worker sends it after COMMIT.';
 
-CREATE OR REPLACE FUNCTION payments.pay_refund(
-	payment_id bigint,
-	amount payments.pay_amount DEFAULT NULL,
-	reason text DEFAULT NULL,
-	idempotency_key text DEFAULT NULL,
-	correlation_id text DEFAULT NULL)
-	RETURNS payments.operations
-	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	p payments.payments := payments._lock_payment(pay_refund.payment_id);
-	o payments.operations := payments._idempotent_operation(p.merchant_id, pay_refund.idempotency_key,
-		'refund', md5(jsonb_build_array(pay_refund.payment_id, pay_refund.amount::text, pay_refund.reason)::text));
-	captured payments.pay_amount;
-	committed payments.pay_amount;
-	remaining payments.pay_amount;
-	refund_amount payments.pay_amount;
-BEGIN
-	IF o.operation_id IS NOT NULL THEN
-		RETURN o;
-	END IF;
-	IF p.status NOT IN ('succeeded', 'partially_refunded') THEN
-		PERFORM payments._wrong_state(p, 'refund');
-	END IF;
-	captured := p.amount_captured;
-	-- refunds already made or on their way count against what is left
-	SELECT coalesce(sum(x.amount), p.amount * 0) INTO committed FROM payments.operations x
-	WHERE x.merchant_id = p.merchant_id AND x.payment_id = p.payment_id AND x.kind = 'refund'
-		AND x.status IN ('queued', 'sending', 'unknown', 'succeeded', 'waiting_settlement', 'dead');
-	remaining := captured - committed;
-	refund_amount := coalesce(pay_refund.amount, remaining);
-	IF pay_minor_units(refund_amount) <= 0 THEN
-		RAISE EXCEPTION 'refund amount must be positive' USING ERRCODE = '22Y23',
-			DETAIL = format('%s of %s captured is left to refund.', remaining, captured);
-	END IF;
-	IF refund_amount > remaining THEN
-		RAISE EXCEPTION 'refund amount % exceeds the % left to refund', refund_amount, remaining
-			USING ERRCODE = '22Y21',
-				DETAIL = format('%s was captured and %s is refunded or being refunded.', captured, committed);
-	END IF;
-	IF payments._busy_operation(p) IS NOT NULL AND NOT EXISTS (SELECT 1 FROM payments.operations x
-			WHERE x.merchant_id = p.merchant_id AND x.payment_id = p.payment_id
-				AND x.status IN ('queued', 'sending', 'unknown') AND x.kind = 'refund') THEN
-		PERFORM payments._wrong_state(p, 'refund', 'Another operation on this payment is in progress.');
-	END IF;
-	-- Void, refund or wait is decided by the worker from the gateway's state
-	-- of the capture when it processes the refund: settled, a refund; not
-	-- settled, a void when the whole capture is refunded, else it waits
-	-- (waiting_settlement) and goes out once the batch has settled.
-	RETURN payments._new_operation(p, 'refund', refund_amount, 'queued', pay_refund.reason,
-		pay_refund.idempotency_key, pay_refund.correlation_id);
-END
-$$;
-COMMENT ON FUNCTION payments.pay_refund(bigint, payments.pay_amount, text, text, text) IS
-	'Refund a captured payment, fully or partially (several partial refunds up to the captured amount). The worker asks the gateway first: a settled capture is refunded; before settlement a full refund is sent as a void and a partial one waits for settlement (waiting_settlement). Returns the refund operation.';
-
 -- ---------------------------------------------------------------------------
 -- h-input: refuse at the call what the gateway would refuse (issue 9).
 -- The argument checks of the payment API (payment_api.sql): idempotency
@@ -924,31 +557,10 @@ COMMENT ON FUNCTION payments.pay_refund(bigint, payments.pay_amount, text, text,
 -- carries (payments._check_gateway_input, in C: 22Y24, 22001, 22Y26,
 -- 22Y22), the correlation id of every operation; pay_card's comment (at
 -- most 16 digits).
+-- Made once since: _check_idempotency_key, _check_gateway_input in
+-- h-free-text; _idempotency_claim in h-erasure-keys; _create_payment in
+-- h-purchase-scope; _new_operation in h-account-life (their final form).
 -- ---------------------------------------------------------------------------
-CREATE FUNCTION payments._check_idempotency_key(p_key text) RETURNS void
-	LANGUAGE plpgsql IMMUTABLE
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-BEGIN
-	IF length(p_key) NOT BETWEEN 1 AND 255 THEN
-		RAISE EXCEPTION 'invalid idempotency key'
-			USING ERRCODE = '22Y25',
-				DETAIL = format('The key has %s characters; an idempotency key has 1 to 255.', length(p_key)),
-				HINT = 'Pass a key of 1 to 255 characters, such as a UUID, or NULL for none.';
-	END IF;
-END
-$$;
-COMMENT ON FUNCTION payments._check_idempotency_key(text) IS
-	'Internal: raises 22Y25 unless an idempotency key is 1 to 255 characters; the message never quotes the key.';
-
-CREATE FUNCTION payments._check_gateway_input(amount payments.pay_amount, description text,
-	customer jsonb, correlation_id text, customer_profile_id text DEFAULT NULL,
-	payment_profile_id text DEFAULT NULL)
-	RETURNS void
-	LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'pay_check_gateway_input';
-COMMENT ON FUNCTION payments._check_gateway_input(payments.pay_amount, text, jsonb, text, text, text) IS
-	'Internal: raises 22Y24 (character the gateway cannot carry), 22001 (text longer than the gateway field), 22Y26 (amount of more digits than the gateway takes) or 22Y22 (profile id not 1 to 20 digits) for input a payment request would carry.';
-
 CREATE FUNCTION payments._check_opaque_data(p_opaque_data jsonb) RETURNS void
 	LANGUAGE plpgsql IMMUTABLE
 	SET search_path = pg_catalog, payments, pg_temp
@@ -981,170 +593,7 @@ $$;
 COMMENT ON FUNCTION payments._check_opaque_data(jsonb) IS
 	'Internal: raises 22Y22 unless opaque data is an object with non-empty string dataDescriptor and dataValue.';
 
-CREATE OR REPLACE FUNCTION payments._idempotency_claim(p_merchant bigint, p_key text, p_kind text, p_hash text)
-	RETURNS payments.idempotency_keys
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	existing payments.idempotency_keys;
-BEGIN
-	IF p_key IS NULL THEN
-		RETURN NULL;
-	END IF;
-	PERFORM payments._check_idempotency_key(p_key);
-	INSERT INTO payments.idempotency_keys (merchant_id, idempotency_key, request_kind, request_hash)
-	VALUES (p_merchant, p_key, p_kind, p_hash)
-	ON CONFLICT DO NOTHING;
-	IF FOUND THEN
-		RETURN NULL;
-	END IF;
-	SELECT * INTO existing FROM payments.idempotency_keys
-	WHERE merchant_id = p_merchant AND idempotency_key = p_key;
-	IF existing.request_kind <> p_kind OR existing.request_hash <> p_hash THEN
-		RAISE EXCEPTION 'idempotency key was already used with different parameters'
-			USING ERRCODE = 'PT409',
-				DETAIL = format('The key was first used for %s with other arguments.', existing.request_kind),
-				HINT = 'Use a new idempotency key for a new request, or repeat the original request exactly.';
-	END IF;
-	RETURN existing;
-END
-$$;
-CREATE OR REPLACE FUNCTION payments._create_payment(
-	p_kind text, p_amount payments.pay_amount, p_card payments.pay_card, p_opaque_data jsonb,
-	p_customer_profile_id text, p_payment_profile_id text, p_description text, p_order_ref text,
-	p_customer jsonb, p_metadata jsonb, p_idempotency_key text, p_correlation_id text)
-	RETURNS payments.payments
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	m bigint := payments.pay_current_merchant();
-	methods int := (p_card IS NOT NULL)::int + (p_opaque_data IS NOT NULL)::int
-		+ (p_customer_profile_id IS NOT NULL OR p_payment_profile_id IS NOT NULL)::int;
-	method text;
-	idem payments.idempotency_keys;
-	pid bigint;
-	oid_ bigint;
-	corr text := payments._correlation_id(p_correlation_id);
-	result payments.payments;
-BEGIN
-	IF p_amount IS NULL THEN
-		RAISE EXCEPTION 'amount is required' USING ERRCODE = '22004';
-	END IF;
-	IF pay_minor_units(p_amount) <= 0 THEN
-		RAISE EXCEPTION 'amount must be positive' USING ERRCODE = '22Y23',
-			DETAIL = format('The amount given was %s.', p_amount);
-	END IF;
-	IF methods <> 1 THEN
-		RAISE EXCEPTION 'exactly one payment method is required'
-			USING ERRCODE = '22Y22',
-				DETAIL = format('%s payment methods were given.', methods),
-				HINT = 'Pass card, opaque_data, or customer_profile_id with payment_profile_id.';
-	END IF;
-	IF p_card IS NOT NULL THEN
-		method := 'card';
-	ELSIF p_opaque_data IS NOT NULL THEN
-		method := 'opaque_data';
-		PERFORM payments._check_opaque_data(p_opaque_data);
-	ELSE
-		method := 'profile';
-		IF p_customer_profile_id IS NULL OR p_payment_profile_id IS NULL THEN
-			RAISE EXCEPTION 'customer_profile_id and payment_profile_id go together'
-				USING ERRCODE = '22Y22';
-		END IF;
-	END IF;
-	IF p_customer IS NOT NULL AND jsonb_typeof(p_customer) <> 'object' THEN
-		RAISE EXCEPTION 'customer must be a JSON object' USING ERRCODE = '22023';
-	END IF;
-	IF p_metadata IS NOT NULL AND jsonb_typeof(p_metadata) <> 'object' THEN
-		RAISE EXCEPTION 'metadata must be a JSON object' USING ERRCODE = '22023';
-	END IF;
-	PERFORM payments._check_gateway_input(p_amount, p_description, p_customer, corr,
-		p_customer_profile_id, p_payment_profile_id);
-
-	idem := payments._idempotency_claim(m, p_idempotency_key, p_kind, md5(jsonb_build_array(
-		p_amount::text, payments.pay_card_fingerprint(p_card), payments.pay_card_exp_month(p_card),
-		payments.pay_card_exp_year(p_card), p_opaque_data, p_customer_profile_id, p_payment_profile_id,
-		p_description, p_order_ref, p_customer, p_metadata)::text));
-	IF idem.payment_id IS NOT NULL THEN
-		SELECT * INTO result FROM payments.payments WHERE merchant_id = m AND payment_id = idem.payment_id;
-		RETURN result;
-	END IF;
-
-	pid := nextval('payments.payments_payment_id_seq');
-	INSERT INTO payments.payments (merchant_id, payment_id, kind, amount, amount_refunded,
-		payment_method, card_brand, card_last4, card_exp_month, card_exp_year, card_fingerprint,
-		customer_profile_id, payment_profile_id, invoice_number, description, order_ref,
-		customer, metadata, correlation_id, idempotency_key)
-	OVERRIDING SYSTEM VALUE
-	VALUES (m, pid, p_kind, p_amount, p_amount * 0, method,
-		payments.pay_card_brand(p_card), payments.pay_card_last4(p_card),
-		payments.pay_card_exp_month(p_card), payments.pay_card_exp_year(p_card),
-		payments.pay_card_fingerprint(p_card),
-		p_customer_profile_id, p_payment_profile_id,
-		'P' || payments._invoice_tag() || pid, p_description, p_order_ref,
-		coalesce(p_customer, '{}'), coalesce(p_metadata, '{}'), corr, p_idempotency_key)
-	RETURNING * INTO result;
-
-	INSERT INTO payments.operations (merchant_id, payment_id, kind, amount, idempotency_key, correlation_id)
-	VALUES (m, pid, p_kind, p_amount, p_idempotency_key, corr)
-	RETURNING operation_id INTO oid_;
-
-	IF p_card IS NOT NULL THEN
-		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
-		VALUES (m, oid_, payments._card_sealed(p_card));
-	ELSIF p_opaque_data IS NOT NULL THEN
-		-- the nonce can charge the card once: it waits sealed, like a card
-		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
-		VALUES (m, oid_, payments._opaque_data_sealed(p_opaque_data ->> 'dataDescriptor',
-			p_opaque_data ->> 'dataValue'));
-	END IF;
-
-	IF p_idempotency_key IS NOT NULL THEN
-		UPDATE payments.idempotency_keys SET payment_id = pid, operation_id = oid_
-		WHERE merchant_id = m AND idempotency_key = p_idempotency_key;
-	END IF;
-	PERFORM payments._wake_at_commit();
-	RETURN result;
-END
-$$;
-CREATE OR REPLACE FUNCTION payments._new_operation(p payments.payments, p_kind text, p_amount payments.pay_amount,
-	p_status text, p_reason text, p_key text, p_correlation_id text, p_via_void boolean DEFAULT false)
-	RETURNS payments.operations
-	LANGUAGE plpgsql AS $$
-DECLARE
-	o payments.operations;
-	corr text := payments._correlation_id(p_correlation_id);
-BEGIN
-	-- the correlation id is sent as refId
-	PERFORM payments._check_gateway_input(NULL, NULL, NULL, corr);
-	-- a capture, void or refund acts on the payment's transaction: it goes to
-	-- the gateway account the payment was made at, or nowhere
-	-- (_claim_operations holds it if the merchant moved to another)
-	INSERT INTO payments.operations (merchant_id, payment_id, kind, status, amount, reason, via_void,
-		idempotency_key, correlation_id, gateway_account)
-	VALUES (p.merchant_id, p.payment_id, p_kind, p_status, p_amount, p_reason, p_via_void, p_key, corr,
-		(SELECT x.gateway_account FROM payments.operations x
-		 WHERE x.merchant_id = p.merchant_id AND x.payment_id = p.payment_id
-			AND x.kind IN ('purchase', 'authorize')
-		 ORDER BY x.operation_id LIMIT 1))
-	RETURNING * INTO o;
-	IF p_key IS NOT NULL THEN
-		UPDATE payments.idempotency_keys SET payment_id = p.payment_id, operation_id = o.operation_id,
-			customer_id = p.customer_id
-		WHERE merchant_id = p.merchant_id AND idempotency_key = p_key;
-	END IF;
-	IF p_status = 'queued' THEN
-		PERFORM payments._wake_at_commit();
-	END IF;
-	RETURN o;
-END
-$$;
-REVOKE ALL ON FUNCTION payments._check_idempotency_key(text),
-	payments._check_gateway_input(payments.pay_amount, text, jsonb, text, text, text),
-	payments._check_opaque_data(jsonb)
-	FROM PUBLIC;
+REVOKE ALL ON FUNCTION payments._check_opaque_data(jsonb)	FROM PUBLIC;
 
 COMMENT ON FUNCTION payments.pay_card(text, integer, integer, text, text) IS
 	'Validate a card and return it as pay_card. number: 12 to 16 digits (the gateway takes at most 16), optionally grouped by single spaces or dashes, Luhn-valid, of a supported brand (Visa, Mastercard, American Express, Discover, JCB, Diners Club, UnionPay) and a length that brand issues. exp_month 1-12; exp_year two (20YY) or four digits; valid through the end of the month (UTC), at most 20 years ahead. cvv: 3 digits, 4 for American Express. holder_name: up to 100 characters. A NULL number, month or year is an error (22004); NULL cvv or holder_name means absent. Errors never quote the input.';
@@ -1199,6 +648,7 @@ COMMENT ON FUNCTION payments.pay_card_fingerprint(payments.pay_card) IS
 ------------------------------------------------------------------------------
 -- h-rest: pay_metrics served as text/plain by PostgREST (a media type
 -- handler domain); payment search (pay_list_payments) and its indexes.
+-- Made once since: pay_list_payments in h-free-text-bounds (its final form).
 ------------------------------------------------------------------------------
 
 CREATE DOMAIN payments."text/plain" AS text;
@@ -1276,64 +726,6 @@ CREATE FUNCTION payments._list_payments_query(has_cursor boolean, has_status boo
 COMMENT ON FUNCTION payments._list_payments_query(boolean, boolean, boolean, boolean, boolean, boolean, boolean, boolean) IS
 	'Internal: the query pay_list_payments runs for the filters given (parameters $1 to $12).';
 
-CREATE FUNCTION payments.pay_list_payments(
-	status text DEFAULT NULL,
-	created_from timestamptz DEFAULT NULL,
-	created_to timestamptz DEFAULT NULL,
-	order_ref text DEFAULT NULL,
-	customer_email text DEFAULT NULL,
-	amount_min payments.pay_amount DEFAULT NULL,
-	amount_max payments.pay_amount DEFAULT NULL,
-	after bigint DEFAULT NULL,
-	page_size integer DEFAULT 50)
-	RETURNS SETOF payments.payments
-	LANGUAGE plpgsql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	m bigint := payments.pay_current_merchant();
-	cursor_at timestamptz;
-BEGIN
-	IF page_size IS NULL OR page_size NOT BETWEEN 1 AND 500 THEN
-		RAISE EXCEPTION 'page_size must be between 1 and 500'
-			USING ERRCODE = '22023',
-				DETAIL = format('The page_size given was %s.', coalesce(page_size::text, 'NULL')),
-				HINT = 'Ask for the next page with after => the last payment_id of this one.';
-	END IF;
-	IF pay_list_payments.status IS NOT NULL AND NOT EXISTS (SELECT 1 FROM payments.status_transitions t
-			WHERE t.entity = 'payment' AND pay_list_payments.status IN (t.from_status, t.to_status)) THEN
-		RAISE EXCEPTION 'unknown payment status "%"', left(pay_list_payments.status, 64)
-			USING ERRCODE = '22023',
-				HINT = 'A payment status is one of pending, requires_capture, succeeded, failed, canceled, refunded, partially_refunded, in_review, unknown.';
-	END IF;
-	IF created_from > created_to THEN
-		RAISE EXCEPTION 'created_from is after created_to' USING ERRCODE = '22023';
-	END IF;
-	IF payments.pay_currency(amount_min) <> payments.pay_currency(amount_max) THEN
-		RAISE EXCEPTION 'amount_min and amount_max are in different currencies'
-			USING ERRCODE = '22Y03', DETAIL = format('%s and %s were given.', amount_min, amount_max);
-	END IF;
-	IF after IS NOT NULL THEN
-		SELECT p.created_at INTO cursor_at FROM payments.payments p
-		WHERE p.merchant_id = m AND p.payment_id = pay_list_payments.after;
-		IF NOT FOUND THEN
-			RAISE EXCEPTION 'the cursor payment % is not a payment of this merchant', after
-				USING ERRCODE = '22023',
-					HINT = 'Pass as after the last payment_id of the page before.';
-		END IF;
-	END IF;
-	RETURN QUERY EXECUTE payments._list_payments_query(after IS NOT NULL,
-		pay_list_payments.status IS NOT NULL, created_from IS NOT NULL, created_to IS NOT NULL,
-		pay_list_payments.order_ref IS NOT NULL, customer_email IS NOT NULL,
-		amount_min IS NOT NULL, amount_max IS NOT NULL)
-	USING m, cursor_at, after, pay_list_payments.status, created_from, created_to,
-		pay_list_payments.order_ref, customer_email,
-		payments.pay_currency(coalesce(amount_min, amount_max)),
-		payments.pay_minor_units(amount_min), payments.pay_minor_units(amount_max), page_size;
-END
-$$;
-COMMENT ON FUNCTION payments.pay_list_payments(text, timestamptz, timestamptz, text, text, payments.pay_amount, payments.pay_amount, bigint, integer) IS
-	'The current merchant''s payments, newest first (created_at, then payment_id), at most page_size (1-500, default 50) per call. Filters, all optional and combined: status, created_from (inclusive) and created_to (exclusive), order_ref, customer_email (customer ->> ''email'', any case), amount_min and amount_max (one currency). Keyset pagination: pass as after the last payment_id of the previous page. Raises 22023 for a bad page_size, status, date range or cursor.';
 -- (privileges.sql revokes every internal function from PUBLIC at install)
 REVOKE ALL ON FUNCTION payments._list_payments_query(boolean, boolean, boolean, boolean, boolean, boolean, boolean, boolean) FROM PUBLIC;
 
@@ -1354,6 +746,9 @@ ALTER OPERATOR FAMILY payments.pay_amount_ops USING btree ADD
 -- rate limits in shared memory; the key id in audit rows.  Before the
 -- h-tenancy block, whose privilege, row-security and scope steps cover
 -- what is made here.
+-- Made once since: _check_api_key_scopes in h-free-text-bounds;
+-- pay_create_api_key in h-free-text; pay_list_api_keys in h-list-key-creator;
+-- pay_rotate_api_key, _api_function_scope in h-key-bounds (their final form).
 ------------------------------------------------------------------------------
 
 ------------------------------------------------------------------------------
@@ -1407,7 +802,8 @@ CREATE TYPE payments.pay_api_key_secret AS (
 COMMENT ON TYPE payments.pay_api_key_secret IS
 	'A new API key as pay_create_api_key and pay_rotate_api_key return it: the key (api_key) is shown this once.';
 
--- What pay_list_api_keys returns: no secret, no hash.
+-- What pay_list_api_keys returns: no secret, no hash (created_by_key: see
+-- h-list-key-creator).
 CREATE TYPE payments.pay_api_key_info AS (
 	key_id bigint,
 	merchant_id bigint,
@@ -1415,6 +811,7 @@ CREATE TYPE payments.pay_api_key_info AS (
 	scopes text[],
 	created_at timestamptz,
 	created_by name,
+	created_by_key bigint,
 	expires_at timestamptz,
 	revoked_at timestamptz,
 	rotated_at timestamptz,
@@ -1423,7 +820,7 @@ CREATE TYPE payments.pay_api_key_info AS (
 	rate_limit integer,
 	burst integer
 );
-COMMENT ON TYPE payments.pay_api_key_info IS 'An API key as pay_list_api_keys shows it (no secret, no hash).';
+COMMENT ON TYPE payments.pay_api_key_info IS 'An API key as pay_list_api_keys shows it (no secret, no hash); created_by_key: the key it was made with (it is revoked with that key and expires no later), NULL when a role made it.';
 
 CREATE FUNCTION payments._api_key_secret(key_id bigint, OUT api_key text, OUT secret_hash bytea)
 	RETURNS record
@@ -1511,90 +908,6 @@ $$;
 COMMENT ON FUNCTION payments.pay_postgrest_pre_request() IS
 	'PostgREST''s db-pre-request function: an X-Api-Key header is checked and, for roles declared with pay_declare_postgrest_role, decides the merchant and scopes of the request (PT401 for a bad key, PT403 for another role); counts the request against the rate limits (PT429). Every role PostgREST switches to needs EXECUTE on it (pay_grant_api grants it; pg_monitor has it).';
 
-CREATE FUNCTION payments._check_api_key_scopes(scopes text[]) RETURNS text[]
-	LANGUAGE plpgsql IMMUTABLE
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	bad text;
-BEGIN
-	IF scopes IS NULL OR cardinality(scopes) = 0 THEN
-		RAISE EXCEPTION 'an API key needs at least one scope' USING ERRCODE = '22023',
-			HINT = 'The scopes are read, payments, refunds and admin.';
-	END IF;
-	SELECT s INTO bad FROM unnest(scopes) s
-	WHERE s IS NULL OR s NOT IN ('read', 'payments', 'refunds', 'admin') LIMIT 1;
-	IF FOUND THEN
-		RAISE EXCEPTION 'unknown API key scope: %', coalesce(bad, 'NULL') USING ERRCODE = '22023',
-			HINT = 'The scopes are read, payments, refunds and admin.';
-	END IF;
-	RETURN ARRAY(SELECT DISTINCT s FROM unnest(scopes) s ORDER BY 1);
-END
-$$;
-COMMENT ON FUNCTION payments._check_api_key_scopes(text[]) IS 'Internal: the scopes of a new key, checked (22023) and sorted.';
-
-CREATE FUNCTION payments.pay_create_api_key(
-	merchant_id bigint DEFAULT NULL,
-	scopes text[] DEFAULT ARRAY['read'],
-	name text DEFAULT NULL,
-	expires_at timestamptz DEFAULT NULL,
-	rate_limit integer DEFAULT NULL,
-	burst integer DEFAULT NULL)
-	RETURNS payments.pay_api_key_secret
-	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	m bigint := coalesce(payments._api_key_admin(pay_create_api_key.merchant_id),
-		pay_create_api_key.merchant_id, payments.pay_current_merchant());
-	s text[] := payments._check_api_key_scopes(pay_create_api_key.scopes);
-	id bigint;
-	secret record;
-	who record := payments.pay_current_identity();
-	result payments.pay_api_key_secret;
-BEGIN
-	IF NOT EXISTS (SELECT 1 FROM payments.merchants x WHERE x.merchant_id = m) THEN
-		RAISE EXCEPTION 'merchant % does not exist', m USING ERRCODE = 'PT404';
-	END IF;
-	IF pay_create_api_key.expires_at IS NOT NULL AND pay_create_api_key.expires_at <= now() THEN
-		RAISE EXCEPTION 'expires_at must be in the future' USING ERRCODE = '22023';
-	END IF;
-	IF pay_create_api_key.rate_limit < 0 OR pay_create_api_key.burst < 1 THEN
-		RAISE EXCEPTION 'rate_limit must be at least 0 and burst at least 1' USING ERRCODE = '22023';
-	END IF;
-	id := nextval('payments.api_keys_key_id_seq');
-	secret := payments._api_key_secret(id);
-	INSERT INTO payments.api_keys (merchant_id, key_id, name, scopes, secret_hash, expires_at,
-		rate_limit, burst, created_by, created_by_key)
-	VALUES (m, id, coalesce(pay_create_api_key.name, ''), s, secret.secret_hash, pay_create_api_key.expires_at,
-		pay_create_api_key.rate_limit, pay_create_api_key.burst, who.acting_role, who.key_id::bigint);
-	result := ROW(id, m, secret.api_key, s, pay_create_api_key.expires_at, NULL);
-	RETURN result;
-END
-$$;
-COMMENT ON FUNCTION payments.pay_create_api_key(bigint, text[], text, timestamptz, integer, integer) IS
-	'Creates a merchant API key and returns it, this once (api_key: pk_<key_id>_<secret>; only its SHA-256 is kept). merchant_id: default the current merchant. scopes: read (pay_get_payment, pay_payment_operations, pay_list_payments, pay_wait), payments (pay_purchase, pay_authorize, pay_capture, pay_void), refunds (pay_refund), admin (its merchant''s keys). expires_at: none by default. rate_limit and burst: the key''s own limits (default the settings payments.api_key_rate_limit and payments.api_key_burst). For the extension owner, roles acting for every merchant, and admin keys of that merchant (PT403 otherwise).';
-
-CREATE FUNCTION payments.pay_list_api_keys(merchant_id bigint DEFAULT NULL)
-	RETURNS SETOF payments.pay_api_key_info
-	LANGUAGE plpgsql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	m bigint := payments._api_key_admin(pay_list_api_keys.merchant_id);
-BEGIN
-	RETURN QUERY
-	SELECT k.key_id, k.merchant_id, k.name, k.scopes, k.created_at, k.created_by, k.expires_at,
-		k.revoked_at, k.rotated_at, k.previous_valid_until,
-		greatest(k.last_used_at, payments._api_key_last_used(k.key_id)), k.rate_limit, k.burst
-	FROM payments.api_keys k
-	WHERE m IS NULL OR k.merchant_id = m
-	ORDER BY k.merchant_id, k.key_id;
-END
-$$;
-COMMENT ON FUNCTION payments.pay_list_api_keys(bigint) IS
-	'The API keys of a merchant (default: the caller''s; for the owner without merchant_id, every merchant''s), without secret or hash; last_used_at includes uses not yet written to the table. Same callers as pay_create_api_key.';
-
 -- A key the caller may manage, locked, or PT404 (another merchant's key is unknown too).
 CREATE FUNCTION payments._lock_api_key(p_key_id bigint) RETURNS payments.api_keys
 	LANGUAGE plpgsql
@@ -1633,34 +946,6 @@ $$;
 COMMENT ON FUNCTION payments.pay_revoke_api_key(bigint) IS
 	'Revokes an API key at once (also its previous secret during a rotation''s overlap); false when it was revoked already. PT404 for a key the caller may not manage. Same callers as pay_create_api_key.';
 
-CREATE FUNCTION payments.pay_rotate_api_key(key_id bigint, overlap interval DEFAULT '1 hour')
-	RETURNS payments.pay_api_key_secret
-	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	k payments.api_keys := payments._lock_api_key(pay_rotate_api_key.key_id);
-	secret record;
-	result payments.pay_api_key_secret;
-BEGIN
-	IF overlap IS NULL OR overlap < interval '0' OR overlap > interval '30 days' THEN
-		RAISE EXCEPTION 'overlap must be between 0 and 30 days' USING ERRCODE = '22023';
-	END IF;
-	IF k.revoked_at IS NOT NULL THEN
-		RAISE EXCEPTION 'API key % is revoked', k.key_id USING ERRCODE = '22Y20',
-			HINT = 'Create a new key with payments.pay_create_api_key().';
-	END IF;
-	secret := payments._api_key_secret(k.key_id);
-	UPDATE payments.api_keys a SET previous_hash = a.secret_hash, previous_valid_until = now() + overlap,
-		secret_hash = secret.secret_hash, rotated_at = now()
-	WHERE a.merchant_id = k.merchant_id AND a.key_id = k.key_id;
-	result := ROW(k.key_id, k.merchant_id, secret.api_key, k.scopes, k.expires_at, now() + overlap);
-	RETURN result;
-END
-$$;
-COMMENT ON FUNCTION payments.pay_rotate_api_key(bigint, interval) IS
-	'Gives an API key a new secret and returns it, this once; the old secret keeps working until now() + overlap (default 1 hour, 0 to 30 days), then only the new one does. Same key id, scopes and expiry. Same callers as pay_create_api_key.';
-
 ------------------------------------------------------------------------------
 -- Scopes: the scope each API function needs, as its payments.api_scope
 -- setting (ALTER FUNCTION ... SET: PostgreSQL applies it on entry to the
@@ -1668,64 +953,6 @@ COMMENT ON FUNCTION payments.pay_rotate_api_key(bigint, interval) IS
 -- API function asks first, refuses a request acting with a key that lacks
 -- it (PT403).  Applied by privileges.sql, after every function exists.
 ------------------------------------------------------------------------------
-
-CREATE FUNCTION payments._api_function_scope(f name) RETURNS text
-	LANGUAGE sql IMMUTABLE
-	AS $$
-	SELECT CASE f
-		WHEN 'pay_get_payment' THEN 'read'
-		WHEN 'pay_payment_operations' THEN 'read'
-		WHEN 'pay_list_payments' THEN 'read'
-		WHEN 'pay_wait' THEN 'read'
-		WHEN 'pay_purchase' THEN 'payments'
-		WHEN 'pay_authorize' THEN 'payments'
-		WHEN 'pay_capture' THEN 'payments'
-		WHEN 'pay_void' THEN 'payments'
-		WHEN 'pay_refund' THEN 'refunds'
-		WHEN 'pay_get_customer' THEN 'read'
-		WHEN 'pay_find_customers' THEN 'read'
-		WHEN 'pay_get_payment_method' THEN 'read'
-		WHEN 'pay_list_payment_methods' THEN 'read'
-		WHEN 'pay_wait_payment_method' THEN 'read'
-		WHEN 'pay_expiring_payment_methods' THEN 'read'
-		WHEN 'pay_create_customer' THEN 'payments'
-		WHEN 'pay_update_customer' THEN 'payments'
-		WHEN 'pay_delete_customer' THEN 'payments'
-		WHEN 'pay_save_payment_method' THEN 'payments'
-		WHEN 'pay_set_default_payment_method' THEN 'payments'
-		WHEN 'pay_delete_payment_method' THEN 'payments'
-		-- a customer's personal data, whole: the merchant's admin only
-		WHEN 'pay_export_customer' THEN 'admin'
-		WHEN 'pay_erase_customer' THEN 'admin'
-		-- plans, subscriptions and invoices
-		WHEN 'pay_get_plan' THEN 'read'
-		WHEN 'pay_list_plans' THEN 'read'
-		WHEN 'pay_get_subscription' THEN 'read'
-		WHEN 'pay_list_subscriptions' THEN 'read'
-		WHEN 'pay_preview_subscription_change' THEN 'read'
-		WHEN 'pay_get_invoice' THEN 'read'
-		WHEN 'pay_list_invoices' THEN 'read'
-		WHEN 'pay_get_dunning_policy' THEN 'read'
-		WHEN 'pay_billing_now' THEN 'read'
-		WHEN 'pay_create_plan' THEN 'payments'
-		WHEN 'pay_update_plan' THEN 'payments'
-		WHEN 'pay_create_subscription' THEN 'payments'
-		WHEN 'pay_update_subscription' THEN 'payments'
-		WHEN 'pay_cancel_subscription' THEN 'payments'
-		WHEN 'pay_pause_subscription' THEN 'payments'
-		WHEN 'pay_resume_subscription' THEN 'payments'
-		WHEN 'pay_change_subscription' THEN 'payments'
-		-- the merchant's billing settings, runs and test clock
-		WHEN 'pay_set_dunning_policy' THEN 'admin'
-		WHEN 'pay_run_renewals' THEN 'admin'
-		WHEN 'pay_run_dunning' THEN 'admin'
-		WHEN 'pay_set_test_clock' THEN 'admin'
-		WHEN 'pay_advance_test_clock' THEN 'admin'
-		WHEN 'pay_clear_test_clock' THEN 'admin'
-	END
-	$$;
-COMMENT ON FUNCTION payments._api_function_scope(name) IS
-	'Internal: the API key scope an API function needs (NULL: none).';
 
 CREATE FUNCTION payments._apply_api_scopes() RETURNS SETOF regprocedure
 	LANGUAGE plpgsql
@@ -1915,6 +1142,17 @@ COMMENT ON FUNCTION payments.pay_audit_verify(bigint, jsonb) IS
 -- worker.sql).  Before the h-tenancy block, whose privilege and row-security
 -- steps cover these objects too (tenancy.sql's _api_function_names lists
 -- the new API functions there).
+-- Made once since: _status_guard in h-speed; _customer_not_found,
+-- _payment_method_not_found, pay_wait_payment_method in h-null-arguments;
+-- _check_customer_input in h-free-text; pay_update_customer in h-idem-replay;
+-- pay_save_payment_method, pay_delete_customer in h-account-customers;
+-- pay_set_default_payment_method in h-purchase-default;
+-- pay_delete_payment_method, _record_method_result,
+-- _stored_method_for_payment, _claim_operations in h-account-life;
+-- pay_expiring_payment_methods, pay_run_expiry_notices in h-expiry-clock;
+-- _create_payment in h-purchase-scope; _customer_events in
+-- h-erasure-free-text; pay_export_customer in h-subs-api; pay_erase_customer
+-- in h-customer-locks (their final form).
 ------------------------------------------------------------------------------
 
 -- status machines of customers and payment methods (status_machine.sql)
@@ -1928,74 +1166,6 @@ INSERT INTO payments.status_transitions (entity, from_status, to_status) VALUES
 	('payment_method', 'failed', 'deleted'),
 	('payment_method', 'deleting', 'deleted'),
 	('payment_method', 'deleting', 'active');
-
-CREATE OR REPLACE FUNCTION payments._status_guard() RETURNS trigger
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	v_entity text := TG_ARGV[0];
-BEGIN
-	-- A restore (pg_dump scripts and pg_restore turn check_function_bodies
-	-- off) loads rows whose events are restored from the dump themselves.
-	IF current_setting('check_function_bodies') = 'off' THEN
-		IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
-			RETURN NEW;
-		END IF;
-	END IF;
-	IF TG_OP = 'UPDATE' AND NEW.status IS DISTINCT FROM OLD.status THEN
-		IF NOT EXISTS (SELECT 1 FROM payments.status_transitions t
-				WHERE t.entity = v_entity AND t.from_status = OLD.status AND t.to_status = NEW.status) THEN
-			RAISE EXCEPTION 'invalid % status transition from % to %', v_entity, OLD.status, NEW.status
-				USING ERRCODE = '22Y20',
-					HINT = 'payments.status_transitions lists the allowed transitions.';
-		END IF;
-	END IF;
-	IF TG_OP = 'UPDATE' THEN
-		NEW.updated_at := clock_timestamp();
-	END IF;
-	-- Each branch names only its own entity's columns: PL/pgSQL plans a
-	-- statement at its first run, so the other branch is never planned.
-	IF TG_OP = 'INSERT' OR NEW.status IS DISTINCT FROM OLD.status THEN
-		IF v_entity = 'payment' THEN
-			INSERT INTO payments.events (merchant_id, event_type, payment_id, data, correlation_id)
-			VALUES (NEW.merchant_id, 'payment.' || NEW.status, NEW.payment_id,
-				jsonb_build_object('payment_id', NEW.payment_id, 'kind', NEW.kind, 'status', NEW.status,
-					'amount', NEW.amount, 'amount_captured', NEW.amount_captured,
-					'amount_refunded', NEW.amount_refunded, 'card_brand', NEW.card_brand,
-					'card_last4', NEW.card_last4, 'invoice_number', NEW.invoice_number,
-					'gateway_trans_id', NEW.gateway_trans_id, 'decline_code', NEW.decline_code,
-					'decline_reason', NEW.decline_reason, 'metadata', NEW.metadata),
-				NEW.correlation_id);
-		ELSIF v_entity = 'payment_method' THEN
-			INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
-			VALUES (NEW.merchant_id, 'payment_method.' || NEW.status,
-				jsonb_build_object('payment_method_id', NEW.payment_method_id, 'customer_id', NEW.customer_id,
-					'status', NEW.status, 'card_brand', NEW.card_brand, 'card_last4', NEW.card_last4,
-					'card_exp_month', NEW.card_exp_month, 'card_exp_year', NEW.card_exp_year,
-					'failure_code', NEW.failure_code, 'failure_reason', NEW.failure_reason),
-				NEW.correlation_id);
-		ELSIF v_entity = 'customer' THEN
-			INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
-			VALUES (NEW.merchant_id, CASE WHEN TG_OP = 'INSERT' THEN 'customer.created' ELSE 'customer.' || NEW.status END,
-				jsonb_build_object('customer_id', NEW.customer_id, 'status', NEW.status,
-					'external_ref', NEW.external_ref),
-				NEW.correlation_id);
-		ELSE
-			INSERT INTO payments.events (merchant_id, event_type, payment_id, operation_id, data, correlation_id)
-			VALUES (NEW.merchant_id, 'operation.' || NEW.status, NEW.payment_id, NEW.operation_id,
-				jsonb_build_object('operation_id', NEW.operation_id, 'payment_id', NEW.payment_id,
-					'kind', NEW.kind, 'status', NEW.status, 'amount', NEW.amount,
-					'gateway_trans_id', NEW.gateway_trans_id, 'reason_code', NEW.reason_code,
-					'reason_text', NEW.reason_text),
-				NEW.correlation_id);
-		END IF;
-	END IF;
-	RETURN NEW;
-END
-$$;
-COMMENT ON FUNCTION payments._status_guard() IS
-	'Trigger: refuses status transitions not listed in payments.status_transitions and writes an event for every status change.';
 
 COMMENT ON TABLE payments.status_transitions IS
 	'Every allowed status transition of payments, operations, customers and payment methods; the status triggers refuse any other.';
@@ -2062,15 +1232,6 @@ CREATE FUNCTION payments._gateway_customer_ref(p_customer_id bigint) RETURNS tex
 COMMENT ON FUNCTION payments._gateway_customer_ref(bigint) IS
 	'Internal: the merchantCustomerId of a customer''s gateway profile (C, the installation''s tag, the customer id; at most 20 characters).';
 
-CREATE FUNCTION payments._customer_not_found(p_customer_id bigint) RETURNS void
-	LANGUAGE plpgsql AS $$
-BEGIN
-	RAISE EXCEPTION 'customer % not found', p_customer_id
-		USING ERRCODE = 'PT404', HINT = 'Customer ids are per merchant; check pay_current_merchant().';
-END
-$$;
-COMMENT ON FUNCTION payments._customer_not_found(bigint) IS 'Internal: raises the customer-not-found error (PT404).';
-
 -- A customer of the current merchant (locked when p_lock), or PT404;
 -- deleted customers only when p_deleted_ok.
 CREATE FUNCTION payments._find_customer(p_customer_id bigint, p_lock boolean DEFAULT false,
@@ -2111,37 +1272,6 @@ CREATE FUNCTION payments._check_customer_profile_input(email text, name text)
 	LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'pay_check_customer_input';
 COMMENT ON FUNCTION payments._check_customer_profile_input(text, text) IS
 	'Internal: raises 22Y24 (character the gateway cannot carry) or 22001 (longer than profile.email or profile.description, 255) for a customer''s email or name.';
-
--- The customer's texts, against what the gateway takes: the email goes to
--- the profile's email and customer.email (255), the name to the profile's
--- description (255), the billing details to billTo.
-CREATE FUNCTION payments._check_customer_input(p_email text, p_name text, p_external_ref text,
-	p_billing jsonb, p_metadata jsonb, p_correlation_id text)
-	RETURNS void
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-BEGIN
-	IF length(p_external_ref) > 255 THEN
-		RAISE EXCEPTION 'external_ref is longer than 255 characters' USING ERRCODE = '22001';
-	END IF;
-	IF p_billing IS NOT NULL AND jsonb_typeof(p_billing) <> 'object' THEN
-		RAISE EXCEPTION 'billing must be a JSON object' USING ERRCODE = '22023',
-			HINT = 'Pass the billing details as pay_purchase''s customer object, e.g. {"first_name": "Ada", "zip": "46201"}.';
-	END IF;
-	IF p_metadata IS NOT NULL AND jsonb_typeof(p_metadata) <> 'object' THEN
-		RAISE EXCEPTION 'metadata must be a JSON object' USING ERRCODE = '22023';
-	END IF;
-	IF p_email IS NOT NULL AND p_email !~ '^[^@[:space:]]+@[^@[:space:]]+$' THEN
-		RAISE EXCEPTION 'invalid email address' USING ERRCODE = '22023',
-			HINT = 'Pass an address such as ada@example.com, or NULL.';
-	END IF;
-	PERFORM payments._check_customer_profile_input(p_email, p_name);
-	PERFORM payments._check_gateway_input(NULL, NULL, p_billing, p_correlation_id);
-END
-$$;
-COMMENT ON FUNCTION payments._check_customer_input(text, text, text, jsonb, jsonb, text) IS
-	'Internal: refuses customer input the gateway would refuse (lengths and characters of email, name and billing details; 22001, 22Y24), an external_ref over 255 characters (22001) and malformed objects (22023).';
 
 CREATE FUNCTION payments.pay_create_customer(
 	email text DEFAULT NULL,
@@ -2189,55 +1319,6 @@ END
 $$;
 COMMENT ON FUNCTION payments.pay_create_customer(text, text, text, jsonb, jsonb, text, text) IS
 	'Creates a customer of the current merchant: email, name, external_ref (the merchant''s own id), billing (pay_purchase''s customer object: first_name, last_name, company, address, city, state, zip, country), metadata. Writes a customer.created event. Returns the customer row.';
-
-CREATE FUNCTION payments.pay_update_customer(
-	customer_id bigint,
-	email text DEFAULT NULL,
-	name text DEFAULT NULL,
-	external_ref text DEFAULT NULL,
-	billing jsonb DEFAULT NULL,
-	metadata jsonb DEFAULT NULL,
-	idempotency_key text DEFAULT NULL,
-	correlation_id text DEFAULT NULL)
-	RETURNS payments.customers
-	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	c payments.customers := payments._find_customer(pay_update_customer.customer_id, true, false);
-	corr text := payments._correlation_id(pay_update_customer.correlation_id);
-	idem payments.idempotency_keys;
-	result payments.customers;
-BEGIN
-	PERFORM payments._check_customer_input(pay_update_customer.email, pay_update_customer.name,
-		pay_update_customer.external_ref, pay_update_customer.billing, pay_update_customer.metadata, corr);
-	idem := payments._idempotency_claim(c.merchant_id, pay_update_customer.idempotency_key, 'update_customer',
-		md5(jsonb_build_array(pay_update_customer.customer_id, pay_update_customer.email,
-			pay_update_customer.name, pay_update_customer.external_ref, pay_update_customer.billing,
-			pay_update_customer.metadata)::text));
-	IF idem.request_kind IS NOT NULL THEN
-		RETURN c;				-- applied once already
-	END IF;
-	UPDATE payments.customers u SET
-		email = coalesce(pay_update_customer.email, u.email),
-		name = coalesce(pay_update_customer.name, u.name),
-		external_ref = coalesce(pay_update_customer.external_ref, u.external_ref),
-		billing = coalesce(pay_update_customer.billing, u.billing),
-		metadata = coalesce(pay_update_customer.metadata, u.metadata),
-		updated_at = clock_timestamp()
-	WHERE u.merchant_id = c.merchant_id AND u.customer_id = c.customer_id
-	RETURNING * INTO result;
-	INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
-	VALUES (c.merchant_id, 'customer.updated', jsonb_build_object('customer_id', c.customer_id,
-		'fields', (SELECT jsonb_agg(k) FROM unnest(ARRAY['email', 'name', 'external_ref', 'billing', 'metadata'],
-			ARRAY[pay_update_customer.email IS NOT NULL, pay_update_customer.name IS NOT NULL,
-				pay_update_customer.external_ref IS NOT NULL, pay_update_customer.billing IS NOT NULL,
-				pay_update_customer.metadata IS NOT NULL]) AS x(k, given) WHERE given)), corr);
-	RETURN result;
-END
-$$;
-COMMENT ON FUNCTION payments.pay_update_customer(bigint, text, text, text, jsonb, jsonb, text, text) IS
-	'Changes the fields given (NULL: unchanged) of a customer of the current merchant; billing and metadata are replaced whole. Writes a customer.updated event naming the fields. PT404 for an unknown or foreign id, 22Y20 for a deleted customer.';
 
 CREATE FUNCTION payments.pay_get_customer(customer_id bigint) RETURNS payments.customers
 	LANGUAGE sql STABLE SECURITY DEFINER
@@ -2379,15 +1460,6 @@ CREATE TRIGGER payment_methods_status BEFORE INSERT OR UPDATE ON payments.paymen
 CREATE TRIGGER customers_status BEFORE INSERT OR UPDATE ON payments.customers
 	FOR EACH ROW EXECUTE FUNCTION payments._status_guard('customer');
 
-CREATE FUNCTION payments._payment_method_not_found(p_id bigint) RETURNS void
-	LANGUAGE plpgsql AS $$
-BEGIN
-	RAISE EXCEPTION 'payment method % not found', p_id
-		USING ERRCODE = 'PT404', HINT = 'Payment method ids are per merchant; check pay_current_merchant().';
-END
-$$;
-COMMENT ON FUNCTION payments._payment_method_not_found(bigint) IS 'Internal: raises the payment-method-not-found error (PT404).';
-
 CREATE FUNCTION payments._find_payment_method(p_id bigint, p_lock boolean DEFAULT false)
 	RETURNS payments.payment_methods
 	LANGUAGE plpgsql
@@ -2439,123 +1511,6 @@ $$;
 COMMENT ON FUNCTION payments._new_method_operation(bigint, text, bigint, bigint, bigint, text, text) IS
 	'Internal: queues a save_method, delete_method or delete_customer operation for the worker.';
 
-CREATE FUNCTION payments.pay_save_payment_method(
-	customer_id bigint,
-	card payments.pay_card DEFAULT NULL,
-	opaque_data jsonb DEFAULT NULL,
-	payment_id bigint DEFAULT NULL,
-	validation_mode text DEFAULT 'liveMode',
-	make_default boolean DEFAULT true,
-	idempotency_key text DEFAULT NULL,
-	correlation_id text DEFAULT NULL)
-	RETURNS payments.payment_methods
-	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	c payments.customers := payments._find_customer(pay_save_payment_method.customer_id, true, false);
-	m bigint := c.merchant_id;
-	corr text := payments._correlation_id(pay_save_payment_method.correlation_id);
-	sources int := (card IS NOT NULL)::int + (opaque_data IS NOT NULL)::int
-		+ (pay_save_payment_method.payment_id IS NOT NULL)::int;
-	idem payments.idempotency_keys;
-	p payments.payments;
-	pm payments.payment_methods;
-	o payments.operations;
-	src text;
-BEGIN
-	IF sources <> 1 THEN
-		RAISE EXCEPTION 'exactly one of card, opaque_data and payment_id is required'
-			USING ERRCODE = '22Y22', DETAIL = format('%s were given.', sources);
-	END IF;
-	IF validation_mode IS NULL OR validation_mode NOT IN ('none', 'testMode', 'liveMode') THEN
-		RAISE EXCEPTION 'validation_mode must be none, testMode or liveMode' USING ERRCODE = '22023',
-			HINT = 'none stores the card unchecked, testMode checks its form, liveMode authorizes $0.00 at the issuer.';
-	END IF;
-	IF opaque_data IS NOT NULL THEN
-		PERFORM payments._check_opaque_data(opaque_data);
-	END IF;
-	PERFORM payments._check_gateway_input(NULL, NULL, NULL, corr);
-	idem := payments._idempotency_claim(m, pay_save_payment_method.idempotency_key, 'save_payment_method',
-		md5(jsonb_build_array(c.customer_id, payments.pay_card_fingerprint(card),
-			payments.pay_card_exp_month(card), payments.pay_card_exp_year(card), opaque_data,
-			pay_save_payment_method.payment_id, validation_mode, make_default)::text));
-	IF idem.request_kind IS NOT NULL THEN
-		SELECT x.* INTO pm FROM payments.payment_methods x
-		JOIN payments.operations y ON y.merchant_id = x.merchant_id AND y.payment_method_id = x.payment_method_id
-		WHERE y.merchant_id = m AND y.operation_id = idem.operation_id;
-		RETURN pm;
-	END IF;
-	IF pay_save_payment_method.payment_id IS NOT NULL THEN
-		src := 'payment';
-		p := payments._find_payment(pay_save_payment_method.payment_id);
-		IF p.gateway_trans_id IS NULL OR p.status NOT IN ('succeeded', 'requires_capture',
-				'partially_refunded', 'refunded') OR p.payment_method NOT IN ('card', 'opaque_data') THEN
-			RAISE EXCEPTION 'payment % cannot be saved as a payment method', p.payment_id
-				USING ERRCODE = '22Y20',
-					DETAIL = format('The payment is %s%s; only an approved card or Accept.js payment can be saved.',
-						p.status, CASE WHEN p.payment_method = 'profile' THEN ' and was made with a stored method' ELSE '' END);
-		END IF;
-	ELSIF card IS NOT NULL THEN
-		src := 'card';
-	ELSE
-		src := 'opaque_data';
-	END IF;
-	IF make_default THEN
-		UPDATE payments.payment_methods x SET is_default = false
-		WHERE x.merchant_id = m AND x.customer_id = c.customer_id AND x.is_default;
-	END IF;
-	INSERT INTO payments.payment_methods AS x (merchant_id, customer_id, source, validation_mode, is_default,
-		card_brand, card_last4, card_exp_month, card_exp_year, card_fingerprint, source_payment_id,
-		idempotency_key, correlation_id)
-	VALUES (m, c.customer_id, src, validation_mode, make_default,
-		coalesce(payments.pay_card_brand(card), p.card_brand), coalesce(payments.pay_card_last4(card), p.card_last4),
-		coalesce(payments.pay_card_exp_month(card), p.card_exp_month),
-		coalesce(payments.pay_card_exp_year(card), p.card_exp_year),
-		coalesce(payments.pay_card_fingerprint(card), p.card_fingerprint), p.payment_id,
-		pay_save_payment_method.idempotency_key, corr)
-	RETURNING * INTO pm;
-	o := payments._new_method_operation(m, 'save_method', pm.payment_method_id, c.customer_id, p.payment_id,
-		pay_save_payment_method.idempotency_key, corr);
-	IF card IS NOT NULL THEN
-		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
-		VALUES (m, o.operation_id, payments._card_sealed(card));
-	ELSIF opaque_data IS NOT NULL THEN
-		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
-		VALUES (m, o.operation_id, payments._opaque_data_sealed(opaque_data ->> 'dataDescriptor',
-			opaque_data ->> 'dataValue'));
-	END IF;
-	RETURN pm;
-END
-$$;
-COMMENT ON FUNCTION payments.pay_save_payment_method(bigint, payments.pay_card, jsonb, bigint, text, boolean, text, text) IS
-	'Saves a payment method for a customer at the gateway: a card, Accept.js opaque data, or the card of an approved payment (payment_id). validation_mode: none, testMode or liveMode (a $0.00 authorization; default). Returns the method (status pending); the worker creates the gateway profile after COMMIT (active, or failed with the reason); pay_wait_payment_method waits for it.';
-
-CREATE FUNCTION payments.pay_wait_payment_method(payment_method_id bigint,
-	timeout interval DEFAULT '30 seconds')
-	RETURNS payments.payment_methods
-	LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	m bigint := payments.pay_current_merchant();
-	result payments.payment_methods;
-BEGIN
-	IF timeout < interval '0' OR timeout > payments._max_wait() THEN
-		RAISE EXCEPTION 'timeout must be between 0 and %', payments._max_wait() USING ERRCODE = '22023',
-			DETAIL = format('%s was asked for; the payments.max_wait setting allows at most %s.', timeout, payments._max_wait());
-	END IF;
-	PERFORM payments._find_payment_method(pay_wait_payment_method.payment_method_id);
-	PERFORM payments._wait_for_payment_method(m, pay_wait_payment_method.payment_method_id,
-		(extract(epoch FROM timeout) * 1000)::integer);
-	SELECT * INTO result FROM payments.payment_methods x
-	WHERE x.merchant_id = m AND x.payment_method_id = pay_wait_payment_method.payment_method_id;
-	RETURN result;
-END
-$$;
-COMMENT ON FUNCTION payments.pay_wait_payment_method(bigint, interval) IS
-	'Blocks until the payment method''s gateway work (saving or deleting) is done or the timeout passes, without polling; returns the method row. Call it after the COMMIT that created the work.';
-
 CREATE FUNCTION payments.pay_get_payment_method(payment_method_id bigint) RETURNS payments.payment_methods
 	LANGUAGE sql STABLE SECURITY DEFINER
 	SET search_path = pg_catalog, payments, pg_temp
@@ -2581,108 +1536,6 @@ END
 $$;
 COMMENT ON FUNCTION payments.pay_list_payment_methods(bigint, boolean) IS
 	'The payment methods of a customer of the current merchant, the default first, then newest first; failed and deleted ones only with include_deleted. PT404 for an unknown or foreign customer.';
-
-CREATE FUNCTION payments.pay_set_default_payment_method(payment_method_id bigint,
-	idempotency_key text DEFAULT NULL, correlation_id text DEFAULT NULL)
-	RETURNS payments.payment_methods
-	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	pm payments.payment_methods := payments._find_payment_method(pay_set_default_payment_method.payment_method_id, true);
-	idem payments.idempotency_keys := payments._idempotency_claim(pm.merchant_id,
-		pay_set_default_payment_method.idempotency_key, 'set_default_payment_method',
-		md5(jsonb_build_array(pm.payment_method_id)::text));
-	result payments.payment_methods;
-BEGIN
-	IF idem.request_kind IS NULL AND pm.status NOT IN ('pending', 'active') THEN
-		RAISE EXCEPTION 'cannot make payment method % in status % the default', pm.payment_method_id, pm.status
-			USING ERRCODE = '22Y20';
-	END IF;
-	IF NOT pm.is_default AND idem.request_kind IS NULL THEN
-		UPDATE payments.payment_methods x SET is_default = false
-		WHERE x.merchant_id = pm.merchant_id AND x.customer_id = pm.customer_id AND x.is_default;
-		UPDATE payments.payment_methods x SET is_default = true
-		WHERE x.merchant_id = pm.merchant_id AND x.payment_method_id = pm.payment_method_id;
-		INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
-		VALUES (pm.merchant_id, 'payment_method.default', jsonb_build_object('payment_method_id',
-			pm.payment_method_id, 'customer_id', pm.customer_id),
-			payments._correlation_id(pay_set_default_payment_method.correlation_id));
-	END IF;
-	SELECT * INTO result FROM payments.payment_methods x
-	WHERE x.merchant_id = pm.merchant_id AND x.payment_method_id = pm.payment_method_id;
-	RETURN result;
-END
-$$;
-COMMENT ON FUNCTION payments.pay_set_default_payment_method(bigint, text, text) IS
-	'Makes a pending or active payment method its customer''s default (the one charged when a customer, not a method, is given). Writes a payment_method.default event.';
-
-CREATE FUNCTION payments.pay_delete_payment_method(payment_method_id bigint,
-	idempotency_key text DEFAULT NULL, correlation_id text DEFAULT NULL)
-	RETURNS payments.payment_methods
-	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	pm payments.payment_methods := payments._find_payment_method(pay_delete_payment_method.payment_method_id, true);
-	idem payments.idempotency_keys := payments._idempotency_claim(pm.merchant_id,
-		pay_delete_payment_method.idempotency_key, 'delete_payment_method',
-		md5(jsonb_build_array(pm.payment_method_id)::text), pm.customer_id);
-	corr text := payments._correlation_id(pay_delete_payment_method.correlation_id);
-	result payments.payment_methods;
-BEGIN
-	IF idem.request_kind IS NULL THEN
-		IF pm.status = 'pending' THEN
-			RAISE EXCEPTION 'payment method % is still being saved', pm.payment_method_id
-				USING ERRCODE = '22Y20', HINT = 'Wait for it (pay_wait_payment_method), then delete it.';
-		ELSIF pm.status = 'active' AND pm.payment_profile_id IS NOT NULL THEN
-			PERFORM payments._check_gateway_input(NULL, NULL, NULL, corr);
-			-- keeps is_default: a deleting method is no usable default
-			-- (_usable_default_method), and a failed deletion leaves it the
-			-- default again unless another was made the default meanwhile
-			UPDATE payments.payment_methods x SET status = 'deleting'
-			WHERE x.merchant_id = pm.merchant_id AND x.payment_method_id = pm.payment_method_id;
-			PERFORM payments._new_method_operation(pm.merchant_id, 'delete_method', pm.payment_method_id,
-				pm.customer_id, NULL, pay_delete_payment_method.idempotency_key, corr);
-		ELSIF pm.status IN ('active', 'failed') THEN
-			UPDATE payments.payment_methods x SET status = 'deleted', is_default = false
-			WHERE x.merchant_id = pm.merchant_id AND x.payment_method_id = pm.payment_method_id;
-		END IF;
-	END IF;
-	SELECT * INTO result FROM payments.payment_methods x
-	WHERE x.merchant_id = pm.merchant_id AND x.payment_method_id = pm.payment_method_id;
-	RETURN result;
-END
-$$;
-COMMENT ON FUNCTION payments.pay_delete_payment_method(bigint, text, text) IS
-	'Deletes a payment method, at the gateway too: an active one goes to deleting and the worker sends deleteCustomerPaymentProfile after COMMIT (then deleted); a failed one is deleted at once. A default keeps is_default while deleting (no charge of the customer''s default uses it) and is the default again if its deletion fails, unless another was made the default meanwhile. A method still being saved is refused (22Y20). Deleting a deleted method changes nothing.';
-
-CREATE FUNCTION payments.pay_delete_customer(customer_id bigint,
-	idempotency_key text DEFAULT NULL, correlation_id text DEFAULT NULL)
-	RETURNS payments.customers
-	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	c payments.customers := payments._find_customer(pay_delete_customer.customer_id, true);
-	idem payments.idempotency_keys := payments._idempotency_claim(c.merchant_id,
-		pay_delete_customer.idempotency_key, 'delete_customer', md5(jsonb_build_array(c.customer_id)::text));
-	corr text := payments._correlation_id(pay_delete_customer.correlation_id);
-	result payments.customers;
-BEGIN
-	IF idem.request_kind IS NULL AND c.status <> 'deleted' THEN
-		PERFORM payments._end_customer_subscriptions(c);
-		PERFORM payments._delete_customer_profile(c, pay_delete_customer.idempotency_key, corr);
-		UPDATE payments.customers x SET status = 'deleted', deleted_at = clock_timestamp()
-		WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id;
-	END IF;
-	SELECT * INTO result FROM payments.customers x
-	WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id;
-	RETURN result;
-END
-$$;
-COMMENT ON FUNCTION payments.pay_delete_customer(bigint, text, text) IS
-	'Deletes a customer (status deleted; its payments stay) and its payment methods, at the gateway too (deleteCustomerProfile, sent by the worker after COMMIT). A customer with a method still being saved is refused (22Y20). Writes a customer.deleted event.';
 
 -- The customer's gateway profile and its methods go: usable methods to
 -- deleting (deleted once the worker has deleted the profile), or to
@@ -2737,81 +1590,6 @@ INSERT INTO payments.operation_outcomes
 	('delete_customer', 'retry', 'queued', NULL, NULL),
 	('delete_customer', 'unknown', 'unknown', NULL, NULL);
 
--- Step 3 for save_method, delete_method and delete_customer: the
--- operation's new status from operation_outcomes (retry and unknown by
--- _record_result, as for payments: tried again at p_retry_at, dead when out
--- of attempts), then
--- the method and the customer: a saved method is active with the gateway's
--- ids (the customer learns its profile id), a failed save is failed with
--- the reason; a deleted one is deleted, a failed deletion leaves the
--- method active again.
-CREATE FUNCTION payments._record_method_result(p_merchant_id bigint, p_operation_id bigint,
-	p_outcome text, p_code text, p_reason text, p_customer_profile_id text,
-	p_payment_profile_id text, p_network_trans_id text, p_card_last4 text, p_card_brand text,
-	p_retry_at timestamptz, p_error text)
-	RETURNS void
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	o payments.operations;
-	t payments.operation_outcomes;
-	ok boolean;
-BEGIN
-	IF p_outcome IN ('retry', 'unknown') THEN
-		-- tried again later, as every operation is (no payment to move)
-		PERFORM payments._record_result(p_merchant_id, p_operation_id, p_outcome, NULL, NULL, NULL,
-			NULL, NULL, NULL, NULL, p_retry_at, p_error, NULL);
-		RETURN;
-	END IF;
-	SELECT * INTO o FROM payments.operations
-	WHERE merchant_id = p_merchant_id AND operation_id = p_operation_id FOR UPDATE;
-	IF NOT FOUND OR o.status <> 'sending' THEN
-		RETURN;		-- not ours any more (a DBA discarded it)
-	END IF;
-	SELECT * INTO t FROM payments.operation_outcomes x
-	WHERE x.operation_kind = o.kind AND x.outcome = p_outcome;
-	IF NOT FOUND OR t.operation_status NOT IN ('succeeded', 'failed') THEN
-		RAISE EXCEPTION 'invalid outcome % for operation %', p_outcome, p_operation_id
-			USING ERRCODE = '22023';
-	END IF;
-	ok := t.operation_status = 'succeeded';
-	UPDATE payments.operations SET status = t.operation_status,
-		reason_text = coalesce(p_reason, p_error), last_error = CASE WHEN NOT ok THEN coalesce(p_error, p_code) END,
-		completed_at = clock_timestamp()
-	WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
-	DELETE FROM payments.card_vault WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
-
-	IF o.kind = 'save_method' THEN
-		IF ok THEN
-			UPDATE payments.customers SET customer_profile_id = coalesce(customer_profile_id, p_customer_profile_id),
-				updated_at = clock_timestamp()
-			WHERE merchant_id = o.merchant_id AND customer_id = o.customer_id;
-			UPDATE payments.payment_methods SET status = 'active',
-				customer_profile_id = p_customer_profile_id, payment_profile_id = p_payment_profile_id,
-				network_trans_id = coalesce(network_trans_id, nullif(p_network_trans_id, '')),
-				card_last4 = coalesce(card_last4, nullif(p_card_last4, '')),
-				card_brand = coalesce(card_brand, nullif(p_card_brand, ''))
-			WHERE merchant_id = o.merchant_id AND payment_method_id = o.payment_method_id AND status = 'pending';
-		ELSE
-			UPDATE payments.payment_methods SET status = 'failed', is_default = false,
-				failure_code = p_code, failure_reason = coalesce(p_reason, p_error)
-			WHERE merchant_id = o.merchant_id AND payment_method_id = o.payment_method_id AND status = 'pending';
-		END IF;
-	ELSIF o.kind = 'delete_method' THEN
-		UPDATE payments.payment_methods SET status = CASE WHEN ok THEN 'deleted' ELSE 'active' END,
-			failure_code = CASE WHEN ok THEN failure_code ELSE p_code END,
-			failure_reason = CASE WHEN ok THEN failure_reason ELSE coalesce(p_reason, p_error) END
-		WHERE merchant_id = o.merchant_id AND payment_method_id = o.payment_method_id AND status = 'deleting';
-	ELSIF o.kind = 'delete_customer' AND ok THEN
-		UPDATE payments.payment_methods SET status = 'deleted'
-		WHERE merchant_id = o.merchant_id AND customer_id = o.customer_id AND status = 'deleting';
-	END IF;
-END
-$$;
-COMMENT ON FUNCTION payments._record_method_result(bigint, bigint, text, text, text, text, text, text, text, text, timestamptz, text) IS
-	'Worker, step 3: records the gateway''s answer to a save_method, delete_method or delete_customer operation and moves the payment method (and the customer''s profile id) on.';
-
 -- The network transaction id of an approved charge of a stored method
 -- that had none yet: the original id the method's merchant-initiated
 -- charges send (subsequentAuthInformation.originalNetworkTransId).
@@ -2836,58 +1614,6 @@ COMMENT ON FUNCTION payments._note_network_trans_ids(bigint[], bigint[], text[])
 -- pay_purchase / pay_authorize with a customer or a stored method.
 ------------------------------------------------------------------------------
 
--- The stored method a payment charges: the one named (it must be active,
--- and the customer's when a customer is named too), or the customer's
--- default when a customer alone is named (no card, opaque data or profile:
--- p_other_methods = 0).  An empty row when no stored method is charged.
-CREATE FUNCTION payments._stored_method_for_payment(p_customer_id bigint, p_payment_method_id bigint,
-	p_other_methods integer)
-	RETURNS payments.payment_methods
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	pm payments.payment_methods;
-	c payments.customers;
-BEGIN
-	IF p_customer_id IS NOT NULL THEN
-		c := payments._find_customer(p_customer_id, false, false);
-	END IF;
-	IF p_payment_method_id IS NULL THEN
-		IF p_customer_id IS NULL OR p_other_methods > 0 THEN
-			RETURN pm;
-		END IF;
-		SELECT * INTO pm FROM payments.payment_methods x
-		WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id AND x.is_default
-			AND x.status = 'active';
-		IF NOT FOUND THEN
-			RAISE EXCEPTION 'customer % has no active default payment method', p_customer_id
-				USING ERRCODE = '22Y22',
-					HINT = 'Save one (pay_save_payment_method), or pass card, opaque_data or payment_method_id.';
-		END IF;
-		RETURN pm;
-	END IF;
-	IF p_other_methods > 1 THEN
-		RAISE EXCEPTION 'exactly one payment method is required'
-			USING ERRCODE = '22Y22', DETAIL = 'payment_method_id was given with another payment method.';
-	END IF;
-	pm := payments._find_payment_method(p_payment_method_id);
-	IF p_customer_id IS NOT NULL AND pm.customer_id <> p_customer_id THEN
-		RAISE EXCEPTION 'payment method % is not customer %''s', p_payment_method_id, p_customer_id
-			USING ERRCODE = '22023';
-	END IF;
-	IF pm.status <> 'active' THEN
-		RAISE EXCEPTION 'payment method % is %, not active', p_payment_method_id, pm.status
-			USING ERRCODE = '22Y20',
-				HINT = CASE WHEN pm.status = 'pending' THEN 'Wait for it to be saved (pay_wait_payment_method).'
-					ELSE 'Save the card again (pay_save_payment_method).' END;
-	END IF;
-	RETURN pm;
-END
-$$;
-COMMENT ON FUNCTION payments._stored_method_for_payment(bigint, bigint, integer) IS
-	'Internal: the stored payment method a payment charges (named, or the customer''s default), checked active; PT404 for an unknown or foreign one.';
-
 -- What a customer's payment sends as customer (billTo and customer.email)
 -- when the caller passes no customer object: its billing details and email.
 CREATE FUNCTION payments._customer_billing(p_customer_id bigint) RETURNS jsonb
@@ -2911,67 +1637,6 @@ CREATE FUNCTION payments._card_expires_at(exp_year smallint, exp_month smallint)
 COMMENT ON FUNCTION payments._card_expires_at(smallint, smallint) IS
 	'Internal: the last day a card with this expiry month works (the last day of the month).';
 
-CREATE FUNCTION payments.pay_expiring_payment_methods(within_days integer DEFAULT 30)
-	RETURNS SETOF payments.payment_methods
-	LANGUAGE plpgsql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-BEGIN
-	IF within_days IS NULL OR within_days NOT BETWEEN 0 AND 3660 THEN
-		RAISE EXCEPTION 'within_days must be between 0 and 3660' USING ERRCODE = '22023';
-	END IF;
-	RETURN QUERY SELECT x.* FROM payments.payment_methods x
-	WHERE x.merchant_id = payments.pay_current_merchant() AND x.status = 'active'
-		AND x.card_exp_year IS NOT NULL
-		AND payments._card_expires_at(x.card_exp_year, x.card_exp_month) <= current_date + within_days
-	ORDER BY x.card_exp_year, x.card_exp_month, x.payment_method_id;
-END
-$$;
-COMMENT ON FUNCTION payments.pay_expiring_payment_methods(integer) IS
-	'The current merchant''s active payment methods whose card''s last valid day (the last day of its expiry month) is within within_days days (default 30; already expired ones too), soonest first.';
-
--- One payment_method.expiring event per active method, written once the
--- card's last valid day is within payments.expiring_notice_days (default
--- 30) days;
--- the worker's housekeeping runs it, and so may pg_cron (all merchants;
--- running it twice writes nothing twice).  Returns how many events it wrote.
-CREATE FUNCTION payments.pay_run_expiry_notices() RETURNS integer
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	n integer;
-BEGIN
-	-- a method someone holds locked waits for the next run: a caller's open
-	-- transaction must not stop the notices of every merchant
-	WITH locked AS (
-		SELECT y.merchant_id, y.payment_method_id FROM payments.payment_methods y
-		WHERE y.status = 'active' AND y.expiring_notified_at IS NULL AND y.card_exp_year IS NOT NULL
-			AND payments._card_expires_at(y.card_exp_year, y.card_exp_month)
-				<= current_date + current_setting('payments.expiring_notice_days')::integer
-		FOR UPDATE SKIP LOCKED
-	), due AS (
-		UPDATE payments.payment_methods x SET expiring_notified_at = clock_timestamp()
-		FROM locked l
-		WHERE x.merchant_id = l.merchant_id AND x.payment_method_id = l.payment_method_id
-			AND x.status = 'active' AND x.expiring_notified_at IS NULL
-		RETURNING x.*
-	)
-	INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
-	SELECT d.merchant_id, 'payment_method.expiring',
-		jsonb_build_object('payment_method_id', d.payment_method_id, 'customer_id', d.customer_id,
-			'card_brand', d.card_brand, 'card_last4', d.card_last4, 'card_exp_month', d.card_exp_month,
-			'card_exp_year', d.card_exp_year,
-			'expires_at', payments._card_expires_at(d.card_exp_year, d.card_exp_month)),
-		d.correlation_id
-	FROM due d;
-	GET DIAGNOSTICS n = ROW_COUNT;
-	RETURN n;
-END
-$$;
-COMMENT ON FUNCTION payments.pay_run_expiry_notices() IS
-	'Writes one payment_method.expiring event for each active payment method whose card''s last valid day is within payments.expiring_notice_days days (default 30), once per method; all merchants. Run by the worker''s housekeeping; pg_cron may call it too. Returns how many events it wrote. Owner only.';
-
 -- pay_purchase and pay_authorize take customer_id and payment_method_id
 -- (payment_api.sql); roles granted the old ones keep EXECUTE on the new.
 SELECT pg_catalog.set_config('h_cust.api_grantees', coalesce(array_agg(DISTINCT a.grantee::regrole::text)::text, '{}'), true)
@@ -2981,128 +1646,11 @@ WHERE p.pronamespace = 'payments'::regnamespace AND p.proname IN ('pay_purchase'
 DROP FUNCTION payments.pay_purchase(payments.pay_amount, payments.pay_card, jsonb, text, text, text, text, jsonb, jsonb, text, text);
 DROP FUNCTION payments.pay_authorize(payments.pay_amount, payments.pay_card, jsonb, text, text, text, text, jsonb, jsonb, text, text);
 DROP FUNCTION payments._create_payment(text, payments.pay_amount, payments.pay_card, jsonb, text, text, text, text, jsonb, jsonb, text, text);
-CREATE FUNCTION payments._create_payment(
-	p_kind text, p_amount payments.pay_amount, p_card payments.pay_card, p_opaque_data jsonb,
-	p_customer_profile_id text, p_payment_profile_id text, p_description text, p_order_ref text,
-	p_customer jsonb, p_metadata jsonb, p_idempotency_key text, p_correlation_id text,
-	p_customer_id bigint DEFAULT NULL, p_payment_method_id bigint DEFAULT NULL)
-	RETURNS payments.payments
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	m bigint := payments.pay_current_merchant();
-	methods int := (p_card IS NOT NULL)::int + (p_opaque_data IS NOT NULL)::int
-		+ (p_customer_profile_id IS NOT NULL OR p_payment_profile_id IS NOT NULL)::int
-		+ (p_payment_method_id IS NOT NULL)::int;
-	method text;
-	stored payments.payment_methods;
-	idem payments.idempotency_keys;
-	pid bigint;
-	oid_ bigint;
-	corr text := payments._correlation_id(p_correlation_id);
-	result payments.payments;
-BEGIN
-	IF p_amount IS NULL THEN
-		RAISE EXCEPTION 'amount is required' USING ERRCODE = '22004';
-	END IF;
-	IF pay_minor_units(p_amount) <= 0 THEN
-		RAISE EXCEPTION 'amount must be positive' USING ERRCODE = '22Y23',
-			DETAIL = format('The amount given was %s.', p_amount);
-	END IF;
-	-- a customer or a stored method (payment_methods.sql): the method's
-	-- profile is charged, the customer's details fill customer
-	stored := payments._stored_method_for_payment(p_customer_id, p_payment_method_id, methods);
-	IF stored.payment_method_id IS NOT NULL THEN
-		p_customer_profile_id := stored.customer_profile_id;
-		p_payment_profile_id := stored.payment_profile_id;
-		p_customer_id := stored.customer_id;
-		methods := 1;
-	END IF;
-	IF p_customer_id IS NOT NULL AND p_customer IS NULL THEN
-		p_customer := payments._customer_billing(p_customer_id);
-	END IF;
-	IF methods <> 1 THEN
-		RAISE EXCEPTION 'exactly one payment method is required'
-			USING ERRCODE = '22Y22',
-				DETAIL = format('%s payment methods were given.', methods),
-				HINT = 'Pass card, opaque_data, or customer_profile_id with payment_profile_id.';
-	END IF;
-	IF p_card IS NOT NULL THEN
-		method := 'card';
-	ELSIF p_opaque_data IS NOT NULL THEN
-		method := 'opaque_data';
-		PERFORM payments._check_opaque_data(p_opaque_data);
-	ELSE
-		method := 'profile';
-		IF p_customer_profile_id IS NULL OR p_payment_profile_id IS NULL THEN
-			RAISE EXCEPTION 'customer_profile_id and payment_profile_id go together'
-				USING ERRCODE = '22Y22';
-		END IF;
-	END IF;
-	IF p_customer IS NOT NULL AND jsonb_typeof(p_customer) <> 'object' THEN
-		RAISE EXCEPTION 'customer must be a JSON object' USING ERRCODE = '22023';
-	END IF;
-	IF p_metadata IS NOT NULL AND jsonb_typeof(p_metadata) <> 'object' THEN
-		RAISE EXCEPTION 'metadata must be a JSON object' USING ERRCODE = '22023';
-	END IF;
-	PERFORM payments._check_gateway_input(p_amount, p_description, p_customer, corr,
-		p_customer_profile_id, p_payment_profile_id);
-
-	idem := payments._idempotency_claim(m, p_idempotency_key, p_kind, md5(jsonb_build_array(
-		p_amount::text, payments.pay_card_fingerprint(p_card), payments.pay_card_exp_month(p_card),
-		payments.pay_card_exp_year(p_card), p_opaque_data, p_customer_profile_id, p_payment_profile_id,
-		p_description, p_order_ref, p_customer, p_metadata, p_customer_id, p_payment_method_id)::text));
-	IF idem.payment_id IS NOT NULL THEN
-		SELECT * INTO result FROM payments.payments WHERE merchant_id = m AND payment_id = idem.payment_id;
-		RETURN result;
-	END IF;
-
-	pid := nextval('payments.payments_payment_id_seq');
-	INSERT INTO payments.payments (merchant_id, payment_id, kind, amount, amount_refunded,
-		payment_method, card_brand, card_last4, card_exp_month, card_exp_year, card_fingerprint,
-		customer_profile_id, payment_profile_id, invoice_number, description, order_ref,
-		customer, metadata, correlation_id, idempotency_key, customer_id, payment_method_id)
-	OVERRIDING SYSTEM VALUE
-	VALUES (m, pid, p_kind, p_amount, p_amount * 0, method,
-		coalesce(payments.pay_card_brand(p_card), stored.card_brand),
-		coalesce(payments.pay_card_last4(p_card), stored.card_last4),
-		coalesce(payments.pay_card_exp_month(p_card), stored.card_exp_month),
-		coalesce(payments.pay_card_exp_year(p_card), stored.card_exp_year),
-		coalesce(payments.pay_card_fingerprint(p_card), stored.card_fingerprint),
-		p_customer_profile_id, p_payment_profile_id,
-		'P' || payments._invoice_tag() || pid, p_description, p_order_ref,
-		coalesce(p_customer, '{}'), coalesce(p_metadata, '{}'), corr, p_idempotency_key,
-		p_customer_id, stored.payment_method_id)
-	RETURNING * INTO result;
-
-	INSERT INTO payments.operations (merchant_id, payment_id, kind, amount, idempotency_key, correlation_id)
-	VALUES (m, pid, p_kind, p_amount, p_idempotency_key, corr)
-	RETURNING operation_id INTO oid_;
-
-	IF p_card IS NOT NULL THEN
-		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
-		VALUES (m, oid_, payments._card_sealed(p_card));
-	ELSIF p_opaque_data IS NOT NULL THEN
-		-- the nonce can charge the card once: it waits sealed, like a card
-		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
-		VALUES (m, oid_, payments._opaque_data_sealed(p_opaque_data ->> 'dataDescriptor',
-			p_opaque_data ->> 'dataValue'));
-	END IF;
-
-	IF p_idempotency_key IS NOT NULL THEN
-		UPDATE payments.idempotency_keys SET payment_id = pid, operation_id = oid_
-		WHERE merchant_id = m AND idempotency_key = p_idempotency_key;
-	END IF;
-	PERFORM payments._wake_at_commit();
-	RETURN result;
-END
-$$;
-COMMENT ON FUNCTION payments._create_payment(text, payments.pay_amount, payments.pay_card, jsonb, text, text, text, text, jsonb, jsonb, text, text, bigint, bigint) IS
-	'Internal: records a purchase or authorization and its gateway operation; the worker sends it after COMMIT.';
 
 
-CREATE FUNCTION payments.pay_purchase(
+-- pay_purchase in its final form (from h-cpu) here: the grant to the old
+-- function's grantees below needs it.
+CREATE OR REPLACE FUNCTION payments.pay_purchase(
 	amount payments.pay_amount,
 	card payments.pay_card DEFAULT NULL,
 	opaque_data jsonb DEFAULT NULL,
@@ -3117,18 +1665,22 @@ CREATE FUNCTION payments.pay_purchase(
 	customer_id bigint DEFAULT NULL,
 	payment_method_id bigint DEFAULT NULL)
 	RETURNS payments.payments
-	LANGUAGE sql SECURITY DEFINER
+	LANGUAGE plpgsql SECURITY DEFINER
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
-	SELECT payments._create_payment('purchase', amount, card, opaque_data, customer_profile_id,
+BEGIN
+	RETURN payments._create_payment('purchase', amount, card, opaque_data, customer_profile_id,
 		payment_profile_id, description, order_ref, customer, metadata, idempotency_key, correlation_id,
-		customer_id, payment_method_id)
-	$$;
+		customer_id, payment_method_id);
+END
+$$;
 COMMENT ON FUNCTION payments.pay_purchase(payments.pay_amount, payments.pay_card, jsonb, text, text, text, text, jsonb, jsonb, text, text, bigint, bigint) IS
 	'Authorize and capture a payment. Records the payment (status pending) and wakes the worker at COMMIT; the gateway''s answer arrives asynchronously (pay_wait). customer_id records the customer (its billing details and email are sent when customer is not given); payment_method_id charges a stored method (merchant-initiated, with the card-on-file fields); a customer_id alone charges its default method. Returns the payment row.';
 
 
-CREATE FUNCTION payments.pay_authorize(
+-- pay_authorize in its final form (from h-cpu) here: the grant to the old
+-- function's grantees below needs it.
+CREATE OR REPLACE FUNCTION payments.pay_authorize(
 	amount payments.pay_amount,
 	card payments.pay_card DEFAULT NULL,
 	opaque_data jsonb DEFAULT NULL,
@@ -3143,13 +1695,15 @@ CREATE FUNCTION payments.pay_authorize(
 	customer_id bigint DEFAULT NULL,
 	payment_method_id bigint DEFAULT NULL)
 	RETURNS payments.payments
-	LANGUAGE sql SECURITY DEFINER
+	LANGUAGE plpgsql SECURITY DEFINER
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
-	SELECT payments._create_payment('authorize', amount, card, opaque_data, customer_profile_id,
+BEGIN
+	RETURN payments._create_payment('authorize', amount, card, opaque_data, customer_profile_id,
 		payment_profile_id, description, order_ref, customer, metadata, idempotency_key, correlation_id,
-		customer_id, payment_method_id)
-	$$;
+		customer_id, payment_method_id);
+END
+$$;
 COMMENT ON FUNCTION payments.pay_authorize(payments.pay_amount, payments.pay_card, jsonb, text, text, text, text, jsonb, jsonb, text, text, bigint, bigint) IS
 	'Authorize a payment without capturing it (status requires_capture once approved); capture later with pay_capture or release with pay_void. customer_id and payment_method_id as for pay_purchase. Returns the payment row.';
 
@@ -3165,90 +1719,6 @@ $$;
 
 -- the claim returns what stored methods and profile operations need (worker.sql)
 DROP FUNCTION payments._claim_operations(integer);
-CREATE FUNCTION payments._claim_operations(p_limit integer)
-	RETURNS TABLE (merchant_id bigint, operation_id bigint, payment_id bigint, kind text,
-		action text, attempt integer, via_void boolean, amount_minor bigint, currency text,
-		currency_exponent integer, txn_invoice text, description text, customer jsonb,
-		ref_trans_id text, card_last4 text, payment_method text, customer_profile_id text,
-		payment_profile_id text, sealed bytea, correlation_id text, created_at timestamptz,
-		never_sent boolean,
-		api_login_id text, transaction_key text, endpoint_url text, ca_file text, timeout_ms integer,
-		payment_method_id bigint, customer_id bigint, method_source text, validation_mode text,
-		method_default boolean, method_customer_profile_id text, method_payment_profile_id text,
-		merchant_customer_id text, customer_email text, customer_name text, customer_billing jsonb,
-		original_network_trans_id text, method_card_last4 text, last_attempt_at timestamptz)
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	SET enable_seqscan = off
-	SET enable_bitmapscan = off
-	SET enable_sort = off
-	SET enable_hashjoin = off
-	SET enable_mergejoin = off
-	SET plan_cache_mode = force_custom_plan
-	AS $$
-BEGIN
-	-- Ready first by due time, straight off the partial index: a long queue
-	-- costs no more than a short one.  Merchants without a gateway
-	-- configuration are skipped (and parked by _park_unconfigured).
-	RETURN QUERY
-	WITH ready AS (
-		SELECT o.merchant_id, o.operation_id, o.status AS old_status, o.updated_at AS old_updated_at
-		FROM payments.operations o
-		WHERE o.status IN ('queued', 'unknown') AND o.next_attempt_at <= now()
-			AND o.merchant_id = ANY (ARRAY(SELECT g.merchant_id FROM payments.gateway_config g))
-		ORDER BY o.next_attempt_at
-		LIMIT p_limit
-		FOR UPDATE SKIP LOCKED
-	), claimed AS (
-		UPDATE payments.operations o
-		SET status = 'sending', attempts = o.attempts + 1,
-			first_sent_at = coalesce(o.first_sent_at, now())
-		FROM ready r
-		WHERE o.merchant_id = r.merchant_id AND o.operation_id = r.operation_id
-		RETURNING o.*, r.old_status, r.old_updated_at
-	)
-	SELECT c.merchant_id, c.operation_id, c.payment_id, c.kind,
-		-- queued again after an attempt that may have gone through (an
-		-- unknown outcome, then a resend that provably failed) counts too
-		-- (on the clock: the worker may have spent a while recording outcomes
-		-- in this transaction before claiming)
-		CASE WHEN NOT c.never_sent
-				AND c.first_sent_at < clock_timestamp() - make_interval(secs => payments._duplicate_window() - 60)
-			THEN 'lookup' ELSE 'send' END,
-		c.attempts, c.via_void,
-		pay_minor_units(coalesce(c.amount, p.amount)), pay_currency(p.amount),
-		pay_currency_exponent(pay_currency(p.amount)),
-		-- the invoice of the gateway transaction: each refund its own (equal
-		-- partial refunds are not duplicates); a capture (priorAuthCapture
-		-- keeps the authorization's transId) and a void act on the payment's
-		CASE WHEN c.kind = 'refund' AND NOT c.via_void
-			THEN 'R' || payments._invoice_tag() || c.operation_id ELSE p.invoice_number END,
-		p.description, p.customer,
-		p.gateway_trans_id, p.card_last4, p.payment_method, p.customer_profile_id,
-		p.payment_profile_id, v.sealed, c.correlation_id, c.created_at, c.never_sent,
-		g.api_login_id, g.transaction_key, g.endpoint_url, g.ca_file, g.timeout_ms,
-		-- stored payment methods and customers' profiles (payment_methods.sql):
-		-- their own operations, and charges of a stored method
-		pm.payment_method_id, cu.customer_id, pm.source, pm.validation_mode, pm.is_default,
-		cu.customer_profile_id, pm.payment_profile_id,
-		CASE WHEN cu.customer_id IS NOT NULL THEN payments._gateway_customer_ref(cu.customer_id) END,
-		cu.email, cu.name, cu.billing,
-		pm.network_trans_id, pm.card_last4,
-		-- when the operation last changed: the end of its previous attempt
-		c.old_updated_at
-	FROM claimed c
-	-- operations on a stored method or a customer's profile have no payment
-	LEFT JOIN payments.payments p ON p.merchant_id = c.merchant_id AND p.payment_id = c.payment_id
-	JOIN payments.gateway_config g ON g.merchant_id = c.merchant_id
-	LEFT JOIN payments.card_vault v ON v.merchant_id = c.merchant_id AND v.operation_id = c.operation_id
-	LEFT JOIN payments.payment_methods pm ON pm.merchant_id = c.merchant_id
-		AND pm.payment_method_id = coalesce(c.payment_method_id, p.payment_method_id)
-	LEFT JOIN payments.customers cu ON cu.merchant_id = c.merchant_id
-		AND cu.customer_id = coalesce(c.customer_id, pm.customer_id);
-END
-$$;
-COMMENT ON FUNCTION payments._claim_operations(integer) IS
-	'Worker, step 1: claims up to p_limit ready operations (FOR UPDATE SKIP LOCKED) and marks them sending before anything is sent.';
 
 
 -- ==== customer_privacy.sql ====
@@ -3273,102 +1743,6 @@ COMMENT ON TRIGGER payments_audit ON payments.customers IS 'Audit: payments.audi
 COMMENT ON TRIGGER payments_audit_truncate ON payments.customers IS 'Audit: payments.audit_log.';
 COMMENT ON TRIGGER payments_audit ON payments.payment_methods IS 'Audit: payments.audit_log; the card fingerprint is never written.';
 COMMENT ON TRIGGER payments_audit_truncate ON payments.payment_methods IS 'Audit: payments.audit_log.';
-
--- Events that concern a customer: its own, its methods', its payments'.
-CREATE FUNCTION payments._customer_events(c payments.customers) RETURNS SETOF payments.events
-	LANGUAGE sql STABLE
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-	SELECT e.* FROM payments.events e
-	WHERE e.merchant_id = c.merchant_id
-		AND ((e.data ->> 'customer_id') = c.customer_id::text
-			OR e.payment_id IN (SELECT p.payment_id FROM payments.payments p
-				WHERE p.merchant_id = c.merchant_id AND p.customer_id = c.customer_id)
-			OR e.operation_id IN (SELECT o.operation_id FROM payments.operations o
-				WHERE o.merchant_id = c.merchant_id AND o.customer_id = c.customer_id))
-	$$;
-COMMENT ON FUNCTION payments._customer_events(payments.customers) IS
-	'Internal: the events that concern a customer (its own, its payment methods'', its payments'' and their operations'').';
-
-CREATE FUNCTION payments.pay_export_customer(customer_id bigint) RETURNS jsonb
-	LANGUAGE plpgsql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	c payments.customers := payments._find_customer(pay_export_customer.customer_id);
-BEGIN
-	RETURN jsonb_build_object(
-		'exported_at', now(),
-		'customer', to_jsonb(c) - 'idempotency_key',
-		'payment_methods', coalesce((SELECT jsonb_agg(to_jsonb(x) - 'card_fingerprint' - 'idempotency_key'
-				ORDER BY x.payment_method_id)
-			FROM payments.payment_methods x
-			WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id), '[]'),
-		'payments', coalesce((SELECT jsonb_agg(to_jsonb(p) - 'card_fingerprint' - 'idempotency_key'
-				ORDER BY p.payment_id)
-			FROM payments.payments p
-			WHERE p.merchant_id = c.merchant_id AND p.customer_id = c.customer_id), '[]'),
-		'operations', coalesce((SELECT jsonb_agg(to_jsonb(o) - 'idempotency_key' ORDER BY o.operation_id)
-			FROM payments.operations o
-			WHERE o.merchant_id = c.merchant_id AND (o.customer_id = c.customer_id
-				OR o.payment_id IN (SELECT p.payment_id FROM payments.payments p
-					WHERE p.merchant_id = c.merchant_id AND p.customer_id = c.customer_id))), '[]'),
-		'events', coalesce((SELECT jsonb_agg(to_jsonb(e) ORDER BY e.event_id)
-			FROM payments._customer_events(c) e), '[]'));
-END
-$$;
-COMMENT ON FUNCTION payments.pay_export_customer(bigint) IS
-	'Everything the extension holds about one customer of the current merchant, as one JSON document: the customer, its payment methods (masked: brand, last four, expiry, gateway ids), its payments, their gateway operations and the events that concern them. PT404 for an unknown or foreign id.';
-
-CREATE FUNCTION payments.pay_erase_customer(customer_id bigint,
-	idempotency_key text DEFAULT NULL, correlation_id text DEFAULT NULL)
-	RETURNS payments.customers
-	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	c payments.customers := payments._find_customer(pay_erase_customer.customer_id, true);
-	idem payments.idempotency_keys := payments._idempotency_claim(c.merchant_id,
-		pay_erase_customer.idempotency_key, 'erase_customer', md5(jsonb_build_array(c.customer_id)::text));
-	corr text := payments._correlation_id(pay_erase_customer.correlation_id);
-	result payments.customers;
-BEGIN
-	IF idem.request_kind IS NULL AND c.erased_at IS NULL THEN
-		-- the gateway's profile holds the email and billing address: it goes too
-		IF c.status <> 'deleted' THEN
-			PERFORM payments._end_customer_subscriptions(c);
-			PERFORM payments._delete_customer_profile(c, NULL, corr);
-		END IF;
-		UPDATE payments.customers x SET status = 'deleted', email = NULL, name = NULL,
-			external_ref = NULL, billing = '{}', metadata = '{}',
-			deleted_at = coalesce(x.deleted_at, clock_timestamp()), erased_at = clock_timestamp(),
-			updated_at = clock_timestamp()
-		WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id;
-		-- payments keep amounts, dates, card brand and last four, gateway ids;
-		-- the billing details sent with them and the card fingerprint go
-		UPDATE payments.payments p SET customer = '{}', card_fingerprint = NULL
-		WHERE p.merchant_id = c.merchant_id AND p.customer_id = c.customer_id;
-		UPDATE payments.payment_methods x SET card_fingerprint = NULL
-		WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id;
-		-- the masked requests carried the name, email and address
-		UPDATE payments.gateway_exchanges g SET request_masked = '(erased)', response_masked = NULL
-		WHERE g.merchant_id = c.merchant_id AND g.operation_id IN (SELECT o.operation_id
-			FROM payments.operations o WHERE o.merchant_id = c.merchant_id AND (o.customer_id = c.customer_id
-				OR o.payment_id IN (SELECT p.payment_id FROM payments.payments p
-					WHERE p.merchant_id = c.merchant_id AND p.customer_id = c.customer_id)));
-		UPDATE payments.events e SET data = e.data - 'external_ref'
-		WHERE e.merchant_id = c.merchant_id AND e.event_type LIKE 'customer.%'
-			AND (e.data ->> 'customer_id') = c.customer_id::text;
-		INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
-		VALUES (c.merchant_id, 'customer.erased', jsonb_build_object('customer_id', c.customer_id), corr);
-	END IF;
-	SELECT * INTO result FROM payments.customers x
-	WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id;
-	RETURN result;
-END
-$$;
-COMMENT ON FUNCTION payments.pay_erase_customer(bigint, text, text) IS
-	'Erases a customer''s personal data: email, name, external_ref, billing and metadata, the billing details sent with its payments, card fingerprints, the masked gateway requests and replies of its operations, and its profile at the gateway (deleted by the worker). Kept, as the law requires: payments with amounts, dates, status, card brand and last four, gateway transaction and profile ids, and their operations. The customer stays as a deleted row with erased_at; the audit log records the change (without the personal values) and a customer.erased event is written.';
 
 ------------------------------------------------------------------------------
 -- h-audit: the audit trigger writes audit_log with the table and index APIs
@@ -3834,6 +2208,7 @@ COMMENT ON FUNCTION payments.pay_billing_now() IS
 -- h-lead-methods: a save or deletion of a payment method that becomes a
 -- dead letter, or a customer deletion the gateway refused, no longer leaves
 -- methods pending or deleting for ever (issue 11; payment_methods.sql).
+-- Made once since: _record_method_result in h-account-life (its final form).
 ------------------------------------------------------------------------------
 
 INSERT INTO payments.status_transitions (entity, from_status, to_status) VALUES
@@ -3864,13 +2239,18 @@ COMMENT ON FUNCTION payments._customer_profile_kept(payments.operations, text) I
 -- returns), a deletion leaves the method active, a customer's deletion
 -- keeps the profile (above).  pay_retry_dead_letter puts them back on
 -- their way: the method pending, or deleting, again.
-CREATE FUNCTION payments._method_operation_dead() RETURNS trigger
+-- _method_operation_dead in its final form (from h-account-customers) here:
+-- trigger operations_method_dead below runs it.
+CREATE OR REPLACE FUNCTION payments._method_operation_dead() RETURNS trigger
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 DECLARE
-	why text := format('No answer from the gateway after %s attempts (%s); pay_retry_dead_letter can try again.',
-		NEW.attempts, coalesce(NEW.last_error, 'no error recorded'));
+	-- held by the claim (the gateway account changed): its last_error says
+	-- why; otherwise its attempts ran out
+	why text := CASE WHEN NEW.last_error LIKE 'held: %' THEN NEW.last_error
+		ELSE format('No answer from the gateway after %s attempts (%s); pay_retry_dead_letter can try again.',
+			NEW.attempts, coalesce(NEW.last_error, 'no error recorded')) END;
 BEGIN
 	IF NEW.status = 'dead' THEN
 		IF NEW.kind = 'save_method' THEN
@@ -3910,79 +2290,20 @@ CREATE TRIGGER operations_method_dead AFTER UPDATE OF status ON payments.operati
 COMMENT ON TRIGGER operations_method_dead ON payments.operations IS
 	'Moves a payment method on when its save or deletion becomes a dead letter or is retried.';
 
-CREATE OR REPLACE FUNCTION payments._record_method_result(p_merchant_id bigint, p_operation_id bigint,
-	p_outcome text, p_code text, p_reason text, p_customer_profile_id text,
-	p_payment_profile_id text, p_network_trans_id text, p_card_last4 text, p_card_brand text,
-	p_retry_at timestamptz, p_error text)
-	RETURNS void
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	o payments.operations;
-	t payments.operation_outcomes;
-	ok boolean;
-BEGIN
-	IF p_outcome IN ('retry', 'unknown') THEN
-		-- tried again later, as every operation is (no payment to move)
-		PERFORM payments._record_result(p_merchant_id, p_operation_id, p_outcome, NULL, NULL, NULL,
-			NULL, NULL, NULL, NULL, p_retry_at, p_error, NULL);
-		RETURN;
-	END IF;
-	SELECT * INTO o FROM payments.operations
-	WHERE merchant_id = p_merchant_id AND operation_id = p_operation_id FOR UPDATE;
-	IF NOT FOUND OR o.status <> 'sending' THEN
-		RETURN;		-- not ours any more (a DBA discarded it)
-	END IF;
-	SELECT * INTO t FROM payments.operation_outcomes x
-	WHERE x.operation_kind = o.kind AND x.outcome = p_outcome;
-	IF NOT FOUND OR t.operation_status NOT IN ('succeeded', 'failed') THEN
-		RAISE EXCEPTION 'invalid outcome % for operation %', p_outcome, p_operation_id
-			USING ERRCODE = '22023';
-	END IF;
-	ok := t.operation_status = 'succeeded';
-	UPDATE payments.operations SET status = t.operation_status,
-		reason_text = coalesce(p_reason, p_error), last_error = CASE WHEN NOT ok THEN coalesce(p_error, p_code) END,
-		completed_at = clock_timestamp()
-	WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
-	DELETE FROM payments.card_vault WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
-
-	IF o.kind = 'save_method' THEN
-		IF ok THEN
-			UPDATE payments.customers SET customer_profile_id = coalesce(customer_profile_id, p_customer_profile_id),
-				updated_at = clock_timestamp()
-			WHERE merchant_id = o.merchant_id AND customer_id = o.customer_id;
-			UPDATE payments.payment_methods SET status = 'active',
-				customer_profile_id = p_customer_profile_id, payment_profile_id = p_payment_profile_id,
-				network_trans_id = coalesce(network_trans_id, nullif(p_network_trans_id, '')),
-				card_last4 = coalesce(card_last4, nullif(p_card_last4, '')),
-				card_brand = coalesce(card_brand, nullif(p_card_brand, ''))
-			WHERE merchant_id = o.merchant_id AND payment_method_id = o.payment_method_id AND status = 'pending';
-		ELSE
-			UPDATE payments.payment_methods SET status = 'failed', is_default = false,
-				failure_code = p_code, failure_reason = coalesce(p_reason, p_error)
-			WHERE merchant_id = o.merchant_id AND payment_method_id = o.payment_method_id AND status = 'pending';
-		END IF;
-	ELSIF o.kind = 'delete_method' THEN
-		UPDATE payments.payment_methods SET status = CASE WHEN ok THEN 'deleted' ELSE 'active' END,
-			failure_code = CASE WHEN ok THEN failure_code ELSE p_code END,
-			failure_reason = CASE WHEN ok THEN failure_reason ELSE coalesce(p_reason, p_error) END
-		WHERE merchant_id = o.merchant_id AND payment_method_id = o.payment_method_id AND status = 'deleting';
-	ELSIF o.kind = 'delete_customer' AND ok THEN
-		UPDATE payments.payment_methods SET status = 'deleted'
-		WHERE merchant_id = o.merchant_id AND customer_id = o.customer_id AND status = 'deleting';
-	ELSIF o.kind = 'delete_customer' THEN
-		PERFORM payments._customer_profile_kept(o, coalesce(p_reason, p_error, p_code));
-	END IF;
-END
-$$;
-COMMENT ON FUNCTION payments._record_method_result(bigint, bigint, text, text, text, text, text, text, text, text, timestamptz, text) IS
-	'Worker, step 3: records the gateway''s answer to a save_method, delete_method or delete_customer operation and moves the payment method (and the customer''s profile id) on.';
-
 ------------------------------------------------------------------------------
 -- h-subs-api: plans and subscriptions through the SQL API (issue 11;
 -- sql/src/subscriptions.sql), and a customer's subscriptions and invoices in
 -- its export, their metadata in its erasure (sql/src/customer_privacy.sql).
+-- Made once since: _plan_not_found, _subscription_not_found, _check_time_zone
+-- in h-null-arguments; _check_billing_interval, pay_list_subscriptions in
+-- h-free-text-bounds; _check_metadata, pay_create_plan, pay_update_plan in
+-- h-free-text; pay_create_subscription in h-sub-key-order;
+-- pay_update_subscription, pay_cancel_subscription,
+-- pay_preview_subscription_change, pay_change_subscription in h-due-renewals;
+-- _end_subscription_now, _end_customer_subscriptions in h-sub-end-items;
+-- pay_pause_subscription, pay_resume_subscription in h-pause-cancel;
+-- _subscription_change in h-paused-change; pay_erase_customer in
+-- h-customer-locks (their final form).
 ------------------------------------------------------------------------------
 
 -- Plans and subscriptions through the SQL API: create, read, list, update,
@@ -3993,24 +2314,6 @@ COMMENT ON FUNCTION payments._record_method_result(bigint, bigint, text, text, t
 ------------------------------------------------------------------------------
 -- Lookups and argument checks.
 ------------------------------------------------------------------------------
-
-CREATE FUNCTION payments._plan_not_found(p_plan_id bigint) RETURNS void
-	LANGUAGE plpgsql AS $$
-BEGIN
-	RAISE EXCEPTION 'plan % not found', p_plan_id
-		USING ERRCODE = 'PT404', HINT = 'Plan ids are per merchant; check pay_current_merchant().';
-END
-$$;
-COMMENT ON FUNCTION payments._plan_not_found(bigint) IS 'Internal: raises the plan-not-found error (PT404).';
-
-CREATE FUNCTION payments._subscription_not_found(p_subscription_id bigint) RETURNS void
-	LANGUAGE plpgsql AS $$
-BEGIN
-	RAISE EXCEPTION 'subscription % not found', p_subscription_id
-		USING ERRCODE = 'PT404', HINT = 'Subscription ids are per merchant; check pay_current_merchant().';
-END
-$$;
-COMMENT ON FUNCTION payments._subscription_not_found(bigint) IS 'Internal: raises the subscription-not-found error (PT404).';
 
 -- A plan of the current merchant (locked when p_lock), or PT404.
 CREATE FUNCTION payments._find_plan(p_plan_id bigint, p_lock boolean DEFAULT false)
@@ -4065,24 +2368,6 @@ $$;
 COMMENT ON FUNCTION payments._find_subscription(bigint, boolean) IS
 	'Internal: a subscription of the current merchant (optionally locked), or PT404.';
 
--- A billing interval: day, week, month or year, times 1 to 366.
-CREATE FUNCTION payments._check_billing_interval(p_unit text, p_count integer) RETURNS void
-	LANGUAGE plpgsql IMMUTABLE
-	AS $$
-BEGIN
-	IF p_unit IS NULL OR p_unit NOT IN ('day', 'week', 'month', 'year') THEN
-		RAISE EXCEPTION 'interval_unit must be day, week, month or year'
-			USING ERRCODE = '22023', DETAIL = format('The interval_unit given was %s.', coalesce(p_unit, 'NULL'));
-	END IF;
-	IF p_count IS NULL OR p_count NOT BETWEEN 1 AND 366 THEN
-		RAISE EXCEPTION 'interval_count must be between 1 and 366'
-			USING ERRCODE = '22023', DETAIL = format('The interval_count given was %s.', coalesce(p_count::text, 'NULL'));
-	END IF;
-END
-$$;
-COMMENT ON FUNCTION payments._check_billing_interval(text, integer) IS
-	'Internal: raises 22023 unless the interval is day, week, month or year times 1 to 366.';
-
 -- A price per unit and period: positive, at most what the gateway takes.
 CREATE FUNCTION payments._check_price(p_price payments.pay_amount, p_what text) RETURNS void
 	LANGUAGE plpgsql
@@ -4101,52 +2386,6 @@ END
 $$;
 COMMENT ON FUNCTION payments._check_price(payments.pay_amount, text) IS
 	'Internal: raises 22004 (missing), 22Y23 (not positive) or 22Y26 (more digits than the gateway takes) for a price.';
-
--- A time zone: an IANA name (America/New_York, Europe/Paris, UTC).  A
--- Region/City name is checked by converting a time with it (cheap); any
--- other text must be in pg_timezone_names, so an abbreviation such as EST
--- (a fixed offset without daylight saving) or a POSIX string is refused.
-CREATE FUNCTION payments._check_time_zone(p_time_zone text) RETURNS void
-	LANGUAGE plpgsql STABLE
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	known boolean := false;
-BEGIN
-	IF p_time_zone = 'UTC' THEN
-		RETURN;
-	END IF;
-	IF p_time_zone ~ '^[A-Za-z_]+(/[A-Za-z0-9_+-]+)+$' AND length(p_time_zone) <= 64 THEN
-		BEGIN
-			PERFORM now() AT TIME ZONE p_time_zone;
-			known := true;
-		EXCEPTION WHEN invalid_parameter_value THEN
-			known := false;
-		END;
-	ELSIF length(p_time_zone) <= 64 THEN
-		known := EXISTS (SELECT 1 FROM pg_catalog.pg_timezone_names z WHERE z.name = p_time_zone);
-	END IF;
-	IF NOT known THEN
-		RAISE EXCEPTION 'unknown time zone %', coalesce(quote_literal(left(p_time_zone, 64)), 'NULL')
-			USING ERRCODE = '22023',
-				HINT = 'Pass an IANA time zone name such as America/New_York, Europe/Paris or UTC (pg_timezone_names lists them).';
-	END IF;
-END
-$$;
-COMMENT ON FUNCTION payments._check_time_zone(text) IS
-	'Internal: raises 22023 unless the text is an IANA time zone name (abbreviations and POSIX strings are refused).';
-
-CREATE FUNCTION payments._check_metadata(p_metadata jsonb) RETURNS void
-	LANGUAGE plpgsql IMMUTABLE
-	AS $$
-BEGIN
-	IF p_metadata IS NOT NULL AND jsonb_typeof(p_metadata) <> 'object' THEN
-		RAISE EXCEPTION 'metadata must be a JSON object' USING ERRCODE = '22023',
-			HINT = 'Pass an object such as {"order": "A-17"}.';
-	END IF;
-END
-$$;
-COMMENT ON FUNCTION payments._check_metadata(jsonb) IS 'Internal: raises 22023 unless metadata is NULL or a JSON object.';
 
 CREATE FUNCTION payments._check_page_size(p_page_size integer, p_what text) RETURNS void
 	LANGUAGE plpgsql IMMUTABLE
@@ -4202,22 +2441,25 @@ COMMENT ON FUNCTION payments._period_index_at(timestamp, text, text, integer, ti
 -- odd unit inside it, so the division still rounds a tie to the even
 -- total.  Nothing before the period's start is prorated (the whole
 -- amount), nothing after its end (zero).
-CREATE FUNCTION payments._prorate(p_amount payments.pay_amount, p_period_start timestamptz,
+-- _prorate in its final form (from h-prorate-numeric) here: _period_line
+-- below (LANGUAGE sql) calls it.
+CREATE OR REPLACE FUNCTION payments._prorate(p_amount payments.pay_amount, p_period_start timestamptz,
 	p_period_end timestamptz, p_at timestamptz)
 	RETURNS payments.pay_amount
 	LANGUAGE sql IMMUTABLE PARALLEL SAFE
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
+	-- amount * remaining exactly (numeric: up to 19 + 11 digits), divided
+	-- by the period, the remainder rounding half to even
 	SELECT CASE WHEN t.remaining <= 0 THEN p_amount * 0
 		WHEN t.remaining >= t.period THEN p_amount
-		ELSE pay_amount_from_minor(q - q % 2, pay_currency(p_amount))
-			+ pay_amount_from_minor(q % 2 * f.pp + f.rm * f.rr, pay_currency(p_amount)) / f.pp END
+		ELSE pay_amount_from_minor((q.whole + CASE WHEN 2 * abs(q.rest) > t.period
+				OR (2 * abs(q.rest) = t.period AND q.whole % 2 <> 0) THEN sign(q.n) ELSE 0 END)::bigint,
+			pay_currency(p_amount)) END
 	FROM (SELECT floor(extract(epoch FROM p_period_end) - extract(epoch FROM p_at))::bigint AS remaining,
-			floor(extract(epoch FROM p_period_end) - extract(epoch FROM p_period_start))::bigint AS period) t,
-		LATERAL (SELECT greatest(t.remaining, 0) / gcd(greatest(t.remaining, 1), greatest(t.period, 1)) AS rr,
-			greatest(t.period, 1) / gcd(greatest(t.remaining, 1), greatest(t.period, 1)) AS pp) g,
-		LATERAL (SELECT g.rr, g.pp, pay_minor_units(p_amount) % g.pp AS rm,
-			pay_minor_units(p_amount) / g.pp * g.rr AS q) f
+			greatest(floor(extract(epoch FROM p_period_end) - extract(epoch FROM p_period_start))::bigint, 1) AS period) t,
+		LATERAL (SELECT x.n, div(x.n, t.period) AS whole, mod(x.n, t.period) AS rest
+			FROM (SELECT pay_minor_units(p_amount)::numeric * greatest(t.remaining, 0) AS n) x) q
 	$$;
 COMMENT ON FUNCTION payments._prorate(payments.pay_amount, timestamptz, timestamptz, timestamptz) IS
 	'Internal: the proration rule: amount * remaining seconds / period seconds of [period_start, period_end) at p_at, exact in minor units, rounded half to even.';
@@ -4245,114 +2487,6 @@ COMMENT ON FUNCTION payments._period_line(payments.subscriptions, timestamptz, t
 ------------------------------------------------------------------------------
 -- Plans.
 ------------------------------------------------------------------------------
-
-CREATE FUNCTION payments.pay_create_plan(
-	name text,
-	amount payments.pay_amount,
-	interval_unit text DEFAULT 'month',
-	interval_count integer DEFAULT 1,
-	trial_days integer DEFAULT 0,
-	metadata jsonb DEFAULT NULL,
-	idempotency_key text DEFAULT NULL,
-	correlation_id text DEFAULT NULL)
-	RETURNS payments.plans
-	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	m bigint := payments.pay_current_merchant();
-	corr text := payments._correlation_id(pay_create_plan.correlation_id);
-	idem payments.idempotency_keys;
-	result payments.plans;
-BEGIN
-	IF pay_create_plan.name IS NULL OR length(pay_create_plan.name) NOT BETWEEN 1 AND 255 THEN
-		RAISE EXCEPTION 'name must be 1 to 255 characters' USING ERRCODE = '22023';
-	END IF;
-	PERFORM payments._check_price(pay_create_plan.amount, 'amount');
-	PERFORM payments._check_billing_interval(pay_create_plan.interval_unit, pay_create_plan.interval_count);
-	IF pay_create_plan.trial_days IS NULL OR pay_create_plan.trial_days NOT BETWEEN 0 AND 730 THEN
-		RAISE EXCEPTION 'trial_days must be between 0 and 730' USING ERRCODE = '22023';
-	END IF;
-	PERFORM payments._check_metadata(pay_create_plan.metadata);
-	PERFORM payments._check_gateway_input(NULL, NULL, NULL, corr);
-	idem := payments._idempotency_claim(m, pay_create_plan.idempotency_key, 'create_plan',
-		md5(jsonb_build_array(pay_create_plan.name, pay_create_plan.amount::text, pay_create_plan.interval_unit,
-			pay_create_plan.interval_count, pay_create_plan.trial_days, pay_create_plan.metadata)::text));
-	IF idem.request_kind IS NOT NULL THEN
-		SELECT * INTO result FROM payments.plans x
-		WHERE x.merchant_id = m AND x.idempotency_key = pay_create_plan.idempotency_key;
-		RETURN result;
-	END IF;
-	INSERT INTO payments.plans (merchant_id, name, amount, interval_unit, interval_count, trial_days,
-		metadata, idempotency_key, correlation_id)
-	VALUES (m, pay_create_plan.name, pay_create_plan.amount, pay_create_plan.interval_unit,
-		pay_create_plan.interval_count, pay_create_plan.trial_days, coalesce(pay_create_plan.metadata, '{}'),
-		pay_create_plan.idempotency_key, corr)
-	RETURNING * INTO result;
-	INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
-	VALUES (m, 'plan.created', jsonb_build_object('plan_id', result.plan_id, 'name', result.name,
-		'amount', result.amount, 'interval_unit', result.interval_unit, 'interval_count', result.interval_count,
-		'trial_days', result.trial_days), corr);
-	RETURN result;
-END
-$$;
-COMMENT ON FUNCTION payments.pay_create_plan(text, payments.pay_amount, text, integer, integer, jsonb, text, text) IS
-	'Creates a plan of the current merchant: name, amount per period (a positive pay_amount: its currency is the plan''s), interval_unit (day, week, month, year) times interval_count (1-366), trial_days (0-730) new subscriptions get by default, metadata. Amount and interval never change afterwards. Writes a plan.created event. Returns the plan row.';
-
-CREATE FUNCTION payments.pay_update_plan(
-	plan_id bigint,
-	name text DEFAULT NULL,
-	active boolean DEFAULT NULL,
-	metadata jsonb DEFAULT NULL,
-	amount payments.pay_amount DEFAULT NULL,
-	interval_unit text DEFAULT NULL,
-	interval_count integer DEFAULT NULL,
-	idempotency_key text DEFAULT NULL,
-	correlation_id text DEFAULT NULL)
-	RETURNS payments.plans
-	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	p payments.plans := payments._find_plan(pay_update_plan.plan_id, true);
-	corr text := payments._correlation_id(pay_update_plan.correlation_id);
-	idem payments.idempotency_keys;
-	result payments.plans;
-BEGIN
-	IF pay_update_plan.amount IS NOT NULL OR pay_update_plan.interval_unit IS NOT NULL
-			OR pay_update_plan.interval_count IS NOT NULL THEN
-		RAISE EXCEPTION 'the amount and interval of a plan never change'
-			USING ERRCODE = '22023',
-				DETAIL = format('Plan %s is %s per %s %s; its subscriptions were sold at that price.',
-					p.plan_id, p.amount, p.interval_count, p.interval_unit),
-				HINT = 'Create a new plan (pay_create_plan), move subscriptions to it with pay_change_subscription(plan_id => ...), and make this one inactive (active => false).';
-	END IF;
-	IF pay_update_plan.name IS NOT NULL AND length(pay_update_plan.name) NOT BETWEEN 1 AND 255 THEN
-		RAISE EXCEPTION 'name must be 1 to 255 characters' USING ERRCODE = '22023';
-	END IF;
-	PERFORM payments._check_metadata(pay_update_plan.metadata);
-	idem := payments._idempotency_claim(p.merchant_id, pay_update_plan.idempotency_key, 'update_plan',
-		md5(jsonb_build_array(p.plan_id, pay_update_plan.name, pay_update_plan.active, pay_update_plan.metadata)::text));
-	IF idem.request_kind IS NOT NULL THEN
-		RETURN p;				-- applied once already
-	END IF;
-	UPDATE payments.plans x SET
-		name = coalesce(pay_update_plan.name, x.name),
-		active = coalesce(pay_update_plan.active, x.active),
-		metadata = coalesce(pay_update_plan.metadata, x.metadata),
-		updated_at = clock_timestamp()
-	WHERE x.merchant_id = p.merchant_id AND x.plan_id = p.plan_id
-	RETURNING * INTO result;
-	INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
-	VALUES (p.merchant_id, 'plan.updated', jsonb_build_object('plan_id', p.plan_id, 'active', result.active,
-		'fields', (SELECT coalesce(jsonb_agg(k), '[]') FROM unnest(ARRAY['name', 'active', 'metadata'],
-			ARRAY[pay_update_plan.name IS NOT NULL, pay_update_plan.active IS NOT NULL,
-				pay_update_plan.metadata IS NOT NULL]) AS f(k, given) WHERE given)), corr);
-	RETURN result;
-END
-$$;
-COMMENT ON FUNCTION payments.pay_update_plan(bigint, text, boolean, jsonb, payments.pay_amount, text, integer, text, text) IS
-	'Changes a plan''s name, active flag (an inactive plan takes no new subscriptions; existing ones go on) or metadata (NULL: unchanged). Its amount and interval never change: passing them raises 22023 (make a new plan instead). Writes a plan.updated event. PT404 for an unknown or foreign id.';
 
 CREATE FUNCTION payments.pay_get_plan(plan_id bigint) RETURNS payments.plans
 	LANGUAGE sql STABLE SECURITY DEFINER
@@ -4400,169 +2534,6 @@ COMMENT ON FUNCTION payments.pay_list_plans(boolean, bigint, integer) IS
 -- Subscriptions: create, read, list, update.
 ------------------------------------------------------------------------------
 
-CREATE FUNCTION payments.pay_create_subscription(
-	customer_id bigint,
-	plan_id bigint DEFAULT NULL,
-	price payments.pay_amount DEFAULT NULL,
-	interval_unit text DEFAULT NULL,
-	interval_count integer DEFAULT NULL,
-	quantity integer DEFAULT 1,
-	payment_method_id bigint DEFAULT NULL,
-	trial_days integer DEFAULT NULL,
-	billing_anchor timestamp DEFAULT NULL,
-	time_zone text DEFAULT 'UTC',
-	metadata jsonb DEFAULT NULL,
-	idempotency_key text DEFAULT NULL,
-	correlation_id text DEFAULT NULL)
-	RETURNS payments.subscriptions
-	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	c payments.customers := payments._find_customer(pay_create_subscription.customer_id, false, false);
-	m bigint := c.merchant_id;
-	corr text := payments._correlation_id(pay_create_subscription.correlation_id);
-	p payments.plans;
-	unit_ payments.pay_amount;
-	iunit text;
-	icount integer;
-	trial integer;
-	idem payments.idempotency_keys;
-	now_ timestamptz;
-	anchor timestamp;
-	n integer;
-	ps timestamptz;
-	pe timestamptz;
-	s payments.subscriptions;
-	inv payments.invoices;
-BEGIN
-	IF (pay_create_subscription.plan_id IS NULL) = (pay_create_subscription.price IS NULL) THEN
-		RAISE EXCEPTION 'exactly one of plan_id and price is required'
-			USING ERRCODE = '22023', HINT = 'Subscribe to a plan (plan_id), or give an explicit price with interval_unit and interval_count.';
-	END IF;
-	IF pay_create_subscription.plan_id IS NOT NULL THEN
-		p := payments._find_plan(pay_create_subscription.plan_id);
-		IF NOT p.active THEN
-			RAISE EXCEPTION 'plan % is inactive', p.plan_id
-				USING ERRCODE = '22Y20', HINT = 'Inactive plans take no new subscriptions; make it active again (pay_update_plan) or use another.';
-		END IF;
-		IF coalesce(pay_create_subscription.interval_unit, p.interval_unit) <> p.interval_unit
-				OR coalesce(pay_create_subscription.interval_count, p.interval_count) <> p.interval_count THEN
-			RAISE EXCEPTION 'a subscription to plan % is billed every % %', p.plan_id, p.interval_count, p.interval_unit
-				USING ERRCODE = '22023', HINT = 'Leave interval_unit and interval_count out with a plan, or give a price instead of the plan.';
-		END IF;
-		unit_ := p.amount;
-		iunit := p.interval_unit;
-		icount := p.interval_count;
-	ELSE
-		PERFORM payments._check_price(pay_create_subscription.price, 'price');
-		IF pay_create_subscription.interval_unit IS NULL THEN
-			RAISE EXCEPTION 'interval_unit is required with a price'
-				USING ERRCODE = '22023', HINT = 'Pass interval_unit => ''month'' (day, week, month or year) and, if not 1, interval_count.';
-		END IF;
-		unit_ := pay_create_subscription.price;
-		iunit := pay_create_subscription.interval_unit;
-		icount := coalesce(pay_create_subscription.interval_count, 1);
-	END IF;
-	PERFORM payments._check_billing_interval(iunit, icount);
-	IF pay_create_subscription.quantity IS NULL OR pay_create_subscription.quantity NOT BETWEEN 1 AND 100000 THEN
-		RAISE EXCEPTION 'quantity must be between 1 and 100000' USING ERRCODE = '22023';
-	END IF;
-	PERFORM payments._check_gateway_input(unit_ * pay_create_subscription.quantity, NULL, NULL, corr);
-	trial := coalesce(pay_create_subscription.trial_days, p.trial_days, 0);
-	IF trial NOT BETWEEN 0 AND 730 THEN
-		RAISE EXCEPTION 'trial_days must be between 0 and 730' USING ERRCODE = '22023';
-	END IF;
-	PERFORM payments._check_time_zone(pay_create_subscription.time_zone);
-	PERFORM payments._check_metadata(pay_create_subscription.metadata);
-	IF pay_create_subscription.billing_anchor IS NOT NULL THEN
-		IF NOT isfinite(pay_create_subscription.billing_anchor) THEN
-			RAISE EXCEPTION 'billing_anchor must be a finite time' USING ERRCODE = '22023';
-		END IF;
-		IF trial > 0 THEN
-			RAISE EXCEPTION 'billing_anchor cannot be combined with a trial'
-				USING ERRCODE = '22023',
-					DETAIL = 'A subscription with a trial is billed from the end of its trial: that is its anchor.',
-					HINT = 'Pass trial_days => 0 to bill from the anchor given.';
-		END IF;
-	END IF;
-	-- the method charged: the one named (the customer's, active), else the
-	-- customer's active default; a trial may start without one
-	IF pay_create_subscription.payment_method_id IS NOT NULL THEN
-		PERFORM payments._stored_method_for_payment(c.customer_id, pay_create_subscription.payment_method_id, 0);
-	ELSIF trial = 0 AND NOT EXISTS (SELECT 1 FROM payments.payment_methods x
-			WHERE x.merchant_id = m AND x.customer_id = c.customer_id AND x.is_default AND x.status = 'active') THEN
-		RAISE EXCEPTION 'customer % has no usable payment method', c.customer_id
-			USING ERRCODE = '22Y22',
-				DETAIL = 'A subscription without a trial is charged at once; the customer has no active default method.',
-				HINT = 'Save one (pay_save_payment_method) and wait until it is active (pay_wait_payment_method), or pass payment_method_id.';
-	END IF;
-	idem := payments._idempotency_claim(m, pay_create_subscription.idempotency_key, 'create_subscription',
-		md5(jsonb_build_array(c.customer_id, pay_create_subscription.plan_id, pay_create_subscription.price::text,
-			pay_create_subscription.interval_unit, pay_create_subscription.interval_count,
-			pay_create_subscription.quantity, pay_create_subscription.payment_method_id,
-			pay_create_subscription.trial_days, pay_create_subscription.billing_anchor,
-			pay_create_subscription.time_zone, pay_create_subscription.metadata)::text));
-	IF idem.request_kind IS NOT NULL THEN
-		SELECT * INTO s FROM payments.subscriptions x
-		WHERE x.merchant_id = m AND x.idempotency_key = pay_create_subscription.idempotency_key;
-		RETURN s;
-	END IF;
-
-	now_ := payments._billing_now(m);
-	IF trial > 0 THEN
-		-- trialing: period -1 is the trial; the anchor is its end, local
-		anchor := (now_ AT TIME ZONE pay_create_subscription.time_zone) + make_interval(days => trial);
-		pe := anchor AT TIME ZONE pay_create_subscription.time_zone;
-		INSERT INTO payments.subscriptions (merchant_id, customer_id, plan_id, status, unit_amount, quantity,
-			interval_unit, interval_count, payment_method_id, time_zone, billing_anchor,
-			current_period_index, current_period_start, current_period_end, trial_end, next_renewal_at,
-			metadata, idempotency_key, correlation_id)
-		VALUES (m, c.customer_id, p.plan_id, 'trialing', unit_, pay_create_subscription.quantity,
-			iunit, icount, pay_create_subscription.payment_method_id, pay_create_subscription.time_zone, anchor,
-			-1, now_, pe, pe, pe,
-			coalesce(pay_create_subscription.metadata, '{}'), pay_create_subscription.idempotency_key, corr)
-		RETURNING * INTO s;
-		RETURN s;
-	END IF;
-
-	-- incomplete: the period containing now is current (period 0 from now
-	-- when no anchor is given); its first invoice is issued and charged now,
-	-- for the part of the period left when the anchor is elsewhere
-	IF pay_create_subscription.billing_anchor IS NULL THEN
-		anchor := now_ AT TIME ZONE pay_create_subscription.time_zone;
-		n := 0;
-		ps := now_;
-	ELSE
-		anchor := pay_create_subscription.billing_anchor;
-		n := payments._period_index_at(anchor, pay_create_subscription.time_zone, iunit, icount, now_);
-		ps := payments._period_start(anchor, pay_create_subscription.time_zone, iunit, icount, n);
-	END IF;
-	pe := payments._period_start(anchor, pay_create_subscription.time_zone, iunit, icount, n + 1);
-	INSERT INTO payments.subscriptions (merchant_id, customer_id, plan_id, status, unit_amount, quantity,
-		interval_unit, interval_count, payment_method_id, time_zone, billing_anchor,
-		current_period_index, current_period_start, current_period_end, next_renewal_at,
-		metadata, idempotency_key, correlation_id)
-	VALUES (m, c.customer_id, p.plan_id, 'incomplete', unit_, pay_create_subscription.quantity,
-		iunit, icount, pay_create_subscription.payment_method_id, pay_create_subscription.time_zone, anchor,
-		-- the billing run expires it if its first invoice is not paid in time
-		n, ps, pe, now_ + payments._incomplete_expiry(),
-		coalesce(pay_create_subscription.metadata, '{}'), pay_create_subscription.idempotency_key, corr)
-	RETURNING * INTO s;
-	inv := payments._issue_invoice(m, s.subscription_id, 'first', n, now_, pe,
-		CASE WHEN now_ > ps THEN jsonb_build_array(payments._period_line(s, ps, pe, now_)) END);
-	IF inv.status = 'paid' THEN
-		-- nothing was due (a prorated part that rounds to zero)
-		UPDATE payments.subscriptions x SET status = 'active'
-		WHERE x.merchant_id = m AND x.subscription_id = s.subscription_id
-		RETURNING * INTO s;
-	END IF;
-	RETURN s;
-END
-$$;
-COMMENT ON FUNCTION payments.pay_create_subscription(bigint, bigint, payments.pay_amount, text, integer, integer, bigint, integer, timestamp, text, jsonb, text, text) IS
-	'Subscribes a customer of the current merchant to a plan (plan_id) or an explicit price per period (price, interval_unit, interval_count), times quantity, charged to payment_method_id (NULL: the customer''s default at each charge). With a trial (trial_days, default the plan''s): status trialing until the trial''s end, which is the billing anchor; no payment method is needed yet. Without: status incomplete, and the first invoice of the current period is issued and charged in this transaction (the payment goes out after COMMIT; paid -> active): the customer must have an active default method or one named (22Y22 otherwise). billing_anchor is a local wall-clock time in time_zone (an IANA name; default now): the period containing now is current and its remaining part is invoiced, prorated. Errors: PT404 unknown or foreign customer, plan or method; 22Y20 deleted customer, inactive plan, method not active; 22023 bad input. Returns the subscription row.';
-
 CREATE FUNCTION payments.pay_get_subscription(subscription_id bigint) RETURNS payments.subscriptions
 	LANGUAGE sql STABLE SECURITY DEFINER
 	SET search_path = pg_catalog, payments, pg_temp
@@ -4571,51 +2542,6 @@ CREATE FUNCTION payments.pay_get_subscription(subscription_id bigint) RETURNS pa
 	$$;
 COMMENT ON FUNCTION payments.pay_get_subscription(bigint) IS
 	'A subscription of the current merchant; an unknown id, or another merchant''s, raises PT404.';
-
-CREATE FUNCTION payments.pay_list_subscriptions(
-	customer_id bigint DEFAULT NULL,
-	status text DEFAULT NULL,
-	after bigint DEFAULT NULL,
-	page_size integer DEFAULT 50)
-	RETURNS SETOF payments.subscriptions
-	LANGUAGE plpgsql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	m bigint := payments.pay_current_merchant();
-	cursor_at timestamptz;
-BEGIN
-	PERFORM payments._check_page_size(page_size, 'subscription_id');
-	IF pay_list_subscriptions.status IS NOT NULL AND pay_list_subscriptions.status NOT IN ('trialing', 'incomplete',
-			'incomplete_expired', 'active', 'past_due', 'paused', 'canceled', 'unpaid') THEN
-		RAISE EXCEPTION 'unknown subscription status %', pay_list_subscriptions.status
-			USING ERRCODE = '22023',
-				HINT = 'A status is one of trialing, incomplete, incomplete_expired, active, past_due, paused, canceled, unpaid.';
-	END IF;
-	IF pay_list_subscriptions.customer_id IS NOT NULL THEN
-		PERFORM payments._find_customer(pay_list_subscriptions.customer_id);
-	END IF;
-	IF after IS NOT NULL THEN
-		SELECT x.created_at INTO cursor_at FROM payments.subscriptions x
-		WHERE x.merchant_id = m AND x.subscription_id = pay_list_subscriptions.after;
-		IF NOT FOUND THEN
-			RAISE EXCEPTION 'the cursor subscription % is not a subscription of this merchant', after
-				USING ERRCODE = '22023', HINT = 'Pass as after the last subscription_id of the page before.';
-		END IF;
-	END IF;
-	RETURN QUERY
-	SELECT x.* FROM payments.subscriptions x
-	WHERE x.merchant_id = m
-		AND (pay_list_subscriptions.after IS NULL
-			OR (x.created_at, x.subscription_id) < (cursor_at, pay_list_subscriptions.after))
-		AND (pay_list_subscriptions.customer_id IS NULL OR x.customer_id = pay_list_subscriptions.customer_id)
-		AND (pay_list_subscriptions.status IS NULL OR x.status = pay_list_subscriptions.status)
-	ORDER BY x.created_at DESC, x.subscription_id DESC
-	LIMIT page_size;
-END
-$$;
-COMMENT ON FUNCTION payments.pay_list_subscriptions(bigint, text, bigint, integer) IS
-	'The current merchant''s subscriptions, newest first (created_at, then subscription_id), at most page_size (1-500, default 50) per call; filters customer_id (PT404 for an unknown or foreign one) and status. Keyset pagination: pass as after the last subscription_id of the previous page.';
 
 -- A subscription that has ended takes no change but its metadata.
 CREATE FUNCTION payments._require_not_ended(s payments.subscriptions, p_what text) RETURNS void
@@ -4648,466 +2574,13 @@ $$;
 COMMENT ON FUNCTION payments._require_cancellable_at_period_end(payments.subscriptions) IS
 	'Internal: raises 22Y20 unless a subscription can be canceled at the end of its period (trialing, incomplete, active).';
 
-CREATE FUNCTION payments.pay_update_subscription(
-	subscription_id bigint,
-	payment_method_id bigint DEFAULT NULL,
-	metadata jsonb DEFAULT NULL,
-	cancel_at_period_end boolean DEFAULT NULL,
-	idempotency_key text DEFAULT NULL,
-	correlation_id text DEFAULT NULL)
-	RETURNS payments.subscriptions
-	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	s payments.subscriptions := payments._find_subscription(pay_update_subscription.subscription_id, true);
-	corr text := payments._correlation_id(pay_update_subscription.correlation_id);
-	idem payments.idempotency_keys;
-	now_ timestamptz := payments._billing_now(s.merchant_id);
-	result payments.subscriptions;
-BEGIN
-	IF pay_update_subscription.payment_method_id IS NULL AND pay_update_subscription.metadata IS NULL
-			AND pay_update_subscription.cancel_at_period_end IS NULL THEN
-		RAISE EXCEPTION 'nothing to update'
-			USING ERRCODE = '22023', HINT = 'Pass payment_method_id, metadata or cancel_at_period_end; pay_change_subscription changes the plan, price or quantity.';
-	END IF;
-	PERFORM payments._check_metadata(pay_update_subscription.metadata);
-	IF pay_update_subscription.payment_method_id IS NOT NULL OR pay_update_subscription.cancel_at_period_end IS NOT NULL THEN
-		PERFORM payments._require_not_ended(s, 'update');
-	END IF;
-	IF pay_update_subscription.payment_method_id IS NOT NULL THEN
-		PERFORM payments._stored_method_for_payment(s.customer_id, pay_update_subscription.payment_method_id, 0);
-	END IF;
-	IF pay_update_subscription.cancel_at_period_end AND NOT s.cancel_at_period_end THEN
-		PERFORM payments._require_cancellable_at_period_end(s);
-	END IF;
-	idem := payments._idempotency_claim(s.merchant_id, pay_update_subscription.idempotency_key, 'update_subscription',
-		md5(jsonb_build_array(s.subscription_id, pay_update_subscription.payment_method_id,
-			pay_update_subscription.metadata, pay_update_subscription.cancel_at_period_end)::text));
-	IF idem.request_kind IS NOT NULL THEN
-		RETURN s;				-- applied once already
-	END IF;
-	UPDATE payments.subscriptions x SET
-		payment_method_id = coalesce(pay_update_subscription.payment_method_id, x.payment_method_id),
-		metadata = coalesce(pay_update_subscription.metadata, x.metadata),
-		cancel_at_period_end = coalesce(pay_update_subscription.cancel_at_period_end, x.cancel_at_period_end),
-		canceled_at = CASE WHEN pay_update_subscription.cancel_at_period_end IS NULL
-				OR pay_update_subscription.cancel_at_period_end = x.cancel_at_period_end THEN x.canceled_at
-			WHEN pay_update_subscription.cancel_at_period_end THEN now_ END
-	WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id
-	RETURNING * INTO result;
-	INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
-	VALUES (s.merchant_id, 'subscription.updated', jsonb_build_object('subscription_id', s.subscription_id,
-		'customer_id', s.customer_id, 'status', s.status, 'payment_method_id', result.payment_method_id,
-		'cancel_at_period_end', result.cancel_at_period_end,
-		'fields', (SELECT coalesce(jsonb_agg(k), '[]') FROM unnest(ARRAY['payment_method_id', 'metadata', 'cancel_at_period_end'],
-			ARRAY[pay_update_subscription.payment_method_id IS NOT NULL, pay_update_subscription.metadata IS NOT NULL,
-				pay_update_subscription.cancel_at_period_end IS NOT NULL]) AS f(k, given) WHERE given)), corr);
-	-- a new card during dunning is tried at once (the billing side owns the
-	-- retry: payments._retry_open_invoice_now, billing.sql)
-	IF pay_update_subscription.payment_method_id IS NOT NULL
-			AND pay_update_subscription.payment_method_id IS DISTINCT FROM s.payment_method_id
-			AND s.status IN ('past_due', 'unpaid', 'incomplete')
-			AND EXISTS (SELECT 1 FROM payments.invoices i
-				WHERE i.merchant_id = s.merchant_id AND i.subscription_id = s.subscription_id
-					AND i.status = 'open' AND i.last_failure_code IS NOT NULL) THEN
-		PERFORM payments._retry_open_invoice_now(s.merchant_id, s.subscription_id);
-		SELECT * INTO result FROM payments.subscriptions x
-		WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id;
-	END IF;
-	RETURN result;
-END
-$$;
-COMMENT ON FUNCTION payments.pay_update_subscription(bigint, bigint, jsonb, boolean, text, text) IS
-	'Changes a subscription''s payment method (the customer''s, active; during dunning - past_due, unpaid, or incomplete with a failed first charge - the open invoice is charged to it at once), metadata (replaced whole), or cancel_at_period_end (true: cancel when the period ends, as pay_cancel_subscription(at_period_end => true); false: undo that). NULL: unchanged. An ended subscription takes only metadata (22Y20). Writes a subscription.updated event naming the fields. PT404 for an unknown or foreign id.';
-
 ------------------------------------------------------------------------------
 -- Cancel, pause, resume.
 ------------------------------------------------------------------------------
 
--- Ending a subscription now (the caller holds its row lock): its open
--- invoices are voided and it is canceled (incomplete_expired when it never
--- started).  Refused while an open invoice's charge is in flight: it could
--- be paid after the invoice was voided.
-CREATE FUNCTION payments._end_subscription_now(s payments.subscriptions, now_ timestamptz)
-	RETURNS payments.subscriptions
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	in_flight bigint;
-	result payments.subscriptions;
-BEGIN
-	SELECT i.invoice_id INTO in_flight FROM payments.invoices i
-	JOIN payments.payments y ON y.merchant_id = i.merchant_id AND y.payment_id = i.payment_id
-	WHERE i.merchant_id = s.merchant_id AND i.subscription_id = s.subscription_id AND i.status = 'open'
-		AND y.status IN ('pending', 'unknown', 'in_review')
-	LIMIT 1;
-	IF in_flight IS NOT NULL THEN
-		RAISE EXCEPTION 'a charge of invoice % of subscription % is in flight', in_flight, s.subscription_id
-			USING ERRCODE = '22Y20',
-				HINT = 'Wait for its outcome (pay_wait on the invoice''s payment_id; a payment held for review: pay_void it), then cancel again.';
-	END IF;
-	UPDATE payments.invoices i SET status = 'void', closed_at = now_, next_attempt_at = NULL
-	WHERE i.merchant_id = s.merchant_id AND i.subscription_id = s.subscription_id AND i.status = 'open';
-	-- an incomplete subscription never started: it ends as incomplete_expired
-	UPDATE payments.subscriptions x SET
-		status = CASE WHEN s.status = 'incomplete' THEN 'incomplete_expired' ELSE 'canceled' END,
-		canceled_at = now_, ended_at = now_, next_renewal_at = NULL
-	WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id
-	RETURNING * INTO result;
-	RETURN result;
-END
-$$;
-COMMENT ON FUNCTION payments._end_subscription_now(payments.subscriptions, timestamptz) IS
-	'Internal: cancels a subscription now (incomplete_expired if it never started) and voids its open invoices; 22Y20 while a charge of one is in flight. The caller holds the subscription''s row lock.';
-
--- A customer who is deleted or erased keeps no running subscription: each
--- is ended now, as pay_cancel_subscription would (refused, with the whole
--- deletion, while a charge of one is in flight).
-CREATE FUNCTION payments._end_customer_subscriptions(c payments.customers) RETURNS void
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	s payments.subscriptions;
-BEGIN
-	FOR s IN SELECT * FROM payments.subscriptions x
-		WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id
-			AND x.status NOT IN ('canceled', 'incomplete_expired')
-		ORDER BY x.subscription_id
-		FOR UPDATE
-	LOOP
-		PERFORM payments._end_subscription_now(s, payments._billing_now(c.merchant_id));
-	END LOOP;
-END
-$$;
-COMMENT ON FUNCTION payments._end_customer_subscriptions(payments.customers) IS
-	'Internal: ends a deleted or erased customer''s running subscriptions now (payments._end_subscription_now).';
-
-CREATE FUNCTION payments.pay_cancel_subscription(
-	subscription_id bigint,
-	at_period_end boolean DEFAULT false,
-	idempotency_key text DEFAULT NULL,
-	correlation_id text DEFAULT NULL)
-	RETURNS payments.subscriptions
-	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	s payments.subscriptions := payments._find_subscription(pay_cancel_subscription.subscription_id, true);
-	corr text := payments._correlation_id(pay_cancel_subscription.correlation_id);
-	idem payments.idempotency_keys;
-	now_ timestamptz := payments._billing_now(s.merchant_id);
-	result payments.subscriptions;
-BEGIN
-	IF at_period_end IS NULL THEN
-		RAISE EXCEPTION 'at_period_end must be true or false' USING ERRCODE = '22023';
-	END IF;
-	idem := payments._idempotency_claim(s.merchant_id, pay_cancel_subscription.idempotency_key, 'cancel_subscription',
-		md5(jsonb_build_array(s.subscription_id, at_period_end)::text));
-	IF idem.request_kind IS NOT NULL THEN
-		RETURN s;				-- applied once already
-	END IF;
-	PERFORM payments._require_not_ended(s, 'cancel');
-	IF at_period_end THEN
-		PERFORM payments._require_cancellable_at_period_end(s);
-		UPDATE payments.subscriptions x SET cancel_at_period_end = true, canceled_at = now_
-		WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id
-		RETURNING * INTO result;
-		INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
-		VALUES (s.merchant_id, 'subscription.updated', jsonb_build_object('subscription_id', s.subscription_id,
-			'customer_id', s.customer_id, 'status', s.status, 'cancel_at_period_end', true,
-			'cancel_at', s.current_period_end, 'fields', jsonb_build_array('cancel_at_period_end')), corr);
-		RETURN result;
-	END IF;
-	RETURN payments._end_subscription_now(s, now_);
-END
-$$;
-COMMENT ON FUNCTION payments.pay_cancel_subscription(bigint, boolean, text, text) IS
-	'Cancels a subscription of the current merchant. Now (default): status canceled (an incomplete one: incomplete_expired), canceled_at and ended_at set, next_renewal_at NULL, its open invoices voided; nothing is refunded; refused (22Y20) while a charge of an open invoice is in flight. At period end (at_period_end => true; trialing, incomplete or active only): cancel_at_period_end is set and the billing run ends it when the period ends, without charging the next one; pay_update_subscription(cancel_at_period_end => false) undoes it. An ended subscription raises 22Y20; PT404 for an unknown or foreign id.';
-
-CREATE FUNCTION payments.pay_pause_subscription(
-	subscription_id bigint,
-	idempotency_key text DEFAULT NULL)
-	RETURNS payments.subscriptions
-	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	s payments.subscriptions := payments._find_subscription(pay_pause_subscription.subscription_id, true);
-	idem payments.idempotency_keys := payments._idempotency_claim(s.merchant_id,
-		pay_pause_subscription.idempotency_key, 'pause_subscription', md5(jsonb_build_array(s.subscription_id)::text));
-	open_invoice bigint;
-	result payments.subscriptions;
-BEGIN
-	IF idem.request_kind IS NOT NULL THEN
-		RETURN s;				-- applied once already
-	END IF;
-	IF s.status <> 'active' THEN
-		RAISE EXCEPTION 'cannot pause subscription % in status %', s.subscription_id, s.status
-			USING ERRCODE = '22Y20', HINT = 'Only an active subscription can be paused.';
-	END IF;
-	SELECT i.invoice_id INTO open_invoice FROM payments.invoices i
-	WHERE i.merchant_id = s.merchant_id AND i.subscription_id = s.subscription_id AND i.status = 'open'
-	LIMIT 1;
-	IF open_invoice IS NOT NULL THEN
-		RAISE EXCEPTION 'cannot pause subscription % while its invoice % is open', s.subscription_id, open_invoice
-			USING ERRCODE = '22Y20', HINT = 'Pause it once the invoice is paid (its charge is on its way), or cancel it.';
-	END IF;
-	UPDATE payments.subscriptions x SET status = 'paused', paused_at = payments._billing_now(s.merchant_id),
-		next_renewal_at = NULL
-	WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id
-	RETURNING * INTO result;
-	RETURN result;
-END
-$$;
-COMMENT ON FUNCTION payments.pay_pause_subscription(bigint, text) IS
-	'Pauses an active subscription: status paused, no renewal and no charge until pay_resume_subscription (next_renewal_at NULL). The period it is paused in stays paid and is not refunded. Refused (22Y20) in any other status, or while an invoice of it is open. PT404 for an unknown or foreign id.';
-
-CREATE FUNCTION payments.pay_resume_subscription(
-	subscription_id bigint,
-	idempotency_key text DEFAULT NULL)
-	RETURNS payments.subscriptions
-	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	s payments.subscriptions := payments._find_subscription(pay_resume_subscription.subscription_id, true);
-	idem payments.idempotency_keys := payments._idempotency_claim(s.merchant_id,
-		pay_resume_subscription.idempotency_key, 'resume_subscription', md5(jsonb_build_array(s.subscription_id)::text));
-	now_ timestamptz := payments._billing_now(s.merchant_id);
-	n integer;
-	ps timestamptz;
-	pe timestamptz;
-	result payments.subscriptions;
-	inv payments.invoices;
-BEGIN
-	IF idem.request_kind IS NOT NULL THEN
-		RETURN s;				-- applied once already
-	END IF;
-	IF s.status <> 'paused' THEN
-		RAISE EXCEPTION 'cannot resume subscription % in status %', s.subscription_id, s.status
-			USING ERRCODE = '22Y20', HINT = 'Only a paused subscription can be resumed.';
-	END IF;
-	-- the anchor is kept: the period containing now becomes current
-	n := payments._period_index_at(s.billing_anchor, s.time_zone, s.interval_unit, s.interval_count, now_);
-	IF n <= s.current_period_index THEN
-		-- resumed within the period it was paused in: that period is paid
-		UPDATE payments.subscriptions x SET status = 'active', paused_at = NULL,
-			next_renewal_at = x.current_period_end
-		WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id
-		RETURNING * INTO result;
-		RETURN result;
-	END IF;
-	ps := payments._period_start(s.billing_anchor, s.time_zone, s.interval_unit, s.interval_count, n);
-	pe := payments._period_start(s.billing_anchor, s.time_zone, s.interval_unit, s.interval_count, n + 1);
-	UPDATE payments.subscriptions x SET status = 'active', paused_at = NULL, current_period_index = n,
-		current_period_start = ps, current_period_end = pe, next_renewal_at = pe
-	WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id
-	RETURNING * INTO result;
-	-- the rest of this period, prorated, invoiced and charged now
-	inv := payments._issue_invoice(s.merchant_id, s.subscription_id, 'renewal', n, now_, pe,
-		jsonb_build_array(payments._period_line(result, ps, pe, now_)));
-	SELECT * INTO result FROM payments.subscriptions x
-	WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id;
-	RETURN result;
-END
-$$;
-COMMENT ON FUNCTION payments.pay_resume_subscription(bigint, text) IS
-	'Resumes a paused subscription: status active; the billing anchor is kept, so the period containing the resume time becomes current (its number counted from the anchor) and the part of it left is invoiced and charged at once, prorated (a resume within the period it was paused in charges nothing: that period was paid). Refused (22Y20) unless paused. PT404 for an unknown or foreign id.';
-
 ------------------------------------------------------------------------------
 -- Change of plan, price or quantity, with proration.
 ------------------------------------------------------------------------------
-
--- What a change does, computed and checked, without changing anything
--- (pay_change_subscription applies it, pay_preview_subscription_change
--- shows it): the new terms and the proration lines at p_at.
-CREATE FUNCTION payments._subscription_change(s payments.subscriptions, p_plan_id bigint,
-	p_price payments.pay_amount, p_quantity integer, p_proration text, p_at timestamptz)
-	RETURNS jsonb
-	LANGUAGE plpgsql STABLE
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	p payments.plans;
-	new_plan bigint := s.plan_id;
-	new_unit payments.pay_amount := s.unit_amount;
-	new_qty integer := coalesce(p_quantity, s.quantity);
-	effective text := p_proration;
-	old_total payments.pay_amount := s.unit_amount * s.quantity;
-	new_total payments.pay_amount;
-	credit payments.pay_amount;
-	charge payments.pay_amount;
-	lines jsonb := '[]';
-	at_local timestamp := p_at AT TIME ZONE s.time_zone;
-BEGIN
-	IF p_proration IS NULL OR p_proration NOT IN ('none', 'next_invoice', 'invoice_now') THEN
-		RAISE EXCEPTION 'proration must be none, next_invoice or invoice_now'
-			USING ERRCODE = '22023',
-				HINT = 'none changes the price from the next period; next_invoice adds the difference for the rest of this period to the next invoice; invoice_now charges it at once.';
-	END IF;
-	IF p_plan_id IS NOT NULL AND p_price IS NOT NULL THEN
-		RAISE EXCEPTION 'plan_id and price cannot both be given' USING ERRCODE = '22023';
-	END IF;
-	IF p_plan_id IS NULL AND p_price IS NULL AND p_quantity IS NULL THEN
-		RAISE EXCEPTION 'nothing to change' USING ERRCODE = '22023', HINT = 'Pass plan_id, price or quantity.';
-	END IF;
-	PERFORM payments._require_not_ended(s, 'change');
-	IF s.status NOT IN ('active', 'trialing', 'paused') THEN
-		RAISE EXCEPTION 'cannot change subscription % in status %', s.subscription_id, s.status
-			USING ERRCODE = '22Y20', HINT = 'Change it once its open invoice is paid (status active).';
-	END IF;
-	IF p_plan_id IS NOT NULL THEN
-		p := payments._find_plan(p_plan_id);
-		IF NOT p.active AND p.plan_id IS DISTINCT FROM s.plan_id THEN
-			RAISE EXCEPTION 'plan % is inactive', p.plan_id
-				USING ERRCODE = '22Y20', HINT = 'Inactive plans take no new subscriptions; make it active again (pay_update_plan) or use another.';
-		END IF;
-		IF p.interval_unit <> s.interval_unit OR p.interval_count <> s.interval_count THEN
-			RAISE EXCEPTION 'cannot change the billing interval of subscription %', s.subscription_id
-				USING ERRCODE = '22023',
-					DETAIL = format('The subscription is billed every %s %s; plan %s every %s %s. Its periods are counted from its anchor and each is invoiced once, so the interval is fixed.',
-						s.interval_count, s.interval_unit, p.plan_id, p.interval_count, p.interval_unit),
-					HINT = 'Cancel it (pay_cancel_subscription) and create a new subscription to the plan.';
-		END IF;
-		new_plan := p.plan_id;
-		new_unit := p.amount;
-	ELSIF p_price IS NOT NULL THEN
-		PERFORM payments._check_price(p_price, 'price');
-		new_plan := NULL;
-		new_unit := p_price;
-	END IF;
-	IF pay_currency(new_unit) <> pay_currency(s.unit_amount) THEN
-		RAISE EXCEPTION 'cannot change the currency of subscription % from % to %', s.subscription_id,
-			pay_currency(s.unit_amount), pay_currency(new_unit)
-			USING ERRCODE = '22Y03', HINT = 'Cancel it and create a new subscription in the other currency.';
-	END IF;
-	IF new_qty NOT BETWEEN 1 AND 100000 THEN
-		RAISE EXCEPTION 'quantity must be between 1 and 100000' USING ERRCODE = '22023';
-	END IF;
-	new_total := new_unit * new_qty;
-	PERFORM payments._check_gateway_input(new_total, NULL, NULL, NULL);
-	-- in a trial nothing has been paid, while paused nothing is served:
-	-- the new price simply applies from the next invoice
-	IF s.status <> 'active' THEN
-		effective := 'none';
-	END IF;
-	IF effective <> 'none' AND new_total <> old_total THEN
-		credit := - payments._prorate(old_total, s.current_period_start, s.current_period_end, p_at);
-		charge := payments._prorate(new_total, s.current_period_start, s.current_period_end, p_at);
-		IF pay_minor_units(credit) <> 0 THEN
-			lines := lines || jsonb_build_object('kind', 'proration',
-				'description', format('Unused time on %s x %s from %s', s.quantity, s.unit_amount, at_local),
-				'unit_amount', s.unit_amount::text, 'quantity', s.quantity, 'amount', credit::text);
-		END IF;
-		IF pay_minor_units(charge) <> 0 THEN
-			lines := lines || jsonb_build_object('kind', 'proration',
-				'description', format('Remaining time on %s x %s from %s', new_qty, new_unit, at_local),
-				'unit_amount', new_unit::text, 'quantity', new_qty, 'amount', charge::text);
-		END IF;
-	END IF;
-	RETURN jsonb_build_object('subscription_id', s.subscription_id, 'status', s.status,
-		'proration', effective, 'at', p_at,
-		'period_start', s.current_period_start, 'period_end', s.current_period_end,
-		'remaining_seconds', greatest(0, least(floor(extract(epoch FROM s.current_period_end) - extract(epoch FROM p_at)),
-			floor(extract(epoch FROM s.current_period_end) - extract(epoch FROM s.current_period_start))))::bigint,
-		'period_seconds', floor(extract(epoch FROM s.current_period_end) - extract(epoch FROM s.current_period_start))::bigint,
-		'old', jsonb_build_object('plan_id', s.plan_id, 'unit_amount', s.unit_amount::text, 'quantity', s.quantity,
-			'amount', old_total::text),
-		'new', jsonb_build_object('plan_id', new_plan, 'unit_amount', new_unit::text, 'quantity', new_qty,
-			'amount', new_total::text),
-		'lines', lines,
-		'total', coalesce((SELECT sum((l ->> 'amount')::payments.pay_amount) FROM jsonb_array_elements(lines) l),
-			new_total * 0)::text);
-END
-$$;
-COMMENT ON FUNCTION payments._subscription_change(payments.subscriptions, bigint, payments.pay_amount, integer, text, timestamptz) IS
-	'Internal: checks a change of plan, price or quantity of a subscription and computes it at p_at: the new terms, and the proration lines (credit for the unused part at the old amount, charge for the remaining part at the new one, by payments._prorate) with their total. Changes nothing.';
-
-CREATE FUNCTION payments.pay_preview_subscription_change(
-	subscription_id bigint,
-	plan_id bigint DEFAULT NULL,
-	price payments.pay_amount DEFAULT NULL,
-	quantity integer DEFAULT NULL,
-	proration text DEFAULT 'next_invoice')
-	RETURNS jsonb
-	LANGUAGE plpgsql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	s payments.subscriptions := payments._find_subscription(pay_preview_subscription_change.subscription_id);
-BEGIN
-	RETURN payments._subscription_change(s, pay_preview_subscription_change.plan_id,
-		pay_preview_subscription_change.price, pay_preview_subscription_change.quantity,
-		pay_preview_subscription_change.proration, payments._billing_now(s.merchant_id));
-END
-$$;
-COMMENT ON FUNCTION payments.pay_preview_subscription_change(bigint, bigint, payments.pay_amount, integer, text) IS
-	'What pay_change_subscription with the same arguments would do now, without changing anything: {"proration", "period_start", "period_end", "remaining_seconds", "period_seconds", "old": {...}, "new": {plan_id, unit_amount, quantity, amount}, "lines": [proration lines with amounts], "total"}. Same errors as pay_change_subscription.';
-
-CREATE FUNCTION payments.pay_change_subscription(
-	subscription_id bigint,
-	plan_id bigint DEFAULT NULL,
-	price payments.pay_amount DEFAULT NULL,
-	quantity integer DEFAULT NULL,
-	proration text DEFAULT 'next_invoice',
-	idempotency_key text DEFAULT NULL,
-	correlation_id text DEFAULT NULL)
-	RETURNS payments.subscriptions
-	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	s payments.subscriptions := payments._find_subscription(pay_change_subscription.subscription_id, true);
-	corr text := payments._correlation_id(pay_change_subscription.correlation_id);
-	idem payments.idempotency_keys;
-	now_ timestamptz := payments._billing_now(s.merchant_id);
-	ch jsonb;
-	l jsonb;
-	result payments.subscriptions;
-BEGIN
-	idem := payments._idempotency_claim(s.merchant_id, pay_change_subscription.idempotency_key, 'change_subscription',
-		md5(jsonb_build_array(s.subscription_id, pay_change_subscription.plan_id, pay_change_subscription.price::text,
-			pay_change_subscription.quantity, pay_change_subscription.proration)::text),
-		s.customer_id);
-	IF idem.request_kind IS NOT NULL THEN
-		RETURN s;				-- applied once already
-	END IF;
-	ch := payments._subscription_change(s, pay_change_subscription.plan_id, pay_change_subscription.price,
-		pay_change_subscription.quantity, pay_change_subscription.proration, now_);
-	UPDATE payments.subscriptions x SET plan_id = (ch -> 'new' ->> 'plan_id')::bigint,
-		unit_amount = (ch -> 'new' ->> 'unit_amount')::payments.pay_amount,
-		quantity = (ch -> 'new' ->> 'quantity')::integer,
-		-- without proration the current period stays billed at what it was
-		-- (in a trial nothing was billed yet)
-		period_amount = CASE WHEN ch ->> 'proration' = 'none'
-				AND NOT (s.status = 'trialing' AND s.current_period_index < 0)
-			THEN (ch -> 'old' ->> 'amount')::payments.pay_amount END
-	WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id
-	RETURNING * INTO result;
-	IF jsonb_array_length(ch -> 'lines') > 0 THEN
-		IF ch ->> 'proration' = 'next_invoice' THEN
-			FOR l IN SELECT * FROM jsonb_array_elements(ch -> 'lines') LOOP
-				INSERT INTO payments.invoice_items (merchant_id, subscription_id, kind, amount, description)
-				VALUES (s.merchant_id, s.subscription_id, 'proration', (l ->> 'amount')::payments.pay_amount,
-					l ->> 'description');
-			END LOOP;
-		ELSE
-			PERFORM payments._issue_invoice(s.merchant_id, s.subscription_id, 'proration',
-				s.current_period_index, now_, s.current_period_end, ch -> 'lines');
-		END IF;
-	END IF;
-	INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
-	VALUES (s.merchant_id, 'subscription.updated', jsonb_build_object('subscription_id', s.subscription_id,
-		'customer_id', s.customer_id, 'status', s.status,
-		'fields', jsonb_build_array('plan_id', 'unit_amount', 'quantity'), 'change', ch), corr);
-	RETURN result;
-END
-$$;
-COMMENT ON FUNCTION payments.pay_change_subscription(bigint, bigint, payments.pay_amount, integer, text, text, text) IS
-	'Changes the plan (same interval and currency), the explicit price or the quantity of an active, trialing or paused subscription. proration: none (the new amount from the next period), next_invoice (default: a credit for the unused part of the current period at the old amount and a charge for the part left at the new one, as pending invoice items of the next invoice), invoice_now (the same lines on a proration invoice charged at once; a net credit is carried to the next invoice). Nothing is prorated in a trial or while paused. An interval change is refused (22023: cancel and create a new subscription); a currency change too (22Y03). Writes a subscription.updated event with the change. pay_preview_subscription_change shows the same without changing anything.';
 
 CREATE OR REPLACE FUNCTION payments.pay_export_customer(customer_id bigint) RETURNS jsonb
 	LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -5143,65 +2616,19 @@ $$;
 COMMENT ON FUNCTION payments.pay_export_customer(bigint) IS
 	'Everything the extension holds about one customer of the current merchant, as one JSON document: the customer, its payment methods (masked: brand, last four, expiry, gateway ids), its payments (those made for it, and those made without customer_id whose customer object holds its email), their gateway operations, its subscriptions and invoices, and the events that concern them. PT404 for an unknown or foreign id.';
 
-CREATE OR REPLACE FUNCTION payments.pay_erase_customer(customer_id bigint,
-	idempotency_key text DEFAULT NULL, correlation_id text DEFAULT NULL)
-	RETURNS payments.customers
-	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	c payments.customers := payments._find_customer(pay_erase_customer.customer_id, true);
-	idem payments.idempotency_keys := payments._idempotency_claim(c.merchant_id,
-		pay_erase_customer.idempotency_key, 'erase_customer', md5(jsonb_build_array(c.customer_id)::text));
-	corr text := payments._correlation_id(pay_erase_customer.correlation_id);
-	result payments.customers;
-BEGIN
-	IF idem.request_kind IS NULL AND c.erased_at IS NULL THEN
-		-- the gateway's profile holds the email and billing address: it goes too
-		IF c.status <> 'deleted' THEN
-			PERFORM payments._end_customer_subscriptions(c);
-			PERFORM payments._delete_customer_profile(c, NULL, corr);
-		END IF;
-		UPDATE payments.customers x SET status = 'deleted', email = NULL, name = NULL,
-			external_ref = NULL, billing = '{}', metadata = '{}',
-			deleted_at = coalesce(x.deleted_at, clock_timestamp()), erased_at = clock_timestamp(),
-			updated_at = clock_timestamp()
-		WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id;
-		-- payments keep amounts, dates, card brand and last four, gateway ids;
-		-- the billing details sent with them and the card fingerprint go
-		UPDATE payments.payments p SET customer = '{}', card_fingerprint = NULL
-		WHERE p.merchant_id = c.merchant_id AND p.customer_id = c.customer_id;
-		UPDATE payments.payment_methods x SET card_fingerprint = NULL
-		WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id;
-		-- subscriptions keep their terms and periods; their metadata may name the person
-		UPDATE payments.subscriptions x SET metadata = '{}'
-		WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id AND x.metadata <> '{}';
-		-- the masked requests carried the name, email and address
-		UPDATE payments.gateway_exchanges g SET request_masked = '(erased)', response_masked = NULL
-		WHERE g.merchant_id = c.merchant_id AND g.operation_id IN (SELECT o.operation_id
-			FROM payments.operations o WHERE o.merchant_id = c.merchant_id AND (o.customer_id = c.customer_id
-				OR o.payment_id IN (SELECT p.payment_id FROM payments.payments p
-					WHERE p.merchant_id = c.merchant_id AND p.customer_id = c.customer_id)));
-		UPDATE payments.events e SET data = e.data - 'external_ref'
-		WHERE e.merchant_id = c.merchant_id AND e.event_type LIKE 'customer.%'
-			AND (e.data ->> 'customer_id') = c.customer_id::text;
-		INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
-		VALUES (c.merchant_id, 'customer.erased', jsonb_build_object('customer_id', c.customer_id), corr);
-	END IF;
-	SELECT * INTO result FROM payments.customers x
-	WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id;
-	RETURN result;
-END
-$$;
-COMMENT ON FUNCTION payments.pay_erase_customer(bigint, text, text) IS
-	'Erases a customer''s personal data: email, name, external_ref, billing and metadata, the billing details sent with its payments, card fingerprints, its subscriptions'' metadata, the masked gateway requests and replies of its operations, and its profile at the gateway (deleted by the worker). Kept, as the law requires: payments with amounts, dates, status, card brand and last four, gateway transaction and profile ids, and their operations. The customer stays as a deleted row with erased_at; the audit log records the change (without the personal values) and a customer.erased event is written.';
-
 
 ------------------------------------------------------------------------------
 -- h-billing: the billing engine (issue 11; sql/src/billing.sql, whole:
 -- _charge_invoice and _issue_invoice replaced, the rest new): dunning, the
 -- renewal and dunning runs, a new card tried at once, the invoice and
 -- dunning policy API.
+-- Made once since: _decline_is_final in h-method-gone;
+-- _invoice_payment_method in h-purchase-default; _charge_invoice in
+-- h-period-charge-number; _issue_invoice in h-priority; _billing_event,
+-- _dunning_final_action in h-sub-end-items; _subscription_invoice_paid in
+-- h-unpaid-resume; _invoice_payment_failed in h-dunning-schedule;
+-- pay_set_dunning_policy, pay_list_invoices in h-free-text-bounds (their
+-- final form).
 ------------------------------------------------------------------------------
 
 ------------------------------------------------------------------------------
@@ -5219,24 +2646,6 @@ CREATE FUNCTION payments._incomplete_expiry() RETURNS interval
 COMMENT ON FUNCTION payments._incomplete_expiry() IS
 	'Internal: how long an incomplete subscription waits for its first invoice to be paid (payments.incomplete_expiry: 23 hours of billing time); its next_renewal_at is that deadline, and the billing run then makes it incomplete_expired.';
 
--- Decline codes after which charging the same payment method again cannot
--- succeed, so dunning does not retry them automatically (a new card is
--- tried at once): the card number is invalid (6, 37, 315), its expiry date
--- invalid or passed (7, 8, 316, 317), pick-up card (4), a card type the
--- merchant does not accept (17, 28), the fraud filters' and manual
--- review's declines (250, 251, 254), the stored profile gone at the gateway
--- (E00040), and no usable payment method at all.  Every other decline (2,
--- 3 generic and referral, 27/44/45/65/127 address and card code checks,
--- processing errors, a canceled charge) is retried on the schedule.
-CREATE FUNCTION payments._decline_is_final(p_code text) RETURNS boolean
-	LANGUAGE sql IMMUTABLE PARALLEL SAFE
-	AS $$
-	SELECT coalesce(p_code IN ('4', '6', '7', '8', '17', '28', '37', '250', '251', '254',
-		'315', '316', '317', 'E00040', 'no_payment_method'), false)
-	$$;
-COMMENT ON FUNCTION payments._decline_is_final(text) IS
-	'Internal: true for a decline code (the gateway''s reason code, or no_payment_method) after which the same payment method cannot succeed (invalid or expired card, pick-up, card type not accepted, fraud declines, profile gone): dunning does not retry it automatically.';
-
 -- A merchant's dunning policy: its row, else the defaults of the table
 -- (retry on days 1, 3, 5 and 7 after the first failure, then cancel).
 CREATE FUNCTION payments._dunning_policy(p_merchant_id bigint) RETURNS payments.dunning_policies
@@ -5253,29 +2662,6 @@ CREATE FUNCTION payments._dunning_policy(p_merchant_id bigint) RETURNS payments.
 COMMENT ON FUNCTION payments._dunning_policy(bigint) IS
 	'Internal: the merchant''s dunning policy, or the defaults (retry days 1, 3, 5, 7; final action canceled; updated_at NULL) when it has none.';
 
--- The stored payment method an invoice of a subscription is charged to:
--- the subscription's own method while it is active, else the customer's
--- active default.  NULL fields when there is none.
-CREATE FUNCTION payments._invoice_payment_method(p_merchant_id bigint, p_customer_id bigint,
-	p_payment_method_id bigint)
-	RETURNS payments.payment_methods
-	LANGUAGE plpgsql STABLE
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	pm payments.payment_methods;
-BEGIN
-	SELECT x.* INTO pm FROM payments.payment_methods x
-	WHERE x.merchant_id = p_merchant_id AND x.customer_id = p_customer_id AND x.status = 'active'
-		AND (x.payment_method_id = p_payment_method_id OR x.is_default)
-	ORDER BY x.payment_method_id = p_payment_method_id DESC NULLS LAST
-	LIMIT 1;
-	RETURN pm;
-END
-$$;
-COMMENT ON FUNCTION payments._invoice_payment_method(bigint, bigint, bigint) IS
-	'Internal: the payment method a subscription''s invoice is charged to: the subscription''s own (p_payment_method_id) while it is active, else the customer''s active default.';
-
 ------------------------------------------------------------------------------
 -- One charge attempt of an invoice: a purchase of the subscription's payment
 -- method (or the customer's default), recorded like any payment and sent by
@@ -5283,58 +2669,6 @@ COMMENT ON FUNCTION payments._invoice_payment_method(bigint, bigint, bigint) IS
 -- The payment carries invoice_id; what its outcome does to the invoice and
 -- the subscription is decided when the worker records it.
 ------------------------------------------------------------------------------
-
-CREATE OR REPLACE FUNCTION payments._charge_invoice(p_merchant_id bigint, p_invoice_id bigint) RETURNS bigint
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	inv payments.invoices;
-	s payments.subscriptions;
-	c payments.customers;
-	pm payments.payment_methods;
-	pid bigint;
-BEGIN
-	SELECT * INTO inv FROM payments.invoices i
-	WHERE i.merchant_id = p_merchant_id AND i.invoice_id = p_invoice_id
-	FOR UPDATE;
-	IF NOT FOUND OR inv.status NOT IN ('open', 'uncollectible') OR pay_minor_units(inv.amount) = 0 THEN
-		RETURN NULL;
-	END IF;
-	SELECT * INTO s FROM payments.subscriptions x
-	WHERE x.merchant_id = inv.merchant_id AND x.subscription_id = inv.subscription_id;
-	SELECT * INTO c FROM payments.customers x
-	WHERE x.merchant_id = inv.merchant_id AND x.customer_id = inv.customer_id;
-	-- the subscription's method while it is usable, else the customer's default
-	pm := payments._invoice_payment_method(inv.merchant_id, inv.customer_id, s.payment_method_id);
-	IF pm.payment_method_id IS NULL THEN
-		RETURN NULL;
-	END IF;
-
-	pid := nextval('payments.payments_payment_id_seq');
-	INSERT INTO payments.payments (merchant_id, payment_id, kind, amount, amount_refunded,
-		payment_method, card_brand, card_last4, card_exp_month, card_exp_year, card_fingerprint,
-		customer_profile_id, payment_profile_id, invoice_number, description,
-		customer, metadata, correlation_id, customer_id, payment_method_id, invoice_id)
-	OVERRIDING SYSTEM VALUE
-	VALUES (inv.merchant_id, pid, 'purchase', inv.amount, inv.amount * 0, 'profile',
-		pm.card_brand, pm.card_last4, pm.card_exp_month, pm.card_exp_year, pm.card_fingerprint,
-		pm.customer_profile_id, pm.payment_profile_id, 'P' || payments._invoice_tag() || pid,
-		format('Subscription %s, invoice %s', inv.subscription_id, inv.invoice_id),
-		c.billing || jsonb_strip_nulls(jsonb_build_object('email', c.email)),
-		jsonb_build_object('invoice_id', inv.invoice_id, 'subscription_id', inv.subscription_id),
-		inv.correlation_id, inv.customer_id, pm.payment_method_id, inv.invoice_id);
-	INSERT INTO payments.operations (merchant_id, payment_id, kind, amount, correlation_id)
-	VALUES (inv.merchant_id, pid, 'purchase', inv.amount, inv.correlation_id);
-	UPDATE payments.invoices SET payment_id = pid, attempt_count = attempt_count + 1,
-		next_attempt_at = NULL
-	WHERE merchant_id = inv.merchant_id AND invoice_id = inv.invoice_id;
-	PERFORM payments._wake_at_commit();
-	RETURN pid;
-END
-$$;
-COMMENT ON FUNCTION payments._charge_invoice(bigint, bigint) IS
-	'Internal: one charge attempt of an open invoice: a purchase of the subscription''s payment method (or the customer''s default), sent by the worker after COMMIT. Returns the payment id, or NULL when there is nothing to charge or no usable payment method.';
 
 ------------------------------------------------------------------------------
 -- Issuing an invoice: its lines (the subscription's price times quantity for
@@ -5346,264 +2680,10 @@ COMMENT ON FUNCTION payments._charge_invoice(bigint, bigint) IS
 -- once, or a run repeated after a crash, harmless.
 ------------------------------------------------------------------------------
 
-CREATE OR REPLACE FUNCTION payments._issue_invoice(p_merchant_id bigint, p_subscription_id bigint, p_kind text,
-	p_period_index integer, p_period_start timestamptz, p_period_end timestamptz,
-	p_lines jsonb DEFAULT NULL)
-	RETURNS payments.invoices
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	s payments.subscriptions;
-	lines jsonb;
-	total payments.pay_amount;
-	credit payments.pay_amount;
-	inv payments.invoices;
-	now_ timestamptz := payments._billing_now(p_merchant_id);
-BEGIN
-	SELECT * INTO STRICT s FROM payments.subscriptions x
-	WHERE x.merchant_id = p_merchant_id AND x.subscription_id = p_subscription_id;
-	IF p_lines IS NOT NULL THEN
-		lines := p_lines;
-	ELSIF p_kind IN ('first', 'renewal') THEN
-		lines := jsonb_build_array(jsonb_build_object('kind', 'subscription',
-			'description', format('%s x %s, %s to %s', s.quantity, s.unit_amount,
-				p_period_start AT TIME ZONE s.time_zone, p_period_end AT TIME ZONE s.time_zone),
-			'unit_amount', s.unit_amount::text, 'quantity', s.quantity,
-			'amount', (s.unit_amount * s.quantity)::text));
-	ELSE
-		RAISE EXCEPTION 'a % invoice needs its lines', p_kind USING ERRCODE = '22023';
-	END IF;
-	IF p_kind IN ('first', 'renewal') THEN
-		lines := lines || coalesce((SELECT jsonb_agg(jsonb_build_object('kind', i.kind,
-				'description', i.description, 'amount', i.amount::text, 'item_id', i.item_id) ORDER BY i.item_id)
-			FROM payments.invoice_items i
-			WHERE i.merchant_id = p_merchant_id AND i.subscription_id = p_subscription_id
-				AND i.invoice_id IS NULL), '[]');
-	END IF;
-	SELECT coalesce(sum((l ->> 'amount')::payments.pay_amount), s.unit_amount * 0) INTO total
-	FROM jsonb_array_elements(lines) l;
-	IF pay_currency(total) <> pay_currency(s.unit_amount) THEN
-		RAISE EXCEPTION 'invoice lines must be in %', pay_currency(s.unit_amount) USING ERRCODE = '22023';
-	END IF;
-	credit := total * 0;
-	IF pay_minor_units(total) < 0 THEN
-		credit := total;
-		total := total * 0;
-	END IF;
-
-	INSERT INTO payments.invoices (merchant_id, subscription_id, customer_id, kind, period_index,
-		period_start, period_end, amount, lines, correlation_id)
-	VALUES (p_merchant_id, p_subscription_id, s.customer_id, p_kind, p_period_index,
-		p_period_start, p_period_end, total, lines, s.correlation_id)
-	ON CONFLICT (merchant_id, subscription_id, period_index) WHERE kind IN ('first', 'renewal') DO NOTHING
-	RETURNING * INTO inv;
-	IF NOT FOUND THEN
-		RETURN inv;
-	END IF;
-	IF p_kind IN ('first', 'renewal') THEN
-		UPDATE payments.invoice_items SET invoice_id = inv.invoice_id
-		WHERE merchant_id = p_merchant_id AND subscription_id = p_subscription_id AND invoice_id IS NULL;
-	END IF;
-	IF pay_minor_units(credit) < 0 THEN
-		INSERT INTO payments.invoice_items (merchant_id, subscription_id, kind, amount, description)
-		VALUES (p_merchant_id, p_subscription_id, 'credit', credit,
-			format('Credit carried over from invoice %s', inv.invoice_id));
-	END IF;
-	IF pay_minor_units(total) = 0 THEN
-		UPDATE payments.invoices SET status = 'paid', paid_at = now_, closed_at = now_
-		WHERE merchant_id = p_merchant_id AND invoice_id = inv.invoice_id
-		RETURNING * INTO inv;
-		PERFORM payments._subscription_invoice_paid(p_merchant_id, p_subscription_id);
-	ELSIF payments._charge_invoice(p_merchant_id, inv.invoice_id) IS NULL THEN
-		-- a failed charge like any other: dunning (or, for a first
-		-- invoice, the wait until the subscription expires)
-		inv := payments._invoice_payment_failed(p_merchant_id, inv.invoice_id, NULL,
-			'no_payment_method', 'The customer has no usable payment method.');
-	ELSE
-		SELECT * INTO inv FROM payments.invoices
-		WHERE merchant_id = p_merchant_id AND invoice_id = inv.invoice_id;
-	END IF;
-	RETURN inv;
-END
-$$;
-COMMENT ON FUNCTION payments._issue_invoice(bigint, bigint, text, integer, timestamptz, timestamptz, jsonb) IS
-	'Internal: issues a subscription''s invoice (kind first or renewal: one per period, an empty row when the period was invoiced already; proration: the lines given) with its pending prorations and credits, and makes its first charge (an amount of zero is paid at once and activates the subscription; no usable payment method is a failed charge: dunning). The caller holds the subscription''s row lock.';
-
 ------------------------------------------------------------------------------
 -- The outcome of a charge: what a paid or failed invoice does to its
 -- subscription, the dunning schedule and its final action.
 ------------------------------------------------------------------------------
-
--- A billing step that is not a status change (the status triggers write
--- those): invoice.payment_failed, invoice.retry_scheduled,
--- invoice.retry_attempted, invoice.payment_after_close,
--- subscription.renewed, subscription.dunning_exhausted.
-CREATE FUNCTION payments._billing_event(p_merchant_id bigint, p_event_type text, p_payment_id bigint,
-	p_data jsonb, p_correlation_id text)
-	RETURNS void
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-BEGIN
-	INSERT INTO payments.events (merchant_id, event_type, payment_id, data, correlation_id)
-	VALUES (p_merchant_id, p_event_type, p_payment_id, jsonb_strip_nulls(p_data), p_correlation_id);
-END
-$$;
-COMMENT ON FUNCTION payments._billing_event(bigint, text, bigint, jsonb, text) IS
-	'Internal: writes a billing event that is not a status change (invoice.payment_failed, invoice.retry_scheduled, invoice.retry_attempted, invoice.payment_after_close, subscription.renewed, subscription.dunning_exhausted).';
-
--- An invoice of the subscription was paid: an incomplete, past-due or
--- unpaid subscription (or one whose trial has ended) becomes active again,
--- unless another of its invoices is still in dunning; its next renewal is
--- the end of its current period.  The caller holds the subscription's lock.
-CREATE FUNCTION payments._subscription_invoice_paid(p_merchant_id bigint, p_subscription_id bigint)
-	RETURNS void
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-BEGIN
-	UPDATE payments.subscriptions s SET status = 'active', next_renewal_at = s.current_period_end
-	WHERE s.merchant_id = p_merchant_id AND s.subscription_id = p_subscription_id
-		AND (s.status IN ('incomplete', 'past_due', 'unpaid')
-			OR (s.status = 'trialing' AND s.current_period_index >= 0))
-		AND NOT EXISTS (SELECT 1 FROM payments.invoices i
-			WHERE i.merchant_id = s.merchant_id AND i.subscription_id = s.subscription_id
-				AND i.status = 'open' AND i.first_failed_at IS NOT NULL);
-END
-$$;
-COMMENT ON FUNCTION payments._subscription_invoice_paid(bigint, bigint) IS
-	'Internal: after an invoice was paid, an incomplete, past_due or unpaid subscription (or a trialing one whose trial has ended) becomes active with its next renewal at the end of its period, unless another of its invoices is still in dunning. The caller holds the subscription''s lock.';
-
--- The final action of dunning: the invoice is uncollectible and the
--- subscription becomes what the merchant's policy says (canceled, ended
--- now; or unpaid, kept with no renewals until an invoice is paid).  The
--- caller holds the subscription's and the invoice's locks.
-CREATE FUNCTION payments._dunning_final_action(p_merchant_id bigint, p_invoice_id bigint)
-	RETURNS void
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	inv payments.invoices;
-	s payments.subscriptions;
-	action_ text := (payments._dunning_policy(p_merchant_id)).final_action;
-	now_ timestamptz := payments._billing_now(p_merchant_id);
-BEGIN
-	UPDATE payments.invoices SET status = 'uncollectible', next_attempt_at = NULL, closed_at = now_
-	WHERE merchant_id = p_merchant_id AND invoice_id = p_invoice_id AND status = 'open'
-	RETURNING * INTO inv;
-	IF NOT FOUND THEN
-		RETURN;
-	END IF;
-	UPDATE payments.subscriptions x SET status = action_, next_renewal_at = NULL,
-		canceled_at = CASE WHEN action_ = 'canceled' THEN coalesce(x.canceled_at, now_) ELSE x.canceled_at END,
-		ended_at = CASE WHEN action_ = 'canceled' THEN now_ ELSE x.ended_at END
-	WHERE x.merchant_id = p_merchant_id AND x.subscription_id = inv.subscription_id
-		AND x.status IN ('past_due', 'unpaid') AND x.status <> action_
-	RETURNING * INTO s;
-	PERFORM payments._billing_event(p_merchant_id, 'subscription.dunning_exhausted', inv.payment_id,
-		jsonb_build_object('subscription_id', inv.subscription_id, 'invoice_id', inv.invoice_id,
-			'final_action', action_, 'attempt_count', inv.attempt_count,
-			'first_failed_at', inv.first_failed_at, 'last_failure_code', inv.last_failure_code),
-		inv.correlation_id);
-END
-$$;
-COMMENT ON FUNCTION payments._dunning_final_action(bigint, bigint) IS
-	'Internal: dunning''s final action for an open invoice: uncollectible, and the past_due subscription canceled (ended now) or unpaid as the merchant''s policy says; writes subscription.dunning_exhausted. The caller holds the locks.';
-
--- A charge of an invoice failed (p_payment_id; NULL: there was nothing to
--- charge): the failure is recorded (the first one starts the schedule) and
---   - a first invoice leaves its subscription incomplete (no retries: it
---     expires after payments._incomplete_expiry() unless a new card pays);
---   - any other makes the subscription past_due; a retryable decline is
---     tried again on the first day of the merchant's retry_days, counted
---     from the first failure in billing time, that is still ahead; a final
---     decline (_decline_is_final) is not retried, and the final action
---     waits for the schedule's last day (a new card is tried at once
---     meanwhile); with no day left the final action applies now.
--- A failure of an older attempt than the invoice's latest, or of an
--- invoice no longer open, is only recorded.  Takes the subscription's lock,
--- then the invoice's.  Returns the invoice.
-CREATE FUNCTION payments._invoice_payment_failed(p_merchant_id bigint, p_invoice_id bigint,
-	p_payment_id bigint, p_code text, p_reason text)
-	RETURNS payments.invoices
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	inv payments.invoices;
-	s payments.subscriptions;
-	days integer[];
-	final_ boolean := payments._decline_is_final(p_code);
-	now_ timestamptz := payments._billing_now(p_merchant_id);
-	next_ timestamptz;
-	retry_no integer;
-BEGIN
-	SELECT x.* INTO STRICT s FROM payments.subscriptions x
-	WHERE x.merchant_id = p_merchant_id AND x.subscription_id =
-		(SELECT i.subscription_id FROM payments.invoices i
-		 WHERE i.merchant_id = p_merchant_id AND i.invoice_id = p_invoice_id)
-	FOR UPDATE;
-	SELECT * INTO STRICT inv FROM payments.invoices
-	WHERE merchant_id = p_merchant_id AND invoice_id = p_invoice_id
-	FOR UPDATE;
-	IF inv.status NOT IN ('open', 'uncollectible')
-		OR (p_payment_id IS NOT NULL AND inv.payment_id IS DISTINCT FROM p_payment_id) THEN
-		RETURN inv;
-	END IF;
-	UPDATE payments.invoices SET first_failed_at = coalesce(first_failed_at, now_),
-		last_failure_code = p_code, last_failure_reason = p_reason, next_attempt_at = NULL
-	WHERE merchant_id = p_merchant_id AND invoice_id = p_invoice_id
-	RETURNING * INTO inv;
-	PERFORM payments._billing_event(p_merchant_id, 'invoice.payment_failed', p_payment_id,
-		jsonb_build_object('invoice_id', inv.invoice_id, 'subscription_id', inv.subscription_id,
-			'kind', inv.kind, 'amount', inv.amount, 'payment_id', p_payment_id,
-			'attempt_count', inv.attempt_count, 'failure_code', p_code, 'failure_reason', p_reason,
-			'retryable', NOT final_, 'first_failed_at', inv.first_failed_at),
-		inv.correlation_id);
-	IF inv.status <> 'open' OR (inv.kind = 'first' AND s.status = 'incomplete')
-		OR s.status NOT IN ('trialing', 'active', 'past_due') THEN
-		RETURN inv;
-	END IF;
-	IF s.status <> 'past_due' THEN
-		UPDATE payments.subscriptions SET status = 'past_due', next_renewal_at = NULL
-		WHERE merchant_id = p_merchant_id AND subscription_id = s.subscription_id;
-	END IF;
-
-	days := (payments._dunning_policy(p_merchant_id)).retry_days;
-	IF final_ THEN
-		-- no retry; the final action on the schedule's last day
-		next_ := inv.first_failed_at + make_interval(days => days[cardinality(days)]);
-		IF next_ <= now_ THEN
-			next_ := NULL;
-		END IF;
-	ELSE
-		SELECT inv.first_failed_at + make_interval(days => d.day), d.n INTO next_, retry_no
-		FROM unnest(days) WITH ORDINALITY d(day, n)
-		WHERE inv.first_failed_at + make_interval(days => d.day) > now_
-		ORDER BY d.n
-		LIMIT 1;
-	END IF;
-	IF next_ IS NULL THEN
-		PERFORM payments._dunning_final_action(p_merchant_id, p_invoice_id);
-		SELECT * INTO inv FROM payments.invoices WHERE merchant_id = p_merchant_id AND invoice_id = p_invoice_id;
-		RETURN inv;
-	END IF;
-	UPDATE payments.invoices SET next_attempt_at = next_
-	WHERE merchant_id = p_merchant_id AND invoice_id = p_invoice_id
-	RETURNING * INTO inv;
-	IF NOT final_ THEN
-		PERFORM payments._billing_event(p_merchant_id, 'invoice.retry_scheduled', p_payment_id,
-			jsonb_build_object('invoice_id', inv.invoice_id, 'subscription_id', inv.subscription_id,
-				'next_attempt_at', next_, 'retry', retry_no, 'retries', cardinality(days)),
-			inv.correlation_id);
-	END IF;
-	RETURN inv;
-END
-$$;
-COMMENT ON FUNCTION payments._invoice_payment_failed(bigint, bigint, bigint, text, text) IS
-	'Internal: records a failed charge of an invoice (writes invoice.payment_failed) and applies dunning: a first invoice leaves the subscription incomplete; otherwise the subscription becomes past_due and the invoice is retried on the merchant''s next retry day counted from the first failure (invoice.retry_scheduled), or, after a final decline, waits for the schedule''s last day; with no day left, the final action. Locks the subscription, then the invoice.';
 
 -- A charge of an invoice succeeded: the invoice is paid and its
 -- subscription active again (_subscription_invoice_paid).  A payment that
@@ -5801,7 +2881,9 @@ COMMENT ON FUNCTION payments._billing_horizon(bigint) IS
 -- One period per subscription and run: a subscription behind by several
 -- periods (the runs stopped for a while) is brought up to date by the next
 -- runs, each period invoiced.  Returns how many subscriptions were handled.
-CREATE FUNCTION payments._run_renewals(p_merchant_id bigint, p_limit integer) RETURNS integer
+-- _run_renewals in its final form (from h-due-renewals) here:
+-- pay_run_renewals below (LANGUAGE sql) calls it.
+CREATE OR REPLACE FUNCTION payments._run_renewals(p_merchant_id bigint, p_limit integer) RETURNS integer
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
@@ -5810,9 +2892,6 @@ DECLARE
 	horizon timestamptz := payments._billing_horizon(p_merchant_id);
 	clocks boolean := current_setting('payments.test_clocks', true) = 'on';
 	now_ timestamptz;
-	idx integer;
-	start_ timestamptz;
-	end_ timestamptz;
 	n integer := 0;
 BEGIN
 	FOR s IN
@@ -5832,44 +2911,13 @@ BEGIN
 		CONTINUE WHEN s.next_renewal_at IS NULL OR s.next_renewal_at > now_
 			OR s.status NOT IN ('trialing', 'active', 'incomplete');
 		n := n + 1;
-		IF s.status = 'incomplete' THEN
-			IF EXISTS (SELECT 1 FROM payments.invoices i JOIN payments.payments p
-					ON p.merchant_id = i.merchant_id AND p.payment_id = i.payment_id
-				WHERE i.merchant_id = s.merchant_id AND i.subscription_id = s.subscription_id
-					AND i.status = 'open' AND p.status IN ('pending', 'unknown', 'in_review')) THEN
-				UPDATE payments.subscriptions SET next_renewal_at = now_ + interval '1 minute'
-				WHERE merchant_id = s.merchant_id AND subscription_id = s.subscription_id;
-				CONTINUE;
-			END IF;
-			UPDATE payments.subscriptions SET status = 'incomplete_expired', next_renewal_at = NULL,
-				ended_at = now_
-			WHERE merchant_id = s.merchant_id AND subscription_id = s.subscription_id;
-			UPDATE payments.invoices SET status = 'void', next_attempt_at = NULL, closed_at = now_
-			WHERE merchant_id = s.merchant_id AND subscription_id = s.subscription_id AND status = 'open';
-		ELSIF s.cancel_at_period_end THEN
-			UPDATE payments.subscriptions SET status = 'canceled', next_renewal_at = NULL,
-				canceled_at = coalesce(canceled_at, now_), ended_at = s.next_renewal_at
-			WHERE merchant_id = s.merchant_id AND subscription_id = s.subscription_id;
-		ELSE
-			idx := s.current_period_index + 1;
-			start_ := payments._period_start(s.billing_anchor, s.time_zone, s.interval_unit, s.interval_count, idx);
-			end_ := payments._period_start(s.billing_anchor, s.time_zone, s.interval_unit, s.interval_count, idx + 1);
-			UPDATE payments.subscriptions SET current_period_index = idx,
-				current_period_start = start_, current_period_end = end_, next_renewal_at = end_
-			WHERE merchant_id = s.merchant_id AND subscription_id = s.subscription_id;
-			PERFORM payments._billing_event(s.merchant_id, 'subscription.renewed', NULL,
-				jsonb_build_object('subscription_id', s.subscription_id, 'status', s.status,
-					'trial_ended', s.status = 'trialing', 'period_index', idx,
-					'current_period_start', start_, 'current_period_end', end_),
-				s.correlation_id);
-			PERFORM payments._issue_invoice(s.merchant_id, s.subscription_id, 'renewal', idx, start_, end_);
-		END IF;
+		PERFORM payments._renew_subscription(s, now_, true);
 	END LOOP;
 	RETURN n;
 END
 $$;
 COMMENT ON FUNCTION payments._run_renewals(bigint, integer) IS
-	'Billing run (worker, pay_run_renewals): for at most p_limit subscriptions due by their merchant''s billing clock (one merchant, or NULL: all), oldest first, locked with SKIP LOCKED: incomplete ones past their deadline expire (first invoice void), cancel_at_period_end ones are canceled, trialing and active ones move to their next period and its renewal invoice is issued and charged. Returns how many subscriptions it handled.';
+	'Billing run (the billing process, pay_run_renewals): for at most p_limit subscriptions due by their merchant''s billing clock (one merchant, or NULL: all), oldest first, locked with SKIP LOCKED: incomplete ones past their deadline expire (first invoice void), cancel_at_period_end ones are canceled (their pending invoice items charged on a final invoice), trialing and active ones move to their next period and its renewal invoice is issued and charged. Returns how many subscriptions it handled.';
 
 -- Dunning: at next_attempt_at, for each open invoice: after a final
 -- decline the final action (its schedule's last day has come); else one
@@ -5878,7 +2926,9 @@ COMMENT ON FUNCTION payments._run_renewals(bigint, integer) IS
 -- next_attempt_at is checked again under the lock.  An invoice whose
 -- subscription has ended meanwhile stops dunning (uncollectible).
 -- Returns how many invoices were handled.
-CREATE FUNCTION payments._run_dunning(p_merchant_id bigint, p_limit integer) RETURNS integer
+-- _run_dunning in its final form (from h-priority) here: pay_run_dunning
+-- below (LANGUAGE sql) calls it.
+CREATE OR REPLACE FUNCTION payments._run_dunning(p_merchant_id bigint, p_limit integer) RETURNS integer
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
@@ -5917,7 +2967,7 @@ BEGIN
 		ELSIF payments._decline_is_final(inv.last_failure_code) THEN
 			PERFORM payments._dunning_final_action(inv.merchant_id, inv.invoice_id);
 		ELSE
-			pid := payments._charge_invoice(inv.merchant_id, inv.invoice_id);
+			pid := payments._charge_invoice(inv.merchant_id, inv.invoice_id, p_background => true);
 			IF pid IS NULL THEN
 				PERFORM payments._invoice_payment_failed(inv.merchant_id, inv.invoice_id, NULL,
 					'no_payment_method', 'The customer has no usable payment method.');
@@ -5933,7 +2983,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments._run_dunning(bigint, integer) IS
-	'Billing run (worker, pay_run_dunning): for at most p_limit open invoices whose next attempt is due by their merchant''s billing clock (one merchant, or NULL: all), oldest first, subscriptions locked with SKIP LOCKED: one more charge (invoice.retry_attempted), or after a final decline the final action. Returns how many invoices it handled.';
+	'Billing run (the billing process, pay_run_dunning): for at most p_limit open invoices whose next attempt is due by their merchant''s billing clock (one merchant, or NULL: all), oldest first, subscriptions locked with SKIP LOCKED: one more charge (invoice.retry_attempted), or after a final decline the final action. Returns how many invoices it handled.';
 
 ------------------------------------------------------------------------------
 -- The API: billing runs, the dunning policy, invoices.
@@ -5987,41 +3037,6 @@ CREATE FUNCTION payments.pay_get_dunning_policy() RETURNS payments.dunning_polic
 COMMENT ON FUNCTION payments.pay_get_dunning_policy() IS
 	'The current merchant''s dunning policy: the days after a charge''s first failure on which it is retried, and the final action (canceled or unpaid); the defaults (1, 3, 5, 7; canceled; updated_at NULL) when it has set none.';
 
-CREATE FUNCTION payments.pay_set_dunning_policy(retry_days integer[] DEFAULT NULL, final_action text DEFAULT NULL)
-	RETURNS payments.dunning_policies
-	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	m bigint := payments.pay_current_merchant();
-	cur payments.dunning_policies := payments._dunning_policy(m);
-	days integer[] := coalesce(pay_set_dunning_policy.retry_days, cur.retry_days);
-	action_ text := coalesce(pay_set_dunning_policy.final_action, cur.final_action);
-	r payments.dunning_policies;
-BEGIN
-	IF cardinality(days) > 10 OR array_position(days, NULL) IS NOT NULL
-		OR EXISTS (SELECT 1 FROM unnest(days) d WHERE d NOT BETWEEN 1 AND 366)
-		OR days IS DISTINCT FROM ARRAY(SELECT DISTINCT d FROM unnest(days) d ORDER BY d) THEN
-		RAISE EXCEPTION 'retry_days must be at most 10 increasing days between 1 and 366'
-			USING ERRCODE = '22023',
-				DETAIL = format('The retry_days given were %s.', days),
-				HINT = 'Days are counted from the first failed charge, e.g. ''{1,3,5,7}''; ''{}'' applies the final action at the first failure.';
-	END IF;
-	IF action_ NOT IN ('canceled', 'unpaid') THEN
-		RAISE EXCEPTION 'final_action must be canceled or unpaid'
-			USING ERRCODE = '22023', DETAIL = format('The final_action given was "%s".', left(action_, 64));
-	END IF;
-	INSERT INTO payments.dunning_policies AS d (merchant_id, retry_days, final_action)
-	VALUES (m, days, action_)
-	ON CONFLICT (merchant_id) DO UPDATE SET retry_days = EXCLUDED.retry_days,
-		final_action = EXCLUDED.final_action, updated_at = now()
-	RETURNING d.* INTO r;
-	RETURN r;
-END
-$$;
-COMMENT ON FUNCTION payments.pay_set_dunning_policy(integer[], text) IS
-	'Sets the current merchant''s dunning policy (NULL: that part unchanged): retry_days, at most 10 increasing days (1-366) after a charge''s first failure on which it is tried again (''{}'': none), and final_action after the last one fails, canceled or unpaid. Applies to failures from now on and to retries not yet made. Returns the policy.';
-
 CREATE FUNCTION payments.pay_get_invoice(invoice_id bigint) RETURNS payments.invoices
 	LANGUAGE plpgsql STABLE SECURITY DEFINER
 	SET search_path = pg_catalog, payments, pg_temp
@@ -6044,47 +3059,6 @@ END
 $$;
 COMMENT ON FUNCTION payments.pay_get_invoice(bigint) IS
 	'An invoice of the current merchant: lines, amount, status, charge attempts and the next dunning retry; an unknown id, or another merchant''s, raises PT404.';
-
-CREATE FUNCTION payments.pay_list_invoices(
-	subscription_id bigint DEFAULT NULL,
-	status text DEFAULT NULL,
-	after bigint DEFAULT NULL,
-	page_size integer DEFAULT 50)
-	RETURNS SETOF payments.invoices
-	LANGUAGE plpgsql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	m bigint := payments.pay_current_merchant();
-BEGIN
-	IF page_size IS NULL OR page_size NOT BETWEEN 1 AND 500 THEN
-		RAISE EXCEPTION 'page_size must be between 1 and 500'
-			USING ERRCODE = '22023',
-				DETAIL = format('The page_size given was %s.', coalesce(page_size::text, 'NULL')),
-				HINT = 'Ask for the next page with after => the last invoice_id of this one.';
-	END IF;
-	IF pay_list_invoices.status IS NOT NULL AND NOT EXISTS (SELECT 1 FROM payments.status_transitions t
-			WHERE t.entity = 'invoice' AND pay_list_invoices.status IN (t.from_status, t.to_status)) THEN
-		RAISE EXCEPTION 'unknown invoice status "%"', left(pay_list_invoices.status, 64)
-			USING ERRCODE = '22023', HINT = 'An invoice status is one of open, paid, uncollectible, void.';
-	END IF;
-	IF pay_list_invoices.subscription_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM payments.subscriptions s
-			WHERE s.merchant_id = m AND s.subscription_id = pay_list_invoices.subscription_id) THEN
-		RAISE EXCEPTION 'subscription % not found', pay_list_invoices.subscription_id
-			USING ERRCODE = 'PT404', HINT = 'Subscription ids are per merchant; check pay_current_merchant().';
-	END IF;
-	RETURN QUERY
-	SELECT i.* FROM payments.invoices i
-	WHERE i.merchant_id = m
-		AND (pay_list_invoices.subscription_id IS NULL OR i.subscription_id = pay_list_invoices.subscription_id)
-		AND (pay_list_invoices.status IS NULL OR i.status = pay_list_invoices.status)
-		AND (after IS NULL OR i.invoice_id < after)
-	ORDER BY i.invoice_id DESC
-	LIMIT page_size;
-END
-$$;
-COMMENT ON FUNCTION payments.pay_list_invoices(bigint, text, bigint, integer) IS
-	'The current merchant''s invoices, newest first (by invoice_id), at most page_size (1-500, default 50) per call; filters subscription_id (PT404 when not the merchant''s) and status (open, paid, uncollectible, void). Keyset pagination: pass as after the last invoice_id of the previous page.';
 
 ------------------------------------------------------------------------------
 -- h-amount2: sum(pay_amount) keeps a 128-bit running total (issue 12;
@@ -6123,153 +3097,27 @@ CREATE OR REPLACE AGGREGATE payments.sum(payments.pay_amount) (
 ------------------------------------------------------------------------------
 -- h-speed: the status trigger in C (src/status_guard.c; sql/src/status_machine.sql),
 -- same checks, stamps and events, without PL/pgSQL on every row written.
+-- Made once since: _correlation_id in h-free-text-bounds; _invoice_tag in
+-- h-cpu (their final form).
 ------------------------------------------------------------------------------
 
 CREATE OR REPLACE FUNCTION payments._status_guard() RETURNS trigger
 	LANGUAGE c AS 'MODULE_PATHNAME', 'pay_status_guard';
-COMMENT ON FUNCTION payments._status_guard() IS
-	'Trigger: refuses status transitions not listed in payments.status_transitions and writes an event for every status change.';
-
--- PL/pgSQL rather than SQL (payment_api.sql, secrets.sql): a SQL function
--- called from PL/pgSQL is parsed and planned again in each transaction.
-CREATE OR REPLACE FUNCTION payments._correlation_id(given text) RETURNS text
-	LANGUAGE plpgsql VOLATILE
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-BEGIN
-	RETURN coalesce(
-		nullif(given, ''),
-		nullif(nullif(current_setting('request.headers', true), ''), '{}')::jsonb ->> 'x-request-id',
-		nullif(nullif(current_setting('request.headers', true), ''), '{}')::jsonb ->> 'traceparent',
-		nullif(current_setting('payments.correlation_id', true), ''),
-		replace(gen_random_uuid()::text, '-', ''));
-END
-$$;
-CREATE OR REPLACE FUNCTION payments._invoice_tag() RETURNS text
-	LANGUAGE plpgsql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-BEGIN
-	RETURN (SELECT upper(encode(s.secret, 'hex')) FROM payments.installation_secrets s
-		WHERE s.purpose = 'invoice_tag' ORDER BY s.created_at, s.secret_id LIMIT 1);
-END
-$$;
 
 ------------------------------------------------------------------------------
 -- h-recur: the claim tells a charge of a subscription's invoice (recurring,
--- first_recurring: card-on-file fields of renewals; sql/src/worker.sql)
+-- first_recurring: card-on-file fields of renewals; sql/src/worker.sql).
+-- Made once since: _claim_operations in h-account-life (its final form).
 ------------------------------------------------------------------------------
-
-DROP FUNCTION payments._claim_operations(integer);
-CREATE FUNCTION payments._claim_operations(p_limit integer)
-	RETURNS TABLE (merchant_id bigint, operation_id bigint, payment_id bigint, kind text,
-		action text, attempt integer, via_void boolean, amount_minor bigint, currency text,
-		currency_exponent integer, txn_invoice text, description text, customer jsonb,
-		ref_trans_id text, card_last4 text, payment_method text, customer_profile_id text,
-		payment_profile_id text, sealed bytea, correlation_id text, created_at timestamptz,
-		never_sent boolean,
-		api_login_id text, transaction_key text, endpoint_url text, ca_file text, timeout_ms integer,
-		payment_method_id bigint, customer_id bigint, method_source text, validation_mode text,
-		method_default boolean, method_customer_profile_id text, method_payment_profile_id text,
-		merchant_customer_id text, customer_email text, customer_name text, customer_billing jsonb,
-		original_network_trans_id text, method_card_last4 text, last_attempt_at timestamptz,
-		recurring boolean, first_recurring boolean)
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	SET enable_seqscan = off
-	SET enable_bitmapscan = off
-	SET enable_sort = off
-	SET enable_hashjoin = off
-	SET enable_mergejoin = off
-	SET plan_cache_mode = force_custom_plan
-	SET jit = off
-	AS $$
-BEGIN
-	-- Ready first by due time, straight off the partial index: a long queue
-	-- costs no more than a short one.  Merchants without a gateway
-	-- configuration are skipped (and parked by _park_unconfigured).
-	RETURN QUERY
-	WITH ready AS (
-		SELECT o.merchant_id, o.operation_id, o.status AS old_status, o.updated_at AS old_updated_at
-		FROM payments.operations o
-		WHERE o.status IN ('queued', 'unknown') AND o.next_attempt_at <= now()
-			AND o.merchant_id = ANY (ARRAY(SELECT g.merchant_id FROM payments.gateway_config g))
-		ORDER BY o.next_attempt_at
-		LIMIT p_limit
-		FOR UPDATE SKIP LOCKED
-	), claimed AS (
-		UPDATE payments.operations o
-		SET status = 'sending', attempts = o.attempts + 1,
-			first_sent_at = coalesce(o.first_sent_at, now())
-		FROM ready r
-		WHERE o.merchant_id = r.merchant_id AND o.operation_id = r.operation_id
-		RETURNING o.*, r.old_status, r.old_updated_at
-	)
-	SELECT c.merchant_id, c.operation_id, c.payment_id, c.kind,
-		-- queued again after an attempt that may have gone through (an
-		-- unknown outcome, then a resend that provably failed) counts too
-		-- (on the clock: the worker may have spent a while recording outcomes
-		-- in this transaction before claiming)
-		CASE WHEN NOT c.never_sent
-				AND c.first_sent_at < clock_timestamp() - make_interval(secs => payments._duplicate_window() - 60)
-			THEN 'lookup' ELSE 'send' END,
-		c.attempts, c.via_void,
-		pay_minor_units(coalesce(c.amount, p.amount)), pay_currency(p.amount),
-		pay_currency_exponent(pay_currency(p.amount)),
-		-- the invoice of the gateway transaction: each refund its own (equal
-		-- partial refunds are not duplicates); a capture (priorAuthCapture
-		-- keeps the authorization's transId) and a void act on the payment's
-		CASE WHEN c.kind = 'refund' AND NOT c.via_void
-			THEN 'R' || payments._invoice_tag() || c.operation_id ELSE p.invoice_number END,
-		p.description, p.customer,
-		p.gateway_trans_id, p.card_last4, p.payment_method, p.customer_profile_id,
-		p.payment_profile_id, v.sealed, c.correlation_id, c.created_at, c.never_sent,
-		g.api_login_id, g.transaction_key, g.endpoint_url, g.ca_file, g.timeout_ms,
-		-- stored payment methods and customers' profiles (payment_methods.sql):
-		-- their own operations, and charges of a stored method
-		pm.payment_method_id, cu.customer_id, pm.source, pm.validation_mode, pm.is_default,
-		cu.customer_profile_id, pm.payment_profile_id,
-		CASE WHEN cu.customer_id IS NOT NULL THEN payments._gateway_customer_ref(cu.customer_id) END,
-		cu.email, cu.name, cu.billing,
-		pm.network_trans_id, pm.card_last4,
-		-- when the operation last changed: the end of its previous attempt
-		c.old_updated_at,
-		-- a charge of a subscription's invoice is recurring (recurringBilling,
-		-- card on file), the first one of its subscription while no earlier
-		-- invoice of it was paid by a charge (the 'first' invoice, or the
-		-- first renewal after a trial): isFirstRecurringPayment
-		p.invoice_id IS NOT NULL,
-		p.invoice_id IS NOT NULL AND NOT EXISTS (
-			SELECT 1 FROM payments.invoices i
-			JOIN payments.invoices earlier ON earlier.merchant_id = i.merchant_id
-				AND earlier.subscription_id = i.subscription_id AND earlier.invoice_id <> i.invoice_id
-			WHERE i.merchant_id = p.merchant_id AND i.invoice_id = p.invoice_id
-				AND earlier.status = 'paid' AND pay_minor_units(earlier.amount) > 0)
-	FROM claimed c
-	-- operations on a stored method or a customer's profile have no payment
-	LEFT JOIN payments.payments p ON p.merchant_id = c.merchant_id AND p.payment_id = c.payment_id
-	JOIN payments.gateway_config g ON g.merchant_id = c.merchant_id
-	LEFT JOIN payments.card_vault v ON v.merchant_id = c.merchant_id AND v.operation_id = c.operation_id
-	LEFT JOIN payments.payment_methods pm ON pm.merchant_id = c.merchant_id
-		AND pm.payment_method_id = coalesce(c.payment_method_id, p.payment_method_id)
-	LEFT JOIN payments.customers cu ON cu.merchant_id = c.merchant_id
-		AND cu.customer_id = coalesce(c.customer_id, pm.customer_id);
-END
-$$;
-COMMENT ON FUNCTION payments._claim_operations(integer) IS
-	'Worker, step 1: claims up to p_limit ready operations (FOR UPDATE SKIP LOCKED) and marks them sending before anything is sent.';
-
--- JIT off in the worker's recording functions too (see _claim_operations)
-ALTER FUNCTION payments._record_final_results(bigint[], bigint[], text[], integer[], integer[], text[],
-	text[], text[], text[], text[], text[], text[]) SET jit = off;
-ALTER FUNCTION payments._record_result(bigint, bigint, text, integer, integer, text, text, text, text, text,
-	timestamptz, text, text) SET jit = off;
 
 ------------------------------------------------------------------------------
 -- h-priority: background charges and a cheaper renewal (issue 11;
 -- sql/src/billing.sql, worker.sql): the worker claims a billing run's
 -- charges after every other ready operation; an invoice is written once
--- with its first charge
+-- with its first charge.
+-- Made once since: _queue_invoice_charge, _charge_invoice in
+-- h-period-charge-number; _run_renewals, _run_dunning in h-billing;
+-- _claim_operations in h-account-life (their final form).
 ------------------------------------------------------------------------------
 
 ALTER TABLE payments.operations ADD COLUMN background boolean NOT NULL DEFAULT false;
@@ -6278,77 +3126,6 @@ COMMENT ON COLUMN payments.operations.background IS
 DROP INDEX payments.operations_ready;
 CREATE INDEX operations_ready ON payments.operations (background, next_attempt_at)
 	WHERE status IN ('queued', 'unknown');
-
-DROP FUNCTION payments._charge_invoice(bigint, bigint);
-DROP FUNCTION payments._issue_invoice(bigint, bigint, text, integer, timestamptz, timestamptz, jsonb);
-DROP FUNCTION payments._claim_operations(integer);
-
-CREATE FUNCTION payments._queue_invoice_charge(p_invoice payments.invoices, pm payments.payment_methods,
-	p_payment_id bigint, p_background boolean)
-	RETURNS void
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	c payments.customers;
-BEGIN
-	SELECT * INTO c FROM payments.customers x
-	WHERE x.merchant_id = p_invoice.merchant_id AND x.customer_id = p_invoice.customer_id;
-	INSERT INTO payments.payments (merchant_id, payment_id, kind, amount, amount_refunded,
-		payment_method, card_brand, card_last4, card_exp_month, card_exp_year, card_fingerprint,
-		customer_profile_id, payment_profile_id, invoice_number, description,
-		customer, metadata, correlation_id, customer_id, payment_method_id, invoice_id)
-	OVERRIDING SYSTEM VALUE
-	VALUES (p_invoice.merchant_id, p_payment_id, 'purchase', p_invoice.amount, p_invoice.amount * 0, 'profile',
-		pm.card_brand, pm.card_last4, pm.card_exp_month, pm.card_exp_year, pm.card_fingerprint,
-		pm.customer_profile_id, pm.payment_profile_id, 'P' || payments._invoice_tag() || p_payment_id,
-		format('Subscription %s, invoice %s', p_invoice.subscription_id, p_invoice.invoice_id),
-		c.billing || jsonb_strip_nulls(jsonb_build_object('email', c.email)),
-		jsonb_build_object('invoice_id', p_invoice.invoice_id, 'subscription_id', p_invoice.subscription_id),
-		p_invoice.correlation_id, p_invoice.customer_id, pm.payment_method_id, p_invoice.invoice_id);
-	INSERT INTO payments.operations (merchant_id, payment_id, kind, amount, correlation_id, background)
-	VALUES (p_invoice.merchant_id, p_payment_id, 'purchase', p_invoice.amount, p_invoice.correlation_id,
-		p_background);
-	PERFORM payments._wake_at_commit();
-END
-$$;
-COMMENT ON FUNCTION payments._queue_invoice_charge(payments.invoices, payments.payment_methods, bigint, boolean) IS
-	'Internal: queues payment p_payment_id of an invoice (a purchase of stored method pm) and its operation for the worker (p_background: a billing run''s, claimed after ordinary operations). The caller records the attempt on the invoice.';
-
-CREATE FUNCTION payments._charge_invoice(p_merchant_id bigint, p_invoice_id bigint,
-	p_background boolean DEFAULT false) RETURNS bigint
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	inv payments.invoices;
-	s payments.subscriptions;
-	pm payments.payment_methods;
-	pid bigint;
-BEGIN
-	SELECT * INTO inv FROM payments.invoices i
-	WHERE i.merchant_id = p_merchant_id AND i.invoice_id = p_invoice_id
-	FOR UPDATE;
-	IF NOT FOUND OR inv.status NOT IN ('open', 'uncollectible') OR pay_minor_units(inv.amount) = 0 THEN
-		RETURN NULL;
-	END IF;
-	SELECT * INTO s FROM payments.subscriptions x
-	WHERE x.merchant_id = inv.merchant_id AND x.subscription_id = inv.subscription_id;
-	-- the subscription's method while it is usable, else the customer's default
-	pm := payments._invoice_payment_method(inv.merchant_id, inv.customer_id, s.payment_method_id);
-	IF pm.payment_method_id IS NULL THEN
-		RETURN NULL;
-	END IF;
-	pid := nextval('payments.payments_payment_id_seq');
-	PERFORM payments._queue_invoice_charge(inv, pm, pid, p_background);
-	UPDATE payments.invoices SET payment_id = pid, attempt_count = attempt_count + 1,
-		next_attempt_at = NULL
-	WHERE merchant_id = inv.merchant_id AND invoice_id = inv.invoice_id;
-	RETURN pid;
-END
-$$;
-COMMENT ON FUNCTION payments._charge_invoice(bigint, bigint, boolean) IS
-	'Internal: one charge attempt of an open invoice: a purchase of the subscription''s payment method (or the customer''s default), sent by the worker after COMMIT (p_background: a billing run''s, claimed after ordinary operations). Returns the payment id, or NULL when there is nothing to charge or no usable payment method.';
 
 CREATE FUNCTION payments._issue_invoice(p_merchant_id bigint, p_subscription_id bigint, p_kind text,
 	p_period_index integer, p_period_start timestamptz, p_period_end timestamptz,
@@ -6443,246 +3220,6 @@ $$;
 COMMENT ON FUNCTION payments._issue_invoice(bigint, bigint, text, integer, timestamptz, timestamptz, jsonb, boolean) IS
 	'Internal: issues a subscription''s invoice (kind first or renewal: one per period, an empty row when the period was invoiced already; proration: the lines given) with its pending prorations and credits, and makes its first charge (p_background: a billing run''s; an amount of zero is paid at once and activates the subscription; no usable payment method is a failed charge: dunning). The caller holds the subscription''s row lock.';
 
-CREATE OR REPLACE FUNCTION payments._run_renewals(p_merchant_id bigint, p_limit integer) RETURNS integer
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	s payments.subscriptions;
-	horizon timestamptz := payments._billing_horizon(p_merchant_id);
-	clocks boolean := current_setting('payments.test_clocks', true) = 'on';
-	now_ timestamptz;
-	idx integer;
-	start_ timestamptz;
-	end_ timestamptz;
-	n integer := 0;
-BEGIN
-	FOR s IN
-		SELECT x.* FROM payments.subscriptions x
-		WHERE x.next_renewal_at <= horizon
-			AND (p_merchant_id IS NULL OR x.merchant_id = p_merchant_id)
-			AND x.status IN ('trialing', 'active', 'incomplete')
-			-- each merchant's own clock (CASE: never evaluated without test clocks)
-			AND CASE WHEN clocks AND p_merchant_id IS NULL
-				THEN x.next_renewal_at <= payments._billing_now(x.merchant_id) ELSE true END
-		ORDER BY x.next_renewal_at
-		LIMIT p_limit
-		FOR UPDATE SKIP LOCKED
-	LOOP
-		-- the row as locked: another run may have renewed it since
-		now_ := CASE WHEN clocks THEN payments._billing_now(s.merchant_id) ELSE now() END;
-		CONTINUE WHEN s.next_renewal_at IS NULL OR s.next_renewal_at > now_
-			OR s.status NOT IN ('trialing', 'active', 'incomplete');
-		n := n + 1;
-		IF s.status = 'incomplete' THEN
-			IF EXISTS (SELECT 1 FROM payments.invoices i JOIN payments.payments p
-					ON p.merchant_id = i.merchant_id AND p.payment_id = i.payment_id
-				WHERE i.merchant_id = s.merchant_id AND i.subscription_id = s.subscription_id
-					AND i.status = 'open' AND p.status IN ('pending', 'unknown', 'in_review')) THEN
-				UPDATE payments.subscriptions SET next_renewal_at = now_ + interval '1 minute'
-				WHERE merchant_id = s.merchant_id AND subscription_id = s.subscription_id;
-				CONTINUE;
-			END IF;
-			UPDATE payments.subscriptions SET status = 'incomplete_expired', next_renewal_at = NULL,
-				ended_at = now_
-			WHERE merchant_id = s.merchant_id AND subscription_id = s.subscription_id;
-			UPDATE payments.invoices SET status = 'void', next_attempt_at = NULL, closed_at = now_
-			WHERE merchant_id = s.merchant_id AND subscription_id = s.subscription_id AND status = 'open';
-		ELSIF s.cancel_at_period_end THEN
-			UPDATE payments.subscriptions SET status = 'canceled', next_renewal_at = NULL,
-				canceled_at = coalesce(canceled_at, now_), ended_at = s.next_renewal_at
-			WHERE merchant_id = s.merchant_id AND subscription_id = s.subscription_id;
-		ELSE
-			idx := s.current_period_index + 1;
-			start_ := payments._period_start(s.billing_anchor, s.time_zone, s.interval_unit, s.interval_count, idx);
-			end_ := payments._period_start(s.billing_anchor, s.time_zone, s.interval_unit, s.interval_count, idx + 1);
-			UPDATE payments.subscriptions SET current_period_index = idx,
-				current_period_start = start_, current_period_end = end_, next_renewal_at = end_
-			WHERE merchant_id = s.merchant_id AND subscription_id = s.subscription_id;
-			PERFORM payments._billing_event(s.merchant_id, 'subscription.renewed', NULL,
-				jsonb_build_object('subscription_id', s.subscription_id, 'status', s.status,
-					'trial_ended', s.status = 'trialing', 'period_index', idx,
-					'current_period_start', start_, 'current_period_end', end_),
-				s.correlation_id);
-			PERFORM payments._issue_invoice(s.merchant_id, s.subscription_id, 'renewal', idx, start_, end_,
-				p_background => true);
-		END IF;
-	END LOOP;
-	RETURN n;
-END
-$$;
-COMMENT ON FUNCTION payments._run_renewals(bigint, integer) IS
-	'Billing run (the billing process, pay_run_renewals): for at most p_limit subscriptions due by their merchant''s billing clock (one merchant, or NULL: all), oldest first, locked with SKIP LOCKED: incomplete ones past their deadline expire (first invoice void), cancel_at_period_end ones are canceled, trialing and active ones move to their next period and its renewal invoice is issued and charged. Returns how many subscriptions it handled.';
-
-CREATE OR REPLACE FUNCTION payments._run_dunning(p_merchant_id bigint, p_limit integer) RETURNS integer
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	c record;
-	s payments.subscriptions;
-	inv payments.invoices;
-	horizon timestamptz := payments._billing_horizon(p_merchant_id);
-	clocks boolean := current_setting('payments.test_clocks', true) = 'on';
-	now_ timestamptz;
-	pid bigint;
-	n integer := 0;
-BEGIN
-	FOR c IN
-		SELECT i.merchant_id, i.invoice_id, i.subscription_id FROM payments.invoices i
-		WHERE i.status = 'open' AND i.next_attempt_at <= horizon
-			AND (p_merchant_id IS NULL OR i.merchant_id = p_merchant_id)
-			AND CASE WHEN clocks AND p_merchant_id IS NULL
-				THEN i.next_attempt_at <= payments._billing_now(i.merchant_id) ELSE true END
-		ORDER BY i.next_attempt_at
-		LIMIT p_limit
-	LOOP
-		SELECT * INTO s FROM payments.subscriptions
-		WHERE merchant_id = c.merchant_id AND subscription_id = c.subscription_id
-		FOR UPDATE SKIP LOCKED;
-		CONTINUE WHEN NOT FOUND;
-		SELECT * INTO inv FROM payments.invoices
-		WHERE merchant_id = c.merchant_id AND invoice_id = c.invoice_id
-		FOR UPDATE;
-		now_ := CASE WHEN clocks THEN payments._billing_now(c.merchant_id) ELSE now() END;
-		CONTINUE WHEN inv.status <> 'open' OR inv.next_attempt_at IS NULL OR inv.next_attempt_at > now_;
-		n := n + 1;
-		IF s.status NOT IN ('trialing', 'active', 'past_due') THEN
-			UPDATE payments.invoices SET status = 'uncollectible', next_attempt_at = NULL, closed_at = now_
-			WHERE merchant_id = inv.merchant_id AND invoice_id = inv.invoice_id;
-		ELSIF payments._decline_is_final(inv.last_failure_code) THEN
-			PERFORM payments._dunning_final_action(inv.merchant_id, inv.invoice_id);
-		ELSE
-			pid := payments._charge_invoice(inv.merchant_id, inv.invoice_id, p_background => true);
-			IF pid IS NULL THEN
-				PERFORM payments._invoice_payment_failed(inv.merchant_id, inv.invoice_id, NULL,
-					'no_payment_method', 'The customer has no usable payment method.');
-			ELSE
-				PERFORM payments._billing_event(inv.merchant_id, 'invoice.retry_attempted', pid,
-					jsonb_build_object('invoice_id', inv.invoice_id, 'subscription_id', inv.subscription_id,
-						'payment_id', pid, 'attempt_count', inv.attempt_count + 1, 'reason', 'scheduled'),
-					inv.correlation_id);
-			END IF;
-		END IF;
-	END LOOP;
-	RETURN n;
-END
-$$;
-COMMENT ON FUNCTION payments._run_dunning(bigint, integer) IS
-	'Billing run (the billing process, pay_run_dunning): for at most p_limit open invoices whose next attempt is due by their merchant''s billing clock (one merchant, or NULL: all), oldest first, subscriptions locked with SKIP LOCKED: one more charge (invoice.retry_attempted), or after a final decline the final action. Returns how many invoices it handled.';
-
-CREATE FUNCTION payments._claim_operations(p_limit integer, p_background_limit integer DEFAULT NULL)
-	RETURNS TABLE (merchant_id bigint, operation_id bigint, payment_id bigint, kind text,
-		action text, attempt integer, via_void boolean, amount_minor bigint, currency text,
-		currency_exponent integer, txn_invoice text, description text, customer jsonb,
-		ref_trans_id text, card_last4 text, payment_method text, customer_profile_id text,
-		payment_profile_id text, sealed bytea, correlation_id text, created_at timestamptz,
-		never_sent boolean,
-		api_login_id text, transaction_key text, endpoint_url text, ca_file text, timeout_ms integer,
-		payment_method_id bigint, customer_id bigint, method_source text, validation_mode text,
-		method_default boolean, method_customer_profile_id text, method_payment_profile_id text,
-		merchant_customer_id text, customer_email text, customer_name text, customer_billing jsonb,
-		original_network_trans_id text, method_card_last4 text, last_attempt_at timestamptz,
-		recurring boolean, first_recurring boolean)
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	SET enable_seqscan = off
-	SET enable_bitmapscan = off
-	SET enable_sort = off
-	SET enable_hashjoin = off
-	SET enable_mergejoin = off
-	SET plan_cache_mode = force_custom_plan
-	SET jit = off
-	AS $$
-BEGIN
-	-- Ready first by due time, straight off the partial index: a long queue
-	-- costs no more than a short one.  Ordinary operations first, then the
-	-- background ones (a billing run's charges) in what room is left, at
-	-- most p_background_limit (NULL: no other limit): a backlog of renewals
-	-- never holds up a checkout's result.  Merchants
-	-- without a gateway configuration are skipped (and parked by
-	-- _park_unconfigured).
-	RETURN QUERY
-	WITH ordinary AS (
-		SELECT o.merchant_id, o.operation_id, o.status AS old_status, o.updated_at AS old_updated_at
-		FROM payments.operations o
-		WHERE o.status IN ('queued', 'unknown') AND NOT o.background AND o.next_attempt_at <= now()
-			AND o.merchant_id = ANY (ARRAY(SELECT g.merchant_id FROM payments.gateway_config g))
-		ORDER BY o.background, o.next_attempt_at
-		LIMIT p_limit
-		FOR UPDATE SKIP LOCKED
-	), background AS (
-		SELECT o.merchant_id, o.operation_id, o.status AS old_status, o.updated_at AS old_updated_at
-		FROM payments.operations o
-		WHERE o.status IN ('queued', 'unknown') AND o.background AND o.next_attempt_at <= now()
-			AND o.merchant_id = ANY (ARRAY(SELECT g.merchant_id FROM payments.gateway_config g))
-		ORDER BY o.background, o.next_attempt_at
-		LIMIT least(greatest(p_limit - (SELECT count(*) FROM ordinary), 0), coalesce(p_background_limit, p_limit))
-		FOR UPDATE SKIP LOCKED
-	), ready AS (
-		SELECT * FROM ordinary UNION ALL SELECT * FROM background
-	), claimed AS (
-		UPDATE payments.operations o
-		SET status = 'sending', attempts = o.attempts + 1,
-			first_sent_at = coalesce(o.first_sent_at, now())
-		FROM ready r
-		WHERE o.merchant_id = r.merchant_id AND o.operation_id = r.operation_id
-		RETURNING o.*, r.old_status, r.old_updated_at
-	)
-	SELECT c.merchant_id, c.operation_id, c.payment_id, c.kind,
-		-- queued again after an attempt that may have gone through (an
-		-- unknown outcome, then a resend that provably failed) counts too
-		-- (on the clock: the worker may have spent a while recording outcomes
-		-- in this transaction before claiming)
-		CASE WHEN NOT c.never_sent
-				AND c.first_sent_at < clock_timestamp() - make_interval(secs => payments._duplicate_window() - 60)
-			THEN 'lookup' ELSE 'send' END,
-		c.attempts, c.via_void,
-		pay_minor_units(coalesce(c.amount, p.amount)), pay_currency(p.amount),
-		pay_currency_exponent(pay_currency(p.amount)),
-		-- the invoice of the gateway transaction: each refund its own (equal
-		-- partial refunds are not duplicates); a capture (priorAuthCapture
-		-- keeps the authorization's transId) and a void act on the payment's
-		CASE WHEN c.kind = 'refund' AND NOT c.via_void
-			THEN 'R' || payments._invoice_tag() || c.operation_id ELSE p.invoice_number END,
-		p.description, p.customer,
-		p.gateway_trans_id, p.card_last4, p.payment_method, p.customer_profile_id,
-		p.payment_profile_id, v.sealed, c.correlation_id, c.created_at, c.never_sent,
-		g.api_login_id, g.transaction_key, g.endpoint_url, g.ca_file, g.timeout_ms,
-		-- stored payment methods and customers' profiles (payment_methods.sql):
-		-- their own operations, and charges of a stored method
-		pm.payment_method_id, cu.customer_id, pm.source, pm.validation_mode, pm.is_default,
-		cu.customer_profile_id, pm.payment_profile_id,
-		CASE WHEN cu.customer_id IS NOT NULL THEN payments._gateway_customer_ref(cu.customer_id) END,
-		cu.email, cu.name, cu.billing,
-		pm.network_trans_id, pm.card_last4,
-		-- when the operation last changed: the end of its previous attempt
-		c.old_updated_at,
-		-- a charge of a subscription's invoice is recurring (recurringBilling,
-		-- card on file), the first one of its subscription while no earlier
-		-- invoice of it was paid by a charge (the 'first' invoice, or the
-		-- first renewal after a trial): isFirstRecurringPayment
-		p.invoice_id IS NOT NULL,
-		p.invoice_id IS NOT NULL AND NOT EXISTS (
-			SELECT 1 FROM payments.invoices i
-			JOIN payments.invoices earlier ON earlier.merchant_id = i.merchant_id
-				AND earlier.subscription_id = i.subscription_id AND earlier.invoice_id <> i.invoice_id
-			WHERE i.merchant_id = p.merchant_id AND i.invoice_id = p.invoice_id
-				AND earlier.status = 'paid' AND pay_minor_units(earlier.amount) > 0)
-	FROM claimed c
-	-- operations on a stored method or a customer's profile have no payment
-	LEFT JOIN payments.payments p ON p.merchant_id = c.merchant_id AND p.payment_id = c.payment_id
-	JOIN payments.gateway_config g ON g.merchant_id = c.merchant_id
-	LEFT JOIN payments.card_vault v ON v.merchant_id = c.merchant_id AND v.operation_id = c.operation_id
-	LEFT JOIN payments.payment_methods pm ON pm.merchant_id = c.merchant_id
-		AND pm.payment_method_id = coalesce(c.payment_method_id, p.payment_method_id)
-	LEFT JOIN payments.customers cu ON cu.merchant_id = c.merchant_id
-		AND cu.customer_id = coalesce(c.customer_id, pm.customer_id);
-END
-$$;
-COMMENT ON FUNCTION payments._claim_operations(integer, integer) IS
-	'Worker, step 1: claims up to p_limit ready operations (FOR UPDATE SKIP LOCKED), ordinary ones first and at most p_background_limit of a billing run''s charges, and marks them sending before anything is sent.';
-
 -- the audit BRIN index: no autosummarize (sql/src/audit.sql)
 ALTER INDEX payments.audit_log_logged_at_txid RESET (autosummarize);
 
@@ -6705,187 +3242,9 @@ $$;
 -- memory (src/invoice_tag.c); sql/src/payment_api.sql, secrets.sql.  What
 -- each backend keeps of the tenancy tables comes with their triggers in the
 -- h-tenancy block below.
+-- Made once since: _create_payment in h-purchase-scope; pay_purchase,
+-- pay_authorize in h-cust (their final form).
 ------------------------------------------------------------------------------
-
-CREATE OR REPLACE FUNCTION payments._create_payment(
-	p_kind text, p_amount payments.pay_amount, p_card payments.pay_card, p_opaque_data jsonb,
-	p_customer_profile_id text, p_payment_profile_id text, p_description text, p_order_ref text,
-	p_customer jsonb, p_metadata jsonb, p_idempotency_key text, p_correlation_id text,
-	p_customer_id bigint DEFAULT NULL, p_payment_method_id bigint DEFAULT NULL)
-	RETURNS payments.payments
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	m bigint := payments.pay_current_merchant();
-	methods int := (p_card IS NOT NULL)::int + (p_opaque_data IS NOT NULL)::int
-		+ (p_customer_profile_id IS NOT NULL OR p_payment_profile_id IS NOT NULL)::int
-		+ (p_payment_method_id IS NOT NULL)::int;
-	method text;
-	stored payments.payment_methods;
-	idem payments.idempotency_keys;
-	pid bigint;
-	oid_ bigint;
-	corr text := payments._correlation_id(p_correlation_id);
-	result payments.payments;
-BEGIN
-	IF p_amount IS NULL THEN
-		RAISE EXCEPTION 'amount is required' USING ERRCODE = '22004';
-	END IF;
-	IF pay_minor_units(p_amount) <= 0 THEN
-		RAISE EXCEPTION 'amount must be positive' USING ERRCODE = '22Y23',
-			DETAIL = format('The amount given was %s.', p_amount);
-	END IF;
-	-- a customer or a stored method (payment_methods.sql): the method's
-	-- profile is charged, the customer's details fill customer
-	stored := payments._stored_method_for_payment(p_customer_id, p_payment_method_id, methods);
-	IF stored.payment_method_id IS NOT NULL THEN
-		p_customer_profile_id := stored.customer_profile_id;
-		p_payment_profile_id := stored.payment_profile_id;
-		p_customer_id := stored.customer_id;
-		methods := 1;
-	END IF;
-	IF p_customer_id IS NOT NULL AND p_customer IS NULL THEN
-		p_customer := payments._customer_billing(p_customer_id);
-	END IF;
-	IF methods <> 1 THEN
-		RAISE EXCEPTION 'exactly one payment method is required'
-			USING ERRCODE = '22Y22',
-				DETAIL = format('%s payment methods were given.', methods),
-				HINT = 'Pass card, opaque_data, or customer_profile_id with payment_profile_id.';
-	END IF;
-	IF p_card IS NOT NULL THEN
-		method := 'card';
-	ELSIF p_opaque_data IS NOT NULL THEN
-		method := 'opaque_data';
-		PERFORM payments._check_opaque_data(p_opaque_data);
-	ELSE
-		method := 'profile';
-		IF p_customer_profile_id IS NULL OR p_payment_profile_id IS NULL THEN
-			RAISE EXCEPTION 'customer_profile_id and payment_profile_id go together'
-				USING ERRCODE = '22Y22';
-		END IF;
-		IF stored.payment_method_id IS NULL THEN
-			PERFORM payments._check_profile_owner(m, p_customer_profile_id);
-		END IF;
-	END IF;
-	IF p_customer IS NOT NULL AND jsonb_typeof(p_customer) <> 'object' THEN
-		RAISE EXCEPTION 'customer must be a JSON object' USING ERRCODE = '22023';
-	END IF;
-	IF p_metadata IS NOT NULL AND jsonb_typeof(p_metadata) <> 'object' THEN
-		RAISE EXCEPTION 'metadata must be a JSON object' USING ERRCODE = '22023';
-	END IF;
-	PERFORM payments._check_gateway_input(p_amount, p_description, p_customer, corr,
-		p_customer_profile_id, p_payment_profile_id);
-
-	-- the request's hash only for a key: most calls have none
-	IF p_idempotency_key IS NOT NULL THEN
-		idem := payments._idempotency_claim(m, p_idempotency_key, p_kind, md5(jsonb_build_array(
-			p_amount::text, payments.pay_card_fingerprint(p_card), payments.pay_card_exp_month(p_card),
-			payments.pay_card_exp_year(p_card), p_opaque_data, p_customer_profile_id, p_payment_profile_id,
-			p_description, p_order_ref, p_customer, p_metadata, p_customer_id, p_payment_method_id)::text));
-		IF idem.payment_id IS NOT NULL THEN
-			SELECT * INTO result FROM payments.payments WHERE merchant_id = m AND payment_id = idem.payment_id;
-			RETURN result;
-		END IF;
-	END IF;
-
-	pid := nextval('payments.payments_payment_id_seq');
-	INSERT INTO payments.payments (merchant_id, payment_id, kind, amount, amount_refunded,
-		payment_method, card_brand, card_last4, card_exp_month, card_exp_year, card_fingerprint,
-		customer_profile_id, payment_profile_id, invoice_number, description, order_ref,
-		customer, metadata, correlation_id, idempotency_key, customer_id, payment_method_id)
-	OVERRIDING SYSTEM VALUE
-	VALUES (m, pid, p_kind, p_amount, p_amount * 0, method,
-		coalesce(payments.pay_card_brand(p_card), stored.card_brand),
-		coalesce(payments.pay_card_last4(p_card), stored.card_last4),
-		coalesce(payments.pay_card_exp_month(p_card), stored.card_exp_month),
-		coalesce(payments.pay_card_exp_year(p_card), stored.card_exp_year),
-		coalesce(payments.pay_card_fingerprint(p_card), stored.card_fingerprint),
-		p_customer_profile_id, p_payment_profile_id,
-		'P' || payments._invoice_tag() || pid, p_description, p_order_ref,
-		coalesce(p_customer, '{}'), coalesce(p_metadata, '{}'), corr, p_idempotency_key,
-		p_customer_id, stored.payment_method_id)
-	RETURNING * INTO result;
-
-	INSERT INTO payments.operations (merchant_id, payment_id, kind, amount, idempotency_key, correlation_id)
-	VALUES (m, pid, p_kind, p_amount, p_idempotency_key, corr)
-	RETURNING operation_id INTO oid_;
-
-	IF p_card IS NOT NULL THEN
-		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
-		VALUES (m, oid_, payments._card_sealed(p_card));
-	ELSIF p_opaque_data IS NOT NULL THEN
-		-- the nonce can charge the card once: it waits sealed, like a card
-		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
-		VALUES (m, oid_, payments._opaque_data_sealed(p_opaque_data ->> 'dataDescriptor',
-			p_opaque_data ->> 'dataValue'));
-	END IF;
-
-	IF p_idempotency_key IS NOT NULL THEN
-		UPDATE payments.idempotency_keys SET payment_id = pid, operation_id = oid_
-		WHERE merchant_id = m AND idempotency_key = p_idempotency_key;
-	END IF;
-	PERFORM payments._wake_at_commit();
-	RETURN result;
-END
-$$;
-COMMENT ON FUNCTION payments._create_payment(text, payments.pay_amount, payments.pay_card, jsonb, text, text, text, text, jsonb, jsonb, text, text, bigint, bigint) IS
-	'Internal: records a purchase or authorization and its gateway operation; the worker sends it after COMMIT.';
-
-CREATE OR REPLACE FUNCTION payments.pay_purchase(
-	amount payments.pay_amount,
-	card payments.pay_card DEFAULT NULL,
-	opaque_data jsonb DEFAULT NULL,
-	customer_profile_id text DEFAULT NULL,
-	payment_profile_id text DEFAULT NULL,
-	description text DEFAULT NULL,
-	order_ref text DEFAULT NULL,
-	customer jsonb DEFAULT NULL,
-	metadata jsonb DEFAULT NULL,
-	idempotency_key text DEFAULT NULL,
-	correlation_id text DEFAULT NULL,
-	customer_id bigint DEFAULT NULL,
-	payment_method_id bigint DEFAULT NULL)
-	RETURNS payments.payments
-	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-BEGIN
-	RETURN payments._create_payment('purchase', amount, card, opaque_data, customer_profile_id,
-		payment_profile_id, description, order_ref, customer, metadata, idempotency_key, correlation_id,
-		customer_id, payment_method_id);
-END
-$$;
-COMMENT ON FUNCTION payments.pay_purchase(payments.pay_amount, payments.pay_card, jsonb, text, text, text, text, jsonb, jsonb, text, text, bigint, bigint) IS
-	'Authorize and capture a payment. Records the payment (status pending) and wakes the worker at COMMIT; the gateway''s answer arrives asynchronously (pay_wait). customer_id records the customer (its billing details and email are sent when customer is not given); payment_method_id charges a stored method (merchant-initiated, with the card-on-file fields); a customer_id alone charges its default method. Returns the payment row.';
-
-CREATE OR REPLACE FUNCTION payments.pay_authorize(
-	amount payments.pay_amount,
-	card payments.pay_card DEFAULT NULL,
-	opaque_data jsonb DEFAULT NULL,
-	customer_profile_id text DEFAULT NULL,
-	payment_profile_id text DEFAULT NULL,
-	description text DEFAULT NULL,
-	order_ref text DEFAULT NULL,
-	customer jsonb DEFAULT NULL,
-	metadata jsonb DEFAULT NULL,
-	idempotency_key text DEFAULT NULL,
-	correlation_id text DEFAULT NULL,
-	customer_id bigint DEFAULT NULL,
-	payment_method_id bigint DEFAULT NULL)
-	RETURNS payments.payments
-	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-BEGIN
-	RETURN payments._create_payment('authorize', amount, card, opaque_data, customer_profile_id,
-		payment_profile_id, description, order_ref, customer, metadata, idempotency_key, correlation_id,
-		customer_id, payment_method_id);
-END
-$$;
-COMMENT ON FUNCTION payments.pay_authorize(payments.pay_amount, payments.pay_card, jsonb, text, text, text, text, jsonb, jsonb, text, text, bigint, bigint) IS
-	'Authorize a payment without capturing it (status requires_capture once approved); capture later with pay_capture or release with pay_void. customer_id and payment_method_id as for pay_purchase. Returns the payment row.';
 
 -- In C (src/invoice_tag.c): every payment, refund and renewal reads it,
 -- and each backend keeps it until the table changes (the trigger below).
@@ -6903,15 +3262,9 @@ CREATE OR REPLACE FUNCTION payments._invoice_tag() RETURNS text
 -- round become PL/pgSQL, which keeps their plans.  _refresh_statistics
 -- analyzes all the young tables it has time for.
 ------------------------------------------------------------------------------
-ALTER FUNCTION payments._claim_operations(integer, integer)
-	SET plan_cache_mode = force_generic_plan;
-ALTER FUNCTION payments._record_final_results(bigint[], bigint[], text[], integer[], integer[],
-	text[], text[], text[], text[], text[], text[], text[])
-	SET plan_cache_mode = force_generic_plan;
-ALTER FUNCTION payments._record_result(bigint, bigint, text, integer, integer, text, text, text,
-	text, text, timestamptz, text, text)
-	SET plan_cache_mode = force_generic_plan;
-
+-- The credentials checks asked for: claimed as "sending" before anything is
+-- sent.  A check left "sending" by a worker that stopped is sent again (it
+-- changes nothing at the gateway).
 CREATE OR REPLACE FUNCTION payments._claim_verifications(p_limit integer)
 	RETURNS TABLE (merchant_id bigint, requested_at timestamptz, api_login_id text,
 		transaction_key text, endpoint_url text, ca_file text, timeout_ms integer)
@@ -6939,6 +3292,8 @@ BEGIN
 	SELECT * FROM claimed;
 END
 $$;
+COMMENT ON FUNCTION payments._claim_verifications(integer) IS
+	'Worker: claims up to p_limit credentials checks asked for by pay_configure_gateway(verify => true), marking them sending.';
 
 CREATE OR REPLACE FUNCTION payments._record_exchanges(
 	p_merchant_id bigint[], p_operation_id bigint[], p_attempt integer[], p_request_type text[],
@@ -7010,27 +3365,8 @@ COMMENT ON FUNCTION payments._refresh_statistics() IS
 -- API locks the rows it changes FOR NO KEY UPDATE (payment_api.sql and the
 -- helpers new in this version): a foreign-key check of a billing run or of
 -- the worker no longer waits for a caller's open transaction.
+-- Made once since: _park_unconfigured in h-worker-chores (its final form).
 ------------------------------------------------------------------------------
-CREATE OR REPLACE FUNCTION payments._park_unconfigured() RETURNS integer
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	n integer;
-BEGIN
-	UPDATE payments.operations o SET next_attempt_at = now() + interval '1 minute',
-		last_error = 'no gateway is configured for this merchant (pay_configure_gateway)'
-	FROM (SELECT x.merchant_id, x.operation_id FROM payments.operations x
-		WHERE x.status IN ('queued', 'unknown') AND x.next_attempt_at <= now()
-			AND NOT EXISTS (SELECT 1 FROM payments.gateway_config g WHERE g.merchant_id = x.merchant_id)
-		FOR UPDATE SKIP LOCKED) r
-	WHERE o.merchant_id = r.merchant_id AND o.operation_id = r.operation_id
-		AND o.status IN ('queued', 'unknown') AND o.next_attempt_at <= now();
-	GET DIAGNOSTICS n = ROW_COUNT;
-	RETURN n;
-END
-$$;
-
 CREATE OR REPLACE FUNCTION payments._lock_payment(p_payment_id bigint) RETURNS payments.payments
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments, pg_temp
@@ -7064,38 +3400,10 @@ $$;
 -- h-profile-owner: profile ids of another merchant's customer on the same
 -- gateway account are refused (payment_api.sql, customers.sql;
 -- _create_payment above calls it).
+-- Made once since: _check_profile_owner in h-profile-ids (its final form).
 ------------------------------------------------------------------------------
 CREATE INDEX customers_profile ON payments.customers (customer_profile_id)
 	WHERE customer_profile_id IS NOT NULL;
-
--- A customer profile given by its ids rather than a stored method's.
--- Merchants of this installation on one gateway account (the same login
--- at the same endpoint) share the gateway's profiles: a profile that is
--- another such merchant's customer's is refused (its saved card was
--- charged by its ids).  Profiles made outside the extension are the
--- account's, whoever shares it; with an account of its own, the gateway
--- refuses any profile not of that account.
-CREATE FUNCTION payments._check_profile_owner(p_merchant_id bigint, p_customer_profile_id text)
-	RETURNS void
-	LANGUAGE plpgsql STABLE
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-BEGIN
-	IF EXISTS (SELECT 1 FROM payments.customers c
-			JOIN payments.gateway_config theirs ON theirs.merchant_id = c.merchant_id
-			JOIN payments.gateway_config mine ON mine.merchant_id = p_merchant_id
-				AND mine.api_login_id = theirs.api_login_id AND mine.endpoint_url = theirs.endpoint_url
-			WHERE c.customer_profile_id = p_customer_profile_id AND c.merchant_id <> p_merchant_id) THEN
-		RAISE EXCEPTION 'customer profile not found'
-			USING ERRCODE = 'PT404',
-				DETAIL = 'The profile is of a customer of another merchant on the same gateway account.',
-				HINT = 'Charge a stored payment method of one of this merchant''s customers (customer_id or payment_method_id).';
-	END IF;
-END
-$$;
-REVOKE ALL ON FUNCTION payments._check_profile_owner(bigint, text) FROM PUBLIC;
-COMMENT ON FUNCTION payments._check_profile_owner(bigint, text) IS
-	'Internal: raises PT404 for profile ids given to pay_purchase or pay_authorize that are a customer''s of another merchant on the same gateway account (login and endpoint).';
 
 ------------------------------------------------------------------------------
 -- h-temp-path: pg_temp last in every function's search_path.  Not listed,
@@ -7126,489 +3434,16 @@ $$;
 -- four, its card number was found in minutes.  The idempotency hash takes
 -- the brand and last four instead of the fingerprint (a key reused with a
 -- tried number answered the same question).
+-- Made once since: _record_final_results in h-period-charge-number;
+-- _record_result in h-capture-expired; _record_method_result in
+-- h-account-life; _create_payment in h-purchase-scope;
+-- pay_save_payment_method in h-account-customers (their final form).
 ------------------------------------------------------------------------------
 DROP FUNCTION payments._record_final_results(bigint[], bigint[], text[], integer[], integer[],
 	text[], text[], text[], text[], text[], text[], text[]);
-CREATE FUNCTION payments._record_final_results(
-	p_merchant_id bigint[], p_operation_id bigint[], p_outcome text[],
-	p_response_code integer[], p_reason_code integer[], p_reason_text text[],
-	p_trans_id text[], p_auth_code text[], p_avs text[], p_cvv text[],
-	p_error text[], p_account_number text[], p_card_fingerprint text[])
-	RETURNS integer
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	SET enable_seqscan = off
-	SET enable_hashjoin = off
-	SET enable_mergejoin = off
-	SET plan_cache_mode = force_generic_plan
-	SET jit = off
-	AS $$
-DECLARE
-	n integer;
-BEGIN
-	WITH r AS (
-		SELECT * FROM unnest(p_merchant_id, p_operation_id, p_outcome, p_response_code,
-			p_reason_code, p_reason_text, p_trans_id, p_auth_code, p_avs, p_cvv, p_error,
-			p_account_number, p_card_fingerprint) AS r(merchant_id, operation_id, outcome,
-			response_code, reason_code, reason_text, trans_id, auth_code, avs, cvv, error,
-			account_number, card_fingerprint)
-	), ops AS (
-		-- the new statuses come from operation_outcomes; the amounts follow
-		-- them: authorized when the operation succeeded, captured when the
-		-- payment did, a decline when the operation failed
-		UPDATE payments.operations o SET
-			status = t.operation_status,
-			gateway_trans_id = nullif(nullif(r.trans_id, ''), '0'),
-			response_code = r.response_code, reason_code = r.reason_code,
-			reason_text = r.reason_text, last_error = r.error, completed_at = clock_timestamp()
-		FROM r, payments.operation_outcomes t
-		WHERE o.merchant_id = r.merchant_id AND o.operation_id = r.operation_id
-			AND o.status = 'sending' AND o.kind IN ('purchase', 'authorize')
-			AND t.operation_kind = o.kind AND t.outcome = r.outcome
-			AND t.operation_status IN ('succeeded', 'failed')
-		RETURNING o.merchant_id, o.operation_id, o.payment_id, t.operation_status,
-			t.payment_status, r.reason_code, r.reason_text, r.trans_id, r.auth_code, r.avs, r.cvv,
-			r.error, r.account_number, r.card_fingerprint
-	), erased AS (
-		DELETE FROM payments.card_vault v USING ops
-		WHERE v.merchant_id = ops.merchant_id AND v.operation_id = ops.operation_id
-	)
-	UPDATE payments.payments p SET
-		status = ops.payment_status,
-		amount_authorized = CASE WHEN ops.operation_status = 'succeeded' THEN p.amount END,
-		amount_captured = CASE WHEN ops.payment_status = 'succeeded' THEN p.amount END,
-		gateway_trans_id = nullif(nullif(ops.trans_id, ''), '0'),
-		auth_code = nullif(ops.auth_code, ''), avs_result = nullif(ops.avs, ''),
-		cvv_result = nullif(ops.cvv, ''),
-		-- opaque data (Accept.js) payments learn their last four digits here
-		card_last4 = coalesce(p.card_last4, nullif(right(ops.account_number, 4), '')),
-		card_fingerprint = coalesce(p.card_fingerprint, ops.card_fingerprint),
-		decline_code = CASE WHEN ops.operation_status = 'failed'
-			THEN coalesce(ops.reason_code::text, ops.error) END,
-		decline_reason = CASE WHEN ops.operation_status = 'failed'
-			THEN coalesce(ops.reason_text, ops.error) END
-	FROM ops
-	WHERE p.merchant_id = ops.merchant_id AND p.payment_id = ops.payment_id;
-	GET DIAGNOSTICS n = ROW_COUNT;
-	RETURN n;
-END
-$$;
-COMMENT ON FUNCTION payments._record_final_results(bigint[], bigint[], text[], integer[], integer[], text[], text[], text[], text[], text[], text[], text[], text[]) IS
-	'Worker, step 3, set-based: records the gateway''s final answers to purchases and authorizations (arrays, one element per operation) and moves their payments on; a card payment learns its fingerprint here.';
-
-REVOKE ALL ON FUNCTION payments._record_final_results(bigint[], bigint[], text[], integer[], integer[],
-	text[], text[], text[], text[], text[], text[], text[], text[]) FROM PUBLIC;
 
 DROP FUNCTION payments._record_result(bigint, bigint, text, integer, integer, text, text, text,
 	text, text, timestamptz, text, text);
-CREATE FUNCTION payments._record_result(
-	p_merchant_id bigint, p_operation_id bigint, p_outcome text,
-	p_response_code integer, p_reason_code integer, p_reason_text text,
-	p_trans_id text, p_auth_code text, p_avs text, p_cvv text,
-	p_retry_at timestamptz, p_error text, p_account_number text,
-	p_card_fingerprint text DEFAULT NULL)
-	RETURNS void
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	SET enable_seqscan = off
-	SET plan_cache_mode = force_generic_plan
-	SET jit = off
-	AS $$
-DECLARE
-	o payments.operations;
-	p payments.payments;
-	t payments.operation_outcomes;
-	new_refunded payments.pay_amount;
-BEGIN
-	SELECT * INTO o FROM payments.operations
-	WHERE merchant_id = p_merchant_id AND operation_id = p_operation_id FOR UPDATE;
-	IF NOT FOUND OR o.status <> 'sending' THEN
-		RETURN;		-- not ours any more (a DBA discarded it)
-	END IF;
-	SELECT * INTO t FROM payments.operation_outcomes x
-	WHERE x.operation_kind = o.kind AND x.outcome = p_outcome;
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'invalid outcome % for operation %', p_outcome, p_operation_id
-			USING ERRCODE = '22023';
-	END IF;
-	SELECT * INTO p FROM payments.payments
-	WHERE merchant_id = o.merchant_id AND payment_id = o.payment_id FOR UPDATE;
-
-	IF t.operation_status NOT IN ('succeeded', 'failed') THEN
-		-- to be tried again at p_retry_at, unless out of attempts
-		UPDATE payments.operations SET
-			status = CASE WHEN o.attempts >= payments._max_attempts() THEN 'dead' ELSE t.operation_status END,
-			next_attempt_at = p_retry_at, last_error = p_error,
-			-- retry: provably never sent this time, so the duplicate window
-			-- starts with the first real send; unknown: it may have been
-			never_sent = o.never_sent AND p_outcome = 'retry',
-			first_sent_at = CASE WHEN o.never_sent AND p_outcome = 'retry' THEN NULL ELSE o.first_sent_at END
-		WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
-		IF t.payment_status IS NOT NULL AND p.status = t.payment_status_from THEN
-			UPDATE payments.payments SET status = t.payment_status
-			WHERE merchant_id = p.merchant_id AND payment_id = p.payment_id;
-		END IF;
-		RETURN;
-	END IF;
-
-	-- a final answer from the gateway
-	IF o.kind IN ('purchase', 'authorize') THEN
-		PERFORM payments._record_final_results(ARRAY[p_merchant_id], ARRAY[p_operation_id],
-			ARRAY[p_outcome], ARRAY[p_response_code], ARRAY[p_reason_code], ARRAY[p_reason_text],
-			ARRAY[p_trans_id], ARRAY[p_auth_code], ARRAY[p_avs], ARRAY[p_cvv], ARRAY[p_error],
-			ARRAY[p_account_number], ARRAY[p_card_fingerprint]);
-		RETURN;
-	END IF;
-	UPDATE payments.operations SET
-		status = t.operation_status,
-		gateway_trans_id = nullif(nullif(p_trans_id, ''), '0'),
-		response_code = p_response_code, reason_code = p_reason_code, reason_text = p_reason_text,
-		last_error = p_error, completed_at = clock_timestamp()
-	WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
-	DELETE FROM payments.card_vault WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
-
-	IF t.payment_status IS NULL OR p.status IS DISTINCT FROM coalesce(t.payment_status_from, p.status) THEN
-		RETURN;
-	END IF;
-	IF o.kind = 'capture' THEN
-		UPDATE payments.payments SET status = t.payment_status, amount_captured = o.amount
-		WHERE merchant_id = p.merchant_id AND payment_id = p.payment_id;
-	ELSIF o.kind = 'refund' THEN
-		new_refunded := p.amount_refunded + o.amount;
-		UPDATE payments.payments SET amount_refunded = new_refunded,
-			status = CASE WHEN t.payment_status = 'refunded' AND new_refunded <> p.amount_captured
-				THEN 'partially_refunded' ELSE t.payment_status END
-		WHERE merchant_id = p.merchant_id AND payment_id = p.payment_id;
-	ELSE
-		UPDATE payments.payments SET status = t.payment_status
-		WHERE merchant_id = p.merchant_id AND payment_id = p.payment_id;
-	END IF;
-END
-$$;
-COMMENT ON FUNCTION payments._record_result(bigint, bigint, text, integer, integer, text, text, text, text, text, timestamptz, text, text, text) IS
-	'Worker, step 3: records the gateway''s answer (or the transport failure) and moves the operation and its payment on; p_card_fingerprint as for _record_final_results.';
-REVOKE ALL ON FUNCTION payments._record_result(bigint, bigint, text, integer, integer, text, text,
-	text, text, text, timestamptz, text, text, text) FROM PUBLIC;
-
-DROP FUNCTION payments._record_method_result(bigint, bigint, text, text, text, text, text, text,
-	text, text, timestamptz, text);
-CREATE FUNCTION payments._record_method_result(p_merchant_id bigint, p_operation_id bigint,
-	p_outcome text, p_code text, p_reason text, p_customer_profile_id text,
-	p_payment_profile_id text, p_network_trans_id text, p_card_last4 text, p_card_brand text,
-	p_retry_at timestamptz, p_error text, p_card_fingerprint text)
-	RETURNS void
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	o payments.operations;
-	t payments.operation_outcomes;
-	ok boolean;
-	dup bigint;
-BEGIN
-	IF p_outcome IN ('retry', 'unknown') THEN
-		-- tried again later, as every operation is (no payment to move)
-		PERFORM payments._record_result(p_merchant_id, p_operation_id, p_outcome, NULL, NULL, NULL,
-			NULL, NULL, NULL, NULL, p_retry_at, p_error, NULL);
-		RETURN;
-	END IF;
-	SELECT * INTO o FROM payments.operations
-	WHERE merchant_id = p_merchant_id AND operation_id = p_operation_id FOR UPDATE;
-	IF NOT FOUND OR o.status <> 'sending' THEN
-		RETURN;		-- not ours any more (a DBA discarded it)
-	END IF;
-	SELECT * INTO t FROM payments.operation_outcomes x
-	WHERE x.operation_kind = o.kind AND x.outcome = p_outcome;
-	IF NOT FOUND OR t.operation_status NOT IN ('succeeded', 'failed') THEN
-		RAISE EXCEPTION 'invalid outcome % for operation %', p_outcome, p_operation_id
-			USING ERRCODE = '22023';
-	END IF;
-	ok := t.operation_status = 'succeeded';
-	-- Two live methods of a customer never share one gateway payment
-	-- profile: deleting one would delete the other's card.  A save answered
-	-- with a profile another active or deleting method of the customer holds
-	-- fails with E00039 and names that method: the gateway's duplicate
-	-- answer for a card saved twice (the worker fails it when it knows the
-	-- profile is taken), or, as a backstop, any save that came back with one.
-	IF o.kind = 'save_method' AND p_payment_profile_id IS NOT NULL AND (ok OR p_code = 'E00039') THEN
-		SELECT x.payment_method_id INTO dup FROM payments.payment_methods x
-		WHERE x.merchant_id = o.merchant_id AND x.customer_id = o.customer_id
-			AND x.payment_method_id <> o.payment_method_id AND x.payment_profile_id = p_payment_profile_id
-			AND x.status IN ('active', 'deleting')
-		LIMIT 1;
-		IF FOUND THEN
-			ok := false;
-			t.operation_status := 'failed';
-			p_code := 'E00039';
-			p_reason := format('This card is saved already as payment method %s of the customer.', dup);
-		END IF;
-	END IF;
-	UPDATE payments.operations SET status = t.operation_status,
-		reason_text = coalesce(p_reason, p_error), last_error = CASE WHEN NOT ok THEN coalesce(p_error, p_code) END,
-		completed_at = clock_timestamp()
-	WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
-	DELETE FROM payments.card_vault WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
-
-	IF o.kind = 'save_method' THEN
-		IF ok THEN
-			UPDATE payments.customers SET customer_profile_id = coalesce(customer_profile_id, p_customer_profile_id),
-				updated_at = clock_timestamp()
-			WHERE merchant_id = o.merchant_id AND customer_id = o.customer_id;
-			UPDATE payments.payment_methods SET status = 'active',
-				customer_profile_id = p_customer_profile_id, payment_profile_id = p_payment_profile_id,
-				network_trans_id = coalesce(network_trans_id, nullif(p_network_trans_id, '')),
-				card_last4 = coalesce(card_last4, nullif(p_card_last4, '')),
-				card_brand = coalesce(card_brand, nullif(p_card_brand, '')),
-				card_fingerprint = coalesce(card_fingerprint, p_card_fingerprint)
-			WHERE merchant_id = o.merchant_id AND payment_method_id = o.payment_method_id AND status = 'pending';
-		ELSE
-			UPDATE payments.payment_methods SET status = 'failed', is_default = false,
-				failure_code = p_code, failure_reason = coalesce(p_reason, p_error)
-			WHERE merchant_id = o.merchant_id AND payment_method_id = o.payment_method_id AND status = 'pending';
-		END IF;
-	ELSIF o.kind = 'delete_method' THEN
-		UPDATE payments.payment_methods SET status = CASE WHEN ok THEN 'deleted' ELSE 'active' END,
-			is_default = is_default AND NOT ok,
-			failure_code = CASE WHEN ok THEN failure_code ELSE p_code END,
-			failure_reason = CASE WHEN ok THEN failure_reason ELSE coalesce(p_reason, p_error) END
-		WHERE merchant_id = o.merchant_id AND payment_method_id = o.payment_method_id AND status = 'deleting';
-	ELSIF o.kind = 'delete_customer' AND ok THEN
-		UPDATE payments.payment_methods SET status = 'deleted'
-		WHERE merchant_id = o.merchant_id AND customer_id = o.customer_id AND status = 'deleting';
-	ELSIF o.kind = 'delete_customer' THEN
-		PERFORM payments._customer_profile_kept(o, coalesce(p_reason, p_error, p_code));
-	END IF;
-END
-$$;
-COMMENT ON FUNCTION payments._record_method_result(bigint, bigint, text, text, text, text, text, text, text, text, timestamptz, text, text) IS
-	'Worker, step 3: records the gateway''s answer to a save_method, delete_method or delete_customer operation and moves the payment method (and the customer''s profile id) on.';
-
-REVOKE ALL ON FUNCTION payments._record_method_result(bigint, bigint, text, text, text, text, text,
-	text, text, text, timestamptz, text, text) FROM PUBLIC;
-
-CREATE OR REPLACE FUNCTION payments._create_payment(
-	p_kind text, p_amount payments.pay_amount, p_card payments.pay_card, p_opaque_data jsonb,
-	p_customer_profile_id text, p_payment_profile_id text, p_description text, p_order_ref text,
-	p_customer jsonb, p_metadata jsonb, p_idempotency_key text, p_correlation_id text,
-	p_customer_id bigint DEFAULT NULL, p_payment_method_id bigint DEFAULT NULL)
-	RETURNS payments.payments
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	m bigint := payments.pay_current_merchant();
-	methods int := (p_card IS NOT NULL)::int + (p_opaque_data IS NOT NULL)::int
-		+ (p_customer_profile_id IS NOT NULL OR p_payment_profile_id IS NOT NULL)::int
-		+ (p_payment_method_id IS NOT NULL)::int;
-	method text;
-	stored payments.payment_methods;
-	idem payments.idempotency_keys;
-	pid bigint;
-	oid_ bigint;
-	corr text := payments._correlation_id(p_correlation_id);
-	result payments.payments;
-BEGIN
-	IF p_amount IS NULL THEN
-		RAISE EXCEPTION 'amount is required' USING ERRCODE = '22004';
-	END IF;
-	IF pay_minor_units(p_amount) <= 0 THEN
-		RAISE EXCEPTION 'amount must be positive' USING ERRCODE = '22Y23',
-			DETAIL = format('The amount given was %s.', p_amount);
-	END IF;
-	-- a customer or a stored method (payment_methods.sql): the method's
-	-- profile is charged, the customer's details fill customer
-	stored := payments._stored_method_for_payment(p_customer_id, p_payment_method_id, methods);
-	IF stored.payment_method_id IS NOT NULL THEN
-		p_customer_profile_id := stored.customer_profile_id;
-		p_payment_profile_id := stored.payment_profile_id;
-		p_customer_id := stored.customer_id;
-		methods := 1;
-	END IF;
-	IF p_customer_id IS NOT NULL AND p_customer IS NULL THEN
-		p_customer := payments._customer_billing(p_customer_id);
-	END IF;
-	IF methods <> 1 THEN
-		RAISE EXCEPTION 'exactly one payment method is required'
-			USING ERRCODE = '22Y22',
-				DETAIL = format('%s payment methods were given.', methods),
-				HINT = 'Pass card, opaque_data, or customer_profile_id with payment_profile_id.';
-	END IF;
-	IF p_card IS NOT NULL THEN
-		method := 'card';
-	ELSIF p_opaque_data IS NOT NULL THEN
-		method := 'opaque_data';
-		PERFORM payments._check_opaque_data(p_opaque_data);
-	ELSE
-		method := 'profile';
-		IF p_customer_profile_id IS NULL OR p_payment_profile_id IS NULL THEN
-			RAISE EXCEPTION 'customer_profile_id and payment_profile_id go together'
-				USING ERRCODE = '22Y22';
-		END IF;
-		IF stored.payment_method_id IS NULL THEN
-			PERFORM payments._check_profile_owner(m, p_customer_profile_id);
-		END IF;
-	END IF;
-	IF p_customer IS NOT NULL AND jsonb_typeof(p_customer) <> 'object' THEN
-		RAISE EXCEPTION 'customer must be a JSON object' USING ERRCODE = '22023';
-	END IF;
-	IF p_metadata IS NOT NULL AND jsonb_typeof(p_metadata) <> 'object' THEN
-		RAISE EXCEPTION 'metadata must be a JSON object' USING ERRCODE = '22023';
-	END IF;
-	PERFORM payments._check_gateway_input(p_amount, p_description, p_customer, corr,
-		p_customer_profile_id, p_payment_profile_id);
-
-	-- the request's hash only for a key: most calls have none.  A card is
-	-- in it by what a caller may know of it (brand, last four, expiry), not
-	-- its fingerprint: a key reused with a card number tried would tell
-	-- whether the number is the one first sent.
-	IF p_idempotency_key IS NOT NULL THEN
-		idem := payments._idempotency_claim(m, p_idempotency_key, p_kind, md5(jsonb_build_array(
-			p_amount::text, payments.pay_card_brand(p_card), payments.pay_card_last4(p_card),
-			payments.pay_card_exp_month(p_card),
-			payments.pay_card_exp_year(p_card), p_opaque_data, p_customer_profile_id, p_payment_profile_id,
-			p_description, p_order_ref, p_customer, p_metadata, p_customer_id, p_payment_method_id)::text));
-		IF idem.payment_id IS NOT NULL THEN
-			SELECT * INTO result FROM payments.payments WHERE merchant_id = m AND payment_id = idem.payment_id;
-			RETURN result;
-		END IF;
-	END IF;
-
-	pid := nextval('payments.payments_payment_id_seq');
-	INSERT INTO payments.payments (merchant_id, payment_id, kind, amount, amount_refunded,
-		payment_method, card_brand, card_last4, card_exp_month, card_exp_year, card_fingerprint,
-		customer_profile_id, payment_profile_id, invoice_number, description, order_ref,
-		customer, metadata, correlation_id, idempotency_key, customer_id, payment_method_id)
-	OVERRIDING SYSTEM VALUE
-	VALUES (m, pid, p_kind, p_amount, p_amount * 0, method,
-		coalesce(payments.pay_card_brand(p_card), stored.card_brand),
-		coalesce(payments.pay_card_last4(p_card), stored.card_last4),
-		coalesce(payments.pay_card_exp_month(p_card), stored.card_exp_month),
-		coalesce(payments.pay_card_exp_year(p_card), stored.card_exp_year),
-		-- a card's fingerprint comes with the gateway's answer (see
-		-- _record_final_results)
-		stored.card_fingerprint,
-		p_customer_profile_id, p_payment_profile_id,
-		'P' || payments._invoice_tag() || pid, p_description, p_order_ref,
-		coalesce(p_customer, '{}'), coalesce(p_metadata, '{}'), corr, p_idempotency_key,
-		p_customer_id, stored.payment_method_id)
-	RETURNING * INTO result;
-
-	INSERT INTO payments.operations (merchant_id, payment_id, kind, amount, idempotency_key, correlation_id)
-	VALUES (m, pid, p_kind, p_amount, p_idempotency_key, corr)
-	RETURNING operation_id INTO oid_;
-
-	IF p_card IS NOT NULL THEN
-		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
-		VALUES (m, oid_, payments._card_sealed(p_card));
-	ELSIF p_opaque_data IS NOT NULL THEN
-		-- the nonce can charge the card once: it waits sealed, like a card
-		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
-		VALUES (m, oid_, payments._opaque_data_sealed(p_opaque_data ->> 'dataDescriptor',
-			p_opaque_data ->> 'dataValue'));
-	END IF;
-
-	IF p_idempotency_key IS NOT NULL THEN
-		UPDATE payments.idempotency_keys SET payment_id = pid, operation_id = oid_
-		WHERE merchant_id = m AND idempotency_key = p_idempotency_key;
-	END IF;
-	PERFORM payments._wake_at_commit();
-	RETURN result;
-END
-$$;
-COMMENT ON FUNCTION payments._create_payment(text, payments.pay_amount, payments.pay_card, jsonb, text, text, text, text, jsonb, jsonb, text, text, bigint, bigint) IS
-	'Internal: records a purchase or authorization and its gateway operation; the worker sends it after COMMIT.';
-
-CREATE OR REPLACE FUNCTION payments.pay_save_payment_method(
-	customer_id bigint,
-	card payments.pay_card DEFAULT NULL,
-	opaque_data jsonb DEFAULT NULL,
-	payment_id bigint DEFAULT NULL,
-	validation_mode text DEFAULT 'liveMode',
-	make_default boolean DEFAULT true,
-	idempotency_key text DEFAULT NULL,
-	correlation_id text DEFAULT NULL)
-	RETURNS payments.payment_methods
-	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	c payments.customers := payments._find_customer(pay_save_payment_method.customer_id, true, false);
-	m bigint := c.merchant_id;
-	corr text := payments._correlation_id(pay_save_payment_method.correlation_id);
-	sources int := (card IS NOT NULL)::int + (opaque_data IS NOT NULL)::int
-		+ (pay_save_payment_method.payment_id IS NOT NULL)::int;
-	idem payments.idempotency_keys;
-	p payments.payments;
-	pm payments.payment_methods;
-	o payments.operations;
-	src text;
-BEGIN
-	IF sources <> 1 THEN
-		RAISE EXCEPTION 'exactly one of card, opaque_data and payment_id is required'
-			USING ERRCODE = '22Y22', DETAIL = format('%s were given.', sources);
-	END IF;
-	IF validation_mode IS NULL OR validation_mode NOT IN ('none', 'testMode', 'liveMode') THEN
-		RAISE EXCEPTION 'validation_mode must be none, testMode or liveMode' USING ERRCODE = '22023',
-			HINT = 'none stores the card unchecked, testMode checks its form, liveMode authorizes $0.00 at the issuer.';
-	END IF;
-	IF opaque_data IS NOT NULL THEN
-		PERFORM payments._check_opaque_data(opaque_data);
-	END IF;
-	PERFORM payments._check_gateway_input(NULL, NULL, NULL, corr);
-	idem := payments._idempotency_claim(m, pay_save_payment_method.idempotency_key, 'save_payment_method',
-		md5(jsonb_build_array(c.customer_id, payments.pay_card_brand(card), payments.pay_card_last4(card),
-			payments.pay_card_exp_month(card), payments.pay_card_exp_year(card), opaque_data,
-			pay_save_payment_method.payment_id, validation_mode, make_default)::text));
-	IF idem.request_kind IS NOT NULL THEN
-		SELECT x.* INTO pm FROM payments.payment_methods x
-		JOIN payments.operations y ON y.merchant_id = x.merchant_id AND y.payment_method_id = x.payment_method_id
-		WHERE y.merchant_id = m AND y.operation_id = idem.operation_id;
-		RETURN pm;
-	END IF;
-	IF pay_save_payment_method.payment_id IS NOT NULL THEN
-		src := 'payment';
-		p := payments._find_payment(pay_save_payment_method.payment_id);
-		IF p.gateway_trans_id IS NULL OR p.status NOT IN ('succeeded', 'requires_capture',
-				'partially_refunded', 'refunded') OR p.payment_method NOT IN ('card', 'opaque_data') THEN
-			RAISE EXCEPTION 'payment % cannot be saved as a payment method', p.payment_id
-				USING ERRCODE = '22Y20',
-					DETAIL = format('The payment is %s%s; only an approved card or Accept.js payment can be saved.',
-						p.status, CASE WHEN p.payment_method = 'profile' THEN ' and was made with a stored method' ELSE '' END);
-		END IF;
-	ELSIF card IS NOT NULL THEN
-		src := 'card';
-	ELSE
-		src := 'opaque_data';
-	END IF;
-	IF make_default THEN
-		UPDATE payments.payment_methods x SET is_default = false
-		WHERE x.merchant_id = m AND x.customer_id = c.customer_id AND x.is_default;
-	END IF;
-	INSERT INTO payments.payment_methods AS x (merchant_id, customer_id, source, validation_mode, is_default,
-		card_brand, card_last4, card_exp_month, card_exp_year, card_fingerprint, source_payment_id,
-		idempotency_key, correlation_id)
-	VALUES (m, c.customer_id, src, validation_mode, make_default,
-		coalesce(payments.pay_card_brand(card), p.card_brand), coalesce(payments.pay_card_last4(card), p.card_last4),
-		coalesce(payments.pay_card_exp_month(card), p.card_exp_month),
-		coalesce(payments.pay_card_exp_year(card), p.card_exp_year),
-		p.card_fingerprint, p.payment_id,
-		pay_save_payment_method.idempotency_key, corr)
-	RETURNING * INTO pm;
-	o := payments._new_method_operation(m, 'save_method', pm.payment_method_id, c.customer_id, p.payment_id,
-		pay_save_payment_method.idempotency_key, corr);
-	IF card IS NOT NULL THEN
-		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
-		VALUES (m, o.operation_id, payments._card_sealed(card));
-	ELSIF opaque_data IS NOT NULL THEN
-		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
-		VALUES (m, o.operation_id, payments._opaque_data_sealed(opaque_data ->> 'dataDescriptor',
-			opaque_data ->> 'dataValue'));
-	END IF;
-	RETURN pm;
-END
-$$;
-COMMENT ON FUNCTION payments.pay_save_payment_method(bigint, payments.pay_card, jsonb, bigint, text, boolean, text, text) IS
-	'Saves a payment method for a customer at the gateway: a card, Accept.js opaque data, or the card of an approved payment (payment_id). validation_mode: none, testMode or liveMode (a $0.00 authorization; default). Returns the method (status pending); the worker creates the gateway profile after COMMIT (active, or failed with the reason); pay_wait_payment_method waits for it.';
 
 ------------------------------------------------------------------------------
 -- h-customer-locks: a customer's deletion or erasure and what is made for
@@ -7616,6 +3451,10 @@ COMMENT ON FUNCTION payments.pay_save_payment_method(bigint, payments.pay_card, 
 -- customer_privacy.sql, subscriptions.sql).  Payments and subscriptions
 -- lock the customer FOR KEY SHARE; deletion and erasure lock it FOR UPDATE,
 -- at READ COMMITTED only; setting a default locks it first, as saving does.
+-- Made once since: pay_delete_customer in h-account-customers;
+-- _stored_method_for_payment in h-account-life;
+-- pay_set_default_payment_method in h-purchase-default;
+-- pay_create_subscription in h-sub-key-order (their final form).
 ------------------------------------------------------------------------------
 -- A customer to delete or erase, locked.  Both then read what else the
 -- customer has (pending methods, subscriptions, payments) to end or erase
@@ -7672,34 +3511,6 @@ COMMENT ON FUNCTION payments._share_customer(bigint) IS
 	'Internal: a customer of the current merchant, locked FOR KEY SHARE, to make a payment or a subscription for; PT404, or 22Y20 for a deleted one.';
 
 REVOKE ALL ON FUNCTION payments._share_customer(bigint) FROM PUBLIC;
-
-CREATE OR REPLACE FUNCTION payments.pay_delete_customer(customer_id bigint,
-	idempotency_key text DEFAULT NULL, correlation_id text DEFAULT NULL)
-	RETURNS payments.customers
-	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	c payments.customers := payments._lock_customer_to_end(pay_delete_customer.customer_id, 'delete');
-	idem payments.idempotency_keys := payments._idempotency_claim(c.merchant_id,
-		pay_delete_customer.idempotency_key, 'delete_customer', md5(jsonb_build_array(c.customer_id)::text),
-		c.customer_id);
-	corr text := payments._correlation_id(pay_delete_customer.correlation_id);
-	result payments.customers;
-BEGIN
-	IF idem.request_kind IS NULL AND c.status <> 'deleted' THEN
-		PERFORM payments._end_customer_subscriptions(c);
-		PERFORM payments._delete_customer_profile(c, pay_delete_customer.idempotency_key, corr);
-		UPDATE payments.customers x SET status = 'deleted', deleted_at = clock_timestamp()
-		WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id;
-	END IF;
-	SELECT * INTO result FROM payments.customers x
-	WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id;
-	RETURN result;
-END
-$$;
-COMMENT ON FUNCTION payments.pay_delete_customer(bigint, text, text) IS
-	'Deletes a customer (status deleted; its payments stay) and its payment methods, at the gateway too (deleteCustomerProfile, sent by the worker after COMMIT). A customer with a method still being saved is refused (22Y20). Writes a customer.deleted event.';
 
 CREATE OR REPLACE FUNCTION payments.pay_erase_customer(customer_id bigint,
 	idempotency_key text DEFAULT NULL, correlation_id text DEFAULT NULL)
@@ -7834,263 +3645,6 @@ $$;
 COMMENT ON FUNCTION payments.pay_erase_customer(bigint, text, text) IS
 	'Erases a customer''s personal data: email, name, external_ref, billing and metadata; of its payments (payments made without customer_id whose customer object holds its email become its own first) the billing details sent, the card fingerprint, description, order_ref and metadata (an invoice charge keeps the description and metadata the extension wrote), their refunds'' reasons and the copies of their metadata in their events; card fingerprints, its subscriptions'' metadata, the masked gateway requests and replies of its operations, the digests of the arguments of its idempotency keys (a repeat under one returns what the request made, whatever the arguments), the idempotency keys of its requests and objects (kept as digests, which a repeat under the original key still finds), and its profile at the gateway (deleted by the worker). Profiles at another gateway account than the one configured now cannot be deleted from here: erasure completes all the same, and lists them in its customer.erased event (gateway_profiles_kept) and a WARNING. Kept, as the law requires: payments with amounts, dates, status, card brand and last four, invoice numbers, decline codes and reasons, gateway transaction and profile ids, and their operations. The customer stays as a deleted row with erased_at; the audit log records the change (without the personal values) and a customer.erased event is written.';
 
-CREATE OR REPLACE FUNCTION payments._stored_method_for_payment(p_customer_id bigint, p_payment_method_id bigint,
-	p_other_methods integer)
-	RETURNS payments.payment_methods
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	pm payments.payment_methods;
-	c payments.customers;
-BEGIN
-	IF p_customer_id IS NOT NULL THEN
-		c := payments._share_customer(p_customer_id);
-	END IF;
-	IF p_payment_method_id IS NULL THEN
-		IF p_customer_id IS NULL OR p_other_methods > 0 THEN
-			RETURN pm;
-		END IF;
-		SELECT * INTO pm FROM payments.payment_methods x
-		WHERE x.merchant_id = c.merchant_id AND x.customer_id = c.customer_id AND x.is_default
-			AND x.status = 'active';
-		IF NOT FOUND THEN
-			RAISE EXCEPTION 'customer % has no active default payment method', p_customer_id
-				USING ERRCODE = '22Y22',
-					HINT = 'Save one (pay_save_payment_method), or pass card, opaque_data or payment_method_id.';
-		END IF;
-		RETURN pm;
-	END IF;
-	IF p_other_methods > 1 THEN
-		RAISE EXCEPTION 'exactly one payment method is required'
-			USING ERRCODE = '22Y22', DETAIL = 'payment_method_id was given with another payment method.';
-	END IF;
-	pm := payments._find_payment_method(p_payment_method_id);
-	IF p_customer_id IS NULL THEN
-		-- the method's customer, locked as a named one is; then the method
-		-- as it is once a deletion of the customer has committed
-		PERFORM payments._share_customer(pm.customer_id);
-		pm := payments._find_payment_method(p_payment_method_id);
-	END IF;
-	IF p_customer_id IS NOT NULL AND pm.customer_id <> p_customer_id THEN
-		RAISE EXCEPTION 'payment method % is not customer %''s', p_payment_method_id, p_customer_id
-			USING ERRCODE = '22023';
-	END IF;
-	IF pm.status <> 'active' THEN
-		RAISE EXCEPTION 'payment method % is %, not active', p_payment_method_id, pm.status
-			USING ERRCODE = '22Y20',
-				HINT = CASE WHEN pm.status = 'pending' THEN 'Wait for it to be saved (pay_wait_payment_method).'
-					ELSE 'Save the card again (pay_save_payment_method).' END;
-	END IF;
-	RETURN pm;
-END
-$$;
-COMMENT ON FUNCTION payments._stored_method_for_payment(bigint, bigint, integer) IS
-	'Internal: the stored payment method a payment charges (named, or the customer''s default), checked active; PT404 for an unknown or foreign one.';
-
-CREATE OR REPLACE FUNCTION payments.pay_set_default_payment_method(payment_method_id bigint,
-	idempotency_key text DEFAULT NULL, correlation_id text DEFAULT NULL)
-	RETURNS payments.payment_methods
-	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	pm payments.payment_methods := payments._find_payment_method(pay_set_default_payment_method.payment_method_id);
-	idem payments.idempotency_keys;
-	result payments.payment_methods;
-BEGIN
-	-- the customer first, as pay_save_payment_method locks it: a default it
-	-- saves meanwhile is then seen, not a unique violation
-	PERFORM payments._find_customer(pm.customer_id, true);
-	pm := payments._find_payment_method(pm.payment_method_id, true);
-	idem := payments._idempotency_claim(pm.merchant_id,
-		pay_set_default_payment_method.idempotency_key, 'set_default_payment_method',
-		md5(jsonb_build_array(pm.payment_method_id)::text));
-	IF idem.request_kind IS NULL AND pm.status NOT IN ('pending', 'active') THEN
-		RAISE EXCEPTION 'cannot make payment method % in status % the default', pm.payment_method_id, pm.status
-			USING ERRCODE = '22Y20';
-	END IF;
-	IF NOT pm.is_default AND idem.request_kind IS NULL THEN
-		UPDATE payments.payment_methods x SET is_default = false
-		WHERE x.merchant_id = pm.merchant_id AND x.customer_id = pm.customer_id AND x.is_default;
-		UPDATE payments.payment_methods x SET is_default = true
-		WHERE x.merchant_id = pm.merchant_id AND x.payment_method_id = pm.payment_method_id;
-		INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
-		VALUES (pm.merchant_id, 'payment_method.default', jsonb_build_object('payment_method_id',
-			pm.payment_method_id, 'customer_id', pm.customer_id),
-			payments._correlation_id(pay_set_default_payment_method.correlation_id));
-	END IF;
-	SELECT * INTO result FROM payments.payment_methods x
-	WHERE x.merchant_id = pm.merchant_id AND x.payment_method_id = pm.payment_method_id;
-	RETURN result;
-END
-$$;
-COMMENT ON FUNCTION payments.pay_set_default_payment_method(bigint, text, text) IS
-	'Makes a pending or active payment method its customer''s default (the one charged when a customer, not a method, is given). Writes a payment_method.default event.';
-
-CREATE OR REPLACE FUNCTION payments.pay_create_subscription(
-	customer_id bigint,
-	plan_id bigint DEFAULT NULL,
-	price payments.pay_amount DEFAULT NULL,
-	interval_unit text DEFAULT NULL,
-	interval_count integer DEFAULT NULL,
-	quantity integer DEFAULT 1,
-	payment_method_id bigint DEFAULT NULL,
-	trial_days integer DEFAULT NULL,
-	billing_anchor timestamp DEFAULT NULL,
-	time_zone text DEFAULT 'UTC',
-	metadata jsonb DEFAULT NULL,
-	idempotency_key text DEFAULT NULL,
-	correlation_id text DEFAULT NULL)
-	RETURNS payments.subscriptions
-	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	c payments.customers := payments._share_customer(pay_create_subscription.customer_id);
-	m bigint := c.merchant_id;
-	corr text := payments._correlation_id(pay_create_subscription.correlation_id);
-	p payments.plans;
-	unit_ payments.pay_amount;
-	iunit text;
-	icount integer;
-	trial integer;
-	idem payments.idempotency_keys;
-	now_ timestamptz;
-	anchor timestamp;
-	n integer;
-	ps timestamptz;
-	pe timestamptz;
-	s payments.subscriptions;
-	inv payments.invoices;
-BEGIN
-	IF (pay_create_subscription.plan_id IS NULL) = (pay_create_subscription.price IS NULL) THEN
-		RAISE EXCEPTION 'exactly one of plan_id and price is required'
-			USING ERRCODE = '22023', HINT = 'Subscribe to a plan (plan_id), or give an explicit price with interval_unit and interval_count.';
-	END IF;
-	IF pay_create_subscription.plan_id IS NOT NULL THEN
-		p := payments._find_plan(pay_create_subscription.plan_id);
-		IF NOT p.active THEN
-			RAISE EXCEPTION 'plan % is inactive', p.plan_id
-				USING ERRCODE = '22Y20', HINT = 'Inactive plans take no new subscriptions; make it active again (pay_update_plan) or use another.';
-		END IF;
-		IF coalesce(pay_create_subscription.interval_unit, p.interval_unit) <> p.interval_unit
-				OR coalesce(pay_create_subscription.interval_count, p.interval_count) <> p.interval_count THEN
-			RAISE EXCEPTION 'a subscription to plan % is billed every % %', p.plan_id, p.interval_count, p.interval_unit
-				USING ERRCODE = '22023', HINT = 'Leave interval_unit and interval_count out with a plan, or give a price instead of the plan.';
-		END IF;
-		unit_ := p.amount;
-		iunit := p.interval_unit;
-		icount := p.interval_count;
-	ELSE
-		PERFORM payments._check_price(pay_create_subscription.price, 'price');
-		IF pay_create_subscription.interval_unit IS NULL THEN
-			RAISE EXCEPTION 'interval_unit is required with a price'
-				USING ERRCODE = '22023', HINT = 'Pass interval_unit => ''month'' (day, week, month or year) and, if not 1, interval_count.';
-		END IF;
-		unit_ := pay_create_subscription.price;
-		iunit := pay_create_subscription.interval_unit;
-		icount := coalesce(pay_create_subscription.interval_count, 1);
-	END IF;
-	PERFORM payments._check_billing_interval(iunit, icount);
-	IF pay_create_subscription.quantity IS NULL OR pay_create_subscription.quantity NOT BETWEEN 1 AND 100000 THEN
-		RAISE EXCEPTION 'quantity must be between 1 and 100000' USING ERRCODE = '22023';
-	END IF;
-	PERFORM payments._check_gateway_input(unit_ * pay_create_subscription.quantity, NULL, NULL, corr);
-	trial := coalesce(pay_create_subscription.trial_days, p.trial_days, 0);
-	IF trial NOT BETWEEN 0 AND 730 THEN
-		RAISE EXCEPTION 'trial_days must be between 0 and 730' USING ERRCODE = '22023';
-	END IF;
-	PERFORM payments._check_time_zone(pay_create_subscription.time_zone);
-	PERFORM payments._check_metadata(pay_create_subscription.metadata);
-	IF pay_create_subscription.billing_anchor IS NOT NULL THEN
-		IF NOT isfinite(pay_create_subscription.billing_anchor) THEN
-			RAISE EXCEPTION 'billing_anchor must be a finite time' USING ERRCODE = '22023';
-		END IF;
-		IF trial > 0 THEN
-			RAISE EXCEPTION 'billing_anchor cannot be combined with a trial'
-				USING ERRCODE = '22023',
-					DETAIL = 'A subscription with a trial is billed from the end of its trial: that is its anchor.',
-					HINT = 'Pass trial_days => 0 to bill from the anchor given.';
-		END IF;
-	END IF;
-	-- the method charged: the one named (the customer's, active), else the
-	-- customer's active default; a trial may start without one
-	IF pay_create_subscription.payment_method_id IS NOT NULL THEN
-		PERFORM payments._stored_method_for_payment(c.customer_id, pay_create_subscription.payment_method_id, 0);
-	ELSIF trial = 0 AND NOT EXISTS (SELECT 1 FROM payments.payment_methods x
-			WHERE x.merchant_id = m AND x.customer_id = c.customer_id AND x.is_default AND x.status = 'active') THEN
-		RAISE EXCEPTION 'customer % has no usable payment method', c.customer_id
-			USING ERRCODE = '22Y22',
-				DETAIL = 'A subscription without a trial is charged at once; the customer has no active default method.',
-				HINT = 'Save one (pay_save_payment_method) and wait until it is active (pay_wait_payment_method), or pass payment_method_id.';
-	END IF;
-	idem := payments._idempotency_claim(m, pay_create_subscription.idempotency_key, 'create_subscription',
-		md5(jsonb_build_array(c.customer_id, pay_create_subscription.plan_id, pay_create_subscription.price::text,
-			pay_create_subscription.interval_unit, pay_create_subscription.interval_count,
-			pay_create_subscription.quantity, pay_create_subscription.payment_method_id,
-			pay_create_subscription.trial_days, pay_create_subscription.billing_anchor,
-			pay_create_subscription.time_zone, pay_create_subscription.metadata)::text));
-	IF idem.request_kind IS NOT NULL THEN
-		SELECT * INTO s FROM payments.subscriptions x
-		WHERE x.merchant_id = m AND x.idempotency_key = pay_create_subscription.idempotency_key;
-		RETURN s;
-	END IF;
-
-	now_ := payments._billing_now(m);
-	IF trial > 0 THEN
-		-- trialing: period -1 is the trial; the anchor is its end, local
-		anchor := (now_ AT TIME ZONE pay_create_subscription.time_zone) + make_interval(days => trial);
-		pe := anchor AT TIME ZONE pay_create_subscription.time_zone;
-		INSERT INTO payments.subscriptions (merchant_id, customer_id, plan_id, status, unit_amount, quantity,
-			interval_unit, interval_count, payment_method_id, time_zone, billing_anchor,
-			current_period_index, current_period_start, current_period_end, trial_end, next_renewal_at,
-			metadata, idempotency_key, correlation_id)
-		VALUES (m, c.customer_id, p.plan_id, 'trialing', unit_, pay_create_subscription.quantity,
-			iunit, icount, pay_create_subscription.payment_method_id, pay_create_subscription.time_zone, anchor,
-			-1, now_, pe, pe, pe,
-			coalesce(pay_create_subscription.metadata, '{}'), pay_create_subscription.idempotency_key, corr)
-		RETURNING * INTO s;
-		RETURN s;
-	END IF;
-
-	-- incomplete: the period containing now is current (period 0 from now
-	-- when no anchor is given); its first invoice is issued and charged now,
-	-- for the part of the period left when the anchor is elsewhere
-	IF pay_create_subscription.billing_anchor IS NULL THEN
-		anchor := now_ AT TIME ZONE pay_create_subscription.time_zone;
-		n := 0;
-		ps := now_;
-	ELSE
-		anchor := pay_create_subscription.billing_anchor;
-		n := payments._period_index_at(anchor, pay_create_subscription.time_zone, iunit, icount, now_);
-		ps := payments._period_start(anchor, pay_create_subscription.time_zone, iunit, icount, n);
-	END IF;
-	pe := payments._period_start(anchor, pay_create_subscription.time_zone, iunit, icount, n + 1);
-	INSERT INTO payments.subscriptions (merchant_id, customer_id, plan_id, status, unit_amount, quantity,
-		interval_unit, interval_count, payment_method_id, time_zone, billing_anchor,
-		current_period_index, current_period_start, current_period_end, next_renewal_at,
-		metadata, idempotency_key, correlation_id)
-	VALUES (m, c.customer_id, p.plan_id, 'incomplete', unit_, pay_create_subscription.quantity,
-		iunit, icount, pay_create_subscription.payment_method_id, pay_create_subscription.time_zone, anchor,
-		-- the billing run expires it if its first invoice is not paid in time
-		n, ps, pe, now_ + payments._incomplete_expiry(),
-		coalesce(pay_create_subscription.metadata, '{}'), pay_create_subscription.idempotency_key, corr)
-	RETURNING * INTO s;
-	inv := payments._issue_invoice(m, s.subscription_id, 'first', n, now_, pe,
-		CASE WHEN now_ > ps THEN jsonb_build_array(payments._period_line(s, ps, pe, now_)) END);
-	IF inv.status = 'paid' THEN
-		-- nothing was due (a prorated part that rounds to zero)
-		UPDATE payments.subscriptions x SET status = 'active'
-		WHERE x.merchant_id = m AND x.subscription_id = s.subscription_id
-		RETURNING * INTO s;
-	END IF;
-	RETURN s;
-END
-$$;
-COMMENT ON FUNCTION payments.pay_create_subscription(bigint, bigint, payments.pay_amount, text, integer, integer, bigint, integer, timestamp, text, jsonb, text, text) IS
-	'Subscribes a customer of the current merchant to a plan (plan_id) or an explicit price per period (price, interval_unit, interval_count), times quantity, charged to payment_method_id (NULL: the customer''s default at each charge). With a trial (trial_days, default the plan''s): status trialing until the trial''s end, which is the billing anchor; no payment method is needed yet. Without: status incomplete, and the first invoice of the current period is issued and charged in this transaction (the payment goes out after COMMIT; paid -> active): the customer must have an active default method or one named (22Y22 otherwise). billing_anchor is a local wall-clock time in time_zone (an IANA name; default now): the period containing now is current and its remaining part is invoiced, prorated. Errors: PT404 unknown or foreign customer, plan or method; 22Y20 deleted customer, inactive plan, method not active; 22023 bad input. Returns the subscription row.';
-
 ------------------------------------------------------------------------------
 -- h-endpoint-circuits: the worker keeps a circuit breaker per gateway
 -- connection (endpoint, CA file, timeout), leaves the operations of
@@ -8098,8 +3652,8 @@ COMMENT ON FUNCTION payments.pay_create_subscription(bigint, bigint, payments.pa
 -- them until its probe (worker.sql; src/circuit_breaker.c).  One breaker
 -- for all let one merchant's dead endpoint hold every merchant's payments
 -- back.
+-- Made once since: _claim_operations in h-account-life (its final form).
 ------------------------------------------------------------------------------
-DROP FUNCTION payments._claim_operations(integer, integer);
 -- A merchant's gateway connection, as the worker's circuit breakers tell
 -- them apart: the endpoint, the CA file and the timeout (one merchant's own
 -- CA file or timeout must not trip the breaker of everyone on the URL).
@@ -8140,281 +3694,20 @@ COMMENT ON FUNCTION payments._park_connection(text, timestamptz) IS
 REVOKE ALL ON FUNCTION payments._gateway_connection(text, text, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION payments._park_connection(text, timestamptz) FROM PUBLIC;
 
-CREATE FUNCTION payments._claim_operations(p_limit integer, p_background_limit integer DEFAULT NULL,
-	p_held_connections text[] DEFAULT '{}', p_only_connection text DEFAULT NULL)
-	RETURNS TABLE (merchant_id bigint, operation_id bigint, payment_id bigint, kind text,
-		action text, attempt integer, via_void boolean, amount_minor bigint, currency text,
-		currency_exponent integer, txn_invoice text, description text, customer jsonb,
-		ref_trans_id text, card_last4 text, payment_method text, customer_profile_id text,
-		payment_profile_id text, sealed bytea, correlation_id text, created_at timestamptz,
-		never_sent boolean,
-		api_login_id text, transaction_key text, endpoint_url text, ca_file text, timeout_ms integer,
-		payment_method_id bigint, customer_id bigint, method_source text, validation_mode text,
-		method_default boolean, method_customer_profile_id text, method_payment_profile_id text,
-		merchant_customer_id text, customer_email text, customer_name text, customer_billing jsonb,
-		original_network_trans_id text, method_card_last4 text, last_attempt_at timestamptz,
-		recurring boolean, first_recurring boolean)
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	SET enable_seqscan = off
-	SET enable_bitmapscan = off
-	SET enable_sort = off
-	SET enable_hashjoin = off
-	SET enable_mergejoin = off
-	SET plan_cache_mode = force_generic_plan
-	SET jit = off
-	AS $$
-BEGIN
-	-- Ready first by due time, straight off the partial index: a long queue
-	-- costs no more than a short one.  Ordinary operations first, then the
-	-- background ones (a billing run's charges) in what room is left, at
-	-- most p_background_limit (NULL: no other limit): a backlog of renewals
-	-- never holds up a checkout's result.  Merchants
-	-- without a gateway configuration are skipped (and parked by
-	-- _park_unconfigured), and so are those whose gateway connection is in
-	-- p_held_connections: the worker's circuit for it is open (one
-	-- merchant's dead endpoint holds back no one else).  p_only_connection:
-	-- only those of that connection (the one probe of a half-open circuit).
-	RETURN QUERY
-	WITH ordinary AS (
-		SELECT o.merchant_id, o.operation_id, o.status AS old_status, o.updated_at AS old_updated_at
-		FROM payments.operations o
-		WHERE o.status IN ('queued', 'unknown') AND NOT o.background AND o.next_attempt_at <= now()
-			AND o.merchant_id = ANY (ARRAY(SELECT g.merchant_id FROM payments.gateway_config g
-				WHERE payments._gateway_connection(g.endpoint_url, g.ca_file, g.timeout_ms)
-						<> ALL (p_held_connections)
-					AND (p_only_connection IS NULL OR p_only_connection
-						= payments._gateway_connection(g.endpoint_url, g.ca_file, g.timeout_ms))))
-		ORDER BY o.background, o.next_attempt_at
-		LIMIT p_limit
-		FOR UPDATE SKIP LOCKED
-	), background AS (
-		SELECT o.merchant_id, o.operation_id, o.status AS old_status, o.updated_at AS old_updated_at
-		FROM payments.operations o
-		WHERE o.status IN ('queued', 'unknown') AND o.background AND o.next_attempt_at <= now()
-			AND o.merchant_id = ANY (ARRAY(SELECT g.merchant_id FROM payments.gateway_config g
-				WHERE payments._gateway_connection(g.endpoint_url, g.ca_file, g.timeout_ms)
-						<> ALL (p_held_connections)
-					AND (p_only_connection IS NULL OR p_only_connection
-						= payments._gateway_connection(g.endpoint_url, g.ca_file, g.timeout_ms))))
-		ORDER BY o.background, o.next_attempt_at
-		LIMIT least(greatest(p_limit - (SELECT count(*) FROM ordinary), 0), coalesce(p_background_limit, p_limit))
-		FOR UPDATE SKIP LOCKED
-	), ready AS (
-		SELECT * FROM ordinary UNION ALL SELECT * FROM background
-	), claimed AS (
-		UPDATE payments.operations o
-		SET status = 'sending', attempts = o.attempts + 1,
-			first_sent_at = coalesce(o.first_sent_at, now())
-		FROM ready r
-		WHERE o.merchant_id = r.merchant_id AND o.operation_id = r.operation_id
-		RETURNING o.*, r.old_status, r.old_updated_at
-	)
-	SELECT c.merchant_id, c.operation_id, c.payment_id, c.kind,
-		-- queued again after an attempt that may have gone through (an
-		-- unknown outcome, then a resend that provably failed) counts too
-		-- (on the clock: the worker may have spent a while recording outcomes
-		-- in this transaction before claiming)
-		CASE WHEN NOT c.never_sent
-				AND c.first_sent_at < clock_timestamp() - make_interval(secs => payments._duplicate_window() - 60)
-			THEN 'lookup' ELSE 'send' END,
-		c.attempts, c.via_void,
-		pay_minor_units(coalesce(c.amount, p.amount)), pay_currency(p.amount),
-		pay_currency_exponent(pay_currency(p.amount)),
-		-- the invoice of the gateway transaction: each refund its own (equal
-		-- partial refunds are not duplicates); a capture (priorAuthCapture
-		-- keeps the authorization's transId) and a void act on the payment's
-		CASE WHEN c.kind = 'refund' AND NOT c.via_void
-			THEN 'R' || payments._invoice_tag() || c.operation_id ELSE p.invoice_number END,
-		p.description, p.customer,
-		p.gateway_trans_id, p.card_last4, p.payment_method, p.customer_profile_id,
-		p.payment_profile_id, v.sealed, c.correlation_id, c.created_at, c.never_sent,
-		g.api_login_id, g.transaction_key, g.endpoint_url, g.ca_file, g.timeout_ms,
-		-- stored payment methods and customers' profiles (payment_methods.sql):
-		-- their own operations, and charges of a stored method
-		pm.payment_method_id, cu.customer_id, pm.source, pm.validation_mode, pm.is_default,
-		cu.customer_profile_id, pm.payment_profile_id,
-		CASE WHEN cu.customer_id IS NOT NULL THEN payments._gateway_customer_ref(cu.customer_id) END,
-		cu.email, cu.name, cu.billing,
-		pm.network_trans_id, pm.card_last4,
-		-- when the operation last changed: the end of its previous attempt
-		c.old_updated_at,
-		-- a charge of a subscription's invoice is recurring (recurringBilling,
-		-- card on file), the first one of its subscription while no earlier
-		-- invoice of it was paid by a charge (the 'first' invoice, or the
-		-- first renewal after a trial): isFirstRecurringPayment
-		p.invoice_id IS NOT NULL,
-		p.invoice_id IS NOT NULL AND NOT EXISTS (
-			SELECT 1 FROM payments.invoices i
-			JOIN payments.invoices earlier ON earlier.merchant_id = i.merchant_id
-				AND earlier.subscription_id = i.subscription_id AND earlier.invoice_id <> i.invoice_id
-			WHERE i.merchant_id = p.merchant_id AND i.invoice_id = p.invoice_id
-				AND earlier.status = 'paid' AND pay_minor_units(earlier.amount) > 0)
-	FROM claimed c
-	-- operations on a stored method or a customer's profile have no payment
-	LEFT JOIN payments.payments p ON p.merchant_id = c.merchant_id AND p.payment_id = c.payment_id
-	JOIN payments.gateway_config g ON g.merchant_id = c.merchant_id
-	LEFT JOIN payments.card_vault v ON v.merchant_id = c.merchant_id AND v.operation_id = c.operation_id
-	LEFT JOIN payments.payment_methods pm ON pm.merchant_id = c.merchant_id
-		AND pm.payment_method_id = coalesce(c.payment_method_id, p.payment_method_id)
-	LEFT JOIN payments.customers cu ON cu.merchant_id = c.merchant_id
-		AND cu.customer_id = coalesce(c.customer_id, pm.customer_id);
-END
-$$;
-COMMENT ON FUNCTION payments._claim_operations(integer, integer, text[], text) IS
-	'Worker, step 1: claims up to p_limit ready operations (FOR UPDATE SKIP LOCKED), ordinary ones first and at most p_background_limit of a billing run''s charges, and marks them sending before anything is sent; operations of merchants whose gateway connection (_gateway_connection) is in p_held_connections (its circuit is open in the worker) are left; with p_only_connection, only that connection''s are claimed.';
-REVOKE ALL ON FUNCTION payments._claim_operations(integer, integer, text[], text) FROM PUBLIC;
-
 ------------------------------------------------------------------------------
 -- h-one-insert: a purchase or authorization writes its payment, operation
 -- and sealed card in one statement, and asks for a stored method only when
 -- given a customer or a method (issue 12; sql/src/payment_api.sql).
+-- Made once since: _create_payment in h-purchase-scope (its final form).
 ------------------------------------------------------------------------------
-
-CREATE OR REPLACE FUNCTION payments._create_payment(
-	p_kind text, p_amount payments.pay_amount, p_card payments.pay_card, p_opaque_data jsonb,
-	p_customer_profile_id text, p_payment_profile_id text, p_description text, p_order_ref text,
-	p_customer jsonb, p_metadata jsonb, p_idempotency_key text, p_correlation_id text,
-	p_customer_id bigint DEFAULT NULL, p_payment_method_id bigint DEFAULT NULL)
-	RETURNS payments.payments
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	m bigint := payments.pay_current_merchant();
-	methods int := (p_card IS NOT NULL)::int + (p_opaque_data IS NOT NULL)::int
-		+ (p_customer_profile_id IS NOT NULL OR p_payment_profile_id IS NOT NULL)::int
-		+ (p_payment_method_id IS NOT NULL)::int;
-	method text;
-	stored payments.payment_methods;
-	idem payments.idempotency_keys;
-	pid bigint;
-	oid_ bigint;
-	corr text := payments._correlation_id(p_correlation_id);
-	result payments.payments;
-BEGIN
-	IF p_amount IS NULL THEN
-		RAISE EXCEPTION 'amount is required' USING ERRCODE = '22004';
-	END IF;
-	IF pay_minor_units(p_amount) <= 0 THEN
-		RAISE EXCEPTION 'amount must be positive' USING ERRCODE = '22Y23',
-			DETAIL = format('The amount given was %s.', p_amount);
-	END IF;
-	-- a customer or a stored method (payment_methods.sql): the method's
-	-- profile is charged, the customer's details fill customer
-	IF p_customer_id IS NOT NULL OR p_payment_method_id IS NOT NULL THEN
-		stored := payments._stored_method_for_payment(p_customer_id, p_payment_method_id, methods);
-		IF stored.payment_method_id IS NOT NULL THEN
-			p_customer_profile_id := stored.customer_profile_id;
-			p_payment_profile_id := stored.payment_profile_id;
-			p_customer_id := stored.customer_id;
-			methods := 1;
-		END IF;
-	END IF;
-	IF p_customer_id IS NOT NULL AND p_customer IS NULL THEN
-		p_customer := payments._customer_billing(p_customer_id);
-	END IF;
-	IF methods <> 1 THEN
-		RAISE EXCEPTION 'exactly one payment method is required'
-			USING ERRCODE = '22Y22',
-				DETAIL = format('%s payment methods were given.', methods),
-				HINT = 'Pass card, opaque_data, or customer_profile_id with payment_profile_id.';
-	END IF;
-	IF p_card IS NOT NULL THEN
-		method := 'card';
-	ELSIF p_opaque_data IS NOT NULL THEN
-		method := 'opaque_data';
-		PERFORM payments._check_opaque_data(p_opaque_data);
-	ELSE
-		method := 'profile';
-		IF p_customer_profile_id IS NULL OR p_payment_profile_id IS NULL THEN
-			RAISE EXCEPTION 'customer_profile_id and payment_profile_id go together'
-				USING ERRCODE = '22Y22';
-		END IF;
-		IF stored.payment_method_id IS NULL THEN
-			PERFORM payments._check_profile_owner(m, p_customer_profile_id);
-		END IF;
-	END IF;
-	IF p_customer IS NOT NULL AND jsonb_typeof(p_customer) <> 'object' THEN
-		RAISE EXCEPTION 'customer must be a JSON object' USING ERRCODE = '22023';
-	END IF;
-	IF p_metadata IS NOT NULL AND jsonb_typeof(p_metadata) <> 'object' THEN
-		RAISE EXCEPTION 'metadata must be a JSON object' USING ERRCODE = '22023';
-	END IF;
-	PERFORM payments._check_gateway_input(p_amount, p_description, p_customer, corr,
-		p_customer_profile_id, p_payment_profile_id);
-
-	-- the request's hash only for a key: most calls have none.  A card is
-	-- in it by what a caller may know of it (brand, last four, expiry), not
-	-- its fingerprint: a key reused with a card number tried would tell
-	-- whether the number is the one first sent.
-	IF p_idempotency_key IS NOT NULL THEN
-		idem := payments._idempotency_claim(m, p_idempotency_key, p_kind, md5(jsonb_build_array(
-			p_amount::text, payments.pay_card_brand(p_card), payments.pay_card_last4(p_card),
-			payments.pay_card_exp_month(p_card),
-			payments.pay_card_exp_year(p_card), p_opaque_data, p_customer_profile_id, p_payment_profile_id,
-			p_description, p_order_ref, p_customer, p_metadata, p_customer_id, p_payment_method_id)::text));
-		IF idem.payment_id IS NOT NULL THEN
-			SELECT * INTO result FROM payments.payments WHERE merchant_id = m AND payment_id = idem.payment_id;
-			RETURN result;
-		END IF;
-	END IF;
-
-	-- The payment, its operation and the sealed card or nonce (it can
-	-- charge the card once: it waits sealed, like a card) in one statement:
-	-- each statement costs a purchase an executor of its own.  The payment
-	-- is written first (the operation reads it), so its event comes first.
-	pid := nextval('payments.payments_payment_id_seq');
-	oid_ := nextval('payments.operations_operation_id_seq');
-	WITH p AS (
-	INSERT INTO payments.payments AS n (merchant_id, payment_id, kind, amount, amount_refunded,
-		payment_method, card_brand, card_last4, card_exp_month, card_exp_year, card_fingerprint,
-		customer_profile_id, payment_profile_id, invoice_number, description, order_ref,
-		customer, metadata, correlation_id, idempotency_key, customer_id, payment_method_id)
-	OVERRIDING SYSTEM VALUE
-	VALUES (m, pid, p_kind, p_amount, p_amount * 0, method,
-		coalesce(payments.pay_card_brand(p_card), stored.card_brand),
-		coalesce(payments.pay_card_last4(p_card), stored.card_last4),
-		coalesce(payments.pay_card_exp_month(p_card), stored.card_exp_month),
-		coalesce(payments.pay_card_exp_year(p_card), stored.card_exp_year),
-		-- a card's fingerprint comes with the gateway's answer (see
-		-- _record_final_results)
-		stored.card_fingerprint,
-		p_customer_profile_id, p_payment_profile_id,
-		'P' || payments._invoice_tag() || pid, p_description, p_order_ref,
-		coalesce(p_customer, '{}'), coalesce(p_metadata, '{}'), corr, p_idempotency_key,
-		p_customer_id, stored.payment_method_id)
-	RETURNING n
-	), o AS (
-	INSERT INTO payments.operations (operation_id, merchant_id, payment_id, kind, amount,
-		idempotency_key, correlation_id)
-	OVERRIDING SYSTEM VALUE
-	SELECT oid_, m, pid, p_kind, p_amount, p_idempotency_key, corr FROM p
-	RETURNING operation_id
-	), v AS (
-	INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
-	SELECT m, o.operation_id, CASE WHEN p_card IS NOT NULL THEN payments._card_sealed(p_card)
-		ELSE payments._opaque_data_sealed(p_opaque_data ->> 'dataDescriptor', p_opaque_data ->> 'dataValue') END
-	FROM o WHERE p_card IS NOT NULL OR p_opaque_data IS NOT NULL
-	)
-	SELECT (p.n).* INTO result FROM p, o;
-
-	IF p_idempotency_key IS NOT NULL THEN
-		UPDATE payments.idempotency_keys SET payment_id = pid, operation_id = oid_
-		WHERE merchant_id = m AND idempotency_key = p_idempotency_key;
-	END IF;
-	PERFORM payments._wake_at_commit();
-	RETURN result;
-END
-$$;
-COMMENT ON FUNCTION payments._create_payment(text, payments.pay_amount, payments.pay_card, jsonb, text, text, text, text, jsonb, jsonb, text, text, bigint, bigint) IS
-	'Internal: records a purchase or authorization and its gateway operation; the worker sends it after COMMIT.';
 
 ------------------------------------------------------------------------------
 -- h-default-conflict: a default payment method set or saved at REPEATABLE
 -- READ or SERIALIZABLE against a default another session committed after
 -- the snapshot fails with 40001, not with 23505 on an internal index
 -- (sql/src/payment_methods.sql).
+-- Made once since: pay_save_payment_method in h-account-customers;
+-- pay_set_default_payment_method in h-purchase-default (their final form).
 
 -- A unique violation of payment_methods_one_default while a method is made
 -- the default.  At REPEATABLE READ or SERIALIZABLE it is a default that
@@ -8441,148 +3734,6 @@ END
 $$;
 COMMENT ON FUNCTION payments._default_conflict(text, bigint) IS
 	'Internal: raises 40001 for a unique violation of payment_methods_one_default (a default another session committed after the snapshot); returns for any other constraint.';
-
-CREATE OR REPLACE FUNCTION payments.pay_save_payment_method(
-	customer_id bigint,
-	card payments.pay_card DEFAULT NULL,
-	opaque_data jsonb DEFAULT NULL,
-	payment_id bigint DEFAULT NULL,
-	validation_mode text DEFAULT 'liveMode',
-	make_default boolean DEFAULT true,
-	idempotency_key text DEFAULT NULL,
-	correlation_id text DEFAULT NULL)
-	RETURNS payments.payment_methods
-	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	c payments.customers := payments._find_customer(pay_save_payment_method.customer_id, true, false);
-	m bigint := c.merchant_id;
-	corr text := payments._correlation_id(pay_save_payment_method.correlation_id);
-	sources int := (card IS NOT NULL)::int + (opaque_data IS NOT NULL)::int
-		+ (pay_save_payment_method.payment_id IS NOT NULL)::int;
-	idem payments.idempotency_keys;
-	p payments.payments;
-	pm payments.payment_methods;
-	o payments.operations;
-	src text;
-	cname text;
-BEGIN
-	IF sources <> 1 THEN
-		RAISE EXCEPTION 'exactly one of card, opaque_data and payment_id is required'
-			USING ERRCODE = '22Y22', DETAIL = format('%s were given.', sources);
-	END IF;
-	IF validation_mode IS NULL OR validation_mode NOT IN ('none', 'testMode', 'liveMode') THEN
-		RAISE EXCEPTION 'validation_mode must be none, testMode or liveMode' USING ERRCODE = '22023',
-			HINT = 'none stores the card unchecked, testMode checks its form, liveMode authorizes $0.00 at the issuer.';
-	END IF;
-	IF opaque_data IS NOT NULL THEN
-		PERFORM payments._check_opaque_data(opaque_data);
-	END IF;
-	PERFORM payments._check_gateway_input(NULL, NULL, NULL, corr);
-	idem := payments._idempotency_claim(m, pay_save_payment_method.idempotency_key, 'save_payment_method',
-		md5(jsonb_build_array(c.customer_id, payments.pay_card_brand(card), payments.pay_card_last4(card),
-			payments.pay_card_exp_month(card), payments.pay_card_exp_year(card), opaque_data,
-			pay_save_payment_method.payment_id, validation_mode, make_default)::text));
-	IF idem.request_kind IS NOT NULL THEN
-		SELECT x.* INTO pm FROM payments.payment_methods x
-		JOIN payments.operations y ON y.merchant_id = x.merchant_id AND y.payment_method_id = x.payment_method_id
-		WHERE y.merchant_id = m AND y.operation_id = idem.operation_id;
-		RETURN pm;
-	END IF;
-	IF pay_save_payment_method.payment_id IS NOT NULL THEN
-		src := 'payment';
-		p := payments._find_payment(pay_save_payment_method.payment_id);
-		IF p.gateway_trans_id IS NULL OR p.status NOT IN ('succeeded', 'requires_capture',
-				'partially_refunded', 'refunded') OR p.payment_method NOT IN ('card', 'opaque_data') THEN
-			RAISE EXCEPTION 'payment % cannot be saved as a payment method', p.payment_id
-				USING ERRCODE = '22Y20',
-					DETAIL = format('The payment is %s%s; only an approved card or Accept.js payment can be saved.',
-						p.status, CASE WHEN p.payment_method = 'profile' THEN ' and was made with a stored method' ELSE '' END);
-		END IF;
-	ELSIF card IS NOT NULL THEN
-		src := 'card';
-	ELSE
-		src := 'opaque_data';
-	END IF;
-	BEGIN
-		IF make_default THEN
-			UPDATE payments.payment_methods x SET is_default = false
-			WHERE x.merchant_id = m AND x.customer_id = c.customer_id AND x.is_default;
-		END IF;
-		INSERT INTO payments.payment_methods AS x (merchant_id, customer_id, source, validation_mode, is_default,
-			card_brand, card_last4, card_exp_month, card_exp_year, card_fingerprint, source_payment_id,
-			idempotency_key, correlation_id)
-		VALUES (m, c.customer_id, src, validation_mode, make_default,
-			coalesce(payments.pay_card_brand(card), p.card_brand), coalesce(payments.pay_card_last4(card), p.card_last4),
-			coalesce(payments.pay_card_exp_month(card), p.card_exp_month),
-			coalesce(payments.pay_card_exp_year(card), p.card_exp_year),
-			p.card_fingerprint, p.payment_id,
-			pay_save_payment_method.idempotency_key, corr)
-		RETURNING * INTO pm;
-	EXCEPTION WHEN unique_violation THEN
-		GET STACKED DIAGNOSTICS cname = CONSTRAINT_NAME;
-		PERFORM payments._default_conflict(cname, c.customer_id);
-		RAISE;
-	END;
-	o := payments._new_method_operation(m, 'save_method', pm.payment_method_id, c.customer_id, p.payment_id,
-		pay_save_payment_method.idempotency_key, corr);
-	IF card IS NOT NULL THEN
-		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
-		VALUES (m, o.operation_id, payments._card_sealed(card));
-	ELSIF opaque_data IS NOT NULL THEN
-		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
-		VALUES (m, o.operation_id, payments._opaque_data_sealed(opaque_data ->> 'dataDescriptor',
-			opaque_data ->> 'dataValue'));
-	END IF;
-	RETURN pm;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION payments.pay_set_default_payment_method(payment_method_id bigint,
-	idempotency_key text DEFAULT NULL, correlation_id text DEFAULT NULL)
-	RETURNS payments.payment_methods
-	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	pm payments.payment_methods := payments._find_payment_method(pay_set_default_payment_method.payment_method_id);
-	idem payments.idempotency_keys;
-	result payments.payment_methods;
-	cname text;
-BEGIN
-	-- the customer first, as pay_save_payment_method locks it: a default it
-	-- saves meanwhile is then seen, not a unique violation
-	PERFORM payments._find_customer(pm.customer_id, true);
-	pm := payments._find_payment_method(pm.payment_method_id, true);
-	idem := payments._idempotency_claim(pm.merchant_id,
-		pay_set_default_payment_method.idempotency_key, 'set_default_payment_method',
-		md5(jsonb_build_array(pm.payment_method_id)::text));
-	IF idem.request_kind IS NULL AND pm.status NOT IN ('pending', 'active') THEN
-		RAISE EXCEPTION 'cannot make payment method % in status % the default', pm.payment_method_id, pm.status
-			USING ERRCODE = '22Y20';
-	END IF;
-	IF NOT pm.is_default AND idem.request_kind IS NULL THEN
-		BEGIN
-			UPDATE payments.payment_methods x SET is_default = false
-			WHERE x.merchant_id = pm.merchant_id AND x.customer_id = pm.customer_id AND x.is_default;
-			UPDATE payments.payment_methods x SET is_default = true
-			WHERE x.merchant_id = pm.merchant_id AND x.payment_method_id = pm.payment_method_id;
-		EXCEPTION WHEN unique_violation THEN
-			GET STACKED DIAGNOSTICS cname = CONSTRAINT_NAME;
-			PERFORM payments._default_conflict(cname, pm.customer_id);
-			RAISE;
-		END;
-		INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
-		VALUES (pm.merchant_id, 'payment_method.default', jsonb_build_object('payment_method_id',
-			pm.payment_method_id, 'customer_id', pm.customer_id),
-			payments._correlation_id(pay_set_default_payment_method.correlation_id));
-	END IF;
-	SELECT * INTO result FROM payments.payment_methods x
-	WHERE x.merchant_id = pm.merchant_id AND x.payment_method_id = pm.payment_method_id;
-	RETURN result;
-END
-$$;
 
 ------------------------------------------------------------------------------
 -- h-refund-paths: refunds that reach the customer over days
@@ -8654,302 +3805,31 @@ COMMENT ON COLUMN payments.audit_log.app_user IS 'The application''s user: the "
 
 ------------------------------------------------------------------------------
 -- h-void-captured: a void leaves nothing captured (sql/src/worker.sql).
-
-CREATE OR REPLACE FUNCTION payments._record_result(
-	p_merchant_id bigint, p_operation_id bigint, p_outcome text,
-	p_response_code integer, p_reason_code integer, p_reason_text text,
-	p_trans_id text, p_auth_code text, p_avs text, p_cvv text,
-	p_retry_at timestamptz, p_error text, p_account_number text,
-	p_card_fingerprint text DEFAULT NULL)
-	RETURNS void
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	SET enable_seqscan = off
-	SET plan_cache_mode = force_generic_plan
-	SET jit = off
-	AS $$
-DECLARE
-	o payments.operations;
-	p payments.payments;
-	t payments.operation_outcomes;
-	new_refunded payments.pay_amount;
-BEGIN
-	SELECT * INTO o FROM payments.operations
-	WHERE merchant_id = p_merchant_id AND operation_id = p_operation_id FOR UPDATE;
-	IF NOT FOUND OR o.status <> 'sending' THEN
-		RETURN;		-- not ours any more (a DBA discarded it)
-	END IF;
-	SELECT * INTO t FROM payments.operation_outcomes x
-	WHERE x.operation_kind = o.kind AND x.outcome = p_outcome;
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'invalid outcome % for operation %', p_outcome, p_operation_id
-			USING ERRCODE = '22023';
-	END IF;
-	SELECT * INTO p FROM payments.payments
-	WHERE merchant_id = o.merchant_id AND payment_id = o.payment_id FOR UPDATE;
-
-	IF t.operation_status NOT IN ('succeeded', 'failed') THEN
-		-- to be tried again at p_retry_at, unless out of attempts
-		UPDATE payments.operations SET
-			status = CASE WHEN o.attempts >= payments._max_attempts() THEN 'dead' ELSE t.operation_status END,
-			next_attempt_at = p_retry_at, last_error = p_error,
-			-- retry: provably never sent this time, so the duplicate window
-			-- starts with the first real send; unknown: it may have been
-			never_sent = o.never_sent AND p_outcome = 'retry',
-			first_sent_at = CASE WHEN o.never_sent AND p_outcome = 'retry' THEN NULL ELSE o.first_sent_at END
-		WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
-		IF t.payment_status IS NOT NULL AND p.status = t.payment_status_from THEN
-			UPDATE payments.payments SET status = t.payment_status
-			WHERE merchant_id = p.merchant_id AND payment_id = p.payment_id;
-		END IF;
-		RETURN;
-	END IF;
-
-	-- a final answer from the gateway
-	IF o.kind IN ('purchase', 'authorize') THEN
-		PERFORM payments._record_final_results(ARRAY[p_merchant_id], ARRAY[p_operation_id],
-			ARRAY[p_outcome], ARRAY[p_response_code], ARRAY[p_reason_code], ARRAY[p_reason_text],
-			ARRAY[p_trans_id], ARRAY[p_auth_code], ARRAY[p_avs], ARRAY[p_cvv], ARRAY[p_error],
-			ARRAY[p_account_number], ARRAY[p_card_fingerprint]);
-		RETURN;
-	END IF;
-	UPDATE payments.operations SET
-		status = t.operation_status,
-		gateway_trans_id = nullif(nullif(p_trans_id, ''), '0'),
-		response_code = p_response_code, reason_code = p_reason_code, reason_text = p_reason_text,
-		last_error = p_error, completed_at = clock_timestamp()
-	WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
-	DELETE FROM payments.card_vault WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
-
-	IF t.payment_status IS NULL OR p.status IS DISTINCT FROM coalesce(t.payment_status_from, p.status) THEN
-		RETURN;
-	END IF;
-	IF o.kind = 'capture' THEN
-		UPDATE payments.payments SET status = t.payment_status, amount_captured = o.amount
-		WHERE merchant_id = p.merchant_id AND payment_id = p.payment_id;
-	ELSIF o.kind = 'refund' THEN
-		new_refunded := p.amount_refunded + o.amount;
-		UPDATE payments.payments SET amount_refunded = new_refunded,
-			status = CASE WHEN t.payment_status = 'refunded' AND new_refunded <> p.amount_captured
-				THEN 'partially_refunded' ELSE t.payment_status END
-		WHERE merchant_id = p.merchant_id AND payment_id = p.payment_id;
-	ELSIF o.kind = 'void' THEN
-		-- a void undoes the capture too (a purchase voided before settlement):
-		-- nothing stays captured
-		UPDATE payments.payments SET status = t.payment_status, amount_captured = p.amount_captured * 0
-		WHERE merchant_id = p.merchant_id AND payment_id = p.payment_id;
-	ELSE
-		UPDATE payments.payments SET status = t.payment_status
-		WHERE merchant_id = p.merchant_id AND payment_id = p.payment_id;
-	END IF;
-END
-$$;
-COMMENT ON FUNCTION payments._record_result(bigint, bigint, text, integer, integer, text, text, text, text, text, timestamptz, text, text, text) IS
-	'Worker, step 3: records the gateway''s answer (or the transport failure) and moves the operation and its payment on; p_card_fingerprint as for _record_final_results.';
+-- Made once since: _record_result in h-capture-expired (its final form).
 
 ------------------------------------------------------------------------------
 -- h-merchant-turns: merchants take turns in the worker's claim (one
 -- merchant's burst held up everyone's payments until it drained); the
 -- ready index is by merchant within each kind (sql/src/worker.sql,
 -- billing.sql).
+-- Made once since: _claim_operations in h-account-life (its final form).
 
 DROP INDEX payments.operations_ready;
 CREATE INDEX operations_ready ON payments.operations (background, merchant_id, next_attempt_at)
 	WHERE status IN ('queued', 'unknown');
-DROP FUNCTION payments._claim_operations(integer, integer, text[], text);
-CREATE FUNCTION payments._claim_operations(p_limit integer, p_background_limit integer DEFAULT NULL,
-	p_held_connections text[] DEFAULT '{}', p_only_connection text DEFAULT NULL,
-	p_after_merchant bigint DEFAULT NULL)
-	RETURNS TABLE (merchant_id bigint, operation_id bigint, payment_id bigint, kind text,
-		action text, attempt integer, via_void boolean, amount_minor bigint, currency text,
-		currency_exponent integer, txn_invoice text, description text, customer jsonb,
-		ref_trans_id text, card_last4 text, payment_method text, customer_profile_id text,
-		payment_profile_id text, sealed bytea, correlation_id text, created_at timestamptz,
-		never_sent boolean,
-		api_login_id text, transaction_key text, endpoint_url text, ca_file text, timeout_ms integer,
-		payment_method_id bigint, customer_id bigint, method_source text, validation_mode text,
-		method_default boolean, method_customer_profile_id text, method_payment_profile_id text,
-		merchant_customer_id text, customer_email text, customer_name text, customer_billing jsonb,
-		original_network_trans_id text, method_card_last4 text, last_attempt_at timestamptz,
-		recurring boolean, first_recurring boolean, more_ready boolean)
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	SET enable_seqscan = off
-	SET enable_bitmapscan = off
-	SET enable_sort = off
-	SET enable_hashjoin = off
-	SET enable_mergejoin = off
-	SET plan_cache_mode = force_generic_plan
-	SET jit = off
-	AS $$
-BEGIN
-	-- Ordinary operations first, then the background ones (a billing run's
-	-- charges) in what room is left, at most p_background_limit (NULL: no
-	-- other limit): a backlog of renewals never holds up a checkout's
-	-- result.  Merchants without a gateway configuration are skipped (and
-	-- parked by _park_unconfigured), and so are those whose gateway
-	-- connection is in p_held_connections: the worker's circuit for it is
-	-- open (one merchant's dead endpoint holds back no one else).
-	-- p_only_connection: only those of that connection (the one probe of a
-	-- half-open circuit).  The rows are returned in the order of turns.
-	RETURN QUERY
-	WITH RECURSIVE waiting AS (
-		-- each (background, merchant) key and its earliest due time: one
-		-- index probe per merchant with operations waiting
-		(SELECT o.background, o.merchant_id, o.next_attempt_at FROM payments.operations o
-		 WHERE o.status IN ('queued', 'unknown')
-		 ORDER BY o.background, o.merchant_id, o.next_attempt_at LIMIT 1)
-		UNION ALL
-		SELECT n.background, n.merchant_id, n.next_attempt_at FROM waiting w
-		CROSS JOIN LATERAL (SELECT o.background, o.merchant_id, o.next_attempt_at FROM payments.operations o
-			WHERE o.status IN ('queued', 'unknown')
-				AND (o.background, o.merchant_id) > (w.background, w.merchant_id)
-			ORDER BY o.background, o.merchant_id, o.next_attempt_at LIMIT 1) n
-	), due AS (
-		-- the merchants with an operation due (their earliest is), of
-		-- a connection whose circuit is closed: how many, and each one's
-		-- place in this claim's rotation (after p_after_merchant first)
-		SELECT w.background, w.merchant_id, w.next_attempt_at,
-			count(*) OVER (PARTITION BY w.background) AS merchants,
-			row_number() OVER (PARTITION BY w.background
-				ORDER BY p_after_merchant IS NOT NULL AND w.merchant_id <= p_after_merchant,
-					w.merchant_id) AS nth
-		FROM waiting w
-		WHERE w.next_attempt_at <= now() AND w.merchant_id = ANY (ARRAY(SELECT g.merchant_id FROM payments.gateway_config g
-			WHERE payments._gateway_connection(g.endpoint_url, g.ca_file, g.timeout_ms)
-					<> ALL (p_held_connections)
-				AND (p_only_connection IS NULL OR p_only_connection
-					= payments._gateway_connection(g.endpoint_url, g.ca_file, g.timeout_ms))))
-	), ordinary AS (
-		-- the room shared out exactly among the first p_limit merchants of
-		-- the rotation (those after the remainder's one row less), each
-		-- share by due time and locked as read (from its earliest on: past
-		-- the index entries of operations claimed since the last vacuum,
-		-- which the search for it went through); numbered, its turns
-		SELECT x.*, w.share, row_number() OVER (PARTITION BY x.merchant_id ORDER BY x.next_attempt_at) AS turn
-		FROM (SELECT d.*, p_limit / least(d.merchants, p_limit)
-				+ CASE WHEN d.nth <= p_limit % least(d.merchants, p_limit) THEN 1 ELSE 0 END AS share
-			FROM due d WHERE NOT d.background AND d.nth <= p_limit) w
-		CROSS JOIN LATERAL (SELECT o.background, o.merchant_id, o.operation_id, o.next_attempt_at,
-				o.status AS old_status, o.updated_at AS old_updated_at
-			FROM payments.operations o
-			WHERE NOT o.background AND o.merchant_id = w.merchant_id
-				AND o.status IN ('queued', 'unknown')
-				AND o.next_attempt_at >= w.next_attempt_at AND o.next_attempt_at <= now()
-			ORDER BY o.next_attempt_at
-			LIMIT w.share
-			FOR UPDATE OF o SKIP LOCKED) x
-	), ordinary_more AS (
-		-- ordinary operations may be left due: a merchant took its whole
-		-- share, or had none (more merchants than room)
-		SELECT EXISTS (SELECT 1 FROM due d WHERE NOT d.background AND d.nth > p_limit)
-			OR EXISTS (SELECT 1 FROM ordinary o GROUP BY o.merchant_id HAVING count(*) >= max(o.share)) AS more
-	), background_room AS (
-		-- ordinary ones first: room for the background only when none is left
-		SELECT CASE WHEN m.more THEN 0
-			ELSE least(greatest(p_limit - (SELECT count(*) FROM ordinary), 0),
-				coalesce(p_background_limit, p_limit)) END AS room
-		FROM ordinary_more m
-	), background AS (
-		SELECT x.*, w.share, row_number() OVER (PARTITION BY x.merchant_id ORDER BY x.next_attempt_at) AS turn
-		FROM (SELECT d.*, r.room / least(d.merchants, r.room)
-				+ CASE WHEN d.nth <= r.room % least(d.merchants, r.room) THEN 1 ELSE 0 END AS share
-			FROM due d, background_room r WHERE d.background AND d.nth <= r.room) w
-		CROSS JOIN LATERAL (SELECT o.background, o.merchant_id, o.operation_id, o.next_attempt_at,
-				o.status AS old_status, o.updated_at AS old_updated_at
-			FROM payments.operations o
-			WHERE o.background AND o.merchant_id = w.merchant_id
-				AND o.status IN ('queued', 'unknown')
-				AND o.next_attempt_at >= w.next_attempt_at AND o.next_attempt_at <= now()
-			ORDER BY o.next_attempt_at
-			LIMIT w.share
-			FOR UPDATE OF o SKIP LOCKED) x
-	), locked AS (
-		SELECT * FROM ordinary UNION ALL SELECT * FROM background
-	), ready AS (
-		-- in turns: every merchant's first before anyone's second
-		SELECT l.*, row_number() OVER (PARTITION BY l.background
-				ORDER BY l.turn, p_after_merchant IS NOT NULL AND l.merchant_id <= p_after_merchant,
-					l.merchant_id) AS pos
-		FROM locked l
-	), more AS (
-		-- more may be due: of the ordinary ones (above), or a background
-		-- merchant took its whole share or had none
-		SELECT (SELECT m.more FROM ordinary_more m)
-			OR EXISTS (SELECT 1 FROM due d, background_room r WHERE d.background AND d.nth > r.room)
-			OR EXISTS (SELECT 1 FROM background b GROUP BY b.merchant_id HAVING count(*) >= max(b.share))
-			AS ready
-	), claimed AS (
-		UPDATE payments.operations o
-		SET status = 'sending', attempts = o.attempts + 1,
-			first_sent_at = coalesce(o.first_sent_at, now())
-		FROM ready r
-		WHERE o.merchant_id = r.merchant_id AND o.operation_id = r.operation_id
-			AND r.pos <= CASE WHEN NOT r.background THEN p_limit ELSE (SELECT b.room FROM background_room b) END
-		RETURNING o.*, r.old_status, r.old_updated_at, r.pos
-	)
-	SELECT c.merchant_id, c.operation_id, c.payment_id, c.kind,
-		-- queued again after an attempt that may have gone through (an
-		-- unknown outcome, then a resend that provably failed) counts too
-		-- (on the clock: the worker may have spent a while recording outcomes
-		-- in this transaction before claiming)
-		CASE WHEN NOT c.never_sent
-				AND c.first_sent_at < clock_timestamp() - make_interval(secs => payments._duplicate_window() - 60)
-			THEN 'lookup' ELSE 'send' END,
-		c.attempts, c.via_void,
-		pay_minor_units(coalesce(c.amount, p.amount)), pay_currency(p.amount),
-		pay_currency_exponent(pay_currency(p.amount)),
-		-- the invoice of the gateway transaction: each refund its own (equal
-		-- partial refunds are not duplicates); a capture (priorAuthCapture
-		-- keeps the authorization's transId) and a void act on the payment's
-		CASE WHEN c.kind = 'refund' AND NOT c.via_void
-			THEN 'R' || payments._invoice_tag() || c.operation_id ELSE p.invoice_number END,
-		p.description, p.customer,
-		p.gateway_trans_id, p.card_last4, p.payment_method, p.customer_profile_id,
-		p.payment_profile_id, v.sealed, c.correlation_id, c.created_at, c.never_sent,
-		g.api_login_id, g.transaction_key, g.endpoint_url, g.ca_file, g.timeout_ms,
-		-- stored payment methods and customers' profiles (payment_methods.sql):
-		-- their own operations, and charges of a stored method
-		pm.payment_method_id, cu.customer_id, pm.source, pm.validation_mode, pm.is_default,
-		cu.customer_profile_id, pm.payment_profile_id,
-		CASE WHEN cu.customer_id IS NOT NULL THEN payments._gateway_customer_ref(cu.customer_id) END,
-		cu.email, cu.name, cu.billing,
-		pm.network_trans_id, pm.card_last4,
-		-- when the operation last changed: the end of its previous attempt
-		c.old_updated_at,
-		-- a charge of a subscription's invoice is recurring (recurringBilling,
-		-- card on file), the first one of its subscription while no earlier
-		-- invoice of it was paid by a charge (the 'first' invoice, or the
-		-- first renewal after a trial): isFirstRecurringPayment
-		p.invoice_id IS NOT NULL,
-		p.invoice_id IS NOT NULL AND NOT EXISTS (
-			SELECT 1 FROM payments.invoices i
-			JOIN payments.invoices earlier ON earlier.merchant_id = i.merchant_id
-				AND earlier.subscription_id = i.subscription_id AND earlier.invoice_id <> i.invoice_id
-			WHERE i.merchant_id = p.merchant_id AND i.invoice_id = p.invoice_id
-				AND earlier.status = 'paid' AND pay_minor_units(earlier.amount) > 0),
-		(SELECT m.ready FROM more m)
-	FROM claimed c
-	-- operations on a stored method or a customer's profile have no payment
-	LEFT JOIN payments.payments p ON p.merchant_id = c.merchant_id AND p.payment_id = c.payment_id
-	JOIN payments.gateway_config g ON g.merchant_id = c.merchant_id
-	LEFT JOIN payments.card_vault v ON v.merchant_id = c.merchant_id AND v.operation_id = c.operation_id
-	LEFT JOIN payments.payment_methods pm ON pm.merchant_id = c.merchant_id
-		AND pm.payment_method_id = coalesce(c.payment_method_id, p.payment_method_id)
-	LEFT JOIN payments.customers cu ON cu.merchant_id = c.merchant_id
-		AND cu.customer_id = coalesce(c.customer_id, pm.customer_id)
-	ORDER BY c.background, c.pos;
-END
-$$;
-COMMENT ON FUNCTION payments._claim_operations(integer, integer, text[], text, bigint) IS
-	'Worker, step 1: claims up to p_limit ready operations (FOR UPDATE SKIP LOCKED), merchants taking turns (an equal share of the room each, every merchant''s first before anyone''s second; ties after p_after_merchant first; more_ready when a merchant took its whole share), ordinary ones first and at most p_background_limit of a billing run''s charges, and marks them sending before anything is sent; operations of merchants whose gateway connection (_gateway_connection) is in p_held_connections (its circuit is open in the worker) are left; with p_only_connection, only that connection''s are claimed.';
-REVOKE ALL ON FUNCTION payments._claim_operations(integer, integer, text[], text, bigint) FROM PUBLIC;
 
 ------------------------------------------------------------------------------
 -- h-profile-ids: on a gateway account shared by merchants, raw profile ids
 -- only of the merchant's own customers, one answer for any other id
 -- (sql/src/payment_api.sql).
 
+-- A customer profile given by its ids rather than a stored method's.
+-- Merchants of this installation on one gateway account (the same login
+-- at the same endpoint) share the gateway's profiles: a profile that is
+-- another such merchant's customer's is refused (its saved card was
+-- charged by its ids).  Profiles made outside the extension are the
+-- account's, whoever shares it; with an account of its own, the gateway
+-- refuses any profile not of that account.
 CREATE OR REPLACE FUNCTION payments._check_profile_owner(p_merchant_id bigint, p_customer_profile_id text)
 	RETURNS void
 	LANGUAGE plpgsql STABLE
@@ -8981,6 +3861,8 @@ COMMENT ON FUNCTION payments._check_profile_owner(bigint, text) IS
 -- and payment methods (sql/src/api_keys.sql; src/tenancy.c, api_keys.c:
 -- a key with a JWT of another merchant is refused).  _apply_api_scopes in
 -- the h-tenancy block below sets the new scopes on the functions.
+-- Made once since: _check_api_key_scopes in h-free-text-bounds (its final
+-- form).
 
 ALTER TABLE payments.api_keys DROP CONSTRAINT api_keys_scopes_check;
 ALTER TABLE payments.api_keys ADD CONSTRAINT api_keys_scopes_check CHECK (cardinality(scopes) BETWEEN 1 AND 5
@@ -8991,28 +3873,6 @@ CREATE INDEX api_keys_created_by_key ON payments.api_keys (merchant_id, created_
 COMMENT ON TABLE payments.api_keys IS
 	'Merchant API keys (pay_create_api_key): scopes (read, payments, refunds, customers, admin), expiry, revocation, rotation with an overlap (previous_hash until previous_valid_until), per-key rate limits (NULL: the settings payments.api_key_rate_limit and payments.api_key_burst). A key made by a key (created_by_key) is never broader than that key and is revoked with it. secret_hash is the SHA-256 of the key, which is never stored. last_used_at is written at most once a minute per key. Owner only.';
 COMMENT ON COLUMN payments.api_keys.created_by_key IS 'The admin API key the key was created with, if any: the key is revoked when that one is, and expires no later (_api_keys_follow_creator).';
-
-CREATE OR REPLACE FUNCTION payments._check_api_key_scopes(scopes text[]) RETURNS text[]
-	LANGUAGE plpgsql IMMUTABLE
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	bad text;
-BEGIN
-	IF scopes IS NULL OR cardinality(scopes) = 0 THEN
-		RAISE EXCEPTION 'an API key needs at least one scope' USING ERRCODE = '22023',
-			HINT = 'The scopes are read, payments, refunds, customers and admin.';
-	END IF;
-	SELECT s INTO bad FROM unnest(scopes) s
-	WHERE s IS NULL OR s NOT IN ('read', 'payments', 'refunds', 'customers', 'admin') LIMIT 1;
-	IF FOUND THEN
-		RAISE EXCEPTION 'unknown API key scope: %', coalesce(bad, 'NULL') USING ERRCODE = '22023',
-			HINT = 'The scopes are read, payments, refunds, customers and admin.';
-	END IF;
-	RETURN ARRAY(SELECT DISTINCT s FROM unnest(scopes) s ORDER BY 1);
-END
-$$;
-COMMENT ON FUNCTION payments._check_api_key_scopes(text[]) IS 'Internal: the scopes of a new key, checked (22023) and sorted.';
 
 -- How many keys a merchant may have that are neither revoked nor expired.
 CREATE FUNCTION payments._api_key_cap() RETURNS integer
@@ -9179,6 +4039,8 @@ COMMENT ON FUNCTION payments._api_function_scope(name) IS
 -- and a refund's reason at most 255 characters.  The new functions are
 -- revoked from PUBLIC and the replaced API functions get their scopes back
 -- at the end of this script (privileges.sql).
+-- Made once since: _correlation_id in h-free-text-bounds; _create_payment in
+-- h-purchase-scope; pay_refund in h-refund-dead-letters (their final form).
 
 CREATE FUNCTION payments._check_text(field text, value text, max_chars integer DEFAULT NULL)
 	RETURNS void
@@ -9194,22 +4056,6 @@ COMMENT ON FUNCTION payments._mask_card_numbers(text) IS
 CREATE OR REPLACE FUNCTION payments._check_metadata(p_metadata jsonb) RETURNS void
 	LANGUAGE c IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'pay_check_metadata';
 COMMENT ON FUNCTION payments._check_metadata(jsonb) IS 'Internal: raises 22023 unless metadata is NULL or a JSON object of at most 50 keys whose values are strings, numbers, booleans or null, 22001 for a key over 40 or a value over 500 characters, 22Y17 for a card number in a key or a value.';
-
-CREATE OR REPLACE FUNCTION payments._correlation_id(given text) RETURNS text
-	LANGUAGE plpgsql VOLATILE
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-BEGIN
-	RETURN payments._mask_card_numbers(coalesce(
-		nullif(given, ''),
-		nullif(nullif(current_setting('request.headers', true), ''), '{}')::jsonb ->> 'x-request-id',
-		nullif(nullif(current_setting('request.headers', true), ''), '{}')::jsonb ->> 'traceparent',
-		nullif(current_setting('payments.correlation_id', true), ''),
-		replace(gen_random_uuid()::text, '-', '')));
-END
-$$;
-COMMENT ON FUNCTION payments._correlation_id(text) IS
-	'Internal: the correlation id of the current request (argument, x-request-id or traceparent header, payments.correlation_id setting, or a new one), the digits of any card number in it masked.';
 
 CREATE OR REPLACE FUNCTION payments._check_idempotency_key(p_key text) RETURNS void
 	LANGUAGE plpgsql IMMUTABLE
@@ -9236,208 +4082,9 @@ CREATE OR REPLACE FUNCTION payments._check_gateway_input(amount payments.pay_amo
 COMMENT ON FUNCTION payments._check_gateway_input(payments.pay_amount, text, jsonb, text, text, text) IS
 	'Internal: raises 22Y24 (character the gateway cannot carry), 22001 (text longer than the gateway field), 22Y26 (amount of more digits than the gateway takes) or 22Y22 (profile id not 1 to 20 digits) for input a payment request would carry; 22Y17 for a card number in the description or the customer object, 22023 or 22001 for a customer object beyond metadata''s bounds (src/free_text.c).';
 
-CREATE OR REPLACE FUNCTION payments._create_payment(
-	p_kind text, p_amount payments.pay_amount, p_card payments.pay_card, p_opaque_data jsonb,
-	p_customer_profile_id text, p_payment_profile_id text, p_description text, p_order_ref text,
-	p_customer jsonb, p_metadata jsonb, p_idempotency_key text, p_correlation_id text,
-	p_customer_id bigint DEFAULT NULL, p_payment_method_id bigint DEFAULT NULL)
-	RETURNS payments.payments
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	m bigint := payments.pay_current_merchant();
-	methods int := (p_card IS NOT NULL)::int + (p_opaque_data IS NOT NULL)::int
-		+ (p_customer_profile_id IS NOT NULL OR p_payment_profile_id IS NOT NULL)::int
-		+ (p_payment_method_id IS NOT NULL)::int;
-	method text;
-	stored payments.payment_methods;
-	idem payments.idempotency_keys;
-	pid bigint;
-	oid_ bigint;
-	corr text := payments._correlation_id(p_correlation_id);
-	result payments.payments;
-BEGIN
-	IF p_amount IS NULL THEN
-		RAISE EXCEPTION 'amount is required' USING ERRCODE = '22004';
-	END IF;
-	IF pay_minor_units(p_amount) <= 0 THEN
-		RAISE EXCEPTION 'amount must be positive' USING ERRCODE = '22Y23',
-			DETAIL = format('The amount given was %s.', p_amount);
-	END IF;
-	-- a customer or a stored method (payment_methods.sql): the method's
-	-- profile is charged, the customer's details fill customer
-	IF p_customer_id IS NOT NULL OR p_payment_method_id IS NOT NULL THEN
-		stored := payments._stored_method_for_payment(p_customer_id, p_payment_method_id, methods);
-		IF stored.payment_method_id IS NOT NULL THEN
-			p_customer_profile_id := stored.customer_profile_id;
-			p_payment_profile_id := stored.payment_profile_id;
-			p_customer_id := stored.customer_id;
-			methods := 1;
-		END IF;
-	END IF;
-	IF p_customer_id IS NOT NULL AND p_customer IS NULL THEN
-		p_customer := payments._customer_billing(p_customer_id);
-	END IF;
-	IF methods <> 1 THEN
-		RAISE EXCEPTION 'exactly one payment method is required'
-			USING ERRCODE = '22Y22',
-				DETAIL = format('%s payment methods were given.', methods),
-				HINT = 'Pass card, opaque_data, or customer_profile_id with payment_profile_id.';
-	END IF;
-	IF p_card IS NOT NULL THEN
-		method := 'card';
-	ELSIF p_opaque_data IS NOT NULL THEN
-		method := 'opaque_data';
-		PERFORM payments._check_opaque_data(p_opaque_data);
-	ELSE
-		method := 'profile';
-		IF p_customer_profile_id IS NULL OR p_payment_profile_id IS NULL THEN
-			RAISE EXCEPTION 'customer_profile_id and payment_profile_id go together'
-				USING ERRCODE = '22Y22';
-		END IF;
-		IF stored.payment_method_id IS NULL THEN
-			PERFORM payments._check_profile_owner(m, p_customer_profile_id);
-		END IF;
-	END IF;
-	IF p_customer IS NOT NULL AND jsonb_typeof(p_customer) <> 'object' THEN
-		RAISE EXCEPTION 'customer must be a JSON object' USING ERRCODE = '22023';
-	END IF;
-	-- metadata and order_ref are kept, not sent: bounds and no card number
-	-- (the description and customer: _check_gateway_input)
-	IF p_metadata IS NOT NULL THEN
-		PERFORM payments._check_metadata(p_metadata);
-	END IF;
-	IF p_order_ref IS NOT NULL THEN
-		PERFORM payments._check_text('order_ref', p_order_ref, 255);
-	END IF;
-	PERFORM payments._check_gateway_input(p_amount, p_description, p_customer, corr,
-		p_customer_profile_id, p_payment_profile_id);
-
-	-- the request's hash only for a key: most calls have none.  A card is
-	-- in it by what a caller may know of it (brand, last four, expiry), not
-	-- its fingerprint: a key reused with a card number tried would tell
-	-- whether the number is the one first sent.
-	IF p_idempotency_key IS NOT NULL THEN
-		idem := payments._idempotency_claim(m, p_idempotency_key, p_kind, md5(jsonb_build_array(
-			p_amount::text, payments.pay_card_brand(p_card), payments.pay_card_last4(p_card),
-			payments.pay_card_exp_month(p_card),
-			payments.pay_card_exp_year(p_card), p_opaque_data, p_customer_profile_id, p_payment_profile_id,
-			p_description, p_order_ref, p_customer, p_metadata, p_customer_id, p_payment_method_id)::text));
-		IF idem.payment_id IS NOT NULL THEN
-			SELECT * INTO result FROM payments.payments WHERE merchant_id = m AND payment_id = idem.payment_id;
-			RETURN result;
-		END IF;
-	END IF;
-
-	-- The payment, its operation and the sealed card or nonce (it can
-	-- charge the card once: it waits sealed, like a card) in one statement:
-	-- each statement costs a purchase an executor of its own.  The payment
-	-- is written first (the operation reads it), so its event comes first.
-	pid := nextval('payments.payments_payment_id_seq');
-	oid_ := nextval('payments.operations_operation_id_seq');
-	WITH p AS (
-	INSERT INTO payments.payments AS n (merchant_id, payment_id, kind, amount, amount_refunded,
-		payment_method, card_brand, card_last4, card_exp_month, card_exp_year, card_fingerprint,
-		customer_profile_id, payment_profile_id, invoice_number, description, order_ref,
-		customer, metadata, correlation_id, idempotency_key, customer_id, payment_method_id)
-	OVERRIDING SYSTEM VALUE
-	VALUES (m, pid, p_kind, p_amount, p_amount * 0, method,
-		coalesce(payments.pay_card_brand(p_card), stored.card_brand),
-		coalesce(payments.pay_card_last4(p_card), stored.card_last4),
-		coalesce(payments.pay_card_exp_month(p_card), stored.card_exp_month),
-		coalesce(payments.pay_card_exp_year(p_card), stored.card_exp_year),
-		-- a card's fingerprint comes with the gateway's answer (see
-		-- _record_final_results)
-		stored.card_fingerprint,
-		p_customer_profile_id, p_payment_profile_id,
-		'P' || payments._invoice_tag() || pid, p_description, p_order_ref,
-		coalesce(p_customer, '{}'), coalesce(p_metadata, '{}'), corr, p_idempotency_key,
-		p_customer_id, stored.payment_method_id)
-	RETURNING n
-	), o AS (
-	INSERT INTO payments.operations (operation_id, merchant_id, payment_id, kind, amount,
-		idempotency_key, correlation_id)
-	OVERRIDING SYSTEM VALUE
-	SELECT oid_, m, pid, p_kind, p_amount, p_idempotency_key, corr FROM p
-	RETURNING operation_id
-	), v AS (
-	INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
-	SELECT m, o.operation_id, CASE WHEN p_card IS NOT NULL THEN payments._card_sealed(p_card)
-		ELSE payments._opaque_data_sealed(p_opaque_data ->> 'dataDescriptor', p_opaque_data ->> 'dataValue') END
-	FROM o WHERE p_card IS NOT NULL OR p_opaque_data IS NOT NULL
-	)
-	SELECT (p.n).* INTO result FROM p, o;
-
-	IF p_idempotency_key IS NOT NULL THEN
-		UPDATE payments.idempotency_keys SET payment_id = pid, operation_id = oid_
-		WHERE merchant_id = m AND idempotency_key = p_idempotency_key;
-	END IF;
-	PERFORM payments._wake_at_commit();
-	RETURN result;
-END
-$$;
-COMMENT ON FUNCTION payments._create_payment(text, payments.pay_amount, payments.pay_card, jsonb, text, text, text, text, jsonb, jsonb, text, text, bigint, bigint) IS
-	'Internal: records a purchase or authorization and its gateway operation; the worker sends it after COMMIT.';
-
-CREATE OR REPLACE FUNCTION payments.pay_refund(
-	payment_id bigint,
-	amount payments.pay_amount DEFAULT NULL,
-	reason text DEFAULT NULL,
-	idempotency_key text DEFAULT NULL,
-	correlation_id text DEFAULT NULL)
-	RETURNS payments.operations
-	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	p payments.payments := payments._lock_payment(pay_refund.payment_id);
-	o payments.operations := payments._idempotent_operation(p.merchant_id, pay_refund.idempotency_key,
-		'refund', md5(jsonb_build_array(pay_refund.payment_id, pay_refund.amount::text, pay_refund.reason)::text));
-	captured payments.pay_amount;
-	committed payments.pay_amount;
-	remaining payments.pay_amount;
-	refund_amount payments.pay_amount;
-BEGIN
-	IF o.operation_id IS NOT NULL THEN
-		RETURN o;
-	END IF;
-	PERFORM payments._check_text('reason', pay_refund.reason, 255);
-	IF p.status NOT IN ('succeeded', 'partially_refunded') THEN
-		PERFORM payments._wrong_state(p, 'refund');
-	END IF;
-	captured := p.amount_captured;
-	-- refunds already made or on their way count against what is left
-	SELECT coalesce(sum(x.amount), p.amount * 0) INTO committed FROM payments.operations x
-	WHERE x.merchant_id = p.merchant_id AND x.payment_id = p.payment_id AND x.kind = 'refund'
-		AND x.status IN ('queued', 'sending', 'unknown', 'succeeded', 'waiting_settlement', 'dead');
-	remaining := captured - committed;
-	refund_amount := coalesce(pay_refund.amount, remaining);
-	IF pay_minor_units(refund_amount) <= 0 THEN
-		RAISE EXCEPTION 'refund amount must be positive' USING ERRCODE = '22Y23',
-			DETAIL = format('%s of %s captured is left to refund.', remaining, captured);
-	END IF;
-	IF refund_amount > remaining THEN
-		RAISE EXCEPTION 'refund amount % exceeds the % left to refund', refund_amount, remaining
-			USING ERRCODE = '22Y21',
-				DETAIL = format('%s was captured and %s is refunded or being refunded.', captured, committed);
-	END IF;
-	IF payments._busy_operation(p) IS NOT NULL AND NOT EXISTS (SELECT 1 FROM payments.operations x
-			WHERE x.merchant_id = p.merchant_id AND x.payment_id = p.payment_id
-				AND x.status IN ('queued', 'sending', 'unknown') AND x.kind = 'refund') THEN
-		PERFORM payments._wrong_state(p, 'refund', 'Another operation on this payment is in progress.');
-	END IF;
-	-- Void, refund or wait is decided by the worker from the gateway's state
-	-- of the capture when it processes the refund: settled, a refund; not
-	-- settled, a void when the whole capture is refunded, else it waits
-	-- (waiting_settlement) and goes out once the batch has settled.
-	RETURN payments._new_operation(p, 'refund', refund_amount, 'queued', pay_refund.reason,
-		pay_refund.idempotency_key, pay_refund.correlation_id);
-END
-$$;
-COMMENT ON FUNCTION payments.pay_refund(bigint, payments.pay_amount, text, text, text) IS
-	'Refund a captured payment, fully or partially (several partial refunds up to the captured amount). The worker asks the gateway first: a settled capture is refunded; before settlement a full refund is sent as a void and a partial one waits for settlement (waiting_settlement). Returns the refund operation.';
-
+-- The customer's texts, against what the gateway takes: the email goes to
+-- the profile's email and customer.email (255), the name to the profile's
+-- description (255), the billing details to billTo.
 CREATE OR REPLACE FUNCTION payments._check_customer_input(p_email text, p_name text, p_external_ref text,
 	p_billing jsonb, p_metadata jsonb, p_correlation_id text)
 	RETURNS void
@@ -9685,7 +4332,14 @@ COMMENT ON COLUMN payments.audit_log.correlation_id IS 'x-request-id (or tracepa
 -- uncollectible when its customer is deleted or dunning ends it, a net
 -- credit reported; an ended subscription's failed final invoice is
 -- uncollectible (sql/src/billing.sql, subscriptions.sql).
+-- Made once since: _invoice_payment_failed in h-dunning-schedule;
+-- _run_renewals in h-billing; pay_cancel_subscription in h-due-renewals
+-- (their final form).
 
+-- A billing step that is not a status change (the status triggers write
+-- those): invoice.payment_failed, invoice.retry_scheduled,
+-- invoice.retry_attempted, invoice.payment_after_close,
+-- subscription.renewed, subscription.dunning_exhausted.
 CREATE OR REPLACE FUNCTION payments._billing_event(p_merchant_id bigint, p_event_type text, p_payment_id bigint,
 	p_data jsonb, p_correlation_id text)
 	RETURNS void
@@ -9775,93 +4429,10 @@ $$;
 COMMENT ON FUNCTION payments._close_pending_items(bigint, bigint, text, boolean, boolean) IS
 	'Internal: when a subscription ends, closes its pending invoice items on a final proration invoice of its last period: a net amount owed is charged (p_charge; p_background: a billing run''s) or recorded uncollectible (not p_charge, failure code p_reason); a net credit makes it zero and paid and is reported, with the latest paid charge to refund it from. Writes subscription.pending_items_closed. Returns the invoice, or NULL when nothing was pending. The caller holds the subscription''s row lock and has ended it.';
 
-CREATE OR REPLACE FUNCTION payments._invoice_payment_failed(p_merchant_id bigint, p_invoice_id bigint,
-	p_payment_id bigint, p_code text, p_reason text)
-	RETURNS payments.invoices
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	inv payments.invoices;
-	s payments.subscriptions;
-	days integer[];
-	final_ boolean := payments._decline_is_final(p_code);
-	now_ timestamptz := payments._billing_now(p_merchant_id);
-	next_ timestamptz;
-	retry_no integer;
-BEGIN
-	SELECT x.* INTO STRICT s FROM payments.subscriptions x
-	WHERE x.merchant_id = p_merchant_id AND x.subscription_id =
-		(SELECT i.subscription_id FROM payments.invoices i
-		 WHERE i.merchant_id = p_merchant_id AND i.invoice_id = p_invoice_id)
-	FOR UPDATE;
-	SELECT * INTO STRICT inv FROM payments.invoices
-	WHERE merchant_id = p_merchant_id AND invoice_id = p_invoice_id
-	FOR UPDATE;
-	IF inv.status NOT IN ('open', 'uncollectible')
-		OR (p_payment_id IS NOT NULL AND inv.payment_id IS DISTINCT FROM p_payment_id) THEN
-		RETURN inv;
-	END IF;
-	UPDATE payments.invoices SET first_failed_at = coalesce(first_failed_at, now_),
-		last_failure_code = p_code, last_failure_reason = p_reason, next_attempt_at = NULL
-	WHERE merchant_id = p_merchant_id AND invoice_id = p_invoice_id
-	RETURNING * INTO inv;
-	PERFORM payments._billing_event(p_merchant_id, 'invoice.payment_failed', p_payment_id,
-		jsonb_build_object('invoice_id', inv.invoice_id, 'subscription_id', inv.subscription_id,
-			'kind', inv.kind, 'amount', inv.amount, 'payment_id', p_payment_id,
-			'attempt_count', inv.attempt_count, 'failure_code', p_code, 'failure_reason', p_reason,
-			'retryable', NOT final_, 'first_failed_at', inv.first_failed_at),
-		inv.correlation_id);
-	IF inv.status = 'open' AND s.status IN ('canceled', 'incomplete_expired') THEN
-		-- an ended subscription has no dunning: its final invoice is not retried
-		UPDATE payments.invoices SET status = 'uncollectible', closed_at = now_
-		WHERE merchant_id = p_merchant_id AND invoice_id = p_invoice_id
-		RETURNING * INTO inv;
-		RETURN inv;
-	END IF;
-	IF inv.status <> 'open' OR (inv.kind = 'first' AND s.status = 'incomplete')
-		OR s.status NOT IN ('trialing', 'active', 'past_due') THEN
-		RETURN inv;
-	END IF;
-	IF s.status <> 'past_due' THEN
-		UPDATE payments.subscriptions SET status = 'past_due', next_renewal_at = NULL
-		WHERE merchant_id = p_merchant_id AND subscription_id = s.subscription_id;
-	END IF;
-
-	days := (payments._dunning_policy(p_merchant_id)).retry_days;
-	IF final_ THEN
-		-- no retry; the final action on the schedule's last day
-		next_ := inv.first_failed_at + make_interval(days => days[cardinality(days)]);
-		IF next_ <= now_ THEN
-			next_ := NULL;
-		END IF;
-	ELSE
-		SELECT inv.first_failed_at + make_interval(days => d.day), d.n INTO next_, retry_no
-		FROM unnest(days) WITH ORDINALITY d(day, n)
-		WHERE inv.first_failed_at + make_interval(days => d.day) > now_
-		ORDER BY d.n
-		LIMIT 1;
-	END IF;
-	IF next_ IS NULL THEN
-		PERFORM payments._dunning_final_action(p_merchant_id, p_invoice_id);
-		SELECT * INTO inv FROM payments.invoices WHERE merchant_id = p_merchant_id AND invoice_id = p_invoice_id;
-		RETURN inv;
-	END IF;
-	UPDATE payments.invoices SET next_attempt_at = next_
-	WHERE merchant_id = p_merchant_id AND invoice_id = p_invoice_id
-	RETURNING * INTO inv;
-	IF NOT final_ THEN
-		PERFORM payments._billing_event(p_merchant_id, 'invoice.retry_scheduled', p_payment_id,
-			jsonb_build_object('invoice_id', inv.invoice_id, 'subscription_id', inv.subscription_id,
-				'next_attempt_at', next_, 'retry', retry_no, 'retries', cardinality(days)),
-			inv.correlation_id);
-	END IF;
-	RETURN inv;
-END
-$$;
-COMMENT ON FUNCTION payments._invoice_payment_failed(bigint, bigint, bigint, text, text) IS
-	'Internal: records a failed charge of an invoice (writes invoice.payment_failed) and applies dunning: a first invoice leaves the subscription incomplete; otherwise the subscription becomes past_due and the invoice is retried on the merchant''s next retry day counted from the first failure (invoice.retry_scheduled), or, after a final decline, waits for the schedule''s last day; with no day left, the final action. An open invoice of an ended subscription (its final invoice) is not retried: uncollectible. Locks the subscription, then the invoice.';
-
+-- The final action of dunning: the invoice is uncollectible and the
+-- subscription becomes what the merchant's policy says (canceled, ended
+-- now; or unpaid, kept with no renewals until an invoice is paid).  The
+-- caller holds the subscription's and the invoice's locks.
 CREATE OR REPLACE FUNCTION payments._dunning_final_action(p_merchant_id bigint, p_invoice_id bigint)
 	RETURNS void
 	LANGUAGE plpgsql
@@ -9899,80 +4470,10 @@ $$;
 COMMENT ON FUNCTION payments._dunning_final_action(bigint, bigint) IS
 	'Internal: dunning''s final action for an open invoice: uncollectible, and the past_due subscription canceled (ended now; its pending invoice items closed on an uncollectible final invoice, not charged) or unpaid as the merchant''s policy says; writes subscription.dunning_exhausted. The caller holds the locks.';
 
-CREATE OR REPLACE FUNCTION payments._run_renewals(p_merchant_id bigint, p_limit integer) RETURNS integer
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	s payments.subscriptions;
-	horizon timestamptz := payments._billing_horizon(p_merchant_id);
-	clocks boolean := current_setting('payments.test_clocks', true) = 'on';
-	now_ timestamptz;
-	idx integer;
-	start_ timestamptz;
-	end_ timestamptz;
-	n integer := 0;
-BEGIN
-	FOR s IN
-		SELECT x.* FROM payments.subscriptions x
-		WHERE x.next_renewal_at <= horizon
-			AND (p_merchant_id IS NULL OR x.merchant_id = p_merchant_id)
-			AND x.status IN ('trialing', 'active', 'incomplete')
-			-- each merchant's own clock (CASE: never evaluated without test clocks)
-			AND CASE WHEN clocks AND p_merchant_id IS NULL
-				THEN x.next_renewal_at <= payments._billing_now(x.merchant_id) ELSE true END
-		ORDER BY x.next_renewal_at
-		LIMIT p_limit
-		FOR UPDATE SKIP LOCKED
-	LOOP
-		-- the row as locked: another run may have renewed it since
-		now_ := CASE WHEN clocks THEN payments._billing_now(s.merchant_id) ELSE now() END;
-		CONTINUE WHEN s.next_renewal_at IS NULL OR s.next_renewal_at > now_
-			OR s.status NOT IN ('trialing', 'active', 'incomplete');
-		n := n + 1;
-		IF s.status = 'incomplete' THEN
-			IF EXISTS (SELECT 1 FROM payments.invoices i JOIN payments.payments p
-					ON p.merchant_id = i.merchant_id AND p.payment_id = i.payment_id
-				WHERE i.merchant_id = s.merchant_id AND i.subscription_id = s.subscription_id
-					AND i.status = 'open' AND p.status IN ('pending', 'unknown', 'in_review')) THEN
-				UPDATE payments.subscriptions SET next_renewal_at = now_ + interval '1 minute'
-				WHERE merchant_id = s.merchant_id AND subscription_id = s.subscription_id;
-				CONTINUE;
-			END IF;
-			UPDATE payments.subscriptions SET status = 'incomplete_expired', next_renewal_at = NULL,
-				ended_at = now_
-			WHERE merchant_id = s.merchant_id AND subscription_id = s.subscription_id;
-			UPDATE payments.invoices SET status = 'void', next_attempt_at = NULL, closed_at = now_
-			WHERE merchant_id = s.merchant_id AND subscription_id = s.subscription_id AND status = 'open';
-		ELSIF s.cancel_at_period_end THEN
-			UPDATE payments.subscriptions SET status = 'canceled', next_renewal_at = NULL,
-				canceled_at = coalesce(canceled_at, now_), ended_at = s.next_renewal_at
-			WHERE merchant_id = s.merchant_id AND subscription_id = s.subscription_id;
-			-- no next invoice: the pending prorations go on a final one
-			PERFORM payments._close_pending_items(s.merchant_id, s.subscription_id, 'canceled_at_period_end',
-				true, true);
-		ELSE
-			idx := s.current_period_index + 1;
-			start_ := payments._period_start(s.billing_anchor, s.time_zone, s.interval_unit, s.interval_count, idx);
-			end_ := payments._period_start(s.billing_anchor, s.time_zone, s.interval_unit, s.interval_count, idx + 1);
-			UPDATE payments.subscriptions SET current_period_index = idx, period_amount = NULL,
-				current_period_start = start_, current_period_end = end_, next_renewal_at = end_
-			WHERE merchant_id = s.merchant_id AND subscription_id = s.subscription_id;
-			PERFORM payments._billing_event(s.merchant_id, 'subscription.renewed', NULL,
-				jsonb_build_object('subscription_id', s.subscription_id, 'status', s.status,
-					'trial_ended', s.status = 'trialing', 'period_index', idx,
-					'current_period_start', start_, 'current_period_end', end_),
-				s.correlation_id);
-			PERFORM payments._issue_invoice(s.merchant_id, s.subscription_id, 'renewal', idx, start_, end_,
-				p_background => true);
-		END IF;
-	END LOOP;
-	RETURN n;
-END
-$$;
-COMMENT ON FUNCTION payments._run_renewals(bigint, integer) IS
-	'Billing run (the billing process, pay_run_renewals): for at most p_limit subscriptions due by their merchant''s billing clock (one merchant, or NULL: all), oldest first, locked with SKIP LOCKED: incomplete ones past their deadline expire (first invoice void), cancel_at_period_end ones are canceled (their pending invoice items charged on a final invoice), trialing and active ones move to their next period and its renewal invoice is issued and charged. Returns how many subscriptions it handled.';
-
+-- Ending a subscription now (the caller holds its row lock): its open
+-- invoices are voided and it is canceled (incomplete_expired when it never
+-- started).  Refused while an open invoice's charge is in flight: it could
+-- be paid after the invoice was voided.
 CREATE OR REPLACE FUNCTION payments._end_subscription_now(s payments.subscriptions, now_ timestamptz)
 	RETURNS payments.subscriptions
 	LANGUAGE plpgsql
@@ -10009,6 +4510,9 @@ $$;
 COMMENT ON FUNCTION payments._end_subscription_now(payments.subscriptions, timestamptz) IS
 	'Internal: cancels a subscription now (incomplete_expired if it never started), voids its open invoices and closes its pending invoice items on a final invoice, charged (payments._close_pending_items); 22Y20 while a charge of an open invoice is in flight. The caller holds the subscription''s row lock.';
 
+-- A customer who is deleted or erased keeps no running subscription: each
+-- is ended now, as pay_cancel_subscription would (refused, with the whole
+-- deletion, while a charge of one is in flight).
 CREATE OR REPLACE FUNCTION payments._end_customer_subscriptions(c payments.customers) RETURNS void
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments, pg_temp
@@ -10033,53 +4537,15 @@ $$;
 COMMENT ON FUNCTION payments._end_customer_subscriptions(payments.customers) IS
 	'Internal: ends a deleted or erased customer''s running subscriptions now (payments._end_subscription_now); their pending invoice items are closed on an uncollectible final invoice, not charged.';
 
-CREATE OR REPLACE FUNCTION payments.pay_cancel_subscription(
-	subscription_id bigint,
-	at_period_end boolean DEFAULT false,
-	idempotency_key text DEFAULT NULL,
-	correlation_id text DEFAULT NULL)
-	RETURNS payments.subscriptions
-	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	s payments.subscriptions := payments._find_subscription(pay_cancel_subscription.subscription_id, true);
-	corr text := payments._correlation_id(pay_cancel_subscription.correlation_id);
-	idem payments.idempotency_keys;
-	now_ timestamptz := payments._billing_now(s.merchant_id);
-	result payments.subscriptions;
-BEGIN
-	IF at_period_end IS NULL THEN
-		RAISE EXCEPTION 'at_period_end must be true or false' USING ERRCODE = '22023';
-	END IF;
-	idem := payments._idempotency_claim(s.merchant_id, pay_cancel_subscription.idempotency_key, 'cancel_subscription',
-		md5(jsonb_build_array(s.subscription_id, at_period_end)::text), s.customer_id);
-	IF idem.request_kind IS NOT NULL THEN
-		RETURN s;				-- applied once already
-	END IF;
-	PERFORM payments._require_not_ended(s, 'cancel');
-	IF at_period_end THEN
-		PERFORM payments._require_cancellable_at_period_end(s);
-		UPDATE payments.subscriptions x SET cancel_at_period_end = true, canceled_at = now_
-		WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id
-		RETURNING * INTO result;
-		INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
-		VALUES (s.merchant_id, 'subscription.updated', jsonb_build_object('subscription_id', s.subscription_id,
-			'customer_id', s.customer_id, 'status', s.status, 'cancel_at_period_end', true,
-			'cancel_at', s.current_period_end, 'fields', jsonb_build_array('cancel_at_period_end')), corr);
-		RETURN result;
-	END IF;
-	RETURN payments._end_subscription_now(s, now_);
-END
-$$;
-COMMENT ON FUNCTION payments.pay_cancel_subscription(bigint, boolean, text, text) IS
-	'Cancels a subscription of the current merchant. Now (default): status canceled (an incomplete one: incomplete_expired), canceled_at and ended_at set, next_renewal_at NULL, its open invoices voided; nothing is refunded; refused (22Y20) while a charge of an open invoice is in flight. At period end (at_period_end => true; trialing, incomplete or active only): cancel_at_period_end is set and the billing run ends it when the period ends, without charging the next one. Either way, pending prorations (pay_change_subscription with next_invoice) are closed on a final proration invoice when it ends: a net amount owed is charged, a net credit reported (subscription.pending_items_closed); pay_update_subscription(cancel_at_period_end => false) undoes it. An ended subscription raises 22Y20; PT404 for an unknown or foreign id.';
-
 ------------------------------------------------------------------------------
 -- h-unpaid-resume: an unpaid subscription paid at last resumes in the
 -- period containing now, the rest of it invoiced prorated; the periods it
 -- spent unpaid are no longer billed one by one (sql/src/billing.sql).
 
+-- An invoice of the subscription was paid: an incomplete, past-due or
+-- unpaid subscription (or one whose trial has ended) becomes active again,
+-- unless another of its invoices is still in dunning; its next renewal is
+-- the end of its current period.  The caller holds the subscription's lock.
 CREATE OR REPLACE FUNCTION payments._subscription_invoice_paid(p_merchant_id bigint, p_subscription_id bigint)
 	RETURNS void
 	LANGUAGE plpgsql
@@ -10267,252 +4733,9 @@ COMMENT ON FUNCTION payments.pay_resume_subscription(bigint, text) IS
 -- subscription ended, customer deleted) in pay_create_subscription,
 -- pay_update_subscription, pay_update_customer and pay_save_payment_method
 -- (sql/src/subscriptions.sql, customers.sql, payment_methods.sql).
-
-CREATE OR REPLACE FUNCTION payments.pay_create_subscription(
-	customer_id bigint,
-	plan_id bigint DEFAULT NULL,
-	price payments.pay_amount DEFAULT NULL,
-	interval_unit text DEFAULT NULL,
-	interval_count integer DEFAULT NULL,
-	quantity integer DEFAULT 1,
-	payment_method_id bigint DEFAULT NULL,
-	trial_days integer DEFAULT NULL,
-	billing_anchor timestamp DEFAULT NULL,
-	time_zone text DEFAULT 'UTC',
-	metadata jsonb DEFAULT NULL,
-	idempotency_key text DEFAULT NULL,
-	correlation_id text DEFAULT NULL)
-	RETURNS payments.subscriptions
-	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	c payments.customers;
-	m bigint := payments.pay_current_merchant();
-	corr text := payments._correlation_id(pay_create_subscription.correlation_id);
-	p payments.plans;
-	unit_ payments.pay_amount;
-	iunit text;
-	icount integer;
-	trial integer;
-	idem payments.idempotency_keys;
-	now_ timestamptz;
-	anchor timestamp;
-	n integer;
-	ps timestamptz;
-	pe timestamptz;
-	s payments.subscriptions;
-	inv payments.invoices;
-BEGIN
-	-- a repeated call returns what the first one made, whatever changed
-	-- since (the plan made inactive, the card deleted): the key is looked
-	-- up before anything is checked against the current state
-	idem := payments._idempotency_claim(m, pay_create_subscription.idempotency_key, 'create_subscription',
-		md5(jsonb_build_array(pay_create_subscription.customer_id, pay_create_subscription.plan_id,
-			pay_create_subscription.price::text,
-			pay_create_subscription.interval_unit, pay_create_subscription.interval_count,
-			pay_create_subscription.quantity, pay_create_subscription.payment_method_id,
-			pay_create_subscription.trial_days, pay_create_subscription.billing_anchor,
-			pay_create_subscription.time_zone, pay_create_subscription.metadata)::text));
-	IF idem.request_kind IS NOT NULL THEN
-		SELECT * INTO s FROM payments.subscriptions x
-		WHERE x.merchant_id = m AND x.idempotency_key = pay_create_subscription.idempotency_key;
-		RETURN s;
-	END IF;
-	c := payments._share_customer(pay_create_subscription.customer_id);
-	IF (pay_create_subscription.plan_id IS NULL) = (pay_create_subscription.price IS NULL) THEN
-		RAISE EXCEPTION 'exactly one of plan_id and price is required'
-			USING ERRCODE = '22023', HINT = 'Subscribe to a plan (plan_id), or give an explicit price with interval_unit and interval_count.';
-	END IF;
-	IF pay_create_subscription.plan_id IS NOT NULL THEN
-		p := payments._find_plan(pay_create_subscription.plan_id);
-		IF NOT p.active THEN
-			RAISE EXCEPTION 'plan % is inactive', p.plan_id
-				USING ERRCODE = '22Y20', HINT = 'Inactive plans take no new subscriptions; make it active again (pay_update_plan) or use another.';
-		END IF;
-		IF coalesce(pay_create_subscription.interval_unit, p.interval_unit) <> p.interval_unit
-				OR coalesce(pay_create_subscription.interval_count, p.interval_count) <> p.interval_count THEN
-			RAISE EXCEPTION 'a subscription to plan % is billed every % %', p.plan_id, p.interval_count, p.interval_unit
-				USING ERRCODE = '22023', HINT = 'Leave interval_unit and interval_count out with a plan, or give a price instead of the plan.';
-		END IF;
-		unit_ := p.amount;
-		iunit := p.interval_unit;
-		icount := p.interval_count;
-	ELSE
-		PERFORM payments._check_price(pay_create_subscription.price, 'price');
-		IF pay_create_subscription.interval_unit IS NULL THEN
-			RAISE EXCEPTION 'interval_unit is required with a price'
-				USING ERRCODE = '22023', HINT = 'Pass interval_unit => ''month'' (day, week, month or year) and, if not 1, interval_count.';
-		END IF;
-		unit_ := pay_create_subscription.price;
-		iunit := pay_create_subscription.interval_unit;
-		icount := coalesce(pay_create_subscription.interval_count, 1);
-	END IF;
-	PERFORM payments._check_billing_interval(iunit, icount);
-	IF pay_create_subscription.quantity IS NULL OR pay_create_subscription.quantity NOT BETWEEN 1 AND 100000 THEN
-		RAISE EXCEPTION 'quantity must be between 1 and 100000' USING ERRCODE = '22023';
-	END IF;
-	PERFORM payments._check_gateway_input(unit_ * pay_create_subscription.quantity, NULL, NULL, corr);
-	trial := coalesce(pay_create_subscription.trial_days, p.trial_days, 0);
-	IF trial NOT BETWEEN 0 AND 730 THEN
-		RAISE EXCEPTION 'trial_days must be between 0 and 730' USING ERRCODE = '22023';
-	END IF;
-	PERFORM payments._check_time_zone(pay_create_subscription.time_zone);
-	PERFORM payments._check_metadata(pay_create_subscription.metadata);
-	IF pay_create_subscription.billing_anchor IS NOT NULL THEN
-		IF NOT isfinite(pay_create_subscription.billing_anchor) THEN
-			RAISE EXCEPTION 'billing_anchor must be a finite time' USING ERRCODE = '22023';
-		END IF;
-		IF trial > 0 THEN
-			RAISE EXCEPTION 'billing_anchor cannot be combined with a trial'
-				USING ERRCODE = '22023',
-					DETAIL = 'A subscription with a trial is billed from the end of its trial: that is its anchor.',
-					HINT = 'Pass trial_days => 0 to bill from the anchor given.';
-		END IF;
-	END IF;
-	-- the method charged: the one named (the customer's, active), else the
-	-- customer's active default; a trial may start without one
-	IF pay_create_subscription.payment_method_id IS NOT NULL THEN
-		PERFORM payments._stored_method_for_payment(c.customer_id, pay_create_subscription.payment_method_id, 0);
-	ELSIF trial = 0 AND NOT EXISTS (SELECT 1 FROM payments.payment_methods x
-			WHERE x.merchant_id = m AND x.customer_id = c.customer_id AND x.is_default AND x.status = 'active') THEN
-		RAISE EXCEPTION 'customer % has no usable payment method', c.customer_id
-			USING ERRCODE = '22Y22',
-				DETAIL = 'A subscription without a trial is charged at once; the customer has no active default method.',
-				HINT = 'Save one (pay_save_payment_method) and wait until it is active (pay_wait_payment_method), or pass payment_method_id.';
-	END IF;
-
-	now_ := payments._billing_now(m);
-	IF trial > 0 THEN
-		-- trialing: period -1 is the trial; the anchor is its end, local
-		anchor := (now_ AT TIME ZONE pay_create_subscription.time_zone) + make_interval(days => trial);
-		pe := anchor AT TIME ZONE pay_create_subscription.time_zone;
-		INSERT INTO payments.subscriptions (merchant_id, customer_id, plan_id, status, unit_amount, quantity,
-			interval_unit, interval_count, payment_method_id, time_zone, billing_anchor,
-			current_period_index, current_period_start, current_period_end, trial_end, next_renewal_at,
-			metadata, idempotency_key, correlation_id)
-		VALUES (m, c.customer_id, p.plan_id, 'trialing', unit_, pay_create_subscription.quantity,
-			iunit, icount, pay_create_subscription.payment_method_id, pay_create_subscription.time_zone, anchor,
-			-1, now_, pe, pe, pe,
-			coalesce(pay_create_subscription.metadata, '{}'), pay_create_subscription.idempotency_key, corr)
-		RETURNING * INTO s;
-		RETURN s;
-	END IF;
-
-	-- incomplete: the period containing now is current (period 0 from now
-	-- when no anchor is given); its first invoice is issued and charged now,
-	-- for the part of the period left when the anchor is elsewhere
-	IF pay_create_subscription.billing_anchor IS NULL THEN
-		anchor := now_ AT TIME ZONE pay_create_subscription.time_zone;
-		n := 0;
-		ps := now_;
-	ELSE
-		anchor := pay_create_subscription.billing_anchor;
-		n := payments._period_index_at(anchor, pay_create_subscription.time_zone, iunit, icount, now_);
-		ps := payments._period_start(anchor, pay_create_subscription.time_zone, iunit, icount, n);
-	END IF;
-	pe := payments._period_start(anchor, pay_create_subscription.time_zone, iunit, icount, n + 1);
-	INSERT INTO payments.subscriptions (merchant_id, customer_id, plan_id, status, unit_amount, quantity,
-		interval_unit, interval_count, payment_method_id, time_zone, billing_anchor,
-		current_period_index, current_period_start, current_period_end, next_renewal_at,
-		metadata, idempotency_key, correlation_id)
-	VALUES (m, c.customer_id, p.plan_id, 'incomplete', unit_, pay_create_subscription.quantity,
-		iunit, icount, pay_create_subscription.payment_method_id, pay_create_subscription.time_zone, anchor,
-		-- the billing run expires it if its first invoice is not paid in time
-		n, ps, pe, now_ + payments._incomplete_expiry(),
-		coalesce(pay_create_subscription.metadata, '{}'), pay_create_subscription.idempotency_key, corr)
-	RETURNING * INTO s;
-	inv := payments._issue_invoice(m, s.subscription_id, 'first', n, now_, pe,
-		CASE WHEN now_ > ps THEN jsonb_build_array(payments._period_line(s, ps, pe, now_)) END);
-	IF inv.status = 'paid' THEN
-		-- nothing was due (a prorated part that rounds to zero)
-		UPDATE payments.subscriptions x SET status = 'active'
-		WHERE x.merchant_id = m AND x.subscription_id = s.subscription_id
-		RETURNING * INTO s;
-	END IF;
-	RETURN s;
-END
-$$;
-COMMENT ON FUNCTION payments.pay_create_subscription(bigint, bigint, payments.pay_amount, text, integer, integer, bigint, integer, timestamp, text, jsonb, text, text) IS
-	'Subscribes a customer of the current merchant to a plan (plan_id) or an explicit price per period (price, interval_unit, interval_count), times quantity, charged to payment_method_id (NULL: the customer''s default at each charge). With a trial (trial_days, default the plan''s): status trialing until the trial''s end, which is the billing anchor; no payment method is needed yet. Without: status incomplete, and the first invoice of the current period is issued and charged in this transaction (the payment goes out after COMMIT; paid -> active): the customer must have an active default method or one named (22Y22 otherwise). billing_anchor is a local wall-clock time in time_zone (an IANA name; default now): the period containing now is current and its remaining part is invoiced, prorated. Errors: PT404 unknown or foreign customer, plan or method; 22Y20 deleted customer, inactive plan, method not active; 22023 bad input. A repeated call with the same idempotency_key and arguments returns the subscription the first one made, whatever changed since (PT409 for other arguments). Returns the subscription row.';
-
-CREATE OR REPLACE FUNCTION payments.pay_update_subscription(
-	subscription_id bigint,
-	payment_method_id bigint DEFAULT NULL,
-	metadata jsonb DEFAULT NULL,
-	cancel_at_period_end boolean DEFAULT NULL,
-	idempotency_key text DEFAULT NULL,
-	correlation_id text DEFAULT NULL)
-	RETURNS payments.subscriptions
-	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	s payments.subscriptions := payments._find_subscription(pay_update_subscription.subscription_id, true);
-	corr text := payments._correlation_id(pay_update_subscription.correlation_id);
-	idem payments.idempotency_keys;
-	now_ timestamptz := payments._billing_now(s.merchant_id);
-	result payments.subscriptions;
-BEGIN
-	IF pay_update_subscription.payment_method_id IS NULL AND pay_update_subscription.metadata IS NULL
-			AND pay_update_subscription.cancel_at_period_end IS NULL THEN
-		RAISE EXCEPTION 'nothing to update'
-			USING ERRCODE = '22023', HINT = 'Pass payment_method_id, metadata or cancel_at_period_end; pay_change_subscription changes the plan, price or quantity.';
-	END IF;
-	PERFORM payments._check_metadata(pay_update_subscription.metadata);
-	-- a repeated call returns, whatever changed since (the subscription
-	-- ended, the method deleted): the key first, then the current state
-	idem := payments._idempotency_claim(s.merchant_id, pay_update_subscription.idempotency_key, 'update_subscription',
-		md5(jsonb_build_array(s.subscription_id, pay_update_subscription.payment_method_id,
-			pay_update_subscription.metadata, pay_update_subscription.cancel_at_period_end)::text),
-		s.customer_id);
-	IF idem.request_kind IS NOT NULL THEN
-		RETURN s;				-- applied once already
-	END IF;
-	IF pay_update_subscription.payment_method_id IS NOT NULL OR pay_update_subscription.cancel_at_period_end IS NOT NULL THEN
-		PERFORM payments._require_not_ended(s, 'update');
-	END IF;
-	IF pay_update_subscription.payment_method_id IS NOT NULL THEN
-		PERFORM payments._stored_method_for_payment(s.customer_id, pay_update_subscription.payment_method_id, 0);
-	END IF;
-	IF pay_update_subscription.cancel_at_period_end AND NOT s.cancel_at_period_end THEN
-		PERFORM payments._require_cancellable_at_period_end(s);
-	END IF;
-	UPDATE payments.subscriptions x SET
-		payment_method_id = coalesce(pay_update_subscription.payment_method_id, x.payment_method_id),
-		metadata = coalesce(pay_update_subscription.metadata, x.metadata),
-		cancel_at_period_end = coalesce(pay_update_subscription.cancel_at_period_end, x.cancel_at_period_end),
-		canceled_at = CASE WHEN pay_update_subscription.cancel_at_period_end IS NULL
-				OR pay_update_subscription.cancel_at_period_end = x.cancel_at_period_end THEN x.canceled_at
-			WHEN pay_update_subscription.cancel_at_period_end THEN now_ END
-	WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id
-	RETURNING * INTO result;
-	INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
-	VALUES (s.merchant_id, 'subscription.updated', jsonb_build_object('subscription_id', s.subscription_id,
-		'customer_id', s.customer_id, 'status', s.status, 'payment_method_id', result.payment_method_id,
-		'cancel_at_period_end', result.cancel_at_period_end,
-		'fields', (SELECT coalesce(jsonb_agg(k), '[]') FROM unnest(ARRAY['payment_method_id', 'metadata', 'cancel_at_period_end'],
-			ARRAY[pay_update_subscription.payment_method_id IS NOT NULL, pay_update_subscription.metadata IS NOT NULL,
-				pay_update_subscription.cancel_at_period_end IS NOT NULL]) AS f(k, given) WHERE given)), corr);
-	-- a new card during dunning is tried at once (the billing side owns the
-	-- retry: payments._retry_open_invoice_now, billing.sql)
-	IF pay_update_subscription.payment_method_id IS NOT NULL
-			AND pay_update_subscription.payment_method_id IS DISTINCT FROM s.payment_method_id
-			AND s.status IN ('past_due', 'unpaid', 'incomplete')
-			AND EXISTS (SELECT 1 FROM payments.invoices i
-				WHERE i.merchant_id = s.merchant_id AND i.subscription_id = s.subscription_id
-					-- an unpaid subscription's uncollectible invoice too (README)
-					AND (i.status = 'open' OR (i.status = 'uncollectible' AND s.status = 'unpaid'))
-					AND i.last_failure_code IS NOT NULL) THEN
-		PERFORM payments._retry_open_invoice_now(s.merchant_id, s.subscription_id);
-		SELECT * INTO result FROM payments.subscriptions x
-		WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id;
-	END IF;
-	RETURN result;
-END
-$$;
-COMMENT ON FUNCTION payments.pay_update_subscription(bigint, bigint, jsonb, boolean, text, text) IS
-	'Changes a subscription''s payment method (the customer''s, active; during dunning - past_due, unpaid, or incomplete with a failed first charge - the open invoice is charged to it at once), metadata (replaced whole), or cancel_at_period_end (true: cancel when the period ends, as pay_cancel_subscription(at_period_end => true); false: undo that). NULL: unchanged. An ended subscription takes only metadata (22Y20). Writes a subscription.updated event naming the fields. PT404 for an unknown or foreign id.';
+-- Made once since: pay_create_subscription in h-sub-key-order;
+-- pay_update_subscription in h-due-renewals; pay_save_payment_method in
+-- h-account-customers (their final form).
 
 CREATE OR REPLACE FUNCTION payments.pay_update_customer(
 	customer_id bigint,
@@ -10564,106 +4787,6 @@ $$;
 COMMENT ON FUNCTION payments.pay_update_customer(bigint, text, text, text, jsonb, jsonb, text, text) IS
 	'Changes the fields given (NULL: unchanged) of a customer of the current merchant; billing and metadata are replaced whole. Writes a customer.updated event naming the fields. PT404 for an unknown or foreign id, 22Y20 for a deleted customer.';
 
-CREATE OR REPLACE FUNCTION payments.pay_save_payment_method(
-	customer_id bigint,
-	card payments.pay_card DEFAULT NULL,
-	opaque_data jsonb DEFAULT NULL,
-	payment_id bigint DEFAULT NULL,
-	validation_mode text DEFAULT 'liveMode',
-	make_default boolean DEFAULT true,
-	idempotency_key text DEFAULT NULL,
-	correlation_id text DEFAULT NULL)
-	RETURNS payments.payment_methods
-	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	c payments.customers := payments._find_customer(pay_save_payment_method.customer_id, true);
-	m bigint := c.merchant_id;
-	corr text := payments._correlation_id(pay_save_payment_method.correlation_id);
-	sources int := (card IS NOT NULL)::int + (opaque_data IS NOT NULL)::int
-		+ (pay_save_payment_method.payment_id IS NOT NULL)::int;
-	idem payments.idempotency_keys;
-	p payments.payments;
-	pm payments.payment_methods;
-	o payments.operations;
-	src text;
-	cname text;
-BEGIN
-	IF sources <> 1 THEN
-		RAISE EXCEPTION 'exactly one of card, opaque_data and payment_id is required'
-			USING ERRCODE = '22Y22', DETAIL = format('%s were given.', sources);
-	END IF;
-	IF validation_mode IS NULL OR validation_mode NOT IN ('none', 'testMode', 'liveMode') THEN
-		RAISE EXCEPTION 'validation_mode must be none, testMode or liveMode' USING ERRCODE = '22023',
-			HINT = 'none stores the card unchecked, testMode checks its form, liveMode authorizes $0.00 at the issuer.';
-	END IF;
-	IF opaque_data IS NOT NULL THEN
-		PERFORM payments._check_opaque_data(opaque_data);
-	END IF;
-	PERFORM payments._check_gateway_input(NULL, NULL, NULL, corr);
-	idem := payments._idempotency_claim(m, pay_save_payment_method.idempotency_key, 'save_payment_method',
-		md5(jsonb_build_array(c.customer_id, payments.pay_card_brand(card), payments.pay_card_last4(card),
-			payments.pay_card_exp_month(card), payments.pay_card_exp_year(card), opaque_data,
-			pay_save_payment_method.payment_id, validation_mode, make_default)::text));
-	IF idem.request_kind IS NOT NULL THEN
-		SELECT x.* INTO pm FROM payments.payment_methods x
-		JOIN payments.operations y ON y.merchant_id = x.merchant_id AND y.payment_method_id = x.payment_method_id
-		WHERE y.merchant_id = m AND y.operation_id = idem.operation_id;
-		RETURN pm;				-- even if the customer was deleted since
-	END IF;
-	PERFORM payments._find_customer(c.customer_id, false, false);	-- 22Y20 once deleted
-	IF pay_save_payment_method.payment_id IS NOT NULL THEN
-		src := 'payment';
-		p := payments._find_payment(pay_save_payment_method.payment_id);
-		IF p.gateway_trans_id IS NULL OR p.status NOT IN ('succeeded', 'requires_capture',
-				'partially_refunded', 'refunded') OR p.payment_method NOT IN ('card', 'opaque_data') THEN
-			RAISE EXCEPTION 'payment % cannot be saved as a payment method', p.payment_id
-				USING ERRCODE = '22Y20',
-					DETAIL = format('The payment is %s%s; only an approved card or Accept.js payment can be saved.',
-						p.status, CASE WHEN p.payment_method = 'profile' THEN ' and was made with a stored method' ELSE '' END);
-		END IF;
-	ELSIF card IS NOT NULL THEN
-		src := 'card';
-	ELSE
-		src := 'opaque_data';
-	END IF;
-	BEGIN
-		IF make_default THEN
-			UPDATE payments.payment_methods x SET is_default = false
-			WHERE x.merchant_id = m AND x.customer_id = c.customer_id AND x.is_default;
-		END IF;
-		INSERT INTO payments.payment_methods AS x (merchant_id, customer_id, source, validation_mode, is_default,
-			card_brand, card_last4, card_exp_month, card_exp_year, card_fingerprint, source_payment_id,
-			idempotency_key, correlation_id)
-		VALUES (m, c.customer_id, src, validation_mode, make_default,
-			coalesce(payments.pay_card_brand(card), p.card_brand), coalesce(payments.pay_card_last4(card), p.card_last4),
-			coalesce(payments.pay_card_exp_month(card), p.card_exp_month),
-			coalesce(payments.pay_card_exp_year(card), p.card_exp_year),
-			p.card_fingerprint, p.payment_id,
-			pay_save_payment_method.idempotency_key, corr)
-		RETURNING * INTO pm;
-	EXCEPTION WHEN unique_violation THEN
-		GET STACKED DIAGNOSTICS cname = CONSTRAINT_NAME;
-		PERFORM payments._default_conflict(cname, c.customer_id);
-		RAISE;
-	END;
-	o := payments._new_method_operation(m, 'save_method', pm.payment_method_id, c.customer_id, p.payment_id,
-		pay_save_payment_method.idempotency_key, corr);
-	IF card IS NOT NULL THEN
-		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
-		VALUES (m, o.operation_id, payments._card_sealed(card));
-	ELSIF opaque_data IS NOT NULL THEN
-		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
-		VALUES (m, o.operation_id, payments._opaque_data_sealed(opaque_data ->> 'dataDescriptor',
-			opaque_data ->> 'dataValue'));
-	END IF;
-	RETURN pm;
-END
-$$;
-COMMENT ON FUNCTION payments.pay_save_payment_method(bigint, payments.pay_card, jsonb, bigint, text, boolean, text, text) IS
-	'Saves a payment method for a customer at the gateway: a card, Accept.js opaque data, or the card of an approved payment (payment_id). validation_mode: none, testMode or liveMode (a $0.00 authorization; default). Returns the method (status pending); the worker creates the gateway profile after COMMIT (active, or failed with the reason); pay_wait_payment_method waits for it.';
-
 ------------------------------------------------------------------------------
 -- h-pending-default: a method made the default while still pending
 -- remembers the active default it replaced; a subscription's charge uses
@@ -10671,6 +4794,10 @@ COMMENT ON FUNCTION payments.pay_save_payment_method(bigint, payments.pay_card, 
 -- the save fails (a renewal during a card replacement was a final
 -- no_payment_method decline) (sql/src/payment_methods.sql, billing.sql,
 -- subscriptions.sql).
+-- Made once since: pay_save_payment_method in h-account-customers;
+-- pay_set_default_payment_method, _invoice_payment_method in
+-- h-purchase-default; pay_create_subscription in h-sub-key-order (their final
+-- form).
 
 ALTER TABLE payments.payment_methods ADD COLUMN replaced_default_id bigint;
 COMMENT ON COLUMN payments.payment_methods.replaced_default_id IS
@@ -10713,459 +4840,11 @@ CREATE TRIGGER payment_methods_restore_default AFTER UPDATE OF status ON payment
 COMMENT ON TRIGGER payment_methods_restore_default ON payments.payment_methods IS
 	'A pending default whose save failed gives the default back to the method it replaced (payments._restore_replaced_default).';
 
-CREATE OR REPLACE FUNCTION payments.pay_save_payment_method(
-	customer_id bigint,
-	card payments.pay_card DEFAULT NULL,
-	opaque_data jsonb DEFAULT NULL,
-	payment_id bigint DEFAULT NULL,
-	validation_mode text DEFAULT 'liveMode',
-	make_default boolean DEFAULT true,
-	idempotency_key text DEFAULT NULL,
-	correlation_id text DEFAULT NULL)
-	RETURNS payments.payment_methods
-	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	c payments.customers := payments._find_customer(pay_save_payment_method.customer_id, true);
-	m bigint := c.merchant_id;
-	corr text := payments._correlation_id(pay_save_payment_method.correlation_id);
-	sources int := (card IS NOT NULL)::int + (opaque_data IS NOT NULL)::int
-		+ (pay_save_payment_method.payment_id IS NOT NULL)::int;
-	idem payments.idempotency_keys;
-	p payments.payments;
-	pm payments.payment_methods;
-	o payments.operations;
-	src text;
-	cname text;
-	replaced bigint;
-BEGIN
-	IF sources <> 1 THEN
-		RAISE EXCEPTION 'exactly one of card, opaque_data and payment_id is required'
-			USING ERRCODE = '22Y22', DETAIL = format('%s were given.', sources);
-	END IF;
-	IF validation_mode IS NULL OR validation_mode NOT IN ('none', 'testMode', 'liveMode') THEN
-		RAISE EXCEPTION 'validation_mode must be none, testMode or liveMode' USING ERRCODE = '22023',
-			HINT = 'none stores the card unchecked, testMode checks its form, liveMode authorizes $0.00 at the issuer.';
-	END IF;
-	IF opaque_data IS NOT NULL THEN
-		PERFORM payments._check_opaque_data(opaque_data);
-	END IF;
-	PERFORM payments._check_gateway_input(NULL, NULL, NULL, corr);
-	idem := payments._idempotency_claim(m, pay_save_payment_method.idempotency_key, 'save_payment_method',
-		md5(jsonb_build_array(c.customer_id, payments.pay_card_brand(card), payments.pay_card_last4(card),
-			payments.pay_card_exp_month(card), payments.pay_card_exp_year(card), opaque_data,
-			pay_save_payment_method.payment_id, validation_mode, make_default)::text));
-	IF idem.request_kind IS NOT NULL THEN
-		SELECT x.* INTO pm FROM payments.payment_methods x
-		JOIN payments.operations y ON y.merchant_id = x.merchant_id AND y.payment_method_id = x.payment_method_id
-		WHERE y.merchant_id = m AND y.operation_id = idem.operation_id;
-		RETURN pm;				-- even if the customer was deleted since
-	END IF;
-	PERFORM payments._find_customer(c.customer_id, false, false);	-- 22Y20 once deleted
-	IF pay_save_payment_method.payment_id IS NOT NULL THEN
-		src := 'payment';
-		p := payments._find_payment(pay_save_payment_method.payment_id);
-		IF p.gateway_trans_id IS NULL OR p.status NOT IN ('succeeded', 'requires_capture',
-				'partially_refunded', 'refunded') OR p.payment_method NOT IN ('card', 'opaque_data') THEN
-			RAISE EXCEPTION 'payment % cannot be saved as a payment method', p.payment_id
-				USING ERRCODE = '22Y20',
-					DETAIL = format('The payment is %s%s; only an approved card or Accept.js payment can be saved.',
-						p.status, CASE WHEN p.payment_method = 'profile' THEN ' and was made with a stored method' ELSE '' END);
-		END IF;
-	ELSIF card IS NOT NULL THEN
-		src := 'card';
-	ELSE
-		src := 'opaque_data';
-	END IF;
-	BEGIN
-		IF make_default THEN
-			-- the default it replaces stays the one charged until it is active
-			replaced := payments._usable_default_id(m, c.customer_id);
-			UPDATE payments.payment_methods x SET is_default = false
-			WHERE x.merchant_id = m AND x.customer_id = c.customer_id AND x.is_default;
-		END IF;
-		INSERT INTO payments.payment_methods AS x (merchant_id, customer_id, source, validation_mode, is_default,
-			card_brand, card_last4, card_exp_month, card_exp_year, card_fingerprint, source_payment_id,
-			idempotency_key, correlation_id, replaced_default_id)
-		VALUES (m, c.customer_id, src, validation_mode, make_default,
-			coalesce(payments.pay_card_brand(card), p.card_brand), coalesce(payments.pay_card_last4(card), p.card_last4),
-			coalesce(payments.pay_card_exp_month(card), p.card_exp_month),
-			coalesce(payments.pay_card_exp_year(card), p.card_exp_year),
-			p.card_fingerprint, p.payment_id,
-			pay_save_payment_method.idempotency_key, corr, replaced)
-		RETURNING * INTO pm;
-	EXCEPTION WHEN unique_violation THEN
-		GET STACKED DIAGNOSTICS cname = CONSTRAINT_NAME;
-		PERFORM payments._default_conflict(cname, c.customer_id);
-		RAISE;
-	END;
-	o := payments._new_method_operation(m, 'save_method', pm.payment_method_id, c.customer_id, p.payment_id,
-		pay_save_payment_method.idempotency_key, corr);
-	IF card IS NOT NULL THEN
-		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
-		VALUES (m, o.operation_id, payments._card_sealed(card));
-	ELSIF opaque_data IS NOT NULL THEN
-		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
-		VALUES (m, o.operation_id, payments._opaque_data_sealed(opaque_data ->> 'dataDescriptor',
-			opaque_data ->> 'dataValue'));
-	END IF;
-	RETURN pm;
-END
-$$;
-COMMENT ON FUNCTION payments.pay_save_payment_method(bigint, payments.pay_card, jsonb, bigint, text, boolean, text, text) IS
-	'Saves a payment method for a customer at the gateway: a card, Accept.js opaque data, or the card of an approved payment (payment_id). validation_mode: none, testMode or liveMode (a $0.00 authorization; default). Returns the method (status pending); the worker creates the gateway profile after COMMIT (active, or failed with the reason); pay_wait_payment_method waits for it. make_default makes it the customer''s default at once; until it is active, charges of the customer''s default (subscriptions) use the active default it replaced, which is the default again if the save fails.';
-
-CREATE OR REPLACE FUNCTION payments.pay_set_default_payment_method(payment_method_id bigint,
-	idempotency_key text DEFAULT NULL, correlation_id text DEFAULT NULL)
-	RETURNS payments.payment_methods
-	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	pm payments.payment_methods := payments._find_payment_method(pay_set_default_payment_method.payment_method_id);
-	idem payments.idempotency_keys;
-	result payments.payment_methods;
-	cname text;
-	replaced bigint;
-BEGIN
-	-- the customer first, as pay_save_payment_method locks it: a default it
-	-- saves meanwhile is then seen, not a unique violation
-	PERFORM payments._find_customer(pm.customer_id, true);
-	pm := payments._find_payment_method(pm.payment_method_id, true);
-	idem := payments._idempotency_claim(pm.merchant_id,
-		pay_set_default_payment_method.idempotency_key, 'set_default_payment_method',
-		md5(jsonb_build_array(pm.payment_method_id)::text));
-	IF idem.request_kind IS NULL AND pm.status NOT IN ('pending', 'active') THEN
-		RAISE EXCEPTION 'cannot make payment method % in status % the default', pm.payment_method_id, pm.status
-			USING ERRCODE = '22Y20';
-	END IF;
-	IF NOT pm.is_default AND idem.request_kind IS NULL THEN
-		-- a pending one: the default it replaces stays the one charged until it is active
-		replaced := CASE WHEN pm.status = 'pending' THEN payments._usable_default_id(pm.merchant_id, pm.customer_id) END;
-		BEGIN
-			UPDATE payments.payment_methods x SET is_default = false
-			WHERE x.merchant_id = pm.merchant_id AND x.customer_id = pm.customer_id AND x.is_default;
-			UPDATE payments.payment_methods x SET is_default = true, replaced_default_id = replaced
-			WHERE x.merchant_id = pm.merchant_id AND x.payment_method_id = pm.payment_method_id;
-		EXCEPTION WHEN unique_violation THEN
-			GET STACKED DIAGNOSTICS cname = CONSTRAINT_NAME;
-			PERFORM payments._default_conflict(cname, pm.customer_id);
-			RAISE;
-		END;
-		INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
-		VALUES (pm.merchant_id, 'payment_method.default', jsonb_build_object('payment_method_id',
-			pm.payment_method_id, 'customer_id', pm.customer_id),
-			payments._correlation_id(pay_set_default_payment_method.correlation_id));
-	END IF;
-	SELECT * INTO result FROM payments.payment_methods x
-	WHERE x.merchant_id = pm.merchant_id AND x.payment_method_id = pm.payment_method_id;
-	RETURN result;
-END
-$$;
-COMMENT ON FUNCTION payments.pay_set_default_payment_method(bigint, text, text) IS
-	'Makes a pending or active payment method its customer''s default (the one charged when a customer, not a method, is given). A pending one: until it is active, charges of the customer''s default (subscriptions) use the active default it replaced, which is the default again if the save fails. Writes a payment_method.default event.';
-
-CREATE OR REPLACE FUNCTION payments._invoice_payment_method(p_merchant_id bigint, p_customer_id bigint,
-	p_payment_method_id bigint)
-	RETURNS payments.payment_methods
-	LANGUAGE plpgsql STABLE
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	pm payments.payment_methods;
-BEGIN
-	SELECT x.* INTO pm FROM payments.payment_methods x
-	WHERE x.merchant_id = p_merchant_id AND x.customer_id = p_customer_id AND x.status = 'active'
-		AND (x.payment_method_id = p_payment_method_id OR x.is_default)
-	ORDER BY x.payment_method_id = p_payment_method_id DESC NULLS LAST
-	LIMIT 1;
-	IF NOT FOUND THEN
-		SELECT r.* INTO pm FROM payments.payment_methods d
-		JOIN payments.payment_methods r ON r.merchant_id = d.merchant_id
-			AND r.payment_method_id = d.replaced_default_id AND r.customer_id = d.customer_id
-		WHERE d.merchant_id = p_merchant_id AND d.customer_id = p_customer_id AND d.is_default
-			AND d.status = 'pending' AND r.status = 'active';
-	END IF;
-	RETURN pm;
-END
-$$;
-COMMENT ON FUNCTION payments._invoice_payment_method(bigint, bigint, bigint) IS
-	'Internal: the payment method a subscription''s invoice is charged to: the subscription''s own (p_payment_method_id) while it is active, else the customer''s active default, or while that default is still pending the active one it replaced.';
-
-CREATE OR REPLACE FUNCTION payments.pay_create_subscription(
-	customer_id bigint,
-	plan_id bigint DEFAULT NULL,
-	price payments.pay_amount DEFAULT NULL,
-	interval_unit text DEFAULT NULL,
-	interval_count integer DEFAULT NULL,
-	quantity integer DEFAULT 1,
-	payment_method_id bigint DEFAULT NULL,
-	trial_days integer DEFAULT NULL,
-	billing_anchor timestamp DEFAULT NULL,
-	time_zone text DEFAULT 'UTC',
-	metadata jsonb DEFAULT NULL,
-	idempotency_key text DEFAULT NULL,
-	correlation_id text DEFAULT NULL)
-	RETURNS payments.subscriptions
-	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	c payments.customers;
-	m bigint := payments.pay_current_merchant();
-	corr text := payments._correlation_id(pay_create_subscription.correlation_id);
-	p payments.plans;
-	unit_ payments.pay_amount;
-	iunit text;
-	icount integer;
-	trial integer;
-	idem payments.idempotency_keys;
-	now_ timestamptz;
-	anchor timestamp;
-	n integer;
-	ps timestamptz;
-	pe timestamptz;
-	s payments.subscriptions;
-	inv payments.invoices;
-BEGIN
-	-- a repeated call returns what the first one made, whatever changed
-	-- since (the plan made inactive, the card deleted): the key is looked
-	-- up before anything is checked against the current state
-	idem := payments._idempotency_claim(m, pay_create_subscription.idempotency_key, 'create_subscription',
-		md5(jsonb_build_array(pay_create_subscription.customer_id, pay_create_subscription.plan_id,
-			pay_create_subscription.price::text,
-			pay_create_subscription.interval_unit, pay_create_subscription.interval_count,
-			pay_create_subscription.quantity, pay_create_subscription.payment_method_id,
-			pay_create_subscription.trial_days, pay_create_subscription.billing_anchor,
-			pay_create_subscription.time_zone, pay_create_subscription.metadata)::text));
-	IF idem.request_kind IS NOT NULL THEN
-		SELECT * INTO s FROM payments.subscriptions x
-		WHERE x.merchant_id = m AND x.idempotency_key = pay_create_subscription.idempotency_key;
-		RETURN s;
-	END IF;
-	c := payments._share_customer(pay_create_subscription.customer_id);
-	IF (pay_create_subscription.plan_id IS NULL) = (pay_create_subscription.price IS NULL) THEN
-		RAISE EXCEPTION 'exactly one of plan_id and price is required'
-			USING ERRCODE = '22023', HINT = 'Subscribe to a plan (plan_id), or give an explicit price with interval_unit and interval_count.';
-	END IF;
-	IF pay_create_subscription.plan_id IS NOT NULL THEN
-		p := payments._find_plan(pay_create_subscription.plan_id);
-		IF NOT p.active THEN
-			RAISE EXCEPTION 'plan % is inactive', p.plan_id
-				USING ERRCODE = '22Y20', HINT = 'Inactive plans take no new subscriptions; make it active again (pay_update_plan) or use another.';
-		END IF;
-		IF coalesce(pay_create_subscription.interval_unit, p.interval_unit) <> p.interval_unit
-				OR coalesce(pay_create_subscription.interval_count, p.interval_count) <> p.interval_count THEN
-			RAISE EXCEPTION 'a subscription to plan % is billed every % %', p.plan_id, p.interval_count, p.interval_unit
-				USING ERRCODE = '22023', HINT = 'Leave interval_unit and interval_count out with a plan, or give a price instead of the plan.';
-		END IF;
-		unit_ := p.amount;
-		iunit := p.interval_unit;
-		icount := p.interval_count;
-	ELSE
-		PERFORM payments._check_price(pay_create_subscription.price, 'price');
-		IF pay_create_subscription.interval_unit IS NULL THEN
-			RAISE EXCEPTION 'interval_unit is required with a price'
-				USING ERRCODE = '22023', HINT = 'Pass interval_unit => ''month'' (day, week, month or year) and, if not 1, interval_count.';
-		END IF;
-		unit_ := pay_create_subscription.price;
-		iunit := pay_create_subscription.interval_unit;
-		icount := coalesce(pay_create_subscription.interval_count, 1);
-	END IF;
-	PERFORM payments._check_billing_interval(iunit, icount);
-	IF pay_create_subscription.quantity IS NULL OR pay_create_subscription.quantity NOT BETWEEN 1 AND 100000 THEN
-		RAISE EXCEPTION 'quantity must be between 1 and 100000' USING ERRCODE = '22023';
-	END IF;
-	PERFORM payments._check_gateway_input(unit_ * pay_create_subscription.quantity, NULL, NULL, corr);
-	trial := coalesce(pay_create_subscription.trial_days, p.trial_days, 0);
-	IF trial NOT BETWEEN 0 AND 730 THEN
-		RAISE EXCEPTION 'trial_days must be between 0 and 730' USING ERRCODE = '22023';
-	END IF;
-	PERFORM payments._check_time_zone(pay_create_subscription.time_zone);
-	PERFORM payments._check_metadata(pay_create_subscription.metadata);
-	IF pay_create_subscription.billing_anchor IS NOT NULL THEN
-		IF NOT isfinite(pay_create_subscription.billing_anchor) THEN
-			RAISE EXCEPTION 'billing_anchor must be a finite time' USING ERRCODE = '22023';
-		END IF;
-		IF trial > 0 THEN
-			RAISE EXCEPTION 'billing_anchor cannot be combined with a trial'
-				USING ERRCODE = '22023',
-					DETAIL = 'A subscription with a trial is billed from the end of its trial: that is its anchor.',
-					HINT = 'Pass trial_days => 0 to bill from the anchor given.';
-		END IF;
-	END IF;
-	-- the method charged: the one named (the customer's, active), else the
-	-- customer's active default; a trial may start without one
-	IF pay_create_subscription.payment_method_id IS NOT NULL THEN
-		PERFORM payments._stored_method_for_payment(c.customer_id, pay_create_subscription.payment_method_id, 0);
-	ELSIF trial = 0
-			AND (payments._invoice_payment_method(m, c.customer_id, NULL)).payment_method_id IS NULL THEN
-		RAISE EXCEPTION 'customer % has no usable payment method', c.customer_id
-			USING ERRCODE = '22Y22',
-				DETAIL = 'A subscription without a trial is charged at once; the customer has no active default method.',
-				HINT = 'Save one (pay_save_payment_method) and wait until it is active (pay_wait_payment_method), or pass payment_method_id.';
-	END IF;
-
-	now_ := payments._billing_now(m);
-	IF trial > 0 THEN
-		-- trialing: period -1 is the trial; the anchor is its end, local
-		anchor := (now_ AT TIME ZONE pay_create_subscription.time_zone) + make_interval(days => trial);
-		pe := anchor AT TIME ZONE pay_create_subscription.time_zone;
-		INSERT INTO payments.subscriptions (merchant_id, customer_id, plan_id, status, unit_amount, quantity,
-			interval_unit, interval_count, payment_method_id, time_zone, billing_anchor,
-			current_period_index, current_period_start, current_period_end, trial_end, next_renewal_at,
-			metadata, idempotency_key, correlation_id)
-		VALUES (m, c.customer_id, p.plan_id, 'trialing', unit_, pay_create_subscription.quantity,
-			iunit, icount, pay_create_subscription.payment_method_id, pay_create_subscription.time_zone, anchor,
-			-1, now_, pe, pe, pe,
-			coalesce(pay_create_subscription.metadata, '{}'), pay_create_subscription.idempotency_key, corr)
-		RETURNING * INTO s;
-		RETURN s;
-	END IF;
-
-	-- incomplete: the period containing now is current (period 0 from now
-	-- when no anchor is given); its first invoice is issued and charged now,
-	-- for the part of the period left when the anchor is elsewhere
-	IF pay_create_subscription.billing_anchor IS NULL THEN
-		anchor := now_ AT TIME ZONE pay_create_subscription.time_zone;
-		n := 0;
-		ps := now_;
-	ELSE
-		anchor := pay_create_subscription.billing_anchor;
-		n := payments._period_index_at(anchor, pay_create_subscription.time_zone, iunit, icount, now_);
-		ps := payments._period_start(anchor, pay_create_subscription.time_zone, iunit, icount, n);
-	END IF;
-	pe := payments._period_start(anchor, pay_create_subscription.time_zone, iunit, icount, n + 1);
-	INSERT INTO payments.subscriptions (merchant_id, customer_id, plan_id, status, unit_amount, quantity,
-		interval_unit, interval_count, payment_method_id, time_zone, billing_anchor,
-		current_period_index, current_period_start, current_period_end, next_renewal_at,
-		metadata, idempotency_key, correlation_id)
-	VALUES (m, c.customer_id, p.plan_id, 'incomplete', unit_, pay_create_subscription.quantity,
-		iunit, icount, pay_create_subscription.payment_method_id, pay_create_subscription.time_zone, anchor,
-		-- the billing run expires it if its first invoice is not paid in time
-		n, ps, pe, now_ + payments._incomplete_expiry(),
-		coalesce(pay_create_subscription.metadata, '{}'), pay_create_subscription.idempotency_key, corr)
-	RETURNING * INTO s;
-	inv := payments._issue_invoice(m, s.subscription_id, 'first', n, now_, pe,
-		CASE WHEN now_ > ps THEN jsonb_build_array(payments._period_line(s, ps, pe, now_)) END);
-	IF inv.status = 'paid' THEN
-		-- nothing was due (a prorated part that rounds to zero)
-		UPDATE payments.subscriptions x SET status = 'active'
-		WHERE x.merchant_id = m AND x.subscription_id = s.subscription_id
-		RETURNING * INTO s;
-	END IF;
-	RETURN s;
-END
-$$;
-COMMENT ON FUNCTION payments.pay_create_subscription(bigint, bigint, payments.pay_amount, text, integer, integer, bigint, integer, timestamp, text, jsonb, text, text) IS
-	'Subscribes a customer of the current merchant to a plan (plan_id) or an explicit price per period (price, interval_unit, interval_count), times quantity, charged to payment_method_id (NULL: the customer''s default at each charge). With a trial (trial_days, default the plan''s): status trialing until the trial''s end, which is the billing anchor; no payment method is needed yet. Without: status incomplete, and the first invoice of the current period is issued and charged in this transaction (the payment goes out after COMMIT; paid -> active): the customer must have an active default method or one named (22Y22 otherwise). billing_anchor is a local wall-clock time in time_zone (an IANA name; default now): the period containing now is current and its remaining part is invoiced, prorated. Errors: PT404 unknown or foreign customer, plan or method; 22Y20 deleted customer, inactive plan, method not active; 22023 bad input. A repeated call with the same idempotency_key and arguments returns the subscription the first one made, whatever changed since (PT409 for other arguments). Returns the subscription row.';
-
 ------------------------------------------------------------------------------
 -- h-policy-reschedule: a new dunning policy applies to the retries already
 -- scheduled, as pay_set_dunning_policy's comment says (sql/src/billing.sql).
-
-CREATE OR REPLACE FUNCTION payments._reschedule_dunning(p_merchant_id bigint) RETURNS integer
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	c record;
-	s payments.subscriptions;
-	inv payments.invoices;
-	days integer[] := (payments._dunning_policy(p_merchant_id)).retry_days;
-	now_ timestamptz := payments._billing_now(p_merchant_id);
-	final_ boolean;
-	next_ timestamptz;
-	retry_no integer;
-	n integer := 0;
-BEGIN
-	FOR c IN
-		SELECT i.invoice_id, i.subscription_id FROM payments.invoices i
-		WHERE i.merchant_id = p_merchant_id AND i.status = 'open' AND i.next_attempt_at IS NOT NULL
-		ORDER BY i.invoice_id
-	LOOP
-		SELECT * INTO s FROM payments.subscriptions
-		WHERE merchant_id = p_merchant_id AND subscription_id = c.subscription_id
-		FOR UPDATE;
-		SELECT * INTO inv FROM payments.invoices
-		WHERE merchant_id = p_merchant_id AND invoice_id = c.invoice_id
-		FOR UPDATE;
-		CONTINUE WHEN inv.status <> 'open' OR inv.next_attempt_at IS NULL OR inv.first_failed_at IS NULL
-			OR s.status <> 'past_due';
-		final_ := payments._decline_is_final(inv.last_failure_code);
-		next_ := NULL;
-		retry_no := NULL;
-		IF final_ THEN
-			next_ := inv.first_failed_at + make_interval(days => days[cardinality(days)]);
-			IF next_ <= now_ THEN
-				next_ := NULL;
-			END IF;
-		ELSE
-			SELECT inv.first_failed_at + make_interval(days => d.day), d.n INTO next_, retry_no
-			FROM unnest(days) WITH ORDINALITY d(day, n)
-			WHERE inv.first_failed_at + make_interval(days => d.day) > now_
-			ORDER BY d.n
-			LIMIT 1;
-		END IF;
-		IF next_ IS NULL THEN
-			PERFORM payments._dunning_final_action(p_merchant_id, inv.invoice_id);
-			n := n + 1;
-		ELSIF next_ <> inv.next_attempt_at THEN
-			UPDATE payments.invoices SET next_attempt_at = next_
-			WHERE merchant_id = p_merchant_id AND invoice_id = inv.invoice_id;
-			n := n + 1;
-			IF NOT final_ THEN
-				PERFORM payments._billing_event(p_merchant_id, 'invoice.retry_scheduled', inv.payment_id,
-					jsonb_build_object('invoice_id', inv.invoice_id, 'subscription_id', inv.subscription_id,
-						'next_attempt_at', next_, 'retry', retry_no, 'retries', cardinality(days),
-						'reason', 'policy_changed'),
-					inv.correlation_id);
-			END IF;
-		END IF;
-	END LOOP;
-	RETURN n;
-END
-$$;
-COMMENT ON FUNCTION payments._reschedule_dunning(bigint) IS
-	'Internal: applies the merchant''s (new) dunning policy to the retries not yet made: each open invoice waiting for a retry is scheduled again from its first failure (invoice.retry_scheduled, reason policy_changed), or given the final action now when no retry day is left. Returns how many invoices changed.';
-
-CREATE OR REPLACE FUNCTION payments.pay_set_dunning_policy(retry_days integer[] DEFAULT NULL, final_action text DEFAULT NULL)
-	RETURNS payments.dunning_policies
-	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	m bigint := payments.pay_current_merchant();
-	cur payments.dunning_policies := payments._dunning_policy(m);
-	days integer[] := coalesce(pay_set_dunning_policy.retry_days, cur.retry_days);
-	action_ text := coalesce(pay_set_dunning_policy.final_action, cur.final_action);
-	r payments.dunning_policies;
-BEGIN
-	IF cardinality(days) > 10 OR array_position(days, NULL) IS NOT NULL
-		OR EXISTS (SELECT 1 FROM unnest(days) d WHERE d NOT BETWEEN 1 AND 366)
-		OR days IS DISTINCT FROM ARRAY(SELECT DISTINCT d FROM unnest(days) d ORDER BY d) THEN
-		RAISE EXCEPTION 'retry_days must be at most 10 increasing days between 1 and 366'
-			USING ERRCODE = '22023',
-				DETAIL = format('The retry_days given were %s.', days),
-				HINT = 'Days are counted from the first failed charge, e.g. ''{1,3,5,7}''; ''{}'' applies the final action at the first failure.';
-	END IF;
-	IF action_ NOT IN ('canceled', 'unpaid') THEN
-		RAISE EXCEPTION 'final_action must be canceled or unpaid'
-			USING ERRCODE = '22023', DETAIL = format('The final_action given was "%s".', left(action_, 64));
-	END IF;
-	INSERT INTO payments.dunning_policies AS d (merchant_id, retry_days, final_action)
-	VALUES (m, days, action_)
-	ON CONFLICT (merchant_id) DO UPDATE SET retry_days = EXCLUDED.retry_days,
-		final_action = EXCLUDED.final_action, updated_at = now()
-	RETURNING d.* INTO r;
-	-- the retries already scheduled follow the new policy too
-	PERFORM payments._reschedule_dunning(m);
-	RETURN r;
-END
-$$;
-COMMENT ON FUNCTION payments.pay_set_dunning_policy(integer[], text) IS
-	'Sets the current merchant''s dunning policy (NULL: that part unchanged): retry_days, at most 10 increasing days (1-366) after a charge''s first failure on which it is tried again (''{}'': none), and final_action after the last one fails, canceled or unpaid. Applies to failures from now on and to retries not yet made: an invoice already waiting for a retry is scheduled again from its first failure by the new days (invoice.retry_scheduled, reason policy_changed), or given the (new) final action at once when no day is left. Returns the policy.';
+-- Made once since: _reschedule_dunning in h-dunning-schedule;
+-- pay_set_dunning_policy in h-free-text-bounds (their final form).
 
 ------------------------------------------------------------------------------
 -- h-dunning-schedule: one home for when a failed invoice is charged next
@@ -11188,6 +4867,19 @@ CREATE FUNCTION payments._next_dunning_attempt(p_first_failed_at timestamptz, p_
 COMMENT ON FUNCTION payments._next_dunning_attempt(timestamptz, integer[], boolean, timestamptz) IS
 	'Internal: when a failed invoice is charged next under a dunning schedule (retry_days from its first failure, days of 24 hours) and which retry that is; after a final decline, only the final action on the last day; next_at NULL: the final action is due now.';
 
+-- A charge of an invoice failed (p_payment_id; NULL: there was nothing to
+-- charge): the failure is recorded (the first one starts the schedule) and
+--   - a first invoice leaves its subscription incomplete (no retries: it
+--     expires after payments._incomplete_expiry() unless a new card pays);
+--   - any other makes the subscription past_due; a retryable decline is
+--     tried again on the first day of the merchant's retry_days, counted
+--     from the first failure in billing time, that is still ahead; a final
+--     decline (_decline_is_final) is not retried, and the final action
+--     waits for the schedule's last day (a new card is tried at once
+--     meanwhile); with no day left the final action applies now.
+-- A failure of an older attempt than the invoice's latest, or of an
+-- invoice no longer open, is only recorded.  Takes the subscription's lock,
+-- then the invoice's.  Returns the invoice.
 CREATE OR REPLACE FUNCTION payments._invoice_payment_failed(p_merchant_id bigint, p_invoice_id bigint,
 	p_payment_id bigint, p_code text, p_reason text)
 	RETURNS payments.invoices
@@ -11613,114 +5305,7 @@ COMMENT ON FUNCTION payments.pay_create_subscription(bigint, bigint, payments.pa
 -- ended (period 0 invoiced, the subscription trialing until that charge is
 -- answered) is prorated as for an active subscription, no longer as in a
 -- trial (sql/src/subscriptions.sql, _subscription_change).
-
-CREATE OR REPLACE FUNCTION payments._subscription_change(s payments.subscriptions, p_plan_id bigint,
-	p_price payments.pay_amount, p_quantity integer, p_proration text, p_at timestamptz)
-	RETURNS jsonb
-	LANGUAGE plpgsql STABLE
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	p payments.plans;
-	new_plan bigint := s.plan_id;
-	new_unit payments.pay_amount := s.unit_amount;
-	new_qty integer := coalesce(p_quantity, s.quantity);
-	effective text := p_proration;
-	old_total payments.pay_amount := s.unit_amount * s.quantity;
-	new_total payments.pay_amount;
-	credit payments.pay_amount;
-	charge payments.pay_amount;
-	lines jsonb := '[]';
-	at_local timestamp := p_at AT TIME ZONE s.time_zone;
-BEGIN
-	IF p_proration IS NULL OR p_proration NOT IN ('none', 'next_invoice', 'invoice_now') THEN
-		RAISE EXCEPTION 'proration must be none, next_invoice or invoice_now'
-			USING ERRCODE = '22023',
-				HINT = 'none changes the price from the next period; next_invoice adds the difference for the rest of this period to the next invoice; invoice_now charges it at once.';
-	END IF;
-	IF p_plan_id IS NOT NULL AND p_price IS NOT NULL THEN
-		RAISE EXCEPTION 'plan_id and price cannot both be given' USING ERRCODE = '22023';
-	END IF;
-	IF p_plan_id IS NULL AND p_price IS NULL AND p_quantity IS NULL THEN
-		RAISE EXCEPTION 'nothing to change' USING ERRCODE = '22023', HINT = 'Pass plan_id, price or quantity.';
-	END IF;
-	PERFORM payments._require_not_ended(s, 'change');
-	IF s.status NOT IN ('active', 'trialing', 'paused') THEN
-		RAISE EXCEPTION 'cannot change subscription % in status %', s.subscription_id, s.status
-			USING ERRCODE = '22Y20', HINT = 'Change it once its open invoice is paid (status active).';
-	END IF;
-	IF p_plan_id IS NOT NULL THEN
-		p := payments._find_plan(p_plan_id);
-		IF NOT p.active AND p.plan_id IS DISTINCT FROM s.plan_id THEN
-			RAISE EXCEPTION 'plan % is inactive', p.plan_id
-				USING ERRCODE = '22Y20', HINT = 'Inactive plans take no new subscriptions; make it active again (pay_update_plan) or use another.';
-		END IF;
-		IF p.interval_unit <> s.interval_unit OR p.interval_count <> s.interval_count THEN
-			RAISE EXCEPTION 'cannot change the billing interval of subscription %', s.subscription_id
-				USING ERRCODE = '22023',
-					DETAIL = format('The subscription is billed every %s %s; plan %s every %s %s. Its periods are counted from its anchor and each is invoiced once, so the interval is fixed.',
-						s.interval_count, s.interval_unit, p.plan_id, p.interval_count, p.interval_unit),
-					HINT = 'Cancel it (pay_cancel_subscription) and create a new subscription to the plan.';
-		END IF;
-		new_plan := p.plan_id;
-		new_unit := p.amount;
-	ELSIF p_price IS NOT NULL THEN
-		PERFORM payments._check_price(p_price, 'price');
-		new_plan := NULL;
-		new_unit := p_price;
-	END IF;
-	IF pay_currency(new_unit) <> pay_currency(s.unit_amount) THEN
-		RAISE EXCEPTION 'cannot change the currency of subscription % from % to %', s.subscription_id,
-			pay_currency(s.unit_amount), pay_currency(new_unit)
-			USING ERRCODE = '22Y03', HINT = 'Cancel it and create a new subscription in the other currency.';
-	END IF;
-	IF new_qty NOT BETWEEN 1 AND 100000 THEN
-		RAISE EXCEPTION 'quantity must be between 1 and 100000' USING ERRCODE = '22023';
-	END IF;
-	new_total := new_unit * new_qty;
-	PERFORM payments._check_gateway_input(new_total, NULL, NULL, NULL);
-	-- in a trial nothing has been paid, while paused nothing is served:
-	-- the new price simply applies from the next invoice.  A trial has
-	-- ended once its subscription is in period 0 (still trialing while the
-	-- charge of that period's invoice is not answered): that period is
-	-- invoiced at the old amount, so a change is prorated as when active
-	IF s.status = 'paused' OR (s.status = 'trialing' AND s.current_period_index < 0) THEN
-		effective := 'none';
-	END IF;
-	IF effective <> 'none' AND new_total <> old_total THEN
-		credit := - payments._prorate(old_total, s.current_period_start, s.current_period_end, p_at);
-		charge := payments._prorate(new_total, s.current_period_start, s.current_period_end, p_at);
-		IF pay_minor_units(credit) <> 0 THEN
-			lines := lines || jsonb_build_object('kind', 'proration',
-				'description', format('Unused time on %s x %s from %s', s.quantity, s.unit_amount, at_local),
-				'unit_amount', s.unit_amount::text, 'quantity', s.quantity, 'amount', credit::text);
-		END IF;
-		IF pay_minor_units(charge) <> 0 THEN
-			lines := lines || jsonb_build_object('kind', 'proration',
-				'description', format('Remaining time on %s x %s from %s', new_qty, new_unit, at_local),
-				'unit_amount', new_unit::text, 'quantity', new_qty, 'amount', charge::text);
-		END IF;
-	END IF;
-	RETURN jsonb_build_object('subscription_id', s.subscription_id, 'status', s.status,
-		'proration', effective, 'at', p_at,
-		'period_start', s.current_period_start, 'period_end', s.current_period_end,
-		'remaining_seconds', greatest(0, least(floor(extract(epoch FROM s.current_period_end) - extract(epoch FROM p_at)),
-			floor(extract(epoch FROM s.current_period_end) - extract(epoch FROM s.current_period_start))))::bigint,
-		'period_seconds', floor(extract(epoch FROM s.current_period_end) - extract(epoch FROM s.current_period_start))::bigint,
-		'old', jsonb_build_object('plan_id', s.plan_id, 'unit_amount', s.unit_amount::text, 'quantity', s.quantity,
-			'amount', old_total::text),
-		'new', jsonb_build_object('plan_id', new_plan, 'unit_amount', new_unit::text, 'quantity', new_qty,
-			'amount', new_total::text),
-		'lines', lines,
-		'total', coalesce((SELECT sum((l ->> 'amount')::payments.pay_amount) FROM jsonb_array_elements(lines) l),
-			new_total * 0)::text);
-END
-$$;
-COMMENT ON FUNCTION payments._subscription_change(payments.subscriptions, bigint, payments.pay_amount, integer, text, timestamptz) IS
-	'Internal: checks a change of plan, price or quantity of a subscription and computes it at p_at: the new terms, and the proration lines (credit for the unused part at the old amount, charge for the remaining part at the new one, by payments._prorate) with their total. Changes nothing.';
-
-COMMENT ON FUNCTION payments.pay_change_subscription(bigint, bigint, payments.pay_amount, integer, text, text, text) IS
-	'Changes the plan (same interval and currency), the explicit price or the quantity of an active, trialing or paused subscription. proration: none (the new amount from the next period), next_invoice (default: a credit for the unused part of the current period at the old amount and a charge for the part left at the new one, as pending invoice items of the next invoice), invoice_now (the same lines on a proration invoice charged at once; a net credit is carried to the next invoice). Nothing is prorated in a trial or while paused; once the trial has ended (its period 0 invoiced, the subscription trialing until that charge is answered) a change is prorated as for an active one. An interval change is refused (22023: cancel and create a new subscription); a currency change too (22Y03). Writes a subscription.updated event with the change. pay_preview_subscription_change shows the same without changing anything.';
+-- Made once since: _subscription_change in h-paused-change (its final form).
 
 ------------------------------------------------------------------------------
 -- h-expiry-clock: expiring cards are listed and noticed by the merchant's
@@ -11752,6 +5337,11 @@ $$;
 COMMENT ON FUNCTION payments.pay_expiring_payment_methods(integer) IS
 	'The current merchant''s active payment methods whose card''s last valid day (the last day of its expiry month) is within within_days days (default 30; already expired ones too) of its billing date (pay_billing_now(): its test clock, if set), soonest first.';
 
+-- One payment_method.expiring event per active method, written once the
+-- card's last valid day is within payments.expiring_notice_days (default
+-- 30) days;
+-- the worker's housekeeping runs it, and so may pg_cron (all merchants;
+-- running it twice writes nothing twice).  Returns how many events it wrote.
 CREATE OR REPLACE FUNCTION payments.pay_run_expiry_notices() RETURNS integer
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments, pg_temp
@@ -11801,6 +5391,8 @@ COMMENT ON FUNCTION payments.pay_run_expiry_notices() IS
 -- with 22Y22).  One home for that rule, _usable_default_method, used by
 -- _stored_method_for_payment, _invoice_payment_method and the pending
 -- default's replaced_default_id (sql/src/payment_methods.sql, billing.sql).
+-- Made once since: _stored_method_for_payment in h-account-life;
+-- pay_save_payment_method in h-account-customers (their final form).
 
 CREATE FUNCTION payments._usable_default_method(p_merchant_id bigint, p_customer_id bigint)
 	RETURNS payments.payment_methods
@@ -11821,59 +5413,9 @@ $$;
 COMMENT ON FUNCTION payments._usable_default_method(bigint, bigint) IS
 	'Internal: the customer''s usable default payment method: its active default, or, while the default is still pending, the active one that default replaced (NULL fields: none).';
 
-CREATE OR REPLACE FUNCTION payments._stored_method_for_payment(p_customer_id bigint, p_payment_method_id bigint,
-	p_other_methods integer)
-	RETURNS payments.payment_methods
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	pm payments.payment_methods;
-	c payments.customers;
-BEGIN
-	IF p_customer_id IS NOT NULL THEN
-		c := payments._share_customer(p_customer_id);
-	END IF;
-	IF p_payment_method_id IS NULL THEN
-		IF p_customer_id IS NULL OR p_other_methods > 0 THEN
-			RETURN pm;
-		END IF;
-		-- its active default, or the active one a pending default replaced
-		pm := payments._usable_default_method(c.merchant_id, c.customer_id);
-		IF pm.payment_method_id IS NULL THEN
-			RAISE EXCEPTION 'customer % has no active default payment method', p_customer_id
-				USING ERRCODE = '22Y22',
-					HINT = 'Save one (pay_save_payment_method), or pass card, opaque_data or payment_method_id.';
-		END IF;
-		RETURN pm;
-	END IF;
-	IF p_other_methods > 1 THEN
-		RAISE EXCEPTION 'exactly one payment method is required'
-			USING ERRCODE = '22Y22', DETAIL = 'payment_method_id was given with another payment method.';
-	END IF;
-	pm := payments._find_payment_method(p_payment_method_id);
-	IF p_customer_id IS NULL THEN
-		-- the method's customer, locked as a named one is; then the method
-		-- as it is once a deletion of the customer has committed
-		PERFORM payments._share_customer(pm.customer_id);
-		pm := payments._find_payment_method(p_payment_method_id);
-	END IF;
-	IF p_customer_id IS NOT NULL AND pm.customer_id <> p_customer_id THEN
-		RAISE EXCEPTION 'payment method % is not customer %''s', p_payment_method_id, p_customer_id
-			USING ERRCODE = '22023';
-	END IF;
-	IF pm.status <> 'active' THEN
-		RAISE EXCEPTION 'payment method % is %, not active', p_payment_method_id, pm.status
-			USING ERRCODE = '22Y20',
-				HINT = CASE WHEN pm.status = 'pending' THEN 'Wait for it to be saved (pay_wait_payment_method).'
-					ELSE 'Save the card again (pay_save_payment_method).' END;
-	END IF;
-	RETURN pm;
-END
-$$;
-COMMENT ON FUNCTION payments._stored_method_for_payment(bigint, bigint, integer) IS
-	'Internal: the stored payment method a payment charges (named, or the customer''s usable default: _usable_default_method), checked active; PT404 for an unknown or foreign one.';
-
+-- The stored payment method an invoice of a subscription is charged to:
+-- the subscription's own method while it is active, else the customer's
+-- active default.  NULL fields when there is none.
 CREATE OR REPLACE FUNCTION payments._invoice_payment_method(p_merchant_id bigint, p_customer_id bigint,
 	p_payment_method_id bigint)
 	RETURNS payments.payment_methods
@@ -11896,109 +5438,6 @@ END
 $$;
 COMMENT ON FUNCTION payments._invoice_payment_method(bigint, bigint, bigint) IS
 	'Internal: the payment method a subscription''s invoice is charged to: the subscription''s own (p_payment_method_id) while it is active, else the customer''s usable default (_usable_default_method: the active default, or while that default is still pending the active one it replaced).';
-
-CREATE OR REPLACE FUNCTION payments.pay_save_payment_method(
-	customer_id bigint,
-	card payments.pay_card DEFAULT NULL,
-	opaque_data jsonb DEFAULT NULL,
-	payment_id bigint DEFAULT NULL,
-	validation_mode text DEFAULT 'liveMode',
-	make_default boolean DEFAULT true,
-	idempotency_key text DEFAULT NULL,
-	correlation_id text DEFAULT NULL)
-	RETURNS payments.payment_methods
-	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	c payments.customers := payments._find_customer(pay_save_payment_method.customer_id, true);
-	m bigint := c.merchant_id;
-	corr text := payments._correlation_id(pay_save_payment_method.correlation_id);
-	sources int := (card IS NOT NULL)::int + (opaque_data IS NOT NULL)::int
-		+ (pay_save_payment_method.payment_id IS NOT NULL)::int;
-	idem payments.idempotency_keys;
-	p payments.payments;
-	pm payments.payment_methods;
-	o payments.operations;
-	src text;
-	cname text;
-	replaced bigint;
-BEGIN
-	IF sources <> 1 THEN
-		RAISE EXCEPTION 'exactly one of card, opaque_data and payment_id is required'
-			USING ERRCODE = '22Y22', DETAIL = format('%s were given.', sources);
-	END IF;
-	IF validation_mode IS NULL OR validation_mode NOT IN ('none', 'testMode', 'liveMode') THEN
-		RAISE EXCEPTION 'validation_mode must be none, testMode or liveMode' USING ERRCODE = '22023',
-			HINT = 'none stores the card unchecked, testMode checks its form, liveMode authorizes $0.00 at the issuer.';
-	END IF;
-	IF opaque_data IS NOT NULL THEN
-		PERFORM payments._check_opaque_data(opaque_data);
-	END IF;
-	PERFORM payments._check_gateway_input(NULL, NULL, NULL, corr);
-	idem := payments._idempotency_claim(m, pay_save_payment_method.idempotency_key, 'save_payment_method',
-		md5(jsonb_build_array(c.customer_id, payments.pay_card_brand(card), payments.pay_card_last4(card),
-			payments.pay_card_exp_month(card), payments.pay_card_exp_year(card), opaque_data,
-			pay_save_payment_method.payment_id, validation_mode, make_default)::text), c.customer_id);
-	IF idem.request_kind IS NOT NULL THEN
-		SELECT x.* INTO pm FROM payments.payment_methods x
-		JOIN payments.operations y ON y.merchant_id = x.merchant_id AND y.payment_method_id = x.payment_method_id
-		WHERE y.merchant_id = m AND y.operation_id = idem.operation_id;
-		RETURN pm;				-- even if the customer was deleted since
-	END IF;
-	PERFORM payments._find_customer(c.customer_id, false, false);	-- 22Y20 once deleted
-	IF pay_save_payment_method.payment_id IS NOT NULL THEN
-		src := 'payment';
-		p := payments._find_payment(pay_save_payment_method.payment_id);
-		IF p.gateway_trans_id IS NULL OR p.status NOT IN ('succeeded', 'requires_capture',
-				'partially_refunded', 'refunded') OR p.payment_method NOT IN ('card', 'opaque_data') THEN
-			RAISE EXCEPTION 'payment % cannot be saved as a payment method', p.payment_id
-				USING ERRCODE = '22Y20',
-					DETAIL = format('The payment is %s%s; only an approved card or Accept.js payment can be saved.',
-						p.status, CASE WHEN p.payment_method = 'profile' THEN ' and was made with a stored method' ELSE '' END);
-		END IF;
-	ELSIF card IS NOT NULL THEN
-		src := 'card';
-	ELSE
-		src := 'opaque_data';
-	END IF;
-	BEGIN
-		IF make_default THEN
-			-- the default it replaces stays the one charged until it is active
-			replaced := (payments._usable_default_method(m, c.customer_id)).payment_method_id;
-			UPDATE payments.payment_methods x SET is_default = false
-			WHERE x.merchant_id = m AND x.customer_id = c.customer_id AND x.is_default;
-		END IF;
-		INSERT INTO payments.payment_methods AS x (merchant_id, customer_id, source, validation_mode, is_default,
-			card_brand, card_last4, card_exp_month, card_exp_year, card_fingerprint, source_payment_id,
-			idempotency_key, correlation_id, replaced_default_id)
-		VALUES (m, c.customer_id, src, validation_mode, make_default,
-			coalesce(payments.pay_card_brand(card), p.card_brand), coalesce(payments.pay_card_last4(card), p.card_last4),
-			coalesce(payments.pay_card_exp_month(card), p.card_exp_month),
-			coalesce(payments.pay_card_exp_year(card), p.card_exp_year),
-			p.card_fingerprint, p.payment_id,
-			pay_save_payment_method.idempotency_key, corr, replaced)
-		RETURNING * INTO pm;
-	EXCEPTION WHEN unique_violation THEN
-		GET STACKED DIAGNOSTICS cname = CONSTRAINT_NAME;
-		PERFORM payments._default_conflict(cname, c.customer_id);
-		RAISE;
-	END;
-	o := payments._new_method_operation(m, 'save_method', pm.payment_method_id, c.customer_id, p.payment_id,
-		pay_save_payment_method.idempotency_key, corr);
-	IF card IS NOT NULL THEN
-		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
-		VALUES (m, o.operation_id, payments._card_sealed(card));
-	ELSIF opaque_data IS NOT NULL THEN
-		INSERT INTO payments.card_vault (merchant_id, operation_id, sealed)
-		VALUES (m, o.operation_id, payments._opaque_data_sealed(opaque_data ->> 'dataDescriptor',
-			opaque_data ->> 'dataValue'));
-	END IF;
-	RETURN pm;
-END
-$$;
-COMMENT ON FUNCTION payments.pay_save_payment_method(bigint, payments.pay_card, jsonb, bigint, text, boolean, text, text) IS
-	'Saves a payment method for a customer at the gateway: a card, Accept.js opaque data, or the card of an approved payment (payment_id). validation_mode: none, testMode or liveMode (a $0.00 authorization; default). Returns the method (status pending); the worker creates the gateway profile after COMMIT (active, or failed with the reason); pay_wait_payment_method waits for it. make_default makes it the customer''s default at once; until it is active, charges of the customer''s default (subscriptions) use the active default it replaced, which is the default again if the save fails.';
 
 CREATE OR REPLACE FUNCTION payments.pay_set_default_payment_method(payment_method_id bigint,
 	idempotency_key text DEFAULT NULL, correlation_id text DEFAULT NULL)
@@ -12055,33 +5494,9 @@ DROP FUNCTION payments._usable_default_id(bigint, bigint);
 
 ------------------------------------------------------------------------------
 -- h-list-key-creator: pay_list_api_keys shows created_by_key, the key each
--- key was made with (and is revoked with) (sql/src/api_keys.sql).  A new
--- column of its row type: the function and its type are made again (both
--- new in 0.2.0); whoever was granted the function keeps EXECUTE.
-
-SELECT pg_catalog.set_config('h_list_key_creator.grantees', coalesce(array_agg(DISTINCT a.grantee::regrole::text)::text, '{}'), true)
-FROM pg_proc p, aclexplode(p.proacl) a
-WHERE p.oid = 'payments.pay_list_api_keys(bigint)'::regprocedure
-	AND a.privilege_type = 'EXECUTE' AND a.grantee <> 0 AND a.grantee <> p.proowner;
-DROP FUNCTION payments.pay_list_api_keys(bigint);
-DROP TYPE payments.pay_api_key_info;
-CREATE TYPE payments.pay_api_key_info AS (
-	key_id bigint,
-	merchant_id bigint,
-	name text,
-	scopes text[],
-	created_at timestamptz,
-	created_by name,
-	created_by_key bigint,
-	expires_at timestamptz,
-	revoked_at timestamptz,
-	rotated_at timestamptz,
-	previous_valid_until timestamptz,
-	last_used_at timestamptz,
-	rate_limit integer,
-	burst integer
-);
-COMMENT ON TYPE payments.pay_api_key_info IS 'An API key as pay_list_api_keys shows it (no secret, no hash); created_by_key: the key it was made with (it is revoked with that key and expires no later), NULL when a role made it.';
+-- key was made with (and is revoked with) (sql/src/api_keys.sql).  Both
+-- new in 0.2.0: its row type pay_api_key_info is made with that column in
+-- the h-tenancy block above, and the function only here.
 
 CREATE FUNCTION payments.pay_list_api_keys(merchant_id bigint DEFAULT NULL)
 	RETURNS SETOF payments.pay_api_key_info
@@ -12102,16 +5517,6 @@ END
 $$;
 COMMENT ON FUNCTION payments.pay_list_api_keys(bigint) IS
 	'The API keys of a merchant (default: the caller''s; for the owner without merchant_id, every merchant''s), without secret or hash; created_by_key names the key each was made with (revoked with it), NULL for a key a role made; last_used_at includes uses not yet written to the table. Same callers as pay_create_api_key.';
-
-DO $$
-DECLARE
-	r text;
-BEGIN
-	FOREACH r IN ARRAY current_setting('h_list_key_creator.grantees')::text[] LOOP
-		EXECUTE format('GRANT EXECUTE ON FUNCTION payments.pay_list_api_keys(bigint) TO %s', r);
-	END LOOP;
-END
-$$;
 
 ------------------------------------------------------------------------------
 -- h-purchase-scope: pay_purchase and pay_authorize of a customer or a
@@ -12334,12 +5739,15 @@ COMMENT ON FUNCTION payments._create_payment(text, payments.pay_amount, payments
 -- An unknown time zone, status, interval_unit, final_action or API key
 -- scope is refused without quoting it.  The replaced API functions get
 -- their scopes back at the end of this script (privileges.sql).
+-- Made once since: _check_time_zone in h-null-arguments (its final form).
 
 CREATE FUNCTION payments._check_correlation_id(value text) RETURNS text
 	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'pay_check_correlation_id';
 COMMENT ON FUNCTION payments._check_correlation_id(text) IS
 	'Internal: the correlation id as it is kept: raises 22001 when it is longer than 200 characters (the message never quotes it), else returns it with every digit of the card numbers it holds replaced by X.';
 
+-- PL/pgSQL rather than SQL (payment_api.sql, secrets.sql): a SQL function
+-- called from PL/pgSQL is parsed and planned again in each transaction.
 CREATE OR REPLACE FUNCTION payments._correlation_id(given text) RETURNS text
 	LANGUAGE plpgsql VOLATILE
 	SET search_path = pg_catalog, payments, pg_temp
@@ -12356,39 +5764,7 @@ $$;
 COMMENT ON FUNCTION payments._correlation_id(text) IS
 	'Internal: the correlation id of the current request (argument, x-request-id or traceparent header, payments.correlation_id setting, or a new one), the digits of any card number in it masked; 22001 when it is longer than 200 characters.';
 
-CREATE OR REPLACE FUNCTION payments._check_time_zone(p_time_zone text) RETURNS void
-	LANGUAGE plpgsql STABLE
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	known boolean := false;
-BEGIN
-	IF p_time_zone = 'UTC' THEN
-		RETURN;
-	END IF;
-	IF p_time_zone ~ '^[A-Za-z_]+(/[A-Za-z0-9_+-]+)+$' AND length(p_time_zone) <= 64 THEN
-		BEGIN
-			PERFORM now() AT TIME ZONE p_time_zone;
-			known := true;
-		EXCEPTION WHEN invalid_parameter_value THEN
-			known := false;
-		END;
-	ELSIF length(p_time_zone) <= 64 THEN
-		known := EXISTS (SELECT 1 FROM pg_catalog.pg_timezone_names z WHERE z.name = p_time_zone);
-	END IF;
-	-- the value is not quoted: a caller's text may hold anything, a card
-	-- number in a form the log's masking does not read as one
-	IF NOT known THEN
-		RAISE EXCEPTION 'time_zone is not a known time zone'
-			USING ERRCODE = '22023',
-				DETAIL = 'Only IANA time zone names are taken, not abbreviations or POSIX strings; the value given is not quoted.',
-				HINT = 'Pass an IANA time zone name such as America/New_York, Europe/Paris or UTC (pg_timezone_names lists them).';
-	END IF;
-END
-$$;
-COMMENT ON FUNCTION payments._check_time_zone(text) IS
-	'Internal: raises 22023 unless the text is an IANA time zone name (abbreviations and POSIX strings are refused); the message does not quote the text.';
-
+-- A billing interval: day, week, month or year, times 1 to 366.
 CREATE OR REPLACE FUNCTION payments._check_billing_interval(p_unit text, p_count integer) RETURNS void
 	LANGUAGE plpgsql IMMUTABLE
 	AS $$
@@ -12739,7 +6115,6 @@ COMMENT ON FUNCTION payments._charge_invoice(bigint, bigint, boolean) IS
 -- an Accept.js payment learns its last four only from four digits the
 -- gateway shows (never 'XXXX'): the lookups compare them
 -- (pay_resolve_dead_letter records from the dead status: p_from_status)
-DROP FUNCTION payments._record_final_results(bigint[], bigint[], text[], integer[], integer[], text[], text[], text[], text[], text[], text[], text[], text[]);
 CREATE FUNCTION payments._record_final_results(
 	p_merchant_id bigint[], p_operation_id bigint[], p_outcome text[],
 	p_response_code integer[], p_reason_code integer[], p_reason_text text[],
@@ -12817,6 +6192,7 @@ COMMENT ON FUNCTION payments._invoice_tag() IS
 -- (sql/src/worker.sql).  Parking the operations of unconfigured merchants
 -- reads nothing when every merchant is configured, and the settlement
 -- check lists each merchant's oldest captures, a bounded number per round.
+-- Made once since: _settlement_candidates in h-account-life (its final form).
 ------------------------------------------------------------------------------
 CREATE OR REPLACE FUNCTION payments._park_unconfigured() RETURNS integer
 	LANGUAGE plpgsql
@@ -12858,247 +6234,15 @@ $$;
 COMMENT ON FUNCTION payments._park_unconfigured() IS
 	'Worker housekeeping: operations of merchants without a gateway configuration wait a minute at a time, with a note.';
 
-CREATE OR REPLACE FUNCTION payments._settlement_candidates(p_limit integer)
-	RETURNS TABLE (merchant_id bigint, payment_id bigint, gateway_trans_id text,
-		created_at timestamptz, api_login_id text, transaction_key text, endpoint_url text,
-		ca_file text, timeout_ms integer)
-	LANGUAGE sql STABLE
-	SET search_path = pg_catalog, payments, pg_temp
-	-- the plan's estimate (every merchant's full share) would compile it
-	SET jit = off
-	AS $$
-	-- each merchant's oldest p_limit (one merchant's backlog neither
-	-- starves the others nor makes a round long)
-	SELECT g.merchant_id, p.payment_id, p.gateway_trans_id, p.created_at,
-		g.api_login_id, g.transaction_key, g.endpoint_url, g.ca_file, g.timeout_ms
-	FROM payments.gateway_config g
-	CROSS JOIN LATERAL (SELECT x.payment_id, x.gateway_trans_id, x.created_at
-		FROM payments.payments x
-		WHERE x.merchant_id = g.merchant_id AND x.settled_at IS NULL AND x.gateway_trans_id IS NOT NULL
-			AND x.status IN ('succeeded', 'partially_refunded')
-			AND x.created_at > now() - interval '31 days'
-		ORDER BY x.created_at
-		LIMIT p_limit) p
-	ORDER BY g.merchant_id, p.created_at
-	$$;
-COMMENT ON FUNCTION payments._settlement_candidates(integer) IS
-	'Worker: captured payments (of the last 31 days) whose settlement is not known yet, each merchant''s oldest p_limit, ordered by merchant, to look for in the gateway''s settled batches.';
-
 ------------------------------------------------------------------------------
 -- h-claim-scaling: a claim costs what is due, not what is configured or
 -- waiting (sql/src/worker.sql, billing.sql).  It read every configured
 -- merchant's gateway connection, through an SQL function each, and probed
 -- every merchant with operations waiting for later, every round.
+-- Made once since: _claim_operations in h-account-life (its final form).
 ------------------------------------------------------------------------------
 CREATE INDEX operations_due ON payments.operations (next_attempt_at) INCLUDE (background, merchant_id)
 	WHERE status IN ('queued', 'unknown');
-
-CREATE OR REPLACE FUNCTION payments._claim_operations(p_limit integer, p_background_limit integer DEFAULT NULL,
-	p_held_connections text[] DEFAULT '{}', p_only_connection text DEFAULT NULL,
-	p_after_merchant bigint DEFAULT NULL)
-	RETURNS TABLE (merchant_id bigint, operation_id bigint, payment_id bigint, kind text,
-		action text, attempt integer, via_void boolean, amount_minor bigint, currency text,
-		currency_exponent integer, txn_invoice text, description text, customer jsonb,
-		ref_trans_id text, card_last4 text, payment_method text, customer_profile_id text,
-		payment_profile_id text, sealed bytea, correlation_id text, created_at timestamptz,
-		never_sent boolean,
-		api_login_id text, transaction_key text, endpoint_url text, ca_file text, timeout_ms integer,
-		payment_method_id bigint, customer_id bigint, method_source text, validation_mode text,
-		method_default boolean, method_customer_profile_id text, method_payment_profile_id text,
-		merchant_customer_id text, customer_email text, customer_name text, customer_billing jsonb,
-		original_network_trans_id text, method_card_last4 text, last_attempt_at timestamptz,
-		recurring boolean, first_recurring boolean, more_ready boolean)
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	SET enable_seqscan = off
-	SET enable_bitmapscan = off
-	SET enable_sort = off
-	SET enable_hashjoin = off
-	SET enable_mergejoin = off
-	SET plan_cache_mode = force_generic_plan
-	SET jit = off
-	AS $$
-BEGIN
-	-- Ordinary operations first, then the background ones (a billing run's
-	-- charges) in what room is left, at most p_background_limit (NULL: no
-	-- other limit): a backlog of renewals never holds up a checkout's
-	-- result.  Merchants without a gateway configuration are skipped (and
-	-- parked by _park_unconfigured), and so are those whose gateway
-	-- connection is in p_held_connections: the worker's circuit for it is
-	-- open (one merchant's dead endpoint holds back no one else).
-	-- p_only_connection: only those of that connection (the one probe of a
-	-- half-open circuit).  The rows are returned in the order of turns.
-	RETURN QUERY
-	WITH RECURSIVE due_ops AS MATERIALIZED (
-		-- the operations due, by due time, as many as 1,000 and one: when
-		-- there are no more, their merchants are every merchant with one due,
-		-- and merchants whose operations all wait for later (parked behind
-		-- an open circuit, an unknown outcome's next look) cost nothing
-		SELECT o.background, o.merchant_id, o.next_attempt_at FROM payments.operations o
-		WHERE o.status IN ('queued', 'unknown') AND o.next_attempt_at <= now()
-		ORDER BY o.next_attempt_at LIMIT 1001
-	), backlog AS (
-		-- more are due (a backlog): each (background, merchant) key and its
-		-- earliest due time, one index probe per merchant with operations
-		-- waiting
-		(SELECT o.background, o.merchant_id, o.next_attempt_at FROM payments.operations o
-		 WHERE o.status IN ('queued', 'unknown') AND (SELECT count(*) FROM due_ops) > 1000
-		 ORDER BY o.background, o.merchant_id, o.next_attempt_at LIMIT 1)
-		UNION ALL
-		SELECT n.background, n.merchant_id, n.next_attempt_at FROM backlog w
-		CROSS JOIN LATERAL (SELECT o.background, o.merchant_id, o.next_attempt_at FROM payments.operations o
-			WHERE o.status IN ('queued', 'unknown')
-				AND (o.background, o.merchant_id) > (w.background, w.merchant_id)
-			ORDER BY o.background, o.merchant_id, o.next_attempt_at LIMIT 1) n
-	), waiting AS (
-		-- each (background, merchant) key with operations due or waiting,
-		-- and its earliest due time
-		SELECT d.background, d.merchant_id, min(d.next_attempt_at) AS next_attempt_at FROM due_ops d
-		WHERE (SELECT count(*) FROM due_ops) <= 1000
-		GROUP BY d.background, d.merchant_id
-		UNION ALL
-		SELECT b.background, b.merchant_id, b.next_attempt_at FROM backlog b
-	), due AS (
-		-- the merchants with an operation due (their earliest is), of
-		-- a connection whose circuit is closed: how many, and each one's
-		-- place in this claim's rotation (after p_after_merchant first)
-		SELECT w.background, w.merchant_id, w.next_attempt_at,
-			count(*) OVER (PARTITION BY w.background) AS merchants,
-			row_number() OVER (PARTITION BY w.background
-				ORDER BY p_after_merchant IS NOT NULL AND w.merchant_id <= p_after_merchant,
-					w.merchant_id) AS nth
-		FROM waiting w
-		-- configured (its row by key: this runs every round, and configured
-		-- merchants may be many); its connection worked out only when some
-		-- connection is held or probed
-		WHERE w.next_attempt_at <= now() AND EXISTS (SELECT 1 FROM payments.gateway_config g
-			WHERE g.merchant_id = w.merchant_id
-				AND (cardinality(p_held_connections) = 0 AND p_only_connection IS NULL
-					OR payments._gateway_connection(g.endpoint_url, g.ca_file, g.timeout_ms)
-							<> ALL (p_held_connections)
-						AND (p_only_connection IS NULL OR p_only_connection
-							= payments._gateway_connection(g.endpoint_url, g.ca_file, g.timeout_ms))))
-	), ordinary AS (
-		-- the room shared out exactly among the first p_limit merchants of
-		-- the rotation (those after the remainder's one row less), each
-		-- share by due time and locked as read (from its earliest on: past
-		-- the index entries of operations claimed since the last vacuum,
-		-- which the search for it went through); numbered, its turns
-		SELECT x.*, w.share, row_number() OVER (PARTITION BY x.merchant_id ORDER BY x.next_attempt_at) AS turn
-		FROM (SELECT d.*, p_limit / least(d.merchants, p_limit)
-				+ CASE WHEN d.nth <= p_limit % least(d.merchants, p_limit) THEN 1 ELSE 0 END AS share
-			FROM due d WHERE NOT d.background AND d.nth <= p_limit) w
-		CROSS JOIN LATERAL (SELECT o.background, o.merchant_id, o.operation_id, o.next_attempt_at,
-				o.status AS old_status, o.updated_at AS old_updated_at
-			FROM payments.operations o
-			WHERE NOT o.background AND o.merchant_id = w.merchant_id
-				AND o.status IN ('queued', 'unknown')
-				AND o.next_attempt_at >= w.next_attempt_at AND o.next_attempt_at <= now()
-			ORDER BY o.next_attempt_at
-			LIMIT w.share
-			FOR UPDATE OF o SKIP LOCKED) x
-	), ordinary_more AS (
-		-- ordinary operations may be left due: a merchant took its whole
-		-- share, or had none (more merchants than room)
-		SELECT EXISTS (SELECT 1 FROM due d WHERE NOT d.background AND d.nth > p_limit)
-			OR EXISTS (SELECT 1 FROM ordinary o GROUP BY o.merchant_id HAVING count(*) >= max(o.share)) AS more
-	), background_room AS (
-		-- ordinary ones first: room for the background only when none is left
-		SELECT CASE WHEN m.more THEN 0
-			ELSE least(greatest(p_limit - (SELECT count(*) FROM ordinary), 0),
-				coalesce(p_background_limit, p_limit)) END AS room
-		FROM ordinary_more m
-	), background AS (
-		SELECT x.*, w.share, row_number() OVER (PARTITION BY x.merchant_id ORDER BY x.next_attempt_at) AS turn
-		FROM (SELECT d.*, r.room / least(d.merchants, r.room)
-				+ CASE WHEN d.nth <= r.room % least(d.merchants, r.room) THEN 1 ELSE 0 END AS share
-			FROM due d, background_room r WHERE d.background AND d.nth <= r.room) w
-		CROSS JOIN LATERAL (SELECT o.background, o.merchant_id, o.operation_id, o.next_attempt_at,
-				o.status AS old_status, o.updated_at AS old_updated_at
-			FROM payments.operations o
-			WHERE o.background AND o.merchant_id = w.merchant_id
-				AND o.status IN ('queued', 'unknown')
-				AND o.next_attempt_at >= w.next_attempt_at AND o.next_attempt_at <= now()
-			ORDER BY o.next_attempt_at
-			LIMIT w.share
-			FOR UPDATE OF o SKIP LOCKED) x
-	), locked AS (
-		SELECT * FROM ordinary UNION ALL SELECT * FROM background
-	), ready AS (
-		-- in turns: every merchant's first before anyone's second
-		SELECT l.*, row_number() OVER (PARTITION BY l.background
-				ORDER BY l.turn, p_after_merchant IS NOT NULL AND l.merchant_id <= p_after_merchant,
-					l.merchant_id) AS pos
-		FROM locked l
-	), more AS (
-		-- more may be due: of the ordinary ones (above), or a background
-		-- merchant took its whole share or had none
-		SELECT (SELECT m.more FROM ordinary_more m)
-			OR EXISTS (SELECT 1 FROM due d, background_room r WHERE d.background AND d.nth > r.room)
-			OR EXISTS (SELECT 1 FROM background b GROUP BY b.merchant_id HAVING count(*) >= max(b.share))
-			AS ready
-	), claimed AS (
-		UPDATE payments.operations o
-		SET status = 'sending', attempts = o.attempts + 1,
-			first_sent_at = coalesce(o.first_sent_at, now())
-		FROM ready r
-		WHERE o.merchant_id = r.merchant_id AND o.operation_id = r.operation_id
-			AND r.pos <= CASE WHEN NOT r.background THEN p_limit ELSE (SELECT b.room FROM background_room b) END
-		RETURNING o.*, r.old_status, r.old_updated_at, r.pos
-	)
-	SELECT c.merchant_id, c.operation_id, c.payment_id, c.kind,
-		-- queued again after an attempt that may have gone through (an
-		-- unknown outcome, then a resend that provably failed) counts too
-		-- (on the clock: the worker may have spent a while recording outcomes
-		-- in this transaction before claiming)
-		CASE WHEN NOT c.never_sent
-				AND c.first_sent_at < clock_timestamp() - make_interval(secs => payments._duplicate_window() - 60)
-			THEN 'lookup' ELSE 'send' END,
-		c.attempts, c.via_void,
-		pay_minor_units(coalesce(c.amount, p.amount)), pay_currency(p.amount),
-		pay_currency_exponent(pay_currency(p.amount)),
-		-- the invoice of the gateway transaction: each refund its own (equal
-		-- partial refunds are not duplicates); a capture (priorAuthCapture
-		-- keeps the authorization's transId) and a void act on the payment's
-		CASE WHEN c.kind = 'refund' AND NOT c.via_void
-			THEN 'R' || payments._invoice_tag() || c.operation_id ELSE p.invoice_number END,
-		p.description, p.customer,
-		p.gateway_trans_id, p.card_last4, p.payment_method, p.customer_profile_id,
-		p.payment_profile_id, v.sealed, c.correlation_id, c.created_at, c.never_sent,
-		g.api_login_id, g.transaction_key, g.endpoint_url, g.ca_file, g.timeout_ms,
-		-- stored payment methods and customers' profiles (payment_methods.sql):
-		-- their own operations, and charges of a stored method
-		pm.payment_method_id, cu.customer_id, pm.source, pm.validation_mode, pm.is_default,
-		cu.customer_profile_id, pm.payment_profile_id,
-		CASE WHEN cu.customer_id IS NOT NULL THEN payments._gateway_customer_ref(cu.customer_id) END,
-		cu.email, cu.name, cu.billing,
-		pm.network_trans_id, pm.card_last4,
-		-- when the operation last changed: the end of its previous attempt
-		c.old_updated_at,
-		-- a charge of a subscription's invoice is recurring (recurringBilling,
-		-- card on file), the first one of its subscription while no earlier
-		-- invoice of it was paid by a charge (the 'first' invoice, or the
-		-- first renewal after a trial): isFirstRecurringPayment
-		p.invoice_id IS NOT NULL,
-		p.invoice_id IS NOT NULL AND NOT EXISTS (
-			SELECT 1 FROM payments.invoices i
-			JOIN payments.invoices earlier ON earlier.merchant_id = i.merchant_id
-				AND earlier.subscription_id = i.subscription_id AND earlier.invoice_id <> i.invoice_id
-			WHERE i.merchant_id = p.merchant_id AND i.invoice_id = p.invoice_id
-				AND earlier.status = 'paid' AND pay_minor_units(earlier.amount) > 0),
-		(SELECT m.ready FROM more m)
-	FROM claimed c
-	-- operations on a stored method or a customer's profile have no payment
-	LEFT JOIN payments.payments p ON p.merchant_id = c.merchant_id AND p.payment_id = c.payment_id
-	JOIN payments.gateway_config g ON g.merchant_id = c.merchant_id
-	LEFT JOIN payments.card_vault v ON v.merchant_id = c.merchant_id AND v.operation_id = c.operation_id
-	LEFT JOIN payments.payment_methods pm ON pm.merchant_id = c.merchant_id
-		AND pm.payment_method_id = coalesce(c.payment_method_id, p.payment_method_id)
-	LEFT JOIN payments.customers cu ON cu.merchant_id = c.merchant_id
-		AND cu.customer_id = coalesce(c.customer_id, pm.customer_id)
-	ORDER BY c.background, c.pos;
-END
-$$;
 
 ------------------------------------------------------------------------------
 -- h-image-statistics: no statistics of the large values no query filters
@@ -13120,6 +6264,9 @@ ALTER TABLE payments.events ALTER COLUMN data SET STATISTICS 0;
 -- nothing more, so pause, add seats and resume gave the seats for the rest
 -- of the period free.
 ------------------------------------------------------------------------------
+-- What a change does, computed and checked, without changing anything
+-- (pay_change_subscription applies it, pay_preview_subscription_change
+-- shows it): the new terms and the proration lines at p_at.
 CREATE OR REPLACE FUNCTION payments._subscription_change(s payments.subscriptions, p_plan_id bigint,
 	p_price payments.pay_amount, p_quantity integer, p_proration text, p_at timestamptz)
 	RETURNS jsonb
@@ -13254,32 +6401,15 @@ BEGIN
 			new_total * 0)::text);
 END
 $$;
-COMMENT ON FUNCTION payments.pay_change_subscription(bigint, bigint, payments.pay_amount, integer, text, text, text) IS
-	'Changes the plan (same interval and currency), the explicit price or the quantity of an active, trialing or paused subscription. proration: none (the new amount from the next period), next_invoice (default: a credit for the unused part of the current period at the old amount and a charge for the part left at the new one, as pending invoice items of the next invoice), invoice_now (the same lines on a proration invoice charged at once; a net credit is carried to the next invoice). Nothing is prorated in a trial; a paused subscription takes a change of its amount only with proration none (22Y20 otherwise: its period was paid at the old amount, and a resume within it charges nothing more); once the trial has ended (its period 0 invoiced, the subscription trialing until that charge is answered) a change is prorated as for an active one. An interval change is refused (22023: cancel and create a new subscription); a currency change too (22Y03). Writes a subscription.updated event with the change. pay_preview_subscription_change shows the same without changing anything.';
+COMMENT ON FUNCTION payments._subscription_change(payments.subscriptions, bigint, payments.pay_amount, integer, text, timestamptz) IS
+	'Internal: checks a change of plan, price or quantity of a subscription and computes it at p_at: the new terms, and the proration lines (credit for the unused part at the old amount, charge for the remaining part at the new one, by payments._prorate) with their total. Changes nothing.';
 
 ------------------------------------------------------------------------------
 -- h-prorate-numeric: the proration rule multiplies in numeric (sql/src/
 -- subscriptions.sql, _prorate): a large amount over a period of more than
 -- about 96 years (year intervals of up to 366) overflowed bigint.
+-- Made once since: _prorate in h-subs-api (its final form).
 ------------------------------------------------------------------------------
-CREATE OR REPLACE FUNCTION payments._prorate(p_amount payments.pay_amount, p_period_start timestamptz,
-	p_period_end timestamptz, p_at timestamptz)
-	RETURNS payments.pay_amount
-	LANGUAGE sql IMMUTABLE PARALLEL SAFE
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-	-- amount * remaining exactly (numeric: up to 19 + 11 digits), divided
-	-- by the period, the remainder rounding half to even
-	SELECT CASE WHEN t.remaining <= 0 THEN p_amount * 0
-		WHEN t.remaining >= t.period THEN p_amount
-		ELSE pay_amount_from_minor((q.whole + CASE WHEN 2 * abs(q.rest) > t.period
-				OR (2 * abs(q.rest) = t.period AND q.whole % 2 <> 0) THEN sign(q.n) ELSE 0 END)::bigint,
-			pay_currency(p_amount)) END
-	FROM (SELECT floor(extract(epoch FROM p_period_end) - extract(epoch FROM p_at))::bigint AS remaining,
-			greatest(floor(extract(epoch FROM p_period_end) - extract(epoch FROM p_period_start))::bigint, 1) AS period) t,
-		LATERAL (SELECT x.n, div(x.n, t.period) AS whole, mod(x.n, t.period) AS rest
-			FROM (SELECT pay_minor_units(p_amount)::numeric * greatest(t.remaining, 0) AS n) x) q
-	$$;
 
 ------------------------------------------------------------------------------
 -- h-null-arguments: a NULL id is a missing argument (22004), not an unknown
@@ -13378,6 +6508,10 @@ END
 $$;
 COMMENT ON FUNCTION payments.pay_wait_payment_method(bigint, interval) IS
 	'Blocks until the payment method''s gateway work (saving or deleting) is done or the timeout passes, without polling; returns the method row. Call it after the COMMIT that created the work.';
+-- A time zone: an IANA name (America/New_York, Europe/Paris, UTC).  A
+-- Region/City name is checked by converting a time with it (cheap); any
+-- other text must be in pg_timezone_names, so an abbreviation such as EST
+-- (a fixed offset without daylight saving) or a POSIX string is refused.
 CREATE OR REPLACE FUNCTION payments._check_time_zone(p_time_zone text) RETURNS void
 	LANGUAGE plpgsql STABLE
 	SET search_path = pg_catalog, payments, pg_temp
@@ -13521,6 +6655,7 @@ END
 $$;
 
 ------------------------------------------------------------------------------
+
 ------------------------------------------------------------------------------
 -- h-capture-expired: a capture the gateway cannot find (reason 16) asks
 -- whether its authorization expired uncaptured; if it did, the capture
@@ -13533,7 +6668,6 @@ INSERT INTO payments.operation_outcomes
 	('capture', 'expired', 'failed', 'canceled', 'requires_capture');
 
 -- (pay_resolve_dead_letter records from the dead status: p_from_status)
-DROP FUNCTION payments._record_result(bigint, bigint, text, integer, integer, text, text, text, text, text, timestamptz, text, text, text);
 CREATE FUNCTION payments._record_result(
 	p_merchant_id bigint, p_operation_id bigint, p_outcome text,
 	p_response_code integer, p_reason_code integer, p_reason_text text,
@@ -13921,6 +7055,8 @@ COMMENT ON FUNCTION payments.pay_discard_dead_letter(bigint, bigint) IS
 -- payment_api.sql; _record_result and pay_refund are edited in place at
 -- their last definitions above).  Refunds recorded held before are made
 -- in_review, so that the review check learns what became of them.
+-- Made once since: _refund_review_candidates in h-account-bound (its final
+-- form).
 ------------------------------------------------------------------------------
 ALTER TABLE payments.operations DROP CONSTRAINT operations_status_check;
 ALTER TABLE payments.operations ADD CONSTRAINT operations_status_check CHECK (status IN ('queued',
@@ -13955,31 +7091,6 @@ CREATE FUNCTION payments._count_refund(p payments.payments, p_amount payments.pa
 COMMENT ON FUNCTION payments._count_refund(payments.payments, payments.pay_amount, text) IS
 	'Worker: counts an approved refund in its payment (amount_refunded; refunded, or partially_refunded while part of the capture is left).';
 
-
--- Refunds held for review (in_review: responseCode 4, or found held by a
--- lookup), whose fate the worker asks the gateway for with the payments
--- held for review (getTransactionDetails of the refund's transaction),
--- least recently asked first.
-CREATE FUNCTION payments._refund_review_candidates(p_limit integer)
-	RETURNS TABLE (merchant_id bigint, operation_id bigint, payment_id bigint,
-		invoice_number text, gateway_trans_id text, api_login_id text, transaction_key text,
-		endpoint_url text, ca_file text, timeout_ms integer)
-	LANGUAGE sql STABLE
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-	SELECT o.merchant_id, o.operation_id, o.payment_id,
-		-- the refund's own transaction, or the payment's for one sent as a void
-		CASE WHEN o.via_void THEN p.invoice_number ELSE 'R' || payments._invoice_tag() || o.operation_id END,
-		o.gateway_trans_id, g.api_login_id, g.transaction_key, g.endpoint_url, g.ca_file, g.timeout_ms
-	FROM payments.operations o
-	JOIN payments.payments p ON p.merchant_id = o.merchant_id AND p.payment_id = o.payment_id
-	JOIN payments.gateway_config g ON g.merchant_id = o.merchant_id
-	WHERE o.status = 'in_review' AND o.kind = 'refund' AND o.gateway_trans_id IS NOT NULL
-	ORDER BY o.updated_at
-	LIMIT p_limit
-	$$;
-COMMENT ON FUNCTION payments._refund_review_candidates(integer) IS
-	'Worker: refunds held for review, to ask the gateway what became of them.';
 
 
 -- What became of a refund held for review, as the gateway shows its
@@ -14090,248 +7201,14 @@ COMMENT ON TRIGGER payments_audit ON payments.idempotency_keys IS 'Audit: paymen
 -- gateway.  The claim now tells a save the profiles the customer's other
 -- active and deleting methods hold (method_taken_profiles): its lookup
 -- skips them, and a duplicate naming one fails the save with E00039
--- (_record_method_result, edited in place above, names the method and
--- refuses any save answered with a taken profile).  A default method's
--- deletion that fails leaves it the default (pay_delete_payment_method,
--- _method_operation_dead and _record_method_result, edited in place above,
--- keep is_default through deleting).
+-- (_record_method_result, in its final form in h-account-life below, names
+-- the method and refuses any save answered with a taken profile).  A
+-- default method's deletion that fails leaves it the default
+-- (pay_delete_payment_method and _record_method_result in h-account-life
+-- below, _method_operation_dead in h-lead-methods above, keep is_default
+-- through deleting).
+-- Made once since: _claim_operations in h-account-life (its final form).
 ------------------------------------------------------------------------------
-DROP FUNCTION payments._claim_operations(integer, integer, text[], text, bigint);
-CREATE FUNCTION payments._claim_operations(p_limit integer, p_background_limit integer DEFAULT NULL,
-	p_held_connections text[] DEFAULT '{}', p_only_connection text DEFAULT NULL,
-	p_after_merchant bigint DEFAULT NULL)
-	RETURNS TABLE (merchant_id bigint, operation_id bigint, payment_id bigint, kind text,
-		action text, attempt integer, via_void boolean, amount_minor bigint, currency text,
-		currency_exponent integer, txn_invoice text, description text, customer jsonb,
-		ref_trans_id text, card_last4 text, payment_method text, customer_profile_id text,
-		payment_profile_id text, sealed bytea, correlation_id text, created_at timestamptz,
-		never_sent boolean,
-		api_login_id text, transaction_key text, endpoint_url text, ca_file text, timeout_ms integer,
-		payment_method_id bigint, customer_id bigint, method_source text, validation_mode text,
-		method_default boolean, method_customer_profile_id text, method_payment_profile_id text,
-		merchant_customer_id text, customer_email text, customer_name text, customer_billing jsonb,
-		original_network_trans_id text, method_card_last4 text, method_taken_profiles text,
-		last_attempt_at timestamptz, recurring boolean, first_recurring boolean, more_ready boolean)
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	SET enable_seqscan = off
-	SET enable_bitmapscan = off
-	SET enable_sort = off
-	SET enable_hashjoin = off
-	SET enable_mergejoin = off
-	SET plan_cache_mode = force_generic_plan
-	SET jit = off
-	AS $$
-BEGIN
-	-- Ordinary operations first, then the background ones (a billing run's
-	-- charges) in what room is left, at most p_background_limit (NULL: no
-	-- other limit): a backlog of renewals never holds up a checkout's
-	-- result.  Merchants without a gateway configuration are skipped (and
-	-- parked by _park_unconfigured), and so are those whose gateway
-	-- connection is in p_held_connections: the worker's circuit for it is
-	-- open (one merchant's dead endpoint holds back no one else).
-	-- p_only_connection: only those of that connection (the one probe of a
-	-- half-open circuit).  The rows are returned in the order of turns.
-	RETURN QUERY
-	WITH RECURSIVE due_ops AS MATERIALIZED (
-		-- the operations due, by due time, as many as 1,000 and one: when
-		-- there are no more, their merchants are every merchant with one due,
-		-- and merchants whose operations all wait for later (parked behind
-		-- an open circuit, an unknown outcome's next look) cost nothing
-		SELECT o.background, o.merchant_id, o.next_attempt_at FROM payments.operations o
-		WHERE o.status IN ('queued', 'unknown') AND o.next_attempt_at <= now()
-		ORDER BY o.next_attempt_at LIMIT 1001
-	), backlog AS (
-		-- more are due (a backlog): each (background, merchant) key and its
-		-- earliest due time, one index probe per merchant with operations
-		-- waiting
-		(SELECT o.background, o.merchant_id, o.next_attempt_at FROM payments.operations o
-		 WHERE o.status IN ('queued', 'unknown') AND (SELECT count(*) FROM due_ops) > 1000
-		 ORDER BY o.background, o.merchant_id, o.next_attempt_at LIMIT 1)
-		UNION ALL
-		SELECT n.background, n.merchant_id, n.next_attempt_at FROM backlog w
-		CROSS JOIN LATERAL (SELECT o.background, o.merchant_id, o.next_attempt_at FROM payments.operations o
-			WHERE o.status IN ('queued', 'unknown')
-				AND (o.background, o.merchant_id) > (w.background, w.merchant_id)
-			ORDER BY o.background, o.merchant_id, o.next_attempt_at LIMIT 1) n
-	), waiting AS (
-		-- each (background, merchant) key with operations due or waiting,
-		-- and its earliest due time
-		SELECT d.background, d.merchant_id, min(d.next_attempt_at) AS next_attempt_at FROM due_ops d
-		WHERE (SELECT count(*) FROM due_ops) <= 1000
-		GROUP BY d.background, d.merchant_id
-		UNION ALL
-		SELECT b.background, b.merchant_id, b.next_attempt_at FROM backlog b
-	), due AS (
-		-- the merchants with an operation due (their earliest is), of
-		-- a connection whose circuit is closed: how many, and each one's
-		-- place in this claim's rotation (after p_after_merchant first)
-		SELECT w.background, w.merchant_id, w.next_attempt_at,
-			count(*) OVER (PARTITION BY w.background) AS merchants,
-			row_number() OVER (PARTITION BY w.background
-				ORDER BY p_after_merchant IS NOT NULL AND w.merchant_id <= p_after_merchant,
-					w.merchant_id) AS nth
-		FROM waiting w
-		-- configured (its row by key: this runs every round, and configured
-		-- merchants may be many); its connection worked out only when some
-		-- connection is held or probed
-		WHERE w.next_attempt_at <= now() AND EXISTS (SELECT 1 FROM payments.gateway_config g
-			WHERE g.merchant_id = w.merchant_id
-				AND (cardinality(p_held_connections) = 0 AND p_only_connection IS NULL
-					OR payments._gateway_connection(g.endpoint_url, g.ca_file, g.timeout_ms)
-							<> ALL (p_held_connections)
-						AND (p_only_connection IS NULL OR p_only_connection
-							= payments._gateway_connection(g.endpoint_url, g.ca_file, g.timeout_ms))))
-	), ordinary AS (
-		-- the room shared out exactly among the first p_limit merchants of
-		-- the rotation (those after the remainder's one row less), each
-		-- share by due time and locked as read (from its earliest on: past
-		-- the index entries of operations claimed since the last vacuum,
-		-- which the search for it went through); numbered, its turns
-		SELECT x.*, w.share, row_number() OVER (PARTITION BY x.merchant_id ORDER BY x.next_attempt_at) AS turn
-		FROM (SELECT d.*, p_limit / least(d.merchants, p_limit)
-				+ CASE WHEN d.nth <= p_limit % least(d.merchants, p_limit) THEN 1 ELSE 0 END AS share
-			FROM due d WHERE NOT d.background AND d.nth <= p_limit) w
-		CROSS JOIN LATERAL (SELECT o.background, o.merchant_id, o.operation_id, o.next_attempt_at,
-				o.status AS old_status, o.updated_at AS old_updated_at, o.kind, o.never_sent,
-				o.gateway_account
-			FROM payments.operations o
-			WHERE NOT o.background AND o.merchant_id = w.merchant_id
-				AND o.status IN ('queued', 'unknown')
-				AND o.next_attempt_at >= w.next_attempt_at AND o.next_attempt_at <= now()
-			ORDER BY o.next_attempt_at
-			LIMIT w.share
-			FOR UPDATE OF o SKIP LOCKED) x
-	), ordinary_more AS (
-		-- ordinary operations may be left due: a merchant took its whole
-		-- share, or had none (more merchants than room)
-		SELECT EXISTS (SELECT 1 FROM due d WHERE NOT d.background AND d.nth > p_limit)
-			OR EXISTS (SELECT 1 FROM ordinary o GROUP BY o.merchant_id HAVING count(*) >= max(o.share)) AS more
-	), background_room AS (
-		-- ordinary ones first: room for the background only when none is left
-		SELECT CASE WHEN m.more THEN 0
-			ELSE least(greatest(p_limit - (SELECT count(*) FROM ordinary), 0),
-				coalesce(p_background_limit, p_limit)) END AS room
-		FROM ordinary_more m
-	), background AS (
-		SELECT x.*, w.share, row_number() OVER (PARTITION BY x.merchant_id ORDER BY x.next_attempt_at) AS turn
-		FROM (SELECT d.*, r.room / least(d.merchants, r.room)
-				+ CASE WHEN d.nth <= r.room % least(d.merchants, r.room) THEN 1 ELSE 0 END AS share
-			FROM due d, background_room r WHERE d.background AND d.nth <= r.room) w
-		CROSS JOIN LATERAL (SELECT o.background, o.merchant_id, o.operation_id, o.next_attempt_at,
-				o.status AS old_status, o.updated_at AS old_updated_at, o.kind, o.never_sent,
-				o.gateway_account
-			FROM payments.operations o
-			WHERE o.background AND o.merchant_id = w.merchant_id
-				AND o.status IN ('queued', 'unknown')
-				AND o.next_attempt_at >= w.next_attempt_at AND o.next_attempt_at <= now()
-			ORDER BY o.next_attempt_at
-			LIMIT w.share
-			FOR UPDATE OF o SKIP LOCKED) x
-	), locked AS (
-		SELECT * FROM ordinary UNION ALL SELECT * FROM background
-	), ready AS (
-		-- in turns: every merchant's first before anyone's second
-		SELECT l.*, row_number() OVER (PARTITION BY l.background
-				ORDER BY l.turn, p_after_merchant IS NOT NULL AND l.merchant_id <= p_after_merchant,
-					l.merchant_id) AS pos
-		FROM locked l
-	), more AS (
-		-- more may be due: of the ordinary ones (above), or a background
-		-- merchant took its whole share or had none
-		SELECT (SELECT m.more FROM ordinary_more m)
-			OR EXISTS (SELECT 1 FROM due d, background_room r WHERE d.background AND d.nth > r.room)
-			OR EXISTS (SELECT 1 FROM background b GROUP BY b.merchant_id HAVING count(*) >= max(b.share))
-			AS ready
-	), claimed AS (
-		-- the gateway account each is sent to is recorded (gateway_account):
-		-- one that may have reached another account, or acts on a payment
-		-- made at another, is never sent here but held as a dead letter
-		-- (its configuration, read here, changed while it was claimed)
-		UPDATE payments.operations o
-		SET status = CASE WHEN a.moved THEN 'dead' ELSE 'sending' END,
-			attempts = o.attempts + CASE WHEN a.moved THEN 0 ELSE 1 END,
-			first_sent_at = CASE WHEN a.moved THEN o.first_sent_at ELSE coalesce(o.first_sent_at, now()) END,
-			gateway_account = CASE WHEN a.bound THEN o.gateway_account ELSE a.account END,
-			last_error = CASE WHEN a.moved THEN payments._account_moved_error(o.gateway_account, a.account)
-				ELSE o.last_error END
-		FROM ready r
-		JOIN payments.gateway_config g ON g.merchant_id = r.merchant_id
-		CROSS JOIN LATERAL (SELECT k.account, k.bound, k.bound AND r.gateway_account <> k.account AS moved
-			FROM (SELECT payments._gateway_account(g.api_login_id) AS account,
-				-- bound to its account: what may have reached one, and a
-				-- capture, void or refund from its creation (its payment's)
-				r.gateway_account IS NOT NULL
-					AND (NOT r.never_sent OR r.kind IN ('capture', 'void', 'refund')) AS bound) k) a
-		WHERE o.merchant_id = r.merchant_id AND o.operation_id = r.operation_id
-			AND r.pos <= CASE WHEN NOT r.background THEN p_limit ELSE (SELECT b.room FROM background_room b) END
-		RETURNING o.*, r.old_status, r.old_updated_at, r.pos, g.api_login_id, g.transaction_key,
-			g.endpoint_url, g.ca_file, g.timeout_ms
-	)
-	SELECT c.merchant_id, c.operation_id, c.payment_id, c.kind,
-		-- queued again after an attempt that may have gone through (an
-		-- unknown outcome, then a resend that provably failed) counts too
-		-- (on the clock: the worker may have spent a while recording outcomes
-		-- in this transaction before claiming)
-		CASE WHEN NOT c.never_sent
-				AND c.first_sent_at < clock_timestamp() - make_interval(secs => payments._duplicate_window() - 60)
-			THEN 'lookup' ELSE 'send' END,
-		c.attempts, c.via_void,
-		pay_minor_units(coalesce(c.amount, p.amount)), pay_currency(p.amount),
-		pay_currency_exponent(pay_currency(p.amount)),
-		-- the invoice of the gateway transaction: each refund its own (equal
-		-- partial refunds are not duplicates); a capture (priorAuthCapture
-		-- keeps the authorization's transId) and a void act on the payment's
-		CASE WHEN c.kind = 'refund' AND NOT c.via_void
-			THEN 'R' || payments._invoice_tag() || c.operation_id ELSE p.invoice_number END,
-		p.description, p.customer,
-		p.gateway_trans_id, p.card_last4, p.payment_method, p.customer_profile_id,
-		p.payment_profile_id, v.sealed, c.correlation_id, c.created_at, c.never_sent,
-		c.api_login_id, c.transaction_key, c.endpoint_url, c.ca_file, c.timeout_ms,
-		-- stored payment methods and customers' profiles (payment_methods.sql):
-		-- their own operations, and charges of a stored method
-		pm.payment_method_id, cu.customer_id, pm.source, pm.validation_mode, pm.is_default,
-		cu.customer_profile_id, pm.payment_profile_id,
-		CASE WHEN cu.customer_id IS NOT NULL THEN payments._gateway_customer_ref(cu.customer_id) END,
-		cu.email, cu.name, cu.billing,
-		pm.network_trans_id, pm.card_last4,
-		-- a save's: the payment profiles the customer's other live methods
-		-- hold, which its lookup never takes and a duplicate answer naming
-		-- one fails (gateway_cim.c); computed for saves alone
-		CASE WHEN c.kind = 'save_method' THEN (SELECT string_agg(x.payment_profile_id, ',')
-			FROM payments.payment_methods x
-			WHERE x.merchant_id = pm.merchant_id AND x.customer_id = pm.customer_id
-				AND x.payment_method_id <> pm.payment_method_id AND x.payment_profile_id IS NOT NULL
-				AND x.status IN ('active', 'deleting')) END,
-		-- when the operation last changed: the end of its previous attempt
-		c.old_updated_at,
-		-- a charge of a subscription's invoice is recurring (recurringBilling,
-		-- card on file), the first one of its subscription while no earlier
-		-- invoice of it was paid by a charge (the 'first' invoice, or the
-		-- first renewal after a trial): isFirstRecurringPayment
-		p.invoice_id IS NOT NULL,
-		p.invoice_id IS NOT NULL AND NOT EXISTS (
-			SELECT 1 FROM payments.invoices i
-			JOIN payments.invoices earlier ON earlier.merchant_id = i.merchant_id
-				AND earlier.subscription_id = i.subscription_id AND earlier.invoice_id <> i.invoice_id
-			WHERE i.merchant_id = p.merchant_id AND i.invoice_id = p.invoice_id
-				AND earlier.status = 'paid' AND pay_minor_units(earlier.amount) > 0),
-		(SELECT m.ready FROM more m)
-	FROM claimed c
-	-- operations on a stored method or a customer's profile have no payment
-	LEFT JOIN payments.payments p ON p.merchant_id = c.merchant_id AND p.payment_id = c.payment_id
-	LEFT JOIN payments.card_vault v ON v.merchant_id = c.merchant_id AND v.operation_id = c.operation_id
-	LEFT JOIN payments.payment_methods pm ON pm.merchant_id = c.merchant_id
-		AND pm.payment_method_id = coalesce(c.payment_method_id, p.payment_method_id)
-	LEFT JOIN payments.customers cu ON cu.merchant_id = c.merchant_id
-		AND cu.customer_id = coalesce(c.customer_id, pm.customer_id)
-	WHERE c.status = 'sending'
-	ORDER BY c.background, c.pos;
-END
-$$;
-COMMENT ON FUNCTION payments._claim_operations(integer, integer, text[], text, bigint) IS
-	'Worker, step 1: claims up to p_limit ready operations (FOR UPDATE SKIP LOCKED), merchants taking turns (an equal share of the room each, every merchant''s first before anyone''s second; ties after p_after_merchant first; more_ready when a merchant took its whole share), ordinary ones first and at most p_background_limit of a billing run''s charges, and marks them sending before anything is sent; operations of merchants whose gateway connection (_gateway_connection) is in p_held_connections (its circuit is open in the worker) are left; with p_only_connection, only that connection''s are claimed. Records the gateway account each is sent to (operations.gateway_account); one bound to another account than the one configured now is not returned but held as a dead letter.';
-REVOKE ALL ON FUNCTION payments._claim_operations(integer, integer, text[], text, bigint) FROM PUBLIC;
 
 ------------------------------------------------------------------------------
 -- h-method-gone: stored payment methods whose gateway profile is gone, and
@@ -14345,10 +7222,21 @@ REVOKE ALL ON FUNCTION payments._claim_operations(integer, integer, text[], text
 -- (_no_default_method).  A method active again after a failed deletion is
 -- tried at once for the subscriptions in dunning it pays
 -- (payment_methods_dunning_retry).
+-- Made once since: _stored_method_for_payment in h-account-life (its final
+-- form).
 ------------------------------------------------------------------------------
 INSERT INTO payments.status_transitions (entity, from_status, to_status) VALUES
 	('payment_method', 'active', 'failed');
 
+-- Decline codes after which charging the same payment method again cannot
+-- succeed, so dunning does not retry them automatically (a new card is
+-- tried at once): the card number is invalid (6, 37, 315), its expiry date
+-- invalid or passed (7, 8, 316, 317), pick-up card (4), a card type the
+-- merchant does not accept (17, 28), the fraud filters' and manual
+-- review's declines (250, 251, 254), the stored profile gone at the gateway
+-- (E00040), and no usable payment method at all.  Every other decline (2,
+-- 3 generic and referral, 27/44/45/65/127 address and card code checks,
+-- processing errors, a canceled charge) is retried on the schedule.
 CREATE OR REPLACE FUNCTION payments._decline_is_final(p_code text) RETURNS boolean
 	LANGUAGE sql IMMUTABLE PARALLEL SAFE
 	AS $$
@@ -14393,75 +7281,21 @@ $$;
 COMMENT ON FUNCTION payments._no_default_method(payments.customers) IS
 	'Internal: raises 22Y22 for a charge of a customer''s default when it has none that can be charged, saying why (its default still being saved or being deleted, no active method, or active ones none of which is the default) and how to set one.';
 
-CREATE OR REPLACE FUNCTION payments._stored_method_for_payment(p_customer_id bigint, p_payment_method_id bigint,
-	p_other_methods integer)
-	RETURNS payments.payment_methods
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	pm payments.payment_methods;
-	c payments.customers;
-BEGIN
-	IF p_customer_id IS NOT NULL THEN
-		c := payments._share_customer(p_customer_id);
-	END IF;
-	IF p_payment_method_id IS NULL THEN
-		IF p_customer_id IS NULL OR p_other_methods > 0 THEN
-			RETURN pm;
-		END IF;
-		-- its active default, or the active one a pending default replaced
-		pm := payments._usable_default_method(c.merchant_id, c.customer_id);
-		IF pm.payment_method_id IS NULL THEN
-			PERFORM payments._no_default_method(c);
-		END IF;
-		RETURN pm;
-	END IF;
-	IF p_other_methods > 1 THEN
-		RAISE EXCEPTION 'exactly one payment method is required'
-			USING ERRCODE = '22Y22', DETAIL = 'payment_method_id was given with another payment method.';
-	END IF;
-	pm := payments._find_payment_method(p_payment_method_id);
-	IF p_customer_id IS NULL THEN
-		-- the method's customer, locked as a named one is; then the method
-		-- as it is once a deletion of the customer has committed
-		PERFORM payments._share_customer(pm.customer_id);
-		pm := payments._find_payment_method(p_payment_method_id);
-	END IF;
-	IF p_customer_id IS NOT NULL AND pm.customer_id <> p_customer_id THEN
-		RAISE EXCEPTION 'payment method % is not customer %''s', p_payment_method_id, p_customer_id
-			USING ERRCODE = '22023';
-	END IF;
-	IF pm.status = 'failed' AND pm.failure_reason IS NOT NULL THEN
-		-- says why: its save failed, or its profile is gone at the gateway
-		RAISE EXCEPTION 'payment method % is failed, not active', p_payment_method_id
-			USING ERRCODE = '22Y20', DETAIL = pm.failure_reason,
-				HINT = 'Save the card again (pay_save_payment_method).';
-	ELSIF pm.status <> 'active' THEN
-		RAISE EXCEPTION 'payment method % is %, not active', p_payment_method_id, pm.status
-			USING ERRCODE = '22Y20',
-				HINT = CASE WHEN pm.status = 'pending' THEN 'Wait for it to be saved (pay_wait_payment_method).'
-					ELSE 'Save the card again (pay_save_payment_method).' END;
-	END IF;
-	RETURN pm;
-END
-$$;
-COMMENT ON FUNCTION payments._stored_method_for_payment(bigint, bigint, integer) IS
-	'Internal: the stored payment method a payment charges (named, or the customer''s usable default: _usable_default_method), checked active; PT404 for an unknown or foreign one.';
-
-CREATE FUNCTION payments._payment_method_gone() RETURNS trigger
+-- _payment_method_gone in its final form (from h-customer-gone) here: trigger
+-- payments_method_gone below runs it.
+CREATE OR REPLACE FUNCTION payments._payment_method_gone() RETURNS trigger
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
 	NEW.decline_code := 'payment_method_gone';
 	NEW.decline_reason := 'The gateway no longer has this stored payment method (E00040 The record cannot be found.): its payment profile was deleted outside payments.';
-	UPDATE payments.payment_methods x SET status = 'failed', is_default = false,
-		failure_code = 'payment_method_gone',
-		failure_reason = format('The gateway refused payment %s: it no longer has this card''s payment profile (E00040), which was deleted outside payments.',
-			NEW.payment_id)
-	WHERE x.merchant_id = NEW.merchant_id AND x.payment_method_id = NEW.payment_method_id
-		AND x.status = 'active' AND x.payment_profile_id IS NOT DISTINCT FROM NEW.payment_profile_id;
+	PERFORM payments._payment_methods_gone(NEW.merchant_id, ARRAY(SELECT x.payment_method_id
+			FROM payments.payment_methods x
+			WHERE x.merchant_id = NEW.merchant_id AND x.payment_method_id = NEW.payment_method_id
+				AND x.payment_profile_id IS NOT DISTINCT FROM NEW.payment_profile_id),
+		format('The gateway refused payment %s: it no longer has this card''s payment profile (E00040), which was deleted outside payments.',
+			NEW.payment_id));
 	RETURN NEW;
 END
 $$;
@@ -14734,14 +7568,15 @@ COMMENT ON FUNCTION payments._release_open_invoice_items(payments.subscriptions)
 -- another account: sent with the old login, its reply lost, it was resent
 -- to the new account and charged twice.  The claim records the account
 -- (operations.gateway_account) and holds as a dead letter what is bound to
--- another account than the one configured now (_claim_operations, edited
--- in place above); a capture, void or refund takes its payment's account
--- (_new_operation, edited in place above); pay_configure_gateway (edited
--- in place above) lets a merchant go back to the account its held
+-- another account than the one configured now (_claim_operations, in its
+-- final form in h-account-life below); a capture, void or refund takes its
+-- payment's account (_new_operation, also in h-account-life);
+-- pay_configure_gateway (edited in place above) lets a merchant go back to the account its held
 -- operations were sent to, or its payments held for review were made at;
 -- the review checks ask only the account a payment or refund was made at
 -- (_review_candidates, _refund_review_candidates, replaced below: SQL
 -- functions, checked against the new column).
+-- Made once since: _account_moved_error in h-account-life (its final form).
 ------------------------------------------------------------------------------
 ALTER TABLE payments.operations ADD COLUMN gateway_account text;
 COMMENT ON COLUMN payments.operations.gateway_account IS
@@ -14757,15 +7592,6 @@ CREATE FUNCTION payments._gateway_account(p_api_login_id text) RETURNS text
 	AS $$ SELECT pg_catalog.left(pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(p_api_login_id, 'UTF8')), 'hex'), 16) $$;
 COMMENT ON FUNCTION payments._gateway_account(text) IS
 	'Internal: the gateway account of an api_login_id as operations.gateway_account records it (the first 16 hex digits of its SHA-256; the endpoint URL is no part of it).';
-
--- Why the claim held an operation bound to another gateway account than
--- the one configured now (_claim_operations), as its last_error.
-CREATE FUNCTION payments._account_moved_error(p_sent_to text, p_configured text) RETURNS text
-	LANGUAGE sql IMMUTABLE PARALLEL SAFE
-	AS $$ SELECT pg_catalog.format('held: the gateway account changed after this operation was sent (or its payment was made) at account %s; the one configured now is %s (accounts as payments._gateway_account(api_login_id) names them). Sent or looked up there it could be charged twice, or never found: configure the account it was sent to again (pay_configure_gateway) and pay_retry_dead_letter it, or settle it at that account by hand and record what happened with pay_resolve_dead_letter (or pay_discard_dead_letter it).',
-		p_sent_to, p_configured) $$;
-COMMENT ON FUNCTION payments._account_moved_error(text, text) IS
-	'Internal: the last_error of an operation the worker held as a dead letter because the merchant''s gateway account changed after it was sent (or its payment was made) at another.';
 
 CREATE OR REPLACE FUNCTION payments._review_candidates(p_limit integer)
 	RETURNS TABLE (merchant_id bigint, payment_id bigint, kind text, invoice_number text,
@@ -14790,7 +7616,13 @@ CREATE OR REPLACE FUNCTION payments._review_candidates(p_limit integer)
 	ORDER BY p.updated_at
 	LIMIT p_limit
 	$$;
+COMMENT ON FUNCTION payments._review_candidates(integer) IS
+	'Worker: payments held for review, to ask the gateway what became of them.';
 
+-- Refunds held for review (in_review: responseCode 4, or found held by a
+-- lookup), whose fate the worker asks the gateway for with the payments
+-- held for review (getTransactionDetails of the refund's transaction),
+-- least recently asked first.
 CREATE OR REPLACE FUNCTION payments._refund_review_candidates(p_limit integer)
 	RETURNS TABLE (merchant_id bigint, operation_id bigint, payment_id bigint,
 		invoice_number text, gateway_trans_id text, api_login_id text, transaction_key text,
@@ -14811,6 +7643,8 @@ CREATE OR REPLACE FUNCTION payments._refund_review_candidates(p_limit integer)
 	ORDER BY o.updated_at
 	LIMIT p_limit
 	$$;
+COMMENT ON FUNCTION payments._refund_review_candidates(integer) IS
+	'Worker: refunds held for review, to ask the gateway what became of them.';
 
 -- h-restore-in-service: a dump restored into the database a running
 -- worker serves (sql/src/worker.sql): the operations it loads are made safe
@@ -14967,6 +7801,8 @@ COMMENT ON FUNCTION payments.pay_audit_seal(interval) IS
 -- the customer forget it and fails its active methods in it
 -- (_customer_profile_gone) with the transition a charge that meets a gone
 -- profile makes (_payment_methods_gone, now also _payment_method_gone's).
+-- Made once since: _payment_method_gone in h-method-gone;
+-- _record_method_result in h-account-life (their final form).
 ------------------------------------------------------------------------------
 CREATE FUNCTION payments._payment_methods_gone(p_merchant_id bigint, p_payment_method_ids bigint[],
 	p_reason text)
@@ -14983,123 +7819,6 @@ COMMENT ON FUNCTION payments._payment_methods_gone(bigint, bigint[], text) IS
 	'Internal: fails the active ones of these stored methods, whose profile is gone at the gateway (failure_code payment_method_gone, p_reason; no longer the default; a payment_method.failed event).';
 
 REVOKE ALL ON FUNCTION payments._payment_methods_gone(bigint, bigint[], text) FROM PUBLIC;
-
-CREATE OR REPLACE FUNCTION payments._payment_method_gone() RETURNS trigger
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-BEGIN
-	NEW.decline_code := 'payment_method_gone';
-	NEW.decline_reason := 'The gateway no longer has this stored payment method (E00040 The record cannot be found.): its payment profile was deleted outside payments.';
-	PERFORM payments._payment_methods_gone(NEW.merchant_id, ARRAY(SELECT x.payment_method_id
-			FROM payments.payment_methods x
-			WHERE x.merchant_id = NEW.merchant_id AND x.payment_method_id = NEW.payment_method_id
-				AND x.payment_profile_id IS NOT DISTINCT FROM NEW.payment_profile_id),
-		format('The gateway refused payment %s: it no longer has this card''s payment profile (E00040), which was deleted outside payments.',
-			NEW.payment_id));
-	RETURN NEW;
-END
-$$;
-
-DROP FUNCTION payments._record_method_result(bigint, bigint, text, text, text, text, text, text,
-	text, text, timestamptz, text, text);
-CREATE FUNCTION payments._record_method_result(p_merchant_id bigint, p_operation_id bigint,
-	p_outcome text, p_code text, p_reason text, p_customer_profile_id text,
-	p_payment_profile_id text, p_network_trans_id text, p_card_last4 text, p_card_brand text,
-	p_retry_at timestamptz, p_error text, p_card_fingerprint text,
-	p_gone_customer_profile_id text DEFAULT NULL)
-	RETURNS void
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	o payments.operations;
-	t payments.operation_outcomes;
-	ok boolean;
-	dup bigint;
-BEGIN
-	IF p_outcome IN ('retry', 'unknown') THEN
-		-- tried again later, as every operation is (no payment to move)
-		PERFORM payments._record_result(p_merchant_id, p_operation_id, p_outcome, NULL, NULL, NULL,
-			NULL, NULL, NULL, NULL, p_retry_at, p_error, NULL);
-		RETURN;
-	END IF;
-	SELECT * INTO o FROM payments.operations
-	WHERE merchant_id = p_merchant_id AND operation_id = p_operation_id FOR UPDATE;
-	IF NOT FOUND OR o.status <> 'sending' THEN
-		RETURN;		-- not ours any more (a DBA discarded it)
-	END IF;
-	SELECT * INTO t FROM payments.operation_outcomes x
-	WHERE x.operation_kind = o.kind AND x.outcome = p_outcome;
-	IF NOT FOUND OR t.operation_status NOT IN ('succeeded', 'failed') THEN
-		RAISE EXCEPTION 'invalid outcome % for operation %', p_outcome, p_operation_id
-			USING ERRCODE = '22023';
-	END IF;
-	ok := t.operation_status = 'succeeded';
-	-- Two live methods of a customer never share one gateway payment
-	-- profile: deleting one would delete the other's card.  A save answered
-	-- with a profile another active or deleting method of the customer holds
-	-- fails with E00039 and names that method: the gateway's duplicate
-	-- answer for a card saved twice (the worker fails it when it knows the
-	-- profile is taken), or, as a backstop, any save that came back with one.
-	IF o.kind = 'save_method' AND p_payment_profile_id IS NOT NULL AND (ok OR p_code = 'E00039') THEN
-		SELECT x.payment_method_id INTO dup FROM payments.payment_methods x
-		WHERE x.merchant_id = o.merchant_id AND x.customer_id = o.customer_id
-			AND x.payment_method_id <> o.payment_method_id AND x.payment_profile_id = p_payment_profile_id
-			AND x.status IN ('active', 'deleting')
-		LIMIT 1;
-		IF FOUND THEN
-			ok := false;
-			t.operation_status := 'failed';
-			p_code := 'E00039';
-			p_reason := format('This card is saved already as payment method %s of the customer.', dup);
-		END IF;
-	END IF;
-	UPDATE payments.operations SET status = t.operation_status,
-		reason_text = coalesce(p_reason, p_error), last_error = CASE WHEN NOT ok THEN coalesce(p_error, p_code) END,
-		completed_at = clock_timestamp()
-	WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
-	DELETE FROM payments.card_vault WHERE merchant_id = o.merchant_id AND operation_id = o.operation_id;
-
-	IF o.kind = 'save_method' AND p_gone_customer_profile_id IS NOT NULL THEN
-		PERFORM payments._customer_profile_gone(o, p_gone_customer_profile_id);
-	END IF;
-	IF o.kind = 'save_method' THEN
-		IF ok THEN
-			UPDATE payments.customers SET customer_profile_id = coalesce(customer_profile_id, p_customer_profile_id),
-				updated_at = clock_timestamp()
-			WHERE merchant_id = o.merchant_id AND customer_id = o.customer_id;
-			UPDATE payments.payment_methods SET status = 'active',
-				customer_profile_id = p_customer_profile_id, payment_profile_id = p_payment_profile_id,
-				network_trans_id = coalesce(network_trans_id, nullif(p_network_trans_id, '')),
-				card_last4 = coalesce(card_last4, nullif(p_card_last4, '')),
-				card_brand = coalesce(card_brand, nullif(p_card_brand, '')),
-				card_fingerprint = coalesce(card_fingerprint, p_card_fingerprint)
-			WHERE merchant_id = o.merchant_id AND payment_method_id = o.payment_method_id AND status = 'pending';
-		ELSE
-			UPDATE payments.payment_methods SET status = 'failed', is_default = false,
-				failure_code = p_code, failure_reason = coalesce(p_reason, p_error)
-			WHERE merchant_id = o.merchant_id AND payment_method_id = o.payment_method_id AND status = 'pending';
-		END IF;
-	ELSIF o.kind = 'delete_method' THEN
-		UPDATE payments.payment_methods SET status = CASE WHEN ok THEN 'deleted' ELSE 'active' END,
-			is_default = is_default AND NOT ok,
-			failure_code = CASE WHEN ok THEN failure_code ELSE p_code END,
-			failure_reason = CASE WHEN ok THEN failure_reason ELSE coalesce(p_reason, p_error) END
-		WHERE merchant_id = o.merchant_id AND payment_method_id = o.payment_method_id AND status = 'deleting';
-	ELSIF o.kind = 'delete_customer' AND ok THEN
-		UPDATE payments.payment_methods SET status = 'deleted'
-		WHERE merchant_id = o.merchant_id AND customer_id = o.customer_id AND status = 'deleting';
-	ELSIF o.kind = 'delete_customer' THEN
-		PERFORM payments._customer_profile_kept(o, coalesce(p_reason, p_error, p_code));
-	END IF;
-END
-$$;
-COMMENT ON FUNCTION payments._record_method_result(bigint, bigint, text, text, text, text, text, text, text, text, timestamptz, text, text, text) IS
-	'Worker, step 3: records the gateway''s answer to a save_method, delete_method or delete_customer operation and moves the payment method (and the customer''s profile id) on; p_gone_customer_profile_id: the customer''s profile the save found gone at the gateway (_customer_profile_gone).';
-
-REVOKE ALL ON FUNCTION payments._record_method_result(bigint, bigint, text, text, text, text, text,
-	text, text, text, timestamptz, text, text, text) FROM PUBLIC;
 
 CREATE FUNCTION payments._customer_profile_gone(o payments.operations, p_customer_profile_id text)
 	RETURNS void
@@ -15186,6 +7905,8 @@ $$;
 COMMENT ON FUNCTION payments._refuse_other_account(bigint, text, text, text) IS
 	'Internal: raises 22Y20 when p_account (a payment''s or a stored method''s gateway account) is not the merchant''s configured one: sent there, it would never be found.';
 
+-- Why the claim held an operation bound to another gateway account than
+-- the one configured now (_claim_operations), as its last_error.
 CREATE OR REPLACE FUNCTION payments._account_moved_error(p_sent_to text, p_configured text) RETURNS text
 	LANGUAGE sql IMMUTABLE PARALLEL SAFE
 	AS $$ SELECT pg_catalog.format('held: the gateway account changed after this operation was sent (or its payment was made, or the stored payment method or customer profile it uses was saved) at account %s; the one configured now is %s (accounts as payments._gateway_account(api_login_id) names them). Sent or looked up there it could be charged twice, or never found: configure account %1$s again (pay_configure_gateway) and pay_retry_dead_letter it, or settle it at that account by hand and record what happened with pay_resolve_dead_letter (or pay_discard_dead_letter it).',
@@ -15259,6 +7980,10 @@ $$;
 COMMENT ON FUNCTION payments._new_operation(payments.payments, text, payments.pay_amount, text, text, text, text, boolean) IS
 	'Internal: records a gateway operation for a payment and wakes the worker at COMMIT.';
 
+-- The stored method a payment charges: the one named (it must be active,
+-- and the customer's when a customer is named too), or the customer's
+-- default when a customer alone is named (no card, opaque data or profile:
+-- p_other_methods = 0).  An empty row when no stored method is charged.
 CREATE OR REPLACE FUNCTION payments._stored_method_for_payment(p_customer_id bigint, p_payment_method_id bigint,
 	p_other_methods integer)
 	RETURNS payments.payment_methods
@@ -15796,6 +8521,7 @@ CREATE FUNCTION payments._customer_payments(c payments.customers) RETURNS SETOF 
 COMMENT ON FUNCTION payments._customer_payments(payments.customers) IS
 	'Internal: the payments of a customer: those made for it (customer_id), and those made without customer_id whose customer object holds its email (compared case-insensitively).';
 
+-- Events that concern a customer: its own, its methods', its payments'.
 CREATE OR REPLACE FUNCTION payments._customer_events(c payments.customers) RETURNS SETOF payments.events
 	LANGUAGE sql STABLE
 	SET search_path = pg_catalog, payments, pg_temp
@@ -15884,6 +8610,7 @@ COMMENT ON TRIGGER payment_methods_subscription_gone ON payments.payment_methods
 -- one, a save from a payment made at another account is refused, and a
 -- held method operation says why it was held (sql/src/payment_methods.sql;
 -- test/integration/gateway_account_change.sh, section 5).
+-- Made once since: _method_operation_dead in h-lead-methods (its final form).
 ------------------------------------------------------------------------------
 
 CREATE OR REPLACE FUNCTION payments.pay_save_payment_method(
@@ -16035,47 +8762,6 @@ $$;
 COMMENT ON FUNCTION payments.pay_delete_customer(bigint, text, text) IS
 	'Deletes a customer (status deleted; its payments stay) and its payment methods, at the gateway too (deleteCustomerProfile, sent by the worker after COMMIT). A customer with a method still being saved is refused (22Y20), and so is one whose profile or an active method was saved at another gateway account than the one configured now (they are there). Writes a customer.deleted event.';
 
-CREATE OR REPLACE FUNCTION payments._method_operation_dead() RETURNS trigger
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	-- held by the claim (the gateway account changed): its last_error says
-	-- why; otherwise its attempts ran out
-	why text := CASE WHEN NEW.last_error LIKE 'held: %' THEN NEW.last_error
-		ELSE format('No answer from the gateway after %s attempts (%s); pay_retry_dead_letter can try again.',
-			NEW.attempts, coalesce(NEW.last_error, 'no error recorded')) END;
-BEGIN
-	IF NEW.status = 'dead' THEN
-		IF NEW.kind = 'save_method' THEN
-			UPDATE payments.payment_methods SET status = 'failed', is_default = false,
-				failure_code = 'gave_up', failure_reason = why
-			WHERE merchant_id = NEW.merchant_id AND payment_method_id = NEW.payment_method_id
-				AND status = 'pending';
-		ELSIF NEW.kind = 'delete_method' THEN
-			UPDATE payments.payment_methods SET status = 'active', failure_code = 'gave_up', failure_reason = why
-			WHERE merchant_id = NEW.merchant_id AND payment_method_id = NEW.payment_method_id
-				AND status = 'deleting';
-		ELSE
-			PERFORM payments._customer_profile_kept(NEW, why);
-		END IF;
-	ELSIF OLD.status = 'dead' AND NEW.status = 'queued' THEN
-		IF NEW.kind = 'save_method' THEN
-			UPDATE payments.payment_methods SET status = 'pending', failure_code = NULL, failure_reason = NULL
-			WHERE merchant_id = NEW.merchant_id AND payment_method_id = NEW.payment_method_id
-				AND status = 'failed' AND failure_code = 'gave_up';
-		ELSIF NEW.kind = 'delete_method' THEN
-			UPDATE payments.payment_methods SET status = 'deleting', failure_code = NULL, failure_reason = NULL
-			WHERE merchant_id = NEW.merchant_id AND payment_method_id = NEW.payment_method_id
-				AND status = 'active' AND failure_code = 'gave_up';
-		END IF;
-	END IF;
-	RETURN NULL;
-END
-$$;
-COMMENT ON FUNCTION payments._method_operation_dead() IS
-	'Trigger: a save, deletion or customer deletion that became a dead letter fails its method, leaves it active, or keeps the customer''s profile (event); retried (pay_retry_dead_letter), the method is pending or deleting again.';
-
 ------------------------------------------------------------------------------
 -- h-erasure-leftovers: pay_erase_customer says what it could not erase at
 -- a gateway account other than the one configured now (customer.erased
@@ -16149,6 +8835,7 @@ COMMENT ON FUNCTION payments._note_unserved_database() IS
 -- before the billing run renewed it takes the renewal first, as the run
 -- would have (sql/src/billing.sql, subscriptions.sql): the change meets the
 -- period that contains now, whether or not the run has come yet.
+-- Made once since: _run_renewals in h-billing (its final form).
 ------------------------------------------------------------------------------
 
 CREATE FUNCTION payments._renew_subscription(s payments.subscriptions, now_ timestamptz,
@@ -16251,42 +8938,6 @@ END
 $$;
 COMMENT ON FUNCTION payments._subscription_as_renewed(payments.subscriptions, timestamptz) IS
 	'Internal: a subscription as the renewal steps due by now_ would leave it (payments._apply_due_renewals), changing nothing: in the period containing now, or canceled when set to cancel at its period''s end. For pay_preview_subscription_change.';
-
-CREATE OR REPLACE FUNCTION payments._run_renewals(p_merchant_id bigint, p_limit integer) RETURNS integer
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	s payments.subscriptions;
-	horizon timestamptz := payments._billing_horizon(p_merchant_id);
-	clocks boolean := current_setting('payments.test_clocks', true) = 'on';
-	now_ timestamptz;
-	n integer := 0;
-BEGIN
-	FOR s IN
-		SELECT x.* FROM payments.subscriptions x
-		WHERE x.next_renewal_at <= horizon
-			AND (p_merchant_id IS NULL OR x.merchant_id = p_merchant_id)
-			AND x.status IN ('trialing', 'active', 'incomplete')
-			-- each merchant's own clock (CASE: never evaluated without test clocks)
-			AND CASE WHEN clocks AND p_merchant_id IS NULL
-				THEN x.next_renewal_at <= payments._billing_now(x.merchant_id) ELSE true END
-		ORDER BY x.next_renewal_at
-		LIMIT p_limit
-		FOR UPDATE SKIP LOCKED
-	LOOP
-		-- the row as locked: another run may have renewed it since
-		now_ := CASE WHEN clocks THEN payments._billing_now(s.merchant_id) ELSE now() END;
-		CONTINUE WHEN s.next_renewal_at IS NULL OR s.next_renewal_at > now_
-			OR s.status NOT IN ('trialing', 'active', 'incomplete');
-		n := n + 1;
-		PERFORM payments._renew_subscription(s, now_, true);
-	END LOOP;
-	RETURN n;
-END
-$$;
-COMMENT ON FUNCTION payments._run_renewals(bigint, integer) IS
-	'Billing run (the billing process, pay_run_renewals): for at most p_limit subscriptions due by their merchant''s billing clock (one merchant, or NULL: all), oldest first, locked with SKIP LOCKED: incomplete ones past their deadline expire (first invoice void), cancel_at_period_end ones are canceled (their pending invoice items charged on a final invoice), trialing and active ones move to their next period and its renewal invoice is issued and charged. Returns how many subscriptions it handled.';
 
 CREATE OR REPLACE FUNCTION payments.pay_update_subscription(
 	subscription_id bigint,
