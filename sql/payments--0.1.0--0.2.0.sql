@@ -618,8 +618,6 @@ COMMENT ON FUNCTION payments.pay_card_in(cstring) IS
 CREATE FUNCTION payments._vault_rotate_key(force boolean DEFAULT false) RETURNS boolean
 	LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'pay_vault_rotate_key';
 REVOKE ALL ON FUNCTION payments._vault_rotate_key(boolean) FROM PUBLIC;
-COMMENT ON FUNCTION payments._vault_rotate_key(boolean) IS
-	'Internal: replaces the card vault sealing key (shared memory only) when it has sealed for payments.vault_key_rotation and no card sealed under the previous key still waits; the worker calls it. force: rotate now, losing the cards sealed under the previous key. Owner only.';
 
 -- The card fingerprint key leaves the table: it moves to a key file in
 -- payments.fingerprint_key_directory, named by a new fingerprint_key_id,
@@ -780,13 +778,10 @@ CREATE TABLE payments.api_keys (
 -- a key is found by its id (the prefix of the key); ids are unique by their sequence
 CREATE INDEX api_keys_key_id ON payments.api_keys (key_id);
 REVOKE ALL ON payments.api_keys FROM PUBLIC;
-COMMENT ON TABLE payments.api_keys IS
-	'Merchant API keys (pay_create_api_key): scopes (read, payments, refunds, admin), expiry, revocation, rotation with an overlap (previous_hash until previous_valid_until), per-key rate limits (NULL: the settings payments.api_key_rate_limit and payments.api_key_burst). secret_hash is the SHA-256 of the key, which is never stored. last_used_at is written at most once a minute per key. Owner only.';
 COMMENT ON COLUMN payments.api_keys.secret_hash IS 'SHA-256 of the whole key "pk_<key_id>_<secret>"; the key itself is shown once and kept nowhere.';
 COMMENT ON COLUMN payments.api_keys.previous_hash IS 'After pay_rotate_api_key: the hash of the key before, accepted until previous_valid_until.';
 COMMENT ON COLUMN payments.api_keys.last_used_at IS 'Last use, written at most once a minute per key by a request that may write (pay_list_api_keys adds the uses since, from shared memory).';
 COMMENT ON COLUMN payments.api_keys.created_by IS 'The role that created the key.';
-COMMENT ON COLUMN payments.api_keys.created_by_key IS 'The admin API key the key was created with, if any.';
 SELECT pg_catalog.pg_extension_config_dump('payments.api_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('payments.api_keys_key_id_seq', '');
 
@@ -943,8 +938,6 @@ BEGIN
 	RETURN true;
 END
 $$;
-COMMENT ON FUNCTION payments.pay_revoke_api_key(bigint) IS
-	'Revokes an API key at once (also its previous secret during a rotation''s overlap); false when it was revoked already. PT404 for a key the caller may not manage. Same callers as pay_create_api_key.';
 
 ------------------------------------------------------------------------------
 -- Scopes: the scope each API function needs, as its payments.api_scope
@@ -1167,8 +1160,6 @@ INSERT INTO payments.status_transitions (entity, from_status, to_status) VALUES
 	('payment_method', 'deleting', 'deleted'),
 	('payment_method', 'deleting', 'active');
 
-COMMENT ON TABLE payments.status_transitions IS
-	'Every allowed status transition of payments, operations, customers and payment methods; the status triggers refuse any other.';
 
 -- waiting for a payment method (worker_signals.sql)
 CREATE FUNCTION payments._wait_for_payment_method(merchant_id bigint, payment_method_id bigint, timeout_ms integer)
@@ -1775,13 +1766,11 @@ CREATE INDEX audit_log_logged_at_txid ON payments.audit_log
 -- (billing details) and card_fingerprint, which pay_erase_customer must be
 -- able to erase, are left out of the payments table's audit rows (rows
 -- written before the update keep the fingerprint: the log is append-only);
--- API keys are audited without the hashes of their secrets.
+-- API keys are audited without the hashes of their secrets.  The payments
+-- table's trigger is made once since, in its final form in
+-- h-erasure-free-text (which leaves out more).
 ------------------------------------------------------------------------------
 
-DROP TRIGGER payments_audit ON payments.payments;
-CREATE TRIGGER payments_audit AFTER INSERT OR UPDATE OR DELETE ON payments.payments
-	FOR EACH ROW EXECUTE FUNCTION payments._audit_trigger('customer', 'card_fingerprint');
-COMMENT ON TRIGGER payments_audit ON payments.payments IS 'Audit: payments.audit_log; the billing details (customer) and the card fingerprint are never written.';
 CREATE TRIGGER payments_audit AFTER INSERT OR UPDATE OR DELETE ON payments.api_keys
 	FOR EACH ROW EXECUTE FUNCTION payments._audit_trigger('secret_hash', 'previous_hash');
 CREATE TRIGGER payments_audit_truncate AFTER TRUNCATE ON payments.api_keys
@@ -2622,7 +2611,8 @@ COMMENT ON FUNCTION payments.pay_export_customer(bigint) IS
 -- _charge_invoice and _issue_invoice replaced, the rest new): dunning, the
 -- renewal and dunning runs, a new card tried at once, the invoice and
 -- dunning policy API.
--- Made once since: _decline_is_final in h-method-gone;
+-- Made once since: trigger payment_methods_dunning_retry in h-method-gone;
+-- _decline_is_final in h-method-gone;
 -- _invoice_payment_method in h-purchase-default; _charge_invoice in
 -- h-period-charge-number; _issue_invoice in h-priority; _billing_event,
 -- _dunning_final_action in h-sub-end-items; _subscription_invoice_paid in
@@ -2835,14 +2825,6 @@ BEGIN
 	RETURN NULL;
 END
 $$;
-COMMENT ON FUNCTION payments._payment_method_dunning_retry() IS
-	'Trigger: a payment method that became active or the customer''s default is charged at once for the customer''s incomplete, past_due and unpaid subscriptions that use it (payments._retry_open_invoice_now).';
-
-CREATE TRIGGER payment_methods_dunning_retry AFTER UPDATE OF status, is_default ON payments.payment_methods
-	FOR EACH ROW WHEN (NEW.status = 'active' AND (OLD.status = 'pending' OR (NEW.is_default AND NOT OLD.is_default)))
-	EXECUTE FUNCTION payments._payment_method_dunning_retry();
-COMMENT ON TRIGGER payment_methods_dunning_retry ON payments.payment_methods IS
-	'Billing: a card saved or made the default during dunning is tried at once (payments._payment_method_dunning_retry).';
 
 ------------------------------------------------------------------------------
 -- The billing runs.  Each picks what is due by its merchant's billing clock
@@ -7309,7 +7291,6 @@ CREATE TRIGGER payments_method_gone BEFORE UPDATE OF status ON payments.payments
 COMMENT ON TRIGGER payments_method_gone ON payments.payments IS
 	'A charge of a stored method whose gateway profile is gone (E00040) fails with payment_method_gone and fails the method (payments._payment_method_gone).';
 
-DROP TRIGGER payment_methods_dunning_retry ON payments.payment_methods;
 CREATE TRIGGER payment_methods_dunning_retry AFTER UPDATE OF status, is_default ON payments.payment_methods
 	FOR EACH ROW WHEN (NEW.status = 'active'
 		AND (OLD.status IN ('pending', 'deleting') OR (NEW.is_default AND NOT OLD.is_default)))
