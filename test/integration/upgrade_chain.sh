@@ -10,7 +10,8 @@
 # the reference rows made at install), and its data survives, readable
 # through the API.  With several steps, the straight update from the first
 # version to the default one as well.  Against an older schema the library
-# refuses its C entry points with PT503 until the update.
+# refuses its C entry points with PT503 until the update.  Each upgrade
+# script makes each function, trigger, view and comment once.
 set -euo pipefail
 source "$(dirname "$0")/../lib/common.sh"
 source "$(dirname "$0")/../lib/tap.sh"
@@ -311,6 +312,35 @@ FROM payments.pay_payment_operations($id);
 		comment "kept databases $old and $fresh, and $dir"
 	fi
 }
+
+# ---------------------------------------------------------------------------
+# An upgrade script says once what it makes: every function (by name), every
+# trigger and every COMMENT ON an object stands once, in its final form, so
+# that a reviewer reads the one definition that counts.  A form made earlier
+# because a statement between needs it (and made again later) is listed in
+# MADE_TWICE_ALLOWED, with the reason in a comment at the earlier form.
+# ---------------------------------------------------------------------------
+MADE_TWICE_ALLOWED=""
+made_twice() {	# made_twice SCRIPT: what it makes more than once, one a line
+	{
+		grep -oE '^CREATE (OR REPLACE )?(FUNCTION|PROCEDURE|AGGREGATE) [A-Za-z0-9_."]+' "$1" |
+			awk '{ print "function " $NF }' || true
+		awk '/^CREATE (CONSTRAINT )?TRIGGER / {
+			s = $0
+			while (s !~ / ON [A-Za-z0-9_."]+/ && (getline l) > 0) s = s " " l
+			split(s, w, " "); name = (w[2] == "CONSTRAINT") ? w[4] : w[3]
+			match(s, / ON [A-Za-z0-9_."]+/)
+			print "trigger " name substr(s, RSTART, RLENGTH)
+		}' "$1"
+		grep -oE '^COMMENT ON .* IS( |$)' "$1" | sed -E 's/ IS ?$//' || true
+		grep -oE '^CREATE (OR REPLACE )?VIEW [A-Za-z0-9_."]+' "$1" | awk '{ print "view " $NF }' || true
+	} | sort | uniq -d | grep -vxF -e "${MADE_TWICE_ALLOWED:-no such line}" || true
+}
+for ((i = 1; i < ${#chain[@]}; i++)); do
+	script="sql/payments--${chain[i-1]}--${chain[i]}.sql"
+	twice=$(made_twice "$REPO_ROOT/$script")
+	is "$twice" "" "$script makes each function, trigger, view and comment once"
+done
 
 for ((i = 1; i < ${#chain[@]}; i++)); do
 	upgrade_test "${chain[i-1]}" "${chain[i]}"
