@@ -7552,8 +7552,9 @@ COMMENT ON FUNCTION payments._release_open_invoice_items(payments.subscriptions)
 -- another account than the one configured now (_claim_operations, in its
 -- final form in h-account-life below); a capture, void or refund takes its
 -- payment's account (_new_operation, also in h-account-life);
--- pay_configure_gateway (edited in place above) lets a merchant go back to the account its held
--- operations were sent to, or its payments held for review were made at;
+-- pay_configure_gateway (edited in place above) lets a merchant go back to
+-- the account its held operations were sent to, or its payments held for
+-- review were made at;
 -- the review checks ask only the account a payment or refund was made at
 -- (_review_candidates, _refund_review_candidates, replaced below: SQL
 -- functions, checked against the new column).
