@@ -366,7 +366,6 @@ CREATE FUNCTION payments.pay_worker_health(
 COMMENT ON FUNCTION payments.pay_worker_health() IS
 	'Health of the background worker: alive (looped within 5 s), pid, start and last loop time, queue depth, requests in flight (now and at most), circuit breaker state (closed, open, half_open), outcome counters since server start, and the merchants whose gateway account fails (an account error such as E00007: their operations are held, not failed): how many, and the oldest 16 as [{merchant_id, failing_since, error_code, error_text}]; served_database: the database the worker serves (payments.database). In another database no worker serves this one: alive is false, queue_depth counts this database''s queued and unknown operations (never sent), and the worker''s columns are NULL.';
 
-
 ------------------------------------------------------------------------------
 -- h-settle: refunds and voids decided by the worker from the gateway's state
 -- of the transaction; settlement learned for every captured payment from
@@ -1160,7 +1159,6 @@ INSERT INTO payments.status_transitions (entity, from_status, to_status) VALUES
 	('payment_method', 'deleting', 'deleted'),
 	('payment_method', 'deleting', 'active');
 
-
 -- waiting for a payment method (worker_signals.sql)
 CREATE FUNCTION payments._wait_for_payment_method(merchant_id bigint, payment_method_id bigint, timeout_ms integer)
 	RETURNS text
@@ -1638,7 +1636,6 @@ DROP FUNCTION payments.pay_purchase(payments.pay_amount, payments.pay_card, json
 DROP FUNCTION payments.pay_authorize(payments.pay_amount, payments.pay_card, jsonb, text, text, text, text, jsonb, jsonb, text, text);
 DROP FUNCTION payments._create_payment(text, payments.pay_amount, payments.pay_card, jsonb, text, text, text, text, jsonb, jsonb, text, text);
 
-
 -- pay_purchase in its final form (from h-cpu) here: the grant to the old
 -- function's grantees below needs it.
 CREATE OR REPLACE FUNCTION payments.pay_purchase(
@@ -1667,7 +1664,6 @@ END
 $$;
 COMMENT ON FUNCTION payments.pay_purchase(payments.pay_amount, payments.pay_card, jsonb, text, text, text, text, jsonb, jsonb, text, text, bigint, bigint) IS
 	'Authorize and capture a payment. Records the payment (status pending) and wakes the worker at COMMIT; the gateway''s answer arrives asynchronously (pay_wait). customer_id records the customer (its billing details and email are sent when customer is not given); payment_method_id charges a stored method (merchant-initiated, with the card-on-file fields); a customer_id alone charges its default method. Returns the payment row.';
-
 
 -- pay_authorize in its final form (from h-cpu) here: the grant to the old
 -- function's grantees below needs it.
@@ -1710,7 +1706,6 @@ $$;
 
 -- the claim returns what stored methods and profile operations need (worker.sql)
 DROP FUNCTION payments._claim_operations(integer);
-
 
 -- ==== customer_privacy.sql ====
 -- Personal data of customers: audited without it, exported, erased.
@@ -2604,7 +2599,6 @@ END
 $$;
 COMMENT ON FUNCTION payments.pay_export_customer(bigint) IS
 	'Everything the extension holds about one customer of the current merchant, as one JSON document: the customer, its payment methods (masked: brand, last four, expiry, gateway ids), its payments (those made for it, and those made without customer_id whose customer object holds its email), their gateway operations, its subscriptions and invoices, and the events that concern them. PT404 for an unknown or foreign id.';
-
 
 ------------------------------------------------------------------------------
 -- h-billing: the billing engine (issue 11; sql/src/billing.sql, whole:
@@ -7073,8 +7067,6 @@ CREATE FUNCTION payments._count_refund(p payments.payments, p_amount payments.pa
 COMMENT ON FUNCTION payments._count_refund(payments.payments, payments.pay_amount, text) IS
 	'Worker: counts an approved refund in its payment (amount_refunded; refunded, or partially_refunded while part of the capture is left).';
 
-
-
 -- What became of a refund held for review, as the gateway shows its
 -- transaction now (p_status_class as for _resolve_review): approved
 -- (pending settlement or settled; for a refund sent as a void, voided),
@@ -7138,7 +7130,6 @@ END
 $$;
 COMMENT ON FUNCTION payments._resolve_refund_review(bigint, bigint, text, text, integer, integer, text) IS
 	'Worker: records what the gateway decided about a refund held for review: approved, the refund succeeds and counts in its payment''s amount_refunded (partially_refunded or refunded); declined, voided, failed or expired, it fails and its amount can be refunded again.';
-
 
 COMMENT ON FUNCTION payments.pay_refund(bigint, payments.pay_amount, text, text, text) IS
 	'Refund a captured payment, fully or partially (several partial refunds up to the captured amount). The worker asks the gateway first: a settled capture is refunded; before settlement a full refund is sent as a void and a partial one waits for settlement (waiting_settlement). A refund the gateway holds for review is in_review: its amount is not refunded yet, and no other refund can take it, until the gateway decides. Returns the refund operation.';
