@@ -2128,43 +2128,73 @@ $$;
 COMMENT ON FUNCTION payments._require_test_clocks() IS
 	'Internal: raises PT403 unless the server setting payments.test_clocks is on.';
 
+CREATE FUNCTION payments._move_test_clock(p_merchant_id bigint, p_to timestamptz, p_by interval)
+	RETURNS timestamptz
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	current_ timestamptz := payments._billing_now(p_merchant_id);
+	moved timestamptz;
+BEGIN
+	PERFORM payments._require_test_clocks();
+	IF (p_to IS NULL AND p_by IS NULL) OR NOT isfinite(coalesce(p_to, current_ + p_by)) THEN
+		RAISE EXCEPTION 'frozen_at must be a finite time' USING ERRCODE = '22023';
+	END IF;
+	-- (checked here against the clock this session sees, and again below
+	-- against the clock as it is under the row lock)
+	IF coalesce(p_to, current_ + p_by) >= current_ THEN
+		INSERT INTO payments.billing_clocks AS c (merchant_id, frozen_at)
+		VALUES (p_merchant_id, coalesce(p_to, now() + p_by))
+		ON CONFLICT (merchant_id) DO UPDATE SET frozen_at = coalesce(p_to, c.frozen_at + p_by), updated_at = now()
+			WHERE coalesce(p_to, c.frozen_at + p_by) >= c.frozen_at
+		RETURNING c.frozen_at INTO moved;
+	END IF;
+	IF moved IS NULL THEN
+		current_ := payments._billing_now(p_merchant_id);
+		RAISE EXCEPTION 'a test clock never goes back'
+			USING ERRCODE = '22023',
+				DETAIL = format('Billing time is %s; %s was given.', current_, coalesce(p_to, current_ + p_by));
+	END IF;
+	-- what the new time made due is billed now, not at the billing
+	-- process's next round (payments.billing_interval)
+	PERFORM payments._wake_billing_at_commit();
+	RETURN moved;
+END
+$$;
+COMMENT ON FUNCTION payments._move_test_clock(bigint, timestamptz, interval) IS
+	'Internal: moves a merchant''s test clock to p_to, or forward by p_by from its time as locked (NULL p_to); 22023 for a time that is not finite or before the clock (as locked: two moves at once both count, in turn, and neither goes back). Wakes the billing process at COMMIT. Returns the new billing time.';
+
 CREATE FUNCTION payments.pay_set_test_clock(frozen_at timestamptz) RETURNS timestamptz
 	LANGUAGE plpgsql SECURITY DEFINER
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
-DECLARE
-	m bigint := payments.pay_current_merchant();
-	current_ timestamptz;
 BEGIN
 	PERFORM payments._require_test_clocks();
 	IF frozen_at IS NULL OR NOT isfinite(frozen_at) THEN
 		RAISE EXCEPTION 'frozen_at must be a finite time' USING ERRCODE = '22023';
 	END IF;
-	current_ := payments._billing_now(m);
-	IF frozen_at < current_ THEN
-		RAISE EXCEPTION 'a test clock never goes back'
-			USING ERRCODE = '22023',
-				DETAIL = format('Billing time is %s; %s was given.', current_, frozen_at);
-	END IF;
-	INSERT INTO payments.billing_clocks AS c (merchant_id, frozen_at) VALUES (m, frozen_at)
-	ON CONFLICT (merchant_id) DO UPDATE SET frozen_at = EXCLUDED.frozen_at, updated_at = now();
-	-- what the new time made due is billed now, not at the billing
-	-- process's next round (payments.billing_interval)
-	PERFORM payments._wake_billing_at_commit();
-	RETURN frozen_at;
+	RETURN payments._move_test_clock(payments.pay_current_merchant(), frozen_at, NULL);
 END
 $$;
 COMMENT ON FUNCTION payments.pay_set_test_clock(timestamptz) IS
-	'Tests and demonstrations: freezes the current merchant''s billing clock at frozen_at (never backwards); renewals and dunning retries then fall due by that clock. Only while the server setting payments.test_clocks is on (PT403 otherwise). Returns the new billing time.';
+	'Tests and demonstrations: freezes the current merchant''s billing clock at frozen_at (never backwards: also not behind a move another session committed meanwhile); renewals and dunning retries then fall due by that clock. Only while the server setting payments.test_clocks is on (PT403 otherwise). Returns the new billing time.';
 
 CREATE FUNCTION payments.pay_advance_test_clock(by_interval interval) RETURNS timestamptz
-	LANGUAGE sql SECURITY DEFINER
+	LANGUAGE plpgsql SECURITY DEFINER
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
-	SELECT payments.pay_set_test_clock(payments._billing_now(payments.pay_current_merchant()) + by_interval)
-	$$;
+BEGIN
+	PERFORM payments._require_test_clocks();
+	IF by_interval IS NULL THEN
+		RAISE EXCEPTION 'frozen_at must be a finite time' USING ERRCODE = '22023',
+			DETAIL = 'No by_interval was given.';
+	END IF;
+	RETURN payments._move_test_clock(payments.pay_current_merchant(), NULL, by_interval);
+END
+$$;
 COMMENT ON FUNCTION payments.pay_advance_test_clock(interval) IS
-	'Tests and demonstrations: moves the current merchant''s billing clock forward by by_interval (from its frozen time, or from now). Returns the new billing time.';
+	'Tests and demonstrations: moves the current merchant''s billing clock forward by by_interval from its frozen time (or from now), as it is once locked: two sessions advancing it at once both count. Returns the new billing time.';
 
 CREATE FUNCTION payments.pay_clear_test_clock() RETURNS timestamptz
 	LANGUAGE plpgsql SECURITY DEFINER
@@ -2457,8 +2487,10 @@ CREATE FUNCTION payments._period_line(s payments.subscriptions, p_start timestam
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT jsonb_build_object('kind', 'subscription',
+		-- wall-clock times as to_char writes them, whatever the session's DateStyle
 		'description', format('%s x %s, %s to %s%s', s.quantity, s.unit_amount,
-			greatest(p_from, p_start) AT TIME ZONE s.time_zone, p_end AT TIME ZONE s.time_zone,
+			to_char(greatest(p_from, p_start) AT TIME ZONE s.time_zone, 'YYYY-MM-DD HH24:MI:SS'),
+			to_char(p_end AT TIME ZONE s.time_zone, 'YYYY-MM-DD HH24:MI:SS'),
 			CASE WHEN p_from > p_start THEN format(' (prorated: %s of %s seconds)',
 				floor(extract(epoch FROM p_end) - extract(epoch FROM p_from))::bigint,
 				floor(extract(epoch FROM p_end) - extract(epoch FROM p_start))::bigint) ELSE '' END),
@@ -2774,12 +2806,13 @@ BEGIN
 		SELECT i.* FROM payments.invoices i
 		WHERE i.merchant_id = p_merchant_id AND i.subscription_id = p_subscription_id
 			AND (i.status = 'open' OR (i.status = 'uncollectible' AND s.status = 'unpaid'))
-			AND NOT EXISTS (SELECT 1 FROM payments.payments p
-				WHERE p.merchant_id = i.merchant_id AND p.payment_id = i.payment_id
-					AND p.status IN ('pending', 'unknown', 'in_review'))
 		ORDER BY i.invoice_id
 		FOR UPDATE OF i
 	LOOP
+		-- in flight, as locked
+		CONTINUE WHEN EXISTS (SELECT 1 FROM payments.payments p
+			WHERE p.merchant_id = inv.merchant_id AND p.payment_id = inv.payment_id
+				AND p.status IN ('pending', 'unknown', 'in_review'));
 		pid := payments._charge_invoice(p_merchant_id, inv.invoice_id);
 		IF pid IS NOT NULL THEN
 			n := n + 1;
@@ -2794,7 +2827,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments._retry_open_invoice_now(bigint, bigint) IS
-	'Internal: charges at once the open invoices (an unpaid subscription''s uncollectible ones too) of an incomplete, past_due or unpaid subscription that have no charge in flight, writing invoice.retry_attempted; called when its payment method changes (pay_update_subscription) or the customer''s default becomes usable. Returns the number of charges started.';
+	'Internal: locks a subscription and charges at once its open invoices (an unpaid subscription''s uncollectible ones too) if it is incomplete, past_due or unpaid, each locked before it is checked to have no charge in flight (a REPEATABLE READ or SERIALIZABLE caller whose snapshot predates an outcome the worker recorded gets 40001), writing invoice.retry_attempted; called when its payment method changes (pay_update_subscription) or the customer''s default becomes usable. Returns the number of charges started.';
 
 -- Trigger on payments.payment_methods: a card the customer just saved
 -- (pending -> active) or made the default is tried at once for every
@@ -2809,7 +2842,7 @@ BEGIN
 	FOR sid IN
 		SELECT s.subscription_id FROM payments.subscriptions s
 		WHERE s.merchant_id = NEW.merchant_id AND s.customer_id = NEW.customer_id
-			AND s.status IN ('incomplete', 'past_due', 'unpaid')
+			AND s.status IN ('incomplete', 'trialing', 'active', 'past_due', 'unpaid')
 			AND (payments._invoice_payment_method(s.merchant_id, s.customer_id, s.payment_method_id)).payment_method_id
 				= NEW.payment_method_id
 		ORDER BY s.subscription_id
@@ -3126,8 +3159,12 @@ BEGIN
 		lines := p_lines;
 	ELSIF p_kind IN ('first', 'renewal') THEN
 		lines := jsonb_build_array(jsonb_build_object('kind', 'subscription',
+			-- the wall-clock times as to_char writes them: their text
+			-- (format's %s) followed the DateStyle of the session that
+			-- issued the invoice, and 01/06/2031 read as 6 January or 1 June
 			'description', format('%s x %s, %s to %s', s.quantity, s.unit_amount,
-				p_period_start AT TIME ZONE s.time_zone, p_period_end AT TIME ZONE s.time_zone),
+				to_char(p_period_start AT TIME ZONE s.time_zone, 'YYYY-MM-DD HH24:MI:SS'),
+				to_char(p_period_end AT TIME ZONE s.time_zone, 'YYYY-MM-DD HH24:MI:SS')),
 			'unit_amount', s.unit_amount::text, 'quantity', s.quantity,
 			'amount', (s.unit_amount * s.quantity)::text));
 	ELSE
@@ -5301,8 +5338,11 @@ BEGIN
 		RAISE EXCEPTION 'within_days must be between 0 and 3660' USING ERRCODE = '22023';
 	END IF;
 	m := payments.pay_current_merchant();
-	-- days counted from the merchant's billing date (its test clock, if set)
-	last_day := payments._billing_now(m)::date + within_days;
+	-- days counted from the merchant's billing date (its test clock, if
+	-- set): the UTC date, as a merchant has no time zone of its own (the
+	-- session's, ::date, listed a card or not by the TimeZone of the
+	-- client that asked)
+	last_day := (payments._billing_now(m) AT TIME ZONE 'UTC')::date + within_days;
 	RETURN QUERY SELECT x.* FROM payments.payment_methods x
 	WHERE x.merchant_id = m AND x.status = 'active'
 		AND x.card_exp_year IS NOT NULL
@@ -5311,7 +5351,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments.pay_expiring_payment_methods(integer) IS
-	'The current merchant''s active payment methods whose card''s last valid day (the last day of its expiry month) is within within_days days (default 30; already expired ones too) of its billing date (pay_billing_now(): its test clock, if set), soonest first.';
+	'The current merchant''s active payment methods whose card''s last valid day (the last day of its expiry month) is within within_days days (default 30; already expired ones too) of its billing date (the UTC date of pay_billing_now(): its test clock, if set; not the session''s TimeZone), soonest first.';
 
 -- One payment_method.expiring event per active method, written once the
 -- card's last valid day is within payments.expiring_notice_days (default
@@ -5325,7 +5365,9 @@ CREATE OR REPLACE FUNCTION payments.pay_run_expiry_notices() RETURNS integer
 DECLARE
 	days integer := current_setting('payments.expiring_notice_days')::integer;
 	-- the latest billing date of any merchant: nothing is due after it
-	horizon date := payments._billing_horizon(NULL)::date;
+	-- (UTC dates, as in pay_expiring_payment_methods: not the TimeZone of
+	-- the session that runs this, the worker's or pg_cron's)
+	horizon date := (payments._billing_horizon(NULL) AT TIME ZONE 'UTC')::date;
 	clocks boolean := current_setting('payments.test_clocks', true) = 'on';
 	n integer;
 BEGIN
@@ -5336,7 +5378,7 @@ BEGIN
 		WHERE y.status = 'active' AND y.expiring_notified_at IS NULL AND y.card_exp_year IS NOT NULL
 			AND payments._card_expires_at(y.card_exp_year, y.card_exp_month) <= horizon + days
 			AND CASE WHEN clocks THEN payments._card_expires_at(y.card_exp_year, y.card_exp_month)
-				<= payments._billing_now(y.merchant_id)::date + days ELSE true END
+				<= (payments._billing_now(y.merchant_id) AT TIME ZONE 'UTC')::date + days ELSE true END
 		FOR UPDATE SKIP LOCKED
 	), due AS (
 		UPDATE payments.payment_methods x SET expiring_notified_at = clock_timestamp()
@@ -5358,7 +5400,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments.pay_run_expiry_notices() IS
-	'Writes one payment_method.expiring event for each active payment method whose card''s last valid day is within payments.expiring_notice_days days (default 30) of its merchant''s billing date (its test clock, if set), once per method; all merchants. Run by the worker''s housekeeping; pg_cron may call it too. Returns how many events it wrote. Owner only.';
+	'Writes one payment_method.expiring event for each active payment method whose card''s last valid day is within payments.expiring_notice_days days (default 30) of its merchant''s billing date (the UTC date of its billing time: its test clock, if set; not the session''s TimeZone), once per method; all merchants. Run by the worker''s housekeeping; pg_cron may call it too. Returns how many events it wrote. Owner only.';
 
 ------------------------------------------------------------------------------
 -- h-purchase-default: a purchase or authorization of a customer alone
@@ -6265,7 +6307,9 @@ DECLARE
 	charge payments.pay_amount;
 	next_invoice payments.pay_amount;
 	lines jsonb := '[]';
-	at_local timestamp := p_at AT TIME ZONE s.time_zone;
+	-- the change's wall-clock time in the lines, as to_char writes it (its
+	-- text followed the DateStyle of the session that made the change)
+	at_local text := to_char(p_at AT TIME ZONE s.time_zone, 'YYYY-MM-DD HH24:MI:SS');
 BEGIN
 	IF p_proration IS NULL OR p_proration NOT IN ('none', 'next_invoice', 'invoice_now') THEN
 		RAISE EXCEPTION 'proration must be none, next_invoice or invoice_now'
@@ -7289,7 +7333,7 @@ CREATE TRIGGER payment_methods_dunning_retry AFTER UPDATE OF status, is_default 
 COMMENT ON TRIGGER payment_methods_dunning_retry ON payments.payment_methods IS
 	'Billing: a card saved, made the default, or active again after a failed deletion during dunning is tried at once (payments._payment_method_dunning_retry).';
 COMMENT ON FUNCTION payments._payment_method_dunning_retry() IS
-	'Trigger: a payment method that became active (saved, or its deletion failed) or the customer''s default is charged at once for the customer''s incomplete, past_due and unpaid subscriptions that use it (payments._retry_open_invoice_now).';
+	'Trigger: a payment method that became active (saved, or its deletion failed) or the customer''s default is charged at once for the customer''s incomplete, past_due and unpaid subscriptions that use it (payments._retry_open_invoice_now); its trialing and active ones are locked, so that a failure of their charge recorded meanwhile charges it too.';
 
 ------------------------------------------------------------------------------
 -- h-resolve-dead-letter: the owner settles a dead letter that may have
@@ -7642,7 +7686,11 @@ CREATE FUNCTION payments._restored_operation() RETURNS trigger
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
-	IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user) THEN
+	-- a superuser's session (session_user): inside the API's SECURITY
+	-- DEFINER functions current_user is their owner, and any caller may
+	-- turn check_function_bodies off (before: its pay_purchase made an
+	-- operation "restored from a dump", taken for possibly sent)
+	IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = session_user) THEN
 		RETURN NEW;
 	END IF;
 	IF NEW.status IN ('queued', 'sending', 'dead') AND NEW.never_sent THEN
@@ -7659,7 +7707,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments._restored_operation() IS
-	'Trigger: an operation loaded by a restore (a superuser, check_function_bodies off) that the dump has as queued, sending or dead and never sent is treated as possibly sent (resent identically inside the duplicate window, looked up past it); one sending is queued again at once.';
+	'Trigger: an operation loaded by a restore (a superuser''s session, check_function_bodies off) that the dump has as queued, sending or dead and never sent is treated as possibly sent (resent identically inside the duplicate window, looked up past it); one sending is queued again at once.';
 CREATE TRIGGER operations_restored BEFORE INSERT ON payments.operations
 	FOR EACH ROW WHEN (NOT pg_catalog.current_setting('check_function_bodies')::boolean)
 	EXECUTE FUNCTION payments._restored_operation();
@@ -8977,15 +9025,14 @@ BEGIN
 			ARRAY[pay_update_subscription.payment_method_id IS NOT NULL, pay_update_subscription.metadata IS NOT NULL,
 				pay_update_subscription.cancel_at_period_end IS NOT NULL]) AS f(k, given) WHERE given)), corr);
 	-- a new card during dunning is tried at once (the billing side owns the
-	-- retry: payments._retry_open_invoice_now, billing.sql)
+	-- retry: payments._retry_open_invoice_now, billing.sql, which locks each
+	-- open invoice before it looks whether its charge is in flight: no
+	-- unlocked read here decides that, since at REPEATABLE READ a charge
+	-- failed since the snapshot still looked unanswered, and the new card was
+	-- not tried)
 	IF pay_update_subscription.payment_method_id IS NOT NULL
 			AND pay_update_subscription.payment_method_id IS DISTINCT FROM s.payment_method_id
-			AND s.status IN ('past_due', 'unpaid', 'incomplete')
-			AND EXISTS (SELECT 1 FROM payments.invoices i
-				WHERE i.merchant_id = s.merchant_id AND i.subscription_id = s.subscription_id
-					-- an unpaid subscription's uncollectible invoice too (README)
-					AND (i.status = 'open' OR (i.status = 'uncollectible' AND s.status = 'unpaid'))
-					AND i.last_failure_code IS NOT NULL) THEN
+			AND s.status IN ('past_due', 'unpaid', 'incomplete') THEN
 		PERFORM payments._retry_open_invoice_now(s.merchant_id, s.subscription_id);
 		SELECT * INTO result FROM payments.subscriptions x
 		WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id;
@@ -9133,8 +9180,9 @@ COMMENT ON FUNCTION payments.pay_change_subscription(bigint, bigint, payments.pa
 
 ------------------------------------------------------------------------------
 -- h-name-guard: no role that is not trusted may make a function, type or
--- operator named like the extension's (sql/src/card.sql; the check of the
--- ones made before is the last statement of this script).
+-- operator named like the extension's (sql/src/name_guard.sql; the event
+-- trigger that asks it is h-ddl-guard's; the check of the ones made before
+-- is the last statement of this script).
 --
 -- Name guard: no role that is not trusted may make a function, type or
 -- operator that a session would find instead of the extension's.  A
@@ -9151,177 +9199,6 @@ COMMENT ON FUNCTION payments.pay_change_subscription(bigint, bigint, payments.pa
 ------------------------------------------------------------------------------
 
 CREATE FUNCTION payments._shadowed_object(classid oid, objid oid) RETURNS text
-	LANGUAGE sql STABLE STRICT PARALLEL SAFE
-	SET search_path = pg_catalog, pg_temp
-	AS $$
-	WITH nsp AS (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = 'payments'),
-	-- the extension's types, arrays of them and domains over them
-	ours AS (
-		SELECT y.oid FROM pg_catalog.pg_type y, nsp
-		WHERE y.typnamespace = nsp.oid
-			OR EXISTS (SELECT FROM pg_catalog.pg_type e
-				WHERE e.oid IN (y.typelem, y.typbasetype) AND e.typnamespace = nsp.oid)
-	),
-	obj(namespace, owner, shadowed) AS (
-		SELECT p.pronamespace, p.proowner,
-			(SELECT 'function payments.' || quote_ident(x.proname)
-			 FROM pg_catalog.pg_proc x, nsp
-			 WHERE x.pronamespace = nsp.oid AND x.proname = p.proname
-				-- sum, min, max: only with an argument of one of our types
-				AND (NOT EXISTS (SELECT FROM pg_catalog.pg_proc c
-						WHERE c.pronamespace = 'pg_catalog'::regnamespace AND c.proname = p.proname)
-					OR EXISTS (SELECT FROM unnest(p.proargtypes::oid[] || coalesce(p.proallargtypes, '{}')) a(t)
-						WHERE a.t IN (SELECT oid FROM ours)))
-			 LIMIT 1)
-		FROM pg_catalog.pg_proc p
-		WHERE classid = 'pg_catalog.pg_proc'::regclass AND p.oid = objid
-		UNION ALL
-		SELECT t.typnamespace, t.typowner,
-			(SELECT 'type payments.' || quote_ident(x.typname)
-			 FROM pg_catalog.pg_type x, nsp
-			 WHERE x.typnamespace = nsp.oid AND x.typname = t.typname AND x.typcategory <> 'A'
-				AND (x.typrelid = 0 OR EXISTS (SELECT FROM pg_catalog.pg_class r
-					WHERE r.oid = x.typrelid AND r.relkind = 'c')))
-		FROM pg_catalog.pg_type t
-		WHERE classid = 'pg_catalog.pg_type'::regclass AND t.oid = objid
-		UNION ALL
-		SELECT o.oprnamespace, o.oprowner,
-			CASE WHEN o.oprleft IN (SELECT oid FROM ours) OR o.oprright IN (SELECT oid FROM ours)
-				THEN 'the operators of ' || format_type(CASE WHEN o.oprleft IN (SELECT oid FROM ours)
-					THEN o.oprleft ELSE o.oprright END, NULL) END
-		FROM pg_catalog.pg_operator o
-		WHERE classid = 'pg_catalog.pg_operator'::regclass AND o.oid = objid
-	)
-	SELECT obj.shadowed
-	FROM obj, nsp, pg_catalog.pg_namespace s, pg_catalog.pg_roles r, pg_catalog.pg_database d
-	WHERE obj.shadowed IS NOT NULL AND obj.namespace <> nsp.oid
-		AND s.oid = obj.namespace AND s.nspname NOT LIKE 'pg\_temp\_%'
-		AND r.oid = obj.owner AND NOT r.rolsuper
-		AND d.datname = current_database() AND NOT pg_has_role(obj.owner, d.datdba, 'MEMBER')
-		AND NOT EXISTS (SELECT FROM pg_catalog.pg_extension e
-			WHERE e.extname = 'payments' AND pg_has_role(obj.owner, e.extowner, 'MEMBER'))
-	$$;
-COMMENT ON FUNCTION payments._shadowed_object(oid, oid) IS
-	'Internal: the extension''s function, type or operators that a function, type or operator (classid, objid: pg_proc, pg_type or pg_operator) outside schema payments would be found instead of, when its owner is not trusted (a superuser, a member of the database owner or of the extension''s owner); else NULL.';
-
-CREATE FUNCTION payments._name_guard() RETURNS event_trigger
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, pg_temp
-	AS $$
-DECLARE
-	cmd record;
-	shadowed text;
-BEGIN
-	FOR cmd IN SELECT d.classid, d.objid, d.object_type, d.object_identity
-		FROM pg_event_trigger_ddl_commands() d
-		WHERE d.schema_name IS DISTINCT FROM 'payments' AND d.classid IN ('pg_catalog.pg_proc'::regclass, 'pg_catalog.pg_type'::regclass,
-			'pg_catalog.pg_operator'::regclass)
-	LOOP
-		shadowed := payments._shadowed_object(cmd.classid, cmd.objid);
-		IF shadowed IS NOT NULL THEN
-			RAISE EXCEPTION '% % would be found instead of %', cmd.object_type, cmd.object_identity, shadowed
-				USING ERRCODE = '42501',
-					DETAIL = 'A session that names it, with that schema ahead of payments on its search_path or with arguments of other types, would run it in place of the extension''s, with that session''s privileges and card data. Only superusers, members of the database owner and members of the extension''s owner may make or own objects named like the extension''s.',
-					HINT = 'Choose another name.';
-		END IF;
-	END LOOP;
-END
-$$;
-COMMENT ON FUNCTION payments._name_guard() IS
-	'Internal: event trigger function that refuses a function, type or operator outside schema payments that would be found instead of the extension''s (payments._shadowed_object), made, renamed, moved or given to an owner that is not trusted (SQLSTATE 42501).';
-
-CREATE FUNCTION payments._refuse_shadowing_objects() RETURNS void
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, pg_temp
-	AS $$
-DECLARE
-	found text;
-BEGIN
-	-- the candidates by name or operand type, then the whole test on them
-	SELECT string_agg(format('%s (owner %s) would be found instead of %s',
-			pg_describe_object(c.classid, c.objid, 0), pg_get_userbyid(c.owner), s.shadowed), '; '
-			ORDER BY c.classid, c.objid)
-	INTO found
-	FROM (SELECT 'pg_catalog.pg_proc'::regclass::oid, p.oid, p.proowner FROM pg_proc p
-			WHERE p.proname IN (SELECT x.proname FROM pg_proc x WHERE x.pronamespace = 'payments'::regnamespace)
-		UNION ALL
-		SELECT 'pg_catalog.pg_type'::regclass::oid, t.oid, t.typowner FROM pg_type t
-			WHERE t.typname IN (SELECT x.typname FROM pg_type x WHERE x.typnamespace = 'payments'::regnamespace)
-		UNION ALL
-		SELECT 'pg_catalog.pg_operator'::regclass::oid, o.oid, o.oprowner FROM pg_operator o
-			WHERE o.oprnamespace <> 'payments'::regnamespace AND EXISTS (SELECT FROM pg_type y
-				WHERE y.oid IN (o.oprleft, o.oprright) AND y.typnamespace = 'payments'::regnamespace)
-		) c(classid, objid, owner),
-		LATERAL payments._shadowed_object(c.classid, c.objid) s(shadowed)
-	WHERE s.shadowed IS NOT NULL;
-	IF found IS NOT NULL THEN
-		RAISE EXCEPTION 'objects named like the payments extension''s belong to roles that are not trusted'
-			USING ERRCODE = '42501',
-				DETAIL = format('%s. A session that names them would run them in place of the extension''s, with its privileges and card data.', found),
-				HINT = 'Drop or rename them, or have a superuser or the database owner own them, and try again.';
-	END IF;
-END
-$$;
-COMMENT ON FUNCTION payments._refuse_shadowing_objects() IS
-	'Internal: refuses (SQLSTATE 42501) when a function, type or operator that a role that is not trusted owns would be found instead of the extension''s (payments._shadowed_object), made before the name guard could refuse it; run at the end of CREATE EXTENSION and ALTER EXTENSION UPDATE.';
-
-CREATE EVENT TRIGGER payments_name_guard ON ddl_command_end
-	EXECUTE FUNCTION payments._name_guard();
-ALTER EVENT TRIGGER payments_name_guard ENABLE ALWAYS;
-COMMENT ON EVENT TRIGGER payments_name_guard IS
-	'Keeps the names of the extension''s functions, types and operators to the extension: no role that is not trusted makes one that a session would find instead (SQLSTATE 42501).';
-
-------------------------------------------------------------------------------
--- h-ddl-guard: one event trigger, payments_ddl_guard, for the storage ban
--- and the name guard (sql/src/ddl_guard.sql; was payments_card_storage_guard
--- and payments_name_guard, each scanning the same commands).  The storage
--- ban's test of an object is payments._stored_card (sql/src/card.sql), which
--- PUBLIC may execute (h-tenancy: payments._public_function).  The name guard
--- (sql/src/name_guard.sql) also refuses a relation whose row type is named
--- like one of the extension's types (CREATE TABLE or VIEW public.pay_card
--- made a type public.pay_card that the guard did not look at) and a range
--- whose multirange is.
-------------------------------------------------------------------------------
-
-DROP EVENT TRIGGER payments_card_storage_guard;
-DROP EVENT TRIGGER payments_name_guard;
-DROP FUNCTION payments._card_storage_guard();
-DROP FUNCTION payments._name_guard();
-
-CREATE FUNCTION payments._stored_card(classid oid, objid oid) RETURNS text
-	LANGUAGE sql STABLE STRICT PARALLEL SAFE
-	SET search_path = pg_catalog, pg_temp
-	AS $$
-	-- a relation, or the composite type of one (CREATE TYPE ... AS, ALTER TYPE)
-	WITH rel(oid) AS (
-		SELECT objid WHERE classid = 'pg_catalog.pg_class'::regclass
-		UNION ALL
-		SELECT ty.typrelid FROM pg_catalog.pg_type ty
-		WHERE classid = 'pg_catalog.pg_type'::regclass AND ty.oid = objid AND ty.typrelid <> 0
-	)
-	SELECT format('%s %s of %s %s has type %s, which is or contains payments.pay_card.',
-			CASE c.relkind WHEN 'c' THEN 'Attribute' ELSE 'Column' END,
-			quote_ident(a.attname),
-			CASE c.relkind
-				WHEN 'c' THEN 'composite type'
-				WHEN 'm' THEN 'materialized view'
-				WHEN 'f' THEN 'foreign table'
-				WHEN 'p' THEN 'partitioned table'
-				ELSE 'table' END,
-			c.oid::regclass, format_type(a.atttypid, a.atttypmod))
-	FROM rel
-	JOIN pg_catalog.pg_class c ON c.oid = rel.oid
-	JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid
-	WHERE c.relkind <> 'v'
-		AND a.attnum > 0 AND NOT a.attisdropped
-		AND payments._type_contains_card(a.atttypid)
-	ORDER BY a.attnum
-	LIMIT 1
-	$$;
-COMMENT ON FUNCTION payments._stored_card(oid, oid) IS
-	'Internal: the storage ban''s test of one object a DDL command made or changed (classid, objid: a relation or a composite type): which column or attribute is, or contains, a pay_card, as a sentence; else NULL. The DDL guard (payments._ddl_guard) refuses it (SQLSTATE 22Y16).';
-
-CREATE OR REPLACE FUNCTION payments._shadowed_object(classid oid, objid oid) RETURNS text
 	LANGUAGE sql STABLE STRICT PARALLEL SAFE
 	SET search_path = pg_catalog, pg_temp
 	AS $$
@@ -9385,8 +9262,91 @@ CREATE OR REPLACE FUNCTION payments._shadowed_object(classid oid, objid oid) RET
 COMMENT ON FUNCTION payments._shadowed_object(oid, oid) IS
 	'Internal: the extension''s function, type or operators that a function, type or operator (classid, objid: pg_proc, pg_type or pg_operator; a range with its multirange; pg_class: a relation''s row type) outside schema payments would be found instead of, when its owner is not trusted (a superuser, a member of the database owner or of the extension''s owner); else NULL.';
 
+CREATE FUNCTION payments._refuse_shadowing_objects() RETURNS void
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+DECLARE
+	found text;
+BEGIN
+	-- the candidates by name or operand type, then the whole test on them
+	SELECT string_agg(format('%s (owner %s) would be found instead of %s',
+			pg_describe_object(c.classid, c.objid, 0), pg_get_userbyid(c.owner), s.shadowed), '; '
+			ORDER BY c.classid, c.objid)
+	INTO found
+	FROM (SELECT 'pg_catalog.pg_proc'::regclass::oid, p.oid, p.proowner FROM pg_proc p
+			WHERE p.proname IN (SELECT x.proname FROM pg_proc x WHERE x.pronamespace = 'payments'::regnamespace)
+		UNION ALL
+		SELECT 'pg_catalog.pg_type'::regclass::oid, t.oid, t.typowner FROM pg_type t
+			WHERE t.typname IN (SELECT x.typname FROM pg_type x WHERE x.typnamespace = 'payments'::regnamespace)
+		UNION ALL
+		SELECT 'pg_catalog.pg_operator'::regclass::oid, o.oid, o.oprowner FROM pg_operator o
+			WHERE o.oprnamespace <> 'payments'::regnamespace AND EXISTS (SELECT FROM pg_type y
+				WHERE y.oid IN (o.oprleft, o.oprright) AND y.typnamespace = 'payments'::regnamespace)
+		) c(classid, objid, owner),
+		LATERAL payments._shadowed_object(c.classid, c.objid) s(shadowed)
+	WHERE s.shadowed IS NOT NULL;
+	IF found IS NOT NULL THEN
+		RAISE EXCEPTION 'objects named like the payments extension''s belong to roles that are not trusted'
+			USING ERRCODE = '42501',
+				DETAIL = format('%s. A session that names them would run them in place of the extension''s, with its privileges and card data.', found),
+				HINT = 'Drop or rename them, or have a superuser or the database owner own them, and try again.';
+	END IF;
+END
+$$;
 COMMENT ON FUNCTION payments._refuse_shadowing_objects() IS
 	'Internal: refuses (SQLSTATE 42501) when a function, type or operator that a role that is not trusted owns would be found instead of the extension''s (payments._shadowed_object), made before the name guard could refuse it, or given to it by REASSIGN OWNED (which fires no event trigger); run at the end of CREATE EXTENSION and ALTER EXTENSION UPDATE.';
+
+------------------------------------------------------------------------------
+-- h-ddl-guard: one event trigger, payments_ddl_guard, for the storage ban
+-- and the name guard (sql/src/ddl_guard.sql; replaces 0.1.0's
+-- payments_card_storage_guard, so that one scan of the commands serves
+-- both).  The storage
+-- ban's test of an object is payments._stored_card (sql/src/card.sql), which
+-- PUBLIC may execute (h-tenancy: payments._public_function).  The name guard
+-- (sql/src/name_guard.sql) also refuses a relation whose row type is named
+-- like one of the extension's types (CREATE TABLE or VIEW public.pay_card
+-- made a type public.pay_card that the guard did not look at) and a range
+-- whose multirange is.
+------------------------------------------------------------------------------
+
+DROP EVENT TRIGGER payments_card_storage_guard;
+DROP FUNCTION payments._card_storage_guard();
+
+CREATE FUNCTION payments._stored_card(classid oid, objid oid) RETURNS text
+	LANGUAGE sql STABLE STRICT PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	-- a relation, or the composite type of one (CREATE TYPE ... AS, ALTER TYPE)
+	WITH rel(oid) AS (
+		SELECT objid WHERE classid = 'pg_catalog.pg_class'::regclass
+		UNION ALL
+		SELECT ty.typrelid FROM pg_catalog.pg_type ty
+		WHERE classid = 'pg_catalog.pg_type'::regclass AND ty.oid = objid AND ty.typrelid <> 0
+	)
+	SELECT format('%s %s of %s %s has type %s, which is or contains payments.pay_card.',
+			CASE c.relkind WHEN 'c' THEN 'Attribute' ELSE 'Column' END,
+			quote_ident(a.attname),
+			CASE c.relkind
+				WHEN 'c' THEN 'composite type'
+				WHEN 'm' THEN 'materialized view'
+				WHEN 'f' THEN 'foreign table'
+				WHEN 'p' THEN 'partitioned table'
+				ELSE 'table' END,
+			c.oid::regclass, format_type(a.atttypid, a.atttypmod))
+	FROM rel
+	JOIN pg_catalog.pg_class c ON c.oid = rel.oid
+	JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid
+	WHERE c.relkind <> 'v'
+		AND a.attnum > 0 AND NOT a.attisdropped
+		AND payments._type_contains_card(a.atttypid)
+	ORDER BY a.attnum
+	LIMIT 1
+	$$;
+COMMENT ON FUNCTION payments._stored_card(oid, oid) IS
+	'Internal: the storage ban''s test of one object a DDL command made or changed (classid, objid: a relation or a composite type): which column or attribute is, or contains, a pay_card, as a sentence; else NULL. The DDL guard (payments._ddl_guard) refuses it (SQLSTATE 22Y16).';
+
+
 
 CREATE FUNCTION payments._ddl_guard() RETURNS event_trigger
 	LANGUAGE plpgsql
@@ -9426,612 +9386,52 @@ COMMENT ON EVENT TRIGGER payments_ddl_guard IS
 	'Keeps pay_card out of tables, materialized views, foreign tables and composite types (cards are passed to payment functions, never stored), and the names of the extension''s functions, types and operators to the extension: no role that is not trusted makes one that a session would find instead.';
 
 ------------------------------------------------------------------------------
--- A test clock moved by two sessions at once (helper H, session 38;
--- sql/src/subscription_tables.sql): the move is computed and checked under
--- the clock row's lock (_move_test_clock), so both moves count and none
--- goes back.
+-- h-clock-moves: a test clock moved by two sessions at once
+-- (sql/src/subscription_tables.sql): the move is computed and checked under
+-- the clock row's lock, so both moves count and none goes back.
+-- Made once since: _move_test_clock, pay_set_test_clock and
+-- pay_advance_test_clock in h-subs (their final forms).
 ------------------------------------------------------------------------------
 
-CREATE FUNCTION payments._move_test_clock(p_merchant_id bigint, p_to timestamptz, p_by interval)
-	RETURNS timestamptz
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	current_ timestamptz := payments._billing_now(p_merchant_id);
-	moved timestamptz;
-BEGIN
-	PERFORM payments._require_test_clocks();
-	IF (p_to IS NULL AND p_by IS NULL) OR NOT isfinite(coalesce(p_to, current_ + p_by)) THEN
-		RAISE EXCEPTION 'frozen_at must be a finite time' USING ERRCODE = '22023';
-	END IF;
-	-- (checked here against the clock this session sees, and again below
-	-- against the clock as it is under the row lock)
-	IF coalesce(p_to, current_ + p_by) >= current_ THEN
-		INSERT INTO payments.billing_clocks AS c (merchant_id, frozen_at)
-		VALUES (p_merchant_id, coalesce(p_to, now() + p_by))
-		ON CONFLICT (merchant_id) DO UPDATE SET frozen_at = coalesce(p_to, c.frozen_at + p_by), updated_at = now()
-			WHERE coalesce(p_to, c.frozen_at + p_by) >= c.frozen_at
-		RETURNING c.frozen_at INTO moved;
-	END IF;
-	IF moved IS NULL THEN
-		current_ := payments._billing_now(p_merchant_id);
-		RAISE EXCEPTION 'a test clock never goes back'
-			USING ERRCODE = '22023',
-				DETAIL = format('Billing time is %s; %s was given.', current_, coalesce(p_to, current_ + p_by));
-	END IF;
-	-- what the new time made due is billed now, not at the billing
-	-- process's next round (payments.billing_interval)
-	PERFORM payments._wake_billing_at_commit();
-	RETURN moved;
-END
-$$;
-COMMENT ON FUNCTION payments._move_test_clock(bigint, timestamptz, interval) IS
-	'Internal: moves a merchant''s test clock to p_to, or forward by p_by from its time as locked (NULL p_to); 22023 for a time that is not finite or before the clock (as locked: two moves at once both count, in turn, and neither goes back). Wakes the billing process at COMMIT. Returns the new billing time.';
-
-CREATE OR REPLACE FUNCTION payments.pay_set_test_clock(frozen_at timestamptz) RETURNS timestamptz
-	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-BEGIN
-	PERFORM payments._require_test_clocks();
-	IF frozen_at IS NULL OR NOT isfinite(frozen_at) THEN
-		RAISE EXCEPTION 'frozen_at must be a finite time' USING ERRCODE = '22023';
-	END IF;
-	RETURN payments._move_test_clock(payments.pay_current_merchant(), frozen_at, NULL);
-END
-$$;
-COMMENT ON FUNCTION payments.pay_set_test_clock(timestamptz) IS
-	'Tests and demonstrations: freezes the current merchant''s billing clock at frozen_at (never backwards: also not behind a move another session committed meanwhile); renewals and dunning retries then fall due by that clock. Only while the server setting payments.test_clocks is on (PT403 otherwise). Returns the new billing time.';
-
-CREATE OR REPLACE FUNCTION payments.pay_advance_test_clock(by_interval interval) RETURNS timestamptz
-	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-BEGIN
-	PERFORM payments._require_test_clocks();
-	IF by_interval IS NULL THEN
-		RAISE EXCEPTION 'frozen_at must be a finite time' USING ERRCODE = '22023',
-			DETAIL = 'No by_interval was given.';
-	END IF;
-	RETURN payments._move_test_clock(payments.pay_current_merchant(), NULL, by_interval);
-END
-$$;
-COMMENT ON FUNCTION payments.pay_advance_test_clock(interval) IS
-	'Tests and demonstrations: moves the current merchant''s billing clock forward by by_interval from its frozen time (or from now), as it is once locked: two sessions advancing it at once both count. Returns the new billing time.';
-
 ------------------------------------------------------------------------------
--- A new card during dunning, from a caller's snapshot older than a decline
--- (helper H, session 38; sql/src/billing.sql, subscriptions.sql):
+-- h-dunning-snapshots: a new card during dunning, from a caller's snapshot
+-- older than a decline (sql/src/billing.sql, subscriptions.sql):
 -- _retry_open_invoice_now locks each open invoice before it asks whether
 -- its charge is in flight, pay_update_subscription no longer decides that
 -- from an unlocked read, and the dunning-retry trigger locks the trialing
 -- and active subscriptions a new default would be charged for: a
 -- REPEATABLE READ or SERIALIZABLE caller whose snapshot predates a decline
 -- the worker recorded gets 40001 instead of leaving the new card untried.
+-- Made once since: _retry_open_invoice_now and
+-- _payment_method_dunning_retry in h-billing, pay_update_subscription in
+-- h-due-renewals (their final forms).
 ------------------------------------------------------------------------------
-
-CREATE OR REPLACE FUNCTION payments._retry_open_invoice_now(p_merchant_id bigint, p_subscription_id bigint)
-	RETURNS integer
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	s payments.subscriptions;
-	inv payments.invoices;
-	pid bigint;
-	n integer := 0;
-BEGIN
-	SELECT * INTO s FROM payments.subscriptions
-	WHERE merchant_id = p_merchant_id AND subscription_id = p_subscription_id
-	FOR UPDATE;
-	IF NOT FOUND OR s.status NOT IN ('incomplete', 'past_due', 'unpaid') THEN
-		RETURN 0;
-	END IF;
-	FOR inv IN
-		SELECT i.* FROM payments.invoices i
-		WHERE i.merchant_id = p_merchant_id AND i.subscription_id = p_subscription_id
-			AND (i.status = 'open' OR (i.status = 'uncollectible' AND s.status = 'unpaid'))
-		ORDER BY i.invoice_id
-		FOR UPDATE OF i
-	LOOP
-		-- in flight, as locked
-		CONTINUE WHEN EXISTS (SELECT 1 FROM payments.payments p
-			WHERE p.merchant_id = inv.merchant_id AND p.payment_id = inv.payment_id
-				AND p.status IN ('pending', 'unknown', 'in_review'));
-		pid := payments._charge_invoice(p_merchant_id, inv.invoice_id);
-		IF pid IS NOT NULL THEN
-			n := n + 1;
-			PERFORM payments._billing_event(p_merchant_id, 'invoice.retry_attempted', pid,
-				jsonb_build_object('invoice_id', inv.invoice_id, 'subscription_id', inv.subscription_id,
-					'payment_id', pid, 'attempt_count', inv.attempt_count + 1,
-					'reason', 'payment_method_updated'),
-				inv.correlation_id);
-		END IF;
-	END LOOP;
-	RETURN n;
-END
-$$;
-COMMENT ON FUNCTION payments._retry_open_invoice_now(bigint, bigint) IS
-	'Internal: locks a subscription and charges at once its open invoices (an unpaid subscription''s uncollectible ones too) if it is incomplete, past_due or unpaid, each locked before it is checked to have no charge in flight (a REPEATABLE READ or SERIALIZABLE caller whose snapshot predates an outcome the worker recorded gets 40001), writing invoice.retry_attempted; called when its payment method changes (pay_update_subscription) or the customer''s default becomes usable. Returns the number of charges started.';
-
-CREATE OR REPLACE FUNCTION payments._payment_method_dunning_retry() RETURNS trigger
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	sid bigint;
-BEGIN
-	FOR sid IN
-		SELECT s.subscription_id FROM payments.subscriptions s
-		WHERE s.merchant_id = NEW.merchant_id AND s.customer_id = NEW.customer_id
-			AND s.status IN ('incomplete', 'trialing', 'active', 'past_due', 'unpaid')
-			AND (payments._invoice_payment_method(s.merchant_id, s.customer_id, s.payment_method_id)).payment_method_id
-				= NEW.payment_method_id
-		ORDER BY s.subscription_id
-	LOOP
-		PERFORM payments._retry_open_invoice_now(NEW.merchant_id, sid);
-	END LOOP;
-	RETURN NULL;
-END
-$$;
-COMMENT ON FUNCTION payments._payment_method_dunning_retry() IS
-	'Trigger: a payment method that became active (saved, or its deletion failed) or the customer''s default is charged at once for the customer''s incomplete, past_due and unpaid subscriptions that use it (payments._retry_open_invoice_now); its trialing and active ones are locked, so that a failure of their charge recorded meanwhile charges it too.';
-
-CREATE OR REPLACE FUNCTION payments.pay_update_subscription(
-	subscription_id bigint,
-	payment_method_id bigint DEFAULT NULL,
-	metadata jsonb DEFAULT NULL,
-	cancel_at_period_end boolean DEFAULT NULL,
-	idempotency_key text DEFAULT NULL,
-	correlation_id text DEFAULT NULL)
-	RETURNS payments.subscriptions
-	LANGUAGE plpgsql SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	s payments.subscriptions := payments._find_subscription(pay_update_subscription.subscription_id, true);
-	corr text := payments._correlation_id(pay_update_subscription.correlation_id);
-	idem payments.idempotency_keys;
-	now_ timestamptz := payments._billing_now(s.merchant_id);
-	result payments.subscriptions;
-BEGIN
-	IF pay_update_subscription.payment_method_id IS NULL AND pay_update_subscription.metadata IS NULL
-			AND pay_update_subscription.cancel_at_period_end IS NULL THEN
-		RAISE EXCEPTION 'nothing to update'
-			USING ERRCODE = '22023', HINT = 'Pass payment_method_id, metadata or cancel_at_period_end; pay_change_subscription changes the plan, price or quantity.';
-	END IF;
-	PERFORM payments._check_metadata(pay_update_subscription.metadata);
-	-- a repeated call returns, whatever changed since (the subscription
-	-- ended, the method deleted): the key first, then the current state
-	idem := payments._idempotency_claim(s.merchant_id, pay_update_subscription.idempotency_key, 'update_subscription',
-		md5(jsonb_build_array(s.subscription_id, pay_update_subscription.payment_method_id,
-			pay_update_subscription.metadata, pay_update_subscription.cancel_at_period_end)::text),
-		s.customer_id);
-	IF idem.request_kind IS NOT NULL THEN
-		RETURN s;				-- applied once already
-	END IF;
-	IF pay_update_subscription.cancel_at_period_end IS NOT NULL THEN
-		-- the period that contains now: one set to cancel at the end of a
-		-- period that has ended is canceled (nothing left to undo), else a
-		-- cancel is set for the end of the period now running
-		s := payments._apply_due_renewals(s, now_);
-	END IF;
-	IF pay_update_subscription.payment_method_id IS NOT NULL OR pay_update_subscription.cancel_at_period_end IS NOT NULL THEN
-		PERFORM payments._require_not_ended(s, 'update');
-	END IF;
-	IF pay_update_subscription.payment_method_id IS NOT NULL THEN
-		PERFORM payments._stored_method_for_payment(s.customer_id, pay_update_subscription.payment_method_id, 0);
-	END IF;
-	IF pay_update_subscription.cancel_at_period_end AND NOT s.cancel_at_period_end THEN
-		PERFORM payments._require_cancellable_at_period_end(s);
-	END IF;
-	UPDATE payments.subscriptions x SET
-		payment_method_id = coalesce(pay_update_subscription.payment_method_id, x.payment_method_id),
-		metadata = coalesce(pay_update_subscription.metadata, x.metadata),
-		cancel_at_period_end = coalesce(pay_update_subscription.cancel_at_period_end, x.cancel_at_period_end),
-		canceled_at = CASE WHEN pay_update_subscription.cancel_at_period_end IS NULL
-				OR pay_update_subscription.cancel_at_period_end = x.cancel_at_period_end THEN x.canceled_at
-			WHEN pay_update_subscription.cancel_at_period_end THEN now_ END
-	WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id
-	RETURNING * INTO result;
-	INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
-	VALUES (s.merchant_id, 'subscription.updated', jsonb_build_object('subscription_id', s.subscription_id,
-		'customer_id', s.customer_id, 'status', s.status, 'payment_method_id', result.payment_method_id,
-		'cancel_at_period_end', result.cancel_at_period_end,
-		'fields', (SELECT coalesce(jsonb_agg(k), '[]') FROM unnest(ARRAY['payment_method_id', 'metadata', 'cancel_at_period_end'],
-			ARRAY[pay_update_subscription.payment_method_id IS NOT NULL, pay_update_subscription.metadata IS NOT NULL,
-				pay_update_subscription.cancel_at_period_end IS NOT NULL]) AS f(k, given) WHERE given)), corr);
-	-- a new card during dunning is tried at once (the billing side owns the
-	-- retry: payments._retry_open_invoice_now, billing.sql, which locks each
-	-- open invoice before it looks whether its charge is in flight: no
-	-- unlocked read here decides that, since at REPEATABLE READ a charge
-	-- failed since the snapshot still looked unanswered, and the new card was
-	-- not tried)
-	IF pay_update_subscription.payment_method_id IS NOT NULL
-			AND pay_update_subscription.payment_method_id IS DISTINCT FROM s.payment_method_id
-			AND s.status IN ('past_due', 'unpaid', 'incomplete') THEN
-		PERFORM payments._retry_open_invoice_now(s.merchant_id, s.subscription_id);
-		SELECT * INTO result FROM payments.subscriptions x
-		WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id;
-	END IF;
-	RETURN result;
-END
-$$;
-COMMENT ON FUNCTION payments.pay_update_subscription(bigint, bigint, jsonb, boolean, text, text) IS
-	'Changes a subscription''s payment method (the customer''s, active; during dunning - past_due, unpaid, or incomplete with a failed first charge - the open invoice is charged to it at once), metadata (replaced whole), or cancel_at_period_end (true: cancel when the period ends, as pay_cancel_subscription(at_period_end => true); false: undo that). NULL: unchanged. An ended subscription takes only metadata (22Y20). Writes a subscription.updated event naming the fields. PT404 for an unknown or foreign id.';
 
 ------------------------------------------------------------------------------
 -- h-session-settings: nothing the API stores or decides follows the caller's
--- session settings.  Expiring cards: a merchant's billing date is the UTC
--- date of its billing time (the session's TimeZone listed a card, and
--- noticed it, or not, by the client or the scheduler that asked).
--- (payments.api_scope is set again on pay_expiring_payment_methods with
--- every API function's at the end of this script.)
+-- session settings.
+-- - Expiring cards: a merchant's billing date is the UTC date of its
+--   billing time (the session's TimeZone listed a card, and noticed it, or
+--   not, by the client or the scheduler that asked).
+-- - Invoice lines write their wall-clock times with to_char (YYYY-MM-DD
+--   HH24:MI:SS), not format()'s %s of a timestamp, which followed the
+--   issuing session's DateStyle (01/03/2095 under SQL, DMY; 01.03.2095
+--   under German).
+-- - A restore is told by check_function_bodies off in a superuser's
+--   session (session_user; the C triggers: the outer user), not by the
+--   current user, which inside the API's SECURITY DEFINER functions is
+--   their owner: any caller could turn the setting off and have its
+--   payments made without audit rows or events, its operations taken for
+--   restored ones.
+-- - The name guard tells a temporary schema by starts_with, not LIKE
+--   'pg\_temp\_%', which a session with standard_conforming_strings off
+--   read with wildcards.
+-- Made once since: pay_expiring_payment_methods and pay_run_expiry_notices
+-- in h-expiry-clock, _period_line in h-subs-api, _issue_invoice in
+-- h-priority, _subscription_change in h-paused-change, _restored_operation
+-- in h-restore-in-service, _shadowed_object in h-name-guard (their final
+-- forms).
 ------------------------------------------------------------------------------
-
-CREATE OR REPLACE FUNCTION payments.pay_expiring_payment_methods(within_days integer DEFAULT 30)
-	RETURNS SETOF payments.payment_methods
-	LANGUAGE plpgsql STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	m bigint;
-	last_day date;
-BEGIN
-	IF within_days IS NULL OR within_days NOT BETWEEN 0 AND 3660 THEN
-		RAISE EXCEPTION 'within_days must be between 0 and 3660' USING ERRCODE = '22023';
-	END IF;
-	m := payments.pay_current_merchant();
-	-- days counted from the merchant's billing date (its test clock, if
-	-- set): the UTC date, as a merchant has no time zone of its own (the
-	-- session's, ::date, listed a card or not by the TimeZone of the
-	-- client that asked)
-	last_day := (payments._billing_now(m) AT TIME ZONE 'UTC')::date + within_days;
-	RETURN QUERY SELECT x.* FROM payments.payment_methods x
-	WHERE x.merchant_id = m AND x.status = 'active'
-		AND x.card_exp_year IS NOT NULL
-		AND payments._card_expires_at(x.card_exp_year, x.card_exp_month) <= last_day
-	ORDER BY x.card_exp_year, x.card_exp_month, x.payment_method_id;
-END
-$$;
-COMMENT ON FUNCTION payments.pay_expiring_payment_methods(integer) IS
-	'The current merchant''s active payment methods whose card''s last valid day (the last day of its expiry month) is within within_days days (default 30; already expired ones too) of its billing date (the UTC date of pay_billing_now(): its test clock, if set; not the session''s TimeZone), soonest first.';
-
--- One payment_method.expiring event per active method, written once the
--- card's last valid day is within payments.expiring_notice_days (default
--- 30) days of its merchant's billing date (_billing_now: a test clock
--- moves the notices as it moves the renewals);
--- the worker's housekeeping runs it, and so may pg_cron (all merchants;
--- running it twice writes nothing twice).  Returns how many events it wrote.
-CREATE OR REPLACE FUNCTION payments.pay_run_expiry_notices() RETURNS integer
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	days integer := current_setting('payments.expiring_notice_days')::integer;
-	-- the latest billing date of any merchant: nothing is due after it
-	-- (UTC dates, as in pay_expiring_payment_methods: not the TimeZone of
-	-- the session that runs this, the worker's or pg_cron's)
-	horizon date := (payments._billing_horizon(NULL) AT TIME ZONE 'UTC')::date;
-	clocks boolean := current_setting('payments.test_clocks', true) = 'on';
-	n integer;
-BEGIN
-	-- a method someone holds locked waits for the next run: a caller's open
-	-- transaction must not stop the notices of every merchant
-	WITH locked AS (
-		SELECT y.merchant_id, y.payment_method_id FROM payments.payment_methods y
-		WHERE y.status = 'active' AND y.expiring_notified_at IS NULL AND y.card_exp_year IS NOT NULL
-			AND payments._card_expires_at(y.card_exp_year, y.card_exp_month) <= horizon + days
-			AND CASE WHEN clocks THEN payments._card_expires_at(y.card_exp_year, y.card_exp_month)
-				<= (payments._billing_now(y.merchant_id) AT TIME ZONE 'UTC')::date + days ELSE true END
-		FOR UPDATE SKIP LOCKED
-	), due AS (
-		UPDATE payments.payment_methods x SET expiring_notified_at = clock_timestamp()
-		FROM locked l
-		WHERE x.merchant_id = l.merchant_id AND x.payment_method_id = l.payment_method_id
-			AND x.status = 'active' AND x.expiring_notified_at IS NULL
-		RETURNING x.*
-	)
-	INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
-	SELECT d.merchant_id, 'payment_method.expiring',
-		jsonb_build_object('payment_method_id', d.payment_method_id, 'customer_id', d.customer_id,
-			'card_brand', d.card_brand, 'card_last4', d.card_last4, 'card_exp_month', d.card_exp_month,
-			'card_exp_year', d.card_exp_year,
-			'expires_at', payments._card_expires_at(d.card_exp_year, d.card_exp_month)),
-		d.correlation_id
-	FROM due d;
-	GET DIAGNOSTICS n = ROW_COUNT;
-	RETURN n;
-END
-$$;
-COMMENT ON FUNCTION payments.pay_run_expiry_notices() IS
-	'Writes one payment_method.expiring event for each active payment method whose card''s last valid day is within payments.expiring_notice_days days (default 30) of its merchant''s billing date (the UTC date of its billing time: its test clock, if set; not the session''s TimeZone), once per method; all merchants. Run by the worker''s housekeeping; pg_cron may call it too. Returns how many events it wrote. Owner only.';
-
--- Invoice lines: their wall-clock times are written by to_char
--- (YYYY-MM-DD HH24:MI:SS), not as format()'s %s of a timestamp, which
--- followed the DateStyle of the session that issued the invoice or made the
--- change (01/03/2095 under SQL, DMY; 01.03.2095 under German).
-CREATE OR REPLACE FUNCTION payments._issue_invoice(p_merchant_id bigint, p_subscription_id bigint, p_kind text,
-	p_period_index integer, p_period_start timestamptz, p_period_end timestamptz,
-	p_lines jsonb DEFAULT NULL, p_background boolean DEFAULT false)
-	RETURNS payments.invoices
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	s payments.subscriptions;
-	lines jsonb;
-	total payments.pay_amount;
-	credit payments.pay_amount;
-	inv payments.invoices;
-	pm payments.payment_methods;
-	pid bigint;
-	now_ timestamptz := payments._billing_now(p_merchant_id);
-BEGIN
-	SELECT * INTO STRICT s FROM payments.subscriptions x
-	WHERE x.merchant_id = p_merchant_id AND x.subscription_id = p_subscription_id;
-	IF p_lines IS NOT NULL THEN
-		lines := p_lines;
-	ELSIF p_kind IN ('first', 'renewal') THEN
-		lines := jsonb_build_array(jsonb_build_object('kind', 'subscription',
-			-- the wall-clock times as to_char writes them: their text
-			-- (format's %s) followed the DateStyle of the session that
-			-- issued the invoice, and 01/06/2031 read as 6 January or 1 June
-			'description', format('%s x %s, %s to %s', s.quantity, s.unit_amount,
-				to_char(p_period_start AT TIME ZONE s.time_zone, 'YYYY-MM-DD HH24:MI:SS'),
-				to_char(p_period_end AT TIME ZONE s.time_zone, 'YYYY-MM-DD HH24:MI:SS')),
-			'unit_amount', s.unit_amount::text, 'quantity', s.quantity,
-			'amount', (s.unit_amount * s.quantity)::text));
-	ELSE
-		RAISE EXCEPTION 'a % invoice needs its lines', p_kind USING ERRCODE = '22023';
-	END IF;
-	IF p_kind IN ('first', 'renewal') THEN
-		lines := lines || coalesce((SELECT jsonb_agg(jsonb_build_object('kind', i.kind,
-				'description', i.description, 'amount', i.amount::text, 'item_id', i.item_id) ORDER BY i.item_id)
-			FROM payments.invoice_items i
-			WHERE i.merchant_id = p_merchant_id AND i.subscription_id = p_subscription_id
-				AND i.invoice_id IS NULL), '[]');
-	END IF;
-	SELECT coalesce(sum((l ->> 'amount')::payments.pay_amount), s.unit_amount * 0) INTO total
-	FROM jsonb_array_elements(lines) l;
-	IF pay_currency(total) <> pay_currency(s.unit_amount) THEN
-		RAISE EXCEPTION 'invoice lines must be in %', pay_currency(s.unit_amount) USING ERRCODE = '22023';
-	END IF;
-	credit := total * 0;
-	IF pay_minor_units(total) < 0 THEN
-		credit := total;
-		total := total * 0;
-	END IF;
-
-	-- the first charge's payment is known before the invoice is written, so
-	-- that the invoice is written once, with its first attempt
-	IF pay_minor_units(total) > 0 THEN
-		pm := payments._invoice_payment_method(p_merchant_id, s.customer_id, s.payment_method_id);
-		IF pm.payment_method_id IS NOT NULL THEN
-			pid := nextval('payments.payments_payment_id_seq');
-		END IF;
-	END IF;
-	INSERT INTO payments.invoices (merchant_id, subscription_id, customer_id, kind, period_index,
-		period_start, period_end, amount, lines, correlation_id, payment_id, attempt_count)
-	VALUES (p_merchant_id, p_subscription_id, s.customer_id, p_kind, p_period_index,
-		p_period_start, p_period_end, total, lines, s.correlation_id, pid, (pid IS NOT NULL)::integer)
-	ON CONFLICT (merchant_id, subscription_id, period_index) WHERE kind IN ('first', 'renewal') DO NOTHING
-	RETURNING * INTO inv;
-	IF NOT FOUND THEN
-		RETURN inv;
-	END IF;
-	IF p_kind IN ('first', 'renewal') THEN
-		UPDATE payments.invoice_items SET invoice_id = inv.invoice_id
-		WHERE merchant_id = p_merchant_id AND subscription_id = p_subscription_id AND invoice_id IS NULL;
-	END IF;
-	IF pay_minor_units(credit) < 0 THEN
-		INSERT INTO payments.invoice_items (merchant_id, subscription_id, kind, amount, description)
-		VALUES (p_merchant_id, p_subscription_id, 'credit', credit,
-			format('Credit carried over from invoice %s', inv.invoice_id));
-	END IF;
-	IF pay_minor_units(total) = 0 THEN
-		UPDATE payments.invoices SET status = 'paid', paid_at = now_, closed_at = now_
-		WHERE merchant_id = p_merchant_id AND invoice_id = inv.invoice_id
-		RETURNING * INTO inv;
-		PERFORM payments._subscription_invoice_paid(p_merchant_id, p_subscription_id);
-	ELSIF pid IS NULL THEN
-		-- a failed charge like any other: dunning (or, for a first
-		-- invoice, the wait until the subscription expires)
-		inv := payments._invoice_payment_failed(p_merchant_id, inv.invoice_id, NULL,
-			'no_payment_method', 'The customer has no usable payment method.');
-	ELSE
-		PERFORM payments._queue_invoice_charge(inv, pm, pid, p_background);
-	END IF;
-	RETURN inv;
-END
-$$;
-CREATE OR REPLACE FUNCTION payments._period_line(s payments.subscriptions, p_start timestamptz, p_end timestamptz,
-	p_from timestamptz)
-	RETURNS jsonb
-	LANGUAGE sql STABLE
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-	SELECT jsonb_build_object('kind', 'subscription',
-		-- wall-clock times as to_char writes them, whatever the session's DateStyle
-		'description', format('%s x %s, %s to %s%s', s.quantity, s.unit_amount,
-			to_char(greatest(p_from, p_start) AT TIME ZONE s.time_zone, 'YYYY-MM-DD HH24:MI:SS'),
-			to_char(p_end AT TIME ZONE s.time_zone, 'YYYY-MM-DD HH24:MI:SS'),
-			CASE WHEN p_from > p_start THEN format(' (prorated: %s of %s seconds)',
-				floor(extract(epoch FROM p_end) - extract(epoch FROM p_from))::bigint,
-				floor(extract(epoch FROM p_end) - extract(epoch FROM p_start))::bigint) ELSE '' END),
-		'unit_amount', s.unit_amount::text, 'quantity', s.quantity,
-		'amount', payments._prorate(s.unit_amount * s.quantity, p_start, p_end, p_from)::text)
-	$$;
-CREATE OR REPLACE FUNCTION payments._subscription_change(s payments.subscriptions, p_plan_id bigint,
-	p_price payments.pay_amount, p_quantity integer, p_proration text, p_at timestamptz)
-	RETURNS jsonb
-	LANGUAGE plpgsql STABLE
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-DECLARE
-	p payments.plans;
-	new_plan bigint := s.plan_id;
-	new_unit payments.pay_amount := s.unit_amount;
-	new_qty integer := coalesce(p_quantity, s.quantity);
-	effective text := p_proration;
-	-- what the current period was billed at: a change without proration
-	-- set the terms of the next period only (period_amount keeps this
-	-- period's); a credit for its unused part at the new terms credited
-	-- (or charged) money never paid
-	old_total payments.pay_amount := coalesce(s.period_amount, s.unit_amount * s.quantity);
-	new_total payments.pay_amount;
-	credit payments.pay_amount;
-	charge payments.pay_amount;
-	next_invoice payments.pay_amount;
-	lines jsonb := '[]';
-	-- the change's wall-clock time in the lines, as to_char writes it (its
-	-- text followed the DateStyle of the session that made the change)
-	at_local text := to_char(p_at AT TIME ZONE s.time_zone, 'YYYY-MM-DD HH24:MI:SS');
-BEGIN
-	IF p_proration IS NULL OR p_proration NOT IN ('none', 'next_invoice', 'invoice_now') THEN
-		RAISE EXCEPTION 'proration must be none, next_invoice or invoice_now'
-			USING ERRCODE = '22023',
-				HINT = 'none changes the price from the next period; next_invoice adds the difference for the rest of this period to the next invoice; invoice_now charges it at once.';
-	END IF;
-	IF p_plan_id IS NOT NULL AND p_price IS NOT NULL THEN
-		RAISE EXCEPTION 'plan_id and price cannot both be given' USING ERRCODE = '22023';
-	END IF;
-	IF p_plan_id IS NULL AND p_price IS NULL AND p_quantity IS NULL THEN
-		RAISE EXCEPTION 'nothing to change' USING ERRCODE = '22023', HINT = 'Pass plan_id, price or quantity.';
-	END IF;
-	PERFORM payments._require_not_ended(s, 'change');
-	IF s.status NOT IN ('active', 'trialing', 'paused') THEN
-		RAISE EXCEPTION 'cannot change subscription % in status %', s.subscription_id, s.status
-			USING ERRCODE = '22Y20', HINT = 'Change it once its open invoice is paid (status active).';
-	END IF;
-	IF p_plan_id IS NOT NULL THEN
-		p := payments._find_plan(p_plan_id);
-		IF NOT p.active AND p.plan_id IS DISTINCT FROM s.plan_id THEN
-			RAISE EXCEPTION 'plan % is inactive', p.plan_id
-				USING ERRCODE = '22Y20', HINT = 'Inactive plans take no new subscriptions; make it active again (pay_update_plan) or use another.';
-		END IF;
-		IF p.interval_unit <> s.interval_unit OR p.interval_count <> s.interval_count THEN
-			RAISE EXCEPTION 'cannot change the billing interval of subscription %', s.subscription_id
-				USING ERRCODE = '22023',
-					DETAIL = format('The subscription is billed every %s %s; plan %s every %s %s. Its periods are counted from its anchor and each is invoiced once, so the interval is fixed.',
-						s.interval_count, s.interval_unit, p.plan_id, p.interval_count, p.interval_unit),
-					HINT = 'Cancel it (pay_cancel_subscription) and create a new subscription to the plan.';
-		END IF;
-		new_plan := p.plan_id;
-		new_unit := p.amount;
-	ELSIF p_price IS NOT NULL THEN
-		PERFORM payments._check_price(p_price, 'price');
-		new_plan := NULL;
-		new_unit := p_price;
-	END IF;
-	IF pay_currency(new_unit) <> pay_currency(s.unit_amount) THEN
-		RAISE EXCEPTION 'cannot change the currency of subscription % from % to %', s.subscription_id,
-			pay_currency(s.unit_amount), pay_currency(new_unit)
-			USING ERRCODE = '22Y03', HINT = 'Cancel it and create a new subscription in the other currency.';
-	END IF;
-	IF new_qty NOT BETWEEN 1 AND 100000 THEN
-		RAISE EXCEPTION 'quantity must be between 1 and 100000' USING ERRCODE = '22023';
-	END IF;
-	new_total := new_unit * new_qty;
-	PERFORM payments._check_gateway_input(new_total, NULL, NULL, NULL);
-	-- Paused, the period is paid at the old amount and a resume within it
-	-- charges nothing more: prorating from now would credit time not
-	-- served, and taking the change without proration would serve the rest
-	-- of the period after a resume at the new amount for the old one.  So
-	-- only proration none, which says that, is taken.
-	IF s.status = 'paused' AND p_proration <> 'none' AND new_total <> old_total THEN
-		RAISE EXCEPTION 'a change of paused subscription % cannot be prorated', s.subscription_id
-			USING ERRCODE = '22Y20',
-				DETAIL = format('The period it is paused in was paid at %s; resumed within it, nothing more is charged.', old_total),
-				HINT = 'Resume it first and then change it, or pass proration => ''none'': the new amount then applies from the next period.';
-	END IF;
-	-- in a trial nothing has been paid: the new price simply applies from
-	-- the next invoice.  A trial has ended once its subscription is in
-	-- period 0 (still trialing while the charge of that period's invoice is
-	-- not answered): that period is invoiced at the old amount, so a change
-	-- is prorated as when active
-	IF s.status = 'paused' OR (s.status = 'trialing' AND s.current_period_index < 0) THEN
-		effective := 'none';
-	END IF;
-	IF effective <> 'none' AND new_total <> old_total THEN
-		credit := - payments._prorate(old_total, s.current_period_start, s.current_period_end, p_at);
-		charge := payments._prorate(new_total, s.current_period_start, s.current_period_end, p_at);
-		IF pay_minor_units(credit) <> 0 THEN
-			lines := lines || jsonb_build_object('kind', 'proration',
-				'description', CASE WHEN s.period_amount IS NULL
-					THEN format('Unused time on %s x %s from %s', s.quantity, s.unit_amount, at_local)
-					ELSE format('Unused time on %s from %s', old_total, at_local) END,
-				'unit_amount', s.unit_amount::text, 'quantity', s.quantity, 'amount', credit::text);
-		END IF;
-		IF pay_minor_units(charge) <> 0 THEN
-			lines := lines || jsonb_build_object('kind', 'proration',
-				'description', format('Remaining time on %s x %s from %s', new_qty, new_unit, at_local),
-				'unit_amount', new_unit::text, 'quantity', new_qty, 'amount', charge::text);
-		END IF;
-	END IF;
-	-- the next invoice this change leaves must be one the gateway takes:
-	-- the new amount, the items already waiting for it and, with
-	-- next_invoice, this change's lines (refused now, not by the worker
-	-- when the renewal is charged)
-	next_invoice := new_total + coalesce((SELECT sum(i.amount) FROM payments.invoice_items i
-			WHERE i.merchant_id = s.merchant_id AND i.subscription_id = s.subscription_id
-				AND i.invoice_id IS NULL), new_total * 0);
-	IF effective = 'next_invoice' THEN
-		next_invoice := next_invoice + coalesce((SELECT sum((l ->> 'amount')::payments.pay_amount)
-			FROM jsonb_array_elements(lines) l), new_total * 0);
-	END IF;
-	IF pay_minor_units(next_invoice) > 0 THEN
-		PERFORM payments._check_gateway_input(next_invoice, NULL, NULL, NULL);
-	END IF;
-	RETURN jsonb_build_object('subscription_id', s.subscription_id, 'status', s.status,
-		'proration', effective, 'at', p_at,
-		'period_start', s.current_period_start, 'period_end', s.current_period_end,
-		'remaining_seconds', greatest(0, least(floor(extract(epoch FROM s.current_period_end) - extract(epoch FROM p_at)),
-			floor(extract(epoch FROM s.current_period_end) - extract(epoch FROM s.current_period_start))))::bigint,
-		'period_seconds', floor(extract(epoch FROM s.current_period_end) - extract(epoch FROM s.current_period_start))::bigint,
-		'old', jsonb_build_object('plan_id', s.plan_id, 'unit_amount', s.unit_amount::text, 'quantity', s.quantity,
-			'amount', old_total::text),
-		'new', jsonb_build_object('plan_id', new_plan, 'unit_amount', new_unit::text, 'quantity', new_qty,
-			'amount', new_total::text),
-		'lines', lines,
-		'total', coalesce((SELECT sum((l ->> 'amount')::payments.pay_amount) FROM jsonb_array_elements(lines) l),
-			new_total * 0)::text);
-END
-$$;
-
--- A restore is told by check_function_bodies off in a superuser's
--- session (session_user; the C triggers: the outer user), not by the
--- current user, which inside the API's SECURITY DEFINER functions is their
--- owner: any caller could turn the setting off and have its payments made
--- without audit rows or events, its operations taken for restored ones.
-CREATE OR REPLACE FUNCTION payments._restored_operation() RETURNS trigger
-	LANGUAGE plpgsql
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-BEGIN
-	-- a superuser's session (session_user): inside the API's SECURITY
-	-- DEFINER functions current_user is their owner, and any caller may
-	-- turn check_function_bodies off (before: its pay_purchase made an
-	-- operation "restored from a dump", taken for possibly sent)
-	IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = session_user) THEN
-		RETURN NEW;
-	END IF;
-	IF NEW.status IN ('queued', 'sending', 'dead') AND NEW.never_sent THEN
-		NEW.never_sent := false;
-		NEW.first_sent_at := coalesce(NEW.first_sent_at, greatest(NEW.created_at, NEW.updated_at));
-		NEW.last_error := 'restored from a dump: the server it was dumped from may have sent it';
-	END IF;
-	IF NEW.status = 'sending' THEN
-		NEW.status := 'queued';
-		NEW.next_attempt_at := now();
-		NEW.last_error := 'restored from a dump while its request was in flight';
-	END IF;
-	RETURN NEW;
-END
-$$;
-COMMENT ON FUNCTION payments._restored_operation() IS
-	'Trigger: an operation loaded by a restore (a superuser''s session, check_function_bodies off) that the dump has as queued, sending or dead and never sent is treated as possibly sent (resent identically inside the duplicate window, looked up past it); one sending is queued again at once.';
 
 ------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,
