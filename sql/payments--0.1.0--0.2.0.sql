@@ -1,7 +1,10 @@
 -- payments 0.1.0 -> 0.2.0: upgrade script.  Every change made to the 0.2.0
 -- sources (sql/src/) since 0.1.0 is made here too; the upgrade test
 -- (test/integration/upgrade_chain.sh) proves that an upgraded installation
--- and a fresh one are the same.
+-- and a fresh one are the same.  Each function, trigger, view and comment
+-- is made once, in its final form (the same test checks it): a change to
+-- one is made where it stands; a block `-- h-name:` before h-tenancy holds
+-- what is new, and says where the functions it changed are.
 
 \echo Use "ALTER EXTENSION payments UPDATE TO '0.2.0'" to load this file. \quit
 
