@@ -9,7 +9,11 @@
 -- - a function, type, operator or relation (its row type) outside schema
 --   payments that a session would find instead of the extension's, owned
 --   by a role that is not trusted, is refused (payments._shadowed_object,
---   42501).
+--   42501);
+-- - a function, procedure, aggregate, operator or cast that takes a
+--   pay_card (an argument, operand or cast source that is or contains
+--   one), of a role that is not trusted, is refused whatever its name
+--   (payments._card_taker, 42501).
 -- The tests run as the role that made the command (the event trigger runs
 -- as it), so PUBLIC may execute them (tenancy.sql).  ENABLE ALWAYS:
 -- session_replication_role does not switch it off.  REASSIGN OWNED fires
@@ -44,14 +48,21 @@ BEGIN
 					DETAIL = 'A session that names it, with that schema ahead of payments on its search_path or with arguments of other types, would run it in place of the extension''s, with that session''s privileges and card data. Only superusers, members of the database owner and members of the extension''s owner may make or own objects named like the extension''s.',
 					HINT = 'Choose another name.';
 		END IF;
+		refused := payments._card_taker(cmd.classid, cmd.objid);
+		IF refused IS NOT NULL THEN
+			RAISE EXCEPTION '% % takes %', cmd.object_type, cmd.object_identity, refused
+				USING ERRCODE = '42501',
+					DETAIL = 'A session that calls it, or a function, operator or cast of PostgreSQL it matches better (format(), concat(), to_json(), count() take any type), would hand it its card and run it with that session''s privileges. Only superusers, members of the database owner and members of the extension''s owner may make or own functions, procedures, aggregates, operators or casts that take a pay_card.',
+					HINT = 'Pass cards only to the extension''s functions, or have the database owner make the function.';
+		END IF;
 	END LOOP;
 END
 $$;
 COMMENT ON FUNCTION payments._ddl_guard() IS
-	'Internal: event trigger function run after every DDL command: refuses a relation or composite type that holds a pay_card (payments._stored_card, SQLSTATE 22Y16) and a function, type, operator or relation outside schema payments that would be found instead of the extension''s, made, renamed, moved or given to an owner that is not trusted (payments._shadowed_object, SQLSTATE 42501).';
+	'Internal: event trigger function run after every DDL command: refuses a relation or composite type that holds a pay_card (payments._stored_card, SQLSTATE 22Y16) and a function, type, operator or relation outside schema payments that would be found instead of the extension''s, made, renamed, moved or given to an owner that is not trusted (payments._shadowed_object, SQLSTATE 42501), and a function, procedure, aggregate, operator or cast of a role that is not trusted that takes a pay_card, whatever its name (payments._card_taker, SQLSTATE 42501).';
 
 CREATE EVENT TRIGGER payments_ddl_guard ON ddl_command_end
 	EXECUTE FUNCTION payments._ddl_guard();
 ALTER EVENT TRIGGER payments_ddl_guard ENABLE ALWAYS;
 COMMENT ON EVENT TRIGGER payments_ddl_guard IS
-	'Keeps pay_card out of tables, materialized views, foreign tables and composite types (cards are passed to payment functions, never stored), and the names of the extension''s functions, types and operators to the extension: no role that is not trusted makes one that a session would find instead.';
+	'Keeps pay_card out of tables, materialized views, foreign tables and composite types (cards are passed to payment functions, never stored), and the names of the extension''s functions, types and operators to the extension: no role that is not trusted makes one that a session would find instead, nor a function, operator or cast that takes a pay_card.';

@@ -23,6 +23,22 @@
 -- its schema.  Refusing the look-alikes costs a user only those names.
 ------------------------------------------------------------------------------
 
+-- Trusted: a superuser, a member of the database owner or a member of the
+-- extension's owner (the one home of the rule for the name guard and the
+-- card guard below).
+CREATE FUNCTION payments._trusted_role(r oid) RETURNS boolean
+	LANGUAGE sql STABLE STRICT PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	SELECT EXISTS (SELECT FROM pg_catalog.pg_roles a WHERE a.oid = r AND a.rolsuper)
+		OR EXISTS (SELECT FROM pg_catalog.pg_database d
+			WHERE d.datname = current_database() AND pg_has_role(r, d.datdba, 'MEMBER'))
+		OR EXISTS (SELECT FROM pg_catalog.pg_extension e
+			WHERE e.extname = 'payments' AND pg_has_role(r, e.extowner, 'MEMBER'))
+	$$;
+COMMENT ON FUNCTION payments._trusted_role(oid) IS
+	'Internal: whether a role is trusted to own objects named like the extension''s or that take a pay_card: a superuser, a member of the database owner or a member of the extension''s owner.';
+
 CREATE FUNCTION payments._shadowed_object(classid oid, objid oid) RETURNS text
 	LANGUAGE sql STABLE STRICT PARALLEL SAFE
 	SET search_path = pg_catalog, pg_temp
@@ -72,20 +88,68 @@ CREATE FUNCTION payments._shadowed_object(classid oid, objid oid) RETURNS text
 		WHERE classid = 'pg_catalog.pg_operator'::regclass AND o.oid = objid
 	)
 	SELECT min(obj.shadowed)
-	FROM obj, nsp, pg_catalog.pg_namespace s, pg_catalog.pg_roles r, pg_catalog.pg_database d
+	FROM obj, nsp, pg_catalog.pg_namespace s
 	WHERE obj.shadowed IS NOT NULL AND obj.namespace <> nsp.oid
 		-- starts_with, not LIKE 'pg\_temp\_%': a function body is parsed
 		-- under the session's standard_conforming_strings, and with it off
 		-- '\_' read as '_', a wildcard: a schema such as pgxtempx passed
 		-- for a temporary one and its functions went unchecked
 		AND s.oid = obj.namespace AND NOT starts_with(s.nspname, 'pg_temp_')
-		AND r.oid = obj.owner AND NOT r.rolsuper
-		AND d.datname = current_database() AND NOT pg_has_role(obj.owner, d.datdba, 'MEMBER')
-		AND NOT EXISTS (SELECT FROM pg_catalog.pg_extension e
-			WHERE e.extname = 'payments' AND pg_has_role(obj.owner, e.extowner, 'MEMBER'))
+		AND NOT payments._trusted_role(obj.owner)
 	$$;
 COMMENT ON FUNCTION payments._shadowed_object(oid, oid) IS
 	'Internal: the extension''s function, type or operators that a function, type or operator (classid, objid: pg_proc, pg_type or pg_operator; a range with its multirange; pg_class: a relation''s row type) outside schema payments would be found instead of, when its owner is not trusted (a superuser, a member of the database owner or of the extension''s owner); else NULL.';
+
+------------------------------------------------------------------------------
+-- Card guard: no role that is not trusted may make a function, procedure,
+-- aggregate, operator or cast that takes a pay_card, whatever its name.
+-- PostgreSQL's format(text, VARIADIC "any"), concat("any"), to_json
+-- (anyelement), count("any") take any type: a public.format(text, pay_card)
+-- matches a card exactly, better, and a session that wrote format('%s',
+-- card) ran that role's function instead, with its own privileges and its
+-- card in hand (it prints masked, but the function could pay with it as
+-- the session).  Taking: an input argument, an operand or a cast's source
+-- that is, or contains (array, domain, composite), a pay_card
+-- (payments._type_contains_card).  The extension's own functions are its
+-- owner's, trusted; temporary functions are only found by their own
+-- session, and only when it names pg_temp.
+------------------------------------------------------------------------------
+
+CREATE FUNCTION payments._card_taker(classid oid, objid oid) RETURNS text
+	LANGUAGE sql STABLE STRICT PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	WITH obj(taken, untrusted) AS (
+		SELECT (SELECT a.t FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY a(t, n)
+				WHERE payments._type_contains_card(a.t) ORDER BY a.n LIMIT 1),
+			NOT payments._trusted_role(p.proowner)
+				AND NOT starts_with(p.pronamespace::regnamespace::text, 'pg_temp_')
+		FROM pg_catalog.pg_proc p
+		WHERE classid = 'pg_catalog.pg_proc'::regclass AND p.oid = objid
+		UNION ALL
+		SELECT CASE WHEN payments._type_contains_card(o.oprleft) THEN o.oprleft
+				WHEN payments._type_contains_card(o.oprright) THEN o.oprright END,
+			NOT payments._trusted_role(o.oprowner)
+		FROM pg_catalog.pg_operator o
+		WHERE classid = 'pg_catalog.pg_operator'::regclass AND o.oid = objid
+		UNION ALL
+		-- a cast has no owner: whoever made it owns its source or its target
+		-- type; its function is checked as a function, and here too
+		SELECT CASE WHEN payments._type_contains_card(c.castsource) THEN c.castsource END,
+			EXISTS (SELECT FROM pg_catalog.pg_type y
+					WHERE y.oid IN (c.castsource, c.casttarget) AND NOT payments._trusted_role(y.typowner))
+				OR EXISTS (SELECT FROM pg_catalog.pg_proc f
+					WHERE f.oid = c.castfunc AND NOT payments._trusted_role(f.proowner))
+		FROM pg_catalog.pg_cast c
+		WHERE classid = 'pg_catalog.pg_cast'::regclass AND c.oid = objid
+	)
+	SELECT format_type(obj.taken, NULL) || CASE WHEN obj.taken = 'payments.pay_card'::pg_catalog.regtype
+			THEN '' ELSE ', which holds a pay_card' END
+	FROM obj
+	WHERE obj.taken IS NOT NULL AND obj.untrusted
+	$$;
+COMMENT ON FUNCTION payments._card_taker(oid, oid) IS
+	'Internal: the card guard''s test of one object a DDL command made or changed (classid, objid: a function, procedure or aggregate, an operator or a cast): the type of its first argument, operand or cast source that is, or contains, a pay_card, when the object is of a role that is not trusted (payments._trusted_role) and not temporary; else NULL. The DDL guard (payments._ddl_guard) refuses it (SQLSTATE 42501).';
 
 CREATE FUNCTION payments._refuse_shadowing_objects() RETURNS void
 	LANGUAGE plpgsql
@@ -94,30 +158,52 @@ CREATE FUNCTION payments._refuse_shadowing_objects() RETURNS void
 DECLARE
 	found text;
 BEGIN
-	-- the candidates by name or operand type, then the whole test on them
-	SELECT string_agg(format('%s (owner %s) would be found instead of %s',
-			pg_describe_object(c.classid, c.objid, 0), pg_get_userbyid(c.owner), s.shadowed), '; '
-			ORDER BY c.classid, c.objid)
+	-- the candidates by name, operand or argument type, then the whole
+	-- tests on them
+	WITH cards(oid) AS (
+		SELECT a.t FROM (SELECT unnest(p.proargtypes::oid[]) FROM pg_proc p
+				UNION SELECT o.oprleft FROM pg_operator o UNION SELECT o.oprright FROM pg_operator o
+				UNION SELECT c.castsource FROM pg_cast c) a(t)
+		WHERE a.t <> 0 AND payments._type_contains_card(a.t)
+	)
+	SELECT string_agg(c.what, '; ' ORDER BY c.classid, c.objid, c.what)
 	INTO found
-	FROM (SELECT 'pg_catalog.pg_proc'::regclass::oid, p.oid, p.proowner FROM pg_proc p
-			WHERE p.proname IN (SELECT x.proname FROM pg_proc x WHERE x.pronamespace = 'payments'::regnamespace)
+	FROM (SELECT c.classid, c.objid, format('%s (owner %s) would be found instead of %s',
+				pg_describe_object(c.classid, c.objid, 0), pg_get_userbyid(c.owner), s.shadowed)
+		FROM (SELECT 'pg_catalog.pg_proc'::regclass::oid, p.oid, p.proowner FROM pg_proc p
+				WHERE p.proname IN (SELECT x.proname FROM pg_proc x WHERE x.pronamespace = 'payments'::regnamespace)
+			UNION ALL
+			SELECT 'pg_catalog.pg_type'::regclass::oid, t.oid, t.typowner FROM pg_type t
+				WHERE t.typname IN (SELECT x.typname FROM pg_type x WHERE x.typnamespace = 'payments'::regnamespace)
+			UNION ALL
+			SELECT 'pg_catalog.pg_operator'::regclass::oid, o.oid, o.oprowner FROM pg_operator o
+				WHERE o.oprnamespace <> 'payments'::regnamespace AND EXISTS (SELECT FROM pg_type y
+					WHERE y.oid IN (o.oprleft, o.oprright) AND y.typnamespace = 'payments'::regnamespace)
+			) c(classid, objid, owner),
+			LATERAL payments._shadowed_object(c.classid, c.objid) s(shadowed)
+		WHERE s.shadowed IS NOT NULL
 		UNION ALL
-		SELECT 'pg_catalog.pg_type'::regclass::oid, t.oid, t.typowner FROM pg_type t
-			WHERE t.typname IN (SELECT x.typname FROM pg_type x WHERE x.typnamespace = 'payments'::regnamespace)
-		UNION ALL
-		SELECT 'pg_catalog.pg_operator'::regclass::oid, o.oid, o.oprowner FROM pg_operator o
-			WHERE o.oprnamespace <> 'payments'::regnamespace AND EXISTS (SELECT FROM pg_type y
-				WHERE y.oid IN (o.oprleft, o.oprright) AND y.typnamespace = 'payments'::regnamespace)
-		) c(classid, objid, owner),
-		LATERAL payments._shadowed_object(c.classid, c.objid) s(shadowed)
-	WHERE s.shadowed IS NOT NULL;
+		SELECT c.classid, c.objid, format('%s%s takes %s', pg_describe_object(c.classid, c.objid, 0),
+				' (owner ' || pg_get_userbyid(c.owner) || ')', t.taken)
+		FROM (SELECT 'pg_catalog.pg_proc'::regclass::oid, p.oid, p.proowner FROM pg_proc p
+				WHERE p.proargtypes::oid[] && ARRAY(SELECT oid FROM cards)
+			UNION ALL
+			SELECT 'pg_catalog.pg_operator'::regclass::oid, o.oid, o.oprowner FROM pg_operator o
+				WHERE o.oprleft IN (SELECT oid FROM cards) OR o.oprright IN (SELECT oid FROM cards)
+			UNION ALL
+			SELECT 'pg_catalog.pg_cast'::regclass::oid, k.oid, NULL FROM pg_cast k
+				WHERE k.castsource IN (SELECT oid FROM cards)
+			) c(classid, objid, owner),
+			LATERAL payments._card_taker(c.classid, c.objid) t(taken)
+		WHERE t.taken IS NOT NULL
+		) c(classid, objid, what);
 	IF found IS NOT NULL THEN
-		RAISE EXCEPTION 'objects named like the payments extension''s belong to roles that are not trusted'
+		RAISE EXCEPTION 'objects named like the payments extension''s, or that take a pay_card, belong to roles that are not trusted'
 			USING ERRCODE = '42501',
-				DETAIL = format('%s. A session that names them would run them in place of the extension''s, with its privileges and card data.', found),
+				DETAIL = format('%s. A session that names them, or calls a function of PostgreSQL that one of them matches better, would run them in place of the extension''s or PostgreSQL''s, with its privileges and card data.', found),
 				HINT = 'Drop or rename them, or have a superuser or the database owner own them, and try again.';
 	END IF;
 END
 $$;
 COMMENT ON FUNCTION payments._refuse_shadowing_objects() IS
-	'Internal: refuses (SQLSTATE 42501) when a function, type or operator that a role that is not trusted owns would be found instead of the extension''s (payments._shadowed_object), made before the name guard could refuse it, or given to it by REASSIGN OWNED (which fires no event trigger); run at the end of CREATE EXTENSION and ALTER EXTENSION UPDATE.';
+	'Internal: refuses (SQLSTATE 42501) when a role that is not trusted owns a function, type or operator that would be found instead of the extension''s (payments._shadowed_object), or a function, procedure, aggregate, operator or cast that takes a pay_card (payments._card_taker), made before the DDL guard could refuse it, or given to it by REASSIGN OWNED (which fires no event trigger); run at the end of CREATE EXTENSION and ALTER EXTENSION UPDATE.';

@@ -331,12 +331,14 @@ CREATE FUNCTION payments._public_function(f regprocedure) RETURNS boolean
 	LANGUAGE sql STABLE
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
-	SELECT (p.proname LIKE 'pay\_amount%' OR p.proname LIKE 'pay\_card%'
+	-- starts_with, not LIKE 'pay\_amount%': the body is parsed under the
+	-- session's standard_conforming_strings, with it off '\_' is '_'
+	SELECT (starts_with(p.proname, 'pay_amount') OR starts_with(p.proname, 'pay_card')
 			OR p.proname IN ('pay_currency', 'pay_minor_units', 'pay_currency_exponent', 'pay_currencies',
 				'pay_int8_mul_amount', 'pay_int4_mul_amount', 'pay_numeric_mul_amount',
-				-- the storage ban's tests and the name guard's, run by the DDL guard's event
-				-- trigger as whoever makes a table, function, type or operator
-				'_type_contains_card', '_stored_card', '_shadowed_object')
+				-- the storage ban's tests, the name guard's and the card guard's, run by the
+				-- DDL guard's event trigger as whoever makes a table, function, type, operator or cast
+				'_type_contains_card', '_stored_card', '_shadowed_object', '_trusted_role', '_card_taker')
 			OR (p.prokind = 'a' AND p.proname IN ('sum', 'min', 'max')))
 		AND p.proname NOT IN ('pay_card_fingerprint', 'pay_card_info')
 	FROM pg_proc p WHERE p.oid = f

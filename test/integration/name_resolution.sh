@@ -38,6 +38,9 @@ sustate() {
 	su -v VERBOSITY=verbose "$@" 2>&1 | sed -n 's/^\(psql:[^ ]* \)\{0,1\}ERROR:  \([0-9A-Z]\{5\}\):.*/\2/p' | sed -n 1p
 }
 cleanup() {
+	su -c "DROP FUNCTION IF EXISTS public.nr_helper(payments.pay_card), public.nr_count_card(bigint, payments.pay_card),
+		public.nr_cat_card(text, payments.pay_card) CASCADE" \
+		-c "DROP OWNED BY nr_dbo" -c "DROP ROLE nr_dbo" >/dev/null 2>&1 || true
 	DB=postgres su -c "DROP DATABASE IF EXISTS nr_scratch" -c "DROP DATABASE IF EXISTS nr_ascii" >/dev/null 2>&1 || true
 	su -c "ALTER DATABASE payments RESET search_path" -c "DROP SCHEMA IF EXISTS nr_given, nr_public CASCADE" \
 		-c "DROP FUNCTION IF EXISTS public.pay_void(bigint)" -c "DROP OWNED BY nr_evil, nr_app" \
@@ -155,6 +158,77 @@ is "$card" "visa ****1111 12/$year visa ****1111 12/$year " "with those casts th
 is "$(su -c "SELECT count(*) FROM public.nr_loot")" 0 "and no card number reached the hostile role's table"
 
 ###########################################################################
+# 1c. Functions of OTHER names that take a card.  Not one of the
+#     extension's names, but an application that writes format('%s',
+#     card), to_json(card), concat(...), count(card) or card || ... with
+#     its card ran the hostile role's function instead of PostgreSQL's
+#     (pay_card matches exactly, better than "any" or anyelement), with
+#     the application's privileges and its card in hand (before: the card's
+#     text reached nr_loot, and the function could pay with the card as the
+#     application).  Now every function, procedure, aggregate, operator or
+#     cast that takes a pay_card (or an array, domain or composite holding
+#     one), of a role that is not trusted, is refused (42501), when made,
+#     renamed, moved or given to it, whatever its name.
+# What the card itself prints: masked, never the number nor the CVV.
+is "$(as nr_app -c "SELECT pay_card('4111 1111 1111 1111', 12, $year, '123')::text ~ '^visa \*{4}1111 12/[0-9]{4}\$'
+	AND pay_card('4111 1111 1111 1111', 12, $year, '123')::text !~ '4111111111111111|123'")" t \
+	"pay_card's output is masked (brand, last four, expiry): not the number, not the CVV"
+loot="BEGIN INSERT INTO public.nr_loot VALUES (current_user || ' ' || \$2::text); RETURN 'x'; END"
+taker() {	# taker WHAT DDL [psql args]: the SQLSTATE of the hostile role's DDL
+	shift; sqlstate nr_evil -c "$@"
+}
+is "$(taker format "CREATE FUNCTION public.format(text, payments.pay_card) RETURNS text LANGUAGE plpgsql AS \$\$ $loot \$\$")" 42501 \
+	"a format(text, pay_card) of the hostile role is refused"
+is "$(taker concat "CREATE FUNCTION public.concat(text, payments.pay_card) RETURNS text LANGUAGE plpgsql AS \$\$ $loot \$\$")" 42501 \
+	"a concat(text, pay_card) is refused"
+is "$(taker textcat "CREATE FUNCTION public.textcat(text, payments.pay_card) RETURNS text LANGUAGE plpgsql AS \$\$ $loot \$\$")" 42501 \
+	"a textcat(text, pay_card) is refused"
+is "$(taker to_json "CREATE FUNCTION public.to_json(payments.pay_card) RETURNS json LANGUAGE plpgsql AS \$\$
+	BEGIN INSERT INTO public.nr_loot VALUES (current_user || ' ' || \$1::text); RETURN '{}'; END \$\$")" 42501 \
+	"a to_json(pay_card) is refused"
+is "$(taker array "CREATE FUNCTION public.to_jsonb(payments.pay_card[]) RETURNS jsonb LANGUAGE sql AS 'SELECT NULL::jsonb'")" 42501 \
+	"a function taking an array of pay_card is refused"
+is "$(taker domain "CREATE DOMAIN public.nr_card AS payments.pay_card" \
+	-c "CREATE FUNCTION public.nr_d(public.nr_card) RETURNS text LANGUAGE sql AS 'SELECT 1::text'")" 42501 \
+	"a function taking a domain over pay_card is refused"
+is "$(taker proc "CREATE PROCEDURE public.nr_proc(card payments.pay_card) LANGUAGE sql AS 'SELECT 1'")" 42501 \
+	"a procedure taking a pay_card is refused"
+# a superuser's functions that take a card (trusted: made), in the hostile
+# role's operator and aggregate
+su -c "CREATE FUNCTION public.nr_count_card(bigint, payments.pay_card) RETURNS bigint LANGUAGE sql AS 'SELECT \$1 + 1'" \
+	-c "CREATE FUNCTION public.nr_cat_card(text, payments.pay_card) RETURNS text LANGUAGE sql AS 'SELECT \$1'" >/dev/null
+is "$(taker op "CREATE OPERATOR public.|| (leftarg = text, rightarg = payments.pay_card, function = public.nr_cat_card)")" 42501 \
+	"an operator || on (text, pay_card) is refused, even with a superuser's function"
+is "$(taker agg "CREATE AGGREGATE public.count(payments.pay_card) (sfunc = public.nr_count_card, stype = bigint, initcond = '0')")" 42501 \
+	"an aggregate count(pay_card) is refused, even with a superuser's state function"
+is "$(taker cast "CREATE TYPE public.nr_c AS (v text)" \
+	-c "CREATE FUNCTION public.nr_card_cast(payments.pay_card) RETURNS public.nr_c LANGUAGE sql AS 'SELECT ROW(\$1::text)::public.nr_c'")" 42501 \
+	"a cast function from pay_card is refused"
+is "$(taker cast "CREATE CAST (payments.pay_card AS public.nr_c) WITH INOUT AS IMPLICIT")" 42501 \
+	"an implicit cast from pay_card to the hostile role's type is refused"
+is "$(taker rename "CREATE FUNCTION public.nr_text(text) RETURNS text LANGUAGE sql AS 'SELECT \$1'" \
+	-c "DROP FUNCTION public.nr_text(text)")" "" "the hostile role still makes functions that take no card"
+su -c "CREATE FUNCTION public.nr_helper(payments.pay_card) RETURNS text LANGUAGE sql AS 'SELECT \$1::text'" >/dev/null
+is "$(sustate -c "ALTER FUNCTION public.nr_helper(payments.pay_card) OWNER TO nr_evil")" 42501 \
+	"giving a superuser's function that takes a pay_card to the hostile role is refused"
+# trusted roles keep their helpers: a superuser's (above) and the database owner's
+dbo=$(su -c "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()")
+su -c "CREATE ROLE nr_dbo LOGIN IN ROLE \"$dbo\"" >/dev/null
+is "$(sqlstate nr_dbo -c "CREATE FUNCTION public.nr_dbo_helper(card payments.pay_card) RETURNS text LANGUAGE sql AS 'SELECT \$1::text'" \
+	-c "CREATE TYPE public.nr_dbo_t AS (v text)" \
+	-c "CREATE FUNCTION public.nr_dbo_cast(payments.pay_card) RETURNS public.nr_dbo_t LANGUAGE sql AS 'SELECT ROW(\$1::text)::public.nr_dbo_t'" \
+	-c "CREATE CAST (payments.pay_card AS public.nr_dbo_t) WITH FUNCTION public.nr_dbo_cast(payments.pay_card)" \
+	-c "DROP TYPE public.nr_dbo_t CASCADE" -c "DROP FUNCTION public.nr_dbo_helper(payments.pay_card)")" "" \
+	"a member of the database owner still makes a function and a cast that take a pay_card"
+# the application, on README's search_path: PostgreSQL's functions run
+as nr_app -c "SELECT format('%s', c), concat('card ', c), to_json(c), to_jsonb(ARRAY[c]), 'card ' || c
+	FROM pay_card('4111 1111 1111 1111', 12, $year, '123') c" \
+	-c "SELECT count(c) FROM pay_card('4111 1111 1111 1111', 12, $year, '123') c" >/dev/null
+is "$(su -c "SELECT count(*) FROM public.nr_loot")" 0 "no function of the hostile role got the application's card"
+su -c "DROP FUNCTION public.nr_helper(payments.pay_card), public.nr_count_card(bigint, payments.pay_card),
+	public.nr_cat_card(text, payments.pay_card)" >/dev/null
+
+###########################################################################
 # 2. Made before the guard: CREATE EXTENSION and the update to 0.2.0 refuse.
 DB=postgres su -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS nr_scratch" -c "CREATE DATABASE nr_scratch" >/dev/null
 DB=nr_scratch su -c "GRANT CREATE ON SCHEMA public TO PUBLIC" >/dev/null
@@ -169,7 +243,12 @@ DB=nr_scratch as nr_evil -c "CREATE FUNCTION public.pay_card(varchar, integer, i
 is "$(DB=nr_scratch sustate -c "SET client_min_messages = error" -c "ALTER EXTENSION payments UPDATE TO '0.2.0'")" 42501 \
 	"ALTER EXTENSION UPDATE refuses one made under 0.1.0"
 is "$(DB=nr_scratch su -c "SELECT extversion FROM pg_extension WHERE extname = 'payments'")" 0.1.0 "and 0.1.0 stays"
-DB=nr_scratch as nr_evil -c "DROP FUNCTION public.pay_card(varchar, integer, integer, varchar)"
+DB=nr_scratch as nr_evil -c "DROP FUNCTION public.pay_card(varchar, integer, integer, varchar)" \
+	-c "CREATE FUNCTION public.format(text, payments.pay_card) RETURNS text LANGUAGE sql AS 'SELECT \$2::text'"
+is "$(DB=nr_scratch su -c "SET client_min_messages = error" -c "ALTER EXTENSION payments UPDATE TO '0.2.0'" 2>&1 |
+	grep -c 'format(text,payments.pay_card)')" 1 \
+	"ALTER EXTENSION UPDATE refuses, by name, a format(text, pay_card) made under 0.1.0"
+DB=nr_scratch as nr_evil -c "DROP FUNCTION public.format(text, payments.pay_card)"
 is "$(DB=nr_scratch sustate -c "SET client_min_messages = error" -c "ALTER EXTENSION payments UPDATE TO '0.2.0'")" "" \
 	"without it the update goes through"
 DB=postgres su -c "DROP DATABASE nr_scratch" >/dev/null

@@ -77,9 +77,9 @@ SELECT is_empty($$
 		AND NOT ((p.proname ~ '^pay_(amount|card)' AND p.proname NOT IN ('pay_card_fingerprint', 'pay_card_info'))
 			OR p.proname IN ('pay_currency', 'pay_minor_units', 'pay_currency_exponent', 'pay_currencies',
 				'pay_int8_mul_amount', 'pay_int4_mul_amount', 'pay_numeric_mul_amount', '_type_contains_card',
-				-- the storage ban's and the name guard's tests, which the DDL guard's event
-				-- trigger runs as whoever makes a table, function, type or operator
-				'_stored_card', '_shadowed_object')
+				-- the storage ban's, the name guard's and the card guard's tests, which the DDL guard's event
+				-- trigger runs as whoever makes a table, function, type, operator or cast
+				'_stored_card', '_shadowed_object', '_trusted_role', '_card_taker')
 			OR (p.prokind = 'a' AND p.proname IN ('sum', 'min', 'max')))
 $$, 'PUBLIC executes only the functions of pay_amount and pay_card');
 SELECT ok(NOT has_function_privilege('public', 'payments.pay_card_fingerprint(payments.pay_card)', 'EXECUTE'),
