@@ -9185,7 +9185,9 @@ COMMENT ON FUNCTION payments.pay_change_subscription(bigint, bigint, payments.pa
 -- h-name-guard: no role that is not trusted may make a function, type or
 -- operator named like the extension's (sql/src/name_guard.sql; the event
 -- trigger that asks it is h-ddl-guard's; the check of the ones made before
--- is the last statement of this script).
+-- is the last statement of this script; payments._trusted_role, the rule
+-- of trust it shares with h-card-guard, is made here, before the function
+-- that calls it).
 --
 -- Name guard: no role that is not trusted may make a function, type or
 -- operator that a session would find instead of the extension's.  A
@@ -9457,17 +9459,24 @@ BEGIN
 					DETAIL = 'A session that names it, with that schema ahead of payments on its search_path or with arguments of other types, would run it in place of the extension''s, with that session''s privileges and card data. Only superusers, members of the database owner and members of the extension''s owner may make or own objects named like the extension''s.',
 					HINT = 'Choose another name.';
 		END IF;
+		refused := payments._card_taker(cmd.classid, cmd.objid);
+		IF refused IS NOT NULL THEN
+			RAISE EXCEPTION '% % takes %', cmd.object_type, cmd.object_identity, refused
+				USING ERRCODE = '42501',
+					DETAIL = 'A session that calls it, or a function, operator or cast of PostgreSQL it matches better (format(), concat(), to_json(), count() take any type), would hand it its card and run it with that session''s privileges. Only superusers, members of the database owner and members of the extension''s owner may make or own functions, procedures, aggregates, operators or casts that take a pay_card.',
+					HINT = 'Pass cards only to the extension''s functions, or have the database owner make the function.';
+		END IF;
 	END LOOP;
 END
 $$;
 COMMENT ON FUNCTION payments._ddl_guard() IS
-	'Internal: event trigger function run after every DDL command: refuses a relation or composite type that holds a pay_card (payments._stored_card, SQLSTATE 22Y16) and a function, type, operator or relation outside schema payments that would be found instead of the extension''s, made, renamed, moved or given to an owner that is not trusted (payments._shadowed_object, SQLSTATE 42501).';
+	'Internal: event trigger function run after every DDL command: refuses a relation or composite type that holds a pay_card (payments._stored_card, SQLSTATE 22Y16) and a function, type, operator or relation outside schema payments that would be found instead of the extension''s, made, renamed, moved or given to an owner that is not trusted (payments._shadowed_object, SQLSTATE 42501), and a function, procedure, aggregate, operator or cast of a role that is not trusted that takes a pay_card, whatever its name (payments._card_taker, SQLSTATE 42501).';
 
 CREATE EVENT TRIGGER payments_ddl_guard ON ddl_command_end
 	EXECUTE FUNCTION payments._ddl_guard();
 ALTER EVENT TRIGGER payments_ddl_guard ENABLE ALWAYS;
 COMMENT ON EVENT TRIGGER payments_ddl_guard IS
-	'Keeps pay_card out of tables, materialized views, foreign tables and composite types (cards are passed to payment functions, never stored), and the names of the extension''s functions, types and operators to the extension: no role that is not trusted makes one that a session would find instead.';
+	'Keeps pay_card out of tables, materialized views, foreign tables and composite types (cards are passed to payment functions, never stored), and the names of the extension''s functions, types and operators to the extension: no role that is not trusted makes one that a session would find instead, nor a function, operator or cast that takes a pay_card.';
 
 ------------------------------------------------------------------------------
 -- h-clock-moves: a test clock moved by two sessions at once
@@ -9833,12 +9842,14 @@ CREATE FUNCTION payments._public_function(f regprocedure) RETURNS boolean
 	LANGUAGE sql STABLE
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
-	SELECT (p.proname LIKE 'pay\_amount%' OR p.proname LIKE 'pay\_card%'
+	-- starts_with, not LIKE 'pay\_amount%': the body is parsed under the
+	-- session's standard_conforming_strings, with it off '\_' is '_'
+	SELECT (starts_with(p.proname, 'pay_amount') OR starts_with(p.proname, 'pay_card')
 			OR p.proname IN ('pay_currency', 'pay_minor_units', 'pay_currency_exponent', 'pay_currencies',
 				'pay_int8_mul_amount', 'pay_int4_mul_amount', 'pay_numeric_mul_amount',
-				-- the storage ban's tests and the name guard's, run by the DDL guard's event
-				-- trigger as whoever makes a table, function, type or operator
-				'_type_contains_card', '_stored_card', '_shadowed_object')
+				-- the storage ban's tests, the name guard's and the card guard's, run by the
+				-- DDL guard's event trigger as whoever makes a table, function, type, operator or cast
+				'_type_contains_card', '_stored_card', '_shadowed_object', '_trusted_role', '_card_taker')
 			OR (p.prokind = 'a' AND p.proname IN ('sum', 'min', 'max')))
 		AND p.proname NOT IN ('pay_card_fingerprint', 'pay_card_info')
 	FROM pg_proc p WHERE p.oid = f

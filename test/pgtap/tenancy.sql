@@ -10,7 +10,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(77);
+SELECT plan(78);
 
 SELECT has_table('payments', 'merchants', 'payments.merchants exists');
 SELECT results_eq($$SELECT merchant_id, name FROM payments.merchants WHERE is_default$$,
@@ -82,6 +82,16 @@ SELECT is_empty($$
 				'_stored_card', '_shadowed_object', '_trusted_role', '_card_taker')
 			OR (p.prokind = 'a' AND p.proname IN ('sum', 'min', 'max')))
 $$, 'PUBLIC executes only the functions of pay_amount and pay_card');
+-- _public_function by prefix whatever standard_conforming_strings: with it
+-- off, LIKE 'pay\_amount%' read '\_' as '_', a wildcard (before: true)
+CREATE FUNCTION pg_temp.payxamount_look_alike() RETURNS integer LANGUAGE sql AS 'SELECT 1';
+SET LOCAL standard_conforming_strings = off;
+SET LOCAL escape_string_warning = off;
+SELECT ok(NOT payments._public_function('pg_temp.payxamount_look_alike()'::regprocedure)
+	AND payments._public_function('payments.pay_amount_in(cstring)'::regprocedure),
+	'_public_function takes pay_amount by prefix, not by a LIKE pattern, with standard_conforming_strings off');
+RESET standard_conforming_strings;
+RESET escape_string_warning;
 SELECT ok(NOT has_function_privilege('public', 'payments.pay_card_fingerprint(payments.pay_card)', 'EXECUTE'),
 	'pay_card_fingerprint is not PUBLIC');
 SELECT ok(has_function_privilege('pg_monitor', 'payments.pay_metrics()', 'EXECUTE')
