@@ -115,13 +115,32 @@ COMMENT ON FUNCTION payments._shadowed_object(oid, oid) IS
 -- session, and only when it names pg_temp.
 ------------------------------------------------------------------------------
 
+-- The generic types a pay_card (or an array of them) is passed as.
+CREATE FUNCTION payments._card_generic_types() RETURNS oid[]
+	LANGUAGE sql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp
+	AS $$
+	SELECT ARRAY['anyelement', 'anynonarray', 'anyarray', 'anycompatible', 'anycompatiblenonarray',
+		'anycompatiblearray']::pg_catalog.regtype[]::oid[]
+	$$;
+COMMENT ON FUNCTION payments._card_generic_types() IS
+	'Internal: the generic argument types a pay_card or an array of them is passed as (anyelement, anynonarray, anyarray and their anycompatible forms); the card guard refuses them in functions named like PostgreSQL''s of a role that is not trusted.';
+
 CREATE FUNCTION payments._card_taker(classid oid, objid oid) RETURNS text
 	LANGUAGE sql STABLE STRICT PARALLEL SAFE
 	SET search_path = pg_catalog, pg_temp
 	AS $$
 	WITH obj(taken, untrusted) AS (
-		SELECT (SELECT a.t FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY a(t, n)
-				WHERE payments._type_contains_card(a.t) ORDER BY a.n LIMIT 1),
+		SELECT coalesce((SELECT a.t FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY a(t, n)
+					WHERE payments._type_contains_card(a.t) ORDER BY a.n LIMIT 1),
+				-- a generic argument under the name of one of PostgreSQL's
+				-- functions: concat('card ', card) took a public.concat(text,
+				-- anynonarray) as readily as one of pay_card
+				(SELECT a.t FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY a(t, n)
+				 WHERE a.t = ANY (payments._card_generic_types())
+					AND EXISTS (SELECT FROM pg_catalog.pg_proc b
+						WHERE b.pronamespace = 'pg_catalog'::regnamespace AND b.proname = p.proname)
+				 ORDER BY a.n LIMIT 1)),
 			NOT payments._trusted_role(p.proowner)
 				AND NOT starts_with(p.pronamespace::regnamespace::text, 'pg_temp_')
 		FROM pg_catalog.pg_proc p
@@ -143,8 +162,10 @@ CREATE FUNCTION payments._card_taker(classid oid, objid oid) RETURNS text
 		FROM pg_catalog.pg_cast c
 		WHERE classid = 'pg_catalog.pg_cast'::regclass AND c.oid = objid
 	)
-	SELECT format_type(obj.taken, NULL) || CASE WHEN obj.taken = 'payments.pay_card'::pg_catalog.regtype
-			THEN '' ELSE ', which holds a pay_card' END
+	SELECT format_type(obj.taken, NULL) || CASE WHEN obj.taken = 'payments.pay_card'::pg_catalog.regtype THEN ''
+			WHEN obj.taken = ANY (payments._card_generic_types())
+				THEN ', which a pay_card matches, under the name of a function of PostgreSQL'
+			ELSE ', which holds a pay_card' END
 	FROM obj
 	WHERE obj.taken IS NOT NULL AND obj.untrusted
 	$$;
@@ -186,7 +207,7 @@ BEGIN
 		SELECT c.classid, c.objid, format('%s%s takes %s', pg_describe_object(c.classid, c.objid, 0),
 				' (owner ' || pg_get_userbyid(c.owner) || ')', t.taken)
 		FROM (SELECT 'pg_catalog.pg_proc'::regclass::oid, p.oid, p.proowner FROM pg_proc p
-				WHERE p.proargtypes::oid[] && ARRAY(SELECT oid FROM cards)
+				WHERE p.proargtypes::oid[] && (ARRAY(SELECT oid FROM cards) || payments._card_generic_types())
 			UNION ALL
 			SELECT 'pg_catalog.pg_operator'::regclass::oid, o.oid, o.oprowner FROM pg_operator o
 				WHERE o.oprleft IN (SELECT oid FROM cards) OR o.oprright IN (SELECT oid FROM cards)

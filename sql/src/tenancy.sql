@@ -338,7 +338,7 @@ CREATE FUNCTION payments._public_function(f regprocedure) RETURNS boolean
 				'pay_int8_mul_amount', 'pay_int4_mul_amount', 'pay_numeric_mul_amount',
 				-- the storage ban's tests, the name guard's and the card guard's, run by the
 				-- DDL guard's event trigger as whoever makes a table, function, type, operator or cast
-				'_type_contains_card', '_stored_card', '_shadowed_object', '_trusted_role', '_card_taker')
+				'_type_contains_card', '_stored_card', '_shadowed_object', '_trusted_role', '_card_taker', '_card_generic_types')
 			OR (p.prokind = 'a' AND p.proname IN ('sum', 'min', 'max')))
 		AND p.proname NOT IN ('pay_card_fingerprint', 'pay_card_info')
 	FROM pg_proc p WHERE p.oid = f

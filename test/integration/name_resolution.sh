@@ -206,6 +206,16 @@ is "$(taker cast "CREATE TYPE public.nr_c AS (v text)" \
 	"a cast function from pay_card is refused"
 is "$(taker cast "CREATE CAST (payments.pay_card AS public.nr_c) WITH INOUT AS IMPLICIT")" 42501 \
 	"an implicit cast from pay_card to the hostile role's type is refused"
+# a generic argument under the name of one of PostgreSQL's functions:
+# concat('card ', card) took a public.concat(text, anynonarray) (before:
+# the card's text reached nr_loot)
+is "$(taker generic "CREATE FUNCTION public.concat(text, anynonarray) RETURNS text LANGUAGE plpgsql AS \$\$ $loot \$\$")" 42501 \
+	"a concat(text, anynonarray) of the hostile role is refused (PostgreSQL has a concat)"
+is "$(taker generic "CREATE FUNCTION public.jsonb_build_object(text, anycompatible) RETURNS jsonb LANGUAGE sql AS 'SELECT NULL::jsonb'")" 42501 \
+	"a jsonb_build_object(text, anycompatible) is refused"
+is "$(taker generic "CREATE FUNCTION public.nr_generic(text, anyelement) RETURNS text LANGUAGE sql AS 'SELECT \$1'" \
+	-c "DROP FUNCTION public.nr_generic(text, anyelement)")" "" \
+	"a generic function of a name PostgreSQL has not is made"
 is "$(taker rename "CREATE FUNCTION public.nr_text(text) RETURNS text LANGUAGE sql AS 'SELECT \$1'" \
 	-c "DROP FUNCTION public.nr_text(text)")" "" "the hostile role still makes functions that take no card"
 su -c "CREATE FUNCTION public.nr_helper(payments.pay_card) RETURNS text LANGUAGE sql AS 'SELECT \$1::text'" >/dev/null
@@ -221,7 +231,8 @@ is "$(sqlstate nr_dbo -c "CREATE FUNCTION public.nr_dbo_helper(card payments.pay
 	-c "DROP TYPE public.nr_dbo_t CASCADE" -c "DROP FUNCTION public.nr_dbo_helper(payments.pay_card)")" "" \
 	"a member of the database owner still makes a function and a cast that take a pay_card"
 # the application, on README's search_path: PostgreSQL's functions run
-as nr_app -c "SELECT format('%s', c), concat('card ', c), to_json(c), to_jsonb(ARRAY[c]), 'card ' || c
+as nr_app -c "SELECT format('%s', c), concat('card ', c), to_json(c), to_jsonb(ARRAY[c]), 'card ' || c,
+		jsonb_build_object('card', c)
 	FROM pay_card('4111 1111 1111 1111', 12, $year, '123') c" \
 	-c "SELECT count(c) FROM pay_card('4111 1111 1111 1111', 12, $year, '123') c" >/dev/null
 is "$(su -c "SELECT count(*) FROM public.nr_loot")" 0 "no function of the hostile role got the application's card"

@@ -79,7 +79,7 @@ SELECT is_empty($$
 				'pay_int8_mul_amount', 'pay_int4_mul_amount', 'pay_numeric_mul_amount', '_type_contains_card',
 				-- the storage ban's, the name guard's and the card guard's tests, which the DDL guard's event
 				-- trigger runs as whoever makes a table, function, type, operator or cast
-				'_stored_card', '_shadowed_object', '_trusted_role', '_card_taker')
+				'_stored_card', '_shadowed_object', '_trusted_role', '_card_taker', '_card_generic_types')
 			OR (p.prokind = 'a' AND p.proname IN ('sum', 'min', 'max')))
 $$, 'PUBLIC executes only the functions of pay_amount and pay_card');
 -- _public_function by prefix whatever standard_conforming_strings: with it
