@@ -11,10 +11,12 @@
 # 0 still reads the state; merchant B's calls, A's direct SQL calls (a
 # client of its own connections) and the calls of the merchant with A's id
 # in another database are not counted; a call cancelled or terminated gives
-# its place back.
+# its place back.  Through a real PostgREST the refusal is HTTP 429 with a
+# Retry-After header.
 set -euo pipefail
 waiters=()
 source "$(dirname "$0")/../lib/integration.sh"
+source "$(dirname "$0")/../lib/postgrest.sh"
 
 SIMDIR="$WORK/sim-waits"
 su() { cluster_psql "$WORK" "$PORT" payments -At "$@"; }
@@ -24,6 +26,7 @@ cleanup() {
 	# (a backend waiting in pay_wait does not notice its client gone)
 	su -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'wait_'" >/dev/null 2>&1 || true
 	cluster_psql "$WORK" "$PORT" postgres -c "DROP DATABASE IF EXISTS payments_other WITH (FORCE)" >/dev/null 2>&1 || true
+	postgrest_stop
 	sim_stop
 }
 trap cleanup EXIT
@@ -73,6 +76,19 @@ is "$(waiting wait1)$(waiting wait2)" 11 "two of A's calls by key wait for its u
 third=$(by_key "$KA" "SELECT status FROM payments.pay_wait($PA, '25 s')")
 is "$(sqlstate "$third")" PT429 "a third of A's calls by key is refused at once: PT429"
 like "$third" "too many calls of this merchant are waiting" "saying why"
+# The same refusal through a real PostgREST (the test's db-pool, 4, is
+# more than the limit here): HTTP 429, PT429's body, and a Retry-After
+# header (one second: a place is freed when a waiting call returns).
+postgrest_roles_setup "$WORK" "$PORT" payments
+postgrest_start "$WORK" "$PORT" payments "$WORK/pgrst-waits"
+r=$(pgrst POST /rpc/pay_wait -H "X-Api-Key: $KA" -H 'Content-Type: application/json' \
+	-d "{\"payment_id\": $PA, \"timeout\": \"25 s\"}" -D "$WORK/pgrst-waits/429.headers")
+code=$(python3 -c 'import json, sys; b = json.loads(sys.argv[1]); print(b.get("code"), "|", b.get("message"))' "${r#* }")
+is "${r%% *} $code" "429 PT429 | too many calls of this merchant are waiting" \
+	"over PostgREST, the third call by key is answered 429 with PT429 in the body"
+is "$(tr -d '\r' < "$WORK/pgrst-waits/429.headers" | sed -n 's/^[Rr]etry-[Aa]fter: //p')" 1 \
+	"and a Retry-After header of one second"
+postgrest_stop
 # (unfinished: pending, or unknown once a request timed out)
 like "$(by_key "$KA" "SELECT status FROM payments.pay_wait($PA, '0 s')")" '^(pending|unknown)$' \
 	"a call with timeout 0 reads the state without waiting, and is not refused"
