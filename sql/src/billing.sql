@@ -1241,9 +1241,15 @@ DECLARE
 	retry_no integer;
 	n integer := 0;
 BEGIN
+	-- Every open invoice is locked, also one whose charge is in flight (no
+	-- retry scheduled yet): a decline recorded meanwhile read the policy
+	-- before this change committed, and scheduled the old day after this
+	-- loop had passed it by.  Locked, the recording waits for this change
+	-- and reads the new policy, or this loop waits for the recording and
+	-- reschedules what it wrote.
 	FOR c IN
 		SELECT i.invoice_id, i.subscription_id FROM payments.invoices i
-		WHERE i.merchant_id = p_merchant_id AND i.status = 'open' AND i.next_attempt_at IS NOT NULL
+		WHERE i.merchant_id = p_merchant_id AND i.status = 'open'
 		ORDER BY i.invoice_id
 	LOOP
 		SELECT * INTO s FROM payments.subscriptions

@@ -38,6 +38,12 @@
 #      subscription): 40001 when it voids the invoice, not a void of an
 #      invoice whose charge is in flight; retried, it is refused (22Y20)
 #      until the charge is answered.
+#   5. the dunning policy changed (pay_set_dunning_policy, retry days
+#      {2,4}) in a transaction still open when the worker records a
+#      renewal's decline: the invoice's first retry is on day 2.  Before,
+#      the recording read the old policy (day 1) while the change's
+#      rescheduling had passed the invoice by (no retry scheduled yet), and
+#      the invoice stayed on the old schedule.
 set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
 source "$(dirname "$0")/../lib/sessions.sh"
@@ -201,5 +207,39 @@ is "$(q -c "SELECT status FROM pay_cancel_subscription($sid)") $(q -c "SELECT st
 	"once the retry is answered (declined), the cancel ends the subscription and voids the invoice"
 is "$(invoice_ledger_charges "$inv") $(q -c "SELECT count(*) FROM payments.events WHERE merchant_id = $M AND event_type = 'invoice.payment_after_close'")" "0 0" \
 	"nothing was charged for the declined period, and no charge came after the invoice closed"
+
+# --- 5. the dunning policy changed while a decline is being recorded -----------
+merchant_on_simulator "sub isolation policy" 15000
+q -c "SELECT pay_set_test_clock(now())" >/dev/null
+cid=$(subscription_customer "isolation-policy")
+pd=$(saved_method "$cid" 4111111111111111)
+sid=$(paid_subscription "$cid")
+pb=$(saved_method "$cid" 4000000000000002)	# the default now: a card the gateway declines
+hold_next_charge
+q -c "BEGIN" -c "SELECT pay_advance_test_clock('1 month 1 hour')" -c "SELECT pay_run_renewals()" -c "COMMIT" >/dev/null
+inv=$(q -c "SELECT invoice_id FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $sid AND period_index = 1")
+pay=$(q -c "SELECT payment_id FROM pay_get_invoice($inv)")
+sent "$pay"
+# session a changes the policy (first retry on day 2, not 1) and has not
+# committed when the worker records the renewal's decline
+session a
+say a "BEGIN; SELECT 'a policy ' || retry_days::text FROM pay_set_dunning_policy(retry_days => '{2,4}');"
+say a '\echo A-SET'
+poll_value 20 done_with a A-SET >/dev/null
+# the decline is being recorded: the worker waits for the policy's
+# change, or (before) recorded it on the old policy
+recording() {
+	[ "$(q -c "SELECT (SELECT first_failed_at IS NOT NULL FROM pay_get_invoice($inv))
+		OR EXISTS (SELECT FROM pg_stat_activity WHERE backend_type LIKE 'payments%' AND wait_event_type = 'Lock')")" = t ] && echo 1
+}
+poll_value 40 recording >/dev/null
+say a 'COMMIT;'
+say a '\echo A-DONE'
+poll_value 20 done_with a A-DONE >/dev/null
+close a
+is "$(grep -c '^a policy {2,4}$' "$SESS/a.out")" 1 "a session sets retry days {2,4} while the renewal's decline is recorded"
+is "$(wait_for "SELECT (first_failed_at IS NOT NULL) || '|' || (next_attempt_at - first_failed_at) FROM pay_get_invoice($inv)" "true|2 days" 60)" \
+	"true|2 days" "the invoice's first retry follows the new policy: day 2, not the old day 1"
+is "$(q -c "SELECT status FROM pay_get_subscription($sid)")" past_due "the subscription is past_due"
 
 tap_done
