@@ -44,6 +44,12 @@
 #      the recording read the old policy (day 1) while the change's
 #      rescheduling had passed the invoice by (no retry scheduled yet), and
 #      the invoice stayed on the old schedule.
+#   6. checked sound: a session makes another card the default (which
+#      locks the customer's active subscriptions) while a renewal's charge
+#      is in flight, and keeps its transaction open past the gateway's
+#      answer: the worker gives up the lock after
+#      payments.worker_lock_timeout, holds the answer, and records it once
+#      the session commits; the invoice is paid, charged once.
 set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
 source "$(dirname "$0")/../lib/sessions.sh"
@@ -241,5 +247,40 @@ is "$(grep -c '^a policy {2,4}$' "$SESS/a.out")" 1 "a session sets retry days {2
 is "$(wait_for "SELECT (first_failed_at IS NOT NULL) || '|' || (next_attempt_at - first_failed_at) FROM pay_get_invoice($inv)" "true|2 days" 60)" \
 	"true|2 days" "the invoice's first retry follows the new policy: day 2, not the old day 1"
 is "$(q -c "SELECT status FROM pay_get_subscription($sid)")" past_due "the subscription is past_due"
+
+# --- 6. a new default saved while the renewal's answer is being recorded ------
+merchant_on_simulator "sub isolation default lock" 15000
+q -c "SELECT pay_set_test_clock(now())" >/dev/null
+cid=$(subscription_customer "isolation-default-lock")
+pd=$(saved_method "$cid" 4111111111111111)
+sid=$(paid_subscription "$cid")
+p2=$(saved_method "$cid" 5424000000000015 false)
+hold_next_charge
+q -c "BEGIN" -c "SELECT pay_advance_test_clock('1 month 1 hour')" -c "SELECT pay_run_renewals()" -c "COMMIT" >/dev/null
+inv=$(q -c "SELECT invoice_id FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $sid AND period_index = 1")
+pay=$(q -c "SELECT payment_id FROM pay_get_invoice($inv)")
+sent "$pay"
+# session a makes another card the default (it locks the customer's active
+# subscriptions) and holds its transaction open past the gateway's answer
+session a
+say a "BEGIN; SELECT 'a default ' || is_default FROM pay_set_default_payment_method($p2);"
+say a '\echo A-SET'
+poll_value 20 done_with a A-SET >/dev/null
+held() { [ "$(cluster_psql "$WORK" "$PORT" payments -Atc "SELECT payments.pay_metrics()" | sed -n 's/^payments_unrecorded_outcomes //p')" = 1 ] && echo 1; }
+is "$(poll_value 30 held)" 1 "the renewal's answer comes while the session holds the subscription: the worker holds it (the lock waited for at most payments.worker_lock_timeout)"
+# (the held reply is never sent: the charge is unknown, then resent in the
+# gateway's duplicate window, whose answer is the one held)
+is "$(q -c "SELECT (p.status IN ('pending', 'unknown')) || '|' || i.status FROM payments.payments p, pay_get_invoice($inv) i WHERE p.merchant_id = $M AND p.payment_id = $pay")" \
+	"true|open" "and records nothing meanwhile: the payment is unfinished, the invoice open"
+say a 'COMMIT;'
+say a '\echo A-DONE'
+poll_value 20 done_with a A-DONE >/dev/null
+close a
+is "$(grep -c '^a default true$' "$SESS/a.out")" 1 "the session's new default is committed"
+is "$(wait_for "SELECT status FROM pay_get_invoice($inv)" paid 30)" paid "once it commits, the held answer is recorded: the invoice is paid"
+invoice_settled "$inv" 30
+is "$(invoice_charges "$inv") $(invoice_ledger_charges "$inv")" "1|$pd:succeeded 1" \
+	"charged once at the gateway, to the card charged before the change"
+is "$(wait_for "SELECT status FROM pay_get_subscription($sid)" active)" active "the subscription is active"
 
 tap_done
