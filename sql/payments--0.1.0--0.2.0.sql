@@ -2141,23 +2141,27 @@ DECLARE
 	moved timestamptz;
 BEGIN
 	PERFORM payments._require_test_clocks();
-	IF (p_to IS NULL AND p_by IS NULL) OR NOT isfinite(coalesce(p_to, current_ + p_by)) THEN
+	-- (p_by counted in UTC, payments._utc_plus: a merchant's billing time
+	-- has no time zone, and '1 day' is 24 hours whoever moves the clock)
+	IF (p_to IS NULL AND p_by IS NULL) OR NOT isfinite(coalesce(p_to, payments._utc_plus(current_, p_by))) THEN
 		RAISE EXCEPTION 'frozen_at must be a finite time' USING ERRCODE = '22023';
 	END IF;
 	-- (checked here against the clock this session sees, and again below
 	-- against the clock as it is under the row lock)
-	IF coalesce(p_to, current_ + p_by) >= current_ THEN
+	IF coalesce(p_to, payments._utc_plus(current_, p_by)) >= current_ THEN
 		INSERT INTO payments.billing_clocks AS c (merchant_id, frozen_at)
-		VALUES (p_merchant_id, coalesce(p_to, now() + p_by))
-		ON CONFLICT (merchant_id) DO UPDATE SET frozen_at = coalesce(p_to, c.frozen_at + p_by), updated_at = now()
-			WHERE coalesce(p_to, c.frozen_at + p_by) >= c.frozen_at
+		VALUES (p_merchant_id, coalesce(p_to, payments._utc_plus(now(), p_by)))
+		ON CONFLICT (merchant_id) DO UPDATE SET frozen_at = coalesce(p_to, payments._utc_plus(c.frozen_at, p_by)),
+			updated_at = now()
+			WHERE coalesce(p_to, payments._utc_plus(c.frozen_at, p_by)) >= c.frozen_at
 		RETURNING c.frozen_at INTO moved;
 	END IF;
 	IF moved IS NULL THEN
 		current_ := payments._billing_now(p_merchant_id);
 		RAISE EXCEPTION 'a test clock never goes back'
 			USING ERRCODE = '22023',
-				DETAIL = format('Billing time is %s; %s was given.', current_, coalesce(p_to, current_ + p_by));
+				DETAIL = format('Billing time is %s; %s was given.', current_,
+					coalesce(p_to, payments._utc_plus(current_, p_by)));
 	END IF;
 	-- what the new time made due is billed now, not at the billing
 	-- process's next round (payments.billing_interval)
@@ -3962,10 +3966,13 @@ BEGIN
 			HINT = 'The extension owner, or the key that made it, rotates it.';
 	END IF;
 	secret := payments._api_key_secret(k.key_id);
-	UPDATE payments.api_keys a SET previous_hash = a.secret_hash, previous_valid_until = now() + overlap,
+	-- (the overlap counted in UTC: '1 day' is 24 hours whatever the caller's
+	-- TimeZone, not 23 or 25 across a daylight-saving change)
+	UPDATE payments.api_keys a SET previous_hash = a.secret_hash,
+		previous_valid_until = payments._utc_plus(now(), overlap),
 		secret_hash = secret.secret_hash, rotated_at = now()
 	WHERE a.merchant_id = k.merchant_id AND a.key_id = k.key_id;
-	result := ROW(k.key_id, k.merchant_id, secret.api_key, k.scopes, k.expires_at, now() + overlap);
+	result := ROW(k.key_id, k.merchant_id, secret.api_key, k.scopes, k.expires_at, payments._utc_plus(now(), overlap));
 	RETURN result;
 END
 $$;
@@ -4471,7 +4478,7 @@ BEGIN
 	PERFORM payments._billing_event(p_merchant_id, 'subscription.dunning_exhausted', inv.payment_id,
 		jsonb_build_object('subscription_id', inv.subscription_id, 'invoice_id', inv.invoice_id,
 			'final_action', action_, 'attempt_count', inv.attempt_count,
-			'first_failed_at', inv.first_failed_at, 'last_failure_code', inv.last_failure_code),
+			'first_failed_at', payments._json_time(inv.first_failed_at), 'last_failure_code', inv.last_failure_code),
 		inv.correlation_id);
 END
 $$;
@@ -4948,7 +4955,7 @@ BEGIN
 			'kind', inv.kind, 'amount', inv.amount, 'payment_id', p_payment_id,
 			'attempt_count', inv.attempt_count, 'failure_code', p_code, 'failure_reason', p_reason,
 			'retryable', other.payment_method_id IS NOT NULL OR (NOT final_ AND next_ IS NOT NULL),
-			'first_failed_at', inv.first_failed_at),
+			'first_failed_at', payments._json_time(inv.first_failed_at)),
 		inv.correlation_id);
 	IF inv.status = 'open' AND s.status IN ('canceled', 'incomplete_expired') THEN
 		-- an ended subscription has no dunning: its final invoice is not retried
@@ -4990,7 +4997,7 @@ BEGIN
 	IF NOT final_ THEN
 		PERFORM payments._billing_event(p_merchant_id, 'invoice.retry_scheduled', p_payment_id,
 			jsonb_build_object('invoice_id', inv.invoice_id, 'subscription_id', inv.subscription_id,
-				'next_attempt_at', next_, 'retry', retry_no, 'retries', cardinality(days)),
+				'next_attempt_at', payments._json_time(next_), 'retry', retry_no, 'retries', cardinality(days)),
 			inv.correlation_id);
 	END IF;
 	RETURN inv;
@@ -5046,7 +5053,7 @@ BEGIN
 			IF NOT final_ THEN
 				PERFORM payments._billing_event(p_merchant_id, 'invoice.retry_scheduled', inv.payment_id,
 					jsonb_build_object('invoice_id', inv.invoice_id, 'subscription_id', inv.subscription_id,
-						'next_attempt_at', next_, 'retry', retry_no, 'retries', cardinality(days),
+						'next_attempt_at', payments._json_time(next_), 'retry', retry_no, 'retries', cardinality(days),
 						'reason', 'policy_changed'),
 					inv.correlation_id);
 			END IF;
@@ -6408,8 +6415,9 @@ BEGIN
 		PERFORM payments._check_gateway_input(next_invoice, NULL, NULL, NULL);
 	END IF;
 	RETURN jsonb_build_object('subscription_id', s.subscription_id, 'status', s.status,
-		'proration', effective, 'at', p_at,
-		'period_start', s.current_period_start, 'period_end', s.current_period_end,
+		'proration', effective, 'at', payments._json_time(p_at),
+		'period_start', payments._json_time(s.current_period_start),
+		'period_end', payments._json_time(s.current_period_end),
 		'remaining_seconds', greatest(0, least(floor(extract(epoch FROM s.current_period_end) - extract(epoch FROM p_at)),
 			floor(extract(epoch FROM s.current_period_end) - extract(epoch FROM s.current_period_start))))::bigint,
 		'period_seconds', floor(extract(epoch FROM s.current_period_end) - extract(epoch FROM s.current_period_start))::bigint,
@@ -7954,7 +7962,9 @@ CREATE OR REPLACE FUNCTION payments._settlement_candidates(p_limit integer)
 		FROM payments.payments x
 		WHERE x.merchant_id = g.merchant_id AND x.settled_at IS NULL AND x.gateway_trans_id IS NOT NULL
 			AND x.status IN ('succeeded', 'partially_refunded')
-			AND x.created_at > now() - interval '31 days'
+			-- (31 days of 24 hours: an interval of days would count them in the
+			-- session's TimeZone)
+			AND x.created_at > now() - make_interval(hours => 31 * 24)
 			-- made at the gateway account configured now: the batches of
 			-- another are not there (found once the merchant is back at it)
 			AND coalesce(payments._payment_account(x.merchant_id, x.payment_id)
@@ -8902,7 +8912,7 @@ BEGIN
 		PERFORM payments._billing_event(s.merchant_id, 'subscription.renewed', NULL,
 			jsonb_build_object('subscription_id', s.subscription_id, 'status', s.status,
 				'trial_ended', s.status = 'trialing', 'period_index', idx,
-				'current_period_start', start_, 'current_period_end', end_),
+				'current_period_start', payments._json_time(start_), 'current_period_end', payments._json_time(end_)),
 			s.correlation_id);
 		PERFORM payments._issue_invoice(s.merchant_id, s.subscription_id, 'renewal', idx, start_, end_,
 			p_background => p_background);
@@ -9081,7 +9091,7 @@ BEGIN
 		INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
 		VALUES (s.merchant_id, 'subscription.updated', jsonb_build_object('subscription_id', s.subscription_id,
 			'customer_id', s.customer_id, 'status', s.status, 'cancel_at_period_end', true,
-			'cancel_at', s.current_period_end, 'fields', jsonb_build_array('cancel_at_period_end')), corr);
+			'cancel_at', payments._json_time(s.current_period_end), 'fields', jsonb_build_array('cancel_at_period_end')), corr);
 		RETURN result;
 	END IF;
 	RETURN payments._end_subscription_now(s, now_);
@@ -9543,6 +9553,79 @@ COMMENT ON EVENT TRIGGER payments_ddl_guard IS
 -- h-priority, _subscription_change in h-paused-change, _restored_operation
 -- in h-restore-in-service, _shadowed_object in h-name-guard (their final
 -- forms).
+------------------------------------------------------------------------------
+
+------------------------------------------------------------------------------
+-- h-session-time: times stored in audit rows and events, and intervals the
+-- API adds, do not follow the writing or calling session's TimeZone.
+-- - Audit rows and events hold a timestamptz as ISO 8601 in UTC
+--   ("+00:00"), as the audit trigger and the status trigger now write it
+--   (src/jsonb_value.c), and the SQL that writes events with
+--   payments._json_time: before, each writer's TimeZone gave one instant
+--   another text (2095-03-01T07:00:00-05:00 from New York for 12:00 UTC),
+--   sealed so by the row hash.  Rows written before keep their text (and
+--   verify: a row's hash is of its stored text).
+-- - An API key's rotation overlap, a test clock's step and the audit
+--   retention are added in UTC (payments._utc_plus): '1 day' across a
+--   daylight-saving change was 23 or 25 hours by the caller's TimeZone.
+-- Made once since, in their final forms: _dunning_final_action,
+-- _invoice_payment_failed, _renew_subscription, _reschedule_dunning in
+-- h-billing and later blocks, pay_cancel_subscription, _subscription_change,
+-- _settlement_candidates (31 days as hours), pay_rotate_api_key and
+-- _move_test_clock where they stand.
+CREATE FUNCTION payments._json_time(t timestamptz) RETURNS text
+	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'pay_json_time';
+REVOKE ALL ON FUNCTION payments._json_time(timestamptz) FROM PUBLIC;
+COMMENT ON FUNCTION payments._json_time(timestamptz) IS
+	'Internal: a time as audit rows and events store it, ISO 8601 in UTC (2026-12-06T10:00:00+00:00) whatever the session''s TimeZone and DateStyle; for jsonb_build_object() in SQL that writes events.';
+
+CREATE FUNCTION payments._utc_plus(t timestamptz, i interval) RETURNS timestamptz
+	LANGUAGE sql IMMUTABLE PARALLEL SAFE
+	AS $$ SELECT pg_catalog.timezone('UTC', pg_catalog.timezone('UTC', t) OPERATOR(pg_catalog.+) i) $$;
+REVOKE ALL ON FUNCTION payments._utc_plus(timestamptz, interval) FROM PUBLIC;
+COMMENT ON FUNCTION payments._utc_plus(timestamptz, interval) IS
+	'Internal: t + i counted in UTC (a day 24 hours, a month a calendar month of UTC), whatever the session''s TimeZone.';
+
+CREATE OR REPLACE FUNCTION payments.pay_audit_prune(older_than interval) RETURNS bigint
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	cutoff timestamptz;
+	r record;
+	n bigint;
+	k bigint;
+	total bigint := 0;
+BEGIN
+	IF older_than IS NULL OR older_than < interval '0' THEN
+		RAISE EXCEPTION 'older_than must be a positive interval'
+			USING ERRCODE = '22023', HINT = 'Pass how old a sealed batch must be to go, e.g. ''400 days''.';
+	END IF;
+	-- (counted in UTC: '400 days' back is the same instant whatever the
+	-- TimeZone of the session or pg_cron job that prunes)
+	cutoff := payments._utc_plus(clock_timestamp(), - older_than);
+	LOCK TABLE payments.audit_seals IN EXCLUSIVE MODE;
+	PERFORM payments._audit_retention(true);
+	FOR r IN
+		SELECT s.merchant_id, max(s.range_end) AS through
+		FROM payments.audit_seals s
+		WHERE s.pruned_at IS NULL AND s.sealed_at < cutoff
+		GROUP BY s.merchant_id ORDER BY s.merchant_id
+	LOOP
+		DELETE FROM payments.audit_log a WHERE a.merchant_id = r.merchant_id AND a.audit_id <= r.through;
+		GET DIAGNOSTICS n = ROW_COUNT;
+		UPDATE payments.audit_seals s SET pruned_at = now()
+		WHERE s.merchant_id = r.merchant_id AND s.range_end <= r.through AND s.pruned_at IS NULL;
+		GET DIAGNOSTICS k = ROW_COUNT;
+		PERFORM payments._audit_record(r.merchant_id, 'PRUNE', 'payments.audit_log'::regclass,
+			jsonb_build_object('deleted_rows', n, 'pruned_seals', k, 'through_audit_id', r.through,
+				'older_than', older_than::text));
+		total := total + n;
+	END LOOP;
+	PERFORM payments._audit_retention(false);
+	RETURN total;
+END
+$$;
 ------------------------------------------------------------------------------
 
 ------------------------------------------------------------------------------

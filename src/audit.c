@@ -825,7 +825,7 @@ append_json_value(AuditAttr *a, Datum value, JsonbValue *v, StringInfo out)
 				/* a statement's rows often share one (DEFAULT now()) */
 				if (!a->have_last || a->last_value != value)
 				{
-					JsonEncodeDateTime(a->last_text, value, a->json.basetype, NULL);
+					jsonb_datetime_text(a->last_text, value, a->json.basetype);
 					a->last_value = value;
 					a->have_last = true;
 				}

@@ -9,7 +9,13 @@
  * trigger and the status trigger turn the same columns into jsonb for
  * every row they write, so that is decided here once per column, with the
  * same rules (PostgreSQL 15's jsonb_categorize_type), and each value is
- * made as to_jsonb() makes it.
+ * made as to_jsonb() makes it, but for one thing: a timestamptz is written
+ * in UTC ("2026-12-06T10:00:00+00:00"), where to_jsonb() writes it in the
+ * session's TimeZone ("2026-12-06T05:00:00-05:00" in New York): audit rows
+ * and events are written by callers' sessions, the worker's and pg_cron's,
+ * each with its own TimeZone, and one instant must be stored (and sealed
+ * by an audit row's hash) as one text, whoever wrote it.  SQL that writes
+ * events does the same with payments._json_time() (pay_json_time below).
  *
  *-------------------------------------------------------------------------
  */
@@ -27,6 +33,8 @@
 #include "utils/numeric.h"
 
 #include "jsonb_value.h"
+
+PG_FUNCTION_INFO_V1(pay_json_time);
 
 /*
  * A type to_jsonb() prints with its output function, as a string: an
@@ -102,6 +110,32 @@ jsonb_column_init(JsonbColumn *col, Oid typid, int32 typmod, Oid collation, Memo
 	}
 }
 
+/*
+ * A date, timestamp or timestamptz as to_jsonb() writes it (ISO 8601 as
+ * XML Schema has it, whatever the session's DateStyle), a timestamptz with
+ * the offset of UTC whatever the session's TimeZone (JsonEncodeDateTime
+ * told the zone: no global state changed, nothing looked up).  Into buf
+ * (MAXDATELEN + 1 bytes), or palloc'd when buf is NULL.
+ */
+char *
+jsonb_datetime_text(char *buf, Datum value, Oid basetype)
+{
+	static const int utc = 0;
+
+	return JsonEncodeDateTime(buf, value, basetype, basetype == TIMESTAMPTZOID ? &utc : NULL);
+}
+
+/*
+ * payments._json_time(timestamptz): the time as audit rows and events
+ * store it, for the SQL that writes events (jsonb_build_object() of a
+ * timestamptz writes it in the session's TimeZone).
+ */
+Datum
+pay_json_time(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(jsonb_datetime_text(NULL, PG_GETARG_DATUM(0), TIMESTAMPTZOID)));
+}
+
 /* A string value (s is kept, not copied). */
 static void
 string_value(JsonbValue *v, char *s, int len)
@@ -161,7 +195,7 @@ jsonb_column_scalar(JsonbColumn *col, Datum value, JsonbValue *v, Jsonb **contai
 			}
 		case JV_DATETIME:
 			{
-				char	   *s = JsonEncodeDateTime(NULL, value, col->basetype, NULL);
+				char	   *s = jsonb_datetime_text(NULL, value, col->basetype);
 
 				string_value(v, s, strlen(s));
 				return true;

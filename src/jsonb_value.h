@@ -20,7 +20,8 @@ typedef enum JsonbValueKind
 	JV_BOOL,
 	JV_TEXT,					/* text, varchar: a string */
 	JV_JSONB,					/* the value itself */
-	JV_DATETIME,				/* date, timestamp, timestamptz: ISO 8601 */
+	JV_DATETIME,				/* date, timestamp, timestamptz: ISO 8601, a
+								 * timestamptz in UTC (jsonb_datetime_text) */
 	JV_OUTPUT,					/* an extension's base type without a cast to
 								 * json (pay_amount): its text, a string */
 	JV_GENERIC					/* anything else: to_jsonb() itself */
@@ -41,5 +42,6 @@ extern bool jsonb_column_scalar(JsonbColumn *col, Datum value, JsonbValue *v,
 extern void jsonb_column_push(JsonbColumn *col, JsonbParseState **state, Datum value,
 							  bool isnull);
 extern JsonbValue *jsonb_container_value(Jsonb *container);
+extern char *jsonb_datetime_text(char *buf, Datum value, Oid basetype);
 
 #endif							/* PAYMENTS_JSONB_VALUE_H */

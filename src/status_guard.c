@@ -14,13 +14,14 @@
  * caller ran with plan_cache_mode = force_custom_plan): the transition is
  * looked up in the backend's copy of status_transitions, and the event is
  * written with the table and index APIs (direct_insert.c), its data made
- * as jsonb_build_object makes it (jsonb_value.c), with no executor per
- * row.  A role that is not the owner of payments.events (a DBA who grants
- * a table to someone) writes it with one INSERT through a saved plan per entity
- * instead, under its privileges and row security.  That plan is generic
- * on purpose (one INSERT of one row has no other plan), and every name in
- * it is schema-qualified, so the caller's search_path cannot change what
- * it means.
+ * as jsonb_build_object makes it (jsonb_value.c; a timestamptz in UTC,
+ * whatever the writing session's TimeZone), with no executor per row.  A
+ * role that is not the owner of payments.events (a DBA who grants a table
+ * to someone) writes it with one INSERT through a saved plan per entity
+ * instead, under its privileges and row security, of the same data.
+ * That plan is generic on purpose (one INSERT of one row has no other
+ * plan), and every name in it is schema-qualified, so the caller's
+ * search_path cannot change what it means.
  *
  *-------------------------------------------------------------------------
  */
@@ -235,8 +236,8 @@ compare_keys(const void *x, const void *y, void *arg)
 
 /*
  * How an event's data is made: each key's value as jsonb_build_object()
- * makes it (src/jsonb_value.c), the keys in jsonb's order so that the
- * object is not sorted again.  Made once per layout.
+ * makes it (src/jsonb_value.c; a timestamptz in UTC), the keys in jsonb's
+ * order so that the object is not sorted again.  Made once per layout.
  */
 static void
 make_event_data(EntitySpec *spec, const Oid *types)
@@ -362,11 +363,17 @@ event_layout(EntitySpec *spec, Relation rel)
 	spec->have_data = spec->layout_valid = (heard == invalidations);
 }
 
-/* The SPI path's event INSERT (connected to SPI), made on first use. */
+/*
+ * The SPI path's event INSERT (connected to SPI), made on first use: its
+ * data is the last parameter, made by event_data() as the direct path
+ * makes it (not jsonb_build_object() of the values, which wrote a
+ * timestamptz in the session's TimeZone).
+ */
 static SPIPlanPtr
 event_plan(EntitySpec *spec)
 {
 	StringInfoData sql;
+	Oid			types[MAX_EVENT_KEYS + 4];
 
 	if (spec->plan != NULL)
 		return spec->plan;
@@ -381,12 +388,10 @@ event_plan(EntitySpec *spec)
 		appendStringInfo(&sql, ", $%d", spec->payment_param);
 	if (spec->operation_param)
 		appendStringInfo(&sql, ", $%d", spec->operation_param);
-	appendStringInfoString(&sql, ", pg_catalog.jsonb_build_object(");
-	for (int i = 0; spec->keys[i] != NULL; i++)
-		appendStringInfo(&sql, "%s%s, $%d", i > 0 ? ", " : "",
-						 quote_literal_cstr(spec->keys[i]), i + 4);
-	appendStringInfoString(&sql, "))");
-	spec->plan = keep_plan(sql.data, spec->nparams, spec->types);
+	appendStringInfo(&sql, ", $%d)", spec->nparams + 1);
+	memcpy(types, spec->types, sizeof(Oid) * spec->nparams);
+	types[spec->nparams] = JSONBOID;
+	spec->plan = keep_plan(sql.data, spec->nparams + 1, types);
 	pfree(sql.data);
 	return spec->plan;
 }
@@ -554,9 +559,9 @@ static void
 write_event(EntitySpec *spec, HeapTuple tuple, TupleDesc desc, const char *entity,
 			bool is_insert, const char *new_status, const char *old_status)
 {
-	Datum		values[MAX_EVENT_KEYS + 3];
+	Datum		values[MAX_EVENT_KEYS + 4];	/* and the data, for the SPI path */
 	bool		isnull[MAX_EVENT_KEYS + 3];
-	char		nulls[MAX_EVENT_KEYS + 3];
+	char		nulls[MAX_EVENT_KEYS + 4];
 	DirectTable *events;
 	int			saved_plan_cache_mode;
 	int			rc;
@@ -609,6 +614,8 @@ write_event(EntitySpec *spec, HeapTuple tuple, TupleDesc desc, const char *entit
 
 	for (int i = 0; i < spec->nparams; i++)
 		nulls[i] = isnull[i] ? 'n' : ' ';
+	values[spec->nparams] = event_data(spec, values, isnull);
+	nulls[spec->nparams] = ' ';
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "status trigger: SPI_connect failed");
 

@@ -430,10 +430,13 @@ BEGIN
 			HINT = 'The extension owner, or the key that made it, rotates it.';
 	END IF;
 	secret := payments._api_key_secret(k.key_id);
-	UPDATE payments.api_keys a SET previous_hash = a.secret_hash, previous_valid_until = now() + overlap,
+	-- (the overlap counted in UTC: '1 day' is 24 hours whatever the caller's
+	-- TimeZone, not 23 or 25 across a daylight-saving change)
+	UPDATE payments.api_keys a SET previous_hash = a.secret_hash,
+		previous_valid_until = payments._utc_plus(now(), overlap),
 		secret_hash = secret.secret_hash, rotated_at = now()
 	WHERE a.merchant_id = k.merchant_id AND a.key_id = k.key_id;
-	result := ROW(k.key_id, k.merchant_id, secret.api_key, k.scopes, k.expires_at, now() + overlap);
+	result := ROW(k.key_id, k.merchant_id, secret.api_key, k.scopes, k.expires_at, payments._utc_plus(now(), overlap));
 	RETURN result;
 END
 $$;

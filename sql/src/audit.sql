@@ -473,7 +473,9 @@ BEGIN
 		RAISE EXCEPTION 'older_than must be a positive interval'
 			USING ERRCODE = '22023', HINT = 'Pass how old a sealed batch must be to go, e.g. ''400 days''.';
 	END IF;
-	cutoff := clock_timestamp() - older_than;
+	-- (counted in UTC: '400 days' back is the same instant whatever the
+	-- TimeZone of the session or pg_cron job that prunes)
+	cutoff := payments._utc_plus(clock_timestamp(), - older_than);
 	LOCK TABLE payments.audit_seals IN EXCLUSIVE MODE;
 	PERFORM payments._audit_retention(true);
 	FOR r IN

@@ -548,7 +548,7 @@ BEGIN
 	PERFORM payments._billing_event(p_merchant_id, 'subscription.dunning_exhausted', inv.payment_id,
 		jsonb_build_object('subscription_id', inv.subscription_id, 'invoice_id', inv.invoice_id,
 			'final_action', action_, 'attempt_count', inv.attempt_count,
-			'first_failed_at', inv.first_failed_at, 'last_failure_code', inv.last_failure_code),
+			'first_failed_at', payments._json_time(inv.first_failed_at), 'last_failure_code', inv.last_failure_code),
 		inv.correlation_id);
 END
 $$;
@@ -672,7 +672,7 @@ BEGIN
 			'kind', inv.kind, 'amount', inv.amount, 'payment_id', p_payment_id,
 			'attempt_count', inv.attempt_count, 'failure_code', p_code, 'failure_reason', p_reason,
 			'retryable', other.payment_method_id IS NOT NULL OR (NOT final_ AND next_ IS NOT NULL),
-			'first_failed_at', inv.first_failed_at),
+			'first_failed_at', payments._json_time(inv.first_failed_at)),
 		inv.correlation_id);
 	IF inv.status = 'open' AND s.status IN ('canceled', 'incomplete_expired') THEN
 		-- an ended subscription has no dunning: its final invoice is not retried
@@ -714,7 +714,7 @@ BEGIN
 	IF NOT final_ THEN
 		PERFORM payments._billing_event(p_merchant_id, 'invoice.retry_scheduled', p_payment_id,
 			jsonb_build_object('invoice_id', inv.invoice_id, 'subscription_id', inv.subscription_id,
-				'next_attempt_at', next_, 'retry', retry_no, 'retries', cardinality(days)),
+				'next_attempt_at', payments._json_time(next_), 'retry', retry_no, 'retries', cardinality(days)),
 			inv.correlation_id);
 	END IF;
 	RETURN inv;
@@ -1034,7 +1034,7 @@ BEGIN
 		PERFORM payments._billing_event(s.merchant_id, 'subscription.renewed', NULL,
 			jsonb_build_object('subscription_id', s.subscription_id, 'status', s.status,
 				'trial_ended', s.status = 'trialing', 'period_index', idx,
-				'current_period_start', start_, 'current_period_end', end_),
+				'current_period_start', payments._json_time(start_), 'current_period_end', payments._json_time(end_)),
 			s.correlation_id);
 		PERFORM payments._issue_invoice(s.merchant_id, s.subscription_id, 'renewal', idx, start_, end_,
 			p_background => p_background);
@@ -1273,7 +1273,7 @@ BEGIN
 			IF NOT final_ THEN
 				PERFORM payments._billing_event(p_merchant_id, 'invoice.retry_scheduled', inv.payment_id,
 					jsonb_build_object('invoice_id', inv.invoice_id, 'subscription_id', inv.subscription_id,
-						'next_attempt_at', next_, 'retry', retry_no, 'retries', cardinality(days),
+						'next_attempt_at', payments._json_time(next_), 'retry', retry_no, 'retries', cardinality(days),
 						'reason', 'policy_changed'),
 					inv.correlation_id);
 			END IF;

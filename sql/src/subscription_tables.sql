@@ -373,23 +373,27 @@ DECLARE
 	moved timestamptz;
 BEGIN
 	PERFORM payments._require_test_clocks();
-	IF (p_to IS NULL AND p_by IS NULL) OR NOT isfinite(coalesce(p_to, current_ + p_by)) THEN
+	-- (p_by counted in UTC, payments._utc_plus: a merchant's billing time
+	-- has no time zone, and '1 day' is 24 hours whoever moves the clock)
+	IF (p_to IS NULL AND p_by IS NULL) OR NOT isfinite(coalesce(p_to, payments._utc_plus(current_, p_by))) THEN
 		RAISE EXCEPTION 'frozen_at must be a finite time' USING ERRCODE = '22023';
 	END IF;
 	-- (checked here against the clock this session sees, and again below
 	-- against the clock as it is under the row lock)
-	IF coalesce(p_to, current_ + p_by) >= current_ THEN
+	IF coalesce(p_to, payments._utc_plus(current_, p_by)) >= current_ THEN
 		INSERT INTO payments.billing_clocks AS c (merchant_id, frozen_at)
-		VALUES (p_merchant_id, coalesce(p_to, now() + p_by))
-		ON CONFLICT (merchant_id) DO UPDATE SET frozen_at = coalesce(p_to, c.frozen_at + p_by), updated_at = now()
-			WHERE coalesce(p_to, c.frozen_at + p_by) >= c.frozen_at
+		VALUES (p_merchant_id, coalesce(p_to, payments._utc_plus(now(), p_by)))
+		ON CONFLICT (merchant_id) DO UPDATE SET frozen_at = coalesce(p_to, payments._utc_plus(c.frozen_at, p_by)),
+			updated_at = now()
+			WHERE coalesce(p_to, payments._utc_plus(c.frozen_at, p_by)) >= c.frozen_at
 		RETURNING c.frozen_at INTO moved;
 	END IF;
 	IF moved IS NULL THEN
 		current_ := payments._billing_now(p_merchant_id);
 		RAISE EXCEPTION 'a test clock never goes back'
 			USING ERRCODE = '22023',
-				DETAIL = format('Billing time is %s; %s was given.', current_, coalesce(p_to, current_ + p_by));
+				DETAIL = format('Billing time is %s; %s was given.', current_,
+					coalesce(p_to, payments._utc_plus(current_, p_by)));
 	END IF;
 	-- what the new time made due is billed now, not at the billing
 	-- process's next round (payments.billing_interval)

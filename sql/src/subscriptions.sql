@@ -910,7 +910,7 @@ BEGIN
 		INSERT INTO payments.events (merchant_id, event_type, data, correlation_id)
 		VALUES (s.merchant_id, 'subscription.updated', jsonb_build_object('subscription_id', s.subscription_id,
 			'customer_id', s.customer_id, 'status', s.status, 'cancel_at_period_end', true,
-			'cancel_at', s.current_period_end, 'fields', jsonb_build_array('cancel_at_period_end')), corr);
+			'cancel_at', payments._json_time(s.current_period_end), 'fields', jsonb_build_array('cancel_at_period_end')), corr);
 		RETURN result;
 	END IF;
 	RETURN payments._end_subscription_now(s, now_);
@@ -1165,8 +1165,9 @@ BEGIN
 		PERFORM payments._check_gateway_input(next_invoice, NULL, NULL, NULL);
 	END IF;
 	RETURN jsonb_build_object('subscription_id', s.subscription_id, 'status', s.status,
-		'proration', effective, 'at', p_at,
-		'period_start', s.current_period_start, 'period_end', s.current_period_end,
+		'proration', effective, 'at', payments._json_time(p_at),
+		'period_start', payments._json_time(s.current_period_start),
+		'period_end', payments._json_time(s.current_period_end),
 		'remaining_seconds', greatest(0, least(floor(extract(epoch FROM s.current_period_end) - extract(epoch FROM p_at)),
 			floor(extract(epoch FROM s.current_period_end) - extract(epoch FROM s.current_period_start))))::bigint,
 		'period_seconds', floor(extract(epoch FROM s.current_period_end) - extract(epoch FROM s.current_period_start))::bigint,

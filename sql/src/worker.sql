@@ -1051,7 +1051,9 @@ CREATE FUNCTION payments._settlement_candidates(p_limit integer)
 		FROM payments.payments x
 		WHERE x.merchant_id = g.merchant_id AND x.settled_at IS NULL AND x.gateway_trans_id IS NOT NULL
 			AND x.status IN ('succeeded', 'partially_refunded')
-			AND x.created_at > now() - interval '31 days'
+			-- (31 days of 24 hours: an interval of days would count them in the
+			-- session's TimeZone)
+			AND x.created_at > now() - make_interval(hours => 31 * 24)
 			-- made at the gateway account configured now: the batches of
 			-- another are not there (found once the merchant is back at it)
 			AND coalesce(payments._payment_account(x.merchant_id, x.payment_id)

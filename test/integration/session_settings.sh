@@ -23,6 +23,9 @@
 #   role decides.  And the worker runs with it on whatever the database
 #   sets (before: with ALTER DATABASE ... SET check_function_bodies = off
 #   its claims wrote no operation.sending event).
+# - Times stored in audit rows and events, and interval arithmetic of
+#   test clocks, key rotation and audit retention, against the session's
+#   TimeZone (section 4).
 # (Expiring cards against the session's TimeZone, invoice lines against
 # its DateStyle: pgTAP billing and subscriptions.)
 set -euo pipefail
@@ -123,5 +126,125 @@ is "$(su -c "SELECT count(*) FROM payments.events WHERE merchant_id = $M AND pay
 su -c "ALTER DATABASE payments RESET check_function_bodies" >/dev/null
 ok "$(passed restart_worker)" "the worker restarts under the database's defaults"
 DB_SET=
+
+###########################################################################
+# 4. Stored times and interval arithmetic do not follow the caller's
+# TimeZone.  One scenario (a rolled-back transaction, superuser acting for
+# a merchant of its own) under UTC, America/New_York, Pacific/Kiritimati
+# and a POSIX zone whose daylight-saving time starts tomorrow:
+# - audit rows and events hold a timestamptz as ISO 8601 in UTC
+#   ("+00:00"): before, as the writing session printed it
+#   (2095-03-01T07:00:00-05:00 in New York for 12:00 UTC), sealed so by the
+#   row hash, and different for one instant by who wrote it (the audit
+#   trigger, the status trigger's direct and SPI paths, the SQL events);
+# - a test clock advanced by '1 day' across New York's DST end
+#   (2027-11-07) moves 24 hours, and by '1 month' from 30 January is
+#   29 February whatever the session's date there (before: 25 hours, and
+#   28 February in Kiritimati, where it was already the 31st);
+# - an API key rotated with overlap '1 day' keeps its old secret 24 hours
+#   (before: 23 in a zone whose DST starts tomorrow);
+# - pay_audit_prune(older_than => '1 day') leaves a batch sealed 23.5
+#   hours ago (before: pruned it in a zone whose DST started today).
+scenario() {
+	su -v tz="$1" <<'SQL'
+BEGIN;
+SET LOCAL client_min_messages = warning;
+SET LOCAL TimeZone = :'tz';
+\o /dev/null
+INSERT INTO payments.merchants (name) VALUES ('ss-time') RETURNING merchant_id AS m \gset
+SELECT set_config('payments.merchant_id', :'m', true);
+SELECT payments.pay_set_test_clock('2027-11-06 12:00+00');
+SELECT payments.pay_advance_test_clock('1 day') AS day_later \gset
+SELECT payments.pay_set_test_clock('2028-01-30 12:00+00');
+SELECT payments.pay_advance_test_clock('1 month') AS month_later \gset
+SELECT payments.pay_set_test_clock('2095-03-01 12:00+00');
+SELECT customer_id FROM payments.pay_create_customer(email => 'tz@example.com') \gset
+SELECT payment_method_id FROM payments.pay_save_payment_method(customer_id => :customer_id,
+	card => payments.pay_card('4111111111111111', 12, extract(year FROM now())::int + 3, '123'),
+	validation_mode => 'none', make_default => true) \gset
+UPDATE payments.payment_methods SET status = 'active', customer_profile_id = '500' || :customer_id,
+	payment_profile_id = '700' || :payment_method_id
+WHERE merchant_id = :m AND payment_method_id = :payment_method_id;
+SELECT plan_id FROM payments.pay_create_plan(name => 'tz', amount => '10.00 USD', interval_unit => 'month') \gset
+SELECT subscription_id FROM payments.pay_create_subscription(customer_id => :customer_id, plan_id => :plan_id,
+	trial_days => 14, time_zone => 'America/New_York') \gset
+-- the trial ends: period 1 is invoiced (subscription.renewed, written by SQL)
+SELECT payments.pay_advance_test_clock('15 days');
+SELECT payments.pay_run_renewals();
+SELECT payments.pay_cancel_subscription(subscription_id => :subscription_id, at_period_end => true);
+-- a role that does not own payments.events: the status trigger's SPI path
+CREATE ROLE ss_tz_editor NOLOGIN BYPASSRLS;
+SELECT payments.pay_bind_role('ss_tz_editor', merchant_id => :m, grant_api => false);
+GRANT USAGE ON SCHEMA payments TO ss_tz_editor;
+GRANT SELECT, UPDATE ON payments.subscriptions TO ss_tz_editor;
+GRANT INSERT ON payments.events TO ss_tz_editor;
+SET LOCAL ROLE ss_tz_editor;
+UPDATE payments.subscriptions SET status = 'canceled' WHERE merchant_id = :m AND subscription_id = :subscription_id;
+RESET ROLE;
+SELECT key_id FROM payments.pay_create_api_key(merchant_id => :m) \gset
+SELECT payments.pay_rotate_api_key(key_id => :key_id, overlap => '1 day');
+\o
+SELECT 'clock day: ' || to_char(:'day_later'::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI');
+SELECT 'clock month: ' || to_char(:'month_later'::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI');
+SELECT 'key overlap: ' || extract(epoch FROM previous_valid_until - rotated_at)::bigint
+FROM payments.api_keys WHERE merchant_id = :m AND key_id = :key_id;
+SELECT 'audit billing_clocks: ' || string_agg(new_row ->> 'frozen_at', ' ' ORDER BY audit_id)
+FROM payments.audit_log WHERE merchant_id = :m AND table_name = 'billing_clocks';
+SELECT 'audit subscription: ' || concat_ws(' ', new_row ->> 'current_period_start', new_row ->> 'current_period_end',
+	new_row ->> 'trial_end')
+FROM payments.audit_log WHERE merchant_id = :m AND table_name = 'subscriptions' AND operation = 'INSERT';
+SELECT 'event ' || event_type || ': ' || concat_ws(' ', data ->> 'current_period_start', data ->> 'current_period_end',
+	data ->> 'cancel_at')
+FROM payments.events WHERE merchant_id = :m AND event_type LIKE 'subscription.%' ORDER BY event_id;
+-- every time in the merchant's audit rows and events, whoever wrote it
+SELECT 'times not in UTC: ' || count(*) FROM (
+	SELECT kv.value FROM payments.audit_log a, jsonb_each_text(coalesce(a.old_row, '{}') || coalesce(a.new_row, '{}')) kv
+	WHERE a.merchant_id = :m
+	UNION ALL
+	SELECT kv.value FROM payments.events e, jsonb_each_text(e.data) kv WHERE e.merchant_id = :m) t
+WHERE t.value ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?[+-]\d\d:\d\d$' AND t.value !~ '\+00:00$';
+SELECT 'audit verifies: ' || coalesce(payments.pay_audit_verify(:m)::text, 'intact');
+-- retention: a batch sealed 23.5 hours ago is not older than '1 day'
+INSERT INTO payments.audit_seals (merchant_id, range_start, range_end, first_audit_id, last_audit_id,
+	row_count, prev_seal_hash, batch_hash, sealed_at)
+SELECT :m, 0, max(audit_id), min(audit_id), max(audit_id), count(*), decode(repeat('00', 32), 'hex'),
+	decode(repeat('00', 32), 'hex'), now() - interval '23 hours 30 minutes'
+FROM payments.audit_log WHERE merchant_id = :m;
+\o /dev/null
+SELECT payments.pay_audit_prune(older_than => '1 day');
+\o
+SELECT 'audit prune 1 day: ' || count(*) FILTER (WHERE pruned_at IS NOT NULL) FROM payments.audit_seals WHERE merchant_id = :m;
+\o /dev/null
+SELECT payments.pay_audit_prune(older_than => '23 hours');
+\o
+SELECT 'audit prune 23 hours: ' || count(*) FILTER (WHERE pruned_at IS NOT NULL) FROM payments.audit_seals WHERE merchant_id = :m;
+ROLLBACK;
+SQL
+}
+expected="clock day: 2027-11-07 12:00
+clock month: 2028-02-29 12:00
+key overlap: 86400
+audit billing_clocks: 2027-11-06T12:00:00+00:00 2027-11-07T12:00:00+00:00 2028-01-30T12:00:00+00:00 2028-02-29T12:00:00+00:00 2095-03-01T12:00:00+00:00 2095-03-16T12:00:00+00:00
+audit subscription: 2095-03-01T12:00:00+00:00 2095-03-15T11:00:00+00:00 2095-03-15T11:00:00+00:00
+event subscription.created: 2095-03-01T12:00:00+00:00 2095-03-15T11:00:00+00:00
+event subscription.renewed: 2095-03-15T11:00:00+00:00 2095-04-15T11:00:00+00:00
+event subscription.updated: 2095-04-15T11:00:00+00:00
+event subscription.canceled: 2095-03-15T11:00:00+00:00 2095-04-15T11:00:00+00:00
+times not in UTC: 0
+audit verifies: intact
+audit prune 1 day: 0
+audit prune 23 hours: 1"
+is "$(scenario UTC)" "$expected" "stored times and test-clock and key arithmetic under TimeZone UTC"
+is "$(scenario America/New_York)" "$expected" "the same under America/New_York, across its DST changes"
+is "$(scenario Pacific/Kiritimati)" "$expected" "the same under Pacific/Kiritimati (UTC+14, a day ahead)"
+# POSIX zones (UTC in standard time; a day of the year counted from 0, leap
+# days included): daylight-saving time from tomorrow 00:00 to the day
+# after ('1 day' from now 23 hours in the zone's local time), and from
+# today 00:00 to the day after tomorrow ('1 day' back from now 23 hours)
+today=$((10#$(date -u +%j) - 1))
+posix="AAA0BBB,$(((today + 1) % 366))/0,$(((today + 2) % 366))/0"
+is "$(scenario "$posix")" "$expected" "the same under a zone whose DST starts tomorrow ($posix)"
+posix="AAA0BBB,$today/0,$(((today + 2) % 366))/0"
+is "$(scenario "$posix")" "$expected" "the same under a zone whose DST started today ($posix)"
 
 tap_done
