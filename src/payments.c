@@ -34,6 +34,7 @@
 #include "wake.h"
 #include "billing_worker.h"
 #include "recorder.h"
+#include "role_guard.h"
 #include "wait.h"
 #include "worker.h"
 #include "worker_tx.h"
@@ -365,6 +366,7 @@ _PG_init(void)
 	wake_install_hooks();
 	audit_install_hooks();
 	check_cache_install_hook();
+	role_guard_init();
 
 	payments_preloaded = true;
 }

@@ -227,4 +227,4 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments._refuse_shadowing_objects() IS
-	'Internal: refuses (SQLSTATE 42501) when a role that is not trusted owns a function, type or operator that would be found instead of the extension''s (payments._shadowed_object), or a function, procedure, aggregate, operator or cast that takes a pay_card (payments._card_taker), made before the DDL guard could refuse it, or given to it by REASSIGN OWNED (which fires no event trigger); run at the end of CREATE EXTENSION and ALTER EXTENSION UPDATE.';
+	'Internal: refuses (SQLSTATE 42501) when a role that is not trusted owns a function, type or operator that would be found instead of the extension''s (payments._shadowed_object), or a function, procedure, aggregate, operator or cast that takes a pay_card (payments._card_taker), made before the DDL guard could refuse it, or left to it by a statement on roles, which fires no event trigger; run at the end of CREATE EXTENSION and ALTER EXTENSION UPDATE, and after REASSIGN OWNED, ALTER ROLE ... NOSUPERUSER, REVOKE of a role, DROP ROLE and ALTER DATABASE ... OWNER TO (src/role_guard.c).';

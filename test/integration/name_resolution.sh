@@ -39,9 +39,14 @@ sustate() {
 }
 cleanup() {
 	su -c "DROP FUNCTION IF EXISTS public.nr_helper(payments.pay_card), public.nr_count_card(bigint, payments.pay_card),
-		public.nr_cat_card(text, payments.pay_card) CASCADE" \
+		public.nr_cat_card(text, payments.pay_card), public.pay_void(bigint) CASCADE" \
 		-c "DROP OWNED BY nr_dbo" -c "DROP ROLE nr_dbo" >/dev/null 2>&1 || true
-	DB=postgres su -c "DROP DATABASE IF EXISTS nr_scratch" -c "DROP DATABASE IF EXISTS nr_ascii" >/dev/null 2>&1 || true
+	DB=postgres su -c "DROP DATABASE IF EXISTS nr_scratch" -c "DROP DATABASE IF EXISTS nr_ascii" -c "DROP DATABASE IF EXISTS nr_owned" >/dev/null 2>&1 || true
+	DB=postgres su -c "DROP ROLE IF EXISTS nr_o1m, nr_owner1, nr_owner2" >/dev/null 2>&1 || true
+	su -c "DROP TYPE IF EXISTS public.nr_ct, public.nr_ct2 CASCADE" -c "DROP TABLE IF EXISTS public.nr_ctab CASCADE" \
+		-c "DO \$\$ DECLARE r name; BEGIN FOR r IN SELECT rolname FROM pg_roles
+			WHERE rolname IN ('nr_su', 'nr_leaf', 'nr_plain', 'nr_trusted', 'nr_typer') LOOP EXECUTE format('DROP OWNED BY %I', r); END LOOP; END \$\$" \
+		-c "DROP ROLE IF EXISTS nr_su, nr_leaf, nr_mid, nr_plain, nr_trusted, nr_typer" >/dev/null 2>&1 || true
 	su -c "ALTER DATABASE payments RESET search_path" -c "DROP SCHEMA IF EXISTS nr_given, nr_public CASCADE" \
 		-c "DROP FUNCTION IF EXISTS public.pay_void(bigint)" -c "DROP OWNED BY nr_evil, nr_app" \
 		-c "DROP ROLE IF EXISTS nr_evil, nr_app, nr_trusted" -c "REVOKE CREATE ON SCHEMA public FROM PUBLIC" >/dev/null 2>&1 || true
@@ -125,16 +130,25 @@ is "$(sqlstate nr_evil -c "CREATE FUNCTION public.nr_max(bigint, payments.pay_am
 	"a max(pay_amount) aggregate is refused"
 is "$(sqlstate nr_evil -c "CREATE PROCEDURE public.pay_capture(bigint) LANGUAGE sql AS 'SELECT 1'")" 42501 \
 	"a procedure named pay_capture is refused"
-# REASSIGN OWNED fires no event trigger (roles are global): the hostile
-# role given a superuser's pay_void stand-in owns it, but cannot change it
-su -c "CREATE ROLE nr_trusted SUPERUSER" -c "SET ROLE nr_trusted" \
-	-c "CREATE FUNCTION public.pay_void(bigint) RETURNS integer LANGUAGE sql AS 'SELECT 1'" \
-	-c "RESET ROLE" -c "REASSIGN OWNED BY nr_trusted TO nr_evil" >/dev/null
-is "$(as nr_evil -c "CREATE OR REPLACE FUNCTION public.pay_void(bigint) RETURNS integer LANGUAGE sql AS 'SELECT 2'" 2>&1 |
+# REASSIGN OWNED fires no event trigger (roles are global): it gave the
+# hostile role a superuser's pay_void stand-in (before: it owned it; now
+# the statement is refused, section 1d)
+su -c "CREATE ROLE nr_trusted SUPERUSER LOGIN" -c "SET ROLE nr_trusted" \
+	-c "CREATE FUNCTION public.pay_void(bigint) RETURNS integer LANGUAGE sql AS 'SELECT 1'" -c "RESET ROLE" >/dev/null
+is "$(sustate -c "REASSIGN OWNED BY nr_trusted TO nr_evil")" 42501 \
+	"REASSIGN OWNED that would give the hostile role a superuser's pay_void stand-in is refused"
+# a role stripped of superuser in ANOTHER database (roles are global; the
+# check sees only the database it runs in) keeps what it made: it cannot
+# change it, and the check README tells the DBA to run names it
+DB=postgres su -c "ALTER ROLE nr_trusted NOSUPERUSER" >/dev/null
+is "$(as nr_trusted -c "CREATE OR REPLACE FUNCTION public.pay_void(bigint) RETURNS integer LANGUAGE sql AS 'SELECT 2'" 2>&1 |
 	grep -c 'ERROR:  42501: function public.pay_void(bigint) would be found instead of function payments.pay_void')" 1 \
-	"after REASSIGN OWNED the hostile role cannot replace the superuser's pay_void stand-in it was given"
-is "$(sqlstate nr_evil -c "ALTER FUNCTION public.pay_void(bigint) SECURITY DEFINER")" 42501 "nor alter it"
+	"a role no longer trusted (made so from another database) cannot replace the pay_void stand-in it made"
+is "$(sqlstate nr_trusted -c "ALTER FUNCTION public.pay_void(bigint) SECURITY DEFINER")" 42501 "nor alter it"
 is "$(su -c "SELECT prosrc FROM pg_proc WHERE oid = 'public.pay_void(bigint)'::regprocedure")" "SELECT 1" "it is as the superuser made it"
+is "$(su -c "SELECT payments._refuse_shadowing_objects()" 2>&1 | grep -c 'function public.pay_void(bigint) (owner nr_trusted) would be found instead of function payments.pay_void')" 1 \
+	"payments._refuse_shadowing_objects(), which README has the DBA run in the other databases, names it"
+su -c "DROP FUNCTION public.pay_void(bigint)" >/dev/null
 # a schema given to the hostile role: what is in it stays its owner's
 su -c "CREATE SCHEMA nr_given" -c "CREATE FUNCTION nr_given.pay_refund(bigint) RETURNS integer LANGUAGE sql AS 'SELECT 1'" \
 	-c "ALTER SCHEMA nr_given OWNER TO nr_evil" >/dev/null
@@ -143,7 +157,7 @@ is "$(sqlstate nr_evil -c "CREATE OR REPLACE FUNCTION nr_given.pay_refund(bigint
 is "$(sustate -c "ALTER SCHEMA nr_given RENAME TO pg_temp_nr")" 42939 \
 	"no schema is renamed to look temporary (names beginning pg_ are reserved), the guard's one exemption"
 is "$(sustate -c "ALTER SCHEMA nr_given RENAME TO nr_public")" "" "renaming a schema otherwise is left alone"
-su -c "DROP SCHEMA nr_public CASCADE" -c "DROP FUNCTION public.pay_void(bigint)" -c "DROP ROLE nr_trusted" >/dev/null
+su -c "DROP SCHEMA nr_public CASCADE" -c "DROP ROLE nr_trusted" >/dev/null
 # implicit casts to its own type from the ones the application sends
 as nr_evil -c "CREATE TYPE public.nr_t AS (v text)" \
 	-c "CREATE FUNCTION public.nr_cast(text) RETURNS public.nr_t LANGUAGE plpgsql AS \$\$
@@ -238,6 +252,81 @@ as nr_app -c "SELECT format('%s', c), concat('card ', c), to_json(c), to_jsonb(A
 is "$(su -c "SELECT count(*) FROM public.nr_loot")" 0 "no function of the hostile role got the application's card"
 su -c "DROP FUNCTION public.nr_helper(payments.pay_card), public.nr_count_card(bigint, payments.pay_card),
 	public.nr_cat_card(text, payments.pay_card)" >/dev/null
+
+###########################################################################
+# 1d. Commands that fire no event trigger (roles are global objects):
+#     REASSIGN OWNED, ALTER ROLE ... NOSUPERUSER, REVOKE a role (or ALTER
+#     GROUP ... DROP USER), DROP ROLE, ALTER DATABASE ... OWNER TO.  Each
+#     left a role that is not trusted owning what the guard refuses it to
+#     make: given it, or made while it was trusted (before: each went
+#     through, and the objects stayed until the next ALTER EXTENSION
+#     UPDATE; meanwhile their owner may GRANT, REVOKE or DROP them, and a
+#     SECURITY DEFINER one runs as it).  Now such a statement is refused
+#     (42501, naming the objects) and rolls back, in the database where it
+#     runs.  So is ALTER TYPE / ALTER TABLE ... OWNER TO of a cast's type:
+#     the event trigger saw the type, not the cast from pay_card it takes.
+su -c "CREATE ROLE nr_su SUPERUSER LOGIN" -c "SET ROLE nr_su" \
+	-c "CREATE FUNCTION public.pay_void(bigint) RETURNS integer LANGUAGE sql SECURITY DEFINER AS 'SELECT 1'" \
+	-c "CREATE FUNCTION public.nr_su_helper(card payments.pay_card) RETURNS text LANGUAGE sql AS 'SELECT \$1::text'" \
+	-c "RESET ROLE" >/dev/null
+out=$(su -v VERBOSITY=verbose -c "REASSIGN OWNED BY nr_su TO nr_evil" 2>&1 || true)
+is "$(grep -c '^ERROR:  42501: ' <<<"$out")" 1 \
+	"REASSIGN OWNED giving the hostile role a superuser's pay_void stand-in and card helper is refused"
+is "$(grep -c 'function public.pay_void(bigint) (owner nr_evil) would be found instead of function payments.pay_void' <<<"$out") $(
+	grep -c 'function public.nr_su_helper(payments.pay_card) (owner nr_evil) takes payments.pay_card' <<<"$out")" "1 1" \
+	"naming both"
+owners() { su -c "SELECT string_agg(p.proname || ':' || pg_get_userbyid(p.proowner), ' ' ORDER BY p.proname) FROM pg_proc p
+	WHERE p.pronamespace = 'public'::regnamespace AND p.proname IN ($1)"; }
+is "$(owners "'pay_void', 'nr_su_helper'")" "nr_su_helper:nr_su pay_void:nr_su" "and both stay the superuser's"
+is "$(sustate -c "ALTER ROLE nr_su NOSUPERUSER")" 42501 \
+	"ALTER ROLE ... NOSUPERUSER of the role that made them is refused"
+is "$(su -c "SELECT rolsuper FROM pg_roles WHERE rolname = 'nr_su'")" t "and it stays a superuser"
+# made by a member of the database owner (and of the extension's owner)
+as nr_dbo -c "CREATE FUNCTION public.nr_dbo_keep(card payments.pay_card) RETURNS text LANGUAGE sql AS 'SELECT \$1::text'"
+is "$(sustate -c "REVOKE \"$dbo\" FROM nr_dbo")" 42501 "REVOKE of the database owner from the role that made a card helper is refused"
+is "$(su -c "SELECT pg_has_role('nr_dbo', '$dbo', 'MEMBER')")" t "and it stays a member"
+# trusted through a role in between
+su -c "CREATE ROLE nr_mid IN ROLE \"$dbo\"" -c "CREATE ROLE nr_leaf LOGIN IN ROLE nr_mid" >/dev/null
+as nr_leaf -c "CREATE FUNCTION public.nr_leaf_keep(card payments.pay_card) RETURNS text LANGUAGE sql AS 'SELECT \$1::text'"
+is "$(sustate -c "DROP ROLE nr_mid")" 42501 "DROP ROLE of the role in between is refused"
+is "$(sustate -c "ALTER GROUP nr_mid DROP USER nr_leaf")" 42501 "and so is ALTER GROUP ... DROP USER"
+is "$(su -c "SELECT pg_has_role('nr_leaf', '$dbo', 'MEMBER')")" t "it stays trusted"
+# a cast from pay_card: the one who owns its target type
+su -c "CREATE TYPE public.nr_ct AS (v text)" -c "CREATE CAST (payments.pay_card AS public.nr_ct) WITH INOUT" \
+	-c "CREATE TABLE public.nr_ctab (v text)" -c "CREATE CAST (payments.pay_card AS public.nr_ctab) WITH INOUT" >/dev/null
+is "$(sustate -c "ALTER TYPE public.nr_ct OWNER TO nr_evil")" 42501 \
+	"ALTER TYPE ... OWNER TO the hostile role of a cast's target type (a cast from pay_card) is refused"
+is "$(sustate -c "ALTER TABLE public.nr_ctab OWNER TO nr_evil")" 42501 "so is ALTER TABLE ... OWNER TO of a cast's row type"
+su -c "CREATE ROLE nr_typer SUPERUSER" -c "SET ROLE nr_typer" -c "CREATE TYPE public.nr_ct2 AS (v text)" \
+	-c "CREATE CAST (payments.pay_card AS public.nr_ct2) WITH INOUT" -c "RESET ROLE" >/dev/null
+is "$(sustate -c "REASSIGN OWNED BY nr_typer TO nr_evil")" 42501 "and REASSIGN OWNED of a cast's target type"
+su -c "DROP TYPE public.nr_ct2 CASCADE" -c "DROP ROLE nr_typer" >/dev/null
+su -c "DROP TYPE public.nr_ct CASCADE" -c "DROP TABLE public.nr_ctab CASCADE" >/dev/null
+# what takes no card and is not named like the extension's is left alone
+su -c "CREATE ROLE nr_plain" -c "SET ROLE nr_plain" \
+	-c "CREATE FUNCTION public.nr_plain_fn(text) RETURNS text LANGUAGE sql AS 'SELECT \$1'" -c "RESET ROLE" \
+	-c "GRANT nr_mid TO nr_app" >/dev/null
+is "$(sustate -c "REASSIGN OWNED BY nr_plain TO nr_evil" -c "DROP ROLE nr_plain" -c "REVOKE nr_mid FROM nr_app" \
+	-c "ALTER ROLE nr_evil PASSWORD NULL" -c "DROP FUNCTION public.nr_plain_fn(text)")" "" \
+	"REASSIGN OWNED, DROP ROLE, REVOKE and ALTER ROLE that leave no such object go through"
+su -c "DROP FUNCTION public.pay_void(bigint), public.nr_su_helper(payments.pay_card), public.nr_dbo_keep(payments.pay_card),
+	public.nr_leaf_keep(payments.pay_card)" -c "DROP ROLE nr_su, nr_leaf, nr_mid" >/dev/null
+# ALTER DATABASE ... OWNER TO, in the database it changes
+DB=postgres su -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS nr_owned" \
+	-c "CREATE ROLE nr_owner1" -c "CREATE ROLE nr_owner2" -c "CREATE ROLE nr_o1m LOGIN IN ROLE nr_owner1" \
+	-c "CREATE DATABASE nr_owned OWNER nr_owner1" >/dev/null
+DB=nr_owned su -c "SET client_min_messages = error" -c "CREATE EXTENSION payments" >/dev/null
+DB=nr_owned as nr_o1m -c "CREATE FUNCTION public.nr_o1m_keep(card payments.pay_card) RETURNS text LANGUAGE sql AS 'SELECT \$1::text'"
+is "$(DB=nr_owned sustate -c "ALTER DATABASE nr_owned OWNER TO nr_owner2")" 42501 \
+	"ALTER DATABASE ... OWNER TO, leaving a member of the old owner with a card helper, is refused"
+# roles are global: run from another database, the check cannot see it;
+# README has the DBA run payments._refuse_shadowing_objects() there
+is "$(DB=postgres sustate -c "ALTER DATABASE nr_owned OWNER TO nr_owner2")" "" \
+	"run from another database it goes through (the check sees only the database it runs in)"
+is "$(DB=nr_owned su -c "SELECT payments._refuse_shadowing_objects()" 2>&1 |
+	grep -c 'function public.nr_o1m_keep(payments.pay_card) (owner nr_o1m) takes payments.pay_card')" 1 \
+	"payments._refuse_shadowing_objects() run in that database names what was left"
+DB=postgres su -c "DROP DATABASE nr_owned" -c "DROP ROLE nr_o1m, nr_owner1, nr_owner2" >/dev/null
 
 ###########################################################################
 # 2. Made before the guard: CREATE EXTENSION and the update to 0.2.0 refuse.
