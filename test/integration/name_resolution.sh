@@ -46,7 +46,7 @@ cleanup() {
 	su -c "DROP TYPE IF EXISTS public.nr_ct, public.nr_ct2 CASCADE" -c "DROP TABLE IF EXISTS public.nr_ctab CASCADE" \
 		-c "DO \$\$ DECLARE r name; BEGIN FOR r IN SELECT rolname FROM pg_roles
 			WHERE rolname IN ('nr_su', 'nr_leaf', 'nr_plain', 'nr_trusted', 'nr_typer') LOOP EXECUTE format('DROP OWNED BY %I', r); END LOOP; END \$\$" \
-		-c "DROP ROLE IF EXISTS nr_su, nr_leaf, nr_mid, nr_plain, nr_trusted, nr_typer" >/dev/null 2>&1 || true
+		-c "DROP ROLE IF EXISTS nr_su, nr_leaf, nr_mid, nr_plain, nr_trusted, nr_typer, nr_cr" >/dev/null 2>&1 || true
 	su -c "ALTER DATABASE payments RESET search_path" -c "DROP SCHEMA IF EXISTS nr_given, nr_public CASCADE" \
 		-c "DROP FUNCTION IF EXISTS public.pay_void(bigint)" -c "DROP OWNED BY nr_evil, nr_app" \
 		-c "DROP ROLE IF EXISTS nr_evil, nr_app, nr_trusted" -c "REVOKE CREATE ON SCHEMA public FROM PUBLIC" >/dev/null 2>&1 || true
@@ -291,6 +291,10 @@ as nr_leaf -c "CREATE FUNCTION public.nr_leaf_keep(card payments.pay_card) RETUR
 is "$(sustate -c "DROP ROLE nr_mid")" 42501 "DROP ROLE of the role in between is refused"
 is "$(sustate -c "ALTER GROUP nr_mid DROP USER nr_leaf")" 42501 "and so is ALTER GROUP ... DROP USER"
 is "$(su -c "SELECT pg_has_role('nr_leaf', '$dbo', 'MEMBER')")" t "it stays trusted"
+# a role with CREATEROLE (not trusted; no EXECUTE on the internal check)
+su -c "CREATE ROLE nr_cr CREATEROLE LOGIN" >/dev/null
+is "$(as nr_cr -c "REVOKE nr_mid FROM nr_leaf" 2>&1 | grep -c "^ERROR:  42501: objects named like the payments extension's, or that take a pay_card, belong to roles that are not trusted")" 1 \
+	"a role with CREATEROLE revoking the role in between is refused by the same check"
 # a cast from pay_card: the one who owns its target type
 su -c "CREATE TYPE public.nr_ct AS (v text)" -c "CREATE CAST (payments.pay_card AS public.nr_ct) WITH INOUT" \
 	-c "CREATE TABLE public.nr_ctab (v text)" -c "CREATE CAST (payments.pay_card AS public.nr_ctab) WITH INOUT" >/dev/null
@@ -310,7 +314,7 @@ is "$(sustate -c "REASSIGN OWNED BY nr_plain TO nr_evil" -c "DROP ROLE nr_plain"
 	-c "ALTER ROLE nr_evil PASSWORD NULL" -c "DROP FUNCTION public.nr_plain_fn(text)")" "" \
 	"REASSIGN OWNED, DROP ROLE, REVOKE and ALTER ROLE that leave no such object go through"
 su -c "DROP FUNCTION public.pay_void(bigint), public.nr_su_helper(payments.pay_card), public.nr_dbo_keep(payments.pay_card),
-	public.nr_leaf_keep(payments.pay_card)" -c "DROP ROLE nr_su, nr_leaf, nr_mid" >/dev/null
+	public.nr_leaf_keep(payments.pay_card)" -c "DROP ROLE nr_su, nr_leaf, nr_mid, nr_cr" >/dev/null
 # ALTER DATABASE ... OWNER TO, in the database it changes
 DB=postgres su -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS nr_owned" \
 	-c "CREATE ROLE nr_owner1" -c "CREATE ROLE nr_owner2" -c "CREATE ROLE nr_o1m LOGIN IN ROLE nr_owner1" \
