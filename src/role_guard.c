@@ -46,7 +46,6 @@
 #include "tcop/cmdtag.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
-#include "utils/lsyscache.h"
 #include "utils/syscache.h"
 
 #include "role_guard.h"
@@ -110,7 +109,6 @@ role_guard_check(Node *parsetree)
 	Oid			check;
 	FmgrInfo	flinfo;
 	ErrorContextCallback callback;
-
 	LOCAL_FCINFO(fcinfo, 0);
 
 	if (!IsTransactionState())
@@ -146,7 +144,7 @@ role_guard_check(Node *parsetree)
 	error_context_stack = &callback;
 
 	/*
-	 * Called as the extension calls it, not through SQL: the role that runs
+	 * Called directly, not through a query: the role that runs
 	 * the statement need not have EXECUTE on the internal function.  It
 	 * returns void and raises 42501 when it finds such objects.
 	 */
