@@ -1541,6 +1541,8 @@ writer_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 	{
 		buffer_flush();
 		direct_tables_close();
+		if (event == XACT_EVENT_PRE_PREPARE)
+			audit_horizon_preparing();
 	}
 	else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
 			 event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT ||
@@ -2289,7 +2291,8 @@ pay_audit_retention(PG_FUNCTION_ARGS)
  * Read H = the sequence's last value first; then H is lowered below the
  * first id of every other transaction of this database still holding ids
  * (src/audit_horizon.c: each backend notes its transaction's first id in
- * shared memory), and prepared transactions are waited for.  Transactions
+ * shared memory), prepared ones included (one prepared before the server
+ * started is waited for).  Transactions
  * that take ids later get ids > H; our own rows commit with the seal.
  */
 Datum

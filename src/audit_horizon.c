@@ -16,15 +16,26 @@
  * and clears it when the transaction ends.  The horizon is the lowest such
  * id of this database, less one, or the sequence's last value.  A slot
  * says "taking" before the sequence is asked, so that a horizon computed
- * meanwhile waits the moment it takes to learn the id.  A prepared
- * transaction has left its backend: the horizon waits for those (rare and
- * short) as before.
+ * meanwhile waits the moment it takes to learn the id.
+ *
+ * A prepared transaction has left its backend.  Before it does (PREPARE
+ * TRANSACTION's pre-prepare callback), every backend notes its xid, its
+ * database and its first audit id (0: none) in an entry of its own, free
+ * again once that xid is no longer in progress.  The horizon stays below
+ * the first id of a prepared transaction of this database that holds one,
+ * and ignores the others.  It used to wait for every prepared transaction:
+ * BEGIN; SELECT txid_current(); PREPARE TRANSACTION 'x', by a role with no
+ * privilege, in any database, stopped sealing for everyone until someone
+ * ran ROLLBACK PREPARED.  Only a prepared transaction not noted (made
+ * before the server last started: shared memory was lost) is waited for.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/transam.h"
+#include "access/twophase.h"
+#include "access/xact.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
 #include "storage/proc.h"
@@ -44,29 +55,59 @@ typedef struct HorizonSlot
 	pg_atomic_uint64 first_id;	/* 0: none; TAKING; else the first id */
 } HorizonSlot;
 
+/* a prepared transaction: what it holds (written before its xid is prepared) */
+typedef struct PreparedSlot
+{
+	pg_atomic_uint32 xid;		/* InvalidTransactionId, or not in progress: free */
+	pg_atomic_uint32 database;	/* MyDatabaseId of the transaction */
+	pg_atomic_uint64 first_id;	/* 0: none; else its first audit id */
+} PreparedSlot;
+
 static HorizonSlot *slots = NULL;
 static int	nslots = 0;
+static PreparedSlot *prepared = NULL;
+static int	nprepared = 0;
 static bool holding = false;	/* this backend's slot is set */
+
+/* one per backend that may be preparing, and per prepared transaction */
+static int
+prepared_slots(void)
+{
+	return MaxBackends + max_prepared_xacts;
+}
 
 Size
 audit_horizon_shmem_size(void)
 {
-	return mul_size(MaxBackends, sizeof(HorizonSlot));
+	return add_size(MAXALIGN(mul_size(MaxBackends, sizeof(HorizonSlot))),
+					mul_size(prepared_slots(), sizeof(PreparedSlot)));
 }
 
 void
 audit_horizon_shmem_init(void)
 {
 	bool		found;
+	char	   *base;
 
-	slots = ShmemInitStruct("payments audit horizon", audit_horizon_shmem_size(), &found);
+	base = ShmemInitStruct("payments audit horizon", audit_horizon_shmem_size(), &found);
 	nslots = MaxBackends;
+	nprepared = prepared_slots();
+	slots = (HorizonSlot *) base;
+	prepared = (PreparedSlot *) (base + MAXALIGN(mul_size(nslots, sizeof(HorizonSlot))));
 	if (!found)
+	{
 		for (int i = 0; i < nslots; i++)
 		{
 			pg_atomic_init_u32(&slots[i].database, InvalidOid);
 			pg_atomic_init_u64(&slots[i].first_id, 0);
 		}
+		for (int i = 0; i < nprepared; i++)
+		{
+			pg_atomic_init_u32(&prepared[i].xid, InvalidTransactionId);
+			pg_atomic_init_u32(&prepared[i].database, InvalidOid);
+			pg_atomic_init_u64(&prepared[i].first_id, 0);
+		}
+	}
 }
 
 static HorizonSlot *
@@ -102,8 +143,68 @@ audit_horizon_took(int64 audit_id)
 }
 
 /*
+ * PREPARE TRANSACTION is about to hand the transaction over (its xid still
+ * belongs to this backend, after the last audit row was written): note its
+ * xid, database and first audit id, none included, in a free entry.  One
+ * is always free (an entry per backend and per prepared transaction); if
+ * none were, the transaction would only be waited for, as one not noted.
+ */
+void
+audit_horizon_preparing(void)
+{
+	HorizonSlot *s = my_slot();
+	TransactionId xid = GetTopTransactionIdIfAny();
+	uint64		first = 0;
+
+	if (s == NULL || prepared == NULL || !TransactionIdIsValid(xid))
+		return;
+	if (holding)
+	{
+		first = pg_atomic_read_u64(&s->first_id);
+		if (first == TAKING)
+			return;				/* not known: waited for */
+	}
+	for (int i = 0; i < nprepared; i++)
+	{
+		uint32		v = pg_atomic_read_u32(&prepared[i].xid);
+
+		if (TransactionIdIsValid(v) && TransactionIdIsInProgress(v))
+			continue;
+		if (pg_atomic_compare_exchange_u32(&prepared[i].xid, &v, xid))
+		{
+			pg_atomic_write_u32(&prepared[i].database, MyDatabaseId);
+			/* a full barrier: all of it seen before the xid is prepared */
+			(void) pg_atomic_exchange_u64(&prepared[i].first_id, first);
+			return;
+		}
+	}
+}
+
+/*
+ * What a prepared transaction holds: false when it was not noted, else
+ * *first_id is its first audit id of this database (0: none).
+ */
+static bool
+prepared_holds(TransactionId xid, int64 *first_id)
+{
+	for (int i = 0; i < nprepared; i++)
+	{
+		uint64		id;
+
+		if (pg_atomic_read_u32(&prepared[i].xid) != xid)
+			continue;
+		id = pg_atomic_read_u64(&prepared[i].first_id);
+		if (pg_atomic_read_u32(&prepared[i].database) != MyDatabaseId)
+			id = 0;
+		*first_id = (int64) id;
+		return true;
+	}
+	return false;
+}
+
+/*
  * The transaction ended (called once it is no longer seen running); a
- * prepared one is waited for by its xid.
+ * prepared one was noted by audit_horizon_preparing.
  */
 void
 audit_horizon_release(void)
@@ -163,15 +264,27 @@ audit_horizon(int64 last_value, TimestampTz deadline, int64 *horizon)
 			h = Min(h, (int64) id - 1);
 	}
 
-	/* prepared transactions (no backend's xid any more) */
+	/*
+	 * Prepared transactions (no backend's xid any more): below the first id
+	 * of one that holds ids here; one not noted is waited for.
+	 */
 	snap = GetLatestSnapshot();
 	for (uint32 i = 0; i < snap->xcnt; i++)
 	{
 		TransactionId xid = snap->xip[i];
+		int64		first_id;
 
 		while (BackendXidGetPid(xid) == 0 && TransactionIdIsInProgress(xid))
+		{
+			if (prepared_holds(xid, &first_id))
+			{
+				if (first_id != 0)
+					h = Min(h, first_id - 1);
+				break;
+			}
 			if (!nap(deadline))
 				return false;
+		}
 	}
 	*horizon = h;
 	return true;

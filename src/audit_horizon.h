@@ -18,13 +18,17 @@ extern void audit_horizon_shmem_init(void);
 extern void audit_horizon_taking(void);
 extern void audit_horizon_took(int64 audit_id);
 
+/* before PREPARE TRANSACTION hands the transaction over */
+extern void audit_horizon_preparing(void);
+
 /* at the end of the transaction (commit, abort, prepare) */
 extern void audit_horizon_release(void);
 
 /*
  * The highest audit id below which no transaction still running can hold
  * one, given the sequence's last value; false when a prepared transaction
- * of this database is still in progress at deadline.
+ * not noted (made before the server started) is still in progress at
+ * deadline.
  */
 extern bool audit_horizon(int64 last_value, TimestampTz deadline, int64 *horizon);
 

@@ -5,7 +5,7 @@
 # temporary table is enough) stopped sealing for everyone: the horizon
 # waited for every transaction running, in any database.  Now only
 # transactions that hold audit ids of this database limit it, to below
-# their first id, and prepared transactions are waited for; the seals
+# their first id, prepared ones too (hostile_roles.sh); the seals
 # still never cover a row committed after them.  Each seal's digest goes
 # to the server log.
 set -euo pipefail
@@ -59,8 +59,8 @@ ok "$(( $(seal '3 seconds') >= 1 ? 0 : 1 ))" "once it committed, the rest is sea
 is "$(last_sealed)" "$held" "up to the last row"
 is "$(q -c "SELECT payments.pay_audit_verify($M)")" "" "and every row verifies (none appeared inside a sealed range)"
 
-# 3. A prepared transaction holding an audit id: waited for (its backend
-#    has moved on); sealed once committed.
+# 3. A prepared transaction holding an audit id: the seal stays below it
+#    (its backend handed its first id over); sealed once committed.
 q -c "BEGIN" -c "INSERT INTO public.hz VALUES (4, $M)" -c "PREPARE TRANSACTION 'hz_prepared'" >/dev/null
 q -c "INSERT INTO public.hz VALUES (5, $M)" >/dev/null
 before=$(last_sealed)

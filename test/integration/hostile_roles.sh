@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# What a role that can connect, with no grant on schema payments (or bound
+# to one merchant), can do to the service outside the SQL API.
+# 1. A prepared transaction of such a role, in any database, does not stop
+#    audit sealing (before: pay_audit_seal waited for every prepared
+#    transaction and sealed nothing, until someone ran ROLLBACK PREPARED).
+# 2. A prepared transaction that wrote audit rows still holds the seal
+#    below its first id, without making the seal wait; once committed, it
+#    is sealed and verifies.
+# 4. What such roles may read outside the API: no statistics of the
+#    extension's columns (pg_stats), no sequence's value (pg_sequences), no
+#    other role's statement text (pg_stat_activity); no foreign key to the
+#    extension's tables (REFERENCES is not granted).
+set -euo pipefail
+source "$(dirname "$0")/../lib/integration.sh"
+source "$(dirname "$0")/../lib/sessions.sh"
+sessions_init hostile-roles
+
+q() { cluster_psql "$WORK" "$PORT" payments -At -v ON_ERROR_STOP=1 "$@"; }
+# as ROLE DB [psql args]: psql as ROLE (stopping at the first error)
+as() { local r=$1 d=$2; shift 2; cluster_psql "$WORK" "$PORT" "$d" -At -v ON_ERROR_STOP=1 -U "$r" "$@"; }
+cleanup() {
+	sessions_kill
+	for g in hostile_idle hostile_other_db hostile_audit_writer; do
+		for d in payments postgres; do
+			cluster_psql "$WORK" "$PORT" "$d" -c "ROLLBACK PREPARED '$g'" >/dev/null 2>&1 || true
+		done
+	done
+	q -c "SELECT payments.pay_audit_detach('public.hostile_audit')" >/dev/null 2>&1 || true
+	q -c "DROP TABLE IF EXISTS public.hostile_audit" -c "DROP SCHEMA IF EXISTS hostile_own CASCADE" >/dev/null 2>&1 || true
+	q -c "SELECT payments.pay_forget_role('hostile_app')" >/dev/null 2>&1 || true
+	q -c "DROP ROLE IF EXISTS hostile_nobody" -c "DROP ROLE IF EXISTS hostile_app" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+A=$(q -c "INSERT INTO payments.merchants (name) VALUES ('hostile roles A') RETURNING merchant_id")
+q >/dev/null <<SQL
+DROP ROLE IF EXISTS hostile_nobody;
+CREATE ROLE hostile_nobody LOGIN;
+DROP ROLE IF EXISTS hostile_app;
+CREATE ROLE hostile_app LOGIN;
+SELECT payments.pay_bind_role('hostile_app', merchant_id => $A);
+CREATE TABLE public.hostile_audit (id int PRIMARY KEY, merchant_id bigint NOT NULL);
+SELECT payments.pay_audit_attach('public.hostile_audit');
+SQL
+seal() { q -c "SELECT payments.pay_audit_seal('$1')"; }
+last_sealed() { q -c "SELECT coalesce(max(range_end), 0) FROM payments.audit_seals WHERE merchant_id = $A"; }
+audit_id_of() { q -c "SELECT audit_id FROM payments.audit_log WHERE table_name = 'hostile_audit' AND new_row ->> 'id' = '$1'"; }
+ms_since() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
+seal '2 seconds' >/dev/null
+
+###########################################################################
+# 1. Prepared transactions of a role with no privilege: one in this
+#    database, one in another; each took an xid, nothing else.
+as hostile_nobody payments -c "BEGIN" -c "SELECT txid_current()" -c "PREPARE TRANSACTION 'hostile_idle'" >/dev/null
+as hostile_nobody postgres -c "BEGIN" -c "SELECT txid_current()" -c "PREPARE TRANSACTION 'hostile_other_db'" >/dev/null
+is "$(q -c "SELECT count(*) FROM pg_prepared_xacts WHERE gid IN ('hostile_idle', 'hostile_other_db') AND owner = 'hostile_nobody'")" 2 \
+	"(a role with no privilege holds two prepared transactions)"
+q -c "INSERT INTO public.hostile_audit VALUES (1, $A)" >/dev/null
+t0=$(date +%s%N)
+ok "$(( $(seal '3 seconds') >= 1 ? 0 : 1 ))" "prepared transactions holding no audit id do not stop the seal"
+ok "$(( $(ms_since "$t0") < 2500 ? 0 : 1 ))" "nor make it wait for its deadline"
+is "$(last_sealed)" "$(audit_id_of 1)" "the seal covers the row written after them"
+
+###########################################################################
+# 2. A prepared transaction that wrote an audit row (the bound role's own
+#    table write, through the owner here) holds the seal below its id, and
+#    the seal does not wait for it; committed, it is sealed and verifies.
+q -c "BEGIN" -c "INSERT INTO public.hostile_audit VALUES (2, $A)" -c "PREPARE TRANSACTION 'hostile_audit_writer'" >/dev/null
+q -c "INSERT INTO public.hostile_audit VALUES (3, $A)" >/dev/null
+before=$(last_sealed)
+t0=$(date +%s%N)
+seal '3 seconds' >/dev/null
+ok "$(( $(ms_since "$t0") < 2500 ? 0 : 1 ))" "a prepared transaction holding an audit id does not make the seal wait"
+is "$(last_sealed)" "$before" "it holds the seal below its first id (row 3, written after, is not sealed)"
+q -c "COMMIT PREPARED 'hostile_audit_writer'" >/dev/null
+ok "$(( $(seal '3 seconds') >= 1 ? 0 : 1 ))" "once committed, the rows are sealed"
+is "$(last_sealed)" "$(audit_id_of 3)" "up to the last"
+ok "$(( $(audit_id_of 2) < $(audit_id_of 3) ? 0 : 1 ))" "(the prepared transaction's row had the lower id)"
+is "$(q -c "SELECT payments.pay_audit_verify($A)")" "" "and every row verifies"
+for g in hostile_idle; do q -c "ROLLBACK PREPARED '$g'" >/dev/null; done
+cluster_psql "$WORK" "$PORT" postgres -c "ROLLBACK PREPARED 'hostile_other_db'" >/dev/null
+
+###########################################################################
+# 4. What is readable outside the API.
+q -c "ANALYZE payments.payments, payments.merchants, payments.audit_log" >/dev/null
+for r in hostile_nobody hostile_app; do
+	is "$(as $r payments -c "SELECT count(*) FROM pg_stats WHERE schemaname = 'payments'")" 0 \
+		"$r reads no statistics of the extension's columns (pg_stats)"
+	is "$(as $r payments -c "SELECT count(*) FROM pg_sequences WHERE schemaname = 'payments' AND last_value IS NOT NULL")" 0 \
+		"$r reads no sequence's value (pg_sequences)"
+	is "$(as $r payments -c "SELECT count(*) FROM pg_stat_activity WHERE usename <> current_user AND query <> '<insufficient privilege>' AND query <> ''")" 0 \
+		"$r reads no other role's statement text (pg_stat_activity)"
+done
+q -c "CREATE SCHEMA hostile_own AUTHORIZATION hostile_app" >/dev/null
+out=$(as hostile_app payments -v VERBOSITY=verbose \
+	-c "CREATE TABLE hostile_own.fk (m bigint REFERENCES payments.merchants (merchant_id))" 2>&1 || true)
+like "$out" "42501: permission denied for table merchants" "a bound role cannot make a foreign key to the extension's tables (no REFERENCES: no KEY SHARE locks on them)"
+
+q -c "SELECT payments.pay_audit_detach('public.hostile_audit')" -c "DROP TABLE public.hostile_audit" \
+	-c "DROP SCHEMA hostile_own CASCADE" >/dev/null
+tap_done
