@@ -267,8 +267,13 @@ BEGIN
 			USING ERRCODE = '25001',
 				HINT = 'Call it outside a repeatable read or serializable transaction.';
 	END IF;
-	-- one sealer at a time; API writers never touch this table
-	LOCK TABLE payments.audit_seals IN EXCLUSIVE MODE;
+	-- one sealer (or pruner) at a time; API writers never touch this table.
+	-- SHARE UPDATE EXCLUSIVE, not EXCLUSIVE: any role may hold ROW
+	-- EXCLUSIVE on any table it can name, privilege or not, as long as it
+	-- likes (PREPARE p AS INSERT INTO payments.audit_seals ... locks at
+	-- parse analysis; the permission check comes at execution), and that
+	-- stopped every seal; this mode only another sealer or a VACUUM takes.
+	LOCK TABLE payments.audit_seals IN SHARE UPDATE EXCLUSIVE MODE;
 	horizon := payments._audit_seal_horizon(greatest(0, least(3600000,
 		(extract(epoch FROM coalesce(wait, '0')) * 1000)::bigint))::integer);
 	IF horizon IS NULL THEN
@@ -476,7 +481,8 @@ BEGIN
 	-- (counted in UTC: '400 days' back is the same instant whatever the
 	-- TimeZone of the session or pg_cron job that prunes)
 	cutoff := payments._utc_plus(clock_timestamp(), - older_than);
-	LOCK TABLE payments.audit_seals IN EXCLUSIVE MODE;
+	-- as pay_audit_seal: a mode no role without privileges can hold
+	LOCK TABLE payments.audit_seals IN SHARE UPDATE EXCLUSIVE MODE;
 	PERFORM payments._audit_retention(true);
 	FOR r IN
 		SELECT s.merchant_id, max(s.range_end) AS through

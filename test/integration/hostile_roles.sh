@@ -7,6 +7,10 @@
 # 2. A prepared transaction that wrote audit rows still holds the seal
 #    below its first id, without making the seal wait; once committed, it
 #    is sealed and verifies.
+# 3. Such a role holding ROW EXCLUSIVE on payments.audit_seals (a PREPAREd
+#    INSERT locks it at parse analysis, before any permission check) stops
+#    neither pay_audit_seal nor pay_audit_prune (before: both took
+#    EXCLUSIVE and waited for it, as long as it was held).
 # 4. What such roles may read outside the API: no statistics of the
 #    extension's columns (pg_stats), no sequence's value (pg_sequences), no
 #    other role's statement text (pg_stat_activity); no foreign key to the
@@ -80,6 +84,32 @@ ok "$(( $(audit_id_of 2) < $(audit_id_of 3) ? 0 : 1 ))" "(the prepared transacti
 is "$(q -c "SELECT payments.pay_audit_verify($A)")" "" "and every row verifies"
 for g in hostile_idle; do q -c "ROLLBACK PREPARED '$g'" >/dev/null; done
 cluster_psql "$WORK" "$PORT" postgres -c "ROLLBACK PREPARED 'hostile_other_db'" >/dev/null
+
+###########################################################################
+# 3. Locks taken without privilege: a PREPAREd INSERT into
+#    payments.audit_seals (and into audit_log) holds ROW EXCLUSIVE on it in
+#    an open transaction of a role with no grant.  The seal and the prune
+#    go on (run with a lock_timeout, so that a wait fails the check instead
+#    of hanging the test).
+M=$A session h
+say h "SET ROLE hostile_nobody; BEGIN;
+PREPARE hostile_ins AS INSERT INTO payments.audit_seals (merchant_id) VALUES (1);
+PREPARE hostile_log AS DELETE FROM payments.audit_log;"
+say h '\echo H-HOLDS'
+poll_value 20 done_with h H-HOLDS >/dev/null
+is "$(q -c "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+	WHERE a.application_name = 'sess_h' AND l.relation IN ('payments.audit_seals'::regclass, 'payments.audit_log'::regclass)
+	AND l.mode = 'RowExclusiveLock' AND l.granted")" 2 \
+	"(the role with no privilege holds ROW EXCLUSIVE on audit_seals and audit_log)"
+q -c "INSERT INTO public.hostile_audit VALUES (4, $A)" >/dev/null
+got=$(q -c "SET lock_timeout = '2s'" -c "SELECT payments.pay_audit_seal('2 seconds')" 2>&1 || true)
+ok "$(passed eval '[[ "$got" =~ ^[0-9]+$ ]] && [ "$got" -ge 1 ]')" "the seal is not stopped by it"
+[[ "$got" =~ ^[0-9]+$ ]] || comment "$got"
+is "$(last_sealed)" "$(audit_id_of 4)" "and covers the new row"
+got=$(q -c "SET lock_timeout = '2s'" -c "SELECT payments.pay_audit_prune('100 years')" 2>&1 || true)
+is "$got" 0 "nor is the prune"
+say h 'ROLLBACK; RESET ROLE;'
+close h
 
 ###########################################################################
 # 4. What is readable outside the API.
