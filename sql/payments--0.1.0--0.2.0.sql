@@ -8528,7 +8528,7 @@ SELECT payments._warn_unserved_database();
 -- _vault_rotate_key from another database leaves the cluster's key alone
 -- (src/card_vault.c)
 COMMENT ON FUNCTION payments._vault_rotate_key(boolean) IS
-	'Internal: replaces the card vault sealing key (shared memory only) when it has sealed for payments.vault_key_rotation: re-seals every waiting card (queued, sending, unknown, dead letter) still under an older key with the current one, then makes a new key, current from commit; the previous key is forgotten. Waits (returns false) while an open or prepared transaction sealed card data under the previous key. The worker calls it. force: rotate now, even past such a transaction (a card it commits sealed under the previous key is lost). Only in the database the worker serves (payments.database): elsewhere it does nothing and returns false. Owner only.';
+	'Internal: replaces the card vault sealing key (shared memory only) when it has sealed for payments.vault_key_rotation: re-seals every waiting card (queued, sending, unknown, dead letter) still under an older key with the current one, then makes a new key, current from commit; the previous key is forgotten. Waits (returns false) while an open or prepared transaction sealed card data under the previous key, for payments.vault_key_rotation_max_wait at most. The worker calls it. force: rotate now, even past such a transaction (a card it commits sealed under the previous key is lost). Only in the database the worker serves (payments.database): elsewhere it does nothing and returns false. Owner only.';
 -- pay_worker_restart from another database leaves the worker alone
 -- (src/health.c)
 COMMENT ON FUNCTION payments.pay_worker_restart() IS

@@ -49,6 +49,8 @@
 #include "shmem.h"
 
 int			payments_vault_key_rotation_s = 3600;
+/* payments.vault_key_rotation_max_wait: how long a due rotation waits for holders */
+int			payments_vault_key_rotation_max_wait_s = 600;
 
 /*
  * The key a rotation in this backend's transaction makes current when

@@ -45,6 +45,7 @@ typedef struct CardVaultKeys
 } CardVaultKeys;
 
 extern int	payments_vault_key_rotation_s;
+extern int	payments_vault_key_rotation_max_wait_s;
 
 extern void card_vault_keys_init(CardVaultKeys *keys);
 extern void card_vault_forget_legacy_key(void);

@@ -317,6 +317,15 @@ _PG_init(void)
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("payments.vault_key_rotation_max_wait",
+							"Seconds a due vault key rotation waits at most for open or prepared transactions that sealed card data under the previous key.",
+							"Past it the key rotates anyway: a card such a transaction commits later is lost (its payment fails with the lost-card reason). Any role can seal a card in a transaction and leave it open.",
+							&payments_vault_key_rotation_max_wait_s,
+							600, 0, 7 * 86400,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
 	DefineCustomIntVariable("payments.worker_statement_timeout",
 							"Longest a transaction of the payments worker may run (0: no limit).",
 							"A transaction that takes longer (waiting for a lock, say) is rolled back and logged, and its step tried again later; the worker goes on.",

@@ -195,9 +195,11 @@ vault_hold_sealing_key(void)
 
 /*
  * Whether an open transaction of this database (this one included), or a
- * prepared one, sealed card data under a key older than current_generation:
+ * prepared one, sealed card data under the key before current_generation:
  * the previous key, which a rotation now would forget before that card is
- * committed.  Only this database's vault is re-sealed (vault_rotation.c).
+ * committed.  One that sealed under an older key, already forgotten (a
+ * forced rotation, or one past payments.vault_key_rotation_max_wait), has
+ * lost its card anyway: waiting for it would gain nothing.  Only this database's vault is re-sealed (vault_rotation.c).
  */
 bool
 vault_older_key_held(uint32 current_generation)
@@ -207,7 +209,7 @@ vault_older_key_held(uint32 current_generation)
 	{
 		uint32		g = pg_atomic_read_u32(&holds[i]);
 
-		if (g != 0 && g < current_generation &&
+		if (g != 0 && g + 1 == current_generation &&
 			ProcGlobal->allProcs[i].databaseId == MyDatabaseId)
 			return true;
 	}
@@ -215,7 +217,7 @@ vault_older_key_held(uint32 current_generation)
 	{
 		uint64		v = pg_atomic_read_u64(&prepared_holds[i]);
 
-		if (v != 0 && (uint32) (v >> 32) < current_generation &&
+		if (v != 0 && (uint32) (v >> 32) + 1 == current_generation &&
 			TransactionIdIsInProgress((TransactionId) (v & 0xFFFFFFFF)))
 			return true;
 	}

@@ -25,7 +25,9 @@
  *   lost: every transaction publishes the oldest key it sealed under
  *   (vault_holds.c) until it commits or aborts (prepared, until COMMIT or
  *   ROLLBACK PREPARED), and while one holds a key older than the current
- *   one, a scheduled rotation waits (for the next housekeeping).  Only
+ *   one, a scheduled rotation waits (for the next housekeeping), for
+ *   payments.vault_key_rotation_max_wait at most: any role can seal (a
+ *   pay_card value) and leave its transaction open or prepared.  Only
  *   those: a long transaction that sealed nothing (a pg_dump, a report, an
  *   idle session) does not hold it back.  A forced rotation does not wait:
  *   a card such a transaction commits afterwards is lost (failing with the
@@ -160,12 +162,29 @@ rotation_due(void)
 }
 
 /*
+ * Whether a due rotation has waited payments.vault_key_rotation_max_wait
+ * for the transactions that sealed under the previous key: then it goes
+ * on.  Any role may seal (pay_card is for every role) in a transaction it
+ * leaves open, or prepares, for ever: without a limit, a role with no
+ * grant at all kept the vault key from ever rotating again, for every
+ * merchant.
+ */
+static bool
+rotation_waited_enough(TimestampTz created)
+{
+	int64		ms = ((int64) payments_vault_key_rotation_s + payments_vault_key_rotation_max_wait_s) * 1000;
+
+	return GetCurrentTimestamp() >= TimestampTzPlusMilliseconds(created, ms);
+}
+
+/*
  * payments._vault_rotate_key(force): when the current key has sealed for
  * payments.vault_key_rotation (or with force, now), re-seal the waiting
  * cards under it and make a new key, current from this transaction's
  * commit.  A scheduled rotation waits while an open or prepared
  * transaction sealed card data under the previous key (vault_holds.c:
- * it may commit that card after the re-seal).  Returns whether it
+ * it may commit that card after the re-seal), for
+ * payments.vault_key_rotation_max_wait at most.  Returns whether it
  * rotates.  The worker calls it from its housekeeping.
  */
 Datum
@@ -177,6 +196,7 @@ pay_vault_rotate_key(PG_FUNCTION_ARGS)
 	TimestampTz created;
 	uint32		generation;
 	int64		resealed;
+	bool		past_holders = false;
 
 	payments_require_schema();
 	card_vault_require();
@@ -198,10 +218,19 @@ pay_vault_rotate_key(PG_FUNCTION_ARGS)
 	/* the key as it is now that no other rotation runs */
 	card_vault_key_state(&current_id, &previous_id, &created);
 	(void) card_vault_current_key_id(&generation);
-	if (!force && (!rotation_due() || vault_older_key_held(generation)))
+	if (!force && !rotation_due())
 	{
 		SPI_finish();
 		PG_RETURN_BOOL(false);
+	}
+	if (!force && vault_older_key_held(generation))
+	{
+		if (!rotation_waited_enough(created))
+		{
+			SPI_finish();
+			PG_RETURN_BOOL(false);
+		}
+		past_holders = true;
 	}
 	resealed = reseal_waiting(current_id);
 	SPI_finish();
@@ -210,6 +239,7 @@ pay_vault_rotate_key(PG_FUNCTION_ARGS)
 	ereport(LOG,
 			(errcode(ERRCODE_SUCCESSFUL_COMPLETION),
 			 errmsg("payments re-sealed " INT64_FORMAT " waiting card vault entries and rotates the card vault key at commit%s",
-					resealed, force ? " (forced)" : "")));
+					resealed, force ? " (forced)" :
+					past_holders ? " (past transactions that sealed under the previous key and are still open or prepared: payments.vault_key_rotation_max_wait)" : "")));
 	PG_RETURN_BOOL(true);
 }

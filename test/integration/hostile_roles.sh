@@ -11,7 +11,13 @@
 #    INSERT locks it at parse analysis, before any permission check) stops
 #    neither pay_audit_seal nor pay_audit_prune (before: both took
 #    EXCLUSIVE and waited for it, as long as it was held).
-# 4. What such roles may read outside the API: no statistics of the
+# 4. Such a role (no grant: pay_card is for every role) seals a card in a
+#    transaction it prepares (or leaves open) does not keep the vault key
+#    from rotating: a due rotation waits payments.vault_key_rotation_max_wait
+#    for it at most (before: for ever, for every merchant), and once its
+#    key is gone the hold holds nothing back (before: every later rotation
+#    waited for it again).
+# 5. What such roles may read outside the API: no statistics of the
 #    extension's columns (pg_stats), no sequence's value (pg_sequences), no
 #    other role's statement text (pg_stat_activity); no foreign key to the
 #    extension's tables (REFERENCES is not granted).
@@ -25,12 +31,14 @@ q() { cluster_psql "$WORK" "$PORT" payments -At -v ON_ERROR_STOP=1 "$@"; }
 as() { local r=$1 d=$2; shift 2; cluster_psql "$WORK" "$PORT" "$d" -At -v ON_ERROR_STOP=1 -U "$r" "$@"; }
 cleanup() {
 	sessions_kill
-	for g in hostile_idle hostile_other_db hostile_audit_writer; do
+	for g in hostile_idle hostile_other_db hostile_audit_writer hostile_vault; do
 		for d in payments postgres; do
 			cluster_psql "$WORK" "$PORT" "$d" -c "ROLLBACK PREPARED '$g'" >/dev/null 2>&1 || true
 		done
 	done
 	q -c "SELECT payments.pay_audit_detach('public.hostile_audit')" >/dev/null 2>&1 || true
+	q -c "ALTER SYSTEM RESET payments.vault_key_rotation" -c "ALTER SYSTEM RESET payments.vault_key_rotation_max_wait" \
+		-c "SELECT pg_reload_conf()" >/dev/null 2>&1 || true
 	q -c "DROP TABLE IF EXISTS public.hostile_audit" -c "DROP SCHEMA IF EXISTS hostile_own CASCADE" >/dev/null 2>&1 || true
 	q -c "SELECT payments.pay_forget_role('hostile_app')" >/dev/null 2>&1 || true
 	q -c "DROP ROLE IF EXISTS hostile_nobody" -c "DROP ROLE IF EXISTS hostile_app" >/dev/null 2>&1 || true
@@ -112,7 +120,35 @@ say h 'ROLLBACK; RESET ROLE;'
 close h
 
 ###########################################################################
-# 4. What is readable outside the API.
+# 4. The vault key's rotation.
+Y=$(( $(date +%Y) + 2 ))
+rotate() { q -c "SELECT payments._vault_rotate_key($1)"; }
+# rotates_within SECONDS: t once a scheduled rotation rotated, within SECONDS
+rotates_within() {
+	local i
+	for i in $(seq $(( $1 * 5 ))); do
+		[ "$(rotate false)" = t ] && { echo t; return; }
+		sleep 0.2
+	done
+	echo f
+}
+q -c "ALTER SYSTEM SET payments.vault_key_rotation = 1" -c "SELECT pg_reload_conf()" >/dev/null
+q -c "ALTER SYSTEM SET payments.vault_key_rotation_max_wait = 3" -c "SELECT pg_reload_conf()" >/dev/null 2>&1 || true
+as hostile_nobody payments -c "BEGIN" -c "SELECT txid_current()" \
+	-c "SELECT payments.pay_card('4111111111111111', 12, $Y, '123') IS NOT NULL" \
+	-c "PREPARE TRANSACTION 'hostile_vault'" >/dev/null
+is "$(rotate true)" t "(a forced rotation: the card the role with no grant sealed is under the previous key now)"
+sleep 1.2
+is "$(rotate false)" f "a due rotation waits for the prepared transaction that sealed under the previous key"
+is "$(rotates_within 8)" t "but only payments.vault_key_rotation_max_wait: then the key rotates"
+q -c "ALTER SYSTEM SET payments.vault_key_rotation_max_wait = 60" -c "SELECT pg_reload_conf()" >/dev/null 2>&1 || true
+is "$(rotates_within 8)" t "the next rotation does not wait for it (its key is gone already)"
+q -c "ROLLBACK PREPARED 'hostile_vault'" \
+	-c "ALTER SYSTEM RESET payments.vault_key_rotation" -c "ALTER SYSTEM RESET payments.vault_key_rotation_max_wait" \
+	-c "SELECT pg_reload_conf()" >/dev/null
+
+###########################################################################
+# 5. What is readable outside the API.
 q -c "ANALYZE payments.payments, payments.merchants, payments.audit_log" >/dev/null
 for r in hostile_nobody hostile_app; do
 	is "$(as $r payments -c "SELECT count(*) FROM pg_stats WHERE schemaname = 'payments'")" 0 \
