@@ -9945,7 +9945,14 @@ BEGIN
 			AND a.attname = 'merchant_id' AND NOT a.attisdropped
 		ORDER BY c.relname
 	LOOP
-		EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', t);
+		-- only where it is off: ALTER TABLE locks the table ACCESS EXCLUSIVE,
+		-- and waits behind a lock any role can hold without privilege (a
+		-- PREPAREd INSERT in a transaction it leaves open) with every API
+		-- call queued behind it: pay_enable_row_security() stopped payments
+		-- for as long as that lock was held
+		IF NOT (SELECT c.relrowsecurity FROM pg_class c WHERE c.oid = t) THEN
+			EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', t);
+		END IF;
 		IF NOT EXISTS (SELECT 1 FROM pg_policy WHERE polrelid = t AND polname = 'merchant_isolation') THEN
 			EXECUTE format('CREATE POLICY merchant_isolation ON %s USING (merchant_id = payments.pay_current_merchant())', t);
 		END IF;

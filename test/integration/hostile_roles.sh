@@ -10,7 +10,9 @@
 # 3. Such a role holding ROW EXCLUSIVE on payments.audit_seals (a PREPAREd
 #    INSERT locks it at parse analysis, before any permission check) stops
 #    neither pay_audit_seal nor pay_audit_prune (before: both took
-#    EXCLUSIVE and waited for it, as long as it was held).
+#    EXCLUSIVE and waited for it, as long as it was held), nor
+#    pay_enable_row_security() where row security is on already (before:
+#    ALTER TABLE on every table, waiting with every API call behind it).
 # 4. Such a role (no grant: pay_card is for every role) seals a card in a
 #    transaction it prepares (or leaves open) does not keep the vault key
 #    from rotating: a due rotation waits payments.vault_key_rotation_max_wait
@@ -116,6 +118,8 @@ ok "$(passed eval '[[ "$got" =~ ^[0-9]+$ ]] && [ "$got" -ge 1 ]')" "the seal is 
 is "$(last_sealed)" "$(audit_id_of 4)" "and covers the new row"
 got=$(q -c "SET lock_timeout = '2s'" -c "SELECT payments.pay_audit_prune('100 years')" 2>&1 || true)
 is "$got" 0 "nor is the prune"
+got=$(q -c "SET lock_timeout = '2s'" -c "SELECT count(*) > 0 FROM payments.pay_enable_row_security()" 2>&1 || true)
+is "$got" t "nor pay_enable_row_security(), with row security on already (before: ALTER TABLE waited, every API call queued behind it)"
 say h 'ROLLBACK; RESET ROLE;'
 close h
 
