@@ -7756,6 +7756,7 @@ CREATE OR REPLACE FUNCTION payments.pay_audit_seal(wait interval DEFAULT '5 seco
 	AS $$
 DECLARE
 	horizon bigint;
+	mh bigint;
 	m bigint;
 	prev payments.audit_seals;
 	start bigint;
@@ -7782,7 +7783,7 @@ BEGIN
 	-- stopped every seal; this mode only another sealer or a VACUUM takes.
 	LOCK TABLE payments.audit_seals IN SHARE UPDATE EXCLUSIVE MODE;
 	horizon := payments._audit_seal_horizon(greatest(0, least(3600000,
-		(extract(epoch FROM coalesce(wait, '0')) * 1000)::bigint))::integer);
+		(extract(epoch FROM coalesce(wait, '0')) * 1000)::bigint))::integer, NULL);
 	IF horizon IS NULL THEN
 		RETURN 0;		-- older transactions still running: next time
 	END IF;
@@ -7798,18 +7799,22 @@ BEGIN
 		SELECT * INTO prev FROM payments.audit_seals s WHERE s.merchant_id = m
 			ORDER BY s.seal_id DESC LIMIT 1;
 		start := coalesce(prev.range_end, 0);
-		CONTINUE WHEN start >= horizon;
+		-- this merchant's horizon: below the transactions still holding ids
+		-- of its rows only (another merchant's open or prepared transaction
+		-- does not hold its seals back); NULL: one is taking an id, next time
+		mh := payments._audit_seal_horizon(0, m);
+		CONTINUE WHEN mh IS NULL OR start >= mh;
 		SELECT count(*), min(a.audit_id), max(a.audit_id), string_agg(a.row_hash, ''::bytea ORDER BY a.audit_id)
 			INTO cnt, first_id, last_id, hashes
 			FROM payments.audit_log a
-			WHERE a.merchant_id = m AND a.audit_id > start AND a.audit_id <= horizon;
+			WHERE a.merchant_id = m AND a.audit_id > start AND a.audit_id <= mh;
 		CONTINUE WHEN cnt = 0;
 		sid := nextval('payments.audit_seals_seal_id_seq');
 		prev_hash := coalesce(prev.batch_hash, decode(repeat('00', 32), 'hex'));
 		INSERT INTO payments.audit_seals (merchant_id, seal_id, range_start, range_end, first_audit_id,
 			last_audit_id, row_count, prev_seal_hash, batch_hash)
-		VALUES (m, sid, start, horizon, first_id, last_id, cnt, prev_hash,
-			payments._audit_batch_hash(m, sid, start, horizon, cnt, prev_hash, hashes))
+		VALUES (m, sid, start, mh, first_id, last_id, cnt, prev_hash,
+			payments._audit_batch_hash(m, sid, start, mh, cnt, prev_hash, hashes))
 		RETURNING batch_hash INTO h;
 		sealed := sealed || jsonb_build_object('merchant_id', m, 'seal_id', sid,
 			'batch_hash', encode(h, 'base64'), 'sealed_at', now());
@@ -9660,7 +9665,15 @@ $$;
 -- privileges, can hold ROW EXCLUSIVE on a table it can name (a PREPAREd
 -- INSERT locks it at parse analysis) for as long as it likes, and that
 -- stopped every seal and prune.
+-- The seal horizon is per merchant (pay_audit_seal, changed where it
+-- stands): a role bound to one merchant that left a transaction with an
+-- audit row open, or prepared it, held back every merchant's seals.
 ------------------------------------------------------------------------------
+DROP FUNCTION payments._audit_seal_horizon(integer);
+CREATE FUNCTION payments._audit_seal_horizon(wait_ms integer, merchant bigint) RETURNS bigint
+	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pay_audit_seal_horizon';
+COMMENT ON FUNCTION payments._audit_seal_horizon(integer, bigint) IS
+	'Internal: an audit_id at or below which every audit row of merchant (NULL: of any) is final (no running or prepared transaction that wrote rows of that merchant can still add one), or NULL if other transactions did not finish within wait_ms.';
 
 ------------------------------------------------------------------------------
 -- h-tenancy: who acts for a merchant (DESIGN §3.6; sql/src/tenancy.sql,

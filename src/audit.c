@@ -1969,7 +1969,7 @@ audit_insert(AuditRecord *r, bool buffered)
 	r->key_id = who->key_id;
 	r->txid = U64FromFullTransactionId(GetTopFullTransactionId());
 	r->logged_at = GetCurrentStatementStartTimestamp();
-	audit_horizon_taking();
+	audit_horizon_taking(r->merchant_id);
 	r->audit_id = nextval_internal(seq_relid, false);
 	audit_horizon_took(r->audit_id);
 
@@ -2283,14 +2283,15 @@ pay_audit_retention(PG_FUNCTION_ARGS)
  */
 
 /*
- * payments._audit_seal_horizon(wait_ms integer) returns bigint: an audit id
- * H such that every audit row with audit_id <= H is final (committed and
- * visible, or rolled back for good), or NULL when that cannot be had within
- * wait_ms.
+ * payments._audit_seal_horizon(wait_ms integer, merchant bigint) returns
+ * bigint: an audit id H such that every audit row of merchant (NULL: of
+ * any) with audit_id <= H is final (committed and visible, or rolled back
+ * for good), or NULL when that cannot be had within wait_ms.
  *
  * Read H = the sequence's last value first; then H is lowered below the
  * first id of every other transaction of this database still holding ids
- * (src/audit_horizon.c: each backend notes its transaction's first id in
+ * of that merchant (src/audit_horizon.c: each backend notes its
+ * transaction's first id and merchant in
  * shared memory), prepared ones included (one prepared before the server
  * started is waited for).  Transactions
  * that take ids later get ids > H; our own rows commit with the seal.
@@ -2299,6 +2300,8 @@ Datum
 pay_audit_seal_horizon(PG_FUNCTION_ARGS)
 {
 	int			wait_ms = PG_ARGISNULL(0) ? 0 : PG_GETARG_INT32(0);
+	/* (0.1.0's schema declares no merchant argument) */
+	int64		merchant = PG_NARGS() < 2 || PG_ARGISNULL(1) ? 0 : PG_GETARG_INT64(1);
 	Datum		last;
 	int64		horizon;
 	LOCAL_FCINFO(seqinfo, 1);
@@ -2312,7 +2315,7 @@ pay_audit_seal_horizon(PG_FUNCTION_ARGS)
 		PG_RETURN_INT64(0);		/* no audit row was ever written */
 	if (!audit_horizon(DatumGetInt64(last),
 					   TimestampTzPlusMilliseconds(GetCurrentTimestamp(), Max(wait_ms, 0)),
-					   &horizon))
+					   merchant, &horizon))
 		PG_RETURN_NULL();
 	PG_RETURN_INT64(horizon);
 }

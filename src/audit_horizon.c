@@ -18,6 +18,12 @@
  * says "taking" before the sequence is asked, so that a horizon computed
  * meanwhile waits the moment it takes to learn the id.
  *
+ * Each slot also says which merchant's rows the transaction wrote (or
+ * several), and a merchant's seal only stays below the transactions that
+ * wrote its rows: a role bound to one merchant that left a transaction
+ * open, or prepared it, after one API call held back every merchant's
+ * seals (it still holds back its own).
+ *
  * A prepared transaction has left its backend.  Before it does (PREPARE
  * TRANSACTION's pre-prepare callback), every backend notes its xid, its
  * database and its first audit id (0: none) in an entry of its own, free
@@ -49,9 +55,13 @@
 /* a slot's id while its backend asks the sequence */
 #define TAKING	((uint64) PG_INT64_MAX)
 
+/* a slot's merchant when the transaction wrote rows of several */
+#define SEVERAL	((uint64) PG_UINT64_MAX)
+
 typedef struct HorizonSlot
 {
 	pg_atomic_uint32 database;	/* MyDatabaseId of the holder */
+	pg_atomic_uint64 merchant;	/* whose rows it wrote: one, or SEVERAL */
 	pg_atomic_uint64 first_id;	/* 0: none; TAKING; else the first id */
 } HorizonSlot;
 
@@ -60,6 +70,7 @@ typedef struct PreparedSlot
 {
 	pg_atomic_uint32 xid;		/* InvalidTransactionId, or not in progress: free */
 	pg_atomic_uint32 database;	/* MyDatabaseId of the transaction */
+	pg_atomic_uint64 merchant;	/* whose rows it wrote: one, or SEVERAL */
 	pg_atomic_uint64 first_id;	/* 0: none; else its first audit id */
 } PreparedSlot;
 
@@ -99,12 +110,14 @@ audit_horizon_shmem_init(void)
 		for (int i = 0; i < nslots; i++)
 		{
 			pg_atomic_init_u32(&slots[i].database, InvalidOid);
+			pg_atomic_init_u64(&slots[i].merchant, 0);
 			pg_atomic_init_u64(&slots[i].first_id, 0);
 		}
 		for (int i = 0; i < nprepared; i++)
 		{
 			pg_atomic_init_u32(&prepared[i].xid, InvalidTransactionId);
 			pg_atomic_init_u32(&prepared[i].database, InvalidOid);
+			pg_atomic_init_u64(&prepared[i].merchant, 0);
 			pg_atomic_init_u64(&prepared[i].first_id, 0);
 		}
 	}
@@ -118,18 +131,32 @@ my_slot(void)
 	return &slots[MyProc->pgprocno];
 }
 
-/* Before the sequence is asked: the first time in the transaction, "taking". */
+/*
+ * Before the sequence is asked for an id of a row of merchant: the first
+ * time in the transaction, the merchant and "taking"; later, for a row of
+ * another merchant, SEVERAL.  Either is seen before the id is handed out
+ * (a full barrier), so a horizon that read the sequence after that id was
+ * taken sees it.
+ */
 void
-audit_horizon_taking(void)
+audit_horizon_taking(int64 merchant)
 {
 	HorizonSlot *s = my_slot();
+	uint64		m;
 
-	if (s == NULL || holding)
+	if (s == NULL)
 		return;
-	pg_atomic_write_u32(&s->database, MyDatabaseId);
-	/* a full barrier: seen before the sequence hands the id out */
-	(void) pg_atomic_exchange_u64(&s->first_id, TAKING);
-	holding = true;
+	if (!holding)
+	{
+		pg_atomic_write_u32(&s->database, MyDatabaseId);
+		pg_atomic_write_u64(&s->merchant, (uint64) merchant);
+		(void) pg_atomic_exchange_u64(&s->first_id, TAKING);
+		holding = true;
+		return;
+	}
+	m = pg_atomic_read_u64(&s->merchant);
+	if (m != (uint64) merchant && m != SEVERAL)
+		(void) pg_atomic_exchange_u64(&s->merchant, SEVERAL);
 }
 
 /* The id the sequence gave: the transaction's first, if it is. */
@@ -155,6 +182,7 @@ audit_horizon_preparing(void)
 	HorizonSlot *s = my_slot();
 	TransactionId xid = GetTopTransactionIdIfAny();
 	uint64		first = 0;
+	uint64		merchant = 0;
 
 	if (s == NULL || prepared == NULL || !TransactionIdIsValid(xid))
 		return;
@@ -163,6 +191,7 @@ audit_horizon_preparing(void)
 		first = pg_atomic_read_u64(&s->first_id);
 		if (first == TAKING)
 			return;				/* not known: waited for */
+		merchant = pg_atomic_read_u64(&s->merchant);
 	}
 	for (int i = 0; i < nprepared; i++)
 	{
@@ -173,6 +202,7 @@ audit_horizon_preparing(void)
 		if (pg_atomic_compare_exchange_u32(&prepared[i].xid, &v, xid))
 		{
 			pg_atomic_write_u32(&prepared[i].database, MyDatabaseId);
+			pg_atomic_write_u64(&prepared[i].merchant, merchant);
 			/* a full barrier: all of it seen before the xid is prepared */
 			(void) pg_atomic_exchange_u64(&prepared[i].first_id, first);
 			return;
@@ -180,12 +210,19 @@ audit_horizon_preparing(void)
 	}
 }
 
+/* Whether rows of a transaction that wrote some of held's count for merchant (0: all). */
+static bool
+counts_for(uint64 held, int64 merchant)
+{
+	return merchant == 0 || held == SEVERAL || held == (uint64) merchant;
+}
+
 /*
  * What a prepared transaction holds: false when it was not noted, else
- * *first_id is its first audit id of this database (0: none).
+ * *first_id is its first audit id of this database and merchant (0: none).
  */
 static bool
-prepared_holds(TransactionId xid, int64 *first_id)
+prepared_holds(TransactionId xid, int64 merchant, int64 *first_id)
 {
 	for (int i = 0; i < nprepared; i++)
 	{
@@ -194,7 +231,8 @@ prepared_holds(TransactionId xid, int64 *first_id)
 		if (pg_atomic_read_u32(&prepared[i].xid) != xid)
 			continue;
 		id = pg_atomic_read_u64(&prepared[i].first_id);
-		if (pg_atomic_read_u32(&prepared[i].database) != MyDatabaseId)
+		if (pg_atomic_read_u32(&prepared[i].database) != MyDatabaseId ||
+			!counts_for(pg_atomic_read_u64(&prepared[i].merchant), merchant))
 			id = 0;
 		*first_id = (int64) id;
 		return true;
@@ -214,6 +252,7 @@ audit_horizon_release(void)
 	if (s == NULL || !holding)
 		return;
 	(void) pg_atomic_exchange_u64(&s->first_id, 0);
+	pg_atomic_write_u64(&s->merchant, 0);
 	holding = false;
 }
 
@@ -229,7 +268,7 @@ nap(TimestampTz deadline)
 }
 
 bool
-audit_horizon(int64 last_value, TimestampTz deadline, int64 *horizon)
+audit_horizon(int64 last_value, TimestampTz deadline, int64 merchant, int64 *horizon)
 {
 	int64		h = last_value;
 	Snapshot	snap;
@@ -259,8 +298,11 @@ audit_horizon(int64 last_value, TimestampTz deadline, int64 *horizon)
 			   pg_atomic_read_u32(&slots[i].database) == MyDatabaseId)
 			if (!nap(deadline))
 				return false;
+		/* the merchant is read after the id: set before it, kept while it is */
+		pg_read_barrier();
 		if (id != 0 && id != TAKING &&
-			pg_atomic_read_u32(&slots[i].database) == MyDatabaseId)
+			pg_atomic_read_u32(&slots[i].database) == MyDatabaseId &&
+			counts_for(pg_atomic_read_u64(&slots[i].merchant), merchant))
 			h = Min(h, (int64) id - 1);
 	}
 
@@ -276,7 +318,7 @@ audit_horizon(int64 last_value, TimestampTz deadline, int64 *horizon)
 
 		while (BackendXidGetPid(xid) == 0 && TransactionIdIsInProgress(xid))
 		{
-			if (prepared_holds(xid, &first_id))
+			if (prepared_holds(xid, merchant, &first_id))
 			{
 				if (first_id != 0)
 					h = Min(h, first_id - 1);

@@ -15,7 +15,7 @@ extern Size audit_horizon_shmem_size(void);
 extern void audit_horizon_shmem_init(void);
 
 /* around taking an audit id from the sequence */
-extern void audit_horizon_taking(void);
+extern void audit_horizon_taking(int64 merchant);
 extern void audit_horizon_took(int64 audit_id);
 
 /* before PREPARE TRANSACTION hands the transaction over */
@@ -26,10 +26,10 @@ extern void audit_horizon_release(void);
 
 /*
  * The highest audit id below which no transaction still running can hold
- * one, given the sequence's last value; false when a prepared transaction
+ * one of merchant (0: of any), given the sequence's last value; false when a prepared transaction
  * not noted (made before the server started) is still in progress at
  * deadline.
  */
-extern bool audit_horizon(int64 last_value, TimestampTz deadline, int64 *horizon);
+extern bool audit_horizon(int64 last_value, TimestampTz deadline, int64 merchant, int64 *horizon);
 
 #endif

@@ -183,10 +183,10 @@ CREATE FUNCTION payments._audit_retention(active boolean) RETURNS void
 COMMENT ON FUNCTION payments._audit_retention(boolean) IS
 	'Internal: lets pay_audit_prune() through the append-only guard until switched off or the transaction ends. Owner only.';
 
-CREATE FUNCTION payments._audit_seal_horizon(wait_ms integer) RETURNS bigint
+CREATE FUNCTION payments._audit_seal_horizon(wait_ms integer, merchant bigint) RETURNS bigint
 	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pay_audit_seal_horizon';
-COMMENT ON FUNCTION payments._audit_seal_horizon(integer) IS
-	'Internal: an audit_id at or below which every audit row is final (no running transaction can still add one), or NULL if other transactions did not finish within wait_ms.';
+COMMENT ON FUNCTION payments._audit_seal_horizon(integer, bigint) IS
+	'Internal: an audit_id at or below which every audit row of merchant (NULL: of any) is final (no running or prepared transaction that wrote rows of that merchant can still add one), or NULL if other transactions did not finish within wait_ms.';
 
 ------------------------------------------------------------------------------
 -- Append-only guard.  ENABLE ALWAYS: session_replication_role does not
@@ -249,6 +249,7 @@ CREATE FUNCTION payments.pay_audit_seal(wait interval DEFAULT '5 seconds') RETUR
 	AS $$
 DECLARE
 	horizon bigint;
+	mh bigint;
 	m bigint;
 	prev payments.audit_seals;
 	start bigint;
@@ -275,7 +276,7 @@ BEGIN
 	-- stopped every seal; this mode only another sealer or a VACUUM takes.
 	LOCK TABLE payments.audit_seals IN SHARE UPDATE EXCLUSIVE MODE;
 	horizon := payments._audit_seal_horizon(greatest(0, least(3600000,
-		(extract(epoch FROM coalesce(wait, '0')) * 1000)::bigint))::integer);
+		(extract(epoch FROM coalesce(wait, '0')) * 1000)::bigint))::integer, NULL);
 	IF horizon IS NULL THEN
 		RETURN 0;		-- older transactions still running: next time
 	END IF;
@@ -291,18 +292,22 @@ BEGIN
 		SELECT * INTO prev FROM payments.audit_seals s WHERE s.merchant_id = m
 			ORDER BY s.seal_id DESC LIMIT 1;
 		start := coalesce(prev.range_end, 0);
-		CONTINUE WHEN start >= horizon;
+		-- this merchant's horizon: below the transactions still holding ids
+		-- of its rows only (another merchant's open or prepared transaction
+		-- does not hold its seals back); NULL: one is taking an id, next time
+		mh := payments._audit_seal_horizon(0, m);
+		CONTINUE WHEN mh IS NULL OR start >= mh;
 		SELECT count(*), min(a.audit_id), max(a.audit_id), string_agg(a.row_hash, ''::bytea ORDER BY a.audit_id)
 			INTO cnt, first_id, last_id, hashes
 			FROM payments.audit_log a
-			WHERE a.merchant_id = m AND a.audit_id > start AND a.audit_id <= horizon;
+			WHERE a.merchant_id = m AND a.audit_id > start AND a.audit_id <= mh;
 		CONTINUE WHEN cnt = 0;
 		sid := nextval('payments.audit_seals_seal_id_seq');
 		prev_hash := coalesce(prev.batch_hash, decode(repeat('00', 32), 'hex'));
 		INSERT INTO payments.audit_seals (merchant_id, seal_id, range_start, range_end, first_audit_id,
 			last_audit_id, row_count, prev_seal_hash, batch_hash)
-		VALUES (m, sid, start, horizon, first_id, last_id, cnt, prev_hash,
-			payments._audit_batch_hash(m, sid, start, horizon, cnt, prev_hash, hashes))
+		VALUES (m, sid, start, mh, first_id, last_id, cnt, prev_hash,
+			payments._audit_batch_hash(m, sid, start, mh, cnt, prev_hash, hashes))
 		RETURNING batch_hash INTO h;
 		sealed := sealed || jsonb_build_object('merchant_id', m, 'seal_id', sid,
 			'batch_hash', encode(h, 'base64'), 'sealed_at', now());

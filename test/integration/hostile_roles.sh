@@ -6,7 +6,8 @@
 #    transaction and sealed nothing, until someone ran ROLLBACK PREPARED).
 # 2. A prepared transaction that wrote audit rows still holds the seal
 #    below its first id, without making the seal wait; once committed, it
-#    is sealed and verifies.
+#    is sealed and verifies.  One of merchant A holds back only A's seal,
+#    not merchant B's.
 # 3. Such a role holding ROW EXCLUSIVE on payments.audit_seals (a PREPAREd
 #    INSERT locks it at parse analysis, before any permission check) stops
 #    neither pay_audit_seal nor pay_audit_prune (before: both took
@@ -33,7 +34,7 @@ q() { cluster_psql "$WORK" "$PORT" payments -At -v ON_ERROR_STOP=1 "$@"; }
 as() { local r=$1 d=$2; shift 2; cluster_psql "$WORK" "$PORT" "$d" -At -v ON_ERROR_STOP=1 -U "$r" "$@"; }
 cleanup() {
 	sessions_kill
-	for g in hostile_idle hostile_other_db hostile_audit_writer hostile_vault; do
+	for g in hostile_idle hostile_other_db hostile_audit_writer hostile_vault hostile_bound; do
 		for d in payments postgres; do
 			cluster_psql "$WORK" "$PORT" "$d" -c "ROLLBACK PREPARED '$g'" >/dev/null 2>&1 || true
 		done
@@ -94,6 +95,25 @@ ok "$(( $(audit_id_of 2) < $(audit_id_of 3) ? 0 : 1 ))" "(the prepared transacti
 is "$(q -c "SELECT payments.pay_audit_verify($A)")" "" "and every row verifies"
 for g in hostile_idle; do q -c "ROLLBACK PREPARED '$g'" >/dev/null; done
 cluster_psql "$WORK" "$PORT" postgres -c "ROLLBACK PREPARED 'hostile_other_db'" >/dev/null
+
+# 2b. The role bound to merchant A prepares a transaction that wrote an
+#     audit row of A (its own audited table): A's seal stays below it, and
+#     merchant B's rows are sealed all the same (before: every merchant's
+#     seal stayed below it, for as long as it was prepared).
+B=$(q -c "INSERT INTO payments.merchants (name) VALUES ('hostile roles B') RETURNING merchant_id")
+sealed_of() { q -c "SELECT coalesce(max(range_end), 0) FROM payments.audit_seals WHERE merchant_id = $1"; }
+q -c "GRANT INSERT ON public.hostile_audit TO hostile_app" >/dev/null
+as hostile_app payments -c "BEGIN" -c "INSERT INTO public.hostile_audit VALUES (10, $A)" \
+	-c "PREPARE TRANSACTION 'hostile_bound'" >/dev/null
+q -c "INSERT INTO public.hostile_audit VALUES (11, $B)" -c "INSERT INTO public.hostile_audit VALUES (12, $A)" >/dev/null
+before=$(sealed_of "$A")
+seal '3 seconds' >/dev/null
+ok "$(( $(sealed_of "$B") >= $(audit_id_of 11) ? 0 : 1 ))" "merchant A's prepared transaction does not hold merchant B's seal back"
+is "$(sealed_of "$A")" "$before" "it holds A's own (A's row written after it is not sealed)"
+q -c "ROLLBACK PREPARED 'hostile_bound'" >/dev/null
+ok "$(( $(seal '3 seconds') >= 1 ? 0 : 1 ))" "once it is rolled back, A's rows are sealed"
+is "$(sealed_of "$A")" "$(audit_id_of 12)" "up to the last"
+is "$(q -c "SELECT payments.pay_audit_verify($A)")$(q -c "SELECT payments.pay_audit_verify($B)")" "" "and both merchants' rows verify"
 
 ###########################################################################
 # 3. Locks taken without privilege: a PREPAREd INSERT into
