@@ -81,6 +81,24 @@ snapshot_in_flight() {
 	poll_value 20 done_with a A-SNAPSHOT >/dev/null
 	a_saw=$(grep '^a sees' "$SESS/a.out")
 }
+# renewal_in_flight NAME CARD DEFAULT: merchant "sub isolation NAME" on a
+# test clock; a customer whose card pd pays a monthly subscription (sid),
+# and a second card CARD (pb; the customer's default when DEFAULT is true);
+# the month moved on and the renewal charged (invoice inv, payment pay),
+# sent, its reply held
+renewal_in_flight() {
+	merchant_on_simulator "sub isolation $1" 15000
+	q -c "SELECT pay_set_test_clock(now())" >/dev/null
+	cid=$(subscription_customer "isolation-$1")
+	pd=$(saved_method "$cid" 4111111111111111)
+	sid=$(paid_subscription "$cid")
+	pb=$(saved_method "$cid" "$2" "$3")
+	hold_next_charge
+	q -c "BEGIN" -c "SELECT pay_advance_test_clock('1 month 1 hour')" -c "SELECT pay_run_renewals()" -c "COMMIT" >/dev/null
+	inv=$(q -c "SELECT invoice_id FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $sid AND period_index = 1")
+	pay=$(q -c "SELECT payment_id FROM pay_get_invoice($inv)")
+	sent "$pay"
+}
 # then_in_a SQL: session a runs SQL and commits (a_out: its output)
 then_in_a() {
 	say a "$1"
@@ -151,17 +169,7 @@ for level in "REPEATABLE READ" "SERIALIZABLE"; do
 done
 
 # --- 3. the default changed from a snapshot older than the renewal's decline ---
-merchant_on_simulator "sub isolation default" 15000
-q -c "SELECT pay_set_test_clock(now())" >/dev/null
-cid=$(subscription_customer "isolation-default")
-pd=$(saved_method "$cid" 4111111111111111)
-sid=$(paid_subscription "$cid")
-pb=$(saved_method "$cid" 4000000000000002)	# the default now: a card the gateway declines
-hold_next_charge
-q -c "BEGIN" -c "SELECT pay_advance_test_clock('1 month 1 hour')" -c "SELECT pay_run_renewals()" -c "COMMIT" >/dev/null
-inv=$(q -c "SELECT invoice_id FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $sid AND period_index = 1")
-pay=$(q -c "SELECT payment_id FROM pay_get_invoice($inv)")
-sent "$pay"
+renewal_in_flight default 4000000000000002 true	# the default now: a card the gateway declines
 snapshot_in_flight "REPEATABLE READ" "$pay"
 is "$a_saw" "a sees pending" "a session's snapshot is taken while the renewal's charge is in flight"
 is "$(wait_for "SELECT status FROM pay_get_subscription($sid)" past_due 30)" past_due \
@@ -215,17 +223,7 @@ is "$(invoice_ledger_charges "$inv") $(q -c "SELECT count(*) FROM payments.event
 	"nothing was charged for the declined period, and no charge came after the invoice closed"
 
 # --- 5. the dunning policy changed while a decline is being recorded -----------
-merchant_on_simulator "sub isolation policy" 15000
-q -c "SELECT pay_set_test_clock(now())" >/dev/null
-cid=$(subscription_customer "isolation-policy")
-pd=$(saved_method "$cid" 4111111111111111)
-sid=$(paid_subscription "$cid")
-pb=$(saved_method "$cid" 4000000000000002)	# the default now: a card the gateway declines
-hold_next_charge
-q -c "BEGIN" -c "SELECT pay_advance_test_clock('1 month 1 hour')" -c "SELECT pay_run_renewals()" -c "COMMIT" >/dev/null
-inv=$(q -c "SELECT invoice_id FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $sid AND period_index = 1")
-pay=$(q -c "SELECT payment_id FROM pay_get_invoice($inv)")
-sent "$pay"
+renewal_in_flight policy 4000000000000002 true
 # session a changes the policy (first retry on day 2, not 1) and has not
 # committed when the worker records the renewal's decline
 session a
@@ -249,21 +247,11 @@ is "$(wait_for "SELECT (first_failed_at IS NOT NULL) || '|' || (next_attempt_at 
 is "$(q -c "SELECT status FROM pay_get_subscription($sid)")" past_due "the subscription is past_due"
 
 # --- 6. a new default saved while the renewal's answer is being recorded ------
-merchant_on_simulator "sub isolation default lock" 15000
-q -c "SELECT pay_set_test_clock(now())" >/dev/null
-cid=$(subscription_customer "isolation-default-lock")
-pd=$(saved_method "$cid" 4111111111111111)
-sid=$(paid_subscription "$cid")
-p2=$(saved_method "$cid" 5424000000000015 false)
-hold_next_charge
-q -c "BEGIN" -c "SELECT pay_advance_test_clock('1 month 1 hour')" -c "SELECT pay_run_renewals()" -c "COMMIT" >/dev/null
-inv=$(q -c "SELECT invoice_id FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $sid AND period_index = 1")
-pay=$(q -c "SELECT payment_id FROM pay_get_invoice($inv)")
-sent "$pay"
+renewal_in_flight default-lock 5424000000000015 false
 # session a makes another card the default (it locks the customer's active
 # subscriptions) and holds its transaction open past the gateway's answer
 session a
-say a "BEGIN; SELECT 'a default ' || is_default FROM pay_set_default_payment_method($p2);"
+say a "BEGIN; SELECT 'a default ' || is_default FROM pay_set_default_payment_method($pb);"
 say a '\echo A-SET'
 poll_value 20 done_with a A-SET >/dev/null
 held() { [ "$(cluster_psql "$WORK" "$PORT" payments -Atc "SELECT payments.pay_metrics()" | sed -n 's/^payments_unrecorded_outcomes //p')" = 1 ] && echo 1; }
