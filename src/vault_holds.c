@@ -199,7 +199,8 @@ vault_hold_sealing_key(void)
  * the previous key, which a rotation now would forget before that card is
  * committed.  One that sealed under an older key, already forgotten (a
  * forced rotation, or one past payments.vault_key_rotation_max_wait), has
- * lost its card anyway: waiting for it would gain nothing.  Only this database's vault is re-sealed (vault_rotation.c).
+ * lost its card anyway: waiting for it would gain nothing.  Only this
+ * database's vault is re-sealed (vault_rotation.c).
  */
 bool
 vault_older_key_held(uint32 current_generation)
