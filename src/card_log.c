@@ -197,6 +197,36 @@ redact_statement_in(char **field, const char *stmt)
 		*field = copy;
 }
 
+/*
+ * PL/pgSQL quotes the part of a routine's text it ran in its context
+ * ("SQL statement \"...\"", "SQL expression \"...\""): in a DO block
+ * or a routine called by a statement that holds card data, that part
+ * can be a variable's security code ('471') or a number, no longer beside
+ * the card.  Each such quote loses the digits of its literals, as the
+ * statement does.  field is the context's own copy.
+ */
+static void
+redact_sql_quotes(char *field)
+{
+	static const char *const openings[] = {"SQL statement \"", "SQL expression \""};
+
+	for (size_t k = 0; k < lengthof(openings); k++)
+	{
+		char	   *p = field;
+
+		while ((p = strstr(p, openings[k])) != NULL)
+		{
+			char	   *from = p + strlen(openings[k]);
+			char	   *end = strstr(from, "\"\n");
+
+			if (end == NULL)
+				end = from + strlen(from);
+			(void) card_redact_statement(from, end - from);
+			p = end;
+		}
+	}
+}
+
 static void
 card_emit_log_hook(ErrorData *edata)
 {
@@ -221,6 +251,11 @@ card_emit_log_hook(ErrorData *edata)
 			redact_statement_in(&edata->detail, debug_query_string);
 			redact_statement_in(&edata->detail_log, debug_query_string);
 			redact_statement_in(&edata->context, debug_query_string);
+			if (edata->context != NULL)
+			{
+				edata->context = pstrdup(edata->context);
+				redact_sql_quotes(edata->context);
+			}
 		}
 	}
 	card_data |= redact(&edata->message);

@@ -17,7 +17,8 @@
  *	  card_code, cardCode, card-code, security_code, pan), quoted or not,
  *	  after ':' (JSON), '=' or '=>' (named arguments);
  *	- every quoted literal inside the parentheses of a pay_card(...) call:
- *	  the number, the security code and the holder name given positionally.
+ *	  the number, the security code and the holder name given positionally;
+ *	- the bytes of every constant in a node dump (debug_print_plan).
  * The card input reads a text only once every quoting is undone, so keys,
  * blanks and separators are read the same way (read_char): a letter or a
  * blank may be written as a JSON, E'' or U&'' escape ("\u0063vv",
@@ -557,6 +558,52 @@ mask_pay_card_calls(char *buf, int len)
 }
 
 /*
+ * Mask the bytes of every constant in a node dump (debug_print_parse,
+ * debug_print_rewritten, debug_print_plan: any role may set them).  A
+ * constant's value is written as its bytes in decimal, ":constvalue 7 [ 28
+ * 0 0 0 55 51 57 ]", and the dump is wrapped anywhere: a security code or
+ * a card number cut by a line break is no digit run and no literal.
+ */
+static bool
+mask_node_constants(char *buf, int len)
+{
+	static const char key[] = ":constvalue ";
+	const int	keylen = sizeof(key) - 1;
+	bool		masked = false;
+	int			i = 0;
+
+	while (i + keylen <= len)
+	{
+		int			q;
+
+		if (memcmp(buf + i, key, keylen) != 0)
+		{
+			i++;
+			continue;
+		}
+		q = i + keylen;
+		while (q < len && IS_DIGIT(buf[q]))
+			q++;
+		/* "[ b0 b1 ... ]", across line breaks; "<>" is a NULL */
+		while (q < len && (buf[q] == ' ' || buf[q] == '\n' || buf[q] == '\t'))
+			q++;
+		if (q < len && buf[q] == '[')
+		{
+			for (q++; q < len && buf[q] != ']'; q++)
+			{
+				if (IS_DIGIT(buf[q]) || buf[q] == '-')
+				{
+					buf[q] = CARD_REDACT_CHAR;
+					masked = true;
+				}
+			}
+		}
+		i = q;
+	}
+	return masked;
+}
+
+/*
  * Mask card data in buf[0..len) in place.  Returns whether anything was
  * masked.
  */
@@ -569,6 +616,7 @@ card_redact(char *buf, int len)
 	masked |= mask_pay_card_calls(buf, len);
 	masked |= mask_key_values(buf, len);
 	masked |= mask_digit_runs(buf, len);
+	masked |= mask_node_constants(buf, len);
 	return masked;
 }
 

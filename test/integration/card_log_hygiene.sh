@@ -327,5 +327,45 @@ for f in "$WORK/card_log_hygiene.copy-out" "$WORK/card_log_hygiene.copy-log"; do
 	else not_ok "a failed COPY's line without a card number lost its digits in the $what"; fi
 done
 
+# Node dumps: debug_print_parse, debug_print_rewritten and debug_print_plan
+# (any role may set them) log each constant's bytes in decimal, wrapped
+# anywhere: ":constvalue 7 [ 28 0 0 0 55 51 57 ]" is the code 739.  The
+# card numbers happened to be masked as digit runs, but not where a line
+# break cut one short, and the security codes never were (before: 739,
+# 573 and 846 in the log).  Now every constant's bytes are masked.
+NODE_PAN=4532015112830366
+log_size_before=$(stat -c %s "$LOG")
+as_merchant -v ON_ERROR_STOP=0 -f - > "$WORK/card_log_hygiene.nodes-out" 2>&1 <<SQL
+SET debug_print_parse = on;
+SET debug_print_rewritten = on;
+SET debug_print_plan = on;
+SET debug_pretty_print = off;
+SELECT pay_card_last4(pay_card('$NODE_PAN', 12, $YEAR, '739'));
+SET debug_pretty_print = on;
+PREPARE node_card(text, text) AS SELECT pay_card_last4(pay_card(\$1, 12, $YEAR, \$2));
+EXECUTE node_card('$NODE_PAN', '573');
+DO \$\$ DECLARE n text := '$NODE_PAN'; c text := '846';
+BEGIN PERFORM pay_card_last4(pay_card(n, 12, $YEAR, c)); END \$\$;
+SQL
+session_log "$log_size_before" "$WORK/card_log_hygiene.nodes-log"
+f=$WORK/card_log_hygiene.nodes-log
+if [ "$(grep -c 'LOG:  plan:' "$f")" -ge 3 ] && grep -q ':constvalue' "$f"; then
+	ok "the node dumps are in the server log"
+else not_ok "the node dumps are not in the server log"; sed -n '1,6s/^/#   /p' "$WORK/card_log_hygiene.nodes-out"; fi
+# every constant's bytes, read back as text (across the dump's line breaks)
+found=$(python3 - "$f" "$NODE_PAN" 739 573 846 <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+values = []
+for m in re.finditer(r':constvalue \d+\s*\[([^\]]*)\]', text):
+    nums = re.findall(r'-?\d+', m.group(1))
+    values.append(bytes(int(x) & 255 for x in nums))
+print(' '.join(s for s in sys.argv[2:] if any(s.encode() in v for v in values)))
+PY
+)
+if [ -z "$found" ] && ! grep -qF "$NODE_PAN" "$f" && [ -z "$(codes_in "$f" 739 573 846)" ]; then
+	ok "no card number or security code in the node dumps"
+else not_ok "the node dumps hold card data: $found"; fi
+
 echo "1..$n"
 exit $fail
