@@ -364,16 +364,19 @@ event_layout(EntitySpec *spec, Relation rel)
 }
 
 /*
- * The SPI path's event INSERT (connected to SPI), made on first use: its
- * data is the last parameter, made by event_data() as the direct path
- * makes it (not jsonb_build_object() of the values, which wrote a
- * timestamptz in the session's TimeZone).
+ * The SPI path's event INSERT (connected to SPI), made on first use, with
+ * the parameters it uses only: $1 merchant_id, $2 the event type, $3
+ * correlation_id, then payment_id and operation_id where the entity has
+ * them, and last the data, made by event_data() as the direct path makes
+ * it (not jsonb_build_object() of the values, which wrote a timestamptz in
+ * the session's TimeZone).  event_args() gives its values.
  */
 static SPIPlanPtr
 event_plan(EntitySpec *spec)
 {
 	StringInfoData sql;
-	Oid			types[MAX_EVENT_KEYS + 4];
+	Oid			types[6];
+	int			n = 3;
 
 	if (spec->plan != NULL)
 		return spec->plan;
@@ -384,16 +387,45 @@ event_plan(EntitySpec *spec)
 	if (spec->operation_param)
 		appendStringInfoString(&sql, ", operation_id");
 	appendStringInfoString(&sql, ", data) VALUES ($1, $2, $3");
+	memcpy(types, spec->types, sizeof(Oid) * 3);
 	if (spec->payment_param)
-		appendStringInfo(&sql, ", $%d", spec->payment_param);
+	{
+		types[n++] = spec->types[spec->payment_param - 1];
+		appendStringInfo(&sql, ", $%d", n);
+	}
 	if (spec->operation_param)
-		appendStringInfo(&sql, ", $%d", spec->operation_param);
-	appendStringInfo(&sql, ", $%d)", spec->nparams + 1);
-	memcpy(types, spec->types, sizeof(Oid) * spec->nparams);
-	types[spec->nparams] = JSONBOID;
-	spec->plan = keep_plan(sql.data, spec->nparams + 1, types);
+	{
+		types[n++] = spec->types[spec->operation_param - 1];
+		appendStringInfo(&sql, ", $%d", n);
+	}
+	types[n++] = JSONBOID;
+	appendStringInfo(&sql, ", $%d)", n);
+	spec->plan = keep_plan(sql.data, n, types);
 	pfree(sql.data);
 	return spec->plan;
+}
+
+/*
+ * The values of event_plan()'s parameters, from the row's ($1... as
+ * write_event() gathers them) and the data.
+ */
+static void
+event_args(EntitySpec *spec, const Datum *values, const bool *isnull, Datum data,
+		   Datum *args, char *nulls)
+{
+	int			n = 0;
+	int			from[5] = {1, 2, 3, spec->payment_param, spec->operation_param};
+
+	for (int i = 0; i < (int) lengthof(from); i++)
+	{
+		if (from[i] == 0)
+			continue;
+		args[n] = values[from[i] - 1];
+		nulls[n] = isnull[from[i] - 1] ? 'n' : ' ';
+		n++;
+	}
+	args[n] = data;
+	nulls[n] = ' ';
 }
 
 /* payments.status_transitions' OID, an error when it does not exist */
@@ -559,9 +591,10 @@ static void
 write_event(EntitySpec *spec, HeapTuple tuple, TupleDesc desc, const char *entity,
 			bool is_insert, const char *new_status, const char *old_status)
 {
-	Datum		values[MAX_EVENT_KEYS + 4];	/* and the data, for the SPI path */
+	Datum		values[MAX_EVENT_KEYS + 3];
 	bool		isnull[MAX_EVENT_KEYS + 3];
-	char		nulls[MAX_EVENT_KEYS + 4];
+	Datum		args[6];		/* the SPI path's parameters */
+	char		nulls[6];
 	DirectTable *events;
 	int			saved_plan_cache_mode;
 	int			rc;
@@ -612,10 +645,7 @@ write_event(EntitySpec *spec, HeapTuple tuple, TupleDesc desc, const char *entit
 		return;
 	}
 
-	for (int i = 0; i < spec->nparams; i++)
-		nulls[i] = isnull[i] ? 'n' : ' ';
-	values[spec->nparams] = event_data(spec, values, isnull);
-	nulls[spec->nparams] = ' ';
+	event_args(spec, values, isnull, event_data(spec, values, isnull), args, nulls);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "status trigger: SPI_connect failed");
 
@@ -629,7 +659,7 @@ write_event(EntitySpec *spec, HeapTuple tuple, TupleDesc desc, const char *entit
 	plan_cache_mode = PLAN_CACHE_MODE_AUTO;
 	PG_TRY();
 	{
-		rc = SPI_execute_plan(event_plan(spec), values, nulls, false, 0);
+		rc = SPI_execute_plan(event_plan(spec), args, nulls, false, 0);
 		if (rc != SPI_OK_INSERT)
 			elog(ERROR, "status trigger: writing the event failed: %s", SPI_result_code_string(rc));
 	}

@@ -9,7 +9,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(31);
+SELECT plan(32);
 
 SELECT set_eq($$SELECT operation_kind, outcome FROM payments.operation_outcomes$$,
 	$$SELECT k, o FROM unnest(ARRAY['purchase', 'authorize', 'capture', 'void', 'refund']) k,
@@ -240,6 +240,17 @@ SELECT is((SELECT e.data FROM payments.events e JOIN sm_expected x USING (paymen
 	WHERE x.invoice_number = 'TAPSM2' AND e.event_type = 'payment.canceled'),
 	(SELECT data FROM sm_expected WHERE invoice_number = 'TAPSM2'),
 	'a role that does not own payments.events writes the same event through SPI');
+-- an operation's event through SPI: its payment_id and operation_id columns
+INSERT INTO payments.operations (merchant_id, payment_id, kind, status, correlation_id)
+SELECT 1, payment_id, 'purchase', 'queued', 'tap-sm3-op' FROM payments.payments WHERE invoice_number = 'TAPSM3';
+GRANT SELECT, UPDATE ON payments.operations TO tap_sm_editor;
+SET LOCAL ROLE tap_sm_editor;
+UPDATE payments.operations SET status = 'canceled' WHERE correlation_id = 'tap-sm3-op';
+RESET ROLE;
+SELECT ok((SELECT e.payment_id = o.payment_id AND e.data ->> 'operation_id' = o.operation_id::text
+	FROM payments.events e JOIN payments.operations o USING (merchant_id, operation_id)
+	WHERE o.correlation_id = 'tap-sm3-op' AND e.event_type = 'operation.canceled'),
+	'and an operation''s event through SPI, with its operation_id and payment_id');
 REVOKE INSERT ON payments.events FROM tap_sm_editor;
 SET LOCAL ROLE tap_sm_editor;
 SELECT throws_ok($$UPDATE payments.payments SET status = 'canceled' WHERE invoice_number = 'TAPSM3'$$,
