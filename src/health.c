@@ -19,6 +19,7 @@
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
+#include "jsonb_value.h"
 #include "payments.h"
 #include "schema_version.h"
 #include "record_queue.h"
@@ -81,7 +82,9 @@ failing_snapshot(FailingGateway *out, int *total)
 
 /*
  * The failing merchants as a jsonb array of {merchant_id, failing_since,
- * error_code, error_text} (no secrets: the gateway's code and text).
+ * error_code, error_text} (no secrets: the gateway's code and text);
+ * failing_since in UTC (src/jsonb_value.c), the same text for every caller
+ * whatever its TimeZone.
  */
 static Datum
 failing_jsonb(const FailingGateway *g, int n)
@@ -96,7 +99,7 @@ failing_jsonb(const FailingGateway *g, int n)
 
 		appendStringInfo(&buf, "%s{\"merchant_id\": " INT64_FORMAT ", \"failing_since\": \"%s\", \"error_code\": ",
 						 i > 0 ? ", " : "", g[i].merchant_id,
-						 JsonEncodeDateTime(ts, TimestampTzGetDatum(g[i].since), TIMESTAMPTZOID, NULL));
+						 jsonb_datetime_text(ts, TimestampTzGetDatum(g[i].since), TIMESTAMPTZOID));
 		escape_json(&buf, g[i].code);
 		appendStringInfoString(&buf, ", \"error_text\": ");
 		escape_json(&buf, g[i].text);

@@ -92,6 +92,13 @@ row=$(su -c "SELECT failing_gateways >= 1,
 	gateway_failures @> '[{\"merchant_id\": $A, \"error_code\": \"E00007\"}]'
 	FROM payments.pay_worker_health()")
 is "$row" "t|t" "pay_worker_health lists the merchant's gateway as failing with E00007"
+# failing_since in UTC whatever the caller's TimeZone (before: in the
+# session's, +14:00 here), the instant pay_gateway_status gives
+is "$(su -c "SET TimeZone = 'Pacific/Kiritimati'" -c "SELECT concat_ws('|', (f ->> 'failing_since' ~ '\+00:00$')::text,
+	((f ->> 'failing_since')::timestamptz = (SELECT g.failing_since FROM payments.pay_gateway_status($A) g))::text)
+	FROM payments.pay_worker_health() h, jsonb_array_elements(h.gateway_failures) f
+	WHERE (f ->> 'merchant_id')::bigint = $A")" "true|true" \
+	"its failing_since in gateway_failures is in UTC from a session in Kiritimati, the time pay_gateway_status gives"
 # (the circuit of the simulator's endpoint: the worker's state is another
 # endpoint's too, whichever an earlier test left failing)
 simhost=${SIM_TLS_API#*://}
