@@ -989,6 +989,15 @@ COMMENT ON FUNCTION payments._audit_row_hash(bigint, bigint, text, text, text, j
 	'Internal: the SHA-256 row hash of an audit row, from its columns.';
 
 DROP FUNCTION payments.pay_audit_verify(bigint);
+-- A time as audit rows, events and the audit digest store it, in UTC
+-- whatever the session's TimeZone (h-session-time; made here, before
+-- pay_audit_digest, whose body uses it).
+CREATE FUNCTION payments._json_time(t timestamptz) RETURNS text
+	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'pay_json_time';
+REVOKE ALL ON FUNCTION payments._json_time(timestamptz) FROM PUBLIC;
+COMMENT ON FUNCTION payments._json_time(timestamptz) IS
+	'Internal: a time as audit rows and events store it, ISO 8601 in UTC (2026-12-06T10:00:00+00:00) whatever the session''s TimeZone and DateStyle; for jsonb_build_object() in SQL that writes events, and the audit digest''s sealed_at.';
+
 -- The owner can rewrite the whole log, recomputing every row hash and
 -- seal: a chain checked only against itself then verifies.  A digest (the
 -- latest seal of each merchant, pay_audit_digest) copied out of the
@@ -999,7 +1008,8 @@ CREATE FUNCTION payments.pay_audit_digest(merchant_id bigint DEFAULT NULL) RETUR
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT coalesce(jsonb_agg(jsonb_build_object('merchant_id', s.merchant_id, 'seal_id', s.seal_id,
-		'batch_hash', encode(s.batch_hash, 'base64'), 'sealed_at', s.sealed_at) ORDER BY s.merchant_id), '[]')
+		'batch_hash', encode(s.batch_hash, 'base64'), 'sealed_at', payments._json_time(s.sealed_at))
+		ORDER BY s.merchant_id), '[]')
 	FROM (SELECT DISTINCT ON (x.merchant_id) x.merchant_id, x.seal_id, x.batch_hash, x.sealed_at
 		FROM payments.audit_seals x
 		WHERE pay_audit_digest.merchant_id IS NULL OR x.merchant_id = pay_audit_digest.merchant_id
@@ -2600,6 +2610,9 @@ COMMENT ON FUNCTION payments._require_cancellable_at_period_end(payments.subscri
 CREATE OR REPLACE FUNCTION payments.pay_export_customer(customer_id bigint) RETURNS jsonb
 	LANGUAGE plpgsql STABLE SECURITY DEFINER
 	SET search_path = pg_catalog, payments, pg_temp
+	-- every time in the document (to_jsonb of whole rows) in UTC, as
+	-- events store them: one export whoever asks, whatever their TimeZone
+	SET TimeZone = 'UTC'
 	AS $$
 DECLARE
 	c payments.customers := payments._find_customer(pay_export_customer.customer_id);
@@ -2629,7 +2642,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments.pay_export_customer(bigint) IS
-	'Everything the extension holds about one customer of the current merchant, as one JSON document: the customer, its payment methods (masked: brand, last four, expiry, gateway ids), its payments (those made for it, and those made without customer_id whose customer object holds its email), their gateway operations, its subscriptions and invoices, and the events that concern them. PT404 for an unknown or foreign id.';
+	'Everything the extension holds about one customer of the current merchant, as one JSON document: the customer, its payment methods (masked: brand, last four, expiry, gateway ids), its payments (those made for it, and those made without customer_id whose customer object holds its email), their gateway operations, its subscriptions and invoices, and the events that concern them. Every time in it is ISO 8601 in UTC (2026-12-06T10:00:00+00:00), whatever the caller''s TimeZone. PT404 for an unknown or foreign id.';
 
 ------------------------------------------------------------------------------
 -- h-billing: the billing engine (issue 11; sql/src/billing.sql, whole:
@@ -7817,7 +7830,7 @@ BEGIN
 			payments._audit_batch_hash(m, sid, start, mh, cnt, prev_hash, hashes))
 		RETURNING batch_hash INTO h;
 		sealed := sealed || jsonb_build_object('merchant_id', m, 'seal_id', sid,
-			'batch_hash', encode(h, 'base64'), 'sealed_at', now());
+			'batch_hash', encode(h, 'base64'), 'sealed_at', payments._json_time(now()));
 		made := made + 1;
 	END LOOP;
 	-- the new seals, as pay_audit_digest() gives them, in the server log: a
@@ -9601,13 +9614,9 @@ COMMENT ON EVENT TRIGGER payments_ddl_guard IS
 -- _invoice_payment_failed, _renew_subscription, _reschedule_dunning in
 -- h-billing and later blocks, pay_cancel_subscription, _subscription_change,
 -- _settlement_candidates (31 days as hours), pay_rotate_api_key and
--- _move_test_clock where they stand.
-CREATE FUNCTION payments._json_time(t timestamptz) RETURNS text
-	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'pay_json_time';
-REVOKE ALL ON FUNCTION payments._json_time(timestamptz) FROM PUBLIC;
-COMMENT ON FUNCTION payments._json_time(timestamptz) IS
-	'Internal: a time as audit rows and events store it, ISO 8601 in UTC (2026-12-06T10:00:00+00:00) whatever the session''s TimeZone and DateStyle; for jsonb_build_object() in SQL that writes events.';
-
+-- _move_test_clock where they stand; payments._json_time in h-keys, before
+-- pay_audit_digest (a LANGUAGE sql function, whose body is checked when
+-- made), which writes sealed_at with it, as pay_audit_seal's digest does.
 CREATE FUNCTION payments._utc_plus(t timestamptz, i interval) RETURNS timestamptz
 	LANGUAGE sql IMMUTABLE PARALLEL SAFE
 	AS $$ SELECT pg_catalog.timezone('UTC', pg_catalog.timezone('UTC', t) OPERATOR(pg_catalog.+) i) $$;

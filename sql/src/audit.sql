@@ -310,7 +310,7 @@ BEGIN
 			payments._audit_batch_hash(m, sid, start, mh, cnt, prev_hash, hashes))
 		RETURNING batch_hash INTO h;
 		sealed := sealed || jsonb_build_object('merchant_id', m, 'seal_id', sid,
-			'batch_hash', encode(h, 'base64'), 'sealed_at', now());
+			'batch_hash', encode(h, 'base64'), 'sealed_at', payments._json_time(now()));
 		made := made + 1;
 	END LOOP;
 	-- the new seals, as pay_audit_digest() gives them, in the server log: a
@@ -337,7 +337,8 @@ CREATE FUNCTION payments.pay_audit_digest(merchant_id bigint DEFAULT NULL) RETUR
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 	SELECT coalesce(jsonb_agg(jsonb_build_object('merchant_id', s.merchant_id, 'seal_id', s.seal_id,
-		'batch_hash', encode(s.batch_hash, 'base64'), 'sealed_at', s.sealed_at) ORDER BY s.merchant_id), '[]')
+		'batch_hash', encode(s.batch_hash, 'base64'), 'sealed_at', payments._json_time(s.sealed_at))
+		ORDER BY s.merchant_id), '[]')
 	FROM (SELECT DISTINCT ON (x.merchant_id) x.merchant_id, x.seal_id, x.batch_hash, x.sealed_at
 		FROM payments.audit_seals x
 		WHERE pay_audit_digest.merchant_id IS NULL OR x.merchant_id = pay_audit_digest.merchant_id

@@ -57,6 +57,9 @@ COMMENT ON FUNCTION payments._customer_events(payments.customers) IS
 CREATE FUNCTION payments.pay_export_customer(customer_id bigint) RETURNS jsonb
 	LANGUAGE plpgsql STABLE SECURITY DEFINER
 	SET search_path = pg_catalog, payments, pg_temp
+	-- every time in the document (to_jsonb of whole rows) in UTC, as
+	-- events store them: one export whoever asks, whatever their TimeZone
+	SET TimeZone = 'UTC'
 	AS $$
 DECLARE
 	c payments.customers := payments._find_customer(pay_export_customer.customer_id);
@@ -86,7 +89,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments.pay_export_customer(bigint) IS
-	'Everything the extension holds about one customer of the current merchant, as one JSON document: the customer, its payment methods (masked: brand, last four, expiry, gateway ids), its payments (those made for it, and those made without customer_id whose customer object holds its email), their gateway operations, its subscriptions and invoices, and the events that concern them. PT404 for an unknown or foreign id.';
+	'Everything the extension holds about one customer of the current merchant, as one JSON document: the customer, its payment methods (masked: brand, last four, expiry, gateway ids), its payments (those made for it, and those made without customer_id whose customer object holds its email), their gateway operations, its subscriptions and invoices, and the events that concern them. Every time in it is ISO 8601 in UTC (2026-12-06T10:00:00+00:00), whatever the caller''s TimeZone. PT404 for an unknown or foreign id.';
 
 -- The gateway profiles of a customer at another gateway account than the
 -- one configured now (which erasure cannot delete): its own profile (at

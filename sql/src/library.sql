@@ -37,7 +37,7 @@ CREATE FUNCTION payments._json_time(t timestamptz) RETURNS text
 	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'pay_json_time';
 REVOKE ALL ON FUNCTION payments._json_time(timestamptz) FROM PUBLIC;
 COMMENT ON FUNCTION payments._json_time(timestamptz) IS
-	'Internal: a time as audit rows and events store it, ISO 8601 in UTC (2026-12-06T10:00:00+00:00) whatever the session''s TimeZone and DateStyle; for jsonb_build_object() in SQL that writes events.';
+	'Internal: a time as audit rows and events store it, ISO 8601 in UTC (2026-12-06T10:00:00+00:00) whatever the session''s TimeZone and DateStyle; for jsonb_build_object() in SQL that writes events, and the audit digest''s sealed_at.';
 
 CREATE FUNCTION payments._utc_plus(t timestamptz, i interval) RETURNS timestamptz
 	LANGUAGE sql IMMUTABLE PARALLEL SAFE

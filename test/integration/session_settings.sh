@@ -23,9 +23,10 @@
 #   role decides.  And the worker runs with it on whatever the database
 #   sets (before: with ALTER DATABASE ... SET check_function_bodies = off
 #   its claims wrote no operation.sending event).
-# - Times stored in audit rows and events, and interval arithmetic of
-#   test clocks, key rotation and audit retention, against the session's
-#   TimeZone (section 4).
+# - Times stored in audit rows and events, returned by pay_export_customer
+#   and the audit digest, and interval arithmetic of test clocks, key
+#   rotation and audit retention, against the session's TimeZone (sections
+#   4 and 5).
 # (Expiring cards against the session's TimeZone, invoice lines against
 # its DateStyle: pgTAP billing and subscriptions.)
 set -euo pipefail
@@ -145,6 +146,10 @@ DB_SET=
 #   (before: 23 in a zone whose DST starts tomorrow);
 # - pay_audit_prune(older_than => '1 day') leaves a batch sealed 23.5
 #   hours ago (before: pruned it in a zone whose DST started today).
+# - pay_export_customer returns every time in UTC, the document the same
+#   as from a session in UTC (before: to_jsonb of its rows wrote them in
+#   the caller's TimeZone), and pay_audit_digest() gives sealed_at in UTC
+#   (before: in the caller's TimeZone).
 scenario() {
 	su -v tz="$1" <<'SQL'
 BEGIN;
@@ -183,11 +188,20 @@ UPDATE payments.subscriptions SET status = 'canceled' WHERE merchant_id = :m AND
 RESET ROLE;
 SELECT key_id FROM payments.pay_create_api_key(merchant_id => :m) \gset
 SELECT payments.pay_rotate_api_key(key_id => :key_id, overlap => '1 day');
+-- the customer's export, asked from this session and from one in UTC
+SELECT payments.pay_export_customer(:customer_id) AS export_here \gset
+SET LOCAL TimeZone = 'UTC';
+SELECT payments.pay_export_customer(:customer_id) AS export_utc \gset
+SET LOCAL TimeZone = :'tz';
 \o
 SELECT 'clock day: ' || to_char(:'day_later'::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI');
 SELECT 'clock month: ' || to_char(:'month_later'::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI');
 SELECT 'key overlap: ' || extract(epoch FROM previous_valid_until - rotated_at)::bigint
 FROM payments.api_keys WHERE merchant_id = :m AND key_id = :key_id;
+SELECT 'export: the same as in UTC ' || (:'export_here'::jsonb = :'export_utc'::jsonb)::text
+	|| ', times ' || (count(*) >= 20)::text || ', not in UTC ' || count(*) FILTER (WHERE v #>> '{}' !~ '\+00:00$')
+FROM jsonb_path_query(:'export_here'::jsonb, 'strict $.**') v
+WHERE jsonb_typeof(v) = 'string' AND v #>> '{}' ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?[+-]\d\d:\d\d$';
 SELECT 'audit billing_clocks: ' || string_agg(new_row ->> 'frozen_at', ' ' ORDER BY audit_id)
 FROM payments.audit_log WHERE merchant_id = :m AND table_name = 'billing_clocks';
 SELECT 'audit subscription: ' || concat_ws(' ', new_row ->> 'current_period_start', new_row ->> 'current_period_end',
@@ -210,6 +224,11 @@ INSERT INTO payments.audit_seals (merchant_id, range_start, range_end, first_aud
 SELECT :m, 0, max(audit_id), min(audit_id), max(audit_id), count(*), decode(repeat('00', 32), 'hex'),
 	decode(repeat('00', 32), 'hex'), now() - interval '23 hours 30 minutes'
 FROM payments.audit_log WHERE merchant_id = :m;
+-- the digest of that seal: sealed_at in UTC, the seal's time
+SELECT 'audit digest sealed_at: ' || concat_ws(' ',
+	((d -> 0 ->> 'sealed_at') ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00$')::text,
+	((d -> 0 ->> 'sealed_at')::timestamptz = (SELECT s.sealed_at FROM payments.audit_seals s WHERE s.merchant_id = :m))::text)
+FROM payments.pay_audit_digest(:m) d;
 \o /dev/null
 SELECT payments.pay_audit_prune(older_than => '1 day');
 \o
@@ -224,6 +243,7 @@ SQL
 expected="clock day: 2027-11-07 12:00
 clock month: 2028-02-29 12:00
 key overlap: 86400
+export: the same as in UTC true, times true, not in UTC 0
 audit billing_clocks: 2027-11-06T12:00:00+00:00 2027-11-07T12:00:00+00:00 2028-01-30T12:00:00+00:00 2028-02-29T12:00:00+00:00 2095-03-01T12:00:00+00:00 2095-03-16T12:00:00+00:00
 audit subscription: 2095-03-01T12:00:00+00:00 2095-03-15T11:00:00+00:00 2095-03-15T11:00:00+00:00
 event subscription.created: 2095-03-01T12:00:00+00:00 2095-03-15T11:00:00+00:00
@@ -232,6 +252,7 @@ event subscription.updated: 2095-04-15T11:00:00+00:00
 event subscription.canceled: 2095-03-15T11:00:00+00:00 2095-04-15T11:00:00+00:00
 times not in UTC: 0
 audit verifies: intact
+audit digest sealed_at: true true
 audit prune 1 day: 0
 audit prune 23 hours: 1"
 is "$(scenario UTC)" "$expected" "stored times and test-clock and key arithmetic under TimeZone UTC"
@@ -246,5 +267,29 @@ posix="AAA0BBB,$(((today + 1) % 366))/0,$(((today + 2) % 366))/0"
 is "$(scenario "$posix")" "$expected" "the same under a zone whose DST starts tomorrow ($posix)"
 posix="AAA0BBB,$today/0,$(((today + 2) % 366))/0"
 is "$(scenario "$posix")" "$expected" "the same under a zone whose DST started today ($posix)"
+
+###########################################################################
+# 5. The audit digest does not follow the TimeZone of who seals or asks:
+# pay_audit_digest() and the copy pay_audit_seal() writes to the server
+# log give sealed_at in UTC (before: as the session printed it, so one
+# seal's digest read 2026-12-07T04:00:00+14:00 from a session in
+# Kiritimati and 2026-12-06T09:00:00-05:00 from one in New York).  The
+# merchant of section 2 has rows to seal; sealed from Kiritimati.
+before=$(su -c "SELECT coalesce(max(seal_id), 0) FROM payments.audit_seals WHERE merchant_id = $M")
+sealed() {
+	su -c "SET TimeZone = 'Pacific/Kiritimati'" -c "SELECT payments.pay_audit_seal('1 second')" >/dev/null
+	su -c "SELECT max(seal_id) FROM payments.audit_seals WHERE merchant_id = $M AND seal_id > $before"
+}
+ok "$([ -n "$(poll_value 30 sealed)" ] && echo 0 || echo 1)" "the merchant's rows are sealed by a session in Kiritimati"
+digest_in() { su -c "SET TimeZone = '$1'" -c "SELECT payments.pay_audit_digest($M)"; }
+d=$(digest_in America/New_York)
+is "$(digest_in Pacific/Kiritimati)" "$d" "pay_audit_digest() from Kiritimati and from New York: the same text"
+like "$d" '"sealed_at": "[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+\+00:00"' "its sealed_at in UTC"
+head=$(su -c "SELECT payments.pay_audit_digest($M) -> 0 ->> 'batch_hash'")
+logline() { grep -F "payments audit digest: " "$WORK/postgres.log" | grep -F "\"$head\"" | tail -1; }
+logged=$(poll_value 10 logline | sed 's/^.*payments audit digest: //')
+is "$(su -v d="$logged" <<<"SELECT x ->> 'sealed_at' FROM jsonb_array_elements(:'d'::jsonb) x
+	WHERE (x ->> 'merchant_id')::bigint = $M;")" "$(su -c "SELECT payments.pay_audit_digest($M) -> 0 ->> 'sealed_at'")" \
+	"the digest pay_audit_seal() wrote to the server log has the same sealed_at"
 
 tap_done
