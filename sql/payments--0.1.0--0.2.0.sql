@@ -9627,6 +9627,9 @@ COMMENT ON FUNCTION payments._utc_plus(timestamptz, interval) IS
 CREATE OR REPLACE FUNCTION payments.pay_audit_prune(older_than interval) RETURNS bigint
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments, pg_temp
+	-- older_than in its PRUNE audit row as the default style writes it
+	-- ('400 days'), whatever the caller's IntervalStyle
+	SET IntervalStyle = 'postgres'
 	AS $$
 DECLARE
 	cutoff timestamptz;

@@ -145,7 +145,9 @@ DB_SET=
 # - an API key rotated with overlap '1 day' keeps its old secret 24 hours
 #   (before: 23 in a zone whose DST starts tomorrow);
 # - pay_audit_prune(older_than => '1 day') leaves a batch sealed 23.5
-#   hours ago (before: pruned it in a zone whose DST started today).
+#   hours ago (before: pruned it in a zone whose DST started today), and
+#   its PRUNE audit row has older_than as the default IntervalStyle writes
+#   it, also from a session with IntervalStyle iso_8601 (before: PT23H);
 # - pay_export_customer returns every time in UTC, the document the same
 #   as from a session in UTC (before: to_jsonb of its rows wrote them in
 #   the caller's TimeZone), and pay_audit_digest() gives sealed_at in UTC
@@ -229,6 +231,7 @@ SELECT 'audit digest sealed_at: ' || concat_ws(' ',
 	((d -> 0 ->> 'sealed_at') ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00$')::text,
 	((d -> 0 ->> 'sealed_at')::timestamptz = (SELECT s.sealed_at FROM payments.audit_seals s WHERE s.merchant_id = :m))::text)
 FROM payments.pay_audit_digest(:m) d;
+SET LOCAL IntervalStyle = 'iso_8601';
 \o /dev/null
 SELECT payments.pay_audit_prune(older_than => '1 day');
 \o
@@ -237,6 +240,8 @@ SELECT 'audit prune 1 day: ' || count(*) FILTER (WHERE pruned_at IS NOT NULL) FR
 SELECT payments.pay_audit_prune(older_than => '23 hours');
 \o
 SELECT 'audit prune 23 hours: ' || count(*) FILTER (WHERE pruned_at IS NOT NULL) FROM payments.audit_seals WHERE merchant_id = :m;
+SELECT 'audit prune recorded: ' || string_agg(new_row ->> 'older_than', ' ' ORDER BY audit_id)
+FROM payments.audit_log WHERE merchant_id = :m AND operation = 'PRUNE';
 ROLLBACK;
 SQL
 }
@@ -254,7 +259,8 @@ times not in UTC: 0
 audit verifies: intact
 audit digest sealed_at: true true
 audit prune 1 day: 0
-audit prune 23 hours: 1"
+audit prune 23 hours: 1
+audit prune recorded: 23:00:00"
 is "$(scenario UTC)" "$expected" "stored times and test-clock and key arithmetic under TimeZone UTC"
 is "$(scenario America/New_York)" "$expected" "the same under America/New_York, across its DST changes"
 is "$(scenario Pacific/Kiritimati)" "$expected" "the same under Pacific/Kiritimati (UTC+14, a day ahead)"
