@@ -1,0 +1,239 @@
+#!/usr/bin/env bash
+# Payments that live for weeks, not seconds.  The simulator's clock moves
+# days ahead (POST /clock) and its batches settle (POST /settle); between
+# the steps the vault's key is rotated, the merchant's API key is rotated
+# (the old one is refused once its overlap has passed), the gateway
+# answers only errors for a day, and the server is stopped with
+# -m immediate while a capture is in flight.  At every step the amounts
+# are checked to the cent in the database and in the simulator's ledger
+# (what the gateway did), with the statuses and the events written (one
+# per transition, none twice).
+#
+#   day 0   authorize 100.00; purchases of 40.00 and 50.00; a purchase of
+#           25.00 the gateway answers 503 to for a day, its card waiting
+#           sealed across two vault key rotations
+#   day 1   the gateway is well: the 25.00 is charged once, with its card
+#   day 6   capture 60.00 of the 100.00, the server stopped -m immediate
+#           while the capture is held in flight; the batch settles
+#   day 7   the API key is rotated; a day later the old secret is refused
+#   day 13  two partial refunds of the 60.00 from two sessions at once
+#           (25.00 + 35.00), one cent more is refused; two sessions refund
+#           30.00 each of the 50.00 at once: one is refused; a void of the
+#           settled 40.00 purchase the database did not know was settled
+#           becomes a refund, never a void reported of settled money
+set -euo pipefail
+source "$(dirname "$0")/../lib/integration.sh"
+
+SIMDIR="$WORK/sim-lifetimes"
+cleanup() {
+	sim_stop
+}
+trap cleanup EXIT
+sim_start "$SIMDIR"
+merchant_on_simulator lifetimes
+
+q() { as_merchant "$@"; }
+su() { cluster_psql "$WORK" "$PORT" payments -Atq "$@"; }
+card="pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 3, '123', 'Ada Lovelace')"
+wait_sql() {	# wait_sql CONDITION: until it holds, 30 s at most
+	local i
+	for i in $(seq 300); do
+		[ "$(q -c "SELECT $1")" = t ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+op_is() { wait_sql "(SELECT status = '$2' FROM payments.operations WHERE merchant_id = $M AND operation_id = $1)"; }
+pay() {		# pay KIND AMOUNT: a card payment, waited for; its id
+	local pid
+	pid=$(q -c "SELECT payment_id FROM pay_$1(amount => '$2', card => $card)")
+	q -c "SELECT status FROM pay_wait($pid, '20 s')" >/dev/null
+	echo "$pid"
+}
+# money PAYMENT: status|amount|captured|refunded
+money() {
+	q -c "SELECT status || '|' || amount || '|' || coalesce(amount_captured::text, '-') || '|' || coalesce(amount_refunded::text, '-') FROM pay_get_payment($1)"
+}
+# events PAYMENT: its payment.* events in order
+events() {
+	q -c "SELECT string_agg(event_type, ',' ORDER BY event_id) FROM payments.events WHERE merchant_id = $M AND payment_id = $1 AND event_type LIKE 'payment.%'"
+}
+refunds() {	# every refund the gateway made for the payment's refund operations
+	local ops o out=""
+	ops=$(q -c "SELECT string_agg(operation_id::text, ' ' ORDER BY operation_id) FROM pay_payment_operations($1) WHERE kind = 'refund'")
+	for o in $ops; do out+="$(sim_ledger "R$TAG$o");"; done
+	echo "$out"
+}
+settle() { sim_ctl POST /settle | python3 -c 'import json, sys; b = json.load(sys.stdin)["batches"]; print(b[0]["batchId"] if b else "")'; }
+day() { sim_ctl POST /clock "{\"advanceSeconds\":$(($1 * 86400))}" >/dev/null; }
+fired() {
+	[ "$(sim_ctl GET /faults | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+r = r.get("faults", []) if isinstance(r, dict) else r
+print(sum(x.get("fired", 0) for x in r))')" -ge 1 ] && echo 1
+}
+wait_server() {
+	local i
+	for i in $(seq 300); do
+		su -c "SELECT 1" >/dev/null 2>&1 && [ -n "$(worker_pid)" ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# The simulator's day 6, when its batch settles, is the database's today:
+# the worker's scheduled settlement check reads the settled batches up to
+# now, so it learns that batch like any other.  Days 0 to 5 lie in the
+# past, days 7 to 13 in the future.
+day -6
+
+###########################################################################
+# Day 0
+pa=$(pay authorize '100.00 USD')
+is "$(money "$pa")" "requires_capture|100.00 USD|-|0.00 USD" "day 0: 100.00 authorized, nothing captured"
+pb=$(pay purchase '40.00 USD')
+pc=$(pay purchase '50.00 USD')
+is "$(money "$pb")$(money "$pc")" "succeeded|40.00 USD|40.00 USD|0.00 USDsucceeded|50.00 USD|50.00 USD|0.00 USD" \
+	"day 0: 40.00 and 50.00 charged"
+is "$(sim_ledger "P$TAG$pa")/$(sim_ledger "P$TAG$pb")/$(sim_ledger "P$TAG$pc")" \
+	"authorization 100.00/charge 40.00/charge 50.00" "day 0: the gateway authorized 100.00 and charged 40.00 and 50.00"
+
+# the gateway answers only 503 (before processing) for a day: the 25.00
+# purchase waits with its card sealed, through two vault key rotations
+sim_ctl POST /faults '{"type":"http5xx","count":100000,"status":503,"requestType":"createTransactionRequest"}' >/dev/null
+pv=$(q -c "SELECT payment_id FROM pay_purchase(amount => '25.00 USD', card => pay_card('4007000000027', 12, extract(year from now())::int + 3, '739', 'Ada Lovelace'))")
+is "$(poll_value 20 fired)" 1 "day 0: the gateway answers 503"
+ok "$(passed wait_sql "(SELECT status IN ('queued', 'unknown') AND attempts >= 1 FROM payments.operations WHERE merchant_id = $M AND payment_id = $pv)")" \
+	"day 0: the purchase waits to be sent again after the 503"
+is "$(su -c "SELECT payments._vault_rotate_key(true)" -c "SELECT payments._vault_rotate_key(true)" | tr '\n' ' ')" "t t " \
+	"day 0: the vault key rotated twice while the card waits"
+day 1
+sim_ctl DELETE /faults >/dev/null
+su -c "UPDATE payments.operations SET next_attempt_at = now() WHERE merchant_id = $M AND payment_id = $pv AND status IN ('queued', 'unknown')"
+is "$(q -c "SELECT status FROM pay_wait($pv, '30 s')")" succeeded "day 1: the gateway is well: the waiting purchase succeeded"
+is "$(money "$pv")" "succeeded|25.00 USD|25.00 USD|0.00 USD" "day 1: 25.00 charged"
+is "$(sim_ledger "P$TAG$pv")" "charge 25.00" "day 1: the gateway charged 25.00 once"
+like "$(q -c "SELECT request_masked FROM payments.gateway_exchanges x JOIN payments.operations o USING (merchant_id, operation_id) WHERE o.merchant_id = $M AND o.payment_id = $pv AND x.outcome = 'approved'")" \
+	'"cardNumber":"XXXX0027"' "day 1: with the card that waited"
+is "$(q -c "SELECT count(*) FROM payments.card_vault v JOIN payments.operations o USING (merchant_id, operation_id) WHERE o.merchant_id = $M AND o.payment_id = $pv")" 0 \
+	"day 1: its card left the vault"
+
+###########################################################################
+# Day 6: capture 60.00 of the 100.00; the server stops -m immediate while
+# the capture is in flight (the gateway captured, its answer held)
+day 5
+sim_ctl POST /faults '{"type":"hold","count":1,"holdMs":4000,"process":true,"requestType":"createTransactionRequest"}' >/dev/null
+cop=$(q -c "SELECT operation_id FROM pay_capture(payment_id => $pa, amount => '60.00 USD')")
+is "$(poll_value 20 fired)" 1 "day 6: the capture is in flight, its answer held"
+is "$(q -c "SELECT status FROM payments.operations WHERE merchant_id = $M AND operation_id = $cop")" sending "day 6: the operation is sending"
+as_pg "$PG_BINDIR/pg_ctl" -D "$WORK/data" -m immediate -w stop >/dev/null 2>&1 || true
+sim_ctl DELETE /faults >/dev/null
+cluster_start "$WORK"
+ok "$(passed wait_server)" "day 6: the server restarted after an immediate stop"
+ok "$(passed op_is "$cop" succeeded)" "day 6: the capture in flight was resolved: succeeded"
+is "$(money "$pa")" "succeeded|100.00 USD|60.00 USD|0.00 USD" "day 6: 60.00 of 100.00 captured"
+is "$(sim_ledger "P$TAG$pa")" "authorization 100.00,capture 60.00" "day 6: the gateway captured 60.00 once"
+is "$(events "$pa")" "payment.pending,payment.requires_capture,payment.succeeded" "day 6: one event per transition"
+batch=$(settle)
+ok "$([ -n "$batch" ] && echo 0 || echo 1)" "day 6: a batch settled"
+ok "$(passed wait_sql "(SELECT count(*) = 4 FROM payments.payments WHERE merchant_id = $M AND payment_id IN ($pa, $pb, $pc, $pv) AND settlement_batch_id = '$batch' AND settled_at IS NOT NULL)")" \
+	"day 6: the worker learns all four captures settled in batch $batch"
+
+###########################################################################
+# Day 7: the API key is rotated with a day's overlap
+day 1
+key=$(su -c "SELECT api_key FROM payments.pay_create_api_key(merchant_id => $M, scopes => ARRAY['read', 'payments', 'refunds'], name => 'shop')")
+kid=$(su -c "SELECT key_id FROM payments.api_keys WHERE merchant_id = $M AND name = 'shop'")
+new=$(su -c "SELECT api_key FROM payments.pay_rotate_api_key($kid, overlap => '1 day')")
+# with_key KEY SQL: SQL in a transaction that acts with KEY
+with_key() {
+	cluster_psql "$WORK" "$PORT" payments -At -v ON_ERROR_STOP=1 -v VERBOSITY=verbose \
+		-c "BEGIN" -c "SELECT 1 FROM payments.pay_use_api_key('$1')" -c "SET LOCAL search_path = public, payments" -c "$2" -c "COMMIT" 2>&1
+}
+state_of() { sed -n 's/^ERROR:  \([0-9A-Z]\{5\}\):.*/\1/p' | sed -n 1p; }
+is "$(with_key "$key" "SELECT status FROM pay_get_payment($pa)" | tr '\n' ' ')" "1 succeeded " "day 7: within the overlap the old secret works"
+is "$(with_key "$new" "SELECT status FROM pay_get_payment($pa)" | tr '\n' ' ')" "1 succeeded " "day 7: and the new one"
+# a day later (the overlap has passed)
+su -c "UPDATE payments.api_keys SET previous_valid_until = now() - interval '1 second' WHERE merchant_id = $M AND key_id = $kid"
+is "$(with_key "$key" "SELECT status FROM pay_get_payment($pa)" | state_of)" PT401 "day 8: after the overlap the old secret is refused"
+is "$(with_key "$key" "SELECT operation_id FROM pay_refund(payment_id => $pa, amount => '1.00 USD')" | state_of)" PT401 \
+	"day 8: a refund with the old secret is refused"
+is "$(money "$pa")" "succeeded|100.00 USD|60.00 USD|0.00 USD" "day 8: and refunded nothing"
+
+###########################################################################
+# Day 13: two partial refunds from two sessions at once, with the new key
+day 6
+with_key "$new" "SELECT operation_id FROM pay_refund(payment_id => $pa, amount => '25.00 USD')" >"$SIMDIR/r1" &
+r1=$!
+with_key "$new" "SELECT operation_id FROM pay_refund(payment_id => $pa, amount => '35.00 USD')" >"$SIMDIR/r2" &
+r2=$!
+wait $r1 || true; wait $r2 || true
+o1=$(sed -n 2p "$SIMDIR/r1"); o2=$(sed -n 2p "$SIMDIR/r2")
+ok "$([[ "$o1" =~ ^[0-9]+$ && "$o2" =~ ^[0-9]+$ ]] && echo 0 || echo 1)" "day 13: both refunds accepted at once ($o1, $o2)"
+ok "$(passed op_is "${o1:-0}" succeeded)" "day 13: the 25.00 refund succeeded"
+ok "$(passed op_is "${o2:-0}" succeeded)" "day 13: the 35.00 refund succeeded"
+is "$(money "$pa")" "refunded|100.00 USD|60.00 USD|60.00 USD" "day 13: all 60.00 captured is refunded"
+is "$(refunds "$pa" | tr ';' '\n' | sort | tr '\n' ';')" ";refund 25.00;refund 35.00;" "day 13: the gateway refunded 25.00 and 35.00, once each"
+is "$(sim_ledger "P$TAG$pa")" "authorization 100.00,capture 60.00" "day 13: the capture itself was not voided"
+is "$(q -c "SELECT via_void FROM pay_payment_operations($pa) WHERE kind = 'refund' ORDER BY operation_id" | tr '\n' ' ')" "f f " \
+	"day 13: both as refunds of the settled capture"
+is "$(with_key "$new" "SELECT operation_id FROM pay_refund(payment_id => $pa, amount => '0.01 USD')" | state_of)" 22Y20 \
+	"day 13: one cent more is refused"
+is "$(events "$pa")" "payment.pending,payment.requires_capture,payment.succeeded,payment.partially_refunded,payment.refunded" \
+	"day 13: one event per transition"
+like "$(q -c "SELECT string_agg(data ->> 'amount_refunded', ',' ORDER BY event_id) FROM payments.events WHERE merchant_id = $M AND payment_id = $pa AND event_type LIKE 'payment.%refunded'")" \
+	'^(25|35)\.00 USD,60\.00 USD$' "day 13: the refund events carry 25.00 then 60.00 (or 35.00 then 60.00)"
+
+# two sessions refund 30.00 each of the settled 50.00 at once: one is refused
+q -c "SELECT operation_id FROM pay_refund(payment_id => $pc, amount => '30.00 USD')" >"$SIMDIR/c1" 2>&1 &
+r1=$!
+q -c "SELECT operation_id FROM pay_refund(payment_id => $pc, amount => '30.00 USD')" >"$SIMDIR/c2" 2>&1 &
+r2=$!
+wait $r1 || true; wait $r2 || true
+is "$(cat "$SIMDIR/c1" "$SIMDIR/c2" | grep -cE '^[0-9]+$')" 1 "day 13: of two concurrent refunds of 30.00 of 50.00, one is accepted"
+ok "$(passed wait_sql "(SELECT bool_and(status = 'succeeded') FROM pay_payment_operations($pc) WHERE kind = 'refund')")" "day 13: and succeeded"
+is "$(money "$pc")" "partially_refunded|50.00 USD|50.00 USD|30.00 USD" "day 13: 30.00 of 50.00 refunded"
+is "$(refunds "$pc")" "refund 30.00;" "day 13: the gateway refunded 30.00 once"
+
+# a void of the 40.00 purchase, known settled on day 6: refused at call
+# time, with a hint to refund; the refund goes through
+like "$(as_merchant -v VERBOSITY=verbose -c "SELECT pay_void(payment_id => $pb)" 2>&1 | tr '\n' ' ')" \
+	'22Y20.*HINT: +A settled payment can only be refunded: use pay_refund' "day 13: a void of the settled purchase is refused: refund it"
+rop=$(q -c "SELECT operation_id FROM pay_refund(payment_id => $pb)")
+ok "$(passed op_is "$rop" succeeded)" "day 13: the refund succeeds"
+is "$(money "$pb")" "refunded|40.00 USD|40.00 USD|40.00 USD" "day 13: 40.00 refunded"
+is "$(sim_ledger "P$TAG$pb")" "charge 40.00" "day 13: the gateway voided nothing"
+is "$(refunds "$pb")" "refund 40.00;" "day 13: the gateway refunded 40.00 once"
+is "$(events "$pb")" "payment.pending,payment.succeeded,payment.refunded" "day 13: one event per transition"
+
+# a purchase of 20.00 on day 13 settles in a batch the worker's schedule
+# has not read (the simulator's day 13 lies ahead of the database's now):
+# its void is accepted, then fails at the worker, which asked the gateway,
+# asking for a refund; the payment is unchanged and now known settled
+pd=$(pay purchase '20.00 USD')
+batch2=$(settle)
+vop=$(q -c "SELECT operation_id FROM pay_void(payment_id => $pd)")
+ok "$(passed op_is "$vop" failed)" "day 13: a void of a purchase the database does not know settled fails"
+like "$(q -c "SELECT last_error FROM pay_payment_operations($pd) WHERE operation_id = $vop")" \
+	"settled at the gateway in batch $batch2.*refund it instead" "day 13: saying it settled in batch $batch2: refund it instead"
+is "$(money "$pd")" "succeeded|20.00 USD|20.00 USD|0.00 USD" "day 13: the payment is unchanged"
+is "$(q -c "SELECT settlement_batch_id || '|' || (settled_at IS NOT NULL) FROM pay_get_payment($pd)")" "$batch2|true" \
+	"day 13: and known settled in batch $batch2"
+is "$(sqlstate_of "SELECT pay_void(payment_id => $pd)")" 22Y20 "day 13: a second void is refused at call time"
+rop=$(q -c "SELECT operation_id FROM pay_refund(payment_id => $pd, amount => '20.00 USD')")
+ok "$(passed op_is "$rop" succeeded)" "day 13: the refund succeeds"
+is "$(money "$pd")" "refunded|20.00 USD|20.00 USD|20.00 USD" "day 13: 20.00 refunded"
+is "$(sim_ledger "P$TAG$pd")/$(refunds "$pd")" "charge 20.00/refund 20.00;" "day 13: the gateway charged 20.00, voided nothing, refunded 20.00 once"
+is "$(events "$pd")" "payment.pending,payment.succeeded,payment.refunded" "day 13: one event per transition (none for the failed void)"
+
+# nothing charged twice, nothing left in flight
+is "$(q -c "SELECT count(*) FROM payments.operations WHERE merchant_id = $M AND status NOT IN ('succeeded', 'failed')")" 0 \
+	"every operation is final"
+is "$(q -c "SELECT string_agg(kind || ' ' || status, ',' ORDER BY operation_id) FROM payments.operations WHERE merchant_id = $M")" \
+	"authorize succeeded,purchase succeeded,purchase succeeded,purchase succeeded,capture succeeded,refund succeeded,refund succeeded,refund succeeded,refund succeeded,purchase succeeded,void failed,refund succeeded" \
+	"the operations: nothing more was made or sent"
+is "$(q -c "SELECT count(*) FROM (SELECT payment_id, event_type FROM payments.events WHERE merchant_id = $M AND event_type LIKE 'payment.%' AND event_type <> 'payment.partially_refunded' GROUP BY 1, 2 HAVING count(*) > 1) d")" 0 \
+	"no payment event written twice"
+
+tap_done
