@@ -118,15 +118,27 @@ like "$(q -c "SELECT request_masked FROM payments.gateway_exchanges x JOIN payme
 	'"cardNumber":"XXXX0027"' "day 1: with the card that waited"
 is "$(q -c "SELECT count(*) FROM payments.card_vault v JOIN payments.operations o USING (merchant_id, operation_id) WHERE o.merchant_id = $M AND o.payment_id = $pv")" 0 \
 	"day 1: its card left the vault"
+# a partial refund of the 50.00 before settlement waits for it (through
+# the immediate stop of day 6)
+ear=$(q -c "SELECT operation_id FROM pay_refund(payment_id => $pc, amount => '10.00 USD', idempotency_key => 'pc-early')")
+ok "$(passed op_is "$ear" waiting_settlement)" "day 1: a partial refund of 10.00 before settlement waits for it"
 
 ###########################################################################
 # Day 6: capture 60.00 of the 100.00; the server stops -m immediate while
 # the capture is in flight (the gateway captured, its answer held)
 day 5
 sim_ctl POST /faults '{"type":"hold","count":1,"holdMs":4000,"process":true,"requestType":"createTransactionRequest"}' >/dev/null
-cop=$(q -c "SELECT operation_id FROM pay_capture(payment_id => $pa, amount => '60.00 USD')")
+cop=$(q -c "SELECT operation_id FROM pay_capture(payment_id => $pa, amount => '60.00 USD', idempotency_key => 'cap-pa')")
 is "$(poll_value 20 fired)" 1 "day 6: the capture is in flight, its answer held"
 is "$(q -c "SELECT status FROM payments.operations WHERE merchant_id = $M AND operation_id = $cop")" sending "day 6: the operation is sending"
+# a second merchant whose gateway does not answer: its card payment waits,
+# sealed in the vault, when the server stops
+M2=$(su -c "INSERT INTO payments.merchants (name) VALUES ('lifetimes-unreachable') RETURNING merchant_id")
+closed=$(free_port)
+su -c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY', endpoint_url => 'https://127.0.0.1:$closed/xml/v1/request.api', ca_file => '$SIM_CA', timeout_ms => 1000, merchant_id => $M2)" >/dev/null
+pw=$(M=$M2 q -c "SELECT payment_id FROM pay_purchase(amount => '33.00 USD', card => $card)")
+ok "$(passed wait_sql "(SELECT status = 'queued' AND last_error IS NOT NULL FROM payments.operations WHERE merchant_id = $M2 AND payment_id = $pw)")" \
+	"day 6: another merchant's card payment waits for its unreachable gateway"
 as_pg "$PG_BINDIR/pg_ctl" -D "$WORK/data" -m immediate -w stop >/dev/null 2>&1 || true
 sim_ctl DELETE /faults >/dev/null
 cluster_start "$WORK"
@@ -135,8 +147,18 @@ ok "$(passed op_is "$cop" succeeded)" "day 6: the capture in flight was resolved
 is "$(money "$pa")" "succeeded|100.00 USD|60.00 USD|0.00 USD" "day 6: 60.00 of 100.00 captured"
 is "$(sim_ledger "P$TAG$pa")" "authorization 100.00,capture 60.00" "day 6: the gateway captured 60.00 once"
 is "$(events "$pa")" "payment.pending,payment.requires_capture,payment.succeeded" "day 6: one event per transition"
+# the waiting card went with the vault's key: once its gateway answers,
+# the payment fails saying so, and nothing is charged
+su -c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY', endpoint_url => '$SIM_TLS_API', ca_file => '$SIM_CA', timeout_ms => 3000, merchant_id => $M2)" >/dev/null
+su -c "UPDATE payments.operations SET next_attempt_at = now() WHERE merchant_id = $M2 AND payment_id = $pw AND status = 'queued'"
+is "$(M=$M2 q -c "SELECT status FROM pay_wait($pw, '30 s')")" failed "day 6: the card payment that waited through the stop fails"
+like "$(M=$M2 q -c "SELECT decline_reason FROM pay_get_payment($pw)")" 'card data was lost before it was sent.*ask for the card again' \
+	"day 6: its card was lost with the stop: ask for the card again"
+is "$(sim_ledger "P$TAG$pw")|$(M=$M2 events "$pw")" "|payment.pending,payment.failed" "day 6: nothing was charged; pending then failed"
 batch=$(settle)
 ok "$([ -n "$batch" ] && echo 0 || echo 1)" "day 6: a batch settled"
+ok "$(passed op_is "$ear" succeeded)" "day 6: after settlement the waiting refund of 10.00 went out"
+is "$(money "$pc")|$(refunds "$pc")" "partially_refunded|50.00 USD|50.00 USD|10.00 USD|refund 10.00;" "day 6: 10.00 of 50.00 refunded, once"
 ok "$(passed wait_sql "(SELECT count(*) = 4 FROM payments.payments WHERE merchant_id = $M AND payment_id IN ($pa, $pb, $pc, $pv) AND settlement_batch_id = '$batch' AND settled_at IS NOT NULL)")" \
 	"day 6: the worker learns all four captures settled in batch $batch"
 
@@ -154,6 +176,12 @@ with_key() {
 state_of() { sed -n 's/^ERROR:  \([0-9A-Z]\{5\}\):.*/\1/p' | sed -n 1p; }
 is "$(with_key "$key" "SELECT status FROM pay_get_payment($pa)" | tr '\n' ' ')" "1 succeeded " "day 7: within the overlap the old secret works"
 is "$(with_key "$new" "SELECT status FROM pay_get_payment($pa)" | tr '\n' ' ')" "1 succeeded " "day 7: and the new one"
+# rotated again within the overlap: the first secret goes, the second
+# keeps its overlap
+new2=$(su -c "SELECT api_key FROM payments.pay_rotate_api_key($kid, overlap => '1 day')")
+is "$(with_key "$key" "SELECT status FROM pay_get_payment($pa)" | state_of)" PT401 "day 7: rotated again, the first secret is refused"
+is "$(with_key "$new2" "SELECT status FROM pay_get_payment($pa)" | tr '\n' ' ')" "1 succeeded " "day 7: the newest works"
+key=$new; new=$new2
 # a day later (the overlap has passed)
 su -c "UPDATE payments.api_keys SET previous_valid_until = now() - interval '1 second' WHERE merchant_id = $M AND key_id = $kid"
 is "$(with_key "$key" "SELECT status FROM pay_get_payment($pa)" | state_of)" PT401 "day 8: after the overlap the old secret is refused"
@@ -185,7 +213,16 @@ is "$(events "$pa")" "payment.pending,payment.requires_capture,payment.succeeded
 like "$(q -c "SELECT string_agg(data ->> 'amount_refunded', ',' ORDER BY event_id) FROM payments.events WHERE merchant_id = $M AND payment_id = $pa AND event_type LIKE 'payment.%refunded'")" \
 	'^(25|35)\.00 USD,60\.00 USD$' "day 13: the refund events carry 25.00 then 60.00 (or 35.00 then 60.00)"
 
-# two sessions refund 30.00 each of the settled 50.00 at once: one is refused
+# the early refund and the capture replayed with their keys a week later:
+# the same operations, nothing sent again
+is "$(q -c "SELECT operation_id FROM pay_refund(payment_id => $pc, amount => '10.00 USD', idempotency_key => 'pc-early')")" "$ear" \
+	"day 13: the day-1 refund replayed with its key is the same operation"
+is "$(q -c "SELECT operation_id FROM pay_capture(payment_id => $pa, amount => '60.00 USD', idempotency_key => 'cap-pa')")" "$cop" \
+	"day 13: the day-6 capture replayed with its key is the same operation"
+is "$(sqlstate_of "SELECT pay_refund(payment_id => $pc, amount => '11.00 USD', idempotency_key => 'pc-early')")" PT409 \
+	"day 13: the refund's key with another amount is a conflict"
+
+# two sessions refund 30.00 each of the 40.00 left at once: one is refused
 q -c "SELECT operation_id FROM pay_refund(payment_id => $pc, amount => '30.00 USD')" >"$SIMDIR/c1" 2>&1 &
 r1=$!
 q -c "SELECT operation_id FROM pay_refund(payment_id => $pc, amount => '30.00 USD')" >"$SIMDIR/c2" 2>&1 &
@@ -193,8 +230,19 @@ r2=$!
 wait $r1 || true; wait $r2 || true
 is "$(cat "$SIMDIR/c1" "$SIMDIR/c2" | grep -cE '^[0-9]+$')" 1 "day 13: of two concurrent refunds of 30.00 of 50.00, one is accepted"
 ok "$(passed wait_sql "(SELECT bool_and(status = 'succeeded') FROM pay_payment_operations($pc) WHERE kind = 'refund')")" "day 13: and succeeded"
-is "$(money "$pc")" "partially_refunded|50.00 USD|50.00 USD|30.00 USD" "day 13: 30.00 of 50.00 refunded"
-is "$(refunds "$pc")" "refund 30.00;" "day 13: the gateway refunded 30.00 once"
+is "$(money "$pc")" "partially_refunded|50.00 USD|50.00 USD|40.00 USD" "day 13: 40.00 of 50.00 refunded"
+is "$(refunds "$pc")" "refund 10.00;refund 30.00;" "day 13: the gateway refunded 10.00 and 30.00, once each"
+
+# the last 10.00: the gateway refunds, its answer is lost (HTTP 500): the
+# resend finds the refund made, counted once
+sim_ctl POST /faults '{"type":"http5xx","count":1,"status":500,"process":true,"requestType":"createTransactionRequest"}' >/dev/null
+lop=$(q -c "SELECT operation_id FROM pay_refund(payment_id => $pc, amount => '10.00 USD')")
+ok "$(passed op_is "$lop" succeeded)" "day 13: a refund whose answer was lost succeeded"
+sim_ctl DELETE /faults >/dev/null
+is "$(money "$pc")" "refunded|50.00 USD|50.00 USD|50.00 USD" "day 13: all 50.00 refunded"
+is "$(refunds "$pc")" "refund 10.00;refund 30.00;refund 10.00;" "day 13: the gateway refunded 10.00, 30.00 and 10.00, once each"
+is "$(events "$pc")" "payment.pending,payment.succeeded,payment.partially_refunded,payment.partially_refunded,payment.refunded" \
+	"day 13: one event per refund"
 
 # a void of the 40.00 purchase, known settled on day 6: refused at call
 # time, with a hint to refund; the refund goes through
@@ -231,7 +279,7 @@ is "$(events "$pd")" "payment.pending,payment.succeeded,payment.refunded" "day 1
 is "$(q -c "SELECT count(*) FROM payments.operations WHERE merchant_id = $M AND status NOT IN ('succeeded', 'failed')")" 0 \
 	"every operation is final"
 is "$(q -c "SELECT string_agg(kind || ' ' || status, ',' ORDER BY operation_id) FROM payments.operations WHERE merchant_id = $M")" \
-	"authorize succeeded,purchase succeeded,purchase succeeded,purchase succeeded,capture succeeded,refund succeeded,refund succeeded,refund succeeded,refund succeeded,purchase succeeded,void failed,refund succeeded" \
+	"authorize succeeded,purchase succeeded,purchase succeeded,purchase succeeded,refund succeeded,capture succeeded,refund succeeded,refund succeeded,refund succeeded,refund succeeded,refund succeeded,purchase succeeded,void failed,refund succeeded" \
 	"the operations: nothing more was made or sent"
 is "$(q -c "SELECT count(*) FROM (SELECT payment_id, event_type FROM payments.events WHERE merchant_id = $M AND event_type LIKE 'payment.%' AND event_type <> 'payment.partially_refunded' GROUP BY 1, 2 HAVING count(*) > 1) d")" 0 \
 	"no payment event written twice"
