@@ -25,7 +25,10 @@ set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
 
 SIMDIR="$WORK/sim-lifetimes"
+UP="$WORK/lifetimes-0.1.0"
+UP_BINDIR=
 cleanup() {
+	[ -z "$UP_BINDIR" ] || PG_BINDIR=$UP_BINDIR cluster_stop "$UP" 2>/dev/null || true
 	sim_stop
 }
 trap cleanup EXIT
@@ -283,5 +286,66 @@ is "$(q -c "SELECT string_agg(kind || ' ' || status, ',' ORDER BY operation_id) 
 	"the operations: nothing more was made or sent"
 is "$(q -c "SELECT count(*) FROM (SELECT payment_id, event_type FROM payments.events WHERE merchant_id = $M AND event_type LIKE 'payment.%' AND event_type <> 'payment.partially_refunded' GROUP BY 1, 2 HAVING count(*) > 1) d")" 0 \
 	"no payment event written twice"
+
+###########################################################################
+# A payment of the released 0.1.0 (authorized, 60.00 of 100.00 captured,
+# settled under it) refunded a week after ALTER EXTENSION payments UPDATE,
+# in two parts from two sessions at once (as live_upgrade.sh installs it)
+g() { git -c safe.directory='*' -C "$REPO_ROOT" "$@"; }
+moved=$(g log --format=%H -S"default_version = '0.1.0'" -- payments.control | sed -n 1p)
+[ -n "$moved" ] || die "no commit of payments.control names default_version 0.1.0 (the 0.1.0 part needs the git history)"
+PGC="${PG_BINDIR#"$WORK/pg"}/pg_config"
+mkdir -p "$UP/src-0.1.0"
+as_root chown "$PG_OS_USER" "$UP"
+g archive "$moved^" | tar -x -C "$UP/src-0.1.0"
+make -C "$UP/src-0.1.0" -s -j"$(nproc)" PG_CONFIG="$PGC" PG_CFLAGS="-Wall -Wextra" >"$UP/build.log" 2>&1 || { cat "$UP/build.log" >&2; die "0.1.0 did not build"; }
+UP_BINDIR=$(private_pg_tree "$UP/pg" "$PGC")
+as_root make -C "$UP/src-0.1.0" -s install PG_CONFIG="$PGC" DESTDIR="$UP/pg" >/dev/null
+UPPORT=$(free_port)
+MAIN_BINDIR=$PG_BINDIR
+PG_BINDIR=$UP_BINDIR
+cluster_init "$UP" "$UPPORT" "fsync = off" "synchronous_commit = off" "full_page_writes = off"
+cluster_start "$UP"
+uq() { cluster_psql "$UP" "$UPPORT" "$@"; }
+uq postgres -qc 'CREATE DATABASE payments'
+uq payments -qc 'CREATE EXTENSION payments'
+is "$(uq payments -Atc "SELECT extversion FROM pg_extension WHERE extname = 'payments'")" 0.1.0 "0.1.0: a cluster runs the released 0.1.0"
+U=$(uq payments -Atc "INSERT INTO payments.merchants (name) VALUES ('lifetimes-0.1.0') RETURNING merchant_id")
+uq payments -qc "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY', endpoint_url => '$SIM_TLS_API', ca_file => '$SIM_CA', timeout_ms => 5000, merchant_id => $U)" >/dev/null
+UTAG=$(uq payments -Atc "SELECT payments._invoice_tag()")
+uqm() { uq payments -At -v ON_ERROR_STOP=1 -c "SET search_path = public, payments" -c "SET payments.merchant_id = '$U'" "$@"; }
+umoney() { uqm -c "SELECT status || '|' || amount || '|' || coalesce(amount_captured::text, '-') || '|' || coalesce(amount_refunded::text, '-') FROM pay_get_payment($1)"; }
+pu=$(uqm -c "SELECT payment_id FROM pay_authorize(amount => '100.00 USD', card => $card)")
+uqm -c "SELECT status FROM pay_wait($pu, '20 s')" >/dev/null
+uqm -c "SELECT pay_capture(payment_id => $pu, amount => '60.00 USD')" >/dev/null
+uqm -c "SELECT status FROM pay_wait($pu, '20 s')" >/dev/null
+is "$(umoney "$pu")" "succeeded|100.00 USD|60.00 USD|0.00 USD" "0.1.0: 60.00 of 100.00 captured"
+is "$(sim_ledger "P$UTAG$pu")" "authorization 100.00,capture 60.00" "0.1.0: the gateway authorized 100.00 and captured 60.00"
+settle >/dev/null
+# the update: stop, install this build, start, ALTER EXTENSION payments UPDATE
+cluster_stop "$UP"
+as_root make -C "$REPO_ROOT" -s install PG_CONFIG="$PGC" DESTDIR="$UP/pg" >/dev/null
+cluster_start "$UP"
+uq payments -qc 'ALTER EXTENSION payments UPDATE'
+is "$(uq payments -Atc "SELECT extversion FROM pg_extension WHERE extname = 'payments'")" 0.2.0 "0.2.0: updated"
+day 7
+uqm -c "SELECT operation_id FROM pay_refund(payment_id => $pu, amount => '25.00 USD')" >"$UP/r1" 2>&1 &
+r1=$!
+uqm -c "SELECT operation_id FROM pay_refund(payment_id => $pu, amount => '35.00 USD')" >"$UP/r2" 2>&1 &
+r2=$!
+wait $r1 || true; wait $r2 || true
+u1=$(sed -n 1p "$UP/r1"); u2=$(sed -n 1p "$UP/r2")
+ok "$([[ "$u1" =~ ^[0-9]+$ && "$u2" =~ ^[0-9]+$ ]] && echo 0 || echo 1)" "0.2.0, a week later: both partial refunds accepted at once ($u1, $u2)"
+urefunded() { [ "$(umoney "$pu")" = "refunded|100.00 USD|60.00 USD|60.00 USD" ] && echo yes; }
+is "$(poll_value 30 urefunded)" yes "0.2.0: the 0.1.0 payment is refunded, 60.00 of the 60.00 captured"
+is "$(uqm -c "SELECT string_agg(kind || ' ' || status || ' ' || via_void, ',' ORDER BY operation_id) FROM pay_payment_operations($pu)")" \
+	"authorize succeeded false,capture succeeded false,refund succeeded false,refund succeeded false" "0.2.0: two refunds (not voids) succeeded"
+is "$(sim_ledger "R$UTAG${u1:-0}");$(sim_ledger "R$UTAG${u2:-0}")" "refund 25.00;refund 35.00" "0.2.0: the gateway refunded 25.00 and 35.00, once each"
+is "$(sim_ledger "P$UTAG$pu")" "authorization 100.00,capture 60.00" "0.2.0: the capture was not voided"
+like "$(uqm -v VERBOSITY=verbose -c "SELECT pay_refund(payment_id => $pu, amount => '0.01 USD')" 2>&1 || true)" '22Y20' "0.2.0: one cent more is refused"
+is "$(uqm -c "SELECT string_agg(event_type, ',' ORDER BY event_id) FROM payments.events WHERE merchant_id = $U AND payment_id = $pu AND event_type IN ('payment.partially_refunded', 'payment.refunded')")" \
+	"payment.partially_refunded,payment.refunded" "0.2.0: one event per refund transition"
+cluster_stop "$UP"
+PG_BINDIR=$MAIN_BINDIR; UP_BINDIR=
 
 tap_done
