@@ -121,6 +121,19 @@ like "$(q -c "SELECT request_masked FROM payments.gateway_exchanges x JOIN payme
 	'"cardNumber":"XXXX0027"' "day 1: with the card that waited"
 is "$(q -c "SELECT count(*) FROM payments.card_vault v JOIN payments.operations o USING (merchant_id, operation_id) WHERE o.merchant_id = $M AND o.payment_id = $pv")" 0 \
 	"day 1: its card left the vault"
+# a purchase in flight while the vault key rotates twice: the gateway
+# charges it, its answer is held past the timeout; the resend inside the
+# duplicate window needs the card, sealed under a key rotated away
+sim_ctl POST /faults '{"type":"hold","count":1,"holdMs":5000,"process":true,"requestType":"createTransactionRequest"}' >/dev/null
+pr=$(q -c "SELECT payment_id FROM pay_purchase(amount => '12.00 USD', card => $card)")
+is "$(poll_value 20 fired)" 1 "day 1: a purchase is in flight, its answer held"
+is "$(su -c "SELECT payments._vault_rotate_key(true)" -c "SELECT payments._vault_rotate_key(true)" | tr '\n' ' ')" "t t " \
+	"day 1: the vault key rotated twice meanwhile"
+is "$(q -c "SELECT status FROM pay_wait($pr, '30 s')")" succeeded "day 1: the purchase succeeded"
+sim_ctl DELETE /faults >/dev/null
+is "$(money "$pr")|$(sim_ledger "P$TAG$pr")" "succeeded|12.00 USD|12.00 USD|0.00 USD|charge 12.00" "day 1: 12.00 charged once"
+comment "day 1: its exchanges: $(q -c "SELECT string_agg(request_type || ' ' || outcome, ',' ORDER BY exchange_id) FROM payments.gateway_exchanges x JOIN payments.operations o USING (merchant_id, operation_id) WHERE o.merchant_id = $M AND o.payment_id = $pr")"
+
 # a partial refund of the 50.00 before settlement waits for it (through
 # the immediate stop of day 6)
 ear=$(q -c "SELECT operation_id FROM pay_refund(payment_id => $pc, amount => '10.00 USD', idempotency_key => 'pc-early')")
@@ -278,11 +291,35 @@ is "$(money "$pd")" "refunded|20.00 USD|20.00 USD|20.00 USD" "day 13: 20.00 refu
 is "$(sim_ledger "P$TAG$pd")/$(refunds "$pd")" "charge 20.00/refund 20.00;" "day 13: the gateway charged 20.00, voided nothing, refunded 20.00 once"
 is "$(events "$pd")" "payment.pending,payment.succeeded,payment.refunded" "day 13: one event per transition (none for the failed void)"
 
+# races between sessions on day 13: a void and a full refund of an
+# unsettled purchase at once; a capture and a void of an authorization
+pe=$(pay purchase '15.00 USD')
+q -c "SELECT operation_id FROM pay_void(payment_id => $pe)" >"$SIMDIR/e1" 2>&1 &
+r1=$!
+q -c "SELECT operation_id FROM pay_refund(payment_id => $pe)" >"$SIMDIR/e2" 2>&1 &
+r2=$!
+wait $r1 || true; wait $r2 || true
+is "$(cat "$SIMDIR/e1" "$SIMDIR/e2" | grep -cE '^[0-9]+$')" 1 "day 13: of a void and a full refund at once, one is accepted"
+ok "$(passed wait_sql "(SELECT bool_and(status = 'succeeded') FROM pay_payment_operations($pe) WHERE kind <> 'purchase')")" "day 13: and succeeded"
+like "$(money "$pe")" '^(canceled\|15\.00 USD\|0\.00 USD\|0\.00 USD|refunded\|15\.00 USD\|15\.00 USD\|15\.00 USD)$' "day 13: the payment is canceled or refunded, to the cent"
+is "$(sim_ledger "P$TAG$pe")" "charge 15.00,void 0.00" "day 13: the gateway voided the charge once"
+pf=$(pay authorize '16.00 USD')
+q -c "SELECT operation_id FROM pay_capture(payment_id => $pf)" >"$SIMDIR/f1" 2>&1 &
+r1=$!
+q -c "SELECT operation_id FROM pay_void(payment_id => $pf)" >"$SIMDIR/f2" 2>&1 &
+r2=$!
+wait $r1 || true; wait $r2 || true
+is "$(cat "$SIMDIR/f1" "$SIMDIR/f2" | grep -cE '^[0-9]+$')" 1 "day 13: of a capture and a void at once, one is accepted"
+ok "$(passed wait_sql "(SELECT bool_and(status = 'succeeded') FROM pay_payment_operations($pf) WHERE kind <> 'authorize')")" "day 13: and succeeded"
+like "$(money "$pf")|$(sim_ledger "P$TAG$pf")" '^(canceled\|16\.00 USD\|-\|0\.00 USD\|authorization 16\.00,void 0\.00|succeeded\|16\.00 USD\|16\.00 USD\|0\.00 USD\|authorization 16\.00,capture 16\.00)$' \
+	"day 13: captured or voided, in the database as at the gateway"
+comment "day 13 races: $(money "$pe") $(sim_ledger "P$TAG$pe") / $(money "$pf") $(sim_ledger "P$TAG$pf")"
+
 # nothing charged twice, nothing left in flight
 is "$(q -c "SELECT count(*) FROM payments.operations WHERE merchant_id = $M AND status NOT IN ('succeeded', 'failed')")" 0 \
 	"every operation is final"
 is "$(q -c "SELECT string_agg(kind || ' ' || status, ',' ORDER BY operation_id) FROM payments.operations WHERE merchant_id = $M")" \
-	"authorize succeeded,purchase succeeded,purchase succeeded,purchase succeeded,refund succeeded,capture succeeded,refund succeeded,refund succeeded,refund succeeded,refund succeeded,refund succeeded,purchase succeeded,void failed,refund succeeded" \
+	"authorize succeeded,purchase succeeded,purchase succeeded,purchase succeeded,purchase succeeded,refund succeeded,capture succeeded,refund succeeded,refund succeeded,refund succeeded,refund succeeded,refund succeeded,purchase succeeded,void failed,refund succeeded,purchase succeeded,$(q -c "SELECT kind FROM payments.operations WHERE merchant_id = $M AND payment_id = $pe AND kind <> 'purchase'") succeeded,authorize succeeded,$(q -c "SELECT kind FROM payments.operations WHERE merchant_id = $M AND payment_id = $pf AND kind <> 'authorize'") succeeded" \
 	"the operations: nothing more was made or sent"
 is "$(q -c "SELECT count(*) FROM (SELECT payment_id, event_type FROM payments.events WHERE merchant_id = $M AND event_type LIKE 'payment.%' AND event_type <> 'payment.partially_refunded' GROUP BY 1, 2 HAVING count(*) > 1) d")" 0 \
 	"no payment event written twice"
