@@ -315,6 +315,14 @@ like "$(money "$pf")|$(sim_ledger "P$TAG$pf")" '^(canceled\|16\.00 USD\|-\|0\.00
 	"day 13: captured or voided, in the database as at the gateway"
 comment "day 13 races: $(money "$pe") $(sim_ledger "P$TAG$pe") / $(money "$pf") $(sim_ledger "P$TAG$pf")"
 
+# every payment's last event says its final state, amounts to the cent
+is "$(q -c "SELECT count(*) FROM payments.payments p WHERE p.merchant_id = $M AND (SELECT e.event_type || '|' || coalesce(e.data ->> 'amount_captured', '-') || '|' || coalesce(e.data ->> 'amount_refunded', '-')
+	FROM payments.events e WHERE e.merchant_id = p.merchant_id AND e.payment_id = p.payment_id AND e.event_type LIKE 'payment.%' ORDER BY e.event_id DESC LIMIT 1)
+	IS DISTINCT FROM 'payment.' || p.status || '|' || coalesce(p.amount_captured::text, '-') || '|' || coalesce(p.amount_refunded::text, '-')")" 0 \
+	"every payment's last event carries its status, amount captured and refunded"
+comment "$(q -c "SELECT string_agg(p.payment_id || ':' || p.status || '/' || (SELECT e.event_type || '|' || coalesce(e.data ->> 'amount_captured', '-') || '|' || coalesce(e.data ->> 'amount_refunded', '-')
+	FROM payments.events e WHERE e.merchant_id = p.merchant_id AND e.payment_id = p.payment_id AND e.event_type LIKE 'payment.%' ORDER BY e.event_id DESC LIMIT 1), ' ') FROM payments.payments p WHERE p.merchant_id = $M")"
+
 # nothing charged twice, nothing left in flight
 is "$(q -c "SELECT count(*) FROM payments.operations WHERE merchant_id = $M AND status NOT IN ('succeeded', 'failed')")" 0 \
 	"every operation is final"
