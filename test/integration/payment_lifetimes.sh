@@ -367,29 +367,41 @@ uqm -c "SELECT status FROM pay_wait($pu, '20 s')" >/dev/null
 is "$(umoney "$pu")" "succeeded|100.00 USD|60.00 USD|0.00 USD" "0.1.0: 60.00 of 100.00 captured"
 is "$(sim_ledger "P$UTAG$pu")" "authorization 100.00,capture 60.00" "0.1.0: the gateway authorized 100.00 and captured 60.00"
 settle >/dev/null
+# a refund of 5.00 under 0.1.0 after the settlement (acceptance testing
+# saw these fail): whatever 0.1.0 made of it, the database counts what the
+# gateway refunded
+uo=$(uqm -c "SELECT operation_id FROM pay_refund(payment_id => $pu, amount => '5.00 USD')")
+ufinal() { [ "$(uqm -c "SELECT status IN ('succeeded', 'failed') FROM pay_payment_operations($pu) WHERE operation_id = $uo")" = t ] && echo yes; }
+is "$(poll_value 30 ufinal)" yes "0.1.0: a refund of 5.00 after settlement reached a final state"
+u0=$(uqm -c "SELECT status FROM pay_payment_operations($pu) WHERE operation_id = $uo")
+comment "0.1.0: the refund of 5.00 after settlement: $u0, $(umoney "$pu"), gateway: $(sim_ledger "R$UTAG$uo")"
 # the update: stop, install this build, start, ALTER EXTENSION payments UPDATE
 cluster_stop "$UP"
 as_root make -C "$REPO_ROOT" -s install PG_CONFIG="$PGC" DESTDIR="$UP/pg" >/dev/null
 cluster_start "$UP"
 uq payments -qc 'ALTER EXTENSION payments UPDATE'
 is "$(uq payments -Atc "SELECT extversion FROM pg_extension WHERE extname = 'payments'")" 0.2.0 "0.2.0: updated"
+uref=$(uqm -c "SELECT amount_refunded FROM pay_get_payment($pu)")
+is "$uref|$([ "$u0" = succeeded ] && sim_ledger "R$UTAG$uo")" "$([ "$u0" = succeeded ] && echo '5.00 USD|refund 5.00' || echo '0.00 USD|')" \
+	"0.2.0: amount_refunded is what the gateway refunded under 0.1.0"
+rest=$(uqm -c "SELECT '60.00 USD'::pay_amount - '25.00 USD'::pay_amount - amount_refunded FROM pay_get_payment($pu)")
 day 7
 uqm -c "SELECT operation_id FROM pay_refund(payment_id => $pu, amount => '25.00 USD')" >"$UP/r1" 2>&1 &
 r1=$!
-uqm -c "SELECT operation_id FROM pay_refund(payment_id => $pu, amount => '35.00 USD')" >"$UP/r2" 2>&1 &
+uqm -c "SELECT operation_id FROM pay_refund(payment_id => $pu, amount => '$rest')" >"$UP/r2" 2>&1 &
 r2=$!
 wait $r1 || true; wait $r2 || true
 u1=$(sed -n 1p "$UP/r1"); u2=$(sed -n 1p "$UP/r2")
 ok "$([[ "$u1" =~ ^[0-9]+$ && "$u2" =~ ^[0-9]+$ ]] && echo 0 || echo 1)" "0.2.0, a week later: both partial refunds accepted at once ($u1, $u2)"
 urefunded() { [ "$(umoney "$pu")" = "refunded|100.00 USD|60.00 USD|60.00 USD" ] && echo yes; }
 is "$(poll_value 30 urefunded)" yes "0.2.0: the 0.1.0 payment is refunded, 60.00 of the 60.00 captured"
-is "$(uqm -c "SELECT string_agg(kind || ' ' || status || ' ' || via_void, ',' ORDER BY operation_id) FROM pay_payment_operations($pu)")" \
+is "$(uqm -c "SELECT string_agg(kind || ' ' || status || ' ' || via_void, ',' ORDER BY operation_id) FROM pay_payment_operations($pu) WHERE operation_id <> $uo")" \
 	"authorize succeeded false,capture succeeded false,refund succeeded false,refund succeeded false" "0.2.0: two refunds (not voids) succeeded"
-is "$(sim_ledger "R$UTAG${u1:-0}");$(sim_ledger "R$UTAG${u2:-0}")" "refund 25.00;refund 35.00" "0.2.0: the gateway refunded 25.00 and 35.00, once each"
+is "$(sim_ledger "R$UTAG${u1:-0}");$(sim_ledger "R$UTAG${u2:-0}")" "refund 25.00;refund ${rest% USD}" "0.2.0: the gateway refunded 25.00 and ${rest% USD}, once each"
 is "$(sim_ledger "P$UTAG$pu")" "authorization 100.00,capture 60.00" "0.2.0: the capture was not voided"
 like "$(uqm -v VERBOSITY=verbose -c "SELECT pay_refund(payment_id => $pu, amount => '0.01 USD')" 2>&1 || true)" '22Y20' "0.2.0: one cent more is refused"
 is "$(uqm -c "SELECT string_agg(event_type, ',' ORDER BY event_id) FROM payments.events WHERE merchant_id = $U AND payment_id = $pu AND event_type IN ('payment.partially_refunded', 'payment.refunded')")" \
-	"payment.partially_refunded,payment.refunded" "0.2.0: one event per refund transition"
+	"$([ "$u0" = succeeded ] && echo payment.partially_refunded,)payment.partially_refunded,payment.refunded" "0.2.0: one event per refund transition"
 cluster_stop "$UP"
 PG_BINDIR=$MAIN_BINDIR; UP_BINDIR=
 
