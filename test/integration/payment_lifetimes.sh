@@ -38,13 +38,17 @@ merchant_on_simulator lifetimes
 q() { as_merchant "$@"; }
 su() { cluster_psql "$WORK" "$PORT" payments -Atq "$@"; }
 card="pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 3, '123', 'Ada Lovelace')"
-wait_sql() {	# wait_sql CONDITION: until it holds, 30 s at most
-	local i
-	for i in $(seq 300); do
-		[ "$(q -c "SELECT $1")" = t ] && return 0
-		sleep 0.1
-	done
-	return 1
+wait_sql() { [ "$(wait_for "SELECT $1" t 30)" = t ]; }	# until CONDITION holds, 30 s at most
+# at_once SQL1 SQL2: both as merchant M from two sessions at once; prints
+# how many returned an id
+at_once() {
+	local a b
+	q -c "$1" >"$SIMDIR/at_once.1" 2>&1 &
+	a=$!
+	q -c "$2" >"$SIMDIR/at_once.2" 2>&1 &
+	b=$!
+	wait $a || true; wait $b || true
+	cat "$SIMDIR/at_once.1" "$SIMDIR/at_once.2" | grep -cE '^[0-9]+$' || true
 }
 op_is() { wait_sql "(SELECT status = '$2' FROM payments.operations WHERE merchant_id = $M AND operation_id = $1)"; }
 pay() {		# pay KIND AMOUNT: a card payment, waited for; its id
@@ -239,12 +243,7 @@ is "$(sqlstate_of "SELECT pay_refund(payment_id => $pc, amount => '11.00 USD', i
 	"day 13: the refund's key with another amount is a conflict"
 
 # two sessions refund 30.00 each of the 40.00 left at once: one is refused
-q -c "SELECT operation_id FROM pay_refund(payment_id => $pc, amount => '30.00 USD')" >"$SIMDIR/c1" 2>&1 &
-r1=$!
-q -c "SELECT operation_id FROM pay_refund(payment_id => $pc, amount => '30.00 USD')" >"$SIMDIR/c2" 2>&1 &
-r2=$!
-wait $r1 || true; wait $r2 || true
-is "$(cat "$SIMDIR/c1" "$SIMDIR/c2" | grep -cE '^[0-9]+$')" 1 "day 13: of two concurrent refunds of 30.00 of 50.00, one is accepted"
+is "$(at_once "SELECT operation_id FROM pay_refund(payment_id => $pc, amount => '30.00 USD')" "SELECT operation_id FROM pay_refund(payment_id => $pc, amount => '30.00 USD')")" 1 "day 13: of two concurrent refunds of 30.00 of 50.00, one is accepted"
 ok "$(passed wait_sql "(SELECT bool_and(status = 'succeeded') FROM pay_payment_operations($pc) WHERE kind = 'refund')")" "day 13: and succeeded"
 is "$(money "$pc")" "partially_refunded|50.00 USD|50.00 USD|40.00 USD" "day 13: 40.00 of 50.00 refunded"
 is "$(refunds "$pc")" "refund 10.00;refund 30.00;" "day 13: the gateway refunded 10.00 and 30.00, once each"
@@ -294,22 +293,12 @@ is "$(events "$pd")" "payment.pending,payment.succeeded,payment.refunded" "day 1
 # races between sessions on day 13: a void and a full refund of an
 # unsettled purchase at once; a capture and a void of an authorization
 pe=$(pay purchase '15.00 USD')
-q -c "SELECT operation_id FROM pay_void(payment_id => $pe)" >"$SIMDIR/e1" 2>&1 &
-r1=$!
-q -c "SELECT operation_id FROM pay_refund(payment_id => $pe)" >"$SIMDIR/e2" 2>&1 &
-r2=$!
-wait $r1 || true; wait $r2 || true
-is "$(cat "$SIMDIR/e1" "$SIMDIR/e2" | grep -cE '^[0-9]+$')" 1 "day 13: of a void and a full refund at once, one is accepted"
+is "$(at_once "SELECT operation_id FROM pay_void(payment_id => $pe)" "SELECT operation_id FROM pay_refund(payment_id => $pe)")" 1 "day 13: of a void and a full refund at once, one is accepted"
 ok "$(passed wait_sql "(SELECT bool_and(status = 'succeeded') FROM pay_payment_operations($pe) WHERE kind <> 'purchase')")" "day 13: and succeeded"
 like "$(money "$pe")" '^(canceled\|15\.00 USD\|0\.00 USD\|0\.00 USD|refunded\|15\.00 USD\|15\.00 USD\|15\.00 USD)$' "day 13: the payment is canceled or refunded, to the cent"
 is "$(sim_ledger "P$TAG$pe")" "charge 15.00,void 0.00" "day 13: the gateway voided the charge once"
 pf=$(pay authorize '16.00 USD')
-q -c "SELECT operation_id FROM pay_capture(payment_id => $pf)" >"$SIMDIR/f1" 2>&1 &
-r1=$!
-q -c "SELECT operation_id FROM pay_void(payment_id => $pf)" >"$SIMDIR/f2" 2>&1 &
-r2=$!
-wait $r1 || true; wait $r2 || true
-is "$(cat "$SIMDIR/f1" "$SIMDIR/f2" | grep -cE '^[0-9]+$')" 1 "day 13: of a capture and a void at once, one is accepted"
+is "$(at_once "SELECT operation_id FROM pay_capture(payment_id => $pf)" "SELECT operation_id FROM pay_void(payment_id => $pf)")" 1 "day 13: of a capture and a void at once, one is accepted"
 ok "$(passed wait_sql "(SELECT bool_and(status = 'succeeded') FROM pay_payment_operations($pf) WHERE kind <> 'authorize')")" "day 13: and succeeded"
 like "$(money "$pf")|$(sim_ledger "P$TAG$pf")" '^(canceled\|16\.00 USD\|-\|0\.00 USD\|authorization 16\.00,void 0\.00|succeeded\|16\.00 USD\|16\.00 USD\|0\.00 USD\|authorization 16\.00,capture 16\.00)$' \
 	"day 13: captured or voided, in the database as at the gateway"
