@@ -20,8 +20,14 @@
  *	  as a whole, as is one of which a parameter holds card data: a
  *	  security code written or bound next to a card number is just a short
  *	  number (471::text, EXECUTE p('4111...', 12, 2031, '471'));
- *	- the excerpt of a JSON input error loses its digits, and so does the
+ *	- the excerpt of a JSON input error loses its digits (and the token
+ *	  its detail quotes), and so does the
  *	  input line a failed COPY quotes when it holds a card number;
+ *	- auto_explain's plan of such a statement loses the digits of its
+ *	  quoted constants and Output lists;
+ *	- other processes' statements that a message quotes (a deadlock's
+ *	  report, a crashed backend's) lose the digits of their literals when
+ *	  they hold card data or are an EXECUTE;
  *	- the statement is hidden when it holds card data (it cannot be
  *	  rewritten here: elog.c prints debug_query_string itself).
  *
@@ -73,7 +79,7 @@ redact_params(char **field)
 static void
 redact_json_echo(ErrorData *edata)
 {
-	char	   *p;
+	char	   *p = NULL;
 
 	if (edata->context != NULL && (p = strstr(edata->context, "JSON data, line ")) != NULL)
 	{
@@ -89,6 +95,21 @@ redact_json_echo(ErrorData *edata)
 		char	   *copy = pstrdup(edata->detail);
 
 		(void) card_redact_excerpt(copy, strlen(copy));
+		edata->detail = copy;
+	}
+	else if (edata->detail != NULL && p != NULL)
+	{
+		/*
+		 * The other syntax errors quote the token they stopped at
+		 * ("Expected \":\", but found \"471\"."): its digits, between
+		 * the detail's first and last double quotes.
+		 */
+		char	   *copy = pstrdup(edata->detail);
+		char	   *first = strchr(copy, '"');
+		char	   *last = strrchr(copy, '"');
+
+		if (first != NULL && last > first)
+			(void) card_redact_excerpt(first, last - first);
 		edata->detail = copy;
 	}
 }
@@ -227,10 +248,107 @@ redact_sql_quotes(char *field)
 	}
 }
 
+/*
+ * Whether a statement of another process holds card data: a card number,
+ * a call of pay_card, or an EXECUTE (that process's prepared statements
+ * cannot be looked up here: its arguments may be a card's).
+ */
+static bool
+foreign_statement_holds_card(const char *stmt, int len)
+{
+	char	   *copy = pnstrdup(stmt, len);
+	const char *s = copy;
+	bool		result;
+
+	result = card_redact(copy, len) || mentions_pay_card(copy);
+	while (scanner_isspace(*s))
+		s++;
+	if (!result && pg_strncasecmp(s, "execute", 7) == 0 && scanner_isspace(s[7]))
+		result = true;
+	pfree(copy);
+	return result;
+}
+
+/* Mask buf[0..len) as a statement if it holds card data. */
+static void
+redact_foreign_statement(char *buf, int len)
+{
+	if (len > 0 && foreign_statement_holds_card(buf, len))
+		(void) card_redact_statement(buf, len);
+}
+
+/* Whether buf[p] starts "Process <pid>: "; sets *from to the text after it. */
+static bool
+is_process_line(const char *buf, const char *p, const char **from)
+{
+	if ((p != buf && p[-1] != '\n') || strncmp(p, "Process ", 8) != 0)
+		return false;
+	for (p += 8; isdigit((unsigned char) *p); p++)
+		;
+	if (p[0] != ':' || p[1] != ' ')
+		return false;
+	*from = p + 2;
+	return true;
+}
+
+/*
+ * Other processes' statements that a message quotes, as their backends
+ * published them (pg_stat_activity's text, cut at track_activity_query_size):
+ * a deadlock's detail for the log ("Process 123: ..." for each process in
+ * the cycle; deadlock.c) and the postmaster's report of a backend that
+ * crashed ("Failed process was running: ..."; postmaster.c).  The rule for
+ * this backend's own statement (debug_query_string) does not see them: one
+ * that holds card data loses the digits of its literals.
+ */
+static void
+redact_foreign_statements(char **field)
+{
+	static const char failed[] = "Failed process was running: ";
+	char	   *copy;
+	char	   *p;
+	const char *from;
+
+	if (*field == NULL)
+		return;
+	if ((p = strstr(*field, failed)) != NULL)
+	{
+		copy = pstrdup(*field);
+		from = copy + (p - *field) + strlen(failed);
+		redact_foreign_statement((char *) from, strlen(from));
+		*field = copy;
+		return;
+	}
+	copy = NULL;
+	for (p = *field; (p = strstr(p, "Process ")) != NULL; p++)
+	{
+		const char *end;
+
+		if (!is_process_line(*field, p, &from))
+			continue;
+		/* the statement runs up to the next process's line, or the end */
+		for (end = strchr(from, '\n'); end != NULL; end = strchr(end + 1, '\n'))
+		{
+			const char *next;
+
+			if (is_process_line(*field, end + 1, &next))
+				break;
+		}
+		if (end == NULL)
+			end = from + strlen(from);
+		if (copy == NULL)
+			copy = pstrdup(*field);
+		redact_foreign_statement(copy + (from - *field), end - from);
+		p = (char *) end - 1;
+	}
+	if (copy != NULL)
+		*field = copy;
+}
+
 static void
 card_emit_log_hook(ErrorData *edata)
 {
 	bool		card_data = false;
+	char	   *p;
 
 	if (debug_query_string != NULL)
 	{
@@ -258,6 +376,9 @@ card_emit_log_hook(ErrorData *edata)
 			}
 		}
 	}
+	/* (before the card numbers in them are masked: they tell) */
+	redact_foreign_statements(&edata->detail);
+	redact_foreign_statements(&edata->detail_log);
 	card_data |= redact(&edata->message);
 	card_data |= redact(&edata->detail);
 	card_data |= redact(&edata->detail_log);
@@ -274,6 +395,15 @@ card_emit_log_hook(ErrorData *edata)
 		redact_params(&edata->context);
 	}
 	redact_json_echo(edata);
+	/* auto_explain's plan of a statement that holds card data */
+	if (card_data && edata->message != NULL && strncmp(edata->message, "duration: ", 10) == 0 &&
+		(p = strstr(edata->message, "plan:\n")) != NULL)
+	{
+		char	   *copy = pstrdup(edata->message);
+
+		(void) card_redact_plan(copy + (p - edata->message), strlen(p));
+		edata->message = copy;
+	}
 	if (edata->internalquery != NULL)
 	{
 		char	   *copy = card_redacted_copy(edata->internalquery);

@@ -739,6 +739,65 @@ card_redact_statement(char *buf, int len)
 	return masked;
 }
 
+/*
+ * Mask the digits of every quoted literal ('...') in buf[0..len), whatever
+ * it holds; quoted names ("...") keep theirs.
+ */
+static bool
+mask_literal_digits(char *buf, int len)
+{
+	bool		masked = false;
+	int			i = 0;
+
+	while (i < len)
+	{
+		if (buf[i] == '"')
+			i = quoted_end(buf, len, i, false) + 1;
+		else if (buf[i] == '\'')
+		{
+			int			e = quoted_end(buf, len, i, false);
+
+			masked |= card_redact_excerpt(buf + i + 1, Min(e, len) - i - 1);
+			i = e + 1;
+		}
+		else
+			i++;
+	}
+	return masked;
+}
+
+/*
+ * Mask the constants of a plan that auto_explain logs for a statement that
+ * holds card data (its "Output:" lists and conditions deparse them:
+ * "Output: buy('XXXX'::text, '484'::text)", the security code a short
+ * literal; a custom plan of a prepared statement shows its parameters so).
+ * The digits of every quoted literal are masked, and every number of an
+ * "Output:" line (text format); the costs, row counts and times keep
+ * theirs.
+ */
+bool
+card_redact_plan(char *buf, int len)
+{
+	bool		masked = false;
+	int			i = 0;
+
+	while (i < len)
+	{
+		char	   *nl = memchr(buf + i, '\n', len - i);
+		int			end = nl != NULL ? (int) (nl - buf) : len;
+		int			k = i;
+
+		while (k < end && (buf[k] == ' ' || buf[k] == '\t'))
+			k++;
+		if (end - k > 8 && strncmp(buf + k, "Output: ", 8) == 0)
+			masked |= card_redact_statement(buf + k + 8, end - k - 8);
+		else
+			masked |= mask_literal_digits(buf + i, end - i);
+		i = end + 1;
+	}
+	return masked;
+}
+
 /* A masked palloc'd copy of str, or NULL when it holds nothing to mask. */
 char *
 card_redacted_copy(const char *str)

@@ -14,6 +14,7 @@ extern bool card_redact(char *buf, int len);
 extern bool card_redact_params(char *buf, int len);
 extern bool card_redact_excerpt(char *buf, int len);
 extern bool card_redact_statement(char *buf, int len);
+extern bool card_redact_plan(char *buf, int len);
 extern char *card_redacted_copy(const char *str);
 
 #endif

@@ -367,5 +367,80 @@ if [ -z "$found" ] && ! grep -qF "$NODE_PAN" "$f" && [ -z "$(codes_in "$f" 739 5
 	ok "no card number or security code in the node dumps"
 else not_ok "the node dumps hold card data: $found"; fi
 
+# Messages that quote what this backend's statement rule does not see.
+# - A deadlock's detail for the log quotes every process's statement
+#   ("Process 123: EXECUTE p('XXXX...', 12, 2031, '472', 1)"): the other
+#   process's was only masked where a card number stood (before: its
+#   security code 472 or 471 in the log).
+# - A JSON syntax error quotes the token it stopped at in its detail
+#   ("Expected \",\" or \"}\", but found \"475\"."; before: in the log and
+#   to the client).
+# - auto_explain's plan deparses a statement's constants in its Output
+#   lists ("Output: buy('XXXX...'::text, '484'::text)"; before: 484 and
+#   485 in the log), from a literal or a prepared statement's parameter.
+OTHER_PAN=4916338506082832
+log_size_before=$(stat -c %s "$LOG")
+cluster_psql "$WORK" "$PORT" payments -c "CREATE TABLE public.card_deadlock (id int PRIMARY KEY, v text)" \
+	-c "INSERT INTO public.card_deadlock VALUES (1, ''), (2, '')" >/dev/null
+# deadlock_side CODE OWN OTHER: in a transaction, lock row OWN, wait until
+# the other side's backend is at MARKER (after locking its row), then
+# update row OTHER by a prepared statement holding a card
+deadlock_side() {
+	cluster_psql "$WORK" "$PORT" payments -v ON_ERROR_STOP=0 <<SQL
+SET statement_timeout = '30s';
+PREPARE card_row(text, int, int, text, int) AS
+	UPDATE public.card_deadlock SET v = payments.pay_card_last4(payments.pay_card(\$1, \$2, \$3, \$4)) WHERE id = \$5;
+BEGIN;
+UPDATE public.card_deadlock SET v = 'locked' WHERE id = $2;
+DO \$\$ BEGIN /* side $2 */
+	WHILE NOT EXISTS (SELECT FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND $4) LOOP
+		PERFORM pg_sleep(0.02), pg_stat_clear_snapshot();
+	END LOOP; END \$\$;
+EXECUTE card_row('$OTHER_PAN', 12, $YEAR, '$1', $3);
+COMMIT;
+SQL
+}
+# side 2 waits for side 1 to be waiting for the lock on row 2; side 1 for
+# side 2 to hold it (side 2 is in its wait)
+deadlock_side 472 2 1 "wait_event_type = 'Lock' AND query LIKE 'EXECUTE card_row(%'" > "$WORK/card_log_hygiene.deadlock-2" 2>&1 &
+side2=$!
+deadlock_side 471 1 2 "query LIKE 'DO % side 2 %' AND state = 'active'" > "$WORK/card_log_hygiene.deadlock-1" 2>&1
+wait "$side2"
+cluster_psql "$WORK" "$PORT" payments -c "DROP TABLE public.card_deadlock" >/dev/null
+as_merchant -v ON_ERROR_STOP=0 -f - > "$WORK/card_log_hygiene.quoted-out" 2>&1 <<SQL
+SELECT '{"number": "$OTHER_PAN", "cvv" 473}'::jsonb;
+SELECT '{"number": "$OTHER_PAN", "cvv": "474" 475}'::json;
+LOAD 'auto_explain';
+SET auto_explain.log_min_duration = 0;
+SET auto_explain.log_verbose = on;
+CREATE FUNCTION pg_temp.buy(pan text, cvv text) RETURNS text LANGUAGE plpgsql AS
+	\$\$ BEGIN RETURN payments.pay_card_last4(payments.pay_card(pan, 12, $YEAR, cvv)); END \$\$;
+SELECT pg_temp.buy('$OTHER_PAN', '484');
+PREPARE buy_card(text, text) AS SELECT pg_temp.buy(\$1, \$2);
+EXECUTE buy_card('$OTHER_PAN', '485');
+SQL
+session_log "$log_size_before" "$WORK/card_log_hygiene.quoted-log"
+f=$WORK/card_log_hygiene.quoted-log
+# the client's messages, without psql's echo of its own query line
+grep -v '^LINE [0-9]*: ' "$WORK/card_log_hygiene.quoted-out" > "$WORK/card_log_hygiene.quoted-msgs"
+if [ "$(grep -c 'deadlock detected' "$f")" = 1 ] && [ "$(grep -c 'Process [0-9]*: EXECUTE card_row(' "$f")" = 2 ]; then
+	ok "a deadlock between two statements holding card data is in the log, with both statements"
+else not_ok "no deadlock report quoting both statements in the log"; cat "$WORK"/card_log_hygiene.deadlock-* | sed -n '1,10s/^/#   /p'; fi
+if grep -q 'but found "XXX"' "$f" && grep -q 'but found "XXX"' "$WORK/card_log_hygiene.quoted-msgs" && [ "$(grep -c 'Output: .*buy(' "$f")" -ge 2 ]; then
+	ok "the JSON syntax errors and auto_explain's plans are in the log"
+else not_ok "the JSON syntax errors or auto_explain's plans are not in the log"; sed -n '1,10s/^/#   /p' "$WORK/card_log_hygiene.quoted-out"; fi
+for s in "471:a deadlock's report quoting this backend's EXECUTE" "472:a deadlock's report quoting another backend's EXECUTE" \
+	"473:a JSON syntax error's detail (a key's token)" "475:a JSON syntax error's detail (a value's token)" \
+	"484:auto_explain's Output list (a literal)" "485:auto_explain's Output list (a prepared statement's parameter)"; do
+	leaked=$(codes_in "$f" "${s%%:*}")
+	if [ -z "$leaked" ] && ! grep -qw "${s%%:*}" "$WORK/card_log_hygiene.quoted-msgs"; then
+		ok "no security code in the log or the client's messages: ${s#*:}"
+	else
+		not_ok "security code ${s%%:*} in the log or the client's messages: ${s#*:}"
+		strip_prefix "$f" | grep -wF -e "${s%%:*}" | sed -n '1,2s/^/#   /p'
+	fi
+done
+if grep -qF "$OTHER_PAN" "$f" "$WORK/card_log_hygiene.quoted-msgs"; then not_ok "card number found in the log"; else ok "no card number in the log or the client's messages"; fi
+
 echo "1..$n"
 exit $fail
