@@ -75,6 +75,16 @@ redact_params(char **field)
 	*field = copy;
 }
 
+/* Whether a text lists parameters of which one is a number cut short. */
+static bool
+params_cut_number(const char *field)
+{
+	const char *p;
+
+	return field != NULL && (p = strstr(field, "parameters: $")) != NULL &&
+		card_params_cut_number(p, strlen(p));
+}
+
 /* Digits out of a JSON input error's echo of its input. */
 static void
 redact_json_echo(ErrorData *edata)
@@ -388,6 +398,8 @@ card_emit_log_hook(ErrorData *edata)
 		card_data = true;
 		redact_copy_line(edata->context);
 	}
+	card_data |= params_cut_number(edata->detail) || params_cut_number(edata->detail_log) ||
+		params_cut_number(edata->context);
 	if (card_data)
 	{
 		redact_params(&edata->detail);

@@ -647,6 +647,48 @@ card_redact_params(char *buf, int len)
 }
 
 /*
+ * Whether a bind parameter list has a value cut by log_parameter_max_length
+ * or log_parameter_max_length_on_error (any role may set the latter) that
+ * shows only a number ("$1 = '45320151128...'"): what it was cannot be
+ * told (a card number cut to 11 digits is no digit run of card length),
+ * so the list is masked as a whole, the security code beside it too.
+ */
+bool
+card_params_cut_number(const char *buf, int len)
+{
+	for (int i = 0; i + 1 < len; i++)
+	{
+		int			j,
+					e,
+					ndigits = 0;
+
+		if (buf[i] != '$' || !IS_DIGIT(buf[i + 1]))
+			continue;
+		for (j = i + 1; j < len && IS_DIGIT(buf[j]); j++)
+			;
+		if (j + 3 >= len || strncmp(buf + j, " = '", 4) != 0)
+			continue;
+		e = quoted_end(buf, len, j + 3, false);
+		if (e >= len || e - (j + 4) < 3 || strncmp(buf + e - 3, "...", 3) != 0)
+			continue;
+		for (int k = j + 4; k < e - 3; k++)
+		{
+			if (IS_DIGIT(buf[k]))
+				ndigits++;
+			else if (buf[k] != ' ' && buf[k] != '-')
+			{
+				ndigits = -1;
+				break;
+			}
+		}
+		if (ndigits > 0)
+			return true;
+		i = e;
+	}
+	return false;
+}
+
+/*
  * Mask every digit of an excerpt of input an error echoes: a JSON input
  * error's ("JSON data, line 1: ..." and "Token \"...\" is invalid."),
  * which may hold a card number cut anywhere, and a failed COPY's input

@@ -12,6 +12,7 @@
 
 extern bool card_redact(char *buf, int len);
 extern bool card_redact_params(char *buf, int len);
+extern bool card_params_cut_number(const char *buf, int len);
 extern bool card_redact_excerpt(char *buf, int len);
 extern bool card_redact_statement(char *buf, int len);
 extern bool card_redact_plan(char *buf, int len);

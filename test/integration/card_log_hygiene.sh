@@ -442,5 +442,26 @@ for s in "471:a deadlock's report quoting this backend's EXECUTE" "472:a deadloc
 done
 if grep -qF "$OTHER_PAN" "$f" "$WORK/card_log_hygiene.quoted-msgs"; then not_ok "card number found in the log"; else ok "no card number in the log or the client's messages"; fi
 
+# Bind parameters cut by log_parameter_max_length_on_error (any role may
+# set it): an error's context lists them ("unnamed portal with parameters:
+# $1 = '49163385060...', $2 = '476'"), the card number cut short of a digit
+# run of card length, and the statement calls no pay_card (before: the
+# code 476 and 11 of the number's digits in the log).  A list with a
+# number cut short is masked as a whole.
+log_size_before=$(stat -c %s "$LOG")
+printf '%s\n' "SET log_parameter_max_length_on_error = 11;" \
+	"SELECT length(:pan) / (length(:cvv) - 3);" > "$WORK/card_log_hygiene.cut.sql"
+chmod 644 "$WORK/card_log_hygiene.cut.sql"
+as_pg "$PG_BINDIR/pgbench" -n -h "$WORK/sock" -p "$PORT" -U postgres -M extended -t 1 \
+	-D pan="$OTHER_PAN" -D cvv=476 -f "$WORK/card_log_hygiene.cut.sql" payments > "$WORK/card_log_hygiene.cut-out" 2>&1
+session_log "$log_size_before" "$WORK/card_log_hygiene.cut-log"
+f=$WORK/card_log_hygiene.cut-log
+if grep -q 'division by zero' "$f" && grep -q 'portal with parameters: \$1 = ' "$f"; then
+	ok "an error's context lists the cut parameters"
+else not_ok "no error listing the cut parameters in the log"; sed -n '1,6s/^/#   /p' "$WORK/card_log_hygiene.cut-out"; fi
+if [ -z "$(codes_in "$f" 476)" ] && ! grep -qF "${OTHER_PAN:0:8}" "$f"; then
+	ok "no security code or card digits among parameters cut short"
+else not_ok "card data among parameters cut short"; grep -F 'parameters' "$f" | sed -n '1,2s/^/#   /p'; fi
+
 echo "1..$n"
 exit $fail
