@@ -361,8 +361,12 @@ settle >/dev/null
 # gateway refunded
 uo=$(uqm -c "SELECT operation_id FROM pay_refund(payment_id => $pu, amount => '5.00 USD')")
 ufinal() { [ "$(uqm -c "SELECT status IN ('succeeded', 'failed') FROM pay_payment_operations($pu) WHERE operation_id = $uo")" = t ] && echo yes; }
-is "$(poll_value 30 ufinal)" yes "0.1.0: a refund of 5.00 after settlement reached a final state"
+# 0.1.0 sends it once its worker has learned the settlement, on its own
+# schedule: on a busy machine that may come only after the update, which
+# must then finish it; either way it is counted once
+poll_value 30 ufinal >/dev/null
 u0=$(uqm -c "SELECT status FROM pay_payment_operations($pu) WHERE operation_id = $uo")
+ok "$([ -n "$u0" ] && echo 0 || echo 1)" "0.1.0: a refund of 5.00 after settlement was accepted ($u0)"
 comment "0.1.0: the refund of 5.00 after settlement: $u0, $(umoney "$pu"), gateway: $(sim_ledger "R$UTAG$uo")"
 # the update: stop, install this build, start, ALTER EXTENSION payments UPDATE
 cluster_stop "$UP"
@@ -370,9 +374,11 @@ as_root make -C "$REPO_ROOT" -s install PG_CONFIG="$PGC" DESTDIR="$UP/pg" >/dev/
 cluster_start "$UP"
 uq payments -qc 'ALTER EXTENSION payments UPDATE'
 is "$(uq payments -Atc "SELECT extversion FROM pg_extension WHERE extname = 'payments'")" 0.2.0 "0.2.0: updated"
+is "$(poll_value 60 ufinal)" yes "0.2.0: the refund of 5.00 made under 0.1.0 reached a final state (was: $u0)"
+u0=$(uqm -c "SELECT status FROM pay_payment_operations($pu) WHERE operation_id = $uo")
 uref=$(uqm -c "SELECT amount_refunded FROM pay_get_payment($pu)")
 is "$uref|$([ "$u0" = succeeded ] && sim_ledger "R$UTAG$uo")" "$([ "$u0" = succeeded ] && echo '5.00 USD|refund 5.00' || echo '0.00 USD|')" \
-	"0.2.0: amount_refunded is what the gateway refunded under 0.1.0"
+	"0.2.0: amount_refunded is what the gateway refunded for the 0.1.0 refund"
 rest=$(uqm -c "SELECT '60.00 USD'::pay_amount - '25.00 USD'::pay_amount - amount_refunded FROM pay_get_payment($pu)")
 day 7
 uqm -c "SELECT operation_id FROM pay_refund(payment_id => $pu, amount => '25.00 USD')" >"$UP/r1" 2>&1 &
