@@ -96,8 +96,11 @@ q -c "SELECT status FROM pay_wait_payment_method($PM, '10 s')" >/dev/null
 SID=$(q -c "SELECT subscription_id FROM pay_create_subscription(customer_id => $CID, price => '30.00 USD', interval_unit => 'month', trial_days => 3)")
 is "$(q -c "SELECT status FROM pay_get_subscription($SID)")" trialing "trialing"
 # the trial ends; the billing run invoices period 0 and queues its charge;
-# in the same transaction (the charge not sent yet) a downgrade, invoice_now
-got=$(q -c "SELECT pay_set_test_clock('2095-04-14 00:00+00')" -c "BEGIN" \
+# in the same transaction (the charge not sent yet) a downgrade, invoice_now.
+# The clock moves in that transaction too: moved before it, its COMMIT
+# wakes the billing process, whose own run could invoice, charge and see
+# the decline first (past_due: seen once in a full-suite run)
+got=$(q -c "BEGIN" -c "SELECT pay_set_test_clock('2095-04-14 00:00+00')" \
 	-c "SELECT pay_run_renewals()" \
 	-c "SELECT 1 FROM pay_change_subscription($SID, price => '15.00 USD', proration => 'invoice_now')" \
 	-c "SELECT s.status || '|' || i.status || '|' || i.amount FROM pay_get_subscription($SID) s, payments.invoices i WHERE i.merchant_id = $M AND i.subscription_id = $SID AND i.kind = 'renewal' AND i.period_index = 0" \
