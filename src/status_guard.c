@@ -364,6 +364,28 @@ event_layout(EntitySpec *spec, Relation rel)
 }
 
 /*
+ * The row's values ($1... as write_event() gathers them) that the SPI
+ * path's event INSERT takes, in its order: merchant_id, the event type,
+ * correlation_id, then payment_id and operation_id where the entity has
+ * them (the data comes last).  Returns how many.
+ */
+#define EVENT_ROW_PARAMS 5
+static int
+event_sources(const EntitySpec *spec, int *from)
+{
+	int			n = 0;
+
+	from[n++] = 1;
+	from[n++] = 2;
+	from[n++] = 3;
+	if (spec->payment_param)
+		from[n++] = spec->payment_param;
+	if (spec->operation_param)
+		from[n++] = spec->operation_param;
+	return n;
+}
+
+/*
  * The SPI path's event INSERT (connected to SPI), made on first use, with
  * the parameters it uses only: $1 merchant_id, $2 the event type, $3
  * correlation_id, then payment_id and operation_id where the entity has
@@ -375,8 +397,9 @@ static SPIPlanPtr
 event_plan(EntitySpec *spec)
 {
 	StringInfoData sql;
-	Oid			types[6];
-	int			n = 3;
+	int			from[EVENT_ROW_PARAMS];
+	Oid			types[EVENT_ROW_PARAMS + 1];
+	int			n;
 
 	if (spec->plan != NULL)
 		return spec->plan;
@@ -386,21 +409,17 @@ event_plan(EntitySpec *spec)
 		appendStringInfoString(&sql, ", payment_id");
 	if (spec->operation_param)
 		appendStringInfoString(&sql, ", operation_id");
-	appendStringInfoString(&sql, ", data) VALUES ($1, $2, $3");
-	memcpy(types, spec->types, sizeof(Oid) * 3);
-	if (spec->payment_param)
+	appendStringInfoString(&sql, ", data) VALUES ($1");
+	n = event_sources(spec, from);
+	for (int i = 0; i < n; i++)
 	{
-		types[n++] = spec->types[spec->payment_param - 1];
-		appendStringInfo(&sql, ", $%d", n);
+		types[i] = spec->types[from[i] - 1];
+		if (i > 0)
+			appendStringInfo(&sql, ", $%d", i + 1);
 	}
-	if (spec->operation_param)
-	{
-		types[n++] = spec->types[spec->operation_param - 1];
-		appendStringInfo(&sql, ", $%d", n);
-	}
-	types[n++] = JSONBOID;
-	appendStringInfo(&sql, ", $%d)", n);
-	spec->plan = keep_plan(sql.data, n, types);
+	types[n] = JSONBOID;
+	appendStringInfo(&sql, ", $%d)", n + 1);
+	spec->plan = keep_plan(sql.data, n + 1, types);
 	pfree(sql.data);
 	return spec->plan;
 }
@@ -413,16 +432,13 @@ static void
 event_args(EntitySpec *spec, const Datum *values, const bool *isnull, Datum data,
 		   Datum *args, char *nulls)
 {
-	int			n = 0;
-	int			from[5] = {1, 2, 3, spec->payment_param, spec->operation_param};
+	int			from[EVENT_ROW_PARAMS];
+	int			n = event_sources(spec, from);
 
-	for (int i = 0; i < (int) lengthof(from); i++)
+	for (int i = 0; i < n; i++)
 	{
-		if (from[i] == 0)
-			continue;
-		args[n] = values[from[i] - 1];
-		nulls[n] = isnull[from[i] - 1] ? 'n' : ' ';
-		n++;
+		args[i] = values[from[i] - 1];
+		nulls[i] = isnull[from[i] - 1] ? 'n' : ' ';
 	}
 	args[n] = data;
 	nulls[n] = ' ';
@@ -593,8 +609,8 @@ write_event(EntitySpec *spec, HeapTuple tuple, TupleDesc desc, const char *entit
 {
 	Datum		values[MAX_EVENT_KEYS + 3];
 	bool		isnull[MAX_EVENT_KEYS + 3];
-	Datum		args[6];		/* the SPI path's parameters */
-	char		nulls[6];
+	Datum		args[EVENT_ROW_PARAMS + 1];	/* the SPI path's parameters */
+	char		nulls[EVENT_ROW_PARAMS + 1];
 	DirectTable *events;
 	int			saved_plan_cache_mode;
 	int			rc;
