@@ -30,6 +30,7 @@
 #include "free_text.h"
 #include "payments.h"
 #include "shmem.h"
+#include "time_slice.h"
 #include "audit.h"
 #include "wake.h"
 #include "billing_worker.h"
@@ -344,6 +345,7 @@ _PG_init(void)
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
+	time_slice_define();
 	core_dumps_init();
 	MarkGUCPrefixReserved("payments");
 

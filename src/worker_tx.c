@@ -25,6 +25,7 @@
 
 #include "payments.h"
 #include "shmem.h"
+#include "time_slice.h"
 #include "worker.h"
 #include "worker_tx.h"
 
@@ -368,6 +369,7 @@ loop_start(MemoryContext loop_cxt)
 		ProcessConfigFile(PGC_SIGHUP);
 		if (lock_waits_limited)
 			limit_lock_waits();
+		time_slice_reload();
 	}
 }
 
