@@ -208,6 +208,19 @@ executes_pay_card(const char *s)
 	return ps != NULL && mentions_pay_card(ps->plansource->query_string);
 }
 
+/*
+ * Whether this backend's statement stmt holds card data: text card_redact
+ * masks in it (masked says whether it did), a call of pay_card, or an
+ * EXECUTE of a prepared statement that calls it.  Such a statement loses
+ * every digit of its literals wherever it is shown (card_redact_statement):
+ * here in messages, and in pg_stat_activity (card_query_text.c).
+ */
+bool
+card_statement_holds_card(const char *stmt, bool masked)
+{
+	return masked || mentions_pay_card(stmt) || executes_pay_card(stmt);
+}
+
 /* Mask the digits of the statement stmt wherever the text quotes it. */
 static void
 redact_statement_in(char **field, const char *stmt)
@@ -364,14 +377,9 @@ card_emit_log_hook(ErrorData *edata)
 	{
 		char	   *stmt = card_redacted_copy(debug_query_string);
 
+		card_data = card_statement_holds_card(debug_query_string, stmt != NULL);
 		if (stmt != NULL)
-		{
-			card_data = true;
 			pfree(stmt);
-		}
-		else
-			card_data = mentions_pay_card(debug_query_string) ||
-				executes_pay_card(debug_query_string);
 		if (card_data)
 		{
 			edata->hide_stmt = true;

@@ -23,6 +23,19 @@
  * Loaded the other way round, pg_stat_statements sees the raw text: a
  * WARNING at start says so (payments.c).
  *
+ * The same hooks mask what pg_stat_activity.query shows of this backend's
+ * statement (debug_query_string) once it is known to hold card data
+ * (card_statement_holds_card: any role granted pg_read_all_stats reads
+ * it): PostgreSQL publishes the text as received when a message arrives
+ * (a simple query; and a Parse, Bind and Execute, each again), before any
+ * hook runs; the first hook that sees the statement overwrites the text in
+ * place, with every digit of its literals masked (the text's length, its
+ * query_start, state_change and query_id unchanged).  post_parse_analyze
+ * sees a simple query and a Parse, ExecutorStart a Bind of a statement
+ * parsed earlier, ExecutorRun an Execute (which publishes a copy of the
+ * text), ProcessUtility a utility statement.  A statement without card
+ * data is scanned once per publication.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -30,15 +43,80 @@
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "parser/analyze.h"
+#include "pgstat.h"
+#include "tcop/tcopprot.h"
 #include "tcop/utility.h"
+#include "utils/backend_status.h"
 #include "utils/varlena.h"
 
+#include "card.h"
 #include "card_query_text.h"
 #include "card_redact.h"
 
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 static post_parse_analyze_hook_type prev_post_parse_analyze = NULL;
 static ExecutorEnd_hook_type prev_ExecutorEnd = NULL;
+static ExecutorStart_hook_type prev_ExecutorStart = NULL;
+static ExecutorRun_hook_type prev_ExecutorRun = NULL;
+
+/*
+ * The last publication of this backend's statement found to hold no card
+ * data: the text (debug_query_string) and when it was published
+ * (st_activity_start_timestamp, set by every publication).
+ */
+static const char *clean_text = NULL;
+static TimestampTz clean_published = 0;
+
+/*
+ * Mask pg_stat_activity's text of this backend's statement when text is
+ * that statement (debug_query_string) and holds card data.  masked is
+ * text as card_redact masks it, or NULL if it masks nothing; unknown says
+ * that masked was not computed.
+ */
+static void
+mask_activity(const char *text, char *masked, bool unknown)
+{
+	volatile PgBackendStatus *beentry = MyBEEntry;
+	char	   *shown;
+	int			len;
+
+	if (text == NULL || debug_query_string == NULL || beentry == NULL ||
+		!pgstat_track_activities)
+		return;
+	/* an Execute message publishes (and runs) a copy of the portal's text */
+	if (text != debug_query_string && strcmp(text, debug_query_string) != 0)
+		return;
+	text = debug_query_string;
+	/* once per publication: what is shown must still be the text itself */
+	len = Min(strlen(text), pgstat_track_activity_query_size - 1);
+	if ((clean_text == text && clean_published == beentry->st_activity_start_timestamp) ||
+		memcmp((const char *) beentry->st_activity_raw, text, len) != 0)
+		return;
+	if (unknown)
+		masked = card_redacted_copy(text);
+	if (!card_statement_holds_card(text, masked != NULL))
+		shown = NULL;
+	else
+	{
+		/* the whole text is masked before it is cut, as a literal may be */
+		shown = masked != NULL ? pstrdup(masked) : pstrdup(text);
+		if (!card_redact_statement(shown, strlen(shown)) && masked == NULL)
+		{
+			pfree(shown);		/* pay_card($1, ...): nothing to mask */
+			shown = NULL;
+		}
+	}
+	if (shown == NULL)
+	{
+		clean_text = text;
+		clean_published = beentry->st_activity_start_timestamp;
+		return;
+	}
+	PGSTAT_BEGIN_WRITE_ACTIVITY(beentry);
+	memcpy((char *) beentry->st_activity_raw, shown, len);
+	PGSTAT_END_WRITE_ACTIVITY(beentry);
+	pfree(shown);
+}
 
 static void
 card_ProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
@@ -47,6 +125,7 @@ card_ProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTr
 {
 	char	   *masked = queryString ? card_redacted_copy(queryString) : NULL;
 
+	mask_activity(queryString, masked, false);
 	if (masked != NULL)
 		queryString = masked;
 	if (prev_ProcessUtility)
@@ -64,8 +143,12 @@ card_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
 	char	   *masked;
 
 	if (prev_post_parse_analyze == NULL)
+	{
+		mask_activity(saved, NULL, true);
 		return;
+	}
 	masked = saved ? card_redacted_copy(saved) : NULL;
+	mask_activity(saved, masked, false);
 	if (masked == NULL)
 	{
 		prev_post_parse_analyze(pstate, query, jstate);
@@ -81,6 +164,27 @@ card_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
 		pstate->p_sourcetext = saved;
 	}
 	PG_END_TRY();
+}
+
+static void
+card_ExecutorStart(QueryDesc *queryDesc, int eflags)
+{
+	mask_activity(queryDesc->sourceText, NULL, true);
+	if (prev_ExecutorStart)
+		prev_ExecutorStart(queryDesc, eflags);
+	else
+		standard_ExecutorStart(queryDesc, eflags);
+}
+
+static void
+card_ExecutorRun(QueryDesc *queryDesc, ScanDirection direction, uint64 count,
+				 bool execute_once)
+{
+	mask_activity(queryDesc->sourceText, NULL, true);
+	if (prev_ExecutorRun)
+		prev_ExecutorRun(queryDesc, direction, count, execute_once);
+	else
+		standard_ExecutorRun(queryDesc, direction, count, execute_once);
 }
 
 static void
@@ -110,6 +214,10 @@ card_query_text_init(void)
 	post_parse_analyze_hook = card_post_parse_analyze;
 	prev_ExecutorEnd = ExecutorEnd_hook;
 	ExecutorEnd_hook = card_ExecutorEnd;
+	prev_ExecutorStart = ExecutorStart_hook;
+	ExecutorStart_hook = card_ExecutorStart;
+	prev_ExecutorRun = ExecutorRun_hook;
+	ExecutorRun_hook = card_ExecutorRun;
 }
 
 /* "$libdir/pg_stat_statements.so" -> "pg_stat_statements" */

@@ -35,10 +35,13 @@ cores() { as_root find "$dir/data" -maxdepth 1 -name 'core*' -type f | wc -l; }
 # SIGSEGV (the postmaster restarts the others); waits until the server
 # takes connections again
 crash_backend() {
-	local pid="" stmt=${1:-SELECT pg_sleep(60)}
+	local pid="" stmt=${1:-SELECT pg_sleep(60)} re
+	# a statement holding a card shows in pg_stat_activity with the digits
+	# of its literals masked: each digit of it is itself or X
+	re=$(sed -e 's/[][\\.^$*+?(){}|]/\\&/g' -e 's/[0-9]/[&X]/g' <<<"$stmt")
 	sql payments -c "$stmt" >/dev/null 2>&1 &
 	for _ in $(seq 100); do
-		pid=$(sql payments -Atc "SELECT pid FROM pg_stat_activity WHERE query = \$q\$$stmt\$q\$") && [ -n "$pid" ] && break
+		pid=$(sql payments -Atc "SELECT pid FROM pg_stat_activity WHERE query ~ \$q\$^$re\$q\$") && [ -n "$pid" ] && break
 		sleep 0.1
 	done
 	[ -n "$pid" ] || die "the sleeping backend did not start"
