@@ -44,6 +44,9 @@
 #include "card.h"
 #include "card_redact.h"
 
+/* the class of a SQLSTATE (its first two characters), as a SQLSTATE */
+#define SQLSTATE_CLASS(sqlerrcode)	ERRCODE_TO_CATEGORY(sqlerrcode)
+
 static emit_log_hook_type prev_emit_log_hook = NULL;
 
 /* Mask one text of the message (a copy: the original may be shared). */
@@ -272,6 +275,45 @@ redact_sql_quotes(char *field)
 }
 
 /*
+ * An error about a value (SQLSTATE class 22, data exception) echoes the
+ * value it refused between double quotes ("invalid input syntax for type
+ * integer: \"477x\"", "value \"...\" is out of range"), and an integrity
+ * error (class 23) the values of the row or key in its detail ("Failing
+ * row contains (...)", "Key (id)=(...) already exists"): in a statement
+ * that holds card data, that value can be a security code or a number
+ * typed wrong.  The message's quoted part and the detail's values lose
+ * their digits; other errors (a name in "column \"c1\" does not exist")
+ * keep theirs.
+ */
+static void
+redact_echoed_value(ErrorData *edata)
+{
+	int			class = SQLSTATE_CLASS(edata->sqlerrcode);
+	char	   *copy;
+	char	   *p;
+
+	if (class == ERRCODE_DATA_EXCEPTION && edata->message != NULL &&
+		(p = strchr(edata->message, '"')) != NULL)
+	{
+		char	   *last = strrchr(edata->message, '"');
+
+		copy = pstrdup(edata->message);
+		(void) card_redact_excerpt(copy + (p - edata->message), last - p);
+		edata->message = copy;
+	}
+	if (class == ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION && edata->detail != NULL &&
+		((p = strstr(edata->detail, "Failing row contains (")) != NULL ||
+		 (p = strstr(edata->detail, ")=(")) != NULL))
+	{
+		copy = pstrdup(edata->detail);
+		p = copy + (p - edata->detail);
+		p += (*p == 'F') ? strlen("Failing row contains (") : strlen(")=(");
+		(void) card_redact_excerpt(p, strlen(p));
+		edata->detail = copy;
+	}
+}
+
+/*
  * Whether a statement of another process holds card data: a card number,
  * a call of pay_card, or an EXECUTE (that process's prepared statements
  * cannot be looked up here: its arguments may be a card's).
@@ -392,6 +434,7 @@ card_emit_log_hook(ErrorData *edata)
 				edata->context = pstrdup(edata->context);
 				redact_sql_quotes(edata->context);
 			}
+			redact_echoed_value(edata);
 		}
 	}
 	/* (before the card numbers in them are masked: they tell) */

@@ -783,17 +783,18 @@ card_redact_statement(char *buf, int len)
 
 /*
  * Mask the digits of every quoted literal ('...') in buf[0..len), whatever
- * it holds; quoted names ("...") keep theirs.
+ * it holds; quoted names ("...") keep theirs, unless names is false (the
+ * contents of a JSON string, whose double quotes are escaped).
  */
 static bool
-mask_literal_digits(char *buf, int len)
+mask_literal_digits(char *buf, int len, bool names)
 {
 	bool		masked = false;
 	int			i = 0;
 
 	while (i < len)
 	{
-		if (buf[i] == '"')
+		if (buf[i] == '"' && names)
 			i = quoted_end(buf, len, i, false) + 1;
 		else if (buf[i] == '\'')
 		{
@@ -809,18 +810,58 @@ mask_literal_digits(char *buf, int len)
 }
 
 /*
+ * Mask the contents of every JSON string in buf[0..len) (a value of a plan
+ * in the json or yaml format, which quote strings so): as a statement when
+ * statement is true (an item of an Output list), else the digits of its
+ * quoted literals.
+ */
+static bool
+mask_json_strings(char *buf, int len, bool statement)
+{
+	bool		masked = false;
+	int			i = 0;
+
+	while (i < len)
+	{
+		int			e;
+
+		if (buf[i] != '"')
+		{
+			i++;
+			continue;
+		}
+		for (e = i + 1; e < len && buf[e] != '"'; e++)
+		{
+			if (buf[e] == '\\')
+				e++;
+		}
+		e = Min(e, len);
+		if (statement)
+			masked |= card_redact_statement(buf + i + 1, e - i - 1);
+		else
+			masked |= mask_literal_digits(buf + i + 1, e - i - 1, false);
+		i = e + 1;
+	}
+	return masked;
+}
+
+/*
  * Mask the constants of a plan that auto_explain logs for a statement that
  * holds card data (its "Output:" lists and conditions deparse them:
  * "Output: buy('XXXX'::text, '484'::text)", the security code a short
  * literal; a custom plan of a prepared statement shows its parameters so).
  * The digits of every quoted literal are masked, and every number of an
- * "Output:" line (text format); the costs, row counts and times keep
- * theirs.
+ * Output list; the costs, row counts and times keep theirs.  In the text
+ * and xml formats a line is "Output: ..." or "<Item>...</Item>" and
+ * quotes literals as SQL does; the json and yaml formats put every string
+ * in double quotes ("Output": ["..."], and yaml's "Output: " followed by
+ * lines "- \"...\"").
  */
 bool
 card_redact_plan(char *buf, int len)
 {
 	bool		masked = false;
+	bool		output_list = false;
 	int			i = 0;
 
 	while (i < len)
@@ -828,13 +869,43 @@ card_redact_plan(char *buf, int len)
 		char	   *nl = memchr(buf + i, '\n', len - i);
 		int			end = nl != NULL ? (int) (nl - buf) : len;
 		int			k = i;
+		int			n;
+		const char *value;
 
 		while (k < end && (buf[k] == ' ' || buf[k] == '\t'))
 			k++;
-		if (end - k > 8 && strncmp(buf + k, "Output: ", 8) == 0)
-			masked |= card_redact_statement(buf + k + 8, end - k - 8);
+		n = end - k;
+		if (n > 8 && strncmp(buf + k, "Output: ", 8) == 0)
+			masked |= card_redact_statement(buf + k + 8, n - 8);
+		else if (n > 0 && buf[k] == '"')
+		{
+			/* json: "Key": value, the key's string first */
+			int			v = k + 1;
+
+			while (v < end && buf[v] != '"')
+				v += (buf[v] == '\\') ? 2 : 1;
+			v = Min(v + 1, end);
+			masked |= mask_json_strings(buf + v, end - v,
+										n > 11 && strncmp(buf + k, "\"Output\": [", 11) == 0);
+		}
+		else if (n > 2 && strncmp(buf + k, "- \"", 3) == 0)
+		{
+			/* yaml: an item of a list */
+			masked |= mask_json_strings(buf + k + 2, n - 2, output_list);
+			i = end + 1;
+			continue;
+		}
+		else if (n > 0 && buf[end - 1] == '"' &&
+				 (value = memchr(buf + k, ':', n)) != NULL && value + 2 < buf + end &&
+				 value[1] == ' ' && value[2] == '"')
+		{
+			/* yaml: Key: "..." */
+			masked |= mask_json_strings((char *) value + 2, buf + end - value - 2, false);
+		}
 		else
-			masked |= mask_literal_digits(buf + i, end - i);
+			masked |= mask_literal_digits(buf + i, end - i, true);
+		/* yaml: "Output: " alone on its line, its items on the next ones */
+		output_list = (n == 7 || n == 8) && strncmp(buf + k, "Output:", 7) == 0;
 		i = end + 1;
 	}
 	return masked;
