@@ -24,7 +24,10 @@
  *	  its detail quotes), and so does the
  *	  input line a failed COPY quotes when it holds a card number;
  *	- auto_explain's plan of such a statement loses the digits of its
- *	  quoted constants and Output lists;
+ *	  quoted constants and Output lists, in every log_format;
+ *	- an error in such a statement about a value (class 22) loses the
+ *	  digits of the value it quotes, an integrity error (class 23) those
+ *	  of the values its detail lists;
  *	- other processes' statements that a message quotes (a deadlock's
  *	  report, a crashed backend's) lose the digits of their literals when
  *	  they hold card data or are an EXECUTE;

@@ -34,7 +34,7 @@
  * sees a simple query and a Parse, ExecutorStart a Bind of a statement
  * parsed earlier, ExecutorRun an Execute (which publishes a copy of the
  * text), ProcessUtility a utility statement.  A statement without card
- * data is scanned once per publication.
+ * data is scanned once (clean_text).
  *
  *-------------------------------------------------------------------------
  */
@@ -43,6 +43,7 @@
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "parser/analyze.h"
+#include "parser/scansup.h"
 #include "pgstat.h"
 #include "tcop/tcopprot.h"
 #include "tcop/utility.h"
@@ -60,12 +61,13 @@ static ExecutorStart_hook_type prev_ExecutorStart = NULL;
 static ExecutorRun_hook_type prev_ExecutorRun = NULL;
 
 /*
- * The last publication of this backend's statement found to hold no card
- * data: the text (debug_query_string) and when it was published
- * (st_activity_start_timestamp, set by every publication).
+ * The last text of this backend's statements found to hold no card data
+ * (up to CLEAN_TEXT_MAX bytes, in TopMemoryContext): its next publications
+ * (a Bind and an Execute of it, or its next run) are not scanned again.
+ * Not an EXECUTE, whose prepared statement can be prepared anew.
  */
-static const char *clean_text = NULL;
-static TimestampTz clean_published = 0;
+#define CLEAN_TEXT_MAX	8192
+static char *clean_text = NULL;
 
 /*
  * Mask pg_stat_activity's text of this backend's statement when text is
@@ -89,8 +91,8 @@ mask_activity(const char *text, char *masked, bool unknown)
 	text = debug_query_string;
 	/* once per publication: what is shown must still be the text itself */
 	len = Min(strlen(text), pgstat_track_activity_query_size - 1);
-	if ((clean_text == text && clean_published == beentry->st_activity_start_timestamp) ||
-		memcmp((const char *) beentry->st_activity_raw, text, len) != 0)
+	if (memcmp((const char *) beentry->st_activity_raw, text, len) != 0 ||
+		(clean_text != NULL && strcmp(clean_text, text) == 0))
 		return;
 	if (unknown)
 		masked = card_redacted_copy(text);
@@ -108,8 +110,16 @@ mask_activity(const char *text, char *masked, bool unknown)
 	}
 	if (shown == NULL)
 	{
-		clean_text = text;
-		clean_published = beentry->st_activity_start_timestamp;
+		const char *s = text;
+
+		while (scanner_isspace(*s))
+			s++;
+		if (strlen(text) <= CLEAN_TEXT_MAX && pg_strncasecmp(s, "execute", 7) != 0)
+		{
+			if (clean_text != NULL)
+				pfree(clean_text);
+			clean_text = MemoryContextStrdup(TopMemoryContext, text);
+		}
 		return;
 	}
 	PGSTAT_BEGIN_WRITE_ACTIVITY(beentry);
