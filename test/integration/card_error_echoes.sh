@@ -17,26 +17,13 @@
 # Prints TAP.
 set -uo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
+source "$(dirname "$0")/../lib/session_log.sh"
 
 PAN=4532015112830366
 YEAR=$(( $(date -u +%Y) + 3 ))
 LOG="$WORK/postgres.log"
 OUT="$WORK/card_error_echoes.out"
 psql_db() { cluster_psql "$WORK" "$PORT" payments "$@"; }
-# session_log SIZE FILE: what sessions logged after the log had SIZE bytes
-session_log() {
-	sleep 1
-	tail -c +"$(($1 + 1))" "$LOG" |
-		awk '/^[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9] / { keep = ($0 ~ /\] [^ ]+@[^ ]+ /) } keep' > "$2"
-}
-strip_prefix() { sed -E 's/^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9:.]+ [A-Z]+ \[[0-9]+\] //' "$1"; }
-# leaks FILE CODE...: the codes found in FILE (log prefixes aside) as words
-leaks() {
-	local f=$1 c; shift
-	for c in "$@"; do
-		if strip_prefix "$f" | grep -wF -- "$c" >/dev/null; then echo "$c"; fi
-	done
-}
 
 psql_db -c "CREATE TABLE public.card_echo (id int PRIMARY KEY, code int CHECK (code < 0), v text)" \
 	-c "INSERT INTO public.card_echo VALUES (1, -1, ''), (482, -1, '')" \
@@ -118,7 +105,7 @@ for m in 'invalid input syntax for type integer: "XXXx"' 'value "XXXXXXXXXXX" is
 	if grep -qF -- "$m" "$f"; then ok 0 "in the log: $m"; else ok 1 "not in the log: $m"; fi
 done
 for c in 477x 47888888888 479 482 491 492 493 494 496 497 499 $PAN ${PAN:0:6}; do
-	leaked=$(leaks "$f" "$c")
+	leaked=$(codes_in "$f" "$c")
 	if [ -z "$leaked" ] && ! grep -qwF "$c" "$WORK/card_error_echoes.msgs"; then
 		ok 0 "$c is in no log line or message"
 	else

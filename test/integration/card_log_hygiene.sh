@@ -12,6 +12,7 @@
 # security code is in no log line.  Prints TAP.
 set -uo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
+source "$(dirname "$0")/../lib/session_log.sh"
 : "${WORK:?}" "${PORT:?}" "${PG_BINDIR:?}"
 
 DB=card_hygiene
@@ -85,16 +86,6 @@ SELECT pay_card('4532015112830366', 12, $YEAR, '739');
 SELECT pay_card('4916-3385-0608-2832', 12, $YEAR, '846') FROM no_such_table;
 SQL
 
-# Let the logger catch up, then take what this test's sessions added to the
-# log: lines whose prefix names a user@database, and their continuation
-# lines.  Background processes (a checkpoint's "wrote 573 buffers") would
-# otherwise look like security codes.
-# session_log SIZE FILE: what sessions logged after the log had SIZE bytes.
-session_log() {
-	sleep 1
-	tail -c +"$(($1 + 1))" "$LOG" |
-		awk '/^[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9] / { keep = ($0 ~ /\] [^ ]+@[^ ]+ /) } keep' > "$2"
-}
 session_log "$log_size_before" "$WORK/card_log_hygiene.server-log"
 
 # (tap.sh's ok takes an exit status; this test's takes only the text)
@@ -123,15 +114,6 @@ spellings() {
 	echo "$p" | sed -E 's/(....)/\1-/g; s/-$//'
 }
 no_fingerprints() { sed -E 's/[0-9a-f]{64}/<fingerprint>/g'; }
-# log lines without their prefix (timestamp, pid): a CVV could match those
-strip_prefix() { sed -E 's/^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9:.]+ [A-Z]+ \[[0-9]+\] //' "$1"; }
-# codes_in FILE CODE...: prints each code found in FILE as a word
-codes_in() {
-	local f=$1 c; shift
-	for c in "$@"; do
-		if strip_prefix "$f" | grep -wF -- "$c" >/dev/null; then echo "$c"; fi
-	done
-}
 
 for f in "$OUT" "$WORK/card_log_hygiene.server-log"; do
 	what=$([ "$f" = "$OUT" ] && echo "psql output" || echo "server log")
