@@ -851,17 +851,20 @@ mask_json_strings(char *buf, int len, bool statement)
  * "Output: buy('XXXX'::text, '484'::text)", the security code a short
  * literal; a custom plan of a prepared statement shows its parameters so).
  * The digits of every quoted literal are masked, and every number of an
- * Output list; the costs, row counts and times keep theirs.  In the text
- * and xml formats a line is "Output: ..." or "<Item>...</Item>" and
- * quotes literals as SQL does; the json and yaml formats put every string
- * in double quotes ("Output": ["..."], and yaml's "Output: " followed by
- * lines "- \"...\"").
+ * Output list and of the query text (as the statement is masked: a
+ * format's escapes keep it from being found as it was sent); the costs,
+ * row counts and times keep theirs.  In the text and xml formats a line is
+ * "Output: ..." or "<Item>...</Item>" and quotes literals as SQL does; the
+ * json and yaml formats put every string in double quotes ("Output":
+ * ["..."], and yaml's "Output: " followed by lines "- \"...\"").
  */
 bool
 card_redact_plan(char *buf, int len)
 {
 	bool		masked = false;
 	bool		output_list = false;
+	bool		query_text = false;
+	bool		output_items = false;
 	int			i = 0;
 
 	while (i < len)
@@ -886,7 +889,8 @@ card_redact_plan(char *buf, int len)
 				v += (buf[v] == '\\') ? 2 : 1;
 			v = Min(v + 1, end);
 			masked |= mask_json_strings(buf + v, end - v,
-										n > 11 && strncmp(buf + k, "\"Output\": [", 11) == 0);
+										(n > 11 && strncmp(buf + k, "\"Output\": [", 11) == 0) ||
+										(n > 14 && strncmp(buf + k, "\"Query Text\": ", 14) == 0));
 		}
 		else if (n > 2 && strncmp(buf + k, "- \"", 3) == 0)
 		{
@@ -900,7 +904,20 @@ card_redact_plan(char *buf, int len)
 				 value[1] == ' ' && value[2] == '"')
 		{
 			/* yaml: Key: "..." */
-			masked |= mask_json_strings((char *) value + 2, buf + end - value - 2, false);
+			masked |= mask_json_strings((char *) value + 2, buf + end - value - 2,
+										n > 12 && strncmp(buf + k, "Query Text: ", 12) == 0);
+		}
+		else if (n == 8 && strncmp(buf + k, "<Output>", 8) == 0)
+			output_items = true;	/* xml: its <Item>s follow */
+		else if (n == 9 && strncmp(buf + k, "</Output>", 9) == 0)
+			output_items = false;
+		else if (output_items)
+			masked |= card_redact_statement(buf + k, n);
+		else if (query_text || (n >= 12 && strncmp(buf + k, "<Query-Text>", 12) == 0))
+		{
+			/* xml: the query text, on the lines up to its closing tag */
+			masked |= card_redact_statement(buf + k, n);
+			query_text = !(n >= 13 && strncmp(buf + end - 13, "</Query-Text>", 13) == 0);
 		}
 		else
 			masked |= mask_literal_digits(buf + i, end - i, true);

@@ -11,7 +11,9 @@
 #    the value it echoes.
 # 2. auto_explain in its json, yaml and xml formats: the Output list of a
 #    statement holding a card quotes the code passed to a function as a
-#    constant (before: in the log; the text format was masked).
+#    constant, and the query text (escaped by the format, so not found as
+#    the statement is) the code written as a bare number (before: in the
+#    log; the text format was masked).
 # 3. Probes: log_lock_waits between two statements holding card data, a
 #    domain's check failure, a failed COPY of a line holding a card number.
 # Prints TAP.
@@ -55,6 +57,24 @@ SET auto_explain.log_format = xml;
 SELECT pg_temp.buy('$PAN', '493') AS xml_plan;
 SET auto_explain.log_format = text;
 SELECT pg_temp.buy('$PAN', '494') AS text_plan;
+-- a query text the format escapes (a newline, a double quote, a '<'): the
+-- code a bare number in it
+SET auto_explain.log_format = json;
+SELECT pg_temp.buy('$PAN', 501::text) AS "json
+plan";
+SET auto_explain.log_format = yaml;
+SELECT pg_temp.buy('$PAN', 502::text) AS "yaml
+plan";
+SET auto_explain.log_format = xml;
+SELECT pg_temp.buy('$PAN', 503::text) AS xml_plan WHERE 1 < 2;
+-- the code a bare number in the Output list
+CREATE FUNCTION pg_temp.buy_int(pan text, cvv int) RETURNS text LANGUAGE plpgsql AS
+	\$\$ BEGIN RETURN payments.pay_card_last4(payments.pay_card(pan, 12, $YEAR, cvv::text)); END \$\$;
+SELECT pg_temp.buy_int('$PAN', 504) AS xml_plan;
+SET auto_explain.log_format = json;
+SELECT pg_temp.buy_int('$PAN', 505) AS json_plan;
+SET auto_explain.log_format = yaml;
+SELECT pg_temp.buy_int('$PAN', 506) AS yaml_plan;
 RESET auto_explain.log_min_duration;
 -- 3. a domain's check failure, a COPY
 SELECT payments.pay_card_last4(payments.pay_card('$PAN', 12, $YEAR, '495')), '4961'::public.card_code3;
@@ -100,12 +120,13 @@ grep -v '^LINE [0-9]*: ' "$OUT" > "$WORK/card_error_echoes.msgs"
 for m in 'invalid input syntax for type integer: "XXXx"' 'value "XXXXXXXXXXX" is out of range for type integer' \
 	'Failing row contains (X, XXX, XXXX)' 'Key (id)=(XXX) already exists' 'relation "public.card_t4711" does not exist' \
 	'invalid input syntax for type integer: "478x"' 'Failing row contains (3, 483, no card)' \
-	'"Output": ["pg_temp.buy(' '- "pg_temp.buy(' '<Item>pg_temp.buy(' 'Output: pg_temp.buy(' 'card_code3' 'still waiting for' 'extra data after last expected column' \
+	'"Output": ["pg_temp.buy(' '- "pg_temp.buy(' '<Item>pg_temp.buy(' '<Item>pg_temp.buy_int(' 'Output: pg_temp.buy(' 'card_code3' 'still waiting for' 'extra data after last expected column' \
 	'missing data for column "code"'; do
 	if grep -qF -- "$m" "$f"; then ok 0 "in the log: $m"; else ok 1 "not in the log: $m"; fi
 done
-for c in 477x 47888888888 479 482 491 492 493 494 496 497 499 $PAN ${PAN:0:6}; do
-	leaked=$(codes_in "$f" "$c")
+for c in 477x 47888888888 479 482 491 492 493 494 501 502 503 504 505 506 496 497 499 $PAN ${PAN:0:6}; do
+	# (durations aside: a lock wait's "after 496.608 ms")
+	leaked=$(strip_prefix "$f" | sed -E 's/[0-9]+\.[0-9]+ ms//g' | grep -wF -- "$c")
 	if [ -z "$leaked" ] && ! grep -qwF "$c" "$WORK/card_error_echoes.msgs"; then
 		ok 0 "$c is in no log line or message"
 	else
