@@ -107,7 +107,7 @@ data_value_start(const char *buf, int len, int i)
  * not inside a longer word.
  */
 static bool
-mask_secrets(char *buf, int len, SecretStart start, bool token)
+mask_secrets(char *buf, int len, SecretStart start, char first, bool token)
 {
 	bool		masked = false;
 
@@ -116,7 +116,9 @@ mask_secrets(char *buf, int len, SecretStart start, bool token)
 		int			from;
 		int			j;
 
-		if ((i > 0 && IS_KEY_CHAR(buf[i - 1])) || (from = start(buf, len, i)) < 0)
+		/* first: the prefix's first letter, in lower case */
+		if ((buf[i] | 0x20) != first || (i > 0 && IS_KEY_CHAR(buf[i - 1])) ||
+			(from = start(buf, len, i)) < 0)
 			continue;
 		for (j = from; j < len && (token ? IS_TOKEN(buf[j]) : IS_KEY_CHAR(buf[j])); j++)
 			;
@@ -136,8 +138,8 @@ secret_redact(char *buf, int len)
 {
 	bool		masked = false;
 
-	masked |= mask_secrets(buf, len, api_key_start, false);
-	masked |= mask_secrets(buf, len, bearer_start, true);
-	masked |= mask_secrets(buf, len, data_value_start, true);
+	masked |= mask_secrets(buf, len, api_key_start, 'p', false);
+	masked |= mask_secrets(buf, len, bearer_start, 'b', true);
+	masked |= mask_secrets(buf, len, data_value_start, 'd', true);
 	return masked;
 }
