@@ -1752,11 +1752,17 @@ gateway_interpret(GatewayOp *op, bool *follow_up)
 	else if (op->stage == STAGE_DECIDE &&
 			 (op->http.outcome != HTTP_COMPLETED || op->http.http_status != 200))
 	{
-		/* only a question was asked: the operation itself was never sent */
+		/*
+		 * Only a question was asked: the operation itself was never sent,
+		 * whatever became of the question (no answer, or a 5xx), so the
+		 * attempt does not count.  Counted, a gateway answering 503 for
+		 * a day made dead letters of every queued refund and void; the
+		 * circuit breaker paces the questions.
+		 */
 		gateway_set_outcome_later(op, 1000, 300000, OUTCOME_RETRY,
 								  op->http.outcome != HTTP_COMPLETED ? op->http.error :
 								  psprintf("HTTP status %ld from the gateway", op->http.http_status));
-		op->result.unreached = op->http.outcome != HTTP_COMPLETED;
+		op->result.unreached = true;
 	}
 	else if (op->http.outcome == HTTP_NOT_SENT &&
 			 (op->stage == STAGE_CONFIRM || op->stage == STAGE_LOOKUP ||
