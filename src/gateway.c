@@ -1019,6 +1019,19 @@ interpret_send(GatewayOp *op, bool *follow_up)
 							"the gateway no longer has an unsettled transaction to void (reason 16): if the payment has settled meanwhile, refund it instead (pay_refund)");
 		return;
 	}
+	if (strcmp(op->kind, "refund") == 0 && r.reason_code == 54 &&
+		op->learned_settled_at != NULL && op->learned_settled_at[0] != '\0')
+	{
+		/*
+		 * A settled capture refused a refund: past the refund window, most
+		 * likely.  Said plainly, with the settlement date the question
+		 * before it learned (the reason text alone names no cause).
+		 */
+		gateway_set_outcome(op, OUTCOME_ERROR,
+							psprintf("the gateway refuses to refund transaction %s, settled at %s (reason 54): Authorize.Net refunds a settled transaction only within 180 days of its settlement (120 by older documents); past that, the money must be returned some other way",
+									 op->learned_trans_id ? op->learned_trans_id : "", op->learned_settled_at));
+		return;
+	}
 	gateway_set_outcome(op, OUTCOME_ERROR, NULL);
 }
 

@@ -10,7 +10,8 @@
 #    171 and 191 days past the capture: a refund asks the gateway
 #    (getTransactionDetails), finds the capture settled and goes out, up to
 #    the refund window (180 days); past it the gateway's refusal (reason
-#    54) is recorded, and the payment stays as it was.  A partial refund
+#    54) is recorded, its last_error naming the settlement time and the
+#    window, and the payment stays as it was.  A partial refund
 #    made before settlement waits, and goes out once it asks again.
 #    Money agrees to the cent in rows, events and the simulator's ledger.
 # 3. An outage: the gateway answers 503 to everything for a while as
@@ -132,6 +133,8 @@ days 20
 op=$(refund "$pd")
 ok "$(passed op_is "$op" failed)" "1: 190 days after settlement the refund fails, not waits"
 is "$(q -c "SELECT reason_code FROM pay_payment_operations($pd) WHERE operation_id = $op")" 54 "1: with the gateway's reason 54"
+like "$(q -c "SELECT last_error FROM pay_payment_operations($pd) WHERE operation_id = $op")" '180 days' \
+	"1: its recorded reason names the refund window"
 is "$(money "$pd")" "succeeded|0.00 USD|-|-" "1: nothing refunded, no refund event"
 is "$(refunds "$pd")" ";" "1: the gateway refunded nothing"
 is "$(q -c "SELECT count(*) FROM payments.operations WHERE merchant_id = $M AND status IN ('queued', 'sending', 'unknown', 'waiting_settlement', 'dead')")" 0 \
