@@ -666,16 +666,18 @@ gateway_op_is_check(const GatewayOp *op)
 
 /*
  * A settlement check of one merchant: which of these captures (transIds,
- * all captured at captured_from or later) settled, from the batch lists.
- * False when there is nothing to ask.
+ * captured at captured_at[i]) settled, from the batch lists; mark: what the
+ * merchant's last complete check left (settlement.h), or NULL.  False when
+ * there is nothing to ask.
  */
 bool
-gateway_build_settlement_scan(GatewayOp *op, char **trans_ids, int n, TimestampTz captured_from)
+gateway_build_settlement_scan(GatewayOp *op, char **trans_ids, const TimestampTz *captured_at,
+							  int n, const SettlementMark *mark)
 {
 	op->stage = STAGE_SETTLEMENT;
 	set_ref_id(op);
 	op->settlement = palloc0(sizeof(SettlementCheck));
-	if (settlement_check_begin(op->settlement, trans_ids, n, captured_from) != SETTLEMENT_ASK)
+	if (settlement_check_begin(op->settlement, trans_ids, captured_at, n, mark) != SETTLEMENT_ASK)
 		return false;
 	return gateway_set_request(op, batch_scan_request_type(&op->settlement->scan),
 							   build_batch_scan, &op->settlement->scan, NULL);

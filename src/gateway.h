@@ -272,8 +272,9 @@ extern void gateway_set_outcome_later(GatewayOp *op, int min_ms, int max_ms,
 									  GatewayOutcomeKind outcome, const char *error);
 
 extern bool gateway_op_is_check(const GatewayOp *op);
-extern bool gateway_build_settlement_scan(GatewayOp *op, char **trans_ids, int n,
-										  TimestampTz captured_from);
+extern bool gateway_build_settlement_scan(GatewayOp *op, char **trans_ids,
+										  const TimestampTz *captured_at, int n,
+										  const SettlementMark *mark);
 extern bool gateway_build_review_check(GatewayOp *op, const char *trans_id);
 extern void gateway_release_riders(GatewayOp *driver);
 extern bool gateway_await_earlier_requests(GatewayOp *op, const char *why);

@@ -9,8 +9,12 @@
  * One check per merchant reads the batches once for all its captures,
  * rather than one getTransactionDetails per payment; it stops as soon as
  * every capture was seen.  Batches close daily, so in the steady state the
- * range covers the last day and one batch.  A lower module: it reads and
- * matches; gateway.c sends the requests and record.c writes the result.
+ * range covers the last day and one batch.  A capture a complete check did
+ * not find is looked for only in the batches settled since (its mark,
+ * kept by the worker), so one that never shows up costs no more than the
+ * steady state.  A lower module: it reads and matches, and says what it
+ * found; gateway.c sends the requests, record.c writes the result and the
+ * worker keeps the mark.
  *
  *-------------------------------------------------------------------------
  */
@@ -29,17 +33,34 @@ cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *) a, *(char *const *) b);
 }
 
+/* Whether a complete check before this one did not find trans_id. */
+static bool
+marked(const SettlementMark *mark, const char *trans_id)
+{
+	return mark != NULL && mark->n > 0 &&
+		bsearch(&trans_id, mark->trans_ids, mark->n, sizeof(char *), cmp_str) != NULL;
+}
+
 SettlementStep
-settlement_check_begin(SettlementCheck *check, char **trans_ids, int n, TimestampTz from)
+settlement_check_begin(SettlementCheck *check, char **trans_ids, const TimestampTz *captured_at,
+					   int n, const SettlementMark *mark)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz earliest = now - (TimestampTz) (BATCH_RANGE_MAX_S - SECS_PER_HOUR) * USECS_PER_SEC;
+	TimestampTz from = now;
 
 	memset(check, 0, sizeof(*check));
 	check->ncandidates = n;
 	check->candidates = palloc(sizeof(char *) * Max(n, 1));
 	for (int i = 0; i < n; i++)
+	{
+		/* not in any batch up to the last complete check: only the newer */
+		TimestampTz since = marked(mark, trans_ids[i]) ? mark->searched_to : captured_at[i];
+
 		check->candidates[i] = pstrdup(trans_ids[i]);
+		if (since < from)
+			from = since;
+	}
 	qsort(check->candidates, n, sizeof(char *), cmp_str);
 	check->seen = palloc0(sizeof(bool) * Max(n, 1));
 	check->nleft = n;
@@ -51,12 +72,29 @@ settlement_check_begin(SettlementCheck *check, char **trans_ids, int n, Timestam
 	from -= (TimestampTz) CLOCK_MARGIN_S * USECS_PER_SEC;
 	if (from < earliest)
 		from = earliest;
+	check->searched_to = now;
 	if (n == 0 || !batch_scan_begin(&check->scan, from, now))
 	{
 		check->error = n == 0 ? NULL : pstrdup("the settlement dates to search could not be written");
 		return SETTLEMENT_DONE;
 	}
 	return SETTLEMENT_ASK;
+}
+
+bool
+settlement_check_mark(const SettlementCheck *check, MemoryContext cxt, SettlementMark *mark)
+{
+	if (check->error != NULL ||
+		(check->nleft > 0 && check->scan.phase != BATCH_SCAN_DONE))
+		return false;
+	mark->searched_to = check->searched_to;
+	mark->n = 0;
+	mark->trans_ids = MemoryContextAlloc(cxt, sizeof(char *) * Max(check->nleft, 1));
+	/* candidates are sorted: so is the mark */
+	for (int i = 0; i < check->ncandidates; i++)
+		if (!check->seen[i])
+			mark->trans_ids[mark->n++] = MemoryContextStrdup(cxt, check->candidates[i]);
+	return true;
 }
 
 /* The settled transactions of a batch's page that are ours. */

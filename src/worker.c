@@ -107,7 +107,20 @@ typedef struct WorkerState
 	TimestampTz claim_retry_at; /* no claim before (after a failure) */
 	bool		woken;			/* the latch was seen set between claims
 								 * (move_transfers): a wake-up to act on */
+	HTAB	   *settlement_marks;	/* merchant -> MerchantMark: what each
+									 * merchant's last complete settlement
+									 * check left (settlement.h) */
+	uint64		settlement_round;	/* rounds of settlement checks listed */
 } WorkerState;
+
+/* A merchant's settlement mark, in a memory context of its own. */
+typedef struct MerchantMark
+{
+	int64		merchant_id;	/* hash key */
+	uint64		round;			/* the last round that listed the merchant */
+	MemoryContext cxt;			/* the mark's strings (NULL: no mark yet) */
+	SettlementMark mark;
+} MerchantMark;
 
 static WorkerState worker_state = {
 	.finished = DLIST_STATIC_INIT(worker_state.finished),
@@ -927,6 +940,8 @@ retry_unrecorded(WorkerState *ws)
 	results_committed(&recorded);
 }
 
+static void keep_settlement_mark(WorkerState *ws, GatewayOp *op);
+
 /* The checks among the finished ops end their round (check_gateway_state). */
 static void
 count_finished_checks(WorkerState *ws)
@@ -934,8 +949,15 @@ count_finished_checks(WorkerState *ws)
 	dlist_iter	iter;
 
 	dlist_foreach(iter, &ws->finished)
-		if (gateway_op_is_check(dlist_container(GatewayOp, node, iter.cur)))
+	{
+		GatewayOp  *op = dlist_container(GatewayOp, node, iter.cur);
+
+		if (gateway_op_is_check(op))
+		{
 			ws->checks_in_flight--;
+			keep_settlement_mark(ws, op);
+		}
+	}
 }
 
 /*
@@ -1278,7 +1300,9 @@ new_check_op(WorkerState *ws, HeapTuple t, TupleDesc d, dlist_head *to_send)
 /*
  * One settlement check per merchant with captures the database has not
  * seen settle (payments._settlement_candidates, ordered by merchant): the
- * batch lists since the oldest of them (settlement.c).
+ * batch lists since the oldest of them, or, for those the merchant's last
+ * complete check did not find, since that check (its mark, kept in
+ * ws->settlement_marks: settlement.c).
  */
 static void
 settlement_checks(WorkerState *ws, dlist_head *to_send)
@@ -1287,7 +1311,17 @@ settlement_checks(WorkerState *ws, dlist_head *to_send)
 	Oid			argtype = INT4OID;
 	uint64		i = 0;
 	int			f_merchant, f_trans, f_created;
+	HASH_SEQ_STATUS seq;
+	MerchantMark *mm;
 
+	if (ws->settlement_marks == NULL)
+	{
+		HASHCTL		ctl = {.keysize = sizeof(int64), .entrysize = sizeof(MerchantMark)};
+
+		ws->settlement_marks = hash_create("payments settlement marks", 64, &ctl,
+										   HASH_ELEM | HASH_BLOBS);
+	}
+	ws->settlement_round++;
 	if (SPI_execute_with_args("SELECT * FROM payments._settlement_candidates($1)", 1, &argtype,
 							  &arg, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "payments worker: listing settlement candidates failed");
@@ -1302,24 +1336,30 @@ settlement_checks(WorkerState *ws, dlist_head *to_send)
 		bool		built;
 		uint64		first = i;
 		char	  **ids;
-		TimestampTz from = GetCurrentTimestamp();
+		TimestampTz *created;
 		bool		isnull;
+		bool		found;
 
 		op->kind = "settlement";
 		while (i < SPI_processed &&
 			   DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], d, f_merchant, &isnull)) == op->merchant_id)
 			i++;
 		ids = palloc(sizeof(char *) * (i - first));
+		created = palloc(sizeof(TimestampTz) * (i - first));
 		for (uint64 k = first; k < i; k++)
 		{
 			TimestampTz c = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[k], d, f_created,
 															  &isnull));
 
 			ids[k - first] = SPI_getvalue(SPI_tuptable->vals[k], d, f_trans);
-			if (!isnull && c < from)
-				from = c;
+			created[k - first] = isnull ? GetCurrentTimestamp() : c;
 		}
-		built = gateway_build_settlement_scan(op, ids, (int) (i - first), from);
+		mm = hash_search(ws->settlement_marks, &op->merchant_id, HASH_ENTER, &found);
+		if (!found)
+			mm->cxt = NULL;
+		mm->round = ws->settlement_round;
+		built = gateway_build_settlement_scan(op, ids, created, (int) (i - first),
+											  mm->cxt != NULL ? &mm->mark : NULL);
 		MemoryContextSwitchTo(old);
 		if (!built)
 		{
@@ -1327,6 +1367,42 @@ settlement_checks(WorkerState *ws, dlist_head *to_send)
 			MemoryContextDelete(op->cxt);
 		}
 	}
+	/* the marks of merchants with nothing left to look for go */
+	hash_seq_init(&seq, ws->settlement_marks);
+	while ((mm = hash_seq_search(&seq)) != NULL)
+	{
+		if (mm->round == ws->settlement_round)
+			continue;
+		if (mm->cxt != NULL)
+			MemoryContextDelete(mm->cxt);
+		hash_search(ws->settlement_marks, &mm->merchant_id, HASH_REMOVE, NULL);
+	}
+}
+
+/*
+ * A settlement check ended: the mark it leaves replaces its merchant's
+ * (a check cut short leaves the last one, still true).
+ */
+static void
+keep_settlement_mark(WorkerState *ws, GatewayOp *op)
+{
+	MerchantMark *mm;
+	MemoryContext cxt;
+
+	if (op->stage != STAGE_SETTLEMENT || op->settlement == NULL || ws->settlement_marks == NULL)
+		return;
+	mm = hash_search(ws->settlement_marks, &op->merchant_id, HASH_FIND, NULL);
+	if (mm == NULL)
+		return;
+	cxt = AllocSetContextCreate(TopMemoryContext, "payments settlement mark", ALLOCSET_SMALL_SIZES);
+	if (!settlement_check_mark(op->settlement, cxt, &mm->mark))
+	{
+		MemoryContextDelete(cxt);
+		return;
+	}
+	if (mm->cxt != NULL)
+		MemoryContextDelete(mm->cxt);
+	mm->cxt = cxt;
 }
 
 /*

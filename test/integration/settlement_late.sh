@@ -14,6 +14,10 @@
 #    window, and the payment stays as it was.  A partial refund
 #    made before settlement waits, and goes out once it asks again.
 #    Money agrees to the cent in rows, events and the simulator's ledger.
+# 2. The cost of the scheduled check for a capture it can never find in
+#    the batch lists (voided at the gateway by hand, say): each round reads
+#    only the batches settled since the last complete scan, not every
+#    batch since the capture over and over.
 # 3. An outage: the gateway answers 503 to everything for a while as
 #    refunds queue; afterwards each goes out once, none is a dead letter,
 #    and the worker's attempts during the outage stay paced.
@@ -140,6 +144,31 @@ is "$(refunds "$pd")" ";" "1: the gateway refunded nothing"
 is "$(q -c "SELECT count(*) FROM payments.operations WHERE merchant_id = $M AND status IN ('queued', 'sending', 'unknown', 'waiting_settlement', 'dead')")" 0 \
 	"1: nothing is left waiting or queued"
 days -191
+
+###########################################################################
+# 2. A capture the batch lists never show (voided at the gateway by hand),
+#    made three days ago: the scheduled check of a new worker reads the
+#    batches since it (two, settled two days and one day ago, learned
+#    through it) once; the next rounds read only the batches settled
+#    since, not those two again every round for 31 days (before: every
+#    round read both again).
+px=$(pay 12.00)
+sim_api "{\"createTransactionRequest\":{$AUTH,\"transactionRequest\":{\"transactionType\":\"voidTransaction\",\"refTransId\":\"$(trans_of "$px")\"}}}" >/dev/null
+cluster_psql "$WORK" "$PORT" payments -qc "UPDATE payments.payments SET created_at = created_at - interval '3 days' WHERE merchant_id = $M AND payment_id = $px"
+p1=$(pay 13.00); days -2; settle >/dev/null; days 2
+p2=$(pay 14.00); days -1; settle >/dev/null; days 1
+# (the worker has seen the capture as made now: a new worker, which knows
+# nothing of earlier rounds, sees it as made three days ago)
+ok "$(passed restart_worker)" "2: a new worker runs"
+ok "$(passed wait_sql "(SELECT bool_and(settled_at IS NOT NULL) FROM payments.payments WHERE merchant_id = $M AND payment_id IN ($p1, $p2))")" \
+	"2: the two batches settled since the voided capture are read, and their captures learned"
+sleep 1.5
+n0=$(check_requests getTransactionListRequest); l0=$(check_requests getSettledBatchListRequest)
+sleep 5
+n1=$(check_requests getTransactionListRequest); l1=$(check_requests getSettledBatchListRequest)
+ok "$([ $((l1 - l0)) -ge 3 ]; echo $?)" "2: the scheduled check ran ($((l1 - l0)) batch lists in 5 s)"
+is "$((n1 - n0))" 0 "2: and read no batch's transactions again for the capture it cannot find"
+is "$(q -c "SELECT settled_at IS NULL FROM pay_get_payment($px)")" t "2: the voided capture is not taken for settled"
 
 ###########################################################################
 # 3. An outage: every request answered 503 while refunds queue.  A
