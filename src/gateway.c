@@ -727,6 +727,26 @@ gateway_backoff(int attempt, int min_ms, int max_ms)
 	return TimestampTzPlusMilliseconds(GetCurrentTimestamp(), (int64) ms);
 }
 
+/*
+ * An attempt number for gateway_backoff from how long the operation has
+ * waited (1 + log2 of its seconds), for retries whose attempts are given
+ * back: they back off as if counted, without becoming dead letters.
+ */
+static int
+waited_attempts(const GatewayOp *op)
+{
+	long		secs;
+	int			usecs;
+	int			n = 1;
+
+	if (op->created_at == 0)
+		return op->attempt;
+	TimestampDifference(op->created_at, GetCurrentTimestamp(), &secs, &usecs);
+	for (; secs > 1 && n < 20; secs /= 2)
+		n++;
+	return Max(n, op->attempt);
+}
+
 static const char *const gateway_outcome_names[] = {
 	[OUTCOME_NONE] = NULL,
 	[OUTCOME_APPROVED] = "approved",
@@ -1771,12 +1791,15 @@ gateway_interpret(GatewayOp *op, bool *follow_up)
 		 * Only a question was asked: the operation itself was never sent,
 		 * whatever became of the question (no answer, or a 5xx), so the
 		 * attempt does not count.  Counted, a gateway answering 503 for
-		 * a day made dead letters of every queued refund and void; the
-		 * circuit breaker paces the questions.
+		 * a day made dead letters of every queued refund and void.  The
+		 * circuit breaker paces the questions when every request fails;
+		 * when only these fail, the wait grows with the time the operation
+		 * has waited, since its attempt count does not.
 		 */
-		gateway_set_outcome_later(op, 1000, 300000, OUTCOME_RETRY,
-								  op->http.outcome != HTTP_COMPLETED ? op->http.error :
-								  psprintf("HTTP status %ld from the gateway", op->http.http_status));
+		op->result.retry_at = gateway_backoff(waited_attempts(op), 1000, 300000);
+		gateway_set_outcome(op, OUTCOME_RETRY,
+							op->http.outcome != HTTP_COMPLETED ? op->http.error :
+							psprintf("HTTP status %ld from the gateway", op->http.http_status));
 		op->result.unreached = true;
 	}
 	else if (op->http.outcome == HTTP_NOT_SENT &&

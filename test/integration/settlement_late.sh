@@ -21,6 +21,8 @@
 # 3. An outage: the gateway answers 503 to everything for a while as
 #    refunds queue; afterwards each goes out once, none is a dead letter,
 #    and the worker's attempts during the outage stay paced.
+# 4. A refund whose question alone keeps failing backs off by how long it
+#    has waited, its attempts not counted.
 set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
 
@@ -208,5 +210,29 @@ is "$(money "$py")" "refunded|30.00 USD|10.00 USD+20.00 USD|30.00 USD" "3: 30.00
 is "$(money "$pz")" "refunded|40.00 USD|40.00 USD|40.00 USD" "3: 40.00 refunded"
 is "$(refunds "$py")$(refunds "$pz")" "refund 10.00;refund 20.00;refund 40.00;" "3: the gateway refunded 10.00, 20.00 and 40.00, once each"
 cluster_psql "$WORK" "$PORT" payments -c "ALTER SYSTEM RESET payments.max_attempts" -c "SELECT pg_reload_conf()" >/dev/null
+
+###########################################################################
+# 4. The question's attempt is given back, so its count does not grow: the
+#    wait before asking again grows with the time the refund has waited
+#    instead (when only the questions fail, the circuit breaker does not
+#    open).  A refund made an hour ago whose question is answered 503 asks
+#    again minutes later, not within a second (before: 0.5 to 1 s, every
+#    time, for as long as the questions failed).
+pw=$(pay 60.00); settle >/dev/null
+ok "$(passed wait_sql "(SELECT settled_at IS NOT NULL FROM pay_get_payment($pw))")" "4: a capture settled, and known so"
+sim_ctl POST /faults '{"type":"http5xx","count":1,"status":503,"requestType":"getTransactionDetailsRequest"}' >/dev/null
+o4=$(cluster_psql "$WORK" "$PORT" payments -At -v ON_ERROR_STOP=1 -c "SET payments.merchant_id = '$M'" \
+	-c "BEGIN" -c "SELECT operation_id FROM payments.pay_refund(payment_id => $pw)" \
+	-c "UPDATE payments.operations SET created_at = now() - interval '1 hour' WHERE merchant_id = $M AND payment_id = $pw AND kind = 'refund'" \
+	-c "COMMIT" | sed -n 's/^\([0-9][0-9]*\)$/\1/p' | head -1)
+ok "$(passed wait_sql "(SELECT count(*) = 1 FROM payments.gateway_exchanges WHERE merchant_id = $M AND operation_id = $o4 AND http_status = 503)")" \
+	"4: the refund's question was answered 503"
+ok "$(passed wait_sql "(SELECT status = 'queued' FROM payments.operations WHERE merchant_id = $M AND operation_id = $o4)")" "4: the refund is queued again"
+is "$(q -c "SELECT attempts || '|' || (next_attempt_at > now() + interval '60 s') FROM payments.operations WHERE merchant_id = $M AND operation_id = $o4")" "0|true" \
+	"4: its attempt given back, it asks again in more than a minute"
+cluster_psql "$WORK" "$PORT" payments -qc "UPDATE payments.operations SET next_attempt_at = now() WHERE merchant_id = $M AND operation_id = $o4 AND status = 'queued'"
+ok "$(passed op_is "$o4" succeeded)" "4: asked again, the refund goes out"
+is "$(money "$pw")" "refunded|60.00 USD|60.00 USD|60.00 USD" "4: 60.00 refunded"
+is "$(refunds "$pw")" "refund 60.00;" "4: the gateway refunded 60.00 once"
 
 tap_done
