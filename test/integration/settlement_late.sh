@@ -33,7 +33,6 @@ cleanup() {
 }
 trap cleanup EXIT
 sim_start "$SIMDIR"
-OFFSET=0
 
 merchant_on_simulator settlement_late
 
@@ -60,7 +59,7 @@ refund() {	# refund PAYMENT_ID [AMOUNT]: the refund operation's id
 	q -c "SELECT operation_id FROM pay_refund(payment_id => $1${2:+, amount => '$2 USD'})"
 }
 settle() { sim_ctl POST /settle | python3 -c 'import json, sys; b = json.load(sys.stdin)["batches"]; print(b[0]["batchId"] if b else "")'; }
-clock() { sim_ctl POST /clock "{\"advanceSeconds\":$1}" >/dev/null; OFFSET=$((OFFSET + $1)); }
+clock() { sim_ctl POST /clock "{\"advanceSeconds\":$1}" >/dev/null; }
 days() { clock $(($1 * 86400)); }
 sim_api() {
 	curl -sS -H 'Content-Type: application/json' -d "$1" "$SIM_API" | python3 -c 'import sys; sys.stdout.write(sys.stdin.buffer.read().decode("utf-8-sig"))'
