@@ -8,7 +8,7 @@
 #ifndef PAYMENTS_TIME_SLICE_H
 #define PAYMENTS_TIME_SLICE_H
 
-#define PAYMENTS_DEFAULT_TIME_SLICE_US 0
+#define PAYMENTS_DEFAULT_TIME_SLICE_US 300
 
 extern int	payments_worker_time_slice_us;
 
