@@ -21,22 +21,8 @@ merchant_on_simulator held_refunds
 
 q() { as_merchant "$@"; }
 card="pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 3, '123', 'Ada Lovelace')"
-wait_sql() {	# wait_sql CONDITION: until it holds, 30 s at most
-	local i
-	for i in $(seq 300); do
-		[ "$(q -c "SELECT $1")" = t ] && return 0
-		sleep 0.1
-	done
-	return 1
-}
-op_is() {	# op_is OPERATION_ID STATUS: wait for it
-	wait_sql "(SELECT status = '$2' FROM payments.operations WHERE merchant_id = $M AND operation_id = $1)"
-}
 op_final() {	# op_final OPERATION_ID: wait until the worker is done sending it
 	wait_sql "(SELECT status NOT IN ('queued', 'sending', 'unknown') FROM payments.operations WHERE merchant_id = $M AND operation_id = $1)"
-}
-sim_api() {
-	curl -sS -H 'Content-Type: application/json' -d "$1" "$SIM_API" | python3 -c 'import sys; sys.stdout.write(sys.stdin.buffer.read().decode("utf-8-sig"))'
 }
 AUTH="\"merchantAuthentication\":{\"name\":\"$SIM_LOGIN\",\"transactionKey\":\"$SIM_KEY\"}"
 op_trans() { q -c "SELECT gateway_trans_id FROM payments.operations WHERE merchant_id = $M AND operation_id = $1"; }

@@ -38,7 +38,6 @@ merchant_on_simulator lifetimes
 q() { as_merchant "$@"; }
 su() { cluster_psql "$WORK" "$PORT" payments -Atq "$@"; }
 card="pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 3, '123', 'Ada Lovelace')"
-wait_sql() { [ "$(wait_for "SELECT $1" t 30)" = t ]; }	# until CONDITION holds, 30 s at most
 # at_once SQL1 SQL2: both as merchant M from two sessions at once; prints
 # how many returned an id
 at_once() {
@@ -50,7 +49,6 @@ at_once() {
 	wait $a || true; wait $b || true
 	cat "$SIMDIR/at_once.1" "$SIMDIR/at_once.2" | grep -cE '^[0-9]+$' || true
 }
-op_is() { wait_sql "(SELECT status = '$2' FROM payments.operations WHERE merchant_id = $M AND operation_id = $1)"; }
 pay() {		# pay KIND AMOUNT: a card payment, waited for; its id
 	local pid
 	pid=$(q -c "SELECT payment_id FROM pay_$1(amount => '$2', card => $card)")
@@ -64,12 +62,6 @@ money() {
 # events PAYMENT: its payment.* events in order
 events() {
 	q -c "SELECT string_agg(event_type, ',' ORDER BY event_id) FROM payments.events WHERE merchant_id = $M AND payment_id = $1 AND event_type LIKE 'payment.%'"
-}
-refunds() {	# every refund the gateway made for the payment's refund operations
-	local ops o out=""
-	ops=$(q -c "SELECT string_agg(operation_id::text, ' ' ORDER BY operation_id) FROM pay_payment_operations($1) WHERE kind = 'refund'")
-	for o in $ops; do out+="$(sim_ledger "R$TAG$o");"; done
-	echo "$out"
 }
 settle() { sim_ctl POST /settle | python3 -c 'import json, sys; b = json.load(sys.stdin)["batches"]; print(b[0]["batchId"] if b else "")'; }
 day() { sim_ctl POST /clock "{\"advanceSeconds\":$(($1 * 86400))}" >/dev/null; }
@@ -178,7 +170,7 @@ is "$(sim_ledger "P$TAG$pw")|$(M=$M2 events "$pw")" "|payment.pending,payment.fa
 batch=$(settle)
 ok "$([ -n "$batch" ] && echo 0 || echo 1)" "day 6: a batch settled"
 ok "$(passed op_is "$ear" succeeded)" "day 6: after settlement the waiting refund of 10.00 went out"
-is "$(money "$pc")|$(refunds "$pc")" "partially_refunded|50.00 USD|50.00 USD|10.00 USD|refund 10.00;" "day 6: 10.00 of 50.00 refunded, once"
+is "$(money "$pc")|$(refund_ledger "$pc")" "partially_refunded|50.00 USD|50.00 USD|10.00 USD|refund 10.00;" "day 6: 10.00 of 50.00 refunded, once"
 ok "$(passed wait_sql "(SELECT count(*) = 4 FROM payments.payments WHERE merchant_id = $M AND payment_id IN ($pa, $pb, $pc, $pv) AND settlement_batch_id = '$batch' AND settled_at IS NOT NULL)")" \
 	"day 6: the worker learns all four captures settled in batch $batch"
 
@@ -222,7 +214,7 @@ ok "$([[ "$o1" =~ ^[0-9]+$ && "$o2" =~ ^[0-9]+$ ]] && echo 0 || echo 1)" "day 13
 ok "$(passed op_is "${o1:-0}" succeeded)" "day 13: the 25.00 refund succeeded"
 ok "$(passed op_is "${o2:-0}" succeeded)" "day 13: the 35.00 refund succeeded"
 is "$(money "$pa")" "refunded|100.00 USD|60.00 USD|60.00 USD" "day 13: all 60.00 captured is refunded"
-is "$(refunds "$pa" | tr ';' '\n' | sort | tr '\n' ';')" ";refund 25.00;refund 35.00;" "day 13: the gateway refunded 25.00 and 35.00, once each"
+is "$(refund_ledger "$pa" | tr ';' '\n' | sort | tr '\n' ';')" ";refund 25.00;refund 35.00;" "day 13: the gateway refunded 25.00 and 35.00, once each"
 is "$(sim_ledger "P$TAG$pa")" "authorization 100.00,capture 60.00" "day 13: the capture itself was not voided"
 is "$(q -c "SELECT via_void FROM pay_payment_operations($pa) WHERE kind = 'refund' ORDER BY operation_id" | tr '\n' ' ')" "f f " \
 	"day 13: both as refunds of the settled capture"
@@ -246,7 +238,7 @@ is "$(sqlstate_of "SELECT pay_refund(payment_id => $pc, amount => '11.00 USD', i
 is "$(at_once "SELECT operation_id FROM pay_refund(payment_id => $pc, amount => '30.00 USD')" "SELECT operation_id FROM pay_refund(payment_id => $pc, amount => '30.00 USD')")" 1 "day 13: of two concurrent refunds of 30.00 of 50.00, one is accepted"
 ok "$(passed wait_sql "(SELECT bool_and(status = 'succeeded') FROM pay_payment_operations($pc) WHERE kind = 'refund')")" "day 13: and succeeded"
 is "$(money "$pc")" "partially_refunded|50.00 USD|50.00 USD|40.00 USD" "day 13: 40.00 of 50.00 refunded"
-is "$(refunds "$pc")" "refund 10.00;refund 30.00;" "day 13: the gateway refunded 10.00 and 30.00, once each"
+is "$(refund_ledger "$pc")" "refund 10.00;refund 30.00;" "day 13: the gateway refunded 10.00 and 30.00, once each"
 
 # the last 10.00: the gateway refunds, its answer is lost (HTTP 500): the
 # resend finds the refund made, counted once
@@ -255,7 +247,7 @@ lop=$(q -c "SELECT operation_id FROM pay_refund(payment_id => $pc, amount => '10
 ok "$(passed op_is "$lop" succeeded)" "day 13: a refund whose answer was lost succeeded"
 sim_ctl DELETE /faults >/dev/null
 is "$(money "$pc")" "refunded|50.00 USD|50.00 USD|50.00 USD" "day 13: all 50.00 refunded"
-is "$(refunds "$pc")" "refund 10.00;refund 30.00;refund 10.00;" "day 13: the gateway refunded 10.00, 30.00 and 10.00, once each"
+is "$(refund_ledger "$pc")" "refund 10.00;refund 30.00;refund 10.00;" "day 13: the gateway refunded 10.00, 30.00 and 10.00, once each"
 is "$(events "$pc")" "payment.pending,payment.succeeded,payment.partially_refunded,payment.partially_refunded,payment.refunded" \
 	"day 13: one event per refund"
 
@@ -267,7 +259,7 @@ rop=$(q -c "SELECT operation_id FROM pay_refund(payment_id => $pb)")
 ok "$(passed op_is "$rop" succeeded)" "day 13: the refund succeeds"
 is "$(money "$pb")" "refunded|40.00 USD|40.00 USD|40.00 USD" "day 13: 40.00 refunded"
 is "$(sim_ledger "P$TAG$pb")" "charge 40.00" "day 13: the gateway voided nothing"
-is "$(refunds "$pb")" "refund 40.00;" "day 13: the gateway refunded 40.00 once"
+is "$(refund_ledger "$pb")" "refund 40.00;" "day 13: the gateway refunded 40.00 once"
 is "$(events "$pb")" "payment.pending,payment.succeeded,payment.refunded" "day 13: one event per transition"
 
 # a purchase of 20.00 on day 13 settles in a batch the worker's schedule
@@ -287,7 +279,7 @@ is "$(sqlstate_of "SELECT pay_void(payment_id => $pd)")" 22Y20 "day 13: a second
 rop=$(q -c "SELECT operation_id FROM pay_refund(payment_id => $pd, amount => '20.00 USD')")
 ok "$(passed op_is "$rop" succeeded)" "day 13: the refund succeeds"
 is "$(money "$pd")" "refunded|20.00 USD|20.00 USD|20.00 USD" "day 13: 20.00 refunded"
-is "$(sim_ledger "P$TAG$pd")/$(refunds "$pd")" "charge 20.00/refund 20.00;" "day 13: the gateway charged 20.00, voided nothing, refunded 20.00 once"
+is "$(sim_ledger "P$TAG$pd")/$(refund_ledger "$pd")" "charge 20.00/refund 20.00;" "day 13: the gateway charged 20.00, voided nothing, refunded 20.00 once"
 is "$(events "$pd")" "payment.pending,payment.succeeded,payment.refunded" "day 13: one event per transition (none for the failed void)"
 
 # races between sessions on day 13: a void and a full refund of an

@@ -38,17 +38,6 @@ merchant_on_simulator settlement_late
 
 q() { as_merchant "$@"; }
 card="pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 3, '123', 'Ada Lovelace')"
-wait_sql() {	# wait_sql CONDITION [SECONDS]: until it holds (30 s at most)
-	local i
-	for i in $(seq $(( ${2:-30} * 10 ))); do
-		[ "$(q -c "SELECT $1")" = t ] && return 0
-		sleep 0.1
-	done
-	return 1
-}
-op_is() {	# op_is OPERATION_ID STATUS: wait for it
-	wait_sql "(SELECT status = '$2' FROM payments.operations WHERE merchant_id = $M AND operation_id = $1)"
-}
 pay() {		# pay AMOUNT: a purchase, waited for; its id
 	local pid
 	pid=$(q -c "SELECT payment_id FROM pay_purchase(amount => '$1 USD', card => $card)")
@@ -61,20 +50,10 @@ refund() {	# refund PAYMENT_ID [AMOUNT]: the refund operation's id
 settle() { sim_ctl POST /settle | python3 -c 'import json, sys; b = json.load(sys.stdin)["batches"]; print(b[0]["batchId"] if b else "")'; }
 clock() { sim_ctl POST /clock "{\"advanceSeconds\":$1}" >/dev/null; }
 days() { clock $(($1 * 86400)); }
-sim_api() {
-	curl -sS -H 'Content-Type: application/json' -d "$1" "$SIM_API" | python3 -c 'import sys; sys.stdout.write(sys.stdin.buffer.read().decode("utf-8-sig"))'
-}
 AUTH="\"merchantAuthentication\":{\"name\":\"$SIM_LOGIN\",\"transactionKey\":\"$SIM_KEY\"}"
 trans_of() { q -c "SELECT gateway_trans_id FROM pay_get_payment($1)"; }
 exchanges_of() {	# the request types an operation sent, in order
 	q -c "SELECT string_agg(request_type, ',' ORDER BY exchange_id) FROM payments.gateway_exchanges WHERE merchant_id = $M AND operation_id = $1"
-}
-# refunds PAYMENT_ID: what the gateway did for each of the payment's refunds
-refunds() {
-	local ops o out=""
-	ops=$(q -c "SELECT string_agg(operation_id::text, ' ' ORDER BY operation_id) FROM pay_payment_operations($1) WHERE kind = 'refund'")
-	for o in $ops; do out+="$(sim_ledger "R$TAG$o");"; done
-	echo "$out"
 }
 # money PAYMENT_ID: "status|amount_refunded|its succeeded refunds' amounts|
 # amount_refunded of its last payment event"
@@ -108,20 +87,20 @@ is "$(exchanges_of "$op")" "getTransactionDetailsRequest,createTransactionReques
 is "$(q -c "SELECT via_void FROM pay_payment_operations($pa) WHERE operation_id = $op")" f "1: a refund, not a void"
 is "$(q -c "SELECT settlement_batch_id FROM pay_get_payment($pa)")" "$batch" "1: the payment learned its batch"
 is "$(money "$pa")" "refunded|41.00 USD|41.00 USD|41.00 USD" "1: row, operations and event agree: 41.00 refunded"
-is "$(refunds "$pa")" "refund 41.00;" "1: the gateway refunded 41.00"
+is "$(refund_ledger "$pa")" "refund 41.00;" "1: the gateway refunded 41.00"
 
 # the waiting refund: its six hours are up (the database's clock does not
 # move with the simulator's), it asks again and goes out as a refund
 cluster_psql "$WORK" "$PORT" payments -qc "UPDATE payments.operations SET next_attempt_at = now() WHERE merchant_id = $M AND operation_id = $we AND status = 'waiting_settlement'"
 ok "$(passed op_is "$we" succeeded)" "1: the waiting partial refund goes out once asked again"
 is "$(money "$pe")" "partially_refunded|20.00 USD|20.00 USD|20.00 USD" "1: 20.00 of 50.00 refunded, in row, operations and event"
-is "$(refunds "$pe")" "refund 20.00;" "1: the gateway refunded 20.00 once"
+is "$(refund_ledger "$pe")" "refund 20.00;" "1: the gateway refunded 20.00 once"
 
 days 50
 op=$(refund "$pb")
 ok "$(passed op_is "$op" succeeded)" "1: 90 days after settlement a full refund succeeds"
 is "$(money "$pb")" "refunded|91.00 USD|91.00 USD|91.00 USD" "1: 91.00 refunded"
-is "$(refunds "$pb")" "refund 91.00;" "1: the gateway refunded 91.00"
+is "$(refund_ledger "$pb")" "refund 91.00;" "1: the gateway refunded 91.00"
 
 days 80
 op=$(refund "$pc" 71.00)
@@ -129,7 +108,7 @@ ok "$(passed op_is "$op" succeeded)" "1: 170 days after settlement a partial ref
 op2=$(refund "$pc")
 ok "$(passed op_is "$op2" succeeded)" "1: and a refund of the rest"
 is "$(money "$pc")" "refunded|171.00 USD|71.00 USD+100.00 USD|171.00 USD" "1: 171.00 refunded"
-is "$(refunds "$pc")" "refund 71.00;refund 100.00;" "1: the gateway refunded 71.00 and 100.00"
+is "$(refund_ledger "$pc")" "refund 71.00;refund 100.00;" "1: the gateway refunded 71.00 and 100.00"
 op=$(refund "$pe" 30.00)
 ok "$(passed op_is "$op" succeeded)" "1: the rest of the partly refunded payment too"
 is "$(money "$pe")" "refunded|50.00 USD|20.00 USD+30.00 USD|50.00 USD" "1: 50.00 refunded"
@@ -141,7 +120,7 @@ is "$(q -c "SELECT reason_code FROM pay_payment_operations($pd) WHERE operation_
 like "$(q -c "SELECT last_error FROM pay_payment_operations($pd) WHERE operation_id = $op")" '180 days' \
 	"1: its recorded reason names the refund window"
 is "$(money "$pd")" "succeeded|0.00 USD|-|-" "1: nothing refunded, no refund event"
-is "$(refunds "$pd")" ";" "1: the gateway refunded nothing"
+is "$(refund_ledger "$pd")" ";" "1: the gateway refunded nothing"
 is "$(q -c "SELECT count(*) FROM payments.operations WHERE merchant_id = $M AND status IN ('queued', 'sending', 'unknown', 'waiting_settlement', 'dead')")" 0 \
 	"1: nothing is left waiting or queued"
 days -191
@@ -207,7 +186,7 @@ for o in $o1 $o2 $o3; do
 done
 is "$(money "$py")" "refunded|30.00 USD|10.00 USD+20.00 USD|30.00 USD" "3: 30.00 refunded in rows, operations and event"
 is "$(money "$pz")" "refunded|40.00 USD|40.00 USD|40.00 USD" "3: 40.00 refunded"
-is "$(refunds "$py")$(refunds "$pz")" "refund 10.00;refund 20.00;refund 40.00;" "3: the gateway refunded 10.00, 20.00 and 40.00, once each"
+is "$(refund_ledger "$py")$(refund_ledger "$pz")" "refund 10.00;refund 20.00;refund 40.00;" "3: the gateway refunded 10.00, 20.00 and 40.00, once each"
 cluster_psql "$WORK" "$PORT" payments -c "ALTER SYSTEM RESET payments.max_attempts" -c "SELECT pg_reload_conf()" >/dev/null
 
 ###########################################################################
@@ -232,6 +211,6 @@ is "$(q -c "SELECT attempts || '|' || (next_attempt_at > now() + interval '60 s'
 cluster_psql "$WORK" "$PORT" payments -qc "UPDATE payments.operations SET next_attempt_at = now() WHERE merchant_id = $M AND operation_id = $o4 AND status = 'queued'"
 ok "$(passed op_is "$o4" succeeded)" "4: asked again, the refund goes out"
 is "$(money "$pw")" "refunded|60.00 USD|60.00 USD|60.00 USD" "4: 60.00 refunded"
-is "$(refunds "$pw")" "refund 60.00;" "4: the gateway refunded 60.00 once"
+is "$(refund_ledger "$pw")" "refund 60.00;" "4: the gateway refunded 60.00 once"
 
 tap_done

@@ -26,32 +26,10 @@ qerr() {
 		awk '/^ERROR:/ { s = substr($2, 1, 5) } /^HINT:/ { sub(/^HINT: +/, ""); h = $0 } END { print s "|" h }'
 }
 card="pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 3, '123', 'Ada Lovelace')"
-# wait_sql CONDITION: until the SQL condition holds, 30 s at most.
-wait_sql() {
-	local i
-	for i in $(seq 300); do
-		[ "$(q -c "SELECT $1")" = t ] && return 0
-		sleep 0.1
-	done
-	return 1
-}
-op_is() {	# op_is OPERATION_ID STATUS: wait for it
-	wait_sql "(SELECT status = '$2' FROM payments.operations WHERE merchant_id = $M AND operation_id = $1)"
-}
 refund() {	# refund PAYMENT_ID [AMOUNT]: the refund operation's id
 	q -c "SELECT operation_id FROM pay_refund(payment_id => $1${2:+, amount => '$2'})"
 }
-# refunds PAYMENT_ID: every refund the gateway made for the payment's refund operations
-refunds() {
-	local ops o out=""
-	ops=$(q -c "SELECT string_agg(operation_id::text, ' ' ORDER BY operation_id) FROM pay_payment_operations($1) WHERE kind = 'refund'")
-	for o in $ops; do out+="$(sim_ledger "R$TAG$o");"; done
-	echo "$out"
-}
 # txn_status TRANS_ID: the gateway's own status of a transaction
-sim_api() {
-	curl -sS -H 'Content-Type: application/json' -d "$1" "$SIM_API" | python3 -c 'import sys; sys.stdout.write(sys.stdin.buffer.read().decode("utf-8-sig"))'
-}
 AUTH="\"merchantAuthentication\":{\"name\":\"$SIM_LOGIN\",\"transactionKey\":\"$SIM_KEY\"}"
 txn_status() {
 	sim_api "{\"getTransactionDetailsRequest\":{$AUTH,\"transId\":\"$1\"}}" |
@@ -85,7 +63,7 @@ is "$(q -c "SELECT via_void FROM pay_payment_operations($pid) WHERE operation_id
 is "$(q -c "SELECT status || '|' || amount_refunded || '|' || (settled_at IS NOT NULL) || '|' || settlement_batch_id FROM pay_get_payment($pid)")" \
 	"refunded|6.00 USD|true|$batch" "1: the payment is refunded and knows its settlement batch"
 is "$(sim_ledger "P$TAG$pid")" "authorization 10.00,capture 6.00" "1: the gateway authorized 10.00, captured 6.00, and voided nothing"
-is "$(refunds "$pid")" "refund 6.00;" "1: the gateway refunded 6.00 once"
+is "$(refund_ledger "$pid")" "refund 6.00;" "1: the gateway refunded 6.00 once"
 is "$(qerr "SELECT pay_refund(payment_id => $pid, amount => '0.01 USD')")" "22Y20|" "1: nothing is left to refund (the payment is refunded)"
 is "$(qerr "SELECT pay_void(payment_id => $pid)")" "22Y20|" "1: a refunded payment cannot be voided"
 
@@ -133,7 +111,7 @@ a=$(refund "$pp" '3.00 USD'); b=$(refund "$pp" '2.00 USD')
 ok "$(passed op_is "$a" waiting_settlement)" "3: a partial refund before settlement waits for settlement"
 ok "$(passed op_is "$b" waiting_settlement)" "3: and a second one too"
 is "$(qerr "SELECT pay_refund(payment_id => $pp, amount => '5.01 USD')")" "22Y21|" "3: the waiting refunds count against what is left"
-is "$(refunds "$pp")" ";;" "3: nothing refunded at the gateway yet"
+is "$(refund_ledger "$pp")" ";;" "3: nothing refunded at the gateway yet"
 settle >/dev/null
 ok "$(passed op_is "$b" succeeded)" "3: after settlement the waiting refunds go out"
 ok "$(passed op_is "$a" succeeded)" "3: both"
@@ -143,7 +121,7 @@ is "$(q -c "SELECT count(*) || '|' || (array_agg(data ->> 'amount_refunded' ORDE
 c=$(refund "$pp" '5.00 USD')
 ok "$(passed op_is "$c" succeeded)" "3: the rest, after settlement, goes out at once"
 is "$(q -c "SELECT status || '|' || amount_refunded FROM pay_get_payment($pp)")" "refunded|10.00 USD" "3: all refunded"
-is "$(refunds "$pp")" "refund 3.00;refund 2.00;refund 5.00;" "3: the gateway made three refunds, 10.00 in all, no void"
+is "$(refund_ledger "$pp")" "refund 3.00;refund 2.00;refund 5.00;" "3: the gateway made three refunds, 10.00 in all, no void"
 is "$(sim_ledger "P$TAG$pp")" "charge 10.00" "3: the charge itself was never voided"
 
 ###########################################################################
@@ -161,7 +139,7 @@ a=$(refund "$po" '2.00 USD')
 ok "$(passed op_is "$a" succeeded)" "4: a partial refund of the settled Accept.js purchase"
 b=$(refund "$po")
 ok "$(passed op_is "$b" succeeded)" "4: and the rest"
-is "$(refunds "$po")" "refund 2.00;refund 10.00;" "4: the gateway refunded 2.00 and 10.00 (card XXXX0015)"
+is "$(refund_ledger "$po")" "refund 2.00;refund 10.00;" "4: the gateway refunded 2.00 and 10.00 (card XXXX0015)"
 is "$(q -c "SELECT status || '|' || amount_refunded FROM pay_get_payment($po)")" "refunded|12.00 USD" "4: refunded in full"
 like "$(q -c "SELECT request_masked FROM payments.gateway_exchanges WHERE merchant_id = $M AND operation_id = $b AND request_type = 'createTransactionRequest'")" \
 	'"transactionType":"refundTransaction".*"cardNumber":"XXXX0015","expirationDate":"XXXX".*"refTransId"' "4: refundTransaction with the last four and XXXX"
@@ -184,7 +162,7 @@ settle >/dev/null
 ok "$(passed op_is "$a" succeeded)" "5: after settlement the partial refund goes out"
 b=$(refund "$pf")
 ok "$(passed op_is "$b" succeeded)" "5: and a refund of the rest"
-is "$(refunds "$pf")" "refund 5.00;refund 15.00;" "5: the gateway refunded 5.00 and 15.00"
+is "$(refund_ledger "$pf")" "refund 5.00;refund 15.00;" "5: the gateway refunded 5.00 and 15.00"
 like "$(q -c "SELECT request_masked FROM payments.gateway_exchanges WHERE merchant_id = $M AND operation_id = $b AND request_type = 'createTransactionRequest'")" \
 	'"refundTransaction".*"cardNumber":"XXXX0027","expirationDate":"XXXX".*"refTransId"' \
 	"5: refundTransaction with the card's last four the purchase's answer gave, not the profile (which may be deleted by then)"
@@ -203,7 +181,7 @@ ok "$(passed op_is "$op" succeeded)" "6: a full refund of a capture the database
 is "$(q -c "SELECT via_void FROM pay_payment_operations($pr) WHERE operation_id = $op")" f "6: the worker asked the gateway and sent a refund, not a void"
 is "$(exchanges_of "$op")" "getTransactionDetailsRequest,createTransactionRequest" "6: the question, then the refund"
 is "$(q -c "SELECT status || '|' || settlement_batch_id FROM pay_get_payment($pr)")" "refunded|$batch" "6: the payment learned its batch then"
-is "$(refunds "$pr")" "refund 9.00;" "6: the gateway refunded 9.00"
+is "$(refund_ledger "$pr")" "refund 9.00;" "6: the gateway refunded 9.00"
 is "$(sim_ledger "P$TAG$pr")" "charge 9.00" "6: and voided nothing"
 # a void of such a payment is accepted (the database does not know) and
 # fails in the worker with a reason that says to refund; nothing changes
@@ -217,7 +195,7 @@ is "$(sim_ledger "P$TAG$pw")" "charge 4.00" "6: the gateway was not asked to voi
 is "$(qerr "SELECT pay_void(payment_id => $pw)")" "22Y20|A settled payment can only be refunded: use pay_refund." "6: a second void is refused at call time"
 op=$(refund "$pw" '4.00 USD')
 ok "$(passed op_is "$op" succeeded)" "6: the refund the failed void left room for succeeded"
-is "$(refunds "$pw")" "refund 4.00;" "6: the gateway refunded 4.00"
+is "$(refund_ledger "$pw")" "refund 4.00;" "6: the gateway refunded 4.00"
 
 ###########################################################################
 # 7. The life of a payment over days: authorized, captured, settled,
@@ -239,7 +217,7 @@ is "$(q -c "SELECT status || '|' || amount_refunded FROM pay_get_payment($pd)")"
 op=$(q -c "SELECT operation_id FROM pay_refund(payment_id => $pd, amount => '20.00 USD')")
 ok "$([ -n "$op" ]; echo $?)" "7: the failed refund's 20.00 can be asked for again"
 ok "$(passed op_is "$op" failed)" "7: (and fails again at the gateway)"
-is "$(refunds "$pd")" "refund 10.00;;;" "7: the gateway refunded 10.00 only"
+is "$(refund_ledger "$pd")" "refund 10.00;;;" "7: the gateway refunded 10.00 only"
 clock $((-207 * 86400))
 
 ###########################################################################
@@ -298,7 +276,7 @@ ok "$(passed wait_sql "(SELECT bool_and(status = 'succeeded') FROM payments.oper
 	"9: the customer's profile is deleted at the gateway"
 op=$(refund "$ps2")
 ok "$(passed op_is "$op" succeeded)" "9: a refund after the customer was deleted succeeds"
-is "$(refunds "$ps1")$(refunds "$ps2")" "refund 15.00;refund 41.00;" "9: the gateway refunded 15.00 and 41.00"
+is "$(refund_ledger "$ps1")$(refund_ledger "$ps2")" "refund 15.00;refund 41.00;" "9: the gateway refunded 15.00 and 41.00"
 is "$(q -c "SELECT string_agg(status || ' ' || amount_refunded, ',' ORDER BY payment_id) FROM payments.payments WHERE merchant_id = $M AND payment_id IN ($ps1, $ps2)")" \
 	"partially_refunded 15.00 USD,refunded 41.00 USD" "9: the payments show it"
 
@@ -330,7 +308,7 @@ is "$(q -c "SELECT via_void || '|' || p.status || '|' || p.amount_refunded FROM 
 like "$(exchanges_of "$op")" '^getTransactionDetailsRequest,createTransactionRequest,createTransactionRequest,getTransactionDetailsRequest,createTransactionRequest$' \
 	"10: asked, the void (held), the void again (reason 16), asked again, the refund"
 is "$(sim_ledger "P$TAG$pv2")" "charge 30.00" "10: the gateway voided nothing"
-is "$(refunds "$pv2")" "refund 30.00;" "10: and refunded 30.00 once"
+is "$(refund_ledger "$pv2")" "refund 30.00;" "10: and refunded 30.00 once"
 
 ###########################################################################
 # 11. The same when the void's answer was lost and the operation is
@@ -350,7 +328,7 @@ ok "$(passed op_is "$op" succeeded)" "11: resolved past the window, the refund s
 is "$(q -c "SELECT via_void || '|' || p.status || '|' || p.amount_refunded FROM pay_payment_operations($pv3) o, pay_get_payment($pv3) p WHERE o.operation_id = $op")" \
 	"false|refunded|31.00 USD" "11: as a refund, the payment refunded"
 is "$(sim_ledger "P$TAG$pv3")" "charge 31.00" "11: the gateway voided nothing"
-is "$(refunds "$pv3")" "refund 31.00;" "11: and refunded 31.00 once"
+is "$(refund_ledger "$pv3")" "refund 31.00;" "11: and refunded 31.00 once"
 
 ###########################################################################
 # 12. The worker stopped while a refund was still asking about the capture
@@ -378,7 +356,7 @@ for c in "full|$pu|" "part|$pu2|5.00 USD"; do
 		ok "$(passed op_is "$op" waiting_settlement)" "12 (part): decided again: it waits for settlement"
 		settle >/dev/null
 		ok "$(passed op_is "$op" succeeded)" "12 (part): then is refunded"
-		is "$(refunds "$pid")" "refund 5.00;" "12 (part): the gateway refunded 5.00 once"
+		is "$(refund_ledger "$pid")" "refund 5.00;" "12 (part): the gateway refunded 5.00 once"
 	fi
 done
 su -c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY', endpoint_url => '$SIM_TLS_API', ca_file => '$SIM_CA', timeout_ms => 3000, merchant_id => $M)" >/dev/null

@@ -50,6 +50,28 @@ saved_method() {
 	as_merchant -c "SELECT status FROM pay_wait_payment_method($id, '10 s')" >/dev/null
 	echo "$id"
 }
+# wait_sql CONDITION [SECONDS]: true once SQL CONDITION (as merchant M) is
+# true, polled every 0.1 s (30 s at most by default)
+wait_sql() {
+	local i
+	for i in $(seq $(( ${2:-30} * 10 ))); do
+		[ "$(as_merchant -c "SELECT $1")" = t ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+# op_is OPERATION_ID STATUS: wait until merchant M's operation has STATUS
+op_is() {
+	wait_sql "(SELECT status = '$2' FROM payments.operations WHERE merchant_id = $M AND operation_id = $1)"
+}
+# refund_ledger PAYMENT_ID: what the simulator's ledger holds for each of the
+# payment's refund operations, in order ("refund 5.00;" each)
+refund_ledger() {
+	local ops o out=""
+	ops=$(as_merchant -c "SELECT string_agg(operation_id::text, ' ' ORDER BY operation_id) FROM pay_payment_operations($1) WHERE kind = 'refund'")
+	for o in $ops; do out+="$(sim_ledger "R$TAG$o");"; done
+	echo "$out"
+}
 # sqlstate_of SQL: run SQL as merchant M, expecting an error; prints its SQLSTATE.
 sqlstate_of() {
 	as_merchant -v VERBOSITY=verbose -c "$1" 2>&1 | sed -n 's/^ERROR:  \([0-9A-Z]\{5\}\):.*/\1/p' | sed -n 1p

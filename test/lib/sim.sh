@@ -95,3 +95,8 @@ rows = data["ledger"] if isinstance(data, dict) and "ledger" in data else data
 print(sum(1 for r in rows if r.get("invoiceNumber") == inv and r.get("kind") == kind))
 ' "$1" "$2"
 }
+# sim_api BODY: BODY posted to the simulator's API (plain HTTP); its answer,
+# without the byte order mark Authorize.Net starts a JSON reply with
+sim_api() {
+	curl -sS -H 'Content-Type: application/json' -d "$1" "$SIM_API" | python3 -c 'import sys; sys.stdout.write(sys.stdin.buffer.read().decode("utf-8-sig"))'
+}
