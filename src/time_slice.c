@@ -71,9 +71,22 @@ apply(void)
 		return;
 	applied_us = payments_worker_time_slice_us;
 #ifdef SYS_sched_setattr
+	/*
+	 * The policy and nice value stay as they are (the server may run
+	 * reniced): only the slice changes.  Setting the fields to zero would
+	 * ask for nice 0, which a reniced process may not take back.
+	 */
 	memset(&attr, 0, sizeof(attr));
+	if (syscall(SYS_sched_getattr, 0, &attr, sizeof(attr), 0) != 0)
+	{
+		ereport(LOG,
+				(errcode(ERRCODE_SYSTEM_ERROR),
+				 errmsg("%s could not read its scheduling attributes: %m",
+						MyBgworkerEntry ? MyBgworkerEntry->bgw_name : "payments")));
+		return;
+	}
 	attr.size = sizeof(attr);
-	attr.sched_policy = 0;		/* SCHED_OTHER, as every server process */
+	attr.sched_flags = 0;
 	attr.sched_runtime = (uint64) payments_worker_time_slice_us * 1000;
 	if (syscall(SYS_sched_setattr, 0, &attr, 0) != 0)
 		ereport(LOG,

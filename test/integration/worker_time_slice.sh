@@ -27,14 +27,22 @@ setting=$(qo -c "SHOW payments.worker_time_slice")
 want=$default; [ "$setting" = 0 ] || want=$((setting * 1000))
 is "$(poll_value 10 slices_are "$want")" ok "at start the worker and the recorder run with the configured slice ($setting us)"
 
-set_slice 300
-is "$(poll_value 10 slices_are 300000)" ok "after a reload with 300 us, the worker and the recorder run with a 300 us slice"
+set_slice 250
+is "$(poll_value 10 slices_are 250000)" ok "after a reload with 250 us, the worker and the recorder run with a 250 us slice"
 billing=$(pid_of 'payments billing')
 is "$(slice_of "$billing")" "$default" "the billing process keeps the kernel's default slice"
 is "$(qo -c "SELECT substring(pg_read_file('/proc/self/sched') from 'se\\.slice +: +([0-9]+)')")" "$default" "a caller's backend keeps the kernel's default slice"
 
 set_slice 0
 is "$(poll_value 10 slices_are "$default")" ok "0 gives them back the kernel's default"
+
+# the slice alone changes: a worker the administrator reniced keeps its nice
+# value (asking for nice 0 back would be refused, so no slice either)
+w=$(pid_of 'payments worker')
+renice -n 3 -p "$w" >/dev/null
+set_slice 200
+is "$(poll_value 10 slices_are 200000)" ok "200 us after a reload, for a reniced worker too"
+is "$(ps -o ni= -p "$w" | tr -d ' ')" 3 "the reniced worker keeps its nice value"
 
 # a restarted worker asks again at start
 set_slice 500
