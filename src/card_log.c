@@ -47,6 +47,9 @@
 #include "card.h"
 #include "card_redact.h"
 
+/* the class of a SQLSTATE (its first two characters), as a SQLSTATE */
+#define SQLSTATE_CLASS(sqlerrcode)	ERRCODE_TO_CATEGORY(sqlerrcode)
+
 static emit_log_hook_type prev_emit_log_hook = NULL;
 
 /* Mask one text of the message (a copy: the original may be shared). */
@@ -288,7 +291,7 @@ redact_sql_quotes(char *field)
 static void
 redact_echoed_value(ErrorData *edata)
 {
-	int			class = ERRCODE_TO_CATEGORY(edata->sqlerrcode);
+	int			class = SQLSTATE_CLASS(edata->sqlerrcode);
 	char	   *copy;
 	char	   *p;
 
