@@ -38,15 +38,38 @@ merchant_on_simulator lifetimes
 q() { as_merchant "$@"; }
 su() { cluster_psql "$WORK" "$PORT" payments -Atq "$@"; }
 card="pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 3, '123', 'Ada Lovelace')"
-# at_once SQL1 SQL2: both as merchant M from two sessions at once; prints
-# how many returned an id
+# at_once PAYMENT SQL1 SQL2: both as merchant M from two sessions at once;
+# prints how many returned an id.  Two psql processes started together may
+# still run one after the other on a busy machine (a capture sent and
+# answered before the void is even called, which then rightly voids the
+# capture), so a superuser session holds the payment's row until both
+# calls wait for it, and lets them go together.
 at_once() {
-	local a b
-	q -c "$1" >"$SIMDIR/at_once.1" 2>&1 &
+	local a b h i held=0
+	su -c "DO \$\$ DECLARE t timestamptz := clock_timestamp(); BEGIN
+		PERFORM 1 FROM payments.payments WHERE payment_id = $1 FOR UPDATE;
+		PERFORM set_config('application_name', 'at_once holds $1', false);
+		LOOP
+			PERFORM pg_stat_clear_snapshot();
+			EXIT WHEN (SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'
+				AND query LIKE '%(payment_id => $1%') >= 2;
+			IF clock_timestamp() > t + interval '30 s' THEN
+				RAISE EXCEPTION 'at_once: the two calls never both waited for payment $1';
+			END IF;
+			PERFORM pg_sleep(0.01);
+		END LOOP; END \$\$" >"$SIMDIR/at_once.h" 2>&1 &
+	h=$!
+	for i in $(seq 300); do
+		[ "$(su -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'at_once holds $1'")" = 1 ] && break
+		sleep 0.05
+	done
+	q -c "$2" >"$SIMDIR/at_once.1" 2>&1 &
 	a=$!
-	q -c "$2" >"$SIMDIR/at_once.2" 2>&1 &
+	q -c "$3" >"$SIMDIR/at_once.2" 2>&1 &
 	b=$!
+	wait $h || held=1
 	wait $a || true; wait $b || true
+	[ $held = 0 ] || { cat "$SIMDIR/at_once.h"; return; }
 	cat "$SIMDIR/at_once.1" "$SIMDIR/at_once.2" | grep -cE '^[0-9]+$' || true
 }
 pay() {		# pay KIND AMOUNT: a card payment, waited for; its id
@@ -235,7 +258,7 @@ is "$(sqlstate_of "SELECT pay_refund(payment_id => $pc, amount => '11.00 USD', i
 	"day 13: the refund's key with another amount is a conflict"
 
 # two sessions refund 30.00 each of the 40.00 left at once: one is refused
-is "$(at_once "SELECT operation_id FROM pay_refund(payment_id => $pc, amount => '30.00 USD')" "SELECT operation_id FROM pay_refund(payment_id => $pc, amount => '30.00 USD')")" 1 "day 13: of two concurrent refunds of 30.00 of 50.00, one is accepted"
+is "$(at_once "$pc" "SELECT operation_id FROM pay_refund(payment_id => $pc, amount => '30.00 USD')" "SELECT operation_id FROM pay_refund(payment_id => $pc, amount => '30.00 USD')")" 1 "day 13: of two concurrent refunds of 30.00 of 50.00, one is accepted"
 ok "$(passed wait_sql "(SELECT bool_and(status = 'succeeded') FROM pay_payment_operations($pc) WHERE kind = 'refund')")" "day 13: and succeeded"
 is "$(money "$pc")" "partially_refunded|50.00 USD|50.00 USD|40.00 USD" "day 13: 40.00 of 50.00 refunded"
 is "$(refund_ledger "$pc")" "refund 10.00;refund 30.00;" "day 13: the gateway refunded 10.00 and 30.00, once each"
@@ -285,12 +308,12 @@ is "$(events "$pd")" "payment.pending,payment.succeeded,payment.refunded" "day 1
 # races between sessions on day 13: a void and a full refund of an
 # unsettled purchase at once; a capture and a void of an authorization
 pe=$(pay purchase '15.00 USD')
-is "$(at_once "SELECT operation_id FROM pay_void(payment_id => $pe)" "SELECT operation_id FROM pay_refund(payment_id => $pe)")" 1 "day 13: of a void and a full refund at once, one is accepted"
+is "$(at_once "$pe" "SELECT operation_id FROM pay_void(payment_id => $pe)" "SELECT operation_id FROM pay_refund(payment_id => $pe)")" 1 "day 13: of a void and a full refund at once, one is accepted"
 ok "$(passed wait_sql "(SELECT bool_and(status = 'succeeded') FROM pay_payment_operations($pe) WHERE kind <> 'purchase')")" "day 13: and succeeded"
 like "$(money "$pe")" '^(canceled\|15\.00 USD\|0\.00 USD\|0\.00 USD|refunded\|15\.00 USD\|15\.00 USD\|15\.00 USD)$' "day 13: the payment is canceled or refunded, to the cent"
 is "$(sim_ledger "P$TAG$pe")" "charge 15.00,void 0.00" "day 13: the gateway voided the charge once"
 pf=$(pay authorize '16.00 USD')
-is "$(at_once "SELECT operation_id FROM pay_capture(payment_id => $pf)" "SELECT operation_id FROM pay_void(payment_id => $pf)")" 1 "day 13: of a capture and a void at once, one is accepted"
+is "$(at_once "$pf" "SELECT operation_id FROM pay_capture(payment_id => $pf)" "SELECT operation_id FROM pay_void(payment_id => $pf)")" 1 "day 13: of a capture and a void at once, one is accepted"
 ok "$(passed wait_sql "(SELECT bool_and(status = 'succeeded') FROM pay_payment_operations($pf) WHERE kind <> 'authorize')")" "day 13: and succeeded"
 like "$(money "$pf")|$(sim_ledger "P$TAG$pf")" '^(canceled\|16\.00 USD\|-\|0\.00 USD\|authorization 16\.00,void 0\.00|succeeded\|16\.00 USD\|16\.00 USD\|0\.00 USD\|authorization 16\.00,capture 16\.00)$' \
 	"day 13: captured or voided, in the database as at the gateway"
