@@ -47,9 +47,6 @@
 #include "card.h"
 #include "card_redact.h"
 
-/* the class of a SQLSTATE (its first two characters), as a SQLSTATE */
-#define SQLSTATE_CLASS(sqlerrcode)	ERRCODE_TO_CATEGORY(sqlerrcode)
-
 static emit_log_hook_type prev_emit_log_hook = NULL;
 
 /* Mask one text of the message (a copy: the original may be shared). */
@@ -291,7 +288,7 @@ redact_sql_quotes(char *field)
 static void
 redact_echoed_value(ErrorData *edata)
 {
-	int			class = SQLSTATE_CLASS(edata->sqlerrcode);
+	int			class = ERRCODE_TO_CATEGORY(edata->sqlerrcode);
 	char	   *copy;
 	char	   *p;
 
