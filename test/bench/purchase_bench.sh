@@ -303,6 +303,10 @@ p0=$(cpu_children $$) i0=$(idle) t0=$(date +%s.%N)
 # members a page): the foreign-key check of each payment locks its
 # merchant's row, which the other purchases in flight hold locked too
 mx0=$(q -c "SELECT mxid_age('1')") mm0=$(q -c "SELECT blks_zeroed FROM pg_stat_slru WHERE name = 'MultiXactMember'")
+# WAL flushes (each an fdatasync: a trip through the kernel and the
+# virtual disk) and bytes; the backends report them at the latest when
+# they exit, the worker and the recorder within a second
+wal0=$(q -c "SELECT wal_sync || ' ' || wal_bytes FROM pg_stat_wal")
 run_clients 16
 sleep 0.5
 c1=$(cpu_children "$pm") p1=$(cpu_children $$)
@@ -316,6 +320,10 @@ n=$(q -c "SELECT count(*) FROM payments.operations WHERE operation_id > $LAST_OP
 q -c "SELECT 'MultiXacts per purchase: ' || round((mxid_age('1') - $mx0)::numeric / $n, 2) ||
 	' (members about ' || round(((SELECT blks_zeroed FROM pg_stat_slru WHERE name = 'MultiXactMember') - $mm0) * 1636.0 / $n, 1) ||
 	' per purchase)'"
+sleep 1.5
+wal1=$(q -c "SELECT wal_sync || ' ' || wal_bytes FROM pg_stat_wal")
+read -r ws0 wb0 <<<"$wal0"; read -r ws1 wb1 <<<"$wal1"
+q -c "SELECT 'WAL per purchase: ' || round(($ws1 - $ws0)::numeric / $n, 2) || ' flushes, ' || round(($wb1 - $wb0)::numeric / $n) || ' bytes'"
 python3 - "$n" "$TICK_MS" "$(nproc)" "$c0" "$c1" "$w0" "$w1" "$b0" "$b1" "$r0" "$r1" "$s0" "$s1" "$p0" "$p1" "$i0" "$i1" "$t0" "$t1" <<'PY'
 import sys
 n, tick, cpus = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
