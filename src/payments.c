@@ -30,7 +30,7 @@
 #include "free_text.h"
 #include "payments.h"
 #include "shmem.h"
-#include "time_slice.h"
+#include "cpu_scheduling.h"
 #include "audit.h"
 #include "wake.h"
 #include "billing_worker.h"
@@ -345,7 +345,7 @@ _PG_init(void)
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
-	time_slice_define();
+	cpu_scheduling_define();
 	core_dumps_init();
 	MarkGUCPrefixReserved("payments");
 

@@ -43,7 +43,7 @@
 #include "record_queue.h"
 #include "recorder.h"
 #include "shmem.h"
-#include "time_slice.h"
+#include "cpu_scheduling.h"
 #include "worker_tx.h"
 
 PGDLLEXPORT void payments_recorder_main(Datum main_arg);
@@ -107,7 +107,7 @@ payments_recorder_main(Datum main_arg pg_attribute_unused())
 	helper_start(&payments_shared->recorder_connect_failures, "payments recorder");
 	/* results durable before anyone is told, brief lock waits, no JIT */
 	background_session_settings();
-	time_slice_request();
+	cpu_scheduling_request();
 
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "payments recorder loop",
 									 ALLOCSET_DEFAULT_SIZES);

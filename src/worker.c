@@ -49,7 +49,7 @@
 #include "recorder.h"
 #include "schema_version.h"
 #include "shmem.h"
-#include "time_slice.h"
+#include "cpu_scheduling.h"
 #include "worker.h"
 #include "worker_tx.h"
 
@@ -1718,7 +1718,7 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 	 * caller holds must not stop every transfer in flight), no JIT
 	 */
 	background_session_settings();
-	time_slice_request();
+	cpu_scheduling_request();
 
 	pg_atomic_write_u32(&payments_shared->worker_procno, MyProc->pgprocno + 1);
 	pg_atomic_write_u32(&payments_shared->worker_pid, MyProcPid);

@@ -25,7 +25,7 @@
 
 #include "payments.h"
 #include "shmem.h"
-#include "time_slice.h"
+#include "cpu_scheduling.h"
 #include "worker.h"
 #include "worker_tx.h"
 
@@ -369,7 +369,7 @@ loop_start(MemoryContext loop_cxt)
 		ProcessConfigFile(PGC_SIGHUP);
 		if (lock_waits_limited)
 			limit_lock_waits();
-		time_slice_reload();
+		cpu_scheduling_reload();
 	}
 }
 

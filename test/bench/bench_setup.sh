@@ -16,6 +16,9 @@
 #       only those: benchmarks running at once each keep their own (with
 #       BENCH_KEEP=1 they stay with the kept cluster: once that is stopped,
 #       take vm.nr_hugepages down by the count it printed, by hand).
+#       BENCH_REALTIME=tuned (likewise) starts the server with CAP_SYS_NICE
+#       and payments.worker_realtime_priority = 1, as README's Operations
+#       ("Real-time priority") describes (needs root).
 #   q [psql args...]     psql -At on database payments
 #   pgb [pgbench args...] pgbench against the cluster
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
@@ -44,7 +47,16 @@ bench_start() {
 	else
 		echo "huge pages: as the machine has them (vm.nr_hugepages $(cat /proc/sys/vm/nr_hugepages), huge_pages = try)"
 	fi
-	cluster_start "$WORK"
+	# BENCH_REALTIME=tuned: the worker and the recorder at real-time
+	# priority 1, as README's Operations ("Real-time priority") describes
+	if [ "${BENCH_REALTIME:-machine}" = tuned ] && [ "$(id -u)" = 0 ]; then
+		printf '%s\n' "payments.worker_realtime_priority = 1" | as_pg tee -a "$WORK/data/postgresql.conf" >/dev/null
+		cluster_start_capable "$WORK" sys_nice
+		echo "the worker and the recorder: real-time priority 1 (the server started with CAP_SYS_NICE)"
+	else
+		[ "${BENCH_REALTIME:-machine}" != tuned ] || echo "real-time priority: not available (needs root to start the server with CAP_SYS_NICE)"
+		cluster_start "$WORK"
+	fi
 	cluster_psql "$WORK" "$PORT" postgres -c 'CREATE DATABASE payments' >/dev/null
 	q -c 'CREATE EXTENSION payments' >/dev/null
 
