@@ -611,7 +611,13 @@ get_rel_cache(Relation rel, Trigger *trigger)
  * ------------------------------------------------------------------------
  */
 
-/* A copy of jb with every key or scalar that holds a card number replaced. */
+/*
+ * A copy of jb with every key or scalar that holds a card number replaced;
+ * a string that is exactly one identifier (a UUID, a W3C traceparent:
+ * free_text_is_identifier) is kept, as the API keeps it in the row: a
+ * correlation id or an idempotency key whose random hex passes for a card
+ * number would otherwise no longer match the row's.
+ */
 static Jsonb *
 redact_card_numbers(Jsonb *jb)
 {
@@ -628,7 +634,8 @@ redact_card_numbers(Jsonb *jb)
 			bool		bad = false;
 
 			if (v.type == jbvString)
-				bad = card_text_contains_number(v.val.string.val, v.val.string.len);
+				bad = card_text_contains_number(v.val.string.val, v.val.string.len) &&
+					!(tok != WJB_KEY && free_text_is_identifier(v.val.string.val, v.val.string.len));
 			else if (v.type == jbvNumeric)
 			{
 				char	   *s = DatumGetCString(DirectFunctionCall1(numeric_out,

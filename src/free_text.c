@@ -28,11 +28,17 @@
  * as it is set), not cut: a cut id would no longer be the one the
  * caller's own logs have.
  *
- * A text that is exactly one UUID (32 hex digits, with or without the
- * dashes of its 8-4-4-4-12 form) is an identifier, not checked: about one
- * random UUID in 550 has dash-separated digit groups that pass for a card
- * number (one in 950 without the dashes, a run of digits between
- * letters), and a UUID is what the API asks for as an idempotency key.
+ * A text that is exactly one identifier is not checked
+ * (free_text_is_identifier): a UUID (32 hex digits, with or without the
+ * dashes of its 8-4-4-4-12 form) or a W3C traceparent (the header
+ * PostgREST passes on as the correlation id).  About one random UUID in
+ * 550 has dash-separated digit groups that pass for a card number (one in
+ * 950 without the dashes, a run of digits between letters), and one
+ * random traceparent in 520; masked, the id would no longer be the one
+ * the caller's own logs and traces have, and a UUID is what the API asks
+ * for as an idempotency key.  Masking is against a card number that got
+ * into a text by accident; a caller set on keeping one can spell it in
+ * letters, and an identifier's hex can hold one between its letters.
  *
  * Metadata (and the customer object) is bounded as Stripe bounds it, since
  * a payment copies it into several rows, events and audit rows: at most
@@ -90,14 +96,76 @@ is_uuid(const char *s, int len)
 }
 
 /*
+ * Whether s[from..from+n) is n lowercase hex digits (digits_only: n
+ * decimal digits), and (nonzero) not all of them '0'.
+ */
+static bool
+is_lower_hex_field(const char *s, int from, int n, bool nonzero, bool digits_only)
+{
+	bool		zero = true;
+
+	for (int i = from; i < from + n; i++)
+	{
+		if (!(s[i] >= '0' && s[i] <= '9') &&
+			(digits_only || !(s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+		if (s[i] != '0')
+			zero = false;
+	}
+	return !(nonzero && zero);
+}
+
+/*
+ * Whether s is exactly one W3C traceparent (Trace Context, Level 1:
+ * https://www.w3.org/TR/trace-context/#traceparent-header): version,
+ * trace-id, parent-id and flags, 2, 32, 16 and 2 lowercase hex digits
+ * joined by dashes, 55 characters; the version not ff, neither id all
+ * zeros.  That is version 00's whole form, and the part a later version
+ * keeps in front of fields of its own: a later version in these 55
+ * characters is taken, one with more after them is not (what follows is
+ * not known).  Uppercase hex is no traceparent (the spec has lowercase
+ * only, and a tracer restarts the trace on one), so it is checked as any
+ * text.
+ *
+ * Nor is one whose parent-id is 16 decimal digits: that field has a card
+ * number's length, and digits only is how a card number put into one
+ * looks.  Such a traceparent is checked as any text, so a card number
+ * there is masked; a random parent-id is all decimal once in 1,900
+ * ((10/16)^16), and that id is masked only when it also passes for a card
+ * number.
+ */
+static bool
+is_traceparent(const char *s, int len)
+{
+	return len == 55 &&
+		s[2] == '-' && s[35] == '-' && s[52] == '-' &&
+		is_lower_hex_field(s, 0, 2, false, false) && strncmp(s, "ff", 2) != 0 &&
+		is_lower_hex_field(s, 3, 32, true, false) &&
+		is_lower_hex_field(s, 36, 16, true, false) &&
+		!is_lower_hex_field(s, 36, 16, false, true) &&
+		is_lower_hex_field(s, 53, 2, false, false);
+}
+
+/*
+ * Whether s is exactly one identifier, kept as it is wherever card numbers
+ * are refused or masked in a caller's text, a correlation id and an audit
+ * row's values: a UUID or a W3C traceparent.
+ */
+bool
+free_text_is_identifier(const char *s, int len)
+{
+	return is_uuid(s, len) || is_traceparent(s, len);
+}
+
+/*
  * Whether a caller's text holds a card number of a length its brand issues
- * (a lone UUID does not; nor does a phone number or a barcode, which the
+ * (a lone UUID or traceparent does not; nor does a phone number or a barcode, which the
  * masking of logs and audit rows would mask all the same).
  */
 bool
 free_text_holds_card(const char *s, int len)
 {
-	return !is_uuid(s, len) && card_text_contains_issued_number(s, len);
+	return !free_text_is_identifier(s, len) && card_text_contains_issued_number(s, len);
 }
 
 /*
@@ -109,7 +177,7 @@ free_text_holds_card(const char *s, int len)
 bool
 free_text_mask(char *s, int len)
 {
-	return !is_uuid(s, len) && card_text_mask_numbers(s, len);
+	return !free_text_is_identifier(s, len) && card_text_mask_numbers(s, len);
 }
 
 /*

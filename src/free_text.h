@@ -21,6 +21,7 @@
  */
 #define FREE_TEXT_CORRELATION_ID_MAX_CHARS	200
 
+extern bool free_text_is_identifier(const char *s, int len);
 extern bool free_text_holds_card(const char *s, int len);
 extern void free_text_check(const char *name, const char *s, int len, int max_chars);
 extern void free_text_check_object(const char *name, Jsonb *jb);

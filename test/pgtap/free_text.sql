@@ -5,7 +5,8 @@
 -- names) is refused with 22Y17 when it holds a card number, and nothing of
 -- the call is stored; a correlation id (argument, x-request-id header,
 -- payments.correlation_id) is kept with the card number's digits masked,
--- and refused over 200 characters.  No error quotes a caller's text.
+-- and refused over 200 characters.  A text that is exactly a UUID or a W3C
+-- traceparent is an identifier: kept as it is.  No error quotes a caller's text.
 -- Metadata (and the customer object) is bounded: 50 keys, keys of 40
 -- characters, scalar values of 500.  (The files of a server after such
 -- calls: test/integration/card_data_at_rest.sh.)
@@ -17,7 +18,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(80);
+SELECT plan(107);
 
 CREATE FUNCTION pg_temp.card() RETURNS payments.pay_card LANGUAGE sql
 	AS $$ SELECT payments.pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 2, '123') $$;
@@ -180,6 +181,90 @@ SELECT is(payments._mask_card_numbers('ab4111111111111111cdef012345678'), 'abXXX
 SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', card => pg_temp.card(),
 	idempotency_key => '7b8f2ab5-3451-4013-9675-f6ad325b55dd/4111111111111111')$$,
 	'22Y17', 'idempotency key holds a card number', 'a longer text around a UUID is checked');
+
+-- 5b. a W3C traceparent is an identifier as a UUID is: kept as it is, on
+-- the payment, its operations, events and audit rows, from each source.
+-- These random ones were masked before (about one in 520 is: a run of
+-- digits, alone or across a dash, passes for a card number).
+-- (The gateway's refId and exchange log: card_data_at_rest.sh.)
+CREATE FUNCTION pg_temp.kept_ids(p bigint) RETURNS text LANGUAGE sql AS $$
+	SELECT concat_ws(' / ',
+		'payment ' || (SELECT string_agg(DISTINCT correlation_id, ',') FROM payments.payments WHERE payment_id = p),
+		'operations ' || (SELECT string_agg(DISTINCT correlation_id, ',') FROM payments.operations WHERE payment_id = p),
+		'events ' || (SELECT string_agg(DISTINCT correlation_id, ',') FROM payments.events WHERE payment_id = p),
+		'audit rows ' || (SELECT string_agg(DISTINCT correlation_id, ',') FROM payments.audit_log
+			WHERE new_row ->> 'payment_id' = p::text),
+		'audited rows'' correlation_id ' || (SELECT string_agg(DISTINCT new_row ->> 'correlation_id', ',')
+			FROM payments.audit_log WHERE new_row ->> 'payment_id' = p::text AND table_name IN ('payments', 'operations')))
+$$;
+CREATE FUNCTION pg_temp.all_ids(id text) RETURNS text LANGUAGE sql AS $$
+	SELECT format('payment %1$s / operations %1$s / events %1$s / audit rows %1$s / audited rows'' correlation_id %1$s', id)
+$$;
+SELECT is(payments._check_correlation_id(tp), tp, 'a traceparent the old masking took for a card number is kept: ' || tp)
+	FROM (VALUES ('00-ce4a23353b8a9e3c75c0e7e356756442-24766fefb9174922-01'),
+		('00-40850609984967914c7c4c3600cc69f1-698ed9f64d8e0a2e-01'),
+		('00-d82bf65ce753774853ad22249cf762a2-9dc4259745858636-01'),
+		('00-5ab0dcb5e5a02395abcb408359768144-4726817933746f3c-01')) v(tp);
+SELECT lives_ok($$CREATE TEMP TABLE t1 AS SELECT * FROM pay_purchase(amount => '1.00 USD', card => pg_temp.card(),
+	correlation_id => '00-ce4a23353b8a9e3c75c0e7e356756442-24766fefb9174922-01')$$, 'a purchase with a traceparent as correlation_id');
+SELECT is(pg_temp.kept_ids((SELECT payment_id FROM t1)), pg_temp.all_ids('00-ce4a23353b8a9e3c75c0e7e356756442-24766fefb9174922-01'),
+	'the argument''s traceparent is kept whole on the payment, its operations, events and audit rows');
+DO $$ BEGIN PERFORM set_config('request.headers',
+	'{"user-agent": "curl/8", "traceparent": "00-40850609984967914c7c4c3600cc69f1-698ed9f64d8e0a2e-01"}', true); END $$;
+SELECT lives_ok($$CREATE TEMP TABLE t2 AS SELECT * FROM pay_purchase(amount => '1.00 USD', card => pg_temp.card())$$,
+	'a purchase under a traceparent header as PostgREST passes it');
+SELECT is(pg_temp.kept_ids((SELECT payment_id FROM t2)), pg_temp.all_ids('00-40850609984967914c7c4c3600cc69f1-698ed9f64d8e0a2e-01'),
+	'the header''s traceparent is kept whole on the payment, its operations, events and audit rows');
+RESET request.headers;
+SET LOCAL payments.correlation_id = '00-d82bf65ce753774853ad22249cf762a2-9dc4259745858636-01';
+SELECT is(current_setting('payments.correlation_id'), '00-d82bf65ce753774853ad22249cf762a2-9dc4259745858636-01',
+	'a traceparent is kept whole as the setting is set');
+SELECT lives_ok($$CREATE TEMP TABLE t3 AS SELECT * FROM pay_purchase(amount => '1.00 USD', card => pg_temp.card())$$,
+	'a purchase under that setting');
+SELECT is(pg_temp.kept_ids((SELECT payment_id FROM t3)), pg_temp.all_ids('00-d82bf65ce753774853ad22249cf762a2-9dc4259745858636-01'),
+	'the setting''s traceparent is kept whole on the payment, its operations, events and audit rows');
+RESET payments.correlation_id;
+-- the audit trigger keeps an identifier too (a UUID's digit groups passed
+-- for a card number there, and the audited rows had a note in its place)
+SELECT lives_ok($$CREATE TEMP TABLE t5 AS SELECT * FROM pay_purchase(amount => '1.00 USD', card => pg_temp.card(),
+	correlation_id => '7b8f2ab5-3451-4013-9675-f6ad325b55dd')$$, 'a purchase with a UUID as correlation_id');
+SELECT is(pg_temp.kept_ids((SELECT payment_id FROM t5)), pg_temp.all_ids('7b8f2ab5-3451-4013-9675-f6ad325b55dd'),
+	'the UUID is kept whole on the payment, its operations, events and audit rows, and in the audited rows');
+-- (refused before: a run of its digits passes for a card number of a length issued)
+SELECT lives_ok($$SELECT pay_purchase(amount => '1.00 USD', card => pg_temp.card(),
+	idempotency_key => '00-f1e5f7f575346c39994167097707e297-a59ceaff820f7375-01')$$,
+	'a traceparent as an idempotency key is not refused either (one rule: free_text_is_identifier)');
+-- what is no traceparent, or one whose parent-id is 16 decimal digits, is
+-- masked as any text
+SELECT is(payments._check_correlation_id(given), masked, why)
+	FROM (VALUES
+		('00-0af7651916cd43dd8448eb211c80319c-4111111111111111-01', '00-0af7651916cd43dd8448eb211c80319c-XXXXXXXXXXXXXXXX-01',
+			'a card number as the whole parent-id is masked'),
+		('00-ce4a23353b8a9e3c75c0e7e356756442-5105105105105100-01', '00-ce4a23353b8a9e3c75c0e7e356756442-XXXXXXXXXXXXXXXX-01',
+			'another card number as the parent-id is masked (with the trace-id''s last digits before the dash it makes 25 digits, no card number)'),
+		('trace 00-ce4a23353b8a9e3c75c0e7e356756442-24766fefb9174922-01', 'trace 00-ce4a23353b8a9e3c75c0e7eXXXXXXXXX-XXXXXfefb9174922-01',
+			'a traceparent inside a longer text is checked'),
+		('00-ce4a23353b8a9e3c75c0e7e356756442-24766fefb9174922-01-x', '00-ce4a23353b8a9e3c75c0e7eXXXXXXXXX-XXXXXfefb9174922-01-x',
+			'so is one with more after it (a later version''s fields are not known)'),
+		('00-CE4A23353B8A9E3C75C0E7E356756442-24766FEFB9174922-01', '00-CE4A23353B8A9E3C75C0E7EXXXXXXXXX-XXXXXFEFB9174922-01',
+			'uppercase hex is no traceparent'),
+		('ff-ce4a23353b8a9e3c75c0e7e356756442-24766fefb9174922-01', 'ff-ce4a23353b8a9e3c75c0e7eXXXXXXXXX-XXXXXfefb9174922-01',
+			'nor is version ff'),
+		('00-4111-1111-1111-1111-aaaaaaaaaaa-b7ad6b7169203331-01', '00-XXXX-XXXX-XXXX-XXXX-aaaaaaaaaaa-b7ad6b7169203331-01',
+			'a look-alike whose fields hold a card number with separators is masked'),
+		('00-ce4a23353b8a9e3c75c0e7e356756442 24766fefb9174922 01', '00-ce4a23353b8a9e3c75c0e7eXXXXXXXXX XXXXXfefb9174922 01',
+			'spaces for dashes: no traceparent'),
+		('00-ce4a23353b8a9e3c75c0e7e3567564g2-24766fefb9174922-01', '00-ce4a23353b8a9e3c75c0e7e3567564g2-24766fefb9174922-01',
+			'(a non-hex letter: no traceparent, and no card number there)'),
+		('cc-ce4a23353b8a9e3c75c0e7e356756442-24766fefb9174922-01', 'cc-ce4a23353b8a9e3c75c0e7e356756442-24766fefb9174922-01',
+			'a later version in the 55 characters of version 00 is kept'),
+		('00-00000000000000000000000000000000-ab41111111111105-01', '00-00000000000000000000000000000000-abXXXXXXXXXXXXXX-XX',
+			'an all-zero trace-id is no traceparent (the parent-id''s digits and the flags pass for a card number)')) v(given, masked, why);
+SELECT lives_ok($$CREATE TEMP TABLE t4 AS SELECT * FROM pay_purchase(amount => '1.00 USD', card => pg_temp.card(),
+	correlation_id => '00-0af7651916cd43dd8448eb211c80319c-4111111111111111-01')$$,
+	'a purchase with a card number as a traceparent''s parent-id');
+SELECT is(pg_temp.kept_ids((SELECT payment_id FROM t4)), pg_temp.all_ids('00-0af7651916cd43dd8448eb211c80319c-XXXXXXXXXXXXXXXX-01'),
+	'the card number is masked on the payment, its operations, events and audit rows');
 
 -- 6. the correlation id is at most 200 characters, wherever it comes from
 -- (22001, the id not quoted, nothing stored); a longer one is refused,
