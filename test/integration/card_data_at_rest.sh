@@ -11,7 +11,8 @@
 # card numbers in free text (description, metadata, customer, order_ref,
 # idempotency key, a customer's name, a refund's reason, a customer profile
 # id: refused, nothing stored) and in the correlation id (x-request-id header, the
-# payments.correlation_id setting, the argument: masked).
+# payments.correlation_id setting, the argument: masked; a W3C traceparent
+# is kept whole, unless its parent-id is a card number).
 # Cards that cannot be opened (lost in a crash: one of them first outlived
 # two key rotations, re-sealed by each; a corrupt vault row) fail alone,
 # with the reason, while a good purchase behind them goes through.  Then a
@@ -121,7 +122,7 @@ is "$(mq "$M" -c "SELECT status FROM payments.pay_get_payment($pid_declined)")" 
 # 7b. Card numbers in free text: refused where a caller gives them (nothing
 #     of the call is stored), masked in the correlation id (argument,
 #     x-request-id header as PostgREST sets it, payments.correlation_id).
-FREETEXT=(5105105105105100 4000056655665556 6011111111111117 378282246310005 4242424242424242 3566002020360505 5555555555554444 6011000990139424 4012888888881881 4917610000000000 5200828282828210)
+FREETEXT=(5105105105105100 4000056655665556 6011111111111117 378282246310005 4242424242424242 3566002020360505 5555555555554444 6011000990139424 4012888888881881 4917610000000000 5200828282828210 2223000048400011)
 grouped() { sed -E 's/([0-9]{4})/\1 /g; s/ $//' <<<"$1"; }
 dashed() { sed -E 's/([0-9]{4})/\1-/g; s/-$//' <<<"$1"; }
 rows() { mq "$M" -c "SELECT (SELECT count(*) FROM payments.payments WHERE merchant_id = $M) || ' ' ||
@@ -162,6 +163,50 @@ is "$(mq "$M" -c "SELECT count(*) FROM payments.gateway_exchanges WHERE merchant
 is "$(sq -c "SELECT count(*) FROM payments.audit_log WHERE correlation_id IN ('XXXXXXXXXXXXXXXX', 'batch XXXX-XXXX-XXXX-XXXX', 'req-XXXXXXXXXXXXXXXX')
 	AND new_row ->> 'payment_id' IN ('$pid_hdr', '$pid_guc', '$pid_arg') AND table_name = 'payments' AND operation = 'INSERT'")" 3 \
 	"the audit rows keep the masked correlation id"
+# A W3C traceparent is an identifier, as a UUID is: kept as it is, and the
+# refId sent is the digest of the id as given.  The three are random ones
+# whose digits (alone or across a dash) the masking took for a card number
+# before; the fourth has a card number as its parent-id: masked.
+TP_HDR=00-40850609984967914c7c4c3600cc69f1-698ed9f64d8e0a2e-01
+TP_GUC=00-d82bf65ce753774853ad22249cf762a2-9dc4259745858636-01
+TP_ARG=00-ce4a23353b8a9e3c75c0e7e356756442-24766fefb9174922-01
+TP_CARD=00-0af7651916cd43dd8448eb211c80319c-${FREETEXT[11]}-01
+TP_CARD_MASKED=00-0af7651916cd43dd8448eb211c80319c-XXXXXXXXXXXXXXXX-01
+# the header as PostgREST sets it: request.headers, local to the request's transaction
+pid_tp_hdr=$(mq "$M" -q -c "BEGIN" \
+	-c "SELECT set_config('request.headers', '{\"user-agent\": \"curl/8.5.0\", \"traceparent\": \"$TP_HDR\"}', true) IS NOT NULL" \
+	-c "SELECT payment_id FROM payments.pay_purchase(amount => '2.40 USD', card => $card_sql)" -c "COMMIT" | tail -1)
+pid_tp_guc=$(mq "$M" -c "SET payments.correlation_id = '$TP_GUC'" \
+	-c "SELECT payment_id FROM payments.pay_purchase(amount => '2.50 USD', card => $card_sql)" | tail -1)
+pid_tp_arg=$(mq "$M" -c "SELECT payment_id FROM payments.pay_purchase(amount => '2.60 USD', card => $card_sql,
+	correlation_id => '$TP_ARG')" | tail -1)
+pid_tp_card=$(mq "$M" -c "SELECT payment_id FROM payments.pay_purchase(amount => '2.70 USD', card => $card_sql,
+	correlation_id => '$TP_CARD')" | tail -1)
+tp_pids="$pid_tp_hdr, $pid_tp_guc, $pid_tp_arg, $pid_tp_card"
+for p in $pid_tp_hdr $pid_tp_guc $pid_tp_arg $pid_tp_card; do wait_done "$p" "$M" || true; done
+is "$(mq "$M" -c "SELECT string_agg(status || ' ' || correlation_id, ' / ' ORDER BY payment_id) FROM payments.payments
+	WHERE merchant_id = $M AND payment_id IN ($tp_pids)")" \
+	"succeeded $TP_HDR / succeeded $TP_GUC / succeeded $TP_ARG / succeeded $TP_CARD_MASKED" \
+	"a traceparent (header, setting, argument) is kept whole on the payment; a card number as its parent-id is masked"
+# every row of each payment has its id: operations, events, audit rows (and the audited rows), exchanges
+is "$(sq -c "SELECT string_agg(format('%s %s', p.payment_id, (SELECT string_agg(DISTINCT id, ',') FROM (
+		SELECT o.correlation_id FROM payments.operations o WHERE o.merchant_id = p.merchant_id AND o.payment_id = p.payment_id
+		UNION ALL SELECT e.correlation_id FROM payments.events e WHERE e.merchant_id = p.merchant_id AND e.payment_id = p.payment_id
+		UNION ALL SELECT a.correlation_id FROM payments.audit_log a WHERE a.new_row ->> 'payment_id' = p.payment_id::text
+		UNION ALL SELECT a.new_row ->> 'correlation_id' FROM payments.audit_log a
+			WHERE a.new_row ->> 'payment_id' = p.payment_id::text AND a.table_name IN ('payments', 'operations')
+		UNION ALL SELECT x.correlation_id FROM payments.gateway_exchanges x JOIN payments.operations o USING (merchant_id, operation_id)
+			WHERE o.merchant_id = p.merchant_id AND o.payment_id = p.payment_id) ids(id))
+		= p.correlation_id), ' / ' ORDER BY p.payment_id)
+	FROM payments.payments p WHERE p.merchant_id = $M AND p.payment_id IN ($tp_pids)")" \
+	"$pid_tp_hdr t / $pid_tp_guc t / $pid_tp_arg t / $pid_tp_card t" \
+	"each one's operations, events, audit rows (and the rows they audit) and gateway exchanges have the payment's id, and only it"
+is "$(sq -c "SELECT string_agg(x.correlation_id || ' ' || (x.request_masked::jsonb #>> '{createTransactionRequest,refId}')
+		|| ' ' || (x.response_masked::jsonb ->> 'refId'), ' / ' ORDER BY o.payment_id)
+	FROM payments.gateway_exchanges x JOIN payments.operations o USING (merchant_id, operation_id)
+	WHERE o.merchant_id = $M AND o.payment_id IN ($tp_pids) AND x.request_type = 'createTransactionRequest'")" \
+	"$(for t in "$TP_HDR" "$TP_GUC" "$TP_ARG" "$TP_CARD_MASKED"; do r=$(printf %s "$t" | md5sum | cut -c1-20); printf '%s %s %s / ' "$t" "$r" "$r"; done | sed 's| / $||')" \
+	"the gateway was sent (and echoed) as refId the digest of the id as given (the masked one for the card-bearing one)"
 
 # 8. Cards that cannot be opened fail alone.  M2 has no gateway yet, so its
 #    purchases wait in the vault: one that outlives two key rotations
