@@ -4074,12 +4074,12 @@ CREATE FUNCTION payments._check_text(field text, value text, max_chars integer D
 	RETURNS void
 	LANGUAGE c STABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'pay_check_text';
 COMMENT ON FUNCTION payments._check_text(text, text, integer) IS
-	'Internal: raises 22Y17 when a caller''s text holds a card number (12 to 19 digits, Luhn-valid, of a known brand; a text that is one UUID, with or without dashes, is not checked) and 22001 when it is longer than max_chars characters; the message names the field, never the value.';
+	'Internal: raises 22Y17 when a caller''s text holds a card number (12 to 19 digits, Luhn-valid, of a known brand; a text that is exactly one UUID, with or without dashes, or one W3C traceparent, is not checked) and 22001 when it is longer than max_chars characters; the message names the field, never the value.';
 
 CREATE FUNCTION payments._mask_card_numbers(value text) RETURNS text
 	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'pay_mask_card_numbers';
 COMMENT ON FUNCTION payments._mask_card_numbers(text) IS
-	'Internal: the text with every digit of the card numbers it holds replaced by X (the correlation id''s masking).';
+	'Internal: the text with every digit of the card numbers it holds replaced by X (the correlation id''s masking); a text that is exactly one UUID or one W3C traceparent is returned as it is.';
 
 CREATE OR REPLACE FUNCTION payments._check_metadata(p_metadata jsonb) RETURNS void
 	LANGUAGE c IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'pay_check_metadata';
@@ -4351,7 +4351,7 @@ END
 $$;
 COMMENT ON FUNCTION payments.pay_create_api_key(bigint, text[], text, timestamptz, integer, integer) IS
 	'Creates a merchant API key and returns it, this once (api_key: pk_<key_id>_<secret>; only its SHA-256 is kept). merchant_id: default the current merchant. scopes (default read), as payments._api_function_scope gives them: read (pay_get_payment, pay_payment_operations, pay_list_payments, pay_wait, pay_get_customer, pay_find_customers, pay_get_payment_method, pay_list_payment_methods, pay_wait_payment_method, pay_expiring_payment_methods, pay_get_plan, pay_list_plans, pay_get_subscription, pay_list_subscriptions, pay_preview_subscription_change, pay_get_invoice, pay_list_invoices, pay_get_dunning_policy, pay_billing_now), payments (pay_purchase, pay_authorize, pay_capture, pay_void, pay_create_plan, pay_update_plan, pay_create_subscription, pay_update_subscription, pay_cancel_subscription, pay_pause_subscription, pay_resume_subscription, pay_change_subscription), refunds (pay_refund), customers (pay_create_customer, pay_update_customer, pay_delete_customer, pay_save_payment_method, pay_set_default_payment_method, pay_delete_payment_method), admin (its merchant''s keys: pay_create_api_key, pay_list_api_keys, pay_revoke_api_key, pay_rotate_api_key; and pay_export_customer, pay_erase_customer, pay_set_dunning_policy, pay_run_renewals, pay_run_dunning, pay_set_test_clock, pay_advance_test_clock, pay_clear_test_clock). expires_at: none by default. rate_limit and burst: the key''s own limits (default the settings payments.api_key_rate_limit and payments.api_key_burst; rate_limit 0: no limit). A key made with an admin key is never broader than that key (PT403 otherwise): its scopes, expiry, rate limit and burst are within that key''s (left out, they are that key''s), and it is revoked with that key. At most 100 keys of a merchant neither revoked nor expired (PT409). For the extension owner, roles acting for every merchant, and admin keys of that merchant (PT403 otherwise).';
-COMMENT ON COLUMN payments.audit_log.correlation_id IS 'x-request-id (or traceparent) of request.headers, else payments.correlation_id, else the row''s own correlation_id; the digits of a card number in it masked (X).';
+COMMENT ON COLUMN payments.audit_log.correlation_id IS 'x-request-id (or traceparent) of request.headers, else payments.correlation_id, else the row''s own correlation_id; the digits of a card number in it masked (X), unless it is exactly a UUID or a W3C traceparent.';
 
 ------------------------------------------------------------------------------
 -- h-sub-end-items: a subscription that ends closes its pending invoice
@@ -5783,7 +5783,7 @@ COMMENT ON FUNCTION payments._create_payment(text, payments.pay_amount, payments
 CREATE FUNCTION payments._check_correlation_id(value text) RETURNS text
 	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'pay_check_correlation_id';
 COMMENT ON FUNCTION payments._check_correlation_id(text) IS
-	'Internal: the correlation id as it is kept: raises 22001 when it is longer than 200 characters (the message never quotes it), else returns it with every digit of the card numbers it holds replaced by X.';
+	'Internal: the correlation id as it is kept: raises 22001 when it is longer than 200 characters (the message never quotes it), else returns it with every digit of the card numbers it holds replaced by X (a UUID or a W3C traceparent as it is).';
 
 -- PL/pgSQL rather than SQL (payment_api.sql, secrets.sql): a SQL function
 -- called from PL/pgSQL is parsed and planned again in each transaction.
@@ -5801,7 +5801,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments._correlation_id(text) IS
-	'Internal: the correlation id of the current request (argument, x-request-id or traceparent header, payments.correlation_id setting, or a new one), the digits of any card number in it masked; 22001 when it is longer than 200 characters.';
+	'Internal: the correlation id of the current request (argument, x-request-id or traceparent header, payments.correlation_id setting, or a new one), the digits of any card number in it masked (a UUID or a W3C traceparent kept as it is); 22001 when it is longer than 200 characters.';
 
 -- A billing interval: day, week, month or year, times 1 to 366.
 CREATE OR REPLACE FUNCTION payments._check_billing_interval(p_unit text, p_count integer) RETURNS void

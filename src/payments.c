@@ -113,7 +113,7 @@ _PG_init(void)
 
 	DefineCustomStringVariable("payments.correlation_id",
 							   "Correlation id of the current request, when no x-request-id header gives one.",
-							   "At most " CppAsString2(FREE_TEXT_CORRELATION_ID_MAX_CHARS) " characters. Sent to the gateway as refId and kept on every row the request creates; the digits of a card number in it are masked as it is set.",
+							   "At most " CppAsString2(FREE_TEXT_CORRELATION_ID_MAX_CHARS) " characters. Sent to the gateway as refId and kept on every row the request creates; the digits of a card number in it are masked as it is set (a UUID or a W3C traceparent is kept as it is).",
 							   &payments_correlation_id,
 							   "",
 							   PGC_USERSET,

@@ -12,17 +12,17 @@ CREATE FUNCTION payments._check_text(field text, value text, max_chars integer D
 	RETURNS void
 	LANGUAGE c STABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'pay_check_text';
 COMMENT ON FUNCTION payments._check_text(text, text, integer) IS
-	'Internal: raises 22Y17 when a caller''s text holds a card number (12 to 19 digits, Luhn-valid, of a known brand; a text that is one UUID, with or without dashes, is not checked) and 22001 when it is longer than max_chars characters; the message names the field, never the value.';
+	'Internal: raises 22Y17 when a caller''s text holds a card number (12 to 19 digits, Luhn-valid, of a known brand; a text that is exactly one UUID, with or without dashes, or one W3C traceparent, is not checked) and 22001 when it is longer than max_chars characters; the message names the field, never the value.';
 
 CREATE FUNCTION payments._mask_card_numbers(value text) RETURNS text
 	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'pay_mask_card_numbers';
 COMMENT ON FUNCTION payments._mask_card_numbers(text) IS
-	'Internal: the text with every digit of the card numbers it holds replaced by X (the correlation id''s masking).';
+	'Internal: the text with every digit of the card numbers it holds replaced by X (the correlation id''s masking); a text that is exactly one UUID or one W3C traceparent is returned as it is.';
 
 CREATE FUNCTION payments._check_correlation_id(value text) RETURNS text
 	LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'pay_check_correlation_id';
 COMMENT ON FUNCTION payments._check_correlation_id(text) IS
-	'Internal: the correlation id as it is kept: raises 22001 when it is longer than 200 characters (the message never quotes it), else returns it with every digit of the card numbers it holds replaced by X.';
+	'Internal: the correlation id as it is kept: raises 22001 when it is longer than 200 characters (the message never quotes it), else returns it with every digit of the card numbers it holds replaced by X (a UUID or a W3C traceparent as it is).';
 
 -- The correlation id of the current request: the caller's, else PostgREST's
 -- x-request-id or traceparent header, else the payments.correlation_id
@@ -44,7 +44,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments._correlation_id(text) IS
-	'Internal: the correlation id of the current request (argument, x-request-id or traceparent header, payments.correlation_id setting, or a new one), the digits of any card number in it masked; 22001 when it is longer than 200 characters.';
+	'Internal: the correlation id of the current request (argument, x-request-id or traceparent header, payments.correlation_id setting, or a new one), the digits of any card number in it masked (a UUID or a W3C traceparent kept as it is); 22001 when it is longer than 200 characters.';
 
 -- Argument checks: what the gateway or the tables would refuse after the
 -- COMMIT is refused here, while the caller can still correct it (README,
