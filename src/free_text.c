@@ -123,16 +123,8 @@ is_lower_hex_field(const char *s, int from, int n, bool nonzero, bool digits_onl
  * zeros.  That is version 00's whole form, and the part a later version
  * keeps in front of fields of its own: a later version in these 55
  * characters is taken, one with more after them is not (what follows is
- * not known).  Uppercase hex is no traceparent (the spec has lowercase
- * only, and a tracer restarts the trace on one), so it is checked as any
- * text.
- *
- * Nor is one whose parent-id is 16 decimal digits: that field has a card
- * number's length, and digits only is how a card number put into one
- * looks.  Such a traceparent is checked as any text, so a card number
- * there is masked; a random parent-id is all decimal once in 1,900
- * ((10/16)^16), and that id is masked only when it also passes for a card
- * number.
+ * not known).  Uppercase hex is no traceparent (the grammar has lowercase
+ * only; a tracer ignores such a header), so it is checked as any text.
  */
 static bool
 is_traceparent(const char *s, int len)
@@ -142,19 +134,24 @@ is_traceparent(const char *s, int len)
 		is_lower_hex_field(s, 0, 2, false, false) && strncmp(s, "ff", 2) != 0 &&
 		is_lower_hex_field(s, 3, 32, true, false) &&
 		is_lower_hex_field(s, 36, 16, true, false) &&
-		!is_lower_hex_field(s, 36, 16, false, true) &&
 		is_lower_hex_field(s, 53, 2, false, false);
 }
 
 /*
  * Whether s is exactly one identifier, kept as it is wherever card numbers
  * are refused or masked in a caller's text, a correlation id and an audit
- * row's values: a UUID or a W3C traceparent.
+ * row's values: a UUID, or a W3C traceparent whose parent-id is not 16
+ * decimal digits.  That field has a card number's length, and digits only
+ * is how a card number put into one looks: such a traceparent is checked
+ * as any text, so a card number there is masked.  A random parent-id is
+ * all decimal once in 1,900 ((10/16)^16), and that id is masked only when
+ * it also passes for a card number (36 random traceparents in 1,000,000).
  */
 bool
 free_text_is_identifier(const char *s, int len)
 {
-	return is_uuid(s, len) || is_traceparent(s, len);
+	return is_uuid(s, len) ||
+		(is_traceparent(s, len) && !is_lower_hex_field(s, 36, 16, false, true));
 }
 
 /*
