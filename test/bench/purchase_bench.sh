@@ -13,8 +13,9 @@
 # Operations advises and restores it on exit (BENCH_WRITEBACK=machine: left
 # as the machine has it); likewise it reserves huge pages for the cluster's
 # shared memory (BENCH_HUGEPAGES=machine: none unless the machine has them).
-# Likewise the worker and the recorder run at real-time priority 1
-# (BENCH_REALTIME=machine: the ordinary policy).
+# BENCH_REALTIME=tuned runs the worker and the recorder at real-time
+# priority 1 (README, Operations and Performance: lower latency on busy
+# cores, more of the worker's CPU per purchase at saturation).
 # BENCH_SKIP_LATENCY=1 runs only the reference and the throughput (phases 1
 # and 4); BENCH_SKIP_THROUGHPUT=1 leaves out phase 4.
 # BENCH_PROTOCOL is pgbench's query mode for the purchases: simple (the
@@ -45,7 +46,6 @@
 set -euo pipefail
 DURATION=${1:-20}
 : "${BENCH_HUGEPAGES:=tuned}"
-: "${BENCH_REALTIME:=tuned}"
 source "$(dirname "$0")/bench_setup.sh"
 
 # The kernel's writeback, as README (Operations, "Disk flushes") advises for a
