@@ -91,7 +91,7 @@ typedef enum CardOpenStatus
 
 extern void payments_card_init(void);
 extern void card_log_init(void);
-extern bool card_statement_holds_card(const char *stmt, bool masked);
+extern bool card_statement_holds_card(const char *stmt, bool masked, bool *executes);
 extern void card_check_datum(const PayCard *card);
 extern void card_decrypt(const PayCard *card, CardSecret *out);
 extern CardOpenStatus card_open_sealed(const char *bytes, Size len,

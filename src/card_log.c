@@ -14,7 +14,8 @@
  *	- every text of the message is masked in place (card_redact.c): digit
  *	  runs of card length, values of card keys, literals of pay_card(...);
  *	- a statement that holds card data (a card number, a call of pay_card,
- *	  or an EXECUTE of a prepared statement that calls it) loses every digit
+ *	  or an EXECUTE of a prepared statement that calls it, in any of the
+ *	  statements its string holds) loses every digit
  *	  of its literals where a message quotes it ("statement: ...", and
  *	  auto_explain's "Query Text: ..."), and its parameter list is masked
  *	  as a whole, as is one of which a parameter holds card data: a
@@ -154,36 +155,33 @@ redact_copy_line(char *field)
 	}
 }
 
-/* Whether a statement calls pay_card (its parameters may be card data). */
-static bool
-mentions_pay_card(const char *s)
-{
-	for (; *s; s++)
-	{
-		if ((*s == 'p' || *s == 'P') && pg_strncasecmp(s, "pay_card", 8) == 0)
-			return true;
-	}
-	return false;
-}
+/*
+ * How deep an EXECUTE is followed into the texts of prepared statements: a
+ * statement prepared by a Parse message may itself be an EXECUTE (even of
+ * its own name).
+ */
+#define EXECUTE_DEPTH_MAX	4
+
+/* Whether a byte continues a name (scan.l's ident_cont; any high-bit byte). */
+#define IDENT_CONT(c)	(isalnum((unsigned char) (c)) || (c) == '_' || (c) == '$' || \
+						 IS_HIGHBIT_SET(c))
+
+static bool calls_pay_card(const char *s, int depth, bool *executes);
 
 /*
- * Whether a statement is an EXECUTE of a prepared statement that calls
- * pay_card: its arguments are card data, though its own text may not show
- * it (a number the input refuses, the security code).
+ * Whether the prepared statement that an EXECUTE names calls pay_card (its
+ * arguments are then card data, though the EXECUTE's own text may not show
+ * it: a number the input refuses, the security code).  s is what follows
+ * the keyword, its blanks and its comments.  depth < 0 is for another
+ * process's statement, whose prepared statements cannot be looked up: any
+ * name counts.
  */
 static bool
-executes_pay_card(const char *s)
+executed_calls_pay_card(const char *s, int depth)
 {
-	const char *start;
 	char	   *name;
 	PreparedStatement *ps;
 
-	while (scanner_isspace(*s))
-		s++;
-	if (pg_strncasecmp(s, "execute", 7) != 0 || !scanner_isspace(s[7]))
-		return false;
-	for (s += 7; scanner_isspace(*s); s++)
-		;
 	/* the name as the parser reads it (scansup.c) */
 	if (*s == '"')
 	{
@@ -199,16 +197,65 @@ executes_pay_card(const char *s)
 		truncate_identifier(buf.data, buf.len, false);
 		name = buf.data;
 	}
-	else
+	else if ((*s == 'u' || *s == 'U') && s[1] == '&' && s[2] == '"')
+		return true;			/* U&"..." is not decoded here: taken for one */
+	else if (isalpha((unsigned char) *s) || *s == '_' || IS_HIGHBIT_SET(*s))
 	{
-		for (start = s; isalnum((unsigned char) *s) || *s == '_' || *s == '$' || IS_HIGHBIT_SET(*s); s++)
-			;
+		const char *start = s;
+
+		while (IDENT_CONT(*s))
+			s++;
+		if (depth < 0)
+			return true;
 		name = downcase_truncate_identifier(start, s - start, false);
 	}
-	if (name[0] == '\0')
-		return false;
-	ps = FetchPreparedStatement(name, false);
-	return ps != NULL && mentions_pay_card(ps->plansource->query_string);
+	else
+		return false;			/* no name: the word was in a literal, say */
+	if (depth < 0)
+		return true;
+	ps = name[0] != '\0' ? FetchPreparedStatement(name, false) : NULL;
+	pfree(name);
+	return ps != NULL && depth < EXECUTE_DEPTH_MAX &&
+		calls_pay_card(ps->plansource->query_string, depth + 1, NULL);
+}
+
+/*
+ * Whether a statement text calls pay_card (its parameters may be card data)
+ * or EXECUTEs a prepared statement that does, anywhere in it: in each
+ * statement of a string that holds several (SELECT 1; EXECUTE p(...)),
+ * after a comment, in EXPLAIN EXECUTE or CREATE TABLE ... AS EXECUTE, in
+ * any case, with a quoted name.  The keyword cannot be spelled otherwise
+ * than by its letters, so every occurrence of them that ends a word is
+ * taken for it: one inside a literal or a comment only costs a look-up of
+ * the name after it (and masked digits, if that names such a statement).
+ * Nothing has to be split or scanned as the parser would (which could fail
+ * here, in an error report, on the very text that failed to parse).
+ * *executes (if not NULL) is set when the text holds such a word.
+ */
+static bool
+calls_pay_card(const char *s, int depth, bool *executes)
+{
+	const char *end = NULL;
+
+	for (; *s; s++)
+	{
+		char		lower = *s | 0x20;	/* 'P' and 'E' as 'p' and 'e' */
+
+		if (lower == 'p' && pg_strncasecmp(s, "pay_card", 8) == 0)
+			return true;
+		if (lower == 'e' && pg_strncasecmp(s, "execute", 7) == 0 && !IDENT_CONT(s[7]))
+		{
+			if (end == NULL)
+				end = s + strlen(s);
+			s += 7;
+			if (executes != NULL)
+				*executes = true;
+			if (executed_calls_pay_card(s + card_skip_sql_space(s, end - s, 0), depth))
+				return true;
+			s--;
+		}
+	}
+	return false;
 }
 
 /*
@@ -216,12 +263,16 @@ executes_pay_card(const char *s)
  * masks in it (masked says whether it did), a call of pay_card, or an
  * EXECUTE of a prepared statement that calls it.  Such a statement loses
  * every digit of its literals wherever it is shown (card_redact_statement):
- * here in messages, and in pg_stat_activity (card_query_text.c).
+ * here in messages, and in pg_stat_activity (card_query_text.c).  When it
+ * does not, *executes (if not NULL) tells whether it holds an EXECUTE, of
+ * which the verdict changes with the prepared statements.
  */
 bool
-card_statement_holds_card(const char *stmt, bool masked)
+card_statement_holds_card(const char *stmt, bool masked, bool *executes)
 {
-	return masked || mentions_pay_card(stmt) || executes_pay_card(stmt);
+	if (executes != NULL)
+		*executes = false;
+	return masked || calls_pay_card(stmt, 0, executes);
 }
 
 /* Mask the digits of the statement stmt wherever the text quotes it. */
@@ -315,21 +366,16 @@ redact_echoed_value(ErrorData *edata)
 
 /*
  * Whether a statement of another process holds card data: a card number,
- * a call of pay_card, or an EXECUTE (that process's prepared statements
- * cannot be looked up here: its arguments may be a card's).
+ * a call of pay_card, or an EXECUTE anywhere in it (that process's prepared
+ * statements cannot be looked up here: its arguments may be a card's).
  */
 static bool
 foreign_statement_holds_card(const char *stmt, int len)
 {
 	char	   *copy = pnstrdup(stmt, len);
-	const char *s = copy;
 	bool		result;
 
-	result = card_redact(copy, len) || mentions_pay_card(copy);
-	while (scanner_isspace(*s))
-		s++;
-	if (!result && pg_strncasecmp(s, "execute", 7) == 0 && scanner_isspace(s[7]))
-		result = true;
+	result = card_redact(copy, len) || calls_pay_card(copy, -1, NULL);
 	pfree(copy);
 	return result;
 }
@@ -419,7 +465,7 @@ card_emit_log_hook(ErrorData *edata)
 	{
 		char	   *stmt = card_redacted_copy(debug_query_string);
 
-		card_data = card_statement_holds_card(debug_query_string, stmt != NULL);
+		card_data = card_statement_holds_card(debug_query_string, stmt != NULL, NULL);
 		if (stmt != NULL)
 			pfree(stmt);
 		if (card_data)

@@ -43,7 +43,6 @@
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "parser/analyze.h"
-#include "parser/scansup.h"
 #include "pgstat.h"
 #include "tcop/tcopprot.h"
 #include "tcop/utility.h"
@@ -64,7 +63,8 @@ static ExecutorRun_hook_type prev_ExecutorRun = NULL;
  * The last text of this backend's statements found to hold no card data
  * (up to CLEAN_TEXT_MAX bytes, in TopMemoryContext): its next publications
  * (a Bind and an Execute of it, or its next run) are not scanned again.
- * Not an EXECUTE, whose prepared statement can be prepared anew.
+ * Not one that holds an EXECUTE, whose prepared statement can be prepared
+ * anew.
  */
 #define CLEAN_TEXT_MAX	8192
 static char *clean_text = NULL;
@@ -81,6 +81,7 @@ mask_activity(const char *text, char *masked, bool unknown)
 	volatile PgBackendStatus *beentry = MyBEEntry;
 	char	   *shown;
 	int			len;
+	bool		executes = false;
 
 	if (text == NULL || debug_query_string == NULL || beentry == NULL ||
 		!pgstat_track_activities)
@@ -96,7 +97,7 @@ mask_activity(const char *text, char *masked, bool unknown)
 		return;
 	if (unknown)
 		masked = card_redacted_copy(text);
-	if (!card_statement_holds_card(text, masked != NULL))
+	if (!card_statement_holds_card(text, masked != NULL, &executes))
 		shown = NULL;
 	else
 	{
@@ -110,11 +111,7 @@ mask_activity(const char *text, char *masked, bool unknown)
 	}
 	if (shown == NULL)
 	{
-		const char *s = text;
-
-		while (scanner_isspace(*s))
-			s++;
-		if (strlen(text) <= CLEAN_TEXT_MAX && pg_strncasecmp(s, "execute", 7) != 0)
+		if (strlen(text) <= CLEAN_TEXT_MAX && !executes)
 		{
 			if (clean_text != NULL)
 				pfree(clean_text);

@@ -505,9 +505,12 @@ mask_key_values(char *buf, int len)
 	return masked;
 }
 
-/* Skip SQL's blanks and comments (-- ones and nested C-style ones). */
-static int
-skip_sql_space(const char *buf, int len, int j)
+/*
+ * Skip SQL's blanks and comments (-- ones and nested C-style ones) from
+ * buf[j]; returns the position of what follows them.
+ */
+int
+card_skip_sql_space(const char *buf, int len, int j)
 {
 	while (j < len)
 	{
@@ -560,7 +563,7 @@ mask_pay_card_calls(char *buf, int len)
 		j = i + 8;
 		if (j < len && buf[j] == '"')
 			j++;
-		j = skip_sql_space(buf, len, j);
+		j = card_skip_sql_space(buf, len, j);
 		if (j >= len || buf[j] != '(')
 			continue;
 		depth = 0;

@@ -17,5 +17,6 @@ extern bool card_redact_excerpt(char *buf, int len);
 extern bool card_redact_statement(char *buf, int len);
 extern bool card_redact_plan(char *buf, int len);
 extern char *card_redacted_copy(const char *str);
+extern int	card_skip_sql_space(const char *buf, int len, int j);
 
 #endif
