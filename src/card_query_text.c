@@ -13,12 +13,15 @@
  * 'pg_stat_statements,payments'), these hooks run first and pass on a
  * masked copy of the query text (card_redact.c: same length, so every
  * location into it stays valid):
- *	- ProcessUtility: the queryString of utility statements;
+ *	- ProcessUtility: the queryString of utility statements, with every
+ *	  digit of its literals masked when it holds card data (utility_text;
+ *	  PREPARE keeps it too);
  *	- post_parse_analyze: pstate->p_sourcetext, while the next hook runs
  *	  (pg_stat_statements normalizes that text: comments and anything it
  *	  does not replace stay);
  *	- ExecutorEnd: queryDesc->sourceText, while the next hook runs (it
- *	  stores the text if the entry was evicted in between).
+ *	  stores the text as it is if the entry was evicted in between), masked
+ *	  as a utility statement's is.
  * The statement itself runs from its parse tree, never from the text.
  * Loaded the other way round, pg_stat_statements sees the raw text: a
  * WARNING at start says so (payments.c).
@@ -125,6 +128,38 @@ mask_activity(const char *text, char *masked, bool unknown)
 	pfree(shown);
 }
 
+/*
+ * A utility statement's text as the next hook and PostgreSQL get it (and
+ * an executed statement's, as pg_stat_statements gets it at its end): NULL
+ * when it holds no card data, else a copy (same length) with card data
+ * masked and, as it holds card data, every digit of its literals: a
+ * security code beside a card number or pay_card is just a short number
+ * (a DO block's "code text := '471'").  pg_stat_statements keeps that text
+ * as it is; PREPARE keeps it as its statement's source, which
+ * pg_prepared_statements shows and every EXECUTE of it logs ("prepare:
+ * ..."); EXPLAIN and CREATE TABLE AS hand it on to the executor.  Each
+ * runs from its parse tree, never from the text.  masked is the text as
+ * card_redact masks it, or NULL.
+ */
+static char *
+utility_text(const char *text, char *masked)
+{
+	if (!card_statement_holds_card(text, masked != NULL, NULL))
+		return masked;
+	if (masked == NULL)
+	{
+		masked = pstrdup(text);
+		if (!card_redact_statement(masked, strlen(masked)))
+		{
+			pfree(masked);		/* pay_card($1, ...): nothing to mask */
+			return NULL;
+		}
+		return masked;
+	}
+	(void) card_redact_statement(masked, strlen(masked));
+	return masked;
+}
+
 static void
 card_ProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 					ProcessUtilityContext context, ParamListInfo params,
@@ -133,6 +168,8 @@ card_ProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTr
 	char	   *masked = queryString ? card_redacted_copy(queryString) : NULL;
 
 	mask_activity(queryString, masked, false);
+	if (queryString != NULL)
+		masked = utility_text(queryString, masked);
 	if (masked != NULL)
 		queryString = masked;
 	if (prev_ProcessUtility)
@@ -198,7 +235,11 @@ static void
 card_ExecutorEnd(QueryDesc *queryDesc)
 {
 	const char *saved = queryDesc->sourceText;
-	char	   *masked = (saved && prev_ExecutorEnd) ? card_redacted_copy(saved) : NULL;
+	char	   *masked = NULL;
+
+	/* pg_stat_statements stores this text as it is if its entry is gone */
+	if (saved != NULL && prev_ExecutorEnd != NULL)
+		masked = utility_text(saved, card_redacted_copy(saved));
 
 	if (masked != NULL)
 		queryDesc->sourceText = masked;
