@@ -29,6 +29,9 @@
  *	- an error in such a statement about a value (class 22) loses the
  *	  digits of the value it quotes, an integrity error (class 23) those
  *	  of the values its detail lists;
+ *	- the text that prepared an EXECUTEd statement, which its log lines
+ *	  quote ("prepare: ..."), loses the digits of its literals when it
+ *	  holds card data;
  *	- other processes' statements that a message quotes (a deadlock's
  *	  report, a crashed backend's) lose the digits of their literals when
  *	  they hold card data or are an EXECUTE;
@@ -296,6 +299,34 @@ redact_statement_in(char **field, const char *stmt)
 }
 
 /*
+ * An EXECUTE's log lines quote, in their detail, the text that prepared
+ * the statement ("prepare: PREPARE p AS ...", errdetail_execute in
+ * postgres.c): the whole string the PREPARE came in, with the literals
+ * it was written with.  When that text holds card data it loses every
+ * digit of its literals, as the statement did where it was logged (the
+ * security code beside a card number, or beside pay_card, is just a
+ * short number).
+ */
+static void
+redact_prepare_text(char **field)
+{
+	static const char prefix[] = "prepare: ";
+	const char *text;
+	char	   *masked;
+
+	if (*field == NULL || strncmp(*field, prefix, strlen(prefix)) != 0)
+		return;
+	text = *field + strlen(prefix);
+	masked = card_redacted_copy(text);
+	if (!card_statement_holds_card(text, masked != NULL, NULL))
+		return;
+	if (masked == NULL)
+		masked = pstrdup(text);
+	(void) card_redact_statement(masked, strlen(masked));
+	*field = psprintf("%s%s", prefix, masked);
+}
+
+/*
  * PL/pgSQL quotes the part of a routine's text it ran in its context
  * ("SQL statement \"...\"", "SQL expression \"...\""): in a DO block
  * or a routine called by a statement that holds card data, that part
@@ -484,6 +515,8 @@ card_emit_log_hook(ErrorData *edata)
 		}
 	}
 	/* (before the card numbers in them are masked: they tell) */
+	redact_prepare_text(&edata->detail);
+	redact_prepare_text(&edata->detail_log);
 	redact_foreign_statements(&edata->detail);
 	redact_foreign_statements(&edata->detail_log);
 	card_data |= redact(&edata->message);

@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# Card data in a string of several statements, in an EXECUTE written any
+# way, in the text a PREPARE keeps, in a user function's arguments and in
+# bind parameters reaches no log line and no error message.
+#
+# 1. A prepared statement that calls pay_card, EXECUTEd with the card
+#    number split in two literals (no digit run to recognise) and the code:
+#    after another statement in the same string (SELECT 1; EXECUTE ...),
+#    after a semicolon, a dollar quote and an E'' string that hold ';',
+#    after a leading comment ("--" and C-style), in mixed case with a
+#    quoted name, in EXPLAIN EXECUTE and CREATE TABLE AS EXECUTE, and with
+#    an error raised inside (division by zero: "STATEMENT: ..." with
+#    log_min_error_statement), under log_statement = 'all' and under
+#    log_min_duration_statement = 0 ("duration: ... statement: ...").
+#    Before: only an EXECUTE at the very start of the string was known to
+#    carry card data; every other one was logged with the code and number.
+# 2. A PREPARE, in a string of several statements, of a call of a user
+#    function with a card number and code as literals, then its EXECUTE,
+#    whose log line quotes the text that prepared it ("DETAIL: prepare:
+#    ..."); the same statement prepared by a Parse message (libpq's
+#    PQprepare) and EXECUTEd by name.  Before: the code in clear in the
+#    detail (the number was masked as a digit run).
+# 3. A user function and a procedure called with a card number and a code
+#    (SELECT f('4111...', '123'), CALL p(...)): the number is a digit run,
+#    so the statement holds card data and loses its literals' digits.
+# 4. Bind parameters (pgbench -M extended, and libpq's PQexecParams): a
+#    user function's card number and code, with log_parameter_max_length
+#    = -1, and with an error and log_parameter_max_length_on_error (-1, and
+#    10, which cuts the number short).
+# A statement without card data keeps its digits, even with the word
+# "execute" in it.  Prints TAP.
+set -uo pipefail
+source "$(dirname "$0")/../lib/integration.sh"
+source "$(dirname "$0")/../lib/session_log.sh"
+
+PAN=4532015112830366
+A=${PAN:0:8} B=${PAN:8}
+YEAR=$(( $(date -u +%Y) + 3 ))
+LOG="$WORK/postgres.log"
+OUT="$WORK/card_statement_strings.out"
+psql_db() { cluster_psql "$WORK" "$PORT" payments "$@"; }
+
+psql_db -q -c "CREATE FUNCTION public.card_strings_buy(pan text, code text) RETURNS text LANGUAGE plpgsql AS
+	\$\$ BEGIN RETURN payments.pay_card_last4(payments.pay_card(pan, 12, $YEAR, code)); END \$\$" \
+	-c "CREATE PROCEDURE public.card_strings_pay(pan text, code text) LANGUAGE plpgsql AS
+	\$\$ BEGIN PERFORM payments.pay_card_last4(payments.pay_card(pan, 12, $YEAR, code)); END \$\$" \
+	-c "GRANT EXECUTE ON FUNCTION public.card_strings_buy(text, text) TO PUBLIC" >/dev/null
+log_size_before=$(stat -c %s "$LOG")
+
+# psql's \; sends the statements around it in one string; -c sends its
+# text as it is.
+psql_db -v ON_ERROR_STOP=0 > "$OUT" 2>&1 <<SQL
+SET log_statement = 'all';
+SET log_min_error_statement = error;
+PREPARE card_buy(text, text) AS SELECT payments.pay_card_last4(payments.pay_card(\$1, 12, $YEAR, \$2));
+PREPARE card_div(text, text, int) AS SELECT payments.pay_card_last4(payments.pay_card(\$1, 12, $YEAR, \$2)), 1 / \$3;
+-- 1.
+SELECT 1 \; EXECUTE card_buy('$A' || '$B', '611');
+SELECT ';', \$\$; EXECUTE \$\$, E'\\'; ' \; /* ; */ EXECUTE card_buy('$A' || '$B', '612');
+/* lead */ ExEcUtE "card_buy"('$A' || '$B', '613');
+EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) EXECUTE card_buy('$A' || '$B', '614');
+CREATE TEMP TABLE card_strings_t AS EXECUTE card_buy('$A' || '$B', '615');
+SELECT 1 \; EXECUTE card_div('$A' || '$B', '616', 0);
+-- 2.
+SELECT 1 \; PREPARE card_lit AS SELECT public.card_strings_buy('$PAN', '621');
+EXECUTE card_lit;
+-- 3.
+SELECT public.card_strings_buy('$PAN', '631');
+CALL public.card_strings_pay('$PAN', '632');
+-- without card data
+SELECT 'execute' IS NULL, 4242 \; SELECT 4243 AS executed;
+SQL
+psql_db -v ON_ERROR_STOP=0 >> "$OUT" 2>&1 \
+	-c "SET log_min_duration_statement = 0" \
+	-c "PREPARE card_buy(text, text) AS SELECT payments.pay_card_last4(payments.pay_card(\$1, 12, $YEAR, \$2))" \
+	-c "-- lead
+execute/* x */card_buy('$A' || '$B', '617')" \
+	-c "SELECT 1; EXECUTE card_buy('$A' || '$B', '618')" \
+	-c "SELECT 4244 AS executed; SELECT 'execute'"
+
+# 4. bind parameters (pgbench sends :variables as $1, $2, ...)
+cat > "$WORK/card_strings.bind.sql" <<'SQL'
+SELECT public.card_strings_buy(:pan, :code);
+SELECT public.card_strings_buy(:pan, :code), 1 / 0;
+SQL
+chmod 644 "$WORK/card_strings.bind.sql"
+for max in -1 10; do
+	as_pg env PGOPTIONS="-c log_min_duration_statement=0 -c log_parameter_max_length=-1 -c log_parameter_max_length_on_error=$max" \
+		"$PG_BINDIR/pgbench" -n -M extended -t 1 -h "$WORK/sock" -p "$PORT" -U postgres \
+		-D pan="$PAN" -D code="$([ "$max" = -1 ] && echo 641 || echo 642)" -f "$WORK/card_strings.bind.sql" payments >> "$OUT" 2>&1
+done
+
+# 2. and 4. through libpq: a statement prepared by a Parse message (its
+# text as sent), EXECUTEd by name in a simple query; parameters bound
+# with an error after them.
+python3 - "host=$WORK/sock port=$PORT user=postgres dbname=payments" "$PAN" >> "$OUT" 2>&1 <<'PY'
+import ctypes, ctypes.util, sys
+pq = ctypes.CDLL(ctypes.util.find_library("pq"))
+pq.PQconnectdb.restype = ctypes.c_void_p
+pq.PQexec.restype = pq.PQprepare.restype = pq.PQexecParams.restype = ctypes.c_void_p
+pq.PQexec.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+pq.PQprepare.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_void_p]
+pq.PQexecParams.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_void_p,
+                            ctypes.POINTER(ctypes.c_char_p), ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
+pq.PQresultStatus.argtypes = [ctypes.c_void_p]
+pq.PQresultErrorMessage.argtypes = [ctypes.c_void_p]
+pq.PQresultErrorMessage.restype = ctypes.c_char_p
+pq.PQstatus.argtypes = [ctypes.c_void_p]
+conn = pq.PQconnectdb(sys.argv[1].encode())
+pan = sys.argv[2]
+if pq.PQstatus(conn) != 0:
+    sys.exit("libpq: no connection")
+def show(what, res):
+    print("libpq %s: status %d %s" % (what, pq.PQresultStatus(res), pq.PQresultErrorMessage(res).decode().strip()))
+show("set", pq.PQexec(conn, b"SET log_statement = 'all'; SET log_parameter_max_length_on_error = -1"))
+show("parse", pq.PQprepare(conn, b"card_parsed", ("SELECT public.card_strings_buy('%s', '622')" % pan).encode(), 0, None))
+show("execute", pq.PQexec(conn, b"EXECUTE card_parsed"))
+params = (ctypes.c_char_p * 2)(pan.encode(), b"651")
+show("bind", pq.PQexecParams(conn, b"SELECT public.card_strings_buy($1, $2), 1 / 0", 2, None, params, None, None, 0))
+PY
+
+session_log "$log_size_before" "$WORK/card_statement_strings.log"
+psql_db -q -c "DROP FUNCTION public.card_strings_buy(text, text)" -c "DROP PROCEDURE public.card_strings_pay(text, text)"
+f=$WORK/card_statement_strings.log
+
+# the statements ran, failed and were logged as intended
+for m in 'statement: SELECT X ; EXECUTE card_buy' 'statement: /\* lead \*/ ExEcUtE "card_buy"' \
+	'statement: EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) EXECUTE card_buy(' \
+	'statement: CREATE TEMP TABLE card_strings_t AS EXECUTE' 'ERROR:  division by zero' \
+	'DETAIL:  prepare: SELECT X ; PREPARE card_lit' 'statement: EXECUTE card_parsed' \
+	'DETAIL:  prepare: SELECT public.card_strings_buy(' 'statement: CALL public.card_strings_pay(' \
+	'duration: [0-9.]* ms  statement: -- lead' 'duration: [0-9.]* ms  statement: SELECT X; EXECUTE card_buy(' \
+	"parameters: \\\$1 = 'XXXX" 'with parameters: \$1 = '; do
+	if grep -q -- "$m" "$f"; then ok 0 "in the log: $m"; else ok 1 "not in the log: $m"; fi
+done
+is "$(grep -c 'ERROR:  division by zero' "$OUT")" 4 "the four divisions by zero failed (simple, two pgbench, libpq)"
+like "$(cat "$OUT")" "libpq execute: status 2 " "the statement prepared by a Parse message ran"
+for c in 611 612 613 614 615 616 617 618 621 622 631 632 641 642 651 "$PAN" "$A" "$B" "${PAN:0:6}"; do
+	leaked=$(strip_prefix "$f" | sed -E 's/duration: [0-9]+\.[0-9]+ ms//' | grep -wF -- "$c")
+	if [ -z "$leaked" ] && ! grep -v '^LINE [0-9]*: ' "$OUT" | grep -qwF -- "$c"; then
+		ok 0 "$c is in no log line or message"
+	else
+		ok 1 "$c in the log or a message"
+		comment "$leaked"
+		comment "$(grep -wF -e "$c" "$OUT" | sed -n 1,3p)"
+	fi
+done
+for c in 4242 4243 4244; do
+	if grep -qwF "$c" "$f"; then ok 0 "a statement without card data keeps its digits ($c)"; else ok 1 "$c was masked"; fi
+done
+
+tap_done
