@@ -34,7 +34,7 @@
  *	  holds card data;
  *	- other processes' statements that a message quotes (a deadlock's
  *	  report, a crashed backend's) lose the digits of their literals when
- *	  they hold card data or are an EXECUTE;
+ *	  they hold card data or an EXECUTE;
  *	- the statement is hidden when it holds card data (it cannot be
  *	  rewritten here: elog.c prints debug_query_string itself).
  *
@@ -159,17 +159,20 @@ redact_copy_line(char *field)
 }
 
 /*
- * How deep an EXECUTE is followed into the texts of prepared statements: a
- * statement prepared by a Parse message may itself be an EXECUTE (even of
- * its own name).
+ * How deep an EXECUTE is followed into the texts of prepared statements (a
+ * statement prepared by a Parse message may itself be an EXECUTE, even of
+ * its own name), and how many of their texts are scanned for one text: an
+ * EXECUTE beyond either is taken for one of a statement that calls
+ * pay_card.
  */
 #define EXECUTE_DEPTH_MAX	4
+#define EXECUTE_LOOKUPS_MAX	64
 
 /* Whether a byte continues a name (scan.l's ident_cont; any high-bit byte). */
 #define IDENT_CONT(c)	(isalnum((unsigned char) (c)) || (c) == '_' || (c) == '$' || \
 						 IS_HIGHBIT_SET(c))
 
-static bool calls_pay_card(const char *s, int depth, bool *executes);
+static bool calls_pay_card(const char *s, int depth, int *lookups, bool *executes);
 
 /*
  * Whether the prepared statement that an EXECUTE names calls pay_card (its
@@ -177,10 +180,11 @@ static bool calls_pay_card(const char *s, int depth, bool *executes);
  * it: a number the input refuses, the security code).  s is what follows
  * the keyword, its blanks and its comments.  depth < 0 is for another
  * process's statement, whose prepared statements cannot be looked up: any
- * name counts.
+ * name counts.  *lookups counts the prepared statements' texts left to
+ * scan.
  */
 static bool
-executed_calls_pay_card(const char *s, int depth)
+executed_calls_pay_card(const char *s, int depth, int *lookups)
 {
 	char	   *name;
 	PreparedStatement *ps;
@@ -218,8 +222,11 @@ executed_calls_pay_card(const char *s, int depth)
 		return true;
 	ps = name[0] != '\0' ? FetchPreparedStatement(name, false) : NULL;
 	pfree(name);
-	return ps != NULL && depth < EXECUTE_DEPTH_MAX &&
-		calls_pay_card(ps->plansource->query_string, depth + 1, NULL);
+	if (ps == NULL)
+		return false;
+	if (depth >= EXECUTE_DEPTH_MAX || --*lookups < 0)
+		return true;
+	return calls_pay_card(ps->plansource->query_string, depth + 1, lookups, NULL);
 }
 
 /*
@@ -236,7 +243,7 @@ executed_calls_pay_card(const char *s, int depth)
  * *executes (if not NULL) is set when the text holds such a word.
  */
 static bool
-calls_pay_card(const char *s, int depth, bool *executes)
+calls_pay_card(const char *s, int depth, int *lookups, bool *executes)
 {
 	const char *end = NULL;
 
@@ -253,7 +260,7 @@ calls_pay_card(const char *s, int depth, bool *executes)
 			s += 7;
 			if (executes != NULL)
 				*executes = true;
-			if (executed_calls_pay_card(s + card_skip_sql_space(s, end - s, 0), depth))
+			if (executed_calls_pay_card(s + card_skip_sql_space(s, end - s, 0), depth, lookups))
 				return true;
 			s--;
 		}
@@ -273,9 +280,11 @@ calls_pay_card(const char *s, int depth, bool *executes)
 bool
 card_statement_holds_card(const char *stmt, bool masked, bool *executes)
 {
+	int			lookups = EXECUTE_LOOKUPS_MAX;
+
 	if (executes != NULL)
 		*executes = false;
-	return masked || calls_pay_card(stmt, 0, executes);
+	return masked || calls_pay_card(stmt, 0, &lookups, executes);
 }
 
 /* Mask the digits of the statement stmt wherever the text quotes it. */
@@ -406,7 +415,7 @@ foreign_statement_holds_card(const char *stmt, int len)
 	char	   *copy = pnstrdup(stmt, len);
 	bool		result;
 
-	result = card_redact(copy, len) || calls_pay_card(copy, -1, NULL);
+	result = card_redact(copy, len) || calls_pay_card(copy, -1, NULL, NULL);
 	pfree(copy);
 	return result;
 }

@@ -383,8 +383,10 @@ COMMIT;
 SQL
 }
 # side 2 waits for side 1 to be waiting for the lock on row 2; side 1 for
-# side 2 to hold it (side 2 is in its wait)
-deadlock_side 472 2 1 "wait_event_type = 'Lock' AND query LIKE 'EXECUTE card_row(%'" > "$WORK/card_log_hygiene.deadlock-2" 2>&1 &
+# side 2 to hold it (side 2 is in its wait; its pattern is written in two
+# parts: "EXECUTE card_row" in its text, card_row calling pay_card, would
+# make its DO block one that holds card data, shown without its digits)
+deadlock_side 472 2 1 "wait_event_type = 'Lock' AND query LIKE 'EXECUTE' || ' card_row(%'" > "$WORK/card_log_hygiene.deadlock-2" 2>&1 &
 side2=$!
 deadlock_side 471 1 2 "query LIKE 'DO % side 2 %' AND state = 'active'" > "$WORK/card_log_hygiene.deadlock-1" 2>&1
 wait "$side2"

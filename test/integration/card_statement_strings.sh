@@ -19,7 +19,9 @@
 #    whose log line quotes the text that prepared it ("DETAIL: prepare:
 #    ..."); the same statement prepared by a Parse message (libpq's
 #    PQprepare) and EXECUTEd by name.  Before: the code in clear in the
-#    detail (the number was masked as a digit run).
+#    detail (the number was masked as a digit run).  A Parse that prepares
+#    "EXECUTE p($1, $2)", p calling pay_card, and an EXECUTE of it: its
+#    arguments are card data too (before: in clear in "statement: ...").
 # 3. A user function and a procedure called with a card number and a code
 #    (SELECT f('4111...', '123'), CALL p(...)): the number is a digit run,
 #    so the statement holds card data and loses its literals' digits.
@@ -93,7 +95,7 @@ done
 # 2. and 4. through libpq: a statement prepared by a Parse message (its
 # text as sent), EXECUTEd by name in a simple query; parameters bound
 # with an error after them.
-python3 - "host=$WORK/sock port=$PORT user=postgres dbname=payments" "$PAN" >> "$OUT" 2>&1 <<'PY'
+python3 - "host=$WORK/sock port=$PORT user=postgres dbname=payments" "$PAN" "$YEAR" >> "$OUT" 2>&1 <<'PY'
 import ctypes, ctypes.util, sys
 pq = ctypes.CDLL(ctypes.util.find_library("pq"))
 pq.PQconnectdb.restype = ctypes.c_void_p
@@ -115,6 +117,11 @@ def show(what, res):
 show("set", pq.PQexec(conn, b"SET log_statement = 'all'; SET log_parameter_max_length_on_error = -1"))
 show("parse", pq.PQprepare(conn, b"card_parsed", ("SELECT public.card_strings_buy('%s', '622')" % pan).encode(), 0, None))
 show("execute", pq.PQexec(conn, b"EXECUTE card_parsed"))
+# a Parse that prepares an EXECUTE of a statement that calls pay_card, and
+# an EXECUTE of that (it fails: the inner EXECUTE has no parameters)
+show("prepare", pq.PQexec(conn, ("PREPARE card_buy(text, text) AS SELECT payments.pay_card_last4(payments.pay_card($1, 12, %s, $2))" % sys.argv[3]).encode()))
+show("parse", pq.PQprepare(conn, b"card_exec", b"EXECUTE card_buy($1, $2)", 0, None))
+show("nested", pq.PQexec(conn, ("SELECT 1; EXECUTE card_exec('%s' || '%s', '623')" % (pan[:8], pan[8:])).encode()))
 params = (ctypes.c_char_p * 2)(pan.encode(), b"651")
 show("bind", pq.PQexecParams(conn, b"SELECT public.card_strings_buy($1, $2), 1 / 0", 2, None, params, None, None, 0))
 PY
@@ -135,7 +142,8 @@ for m in 'statement: SELECT X ; EXECUTE card_buy' 'statement: /\* lead \*/ ExEcU
 done
 is "$(grep -c 'ERROR:  division by zero' "$OUT")" 4 "the four divisions by zero failed (simple, two pgbench, libpq)"
 like "$(cat "$OUT")" "libpq execute: status 2 " "the statement prepared by a Parse message ran"
-for c in 611 612 613 614 615 616 617 618 621 622 631 632 641 642 651 "$PAN" "$A" "$B" "${PAN:0:6}"; do
+like "$(cat "$OUT")" "libpq nested: status 7 ERROR:  there is no parameter" "the EXECUTE of an EXECUTE prepared by a Parse message failed as expected"
+for c in 611 612 613 614 615 616 617 618 621 622 623 631 632 641 642 651 "$PAN" "$A" "$B" "${PAN:0:6}"; do
 	leaked=$(strip_prefix "$f" | sed -E 's/duration: [0-9]+\.[0-9]+ ms//' | grep -wF -- "$c")
 	if [ -z "$leaked" ] && ! grep -v '^LINE [0-9]*: ' "$OUT" | grep -qwF -- "$c"; then
 		ok 0 "$c is in no log line or message"
