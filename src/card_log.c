@@ -243,27 +243,35 @@ executed_calls_pay_card(const char *s, int depth, int *lookups)
  * *executes (if not NULL) is set when the text holds such a word.
  */
 static bool
-calls_pay_card(const char *s, int depth, int *lookups, bool *executes)
+calls_pay_card(const char *text, int depth, int *lookups, bool *executes)
 {
+	const char *s = text;
 	const char *end = NULL;
 
-	for (; *s; s++)
+	/*
+	 * This runs on every statement: look only where an x or a y stands
+	 * (rare in SQL; strpbrk is vectorized), the second letter of execute
+	 * and the third of pay_card.
+	 */
+	while ((s = strpbrk(s, "xXyY")) != NULL)
 	{
-		char		lower = *s | 0x20;	/* 'P' and 'E' as 'p' and 'e' */
-
-		if (lower == 'p' && pg_strncasecmp(s, "pay_card", 8) == 0)
-			return true;
-		if (lower == 'e' && pg_strncasecmp(s, "execute", 7) == 0 && !IDENT_CONT(s[7]))
+		if ((*s | 0x20) == 'y')
+		{
+			if (s - text >= 2 && pg_strncasecmp(s - 2, "pay_card", 8) == 0)
+				return true;
+		}
+		else if (s - text >= 1 && pg_strncasecmp(s - 1, "execute", 7) == 0 &&
+				 !IDENT_CONT(s[6]))
 		{
 			if (end == NULL)
 				end = s + strlen(s);
-			s += 7;
 			if (executes != NULL)
 				*executes = true;
-			if (executed_calls_pay_card(s + card_skip_sql_space(s, end - s, 0), depth, lookups))
+			if (executed_calls_pay_card(s + 6 + card_skip_sql_space(s + 6, end - s - 6, 0),
+										depth, lookups))
 				return true;
-			s--;
 		}
+		s++;
 	}
 	return false;
 }
