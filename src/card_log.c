@@ -28,7 +28,8 @@
  *	  quoted constants and Output lists, in every log_format;
  *	- an error in such a statement about a value (class 22) loses the
  *	  digits of the value it quotes, an integrity error (class 23) those
- *	  of the values its detail lists;
+ *	  of the values its detail lists, a syntax error those of the literal
+ *	  it quotes;
  *	- the text that prepared an EXECUTEd statement, which its log lines
  *	  quote ("prepare: ..."), loses the digits of its literals when it
  *	  holds card data;
@@ -381,8 +382,9 @@ redact_sql_quotes(char *field)
  * row contains (...)", "Key (id)=(...) already exists"): in a statement
  * that holds card data, that value can be a security code or a number
  * typed wrong.  The message's quoted part and the detail's values lose
- * their digits; other errors (a name in "column \"c1\" does not exist")
- * keep theirs.
+ * their digits, as does the token a syntax error quotes when it is a
+ * literal or a number; other errors (a name in "column \"c1\" does not
+ * exist") keep theirs.
  */
 static void
 redact_echoed_value(ErrorData *edata)
@@ -399,6 +401,25 @@ redact_echoed_value(ErrorData *edata)
 		copy = pstrdup(edata->message);
 		(void) card_redact_excerpt(copy + (p - edata->message), last - p);
 		edata->message = copy;
+	}
+	/*
+	 * A syntax error quotes the token it stopped at ("syntax error at or
+	 * near \"'471'\"", "unterminated quoted string at or near ...";
+	 * scanner_yyerror): a literal or a number loses its digits, a name
+	 * keeps them, as in the statement.
+	 */
+	if (edata->sqlerrcode == ERRCODE_SYNTAX_ERROR && edata->message != NULL &&
+		(p = strstr(edata->message, " at or near \"")) != NULL)
+	{
+		char	   *last = strrchr(edata->message, '"');
+
+		p += strlen(" at or near \"");
+		if (last > p)
+		{
+			copy = pstrdup(edata->message);
+			(void) card_redact_statement(copy + (p - edata->message), last - p);
+			edata->message = copy;
+		}
 	}
 	if (class == ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION && edata->detail != NULL &&
 		((p = strstr(edata->detail, "Failing row contains (")) != NULL ||

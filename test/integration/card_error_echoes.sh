@@ -8,7 +8,9 @@
 #    statement that holds card data they lose their digits (before: the
 #    digits in the log and in the message sent).  Other errors keep their
 #    names (relation "card_t4711"), and a statement without card data keeps
-#    the value it echoes.
+#    the value it echoes.  A syntax error quotes the token it stopped at
+#    ("syntax error at or near \"'507'\""): a literal or number of such a
+#    statement loses its digits (before: in the log and the message).
 # 2. auto_explain in its json, yaml and xml formats: the Output list of a
 #    statement holding a card quotes the code passed to a function as a
 #    constant, and the query text (escaped by the format, so not found as
@@ -43,6 +45,10 @@ INSERT INTO public.card_echo SELECT 482, -1, payments.pay_card_last4(payments.pa
 SELECT payments.pay_card_last4(payments.pay_card('$PAN', 12, $YEAR, '736')) FROM public.card_t4711;
 SELECT '478x'::int;
 INSERT INTO public.card_echo VALUES (3, 483, 'no card');
+-- a syntax error quotes the token it stopped at
+SELECT payments.pay_card_last4(payments.pay_card('$PAN', 12, $YEAR '507'));
+SELECT payments.pay_card_last4(payments.pay_card('$PAN', 12, $YEAR, 508 509));
+SELECT 1 '510';
 -- 2. auto_explain's plans in every format
 LOAD 'auto_explain';
 SET auto_explain.log_min_duration = 0;
@@ -120,11 +126,12 @@ grep -v '^LINE [0-9]*: ' "$OUT" > "$WORK/card_error_echoes.msgs"
 for m in 'invalid input syntax for type integer: "XXXx"' 'value "XXXXXXXXXXX" is out of range for type integer' \
 	'Failing row contains (X, XXX, XXXX)' 'Key (id)=(XXX) already exists' 'relation "public.card_t4711" does not exist' \
 	'invalid input syntax for type integer: "478x"' 'Failing row contains (3, 483, no card)' \
+	"syntax error at or near \"'XXX'\"" 'syntax error at or near "XXX"' "syntax error at or near \"'510'\"" \
 	'"Output": ["pg_temp.buy(' '- "pg_temp.buy(' '<Item>pg_temp.buy(' '<Item>pg_temp.buy_int(' 'Output: pg_temp.buy(' 'card_code3' 'still waiting for' 'extra data after last expected column' \
 	'missing data for column "code"'; do
 	if grep -qF -- "$m" "$f"; then ok 0 "in the log: $m"; else ok 1 "not in the log: $m"; fi
 done
-for c in 477x 47888888888 479 482 491 492 493 494 501 502 503 504 505 506 496 497 499 $PAN ${PAN:0:6}; do
+for c in 477x 47888888888 479 482 507 508 509 491 492 493 494 501 502 503 504 505 506 496 497 499 $PAN ${PAN:0:6}; do
 	# (durations aside: a lock wait's "after 496.608 ms")
 	leaked=$(strip_prefix "$f" | sed -E 's/[0-9]+\.[0-9]+ ms//g' | grep -wF -- "$c")
 	if [ -z "$leaked" ] && ! grep -qwF "$c" "$WORK/card_error_echoes.msgs"; then
