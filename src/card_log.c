@@ -37,7 +37,9 @@
  *	  report, a crashed backend's) lose the digits of their literals when
  *	  they hold card data or an EXECUTE;
  *	- the statement is hidden when it holds card data (it cannot be
- *	  rewritten here: elog.c prints debug_query_string itself).
+ *	  rewritten here: elog.c prints debug_query_string itself), and masked
+ *	  in pg_stat_activity if it still shows there as sent (one that failed
+ *	  before its parse analysis ended; card_query_text.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -50,6 +52,7 @@
 #include "utils/elog.h"
 
 #include "card.h"
+#include "card_query_text.h"
 #include "card_redact.h"
 
 static emit_log_hook_type prev_emit_log_hook = NULL;
@@ -539,6 +542,7 @@ card_emit_log_hook(ErrorData *edata)
 			pfree(stmt);
 		if (card_data)
 		{
+			card_mask_activity(debug_query_string);
 			edata->hide_stmt = true;
 			redact_statement_in(&edata->message, debug_query_string);
 			redact_statement_in(&edata->detail, debug_query_string);

@@ -37,7 +37,9 @@
  * sees a simple query and a Parse, ExecutorStart a Bind of a statement
  * parsed earlier, ExecutorRun an Execute (which publishes a copy of the
  * text), ProcessUtility a utility statement.  A statement without card
- * data is scanned once (clean_text).
+ * data is scanned once (clean_text).  One that fails before its parse
+ * analysis ends is masked by the log hook, when it reports the error
+ * (card_mask_activity): the text stays shown while the backend is idle.
  *
  *-------------------------------------------------------------------------
  */
@@ -126,6 +128,21 @@ mask_activity(const char *text, char *masked, bool unknown)
 	memcpy((char *) beentry->st_activity_raw, shown, len);
 	PGSTAT_END_WRITE_ACTIVITY(beentry);
 	pfree(shown);
+}
+
+/*
+ * Mask pg_stat_activity's text of this backend's statement stmt
+ * (debug_query_string) if it holds card data and is still shown as sent.
+ * For the log hook (card_log.c), on every message about a statement that
+ * holds card data: one that failed before its parse analysis ended (a
+ * syntax error, an unknown function or table) never reached the hooks
+ * above, and PostgreSQL keeps showing the text of a backend's last
+ * statement while it is idle.
+ */
+void
+card_mask_activity(const char *stmt)
+{
+	mask_activity(stmt, NULL, true);
 }
 
 /*

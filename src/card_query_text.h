@@ -10,5 +10,6 @@
 
 extern void card_query_text_init(void);
 extern void card_query_text_check_order(void);
+extern void card_mask_activity(const char *stmt);
 
 #endif

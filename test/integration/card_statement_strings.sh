@@ -29,6 +29,10 @@
 #    user function's card number and code, with log_parameter_max_length
 #    = -1, and with an error and log_parameter_max_length_on_error (-1, and
 #    10, which cuts the number short).
+# 5. pg_stat_activity of a backend idle after a statement holding card data
+#    that failed before its parse analysis ended (an unknown function, a
+#    syntax error): before, the text as sent, card and code in clear, for
+#    as long as the backend stayed idle.
 # A statement without card data keeps its digits, even with the word
 # "execute" in it.  Prints TAP.
 set -uo pipefail
@@ -126,6 +130,29 @@ params = (ctypes.c_char_p * 2)(pan.encode(), b"651")
 show("bind", pq.PQexecParams(conn, b"SELECT public.card_strings_buy($1, $2), 1 / 0", 2, None, params, None, None, 0))
 PY
 
+# 5. pg_stat_activity keeps showing a backend's last statement while it is
+# idle: one that failed before its parse analysis ended (an unknown
+# function, a syntax error) never reached the hooks that mask it.
+# Another psql reads it while this session is idle after each.
+probe="$PG_BINDIR/psql -X -At -h $WORK/sock -p $PORT -U postgres -d payments -c \"SELECT 'seen ' || state || ': ' || query FROM pg_stat_activity WHERE application_name = 'card-idle'\""
+psql_db -v ON_ERROR_STOP=0 > "$WORK/card_strings.idle-out" 2>&1 <<SQL
+SET application_name = 'card-idle';
+PREPARE card_buy(text, text) AS SELECT payments.pay_card_last4(payments.pay_card(\$1, 12, $YEAR, \$2));
+SELECT public.card_strings_nosuch('$PAN', '661');
+\! $probe
+SELECT payments.pay_card_last4(payments.pay_card('$PAN', 12, $YEAR '662'));
+\! $probe
+BEGIN;
+SELECT 1 \; EXECUTE card_buy('$A' || '$B' '663');
+\! $probe
+ROLLBACK;
+SQL
+seen=$(grep '^seen ' "$WORK/card_strings.idle-out")
+comment "$seen"
+is "$(grep -c '^seen idle' <<<"$seen")" 3 "another session read the idle backend's last statement three times"
+unlike "$seen" "$PAN|$A|$B|66[1-3]" "a statement that failed before its parse analysis ended shows no card data in pg_stat_activity"
+cat "$WORK/card_strings.idle-out" >> "$OUT"
+
 session_log "$log_size_before" "$WORK/card_statement_strings.log"
 psql_db -q -c "DROP FUNCTION public.card_strings_buy(text, text)" -c "DROP PROCEDURE public.card_strings_pay(text, text)"
 f=$WORK/card_statement_strings.log
@@ -143,7 +170,7 @@ done
 is "$(grep -c 'ERROR:  division by zero' "$OUT")" 4 "the four divisions by zero failed (simple, two pgbench, libpq)"
 like "$(cat "$OUT")" "libpq execute: status 2 " "the statement prepared by a Parse message ran"
 like "$(cat "$OUT")" "libpq nested: status 7 ERROR:  there is no parameter" "the EXECUTE of an EXECUTE prepared by a Parse message failed as expected"
-for c in 611 612 613 614 615 616 617 618 621 622 623 631 632 641 642 651 "$PAN" "$A" "$B" "${PAN:0:6}"; do
+for c in 611 612 613 614 615 616 617 618 621 622 623 631 632 641 642 651 661 662 663 "$PAN" "$A" "$B" "${PAN:0:6}"; do
 	leaked=$(strip_prefix "$f" | sed -E 's/duration: [0-9]+\.[0-9]+ ms//' | grep -wF -- "$c")
 	if [ -z "$leaked" ] && ! grep -v '^LINE [0-9]*: ' "$OUT" | grep -qwF -- "$c"; then
 		ok 0 "$c is in no log line or message"
