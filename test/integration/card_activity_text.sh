@@ -41,11 +41,20 @@ CREATE TEMP TABLE seen (marker text, running bool, query text, query_start times
 DO $$
 DECLARE
 	deadline timestamptz := clock_timestamp() + interval '120 s';
+	sleeping text[];
 BEGIN
 	LOOP
+		-- A statement runs when its backend sleeps.  pg_stat_activity reads
+		-- wait_event live but the text from a snapshot taken when the query
+		-- began: a text read with the wait event may be older than the
+		-- sleep.  So the backends that sleep are read first, and the texts
+		-- from a later snapshot, of the same statement (same query_start).
+		PERFORM pg_stat_clear_snapshot();
+		sleeping := ARRAY(SELECT a.pid || ' ' || a.query_start FROM pg_stat_activity a
+			WHERE a.wait_event IS NOT DISTINCT FROM 'PgSleep');
 		PERFORM pg_stat_clear_snapshot();
 		INSERT INTO seen
-			SELECT substring(a.query from '/\* (cat-[a-z]+) \*/'), a.wait_event IS NOT DISTINCT FROM 'PgSleep',
+			SELECT substring(a.query from '/\* (cat-[a-z]+) \*/'), (a.pid || ' ' || a.query_start) = ANY (sleeping),
 				a.query, a.query_start, a.state_change
 			FROM pg_stat_activity a
 			WHERE a.pid <> pg_backend_pid() AND a.state = 'active' AND a.query LIKE '%/* cat-%';

@@ -118,8 +118,8 @@ UPDATE public.card_echo SET v = payments.pay_card_last4(payments.pay_card('$PAN'
 SQL
 wait "$holder"
 psql_db -c "DROP TABLE public.card_echo, public.card_copy" -c "DROP DOMAIN public.card_code3" >/dev/null
-session_log "$log_size_before" "$WORK/card_error_echoes.log"
-f=$WORK/card_error_echoes.log
+session_log "$log_size_before" "$WORK/card_error_echoes.server-log"
+f=$WORK/card_error_echoes.server-log
 grep -v '^LINE [0-9]*: ' "$OUT" > "$WORK/card_error_echoes.msgs"
 
 # the errors and plans happened

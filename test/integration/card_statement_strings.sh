@@ -153,9 +153,9 @@ is "$(grep -c '^seen idle' <<<"$seen")" 3 "another session read the idle backend
 unlike "$seen" "$PAN|$A|$B|66[1-3]" "a statement that failed before its parse analysis ended shows no card data in pg_stat_activity"
 cat "$WORK/card_strings.idle-out" >> "$OUT"
 
-session_log "$log_size_before" "$WORK/card_statement_strings.log"
+session_log "$log_size_before" "$WORK/card_statement_strings.server-log"
 psql_db -q -c "DROP FUNCTION public.card_strings_buy(text, text)" -c "DROP PROCEDURE public.card_strings_pay(text, text)"
-f=$WORK/card_statement_strings.log
+f=$WORK/card_statement_strings.server-log
 
 # the statements ran, failed and were logged as intended
 for m in 'statement: SELECT X ; EXECUTE card_buy' 'statement: /\* lead \*/ ExEcUtE "card_buy"' \
