@@ -13,6 +13,7 @@ SIMDIR="$WORK/sim-keys-hostile"; RUNDIR="$WORK/pgrst-keys-hostile"
 cleanup() {
 	postgrest_stop
 	sim_stop
+	cluster_psql "$WORK" "$PORT" payments -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'keys_hostile_gate'" >/dev/null 2>&1 || true
 	cluster_psql "$WORK" "$PORT" payments -c "ALTER SYSTEM RESET log_min_duration_statement" \
 		-c "ALTER SYSTEM RESET payments.test_clocks" -c "SELECT pg_reload_conf()" >/dev/null
 }
@@ -113,18 +114,32 @@ K2=$(sql -c "SELECT api_key FROM payments.pay_create_api_key(merchant_id => $B, 
 # minute writes nothing (a write would hold the key's row, and the
 # revocation would wait for the transaction to end)
 cluster_psql "$WORK" "$PORT" payments -At -U keys_hostile_keyonly -c "SELECT 1 FROM payments.pay_use_api_key('$K2')" >/dev/null
+# The transaction takes the key and buys, then waits at a gate (an advisory
+# lock a superuser session holds) until the key is revoked, and buys again.
+# (Before: pg_sleep(2) in it, and the revocation a second after its start; on
+# a busy machine the transaction had not taken the key yet when it was
+# revoked, or had gone past its sleep.)
+sql -c "SET application_name = 'keys_hostile_gate'" -c "SELECT pg_advisory_lock(7776)" -c "SELECT pg_sleep(300)" >/dev/null 2>&1 &
+gate=$!
+gate_held() { [ "$(sql -c "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+	WHERE a.application_name = 'keys_hostile_gate' AND l.locktype = 'advisory' AND l.objid = 7776 AND l.granted")" = 1 ] && echo 1; }
+is "$(poll_value 30 gate_held)" 1 "4: (a superuser session holds the gate)"
 (cluster_psql "$WORK" "$PORT" payments -At -U keys_hostile_keyonly <<SQL
 BEGIN;
 SELECT 'used', merchant_id FROM payments.pay_use_api_key('$K2');
 SELECT 'paid', payment_id FROM payments.pay_purchase(amount => '7.76 USD', card => $card);
-SELECT pg_sleep(2);
+SELECT 'gate', pg_advisory_xact_lock(7776);
 SELECT 'paid', payment_id FROM payments.pay_purchase(amount => '7.77 USD', card => $card);
 COMMIT;
 SQL
 ) > "$WORK/keys_hostile.revoke-out" 2>&1 &
 txn=$!
-sleep 1
+at_gate() { [ "$(sql -c "SELECT count(*) FROM pg_stat_activity WHERE usename = 'keys_hostile_keyonly'
+	AND wait_event_type = 'Lock' AND wait_event = 'advisory' AND query LIKE '%pg_advisory_xact_lock(7776)%'")" = 1 ] && echo 1; }
+is "$(poll_value 60 at_gate)" 1 "4: the transaction took the key, bought, and waits at the gate"
 is "$(sql -c "SELECT payments.pay_revoke_api_key($(cut -d_ -f2 <<<"$K2"))")" t "4: the key is revoked (committed) while the other transaction is open"
+sql -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'keys_hostile_gate'" >/dev/null
+wait "$gate" || true
 wait "$txn" || true
 out=$(cat "$WORK/keys_hostile.revoke-out")
 like "$out" "used\|$B" "4: the transaction had taken the key"
