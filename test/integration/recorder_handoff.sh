@@ -30,6 +30,7 @@ SIMDIR="$WORK/sim-recorder"
 LOG="$WORK/postgres.log"
 su() { cluster_psql "$WORK" "$PORT" payments -At "$@"; }
 cleanup() {
+	su -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'recorder_handoff_locker'" >/dev/null 2>&1 || true
 	su -c "DROP TRIGGER IF EXISTS recorder_refuse ON payments.payments" \
 		-c "DROP FUNCTION IF EXISTS public.recorder_refuse()" \
 		-c "ALTER SYSTEM RESET payments.recorder_min_batch" -c "ALTER SYSTEM RESET payments.recorder" \
@@ -120,18 +121,36 @@ exited0=$(grep -c 'background worker "payments recorder" (PID [0-9]*) exited' "$
 su -c "ALTER SYSTEM SET payments.worker_lock_timeout = 0" -c "SELECT pg_reload_conf()" >/dev/null
 sleep 1.5	# both processes reread their settings
 sim_ctl POST /latency '{"fixedMs":1000,"randomMs":0}' >/dev/null
-first=$(as_merchant -c "SELECT min(p.payment_id) FROM generate_series(0, 99) g,
+# The 100 are committed not yet due, the session takes the lock, and only
+# then are they sent; the recorder is stopped once it waits for the lock.
+# (Before: the lock taken after the commit, within the gateway's second,
+# and the recorder stopped 3 s later; on a busy machine the answer could be
+# recorded before the lock, or not be in hand yet.)
+first=$(as_merchant -c "BEGIN" -c "SELECT min(p.payment_id) FROM generate_series(0, 99) g,
 	LATERAL (SELECT * FROM payments.pay_purchase(amount => '3.00 USD', card => $card, description => 'burst-two',
-	customer => CASE WHEN g % 7 = 0 THEN '{\"zip\": \"46282\"}' ELSE '{}' END::jsonb)) p")
-su -c "BEGIN" -c "SELECT 1 FROM payments.payments WHERE merchant_id = $M AND payment_id = $first FOR UPDATE" \
-	-c "SELECT pg_sleep(6)" -c "COMMIT" >/dev/null &
+	customer => CASE WHEN g % 7 = 0 THEN '{\"zip\": \"46282\"}' ELSE '{}' END::jsonb)) p" \
+	-c "UPDATE payments.operations o SET next_attempt_at = now() + interval '1 hour' FROM payments.payments p
+		WHERE p.merchant_id = $M AND p.description = 'burst-two' AND o.merchant_id = p.merchant_id AND o.payment_id = p.payment_id" \
+	-c "COMMIT")
+su -c "SET application_name = 'recorder_handoff_locker'" -c "BEGIN" \
+	-c "SELECT 1 FROM payments.payments WHERE merchant_id = $M AND payment_id = $first FOR UPDATE" \
+	-c "SELECT pg_sleep(300)" -c "COMMIT" >/dev/null 2>&1 &
 locker=$!
-sleep 3	# the answers are in, the recorder waits for the lock
+locked() { [ "$(su -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'recorder_handoff_locker'
+	AND state = 'active' AND query LIKE '%pg_sleep%'")" = 1 ] && echo 1; }
+is "$(poll_value 30 locked)" 1 "a session holds the first of 100 purchases locked before they are sent"
+su -c "UPDATE payments.operations o SET next_attempt_at = now() FROM payments.payments p
+	WHERE p.merchant_id = $M AND p.description = 'burst-two' AND o.merchant_id = p.merchant_id AND o.payment_id = p.payment_id" \
+	-c "SELECT payments._wake_at_commit()" >/dev/null
+recorder_waits() { [ "$(su -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'payments recorder'
+	AND wait_event_type = 'Lock'")" = 1 ] && echo 1; }
+is "$(poll_value 60 recorder_waits)" 1 "the answers are in, the recorder waits for the lock"
 pending=$(su -c "SELECT count(*) FROM payments.payments WHERE merchant_id = $M AND description = 'burst-two' AND status = 'pending'")
 is "$(su -c "SELECT status FROM payments.payments WHERE merchant_id = $M AND payment_id = $first")" pending \
 	"while it is locked, the locked payment is not recorded ($pending of the 100 wait with it)"
 su -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'payments recorder'" >/dev/null
-wait "$locker"
+su -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'recorder_handoff_locker'" >/dev/null
+wait "$locker" || true
 poll_value 60 su -c "SELECT 'final' WHERE NOT EXISTS (SELECT 1 FROM payments.payments
 	WHERE merchant_id = $M AND description = 'burst-two' AND status IN ('pending', 'unknown'))" >/dev/null
 is "$(outcome burst-two)" "85 15 0 0" "once the lock is gone all 100 are final, each sent once, one exchange row each"
