@@ -9,21 +9,37 @@ source "$(dirname "$0")/../lib/integration.sh"
 SIMDIR="$WORK/sim-metrics-restart"
 qo() { cluster_psql "$WORK" "$PORT" payments -At "$@"; }
 q() { as_merchant "$@"; }
-trap 'sim_stop' EXIT
+cleanup() {
+	qo -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'metrics_restart_locker'" >/dev/null 2>&1 || true
+	sim_stop
+}
+trap cleanup EXIT
 sim_start "$SIMDIR"
 Y=$(( $(date +%Y) + 2 ))
 merchant_on_simulator hb-metrics 5000
 metric() { qo -c "SELECT payments.pay_metrics()" | sed -n "s/^$1 //p"; }
 comment "before: unrecorded=$(metric payments_unrecorded_outcomes)"
 sim_ctl POST /latency '{"fixedMs":1500}' >/dev/null
-pid=$(q -c "SELECT payment_id FROM pay_purchase(amount => '5.00 USD', card => pay_card('4111111111111111', 12, $Y, '123'))")
-# a caller holds the payment row while the answer comes back
-qo -c "BEGIN" -c "SELECT 1 FROM payments.payments WHERE merchant_id = $M AND payment_id = $pid FOR UPDATE" -c "SELECT pg_sleep(6)" -c "COMMIT" >/dev/null &
+# a caller holds the payment row while the answer comes back: the purchase
+# is committed not yet due, the row taken, then it is sent; the row is held
+# until the worker restarted.  (Before: the row taken after the commit,
+# within the gateway's 1.5 s, and held 6 s; on a busy machine the answer
+# could be recorded before, or the row let go before the restart.)
+pid=$(q -c "BEGIN" -c "SELECT payment_id FROM pay_purchase(amount => '5.00 USD', card => pay_card('4111111111111111', 12, $Y, '123'))" \
+	-c "UPDATE payments.operations SET next_attempt_at = now() + interval '1 hour' WHERE merchant_id = $M AND status = 'queued'" -c "COMMIT")
+qo -c "SET application_name = 'metrics_restart_locker'" -c "BEGIN" \
+	-c "SELECT 1 FROM payments.payments WHERE merchant_id = $M AND payment_id = $pid FOR UPDATE" -c "SELECT pg_sleep(300)" -c "COMMIT" >/dev/null 2>&1 &
 locker=$!
-for i in $(seq 50); do [ "$(metric payments_unrecorded_outcomes)" = 1 ] && break; sleep 0.1; done
-is "$(metric payments_unrecorded_outcomes)" 1 "an answer held behind a caller's row lock counts in payments_unrecorded_outcomes"
+locked() { [ "$(qo -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'metrics_restart_locker'
+	AND state = 'active' AND query LIKE '%pg_sleep%'")" = 1 ] && echo 1; }
+[ -n "$(poll_value 30 locked)" ] || echo "# the locker never took the row" >&2
+qo -c "UPDATE payments.operations SET next_attempt_at = now() WHERE merchant_id = $M AND payment_id = $pid AND status = 'queued'" \
+	-c "SELECT payments._wake_at_commit()" >/dev/null
+held() { [ "$(metric payments_unrecorded_outcomes)" = 1 ] && echo 1; }
+is "$(poll_value 30 held)" 1 "an answer held behind a caller's row lock counts in payments_unrecorded_outcomes"
 restart_worker
 sim_ctl POST /latency '{"fixedMs":0}' >/dev/null
+qo -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'metrics_restart_locker'" >/dev/null
 wait $locker || true
 st=$(q -c "SELECT status FROM pay_wait($pid, '20 s')")
 comment "payment: $st; op: $(qo -c "SELECT concat_ws(' ', status, attempts, last_error) FROM payments.operations WHERE merchant_id = $M AND payment_id = $pid")"
