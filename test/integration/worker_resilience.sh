@@ -172,15 +172,22 @@ sleep 1	# the worker and the recorder reread their settings
 
 # A caller's transaction holds one payment's row (as an open transaction
 # that called pay_refund on it would), its answer on the way.
-sim_ctl POST /latency '{"fixedMs":3000,"randomMs":0}' >/dev/null	# room to take the lock
-locked=$(purchase row-locked)
+# The purchase is committed not yet due, its row taken, and only then is it
+# sent.  (Before: the row taken after the commit, in the 3 s the gateway
+# took to answer; a busy machine may take longer.)
+sim_ctl POST /latency '{"fixedMs":3000,"randomMs":0}' >/dev/null	# their answers come together
+locked=$(q -c "BEGIN" -c "SELECT payment_id FROM pay_purchase(amount => '17.00 USD', card => $card, description => 'row-locked')" \
+	-c "UPDATE payments.operations SET next_attempt_at = now() + interval '1 hour' WHERE merchant_id = $M AND status = 'queued'" \
+	-c "COMMIT")
 cluster_psql "$WORK" "$PORT" payments -q -c "SET application_name = 'resilience_row_locker'" -c "BEGIN" \
 	-c "SELECT 1 FROM payments.payments WHERE merchant_id = $M AND payment_id = $locked FOR UPDATE" \
 	-c "SELECT pg_sleep(300)" -c "COMMIT" >/dev/null 2>&1 &
 locker=$!
 row_locker_holds() { psqlq -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'resilience_row_locker'
 	AND state = 'active' AND query LIKE '%pg_sleep%'"; }
-for _ in $(seq 100); do [ "$(row_locker_holds)" = 1 ] && break; sleep 0.05; done
+for _ in $(seq 600); do [ "$(row_locker_holds)" = 1 ] && break; sleep 0.05; done
+psqlq -c "UPDATE payments.operations SET next_attempt_at = now() WHERE merchant_id = $M AND payment_id = $locked AND status = 'queued'" \
+	-c "SELECT payments._wake_at_commit()" >/dev/null
 mapfile -t before < <(purchases 20)	# their answers come just after the locked one's
 sim_ctl POST /latency '{"fixedMs":300,"randomMs":0}' >/dev/null
 held_metric() { [ "$(metric payments_unrecorded_outcomes)" = 1 ] && echo 1; }
