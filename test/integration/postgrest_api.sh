@@ -335,12 +335,26 @@ is "$(python3 -c 'import json,sys; l=json.loads(sys.argv[1]); print(len(l), all(
 	"$(sql -c "SELECT count(*) FROM payments.api_keys WHERE merchant_id = $M") True" "it lists its merchant's keys, without secrets"
 is "$(python3 -c 'import json,sys; l=json.loads(sys.argv[1]); print([(k["created_by_key"], k["key_id"] == int(sys.argv[2])) for k in l if k["key_id"] in (int(sys.argv[2]), int(sys.argv[3]))])' "$(body "$r")" "$made_id" "$(kid "$KADMIN")")" \
 	"[(None, False), ($(kid "$KADMIN"), True)]" "with the key each was made with (created_by_key: the admin key for the key it made, null for the owner's)"
-codes=""
-for _ in 1 2 3; do
-	r=$(pgrst GET "/rpc/pay_list_payments?page_size=1" -H "X-Api-Key: $KRATE" -D "$RUNDIR/429.headers")
-	codes="$codes $(status "$r")"
-done
-is "$codes" " 200 200 429" "a key with a burst of 2 gets its third request at once answered 429"
+# at_once N KEY: N requests with KEY one after the other, their statuses;
+# AT_ONCE_MS the milliseconds they took.  A key's bucket gains a request
+# back each second: on a busy machine three requests may take longer than
+# that and prove nothing, so a slow series is tried again (5 times at
+# most, after WAIT seconds, the bucket full again)
+at_once() {
+	local n=$1 key=$2 wait=$3 t0
+	for _ in 1 2 3 4 5; do
+		codes="" t0=$(date +%s%N)
+		for _ in $(seq "$n"); do
+			r=$(pgrst GET "/rpc/pay_list_payments?page_size=1" -H "X-Api-Key: $key" -D "$RUNDIR/429.headers")
+			codes="$codes $(status "$r")"
+		done
+		AT_ONCE_MS=$(( ($(date +%s%N) - t0) / 1000000 ))
+		[ "$AT_ONCE_MS" -lt 1000 ] && return
+		sleep "$wait"
+	done
+}
+at_once 3 "$KRATE" 2.1
+is "$codes" " 200 200 429" "a key with a burst of 2 gets its third request at once answered 429 (in $AT_ONCE_MS ms)"
 is "$(field "$(body "$r")" code)" PT429 "with PT429 in the body"
 like "$(field "$(body "$r")" hint)" 'Retry after [0-9]+ ms' "and when to retry"
 is "$(field "$(body "$r")" message) | $(field "$(body "$r")" details)" \
@@ -375,9 +389,8 @@ is "$(status "$r")" 200 "it mints a key within its own scopes"
 KMINT=$(field "$(body "$r")" api_key)
 is "$(sql -c "SELECT concat_ws('|', c.expires_at = p.expires_at, c.rate_limit, c.burst, c.created_by_key = p.key_id) FROM payments.api_keys c, payments.api_keys p WHERE c.key_id = $(kid "$KMINT") AND p.key_id = $(kid "$KCON")")" \
 	"t|1|1|t" "which expires with it, has its limits and names it"
-codes=""
-for _ in 1 2 3; do codes="$codes $(status "$(pgrst GET "/rpc/pay_list_payments?page_size=1" -H "X-Api-Key: $KMINT")")"; done
-like "$codes" "429" "the minted key is held to 1 request a second"
+at_once 3 "$KMINT" 1.1
+like "$codes" "429" "the minted key is held to 1 request a second ($codes in $AT_ONCE_MS ms)"
 sql -c "SELECT payments.pay_revoke_api_key($(kid "$KCON"))" >/dev/null
 sleep 1.1
 r=$(kcall "$KMINT" pay_list_payments '{}')
