@@ -124,7 +124,9 @@ while True:
 	held.append(c)	# never read, never answered, never closed
 ' "$silent_port" &
 silent=$!
-sleep 0.5
+# (until it listens: a fixed half second was too short for python to start
+# on a busy machine, and a refused connection is another failure)
+for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$silent_port") 2>/dev/null && break; sleep 0.1; done
 merchant_on_simulator silent 1500
 psqlq -c "UPDATE payments.gateway_config SET endpoint_url = 'https://127.0.0.1:$silent_port/xml/v1/request.api' WHERE merchant_id = $M"
 pid=$(as_merchant -c "SELECT payment_id FROM pay_purchase(amount => '22.00 USD',
