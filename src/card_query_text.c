@@ -161,19 +161,17 @@ card_mask_activity(const char *stmt)
 static char *
 utility_text(const char *text, char *masked)
 {
-	if (!card_statement_holds_card(text, masked != NULL, NULL))
+	bool		had_copy = masked != NULL;
+
+	if (!card_statement_holds_card(text, had_copy, NULL))
 		return masked;
-	if (masked == NULL)
-	{
+	if (!had_copy)
 		masked = pstrdup(text);
-		if (!card_redact_statement(masked, strlen(masked)))
-		{
-			pfree(masked);		/* pay_card($1, ...): nothing to mask */
-			return NULL;
-		}
-		return masked;
+	if (!card_redact_statement(masked, strlen(masked)) && !had_copy)
+	{
+		pfree(masked);			/* pay_card($1, ...): nothing to mask */
+		return NULL;
 	}
-	(void) card_redact_statement(masked, strlen(masked));
 	return masked;
 }
 

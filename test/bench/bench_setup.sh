@@ -51,7 +51,7 @@ bench_start() {
 	# priority 1, as README's Operations ("Real-time priority") describes
 	if [ "${BENCH_REALTIME:-machine}" = tuned ] && [ "$(id -u)" = 0 ]; then
 		printf '%s\n' "payments.worker_realtime_priority = 1" | as_pg tee -a "$WORK/data/postgresql.conf" >/dev/null
-		cluster_start_capable "$WORK" sys_nice
+		cluster_start "$WORK" sys_nice
 		echo "the worker and the recorder: real-time priority 1 (the server started with CAP_SYS_NICE)"
 	else
 		[ "${BENCH_REALTIME:-machine}" != tuned ] || echo "real-time priority: not available (needs root to start the server with CAP_SYS_NICE)"

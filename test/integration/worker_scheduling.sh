@@ -98,7 +98,7 @@ RPORT=$(free_port)
 PRIVATE_CLUSTERS+=("$RD")
 trap 'cleanup; private_clusters_stop' EXIT
 cluster_init "$RD" "$RPORT" "fsync = off" "payments.worker_realtime_priority = 2"
-cluster_start_capable "$RD" sys_nice
+cluster_start "$RD" sys_nice
 qo() { cluster_psql "$RD" "$RPORT" payments -At "$@"; }
 cluster_psql "$RD" "$RPORT" postgres -qc "CREATE DATABASE payments" >/dev/null
 qo -c "CREATE EXTENSION payments CASCADE" >/dev/null

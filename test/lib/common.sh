@@ -228,22 +228,16 @@ private_clusters_stop() {
 	done
 }
 
+# cluster_start DIR [CAPABILITY]: with CAPABILITY (e.g. sys_nice), the
+# server gets it as an ambient capability, which its processes keep (needs
+# root: this machine's root may not raise another process's limits, such as
+# RLIMIT_RTPRIO, but may hand on a capability)
 cluster_start() {
-	local dir=$1
-	as_pg "$PG_BINDIR/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" ${PG_CTL_CORE_FILES:+-c} -w -t 60 start >/dev/null \
-		|| { cat "$dir/postgres.log" >&2; die "cluster in $dir did not start"; }
-}
-
-# cluster_start_capable DIR CAPABILITY: cluster_start, with the server
-# given CAPABILITY (e.g. sys_nice) as an ambient capability, which its
-# processes keep (needs root: this machine's root may not raise another
-# process's limits, such as RLIMIT_RTPRIO, but may hand on a capability)
-cluster_start_capable() {
-	local dir=$1 cap=$2
-	as_root setpriv --reuid="$PG_OS_USER" --regid="$PG_OS_USER" --init-groups \
-		--inh-caps=+"$cap" --ambient-caps=+"$cap" -- \
-		"$PG_BINDIR/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 start >/dev/null \
-		|| { cat "$dir/postgres.log" >&2; die "cluster in $dir did not start with $cap"; }
+	local dir=$1 cap=${2:-} launch=(as_pg)
+	[ -z "$cap" ] || launch=(as_root setpriv --reuid="$PG_OS_USER" --regid="$PG_OS_USER" --init-groups
+		--inh-caps=+"$cap" --ambient-caps=+"$cap" --)
+	"${launch[@]}" "$PG_BINDIR/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" ${PG_CTL_CORE_FILES:+-c} -w -t 60 start >/dev/null \
+		|| { cat "$dir/postgres.log" >&2; die "cluster in $dir did not start${cap:+ with $cap}"; }
 }
 
 cluster_stop() {
