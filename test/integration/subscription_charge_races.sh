@@ -35,11 +35,52 @@
 #      unbilled) and for undoing one whose period has ended (22Y20: it has
 #      ended; before, the undo renewed and charged a subscription that had
 #      ended at the period's end).
+#   The order of the caller's act and the charge's answer is made certain
+#   by a gate (close_gate / open_gate), not by the simulator's hold alone: a
+#   hold of a few seconds let a slow machine record the answer first (with
+#   the act delayed 7 s by hand, story 1's second check failed).
 set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
+source "$(dirname "$0")/../lib/sessions.sh"
 SIMDIR="$WORK/sim-sub-charge-races"
-trap 'sim_ctl DELETE /faults >/dev/null 2>&1 || true; sim_stop' EXIT
+sessions_init sub-charge-races
+cleanup() {
+	sessions_kill
+	ungate
+	sim_ctl DELETE /faults >/dev/null 2>&1 || true
+	sim_stop
+}
+trap cleanup EXIT
 sim_start "$SIMDIR"
+
+# A gate on the answers of merchant M's charges: a test trigger makes the
+# recording of a payment's end (pending, unknown or in review to anything
+# else) take advisory lock (4245, merchant) shared.  close_gate: session g
+# holds it, so the worker's recording waits (payments.worker_lock_timeout,
+# then it holds the answer and records it again shortly); open_gate lets go.
+# The test's own acts never end a payment, so they never meet the gate.
+cluster_psql "$WORK" "$PORT" payments -q -c "CREATE FUNCTION public.test_gate_answer() RETURNS trigger LANGUAGE plpgsql AS \$\$
+BEGIN
+	PERFORM pg_catalog.pg_advisory_xact_lock_shared(4245, NEW.merchant_id::int);
+	RETURN NEW;
+END \$\$" \
+	-c "CREATE TRIGGER zz_test_gate_answer BEFORE UPDATE ON payments.payments FOR EACH ROW
+		WHEN (OLD.status IN ('pending', 'unknown', 'in_review') AND NEW.status NOT IN ('pending', 'unknown', 'in_review'))
+		EXECUTE FUNCTION public.test_gate_answer()"
+ungate() {
+	cluster_psql "$WORK" "$PORT" payments -q -c "DROP TRIGGER IF EXISTS zz_test_gate_answer ON payments.payments" \
+		-c "DROP FUNCTION IF EXISTS public.test_gate_answer()" >/dev/null 2>&1 || true
+}
+close_gate() {
+	session g
+	say g "SELECT 'gate closed ' || pg_advisory_lock(4245, $M)::text;"
+	say g '\echo G-CLOSED'
+	[ "$(poll_value 30 done_with g G-CLOSED)" = 1 ] || die "the gate's session never took its lock"
+}
+open_gate() {
+	say g "SELECT pg_advisory_unlock(4245, $M);"
+	close g
+}
 
 q() { as_merchant "$@"; }
 # a story's own merchant (reply timeout TIMEOUT_MS), its billing clock frozen
@@ -74,11 +115,13 @@ pd=$(saved_method "$cid" 4111111111111111)
 sid=$(paid_subscription "$cid")
 # the customer's default becomes a card the gateway declines (reason 2)
 pb=$(saved_method "$cid" 4000000000000002)
+close_gate
 renew_held "$sid" 6000
 is "$(in_flight "$inv")" t "the renewal's charge of the declining default is in flight (reply held)"
 q -c "SELECT 1 FROM pay_set_default_payment_method($pd)" >/dev/null
 is "$(q -c "SELECT concat_ws('|', status, attempt_count) FROM pay_get_invoice($inv)") $(in_flight "$inv")" "open|1 t" \
 	"the customer makes the good card the default again before the answer: nothing charged to it yet"
+open_gate
 is "$(wait_for "SELECT status || '|' || attempt_count FROM pay_get_invoice($inv)" "paid|2" 30)" "paid|2" \
 	"the declined charge is followed at once by a charge of the new default: the invoice is paid, no dunning day waited"
 invoice_settled "$inv" 30
@@ -97,9 +140,13 @@ pd=$(saved_method "$cid" 4111111111111111)
 pb=$(saved_method "$cid" 4000000000000002 false)
 sid=$(paid_subscription "$cid" "$pd")
 q -c "SELECT 1 FROM pay_update_subscription($sid, payment_method_id => $pb)" >/dev/null
+close_gate
 renew_held "$sid" 5000
 is "$(in_flight "$inv")" t "the renewal's charge of the subscription's declining card is in flight"
 q -c "SELECT 1 FROM pay_update_subscription($sid, payment_method_id => $pd)" >/dev/null
+is "$(q -c "SELECT concat_ws('|', status, attempt_count) FROM pay_get_invoice($inv)") $(in_flight "$inv")" "open|1 t" \
+	"the subscription's method is changed before the answer is recorded"
+open_gate
 is "$(wait_for "SELECT status || '|' || attempt_count FROM pay_get_invoice($inv)" "paid|2" 40)" "paid|2" \
 	"the charge's reply is lost, the lookup finds it declined, and the subscription's new method pays at once"
 invoice_settled "$inv" 30
@@ -113,9 +160,12 @@ pd=$(saved_method "$cid" 4111111111111111)
 pb=$(saved_method "$cid" 4000000000000002 false)
 sid=$(paid_subscription "$cid" "$pd")
 q -c "SELECT 1 FROM pay_update_subscription($sid, payment_method_id => $pb)" >/dev/null
+close_gate
 renew_held "$sid" 6000
 is "$(in_flight "$inv")" t "the renewal's charge of the subscription's own (declining) card is in flight"
-is "$(q -c "SELECT status FROM pay_delete_payment_method($pb)")" deleting "the customer deletes that card meanwhile"
+is "$(q -c "SELECT status FROM pay_delete_payment_method($pb)") $(in_flight "$inv")" "deleting t" \
+	"the customer deletes that card meanwhile, before the answer is recorded"
+open_gate
 is "$(wait_for "SELECT status || '|' || attempt_count FROM pay_get_invoice($inv)" "paid|2" 30)" "paid|2" \
 	"the charge is declined; the invoice is charged at once to the default and paid"
 invoice_settled "$inv" 30
@@ -128,10 +178,12 @@ story cancel 15000
 cid=$(subscription_customer races3)
 pd=$(saved_method "$cid" 4111111111111111)
 sid=$(paid_subscription "$cid")
+close_gate
 renew_held "$sid" 4000
 is "$(sqlstate_of "SELECT 1 FROM pay_cancel_subscription($sid)")" 22Y20 "a cancel now while the renewal's charge is in flight is refused"
-is "$(q -c "SELECT s.status || '|' || i.status FROM pay_get_subscription($sid) s, pay_get_invoice($inv) i")" "active|open" \
-	"and changes nothing"
+is "$(q -c "SELECT s.status || '|' || i.status FROM pay_get_subscription($sid) s, pay_get_invoice($inv) i") $(in_flight "$inv")" "active|open t" \
+	"and changes nothing (the charge still unanswered)"
+open_gate
 invoice_settled "$inv" 30
 is "$(q -c "SELECT status FROM pay_cancel_subscription($sid)")" canceled "once the charge is answered, the cancel ends the subscription"
 is "$(q -c "SELECT status FROM pay_get_invoice($inv)") $(invoice_charges "$inv") $(invoice_ledger_charges "$inv")" "paid 1|$pd:succeeded 1" \
