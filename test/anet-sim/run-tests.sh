@@ -18,7 +18,7 @@ trap cleanup EXIT
 	--tls-cert "$tmp/cert/server.pem" --tls-key "$tmp/cert/server.key" \
 	>"$tmp/out" 2>"$tmp/err" &
 pid=$!
-for _ in $(seq 100); do
+for _ in $(seq 600); do	# 30 s at most
 	grep -q '^anet-sim ready' "$tmp/out" && break
 	sleep 0.05
 done

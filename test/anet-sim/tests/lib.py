@@ -29,6 +29,18 @@ def eq(a, b, what=''):
         raise Fail('%s: expected %r, got %r' % (what, b, a))
 
 
+def poll(cond, timeout=30, interval=0.05):
+    """cond()'s value as soon as it is true, tried every interval seconds
+    for timeout seconds at most; its last (false) value otherwise."""
+    import time
+    end = time.time() + timeout
+    while True:
+        v = cond()
+        if v or time.time() >= end:
+            return v
+        time.sleep(interval)
+
+
 def raw_post(body, port=API, timeout=10, ctype='application/json'):
     """POST bytes to the API; returns (status, raw bytes)."""
     c = http.client.HTTPConnection('127.0.0.1', port, timeout=timeout)
