@@ -103,7 +103,7 @@ cs=$(q -c "SELECT customer_id FROM pay_create_customer(email => 'h@example.com',
 cluster_psql "$WORK" "$PORT" payments -qc "UPDATE payments.idempotency_keys SET created_at = now() - interval '200 hours' WHERE merchant_id = $M AND idempotency_key IN ('h-1','h-c')"
 restart_worker
 gone() { [ "$(cluster_psql "$WORK" "$PORT" payments -Atc "SELECT count(*) FROM payments.idempotency_keys WHERE merchant_id = $M AND idempotency_key IN ('h-1','h-c')")" = 0 ] && echo 1; }
-poll_value 90 gone >/dev/null || true
+is "$(poll_value 90 gone)" 1 "H: housekeeping deleted the keys past their retention"
 ph2=$(q -c "SELECT payment_id FROM pay_purchase(amount => '12.00 USD', card => $card, idempotency_key => 'h-1')")
 q -c "SELECT status FROM pay_wait($ph2, '10 s')" >/dev/null
 comment "H: first $ph, retry after retention $ph2; charges: $(sim_ledger_count "P$TAG$ph" charge) + $(sim_ledger_count "P$TAG$ph2" charge)"
