@@ -15,7 +15,6 @@ M=$(cluster_psql "$WORK" "$PORT" payments -Atc "INSERT INTO payments.merchants (
 q() { as_merchant "$@"; }
 card="pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 3, '123')"
 p1=$(q -c "SELECT payment_id FROM pay_purchase(amount => '40.00 USD', card => $card, idempotency_key => 'late-1')")
-sleep 2
 comment "first: $(q -c "SELECT p.status || '/' || o.status FROM pay_get_payment($p1) p, pay_payment_operations($p1) o")"
 # a control: a key whose call has nothing left to do (a customer made
 # with it), as old; its deletion shows the worker's retention has run
@@ -30,9 +29,8 @@ comment "key rows left: $(cluster_psql "$WORK" "$PORT" payments -Atc "SELECT cou
 p2=$(q -c "SELECT payment_id FROM pay_purchase(amount => '40.00 USD', card => $card, idempotency_key => 'late-1')")
 is "$p2" "$p1" "a repeat while the first payment has not been sent returns it"
 cluster_psql "$WORK" "$PORT" payments -c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY', endpoint_url => '$SIM_TLS_API', ca_file => '$SIM_CA', timeout_ms => 3000, merchant_id => $M)" >/dev/null
-q -c "SELECT status FROM pay_wait($p1, '20 s')" >/dev/null || true
-q -c "SELECT status FROM pay_wait($p2, '20 s')" >/dev/null || true
-sleep 2
+q -c "SELECT status FROM pay_wait($p1, '30 s')" >/dev/null || true
+q -c "SELECT status FROM pay_wait($p2, '30 s')" >/dev/null || true
 n=$(sim_ledger_count "P$TAG$p1" charge); [ "$p2" = "$p1" ] || n=$(( n + $(sim_ledger_count "P$TAG$p2" charge) ))
 is "$n" 1 "one charge for one key"
 comment "p1 $p1: $(q -c "SELECT status FROM pay_get_payment($p1)") p2 $p2: $(q -c "SELECT status FROM pay_get_payment($p2)")"
