@@ -182,7 +182,8 @@ rr_race() {
 	session b
 	say b "BEGIN ISOLATION LEVEL $1; SELECT 'snapshot taken';"
 	say b '\echo B-SNAP'
-	poll_value 20 done_with b B-SNAP >/dev/null
+	# (the snapshot must come first: 30 s at most, or the test stops)
+	[ "$(poll_value 30 done_with b B-SNAP)" = 1 ] || die "session b never took its snapshot"
 	as_merchant -c "$2" >/dev/null
 	say b "$3"
 	say b "${4:-ROLLBACK};"
