@@ -70,34 +70,8 @@ cleanup() {
 trap cleanup EXIT
 sim_start "$SIMDIR"
 
-# A gate on the answers of merchant M's charges: a test trigger makes the
-# recording of a payment's end (pending, unknown or in review to anything
-# else) take advisory lock (4246, merchant) shared.  close_gate: session g
-# holds it, so the worker's recording waits (payments.worker_lock_timeout,
-# then it holds the answer and records it again shortly); open_gate lets go.
-# No session of the test ends a payment, so none meets the gate.
-cluster_psql "$WORK" "$PORT" payments -q -c "CREATE FUNCTION public.test_gate_answer() RETURNS trigger LANGUAGE plpgsql AS \$\$
-BEGIN
-	PERFORM pg_catalog.pg_advisory_xact_lock_shared(4246, NEW.merchant_id::int);
-	RETURN NEW;
-END \$\$" \
-	-c "CREATE TRIGGER zz_test_gate_answer BEFORE UPDATE ON payments.payments FOR EACH ROW
-		WHEN (OLD.status IN ('pending', 'unknown', 'in_review') AND NEW.status NOT IN ('pending', 'unknown', 'in_review'))
-		EXECUTE FUNCTION public.test_gate_answer()"
-ungate() {
-	cluster_psql "$WORK" "$PORT" payments -q -c "DROP TRIGGER IF EXISTS zz_test_gate_answer ON payments.payments" \
-		-c "DROP FUNCTION IF EXISTS public.test_gate_answer()" >/dev/null 2>&1 || true
-}
-close_gate() {
-	session g
-	say g "SELECT 'gate closed ' || pg_advisory_lock(4246, $M)::text;"
-	say g '\echo G-CLOSED'
-	[ "$(poll_value 30 done_with g G-CLOSED)" = 1 ] || die "the gate's session never took its lock"
-}
-open_gate() {
-	say g "SELECT pg_advisory_unlock(4246, $M);"
-	close g
-}
+# the answers of merchant M's charges behind a gate (test/lib/sessions.sh)
+answer_gate 4246
 
 q() { as_merchant "$@"; }
 # hold_next_charge: the simulator holds its reply to the next charge 8 s

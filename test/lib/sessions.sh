@@ -50,3 +50,36 @@ sessions_kill() {
 		kill "${SESSION_PID[$s]}" 2>/dev/null || true
 	done
 }
+
+# An answer gate (answer_gate KEY): a test trigger makes the worker's
+# recording of a payment's end (pending, unknown or in review to anything
+# else) take advisory lock (KEY, merchant) shared.  close_gate: session g
+# holds it for merchant $M, so that recording waits
+# (payments.worker_lock_timeout, then the worker holds the answer and
+# records it again shortly); open_gate lets go; ungate drops the trigger.
+# The test's own acts must never end a payment, or they meet the gate too.
+answer_gate() {
+	GATE_KEY=$1
+	cluster_psql "$WORK" "$PORT" payments -q -c "CREATE FUNCTION public.test_gate_answer() RETURNS trigger LANGUAGE plpgsql AS \$\$
+BEGIN
+	PERFORM pg_catalog.pg_advisory_xact_lock_shared($GATE_KEY, NEW.merchant_id::int);
+	RETURN NEW;
+END \$\$" \
+		-c "CREATE TRIGGER zz_test_gate_answer BEFORE UPDATE ON payments.payments FOR EACH ROW
+			WHEN (OLD.status IN ('pending', 'unknown', 'in_review') AND NEW.status NOT IN ('pending', 'unknown', 'in_review'))
+			EXECUTE FUNCTION public.test_gate_answer()"
+}
+ungate() {
+	cluster_psql "$WORK" "$PORT" payments -q -c "DROP TRIGGER IF EXISTS zz_test_gate_answer ON payments.payments" \
+		-c "DROP FUNCTION IF EXISTS public.test_gate_answer()" >/dev/null 2>&1 || true
+}
+close_gate() {
+	session g
+	say g "SELECT 'gate closed ' || pg_advisory_lock($GATE_KEY, $M)::text;"
+	say g '\echo G-CLOSED'
+	[ "$(poll_value 30 done_with g G-CLOSED)" = 1 ] || die "the gate's session never took its lock"
+}
+open_gate() {
+	say g "SELECT pg_advisory_unlock($GATE_KEY, $M);"
+	close g
+}
