@@ -79,14 +79,21 @@ session a; session b
 say b "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1;"
 say a "BEGIN; SELECT 'A', payment_id FROM pay_purchase(amount => '9.00 USD', card => $card, idempotency_key => 'f-1');"
 say a '\echo A-DONE'
-poll_value 20 done_with a A-DONE >/dev/null
+[ "$(poll_value 30 done_with a A-DONE)" = 1 ] || die "F: session a's purchase never returned"
 say b "SELECT 'B', payment_id FROM pay_purchase(amount => '9.00 USD', card => $card, idempotency_key => 'f-1');"
 say b '\echo B-DONE'
-poll_value 20 waits_for_lock b >/dev/null || true
+is "$(poll_value 30 waits_for_lock b || true)" 1 "F: the second session (REPEATABLE READ) waits"
 say a 'COMMIT;'
-poll_value 20 done_with b B-DONE >/dev/null
+[ "$(poll_value 30 done_with b B-DONE)" = 1 ] || die "F: session b's purchase never returned"
 say b 'ROLLBACK;'
 close a; close b
+# its snapshot cannot see the first payment: it returns it anyway, or fails
+# 40001 (to be retried), and never makes a second one
+pa=$(sed -n 's/^A|//p' "$SESS/a.out"); pb=$(sed -n 's/^B|//p' "$SESS/b.out")
+ok $([ -n "$pa" ] && { [ "$pb" = "$pa" ] || { [ -z "$pb" ] && grep -q '40001' "$SESS/b.out"; }; } && echo 0 || echo 1) \
+	"F: the second session gets the first payment or 40001"
+is "$(cluster_psql "$WORK" "$PORT" payments -Atc "SELECT count(*) FROM payments.payments WHERE merchant_id = $M AND idempotency_key = 'f-1'")" 1 \
+	"F: one payment for the key"
 comment "F (RR): $(cat "$SESS/b.out")"
 
 # G. across merchants: same key, independent
