@@ -9,7 +9,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(24);
+SELECT plan(26);
 
 -- Payments as the worker leaves them: captured (two), held for review (two).
 CREATE FUNCTION pg_temp.payment(inv text, kind text, status text, trans text, settled timestamptz DEFAULT NULL)
@@ -143,6 +143,26 @@ END $$;
 SELECT is(pg_temp.refund_error(pg_temp.id('d'), '7.00 USD'),
 	'22Y21: 10.00 USD was captured and 4.00 USD is refunded or being refunded. 4.00 USD of it is in refunds that ran out of attempts (dead letters), which the owner sends again with pay_retry_dead_letter or settles with pay_resolve_dead_letter.',
 	'a refund beyond what is left names the dead letters counted in it');
+
+-- The gateway account the claim records for every operation (and the
+-- settlement check compares for every payment it looks at) is computed in
+-- the calling statement, not by a statement of its own per row: declared
+-- IMMUTABLE over convert_to (STABLE), it was never inlined.
+CREATE FUNCTION pg_temp.plan_of(q text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+	line text;
+	plan text := '';
+BEGIN
+	FOR line IN EXECUTE 'EXPLAIN (VERBOSE, COSTS OFF) ' || q LOOP
+		plan := plan || line || E'\n';
+	END LOOP;
+	RETURN plan;
+END $$;
+SELECT ok(pg_temp.plan_of('SELECT payments._gateway_account(g.api_login_id) FROM payments.gateway_config g')
+		LIKE '%sha256(convert_to(api_login_id%',
+	'_gateway_account is inlined into the statement that calls it');
+SELECT is(payments._gateway_account('abc'), 'ba7816bf8f01cfea',
+	'_gateway_account: the first 16 hex digits of the login''s SHA-256');
 
 SELECT * FROM finish();
 ROLLBACK;
