@@ -68,12 +68,33 @@ comment "A's backlog drained $(python3 -c "import time; print(round(time.time() 
 is "$drained" drained "A's backlog drains"
 # claims come as room frees up (20 in flight, 100 ms each: every 50 ms or
 # so); a wake-up while the pipeline was full (B's commit) used to leave the
-# backlog to the worker's one-second timer
+# backlog to the worker's one-second timer: half the room (the worker's
+# cue to claim a backlog) stood free until the timer's claim, about a
+# second later.  Measured for each claim from the answer that freed half
+# the room since the claim before (the worker's own times), not between
+# claims: on a slow or busy machine the gateway's answers, and so the
+# claims, come further apart with no claim late (the simulator stopped
+# for 1.5 s by hand: 1,571 ms between claims, half the room free 100 ms at
+# most before a claim; with the fix undone: 1,008 ms).
 gap=$(su -c "SELECT round(extract(epoch FROM max(gap)) * 1000) FROM (
 	SELECT t - lag(t) OVER (ORDER BY t) AS gap FROM (SELECT DISTINCT first_sent_at AS t
 		FROM payments.operations WHERE merchant_id IN ($A, $B)) c) g")
-comment "longest time between two claims while A's backlog drained: $gap ms"
-ok "$(python3 -c "print(0 if $gap < 600 else 1)")" "the backlog never waited for the one-second timer ($gap ms at most between claims)"
+comment "longest time between two claims while A's backlog drained: $gap ms (not checked: answers may be slow)"
+idle=$(su -c "WITH x AS (SELECT o.first_sent_at AS s, e.finished_at AS f
+		FROM payments.operations o JOIN payments.gateway_exchanges e USING (merchant_id, operation_id)
+		WHERE o.merchant_id IN ($A, $B)),
+	c AS (SELECT t, lag(t) OVER (ORDER BY t) AS p FROM (SELECT DISTINCT s AS t FROM x) d),
+	w AS (SELECT round(extract(epoch FROM c.t - r.at) * 1000) AS ms FROM c
+		CROSS JOIN LATERAL (SELECT count(*) AS n FROM x WHERE x.s <= c.p AND x.f > c.p) busy
+		CROSS JOIN LATERAL (SELECT f AS at FROM x WHERE busy.n > 10 AND x.s <= c.p AND x.f > c.p AND x.f < c.t
+			ORDER BY f OFFSET busy.n - 11 LIMIT 1) r
+		WHERE c.p IS NOT NULL)
+	SELECT coalesce(max(ms), 0) || ' ' || count(*) || ' ' ||
+		coalesce((SELECT string_agg(ms::text, ',') FROM (SELECT ms FROM w ORDER BY ms DESC LIMIT 5) l), '') FROM w")
+read -r idle claims longest <<<"$idle"
+comment "longest times from half the room free to the next claim, over $claims claims: $longest ms"
+ok "$(python3 -c "print(0 if $claims >= 100 and $idle < 500 else 1)")" \
+	"the backlog never waited for the one-second timer (half the room stood free $idle ms at most before a claim; $claims claims)"
 is "$(su -c "SELECT count(*) FILTER (WHERE status = 'succeeded') FROM payments.payments WHERE merchant_id = $A")" 3000 \
 	"all 3,000 of A's purchases succeeded"
 is "$(su -c "SELECT count(*) FROM payments.operations WHERE merchant_id IN ($A, $B) AND attempts <> 1")" 0 \
