@@ -3,7 +3,8 @@
 #
 # A role granted pg_read_all_stats (a monitoring role) polls
 # pg_stat_activity as fast as it can while another session runs statements
-# that hold a card number and a security code and then sleep: a simple
+# that hold a card number and a security code and then wait until the
+# watcher has seen them running (public.card_hold, below): a simple
 # query (the code written as a bare number cast to text), a PREPARE and
 # its EXECUTE, a DO block, an EXECUTE after another statement of the same
 # string (SELECT 1; EXECUTE ..., and one after a statement that sleeps
@@ -33,11 +34,13 @@ psql_db -c "DROP ROLE IF EXISTS card_monitor" -c "CREATE ROLE card_monitor" \
 	-c "GRANT pg_read_all_stats TO card_monitor" >/dev/null
 
 # The watcher: as card_monitor, a snapshot of every statement with a
-# marker per iteration, until the runner's last statement (cat-end) shows.
+# marker per iteration, until the runner's last statement (cat-end) has
+# been seen running and has ended.
 cat > "$WORK/card_activity.watch.sql" <<'SQL'
 SET application_name = 'card-watcher';
 SET ROLE card_monitor;
 CREATE TEMP TABLE seen (marker text, running bool, query text, query_start timestamptz, state_change timestamptz);
+CREATE TEMP TABLE told (marker text);
 DO $$
 DECLARE
 	deadline timestamptz := clock_timestamp() + interval '120 s';
@@ -58,7 +61,16 @@ BEGIN
 				a.query, a.query_start, a.state_change
 			FROM pg_stat_activity a
 			WHERE a.pid <> pg_backend_pid() AND a.state = 'active' AND a.query LIKE '%/* cat-%';
-		EXIT WHEN EXISTS (SELECT FROM seen WHERE marker = 'cat-end') OR clock_timestamp() > deadline;
+		-- tell each statement seen running that it may end (card_hold)
+		PERFORM pg_advisory_lock(20261207, hashtext(d.marker) & 1073741823) FROM (SELECT DISTINCT marker FROM seen
+			WHERE running AND marker IS NOT NULL AND marker NOT IN (SELECT marker FROM told)) d;
+		INSERT INTO told SELECT DISTINCT marker FROM seen
+			WHERE running AND marker IS NOT NULL AND marker NOT IN (SELECT marker FROM told);
+		-- (cat-end, the last, told and then ended)
+		PERFORM pg_stat_clear_snapshot();
+		EXIT WHEN (EXISTS (SELECT FROM told WHERE marker = 'cat-end') AND NOT EXISTS (SELECT FROM pg_stat_activity a
+				WHERE a.pid <> pg_backend_pid() AND a.state = 'active' AND a.query LIKE '%/* cat-end */%'))
+			OR clock_timestamp() > deadline;
 	END LOOP;
 END $$;
 \copy (SELECT marker, running, query, query_start, state_change FROM seen) TO pstdin
@@ -72,30 +84,46 @@ for _ in $(seq 200); do
 	sleep 0.05
 done
 
-# The runner: each statement sleeps 0.5 s after it has taken the card.
+# The runner: each statement, once it has taken the card, sleeps until the
+# watcher has seen it running (30 s at most), not a fixed 0.5 s, which a
+# busy machine may keep the watcher from seeing (the watcher's backend
+# stopped 1 s by hand: cat-simple was never seen running).  The
+# statement's marker is in its text (current_query()).
+psql_db -q -c "CREATE OR REPLACE FUNCTION public.card_hold() RETURNS void LANGUAGE plpgsql AS \$\$
+DECLARE
+	m text := substring(current_query() from '/\\* (cat-[a-z]+) \\*/');
+	deadline timestamptz := clock_timestamp() + interval '30 s';
+BEGIN
+	LOOP
+		PERFORM pg_sleep(0.05);
+		EXIT WHEN EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND granted
+				AND classid = 20261207 AND objid = (hashtext(m) & 1073741823)::oid AND objsubid = 2)
+			OR clock_timestamp() > deadline;
+	END LOOP;
+END \$\$" -c "GRANT EXECUTE ON FUNCTION public.card_hold() TO PUBLIC"
 as_runner() { as_pg env PGAPPNAME=card-runner "$PG_BINDIR/psql" -X -q -h "$WORK/sock" -p "$PORT" -U postgres -d payments "$@"; }
 as_runner > "$WORK/card_activity.run-out" 2>&1 <<SQL
-SELECT payments.pay_card_last4(payments.pay_card('$PAN', 12, $YEAR, 731::text)), pg_sleep(0.5) /* cat-simple */;
-PREPARE card_sleep(text, text) AS SELECT payments.pay_card_last4(payments.pay_card(\$1, 12, $YEAR, \$2)), pg_sleep(0.5) /* cat-prepare */;
+SELECT payments.pay_card_last4(payments.pay_card('$PAN', 12, $YEAR, 731::text)), public.card_hold() /* cat-simple */;
+PREPARE card_sleep(text, text) AS SELECT payments.pay_card_last4(payments.pay_card(\$1, 12, $YEAR, \$2)), public.card_hold() /* cat-prepare */;
 EXECUTE card_sleep('$PAN', '732') /* cat-execute */;
 EXECUTE card_sleep('${PAN:0:8}' || '${PAN:8}', '733') /* cat-split */;
-DO \$\$ DECLARE code text := '734'; BEGIN PERFORM payments.pay_card('$PAN', 12, $YEAR, code); PERFORM pg_sleep(0.5); END \$\$ /* cat-do */;
+DO \$\$ DECLARE code text := '734'; BEGIN PERFORM payments.pay_card('$PAN', 12, $YEAR, code); PERFORM public.card_hold(); END \$\$ /* cat-do */;
 SELECT 1 \; EXECUTE card_sleep('${PAN:0:8}' || '${PAN:8}', '737') /* cat-multi */;
-SELECT pg_sleep(0.5) /* cat-first */ \; EXECUTE card_sleep('${PAN:0:8}' || '${PAN:8}', '738');
+SELECT public.card_hold() /* cat-first */ \; EXECUTE card_sleep('${PAN:0:8}' || '${PAN:8}', '738');
 /* cat-quoted */ ExEcUtE "card_sleep"('${PAN:0:8}' || '${PAN:8}', '739');
-SELECT length(concat('$PAN', '730')), pg_sleep(0.5) /* cat-routine */;
-SELECT 4242, pg_sleep(0.5) /* cat-plain */;
+SELECT length(concat('$PAN', '730')), public.card_hold() /* cat-routine */;
+SELECT 4242, public.card_hold() /* cat-plain */;
 SQL
-printf '%s\n' "SELECT payments.pay_card_last4(payments.pay_card('$PAN', 12, $YEAR, '735')), pg_sleep(0.5) /* cat-extended */;" > "$WORK/card_activity.ext.sql"
-printf '%s\n' "SELECT payments.pay_card_last4(payments.pay_card('$PAN', 12, $YEAR, '736')), pg_sleep(0.5) /* cat-prepared */;" > "$WORK/card_activity.prep.sql"
+printf '%s\n' "SELECT payments.pay_card_last4(payments.pay_card('$PAN', 12, $YEAR, '735')), public.card_hold() /* cat-extended */;" > "$WORK/card_activity.ext.sql"
+printf '%s\n' "SELECT payments.pay_card_last4(payments.pay_card('$PAN', 12, $YEAR, '736')), public.card_hold() /* cat-prepared */;" > "$WORK/card_activity.prep.sql"
 chmod 644 "$WORK"/card_activity.*.sql
 as_pg env PGAPPNAME=card-runner "$PG_BINDIR/pgbench" -n -M extended -t 1 -h "$WORK/sock" -p "$PORT" -U postgres \
 	-f "$WORK/card_activity.ext.sql" payments >> "$WORK/card_activity.run-out" 2>&1
 as_pg env PGAPPNAME=card-runner "$PG_BINDIR/pgbench" -n -M prepared -t 1 -h "$WORK/sock" -p "$PORT" -U postgres \
 	-f "$WORK/card_activity.prep.sql" payments >> "$WORK/card_activity.run-out" 2>&1
-as_runner -c "SELECT pg_sleep(0.5) /* cat-end */" >/dev/null 2>&1
+as_runner -c "SELECT public.card_hold() /* cat-end */" >/dev/null 2>&1
 wait "$watcher"
-psql_db -c "DROP ROLE card_monitor" >/dev/null
+psql_db -c "DROP ROLE card_monitor" -c "DROP FUNCTION public.card_hold()" >/dev/null
 
 # What the watcher saw, by statement: snapshots while it ran (its backend
 # in pg_sleep), of them with card data in clear, distinct (query_start,
