@@ -66,13 +66,33 @@ by_key() {
 		-c "BEGIN" -c "SELECT NULL FROM payments.pay_use_api_key('$1')" -c "$2" -c "COMMIT" 2>&1 | grep -v '^$' || true
 }
 sqlstate() { sed -n 's/^ERROR:  \([0-9A-Z]\{5\}\):.*/\1/p' <<<"$1" | head -1; }
+# waiting APP: 1 while APP's call runs (after it took its place, it gives
+# the place back before it ends)
 waiting() { su -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = '$1' AND query LIKE '%pay_wait%' AND state = 'active'"; }
+# held APP...: for each APP, 1 once its call was seen asleep in pay_wait
+# (wait event Extension: past taking its place, which a call only running
+# may not have taken yet: with 1.5 s put in by hand before the first two
+# calls' pay_wait, the third call was let in and waited), polled 30 s at
+# most; 0 for one never seen so
+held() {
+	local a i out=""
+	local -A seen=()
+	for i in $(seq 150); do
+		for a in "$@"; do
+			[ -n "${seen[$a]:-}" ] || [ "$(su -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = '$a'
+				AND query LIKE '%pay_wait%' AND state = 'active' AND wait_event_type = 'Extension'")" != 1 ] || seen[$a]=1
+		done
+		[ "${#seen[@]}" = $# ] && break
+		sleep 0.2
+	done
+	for a in "$@"; do out+=${seen[$a]:-0}; done
+	echo "$out"
+}
 
 waiters=()
 APP=wait1 by_key "$KA" "SELECT status FROM payments.pay_wait($PA, '5 min')" >/dev/null & waiters+=($!)
 APP=wait2 by_key "$KA" "SELECT status FROM payments.pay_wait($PA, '5 min')" >/dev/null & waiters+=($!)
-for _ in $(seq 50); do [ "$(waiting wait1)$(waiting wait2)" = 11 ] && break; sleep 0.2; done
-is "$(waiting wait1)$(waiting wait2)" 11 "two of A's calls by key wait for its unfinished purchase"
+is "$(held wait1 wait2)" 11 "two of A's calls by key wait for its unfinished purchase"
 third=$(by_key "$KA" "SELECT status FROM payments.pay_wait($PA, '25 s')")
 is "$(sqlstate "$third")" PT429 "a third of A's calls by key is refused at once: PT429"
 like "$third" "too many calls of this merchant are waiting" "saying why"
@@ -99,17 +119,15 @@ like "$(su -c "SET payments.merchant_id = '$A'" -c "SELECT status FROM payments.
 
 # a cancelled call gives its place back
 su -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'wait1'" >/dev/null
-for _ in $(seq 50); do [ "$(waiting wait1)" = 0 ] && break; sleep 0.2; done
+for _ in $(seq 150); do [ "$(waiting wait1)" = 0 ] && break; sleep 0.2; done
 APP=wait3 by_key "$KA" "SELECT status FROM payments.pay_wait($PA, '5 min')" >/dev/null & waiters+=($!)
-for _ in $(seq 50); do [ "$(waiting wait3)" = 1 ] && break; sleep 0.2; done
-is "$(waiting wait3)" 1 "after one waiting call was cancelled, another one waits in its place"
+is "$(held wait3)" 1 "after one waiting call was cancelled, another one waits in its place"
 # and so does one whose backend was terminated
 su -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name IN ('wait2', 'wait3')" >/dev/null
-for _ in $(seq 50); do [ "$(waiting wait2)$(waiting wait3)" = 00 ] && break; sleep 0.2; done
+for _ in $(seq 150); do [ "$(waiting wait2)$(waiting wait3)" = 00 ] && break; sleep 0.2; done
 APP=wait4 by_key "$KA" "SELECT status FROM payments.pay_wait($PA, '5 min')" >/dev/null & waiters+=($!)
 APP=wait5 by_key "$KA" "SELECT status FROM payments.pay_wait($PA, '5 min')" >/dev/null & waiters+=($!)
-for _ in $(seq 50); do [ "$(waiting wait4)$(waiting wait5)" = 11 ] && break; sleep 0.2; done
-is "$(waiting wait4)$(waiting wait5)" 11 "after the waiting backends were terminated, two calls wait again"
+is "$(held wait4 wait5)" 11 "after the waiting backends were terminated, two calls wait again"
 is "$(sqlstate "$(by_key "$KA" "SELECT status FROM payments.pay_wait($PA, '25 s')")")" PT429 \
 	"and a third is refused again"
 
