@@ -102,7 +102,19 @@ is "$(poll_value 30 tried)" yes "a purchase and a capture wait, queued, never se
 Q=$(as_m p -c "SELECT payment_id FROM pay_purchase(amount => '12.00 USD', card => $card)")
 pq -c "UPDATE payments.operations SET next_attempt_at = now() + interval '1 day' WHERE merchant_id = $M AND payment_id = $Q" >/dev/null
 
-pq -c "UPDATE payments.operations SET next_attempt_at = now() + interval '10 minutes' WHERE merchant_id = $M AND (payment_id = $P OR operation_id = $C)" >/dev/null
+# (both are tried again until then, sending for a moment: one caught
+# sending gets its retry time set back by its failed try's record, is
+# tried again, and may be replayed as sending; so the time is set again
+# until both are queued with it, 30 s at most.  With their tries made to
+# take 2 s by hand and the UPDATE made while one was sending, a single
+# UPDATE left it tried on, and the standby's copy had it sending.)
+put_off() {
+	pq -Atc "UPDATE payments.operations SET next_attempt_at = now() + interval '10 minutes'
+		WHERE merchant_id = $M AND (payment_id = $P OR operation_id = $C) AND status = 'queued'" >/dev/null
+	[ "$(pq -Atc "SELECT count(*) FROM payments.operations WHERE merchant_id = $M AND (payment_id = $P OR operation_id = $C)
+		AND status = 'queued' AND next_attempt_at > now() + interval '5 minutes'")" = 2 ] && echo yes
+}
+is "$(poll_value 30 put_off)" yes "both are put off 10 minutes, queued"
 
 # The standby replays all of it, then loses its primary's stream.
 lsn=$(pq -Atc 'SELECT pg_current_wal_lsn()')
