@@ -71,7 +71,11 @@ M=$(uq payments -Atc "INSERT INTO payments.merchants (name) VALUES ('upgrade') R
 # a second merchant whose gateway does not answer: its card payment waits,
 # queued with its card sealed in the 0.1.0 vault, when the server stops
 M2=$(uq payments -Atc "INSERT INTO payments.merchants (name) VALUES ('unreachable') RETURNING merchant_id")
-uq payments -c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY', endpoint_url => '$SIM_TLS_API', ca_file => '$SIM_CA', timeout_ms => 5000, merchant_id => $M)" >/dev/null
+# (a 20 s timeout: the purchase held at the gateway below is still in
+# flight when the server stops, however slow the steps between; with 5 s,
+# 5.5 s put in by hand before the stop found it timed out, looked up
+# and succeeded: nothing was left in flight for the update to find)
+uq payments -c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY', endpoint_url => '$SIM_TLS_API', ca_file => '$SIM_CA', timeout_ms => 20000, merchant_id => $M)" >/dev/null
 closed=$(free_port)
 uq payments -c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY', endpoint_url => 'https://127.0.0.1:$closed/xml/v1/request.api', ca_file => '$SIM_CA', timeout_ms => 2000, merchant_id => $M2)" >/dev/null
 TAG=$(uq payments -Atc "SELECT payments._invoice_tag()")
@@ -149,6 +153,8 @@ retried() { [ "$(qm "$M2" -c "SELECT count(*) FROM pay_payment_operations($P3) W
 is "$(poll_value 20 retried)" yes "a card payment waits for its unreachable gateway, queued"
 sealed=$(uq payments -Atc "SELECT payments.pay_audit_seal()")
 ok "$([ "${sealed:-0}" -ge 1 ] && echo 0 || echo 1)" "0.1.0's audit rows are sealed ($sealed batches)"
+is "$(qm "$M" -c "SELECT string_agg(status, ',') FROM pay_payment_operations($P2)")" sending \
+	"the held purchase is still in flight as the server stops"
 
 # ---------------------------------------------------------------------------
 # The update: stop, install the new build, start.
