@@ -30,9 +30,10 @@ pii_exchanges() {
 pii_in() {
 	q -c "SELECT count(*) FROM payments.$1 x WHERE x.merchant_id = $M AND x::text ~* '$PII'"
 }
-# op_done OPERATION: true once the worker recorded the gateway's answer to it
+# op_done OPERATION: true once the worker recorded the gateway's answer to
+# it (30 s at most)
 op_done() {
-	for _ in $(seq 100); do
+	for _ in $(seq 300); do
 		[ "$(q -c "SELECT status FROM payments.operations WHERE merchant_id = $M AND operation_id = $1")" = succeeded ] && return 0
 		sleep 0.1
 	done
@@ -42,9 +43,9 @@ cid=$(q -c "SELECT customer_id FROM pay_create_customer(email => 'secret-ada@exa
 pid=$(q -c "SELECT payment_id FROM pay_purchase(amount => '11.11 USD', card => pay_card('4111111111111111', 12, $year, '123'), customer_id => $cid,
 	description => 'Birthday gift for Ada Secretlace', order_ref => 'secret-ada-order-1',
 	metadata => '{\"deliver_to\": \"77 Privacy Lane\"}')")
-is "$(q -c "SELECT status FROM pay_wait($pid, '10 s')")" succeeded "the customer's purchase succeeds"
+is "$(q -c "SELECT status FROM pay_wait($pid, '30 s')")" succeeded "the customer's purchase succeeds"
 sim_ctl POST /settle >/dev/null
-for _ in $(seq 100); do
+for _ in $(seq 150); do	# (30 s at most)
 	[ "$(q -c "SELECT settled_at IS NOT NULL FROM pay_get_payment($pid)")" = t ] && break
 	sleep 0.2
 done
@@ -57,7 +58,7 @@ ok "$(passed op_done "$op0")" "a refund whose reason names the customer succeeds
 gid=$(q -c "SELECT payment_id FROM pay_purchase(amount => '22.22 USD', card => pay_card('4111111111111111', 12, $year, '123'),
 	customer => '{\"email\": \"Secret-Ada@example.com\", \"first_name\": \"Ada\", \"last_name\": \"Secretlace\", \"address\": \"77 Privacy Lane\"}',
 	description => 'Guest order of Ada Secretlace', metadata => '{\"note\": \"secret-ada\"}')")
-is "$(q -c "SELECT status FROM pay_wait($gid, '10 s')")" succeeded "a guest purchase under the customer's email succeeds"
+is "$(q -c "SELECT status FROM pay_wait($gid, '30 s')")" succeeded "a guest purchase under the customer's email succeeds"
 ok "$( [ "$(pii_in payments)" -ge 2 ] && [ "$(pii_in operations)" -ge 1 ] && [ "$(pii_in events)" -ge 1 ] && echo 0 || echo 1)" \
 	"before the erasure payments, operations and events hold what the merchant wrote about the customer"
 q -c "SELECT customer_id FROM pay_erase_customer($cid)" >/dev/null
@@ -70,7 +71,7 @@ is "$(q -c "SELECT string_agg(concat_ws('|', customer_id = $cid, amount, status,
 	"t|11.11 USD|partially_refunded|t,t|22.22 USD|succeeded|t" \
 	"the payments keep the financial record; the guest purchase is the erased customer's now"
 sim_ctl POST /settle >/dev/null
-for _ in $(seq 100); do
+for _ in $(seq 150); do	# (30 s at most)
 	[ "$(q -c "SELECT settled_at IS NOT NULL FROM pay_get_payment($gid)")" = t ] && break
 	sleep 0.2
 done
