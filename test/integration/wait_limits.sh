@@ -75,9 +75,9 @@ waiting() { su -c "SELECT count(*) FROM pg_stat_activity WHERE application_name 
 # calls' pay_wait, the third call was let in and waited), polled 30 s at
 # most; 0 for one never seen so
 held() {
-	local a i out=""
+	local a out=""
 	local -A seen=()
-	for i in $(seq 150); do
+	for _ in $(seq 150); do
 		for a in "$@"; do
 			[ -n "${seen[$a]:-}" ] || [ "$(su -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = '$a'
 				AND query LIKE '%pay_wait%' AND state = 'active' AND wait_event_type = 'Extension'")" != 1 ] || seen[$a]=1

@@ -230,8 +230,7 @@ prepared_purchase() {	# prepared_purchase GID -> payment id, then the time it wa
 # TIME (it claims every second: at least one claim since), 30 s at most
 # (a busy machine may hold it back; a fixed sleep then proved nothing)
 worker_claimed_since() {
-	local i
-	for i in $(seq 300); do
+	for _ in $(seq 300); do
 		[ "$(psqlq -c "SELECT last_loop_at > '$1'::timestamptz + interval '2.5 s' FROM payments.pay_worker_health()")" = t ] &&
 			return 0
 		sleep 0.1
