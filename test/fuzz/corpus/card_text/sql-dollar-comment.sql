@@ -1,0 +1,1 @@
+SELECT $tag$4111-1111-1111-1111$tag$::text, 'it''s', "col 2" /* nested /* 4111 */ 1234567890123 */ FROM t1

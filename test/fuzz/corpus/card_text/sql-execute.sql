@@ -1,0 +1,1 @@
+DO $$BEGIN EXECUTE 'SELECT pay_card(''4111111111111111'', ''123'')'; END$$

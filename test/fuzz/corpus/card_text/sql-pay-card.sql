@@ -1,0 +1,1 @@
+SELECT payments.pay_card('4111 1111 1111 1111', '123', 'Jane Doe')

@@ -1,0 +1,234 @@
+/*-------------------------------------------------------------------------
+ *
+ * fuzz_card_text.c
+ *	  libFuzzer target: src/card_redact.c's entry points (linked as they
+ *	  are) on arbitrary text, as the log hook (card_log.c) and the
+ *	  statement-text hooks (card_query_text.c) run them on any message,
+ *	  statement, parameter list or plan a role can make the server write.
+ *
+ * The input is one text of exactly its bytes (no NUL after it: ASan sees
+ * any read past it), given to every function on a copy of its own.
+ * Checks, besides the sanitizers:
+ *	 - card_redact(), card_redact_params(): the length is kept and every
+ *	   byte is either unchanged or CARD_REDACT_CHAR ("every masked
+ *	   character becomes 'X'"); a changed text is reported as masked;
+ *	 - after card_redact(), no run of CARD_PAN_MIN_DIGITS or more digits
+ *	   grouped by single spaces or dashes is left, and
+ *	   card_text_contains_number() (the hook's own detector) finds none;
+ *	 - card_redact_statement(), card_redact_plan(): digits only change,
+ *	   each to CARD_REDACT_CHAR, and the result says whether any did;
+ *	 - card_redact_excerpt(): every digit and nothing else becomes
+ *	   CARD_REDACT_CHAR, and the result says whether there was one;
+ *	 - card_params_cut_number() reads only (and only within the text);
+ *	 - card_redacted_copy() (of the text up to its first NUL, a C
+ *	   string as the hook gets) is NULL exactly when card_redact() masks
+ *	   nothing, else the text card_redact() makes, of the same length;
+ *	 - card_skip_sql_space() from any start j returns r, j <= r <= len,
+ *	   with buf[r] no blank and no comment's start when r < len, and r
+ *	   == j when buf[j] can start neither.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "card_brand.h"
+#include "card_redact.h"
+#include "fuzz_check.h"
+
+#define IS_DIGIT(c)		((c) >= '0' && (c) <= '9')
+
+static char *
+copy_of(const char *str, size_t size)
+{
+	char	   *c = malloc(size ? size : 1);
+
+	FUZZ_ASSERT(c != NULL);
+	memcpy(c, str, size);
+	return c;
+}
+
+/*
+ * Every byte of after is that of before or CARD_REDACT_CHAR, and (when
+ * digits_only) only a digit changed.  Returns whether any byte changed.
+ */
+static bool
+check_mask_only(const char *before, const char *after, size_t size, bool digits_only)
+{
+	bool		changed = false;
+
+	for (size_t i = 0; i < size; i++)
+	{
+		if (after[i] == before[i])
+			continue;
+		changed = true;
+		FUZZ_ASSERT(after[i] == CARD_REDACT_CHAR);
+		if (digits_only)
+			FUZZ_ASSERT(IS_DIGIT(before[i]));
+	}
+	return changed;
+}
+
+/* The most digits in one run grouped by single spaces or dashes. */
+static int
+longest_grouped_run(const char *buf, size_t size)
+{
+	int			best = 0,
+				n = 0;
+
+	for (size_t i = 0; i < size; i++)
+	{
+		if (IS_DIGIT(buf[i]))
+			n++;
+		else if ((buf[i] == ' ' || buf[i] == '-') && n > 0 &&
+				 i + 1 < size && IS_DIGIT(buf[i + 1]))
+			continue;
+		else
+			n = 0;
+		best = Max(best, n);
+	}
+	return best;
+}
+
+static void
+check_redact(const char *str, size_t size)
+{
+	char	   *m = copy_of(str, size);
+	bool		ret = card_redact(m, (int) size);
+
+	if (check_mask_only(str, m, size, false))
+		FUZZ_ASSERT(ret);
+	FUZZ_ASSERT(longest_grouped_run(m, size) < CARD_PAN_MIN_DIGITS);
+	FUZZ_ASSERT(!card_text_contains_number(m, (int) size));
+	free(m);
+}
+
+static void
+check_redacted_copy(const char *str, size_t size)
+{
+	size_t		n = strnlen(str, size);
+	char	   *cstr = malloc(n + 1);
+	char	   *m;
+	char	   *copy;
+	bool		ret;
+
+	FUZZ_ASSERT(cstr != NULL);
+	memcpy(cstr, str, n);
+	cstr[n] = '\0';
+	m = copy_of(cstr, n);
+	ret = card_redact(m, (int) n);
+	copy = card_redacted_copy(cstr);
+	FUZZ_ASSERT((copy != NULL) == ret);
+	if (copy != NULL)
+	{
+		FUZZ_ASSERT(strlen(copy) == n && memcmp(copy, m, n) == 0);
+		free(copy);				/* the shim's pnstrdup is malloc */
+	}
+	free(m);
+	free(cstr);
+}
+
+static void
+check_digits_only(const char *str, size_t size, bool (*fn) (char *, int))
+{
+	char	   *m = copy_of(str, size);
+	bool		ret = fn(m, (int) size);
+
+	FUZZ_ASSERT(check_mask_only(str, m, size, true) == ret);
+	free(m);
+}
+
+static void
+check_params(const char *str, size_t size)
+{
+	char	   *m = copy_of(str, size);
+	bool		ret = card_redact_params(m, (int) size);
+
+	if (check_mask_only(str, m, size, false))
+		FUZZ_ASSERT(ret);
+	/* read-only, on the text as it was */
+	memcpy(m, str, size);
+	(void) card_params_cut_number(m, (int) size);
+	FUZZ_ASSERT(memcmp(m, str, size) == 0);
+	free(m);
+}
+
+static void
+check_excerpt(const char *str, size_t size)
+{
+	char	   *m = copy_of(str, size);
+	bool		ret = card_redact_excerpt(m, (int) size);
+	bool		digit = false;
+
+	for (size_t i = 0; i < size; i++)
+	{
+		if (IS_DIGIT(str[i]))
+		{
+			digit = true;
+			FUZZ_ASSERT(m[i] == CARD_REDACT_CHAR);
+		}
+		else
+			FUZZ_ASSERT(m[i] == str[i]);
+	}
+	FUZZ_ASSERT(ret == digit);
+	free(m);
+}
+
+static bool
+is_sql_blank(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f';
+}
+
+static void
+check_skip_space_from(const char *str, int len, int j)
+{
+	int			r = card_skip_sql_space(str, len, j);
+
+	FUZZ_ASSERT(r >= j && r <= len);
+	if (r < len)
+	{
+		FUZZ_ASSERT(!is_sql_blank(str[r]));
+		FUZZ_ASSERT(!(r + 1 < len && str[r] == '-' && str[r + 1] == '-'));
+		FUZZ_ASSERT(!(r + 1 < len && str[r] == '/' && str[r + 1] == '*'));
+	}
+	if (j < len && !is_sql_blank(str[j]) && str[j] != '-' && str[j] != '/')
+		FUZZ_ASSERT(r == j);
+}
+
+/* From the start, the middle, the end, and after each '(' (at most 16). */
+static void
+check_skip_space(const char *str, size_t size)
+{
+	int			len = (int) size;
+	int			n = 0;
+
+	check_skip_space_from(str, len, 0);
+	check_skip_space_from(str, len, len / 2);
+	check_skip_space_from(str, len, len);
+	for (int j = 0; j < len && n < 16; j++)
+	{
+		if (str[j] == '(')
+		{
+			check_skip_space_from(str, len, j + 1);
+			n++;
+		}
+	}
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	char	   *str = copy_of((const char *) data, size);
+
+	check_redact(str, size);
+	check_redacted_copy(str, size);
+	check_digits_only(str, size, card_redact_statement);
+	check_digits_only(str, size, card_redact_plan);
+	check_params(str, size);
+	check_excerpt(str, size);
+	check_skip_space(str, size);
+	/* nothing above wrote to the input */
+	FUZZ_ASSERT(memcmp(str, data, size) == 0);
+	free(str);
+	return 0;
+}
