@@ -741,10 +741,27 @@ card_redact_excerpt(char *buf, int len)
 }
 
 /*
+ * Whether the quote at buf[i] opens an E'' literal: an E right before it
+ * that is a token of its own (not the end of a name or number: xE'\'
+ * is a name and a standard literal).
+ */
+static bool
+is_e_prefix(const char *buf, int i)
+{
+	unsigned char before = i > 1 ? buf[i - 2] : ' ';
+
+	return i > 0 && (buf[i - 1] == 'E' || buf[i - 1] == 'e') &&
+		!(IS_WORD(before) || before == '$' || before >= 0x80);
+}
+
+/*
  * Mask every digit of a statement's text that holds card data, except in
  * names (t1, "col 2") and parameter numbers ($1): its literals however
  * spelled (471::text, '4' || '71', E'\\064'), in which a security code
- * written next to the card number is just a short number.
+ * written next to the card number is just a short number, and its
+ * comments.  A comment is skipped as a whole: a quote in it ("-- the
+ * customer's card") opens no literal, which would turn the literals
+ * after it inside out ('{"4111...","471"}' read as a quoted name).
  */
 bool
 card_redact_statement(char *buf, int len)
@@ -757,7 +774,15 @@ card_redact_statement(char *buf, int len)
 		unsigned char c = buf[i];
 		int			d = 0;
 
-		if (c == '"')
+		if ((c == '-' || c == '/') && i + 1 < len && buf[i + 1] == (c == '-' ? '-' : '*'))
+		{
+			/* comments (and the blanks between them): every digit */
+			int			from = i;
+
+			i = card_skip_sql_space(buf, len, i);
+			masked |= card_redact_excerpt(buf + from, i - from);
+		}
+		else if (c == '"')
 			i = quoted_end(buf, len, i, false) + 1;
 		else if (c == '\'' || (d = dollar_quote_len(buf, len, i)) > 0)
 		{
@@ -765,7 +790,7 @@ card_redact_statement(char *buf, int len)
 			int			from = i;
 
 			if (c == '\'')
-				i = quoted_end(buf, len, i, i > 0 && (buf[i - 1] == 'E' || buf[i - 1] == 'e')) + 1;
+				i = quoted_end(buf, len, i, is_e_prefix(buf, i)) + 1;
 			else
 			{
 				/* $tag$ ... $tag$ */
@@ -789,14 +814,24 @@ card_redact_statement(char *buf, int len)
 		}
 		else if ((IS_WORD(c) && !IS_DIGIT(c)) || c >= 0x80)
 		{
-			/* a name or keyword, and the E of an E'' literal */
-			for (i++; i < len && (IS_WORD(buf[i]) || (unsigned char) buf[i] >= 0x80); i++)
+			/*
+			 * a name or keyword, and the E of an E'' literal; a '$' in a
+			 * name is part of it (a$1, a$b$c), as PostgreSQL's scanner
+			 * reads it, not a parameter or the start of a dollar quote
+			 */
+			for (i++; i < len && (IS_WORD(buf[i]) || buf[i] == '$' ||
+								  (unsigned char) buf[i] >= 0x80); i++)
 				;
 		}
 		else if (IS_DIGIT(c))
 		{
-			/* a number, with its fraction and exponent (1.5e3) */
-			for (; i < len && (IS_WORD(buf[i]) || buf[i] == '.'); i++)
+			/*
+			 * a number, with its fraction and exponent (1.5e3), and what a
+			 * name would take after it (2e$$: junk PostgreSQL refuses,
+			 * not a dollar quote)
+			 */
+			for (; i < len && (IS_WORD(buf[i]) || buf[i] == '.' || buf[i] == '$' ||
+							   (unsigned char) buf[i] >= 0x80); i++)
 			{
 				if (IS_DIGIT(buf[i]))
 				{

@@ -17,6 +17,11 @@
  *	   card_text_contains_number() (the hook's own detector) finds none;
  *	 - card_redact_statement(), card_redact_plan(): digits only change,
  *	   each to CARD_REDACT_CHAR, and the result says whether any did;
+ *	 - card_redact_statement() masks every digit its comment promises to,
+ *	   as PostgreSQL's lexer reads the text (a small lexer here, on its
+ *	   own): all but those of names and parameter numbers, so those of
+ *	   literals, numbers and comments, however the tokens before them
+ *	   are spelled;
  *	 - card_redact_excerpt(): every digit and nothing else becomes
  *	   CARD_REDACT_CHAR, and the result says whether there was one;
  *	 - card_params_cut_number() reads only (and only within the text);
@@ -137,6 +142,155 @@ check_digits_only(const char *str, size_t size, bool (*fn) (char *, int))
 	free(m);
 }
 
+static bool
+is_ident_start(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c >= 0x80;
+}
+
+static bool
+is_ident_cont(unsigned char c)
+{
+	return is_ident_start(c) || IS_DIGIT(c) || c == '$';
+}
+
+/* The length of the dollar quote delimiter ($$, $tag$) at s[i], or 0. */
+static int
+dollar_delimiter(const char *s, int len, int i)
+{
+	int			j = i + 1;
+
+	if (s[i] != '$' || (j < len && !is_ident_start(s[j]) && s[j] != '$'))
+		return 0;
+	while (j < len && is_ident_cont(s[j]) && s[j] != '$')
+		j++;
+	return (j < len && s[j] == '$') ? j + 1 - i : 0;
+}
+
+/*
+ * Which digits of a statement card_redact_statement() must mask, as
+ * PostgreSQL's scanner (scan.l, standard_conforming_strings on) splits
+ * the text into tokens: every digit but those of identifiers (t1, "col
+ * 2", a$1) and parameters ($1).  A literal or comment the text cuts runs
+ * to its end.  Sets must[i] for each such digit.
+ */
+static void
+statement_digits_to_mask(const char *s, int len, bool *must)
+{
+	int			i = 0;
+
+	memset(must, 0, len);
+	while (i < len)
+	{
+		unsigned char c = s[i];
+		int			from = i,
+					d;
+		bool		mask = true;
+
+		if (c == '-' && i + 1 < len && s[i + 1] == '-')
+		{
+			while (i < len && s[i] != '\n')
+				i++;
+		}
+		else if (c == '/' && i + 1 < len && s[i + 1] == '*')
+		{
+			int			depth = 1;
+
+			for (i += 2; i < len && depth > 0;)
+			{
+				if (i + 1 < len && s[i] == '/' && s[i + 1] == '*')
+					depth++, i += 2;
+				else if (i + 1 < len && s[i] == '*' && s[i + 1] == '/')
+					depth--, i += 2;
+				else
+					i++;
+			}
+		}
+		else if (c == '\'' || ((c == 'E' || c == 'e') && i + 1 < len && s[i + 1] == '\''))
+		{
+			bool		esc = (c != '\'');
+
+			for (i += esc ? 2 : 1; i < len; i++)
+			{
+				if (s[i] == '\\' && esc)
+					i++;
+				else if (s[i] == '\'' && i + 1 < len && s[i + 1] == '\'')
+					i++;
+				else if (s[i] == '\'')
+					break;
+			}
+			i = Min(i + 1, len);
+		}
+		else if (c == '"')
+		{
+			mask = false;
+			for (i++; i < len; i++)
+			{
+				if (s[i] == '"' && i + 1 < len && s[i + 1] == '"')
+					i++;
+				else if (s[i] == '"')
+					break;
+			}
+			i = Min(i + 1, len);
+		}
+		else if (c == '$' && i + 1 < len && IS_DIGIT(s[i + 1]))
+		{
+			mask = false;
+			for (i++; i < len && IS_DIGIT(s[i]); i++)
+				;
+		}
+		else if ((d = dollar_delimiter(s, len, i)) > 0)
+		{
+			for (i += d; i + d <= len && memcmp(s + i, s + from, d) != 0; i++)
+				;
+			i = Min(i + d, len);
+		}
+		else if (is_ident_start(c))
+		{
+			mask = false;
+			for (i++; i < len && is_ident_cont(s[i]); i++)
+				;
+		}
+		else if (IS_DIGIT(c) || (c == '.' && i + 1 < len && IS_DIGIT(s[i + 1])))
+		{
+			/*
+			 * a number: digits, a point, an exponent (1.5e3, 1e-5: the
+			 * digits after the sign are another number); what a name
+			 * would take right after it is junk PostgreSQL 15 refuses,
+			 * read as part of it (integer_junk in scan.l)
+			 */
+			for (i++; i < len && (s[i] == '.' || is_ident_cont(s[i])); i++)
+				;
+		}
+		else
+			i++;
+		if (mask)
+			for (int j = from; j < i; j++)
+				if (IS_DIGIT(s[j]))
+					must[j] = true;
+	}
+}
+
+static void
+check_statement(const char *str, size_t size)
+{
+	char	   *m = copy_of(str, size);
+	bool	   *must = malloc(size ? size : 1);
+
+	FUZZ_ASSERT(must != NULL);
+	statement_digits_to_mask(str, (int) size, must);
+	(void) card_redact_statement(m, (int) size);
+	for (size_t i = 0; i < size; i++)
+	{
+		if (must[i] && m[i] != CARD_REDACT_CHAR)
+			fprintf(stderr, "digit %zu kept: %.*s\n", i, (int) size, m);
+		if (must[i])
+			FUZZ_ASSERT(m[i] == CARD_REDACT_CHAR);
+	}
+	free(must);
+	free(m);
+}
+
 static void
 check_params(const char *str, size_t size)
 {
@@ -223,6 +377,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check_redact(str, size);
 	check_redacted_copy(str, size);
 	check_digits_only(str, size, card_redact_statement);
+	check_statement(str, size);
 	check_digits_only(str, size, card_redact_plan);
 	check_params(str, size);
 	check_excerpt(str, size);

@@ -33,6 +33,14 @@
 #    that failed before its parse analysis ended (an unknown function, a
 #    syntax error): before, the text as sent, card and code in clear, for
 #    as long as the backend stayed idle.
+# 6. A comment with a quote in it ("-- the customer's card", and C-style)
+#    before a text[] literal that holds the number and the code in double
+#    quotes ('{"4532...","633"}').  Before: the comment's quote was read
+#    as opening a literal, the literal after it as a quoted name, and the
+#    code was logged in clear (the number was masked as a digit run).
+#    A '$' in a name (x$a$: not a dollar quote) and a name ending in E
+#    before a literal (name'\': not an E'' string): before, each turned
+#    the literals after it inside out and their digits were logged.
 # A statement without card data keeps its digits, even with the word
 # "execute" in it.  Prints TAP.
 set -uo pipefail
@@ -73,6 +81,9 @@ EXECUTE card_lit;
 -- 3.
 SELECT public.card_strings_buy('$PAN', '631');
 CALL public.card_strings_pay('$PAN', '632');
+-- 6.
+SELECT /* the customer's card */ public.card_strings_buy(c[1], c[2]) FROM (SELECT '{"$PAN","633"}'::text[] AS c) s;
+SELECT public.card_strings_buy('$PAN', '635') AS x\$a\$, length('\$a\$ "636"') AS note, length(name'\\' || '"637"') AS n;
 -- without card data
 SELECT 'execute' IS NULL, 4242 \; SELECT 4243 AS executed;
 SQL
@@ -82,6 +93,8 @@ psql_db -v ON_ERROR_STOP=0 >> "$OUT" 2>&1 \
 	-c "-- lead
 execute/* x */card_buy('$A' || '$B', '617')" \
 	-c "SELECT 1; EXECUTE card_buy('$A' || '$B', '618')" \
+	-c "-- the customer's card
+SELECT public.card_strings_buy(c[1], c[2]) FROM (SELECT '{\"$PAN\",\"634\"}'::text[] AS c) s" \
 	-c "SELECT 4244 AS executed; SELECT 'execute'"
 
 # 4. bind parameters (pgbench sends :variables as $1, $2, ...)
@@ -164,13 +177,16 @@ for m in 'statement: SELECT X ; EXECUTE card_buy' 'statement: /\* lead \*/ ExEcU
 	'DETAIL:  prepare: SELECT X ; PREPARE card_lit' 'statement: EXECUTE card_parsed' \
 	'DETAIL:  prepare: SELECT public.card_strings_buy(' 'statement: CALL public.card_strings_pay(' \
 	'duration: [0-9.]* ms  statement: -- lead' 'duration: [0-9.]* ms  statement: SELECT X; EXECUTE card_buy(' \
+	"statement: SELECT /\\* the customer's card \\*/ public.card_strings_buy(c\\[X\\], c\\[X\\])" \
+	"duration: [0-9.]* ms  statement: -- the customer's card" \
+	"AS x\$a\$, length('\$a\$ \"XXX\"') AS note, length(name'\\\\' || '\"XXX\"') AS n" \
 	"parameters: \\\$1 = 'XXXX" 'with parameters: \$1 = '; do
 	if grep -q -- "$m" "$f"; then ok 0 "in the log: $m"; else ok 1 "not in the log: $m"; fi
 done
 is "$(grep -c 'ERROR:  division by zero' "$OUT")" 4 "the four divisions by zero failed (simple, two pgbench, libpq)"
 like "$(cat "$OUT")" "libpq execute: status 2 " "the statement prepared by a Parse message ran"
 like "$(cat "$OUT")" "libpq nested: status 7 ERROR:  there is no parameter" "the EXECUTE of an EXECUTE prepared by a Parse message failed as expected"
-for c in 611 612 613 614 615 616 617 618 621 622 623 631 632 641 642 651 661 662 663 "$PAN" "$A" "$B" "${PAN:0:6}"; do
+for c in 611 612 613 614 615 616 617 618 621 622 623 631 632 633 634 635 636 637 641 642 651 661 662 663 "$PAN" "$A" "$B" "${PAN:0:6}"; do
 	leaked=$(strip_prefix "$f" | sed -E 's/duration: [0-9]+\.[0-9]+ ms//' | grep -wF -- "$c")
 	if [ -z "$leaked" ] && ! grep -v '^LINE [0-9]*: ' "$OUT" | grep -qwF -- "$c"; then
 		ok 0 "$c is in no log line or message"

@@ -1,0 +1,2 @@
+-- don't
+SELECT '"x 123"'

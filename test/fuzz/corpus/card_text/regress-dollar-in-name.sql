@@ -1,0 +1,1 @@
+SELECT x$a$, '$a$ "737"' AS n
