@@ -25,6 +25,8 @@
  *	 - free_text_correlation_id_excess() is 0 up to 200 bytes and for up
  *	   to 200 characters, else the number of characters; for valid
  *	   UTF-8 without NUL that is its count of characters;
+ *	   free_text_check_correlation_id() raises exactly then, with 22001
+ *	   and the statement hidden;
  *	 - free_text_check() raises exactly when the text holds a card
  *	   (22Y17, statement and context hidden) or has more than max_chars
  *	   characters (22001), and no text of the error holds a card number.
@@ -203,6 +205,19 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	{
 		FUZZ_ASSERT(nchars == utf8_chars(str, len));
 		FUZZ_ASSERT(excess == (nchars > FREE_TEXT_CORRELATION_ID_MAX_CHARS ? nchars : 0));
+	}
+
+	{
+		bool		raised;
+
+		PG_SHIM_TRY(free_text_check_correlation_id(str, len), raised);
+		FUZZ_ASSERT(raised == (excess > 0));
+		if (raised)
+		{
+			FUZZ_ASSERT(pg_shim_error.sqlerrcode == ERRCODE_STRING_DATA_RIGHT_TRUNCATION);
+			FUZZ_ASSERT(pg_shim_error.hide_stmt);
+			check_error_texts();
+		}
 	}
 
 	/* unbounded, bounded by the input's first byte, and by 500 */
