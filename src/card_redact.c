@@ -741,20 +741,6 @@ card_redact_excerpt(char *buf, int len)
 }
 
 /*
- * Whether the quote at buf[i] opens an E'' literal: an E right before it
- * that is a token of its own (not the end of a name or number: xE'\'
- * is a name and a standard literal).
- */
-static bool
-is_e_prefix(const char *buf, int i)
-{
-	unsigned char before = i > 1 ? buf[i - 2] : ' ';
-
-	return i > 0 && (buf[i - 1] == 'E' || buf[i - 1] == 'e') &&
-		!(IS_WORD(before) || before == '$' || before >= 0x80);
-}
-
-/*
  * Mask every digit of a statement's text that holds card data, except in
  * names (t1, "col 2") and parameter numbers ($1): its literals however
  * spelled (471::text, '4' || '71', E'\\064'), in which a security code
@@ -768,6 +754,7 @@ card_redact_statement(char *buf, int len)
 {
 	bool		masked = false;
 	int			i = 0;
+	int			e_quote = -1;	/* where a quote opens an E'' literal */
 
 	while (i < len)
 	{
@@ -790,7 +777,7 @@ card_redact_statement(char *buf, int len)
 			int			from = i;
 
 			if (c == '\'')
-				i = quoted_end(buf, len, i, is_e_prefix(buf, i)) + 1;
+				i = quoted_end(buf, len, i, i == e_quote) + 1;
 			else
 			{
 				/* $tag$ ... $tag$ */
@@ -814,14 +801,19 @@ card_redact_statement(char *buf, int len)
 		}
 		else if ((IS_WORD(c) && !IS_DIGIT(c)) || c >= 0x80)
 		{
+			int			from = i;
+
 			/*
-			 * a name or keyword, and the E of an E'' literal; a '$' in a
+			 * a name or keyword, or the E of an E'' literal; a '$' in a
 			 * name is part of it (a$1, a$b$c), as PostgreSQL's scanner
 			 * reads it, not a parameter or the start of a dollar quote
 			 */
 			for (i++; i < len && (IS_WORD(buf[i]) || buf[i] == '$' ||
 								  (unsigned char) buf[i] >= 0x80); i++)
 				;
+			/* an E of its own (not xE'\' or 5.E'\') opens an E'' literal */
+			if ((c == 'E' || c == 'e') && i == from + 1 && i < len && buf[i] == '\'')
+				e_quote = i;
 		}
 		else if (IS_DIGIT(c))
 		{
