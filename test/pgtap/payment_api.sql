@@ -9,7 +9,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(45);
+SELECT plan(50);
 
 -- (a card cannot be stored, not even in a temporary table: a function makes them)
 CREATE FUNCTION pg_temp.card() RETURNS payments.pay_card LANGUAGE sql
@@ -134,6 +134,30 @@ SELECT is((SELECT array_agg(c.payment_id) FROM payments._claim_operations(100) c
 SELECT is(coalesce(pg_stat_get_xact_function_calls('payments._gateway_connection(text,text,integer)'::regprocedure), 0)
 		- (SELECT n FROM conn_calls), 0::bigint,
 	'with no circuit held no gateway connection is worked out');
+
+-- the rows a purchase inserts fire no trigger with a WHEN clause: PostgreSQL
+-- reads a WHEN back from its text and plans it for every statement (the
+-- restore triggers' test of check_function_bodies cost each purchase 1.5%;
+-- payments._restore_gate makes it in C)
+SELECT is_empty($$SELECT c.relname || '.' || t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+	WHERE c.relnamespace = 'payments'::regnamespace AND t.tgqual IS NOT NULL AND (t.tgtype & 4) <> 0
+	  AND c.relname IN ('payments', 'operations', 'card_vault', 'idempotency_keys', 'events', 'audit_log')$$,
+	'no insert trigger of the tables a purchase writes has a WHEN clause');
+-- the gate: a superuser's session with check_function_bodies off is a
+-- restore, and its operation is loaded as possibly sent; on, it is not
+SET LOCAL check_function_bodies = off;
+SELECT payment_id FROM pay_purchase(amount => '5.00 USD', card => pg_temp.card()) \gset restored_
+SET LOCAL check_function_bodies = on;
+SELECT payment_id FROM pay_purchase(amount => '5.00 USD', card => pg_temp.card()) \gset fresh_
+SELECT is((SELECT format('%s / %s', never_sent, last_error) FROM payments.operations WHERE payment_id = :restored_payment_id),
+	'f / restored from a dump: the server it was dumped from may have sent it',
+	'an operation inserted while check_function_bodies is off, by a superuser, goes through _restored_operation');
+SELECT is((SELECT format('%s / %s', never_sent, last_error) FROM payments.operations WHERE payment_id = :fresh_payment_id),
+	't / ', 'with check_function_bodies on, the gate keeps the row as it is');
+SELECT throws_ok($$SELECT payments._restore_gate()$$, '39P01', NULL, 'the gate is a trigger, not a function to call');
+SELECT throws_ok($$CREATE TEMP TABLE gate_t (x int); CREATE TRIGGER g AFTER INSERT ON gate_t FOR EACH ROW
+		EXECUTE FUNCTION payments._restore_gate('payments._restored_operation()'); INSERT INTO gate_t VALUES (1)$$,
+	'39P01', NULL, 'the gate refuses to fire other than BEFORE INSERT FOR EACH ROW');
 
 -- merchants whose operations all wait for later (parked behind an open
 -- circuit, an unknown outcome's next look) cost a claim nothing: it reads
