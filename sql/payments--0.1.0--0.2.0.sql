@@ -5617,6 +5617,7 @@ DECLARE
 	oid_ bigint;
 	corr text := payments._correlation_id(p_correlation_id);
 	customer_copied boolean := false;
+	made record;
 	result payments.payments;
 BEGIN
 	IF p_amount IS NULL THEN
@@ -5748,7 +5749,10 @@ BEGIN
 		ELSE payments._opaque_data_sealed(p_opaque_data ->> 'dataDescriptor', p_opaque_data ->> 'dataValue') END
 	FROM o WHERE p_card IS NOT NULL OR p_opaque_data IS NOT NULL
 	)
-	SELECT (p.n).* INTO result FROM p, o;
+	-- the row as one value: (p.n).* would build a projection of every
+	-- column of payments, 29,000 instructions of each purchase
+	SELECT p.n INTO made FROM p, o;
+	result := made.n;
 
 	IF p_idempotency_key IS NOT NULL THEN
 		UPDATE payments.idempotency_keys SET payment_id = pid, operation_id = oid_,
