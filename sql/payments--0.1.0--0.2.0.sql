@@ -3274,8 +3274,7 @@ $$;
 -- In C (src/invoice_tag.c): every payment, refund and renewal reads it,
 -- and each backend keeps it until the table changes (the trigger below).
 CREATE OR REPLACE FUNCTION payments._invoice_tag() RETURNS text
-	LANGUAGE c STABLE SECURITY DEFINER
-	SET search_path = pg_catalog, payments, pg_temp
+	LANGUAGE c STABLE
 	AS 'MODULE_PATHNAME', 'pay_invoice_tag';
 
 ------------------------------------------------------------------------------

@@ -104,6 +104,20 @@ SELECT payments._invoice_tag();")
 is "$(tr '\n' ' ' <<<"$out")" "$TAG0 ABCDEF $TAG0 " \
 	"the invoice tag kept by a session follows a change of installation_secrets from its next statement"
 
+# 6b. the tag is read with its function owner's rights, though the function
+#     is not SECURITY DEFINER (fmgr would set and restore its search_path
+#     at every call): a role that may call it but not read
+#     installation_secrets gets it in a fresh session, and is itself after
+su -c "GRANT EXECUTE ON FUNCTION payments._invoice_tag() TO tc_admin" >/dev/null
+out=$(kept tc_admin "SELECT payments._invoice_tag();
+SELECT current_user;
+SELECT count(*) FROM payments.installation_secrets;")
+su -c "REVOKE EXECUTE ON FUNCTION payments._invoice_tag() FROM tc_admin" >/dev/null
+like "$(tr '\n' ' ' <<<"$out")" "^$TAG0 tc_admin ERROR: +permission denied for table installation_secrets" \
+	"a caller without rights on installation_secrets gets the tag read as the function's owner, and stays itself"
+is "$(su -c "SELECT prosecdef::text || coalesce(array_length(proconfig, 1), 0) FROM pg_proc WHERE oid = 'payments._invoice_tag()'::regprocedure")" \
+	"false0" "_invoice_tag is neither SECURITY DEFINER nor has settings of its own"
+
 # 7. the allowed status transitions (src/status_guard.c): one added or
 #    removed by another session counts from the kept session's next
 #    statement
