@@ -17,7 +17,9 @@
  *	  card_code, cardCode, card-code, security_code, pan), quoted or not,
  *	  after ':' (JSON), '=' or '=>' (named arguments);
  *	- every quoted literal inside the parentheses of a pay_card(...) call:
- *	  the number, the security code and the holder name given positionally;
+ *	  the number, the security code and the holder name given positionally
+ *	  (the call read as SQL: a quote or a parenthesis in a comment or a
+ *	  quoted name inside it opens or closes nothing);
  *	- the bytes of every constant in a node dump (debug_print_plan).
  * The card input reads a text only once every quoting is undone, so keys,
  * blanks and separators are read the same way (read_char): a letter or a
@@ -545,7 +547,116 @@ card_skip_sql_space(const char *buf, int len, int j)
 	return j;
 }
 
-/* Mask the literals inside pay_card( ... ). */
+/* What sql_token reads. */
+typedef enum SqlTokenKind
+{
+	SQL_SPACE,					/* blanks and comments */
+	SQL_NAME,					/* a name or keyword, quoted ("col 2") or not */
+	SQL_PARAM,					/* $1 */
+	SQL_LITERAL,				/* '...', E'...', $tag$...$tag$ */
+	SQL_NUMBER,					/* 1.5e3, and what a name would take after it */
+	SQL_OTHER					/* one character: an operator, a parenthesis */
+} SqlTokenKind;
+
+typedef struct SqlToken
+{
+	SqlTokenKind kind;
+	int			body;			/* a literal's contents: buf[body..body_end) */
+	int			body_end;
+	int			end;			/* the position after the token */
+} SqlToken;
+
+/*
+ * Read the token at buf[i] as PostgreSQL's scanner (scan.l, with
+ * standard_conforming_strings on) would: the one home of this file's SQL
+ * lexing, for card_redact_statement and mask_pay_card_calls.  A comment is
+ * skipped whole (a quote in it, "-- the customer's card", opens no
+ * literal); a '$' inside a name is part of it (a$1, a$b$c), not a
+ * parameter or a dollar quote; an E opens an E'' literal only when it is a
+ * name of its own (not xE'\' or 5.E'\'); U&'...' is the name U, '&' and a
+ * plain literal, which ends as it does.  A literal, comment or quoted name
+ * that the text cuts runs to its end.
+ */
+static void
+sql_token(const char *buf, int len, int i, SqlToken *t)
+{
+	unsigned char c = buf[i];
+	int			d;
+
+	t->body = t->body_end = i;
+	if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' ||
+		((c == '-' || c == '/') && i + 1 < len && buf[i + 1] == (c == '-' ? '-' : '*')))
+	{
+		t->kind = SQL_SPACE;
+		t->end = card_skip_sql_space(buf, len, i);
+	}
+	else if (c == '"')
+	{
+		t->kind = SQL_NAME;
+		t->end = Min(quoted_end(buf, len, i, false) + 1, len);
+	}
+	else if (c == '\'' || ((c == 'E' || c == 'e') && i + 1 < len && buf[i + 1] == '\''))
+	{
+		/* '...', or E'...': an E that starts a token is a name of its own */
+		int			q = (c == '\'') ? i : i + 1;
+
+		t->kind = SQL_LITERAL;
+		t->body = q + 1;
+		t->body_end = quoted_end(buf, len, q, q != i);
+		t->end = Min(t->body_end + 1, len);
+	}
+	else if ((d = dollar_quote_len(buf, len, i)) > 0)
+	{
+		int			e;
+
+		for (e = i + d; e + d <= len && memcmp(buf + e, buf + i, d) != 0; e++)
+			;
+		if (e + d > len)
+			e = len;			/* cut: the rest of the text */
+		t->kind = SQL_LITERAL;
+		t->body = i + d;
+		t->body_end = e;
+		t->end = Min(e + d, len);
+	}
+	else if (c == '$' && i + 1 < len && IS_DIGIT(buf[i + 1]))
+	{
+		t->kind = SQL_PARAM;
+		for (t->end = i + 1; t->end < len && IS_DIGIT(buf[t->end]); t->end++)
+			;
+	}
+	else if (IS_WORD(c) || c >= 0x80)
+	{
+		/*
+		 * a name or keyword, or a number with its fraction and exponent
+		 * (1.5e3) and what a name would take after it (2e$$: junk
+		 * PostgreSQL refuses, not a dollar quote)
+		 */
+		t->kind = IS_DIGIT(c) ? SQL_NUMBER : SQL_NAME;
+		for (t->end = i + 1; t->end < len; t->end++)
+		{
+			unsigned char n = buf[t->end];
+
+			if (!(IS_WORD(n) || n == '$' || n >= 0x80 || (n == '.' && t->kind == SQL_NUMBER)))
+				break;
+		}
+	}
+	else
+	{
+		t->kind = SQL_OTHER;
+		t->end = i + 1;
+	}
+}
+
+/*
+ * Mask the literals inside pay_card( ... ): their contents, whole (the
+ * number, the security code and the holder name given positionally).  The
+ * call is read as sql_token reads SQL, so a quote or a parenthesis in a
+ * comment or a quoted name inside it changes nothing.  A text may quote
+ * the call one level down ('SELECT pay_card(''4111...'', 12, 2031,
+ * ''123'')', as EXECUTE's argument): there an empty literal '' that a
+ * value follows opens a literal up to the next '', and every token up to
+ * it is masked too.
+ */
 static bool
 mask_pay_card_calls(char *buf, int len)
 {
@@ -554,8 +665,8 @@ mask_pay_card_calls(char *buf, int len)
 	for (int i = 0; i + 8 < len; i++)
 	{
 		int			j,
-					e,
-					depth;
+					depth = 0;
+		bool		doubled = false;	/* inside a ''...'' literal */
 
 		if ((buf[i] != 'p' && buf[i] != 'P') ||
 			pg_strncasecmp(buf + i, "pay_card", 8) != 0 || (i > 0 && IS_WORD(buf[i - 1])))
@@ -566,21 +677,27 @@ mask_pay_card_calls(char *buf, int len)
 		j = card_skip_sql_space(buf, len, j);
 		if (j >= len || buf[j] != '(')
 			continue;
-		depth = 0;
 		while (j < len)
 		{
-			if (buf[j] == '(')
+			SqlToken	t;
+
+			sql_token(buf, len, j, &t);
+			if (t.kind == SQL_OTHER && buf[j] == '(')
 				depth++;
-			else if (buf[j] == ')' && --depth == 0)
+			else if (t.kind == SQL_OTHER && buf[j] == ')' && --depth == 0)
 				break;
-			/* E'', U&'' and $tag$ only where a token starts */
-			else if ((buf[j] == '\'' || !IS_WORD(buf[j - 1])) &&
-					 (e = mask_sql_literal(buf, len, j, len, &masked)) >= 0)
+			else if (t.kind == SQL_LITERAL && t.end == j + 2 && buf[j] == '\'' && buf[j + 1] == '\'' &&
+					 (doubled || (t.end < len && strchr("', )\t\n\r;:|", buf[t.end]) == NULL)))
 			{
-				j = e;
+				doubled = !doubled;
+				j = t.end;
 				continue;
 			}
-			j++;
+			else if (t.kind == SQL_LITERAL)
+				mask_span(buf, t.body, t.body_end, &masked);
+			if (doubled)
+				mask_span(buf, j, t.end, &masked);
+			j = t.end;
 		}
 		i = j;
 	}
@@ -642,8 +759,12 @@ card_redact(char *buf, int len)
 {
 	bool		masked = false;
 
-	masked |= secret_redact(buf, len);
+	/*
+	 * pay_card(...) first: a token the credential masking takes whole
+	 * ("Bearer x.pay_card") must not hide the call after it
+	 */
 	masked |= mask_pay_card_calls(buf, len);
+	masked |= secret_redact(buf, len);
 	masked |= mask_key_values(buf, len);
 	masked |= mask_digit_runs(buf, len);
 	masked |= mask_node_constants(buf, len);
@@ -754,86 +875,16 @@ card_redact_statement(char *buf, int len)
 {
 	bool		masked = false;
 	int			i = 0;
-	int			e_quote = -1;	/* where a quote opens an E'' literal */
 
 	while (i < len)
 	{
-		unsigned char c = buf[i];
-		int			d = 0;
+		SqlToken	t;
 
-		if ((c == '-' || c == '/') && i + 1 < len && buf[i + 1] == (c == '-' ? '-' : '*'))
-		{
-			/* comments (and the blanks between them): every digit */
-			int			from = i;
-
-			i = card_skip_sql_space(buf, len, i);
-			masked |= card_redact_excerpt(buf + from, i - from);
-		}
-		else if (c == '"')
-			i = quoted_end(buf, len, i, false) + 1;
-		else if (c == '\'' || (d = dollar_quote_len(buf, len, i)) > 0)
-		{
-			/* a literal: every digit in it, whatever precedes it */
-			int			from = i;
-
-			if (c == '\'')
-				i = quoted_end(buf, len, i, i == e_quote) + 1;
-			else
-			{
-				/* $tag$ ... $tag$ */
-				for (i += d; i < len && (i + d > len || memcmp(buf + i, buf + from, d) != 0); i++)
-					;
-				i = Min(i + d, len);
-			}
-			for (int j = from; j < i && j < len; j++)
-			{
-				if (IS_DIGIT(buf[j]))
-				{
-					buf[j] = CARD_REDACT_CHAR;
-					masked = true;
-				}
-			}
-		}
-		else if (c == '$' && i + 1 < len && IS_DIGIT(buf[i + 1]))
-		{
-			for (i++; i < len && IS_DIGIT(buf[i]); i++)
-				;
-		}
-		else if ((IS_WORD(c) && !IS_DIGIT(c)) || c >= 0x80)
-		{
-			int			from = i;
-
-			/*
-			 * a name or keyword, or the E of an E'' literal; a '$' in a
-			 * name is part of it (a$1, a$b$c), as PostgreSQL's scanner
-			 * reads it, not a parameter or the start of a dollar quote
-			 */
-			for (i++; i < len && (IS_WORD(buf[i]) || buf[i] == '$' ||
-								  (unsigned char) buf[i] >= 0x80); i++)
-				;
-			/* an E of its own (not xE'\' or 5.E'\') opens an E'' literal */
-			if ((c == 'E' || c == 'e') && i == from + 1 && i < len && buf[i] == '\'')
-				e_quote = i;
-		}
-		else if (IS_DIGIT(c))
-		{
-			/*
-			 * a number, with its fraction and exponent (1.5e3), and what a
-			 * name would take after it (2e$$: junk PostgreSQL refuses,
-			 * not a dollar quote)
-			 */
-			for (; i < len && (IS_WORD(buf[i]) || buf[i] == '.' || buf[i] == '$' ||
-							   (unsigned char) buf[i] >= 0x80); i++)
-			{
-				if (IS_DIGIT(buf[i]))
-				{
-					buf[i] = CARD_REDACT_CHAR;
-					masked = true;
-				}
-			}
-		}
-		else
-			i++;
+		sql_token(buf, len, i, &t);
+		/* literals, numbers, comments: every digit, whatever precedes it */
+		if (t.kind == SQL_LITERAL || t.kind == SQL_NUMBER || t.kind == SQL_SPACE)
+			masked |= card_redact_excerpt(buf + i, t.end - i);
+		i = t.end;
 	}
 	return masked;
 }

@@ -15,6 +15,10 @@
  *	 - after card_redact(), no run of CARD_PAN_MIN_DIGITS or more digits
  *	   grouped by single spaces or dashes is left, and
  *	   card_text_contains_number() (the hook's own detector) finds none;
+ *	 - card_redact() masks every digit of the literals among the arguments
+ *	   of a pay_card(...) call (its comment's promise), as the small lexer
+ *	   below reads the call from its '(': a quote or a ')' in a comment or
+ *	   a quoted name inside it changes nothing;
  *	 - card_redact_statement(), card_redact_plan(): digits only change,
  *	   each to CARD_REDACT_CHAR, and the result says whether any did;
  *	 - card_redact_statement() masks every digit its comment promises to,
@@ -94,18 +98,6 @@ longest_grouped_run(const char *buf, size_t size)
 	return best;
 }
 
-static void
-check_redact(const char *str, size_t size)
-{
-	char	   *m = copy_of(str, size);
-	bool		ret = card_redact(m, (int) size);
-
-	if (check_mask_only(str, m, size, false))
-		FUZZ_ASSERT(ret);
-	FUZZ_ASSERT(longest_grouped_run(m, size) < CARD_PAN_MIN_DIGITS);
-	FUZZ_ASSERT(!card_text_contains_number(m, (int) size));
-	free(m);
-}
 
 static void
 check_redacted_copy(const char *str, size_t size)
@@ -167,12 +159,125 @@ dollar_delimiter(const char *s, int len, int i)
 	return (j < len && s[j] == '$') ? j + 1 - i : 0;
 }
 
+typedef enum
+{
+	TOKEN_COMMENT,
+	TOKEN_LITERAL,
+	TOKEN_NAME,
+	TOKEN_PARAM,
+	TOKEN_NUMBER,
+	TOKEN_OTHER					/* one character: a blank, an operator, ... */
+} TokenKind;
+
 /*
- * Which digits of a statement card_redact_statement() must mask, as
- * PostgreSQL's scanner (scan.l, standard_conforming_strings on) splits
- * the text into tokens: every digit but those of identifiers (t1, "col
- * 2", a$1) and parameters ($1).  A literal or comment the text cuts runs
- * to its end.  Sets must[i] for each such digit.
+ * The token at s[i] as PostgreSQL's scanner (scan.l, standard_conforming_
+ * strings on) reads the text: sets *kind and, for a literal, its contents
+ * s[*body..*body_end) (between its delimiters); returns its end.  A
+ * literal or comment the text cuts runs to its end.
+ */
+static int
+next_token(const char *s, int len, int i, TokenKind *kind, int *body, int *body_end)
+{
+	unsigned char c = s[i];
+	int			d;
+
+	*kind = TOKEN_OTHER;
+	*body = *body_end = i;
+	if (c == '-' && i + 1 < len && s[i + 1] == '-')
+	{
+		*kind = TOKEN_COMMENT;
+		while (i < len && s[i] != '\n')
+			i++;
+	}
+	else if (c == '/' && i + 1 < len && s[i + 1] == '*')
+	{
+		int			depth = 1;
+
+		*kind = TOKEN_COMMENT;
+		for (i += 2; i < len && depth > 0;)
+		{
+			if (i + 1 < len && s[i] == '/' && s[i + 1] == '*')
+				depth++, i += 2;
+			else if (i + 1 < len && s[i] == '*' && s[i + 1] == '/')
+				depth--, i += 2;
+			else
+				i++;
+		}
+	}
+	else if (c == '\'' || ((c == 'E' || c == 'e') && i + 1 < len && s[i + 1] == '\''))
+	{
+		bool		esc = (c != '\'');
+
+		*kind = TOKEN_LITERAL;
+		*body = i + (esc ? 2 : 1);
+		for (i = *body; i < len; i++)
+		{
+			if (s[i] == '\\' && esc)
+				i++;
+			else if (s[i] == '\'' && i + 1 < len && s[i + 1] == '\'')
+				i++;
+			else if (s[i] == '\'')
+				break;
+		}
+		*body_end = Min(i, len);
+		i = Min(i + 1, len);
+	}
+	else if (c == '"')
+	{
+		*kind = TOKEN_NAME;
+		for (i++; i < len; i++)
+		{
+			if (s[i] == '"' && i + 1 < len && s[i + 1] == '"')
+				i++;
+			else if (s[i] == '"')
+				break;
+		}
+		i = Min(i + 1, len);
+	}
+	else if (c == '$' && i + 1 < len && IS_DIGIT(s[i + 1]))
+	{
+		*kind = TOKEN_PARAM;
+		for (i++; i < len && IS_DIGIT(s[i]); i++)
+			;
+	}
+	else if ((d = dollar_delimiter(s, len, i)) > 0)
+	{
+		int			from = i;
+
+		*kind = TOKEN_LITERAL;
+		*body = i + d;
+		for (i += d; i + d <= len && memcmp(s + i, s + from, d) != 0; i++)
+			;
+		*body_end = (i + d <= len) ? i : len;
+		i = Min(i + d, len);
+	}
+	else if (is_ident_start(c))
+	{
+		*kind = TOKEN_NAME;
+		for (i++; i < len && is_ident_cont(s[i]); i++)
+			;
+	}
+	else if (IS_DIGIT(c) || (c == '.' && i + 1 < len && IS_DIGIT(s[i + 1])))
+	{
+		/*
+		 * a number: digits, a point, an exponent (1.5e3, 1e-5: the
+		 * digits after the sign are another number); what a name would
+		 * take right after it is junk PostgreSQL 15 refuses, read as part
+		 * of it (integer_junk in scan.l)
+		 */
+		*kind = TOKEN_NUMBER;
+		for (i++; i < len && (s[i] == '.' || is_ident_cont(s[i])); i++)
+			;
+	}
+	else
+		i++;
+	return i;
+}
+
+/*
+ * Which digits of a statement card_redact_statement() must mask: every
+ * digit but those of identifiers (t1, "col 2", a$1) and parameters ($1).
+ * Sets must[i] for each such digit.
  */
 static void
 statement_digits_to_mask(const char *s, int len, bool *must)
@@ -182,112 +287,121 @@ statement_digits_to_mask(const char *s, int len, bool *must)
 	memset(must, 0, len);
 	while (i < len)
 	{
-		unsigned char c = s[i];
-		int			from = i,
-					d;
-		bool		mask = true;
+		TokenKind	kind;
+		int			body,
+					body_end;
+		int			from = i;
 
-		if (c == '-' && i + 1 < len && s[i + 1] == '-')
-		{
-			while (i < len && s[i] != '\n')
-				i++;
-		}
-		else if (c == '/' && i + 1 < len && s[i + 1] == '*')
-		{
-			int			depth = 1;
-
-			for (i += 2; i < len && depth > 0;)
-			{
-				if (i + 1 < len && s[i] == '/' && s[i + 1] == '*')
-					depth++, i += 2;
-				else if (i + 1 < len && s[i] == '*' && s[i + 1] == '/')
-					depth--, i += 2;
-				else
-					i++;
-			}
-		}
-		else if (c == '\'' || ((c == 'E' || c == 'e') && i + 1 < len && s[i + 1] == '\''))
-		{
-			bool		esc = (c != '\'');
-
-			for (i += esc ? 2 : 1; i < len; i++)
-			{
-				if (s[i] == '\\' && esc)
-					i++;
-				else if (s[i] == '\'' && i + 1 < len && s[i + 1] == '\'')
-					i++;
-				else if (s[i] == '\'')
-					break;
-			}
-			i = Min(i + 1, len);
-		}
-		else if (c == '"')
-		{
-			mask = false;
-			for (i++; i < len; i++)
-			{
-				if (s[i] == '"' && i + 1 < len && s[i + 1] == '"')
-					i++;
-				else if (s[i] == '"')
-					break;
-			}
-			i = Min(i + 1, len);
-		}
-		else if (c == '$' && i + 1 < len && IS_DIGIT(s[i + 1]))
-		{
-			mask = false;
-			for (i++; i < len && IS_DIGIT(s[i]); i++)
-				;
-		}
-		else if ((d = dollar_delimiter(s, len, i)) > 0)
-		{
-			for (i += d; i + d <= len && memcmp(s + i, s + from, d) != 0; i++)
-				;
-			i = Min(i + d, len);
-		}
-		else if (is_ident_start(c))
-		{
-			mask = false;
-			for (i++; i < len && is_ident_cont(s[i]); i++)
-				;
-		}
-		else if (IS_DIGIT(c) || (c == '.' && i + 1 < len && IS_DIGIT(s[i + 1])))
-		{
-			/*
-			 * a number: digits, a point, an exponent (1.5e3, 1e-5: the
-			 * digits after the sign are another number); what a name
-			 * would take right after it is junk PostgreSQL 15 refuses,
-			 * read as part of it (integer_junk in scan.l)
-			 */
-			for (i++; i < len && (s[i] == '.' || is_ident_cont(s[i])); i++)
-				;
-		}
-		else
-			i++;
-		if (mask)
+		i = next_token(s, len, i, &kind, &body, &body_end);
+		if (kind != TOKEN_NAME && kind != TOKEN_PARAM)
 			for (int j = from; j < i; j++)
 				if (IS_DIGIT(s[j]))
 					must[j] = true;
 	}
 }
 
-static void
-check_statement(const char *str, size_t size)
+static bool
+is_sql_blank(char c)
 {
-	char	   *m = copy_of(str, size);
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f';
+}
+
+/*
+ * Which digits card_redact() must mask in the calls of pay_card a text
+ * holds, as card_redact.c's comment promises ("every quoted literal inside
+ * the parentheses of a pay_card(...) call"): every digit of the contents
+ * of a literal among a call's arguments, as next_token() reads them.  A
+ * call is the word pay_card in any case that no letter, digit or '_'
+ * precedes (its name may be quoted), blanks and comments, then '('; it
+ * ends at the ')' that closes it, or with the text, and the next call is
+ * looked for after it.  Sets must[i] for each such digit.
+ */
+static void
+pay_card_digits_to_mask(const char *s, int len, bool *must)
+{
+	memset(must, 0, len);
+	for (int i = 0; i + 8 < len; i++)
+	{
+		TokenKind	kind;
+		int			body,
+					body_end,
+					e,
+					j,
+					depth = 0;
+
+		if (pg_strncasecmp(s + i, "pay_card", 8) != 0 ||
+			(i > 0 && (IS_DIGIT(s[i - 1]) || s[i - 1] == '_' ||
+					   ((s[i - 1] | 0x20) >= 'a' && (s[i - 1] | 0x20) <= 'z'))))
+			continue;
+		j = i + 8;
+		if (j < len && s[j] == '"')
+			j++;
+		while (j < len && (is_sql_blank(s[j]) ||
+						   ((e = next_token(s, len, j, &kind, &body, &body_end)) > j &&
+							kind == TOKEN_COMMENT)))
+			j = is_sql_blank(s[j]) ? j + 1 : e;
+		if (j >= len || s[j] != '(')
+			continue;
+		while (j < len)
+		{
+			e = next_token(s, len, j, &kind, &body, &body_end);
+			if (kind == TOKEN_OTHER && s[j] == '(')
+				depth++;
+			else if (kind == TOKEN_OTHER && s[j] == ')' && --depth == 0)
+				break;
+			else if (kind == TOKEN_LITERAL)
+				for (int k = body; k < body_end; k++)
+					if (IS_DIGIT(s[k]))
+						must[k] = true;
+			j = e;
+		}
+		i = j;
+	}
+}
+
+/*
+ * Every digit of str that which_digits() says must be masked is
+ * CARD_REDACT_CHAR in m, the text a masking function made of it.
+ */
+static void
+check_digits_masked(const char *what, const char *str, const char *m, size_t size,
+					void (*which_digits) (const char *, int, bool *))
+{
 	bool	   *must = malloc(size ? size : 1);
 
 	FUZZ_ASSERT(must != NULL);
-	statement_digits_to_mask(str, (int) size, must);
-	(void) card_redact_statement(m, (int) size);
+	which_digits(str, (int) size, must);
 	for (size_t i = 0; i < size; i++)
 	{
 		if (must[i] && m[i] != CARD_REDACT_CHAR)
-			fprintf(stderr, "digit %zu kept: %.*s\n", i, (int) size, m);
+			fprintf(stderr, "%s: digit %zu kept: %.*s\n", what, i, (int) size, m);
 		if (must[i])
 			FUZZ_ASSERT(m[i] == CARD_REDACT_CHAR);
 	}
 	free(must);
+}
+
+static void
+check_redact(const char *str, size_t size)
+{
+	char	   *m = copy_of(str, size);
+	bool		ret = card_redact(m, (int) size);
+
+	if (check_mask_only(str, m, size, false))
+		FUZZ_ASSERT(ret);
+	FUZZ_ASSERT(longest_grouped_run(m, size) < CARD_PAN_MIN_DIGITS);
+	FUZZ_ASSERT(!card_text_contains_number(m, (int) size));
+	check_digits_masked("card_redact", str, m, size, pay_card_digits_to_mask);
+	free(m);
+}
+
+static void
+check_statement(const char *str, size_t size)
+{
+	char	   *m = copy_of(str, size);
+
+	(void) card_redact_statement(m, (int) size);
+	check_digits_masked("card_redact_statement", str, m, size, statement_digits_to_mask);
 	free(m);
 }
 
@@ -325,12 +439,6 @@ check_excerpt(const char *str, size_t size)
 	}
 	FUZZ_ASSERT(ret == digit);
 	free(m);
-}
-
-static bool
-is_sql_blank(char c)
-{
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f';
 }
 
 static void

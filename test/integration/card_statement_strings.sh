@@ -41,6 +41,15 @@
 #    A '$' in a name (x$a$: not a dollar quote) and a name ending in E
 #    before a literal (name'\': not an E'' string): before, each turned
 #    the literals after it inside out and their digits were logged.
+# 7. A user function whose own statement calls pay_card with a comment
+#    inside the call (a quote in a C-style and in a -- comment, a ')' in
+#    one, a quote in one before a number split in two literals) and fails
+#    (division by zero): the error's context quotes that statement ("SQL
+#    statement \"...\""), which only the log hook's masking of any text
+#    (card_redact: the literals of pay_card(...)) sees, since the
+#    statement sent (SELECT f(1, 0)) holds no card data.  Before: the
+#    comment's quote was read as opening a literal (and the ')' as ending
+#    the call), and the code, or the split number, was logged in clear.
 # A statement without card data keeps its digits, even with the word
 # "execute" in it.  Prints TAP.
 set -uo pipefail
@@ -58,7 +67,20 @@ psql_db -q -c "CREATE FUNCTION public.card_strings_buy(pan text, code text) RETU
 	\$\$ BEGIN RETURN payments.pay_card_last4(payments.pay_card(pan, 12, $YEAR, code)); END \$\$" \
 	-c "CREATE PROCEDURE public.card_strings_pay(pan text, code text) LANGUAGE plpgsql AS
 	\$\$ BEGIN PERFORM payments.pay_card_last4(payments.pay_card(pan, 12, $YEAR, code)); END \$\$" \
-	-c "GRANT EXECUTE ON FUNCTION public.card_strings_buy(text, text) TO PUBLIC" >/dev/null
+	-c "GRANT EXECUTE ON FUNCTION public.card_strings_buy(text, text) TO PUBLIC" \
+	-c "CREATE FUNCTION public.card_strings_comment(k int, d int) RETURNS void LANGUAGE plpgsql AS
+	\$\$ BEGIN
+	IF k = 1 THEN
+		PERFORM payments.pay_card_last4(payments.pay_card('$PAN', /* it's */ 12, $YEAR, '671')), 1 / d;
+	ELSIF k = 2 THEN
+		PERFORM payments.pay_card_last4(payments.pay_card('$PAN', -- the customer's card
+			12, $YEAR, '672')), 1 / d;
+	ELSIF k = 3 THEN
+		PERFORM payments.pay_card_last4(payments.pay_card('$PAN', /* ) */ 12, $YEAR, '673')), 1 / d;
+	ELSE
+		PERFORM payments.pay_card_last4(payments.pay_card(/* it's */ '$A' || '$B', 12, $YEAR, '674')), 1 / d;
+	END IF;
+	END \$\$" >/dev/null
 log_size_before=$(stat -c %s "$LOG")
 
 # psql's \; sends the statements around it in one string; -c sends its
@@ -84,6 +106,11 @@ CALL public.card_strings_pay('$PAN', '632');
 -- 6.
 SELECT /* the customer's card */ public.card_strings_buy(c[1], c[2]) FROM (SELECT '{"$PAN","633"}'::text[] AS c) s;
 SELECT public.card_strings_buy('$PAN', '635') AS x\$a\$, length('\$a\$ "636"') AS note, length(name'\\' || '"637"') AS n;
+-- 7.
+SELECT public.card_strings_comment(1, 0);
+SELECT public.card_strings_comment(2, 0);
+SELECT public.card_strings_comment(3, 0);
+SELECT public.card_strings_comment(4, 0);
 -- without card data
 SELECT 'execute' IS NULL, 4242 \; SELECT 4243 AS executed;
 SQL
@@ -167,7 +194,8 @@ unlike "$seen" "$PAN|$A|$B|66[1-3]" "a statement that failed before its parse an
 cat "$WORK/card_strings.idle-out" >> "$OUT"
 
 session_log "$log_size_before" "$WORK/card_statement_strings.server-log"
-psql_db -q -c "DROP FUNCTION public.card_strings_buy(text, text)" -c "DROP PROCEDURE public.card_strings_pay(text, text)"
+psql_db -q -c "DROP FUNCTION public.card_strings_buy(text, text)" \
+	-c "DROP FUNCTION public.card_strings_comment(int, int)" -c "DROP PROCEDURE public.card_strings_pay(text, text)"
 f=$WORK/card_statement_strings.server-log
 
 # the statements ran, failed and were logged as intended
@@ -180,13 +208,16 @@ for m in 'statement: SELECT X ; EXECUTE card_buy' 'statement: /\* lead \*/ ExEcU
 	"statement: SELECT /\\* the customer's card \\*/ public.card_strings_buy(c\\[X\\], c\\[X\\])" \
 	"duration: [0-9.]* ms  statement: -- the customer's card" \
 	"AS x\$a\$, length('\$a\$ \"XXX\"') AS note, length(name'\\\\' || '\"XXX\"') AS n" \
-	"parameters: \\\$1 = 'XXXX" 'with parameters: \$1 = '; do
+	"parameters: \\\$1 = 'XXXX" 'with parameters: \$1 = ' \
+	"CONTEXT:  SQL statement \"SELECT payments.pay_card_last4(payments.pay_card('XXXXXXXXXXXXXXXX', /\\* it's \\*/ 12, $YEAR, 'XXX')), 1 / d\"" \
+	"CONTEXT:  SQL statement \"SELECT payments.pay_card_last4(payments.pay_card('XXXXXXXXXXXXXXXX', /\\* ) \\*/ 12, $YEAR, 'XXX')), 1 / d\"" \
+	"CONTEXT:  SQL statement \"SELECT payments.pay_card_last4(payments.pay_card(/\\* it's \\*/ 'XXXXXXXX' || 'XXXXXXXX', 12, $YEAR, 'XXX')), 1 / d\""; do
 	if grep -q -- "$m" "$f"; then ok 0 "in the log: $m"; else ok 1 "not in the log: $m"; fi
 done
-is "$(grep -c 'ERROR:  division by zero' "$OUT")" 4 "the four divisions by zero failed (simple, two pgbench, libpq)"
+is "$(grep -c 'ERROR:  division by zero' "$OUT")" 8 "the eight divisions by zero failed (simple, four in a function, two pgbench, libpq)"
 like "$(cat "$OUT")" "libpq execute: status 2 " "the statement prepared by a Parse message ran"
 like "$(cat "$OUT")" "libpq nested: status 7 ERROR:  there is no parameter" "the EXECUTE of an EXECUTE prepared by a Parse message failed as expected"
-for c in 611 612 613 614 615 616 617 618 621 622 623 631 632 633 634 635 636 637 641 642 651 661 662 663 "$PAN" "$A" "$B" "${PAN:0:6}"; do
+for c in 611 612 613 614 615 616 617 618 621 622 623 631 632 633 634 635 636 637 671 672 673 674 641 642 651 661 662 663 "$PAN" "$A" "$B" "${PAN:0:6}"; do
 	leaked=$(strip_prefix "$f" | sed -E 's/duration: [0-9]+\.[0-9]+ ms//' | grep -wF -- "$c")
 	if [ -z "$leaked" ] && ! grep -v '^LINE [0-9]*: ' "$OUT" | grep -qwF -- "$c"; then
 		ok 0 "$c is in no log line or message"
