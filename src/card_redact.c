@@ -7,6 +7,10 @@
  * emit_log_hook in card_log.c) and the query texts pg_stat_statements
  * keeps (card_query_text.c).  Masking keeps the length (every masked
  * character becomes 'X'), so positions into a query text stay valid.
+ * Masking a masked text again may mask more (never less): 'X' is a
+ * letter, so the text can read otherwise ($1 becomes part of a dollar
+ * quote $X...$, a masked word of a call or key no longer hides what
+ * follows it); no caller relies on a second pass changing nothing.
  *
  * What is masked:
  *	- every run of 12 or more digits, optionally grouped by single spaces

@@ -35,6 +35,14 @@
  *	 - card_skip_sql_space() from any start j returns r, j <= r <= len,
  *	   with buf[r] no blank and no comment's start when r < len, and r
  *	   == j when buf[j] can start neither.
+ * Not checked: that card_redact() of its own result changes nothing
+ * (card_redact.c does not promise it: a masked digit becomes a letter,
+ * and within seconds a second pass masks more, "$1...$" read as a dollar
+ * quote once "$X...$", even digits: a pay_card call inside a quoted name
+ * of an earlier call is read as a call once the earlier one's word is
+ * masked as a key's value).  A pay_card call quoted one level down
+ * ('SELECT pay_card(''4111...'', ...)') is masked by a heuristic reading
+ * of '' that this lexer does not check either.
  *
  *-------------------------------------------------------------------------
  */
