@@ -5749,8 +5749,10 @@ BEGIN
 	FROM o WHERE p_card IS NOT NULL OR p_opaque_data IS NOT NULL
 	)
 	-- the row as one value: (p.n).* would build a projection of every
-	-- column of payments, 29,000 instructions of each purchase
-	SELECT p.n INTO made FROM p, o;
+	-- column of payments, 29,000 instructions of each purchase.  o and v
+	-- run to their end with the statement, read or not: v reads o, which
+	-- reads p, so the payment is still written first
+	SELECT p.n INTO made FROM p;
 	result := made.n;
 
 	IF p_idempotency_key IS NOT NULL THEN
