@@ -87,7 +87,7 @@ idle=$(su -c "WITH x AS (SELECT o.first_sent_at AS s, e.finished_at AS f
 	w AS (SELECT round(extract(epoch FROM c.t - r.at) * 1000) AS ms FROM c
 		CROSS JOIN LATERAL (SELECT count(*) AS n FROM x WHERE x.s <= c.p AND x.f > c.p) busy
 		CROSS JOIN LATERAL (SELECT f AS at FROM x WHERE busy.n > 10 AND x.s <= c.p AND x.f > c.p AND x.f < c.t
-			ORDER BY f OFFSET busy.n - 11 LIMIT 1) r
+			ORDER BY f OFFSET greatest(busy.n - 11, 0) LIMIT 1) r
 		WHERE c.p IS NOT NULL)
 	SELECT coalesce(max(ms), 0) || ' ' || count(*) || ' ' ||
 		coalesce((SELECT string_agg(ms::text, ',') FROM (SELECT ms FROM w ORDER BY ms DESC LIMIT 5) l), '') FROM w")
