@@ -41,7 +41,10 @@ not_done() {	# not_done MERCHANT: its operations not yet answered
 
 su -c "ALTER SYSTEM SET payments.max_in_flight = 20" -c "ALTER SYSTEM SET payments.claim_batch = 20" \
 	-c "SELECT pg_reload_conf()" >/dev/null
-sleep 1	# the worker rereads its settings at its next loop
+# (the worker rereads its settings at the top of a round: a claim in a round
+# begun before its SIGHUP still goes by the old ones)
+ok "$(passed worker_reread payments.max_in_flight 20 payments.claim_batch 20)" \
+	"the worker goes by max_in_flight 20 and claim_batch 20"
 
 # --- a burst of A's, then one purchase of B's
 purchases "$A" 3000 1.00
@@ -95,6 +98,11 @@ read -r idle claims longest <<<"$idle"
 comment "longest times from half the room free to the next claim, over $claims claims: $longest ms"
 ok "$(python3 -c "print(0 if $claims >= 100 and $idle < 500 else 1)")" \
 	"the backlog never waited for the one-second timer (half the room stood free $idle ms at most before a claim; $claims claims)"
+# (one claim, one transaction: its operations share first_sent_at; a round
+# begun before the reload claimed 200 at a time, 1,000 in flight)
+biggest=$(su -c "SELECT max(n) FROM (SELECT count(*) AS n FROM payments.operations
+	WHERE merchant_id IN ($A, $B) GROUP BY first_sent_at) c")
+ok "$([ "$biggest" -le 20 ] && echo 0 || echo 1)" "no claim took more than claim_batch, 20 (at most $biggest)"
 is "$(su -c "SELECT count(*) FILTER (WHERE status = 'succeeded') FROM payments.payments WHERE merchant_id = $A")" 3000 \
 	"all 3,000 of A's purchases succeeded"
 is "$(su -c "SELECT count(*) FROM payments.operations WHERE merchant_id IN ($A, $B) AND attempts <> 1")" 0 \
@@ -103,7 +111,8 @@ is "$(su -c "SELECT count(*) FROM payments.operations WHERE merchant_id IN ($A, 
 # --- one operation per claim: A and B in turns
 su -c "ALTER SYSTEM SET payments.max_in_flight = 1" -c "ALTER SYSTEM SET payments.claim_batch = 1" \
 	-c "SELECT pg_reload_conf()" >/dev/null
-sleep 1
+ok "$(passed worker_reread payments.max_in_flight 1 payments.claim_batch 1)" \
+	"the worker goes by max_in_flight 1 and claim_batch 1"
 first=$(su -c "SELECT max(operation_id) FROM payments.operations")
 # both committed before the worker is woken: A's purchases (first) and B's in one transaction
 M=$A as_merchant -c "BEGIN" -c "SELECT count(payments.pay_purchase(amount => '3.00 USD',
@@ -117,6 +126,8 @@ is "$drained" drained "60 purchases of one claim each are drained"
 order=$(su -c "SELECT string_agg(CASE merchant_id WHEN $A THEN 'A' ELSE 'B' END, '' ORDER BY first_sent_at, operation_id)
 	FROM payments.operations WHERE merchant_id IN ($A, $B) AND operation_id > $first")
 comment "order sent: $order"
+is "$(su -c "SELECT count(*) - count(DISTINCT first_sent_at) FROM payments.operations
+	WHERE merchant_id IN ($A, $B) AND operation_id > $first")" 0 "each claim took one operation (claim_batch 1)"
 is "$(cut -c1-20 <<<"$order" | tr -cd B | wc -c)" 10 "the first 20 sent are 10 of each merchant's (in turns)"
 is "$(su -c "SELECT count(*) FILTER (WHERE status = 'succeeded') FROM payments.payments p
 	WHERE merchant_id IN ($A, $B) AND EXISTS (SELECT 1 FROM payments.operations o

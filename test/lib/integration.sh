@@ -144,6 +144,38 @@ restart_worker() {
 	new() { local p; p=$(worker_pid); [ -n "$p" ] && [ "$p" != "$pid0" ] && echo "$p"; }
 	[ -n "$(poll_value 20 new)" ]
 }
+# worker_reread NAME VALUE...: after ALTER SYSTEM and pg_reload_conf(),
+# true once the payments worker goes by each setting NAME = VALUE (60 s at
+# most).  No SQL reads the worker's settings, and it logs nothing when it
+# rereads them; but:
+# - a new session has the postmaster's settings, and the postmaster reloads
+#   its files and signals its children (the worker among them) in one go,
+#   before it forks anyone again: once a new session shows VALUE (at T), the
+#   worker has had its SIGHUP;
+# - the worker rereads its files at the top of a round (loop_start), then
+#   publishes the round's start as last_loop_at (pay_worker_health()): a
+#   round that began after one that began after T began after the signal
+#   and goes by the new settings, and so does every claim after it.
+# (The worker's settings only: the recorder and the billing process reread
+# theirs at the top of their own rounds, which nothing shows.)
+worker_reread() {
+	local cond="" t="" t2=""
+	while [ $# -ge 2 ]; do
+		cond+=" AND current_setting('$1') = '$2'"
+		shift 2
+	done
+	seen() { cluster_psql "$WORK" "$PORT" payments -Atc "SELECT clock_timestamp() WHERE true$cond"; }
+	after() {
+		cluster_psql "$WORK" "$PORT" payments -Atc "SELECT last_loop_at FROM payments.pay_worker_health()
+			WHERE last_loop_at > '$1'::timestamptz"
+	}
+	t=$(poll_value 60 seen)
+	[ -n "$t" ] || { log "a new session never showed the settings reloaded:$cond"; return 1; }
+	t2=$(poll_value 60 after "$t")
+	[ -n "$t2" ] || { log "the worker began no round after the reload (last_loop_at never passed $t)"; return 1; }
+	[ -n "$(poll_value 60 after "$t2")" ] ||
+		{ log "the worker began no second round after the reload (last_loop_at never passed $t2)"; return 1; }
+}
 # worker_pid: the PID of the payments worker of the test cluster (empty
 # while none runs)
 worker_pid() {
