@@ -264,15 +264,32 @@ audit prune recorded: 23:00:00"
 is "$(scenario UTC)" "$expected" "stored times and test-clock and key arithmetic under TimeZone UTC"
 is "$(scenario America/New_York)" "$expected" "the same under America/New_York, across its DST changes"
 is "$(scenario Pacific/Kiritimati)" "$expected" "the same under Pacific/Kiritimati (UTC+14, a day ahead)"
-# POSIX zones (UTC in standard time; a day of the year counted from 0, leap
-# days included): daylight-saving time from tomorrow 00:00 to the day
-# after ('1 day' from now 23 hours in the zone's local time), and from
-# today 00:00 to the day after tomorrow ('1 day' back from now 23 hours)
-today=$((10#$(date -u +%j) - 1))
-posix="AAA0BBB,$(((today + 1) % 366))/0,$(((today + 2) % 366))/0"
-is "$(scenario "$posix")" "$expected" "the same under a zone whose DST starts tomorrow ($posix)"
-posix="AAA0BBB,$today/0,$(((today + 2) % 366))/0"
-is "$(scenario "$posix")" "$expected" "the same under a zone whose DST started today ($posix)"
+# POSIX zones (UTC in standard time; n/time: the day of the year counted
+# from 0, leap days included, and hours from its midnight, up to 167: a
+# time past the year's last day falls in the next): daylight-saving time
+# from two hours after the top of this UTC hour (h) to two days after it
+# ('1 day' from now 23 hours), and from the top of this hour (h, so already
+# begun) to two days after it ('1 day' back from now 23 hours).  Relative
+# to this hour, not to midnight: the rules once began DST at tomorrow's and
+# today's midnight, and in the hours 23 and 0 UTC of every day '1 day' from
+# now landed in the hour that DST's end repeats or its start skips, so it
+# was 24 hours and the scenario showed nothing.  Tried under PostgreSQL 15
+# for the start of every hour, 1 s, 30 min and 59 min 59.9 s into it from
+# 2027-01-01 to 2029-01-02 (2027 not a leap year, 2028 one: 30 and 31
+# December, 29 February, 1 January): 23 hours each time; under the rules
+# of midnight, 2,936 of those 70,276 instants gave 24 hours forward and 4
+# back.
+read -r day hour < <(date -u '+%j %H')
+day=$((10#$day - 1)) hour=$((10#$hour))
+day_is() {	# day_is ZONE SQL: the length of '1 day' (SQL, an interval) in ZONE
+	su -c "SET TimeZone = '$1'" -c "SELECT $2"
+}
+posix="AAA0BBB,$day/$((hour + 2)),$day/$((hour + 48))"
+is "$(day_is "$posix" "(now() + interval '1 day') - now()")" 23:00:00 "'1 day' from now is 23 hours under $posix"
+is "$(scenario "$posix")" "$expected" "the same under a zone whose DST starts within a day ($posix)"
+posix="AAA0BBB,$day/$hour,$day/$((hour + 48))"
+is "$(day_is "$posix" "now() - (now() - interval '1 day')")" 23:00:00 "'1 day' back from now is 23 hours under $posix"
+is "$(scenario "$posix")" "$expected" "the same under a zone whose DST began within the last day ($posix)"
 
 ###########################################################################
 # 5. The audit digest does not follow the TimeZone of who seals or asks:
