@@ -44,13 +44,7 @@ source "$(dirname "$0")/../lib/integration.sh"
 source "$(dirname "$0")/../lib/sessions.sh"
 SIMDIR="$WORK/sim-sub-charge-races"
 sessions_init sub-charge-races
-cleanup() {
-	sessions_kill
-	ungate
-	sim_ctl DELETE /faults >/dev/null 2>&1 || true
-	sim_stop
-}
-trap cleanup EXIT
+trap gate_cleanup EXIT
 sim_start "$SIMDIR"
 
 # the answers of merchant M's charges behind a gate (test/lib/sessions.sh)

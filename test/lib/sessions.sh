@@ -73,6 +73,15 @@ ungate() {
 	cluster_psql "$WORK" "$PORT" payments -q -c "DROP TRIGGER IF EXISTS zz_test_gate_answer ON payments.payments" \
 		-c "DROP FUNCTION IF EXISTS public.test_gate_answer()" >/dev/null 2>&1 || true
 }
+# gate_cleanup: for a trap, in a test with a gate and the simulator: every
+# session still open killed, the gate dropped, the simulator's faults
+# cleared and the simulator stopped
+gate_cleanup() {
+	sessions_kill
+	ungate
+	sim_ctl DELETE /faults >/dev/null 2>&1 || true
+	sim_stop
+}
 close_gate() {
 	session g
 	say g "SELECT 'gate closed ' || pg_advisory_lock($GATE_KEY, $M)::text;"
