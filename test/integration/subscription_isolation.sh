@@ -242,16 +242,17 @@ say a '\echo A-SET'
 poll_value 20 done_with a A-SET >/dev/null
 is "$(q -c "SELECT (p.status IN ('pending', 'unknown')) || '|' || (i.first_failed_at IS NULL) FROM payments.payments p, pay_get_invoice($inv) i
 	WHERE p.merchant_id = $M AND p.payment_id = $pay")" "true|true" "the renewal's charge is still unanswered once the session has changed the policy"
+count_gate_passes "$pay"
 open_gate
-# the decline is being recorded: the worker waits for the policy's
-# change (not for the gate's advisory lock), or (before) recorded it on the
-# old policy
-recording() {
-	[ "$(q -c "SELECT (SELECT first_failed_at IS NOT NULL FROM pay_get_invoice($inv))
-		OR EXISTS (SELECT FROM pg_stat_activity WHERE backend_type LIKE 'payments%' AND wait_event_type = 'Lock'
-			AND wait_event <> 'advisory')")" = t ] && echo 1
-}
-poll_value 40 recording >/dev/null
+# the decline is being recorded: past the gate, the recording waits for the
+# policy's change (it locks the invoices in dunning), gives up after
+# payments.worker_lock_timeout and is tried again; a second attempt past
+# the gate means the first failed (a committed one ends the payment: no
+# other comes).  Before, the first attempt recorded the decline on the old
+# policy.
+twice() { [ "$(gate_passes)" -ge 2 ] && echo 1; }
+is "$(poll_value 40 twice)|$(q -c "SELECT first_failed_at IS NULL FROM pay_get_invoice($inv)")" "1|t" \
+	"the worker tries to record the decline while the change is uncommitted, and cannot (a second attempt past the gate, nothing recorded)"
 say a 'COMMIT;'
 say a '\echo A-DONE'
 poll_value 20 done_with a A-DONE >/dev/null

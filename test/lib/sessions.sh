@@ -71,7 +71,34 @@ END \$\$" \
 }
 ungate() {
 	cluster_psql "$WORK" "$PORT" payments -q -c "DROP TRIGGER IF EXISTS zz_test_gate_answer ON payments.payments" \
-		-c "DROP FUNCTION IF EXISTS public.test_gate_answer()" >/dev/null 2>&1 || true
+		-c "DROP FUNCTION IF EXISTS public.test_gate_answer()" \
+		-c "DROP TRIGGER IF EXISTS zz_test_gate_passes ON payments.payments" \
+		-c "DROP FUNCTION IF EXISTS public.test_gate_passes()" \
+		-c "DROP SEQUENCE IF EXISTS public.test_gate_passes" >/dev/null 2>&1 || true
+}
+# count_gate_passes PAYMENT: from now on, each attempt to record the end of
+# merchant M's PAYMENT that has passed the gate is counted, whether its
+# transaction then commits or fails (a sequence: nextval is not rolled
+# back); gate_passes prints the count.  Once an attempt has committed the
+# payment has ended and no other comes, so a count of two means the first
+# passed the gate and failed after it.  (The trigger fires after the
+# gate's: triggers of an event fire in the order of their names.)
+count_gate_passes() {
+	cluster_psql "$WORK" "$PORT" payments -q -c "DROP TRIGGER IF EXISTS zz_test_gate_passes ON payments.payments" \
+		-c "CREATE SEQUENCE IF NOT EXISTS public.test_gate_passes MINVALUE 0 START 0" \
+		-c "SELECT setval('public.test_gate_passes', 0, true)" \
+		-c "CREATE OR REPLACE FUNCTION public.test_gate_passes() RETURNS trigger LANGUAGE plpgsql AS \$\$
+BEGIN
+	PERFORM pg_catalog.nextval('public.test_gate_passes');
+	RETURN NEW;
+END \$\$" \
+		-c "CREATE TRIGGER zz_test_gate_passes BEFORE UPDATE ON payments.payments FOR EACH ROW
+			WHEN (NEW.merchant_id = $M AND NEW.payment_id = $1
+				AND OLD.status IN ('pending', 'unknown', 'in_review') AND NEW.status NOT IN ('pending', 'unknown', 'in_review'))
+			EXECUTE FUNCTION public.test_gate_passes()" >/dev/null
+}
+gate_passes() {
+	cluster_psql "$WORK" "$PORT" payments -Atc "SELECT last_value FROM public.test_gate_passes"
 }
 # gate_cleanup: for a trap, in a test with a gate and the simulator: every
 # session still open killed, the gate dropped, the simulator's faults
