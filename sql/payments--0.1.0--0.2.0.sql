@@ -5790,21 +5790,9 @@ CREATE FUNCTION payments._check_correlation_id(value text) RETURNS text
 COMMENT ON FUNCTION payments._check_correlation_id(text) IS
 	'Internal: the correlation id as it is kept: raises 22001 when it is longer than 200 characters (the message never quotes it), else returns it with every digit of the card numbers it holds replaced by X (a UUID or a W3C traceparent as it is).';
 
--- PL/pgSQL rather than SQL (payment_api.sql, secrets.sql): a SQL function
--- called from PL/pgSQL is parsed and planned again in each transaction.
+-- In C (payment_api.sql, src/correlation_id.c): it runs in every API call.
 CREATE OR REPLACE FUNCTION payments._correlation_id(given text) RETURNS text
-	LANGUAGE plpgsql VOLATILE
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-BEGIN
-	RETURN payments._check_correlation_id(coalesce(
-		nullif(given, ''),
-		nullif(nullif(current_setting('request.headers', true), ''), '{}')::jsonb ->> 'x-request-id',
-		nullif(nullif(current_setting('request.headers', true), ''), '{}')::jsonb ->> 'traceparent',
-		nullif(current_setting('payments.correlation_id', true), ''),
-		replace(gen_random_uuid()::text, '-', '')));
-END
-$$;
+	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pay_correlation_id';
 COMMENT ON FUNCTION payments._correlation_id(text) IS
 	'Internal: the correlation id of the current request (argument, x-request-id or traceparent header, payments.correlation_id setting, or a new one), the digits of any card number in it masked (a UUID or a W3C traceparent kept as it is); 22001 when it is longer than 200 characters.';
 

@@ -378,8 +378,8 @@ pay_check_metadata(PG_FUNCTION_ARGS)
 }
 
 /* t with the digits of its card numbers masked: t itself when it holds none. */
-static text *
-masked_text(text *t)
+text *
+free_text_masked(text *t)
 {
 	text	   *copy = cstring_to_text_with_len(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
 
@@ -396,7 +396,7 @@ masked_text(text *t)
 Datum
 pay_mask_card_numbers(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_TEXT_P(masked_text(PG_GETARG_TEXT_PP(0)));
+	PG_RETURN_TEXT_P(free_text_masked(PG_GETARG_TEXT_PP(0)));
 }
 
 /*
@@ -410,5 +410,5 @@ pay_check_correlation_id(PG_FUNCTION_ARGS)
 	text	   *t = PG_GETARG_TEXT_PP(0);
 
 	free_text_check_correlation_id(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
-	PG_RETURN_TEXT_P(masked_text(t));
+	PG_RETURN_TEXT_P(free_text_masked(t));
 }

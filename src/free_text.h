@@ -26,6 +26,7 @@ extern bool free_text_holds_card(const char *s, int len);
 extern void free_text_check(const char *name, const char *s, int len, int max_chars);
 extern void free_text_check_object(const char *name, Jsonb *jb);
 extern bool free_text_mask(char *s, int len);
+extern text *free_text_masked(text *t);
 extern int	free_text_correlation_id_excess(const char *s, int len);
 extern void free_text_check_correlation_id(const char *s, int len);
 

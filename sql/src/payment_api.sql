@@ -27,22 +27,12 @@ COMMENT ON FUNCTION payments._check_correlation_id(text) IS
 -- The correlation id of the current request: the caller's, else PostgREST's
 -- x-request-id or traceparent header, else the payments.correlation_id
 -- setting, else a fresh one; its card numbers masked, at most 200
--- characters (22001 otherwise: _check_correlation_id).
--- PL/pgSQL rather than SQL: it runs in every API call, and a SQL function
--- called from PL/pgSQL is parsed and planned again in each transaction.
+-- characters (22001 otherwise: _check_correlation_id).  In C
+-- (src/correlation_id.c): it runs in every API call, and as PL/pgSQL it
+-- cost each purchase a search_path set and restored and an expression
+-- compiled again in each transaction.
 CREATE FUNCTION payments._correlation_id(given text) RETURNS text
-	LANGUAGE plpgsql VOLATILE
-	SET search_path = pg_catalog, payments, pg_temp
-	AS $$
-BEGIN
-	RETURN payments._check_correlation_id(coalesce(
-		nullif(given, ''),
-		nullif(nullif(current_setting('request.headers', true), ''), '{}')::jsonb ->> 'x-request-id',
-		nullif(nullif(current_setting('request.headers', true), ''), '{}')::jsonb ->> 'traceparent',
-		nullif(current_setting('payments.correlation_id', true), ''),
-		replace(gen_random_uuid()::text, '-', '')));
-END
-$$;
+	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pay_correlation_id';
 COMMENT ON FUNCTION payments._correlation_id(text) IS
 	'Internal: the correlation id of the current request (argument, x-request-id or traceparent header, payments.correlation_id setting, or a new one), the digits of any card number in it masked (a UUID or a W3C traceparent kept as it is); 22001 when it is longer than 200 characters.';
 

@@ -18,7 +18,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(107);
+SELECT plan(116);
 
 CREATE FUNCTION pg_temp.card() RETURNS payments.pay_card LANGUAGE sql
 	AS $$ SELECT payments.pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 2, '123') $$;
@@ -151,6 +151,31 @@ SELECT is((SELECT string_agg(DISTINCT correlation_id, ',') FROM payments.events 
 	'req-XXXXXXXXXXXXXXXX', 'its events too');
 SELECT is((SELECT string_agg(DISTINCT a.correlation_id, ',') FROM payments.audit_log a
 	WHERE a.new_row ->> 'payment_id' = (SELECT payment_id FROM c1)::text), 'req-XXXXXXXXXXXXXXXX', 'its audit rows too');
+
+-- where the correlation id comes from, in this order (src/correlation_id.c,
+-- as the PL/pgSQL it replaced read it): the argument, x-request-id,
+-- traceparent, payments.correlation_id, a fresh UUID's 32 hex digits;
+-- NULL and '' are skipped, and so are headers '{}'
+SET LOCAL request.headers = '{"x-request-id": "hdr-1", "traceparent": "tp-1"}';
+SET LOCAL payments.correlation_id = 'set-1';
+SELECT is(payments._correlation_id('arg-1'), 'arg-1', 'correlation id: the argument first');
+SELECT is(payments._correlation_id(''), 'hdr-1', 'correlation id: an empty argument is skipped for x-request-id');
+SET LOCAL request.headers = '{"traceparent": "tp-1", "x-request-id": null}';
+SELECT is(payments._correlation_id(NULL), 'tp-1', 'correlation id: then traceparent (a JSON null x-request-id is skipped)');
+SET LOCAL request.headers = '{"x-request-id": 42}';
+SELECT is(payments._correlation_id(NULL), '42', 'correlation id: a header''s value as ->> gives it');
+SET LOCAL request.headers = '{}';
+SELECT is(payments._correlation_id(NULL), 'set-1', 'correlation id: headers {} are skipped for the setting');
+SET LOCAL request.headers = '[1]';
+SELECT is(payments._correlation_id(NULL), 'set-1', 'correlation id: headers that are not an object give no header');
+SET LOCAL request.headers = 'not json';
+SELECT throws_ok($$SELECT payments._correlation_id(NULL)$$, '22P02', NULL, 'correlation id: headers that are not JSON are an error, as the cast was');
+SET LOCAL request.headers = '';
+SET LOCAL payments.correlation_id = '';
+SELECT matches(payments._correlation_id(NULL), '^[0-9a-f]{12}4[0-9a-f]{3}[89ab][0-9a-f]{15}$', 'correlation id: else a fresh version 4 UUID''s hex digits');
+SELECT isnt(payments._correlation_id(NULL), payments._correlation_id(NULL), 'correlation id: a fresh one each call');
+RESET request.headers;
+RESET payments.correlation_id;
 
 SET LOCAL request.headers = '{"x-request-id": "5105 1051 0510 5100"}';
 SELECT lives_ok($$CREATE TEMP TABLE c2 AS SELECT * FROM pay_purchase(amount => '1.00 USD', card => pg_temp.card())$$,
