@@ -389,6 +389,42 @@ match_key(const char *buf, int len, int p, const char *key)
 }
 
 /*
+ * pg_tolower without a call for ASCII, which never depends on the locale
+ * (a byte above 0x7f may, as it does for match_key).
+ */
+static inline int
+key_lower(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c + ('a' - 'A');
+	return (c < 0x80) ? c : pg_tolower(c);
+}
+
+/*
+ * match_key, read a byte at a time while no backslash comes (a key is
+ * seldom written with escapes): where a byte is its own character,
+ * match_key's two readings are one and its recursion a loop.  From a
+ * backslash on, match_key reads the rest.
+ */
+static int
+match_key_fast(const char *buf, int len, int p, const char *key)
+{
+	for (; *key != '\0'; key++, p++)
+	{
+		if (p >= len)
+			return -1;
+		if (buf[p] == '\\')
+			return match_key(buf, len, p, key);
+		/* a NUL matches no key's letter */
+		if (key_lower((unsigned char) buf[p]) != *key)
+			return -1;
+	}
+	if (p < len && buf[p] == '\\')
+		return match_key(buf, len, p, key);
+	return (p < len && IS_WORD(buf[p])) ? -1 : p;
+}
+
+/*
  * Mask the value after a card key ending at buf[j]: its closing quote,
  * blanks, a separator (':', '=' or '=>'), blanks, then a quoted value or
  * digits.  Returns the position to go on from.
@@ -446,29 +482,31 @@ mask_value_after_key(char *buf, int len, int j, bool *masked)
 }
 
 /*
- * Whether a card key may be spelled from buf[i]: it starts with a key's
- * first letter in either case, or with an escape (which always begins with
- * a backslash).  Most words are thus passed over without trying each key,
- * which on every statement and log message cost more than the rest of the
- * masking together.
+ * What mask_key_values needs to know of a byte read as its own character:
+ * whether it is a word character (a key must not continue a word), and
+ * whether a card key may be spelled from it: a key's first letter in
+ * either case, or a backslash (every escape begins with one).  Most words
+ * are thus passed over without trying a key.
  */
-static bool
-may_start_key(char ch)
-{
-	static bool starts[256];
-	static bool filled = false;
+#define BYTE_WORD		0x01
+#define BYTE_KEY_START	0x02
 
-	if (!filled)
+static uint8 byte_class[256];
+static bool byte_class_filled = false;
+
+static void
+fill_byte_class(void)
+{
+	for (int c = 0; c < 256; c++)
+		if (IS_WORD(c))
+			byte_class[c] |= BYTE_WORD;
+	for (int k = 0; card_keys[k] != NULL; k++)
 	{
-		for (int k = 0; card_keys[k] != NULL; k++)
-		{
-			starts[(unsigned char) card_keys[k][0]] = true;
-			starts[(unsigned char) pg_toupper((unsigned char) card_keys[k][0])] = true;
-		}
-		starts['\\'] = true;
-		filled = true;
+		byte_class[(unsigned char) card_keys[k][0]] |= BYTE_KEY_START;
+		byte_class[(unsigned char) pg_toupper((unsigned char) card_keys[k][0])] |= BYTE_KEY_START;
 	}
-	return starts[(unsigned char) ch];
+	byte_class['\\'] |= BYTE_KEY_START;
+	byte_class_filled = true;
 }
 
 /*
@@ -480,21 +518,39 @@ static bool
 mask_key_values(char *buf, int len)
 {
 	bool		masked = false;
-	int			prev = -1;
+	bool		in_word = false;	/* the character before buf[i] is a word's */
 	int			i = 0;
+
+	if (unlikely(!byte_class_filled))
+		fill_byte_class();
 
 	while (i < len)
 	{
+		uint8		cls = byte_class[(unsigned char) buf[i]];
 		int			c;
-		int			next = read_char(buf, len, i, false, &c);
+		int			next;
 		int			keyend = -1;
 
-		if (!IS_WORD(prev) && may_start_key(buf[i]))
+		/* most bytes: their own character, and no key starts there */
+		if (buf[i] != '\\' && (in_word || !(cls & BYTE_KEY_START)))
 		{
+			in_word = (cls & BYTE_WORD) != 0;
+			i++;
+			continue;
+		}
+		next = read_char(buf, len, i, false, &c);
+		if (!in_word)
+		{
+			/* a key spelled without escapes starts with its own letter */
+			int			first = (buf[i] == '\\') ? 0 : key_lower((unsigned char) buf[i]);
+
 			for (int k = 0; card_keys[k] != NULL; k++)
 			{
-				int			e = match_key(buf, len, i, card_keys[k]);
+				int			e;
 
+				if (first != 0 && card_keys[k][0] != first)
+					continue;
+				e = match_key_fast(buf, len, i, card_keys[k]);
 				if (e > keyend)
 					keyend = e;
 			}
@@ -502,10 +558,10 @@ mask_key_values(char *buf, int len)
 		if (keyend >= 0)
 		{
 			i = Max(mask_value_after_key(buf, len, keyend, &masked), keyend);
-			prev = -1;
+			in_word = false;
 			continue;
 		}
-		prev = c;
+		in_word = IS_WORD(c);
 		i = next;
 	}
 	return masked;
@@ -666,14 +722,13 @@ mask_pay_card_calls(char *buf, int len)
 {
 	bool		masked = false;
 
-	for (int i = 0; i + 8 < len; i++)
+	for (int i = 0; (i = card_next_letter(buf, len, i, 'p')) + 8 < len; i++)
 	{
 		int			j,
 					depth = 0;
 		bool		doubled = false;	/* inside a ''...'' literal */
 
-		if ((buf[i] != 'p' && buf[i] != 'P') ||
-			pg_strncasecmp(buf + i, "pay_card", 8) != 0 || (i > 0 && IS_WORD(buf[i - 1])))
+		if (pg_strncasecmp(buf + i, "pay_card", 8) != 0 || (i > 0 && IS_WORD(buf[i - 1])))
 			continue;
 		j = i + 8;
 		if (j < len && buf[j] == '"')
@@ -725,9 +780,13 @@ mask_node_constants(char *buf, int len)
 
 	while (i + keylen <= len)
 	{
+		const char *colon = memchr(buf + i, ':', len - i);
 		int			q;
 
-		if (memcmp(buf + i, key, keylen) != 0)
+		if (colon == NULL)
+			break;
+		i = colon - buf;
+		if (i + keylen > len || memcmp(buf + i, key, keylen) != 0)
 		{
 			i++;
 			continue;

@@ -111,14 +111,13 @@ mask_secrets(char *buf, int len, SecretStart start, char first, bool token)
 {
 	bool		masked = false;
 
-	for (int i = 0; i < len; i++)
+	/* first: the prefix's first letter, in lower case */
+	for (int i = 0; (i = card_next_letter(buf, len, i, first)) < len; i++)
 	{
 		int			from;
 		int			j;
 
-		/* first: the prefix's first letter, in lower case */
-		if ((buf[i] | 0x20) != first || (i > 0 && IS_KEY_CHAR(buf[i - 1])) ||
-			(from = start(buf, len, i)) < 0)
+		if ((i > 0 && IS_KEY_CHAR(buf[i - 1])) || (from = start(buf, len, i)) < 0)
 			continue;
 		for (j = from; j < len && (token ? IS_TOKEN(buf[j]) : IS_KEY_CHAR(buf[j])); j++)
 			;
