@@ -144,6 +144,26 @@ restart_worker() {
 	new() { local p; p=$(worker_pid); [ -n "$p" ] && [ "$p" != "$pid0" ] && echo "$p"; }
 	[ -n "$(poll_value 20 new)" ]
 }
+# settings_seen NAME VALUE...: after ALTER SYSTEM and pg_reload_conf(),
+# true once a new session shows each setting NAME = VALUE (60 s at most;
+# SETTINGS_SEEN_AT: the server's clock then).
+# Enough for what backends read: the postmaster reloads its files and
+# signals its children in one go, before it forks anyone again, and a
+# backend rereads its files before it runs its next command; so every
+# statement sent after this returns, in an open session too (a pooled
+# connection of PostgREST's), goes by VALUE.  The payments worker, the
+# recorder and the billing process reread theirs at the top of a round:
+# for the worker, worker_reread.
+settings_seen() {
+	local cond=""
+	while [ $# -ge 2 ]; do
+		cond+=" AND current_setting('$1') = '$2'"
+		shift 2
+	done
+	seen() { cluster_psql "$WORK" "$PORT" payments -Atc "SELECT clock_timestamp() WHERE true$cond"; }
+	SETTINGS_SEEN_AT=$(poll_value 60 seen)
+	[ -n "$SETTINGS_SEEN_AT" ] || { log "a new session never showed the settings reloaded:$cond"; return 1; }
+}
 # worker_reread NAME VALUE...: after ALTER SYSTEM and pg_reload_conf(),
 # true once the payments worker goes by each setting NAME = VALUE (60 s at
 # most).  No SQL reads the worker's settings, and it logs nothing when it
@@ -159,18 +179,13 @@ restart_worker() {
 # (The worker's settings only: the recorder and the billing process reread
 # theirs at the top of their own rounds, which nothing shows.)
 worker_reread() {
-	local cond="" t="" t2=""
-	while [ $# -ge 2 ]; do
-		cond+=" AND current_setting('$1') = '$2'"
-		shift 2
-	done
-	seen() { cluster_psql "$WORK" "$PORT" payments -Atc "SELECT clock_timestamp() WHERE true$cond"; }
+	local t="" t2=""
 	after() {
 		cluster_psql "$WORK" "$PORT" payments -Atc "SELECT last_loop_at FROM payments.pay_worker_health()
 			WHERE last_loop_at > '$1'::timestamptz"
 	}
-	t=$(poll_value 60 seen)
-	[ -n "$t" ] || { log "a new session never showed the settings reloaded:$cond"; return 1; }
+	settings_seen "$@" || return 1
+	t=$SETTINGS_SEEN_AT
 	t2=$(poll_value 60 after "$t")
 	[ -n "$t2" ] || { log "the worker began no round after the reload (last_loop_at never passed $t)"; return 1; }
 	[ -n "$(poll_value 60 after "$t2")" ] ||
