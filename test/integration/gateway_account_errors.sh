@@ -16,10 +16,12 @@ sim_start "$SIMDIR"
 
 # su SQL...: as the superuser, no merchant; prints unaligned tuples.
 su() { cluster_psql "$WORK" "$PORT" payments -At -v ON_ERROR_STOP=1 "$@"; }
-settings() {	# settings MIN_S MAX_S: the account backoff, reloaded
+settings() {	# settings MIN_S MAX_S: the account backoff, reloaded, and the worker going by it
 	su -c "ALTER SYSTEM SET payments.account_retry_min = $1" \
 		-c "ALTER SYSTEM SET payments.account_retry_max = $2" -c "SELECT pg_reload_conf()" >/dev/null
-	sleep 0.5
+	shown() { if [ $(($1 % 60)) = 0 ]; then echo "$(($1 / 60))min"; else echo "${1}s"; fi; }	# as SHOW prints it
+	ok "$(passed worker_reread payments.account_retry_min "$(shown "$1")" payments.account_retry_max "$(shown "$2")")" \
+		"the worker goes by an account backoff of $1 s doubling to $2 s"
 }
 cleanup() {
 	su -c "ALTER SYSTEM RESET payments.account_retry_min" \
