@@ -23,7 +23,7 @@ card="pay_card('4111111111111111', 12, $Y, '123')"
 auth() { local p; p=$(q -c "SELECT payment_id FROM pay_authorize(amount => '$1', card => $card)"); q -c "SELECT status FROM pay_wait($p, '10 s')" >/dev/null; echo $p; }
 pa=$(auth '50.00 USD'); pb=$(auth '51.00 USD')
 qo -c "ALTER SYSTEM SET payments.max_attempts = 1" -c "SELECT pg_reload_conf()" >/dev/null
-sleep 1
+ok "$(passed worker_reread payments.max_attempts 1)" "the worker goes by a budget of one attempt"
 # the captures' replies are lost (503, not processed): unknown, and with one attempt, dead
 sim_ctl POST /faults '{"type":"http5xx","count":2,"requestType":"createTransactionRequest"}' >/dev/null
 opa=$(q -c "SELECT operation_id FROM pay_capture(payment_id => $pa)")
@@ -31,6 +31,8 @@ opb=$(q -c "SELECT operation_id FROM pay_capture(payment_id => $pb)")
 for i in $(seq 100); do
 	[ "$(qo -c "SELECT count(*) FROM payments.operations WHERE merchant_id = $M AND operation_id IN ($opa, $opb) AND status = 'dead'")" = 2 ] && break; sleep 0.1; done
 comment "dead: $(qo -c "SELECT string_agg(concat_ws(' ', operation_id, status, attempts, never_sent), ' / ') FROM payments.operations WHERE merchant_id = $M AND operation_id IN ($opa, $opb)")"
+is "$(qo -c "SELECT string_agg(status || ' ' || attempts, ',' ORDER BY operation_id) FROM payments.operations WHERE merchant_id = $M AND operation_id IN ($opa, $opb)")" \
+	"dead 1,dead 1" "both captures are dead letters after their one attempt"
 sim_ctl DELETE /faults >/dev/null
 qo -c "ALTER SYSTEM RESET payments.max_attempts" -c "SELECT pg_reload_conf()" >/dev/null
 # 32 days pass at the gateway: the authorizations expire
