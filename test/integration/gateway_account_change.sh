@@ -57,13 +57,15 @@ is "$(reconf $M1)" "" "once it is resolved, the other account is taken"
 merchant_on_simulator hb-cred2 1000
 M2=$M
 q -c "ALTER SYSTEM SET payments.max_attempts = 1" -c "SELECT pg_reload_conf()" >/dev/null
-sleep 1
+ok "$(passed worker_reread payments.max_attempts 1)" "2: the worker goes by a budget of one attempt"
 sim_ctl POST /faults '{"type":"reset","count":1,"process":true,"requestType":"createTransactionRequest"}' >/dev/null
 pid=$(as_merchant -c "SELECT payment_id FROM pay_purchase(amount => '22.00 USD', card => $card)")
 for i in $(seq 100); do
 	[ "$(q -c "SELECT status FROM payments.operations WHERE merchant_id = $M2 AND payment_id = $pid")" = dead ] && break; sleep 0.1; done
 op=$(q -c "SELECT operation_id FROM payments.operations WHERE merchant_id = $M2 AND payment_id = $pid")
 comment "dead: $(q -c "SELECT status, attempts, never_sent FROM payments.operations WHERE merchant_id = $M2 AND operation_id = $op") payment $(as_merchant -c "SELECT status FROM pay_get_payment($pid)")"
+is "$(q -c "SELECT status || ' ' || attempts FROM payments.operations WHERE merchant_id = $M2 AND operation_id = $op")" "dead 1" \
+	"2: the purchase whose reply was lost is a dead letter after its one attempt"
 q -c "ALTER SYSTEM RESET payments.max_attempts" -c "SELECT pg_reload_conf()" >/dev/null
 is "$(reconf $M2)" 55000 "another account is refused while a dead purchase may have reached the current one"
 q -c "SELECT payments.pay_retry_dead_letter($M2, $op)" >/dev/null
