@@ -50,12 +50,17 @@ merchant_on_simulator "backlog claims"
 
 su -c "ALTER SYSTEM SET payments.max_in_flight = 10" -c "ALTER SYSTEM SET payments.claim_batch = 10" \
 	-c "SELECT pg_reload_conf()" >/dev/null
-sleep 1	# the worker rereads its settings at its next loop
+ok "$(passed worker_reread payments.max_in_flight 10 payments.claim_batch 10)" \
+	"the worker goes by max_in_flight 10 and claim_batch 10"
 
 burst 300 '1.00 USD'
 elapsed=$(python3 -c "import time; print(round(time.time() - $committed, 1))")
 comment "300 purchases with 10 in flight at most: done in $elapsed s"
 is "$drained" drained "the backlog of 300 purchases is drained"
+# (a round begun before the worker's SIGHUP claims by the old settings,
+# 200 at a time, and drains the backlog as fast)
+is "$(su -c "SELECT max(n) FROM (SELECT count(*) AS n FROM payments.operations WHERE merchant_id = $M
+	AND operation_id > $first GROUP BY first_sent_at) c")" 10 "every claim took 10 at most (claim_batch), and one took 10"
 ok "$(python3 -c "print(0 if $elapsed < 15 else 1)")" \
 	"it is claimed as room in flight frees up: $elapsed s, where a claim a second would take 30 s"
 is "$(su -c "SELECT count(*) FILTER (WHERE status = 'succeeded') || ' ' || count(*) FROM payments.payments WHERE merchant_id = $M")" \
@@ -72,7 +77,8 @@ is "$(su -c "SELECT count(*) FROM payments.operations WHERE merchant_id = $M AND
 su -c "ALTER SYSTEM SET payments.max_in_flight = 400" -c "ALTER SYSTEM SET payments.claim_batch = 20" \
 	-c "SELECT pg_reload_conf()" >/dev/null
 sim_ctl POST /latency '{"fixedMs":0,"randomMs":0}' >/dev/null
-sleep 1
+ok "$(passed worker_reread payments.max_in_flight 400 payments.claim_batch 20)" \
+	"the worker goes by max_in_flight 400 and claim_batch 20"
 burst 200 '3.00 USD'
 is "$drained" drained "a burst of 200 purchases is drained"
 read -r claims early < <(su -F ' ' -c "WITH o AS (SELECT * FROM payments.operations WHERE merchant_id = $M AND operation_id > $first)
