@@ -92,7 +92,9 @@ holding() { [ "$(psqlq -c "SELECT count(*) FROM pg_stat_activity WHERE applicati
 is "$(poll_value 20 holding)" 2 "a merchant's transaction holds its card and its customer, another session a queued operation"
 
 psqlq -c "ALTER SYSTEM SET payments.expiring_notice_days = 90" -c "SELECT pg_reload_conf()" >/dev/null
-sleep 1
+# (the new worker below is forked by the postmaster: it has the setting once
+# the postmaster has reloaded, which a new session shows)
+ok "$(passed settings_seen payments.expiring_notice_days 90)" "expiring-card notices are due 90 days ahead"
 log_lines=$(wc -l < "$WORK/postgres.log")
 ok "$(restart_worker && echo 0 || echo 1)" "a new worker starts (its first loop runs the housekeeping)"
 notice_other() { [ "$(notices "$A" "$pm_other")" = 1 ] && echo 1; }
