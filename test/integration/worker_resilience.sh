@@ -136,7 +136,8 @@ is "$(worker_pid)" "$pid0" "same worker pid after the refused row"
 # --- 2. a lock and payments.worker_statement_timeout ------------------------
 psqlq -c "ALTER SYSTEM SET payments.worker_statement_timeout = '1s'" -c "ALTER SYSTEM SET payments.worker_lock_timeout = 0" \
 	-c "SELECT pg_reload_conf()" >/dev/null
-sleep 1
+ok "$(passed worker_reread payments.worker_statement_timeout 1s payments.worker_lock_timeout 0)" \
+	"2: the worker goes by a statement timeout of 1 s and no lock timeout"
 mapfile -t before < <(purchases 20)	# in flight while the lock is taken
 # the lock is held until the test lets go of it (no race with a clock)
 cluster_psql "$WORK" "$PORT" payments -q -c "SET application_name = 'resilience_locker'" -c "BEGIN" \
@@ -168,7 +169,8 @@ psqlq -c "ALTER SYSTEM RESET payments.worker_statement_timeout" -c "ALTER SYSTEM
 	-c "SELECT pg_reload_conf()" >/dev/null
 psqlq -c "DROP TRIGGER resilience_refuse ON payments.payments" -c "DROP FUNCTION public.resilience_refuse()" \
 	-c "DROP TABLE public.resilience_flag" >/dev/null
-sleep 1	# the worker and the recorder reread their settings
+ok "$(passed worker_reread payments.worker_statement_timeout 1min payments.worker_lock_timeout 100ms)" \
+	"the worker goes by its default statement and lock timeouts again"
 
 # A caller's transaction holds one payment's row (as an open transaction
 # that called pay_refund on it would), its answer on the way.
