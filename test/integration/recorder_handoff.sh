@@ -119,7 +119,11 @@ like "$(su -c "SELECT string_agg(event_type, ',' ORDER BY event_id) FROM payment
 # met it would stop reading replies while it waited.)
 exited0=$(grep -c 'background worker "payments recorder" (PID [0-9]*) exited' "$LOG" || true)
 su -c "ALTER SYSTEM SET payments.worker_lock_timeout = 0" -c "SELECT pg_reload_conf()" >/dev/null
-sleep 1.5	# both processes reread their settings
+# (the recorder, like the worker, has had its SIGHUP once a new session shows
+# the setting, and rereads at the top of its next round, at once when idle
+# (the signal sets its latch); what it records below is handed to it rounds
+# later)
+ok "$(passed worker_reread payments.worker_lock_timeout 0)" "2: the worker goes by no lock timeout"
 sim_ctl POST /latency '{"fixedMs":1000,"randomMs":0}' >/dev/null
 # The 100 are committed not yet due, the session takes the lock, and only
 # then are they sent; the recorder is stopped once it waits for the lock.
@@ -193,7 +197,8 @@ is "$(outcome recorder-refused)" "1 0 0 0" "the refused one's exchange is logged
 
 # --- 4. payments.recorder = off ---------------------------------------------
 su -c "ALTER SYSTEM SET payments.recorder = off" -c "SELECT pg_reload_conf()" >/dev/null
-sleep 1.5	# both processes reread their settings
+# (the worker reads it: it hands the recorder nothing once off)
+ok "$(passed worker_reread payments.recorder off)" "4: the worker goes by payments.recorder = off"
 results1=$(metric payments_recorder_results_total)
 burst 100 burst-off
 is "$(outcome burst-off)" "85 15 0 0" "with the recorder off, 100 purchases all recorded by the worker"
@@ -201,7 +206,7 @@ is "$(metric payments_recorder_results_total)" "$results1" "the recorder recorde
 
 # --- 5. the recorder's memory -----------------------------------------------
 su -c "ALTER SYSTEM RESET payments.recorder" -c "SELECT pg_reload_conf()" >/dev/null
-sleep 1.5
+ok "$(passed worker_reread payments.recorder on)" "5: the worker goes by payments.recorder = on again"
 burst 300 burst-mem-warm
 burst 300 burst-mem-1
 rpid3=$(recorder_pid)
