@@ -81,10 +81,11 @@ fresh_id(void)
 Datum
 pay_correlation_id(PG_FUNCTION_ARGS)
 {
-	text	   *id = NULL;
+	text	   *id = PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0);
+	const char *configured;
 
-	if (!PG_ARGISNULL(0) && VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(0)) > 0)
-		id = PG_GETARG_TEXT_PP(0);
+	if (id != NULL && VARSIZE_ANY_EXHDR(id) == 0)
+		id = NULL;
 	if (id == NULL)
 	{
 		const char *headers = setting("request.headers");
@@ -99,8 +100,8 @@ pay_correlation_id(PG_FUNCTION_ARGS)
 				id = header(parsed, "traceparent");
 		}
 	}
-	if (id == NULL && setting("payments.correlation_id") != NULL)
-		id = cstring_to_text(setting("payments.correlation_id"));
+	if (id == NULL && (configured = setting("payments.correlation_id")) != NULL)
+		id = cstring_to_text(configured);
 	if (id == NULL)
 		id = fresh_id();
 	free_text_check_correlation_id(VARDATA_ANY(id), VARSIZE_ANY_EXHDR(id));
