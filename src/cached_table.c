@@ -18,7 +18,10 @@
 #include "catalog/namespace.h"
 #include "commands/trigger.h"
 #include "fmgr.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/builtins.h"
+#include "utils/syscache.h"
 
 #include "cached_table.h"
 
@@ -27,15 +30,68 @@ PG_FUNCTION_INFO_V1(pay_installation_secrets_changed);
 
 /*
  * payments.<relname>'s OID, InvalidOid when it does not exist (yet).
- * Looked up at each use (the syscache), so that a table dropped and made
- * again is never taken for the one a cache was filled from.
+ * Several tables are looked up on every payment (who acts, the events
+ * table), so the answers are kept, and all forgotten whenever a pg_class
+ * or pg_namespace row changes: the same invalidations that make the
+ * syscache look again, so a table dropped and made again (or made where
+ * there was none) is never taken for the one a cache was filled from.
  */
+typedef struct KnownRelid
+{
+	NameData	relname;
+	Oid			relid;
+} KnownRelid;
+
+#define KNOWN_RELIDS_MAX 16
+
+static KnownRelid known_relids[KNOWN_RELIDS_MAX];
+static int	known_relids_count = 0;
+static uint64 known_relids_forgotten = 0;	/* invalidations so far */
+static bool known_relids_watched = false;
+
+static void
+known_relids_forget(Datum arg pg_attribute_unused(), int cacheid pg_attribute_unused(),
+					uint32 hashvalue pg_attribute_unused())
+{
+	known_relids_count = 0;
+	known_relids_forgotten++;
+}
+
 Oid
 cached_table_relid(const char *relname)
 {
-	Oid			nsp = get_namespace_oid("payments", true);
+	Oid			nsp;
+	Oid			relid;
+	uint64		forgotten;
+	int			i;
 
-	return OidIsValid(nsp) ? get_relname_relid(relname, nsp) : InvalidOid;
+	if (!known_relids_watched)
+	{
+		CacheRegisterSyscacheCallback(RELNAMENSP, known_relids_forget, (Datum) 0);
+		CacheRegisterSyscacheCallback(NAMESPACENAME, known_relids_forget, (Datum) 0);
+		known_relids_watched = true;
+	}
+	for (i = 0; i < known_relids_count; i++)
+		if (strcmp(NameStr(known_relids[i].relname), relname) == 0)
+			return known_relids[i].relid;
+
+	forgotten = known_relids_forgotten;
+	nsp = get_namespace_oid("payments", true);
+	relid = OidIsValid(nsp) ? get_relname_relid(relname, nsp) : InvalidOid;
+
+	/*
+	 * Kept only when no invalidation came in during the lookup (it may
+	 * read the catalogs, which takes locks and so processes them): this
+	 * answer may then be older than the change it told of.
+	 */
+	if (known_relids_forgotten == forgotten && known_relids_count < KNOWN_RELIDS_MAX &&
+		strlen(relname) < NAMEDATALEN)
+	{
+		namestrcpy(&known_relids[known_relids_count].relname, relname);
+		known_relids[known_relids_count].relid = relid;
+		known_relids_count++;
+	}
+	return relid;
 }
 
 /*

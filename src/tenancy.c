@@ -278,8 +278,7 @@ json_member(Jsonb *jb, const char *key)
 static Oid
 extension_owner(bool missing_ok)
 {
-	Oid			nsp = get_namespace_oid("payments", true);
-	Oid			relid = OidIsValid(nsp) ? get_relname_relid("merchant_roles", nsp) : InvalidOid;
+	Oid			relid = cached_table_relid("merchant_roles");
 	HeapTuple	tup;
 	Oid			owner;
 
@@ -418,8 +417,8 @@ facts_take_invalidations(void)
 /*
  * The role's facts: from the cache when nothing they come from changed
  * since they were read, else read_role_facts.  The relations are looked
- * up at each call (cached_table_relid), and a table made anew empties the
- * cache.
+ * up at each call (cached_table_relid, which forgets them when pg_class
+ * changes), and a table made anew empties the cache.
  */
 static void
 role_facts(Oid owner, Oid role, int64 setting_m, int64 claim_m, RoleFacts *f)

@@ -162,6 +162,44 @@ UPDATE payments.payments SET status = 'canceled' WHERE payment_id = $P2 RETURNIN
 like "$(tr '\n' ' ' <<<"$out")" "^ERROR: +canceling statement due to lock timeout .*canceled $" \
 	"a read of the transitions cut short by a lock timeout is done again at the next status change, not kept half made"
 
+# 9. the tables a backend finds by name and keeps (src/cached_table.c):
+#    status_transitions made anew by another session (renamed away, a copy
+#    with one more transition made in its place) is read from the next
+#    statement, and the old one again once it is back under its name
+pending_payment() {
+	su -c "INSERT INTO payments.payments (merchant_id, kind, amount, amount_refunded, payment_method,
+		invoice_number, correlation_id) VALUES ($A, 'purchase', '1.00 USD', '0.00 USD', 'profile', '$1', 'tc-$1')
+		RETURNING payment_id"
+}
+P3=$(pending_payment TCSM3)
+P4=$(pending_payment TCSM4)
+out=$(kept postgres "UPDATE payments.payments SET status = 'canceled' WHERE payment_id = $P3 RETURNING status;
+\\! $OWNER \"BEGIN; ALTER TABLE payments.status_transitions RENAME TO status_transitions_kept; CREATE TABLE payments.status_transitions (LIKE payments.status_transitions_kept INCLUDING ALL); INSERT INTO payments.status_transitions SELECT * FROM payments.status_transitions_kept; INSERT INTO payments.status_transitions VALUES ('payment', 'canceled', 'failed'); COMMIT\"
+UPDATE payments.payments SET status = 'failed' WHERE payment_id = $P3 RETURNING status;
+\\! $OWNER \"BEGIN; DROP TABLE payments.status_transitions; ALTER TABLE payments.status_transitions_kept RENAME TO status_transitions; COMMIT\"
+UPDATE payments.payments SET status = 'canceled' WHERE payment_id = $P4 RETURNING status;
+UPDATE payments.payments SET status = 'failed' WHERE payment_id = $P4 RETURNING status;")
+like "$(tr '\n' ' ' <<<"$out")" "^canceled failed canceled ERROR: +invalid payment status transition from canceled to failed" \
+	"a table made anew under its name is the one read from the kept session's next statement, and the old one once it is back"
+is "$(su -c "SELECT count(*) FROM payments.status_transitions WHERE entity = 'payment' AND from_status = 'canceled' AND to_status = 'failed'")" \
+	0 "the original transitions are back"
+
+# 10. the extension dropped and made again by another session, in a
+#     database of its own: the kept session's next payment writes into the
+#     new tables (before the tables were kept by name, a stale OID made it
+#     fail: "cache lookup failed for relation")
+su -c "DROP DATABASE IF EXISTS tc_caches" >/dev/null 2>&1
+cluster_psql "$WORK" "$PORT" postgres -q -c "CREATE DATABASE tc_caches" >/dev/null
+cluster_psql "$WORK" "$PORT" tc_caches -q -c "CREATE EXTENSION payments" >/dev/null 2>&1
+purchase="SELECT status FROM payments.pay_purchase(amount => '1.00 USD', card => payments.pay_card('4111 1111 1111 1111', 12, 2031, '123'));"
+out=$(as_pg "$PG_BINDIR/psql" -X -q -At -h "$WORK/sock" -p "$PORT" -U postgres -d tc_caches 2>&1 <<<"$purchase
+\\! $PG_BINDIR/psql -X -q -At -h $WORK/sock -p $PORT -U postgres -d tc_caches -o /dev/null -c 'DROP EXTENSION payments CASCADE' -c 'CREATE EXTENSION payments' 2>/dev/null
+$purchase
+SELECT count(*) FROM payments.events;")
+is "$(tr '\n' ' ' <<<"$out")" "pending pending 2 " \
+	"the extension dropped and made again by another session: the kept session's next payment and its events go into the new tables"
+cluster_psql "$WORK" "$PORT" postgres -q -c "DROP DATABASE tc_caches" >/dev/null
+
 su -c "SELECT payments.pay_forget_role(r) FROM unnest(ARRAY['tc_app', 'tc_group', 'tc_admin']::regrole[]) r" >/dev/null
 su -c "DROP ROLE tc_app, tc_group, tc_admin" >/dev/null
 tap_done
