@@ -46,6 +46,7 @@ typedef struct KnownRelid
 
 static KnownRelid known_relids[KNOWN_RELIDS_MAX];
 static int	known_relids_count = 0;
+static Oid	known_schema = InvalidOid;	/* payments' OID once known */
 static uint64 known_relids_forgotten = 0;	/* invalidations so far */
 static bool known_relids_watched = false;
 
@@ -54,7 +55,41 @@ known_relids_forget(Datum arg pg_attribute_unused(), int cacheid pg_attribute_un
 					uint32 hashvalue pg_attribute_unused())
 {
 	known_relids_count = 0;
+	known_schema = InvalidOid;
 	known_relids_forgotten++;
+}
+
+static void
+watch_known_relids(void)
+{
+	if (!known_relids_watched)
+	{
+		CacheRegisterSyscacheCallback(RELNAMENSP, known_relids_forget, (Datum) 0);
+		CacheRegisterSyscacheCallback(NAMESPACENAME, known_relids_forget, (Datum) 0);
+		known_relids_watched = true;
+	}
+}
+
+/*
+ * Schema payments' OID, InvalidOid when it does not exist (yet): asked on
+ * every statement that writes a table (check_cache.c), in every database.
+ * A schema that does not exist is looked up again each time; one that
+ * does is kept until pg_namespace or pg_class changes.
+ */
+Oid
+cached_schema_oid(void)
+{
+	uint64		forgotten;
+	Oid			nsp;
+
+	watch_known_relids();
+	if (OidIsValid(known_schema))
+		return known_schema;
+	forgotten = known_relids_forgotten;
+	nsp = get_namespace_oid("payments", true);
+	if (known_relids_forgotten == forgotten)
+		known_schema = nsp;
+	return nsp;
 }
 
 Oid
@@ -65,18 +100,13 @@ cached_table_relid(const char *relname)
 	uint64		forgotten;
 	int			i;
 
-	if (!known_relids_watched)
-	{
-		CacheRegisterSyscacheCallback(RELNAMENSP, known_relids_forget, (Datum) 0);
-		CacheRegisterSyscacheCallback(NAMESPACENAME, known_relids_forget, (Datum) 0);
-		known_relids_watched = true;
-	}
+	watch_known_relids();
 	for (i = 0; i < known_relids_count; i++)
 		if (strcmp(NameStr(known_relids[i].relname), relname) == 0)
 			return known_relids[i].relid;
 
 	forgotten = known_relids_forgotten;
-	nsp = get_namespace_oid("payments", true);
+	nsp = cached_schema_oid();
 	relid = OidIsValid(nsp) ? get_relname_relid(relname, nsp) : InvalidOid;
 
 	/*

@@ -11,6 +11,7 @@
 
 #include "utils/inval.h"
 
+extern Oid	cached_schema_oid(void);
 extern Oid	cached_table_relid(const char *relname);
 extern Oid	cached_table_watch(const char *relname, RelcacheCallbackFunction callback,
 							   bool *registered);

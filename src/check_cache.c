@@ -35,6 +35,7 @@
 #include "utils/rel.h"
 #include "utils/syscache.h"
 
+#include "cached_table.h"
 #include "check_cache.h"
 
 typedef struct CheckEntry
@@ -180,7 +181,7 @@ check_cache_executor_start(QueryDesc *queryDesc, int eflags)
 		if (rel->rd_att->constr == NULL || rel->rd_att->constr->num_check == 0)
 			continue;
 		if (!OidIsValid(nsp))
-			nsp = get_namespace_oid("payments", true);
+			nsp = cached_schema_oid();
 		if (!OidIsValid(nsp) || RelationGetNamespace(rel) != nsp)
 			continue;
 		e = entry_for(rel);
