@@ -198,7 +198,7 @@ payments_billing_main(Datum main_arg pg_attribute_unused())
 		TimestampTz now;
 		long		wait_ms;
 
-		loop_start(loop_cxt);
+		loop_start(loop_cxt, &payments_shared->billing_conf_loaded_us);
 		now = GetCurrentTimestamp();
 		wait_ms = 1000;
 		if (payments_billing_interval_s > 0)

@@ -109,23 +109,36 @@ failing_jsonb(const FailingGateway *g, int n)
 	return DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
 }
 
+/* A process's published time (a slot of loop_start's), NULL while none */
+static void
+conf_loaded_at(pg_atomic_uint64 *slot, Datum *value, bool *isnull)
+{
+	uint64		t = pg_atomic_read_u64(slot);
+
+	*value = TimestampTzGetDatum((TimestampTz) t);
+	*isnull = t == 0;
+}
+
 /*
  * pay_worker_health(): alive, pid, started_at, last_loop_at, queue_depth,
  * in_flight, max_in_flight, circuit_state, the outcome counters, and the
  * merchants whose gateway account is failing (how many, and the oldest).
  * "alive" means a worker is registered and went round its loop within the
- * last five seconds (it goes round at least once a second).  The last
- * column, served_database, names the database the worker serves
+ * last five seconds (it goes round at least once a second).  The column
+ * served_database names the database the worker serves
  * (payments.database); in any other no worker serves this one: alive is
  * false, queue_depth is this database's own (nobody sends it) and the
- * worker's columns, which are about that other database, are NULL.
+ * worker's columns, which are about that other database, are NULL.  The
+ * columns after it, worker_conf_loaded_at, recorder_conf_loaded_at and
+ * billing_conf_loaded_at, are the pg_conf_load_time() each background
+ * process goes by (loop_start in worker_tx.c), NULL before its first round.
  */
 Datum
 pay_worker_health(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
-	Datum		values[17];
-	bool		nulls[17];
+	Datum		values[20];
+	bool		nulls[20];
 	FailingGateway failing[FAILING_GATEWAYS_SHOWN];
 	int			nfailing;
 	int			failing_total;
@@ -146,8 +159,8 @@ pay_worker_health(PG_FUNCTION_ARGS)
 	{
 		values[0] = BoolGetDatum(false);
 		values[4] = Int64GetDatum(queue_depth_here());
-		for (int i = 1; i < 16; i++)
-			nulls[i] = i != 4;
+		for (int i = 1; i < 20; i++)
+			nulls[i] = i != 4 && i != 16;
 		PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 	}
 
@@ -175,6 +188,9 @@ pay_worker_health(PG_FUNCTION_ARGS)
 	nfailing = failing_snapshot(failing, &failing_total);
 	values[14] = Int32GetDatum(failing_total);
 	values[15] = failing_jsonb(failing, nfailing);
+	conf_loaded_at(&s->worker_conf_loaded_us, &values[17], &nulls[17]);
+	conf_loaded_at(&s->recorder_conf_loaded_us, &values[18], &nulls[18]);
+	conf_loaded_at(&s->billing_conf_loaded_us, &values[19], &nulls[19]);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 

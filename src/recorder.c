@@ -118,7 +118,7 @@ payments_recorder_main(Datum main_arg pg_attribute_unused())
 	{
 		bool		ok;
 
-		loop_start(loop_cxt);
+		loop_start(loop_cxt, &payments_shared->recorder_conf_loaded_us);
 		/* plans kept no longer than a minute, as the worker's */
 		if (TimestampDifferenceExceeds(last_plans, GetCurrentTimestamp(), 60000))
 		{

@@ -80,6 +80,9 @@ payments_shmem_startup(void)
 		pg_atomic_init_u32(&payments_shared->billing_procno, 0);
 		pg_atomic_init_u32(&payments_shared->billing_wanted, 0);
 		pg_atomic_init_u32(&payments_shared->recorder_connect_failures, 0);
+		pg_atomic_init_u64(&payments_shared->worker_conf_loaded_us, 0);
+		pg_atomic_init_u64(&payments_shared->recorder_conf_loaded_us, 0);
+		pg_atomic_init_u64(&payments_shared->billing_conf_loaded_us, 0);
 		pg_atomic_init_u32(&payments_shared->queue_depth, 0);
 		pg_atomic_init_u32(&payments_shared->in_flight, 0);
 		pg_atomic_init_u32(&payments_shared->max_in_flight, 0);

@@ -82,6 +82,15 @@ typedef struct PaymentsShared
 										 * billing run now (wake.c) */
 	pg_atomic_uint32 recorder_connect_failures;
 
+	/*
+	 * the configuration each process goes by: its pg_conf_load_time() (its
+	 * PgReloadTime), published at the top of each round (loop_start); 0
+	 * until its first round
+	 */
+	pg_atomic_uint64 worker_conf_loaded_us;
+	pg_atomic_uint64 recorder_conf_loaded_us;
+	pg_atomic_uint64 billing_conf_loaded_us;
+
 	/* state published by the worker */
 	pg_atomic_uint32 queue_depth;	/* PAYMENTS_QUEUE_DEPTH_QUERY's count */
 	pg_atomic_uint32 in_flight;

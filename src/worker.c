@@ -1747,7 +1747,7 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 		bool		claim_due;
 		bool		more;
 
-		loop_start(loop_cxt);
+		loop_start(loop_cxt, &payments_shared->worker_conf_loaded_us);
 		if (pg_atomic_read_u32(&payments_shared->restart_requested))
 		{
 			ereport(LOG,

@@ -355,10 +355,20 @@ background_session_settings(void)
 
 /*
  * The top of each round of a background process's loop: the round's memory
- * freed, interrupts handled, the settings reread after a reload.
+ * freed, interrupts handled, the settings reread after a reload, and the
+ * time of the configuration the round goes by published in the process's
+ * slot *conf_loaded_at (pay_worker_health: worker_conf_loaded_at...).
+ * That time is the process's pg_conf_load_time() (PgReloadTime): when it
+ * last reread the configuration files, or, never having reread them, when
+ * the postmaster last loaded them before starting it.  The postmaster
+ * loads its files, then signals its children: once a process's time is at
+ * or past a new session's pg_conf_load_time(), it goes by the settings
+ * that session sees (nothing older can be at or past it), which a count of
+ * reloads read before pg_reload_conf() could not tell (an earlier reload's
+ * signal, handled in between, would count too).
  */
 void
-loop_start(MemoryContext loop_cxt)
+loop_start(MemoryContext loop_cxt, pg_atomic_uint64 *conf_loaded_at)
 {
 	MemoryContextSwitchTo(loop_cxt);
 	MemoryContextReset(loop_cxt);
@@ -371,6 +381,7 @@ loop_start(MemoryContext loop_cxt)
 			limit_lock_waits();
 		cpu_scheduling_reload();
 	}
+	pg_atomic_write_u64(conf_loaded_at, (uint64) PgReloadTime);
 }
 
 /*

@@ -17,7 +17,7 @@ extern int	payments_worker_lock_timeout;
 extern void worker_register(const char *function, const char *name);
 extern void worker_connect(pg_atomic_uint32 *connect_failures);
 extern void helper_start(pg_atomic_uint32 *connect_failures, const char *appname);
-extern void loop_start(MemoryContext loop_cxt);
+extern void loop_start(MemoryContext loop_cxt, pg_atomic_uint64 *conf_loaded_at);
 extern void limit_lock_waits(void);
 extern void background_session_settings(void);
 extern bool in_transaction(const char *what, void (*fn) (void *), void *arg);

@@ -5,11 +5,13 @@ CREATE FUNCTION payments.pay_worker_health(
 	OUT queue_depth bigint, OUT in_flight integer, OUT max_in_flight integer, OUT circuit_state text,
 	OUT requests_sent bigint, OUT approved bigint, OUT declined bigint, OUT errors bigint,
 	OUT unknown_outcomes bigint, OUT retries bigint, OUT failing_gateways integer,
-	OUT gateway_failures jsonb, OUT served_database text)
+	OUT gateway_failures jsonb, OUT served_database text,
+	OUT worker_conf_loaded_at timestamptz, OUT recorder_conf_loaded_at timestamptz,
+	OUT billing_conf_loaded_at timestamptz)
 	RETURNS record
 	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pay_worker_health';
 COMMENT ON FUNCTION payments.pay_worker_health() IS
-	'Health of the background worker: alive (looped within 5 s), pid, start and last loop time, queue depth, requests in flight (now and at most), circuit breaker state (closed, open, half_open), outcome counters since server start, and the merchants whose gateway account fails (an account error such as E00007: their operations are held, not failed): how many, and the oldest 16 as [{merchant_id, failing_since, error_code, error_text}]; served_database: the database the worker serves (payments.database). In another database no worker serves this one: alive is false, queue_depth counts this database''s queued and unknown operations (never sent), and the worker''s columns are NULL.';
+	'Health of the background worker: alive (looped within 5 s), pid, start and last loop time, queue depth, requests in flight (now and at most), circuit breaker state (closed, open, half_open), outcome counters since server start, and the merchants whose gateway account fails (an account error such as E00007: their operations are held, not failed): how many, and the oldest 16 as [{merchant_id, failing_since, error_code, error_text}]; served_database: the database the worker serves (payments.database). In another database no worker serves this one: alive is false, queue_depth counts this database''s queued and unknown operations (never sent), and the worker''s columns are NULL. worker_conf_loaded_at, recorder_conf_loaded_at, billing_conf_loaded_at: the pg_conf_load_time() the worker, the recorder and the billing process each go by (when it last reread the configuration files, or when the server loaded the ones it started with), published at the top of each of its rounds, NULL before its first; once one is at or past a new session''s pg_conf_load_time(), that process goes by the settings the session shows.';
 
 CREATE FUNCTION payments.pay_worker_restart() RETURNS boolean
 	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pay_worker_restart';
