@@ -146,23 +146,48 @@ restart_worker() {
 }
 # settings_seen NAME VALUE...: after ALTER SYSTEM and pg_reload_conf(),
 # true once a new session shows each setting NAME = VALUE (60 s at most;
-# SETTINGS_SEEN_AT: the server's clock then).
+# SETTINGS_SEEN_AT: the server's clock then; SETTINGS_LOADED_AT: that
+# session's pg_conf_load_time(), the postmaster's load of those values or
+# a later one).
 # Enough for what backends read: the postmaster reloads its files and
 # signals its children in one go, before it forks anyone again, and a
 # backend rereads its files before it runs its next command; so every
 # statement sent after this returns, in an open session too (a pooled
 # connection of PostgREST's), goes by VALUE.  The payments worker, the
 # recorder and the billing process reread theirs at the top of a round:
-# for the worker, worker_reread.
+# process_reread (worker_reread for the worker).
 settings_seen() {
-	local cond=""
+	local cond="" got
 	while [ $# -ge 2 ]; do
 		cond+=" AND current_setting('$1') = '$2'"
 		shift 2
 	done
-	seen() { cluster_psql "$WORK" "$PORT" payments -Atc "SELECT clock_timestamp() WHERE true$cond"; }
-	SETTINGS_SEEN_AT=$(poll_value 60 seen)
-	[ -n "$SETTINGS_SEEN_AT" ] || { log "a new session never showed the settings reloaded:$cond"; return 1; }
+	seen() { cluster_psql "$WORK" "$PORT" payments -Atc "SELECT clock_timestamp() || '|' || pg_conf_load_time() WHERE true$cond"; }
+	got=$(poll_value 60 seen)
+	[ -n "$got" ] || { log "a new session never showed the settings reloaded:$cond"; return 1; }
+	SETTINGS_SEEN_AT=${got%%|*}
+	SETTINGS_LOADED_AT=${got#*|}
+}
+# process_reread PROCESS NAME VALUE...: after ALTER SYSTEM and
+# pg_reload_conf(), true once the background process PROCESS (worker,
+# recorder or billing) goes by each setting NAME = VALUE (60 s at most).
+# Once a new session shows the values (settings_seen), its
+# pg_conf_load_time() is the postmaster's load of them (or a later one);
+# the postmaster signalled every child after it.  Each process publishes
+# its own pg_conf_load_time() at the top of each round, after rereading
+# its files (pay_worker_health(): PROCESS_conf_loaded_at): at or past the
+# session's, the process has reread them since, and the round it began,
+# and every one after it, goes by the values.
+process_reread() {
+	local proc=$1
+	shift
+	settings_seen "$@" || return 1
+	reread() {
+		cluster_psql "$WORK" "$PORT" payments -Atc "SELECT true FROM payments.pay_worker_health()
+			WHERE ${proc}_conf_loaded_at >= '$SETTINGS_LOADED_AT'::timestamptz"
+	}
+	[ -n "$(poll_value 60 reread)" ] ||
+		{ log "the $proc never reread its settings after the reload (${proc}_conf_loaded_at never reached $SETTINGS_LOADED_AT)"; return 1; }
 }
 # worker_reread NAME VALUE...: after ALTER SYSTEM and pg_reload_conf(),
 # true once the payments worker goes by each setting NAME = VALUE (60 s at
@@ -176,8 +201,8 @@ settings_seen() {
 #   publishes the round's start as last_loop_at (pay_worker_health()): a
 #   round that began after one that began after T began after the signal
 #   and goes by the new settings, and so does every claim after it.
-# (The worker's settings only: the recorder and the billing process reread
-# theirs at the top of their own rounds, which nothing shows.)
+# (The worker's settings only: for the recorder and the billing process,
+# process_reread.)
 worker_reread() {
 	local t="" t2=""
 	after() {
