@@ -159,13 +159,28 @@ rotates_within() {
 # (the wait is 60 s while it is shown waiting, and 3 s only then: a wait
 # of 3 s all along ran out before the first check on a machine that
 # stalled 3 s after the forced rotation)
-q -c "ALTER SYSTEM SET payments.vault_key_rotation = 1" -c "SELECT pg_reload_conf()" >/dev/null
 q -c "ALTER SYSTEM SET payments.vault_key_rotation_max_wait = 60" -c "SELECT pg_reload_conf()" >/dev/null 2>&1 || true
 as hostile_nobody payments -c "BEGIN" -c "SELECT txid_current()" \
 	-c "SELECT payments.pay_card('4111111111111111', 12, $Y, '123') IS NOT NULL" \
 	-c "PREPARE TRANSACTION 'hostile_vault'" >/dev/null
-is "$(rotate true)" t "(a forced rotation: the card the role with no grant sealed is under the previous key now)"
-sleep 1.2	# (at least: the next rotation is due a second after it)
+forced_at=$(q -c "SELECT payments._vault_rotate_key(true)" -c "SELECT clock_timestamp()")
+is "${forced_at%%$'\n'*}" t "(a forced rotation: the card the role with no grant sealed is under the previous key now)"
+forced_at=${forced_at#*$'\n'}
+# A rotation every second only now: the worker rotates on that schedule
+# too (at its housekeeping, once a minute), and one of its rotations
+# between the PREPARE and the forced one (the role's key still current,
+# nothing held it) took that key away before the checks below (with the
+# worker restarted there by hand, its first housekeeping did: the due
+# rotation was not held).
+q -c "ALTER SYSTEM SET payments.vault_key_rotation = 1" -c "SELECT pg_reload_conf()" >/dev/null
+ok "$(passed settings_seen payments.vault_key_rotation 1s payments.vault_key_rotation_max_wait 1min)" \
+	"(a new session goes by a rotation every second, waiting 60 s at most)"
+# The next rotation is due once the key the forced one made has sealed for
+# a second: real time, on purpose (the key was made at that commit, before
+# forced_at; a due rotation held answers f as one not due does, so the
+# wait is on the server's clock, not on an answer).
+due() { q -c "SELECT 'due' WHERE clock_timestamp() >= '$forced_at'::timestamptz + interval '1 s'"; }
+is "$(poll_value 10 due)" due "(a second later, the next rotation is due)"
 is "$(rotate false)" f "a due rotation waits for the prepared transaction that sealed under the previous key"
 q -c "ALTER SYSTEM SET payments.vault_key_rotation_max_wait = 3" -c "SELECT pg_reload_conf()" >/dev/null 2>&1 || true
 is "$(rotates_within 8)" t "but only payments.vault_key_rotation_max_wait: then the key rotates"
