@@ -119,6 +119,10 @@ is "$(q -c "SELECT data ->> 'retryable' FROM payments.events WHERE merchant_id =
 #    June served is invoiced (before: June 1-20 was never billed).
 # billing by pg_cron only (README: payments.billing_interval = 0); no cron run happens to fall in between here
 cluster_psql "$WORK" "$PORT" payments -c "ALTER SYSTEM SET payments.billing_interval = 0" -c "SELECT pg_reload_conf()" >/dev/null
+# (the billing process must have reread it before the clock moves: a round
+# of its own under the old interval, woken by that move, renewed June, and
+# the pause below was no longer refused)
+ok "$(passed process_reread billing payments.billing_interval 0)" "4: the billing process runs no renewals of its own (payments.billing_interval = 0)"
 customer_with_card pause-due
 SID=$(q -c "SELECT subscription_id FROM pay_create_subscription(customer_id => $CID, price => '30.00 USD', interval_unit => 'month')")
 q -c "SELECT status FROM pay_wait((SELECT payment_id FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $SID), '10 s')" >/dev/null
