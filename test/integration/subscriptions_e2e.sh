@@ -94,10 +94,7 @@ is "$(ledger_charges_of_invoice "$inv1")" 1 "the simulator's ledger has one char
 # clock's move commits, not at its next round (an hour away here; its own
 # clock is payments.billing_interval, 10 s by default)
 su -c "ALTER SYSTEM SET payments.billing_interval = 3600" -c "SELECT pg_reload_conf()" >/dev/null
-# (once a new session shows it, the billing process has had its SIGHUP,
-# which sets its latch: its next round, the one the clock's move wakes at
-# the latest, rereads it first and then waits an hour)
-ok "$(passed settings_seen payments.billing_interval 1h)" "the billing process's own round is an hour away"
+ok "$(passed process_reread billing payments.billing_interval 1h)" "the billing process's own round is an hour away"
 q -c "SELECT pay_advance_test_clock('1 month 1 hour')" >/dev/null
 is "$(wait_for "SELECT count(*) FILTER (WHERE status = 'paid') || '/' || count(*) FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $SID AND kind = 'renewal' AND period_index = 1" 1/1 40)" 1/1 \
 	"a month later the billing process, woken by the clock's move, issued the period 1 renewal invoice and it was paid"
@@ -132,6 +129,8 @@ is "$(ledger_charges_of_invoice "$(latest_invoice "$SID")")" 1 "the simulator's 
 # billing process says so once in the server log and skips its runs; it
 # bills again once the function is back
 su -c "ALTER SYSTEM SET payments.billing_interval = 1" -c "SELECT pg_reload_conf()" >/dev/null
+# (the rounds counted below are a second apart only once it has reread it)
+ok "$(passed process_reread billing payments.billing_interval 1s)" "the billing process runs every second"
 log_from=$(( $(as_root wc -l < "$WORK/postgres.log") + 1 ))
 su -c "ALTER FUNCTION payments._run_renewals(bigint, integer) RENAME TO _run_renewals_away" >/dev/null
 q -c "SELECT pay_advance_test_clock('1 month')" >/dev/null
