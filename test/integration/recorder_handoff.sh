@@ -46,6 +46,8 @@ sim_start "$SIMDIR"
 sim_ctl POST /latency '{"fixedMs":100,"randomMs":50}' >/dev/null
 merchant_on_simulator "recorder handoff"
 su -c "ALTER SYSTEM SET payments.recorder_min_batch = 1" -c "SELECT pg_reload_conf()" >/dev/null
+# (the worker reads it: every batch it hands the recorder from its next round)
+ok "$(passed process_reread worker payments.recorder_min_batch 1)" "the worker hands the recorder every batch"
 # another merchant whose gateway account fails (wrong credentials): its
 # answers stay with the worker, which notes them; the others' still go
 F=$(su -c "INSERT INTO payments.merchants (name) VALUES ('recorder failing') RETURNING merchant_id")
@@ -119,11 +121,10 @@ like "$(su -c "SELECT string_agg(event_type, ',' ORDER BY event_id) FROM payment
 # met it would stop reading replies while it waited.)
 exited0=$(grep -c 'background worker "payments recorder" (PID [0-9]*) exited' "$LOG" || true)
 su -c "ALTER SYSTEM SET payments.worker_lock_timeout = 0" -c "SELECT pg_reload_conf()" >/dev/null
-# (the recorder, like the worker, has had its SIGHUP once a new session shows
-# the setting, and rereads at the top of its next round, at once when idle
-# (the signal sets its latch); what it records below is handed to it rounds
-# later)
 ok "$(passed worker_reread payments.worker_lock_timeout 0)" "2: the worker goes by no lock timeout"
+# (a recorder still on 100 ms gave the batches back to the worker at once,
+# and never waited for the lock as below)
+ok "$(passed process_reread recorder payments.worker_lock_timeout 0)" "2: nor does the recorder"
 sim_ctl POST /latency '{"fixedMs":1000,"randomMs":0}' >/dev/null
 # The 100 are committed not yet due, the session takes the lock, and only
 # then are they sent; the recorder is stopped once it waits for the lock.
