@@ -70,11 +70,13 @@ final() {	# final ID...: 1 once none is pending or unknown
 
 psqlq -c "ALTER SYSTEM SET payments.worker_statement_timeout = '2s'" -c "ALTER SYSTEM SET payments.worker_lock_timeout = 0" \
 	-c "SELECT pg_reload_conf()" >/dev/null
-# (the worker's settings: what is checked below is the worker's recording
-# (its 57014); a recorder still on the old lock_timeout of 100 ms gives its
-# batches back to the worker sooner, and nothing shows when it rereads)
 ok "$(passed worker_reread payments.worker_statement_timeout 2s payments.worker_lock_timeout 0)" \
 	"the worker goes by a statement timeout of 2 s and no lock timeout"
+# (what is checked below is the worker's recording (its 57014); the
+# recorder, which records batches of 32 answers or more, also goes by the
+# same settings, so that whichever records meets the lock the same way)
+ok "$(passed process_reread recorder payments.worker_statement_timeout 2s payments.worker_lock_timeout 0)" \
+	"so does the recorder"
 
 # --- 1. replies that arrive while the worker is away -----------------------
 cluster_psql "$WORK" "$PORT" payments -q -c "SET application_name = 'busy_locker'" -c "BEGIN" \
