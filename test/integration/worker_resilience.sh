@@ -138,6 +138,8 @@ psqlq -c "ALTER SYSTEM SET payments.worker_statement_timeout = '1s'" -c "ALTER S
 	-c "SELECT pg_reload_conf()" >/dev/null
 ok "$(passed worker_reread payments.worker_statement_timeout 1s payments.worker_lock_timeout 0)" \
 	"2: the worker goes by a statement timeout of 1 s and no lock timeout"
+ok "$(passed process_reread recorder payments.worker_statement_timeout 1s payments.worker_lock_timeout 0)" \
+	"2: so does the recorder (batches of 32 answers or more are its)"
 mapfile -t before < <(purchases 20)	# in flight while the lock is taken
 # the lock is held until the test lets go of it (no race with a clock)
 cluster_psql "$WORK" "$PORT" payments -q -c "SET application_name = 'resilience_locker'" -c "BEGIN" \
@@ -171,6 +173,8 @@ psqlq -c "DROP TRIGGER resilience_refuse ON payments.payments" -c "DROP FUNCTION
 	-c "DROP TABLE public.resilience_flag" >/dev/null
 ok "$(passed worker_reread payments.worker_statement_timeout 1min payments.worker_lock_timeout 100ms)" \
 	"the worker goes by its default statement and lock timeouts again"
+ok "$(passed process_reread recorder payments.worker_statement_timeout 1min payments.worker_lock_timeout 100ms)" \
+	"so does the recorder"
 
 # A caller's transaction holds one payment's row (as an open transaction
 # that called pay_refund on it would), its answer on the way.
