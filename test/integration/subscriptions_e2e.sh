@@ -136,7 +136,20 @@ su -c "ALTER FUNCTION payments._run_renewals(bigint, integer) RENAME TO _run_ren
 q -c "SELECT pay_advance_test_clock('1 month')" >/dev/null
 missing_said() { as_root tail -n +"$log_from" "$WORK/postgres.log" | grep -c 'payments billing: payments._run_renewals is missing' || true; }
 for _ in $(seq 40); do [ "$(missing_said)" -ge 1 ] && break; sleep 0.25; done
-sleep 3	# three more rounds at one second
+# billing_rounds N: "ok" once the billing process has begun N more runs
+# (each run's dunning transaction starts anew: its query_start in
+# pg_stat_activity, seen for the second until the next run)
+billing_rounds() {
+	local seen="" last now i n=0
+	last=$(su -c "SELECT query_start FROM pg_stat_activity WHERE backend_type = 'payments billing'")
+	for i in $(seq 300); do
+		now=$(su -c "SELECT query_start FROM pg_stat_activity WHERE backend_type = 'payments billing' AND query = 'running dunning retries'")
+		if [ -n "$now" ] && [ "$now" != "$last" ]; then n=$((n + 1)); last=$now; fi
+		[ "$n" -ge "$1" ] && { echo ok; return; }
+		sleep 0.1
+	done
+}
+is "$(billing_rounds 3)" ok "(three more runs of the billing process went by)"
 is "$(missing_said)" 1 "a missing _run_renewals is said once in the log, not at every round"
 is "$(q -c "SELECT count(*) FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $SID AND period_index = 3")" 0 \
 	"and nothing is renewed meanwhile"
