@@ -104,11 +104,28 @@ if { [ -z "$FILTER" ] || [ -n "$PGTAP_FILTER" ]; } && [ "${#tap_files[@]}" -gt 0
 fi
 
 # 3. Integration tests: shell scripts that print TAP.
+# conf_settled: "ok" once the worker, the recorder and the billing process
+# go by the settings of the server's last load (pay_worker_health()'s
+# *_conf_loaded_at at or past a new session's pg_conf_load_time(); one
+# that has gone no round yet starts with them), or when there is nothing to
+# ask (no extension).  A test's EXIT trap resets what it changed with a
+# reload and waits for nobody: the next test must not meet a process still
+# on the last one's settings.
+conf_settled() {
+	local out
+	out=$(cluster_psql "$WORK" "$PORT" payments -Atc "SELECT 'ok' FROM payments.pay_worker_health()
+		WHERE coalesce(worker_conf_loaded_at >= pg_conf_load_time(), true)
+			AND coalesce(recorder_conf_loaded_at >= pg_conf_load_time(), true)
+			AND coalesce(billing_conf_loaded_at >= pg_conf_load_time(), true)" 2>/dev/null) || { echo skip; return; }
+	printf '%s' "$out"
+}
 for t in "$REPO_ROOT"/test/integration/*.sh; do
 	[ -e "$t" ] || continue
 	name=$(basename "$t" .sh)
 	if [ -n "$FILTER" ] && ! [[ "$name" =~ $FILTER ]]; then continue; fi
 	if [ -z "$FILTER" ] && [ -n "$PGTAP_FILTER" ]; then continue; fi
+	[ -n "$(poll_value 60 conf_settled)" ] ||
+		log "the background processes still went by older settings after 60 s (pay_worker_health()'s *_conf_loaded_at)"
 	log "integration: $name"
 	set +e
 	bash "$t" > "$WORK/$name.log" 2>&1
