@@ -150,22 +150,35 @@ mask_quoted(char *buf, int len, int i, bool backslash_escapes, bool *masked)
 }
 
 /*
+ * The first position e in [open + n, stop) at which the n-byte delimiter
+ * spelled at buf[open] ($tag$, '' or \") comes again, whole within len,
+ * or -1.
+ */
+static int
+delimiter_again(const char *buf, int len, int open, int n, int stop)
+{
+	for (int e = open + n; e < stop && e + n <= len; e++)
+		if (memcmp(buf + e, buf + open, n) == 0)
+			return e;
+	return -1;
+}
+
+/*
  * Mask a literal whose closing delimiter is spelled as its opening one,
- * the n characters at buf[open] ($tag$, '' or \"), up to that delimiter
- * if it comes before stop.  Returns the position after it; when it does
- * not come, -1 if the text goes on past stop, else (a cut text) len,
- * masked to its end.
+ * the n characters at buf[open] ('' or \"), up to that delimiter if it
+ * comes before stop.  Returns the position after it; when it does not
+ * come, -1 if the text goes on past stop, else (a cut text) len, masked
+ * to its end.
  */
 static int
 mask_to_delimiter(char *buf, int len, int open, int n, int stop, bool *masked)
 {
-	for (int e = open + n; e < stop && e + n <= len; e++)
+	int			e = delimiter_again(buf, len, open, n, stop);
+
+	if (e >= 0)
 	{
-		if (memcmp(buf + e, buf + open, n) == 0)
-		{
-			mask_span(buf, open + n, e, masked);
-			return e + n;
-		}
+		mask_span(buf, open + n, e, masked);
+		return e + n;
 	}
 	if (stop < len)
 		return -1;
@@ -190,42 +203,190 @@ dollar_quote_len(const char *buf, int len, int i)
 }
 
 /*
- * Mask the SQL literal starting at buf[i]: '...' (with an E or U& prefix),
- * ''...'' (a literal inside a quoted text, such as EXECUTE's), $$...$$ or
- * $tag$...$tag$.  Returns the position after it, or -1 when buf[i] starts
- * none or it does not close within limit characters: a key in prose must
- * not eat the line.  A text that ends first is masked to its end (a
- * truncated statement).
+ * Skip SQL's blanks and comments (-- ones and nested C-style ones) from
+ * buf[j]; returns the position of what follows them.
+ */
+int
+card_skip_sql_space(const char *buf, int len, int j)
+{
+	while (j < len)
+	{
+		if (buf[j] == ' ' || buf[j] == '\t' || buf[j] == '\n' || buf[j] == '\r' || buf[j] == '\f')
+			j++;
+		else if (j + 1 < len && buf[j] == '-' && buf[j + 1] == '-')
+		{
+			while (j < len && buf[j] != '\n')
+				j++;
+		}
+		else if (j + 1 < len && buf[j] == '/' && buf[j + 1] == '*')
+		{
+			int			depth = 1;
+
+			for (j += 2; j < len && depth > 0; j++)
+			{
+				if (j + 1 < len && buf[j] == '/' && buf[j + 1] == '*')
+				{
+					depth++;
+					j++;
+				}
+				else if (j + 1 < len && buf[j] == '*' && buf[j + 1] == '/')
+				{
+					depth--;
+					j++;
+				}
+			}
+		}
+		else
+			break;
+	}
+	return j;
+}
+
+/* What sql_token reads. */
+typedef enum SqlTokenKind
+{
+	SQL_SPACE,					/* blanks and comments */
+	SQL_NAME,					/* a name or keyword, quoted ("col 2") or not */
+	SQL_PARAM,					/* $1 */
+	SQL_LITERAL,				/* '...', E'...', $tag$...$tag$ */
+	SQL_NUMBER,					/* 1.5e3, and what a name would take after it */
+	SQL_OTHER					/* one character: an operator, a parenthesis */
+} SqlTokenKind;
+
+typedef struct SqlToken
+{
+	SqlTokenKind kind;
+	int			body;			/* a literal's contents: buf[body..body_end) */
+	int			body_end;
+	int			end;			/* the position after the token */
+} SqlToken;
+
+/*
+ * Read the token at buf[i] as PostgreSQL's scanner (scan.l, with
+ * standard_conforming_strings on) would: the one home of this file's SQL
+ * lexing, for card_redact_statement and mask_pay_card_calls.  A comment is
+ * skipped whole (a quote in it, "-- the customer's card", opens no
+ * literal); a '$' inside a name is part of it (a$1, a$b$c), not a
+ * parameter or a dollar quote; an E opens an E'' literal only when it is a
+ * name of its own (not xE'\' or 5.E'\'); U&'...' is the name U, '&' and a
+ * plain literal, which ends as it does.  A literal, comment or quoted name
+ * that the text cuts runs to its end.
+ */
+static void
+sql_token(const char *buf, int len, int i, SqlToken *t)
+{
+	unsigned char c = buf[i];
+	int			d;
+
+	t->body = t->body_end = i;
+	if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' ||
+		((c == '-' || c == '/') && i + 1 < len && buf[i + 1] == (c == '-' ? '-' : '*')))
+	{
+		t->kind = SQL_SPACE;
+		t->end = card_skip_sql_space(buf, len, i);
+	}
+	else if (c == '"')
+	{
+		t->kind = SQL_NAME;
+		t->end = Min(quoted_end(buf, len, i, false) + 1, len);
+	}
+	else if (c == '\'' || ((c == 'E' || c == 'e') && i + 1 < len && buf[i + 1] == '\''))
+	{
+		/* '...', or E'...': an E that starts a token is a name of its own */
+		int			q = (c == '\'') ? i : i + 1;
+
+		t->kind = SQL_LITERAL;
+		t->body = q + 1;
+		t->body_end = quoted_end(buf, len, q, q != i);
+		t->end = Min(t->body_end + 1, len);
+	}
+	else if ((d = dollar_quote_len(buf, len, i)) > 0)
+	{
+		int			e = delimiter_again(buf, len, i, d, len);
+
+		if (e < 0)
+			e = len;			/* cut: the rest of the text */
+		t->kind = SQL_LITERAL;
+		t->body = i + d;
+		t->body_end = e;
+		t->end = Min(e + d, len);
+	}
+	else if (c == '$' && i + 1 < len && IS_DIGIT(buf[i + 1]))
+	{
+		t->kind = SQL_PARAM;
+		for (t->end = i + 1; t->end < len && IS_DIGIT(buf[t->end]); t->end++)
+			;
+	}
+	else if (IS_WORD(c) || c >= 0x80)
+	{
+		/*
+		 * a name or keyword, or a number with its fraction and exponent
+		 * (1.5e3) and what a name would take after it (2e$$: junk
+		 * PostgreSQL refuses, not a dollar quote)
+		 */
+		t->kind = IS_DIGIT(c) ? SQL_NUMBER : SQL_NAME;
+		for (t->end = i + 1; t->end < len; t->end++)
+		{
+			unsigned char n = buf[t->end];
+
+			if (!(IS_WORD(n) || n == '$' || n >= 0x80 || (n == '.' && t->kind == SQL_NUMBER)))
+				break;
+		}
+	}
+	else
+	{
+		t->kind = SQL_OTHER;
+		t->end = i + 1;
+	}
+}
+
+/*
+ * Whether buf[i] opens a literal one quoting level down, ''...'' (inside
+ * a quoted text, such as EXECUTE's argument): two quotes that no blank,
+ * quote, separator or end of text follows (that would be an empty
+ * literal).
+ */
+static inline bool
+opens_doubled_literal(const char *buf, int len, int i)
+{
+	return i + 2 < len && buf[i] == '\'' && buf[i + 1] == '\'' &&
+		strchr("', )\t\n\r;:|", buf[i + 2]) == NULL;
+}
+
+/*
+ * Mask the SQL literal starting at buf[i], as sql_token reads it ('...',
+ * E'...', $$...$$, $tag$...$tag$; U&'...' too), or ''...'' (a literal
+ * inside a quoted text).  Returns the position after it, or -1 when
+ * buf[i] starts none or it does not close within limit characters: a key
+ * in prose must not eat the line.  A text that ends first is masked to
+ * its end (a truncated statement).
  */
 static int
 mask_sql_literal(char *buf, int len, int i, int limit, bool *masked)
 {
-	bool		backslash_escapes = false;
 	int			stop = (limit < len - i) ? i + limit : len;
-	int			d,
-				e;
+	int			q = i;			/* the opening quote */
+	SqlToken	t;
 
-	if ((buf[i] == 'E' || buf[i] == 'e') && i + 1 < len && buf[i + 1] == '\'')
-	{
-		backslash_escapes = true;
-		i++;
-	}
-	else if ((buf[i] == 'U' || buf[i] == 'u') && i + 2 < len && buf[i + 1] == '&' &&
-			 buf[i + 2] == '\'')
-		i += 2;
+	/* U&'...' ends as a plain literal does (sql_token reads U as a name) */
+	if ((buf[i] == 'U' || buf[i] == 'u') && i + 2 < len && buf[i + 1] == '&' &&
+		buf[i + 2] == '\'')
+		i = q = i + 2;
+	else if ((buf[i] == 'E' || buf[i] == 'e') && i + 1 < len && buf[i + 1] == '\'')
+		q = i + 1;
+	if (opens_doubled_literal(buf, len, q))
+		return mask_to_delimiter(buf, len, q, 2, stop, masked);
 
-	if ((d = dollar_quote_len(buf, len, i)) > 0)
-		return mask_to_delimiter(buf, len, i, d, stop, masked);
-	if (buf[i] != '\'')
+	/*
+	 * Whether it closes before stop is known within limit characters past
+	 * stop (a dollar quote's tag is shorter than that, or its body starts
+	 * after stop): the text after them is not read.
+	 */
+	sql_token(buf, Min(len, stop + limit), i, &t);
+	if (t.kind != SQL_LITERAL || (t.body_end >= stop && stop < len))
 		return -1;
-	/* ''...'' (not an empty literal): up to the next doubled quote */
-	if (i + 2 < len && buf[i + 1] == '\'' && strchr("', )\t\n\r;:|", buf[i + 2]) == NULL)
-		return mask_to_delimiter(buf, len, i, 2, stop, masked);
-	e = quoted_end(buf, len, i, backslash_escapes);
-	if (e >= stop && stop < len)
-		return -1;
-	mask_span(buf, i + 1, e, masked);
-	return Min(e + 1, len);
+	mask_span(buf, t.body, t.body_end, masked);
+	return t.end;
 }
 
 static int
@@ -568,146 +729,6 @@ mask_key_values(char *buf, int len)
 }
 
 /*
- * Skip SQL's blanks and comments (-- ones and nested C-style ones) from
- * buf[j]; returns the position of what follows them.
- */
-int
-card_skip_sql_space(const char *buf, int len, int j)
-{
-	while (j < len)
-	{
-		if (buf[j] == ' ' || buf[j] == '\t' || buf[j] == '\n' || buf[j] == '\r' || buf[j] == '\f')
-			j++;
-		else if (j + 1 < len && buf[j] == '-' && buf[j + 1] == '-')
-		{
-			while (j < len && buf[j] != '\n')
-				j++;
-		}
-		else if (j + 1 < len && buf[j] == '/' && buf[j + 1] == '*')
-		{
-			int			depth = 1;
-
-			for (j += 2; j < len && depth > 0; j++)
-			{
-				if (j + 1 < len && buf[j] == '/' && buf[j + 1] == '*')
-				{
-					depth++;
-					j++;
-				}
-				else if (j + 1 < len && buf[j] == '*' && buf[j + 1] == '/')
-				{
-					depth--;
-					j++;
-				}
-			}
-		}
-		else
-			break;
-	}
-	return j;
-}
-
-/* What sql_token reads. */
-typedef enum SqlTokenKind
-{
-	SQL_SPACE,					/* blanks and comments */
-	SQL_NAME,					/* a name or keyword, quoted ("col 2") or not */
-	SQL_PARAM,					/* $1 */
-	SQL_LITERAL,				/* '...', E'...', $tag$...$tag$ */
-	SQL_NUMBER,					/* 1.5e3, and what a name would take after it */
-	SQL_OTHER					/* one character: an operator, a parenthesis */
-} SqlTokenKind;
-
-typedef struct SqlToken
-{
-	SqlTokenKind kind;
-	int			body;			/* a literal's contents: buf[body..body_end) */
-	int			body_end;
-	int			end;			/* the position after the token */
-} SqlToken;
-
-/*
- * Read the token at buf[i] as PostgreSQL's scanner (scan.l, with
- * standard_conforming_strings on) would: the one home of this file's SQL
- * lexing, for card_redact_statement and mask_pay_card_calls.  A comment is
- * skipped whole (a quote in it, "-- the customer's card", opens no
- * literal); a '$' inside a name is part of it (a$1, a$b$c), not a
- * parameter or a dollar quote; an E opens an E'' literal only when it is a
- * name of its own (not xE'\' or 5.E'\'); U&'...' is the name U, '&' and a
- * plain literal, which ends as it does.  A literal, comment or quoted name
- * that the text cuts runs to its end.
- */
-static void
-sql_token(const char *buf, int len, int i, SqlToken *t)
-{
-	unsigned char c = buf[i];
-	int			d;
-
-	t->body = t->body_end = i;
-	if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' ||
-		((c == '-' || c == '/') && i + 1 < len && buf[i + 1] == (c == '-' ? '-' : '*')))
-	{
-		t->kind = SQL_SPACE;
-		t->end = card_skip_sql_space(buf, len, i);
-	}
-	else if (c == '"')
-	{
-		t->kind = SQL_NAME;
-		t->end = Min(quoted_end(buf, len, i, false) + 1, len);
-	}
-	else if (c == '\'' || ((c == 'E' || c == 'e') && i + 1 < len && buf[i + 1] == '\''))
-	{
-		/* '...', or E'...': an E that starts a token is a name of its own */
-		int			q = (c == '\'') ? i : i + 1;
-
-		t->kind = SQL_LITERAL;
-		t->body = q + 1;
-		t->body_end = quoted_end(buf, len, q, q != i);
-		t->end = Min(t->body_end + 1, len);
-	}
-	else if ((d = dollar_quote_len(buf, len, i)) > 0)
-	{
-		int			e;
-
-		for (e = i + d; e + d <= len && memcmp(buf + e, buf + i, d) != 0; e++)
-			;
-		if (e + d > len)
-			e = len;			/* cut: the rest of the text */
-		t->kind = SQL_LITERAL;
-		t->body = i + d;
-		t->body_end = e;
-		t->end = Min(e + d, len);
-	}
-	else if (c == '$' && i + 1 < len && IS_DIGIT(buf[i + 1]))
-	{
-		t->kind = SQL_PARAM;
-		for (t->end = i + 1; t->end < len && IS_DIGIT(buf[t->end]); t->end++)
-			;
-	}
-	else if (IS_WORD(c) || c >= 0x80)
-	{
-		/*
-		 * a name or keyword, or a number with its fraction and exponent
-		 * (1.5e3) and what a name would take after it (2e$$: junk
-		 * PostgreSQL refuses, not a dollar quote)
-		 */
-		t->kind = IS_DIGIT(c) ? SQL_NUMBER : SQL_NAME;
-		for (t->end = i + 1; t->end < len; t->end++)
-		{
-			unsigned char n = buf[t->end];
-
-			if (!(IS_WORD(n) || n == '$' || n >= 0x80 || (n == '.' && t->kind == SQL_NUMBER)))
-				break;
-		}
-	}
-	else
-	{
-		t->kind = SQL_OTHER;
-		t->end = i + 1;
-	}
-}
-
-/*
  * Mask the literals inside pay_card( ... ): their contents, whole (the
  * number, the security code and the holder name given positionally).  The
  * call is read as sql_token reads SQL, so a quote or a parenthesis in a
@@ -746,7 +767,7 @@ mask_pay_card_calls(char *buf, int len)
 			else if (t.kind == SQL_OTHER && buf[j] == ')' && --depth == 0)
 				break;
 			else if (t.kind == SQL_LITERAL && t.end == j + 2 && buf[j] == '\'' && buf[j + 1] == '\'' &&
-					 (doubled || (t.end < len && strchr("', )\t\n\r;:|", buf[t.end]) == NULL)))
+					 (doubled || opens_doubled_literal(buf, len, j)))
 			{
 				doubled = !doubled;
 				j = t.end;
