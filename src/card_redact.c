@@ -23,7 +23,8 @@
  *	- every quoted literal inside the parentheses of a pay_card(...) call:
  *	  the number, the security code and the holder name given positionally
  *	  (the call read as SQL: a quote or a parenthesis in a comment or a
- *	  quoted name inside it opens or closes nothing);
+ *	  quoted name inside it opens or closes nothing), a call inside a
+ *	  comment, a quoted name or a literal of another one too;
  *	- the bytes of every constant in a node dump (debug_print_plan).
  * The card input reads a text only once every quoting is undone, so keys,
  * blanks and separators are read the same way (read_char): a letter or a
@@ -729,45 +730,77 @@ mask_key_values(char *buf, int len)
 }
 
 /*
+ * The position of the next word pay_card (in any case, that no word
+ * character precedes) at or after i, or len.  Its '_' is looked at first:
+ * most words that start with a p (payments, pay_purchase) differ there.
+ */
+static inline int
+next_pay_card_word(const char *buf, int len, int i)
+{
+	for (; (i = card_next_letter(buf, len, i, 'p')) + 8 < len; i++)
+		if (buf[i + 3] == '_' && pg_strncasecmp(buf + i, "pay_card", 8) == 0 &&
+			(i == 0 || !IS_WORD(buf[i - 1])))
+			return i;
+	return len;
+}
+
+/*
  * Mask the literals inside pay_card( ... ): their contents, whole (the
  * number, the security code and the holder name given positionally).  The
  * call is read as sql_token reads SQL, so a quote or a parenthesis in a
- * comment or a quoted name inside it changes nothing.  A text may quote
- * the call one level down ('SELECT pay_card(''4111...'', 12, 2031,
- * ''123'')', as EXECUTE's argument): there an empty literal '' that a
- * value follows opens a literal up to the next '', and every token up to
- * it is masked too.
+ * comment or a quoted name inside it changes nothing.  Every pay_card
+ * followed by '(' (maybe after a quote, blanks and comments) is a call of
+ * its own, read from its '(' as the text came, wherever it stands: also in
+ * a comment, a quoted name or a literal of an earlier call, where the text
+ * may be read otherwise (a context line quoting "... 'pay_card(\"' ..."
+ * before a statement that calls pay_card: read from the first, the second
+ * is inside a quoted name).  The readings cost at most 4 times the text's
+ * length and 1 kB: past that (a hostile text, calls inside calls) every
+ * digit from the call on is masked instead.  A text may quote the call one
+ * level down ('SELECT pay_card(''4111...'', 12, 2031, ''123'')', as
+ * EXECUTE's argument): there an empty literal '' that a value follows
+ * opens a literal up to the next '', and every token up to it is masked
+ * too.
  */
-static bool
-mask_pay_card_calls(char *buf, int len)
+static pg_noinline bool
+mask_pay_card_calls_from(char *buf, int len, int first)
 {
 	bool		masked = false;
+	const char *src = buf;		/* the text as it came, to read the calls */
+	char	   *copy = NULL;
+	int64		budget = 4 * (int64) len + 1024;
+	int			next;
 
-	for (int i = 0; (i = card_next_letter(buf, len, i, 'p')) + 8 < len; i++)
+	for (int i = first; i < len; i = next)
 	{
-		int			j,
+		int			j = i + 8,
 					depth = 0;
 		bool		doubled = false;	/* inside a ''...'' literal */
 
-		if (pg_strncasecmp(buf + i, "pay_card", 8) != 0 || (i > 0 && IS_WORD(buf[i - 1])))
-			continue;
-		j = i + 8;
-		if (j < len && buf[j] == '"')
+		next = next_pay_card_word(src, len, i + 8);
+		/* a later call is read from the text as it came, not as masked */
+		if (next < len && copy == NULL)
+		{
+			copy = palloc(len);
+			memcpy(copy, buf, len);
+			src = copy;
+		}
+		if (j < len && src[j] == '"')
 			j++;
-		j = card_skip_sql_space(buf, len, j);
-		if (j >= len || buf[j] != '(')
-			continue;
-		while (j < len)
+		j = card_skip_sql_space(src, len, j);
+		budget -= j - i;
+		while (j < len && (depth > 0 || src[j] == '(') && budget >= 0)
 		{
 			SqlToken	t;
 
-			sql_token(buf, len, j, &t);
-			if (t.kind == SQL_OTHER && buf[j] == '(')
+			sql_token(src, len, j, &t);
+			budget -= t.end - j;
+			if (t.kind == SQL_OTHER && src[j] == '(')
 				depth++;
-			else if (t.kind == SQL_OTHER && buf[j] == ')' && --depth == 0)
+			else if (t.kind == SQL_OTHER && src[j] == ')' && --depth == 0)
 				break;
-			else if (t.kind == SQL_LITERAL && t.end == j + 2 && buf[j] == '\'' && buf[j + 1] == '\'' &&
-					 (doubled || opens_doubled_literal(buf, len, j)))
+			else if (t.kind == SQL_LITERAL && t.end == j + 2 && src[j] == '\'' && src[j + 1] == '\'' &&
+					 (doubled || opens_doubled_literal(src, len, j)))
 			{
 				doubled = !doubled;
 				j = t.end;
@@ -779,9 +812,24 @@ mask_pay_card_calls(char *buf, int len)
 				mask_span(buf, j, t.end, &masked);
 			j = t.end;
 		}
-		i = j;
+		if (budget < 0)
+		{
+			masked |= card_redact_excerpt(buf + i, len - i);
+			break;
+		}
 	}
+	if (copy != NULL)
+		pfree(copy);
 	return masked;
+}
+
+/* The above, for a text where the word pay_card comes (most do not). */
+static inline bool
+mask_pay_card_calls(char *buf, int len)
+{
+	int			first = next_pay_card_word(buf, len, 0);
+
+	return first < len && mask_pay_card_calls_from(buf, len, first);
 }
 
 /*

@@ -18,7 +18,8 @@
  *	 - card_redact() masks every digit of the literals among the arguments
  *	   of a pay_card(...) call (its comment's promise), as the small lexer
  *	   below reads the call from its '(': a quote or a ')' in a comment or
- *	   a quoted name inside it changes nothing;
+ *	   a quoted name inside it changes nothing, and a call inside a
+ *	   comment, a quoted name or a literal of another is read too;
  *	 - card_redact_statement(), card_redact_plan(): digits only change,
  *	   each to CARD_REDACT_CHAR, and the result says whether any did;
  *	 - card_redact_statement() masks every digit its comment promises to,
@@ -38,9 +39,7 @@
  * Not checked: that card_redact() of its own result changes nothing
  * (card_redact.c does not promise it: a masked digit becomes a letter,
  * and within seconds a second pass masks more, "$1...$" read as a dollar
- * quote once "$X...$", even digits: a pay_card call inside a quoted name
- * of an earlier call is read as a call once the earlier one's word is
- * masked as a key's value).  A pay_card call quoted one level down
+ * quote once "$X...$").  A pay_card call quoted one level down
  * ('SELECT pay_card(''4111...'', ...)') is masked by a heuristic reading
  * of '' that this lexer does not check either.
  *
@@ -321,8 +320,11 @@ is_sql_blank(char c)
  * of a literal among a call's arguments, as next_token() reads them.  A
  * call is the word pay_card in any case that no letter, digit or '_'
  * precedes (its name may be quoted), blanks and comments, then '('; it
- * ends at the ')' that closes it, or with the text, and the next call is
- * looked for after it.  Sets must[i] for each such digit.
+ * ends at the ')' that closes it, or with the text.  Every such word is
+ * a call of its own, read on its own from its '(' in the text as it
+ * came: also one inside a comment, a quoted name or a literal of an
+ * earlier call, where the text may read otherwise.  Sets must[i] for each
+ * such digit.
  */
 static void
 pay_card_digits_to_mask(const char *s, int len, bool *must)
@@ -363,7 +365,6 @@ pay_card_digits_to_mask(const char *s, int len, bool *must)
 						must[k] = true;
 			j = e;
 		}
-		i = j;
 	}
 }
 

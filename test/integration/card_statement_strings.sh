@@ -50,6 +50,14 @@
 #    statement sent (SELECT f(1, 0)) holds no card data.  Before: the
 #    comment's quote was read as opening a literal (and the ')' as ending
 #    the call), and the code, or the split number, was logged in clear.
+# 8. A user function's statement that calls pay_card after a function it
+#    calls failed in a statement that holds the word pay_card and a '('
+#    in a literal or a comment ('pay_card("', 'pay_card(/*', 1 /* pay_card("
+#    */ / d): the context quotes both statements, and read from the first
+#    pay_card, the second statement is inside a quoted name or a comment,
+#    and its arguments (a column in double quotes before the code, in the
+#    third) too.  Before: only the first was read as a call, and the code
+#    was logged and sent in clear (the number was masked as a digit run).
 # A statement without card data keeps its digits, even with the word
 # "execute" in it.  Prints TAP.
 set -uo pipefail
@@ -79,6 +87,28 @@ psql_db -q -c "CREATE FUNCTION public.card_strings_buy(pan text, code text) RETU
 		PERFORM payments.pay_card_last4(payments.pay_card('$PAN', /* ) */ 12, $YEAR, '673')), 1 / d;
 	ELSE
 		PERFORM payments.pay_card_last4(payments.pay_card(/* it's */ '$A' || '$B', 12, $YEAR, '674')), 1 / d;
+	END IF;
+	END \$\$" \
+	-c "CREATE FUNCTION public.card_strings_word(k int, d int) RETURNS int LANGUAGE plpgsql AS
+	\$\$ BEGIN
+	IF k = 1 THEN
+		PERFORM 1 / d, 'pay_card(\"';
+	ELSIF k = 2 THEN
+		PERFORM 1 / d, 'pay_card(/*';
+	ELSE
+		PERFORM 1 /* pay_card(\" */ / d;
+	END IF;
+	RETURN k;
+	END \$\$" \
+	-c "CREATE FUNCTION public.card_strings_after(k int, d int) RETURNS void LANGUAGE plpgsql AS
+	\$\$ BEGIN
+	IF k = 1 THEN
+		PERFORM public.card_strings_word(1, d), payments.pay_card_last4(payments.pay_card('$PAN', 12, $YEAR, '681'));
+	ELSIF k = 2 THEN
+		PERFORM public.card_strings_word(2, d), payments.pay_card_last4(payments.pay_card('$PAN', 12, $YEAR, '682'));
+	ELSE
+		PERFORM public.card_strings_word(3, d), payments.pay_card_last4(payments.pay_card(\"pan\", 12, $YEAR, '683'))
+			FROM (SELECT '$PAN' AS \"pan\") s;
 	END IF;
 	END \$\$" >/dev/null
 log_size_before=$(stat -c %s "$LOG")
@@ -111,6 +141,10 @@ SELECT public.card_strings_comment(1, 0);
 SELECT public.card_strings_comment(2, 0);
 SELECT public.card_strings_comment(3, 0);
 SELECT public.card_strings_comment(4, 0);
+-- 8.
+SELECT public.card_strings_after(1, 0);
+SELECT public.card_strings_after(2, 0);
+SELECT public.card_strings_after(3, 0);
 -- without card data
 SELECT 'execute' IS NULL, 4242 \; SELECT 4243 AS executed;
 SQL
@@ -195,7 +229,8 @@ cat "$WORK/card_strings.idle-out" >> "$OUT"
 
 session_log "$log_size_before" "$WORK/card_statement_strings.server-log"
 psql_db -q -c "DROP FUNCTION public.card_strings_buy(text, text)" \
-	-c "DROP FUNCTION public.card_strings_comment(int, int)" -c "DROP PROCEDURE public.card_strings_pay(text, text)"
+	-c "DROP FUNCTION public.card_strings_comment(int, int)" -c "DROP FUNCTION public.card_strings_after(int, int)" \
+	-c "DROP FUNCTION public.card_strings_word(int, int)" -c "DROP PROCEDURE public.card_strings_pay(text, text)"
 f=$WORK/card_statement_strings.server-log
 
 # the statements ran, failed and were logged as intended
@@ -211,13 +246,18 @@ for m in 'statement: SELECT X ; EXECUTE card_buy' 'statement: /\* lead \*/ ExEcU
 	"parameters: \\\$1 = 'XXXX" 'with parameters: \$1 = ' \
 	"CONTEXT:  SQL statement \"SELECT payments.pay_card_last4(payments.pay_card('XXXXXXXXXXXXXXXX', /\\* it's \\*/ 12, $YEAR, 'XXX')), 1 / d\"" \
 	"CONTEXT:  SQL statement \"SELECT payments.pay_card_last4(payments.pay_card('XXXXXXXXXXXXXXXX', /\\* ) \\*/ 12, $YEAR, 'XXX')), 1 / d\"" \
-	"CONTEXT:  SQL statement \"SELECT payments.pay_card_last4(payments.pay_card(/\\* it's \\*/ 'XXXXXXXX' || 'XXXXXXXX', 12, $YEAR, 'XXX')), 1 / d\""; do
+	"CONTEXT:  SQL statement \"SELECT payments.pay_card_last4(payments.pay_card(/\\* it's \\*/ 'XXXXXXXX' || 'XXXXXXXX', 12, $YEAR, 'XXX')), 1 / d\"" \
+	"CONTEXT:  SQL statement \"SELECT 1 / d, 'pay_card(\"'\"" "CONTEXT:  SQL statement \"SELECT 1 / d, 'pay_card(/\\*'\"" \
+	"CONTEXT:  SQL statement \"SELECT 1 /\\* pay_card(\" \\*/ / d\"" \
+	"SQL statement \"SELECT public.card_strings_word(1, d), payments.pay_card_last4(payments.pay_card('XXXXXXXXXXXXXXXX', 12, $YEAR, 'XXX'))\"" \
+	"SQL statement \"SELECT public.card_strings_word(2, d), payments.pay_card_last4(payments.pay_card('XXXXXXXXXXXXXXXX', 12, $YEAR, 'XXX'))\"" \
+	"SQL statement \"SELECT public.card_strings_word(3, d), payments.pay_card_last4(payments.pay_card(\"pan\", 12, $YEAR, 'XXX'))"; do
 	if grep -q -- "$m" "$f"; then ok 0 "in the log: $m"; else ok 1 "not in the log: $m"; fi
 done
-is "$(grep -c 'ERROR:  division by zero' "$OUT")" 8 "the eight divisions by zero failed (simple, four in a function, two pgbench, libpq)"
+is "$(grep -c 'ERROR:  division by zero' "$OUT")" 11 "the eleven divisions by zero failed (simple, seven in a function, two pgbench, libpq)"
 like "$(cat "$OUT")" "libpq execute: status 2 " "the statement prepared by a Parse message ran"
 like "$(cat "$OUT")" "libpq nested: status 7 ERROR:  there is no parameter" "the EXECUTE of an EXECUTE prepared by a Parse message failed as expected"
-for c in 611 612 613 614 615 616 617 618 621 622 623 631 632 633 634 635 636 637 671 672 673 674 641 642 651 661 662 663 "$PAN" "$A" "$B" "${PAN:0:6}"; do
+for c in 611 612 613 614 615 616 617 618 621 622 623 631 632 633 634 635 636 637 671 672 673 674 681 682 683 641 642 651 661 662 663 "$PAN" "$A" "$B" "${PAN:0:6}"; do
 	leaked=$(strip_prefix "$f" | sed -E 's/duration: [0-9]+\.[0-9]+ ms//' | grep -wF -- "$c")
 	if [ -z "$leaked" ] && ! grep -v '^LINE [0-9]*: ' "$OUT" | grep -qwF -- "$c"; then
 		ok 0 "$c is in no log line or message"
