@@ -263,9 +263,66 @@ typedef struct SqlToken
 } SqlToken;
 
 /*
+ * Whether the '' at buf[i] opens a literal one quoting level down
+ * (''...'', inside a quoted text such as EXECUTE's argument) rather than
+ * being an empty literal of the text itself: what follows it, past
+ * blanks, is a value, not a quote, ',', ')', ';', ':', '|' or the end of
+ * the text (pay_card(n, 12, 2031, ''), ''::text, '' || x).
+ */
+static inline bool
+opens_doubled_literal(const char *buf, int len, int i)
+{
+	int			p = i + 2;
+
+	if (p > len || buf[i] != '\'' || buf[i + 1] != '\'')
+		return false;
+	while (p < len && (buf[p] == ' ' || buf[p] == '\t' || buf[p] == '\n' || buf[p] == '\r' ||
+					   buf[p] == '\f'))
+		p++;
+	/* (a NUL is found in the set too) */
+	return p < len && strchr("',);:|", buf[p]) == NULL;
+}
+
+/*
+ * quoted_end one quoting level down: the position of the '' closing the
+ * literal opened by the '' at buf[i], in which '''' is a quote (and \''
+ * one, with backslash_escapes), or len.
+ */
+static int
+doubled_quoted_end(const char *buf, int len, int i, bool backslash_escapes)
+{
+	int			j = i + 2;
+
+	while (j < len)
+	{
+		if (buf[j] == '\'' && j + 1 < len && buf[j + 1] == '\'')
+		{
+			if (j + 3 < len && buf[j + 2] == '\'' && buf[j + 3] == '\'')
+			{
+				j += 4;
+				continue;
+			}
+			return j;
+		}
+		if (buf[j] == '\\' && backslash_escapes && j + 1 < len)
+		{
+			j += (j + 2 < len && buf[j + 1] == '\'' && buf[j + 2] == '\'') ? 3 : 2;
+			continue;
+		}
+		j++;
+	}
+	return len;
+}
+
+/*
  * Read the token at buf[i] as PostgreSQL's scanner (scan.l, with
  * standard_conforming_strings on) would: the one home of this file's SQL
- * lexing, for card_redact_statement and mask_pay_card_calls.  A comment is
+ * lexing, for card_redact_statement, mask_sql_literal and
+ * mask_pay_card_calls.  With doubled, the text is read one quoting level
+ * down, as it stands inside a '...' literal (EXECUTE's argument): a quote
+ * is written '' (E'' too), '''' inside a literal, and a '' opens a literal
+ * only as opens_doubled_literal says, else it is a token of its own, as a
+ * quote alone is (the end of the literal that holds the text).  A comment is
  * skipped whole (a quote in it, "-- the customer's card", opens no
  * literal); a '$' inside a name is part of it (a$1, a$b$c), not a
  * parameter or a dollar quote; an E opens an E'' literal only when it is a
@@ -274,7 +331,7 @@ typedef struct SqlToken
  * that the text cuts runs to its end.
  */
 static void
-sql_token(const char *buf, int len, int i, SqlToken *t)
+sql_token(const char *buf, int len, int i, bool doubled, SqlToken *t)
 {
 	unsigned char c = buf[i];
 	int			d;
@@ -290,6 +347,24 @@ sql_token(const char *buf, int len, int i, SqlToken *t)
 	{
 		t->kind = SQL_NAME;
 		t->end = Min(quoted_end(buf, len, i, false) + 1, len);
+	}
+	else if (doubled && (c == '\'' || ((c == 'E' || c == 'e') && i + 1 < len && buf[i + 1] == '\'')))
+	{
+		/* ''...'', E''...'', or else a quote or two, or an E, alone */
+		int			q = (c == '\'') ? i : i + 1;
+
+		if (opens_doubled_literal(buf, len, q))
+		{
+			t->kind = SQL_LITERAL;
+			t->body = q + 2;
+			t->body_end = doubled_quoted_end(buf, len, q, q != i);
+			t->end = Min(t->body_end + 2, len);
+		}
+		else
+		{
+			t->kind = (q == i) ? SQL_OTHER : SQL_NAME;
+			t->end = (q == i && i + 1 < len && buf[i + 1] == '\'') ? i + 2 : i + 1;
+		}
 	}
 	else if (c == '\'' || ((c == 'E' || c == 'e') && i + 1 < len && buf[i + 1] == '\''))
 	{
@@ -342,25 +417,12 @@ sql_token(const char *buf, int len, int i, SqlToken *t)
 }
 
 /*
- * Whether buf[i] opens a literal one quoting level down, ''...'' (inside
- * a quoted text, such as EXECUTE's argument): two quotes that no blank,
- * quote, separator or end of text follows (that would be an empty
- * literal).
- */
-static inline bool
-opens_doubled_literal(const char *buf, int len, int i)
-{
-	return i + 2 < len && buf[i] == '\'' && buf[i + 1] == '\'' &&
-		strchr("', )\t\n\r;:|", buf[i + 2]) == NULL;
-}
-
-/*
  * Mask the SQL literal starting at buf[i], as sql_token reads it ('...',
- * E'...', $$...$$, $tag$...$tag$; U&'...' too), or ''...'' (a literal
- * inside a quoted text).  Returns the position after it, or -1 when
- * buf[i] starts none or it does not close within limit characters: a key
- * in prose must not eat the line.  A text that ends first is masked to
- * its end (a truncated statement).
+ * E'...', $$...$$, $tag$...$tag$; U&'...' too), or one quoting level
+ * down (''...'', when opens_doubled_literal says so).  Returns the
+ * position after it, or -1 when buf[i] starts none or it does not close
+ * within limit characters: a key in prose must not eat the line.  A text
+ * that ends first is masked to its end (a truncated statement).
  */
 static int
 mask_sql_literal(char *buf, int len, int i, int limit, bool *masked)
@@ -368,6 +430,7 @@ mask_sql_literal(char *buf, int len, int i, int limit, bool *masked)
 	int			stop = (limit < len - i) ? i + limit : len;
 	int			q = i;			/* the opening quote */
 	SqlToken	t;
+	bool		doubled;
 
 	/* U&'...' ends as a plain literal does (sql_token reads U as a name) */
 	if ((buf[i] == 'U' || buf[i] == 'u') && i + 2 < len && buf[i + 1] == '&' &&
@@ -375,15 +438,14 @@ mask_sql_literal(char *buf, int len, int i, int limit, bool *masked)
 		i = q = i + 2;
 	else if ((buf[i] == 'E' || buf[i] == 'e') && i + 1 < len && buf[i + 1] == '\'')
 		q = i + 1;
-	if (opens_doubled_literal(buf, len, q))
-		return mask_to_delimiter(buf, len, q, 2, stop, masked);
+	doubled = opens_doubled_literal(buf, len, q);
 
 	/*
 	 * Whether it closes before stop is known within limit characters past
 	 * stop (a dollar quote's tag is shorter than that, or its body starts
 	 * after stop): the text after them is not read.
 	 */
-	sql_token(buf, Min(len, stop + limit), i, &t);
+	sql_token(buf, Min(len, stop + limit), i, doubled, &t);
 	if (t.kind != SQL_LITERAL || (t.body_end >= stop && stop < len))
 		return -1;
 	mask_span(buf, t.body, t.body_end, masked);
@@ -730,18 +792,74 @@ mask_key_values(char *buf, int len)
 }
 
 /*
- * The position of the next word pay_card (in any case, that no word
- * character precedes) at or after i, or len.  Its '_' is looked at first:
- * most words that start with a p (payments, pay_purchase) differ there.
+ * Whether the word pay_card, in any case, starts at buf[i] (8 bytes on):
+ * ASCII lowered by setting 0x20, which turns only a letter into one of
+ * these letters; the '_' as it is (0x7f would pass).
  */
-static inline int
+static inline bool
+pay_card_at(const char *buf)
+{
+	return (buf[0] | 0x20) == 'p' && (buf[1] | 0x20) == 'a' && (buf[2] | 0x20) == 'y' &&
+		buf[3] == '_' && (buf[4] | 0x20) == 'c' && (buf[5] | 0x20) == 'a' &&
+		(buf[6] | 0x20) == 'r' && (buf[7] | 0x20) == 'd';
+}
+
+/*
+ * The position of the next word pay_card (in any case, that no word
+ * character precedes) at or after i, or len.
+ */
+static pg_attribute_always_inline int
 next_pay_card_word(const char *buf, int len, int i)
 {
 	for (; (i = card_next_letter(buf, len, i, 'p')) + 8 < len; i++)
-		if (buf[i + 3] == '_' && pg_strncasecmp(buf + i, "pay_card", 8) == 0 &&
-			(i == 0 || !IS_WORD(buf[i - 1])))
+		if (pay_card_at(buf + i) && (i == 0 || !IS_WORD(buf[i - 1])))
 			return i;
 	return len;
+}
+
+/* The position of the first '' at or after i, or len. */
+static int
+next_quote_pair(const char *buf, int len, int i)
+{
+	const char *q;
+
+	while (i + 1 < len && (q = memchr(buf + i, '\'', len - i - 1)) != NULL)
+	{
+		i = q - buf;
+		if (buf[i + 1] == '\'')
+			return i;
+		i += 2;
+	}
+	return len;
+}
+
+/*
+ * Mask in buf the contents of the literals of the call whose '(' is at
+ * src[j], read at one quoting level (doubled: one level down, see
+ * sql_token) up to the ')' that closes it or the end of the text, or until
+ * *budget, which pays for every character read, runs out.
+ */
+static pg_attribute_always_inline bool
+mask_call_literals(char *buf, const char *src, int len, int j, bool doubled, int64 *budget)
+{
+	bool		masked = false;
+	int			depth = 0;
+
+	while (j < len && *budget >= 0)
+	{
+		SqlToken	t;
+
+		sql_token(src, len, j, doubled, &t);
+		*budget -= t.end - j;
+		if (t.kind == SQL_OTHER && src[j] == '(')
+			depth++;
+		else if (t.kind == SQL_OTHER && src[j] == ')' && --depth == 0)
+			break;
+		else if (t.kind == SQL_LITERAL)
+			mask_span(buf, t.body, t.body_end, &masked);
+		j = t.end;
+	}
+	return masked;
 }
 
 /*
@@ -754,13 +872,23 @@ next_pay_card_word(const char *buf, int len, int i)
  * a comment, a quoted name or a literal of an earlier call, where the text
  * may be read otherwise (a context line quoting "... 'pay_card(\"' ..."
  * before a statement that calls pay_card: read from the first, the second
- * is inside a quoted name).  The readings cost at most 4 times the text's
- * length and 1 kB: past that (a hostile text, calls inside calls) every
- * digit from the call on is masked instead.  A text may quote the call one
- * level down ('SELECT pay_card(''4111...'', 12, 2031, ''123'')', as
- * EXECUTE's argument): there an empty literal '' that a value follows
- * opens a literal up to the next '', and every token up to it is masked
- * too.
+ * is inside a quoted name).
+ *
+ * A text may hold the call one quoting level down, inside a literal
+ * ('SELECT pay_card(''4111...'', 12, 2031, '' 123'')', EXECUTE's
+ * argument): where a '' comes after its '(', the call is read a second
+ * time so (sql_token's doubled reading), and the literals of both readings
+ * are masked.  That reading takes a '' for the opening quote of a literal
+ * when a value follows it, past blanks: not a quote, ',', ')', ';', ':',
+ * '|' or the end of the text, which would make it an empty literal of the
+ * text itself (pay_card(n, 12, 2031, '')); a literal one level down that
+ * starts so (''; 123'') is not read as one, and neither is one two levels
+ * down (''''123'''': its number is still a digit run).  A text that is no
+ * quoted one may lose some more characters so: pay_card(n, '' AS x ...).
+ *
+ * The readings cost at most 4 times the text's length and 1 kB: past that
+ * (a hostile text, calls inside calls) every digit from the call on is
+ * masked instead.
  */
 static pg_noinline bool
 mask_pay_card_calls_from(char *buf, int len, int first)
@@ -769,48 +897,42 @@ mask_pay_card_calls_from(char *buf, int len, int first)
 	const char *src = buf;		/* the text as it came, to read the calls */
 	char	   *copy = NULL;
 	int64		budget = 4 * (int64) len + 1024;
-	int			next;
+	int			next,
+				pair = len,		/* the first '' at or after pair_from */
+				pair_from = len + 1;
 
 	for (int i = first; i < len; i = next)
 	{
-		int			j = i + 8,
-					depth = 0;
-		bool		doubled = false;	/* inside a ''...'' literal */
+		int			j = i + 8;
 
 		next = next_pay_card_word(src, len, i + 8);
-		/* a later call is read from the text as it came, not as masked */
-		if (next < len && copy == NULL)
-		{
-			copy = palloc(len);
-			memcpy(copy, buf, len);
-			src = copy;
-		}
 		if (j < len && src[j] == '"')
 			j++;
 		j = card_skip_sql_space(src, len, j);
 		budget -= j - i;
-		while (j < len && (depth > 0 || src[j] == '(') && budget >= 0)
+		if (j < len && src[j] == '(')
 		{
-			SqlToken	t;
-
-			sql_token(src, len, j, &t);
-			budget -= t.end - j;
-			if (t.kind == SQL_OTHER && src[j] == '(')
-				depth++;
-			else if (t.kind == SQL_OTHER && src[j] == ')' && --depth == 0)
-				break;
-			else if (t.kind == SQL_LITERAL && t.end == j + 2 && src[j] == '\'' && src[j + 1] == '\'' &&
-					 (doubled || opens_doubled_literal(src, len, j)))
+			if (j < pair_from || j > pair)
 			{
-				doubled = !doubled;
-				j = t.end;
-				continue;
+				pair = next_quote_pair(src, len, j);
+				pair_from = j;
+				budget -= pair - j;
 			}
-			else if (t.kind == SQL_LITERAL)
-				mask_span(buf, t.body, t.body_end, &masked);
-			if (doubled)
-				mask_span(buf, j, t.end, &masked);
-			j = t.end;
+
+			/*
+			 * A second reading, and a later call, read the text as it came,
+			 * not as the first reading masked it (no copy was needed before:
+			 * nothing was read)
+			 */
+			if ((next < len || pair < len) && copy == NULL)
+			{
+				copy = palloc(len);
+				memcpy(copy, buf, len);
+				src = copy;
+			}
+			masked |= mask_call_literals(buf, src, len, j, false, &budget);
+			if (pair < len)
+				masked |= mask_call_literals(buf, src, len, j, true, &budget);
 		}
 		if (budget < 0)
 		{
@@ -1012,7 +1134,7 @@ card_redact_statement(char *buf, int len)
 	{
 		SqlToken	t;
 
-		sql_token(buf, len, i, &t);
+		sql_token(buf, len, i, false, &t);
 		/* literals, numbers, comments: every digit, whatever precedes it */
 		if (t.kind == SQL_LITERAL || t.kind == SQL_NUMBER || t.kind == SQL_SPACE)
 			masked |= card_redact_excerpt(buf + i, t.end - i);

@@ -19,7 +19,9 @@
  *	   of a pay_card(...) call (its comment's promise), as the small lexer
  *	   below reads the call from its '(': a quote or a ')' in a comment or
  *	   a quoted name inside it changes nothing, and a call inside a
- *	   comment, a quoted name or a literal of another is read too;
+ *	   comment, a quoted name or a literal of another is read too; and
+ *	   so for the call read one quoting level down (''4111...'' a
+ *	   literal), where a '' that a value follows opens a literal;
  *	 - card_redact_statement(), card_redact_plan(): digits only change,
  *	   each to CARD_REDACT_CHAR, and the result says whether any did;
  *	 - card_redact_statement() masks every digit its comment promises to,
@@ -39,9 +41,7 @@
  * Not checked: that card_redact() of its own result changes nothing
  * (card_redact.c does not promise it: a masked digit becomes a letter,
  * and within seconds a second pass masks more, "$1...$" read as a dollar
- * quote once "$X...$").  A pay_card call quoted one level down
- * ('SELECT pay_card(''4111...'', ...)') is masked by a heuristic reading
- * of '' that this lexer does not check either.
+ * quote once "$X...$").
  *
  *-------------------------------------------------------------------------
  */
@@ -314,6 +314,80 @@ is_sql_blank(char c)
 }
 
 /*
+ * The ''...'' literals of the call whose '(' is at s[from] read one
+ * quoting level down, as card_redact.c's comment promises (the call inside a '...'
+ * literal, EXECUTE's argument: "pay_card(''4111...'', 12, 2031,
+ * '' 123'')"): the text from the '(' on, each '' (paired left to right)
+ * made one quote and a quote alone a character that quotes nothing, read
+ * by next_token(), except that a quote made of a '' opens a literal only
+ * where what follows that '' in s, past blanks, is there and is none of
+ * the characters ' , ) ; : | (else it is a character of its own, and so
+ * is an E before it).  Sets must[] for the digits of the contents of its
+ * literals in quotes (not of a dollar quote this reading alone sees: it
+ * reads a text without a '' as no quoted one), at their places in s.
+ */
+static void
+doubled_call_digits(const char *s, int len, int from, bool *must)
+{
+	char	   *d = malloc(len - from + 1);
+	int		   *at = malloc(sizeof(int) * (len - from + 1));
+	bool	   *opens = malloc(len - from + 1);
+	int			n = 0,
+				j = 0,
+				depth = 0;
+
+	FUZZ_ASSERT(d != NULL && at != NULL && opens != NULL);
+	for (int k = from; k < len; n++)
+	{
+		at[n] = k;
+		opens[n] = false;
+		if (s[k] == '\'' && k + 1 < len && s[k + 1] == '\'')
+		{
+			int			p = k + 2;
+
+			while (p < len && is_sql_blank(s[p]))
+				p++;
+			opens[n] = p < len && s[p] != '\0' && strchr("',);:|", s[p]) == NULL;
+			d[n] = '\'';
+			k += 2;
+		}
+		else
+		{
+			d[n] = (s[k] == '\'') ? '\x01' : s[k];
+			k++;
+		}
+	}
+	while (j < n)
+	{
+		TokenKind	kind;
+		int			body,
+					body_end,
+					e;
+		bool		e_quote = (d[j] == 'E' || d[j] == 'e') && j + 1 < n && d[j + 1] == '\'';
+
+		if ((d[j] == '\'' && !opens[j]) || (e_quote && !opens[j + 1]))
+		{
+			kind = (d[j] == '\'') ? TOKEN_OTHER : TOKEN_NAME;
+			e = j + 1;
+		}
+		else
+			e = next_token(d, n, j, &kind, &body, &body_end);
+		if (kind == TOKEN_OTHER && d[j] == '(')
+			depth++;
+		else if (kind == TOKEN_OTHER && d[j] == ')' && --depth == 0)
+			break;
+		else if (kind == TOKEN_LITERAL && (d[j] == '\'' || e_quote))
+			for (int k = body; k < body_end; k++)
+				if (IS_DIGIT(d[k]))
+					must[at[k]] = true;
+		j = e;
+	}
+	free(d);
+	free(at);
+	free(opens);
+}
+
+/*
  * Which digits card_redact() must mask in the calls of pay_card a text
  * holds, as card_redact.c's comment promises ("every quoted literal inside
  * the parentheses of a pay_card(...) call"): every digit of the contents
@@ -323,7 +397,8 @@ is_sql_blank(char c)
  * ends at the ')' that closes it, or with the text.  Every such word is
  * a call of its own, read on its own from its '(' in the text as it
  * came: also one inside a comment, a quoted name or a literal of an
- * earlier call, where the text may read otherwise.  Sets must[i] for each
+ * earlier call, where the text may read otherwise.  Each is also read
+ * one quoting level down (doubled_call_digits).  Sets must[i] for each
  * such digit.
  */
 static void
@@ -352,6 +427,7 @@ pay_card_digits_to_mask(const char *s, int len, bool *must)
 			j = is_sql_blank(s[j]) ? j + 1 : e;
 		if (j >= len || s[j] != '(')
 			continue;
+		doubled_call_digits(s, len, j, must);
 		while (j < len)
 		{
 			e = next_token(s, len, j, &kind, &body, &body_end);

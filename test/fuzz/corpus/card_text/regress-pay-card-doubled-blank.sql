@@ -1,0 +1,1 @@
+DO $$ BEGIN EXECUTE 'SELECT payments.pay_card_last4(payments.pay_card('' 4111 1111 1111 1111'', 12, 2031, '' 123''))'; END $$

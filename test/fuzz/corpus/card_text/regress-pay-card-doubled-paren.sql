@@ -1,0 +1,1 @@
+EXECUTE 'SELECT payments.pay_card(''4111 1111 1111 1111'', 12, 2031, ''123'', ''J. (Jr)'') || payments.pay_card(''x)'', 12, 2031, ''456'') || ''789''';
