@@ -18,9 +18,9 @@
 #include "catalog/namespace.h"
 #include "commands/trigger.h"
 #include "fmgr.h"
+#include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
-#include "utils/builtins.h"
 #include "utils/syscache.h"
 
 #include "cached_table.h"
