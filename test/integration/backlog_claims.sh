@@ -50,7 +50,7 @@ merchant_on_simulator "backlog claims"
 
 su -c "ALTER SYSTEM SET payments.max_in_flight = 10" -c "ALTER SYSTEM SET payments.claim_batch = 10" \
 	-c "SELECT pg_reload_conf()" >/dev/null
-ok "$(passed worker_reread payments.max_in_flight 10 payments.claim_batch 10)" \
+ok "$(passed process_reread worker payments.max_in_flight 10 payments.claim_batch 10)" \
 	"the worker goes by max_in_flight 10 and claim_batch 10"
 
 burst 300 '1.00 USD'
@@ -77,7 +77,7 @@ is "$(su -c "SELECT count(*) FROM payments.operations WHERE merchant_id = $M AND
 su -c "ALTER SYSTEM SET payments.max_in_flight = 400" -c "ALTER SYSTEM SET payments.claim_batch = 20" \
 	-c "SELECT pg_reload_conf()" >/dev/null
 sim_ctl POST /latency '{"fixedMs":0,"randomMs":0}' >/dev/null
-ok "$(passed worker_reread payments.max_in_flight 400 payments.claim_batch 20)" \
+ok "$(passed process_reread worker payments.max_in_flight 400 payments.claim_batch 20)" \
 	"the worker goes by max_in_flight 400 and claim_batch 20"
 burst 200 '3.00 USD'
 is "$drained" drained "a burst of 200 purchases is drained"

@@ -23,7 +23,7 @@ card="pay_card('4111111111111111', 12, $Y, '123')"
 auth() { local p; p=$(q -c "SELECT payment_id FROM pay_authorize(amount => '$1', card => $card)"); q -c "SELECT status FROM pay_wait($p, '10 s')" >/dev/null; echo $p; }
 pa=$(auth '50.00 USD'); pb=$(auth '51.00 USD')
 qo -c "ALTER SYSTEM SET payments.max_attempts = 1" -c "SELECT pg_reload_conf()" >/dev/null
-ok "$(passed worker_reread payments.max_attempts 1)" "the worker goes by a budget of one attempt"
+ok "$(passed process_reread worker payments.max_attempts 1)" "the worker goes by a budget of one attempt"
 # the captures' replies are lost (503, not processed): unknown, and with one attempt, dead
 sim_ctl POST /faults '{"type":"http5xx","count":2,"requestType":"createTransactionRequest"}' >/dev/null
 opa=$(q -c "SELECT operation_id FROM pay_capture(payment_id => $pa)")
@@ -37,7 +37,7 @@ sim_ctl DELETE /faults >/dev/null
 qo -c "ALTER SYSTEM RESET payments.max_attempts" -c "SELECT pg_reload_conf()" >/dev/null
 # (the retried dead letters below go by the default budget, not by one
 # attempt: a worker still on 1 may make a dead letter of them again)
-ok "$(passed worker_reread payments.max_attempts 12)" "the worker goes by the default budget again"
+ok "$(passed process_reread worker payments.max_attempts 12)" "the worker goes by the default budget again"
 # 32 days pass at the gateway: the authorizations expire
 sim_ctl POST /clock "{\"advanceSeconds\":$((32 * 86400))}" >/dev/null
 sim_ctl POST /settle >/dev/null

@@ -35,7 +35,7 @@ subscribe() {
 	q -c "SELECT subscription_id FROM pay_create_subscription(customer_id => $cid, price => '$2', interval_unit => 'month')"
 }
 qo -c "ALTER SYSTEM SET payments.max_attempts = 1" -c "SELECT pg_reload_conf()" >/dev/null
-ok "$(passed worker_reread payments.max_attempts 1)" "the worker goes by a budget of one attempt"
+ok "$(passed process_reread worker payments.max_attempts 1)" "the worker goes by a budget of one attempt"
 
 ###########################################################################
 # 1. A purchase the gateway answered "try again" (reason 19: processed

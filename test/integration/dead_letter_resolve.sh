@@ -20,7 +20,7 @@ Y=$(( $(date +%Y) + 2 ))
 card="pay_card('4111111111111111', 12, $Y, '123')"
 # every attempt spent at once: one unknown outcome makes a dead letter
 qo -c "ALTER SYSTEM SET payments.max_attempts = 1" -c "SELECT pg_reload_conf()" >/dev/null
-ok "$(passed worker_reread payments.max_attempts 1)" "the worker goes by a budget of one attempt"
+ok "$(passed process_reread worker payments.max_attempts 1)" "the worker goes by a budget of one attempt"
 # reset N: the next N transaction requests are processed (charged), then
 # their connection is reset before the answer
 reset() { sim_ctl POST /faults "{\"type\":\"reset\",\"count\":$1,\"process\":true,\"requestType\":\"createTransactionRequest\"}" >/dev/null; }

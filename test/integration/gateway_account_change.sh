@@ -57,7 +57,7 @@ is "$(reconf $M1)" "" "once it is resolved, the other account is taken"
 merchant_on_simulator hb-cred2 1000
 M2=$M
 q -c "ALTER SYSTEM SET payments.max_attempts = 1" -c "SELECT pg_reload_conf()" >/dev/null
-ok "$(passed worker_reread payments.max_attempts 1)" "2: the worker goes by a budget of one attempt"
+ok "$(passed process_reread worker payments.max_attempts 1)" "2: the worker goes by a budget of one attempt"
 sim_ctl POST /faults '{"type":"reset","count":1,"process":true,"requestType":"createTransactionRequest"}' >/dev/null
 pid=$(as_merchant -c "SELECT payment_id FROM pay_purchase(amount => '22.00 USD', card => $card)")
 for i in $(seq 100); do

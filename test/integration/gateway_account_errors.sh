@@ -20,7 +20,7 @@ settings() {	# settings MIN_S MAX_S: the account backoff, reloaded, and the work
 	su -c "ALTER SYSTEM SET payments.account_retry_min = $1" \
 		-c "ALTER SYSTEM SET payments.account_retry_max = $2" -c "SELECT pg_reload_conf()" >/dev/null
 	shown() { if [ $(($1 % 60)) = 0 ]; then echo "$(($1 / 60))min"; else echo "${1}s"; fi; }	# as SHOW prints it
-	ok "$(passed worker_reread payments.account_retry_min "$(shown "$1")" payments.account_retry_max "$(shown "$2")")" \
+	ok "$(passed process_reread worker payments.account_retry_min "$(shown "$1")" payments.account_retry_max "$(shown "$2")")" \
 		"the worker goes by an account backoff of $1 s doubling to $2 s"
 }
 cleanup() {

@@ -201,7 +201,7 @@ is "$total" 6 "each of them was charged exactly once"
 cluster_psql "$WORK" "$PORT" payments -c "ALTER SYSTEM SET payments.max_attempts = 2" -c "SELECT pg_reload_conf()" >/dev/null
 # (the checks below pass under the default budget of 12 as well: the budget
 # of two is made certain, not assumed)
-ok "$(passed worker_reread payments.max_attempts 2)" "the worker goes by a budget of two attempts"
+ok "$(passed process_reread worker payments.max_attempts 2)" "the worker goes by a budget of two attempts"
 configure "http://127.0.0.1:$closed/xml/v1/request.api" 1500
 pid=$(q -c "SELECT payment_id FROM pay_purchase(amount => '3.30 USD', card => $card)")
 op=$(q -c "SELECT operation_id FROM pay_payment_operations($pid)")

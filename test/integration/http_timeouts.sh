@@ -70,7 +70,7 @@ final() {	# final ID...: 1 once none is pending or unknown
 
 psqlq -c "ALTER SYSTEM SET payments.worker_statement_timeout = '2s'" -c "ALTER SYSTEM SET payments.worker_lock_timeout = 0" \
 	-c "SELECT pg_reload_conf()" >/dev/null
-ok "$(passed worker_reread payments.worker_statement_timeout 2s payments.worker_lock_timeout 0)" \
+ok "$(passed process_reread worker payments.worker_statement_timeout 2s payments.worker_lock_timeout 0)" \
 	"the worker goes by a statement timeout of 2 s and no lock timeout"
 # (what is checked below is the worker's recording (its 57014); the
 # recorder, which records batches of 32 answers or more, also goes by the

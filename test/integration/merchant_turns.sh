@@ -43,7 +43,7 @@ su -c "ALTER SYSTEM SET payments.max_in_flight = 20" -c "ALTER SYSTEM SET paymen
 	-c "SELECT pg_reload_conf()" >/dev/null
 # (the worker rereads its settings at the top of a round: a claim in a round
 # begun before its SIGHUP still goes by the old ones)
-ok "$(passed worker_reread payments.max_in_flight 20 payments.claim_batch 20)" \
+ok "$(passed process_reread worker payments.max_in_flight 20 payments.claim_batch 20)" \
 	"the worker goes by max_in_flight 20 and claim_batch 20"
 
 # --- a burst of A's, then one purchase of B's
@@ -111,7 +111,7 @@ is "$(su -c "SELECT count(*) FROM payments.operations WHERE merchant_id IN ($A, 
 # --- one operation per claim: A and B in turns
 su -c "ALTER SYSTEM SET payments.max_in_flight = 1" -c "ALTER SYSTEM SET payments.claim_batch = 1" \
 	-c "SELECT pg_reload_conf()" >/dev/null
-ok "$(passed worker_reread payments.max_in_flight 1 payments.claim_batch 1)" \
+ok "$(passed process_reread worker payments.max_in_flight 1 payments.claim_batch 1)" \
 	"the worker goes by max_in_flight 1 and claim_batch 1"
 first=$(su -c "SELECT max(operation_id) FROM payments.operations")
 # both committed before the worker is woken: A's purchases (first) and B's in one transaction

@@ -102,7 +102,7 @@ q -c "SELECT status FROM pay_wait_payment_method($px, '10 s')" >/dev/null
 py=$(q -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $cid, card => $(card 5424000000000015), validation_mode => 'none', make_default => false)")
 q -c "SELECT status FROM pay_wait_payment_method($py, '10 s')" >/dev/null
 cluster_psql "$WORK" "$PORT" payments -c "ALTER SYSTEM SET payments.max_attempts = 2" -c "SELECT pg_reload_conf()" >/dev/null
-ok "$(passed worker_reread payments.max_attempts 2)" "the worker goes by a budget of two attempts"
+ok "$(passed process_reread worker payments.max_attempts 2)" "the worker goes by a budget of two attempts"
 sim_ctl POST /faults '{"type":"http5xx","count":5,"requestType":"deleteCustomerPaymentProfileRequest"}' >/dev/null
 q -c "SELECT status FROM pay_delete_payment_method($px)" >/dev/null
 r=$(q -c "SELECT status || '|' || is_default || '|' || coalesce(failure_code, '-') FROM pay_wait_payment_method($px, '25 s')")

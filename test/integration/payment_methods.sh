@@ -189,7 +189,7 @@ is "$(q -c "SELECT count(*) FROM payments.card_vault WHERE merchant_id = $M")" 0
 set_max_attempts() {	# set_max_attempts N | DEFAULT, and the worker going by it
 	cluster_psql "$WORK" "$PORT" payments -c "ALTER SYSTEM SET payments.max_attempts = $1" -c "SELECT pg_reload_conf()" >/dev/null
 	local n=$1; [ "$n" != DEFAULT ] || n=12
-	ok "$(passed worker_reread payments.max_attempts "$n")" "the worker goes by a budget of $n attempts"
+	ok "$(passed process_reread worker payments.max_attempts "$n")" "the worker goes by a budget of $n attempts"
 }
 set_max_attempts 2
 cid6=$(q -c "SELECT customer_id FROM pay_create_customer(email => 'dead@example.com')")

@@ -121,7 +121,7 @@ like "$(su -c "SELECT string_agg(event_type, ',' ORDER BY event_id) FROM payment
 # met it would stop reading replies while it waited.)
 exited0=$(grep -c 'background worker "payments recorder" (PID [0-9]*) exited' "$LOG" || true)
 su -c "ALTER SYSTEM SET payments.worker_lock_timeout = 0" -c "SELECT pg_reload_conf()" >/dev/null
-ok "$(passed worker_reread payments.worker_lock_timeout 0)" "2: the worker goes by no lock timeout"
+ok "$(passed process_reread worker payments.worker_lock_timeout 0)" "2: the worker goes by no lock timeout"
 # (a recorder still on 100 ms gave the batches back to the worker at once,
 # and never waited for the lock as below)
 ok "$(passed process_reread recorder payments.worker_lock_timeout 0)" "2: nor does the recorder"
@@ -199,7 +199,7 @@ is "$(outcome recorder-refused)" "1 0 0 0" "the refused one's exchange is logged
 # --- 4. payments.recorder = off ---------------------------------------------
 su -c "ALTER SYSTEM SET payments.recorder = off" -c "SELECT pg_reload_conf()" >/dev/null
 # (the worker reads it: it hands the recorder nothing once off)
-ok "$(passed worker_reread payments.recorder off)" "4: the worker goes by payments.recorder = off"
+ok "$(passed process_reread worker payments.recorder off)" "4: the worker goes by payments.recorder = off"
 results1=$(metric payments_recorder_results_total)
 burst 100 burst-off
 is "$(outcome burst-off)" "85 15 0 0" "with the recorder off, 100 purchases all recorded by the worker"
@@ -207,7 +207,7 @@ is "$(metric payments_recorder_results_total)" "$results1" "the recorder recorde
 
 # --- 5. the recorder's memory -----------------------------------------------
 su -c "ALTER SYSTEM RESET payments.recorder" -c "SELECT pg_reload_conf()" >/dev/null
-ok "$(passed worker_reread payments.recorder on)" "5: the worker goes by payments.recorder = on again"
+ok "$(passed process_reread worker payments.recorder on)" "5: the worker goes by payments.recorder = on again"
 burst 300 burst-mem-warm
 burst 300 burst-mem-1
 rpid3=$(recorder_pid)

@@ -164,7 +164,7 @@ is "$(q -c "SELECT settled_at IS NULL FROM pay_get_payment($px)")" t "2: the voi
 cluster_psql "$WORK" "$PORT" payments -c "ALTER SYSTEM SET payments.max_attempts = 2" -c "SELECT pg_reload_conf()" >/dev/null
 # (under the default budget of 12 the checks below pass as well: the budget
 # of two is made certain, not assumed)
-ok "$(passed worker_reread payments.max_attempts 2)" "3: the worker goes by a budget of two attempts"
+ok "$(passed process_reread worker payments.max_attempts 2)" "3: the worker goes by a budget of two attempts"
 py=$(pay 30.00); pz=$(pay 40.00); settle >/dev/null
 ok "$(passed wait_sql "(SELECT bool_and(settled_at IS NOT NULL) FROM payments.payments WHERE merchant_id = $M AND payment_id IN ($py, $pz))")" \
 	"3: two captures settled, and known so"

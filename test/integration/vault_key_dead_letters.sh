@@ -21,7 +21,7 @@ trap cleanup EXIT
 sim_start "$SIMDIR"
 merchant_on_simulator vault-dead 1000
 q -c "ALTER SYSTEM SET payments.max_attempts = 2" -c "ALTER SYSTEM SET payments.vault_key_rotation = 1" -c "SELECT pg_reload_conf()" >/dev/null
-ok "$(passed worker_reread payments.max_attempts 2 payments.vault_key_rotation 1s)" \
+ok "$(passed process_reread worker payments.max_attempts 2 payments.vault_key_rotation 1s)" \
 	"the worker goes by a budget of two attempts and rotates the vault key every second"
 # every request is read, processed and its connection reset: it may have
 # arrived, so nothing is resent blindly, and two attempts make dead letters

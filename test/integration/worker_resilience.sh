@@ -136,7 +136,7 @@ is "$(worker_pid)" "$pid0" "same worker pid after the refused row"
 # --- 2. a lock and payments.worker_statement_timeout ------------------------
 psqlq -c "ALTER SYSTEM SET payments.worker_statement_timeout = '1s'" -c "ALTER SYSTEM SET payments.worker_lock_timeout = 0" \
 	-c "SELECT pg_reload_conf()" >/dev/null
-ok "$(passed worker_reread payments.worker_statement_timeout 1s payments.worker_lock_timeout 0)" \
+ok "$(passed process_reread worker payments.worker_statement_timeout 1s payments.worker_lock_timeout 0)" \
 	"2: the worker goes by a statement timeout of 1 s and no lock timeout"
 ok "$(passed process_reread recorder payments.worker_statement_timeout 1s payments.worker_lock_timeout 0)" \
 	"2: so does the recorder (batches of 32 answers or more are its)"
@@ -171,7 +171,7 @@ psqlq -c "ALTER SYSTEM RESET payments.worker_statement_timeout" -c "ALTER SYSTEM
 	-c "SELECT pg_reload_conf()" >/dev/null
 psqlq -c "DROP TRIGGER resilience_refuse ON payments.payments" -c "DROP FUNCTION public.resilience_refuse()" \
 	-c "DROP TABLE public.resilience_flag" >/dev/null
-ok "$(passed worker_reread payments.worker_statement_timeout 1min payments.worker_lock_timeout 100ms)" \
+ok "$(passed process_reread worker payments.worker_statement_timeout 1min payments.worker_lock_timeout 100ms)" \
 	"the worker goes by its default statement and lock timeouts again"
 ok "$(passed process_reread recorder payments.worker_statement_timeout 1min payments.worker_lock_timeout 100ms)" \
 	"so does the recorder"

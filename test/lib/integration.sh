@@ -155,7 +155,7 @@ restart_worker() {
 # statement sent after this returns, in an open session too (a pooled
 # connection of PostgREST's), goes by VALUE.  The payments worker, the
 # recorder and the billing process reread theirs at the top of a round:
-# process_reread (worker_reread for the worker).
+# process_reread.
 settings_seen() {
 	local cond="" got
 	while [ $# -ge 2 ]; do
@@ -188,33 +188,6 @@ process_reread() {
 	}
 	[ -n "$(poll_value 60 reread)" ] ||
 		{ log "the $proc never reread its settings after the reload (${proc}_conf_loaded_at never reached $SETTINGS_LOADED_AT)"; return 1; }
-}
-# worker_reread NAME VALUE...: after ALTER SYSTEM and pg_reload_conf(),
-# true once the payments worker goes by each setting NAME = VALUE (60 s at
-# most).  No SQL reads the worker's settings, and it logs nothing when it
-# rereads them; but:
-# - a new session has the postmaster's settings, and the postmaster reloads
-#   its files and signals its children (the worker among them) in one go,
-#   before it forks anyone again: once a new session shows VALUE (at T), the
-#   worker has had its SIGHUP;
-# - the worker rereads its files at the top of a round (loop_start), then
-#   publishes the round's start as last_loop_at (pay_worker_health()): a
-#   round that began after one that began after T began after the signal
-#   and goes by the new settings, and so does every claim after it.
-# (The worker's settings only: for the recorder and the billing process,
-# process_reread.)
-worker_reread() {
-	local t="" t2=""
-	after() {
-		cluster_psql "$WORK" "$PORT" payments -Atc "SELECT last_loop_at FROM payments.pay_worker_health()
-			WHERE last_loop_at > '$1'::timestamptz"
-	}
-	settings_seen "$@" || return 1
-	t=$SETTINGS_SEEN_AT
-	t2=$(poll_value 60 after "$t")
-	[ -n "$t2" ] || { log "the worker began no round after the reload (last_loop_at never passed $t)"; return 1; }
-	[ -n "$(poll_value 60 after "$t2")" ] ||
-		{ log "the worker began no second round after the reload (last_loop_at never passed $t2)"; return 1; }
 }
 # worker_pid: the PID of the payments worker of the test cluster (empty
 # while none runs)
