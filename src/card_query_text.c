@@ -38,13 +38,15 @@
  * parsed earlier, ExecutorRun an Execute (which publishes a copy of the
  * text), ProcessUtility a utility statement.  A statement without card
  * data is scanned once (clean_text).  One that fails before its parse
- * analysis ends is masked by the log hook, when it reports the error
- * (card_mask_activity): the text stays shown while the backend is idle.
+ * analysis ends is masked when its transaction aborts, and by the log
+ * hook when it reports the error (card_mask_activity): the text stays
+ * shown while the backend is idle.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "parser/analyze.h"
@@ -267,6 +269,40 @@ card_ExecutorEnd(QueryDesc *queryDesc)
 		queryDesc->sourceText = saved;
 }
 
+/*
+ * At the abort of a transaction, mask what pg_stat_activity shows of this
+ * backend's statement if it holds card data.  A statement that failed
+ * before its parse analysis ended (a syntax error, an unknown function or
+ * table) never reached the hooks above, and PostgreSQL keeps showing the
+ * text of a backend's last statement while it is idle.  The log hook
+ * masks it when it reports the error (card_mask_activity), but it runs
+ * only for errors the server logs (log_min_messages): every error aborts
+ * the transaction.  debug_query_string is gone by then, so the shown text
+ * itself is read (cut at track_activity_query_size); a text masked before
+ * has nothing left to mask.
+ */
+static void
+card_query_text_xact_callback(XactEvent event, void *arg pg_attribute_unused())
+{
+	volatile PgBackendStatus *beentry = MyBEEntry;
+	char	   *shown;
+	char	   *masked;
+
+	if (event != XACT_EVENT_ABORT || beentry == NULL || !pgstat_track_activities)
+		return;
+	shown = pnstrdup((const char *) beentry->st_activity_raw,
+					 pgstat_track_activity_query_size - 1);
+	masked = utility_text(shown, card_redacted_copy(shown));
+	if (masked != NULL)
+	{
+		PGSTAT_BEGIN_WRITE_ACTIVITY(beentry);
+		memcpy((char *) beentry->st_activity_raw, masked, strlen(shown));
+		PGSTAT_END_WRITE_ACTIVITY(beentry);
+		pfree(masked);
+	}
+	pfree(shown);
+}
+
 /* Install the hooks; called once from the postmaster's _PG_init. */
 void
 card_query_text_init(void)
@@ -281,6 +317,7 @@ card_query_text_init(void)
 	ExecutorStart_hook = card_ExecutorStart;
 	prev_ExecutorRun = ExecutorRun_hook;
 	ExecutorRun_hook = card_ExecutorRun;
+	RegisterXactCallback(card_query_text_xact_callback, NULL);
 }
 
 /* "$libdir/pg_stat_statements.so" -> "pg_stat_statements" */
