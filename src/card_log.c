@@ -40,6 +40,12 @@
  *	  rewritten here: elog.c prints debug_query_string itself), and masked
  *	  in pg_stat_activity if it still shows there as sent (one that failed
  *	  before its parse analysis ended; card_query_text.c).
+ * The messages are found by their text, in the language lc_messages gives
+ * them (Translations, below): the English words and quotes by default, the
+ * texts of PostgreSQL's own catalog for that language otherwise (German
+ * quotes with guillemets, >>...<<, French with << ... >>); where a value
+ * cannot be told from the rest of a translated text, every digit of that
+ * text goes.
  *
  *-------------------------------------------------------------------------
  */
@@ -50,12 +56,222 @@
 #include "parser/scansup.h"
 #include "tcop/tcopprot.h"
 #include "utils/elog.h"
+#include "utils/memutils.h"
+#include "utils/pg_locale.h"
 
 #include "card.h"
 #include "card_query_text.h"
 #include "card_redact.h"
 
 static emit_log_hook_type prev_emit_log_hook = NULL;
+
+/*
+ * Translations.  PostgreSQL writes its messages in the language of
+ * lc_messages, from its catalog (postgres-15.mo): "Fehlgeschlagene Zeile
+ * enthaelt (...)", "Syntaxfehler bei >>'471'<<", "SQL-Anweisung >>...<<"
+ * (German; its guillemets written >> << here).  The parts of a message
+ * found below by their English text are found in a translated one by the
+ * texts the same catalog gives for them, read from the translation of the
+ * message's format (dgettext, in this process, under the same lc_messages
+ * as the message itself).  In English (no translation) nothing changes:
+ * the code paths below that read translations run only for a message the
+ * catalog translated (message_translated) or where the English text is not
+ * found.
+ */
+#define PG_DOMAIN	PG_TEXTDOMAIN("postgres")
+
+/*
+ * The literal text that the translation of fmt (in domain) puts around its
+ * argno-th argument (1-based, in fmt's own order: a translation may take
+ * it as %2$s): *before, from the conversion before it (or the start), and
+ * *after, up to the conversion after it (or the end); palloc'd.  False
+ * when fmt has no translation, or no such argument.
+ */
+static bool
+translation_around(const char *domain, const char *fmt, int argno, char **before, char **after)
+{
+	const char *tr = dgettext(domain, fmt);
+	StringInfoData piece;
+	bool		found = false;
+	int			seq = 0;
+
+	if (tr == fmt || strcmp(tr, fmt) == 0)
+		return false;
+	initStringInfo(&piece);
+	for (const char *s = tr;; s++)
+	{
+		const char *d;
+		int			n = 0;
+
+		if (*s == '\0')
+			break;
+		if (*s != '%' || s[1] == '%')
+		{
+			appendStringInfoChar(&piece, *s);
+			if (*s == '%')
+				s++;
+			continue;
+		}
+		/* a conversion: [n$][flags][width][.precision][length]letter */
+		for (d = s + 1; isdigit((unsigned char) *d); d++)
+			n = n * 10 + (*d - '0');
+		if (*d == '$' && d > s + 1)
+			s = d + 1;
+		else
+		{
+			n = ++seq;
+			s++;
+		}
+		while (*s != '\0' && strchr("-+ #0'123456789.*hlLqjzt", *s) != NULL)
+			s++;
+		if (*s == '\0')
+			break;
+		if (found)
+			break;
+		if (n == argno)
+		{
+			found = true;
+			*before = piece.data;
+			initStringInfo(&piece);
+		}
+		else
+			resetStringInfo(&piece);
+	}
+	if (!found)
+	{
+		pfree(piece.data);
+		return false;
+	}
+	*after = piece.data;
+	return true;
+}
+
+/*
+ * The texts of PostgreSQL's catalog for the current lc_messages that the
+ * masking below looks for, read once per value of lc_messages (each NULL
+ * when the catalog does not translate its message: the English one is
+ * used).
+ */
+typedef struct Translations
+{
+	char	   *lc_messages;	/* the value they were read for */
+	bool		translated;		/* whether the catalog translates at all */
+	char	   *sql_open[2];	/* "SQL statement \"", "SQL expression \"" */
+	char	   *sql_close[2];	/* "\"" */
+	char	   *json_line;		/* "JSON data, line " */
+	char	   *token;			/* "Token \"" */
+	char	   *copy_start[2];	/* "COPY " (of the two formats that quote the line) */
+	char	   *copy_line[2];	/* ", line " */
+	char	   *failing_row;	/* "Failing row contains " */
+	char	   *prepare;		/* "prepare: " */
+	char	   *process;		/* "Process " */
+	char	   *process_sep;	/* ": " */
+	char	   *failed;			/* "Failed process was running: " */
+} Translations;
+
+static Translations translations;
+
+/* the text before argument argno of fmt's translation (NULL: none) */
+static char *
+translated_before(const char *fmt, int argno, char **after)
+{
+	char	   *before,
+			   *rest;
+
+	if (!translation_around(PG_DOMAIN, fmt, argno, &before, &rest))
+		return NULL;
+	if (after != NULL)
+		*after = rest;
+	return before;
+}
+
+static const Translations *
+current_translations(void)
+{
+	const char *lc = locale_messages != NULL ? locale_messages : "";
+	static MemoryContext cxt = NULL;
+	MemoryContext old;
+
+	if (translations.lc_messages != NULL && strcmp(translations.lc_messages, lc) == 0)
+		return &translations;
+	if (cxt == NULL)
+		cxt = AllocSetContextCreate(TopMemoryContext, "card_log translations",
+									ALLOCSET_SMALL_SIZES);
+	else
+		MemoryContextReset(cxt);
+	memset(&translations, 0, sizeof(translations));
+	old = MemoryContextSwitchTo(cxt);
+	translations.sql_open[0] = translated_before("SQL statement \"%s\"", 1, &translations.sql_close[0]);
+	translations.sql_open[1] = translated_before("SQL expression \"%s\"", 1, &translations.sql_close[1]);
+	translations.json_line = translated_before("JSON data, line %d: %s%s%s", 1, NULL);
+	translations.token = translated_before("Token \"%s\" is invalid.", 1, NULL);
+	translations.copy_start[0] = translated_before("COPY %s, line %llu: \"%s\"", 1, NULL);
+	translations.copy_line[0] = translated_before("COPY %s, line %llu: \"%s\"", 2, NULL);
+	translations.copy_start[1] = translated_before("COPY %s, line %llu, column %s: \"%s\"", 1, NULL);
+	translations.copy_line[1] = translated_before("COPY %s, line %llu, column %s: \"%s\"", 2, NULL);
+	translations.failing_row = translated_before("Failing row contains %s.", 1, NULL);
+	translations.prepare = translated_before("prepare: %s", 1, NULL);
+	translations.process = translated_before("Process %d: %s", 1, NULL);
+	translations.process_sep = translated_before("Process %d: %s", 2, NULL);
+	translations.failed = translated_before("Failed process was running: %s", 1, NULL);
+	translations.translated = strcmp(dgettext(PG_DOMAIN, "statement: %s"), "statement: %s") != 0;
+	translations.lc_messages = pstrdup(lc);
+	MemoryContextSwitchTo(old);
+	return &translations;
+}
+
+/*
+ * Whether the message of edata is a translation of its format (message_id,
+ * in its domain), not the English text.
+ */
+static bool
+message_translated(const ErrorData *edata)
+{
+	const char *tr;
+
+	if (edata->message_id == NULL || edata->message == NULL)
+		return false;
+	tr = dgettext(edata->domain != NULL ? edata->domain : PG_DOMAIN, edata->message_id);
+	return tr != edata->message_id && strcmp(tr, edata->message_id) != 0;
+}
+
+/* The first "$<n> = '" of a text (a bind parameter list's first value). */
+static char *
+first_param(char *text)
+{
+	for (char *p = strchr(text, '$'); p != NULL; p = strchr(p + 1, '$'))
+	{
+		char	   *d = p + 1;
+
+		if (!isdigit((unsigned char) *d))
+			continue;
+		while (isdigit((unsigned char) *d))
+			d++;
+		if (strncmp(d, " = '", 4) == 0)
+			return p;
+	}
+	return NULL;
+}
+
+/*
+ * Where the parameter list of a text starts ("parameters: $1 = '...'"):
+ * found by its English prefix, or, when the catalog translates (German
+ * "Parameter: $1", French "parametres : << $1"), at its first "$<n> = '"
+ * (the list itself is not translated).
+ */
+static char *
+params_start(const char *field)
+{
+	char	   *p;
+
+	if (field == NULL)
+		return NULL;
+	if ((p = strstr(field, "parameters: $")) != NULL)
+		return p;
+	if (current_translations()->translated)
+		return first_param((char *) field);
+	return NULL;
+}
 
 /* Mask one text of the message (a copy: the original may be shared). */
 static bool
@@ -79,7 +295,7 @@ redact_params(char **field)
 	char	   *p;
 	char	   *copy;
 
-	if (*field == NULL || (p = strstr(*field, "parameters: $")) == NULL)
+	if ((p = params_start(*field)) == NULL)
 		return;
 	copy = pstrdup(*field);
 	(void) card_redact_params(copy + (p - *field), strlen(copy) - (p - *field));
@@ -92,7 +308,7 @@ params_cut_number(const char *field)
 {
 	const char *p;
 
-	return field != NULL && (p = strstr(field, "parameters: $")) != NULL &&
+	return (p = params_start(field)) != NULL &&
 		card_params_cut_number(p, strlen(p));
 }
 
@@ -100,7 +316,9 @@ params_cut_number(const char *field)
 static void
 redact_json_echo(ErrorData *edata)
 {
+	const Translations *tr = NULL;
 	char	   *p = NULL;
+	bool		translated = false;
 
 	if (edata->context != NULL && (p = strstr(edata->context, "JSON data, line ")) != NULL)
 	{
@@ -111,8 +329,33 @@ redact_json_echo(ErrorData *edata)
 			(void) card_redact_excerpt(colon, strlen(colon));
 		edata->context = copy;
 	}
+	else if (edata->context != NULL && (tr = current_translations())->json_line != NULL &&
+			 (p = strstr(edata->context, tr->json_line)) != NULL)
+	{
+		/* translated ("JSON-Daten, Zeile 1: ..."): every digit from there on */
+		char	   *copy = pstrdup(edata->context);
+
+		(void) card_redact_excerpt(copy + (p - edata->context), strlen(p));
+		edata->context = copy;
+		translated = true;
+	}
 	if (edata->detail != NULL && strncmp(edata->detail, "Token \"", 7) == 0)
 	{
+		char	   *copy = pstrdup(edata->detail);
+
+		(void) card_redact_excerpt(copy, strlen(copy));
+		edata->detail = copy;
+	}
+	else if (edata->detail != NULL && (translated ||
+									   ((tr = current_translations())->token != NULL &&
+										strncmp(edata->detail, tr->token, strlen(tr->token)) == 0)))
+	{
+		/*
+		 * Translated, the token the detail quotes cannot be told from the
+		 * rest by its quotes (">>,<< oder >>}<< erwartet, aber >>471<<
+		 * gefunden."):
+		 * every digit of the detail goes.
+		 */
 		char	   *copy = pstrdup(edata->detail);
 
 		(void) card_redact_excerpt(copy, strlen(copy));
@@ -145,6 +388,7 @@ redact_json_echo(ErrorData *edata)
 static void
 redact_copy_line(char *field)
 {
+	const Translations *tr = current_translations();
 	char	   *line = field;
 
 	while (line != NULL)
@@ -158,6 +402,26 @@ redact_copy_line(char *field)
 			(quote = strstr(quote, ": \"")) != NULL &&
 			(end == NULL || quote < end))
 			(void) card_redact_excerpt(quote, end != NULL ? (int) (end - quote) : (int) strlen(quote));
+		else
+		{
+			/*
+			 * Translated (German "COPY t, Zeile 3: ...", Japanese with the
+			 * table's name first): every digit after the line number, to
+			 * the end of the line
+			 */
+			for (int k = 0; k < 2; k++)
+			{
+				if (tr->copy_start[k] == NULL || tr->copy_line[k] == NULL || tr->copy_line[k][0] == '\0' ||
+					strncmp(line, tr->copy_start[k], strlen(tr->copy_start[k])) != 0 ||
+					(quote = strstr(line, tr->copy_line[k])) == NULL ||
+					(end != NULL && quote > end))
+					continue;
+				for (quote += strlen(tr->copy_line[k]); isdigit((unsigned char) *quote); quote++)
+					;
+				(void) card_redact_excerpt(quote, end != NULL ? (int) (end - quote) : (int) strlen(quote));
+				break;
+			}
+		}
 		line = end != NULL ? end + 1 : NULL;
 	}
 }
@@ -331,12 +595,19 @@ redact_statement_in(char **field, const char *stmt)
 static void
 redact_prepare_text(char **field)
 {
-	static const char prefix[] = "prepare: ";
+	const char *prefix = "prepare: ";
 	const char *text;
 	char	   *masked;
 
-	if (*field == NULL || strncmp(*field, prefix, strlen(prefix)) != 0)
+	if (*field == NULL)
 		return;
+	if (strncmp(*field, prefix, strlen(prefix)) != 0)
+	{
+		/* translated ("Vorbereiten: ...") */
+		prefix = current_translations()->prepare;
+		if (prefix == NULL || prefix[0] == '\0' || strncmp(*field, prefix, strlen(prefix)) != 0)
+			return;
+	}
 	text = *field + strlen(prefix);
 	masked = card_redacted_copy(text);
 	if (!card_statement_holds_card(text, masked != NULL, NULL))
@@ -359,6 +630,7 @@ static void
 redact_sql_quotes(char *field)
 {
 	static const char *const openings[] = {"SQL statement \"", "SQL expression \""};
+	const Translations *tr = current_translations();
 
 	for (size_t k = 0; k < lengthof(openings); k++)
 	{
@@ -374,7 +646,69 @@ redact_sql_quotes(char *field)
 			(void) card_redact_statement(from, end - from);
 			p = end;
 		}
+		/*
+		 * translated: German "SQL-Anweisung >>...<<" (guillemets), French
+		 * "instruction SQL << ... >>", up to the closing text and a line's
+		 * end
+		 */
+		if (tr->sql_open[k] == NULL || tr->sql_open[k][0] == '\0')
+			continue;
+		p = field;
+		while ((p = strstr(p, tr->sql_open[k])) != NULL)
+		{
+			char	   *from = p + strlen(tr->sql_open[k]);
+			char	   *close = psprintf("%s\n", tr->sql_close[k]);
+			char	   *end = strstr(from, close);
+
+			pfree(close);
+			if (end == NULL)
+				end = from + strlen(from);
+			(void) card_redact_statement(from, end - from);
+			p = end;
+		}
 	}
+}
+
+/*
+ * The token a translated syntax error quotes ("Syntaxfehler bei >>'471'<<",
+ * Japanese with the token first): found between the texts the translation
+ * of "%s at or near \"%s\"" puts around it, and masked as in the English
+ * message; every digit of the message when it cannot be found so.
+ */
+static void
+redact_translated_token(ErrorData *edata)
+{
+	char	   *before,
+			   *after;
+	char	   *copy = pstrdup(edata->message);
+	char	   *start = NULL;
+	char	   *end = NULL;
+
+	if (translation_around(edata->domain != NULL ? edata->domain : PG_DOMAIN,
+						   edata->message_id, 2, &before, &after))
+	{
+		int			len = strlen(copy);
+		int			alen = strlen(after);
+
+		start = before[0] != '\0' ? strstr(copy, before) : copy;
+		if (start != NULL)
+			start += strlen(before);
+		if (start == NULL)
+			end = NULL;
+		else if (alen == 0)
+			end = copy + len;
+		else
+		{
+			/* the last occurrence of the text after the token */
+			for (char *a = strstr(start, after); a != NULL; a = strstr(a + 1, after))
+				end = a;
+		}
+	}
+	if (start != NULL && end != NULL && end >= start)
+		(void) card_redact_statement(start, end - start);
+	else
+		(void) card_redact_excerpt(copy, strlen(copy));
+	edata->message = copy;
 }
 
 /*
@@ -396,8 +730,19 @@ redact_echoed_value(ErrorData *edata)
 	char	   *copy;
 	char	   *p;
 
-	if (class == ERRCODE_DATA_EXCEPTION && edata->message != NULL &&
-		(p = strchr(edata->message, '"')) != NULL)
+	if (class == ERRCODE_DATA_EXCEPTION && edata->message != NULL && message_translated(edata))
+	{
+		/*
+		 * translated: the value is quoted otherwise (German >>477x<<,
+		 * French << 477x >>), and the translation may put other quotes
+		 * around it: every digit of the message goes
+		 */
+		copy = pstrdup(edata->message);
+		(void) card_redact_excerpt(copy, strlen(copy));
+		edata->message = copy;
+	}
+	else if (class == ERRCODE_DATA_EXCEPTION && edata->message != NULL &&
+			 (p = strchr(edata->message, '"')) != NULL)
 	{
 		char	   *last = strrchr(edata->message, '"');
 
@@ -412,7 +757,10 @@ redact_echoed_value(ErrorData *edata)
 	 * keeps them, as in the statement.
 	 */
 	if (edata->sqlerrcode == ERRCODE_SYNTAX_ERROR && edata->message != NULL &&
-		(p = strstr(edata->message, " at or near \"")) != NULL)
+		message_translated(edata) && strcmp(edata->message_id, "%s at or near \"%s\"") == 0)
+		redact_translated_token(edata);
+	else if (edata->sqlerrcode == ERRCODE_SYNTAX_ERROR && edata->message != NULL &&
+			 (p = strstr(edata->message, " at or near \"")) != NULL)
 	{
 		char	   *last = strrchr(edata->message, '"');
 
@@ -424,15 +772,27 @@ redact_echoed_value(ErrorData *edata)
 			edata->message = copy;
 		}
 	}
-	if (class == ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION && edata->detail != NULL &&
-		((p = strstr(edata->detail, "Failing row contains (")) != NULL ||
-		 (p = strstr(edata->detail, ")=(")) != NULL))
+	if (class == ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION && edata->detail != NULL)
 	{
-		copy = pstrdup(edata->detail);
-		p = copy + (p - edata->detail);
-		p += (*p == 'F') ? strlen("Failing row contains (") : strlen(")=(");
-		(void) card_redact_excerpt(p, strlen(p));
-		edata->detail = copy;
+		const Translations *tr = current_translations();
+		int			skip = 0;
+
+		if ((p = strstr(edata->detail, "Failing row contains (")) != NULL)
+			skip = strlen("Failing row contains (");
+		else if ((p = strstr(edata->detail, ")=(")) != NULL)
+			skip = strlen(")=(");
+		else if (tr->failing_row != NULL && tr->failing_row[0] != '\0' &&
+				 (p = strstr(edata->detail, tr->failing_row)) != NULL)
+			skip = strlen(tr->failing_row);	/* "Fehlgeschlagene Zeile enthaelt " */
+		else if (tr->translated)
+			p = edata->detail;	/* translated otherwise: every digit */
+		if (p != NULL)
+		{
+			copy = pstrdup(edata->detail);
+			p = copy + (p - edata->detail) + skip;
+			(void) card_redact_excerpt(p, strlen(p));
+			edata->detail = copy;
+		}
 	}
 }
 
@@ -460,18 +820,61 @@ redact_foreign_statement(char *buf, int len)
 		(void) card_redact_statement(buf, len);
 }
 
-/* Whether buf[p] starts "Process <pid>: "; sets *from to the text after it. */
+/*
+ * Whether buf[p] starts "Process <pid>: " (word, the pid, sep: "Prozess ",
+ * ": " in German); sets *from to the text after it.
+ */
 static bool
-is_process_line(const char *buf, const char *p, const char **from)
+is_process_line(const char *buf, const char *p, const char *word, const char *sep,
+				const char **from)
 {
-	if ((p != buf && p[-1] != '\n') || strncmp(p, "Process ", 8) != 0)
+	int			wlen = strlen(word);
+	int			slen = strlen(sep);
+
+	if ((p != buf && p[-1] != '\n') || strncmp(p, word, wlen) != 0)
 		return false;
-	for (p += 8; isdigit((unsigned char) *p); p++)
+	for (p += wlen; isdigit((unsigned char) *p); p++)
 		;
-	if (p[0] != ':' || p[1] != ' ')
+	if (strncmp(p, sep, slen) != 0)
 		return false;
-	*from = p + 2;
+	*from = p + slen;
 	return true;
+}
+
+/*
+ * The statements of a deadlock's detail, each on the lines from its
+ * process's "Process <pid>: " (word, sep) up to the next one's; NULL when
+ * there is none.
+ */
+static char *
+redact_process_lines(const char *field, const char *word, const char *sep)
+{
+	char	   *copy = NULL;
+	const char *p;
+	const char *from;
+
+	for (p = field; (p = strstr(p, word)) != NULL; p++)
+	{
+		const char *end;
+
+		if (!is_process_line(field, p, word, sep, &from))
+			continue;
+		/* the statement runs up to the next process's line, or the end */
+		for (end = strchr(from, '\n'); end != NULL; end = strchr(end + 1, '\n'))
+		{
+			const char *next;
+
+			if (is_process_line(field, end + 1, word, sep, &next))
+				break;
+		}
+		if (end == NULL)
+			end = from + strlen(from);
+		if (copy == NULL)
+			copy = pstrdup(field);
+		redact_foreign_statement(copy + (from - field), end - from);
+		p = end - 1;
+	}
+	return copy;
 }
 
 /*
@@ -479,21 +882,26 @@ is_process_line(const char *buf, const char *p, const char **from)
  * published them (pg_stat_activity's text, cut at track_activity_query_size):
  * a deadlock's detail for the log ("Process 123: ..." for each process in
  * the cycle; deadlock.c) and the postmaster's report of a backend that
- * crashed ("Failed process was running: ..."; postmaster.c).  The rule for
+ * crashed ("Failed process was running: ..."; postmaster.c), in English or
+ * as the catalog translates them ("Prozess 123: ...").  The rule for
  * this backend's own statement (debug_query_string) does not see them: one
  * that holds card data loses the digits of its literals.
  */
 static void
 redact_foreign_statements(char **field)
 {
-	static const char failed[] = "Failed process was running: ";
+	const Translations *tr;
+	const char *failed = "Failed process was running: ";
 	char	   *copy;
 	char	   *p;
 	const char *from;
 
 	if (*field == NULL)
 		return;
-	if ((p = strstr(*field, failed)) != NULL)
+	tr = current_translations();
+	if ((p = strstr(*field, failed)) == NULL && tr->failed != NULL && tr->failed[0] != '\0')
+		p = strstr(*field, failed = tr->failed);
+	if (p != NULL)
 	{
 		copy = pstrdup(*field);
 		from = copy + (p - *field) + strlen(failed);
@@ -501,28 +909,9 @@ redact_foreign_statements(char **field)
 		*field = copy;
 		return;
 	}
-	copy = NULL;
-	for (p = *field; (p = strstr(p, "Process ")) != NULL; p++)
-	{
-		const char *end;
-
-		if (!is_process_line(*field, p, &from))
-			continue;
-		/* the statement runs up to the next process's line, or the end */
-		for (end = strchr(from, '\n'); end != NULL; end = strchr(end + 1, '\n'))
-		{
-			const char *next;
-
-			if (is_process_line(*field, end + 1, &next))
-				break;
-		}
-		if (end == NULL)
-			end = from + strlen(from);
-		if (copy == NULL)
-			copy = pstrdup(*field);
-		redact_foreign_statement(copy + (from - *field), end - from);
-		p = (char *) end - 1;
-	}
+	copy = redact_process_lines(*field, "Process ", ": ");
+	if (copy == NULL && tr->process != NULL && tr->process[0] != '\0' && tr->process_sep != NULL)
+		copy = redact_process_lines(*field, tr->process, tr->process_sep);
 	if (copy != NULL)
 		*field = copy;
 }

@@ -122,18 +122,24 @@ session_log "$log_size_before" "$WORK/card_error_echoes.server-log"
 f=$WORK/card_error_echoes.server-log
 grep -v '^LINE [0-9]*: ' "$OUT" > "$WORK/card_error_echoes.msgs"
 
-# the errors and plans happened
-for m in 'invalid input syntax for type integer: "XXXx"' 'value "XXXXXXXXXXX" is out of range for type integer' \
-	'Failing row contains (X, XXX, XXXX)' 'Key (id)=(XXX) already exists' 'relation "public.card_t4711" does not exist' \
-	'invalid input syntax for type integer: "478x"' 'Failing row contains (3, 483, no card)' \
-	"syntax error at or near \"'XXX'\"" 'syntax error at or near "XXX"' "syntax error at or near \"'510'\"" \
-	'"Output": ["pg_temp.buy(' '- "pg_temp.buy(' '<Item>pg_temp.buy(' '<Item>pg_temp.buy_int(' 'Output: pg_temp.buy(' 'card_code3' 'still waiting for' 'extra data after last expected column' \
-	'missing data for column "code"'; do
+# the errors and plans happened (the server's messages in the language of
+# CARD_LC_MESSAGES, if set: session_log.sh)
+syntax_error=$(pg_msg 'syntax error')
+for m in "$(pg_msg 'invalid input syntax for type %s: "%s"' integer XXXx)" \
+	"$(pg_msg 'value "%s" is out of range for type %s' XXXXXXXXXXX integer)" \
+	"$(pg_msg 'Failing row contains %s.' '(X, XXX, XXXX)')" "$(pg_msg 'Key %s already exists.' '(id)=(XXX)')" \
+	"$(pg_msg 'relation "%s" does not exist' public.card_t4711)" \
+	"$(pg_msg 'invalid input syntax for type %s: "%s"' integer 478x)" "$(pg_msg 'Failing row contains %s.' '(3, 483, no card)')" \
+	"$(pg_msg '%s at or near "%s"' "$syntax_error" "'XXX'")" "$(pg_msg '%s at or near "%s"' "$syntax_error" XXX)" \
+	"$(pg_msg '%s at or near "%s"' "$syntax_error" "'510'")" \
+	'"Output": ["pg_temp.buy(' '- "pg_temp.buy(' '<Item>pg_temp.buy(' '<Item>pg_temp.buy_int(' 'Output: pg_temp.buy(' 'card_code3' \
+	"$(pg_msg_part 'process %d still waiting for %s on %s after %ld.%03d ms' 2)" \
+	"$(pg_msg 'extra data after last expected column')" "$(pg_msg 'missing data for column "%s"' code)"; do
 	if grep -qF -- "$m" "$f"; then ok 0 "in the log: $m"; else ok 1 "not in the log: $m"; fi
 done
 for c in 477x 47888888888 479 482 507 508 509 491 492 493 494 501 502 503 504 505 506 496 497 499 $PAN ${PAN:0:6}; do
-	# (durations aside: a lock wait's "after 496.608 ms")
-	leaked=$(strip_prefix "$f" | sed -E 's/[0-9]+\.[0-9]+ ms//g' | grep -wF -- "$c")
+	# (durations aside: a lock wait's "after 496.608 ms", "nach 496,608 ms")
+	leaked=$(strip_prefix "$f" | sed -E 's/[0-9]+[.,][0-9]+ ms//g' | grep -wF -- "$c")
 	if [ -z "$leaked" ] && ! grep -qwF "$c" "$WORK/card_error_echoes.msgs"; then
 		ok 0 "$c is in no log line or message"
 	else

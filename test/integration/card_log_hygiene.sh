@@ -95,7 +95,7 @@ ok() { n=$((n + 1)); echo "ok $n - $1"; }
 not_ok() { n=$((n + 1)); fail=1; echo "not ok $n - $1"; }
 
 # The statements did run and fail as intended.
-errors=$(grep -c '^ERROR:' "$OUT" || true)
+errors=$(grep -c "^$(pg_msg ERROR):" "$OUT" || true)
 if [ "$errors" = 25 ]; then ok "psql reported 25 errors for the 25 bad inputs"; else not_ok "expected 25 errors, got $errors"; fi
 if grep -q '22Y10' "$OUT" && grep -q '22Y13' "$OUT" && grep -q '22Y14' "$OUT" && grep -q '22Y15' "$OUT" && grep -q '22Y16' "$OUT"; then
 	ok "the errors carry the card SQLSTATEs"
@@ -103,7 +103,7 @@ else
 	not_ok "card SQLSTATEs missing from the psql output"
 fi
 if grep -q 'visa \*\*\*\*0366' "$OUT" && grep -q 'amex' "$OUT"; then ok "accepted cards print masked"; else not_ok "masked output missing"; fi
-if grep -q 'ERROR' "$WORK/card_log_hygiene.server-log"; then ok "the server logged the errors"; else not_ok "no errors in the server log"; fi
+if grep -qF "$(pg_msg ERROR)" "$WORK/card_log_hygiene.server-log"; then ok "the server logged the errors"; else not_ok "no errors in the server log"; fi
 if grep -q 'XXXXXXXXXXXX' "$WORK/card_log_hygiene.server-log"; then ok "log_statement lines with a card were masked (X for each digit)"; else not_ok "no masked statement in the server log"; fi
 
 # spellings: plain, grouped by 4 with spaces or dashes (as in the inputs)
@@ -139,7 +139,7 @@ for f in "$OUT" "$WORK/card_log_hygiene.server-log"; do
 done
 
 # The statements of failed card calls are not in the log at all.
-if grep -q 'STATEMENT: .*pay_card(' "$WORK/card_log_hygiene.server-log"; then
+if grep -q "$(pg_msg 'STATEMENT:  ').*pay_card(" "$WORK/card_log_hygiene.server-log"; then
 	not_ok "a failing card statement was logged"
 else
 	ok "no failing card statement was logged"
@@ -246,7 +246,7 @@ else
 	not_ok "a card key with a NUL escape was not refused"
 fi
 f=$WORK/card_log_hygiene.spellings-log
-if [ "$(grep -c 'statement: ' "$f")" -ge 24 ]; then ok "log_statement logged the statements"; else not_ok "the statements are not in the server log"; fi
+if [ "$(grep -cF "$(pg_msg 'statement: %s' '')" "$f")" -ge 24 ]; then ok "log_statement logged the statements"; else not_ok "the statements are not in the server log"; fi
 for s in "${SPELLED[@]}"; do
 	if [ -z "$(codes_in "$f" "${s%%:*}")" ]; then ok "no security code in the log: ${s#*:}"; else
 		not_ok "security code ${s%%:*} in the log: ${s#*:}"
@@ -269,7 +269,7 @@ SELECT payment_id FROM pay_purchase(amount => '2.00 USD', opaque_data => jsonb_b
 SQL
 session_log "$log_size_before" "$WORK/card_log_hygiene.opaque-log"
 f=$WORK/card_log_hygiene.opaque-log
-if [ "$(grep -c 'statement: ' "$f")" -ge 2 ]; then ok "log_statement logged the opaque data purchases"; else not_ok "the opaque data purchases are not in the server log"; fi
+if [ "$(grep -cF "$(pg_msg 'statement: %s' '')" "$f")" -ge 2 ]; then ok "log_statement logged the opaque data purchases"; else not_ok "the opaque data purchases are not in the server log"; fi
 if grep -qF -e "${NONCE1:8:24}" -e "${NONCE2:8:24}" "$f"; then
 	not_ok "an Accept.js dataValue is in the log"; grep -F -e "${NONCE1:8:24}" -e "${NONCE2:8:24}" "$f" | sed -n '1,2s/^/#   /p'
 else ok "no Accept.js dataValue in the log"; fi
@@ -297,7 +297,7 @@ SQL
 session_log "$log_size_before" "$WORK/card_log_hygiene.copy-log"
 for f in "$WORK/card_log_hygiene.copy-out" "$WORK/card_log_hygiene.copy-log"; do
 	what=$([ "$f" = "$WORK/card_log_hygiene.copy-log" ] && echo "server log" || echo "psql output")
-	if [ "$(grep -c 'COPY copy_cards, line 1' "$f")" -ge 3 ]; then
+	if [ "$(grep -cF "$(pg_msg 'COPY %s, line %llu' copy_cards 1)" "$f")" -ge 3 ]; then
 		ok "the $what has the three failed COPYs' contexts"
 	else not_ok "the $what lacks the failed COPYs' contexts"; sed -n '1,12s/^/#   /p' "$f"; fi
 	leaked=$(codes_in "$f" 6173 5284)
@@ -331,7 +331,7 @@ BEGIN PERFORM pay_card_last4(pay_card(n, 12, $YEAR, c)); END \$\$;
 SQL
 session_log "$log_size_before" "$WORK/card_log_hygiene.nodes-log"
 f=$WORK/card_log_hygiene.nodes-log
-if [ "$(grep -c 'LOG:  plan:' "$f")" -ge 3 ] && grep -q ':constvalue' "$f"; then
+if [ "$(grep -c "$(pg_msg LOG):  plan:" "$f")" -ge 3 ] && grep -q ':constvalue' "$f"; then
 	ok "the node dumps are in the server log"
 else not_ok "the node dumps are not in the server log"; sed -n '1,6s/^/#   /p' "$WORK/card_log_hygiene.nodes-out"; fi
 # every constant's bytes, read back as text (across the dump's line breaks)
@@ -407,10 +407,12 @@ session_log "$log_size_before" "$WORK/card_log_hygiene.quoted-log"
 f=$WORK/card_log_hygiene.quoted-log
 # the client's messages, without psql's echo of its own query line
 grep -v '^LINE [0-9]*: ' "$WORK/card_log_hygiene.quoted-out" > "$WORK/card_log_hygiene.quoted-msgs"
-if [ "$(grep -c 'deadlock detected' "$f")" = 1 ] && [ "$(grep -c 'Process [0-9]*: EXECUTE card_row(' "$f")" = 2 ]; then
+if [ "$(grep -cF "$(pg_msg 'deadlock detected')" "$f")" = 1 ] &&
+	[ "$(grep -c "$(pg_msg_part 'Process %d: %s' 1)[0-9]*$(pg_msg_part 'Process %d: %s' 2)EXECUTE card_row(" "$f")" = 2 ]; then
 	ok "a deadlock between two statements holding card data is in the log, with both statements"
 else not_ok "no deadlock report quoting both statements in the log"; cat "$WORK"/card_log_hygiene.deadlock-* | sed -n '1,10s/^/#   /p'; fi
-if grep -q 'but found "XXX"' "$f" && grep -q 'but found "XXX"' "$WORK/card_log_hygiene.quoted-msgs" && [ "$(grep -c 'Output: .*buy(' "$f")" -ge 2 ]; then
+found=$(pg_msg 'Expected ":", but found "%s".' XXX)
+if grep -qF "$found" "$f" && grep -qF "$found" "$WORK/card_log_hygiene.quoted-msgs" && [ "$(grep -c 'Output: .*buy(' "$f")" -ge 2 ]; then
 	ok "the JSON syntax errors and auto_explain's plans are in the log"
 else not_ok "the JSON syntax errors or auto_explain's plans are not in the log"; sed -n '1,10s/^/#   /p' "$WORK/card_log_hygiene.quoted-out"; fi
 for s in "471:a deadlock's report quoting this backend's EXECUTE" "472:a deadlock's report quoting another backend's EXECUTE" \
@@ -440,7 +442,7 @@ as_pg "$PG_BINDIR/pgbench" -n -h "$WORK/sock" -p "$PORT" -U postgres -M extended
 	-D pan="$OTHER_PAN" -D cvv=476 -f "$WORK/card_log_hygiene.cut.sql" payments > "$WORK/card_log_hygiene.cut-out" 2>&1
 session_log "$log_size_before" "$WORK/card_log_hygiene.cut-log"
 f=$WORK/card_log_hygiene.cut-log
-if grep -q 'division by zero' "$f" && grep -q 'portal with parameters: \$1 = ' "$f"; then
+if grep -qF "$(pg_msg 'division by zero')" "$f" && grep -qF "$(pg_msg_part 'unnamed portal with parameters: %s' 1)\$1 = " "$f"; then
 	ok "an error's context lists the cut parameters"
 else not_ok "no error listing the cut parameters in the log"; sed -n '1,6s/^/#   /p' "$WORK/card_log_hygiene.cut-out"; fi
 if [ -z "$(codes_in "$f" 476)" ] && ! grep -qF "${OTHER_PAN:0:8}" "$f"; then

@@ -12,7 +12,12 @@ PAYMENTS_DEBS=(
 	build-essential pkg-config openssl curl ca-certificates python3 git
 	python3-yaml shellcheck
 	clang-14 libclang-rt-14-dev
+	locales gettext-base
 )
+# Locales the card log tests run their servers' messages in (lc_messages;
+# CARD_LC_MESSAGES in test/integration/card_log_translated.sh): German
+# quotes with » «, French with « ».
+PAYMENTS_LOCALES=(de_DE.UTF-8 fr_FR.UTF-8)
 
 log() { printf '==> %s\n' "$*" >&2; }
 
@@ -63,6 +68,19 @@ install_deps() {
 	fi
 	PG_BINDIR=$(pg_config --bindir)
 	export PATH="$PG_BINDIR:$PATH"
+	install_locales
+}
+
+# Generate the locales of PAYMENTS_LOCALES that the machine lacks
+# (localedef into the locale archive; a fresh Debian has only C.UTF-8).
+install_locales() {
+	local l have
+	have=$(locale -a 2>/dev/null | tr '[:upper:]' '[:lower:]' | sed 's/utf-8/utf8/')
+	for l in "${PAYMENTS_LOCALES[@]}"; do
+		grep -qx "$(tr '[:upper:]' '[:lower:]' <<<"$l" | sed 's/utf-8/utf8/')" <<<"$have" && continue
+		log "generating the locale $l"
+		as_root localedef -i "${l%%.*}" -f "${l#*.}" "$l" >/dev/null 2>&1 || log "could not generate the locale $l"
+	done
 }
 
 # Build with warnings as errors and install into the PostgreSQL tree.
@@ -83,6 +101,15 @@ private_pg_tree() {
 		d=$(cd "$d" && pwd)
 		as_root mkdir -p "$tree$(dirname "$d")"
 		as_root cp -a "$d" "$tree$(dirname "$d")/"
+	done
+	# the server's message catalogs (lc_messages), which it finds relative
+	# to its binaries too: LOCALEDIR/<language>/LC_MESSAGES/postgres-15.mo
+	local localedir major mo
+	localedir=$("$pgc" --localedir) major=$("$pgc" --version | sed -E 's/^PostgreSQL ([0-9]+).*/\1/')
+	for mo in "$localedir"/*/LC_MESSAGES/postgres-"$major".mo "$localedir"/*/LC_MESSAGES/plpgsql-"$major".mo; do
+		[ -e "$mo" ] || continue
+		as_root mkdir -p "$tree$(dirname "$mo")"
+		as_root cp -a "$mo" "$tree$mo"
 	done
 	[ "$("$tree$bindir/pg_config" --sharedir)" = "$tree$sharedir" ] ||
 		die "the private PostgreSQL tree in $tree does not find its own share directory"

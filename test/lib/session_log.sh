@@ -32,3 +32,37 @@ codes_in() {
 		if strip_prefix "$f" | grep -wF -- "$c" >/dev/null; then echo "$c"; fi
 	done
 }
+
+# CARD_LC_MESSAGES=LOCALE (e.g. de_DE.UTF-8; test/lib/common.sh generates
+# PAYMENTS_LOCALES): the test's sessions run with lc_messages = LOCALE
+# (PGOPTIONS, which psql, pgbench and libpq read), so the server writes
+# its messages, to the log and to the client, in that language (German
+# quotes with » «, French with « »; the prefixes are translated too), and
+# the test looks for the messages it expects as pg_msg writes them.
+CARD_LC_MESSAGES=${CARD_LC_MESSAGES:-}
+if [ -n "$CARD_LC_MESSAGES" ]; then
+	export PGOPTIONS="${PGOPTIONS:+$PGOPTIONS }-c lc_messages=$CARD_LC_MESSAGES"
+fi
+# pg_msg_fmt FORMAT: the translation of the server's message FORMAT (its
+# English text, the msgid of PostgreSQL's catalog) into the language of
+# CARD_LC_MESSAGES (FORMAT itself without it)
+pg_msg_fmt() {
+	if [ -z "$CARD_LC_MESSAGES" ]; then printf '%s' "$1"; return; fi
+	LANGUAGE='' LC_ALL=$CARD_LC_MESSAGES TEXTDOMAINDIR=$("$PG_BINDIR/pg_config" --localedir) \
+		gettext -d "postgres-$("$PG_BINDIR/pg_config" --version | sed -E 's/^PostgreSQL ([0-9]+).*/\1/')" -- "$1"
+}
+# pg_msg FORMAT [ARG...]: the message FORMAT with ARGs filled in, as the
+# server writes it under CARD_LC_MESSAGES
+pg_msg() {
+	local fmt
+	fmt=$(pg_msg_fmt "$1")
+	shift
+	# shellcheck disable=SC2059
+	printf -- "${fmt//%llu/%s}" "$@"
+}
+# pg_msg_part FORMAT N: the Nth piece of fixed text of FORMAT's
+# translation (between its conversions), for a message whose arguments a
+# test cannot know (a pid, a time)
+pg_msg_part() {
+	pg_msg_fmt "$1" | sed -E 's/%([0-9]+\$)?[-+ #0]*[0-9]*(\.[0-9]+)?(hh|h|ll|l|z)?[a-zA-Z]/\n/g' | sed -n "$2p"
+}
