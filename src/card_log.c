@@ -156,8 +156,8 @@ typedef struct Translations
 {
 	char	   *lc_messages;	/* the value they were read for */
 	bool		translated;		/* whether the catalog translates at all */
-	char	   *sql_open[2];	/* "SQL statement \"", "SQL expression \"" */
-	char	   *sql_close[2];	/* "\"" */
+	char	   *sql_open[3];	/* "SQL statement \"", "SQL expression \"", ... */
+	char	   *sql_close[3];	/* "\"" */
 	char	   *json_line;		/* "JSON data, line " */
 	char	   *token;			/* "Token \"" */
 	char	   *copy_start[2];	/* "COPY " (of the two formats that quote the line) */
@@ -203,6 +203,7 @@ current_translations(void)
 	old = MemoryContextSwitchTo(cxt);
 	translations.sql_open[0] = translated_before("SQL statement \"%s\"", 1, &translations.sql_close[0]);
 	translations.sql_open[1] = translated_before("SQL expression \"%s\"", 1, &translations.sql_close[1]);
+	translations.sql_open[2] = translated_before("PL/pgSQL assignment \"%s\"", 1, &translations.sql_close[2]);
 	translations.json_line = translated_before("JSON data, line %d: %s%s%s", 1, NULL);
 	translations.token = translated_before("Token \"%s\" is invalid.", 1, NULL);
 	translations.copy_start[0] = translated_before("COPY %s, line %llu: \"%s\"", 1, NULL);
@@ -620,7 +621,8 @@ redact_prepare_text(char **field)
 
 /*
  * PL/pgSQL quotes the part of a routine's text it ran in its context
- * ("SQL statement \"...\"", "SQL expression \"...\""): in a DO block
+ * ("SQL statement \"...\"", "SQL expression \"...\"", "PL/pgSQL
+ * assignment \"c := '471'::int / 0\""; spi.c): in a DO block
  * or a routine called by a statement that holds card data, that part
  * can be a variable's security code ('471') or a number, no longer beside
  * the card.  Each such quote loses the digits of its literals, as the
@@ -629,7 +631,9 @@ redact_prepare_text(char **field)
 static void
 redact_sql_quotes(char *field)
 {
-	static const char *const openings[] = {"SQL statement \"", "SQL expression \""};
+	static const char *const openings[] = {
+		"SQL statement \"", "SQL expression \"", "PL/pgSQL assignment \""
+	};
 	const Translations *tr = current_translations();
 
 	for (size_t k = 0; k < lengthof(openings); k++)

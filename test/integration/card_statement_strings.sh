@@ -59,6 +59,11 @@
 #    and its arguments (a column in double quotes before the code, in the
 #    third) too.  Before: only the first was read as a call, and the code
 #    was logged and sent in clear (the number was masked as a digit run).
+# 9. A DO block that calls pay_card and then fails in an assignment
+#    (division by zero): the context quotes the assignment ("PL/pgSQL
+#    assignment \"c := '692'::int / 0\""), as it does a statement ("SQL
+#    statement \"...\"").  Before: its literals kept their digits (692 in
+#    the log and the message).
 # A statement without card data keeps its digits, even with the word
 # "execute" in it.  Prints TAP.
 set -uo pipefail
@@ -146,6 +151,11 @@ SELECT public.card_strings_comment(4, 0);
 SELECT public.card_strings_after(1, 0);
 SELECT public.card_strings_after(2, 0);
 SELECT public.card_strings_after(3, 0);
+-- 9.
+DO \$\$ DECLARE c int; BEGIN
+	PERFORM payments.pay_card_last4(payments.pay_card('$PAN', 12, $YEAR, '691'));
+	c := '692'::int / 0;
+END \$\$;
 -- without card data
 SELECT 'execute' IS NULL, 4242 \; SELECT 4243 AS executed;
 SQL
@@ -249,18 +259,21 @@ f=$WORK/card_statement_strings.server-log
 # the statements ran, failed and were logged as intended; under
 # CARD_LC_MESSAGES (session_log.sh), with the server's texts in the
 # patterns below translated
-re_esc() { sed 's/[][\.*^$/]/\\&/g'; }
+re_esc() { sed 's/[][\.*^$]/\\&/g'; }
 translated() {
 	local m=$1 dur sql_close
 	[ -n "$CARD_LC_MESSAGES" ] || { printf '%s' "$m"; return; }
 	dur=$(pg_msg 'duration: %s ms  statement: %s' DURATION '' | re_esc)
 	sql_close=$(pg_msg_part 'SQL statement "%s"' 2 | re_esc)
-	if [[ $m == *'SQL statement "'* && $m == *'"' ]]; then m=${m%'"'}$sql_close; fi
+	if [[ $m == *'SQL statement "'* || $m == *'PL/pgSQL assignment "'* ]] && [[ $m == *'"' ]]; then
+		m=${m%'"'}$sql_close
+	fi
 	m=${m//'duration: [0-9.]* ms  statement: '/${dur//DURATION/[0-9.]*}}
 	m=${m//'CONTEXT:  '/$(pg_msg 'CONTEXT:  ' | re_esc)}
 	m=${m//'DETAIL:  prepare: '/$(pg_msg 'DETAIL:  ' | re_esc)$(pg_msg 'prepare: %s' '' | re_esc)}
 	m=${m//'ERROR:  division by zero'/$(pg_msg 'ERROR' | re_esc):  $(pg_msg 'division by zero' | re_esc)}
 	m=${m//'SQL statement "'/$(pg_msg_part 'SQL statement "%s"' 1 | re_esc)}
+	m=${m//'PL/pgSQL assignment "'/$(pg_msg_part 'PL/pgSQL assignment "%s"' 1 | re_esc)}
 	m=${m//'statement: '/$(pg_msg 'statement: %s' '' | re_esc)}
 	m=${m//'with parameters: '/$(pg_msg_part 'unnamed portal with parameters: %s' 1 | re_esc)}
 	m=${m//'parameters: '/$(pg_msg 'parameters: %s' '' | re_esc)}
@@ -283,14 +296,15 @@ for m in 'statement: SELECT X ; EXECUTE card_buy' 'statement: /\* lead \*/ ExEcU
 	"CONTEXT:  SQL statement \"SELECT 1 /\\* pay_card(\" \\*/ / d\"" \
 	"SQL statement \"SELECT public.card_strings_word(1, d), payments.pay_card_last4(payments.pay_card('XXXXXXXXXXXXXXXX', 12, $YEAR, 'XXX'))\"" \
 	"SQL statement \"SELECT public.card_strings_word(2, d), payments.pay_card_last4(payments.pay_card('XXXXXXXXXXXXXXXX', 12, $YEAR, 'XXX'))\"" \
-	"SQL statement \"SELECT public.card_strings_word(3, d), payments.pay_card_last4(payments.pay_card(\"pan\", 12, $YEAR, 'XXX'))"; do
+	"SQL statement \"SELECT public.card_strings_word(3, d), payments.pay_card_last4(payments.pay_card(\"pan\", 12, $YEAR, 'XXX'))" \
+	"CONTEXT:  PL/pgSQL assignment \"c := 'XXX'::int / X\""; do
 	m=$(translated "$m")
 	if grep -q -- "$m" "$f"; then ok 0 "in the log: $m"; else ok 1 "not in the log: $m"; fi
 done
-is "$(grep -c "$(translated 'ERROR:  division by zero')" "$OUT")" 11 "the eleven divisions by zero failed (simple, seven in a function, two pgbench, libpq)"
+is "$(grep -c "$(translated 'ERROR:  division by zero')" "$OUT")" 12 "the twelve divisions by zero failed (simple, seven in a function, a DO block's assignment, two pgbench, libpq)"
 like "$(cat "$OUT")" "libpq execute: status 2 " "the statement prepared by a Parse message ran"
 like "$(cat "$OUT")" "libpq nested: status 7 $(pg_msg ERROR):  $(pg_msg_part 'there is no parameter $%d' 1 | re_esc)" "the EXECUTE of an EXECUTE prepared by a Parse message failed as expected"
-for c in 611 612 613 614 615 616 617 618 621 622 623 631 632 633 634 635 636 637 671 672 673 674 681 682 683 641 642 651 661 662 663 601 602 603 "$PAN" "$A" "$B" "${PAN:0:6}"; do
+for c in 611 612 613 614 615 616 617 618 621 622 623 631 632 633 634 635 636 637 671 672 673 674 681 682 683 691 692 641 642 651 661 662 663 601 602 603 "$PAN" "$A" "$B" "${PAN:0:6}"; do
 	leaked=$(strip_prefix "$f" | sed -E "s/$(pg_msg 'duration: %s ms' DURATION | re_esc | sed 's/DURATION/[0-9]+\\.[0-9]+/')//" | grep -wF -- "$c")
 	if [ -z "$leaked" ] && ! grep -v '^LINE [0-9]*: ' "$OUT" | grep -qwF -- "$c"; then
 		ok 0 "$c is in no log line or message"
