@@ -30,7 +30,9 @@
  * blanks and separators are read the same way (read_char): a letter or a
  * blank may be written as a JSON, E'' or U&'' escape ("\u0063vv",
  * "cvv":\t"123"), and a literal may be quoted in any way SQL quotes
- * ('...', E'...', $$...$$, $tag$...$tag$, ''...'' inside a quoted text).
+ * ('...', E'...', $$...$$, $tag$...$tag$, ''...'' inside a quoted text),
+ * with standard_conforming_strings on or off (a role may SET it: a text
+ * with a backslash is read both ways).
  * A false positive costs a few masked characters of a log line.
  * Credentials (API key secrets, bearer tokens, Accept.js nonces) are
  * masked with it (secret_redact.c).
@@ -315,23 +317,32 @@ doubled_quoted_end(const char *buf, int len, int i, bool backslash_escapes)
 }
 
 /*
- * Read the token at buf[i] as PostgreSQL's scanner (scan.l, with
- * standard_conforming_strings on) would: the one home of this file's SQL
- * lexing, for card_redact_statement, mask_sql_literal and
- * mask_pay_card_calls.  With doubled, the text is read one quoting level
- * down, as it stands inside a '...' literal (EXECUTE's argument): a quote
- * is written '' (E'' too), '''' inside a literal, and a '' opens a literal
- * only as opens_doubled_literal says, else it is a token of its own, as a
- * quote alone is (the end of the literal that holds the text).  A comment is
- * skipped whole (a quote in it, "-- the customer's card", opens no
- * literal); a '$' inside a name is part of it (a$1, a$b$c), not a
- * parameter or a dollar quote; an E opens an E'' literal only when it is a
- * name of its own (not xE'\' or 5.E'\'); U&'...' is the name U, '&' and a
- * plain literal, which ends as it does.  A literal, comment or quoted name
- * that the text cuts runs to its end.
+ * Read the token at buf[i] as PostgreSQL's scanner (scan.l) would, with
+ * standard_conforming_strings on, or off when nonstandard (then a '...'
+ * literal takes backslash escapes as E'...' does: '\'' is one literal, a
+ * quote): the one home of this file's SQL lexing, for
+ * card_redact_statement, mask_sql_literal and mask_pay_card_calls.  Any
+ * role may SET the setting, and the one a text was parsed under is not
+ * known where it is masked (a string "SET standard_conforming_strings =
+ * off; SELECT ..." is parsed before its SET runs, a function's body when
+ * it is compiled): each caller reads a text that holds a backslash both
+ * ways and masks what either reading finds.  The readings differ only from
+ * a backslash inside a '...' literal on, and read the wrong way, the
+ * literals after it are turned inside out ('\'"' ... '471' read as '\' and
+ * a quoted name "' ... '471' ...").  With doubled, the text is read one
+ * quoting level down, as it stands inside a '...' literal (EXECUTE's
+ * argument): a quote is written '' (E'' too), '''' inside a literal, and a
+ * '' opens a literal only as opens_doubled_literal says, else it is a
+ * token of its own, as a quote alone is (the end of the literal that holds
+ * the text).  A comment is skipped whole (a quote in it, "-- the
+ * customer's card", opens no literal); a '$' inside a name is part of it
+ * (a$1, a$b$c), not a parameter or a dollar quote; an E opens an E''
+ * literal only when it is a name of its own (not xE'\' or 5.E'\');
+ * U&'...' is the name U, '&' and a plain literal, which ends as it does.
+ * A literal, comment or quoted name that the text cuts runs to its end.
  */
 static void
-sql_token(const char *buf, int len, int i, bool doubled, SqlToken *t)
+sql_token(const char *buf, int len, int i, bool doubled, bool nonstandard, SqlToken *t)
 {
 	unsigned char c = buf[i];
 	int			d;
@@ -357,7 +368,7 @@ sql_token(const char *buf, int len, int i, bool doubled, SqlToken *t)
 		{
 			t->kind = SQL_LITERAL;
 			t->body = q + 2;
-			t->body_end = doubled_quoted_end(buf, len, q, q != i);
+			t->body_end = doubled_quoted_end(buf, len, q, q != i || nonstandard);
 			t->end = Min(t->body_end + 2, len);
 		}
 		else
@@ -373,7 +384,7 @@ sql_token(const char *buf, int len, int i, bool doubled, SqlToken *t)
 
 		t->kind = SQL_LITERAL;
 		t->body = q + 1;
-		t->body_end = quoted_end(buf, len, q, q != i);
+		t->body_end = quoted_end(buf, len, q, q != i || nonstandard);
 		t->end = Min(t->body_end + 1, len);
 	}
 	else if ((d = dollar_quote_len(buf, len, i)) > 0)
@@ -429,7 +440,8 @@ mask_sql_literal(char *buf, int len, int i, int limit, bool *masked)
 {
 	int			stop = (limit < len - i) ? i + limit : len;
 	int			q = i;			/* the opening quote */
-	SqlToken	t;
+	int			end = -1;
+	SqlToken	t[2];
 	bool		doubled;
 
 	/* U&'...' ends as a plain literal does (sql_token reads U as a name) */
@@ -443,13 +455,25 @@ mask_sql_literal(char *buf, int len, int i, int limit, bool *masked)
 	/*
 	 * Whether it closes before stop is known within limit characters past
 	 * stop (a dollar quote's tag is shorter than that, or its body starts
-	 * after stop): the text after them is not read.
+	 * after stop): the text after them is not read.  Read with
+	 * standard_conforming_strings on, and off when a backslash comes in
+	 * it (up to there, the readings are one); both read before either
+	 * masks, and what either reads as the literal is masked, up to the
+	 * later end.
 	 */
-	sql_token(buf, Min(len, stop + limit), i, doubled, &t);
-	if (t.kind != SQL_LITERAL || (t.body_end >= stop && stop < len))
-		return -1;
-	mask_span(buf, t.body, t.body_end, masked);
-	return t.end;
+	sql_token(buf, Min(len, stop + limit), i, doubled, false, &t[0]);
+	if (t[0].body_end > t[0].body && memchr(buf + t[0].body, '\\', t[0].body_end - t[0].body) != NULL)
+		sql_token(buf, Min(len, stop + limit), i, doubled, true, &t[1]);
+	else
+		t[1] = t[0];
+	for (int k = 0; k < 2; k++)
+	{
+		if (t[k].kind != SQL_LITERAL || (t[k].body_end >= stop && stop < len))
+			continue;
+		mask_span(buf, t[k].body, t[k].body_end, masked);
+		end = Max(end, t[k].end);
+	}
+	return end;
 }
 
 static int
@@ -836,11 +860,13 @@ next_quote_pair(const char *buf, int len, int i)
 /*
  * Mask in buf the contents of the literals of the call whose '(' is at
  * src[j], read at one quoting level (doubled: one level down, see
- * sql_token) up to the ')' that closes it or the end of the text, or until
- * *budget, which pays for every character read, runs out.
+ * sql_token; nonstandard: with standard_conforming_strings off) up to the
+ * ')' that closes it or the end of the text, or until *budget, which pays
+ * for every character read, runs out.
  */
 static pg_attribute_always_inline bool
-mask_call_literals(char *buf, const char *src, int len, int j, bool doubled, int64 *budget)
+mask_call_literals(char *buf, const char *src, int len, int j, bool doubled, bool nonstandard,
+				   int64 *budget)
 {
 	bool		masked = false;
 	int			depth = 0;
@@ -849,7 +875,7 @@ mask_call_literals(char *buf, const char *src, int len, int j, bool doubled, int
 	{
 		SqlToken	t;
 
-		sql_token(src, len, j, doubled, &t);
+		sql_token(src, len, j, doubled, nonstandard, &t);
 		*budget -= t.end - j;
 		if (t.kind == SQL_OTHER && src[j] == '(')
 			depth++;
@@ -886,9 +912,15 @@ mask_call_literals(char *buf, const char *src, int len, int j, bool doubled, int
  * down (''''123'''': its number is still a digit run).  A text that is no
  * quoted one may lose some more characters so: pay_card(n, '' AS x ...).
  *
- * The readings cost at most 4 times the text's length and 1 kB: past that
- * (a hostile text, calls inside calls) every digit from the call on is
- * masked instead.
+ * Where a backslash comes after its '(', the call is read (each way) with
+ * standard_conforming_strings on and off (see sql_token), and the literals
+ * of every reading are masked: a '\'' before the code ends a literal in
+ * one and not in the other.
+ *
+ * The readings cost at most 4 times the text's length and 1 kB (8 times
+ * when a backslash comes after the first call): past that (a hostile
+ * text, calls inside calls) every digit from the call on is masked
+ * instead.
  */
 static pg_noinline bool
 mask_pay_card_calls_from(char *buf, int len, int first)
@@ -896,11 +928,15 @@ mask_pay_card_calls_from(char *buf, int len, int first)
 	bool		masked = false;
 	const char *src = buf;		/* the text as it came, to read the calls */
 	char	   *copy = NULL;
-	int64		budget = 4 * (int64) len + 1024;
+	int64		budget;
 	int			next,
 				pair = len,		/* the first '' at or after pair_from */
-				pair_from = len + 1;
+				pair_from = len + 1,
+				backslash = len;	/* the last backslash, or -1 */
 
+	while (--backslash >= first && buf[backslash] != '\\')
+		;
+	budget = (backslash > first ? 8 : 4) * (int64) len + 1024;
 	for (int i = first; i < len; i = next)
 	{
 		int			j = i + 8;
@@ -912,6 +948,9 @@ mask_pay_card_calls_from(char *buf, int len, int first)
 		budget -= j - i;
 		if (j < len && src[j] == '(')
 		{
+			/* read with standard_conforming_strings off too */
+			bool		both = j < backslash;
+
 			if (j < pair_from || j > pair)
 			{
 				pair = next_quote_pair(src, len, j);
@@ -924,15 +963,21 @@ mask_pay_card_calls_from(char *buf, int len, int first)
 			 * not as the first reading masked it (no copy was needed before:
 			 * nothing was read)
 			 */
-			if ((next < len || pair < len) && copy == NULL)
+			if ((next < len || pair < len || both) && copy == NULL)
 			{
 				copy = palloc(len);
 				memcpy(copy, buf, len);
 				src = copy;
 			}
-			masked |= mask_call_literals(buf, src, len, j, false, &budget);
+			masked |= mask_call_literals(buf, src, len, j, false, false, &budget);
+			if (both)
+				masked |= mask_call_literals(buf, src, len, j, false, true, &budget);
 			if (pair < len)
-				masked |= mask_call_literals(buf, src, len, j, true, &budget);
+			{
+				masked |= mask_call_literals(buf, src, len, j, true, false, &budget);
+				if (both)
+					masked |= mask_call_literals(buf, src, len, j, true, true, &budget);
+			}
 		}
 		if (budget < 0)
 		{
@@ -1122,10 +1167,13 @@ card_redact_excerpt(char *buf, int len)
  * written next to the card number is just a short number, and its
  * comments.  A comment is skipped as a whole: a quote in it ("-- the
  * customer's card") opens no literal, which would turn the literals
- * after it inside out ('{"4111...","471"}' read as a quoted name).
+ * after it inside out ('{"4111...","471"}' read as a quoted name).  A
+ * text with a backslash is read with standard_conforming_strings on and
+ * off (sql_token), and what either reading takes for a literal, a number
+ * or a comment loses its digits.
  */
-bool
-card_redact_statement(char *buf, int len)
+static bool
+redact_statement_reading(char *buf, const char *src, int len, bool nonstandard)
 {
 	bool		masked = false;
 	int			i = 0;
@@ -1134,11 +1182,32 @@ card_redact_statement(char *buf, int len)
 	{
 		SqlToken	t;
 
-		sql_token(buf, len, i, false, &t);
+		sql_token(src, len, i, false, nonstandard, &t);
 		/* literals, numbers, comments: every digit, whatever precedes it */
 		if (t.kind == SQL_LITERAL || t.kind == SQL_NUMBER || t.kind == SQL_SPACE)
 			masked |= card_redact_excerpt(buf + i, t.end - i);
 		i = t.end;
+	}
+	return masked;
+}
+
+bool
+card_redact_statement(char *buf, int len)
+{
+	bool		masked;
+	char	   *copy = NULL;
+
+	/* a text with a backslash, read with standard_conforming_strings off too */
+	if (len > 0 && memchr(buf, '\\', len) != NULL)
+	{
+		copy = palloc(len);
+		memcpy(copy, buf, len);
+	}
+	masked = redact_statement_reading(buf, buf, len, false);
+	if (copy != NULL)
+	{
+		masked |= redact_statement_reading(buf, copy, len, true);
+		pfree(copy);
 	}
 	return masked;
 }

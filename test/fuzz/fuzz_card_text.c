@@ -29,6 +29,10 @@
  *	   own): all but those of names and parameter numbers, so those of
  *	   literals, numbers and comments, however the tokens before them
  *	   are spelled;
+ *	 - both of these with standard_conforming_strings on and off (the
+ *	   small lexer reads a '...' literal either way): a digit either
+ *	   reading says must be masked is ('\'' is one literal, a quote,
+ *	   with it off, and two tokens with it on);
  *	 - card_redact_excerpt(): every digit and nothing else becomes
  *	   CARD_REDACT_CHAR, and the result says whether there was one;
  *	 - card_params_cut_number() reads only (and only within the text);
@@ -177,10 +181,17 @@ typedef enum
 } TokenKind;
 
 /*
+ * Whether next_token() reads as with standard_conforming_strings off: a
+ * '...' literal then takes backslash escapes, as E'...' does.
+ */
+static bool nonstandard_reading = false;
+
+/*
  * The token at s[i] as PostgreSQL's scanner (scan.l, standard_conforming_
- * strings on) reads the text: sets *kind and, for a literal, its contents
- * s[*body..*body_end) (between its delimiters); returns its end.  A
- * literal or comment the text cuts runs to its end.
+ * strings on, or off with nonstandard_reading) reads the text: sets *kind
+ * and, for a literal, its contents s[*body..*body_end) (between its
+ * delimiters); returns its end.  A literal or comment the text cuts runs
+ * to its end.
  */
 static int
 next_token(const char *s, int len, int i, TokenKind *kind, int *body, int *body_end)
@@ -213,10 +224,11 @@ next_token(const char *s, int len, int i, TokenKind *kind, int *body, int *body_
 	}
 	else if (c == '\'' || ((c == 'E' || c == 'e') && i + 1 < len && s[i + 1] == '\''))
 	{
-		bool		esc = (c != '\'');
+		bool		e_prefix = (c != '\'');
+		bool		esc = e_prefix || nonstandard_reading;
 
 		*kind = TOKEN_LITERAL;
-		*body = i + (esc ? 2 : 1);
+		*body = i + (e_prefix ? 2 : 1);
 		for (i = *body; i < len; i++)
 		{
 			if (s[i] == '\\' && esc)
@@ -445,17 +457,26 @@ pay_card_digits_to_mask(const char *s, int len, bool *must)
 }
 
 /*
- * Every digit of str that which_digits() says must be masked is
- * CARD_REDACT_CHAR in m, the text a masking function made of it.
+ * Every digit of str that which_digits() says must be masked, with
+ * standard_conforming_strings on or off (a role may SET it, and the text
+ * says nothing of which), is CARD_REDACT_CHAR in m, the text a masking
+ * function made of it.
  */
 static void
 check_digits_masked(const char *what, const char *str, const char *m, size_t size,
 					void (*which_digits) (const char *, int, bool *))
 {
 	bool	   *must = malloc(size ? size : 1);
+	bool	   *must_off = malloc(size ? size : 1);
 
-	FUZZ_ASSERT(must != NULL);
+	FUZZ_ASSERT(must != NULL && must_off != NULL);
 	which_digits(str, (int) size, must);
+	nonstandard_reading = true;
+	which_digits(str, (int) size, must_off);
+	nonstandard_reading = false;
+	for (size_t i = 0; i < size; i++)
+		must[i] = must[i] || must_off[i];
+	free(must_off);
 	for (size_t i = 0; i < size; i++)
 	{
 		if (must[i] && m[i] != CARD_REDACT_CHAR)

@@ -6,7 +6,8 @@
 # A dedicated cluster archives its WAL, preloads pg_stat_statements (before
 # payments, as README asks) and logs every statement with its bind
 # parameters.  The workload gives cards as literal SQL, as bind parameters
-# (pgbench -M extended), in a DO block, in EXPLAIN, with a mistyped number,
+# (pgbench -M extended), in a DO block, in EXPLAIN (also from a session
+# with standard_conforming_strings off), with a mistyped number,
 # a declined card and a malformed customer JSON next to a card number;
 # card numbers in free text (description, metadata, customer, order_ref,
 # idempotency key, a customer's name, a refund's reason, a customer profile
@@ -76,7 +77,7 @@ wait_done() {	# wait_done PAYMENT_ID MERCHANT: until the payment left pending
 # The cards (Luhn-valid test numbers, unusual security codes) and the
 # mistyped ones (one digit off).
 CARDS=(4007000000027 5424000000000015 370000000000002 6011000000000012 3530111333300000 4012888818888 38000000000006 4111111111111111)
-CVVS=(739 826 7391 591 604 318 472 915 683)
+CVVS=(739 826 7391 591 604 318 472 915 683 264 258)
 MISTYPED=(5424000000000016 6011000000000013)
 
 # 1. Literal SQL.
@@ -107,6 +108,24 @@ mq "$M" -c "DO \$\$ DECLARE code text := '${CVVS[8]}'; BEGIN
 	PERFORM payments.pay_card_last4(payments.pay_card('${CARDS[3]}', 12, $Y, code)); END \$\$" >/dev/null
 mq "$M" -c "EXPLAIN SELECT payments.pay_card_last4(payments.pay_card('${CARDS[3]}', 12, $Y, '${CVVS[3]}'))" \
 	-c "EXPLAIN ANALYZE SELECT payments.pay_card_info(payments.pay_card(number => '${CARDS[5]}', exp_month => 1, exp_year => $Y, cvv => '${CVVS[5]}'))" >/dev/null
+# and from a session with standard_conforming_strings off (a legacy
+# driver's), where '\'"' is one literal, and so is 'O\'Brien'.  Before:
+# read as '\' and a quoted name holding the code, and as 'O\' and a
+# literal opened after Brien, so the masked text handed to
+# pg_stat_statements ('X'"' ..., 'XX'Brien'XXX...) no longer lexed as the
+# statement had: the EXPLAIN failed ("unterminated quoted identifier"),
+# its statement logged with the code in clear.  (The SELECT with that
+# holder name ran, as before: the text goes wrong only past its last
+# constant.)
+rc=0
+mq "$M" -c "SET standard_conforming_strings = off" -c "SET escape_string_warning = off" \
+	-c "EXPLAIN SELECT payments.pay_card_last4(payments.pay_card('${CARDS[6]}', 12, $Y, CASE WHEN '\\'\"' = '' THEN '' ELSE '${CVVS[9]}' END))" \
+	>/dev/null 2>"$dir/nonstandard.err" || rc=$?
+ok "$rc" "an EXPLAIN with a card from a session with standard_conforming_strings off runs"
+[ "$rc" = 0 ] || comment "$(cat "$dir/nonstandard.err")"
+got=$(mq "$M" -c "SET standard_conforming_strings = off" -c "SET escape_string_warning = off" \
+	-c "SELECT payments.pay_card_last4(payments.pay_card('${CARDS[7]}', 12, $Y, '${CVVS[10]}', 'O\\'Brien')) || ' for ' || 'order 7'" 2>&1 || true)
+is "$got" "1111 for order 7" "so does a SELECT of a card whose holder name is written 'O\\'Brien', a literal after it"
 # 5. A mistyped card in literal SQL, 6. a card number in a malformed JSON.
 out=$(mq "$M" -c "SELECT payments.pay_card('${MISTYPED[1]}', 12, $Y, '${CVVS[3]}')" 2>&1 || true)
 like "$out" "invalid card number" "a mistyped card number is refused"
@@ -285,6 +304,8 @@ is "$(worker_pid)" "$wp" "the worker still did not restart"
 sq -c "SELECT query FROM pg_stat_statements" > "$dir/pgss.txt"
 like "$(cat "$dir/pgss.txt")" "DO \\$\\$" "pg_stat_statements kept the DO block"
 like "$(cat "$dir/pgss.txt")" "EXPLAIN SELECT" "pg_stat_statements kept the EXPLAIN"
+like "$(cat "$dir/pgss.txt")" "CASE WHEN 'XXX' = '' THEN '' ELSE 'XXX' END" \
+	"and the one from a session with standard_conforming_strings off, the code masked"
 cp "$log_file" "$dir/server.log.copy"
 cluster_stop "$dir"
 as_root chmod -R a+rX "$dir"

@@ -1,0 +1,1 @@
+EXECUTE 'SELECT payments.pay_card(''45320151'' || ''12830366'', 12, 2029, CASE WHEN ''\''"'' = '''' THEN '''' ELSE ''718'' END)'

@@ -1,0 +1,1 @@
+SELECT payments.pay_card_last4(payments.pay_card('4532015112830366', 12, 2029, CASE WHEN '\'"' = '' THEN '' ELSE '711' END)) AS a
