@@ -16,7 +16,9 @@
 # backslash (the setting in force when it was parsed is not known where it
 # is masked: a string "SET standard_conforming_strings = off; SELECT ..."
 # is parsed before the SET runs, a function body when it is compiled), and
-# what either reading takes for card data is masked.  Prints TAP.
+# what either reading takes for card data is masked.  And a statement sent
+# in client_encoding SJIS, whose characters may end in the byte of a
+# backslash (converted before it is read: masked as any other).  Prints TAP.
 set -uo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
 source "$(dirname "$0")/../lib/session_log.sh"
@@ -69,22 +71,36 @@ SET standard_conforming_strings = off;
 SELECT '\'"', 4242 AS kept;
 SQL
 psql_db -q -c "DROP FUNCTION public.card_ns_fn(int)"
+
+# client_encoding SJIS (refused as a server encoding, allowed for a
+# client): its characters 表 and ソ end in the byte 0x5c, ASCII's
+# backslash.  The server converts a statement to its own encoding before it
+# reads it, so the masking never sees those bytes: the statement runs, is
+# logged masked, and its reply comes back in SJIS.
+printf '%s\n' "SET log_statement = 'all';" "SET log_min_error_statement = error;" \
+	"SELECT payments.pay_card_last4(payments.pay_card('$PAN', 12, $YEAR, '721', '表ソ')) || ' 表ソ' AS d;" \
+	"SELECT payments.pay_card_last4(payments.pay_card('$A' || '$B', 12, $YEAR, '722', '表ソ')), 1 / 0;" |
+	iconv -f UTF-8 -t SJIS > "$WORK/card_sjis.sql"
+PGCLIENTENCODING=SJIS psql_db -v ON_ERROR_STOP=0 < "$WORK/card_sjis.sql" 2>&1 | iconv -f SJIS -t UTF-8 >> "$OUT"
 session_log "$log_size_before" "$WORK/card_nonstandard_strings.server-log"
 f=$WORK/card_nonstandard_strings.server-log
 
 # the statements ran as intended
 is "$(grep -cE '^ *0366$' "$OUT")" 4 "four calls returned the card's last four digits (two statements, the EXECUTE, the one under the default setting)"
-is "$(grep -c 'ERROR:  division by zero' "$OUT")" 3 "three statements failed after their call (division by zero)"
+is "$(grep -c 'ERROR:  division by zero' "$OUT")" 4 "four statements failed after their call (division by zero)"
+is "$(grep -c '^ *0366 表ソ$' "$OUT")" 1 "the statement sent in SJIS ran, its reply converted back"
 like "$(cat "$OUT")" "prepared: PREPARE card_ns AS" "pg_prepared_statements shows the PREPARE"
 seen=$(grep '^seen ' "$OUT")
 comment "$seen"
 is "$(grep -c '^seen idle' <<<"$seen")" 3 "another session read the idle backend's last statement three times"
 for m in "statement: SELECT payments.pay_card_last4(payments.pay_card('XXXXXXXXXXXXXXXX', XX, XXXX, CASE WHEN 'XXX' = '' THEN '' ELSE 'XXX' END)) AS a" \
 	'ERROR:  division by zero' 'DETAIL:  prepare: PREPARE card_ns AS' 'PL/pgSQL function card_ns_fn' \
-	"statement: SELECT '\\\\'\"', 4242 AS kept"; do
+	"statement: SELECT '\\\\'\"', 4242 AS kept" \
+	"statement: SELECT payments.pay_card_last4(payments.pay_card('XXXXXXXXXXXXXXXX', XX, XXXX, 'XXX', 'XXXXXX')) || ' 表ソ' AS d;" \
+	"statement: SELECT payments.pay_card_last4(payments.pay_card('XXXXXXXX' || 'XXXXXXXX', XX, XXXX, 'XXX', 'XXXXXX')), X / X"; do
 	if grep -q -- "$m" "$f"; then ok 0 "in the log: $m"; else ok 1 "not in the log: $m"; fi
 done
-for c in 711 712 713 714 715 716 717 "$PAN" "$A" "$B"; do
+for c in 711 712 713 714 715 716 717 721 722 "$PAN" "$A" "$B"; do
 	leaked=$(strip_prefix "$f" | sed -E 's/duration: [0-9]+\.[0-9]+ ms//' | grep -wF -- "$c")
 	if [ -z "$leaked" ] && ! grep -v '^LINE [0-9]*: ' "$OUT" | grep -qwF -- "$c"; then
 		ok 0 "$c is in no log line, message or pg_stat_activity text"
