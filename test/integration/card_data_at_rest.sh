@@ -77,7 +77,7 @@ wait_done() {	# wait_done PAYMENT_ID MERCHANT: until the payment left pending
 # The cards (Luhn-valid test numbers, unusual security codes) and the
 # mistyped ones (one digit off).
 CARDS=(4007000000027 5424000000000015 370000000000002 6011000000000012 3530111333300000 4012888818888 38000000000006 4111111111111111)
-CVVS=(739 826 7391 591 604 318 472 915 683 264 258)
+CVVS=(739 826 7391 591 604 318 472 915 683 264 258 157 163)
 MISTYPED=(5424000000000016 6011000000000013)
 
 # 1. Literal SQL.
@@ -114,9 +114,10 @@ mq "$M" -c "EXPLAIN SELECT payments.pay_card_last4(payments.pay_card('${CARDS[3]
 # literal opened after Brien, so the masked text handed to
 # pg_stat_statements ('X'"' ..., 'XX'Brien'XXX...) no longer lexed as the
 # statement had: the EXPLAIN failed ("unterminated quoted identifier"),
-# its statement logged with the code in clear.  (The SELECT with that
-# holder name ran, as before: the text goes wrong only past its last
-# constant.)
+# its statement logged with the code in clear.  SELECTs of a card with
+# that holder name, and from a default session one whose holder name ends
+# in a backslash ('A\': read with the setting off, a literal that goes
+# on), with a literal or a number after the call, run.
 rc=0
 mq "$M" -c "SET standard_conforming_strings = off" -c "SET escape_string_warning = off" \
 	-c "EXPLAIN SELECT payments.pay_card_last4(payments.pay_card('${CARDS[6]}', 12, $Y, CASE WHEN '\\'\"' = '' THEN '' ELSE '${CVVS[9]}' END))" \
@@ -126,6 +127,11 @@ ok "$rc" "an EXPLAIN with a card from a session with standard_conforming_strings
 got=$(mq "$M" -c "SET standard_conforming_strings = off" -c "SET escape_string_warning = off" \
 	-c "SELECT payments.pay_card_last4(payments.pay_card('${CARDS[7]}', 12, $Y, '${CVVS[10]}', 'O\\'Brien')) || ' for ' || 'order 7'" 2>&1 || true)
 is "$got" "1111 for order 7" "so does a SELECT of a card whose holder name is written 'O\\'Brien', a literal after it"
+got=$(mq "$M" -c "SET standard_conforming_strings = off" -c "SET escape_string_warning = off" \
+	-c "SELECT payments.pay_card_last4(payments.pay_card('${CARDS[7]}', 12, $Y, '${CVVS[11]}', 'O\\'Brien')) || 'x', 7" 2>&1 || true)
+is "$got" "1111x|7" "and one with a number after it"
+got=$(mq "$M" -c "SELECT payments.pay_card_last4(payments.pay_card('${CARDS[7]}', 12, $Y, '${CVVS[12]}', 'A\\')) || 'x', 7" 2>&1 || true)
+is "$got" "1111x|7" "from a default session, a card whose holder name ends in a backslash ('A\\'), a number after it"
 # 5. A mistyped card in literal SQL, 6. a card number in a malformed JSON.
 out=$(mq "$M" -c "SELECT payments.pay_card('${MISTYPED[1]}', 12, $Y, '${CVVS[3]}')" 2>&1 || true)
 like "$out" "invalid card number" "a mistyped card number is refused"
