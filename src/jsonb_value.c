@@ -16,6 +16,12 @@
  * each with its own TimeZone, and one instant must be stored (and sealed
  * by an audit row's hash) as one text, whoever wrote it.  SQL that writes
  * events does the same with payments._json_time() (pay_json_time below).
+ * So, for the same reason, are the values whose text other settings any
+ * role may SET change: float4 and float8 shortest-exact, as
+ * extra_float_digits 1 (the default) prints them, where to_jsonb() under
+ * extra_float_digits -15 wrote 0.1 for 0.12345678901234568 (the audit row
+ * no longer said what was written), and interval as IntervalStyle postgres
+ * (the default) prints it, not P1DT2H3M4.5S or +1 +2:03:04.5.
  *
  *-------------------------------------------------------------------------
  */
@@ -23,14 +29,18 @@
 
 #include "access/transam.h"
 #include "catalog/pg_type.h"
+#include "common/shortest_dec.h"
+#include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "parser/parse_coerce.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
+#include "utils/datetime.h"
 #include "utils/fmgroids.h"
 #include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/numeric.h"
+#include "utils/timestamp.h"
 
 #include "jsonb_value.h"
 
@@ -83,6 +93,13 @@ jsonb_column_init(JsonbColumn *col, Oid typid, int32 typmod, Oid collation, Memo
 		case TIMESTAMPOID:
 		case TIMESTAMPTZOID:
 			col->kind = JV_DATETIME;
+			return;
+		case FLOAT4OID:
+		case FLOAT8OID:
+			col->kind = JV_FLOAT;
+			return;
+		case INTERVALOID:
+			col->kind = JV_INTERVAL;
 			return;
 		default:
 			break;
@@ -197,6 +214,47 @@ jsonb_column_scalar(JsonbColumn *col, Datum value, JsonbValue *v, Jsonb **contai
 			{
 				char	   *s = jsonb_datetime_text(NULL, value, col->basetype);
 
+				string_value(v, s, strlen(s));
+				return true;
+			}
+		case JV_FLOAT:
+			{
+				char	   *s = palloc(DOUBLE_SHORTEST_DECIMAL_LEN);
+				double		d;
+
+				if (col->basetype == FLOAT4OID)
+				{
+					float		f = DatumGetFloat4(value);
+
+					(void) float_to_shortest_decimal_buf(f, s);
+					d = f;
+				}
+				else
+				{
+					d = DatumGetFloat8(value);
+					(void) double_to_shortest_decimal_buf(d, s);
+				}
+				/* "NaN", "Infinity", "-Infinity": no JSON number */
+				if (isnan(d) || isinf(d))
+					string_value(v, s, strlen(s));
+				else
+				{
+					v->type = jbvNumeric;
+					v->val.numeric = DatumGetNumeric(DirectFunctionCall3(numeric_in, CStringGetDatum(s),
+																		 ObjectIdGetDatum(InvalidOid),
+																		 Int32GetDatum(-1)));
+				}
+				return true;
+			}
+		case JV_INTERVAL:
+			{
+				struct pg_itm itm;
+				char		buf[MAXDATELEN + 1];
+				char	   *s;
+
+				interval2itm(*DatumGetIntervalP(value), &itm);
+				EncodeInterval(&itm, INTSTYLE_POSTGRES, buf);
+				s = pstrdup(buf);
 				string_value(v, s, strlen(s));
 				return true;
 			}

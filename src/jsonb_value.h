@@ -22,6 +22,11 @@ typedef enum JsonbValueKind
 	JV_JSONB,					/* the value itself */
 	JV_DATETIME,				/* date, timestamp, timestamptz: ISO 8601, a
 								 * timestamptz in UTC (jsonb_datetime_text) */
+	JV_FLOAT,					/* float4, float8: shortest-exact, whatever
+								 * extra_float_digits; NaN and the
+								 * infinities a string */
+	JV_INTERVAL,				/* IntervalStyle postgres, whatever the
+								 * session's: a string */
 	JV_OUTPUT,					/* an extension's base type without a cast to
 								 * json (pay_amount): its text, a string */
 	JV_GENERIC					/* anything else: to_jsonb() itself */

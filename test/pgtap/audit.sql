@@ -9,7 +9,7 @@
 \set ON_ERROR_STOP true
 BEGIN;
 SET LOCAL TimeZone = 'UTC';
-SELECT plan(86);
+SELECT plan(90);
 
 SELECT has_table('payments', 'audit_log', 'payments.audit_log exists');
 SELECT has_table('payments', 'audit_seals', 'payments.audit_seals exists');
@@ -414,6 +414,31 @@ ANALYZE payments.audit_log;
 SELECT set_eq($$SELECT attname::text FROM pg_stats WHERE schemaname = 'payments' AND tablename = 'audit_log'
 		AND attname IN ('old_row', 'new_row', 'row_hash', 'table_name', 'logged_at')$$,
 	ARRAY['table_name', 'logged_at'], 'ANALYZE of the audit log gathers no statistics of its row images');
+
+-- Values whose text the writer's settings change (any role may SET them):
+-- float4 and float8 (extra_float_digits: -15 rounds to 2 digits fewer
+-- than shortest-exact) and interval (IntervalStyle) are written as a
+-- default session writes them, whoever writes the row.
+INSERT INTO payments.merchants (merchant_id, name) OVERRIDING SYSTEM VALUE VALUES (11, 'Eleven');
+CREATE TABLE public.tap_measures (id int PRIMARY KEY, merchant_id bigint NOT NULL, ratio float8, weight real,
+	span interval);
+SELECT ok(payments.pay_audit_attach('tap_measures'), 'a table with float and interval columns is attached');
+SET LOCAL extra_float_digits = -15;
+SET LOCAL IntervalStyle = 'iso_8601';
+INSERT INTO tap_measures VALUES (1, 11, 0.1234567890123456789, 1.2345678, '1 day 02:03:04.5');
+SET LOCAL extra_float_digits = 1;
+SET LOCAL IntervalStyle = 'postgres';
+INSERT INTO tap_measures VALUES (2, 11, 0.1234567890123456789, 1.2345678, '1 day 02:03:04.5');
+SELECT is((SELECT (new_row - 'id')::text FROM payments.audit_log WHERE table_name = 'tap_measures' AND new_row ->> 'id' = '1'),
+	(SELECT (new_row - 'id')::text FROM payments.audit_log WHERE table_name = 'tap_measures' AND new_row ->> 'id' = '2'),
+	'a row written under extra_float_digits -15 and IntervalStyle iso_8601 is audited as under the defaults');
+SELECT is((SELECT (new_row - 'id')::text FROM payments.audit_log WHERE table_name = 'tap_measures' AND new_row ->> 'id' = '1'),
+	'{"span": "1 day 02:03:04.5", "ratio": 0.12345678901234568, "weight": 1.2345678, "merchant_id": 11}',
+	'its floats shortest-exact, its interval in the default style');
+INSERT INTO tap_measures VALUES (3, 11, 'NaN', '-Infinity', NULL);
+SELECT is((SELECT concat_ws(' ', new_row -> 'ratio', new_row -> 'weight', new_row -> 'span') FROM payments.audit_log
+	WHERE table_name = 'tap_measures' AND new_row ->> 'id' = '3'), '"NaN" "-Infinity" null',
+	'NaN and the infinities as strings, as to_jsonb() writes them');
 
 SELECT * FROM finish();
 ROLLBACK;
