@@ -195,8 +195,12 @@ current_translations(void)
 	if (translations.lc_messages != NULL && strcmp(translations.lc_messages, lc) == 0)
 		return &translations;
 	if (cxt == NULL)
+	{
 		cxt = AllocSetContextCreate(TopMemoryContext, "card_log translations",
 									ALLOCSET_SMALL_SIZES);
+		/* the first message a process reports may come from one */
+		MemoryContextAllowInCriticalSection(cxt, true);
+	}
 	else
 		MemoryContextReset(cxt);
 	memset(&translations, 0, sizeof(translations));
@@ -215,7 +219,14 @@ current_translations(void)
 	translations.process = translated_before("Process %d: %s", 1, NULL);
 	translations.process_sep = translated_before("Process %d: %s", 2, NULL);
 	translations.failed = translated_before("Failed process was running: %s", 1, NULL);
-	translations.translated = strcmp(dgettext(PG_DOMAIN, "statement: %s"), "statement: %s") != 0;
+	/* whether the catalog translates any of them (it may be partial) */
+	translations.translated = strcmp(dgettext(PG_DOMAIN, "statement: %s"), "statement: %s") != 0 ||
+		translations.sql_open[0] != NULL || translations.sql_open[1] != NULL ||
+		translations.sql_open[2] != NULL || translations.json_line != NULL ||
+		translations.token != NULL || translations.copy_start[0] != NULL ||
+		translations.copy_start[1] != NULL || translations.failing_row != NULL ||
+		translations.prepare != NULL || translations.process != NULL ||
+		translations.failed != NULL;
 	translations.lc_messages = pstrdup(lc);
 	MemoryContextSwitchTo(old);
 	return &translations;
@@ -734,12 +745,17 @@ redact_echoed_value(ErrorData *edata)
 	char	   *copy;
 	char	   *p;
 
-	if (class == ERRCODE_DATA_EXCEPTION && edata->message != NULL && message_translated(edata))
+	if (class == ERRCODE_DATA_EXCEPTION && edata->message != NULL &&
+		(message_translated(edata) || current_translations()->translated))
 	{
 		/*
 		 * translated: the value is quoted otherwise (German >>477x<<,
 		 * French << 477x >>), and the translation may put other quotes
-		 * around it: every digit of the message goes
+		 * around it: every digit of the message goes.  So too for any
+		 * such message where lc_messages is not English: one raised again
+		 * (PL/pgSQL's RAISE ... USING MESSAGE = SQLERRM, whose format is
+		 * "%s") or passed on from another server can be translated
+		 * without its format saying so.
 		 */
 		copy = pstrdup(edata->message);
 		(void) card_redact_excerpt(copy, strlen(copy));
@@ -775,6 +791,14 @@ redact_echoed_value(ErrorData *edata)
 			(void) card_redact_statement(copy + (p - edata->message), last - p);
 			edata->message = copy;
 		}
+	}
+	else if (edata->sqlerrcode == ERRCODE_SYNTAX_ERROR && edata->message != NULL &&
+			 current_translations()->translated)
+	{
+		/* raised again or passed on, translated: every digit goes */
+		copy = pstrdup(edata->message);
+		(void) card_redact_excerpt(copy, strlen(copy));
+		edata->message = copy;
 	}
 	if (class == ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION && edata->detail != NULL)
 	{

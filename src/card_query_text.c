@@ -38,9 +38,9 @@
  * parsed earlier, ExecutorRun an Execute (which publishes a copy of the
  * text), ProcessUtility a utility statement.  A statement without card
  * data is scanned once (clean_text).  One that fails before its parse
- * analysis ends is masked when its transaction aborts, and by the log
- * hook when it reports the error (card_mask_activity): the text stays
- * shown while the backend is idle.
+ * analysis ends is masked when its transaction or savepoint aborts, and
+ * by the log hook when it reports the error (card_mask_activity): the
+ * text stays shown while the backend is idle.
  *
  *-------------------------------------------------------------------------
  */
@@ -270,37 +270,76 @@ card_ExecutorEnd(QueryDesc *queryDesc)
 }
 
 /*
- * At the abort of a transaction, mask what pg_stat_activity shows of this
- * backend's statement if it holds card data.  A statement that failed
- * before its parse analysis ended (a syntax error, an unknown function or
- * table) never reached the hooks above, and PostgreSQL keeps showing the
- * text of a backend's last statement while it is idle.  The log hook
- * masks it when it reports the error (card_mask_activity), but it runs
- * only for errors the server logs (log_min_messages): every error aborts
- * the transaction.  debug_query_string is gone by then, so the shown text
- * itself is read (cut at track_activity_query_size); a text masked before
- * has nothing left to mask.
+ * At the abort of a transaction or of a subtransaction (a savepoint's),
+ * mask what pg_stat_activity shows of this backend's statement if it
+ * holds card data.  A statement that failed before its parse analysis
+ * ended (a syntax error, an unknown function or table) never reached the
+ * hooks above, and PostgreSQL keeps showing the text of a backend's last
+ * statement while it is idle.  The log hook masks it when it reports the
+ * error (card_mask_activity), but it runs only for errors the server logs
+ * (log_min_messages): every error aborts the transaction or the
+ * savepoint it ran in.  debug_query_string is gone by then, so the shown
+ * text itself is read; a text masked before has nothing left to mask.
+ * That text may be cut at track_activity_query_size, and a card number
+ * cut there is a number no longer (too short, not Luhn-valid): a text of
+ * that length loses the digits of the run of digits, blanks and dashes
+ * it ends with.
  */
 static void
-card_query_text_xact_callback(XactEvent event, void *arg pg_attribute_unused())
+mask_shown_at_abort(void)
 {
 	volatile PgBackendStatus *beentry = MyBEEntry;
 	char	   *shown;
 	char	   *masked;
+	int			len;
 
-	if (event != XACT_EVENT_ABORT || beentry == NULL || !pgstat_track_activities)
+	if (beentry == NULL || !pgstat_track_activities)
 		return;
 	shown = pnstrdup((const char *) beentry->st_activity_raw,
 					 pgstat_track_activity_query_size - 1);
+	len = strlen(shown);
 	masked = utility_text(shown, card_redacted_copy(shown));
+	if (len == pgstat_track_activity_query_size - 1)
+	{
+		char	   *from = masked != NULL ? masked : shown;
+		char	   *p = from + len;
+		bool		digits = false;
+
+		while (p > from && (isdigit((unsigned char) p[-1]) || p[-1] == ' ' || p[-1] == '-'))
+			digits |= isdigit((unsigned char) *--p) != 0;
+		if (digits && masked == NULL)
+		{
+			masked = pstrdup(shown);
+			p = masked + (p - shown);
+		}
+		for (; digits && *p != '\0'; p++)
+			if (isdigit((unsigned char) *p))
+				*p = 'X';
+	}
 	if (masked != NULL)
 	{
 		PGSTAT_BEGIN_WRITE_ACTIVITY(beentry);
-		memcpy((char *) beentry->st_activity_raw, masked, strlen(shown));
+		memcpy((char *) beentry->st_activity_raw, masked, len);
 		PGSTAT_END_WRITE_ACTIVITY(beentry);
 		pfree(masked);
 	}
 	pfree(shown);
+}
+
+static void
+card_query_text_xact_callback(XactEvent event, void *arg pg_attribute_unused())
+{
+	if (event == XACT_EVENT_ABORT)
+		mask_shown_at_abort();
+}
+
+static void
+card_query_text_subxact_callback(SubXactEvent event, SubTransactionId mySubid pg_attribute_unused(),
+								 SubTransactionId parentSubid pg_attribute_unused(),
+								 void *arg pg_attribute_unused())
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		mask_shown_at_abort();
 }
 
 /* Install the hooks; called once from the postmaster's _PG_init. */
@@ -318,6 +357,7 @@ card_query_text_init(void)
 	prev_ExecutorRun = ExecutorRun_hook;
 	ExecutorRun_hook = card_ExecutorRun;
 	RegisterXactCallback(card_query_text_xact_callback, NULL);
+	RegisterSubXactCallback(card_query_text_subxact_callback, NULL);
 }
 
 /* "$libdir/pg_stat_statements.so" -> "pg_stat_statements" */

@@ -11,6 +11,10 @@
 #    the value it echoes.  A syntax error quotes the token it stopped at
 #    ("syntax error at or near \"'507'\""): a literal or number of such a
 #    statement loses its digits (before: in the log and the message).
+#    Both raised again by PL/pgSQL (USING MESSAGE = SQLERRM): in English
+#    found as before; translated (CARD_LC_MESSAGES) such a message's
+#    format ("%s") does not say it is, and every digit goes (before: the
+#    value in clear under de_DE and fr_FR).
 # 2. auto_explain in its json, yaml and xml formats: the Output list of a
 #    statement holding a card quotes the code passed to a function as a
 #    constant, and the query text (escaped by the format, so not found as
@@ -49,6 +53,11 @@ INSERT INTO public.card_echo VALUES (3, 483, 'no card');
 SELECT payments.pay_card_last4(payments.pay_card('$PAN', 12, $YEAR '507'));
 SELECT payments.pay_card_last4(payments.pay_card('$PAN', 12, $YEAR, 508 509));
 SELECT 1 '510';
+-- the same raised again (RAISE ... USING MESSAGE = SQLERRM: its format is "%s")
+DO \$\$ DECLARE c int; BEGIN PERFORM payments.pay_card_last4(payments.pay_card('$PAN', 12, $YEAR, '737')); c := '476x'::int;
+	EXCEPTION WHEN others THEN RAISE EXCEPTION USING MESSAGE = SQLERRM, ERRCODE = SQLSTATE; END \$\$;
+DO \$\$ BEGIN PERFORM payments.pay_card_last4(payments.pay_card('$PAN', 12, $YEAR, '738')); EXECUTE 'SELECT 1 ''475''';
+	EXCEPTION WHEN others THEN RAISE EXCEPTION USING MESSAGE = SQLERRM, ERRCODE = SQLSTATE; END \$\$;
 -- 2. auto_explain's plans in every format
 LOAD 'auto_explain';
 SET auto_explain.log_min_duration = 0;
@@ -137,7 +146,7 @@ for m in "$(pg_msg 'invalid input syntax for type %s: "%s"' integer XXXx)" \
 	"$(pg_msg 'extra data after last expected column')" "$(pg_msg 'missing data for column "%s"' code)"; do
 	if grep -qF -- "$m" "$f"; then ok 0 "in the log: $m"; else ok 1 "not in the log: $m"; fi
 done
-for c in 477x 47888888888 479 482 507 508 509 491 492 493 494 501 502 503 504 505 506 496 497 499 $PAN ${PAN:0:6}; do
+for c in 477x 47888888888 479 482 507 508 509 476x 475 491 492 493 494 501 502 503 504 505 506 496 497 499 $PAN ${PAN:0:6}; do
 	# (durations aside: a lock wait's "after 496.608 ms", "nach 496,608 ms")
 	leaked=$(strip_prefix "$f" | sed -E 's/[0-9]+[.,][0-9]+ ms//g' | grep -wF -- "$c")
 	if [ -z "$leaked" ] && ! grep -qwF "$c" "$WORK/card_error_echoes.msgs"; then

@@ -25,9 +25,24 @@
 set -uo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
 
+source "$(dirname "$0")/../lib/session_log.sh"
+
 n=0
 fail=0
 for lc in "${PAYMENTS_LOCALES[@]}"; do
+	# the server and the tests' expectations are in that language (without
+	# its catalog both would fall back to English, and every check below
+	# would pass as in English)
+	n=$((n + 1))
+	said=$(as_pg env PGOPTIONS="-c lc_messages=$lc" "$PG_BINDIR/psql" -X -At -h "$WORK/sock" -p "$PORT" -U postgres \
+		-d payments -c 'SELECT 1 / 0' 2>&1)
+	expected=$(CARD_LC_MESSAGES=$lc pg_msg 'division by zero')
+	if [ -n "$expected" ] && [ "$expected" != 'division by zero' ] && grep -qF -- "$expected" <<<"$said"; then
+		echo "ok $n - the server writes in $lc: $said"
+	else
+		fail=1
+		echo "not ok $n - the server does not write in $lc: got '$said', expected '$expected'"
+	fi
 	for t in card_error_echoes card_log_hygiene card_statement_strings; do
 		n=$((n + 1))
 		out=$(CARD_LC_MESSAGES=$lc bash "$(dirname "$0")/$t.sh" 2>&1)

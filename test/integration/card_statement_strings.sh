@@ -33,7 +33,9 @@
 #    that failed before its parse analysis ended (an unknown function, a
 #    syntax error): before, the text as sent, card and code in clear, for
 #    as long as the backend stayed idle.  The same with log_min_messages =
-#    fatal (the error not logged): before, in clear.
+#    fatal (the error not logged): before, in clear; also after a
+#    SAVEPOINT, and a statement cut by track_activity_query_size after 11
+#    digits of the number.
 # 6. A comment with a quote in it ("-- the customer's card", and C-style)
 #    before a text[] literal that holds the number and the code in double
 #    quotes ('{"4532...","633"}').  Before: the comment's quote was read
@@ -222,7 +224,10 @@ PY
 # same with log_min_messages = fatal: such an error is not logged, so the
 # log hook, which masked the text when it reported the error, never runs
 # (before: the card number and the code in clear while idle); the
-# transaction's abort masks it.
+# transaction's abort masks it, and a savepoint's (a failed statement
+# after SAVEPOINT aborts only that), and a text cut where
+# pg_stat_activity cuts it loses the digits it ends with (a card number
+# cut after 11 digits is not one).
 probe="$PG_BINDIR/psql -X -At -h $WORK/sock -p $PORT -U postgres -d payments -c \"SELECT 'seen ' || state || ': ' || query FROM pg_stat_activity WHERE application_name = 'card-idle'\""
 idle_case() {
 	local label=$1 setting=$2 c=$3
@@ -238,15 +243,29 @@ BEGIN;
 SELECT 1 \; EXECUTE card_buy('$A' || '$B' '${c}3');
 \! $probe
 ROLLBACK;
+BEGIN;
+SAVEPOINT s;
+SELECT payments.pay_card_last4(payments.pay_card('$PAN', 12, $YEAR, '${c}4')) FROM public.card_strings_nosuch_t;
+\! $probe
+ROLLBACK;
+$cut_stmt
+\! $probe
 SQL
 	seen=$(grep '^seen ' "$WORK/card_strings.idle-out")
 	comment "$seen"
-	is "$(grep -c '^seen idle' <<<"$seen")" 3 "$label: another session read the idle backend's last statement three times"
-	unlike "$seen" "$PAN|$A|$B|${c}[1-3]" "$label: a statement that failed before its parse analysis ended shows no card data in pg_stat_activity"
+	is "$(grep -c '^seen idle' <<<"$seen")" 5 "$label: another session read the idle backend's last statement five times"
+	unlike "$seen" "$PAN|$A|$B|${c}[1-4]" "$label: a statement that failed before its parse analysis ended shows no card data in pg_stat_activity"
 	# (the client's own messages of errors the server does not log are
 	# not masked: PostgreSQL calls no log hook for them; README says so)
 	if [ -z "$setting" ]; then cat "$WORK/card_strings.idle-out" >> "$OUT"; else echo "$seen" >> "$OUT"; fi
 }
+# a statement longer than pg_stat_activity shows, cut by it after 11
+# digits of the card number (no longer a number, as shown)
+shown_size=$(psql_db -Atc "SELECT setting FROM pg_settings WHERE name = 'track_activity_query_size'")
+cut_head="SELECT 1 FROM public.card_strings_nosuch_t WHERE x = '"
+cut_tail="' AND y = '"
+cut_pad=$(printf "%$((shown_size - 1 - 11 - ${#cut_head} - ${#cut_tail}))s" '' | tr ' ' a)
+cut_stmt="$cut_head$cut_pad$cut_tail$PAN';"
 idle_case "errors logged" "" 66
 idle_case "errors not logged (log_min_messages = fatal)" "SET log_min_messages = fatal;" 60
 
@@ -304,7 +323,7 @@ done
 is "$(grep -c "$(translated 'ERROR:  division by zero')" "$OUT")" 12 "the twelve divisions by zero failed (simple, seven in a function, a DO block's assignment, two pgbench, libpq)"
 like "$(cat "$OUT")" "libpq execute: status 2 " "the statement prepared by a Parse message ran"
 like "$(cat "$OUT")" "libpq nested: status 7 $(pg_msg ERROR):  $(pg_msg_part 'there is no parameter $%d' 1 | re_esc)" "the EXECUTE of an EXECUTE prepared by a Parse message failed as expected"
-for c in 611 612 613 614 615 616 617 618 621 622 623 631 632 633 634 635 636 637 671 672 673 674 681 682 683 691 692 641 642 651 661 662 663 601 602 603 "$PAN" "$A" "$B" "${PAN:0:6}"; do
+for c in 611 612 613 614 615 616 617 618 621 622 623 631 632 633 634 635 636 637 671 672 673 674 681 682 683 691 692 641 642 651 661 662 663 664 601 602 603 604 "$PAN" "$A" "$B" "${PAN:0:6}"; do
 	leaked=$(strip_prefix "$f" | sed -E "s/$(pg_msg 'duration: %s ms' DURATION | re_esc | sed 's/DURATION/[0-9]+\\.[0-9]+/')//" | grep -wF -- "$c")
 	if [ -z "$leaked" ] && ! grep -v '^LINE [0-9]*: ' "$OUT" | grep -qwF -- "$c"; then
 		ok 0 "$c is in no log line or message"

@@ -48,8 +48,12 @@ fi
 # CARD_LC_MESSAGES (FORMAT itself without it)
 pg_msg_fmt() {
 	if [ -z "$CARD_LC_MESSAGES" ]; then printf '%s' "$1"; return; fi
-	LANGUAGE='' LC_ALL=$CARD_LC_MESSAGES TEXTDOMAINDIR=$("$PG_BINDIR/pg_config" --localedir) \
-		gettext -d "postgres-$("$PG_BINDIR/pg_config" --version | sed -E 's/^PostgreSQL ([0-9]+).*/\1/')" -- "$1"
+	local tr
+	tr=$(LANGUAGE='' LC_ALL=$CARD_LC_MESSAGES TEXTDOMAINDIR=$("$PG_BINDIR/pg_config" --localedir) \
+		gettext -d "postgres-$("$PG_BINDIR/pg_config" --version | sed -E 's/^PostgreSQL ([0-9]+).*/\1/')" -- "$1")
+	# (never empty: an empty expectation would be found anywhere; English
+	# instead, which a translated log does not hold, so the check fails)
+	printf '%s' "${tr:-$1}"
 }
 # pg_msg FORMAT [ARG...]: the message FORMAT with ARGs filled in, as the
 # server writes it under CARD_LC_MESSAGES
