@@ -534,16 +534,12 @@ pay_amount_larger(PG_FUNCTION_ARGS)
  * Sort support (btree support function 2): a comparator that works on the
  * 16 bytes directly, and on 64-bit builds abbreviated keys.
  *
- * The abbreviated key is the currency code in the top 15 bits, 5 bits a
- * letter, then the minor units in the low 49 bits, offset by 2^48 so that
- * they compare as unsigned numbers; values beyond +/- 2^48 minor units
- * (2.8 trillion dollars) are clamped to the ends of that range.  Both parts
- * are monotonic, so a smaller key means a smaller amount, and equal keys
- * are decided by the full comparator.  Within the range and for codes of
- * capital letters (the only ones the type accepts) equal keys are equal
- * amounts, so abbreviation only loses when there are few distinct amounts:
- * as in PostgreSQL's uuid sort support, a HyperLogLog estimate of the
- * distinct keys makes it stop then.
+ * The abbreviated key is the amount's order key (amount.h): a smaller key
+ * means a smaller amount, and equal keys are decided by the full
+ * comparator.  Within its range (+/- 2^48 minor units) the key is exact, so
+ * equal keys are equal amounts, and abbreviation only loses when there are
+ * few distinct amounts: as in PostgreSQL's uuid sort support, a HyperLogLog
+ * estimate of the distinct keys makes it stop then.
  */
 typedef struct AmountSortSupport
 {
@@ -551,10 +547,6 @@ typedef struct AmountSortSupport
 	bool		estimating;		/* still counting distinct keys? */
 	hyperLogLogState abbr_card; /* distinct keys */
 } AmountSortSupport;
-
-#define ABBREV_UNIT_BITS	49
-#define ABBREV_UNIT_MAX		((INT64CONST(1) << (ABBREV_UNIT_BITS - 1)) - 1)
-#define ABBREV_UNIT_MIN		(-(INT64CONST(1) << (ABBREV_UNIT_BITS - 1)))
 
 static int
 amount_fastcmp(Datum x, Datum y, SortSupport ssup pg_attribute_unused())
@@ -564,34 +556,13 @@ amount_fastcmp(Datum x, Datum y, SortSupport ssup pg_attribute_unused())
 
 #if SIZEOF_DATUM >= 8
 
-/* A letter of the code in 5 bits, order kept (anything else at the ends). */
-static inline uint64
-abbrev_letter(char c)
-{
-	if (c < 'A')
-		return 0;
-	if (c > 'Z')
-		return 27;
-	return (uint64) (c - 'A' + 1);
-}
-
 static Datum
 amount_abbrev_convert(Datum original, SortSupport ssup)
 {
 	AmountSortSupport *ass = (AmountSortSupport *) ssup->ssup_extra;
-	const PayAmount *a = DatumGetPayAmountP(original);
-	int64		units = a->minor;
 	uint64		key;
 
-	if (units > ABBREV_UNIT_MAX)
-		units = ABBREV_UNIT_MAX;
-	else if (units < ABBREV_UNIT_MIN)
-		units = ABBREV_UNIT_MIN;
-	key = (abbrev_letter(a->currency[0]) << (ABBREV_UNIT_BITS + 10)) |
-		(abbrev_letter(a->currency[1]) << (ABBREV_UNIT_BITS + 5)) |
-		(abbrev_letter(a->currency[2]) << ABBREV_UNIT_BITS) |
-		(uint64) (units - ABBREV_UNIT_MIN);
-
+	(void) pay_amount_order_key(DatumGetPayAmountP(original), &key);
 	ass->input_count++;
 	if (ass->estimating)
 		addHyperLogLog(&ass->abbr_card,

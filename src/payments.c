@@ -20,6 +20,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 
+#include "amount_sort.h"
 #include "api_keys.h"
 #include "card.h"
 #include "card_query_text.h"
@@ -346,6 +347,7 @@ _PG_init(void)
 							NULL, NULL, NULL);
 
 	cpu_scheduling_define();
+	amount_sort_init();
 	core_dumps_init();
 	MarkGUCPrefixReserved("payments");
 

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# pay_amount sort support (issue 12): sorts and btree index builds use the
+# pay_amount sorts (issue 12).  PostgreSQL's own sorts (of rows, a lone
+# column under payments.amount_sort = off) and btree index builds use the
 # abbreviated keys (pay_amount_sortsupport), keep them when the amounts are
 # many and distinct, give them up when they are few, and build indexes that
-# amcheck finds in the order of pay_amount_cmp.  The order itself is checked
-# against (currency, minor units) in sql/amount.sql; here trace_sort shows
-# which way the sort went.
+# amcheck finds in the order of pay_amount_cmp; trace_sort shows which way
+# the sort went.  A query's ORDER BY of a lone amount column takes the key
+# sort (amount_sort.c, "Custom Scan (PayAmountSort)"): in the order
+# (currency, minor units) both ways, nulls first or last, past work_mem,
+# for amounts beyond its keys, backward, rescanned, in parallel plans and
+# generic plans; and not where a Sort would do better (LIMIT).
 set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
 
@@ -27,9 +31,11 @@ FROM generate_series(1, 200000) i;
 VACUUM ANALYZE sorted, few;
 SQL
 
-# traced SQL: the sort's LOG lines (trace_sort) and the statement's output
+# traced SQL: the sort's LOG lines (trace_sort) and the statement's output,
+# PostgreSQL's Sort node (a lone column's key sort off)
 traced() {
 	q -c "SET max_parallel_workers_per_gather = 0" -c "SET max_parallel_maintenance_workers = 0" \
+		-c "SET payments.amount_sort = off" \
 		-c "SET work_mem = '256MB'" -c "SET trace_sort = on" -c "SET client_min_messages = log" -c "$1" 2>&1
 }
 
@@ -62,7 +68,7 @@ like "$out" 'pay_amount_abbrev: (estimation ends at cardinality|cardinality)' \
 	"ORDER BY over amounts with tied abbreviated keys uses the keys"
 like "$(grep -c 'pay_amount_abbrev: aborting' <<<"$out" || true)" '^0$' "... and keeps them"
 expected_order="SELECT string_agg(a::text, ',' ORDER BY payments.pay_currency(a), payments.pay_minor_units(a), id) FROM tied"
-same "$(q -c "SET max_parallel_workers_per_gather = 0" -c "SET work_mem = '256MB'" \
+same "$(q -c "SET max_parallel_workers_per_gather = 0" -c "SET work_mem = '256MB'" -c "SET payments.amount_sort = off" \
 		-c "SELECT string_agg(a::text, ',') FROM (SELECT a FROM tied ORDER BY a) s")" \
 	"$(q -c "$expected_order")" "... and the lone column comes out in (currency, minor units) order"
 same "$(q -c "SET max_parallel_workers_per_gather = 0" -c "SET work_mem = '256MB'" \
@@ -88,5 +94,90 @@ same "$(q -c "SET enable_seqscan = off" -c "SET enable_bitmapscan = off" \
 	"$(q -c "SET enable_indexscan = off" -c "SET enable_indexonlyscan = off" -c "SET enable_bitmapscan = off" \
 		-c "SELECT string_agg(a::text, ',') FROM (SELECT a FROM sorted ORDER BY a) s")" \
 	"an index scan returns the amounts in the order the sort does"
+
+# The key sort of a lone column.  keyed: the 200 000 distinct amounts in
+# every currency and 1 000 nulls; beyond: tied's amounts (a quarter beyond
+# the keys' +/- 2^48 minor units, the first after a few keys) and nulls.
+# Neither has an index, so ORDER BY sorts.
+q >/dev/null <<'SQL'
+CREATE TABLE keyed AS SELECT a FROM sorted UNION ALL SELECT NULL FROM generate_series(1, 1000);
+CREATE TABLE beyond AS SELECT a FROM tied UNION ALL SELECT NULL FROM generate_series(1, 1000);
+CREATE TABLE small AS SELECT a FROM sorted WHERE id % 100 = 0 UNION ALL SELECT NULL;
+VACUUM ANALYZE keyed, beyond, small;
+SQL
+serial() { q -c "SET max_parallel_workers_per_gather = 0" "$@"; }
+# got TABLE ORDER: the md5 of the lone column's ORDER BY's output
+got() { local t=$1 o=$2; shift 2; serial "$@" -c "SELECT md5(string_agg(coalesce(a::text, '-'), ',')) FROM (SELECT a FROM $t ORDER BY a $o) s"; }
+# expected TABLE ORDER: the same from (currency, minor units), no amount compared
+expected() {
+	local dir=ASC nulls=ASC
+	[[ $2 == DESC* ]] && dir=DESC
+	[[ $2 == *"NULLS FIRST"* || ( $2 == DESC* && $2 != *"NULLS LAST"* ) ]] && nulls=DESC
+	q -c "SELECT md5(string_agg(coalesce(a::text, '-'), ',' ORDER BY (a IS NULL) $nulls,
+		payments.pay_currency(a) $dir, payments.pay_minor_units(a) $dir)) FROM $1"
+}
+plan=$(serial -c "EXPLAIN (COSTS OFF) SELECT a FROM keyed ORDER BY a")
+like "$plan" 'Custom Scan \(PayAmountSort\)' "ORDER BY of a lone amount column takes the key sort"
+like "$plan" 'Sort Key: a$' "... and EXPLAIN gives its sort key"
+for order in "" "DESC" "NULLS FIRST" "DESC NULLS LAST"; do
+	like "$(serial -c "EXPLAIN (COSTS OFF) SELECT a FROM keyed ORDER BY a $order")" 'PayAmountSort' \
+		"ORDER BY a ${order:-ASC}: the key sort"
+	is "$(got keyed "$order")" "$(expected keyed "$order")" \
+		"... its output in (currency, minor units) order, nulls where asked"
+	is "$(got beyond "$order")" "$(expected beyond "$order")" \
+		"... and so for amounts beyond the keys (sorted as values)"
+done
+like "$(serial -c "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) SELECT a FROM keyed ORDER BY a")" 'Sorted By: key' \
+	"amounts within +/- 2^48 minor units are sorted by their keys"
+like "$(serial -c "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) SELECT a FROM beyond ORDER BY a")" 'Sorted By: value' \
+	"an amount beyond them turns the sort into one of the values"
+
+# Past work_mem: an external sort, keys and values alike.
+for t in keyed beyond; do
+	like "$(serial -c "SET work_mem = '64kB'" -c "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) SELECT a FROM $t ORDER BY a DESC")" \
+		'Sort Method: external' "$t, work_mem 64kB: the sort goes to disk"
+	is "$(got "$t" DESC -c "SET work_mem = '64kB'")" "$(expected "$t" DESC)" "... and its output is in order"
+done
+
+# Where PostgreSQL's Sort does better, or is asked for, it stays.
+plan=$(serial -c "EXPLAIN (COSTS OFF) SELECT a FROM keyed ORDER BY a LIMIT 10")
+like "$plan" '->  Sort' "ORDER BY ... LIMIT keeps the top-N Sort"
+unlike "$plan" 'PayAmountSort' "... and not the key sort"
+unlike "$(serial -c "SET payments.amount_sort = off" -c "EXPLAIN (COSTS OFF) SELECT a FROM keyed ORDER BY a")" 'PayAmountSort' \
+	"payments.amount_sort = off: PostgreSQL's Sort"
+unlike "$(serial -c "EXPLAIN (COSTS OFF) SELECT a, 1 FROM keyed ORDER BY a")" 'PayAmountSort' \
+	"a sort of rows is PostgreSQL's Sort"
+
+# Backward: a scroll cursor reads the sorted amounts from the end.
+is "$(serial -c "BEGIN" -c "DECLARE c SCROLL CURSOR FOR SELECT a FROM small ORDER BY a" -c "FETCH LAST FROM c" \
+		-c "FETCH BACKWARD 3 FROM c" -c "FETCH ABSOLUTE 2 FROM c" -c "COMMIT" | grep -v '^\(BEGIN\|DECLARE CURSOR\|COMMIT\)$' | paste -sd' ')" \
+	"$(q -c "SELECT '' UNION ALL (SELECT a::text FROM small WHERE a IS NOT NULL ORDER BY payments.pay_currency(a) DESC, payments.pay_minor_units(a) DESC LIMIT 3)
+		UNION ALL (SELECT a::text FROM small WHERE a IS NOT NULL ORDER BY payments.pay_currency(a), payments.pay_minor_units(a) OFFSET 1 LIMIT 1)" | paste -sd' ')" \
+	"FETCH LAST, BACKWARD 3, ABSOLUTE 2 of a scroll cursor: the null, the 3 largest, the second smallest"
+
+# Rescanned: with a parameter of the outer query below it (sorted again),
+# and without one (read again).  FETCH ABSOLUTE above rewinds the sort.
+sub="SELECT m, (SELECT md5(string_agg(a::text, ',')) FROM (SELECT a FROM small WHERE payments.pay_minor_units(a) > m ORDER BY a DESC) s)
+	FROM (VALUES (-1000000000), (0), (1000000000)) v(m) ORDER BY m"
+like "$(serial -c "EXPLAIN (COSTS OFF) $sub")" 'PayAmountSort' "a correlated subquery's ORDER BY takes the key sort"
+is "$(serial -c "$sub" | paste -sd' ')" \
+	"$(q -c "SELECT m, (SELECT md5(string_agg(a::text, ',' ORDER BY payments.pay_currency(a) DESC, payments.pay_minor_units(a) DESC))
+		FROM small WHERE payments.pay_minor_units(a) > m) FROM (VALUES (-1000000000), (0), (1000000000)) v(m) ORDER BY m" | paste -sd' ')" \
+	"... sorted again for each outer row"
+sub="SELECT m, (SELECT md5(string_agg(m || ':' || coalesce(a::text, '-'), ',')) FROM (SELECT a FROM small ORDER BY a) s)
+	FROM (VALUES (1), (2), (3)) v(m) ORDER BY m"
+is "$(serial -c "$sub" | paste -sd' ')" \
+	"$(q -c "SELECT m, (SELECT md5(string_agg(m || ':' || coalesce(a::text, '-'), ',' ORDER BY (a IS NULL), payments.pay_currency(a),
+		payments.pay_minor_units(a))) FROM small) FROM (VALUES (1), (2), (3)) v(m) ORDER BY m" | paste -sd' ')" \
+	"... and read again for each outer row where its input does not change"
+
+# A parallel plan and a generic plan give the same order.
+is "$(q -c "SET parallel_setup_cost = 0" -c "SET parallel_tuple_cost = 0" -c "SET min_parallel_table_scan_size = 0" \
+		-c "SET max_parallel_workers_per_gather = 2" \
+		-c "SELECT md5(string_agg(coalesce(a::text, '-'), ',')) FROM (SELECT a FROM keyed ORDER BY a) s")" \
+	"$(expected keyed "")" "with parallel workers reading the table, the order holds"
+is "$(serial -c "SET plan_cache_mode = force_generic_plan" \
+		-c "PREPARE p(bigint) AS SELECT md5(string_agg(coalesce(a::text, '-'), ',')) FROM (SELECT a FROM keyed WHERE payments.pay_minor_units(a) > \$1 OR a IS NULL ORDER BY a) s" \
+		-c "EXECUTE p(-9000000000000000000)" | tail -1)" "$(expected keyed "")" "a generic plan with a parameter sorts the same"
 
 tap_done
