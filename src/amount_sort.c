@@ -172,12 +172,17 @@ amount_sort_upper_paths(PlannerInfo *root, UpperRelationKind stage,
 	foreach(lc, pathkey->pk_eclass->ec_members)
 	{
 		EquivalenceMember *em = lfirst(lc);
+		Expr	   *e = em->em_expr;
 
-		if (equal(em->em_expr, column))
+		/* (a domain's column is relabelled to its base type) */
+		while (IsA(e, RelabelType))
+			e = ((RelabelType *) e)->arg;
+		if (equal(e, column))
 			sorts_column = true;
 	}
 	if (!sorts_column ||
-		!amount_order_family(pathkey->pk_opfamily, exprType((Node *) column)))
+		!amount_order_family(pathkey->pk_opfamily,
+							 getBaseType(exprType((Node *) column))))
 		return;
 
 	/* A sort of 8-byte keys, comparisons at half a Sort's price. */
@@ -249,7 +254,8 @@ amount_sort_create_state(CustomScan *cscan)
 	state->opfamily = (Oid) intVal(list_nth(cscan->custom_private, PRIVATE_OPFAMILY));
 	state->strategy = intVal(list_nth(cscan->custom_private, PRIVATE_STRATEGY));
 	state->nulls_first = intVal(list_nth(cscan->custom_private, PRIVATE_NULLS_FIRST)) != 0;
-	state->amount_type = exprType((Node *) linitial_node(TargetEntry, cscan->custom_scan_tlist)->expr);
+	/* the type the operator family knows (a domain's base type) */
+	state->amount_type = getBaseType(exprType((Node *) linitial_node(TargetEntry, cscan->custom_scan_tlist)->expr));
 	return (Node *) state;
 }
 

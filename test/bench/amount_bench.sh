@@ -16,8 +16,11 @@
 #   sort lone      ORDER BY v of the lone column: a full in-memory sort of
 #                  ROWS/10 rows (SELECT v ... ORDER BY v OFFSET 1e9).
 #                  PostgreSQL 15 sorts a lone column as bare Datums only for
-#                  by-value types (bigint); pay_amount and numeric take the
-#                  tuple sort (the plan's trace_sort lines are printed)
+#                  by-value types (bigint): numeric takes the tuple sort,
+#                  pay_amount the extension's node, a Datum sort of 64-bit
+#                  keys (the plans and their trace_sort lines are printed)
+#   sort lone Sort the same with payments.amount_sort = off: pay_amount in
+#                  PostgreSQL's tuple sort, as numeric (the others as above)
 #   sort rows      the same sort of rows (v, 1): every type takes the tuple
 #                  sort; the like-for-like comparison of the sorts themselves
 #   index build    CREATE INDEX on those ROWS/10 rows, serial
@@ -68,13 +71,13 @@ q -At -c "SELECT 'table sizes: ' || string_agg(c || ' ' || pg_size_pretty(pg_tab
 # The literal each type compares with in the WHERE test: about the median.
 declare -A LIT=([bigint]="0::bigint" [numeric]="0.00::numeric(14,2)" [amount]="'0.00 USD'::payments.pay_amount")
 TYPES=(bigint numeric amount)
-TESTS=("sum serial" "sum parallel" "min/max" "where" "sort lone" "sort rows" "index build")
+TESTS=("sum serial" "sum parallel" "min/max" "where" "sort lone" "sort lone Sort" "sort rows" "index build")
 
 # One psql session runs everything; each timed statement follows its
 # settings and a marker line, and psql's \timing line after it is kept.
 SERIAL="SET max_parallel_workers_per_gather = 0;"
 PARALLEL="SET max_parallel_workers_per_gather = 2; SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0;"
-RESET="RESET parallel_setup_cost; RESET parallel_tuple_cost; RESET min_parallel_table_scan_size;"
+RESET="RESET parallel_setup_cost; RESET parallel_tuple_cost; RESET min_parallel_table_scan_size; RESET payments.amount_sort;"
 # the backend's CPU time so far, in nanoseconds (its first schedstat field)
 CPU="SELECT '@cpu ' || split_part(pg_read_file('/proc/self/schedstat'), ' ', 1);"
 # stmt TEST TYPE: sets SETUP and TIMED
@@ -89,6 +92,7 @@ stmt() {
 	"where") TIMED="SELECT count(*) FROM $t WHERE v < ${LIT[$type]};" ;;
 	# (without the index the index build test leaves)
 	"sort lone") SETUP="$SETUP DROP INDEX IF EXISTS i_$type;" TIMED="SELECT v FROM $s ORDER BY v OFFSET 1e9;" ;;
+	"sort lone Sort") SETUP="$SETUP DROP INDEX IF EXISTS i_$type; SET payments.amount_sort = off;" TIMED="SELECT v FROM $s ORDER BY v OFFSET 1e9;" ;;
 	"sort rows") SETUP="$SETUP DROP INDEX IF EXISTS i_$type;" TIMED="SELECT v, 1 FROM $s ORDER BY v OFFSET 1e9;" ;;
 	"index build") SETUP="$SETUP DROP INDEX IF EXISTS i_$type;" TIMED="CREATE INDEX i_$type ON $s (v);" ;;
 	esac
@@ -121,10 +125,12 @@ for type in "${TYPES[@]}"; do
 	printf 'parallel plan for %s: %s\n' "$type" "$(grep -c 'Partial Aggregate' <<<"$plan") Partial Aggregate, $(sed -n 's/.*Workers Planned: \([0-9]*\).*/\1 workers planned/p' <<<"$plan")"
 done
 
-# Which sort each type's lone-column ORDER BY takes (Datum or tuple sort),
-# and whether the abbreviated keys are kept.
+# Which node and sort each type's lone-column ORDER BY takes (Datum or
+# tuple sort), and whether the abbreviated keys are kept.
 for type in "${TYPES[@]}"; do
-	printf 'sort lone %s: %s\n' "$type" "$(q -At -c "SET max_parallel_workers_per_gather = 0" -c "SET trace_sort = on" \
+	printf 'sort lone %s: %s, %s\n' "$type" "$(q -At -c "SET max_parallel_workers_per_gather = 0" \
+		-c "EXPLAIN (COSTS OFF) SELECT v FROM s_$type ORDER BY v OFFSET 1e9" | sed -n '2s/^ *-> *//p')" \
+		"$(q -At -c "SET max_parallel_workers_per_gather = 0" -c "SET trace_sort = on" \
 		-c "SET client_min_messages = log" -c "SELECT v FROM s_$type ORDER BY v OFFSET 1e9" 2>&1 |
 		sed -n 's/.*LOG: *\(begin [a-z]* sort\).*/\1/p; s/.*LOG: *\(pay_amount_abbrev: [a-z ]*\) at.*/\1/p' | sort -u | paste -sd, -)"
 done
@@ -152,15 +158,15 @@ for line in lines:
     m = re.match(r'Time: ([0-9.]+) ms', line)
     if m and mark:
         wall.setdefault(mark, []).append(float(m.group(1)))
-tests = ["sum serial", "sum parallel", "min/max", "where", "sort lone", "sort rows", "index build"]
-rows = {"sort lone": sys.argv[3], "sort rows": sys.argv[3], "index build": sys.argv[3]}
+tests = ["sum serial", "sum parallel", "min/max", "where", "sort lone", "sort lone Sort", "sort rows", "index build"]
+rows = {"sort lone": sys.argv[3], "sort lone Sort": sys.argv[3], "sort rows": sys.argv[3], "index build": sys.argv[3]}
 types = ("bigint", "numeric", "amount")
 for title, times in (("wall-clock ms (median)", wall), ("backend CPU ms (median; parallel: the leader only)", cpu)):
     print(title)
-    print("%-13s %9s %10s %10s %11s %9s %9s" % ("", "rows", "bigint", "numeric", "pay_amount", "num/big", "amt/big"))
+    print("%-14s %9s %10s %10s %11s %9s %9s" % ("", "rows", "bigint", "numeric", "pay_amount", "num/big", "amt/big"))
     for t in tests:
         med = {ty: statistics.median(times[(t, ty)]) for ty in types}
-        print("%-13s %9s %10.1f %10.1f %11.1f %9.2f %9.2f" % (t, rows.get(t, sys.argv[2]), med["bigint"],
+        print("%-14s %9s %10.1f %10.1f %11.1f %9.2f %9.2f" % (t, rows.get(t, sys.argv[2]), med["bigint"],
               med["numeric"], med["amount"], med["numeric"] / med["bigint"], med["amount"] / med["bigint"]))
 print("(median of %d repetitions each, types alternated)" % len(wall[("sum serial", "bigint")]))
 PY

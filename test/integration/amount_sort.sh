@@ -171,6 +171,17 @@ is "$(serial -c "$sub" | paste -sd' ')" \
 		payments.pay_minor_units(a))) FROM small) FROM (VALUES (1), (2), (3)) v(m) ORDER BY m" | paste -sd' ')" \
 	"... and read again for each outer row where its input does not change"
 
+# A domain over pay_amount sorts the same way (its column is relabelled to
+# the base type in the sort key), values beyond the keys too.
+q >/dev/null <<'SQL'
+CREATE DOMAIN pos_amount AS payments.pay_amount CHECK (payments.pay_minor_units(VALUE) >= 0);
+CREATE TABLE dom AS SELECT a::pos_amount AS a FROM small WHERE payments.pay_minor_units(a) >= 0
+	UNION ALL SELECT payments.pay_amount_from_minor(9000000000000000000, 'USD')::pos_amount;
+ANALYZE dom;
+SQL
+like "$(serial -c "EXPLAIN (COSTS OFF) SELECT a FROM dom ORDER BY a DESC")" 'PayAmountSort' "a domain's column takes the key sort"
+is "$(got dom DESC)" "$(expected dom DESC)" "... and comes out in order"
+
 # A parallel plan and a generic plan give the same order.
 is "$(q -c "SET parallel_setup_cost = 0" -c "SET parallel_tuple_cost = 0" -c "SET min_parallel_table_scan_size = 0" \
 		-c "SET max_parallel_workers_per_gather = 2" \
