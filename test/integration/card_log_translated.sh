@@ -15,8 +15,12 @@
 #
 # Runs the card log tests whose cases depend on the text of the messages
 # (card_error_echoes, card_log_hygiene, card_statement_strings) again, in
-# German and in French (test/lib/common.sh's PAYMENTS_LOCALES; French
-# quotes with « »), with CARD_LC_MESSAGES (test/lib/session_log.sh): their
+# German, in French and in Japanese (test/lib/common.sh's
+# PAYMENTS_LOCALES; French quotes with « »; Japanese puts some arguments
+# in another order, "%2$s" before "%1$s": the token before "syntax error",
+# the table before a foreign key's values, and writes "division by zero"
+# with a digit, which a message that quotes no value keeps), with
+# CARD_LC_MESSAGES (test/lib/session_log.sh): their
 # sessions set lc_messages, and their checks of the log and of the
 # client's output look for the security codes and numbers as they do in
 # English, and for the messages they expect in that language.  Each run's

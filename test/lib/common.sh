@@ -16,8 +16,9 @@ PAYMENTS_DEBS=(
 )
 # Locales the card log tests run their servers' messages in (lc_messages;
 # CARD_LC_MESSAGES in test/integration/card_log_translated.sh): German
-# quotes with » «, French with « ».
-PAYMENTS_LOCALES=(de_DE.UTF-8 fr_FR.UTF-8)
+# quotes with » «, French with « », Japanese takes some arguments in
+# another order (%2$s before %1$s).
+PAYMENTS_LOCALES=(de_DE.UTF-8 fr_FR.UTF-8 ja_JP.UTF-8)
 
 log() { printf '==> %s\n' "$*" >&2; }
 

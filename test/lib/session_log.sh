@@ -56,17 +56,46 @@ pg_msg_fmt() {
 	printf '%s' "${tr:-$1}"
 }
 # pg_msg FORMAT [ARG...]: the message FORMAT with ARGs filled in, as the
-# server writes it under CARD_LC_MESSAGES
+# server writes it under CARD_LC_MESSAGES.  A translation may take its
+# arguments in another order (Japanese: %2$s before %1$s), which bash's
+# printf does not know: each conversion's argument is picked by its
+# number (or the next in turn), and the conversions, without their
+# numbers, are handed to printf with the arguments in that order.
 pg_msg() {
-	local fmt
+	local fmt rest spec n seq=0 out=''
+	local -a args=("${@:2}") picked=()
 	fmt=$(pg_msg_fmt "$1")
-	shift
+	rest=$fmt
+	while [[ $rest == *%* ]]; do
+		out+=${rest%%\%*}
+		rest=${rest#*%}
+		[[ $rest =~ ^(([1-9][0-9]*)\$)?([-+\ #0]*[0-9]*(\.[0-9]+)?(hh|h|ll|l|z)?[diouxXeEfgGcs%]) ]] ||
+			die "pg_msg: a conversion pg_msg does not know in \"$fmt\""
+		rest=${rest:${#BASH_REMATCH[0]}}
+		spec=${BASH_REMATCH[3]}
+		if [ "$spec" = % ]; then out+=%%; continue; fi
+		n=${BASH_REMATCH[2]:-$((++seq))}
+		out+=%${spec/%llu/s}
+		picked+=("${args[n - 1]-}")
+	done
+	out+=$rest
 	# shellcheck disable=SC2059
-	printf -- "${fmt//%llu/%s}" "$@"
+	printf -- "$out" "${picked[@]}"
 }
 # pg_msg_part FORMAT N: the Nth piece of fixed text of FORMAT's
-# translation (between its conversions), for a message whose arguments a
-# test cannot know (a pid, a time)
+# translation (between its conversions, in the translation's order, which
+# may not be FORMAT's: Japanese %2$s before %1$s), for a message whose
+# arguments a test cannot know (a pid, a time)
 pg_msg_part() {
 	pg_msg_fmt "$1" | sed -E 's/%([0-9]+\$)?[-+ #0]*[0-9]*(\.[0-9]+)?(hh|h|ll|l|z)?[a-zA-Z]/\n/g' | sed -n "$2p"
+}
+# pg_msg_re FORMAT: FORMAT's translation as a basic regular expression
+# (grep), each conversion matching any text: for a message whose
+# arguments a test cannot know, whole, where one piece of it says little
+# (Japanese "process %d still waiting for ..." has one letter, the
+# particle "wa", between its first two conversions)
+pg_msg_re() {
+	pg_msg_fmt "$1" | sed -E -e 's/%%/\x02/g' \
+		-e 's/%([0-9]+\$)?[-+ #0]*[0-9]*(\.[0-9]+)?(hh|h|ll|l|z)?[a-zA-Z]/\x01/g' \
+		-e 's/[][\.*^$]/\\&/g' -e 's/\x01/.*/g' -e 's/\x02/%/g'
 }
