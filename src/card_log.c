@@ -247,6 +247,24 @@ message_translated(const ErrorData *edata)
 	return tr != edata->message_id && strcmp(tr, edata->message_id) != 0;
 }
 
+/*
+ * Whether the message of edata is the text of its format itself, translated
+ * or not, of a format without conversions: it quotes no value, and its
+ * digits are the catalog's (Japanese writes "division by zero" with a 0, a
+ * "two" or "one-dimensional" with a 2 or a 1).  A format with any "%" is
+ * not taken ("%%" prints as "%").
+ */
+static bool
+message_is_fixed_text(const ErrorData *edata)
+{
+	const char *fmt;
+
+	if (edata->message_id == NULL || edata->message == NULL)
+		return false;
+	fmt = dgettext(edata->domain != NULL ? edata->domain : PG_DOMAIN, edata->message_id);
+	return strchr(fmt, '%') == NULL && strcmp(edata->message, fmt) == 0;
+}
+
 /* The first "$<n> = '" of a text (a bind parameter list's first value). */
 static char *
 first_param(char *text)
@@ -745,8 +763,15 @@ redact_echoed_value(ErrorData *edata)
 	char	   *copy;
 	char	   *p;
 
-	if (class == ERRCODE_DATA_EXCEPTION && edata->message != NULL &&
-		(message_translated(edata) || current_translations()->translated))
+	if (class == ERRCODE_DATA_EXCEPTION && message_is_fixed_text(edata))
+	{
+		/*
+		 * no value in it: its digits are the catalog's (before: Japanese
+		 * "0 ... " of division by zero lost its 0 in such a statement)
+		 */
+	}
+	else if (class == ERRCODE_DATA_EXCEPTION && edata->message != NULL &&
+			 (message_translated(edata) || current_translations()->translated))
 	{
 		/*
 		 * translated: the value is quoted otherwise (German >>477x<<,
@@ -793,7 +818,7 @@ redact_echoed_value(ErrorData *edata)
 		}
 	}
 	else if (edata->sqlerrcode == ERRCODE_SYNTAX_ERROR && edata->message != NULL &&
-			 current_translations()->translated)
+			 current_translations()->translated && !message_is_fixed_text(edata))
 	{
 		/* raised again or passed on, translated: every digit goes */
 		copy = pstrdup(edata->message);
