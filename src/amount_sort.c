@@ -161,8 +161,17 @@ amount_sort_upper_paths(PlannerInfo *root, UpperRelationKind stage,
 		pathkeys_contained_in(root->sort_pathkeys, input->pathkeys) ||
 		input->param_info != NULL)
 		return;
+	/*
+	 * A column of a range table entry of this query.  Not a set operation's
+	 * output (UNION's column is varno 0, no entry's): the node's scan tuple
+	 * is that column (custom_scan_tlist), which EXPLAIN and auto_explain
+	 * name through it, and cannot ("bogus varno: 0"; in a subquery, once
+	 * offset into the outer range table, the column of another entry).
+	 */
 	column = linitial(input->pathtarget->exprs);
-	if (!IsA(column, Var) || ((Var *) column)->varlevelsup != 0)
+	if (!IsA(column, Var) || ((Var *) column)->varlevelsup != 0 ||
+		((Var *) column)->varno < 1 ||
+		((Var *) column)->varno > list_length(root->parse->rtable))
 		return;
 
 	pathkey = linitial(root->sort_pathkeys);

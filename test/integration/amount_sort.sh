@@ -148,6 +148,18 @@ unlike "$(serial -c "SET payments.amount_sort = off" -c "EXPLAIN (COSTS OFF) SEL
 unlike "$(serial -c "EXPLAIN (COSTS OFF) SELECT a, 1 FROM keyed ORDER BY a")" 'PayAmountSort' \
 	"a sort of rows is PostgreSQL's Sort"
 
+# A set operation's output (UNION's column is no relation's, varno 0): its
+# ORDER BY is PostgreSQL's Sort, which EXPLAIN can show, at the top of a
+# query or in a subquery, and auto_explain too (the key sort's EXPLAIN
+# named its key by that column: "bogus varno: 0", "invalid attnum 1 for
+# relation "*RESULT*"", and under auto_explain the query itself failed).
+union="SELECT a FROM small UNION SELECT a FROM small ORDER BY a"
+for sql in "$union" "SELECT v.x, s.a FROM (VALUES (1)) v(x), ($union) s"; do
+	ok_cmd "EXPLAIN (VERBOSE) $sql" serial -c "EXPLAIN (VERBOSE, COSTS OFF) $sql" || true
+done
+is "$(serial -c "LOAD 'auto_explain'" -c "SET auto_explain.log_min_duration = 0" -c "$union" 2>&1 | md5sum)" \
+	"$(serial -c "SET payments.amount_sort = off" -c "$union" | md5sum)" "... and under auto_explain it gives the rows"
+
 # Backward: a scroll cursor reads the sorted amounts from the end.
 is "$(serial -c "BEGIN" -c "DECLARE c SCROLL CURSOR FOR SELECT a FROM small ORDER BY a" -c "FETCH LAST FROM c" \
 		-c "FETCH BACKWARD 3 FROM c" -c "FETCH ABSOLUTE 2 FROM c" -c "COMMIT" | grep -v '^\(BEGIN\|DECLARE CURSOR\|COMMIT\)$' | paste -sd' ')" \
