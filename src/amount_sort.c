@@ -151,9 +151,16 @@ amount_sort_upper_paths(PlannerInfo *root, UpperRelationKind stage,
 	if (prev_create_upper_paths_hook)
 		prev_create_upper_paths_hook(root, stage, input_rel, output_rel, extra);
 
+	/*
+	 * Not under a LIMIT: the query's own, nor one above a subquery (a view)
+	 * that may stop early, for which the outer query passed a tuple
+	 * fraction down; the executor bounds a Sort there (ExecSetTupleBound,
+	 * through the subquery scan) to the top N, and cannot bound this node.
+	 */
 	if (!amount_sort_enabled || stage != UPPERREL_ORDERED ||
 		list_length(root->sort_pathkeys) != 1 ||
 		root->parse->limitCount != NULL || root->parse->rowMarks != NIL ||
+		(root->parent_root != NULL && root->tuple_fraction > 0.0) ||
 		IS_DUMMY_REL(input_rel))
 		return;
 	input = input_rel->cheapest_total_path;
