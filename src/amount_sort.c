@@ -512,7 +512,7 @@ amount_sort_init(void)
 							 &amount_sort_enabled,
 							 true,
 							 PGC_USERSET,
-							 0,
+							 GUC_EXPLAIN,
 							 NULL, NULL, NULL);
 	RegisterCustomScanMethods(&scan_methods);
 	prev_create_upper_paths_hook = create_upper_paths_hook;

@@ -154,6 +154,8 @@ for sql in "SELECT a FROM (SELECT a FROM keyed ORDER BY a DESC) s LIMIT 10" "SEL
 done
 unlike "$(serial -c "SET payments.amount_sort = off" -c "EXPLAIN (COSTS OFF) SELECT a FROM keyed ORDER BY a")" 'PayAmountSort' \
 	"payments.amount_sort = off: PostgreSQL's Sort"
+like "$(serial -c "SET payments.amount_sort = off" -c "EXPLAIN (COSTS OFF, SETTINGS) SELECT a FROM keyed ORDER BY a")" \
+	"Settings: .*payments.amount_sort = 'off'" "... which EXPLAIN (SETTINGS) names, as it names enable_sort"
 unlike "$(serial -c "EXPLAIN (COSTS OFF) SELECT a, 1 FROM keyed ORDER BY a")" 'PayAmountSort' \
 	"a sort of rows is PostgreSQL's Sort"
 
