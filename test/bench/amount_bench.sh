@@ -111,7 +111,12 @@ script=$WORK/bench.sql
 			if [ $((rep % 2)) = 1 ]; then order=("${TYPES[@]}"); else order=(amount numeric bigint); fi
 			for type in "${order[@]}"; do
 				stmt "$test" "$type"
-				printf '%s\n' "$SETUP" "\\echo @mark $test|$type" "$CPU" '\timing on' "$TIMED" '\timing off' "$CPU"
+				# a sort runs once untimed first: the first sort after the
+				# scans of ROWS rows took up to 1.5 times as long, for
+				# whichever type came first
+				WARM=""
+				[[ $test != sort* ]] || WARM=$TIMED
+				printf '%s\n' "$SETUP" "$WARM" "\\echo @mark $test|$type" "$CPU" '\timing on' "$TIMED" '\timing off' "$CPU"
 			done
 		done
 	done
