@@ -248,11 +248,14 @@ message_translated(const ErrorData *edata)
 }
 
 /*
- * Whether the message of edata is the text of its format itself, translated
- * or not, of a format without conversions: it quotes no value, and its
- * digits are the catalog's (Japanese writes "division by zero" with a 0, a
- * "two" or "one-dimensional" with a 2 or a 1).  A format with any "%" is
- * not taken ("%%" prints as "%").
+ * Whether the message of edata is the catalog's translation of its format,
+ * a format without conversions: it quotes no value, and its digits are the
+ * catalog's (Japanese writes "division by zero" with a 0, a "two" or
+ * "one-dimensional" with a 2 or a 1).  A format with any "%" is not taken
+ * ("%%" prints as "%"), nor one the catalog does not translate: a format
+ * made at run time (errmsg(buf) in another extension) is no catalog text
+ * and may hold anything.  An untranslated fixed text has no quotes, so the
+ * English path leaves it as it is.
  */
 static bool
 message_is_fixed_text(const ErrorData *edata)
@@ -262,7 +265,8 @@ message_is_fixed_text(const ErrorData *edata)
 	if (edata->message_id == NULL || edata->message == NULL)
 		return false;
 	fmt = dgettext(edata->domain != NULL ? edata->domain : PG_DOMAIN, edata->message_id);
-	return strchr(fmt, '%') == NULL && strcmp(edata->message, fmt) == 0;
+	return fmt != edata->message_id && strcmp(fmt, edata->message_id) != 0 &&
+		strchr(fmt, '%') == NULL && strcmp(edata->message, fmt) == 0;
 }
 
 /* The first "$<n> = '" of a text (a bind parameter list's first value). */
