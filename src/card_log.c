@@ -233,18 +233,26 @@ current_translations(void)
 }
 
 /*
- * Whether the message of edata is a translation of its format (message_id,
- * in its domain), not the English text.
+ * The catalog's translation of edata's format (message_id, in its domain),
+ * or NULL when the catalog does not translate it (English, or a format
+ * made at run time).
  */
-static bool
-message_translated(const ErrorData *edata)
+static const char *
+message_translation(const ErrorData *edata)
 {
 	const char *tr;
 
 	if (edata->message_id == NULL || edata->message == NULL)
-		return false;
+		return NULL;
 	tr = dgettext(edata->domain != NULL ? edata->domain : PG_DOMAIN, edata->message_id);
-	return tr != edata->message_id && strcmp(tr, edata->message_id) != 0;
+	return tr != edata->message_id && strcmp(tr, edata->message_id) != 0 ? tr : NULL;
+}
+
+/* Whether the message of edata is a translation, not the English text. */
+static bool
+message_translated(const ErrorData *edata)
+{
+	return message_translation(edata) != NULL;
 }
 
 /*
@@ -260,13 +268,10 @@ message_translated(const ErrorData *edata)
 static bool
 message_is_fixed_text(const ErrorData *edata)
 {
-	const char *fmt;
+	const char *fmt = message_translation(edata);
 
-	if (edata->message_id == NULL || edata->message == NULL)
-		return false;
-	fmt = dgettext(edata->domain != NULL ? edata->domain : PG_DOMAIN, edata->message_id);
-	return fmt != edata->message_id && strcmp(fmt, edata->message_id) != 0 &&
-		strchr(fmt, '%') == NULL && strcmp(edata->message, fmt) == 0;
+	return fmt != NULL && strchr(fmt, '%') == NULL &&
+		strcmp(edata->message, fmt) == 0;
 }
 
 /* The first "$<n> = '" of a text (a bind parameter list's first value). */
