@@ -18,11 +18,12 @@
  * a sort of the amounts themselves, the keys read so far handed over.
  *
  * Offered only where it cannot lose what a Sort would do: one sort key,
- * a sort input of that one column (a plain column), no LIMIT (a Sort under
- * LIMIT keeps only the rows it needs; this node is not told the bound),
- * no FOR UPDATE/SHARE.  Its cost is a sort's with half the comparison
- * cost, so the planner takes it where it would have sorted.
- * payments.amount_sort = off turns it off.
+ * a sort input of that one column (a column of a range table entry: not a
+ * set operation's output), no LIMIT (the query's own, or one above the
+ * subquery or view that sorts: a Sort under LIMIT keeps only the rows it
+ * needs; this node is not told the bound), no FOR UPDATE/SHARE.  Its cost
+ * is a sort's with half the comparison cost, so the planner takes it where
+ * it would have sorted.  payments.amount_sort = off turns it off.
  *
  *-------------------------------------------------------------------------
  */
