@@ -29,11 +29,7 @@ set -uo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
 source "$(dirname "$0")/../lib/session_log.sh"
 
-PAN=4532015112830366
-YEAR=$(( $(date -u +%Y) + 3 ))
-LOG="$WORK/postgres.log"
-OUT="$WORK/card_error_echoes.out"
-psql_db() { cluster_psql "$WORK" "$PORT" payments "$@"; }
+card_test_setup card_error_echoes
 
 psql_db -c "CREATE TABLE public.card_echo (id int PRIMARY KEY, code int CHECK (code < 0), v text)" \
 	-c "INSERT INTO public.card_echo VALUES (1, -1, ''), (482, -1, '')" \

@@ -23,16 +23,11 @@ set -uo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
 source "$(dirname "$0")/../lib/session_log.sh"
 
-PAN=4532015112830366
-A=${PAN:0:8} B=${PAN:8}
-YEAR=$(( $(date -u +%Y) + 3 ))
-LOG="$WORK/postgres.log"
-OUT="$WORK/card_nonstandard_strings.out"
-psql_db() { cluster_psql "$WORK" "$PORT" payments "$@"; }
+card_test_setup card_nonstandard_strings
 log_size_before=$(stat -c %s "$LOG")
 
 # what another session reads of this one's last statement while it is idle
-probe="$PG_BINDIR/psql -X -At -h $WORK/sock -p $PORT -U postgres -d payments -c \"SELECT 'seen ' || state || ': ' || query FROM pg_stat_activity WHERE application_name = 'card-nonstandard'\""
+probe=$(idle_probe card-nonstandard)
 
 # psql's lexer follows the server's standard_conforming_strings, so it
 # splits these statements as the server reads them.

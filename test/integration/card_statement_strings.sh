@@ -72,12 +72,7 @@ set -uo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
 source "$(dirname "$0")/../lib/session_log.sh"
 
-PAN=4532015112830366
-A=${PAN:0:8} B=${PAN:8}
-YEAR=$(( $(date -u +%Y) + 3 ))
-LOG="$WORK/postgres.log"
-OUT="$WORK/card_statement_strings.out"
-psql_db() { cluster_psql "$WORK" "$PORT" payments "$@"; }
+card_test_setup card_statement_strings
 
 psql_db -q -c "CREATE FUNCTION public.card_strings_buy(pan text, code text) RETURNS text LANGUAGE plpgsql AS
 	\$\$ BEGIN RETURN payments.pay_card_last4(payments.pay_card(pan, 12, $YEAR, code)); END \$\$" \
@@ -228,7 +223,7 @@ PY
 # after SAVEPOINT aborts only that), and a text cut where
 # pg_stat_activity cuts it loses the digits it ends with (a card number
 # cut after 11 digits is not one).
-probe="$PG_BINDIR/psql -X -At -h $WORK/sock -p $PORT -U postgres -d payments -c \"SELECT 'seen ' || state || ': ' || query FROM pg_stat_activity WHERE application_name = 'card-idle'\""
+probe=$(idle_probe card-idle)
 idle_case() {
 	local label=$1 setting=$2 c=$3
 	psql_db -v ON_ERROR_STOP=0 > "$WORK/card_strings.idle-out" 2>&1 <<SQL

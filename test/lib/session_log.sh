@@ -25,6 +25,24 @@ session_log() {
 }
 # log lines without their prefix (timestamp, pid): a CVV could match those
 strip_prefix() { sed -E 's/^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9:.]+ [A-Z]+ \[[0-9]+\] //' "$1"; }
+# card_test_setup NAME: what the tests that send card data in statements
+# share: a test card number (PAN, and its halves A and B for a statement
+# that splits it), an expiry year to come (YEAR), the server log (LOG), the
+# test's output file ($WORK/NAME.out: OUT) and psql_db.
+card_test_setup() {
+	PAN=4532015112830366
+	A=${PAN:0:8} B=${PAN:8}
+	YEAR=$(( $(date -u +%Y) + 3 ))
+	LOG="$WORK/postgres.log"
+	OUT="$WORK/$1.out"
+	psql_db() { cluster_psql "$WORK" "$PORT" payments "$@"; }
+}
+# idle_probe APPLICATION_NAME: the command (for psql's \!) with which
+# another session reads what pg_stat_activity shows of that application's
+# last statement while it is idle
+idle_probe() {
+	printf '%s' "$PG_BINDIR/psql -X -At -h $WORK/sock -p $PORT -U postgres -d payments -c \"SELECT 'seen ' || state || ': ' || query FROM pg_stat_activity WHERE application_name = '$1'\""
+}
 # without_durations FILE: the log's lines without their prefixes and without
 # the durations PostgreSQL writes ("duration: 0.473 ms", a lock wait's
 # "after 496.608 ms", German "496,608 ms", Japanese "496.608ミリ秒"): their
