@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * amount_sort.c
- *	  ORDER BY of a lone pay_amount column as a sort of 64-bit keys.
+ *	  Sorts of a lone pay_amount column (ORDER BY, DISTINCT, GROUP BY, a
+ *	  window's ORDER BY) as sorts of 64-bit keys.
  *
  * PostgreSQL 15 sorts a lone column as bare Datums only when its type is
  * passed by value (nodeSort.c); a lone pay_amount column (16 bytes, by
@@ -16,6 +17,10 @@
  * asks for them, spilling to disk past work_mem like any sort.  An amount
  * whose key is not exact (beyond +/- 2^48 minor units) turns the node into
  * a sort of the amounts themselves, the keys read so far handed over.
+ *
+ * The same node takes the place of PostgreSQL's Sort of such a column
+ * below a sorted DISTINCT (Unique), GROUP BY (Group, GroupAggregate) or a
+ * window function (WindowAgg).
  *
  * Offered only where it cannot lose what a Sort would do: one sort key,
  * a sort input of that one column (a column of a range table entry: not a
@@ -133,59 +138,39 @@ amount_order_family(Oid opfamily, Oid type)
 	return finfo.fn_addr == pay_amount_sortsupport;
 }
 
-/* UPPERREL_ORDERED: offer the key sort where the query sorts a lone amount. */
-static void
-amount_sort_upper_paths(PlannerInfo *root, UpperRelationKind stage,
-						RelOptInfo *input_rel, RelOptInfo *output_rel,
-						void *extra)
+/*
+ * The key sort of input by pathkeys, a path of rel, or NULL where it is not
+ * the sort of a lone amount column: one key over one plain column of a
+ * range table entry, in the type's total order.  Not a set operation's
+ * output (UNION's column is varno 0, no entry's): the node's scan tuple is
+ * that column (custom_scan_tlist), which EXPLAIN and auto_explain name
+ * through it, and cannot ("bogus varno: 0"; in a subquery, once offset into
+ * the outer range table, the column of another entry).
+ */
+static CustomPath *
+key_sort_path(PlannerInfo *root, RelOptInfo *rel, Path *input, List *pathkeys)
 {
-	Path	   *input;
 	PathKey    *pathkey;
 	Expr	   *column;
 	ListCell   *lc;
 	bool		sorts_column = false;
 	Path		sort_cost;
 	CustomPath *cpath;
-	Path	   *path;
-	PathTarget *target;
 
-	if (prev_create_upper_paths_hook)
-		prev_create_upper_paths_hook(root, stage, input_rel, output_rel, extra);
-
-	/*
-	 * Not under a LIMIT: the query's own, nor one above a subquery (a view)
-	 * that may stop early, for which the outer query passed a tuple
-	 * fraction down; the executor bounds a Sort there (ExecSetTupleBound,
-	 * through the subquery scan) to the top N, and cannot bound this node.
-	 */
-	if (!amount_sort_enabled || stage != UPPERREL_ORDERED ||
-		list_length(root->sort_pathkeys) != 1 ||
-		root->parse->limitCount != NULL || root->parse->rowMarks != NIL ||
-		(root->parent_root != NULL && root->tuple_fraction > 0.0) ||
-		IS_DUMMY_REL(input_rel))
-		return;
-	input = input_rel->cheapest_total_path;
-	if (input == NULL || list_length(input->pathtarget->exprs) != 1 ||
-		pathkeys_contained_in(root->sort_pathkeys, input->pathkeys) ||
+	if (list_length(pathkeys) != 1 || list_length(input->pathtarget->exprs) != 1 ||
+		pathkeys_contained_in(pathkeys, input->pathkeys) ||
 		input->param_info != NULL)
-		return;
-	/*
-	 * A column of a range table entry of this query.  Not a set operation's
-	 * output (UNION's column is varno 0, no entry's): the node's scan tuple
-	 * is that column (custom_scan_tlist), which EXPLAIN and auto_explain
-	 * name through it, and cannot ("bogus varno: 0"; in a subquery, once
-	 * offset into the outer range table, the column of another entry).
-	 */
+		return NULL;
 	column = linitial(input->pathtarget->exprs);
 	if (!IsA(column, Var) || ((Var *) column)->varlevelsup != 0 ||
 		((Var *) column)->varno < 1 ||
 		((Var *) column)->varno > list_length(root->parse->rtable))
-		return;
+		return NULL;
 
-	pathkey = linitial(root->sort_pathkeys);
+	pathkey = linitial(pathkeys);
 	if (pathkey->pk_strategy != BTLessStrategyNumber &&
 		pathkey->pk_strategy != BTGreaterStrategyNumber)
-		return;
+		return NULL;
 	foreach(lc, pathkey->pk_eclass->ec_members)
 	{
 		EquivalenceMember *em = lfirst(lc);
@@ -200,33 +185,151 @@ amount_sort_upper_paths(PlannerInfo *root, UpperRelationKind stage,
 	if (!sorts_column ||
 		!amount_order_family(pathkey->pk_opfamily,
 							 getBaseType(exprType((Node *) column))))
-		return;
+		return NULL;
 
 	/* A sort of 8-byte keys, comparisons at half a Sort's price. */
-	cost_sort(&sort_cost, root, root->sort_pathkeys, input->total_cost,
+	cost_sort(&sort_cost, root, pathkeys, input->total_cost,
 			  input->rows, (int) sizeof(int64), -cpu_operator_cost,
 			  work_mem, -1.0);
 
 	cpath = makeNode(CustomPath);
 	cpath->path.pathtype = T_CustomScan;
-	cpath->path.parent = output_rel;
+	cpath->path.parent = rel;
 	cpath->path.pathtarget = input->pathtarget;
 	cpath->path.param_info = NULL;
 	cpath->path.parallel_aware = false;
-	cpath->path.parallel_safe = input->parallel_safe &&
-		output_rel->consider_parallel;
+	cpath->path.parallel_safe = input->parallel_safe && rel->consider_parallel;
 	cpath->path.parallel_workers = 0;
 	cpath->path.rows = input->rows;
 	cpath->path.startup_cost = sort_cost.startup_cost;
 	cpath->path.total_cost = sort_cost.total_cost;
-	cpath->path.pathkeys = root->sort_pathkeys;
+	cpath->path.pathkeys = pathkeys;
 	cpath->flags = CUSTOMPATH_SUPPORT_BACKWARD_SCAN;
 	cpath->custom_paths = list_make1(input);
 	cpath->custom_private = list_make3(makeInteger((int) pathkey->pk_opfamily),
 									   makeInteger(pathkey->pk_strategy),
 									   makeInteger(pathkey->pk_nulls_first ? 1 : 0));
 	cpath->methods = &path_methods;
+	return cpath;
+}
 
+/*
+ * path again with the key sort in place of the Sort below it, or NULL: a
+ * DISTINCT's Unique, a GROUP BY's Group or sorted Agg, a window's WindowAgg
+ * over PostgreSQL's Sort of a lone amount column.  Each of those reads its
+ * input in order and copies what it keeps (the first row of a group, the
+ * window's rows in its tuplestore), so the amount the node hands out,
+ * rewritten at its next row, is never held.  A Sort there
+ * is never bounded (ExecSetTupleBound stops at these nodes): a LIMIT above
+ * loses nothing.  The copy costs what path did, less what the key sort
+ * saves.
+ */
+static Path *
+with_key_sort_below(PlannerInfo *root, Path *path)
+{
+	Size		size;
+	Path	  **below;
+	SortPath   *sort;
+	CustomPath *keyed;
+	Path	   *copy;
+
+	switch (nodeTag(path))
+	{
+		case T_UpperUniquePath:
+			size = sizeof(UpperUniquePath);
+			below = &((UpperUniquePath *) path)->subpath;
+			break;
+		case T_GroupPath:
+			size = sizeof(GroupPath);
+			below = &((GroupPath *) path)->subpath;
+			break;
+		case T_AggPath:
+			if (((AggPath *) path)->aggstrategy != AGG_SORTED)
+				return NULL;
+			size = sizeof(AggPath);
+			below = &((AggPath *) path)->subpath;
+			break;
+		case T_WindowAggPath:
+			size = sizeof(WindowAggPath);
+			below = &((WindowAggPath *) path)->subpath;
+			break;
+		default:
+			return NULL;
+	}
+	if (!IsA(*below, SortPath))
+		return NULL;
+	sort = (SortPath *) *below;
+	keyed = key_sort_path(root, sort->path.parent, sort->subpath,
+						  sort->path.pathkeys);
+	if (keyed == NULL)
+		return NULL;
+
+	copy = palloc(size);
+	memcpy(copy, path, size);
+	*(Path **) ((char *) copy + ((char *) below - (char *) path)) = &keyed->path;
+	copy->startup_cost -= sort->path.startup_cost - keyed->path.startup_cost;
+	copy->total_cost -= sort->path.total_cost - keyed->path.total_cost;
+	return copy;
+}
+
+/*
+ * Offer the key sort where the query sorts a lone amount: its ORDER BY
+ * (UPPERREL_ORDERED), and the sorts below a DISTINCT (UPPERREL_DISTINCT),
+ * a GROUP BY (UPPERREL_GROUP_AGG) or a window (UPPERREL_WINDOW).
+ */
+static void
+amount_sort_upper_paths(PlannerInfo *root, UpperRelationKind stage,
+						RelOptInfo *input_rel, RelOptInfo *output_rel,
+						void *extra)
+{
+	CustomPath *cpath;
+	Path	   *path;
+	PathTarget *target;
+
+	if (prev_create_upper_paths_hook)
+		prev_create_upper_paths_hook(root, stage, input_rel, output_rel, extra);
+	/* (a set operation's stage has no input_rel) */
+	if (!amount_sort_enabled || input_rel == NULL || IS_DUMMY_REL(input_rel))
+		return;
+
+	if (stage == UPPERREL_DISTINCT || stage == UPPERREL_GROUP_AGG ||
+		stage == UPPERREL_WINDOW)
+	{
+		/*
+		 * Every copy made before any is added: add_path frees the paths a
+		 * new one beats, the one it was copied from and maybe others of
+		 * the list.
+		 */
+		List	   *keyed = NIL;
+		ListCell   *lc;
+
+		foreach(lc, output_rel->pathlist)
+		{
+			path = with_key_sort_below(root, lfirst(lc));
+			if (path != NULL)
+				keyed = lappend(keyed, path);
+		}
+		foreach(lc, keyed)
+			add_path(output_rel, lfirst(lc));
+		return;
+	}
+
+	/*
+	 * The query's ORDER BY.  Not under a LIMIT: the query's own, nor one
+	 * above a subquery (a view) that may stop early, for which the outer
+	 * query passed a tuple fraction down; the executor bounds a Sort there
+	 * (ExecSetTupleBound, through the subquery scan) to the top N, and
+	 * cannot bound this node.
+	 */
+	if (stage != UPPERREL_ORDERED ||
+		root->parse->limitCount != NULL || root->parse->rowMarks != NIL ||
+		(root->parent_root != NULL && root->tuple_fraction > 0.0) ||
+		input_rel->cheapest_total_path == NULL)
+		return;
+	cpath = key_sort_path(root, output_rel, input_rel->cheapest_total_path,
+						  root->sort_pathkeys);
+	if (cpath == NULL)
+		return;
 	path = &cpath->path;
 	target = root->upper_targets[UPPERREL_ORDERED];
 	if (target != NULL && path->pathtarget != target)

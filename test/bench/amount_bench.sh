@@ -23,6 +23,9 @@
 #                  PostgreSQL's tuple sort, as numeric (the others as above)
 #   sort rows      the same sort of rows (v, 1): every type takes the tuple
 #                  sort; the like-for-like comparison of the sorts themselves
+#   distinct sort  SELECT DISTINCT v of those ROWS/10 rows with hash
+#                  aggregation off: a Unique over the sort (pay_amount's
+#                  the extension's node, as for ORDER BY)
 #   index build    CREATE INDEX on those ROWS/10 rows, serial
 # each in wall-clock time (psql's \timing) and, for the serial ones, in the
 # CPU time of the backend (/proc/self/schedstat, nanoseconds: less noisy on
@@ -71,13 +74,13 @@ q -At -c "SELECT 'table sizes: ' || string_agg(c || ' ' || pg_size_pretty(pg_tab
 # The literal each type compares with in the WHERE test: about the median.
 declare -A LIT=([bigint]="0::bigint" [numeric]="0.00::numeric(14,2)" [amount]="'0.00 USD'::payments.pay_amount")
 TYPES=(bigint numeric amount)
-TESTS=("sum serial" "sum parallel" "min/max" "where" "sort lone" "sort lone Sort" "sort rows" "index build")
+TESTS=("sum serial" "sum parallel" "min/max" "where" "sort lone" "sort lone Sort" "sort rows" "distinct sort" "index build")
 
 # One psql session runs everything; each timed statement follows its
 # settings and a marker line, and psql's \timing line after it is kept.
 SERIAL="SET max_parallel_workers_per_gather = 0;"
 PARALLEL="SET max_parallel_workers_per_gather = 2; SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0;"
-RESET="RESET parallel_setup_cost; RESET parallel_tuple_cost; RESET min_parallel_table_scan_size; RESET payments.amount_sort;"
+RESET="RESET parallel_setup_cost; RESET parallel_tuple_cost; RESET min_parallel_table_scan_size; RESET payments.amount_sort; RESET enable_hashagg;"
 # the backend's CPU time so far, in nanoseconds (its first schedstat field)
 CPU="SELECT '@cpu ' || split_part(pg_read_file('/proc/self/schedstat'), ' ', 1);"
 # stmt TEST TYPE: sets SETUP and TIMED
@@ -94,6 +97,7 @@ stmt() {
 	"sort lone") SETUP="$SETUP DROP INDEX IF EXISTS i_$type;" TIMED="SELECT v FROM $s ORDER BY v OFFSET 1e9;" ;;
 	"sort lone Sort") SETUP="$SETUP DROP INDEX IF EXISTS i_$type; SET payments.amount_sort = off;" TIMED="SELECT v FROM $s ORDER BY v OFFSET 1e9;" ;;
 	"sort rows") SETUP="$SETUP DROP INDEX IF EXISTS i_$type;" TIMED="SELECT v, 1 FROM $s ORDER BY v OFFSET 1e9;" ;;
+	"distinct sort") SETUP="$SETUP DROP INDEX IF EXISTS i_$type; SET enable_hashagg = off;" TIMED="SELECT DISTINCT v FROM $s OFFSET 1e9;" ;;
 	"index build") SETUP="$SETUP DROP INDEX IF EXISTS i_$type;" TIMED="CREATE INDEX i_$type ON $s (v);" ;;
 	esac
 }
@@ -115,7 +119,7 @@ script=$WORK/bench.sql
 				# scans of ROWS rows took up to 1.5 times as long, for
 				# whichever type came first
 				WARM=""
-				[[ $test != sort* ]] || WARM=$TIMED
+				[[ $test != *sort* ]] || WARM=$TIMED
 				printf '%s\n' "$SETUP" "$WARM" "\\echo @mark $test|$type" "$CPU" '\timing on' "$TIMED" '\timing off' "$CPU"
 			done
 		done
@@ -163,8 +167,9 @@ for line in lines:
     m = re.match(r'Time: ([0-9.]+) ms', line)
     if m and mark:
         wall.setdefault(mark, []).append(float(m.group(1)))
-tests = ["sum serial", "sum parallel", "min/max", "where", "sort lone", "sort lone Sort", "sort rows", "index build"]
-rows = {"sort lone": sys.argv[3], "sort lone Sort": sys.argv[3], "sort rows": sys.argv[3], "index build": sys.argv[3]}
+tests = ["sum serial", "sum parallel", "min/max", "where", "sort lone", "sort lone Sort", "sort rows", "distinct sort", "index build"]
+rows = {"sort lone": sys.argv[3], "sort lone Sort": sys.argv[3], "sort rows": sys.argv[3], "distinct sort": sys.argv[3],
+        "index build": sys.argv[3]}
 types = ("bigint", "numeric", "amount")
 for title, times in (("wall-clock ms (median)", wall), ("backend CPU ms (median; parallel: the leader only)", cpu)):
     print(title)

@@ -8,7 +8,8 @@
 # sort (amount_sort.c, "Custom Scan (PayAmountSort)"): in the order
 # (currency, minor units) both ways, nulls first or last, past work_mem,
 # for amounts beyond its keys, backward, rescanned, in parallel plans and
-# generic plans; and not where a Sort would do better (LIMIT).
+# generic plans, below a DISTINCT, a GROUP BY or a window function; and not
+# where a Sort would do better (LIMIT).
 set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
 
@@ -158,6 +159,46 @@ like "$(serial -c "SET payments.amount_sort = off" -c "EXPLAIN (COSTS OFF, SETTI
 	"Settings: .*payments.amount_sort = 'off'" "... which EXPLAIN (SETTINGS) names, as it names enable_sort"
 unlike "$(serial -c "EXPLAIN (COSTS OFF) SELECT a, 1 FROM keyed ORDER BY a")" 'PayAmountSort' \
 	"a sort of rows is PostgreSQL's Sort"
+
+# DISTINCT, GROUP BY and a window's ORDER BY of a lone amount column: the
+# key sort below their Unique, Group, GroupAggregate or WindowAgg (hash
+# aggregation off, or the planner may hash instead), in the order they ask
+# for, with the groups, counts, ranks and order PostgreSQL's Sort gives.  dups: every amount of sorted once, a
+# third of them three times, and nulls; dups_beyond: the same of tied
+# (amounts beyond the keys).
+q >/dev/null <<'SQL'
+CREATE TABLE dups AS SELECT a FROM sorted UNION ALL SELECT a FROM sorted, generate_series(1, 2) WHERE id % 3 = 0
+	UNION ALL SELECT NULL FROM generate_series(1, 100);
+CREATE TABLE dups_beyond AS SELECT a FROM tied UNION ALL SELECT a FROM tied, generate_series(1, 2) WHERE id % 3 = 0
+	UNION ALL SELECT NULL FROM generate_series(1, 100);
+VACUUM ANALYZE dups, dups_beyond;
+SQL
+nohash() { serial -c "SET enable_hashagg = off" "$@"; }
+for sql in "SELECT DISTINCT a FROM %s" "SELECT a FROM %s GROUP BY a" "SELECT a, count(*) FROM %s GROUP BY a" \
+	"SELECT DISTINCT a FROM %s ORDER BY a DESC NULLS LAST" \
+	"SELECT a, count(*) FROM %s GROUP BY a HAVING count(*) > 1 ORDER BY a DESC" \
+	"SELECT a, rank() OVER (ORDER BY a NULLS FIRST) FROM %s" \
+	"SELECT a, count(*) OVER (ORDER BY a DESC ROWS BETWEEN 2 PRECEDING AND CURRENT ROW) FROM %s"; do
+	# shellcheck disable=SC2059
+	printf -v one "$sql" dups
+	# (the plan on one line: the node right below, with nothing between)
+	like "$(nohash -c "EXPLAIN (COSTS OFF) $one" | tr -s ' \n' '  ')" \
+		'(Unique|Group|GroupAggregate|WindowAgg) [^-]*-> Custom Scan \(PayAmountSort\)' "$one: the key sort below"
+	for t in dups dups_beyond; do
+		# shellcheck disable=SC2059
+		printf -v one "$sql" "$t"
+		is "$(nohash -c "SELECT md5(string_agg(x::text, ',')), count(*) FROM ($one) x")" \
+			"$(nohash -c "SET payments.amount_sort = off" -c "SELECT md5(string_agg(x::text, ',')), count(*) FROM ($one) x")" \
+			"... $t: the rows and order of PostgreSQL's Sort"
+	done
+done
+is "$(nohash -c "SELECT count(*) FROM (SELECT DISTINCT a FROM dups_beyond) x")" \
+	"$(q -c "SELECT count(DISTINCT (payments.pay_currency(a), payments.pay_minor_units(a))) FILTER (WHERE a IS NOT NULL) + 1 FROM dups_beyond")" \
+	"DISTINCT over amounts beyond the keys: one row per (currency, minor units), and one null"
+like "$(nohash -c "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) SELECT a, count(*) FROM dups_beyond GROUP BY a")" 'Sorted By: value' \
+	"... sorted as values"
+unlike "$(nohash -c "EXPLAIN (COSTS OFF) SELECT a, count(DISTINCT 1) FROM dups GROUP BY a, a::text")" 'PayAmountSort' \
+	"a GROUP BY of more than the amount keeps PostgreSQL's Sort"
 
 # A set operation's output (UNION's column is no relation's, varno 0): its
 # ORDER BY is PostgreSQL's Sort, which EXPLAIN can show, at the top of a
