@@ -368,9 +368,6 @@ BEGIN
 			RAISE EXCEPTION 'customer_profile_id and payment_profile_id go together'
 				USING ERRCODE = '22Y22';
 		END IF;
-		IF stored.payment_method_id IS NULL THEN
-			PERFORM payments._check_profile_owner(m, p_customer_profile_id);
-		END IF;
 	END IF;
 	IF p_customer IS NOT NULL AND jsonb_typeof(p_customer) <> 'object' THEN
 		RAISE EXCEPTION 'customer must be a JSON object' USING ERRCODE = '22023';
@@ -385,6 +382,14 @@ BEGIN
 	END IF;
 	PERFORM payments._check_gateway_input(p_amount, p_description, p_customer, corr,
 		p_customer_profile_id, p_payment_profile_id);
+	-- profile ids the caller gave, once their form is checked: a
+	-- malformed id is 22Y22 and a card number 22Y17 on a shared gateway
+	-- account too (neither can be a profile of anyone's, so saying so
+	-- tells nothing of the others' customers; before, such an id got
+	-- PT404 there, and a card number given as one was not refused as one)
+	IF method = 'profile' AND stored.payment_method_id IS NULL THEN
+		PERFORM payments._check_profile_owner(m, p_customer_profile_id);
+	END IF;
 
 	-- The payment, its operation and the sealed card or nonce (it can
 	-- charge the card once: it waits sealed, like a card) in one statement:

@@ -134,13 +134,16 @@ is "$(su -c "SELECT count(*) FROM payments.payments WHERE customer_profile_id = 
 	"nothing was recorded for A"
 # A and B share the simulator's account: any id not of A's customers gets
 # the same answer, B's or unknown (told apart, sequential ids listed B's
-# customers); a leading zero does not slip past as another id
+# customers); a leading zero does not slip past as another id: such an id
+# is malformed, refused as that (22Y22) before any owner is looked for, as
+# on an account of one's own (no one's profile has it, so the answer tells
+# nothing of B's customers; before, PT404 here)
 b_detail=$(as ten_app_a -v VERBOSITY=verbose -c "SELECT * FROM pay_purchase(amount => '99.00 USD', customer_profile_id => '$bcp', payment_profile_id => '$bpp')" 2>&1 | grep -v '^LOCATION' || true)
 u_detail=$(as ten_app_a -v VERBOSITY=verbose -c "SELECT * FROM pay_purchase(amount => '99.00 USD', customer_profile_id => '$((bcp + 1000000))', payment_profile_id => '$bpp')" 2>&1 | grep -v '^LOCATION' || true)
 like "$u_detail" "PT404: customer profile not found" "an unknown profile id: PT404 as well"
 is "$u_detail" "$b_detail" "with the same detail and hint as B's customer's (no oracle)"
 err=$(as ten_app_a -c "SELECT * FROM pay_purchase(amount => '99.00 USD', customer_profile_id => '0$bcp', payment_profile_id => '$bpp')" 2>&1 || true)
-like "$err" "PT404: customer profile not found" "B's customer's profile id with a leading zero is refused too (pgTAP gateway_input: malformed on an account of one's own)"
+like "$err" "22Y22: invalid customer profile id" "B's customer's profile id with a leading zero is refused too, as malformed (22Y22, pgTAP gateway_input)"
 acust=$(as ten_app_a -c "SELECT customer_id FROM pay_create_customer(email => 'a@example.com', name => 'A Customer')")
 apm=$(as ten_app_a -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $acust, card => $card)")
 is "$(as ten_app_a -c "SELECT status FROM pay_wait_payment_method($apm, '10 s')")" active "A saves a card of its own customer"

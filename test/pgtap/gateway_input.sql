@@ -11,7 +11,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(78);
+SELECT plan(83);
 
 CREATE FUNCTION pg_temp.card(holder text DEFAULT NULL) RETURNS payments.pay_card LANGUAGE sql
 	AS $$ SELECT payments.pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 2, '123', holder) $$;
@@ -208,6 +208,27 @@ SELECT throws_ok(format('SELECT pay_capture(payment_id => %s, correlation_id => 
 	'22Y24', 'correlation id contains a character the gateway cannot carry', 'pay_capture refuses a control character in the correlation id');
 SELECT throws_ok(format('SELECT pay_void(payment_id => %s, correlation_id => %L)', (SELECT payment_id FROM a), E'v\x02'),
 	'22Y24', 'correlation id contains a character the gateway cannot carry', 'pay_void refuses a control character in the correlation id');
+
+-- 9. on a gateway account shared with another merchant, where a profile id
+-- not of the merchant's own customers is PT404 (whoever's it is), the ids'
+-- form is checked first: a malformed id is 22Y22 and a card number 22Y17
+-- there too (before, both were PT404: a card number given as a profile id
+-- was not refused as one)
+INSERT INTO payments.merchants (merchant_id, name) OVERRIDING SYSTEM VALUE
+	VALUES (4201, 'tap shared account a'), (4202, 'tap shared account b');
+SELECT lives_ok($$SELECT payments.pay_configure_gateway(api_login_id => 'tapShared', transaction_key => 'TK1234567890',
+	endpoint_url => 'https://example.invalid/api', merchant_id => m) FROM (VALUES (4201), (4202)) v(m)$$,
+	'two merchants share one gateway account');
+SET LOCAL payments.merchant_id = '4201';
+SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', customer_profile_id => '12a', payment_profile_id => '1')$$,
+	'22Y22', 'invalid customer profile id', 'on a shared account a malformed customer profile id is 22Y22');
+SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', customer_profile_id => '', payment_profile_id => '1')$$,
+	'22Y22', 'invalid customer profile id', 'and so is an empty one');
+SELECT throws_ok($$SELECT pay_authorize(amount => '1.00 USD', customer_profile_id => '5105105105105100', payment_profile_id => '1')$$,
+	'22Y17', 'customer profile id holds a card number', 'on a shared account a card number as customer profile id is 22Y17');
+SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', customer_profile_id => '1', payment_profile_id => '1')$$,
+	'PT404', 'customer profile not found', 'a well-formed id of no customer of the merchant is still PT404');
+RESET payments.merchant_id;
 
 SELECT * FROM finish();
 ROLLBACK;
