@@ -37,6 +37,7 @@
 #include "card.h"
 #include "card_json.h"
 #include "errcodes.h"
+#include "free_text.h"
 #include "payments.h"
 #include "schema_version.h"
 #include "vault_holds.h"
@@ -187,6 +188,18 @@ check_holder_name(const char *name, int len, int *start)
 		card_error(ERRCODE_PAY_INVALID_CARD_INPUT,
 				   "invalid card holder name",
 				   "The card holder name is longer than 100 characters.",
+				   "Pass the name as printed on the card.");
+
+	/*
+	 * No card number: the name is sent as billTo's first and last name,
+	 * which the gateway exchange log keeps as sent (only the card's own
+	 * fields are masked there), so a number typed into the name field
+	 * would be kept in clear.  The free-text rule (free_text.c, 22Y17).
+	 */
+	if (free_text_holds_card(name + s, e - s))
+		card_error(ERRCODE_PAY_CARD_IN_TEXT,
+				   "card holder name holds a card number",
+				   "The holder name is sent to the gateway as the billing name and kept in the gateway exchange log; a card number is taken only as the card's number.",
 				   "Pass the name as printed on the card.");
 	*start = s;
 	return e - s;

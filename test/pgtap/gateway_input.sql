@@ -11,7 +11,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(83);
+SELECT plan(86);
 
 CREATE FUNCTION pg_temp.card(holder text DEFAULT NULL) RETURNS payments.pay_card LANGUAGE sql
 	AS $$ SELECT payments.pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 2, '123', holder) $$;
@@ -55,6 +55,16 @@ SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', card => pg_temp.car
 	'22Y15', 'invalid card holder name', 'a control character in the card holder name is refused');
 SELECT lives_ok($$SELECT pay_purchase(amount => '1.00 USD', card => pg_temp.card(repeat('é', 100)))$$,
 	'a holder name of 100 two-byte characters is accepted (it is cut to 50 on billTo)');
+-- no card number in the holder name: it goes out as billTo's names, which
+-- the gateway exchange log keeps as sent (before, 'Ada 4111111111111111'
+-- was kept there in clear: "lastName":"4111111111111111")
+SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', card => pg_temp.card('Ada 5105105105105100'))$$,
+	'22Y17', 'card holder name holds a card number', 'a card number in the card holder name is refused');
+SELECT throws_ok(format('SELECT %L::payments.pay_card', json_build_object('number', '4111111111111111', 'exp_month', 12,
+	'exp_year', extract(year from now())::int + 2, 'holder_name', '4111-1111-1111-1111 X')),
+	'22Y17', 'card holder name holds a card number', 'and so it is in the card''s JSON input');
+SELECT lives_ok($$SELECT pay_purchase(amount => '1.00 USD', card => pg_temp.card('Ada Lovelace 3rd 1815 12'))$$,
+	'a holder name with other digits is accepted');
 SELECT lives_ok($$SELECT pay_purchase(amount => '1.00 USD', customer => jsonb_build_object('metadata_only', E'\x01'),
 	metadata => jsonb_build_object('note', E'\x01'), card => pg_temp.card())$$,
 	'keys the gateway is not sent (metadata, unknown customer keys) are not checked');
