@@ -23,6 +23,7 @@
 #include "anet_fields.h"
 #include "card_vault.h"
 #include "errcodes.h"
+#include "free_text.h"
 #include "opaque_data.h"
 #include "schema_version.h"
 #include "vault_holds.h"
@@ -77,6 +78,21 @@ pay_opaque_data_sealed(PG_FUNCTION_ARGS)
 	payments_require_schema();
 	check_opaque_field("dataDescriptor", descriptor);
 	check_opaque_field("dataValue", value);
+
+	/*
+	 * The descriptor names the kind of nonce (COMMON.ACCEPT.INAPP.PAYMENT):
+	 * unlike the nonce, it goes into the gateway exchange log as sent, so a
+	 * card number there would be kept in clear.  The free-text rule
+	 * (free_text.c, 22Y17); the nonce itself is masked in the log.
+	 */
+	if (free_text_holds_card(VARDATA_ANY(descriptor), (int) dlen))
+		ereport(ERROR,
+				(errcode(ERRCODE_PAY_CARD_IN_TEXT),
+				 errmsg("opaque_data dataDescriptor holds a card number"),
+				 errdetail("The descriptor is kept in the gateway exchange log as sent; a card is taken only as card (pay_card) or as the nonce in dataValue."),
+				 errhint("Pass the opaqueData object Accept.js returned, unchanged."),
+				 errhidestmt(true),
+				 errhidecontext(true)));
 	if (len > OPAQUE_MAX_LEN)
 		ereport(ERROR,
 				(errcode(ERRCODE_PAY_PAYMENT_METHOD),

@@ -11,7 +11,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(86);
+SELECT plan(89);
 
 CREATE FUNCTION pg_temp.card(holder text DEFAULT NULL) RETURNS payments.pay_card LANGUAGE sql
 	AS $$ SELECT payments.pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 2, '123', holder) $$;
@@ -159,6 +159,15 @@ SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', opaque_data => '"x"
 	'22Y22', 'opaque_data must be a JSON object', 'opaque data that is not an object is refused');
 SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', opaque_data => '{"dataDescriptor": "COMMON.ACCEPT.INAPP.PAYMENT", "dataValue": "non\u0001ce"}')$$,
 	'22Y24', 'opaque_data dataValue contains a character the gateway cannot carry', 'a control character in dataValue is refused');
+-- no card number in dataDescriptor: the exchange log keeps it as sent (the
+-- nonce is masked there); before, '"dataDescriptor":"4111111111111111"'
+-- was kept in clear
+SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', opaque_data => '{"dataDescriptor": "4111 1111 1111 1111", "dataValue": "nonce"}')$$,
+	'22Y17', 'opaque_data dataDescriptor holds a card number', 'a card number as dataDescriptor is refused');
+SELECT throws_ok($$SELECT pay_authorize(amount => '1.00 USD', opaque_data => '{"dataDescriptor": "COMMON.5105105105105100", "dataValue": "nonce"}')$$,
+	'22Y17', 'opaque_data dataDescriptor holds a card number', 'pay_authorize refuses one in dataDescriptor too');
+SELECT lives_ok($$SELECT pay_purchase(amount => '1.00 USD', opaque_data => '{"dataDescriptor": "COMMON.ACCEPT.INAPP.PAYMENT", "dataValue": "4111111111111111"}')$$,
+	'the nonce (dataValue, masked in the log) is not checked for one');
 
 -- 6. idempotency keys: 1 to 255 characters, never echoed
 SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', card => pg_temp.card(), idempotency_key => '')$$,
