@@ -421,6 +421,12 @@ CREATE FUNCTION payments.pay_advance_test_clock(by_interval interval) RETURNS ti
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
+	-- a NULL interval is a missing argument (before: "frozen_at must be
+	-- a finite time", which names pay_set_test_clock's argument)
+	PERFORM payments._require_test_clocks();
+	IF by_interval IS NULL THEN
+		RAISE EXCEPTION 'by_interval is required' USING ERRCODE = '22004';
+	END IF;
 	RETURN payments._move_test_clock(payments.pay_current_merchant(), NULL, by_interval);
 END
 $$;

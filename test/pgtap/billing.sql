@@ -23,7 +23,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(196);
+SELECT plan(197);
 
 -- helpers ------------------------------------------------------------------
 
@@ -899,6 +899,11 @@ SELECT pay_set_dunning_policy(retry_days => '{1,3,5,7}') \gset x_
 SELECT is((SELECT extract(epoch FROM next_attempt_at - first_failed_at)::bigint || '|' || pg_temp.events(m, s, 'invoice.retry_scheduled')
 	FROM dz, pg_temp.inv(m, s)), '86400|1',
 	'the same policy set again from a session in UTC moves nothing and says nothing');
+
+-- a NULL interval is a missing argument, named as such (before: 22023
+-- "frozen_at must be a finite time", pay_set_test_clock's argument)
+SELECT throws_ok($$SELECT payments.pay_advance_test_clock(NULL)$$, '22004', 'by_interval is required',
+	'pay_advance_test_clock(NULL) says by_interval is missing');
 
 SELECT * FROM finish();
 ROLLBACK;
