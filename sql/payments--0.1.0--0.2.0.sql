@@ -916,6 +916,11 @@ DECLARE
 	m bigint := payments._api_key_admin(NULL);
 	k payments.api_keys;
 BEGIN
+	-- a NULL id is a missing argument, not an unknown key ("API key
+	-- <NULL> not found")
+	IF p_key_id IS NULL THEN
+		RAISE EXCEPTION 'key_id is required' USING ERRCODE = '22004';
+	END IF;
 	SELECT * INTO k FROM payments.api_keys a
 	WHERE a.key_id = p_key_id AND (m IS NULL OR a.merchant_id = m)
 	FOR UPDATE;
@@ -7003,6 +7008,14 @@ CREATE FUNCTION payments._dead_letter_for_update(p_merchant_id bigint, p_operati
 DECLARE
 	o payments.operations;
 BEGIN
+	-- a NULL id is a missing argument, not an unknown operation
+	-- ("operation <NULL> of merchant 2 is not a dead letter")
+	IF p_merchant_id IS NULL THEN
+		RAISE EXCEPTION 'merchant_id is required' USING ERRCODE = '22004';
+	END IF;
+	IF p_operation_id IS NULL THEN
+		RAISE EXCEPTION 'operation_id is required' USING ERRCODE = '22004';
+	END IF;
 	SELECT * INTO o FROM payments.operations x
 	WHERE x.merchant_id = p_merchant_id AND x.operation_id = p_operation_id AND x.status = 'dead'
 	FOR UPDATE;

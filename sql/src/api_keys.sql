@@ -330,6 +330,11 @@ DECLARE
 	m bigint := payments._api_key_admin(NULL);
 	k payments.api_keys;
 BEGIN
+	-- a NULL id is a missing argument, not an unknown key ("API key
+	-- <NULL> not found")
+	IF p_key_id IS NULL THEN
+		RAISE EXCEPTION 'key_id is required' USING ERRCODE = '22004';
+	END IF;
 	SELECT * INTO k FROM payments.api_keys a
 	WHERE a.key_id = p_key_id AND (m IS NULL OR a.merchant_id = m)
 	FOR UPDATE;

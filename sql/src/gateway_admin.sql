@@ -397,6 +397,14 @@ CREATE FUNCTION payments._dead_letter_for_update(p_merchant_id bigint, p_operati
 DECLARE
 	o payments.operations;
 BEGIN
+	-- a NULL id is a missing argument, not an unknown operation
+	-- ("operation <NULL> of merchant 2 is not a dead letter")
+	IF p_merchant_id IS NULL THEN
+		RAISE EXCEPTION 'merchant_id is required' USING ERRCODE = '22004';
+	END IF;
+	IF p_operation_id IS NULL THEN
+		RAISE EXCEPTION 'operation_id is required' USING ERRCODE = '22004';
+	END IF;
 	SELECT * INTO o FROM payments.operations x
 	WHERE x.merchant_id = p_merchant_id AND x.operation_id = p_operation_id AND x.status = 'dead'
 	FOR UPDATE;

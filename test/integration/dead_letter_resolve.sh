@@ -70,6 +70,9 @@ for call in "pay_retry_dead_letter($M, $op)" "pay_discard_dead_letter($M, $op)" 
 	is "$(refused_with "$call")" "PT404 operation $op of merchant $M is not a dead letter" "1: ${call%%(*} of it: PT404, not a dead letter"
 done
 is "$(refused_with "pay_retry_dead_letter(0, $op)")" "PT404 operation $op of merchant 0 is not a dead letter" "1: nor is it one of another merchant"
+# a NULL id is a missing argument (before: PT404 "operation <NULL> of merchant ...")
+is "$(refused_with "pay_retry_dead_letter(NULL, $op)")" "22004 merchant_id is required" "1: a NULL merchant_id is 22004, a missing argument"
+is "$(refused_with "pay_discard_dead_letter($M, NULL)")" "22004 operation_id is required" "1: a NULL operation_id is 22004, a missing argument"
 sim_ctl POST /settle >/dev/null
 rop=$(q -c "SELECT operation_id FROM pay_refund(payment_id => $pid)" || true)
 is "$(poll_value 30 op_done "${rop:-0}")" succeeded "1: a refund of it after settlement succeeds"

@@ -11,7 +11,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(125);
+SELECT plan(127);
 
 CREATE FUNCTION pg_temp.card() RETURNS payments.pay_card LANGUAGE sql
 	AS $$ SELECT payments.pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 2, '123') $$;
@@ -131,6 +131,9 @@ SELECT throws_ok($$SELECT payments.pay_create_customer(email => 'x@example.com')
 	'nor creates a customer (no scope payments)');
 
 -- 5. Revocation and expiry.
+-- a NULL key id is a missing argument (before: PT404 "API key <NULL> not found")
+SELECT throws_ok('SELECT payments.pay_revoke_api_key(NULL)', '22004', 'key_id is required', 'pay_revoke_api_key(NULL): 22004');
+SELECT throws_ok('SELECT payments.pay_rotate_api_key(NULL)', '22004', 'key_id is required', 'pay_rotate_api_key(NULL): 22004');
 SELECT ok(payments.pay_revoke_api_key((SELECT key_id FROM k WHERE what = 'made')), 'pay_revoke_api_key revokes');
 SELECT ok(NOT payments.pay_revoke_api_key((SELECT key_id FROM k WHERE what = 'made')), 'twice: false');
 SELECT throws_ok(format('SELECT payments.pay_use_api_key(%L)', (SELECT api_key FROM k WHERE what = 'made')), 'PT401',
