@@ -15,7 +15,12 @@
  * string tests.  What it returns is unchanged: the first of the sources
  * that is neither NULL nor empty; the headers are read as jsonb (an error
  * when they are not JSON, as the cast gave) and a header's value as ->>
- * gives it (a number's text; "" counts, as coalesce took it).
+ * gives it (a number's text).  An empty header is skipped too, as an
+ * empty argument or setting is, and as the audit trigger skips it
+ * (audit.c, jsonb_object_string): it counted once (as coalesce took it),
+ * and every row of a request sent with an empty X-Request-Id header, which
+ * PostgREST passes on as "", had an empty correlation id and sent no
+ * refId.
  *
  *-------------------------------------------------------------------------
  */
@@ -40,12 +45,13 @@ setting(const char *name)
 	return value != NULL && value[0] != '\0' ? value : NULL;
 }
 
-/* headers ->> name: NULL when absent, JSON null, or not an object */
+/* headers ->> name: NULL when absent, JSON null, empty, or not an object */
 static text *
 header(Jsonb *headers, const char *name)
 {
 	LOCAL_FCINFO(call, 2);
 	Datum		value;
+	text	   *t;
 
 	InitFunctionCallInfoData(*call, NULL, 2, InvalidOid, NULL, NULL);
 	call->args[0].value = JsonbPGetDatum(headers);
@@ -53,7 +59,10 @@ header(Jsonb *headers, const char *name)
 	call->args[1].value = CStringGetTextDatum(name);
 	call->args[1].isnull = false;
 	value = jsonb_object_field_text(call);
-	return call->isnull ? NULL : DatumGetTextPP(value);
+	if (call->isnull)
+		return NULL;
+	t = DatumGetTextPP(value);
+	return VARSIZE_ANY_EXHDR(t) > 0 ? t : NULL;
 }
 
 /* a version 4 UUID's 32 hex digits, as gen_random_uuid() makes it */

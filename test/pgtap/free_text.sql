@@ -18,7 +18,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(116);
+SELECT plan(118);
 
 CREATE FUNCTION pg_temp.card() RETURNS payments.pay_card LANGUAGE sql
 	AS $$ SELECT payments.pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 2, '123') $$;
@@ -155,13 +155,20 @@ SELECT is((SELECT string_agg(DISTINCT a.correlation_id, ',') FROM payments.audit
 -- where the correlation id comes from, in this order (src/correlation_id.c,
 -- as the PL/pgSQL it replaced read it): the argument, x-request-id,
 -- traceparent, payments.correlation_id, a fresh UUID's 32 hex digits;
--- NULL and '' are skipped, and so are headers '{}'
+-- NULL and '' are skipped (an argument, a header, the setting), and so
+-- are headers '{}'
 SET LOCAL request.headers = '{"x-request-id": "hdr-1", "traceparent": "tp-1"}';
 SET LOCAL payments.correlation_id = 'set-1';
 SELECT is(payments._correlation_id('arg-1'), 'arg-1', 'correlation id: the argument first');
 SELECT is(payments._correlation_id(''), 'hdr-1', 'correlation id: an empty argument is skipped for x-request-id');
 SET LOCAL request.headers = '{"traceparent": "tp-1", "x-request-id": null}';
 SELECT is(payments._correlation_id(NULL), 'tp-1', 'correlation id: then traceparent (a JSON null x-request-id is skipped)');
+-- an empty header is skipped as an empty argument is (before, it was the
+-- correlation id: '' on every row of a request with "X-Request-Id:")
+SET LOCAL request.headers = '{"x-request-id": "", "traceparent": "tp-2"}';
+SELECT is(payments._correlation_id(NULL), 'tp-2', 'correlation id: an empty x-request-id is skipped for traceparent');
+SET LOCAL request.headers = '{"x-request-id": "", "traceparent": ""}';
+SELECT is(payments._correlation_id(NULL), 'set-1', 'correlation id: empty headers are skipped for the setting');
 SET LOCAL request.headers = '{"x-request-id": 42}';
 SELECT is(payments._correlation_id(NULL), '42', 'correlation id: a header''s value as ->> gives it');
 SET LOCAL request.headers = '{}';
