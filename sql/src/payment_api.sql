@@ -788,6 +788,11 @@ BEGIN
 		RAISE EXCEPTION 'refund amount % is not in the payment''s currency %', refund_amount, pay_currency(p.amount)
 			USING ERRCODE = '22Y03', HINT = 'A refund is made in the currency the payment was made in.';
 	END IF;
+	-- (no amount given: the rest, and nothing is left)
+	IF pay_refund.amount IS NULL AND pay_minor_units(refund_amount) <= 0 THEN
+		RAISE EXCEPTION 'nothing is left to refund' USING ERRCODE = '22Y23',
+			DETAIL = format('%s of %s captured is left to refund.%s', remaining, captured, note);
+	END IF;
 	IF pay_minor_units(refund_amount) <= 0 THEN
 		RAISE EXCEPTION 'refund amount must be positive' USING ERRCODE = '22Y23',
 			DETAIL = format('%s of %s captured is left to refund.%s', remaining, captured, note);

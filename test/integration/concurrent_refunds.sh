@@ -64,7 +64,7 @@ race() {
 # --- 1. READ COMMITTED -------------------------------------------------------
 p1=$(purchase)
 race "READ COMMITTED" "READ COMMITTED" "$p1"
-like "$(tr '\n' ' ' <"$SESS/b.out")" 'ERROR:  22Y23: refund amount must be positive.*DETAIL:  0\.00 USD of 10\.00 USD captured is left to refund\.' \
+like "$(tr '\n' ' ' <"$SESS/b.out")" 'ERROR:  22Y23: nothing is left to refund.*DETAIL:  0\.00 USD of 10\.00 USD captured is left to refund\.' \
 	"READ COMMITTED: the second refund sees the first and is refused: nothing is left (22Y23)"
 is "$(refunds_of "$p1")" 1 "READ COMMITTED: one refund recorded"
 
