@@ -255,4 +255,46 @@ is "$(serial -c "SET plan_cache_mode = force_generic_plan" \
 		-c "PREPARE p(bigint) AS SELECT md5(string_agg(coalesce(a::text, '-'), ',')) FROM (SELECT a FROM keyed WHERE payments.pay_minor_units(a) > \$1 OR a IS NULL ORDER BY a) s" \
 		-c "EXECUTE p(-9000000000000000000)" | tail -1)" "$(expected keyed "")" "a generic plan with a parameter sorts the same"
 
+
+# The new stages in the places a Sort below them is found too: each
+# partition's GROUP BY under partitionwise aggregation (a child grouped
+# rel, relids of its own), a Unique, GroupAggregate and WindowAgg
+# rescanned (a LATERAL parameter below: sorted again; none: read again), a
+# WITH HOLD cursor over a DISTINCT (kept at COMMIT: run again from the
+# start) and a plan run in a parallel worker (force_parallel_mode); each
+# with the rows and order of PostgreSQL's Sort.
+q >/dev/null <<'SQL'
+CREATE TABLE parted (a payments.pay_amount) PARTITION BY HASH (a);
+CREATE TABLE parted0 PARTITION OF parted FOR VALUES WITH (MODULUS 3, REMAINDER 0);
+CREATE TABLE parted1 PARTITION OF parted FOR VALUES WITH (MODULUS 3, REMAINDER 1);
+CREATE TABLE parted2 PARTITION OF parted FOR VALUES WITH (MODULUS 3, REMAINDER 2);
+INSERT INTO parted SELECT a FROM small UNION ALL SELECT a FROM small WHERE payments.pay_minor_units(a) % 2 = 0;
+ANALYZE parted;
+SQL
+pwise() { nohash -c "SET enable_partitionwise_aggregate = on" "$@"; }
+for sql in "SELECT a, count(*) FROM parted GROUP BY a" "SELECT a FROM parted GROUP BY a"; do
+	like "$(pwise -c "EXPLAIN (COSTS OFF) $sql" | tr -s ' \n' '  ' | grep -Eo '(Group|GroupAggregate) [^-]*-> Custom Scan \(PayAmountSort\)' | wc -l)" '^3$' \
+		"$sql, partitionwise: the key sort below each partition's grouping"
+	is "$(pwise -c "SELECT md5(string_agg(x::text, ',')), count(*) FROM ($sql) x")" \
+		"$(pwise -c "SET payments.amount_sort = off" -c "SELECT md5(string_agg(x::text, ',')), count(*) FROM ($sql) x")" \
+		"... the rows and order of PostgreSQL's Sort"
+done
+for sql in "SELECT v.m, s.* FROM (VALUES (0), (1), (2)) v(m), LATERAL (SELECT a, count(*) FROM parted WHERE payments.pay_minor_units(a) % 3 <> v.m GROUP BY a) s" \
+	"SELECT v.m, s.* FROM (VALUES (0), (1), (2)) v(m), LATERAL (SELECT a, rank() OVER (ORDER BY a DESC) FROM parted WHERE payments.pay_minor_units(a) % 3 <> v.m) s" \
+	"SELECT m, (SELECT md5(string_agg(a::text, ',')) FROM (SELECT DISTINCT a FROM parted) s) FROM (VALUES (1), (2), (3)) v(m)"; do
+	like "$(nohash -c "EXPLAIN (COSTS OFF) $sql")" 'PayAmountSort' "rescanned: ${sql:0:60}...: the key sort"
+	is "$(nohash -c "SELECT md5(string_agg(x::text, ',')), count(*) FROM ($sql) x")" \
+		"$(nohash -c "SET payments.amount_sort = off" -c "SELECT md5(string_agg(x::text, ',')), count(*) FROM ($sql) x")" \
+		"... the rows and order of PostgreSQL's Sort"
+done
+hold() { nohash "$@" -c "BEGIN" -c "DECLARE c CURSOR WITH HOLD FOR SELECT DISTINCT a FROM parted" -c "FETCH 3 FROM c" -c "COMMIT" -c "FETCH ALL FROM c"; }
+is "$(hold | md5sum)" "$(hold -c "SET payments.amount_sort = off" | md5sum)" \
+	"a WITH HOLD cursor over a DISTINCT: the rows of PostgreSQL's Sort, before and after COMMIT"
+sql="SELECT a, count(*) FROM parted GROUP BY a ORDER BY a DESC"
+like "$(nohash -c "SET max_parallel_workers_per_gather = 2" -c "SET force_parallel_mode = on" -c "EXPLAIN (COSTS OFF) $sql" | tr -s ' \n' '  ')" 'Gather .*PayAmountSort' \
+	"force_parallel_mode: the key sort in a parallel worker"
+is "$(nohash -c "SET max_parallel_workers_per_gather = 2" -c "SET force_parallel_mode = on" -c "SELECT md5(string_agg(x::text, ',')), count(*) FROM ($sql) x")" \
+	"$(nohash -c "SET payments.amount_sort = off" -c "SELECT md5(string_agg(x::text, ',')), count(*) FROM ($sql) x")" \
+	"... the rows and order of PostgreSQL's Sort"
+
 tap_done
