@@ -576,8 +576,9 @@ amount_sort_explain(CustomScanState *node, List *ancestors, ExplainState *es)
 
 	context = set_deparse_context_plan(es->deparse_cxt, &cscan->scan.plan,
 									   ancestors);
+	/* qualified as show_sort_keys qualifies a Sort's: several relations, or VERBOSE */
 	key = deparse_expression((Node *) linitial_node(TargetEntry, cscan->custom_scan_tlist)->expr,
-							 context, es->verbose, false);
+							 context, list_length(es->rtable) > 1 || es->verbose, false);
 	if (state->strategy == BTGreaterStrategyNumber)
 		key = psprintf("%s DESC%s", key, state->nulls_first ? "" : " NULLS LAST");
 	else if (state->nulls_first)

@@ -287,6 +287,14 @@ for sql in "SELECT v.m, s.* FROM (VALUES (0), (1), (2)) v(m), LATERAL (SELECT a,
 		"$(nohash -c "SET payments.amount_sort = off" -c "SELECT md5(string_agg(x::text, ',')), count(*) FROM ($sql) x")" \
 		"... the rows and order of PostgreSQL's Sort"
 done
+# EXPLAIN names the key as PostgreSQL's Sort does: qualified where the plan
+# has several relations (it said "Sort Key: a" where the Sort said
+# "Sort Key: dups.a").
+sql="SELECT x.a FROM (SELECT DISTINCT a FROM parted) x JOIN small ON x.a OPERATOR(payments.=) small.a"
+like "$(nohash -c "EXPLAIN (COSTS OFF) $sql")" 'PayAmountSort' "$sql: the key sort"
+is "$(nohash -c "EXPLAIN (COSTS OFF) $sql" | grep -o 'Sort Key: .*')" \
+	"$(nohash -c "SET payments.amount_sort = off" -c "EXPLAIN (COSTS OFF) $sql" | grep -o 'Sort Key: .*')" \
+	"... and EXPLAIN names its key as a Sort's: Sort Key: parted.a"
 hold() { nohash "$@" -c "BEGIN" -c "DECLARE c CURSOR WITH HOLD FOR SELECT DISTINCT a FROM parted" -c "FETCH 3 FROM c" -c "COMMIT" -c "FETCH ALL FROM c"; }
 is "$(hold | md5sum)" "$(hold -c "SET payments.amount_sort = off" | md5sum)" \
 	"a WITH HOLD cursor over a DISTINCT: the rows of PostgreSQL's Sort, before and after COMMIT"
