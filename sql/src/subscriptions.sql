@@ -124,6 +124,27 @@ $$;
 COMMENT ON FUNCTION payments._check_price(payments.pay_amount, text) IS
 	'Internal: raises 22004 (missing), 22Y23 (not positive) or 22Y26 (more digits than the gateway takes) for a price.';
 
+-- A subscription's amount per period: price times quantity, at most what
+-- the gateway takes.  Multiplied as it was, a product beyond pay_amount's
+-- 64-bit range raised 22003 "value out of range for type pay_amount",
+-- which names neither the price nor the quantity.
+CREATE FUNCTION payments._subscription_total(p_price payments.pay_amount, p_quantity integer)
+	RETURNS payments.pay_amount
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+BEGIN
+	IF abs(pay_minor_units(p_price)::numeric * p_quantity) > 999999999999999 THEN
+		RAISE EXCEPTION 'amount is larger than the gateway accepts' USING ERRCODE = '22Y26',
+			DETAIL = format('The gateway takes amounts of at most 15 digits; the price %s times the quantity %s has more.',
+				p_price, p_quantity);
+	END IF;
+	RETURN p_price * p_quantity;
+END
+$$;
+COMMENT ON FUNCTION payments._subscription_total(payments.pay_amount, integer) IS
+	'Internal: price times quantity, a subscription''s amount per period; raises 22Y26 when it has more digits than the gateway takes (15).';
+
 -- A time zone: an IANA name (America/New_York, Europe/Paris, UTC).  A
 -- Region/City name is checked by converting a time with it (cheap); any
 -- other text must be in pg_timezone_names, so an abbreviation such as EST
@@ -532,7 +553,8 @@ BEGIN
 	IF pay_create_subscription.quantity IS NULL OR pay_create_subscription.quantity NOT BETWEEN 1 AND 100000 THEN
 		RAISE EXCEPTION 'quantity must be between 1 and 100000' USING ERRCODE = '22023';
 	END IF;
-	PERFORM payments._check_gateway_input(unit_ * pay_create_subscription.quantity, NULL, NULL, corr);
+	PERFORM payments._check_gateway_input(payments._subscription_total(unit_, pay_create_subscription.quantity),
+		NULL, NULL, corr);
 	trial := coalesce(pay_create_subscription.trial_days, p.trial_days, 0);
 	IF trial NOT BETWEEN 0 AND 730 THEN
 		RAISE EXCEPTION 'trial_days must be between 0 and 730' USING ERRCODE = '22023';
@@ -1113,7 +1135,7 @@ BEGIN
 	IF new_qty NOT BETWEEN 1 AND 100000 THEN
 		RAISE EXCEPTION 'quantity must be between 1 and 100000' USING ERRCODE = '22023';
 	END IF;
-	new_total := new_unit * new_qty;
+	new_total := payments._subscription_total(new_unit, new_qty);
 	PERFORM payments._check_gateway_input(new_total, NULL, NULL, NULL);
 	-- Paused, the period is paid at the old amount and a resume within it
 	-- charges nothing more: prorating from now would credit time not

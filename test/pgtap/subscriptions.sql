@@ -17,7 +17,7 @@
 \set ON_ERROR_STOP true
 BEGIN;
 SET LOCAL TimeZone = 'UTC';
-SELECT plan(279);
+SELECT plan(283);
 
 CREATE TEMP TABLE ids (name text PRIMARY KEY, id bigint NOT NULL);
 CREATE FUNCTION pg_temp.id(n text) RETURNS bigint LANGUAGE sql STABLE AS $$ SELECT id FROM ids WHERE name = n $$;
@@ -252,6 +252,13 @@ SELECT throws_ok(format('SELECT pay_create_subscription(customer_id => %s, plan_
 	pg_temp.id('ada'), pg_temp.id('plan')), '22023', NULL, 'a plan''s interval cannot be overridden');
 SELECT throws_ok(format('SELECT pay_create_subscription(customer_id => %s, plan_id => %s, quantity => 0)',
 	pg_temp.id('ada'), pg_temp.id('plan')), '22023', 'quantity must be between 1 and 100000', 'quantity 0 is refused');
+-- price times quantity beyond what the gateway takes: 22Y26, also where
+-- the product is beyond pay_amount's 64-bit range (it was 22003 "value out
+-- of range for type pay_amount")
+SELECT throws_ok(format('SELECT pay_create_subscription(customer_id => %s, price => ''9999999999999.99 USD'', interval_unit => ''month'', quantity => 100000)',
+	pg_temp.id('ada')), '22Y26', 'amount is larger than the gateway accepts', 'a price times quantity beyond 64 bits is 22Y26');
+SELECT throws_ok(format('SELECT pay_create_subscription(customer_id => %s, price => ''999999999999.99 USD'', interval_unit => ''month'', quantity => 100)',
+	pg_temp.id('ada')), '22Y26', 'amount is larger than the gateway accepts', 'a price times quantity of 16 digits is 22Y26');
 SELECT throws_ok(format('SELECT pay_create_subscription(customer_id => %s, plan_id => %s, trial_days => 731)',
 	pg_temp.id('ada'), pg_temp.id('plan')), '22023', NULL, 'a trial over 730 days is refused');
 SELECT throws_ok(format('SELECT pay_create_subscription(customer_id => %s, plan_id => %s, metadata => ''"x"'')',
@@ -468,6 +475,10 @@ SELECT throws_ok(format('SELECT pay_change_subscription(%s, plan_id => %s, price
 	'22023', NULL, 'plan and price together are refused');
 SELECT throws_ok(format('SELECT pay_change_subscription(%s, quantity => 100001)', pg_temp.id('none')), '22023', NULL,
 	'a quantity over 100000 is refused');
+SELECT throws_ok(format('SELECT pay_change_subscription(%s, price => ''9999999999999.99 USD'', quantity => 100000)', pg_temp.id('none')),
+	'22Y26', 'amount is larger than the gateway accepts', 'a change to a price times quantity beyond 64 bits is 22Y26');
+SELECT throws_ok(format('SELECT pay_preview_subscription_change(%s, price => ''9999999999999.99 USD'', quantity => 100000)', pg_temp.id('none')),
+	'22Y26', 'amount is larger than the gateway accepts', '... and so is its preview');
 SELECT throws_ok(format('SELECT pay_preview_subscription_change(%s, plan_id => %s)', pg_temp.id('none'), pg_temp.id('pweek')), '22023',
 	NULL, 'a preview refuses what the change would');
 
