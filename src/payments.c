@@ -16,11 +16,13 @@
 
 #include "commands/dbcommands.h"
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 
 #include "amount_sort.h"
+#include "anet/anet_fields.h"
 #include "api_keys.h"
 #include "card.h"
 #include "card_query_text.h"
@@ -70,11 +72,45 @@ PG_FUNCTION_INFO_V1(pay_note_unserved_database);
  * as it is set (free_text.c), so that every reader sees the masked text.
  * In place: masking keeps the length.
  */
+/*
+ * Whether the gateway can carry every character of a correlation id, else
+ * the first it cannot (its index in characters, its code point).  Refused
+ * as it is set rather than only at the call that sends it (22Y24 there
+ * too, gateway_input.c), so a setting the gateway cannot carry never
+ * stands.  The control characters are the same bytes in every server
+ * encoding; U+FFFE and U+FFFF are looked for only in UTF8 (a setting of
+ * the config file is read before the database's encoding is known).
+ */
+static bool
+correlation_id_carriable(const char *value, int *nchars, unsigned int *bad_cp)
+{
+	size_t		len = strlen(value);
+	size_t		n = 0;
+
+	if (GetDatabaseEncoding() == PG_UTF8)
+	{
+		if (anet_text_check(value, len, &n, bad_cp) != ANET_TEXT_BAD_CHAR)
+			return true;
+		*nchars = (int) n;
+		return false;
+	}
+	for (const char *c = value; *c; c += pg_mblen(c), n++)
+	{
+		if (IS_HIGHBIT_SET(*c) || anet_xml_char_ok((unsigned char) *c))
+			continue;
+		*nchars = (int) n;
+		*bad_cp = (unsigned char) *c;
+		return false;
+	}
+	return true;
+}
+
 static bool
 check_correlation_id(char **newval, void **extra pg_attribute_unused(),
 					 GucSource source pg_attribute_unused())
 {
 	int			nchars;
+	unsigned int bad_cp = 0;
 
 	if (*newval == NULL)
 		return true;
@@ -87,6 +123,15 @@ check_correlation_id(char **newval, void **extra pg_attribute_unused(),
 							nchars);
 		GUC_check_errhint("Set payments.correlation_id to at most %d characters, such as a UUID.",
 						  FREE_TEXT_CORRELATION_ID_MAX_CHARS);
+		return false;
+	}
+	if (!correlation_id_carriable(*newval, &nchars, &bad_cp))
+	{
+		GUC_check_errcode(ERRCODE_PAY_GATEWAY_CHARACTER);
+		GUC_check_errmsg("correlation id contains a character the gateway cannot carry");
+		GUC_check_errdetail("Character %d is U+%04X; the correlation id is sent to the gateway as refId, in XML, which cannot carry control characters other than tab, line feed and carriage return, nor U+FFFE or U+FFFF.",
+							nchars + 1, bad_cp);
+		GUC_check_errhint("Set payments.correlation_id to printable characters, such as a UUID.");
 		return false;
 	}
 	(void) free_text_mask(*newval, strlen(*newval));

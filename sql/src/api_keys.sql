@@ -309,6 +309,11 @@ CREATE FUNCTION payments.pay_list_api_keys(merchant_id bigint DEFAULT NULL)
 DECLARE
 	m bigint := payments._api_key_admin(pay_list_api_keys.merchant_id);
 BEGIN
+	-- a merchant named that does not exist is a wrong argument, not one
+	-- without keys (as pay_create_api_key says)
+	IF m IS NOT NULL AND NOT EXISTS (SELECT FROM payments.merchants x WHERE x.merchant_id = m) THEN
+		RAISE EXCEPTION 'merchant % does not exist', m USING ERRCODE = 'PT404';
+	END IF;
 	RETURN QUERY
 	SELECT k.key_id, k.merchant_id, k.name, k.scopes, k.created_at, k.created_by, k.created_by_key, k.expires_at,
 		k.revoked_at, k.rotated_at, k.previous_valid_until,
@@ -319,7 +324,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments.pay_list_api_keys(bigint) IS
-	'The API keys of a merchant (default: the caller''s; for the owner without merchant_id, every merchant''s), without secret or hash; created_by_key names the key each was made with (revoked with it), NULL for a key a role made; last_used_at includes uses not yet written to the table. Same callers as pay_create_api_key.';
+	'The API keys of a merchant (default: the caller''s; for the owner without merchant_id, every merchant''s), without secret or hash; created_by_key names the key each was made with (revoked with it), NULL for a key a role made; last_used_at includes uses not yet written to the table. PT404 for a merchant that does not exist. Same callers as pay_create_api_key.';
 
 -- A key the caller may manage, locked, or PT404 (another merchant's key is unknown too).
 CREATE FUNCTION payments._lock_api_key(p_key_id bigint) RETURNS payments.api_keys

@@ -11,7 +11,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(127);
+SELECT plan(128);
 
 CREATE FUNCTION pg_temp.card() RETURNS payments.pay_card LANGUAGE sql
 	AS $$ SELECT payments.pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 2, '123') $$;
@@ -53,6 +53,8 @@ SELECT is_empty($$SELECT 1 FROM payments.api_keys a, k
 	'and no secret in any column');
 SELECT is((SELECT string_agg(name, ',' ORDER BY key_id) FROM payments.pay_list_api_keys(merchant_id => :ma)), 'reader,shop,admin',
 	'pay_list_api_keys lists a merchant''s keys');
+SELECT throws_ok($$SELECT * FROM payments.pay_list_api_keys(merchant_id => 987654321)$$, 'PT404',
+	'merchant 987654321 does not exist', 'a merchant that does not exist is PT404, not a merchant without keys');
 SELECT ok(NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'payments.pay_api_key_info'::regclass
 	AND attname IN ('secret_hash', 'previous_hash', 'api_key')), 'without secret or hash');
 SELECT throws_ok($$SELECT payments.pay_create_api_key(scopes => ARRAY['read', 'everything'])$$, '22023',

@@ -11,7 +11,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(89);
+SELECT plan(93);
 
 CREATE FUNCTION pg_temp.card(holder text DEFAULT NULL) RETURNS payments.pay_card LANGUAGE sql
 	AS $$ SELECT payments.pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 2, '123', holder) $$;
@@ -47,6 +47,15 @@ SELECT is(pg_temp.error_text($$SELECT pay_purchase(amount => '1.00 USD', card =>
 	'the error names the field, the position and the code point, not the value');
 SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', card => pg_temp.card(), correlation_id => E'req\x1b[0m')$$,
 	'22Y24', 'correlation id contains a character the gateway cannot carry', 'a control character in the correlation id is refused');
+SELECT throws_ok($$SET LOCAL payments.correlation_id = E'req\x1b[0m'$$,
+	'22Y24', 'correlation id contains a character the gateway cannot carry', 'so is one in the payments.correlation_id setting, as it is set');
+SELECT throws_ok($$SELECT set_config('payments.correlation_id', E'req\uFFFE', true)$$,
+	'22Y24', 'correlation id contains a character the gateway cannot carry', 'and U+FFFE there');
+SELECT is(pg_temp.error_text($$SET LOCAL payments.correlation_id = E'ab\x01'$$),
+	'correlation id contains a character the gateway cannot carry | Character 3 is U+0001; the correlation id is sent to the gateway as refId, in XML, which cannot carry control characters other than tab, line feed and carriage return, nor U+FFFE or U+FFFF. | Set payments.correlation_id to printable characters, such as a UUID.',
+	'the setting''s error names the position and the code point, not the value');
+SELECT lives_ok($$SET LOCAL payments.correlation_id = E'tab\there'$$, 'a tab in the setting is kept, as XML carries it');
+RESET payments.correlation_id;
 SELECT throws_ok($$SELECT pay_authorize(amount => '1.00 USD', card => pg_temp.card(), customer => jsonb_build_object('zip', E'1000\x01'))$$,
 	'22Y24', 'customer.zip contains a character the gateway cannot carry', 'pay_authorize checks the same');
 SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', card => pg_temp.card('Ada ' || E'\uFFFF'))$$,
