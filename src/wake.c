@@ -21,8 +21,10 @@
  *
  * The billing process is woken the same way, on its own flag: a test clock
  * moved (pay_set_test_clock) asks for a billing run at its COMMIT, not at
- * the process's next round (payments.billing_interval).  Only that asks:
- * the billing process is not woken by every payment.
+ * the process's next round (payments.billing_interval), and so does a
+ * billing run that left a subscription still due (several periods behind:
+ * _run_renewals takes one period per run).  Only those ask: the billing
+ * process is not woken by every payment.
  *
  *-------------------------------------------------------------------------
  */

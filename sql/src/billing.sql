@@ -1118,8 +1118,14 @@ COMMENT ON FUNCTION payments._subscription_as_renewed(payments.subscriptions, ti
 --     issued and charged (_issue_invoice).  A trialing subscription becomes
 --     active when that invoice is paid, past_due when it is not.
 -- One period per subscription and run: a subscription behind by several
--- periods (the runs stopped for a while) is brought up to date by the next
--- runs, each period invoiced.  Returns how many subscriptions were handled.
+-- periods (the runs stopped for a while, a test clock moved weeks past a
+-- daily or weekly plan's periods) is brought up to date by the next runs,
+-- each period invoiced in a transaction of its own and in order.  A run
+-- that leaves a subscription still due asks for the next run at its COMMIT
+-- (the billing process's, _wake_billing_at_commit), not an interval later:
+-- before, each period behind waited payments.billing_interval (ten daily
+-- periods took 90 s to catch up, not the second a clock move takes).
+-- Returns how many subscriptions were handled.
 CREATE FUNCTION payments._run_renewals(p_merchant_id bigint, p_limit integer) RETURNS integer
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments, pg_temp
@@ -1130,6 +1136,7 @@ DECLARE
 	clocks boolean := current_setting('payments.test_clocks', true) = 'on';
 	now_ timestamptz;
 	n integer := 0;
+	behind boolean := false;
 BEGIN
 	FOR s IN
 		SELECT x.* FROM payments.subscriptions x
@@ -1149,12 +1156,19 @@ BEGIN
 			OR s.status NOT IN ('trialing', 'active', 'incomplete');
 		n := n + 1;
 		PERFORM payments._renew_subscription(s, now_, true);
+		-- its next period due too: the next run at COMMIT
+		IF NOT behind AND EXISTS (SELECT 1 FROM payments.subscriptions x
+				WHERE x.merchant_id = s.merchant_id AND x.subscription_id = s.subscription_id
+					AND x.next_renewal_at <= now_ AND x.status IN ('trialing', 'active', 'incomplete')) THEN
+			behind := true;
+			PERFORM payments._wake_billing_at_commit();
+		END IF;
 	END LOOP;
 	RETURN n;
 END
 $$;
 COMMENT ON FUNCTION payments._run_renewals(bigint, integer) IS
-	'Billing run (the billing process, pay_run_renewals): for at most p_limit subscriptions due by their merchant''s billing clock (one merchant, or NULL: all), oldest first, locked with SKIP LOCKED: incomplete ones past their deadline expire (first invoice void), cancel_at_period_end ones are canceled (their pending invoice items charged on a final invoice), trialing and active ones move to their next period and its renewal invoice is issued and charged. Returns how many subscriptions it handled.';
+	'Billing run (the billing process, pay_run_renewals): for at most p_limit subscriptions due by their merchant''s billing clock (one merchant, or NULL: all), oldest first, locked with SKIP LOCKED: incomplete ones past their deadline expire (first invoice void), cancel_at_period_end ones are canceled (their pending invoice items charged on a final invoice), trialing and active ones move to their next period and its renewal invoice is issued and charged; one period per subscription and run, and a run that leaves one still due wakes the billing process at COMMIT for the next. Returns how many subscriptions it handled.';
 
 -- Dunning: at next_attempt_at, for each open invoice: after a final
 -- decline the final action (its schedule's last day has come); else one

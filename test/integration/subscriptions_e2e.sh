@@ -158,6 +158,31 @@ is "$(wait_for "SELECT count(*) FILTER (WHERE status = 'paid') || '/' || count(*
 	"once the function is back the billing process renews the due period; paid"
 su -c "ALTER SYSTEM RESET payments.billing_interval" -c "SELECT pg_reload_conf()" >/dev/null
 
+# --- 1b. a move past several periods: renewed one after another at once --
+# A weekly subscription whose clock moves four weeks ahead (as a billing
+# process stopped for them would find it): each run takes one period, and a
+# run that leaves it still due asks for the next at its COMMIT.  Before,
+# each period after the first waited a whole payments.billing_interval
+# (here an hour: periods 2 to 4 never came within the wait).
+su -c "ALTER SYSTEM SET payments.billing_interval = 3600" -c "SELECT pg_reload_conf()" >/dev/null
+ok "$(passed process_reread billing payments.billing_interval 1h)" "1b: the billing process's own round is an hour away"
+story catchup
+saved_card 4111111111111111
+SID=$(q -c "SELECT subscription_id FROM pay_create_subscription(customer_id => $CID, price => '7.00 USD', interval_unit => 'week')")
+q -c "SELECT status FROM pay_wait($(latest_payment "$(latest_invoice "$SID")"), '10 s')" >/dev/null
+is "$(wait_for "SELECT status FROM pay_get_subscription($SID)" active)" active "1b: a weekly subscription, paid"
+q -c "SELECT pay_advance_test_clock('4 weeks 1 hour')" >/dev/null
+is "$(wait_for "SELECT string_agg(period_index || ':' || status, ',' ORDER BY period_index) FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $SID AND kind = 'renewal'" \
+	"1:paid,2:paid,3:paid,4:paid" 40)" "1:paid,2:paid,3:paid,4:paid" \
+	"1b: moved four weeks, the billing process renewed the four periods at once (not one an hour); each paid"
+is "$(q -c "SELECT string_agg(period_index::text, ',' ORDER BY payment_id) FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $SID")" "0,1,2,3,4" \
+	"1b: charged in the order of the periods"
+is "$(for i in $(q -c "SELECT invoice_id FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $SID ORDER BY period_index"); do printf '%s,' "$(ledger_charges_of_invoice "$i")"; done)" "1,1,1,1,1," \
+	"1b: the simulator's ledger has exactly one charge for each period"
+is "$(q -c "SELECT current_period_index || '|' || status || '|' || pay_run_renewals() FROM pay_get_subscription($SID)")" "4|active|0" \
+	"1b: in period 4, active, nothing more due"
+su -c "ALTER SYSTEM RESET payments.billing_interval" -c "SELECT pg_reload_conf()" >/dev/null
+
 # --- 2. a declining card: past_due, retried on schedule, recovered by a card update
 story decline
 saved_card 4111111111111111
