@@ -437,14 +437,36 @@ CREATE FUNCTION payments.pay_clear_test_clock() RETURNS timestamptz
 	LANGUAGE plpgsql SECURITY DEFINER
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
+DECLARE
+	m bigint := payments.pay_current_merchant();
+	frozen timestamptz;
 BEGIN
 	PERFORM payments._require_test_clocks();
-	DELETE FROM payments.billing_clocks WHERE merchant_id = payments.pay_current_merchant();
+	-- never backwards, as a move: a clock ahead of the real one stays
+	-- (before, clearing it took billing time back to periods already
+	-- billed: a later change prorated a period from before it started, a
+	-- cancel ended a subscription before its period began).  The DELETE
+	-- waits for a move of this clock another session holds, then checks
+	-- the time as moved.
+	DELETE FROM payments.billing_clocks c WHERE c.merchant_id = m AND c.frozen_at <= now();
+	IF FOUND THEN
+		-- what the real clock makes due is billed now (the clock was behind)
+		PERFORM payments._wake_billing_at_commit();
+	ELSE
+		SELECT c.frozen_at INTO frozen FROM payments.billing_clocks c WHERE c.merchant_id = m;
+		IF FOUND THEN
+			RAISE EXCEPTION 'a test clock never goes back'
+				USING ERRCODE = '22023',
+					DETAIL = format('Billing time is %s, ahead of the real clock (%s); the real clock again would take billing back to periods already billed.',
+						frozen, now()),
+					HINT = 'Clear the test clock once the real clock has passed it, or test on another merchant.';
+		END IF;
+	END IF;
 	RETURN now();
 END
 $$;
 COMMENT ON FUNCTION payments.pay_clear_test_clock() IS
-	'Tests and demonstrations: the current merchant''s billing runs on the real clock again. Returns now().';
+	'Tests and demonstrations: the current merchant''s billing runs on the real clock again, from its commit (the billing process woken to bill what became due). 22023 while the test clock is ahead of the real clock: billing time never goes back. Returns now().';
 
 CREATE FUNCTION payments.pay_billing_now() RETURNS timestamptz
 	LANGUAGE sql STABLE SECURITY DEFINER

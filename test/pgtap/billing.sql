@@ -23,7 +23,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(197);
+SELECT plan(202);
 
 -- helpers ------------------------------------------------------------------
 
@@ -904,6 +904,19 @@ SELECT is((SELECT extract(epoch FROM next_attempt_at - first_failed_at)::bigint 
 -- "frozen_at must be a finite time", pay_set_test_clock's argument)
 SELECT throws_ok($$SELECT payments.pay_advance_test_clock(NULL)$$, '22004', 'by_interval is required',
 	'pay_advance_test_clock(NULL) says by_interval is missing');
+
+-- pay_clear_test_clock: back to the real clock, never backwards (before, a
+-- clock ahead was cleared and billing time went back to billed periods)
+INSERT INTO payments.merchants (name) VALUES ('billing-clear') RETURNING merchant_id AS mc \gset
+SELECT pg_temp.act_as(:mc);
+SELECT payments.pay_set_test_clock(now() + interval '1 year') \gset x_
+SELECT throws_ok($$SELECT payments.pay_clear_test_clock()$$, '22023', 'a test clock never goes back',
+	'a test clock ahead of the real clock is not cleared');
+SELECT ok(payments.pay_billing_now() > now() + interval '364 days', 'and billing time stays where it was');
+UPDATE payments.billing_clocks SET frozen_at = now() - interval '1 day' WHERE merchant_id = :mc;
+SELECT is(payments.pay_clear_test_clock(), now(), 'one behind the real clock is cleared');
+SELECT is(payments.pay_billing_now(), now(), 'billing runs on the real clock again');
+SELECT lives_ok($$SELECT payments.pay_clear_test_clock()$$, 'clearing no clock is no error');
 
 SELECT * FROM finish();
 ROLLBACK;
