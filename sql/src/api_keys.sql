@@ -20,7 +20,6 @@ CREATE TABLE payments.api_keys (
 	expires_at timestamptz,
 	revoked_at timestamptz,
 	rotated_at timestamptz,
-	last_used_at timestamptz,
 	created_at timestamptz NOT NULL DEFAULT now(),
 	created_by name NOT NULL,
 	created_by_key bigint,
@@ -34,14 +33,31 @@ CREATE INDEX api_keys_created_by_key ON payments.api_keys (merchant_id, created_
 	WHERE created_by_key IS NOT NULL;
 REVOKE ALL ON payments.api_keys FROM PUBLIC;
 COMMENT ON TABLE payments.api_keys IS
-	'Merchant API keys (pay_create_api_key): scopes (read, payments, refunds, customers, admin), expiry, revocation, rotation with an overlap (previous_hash until previous_valid_until), per-key rate limits (NULL: the settings payments.api_key_rate_limit and payments.api_key_burst). A key made by a key (created_by_key) is never broader than that key and is revoked with it. secret_hash is the SHA-256 of the key, which is never stored. last_used_at is written at most once a minute per key. Owner only.';
+	'Merchant API keys (pay_create_api_key): scopes (read, payments, refunds, customers, admin), expiry, revocation, rotation with an overlap (previous_hash until previous_valid_until), per-key rate limits (NULL: the settings payments.api_key_rate_limit and payments.api_key_burst). A key made by a key (created_by_key) is never broader than that key and is revoked with it. secret_hash is the SHA-256 of the key, which is never stored. Its last use is in payments.api_key_uses. Owner only.';
 COMMENT ON COLUMN payments.api_keys.secret_hash IS 'SHA-256 of the whole key "pk_<key_id>_<secret>"; the key itself is shown once and kept nowhere.';
 COMMENT ON COLUMN payments.api_keys.previous_hash IS 'After pay_rotate_api_key: the hash of the key before, accepted until previous_valid_until.';
-COMMENT ON COLUMN payments.api_keys.last_used_at IS 'Last use, written at most once a minute per key by a request that may write (pay_list_api_keys adds the uses since, from shared memory).';
 COMMENT ON COLUMN payments.api_keys.created_by IS 'The role that created the key.';
 COMMENT ON COLUMN payments.api_keys.created_by_key IS 'The admin API key the key was created with, if any: the key is revoked when that one is, and expires no later (_api_keys_follow_creator).';
 SELECT pg_catalog.pg_extension_config_dump('payments.api_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('payments.api_keys_key_id_seq', '');
+
+-- Each key's last use, in a row of its own: written by a request with the
+-- key (_api_key_verify, at most once a minute), which holds the row until
+-- its transaction ends.  In the key's own row, that write held back every
+-- revocation, rotation and expiry change of the key for as long as the
+-- transaction stayed open or PREPAREd: whoever held the key could keep it
+-- from being revoked.  Nothing that changes a key waits for this row.
+CREATE TABLE payments.api_key_uses (
+	merchant_id bigint NOT NULL,
+	key_id bigint NOT NULL,
+	last_used_at timestamptz,
+	PRIMARY KEY (merchant_id, key_id),
+	FOREIGN KEY (merchant_id, key_id) REFERENCES payments.api_keys ON DELETE CASCADE
+);
+REVOKE ALL ON payments.api_key_uses FROM PUBLIC;
+COMMENT ON TABLE payments.api_key_uses IS
+	'The last use of each API key (one row per key, made with it), written at most once a minute per key by a request that may write; pay_list_api_keys adds the uses since, from shared memory. Apart from payments.api_keys so that a transaction that wrote it holds back no revocation or rotation of the key. Owner only.';
+SELECT pg_catalog.pg_extension_config_dump('payments.api_key_uses', '');
 
 -- What pay_create_api_key and pay_rotate_api_key return (the key, once).
 CREATE TYPE payments.pay_api_key_secret AS (
@@ -116,8 +132,10 @@ DECLARE
 BEGIN
 	SELECT * INTO k FROM payments.api_keys a WHERE a.key_id = payments._api_key_id(api_key);
 	IF payments._api_key_accept(api_key, k, via_postgrest) THEN
-		UPDATE payments.api_keys a SET last_used_at = clock_timestamp()
-		WHERE (a.merchant_id, a.key_id) IN (SELECT l.merchant_id, l.key_id FROM payments.api_keys l
+		-- its own row (api_key_uses), not the key's: this transaction holds
+		-- it until it ends, and nothing that changes the key waits for it
+		UPDATE payments.api_key_uses u SET last_used_at = clock_timestamp()
+		WHERE (u.merchant_id, u.key_id) IN (SELECT l.merchant_id, l.key_id FROM payments.api_key_uses l
 			WHERE l.merchant_id = k.merchant_id AND l.key_id = k.key_id FOR UPDATE SKIP LOCKED);
 	END IF;
 	RETURN k;
@@ -294,6 +312,7 @@ BEGIN
 		rate_limit, burst, created_by, created_by_key)
 	VALUES (m, id, coalesce(pay_create_api_key.name, ''), s, secret.secret_hash, exp,
 		rate, bur, who.acting_role, who.key_id::bigint);
+	INSERT INTO payments.api_key_uses (merchant_id, key_id) VALUES (m, id);
 	result := ROW(id, m, secret.api_key, s, exp, NULL);
 	RETURN result;
 END
@@ -317,8 +336,9 @@ BEGIN
 	RETURN QUERY
 	SELECT k.key_id, k.merchant_id, k.name, k.scopes, k.created_at, k.created_by, k.created_by_key, k.expires_at,
 		k.revoked_at, k.rotated_at, k.previous_valid_until,
-		greatest(k.last_used_at, payments._api_key_last_used(k.key_id)), k.rate_limit, k.burst
+		greatest(u.last_used_at, payments._api_key_last_used(k.key_id)), k.rate_limit, k.burst
 	FROM payments.api_keys k
+	LEFT JOIN payments.api_key_uses u ON u.merchant_id = k.merchant_id AND u.key_id = k.key_id
 	WHERE m IS NULL OR k.merchant_id = m
 	ORDER BY k.merchant_id, k.key_id;
 END

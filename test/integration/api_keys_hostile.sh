@@ -5,7 +5,8 @@
 # server log, and the errors a key holder meets over HTTP have the status
 # README gives (not 413 for the key cap, not 500 for test clocks that are
 # off), and a key revoked while a transaction that took it is open acts no
-# more in it.
+# more in it; a transaction of the key's holder left prepared holds back no
+# rotation or revocation of the key.
 set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
 source "$(dirname "$0")/../lib/postgrest.sh"
@@ -14,6 +15,7 @@ cleanup() {
 	postgrest_stop
 	sim_stop
 	cluster_psql "$WORK" "$PORT" payments -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'keys_hostile_gate'" >/dev/null 2>&1 || true
+	cluster_psql "$WORK" "$PORT" payments -c "ROLLBACK PREPARED 'keys_hostile_hold'" >/dev/null 2>&1 || true
 	cluster_psql "$WORK" "$PORT" payments -c "ALTER SYSTEM RESET log_min_duration_statement" \
 		-c "ALTER SYSTEM RESET payments.test_clocks" -c "SELECT pg_reload_conf()" >/dev/null
 }
@@ -115,10 +117,8 @@ like "$r" "test clocks are off" "3: saying so"
 sql -c "DO \$\$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'keys_hostile_keyonly') THEN CREATE ROLE keys_hostile_keyonly LOGIN; END IF; END \$\$" \
 	-c "SELECT payments.pay_grant_api('keys_hostile_keyonly')" >/dev/null
 K2=$(sql -c "SELECT api_key FROM payments.pay_create_api_key(merchant_id => $B, scopes => ARRAY['read', 'payments'])")
-# a first use records last_used_at, so the transaction's use within the
-# minute writes nothing (a write would hold the key's row, and the
-# revocation would wait for the transaction to end)
-cluster_psql "$WORK" "$PORT" payments -At -U keys_hostile_keyonly -c "SELECT 1 FROM payments.pay_use_api_key('$K2')" >/dev/null
+# (the transaction's use is the key's first: it writes the key's last use,
+# in a row apart from the key's, so the revocation does not wait for it)
 # The transaction takes the key and buys, then waits at a gate (an advisory
 # lock a superuser session holds) until the key is revoked, and buys again.
 # (Before: pg_sleep(2) in it, and the revocation a second after its start; on
@@ -153,5 +153,30 @@ is "$(sql -c "SELECT count(*) FROM payments.payments WHERE merchant_id = $B AND 
 	"4: and nothing the transaction did stays"
 r=$(pgrst POST /rpc/pay_current_identity -H "X-Api-Key: $K2" -H 'Content-Type: application/json' -d '{}')
 is "${r%% *}" 401 "4: a new request with the key is refused (401)"
+
+###########################################################################
+# 5. Whoever holds a key cannot keep it from being rotated or revoked: a
+#    transaction whose use of the key wrote its last use (a key's first
+#    use, or its first in a minute) is PREPAREd and left so.  The owner
+#    rotates and revokes the key at once all the same (lock_timeout 5 s,
+#    so that a wait fails the check instead of hanging the test), and the
+#    key acts no more.  (Before: the use wrote the key's own row, the
+#    prepared transaction held it, and pay_rotate_api_key and
+#    pay_revoke_api_key waited for as long as it stayed prepared.)
+K3=$(sql -c "SELECT api_key FROM payments.pay_create_api_key(merchant_id => $B, scopes => ARRAY['read'])")
+id3=$(cut -d_ -f2 <<<"$K3")
+cluster_psql "$WORK" "$PORT" payments -At -v ON_ERROR_STOP=1 -U keys_hostile_keyonly -c "BEGIN" \
+	-c "SELECT 1 FROM payments.pay_use_api_key('$K3')" -c "PREPARE TRANSACTION 'keys_hostile_hold'" >/dev/null
+is "$(sql -c "SELECT count(*) FROM pg_prepared_xacts WHERE gid = 'keys_hostile_hold' AND owner = 'keys_hostile_keyonly'")" 1 \
+	"5: (the key's holder left a transaction that used the key prepared)"
+is "$(sql -c "SET lock_timeout = '5s'" -c "SELECT key_id FROM payments.pay_rotate_api_key($id3, overlap => '0')" 2>&1)" "$id3" \
+	"5: the owner rotates the key without waiting for it"
+is "$(sql -c "SET lock_timeout = '5s'" -c "SELECT payments.pay_revoke_api_key($id3)" 2>&1)" t \
+	"5: and revokes it without waiting for it"
+err=$(cluster_psql "$WORK" "$PORT" payments -At -v VERBOSITY=verbose -U keys_hostile_keyonly -c "SELECT 1 FROM payments.pay_use_api_key('$K3')" 2>&1 || true)
+like "$err" "PT401" "5: the key acts no more"
+sql -c "COMMIT PREPARED 'keys_hostile_hold'" >/dev/null
+is "$(sql -c "SELECT last_used_at IS NOT NULL FROM payments.api_key_uses WHERE key_id = $id3")" t \
+	"5: the prepared transaction had written the key's last use (it held that row all along)"
 
 tap_done

@@ -367,7 +367,7 @@ is "$(tr -d '\r' < "$RUNDIR/429.headers" | sed -n 's/^[Rr]etry-[Aa]fter: //p')" 
 sleep 1.1
 is "$(status "$(pgrst GET "/rpc/pay_list_payments?page_size=1" -H "X-Api-Key: $KRATE")")" 200 "a second later it is served again"
 is "$(status "$(pgrst GET "/rpc/pay_list_payments?page_size=1" -H "X-Api-Key: $KREAD")")" 200 "another key was never held back"
-is "$(sql -c "SELECT last_used_at IS NOT NULL FROM payments.api_keys WHERE key_id = $(kid "$KPAY")")" t \
+is "$(sql -c "SELECT last_used_at IS NOT NULL FROM payments.api_key_uses WHERE key_id = $(kid "$KPAY")")" t \
 	"the key's last use is written to its row"
 
 # ---------------------------------------------------------------------------

@@ -178,13 +178,13 @@ SELECT throws_ok(format('SELECT payments.pay_use_api_key(%L)', (SELECT api_key F
 SELECT is((SELECT key_id FROM payments.pay_use_api_key((SELECT api_key FROM k WHERE what = 'pay3'))),
 	(SELECT key_id FROM k WHERE what = 'pay'), 'the newest does');
 
--- 7. Last use: written to the row (at most once a minute per key).
+-- 7. Last use: written to its row in api_key_uses (at most once a minute per key).
 RESET ROLE;
-SELECT ok((SELECT last_used_at IS NOT NULL FROM payments.api_keys WHERE key_id = (SELECT key_id FROM k WHERE what = 'pay')),
+SELECT ok((SELECT last_used_at IS NOT NULL FROM payments.api_key_uses WHERE key_id = (SELECT key_id FROM k WHERE what = 'pay')),
 	'the key''s last use is written');
-SELECT ok((SELECT last_used_at IS NULL FROM payments.api_keys WHERE key_id = (SELECT key_id FROM k WHERE what = 'b')),
+SELECT ok((SELECT last_used_at IS NULL FROM payments.api_key_uses WHERE key_id = (SELECT key_id FROM k WHERE what = 'b')),
 	'an unused key has none');
-SELECT ok((SELECT last_used_at >= (SELECT last_used_at FROM payments.api_keys WHERE key_id = i.key_id)
+SELECT ok((SELECT last_used_at >= (SELECT last_used_at FROM payments.api_key_uses WHERE key_id = i.key_id)
 	FROM payments.pay_list_api_keys(merchant_id => :ma) i WHERE i.key_id = (SELECT key_id FROM k WHERE what = 'pay')),
 	'pay_list_api_keys shows it');
 
