@@ -29,6 +29,9 @@ typedef struct FaultRule
 	int			fired;
 	char		request_type[64];	/* fire only for this root element
 									 * ("" = any request) */
+	char	   *set_json;		/* F_REWRITE: members to set (strdup'd) */
+	char	   *body;			/* F_REWRITE: the body to send instead */
+	char	   *location;		/* F_REWRITE: a Location header */
 } FaultRule;
 
 static pthread_mutex_t flock = PTHREAD_MUTEX_INITIALIZER;
@@ -38,8 +41,30 @@ static int	latency_fixed_ms;
 static int	latency_random_ms;
 
 static const char *const kind_names[] = {
-	"none", "hold", "http5xx", "reset", "malformed", "truncated", "trickle"
+	"none", "hold", "http5xx", "reset", "malformed", "truncated", "trickle",
+	"rewrite"
 };
+#define NKINDS ((int) (sizeof(kind_names) / sizeof(kind_names[0])))
+
+/* Free a rule's strings */
+static void
+rule_free(FaultRule *r)
+{
+	free(r->set_json);
+	free(r->body);
+	free(r->location);
+	r->set_json = r->body = r->location = NULL;
+}
+
+/* Free a decision's strings (copies of its rule's) */
+void
+fault_decision_free(FaultDecision *d)
+{
+	free(d->set_json);
+	free(d->body);
+	free(d->location);
+	d->set_json = d->body = d->location = NULL;
+}
 
 /* Name of a fault kind */
 const char *
@@ -113,6 +138,9 @@ fault_pick(FaultDecision *d, const char *body, size_t len)
 		d->hold_ms = r->hold_ms;
 		d->chunk_bytes = r->chunk_bytes;
 		d->chunk_ms = r->chunk_ms;
+		d->set_json = r->set_json ? strdup(r->set_json) : NULL;
+		d->body = r->body ? strdup(r->body) : NULL;
+		d->location = r->location ? strdup(r->location) : NULL;
 		break;
 	}
 	pthread_mutex_unlock(&flock);
@@ -123,6 +151,8 @@ void
 fault_reset(void)
 {
 	pthread_mutex_lock(&flock);
+	for (int i = 0; i < nrules; i++)
+		rule_free(&rules[i]);
 	nrules = 0;
 	latency_fixed_ms = 0;
 	latency_random_ms = 0;
@@ -177,6 +207,8 @@ fault_control(const char *method, const char *url, json_object *body,
 	}
 	else if (strcmp(url, "/faults") == 0 && strcmp(method, "DELETE") == 0)
 	{
+		for (int i = 0; i < nrules; i++)
+			rule_free(&rules[i]);
 		nrules = 0;
 		out = faults_json();
 	}
@@ -186,10 +218,10 @@ fault_control(const char *method, const char *url, json_object *body,
 		FaultRule  *r;
 		int			k;
 
-		for (k = 1; k < 7; k++)
+		for (k = 1; k < NKINDS; k++)
 			if (type && strcmp(type, kind_names[k]) == 0)
 				break;
-		if (k == 7 || nrules >= 32 ||
+		if (k == NKINDS || nrules >= 32 ||
 			(jget(body, "count") == NULL && jget(body, "rate") == NULL))
 		{
 			*status = 400;
@@ -217,6 +249,18 @@ fault_control(const char *method, const char *url, json_object *body,
 			r->chunk_bytes = 1;
 		if (jstr(body, "requestType"))
 			snprintf(r->request_type, sizeof(r->request_type), "%s", jstr(body, "requestType"));
+		if (r->kind == F_REWRITE)
+		{
+			/* default: the gateway processed it, and answers 200 */
+			r->status = jget(body, "status") ? json_object_get_int(jget(body, "status")) : 200;
+			if (json_object_is_type(jget(body, "set"), json_type_object))
+				r->set_json = strdup(json_object_to_json_string_ext(jget(body, "set"),
+																	JSON_C_TO_STRING_PLAIN));
+			if (jstr(body, "body"))
+				r->body = strdup(jstr(body, "body"));
+			if (jstr(body, "location"))
+				r->location = strdup(jstr(body, "location"));
+		}
 		out = faults_json();
 	}
 	else if (strcmp(method, "GET") == 0)

@@ -293,6 +293,76 @@ queue(struct MHD_Connection *c, unsigned int status, struct MHD_Response *r,
 	return ret;
 }
 
+/*
+ * F_REWRITE: the reply as the rule says.  A "body" replaces it whole
+ * (bytes as given: no BOM added); else each "a.b.c" member of "set" is
+ * set in the reply's JSON (objects made on the way; null removes it), and
+ * the result sent with the usual BOM.  Returns a malloc'd body.
+ */
+static char *
+rewrite_reply(const Req *q, size_t *len)
+{
+	const char *reply = q->reply ? q->reply : "";
+	json_object *root;
+	json_object *set;
+	char	   *out;
+	const char *text;
+
+	if (q->f.body != NULL)
+	{
+		*len = strlen(q->f.body);
+		return strdup(q->f.body);
+	}
+	if (strncmp(reply, "\xEF\xBB\xBF", 3) == 0)
+		reply += 3;
+	root = json_tokener_parse(reply);
+	set = q->f.set_json ? json_tokener_parse(q->f.set_json) : NULL;
+	if (root != NULL && set != NULL)
+	{
+		json_object_object_foreach(set, path, val)
+		{
+			json_object *o = root;
+			char	   *copy = strdup(path);
+			char	   *part = copy;
+			char	   *dot;
+
+			while (copy != NULL && (dot = strchr(part, '.')) != NULL)
+			{
+				json_object *next;
+
+				*dot = '\0';
+				if (!json_object_object_get_ex(o, part, &next) ||
+					!json_object_is_type(next, json_type_object))
+				{
+					next = json_object_new_object();
+					json_object_object_add(o, part, next);
+				}
+				o = next;
+				part = dot + 1;
+			}
+			if (copy != NULL)
+			{
+				if (val == NULL)
+					json_object_object_del(o, part);
+				else
+					json_object_object_add(o, part, json_object_get(val));
+			}
+			free(copy);
+		}
+	}
+	text = root ? json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN) : reply;
+	*len = 3 + strlen(text);
+	out = malloc(*len + 1);
+	if (out != NULL)
+	{
+		memcpy(out, "\xEF\xBB\xBF", 3);
+		strcpy(out + 3, text);
+	}
+	json_object_put(set);
+	json_object_put(root);
+	return out;
+}
+
 /* Send the reply (or its faulty variant) for a processed request */
 static enum MHD_Result
 respond(struct MHD_Connection *c, Req *q)
@@ -346,6 +416,27 @@ respond(struct MHD_Connection *c, Req *q)
 					return MHD_NO;
 				}
 				return queue(c, 200, r, ctype);
+			}
+		case F_REWRITE:
+			{
+				size_t		n;
+				char	   *b = rewrite_reply(q, &n);
+
+				if (b == NULL)
+					return MHD_NO;
+				r = MHD_create_response_from_buffer(n, b, MHD_RESPMEM_MUST_FREE);
+				if (r == NULL)
+				{
+					free(b);
+					return MHD_NO;
+				}
+				if (q->f.location != NULL &&
+					MHD_add_response_header(r, "Location", q->f.location) != MHD_YES)
+				{
+					MHD_destroy_response(r);
+					return MHD_NO;
+				}
+				return queue(c, q->f.status > 0 ? (unsigned) q->f.status : 200, r, ctype);
 			}
 		default:
 			r = MHD_create_response_from_buffer(q->reply_len, q->reply,
@@ -484,6 +575,7 @@ completed(void *cls, struct MHD_Connection *c, void **con_cls,
 		return;
 	free(q->body);
 	free(q->reply);
+	fault_decision_free(&q->f);
 	free(q);
 	*con_cls = NULL;
 }

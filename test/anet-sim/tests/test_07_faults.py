@@ -65,6 +65,36 @@ def test_malformed_body():
         pass
 
 
+def test_rewrite_members():
+    ctl('POST', '/faults', {'type': 'rewrite', 'count': 1,
+                            'set': {'refId': 'other', 'transactionResponse.transId': '42',
+                                    'transactionResponse.authCode': None}})
+    inv = uniq()
+    st, data = raw_post(body_for(inv))
+    eq(st, 200, 'status')
+    check(data.startswith(b'\xef\xbb\xbf'), 'BOM kept')
+    r = parse(data)
+    eq(r['refId'], 'other', 'refId set')
+    eq(resp(r)['transId'], '42', 'transId set')
+    check('authCode' not in resp(r), 'authCode removed')
+    eq(len(charged(inv)), 1, 'processed')
+
+
+def test_rewrite_body_status_location():
+    ctl('POST', '/faults', {'type': 'rewrite', 'count': 1, 'status': 302,
+                            'location': 'http://127.0.0.1:1/', 'body': ''})
+    inv = uniq()
+    st, data = raw_post(body_for(inv))
+    eq(st, 302, 'status')
+    eq(data, b'', 'the body given')
+    eq(len(charged(inv)), 1, 'processed')
+    ctl('POST', '/faults', {'type': 'rewrite', 'count': 1, 'process': False, 'body': '{"x":1}'})
+    inv = uniq()
+    st, data = raw_post(body_for(inv))
+    eq(data, b'{"x":1}', 'the body given, no BOM added')
+    eq(len(charged(inv)), 0, 'not processed')
+
+
 def test_truncated_body():
     ctl('POST', '/faults', {'type': 'truncated', 'count': 1})
     try:
