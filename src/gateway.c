@@ -650,6 +650,7 @@ gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **e
 		op->send_req.amount = req.amount ? pstrdup(req.amount) : NULL;
 		return ask_details(op, STAGE_DECIDE, req.ref_trans_id, error);
 	}
+	op->sent_ref_trans_id = req.ref_trans_id;
 	ok = gateway_set_request(op, "createTransactionRequest", build_transaction, &req, error);
 	if (have_secret)
 		explicit_bzero(&secret, sizeof(secret));
@@ -923,17 +924,60 @@ capture_done_before(GatewayOp *op, const AnetTxnResult *r, bool *follow_up)
 								  "the gateway says the authorization was captured already (reason 311), and the capture could not be asked about");
 }
 
+/*
+ * Why a createTransaction reply does not answer the request sent, or NULL.
+ * The gateway echoes the refId sent; a capture or a void answers with the
+ * transaction it acted on (transId and refTransID both the one sent), a
+ * refund with a transaction of its own (refTransID the one refunded).  A
+ * reply naming anything else answers another request (a proxy or a
+ * gateway mixing up replies): taken as ours, a payment would be recorded
+ * approved, declined or refunded by what happened to someone else, under
+ * a transId that is not its own.  Its outcome is unknown: resolved from
+ * the gateway's record, as a reply that never came.  Absent or empty
+ * members say nothing and are not held against the reply.
+ */
+static char *
+reply_not_ours(const GatewayOp *op, const AnetTxnResult *r)
+{
+	const char *sent = op->sent_ref_trans_id;
+	bool		own_txn = strcmp(op->kind, "refund") == 0 && !op->via_void;
+
+	if (op->ref_id[0] != '\0' && r->ref_id[0] != '\0' && strcmp(op->ref_id, r->ref_id) != 0)
+		return psprintf("the gateway's reply carries refId %s, not the request's %s: it answers another request",
+						r->ref_id, op->ref_id);
+	if (sent == NULL || sent[0] == '\0')
+		return NULL;
+	if (r->ref_trans_id[0] != '\0' && strcmp(r->ref_trans_id, sent) != 0)
+		return psprintf("the gateway's reply names refTransID %s, not the transaction %s the request acted on: it answers another request",
+						r->ref_trans_id, sent);
+	if (r->trans_id[0] == '\0' || strcmp(r->trans_id, "0") == 0)
+		return NULL;
+	if (own_txn && strcmp(r->trans_id, sent) == 0)
+		return psprintf("the gateway's reply to a refund of transaction %s names that transaction as the refund's own",
+						sent);
+	if (!own_txn && strcmp(r->trans_id, sent) != 0)
+		return psprintf("the gateway's reply names transaction %s, not the transaction %s the request acted on: it answers another request",
+						r->trans_id, sent);
+	return NULL;
+}
+
 /* The reply to a createTransaction of this op. */
 static void
 interpret_send(GatewayOp *op, bool *follow_up)
 {
 	AnetTxnResult r;
+	char	   *not_ours;
 
 	if (!anet_parse_transaction_response(op->http.response, op->http.response_len, &r) ||
 		r.unknown_outcome)
 	{
 		gateway_set_outcome_later(op, 1000, 60000, OUTCOME_UNKNOWN, r.outcome == ANET_MALFORMED ?
 					"the gateway's reply could not be understood" : "the gateway timed out processing the request");
+		return;
+	}
+	if ((not_ours = reply_not_ours(op, &r)) != NULL)
+	{
+		gateway_set_outcome_later(op, 1000, 60000, OUTCOME_UNKNOWN, not_ours);
 		return;
 	}
 	if (r.outcome == ANET_REQUEST_REJECTED)
@@ -1593,6 +1637,7 @@ interpret_decide(GatewayOp *op, bool *follow_up)
 		return;
 	}
 	op->stage = STAGE_SEND;
+	op->sent_ref_trans_id = op->send_req.ref_trans_id;
 	if (gateway_set_request(op, "createTransactionRequest", build_transaction, &op->send_req, NULL))
 		*follow_up = true;
 	else

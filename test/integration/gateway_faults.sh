@@ -75,6 +75,17 @@ for fault in '{"type":"reset","count":1,"process":true}' '{"type":"hold","count"
 		"Accept.js: the payment has its card's last four and transaction"
 done
 
+# A reply that parses but answers another request (a proxy or the gateway
+# mixing up replies: another refId than the one sent) is no answer: the
+# outcome is unknown and resolved from the gateway's record.  (Before: the
+# payment was recorded from the stranger's reply, attempt 1.)
+r=$(purchase_through_fault '{"type":"rewrite","count":1,"set":{"refId":"another-request"}}')
+like "$r" '^succeeded\|2\|1\|' "a reply carrying another refId: resolved from the gateway, charged once"
+pid=${r##*|}
+like "$(q -c "SELECT string_agg(outcome, ',' ORDER BY exchange_id) FROM payments.gateway_exchanges WHERE merchant_id = $M AND operation_id = (SELECT operation_id FROM pay_payment_operations($pid) LIMIT 1)")" \
+	'^unknown,follow_up,approved$' "another refId: unknown, duplicate reply, confirmed by transaction details"
+other_txn=$(q -c "SELECT gateway_trans_id FROM pay_get_payment($pid)")
+
 r=$(purchase_through_fault '{"type":"truncated","count":1,"process":true}')
 like "$r" '^succeeded\|2\|1\|' "truncated reply after charging: resolved, charged once"
 
@@ -130,6 +141,47 @@ q -c "SELECT status FROM pay_wait($pid, '20 s')" >/dev/null
 op_through_hold "SELECT operation_id FROM pay_void(payment_id => $pid)"
 is "$final" "succeeded|2" "a void whose reply was lost: resent, found voided, succeeded"
 is "$(q -c "SELECT status FROM pay_get_payment($pid)")" canceled "the payment is canceled"
+is "$(sim_ledger_count "P$TAG$pid" void)" 1 "voided once"
+
+# Replies to a capture, a void or a refund that name another transaction
+# than the one acted on (the capture's or void's transId, the refund's
+# refTransID, or a refund reply naming the refunded charge as its own): no
+# answer to this operation.  Each is resolved from the gateway's record,
+# done once, under the operation's true transaction.  (Before: recorded
+# from the reply at attempt 1, the operation's gateway_trans_id another
+# payment's transaction, or the refunded charge's.)
+op_through_rewrite() {	# op_through_rewrite SET_JSON SQL: as op_through_hold
+	sim_ctl POST /faults "{\"type\":\"rewrite\",\"count\":1,\"set\":$1,\"requestType\":\"createTransactionRequest\"}" >/dev/null
+	op=$(q -c "$2")
+	final=$(op_final "$op")
+	sim_ctl DELETE /faults >/dev/null
+}
+op_txn() { q -c "SELECT gateway_trans_id FROM pay_payment_operations($1) WHERE operation_id = $2"; }
+pid=$(q -c "SELECT payment_id FROM pay_authorize(amount => '50.00 USD', card => $card)")
+q -c "SELECT status FROM pay_wait($pid, '20 s')" >/dev/null
+auth_txn=$(q -c "SELECT gateway_trans_id FROM pay_get_payment($pid)")
+op_through_rewrite "{\"transactionResponse.transId\":\"$other_txn\"}" "SELECT operation_id FROM pay_capture(payment_id => $pid)"
+is "$final" "succeeded|2" "a capture answered with another transaction's transId: resolved, succeeded"
+is "$(op_txn "$pid" "$op")" "$auth_txn" "the capture is recorded under its authorization's transaction"
+is "$(sim_ledger_count "P$TAG$pid" capture)" 1 "captured once"
+
+sim_ctl POST /settle >/dev/null
+op_through_rewrite "{\"transactionResponse.transId\":\"$auth_txn\"}" "SELECT operation_id FROM pay_refund(payment_id => $pid, amount => '5.00 USD')"
+is "$final" "succeeded|2" "a refund answered with the refunded charge's transId as its own: resolved, succeeded"
+rtxn=$(op_txn "$pid" "$op")
+ok "$([ -n "$rtxn" ] && [ "$rtxn" != "$auth_txn" ]; echo $?)" "the refund is recorded under its own transaction ($rtxn), not the charge's"
+is "$(sim_ledger_count "R$TAG$op" refund)" 1 "that refund was made once"
+op_through_rewrite "{\"transactionResponse.refTransID\":\"$other_txn\"}" "SELECT operation_id FROM pay_refund(payment_id => $pid, amount => '6.00 USD')"
+is "$final" "succeeded|2" "a refund answered with another refTransID: resolved, succeeded"
+is "$(sim_ledger_count "R$TAG$op" refund)" 1 "that refund was made once"
+is "$(q -c "SELECT amount_refunded FROM pay_get_payment($pid)")" "11.00 USD" "11.00 refunded"
+
+pid=$(q -c "SELECT payment_id FROM pay_authorize(amount => '7.00 USD', card => $card)")
+q -c "SELECT status FROM pay_wait($pid, '20 s')" >/dev/null
+auth_txn=$(q -c "SELECT gateway_trans_id FROM pay_get_payment($pid)")
+op_through_rewrite "{\"transactionResponse.transId\":\"$other_txn\",\"transactionResponse.refTransID\":\"$other_txn\"}" "SELECT operation_id FROM pay_void(payment_id => $pid)"
+is "$final" "succeeded|2" "a void answered for another transaction: resolved, succeeded"
+is "$(op_txn "$pid" "$op")" "$auth_txn" "the void is recorded under the authorization's transaction"
 is "$(sim_ledger_count "P$TAG$pid" void)" 1 "voided once"
 
 sim_ctl POST /latency '{"fixedMs":300,"randomMs":100}' >/dev/null
