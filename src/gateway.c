@@ -381,7 +381,25 @@ ask_details(GatewayOp *op, GatewayStage stage, const char *trans_id, char **erro
 	if (!gateway_set_request(op, "getTransactionDetailsRequest", build_details, trans_id, error))
 		return false;
 	op->stage = stage;
+	op->asked_trans_id = trans_id ? MemoryContextStrdup(op->cxt, trans_id) : NULL;
 	return true;
+}
+
+/*
+ * Why a getTransactionDetails reply does not answer the question asked, or
+ * NULL.  It must describe the transaction asked about: one of another
+ * transId (a proxy or the gateway mixing up replies) says nothing of ours,
+ * however well its invoice, card and amount match (taken for ours, the
+ * payment was recorded under a transaction the gateway never named for
+ * it, which no capture, refund or settlement then finds).
+ */
+static char *
+details_not_asked(const GatewayOp *op, const AnetTxnDetails *d)
+{
+	if (!d->found || op->asked_trans_id == NULL || strcmp(d->trans_id, op->asked_trans_id) == 0)
+		return NULL;
+	return psprintf("the gateway, asked about transaction %s, described transaction %s",
+					op->asked_trans_id, d->trans_id[0] ? d->trans_id : "(none)");
 }
 
 /* Begin looking the operation up by its invoice (gateway_lookup.c). */
@@ -1167,6 +1185,7 @@ identity_mismatch(const GatewayOp *op, const AnetTxnDetails *d, AnetStatusClass 
 	if (card != NULL)
 		return psprintf("the gateway's transaction %s under invoice %s %s",
 						d->trans_id, d->invoice_number[0] ? d->invoice_number : op->txn_invoice, card);
+
 	if (own_txn)
 	{
 		if (d->requested_amount[0] != '\0')
@@ -1264,6 +1283,11 @@ interpret_confirm(GatewayOp *op, bool *follow_up)
 		!d.found)
 	{
 		gateway_set_outcome_later(op, 1000, 60000, OUTCOME_UNKNOWN, "the original transaction could not be looked up");
+		return;
+	}
+	if ((mismatch = details_not_asked(op, &d)) != NULL)
+	{
+		gateway_set_outcome_later(op, 1000, 60000, OUTCOME_UNKNOWN, mismatch);
 		return;
 	}
 	cls = anet_classify_transaction_status(d.transaction_status);
@@ -1528,6 +1552,7 @@ interpret_decide(GatewayOp *op, bool *follow_up)
 	bool		voids = strcmp(op->kind, "void") == 0;
 	const char *what = voids ? "voided" : "refunded";
 	int64_t		settled_amount;
+	char	   *not_asked;
 
 	if (!anet_parse_transaction_details_response(op->http.response, op->http.response_len, &d) ||
 		!d.found)
@@ -1538,6 +1563,13 @@ interpret_decide(GatewayOp *op, bool *follow_up)
 										   what, d.status.message_code, d.status.message_text) :
 								  psprintf("the payment's transaction could not be looked up before it is %s",
 										   what));
+		return;
+	}
+	if ((not_asked = details_not_asked(op, &d)) != NULL)
+	{
+		gateway_set_outcome_later(op, 5000, 300000, OUTCOME_RETRY,
+								  psprintf("the payment's transaction could not be looked up before it is %s: %s",
+										   what, not_asked));
 		return;
 	}
 	cls = anet_classify_transaction_status(d.transaction_status);
@@ -1657,7 +1689,7 @@ interpret_expiry(GatewayOp *op)
 	AnetTxnDetails d;
 
 	if (!anet_parse_transaction_details_response(op->http.response, op->http.response_len, &d) ||
-		!d.found)
+		!d.found || details_not_asked(op, &d) != NULL)
 		gateway_set_outcome(op, OUTCOME_ERROR, CAPTURE_NOT_FOUND);
 	else if (anet_classify_transaction_status(d.transaction_status) == ANET_STATUS_EXPIRED)
 		gateway_set_outcome(op, OUTCOME_EXPIRED,
@@ -1683,6 +1715,8 @@ interpret_review(GatewayOp *op)
 		op->result.error = pstrdup("the held transaction could not be looked up");
 		return;
 	}
+	if ((op->result.error = details_not_asked(op, &d)) != NULL)
+		return;
 	if (op->txn_invoice != NULL && strcmp(d.invoice_number, op->txn_invoice) != 0)
 	{
 		op->result.error = psprintf("the gateway's transaction %s carries invoice %s, not %s",

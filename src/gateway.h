@@ -228,6 +228,8 @@ typedef struct GatewayOp
 	AnetTxnRequest send_req;	/* STAGE_DECIDE: the refund or void to send
 								 * once decided (strings in cxt) */
 	char	   *auth_trans_id;	/* a capture's authorization (STAGE_EXPIRY) */
+	char	   *asked_trans_id;	/* the transId a getTransactionDetails
+								 * asked about, or NULL */
 	const char *sent_ref_trans_id;	/* the refTransId of the createTransaction
 									 * sent (capture, void, refund), or NULL */
 	char	   *learned_trans_id;	/* the payment's capture was seen settled

@@ -86,6 +86,26 @@ like "$(q -c "SELECT string_agg(outcome, ',' ORDER BY exchange_id) FROM payments
 	'^unknown,follow_up,approved$' "another refId: unknown, duplicate reply, confirmed by transaction details"
 other_txn=$(q -c "SELECT gateway_trans_id FROM pay_get_payment($pid)")
 
+# The answer to "what became of transaction X?" must be about X.  No reply
+# to the charge, then a details reply describing another transaction (our
+# invoice, card and amount): no answer; asked again, the charge is found
+# under its own transId.  (Before: recorded under the transId of the
+# reply, one the gateway never gave this payment.)
+through_details() {	# through_details DETAILS_FAULT_JSON: purchase_through_fault's output
+	local pid st
+	sim_ctl POST /faults '{"type":"hold","count":1,"process":true,"holdMs":5000,"requestType":"createTransactionRequest"}' >/dev/null
+	sim_ctl POST /faults "${1%\}},\"requestType\":\"getTransactionDetailsRequest\"}" >/dev/null
+	pid=$(q -c "SELECT payment_id FROM pay_purchase(amount => '21.00 USD', card => $card)")
+	st=$(q -c "SELECT status FROM pay_wait($pid, '40 s')")
+	sim_ctl DELETE /faults >/dev/null
+	echo "$st|$(q -c "SELECT max(attempts) FROM pay_payment_operations($pid)")|$(sim_ledger_count "P$TAG$pid" charge)|$pid"
+}
+r=$(through_details "{\"type\":\"rewrite\",\"count\":1,\"set\":{\"transaction.transId\":\"$other_txn\"}}")
+like "$r" '^succeeded\|3\|1\|' "details describing another transaction: asked again, succeeded, charged once"
+pid=${r##*|}
+is "$(q -c "SELECT gateway_trans_id FROM pay_get_payment($pid)")" "$(sim_ledger_trans_ids "P$TAG$pid" charge)" \
+	"the payment has the transId of its own charge"
+
 r=$(purchase_through_fault '{"type":"truncated","count":1,"process":true}')
 like "$r" '^succeeded\|2\|1\|' "truncated reply after charging: resolved, charged once"
 
