@@ -1130,6 +1130,34 @@ stated(const char *text, int exponent)
 }
 
 /*
+ * A charge or an authorization that moved money moved the amount
+ * authorized, whatever the amount requested: shown other than ours (a
+ * partial authorization, which we never ask for, or the gateway's own
+ * mistake), recorded as ours the payment would claim money that did not
+ * move, or hide money that did.  Why the authorized amount is not ours, or
+ * NULL (also when not stated).
+ */
+static char *
+authorized_mismatch(const GatewayOp *op, const AnetTxnDetails *d)
+{
+	int64_t		amount;
+	char		ours[32];
+
+	if (!stated(d->auth_amount, op->currency_exponent))
+		return NULL;
+	if (!anet_reply_decimal_to_minor(d->auth_amount, op->currency_exponent, &amount))
+		return psprintf("the amount %s of the gateway's transaction %s could not be read",
+						d->auth_amount, d->trans_id);
+	if (amount == op->amount_minor)
+		return NULL;
+	if (anet_amount_to_decimal(op->amount_minor, op->currency_exponent, ours, sizeof(ours)) < 0)
+		strlcpy(ours, "another amount", sizeof(ours));
+	return psprintf("the gateway's transaction %s under invoice %s is authorized for %s, not %s",
+					d->trans_id, d->invoice_number[0] ? d->invoice_number : op->txn_invoice,
+					d->auth_amount, ours);
+}
+
+/*
  * Why the transaction the gateway describes is not this operation's, or
  * NULL when it is.  An invoice number names one charge (a subscription
  * period's charge made again after a failover is the same charge), so a
@@ -1185,7 +1213,6 @@ identity_mismatch(const GatewayOp *op, const AnetTxnDetails *d, AnetStatusClass 
 	if (card != NULL)
 		return psprintf("the gateway's transaction %s under invoice %s %s",
 						d->trans_id, d->invoice_number[0] ? d->invoice_number : op->txn_invoice, card);
-
 	if (own_txn)
 	{
 		if (d->requested_amount[0] != '\0')
@@ -1206,7 +1233,8 @@ identity_mismatch(const GatewayOp *op, const AnetTxnDetails *d, AnetStatusClass 
 		return psprintf("the amount %s of the gateway's transaction %s could not be read",
 						text, d->trans_id);
 	if (amount == op->amount_minor)
-		return NULL;
+		return own_txn && moved && strcmp(op->kind, "refund") != 0 ?
+			authorized_mismatch(op, d) : NULL;
 	if (anet_amount_to_decimal(op->amount_minor, op->currency_exponent, ours, sizeof(ours)) < 0)
 		strlcpy(ours, "another amount", sizeof(ours));
 	return psprintf("the gateway's transaction %s under invoice %s is for %s, not %s",

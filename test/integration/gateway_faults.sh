@@ -90,7 +90,9 @@ other_txn=$(q -c "SELECT gateway_trans_id FROM pay_get_payment($pid)")
 # to the charge, then a details reply describing another transaction (our
 # invoice, card and amount): no answer; asked again, the charge is found
 # under its own transId.  (Before: recorded under the transId of the
-# reply, one the gateway never gave this payment.)
+# reply, one the gateway never gave this payment.)  And a reply showing
+# our transaction authorized for another amount than ours is not taken
+# for ours: left unknown for a person (before: succeeded for 21.00).
 through_details() {	# through_details DETAILS_FAULT_JSON: purchase_through_fault's output
 	local pid st
 	sim_ctl POST /faults '{"type":"hold","count":1,"process":true,"holdMs":5000,"requestType":"createTransactionRequest"}' >/dev/null
@@ -105,6 +107,11 @@ like "$r" '^succeeded\|3\|1\|' "details describing another transaction: asked ag
 pid=${r##*|}
 is "$(q -c "SELECT gateway_trans_id FROM pay_get_payment($pid)")" "$(sim_ledger_trans_ids "P$TAG$pid" charge)" \
 	"the payment has the transId of its own charge"
+r=$(through_details '{"type":"rewrite","count":1,"set":{"transaction.authAmount":99.00,"transaction.settleAmount":99.00}}')
+like "$r" '^unknown\|2\|1\|' "details showing the charge authorized for 99.00: not taken for the 21.00 payment"
+pid=${r##*|}
+like "$(q -c "SELECT last_error FROM pay_payment_operations($pid)")" 'is authorized for 99\.00, not 21\.00$' \
+	"the operation says why"
 
 r=$(purchase_through_fault '{"type":"truncated","count":1,"process":true}')
 like "$r" '^succeeded\|2\|1\|' "truncated reply after charging: resolved, charged once"
