@@ -954,15 +954,28 @@ capture_done_before(GatewayOp *op, const AnetTxnResult *r, bool *follow_up)
  * the gateway's record, as a reply that never came.  Absent or empty
  * members say nothing and are not held against the reply.
  */
+/*
+ * Why a reply is another request's, by its refId (the gateway echoes the one
+ * sent), or NULL.  Any reply: a transaction's, a customer profile's.
+ */
+char *
+gateway_reply_ref_mismatch(const GatewayOp *op, const char *reply_ref_id)
+{
+	if (op->ref_id[0] == '\0' || reply_ref_id[0] == '\0' || strcmp(op->ref_id, reply_ref_id) == 0)
+		return NULL;
+	return psprintf("the gateway's reply carries refId %s, not the request's %s: it answers another request",
+					reply_ref_id, op->ref_id);
+}
+
 static char *
 reply_not_ours(const GatewayOp *op, const AnetTxnResult *r)
 {
 	const char *sent = op->sent_ref_trans_id;
 	bool		own_txn = strcmp(op->kind, "refund") == 0 && !op->via_void;
+	char	   *other_ref = gateway_reply_ref_mismatch(op, r->ref_id);
 
-	if (op->ref_id[0] != '\0' && r->ref_id[0] != '\0' && strcmp(op->ref_id, r->ref_id) != 0)
-		return psprintf("the gateway's reply carries refId %s, not the request's %s: it answers another request",
-						r->ref_id, op->ref_id);
+	if (other_ref != NULL)
+		return other_ref;
 	if (sent == NULL || sent[0] == '\0')
 		return NULL;
 	if (r->ref_trans_id[0] != '\0' && strcmp(r->ref_trans_id, sent) != 0)

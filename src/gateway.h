@@ -256,6 +256,7 @@ typedef struct GatewayOp
 
 extern bool gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc,
 									char **error);
+extern char *gateway_reply_ref_mismatch(const GatewayOp *op, const char *reply_ref_id);
 extern char *gateway_col(HeapTuple tuple, TupleDesc desc, const char *name);
 extern int64 gateway_col_int64(HeapTuple tuple, TupleDesc desc, const char *name);
 extern bool gateway_build_verification(GatewayOp *op);

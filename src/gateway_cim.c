@@ -375,10 +375,20 @@ interpret_cim(GatewayOp *op, bool *follow_up)
 	GatewayCim *c = op->cim;
 	AnetProfileResult r;
 	bool		deletes = strcmp(op->kind, "save_method") != 0;
+	char	   *other;
 
 	if (!anet_parse_profile_response(op->http.response, op->http.response_len, &r))
 	{
 		gateway_set_outcome_later(op, 1000, 60000, OUTCOME_UNKNOWN, "the gateway's reply could not be understood");
+		return;
+	}
+	if ((other = gateway_reply_ref_mismatch(op, r.status.ref_id)) != NULL)
+	{
+		/*
+		 * another request's reply: taken as ours, the method would be saved
+		 * on a stranger's profile, and its charges billed to that card
+		 */
+		gateway_set_outcome_later(op, 1000, 60000, OUTCOME_UNKNOWN, other);
 		return;
 	}
 	if (deletes)
@@ -494,6 +504,7 @@ interpret_cim_confirm(GatewayOp *op, bool *follow_up)
 	GatewayCim *c = op->cim;
 	AnetCustomerProfile p;
 	const AnetPaymentProfile *hit = NULL;
+	char	   *other;
 
 	if (!anet_parse_customer_profile_response(op->http.response, op->http.response_len, &p))
 	{
@@ -501,6 +512,12 @@ interpret_cim_confirm(GatewayOp *op, bool *follow_up)
 			gateway_set_outcome_later(op, 5000, 300000, OUTCOME_UNKNOWN, "the customer profile could not be read");
 		else
 			gateway_set_outcome(op, OUTCOME_APPROVED, NULL);
+		return;
+	}
+	if ((other = gateway_reply_ref_mismatch(op, p.status.ref_id)) != NULL)
+	{
+		anet_customer_profile_free(&p);
+		gateway_set_outcome_later(op, 5000, 300000, OUTCOME_UNKNOWN, other);
 		return;
 	}
 	if (!p.found)

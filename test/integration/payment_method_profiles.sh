@@ -12,6 +12,8 @@
 # the lost save and the duplicate were recorded active on the other card's
 # profile (charges billed the wrong card, a deletion deleted the other's
 # card), and the failed deletion left the customer without a default.
+# Also: a save answered with another request's reply (refId not ours) is
+# looked up, not saved on the profile that reply names.
 set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
 SIMDIR="$WORK/sim-method-profiles"
@@ -94,6 +96,31 @@ q -c "SELECT status FROM pay_wait_payment_method($pd2, '10 s')" >/dev/null
 pid=$(q -c "SELECT payment_id FROM pay_purchase(amount => '6.00 USD', payment_method_id => $pd1)")
 is "$(q -c "SELECT status || '|' || coalesce(decline_code, '-') FROM pay_wait($pid, '15 s')")" "succeeded|-" \
 	"deleting the second save leaves the first one's card at the gateway: it is charged"
+
+# --- 5. A save answered with another request's reply (its refId not the
+# one sent: a proxy or the gateway mixing up replies) naming another
+# customer's profile: no answer.  Looked up, the method is saved on its
+# own customer's profile, the one the gateway made for it.  (Before: saved
+# on the other customer's profile and payment profile, so its charges
+# would bill that customer's card.)
+cid=$(new_customer stranger)
+ps=$(q -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $cid, card => $(card 5424000000000015))")
+q -c "SELECT status FROM pay_wait_payment_method($ps, '10 s')" >/dev/null
+pps=$(q -c "SELECT payment_profile_id FROM pay_get_payment_method($ps)")
+cps=$(sim_ctl GET /profiles | python3 -c '
+import json, sys
+print(next(p["customerProfileId"] for p in json.load(sys.stdin)["profiles"]
+	for pp in p["paymentProfiles"] if pp["customerPaymentProfileId"] == sys.argv[1]))' "$pps")
+cid=$(new_customer mixedup)
+mcid=$(q -c "SELECT payments._gateway_customer_ref($cid)")
+sim_ctl POST /faults "{\"type\":\"rewrite\",\"count\":1,\"requestType\":\"createCustomerProfileRequest\",\"set\":{\"refId\":\"another-request\",\"customerProfileId\":\"$cps\",\"customerPaymentProfileIdList\":[\"$pps\"]}}" >/dev/null
+pm=$(q -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $cid, card => $(card 4111111111111111))")
+r=$(q -c "SELECT status FROM pay_wait_payment_method($pm, '30 s')")
+sim_ctl DELETE /faults >/dev/null
+r="$r|$(q -c "SELECT card_last4 || '|' || coalesce(payment_profile_id, '-') FROM pay_get_payment_method($pm)")"
+is "$r" "active|1111|$(pp_ids "$mcid")" \
+	"a save answered with another request's reply is active on the payment profile the gateway made for its own customer"
+ok "$([ "${r##*|}" != "$pps" ] && echo 0 || echo 1)" "not on the other customer's payment profile ($pps)"
 
 # --- 4. A default whose deletion runs out of attempts
 cid=$(new_customer default)
