@@ -197,21 +197,28 @@ gateway_jsonb_text_field(Jsonb *obj, const char *key)
 #define CAPTURE_NOT_FOUND \
 	"the gateway cannot find the authorization to capture (reason 16): nothing was captured; an authorization left uncaptured for 30 days expires, and pay_void records that"
 
-/* The refId sent with a request: the correlation id, at most 20 chars. */
+/*
+ * The refId sent with a request: the correlation id, at most 20 chars.  As
+ * the request carries it, in UTF-8 (gateway_request_text), and so kept in
+ * op->ref_id, which the reply's refId is compared with: in a LATIN1
+ * database "Café" as stored is not UTF-8, and every operation of a request
+ * with that correlation id failed ("refId is not valid UTF-8").
+ */
 static void
 set_ref_id(GatewayOp *op)
 {
-	size_t		len = op->correlation_id ? strlen(op->correlation_id) : 0;
+	const char *cid = gateway_request_text(op->correlation_id);
+	size_t		len = cid ? strlen(cid) : 0;
 
 	if (len == 0)
 		op->ref_id[0] = '\0';
 	else if (len <= 20)
-		strlcpy(op->ref_id, op->correlation_id, sizeof(op->ref_id));
+		strlcpy(op->ref_id, cid, sizeof(op->ref_id));
 	else
 	{
 		/* long ids (UUIDs, traceparent): a stable 20-character digest */
 		char	   *md5 = text_to_cstring(DatumGetTextPP(DirectFunctionCall1(md5_text,
-																			 CStringGetTextDatum(op->correlation_id))));
+																			 CStringGetTextDatum(cid))));
 
 		strlcpy(op->ref_id, md5, sizeof(op->ref_id));
 	}

@@ -5,7 +5,8 @@
 #   with a description, a card holder and a customer in accented letters
 #   is sent (it failed: "order.description is not valid UTF-8"), the gateway
 #   keeps them as written, and the exchange log reads them back in the
-#   database's encoding.
+#   database's encoding.  So does an accented correlation id, as refId (the
+#   purchase failed: "refId is not valid UTF-8").
 # - Then a demanding DBA sets default_transaction_isolation = serializable
 #   and default_transaction_read_only = on for the database (the callers
 #   here override the latter for their sessions).
@@ -63,6 +64,15 @@ print("|".join([t["order"]["description"], t["billTo"].get("firstName", ""), t["
 is "$details" "Café crème brûlée|Zoë|Ærø|Zürich|Straße 5" "the gateway has the description, holder and customer as written (UTF-8)"
 is "$(q -c "SELECT count(*) FROM payments.gateway_exchanges WHERE merchant_id = $M AND request_masked::text LIKE '%Café crème brûlée%Zürich%'")" 1 \
 	"the exchange log reads the request back in the database's encoding"
+# an accented correlation id short enough to be sent as it is (refId):
+# as UTF-8, and the reply's refId, UTF-8, is taken for the request's
+P2=$(q -c "SET payments.merchant_id = '$M'" -c "SELECT payment_id FROM payments.pay_purchase(amount => '13.50 USD',
+	card => payments.pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 3, '123'),
+	correlation_id => 'Café')")
+done2() { q -c "SELECT status FROM payments.payments WHERE merchant_id = $M AND payment_id = $P2 AND status <> 'pending'"; }
+is "$(poll_value 30 done2)" succeeded "a purchase with the correlation id Café succeeds"
+is "$(q -c "SELECT coalesce(string_agg(DISTINCT last_error, '; '), '') FROM payments.operations WHERE merchant_id = $M AND payment_id = $P2")" "" \
+	"its operation failed or was retried in no attempt (refId as UTF-8)"
 
 # the database's defaults apply from the next connection on
 q -c "ALTER DATABASE latin SET default_transaction_isolation = 'serializable'" \
