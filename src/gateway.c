@@ -212,11 +212,16 @@ set_ref_id(GatewayOp *op)
 
 	if (len == 0)
 		op->ref_id[0] = '\0';
-	else if (len <= 20)
+	else if (len <= 20 && strcspn(cid, "\t\n\r") == len)
 		strlcpy(op->ref_id, cid, sizeof(op->ref_id));
 	else
 	{
-		/* long ids (UUIDs, traceparent): a stable 20-character digest */
+		/*
+		 * long ids (UUIDs, traceparent): a stable 20-character digest; so
+		 * too an id with a tab or a line break, which XML may hand back
+		 * otherwise (a carriage return comes back a line feed) and the
+		 * reply's refId would then not be ours
+		 */
 		char	   *md5 = text_to_cstring(DatumGetTextPP(DirectFunctionCall1(md5_text,
 																			 CStringGetTextDatum(cid))));
 
@@ -950,18 +955,6 @@ capture_done_before(GatewayOp *op, const AnetTxnResult *r, bool *follow_up)
 }
 
 /*
- * Why a createTransaction reply does not answer the request sent, or NULL.
- * The gateway echoes the refId sent; a capture or a void answers with the
- * transaction it acted on (transId and refTransID both the one sent), a
- * refund with a transaction of its own (refTransID the one refunded).  A
- * reply naming anything else answers another request (a proxy or a
- * gateway mixing up replies): taken as ours, a payment would be recorded
- * approved, declined or refunded by what happened to someone else, under
- * a transId that is not its own.  Its outcome is unknown: resolved from
- * the gateway's record, as a reply that never came.  Absent or empty
- * members say nothing and are not held against the reply.
- */
-/*
  * Why a reply is another request's, by its refId (the gateway echoes the one
  * sent), or NULL.  Any reply: a transaction's, a customer profile's.
  */
@@ -974,6 +967,22 @@ gateway_reply_ref_mismatch(const GatewayOp *op, const char *reply_ref_id)
 					reply_ref_id, op->ref_id);
 }
 
+/*
+ * Why a createTransaction reply does not answer the request sent, or NULL.
+ * The gateway echoes the refId sent; a capture or a void answers with the
+ * transaction it acted on (transId and refTransID both the one sent), a
+ * refund with a transaction of its own (refTransID the one refunded).  A
+ * reply naming anything else answers another request (a proxy or a
+ * gateway mixing up replies): taken as ours, a payment would be recorded
+ * approved, declined or refunded by what happened to someone else, under
+ * a transId that is not its own.  Its outcome is unknown: resolved from
+ * the gateway's record, as a reply that never came.  Absent or empty
+ * members say nothing and are not held against the reply, nor is the
+ * refTransID of a reply that names no transaction (transId empty or "0":
+ * an error, which the samples show with another refTransID than sent): it
+ * is judged by its refId alone, and its reason recorded, rather than
+ * resent until it is a dead letter.
+ */
 static char *
 reply_not_ours(const GatewayOp *op, const AnetTxnResult *r)
 {
@@ -983,13 +992,12 @@ reply_not_ours(const GatewayOp *op, const AnetTxnResult *r)
 
 	if (other_ref != NULL)
 		return other_ref;
-	if (sent == NULL || sent[0] == '\0')
+	if (sent == NULL || sent[0] == '\0' ||
+		r->trans_id[0] == '\0' || strcmp(r->trans_id, "0") == 0)
 		return NULL;
 	if (r->ref_trans_id[0] != '\0' && strcmp(r->ref_trans_id, sent) != 0)
 		return psprintf("the gateway's reply names refTransID %s, not the transaction %s the request acted on: it answers another request",
 						r->ref_trans_id, sent);
-	if (r->trans_id[0] == '\0' || strcmp(r->trans_id, "0") == 0)
-		return NULL;
 	if (own_txn && strcmp(r->trans_id, sent) == 0)
 		return psprintf("the gateway's reply to a refund of transaction %s names that transaction as the refund's own",
 						sent);

@@ -94,7 +94,11 @@ correlation_id_carriable(const char *value, int *nchars, unsigned int *bad_cp)
 		*nchars = (int) n;
 		return false;
 	}
-	for (const char *c = value; *c; c += pg_mblen(c), n++)
+	/*
+	 * bounded: a value read from the config file or a startup packet is not
+	 * verified, and may end in half a character
+	 */
+	for (const char *c = value; *c; c += pg_encoding_mblen_bounded(GetDatabaseEncoding(), c), n++)
 	{
 		if (IS_HIGHBIT_SET(*c) || anet_xml_char_ok((unsigned char) *c))
 			continue;

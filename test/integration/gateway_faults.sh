@@ -211,6 +211,21 @@ is "$final" "succeeded|2" "a void answered for another transaction: resolved, su
 is "$(op_txn "$pid" "$op")" "$auth_txn" "the void is recorded under the authorization's transaction"
 is "$(sim_ledger_count "P$TAG$pid" void)" 1 "voided once"
 
+# An error reply names no transaction (transId "0") and may carry another
+# refTransID than the one sent (the official samples do): judged by its
+# refId alone, and its reason recorded at once.  (Before: taken for another
+# request's answer, resent.)  A capture of an authorization the gateway let
+# expire: reason 16, its refTransID rewritten.
+pid=$(q -c "SELECT payment_id FROM pay_authorize(amount => '8.00 USD', card => $card)")
+q -c "SELECT status FROM pay_wait($pid, '20 s')" >/dev/null
+sim_ctl POST /clock "{\"advanceSeconds\":$((32 * 86400))}" >/dev/null
+sim_ctl POST /settle >/dev/null
+op_through_rewrite "{\"transactionResponse.refTransID\":\"$other_txn\"}" "SELECT operation_id FROM pay_capture(payment_id => $pid)"
+sim_ctl POST /clock "{\"advanceSeconds\":$((-32 * 86400))}" >/dev/null
+is "$final" "failed|1" "an error reply (reason 16, transId 0) with another refTransID is our answer: failed at attempt 1"
+is "$(q -c "SELECT status FROM pay_get_payment($pid)")" canceled "the expired authorization's payment is canceled"
+is "$(sim_ledger_count "P$TAG$pid" capture)" 0 "nothing was captured"
+
 sim_ctl POST /latency '{"fixedMs":300,"randomMs":100}' >/dev/null
 pid=$(q -c "SELECT payment_id FROM pay_purchase(amount => '4.00 USD', card => $card)")
 is "$(q -c "SELECT status FROM pay_wait($pid, '20 s')")" succeeded "a slow gateway (300-400 ms) is waited for"

@@ -53,6 +53,10 @@ pid=$(q -c "SELECT payment_id FROM pay_purchase(amount => '2.00 USD', card => pa
 is "$(q -c "SELECT status FROM pay_wait($pid, '10 s')")" succeeded "a non-ASCII correlation id goes through"
 like "$(q -c "SELECT e.request_masked::jsonb #>> '{createTransactionRequest,refId}' FROM payments.gateway_exchanges e JOIN payments.operations o USING (merchant_id, operation_id) WHERE o.payment_id = $pid LIMIT 1")" \
 	'^[0-9a-f]{20}$' "one over 20 bytes is sent as refId as a 20-digit digest"
+pid=$(q -c "SELECT payment_id FROM pay_purchase(amount => '2.00 USD', card => pay_card('4111111111111111', 12, $fy), correlation_id => E'req-1\\r\\n')")
+is "$(q -c "SELECT status FROM pay_wait($pid, '10 s')")" succeeded "a short correlation id with a line break goes through"
+like "$(q -c "SELECT e.request_masked::jsonb #>> '{createTransactionRequest,refId}' FROM payments.gateway_exchanges e JOIN payments.operations o USING (merchant_id, operation_id) WHERE o.payment_id = $pid LIMIT 1")" \
+	'^[0-9a-f]{20}$' "it is sent as refId as a digest (XML hands a carriage return back as a line feed, and the echo would not be ours)"
 
 # 4. past the limits: refused at the call, nothing queued
 before=$(q -c "SELECT count(*) FROM payments.operations WHERE merchant_id = $M")
