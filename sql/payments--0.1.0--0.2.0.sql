@@ -4168,6 +4168,29 @@ CREATE FUNCTION payments._mask_card_numbers(value text) RETURNS text
 COMMENT ON FUNCTION payments._mask_card_numbers(text) IS
 	'Internal: the text with every digit of the card numbers it holds replaced by X (the correlation id''s masking); a text that is exactly one UUID or one W3C traceparent is returned as it is.';
 
+-- A merchant's name and metadata are free text too: the owner writes them
+-- (INSERT INTO payments.merchants), and they are kept in the table, its
+-- WAL, dumps and base backups; one that holds a card number is refused
+-- (22Y17) as a caller's text is.  Its metadata is checked as its text:
+-- every key and value, nested ones too.  Rows written before are left as
+-- they are.
+CREATE FUNCTION payments._merchants_check_text() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+BEGIN
+	PERFORM payments._check_text('merchant name', NEW.name);
+	PERFORM payments._check_text('merchant metadata', NEW.metadata::text);
+	RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION payments._merchants_check_text() IS
+	'Internal (trigger on payments.merchants): raises 22Y17 when a merchant''s name or metadata (any key or value) holds a card number; the message names the field, never the value.';
+CREATE TRIGGER merchants_check_text BEFORE INSERT OR UPDATE OF name, metadata ON payments.merchants
+	FOR EACH ROW EXECUTE FUNCTION payments._merchants_check_text();
+COMMENT ON TRIGGER merchants_check_text ON payments.merchants IS
+	'Refuses a card number in a merchant''s name or metadata (22Y17): nothing of it is stored.';
+
 CREATE OR REPLACE FUNCTION payments._check_metadata(p_metadata jsonb) RETURNS void
 	LANGUAGE c IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'pay_check_metadata';
 COMMENT ON FUNCTION payments._check_metadata(jsonb) IS 'Internal: raises 22023 unless metadata is NULL or a JSON object of at most 50 keys whose values are strings, numbers, booleans or null, 22001 for a key over 40 or a value over 500 characters, 22Y17 for a card number in a key or a value.';

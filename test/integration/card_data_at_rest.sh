@@ -11,7 +11,7 @@
 # a declined card and a malformed customer JSON next to a card number;
 # card numbers in free text (description, metadata, customer, order_ref,
 # idempotency key, a customer's name, a refund's reason, a customer profile
-# id: refused, nothing stored) and in the correlation id (x-request-id header, the
+# id, a merchant's name and metadata: refused, nothing stored) and in the correlation id (x-request-id header, the
 # payments.correlation_id setting, the argument: masked; a W3C traceparent
 # is kept whole, unless its parent-id is a card number).
 # Cards that cannot be opened (lost in a crash: one of them first outlived
@@ -151,13 +151,14 @@ is "$(mq "$M" -c "SELECT status FROM payments.pay_get_payment($pid_declined)")" 
 # 7b. Card numbers in free text: refused where a caller gives them (nothing
 #     of the call is stored), masked in the correlation id (argument,
 #     x-request-id header as PostgREST sets it, payments.correlation_id).
-FREETEXT=(5105105105105100 4000056655665556 6011111111111117 378282246310005 4242424242424242 3566002020360505 5555555555554444 6011000990139424 4012888888881881 4917610000000000 5200828282828210 2223000048400011)
+FREETEXT=(5105105105105100 4000056655665556 6011111111111117 378282246310005 4242424242424242 3566002020360505 5555555555554444 6011000990139424 4012888888881881 4917610000000000 5200828282828210 2223000048400011 5431111111111111 371449635398431)
 grouped() { sed -E 's/([0-9]{4})/\1 /g; s/ $//' <<<"$1"; }
 dashed() { sed -E 's/([0-9]{4})/\1-/g; s/-$//' <<<"$1"; }
 rows() { mq "$M" -c "SELECT (SELECT count(*) FROM payments.payments WHERE merchant_id = $M) || ' ' ||
 	(SELECT count(*) FROM payments.customers WHERE merchant_id = $M) || ' ' ||
 	(SELECT count(*) FROM payments.idempotency_keys WHERE merchant_id = $M) || ' ' ||
-	(SELECT count(*) FROM payments.operations WHERE merchant_id = $M)"; }
+	(SELECT count(*) FROM payments.operations WHERE merchant_id = $M) || ' ' ||
+	(SELECT count(*) FROM payments.merchants)"; }
 rows_before=$(rows)
 refused() {	# refused FIELD SQL: the call fails with 22Y17 naming the field
 	local out
@@ -173,7 +174,11 @@ refused "idempotency key" "SELECT payments.pay_purchase(amount => '1.00 USD', ca
 refused name "SELECT payments.pay_create_customer(name => 'Ada ${FREETEXT[5]}', email => 'ada@example.com')"
 refused reason "SELECT payments.pay_refund(payment_id => $pid_literal, amount => '1.00 USD', reason => 'card ${FREETEXT[9]}')"
 refused "customer profile id" "SELECT payments.pay_purchase(amount => '1.00 USD', customer_profile_id => '${FREETEXT[10]}', payment_profile_id => '1')"
-is "$(rows)" "$rows_before" "the refused calls stored nothing (payments, customers, idempotency keys, operations)"
+# a merchant's name and metadata, which the owner writes into payments.merchants
+# (before: kept in clear, found by a sweep of every argument)
+refused "merchant name" "INSERT INTO payments.merchants (name) VALUES ('shop $(grouped "${FREETEXT[12]}")')"
+refused "merchant metadata" "INSERT INTO payments.merchants (name, metadata) VALUES ('shop', '{\"a\": {\"b\": [\"${FREETEXT[13]}\"]}}')"
+is "$(rows)" "$rows_before" "the refused calls stored nothing (payments, customers, idempotency keys, operations, merchants)"
 # the correlation id, from each of its sources
 pid_hdr=$(mq "$M" -c "SET request.headers = '{\"x-request-id\": \"${FREETEXT[6]}\"}'" \
 	-c "SELECT payment_id FROM payments.pay_purchase(amount => '2.10 USD', card => $card_sql)" | tail -1)
