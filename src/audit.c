@@ -2491,6 +2491,21 @@ pay_audit_attach(PG_FUNCTION_ARGS)
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("invalid masked column name \"%s\"", name),
 						 errdetail("A column name has 1 to %d bytes.", NAMEDATALEN - 1)));
+
+			/*
+			 * A name that is no column of the table masks nothing: a
+			 * misspelt one would leave the column it meant in the audit
+			 * rows, and the name itself would be kept as a trigger
+			 * argument (in pg_trigger, its WAL and every dump) whatever it
+			 * holds, a card number too.  The name is not quoted.
+			 */
+			if (get_attnum(relid, name) == InvalidAttrNumber)
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_COLUMN),
+						 errmsg("masked column %d is not a column of table %s", i + 1,
+								get_rel_name(relid)),
+						 errdetail("A masked column must be a column of the table; the name given is not quoted."),
+						 errhint("Add the column first, or check the spelling (column names are case-sensitive).")));
 			appendStringInfo(&args, "%s%s", i > 0 ? ", " : "", quote_literal_cstr(name));
 			appendBinaryStringInfo(&tgargs, name, strlen(name) + 1);
 		}

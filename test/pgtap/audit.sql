@@ -9,7 +9,7 @@
 \set ON_ERROR_STOP true
 BEGIN;
 SET LOCAL TimeZone = 'UTC';
-SELECT plan(90);
+SELECT plan(92);
 
 SELECT has_table('payments', 'audit_log', 'payments.audit_log exists');
 SELECT has_table('payments', 'audit_seals', 'payments.audit_seals exists');
@@ -44,6 +44,14 @@ SELECT ok(NOT payments.pay_audit_attach(table_name => 'tap_orders'), 'attaching 
 SELECT ok(payments.pay_audit_attach(table_name => 'tap_orders', masked_columns => ARRAY['internal_ref']),
 	'attaching with other masked columns replaces the trigger');
 SELECT ok(NOT payments.pay_audit_attach('tap_orders', ARRAY['internal_ref']), 'and is idempotent too');
+-- a name that is no column of the table: refused, the trigger left as it
+-- was (before: taken, and kept in pg_trigger, a card number too)
+SELECT throws_ok($$SELECT payments.pay_audit_attach('tap_orders', ARRAY['internal_ref', 'card 4111 1111 1111 1111'])$$,
+	'42703', 'masked column 2 is not a column of table tap_orders',
+	'a masked column that is not a column of the table is refused, by its position, unquoted');
+SELECT is((SELECT count(*) FROM pg_trigger WHERE tgrelid = 'tap_orders'::regclass AND tgname = 'payments_audit'
+		AND position('\x34313131'::bytea IN tgargs) = 0 AND position('internal_ref'::bytea IN tgargs) > 0),
+	1::bigint, 'and the trigger keeps its masked columns: no argument holds the card number');
 SELECT is((SELECT count(*) FROM pg_trigger WHERE tgrelid = 'tap_orders'::regclass AND tgname LIKE 'payments_audit%'),
 	2::bigint, 'one row trigger and one TRUNCATE trigger');
 SELECT throws_ok($$SELECT payments.pay_audit_attach('payments.card_vault')$$, '42501', NULL,
