@@ -866,6 +866,30 @@ CREATE FUNCTION payments._api_key_last_used(key_id bigint) RETURNS timestamptz
 	LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'pay_api_key_last_used';
 COMMENT ON FUNCTION payments._api_key_last_used(bigint) IS 'Internal: a key''s last use noted in shared memory since server start.';
 
+-- A key's state as it counts: revoked when it or any key it was made with
+-- (created_by_key, up the chain) is revoked, expiring with the first of
+-- them to expire; no row for a key that does not exist.  The cascade
+-- (_api_keys_follow_creator) marks the keys a revocation sees; a key whose
+-- creation committed after its creator's revocation (pay_create_api_key
+-- does not hold the revocation back: FOR KEY SHARE) is caught here.
+CREATE FUNCTION payments._api_key_state(merchant_id bigint, key_id bigint,
+	OUT revoked_at timestamptz, OUT expires_at timestamptz)
+	RETURNS SETOF record
+	LANGUAGE sql STABLE
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+	WITH RECURSIVE up AS (
+		SELECT a.key_id, a.created_by_key, a.revoked_at, a.expires_at FROM payments.api_keys a
+		WHERE a.merchant_id = _api_key_state.merchant_id AND a.key_id = _api_key_state.key_id
+		UNION
+		SELECT a.key_id, a.created_by_key, a.revoked_at, a.expires_at FROM payments.api_keys a
+		JOIN up ON a.key_id = up.created_by_key
+		WHERE a.merchant_id = _api_key_state.merchant_id)
+	SELECT min(up.revoked_at), min(up.expires_at) FROM up HAVING count(*) > 0
+	$$;
+COMMENT ON FUNCTION payments._api_key_state(bigint, bigint) IS
+	'Internal: a key''s revocation and expiry as they count, the keys it was made with included (revoked when one of them is, expiring with the first); no row for an unknown key.';
+
 -- Find the key's row (as the owner: callers are SECURITY DEFINER), check
 -- it, and write its last use when _api_key_accept says so: at most once a
 -- minute per key, skipping a row another request holds, so requests of one
@@ -878,6 +902,12 @@ DECLARE
 	k payments.api_keys;
 BEGIN
 	SELECT * INTO k FROM payments.api_keys a WHERE a.key_id = payments._api_key_id(api_key);
+	-- a key made with a key counts as revoked when any key up its chain is,
+	-- and expires with the first of them (_api_key_state)
+	IF k.created_by_key IS NOT NULL THEN
+		SELECT s.revoked_at, s.expires_at INTO k.revoked_at, k.expires_at
+		FROM payments._api_key_state(k.merchant_id, k.key_id) s;
+	END IF;
 	IF payments._api_key_accept(api_key, k, via_postgrest) THEN
 		-- its own row (api_key_uses), not the key's: this transaction holds
 		-- it until it ends, and nothing that changes the key waits for it
@@ -939,9 +969,12 @@ BEGIN
 	IF p_key_id IS NULL THEN
 		RAISE EXCEPTION 'key_id is required' USING ERRCODE = '22004';
 	END IF;
+	-- FOR NO KEY UPDATE (revocation, rotation and expiry change no key
+	-- column): a transaction that made keys with this one holds it FOR KEY
+	-- SHARE, which this does not wait for
 	SELECT * INTO k FROM payments.api_keys a
 	WHERE a.key_id = p_key_id AND (m IS NULL OR a.merchant_id = m)
-	FOR UPDATE;
+	FOR NO KEY UPDATE;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'API key % not found', p_key_id USING ERRCODE = 'PT404';
 	END IF;
@@ -4397,11 +4430,14 @@ BEGIN
 		RAISE EXCEPTION 'rate_limit must be at least 0 and burst at least 1' USING ERRCODE = '22023';
 	END IF;
 
-	-- made by a key: never broader than that key, which must still be good
-	-- (locked: its revocation waits for this key, and then revokes it too)
+	-- made by a key: never broader than that key, which must still be good.
+	-- FOR KEY SHARE: its row stays (deletion waits), while its revocation,
+	-- rotation or expiry change does not wait for this transaction, which
+	-- its holder may keep open or PREPAREd; a key made with a key revoked
+	-- before it committed counts as revoked all the same (_api_key_state)
 	IF who.key_id IS NOT NULL THEN
 		SELECT * INTO creator FROM payments.api_keys a
-		WHERE a.merchant_id = m AND a.key_id = who.key_id::bigint FOR SHARE;
+		WHERE a.merchant_id = m AND a.key_id = who.key_id::bigint FOR KEY SHARE;
 		IF NOT FOUND OR creator.revoked_at IS NOT NULL
 			OR creator.expires_at <= now() THEN
 			RAISE EXCEPTION 'API key % is revoked or has expired', who.key_id USING ERRCODE = 'PT401';

@@ -583,14 +583,16 @@ key_claims_agree(int64 key_id, int64 key_merchant, const char *claim_m_text, int
 /*
  * The key this transaction took, read again as the owner after a key was
  * revoked or its expiry changed somewhere: PT401 when it is revoked or
- * expired now (the transaction ends without it).
+ * expired now (the transaction ends without it), it or a key up its
+ * created_by_key chain (_api_key_state: a key made in a transaction that
+ * committed after its creator's revocation, which the cascade missed).
  */
 static void
 recheck_key(void)
 {
 	static const char *const query =
 		"SELECT k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at OPERATOR(pg_catalog.>) pg_catalog.now()) "
-		"FROM payments.api_keys k WHERE k.merchant_id OPERATOR(pg_catalog.=) $1 AND k.key_id OPERATOR(pg_catalog.=) $2";
+		"FROM payments._api_key_state($1, $2) k";
 	static SPIPlanPtr plan = NULL;
 	Oid			types[2] = {INT8OID, INT8OID};
 	Datum		args[2] = {Int64GetDatum(key_identity.merchant_id), Int64GetDatum(key_identity.key_id)};

@@ -6,7 +6,9 @@
 # README gives (not 413 for the key cap, not 500 for test clocks that are
 # off), and a key revoked while a transaction that took it is open acts no
 # more in it; a transaction of the key's holder left prepared holds back no
-# rotation or revocation of the key.
+# rotation or revocation of the key, also one that made keys with it, and
+# a key made with a key that is revoked before that transaction commits
+# never acts.
 set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
 source "$(dirname "$0")/../lib/postgrest.sh"
@@ -16,6 +18,7 @@ cleanup() {
 	sim_stop
 	cluster_psql "$WORK" "$PORT" payments -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'keys_hostile_gate'" >/dev/null 2>&1 || true
 	cluster_psql "$WORK" "$PORT" payments -c "ROLLBACK PREPARED 'keys_hostile_hold'" >/dev/null 2>&1 || true
+	cluster_psql "$WORK" "$PORT" payments -c "ROLLBACK PREPARED 'keys_hostile_hold6'" >/dev/null 2>&1 || true
 	cluster_psql "$WORK" "$PORT" payments -c "ALTER SYSTEM RESET log_min_duration_statement" \
 		-c "ALTER SYSTEM RESET payments.test_clocks" -c "SELECT pg_reload_conf()" >/dev/null
 }
@@ -178,5 +181,79 @@ like "$err" "PT401" "5: the key acts no more"
 sql -c "COMMIT PREPARED 'keys_hostile_hold'" >/dev/null
 is "$(sql -c "SELECT last_used_at IS NOT NULL FROM payments.api_key_uses WHERE key_id = $id3")" t \
 	"5: the prepared transaction had written the key's last use (it held that row all along)"
+
+###########################################################################
+# 6. (review AN) The same with an admin key that made a key in the held
+#    transaction: pay_create_api_key locked its creator FOR SHARE, so the
+#    owner's rotation and revocation of the admin key waited for as long
+#    as the holder kept that transaction prepared (31 passed, 1 failed).
+#    Now it takes FOR KEY SHARE, which a revocation or rotation (FOR NO KEY
+#    UPDATE) does not wait for; and the key it made, committed after the
+#    revocation (which the cascade did not see), never acts: a key counts
+#    as revoked when a key up its created_by_key chain is.
+K6=$(sql -c "SELECT api_key FROM payments.pay_create_api_key(merchant_id => $B, scopes => ARRAY['read', 'admin'])")
+id6=$(cut -d_ -f2 <<<"$K6")
+K6c=$(cluster_psql "$WORK" "$PORT" payments -At -q -v ON_ERROR_STOP=1 -U keys_hostile_keyonly -c "BEGIN" \
+	-c "SELECT 1 FROM payments.pay_use_api_key('$K6')" \
+	-c "SELECT 'made', api_key FROM payments.pay_create_api_key(scopes => ARRAY['read'])" \
+	-c "PREPARE TRANSACTION 'keys_hostile_hold6'" | sed -n 's/^made|//p')
+id6c=$(cut -d_ -f2 <<<"$K6c")
+is "$(sql -c "SELECT count(*) FROM pg_prepared_xacts WHERE gid = 'keys_hostile_hold6'")" 1 \
+	"6: (the admin key's holder made a key in a transaction left prepared)"
+like "$K6c" '^pk_[0-9]+_' "6: (the key it made was returned)"
+is "$(sql -c "SET lock_timeout = '5s'" -c "SELECT key_id FROM payments.pay_rotate_api_key($id6, overlap => '0')" 2>&1)" "$id6" \
+	"6: the owner rotates the admin key without waiting for it"
+is "$(sql -c "SET lock_timeout = '5s'" -c "SELECT payments.pay_revoke_api_key($id6)" 2>&1)" t \
+	"6: the owner revokes the admin key without waiting for it"
+sql -c "COMMIT PREPARED 'keys_hostile_hold6'" >/dev/null
+is "$(sql -c "SELECT created_by_key = $id6 AND revoked_at IS NULL FROM payments.api_keys WHERE key_id = $id6c")" t \
+	"6: the key made in the held transaction committed after the revocation, unrevoked in its row (the cascade did not see it)"
+err=$(cluster_psql "$WORK" "$PORT" payments -At -v VERBOSITY=verbose -U keys_hostile_keyonly \
+	-c "SELECT 'used', merchant_id FROM payments.pay_use_api_key('$K6c')" 2>&1 || true)
+like "$err" "PT401" "6: the key made with the revoked admin key is refused (PT401)"
+unlike "$err" "used\|" "6: and acts for no one"
+r=$(pgrst POST /rpc/pay_current_identity -H "X-Api-Key: $K6c" -H 'Content-Type: application/json' -d '{}')
+is "${r%% *}" 401 "6: also over HTTP (401)"
+
+###########################################################################
+# 7. The transaction that makes a key with an admin key takes the new key
+#    (its own, not yet committed) and waits at a gate; the owner revokes
+#    the admin key meanwhile (the cascade does not see the new key).  The
+#    transaction's next statement is refused, PT401, and the key it made
+#    is not kept: the key it took is read again with its chain (before:
+#    its own row, unrevoked, and the transaction bought with it).
+K7=$(sql -c "SELECT api_key FROM payments.pay_create_api_key(merchant_id => $B, scopes => ARRAY['read', 'payments', 'admin'])")
+id7=$(cut -d_ -f2 <<<"$K7")
+sql -c "SET application_name = 'keys_hostile_gate'" -c "SELECT pg_advisory_lock(7777)" -c "SELECT pg_sleep(300)" >/dev/null 2>&1 &
+gate=$!
+gate7_held() { [ "$(sql -c "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+	WHERE a.application_name = 'keys_hostile_gate' AND l.locktype = 'advisory' AND l.objid = 7777 AND l.granted")" = 1 ] && echo 1; }
+is "$(poll_value 30 gate7_held)" 1 "7: (a superuser session holds the gate)"
+(cluster_psql "$WORK" "$PORT" payments -At -U keys_hostile_keyonly <<SQL
+BEGIN;
+SELECT 'used', merchant_id FROM payments.pay_use_api_key('$K7');
+SELECT key_id, api_key FROM payments.pay_create_api_key(scopes => ARRAY['read', 'payments']) \\gset new_
+SELECT 'took', key_id FROM payments.pay_use_api_key(:'new_api_key');
+SELECT 'gate', pg_advisory_xact_lock(7777);
+SELECT 'paid', payment_id FROM payments.pay_purchase(amount => '7.79 USD', card => $card);
+COMMIT;
+SQL
+) > "$WORK/keys_hostile.chain-out" 2>&1 &
+txn=$!
+at_gate7() { [ "$(sql -c "SELECT count(*) FROM pg_stat_activity WHERE usename = 'keys_hostile_keyonly'
+	AND wait_event_type = 'Lock' AND wait_event = 'advisory' AND query LIKE '%pg_advisory_xact_lock(7777)%'")" = 1 ] && echo 1; }
+is "$(poll_value 60 at_gate7)" 1 "7: the transaction made a key, took it, and waits at the gate"
+is "$(sql -c "SET lock_timeout = '5s'" -c "SELECT payments.pay_revoke_api_key($id7)" 2>&1)" t \
+	"7: the owner revokes the admin key without waiting for the transaction"
+sql -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'keys_hostile_gate'" >/dev/null
+wait "$gate" || true
+wait "$txn" || true
+out=$(cat "$WORK/keys_hostile.chain-out")
+like "$out" "took\|[0-9]+" "7: the transaction had taken the key it made"
+like "$out" "API key [0-9]+ was revoked or expired after this transaction took it" "7: its next statement is refused"
+unlike "$out" "paid\|" "7: and it bought nothing"
+is "$(sql -c "SELECT count(*) FROM payments.payments WHERE merchant_id = $B AND payments.pay_minor_units(amount) = 779")" 0 \
+	"7: (no payment of 7.79 stays)"
+is "$(sql -c "SELECT count(*) FROM payments.api_keys WHERE created_by_key = $id7")" 0 "7: and the key it made is not kept"
 
 tap_done
