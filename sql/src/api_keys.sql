@@ -331,8 +331,11 @@ BEGIN
 		END IF;
 	END IF;
 
-	IF (SELECT count(*) FROM payments.api_keys a WHERE a.merchant_id = m AND a.revoked_at IS NULL
-			AND (a.expires_at IS NULL OR a.expires_at > now())) >= payments._api_key_cap() THEN
+	-- (revoked and expiring as they count, up the created_by_key chain: a
+	-- key made while its creator was revoked is no key, _api_key_state)
+	IF (SELECT count(*) FROM payments.api_keys a, payments._api_key_state(a.merchant_id, a.key_id) st
+			WHERE a.merchant_id = m AND a.revoked_at IS NULL AND st.revoked_at IS NULL
+				AND (st.expires_at IS NULL OR st.expires_at > now())) >= payments._api_key_cap() THEN
 		RAISE EXCEPTION 'merchant % has % API keys', m, payments._api_key_cap() USING ERRCODE = 'PT409',
 			DETAIL = 'A merchant may have that many keys that are neither revoked nor expired.',
 			HINT = 'Revoke the keys no longer used with payments.pay_revoke_api_key().';
@@ -366,18 +369,22 @@ BEGIN
 	IF m IS NOT NULL AND NOT EXISTS (SELECT FROM payments.merchants x WHERE x.merchant_id = m) THEN
 		RAISE EXCEPTION 'merchant % does not exist', m USING ERRCODE = 'PT404';
 	END IF;
+	-- revoked_at and expires_at as they count (_api_key_state): a key made
+	-- in a transaction that committed after its creator's revocation is
+	-- shown revoked, as every use of it is refused
 	RETURN QUERY
-	SELECT k.key_id, k.merchant_id, k.name, k.scopes, k.created_at, k.created_by, k.created_by_key, k.expires_at,
-		k.revoked_at, k.rotated_at, k.previous_valid_until,
+	SELECT k.key_id, k.merchant_id, k.name, k.scopes, k.created_at, k.created_by, k.created_by_key, st.expires_at,
+		st.revoked_at, k.rotated_at, k.previous_valid_until,
 		greatest(u.last_used_at, payments._api_key_last_used(k.key_id)), k.rate_limit, k.burst
 	FROM payments.api_keys k
+	CROSS JOIN LATERAL payments._api_key_state(k.merchant_id, k.key_id) st
 	LEFT JOIN payments.api_key_uses u ON u.merchant_id = k.merchant_id AND u.key_id = k.key_id
 	WHERE m IS NULL OR k.merchant_id = m
 	ORDER BY k.merchant_id, k.key_id;
 END
 $$;
 COMMENT ON FUNCTION payments.pay_list_api_keys(bigint) IS
-	'The API keys of a merchant (default: the caller''s; for the owner without merchant_id, every merchant''s), without secret or hash; created_by_key names the key each was made with (revoked with it), NULL for a key a role made; last_used_at includes uses not yet written to the table. PT404 for a merchant that does not exist. Same callers as pay_create_api_key.';
+	'The API keys of a merchant (default: the caller''s; for the owner without merchant_id, every merchant''s), without secret or hash; created_by_key names the key each was made with (revoked with it), NULL for a key a role made; last_used_at includes uses not yet written to the table; revoked_at and expires_at as they count (a key made with a key is revoked when that key is, expires with it). PT404 for a merchant that does not exist. Same callers as pay_create_api_key.';
 
 -- A key the caller may manage, locked, or PT404 (another merchant's key is unknown too).
 CREATE FUNCTION payments._lock_api_key(p_key_id bigint) RETURNS payments.api_keys

@@ -214,6 +214,14 @@ like "$err" "PT401" "6: the key made with the revoked admin key is refused (PT40
 unlike "$err" "used\|" "6: and acts for no one"
 r=$(pgrst POST /rpc/pay_current_identity -H "X-Api-Key: $K6c" -H 'Content-Type: application/json' -d '{}')
 is "${r%% *}" 401 "6: also over HTTP (401)"
+ok "$(sql -c "SELECT revoked_at IS NOT NULL FROM payments.pay_list_api_keys(merchant_id => $B) WHERE key_id = $id6c" | grep -qx t; echo $?)" \
+	"6: pay_list_api_keys shows it revoked, as it counts (before: unrevoked, its own row)"
+# and it is no key of the 100 a merchant may have: B filled to the cap as
+# its rows count, one more key can be made (before: PT409)
+sql -c "SELECT count(*) FROM (SELECT payments.pay_create_api_key(merchant_id => $B, name => 'cap6') FROM generate_series(1, 100 - (SELECT count(*) FROM payments.api_keys WHERE merchant_id = $B AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())))) x" >/dev/null
+like "$(sql -c "SELECT api_key FROM payments.pay_create_api_key(merchant_id => $B, name => 'cap6')" 2>&1)" '^pk_[0-9]+_' \
+	"6: it does not count toward the merchant's 100 keys"
+sql -c "DELETE FROM payments.api_keys WHERE merchant_id = $B AND name = 'cap6'" >/dev/null
 
 ###########################################################################
 # 7. The transaction that makes a key with an admin key takes the new key
