@@ -27,6 +27,30 @@ SELECT pg_catalog.pg_extension_config_dump('payments.merchants', 'WHERE NOT is_d
 SELECT pg_catalog.pg_extension_config_dump('payments.merchants_merchant_id_seq', '');
 SELECT pg_catalog.setval('payments.merchants_merchant_id_seq', 1);
 
+-- A merchant's name and metadata are free text (payment_api.sql's
+-- _check_text, called when a row is written): the owner writes them
+-- (INSERT INTO payments.merchants), and they are kept in the table, its
+-- WAL, dumps and base backups; one that holds a card number is refused
+-- (22Y17) as a caller's text is.  Its metadata is checked as its text:
+-- every key and value, nested ones too.  Rows written before are left as
+-- they are.
+CREATE FUNCTION payments._merchants_check_text() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+BEGIN
+	PERFORM payments._check_text('merchant name', NEW.name);
+	PERFORM payments._check_text('merchant metadata', NEW.metadata::text);
+	RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION payments._merchants_check_text() IS
+	'Internal (trigger on payments.merchants): raises 22Y17 when a merchant''s name or metadata (any key or value) holds a card number; the message names the field, never the value.';
+CREATE TRIGGER merchants_check_text BEFORE INSERT OR UPDATE OF name, metadata ON payments.merchants
+	FOR EACH ROW EXECUTE FUNCTION payments._merchants_check_text();
+COMMENT ON TRIGGER merchants_check_text ON payments.merchants IS
+	'Refuses a card number in a merchant''s name or metadata (22Y17): nothing of it is stored.';
+
 ------------------------------------------------------------------------------
 -- Who acts for a merchant (DESIGN §3.6; src/tenancy.c decides).
 --
