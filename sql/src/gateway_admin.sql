@@ -245,6 +245,14 @@ BEGIN
 				DETAIL = 'Over http the transaction key and card numbers would travel in clear.',
 				HINT = 'Use the https endpoint of the gateway; for a test against a local simulator a superuser can SET payments.allow_insecure_endpoint = on.';
 	END IF;
+	-- kept for the gateway's signed replies and notifications: a key of
+	-- another form (a typo, another credential pasted) would fail them all
+	IF pay_configure_gateway.signature_key !~ '^[0-9A-Fa-f]{128}$' THEN
+		RAISE EXCEPTION 'signature_key must be 128 hexadecimal digits'
+			USING ERRCODE = '22023',
+				DETAIL = 'The Signature Key of an Authorize.Net account is 128 hexadecimal digits; the value given is not, and is not shown.',
+				HINT = 'Copy it from the Merchant Interface (Account, Settings, API Credentials and Keys), or pass NULL to keep none.';
+	END IF;
 	-- a merchant named that does not exist (the owner acting for any)
 	PERFORM FROM payments.merchants x WHERE x.merchant_id = m;
 	IF NOT FOUND THEN

@@ -141,11 +141,11 @@ SELECT is((SELECT count(*) FROM payments.audit_log WHERE table_name = 'tap_notes
 
 -- The extension's own tables; gateway keys never appear.
 SELECT payments.pay_configure_gateway(api_login_id => 'tapLogin', transaction_key => 'TK1234567890',
-	signature_key => 'SIGKEY-SECRET-VALUE', endpoint_url => 'https://example.invalid/api');
+	signature_key => repeat('5EC4E7', 21) || '5E', endpoint_url => 'https://example.invalid/api');
 SELECT results_eq($$SELECT operation, new_row ? 'api_login_id', new_row ? 'transaction_key', new_row ? 'signature_key'
 	FROM payments.audit_log WHERE table_schema = 'payments' AND table_name = 'gateway_config'$$,
 	$$VALUES ('INSERT'::text, true, false, false)$$, 'gateway_config is audited without its keys');
-SELECT is_empty($$SELECT 1 FROM payments.audit_log WHERE concat(old_row, new_row) ~ 'TK1234567890|SIGKEY'$$,
+SELECT is_empty($$SELECT 1 FROM payments.audit_log WHERE concat(old_row, new_row) ~ 'TK1234567890|5EC4E75EC4E7'$$,
 	'the transaction key and signature key are nowhere in the audit log');
 INSERT INTO payments.merchants (merchant_id, name) OVERRIDING SYSTEM VALUE VALUES (77, 'Audited Merchant');
 SELECT is((SELECT merchant_id FROM payments.audit_log WHERE table_name = 'merchants' ORDER BY audit_id DESC LIMIT 1),

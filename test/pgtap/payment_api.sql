@@ -9,7 +9,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(50);
+SELECT plan(53);
 
 -- (a card cannot be stored, not even in a temporary table: a function makes them)
 CREATE FUNCTION pg_temp.card() RETURNS payments.pay_card LANGUAGE sql
@@ -27,6 +27,12 @@ SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', card => pg_temp.car
 SELECT throws_ok($$SELECT pay_purchase(amount => '1.00 USD', card => pg_temp.card(), description => repeat('x', 256))$$, '22001', NULL, 'an over-long description is refused');
 SELECT throws_ok($$SELECT payments.pay_configure_gateway(api_login_id => 'x', transaction_key => 'y', merchant_id => 987654321)$$,
 	'PT404', 'merchant 987654321 does not exist', 'the gateway of a merchant that does not exist is refused (not a foreign key error)');
+SELECT throws_ok($$SELECT payments.pay_configure_gateway(api_login_id => 'x', transaction_key => 'y', signature_key => 'SIGKEY-NOT-HEX')$$,
+	'22023', 'signature_key must be 128 hexadecimal digits', 'a signature key that is not 128 hex digits is refused');
+SELECT throws_ok($$SELECT payments.pay_configure_gateway(api_login_id => 'x', transaction_key => 'y', signature_key => repeat('A', 127))$$,
+	'22023', 'signature_key must be 128 hexadecimal digits', 'a signature key one digit short is refused');
+SELECT is((SELECT count(*) FROM payments.gateway_config WHERE api_login_id = 'x'), 0::bigint,
+	'a refused configuration keeps nothing');
 
 -- a recorded purchase: pending, with its operation, sealed card and events
 SELECT lives_ok($$CREATE TEMP TABLE p AS SELECT * FROM pay_purchase(amount => '10.00 USD', card => pg_temp.card(), idempotency_key => 'k1')$$, 'a purchase is recorded');
