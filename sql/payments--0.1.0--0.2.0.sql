@@ -3946,7 +3946,7 @@ COMMENT ON FUNCTION payments._status_guard() IS
 -- (src/audit.c, src/tenancy.c; sql/src/audit.sql).
 
 COMMENT ON COLUMN payments.audit_log.merchant_id IS 'The changed row''s merchant_id when the role that acted may act for that merchant (bound to it, acting for every merchant, or the change came from the owner''s code: the extension''s functions, the worker), else the merchant the role acts for (pay_current_merchant(), a setting or claim it may not use ignored). Where none is decided the change is refused (42501).';
-COMMENT ON COLUMN payments.audit_log.app_user IS 'The application''s user: the "sub" claim of request.jwt.claims, only for a role declared with pay_declare_postgrest_role() (NOLOGIN: PostgREST set the claims); else NULL, as any session can set the claims.';
+COMMENT ON COLUMN payments.audit_log.app_user IS 'The application''s user: the "sub" claim of request.jwt.claims, only for a role declared with pay_declare_postgrest_role() (NOLOGIN: PostgREST set the claims); else NULL, as any session can set the claims. The digits of a card number in it masked (X), unless it is exactly a UUID.';
 
 ------------------------------------------------------------------------------
 -- h-void-captured: a void leaves nothing captured (sql/src/worker.sql).

@@ -1142,6 +1142,39 @@ refresh_json_setting(JsonSettingCache *c)
 }
 
 /*
+ * The JWT subject as audit rows keep it (app_user): its card numbers
+ * masked, as a correlation id's are (free_text_mask: 'X' for each digit,
+ * not when it is exactly a UUID).  The claim is the JWT issuer's text,
+ * which the API's card checks never see: a subject that was a card number
+ * went into every audit row of the request, its WAL and its dumps in
+ * clear.  Kept for the last subject seen (a session's requests mostly
+ * carry one).
+ */
+static const char *
+masked_subject(const char *subject)
+{
+	static char *given = NULL;
+	static char *masked = NULL;
+
+	if (subject == NULL)
+		return NULL;
+	if (given == NULL || strcmp(given, subject) != 0)
+	{
+		char	   *g = MemoryContextStrdup(TopMemoryContext, subject);
+		char	   *m = MemoryContextStrdup(TopMemoryContext, subject);
+
+		(void) free_text_mask(m, strlen(m));
+		if (given != NULL)
+			pfree(given);
+		if (masked != NULL)
+			pfree(masked);
+		given = g;
+		masked = m;
+	}
+	return masked;
+}
+
+/*
  * The merchant an audit row goes to: the changed row's merchant_id when
  * the actor may act for that merchant (src/tenancy.c decides, once per
  * command), else the merchant the actor acts for.  A row naming another
@@ -1964,7 +1997,8 @@ audit_insert(AuditRecord *r, bool buffered)
 	 * Who: the role that acted (SET ROLE, else the login role: not the
 	 * owner of the SECURITY DEFINER function the change went through), the
 	 * login role, and the JWT subject where tenancy trusts the claims
-	 * (src/tenancy.c reads them, once per command).
+	 * (src/tenancy.c reads them, once per command), its card numbers
+	 * masked.
 	 */
 	who = payments_actor();
 	role_names(who->role, GetSessionUserId(), names, rtexts);
@@ -1972,7 +2006,7 @@ audit_insert(AuditRecord *r, bool buffered)
 	r->session_role = names[1];
 	values[AC_DB_ROLE] = rtexts[0];
 	values[AC_SESSION_ROLE] = rtexts[1];
-	r->app_user = who->subject;
+	r->app_user = masked_subject(who->subject);
 	r->key_id = who->key_id;
 	r->txid = U64FromFullTransactionId(GetTopFullTransactionId());
 	r->logged_at = GetCurrentStatementStartTimestamp();

@@ -109,7 +109,7 @@ COMMENT ON COLUMN payments.audit_log.new_row IS 'The row after INSERT or UPDATE,
 COMMENT ON COLUMN payments.audit_log.changed_columns IS 'UPDATE: the columns whose value changed (masked ones by name only).';
 COMMENT ON COLUMN payments.audit_log.db_role IS 'The role that acted: SET ROLE, else the login role (PostgREST: the role of the JWT, e.g. authenticated), not the owner of the SECURITY DEFINER function the change went through. Rows written before 0.2.0 hold current_user.';
 COMMENT ON COLUMN payments.audit_log.session_role IS 'session_user when the change was made (PostgREST: the authenticator).';
-COMMENT ON COLUMN payments.audit_log.app_user IS 'The application''s user: the "sub" claim of request.jwt.claims, only for a role declared with pay_declare_postgrest_role() (NOLOGIN: PostgREST set the claims); else NULL, as any session can set the claims.';
+COMMENT ON COLUMN payments.audit_log.app_user IS 'The application''s user: the "sub" claim of request.jwt.claims, only for a role declared with pay_declare_postgrest_role() (NOLOGIN: PostgREST set the claims); else NULL, as any session can set the claims. The digits of a card number in it masked (X), unless it is exactly a UUID.';
 COMMENT ON COLUMN payments.audit_log.correlation_id IS 'x-request-id (or traceparent) of request.headers, else payments.correlation_id, else the row''s own correlation_id; the digits of a card number in it masked (X), unless it is exactly a UUID or a W3C traceparent.';
 COMMENT ON COLUMN payments.audit_log.txid IS 'The top-level transaction id (xid8).';
 COMMENT ON COLUMN payments.audit_log.logged_at IS 'statement_timestamp() of the change.';
