@@ -54,7 +54,8 @@
  * claims of a declared PostgREST role) must name the key's merchant, else
  * the request is refused (42501: no user of one merchant acts in another's
  * audit chain); its subject counts only then.  It is forgotten at
- * transaction end.  The scope an API function needs is its
+ * transaction end, and at the rollback of a subtransaction that took it
+ * (the key held before comes back).  The scope an API function needs is its
  * payments.api_scope setting (ALTER FUNCTION ... SET, applied on entry to
  * the function whatever the caller set); pay_current_merchant(), which
  * every API function asks first, refuses a key without it (PT403).
@@ -113,7 +114,7 @@ static const struct
  * The API key checked in this transaction: backend memory only, valid for
  * the transaction (lxid) and the role that was acting when it was checked.
  */
-static struct
+typedef struct KeyIdentity
 {
 	bool		valid;
 	LocalTransactionId lxid;
@@ -122,8 +123,26 @@ static struct
 	int64		key_id;
 	uint32		scopes;
 	uint64		state_seen;		/* key_state_changes when last checked */
-}			key_identity;
+} KeyIdentity;
+static KeyIdentity key_identity;
 static bool key_callback_registered = false;
+
+/*
+ * What a subtransaction that took a key (SAVEPOINT, a PL/pgSQL block with
+ * EXCEPTION) found before it, one entry per subtransaction, innermost
+ * last: put back when it rolls back, so that after ROLLBACK TO SAVEPOINT
+ * the transaction acts as it did before (no key, or the key it held); on
+ * RELEASE the key stays and the entry goes to the parent (or is dropped
+ * where the parent has its own, older one, or is the transaction itself).
+ */
+typedef struct KeySaved
+{
+	SubTransactionId subid;
+	KeyIdentity before;
+} KeySaved;
+static KeySaved *key_saved = NULL;
+static int	key_saved_count = 0;
+static int	key_saved_size = 0;
 
 /*
  * Changes of any key's revocation or expiry committed since the backend
@@ -952,7 +971,63 @@ key_identity_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 		event == XACT_EVENT_PREPARE || event == XACT_EVENT_PARALLEL_COMMIT ||
 		event == XACT_EVENT_PARALLEL_ABORT)
+	{
 		key_identity.valid = false;
+		key_saved_count = 0;
+	}
+}
+
+/*
+ * A subtransaction ends: rolled back, the key state it found comes back;
+ * committed, its entry becomes its parent's.  Inner subtransactions end
+ * first, so an entry of this one, if any, is the last.
+ */
+static void
+key_identity_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+							  SubTransactionId parentSubid, void *arg pg_attribute_unused())
+{
+	KeySaved   *last;
+
+	if (key_saved_count == 0 || key_saved[key_saved_count - 1].subid != mySubid)
+		return;
+	last = &key_saved[key_saved_count - 1];
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		key_identity = last->before;
+		key_saved_count--;
+		keys_checked++;			/* what was cached with the key goes too */
+	}
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+	{
+		if (parentSubid == TopSubTransactionId ||
+			(key_saved_count > 1 && key_saved[key_saved_count - 2].subid == parentSubid))
+			key_saved_count--;
+		else
+			last->subid = parentSubid;
+	}
+}
+
+/* Before a subtransaction first changes the key: what it found. */
+static void
+key_identity_save(void)
+{
+	SubTransactionId subid = GetCurrentSubTransactionId();
+
+	if (subid == TopSubTransactionId ||
+		(key_saved_count > 0 && key_saved[key_saved_count - 1].subid == subid))
+		return;
+	if (key_saved_count == key_saved_size)
+	{
+		int			size = Max(8, key_saved_size * 2);
+
+		key_saved = key_saved == NULL ?
+			MemoryContextAlloc(TopMemoryContext, sizeof(KeySaved) * size) :
+			repalloc(key_saved, sizeof(KeySaved) * size);
+		key_saved_size = size;
+	}
+	key_saved[key_saved_count].subid = subid;
+	key_saved[key_saved_count].before = key_identity;
+	key_saved_count++;
 }
 
 void
@@ -961,8 +1036,10 @@ payments_identity_use_key(int64 merchant_id, int64 key_id, uint32 scopes)
 	if (!key_callback_registered)
 	{
 		RegisterXactCallback(key_identity_xact_callback, NULL);
+		RegisterSubXactCallback(key_identity_subxact_callback, NULL);
 		key_callback_registered = true;
 	}
+	key_identity_save();
 	key_identity.lxid = MyProc->lxid;
 	key_identity.role = GetOuterUserId();
 	key_identity.merchant_id = merchant_id;

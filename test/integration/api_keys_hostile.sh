@@ -8,7 +8,8 @@
 # more in it; a transaction of the key's holder left prepared holds back no
 # rotation or revocation of the key, also one that made keys with it, and
 # a key made with a key that is revoked before that transaction commits
-# never acts.
+# never acts; a key taken in a savepoint that is rolled back is given up
+# with it.
 set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
 source "$(dirname "$0")/../lib/postgrest.sh"
@@ -19,6 +20,7 @@ cleanup() {
 	cluster_psql "$WORK" "$PORT" payments -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'keys_hostile_gate'" >/dev/null 2>&1 || true
 	cluster_psql "$WORK" "$PORT" payments -c "ROLLBACK PREPARED 'keys_hostile_hold'" >/dev/null 2>&1 || true
 	cluster_psql "$WORK" "$PORT" payments -c "ROLLBACK PREPARED 'keys_hostile_hold6'" >/dev/null 2>&1 || true
+	cluster_psql "$WORK" "$PORT" payments -c "ROLLBACK PREPARED 'keys_hostile_hold8'" >/dev/null 2>&1 || true
 	cluster_psql "$WORK" "$PORT" payments -c "ALTER SYSTEM RESET log_min_duration_statement" \
 		-c "ALTER SYSTEM RESET payments.test_clocks" -c "SELECT pg_reload_conf()" >/dev/null
 }
@@ -263,5 +265,134 @@ unlike "$out" "paid\|" "7: and it bought nothing"
 is "$(sql -c "SELECT count(*) FROM payments.payments WHERE merchant_id = $B AND payments.pay_minor_units(amount) = 779")" 0 \
 	"7: (no payment of 7.79 stays)"
 is "$(sql -c "SELECT count(*) FROM payments.api_keys WHERE created_by_key = $id7")" 0 "7: and the key it made is not kept"
+
+###########################################################################
+# 8. A key taken in a subtransaction that rolls back (ROLLBACK TO
+#    SAVEPOINT, an error in it, a PL/pgSQL EXCEPTION block) is given up
+#    with it: the transaction acts as before the savepoint, with no key or
+#    the key it held (before: the key stayed in force to the end of the
+#    transaction). RELEASE keeps it.
+merchant_on_simulator keys-hostile-c; C8=$M
+merchant_on_simulator keys-hostile-d; D8=$M
+K8a=$(sql -c "SELECT api_key FROM payments.pay_create_api_key(merchant_id => $D8, scopes => ARRAY['read'])")
+K8b=$(sql -c "SELECT api_key FROM payments.pay_create_api_key(merchant_id => $C8, scopes => ARRAY['read', 'payments'])")
+id8a=$(cut -d_ -f2 <<<"$K8a"); id8b=$(cut -d_ -f2 <<<"$K8b")
+K8c=$(sql -c "SELECT api_key FROM payments.pay_create_api_key(merchant_id => $C8, scopes => ARRAY['read'])")
+id8c=$(cut -d_ -f2 <<<"$K8c")
+who8="SELECT coalesce(merchant_id::text, 'none'), coalesce(key_id, 'none') FROM payments.pay_current_identity()"
+keyonly8() { cluster_psql "$WORK" "$PORT" payments -At -v ON_ERROR_STOP=1 -U keys_hostile_keyonly "$@" 2>&1; }
+out=$(keyonly8 <<SQL
+BEGIN;
+SAVEPOINT s;
+SELECT 'took', key_id FROM payments.pay_use_api_key('$K8b');
+ROLLBACK TO SAVEPOINT s;
+SELECT 'after', * FROM ($who8) x;
+COMMIT;
+SQL
+)
+like "$out" "took\|$id8b$" "8: (a key taken in a savepoint)"
+like "$out" "after\|none\|none" "8: after ROLLBACK TO SAVEPOINT the transaction has no key, as before the savepoint"
+out=$(keyonly8 -v ON_ERROR_STOP=0 <<SQL
+BEGIN;
+SAVEPOINT s;
+SELECT 1 FROM payments.pay_use_api_key('$K8b');
+SELECT 'paid', payment_id FROM payments.pay_purchase(amount => '8.01 USD', card => $card);
+ROLLBACK TO SAVEPOINT s;
+SELECT 'paid2', payment_id FROM payments.pay_purchase(amount => '8.02 USD', card => $card);
+COMMIT;
+SQL
+)
+like "$out" "paid\|[0-9]+" "8: (the key acted in its savepoint)"
+unlike "$out" "paid2\|" "8: after the rollback to the savepoint nothing is bought with it"
+is "$(sql -c "SELECT count(*) FROM payments.payments WHERE merchant_id = $C8 AND payments.pay_minor_units(amount) IN (801, 802)")" 0 \
+	"8: (no payment of 8.01 or 8.02 stays)"
+out=$(keyonly8 <<SQL
+BEGIN;
+SELECT 1 FROM payments.pay_use_api_key('$K8a');
+SAVEPOINT s1;
+SELECT 1 FROM payments.pay_use_api_key('$K8b');
+SAVEPOINT s2;
+SELECT 1 FROM payments.pay_use_api_key('$K8c');
+SELECT 'inner', * FROM ($who8) x;
+ROLLBACK TO SAVEPOINT s2;
+SELECT 'mid', * FROM ($who8) x;
+ROLLBACK TO SAVEPOINT s1;
+SELECT 'outer', * FROM ($who8) x;
+COMMIT;
+SQL
+)
+like "$out" "inner\|$C8\|$id8c$" "8: nested savepoints: the innermost key acts"
+like "$out" "mid\|$C8\|$id8b$" "8: rolled back to the inner savepoint, the key taken in the outer one acts again"
+like "$out" "outer\|$D8\|$id8a$" "8: rolled back to the outer savepoint, the key held before both acts again"
+out=$(keyonly8 <<SQL
+BEGIN;
+SELECT 1 FROM payments.pay_use_api_key('$K8a');
+SAVEPOINT s1;
+SAVEPOINT s2;
+SELECT 1 FROM payments.pay_use_api_key('$K8b');
+RELEASE SAVEPOINT s2;
+SELECT 'released', * FROM ($who8) x;
+ROLLBACK TO SAVEPOINT s1;
+SELECT 'back', * FROM ($who8) x;
+SAVEPOINT s3;
+SELECT 1 FROM payments.pay_use_api_key('$K8c');
+RELEASE SAVEPOINT s3;
+SELECT 'kept', * FROM ($who8) x;
+COMMIT;
+SQL
+)
+like "$out" "released\|$C8\|$id8b$" "8: RELEASE keeps the key taken in the savepoint"
+like "$out" "back\|$D8\|$id8a$" "8: a released savepoint's key goes with the rollback of the savepoint around it"
+like "$out" "kept\|$C8\|$id8c$" "8: released to the transaction itself, the key stays"
+out=$(keyonly8 -v ON_ERROR_STOP=0 <<SQL
+BEGIN;
+SELECT 1 FROM payments.pay_use_api_key('$K8a');
+SAVEPOINT s;
+SELECT 1 FROM payments.pay_use_api_key('$K8b');
+SELECT 1 / 0;
+ROLLBACK TO SAVEPOINT s;
+SELECT 'error', * FROM ($who8) x;
+COMMIT;
+SQL
+)
+like "$out" "error\|$D8\|$id8a$" "8: an error in the savepoint, rolled back: the key held before acts"
+out=$(keyonly8 <<SQL
+BEGIN;
+DO \$\$ BEGIN
+	BEGIN
+		PERFORM payments.pay_use_api_key('$K8b');
+		RAISE EXCEPTION 'undo';
+	EXCEPTION WHEN raise_exception THEN NULL;
+	END;
+END \$\$;
+SELECT 'plpgsql', * FROM ($who8) x;
+DO \$\$ BEGIN
+	BEGIN
+		PERFORM payments.pay_use_api_key('$K8c');
+	EXCEPTION WHEN raise_exception THEN NULL;
+	END;
+END \$\$;
+SELECT 'plpgsql-kept', * FROM ($who8) x;
+COMMIT;
+SQL
+)
+like "$out" "^plpgsql\|none\|none$" "8: a PL/pgSQL block that took a key and failed into its EXCEPTION clause leaves no key"
+like "$out" "plpgsql-kept\|$C8\|$id8c$" "8: one that ended normally keeps it"
+out=$(keyonly8 <<SQL
+BEGIN;
+SAVEPOINT s;
+SELECT 1 FROM payments.pay_use_api_key('$K8b');
+PREPARE TRANSACTION 'keys_hostile_hold8';
+SELECT 'prepared', * FROM ($who8) x;
+BEGIN;
+SAVEPOINT s;
+ROLLBACK TO SAVEPOINT s;
+SELECT 'next', * FROM ($who8) x;
+COMMIT;
+SQL
+)
+sql -c "ROLLBACK PREPARED 'keys_hostile_hold8'" >/dev/null
+like "$out" "prepared\|none\|none" "8: PREPARE TRANSACTION with a savepoint's key: the session has no key after it"
+like "$out" "next\|none\|none" "8: nor does its next transaction, after a savepoint rolled back"
 
 tap_done

@@ -11,7 +11,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(128);
+SELECT plan(130);
 
 CREATE FUNCTION pg_temp.card() RETURNS payments.pay_card LANGUAGE sql
 	AS $$ SELECT payments.pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 2, '123') $$;
@@ -405,6 +405,24 @@ UPDATE payments.audit_log SET key_id = key_id - 1000 WHERE table_name = 'payment
 UPDATE payments.audit_log SET key_id = 5 WHERE audit_id = (SELECT min(audit_id) FROM payments.audit_log WHERE key_id IS NULL);
 SELECT is(payments.pay_audit_verify() ->> 'problem', 'row_modified', 'so does a key id added to a row without one');
 ALTER TABLE payments.audit_log ENABLE TRIGGER audit_log_guard;
+
+-- 13. A key taken in a savepoint that is rolled back is given up with it;
+-- released, it stays.
+INSERT INTO kk SELECT 'sp', * FROM payments.pay_create_api_key(merchant_id => :ma, scopes => ARRAY['read']);
+SET LOCAL ROLE tapk_app;
+SELECT coalesce(key_id, 'none') AS key_before FROM payments.pay_current_identity() \gset
+SAVEPOINT key_sp;
+SELECT payments.pay_use_api_key((SELECT api_key FROM kk WHERE what = 'sp'));
+ROLLBACK TO SAVEPOINT key_sp;
+SELECT is((SELECT coalesce(key_id, 'none') || '|' || coalesce((key_id = (SELECT key_id::text FROM kk WHERE what = 'sp'))::text, 'false')
+	FROM payments.pay_current_identity()), :'key_before' || '|false',
+	'a key taken in a savepoint rolled back is given up: the key the transaction held before acts again');
+SAVEPOINT key_sp2;
+SELECT payments.pay_use_api_key((SELECT api_key FROM kk WHERE what = 'sp'));
+RELEASE SAVEPOINT key_sp2;
+SELECT is((SELECT key_id FROM payments.pay_current_identity()), (SELECT key_id::text FROM kk WHERE what = 'sp'),
+	'released, it stays');
+RESET ROLE;
 
 SELECT * FROM finish();
 ROLLBACK;
