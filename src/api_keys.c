@@ -275,8 +275,10 @@ hash_matches(HeapTupleHeader row, const char *column, const bytea *h)
 }
 
 /*
- * payments._api_key_accept(api_key, k payments.api_keys, via_postgrest):
- * check the key against its row (NULL: no such key) and, if it is good and
+ * payments._api_key_accept(api_key, k payments.api_keys, revoked_at,
+ * via_postgrest): check the key against its row (NULL: no such key) and
+ * its revocation as it counts (payments._api_key_state, NULL: not
+ * revoked; it is not in the row, api_key_revocations), and, if it is good and
  * within its limits, let it act for the transaction.  Returns whether the
  * caller should write the key's last use to its row now (at most once a
  * minute per key, and only in a transaction that may write).
@@ -285,7 +287,7 @@ Datum
 pay_api_key_accept(PG_FUNCTION_ARGS)
 {
 	char	   *key;
-	bool		via_postgrest = PG_GETARG_BOOL(2);
+	bool		via_postgrest = PG_GETARG_BOOL(3);
 	HeapTupleHeader row;
 	bool		isnull;
 	bytea	   *h;
@@ -300,7 +302,7 @@ pay_api_key_accept(PG_FUNCTION_ARGS)
 	Datum		d;
 
 	/* a NULL key (pay_use_api_key(NULL)) is no key */
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(2))
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(3))
 		refuse_key(0, NULL);
 	key = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	h = key_hash(key);
@@ -323,8 +325,7 @@ pay_api_key_accept(PG_FUNCTION_ARGS)
 		refuse_key(0, NULL);
 
 	/* the secret is right: now the key's state may be told */
-	(void) row_field(row, "revoked_at", &isnull);
-	if (!isnull)
+	if (!PG_ARGISNULL(2))
 		refuse_key(key_id, "is revoked");
 	d = row_field(row, "expires_at", &isnull);
 	if (!isnull && DatumGetTimestampTz(d) <= GetCurrentTransactionStartTimestamp())

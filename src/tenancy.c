@@ -151,6 +151,7 @@ static int	key_saved_size = 0;
  * once, also in a transaction that took the key before it.
  */
 static Oid	keys_relid = InvalidOid;
+static Oid	revocations_relid = InvalidOid;
 static uint64 key_state_changes = 0;
 
 /*
@@ -239,7 +240,7 @@ facts_relcache_callback(Datum arg pg_attribute_unused(), Oid relid)
 		facts_cache.valid = false;
 		facts_invalidations++;
 	}
-	if (relid == InvalidOid || relid == keys_relid)
+	if (relid == InvalidOid || relid == keys_relid || relid == revocations_relid)
 		key_state_changes++;
 }
 
@@ -1047,6 +1048,7 @@ payments_identity_use_key(int64 merchant_id, int64 key_id, uint32 scopes)
 	key_identity.scopes = scopes;
 	facts_take_invalidations();
 	keys_relid = cached_table_relid("api_keys");
+	revocations_relid = cached_table_relid("api_key_revocations");
 	key_identity.state_seen = key_state_changes;
 	key_identity.valid = true;
 	keys_checked++;

@@ -559,6 +559,11 @@ CREATE TRIGGER payments_audit AFTER INSERT OR UPDATE OR DELETE ON payments.api_k
 	FOR EACH ROW EXECUTE FUNCTION payments._audit_trigger('secret_hash', 'previous_hash');
 CREATE TRIGGER payments_audit_truncate AFTER TRUNCATE ON payments.api_keys
 	FOR EACH STATEMENT EXECUTE FUNCTION payments._audit_trigger();
+-- and who revoked which key (a row added, api_key_revocations)
+CREATE TRIGGER payments_audit AFTER INSERT OR UPDATE OR DELETE ON payments.api_key_revocations
+	FOR EACH ROW EXECUTE FUNCTION payments._audit_trigger();
+CREATE TRIGGER payments_audit_truncate AFTER TRUNCATE ON payments.api_key_revocations
+	FOR EACH STATEMENT EXECUTE FUNCTION payments._audit_trigger();
 COMMENT ON TRIGGER payments_audit ON payments.merchants IS 'Audit: payments.audit_log.';
 COMMENT ON TRIGGER payments_audit_truncate ON payments.merchants IS 'Audit: payments.audit_log.';
 COMMENT ON TRIGGER payments_audit ON payments.payments IS 'Audit: payments.audit_log; the billing details (customer), the card fingerprint, description, order_ref and metadata are never written.';
@@ -571,3 +576,5 @@ COMMENT ON TRIGGER payments_audit ON payments.idempotency_keys IS 'Audit: paymen
 COMMENT ON TRIGGER payments_audit_truncate ON payments.idempotency_keys IS 'Audit: payments.audit_log.';
 COMMENT ON TRIGGER payments_audit ON payments.api_keys IS 'Audit: payments.audit_log (without secret_hash and previous_hash).';
 COMMENT ON TRIGGER payments_audit_truncate ON payments.api_keys IS 'Audit: payments.audit_log.';
+COMMENT ON TRIGGER payments_audit ON payments.api_key_revocations IS 'Audit: payments.audit_log.';
+COMMENT ON TRIGGER payments_audit_truncate ON payments.api_key_revocations IS 'Audit: payments.audit_log.';

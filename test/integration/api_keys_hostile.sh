@@ -6,10 +6,10 @@
 # README gives (not 413 for the key cap, not 500 for test clocks that are
 # off), and a key revoked while a transaction that took it is open acts no
 # more in it; a transaction of the key's holder left prepared holds back no
-# rotation or revocation of the key, also one that made keys with it, and
-# a key made with a key that is revoked before that transaction commits
-# never acts; a key taken in a savepoint that is rolled back is given up
-# with it.
+# rotation or revocation of the key, also one that made keys with it, nor
+# (revocation) one in which an admin key rotated or revoked itself; a key
+# made with a key that is revoked before that transaction commits never
+# acts; a key taken in a savepoint that is rolled back is given up with it.
 set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
 source "$(dirname "$0")/../lib/postgrest.sh"
@@ -21,6 +21,8 @@ cleanup() {
 	cluster_psql "$WORK" "$PORT" payments -c "ROLLBACK PREPARED 'keys_hostile_hold'" >/dev/null 2>&1 || true
 	cluster_psql "$WORK" "$PORT" payments -c "ROLLBACK PREPARED 'keys_hostile_hold6'" >/dev/null 2>&1 || true
 	cluster_psql "$WORK" "$PORT" payments -c "ROLLBACK PREPARED 'keys_hostile_hold8'" >/dev/null 2>&1 || true
+	cluster_psql "$WORK" "$PORT" payments -c "ROLLBACK PREPARED 'keys_hostile_hold9'" >/dev/null 2>&1 || true
+	cluster_psql "$WORK" "$PORT" payments -c "ROLLBACK PREPARED 'keys_hostile_hold9b'" >/dev/null 2>&1 || true
 	cluster_psql "$WORK" "$PORT" payments -c "ALTER SYSTEM RESET log_min_duration_statement" \
 		-c "ALTER SYSTEM RESET payments.test_clocks" -c "SELECT pg_reload_conf()" >/dev/null
 }
@@ -105,7 +107,7 @@ like "$(grep -o "pk_[0-9X]*_X*" "$WORK/postgres.log" | sort -u | tr '\n' ' ')" "
 # 3. HTTP statuses: the 101st key is a conflict (409), not 413 Payload Too
 #    Large (54000 before); test clock functions on a server whose test
 #    clocks are off are 403, not 500 (55000 before).
-sql -c "SELECT count(*) FROM (SELECT payments.pay_create_api_key(merchant_id => $A) FROM generate_series(1, 100 - (SELECT count(*) FROM payments.api_keys WHERE merchant_id = $A AND revoked_at IS NULL))) x" >/dev/null
+sql -c "SELECT count(*) FROM (SELECT payments.pay_create_api_key(merchant_id => $A) FROM generate_series(1, 100 - (SELECT count(*) FROM payments.api_keys k WHERE merchant_id = $A AND NOT EXISTS (SELECT FROM payments.api_key_revocations r WHERE r.key_id = k.key_id)))) x" >/dev/null
 r=$(pgrst POST /rpc/pay_create_api_key -H "X-Api-Key: $K" -H 'Content-Type: application/json' -d '{"scopes": ["read"]}')
 is "${r%% *}" 409 "3: the 101st key is refused with HTTP 409"
 sql -c "ALTER SYSTEM SET payments.test_clocks = off" -c "SELECT pg_reload_conf()" >/dev/null
@@ -208,8 +210,8 @@ is "$(sql -c "SET lock_timeout = '5s'" -c "SELECT key_id FROM payments.pay_rotat
 is "$(sql -c "SET lock_timeout = '5s'" -c "SELECT payments.pay_revoke_api_key($id6)" 2>&1)" t \
 	"6: the owner revokes the admin key without waiting for it"
 sql -c "COMMIT PREPARED 'keys_hostile_hold6'" >/dev/null
-is "$(sql -c "SELECT created_by_key = $id6 AND revoked_at IS NULL FROM payments.api_keys WHERE key_id = $id6c")" t \
-	"6: the key made in the held transaction committed after the revocation, unrevoked in its row (the cascade did not see it)"
+is "$(sql -c "SELECT created_by_key = $id6 AND NOT EXISTS (SELECT FROM payments.api_key_revocations r WHERE r.key_id = k.key_id) FROM payments.api_keys k WHERE key_id = $id6c")" t \
+	"6: the key made in the held transaction committed after the revocation, without a revocation of its own"
 err=$(cluster_psql "$WORK" "$PORT" payments -At -v VERBOSITY=verbose -U keys_hostile_keyonly \
 	-c "SELECT 'used', merchant_id FROM payments.pay_use_api_key('$K6c')" 2>&1 || true)
 like "$err" "PT401" "6: the key made with the revoked admin key is refused (PT401)"
@@ -220,7 +222,7 @@ ok "$(sql -c "SELECT revoked_at IS NOT NULL FROM payments.pay_list_api_keys(merc
 	"6: pay_list_api_keys shows it revoked, as it counts (before: unrevoked, its own row)"
 # and it is no key of the 100 a merchant may have: B filled to the cap as
 # its rows count, one more key can be made (before: PT409)
-sql -c "SELECT count(*) FROM (SELECT payments.pay_create_api_key(merchant_id => $B, name => 'cap6') FROM generate_series(1, 100 - (SELECT count(*) FROM payments.api_keys WHERE merchant_id = $B AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())))) x" >/dev/null
+sql -c "SELECT count(*) FROM (SELECT payments.pay_create_api_key(merchant_id => $B, name => 'cap6') FROM generate_series(1, 100 - (SELECT count(*) FROM payments.api_keys k WHERE merchant_id = $B AND NOT EXISTS (SELECT FROM payments.api_key_revocations r WHERE r.key_id = k.key_id) AND (expires_at IS NULL OR expires_at > now())))) x" >/dev/null
 like "$(sql -c "SELECT api_key FROM payments.pay_create_api_key(merchant_id => $B, name => 'cap6')" 2>&1)" '^pk_[0-9]+_' \
 	"6: it does not count toward the merchant's 100 keys"
 sql -c "DELETE FROM payments.api_keys WHERE merchant_id = $B AND name = 'cap6'" >/dev/null
@@ -394,5 +396,52 @@ SQL
 sql -c "ROLLBACK PREPARED 'keys_hostile_hold8'" >/dev/null
 like "$out" "prepared\|none\|none" "8: PREPARE TRANSACTION with a savepoint's key: the session has no key after it"
 like "$out" "next\|none\|none" "8: nor does its next transaction, after a savepoint rolled back"
+
+###########################################################################
+# 9. An admin key rotating or revoking itself in a transaction its holder
+#    leaves PREPAREd holds back no revocation of it by the owner: the
+#    revocation is a row added to api_key_revocations, not a change of the
+#    key's row, which that transaction holds (before: the owner's
+#    pay_revoke_api_key waited for it, here until lock_timeout, 5 s).  The
+#    key acts no more, with its old secret or the one the held rotation
+#    made, and neither does a key it had made.
+K9=$(sql -c "SELECT api_key FROM payments.pay_create_api_key(merchant_id => $C8, scopes => ARRAY['read', 'admin'])")
+id9=$(cut -d_ -f2 <<<"$K9")
+K9c=$(cluster_psql "$WORK" "$PORT" payments -At -q -v ON_ERROR_STOP=1 -U keys_hostile_keyonly -c "BEGIN" \
+	-c "SELECT 1 FROM payments.pay_use_api_key('$K9')" \
+	-c "SELECT 'made', api_key FROM payments.pay_create_api_key(scopes => ARRAY['read'])" -c "COMMIT" | sed -n 's/^made|//p')
+id9c=$(cut -d_ -f2 <<<"$K9c")
+K9new=$(cluster_psql "$WORK" "$PORT" payments -At -q -v ON_ERROR_STOP=1 -U keys_hostile_keyonly -c "BEGIN" \
+	-c "SELECT 1 FROM payments.pay_use_api_key('$K9')" \
+	-c "SELECT 'rotated', api_key FROM payments.pay_rotate_api_key($id9, overlap => '0')" \
+	-c "PREPARE TRANSACTION 'keys_hostile_hold9'" | sed -n 's/^rotated|//p')
+is "$(sql -c "SELECT count(*) FROM pg_prepared_xacts WHERE gid = 'keys_hostile_hold9'")" 1 \
+	"9: (the admin key rotated itself in a transaction left prepared)"
+like "$K9new" "^pk_${id9}_" "9: (the rotation returned the new secret)"
+is "$(sql -c "SET lock_timeout = '5s'" -c "SELECT payments.pay_revoke_api_key($id9)" 2>&1)" t \
+	"9: the owner revokes the admin key without waiting for its own rotation"
+err=$(cluster_psql "$WORK" "$PORT" payments -At -v VERBOSITY=verbose -U keys_hostile_keyonly -c "SELECT 'used' FROM payments.pay_use_api_key('$K9')" 2>&1 || true)
+like "$err" "PT401" "9: the key is refused with its old secret"
+sql -c "COMMIT PREPARED 'keys_hostile_hold9'" >/dev/null
+err=$(cluster_psql "$WORK" "$PORT" payments -At -v VERBOSITY=verbose -U keys_hostile_keyonly -c "SELECT 'used' FROM payments.pay_use_api_key('$K9new')" 2>&1 || true)
+like "$err" "PT401" "9: and with the secret of the rotation committed after the revocation"
+err=$(cluster_psql "$WORK" "$PORT" payments -At -v VERBOSITY=verbose -U keys_hostile_keyonly -c "SELECT 'used' FROM payments.pay_use_api_key('$K9c')" 2>&1 || true)
+like "$err" "PT401" "9: a key it had made is revoked with it"
+is "$(sql -c "SELECT string_agg(key_id || ':' || (revoked_at IS NOT NULL), ',' ORDER BY key_id) FROM payments.pay_list_api_keys(merchant_id => $C8) WHERE key_id IN ($id9, $id9c)")" \
+	"$id9:true,$id9c:true" "9: pay_list_api_keys shows both revoked"
+is "$(sql -c "SELECT payments.pay_revoke_api_key($id9c)")" f "9: revoking the key it made says it was revoked already"
+# the key revokes itself, left prepared: the owner's revocation does not
+# wait for it either, and holds when the key's own is rolled back
+K9b=$(sql -c "SELECT api_key FROM payments.pay_create_api_key(merchant_id => $C8, scopes => ARRAY['read', 'admin'])")
+id9b=$(cut -d_ -f2 <<<"$K9b")
+cluster_psql "$WORK" "$PORT" payments -At -q -v ON_ERROR_STOP=1 -U keys_hostile_keyonly -c "BEGIN" \
+	-c "SELECT 1 FROM payments.pay_use_api_key('$K9b')" \
+	-c "SELECT payments.pay_revoke_api_key($id9b)" \
+	-c "PREPARE TRANSACTION 'keys_hostile_hold9b'" >/dev/null
+is "$(sql -c "SET lock_timeout = '5s'" -c "SELECT payments.pay_revoke_api_key($id9b)" 2>&1)" t \
+	"9: the owner revokes an admin key that revoked itself in a prepared transaction, without waiting"
+sql -c "ROLLBACK PREPARED 'keys_hostile_hold9b'" >/dev/null
+err=$(cluster_psql "$WORK" "$PORT" payments -At -v VERBOSITY=verbose -U keys_hostile_keyonly -c "SELECT 'used' FROM payments.pay_use_api_key('$K9b')" 2>&1 || true)
+like "$err" "PT401" "9: the key's own revocation rolled back, the owner's holds"
 
 tap_done

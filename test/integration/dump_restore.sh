@@ -34,6 +34,10 @@ SELECT payment_id FROM pay_purchase(amount => '3.00 USD',
 RESET payments.merchant_id;
 SELECT pay_bind_role('dump_app_b', merchant_id => 2);
 GRANT SELECT ON payments.payments, payments.operations TO dump_app_b;
+-- API keys of merchant 2, one revoked (its revocation is a row of
+-- api_key_revocations: dumped, or the key would act again after a restore)
+SELECT count(*) FROM (SELECT pay_create_api_key(merchant_id => 2) FROM generate_series(1, 2)) x;
+SELECT pay_revoke_api_key((SELECT min(key_id) FROM payments.api_keys WHERE merchant_id = 2));
 SQL
 snapshot() {	# the data a restore must reproduce
 	q "$1" -Atc "SELECT string_agg(id || ':' || total::text || ':' || note, ',' ORDER BY id) FROM orders" \
@@ -43,7 +47,8 @@ snapshot() {	# the data a restore must reproduce
 		-c "SELECT string_agg(event_id || ':' || event_type, ',' ORDER BY event_id) FROM payments.events" \
 		-c "SELECT count(*) || ' audit rows' FROM payments.audit_log" \
 		-c "SELECT coalesce(payments.pay_audit_verify()::text, 'audit intact')" \
-		-c "SELECT string_agg(merchant_id || ':' || db_role::text, ',' ORDER BY 1) FROM payments.merchant_roles"
+		-c "SELECT string_agg(merchant_id || ':' || db_role::text, ',' ORDER BY 1) FROM payments.merchant_roles" \
+		-c "SELECT string_agg(key_id || ':' || (revoked_at IS NOT NULL), ',' ORDER BY key_id) || ' (keys: revoked)' FROM payments.pay_list_api_keys()"
 }
 # What row-level security shows merchant 2's role, and the policies: the
 # same in every restored copy.
@@ -71,7 +76,8 @@ as_pg "$PG_BINDIR/pg_restore" -h "$WORK/sock" -p "$PORT" -U postgres --exit-on-e
 ok "$rc" "pg_restore into a fresh database succeeds without errors"
 
 after=$(snapshot dump_dst)
-is "$after" "$before" "orders, merchants, payments, operations, events and audit rows are identical after restore"
+is "$after" "$before" "orders, merchants, payments, operations, events, audit rows and API keys (revoked or not) are identical after restore"
+like "$before" ":true,[0-9]+:false \(keys: revoked\)" "(one of the two keys is revoked)"
 # (the payments here were never sent, so they hold no fingerprint: the
 # worker records one with the gateway's answer)
 fp_of() { q "$1" -Atc "SELECT payments.pay_card_fingerprint(payments.pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 2))"; }

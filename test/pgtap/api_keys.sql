@@ -11,7 +11,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(130);
+SELECT plan(133);
 
 CREATE FUNCTION pg_temp.card() RETURNS payments.pay_card LANGUAGE sql
 	AS $$ SELECT payments.pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 2, '123') $$;
@@ -64,6 +64,9 @@ SELECT throws_ok($$SELECT payments.pay_create_api_key(expires_at => now() - inte
 	'an expiry in the past is refused');
 SELECT throws_ok($$SELECT payments.pay_create_api_key(merchant_id => 999999)$$, 'PT404', NULL, 'a merchant that does not exist: PT404');
 SELECT ok(NOT has_table_privilege('tapk_app', 'payments.api_keys', 'SELECT'), 'api_keys is owner only');
+SELECT ok(NOT has_table_privilege('tapk_app', 'payments.api_key_revocations', 'SELECT')
+	AND NOT has_table_privilege('tapk_app', 'payments.api_key_revocations', 'INSERT'), 'api_key_revocations is owner only');
+SELECT hasnt_column('payments', 'api_keys', 'revoked_at', 'a key''s row holds no revocation (api_key_revocations)');
 
 -- 2. Using a key directly in SQL: pay_use_api_key, for the transaction and role.
 SET LOCAL ROLE tapk_app;
@@ -259,8 +262,10 @@ SELECT is(ARRAY(SELECT i.created_by_key FROM payments.pay_list_api_keys(merchant
 	ARRAY[NULL, (SELECT key_id FROM kk WHERE what = 'p'), (SELECT key_id FROM kk WHERE what = 'c')],
 	'pay_list_api_keys shows the key each key was made with (created_by_key; NULL for one the owner made)');
 SELECT ok(payments.pay_revoke_api_key((SELECT key_id FROM kk WHERE what = 'p')), 'the owner revokes the first key');
-SELECT is((SELECT count(*)::int FROM payments.api_keys WHERE key_id IN (SELECT key_id FROM kk WHERE what IN ('c', 'n', 'g'))
+SELECT is((SELECT count(*)::int FROM payments.pay_list_api_keys(merchant_id => :ma) WHERE key_id IN (SELECT key_id FROM kk WHERE what IN ('c', 'n', 'g'))
 	AND revoked_at IS NOT NULL), 3, 'the keys it made, and theirs, are revoked with it');
+SELECT is((SELECT count(*)::int FROM payments.api_key_revocations WHERE key_id IN (SELECT key_id FROM kk WHERE what IN ('p', 'c', 'n', 'g'))), 1,
+	'a revocation is one row, of the key revoked: nothing is written to the keys it made');
 SET LOCAL ROLE tapk_app;
 SELECT throws_ok(format('SELECT payments.pay_use_api_key(%L)', (SELECT api_key FROM kk WHERE what = 'g2')), 'PT401',
 	format('API key %s is revoked', (SELECT key_id FROM kk WHERE what = 'g')), 'a key made by a key made by the revoked key: PT401');
@@ -276,7 +281,7 @@ RESET ROLE;
 UPDATE payments.api_keys SET expires_at = now() + interval '1 minute' WHERE key_id = (SELECT key_id FROM kk WHERE what = 'q');
 SELECT is((SELECT expires_at FROM payments.api_keys WHERE key_id = (SELECT key_id FROM kk WHERE what = 'qc')),
 	now() + interval '1 minute', 'a key given an earlier expiry takes the keys it made along');
-UPDATE payments.api_keys SET revoked_at = now() WHERE key_id = (SELECT key_id FROM kk WHERE what = 'q');
+INSERT INTO payments.api_key_revocations (merchant_id, key_id) SELECT merchant_id, key_id FROM payments.api_keys WHERE key_id = (SELECT key_id FROM kk WHERE what = 'q');
 SET LOCAL ROLE tapk_app;
 SELECT throws_ok($$SELECT payments.pay_create_api_key(scopes => ARRAY['read'])$$, 'PT401', NULL,
 	'a key revoked since it was checked makes no key');

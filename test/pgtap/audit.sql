@@ -15,7 +15,7 @@ SELECT has_table('payments', 'audit_log', 'payments.audit_log exists');
 SELECT has_table('payments', 'audit_seals', 'payments.audit_seals exists');
 SELECT set_eq($$SELECT c.relname::text FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
 	WHERE t.tgname = 'payments_audit' AND c.relnamespace = 'payments'::regnamespace$$,
-	ARRAY['api_keys', 'billing_clocks', 'customers', 'dunning_policies', 'gateway_config', 'idempotency_keys', 'invoice_items', 'invoices', 'merchants', 'operations', 'payment_methods', 'payments', 'plans', 'subscriptions'],
+	ARRAY['api_key_revocations', 'api_keys', 'billing_clocks', 'customers', 'dunning_policies', 'gateway_config', 'idempotency_keys', 'invoice_items', 'invoices', 'merchants', 'operations', 'payment_methods', 'payments', 'plans', 'subscriptions'],
 	'the extension''s tenant tables are audited, card_vault, secrets and logs are not');
 SELECT is_empty($$SELECT 1 FROM pg_proc p WHERE p.pronamespace = 'payments'::regnamespace
 	AND p.proname LIKE '\_audit%' AND has_function_privilege('public', p.oid, 'EXECUTE')$$,
