@@ -386,7 +386,8 @@ pay_merchant_rate_limit(PG_FUNCTION_ARGS)
  * may manage, or NULL for every merchant (merchant_id NULL: the caller's
  * own).  The extension owner, superusers and roles acting for every
  * merchant manage every merchant's keys; a request with an API key of
- * scope admin, its own merchant's.  Anyone else: PT403.
+ * scope admin, its own merchant's.  A caller with no merchant identity:
+ * 42501, as every API function answers it; anyone else: PT403.
  */
 Datum
 pay_api_key_admin(PG_FUNCTION_ARGS)
@@ -410,6 +411,9 @@ pay_api_key_admin(PG_FUNCTION_ARGS)
 					 errdetail("An admin key manages the keys of its own merchant only.")));
 		PG_RETURN_INT64(id.merchant_id);
 	}
+	/* no identity at all (PostgREST's anon): not authenticated, as elsewhere */
+	if (!found)
+		(void) payments_identity(&id, false);
 	ereport(ERROR,
 			(errcode(ERRCODE_PAY_SCOPE_MISSING),
 			 errmsg("only an API key with the scope \"admin\" or the extension owner manages API keys"),

@@ -11,7 +11,7 @@
 \set ON_ERROR_ROLLBACK 1
 \set ON_ERROR_STOP true
 BEGIN;
-SELECT plan(133);
+SELECT plan(135);
 
 CREATE FUNCTION pg_temp.card() RETURNS payments.pay_card LANGUAGE sql
 	AS $$ SELECT payments.pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 2, '123') $$;
@@ -71,6 +71,10 @@ SELECT hasnt_column('payments', 'api_keys', 'revoked_at', 'a key''s row holds no
 -- 2. Using a key directly in SQL: pay_use_api_key, for the transaction and role.
 SET LOCAL ROLE tapk_app;
 SELECT throws_ok($$SELECT payments.pay_current_merchant()$$, '42501', NULL, 'the application role alone acts for no merchant');
+SELECT throws_ok($$SELECT payments.pay_create_api_key(scopes => ARRAY['read'])$$, '42501', 'no merchant identity for role "tapk_app"',
+	'key management with no identity at all: not authenticated (42501, PostgREST 401 for anon), not PT403');
+SELECT throws_ok($$SELECT * FROM payments.pay_list_api_keys()$$, '42501', 'no merchant identity for role "tapk_app"',
+	'listing keys too');
 SELECT is((SELECT merchant_id FROM payments.pay_use_api_key((SELECT api_key FROM k WHERE what = 'pay'))), :ma::bigint,
 	'pay_use_api_key: the key acts for its merchant');
 SELECT is((SELECT concat_ws('|', merchant_id, source, key_id) FROM payments.pay_current_identity()),
