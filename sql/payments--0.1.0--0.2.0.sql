@@ -5286,7 +5286,8 @@ CREATE TABLE payments.worker_server (
 	system_identifier text NOT NULL,
 	timeline_id integer NOT NULL,
 	database_oid oid NOT NULL,
-	recorded_at timestamptz NOT NULL DEFAULT now()
+	recorded_at timestamptz NOT NULL DEFAULT now(),
+	changed_at timestamptz
 );
 REVOKE ALL ON payments.worker_server FROM PUBLIC;
 COMMENT ON TABLE payments.worker_server IS
@@ -5296,6 +5297,7 @@ COMMENT ON COLUMN payments.worker_server.system_identifier IS 'pg_control_system
 COMMENT ON COLUMN payments.worker_server.timeline_id IS 'The WAL timeline the server wrote on (a promotion or an archive recovery starts a new one).';
 COMMENT ON COLUMN payments.worker_server.database_oid IS 'The OID of the database the worker served (a dump restored into another database has another).';
 COMMENT ON COLUMN payments.worker_server.recorded_at IS 'When the worker started on it.';
+COMMENT ON COLUMN payments.worker_server.changed_at IS 'When the database was last found on another server than before (the worker''s start on a promoted standby, a restored backup, another database; a dump restored): the server before may have charged until then what is charged here from then on (a subscription''s charge that came due before it is looked up first, _queue_invoice_charge). NULL: never.';
 SELECT pg_catalog.pg_extension_config_dump('payments.worker_server', '');
 
 -- At worker start, after _recover_in_flight: on a server other than the
@@ -5316,10 +5318,12 @@ DECLARE
 	last payments.worker_server;
 	db oid := (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database());
 	n integer := 0;
+	changed timestamptz;
 BEGIN
 	SELECT * INTO last FROM payments.worker_server FOR UPDATE;
 	IF FOUND AND (last.system_identifier, last.timeline_id, last.database_oid)
 			IS DISTINCT FROM (p_system_identifier, p_timeline_id, db) THEN
+		changed := now();
 		UPDATE payments.operations o SET never_sent = false,
 			first_sent_at = coalesce(o.first_sent_at, greatest(o.created_at, o.updated_at)),
 			last_error = format('the server changed (timeline %s of system %s, was timeline %s of system %s): the previous one may have sent it',
@@ -5327,11 +5331,12 @@ BEGIN
 		WHERE o.status IN ('queued', 'dead') AND o.never_sent;
 		GET DIAGNOSTICS n = ROW_COUNT;
 	END IF;
-	INSERT INTO payments.worker_server (system_identifier, timeline_id, database_oid)
-	VALUES (p_system_identifier, p_timeline_id, db)
+	INSERT INTO payments.worker_server (system_identifier, timeline_id, database_oid, changed_at)
+	VALUES (p_system_identifier, p_timeline_id, db, changed)
 	ON CONFLICT (only_row) DO UPDATE SET system_identifier = EXCLUDED.system_identifier,
 		timeline_id = EXCLUDED.timeline_id, database_oid = EXCLUDED.database_oid,
-		recorded_at = EXCLUDED.recorded_at;
+		recorded_at = EXCLUDED.recorded_at,
+		changed_at = coalesce(EXCLUDED.changed_at, worker_server.changed_at);
 	RETURN n;
 END
 $$;
@@ -6292,6 +6297,12 @@ CREATE OR REPLACE FUNCTION payments._queue_invoice_charge(p_invoice payments.inv
 	AS $$
 DECLARE
 	c payments.customers;
+	num text := payments._invoice_charge_number(p_invoice, p_payment_id);
+	-- when this charge came due: a retry's time, else its period's start
+	due timestamptz := coalesce(p_invoice.next_attempt_at, p_invoice.period_start);
+	changed timestamptz := (SELECT w.changed_at FROM payments.worker_server w);
+	-- the server before this one may have made it (same invoice number)
+	maybe_made boolean := coalesce(num LIKE 'S%' AND due < changed, false);
 BEGIN
 	SELECT * INTO c FROM payments.customers x
 	WHERE x.merchant_id = p_invoice.merchant_id AND x.customer_id = p_invoice.customer_id;
@@ -6302,19 +6313,26 @@ BEGIN
 	OVERRIDING SYSTEM VALUE
 	VALUES (p_invoice.merchant_id, p_payment_id, 'purchase', p_invoice.amount, p_invoice.amount * 0, 'profile',
 		pm.card_brand, pm.card_last4, pm.card_exp_month, pm.card_exp_year, pm.card_fingerprint,
-		pm.customer_profile_id, pm.payment_profile_id, payments._invoice_charge_number(p_invoice, p_payment_id),
+		pm.customer_profile_id, pm.payment_profile_id, num,
 		format('Subscription %s, invoice %s', p_invoice.subscription_id, p_invoice.invoice_id),
 		c.billing || jsonb_strip_nulls(jsonb_build_object('email', c.email)),
 		jsonb_build_object('invoice_id', p_invoice.invoice_id, 'subscription_id', p_invoice.subscription_id),
 		p_invoice.correlation_id, p_invoice.customer_id, pm.payment_method_id, p_invoice.invoice_id);
-	INSERT INTO payments.operations (merchant_id, payment_id, kind, amount, correlation_id, background)
+	-- One that came due before the database changed server (a failover, a
+	-- restore: changed_at) may have been charged there under this number,
+	-- in a history lost here: it is treated as sent when it came due, so
+	-- it is resent identically inside the duplicate window (the gateway
+	-- answers with the original) and looked up past it, never charged again.
+	INSERT INTO payments.operations (merchant_id, payment_id, kind, amount, correlation_id, background,
+		never_sent, first_sent_at, last_error)
 	VALUES (p_invoice.merchant_id, p_payment_id, 'purchase', p_invoice.amount, p_invoice.correlation_id,
-		p_background);
+		p_background, NOT maybe_made, CASE WHEN maybe_made THEN due END,
+		CASE WHEN maybe_made THEN format('due at %s, before the database changed server at %s: the server before may have charged it', due, changed) END);
 	PERFORM payments._wake_at_commit();
 END
 $$;
 COMMENT ON FUNCTION payments._queue_invoice_charge(payments.invoices, payments.payment_methods, bigint, boolean) IS
-	'Internal: queues payment p_payment_id of an invoice (a purchase of stored method pm) and its operation for the worker (p_background: a billing run''s, claimed after ordinary operations). p_invoice.attempt_count is this charge''s attempt (its invoice number, _invoice_charge_number); the caller records the attempt on the invoice.';
+	'Internal: queues payment p_payment_id of an invoice (a purchase of stored method pm) and its operation for the worker (p_background: a billing run''s, claimed after ordinary operations). p_invoice.attempt_count is this charge''s attempt (its invoice number, _invoice_charge_number); the caller records the attempt on the invoice. A charge under a subscription''s invoice number that came due (p_invoice.next_attempt_at, else its period''s start) before the database changed server (worker_server.changed_at) is queued as possibly sent when it came due: resent identically inside the duplicate window, looked up past it.';
 
 CREATE OR REPLACE FUNCTION payments._charge_invoice(p_merchant_id bigint, p_invoice_id bigint,
 	p_background boolean DEFAULT false) RETURNS bigint
@@ -7973,20 +7991,24 @@ COMMENT ON TRIGGER operations_restored ON payments.operations IS
 -- The worker_server row of a dump, restored where the worker already
 -- recorded its own (it served the extension before the rows came): the
 -- worker's row stays (the operations were made safe as they were loaded),
--- and the restore does not fail on the duplicate.
+-- and the restore does not fail on the duplicate.  Either way the
+-- database changed server now: the one it was dumped from may have gone
+-- on charging what comes due here (changed_at, _queue_invoice_charge).
 CREATE FUNCTION payments._restored_worker_server() RETURNS trigger
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
 	IF EXISTS (SELECT 1 FROM payments.worker_server) THEN
+		UPDATE payments.worker_server SET changed_at = now();
 		RETURN NULL;
 	END IF;
+	NEW.changed_at := now();
 	RETURN NEW;
 END
 $$;
 COMMENT ON FUNCTION payments._restored_worker_server() IS
-	'Trigger: a restore (check_function_bodies off) does not replace the worker_server row the worker of this database already recorded.';
+	'Trigger: a restore (check_function_bodies off) does not replace the worker_server row the worker of this database already recorded, and records the restore''s time as the moment the database changed server (changed_at).';
 CREATE TRIGGER worker_server_restored BEFORE INSERT ON payments.worker_server
 	FOR EACH ROW EXECUTE FUNCTION payments._restore_gate('payments._restored_worker_server()');
 COMMENT ON TRIGGER worker_server_restored ON payments.worker_server IS
@@ -8693,7 +8715,10 @@ BEGIN
 			THEN 'R' || payments._invoice_tag() || c.operation_id ELSE p.invoice_number END,
 		p.description, p.customer,
 		p.gateway_trans_id, p.card_last4, p.payment_method, p.customer_profile_id,
-		p.payment_profile_id, v.sealed, c.correlation_id, c.created_at, c.never_sent,
+		-- (created_at: where a lookup starts; a charge that may have been
+		-- made before it was queued here, by the server before, since then)
+		p.payment_profile_id, v.sealed, c.correlation_id,
+		least(c.created_at, c.first_sent_at) AS created_at, c.never_sent,
 		c.api_login_id, c.transaction_key, c.endpoint_url, c.ca_file, c.timeout_ms,
 		-- stored payment methods and customers' profiles (payment_methods.sql):
 		-- their own operations, and charges of a stored method

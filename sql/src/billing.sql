@@ -167,6 +167,12 @@ CREATE FUNCTION payments._queue_invoice_charge(p_invoice payments.invoices, pm p
 	AS $$
 DECLARE
 	c payments.customers;
+	num text := payments._invoice_charge_number(p_invoice, p_payment_id);
+	-- when this charge came due: a retry's time, else its period's start
+	due timestamptz := coalesce(p_invoice.next_attempt_at, p_invoice.period_start);
+	changed timestamptz := (SELECT w.changed_at FROM payments.worker_server w);
+	-- the server before this one may have made it (same invoice number)
+	maybe_made boolean := coalesce(num LIKE 'S%' AND due < changed, false);
 BEGIN
 	SELECT * INTO c FROM payments.customers x
 	WHERE x.merchant_id = p_invoice.merchant_id AND x.customer_id = p_invoice.customer_id;
@@ -177,19 +183,26 @@ BEGIN
 	OVERRIDING SYSTEM VALUE
 	VALUES (p_invoice.merchant_id, p_payment_id, 'purchase', p_invoice.amount, p_invoice.amount * 0, 'profile',
 		pm.card_brand, pm.card_last4, pm.card_exp_month, pm.card_exp_year, pm.card_fingerprint,
-		pm.customer_profile_id, pm.payment_profile_id, payments._invoice_charge_number(p_invoice, p_payment_id),
+		pm.customer_profile_id, pm.payment_profile_id, num,
 		format('Subscription %s, invoice %s', p_invoice.subscription_id, p_invoice.invoice_id),
 		c.billing || jsonb_strip_nulls(jsonb_build_object('email', c.email)),
 		jsonb_build_object('invoice_id', p_invoice.invoice_id, 'subscription_id', p_invoice.subscription_id),
 		p_invoice.correlation_id, p_invoice.customer_id, pm.payment_method_id, p_invoice.invoice_id);
-	INSERT INTO payments.operations (merchant_id, payment_id, kind, amount, correlation_id, background)
+	-- One that came due before the database changed server (a failover, a
+	-- restore: changed_at) may have been charged there under this number,
+	-- in a history lost here: it is treated as sent when it came due, so
+	-- it is resent identically inside the duplicate window (the gateway
+	-- answers with the original) and looked up past it, never charged again.
+	INSERT INTO payments.operations (merchant_id, payment_id, kind, amount, correlation_id, background,
+		never_sent, first_sent_at, last_error)
 	VALUES (p_invoice.merchant_id, p_payment_id, 'purchase', p_invoice.amount, p_invoice.correlation_id,
-		p_background);
+		p_background, NOT maybe_made, CASE WHEN maybe_made THEN due END,
+		CASE WHEN maybe_made THEN format('due at %s, before the database changed server at %s: the server before may have charged it', due, changed) END);
 	PERFORM payments._wake_at_commit();
 END
 $$;
 COMMENT ON FUNCTION payments._queue_invoice_charge(payments.invoices, payments.payment_methods, bigint, boolean) IS
-	'Internal: queues payment p_payment_id of an invoice (a purchase of stored method pm) and its operation for the worker (p_background: a billing run''s, claimed after ordinary operations). p_invoice.attempt_count is this charge''s attempt (its invoice number, _invoice_charge_number); the caller records the attempt on the invoice.';
+	'Internal: queues payment p_payment_id of an invoice (a purchase of stored method pm) and its operation for the worker (p_background: a billing run''s, claimed after ordinary operations). p_invoice.attempt_count is this charge''s attempt (its invoice number, _invoice_charge_number); the caller records the attempt on the invoice. A charge under a subscription''s invoice number that came due (p_invoice.next_attempt_at, else its period''s start) before the database changed server (worker_server.changed_at) is queued as possibly sent when it came due: resent identically inside the duplicate window, looked up past it.';
 
 CREATE FUNCTION payments._charge_invoice(p_merchant_id bigint, p_invoice_id bigint,
 	p_background boolean DEFAULT false) RETURNS bigint

@@ -253,7 +253,10 @@ BEGIN
 			THEN 'R' || payments._invoice_tag() || c.operation_id ELSE p.invoice_number END,
 		p.description, p.customer,
 		p.gateway_trans_id, p.card_last4, p.payment_method, p.customer_profile_id,
-		p.payment_profile_id, v.sealed, c.correlation_id, c.created_at, c.never_sent,
+		-- (created_at: where a lookup starts; a charge that may have been
+		-- made before it was queued here, by the server before, since then)
+		p.payment_profile_id, v.sealed, c.correlation_id,
+		least(c.created_at, c.first_sent_at) AS created_at, c.never_sent,
 		c.api_login_id, c.transaction_key, c.endpoint_url, c.ca_file, c.timeout_ms,
 		-- stored payment methods and customers' profiles (payment_methods.sql):
 		-- their own operations, and charges of a stored method
@@ -844,7 +847,8 @@ CREATE TABLE payments.worker_server (
 	system_identifier text NOT NULL,
 	timeline_id integer NOT NULL,
 	database_oid oid NOT NULL,
-	recorded_at timestamptz NOT NULL DEFAULT now()
+	recorded_at timestamptz NOT NULL DEFAULT now(),
+	changed_at timestamptz
 );
 REVOKE ALL ON payments.worker_server FROM PUBLIC;
 COMMENT ON TABLE payments.worker_server IS
@@ -854,6 +858,7 @@ COMMENT ON COLUMN payments.worker_server.system_identifier IS 'pg_control_system
 COMMENT ON COLUMN payments.worker_server.timeline_id IS 'The WAL timeline the server wrote on (a promotion or an archive recovery starts a new one).';
 COMMENT ON COLUMN payments.worker_server.database_oid IS 'The OID of the database the worker served (a dump restored into another database has another).';
 COMMENT ON COLUMN payments.worker_server.recorded_at IS 'When the worker started on it.';
+COMMENT ON COLUMN payments.worker_server.changed_at IS 'When the database was last found on another server than before (the worker''s start on a promoted standby, a restored backup, another database; a dump restored): the server before may have charged until then what is charged here from then on (a subscription''s charge that came due before it is looked up first, _queue_invoice_charge). NULL: never.';
 SELECT pg_catalog.pg_extension_config_dump('payments.worker_server', '');
 
 -- At worker start, after _recover_in_flight: on a server other than the
@@ -874,10 +879,12 @@ DECLARE
 	last payments.worker_server;
 	db oid := (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database());
 	n integer := 0;
+	changed timestamptz;
 BEGIN
 	SELECT * INTO last FROM payments.worker_server FOR UPDATE;
 	IF FOUND AND (last.system_identifier, last.timeline_id, last.database_oid)
 			IS DISTINCT FROM (p_system_identifier, p_timeline_id, db) THEN
+		changed := now();
 		UPDATE payments.operations o SET never_sent = false,
 			first_sent_at = coalesce(o.first_sent_at, greatest(o.created_at, o.updated_at)),
 			last_error = format('the server changed (timeline %s of system %s, was timeline %s of system %s): the previous one may have sent it',
@@ -885,11 +892,12 @@ BEGIN
 		WHERE o.status IN ('queued', 'dead') AND o.never_sent;
 		GET DIAGNOSTICS n = ROW_COUNT;
 	END IF;
-	INSERT INTO payments.worker_server (system_identifier, timeline_id, database_oid)
-	VALUES (p_system_identifier, p_timeline_id, db)
+	INSERT INTO payments.worker_server (system_identifier, timeline_id, database_oid, changed_at)
+	VALUES (p_system_identifier, p_timeline_id, db, changed)
 	ON CONFLICT (only_row) DO UPDATE SET system_identifier = EXCLUDED.system_identifier,
 		timeline_id = EXCLUDED.timeline_id, database_oid = EXCLUDED.database_oid,
-		recorded_at = EXCLUDED.recorded_at;
+		recorded_at = EXCLUDED.recorded_at,
+		changed_at = coalesce(EXCLUDED.changed_at, worker_server.changed_at);
 	RETURN n;
 END
 $$;
@@ -955,20 +963,24 @@ COMMENT ON TRIGGER operations_restored ON payments.operations IS
 -- The worker_server row of a dump, restored where the worker already
 -- recorded its own (it served the extension before the rows came): the
 -- worker's row stays (the operations were made safe as they were loaded),
--- and the restore does not fail on the duplicate.
+-- and the restore does not fail on the duplicate.  Either way the
+-- database changed server now: the one it was dumped from may have gone
+-- on charging what comes due here (changed_at, _queue_invoice_charge).
 CREATE FUNCTION payments._restored_worker_server() RETURNS trigger
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
 BEGIN
 	IF EXISTS (SELECT 1 FROM payments.worker_server) THEN
+		UPDATE payments.worker_server SET changed_at = now();
 		RETURN NULL;
 	END IF;
+	NEW.changed_at := now();
 	RETURN NEW;
 END
 $$;
 COMMENT ON FUNCTION payments._restored_worker_server() IS
-	'Trigger: a restore (check_function_bodies off) does not replace the worker_server row the worker of this database already recorded.';
+	'Trigger: a restore (check_function_bodies off) does not replace the worker_server row the worker of this database already recorded, and records the restore''s time as the moment the database changed server (changed_at).';
 CREATE TRIGGER worker_server_restored BEFORE INSERT ON payments.worker_server
 	FOR EACH ROW EXECUTE FUNCTION payments._restore_gate('payments._restored_worker_server()');
 COMMENT ON TRIGGER worker_server_restored ON payments.worker_server IS

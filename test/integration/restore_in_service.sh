@@ -13,34 +13,10 @@
 # the extension is dropped under the running worker and made again.
 set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
+source "$(dirname "$0")/../lib/two_servers.sh"
 
 RS="$WORK/restore-in-service"
-OLD="$RS/old"
-NEW="$RS/new"
-OPORT=$(free_port)
-NPORT=$(free_port)
-cleanup() {
-	private_clusters_stop
-	sim_stop
-}
-trap cleanup EXIT
-
-private_cluster "$OLD" "$OPORT" "fsync = off"
-oq() { cluster_psql "$OLD" "$OPORT" payments "$@"; }
-nq() { cluster_psql "$NEW" "$NPORT" payments "$@"; }
-cluster_psql "$OLD" "$OPORT" postgres -c 'CREATE DATABASE payments'
-oq -c 'CREATE EXTENSION payments'
-sim_start "$RS/sim"
-M=$(oq -Atc "INSERT INTO payments.merchants (name) VALUES ('restored') RETURNING merchant_id")
-TAG=$(oq -Atc "SELECT payments._invoice_tag()")
-gateway() {	# gateway SERVER URL [TIMEOUT_MS]: the merchant's endpoint there
-	"${1}q" -c "SELECT payments.pay_configure_gateway(api_login_id => '$SIM_LOGIN', transaction_key => '$SIM_KEY', endpoint_url => '$2', ca_file => '$SIM_CA', timeout_ms => ${3:-3000}, merchant_id => $M)" >/dev/null
-}
-as_m() {	# as_m SERVER [psql args]: psql as merchant M on the old or the new server
-	local s=$1; shift
-	"${s}q" -At -v ON_ERROR_STOP=1 -c "SET search_path = public, payments" -c "SET payments.merchant_id = '$M'" "$@"
-}
-card="pay_card('4111 1111 1111 1111', 12, extract(year from now())::int + 3, '123', 'Ada Lovelace')"
+two_servers "$RS" restored
 ops_on() {	# ops_on SERVER: status and never_sent of the two purchases' operations
 	"${1}q" -Atc "SELECT string_agg(o.status || ' ' || o.never_sent, ',' ORDER BY o.payment_id)
 		FROM payments.operations o WHERE o.merchant_id = $M AND o.payment_id IN ($S, $Q)"
