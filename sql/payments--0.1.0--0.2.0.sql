@@ -5280,23 +5280,27 @@ COMMENT ON FUNCTION payments._reschedule_dunning(bigint) IS
 -- gateway may have charged it; a card whose vault went with the old server
 -- would then fail it, and a resend past the duplicate window would charge
 -- again.  A new timeline, system identifier or database says the history
--- may be short.
+-- may be short; so does a new base backup label (backup_label.old): a
+-- backup started as it is, without archive recovery, keeps the system
+-- identifier and timeline of the server it was taken from.
 CREATE TABLE payments.worker_server (
 	only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
 	system_identifier text NOT NULL,
 	timeline_id integer NOT NULL,
 	database_oid oid NOT NULL,
 	recorded_at timestamptz NOT NULL DEFAULT now(),
-	changed_at timestamptz
+	changed_at timestamptz,
+	base_backup text
 );
 REVOKE ALL ON payments.worker_server FROM PUBLIC;
 COMMENT ON TABLE payments.worker_server IS
-	'The server the payments worker last started on (its system identifier, WAL timeline and database). A different one at start (a promoted standby, a backup restored by archive recovery, a dump restored into another database) means the database may lack its last commits: operations it has as never sent are then treated as possibly sent (_recover_lost_sends). Owner only.';
+	'The server the payments worker last started on (its system identifier, WAL timeline, database and the base backup its data directory was started from). A different one at start (a promoted standby, a backup restored, by archive recovery or started as it is, a dump restored into another database) means the database may lack its last commits: operations it has as never sent are then treated as possibly sent (_recover_lost_sends). Owner only.';
 COMMENT ON COLUMN payments.worker_server.only_row IS 'Always true: the table has one row.';
 COMMENT ON COLUMN payments.worker_server.system_identifier IS 'pg_control_system().system_identifier of the server.';
 COMMENT ON COLUMN payments.worker_server.timeline_id IS 'The WAL timeline the server wrote on (a promotion or an archive recovery starts a new one).';
 COMMENT ON COLUMN payments.worker_server.database_oid IS 'The OID of the database the worker served (a dump restored into another database has another).';
 COMMENT ON COLUMN payments.worker_server.recorded_at IS 'When the worker started on it.';
+COMMENT ON COLUMN payments.worker_server.base_backup IS 'The start location and time of the base backup the data directory was started from (its backup_label.old), NULL if none: a backup started as it is keeps the system identifier and timeline of the server it was taken from.';
 COMMENT ON COLUMN payments.worker_server.changed_at IS 'When the database was last found on another server than before (the worker''s start on a promoted standby, a restored backup, another database; a dump restored): the server before may have charged until then what is charged here from then on (a subscription''s charge that came due before it is looked up first, _queue_invoice_charge). NULL: never.';
 SELECT pg_catalog.pg_extension_config_dump('payments.worker_server', '');
 
@@ -5309,7 +5313,8 @@ SELECT pg_catalog.pg_extension_config_dump('payments.worker_server', '');
 -- inside the duplicate window (the gateway answers a repeat with the
 -- original; a card gone with the old server is looked up instead), looked
 -- up past it; never failed or resent blindly.  Returns how many.
-CREATE FUNCTION payments._recover_lost_sends(p_system_identifier text, p_timeline_id integer)
+CREATE FUNCTION payments._recover_lost_sends(p_system_identifier text, p_timeline_id integer,
+	p_base_backup text DEFAULT NULL)
 	RETURNS integer
 	LANGUAGE plpgsql
 	SET search_path = pg_catalog, payments, pg_temp
@@ -5321,27 +5326,29 @@ DECLARE
 	changed timestamptz;
 BEGIN
 	SELECT * INTO last FROM payments.worker_server FOR UPDATE;
-	IF FOUND AND (last.system_identifier, last.timeline_id, last.database_oid)
-			IS DISTINCT FROM (p_system_identifier, p_timeline_id, db) THEN
+	IF FOUND AND (last.system_identifier, last.timeline_id, last.database_oid, last.base_backup)
+			IS DISTINCT FROM (p_system_identifier, p_timeline_id, db, p_base_backup) THEN
 		changed := now();
 		UPDATE payments.operations o SET never_sent = false,
 			first_sent_at = coalesce(o.first_sent_at, greatest(o.created_at, o.updated_at)),
-			last_error = format('the server changed (timeline %s of system %s, was timeline %s of system %s): the previous one may have sent it',
-				p_timeline_id, p_system_identifier, last.timeline_id, last.system_identifier)
+			last_error = format('the server changed (timeline %s of system %s%s, was timeline %s of system %s%s): the previous one may have sent it',
+				p_timeline_id, p_system_identifier, ', base backup ' || p_base_backup,
+				last.timeline_id, last.system_identifier, ', base backup ' || last.base_backup)
 		WHERE o.status IN ('queued', 'dead') AND o.never_sent;
 		GET DIAGNOSTICS n = ROW_COUNT;
 	END IF;
-	INSERT INTO payments.worker_server (system_identifier, timeline_id, database_oid, changed_at)
-	VALUES (p_system_identifier, p_timeline_id, db, changed)
+	INSERT INTO payments.worker_server (system_identifier, timeline_id, database_oid, base_backup, changed_at)
+	VALUES (p_system_identifier, p_timeline_id, db, p_base_backup, changed)
 	ON CONFLICT (only_row) DO UPDATE SET system_identifier = EXCLUDED.system_identifier,
 		timeline_id = EXCLUDED.timeline_id, database_oid = EXCLUDED.database_oid,
+		base_backup = EXCLUDED.base_backup,
 		recorded_at = EXCLUDED.recorded_at,
 		changed_at = coalesce(EXCLUDED.changed_at, worker_server.changed_at);
 	RETURN n;
 END
 $$;
-COMMENT ON FUNCTION payments._recover_lost_sends(text, integer) IS
-	'Worker start: on a server other than the one the worker last started on (payments.worker_server), marks the queued and dead operations the database has as never sent as sent at their last change known here, so that they are resent identically inside the duplicate window or looked up past it, rather than failed or sent again. Returns how many.';
+COMMENT ON FUNCTION payments._recover_lost_sends(text, integer, text) IS
+	'Worker start: on a server other than the one the worker last started on (payments.worker_server: system identifier, timeline, database, base backup started from), marks the queued and dead operations the database has as never sent as sent at their last change known here, so that they are resent identically inside the duplicate window or looked up past it, rather than failed or sent again. Returns how many.';
 
 -- h-sub-key-order: pay_create_subscription locks its customer (FOR KEY
 -- SHARE) before it claims its idempotency key, in the order of the other

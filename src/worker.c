@@ -27,6 +27,7 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "storage/fd.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
@@ -1619,13 +1620,49 @@ recovered_count(void)
 	return isnull ? 0 : DatumGetInt32(d);
 }
 
+/*
+ * The base backup this data directory was started from, if any: a server
+ * started from a backup renames its backup_label to backup_label.old once
+ * it has replayed what the backup needs, and keeps it.  The label's start
+ * location and time say which backup (NULL without one).  A backup started
+ * as it is, without archive recovery, keeps the system identifier and the
+ * timeline of the server it was taken from, whose history went on after
+ * it: this is what tells the two apart.  Nothing secret is in those lines.
+ */
+static char *
+base_backup_label(void)
+{
+	FILE	   *f = AllocateFile("backup_label.old", "r");
+	char		line[MAXPGPATH];
+	char	   *location = NULL;
+	char	   *start_time = NULL;
+	char	   *result = NULL;
+
+	if (f == NULL)
+		return NULL;
+	while (fgets(line, sizeof(line), f) != NULL)
+	{
+		line[strcspn(line, "\r\n")] = '\0';
+		if (strncmp(line, "START WAL LOCATION: ", 20) == 0)
+			location = pstrdup(line + 20);
+		else if (strncmp(line, "START TIME: ", 12) == 0)
+			start_time = pstrdup(line + 12);
+	}
+	FreeFile(f);
+	if (location != NULL || start_time != NULL)
+		result = psprintf("%s, %s", location ? location : "?", start_time ? start_time : "?");
+	return result;
+}
+
 static void
 recover_in_flight_fn(void *arg)
 {
 	Recovered  *r = (Recovered *) arg;
 	char		system_identifier[32];
-	Oid			types[2] = {TEXTOID, INT4OID};
-	Datum		values[2];
+	char	   *backup = base_backup_label();
+	Oid			types[3] = {TEXTOID, INT4OID, TEXTOID};
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', backup ? ' ' : 'n'};
 
 	if (SPI_execute("SELECT payments._recover_in_flight()", false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "payments worker: recovery failed");
@@ -1636,8 +1673,9 @@ recover_in_flight_fn(void *arg)
 	snprintf(system_identifier, sizeof(system_identifier), INT64_FORMAT, (int64) GetSystemIdentifier());
 	values[0] = CStringGetTextDatum(system_identifier);
 	values[1] = Int32GetDatum((int32) GetWALInsertionTimeLine());
-	if (SPI_execute_with_args("SELECT payments._recover_lost_sends($1, $2)", 2, types, values,
-							  NULL, false, 1) != SPI_OK_SELECT)
+	values[2] = backup ? CStringGetTextDatum(backup) : (Datum) 0;
+	if (SPI_execute_with_args("SELECT payments._recover_lost_sends($1, $2, $3)", 3, types, values,
+							  nulls, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "payments worker: recovery of lost sends failed");
 	r->lost_sends = recovered_count();
 	gateway_status_publish();
