@@ -16,7 +16,8 @@
 # 8. a first invoice unknown past the 23 hours of an incomplete one;
 # 9. pg_cron mode (payments.billing_interval = 0), a week behind;
 # 10. a renewal answered as held for review, approved at the gateway;
-# 11. an unknown renewal resolved past the duplicate window, by lookup.
+# 11. an unknown renewal resolved past the duplicate window, by lookup;
+# 12. the worker SIGKILLed while a renewal's charge is at the gateway.
 # Each case on a merchant of its own.  (No defect found by these: they
 # hold the behaviour README "Invoices and dunning" describes.)
 set -euo pipefail
@@ -44,15 +45,21 @@ events() {
 	q -c "SELECT count(*) FROM payments.events WHERE merchant_id = $M AND event_type = '$1' AND (data ->> 'invoice_id')::bigint = $2"
 }
 inv_of() { q -c "SELECT invoice_id FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $1 AND kind IN ('first', 'renewal') AND period_index = $2"; }
+# june_renewal FAULT: the simulator's next charge gets FAULT (its control
+# API's JSON); the clock moved to June 1 and subscription SID renewed; sets
+# INV and PID (its invoice and charge)
+june_renewal() {
+	sim_ctl POST /faults "$1" >/dev/null
+	clock '2095-06-01 00:00+00'
+	INV=$(inv_of "$SID" 1)
+	PID=$(q -c "SELECT payment_id FROM pay_get_invoice($INV)")
+}
 # unknown_renewal CASE: the June renewal of subscription SID, charged by
 # the simulator, which holds its answer past the worker's timeout (3 s):
 # unknown, and kept so (park_after_send) until release; sets INV and PID
 unknown_renewal() {
 	park_after_send "$M" "'unknown'"
-	sim_ctl POST /faults '{"type":"hold","count":1,"holdMs":6000,"requestType":"createTransactionRequest"}' >/dev/null
-	clock '2095-06-01 00:00+00'
-	INV=$(inv_of "$SID" 1)
-	PID=$(q -c "SELECT payment_id FROM pay_get_invoice($INV)")
+	june_renewal '{"type":"hold","count":1,"holdMs":6000,"requestType":"createTransactionRequest"}'
 	ok "$(passed wait_sql "(SELECT status = 'unknown' FROM pay_get_payment($PID))" 20)" "$1: the renewal's charge is unknown"
 }
 # settle INVOICE: its charge answered and applied
@@ -300,10 +307,7 @@ su -c "ALTER SYSTEM RESET payments.billing_interval" -c "SELECT pg_reload_conf()
 #     nothing for days, then the worker learns it was approved
 customer_with_card held
 SID=$(paid_subscription "$CID")
-sim_ctl POST /faults '{"type":"rewrite","count":1,"requestType":"createTransactionRequest","set":{"transactionResponse.responseCode":"4"}}' >/dev/null
-clock '2095-06-01 00:00+00'
-INV=$(inv_of "$SID" 1)
-PID=$(q -c "SELECT payment_id FROM pay_get_invoice($INV)")
+june_renewal '{"type":"rewrite","count":1,"requestType":"createTransactionRequest","set":{"transactionResponse.responseCode":"4"}}'
 wait_sql "(SELECT status NOT IN ('pending', 'unknown') FROM pay_get_payment($PID))" 20 || true
 is "$(q -c "SELECT count(*) FROM payments.events WHERE merchant_id = $M AND payment_id = $PID AND event_type = 'payment.in_review'")" 1 \
 	"10: the renewal's charge was held for review (payment.in_review)"
@@ -329,6 +333,26 @@ wait_for "SELECT status FROM pay_get_invoice($INV)" paid 30 >/dev/null
 is "$(q -c "SELECT p.status || '|' || i.status || '|' || s.status FROM pay_get_payment($PID) p, pay_get_invoice($INV) i, pay_get_subscription($SID) s")" "succeeded|paid|active" \
 	"11: found at the gateway by its invoice number: paid"
 is "$(invoice_ledger_charges "$INV")|$(events invoice.paid "$INV")|$(events invoice.payment_failed "$INV")" "1|1|0" "11: charged once, paid once, no failure"
+sim_ctl DELETE /faults >/dev/null
+
+###########################################################################
+# 12. the worker killed (SIGKILL: a crash restart of the server) while the
+#     renewal's charge is at the gateway: unknown at the next start,
+#     resolved from the gateway, charged and paid once
+customer_with_card killed
+SID=$(paid_subscription "$CID")
+june_renewal '{"type":"hold","count":1,"holdMs":2500,"requestType":"createTransactionRequest"}'
+ok "$(passed wait_sql "(SELECT bool_or(status = 'sending') FROM payments.operations WHERE merchant_id = $M AND payment_id = $PID)" 20)" \
+	"12: the renewal's charge is being sent (the simulator holds its answer)"
+as_root kill -KILL "$(worker_pid)"
+up() { cluster_psql "$WORK" "$PORT" payments -Atc "SELECT 1" 2>/dev/null && [ -n "$(worker_pid)" ] && echo up; }
+ok "$([ -n "$(poll_value 60 up)" ]; echo $?)" "12: the server is back after the worker's SIGKILL"
+q -c "SELECT status FROM pay_wait($PID, '30 s')" >/dev/null || true
+wait_for "SELECT status FROM pay_get_invoice($INV)" paid 60 >/dev/null
+is "$(q -c "SELECT p.status || '|' || i.status || '|' || s.status || '|' || i.attempt_count FROM pay_get_payment($PID) p, pay_get_invoice($INV) i, pay_get_subscription($SID) s")" "succeeded|paid|active|1" \
+	"12: resolved after the restart: paid by its one charge"
+is "$(invoice_ledger_charges "$INV")|$(events invoice.paid "$INV")|$(events invoice.payment_failed "$INV")|$(q -c "SELECT count(*) FROM payments.events WHERE merchant_id = $M AND event_type = 'subscription.renewed'")" "1|1|0|1" \
+	"12: charged once at the gateway, paid once, no failure, renewed once"
 sim_ctl DELETE /faults >/dev/null
 
 tap_done
