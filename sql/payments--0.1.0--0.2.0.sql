@@ -1861,6 +1861,12 @@ COMMENT ON OPERATOR CLASS payments.xid8_minmax_ops USING brin IS
 	'BRIN minmax operator class for xid8 (audit_log.txid), which PostgreSQL does not ship.';
 CREATE INDEX audit_log_logged_at_txid ON payments.audit_log
 	USING brin (logged_at, txid payments.xid8_minmax_ops) WITH (autosummarize = on);
+-- a partitioned table's partitions and an inheritance parent's children get
+-- audit triggers of their own (src/audit.c): attach such a table again
+COMMENT ON FUNCTION payments.pay_audit_attach(regclass, text[]) IS
+	'Audits a table: every INSERT, UPDATE, DELETE and TRUNCATE writes payments.audit_log (triggers payments_audit and payments_audit_truncate). masked_columns: extra columns to leave out, besides pay_card columns and names like card_number, pan, cvv, cvc, card_code, security_code, transaction_key, signature_key, secret, password, api_key, access_token; bytea values are written as {"bytes": N}. A partitioned table''s partitions and an inheritance parent''s children get triggers of their own (a TRUNCATE of a partition by name, a child''s rows changed through its parent); one made later, after attaching again. Idempotent: returns false when already attached with the same masked columns. For the table''s owner or the extension owner; refuses payments.card_vault, installation_secrets and the audit tables.';
+COMMENT ON FUNCTION payments.pay_audit_detach(regclass) IS
+	'Stops auditing a table (drops its audit triggers, and its partitions'' and inheritance children''s); returns false when it was not audited. For the table''s owner or the extension owner. Existing audit rows stay.';
 
 ------------------------------------------------------------------------------
 -- Audit of personal data and of API keys (audit.sql): payments.customer

@@ -79,7 +79,9 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_attribute.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
 #include "commands/trigger.h"
@@ -137,6 +139,9 @@ PG_FUNCTION_INFO_V1(pay_audit_detach);
 #define AUDIT_HASH_VERSION	"payments-audit-row-v1"
 #define AUDIT_TRIGGER_NAME	"payments_audit"
 #define AUDIT_TRUNCATE_TRIGGER_NAME "payments_audit_truncate"
+/* their pg_trigger.tgtype: AFTER, FOR EACH ROW, INSERT OR UPDATE OR DELETE; AFTER TRUNCATE, FOR EACH STATEMENT */
+#define AUDIT_ROW_TGTYPE	(TRIGGER_TYPE_ROW | TRIGGER_TYPE_INSERT | TRIGGER_TYPE_UPDATE | TRIGGER_TYPE_DELETE)
+#define AUDIT_TRUNCATE_TGTYPE TRIGGER_TYPE_TRUNCATE
 #define AUDIT_CARD_NOTE		"[card number removed by payments audit]"
 
 /*
@@ -2427,25 +2432,44 @@ exec_as_owner(const char *sql)
 		elog(ERROR, "could not run \"%s\": %s", sql, SPI_result_code_string(rc));
 }
 
-/* The tgargs bytes of an existing trigger, or NULL when there is none. */
+/*
+ * existing_trigger_args: the tgargs bytes of the table's trigger of that
+ * name, or NULL when there is none or it has no arguments; *exists says
+ * whether there is one, and *ours (when asked) whether it is the audit
+ * trigger as pay_audit_attach makes it: payments._audit_trigger(), of
+ * that kind (tgtype), enabled, on every column, with no WHEN condition.
+ * A name alone proved nothing: a role with the TRIGGER privilege on a
+ * table could make triggers of those names first (of a function of its
+ * own, or of the audit function under WHEN (false)), and a trigger
+ * disabled since stayed so; pay_audit_attach then returned false, "already
+ * attached", and nothing was ever audited.
+ */
 static bytea *
-existing_trigger_args(Oid relid, const char *name, bool *exists)
+existing_trigger_args(Oid relid, const char *name, int16 tgtype, bool *exists, bool *ours)
 {
-	Datum		args[2];
-	Oid			types[2] = {OIDOID, TEXTOID};
+	Datum		args[3];
+	Oid			types[3] = {OIDOID, TEXTOID, INT2OID};
 	int			rc;
 	bool		isnull;
 	Datum		d;
 
 	args[0] = ObjectIdGetDatum(relid);
 	args[1] = CStringGetTextDatum(name);
-	rc = SPI_execute_with_args("SELECT tgargs FROM pg_catalog.pg_trigger WHERE tgrelid = $1 AND tgname = $2",
-							   2, types, args, NULL, true, 1);
+	args[2] = Int16GetDatum(tgtype);
+	rc = SPI_execute_with_args("SELECT t.tgargs, t.tgfoid = 'payments._audit_trigger()'::pg_catalog.regprocedure"
+							   " AND t.tgtype = $3 AND t.tgenabled IN ('O', 'A') AND t.tgqual IS NULL"
+							   " AND pg_catalog.cardinality(t.tgattr::pg_catalog.int2[]) = 0 AND t.tgconstraint = 0"
+							   " FROM pg_catalog.pg_trigger t WHERE t.tgrelid = $1 AND t.tgname = $2",
+							   3, types, args, NULL, false, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not look up trigger %s: %s", name, SPI_result_code_string(rc));
 	*exists = SPI_processed > 0;
+	if (ours)
+		*ours = false;
 	if (!*exists)
 		return NULL;
+	if (ours)
+		*ours = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)) && !isnull;
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	return isnull ? NULL : DatumGetByteaPCopy(d);
 }
@@ -2476,6 +2500,74 @@ drop_audit_triggers(const char *qualified, bool exists, bool exists_trunc)
 }
 
 /*
+ * audited_descendant: whether a partition or inheritance child of an
+ * audited table gets audit triggers of its own (tables and partitioned
+ * tables; a foreign table's rows are another server's).
+ */
+static bool
+audited_descendant(Oid relid)
+{
+	char		relkind = get_rel_relkind(relid);
+
+	return relkind == RELKIND_RELATION || relkind == RELKIND_PARTITIONED_TABLE;
+}
+
+/*
+ * attach_triggers: makes the audit triggers of one table that are missing
+ * or differ (the row trigger with other masked columns); returns whether
+ * it made any.  A partition gets the TRUNCATE trigger only: PostgreSQL
+ * clones a partitioned table's row triggers to its partitions, not its
+ * statement triggers, so TRUNCATE of a partition by name fired nothing.
+ * An inheritance child gets both: a parent's triggers never fire for its
+ * children's rows, which UPDATE, DELETE and TRUNCATE of the parent change
+ * too.  Inside SPI.
+ */
+static bool
+attach_triggers(Oid relid, bool with_row_trigger, const char *args, const StringInfoData *tgargs)
+{
+	bytea	   *have;
+	bool		exists,
+				exists_trunc,
+				ours,
+				ours_trunc;
+	char	   *qualified;
+	StringInfoData sql;
+
+	have = existing_trigger_args(relid, AUDIT_TRIGGER_NAME, AUDIT_ROW_TGTYPE, &exists, &ours);
+	existing_trigger_args(relid, AUDIT_TRUNCATE_TRIGGER_NAME, AUDIT_TRUNCATE_TGTYPE, &exists_trunc, &ours_trunc);
+	if (ours_trunc &&
+		(!with_row_trigger ||
+		 (ours &&
+		  (have == NULL ? tgargs->len == 0 :
+		   (VARSIZE_ANY_EXHDR(have) == (Size) tgargs->len &&
+			memcmp(VARDATA_ANY(have), tgargs->data, tgargs->len) == 0)))))
+		return false;
+
+	qualified = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+										   get_rel_name(relid));
+	initStringInfo(&sql);
+	if (with_row_trigger)
+	{
+		drop_audit_triggers(qualified, exists, exists_trunc);
+		appendStringInfo(&sql,
+						 "CREATE TRIGGER %s AFTER INSERT OR UPDATE OR DELETE ON %s "
+						 "FOR EACH ROW EXECUTE FUNCTION payments._audit_trigger(%s)",
+						 AUDIT_TRIGGER_NAME, qualified, args);
+		exec_as_owner(sql.data);
+		resetStringInfo(&sql);
+	}
+	else if (exists_trunc)
+		drop_audit_triggers(qualified, false, true);
+	appendStringInfo(&sql,
+					 "CREATE TRIGGER %s AFTER TRUNCATE ON %s "
+					 "FOR EACH STATEMENT EXECUTE FUNCTION payments._audit_trigger()",
+					 AUDIT_TRUNCATE_TRIGGER_NAME, qualified);
+	exec_as_owner(sql.data);
+	pfree(sql.data);
+	return true;
+}
+
+/*
  * payments.pay_audit_attach(table_name regclass, masked_columns text[])
  * returns boolean: attaches the audit triggers; false when they were
  * attached already with the same masked columns.
@@ -2486,11 +2578,9 @@ pay_audit_attach(PG_FUNCTION_ARGS)
 	Oid			relid;
 	StringInfoData args;
 	StringInfoData tgargs;
-	StringInfoData sql;
-	char	   *qualified;
-	bytea	   *have;
-	bool		exists,
-				exists_trunc;
+	List	   *children;
+	ListCell   *lc;
+	bool		changed;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -2547,34 +2637,39 @@ pay_audit_attach(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	have = existing_trigger_args(relid, AUDIT_TRIGGER_NAME, &exists);
-	existing_trigger_args(relid, AUDIT_TRUNCATE_TRIGGER_NAME, &exists_trunc);
-	if (exists && exists_trunc &&
-		(have == NULL ? tgargs.len == 0 :
-		 (VARSIZE_ANY_EXHDR(have) == (Size) tgargs.len &&
-		  memcmp(VARDATA_ANY(have), tgargs.data, tgargs.len) == 0)))
+	children = find_all_inheritors(relid, ShareRowExclusiveLock, NULL);
+	changed = attach_triggers(relid, true, args.data, &tgargs);
+	foreach(lc, children)
 	{
-		SPI_finish();
-		PG_RETURN_BOOL(false);
-	}
+		Oid			child = lfirst_oid(lc);
 
-	qualified = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
-										   get_rel_name(relid));
-	drop_audit_triggers(qualified, exists, exists_trunc);
-	initStringInfo(&sql);
-	appendStringInfo(&sql,
-					 "CREATE TRIGGER %s AFTER INSERT OR UPDATE OR DELETE ON %s "
-					 "FOR EACH ROW EXECUTE FUNCTION payments._audit_trigger(%s)",
-					 AUDIT_TRIGGER_NAME, qualified, args.data);
-	exec_as_owner(sql.data);
-	resetStringInfo(&sql);
-	appendStringInfo(&sql,
-					 "CREATE TRIGGER %s AFTER TRUNCATE ON %s "
-					 "FOR EACH STATEMENT EXECUTE FUNCTION payments._audit_trigger()",
-					 AUDIT_TRUNCATE_TRIGGER_NAME, qualified);
-	exec_as_owner(sql.data);
+		if (child != relid && audited_descendant(child))
+			changed |= attach_triggers(child, !get_rel_relispartition(child), args.data, &tgargs);
+	}
 	SPI_finish();
-	PG_RETURN_BOOL(true);
+	PG_RETURN_BOOL(changed);
+}
+
+/*
+ * detach_triggers: drops the audit triggers of one table that exist (a
+ * partition's TRUNCATE trigger only: its row trigger is its parent's
+ * clone); returns whether there were any.  Inside SPI.
+ */
+static bool
+detach_triggers(Oid relid, bool with_row_trigger)
+{
+	bool		exists,
+				exists_trunc;
+
+	existing_trigger_args(relid, AUDIT_TRIGGER_NAME, AUDIT_ROW_TGTYPE, &exists, NULL);
+	existing_trigger_args(relid, AUDIT_TRUNCATE_TRIGGER_NAME, AUDIT_TRUNCATE_TGTYPE, &exists_trunc, NULL);
+	exists = exists && with_row_trigger;
+	if (!exists && !exists_trunc)
+		return false;
+	drop_audit_triggers(quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+												   get_rel_name(relid)),
+						exists, exists_trunc);
+	return true;
 }
 
 /*
@@ -2585,9 +2680,9 @@ Datum
 pay_audit_detach(PG_FUNCTION_ARGS)
 {
 	Oid			relid;
-	bool		exists,
-				exists_trunc;
-	char	   *qualified;
+	List	   *children;
+	ListCell   *lc;
+	bool		changed;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -2599,16 +2694,17 @@ pay_audit_detach(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	existing_trigger_args(relid, AUDIT_TRIGGER_NAME, &exists);
-	existing_trigger_args(relid, AUDIT_TRUNCATE_TRIGGER_NAME, &exists_trunc);
-	if (!exists && !exists_trunc)
+	children = find_all_inheritors(relid, ShareRowExclusiveLock, NULL);
+	/* the partitions' and children's first: a partition's row trigger goes with its parent's */
+	changed = false;
+	foreach(lc, children)
 	{
-		SPI_finish();
-		PG_RETURN_BOOL(false);
+		Oid			child = lfirst_oid(lc);
+
+		if (child != relid && audited_descendant(child))
+			changed |= detach_triggers(child, !get_rel_relispartition(child));
 	}
-	qualified = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
-										   get_rel_name(relid));
-	drop_audit_triggers(qualified, exists, exists_trunc);
+	changed |= detach_triggers(relid, true);
 	SPI_finish();
-	PG_RETURN_BOOL(true);
+	PG_RETURN_BOOL(changed);
 }

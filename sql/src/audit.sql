@@ -219,12 +219,12 @@ CREATE FUNCTION payments.pay_audit_attach(table_name regclass, masked_columns te
 	RETURNS boolean
 	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pay_audit_attach';
 COMMENT ON FUNCTION payments.pay_audit_attach(regclass, text[]) IS
-	'Audits a table: every INSERT, UPDATE, DELETE and TRUNCATE writes payments.audit_log (triggers payments_audit and payments_audit_truncate). masked_columns: extra columns to leave out, besides pay_card columns and names like card_number, pan, cvv, cvc, card_code, security_code, transaction_key, signature_key, secret, password, api_key, access_token; bytea values are written as {"bytes": N}. Idempotent: returns false when already attached with the same masked columns. For the table''s owner or the extension owner; refuses payments.card_vault, installation_secrets and the audit tables.';
+	'Audits a table: every INSERT, UPDATE, DELETE and TRUNCATE writes payments.audit_log (triggers payments_audit and payments_audit_truncate). masked_columns: extra columns to leave out, besides pay_card columns and names like card_number, pan, cvv, cvc, card_code, security_code, transaction_key, signature_key, secret, password, api_key, access_token; bytea values are written as {"bytes": N}. A partitioned table''s partitions and an inheritance parent''s children get triggers of their own (a TRUNCATE of a partition by name, a child''s rows changed through its parent); one made later, after attaching again. Idempotent: returns false when already attached with the same masked columns. For the table''s owner or the extension owner; refuses payments.card_vault, installation_secrets and the audit tables.';
 
 CREATE FUNCTION payments.pay_audit_detach(table_name regclass) RETURNS boolean
 	LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pay_audit_detach';
 COMMENT ON FUNCTION payments.pay_audit_detach(regclass) IS
-	'Stops auditing a table (drops its audit triggers); returns false when it was not audited. For the table''s owner or the extension owner. Existing audit rows stay.';
+	'Stops auditing a table (drops its audit triggers, and its partitions'' and inheritance children''s); returns false when it was not audited. For the table''s owner or the extension owner. Existing audit rows stay.';
 
 ------------------------------------------------------------------------------
 -- Seal, verify, prune.

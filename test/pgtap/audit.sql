@@ -9,7 +9,7 @@
 \set ON_ERROR_STOP true
 BEGIN;
 SET LOCAL TimeZone = 'UTC';
-SELECT plan(92);
+SELECT plan(95);
 
 SELECT has_table('payments', 'audit_log', 'payments.audit_log exists');
 SELECT has_table('payments', 'audit_seals', 'payments.audit_seals exists');
@@ -58,6 +58,28 @@ SELECT throws_ok($$SELECT payments.pay_audit_attach('payments.card_vault')$$, '4
 	'the card vault cannot be audited');
 SELECT throws_ok($$SELECT payments.pay_audit_attach('payments.installation_secrets')$$, '42501', NULL,
 	'the installation secrets cannot be audited');
+-- Triggers that merely bear the audit triggers' names are not taken for
+-- them: a role with the TRIGGER privilege made its own first (before:
+-- attach returned false, "already attached", and nothing was audited);
+-- one the owner disabled is enabled again.
+CREATE TABLE public.tap_lookalike (id int PRIMARY KEY, merchant_id bigint NOT NULL);
+CREATE FUNCTION public.tap_noop() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NULL; END$$;
+CREATE ROLE tap_audit_trigger_only NOLOGIN;
+GRANT USAGE ON SCHEMA payments TO tap_audit_trigger_only;
+GRANT TRIGGER ON public.tap_lookalike TO tap_audit_trigger_only;
+SET LOCAL ROLE tap_audit_trigger_only;
+CREATE TRIGGER payments_audit AFTER INSERT OR UPDATE OR DELETE ON public.tap_lookalike
+	FOR EACH ROW EXECUTE FUNCTION public.tap_noop();
+CREATE TRIGGER payments_audit_truncate AFTER TRUNCATE ON public.tap_lookalike
+	FOR EACH STATEMENT EXECUTE FUNCTION public.tap_noop();
+RESET ROLE;
+SELECT ok(payments.pay_audit_attach('tap_lookalike'), 'triggers of a TRIGGER-privileged role named like the audit triggers are replaced');
+INSERT INTO tap_lookalike VALUES (1, 3);
+ALTER TABLE tap_lookalike DISABLE TRIGGER payments_audit;
+SELECT ok(payments.pay_audit_attach('tap_lookalike'), 'a disabled audit trigger is made again');
+INSERT INTO tap_lookalike VALUES (2, 3);
+SELECT results_eq($$SELECT (new_row ->> 'id')::int FROM payments.audit_log WHERE table_name = 'tap_lookalike' ORDER BY audit_id$$,
+	ARRAY[1, 2], 'and the table''s rows are audited');
 
 INSERT INTO payments.merchants (merchant_id, name) OVERRIDING SYSTEM VALUE VALUES (5, 'Five'), (7, 'Seven');
 SET LOCAL request.jwt.claims = '{"sub": "user-42", "merchant_id": "7"}';

@@ -15,7 +15,7 @@
 BEGIN;
 SET LOCAL TimeZone = 'UTC';
 SET LOCAL client_min_messages = warning;
-SELECT plan(44);
+SELECT plan(51);
 
 CREATE TABLE public.tap_bulk (id int PRIMARY KEY, merchant_id bigint NOT NULL, v text, n numeric);
 SELECT ok(payments.pay_audit_attach('tap_bulk'), 'attached');
@@ -147,6 +147,35 @@ SELECT results_eq($$SELECT table_name, operation, count(*), count(DISTINCT coale
 	$$VALUES ('tap_parts_1'::text, 'INSERT'::text, 10::bigint, 10::bigint), ('tap_parts_1', 'UPDATE', 5, 5),
 		('tap_parts_2', 'INSERT', 10, 10), ('tap_parts_2', 'UPDATE', 5, 5)$$,
 	'rows routed to partitions: audited once each, under the partition''s name');
+
+-- TRUNCATE of a partition by name, and the rows of inheritance children:
+-- PostgreSQL gives a partition its parent's row triggers, not its TRUNCATE
+-- trigger, and a parent's triggers never fire for its children's rows, so
+-- both changed an audited table with no audit row (before: 0 rows each).
+-- pay_audit_attach gives each partition and child its own.
+TRUNCATE tap_parts_1;
+SELECT is((SELECT count(*) FROM payments.audit_log WHERE table_name = 'tap_parts_1' AND operation = 'TRUNCATE'),
+	1::bigint, 'TRUNCATE of a partition by name: one audit row');
+CREATE TABLE public.tap_parts_3 PARTITION OF tap_parts FOR VALUES FROM (2000) TO (3000);
+SELECT ok(payments.pay_audit_attach('tap_parts'), 'a partition made later: attaching again gives it its TRUNCATE trigger');
+TRUNCATE tap_parts_3;
+SELECT is((SELECT count(*) FROM payments.audit_log WHERE table_name = 'tap_parts_3' AND operation = 'TRUNCATE'),
+	1::bigint, 'and its TRUNCATE is audited');
+CREATE TABLE public.tap_parent (id int, merchant_id bigint NOT NULL, v text);
+CREATE TABLE public.tap_child (extra text) INHERITS (tap_parent);
+SELECT ok(payments.pay_audit_attach('tap_parent'), 'a table with an inheritance child is attached');
+INSERT INTO tap_child VALUES (1, 1, 'a', 'e');
+UPDATE tap_parent SET v = 'b';
+DELETE FROM tap_parent;
+INSERT INTO tap_child VALUES (2, 1, 'c', 'e');
+TRUNCATE tap_child;
+SELECT results_eq($$SELECT operation FROM payments.audit_log WHERE table_name = 'tap_child' ORDER BY audit_id$$,
+	ARRAY['INSERT', 'UPDATE', 'DELETE', 'INSERT', 'TRUNCATE'],
+	'an inheritance child''s rows, changed through the parent too, and its TRUNCATE: audited');
+SELECT ok(payments.pay_audit_detach('tap_parent') AND payments.pay_audit_detach('tap_parts'), 'the parents detached');
+SELECT is_empty($$SELECT 1 FROM pg_trigger WHERE tgname LIKE 'payments_audit%'
+		AND tgrelid IN ('tap_child'::regclass, 'tap_parts_1'::regclass, 'tap_parts_3'::regclass)$$,
+	'detaching the parent detaches its partitions and children');
 
 -- audit_log's indexes changed in the transaction: rows written after it
 -- are in the new index, and writing goes on after it is dropped
