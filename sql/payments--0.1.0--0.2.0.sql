@@ -1861,6 +1861,22 @@ COMMENT ON OPERATOR CLASS payments.xid8_minmax_ops USING brin IS
 	'BRIN minmax operator class for xid8 (audit_log.txid), which PostgreSQL does not ship.';
 CREATE INDEX audit_log_logged_at_txid ON payments.audit_log
 	USING brin (logged_at, txid payments.xid8_minmax_ops) WITH (autosummarize = on);
+-- Only the extension's own code writes audit rows and seals: the trigger,
+-- pay_audit_seal and pay_audit_prune run as the tables' owner, whom
+-- row-level security does not restrict.  Every other role is refused an
+-- INSERT whatever its privileges: a member of pg_write_all_data (INSERT on
+-- every table, whatever the GRANTs say), or a role granted INSERT, wrote a
+-- row of its own making, with a row hash anyone can compute, into its
+-- merchant's chain, and the next seal took it in as genuine (or a seal of
+-- its own making).  UPDATE and DELETE are the guard triggers' to refuse.
+CREATE POLICY extension_writes_only ON payments.audit_log AS RESTRICTIVE FOR INSERT
+	WITH CHECK (false);
+CREATE POLICY extension_writes_only ON payments.audit_seals AS RESTRICTIVE FOR INSERT
+	WITH CHECK (false);
+COMMENT ON POLICY extension_writes_only ON payments.audit_log IS
+	'Audit rows are written by the extension only (its trigger and functions run as the owner, whom row-level security does not restrict): no other role inserts one, pg_write_all_data or a GRANT notwithstanding.';
+COMMENT ON POLICY extension_writes_only ON payments.audit_seals IS
+	'Seals are written by pay_audit_seal only (run by the owner, whom row-level security does not restrict): no other role inserts one, pg_write_all_data or a GRANT notwithstanding.';
 -- a partitioned table's partitions and an inheritance parent's children get
 -- audit triggers of their own (src/audit.c): attach such a table again
 COMMENT ON FUNCTION payments.pay_audit_attach(regclass, text[]) IS

@@ -211,6 +211,23 @@ COMMENT ON TRIGGER audit_log_guard_truncate ON payments.audit_log IS 'The audit 
 COMMENT ON TRIGGER audit_seals_guard ON payments.audit_seals IS 'Seals are never changed (but pruned_at, by pay_audit_prune()) or deleted.';
 COMMENT ON TRIGGER audit_seals_guard_truncate ON payments.audit_seals IS 'Seals are never truncated.';
 
+-- Only the extension's own code writes audit rows and seals: the trigger,
+-- pay_audit_seal and pay_audit_prune run as the tables' owner, whom
+-- row-level security does not restrict.  Every other role is refused an
+-- INSERT whatever its privileges: a member of pg_write_all_data (INSERT on
+-- every table, whatever the GRANTs say), or a role granted INSERT, wrote a
+-- row of its own making, with a row hash anyone can compute, into its
+-- merchant's chain, and the next seal took it in as genuine (or a seal of
+-- its own making).  UPDATE and DELETE are the guard triggers' to refuse.
+CREATE POLICY extension_writes_only ON payments.audit_log AS RESTRICTIVE FOR INSERT
+	WITH CHECK (false);
+CREATE POLICY extension_writes_only ON payments.audit_seals AS RESTRICTIVE FOR INSERT
+	WITH CHECK (false);
+COMMENT ON POLICY extension_writes_only ON payments.audit_log IS
+	'Audit rows are written by the extension only (its trigger and functions run as the owner, whom row-level security does not restrict): no other role inserts one, pg_write_all_data or a GRANT notwithstanding.';
+COMMENT ON POLICY extension_writes_only ON payments.audit_seals IS
+	'Seals are written by pay_audit_seal only (run by the owner, whom row-level security does not restrict): no other role inserts one, pg_write_all_data or a GRANT notwithstanding.';
+
 ------------------------------------------------------------------------------
 -- Attach / detach.
 ------------------------------------------------------------------------------

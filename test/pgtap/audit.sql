@@ -9,7 +9,7 @@
 \set ON_ERROR_STOP true
 BEGIN;
 SET LOCAL TimeZone = 'UTC';
-SELECT plan(95);
+SELECT plan(98);
 
 SELECT has_table('payments', 'audit_log', 'payments.audit_log exists');
 SELECT has_table('payments', 'audit_seals', 'payments.audit_seals exists');
@@ -280,6 +280,28 @@ SELECT throws_ok($$DELETE FROM payments.audit_log$$, '42501', NULL, 'a non-owner
 SELECT throws_ok($$TRUNCATE payments.audit_log$$, '42501', NULL, 'a non-owner cannot truncate the audit log');
 SELECT throws_ok($$SELECT payments.pay_audit_prune('0 seconds')$$, '42501', NULL, 'a non-owner cannot prune');
 SELECT throws_ok($$SELECT payments.pay_audit_attach('tap_notes')$$, '42501', NULL, 'a non-owner cannot attach');
+RESET ROLE;
+-- Nor write one: a role granted INSERT, or a member of pg_write_all_data
+-- (INSERT on every table, GRANTs or not), acting for a merchant.  Before,
+-- its row, with a row hash anyone can compute, went into that merchant's
+-- chain and the next seal took it in as genuine; so did a seal of its own.
+SELECT payments.pay_bind_role('tap_audit_intruder', merchant_id => 5);
+CREATE ROLE tap_audit_writer NOLOGIN IN ROLE pg_write_all_data;
+SELECT payments.pay_bind_role('tap_audit_writer', merchant_id => 5);
+CREATE FUNCTION pg_temp.forge() RETURNS void LANGUAGE sql AS $$
+	INSERT INTO payments.audit_log (merchant_id, audit_id, table_schema, table_name, operation, new_row,
+		db_role, session_role, txid, logged_at, row_hash)
+	VALUES (5, 999999999, 'public', 'tap_orders', 'INSERT', '{"forged": true}', 'x', 'x', '1', now(),
+		sha256('forged')) $$;
+SET LOCAL ROLE tap_audit_intruder;
+SELECT throws_ok($$SELECT pg_temp.forge()$$, '42501', NULL, 'a non-owner granted INSERT cannot write an audit row');
+SELECT throws_ok($$INSERT INTO payments.audit_seals (merchant_id, seal_id, range_start, range_end, first_audit_id,
+		last_audit_id, row_count, prev_seal_hash, batch_hash)
+	VALUES (5, 999999999, 0, 1, 1, 1, 1, sha256('forged'), sha256('forged'))$$,
+	'42501', NULL, 'nor a seal');
+RESET ROLE;
+SET LOCAL ROLE tap_audit_writer;
+SELECT throws_ok($$SELECT pg_temp.forge()$$, '42501', NULL, 'nor can a member of pg_write_all_data');
 RESET ROLE;
 SELECT throws_ok($$UPDATE payments.audit_log SET app_user = 'nobody'$$, '42501', NULL,
 	'the owner cannot update audit rows outside retention either');
