@@ -2520,7 +2520,8 @@ audited_descendant(Oid relid)
  * statement triggers, so TRUNCATE of a partition by name fired nothing.
  * An inheritance child gets both: a parent's triggers never fire for its
  * children's rows, which UPDATE, DELETE and TRUNCATE of the parent change
- * too.  Inside SPI.
+ * too.  A partition's row trigger, the clone, is enabled again if it was
+ * disabled.  Inside SPI.
  */
 static bool
 attach_triggers(Oid relid, bool with_row_trigger, const char *args, const StringInfoData *tgargs)
@@ -2536,7 +2537,7 @@ attach_triggers(Oid relid, bool with_row_trigger, const char *args, const String
 	have = existing_trigger_args(relid, AUDIT_TRIGGER_NAME, AUDIT_ROW_TGTYPE, &exists, &ours);
 	existing_trigger_args(relid, AUDIT_TRUNCATE_TRIGGER_NAME, AUDIT_TRUNCATE_TGTYPE, &exists_trunc, &ours_trunc);
 	if (ours_trunc &&
-		(!with_row_trigger ||
+		(!with_row_trigger ? !exists || ours :
 		 (ours &&
 		  (have == NULL ? tgargs->len == 0 :
 		   (VARSIZE_ANY_EXHDR(have) == (Size) tgargs->len &&
@@ -2556,8 +2557,23 @@ attach_triggers(Oid relid, bool with_row_trigger, const char *args, const String
 		exec_as_owner(sql.data);
 		resetStringInfo(&sql);
 	}
-	else if (exists_trunc)
-		drop_audit_triggers(qualified, false, true);
+	else
+	{
+		/* a partition's row trigger is its parent's clone: enabled again */
+		if (exists && !ours)
+		{
+			appendStringInfo(&sql, "ALTER TABLE %s ENABLE TRIGGER %s", qualified, AUDIT_TRIGGER_NAME);
+			exec_as_owner(sql.data);
+			resetStringInfo(&sql);
+		}
+		if (ours_trunc)
+		{
+			pfree(sql.data);
+			return true;
+		}
+		if (exists_trunc)
+			drop_audit_triggers(qualified, false, true);
+	}
 	appendStringInfo(&sql,
 					 "CREATE TRIGGER %s AFTER TRUNCATE ON %s "
 					 "FOR EACH STATEMENT EXECUTE FUNCTION payments._audit_trigger()",

@@ -15,7 +15,7 @@
 BEGIN;
 SET LOCAL TimeZone = 'UTC';
 SET LOCAL client_min_messages = warning;
-SELECT plan(51);
+SELECT plan(53);
 
 CREATE TABLE public.tap_bulk (id int PRIMARY KEY, merchant_id bigint NOT NULL, v text, n numeric);
 SELECT ok(payments.pay_audit_attach('tap_bulk'), 'attached');
@@ -161,6 +161,13 @@ SELECT ok(payments.pay_audit_attach('tap_parts'), 'a partition made later: attac
 TRUNCATE tap_parts_3;
 SELECT is((SELECT count(*) FROM payments.audit_log WHERE table_name = 'tap_parts_3' AND operation = 'TRUNCATE'),
 	1::bigint, 'and its TRUNCATE is audited');
+-- a partition's row trigger (its parent's clone) disabled by the owner:
+-- attaching again enables it (before: false, "already attached")
+ALTER TABLE tap_parts_1 DISABLE TRIGGER payments_audit;
+SELECT ok(payments.pay_audit_attach('tap_parts'), 'a partition''s disabled row trigger is enabled again');
+INSERT INTO tap_parts VALUES (5, 1, 'r');
+SELECT is((SELECT count(*) FROM payments.audit_log WHERE table_name = 'tap_parts_1' AND new_row ->> 'id' = '5'),
+	1::bigint, 'and its rows are audited');
 CREATE TABLE public.tap_parent (id int, merchant_id bigint NOT NULL, v text);
 CREATE TABLE public.tap_child (extra text) INHERITS (tap_parent);
 SELECT ok(payments.pay_audit_attach('tap_parent'), 'a table with an inheritance child is attached');
