@@ -179,6 +179,7 @@ typedef struct AuditAttr
 	bool		typbyval;
 	int16		typlen;
 	JsonbColumn json;			/* AK_VALUE: how a value becomes jsonb */
+	bool		nested_keys;	/* AK_VALUE: its jsonb may hold objects (json, composite) */
 	Datum		name_text;		/* the name as text (changed_columns) */
 	char	   *keytext;		/* the name as a JSON string, then ": " */
 	int			keytextlen;
@@ -480,6 +481,45 @@ name_is_masked(const char *name, int nextra, char **extra)
 	return false;
 }
 
+/*
+ * Whether a value of this type (a base type) becomes jsonb that may hold
+ * objects, with keys of their own: json, jsonb, a composite type, an array
+ * of them.
+ */
+static bool
+type_has_keys(Oid base)
+{
+	Oid			elem = get_element_type(base);
+
+	if (OidIsValid(elem))
+		base = getBaseType(elem);
+	return base == JSONOID || base == JSONBOID || get_typtype(base) == TYPTYPE_COMPOSITE;
+}
+
+/*
+ * Whether a row's or value's JSON text may hold a key with a sensitive
+ * name (a cheap test, case-insensitive: "cvv": for an exact name, the name
+ * anywhere for the others); only then is its jsonb walked for such keys.
+ */
+static bool
+text_names_secret(const char *text, int len)
+{
+	char	   *lower = asc_tolower(text, len);
+	char		key[NAMEDATALEN + 4];
+	bool		found = false;
+	int			i;
+
+	for (i = 0; !found && masked_exact[i] != NULL; i++)
+	{
+		snprintf(key, sizeof(key), "\"%s\":", masked_exact[i]);
+		found = strstr(lower, key) != NULL;
+	}
+	for (i = 0; !found && masked_substr[i] != NULL; i++)
+		found = strstr(lower, masked_substr[i]) != NULL;
+	pfree(lower);
+	return found;
+}
+
 /* Whether a column of this type could hold a pay_card. */
 static bool
 type_is_card(Oid typid)
@@ -574,6 +614,7 @@ get_rel_cache(Relation rel, Trigger *trigger)
 		else
 		{
 			a->kind = AK_VALUE;
+			a->nested_keys = type_has_keys(base);
 			jsonb_column_init(&a->json, att->atttypid, att->atttypmod, att->attcollation,
 							  entry->cxt);
 		}
@@ -617,7 +658,10 @@ get_rel_cache(Relation rel, Trigger *trigger)
  */
 
 /*
- * A copy of jb with every key or scalar that holds a card number replaced;
+ * A copy of jb with every key or scalar that holds a card number replaced,
+ * and every key of a nested object with a sensitive name (cvv, password,
+ * api_key, ...: a field of a composite value, a key of a json or jsonb
+ * value) left out with its value, as a column of that name is;
  * a string that is exactly one identifier (a UUID, a W3C traceparent:
  * free_text_is_identifier) is kept, as the API keeps it in the row: a
  * correlation id or an idempotency key whose random hex passes for a card
@@ -634,6 +678,22 @@ redact_card_numbers(Jsonb *jb)
 
 	while ((tok = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
 	{
+		if (tok == WJB_KEY && v.type == jbvString &&
+			name_is_masked(pnstrdup(v.val.string.val, v.val.string.len), 0, NULL))
+		{
+			int			depth = 0;
+
+			/* the key's value, a scalar or a whole object or array */
+			do
+			{
+				tok = JsonbIteratorNext(&it, &v, false);
+				if (tok == WJB_BEGIN_OBJECT || tok == WJB_BEGIN_ARRAY)
+					depth++;
+				else if (tok == WJB_END_OBJECT || tok == WJB_END_ARRAY)
+					depth--;
+			} while (depth > 0);
+			continue;
+		}
 		if ((tok == WJB_KEY || tok == WJB_VALUE || tok == WJB_ELEM))
 		{
 			bool		bad = false;
@@ -997,6 +1057,9 @@ row_to_audit_fast(AuditRelCache *rc, TupleDesc desc, const Datum *values,
 				a->kind != AK_BYTES &&
 				!(a->json.kind == JV_DATETIME || a->json.kind == JV_BOOL) &&
 				card_text_contains_number(out.data + start, out.len - start);
+			/* a key of a nested object with a sensitive name: walked for */
+			value_dirty = value_dirty || (a->nested_keys &&
+										  text_names_secret(out.data + start, out.len - start));
 		}
 		dirty |= value_dirty;
 		if (build != NULL)
@@ -1983,7 +2046,8 @@ audit_insert(AuditRecord *r, bool buffered)
 			}
 			else if (lens[i] <= 0)
 				lens[i] = strlen(texts[i]);
-			if (!clean[i] && card_text_contains_number(texts[i], lens[i]))
+			if (!clean[i] && (card_text_contains_number(texts[i], lens[i]) ||
+							  text_names_secret(texts[i], lens[i])))
 			{
 				rows[i] = redact_card_numbers(rows[i]);
 				texts[i] = JsonbToCString(NULL, &rows[i]->root, VARSIZE(rows[i]));

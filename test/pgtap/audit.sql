@@ -9,7 +9,7 @@
 \set ON_ERROR_STOP true
 BEGIN;
 SET LOCAL TimeZone = 'UTC';
-SELECT plan(98);
+SELECT plan(100);
 
 SELECT has_table('payments', 'audit_log', 'payments.audit_log exists');
 SELECT has_table('payments', 'audit_seals', 'payments.audit_seals exists');
@@ -305,6 +305,24 @@ SELECT throws_ok($$SELECT pg_temp.forge()$$, '42501', NULL, 'nor can a member of
 RESET ROLE;
 SELECT throws_ok($$UPDATE payments.audit_log SET app_user = 'nobody'$$, '42501', NULL,
 	'the owner cannot update audit rows outside retention either');
+
+-- A sensitive name one level down: a field of a composite value (an array
+-- of them too) or a key of a jsonb value named cvv, password, api_key, ...
+-- is left out with its value, as a column of that name is (before: kept
+-- in clear, a card code "123" too).
+CREATE TYPE public.tap_cardish AS (holder text, cvv text, password text);
+CREATE TABLE public.tap_nested (id int PRIMARY KEY, merchant_id bigint NOT NULL, c tap_cardish,
+	cs tap_cardish[], j jsonb);
+SELECT payments.pay_audit_attach('tap_nested');
+INSERT INTO tap_nested VALUES (1, 3, ROW('bob', '123', 'hunter2'), ARRAY[ROW('amy', '456', 'pw')::tap_cardish],
+	'{"card": {"CVV": "789", "api_key": ["sk_live_abc"]}, "client_secret": {"a": 1}, "company": "ACME"}');
+SELECT is((SELECT new_row FROM payments.audit_log WHERE table_name = 'tap_nested'),
+	'{"id": 1, "merchant_id": 3, "c": {"holder": "bob"}, "cs": [{"holder": "amy"}], "j": {"card": {}, "company": "ACME"}}'::jsonb,
+	'nested fields and keys with a sensitive name are left out, the others kept');
+UPDATE tap_nested SET j = j || '{"x": 1}';
+SELECT is_empty($$SELECT 1 FROM payments.audit_log WHERE table_name = 'tap_nested'
+		AND concat(old_row, new_row) ~ '123|456|789|hunter2|sk_live|"pw"'$$,
+	'no audit row of the table keeps one of their values, on update either');
 
 -- Values that are objects or arrays (jsonb, an array column) and of an
 -- extension's type: as to_jsonb() writes them, on insert and on update;
