@@ -6327,15 +6327,18 @@ CREATE OR REPLACE FUNCTION payments._queue_invoice_charge(p_invoice payments.inv
 DECLARE
 	c payments.customers;
 	num text := payments._invoice_charge_number(p_invoice, p_payment_id);
-	-- when a billing run's charge came due: a retry's time, else its
-	-- period's start
-	due timestamptz := coalesce(p_invoice.next_attempt_at, p_invoice.period_start);
+	-- when this attempt came due on the server before: a scheduled retry's
+	-- time (next_attempt_at, which a charge made at once ahead of its retry
+	-- has too: the same attempt, the same number), else, for a billing
+	-- run's charge only, its period's start (a charge made at once for an
+	-- event here with no retry scheduled, such as a resumed subscription's
+	-- renewal, is this server's own)
+	due timestamptz := CASE WHEN p_background
+		THEN coalesce(p_invoice.next_attempt_at, p_invoice.period_start)
+		ELSE p_invoice.next_attempt_at END;
 	changed timestamptz := (SELECT w.changed_at FROM payments.worker_server w);
-	-- the server before this one may have made it (same invoice number):
-	-- a billing run's (p_background) only; a charge made at once for an
-	-- event here (a method changed, a subscription resumed, a failure
-	-- recorded) is this server's own
-	maybe_made boolean := coalesce(p_background AND num LIKE 'S%' AND due < changed, false);
+	-- the server before this one may have made it (same invoice number)
+	maybe_made boolean := coalesce(num LIKE 'S%' AND due < changed, false);
 BEGIN
 	SELECT * INTO c FROM payments.customers x
 	WHERE x.merchant_id = p_invoice.merchant_id AND x.customer_id = p_invoice.customer_id;
@@ -6365,7 +6368,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION payments._queue_invoice_charge(payments.invoices, payments.payment_methods, bigint, boolean) IS
-	'Internal: queues payment p_payment_id of an invoice (a purchase of stored method pm) and its operation for the worker (p_background: a billing run''s, claimed after ordinary operations). p_invoice.attempt_count is this charge''s attempt (its invoice number, _invoice_charge_number); the caller records the attempt on the invoice. A billing run''s charge under a subscription''s invoice number that came due (p_invoice.next_attempt_at, else its period''s start) before the database changed server (worker_server.changed_at) is queued as possibly sent when it came due: resent identically inside the duplicate window, looked up past it.';
+	'Internal: queues payment p_payment_id of an invoice (a purchase of stored method pm) and its operation for the worker (p_background: a billing run''s, claimed after ordinary operations). p_invoice.attempt_count is this charge''s attempt (its invoice number, _invoice_charge_number); the caller records the attempt on the invoice. A charge under a subscription''s invoice number that came due before the database changed server (p_invoice.next_attempt_at: a scheduled retry, or a charge made at once ahead of it; else, for a billing run''s, its period''s start) (worker_server.changed_at) is queued as possibly sent when it came due: resent identically inside the duplicate window, looked up past it.';
 
 CREATE OR REPLACE FUNCTION payments._charge_invoice(p_merchant_id bigint, p_invoice_id bigint,
 	p_background boolean DEFAULT false) RETURNS bigint

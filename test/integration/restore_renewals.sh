@@ -15,16 +15,8 @@ RR="$WORK/restore-renewals"
 two_servers "$RR" renewals
 gateway o "$SIM_TLS_API"
 
-# A monthly subscription begun 35 days ago (the merchant's test clock set
-# back: a test clock never goes back, so it is made so), its first month
-# paid: its second period began 5 days ago.
-oq -c "INSERT INTO payments.billing_clocks (merchant_id, frozen_at) VALUES ($M, now() - interval '35 days')" >/dev/null
-CID=$(as_m o -c "SELECT customer_id FROM pay_create_customer(email => 'ada@example.com', name => 'Ada Lovelace')")
-PM=$(as_m o -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $CID, card => $card, validation_mode => 'none')")
-as_m o -c "SELECT status FROM pay_wait_payment_method($PM, '20 s')" >/dev/null
-SID=$(as_m o -c "SELECT subscription_id FROM pay_create_subscription(customer_id => $CID, price => '25.00 USD', interval_unit => 'month')")
-first_paid() { [ "$(as_m o -c "SELECT status FROM pay_get_subscription($SID)")" = active ] && echo yes; }
-is "$(poll_value 30 first_paid)" yes "a subscription's first month is paid on the old server"
+# A monthly subscription begun 35 days ago, its first month paid.
+old_subscription
 
 # The dump: the merchant's clock still 35 days back, period 1 not yet due.
 cluster_pg_dump "$OLD" "$OPORT" -Fc payments >"$RR/payments.dump"
@@ -37,18 +29,12 @@ is "$(poll_value 60 renewed o)" yes "the old server renews the subscription: its
 number() { as_m "$1" -c "SELECT p.invoice_number FROM payments.payments p JOIN payments.invoices i USING (merchant_id, invoice_id) WHERE p.merchant_id = $M AND i.subscription_id = $SID AND i.period_index = 1"; }
 old_number=$(number o)
 is "$(sim_ledger "$old_number")" "charge 25.00" "the gateway charged the renewal"
-as_pg "$PG_BINDIR/pg_ctl" -D "$OLD/data" -m immediate stop >/dev/null
 
 # Days later (past the gateway's duplicate window) the dump is restored
 # into a new server.
-sim_ctl POST /clock '{"advanceSeconds": 172800}' >/dev/null
-private_cluster "$NEW" "$NPORT" "fsync = off"
-cluster_psql "$NEW" "$NPORT" postgres -c 'CREATE DATABASE payments'
-restore_err=$(as_pg "$PG_BINDIR/pg_restore" -h "$NEW/sock" -p "$NPORT" -U postgres -d payments "$RR/payments.dump" 2>&1) || true
-is "$restore_err" "" "pg_restore restores the dump into the new server"
+restore_days_later "$RR/payments.dump"
 is "$(nq -Atc "SELECT count(*) FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $SID AND period_index = 1")" 0 \
 	"the restored database has no period 1 invoice"
-serving() { [ "$(nq -Atc "SELECT database_oid = (SELECT oid FROM pg_database WHERE datname = 'payments') FROM payments.worker_server")" = t ] && echo yes; }
 is "$(poll_value 30 serving)" yes "the new server's worker serves it"
 
 # Its clock comes to the present too: it bills period 1.
