@@ -29,9 +29,12 @@
  * The worker's state for the health view: open while any breaker is open,
  * half-open while a probe is out, else closed.  A breaker whose time is up
  * and that has nothing to probe (its merchants moved to another endpoint,
- * say) holds nothing back, and counts as closed.
+ * say) holds nothing back, and counts as closed.  The state changes with
+ * time alone, so the worker also publishes it every second: published only
+ * by claims and transfers, "open" stayed in the health view and the
+ * metrics after the time was up while no claim ran.
  */
-static void
+void
 circuit_publish(CircuitSet *cs)
 {
 	TimestampTz now = GetCurrentTimestamp();

@@ -51,6 +51,7 @@ typedef struct CircuitSet
 } CircuitSet;
 
 extern void circuit_reset(CircuitSet *cs);
+extern void circuit_publish(CircuitSet *cs);
 extern CircuitBreaker *circuit_for(CircuitSet *cs, const char *key);
 extern char *circuit_host(const CircuitBreaker *cb);
 extern char **circuit_held(CircuitSet *cs, int *n, char ***probes, int *nprobes);

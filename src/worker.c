@@ -1846,6 +1846,7 @@ payments_worker_main(Datum main_arg pg_attribute_unused())
 		{
 			last_gauge = now;
 			publish_queue_depth();
+			circuit_publish(&ws->circuits);
 		}
 		/* soon after slow claims: a young table's statistics, perhaps */
 		if (TimestampDifferenceExceeds(last_statistics, now, ws->slow_claims ? 200 : 2000))
