@@ -337,10 +337,33 @@ BEGIN
 			'Rows of the merchant the request acts for (payments.pay_current_merchant()).');
 		RETURN NEXT t;
 	END LOOP;
+	-- The owner-only tables of no merchant (role_trust, installation_secrets,
+	-- status_transitions, operation_outcomes, worker_server): row-level
+	-- security on with no policy, so no row is read or written by a role
+	-- other than the owner (superusers and BYPASSRLS roles aside), whatever
+	-- it was granted.  pg_read_all_data and pg_write_all_data grant SELECT,
+	-- INSERT, UPDATE and DELETE on every table: a member of
+	-- pg_write_all_data bound to one merchant inserted itself into
+	-- role_trust as all_merchants and acted for every merchant.  The
+	-- extension reads them as the owner (SECURITY DEFINER, src/tenancy.c's
+	-- owner_select) or by direct scans, which row security does not touch.
+	FOR t IN
+		SELECT c.oid::regclass
+		FROM pg_class c
+		WHERE c.relnamespace = 'payments'::regnamespace AND c.relkind IN ('r', 'p')
+			AND NOT c.relrowsecurity
+			AND EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+				AND d.objid = c.oid AND d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e')
+			AND NOT EXISTS (SELECT 1 FROM pg_attribute a
+				WHERE a.attrelid = c.oid AND a.attname = 'merchant_id' AND NOT a.attisdropped)
+		ORDER BY c.relname
+	LOOP
+		EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', t);
+	END LOOP;
 END
 $$;
 COMMENT ON FUNCTION payments._apply_row_security() IS
-	'Internal: enables row-level security with the merchant_isolation policy on every tenant-owned table of the extension; run by the install and upgrade scripts.';
+	'Internal: enables row-level security with the merchant_isolation policy on every tenant-owned table of the extension, and with no policy on its other tables (owner only, pg_read_all_data and pg_write_all_data notwithstanding); returns the tenant-owned ones; run by the install and upgrade scripts.';
 
 CREATE FUNCTION payments.pay_enable_row_security() RETURNS SETOF regclass
 	LANGUAGE sql
