@@ -205,6 +205,15 @@ REVOKE ALL ON payments.payments, payments.operations,
 	payments.card_vault, payments.gateway_exchanges, payments.idempotency_keys,
 	payments.events, payments.gateway_config FROM PUBLIC;
 
+-- Credentials are the owner's alone (pay_configure_gateway; the worker
+-- reads them as a superuser): a member of pg_read_all_data bound to a
+-- merchant read its transaction and signature keys, one of
+-- pg_write_all_data pointed its endpoint_url (where the worker sends card
+-- numbers and the transaction key) at a server of its own.
+CREATE POLICY owner_only ON payments.gateway_config AS RESTRICTIVE USING (false) WITH CHECK (false);
+COMMENT ON POLICY owner_only ON payments.gateway_config IS
+	'No role but the owner (whom row-level security does not restrict) reads or writes gateway credentials, pg_read_all_data, pg_write_all_data or a GRANT notwithstanding.';
+
 SELECT pg_catalog.pg_extension_config_dump('payments.payments', '');
 SELECT pg_catalog.pg_extension_config_dump('payments.operations', '');
 SELECT pg_catalog.pg_extension_config_dump('payments.gateway_exchanges', '');

@@ -73,6 +73,15 @@ REVOKE ALL ON payments.merchant_roles FROM PUBLIC;
 COMMENT ON TABLE payments.merchant_roles IS
 	'Which database roles act for which merchant (pay_bind_role). A role acts for the merchants bound to it or to a role it is a member of; bound to several, a request must name one (payments.merchant_id). Owner only.';
 COMMENT ON COLUMN payments.merchant_roles.db_role IS 'The bound role (regrole: dumped by name, restored to the role of that name).';
+-- Only the owner reads or writes bindings (pay_bind_role, pay_unbind_role,
+-- pay_forget_role; src/tenancy.c reads them as the owner): a member of
+-- pg_write_all_data (INSERT, UPDATE and DELETE on every table) bound to
+-- merchant A passed merchant_isolation for A's rows, and bound another
+-- merchant's role to A (that role, bound to two merchants, then had every
+-- call refused until it named one) or removed A's bindings.
+CREATE POLICY owner_only ON payments.merchant_roles AS RESTRICTIVE USING (false) WITH CHECK (false);
+COMMENT ON POLICY owner_only ON payments.merchant_roles IS
+	'No role but the owner (whom row-level security does not restrict) reads or writes a binding, pg_read_all_data, pg_write_all_data or a GRANT notwithstanding.';
 SELECT pg_catalog.pg_extension_config_dump('payments.merchant_roles', '');
 
 CREATE TABLE payments.role_trust (

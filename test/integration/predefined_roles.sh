@@ -12,6 +12,14 @@
 #    reading B's gateway credentials; one bound to no merchant did the same;
 #    any of them rewrote the status machine, the outcome table, the invoice
 #    tag and the record of the server the worker last ran on).
+# 2. Bindings (merchant_roles) and gateway credentials (gateway_config) are
+#    the owner's alone (a restrictive policy owner_only): before, a member
+#    of pg_write_all_data bound to A bound merchant B's role to A too (B's
+#    role, bound twice, had its calls refused) and repointed A's
+#    endpoint_url; a member of pg_read_all_data bound to A read A's
+#    transaction and signature keys.
+# 3. A member of pg_signal_backend can neither cancel nor terminate the
+#    worker, the recorder or the billing process (they run as a superuser).
 set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
 
@@ -26,7 +34,7 @@ as() {
 sqlstate() {
 	as "$@" 2>&1 | sed -n 's/^ERROR:  \([0-9A-Z]\{5\}\):.*/\1/p' | sed -n 1p
 }
-ROLES="pr_writer pr_unbound pr_reader pr_other pr_admin"
+ROLES="pr_writer pr_unbound pr_reader pr_other pr_admin pr_signal"
 cleanup() {
 	su -c "DELETE FROM payments.role_trust WHERE db_role::text IN ('pr_writer', 'pr_unbound')" >/dev/null 2>&1 || true
 	for r in $ROLES; do
@@ -45,10 +53,13 @@ CREATE ROLE pr_unbound LOGIN IN ROLE pg_read_all_data, pg_write_all_data;
 CREATE ROLE pr_reader LOGIN IN ROLE pg_read_all_data;
 CREATE ROLE pr_other LOGIN;
 CREATE ROLE pr_admin LOGIN;
+CREATE ROLE pr_signal LOGIN IN ROLE pg_signal_backend;
 SELECT payments.pay_bind_role('pr_writer', merchant_id => $A);
 SELECT payments.pay_bind_role('pr_reader', merchant_id => $A);
 SELECT payments.pay_bind_role('pr_other', merchant_id => $B);
 SELECT payments.pay_grant_api('pr_unbound');
+SELECT payments.pay_configure_gateway(api_login_id => 'prA', transaction_key => 'prAsecretkey0001',
+	endpoint_url => 'https://127.0.0.1:9/api', merchant_id => $A);
 SELECT payments.pay_configure_gateway(api_login_id => 'prB', transaction_key => 'prBsecretkey0001',
 	endpoint_url => 'https://127.0.0.1:9/api', merchant_id => $B);
 SQL
@@ -98,5 +109,36 @@ is "$(sqlstate pr_writer -c "INSERT INTO payments.installation_secrets (purpose,
 	"pr_writer cannot put an invoice tag of its own before the installation's"
 is "$(sqlstate pr_writer -c "INSERT INTO payments.status_transitions (entity, from_status, to_status) VALUES ('payment', 'failed', 'succeeded')")" 42501 \
 	"nor a status transition (a failed payment made succeeded)"
+
+###########################################################################
+# 2. Bindings and gateway credentials.
+is "$(sqlstate pr_writer -c "INSERT INTO payments.merchant_roles (merchant_id, db_role) VALUES ($A, 'pr_other')")" 42501 \
+	"pr_writer cannot bind merchant B's role to A"
+is "$(as pr_other -c "SELECT payments.pay_current_merchant()")" "$B" "B's role still acts for B alone"
+is "$(as pr_writer -c "WITH d AS (DELETE FROM payments.merchant_roles RETURNING 1) SELECT count(*) FROM d")" 0 \
+	"pr_writer removes no binding of A"
+is "$(su -c "SELECT string_agg(db_role::text, ',' ORDER BY db_role::text) FROM payments.merchant_roles WHERE merchant_id = $A")" \
+	"pr_reader,pr_writer" "A's bindings are as the owner made them"
+for r in pr_reader pr_writer; do
+	is "$(as $r -c "SELECT count(*) FROM payments.gateway_config")" 0 "$r reads no gateway credentials, not even A's"
+	is "$(as $r -c "SELECT count(*) FROM payments.merchant_roles")" 0 "$r reads no binding"
+done
+is "$(as pr_writer -c "WITH u AS (UPDATE payments.gateway_config SET endpoint_url = 'https://203.0.113.9/steal' RETURNING 1) SELECT count(*) FROM u")" 0 \
+	"pr_writer cannot point A's gateway elsewhere"
+is "$(su -c "SELECT endpoint_url FROM payments.gateway_config WHERE merchant_id = $A")" "https://127.0.0.1:9/api" \
+	"A's endpoint is the one the owner set"
+
+###########################################################################
+# 3. pg_signal_backend and the extension's background processes.
+pids=$(su -c "SELECT string_agg(pid::text || ':' || replace(backend_type, ' ', '_'), ' ' ORDER BY backend_type) FROM pg_stat_activity
+	WHERE backend_type IN ('payments worker', 'payments recorder', 'payments billing')")
+is "$(echo "$pids" | wc -w)" 3 "(the worker, the recorder and the billing process run: $pids)"
+for p in $pids; do
+	for f in pg_cancel_backend pg_terminate_backend; do
+		is "$(sqlstate pr_signal -c "SELECT $f(${p%%:*})")" 42501 "a pg_signal_backend member: $f of the ${p#*:} refused"
+	done
+done
+is "$(su -c "SELECT string_agg(pid::text || ':' || replace(backend_type, ' ', '_'), ' ' ORDER BY backend_type) FROM pg_stat_activity
+	WHERE backend_type IN ('payments worker', 'payments recorder', 'payments billing')")" "$pids" "and they run on, the same processes"
 
 tap_done
