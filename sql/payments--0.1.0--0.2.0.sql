@@ -5312,7 +5312,8 @@ CREATE TABLE payments.worker_server (
 	database_oid oid NOT NULL,
 	recorded_at timestamptz NOT NULL DEFAULT now(),
 	changed_at timestamptz,
-	base_backup text
+	base_backup text,
+	server_tag text CHECK (server_tag ~ '^[0-9A-F]{6}$')
 );
 REVOKE ALL ON payments.worker_server FROM PUBLIC;
 COMMENT ON TABLE payments.worker_server IS
@@ -5324,7 +5325,39 @@ COMMENT ON COLUMN payments.worker_server.database_oid IS 'The OID of the databas
 COMMENT ON COLUMN payments.worker_server.recorded_at IS 'When the worker started on it.';
 COMMENT ON COLUMN payments.worker_server.base_backup IS 'The start location and time of the base backup the data directory was started from (its backup_label.old), NULL if none: a backup started as it is keeps the system identifier and timeline of the server it was taken from.';
 COMMENT ON COLUMN payments.worker_server.changed_at IS 'When the database was last found on another server than before (the worker''s start on a promoted standby, a restored backup, another database; a dump restored): the server before may have charged until then what is charged here from then on (a subscription''s charge that came due before it is looked up first, _queue_invoice_charge). NULL: never.';
+COMMENT ON COLUMN payments.worker_server.server_tag IS 'The tag of invoice numbers of this server life (six random hexadecimal digits, made anew at every change of server, changed_at): a payment made since carries P, this tag and its id, so that an id the server before handed out too (its sequences went on past the copy this database was made from) never gives two payments one invoice number at the gateway. NULL: never changed server (the installation''s tag, _invoice_tag).';
 SELECT pg_catalog.pg_extension_config_dump('payments.worker_server', '');
+
+-- The tag of this server life (C, src/invoice_tag.c: kept in memory until
+-- worker_server changes, as _invoice_tag is).
+CREATE FUNCTION payments._server_tag() RETURNS text
+	LANGUAGE c STABLE
+	AS 'MODULE_PATHNAME', 'pay_server_tag';
+REVOKE ALL ON FUNCTION payments._server_tag() FROM PUBLIC;
+COMMENT ON FUNCTION payments._server_tag() IS
+	'Internal: worker_server.server_tag, the tag of invoice numbers of this server life, NULL while the database never changed server; kept in backend memory until worker_server changes.';
+
+-- A new server life's tag: random, never the installation's nor the
+-- life's before (an id reused by this life then never meets the number
+-- another life gave it).
+CREATE FUNCTION payments._new_server_tag() RETURNS text
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, payments, pg_temp
+	AS $$
+DECLARE
+	t text;
+BEGIN
+	LOOP
+		t := upper(encode(payments._random_bytes(3), 'hex'));
+		EXIT WHEN t IS DISTINCT FROM payments._invoice_tag()
+			AND NOT EXISTS (SELECT 1 FROM payments.worker_server w WHERE w.server_tag = t);
+	END LOOP;
+	RETURN t;
+END
+$$;
+REVOKE ALL ON FUNCTION payments._new_server_tag() FROM PUBLIC;
+COMMENT ON FUNCTION payments._new_server_tag() IS
+	'Internal: a new server life''s tag of invoice numbers (worker_server.server_tag): six random hexadecimal digits, neither the installation''s tag nor the current life''s.';
 
 -- At worker start, after _recover_in_flight: on a server other than the
 -- last one (promoted, restored), every queued or dead operation that the
@@ -5346,11 +5379,13 @@ DECLARE
 	db oid := (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database());
 	n integer := 0;
 	changed timestamptz;
+	tag text;
 BEGIN
 	SELECT * INTO last FROM payments.worker_server FOR UPDATE;
 	IF FOUND AND (last.system_identifier, last.timeline_id, last.database_oid, last.base_backup)
 			IS DISTINCT FROM (p_system_identifier, p_timeline_id, db, p_base_backup) THEN
 		changed := now();
+		tag := payments._new_server_tag();
 		UPDATE payments.operations o SET never_sent = false,
 			first_sent_at = coalesce(o.first_sent_at, greatest(o.created_at, o.updated_at)),
 			last_error = format('the server changed (timeline %s of system %s%s, was timeline %s of system %s%s): the previous one may have sent it',
@@ -5359,13 +5394,15 @@ BEGIN
 		WHERE o.status IN ('queued', 'dead') AND o.never_sent;
 		GET DIAGNOSTICS n = ROW_COUNT;
 	END IF;
-	INSERT INTO payments.worker_server (system_identifier, timeline_id, database_oid, base_backup, changed_at)
-	VALUES (p_system_identifier, p_timeline_id, db, p_base_backup, changed)
+	INSERT INTO payments.worker_server (system_identifier, timeline_id, database_oid, base_backup, changed_at,
+		server_tag)
+	VALUES (p_system_identifier, p_timeline_id, db, p_base_backup, changed, tag)
 	ON CONFLICT (only_row) DO UPDATE SET system_identifier = EXCLUDED.system_identifier,
 		timeline_id = EXCLUDED.timeline_id, database_oid = EXCLUDED.database_oid,
 		base_backup = EXCLUDED.base_backup,
 		recorded_at = EXCLUDED.recorded_at,
-		changed_at = coalesce(EXCLUDED.changed_at, worker_server.changed_at);
+		changed_at = coalesce(EXCLUDED.changed_at, worker_server.changed_at),
+		server_tag = coalesce(EXCLUDED.server_tag, worker_server.server_tag);
 	RETURN n;
 END
 $$;
@@ -5974,7 +6011,7 @@ BEGIN
 		-- _record_final_results)
 		stored.card_fingerprint,
 		p_customer_profile_id, p_payment_profile_id,
-		'P' || payments._invoice_tag() || pid, p_description, p_order_ref,
+		'P' || coalesce(payments._server_tag(), payments._invoice_tag()) || pid, p_description, p_order_ref,
 		coalesce(p_customer, '{}'), coalesce(p_metadata, '{}'), corr, p_idempotency_key,
 		p_customer_id, stored.payment_method_id)
 	RETURNING n
@@ -6310,7 +6347,7 @@ BEGIN
 			END IF;
 		END LOOP;
 	END IF;
-	RETURN 'P' || payments._invoice_tag() || p_payment_id;
+	RETURN 'P' || coalesce(payments._server_tag(), payments._invoice_tag()) || p_payment_id;
 END
 $$;
 COMMENT ON FUNCTION payments._invoice_charge_number(payments.invoices, bigint) IS
@@ -8036,15 +8073,16 @@ CREATE FUNCTION payments._restored_worker_server() RETURNS trigger
 	AS $$
 BEGIN
 	IF EXISTS (SELECT 1 FROM payments.worker_server) THEN
-		UPDATE payments.worker_server SET changed_at = now();
+		UPDATE payments.worker_server SET changed_at = now(), server_tag = payments._new_server_tag();
 		RETURN NULL;
 	END IF;
 	NEW.changed_at := now();
+	NEW.server_tag := payments._new_server_tag();
 	RETURN NEW;
 END
 $$;
 COMMENT ON FUNCTION payments._restored_worker_server() IS
-	'Trigger: a restore (check_function_bodies off) does not replace the worker_server row the worker of this database already recorded, and records the restore''s time as the moment the database changed server (changed_at).';
+	'Trigger: a restore (check_function_bodies off) does not replace the worker_server row the worker of this database already recorded, and records the restore''s time as the moment the database changed server (changed_at), with a new server life''s tag of invoice numbers (server_tag).';
 CREATE TRIGGER worker_server_restored BEFORE INSERT ON payments.worker_server
 	FOR EACH ROW EXECUTE FUNCTION payments._restore_gate('payments._restored_worker_server()');
 COMMENT ON TRIGGER worker_server_restored ON payments.worker_server IS
@@ -10049,6 +10087,12 @@ CREATE FUNCTION payments._cached_table_changed() RETURNS trigger
 REVOKE ALL ON FUNCTION payments._cached_table_changed() FROM PUBLIC;
 COMMENT ON FUNCTION payments._cached_table_changed() IS
 	'Internal: statement trigger of a table backends keep in memory; makes every backend drop what it kept at commit.';
+-- the server life's tag (_server_tag) kept in memory: see worker_server
+CREATE TRIGGER worker_server_changed
+	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON payments.worker_server
+	FOR EACH STATEMENT EXECUTE FUNCTION payments._cached_table_changed();
+COMMENT ON TRIGGER worker_server_changed ON payments.worker_server IS
+	'Makes every backend drop the server life''s tag it kept (_server_tag).';
 CREATE TRIGGER merchants_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON payments.merchants
 	FOR EACH STATEMENT EXECUTE FUNCTION payments._cached_table_changed();
 CREATE TRIGGER merchant_roles_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON payments.merchant_roles

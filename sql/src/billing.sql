@@ -151,7 +151,7 @@ BEGIN
 			END IF;
 		END LOOP;
 	END IF;
-	RETURN 'P' || payments._invoice_tag() || p_payment_id;
+	RETURN 'P' || coalesce(payments._server_tag(), payments._invoice_tag()) || p_payment_id;
 END
 $$;
 COMMENT ON FUNCTION payments._invoice_charge_number(payments.invoices, bigint) IS

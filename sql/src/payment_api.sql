@@ -412,7 +412,7 @@ BEGIN
 		-- _record_final_results)
 		stored.card_fingerprint,
 		p_customer_profile_id, p_payment_profile_id,
-		'P' || payments._invoice_tag() || pid, p_description, p_order_ref,
+		'P' || coalesce(payments._server_tag(), payments._invoice_tag()) || pid, p_description, p_order_ref,
 		coalesce(p_customer, '{}'), coalesce(p_metadata, '{}'), corr, p_idempotency_key,
 		p_customer_id, stored.payment_method_id)
 	RETURNING n

@@ -50,6 +50,11 @@ old_subscription() {
 restore_days_later() {
 	as_pg "$PG_BINDIR/pg_ctl" -D "$OLD/data" -m immediate stop >/dev/null
 	sim_ctl POST /clock '{"advanceSeconds": 172800}' >/dev/null
+	restore_new "$1"
+}
+# restore_new DUMP: DUMP restored into a new server (NEW, database
+# payments), checked.
+restore_new() {
 	private_cluster "$NEW" "$NPORT" "fsync = off"
 	cluster_psql "$NEW" "$NPORT" postgres -c 'CREATE DATABASE payments'
 	local restore_err
