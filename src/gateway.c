@@ -485,6 +485,8 @@ gateway_build_operation(GatewayOp *op, HeapTuple tuple, TupleDesc desc, char **e
 	op->payment_method = payment_method;
 	op->card_last4 = col(tuple, desc, "card_last4");
 	op->payment_profile_id = col(tuple, desc, "payment_profile_id");
+	if (strcmp(op->kind, "refund") == 0 && !op->via_void)
+		op->refund_of = col(tuple, desc, "ref_trans_id");
 	op->correlation_id = col(tuple, desc, "correlation_id");
 	op->amount_minor = col_int64(tuple, desc, "amount_minor");
 	op->currency_exponent = (int) col_int64(tuple, desc, "currency_exponent");
@@ -1237,6 +1239,17 @@ identity_mismatch(const GatewayOp *op, const AnetTxnDetails *d, AnetStatusClass 
 							d->trans_id, d->invoice_number[0] ? d->invoice_number : op->txn_invoice,
 							d->transaction_type, op->kind);
 	}
+	/*
+	 * a refund's own transaction refunds its payment's: a refund of another
+	 * payment under the same number (a database copy or a promoted standby
+	 * that handed out an operation id again) is not it, whatever its card
+	 * and amount
+	 */
+	if (op->refund_of != NULL && op->refund_of[0] != '\0' && d->ref_trans_id[0] != '\0' &&
+		strcmp(d->ref_trans_id, op->refund_of) != 0)
+		return psprintf("the gateway's transaction %s under invoice %s refunds transaction %s, not the payment's %s",
+						d->trans_id, d->invoice_number[0] ? d->invoice_number : op->txn_invoice,
+						d->ref_trans_id, op->refund_of);
 	card = gateway_card_mismatch(op, d->account_number, d->customer_payment_profile_id);
 	if (card != NULL)
 		return psprintf("the gateway's transaction %s under invoice %s %s",

@@ -232,6 +232,8 @@ typedef struct GatewayOp
 								 * asked about, or NULL */
 	const char *sent_ref_trans_id;	/* the refTransId of the createTransaction
 									 * sent (capture, void, refund), or NULL */
+	const char *refund_of;		/* a refund's: its payment's transaction, or
+								 * NULL */
 	char	   *learned_trans_id;	/* the payment's capture was seen settled
 									 * (decide stage): this transId, */
 	char	   *learned_batch_id;	/* in this batch, */

@@ -9,6 +9,9 @@
 # server's transaction, and taken for the new purchase's: recorded paid,
 # the customer never charged.  A new server life (worker_server.changed_at)
 # gives new payments a tag of its own (worker_server.server_tag).
+# A refund made there gets the operation id, so the invoice number
+# (R<tag><operation_id>), of the old server's refund of another payment:
+# looked up, that refund is not taken for its own (refTransId).
 set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
 source "$(dirname "$0")/../lib/two_servers.sh"
@@ -16,6 +19,12 @@ source "$(dirname "$0")/../lib/two_servers.sh"
 RI="$WORK/restore-reused-ids"
 two_servers "$RI" reused
 gateway o "$SIM_TLS_API"
+# Two purchases of 20.00 with one card, settled at the gateway.
+A=$(as_m o -c "SELECT payment_id FROM pay_purchase(amount => '20.00 USD', card => $card)")
+B=$(as_m o -c "SELECT payment_id FROM pay_purchase(amount => '20.00 USD', card => $card)")
+is "$(as_m o -c "SELECT string_agg(status, ',') FROM (SELECT (pay_wait(x, '20 s')).status FROM unnest(ARRAY[$A, $B]) x) w")" \
+	succeeded,succeeded "two purchases of 20.00 before the dump"
+sim_ctl POST /settle >/dev/null
 cluster_pg_dump "$OLD" "$OPORT" -Fc payments >"$RI/payments.dump"
 
 # After the dump, the old server's purchase: charged.
@@ -24,6 +33,11 @@ is "$(as_m o -c "SELECT status FROM pay_wait($P, '20 s')")" succeeded "the old s
 old_number=$(oq -Atc "SELECT invoice_number FROM payments.payments WHERE merchant_id = $M AND payment_id = $P")
 old_trans=$(oq -Atc "SELECT gateway_trans_id FROM payments.payments WHERE merchant_id = $M AND payment_id = $P")
 is "$(sim_ledger "$old_number")" "charge 12.00" "the gateway charged it"
+# and its refund of 5.00 of purchase A
+RA=$(as_m o -c "SELECT operation_id FROM pay_refund(payment_id => $A, amount => '5.00 USD')")
+refunded_a() { [ "$(oq -Atc "SELECT status FROM payments.operations WHERE merchant_id = $M AND operation_id = $RA")" = succeeded ] && echo yes; }
+is "$(poll_value 30 refunded_a)" yes "the old server refunds 5.00 of purchase A after the dump"
+is "$(sim_ledger "R$TAG$RA")" "refund 5.00" "the gateway refunded it, under R<tag><operation_id>"
 
 # The old server dies; the dump is restored at once into a new server
 # (the gateway's duplicate window still open for the old purchase).
@@ -43,6 +57,32 @@ new_trans=$(nq -Atc "SELECT gateway_trans_id FROM payments.payments WHERE mercha
 ok "$(passed [ "$new_trans" != "$old_trans" ])" "with a transaction of its own, not the old server's"
 is "$(sim_ctl GET /ledger | python3 -c 'import json,sys; d=json.load(sys.stdin); d=d["ledger"] if isinstance(d,dict) else d; print(sum(1 for r in d if r["kind"]=="charge" and r["amountCents"]==1200))')" 2 \
 	"two purchases of 12.00, two charges of 12.00 at the gateway"
+
+# A refund of 5.00 of purchase B on the restored database gets the old
+# server's refund's operation id again, so its invoice number.  Its outcome
+# in doubt past the duplicate window (made so by a test trigger: the
+# worker looks it up at once), the lookup meets the old server's refund
+# of purchase A under that number, of the same card and amount: it is
+# not B's refund.
+nq -q -c "CREATE FUNCTION public.test_refund_in_doubt() RETURNS trigger LANGUAGE plpgsql AS \$\$
+BEGIN
+	NEW.never_sent := false;
+	NEW.first_sent_at := now() - interval '9 hours';
+	RETURN NEW;
+END \$\$" -c "CREATE TRIGGER zz_test_refund_in_doubt BEFORE INSERT ON payments.operations
+	FOR EACH ROW WHEN (NEW.kind = 'refund') EXECUTE FUNCTION public.test_refund_in_doubt()"
+RB=$(as_m n -c "SELECT operation_id FROM pay_refund(payment_id => $B, amount => '5.00 USD')")
+nq -q -c "DROP TRIGGER zz_test_refund_in_doubt ON payments.operations" -c "DROP FUNCTION public.test_refund_in_doubt()"
+is "$RB" "$RA" "the restored database hands out the old server's refund's operation id again"
+looked_up() { [ "$(nq -Atc "SELECT count(*) FROM payments.gateway_exchanges WHERE merchant_id = $M AND operation_id = $RB AND request_type = 'getTransactionDetailsRequest'")" != 0 ] \
+	&& [ "$(nq -Atc "SELECT status FROM payments.operations WHERE merchant_id = $M AND operation_id = $RB")" != sending ] && echo yes; }
+is "$(poll_value 60 looked_up)" yes "the refund of B is looked up, and the old server's refund of A confirmed"
+is "$(nq -Atc "SELECT status FROM payments.operations WHERE merchant_id = $M AND operation_id = $RB")" unknown \
+	"it is not taken for B's refund: B's stays unknown, for a person"
+like "$(nq -Atc "SELECT last_error FROM payments.operations WHERE merchant_id = $M AND operation_id = $RB")" \
+	"refunds transaction [0-9]+, not the payment's [0-9]+" "its last error says whose refund it is"
+is "$(as_m n -c "SELECT amount_refunded FROM payments.payments WHERE merchant_id = $M AND payment_id = $B")" "0.00 USD" \
+	"nothing of B counts as refunded"
 
 # The server life's tag stays the same across a restart of the worker.
 tag=$(nq -Atc "SELECT server_tag FROM payments.worker_server")
