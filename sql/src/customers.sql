@@ -27,6 +27,9 @@ CREATE TABLE payments.customers (
 	updated_at timestamptz NOT NULL DEFAULT now(),
 	deleted_at timestamptz,
 	erased_at timestamptz,
+	-- the server life's tag it was made under (_server_tag), in its
+	-- profile's merchantCustomerId; NULL: the installation's
+	gateway_tag text CHECK (gateway_tag ~ '^[0-9A-F]{6}$'),
 	PRIMARY KEY (merchant_id, customer_id)
 );
 CREATE INDEX customers_created ON payments.customers (merchant_id, created_at, customer_id);
@@ -50,14 +53,14 @@ SELECT pg_catalog.pg_extension_config_dump('payments.customers_customer_id_seq',
 
 -- The merchantCustomerId of a customer's gateway profile: unique per
 -- installation (the invoice tag) and at most 20 characters.
-CREATE FUNCTION payments._gateway_customer_ref(p_customer_id bigint) RETURNS text
+CREATE FUNCTION payments._gateway_customer_ref(p_customer_id bigint, p_tag text DEFAULT NULL) RETURNS text
 	LANGUAGE sql STABLE
 	SET search_path = pg_catalog, payments, pg_temp
 	AS $$
-	SELECT 'C' || left(payments._invoice_tag(), 19 - length(p_customer_id::text)) || p_customer_id
+	SELECT 'C' || left(coalesce(p_tag, payments._invoice_tag()), 19 - length(p_customer_id::text)) || p_customer_id
 	$$;
-COMMENT ON FUNCTION payments._gateway_customer_ref(bigint) IS
-	'Internal: the merchantCustomerId of a customer''s gateway profile (C, the installation''s tag, the customer id; at most 20 characters).';
+COMMENT ON FUNCTION payments._gateway_customer_ref(bigint, text) IS
+	'Internal: the merchantCustomerId of a customer''s gateway profile (C, p_tag: the tag of the server life it was made in, customers.gateway_tag, else the installation''s, then the customer id; at most 20 characters).';
 
 CREATE FUNCTION payments._customer_not_found(p_customer_id bigint) RETURNS void
 	LANGUAGE plpgsql AS $$
@@ -223,11 +226,16 @@ BEGIN
 		ORDER BY c.customer_id DESC LIMIT 1;	-- the newest: the one the live key made (an older one may hold the key from before its retention)
 		RETURN result;
 	END IF;
+	-- made after the database changed server: the customer id may be one
+	-- the server before gave its own customer after the copy, whose
+	-- profile's merchantCustomerId C<tag><customer_id> the gateway holds
+	-- (a save would have been answered E00039 naming that profile, and
+	-- adopted it: the card of another person); the server life's tag
 	INSERT INTO payments.customers AS c (merchant_id, email, name, external_ref, billing, metadata,
-		idempotency_key, correlation_id)
+		idempotency_key, correlation_id, gateway_tag)
 	VALUES (m, pay_create_customer.email, pay_create_customer.name, pay_create_customer.external_ref,
 		coalesce(pay_create_customer.billing, '{}'), coalesce(pay_create_customer.metadata, '{}'),
-		pay_create_customer.idempotency_key, corr)
+		pay_create_customer.idempotency_key, corr, payments._server_tag())
 	RETURNING * INTO result;
 	IF pay_create_customer.idempotency_key IS NOT NULL THEN
 		UPDATE payments.idempotency_keys k SET customer_id = result.customer_id

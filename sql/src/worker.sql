@@ -269,7 +269,7 @@ BEGIN
 				AND payments._customer_account(cu.merchant_id, cu.customer_id) <> c.gateway_account THEN NULL
 			ELSE cu.customer_profile_id END,
 		pm.payment_profile_id,
-		CASE WHEN cu.customer_id IS NOT NULL THEN payments._gateway_customer_ref(cu.customer_id) END,
+		CASE WHEN cu.customer_id IS NOT NULL THEN payments._gateway_customer_ref(cu.customer_id, cu.gateway_tag) END,
 		cu.email, cu.name, cu.billing,
 		pm.network_trans_id, pm.card_last4,
 		-- a save's: the payment profiles the customer's other live methods

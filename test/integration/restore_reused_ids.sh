@@ -12,6 +12,9 @@
 # A refund made there gets the operation id, so the invoice number
 # (R<tag><operation_id>), of the old server's refund of another payment:
 # looked up, that refund is not taken for its own (refTransId).
+# A customer made there gets the customer id of the old server's, so its
+# profile's merchantCustomerId but for the tag: a save in doubt, looked
+# up by it, does not take the other customer's profile and card.
 set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
 source "$(dirname "$0")/../lib/two_servers.sh"
@@ -38,6 +41,11 @@ RA=$(as_m o -c "SELECT operation_id FROM pay_refund(payment_id => $A, amount => 
 refunded_a() { [ "$(oq -Atc "SELECT status FROM payments.operations WHERE merchant_id = $M AND operation_id = $RA")" = succeeded ] && echo yes; }
 is "$(poll_value 30 refunded_a)" yes "the old server refunds 5.00 of purchase A after the dump"
 is "$(sim_ledger "R$TAG$RA")" "refund 5.00" "the gateway refunded it, under R<tag><operation_id>"
+# and a customer of its own, Alice, whose card it saves at the gateway
+CA=$(as_m o -c "SELECT customer_id FROM pay_create_customer(email => 'alice@example.com', name => 'Alice')")
+PA=$(as_m o -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $CA, card => $card, validation_mode => 'none')")
+is "$(as_m o -c "SELECT status FROM pay_wait_payment_method($PA, '20 s')")" active "the old server saves Alice's card after the dump"
+alice=$(oq -Atc "SELECT customer_profile_id || '/' || payment_profile_id FROM payments.payment_methods WHERE merchant_id = $M AND payment_method_id = $PA")
 
 # The old server dies; the dump is restored at once into a new server
 # (the gateway's duplicate window still open for the old purchase).
@@ -83,6 +91,21 @@ like "$(nq -Atc "SELECT last_error FROM payments.operations WHERE merchant_id = 
 	"refunds transaction [0-9]+, not the payment's [0-9]+" "its last error says whose refund it is"
 is "$(as_m n -c "SELECT amount_refunded FROM payments.payments WHERE merchant_id = $M AND payment_id = $B")" "0.00 USD" \
 	"nothing of B counts as refunded"
+
+# A new customer, Bob, on the restored database gets Alice's customer id
+# again, so her profile's merchantCustomerId (C<tag><customer_id>) but
+# for the tag.  His save's reply is lost (the gateway did not take it):
+# the worker looks for his profile by that merchantCustomerId before it
+# sends again; it must not find Alice's and take her card (ending as his)
+# for his.
+CB=$(as_m n -c "SELECT customer_id FROM pay_create_customer(email => 'bob@example.com', name => 'Bob')")
+is "$CB" "$CA" "the restored database hands out Alice's customer id again"
+sim_ctl POST /faults '{"type":"reset","count":1,"process":false,"requestType":"createCustomerProfileRequest"}' >/dev/null
+PB=$(as_m n -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $CB, card => pay_card('4111 1111 1111 1111', 11, extract(year from now())::int + 4, '321', 'Bob Other'), validation_mode => 'none')")
+is "$(as_m n -c "SELECT status FROM pay_wait_payment_method($PB, '30 s')")" active "Bob's card is saved"
+bob=$(nq -Atc "SELECT customer_profile_id || '/' || payment_profile_id FROM payments.payment_methods WHERE merchant_id = $M AND payment_method_id = $PB")
+ok "$(passed [ "${bob%/*}" != "${alice%/*}" ])" "in a customer profile of his own, not Alice's"
+ok "$(passed [ "${bob#*/}" != "${alice#*/}" ])" "as a payment profile of his own, not Alice's card"
 
 # The server life's tag stays the same across a restart of the worker.
 tag=$(nq -Atc "SELECT server_tag FROM payments.worker_server")
