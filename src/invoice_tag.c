@@ -45,7 +45,8 @@ typedef struct CachedTag
 {
 	const char *relname;		/* the table it is read from */
 	const char *query;			/* one row, one text column (NULL: none) */
-	char	   *value;			/* in TopMemoryContext; NULL: not read */
+	char	   *value;			/* in TopMemoryContext; NULL: none */
+	bool		known;			/* value was read for relid (NULL too) */
 	Oid			relid;
 	bool		callback_registered;
 } CachedTag;
@@ -56,22 +57,24 @@ static CachedTag invoice_tag = {
 	"FROM payments.installation_secrets s "
 	"WHERE s.purpose OPERATOR(pg_catalog.=) 'invoice_tag' "
 	"ORDER BY s.created_at, s.secret_id LIMIT 1",
-	NULL, InvalidOid, false
+	NULL, false, InvalidOid, false
 };
 
 static CachedTag server_tag = {
 	"worker_server",
 	"SELECT w.server_tag FROM payments.worker_server w",
-	NULL, InvalidOid, false
+	NULL, false, InvalidOid, false
 };
 
 static void
 forget_tag(CachedTag *t, Oid relid)
 {
-	if ((relid == InvalidOid || relid == t->relid) && t->value != NULL)
+	if (relid == InvalidOid || relid == t->relid)
 	{
-		pfree(t->value);
+		if (t->value != NULL)
+			pfree(t->value);
 		t->value = NULL;
+		t->known = false;
 	}
 }
 
@@ -100,8 +103,12 @@ cached_tag(CachedTag *t, RelcacheCallbackFunction callback, FunctionCallInfo fci
 	Oid			save_user;
 	int			save_sec;
 
-	if (t->value != NULL && relid == t->relid)
+	if (t->known && relid == t->relid)
+	{
+		if (t->value == NULL)
+			PG_RETURN_NULL();
 		PG_RETURN_TEXT_P(cstring_to_text(t->value));
+	}
 
 	/* as the function's owner (an error resets the user at abort) */
 	proc = SearchSysCache1(PROCOID, ObjectIdGetDatum(fcinfo->flinfo->fn_oid));
@@ -116,21 +123,26 @@ cached_tag(CachedTag *t, RelcacheCallbackFunction callback, FunctionCallInfo fci
 		elog(ERROR, "SPI_connect failed");
 	if (SPI_execute(t->query, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read a tag of invoice numbers from %s", t->relname);
+	/*
+	 * none (NULL) is kept as well: the server's tag is NULL until the
+	 * database first changes server, and every payment asks for it
+	 */
+	t->known = false;
+	if (t->value != NULL)
+		pfree(t->value);
+	t->value = NULL;
 	if (SPI_processed == 1)
 	{
 		char	   *value = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 
 		if (value != NULL)
-		{
-			if (t->value != NULL)
-				pfree(t->value);
 			t->value = MemoryContextStrdup(TopMemoryContext, value);
-			t->relid = relid;
-		}
 	}
+	t->relid = relid;
+	t->known = true;
 	SPI_finish();
 	SetUserIdAndSecContext(save_user, save_sec);
-	if (t->value == NULL || t->relid != relid)
+	if (t->value == NULL)
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(cstring_to_text(t->value));
 }

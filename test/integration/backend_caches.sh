@@ -118,6 +118,26 @@ like "$(tr '\n' ' ' <<<"$out")" "^$TAG0 tc_admin ERROR: +permission denied for t
 is "$(su -c "SELECT prosecdef::text || coalesce(array_length(proconfig, 1), 0) FROM pg_proc WHERE oid = 'payments._invoice_tag()'::regprocedure")" \
 	"false0" "_invoice_tag is neither SECURITY DEFINER nor has settings of its own"
 
+# 6c. the server life's tag (_server_tag, src/invoice_tag.c) is kept too
+#     while it is NULL (a database that never changed server: every
+#     installation until a failover or a restore): every purchase asks for
+#     it, and a NULL read anew each time was a scan of worker_server per
+#     payment; a change still counts from the next statement
+scans="SELECT pg_stat_get_xact_numscans('payments.worker_server'::regclass);"
+out=$(su -c "BEGIN" -c "SELECT coalesce(payments._server_tag(), 'none')" -c "$scans" \
+	-c "SELECT count(payments._server_tag()) FROM generate_series(1, 20)" -c "$scans" -c "COMMIT")
+is "$(tr '\n' ' ' <<<"$out")" "none 1 0 1 " \
+	"a NULL server tag is read once per backend, not once per call (20 more calls: no more scans of worker_server)"
+is "$(su -c "SELECT count(*) FROM payments.worker_server WHERE server_tag IS NULL")" "1" \
+	"the worker recorded its server, no change of server yet"
+out=$(kept postgres "SELECT coalesce(payments._server_tag(), 'none');
+\\! $OWNER \"UPDATE payments.worker_server SET server_tag = 'ABC123'\"
+SELECT coalesce(payments._server_tag(), 'none');
+\\! $OWNER \"UPDATE payments.worker_server SET server_tag = NULL\"
+SELECT coalesce(payments._server_tag(), 'none');")
+is "$(tr '\n' ' ' <<<"$out")" "none ABC123 none " \
+	"the server tag kept by a session (NULL too) follows a change of worker_server from its next statement"
+
 # 7. the allowed status transitions (src/status_guard.c): one added or
 #    removed by another session counts from the kept session's next
 #    statement
