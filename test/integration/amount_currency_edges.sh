@@ -74,7 +74,7 @@ cid=$(q -c "SELECT customer_id FROM pay_create_customer(email => 'a@example.com'
 pm=$(q -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $cid, card => $card, validation_mode => 'none')")
 q -c "SELECT status FROM pay_wait_payment_method($pm, '10 s')" >/dev/null
 sub=$(q -c "SELECT subscription_id FROM pay_create_subscription(customer_id => $cid, price => '1.00 USD', interval_unit => 'month')")
-for i in $(seq 80); do [ "$(q -c "SELECT status FROM pay_get_subscription($sub)")" = active ] && break; sleep 0.25; done
+for i in $(seq 240); do [ "$(q -c "SELECT status FROM pay_get_subscription($sub)")" = active ] && break; sleep 0.25; done
 is "$(q -c "SELECT status FROM pay_get_subscription($sub)")" active "the subscription is active"
 # the largest price the gateway takes, at the start of the period: the next
 # invoice would hold that price twice (the rest of this period, prorated

@@ -43,7 +43,7 @@ q -c "SELECT pay_set_test_clock('2095-06-01 00:00+00')" >/dev/null
 q -c "SELECT pay_run_renewals()" >/dev/null
 INV=$(q -c "SELECT invoice_id FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $SID AND period_index = 1")
 q -c "SELECT status FROM pay_wait((SELECT payment_id FROM payments.invoices WHERE merchant_id = $M AND invoice_id = $INV), '10 s')" >/dev/null
-for _ in $(seq 40); do [ "$(q -c "SELECT status FROM pay_get_subscription($SID)")" = unpaid ] && break; sleep 0.25; done
+for _ in $(seq 240); do [ "$(q -c "SELECT status FROM pay_get_subscription($SID)")" = unpaid ] && break; sleep 0.25; done
 is "$(q -c "SELECT s.status || '|' || i.status FROM pay_get_subscription($SID) s, pay_get_invoice($INV) i")" "unpaid|uncollectible" "declined renewal, retry_days {}: unpaid, invoice uncollectible"
 # the customer gives a new card (address fixed); the merchant puts it on the subscription
 q -c "SELECT 1 FROM pay_update_customer(customer_id => $CID, billing => '{\"zip\":\"10001\"}')" >/dev/null
@@ -54,7 +54,7 @@ after=$(q -c "SELECT count(*) FROM payments.payments WHERE merchant_id = $M AND 
 is "$after" "$((before + 1))" "pay_update_subscription with a new card charges the unpaid subscription's uncollectible invoice at once"
 pid=$(q -c "SELECT payment_id FROM pay_get_invoice($INV)")
 q -c "SELECT status FROM pay_wait($pid, '10 s')" >/dev/null
-for _ in $(seq 40); do [ "$(q -c "SELECT status FROM pay_get_subscription($SID)")" = active ] && break; sleep 0.25; done
+for _ in $(seq 240); do [ "$(q -c "SELECT status FROM pay_get_subscription($SID)")" = active ] && break; sleep 0.25; done
 is "$(q -c "SELECT s.status || '|' || i.status FROM pay_get_subscription($SID) s, pay_get_invoice($INV) i")" "active|paid" "and, paid, the subscription is active again"
 
 ###########################################################################
@@ -73,13 +73,13 @@ q -c "SELECT 1 FROM pay_update_customer(customer_id => $CID, billing => '{\"zip\
 q -c "SELECT 1 FROM pay_change_subscription($SID, quantity => 2, proration => 'invoice_now')" >/dev/null
 PR=$(q -c "SELECT invoice_id FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $SID AND kind = 'proration'")
 q -c "SELECT status FROM pay_wait((SELECT payment_id FROM pay_get_invoice($PR)), '10 s')" >/dev/null
-for _ in $(seq 40); do [ "$(q -c "SELECT status FROM pay_get_subscription($SID)")" = unpaid ] && break; sleep 0.25; done
+for _ in $(seq 240); do [ "$(q -c "SELECT status FROM pay_get_subscription($SID)")" = unpaid ] && break; sleep 0.25; done
 is "$(q -c "SELECT status || '|' || cancel_at_period_end FROM pay_get_subscription($SID)")" "unpaid|true" "the declined proration makes it unpaid; still set to cancel at the end of May"
 q -c "SELECT pay_set_test_clock('2095-06-15 00:00+00')" >/dev/null
 q -c "SELECT pay_run_renewals()" >/dev/null
 q -c "SELECT 1 FROM pay_update_customer(customer_id => $CID, billing => '{\"zip\":\"10001\"}')" >/dev/null
 PM2=$(card "$CID" 5424000000000015)
-for _ in $(seq 40); do [ "$(q -c "SELECT status FROM pay_get_invoice($PR)")" = paid ] && break; sleep 0.25; done
+for _ in $(seq 240); do [ "$(q -c "SELECT status FROM pay_get_invoice($PR)")" = paid ] && break; sleep 0.25; done
 sleep 2
 is "$(q -c "SELECT status FROM pay_get_invoice($PR)")" paid "the new card pays the May proration"
 is "$(q -c "SELECT count(*) FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $SID AND period_index >= 1")" 0 \
@@ -99,7 +99,7 @@ q -c "SELECT pay_set_test_clock('2095-06-01 00:00+00')" >/dev/null
 q -c "SELECT pay_run_renewals()" >/dev/null
 INV=$(q -c "SELECT invoice_id FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $SID AND period_index = 1")
 q -c "SELECT status FROM pay_wait((SELECT payment_id FROM payments.invoices WHERE merchant_id = $M AND invoice_id = $INV), '10 s')" >/dev/null
-for _ in $(seq 40); do [ "$(q -c "SELECT status FROM pay_get_subscription($SID)")" = canceled ] && break; sleep 0.25; done
+for _ in $(seq 240); do [ "$(q -c "SELECT status FROM pay_get_subscription($SID)")" = canceled ] && break; sleep 0.25; done
 is "$(q -c "SELECT s.status || '|' || i.status FROM pay_get_subscription($SID) s, pay_get_invoice($INV) i")" "canceled|uncollectible" "no retry day: the declined renewal gets the final action at once"
 is "$(q -c "SELECT data ->> 'retryable' FROM payments.events WHERE merchant_id = $M AND event_type = 'invoice.payment_failed' AND (data ->> 'invoice_id')::bigint = $INV")" "false" \
 	"its invoice.payment_failed event says it will not be retried"
@@ -107,7 +107,7 @@ is "$(q -c "SELECT data ->> 'retryable' FROM payments.events WHERE merchant_id =
 SID2=$(q -c "SELECT subscription_id FROM pay_create_subscription(customer_id => $CID, price => '11.00 USD', interval_unit => 'month')")
 INV2=$(q -c "SELECT invoice_id FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $SID2")
 q -c "SELECT status FROM pay_wait((SELECT payment_id FROM payments.invoices WHERE merchant_id = $M AND invoice_id = $INV2), '10 s')" >/dev/null
-for _ in $(seq 40); do [ -n "$(q -c "SELECT last_failure_code FROM pay_get_invoice($INV2)")" ] && break; sleep 0.25; done
+for _ in $(seq 240); do [ -n "$(q -c "SELECT last_failure_code FROM pay_get_invoice($INV2)")" ] && break; sleep 0.25; done
 is "$(q -c "SELECT status || '|' || (next_attempt_at IS NULL) FROM pay_get_invoice($INV2)")" "open|true" "a declined first invoice has no retry scheduled"
 is "$(q -c "SELECT data ->> 'retryable' FROM payments.events WHERE merchant_id = $M AND event_type = 'invoice.payment_failed' AND (data ->> 'invoice_id')::bigint = $INV2")" "false" \
 	"its invoice.payment_failed event says it will not be retried"

@@ -76,7 +76,7 @@ is "$(q -c "SELECT status FROM pay_get_subscription($SID)")" incomplete_expired 
 merchant_on_simulator hb-discard3 1000
 SID=$(subscribe d3@example.com '10.00 USD')
 q -c "SELECT status FROM pay_wait((SELECT payment_id FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $SID), '10 s')" >/dev/null
-for _ in $(seq 40); do [ "$(q -c "SELECT status FROM pay_get_subscription($SID)")" = active ] && break; sleep 0.25; done
+for _ in $(seq 240); do [ "$(q -c "SELECT status FROM pay_get_subscription($SID)")" = active ] && break; sleep 0.25; done
 q -c "SELECT 1 FROM pay_change_subscription($SID, price => '9019.00 USD', proration => 'none')" >/dev/null
 q -c "SELECT pay_set_test_clock('2095-06-01 00:00+00')" >/dev/null
 q -c "SELECT pay_run_renewals()" >/dev/null

@@ -30,7 +30,7 @@ sub() {
 	local sid
 	sid=$(q -c "SELECT subscription_id FROM pay_create_subscription(customer_id => $CID, price => '30.00 USD', interval_unit => 'month')")
 	q -c "SELECT status FROM pay_wait((SELECT payment_id FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $sid), '10 s')" >/dev/null
-	for _ in $(seq 20); do [ "$(q -c "SELECT status FROM pay_get_subscription($sid)")" = active ] && break; sleep 0.25; done
+	for _ in $(seq 240); do [ "$(q -c "SELECT status FROM pay_get_subscription($sid)")" = active ] && break; sleep 0.25; done
 	echo "$sid"
 }
 S1=$(sub); S2=$(sub)
@@ -66,7 +66,7 @@ PM=$(q -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => 
 q -c "SELECT status FROM pay_wait_payment_method($PM, '10 s')" >/dev/null
 SID=$(q -c "SELECT subscription_id FROM pay_create_subscription(customer_id => $CID, price => '30.00 USD', interval_unit => 'month')")
 q -c "SELECT status FROM pay_wait((SELECT payment_id FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $SID), '10 s')" >/dev/null
-for _ in $(seq 20); do [ "$(q -c "SELECT status FROM pay_get_subscription($SID)")" = active ] && break; sleep 0.25; done
+for _ in $(seq 240); do [ "$(q -c "SELECT status FROM pay_get_subscription($SID)")" = active ] && break; sleep 0.25; done
 # day 20 of 30: down to 20.00, invoice_now: -10.00 + 6.67 = -3.33, carried
 q -c "SELECT pay_set_test_clock('2095-04-21 00:00+00')" >/dev/null
 q -c "SELECT 1 FROM pay_change_subscription($SID, price => '20.00 USD', proration => 'invoice_now')" >/dev/null
@@ -76,7 +76,7 @@ q -c "SELECT 1 FROM pay_update_customer(customer_id => $CID, billing => '{\"zip\
 q -c "BEGIN" -c "SELECT pay_set_test_clock('2095-05-01 00:00+00')" -c "SELECT pay_run_renewals()" -c "COMMIT" >/dev/null
 inv=$(q -c "SELECT invoice_id FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $SID AND kind = 'renewal' AND period_index = 1")
 q -c "SELECT status FROM pay_wait((SELECT payment_id FROM pay_get_invoice($inv)), '10 s')" >/dev/null
-for _ in $(seq 20); do [ "$(q -c "SELECT status FROM pay_get_subscription($SID)")" = past_due ] && break; sleep 0.25; done
+for _ in $(seq 240); do [ "$(q -c "SELECT status FROM pay_get_subscription($SID)")" = past_due ] && break; sleep 0.25; done
 is "$(q -c "SELECT s.status || '|' || i.status || '|' || i.amount FROM pay_get_subscription($SID) s, pay_get_invoice($inv) i")" "past_due|open|16.67 USD" "renewal 20.00 - 3.33 declined: past_due"
 # the merchant cancels now: the open invoice is voided
 q -c "SELECT 1 FROM pay_cancel_subscription($SID)" >/dev/null
@@ -108,7 +108,7 @@ got=$(q -c "BEGIN" -c "SELECT pay_set_test_clock('2095-04-14 00:00+00')" \
 is "$got" "trialing|open|30.00 USD" "while period 0's invoice is open and its charge not answered, the subscription stays trialing (README)"
 pid=$(q -c "SELECT payment_id FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $SID AND kind = 'renewal' AND period_index = 0")
 q -c "SELECT status FROM pay_wait($pid, '10 s')" >/dev/null
-for _ in $(seq 40); do [ "$(q -c "SELECT status FROM pay_get_subscription($SID)")" = past_due ] && break; sleep 0.25; done
+for _ in $(seq 240); do [ "$(q -c "SELECT status FROM pay_get_subscription($SID)")" = past_due ] && break; sleep 0.25; done
 comment "$(q -c "SELECT string_agg(invoice_id || ':' || kind || ':' || status || ':' || amount, ' ' ORDER BY invoice_id) FROM payments.invoices WHERE merchant_id = $M")"
 is "$(q -c "SELECT string_agg(event_type, ',' ORDER BY event_id) FROM payments.events WHERE merchant_id = $M AND event_type LIKE 'subscription.%' AND data ->> 'subscription_id' = '$SID'")" \
 	"subscription.created,subscription.renewed,subscription.updated,subscription.past_due" \
@@ -123,6 +123,6 @@ q -c "BEGIN" -c "SELECT pay_set_test_clock('2095-04-18 00:00+00')" -c "SELECT pa
 	-c "SELECT 1 FROM pay_change_subscription($SID2, price => '15.00 USD', proration => 'invoice_now')" -c "COMMIT" >/dev/null
 pid=$(q -c "SELECT payment_id FROM payments.invoices WHERE merchant_id = $M AND subscription_id = $SID2 AND kind = 'renewal' AND period_index = 0")
 q -c "SELECT status FROM pay_wait($pid, '10 s')" >/dev/null
-for _ in $(seq 20); do [ "$(q -c "SELECT status FROM pay_get_subscription($SID2)")" = active ] && break; sleep 0.25; done
+for _ in $(seq 240); do [ "$(q -c "SELECT status FROM pay_get_subscription($SID2)")" = active ] && break; sleep 0.25; done
 is "$(q -c "SELECT status FROM pay_get_subscription($SID2)")" active "approved trial-end charge: active"
 tap_done

@@ -135,7 +135,7 @@ log_from=$(( $(as_root wc -l < "$WORK/postgres.log") + 1 ))
 su -c "ALTER FUNCTION payments._run_renewals(bigint, integer) RENAME TO _run_renewals_away" >/dev/null
 q -c "SELECT pay_advance_test_clock('1 month')" >/dev/null
 missing_said() { as_root tail -n +"$log_from" "$WORK/postgres.log" | grep -c 'payments billing: payments._run_renewals is missing' || true; }
-for _ in $(seq 40); do [ "$(missing_said)" -ge 1 ] && break; sleep 0.25; done
+for _ in $(seq 240); do [ "$(missing_said)" -ge 1 ] && break; sleep 0.25; done
 # billing_rounds N: "ok" once the billing process has begun N more runs
 # (each run's dunning transaction starts anew: its query_start in
 # pg_stat_activity, seen for the second until the next run)
