@@ -43,7 +43,10 @@ qo -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_nam
 wait $locker || true
 st=$(q -c "SELECT status FROM pay_wait($pid, '20 s')")
 comment "payment: $st; op: $(qo -c "SELECT concat_ws(' ', status, attempts, last_error) FROM payments.operations WHERE merchant_id = $M AND payment_id = $pid")"
-sleep 2
+# the gauge is published every second: wait for the worker to publish it
+# (a busy machine may take more than a second or two)
+unrecorded_zero() { [ "$(metric payments_unrecorded_outcomes)" = 0 ] && echo 0; }
+poll_value 60 unrecorded_zero >/dev/null
 comment "health: $(qo -c "SELECT * FROM payments.pay_worker_health()")"
 is "$(metric payments_unrecorded_outcomes)" 0 "after a restart, with nothing held by the new worker, payments_unrecorded_outcomes is 0"
 is "$(sim_ledger_count P$TAG$pid charge)" 1 "charged once"
