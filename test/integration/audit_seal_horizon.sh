@@ -79,7 +79,7 @@ is "$(q -c "SELECT payments.pay_audit_verify($M)")" "" "and verify"
 #    gives it: a copy outside the database that verify takes back.
 head=$(q -c "SELECT d -> 0 ->> 'batch_hash' FROM payments.pay_audit_digest($M) d")
 line() { grep -F "payments audit digest: " "$WORK/postgres.log" | grep -F "\"$head\"" | tail -1; }
-ok "$([ -n "$(poll_value 10 line)" ] && echo 0 || echo 1)" "the seal wrote its digest to the server log"
+ok "$([ -n "$(poll_value 60 line)" ] && echo 0 || echo 1)" "the seal wrote its digest to the server log"
 logged=$(line | sed 's/^.*payments audit digest: //')
 is "$(q -v d="$logged" <<<"SELECT coalesce(payments.pay_audit_verify($M, :'d'::jsonb)::text, 'intact');")" intact \
 	"and the log's copy verifies against the chain"

@@ -100,10 +100,10 @@ ok "$(restart_worker && echo 0 || echo 1)" "a new worker starts (its first loop 
 notice_other() { [ "$(notices "$A" "$pm_other")" = 1 ] && echo 1; }
 is "$(poll_value 30 notice_other)" 1 "while the rows are held, the other merchant's card gets its expiry notice"
 free_parked() { [ "$(parked "$U2" "$op_free")" = 1 ] && echo 1; }
-is "$(poll_value 10 free_parked)" 1 "... the other unconfigured merchant's operation is parked"
+is "$(poll_value 60 free_parked)" 1 "... the other unconfigured merchant's operation is parked"
 key_gone() { [ "$(psqlq -c "SELECT count(*) FROM payments.idempotency_keys WHERE merchant_id = $A
 	AND idempotency_key = 'housekeeping-old-key'")" = 0 ] && echo 1; }
-is "$(poll_value 10 key_gone)" 1 "... and the expired idempotency key is deleted"
+is "$(poll_value 60 key_gone)" 1 "... and the expired idempotency key is deleted"
 is "$(notices "$H" "$pm_held")" 0 "the held card waits: no notice yet"
 is "$(holding)" 2 "both rows are still held"
 ok "$(tail -n +"$((log_lines + 1))" "$WORK/postgres.log" | grep -qE "payments worker: .* failed with SQLSTATE" && echo 1 || echo 0)" \
@@ -111,7 +111,7 @@ ok "$(tail -n +"$((log_lines + 1))" "$WORK/postgres.log" | grep -qE "payments wo
 
 # --- 2. the merchant's other session refers to the held rows
 plan=$(M=$H as_merchant -c "SELECT plan_id FROM pay_create_plan(name => 'Held rows', amount => '9.00 USD')")
-sub=$(M=$H as_merchant -c "SET statement_timeout = '5s'" -c "SELECT status FROM pay_create_subscription(customer_id => $cid_held,
+sub=$(M=$H as_merchant -c "SET statement_timeout = '30s'" -c "SELECT status FROM pay_create_subscription(customer_id => $cid_held,
 	plan_id => $plan, payment_method_id => $pm_held, trial_days => 14)" 2>&1 || true)
 is "$sub" trialing "another session subscribes the held customer with the held card at once (its foreign-key checks do not wait)"
 is "$(holding)" 2 "the rows are still held"
@@ -122,7 +122,7 @@ ok "$(restart_worker && echo 0 || echo 1)" "the rows are free; a new worker runs
 notice_held() { [ "$(notices "$H" "$pm_held")" = 1 ] && echo 1; }
 is "$(poll_value 30 notice_held)" 1 "the card that was held gets its notice"
 held_parked() { [ "$(parked "$U1" "$op_held")" = 1 ] && echo 1; }
-is "$(poll_value 10 held_parked)" 1 "the operation that was held is parked"
+is "$(poll_value 60 held_parked)" 1 "the operation that was held is parked"
 is "$(notices "$A" "$pm_other")" 1 "and no notice is written twice"
 
 tap_done

@@ -46,7 +46,7 @@ pid=$(q -c "SELECT payment_id FROM pay_purchase(amount => '9019.00 USD', card =>
 op=$(wait_dead $pid)
 comment "dead: $(qo -c "SELECT concat_ws(' ', status, attempts, never_sent, last_error) FROM payments.operations WHERE merchant_id = $M AND operation_id = $op")"
 qo -c "SELECT payments.pay_discard_dead_letter($M, $op)" >/dev/null
-st=$(q -c "SELECT status FROM pay_wait($pid, '2 s')")
+st=$(q -c "SELECT status FROM pay_wait($pid, '30 s')")
 comment "events: $(qo -c "SELECT string_agg(event_type, ',' ORDER BY event_id) FROM payments.events WHERE merchant_id = $M AND payment_id = $pid")"
 is "$st" canceled "a discarded purchase that provably never reached the gateway cancels its payment"
 is "$(q -c "SELECT decline_code FROM pay_get_payment($pid)")" discarded "with decline_code discarded"

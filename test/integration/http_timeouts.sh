@@ -93,12 +93,12 @@ is "$(poll_value 20 holds)" 1 "a session holds the exchange log locked"
 mapfile -t first < <(wave 5)
 sleep 0.5
 mapfile -t second < <(wave 5)
-ok "$(wait_log 20 "payments worker: recording exchanges failed with SQLSTATE 57014" && echo 0 || echo 1)" \
+ok "$(wait_log 60 "payments worker: recording exchanges failed with SQLSTATE 57014" && echo 0 || echo 1)" \
 	"the worker's round met the lock for longer than a request's timeout (twice 2 s)"
 sleep 1
 release
 wait "$locker" || true
-is "$(poll_value 30 final "${first[@]}" "${second[@]}")" 1 "every payment is final"
+is "$(poll_value 60 final "${first[@]}" "${second[@]}")" 1 "every payment is final"
 ids="$(IFS=,; echo "${first[*]},${second[*]}")"
 is "$(as_merchant -c "SELECT string_agg(DISTINCT status, ',') FROM payments.payments WHERE payment_id IN ($ids)")" succeeded \
 	"all ten succeeded"

@@ -47,7 +47,7 @@ wait_for() {
 saved_method() {
 	local id
 	id=$(as_merchant -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $1, card => pay_card('$2', 12, $(( $(date +%Y) + 3 )), '123', 'Ada Lovelace'), validation_mode => 'none', make_default => ${3:-true})")
-	as_merchant -c "SELECT status FROM pay_wait_payment_method($id, '10 s')" >/dev/null
+	as_merchant -c "SELECT status FROM pay_wait_payment_method($id, '30 s')" >/dev/null
 	echo "$id"
 }
 # wait_sql CONDITION [SECONDS]: true once SQL CONDITION (as merchant M) is

@@ -19,7 +19,7 @@ sim_start() {
 		>"$dir/sim.out" 2>"$dir/sim.err" &
 	SIM_PID=$!
 	local line="" i
-	for i in $(seq 200); do
+	for i in $(seq 600); do
 		line=$(grep '^anet-sim ready' "$dir/sim.out" 2>/dev/null) && break
 		sleep 0.05
 	done
