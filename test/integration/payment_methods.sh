@@ -162,13 +162,13 @@ like "$(q -c "SELECT string_agg(request_type, ',' ORDER BY exchange_id) FROM pay
 # --- the worker killed mid-save (a crash restart): no duplicate profile
 cid4=$(q -c "SELECT customer_id FROM pay_create_customer(email => 'crash@example.com')")
 mcid4=$(q -c "SELECT payments._gateway_customer_ref($cid4)")
-sim_ctl POST /latency '{"fixedMs":1500,"randomMs":0}' >/dev/null
+# the simulator saves the profile as the request arrives and answers
+# 5 s later: the worker is killed once the profile is there (not a fixed
+# time after "sending", which a slow machine may not have sent by then)
+sim_ctl POST /latency '{"fixedMs":5000,"randomMs":0}' >/dev/null
 pm7=$(q -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $cid4, card => $(card 4111111111111111))")
-for i in $(seq 100); do
-	[ "$(q -c "SELECT status FROM payments.operations WHERE merchant_id = $M AND payment_method_id = $pm7")" = sending ] && break
-	sleep 0.05
-done
-sleep 0.3
+profile_made() { [ "$(profile_field "$mcid4" 'len(ps)')" = 1 ] && echo 1; }
+poll_value 30 profile_made >/dev/null
 as_root kill -KILL "$(worker_pid)"
 sleep 2
 sim_ctl POST /latency '{"fixedMs":0,"randomMs":0}' >/dev/null
