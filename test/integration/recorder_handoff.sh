@@ -216,7 +216,8 @@ gauge=$(metric payments_recorder_memory_bytes)
 su -c "SELECT pg_log_backend_memory_contexts($rpid3)" >/dev/null
 burst 300 burst-mem-2
 su -c "SELECT pg_log_backend_memory_contexts($rpid3)" >/dev/null
-used=$(sleep 0.5; memory_in_use "$rpid3")
+poll_value 60 memory_dumps "$rpid3" 2 >/dev/null
+used=$(memory_in_use "$rpid3")
 ok "$([ -n "$gauge" ] && [ "$gauge" -gt 0 ] && echo 0 || echo 1)" "pay_metrics shows the recorder's memory ($gauge bytes)"
 first=$(head -1 <<<"$used") last=$(tail -1 <<<"$used")
 ok "$([ "$(wc -l <<<"$used")" = 2 ] && [ -n "$first" ] && [ $((last - first)) -lt 16384 ] && echo 0 || echo 1)" \

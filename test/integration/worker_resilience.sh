@@ -292,7 +292,8 @@ wait "$waiter" || true
 done1=$(q -c "SELECT count(*) FROM payments.payments WHERE merchant_id = $M AND status = 'succeeded'")
 is "$(cat "$WORK/resilience_wait.out")" pending "pay_wait on the parked payment timed out with its status"
 ok "$([ $((done1 - done0)) -ge 40 ] && echo 0 || echo 1)" "many results were recorded during the wait ($((done1 - done0)))"
-used=$(sleep 0.5; memory_in_use "$wpid")
+poll_value 60 memory_dumps "$wpid" 2 >/dev/null
+used=$(memory_in_use "$wpid")
 is "$(wc -l <<<"$used")" 2 "the waiting backend logged its memory twice"
 first=$(head -1 <<<"$used") last=$(tail -1 <<<"$used")
 ok "$([ -n "$first" ] && [ $((last - first)) -lt 8192 ] && echo 0 || echo 1)" \

@@ -209,6 +209,12 @@ wait_log() {
 # outside CacheMemoryContext.  The catalog caches and plans may grow as
 # ANALYZE invalidates them (bounded by the objects read); a leak grows with
 # the work done.
+# memory_dumps PID N: "done" once the server log holds N complete memory
+# context dumps of process PID (each ends with its "Grand total" line; the
+# process writes it when it next handles interrupts, later on a busy machine)
+memory_dumps() {
+	[ "$(grep -F "[$1]" "$WORK/postgres.log" | grep -c 'Grand total: ')" -ge "$2" ] && echo done
+}
 memory_in_use() {
 	python3 - "$WORK/postgres.log" "$1" <<'PY'
 import re, sys
