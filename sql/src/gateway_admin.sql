@@ -577,7 +577,7 @@ BEGIN
 				RAISE EXCEPTION 'transaction % is the transaction of payment % of merchant %', transaction_id, other, o.merchant_id
 					USING ERRCODE = '22023',
 						HINT = CASE WHEN o.kind = 'refund'
-							THEN format('Pass the refund''s own transaction, of invoice number R%s%s.', payments._invoice_tag(), o.operation_id)
+							THEN format('Pass the refund''s own transaction: a refund of the payment''s transaction %s (not only one of invoice number R%s%s: after a restore or a failover that number may be another payment''s refund).', p.gateway_trans_id, payments._invoice_tag(), o.operation_id)
 							ELSE format('Pass the transaction of invoice number %s, the operation''s payment.', p.invoice_number) END;
 			END IF;
 			IF o.kind = 'refund' THEN
@@ -588,7 +588,7 @@ BEGIN
 				IF FOUND THEN
 					RAISE EXCEPTION 'transaction % is the transaction of operation % of merchant %', transaction_id, other, o.merchant_id
 						USING ERRCODE = '22023',
-							HINT = format('Pass the refund''s own transaction, of invoice number R%s%s.', payments._invoice_tag(), o.operation_id);
+							HINT = format('Pass the refund''s own transaction: a refund of the payment''s transaction %s (not only one of invoice number R%s%s: after a restore or a failover that number may be another payment''s refund).', p.gateway_trans_id, payments._invoice_tag(), o.operation_id);
 				END IF;
 			END IF;
 		END IF;
