@@ -293,13 +293,22 @@ for p in "${pids[@]}"; do total=$((total + $(sim_ledger_count "P$TAG$p" charge))
 is "$total" 6 "each of them was charged exactly once"
 
 # The circuit state changes with time alone.  With every request slot
-# taken (payments.max_in_flight 2, both held at the simulator) no claim
-# runs; a circuit whose time is up, with nothing left to probe, must read
-# closed all the same.  (Published only by claims and transfers, the
-# health view and the metrics said "open" until a slot came free.)
-cluster_psql "$WORK" "$PORT" payments -c "ALTER SYSTEM SET payments.max_in_flight = 2" -c "SELECT pg_reload_conf()" >/dev/null
-ok "$(passed process_reread worker payments.max_in_flight 2)" "the worker goes by two requests in flight"
-M=$M_LIVE configure "$SIM_API" 30000
+# taken (payments.max_in_flight 3, all held at the simulator) no claim
+# runs; a circuit whose time is up, its probe not out, must read closed
+# all the same.  (Published only by claims and transfers, the health view
+# and the metrics said "open" until a slot came free.)  Two slots are held
+# by another merchant first, the third takes the dead endpoint's failures,
+# then is held too.
+cluster_psql "$WORK" "$PORT" payments -c "ALTER SYSTEM SET payments.max_in_flight = 3" -c "SELECT pg_reload_conf()" >/dev/null
+ok "$(passed process_reread worker payments.max_in_flight 3)" "the worker goes by three requests in flight"
+M=$M_LIVE configure "$SIM_API" 60000
+sim_ctl POST /faults '{"type":"hold","count":3,"process":true,"holdMs":40000,"requestType":"createTransactionRequest"}' >/dev/null
+held=()
+for i in 1 2; do
+	held+=("$(M=$M_LIVE q -c "SELECT payment_id FROM pay_purchase(amount => '2.20 USD', card => $card)")")
+done
+two_held() { q -c "SELECT 1 FROM pay_worker_health() WHERE in_flight >= 2"; }
+is "$(poll_value 30 two_held)" 1 "another merchant's two purchases are held at the gateway"
 dead=$(free_port)
 configure "http://127.0.0.1:$dead/xml/v1/request.api" 1500
 pids=()
@@ -307,18 +316,14 @@ for i in 1 2 3 4 5; do
 	pids+=("$(q -c "SELECT payment_id FROM pay_purchase(amount => '2.10 USD', card => $card)")")
 done
 open_state() { [ "$(q -c "SELECT circuit_state FROM pay_worker_health()")" = open ] && echo open; }
-is "$(poll_value 30 open_state)" open "five connection failures open the new endpoint's circuit (5 s)"
-sim_ctl POST /faults '{"type":"hold","count":2,"process":true,"holdMs":20000,"requestType":"createTransactionRequest"}' >/dev/null
-held=()
-for i in 1 2; do
-	held+=("$(M=$M_LIVE q -c "SELECT payment_id FROM pay_purchase(amount => '2.20 USD', card => $card)")")
-done
-configure "$SIM_API" 1500	# nothing left to probe at the dead endpoint
-closed_full() { q -c "SELECT circuit_state || '|' || in_flight FROM pay_worker_health() WHERE circuit_state = 'closed'"; }
-is "$(poll_value 40 closed_full)" "closed|2" "its time up, the circuit reads closed while both slots are taken"
+is "$(poll_value 30 open_state)" open "five connection failures through the third slot open the dead endpoint's circuit (5 s)"
+held+=("$(M=$M_LIVE q -c "SELECT payment_id FROM pay_purchase(amount => '2.20 USD', card => $card)")")
+closed_full() { q -c "SELECT 'closed, all slots taken' FROM pay_worker_health() WHERE circuit_state = 'closed' AND in_flight >= 3"; }
+is "$(poll_value 40 closed_full)" "closed, all slots taken" "its time up, the circuit reads closed while every slot is taken"
 sim_ctl DELETE /faults >/dev/null
 cluster_psql "$WORK" "$PORT" payments -c "ALTER SYSTEM RESET payments.max_in_flight" -c "SELECT pg_reload_conf()" >/dev/null
 M=$M_LIVE configure "$SIM_API" 1500
+configure "$SIM_API" 1500
 all_ok=0
 for p in "${held[@]}"; do
 	[ "$(M=$M_LIVE q -c "SELECT status FROM pay_wait($p, '60 s')")" = succeeded ] || all_ok=1
@@ -329,7 +334,7 @@ done
 ok $all_ok "then the held and the parked payments succeed"
 total=0
 for p in "${held[@]}" "${pids[@]}"; do total=$((total + $(sim_ledger_count "P$TAG$p" charge))); done
-is "$total" 7 "each of them charged once"
+is "$total" 8 "each of them charged once"
 
 # Dead letters: a small attempt budget.  Against a dead endpoint nothing
 # reaches the gateway, so no attempt counts (DESIGN: retry freely what
