@@ -2000,6 +2000,10 @@ CREATE TABLE payments.subscriptions (
 	correlation_id text NOT NULL,
 	created_at timestamptz NOT NULL DEFAULT now(),
 	updated_at timestamptz NOT NULL DEFAULT now(),
+	-- the server life's tag it was made under (_server_tag), in its
+	-- periods' invoice numbers (_invoice_charge_number); NULL: the
+	-- installation's.  Set once: a period's number never changes
+	gateway_tag text CHECK (gateway_tag ~ '^[0-9A-F]{6}$'),
 	PRIMARY KEY (merchant_id, subscription_id),
 	FOREIGN KEY (merchant_id, customer_id) REFERENCES payments.customers,
 	FOREIGN KEY (merchant_id, plan_id) REFERENCES payments.plans,
@@ -5549,6 +5553,10 @@ BEGIN
 				HINT = 'Save one (pay_save_payment_method) and wait until it is active (pay_wait_payment_method), or pass payment_method_id.';
 	END IF;
 
+	-- made under the server life's tag (gateway_tag, _server_tag; NULL
+	-- before any change of server): after a change of server its id may be
+	-- one the server before gave its own subscription after the copy, and
+	-- its periods' invoice numbers (_invoice_charge_number) that one's
 	now_ := payments._billing_now(m);
 	IF trial > 0 THEN
 		-- trialing: period -1 is the trial; the anchor is its end, local
@@ -5557,11 +5565,12 @@ BEGIN
 		INSERT INTO payments.subscriptions (merchant_id, customer_id, plan_id, status, unit_amount, quantity,
 			interval_unit, interval_count, payment_method_id, time_zone, billing_anchor,
 			current_period_index, current_period_start, current_period_end, trial_end, next_renewal_at,
-			metadata, idempotency_key, correlation_id)
+			metadata, idempotency_key, correlation_id, gateway_tag)
 		VALUES (m, c.customer_id, p.plan_id, 'trialing', unit_, pay_create_subscription.quantity,
 			iunit, icount, pay_create_subscription.payment_method_id, pay_create_subscription.time_zone, anchor,
 			-1, now_, pe, pe, pe,
-			coalesce(pay_create_subscription.metadata, '{}'), pay_create_subscription.idempotency_key, corr)
+			coalesce(pay_create_subscription.metadata, '{}'), pay_create_subscription.idempotency_key, corr,
+			payments._server_tag())
 		RETURNING * INTO s;
 		RETURN s;
 	END IF;
@@ -5582,12 +5591,13 @@ BEGIN
 	INSERT INTO payments.subscriptions (merchant_id, customer_id, plan_id, status, unit_amount, quantity,
 		interval_unit, interval_count, payment_method_id, time_zone, billing_anchor,
 		current_period_index, current_period_start, current_period_end, next_renewal_at,
-		metadata, idempotency_key, correlation_id)
+		metadata, idempotency_key, correlation_id, gateway_tag)
 	VALUES (m, c.customer_id, p.plan_id, 'incomplete', unit_, pay_create_subscription.quantity,
 		iunit, icount, pay_create_subscription.payment_method_id, pay_create_subscription.time_zone, anchor,
 		-- the billing run expires it if its first invoice is not paid in time
 		n, ps, pe, now_ + payments._incomplete_expiry(),
-		coalesce(pay_create_subscription.metadata, '{}'), pay_create_subscription.idempotency_key, corr)
+		coalesce(pay_create_subscription.metadata, '{}'), pay_create_subscription.idempotency_key, corr,
+		payments._server_tag())
 	RETURNING * INTO s;
 	inv := payments._issue_invoice(m, s.subscription_id, 'first', n, now_, pe,
 		CASE WHEN now_ > ps THEN jsonb_build_array(payments._period_line(s, ps, pe, now_)) END);
@@ -6327,11 +6337,18 @@ COMMENT ON FUNCTION payments._check_api_key_scopes(text[]) IS 'Internal: the sco
 -- not by its payment id: a billing run repeated on a promoted standby that
 -- lacks the old primary's last commits makes the same charge again under
 -- the same number, which the gateway's duplicate check answers with the
--- original transaction (charged once).  S, the installation's tag, then the
--- three numbers in base 36 at fixed widths (8, 3, 2: 20 characters, the
--- gateway's limit); a charge beyond those widths, and a proration's, gets
--- its payment's number (P, tag, payment id).
-CREATE FUNCTION payments._invoice_charge_number(p_invoice payments.invoices, p_payment_id bigint)
+-- original transaction (charged once).  S, the subscription's tag (p_tag:
+-- subscriptions.gateway_tag, the server life it was made in; NULL, made
+-- before any change of server: the installation's), then the three numbers
+-- in base 36 at fixed widths (8, 3, 2: 20 characters, the gateway's limit);
+-- a charge beyond those widths, and a proration's, gets its payment's
+-- number (P, tag, payment id).  A subscription made after the database
+-- changed server may have the id of one the server before made after the
+-- copy: with the installation's tag, its first charge had that one's
+-- number, and at the same price and card the gateway answered it
+-- "duplicate" with the other's charge.
+CREATE FUNCTION payments._invoice_charge_number(p_invoice payments.invoices, p_payment_id bigint,
+	p_tag text DEFAULT NULL)
 	RETURNS text
 	LANGUAGE plpgsql STABLE
 	SET search_path = pg_catalog, payments, pg_temp
@@ -6351,15 +6368,15 @@ BEGIN
 				num := num || substr(digits, (v / (36::bigint ^ j)::bigint % 36)::integer + 1, 1);
 			END LOOP;
 			IF i = 3 THEN
-				RETURN 'S' || payments._invoice_tag() || num;
+				RETURN 'S' || coalesce(p_tag, payments._invoice_tag()) || num;
 			END IF;
 		END LOOP;
 	END IF;
 	RETURN 'P' || coalesce(payments._server_tag(), payments._invoice_tag()) || p_payment_id;
 END
 $$;
-COMMENT ON FUNCTION payments._invoice_charge_number(payments.invoices, bigint) IS
-	'Internal: the invoice number of payment p_payment_id, a charge of invoice p_invoice: for a first or renewal invoice S, the installation''s tag, then the subscription id, the period index and the attempt (attempt_count, this charge''s) in base 36 at widths 8, 3 and 2, so that a billing run repeated after a failover makes the same charge under the same number and the gateway''s duplicate check catches it; else, and beyond those widths, P, the tag and the payment id, as for any payment.';
+COMMENT ON FUNCTION payments._invoice_charge_number(payments.invoices, bigint, text) IS
+	'Internal: the invoice number of payment p_payment_id, a charge of invoice p_invoice: for a first or renewal invoice S, p_tag (the subscription''s gateway_tag: the server life it was made in; NULL: the installation''s tag), then the subscription id, the period index and the attempt (attempt_count, this charge''s) in base 36 at widths 8, 3 and 2, so that a billing run repeated after a failover makes the same charge under the same number and the gateway''s duplicate check catches it; else, and beyond those widths, P, the tag and the payment id, as for any payment.';
 
 -- The payment and its operation (one home for _charge_invoice and
 -- _issue_invoice): payment p_payment_id of invoice p_invoice, by method pm.
@@ -6371,7 +6388,10 @@ CREATE OR REPLACE FUNCTION payments._queue_invoice_charge(p_invoice payments.inv
 	AS $$
 DECLARE
 	c payments.customers;
-	num text := payments._invoice_charge_number(p_invoice, p_payment_id);
+	-- under the tag of the server life the subscription was made in
+	num text := payments._invoice_charge_number(p_invoice, p_payment_id,
+		(SELECT s.gateway_tag FROM payments.subscriptions s
+		 WHERE s.merchant_id = p_invoice.merchant_id AND s.subscription_id = p_invoice.subscription_id));
 	-- when this attempt came due on the server before: a scheduled retry's
 	-- time (next_attempt_at, which a charge made at once ahead of its retry
 	-- has too: the same attempt, the same number), else, for a billing

@@ -123,11 +123,18 @@ COMMENT ON FUNCTION payments._invoice_payment_method(bigint, bigint, bigint) IS
 -- not by its payment id: a billing run repeated on a promoted standby that
 -- lacks the old primary's last commits makes the same charge again under
 -- the same number, which the gateway's duplicate check answers with the
--- original transaction (charged once).  S, the installation's tag, then the
--- three numbers in base 36 at fixed widths (8, 3, 2: 20 characters, the
--- gateway's limit); a charge beyond those widths, and a proration's, gets
--- its payment's number (P, tag, payment id).
-CREATE FUNCTION payments._invoice_charge_number(p_invoice payments.invoices, p_payment_id bigint)
+-- original transaction (charged once).  S, the subscription's tag (p_tag:
+-- subscriptions.gateway_tag, the server life it was made in; NULL, made
+-- before any change of server: the installation's), then the three numbers
+-- in base 36 at fixed widths (8, 3, 2: 20 characters, the gateway's limit);
+-- a charge beyond those widths, and a proration's, gets its payment's
+-- number (P, tag, payment id).  A subscription made after the database
+-- changed server may have the id of one the server before made after the
+-- copy: with the installation's tag, its first charge had that one's
+-- number, and at the same price and card the gateway answered it
+-- "duplicate" with the other's charge.
+CREATE FUNCTION payments._invoice_charge_number(p_invoice payments.invoices, p_payment_id bigint,
+	p_tag text DEFAULT NULL)
 	RETURNS text
 	LANGUAGE plpgsql STABLE
 	SET search_path = pg_catalog, payments, pg_temp
@@ -147,15 +154,15 @@ BEGIN
 				num := num || substr(digits, (v / (36::bigint ^ j)::bigint % 36)::integer + 1, 1);
 			END LOOP;
 			IF i = 3 THEN
-				RETURN 'S' || payments._invoice_tag() || num;
+				RETURN 'S' || coalesce(p_tag, payments._invoice_tag()) || num;
 			END IF;
 		END LOOP;
 	END IF;
 	RETURN 'P' || coalesce(payments._server_tag(), payments._invoice_tag()) || p_payment_id;
 END
 $$;
-COMMENT ON FUNCTION payments._invoice_charge_number(payments.invoices, bigint) IS
-	'Internal: the invoice number of payment p_payment_id, a charge of invoice p_invoice: for a first or renewal invoice S, the installation''s tag, then the subscription id, the period index and the attempt (attempt_count, this charge''s) in base 36 at widths 8, 3 and 2, so that a billing run repeated after a failover makes the same charge under the same number and the gateway''s duplicate check catches it; else, and beyond those widths, P, the tag and the payment id, as for any payment.';
+COMMENT ON FUNCTION payments._invoice_charge_number(payments.invoices, bigint, text) IS
+	'Internal: the invoice number of payment p_payment_id, a charge of invoice p_invoice: for a first or renewal invoice S, p_tag (the subscription''s gateway_tag: the server life it was made in; NULL: the installation''s tag), then the subscription id, the period index and the attempt (attempt_count, this charge''s) in base 36 at widths 8, 3 and 2, so that a billing run repeated after a failover makes the same charge under the same number and the gateway''s duplicate check catches it; else, and beyond those widths, P, the tag and the payment id, as for any payment.';
 
 -- The payment and its operation (one home for _charge_invoice and
 -- _issue_invoice): payment p_payment_id of invoice p_invoice, by method pm.
@@ -167,7 +174,10 @@ CREATE FUNCTION payments._queue_invoice_charge(p_invoice payments.invoices, pm p
 	AS $$
 DECLARE
 	c payments.customers;
-	num text := payments._invoice_charge_number(p_invoice, p_payment_id);
+	-- under the tag of the server life the subscription was made in
+	num text := payments._invoice_charge_number(p_invoice, p_payment_id,
+		(SELECT s.gateway_tag FROM payments.subscriptions s
+		 WHERE s.merchant_id = p_invoice.merchant_id AND s.subscription_id = p_invoice.subscription_id));
 	-- when this attempt came due on the server before: a scheduled retry's
 	-- time (next_attempt_at, which a charge made at once ahead of its retry
 	-- has too: the same attempt, the same number), else, for a billing

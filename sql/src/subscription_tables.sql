@@ -75,6 +75,10 @@ CREATE TABLE payments.subscriptions (
 	correlation_id text NOT NULL,
 	created_at timestamptz NOT NULL DEFAULT now(),
 	updated_at timestamptz NOT NULL DEFAULT now(),
+	-- the server life's tag it was made under (_server_tag), in its
+	-- periods' invoice numbers (_invoice_charge_number); NULL: the
+	-- installation's.  Set once: a period's number never changes
+	gateway_tag text CHECK (gateway_tag ~ '^[0-9A-F]{6}$'),
 	-- the amount (unit amount times quantity) the current period was
 	-- billed at, while a change without proration (none) has set the
 	-- terms of the next period only; NULL: the terms above are in force

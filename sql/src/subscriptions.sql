@@ -584,6 +584,10 @@ BEGIN
 				HINT = 'Save one (pay_save_payment_method) and wait until it is active (pay_wait_payment_method), or pass payment_method_id.';
 	END IF;
 
+	-- made under the server life's tag (gateway_tag, _server_tag; NULL
+	-- before any change of server): after a change of server its id may be
+	-- one the server before gave its own subscription after the copy, and
+	-- its periods' invoice numbers (_invoice_charge_number) that one's
 	now_ := payments._billing_now(m);
 	IF trial > 0 THEN
 		-- trialing: period -1 is the trial; the anchor is its end, local
@@ -592,11 +596,12 @@ BEGIN
 		INSERT INTO payments.subscriptions (merchant_id, customer_id, plan_id, status, unit_amount, quantity,
 			interval_unit, interval_count, payment_method_id, time_zone, billing_anchor,
 			current_period_index, current_period_start, current_period_end, trial_end, next_renewal_at,
-			metadata, idempotency_key, correlation_id)
+			metadata, idempotency_key, correlation_id, gateway_tag)
 		VALUES (m, c.customer_id, p.plan_id, 'trialing', unit_, pay_create_subscription.quantity,
 			iunit, icount, pay_create_subscription.payment_method_id, pay_create_subscription.time_zone, anchor,
 			-1, now_, pe, pe, pe,
-			coalesce(pay_create_subscription.metadata, '{}'), pay_create_subscription.idempotency_key, corr)
+			coalesce(pay_create_subscription.metadata, '{}'), pay_create_subscription.idempotency_key, corr,
+			payments._server_tag())
 		RETURNING * INTO s;
 		RETURN s;
 	END IF;
@@ -617,12 +622,13 @@ BEGIN
 	INSERT INTO payments.subscriptions (merchant_id, customer_id, plan_id, status, unit_amount, quantity,
 		interval_unit, interval_count, payment_method_id, time_zone, billing_anchor,
 		current_period_index, current_period_start, current_period_end, next_renewal_at,
-		metadata, idempotency_key, correlation_id)
+		metadata, idempotency_key, correlation_id, gateway_tag)
 	VALUES (m, c.customer_id, p.plan_id, 'incomplete', unit_, pay_create_subscription.quantity,
 		iunit, icount, pay_create_subscription.payment_method_id, pay_create_subscription.time_zone, anchor,
 		-- the billing run expires it if its first invoice is not paid in time
 		n, ps, pe, now_ + payments._incomplete_expiry(),
-		coalesce(pay_create_subscription.metadata, '{}'), pay_create_subscription.idempotency_key, corr)
+		coalesce(pay_create_subscription.metadata, '{}'), pay_create_subscription.idempotency_key, corr,
+		payments._server_tag())
 	RETURNING * INTO s;
 	inv := payments._issue_invoice(m, s.subscription_id, 'first', n, now_, pe,
 		CASE WHEN now_ > ps THEN jsonb_build_array(payments._period_line(s, ps, pe, now_)) END);

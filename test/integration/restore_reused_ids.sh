@@ -15,6 +15,11 @@
 # A customer made there gets the customer id of the old server's, so its
 # profile's merchantCustomerId but for the tag: a save in doubt, looked
 # up by it, does not take the other customer's profile and card.
+# A subscription made there gets the subscription id of the old server's,
+# so its first charge's invoice number (S<tag><subscription><period>
+# <attempt>) but for the tag: for a customer of before the copy, at the
+# same price with the same payment profile, the gateway would answer it
+# "duplicate" with the old server's charge, recorded as this one's.
 set -euo pipefail
 source "$(dirname "$0")/../lib/integration.sh"
 source "$(dirname "$0")/../lib/two_servers.sh"
@@ -28,6 +33,10 @@ B=$(as_m o -c "SELECT payment_id FROM pay_purchase(amount => '20.00 USD', card =
 is "$(as_m o -c "SELECT string_agg(status, ',') FROM (SELECT (pay_wait(x, '20 s')).status FROM unnest(ARRAY[$A, $B]) x) w")" \
 	succeeded,succeeded "two purchases of 20.00 before the dump"
 sim_ctl POST /settle >/dev/null
+# A customer, Carol, her card saved at the gateway before the dump.
+CC=$(as_m o -c "SELECT customer_id FROM pay_create_customer(email => 'carol@example.com', name => 'Carol')")
+PC=$(as_m o -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $CC, card => $card, validation_mode => 'none')")
+is "$(as_m o -c "SELECT status FROM pay_wait_payment_method($PC, '20 s')")" active "Carol's card is saved before the dump"
 cluster_pg_dump "$OLD" "$OPORT" -Fc payments >"$RI/payments.dump"
 
 # After the dump, the old server's purchase: charged.
@@ -46,6 +55,15 @@ CA=$(as_m o -c "SELECT customer_id FROM pay_create_customer(email => 'alice@exam
 PA=$(as_m o -c "SELECT payment_method_id FROM pay_save_payment_method(customer_id => $CA, card => $card, validation_mode => 'none')")
 is "$(as_m o -c "SELECT status FROM pay_wait_payment_method($PA, '20 s')")" active "the old server saves Alice's card after the dump"
 alice=$(oq -Atc "SELECT customer_profile_id || '/' || payment_profile_id FROM payments.payment_methods WHERE merchant_id = $M AND payment_method_id = $PA")
+# and Carol subscribes there, her first month charged to her card
+sub_active() { [ "$(as_m "$1" -c "SELECT status FROM pay_get_subscription($2)")" = active ] && echo yes; }
+sub_charge() { "${1}q" -Atc "SELECT p.$3 FROM payments.payments p JOIN payments.invoices i USING (merchant_id, invoice_id) WHERE p.merchant_id = $M AND i.subscription_id = $2 AND i.period_index = 0"; }
+SA=$(as_m o -c "SELECT subscription_id FROM pay_create_subscription(customer_id => $CC, price => '9.00 USD', interval_unit => 'month', payment_method_id => $PC)")
+is "$(poll_value 60 sub_active o "$SA")" yes "the old server's subscription of Carol's after the dump: its first month paid"
+old_snumber=$(sub_charge o "$SA" invoice_number)
+old_strans=$(sub_charge o "$SA" gateway_trans_id)
+like "$old_snumber" "^S$TAG[0-9A-Z]{13}\$" "under S, the installation's tag, subscription, period, attempt"
+is "$(sim_ledger "$old_snumber")" "charge 9.00" "the gateway charged it"
 
 # The old server dies; the dump is restored at once into a new server
 # (the gateway's duplicate window still open for the old purchase).
@@ -106,6 +124,23 @@ is "$(as_m n -c "SELECT status FROM pay_wait_payment_method($PB, '30 s')")" acti
 bob=$(nq -Atc "SELECT customer_profile_id || '/' || payment_profile_id FROM payments.payment_methods WHERE merchant_id = $M AND payment_method_id = $PB")
 ok "$(passed [ "${bob%/*}" != "${alice%/*}" ])" "in a customer profile of his own, not Alice's"
 ok "$(passed [ "${bob#*/}" != "${alice#*/}" ])" "as a payment profile of his own, not Alice's card"
+
+# Carol subscribes again on the restored database, at the same price with
+# the same card (payment profile): the subscription gets the old server's
+# subscription id.  Its first charge must not carry the old server's
+# invoice number, which the gateway would answer "duplicate" with the old
+# server's charge, recorded as this one's: paid, never charged.
+SB=$(as_m n -c "SELECT subscription_id FROM pay_create_subscription(customer_id => $CC, price => '9.00 USD', interval_unit => 'month', payment_method_id => $PC)")
+is "$SB" "$SA" "the restored database hands out the old server's subscription id again"
+is "$(poll_value 60 sub_active n "$SB")" yes "Carol's new subscription's first month is paid"
+new_snumber=$(sub_charge n "$SB" invoice_number)
+ok "$(passed [ "$new_snumber" != "$old_snumber" ])" "its invoice number is not the old server's charge's"
+is "$new_snumber" "S$(nq -Atc "SELECT server_tag FROM payments.worker_server")${old_snumber:7}" \
+	"S, the server life's tag, then subscription, period and attempt as before"
+is "$(sim_ledger "$new_snumber")" "charge 9.00" "the gateway charged it"
+ok "$(passed [ "$(sub_charge n "$SB" gateway_trans_id)" != "$old_strans" ])" "with a transaction of its own, not the old server's"
+is "$(sim_ctl GET /ledger | python3 -c 'import json,sys; d=json.load(sys.stdin); d=d["ledger"] if isinstance(d,dict) else d; print(sum(1 for r in d if r["kind"]=="charge" and r["amountCents"]==900))')" 2 \
+	"two subscriptions' first months of 9.00, two charges of 9.00 at the gateway"
 
 # The server life's tag stays the same across a restart of the worker.
 tag=$(nq -Atc "SELECT server_tag FROM payments.worker_server")
