@@ -6544,7 +6544,7 @@ COMMENT ON FUNCTION payments._record_final_results(bigint[], bigint[], text[], i
 REVOKE ALL ON FUNCTION payments._record_final_results(bigint[], bigint[], text[], integer[], integer[], text[], text[], text[], text[], text[], text[], text[], text[], text) FROM PUBLIC;
 
 COMMENT ON FUNCTION payments._invoice_tag() IS
-	'Internal: this installation''s six-character tag in invoice numbers (P<tag><payment_id>, R<tag><operation_id>, S<tag> and a subscription period''s charge: _invoice_charge_number), from installation_secrets.';
+	'Internal: this installation''s six-character tag in invoice numbers (R<tag><operation_id>; P<tag><payment_id>, S<tag> and a subscription period''s charge, _invoice_charge_number, and C<tag><customer_id> of payments, subscriptions and customers made before the database first changed server; after it, the server life''s tag: _server_tag()), from installation_secrets.';
 
 ------------------------------------------------------------------------------
 -- h-worker-chores: the worker's periodic chores read only what they need

@@ -62,7 +62,7 @@ CREATE FUNCTION payments._invoice_tag() RETURNS text
 	AS 'MODULE_PATHNAME', 'pay_invoice_tag';
 REVOKE ALL ON FUNCTION payments._invoice_tag() FROM PUBLIC;
 COMMENT ON FUNCTION payments._invoice_tag() IS
-	'Internal: this installation''s six-character tag in invoice numbers (P<tag><payment_id>, R<tag><operation_id>, S<tag> and a subscription period''s charge: _invoice_charge_number), from installation_secrets.';
+	'Internal: this installation''s six-character tag in invoice numbers (R<tag><operation_id>; P<tag><payment_id>, S<tag> and a subscription period''s charge, _invoice_charge_number, and C<tag><customer_id> of payments, subscriptions and customers made before the database first changed server; after it, the server life''s tag: _server_tag()), from installation_secrets.';
 
 -- Backends cache the active secret; any change to the table (including a
 -- restore through COPY) tells them all to drop it.
